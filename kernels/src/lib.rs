@@ -1,0 +1,4 @@
+//! candor-kernels: compute kernels on plain slices, used by the CPU backend and as the reference
+//! the other backends are checked against.
+pub mod attention;
+pub mod rope;

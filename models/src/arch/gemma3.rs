@@ -1,0 +1,64 @@
+//! Gemma 3 (text): embeddings × sqrt(hidden), (1+w) RMSNorm, norms before and after attention
+//! and FFN, q/k norm, GeGLU (tanh), interleaved sliding/global layers with their own RoPE bases,
+//! attention scale `query_pre_attn_scalar^-0.5`, tied head.
+use super::{base_from_gguf, base_from_hf};
+use crate::backend::{Activation, RopeStyle};
+use crate::error::Result;
+use crate::spec::{Arch, HfConfig, ModelSpec};
+use crate::weights::gguf::GgufFile;
+
+fn gemma_common(spec: &mut ModelSpec) {
+    spec.qk_norm = true;
+    spec.sandwich_norms = true;
+    spec.activation = Activation::GeluTanh;
+    spec.embed_scale = Some((spec.hidden_size as f32).sqrt());
+}
+
+pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::Gemma3)?;
+    gemma_common(&mut spec);
+    spec.norm_weight_offset = 1.0;
+    spec.rope_local_theta = Some(c.f32("rope_local_base_freq", 10000.0)?);
+    let scalar = c.opt_f32("query_pre_attn_scalar")?.unwrap_or(spec.head_dim as f32);
+    spec.attn_scale = 1.0 / scalar.sqrt();
+    if c.0.get("layer_types").is_none() {
+        let window = c.opt_usize("sliding_window")?;
+        let pattern = c.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
+        spec.layer_windows = sliding_pattern(spec.num_layers, pattern, window);
+    }
+    Ok(spec)
+}
+
+/// Layer `l` is global when `(l + 1) % pattern == 0`, sliding otherwise (HF and llama.cpp).
+fn sliding_pattern(layers: usize, pattern: usize, window: Option<usize>) -> Vec<Option<usize>> {
+    (0..layers).map(|l| if (l + 1) % pattern == 0 { None } else { window }).collect()
+}
+
+pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let mut spec = base_from_gguf(g, Arch::Gemma3, RopeStyle::Neox)?;
+    gemma_common(&mut spec);
+    // llama.cpp writes no pattern or local base for gemma3; these are the model family's.
+    let window = g.get_usize("gemma3.attention.sliding_window");
+    let pattern = g.get_usize("gemma3.attention.sliding_window_pattern").unwrap_or(6).max(1);
+    spec.layer_windows = sliding_pattern(spec.num_layers, pattern, window);
+    spec.rope_local_theta = Some(10000.0);
+    // Gemma 3 27B scales queries by (hidden / heads)^-0.5; the others by head_dim^-0.5.
+    if spec.num_layers == 62 {
+        spec.attn_scale = 1.0 / ((spec.hidden_size / spec.num_heads) as f32).sqrt();
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sliding_pattern;
+
+    #[test]
+    fn every_sixth_layer_is_global() {
+        let w = sliding_pattern(12, 6, Some(512));
+        assert_eq!(w.iter().filter(|x| x.is_none()).count(), 2);
+        assert_eq!(w[5], None);
+        assert_eq!(w[11], None);
+        assert_eq!(w[0], Some(512));
+    }
+}

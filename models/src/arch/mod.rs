@@ -1,0 +1,161 @@
+//! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
+//! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod gemma3;
+pub mod llama;
+pub mod mistral;
+pub mod qwen2;
+pub mod qwen3;
+
+use crate::backend::{Activation, RopeStyle};
+use crate::error::{ModelError, Result};
+use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
+use crate::weights::gguf::GgufFile;
+use crate::weights::names::HfNormNaming;
+
+/// The spec of an HF checkout, by `model_type`.
+pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
+    let c = HfConfig(cfg);
+    let model_type = c.str("model_type").ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
+    let spec = match model_type {
+        "llama" => llama::from_hf(&c)?,
+        "mistral" => mistral::from_hf(&c)?,
+        "qwen2" => qwen2::from_hf(&c)?,
+        "qwen3" => qwen3::from_hf(&c)?,
+        "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
+        other => return Err(ModelError::UnsupportedArch(other.to_string())),
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The spec of a GGUF file, by `general.architecture`.
+pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let arch = g.architecture()?;
+    let spec = match arch.as_str() {
+        "llama" => llama::from_gguf(g)?,
+        "mistral" => mistral::from_gguf(g)?,
+        "qwen2" => qwen2::from_gguf(g)?,
+        "qwen3" => qwen3::from_gguf(g)?,
+        "gemma3" => gemma3::from_gguf(g)?,
+        other => return Err(ModelError::UnsupportedArch(other.to_string())),
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
+    match arch {
+        Arch::Gemma3 => HfNormNaming::Gemma,
+        _ => HfNormNaming::Llama,
+    }
+}
+
+/// The llama-shaped base every supported HF family starts from.
+pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
+    let hidden = c.usize("hidden_size")?;
+    let heads = c.usize("num_attention_heads")?;
+    if heads == 0 {
+        return Err(ModelError::Config("config.json: `num_attention_heads` is 0".into()));
+    }
+    let num_layers = c.usize("num_hidden_layers")?;
+    let head_dim = c.opt_usize("head_dim")?.unwrap_or(hidden / heads);
+    let layer_windows = match c.0.get("layer_types").and_then(|v| v.as_array()) {
+        Some(types) => {
+            let window = c.opt_usize("sliding_window")?;
+            types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sliding_attention") => window
+                        .map(Some)
+                        .ok_or_else(|| ModelError::Config("sliding_attention layer without `sliding_window`".into())),
+                    Some("full_attention") => Ok(None),
+                    _ => Err(ModelError::Config(format!("unknown layer type {t}"))),
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+        None => vec![None; num_layers],
+    };
+    let activation = match c.str("hidden_act").or_else(|| c.str("hidden_activation")).unwrap_or("silu") {
+        "silu" | "swish" => Activation::Silu,
+        "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+        other => return Err(ModelError::Config(format!("unsupported activation `{other}`"))),
+    };
+    Ok(ModelSpec {
+        arch,
+        vocab_size: c.usize("vocab_size")?,
+        hidden_size: hidden,
+        intermediate_size: c.usize("intermediate_size")?,
+        num_layers,
+        num_heads: heads,
+        num_kv_heads: c.opt_usize("num_key_value_heads")?.unwrap_or(heads),
+        head_dim,
+        rms_eps: c.f32("rms_norm_eps", 1e-6)?,
+        max_position: c.opt_usize("max_position_embeddings")?.unwrap_or(4096),
+        rope: RopeConfig { theta: c.f32("rope_theta", 10000.0)?, scaling: c.rope_scaling()?, style: RopeStyle::Neox },
+        rope_local_theta: None,
+        layer_windows,
+        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        attn_softcap: c.opt_f32("attn_logit_softcapping")?,
+        final_softcap: c.opt_f32("final_logit_softcapping")?,
+        qkv_bias: c.bool("attention_bias", false),
+        qk_norm: false,
+        sandwich_norms: false,
+        norm_weight_offset: 0.0,
+        embed_scale: None,
+        activation,
+        bos_token_id: c.token_ids("bos_token_id").first().copied(),
+        eos_token_ids: c.token_ids("eos_token_id"),
+    })
+}
+
+/// The llama-shaped base from GGUF metadata (`{arch}.*` keys, llama.cpp naming).
+pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let hidden = g.require_usize(&k("embedding_length"))?;
+    let heads = g.require_usize(&k("attention.head_count"))?;
+    if heads == 0 {
+        return Err(ModelError::Config("GGUF: attention.head_count is 0".into()));
+    }
+    let num_layers = g.require_usize(&k("block_count"))?;
+    let head_dim = g.get_usize(&k("attention.key_length")).unwrap_or(hidden / heads);
+    let vocab_size = g
+        .get_usize(&k("vocab_size"))
+        .or_else(|| g.array_len("tokenizer.ggml.tokens"))
+        .ok_or_else(|| ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into()))?;
+    let scaling = match g.get_str(&k("rope.scaling.type")).as_deref() {
+        None | Some("none") => RopeScaling::None,
+        Some("linear") => RopeScaling::Linear { factor: g.get_f64(&k("rope.scaling.factor")).unwrap_or(1.0) as f32 },
+        Some(other) => return Err(ModelError::Config(format!("unsupported GGUF rope scaling `{other}`"))),
+    };
+    let eos: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
+        .iter()
+        .filter_map(|key| g.get_usize(key).map(|v| v as u32))
+        .collect();
+    Ok(ModelSpec {
+        arch,
+        vocab_size,
+        hidden_size: hidden,
+        intermediate_size: g.require_usize(&k("feed_forward_length"))?,
+        num_layers,
+        num_heads: heads,
+        num_kv_heads: g.get_usize(&k("attention.head_count_kv")).unwrap_or(heads),
+        head_dim,
+        rms_eps: g.get_f64(&k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f32,
+        max_position: g.get_usize(&k("context_length")).unwrap_or(4096),
+        rope: RopeConfig { theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10000.0) as f32, scaling, style },
+        rope_local_theta: None,
+        layer_windows: vec![None; num_layers],
+        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        attn_softcap: None,
+        final_softcap: None,
+        qkv_bias: false,
+        qk_norm: false,
+        sandwich_norms: false,
+        norm_weight_offset: 0.0,
+        embed_scale: None,
+        activation: Activation::Silu,
+        bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
+        eos_token_ids: eos,
+    })
+}

@@ -1,0 +1,204 @@
+//! The Backend trait: the op-level interface every device implements (CPU, CUDA, C plugins).
+//!
+//! Models are written once against this trait. Tensors are device-resident and cheap to clone;
+//! weights may be kept quantized or repacked in whatever layout suits the device. The paged KV
+//! cache is backend-owned storage addressed by slots (`block * block_size + offset`), written and
+//! read only through `kv_write` and `paged_attention`.
+use crate::batch::SeqAttention;
+use crate::error::Result;
+use crate::weights::HostWeight;
+
+/// Facts about a device, for logs, `candor devices` and benchmark fingerprints.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub kind: String,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_free_bytes: Option<u64>,
+    /// ISA flags (avx2, fma, neon...) or a compute capability.
+    pub features: Vec<String>,
+    pub threads: Option<usize>,
+}
+
+/// An op a backend may or may not support, with the facts that decide it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpDesc {
+    Embedding { weight_dtype: WeightDtype },
+    RmsNorm,
+    Linear { weight_dtype: WeightDtype },
+    Rope { style: RopeStyle },
+    KvWrite,
+    PagedAttention { head_dim: usize, sliding_window: bool, softcap: bool },
+    Glu { act: Activation },
+    Add,
+    Mul,
+    Scale,
+    Softmax,
+    GatherRows,
+    Argmax,
+}
+
+/// Storage type of a weight as it came from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum WeightDtype {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q8_0,
+    Q5_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            WeightDtype::F32 => "F32",
+            WeightDtype::F16 => "F16",
+            WeightDtype::BF16 => "BF16",
+            WeightDtype::Q4_0 => "Q4_0",
+            WeightDtype::Q8_0 => "Q8_0",
+            WeightDtype::Q5_0 => "Q5_0",
+            WeightDtype::Q4K => "Q4_K",
+            WeightDtype::Q5K => "Q5_K",
+            WeightDtype::Q6K => "Q6_K",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// How rotary embeddings pair the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum RopeStyle {
+    /// Dimension i pairs with i + d/2 (HF `rotate_half`, GGUF qwen2/gemma3: "neox").
+    Neox,
+    /// Dimension 2i pairs with 2i+1 (GGUF llama after the converter's permutation: "normal").
+    Interleaved,
+}
+
+/// What a rope op needs: the inverse frequencies (scaling already applied) and the pairing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeSpec {
+    pub inv_freq: Vec<f32>,
+    pub style: RopeStyle,
+    /// Multiplier applied to cos/sin (YaRN-style attention factor; 1.0 otherwise).
+    pub mscale: f32,
+}
+
+/// Static attention parameters of one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionParams {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// Keys visible to a query at position i: `i - W < j <= i` (HF semantics).
+    pub sliding_window: Option<usize>,
+    pub softcap: Option<f32>,
+}
+
+/// Shape of the paged KV cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvCacheSpec {
+    pub num_layers: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvCacheSpec {
+    /// Bytes of K and V for all layers, at f32.
+    pub fn bytes_f32(&self) -> usize {
+        2 * self.num_layers * self.num_blocks * self.block_size * self.num_kv_heads * self.head_dim * 4
+    }
+}
+
+/// The op-level device interface. Every op has a CPU reference implementation.
+///
+/// Shapes: activations are 2-D `[tokens, features]` or 3-D `[tokens, heads, head_dim]`,
+/// row-major. `linear` multiplies by the transpose of a `[out, in]` weight (PyTorch layout).
+pub trait Backend: Send + Sync + 'static {
+    type Tensor: Clone + Send + Sync + std::fmt::Debug;
+    type Weight: Send + Sync;
+    type KvCache: Send;
+
+    fn info(&self) -> DeviceInfo;
+    /// Whether the op runs on this device as described. Never panics.
+    fn supports(&self, op: &OpDesc) -> bool;
+
+    // ---- memory ----
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Take a host weight (possibly quantized) into the device's preferred layout.
+    fn load_weight(&self, w: HostWeight) -> Result<Self::Weight>;
+    fn weight_shape(&self, w: &Self::Weight) -> Vec<usize>;
+    fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<Self::KvCache>;
+
+    // ---- ops ----
+    /// Rows of `table` ([vocab, hidden]) for `ids` → `[ids.len(), hidden]`.
+    fn embedding(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
+    /// RMSNorm over the last dimension, times `w`.
+    fn rms_norm(&self, x: &Self::Tensor, w: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
+    /// `sum = x + residual; (sum, rms_norm(sum))`, fused where the device can.
+    fn add_rms_norm(
+        &self,
+        x: &Self::Tensor,
+        residual: &Self::Tensor,
+        w: &Self::Weight,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// `x @ w^T (+ bias)`; `x` is `[tokens, in]`, `w` is `[out, in]`.
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+    ) -> Result<Self::Tensor>;
+    /// Rotary embedding of `x` (`[tokens, heads, head_dim]`) at per-token `positions`.
+    fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor>;
+    /// Write `k`, `v` (`[tokens, kv_heads, head_dim]`) into the cache of `layer` at `slots`.
+    fn kv_write(
+        &self,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        slots: &[u32],
+    ) -> Result<()>;
+    /// Causal attention of `q` (`[tokens, heads, head_dim]`) over each sequence's cached keys
+    /// (the new ones included: `kv_write` comes first) → `[tokens, heads * head_dim]`.
+    fn paged_attention(
+        &self,
+        q: &Self::Tensor,
+        cache: &Self::KvCache,
+        layer: usize,
+        seqs: &[SeqAttention],
+        block_size: usize,
+        params: &AttentionParams,
+    ) -> Result<Self::Tensor>;
+    /// `act(gate) * up`.
+    fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn scale(&self, x: &Self::Tensor, s: f32) -> Result<Self::Tensor>;
+    /// `cap * tanh(x / cap)`.
+    fn softcap(&self, x: &Self::Tensor, cap: f32) -> Result<Self::Tensor>;
+    /// Softmax over the last dimension.
+    fn softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Rows `rows` of a 2-D tensor.
+    fn gather_rows(&self, x: &Self::Tensor, rows: &[u32]) -> Result<Self::Tensor>;
+    /// Index of the largest value of each row of a 2-D tensor.
+    fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
+}

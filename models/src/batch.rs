@@ -1,0 +1,164 @@
+//! A batched, variable-length forward request: several sequences, each a chunk of new tokens
+//! (a prefill chunk or one decode token) appended after the tokens already in its paged KV cache.
+use crate::error::{ModelError, Result};
+
+/// Which logits a sequence wants back from a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsWanted {
+    /// No logits (a prefill chunk that is not the last one).
+    None,
+    /// Logits of the last new token (the usual prefill/decode case).
+    Last,
+    /// Logits of every new token (teacher forcing, scoring, golden checks).
+    All,
+}
+
+/// One sequence's part of a batch.
+#[derive(Debug, Clone)]
+pub struct SeqInput {
+    /// New tokens to run.
+    pub tokens: Vec<u32>,
+    /// Number of tokens of this sequence already in the KV cache (position of `tokens[0]`).
+    pub start_pos: usize,
+    /// Physical KV block of each logical block; must cover `start_pos + tokens.len()` tokens.
+    pub block_table: Vec<u32>,
+    pub logits: LogitsWanted,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub seqs: Vec<SeqInput>,
+}
+
+/// Per-sequence attention metadata over the flattened token axis.
+#[derive(Debug, Clone)]
+pub struct SeqAttention {
+    /// First row of this sequence's queries in the flattened batch.
+    pub q_start: usize,
+    pub q_len: usize,
+    /// Position of the first query token (= tokens already cached before this step).
+    pub start_pos: usize,
+    pub block_table: Vec<u32>,
+}
+
+impl SeqAttention {
+    /// Total keys visible to the last query of the sequence.
+    pub fn context_len(&self) -> usize {
+        self.start_pos + self.q_len
+    }
+}
+
+/// The batch flattened along the token axis, as models and backends consume it.
+#[derive(Debug, Clone)]
+pub struct FlatBatch {
+    pub ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    /// KV slot (block * block_size + offset) each new token is written to.
+    pub slots: Vec<u32>,
+    pub seqs: Vec<SeqAttention>,
+    /// Rows of the flattened batch whose logits are returned, in order.
+    pub logit_rows: Vec<u32>,
+    pub block_size: usize,
+}
+
+impl FlatBatch {
+    pub fn new(batch: &Batch, block_size: usize, num_blocks: usize, vocab: usize) -> Result<Self> {
+        if block_size == 0 {
+            return Err(ModelError::InvalidBatch("block size is 0".into()));
+        }
+        let total: usize = batch.seqs.iter().map(|s| s.tokens.len()).sum();
+        let mut flat = FlatBatch {
+            ids: Vec::with_capacity(total),
+            positions: Vec::with_capacity(total),
+            slots: Vec::with_capacity(total),
+            seqs: Vec::with_capacity(batch.seqs.len()),
+            logit_rows: Vec::new(),
+            block_size,
+        };
+        for (i, seq) in batch.seqs.iter().enumerate() {
+            if seq.tokens.is_empty() {
+                return Err(ModelError::InvalidBatch(format!("sequence {i} has no tokens")));
+            }
+            let end = seq.start_pos + seq.tokens.len();
+            let needed = end.div_ceil(block_size);
+            if seq.block_table.len() < needed {
+                return Err(ModelError::InvalidBatch(format!(
+                    "sequence {i} needs {needed} KV blocks for {end} tokens, its block table has {}",
+                    seq.block_table.len()
+                )));
+            }
+            if let Some(&b) = seq.block_table.iter().find(|&&b| b as usize >= num_blocks) {
+                return Err(ModelError::InvalidBatch(format!(
+                    "sequence {i} refers to KV block {b}, the cache has {num_blocks}"
+                )));
+            }
+            let q_start = flat.ids.len();
+            for (j, &tok) in seq.tokens.iter().enumerate() {
+                if tok as usize >= vocab {
+                    return Err(ModelError::TokenOutOfVocab { id: tok, vocab });
+                }
+                let pos = seq.start_pos + j;
+                let block = seq.block_table[pos / block_size] as usize;
+                flat.ids.push(tok);
+                flat.positions.push(pos as u32);
+                flat.slots.push((block * block_size + pos % block_size) as u32);
+            }
+            match seq.logits {
+                LogitsWanted::None => {}
+                LogitsWanted::Last => flat.logit_rows.push((q_start + seq.tokens.len() - 1) as u32),
+                LogitsWanted::All => flat
+                    .logit_rows
+                    .extend((q_start..q_start + seq.tokens.len()).map(|r| r as u32)),
+            }
+            flat.seqs.push(SeqAttention {
+                q_start,
+                q_len: seq.tokens.len(),
+                start_pos: seq.start_pos,
+                block_table: seq.block_table.clone(),
+            });
+        }
+        Ok(flat)
+    }
+
+    pub fn num_tokens(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(tokens: Vec<u32>, start_pos: usize, table: Vec<u32>, logits: LogitsWanted) -> SeqInput {
+        SeqInput { tokens, start_pos, block_table: table, logits }
+    }
+
+    #[test]
+    fn flattens_mixed_prefill_and_decode() {
+        let batch = Batch {
+            seqs: vec![
+                seq(vec![5, 6, 7], 0, vec![3], LogitsWanted::Last),
+                seq(vec![9], 17, vec![0, 2], LogitsWanted::All),
+            ],
+        };
+        let f = FlatBatch::new(&batch, 16, 4, 100).unwrap();
+        assert_eq!(f.ids, vec![5, 6, 7, 9]);
+        assert_eq!(f.positions, vec![0, 1, 2, 17]);
+        assert_eq!(f.slots, vec![48, 49, 50, 2 * 16 + 1]);
+        assert_eq!(f.logit_rows, vec![2, 3]);
+        assert_eq!(f.seqs[1].context_len(), 18);
+    }
+
+    #[test]
+    fn rejects_short_block_table_bad_block_and_bad_token() {
+        let short = Batch { seqs: vec![seq(vec![1; 17], 0, vec![0], LogitsWanted::Last)] };
+        assert!(FlatBatch::new(&short, 16, 4, 100).is_err());
+        let bad_block = Batch { seqs: vec![seq(vec![1], 0, vec![9], LogitsWanted::Last)] };
+        assert!(FlatBatch::new(&bad_block, 16, 4, 100).is_err());
+        let bad_tok = Batch { seqs: vec![seq(vec![100], 0, vec![0], LogitsWanted::Last)] };
+        assert!(matches!(
+            FlatBatch::new(&bad_tok, 16, 4, 100),
+            Err(ModelError::TokenOutOfVocab { id: 100, vocab: 100 })
+        ));
+    }
+}

@@ -1,0 +1,229 @@
+//! The decoder-only transformer forward pass, written once and generic over the Backend.
+//! Each architecture contributes a `ModelSpec`; the flags in it select the variant's pieces
+//! (biases, q/k norm, sandwich norms, sliding windows, embedding scale, activation).
+use crate::backend::{AttentionParams, Backend, KvCacheSpec, RopeSpec};
+use crate::batch::FlatBatch;
+use crate::error::{ModelError, Result};
+use crate::rope::rope_spec;
+use crate::spec::ModelSpec;
+use crate::weights::names::layer;
+use crate::weights::{require, HostWeight, WeightSource};
+
+struct Layer<B: Backend> {
+    attn_norm: B::Weight,
+    wq: B::Weight,
+    wk: B::Weight,
+    wv: B::Weight,
+    bq: Option<B::Weight>,
+    bk: Option<B::Weight>,
+    bv: Option<B::Weight>,
+    q_norm: Option<B::Weight>,
+    k_norm: Option<B::Weight>,
+    wo: B::Weight,
+    post_attn_norm: Option<B::Weight>,
+    ffn_norm: B::Weight,
+    w_gate: B::Weight,
+    w_up: B::Weight,
+    w_down: B::Weight,
+    post_ffn_norm: Option<B::Weight>,
+    attn: AttentionParams,
+    /// Index into `DecoderModel::ropes`.
+    rope: usize,
+}
+
+pub struct DecoderModel<B: Backend> {
+    spec: ModelSpec,
+    embed: B::Weight,
+    /// None when the head is tied to the embedding table.
+    head: Option<B::Weight>,
+    final_norm: B::Weight,
+    layers: Vec<Layer<B>>,
+    /// [global, local] RoPE variants (local only for families with their own local base).
+    ropes: Vec<RopeSpec>,
+}
+
+/// Loads tensors by canonical name and checks them against the shapes the spec implies.
+struct Loader<'a, B: Backend> {
+    backend: &'a B,
+    src: &'a dyn WeightSource,
+    norm_offset: f32,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn checked(&self, name: &str, expected: &[usize]) -> Result<HostWeight> {
+        let w = require(self.src, name)?;
+        let actual = w.shape();
+        if actual != expected {
+            return Err(ModelError::ShapeMismatch { tensor: name.into(), expected: expected.to_vec(), actual });
+        }
+        Ok(w)
+    }
+
+    fn weight(&self, name: &str, expected: &[usize]) -> Result<B::Weight> {
+        self.backend.load_weight(self.checked(name, expected)?)
+    }
+
+    fn opt_weight(&self, name: &str, expected: &[usize]) -> Result<Option<B::Weight>> {
+        if !self.src.contains(name) {
+            return Ok(None);
+        }
+        self.weight(name, expected).map(Some)
+    }
+
+    /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).
+    fn norm(&self, name: &str, dim: usize) -> Result<B::Weight> {
+        let w = self.checked(name, &[dim])?;
+        let w = if self.norm_offset != 0.0 {
+            let off = self.norm_offset as f64;
+            w.map_dense(|t| t.affine(1.0, off))?
+        } else {
+            w
+        };
+        self.backend.load_weight(w)
+    }
+}
+
+impl<B: Backend> DecoderModel<B> {
+    pub fn load(backend: &B, spec: ModelSpec, src: &dyn WeightSource) -> Result<Self> {
+        spec.validate()?;
+        let ld = Loader { backend, src, norm_offset: spec.norm_weight_offset };
+        let (h, q, kv, f, d) = (spec.hidden_size, spec.q_dim(), spec.kv_dim(), spec.intermediate_size, spec.head_dim);
+        let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
+        let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
+        let final_norm = ld.norm("output_norm.weight", h)?;
+
+        let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
+        if src.contains("rope_freqs.weight") {
+            // GGUF Llama-3: per-frequency divisors precomputed by the converter.
+            let factors = ld.checked("rope_freqs.weight", &[d / 2])?.to_f32()?.to_vec1::<f32>()?;
+            for (f, k) in global.inv_freq.iter_mut().zip(factors) {
+                *f /= k;
+            }
+        }
+        let mut ropes = vec![global];
+        if let Some(theta) = spec.rope_local_theta {
+            ropes.push(rope_spec(d, theta, &crate::spec::RopeScaling::None, spec.rope.style));
+        }
+
+        let mut layers = Vec::with_capacity(spec.num_layers);
+        for l in 0..spec.num_layers {
+            let n = |s: &str| layer(l, s);
+            let (bq, bk, bv) = if spec.qkv_bias {
+                (
+                    ld.opt_weight(&n("attn_q.bias"), &[q])?,
+                    ld.opt_weight(&n("attn_k.bias"), &[kv])?,
+                    ld.opt_weight(&n("attn_v.bias"), &[kv])?,
+                )
+            } else {
+                (None, None, None)
+            };
+            let (q_norm, k_norm) = if spec.qk_norm {
+                (Some(ld.norm(&n("attn_q_norm.weight"), d)?), Some(ld.norm(&n("attn_k_norm.weight"), d)?))
+            } else {
+                (None, None)
+            };
+            let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
+                (Some(ld.norm(&n("post_attention_norm.weight"), h)?), Some(ld.norm(&n("post_ffw_norm.weight"), h)?))
+            } else {
+                (None, None)
+            };
+            let window = spec.layer_windows[l];
+            layers.push(Layer {
+                attn_norm: ld.norm(&n("attn_norm.weight"), h)?,
+                wq: ld.weight(&n("attn_q.weight"), &[q, h])?,
+                wk: ld.weight(&n("attn_k.weight"), &[kv, h])?,
+                wv: ld.weight(&n("attn_v.weight"), &[kv, h])?,
+                bq,
+                bk,
+                bv,
+                q_norm,
+                k_norm,
+                wo: ld.weight(&n("attn_output.weight"), &[h, q])?,
+                post_attn_norm,
+                ffn_norm: ld.norm(&n("ffn_norm.weight"), h)?,
+                w_gate: ld.weight(&n("ffn_gate.weight"), &[f, h])?,
+                w_up: ld.weight(&n("ffn_up.weight"), &[f, h])?,
+                w_down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
+                post_ffn_norm,
+                attn: AttentionParams {
+                    num_heads: spec.num_heads,
+                    num_kv_heads: spec.num_kv_heads,
+                    head_dim: d,
+                    scale: spec.attn_scale,
+                    sliding_window: window,
+                    softcap: spec.attn_softcap,
+                },
+                rope: if window.is_some() && ropes.len() > 1 { 1 } else { 0 },
+            });
+        }
+        Ok(DecoderModel { spec, embed, head, final_norm, layers, ropes })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec {
+        KvCacheSpec {
+            num_layers: self.spec.num_layers,
+            num_blocks,
+            block_size,
+            num_kv_heads: self.spec.num_kv_heads,
+            head_dim: self.spec.head_dim,
+        }
+    }
+
+    /// One batched forward over all sequences of `batch`; returns `[logit_rows, vocab]`.
+    pub fn forward(&self, b: &B, kv: &mut B::KvCache, batch: &FlatBatch) -> Result<B::Tensor> {
+        let s = &self.spec;
+        let t = batch.num_tokens();
+        let eps = s.rms_eps;
+        let mut x = b.embedding(&self.embed, &batch.ids)?;
+        if let Some(scale) = s.embed_scale {
+            x = b.scale(&x, scale)?;
+        }
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = b.rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = b.linear(&h, &layer.wq, layer.bq.as_ref())?;
+            let k = b.linear(&h, &layer.wk, layer.bk.as_ref())?;
+            let v = b.linear(&h, &layer.wv, layer.bv.as_ref())?;
+            let mut q = b.reshape(&q, &[t, s.num_heads, s.head_dim])?;
+            let mut k = b.reshape(&k, &[t, s.num_kv_heads, s.head_dim])?;
+            let v = b.reshape(&v, &[t, s.num_kv_heads, s.head_dim])?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                q = b.rms_norm(&q, qn, eps)?;
+                k = b.rms_norm(&k, kn, eps)?;
+            }
+            let rope = &self.ropes[layer.rope];
+            let q = b.rope(&q, &batch.positions, rope)?;
+            let k = b.rope(&k, &batch.positions, rope)?;
+            b.kv_write(kv, li, &k, &v, &batch.slots)?;
+            let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+            let mut o = b.linear(&attn, &layer.wo, None)?;
+            if let Some(pn) = &layer.post_attn_norm {
+                o = b.rms_norm(&o, pn, eps)?;
+            }
+            let (sum, h) = b.add_rms_norm(&o, &x, &layer.ffn_norm, eps)?;
+            x = sum;
+            let gate = b.linear(&h, &layer.w_gate, None)?;
+            let up = b.linear(&h, &layer.w_up, None)?;
+            let m = b.glu(&gate, &up, s.activation)?;
+            let mut down = b.linear(&m, &layer.w_down, None)?;
+            if let Some(pn) = &layer.post_ffn_norm {
+                down = b.rms_norm(&down, pn, eps)?;
+            }
+            x = b.add(&x, &down)?;
+        }
+        if batch.logit_rows.is_empty() {
+            // A prefill chunk that wants no logits: the step only filled the KV cache.
+            return b.upload(&[], &[0, s.vocab_size]);
+        }
+        let x = b.gather_rows(&x, &batch.logit_rows)?;
+        let x = b.rms_norm(&x, &self.final_norm, eps)?;
+        let logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
+        match s.final_softcap {
+            Some(cap) => b.softcap(&logits, cap),
+            None => Ok(logits),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Errors of the model layer: loading, configuration, forward.
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a model: {reason}")]
+    NotAModel { path: String, reason: String },
+    #[error("invalid GGUF file {path}: {reason}")]
+    BadGguf { path: String, reason: String },
+    #[error("invalid safetensors model {path}: {reason}")]
+    BadSafetensors { path: String, reason: String },
+    #[error("unsupported architecture `{0}` (supported: llama, mistral, qwen2, qwen3, gemma3)")]
+    UnsupportedArch(String),
+    #[error("unsupported tensor type {dtype} for tensor {tensor}")]
+    UnsupportedDtype { tensor: String, dtype: String },
+    #[error("config error: {0}")]
+    Config(String),
+    #[error("missing tensor `{0}` in the weights")]
+    MissingTensor(String),
+    #[error("config disagrees with the weights: tensor `{tensor}` has shape {actual:?}, the config implies {expected:?}")]
+    ShapeMismatch {
+        tensor: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    #[error("token id {id} is out of the vocabulary (size {vocab})")]
+    TokenOutOfVocab { id: u32, vocab: usize },
+    #[error("backend error: {0}")]
+    Backend(String),
+    // TOKENIZER_VARIANTS
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        ModelError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,19 @@
+//! candor-models: everything about a model that is independent of where it runs: configs,
+//! weight files, tokenizers, chat templates, and the forward pass written once over `Backend`.
+pub mod arch;
+pub mod backend;
+pub mod batch;
+pub mod chat_template;
+pub mod decoder;
+pub mod error;
+pub mod loader;
+pub mod rope;
+pub mod spec;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backend::Backend;
+pub use batch::{Batch, FlatBatch, LogitsWanted, SeqInput};
+pub use decoder::DecoderModel;
+pub use error::{ModelError, Result};
+pub use spec::ModelSpec;

@@ -1,0 +1,74 @@
+//! Opening a model path: a GGUF file or an HF safetensors checkout directory.
+use crate::arch::{hf_norm_naming, spec_from_gguf, spec_from_hf};
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+use crate::weights::gguf::GgufFile;
+use crate::weights::safetensors::SafetensorsDir;
+use crate::weights::WeightSource;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ModelFormat {
+    Gguf,
+    Safetensors,
+}
+
+/// The weights of a model and what is needed to build it.
+pub struct OpenedModel {
+    pub path: PathBuf,
+    pub format: ModelFormat,
+    pub spec: ModelSpec,
+    pub source: Box<dyn WeightSource>,
+    /// Present for GGUF files (tokenizer and chat template live in its metadata).
+    pub gguf: Option<std::sync::Arc<GgufFile>>,
+}
+
+impl WeightSource for std::sync::Arc<GgufFile> {
+    fn get(&self, name: &str) -> Result<Option<crate::weights::HostWeight>> {
+        self.as_ref().get(name)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.as_ref().contains(name)
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Open `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.
+/// `dequantize` turns every GGUF weight into f32 (the reference path).
+pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+    if meta.is_dir() {
+        let config = path.join("config.json");
+        if !config.exists() {
+            return Err(ModelError::NotAModel { path: shown, reason: "directory without config.json".into() });
+        }
+        let cfg = read_json(&config)?;
+        let mut spec = spec_from_hf(&cfg)?;
+        let gen = path.join("generation_config.json");
+        if gen.exists() {
+            let g = read_json(&gen)?;
+            let ids = crate::spec::HfConfig(&g).token_ids("eos_token_id");
+            for id in ids {
+                if !spec.eos_token_ids.contains(&id) {
+                    spec.eos_token_ids.push(id);
+                }
+            }
+        }
+        let source = SafetensorsDir::open(path, hf_norm_naming(spec.arch))?;
+        return Ok(OpenedModel { path: path.to_path_buf(), format: ModelFormat::Safetensors, spec, source: Box::new(source), gguf: None });
+    }
+    let gguf = std::sync::Arc::new(GgufFile::open(path, dequantize)?);
+    let spec = spec_from_gguf(&gguf)?;
+    Ok(OpenedModel {
+        path: path.to_path_buf(),
+        format: ModelFormat::Gguf,
+        spec,
+        source: Box::new(gguf.clone()),
+        gguf: Some(gguf),
+    })
+}

@@ -1,0 +1,154 @@
+//! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map
+//! (read once into each weight's own storage; the map is dropped when loading ends).
+use super::{weight_dtype_of, HostWeight, WeightSource};
+use crate::error::{ModelError, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::Device;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::Path;
+
+pub struct GgufFile {
+    path: String,
+    map: memmap2::Mmap,
+    content: Content,
+    /// Dequantize every tensor to f32 on load (the reference path for correctness checks).
+    pub dequantize: bool,
+}
+
+const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+/// GGML type ids candle cannot read, by name, so errors can say which type it was.
+fn ggml_type_name(id: u32) -> &'static str {
+    match id {
+        4 => "Q4_2 (removed)",
+        5 => "Q4_3 (removed)",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => "unknown",
+    }
+}
+
+impl GgufFile {
+    pub fn open(path: &Path, dequantize: bool) -> Result<Self> {
+        let shown = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+        // SAFETY: the map is read-only; a file truncated underneath us is the one hazard of
+        // mmap, accepted here as every mmap-based loader (llama.cpp, candle) does.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+        if map.len() < 4 || &map[..4] != GGUF_MAGIC {
+            return Err(ModelError::BadGguf {
+                path: shown,
+                reason: "wrong magic (expected `GGUF`); not a GGUF file".into(),
+            });
+        }
+        let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| {
+            let msg = e.to_string();
+            let reason = match msg.strip_prefix("unknown dtype for tensor ").and_then(|n| n.trim().parse::<u32>().ok()) {
+                Some(id) => format!("unsupported tensor type {} (ggml type {id})", ggml_type_name(id)),
+                None => format!("{msg} (truncated or corrupt file?)"),
+            };
+            ModelError::BadGguf { path: shown.clone(), reason }
+        })?;
+        Ok(GgufFile { path: shown, map, content, dequantize })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
+        self.content.tensor_infos.keys()
+    }
+
+    pub fn architecture(&self) -> Result<String> {
+        self.get_str("general.architecture")
+            .ok_or_else(|| self.bad("missing `general.architecture`"))
+    }
+
+    fn bad(&self, reason: &str) -> ModelError {
+        ModelError::BadGguf { path: self.path.clone(), reason: reason.to_string() }
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        match self.metadata().get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// A numeric metadata value of any integer or float type.
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        Some(match self.metadata().get(key)? {
+            Value::U8(v) => *v as f64,
+            Value::I8(v) => *v as f64,
+            Value::U16(v) => *v as f64,
+            Value::I16(v) => *v as f64,
+            Value::U32(v) => *v as f64,
+            Value::I32(v) => *v as f64,
+            Value::U64(v) => *v as f64,
+            Value::I64(v) => *v as f64,
+            Value::F32(v) => *v as f64,
+            Value::F64(v) => *v,
+            _ => return None,
+        })
+    }
+
+    pub fn get_usize(&self, key: &str) -> Option<usize> {
+        self.get_f64(key).filter(|v| *v >= 0.0 && v.fract() == 0.0).map(|v| v as usize)
+    }
+
+    pub fn require_usize(&self, key: &str) -> Result<usize> {
+        self.get_usize(key)
+            .ok_or_else(|| self.bad(&format!("missing or non-integer metadata `{key}`")))
+    }
+
+    pub fn array_len(&self, key: &str) -> Option<usize> {
+        match self.metadata().get(key) {
+            Some(Value::Array(a)) => Some(a.len()),
+            _ => None,
+        }
+    }
+}
+
+impl WeightSource for GgufFile {
+    fn get(&self, name: &str) -> Result<Option<HostWeight>> {
+        let Some(info) = self.content.tensor_infos.get(name) else {
+            return Ok(None);
+        };
+        let q = info
+            .read(&mut Cursor::new(&self.map[..]), self.content.tensor_data_offset, &Device::Cpu)
+            .map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        let Some(source) = weight_dtype_of(q.dtype()) else {
+            return Err(ModelError::UnsupportedDtype { tensor: name.to_string(), dtype: format!("{:?}", q.dtype()) });
+        };
+        if self.dequantize {
+            let tensor = q.dequantize(&Device::Cpu)?;
+            return Ok(Some(HostWeight::Dense { tensor, source }));
+        }
+        Ok(Some(HostWeight::Quant(q)))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+}

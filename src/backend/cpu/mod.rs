@@ -1,0 +1,264 @@
+//! The CPU backend: candle-core tensors and candle-nn ops, with candor-kernels for paged
+//! attention and RoPE. Quantized GGUF weights stay quantized (candle's block matmuls quantize
+//! the activations to 8 bits); threads come from rayon and candle's pool, which park when idle.
+mod kv;
+mod weight;
+
+pub use kv::CpuKvCache;
+pub use weight::CpuWeight;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::rope::{apply_rope, Pairing};
+use candor_models::backend::{
+    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec, RopeStyle,
+};
+use candor_models::batch::SeqAttention;
+use candor_models::error::{ModelError, Result};
+use candor_models::weights::HostWeight;
+
+#[derive(Debug, Clone, Default)]
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// `threads`: the worker count the process was configured with (see `configure_threads`).
+    pub fn new(threads: usize) -> Self {
+        CpuBackend { threads }
+    }
+}
+
+/// Fix the number of compute threads for this process, before any tensor work starts.
+/// candle's quantized matmul pool and rayon both read `RAYON_NUM_THREADS`.
+pub fn configure_threads(threads: Option<usize>) -> usize {
+    let n = threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    // Fails only when a pool exists already (tests in one process); the first one wins.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    n
+}
+
+fn err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Backend(e.to_string())
+}
+
+fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
+    Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
+}
+
+fn cpu_features() -> Vec<String> {
+    let mut f = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("f16c", std::arch::is_x86_feature_detected!("f16c")),
+        ] {
+            if on {
+                f.push(name.to_string());
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            f.push("neon".to_string());
+        }
+    }
+    f
+}
+
+fn cpu_model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+impl Backend for CpuBackend {
+    type Tensor = Tensor;
+    type Weight = CpuWeight;
+    type KvCache = CpuKvCache;
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: cpu_model_name(),
+            kind: "cpu".into(),
+            memory_total_bytes: None,
+            memory_free_bytes: None,
+            features: cpu_features(),
+            threads: Some(self.threads),
+        }
+    }
+
+    fn supports(&self, op: &OpDesc) -> bool {
+        // The CPU backend is the reference: every op, every listed weight type.
+        let _ = op;
+        true
+    }
+
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_slice(data, shape, &Device::Cpu)?)
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    fn shape(&self, t: &Tensor) -> Vec<usize> {
+        t.dims().to_vec()
+    }
+
+    fn reshape(&self, t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        Ok(t.reshape(shape)?)
+    }
+
+    fn load_weight(&self, w: HostWeight) -> Result<CpuWeight> {
+        CpuWeight::from_host(w)
+    }
+
+    fn weight_shape(&self, w: &CpuWeight) -> Vec<usize> {
+        w.shape()
+    }
+
+    fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CpuKvCache> {
+        CpuKvCache::new(spec)
+    }
+
+    fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {
+        let ids = ids_tensor(ids)?;
+        match table {
+            CpuWeight::Dense(t) => Ok(t.index_select(&ids, 0)?),
+            // Rows are dequantized one by one: no f32 copy of the table.
+            CpuWeight::Quant { q, .. } => Ok(q.embedding(&ids)?),
+        }
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &CpuWeight, eps: f32) -> Result<Tensor> {
+        let alpha = w.dense().ok_or_else(|| err("rms_norm weight must be dense"))?;
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps)?)
+    }
+
+    fn add_rms_norm(&self, x: &Tensor, residual: &Tensor, w: &CpuWeight, eps: f32) -> Result<(Tensor, Tensor)> {
+        let sum = (x + residual)?;
+        let normed = self.rms_norm(&sum, w, eps)?;
+        Ok((sum, normed))
+    }
+
+    fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
+        let y = match w {
+            CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
+            CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
+        };
+        match bias {
+            None => Ok(y),
+            Some(b) => {
+                let b = b.dense().ok_or_else(|| err("bias must be dense"))?;
+                Ok(y.broadcast_add(b)?)
+            }
+        }
+    }
+
+    fn rope(&self, x: &Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let [t, h, d] = dims[..] else {
+            return Err(err(format!("rope expects [tokens, heads, head_dim], got {dims:?}")));
+        };
+        if t != positions.len() || rope.inv_freq.len() * 2 != d {
+            return Err(err(format!("rope: {t} rows, {} positions, head_dim {d}, {} frequencies", positions.len(), rope.inv_freq.len())));
+        }
+        let mut data = self.download(x)?;
+        let pairing = match rope.style {
+            RopeStyle::Neox => Pairing::Neox,
+            RopeStyle::Interleaved => Pairing::Interleaved,
+        };
+        apply_rope(&mut data, positions, h, d, &rope.inv_freq, pairing, rope.mscale);
+        Ok(Tensor::from_vec(data, (t, h, d), &Device::Cpu)?)
+    }
+
+    fn kv_write(&self, cache: &mut CpuKvCache, layer: usize, k: &Tensor, v: &Tensor, slots: &[u32]) -> Result<()> {
+        let k = self.download(k)?;
+        let v = self.download(v)?;
+        cache.write(layer, &k, &v, slots)
+    }
+
+    fn paged_attention(
+        &self,
+        q: &Tensor,
+        cache: &CpuKvCache,
+        layer: usize,
+        seqs: &[SeqAttention],
+        block_size: usize,
+        params: &AttentionParams,
+    ) -> Result<Tensor> {
+        let t = q.dims().first().copied().unwrap_or(0);
+        let row = params.num_heads * params.head_dim;
+        if q.elem_count() != t * row || params.num_kv_heads != cache.kv_heads() || params.head_dim != cache.head_dim() {
+            return Err(err(format!("attention: q {:?} does not match the params {params:?}", q.dims())));
+        }
+        if block_size != cache.block_size() {
+            return Err(err("attention: block size differs from the cache's"));
+        }
+        for s in seqs {
+            if s.q_start + s.q_len > t || s.block_table.len() * block_size < s.context_len() {
+                return Err(err("attention: sequence metadata out of range"));
+            }
+            if s.block_table.iter().any(|&b| b as usize >= cache.num_blocks()) {
+                return Err(err("attention: block table refers past the cache"));
+            }
+        }
+        let qv = self.download(q)?;
+        let mut out = vec![0f32; t * row];
+        let (k, v) = cache.layer(layer)?;
+        let kv = PagedKv { k, v, block_size, kv_heads: params.num_kv_heads, head_dim: params.head_dim };
+        let views: Vec<SeqQueries> = seqs
+            .iter()
+            .map(|s| SeqQueries { q_start: s.q_start, q_len: s.q_len, start_pos: s.start_pos, block_table: &s.block_table })
+            .collect();
+        let shape = AttnShape { heads: params.num_heads, scale: params.scale, window: params.sliding_window, softcap: params.softcap };
+        paged_attention(&qv, &mut out, &kv, &views, &shape);
+        Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
+    }
+
+    fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        let a = match act {
+            Activation::Silu => candle_nn::ops::silu(gate)?,
+            // candle's `gelu` is the tanh approximation (`gelu_pytorch_tanh`).
+            Activation::GeluTanh => gate.gelu()?,
+        };
+        Ok((a * up)?)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a + b)?)
+    }
+
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a * b)?)
+    }
+
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
+        Ok(x.affine(s as f64, 0.0)?)
+    }
+
+    fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
+        Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
+    }
+
+    fn gather_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        Ok(x.index_select(&ids_tensor(rows)?, 0)?)
+    }
+
+    fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
+        Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+}

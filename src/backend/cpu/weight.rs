@@ -1,0 +1,45 @@
+//! CPU weights: dense f32 tensors, or GGML blocks kept quantized.
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+use candor_models::error::Result;
+use candor_models::weights::HostWeight;
+use std::sync::Arc;
+
+pub enum CpuWeight {
+    Dense(Tensor),
+    /// The block tensor serves both as a matmul weight and as an embedding table (tied heads
+    /// share one copy).
+    Quant { qmm: QMatMul, q: Arc<QTensor> },
+}
+
+impl CpuWeight {
+    pub fn from_host(w: HostWeight) -> Result<Self> {
+        match w {
+            HostWeight::Dense { tensor, .. } => Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?)),
+            HostWeight::Quant(q) => match q.dtype() {
+                // Small float tensors (norms, biases) are used dense.
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                    Ok(CpuWeight::Dense(q.dequantize(&Device::Cpu)?.contiguous()?))
+                }
+                _ => {
+                    let q = Arc::new(q);
+                    Ok(CpuWeight::Quant { qmm: QMatMul::QTensor(q.clone()), q })
+                }
+            },
+        }
+    }
+
+    pub fn dense(&self) -> Option<&Tensor> {
+        match self {
+            CpuWeight::Dense(t) => Some(t),
+            CpuWeight::Quant { .. } => None,
+        }
+    }
+
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            CpuWeight::Dense(t) => t.dims().to_vec(),
+            CpuWeight::Quant { q, .. } => q.shape().dims().to_vec(),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The engine: runners over a paged KV cache, block allocation, sampling, generation.
+pub mod block_manager;
+pub mod error;
+pub mod load;
+pub mod runner;
+pub mod sampler;
+
+pub use block_manager::BlockManager;
+pub use error::EngineError;
+pub use runner::{Logits, ModelRunner, Runner};

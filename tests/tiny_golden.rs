@@ -1,0 +1,158 @@
+//! Tiny random models of each architecture against Hugging Face transformers (f32, eager):
+//! full-sequence logits, greedy decoding through the paged KV cache, decode-step logits, and the
+//! same through one batched forward mixing sequences of different lengths.
+mod common;
+
+use candor::engine::load::cpu_runner;
+use candor::engine::sampler::argmax;
+use candor::engine::{BlockManager, Runner};
+use candor_models::loader::open_model;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+
+const ARCHS: [&str; 6] = ["llama", "llama3_rope", "qwen2", "qwen3", "mistral", "gemma3"];
+const TOL: f32 = 1e-4;
+
+struct Golden {
+    input_ids: Vec<u32>,
+    positions: Vec<usize>,
+    logits: serde_json::Value,
+    greedy: Vec<u32>,
+    decode_steps: Vec<serde_json::Value>,
+}
+
+fn golden(arch: &str) -> Golden {
+    let g = read_json(&fixtures().join("tiny").join(arch).join("golden.json"));
+    let f = &g["float32"];
+    Golden {
+        input_ids: as_u32s(&g["input_ids"]),
+        positions: as_u32s(&g["positions"]).into_iter().map(|p| p as usize).collect(),
+        logits: f["logits"].clone(),
+        greedy: as_u32s(&f["greedy_tokens"]),
+        decode_steps: f["decode_steps"].as_array().expect("decode_steps").clone(),
+    }
+}
+
+fn runner(arch: &str) -> Box<dyn Runner> {
+    let opened = open_model(&fixtures().join("tiny").join(arch), false).expect("open tiny model");
+    cpu_runner(&opened, 2, 4096).expect("build runner")
+}
+
+fn golden_logits(g: &Golden, pos: usize) -> Vec<f32> {
+    as_f32s(&g.logits[pos.to_string()])
+}
+
+#[test]
+fn full_sequence_logits_match_transformers() {
+    for arch in ARCHS {
+        let g = golden(arch);
+        let mut r = runner(arch);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
+        let mut table = Vec::new();
+        bm.ensure(&mut table, g.input_ids.len()).unwrap();
+        let batch = Batch {
+            seqs: vec![SeqInput { tokens: g.input_ids.clone(), start_pos: 0, block_table: table, logits: LogitsWanted::All }],
+        };
+        let out = r.forward(&batch).unwrap();
+        assert_eq!(out.rows, g.input_ids.len());
+        for &p in &g.positions {
+            let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
+            assert!(d < TOL, "{arch}: position {p} logits differ by {d}");
+        }
+    }
+}
+
+#[test]
+fn greedy_decoding_through_the_kv_cache_matches() {
+    for arch in ARCHS {
+        let g = golden(arch);
+        let mut r = runner(arch);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
+        let mut table = Vec::new();
+        let mut tokens = g.input_ids.clone();
+        bm.ensure(&mut table, tokens.len()).unwrap();
+        let mut out = r
+            .forward(&Batch { seqs: vec![SeqInput { tokens: tokens.clone(), start_pos: 0, block_table: table.clone(), logits: LogitsWanted::Last }] })
+            .unwrap();
+        let mut generated = Vec::new();
+        for (step, want) in g.decode_steps.iter().enumerate() {
+            let row = out.row(0);
+            let top_ids = as_u32s(&want["top_ids"]);
+            let top_logits = as_f32s(&want["top_logits"]);
+            for (id, l) in top_ids.iter().zip(&top_logits) {
+                let d = (row[*id as usize] - l).abs();
+                assert!(d < TOL, "{arch}: decode step {step}, token {id}: logit differs by {d}");
+            }
+            let next = argmax(row);
+            generated.push(next);
+            tokens.push(next);
+            bm.ensure(&mut table, tokens.len()).unwrap();
+            out = r
+                .forward(&Batch {
+                    seqs: vec![SeqInput { tokens: vec![next], start_pos: tokens.len() - 1, block_table: table.clone(), logits: LogitsWanted::Last }],
+                })
+                .unwrap();
+        }
+        assert_eq!(generated, g.greedy, "{arch}: greedy tokens");
+    }
+}
+
+#[test]
+fn batched_variable_length_forward_matches() {
+    for arch in ARCHS {
+        let g = golden(arch);
+        let ids = &g.input_ids;
+        let mut r = runner(arch);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
+        let (mut ta, mut tb, mut tc) = (Vec::new(), Vec::new(), Vec::new());
+        // Step 1: two prefills of different lengths (A: 20 tokens, B: 7 tokens).
+        bm.ensure(&mut tc, 3).unwrap(); // interleave allocations so tables are not contiguous
+        bm.ensure(&mut ta, 20).unwrap();
+        bm.ensure(&mut tb, 7).unwrap();
+        let step1 = Batch {
+            seqs: vec![
+                SeqInput { tokens: ids[..20].to_vec(), start_pos: 0, block_table: ta.clone(), logits: LogitsWanted::All },
+                SeqInput { tokens: ids[..7].to_vec(), start_pos: 0, block_table: tb.clone(), logits: LogitsWanted::None },
+            ],
+        };
+        let out = r.forward(&step1).unwrap();
+        assert_eq!(out.rows, 20);
+        for p in 0..20 {
+            if g.positions.contains(&p) {
+                let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
+                assert!(d < TOL, "{arch}: step 1 seq A position {p}: {d}");
+            }
+        }
+        // Step 2, one call: A decodes one token, B continues its prefill to 33, C prefills 40.
+        bm.ensure(&mut ta, 21).unwrap();
+        bm.ensure(&mut tb, 33).unwrap();
+        bm.ensure(&mut tc, 40).unwrap();
+        let step2 = Batch {
+            seqs: vec![
+                SeqInput { tokens: vec![ids[20]], start_pos: 20, block_table: ta.clone(), logits: LogitsWanted::Last },
+                SeqInput { tokens: ids[7..33].to_vec(), start_pos: 7, block_table: tb.clone(), logits: LogitsWanted::All },
+                SeqInput { tokens: ids.to_vec(), start_pos: 0, block_table: tc.clone(), logits: LogitsWanted::All },
+            ],
+        };
+        let out = r.forward(&step2).unwrap();
+        assert_eq!(out.rows, 1 + 26 + 40);
+        let check = |row: usize, pos: usize, what: &str| {
+            if g.positions.contains(&pos) {
+                let d = max_abs_diff(out.row(row), &golden_logits(&g, pos));
+                assert!(d < TOL, "{arch}: step 2 {what} position {pos}: {d}");
+            }
+        };
+        check(0, 20, "A");
+        for (i, pos) in (7..33).enumerate() {
+            check(1 + i, pos, "B");
+        }
+        for pos in 0..40 {
+            check(27 + pos, pos, "C");
+        }
+        // The argmax at every position of C agrees with transformers' prefill argmax.
+        let gj = read_json(&fixtures().join("tiny").join(arch).join("golden.json"));
+        let want = as_u32s(&gj["float32"]["prefill_argmax"]);
+        let got: Vec<u32> = (0..40).map(|p| argmax(out.row(27 + p))).collect();
+        assert_eq!(got, want, "{arch}: prefill argmax of the batched sequence C");
+    }
+}
