@@ -1,4 +1,7 @@
 //! candor: LLM inference server and benchmark.
 pub mod backend;
+pub mod cli;
 pub mod engine;
+pub mod error;
 pub mod pull;
+pub mod rss;

@@ -10,7 +10,10 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const MODELS: [(&str, &str); 2] = [("qwen2.5-0.5b", "qwen2.5-0.5b.json"), ("gemma3-270m", "gemma3-270m.json")];
+const MODELS: [(&str, &str); 2] = [
+    ("qwen2.5-0.5b", "qwen2.5-0.5b.json"),
+    ("gemma3-270m", "gemma3-270m.json"),
+];
 /// Below this top1-top2 margin (in logprob) a reference token is a near-tie.
 const NEAR_TIE: f64 = 0.02;
 
@@ -34,8 +37,14 @@ fn cases(file: &str) -> Vec<Case> {
                 id: r["id"].as_str().unwrap_or("?").to_string(),
                 prompt: as_u32s(&r["prompt_ids"]),
                 continuation: as_u32s(&r["continuation_ids"]),
-                top1: tf.iter().map(|t| t["top_ids"][0].as_u64().expect("top id") as u32).collect(),
-                margins: tf.iter().map(|t| t["top1_top2_margin"].as_f64().expect("margin")).collect(),
+                top1: tf
+                    .iter()
+                    .map(|t| t["top_ids"][0].as_u64().expect("top id") as u32)
+                    .collect(),
+                margins: tf
+                    .iter()
+                    .map(|t| t["top1_top2_margin"].as_f64().expect("margin"))
+                    .collect(),
             }
         })
         .collect()
@@ -57,22 +66,47 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
             let mut len = c.prompt.len();
             bm.ensure(&mut table, len).unwrap();
             let mut out = r
-                .forward(&Batch { seqs: vec![SeqInput { tokens: c.prompt.clone(), start_pos: 0, block_table: table.clone(), logits: LogitsWanted::Last }] })
+                .forward(&Batch {
+                    seqs: vec![SeqInput {
+                        tokens: c.prompt.clone(),
+                        start_pos: 0,
+                        block_table: table.clone(),
+                        logits: LogitsWanted::Last,
+                    }],
+                })
                 .unwrap();
-            let check_until = c.margins.iter().position(|&m| m < NEAR_TIE).unwrap_or(c.margins.len());
+            let check_until = c
+                .margins
+                .iter()
+                .position(|&m| m < NEAR_TIE)
+                .unwrap_or(c.margins.len());
             for i in 0..check_until {
                 let next = argmax(out.row(0));
-                assert_eq!(next, c.continuation[i], "{name}/{}: greedy token {i} differs (reference margin {})", c.id, c.margins[i]);
+                assert_eq!(
+                    next, c.continuation[i],
+                    "{name}/{}: greedy token {i} differs (reference margin {})",
+                    c.id, c.margins[i]
+                );
                 if i + 1 == check_until {
                     break;
                 }
                 len += 1;
                 bm.ensure(&mut table, len).unwrap();
                 out = r
-                    .forward(&Batch { seqs: vec![SeqInput { tokens: vec![next], start_pos: len - 1, block_table: table.clone(), logits: LogitsWanted::Last }] })
+                    .forward(&Batch {
+                        seqs: vec![SeqInput {
+                            tokens: vec![next],
+                            start_pos: len - 1,
+                            block_table: table.clone(),
+                            logits: LogitsWanted::Last,
+                        }],
+                    })
                     .unwrap();
             }
-            eprintln!("{name}/{}: {check_until} greedy tokens equal the reference", c.id);
+            eprintln!(
+                "{name}/{}: {check_until} greedy tokens equal the reference",
+                c.id
+            );
         }
     }
 }
@@ -89,7 +123,14 @@ fn quantized_teacher_forced_top1_agrees() {
             let mut table = Vec::new();
             bm.ensure(&mut table, tokens.len()).unwrap();
             let out = r
-                .forward(&Batch { seqs: vec![SeqInput { tokens: tokens.clone(), start_pos: 0, block_table: table.clone(), logits: LogitsWanted::All }] })
+                .forward(&Batch {
+                    seqs: vec![SeqInput {
+                        tokens: tokens.clone(),
+                        start_pos: 0,
+                        block_table: table.clone(),
+                        logits: LogitsWanted::All,
+                    }],
+                })
                 .unwrap();
             bm.release(&mut table);
             let mut ok = 0;
@@ -98,11 +139,18 @@ fn quantized_teacher_forced_top1_agrees() {
                     ok += 1;
                 }
             }
-            eprintln!("{name}/{}: quantized top-1 agreement {ok}/{}", c.id, c.top1.len());
+            eprintln!(
+                "{name}/{}: quantized top-1 agreement {ok}/{}",
+                c.id,
+                c.top1.len()
+            );
             agree += ok;
             total += c.top1.len();
         }
     }
     let rate = agree as f64 / total as f64;
-    assert!(rate >= 0.90, "quantized teacher-forced top-1 agreement {rate:.3} < 0.90");
+    assert!(
+        rate >= 0.90,
+        "quantized teacher-forced top-1 agreement {rate:.3} < 0.90"
+    );
 }

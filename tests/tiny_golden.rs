@@ -10,7 +10,14 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 6] = ["llama", "llama3_rope", "qwen2", "qwen3", "mistral", "gemma3"];
+const ARCHS: [&str; 6] = [
+    "llama",
+    "llama3_rope",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma3",
+];
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -26,7 +33,10 @@ fn golden(arch: &str) -> Golden {
     let f = &g["float32"];
     Golden {
         input_ids: as_u32s(&g["input_ids"]),
-        positions: as_u32s(&g["positions"]).into_iter().map(|p| p as usize).collect(),
+        positions: as_u32s(&g["positions"])
+            .into_iter()
+            .map(|p| p as usize)
+            .collect(),
         logits: f["logits"].clone(),
         greedy: as_u32s(&f["greedy_tokens"]),
         decode_steps: f["decode_steps"].as_array().expect("decode_steps").clone(),
@@ -51,7 +61,12 @@ fn full_sequence_logits_match_transformers() {
         let mut table = Vec::new();
         bm.ensure(&mut table, g.input_ids.len()).unwrap();
         let batch = Batch {
-            seqs: vec![SeqInput { tokens: g.input_ids.clone(), start_pos: 0, block_table: table, logits: LogitsWanted::All }],
+            seqs: vec![SeqInput {
+                tokens: g.input_ids.clone(),
+                start_pos: 0,
+                block_table: table,
+                logits: LogitsWanted::All,
+            }],
         };
         let out = r.forward(&batch).unwrap();
         assert_eq!(out.rows, g.input_ids.len());
@@ -72,7 +87,14 @@ fn greedy_decoding_through_the_kv_cache_matches() {
         let mut tokens = g.input_ids.clone();
         bm.ensure(&mut table, tokens.len()).unwrap();
         let mut out = r
-            .forward(&Batch { seqs: vec![SeqInput { tokens: tokens.clone(), start_pos: 0, block_table: table.clone(), logits: LogitsWanted::Last }] })
+            .forward(&Batch {
+                seqs: vec![SeqInput {
+                    tokens: tokens.clone(),
+                    start_pos: 0,
+                    block_table: table.clone(),
+                    logits: LogitsWanted::Last,
+                }],
+            })
             .unwrap();
         let mut generated = Vec::new();
         for (step, want) in g.decode_steps.iter().enumerate() {
@@ -81,7 +103,10 @@ fn greedy_decoding_through_the_kv_cache_matches() {
             let top_logits = as_f32s(&want["top_logits"]);
             for (id, l) in top_ids.iter().zip(&top_logits) {
                 let d = (row[*id as usize] - l).abs();
-                assert!(d < TOL, "{arch}: decode step {step}, token {id}: logit differs by {d}");
+                assert!(
+                    d < TOL,
+                    "{arch}: decode step {step}, token {id}: logit differs by {d}"
+                );
             }
             let next = argmax(row);
             generated.push(next);
@@ -89,7 +114,12 @@ fn greedy_decoding_through_the_kv_cache_matches() {
             bm.ensure(&mut table, tokens.len()).unwrap();
             out = r
                 .forward(&Batch {
-                    seqs: vec![SeqInput { tokens: vec![next], start_pos: tokens.len() - 1, block_table: table.clone(), logits: LogitsWanted::Last }],
+                    seqs: vec![SeqInput {
+                        tokens: vec![next],
+                        start_pos: tokens.len() - 1,
+                        block_table: table.clone(),
+                        logits: LogitsWanted::Last,
+                    }],
                 })
                 .unwrap();
         }
@@ -111,8 +141,18 @@ fn batched_variable_length_forward_matches() {
         bm.ensure(&mut tb, 7).unwrap();
         let step1 = Batch {
             seqs: vec![
-                SeqInput { tokens: ids[..20].to_vec(), start_pos: 0, block_table: ta.clone(), logits: LogitsWanted::All },
-                SeqInput { tokens: ids[..7].to_vec(), start_pos: 0, block_table: tb.clone(), logits: LogitsWanted::None },
+                SeqInput {
+                    tokens: ids[..20].to_vec(),
+                    start_pos: 0,
+                    block_table: ta.clone(),
+                    logits: LogitsWanted::All,
+                },
+                SeqInput {
+                    tokens: ids[..7].to_vec(),
+                    start_pos: 0,
+                    block_table: tb.clone(),
+                    logits: LogitsWanted::None,
+                },
             ],
         };
         let out = r.forward(&step1).unwrap();
@@ -129,9 +169,24 @@ fn batched_variable_length_forward_matches() {
         bm.ensure(&mut tc, 40).unwrap();
         let step2 = Batch {
             seqs: vec![
-                SeqInput { tokens: vec![ids[20]], start_pos: 20, block_table: ta.clone(), logits: LogitsWanted::Last },
-                SeqInput { tokens: ids[7..33].to_vec(), start_pos: 7, block_table: tb.clone(), logits: LogitsWanted::All },
-                SeqInput { tokens: ids.to_vec(), start_pos: 0, block_table: tc.clone(), logits: LogitsWanted::All },
+                SeqInput {
+                    tokens: vec![ids[20]],
+                    start_pos: 20,
+                    block_table: ta.clone(),
+                    logits: LogitsWanted::Last,
+                },
+                SeqInput {
+                    tokens: ids[7..33].to_vec(),
+                    start_pos: 7,
+                    block_table: tb.clone(),
+                    logits: LogitsWanted::All,
+                },
+                SeqInput {
+                    tokens: ids.to_vec(),
+                    start_pos: 0,
+                    block_table: tc.clone(),
+                    logits: LogitsWanted::All,
+                },
             ],
         };
         let out = r.forward(&step2).unwrap();
@@ -153,6 +208,9 @@ fn batched_variable_length_forward_matches() {
         let gj = read_json(&fixtures().join("tiny").join(arch).join("golden.json"));
         let want = as_u32s(&gj["float32"]["prefill_argmax"]);
         let got: Vec<u32> = (0..40).map(|p| argmax(out.row(27 + p))).collect();
-        assert_eq!(got, want, "{arch}: prefill argmax of the batched sequence C");
+        assert_eq!(
+            got, want,
+            "{arch}: prefill argmax of the batched sequence C"
+        );
     }
 }

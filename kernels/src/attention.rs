@@ -32,7 +32,13 @@ pub struct AttnShape {
 /// `out[t, h, :] = softmax(q[t,h,:] · K[j] * scale) · V[j]` over the visible keys of row t's
 /// sequence. `q` and `out` are `[tokens, heads, head_dim]`. Rows not covered by `seqs` are
 /// left untouched. Panics only on inconsistent slice sizes, which callers validate.
-pub fn paged_attention(q: &[f32], out: &mut [f32], kv: &PagedKv, seqs: &[SeqQueries], shape: &AttnShape) {
+pub fn paged_attention(
+    q: &[f32],
+    out: &mut [f32],
+    kv: &PagedKv,
+    seqs: &[SeqQueries],
+    shape: &AttnShape,
+) {
     let d = kv.head_dim;
     let row = shape.heads * d;
     let group = shape.heads / kv.kv_heads.max(1);
@@ -43,55 +49,59 @@ pub fn paged_attention(q: &[f32], out: &mut [f32], kv: &PagedKv, seqs: &[SeqQuer
             owner[r] = si;
         }
     }
-    out.par_chunks_mut(row).enumerate().for_each_init(Vec::<f32>::new, |scores, (r, out_row)| {
-        let si = owner[r];
-        if si == usize::MAX {
-            return;
-        }
-        let s = &seqs[si];
-        let pos = s.start_pos + (r - s.q_start);
-        let first = match shape.window {
-            Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-            _ => 0,
-        };
-        let n = pos + 1 - first;
-        scores.resize(n, 0.0);
-        for h in 0..shape.heads {
-            let kvh = h / group;
-            let qh = &q[r * row + h * d..r * row + (h + 1) * d];
-            let mut max = f32::NEG_INFINITY;
-            for (i, j) in (first..=pos).enumerate() {
-                let slot = s.block_table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
-                let kh = &kv.k[(slot * kv.kv_heads + kvh) * d..][..d];
-                let mut dot = 0f32;
-                for e in 0..d {
-                    dot += qh[e] * kh[e];
-                }
-                let mut sc = dot * shape.scale;
-                if let Some(cap) = shape.softcap {
-                    sc = cap * (sc / cap).tanh();
-                }
-                scores[i] = sc;
-                max = max.max(sc);
+    out.par_chunks_mut(row)
+        .enumerate()
+        .for_each_init(Vec::<f32>::new, |scores, (r, out_row)| {
+            let si = owner[r];
+            if si == usize::MAX {
+                return;
             }
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            let inv = 1.0 / sum;
-            let oh = &mut out_row[h * d..(h + 1) * d];
-            oh.fill(0.0);
-            for (i, j) in (first..=pos).enumerate() {
-                let slot = s.block_table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
-                let vh = &kv.v[(slot * kv.kv_heads + kvh) * d..][..d];
-                let p = scores[i] * inv;
-                for e in 0..d {
-                    oh[e] += p * vh[e];
+            let s = &seqs[si];
+            let pos = s.start_pos + (r - s.q_start);
+            let first = match shape.window {
+                Some(w) if w > 0 => (pos + 1).saturating_sub(w),
+                _ => 0,
+            };
+            let n = pos + 1 - first;
+            scores.resize(n, 0.0);
+            for h in 0..shape.heads {
+                let kvh = h / group;
+                let qh = &q[r * row + h * d..r * row + (h + 1) * d];
+                let mut max = f32::NEG_INFINITY;
+                for (i, j) in (first..=pos).enumerate() {
+                    let slot = s.block_table[j / kv.block_size] as usize * kv.block_size
+                        + j % kv.block_size;
+                    let kh = &kv.k[(slot * kv.kv_heads + kvh) * d..][..d];
+                    let mut dot = 0f32;
+                    for e in 0..d {
+                        dot += qh[e] * kh[e];
+                    }
+                    let mut sc = dot * shape.scale;
+                    if let Some(cap) = shape.softcap {
+                        sc = cap * (sc / cap).tanh();
+                    }
+                    scores[i] = sc;
+                    max = max.max(sc);
+                }
+                let mut sum = 0f32;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let inv = 1.0 / sum;
+                let oh = &mut out_row[h * d..(h + 1) * d];
+                oh.fill(0.0);
+                for (i, j) in (first..=pos).enumerate() {
+                    let slot = s.block_table[j / kv.block_size] as usize * kv.block_size
+                        + j % kv.block_size;
+                    let vh = &kv.v[(slot * kv.kv_heads + kvh) * d..][..d];
+                    let p = scores[i] * inv;
+                    for e in 0..d {
+                        oh[e] += p * vh[e];
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]
@@ -100,7 +110,10 @@ mod tests {
 
     /// Dense reference: attention of one query over contiguous keys.
     fn dense(q: &[f32], ks: &[Vec<f32>], vs: &[Vec<f32>], scale: f32) -> Vec<f32> {
-        let s: Vec<f32> = ks.iter().map(|k| k.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() * scale).collect();
+        let s: Vec<f32> = ks
+            .iter()
+            .map(|k| k.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() * scale)
+            .collect();
         let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
         let z: f32 = e.iter().sum();
@@ -123,7 +136,9 @@ mod tests {
         let mut ks = vec![];
         let mut vs = vec![];
         for j in 0..n_keys {
-            let kj: Vec<f32> = (0..d).map(|e| ((j * 7 + e * 3) % 5) as f32 * 0.3 - 0.5).collect();
+            let kj: Vec<f32> = (0..d)
+                .map(|e| ((j * 7 + e * 3) % 5) as f32 * 0.3 - 0.5)
+                .collect();
             let vj: Vec<f32> = (0..d).map(|e| ((j * 5 + e) % 7) as f32 * 0.2).collect();
             let slot = table[j / bs] as usize * bs + j % bs;
             k[slot * d..slot * d + d].copy_from_slice(&kj);
@@ -133,15 +148,48 @@ mod tests {
         }
         let q = vec![0.2f32, -0.4, 0.9, 0.1, 0.3, -0.2];
         let mut out = vec![0f32; 6];
-        let kv = PagedKv { k: &k, v: &v, block_size: bs, kv_heads: 1, head_dim: d };
-        let seqs = [SeqQueries { q_start: 0, q_len: 2, start_pos: 3, block_table: &table }];
-        paged_attention(&q, &mut out, &kv, &seqs, &AttnShape { heads: 1, scale: 0.5, window: None, softcap: None });
+        let kv = PagedKv {
+            k: &k,
+            v: &v,
+            block_size: bs,
+            kv_heads: 1,
+            head_dim: d,
+        };
+        let seqs = [SeqQueries {
+            q_start: 0,
+            q_len: 2,
+            start_pos: 3,
+            block_table: &table,
+        }];
+        paged_attention(
+            &q,
+            &mut out,
+            &kv,
+            &seqs,
+            &AttnShape {
+                heads: 1,
+                scale: 0.5,
+                window: None,
+                softcap: None,
+            },
+        );
         let r0 = dense(&q[0..3], &ks[..4], &vs[..4], 0.5);
         let r1 = dense(&q[3..6], &ks[..5], &vs[..5], 0.5);
         for (a, b) in out.iter().zip(r0.iter().chain(&r1)) {
             assert!((a - b).abs() < 1e-6);
         }
-        paged_attention(&q, &mut out, &kv, &seqs, &AttnShape { heads: 1, scale: 0.5, window: Some(2), softcap: None });
+        paged_attention(
+            &q,
+            &mut out,
+            &kv,
+            &seqs,
+            &AttnShape {
+                heads: 1,
+                scale: 0.5,
+                window: Some(2),
+                softcap: None,
+            },
+        );
         let w1 = dense(&q[3..6], &ks[3..5], &vs[3..5], 0.5);
         for (a, b) in out[3..].iter().zip(&w1) {
             assert!((a - b).abs() < 1e-6);

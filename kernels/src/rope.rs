@@ -24,36 +24,38 @@ pub fn apply_rope(
     let half = head_dim / 2;
     debug_assert_eq!(inv_freq.len(), half);
     let row = heads * head_dim;
-    x.par_chunks_mut(row.max(1)).zip(positions.par_iter()).for_each_init(
-        || (vec![0f32; half], vec![0f32; half]),
-        |(cos, sin), (row, &pos)| {
-            for i in 0..half {
-                // f64 angle keeps large positions accurate (pos * freq can exceed 1e5 rad).
-                let a = pos as f64 * inv_freq[i] as f64;
-                cos[i] = a.cos() as f32 * mscale;
-                sin[i] = a.sin() as f32 * mscale;
-            }
-            for h in row.chunks_mut(head_dim) {
-                match pairing {
-                    Pairing::Neox => {
-                        let (lo, hi) = h.split_at_mut(half);
-                        for i in 0..half {
-                            let (a, b) = (lo[i], hi[i]);
-                            lo[i] = a * cos[i] - b * sin[i];
-                            hi[i] = b * cos[i] + a * sin[i];
+    x.par_chunks_mut(row.max(1))
+        .zip(positions.par_iter())
+        .for_each_init(
+            || (vec![0f32; half], vec![0f32; half]),
+            |(cos, sin), (row, &pos)| {
+                for i in 0..half {
+                    // f64 angle keeps large positions accurate (pos * freq can exceed 1e5 rad).
+                    let a = pos as f64 * inv_freq[i] as f64;
+                    cos[i] = a.cos() as f32 * mscale;
+                    sin[i] = a.sin() as f32 * mscale;
+                }
+                for h in row.chunks_mut(head_dim) {
+                    match pairing {
+                        Pairing::Neox => {
+                            let (lo, hi) = h.split_at_mut(half);
+                            for i in 0..half {
+                                let (a, b) = (lo[i], hi[i]);
+                                lo[i] = a * cos[i] - b * sin[i];
+                                hi[i] = b * cos[i] + a * sin[i];
+                            }
                         }
-                    }
-                    Pairing::Interleaved => {
-                        for i in 0..half {
-                            let (a, b) = (h[2 * i], h[2 * i + 1]);
-                            h[2 * i] = a * cos[i] - b * sin[i];
-                            h[2 * i + 1] = b * cos[i] + a * sin[i];
+                        Pairing::Interleaved => {
+                            for i in 0..half {
+                                let (a, b) = (h[2 * i], h[2 * i + 1]);
+                                h[2 * i] = a * cos[i] - b * sin[i];
+                                h[2 * i + 1] = b * cos[i] + a * sin[i];
+                            }
                         }
                     }
                 }
-            }
-        },
-    );
+            },
+        );
 }
 
 #[cfg(test)]

@@ -23,13 +23,25 @@ pub struct DeviceInfo {
 /// An op a backend may or may not support, with the facts that decide it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpDesc {
-    Embedding { weight_dtype: WeightDtype },
+    Embedding {
+        weight_dtype: WeightDtype,
+    },
     RmsNorm,
-    Linear { weight_dtype: WeightDtype },
-    Rope { style: RopeStyle },
+    Linear {
+        weight_dtype: WeightDtype,
+    },
+    Rope {
+        style: RopeStyle,
+    },
     KvWrite,
-    PagedAttention { head_dim: usize, sliding_window: bool, softcap: bool },
-    Glu { act: Activation },
+    PagedAttention {
+        head_dim: usize,
+        sliding_window: bool,
+        softcap: bool,
+    },
+    Glu {
+        act: Activation,
+    },
     Add,
     Mul,
     Scale,
@@ -119,7 +131,12 @@ pub struct KvCacheSpec {
 impl KvCacheSpec {
     /// Bytes of K and V for all layers, at f32.
     pub fn bytes_f32(&self) -> usize {
-        2 * self.num_layers * self.num_blocks * self.block_size * self.num_kv_heads * self.head_dim * 4
+        2 * self.num_layers
+            * self.num_blocks
+            * self.block_size
+            * self.num_kv_heads
+            * self.head_dim
+            * 4
     }
 }
 

@@ -77,7 +77,9 @@ impl FlatBatch {
         };
         for (i, seq) in batch.seqs.iter().enumerate() {
             if seq.tokens.is_empty() {
-                return Err(ModelError::InvalidBatch(format!("sequence {i} has no tokens")));
+                return Err(ModelError::InvalidBatch(format!(
+                    "sequence {i} has no tokens"
+                )));
             }
             let end = seq.start_pos + seq.tokens.len();
             let needed = end.div_ceil(block_size);
@@ -101,11 +103,14 @@ impl FlatBatch {
                 let block = seq.block_table[pos / block_size] as usize;
                 flat.ids.push(tok);
                 flat.positions.push(pos as u32);
-                flat.slots.push((block * block_size + pos % block_size) as u32);
+                flat.slots
+                    .push((block * block_size + pos % block_size) as u32);
             }
             match seq.logits {
                 LogitsWanted::None => {}
-                LogitsWanted::Last => flat.logit_rows.push((q_start + seq.tokens.len() - 1) as u32),
+                LogitsWanted::Last => flat
+                    .logit_rows
+                    .push((q_start + seq.tokens.len() - 1) as u32),
                 LogitsWanted::All => flat
                     .logit_rows
                     .extend((q_start..q_start + seq.tokens.len()).map(|r| r as u32)),
@@ -130,7 +135,12 @@ mod tests {
     use super::*;
 
     fn seq(tokens: Vec<u32>, start_pos: usize, table: Vec<u32>, logits: LogitsWanted) -> SeqInput {
-        SeqInput { tokens, start_pos, block_table: table, logits }
+        SeqInput {
+            tokens,
+            start_pos,
+            block_table: table,
+            logits,
+        }
     }
 
     #[test]
@@ -151,14 +161,23 @@ mod tests {
 
     #[test]
     fn rejects_short_block_table_bad_block_and_bad_token() {
-        let short = Batch { seqs: vec![seq(vec![1; 17], 0, vec![0], LogitsWanted::Last)] };
+        let short = Batch {
+            seqs: vec![seq(vec![1; 17], 0, vec![0], LogitsWanted::Last)],
+        };
         assert!(FlatBatch::new(&short, 16, 4, 100).is_err());
-        let bad_block = Batch { seqs: vec![seq(vec![1], 0, vec![9], LogitsWanted::Last)] };
+        let bad_block = Batch {
+            seqs: vec![seq(vec![1], 0, vec![9], LogitsWanted::Last)],
+        };
         assert!(FlatBatch::new(&bad_block, 16, 4, 100).is_err());
-        let bad_tok = Batch { seqs: vec![seq(vec![100], 0, vec![0], LogitsWanted::Last)] };
+        let bad_tok = Batch {
+            seqs: vec![seq(vec![100], 0, vec![0], LogitsWanted::Last)],
+        };
         assert!(matches!(
             FlatBatch::new(&bad_tok, 16, 4, 100),
-            Err(ModelError::TokenOutOfVocab { id: 100, vocab: 100 })
+            Err(ModelError::TokenOutOfVocab {
+                id: 100,
+                vocab: 100
+            })
         ));
     }
 }

@@ -54,7 +54,11 @@ impl<B: Backend> Loader<'_, B> {
         let w = require(self.src, name)?;
         let actual = w.shape();
         if actual != expected {
-            return Err(ModelError::ShapeMismatch { tensor: name.into(), expected: expected.to_vec(), actual });
+            return Err(ModelError::ShapeMismatch {
+                tensor: name.into(),
+                expected: expected.to_vec(),
+                actual,
+            });
         }
         Ok(w)
     }
@@ -86,8 +90,18 @@ impl<B: Backend> Loader<'_, B> {
 impl<B: Backend> DecoderModel<B> {
     pub fn load(backend: &B, spec: ModelSpec, src: &dyn WeightSource) -> Result<Self> {
         spec.validate()?;
-        let ld = Loader { backend, src, norm_offset: spec.norm_weight_offset };
-        let (h, q, kv, f, d) = (spec.hidden_size, spec.q_dim(), spec.kv_dim(), spec.intermediate_size, spec.head_dim);
+        let ld = Loader {
+            backend,
+            src,
+            norm_offset: spec.norm_weight_offset,
+        };
+        let (h, q, kv, f, d) = (
+            spec.hidden_size,
+            spec.q_dim(),
+            spec.kv_dim(),
+            spec.intermediate_size,
+            spec.head_dim,
+        );
         let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
         let final_norm = ld.norm("output_norm.weight", h)?;
@@ -95,14 +109,22 @@ impl<B: Backend> DecoderModel<B> {
         let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
         if src.contains("rope_freqs.weight") {
             // GGUF Llama-3: per-frequency divisors precomputed by the converter.
-            let factors = ld.checked("rope_freqs.weight", &[d / 2])?.to_f32()?.to_vec1::<f32>()?;
+            let factors = ld
+                .checked("rope_freqs.weight", &[d / 2])?
+                .to_f32()?
+                .to_vec1::<f32>()?;
             for (f, k) in global.inv_freq.iter_mut().zip(factors) {
                 *f /= k;
             }
         }
         let mut ropes = vec![global];
         if let Some(theta) = spec.rope_local_theta {
-            ropes.push(rope_spec(d, theta, &crate::spec::RopeScaling::None, spec.rope.style));
+            ropes.push(rope_spec(
+                d,
+                theta,
+                &crate::spec::RopeScaling::None,
+                spec.rope.style,
+            ));
         }
 
         let mut layers = Vec::with_capacity(spec.num_layers);
@@ -118,12 +140,18 @@ impl<B: Backend> DecoderModel<B> {
                 (None, None, None)
             };
             let (q_norm, k_norm) = if spec.qk_norm {
-                (Some(ld.norm(&n("attn_q_norm.weight"), d)?), Some(ld.norm(&n("attn_k_norm.weight"), d)?))
+                (
+                    Some(ld.norm(&n("attn_q_norm.weight"), d)?),
+                    Some(ld.norm(&n("attn_k_norm.weight"), d)?),
+                )
             } else {
                 (None, None)
             };
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
-                (Some(ld.norm(&n("post_attention_norm.weight"), h)?), Some(ld.norm(&n("post_ffw_norm.weight"), h)?))
+                (
+                    Some(ld.norm(&n("post_attention_norm.weight"), h)?),
+                    Some(ld.norm(&n("post_ffw_norm.weight"), h)?),
+                )
             } else {
                 (None, None)
             };
@@ -153,10 +181,21 @@ impl<B: Backend> DecoderModel<B> {
                     sliding_window: window,
                     softcap: spec.attn_softcap,
                 },
-                rope: if window.is_some() && ropes.len() > 1 { 1 } else { 0 },
+                rope: if window.is_some() && ropes.len() > 1 {
+                    1
+                } else {
+                    0
+                },
             });
         }
-        Ok(DecoderModel { spec, embed, head, final_norm, layers, ropes })
+        Ok(DecoderModel {
+            spec,
+            embed,
+            head,
+            final_norm,
+            layers,
+            ropes,
+        })
     }
 
     pub fn spec(&self) -> &ModelSpec {

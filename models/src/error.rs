@@ -35,7 +35,10 @@ pub enum ModelError {
     TokenOutOfVocab { id: u32, vocab: usize },
     #[error("backend error: {0}")]
     Backend(String),
-    // TOKENIZER_VARIANTS
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Template(#[from] crate::chat_template::TemplateError),
 }
 
 impl From<candle_core::Error> for ModelError {

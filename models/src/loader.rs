@@ -33,7 +33,10 @@ impl WeightSource for std::sync::Arc<GgufFile> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
@@ -41,11 +44,17 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// `dequantize` turns every GGUF weight into f32 (the reference path).
 pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| ModelError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     if meta.is_dir() {
         let config = path.join("config.json");
         if !config.exists() {
-            return Err(ModelError::NotAModel { path: shown, reason: "directory without config.json".into() });
+            return Err(ModelError::NotAModel {
+                path: shown,
+                reason: "directory without config.json".into(),
+            });
         }
         let cfg = read_json(&config)?;
         let mut spec = spec_from_hf(&cfg)?;
@@ -60,7 +69,13 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
             }
         }
         let source = SafetensorsDir::open(path, hf_norm_naming(spec.arch))?;
-        return Ok(OpenedModel { path: path.to_path_buf(), format: ModelFormat::Safetensors, spec, source: Box::new(source), gguf: None });
+        return Ok(OpenedModel {
+            path: path.to_path_buf(),
+            format: ModelFormat::Safetensors,
+            spec,
+            source: Box::new(source),
+            gguf: None,
+        });
     }
     let gguf = std::sync::Arc::new(GgufFile::open(path, dequantize)?);
     let spec = spec_from_gguf(&gguf)?;

@@ -12,7 +12,12 @@ pub fn inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Vec<f32> 
     match *scaling {
         RopeScaling::None => base,
         RopeScaling::Linear { factor } => base.into_iter().map(|f| f / factor).collect(),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position,
+        } => {
             let old = original_max_position as f32;
             let low_wavelen = old / low_freq_factor;
             let high_wavelen = old / high_freq_factor;
@@ -24,7 +29,8 @@ pub fn inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Vec<f32> 
                     } else if wavelen > low_wavelen {
                         f / factor
                     } else {
-                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 })
@@ -34,7 +40,11 @@ pub fn inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Vec<f32> 
 }
 
 pub fn rope_spec(head_dim: usize, theta: f32, scaling: &RopeScaling, style: RopeStyle) -> RopeSpec {
-    RopeSpec { inv_freq: inv_freq(head_dim, theta, scaling), style, mscale: 1.0 }
+    RopeSpec {
+        inv_freq: inv_freq(head_dim, theta, scaling),
+        style,
+        mscale: 1.0,
+    }
 }
 
 #[cfg(test)]
@@ -51,7 +61,12 @@ mod tests {
 
     #[test]
     fn llama3_keeps_high_and_divides_low_frequencies() {
-        let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position: 32 };
+        let s = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position: 32,
+        };
         let base = inv_freq(16, 500000.0, &RopeScaling::None);
         let scaled = inv_freq(16, 500000.0, &s);
         assert_eq!(scaled[0], base[0]);

@@ -28,9 +28,16 @@ impl Arch {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor` (HF "linear").
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.x frequency-dependent scaling.
-    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position: usize },
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original_max_position: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -84,10 +91,15 @@ impl ModelSpec {
     /// Checks that keep the forward pass from indexing out of range.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Config(m));
-        if self.vocab_size == 0 || self.hidden_size == 0 || self.num_layers == 0 || self.head_dim == 0 {
+        if self.vocab_size == 0
+            || self.hidden_size == 0
+            || self.num_layers == 0
+            || self.head_dim == 0
+        {
             return bad("vocab, hidden size, layers and head_dim must be positive".into());
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
             return bad(format!(
                 "attention heads ({}) must be a positive multiple of KV heads ({})",
                 self.num_heads, self.num_kv_heads
@@ -97,7 +109,11 @@ impl ModelSpec {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
         if self.layer_windows.len() != self.num_layers {
-            return bad(format!("{} layer types for {} layers", self.layer_windows.len(), self.num_layers));
+            return bad(format!(
+                "{} layer types for {} layers",
+                self.layer_windows.len(),
+                self.num_layers
+            ));
         }
         if !(self.rms_eps > 0.0) || !(self.rope.theta > 0.0) {
             return bad("rms_norm_eps and rope theta must be positive".into());
@@ -117,10 +133,11 @@ impl HfConfig<'_> {
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.0.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|x| Some(x as usize))
-                .ok_or_else(|| ModelError::Config(format!("config.json: `{key}` must be a non-negative integer, got {v}"))),
+            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
+                ModelError::Config(format!(
+                    "config.json: `{key}` must be a non-negative integer, got {v}"
+                ))
+            }),
         }
     }
     pub fn f32(&self, key: &str, default: f32) -> Result<f32> {
@@ -129,10 +146,9 @@ impl HfConfig<'_> {
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
         match self.0.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(|x| Some(x as f32))
-                .ok_or_else(|| ModelError::Config(format!("config.json: `{key}` must be a number, got {v}"))),
+            Some(v) => v.as_f64().map(|x| Some(x as f32)).ok_or_else(|| {
+                ModelError::Config(format!("config.json: `{key}` must be a number, got {v}"))
+            }),
         }
     }
     pub fn bool(&self, key: &str, default: bool) -> bool {
@@ -144,8 +160,13 @@ impl HfConfig<'_> {
     /// `eos_token_id` may be an integer or a list.
     pub fn token_ids(&self, key: &str) -> Vec<u32> {
         match self.0.get(key) {
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|v| vec![v as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|v| v as u32))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -155,17 +176,24 @@ impl HfConfig<'_> {
             return Ok(RopeScaling::None);
         };
         let sub = HfConfig(rs);
-        let kind = sub.str("rope_type").or_else(|| sub.str("type")).unwrap_or("default");
+        let kind = sub
+            .str("rope_type")
+            .or_else(|| sub.str("type"))
+            .unwrap_or("default");
         match kind {
             "default" => Ok(RopeScaling::None),
-            "linear" => Ok(RopeScaling::Linear { factor: sub.f32("factor", 1.0)? }),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: sub.f32("factor", 1.0)?,
+            }),
             "llama3" => Ok(RopeScaling::Llama3 {
                 factor: sub.f32("factor", 8.0)?,
                 low_freq_factor: sub.f32("low_freq_factor", 1.0)?,
                 high_freq_factor: sub.f32("high_freq_factor", 4.0)?,
                 original_max_position: sub.usize("original_max_position_embeddings")?,
             }),
-            other => Err(ModelError::Config(format!("unsupported rope_scaling type `{other}`"))),
+            other => Err(ModelError::Config(format!(
+                "unsupported rope_scaling type `{other}`"
+            ))),
         }
     }
 }

@@ -15,7 +15,11 @@ impl BlockManager {
     pub fn new(num_blocks: usize, block_size: usize) -> Self {
         // Hand out low block ids first (pop from the end).
         let free = (0..num_blocks as u32).rev().collect();
-        BlockManager { block_size, num_blocks, free }
+        BlockManager {
+            block_size,
+            num_blocks,
+            free,
+        }
     }
 
     pub fn block_size(&self) -> usize {
@@ -37,7 +41,10 @@ impl BlockManager {
     pub fn ensure(&mut self, table: &mut Vec<u32>, tokens: usize) -> Result<(), EngineError> {
         let needed = self.blocks_for(tokens).saturating_sub(table.len());
         if needed > self.free.len() {
-            return Err(EngineError::OutOfBlocks { needed, free: self.free.len() });
+            return Err(EngineError::OutOfBlocks {
+                needed,
+                free: self.free.len(),
+            });
         }
         for _ in 0..needed {
             if let Some(b) = self.free.pop() {
@@ -66,7 +73,10 @@ mod tests {
         m.ensure(&mut a, 32).unwrap();
         assert_eq!(a.len(), 2);
         let mut b = Vec::new();
-        assert!(matches!(m.ensure(&mut b, 49), Err(EngineError::OutOfBlocks { needed: 4, free: 2 })));
+        assert!(matches!(
+            m.ensure(&mut b, 49),
+            Err(EngineError::OutOfBlocks { needed: 4, free: 2 })
+        ));
         assert!(b.is_empty());
         m.release(&mut a);
         assert_eq!(m.num_free(), 4);

@@ -8,7 +8,11 @@ pub enum EngineError {
     #[error("out of KV cache blocks: need {needed}, {free} free")]
     OutOfBlocks { needed: usize, free: usize },
     #[error("prompt of {prompt} tokens plus {max_new} new tokens exceeds the context of {context} tokens")]
-    ContextTooLong { prompt: usize, max_new: usize, context: usize },
+    ContextTooLong {
+        prompt: usize,
+        max_new: usize,
+        context: usize,
+    },
     #[error("empty prompt: at least one token is needed")]
     EmptyPrompt,
     #[error("invalid sampling parameter: {0}")]

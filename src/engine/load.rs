@@ -4,12 +4,74 @@ use super::error::EngineError;
 use super::runner::{ModelRunner, Runner};
 use crate::backend::cpu::CpuBackend;
 use candor_models::loader::OpenedModel;
+use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
 
 /// A CPU runner whose KV cache holds `kv_tokens` tokens (rounded up to whole blocks).
-pub fn cpu_runner(opened: &OpenedModel, threads: usize, kv_tokens: usize) -> Result<Box<dyn Runner>, EngineError> {
+pub fn cpu_runner(
+    opened: &OpenedModel,
+    threads: usize,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
     let backend = CpuBackend::new(threads);
     let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
-    Ok(Box::new(ModelRunner::new(backend, model, blocks, BLOCK_SIZE)?))
+    Ok(Box::new(ModelRunner::new(
+        backend, model, blocks, BLOCK_SIZE,
+    )?))
+}
+
+/// Everything needed to serve a model: the runner, its tokenizer and chat template.
+pub struct LoadedModel {
+    pub runner: Box<dyn Runner>,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<String>,
+    pub spec: candor_models::ModelSpec,
+    pub path: std::path::PathBuf,
+    pub format: candor_models::loader::ModelFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub dequantize: bool,
+    pub threads: usize,
+    /// Tokens the KV cache must hold.
+    pub kv_tokens: usize,
+}
+
+/// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
+pub fn load_tokenizer(opened: &OpenedModel) -> Result<Tokenizer, EngineError> {
+    let tok = match &opened.gguf {
+        Some(g) => Tokenizer::from_gguf_metadata(g.metadata()),
+        None => {
+            let config = opened.path.join("tokenizer_config.json");
+            Tokenizer::from_file(
+                &opened.path.join("tokenizer.json"),
+                config.exists().then_some(config.as_path()),
+            )
+        }
+    };
+    Ok(tok.map_err(candor_models::ModelError::from)?)
+}
+
+pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
+    let opened = candor_models::loader::open_model(path, opts.dequantize)?;
+    let tokenizer = load_tokenizer(&opened)?;
+    if tokenizer.vocab_size() > opened.spec.vocab_size {
+        return Err(candor_models::ModelError::Config(format!(
+            "the tokenizer has {} tokens, the model's vocabulary {}",
+            tokenizer.vocab_size(),
+            opened.spec.vocab_size
+        ))
+        .into());
+    }
+    let runner = cpu_runner(&opened, opts.threads, opts.kv_tokens)?;
+    Ok(LoadedModel {
+        runner,
+        chat_template: tokenizer.chat_template().map(|s| s.to_string()),
+        tokenizer,
+        spec: opened.spec.clone(),
+        path: opened.path.clone(),
+        format: opened.format,
+    })
 }

@@ -1,6 +1,7 @@
 //! The engine: runners over a paged KV cache, block allocation, sampling, generation.
 pub mod block_manager;
 pub mod error;
+pub mod generate;
 pub mod load;
 pub mod runner;
 pub mod sampler;

@@ -36,9 +36,20 @@ pub struct ModelRunner<B: Backend> {
 }
 
 impl<B: Backend> ModelRunner<B> {
-    pub fn new(backend: B, model: DecoderModel<B>, num_blocks: usize, block_size: usize) -> Result<Self, EngineError> {
+    pub fn new(
+        backend: B,
+        model: DecoderModel<B>,
+        num_blocks: usize,
+        block_size: usize,
+    ) -> Result<Self, EngineError> {
         let kv = backend.alloc_kv_cache(&model.kv_cache_spec(num_blocks, block_size))?;
-        Ok(ModelRunner { backend, model, kv, block_size, num_blocks })
+        Ok(ModelRunner {
+            backend,
+            model,
+            kv,
+            block_size,
+            num_blocks,
+        })
     }
 }
 

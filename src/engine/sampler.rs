@@ -37,7 +37,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), EngineError> {
@@ -54,7 +57,9 @@ impl SamplingParams {
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad("repetition_penalty must be > 0");
         }
-        if !(-2.0..=2.0).contains(&self.presence_penalty) || !(-2.0..=2.0).contains(&self.frequency_penalty) {
+        if !(-2.0..=2.0).contains(&self.presence_penalty)
+            || !(-2.0..=2.0).contains(&self.frequency_penalty)
+        {
             return bad("presence_penalty and frequency_penalty must be in [-2, 2]");
         }
         Ok(())
@@ -94,7 +99,11 @@ impl Sampler {
     /// Apply penalties for the tokens generated so far (`history`) to `logits` in place.
     fn penalize(&self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
-        if history.is_empty() || (p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0) {
+        if history.is_empty()
+            || (p.repetition_penalty == 1.0
+                && p.presence_penalty == 0.0
+                && p.frequency_penalty == 0.0)
+        {
             return;
         }
         let mut counts = std::collections::HashMap::<u32, u32>::new();
@@ -102,9 +111,15 @@ impl Sampler {
             *counts.entry(t).or_default() += 1;
         }
         for (&t, &c) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
             if p.repetition_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repetition_penalty
+                } else {
+                    *l * p.repetition_penalty
+                };
             }
             *l -= p.presence_penalty + p.frequency_penalty * c as f32;
         }
@@ -124,7 +139,10 @@ impl Sampler {
             idx.truncate(p.top_k);
         }
         let max = logits[idx[0] as usize];
-        let mut probs: Vec<f32> = idx.iter().map(|&i| ((logits[i as usize] - max) / p.temperature).exp()).collect();
+        let mut probs: Vec<f32> = idx
+            .iter()
+            .map(|&i| ((logits[i as usize] - max) / p.temperature).exp())
+            .collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= total);
         if p.min_p > 0.0 {
@@ -165,7 +183,11 @@ mod tests {
         let logits = [0.1, 2.0, 1.9, -1.0];
         let mut g = Sampler::new(SamplingParams::greedy()).unwrap();
         assert_eq!(g.sample(&logits, &[]), 1);
-        let params = SamplingParams { temperature: 1.0, seed: Some(7), ..Default::default() };
+        let params = SamplingParams {
+            temperature: 1.0,
+            seed: Some(7),
+            ..Default::default()
+        };
         let a: Vec<u32> = {
             let mut s = Sampler::new(params.clone()).unwrap();
             (0..20).map(|_| s.sample(&logits, &[])).collect()
@@ -173,22 +195,47 @@ mod tests {
         let mut s = Sampler::new(params).unwrap();
         let b: Vec<u32> = (0..20).map(|_| s.sample(&logits, &[])).collect();
         assert_eq!(a, b);
-        assert!(a.iter().any(|&t| t == 2), "sampling should not be greedy: {a:?}");
+        assert!(
+            a.iter().any(|&t| t == 2),
+            "sampling should not be greedy: {a:?}"
+        );
     }
 
     #[test]
     fn top_k_one_is_greedy_and_penalty_moves_choice() {
         let logits = [0.1, 2.0, 1.9, -1.0];
-        let mut s = Sampler::new(SamplingParams { top_k: 1, seed: Some(1), ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            seed: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
         assert!((0..10).all(|_| s.sample(&logits, &[]) == 1));
-        let mut g = Sampler::new(SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() }).unwrap();
+        let mut g = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 2.0,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(g.sample(&logits, &[1]), 2);
     }
 
     #[test]
     fn rejects_bad_params() {
-        assert!(Sampler::new(SamplingParams { temperature: -1.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplingParams { top_p: 0.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplingParams { temperature: f32::NAN, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

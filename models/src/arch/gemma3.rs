@@ -19,7 +19,9 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     gemma_common(&mut spec);
     spec.norm_weight_offset = 1.0;
     spec.rope_local_theta = Some(c.f32("rope_local_base_freq", 10000.0)?);
-    let scalar = c.opt_f32("query_pre_attn_scalar")?.unwrap_or(spec.head_dim as f32);
+    let scalar = c
+        .opt_f32("query_pre_attn_scalar")?
+        .unwrap_or(spec.head_dim as f32);
     spec.attn_scale = 1.0 / scalar.sqrt();
     if c.0.get("layer_types").is_none() {
         let window = c.opt_usize("sliding_window")?;
@@ -31,7 +33,9 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 
 /// Layer `l` is global when `(l + 1) % pattern == 0`, sliding otherwise (HF and llama.cpp).
 fn sliding_pattern(layers: usize, pattern: usize, window: Option<usize>) -> Vec<Option<usize>> {
-    (0..layers).map(|l| if (l + 1) % pattern == 0 { None } else { window }).collect()
+    (0..layers)
+        .map(|l| if (l + 1) % pattern == 0 { None } else { window })
+        .collect()
 }
 
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
@@ -39,7 +43,10 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     gemma_common(&mut spec);
     // llama.cpp writes no pattern or local base for gemma3; these are the model family's.
     let window = g.get_usize("gemma3.attention.sliding_window");
-    let pattern = g.get_usize("gemma3.attention.sliding_window_pattern").unwrap_or(6).max(1);
+    let pattern = g
+        .get_usize("gemma3.attention.sliding_window_pattern")
+        .unwrap_or(6)
+        .max(1);
     spec.layer_windows = sliding_pattern(spec.num_layers, pattern, window);
     spec.rope_local_theta = Some(10000.0);
     // Gemma 3 27B scales queries by (hidden / heads)^-0.5; the others by head_dim^-0.5.

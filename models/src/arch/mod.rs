@@ -15,7 +15,9 @@ use crate::weights::names::HfNormNaming;
 /// The spec of an HF checkout, by `model_type`.
 pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
     let c = HfConfig(cfg);
-    let model_type = c.str("model_type").ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
+    let model_type = c
+        .str("model_type")
+        .ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
     let spec = match model_type {
         "llama" => llama::from_hf(&c)?,
         "mistral" => mistral::from_hf(&c)?,
@@ -55,7 +57,9 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
     let hidden = c.usize("hidden_size")?;
     let heads = c.usize("num_attention_heads")?;
     if heads == 0 {
-        return Err(ModelError::Config("config.json: `num_attention_heads` is 0".into()));
+        return Err(ModelError::Config(
+            "config.json: `num_attention_heads` is 0".into(),
+        ));
     }
     let num_layers = c.usize("num_hidden_layers")?;
     let head_dim = c.opt_usize("head_dim")?.unwrap_or(hidden / heads);
@@ -65,9 +69,11 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
             types
                 .iter()
                 .map(|t| match t.as_str() {
-                    Some("sliding_attention") => window
-                        .map(Some)
-                        .ok_or_else(|| ModelError::Config("sliding_attention layer without `sliding_window`".into())),
+                    Some("sliding_attention") => window.map(Some).ok_or_else(|| {
+                        ModelError::Config(
+                            "sliding_attention layer without `sliding_window`".into(),
+                        )
+                    }),
                     Some("full_attention") => Ok(None),
                     _ => Err(ModelError::Config(format!("unknown layer type {t}"))),
                 })
@@ -75,10 +81,18 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         }
         None => vec![None; num_layers],
     };
-    let activation = match c.str("hidden_act").or_else(|| c.str("hidden_activation")).unwrap_or("silu") {
+    let activation = match c
+        .str("hidden_act")
+        .or_else(|| c.str("hidden_activation"))
+        .unwrap_or("silu")
+    {
         "silu" | "swish" => Activation::Silu,
         "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
-        other => return Err(ModelError::Config(format!("unsupported activation `{other}`"))),
+        other => {
+            return Err(ModelError::Config(format!(
+                "unsupported activation `{other}`"
+            )))
+        }
     };
     Ok(ModelSpec {
         arch,
@@ -91,7 +105,11 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         head_dim,
         rms_eps: c.f32("rms_norm_eps", 1e-6)?,
         max_position: c.opt_usize("max_position_embeddings")?.unwrap_or(4096),
-        rope: RopeConfig { theta: c.f32("rope_theta", 10000.0)?, scaling: c.rope_scaling()?, style: RopeStyle::Neox },
+        rope: RopeConfig {
+            theta: c.f32("rope_theta", 10000.0)?,
+            scaling: c.rope_scaling()?,
+            style: RopeStyle::Neox,
+        },
         rope_local_theta: None,
         layer_windows,
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
@@ -118,15 +136,25 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         return Err(ModelError::Config("GGUF: attention.head_count is 0".into()));
     }
     let num_layers = g.require_usize(&k("block_count"))?;
-    let head_dim = g.get_usize(&k("attention.key_length")).unwrap_or(hidden / heads);
+    let head_dim = g
+        .get_usize(&k("attention.key_length"))
+        .unwrap_or(hidden / heads);
     let vocab_size = g
         .get_usize(&k("vocab_size"))
         .or_else(|| g.array_len("tokenizer.ggml.tokens"))
-        .ok_or_else(|| ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into()))?;
+        .ok_or_else(|| {
+            ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into())
+        })?;
     let scaling = match g.get_str(&k("rope.scaling.type")).as_deref() {
         None | Some("none") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: g.get_f64(&k("rope.scaling.factor")).unwrap_or(1.0) as f32 },
-        Some(other) => return Err(ModelError::Config(format!("unsupported GGUF rope scaling `{other}`"))),
+        Some("linear") => RopeScaling::Linear {
+            factor: g.get_f64(&k("rope.scaling.factor")).unwrap_or(1.0) as f32,
+        },
+        Some(other) => {
+            return Err(ModelError::Config(format!(
+                "unsupported GGUF rope scaling `{other}`"
+            )))
+        }
     };
     let eos: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
         .iter()
@@ -141,9 +169,15 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         num_heads: heads,
         num_kv_heads: g.get_usize(&k("attention.head_count_kv")).unwrap_or(heads),
         head_dim,
-        rms_eps: g.get_f64(&k("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f32,
+        rms_eps: g
+            .get_f64(&k("attention.layer_norm_rms_epsilon"))
+            .unwrap_or(1e-6) as f32,
         max_position: g.get_usize(&k("context_length")).unwrap_or(4096),
-        rope: RopeConfig { theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10000.0) as f32, scaling, style },
+        rope: RopeConfig {
+            theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10000.0) as f32,
+            scaling,
+            style,
+        },
         rope_local_theta: None,
         layer_windows: vec![None; num_layers],
         attn_scale: 1.0 / (head_dim as f32).sqrt(),

@@ -12,7 +12,9 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     if c.0.get("layer_types").is_none() && c.bool("use_sliding_window", false) {
         let window = c.opt_usize("sliding_window")?;
         let from = c.opt_usize("max_window_layers")?.unwrap_or(0);
-        spec.layer_windows = (0..spec.num_layers).map(|l| if l >= from { window } else { None }).collect();
+        spec.layer_windows = (0..spec.num_layers)
+            .map(|l| if l >= from { window } else { None })
+            .collect();
     }
     Ok(spec)
 }

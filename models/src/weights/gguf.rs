@@ -47,10 +47,16 @@ fn ggml_type_name(id: u32) -> &'static str {
 impl GgufFile {
     pub fn open(path: &Path, dequantize: bool) -> Result<Self> {
         let shown = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         // SAFETY: the map is read-only; a file truncated underneath us is the one hazard of
         // mmap, accepted here as every mmap-based loader (llama.cpp, candle) does.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         if map.len() < 4 || &map[..4] != GGUF_MAGIC {
             return Err(ModelError::BadGguf {
                 path: shown,
@@ -59,13 +65,27 @@ impl GgufFile {
         }
         let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| {
             let msg = e.to_string();
-            let reason = match msg.strip_prefix("unknown dtype for tensor ").and_then(|n| n.trim().parse::<u32>().ok()) {
-                Some(id) => format!("unsupported tensor type {} (ggml type {id})", ggml_type_name(id)),
+            let reason = match msg
+                .strip_prefix("unknown dtype for tensor ")
+                .and_then(|n| n.trim().parse::<u32>().ok())
+            {
+                Some(id) => format!(
+                    "unsupported tensor type {} (ggml type {id})",
+                    ggml_type_name(id)
+                ),
                 None => format!("{msg} (truncated or corrupt file?)"),
             };
-            ModelError::BadGguf { path: shown.clone(), reason }
+            ModelError::BadGguf {
+                path: shown.clone(),
+                reason,
+            }
         })?;
-        Ok(GgufFile { path: shown, map, content, dequantize })
+        Ok(GgufFile {
+            path: shown,
+            map,
+            content,
+            dequantize,
+        })
     }
 
     pub fn path(&self) -> &str {
@@ -86,7 +106,10 @@ impl GgufFile {
     }
 
     fn bad(&self, reason: &str) -> ModelError {
-        ModelError::BadGguf { path: self.path.clone(), reason: reason.to_string() }
+        ModelError::BadGguf {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     pub fn get_str(&self, key: &str) -> Option<String> {
@@ -114,7 +137,9 @@ impl GgufFile {
     }
 
     pub fn get_usize(&self, key: &str) -> Option<usize> {
-        self.get_f64(key).filter(|v| *v >= 0.0 && v.fract() == 0.0).map(|v| v as usize)
+        self.get_f64(key)
+            .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+            .map(|v| v as usize)
     }
 
     pub fn require_usize(&self, key: &str) -> Result<usize> {
@@ -130,16 +155,47 @@ impl GgufFile {
     }
 }
 
+impl GgufFile {
+    /// Drop the mapped pages of a tensor once its data was copied out, so resident memory
+    /// holds each weight once (its copy), not twice (copy + mapped file pages).
+    fn release_pages(&self, info: &candle_core::quantized::gguf_file::TensorInfo) {
+        #[cfg(unix)]
+        {
+            let bs = info.ggml_dtype.block_size();
+            let len = info.shape.elem_count() / bs * info.ggml_dtype.type_size();
+            let start = (self.content.tensor_data_offset + info.offset) as usize;
+            let page = 4096;
+            let aligned = start / page * page;
+            let len = (start + len).min(self.map.len()).saturating_sub(aligned);
+            // SAFETY: the map is a read-only file mapping; MADV_DONTNEED only drops pages that
+            // the kernel re-reads from the file if touched again. No reference into the range
+            // outlives this call (the tensor was copied).
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, aligned, len)
+            };
+        }
+    }
+}
+
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
         };
         let q = info
-            .read(&mut Cursor::new(&self.map[..]), self.content.tensor_data_offset, &Device::Cpu)
+            .read(
+                &mut Cursor::new(&self.map[..]),
+                self.content.tensor_data_offset,
+                &Device::Cpu,
+            )
             .map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        self.release_pages(info);
         let Some(source) = weight_dtype_of(q.dtype()) else {
-            return Err(ModelError::UnsupportedDtype { tensor: name.to_string(), dtype: format!("{:?}", q.dtype()) });
+            return Err(ModelError::UnsupportedDtype {
+                tensor: name.to_string(),
+                dtype: format!("{:?}", q.dtype()),
+            });
         };
         if self.dequantize {
             let tensor = q.dequantize(&Device::Cpu)?;

@@ -44,10 +44,16 @@ impl HostWeight {
     }
 
     /// Apply an elementwise host transform (e.g. Gemma's `1 + w` norm weights) on a dense copy.
-    pub fn map_dense(self, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<HostWeight> {
+    pub fn map_dense(
+        self,
+        f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<HostWeight> {
         let source = self.dtype().unwrap_or(WeightDtype::F32);
         let t = self.to_f32()?;
-        Ok(HostWeight::Dense { tensor: f(&t)?, source })
+        Ok(HostWeight::Dense {
+            tensor: f(&t)?,
+            source,
+        })
     }
 }
 
@@ -76,5 +82,6 @@ pub trait WeightSource {
 
 /// Fetch a tensor that must exist.
 pub fn require(src: &dyn WeightSource, name: &str) -> Result<HostWeight> {
-    src.get(name)?.ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+    src.get(name)?
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
 }

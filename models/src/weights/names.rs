@@ -67,8 +67,14 @@ mod tests {
             to_hf("blk.0.post_attention_norm.weight", HfNormNaming::Gemma).as_deref(),
             Some("model.layers.0.post_attention_layernorm.weight")
         );
-        assert_eq!(to_hf("blk.0.attn_q.bias", HfNormNaming::Llama).as_deref(), Some("model.layers.0.self_attn.q_proj.bias"));
-        assert_eq!(to_hf("output.weight", HfNormNaming::Llama).as_deref(), Some("lm_head.weight"));
+        assert_eq!(
+            to_hf("blk.0.attn_q.bias", HfNormNaming::Llama).as_deref(),
+            Some("model.layers.0.self_attn.q_proj.bias")
+        );
+        assert_eq!(
+            to_hf("output.weight", HfNormNaming::Llama).as_deref(),
+            Some("lm_head.weight")
+        );
         assert_eq!(to_hf("blk.x.attn_q.weight", HfNormNaming::Llama), None);
     }
 }

@@ -16,18 +16,26 @@ pub struct SafetensorsDir {
 
 /// The weight files of a checkout: the shards of the index, or `model.safetensors`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let bad = |reason: String| ModelError::BadSafetensors { path: dir.display().to_string(), reason };
+    let bad = |reason: String| ModelError::BadSafetensors {
+        path: dir.display().to_string(),
+        reason,
+    };
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index)
-            .map_err(|source| ModelError::Io { path: index.display().to_string(), source })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("model.safetensors.index.json: {e}")))?;
+        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
+            path: index.display().to_string(),
+            source,
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("model.safetensors.index.json: {e}")))?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| bad("model.safetensors.index.json has no `weight_map` object".into()))?;
-        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
         files.sort();
         files.dedup();
         if files.is_empty() {
@@ -39,7 +47,9 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.exists() {
         return Ok(vec![single]);
     }
-    Err(bad("no model.safetensors or model.safetensors.index.json".into()))
+    Err(bad(
+        "no model.safetensors or model.safetensors.index.json".into()
+    ))
 }
 
 impl SafetensorsDir {
@@ -54,11 +64,17 @@ impl SafetensorsDir {
             }
         }
         // SAFETY: read-only maps of files we do not modify (see GgufFile::open).
-        let tensors = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| ModelError::BadSafetensors {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
+        let tensors = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
+            ModelError::BadSafetensors {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            }
         })?;
-        Ok(SafetensorsDir { path: dir.display().to_string(), tensors, naming })
+        Ok(SafetensorsDir {
+            path: dir.display().to_string(),
+            tensors,
+            naming,
+        })
     }
 }
 
@@ -76,14 +92,20 @@ impl WeightSource for SafetensorsDir {
             safetensors::Dtype::F16 => WeightDtype::F16,
             safetensors::Dtype::BF16 => WeightDtype::BF16,
             other => {
-                return Err(ModelError::UnsupportedDtype { tensor: hf, dtype: format!("{other:?}") });
+                return Err(ModelError::UnsupportedDtype {
+                    tensor: hf,
+                    dtype: format!("{other:?}"),
+                });
             }
         };
         let tensor = self
             .tensors
             .load(&hf, &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(|e| ModelError::BadSafetensors { path: self.path.clone(), reason: format!("{hf}: {e}") })?;
+            .map_err(|e| ModelError::BadSafetensors {
+                path: self.path.clone(),
+                reason: format!("{hf}: {e}"),
+            })?;
         Ok(Some(HostWeight::Dense { tensor, source }))
     }
 

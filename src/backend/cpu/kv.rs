@@ -15,8 +15,13 @@ impl CpuKvCache {
             .checked_mul(spec.block_size)
             .and_then(|s| s.checked_mul(spec.num_kv_heads * spec.head_dim))
             .ok_or_else(|| ModelError::Backend("KV cache size overflows".into()))?;
-        let layers = (0..spec.num_layers).map(|_| (vec![0f32; per_layer], vec![0f32; per_layer])).collect();
-        Ok(CpuKvCache { spec: spec.clone(), layers })
+        let layers = (0..spec.num_layers)
+            .map(|_| (vec![0f32; per_layer], vec![0f32; per_layer]))
+            .collect();
+        Ok(CpuKvCache {
+            spec: spec.clone(),
+            layers,
+        })
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -44,7 +49,11 @@ impl CpuKvCache {
         let row = self.spec.num_kv_heads * self.spec.head_dim;
         let num_slots = self.spec.num_blocks * self.spec.block_size;
         if k.len() != slots.len() * row || v.len() != k.len() {
-            return Err(ModelError::Backend(format!("kv_write: {} slots for {} values", slots.len(), k.len())));
+            return Err(ModelError::Backend(format!(
+                "kv_write: {} slots for {} values",
+                slots.len(),
+                k.len()
+            )));
         }
         let (kc, vc) = self
             .layers
@@ -53,7 +62,9 @@ impl CpuKvCache {
         for (i, &slot) in slots.iter().enumerate() {
             let slot = slot as usize;
             if slot >= num_slots {
-                return Err(ModelError::Backend(format!("kv_write: slot {slot} past the cache ({num_slots})")));
+                return Err(ModelError::Backend(format!(
+                    "kv_write: slot {slot} past the cache ({num_slots})"
+                )));
             }
             kc[slot * row..(slot + 1) * row].copy_from_slice(&k[i * row..(i + 1) * row]);
             vc[slot * row..(slot + 1) * row].copy_from_slice(&v[i * row..(i + 1) * row]);

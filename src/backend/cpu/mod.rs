@@ -32,12 +32,16 @@ impl CpuBackend {
 /// Fix the number of compute threads for this process, before any tensor work starts.
 /// candle's quantized matmul pool and rayon both read `RAYON_NUM_THREADS`.
 pub fn configure_threads(threads: Option<usize>) -> usize {
-    let n = threads
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let n = threads.filter(|&n| n > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // Fails only when a pool exists already (tests in one process); the first one wins.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     n
 }
 
@@ -76,7 +80,12 @@ fn cpu_features() -> Vec<String> {
 fn cpu_model_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -140,11 +149,19 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &CpuWeight, eps: f32) -> Result<Tensor> {
-        let alpha = w.dense().ok_or_else(|| err("rms_norm weight must be dense"))?;
+        let alpha = w
+            .dense()
+            .ok_or_else(|| err("rms_norm weight must be dense"))?;
         Ok(candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps)?)
     }
 
-    fn add_rms_norm(&self, x: &Tensor, residual: &Tensor, w: &CpuWeight, eps: f32) -> Result<(Tensor, Tensor)> {
+    fn add_rms_norm(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        w: &CpuWeight,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
         let sum = (x + residual)?;
         let normed = self.rms_norm(&sum, w, eps)?;
         Ok((sum, normed))
@@ -167,21 +184,42 @@ impl Backend for CpuBackend {
     fn rope(&self, x: &Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let [t, h, d] = dims[..] else {
-            return Err(err(format!("rope expects [tokens, heads, head_dim], got {dims:?}")));
+            return Err(err(format!(
+                "rope expects [tokens, heads, head_dim], got {dims:?}"
+            )));
         };
         if t != positions.len() || rope.inv_freq.len() * 2 != d {
-            return Err(err(format!("rope: {t} rows, {} positions, head_dim {d}, {} frequencies", positions.len(), rope.inv_freq.len())));
+            return Err(err(format!(
+                "rope: {t} rows, {} positions, head_dim {d}, {} frequencies",
+                positions.len(),
+                rope.inv_freq.len()
+            )));
         }
         let mut data = self.download(x)?;
         let pairing = match rope.style {
             RopeStyle::Neox => Pairing::Neox,
             RopeStyle::Interleaved => Pairing::Interleaved,
         };
-        apply_rope(&mut data, positions, h, d, &rope.inv_freq, pairing, rope.mscale);
+        apply_rope(
+            &mut data,
+            positions,
+            h,
+            d,
+            &rope.inv_freq,
+            pairing,
+            rope.mscale,
+        );
         Ok(Tensor::from_vec(data, (t, h, d), &Device::Cpu)?)
     }
 
-    fn kv_write(&self, cache: &mut CpuKvCache, layer: usize, k: &Tensor, v: &Tensor, slots: &[u32]) -> Result<()> {
+    fn kv_write(
+        &self,
+        cache: &mut CpuKvCache,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+        slots: &[u32],
+    ) -> Result<()> {
         let k = self.download(k)?;
         let v = self.download(v)?;
         cache.write(layer, &k, &v, slots)
@@ -198,8 +236,14 @@ impl Backend for CpuBackend {
     ) -> Result<Tensor> {
         let t = q.dims().first().copied().unwrap_or(0);
         let row = params.num_heads * params.head_dim;
-        if q.elem_count() != t * row || params.num_kv_heads != cache.kv_heads() || params.head_dim != cache.head_dim() {
-            return Err(err(format!("attention: q {:?} does not match the params {params:?}", q.dims())));
+        if q.elem_count() != t * row
+            || params.num_kv_heads != cache.kv_heads()
+            || params.head_dim != cache.head_dim()
+        {
+            return Err(err(format!(
+                "attention: q {:?} does not match the params {params:?}",
+                q.dims()
+            )));
         }
         if block_size != cache.block_size() {
             return Err(err("attention: block size differs from the cache's"));
@@ -208,19 +252,38 @@ impl Backend for CpuBackend {
             if s.q_start + s.q_len > t || s.block_table.len() * block_size < s.context_len() {
                 return Err(err("attention: sequence metadata out of range"));
             }
-            if s.block_table.iter().any(|&b| b as usize >= cache.num_blocks()) {
+            if s.block_table
+                .iter()
+                .any(|&b| b as usize >= cache.num_blocks())
+            {
                 return Err(err("attention: block table refers past the cache"));
             }
         }
         let qv = self.download(q)?;
         let mut out = vec![0f32; t * row];
         let (k, v) = cache.layer(layer)?;
-        let kv = PagedKv { k, v, block_size, kv_heads: params.num_kv_heads, head_dim: params.head_dim };
+        let kv = PagedKv {
+            k,
+            v,
+            block_size,
+            kv_heads: params.num_kv_heads,
+            head_dim: params.head_dim,
+        };
         let views: Vec<SeqQueries> = seqs
             .iter()
-            .map(|s| SeqQueries { q_start: s.q_start, q_len: s.q_len, start_pos: s.start_pos, block_table: &s.block_table })
+            .map(|s| SeqQueries {
+                q_start: s.q_start,
+                q_len: s.q_len,
+                start_pos: s.start_pos,
+                block_table: &s.block_table,
+            })
             .collect();
-        let shape = AttnShape { heads: params.num_heads, scale: params.scale, window: params.sliding_window, softcap: params.softcap };
+        let shape = AttnShape {
+            heads: params.num_heads,
+            scale: params.scale,
+            window: params.sliding_window,
+            softcap: params.softcap,
+        };
         paged_attention(&qv, &mut out, &kv, &views, &shape);
         Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
     }

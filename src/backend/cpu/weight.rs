@@ -9,13 +9,18 @@ pub enum CpuWeight {
     Dense(Tensor),
     /// The block tensor serves both as a matmul weight and as an embedding table (tied heads
     /// share one copy).
-    Quant { qmm: QMatMul, q: Arc<QTensor> },
+    Quant {
+        qmm: QMatMul,
+        q: Arc<QTensor>,
+    },
 }
 
 impl CpuWeight {
     pub fn from_host(w: HostWeight) -> Result<Self> {
         match w {
-            HostWeight::Dense { tensor, .. } => Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?)),
+            HostWeight::Dense { tensor, .. } => {
+                Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?))
+            }
             HostWeight::Quant(q) => match q.dtype() {
                 // Small float tensors (norms, biases) are used dense.
                 GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
@@ -23,7 +28,10 @@ impl CpuWeight {
                 }
                 _ => {
                     let q = Arc::new(q);
-                    Ok(CpuWeight::Quant { qmm: QMatMul::QTensor(q.clone()), q })
+                    Ok(CpuWeight::Quant {
+                        qmm: QMatMul::QTensor(q.clone()),
+                        q,
+                    })
                 }
             },
         }

@@ -1,0 +1,238 @@
+//! Chat templates (Jinja, as shipped in `tokenizer_config.json` or GGUF
+//! `tokenizer.chat_template`) rendered with minijinja plus the helpers HF templates rely on:
+//! `raise_exception`, `strftime_now`, `tojson`, and Python string/dict methods (pycompat).
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TemplateError {
+    #[error("this model has no chat template; use a plain prompt (no --chat) or a model with a template")]
+    Missing,
+    #[error("chat template does not compile: {0}")]
+    Syntax(String),
+    #[error("chat template rejected the conversation: {0}")]
+    Raised(String),
+    #[error("chat template failed to render: {0}")]
+    Render(String),
+    #[error("unknown role `{role}` in message {index} (allowed: {allowed})")]
+    BadRole {
+        role: String,
+        index: usize,
+        allowed: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// Check that every message has one of the `allowed` roles.
+pub fn validate_roles(messages: &[ChatMessage], allowed: &[&str]) -> Result<(), TemplateError> {
+    for (index, m) in messages.iter().enumerate() {
+        if !allowed.contains(&m.role.as_str()) {
+            return Err(TemplateError::BadRole {
+                role: m.role.clone(),
+                index,
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+const NAME: &str = "chat";
+/// Marker error text so `raise_exception` can be told apart from other render errors.
+const RAISED: &str = "raise_exception: ";
+
+fn raise_exception(msg: String) -> Result<Value, JinjaError> {
+    Err(JinjaError::new(
+        ErrorKind::InvalidOperation,
+        format!("{RAISED}{msg}"),
+    ))
+}
+
+fn strftime_now(fmt: String) -> String {
+    chrono::Local::now().format(&fmt).to_string()
+}
+
+impl ChatTemplate {
+    pub fn new(
+        source: &str,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        // HF renders with trim_blocks and lstrip_blocks.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.unwrap_or_default().to_string(),
+            eos_token: eos_token.unwrap_or_default().to_string(),
+        })
+    }
+
+    /// A template, or `Missing` when the model has none.
+    pub fn from_optional(
+        source: Option<&str>,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<Self, TemplateError> {
+        match source {
+            Some(s) if !s.trim().is_empty() => Self::new(s, bos_token, eos_token),
+            _ => Err(TemplateError::Missing),
+        }
+    }
+
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        self.render_with(messages, add_generation_prompt, Value::from(()))
+    }
+
+    /// Render with extra context values (e.g. `tools`), passed as a map.
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        extra: Value,
+    ) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| TemplateError::Render(describe(&e)))?;
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+            ..extra
+        };
+        tmpl.render(ctx).map_err(|e| {
+            let text = describe(&e);
+            match text.find(RAISED) {
+                Some(i) => TemplateError::Raised(
+                    text[i + RAISED.len()..]
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
+                ),
+                None => TemplateError::Render(text),
+            }
+        })
+    }
+}
+
+/// The error with its causes and line, on one line.
+fn describe(e: &JinjaError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn qwen_gguf_template_matches_transformers() {
+        let golden: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/tokenizer/qwen2.5-0.5b.json"
+        ))
+        .unwrap();
+        let t = ChatTemplate::new(
+            golden["chat_template"].as_str().unwrap(),
+            None,
+            Some("<|endoftext|>"),
+        )
+        .unwrap();
+        for case in golden["chat"].as_array().unwrap() {
+            let messages: Vec<ChatMessage> =
+                serde_json::from_value(case["messages"].clone()).unwrap();
+            let text = t
+                .render(&messages, case["add_generation_prompt"].as_bool().unwrap())
+                .unwrap();
+            assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["id"]);
+        }
+    }
+
+    #[test]
+    fn helpers_work_and_raise_surfaces() {
+        let t = ChatTemplate::new(
+            "{% for m in messages %}{% if m.role not in ['user', 'assistant'] %}{{ raise_exception('roles must be user/assistant') }}{% endif %}\
+             {{ m.content.strip() }}{% if m.content.strip().startswith('x') %}!{% endif %}|{{ m | tojson }}{% endfor %}{{ strftime_now('%Y') | length }}",
+            None,
+            None,
+        )
+        .unwrap();
+        let out = t.render(&[msg("user", "  xy  ")], false).unwrap();
+        assert!(out.starts_with("xy!|{"), "{out}");
+        assert!(out.ends_with('4'), "{out}");
+        match t.render(&[msg("system", "s")], false) {
+            Err(TemplateError::Raised(m)) => assert_eq!(m, "roles must be user/assistant"),
+            other => panic!("expected Raised, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gemma_style_template_alternation() {
+        let src = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}\
+            {{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}\
+            {% set role = 'model' if message['role'] == 'assistant' else message['role'] %}\
+            {{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}\
+            {% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+        let t = ChatTemplate::new(src, Some("<bos>"), None).unwrap();
+        let out = t.render(&[msg("user", " hi ")], true).unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert!(matches!(
+            t.render(&[msg("assistant", "x")], true),
+            Err(TemplateError::Raised(_))
+        ));
+    }
+
+    #[test]
+    fn errors_not_panics() {
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", None, None),
+            Err(TemplateError::Syntax(_))
+        ));
+        assert!(matches!(
+            ChatTemplate::from_optional(None, None, None),
+            Err(TemplateError::Missing)
+        ));
+        assert!(validate_roles(&[msg("robot", "x")], &["user", "assistant", "system"]).is_err());
+    }
+}

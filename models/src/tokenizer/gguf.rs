@@ -1,0 +1,286 @@
+//! Building a tokenizer from GGUF `tokenizer.ggml.*` metadata.
+use super::spm::Spm;
+use super::{Model, Tokenizer, TokenizerError, Verbatim};
+use candle_core::quantized::gguf_file::Value;
+use std::collections::HashMap;
+use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+type Md = HashMap<String, Value>;
+
+/// GGUF token types (llama.cpp `llama_token_type`).
+const TYPE_CONTROL: i32 = 3;
+const TYPE_USER_DEFINED: i32 = 4;
+
+/// Pre-tokenizer regexes by `tokenizer.ggml.pre` (the ones llama.cpp and HF use).
+fn pre_regex(pre: &str) -> &'static str {
+    match pre {
+        "qwen2" | "deepseek-r1-qwen" => {
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => {
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+        }
+        // GPT-2's own pattern.
+        _ => r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+    }
+}
+
+fn strings(md: &Md, key: &str) -> Result<Vec<String>, TokenizerError> {
+    match md.get(key) {
+        None => Err(TokenizerError::MissingKey(key.into())),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(TokenizerError::WrongType {
+                    key: key.into(),
+                    expected: "array of strings",
+                }),
+            })
+            .collect(),
+        Some(_) => Err(TokenizerError::WrongType {
+            key: key.into(),
+            expected: "array of strings",
+        }),
+    }
+}
+
+fn numbers(md: &Md, key: &str) -> Result<Option<Vec<f64>>, TokenizerError> {
+    let Some(v) = md.get(key) else {
+        return Ok(None);
+    };
+    let Value::Array(a) = v else {
+        return Err(TokenizerError::WrongType {
+            key: key.into(),
+            expected: "array of numbers",
+        });
+    };
+    a.iter()
+        .map(|v| match v {
+            Value::F32(x) => Ok(*x as f64),
+            Value::F64(x) => Ok(*x),
+            Value::I32(x) => Ok(*x as f64),
+            Value::U32(x) => Ok(*x as f64),
+            Value::I8(x) => Ok(*x as f64),
+            Value::U8(x) => Ok(*x as f64),
+            Value::I64(x) => Ok(*x as f64),
+            _ => Err(TokenizerError::WrongType {
+                key: key.into(),
+                expected: "array of numbers",
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn id(md: &Md, key: &str) -> Option<u32> {
+    md.get(key).and_then(|v| {
+        v.to_u32()
+            .ok()
+            .or_else(|| v.to_i32().ok().map(|x| x as u32))
+    })
+}
+
+fn flag(md: &Md, key: &str) -> Option<bool> {
+    md.get(key).and_then(|v| v.to_bool().ok())
+}
+
+/// Control tokens that close a chat turn, found by their text in the vocabulary.
+pub(super) fn turn_end_tokens(t: &Tokenizer) -> Vec<u32> {
+    const TURN_ENDS: [&str; 6] = [
+        "<|im_end|>",
+        "<end_of_turn>",
+        "<|eot_id|>",
+        "<|end|>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+    ];
+    let mut out = Vec::new();
+    for (id, _) in t.special.iter().enumerate().filter(|(_, s)| **s) {
+        if let Some(p) = t.token_to_piece(id as u32) {
+            if TURN_ENDS.contains(&p.as_str()) {
+                out.push(id as u32);
+            }
+        }
+    }
+    out
+}
+
+impl Tokenizer {
+    pub fn from_gguf_metadata(md: &Md) -> Result<Self, TokenizerError> {
+        let model = match md.get("tokenizer.ggml.model") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(TokenizerError::WrongType {
+                    key: "tokenizer.ggml.model".into(),
+                    expected: "string",
+                })
+            }
+            None => return Err(TokenizerError::MissingKey("tokenizer.ggml.model".into())),
+        };
+        let tokens = strings(md, "tokenizer.ggml.tokens")?;
+        let n = tokens.len();
+        let types: Vec<i32> = numbers(md, "tokenizer.ggml.token_type")?
+            .map(|v| v.into_iter().map(|x| x as i32).collect())
+            .unwrap_or_else(|| vec![1; n]);
+        if types.len() != n {
+            return Err(TokenizerError::WrongType {
+                key: "tokenizer.ggml.token_type".into(),
+                expected: "one type per token",
+            });
+        }
+        let bos = id(md, "tokenizer.ggml.bos_token_id");
+        let eos = id(md, "tokenizer.ggml.eos_token_id");
+        let eot = id(md, "tokenizer.ggml.eot_token_id");
+        let unk = id(md, "tokenizer.ggml.unknown_token_id");
+        let pad = id(md, "tokenizer.ggml.padding_token_id");
+        let chat_template = md
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok().cloned());
+        for (key, v) in [
+            ("bos", bos),
+            ("eos", eos),
+            ("eot", eot),
+            ("unknown", unk),
+            ("padding", pad),
+        ] {
+            if let Some(v) = v.filter(|&v| v as usize >= n) {
+                return Err(TokenizerError::OutOfVocab { id: v, vocab: n }).map_err(|e| {
+                    TokenizerError::Backend(format!("tokenizer.ggml.{key}_token_id: {e}"))
+                });
+            }
+        }
+
+        let (model, special, verbatim, add_bos, add_space_prefix) = match model.as_str() {
+            "gpt2" => {
+                // Special (matched verbatim, skippable on decode): control tokens that the
+                // metadata names (bos/eos/eot/pad/unk) or that the chat template writes. Other
+                // control tokens (e.g. `<|fim_prefix|>`) are ordinary text to the BPE, which is
+                // what HF's GGUF conversion does and what the tokenizer goldens pin down.
+                let named: Vec<u32> = [bos, eos, eot, unk, pad].into_iter().flatten().collect();
+                let template = chat_template.clone().unwrap_or_default();
+                let mut special = vec![false; n];
+                for (i, tok) in tokens.iter().enumerate() {
+                    if types[i] == TYPE_CONTROL
+                        && (named.contains(&(i as u32)) || template.contains(tok.as_str()))
+                    {
+                        special[i] = true;
+                    }
+                }
+                let merges: Vec<(String, String)> = strings(md, "tokenizer.ggml.merges")?
+                    .into_iter()
+                    .filter_map(|m| {
+                        m.split_once(' ')
+                            .map(|(a, b)| (a.to_string(), b.to_string()))
+                    })
+                    .collect();
+                let vocab: tokenizers::models::bpe::Vocab = tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
+                let bpe = BPE::builder()
+                    .vocab_and_merges(vocab, merges)
+                    .build()
+                    .map_err(|e| TokenizerError::Backend(format!("BPE: {e}")))?;
+                let pre = match md.get("tokenizer.ggml.pre") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => "default".into(),
+                };
+                let split = Split::new(
+                    SplitPattern::Regex(pre_regex(&pre).into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex: {e}")))?;
+                let mut tk = tokenizers::Tokenizer::new(bpe);
+                if pre.starts_with("qwen2") {
+                    tk.with_normalizer(Some(NFC));
+                }
+                tk.with_pre_tokenizer(Some(Sequence::new(vec![
+                    PreTokenizerWrapper::Split(split),
+                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
+                ])));
+                tk.with_decoder(Some(ByteLevel::new(false, false, false)));
+                let added: Vec<AddedToken> = tokens
+                    .iter()
+                    .zip(&special)
+                    .filter(|(_, s)| **s)
+                    .map(|(t, _)| AddedToken::from(t.clone(), true))
+                    .collect();
+                tk.add_special_tokens(&added);
+                let add_bos = flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(false);
+                (
+                    Model::Hf(Box::new(tk)),
+                    special,
+                    Verbatim::default(),
+                    add_bos,
+                    false,
+                )
+            }
+            "llama" => {
+                let scores: Vec<f32> = numbers(md, "tokenizer.ggml.scores")?
+                    .map(|v| v.into_iter().map(|x| x as f32).collect())
+                    .unwrap_or_else(|| vec![0.0; n]);
+                if scores.len() != n {
+                    return Err(TokenizerError::WrongType {
+                        key: "tokenizer.ggml.scores".into(),
+                        expected: "one score per token",
+                    });
+                }
+                // Control tokens are special and matched verbatim in the raw text. User-defined
+                // pieces (`<html>`, "\n\n", gemma's raw-space runs) are matched verbatim in the
+                // normalized text, as SentencePiece does: spaces have become `▁` by then, so a
+                // raw-space piece never matches (the tokenizer goldens pin both down).
+                let special: Vec<bool> = types.iter().map(|&t| t == TYPE_CONTROL).collect();
+                let verbatim = Verbatim::new(
+                    tokens
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| types[*i] == TYPE_CONTROL)
+                        .map(|(i, t)| (t.clone(), i as u32))
+                        .collect(),
+                );
+                let user_defined = Verbatim::new(
+                    tokens
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| types[*i] == TYPE_USER_DEFINED)
+                        .map(|(i, t)| (t.clone(), i as u32))
+                        .collect(),
+                );
+                let add_bos = flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(true);
+                let add_space_prefix = flag(md, "tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                (
+                    Model::Spm(Spm::new(tokens, scores, unk), user_defined),
+                    special,
+                    verbatim,
+                    add_bos,
+                    add_space_prefix,
+                )
+            }
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        let mut t = Tokenizer {
+            model,
+            vocab_size: n,
+            verbatim,
+            special,
+            bos,
+            eos,
+            extra_eos: Vec::new(),
+            add_bos,
+            add_space_prefix,
+            chat_template,
+        };
+        let mut extra = turn_end_tokens(&t);
+        extra.extend(eot);
+        t.extra_eos = extra;
+        Ok(t)
+    }
+}

@@ -1,0 +1,328 @@
+//! Tokenizers: byte-level BPE (`gpt2` GGUF family, through the `tokenizers` crate),
+//! SentencePiece-BPE (`llama` GGUF family, `spm.rs`), and HF `tokenizer.json` files.
+//! Special tokens in input text are always matched verbatim.
+mod gguf;
+mod spm;
+mod stream;
+
+pub use stream::StreamDecoder;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TokenizerError {
+    #[error("tokenizer metadata: missing `{0}`")]
+    MissingKey(String),
+    #[error("tokenizer metadata: `{key}` has the wrong type ({expected} expected)")]
+    WrongType { key: String, expected: &'static str },
+    #[error("unsupported tokenizer model `{0}` (supported: gpt2, llama)")]
+    UnsupportedModel(String),
+    #[error("token id {id} is out of the vocabulary (size {vocab})")]
+    OutOfVocab { id: u32, vocab: usize },
+    #[error("cannot load tokenizer {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("tokenizer: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, TokenizerError>;
+
+pub(crate) enum Model {
+    /// `tokenizers`-crate tokenizer (GGUF gpt2 family, or tokenizer.json).
+    Hf(Box<tokenizers::Tokenizer>),
+    /// SentencePiece-BPE with its user-defined pieces (matched in normalized text).
+    Spm(spm::Spm, Verbatim),
+}
+
+pub struct Tokenizer {
+    pub(crate) model: Model,
+    vocab_size: usize,
+    /// Tokens matched verbatim in input text, longest first (SPM path; the HF path keeps its
+    /// own added-token matcher).
+    verbatim: Verbatim,
+    special: Vec<bool>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    extra_eos: Vec<u32>,
+    add_bos: bool,
+    add_space_prefix: bool,
+    chat_template: Option<String>,
+}
+
+impl Tokenizer {
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+    pub fn chat_template(&self) -> Option<String> {
+        self.chat_template.clone()
+    }
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).copied().unwrap_or(false)
+    }
+    pub fn bos_token(&self) -> Option<String> {
+        self.bos.and_then(|id| self.token_to_piece(id))
+    }
+    pub fn eos_token(&self) -> Option<String> {
+        self.eos.and_then(|id| self.token_to_piece(id))
+    }
+
+    /// Ids that end generation: the model's eos, its end-of-turn token, and control tokens
+    /// the chat template closes a turn with (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`).
+    pub fn eos_ids(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.eos.into_iter().collect();
+        for &id in &self.extra_eos {
+            if !v.contains(&id) {
+                v.push(id);
+            }
+        }
+        v
+    }
+
+    /// The stored piece of a token (byte-level or `▁` form, as in the vocabulary).
+    pub fn token_to_piece(&self, id: u32) -> Option<String> {
+        match &self.model {
+            Model::Hf(t) => t.id_to_token(id),
+            Model::Spm(s, _) => s.piece(id).map(str::to_string),
+        }
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            Some(&id) => Err(TokenizerError::OutOfVocab {
+                id,
+                vocab: self.vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Encode `text`; `add_special` adds BOS where the model asks for it.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        if add_special && self.add_bos {
+            if let Some(b) = self.bos {
+                out.push(b);
+            }
+        }
+        match &self.model {
+            Model::Hf(t) => {
+                let enc = t
+                    .encode_fast(text, false)
+                    .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+                out.extend_from_slice(enc.get_ids());
+            }
+            Model::Spm(s, user_defined) => {
+                let mut first = true;
+                for (frag, special) in split_verbatim(text, &self.verbatim) {
+                    match special {
+                        Some(id) => out.push(id),
+                        None => {
+                            let mut t = frag.replace(' ', "\u{2581}");
+                            if first && self.add_space_prefix {
+                                t.insert(0, '\u{2581}');
+                            }
+                            for (piece, id) in split_verbatim(&t, user_defined) {
+                                match id {
+                                    Some(id) => out.push(id),
+                                    None => s.encode(piece, &mut out),
+                                }
+                            }
+                        }
+                    }
+                    first = false;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decode ids to text; `skip_special` drops control tokens.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        let mut text = self.decode_fragment(ids, skip_special)?;
+        if let Model::Spm(..) = self.model {
+            if self.add_space_prefix && text.starts_with(' ') {
+                text.remove(0);
+            }
+        }
+        Ok(text)
+    }
+
+    /// Decode a run of ids from the middle of a sequence (no leading-space removal).
+    pub fn decode_fragment(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.check_ids(ids)?;
+        match &self.model {
+            Model::Hf(t) => t
+                .decode(ids, skip_special)
+                .map_err(|e| TokenizerError::Backend(e.to_string())),
+            Model::Spm(s, _) => {
+                let mut bytes = Vec::new();
+                for &id in ids {
+                    if skip_special && self.is_special(id) {
+                        continue;
+                    }
+                    match s.byte_of(id) {
+                        Some(b) => bytes.push(b),
+                        None => bytes.extend_from_slice(
+                            s.piece(id)
+                                .unwrap_or("")
+                                .replace('\u{2581}', " ")
+                                .as_bytes(),
+                        ),
+                    }
+                }
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
+        }
+    }
+
+    /// Load `tokenizer.json` (and bos/eos/template from `tokenizer_config.json`).
+    pub fn from_file(path: &std::path::Path, config: Option<&std::path::Path>) -> Result<Self> {
+        let err = |reason: String| TokenizerError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        let vocab_size = tok.get_vocab_size(true);
+        let mut special = vec![false; vocab_size];
+        for (id, t) in tok.get_added_tokens_decoder() {
+            if t.special && (id as usize) < vocab_size {
+                special[id as usize] = true;
+            }
+        }
+        let cfg: serde_json::Value = match config {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+                serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", p.display())))?
+            }
+            None => serde_json::Value::Null,
+        };
+        let token_text = |key: &str| -> Option<String> {
+            match cfg.get(key)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                v => v
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string),
+            }
+        };
+        let bos = token_text("bos_token").and_then(|t| tok.token_to_id(&t));
+        let eos = token_text("eos_token").and_then(|t| tok.token_to_id(&t));
+        let chat_template = match cfg.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| {
+                    t.get("template")
+                        .and_then(|s| s.as_str())
+                        .map(str::to_string)
+                }),
+            _ => None,
+        };
+        let add_bos = cfg
+            .get("add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let mut t = Tokenizer {
+            model: Model::Hf(Box::new(tok)),
+            vocab_size,
+            verbatim: Verbatim::default(),
+            special,
+            bos,
+            eos,
+            extra_eos: Vec::new(),
+            add_bos,
+            add_space_prefix: false,
+            chat_template,
+        };
+        t.extra_eos = gguf::turn_end_tokens(&t);
+        Ok(t)
+    }
+}
+
+/// Tokens matched verbatim in text, indexed by first byte, longest first.
+#[derive(Default)]
+pub(crate) struct Verbatim {
+    by_first: Vec<Vec<(String, u32)>>,
+}
+
+impl Verbatim {
+    pub(crate) fn new(tokens: Vec<(String, u32)>) -> Self {
+        let mut by_first: Vec<Vec<(String, u32)>> = vec![Vec::new(); 256];
+        for (s, id) in tokens {
+            if let Some(&b) = s.as_bytes().first() {
+                by_first[b as usize].push((s, id));
+            }
+        }
+        for v in &mut by_first {
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        }
+        Verbatim { by_first }
+    }
+
+    fn match_at(&self, text: &str, i: usize) -> Option<(usize, u32)> {
+        let b = *text.as_bytes().get(i)?;
+        self.by_first
+            .get(b as usize)?
+            .iter()
+            .find(|(s, _)| text[i..].starts_with(s.as_str()))
+            .map(|(s, id)| (s.len(), *id))
+    }
+}
+
+/// Split `text` around verbatim tokens (leftmost first, longest at a position).
+fn split_verbatim<'a>(text: &'a str, verbatim: &Verbatim) -> Vec<(&'a str, Option<u32>)> {
+    let mut out = Vec::new();
+    let mut plain_start = 0usize;
+    let mut i = 0usize;
+    while i < text.len() {
+        if !text.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        match verbatim.match_at(text, i) {
+            Some((len, id)) => {
+                if plain_start < i {
+                    out.push((&text[plain_start..i], None));
+                }
+                out.push((&text[i..i + len], Some(id)));
+                i += len;
+                plain_start = i;
+            }
+            None => i += 1,
+        }
+    }
+    if plain_start < text.len() {
+        out.push((&text[plain_start..], None));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_around_longest_verbatim_tokens() {
+        let v = Verbatim::new(vec![
+            ("<start_of_turn>".to_string(), 5),
+            ("<s>".to_string(), 1),
+            ("<st".to_string(), 9),
+        ]);
+        let parts = split_verbatim("a<s>b<start_of_turn>", &v);
+        assert_eq!(
+            parts,
+            vec![
+                ("a", None),
+                ("<s>", Some(1)),
+                ("b", None),
+                ("<start_of_turn>", Some(5))
+            ]
+        );
+        assert_eq!(split_verbatim("", &v), vec![]);
+    }
+}

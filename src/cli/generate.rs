@@ -1,0 +1,215 @@
+//! `candor generate`: one prompt, streamed to stdout, speed and memory on stderr (or one JSON
+//! object as the last stdout line).
+use crate::backend::cpu::configure_threads;
+use crate::engine::generate::{generate, GenerateRequest};
+use crate::engine::load::{load_model, LoadOptions};
+use crate::engine::sampler::SamplingParams;
+use crate::error::CliError;
+use crate::pull;
+use candor_models::chat_template::{ChatMessage, ChatTemplate};
+use candor_models::tokenizer::StreamDecoder;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
+    pub model: String,
+    /// Prompt text.
+    #[arg(
+        long,
+        conflicts_with = "prompt_tokens",
+        required_unless_present = "prompt_tokens"
+    )]
+    pub prompt: Option<String>,
+    /// Prompt as comma-separated token ids (no tokenization, no template).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["chat", "system"])]
+    pub prompt_tokens: Option<Vec<u32>>,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Dequantize every GGUF weight to f32 (the reference path).
+    #[arg(long)]
+    pub dequantize: bool,
+    /// Compute threads (default: all cores).
+    #[arg(long, env = "CANDOR_THREADS")]
+    pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Never download: fail if the model is not on disk.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), CliError> {
+    let threads = configure_threads(args.threads);
+    let path = pull::resolve_model(&args.model, !args.offline)?;
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        min_p: args.min_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        ..Default::default()
+    };
+    sampling.validate()?;
+    // The KV cache holds the request: the prompt is known only after tokenizing, so size it for
+    // the model's context bound after loading the tokenizer (cheap) via a first pass.
+    let load = |kv_tokens| {
+        load_model(
+            &path,
+            &LoadOptions {
+                dequantize: args.dequantize,
+                threads,
+                kv_tokens,
+            },
+        )
+    };
+    let probe = candor_models::loader::open_model(&path, false)?;
+    let tokenizer = crate::engine::load::load_tokenizer(&probe)?;
+    let context = probe.spec.max_position;
+    drop(probe);
+
+    let prompt_ids = match (&args.prompt_tokens, &args.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) if args.chat => {
+            let template = ChatTemplate::from_optional(
+                tokenizer.chat_template().as_deref(),
+                tokenizer.bos_token().as_deref(),
+                tokenizer.eos_token().as_deref(),
+            )
+            .map_err(candor_models::ModelError::from)?;
+            let mut messages = Vec::new();
+            if let Some(system) = &args.system {
+                messages.push(ChatMessage {
+                    role: "system".into(),
+                    content: system.clone(),
+                });
+            }
+            messages.push(ChatMessage {
+                role: "user".into(),
+                content: text.clone(),
+            });
+            let rendered = template
+                .render(&messages, true)
+                .map_err(candor_models::ModelError::from)?;
+            // The template writes BOS itself where the model wants it.
+            tokenizer
+                .encode(&rendered, false)
+                .map_err(candor_models::ModelError::from)?
+        }
+        (None, Some(text)) => tokenizer
+            .encode(text, true)
+            .map_err(candor_models::ModelError::from)?,
+        (None, None) => return Err(CliError::Usage("give --prompt or --prompt-tokens".into())),
+    };
+    if prompt_ids.len() + args.max_tokens > context {
+        return Err(crate::engine::EngineError::ContextTooLong {
+            prompt: prompt_ids.len(),
+            max_new: args.max_tokens,
+            context,
+        }
+        .into());
+    }
+    let mut model = load(prompt_ids.len() + args.max_tokens)?;
+    let mut eos_ids = model.tokenizer.eos_ids();
+    for id in &model.spec.eos_token_ids {
+        if !eos_ids.contains(id) {
+            eos_ids.push(*id);
+        }
+    }
+    let req = GenerateRequest {
+        prompt_ids: prompt_ids.clone(),
+        max_tokens: args.max_tokens,
+        sampling,
+        eos_ids,
+        ignore_eos: args.ignore_eos,
+        prefill_chunk: 512,
+    };
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut stream = StreamDecoder::new(&model.tokenizer);
+    let mut text = String::new();
+    let mut write_err = None;
+    let result = generate(model.runner.as_mut(), &req, |id| {
+        let piece = stream.push(id).unwrap_or_default();
+        text.push_str(&piece);
+        if args.format == OutputFormat::Text {
+            if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+                write_err = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    let tail = stream.flush().unwrap_or_default();
+    text.push_str(&tail);
+    let prefill = result.prefill_tok_s(prompt_ids.len());
+    let decode = result.decode_tok_s();
+    let peak = crate::rss::peak_rss_bytes();
+    match args.format {
+        OutputFormat::Text => {
+            writeln!(out, "{tail}")?;
+            eprintln!(
+                "[{} prompt tokens: {prefill:.1} tok/s prefill; {} generated: {decode:.1} tok/s decode; finish: {:?}; peak RSS {} MiB; {threads} threads]",
+                prompt_ids.len(),
+                result.generated_ids.len(),
+                result.finish_reason,
+                peak.map(|b| b / (1 << 20)).unwrap_or(0)
+            );
+        }
+        OutputFormat::Json => {
+            let obj = serde_json::json!({
+                "model": model.path.display().to_string(),
+                "prompt_ids": prompt_ids,
+                "generated_ids": result.generated_ids,
+                "text": text,
+                "finish_reason": result.finish_reason,
+                "prompt_tokens": prompt_ids.len(),
+                "generated_tokens": result.generated_ids.len(),
+                "prefill_seconds": result.prefill_seconds,
+                "decode_seconds": result.decode_seconds,
+                "prefill_tok_s": prefill,
+                "decode_tok_s": decode,
+                "peak_rss_bytes": peak,
+                "threads": threads,
+                "dequantize": args.dequantize,
+            });
+            writeln!(out, "{obj}")?;
+        }
+    }
+    Ok(())
+}

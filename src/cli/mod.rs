@@ -1,0 +1,24 @@
+//! Command-line interface: `candor generate`, `candor pull`.
+pub mod generate;
+pub mod pull;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "candor",
+    version,
+    about = "LLM inference server and honest tokens/s benchmark"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text from a prompt.
+    Generate(generate::GenerateArgs),
+    /// Download a model from the catalogue or the Hugging Face Hub.
+    Pull(pull::PullArgs),
+}
