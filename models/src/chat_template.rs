@@ -127,14 +127,12 @@ impl ChatTemplate {
         tmpl.render(ctx).map_err(|e| {
             let text = describe(&e);
             match text.find(RAISED) {
-                Some(i) => TemplateError::Raised(
-                    text[i + RAISED.len()..]
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string(),
-                ),
+                Some(i) => {
+                    let msg = text[i + RAISED.len()..].lines().next().unwrap_or("");
+                    // Drop minijinja's location suffix: the message is the template author's.
+                    let msg = msg.rsplit_once(" (in ").map_or(msg, |(m, _)| m);
+                    TemplateError::Raised(msg.trim().to_string())
+                }
                 None => TemplateError::Render(text),
             }
         })
