@@ -43,8 +43,14 @@ pub enum ModelError {
 
 impl From<candle_core::Error> for ModelError {
     fn from(e: candle_core::Error) -> Self {
-        ModelError::Backend(e.to_string())
+        ModelError::Backend(candle_message(&e))
     }
+}
+
+/// A candle error's message without the backtrace candle appends when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or("").trim().to_string()
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

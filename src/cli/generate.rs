@@ -40,7 +40,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_hyphen_values = true)]
     pub temperature: f32,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
@@ -95,13 +95,22 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         )
     };
     let probe = candor_models::loader::open_model(&path, false)?;
-    let tokenizer = crate::engine::load::load_tokenizer(&probe)?;
+    let probe_tokenizer = crate::engine::load::load_tokenizer(&probe)?;
     let context = probe.spec.max_position;
     drop(probe);
+    let need_tokenizer = || {
+        probe_tokenizer.as_ref().ok_or_else(|| {
+            CliError::Usage(format!(
+                "{} has no tokenizer.json: give the prompt as --prompt-tokens",
+                path.display()
+            ))
+        })
+    };
 
     let prompt_ids = match (&args.prompt_tokens, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) if args.chat => {
+            let tokenizer = need_tokenizer()?;
             let template = ChatTemplate::from_optional(
                 tokenizer.chat_template().as_deref(),
                 tokenizer.bos_token().as_deref(),
@@ -127,7 +136,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
                 .encode(&rendered, false)
                 .map_err(candor_models::ModelError::from)?
         }
-        (None, Some(text)) => tokenizer
+        (None, Some(text)) => need_tokenizer()?
             .encode(text, true)
             .map_err(candor_models::ModelError::from)?,
         (None, None) => return Err(CliError::Usage("give --prompt or --prompt-tokens".into())),
@@ -141,7 +150,11 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .into());
     }
     let mut model = load(prompt_ids.len() + args.max_tokens)?;
-    let mut eos_ids = model.tokenizer.eos_ids();
+    let mut eos_ids = model
+        .tokenizer
+        .as_ref()
+        .map(|t| t.eos_ids())
+        .unwrap_or_default();
     for id in &model.spec.eos_token_ids {
         if !eos_ids.contains(id) {
             eos_ids.push(*id);
@@ -158,11 +171,14 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut stream = StreamDecoder::new(&model.tokenizer);
+    let mut stream = model.tokenizer.as_ref().map(StreamDecoder::new);
     let mut text = String::new();
     let mut write_err = None;
     let result = generate(model.runner.as_mut(), &req, |id| {
-        let piece = stream.push(id).unwrap_or_default();
+        let piece = match stream.as_mut() {
+            Some(s) => s.push(id).unwrap_or_default(),
+            None => String::new(),
+        };
         text.push_str(&piece);
         if args.format == OutputFormat::Text {
             if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
@@ -175,7 +191,10 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     if let Some(e) = write_err {
         return Err(e.into());
     }
-    let tail = stream.flush().unwrap_or_default();
+    let tail = match stream.as_mut() {
+        Some(s) => s.flush().unwrap_or_default(),
+        None => String::new(),
+    };
     text.push_str(&tail);
     let prefill = result.prefill_tok_s(prompt_ids.len());
     let decode = result.decode_tok_s();

@@ -24,7 +24,8 @@ pub fn cpu_runner(
 /// Everything needed to serve a model: the runner, its tokenizer and chat template.
 pub struct LoadedModel {
     pub runner: Box<dyn Runner>,
-    pub tokenizer: Tokenizer,
+    /// None for a safetensors checkout without tokenizer.json (token ids only).
+    pub tokenizer: Option<Tokenizer>,
     pub chat_template: Option<String>,
     pub spec: candor_models::ModelSpec,
     pub path: std::path::PathBuf,
@@ -40,35 +41,37 @@ pub struct LoadOptions {
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
-pub fn load_tokenizer(opened: &OpenedModel) -> Result<Tokenizer, EngineError> {
+pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineError> {
     let tok = match &opened.gguf {
         Some(g) => Tokenizer::from_gguf_metadata(g.metadata()),
         None => {
+            let file = opened.path.join("tokenizer.json");
+            if !file.exists() {
+                return Ok(None);
+            }
             let config = opened.path.join("tokenizer_config.json");
-            Tokenizer::from_file(
-                &opened.path.join("tokenizer.json"),
-                config.exists().then_some(config.as_path()),
-            )
+            Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
         }
     };
-    Ok(tok.map_err(candor_models::ModelError::from)?)
+    let tok = tok.map_err(candor_models::ModelError::from)?;
+    if tok.vocab_size() > opened.spec.vocab_size {
+        return Err(candor_models::ModelError::Config(format!(
+            "the tokenizer has {} tokens, the model's vocabulary {}",
+            tok.vocab_size(),
+            opened.spec.vocab_size
+        ))
+        .into());
+    }
+    Ok(Some(tok))
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let opened = candor_models::loader::open_model(path, opts.dequantize)?;
     let tokenizer = load_tokenizer(&opened)?;
-    if tokenizer.vocab_size() > opened.spec.vocab_size {
-        return Err(candor_models::ModelError::Config(format!(
-            "the tokenizer has {} tokens, the model's vocabulary {}",
-            tokenizer.vocab_size(),
-            opened.spec.vocab_size
-        ))
-        .into());
-    }
     let runner = cpu_runner(&opened, opts.threads, opts.kv_tokens)?;
     Ok(LoadedModel {
         runner,
-        chat_template: tokenizer.chat_template().map(|s| s.to_string()),
+        chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,
         spec: opened.spec.clone(),
         path: opened.path.clone(),

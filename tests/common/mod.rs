@@ -35,23 +35,11 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Path of a real test model, e.g. `qwen2.5-0.5b`.
+/// Path of a real test model (`qwen2.5-0.5b`, `gemma3-270m`), pulled through candor's own
+/// fetch path when missing (a fresh CI machine).
 pub fn real_model(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CANDOR_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/candor/models")
-        });
-    let file = match name {
-        "qwen2.5-0.5b" => "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        "gemma3-270m" => "gemma-3-270m-q4_k_m.gguf",
-        other => panic!("unknown model {other}"),
-    };
-    let p = dir.join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: run `candor pull {name}`",
-        p.display()
-    );
-    p
+    match candor::pull::resolve_model(name, true) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot get the test model {name}: {e}"),
+    }
 }

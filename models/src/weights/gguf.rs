@@ -64,7 +64,7 @@ impl GgufFile {
             });
         }
         let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| {
-            let msg = e.to_string();
+            let msg = crate::error::candle_message(&e);
             let reason = match msg
                 .strip_prefix("unknown dtype for tensor ")
                 .and_then(|n| n.trim().parse::<u32>().ok())
@@ -189,7 +189,12 @@ impl WeightSource for GgufFile {
                 self.content.tensor_data_offset,
                 &Device::Cpu,
             )
-            .map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+            .map_err(|e| {
+                self.bad(&format!(
+                    "tensor `{name}`: {}",
+                    crate::error::candle_message(&e)
+                ))
+            })?;
         self.release_pages(info);
         let Some(source) = weight_dtype_of(q.dtype()) else {
             return Err(ModelError::UnsupportedDtype {

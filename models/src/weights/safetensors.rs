@@ -67,7 +67,7 @@ impl SafetensorsDir {
         let tensors = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
             ModelError::BadSafetensors {
                 path: dir.display().to_string(),
-                reason: e.to_string(),
+                reason: crate::error::candle_message(&e),
             }
         })?;
         Ok(SafetensorsDir {
@@ -104,7 +104,7 @@ impl WeightSource for SafetensorsDir {
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| ModelError::BadSafetensors {
                 path: self.path.clone(),
-                reason: format!("{hf}: {e}"),
+                reason: format!("{hf}: {}", crate::error::candle_message(&e)),
             })?;
         Ok(Some(HostWeight::Dense { tensor, source }))
     }

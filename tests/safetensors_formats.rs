@@ -1,0 +1,86 @@
+//! Safetensors checkouts beyond one f32 file: sharded with `model.safetensors.index.json`, and
+//! F16/BF16 weights; the logits must match the single-file f32 model's.
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candor::engine::load::cpu_runner;
+use candor_models::loader::open_model;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+use std::collections::HashMap;
+use std::path::Path;
+
+fn logits(dir: &Path) -> Vec<f32> {
+    let opened = open_model(dir, false).expect("open");
+    let mut r = cpu_runner(&opened, 2, 64).expect("runner");
+    let batch = Batch {
+        seqs: vec![SeqInput {
+            tokens: vec![5, 17, 300, 42, 7],
+            start_pos: 0,
+            block_table: vec![0],
+            logits: LogitsWanted::All,
+        }],
+    };
+    r.forward(&batch).expect("forward").data
+}
+
+fn copy_configs(from: &Path, to: &Path) {
+    for f in ["config.json", "generation_config.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+}
+
+fn tensors(src: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn sharded_checkout_matches_single_file() {
+    let src = fixtures().join("tiny/qwen2");
+    let dir = tempfile::tempdir().unwrap();
+    copy_configs(&src, dir.path());
+    let all = tensors(&src);
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (a, b): (Vec<_>, Vec<_>) = names.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let m: HashMap<String, Tensor> = part
+            .iter()
+            .map(|(_, n)| ((**n).clone(), all[**n].clone()))
+            .collect();
+        for n in m.keys() {
+            weight_map.insert(n.clone(), serde_json::json!(shard));
+        }
+        candle_core::safetensors::save(&m, dir.path().join(shard)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let d = max_abs_diff(&logits(dir.path()), &logits(&src));
+    assert!(d < 1e-6, "sharded logits differ by {d}");
+}
+
+#[test]
+fn half_precision_weights_load_and_stay_close() {
+    let src = fixtures().join("tiny/gemma3");
+    let reference = logits(&src);
+    for dtype in [DType::F16, DType::BF16] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_configs(&src, dir.path());
+        let m: HashMap<String, Tensor> = tensors(&src)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(dtype).unwrap()))
+            .collect();
+        candle_core::safetensors::save(&m, dir.path().join("model.safetensors")).unwrap();
+        let got = logits(dir.path());
+        let d = max_abs_diff(&got, &reference);
+        // Rounded weights, f32 compute: small but non-zero differences.
+        assert!(d > 0.0 && d < 0.5, "{dtype:?}: logits differ by {d}");
+    }
+}
