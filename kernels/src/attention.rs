@@ -45,9 +45,8 @@ pub fn paged_attention(
     // Which sequence each row belongs to, and its position.
     let mut owner = vec![usize::MAX; q.len() / row.max(1)];
     for (si, s) in seqs.iter().enumerate() {
-        for r in s.q_start..s.q_start + s.q_len {
-            owner[r] = si;
-        }
+        let end = (s.q_start + s.q_len).min(owner.len());
+        owner[s.q_start.min(end)..end].fill(si);
     }
     out.par_chunks_mut(row)
         .enumerate()

@@ -98,14 +98,16 @@ impl ModelSpec {
         {
             return bad("vocab, hidden size, layers and head_dim must be positive".into());
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return bad(format!(
                 "attention heads ({}) must be a positive multiple of KV heads ({})",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
         if self.layer_windows.len() != self.num_layers {
@@ -115,7 +117,11 @@ impl ModelSpec {
                 self.num_layers
             ));
         }
-        if !(self.rms_eps > 0.0) || !(self.rope.theta > 0.0) {
+        if self.rms_eps.is_nan()
+            || self.rms_eps <= 0.0
+            || self.rope.theta.is_nan()
+            || self.rope.theta <= 0.0
+        {
             return bad("rms_norm_eps and rope theta must be positive".into());
         }
         Ok(())

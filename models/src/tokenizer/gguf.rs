@@ -257,7 +257,7 @@ impl Tokenizer {
                 let add_bos = flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(true);
                 let add_space_prefix = flag(md, "tokenizer.ggml.add_space_prefix").unwrap_or(true);
                 (
-                    Model::Spm(Spm::new(tokens, scores, unk), user_defined),
+                    Model::Spm(Box::new(Spm::new(tokens, scores, unk)), user_defined),
                     special,
                     verbatim,
                     add_bos,

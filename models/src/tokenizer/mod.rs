@@ -31,7 +31,7 @@ pub(crate) enum Model {
     /// `tokenizers`-crate tokenizer (GGUF gpt2 family, or tokenizer.json).
     Hf(Box<tokenizers::Tokenizer>),
     /// SentencePiece-BPE with its user-defined pieces (matched in normalized text).
-    Spm(spm::Spm, Verbatim),
+    Spm(Box<spm::Spm>, Verbatim),
 }
 
 pub struct Tokenizer {

@@ -163,9 +163,8 @@ impl Spm {
             return;
         }
         for b in s.bytes() {
-            match self.byte_tokens[b as usize].or(self.unk) {
-                Some(id) => out.push(id),
-                None => {}
+            if let Some(id) = self.byte_tokens[b as usize].or(self.unk) {
+                out.push(id);
             }
         }
     }
