@@ -171,7 +171,13 @@ fn pull_entry(e: &CatalogueEntry, opts: &PullOptions) -> Result<PathBuf, PullErr
     if verify::verified(&dest, e.size, e.sha256) {
         return Ok(dest);
     }
-    let partial = opts.dir.join(format!("{}.partial", e.file));
+    // A name of its own per download: two processes (or test threads) pulling the same model
+    // at once each write their own file, and the atomic rename makes either result the file.
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = opts
+        .dir
+        .join(format!("{}.{}-{n}.partial", e.file, std::process::id()));
     let mut reasons = Vec::new();
     for source in &opts.sources {
         let _ = std::fs::remove_file(&partial);

