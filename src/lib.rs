@@ -5,3 +5,4 @@ pub mod engine;
 pub mod error;
 pub mod pull;
 pub mod rss;
+pub mod server;

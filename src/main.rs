@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => candor::cli::generate::run(args),
         Command::Pull(args) => candor::cli::pull::run(args),
+        Command::Serve(args) => candor::cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

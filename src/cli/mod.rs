@@ -1,6 +1,7 @@
-//! Command-line interface: `candor generate`, `candor pull`.
+//! Command-line interface: `candor serve`, `candor generate`, `candor pull`.
 pub mod generate;
 pub mod pull;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt.
     Generate(generate::GenerateArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
 }

@@ -5,6 +5,8 @@ pub mod generate;
 pub mod load;
 pub mod runner;
 pub mod sampler;
+pub mod scheduler;
+pub mod stats;
 
 pub use block_manager::BlockManager;
 pub use error::EngineError;

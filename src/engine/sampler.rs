@@ -18,6 +18,8 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     pub frequency_penalty: f32,
     pub seed: Option<u64>,
+    /// Added to the logits of these tokens before sampling (OpenAI `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -31,6 +33,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -128,6 +131,11 @@ impl Sampler {
     /// Choose the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
+        for &(t, b) in &self.params.logit_bias {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l += b;
+            }
+        }
         self.penalize(&mut logits, history);
         let p = &self.params;
         if p.temperature == 0.0 {
@@ -174,6 +182,23 @@ impl Sampler {
     }
 }
 
+/// Log-probability of `token` and the `k` most likely tokens, from raw logits.
+pub fn logprobs(logits: &[f32], token: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+    let lp = |t: u32| logits.get(t as usize).map_or(f32::NEG_INFINITY, |&l| l - lse);
+    let mut top: Vec<(u32, f32)> = Vec::new();
+    if k > 0 {
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        let k = k.min(idx.len());
+        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        idx.truncate(k);
+        idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        top = idx.into_iter().map(|t| (t, lp(t))).collect();
+    }
+    (lp(token), top)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +240,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(g.sample(&logits, &[1]), 2);
+    }
+
+    #[test]
+    fn logprobs_are_normalised_and_sorted() {
+        let (lp, top) = logprobs(&[0.0, 1.0, 2.0], 1, 2);
+        let z = (1f32 + 1f32.exp() + 2f32.exp()).ln();
+        assert!((lp - (1.0 - z)).abs() < 1e-6);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![2, 1]);
+        let mut s = Sampler::new(SamplingParams { temperature: 0.0, logit_bias: vec![(0, 5.0)], ..Default::default() }).unwrap();
+        assert_eq!(s.sample(&[0.0, 1.0, 2.0], &[]), 0);
     }
 
     #[test]

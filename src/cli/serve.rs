@@ -1,0 +1,99 @@
+//! `candor serve`: the OpenAI-compatible HTTP server.
+use crate::backend::cpu::configure_threads;
+use crate::error::CliError;
+use crate::pull;
+use crate::server::{serve, ServeConfig};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
+    pub model: String,
+    /// Name clients use in `model` (default: the catalogue name or file stem).
+    #[arg(long, env = "CANDOR_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    #[arg(long, env = "CANDOR_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "CANDOR_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on the API routes.
+    #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[arg(long, env = "CANDOR_THREADS")]
+    pub threads: Option<usize>,
+    #[arg(long, env = "CANDOR_DEQUANTIZE")]
+    pub dequantize: bool,
+    /// Sequences in the running batch.
+    #[arg(long, env = "CANDOR_MAX_NUM_SEQS", default_value_t = 32)]
+    pub max_num_seqs: usize,
+    /// Tokens per engine step (decode tokens + prefill chunks).
+    #[arg(long, env = "CANDOR_MAX_NUM_BATCHED_TOKENS", default_value_t = 512)]
+    pub max_num_batched_tokens: usize,
+    /// Requests that may wait; beyond that, 429.
+    #[arg(long, env = "CANDOR_MAX_WAITING", default_value_t = 256)]
+    pub max_waiting: usize,
+    /// Context per request (default: the model's, at most 4096).
+    #[arg(long, env = "CANDOR_MAX_MODEL_LEN")]
+    pub max_model_len: Option<usize>,
+    /// Tokens the paged KV cache holds over all requests.
+    #[arg(long, env = "CANDOR_KV_CACHE_TOKENS", default_value_t = 16384)]
+    pub kv_cache_tokens: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "CANDOR_BODY_LIMIT", default_value_t = 4 << 20)]
+    pub body_limit: usize,
+    /// Largest `n`.
+    #[arg(long, env = "CANDOR_MAX_N", default_value_t = 16)]
+    pub max_n: usize,
+    /// `max_tokens` when a request gives none.
+    #[arg(long, env = "CANDOR_DEFAULT_MAX_TOKENS", default_value_t = 1024)]
+    pub default_max_tokens: usize,
+    /// Seconds running requests get to finish after SIGTERM.
+    #[arg(long, env = "CANDOR_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// Allow cross-origin requests from any origin.
+    #[arg(long, env = "CANDOR_CORS")]
+    pub cors: bool,
+    #[arg(long)]
+    pub offline: bool,
+}
+
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let threads = configure_threads(args.threads);
+    let path = pull::resolve_model(&args.model, !args.offline)?;
+    let model_name = args.served_model_name.clone().unwrap_or_else(|| {
+        if pull::find(&args.model).is_some() {
+            args.model.clone()
+        } else {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| args.model.clone())
+        }
+    });
+    if args.max_num_seqs == 0 || args.max_num_batched_tokens == 0 || args.kv_cache_tokens == 0 {
+        return Err(CliError::Usage("--max-num-seqs, --max-num-batched-tokens and --kv-cache-tokens must be positive".into()));
+    }
+    let config = ServeConfig {
+        model_path: path,
+        model_name,
+        host: args.host,
+        port: args.port,
+        api_key: args.api_key.filter(|k| !k.is_empty()),
+        threads,
+        dequantize: args.dequantize,
+        max_num_seqs: args.max_num_seqs,
+        max_num_batched_tokens: args.max_num_batched_tokens,
+        max_waiting: args.max_waiting,
+        max_model_len: args.max_model_len,
+        kv_cache_tokens: args.kv_cache_tokens,
+        body_limit: args.body_limit,
+        max_n: args.max_n.max(1),
+        default_max_tokens: args.default_max_tokens.max(1),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        cors: args.cors,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)?;
+    rt.block_on(serve(config)).map_err(|e| CliError::Usage(e.to_string()))
+}

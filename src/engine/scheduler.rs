@@ -1,0 +1,391 @@
+//! Continuous batching. One engine thread owns the runner and the KV block manager; every step
+//! runs the decode token of each running sequence plus chunks of waiting prompts, up to a token
+//! budget, in a single batched forward. Requests join and leave between steps. When blocks run
+//! out, the newest sequence is preempted and later recomputed (never an error for an accepted
+//! request). A request whose receiver is gone (client disconnected, stop string matched) is
+//! dropped and its blocks freed at the next step.
+use super::block_manager::BlockManager;
+use super::generate::FinishReason;
+use super::runner::Runner;
+use super::sampler::{logprobs, Sampler, SamplingParams};
+use super::stats::EngineStats;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub max_waiting: usize,
+}
+
+/// The logprob of a sampled token and the top alternatives.
+#[derive(Debug, Clone)]
+pub struct TokenLogprobs {
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    Token { id: u32, logprobs: Option<TokenLogprobs> },
+    Finished { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    Error(String),
+}
+
+pub struct EngineRequest {
+    pub prompt_ids: Vec<u32>,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub eos_ids: Vec<u32>,
+    pub ignore_eos: bool,
+    /// Number of top alternatives to report per token (None: no logprobs).
+    pub logprobs: Option<usize>,
+    pub events: UnboundedSender<EngineEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the server is at capacity: {0} requests are waiting")]
+    QueueFull(usize),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+struct Queue {
+    waiting: VecDeque<Seq>,
+    stopped: bool,
+}
+
+/// One sequence in the engine.
+struct Seq {
+    req: EngineRequest,
+    sampler: Sampler,
+    /// Prompt followed by the generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens whose K/V are in the cache.
+    computed: usize,
+    table: Vec<u32>,
+    arrived: Instant,
+    first_token_at: Option<Instant>,
+    /// Order of admission (newest is preempted first).
+    admitted: u64,
+}
+
+impl Seq {
+    fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+    fn cancelled(&self) -> bool {
+        self.req.events.is_closed()
+    }
+}
+
+/// Handle to the engine thread; cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    shared: Arc<Shared>,
+    config: SchedulerConfig,
+    pub stats: Arc<EngineStats>,
+}
+
+impl EngineHandle {
+    /// Queue a request; the events arrive on its channel.
+    pub fn submit(&self, req: EngineRequest) -> Result<(), SubmitError> {
+        let sampler = Sampler::new(req.sampling.clone()).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
+        if q.stopped {
+            return Err(SubmitError::Stopped);
+        }
+        if q.waiting.len() >= self.config.max_waiting {
+            return Err(SubmitError::QueueFull(q.waiting.len()));
+        }
+        let tokens = req.prompt_ids.clone();
+        q.waiting.push_back(Seq {
+            prompt_len: tokens.len(),
+            tokens,
+            req,
+            sampler,
+            computed: 0,
+            table: Vec::new(),
+            arrived: Instant::now(),
+            first_token_at: None,
+            admitted: 0,
+        });
+        self.stats.waiting.set(q.waiting.len() as i64);
+        drop(q);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stop taking requests; the thread exits once running and waiting requests are done.
+    pub fn shutdown(&self) {
+        if let Ok(mut q) = self.shared.queue.lock() {
+            q.stopped = true;
+        }
+        self.shared.wake.notify_all();
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+}
+
+/// Start the engine thread over `runner`.
+pub fn spawn(runner: Box<dyn Runner>, config: SchedulerConfig, stats: Arc<EngineStats>) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let shared = Arc::new(Shared { queue: Mutex::new(Queue { waiting: VecDeque::new(), stopped: false }), wake: Condvar::new() });
+    let handle = EngineHandle { shared: shared.clone(), config: config.clone(), stats: stats.clone() };
+    let thread = std::thread::Builder::new()
+        .name("candor-engine".into())
+        .spawn(move || Engine::new(runner, config, shared, stats).run())
+        .unwrap_or_else(|e| panic!("cannot start the engine thread: {e}"));
+    (handle, thread)
+}
+
+struct Engine {
+    runner: Box<dyn Runner>,
+    blocks: BlockManager,
+    config: SchedulerConfig,
+    shared: Arc<Shared>,
+    stats: Arc<EngineStats>,
+    running: Vec<Seq>,
+    admissions: u64,
+}
+
+impl Engine {
+    fn new(runner: Box<dyn Runner>, config: SchedulerConfig, shared: Arc<Shared>, stats: Arc<EngineStats>) -> Self {
+        let blocks = BlockManager::new(runner.num_blocks(), runner.block_size());
+        Engine { runner, blocks, config, shared, stats, running: Vec::new(), admissions: 0 }
+    }
+
+    fn run(mut self) {
+        loop {
+            if !self.admit() {
+                return;
+            }
+            self.drop_cancelled();
+            if self.running.is_empty() {
+                continue;
+            }
+            self.step();
+            self.publish();
+        }
+    }
+
+    /// Move waiting requests into the running set while there is room. Blocks (idle) when
+    /// there is nothing to do; returns false when the engine should exit.
+    fn admit(&mut self) -> bool {
+        let Ok(mut q) = self.shared.queue.lock() else { return false };
+        loop {
+            while self.running.len() < self.config.max_num_seqs {
+                let Some(front) = q.waiting.front() else { break };
+                if front.cancelled() {
+                    q.waiting.pop_front();
+                    continue;
+                }
+                // Admit when the whole prompt (+1 token) fits in free blocks, so admitted
+                // prefills are not preempted right away.
+                let need = self.blocks.blocks_for(front.tokens.len() + 1);
+                if need > self.blocks.num_free() && !self.running.is_empty() {
+                    break;
+                }
+                if need > self.blocks.num_blocks() {
+                    if let Some(seq) = q.waiting.pop_front() {
+                        let _ = seq.req.events.send(EngineEvent::Error(format!(
+                            "the request needs {need} KV blocks, the cache has {}",
+                            self.blocks.num_blocks()
+                        )));
+                    }
+                    continue;
+                }
+                if let Some(mut seq) = q.waiting.pop_front() {
+                    self.admissions += 1;
+                    seq.admitted = self.admissions;
+                    self.running.push(seq);
+                }
+            }
+            self.stats.waiting.set(q.waiting.len() as i64);
+            if !self.running.is_empty() {
+                return true;
+            }
+            if q.stopped && q.waiting.is_empty() {
+                return false;
+            }
+            q = match self.shared.wake.wait(q) {
+                Ok(q) => q,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    fn drop_cancelled(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running[i].cancelled() {
+                let mut seq = self.running.swap_remove(i);
+                self.blocks.release(&mut seq.table);
+                self.stats.cancelled.inc();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Preempt running sequence `idx`: free its blocks and queue it again at the front; its
+    /// tokens so far become its prompt when it is recomputed.
+    fn preempt(&mut self, idx: usize) {
+        let mut seq = self.running.remove(idx);
+        self.blocks.release(&mut seq.table);
+        seq.computed = 0;
+        self.stats.preemptions.inc();
+        if let Ok(mut q) = self.shared.queue.lock() {
+            q.waiting.push_front(seq);
+        }
+    }
+
+    /// Give the sequence admitted as `me` blocks for `tokens` tokens, preempting the newest
+    /// sequences until it fits. Returns its index, or None when it was the newest and yielded.
+    fn reserve(&mut self, me: u64, tokens: usize) -> Option<usize> {
+        loop {
+            let idx = self.running.iter().position(|s| s.admitted == me)?;
+            if self.blocks.ensure(&mut self.running[idx].table, tokens).is_ok() {
+                return Some(idx);
+            }
+            let (newest, admitted) = self.running.iter().enumerate().map(|(i, s)| (i, s.admitted)).max_by_key(|p| p.1)?;
+            self.preempt(newest);
+            if admitted == me {
+                return None;
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let mut budget = self.config.max_num_batched_tokens.max(1);
+        // Plan: decode tokens first (oldest first), then prefill chunks.
+        self.running.sort_by_key(|s| s.admitted);
+        let mut plan: Vec<(u64, usize, usize)> = Vec::new(); // (admitted, start, len)
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let (start, pending) = {
+                let s = &self.running[i];
+                (s.computed, s.tokens.len() - s.computed)
+            };
+            let len = pending.min(budget);
+            if len == 0 {
+                i += 1;
+                continue;
+            }
+            let admitted = self.running[i].admitted;
+            match self.reserve(admitted, start + len) {
+                Some(j) => {
+                    plan.push((admitted, start, len));
+                    budget -= len;
+                    i = j + 1;
+                }
+                // It yielded its blocks: every newer sequence is gone too, so the plan is done.
+                None => break,
+            }
+        }
+        if plan.is_empty() {
+            return;
+        }
+        let mut order = Vec::with_capacity(plan.len());
+        let mut batch = Batch::default();
+        for &(admitted, start, len) in &plan {
+            let Some(idx) = self.running.iter().position(|s| s.admitted == admitted) else { continue };
+            let s = &self.running[idx];
+            let finishes_prompt = start + len == s.tokens.len();
+            batch.seqs.push(SeqInput {
+                tokens: s.tokens[start..start + len].to_vec(),
+                start_pos: start,
+                block_table: s.table.clone(),
+                logits: if finishes_prompt { LogitsWanted::Last } else { LogitsWanted::None },
+            });
+            order.push((idx, len, finishes_prompt));
+        }
+        let out = match self.runner.forward(&batch) {
+            Ok(o) => o,
+            Err(e) => {
+                // The step failed: fail the requests in it, keep serving the others.
+                let msg = e.to_string();
+                let mut failed: Vec<usize> = order.iter().map(|o| o.0).collect();
+                failed.sort_unstable_by(|a, b| b.cmp(a));
+                for idx in failed {
+                    let mut seq = self.running.remove(idx);
+                    let _ = seq.req.events.send(EngineEvent::Error(msg.clone()));
+                    self.blocks.release(&mut seq.table);
+                }
+                self.stats.errors.inc();
+                return;
+            }
+        };
+        let mut row = 0;
+        let mut finished = Vec::new();
+        for &(idx, len, wants) in &order {
+            let seq = &mut self.running[idx];
+            seq.computed += len;
+            if !wants {
+                continue;
+            }
+            let logits = out.row(row);
+            row += 1;
+            let history = &seq.tokens[seq.prompt_len..];
+            let next = seq.sampler.sample(logits, history);
+            let lp = seq.req.logprobs.map(|k| {
+                let (logprob, top) = logprobs(logits, next, k);
+                TokenLogprobs { logprob, top }
+            });
+            let now = Instant::now();
+            if seq.first_token_at.is_none() {
+                seq.first_token_at = Some(now);
+                self.stats.prompt_tokens.inc_by(seq.prompt_len as u64);
+                self.stats.ttft.observe(now.duration_since(seq.arrived).as_secs_f64());
+            }
+            let is_eos = !seq.req.ignore_eos && seq.req.eos_ids.contains(&next);
+            if is_eos {
+                finished.push((idx, FinishReason::Stop));
+                continue;
+            }
+            seq.tokens.push(next);
+            self.stats.generation_tokens.inc();
+            if seq.req.events.send(EngineEvent::Token { id: next, logprobs: lp }).is_err() {
+                continue; // dropped at the next step
+            }
+            if seq.generated() >= seq.req.max_tokens {
+                finished.push((idx, FinishReason::Length));
+            }
+        }
+        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (idx, reason) in finished {
+            let mut seq = self.running.remove(idx);
+            let done = Instant::now();
+            let completion = seq.generated();
+            if let Some(first) = seq.first_token_at {
+                if completion > 1 {
+                    self.stats.tpot.observe(done.duration_since(first).as_secs_f64() / (completion - 1) as f64);
+                }
+            }
+            self.stats.e2e.observe(done.duration_since(seq.arrived).as_secs_f64());
+            let _ = seq.req.events.send(EngineEvent::Finished { reason, prompt_tokens: seq.prompt_len, completion_tokens: completion });
+            self.blocks.release(&mut seq.table);
+        }
+    }
+
+    fn publish(&self) {
+        self.stats.running.set(self.running.len() as i64);
+        let total = self.blocks.num_blocks().max(1);
+        self.stats.kv_blocks_used.set((self.blocks.num_blocks() - self.blocks.num_free()) as i64);
+        self.stats.kv_usage.set((self.blocks.num_blocks() - self.blocks.num_free()) as f64 / total as f64);
+    }
+}

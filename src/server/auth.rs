@@ -1,0 +1,28 @@
+//! Bearer API keys, compared in constant time. /health and /metrics stay open.
+use super::error::ApiError;
+use super::state::SharedState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+pub async fn require_key(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let Some(key) = state.api_key.as_deref() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/health" || path == "/metrics" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}

@@ -1,0 +1,179 @@
+//! Runs the `n` choices of one request through the engine and turns token events into text:
+//! streaming detokenization, stop strings matched across token boundaries (never emitted), and
+//! logprobs. Dropping the returned receiver (client gone) ends the driver tasks, which drops
+//! their engine channels, which frees the sequences' KV blocks at the next engine step.
+use super::error::ApiError;
+use super::state::Ready;
+use super::validate::Plan;
+use crate::engine::generate::FinishReason;
+use crate::engine::scheduler::{EngineEvent, EngineRequest, TokenLogprobs};
+use candor_models::tokenizer::{StreamDecoder, Tokenizer};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One generated token with its logprobs, as text.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub text: String,
+    pub logprob: f32,
+    pub top: Vec<(String, f32)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChoiceEvent {
+    Delta { index: usize, text: String, tokens: Vec<TokenInfo> },
+    Finish { index: usize, reason: &'static str, completion_tokens: usize },
+    Error { index: usize, message: String },
+}
+
+/// Holds back text that could still become a stop string.
+struct StopMatcher {
+    stops: Vec<String>,
+    pending: String,
+}
+
+impl StopMatcher {
+    /// Add text; returns (text safe to emit, whether a stop string was hit).
+    fn push(&mut self, text: &str) -> (String, bool) {
+        self.pending.push_str(text);
+        if let Some(pos) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            let out = self.pending[..pos].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        // Keep the longest suffix that is a proper prefix of some stop string.
+        let mut keep = 0;
+        for s in &self.stops {
+            for k in (1..s.len()).rev() {
+                if s.is_char_boundary(k) && self.pending.ends_with(&s[..k]) {
+                    keep = keep.max(k);
+                    break;
+                }
+            }
+        }
+        let cut = self.pending.len() - keep;
+        let out = self.pending[..cut].to_string();
+        self.pending.drain(..cut);
+        (out, false)
+    }
+
+    fn flush(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+fn finish_name(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+fn token_info(tok: &Tokenizer, id: u32, lp: TokenLogprobs) -> TokenInfo {
+    let text = |t: u32| tok.decode_fragment(&[t], false).unwrap_or_default();
+    TokenInfo { text: text(id), logprob: lp.logprob, top: lp.top.into_iter().map(|(t, l)| (text(t), l)).collect() }
+}
+
+/// Submit the `n` choices (all or none) and start their drivers.
+pub fn start(ready: &Ready, prompt_ids: Vec<u32>, plan: &Plan, logprobs: Option<usize>) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let mut engines = Vec::with_capacity(plan.n);
+    for i in 0..plan.n {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut sampling = plan.sampling.clone();
+        sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
+        let req = EngineRequest {
+            prompt_ids: prompt_ids.clone(),
+            max_tokens: plan.max_tokens,
+            sampling,
+            eos_ids: ready.eos_ids.clone(),
+            ignore_eos: plan.ignore_eos,
+            logprobs,
+            events: tx,
+        };
+        if let Err(e) = ready.engine.submit(req) {
+            if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
+                ready.stats.requests_rejected.inc();
+            }
+            // Dropping `engines` cancels the choices already queued.
+            return Err(e.into());
+        }
+        engines.push(rx);
+    }
+    for (index, rx) in engines.into_iter().enumerate() {
+        tokio::spawn(drive(index, rx, ready.tokenizer.clone(), plan.stop.clone(), out_tx.clone()));
+    }
+    Ok(out_rx)
+}
+
+async fn drive(
+    index: usize,
+    mut rx: mpsc::UnboundedReceiver<EngineEvent>,
+    tok: Arc<Tokenizer>,
+    stops: Vec<String>,
+    out: mpsc::UnboundedSender<ChoiceEvent>,
+) {
+    let mut decoder = StreamDecoder::new(&tok);
+    let mut stop = StopMatcher { stops, pending: String::new() };
+    let mut completion = 0usize;
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = out.closed() => return,
+        };
+        let Some(event) = event else {
+            let _ = out.send(ChoiceEvent::Error { index, message: "the engine stopped".into() });
+            return;
+        };
+        match event {
+            EngineEvent::Token { id, logprobs } => {
+                completion += 1;
+                let piece = decoder.push(id).unwrap_or_default();
+                let (text, hit) = stop.push(&piece);
+                let tokens = logprobs.map(|lp| vec![token_info(&tok, id, lp)]).unwrap_or_default();
+                if !text.is_empty() || !tokens.is_empty() {
+                    if out.send(ChoiceEvent::Delta { index, text, tokens }).is_err() {
+                        return;
+                    }
+                }
+                if hit {
+                    // The request ends here; dropping `rx` cancels it in the engine.
+                    let _ = out.send(ChoiceEvent::Finish { index, reason: "stop", completion_tokens: completion });
+                    return;
+                }
+            }
+            EngineEvent::Finished { reason, .. } => {
+                let mut rest = decoder.flush().unwrap_or_default();
+                let (text, hit) = stop.push(&rest);
+                rest = if hit { text } else { text + &stop.flush() };
+                if !rest.is_empty() {
+                    let _ = out.send(ChoiceEvent::Delta { index, text: rest, tokens: Vec::new() });
+                }
+                let reason = if hit { "stop" } else { finish_name(reason) };
+                let _ = out.send(ChoiceEvent::Finish { index, reason, completion_tokens: completion });
+                return;
+            }
+            EngineEvent::Error(message) => {
+                let _ = out.send(ChoiceEvent::Error { index, message });
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopMatcher;
+
+    #[test]
+    fn stop_strings_across_pieces_are_held_back_and_cut() {
+        let mut m = StopMatcher { stops: vec!["</end>".into()], pending: String::new() };
+        assert_eq!(m.push("hello </"), ("hello ".to_string(), false));
+        assert_eq!(m.push("en"), (String::new(), false));
+        assert_eq!(m.push("d> tail"), (String::new(), true));
+        let mut m = StopMatcher { stops: vec!["ab".into()], pending: String::new() };
+        assert_eq!(m.push("xa"), ("x".to_string(), false));
+        assert_eq!(m.push("c"), ("ac".to_string(), false));
+        assert_eq!(m.flush(), "");
+    }
+}

@@ -1,0 +1,181 @@
+//! The OpenAI-compatible HTTP server (axum). The port opens at once; /health answers 503 until
+//! the model is loaded and a first forward pass has worked.
+pub mod auth;
+pub mod error;
+pub mod generation;
+pub mod json;
+pub mod openai;
+pub mod respond;
+pub mod routes;
+pub mod state;
+pub mod validate;
+
+use crate::engine::load::{load_model, LoadOptions};
+use crate::engine::scheduler::{self, SchedulerConfig};
+use crate::engine::stats::EngineStats;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use candor_models::chat_template::ChatTemplate;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use state::{AppState, Ready, SharedState};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use validate::Limits;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub model_path: PathBuf,
+    pub model_name: String,
+    pub host: String,
+    pub port: u16,
+    pub api_key: Option<String>,
+    pub threads: usize,
+    pub dequantize: bool,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub max_waiting: usize,
+    pub max_model_len: Option<usize>,
+    pub kv_cache_tokens: usize,
+    pub body_limit: usize,
+    pub max_n: usize,
+    pub default_max_tokens: usize,
+    pub shutdown_timeout: Duration,
+    pub cors: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
+    let mut r = Router::new()
+        .route("/v1/chat/completions", post(routes::chat::chat_completions))
+        .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/models", get(routes::misc::models))
+        .route("/health", get(routes::misc::health))
+        .route("/metrics", get(routes::misc::metrics))
+        .route("/tokenize", post(routes::misc::tokenize))
+        .route("/detokenize", post(routes::misc::detokenize))
+        .fallback(routes::misc::not_found)
+        .method_not_allowed_fallback(routes::misc::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(DefaultBodyLimit::max(body_limit));
+    if cors {
+        r = r.layer(tower_http::cors::CorsLayer::permissive());
+    }
+    r.with_state(state)
+}
+
+/// Load the model, start the engine, and run one forward pass; fills `state.ready`.
+fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
+    let opts = LoadOptions { dequantize: config.dequantize, threads: config.threads, kv_tokens: config.kv_cache_tokens };
+    let mut model = load_model(&config.model_path, &opts).map_err(|e| e.to_string())?;
+    let tokenizer = model.tokenizer.take().ok_or("the model has no tokenizer (tokenizer.json); the server needs one")?;
+    // A first forward pass proves the model runs before /health says so.
+    let warm = Batch { seqs: vec![SeqInput { tokens: vec![model.spec.bos_token_id.unwrap_or(0)], start_pos: 0, block_table: vec![0], logits: LogitsWanted::Last }] };
+    model.runner.forward(&warm).map_err(|e| format!("first forward pass failed: {e}"))?;
+    let template = match model.chat_template.as_deref() {
+        Some(src) => Some(Arc::new(
+            ChatTemplate::new(src, tokenizer.bos_token().as_deref(), tokenizer.eos_token().as_deref()).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let mut eos_ids = tokenizer.eos_ids();
+    for id in &model.spec.eos_token_ids {
+        if !eos_ids.contains(id) {
+            eos_ids.push(*id);
+        }
+    }
+    let kv_tokens = model.runner.num_blocks() * model.runner.block_size();
+    let context = config.max_model_len.unwrap_or(4096).min(model.spec.max_position).min(kv_tokens);
+    let limits = Limits {
+        context,
+        vocab: model.spec.vocab_size,
+        max_n: config.max_n,
+        max_stop: 4,
+        max_logprobs: 20,
+        default_max_tokens: config.default_max_tokens,
+    };
+    let stats = Arc::new(EngineStats::new(model.runner.num_blocks()).map_err(|e| e.to_string())?);
+    let sched = SchedulerConfig { max_num_seqs: config.max_num_seqs, max_num_batched_tokens: config.max_num_batched_tokens, max_waiting: config.max_waiting };
+    let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
+    let _ = state.ready.set(Ready { engine, tokenizer: Arc::new(tokenizer), template, eos_ids, limits, stats });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Serve until SIGTERM/Ctrl-C: then stop accepting, let running requests finish within the
+/// deadline, and return.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+    let local = listener.local_addr()?;
+    let state: SharedState = Arc::new(AppState {
+        model_name: config.model_name.clone(),
+        api_key: config.api_key.clone(),
+        created: state::unix_now(),
+        ready: OnceLock::new(),
+        load_error: OnceLock::new(),
+    });
+    eprintln!("candor: listening on http://{local} (model `{}` loading)", config.model_name);
+    {
+        let state = state.clone();
+        let config = config.clone();
+        std::thread::spawn(move || match load(&config, &state) {
+            Ok(()) => {
+                tracing::info!(model = %config.model_name, "model ready");
+                eprintln!("candor: model `{}` ready", config.model_name);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "model failed to load");
+                eprintln!("candor: model failed to load: {e}");
+                let _ = state.load_error.set(e);
+            }
+        });
+    }
+    let app = router(state.clone(), config.body_limit, config.cors);
+    let deadline = config.shutdown_timeout;
+    let engine_state = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("candor: shutting down (finishing running requests, up to {}s)", deadline.as_secs());
+            if let Some(r) = engine_state.ready.get() {
+                r.engine.shutdown();
+            }
+            // Past the deadline, leave anyway: streams still open are cut.
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                eprintln!("candor: shutdown deadline reached");
+                std::process::exit(0);
+            });
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Turning choice events into OpenAI responses: one JSON object, or an SSE stream of chunks
+//! ending with `data: [DONE]`. Chat and text completions differ only in object names and in
+//! where text and logprobs go.
+use super::error::ApiError;
+use super::generation::{ChoiceEvent, TokenInfo};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Chat,
+    Text,
+}
+
+pub struct Meta {
+    pub kind: Kind,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub prompt_tokens: usize,
+    pub n: usize,
+    pub logprobs: bool,
+    pub include_usage: bool,
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
+    json!({"content": tokens.iter().map(|t| json!({
+        "token": t.text,
+        "logprob": t.logprob,
+        "bytes": t.text.as_bytes(),
+        "top_logprobs": t.top.iter().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>()})
+}
+
+fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
+    let mut offsets = Vec::with_capacity(tokens.len());
+    let mut at = offset;
+    for t in tokens {
+        offsets.push(at);
+        at += t.text.len();
+    }
+    json!({
+        "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
+        "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+        "top_logprobs": tokens.iter().map(|t| t.top.iter().map(|(s, l)| (s.clone(), json!(l))).collect::<serde_json::Map<String, Value>>()).collect::<Vec<_>>(),
+        "text_offset": offsets,
+    })
+}
+
+/// Collect every choice, then answer with one JSON object.
+pub async fn complete(meta: Meta, mut rx: UnboundedReceiver<ChoiceEvent>) -> Result<Response, ApiError> {
+    let mut text = vec![String::new(); meta.n];
+    let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
+    let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
+    let mut completion = 0usize;
+    while finish.iter().any(|f| f.is_none()) {
+        match rx.recv().await {
+            Some(ChoiceEvent::Delta { index, text: t, tokens: mut tk }) => {
+                text[index].push_str(&t);
+                tokens[index].append(&mut tk);
+            }
+            Some(ChoiceEvent::Finish { index, reason, completion_tokens }) => {
+                finish[index] = Some(reason);
+                completion += completion_tokens;
+            }
+            Some(ChoiceEvent::Error { message, .. }) => return Err(ApiError::internal(message)),
+            None => return Err(ApiError::internal("generation ended unexpectedly")),
+        }
+    }
+    let choices: Vec<Value> = (0..meta.n)
+        .map(|i| {
+            let lp = if meta.logprobs {
+                match meta.kind {
+                    Kind::Chat => chat_logprobs(&tokens[i]),
+                    Kind::Text => text_logprobs(&tokens[i], 0),
+                }
+            } else {
+                Value::Null
+            };
+            match meta.kind {
+                Kind::Chat => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
+                Kind::Text => json!({"index": i, "text": text[i], "logprobs": lp, "finish_reason": finish[i]}),
+            }
+        })
+        .collect();
+    let object = match meta.kind {
+        Kind::Chat => "chat.completion",
+        Kind::Text => "text_completion",
+    };
+    Ok(axum::Json(json!({
+        "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+        "choices": choices, "usage": usage(meta.prompt_tokens, completion),
+    }))
+    .into_response())
+}
+
+fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event {
+    let object = match meta.kind {
+        Kind::Chat => "chat.completion.chunk",
+        Kind::Text => "text_completion",
+    };
+    let mut v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model, "choices": choices});
+    if let Some(u) = usage_value {
+        v["usage"] = u;
+    } else if meta.include_usage {
+        v["usage"] = Value::Null;
+    }
+    Event::default().data(v.to_string())
+}
+
+/// Answer with an SSE stream. The stream owns the receiver: when the client goes away, axum
+/// drops the stream, the receiver, and with it the generation.
+pub fn stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> Response {
+    let s = async_stream(meta, rx);
+    Sse::new(s).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn async_stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> impl futures::Stream<Item = Result<Event, Infallible>> {
+    struct St {
+        meta: Meta,
+        rx: UnboundedReceiver<ChoiceEvent>,
+        started: bool,
+        finished: usize,
+        completion: usize,
+        offsets: Vec<usize>,
+        done: bool,
+        queue: std::collections::VecDeque<Event>,
+    }
+    let n = meta.n;
+    let st = St { meta, rx, started: false, finished: 0, completion: 0, offsets: vec![0; n], done: false, queue: Default::default() };
+    futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(e) = st.queue.pop_front() {
+                return Some((Ok(e), st));
+            }
+            if st.done {
+                return None;
+            }
+            if !st.started && st.meta.kind == Kind::Chat {
+                st.started = true;
+                let first: Vec<Value> = (0..st.meta.n)
+                    .map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
+                    .collect();
+                st.queue.push_back(chunk(&st.meta, first, None));
+                continue;
+            }
+            if st.finished == st.meta.n {
+                if st.meta.include_usage {
+                    let u = usage(st.meta.prompt_tokens, st.completion);
+                    st.queue.push_back(chunk(&st.meta, Vec::new(), Some(u)));
+                }
+                st.queue.push_back(Event::default().data("[DONE]"));
+                st.done = true;
+                continue;
+            }
+            let ev = match st.rx.recv().await {
+                Some(ev) => ev,
+                None => {
+                    st.queue.push_back(Event::default().data(json!({"error": {"message": "generation ended unexpectedly", "type": "server_error", "param": null, "code": null}}).to_string()));
+                    st.done = true;
+                    continue;
+                }
+            };
+            let choice = match (ev, st.meta.kind) {
+                (ChoiceEvent::Delta { index, text, tokens }, Kind::Chat) => {
+                    let lp = if st.meta.logprobs { chat_logprobs(&tokens) } else { Value::Null };
+                    json!({"index": index, "delta": {"content": text}, "logprobs": lp, "finish_reason": null})
+                }
+                (ChoiceEvent::Delta { index, text, tokens }, Kind::Text) => {
+                    let lp = if st.meta.logprobs { text_logprobs(&tokens, st.offsets[index]) } else { Value::Null };
+                    st.offsets[index] += text.len();
+                    json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null})
+                }
+                (ChoiceEvent::Finish { index, reason, completion_tokens }, kind) => {
+                    st.finished += 1;
+                    st.completion += completion_tokens;
+                    match kind {
+                        Kind::Chat => json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}),
+                        Kind::Text => json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason}),
+                    }
+                }
+                (ChoiceEvent::Error { message, .. }, _) => {
+                    // Headers are sent already: report in-band, as OpenAI-compatible servers do.
+                    st.queue.push_back(Event::default().data(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string()));
+                    st.done = true;
+                    continue;
+                }
+            };
+            st.queue.push_back(chunk(&st.meta, vec![choice], None));
+        }
+    })
+}

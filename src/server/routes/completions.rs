@@ -1,0 +1,67 @@
+//! `POST /v1/completions`.
+use crate::server::error::ApiError;
+use crate::server::generation;
+use crate::server::json::Json;
+use crate::server::openai::{CompletionRequest, Prompt};
+use crate::server::respond::{self, Kind, Meta};
+use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::validate::{no_nul, plan};
+use axum::extract::State;
+use axum::response::Response;
+
+fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
+    ids.iter()
+        .map(|&t| {
+            if t < 0 || t as u64 >= ready.limits.vocab as u64 {
+                Err(ApiError::invalid("prompt", format!("token id {t} is out of the vocabulary ({})", ready.limits.vocab)))
+            } else {
+                Ok(t as u32)
+            }
+        })
+        .collect()
+}
+
+fn prompt_ids(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
+    let text = |t: &str| -> Result<Vec<u32>, ApiError> {
+        no_nul("prompt", t)?;
+        ready.tokenizer.encode(t, true).map_err(|e| ApiError::internal(e.to_string()))
+    };
+    match prompt {
+        Prompt::Text(t) => text(t),
+        Prompt::Tokens(ids) => token_ids(ready, ids),
+        Prompt::Texts(v) if v.len() == 1 => text(&v[0]),
+        Prompt::TokenLists(v) if v.len() == 1 => token_ids(ready, &v[0]),
+        _ => Err(ApiError::invalid("prompt", "one prompt per request (use `n` for several completions)")),
+    }
+}
+
+pub async fn completions(State(state): State<SharedState>, Json(req): Json<CompletionRequest>) -> Result<Response, ApiError> {
+    state.check_model(req.common.model.as_deref())?;
+    let ready = state.ready()?;
+    if req.echo {
+        return Err(ApiError::invalid("echo", "`echo` is not supported"));
+    }
+    let prompt = prompt_ids(ready, &req.prompt)?;
+    let p = plan(&req.common, prompt.len(), &ready.limits)?;
+    let logprobs = match req.logprobs {
+        None => None,
+        Some(k) if (0..=5).contains(&k) => Some(k as usize),
+        Some(k) => return Err(ApiError::invalid("logprobs", format!("`logprobs` must be in [0, 5], got {k}"))),
+    };
+    let rx = generation::start(ready, prompt.clone(), &p, logprobs)?;
+    let meta = Meta {
+        kind: Kind::Text,
+        id: new_id("cmpl"),
+        created: unix_now(),
+        model: state.model_name.clone(),
+        prompt_tokens: prompt.len(),
+        n: p.n,
+        logprobs: logprobs.is_some(),
+        include_usage: p.include_usage,
+    };
+    if p.stream {
+        Ok(respond::stream(meta, rx))
+    } else {
+        respond::complete(meta, rx).await
+    }
+}

@@ -1,0 +1,68 @@
+//! `/v1/models`, `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
+use super::chat::chat_prompt_ids;
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
+use crate::server::state::SharedState;
+use crate::server::validate::no_nul;
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub async fn models(State(state): State<SharedState>) -> Response {
+    let max_len = state.ready.get().map(|r| r.limits.context);
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": state.model_name, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len}],
+    }))
+    .into_response()
+}
+
+pub async fn health(State(state): State<SharedState>) -> Response {
+    match state.ready() {
+        Ok(_) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    let body = state.ready.get().map(|r| r.stats.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn tokenize(State(state): State<SharedState>, Json(req): Json<TokenizeRequest>) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let tokens = match (&req.prompt, &req.messages) {
+        (Some(p), None) => {
+            no_nul("prompt", p)?;
+            ready.tokenizer.encode(p, req.add_special_tokens).map_err(|e| ApiError::internal(e.to_string()))?
+        }
+        (None, Some(m)) => chat_prompt_ids(ready, m)?,
+        _ => return Err(ApiError::bad_request("give exactly one of `prompt` or `messages`")),
+    };
+    Ok(axum::Json(json!({"tokens": tokens, "count": tokens.len(), "max_model_len": ready.limits.context})).into_response())
+}
+
+pub async fn detokenize(State(state): State<SharedState>, Json(req): Json<DetokenizeRequest>) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let mut ids = Vec::with_capacity(req.tokens.len());
+    for &t in &req.tokens {
+        if t < 0 || t as u64 >= ready.tokenizer.vocab_size() as u64 {
+            return Err(ApiError::invalid("tokens", format!("token id {t} is out of the vocabulary ({})", ready.tokenizer.vocab_size())));
+        }
+        ids.push(t as u32);
+    }
+    let prompt = ready.tokenizer.decode(&ids, false).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(axum::Json(json!({"prompt": prompt})).into_response())
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method not allowed for this route").with_code("method_not_allowed")
+}

@@ -1,0 +1,4 @@
+//! HTTP handlers.
+pub mod chat;
+pub mod completions;
+pub mod misc;

@@ -1,0 +1,59 @@
+//! Shared server state: configuration, and the loaded model once it is ready.
+use super::error::ApiError;
+use super::validate::Limits;
+use crate::engine::scheduler::EngineHandle;
+use crate::engine::stats::EngineStats;
+use candor_models::chat_template::ChatTemplate;
+use candor_models::tokenizer::Tokenizer;
+use std::sync::{Arc, OnceLock};
+
+pub struct Ready {
+    pub engine: EngineHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    pub template: Option<Arc<ChatTemplate>>,
+    pub eos_ids: Vec<u32>,
+    pub limits: Limits,
+    pub stats: Arc<EngineStats>,
+}
+
+pub struct AppState {
+    pub model_name: String,
+    pub api_key: Option<String>,
+    pub created: u64,
+    pub ready: OnceLock<Ready>,
+    /// Why loading failed, for /health.
+    pub load_error: OnceLock<String>,
+}
+
+impl AppState {
+    pub fn ready(&self) -> Result<&Ready, ApiError> {
+        match (self.ready.get(), self.load_error.get()) {
+            (Some(r), _) => Ok(r),
+            (None, Some(e)) => Err(ApiError::unavailable(format!("the model failed to load: {e}"))),
+            (None, None) => Err(ApiError::unavailable("the model is still loading")),
+        }
+    }
+
+    /// Requests name the served model (or leave it out).
+    pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
+        match model {
+            None => Ok(()),
+            Some(m) if m == self.model_name => Ok(()),
+            Some(m) => Err(ApiError::not_found(format!("the model `{m}` does not exist; this server serves `{}`", self.model_name))
+                .with_code("model_not_found")),
+        }
+    }
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A response id such as `chatcmpl-5f0c...`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{prefix}-{n:032x}")
+}
