@@ -176,6 +176,7 @@ impl Engine {
             }
             self.drop_cancelled();
             if self.running.is_empty() {
+                self.publish();
                 continue;
             }
             self.step();
@@ -219,6 +220,7 @@ impl Engine {
             if !self.running.is_empty() {
                 return true;
             }
+            self.publish();
             if q.stopped && q.waiting.is_empty() {
                 return false;
             }

@@ -1,0 +1,73 @@
+//! A real `candor serve` process on a free port, killed when dropped.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Start `candor serve` with `args` (plus `--port 0`) and wait until /health is 200.
+    pub async fn start(model: &str, args: &[&str]) -> Server {
+        let path = super::real_model(model);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["serve", "--model", path.to_str().expect("utf-8 path"), "--served-model-name", model, "--port", "0", "--threads", "2"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start candor serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+                eprintln!("[server] {line}");
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report its address");
+        let server = Server { child, base };
+        let client = reqwest::Client::new();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}/health", server.base)).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "server not healthy after 120 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A metric's value from /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics")).await.expect("metrics").text().await.expect("text");
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
