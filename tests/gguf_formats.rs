@@ -167,7 +167,7 @@ fn k_quant_weights_run_through_the_cpu_backend() {
         let q = HostWeight::Quant(QTensor::quantize(&w, dtype).unwrap());
         assert_eq!(
             q.dtype().map(|d| d.to_string()),
-            Some(format!("{}", weight_name(dtype)))
+            Some(weight_name(dtype).to_string())
         );
         let y = b
             .download(&b.linear(&xt, &b.load_weight(q).unwrap(), None).unwrap())

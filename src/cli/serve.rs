@@ -65,11 +65,16 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         if pull::find(&args.model).is_some() {
             args.model.clone()
         } else {
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| args.model.clone())
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| args.model.clone())
         }
     });
     if args.max_num_seqs == 0 || args.max_num_batched_tokens == 0 || args.kv_cache_tokens == 0 {
-        return Err(CliError::Usage("--max-num-seqs, --max-num-batched-tokens and --kv-cache-tokens must be positive".into()));
+        return Err(CliError::Usage(
+            "--max-num-seqs, --max-num-batched-tokens and --kv-cache-tokens must be positive"
+                .into(),
+        ));
     }
     let config = ServeConfig {
         model_path: path,
@@ -95,5 +100,6 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Output)?;
-    rt.block_on(serve(config)).map_err(|e| CliError::Usage(e.to_string()))
+    rt.block_on(serve(config))
+        .map_err(|e| CliError::Usage(e.to_string()))
 }

@@ -186,12 +186,18 @@ impl Sampler {
 pub fn logprobs(logits: &[f32], token: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
-    let lp = |t: u32| logits.get(t as usize).map_or(f32::NEG_INFINITY, |&l| l - lse);
+    let lp = |t: u32| {
+        logits
+            .get(t as usize)
+            .map_or(f32::NEG_INFINITY, |&l| l - lse)
+    };
     let mut top: Vec<(u32, f32)> = Vec::new();
     if k > 0 {
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
         let k = k.min(idx.len());
-        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        idx.select_nth_unstable_by(k - 1, |&a, &b| {
+            logits[b as usize].total_cmp(&logits[a as usize])
+        });
         idx.truncate(k);
         idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
         top = idx.into_iter().map(|t| (t, lp(t))).collect();
@@ -248,7 +254,12 @@ mod tests {
         let z = (1f32 + 1f32.exp() + 2f32.exp()).ln();
         assert!((lp - (1.0 - z)).abs() < 1e-6);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![2, 1]);
-        let mut s = Sampler::new(SamplingParams { temperature: 0.0, logit_bias: vec![(0, 5.0)], ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            logit_bias: vec![(0, 5.0)],
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(s.sample(&[0.0, 1.0, 2.0], &[]), 0);
     }
 

@@ -31,8 +31,15 @@ pub struct TokenLogprobs {
 
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
-    Token { id: u32, logprobs: Option<TokenLogprobs> },
-    Finished { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    Token {
+        id: u32,
+        logprobs: Option<TokenLogprobs>,
+    },
+    Finished {
+        reason: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
     Error(String),
 }
 
@@ -103,7 +110,8 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Queue a request; the events arrive on its channel.
     pub fn submit(&self, req: EngineRequest) -> Result<(), SubmitError> {
-        let sampler = Sampler::new(req.sampling.clone()).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let sampler =
+            Sampler::new(req.sampling.clone()).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
         if q.stopped {
             return Err(SubmitError::Stopped);
@@ -143,9 +151,23 @@ impl EngineHandle {
 }
 
 /// Start the engine thread over `runner`.
-pub fn spawn(runner: Box<dyn Runner>, config: SchedulerConfig, stats: Arc<EngineStats>) -> (EngineHandle, std::thread::JoinHandle<()>) {
-    let shared = Arc::new(Shared { queue: Mutex::new(Queue { waiting: VecDeque::new(), stopped: false }), wake: Condvar::new() });
-    let handle = EngineHandle { shared: shared.clone(), config: config.clone(), stats: stats.clone() };
+pub fn spawn(
+    runner: Box<dyn Runner>,
+    config: SchedulerConfig,
+    stats: Arc<EngineStats>,
+) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            waiting: VecDeque::new(),
+            stopped: false,
+        }),
+        wake: Condvar::new(),
+    });
+    let handle = EngineHandle {
+        shared: shared.clone(),
+        config: config.clone(),
+        stats: stats.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("candor-engine".into())
         .spawn(move || Engine::new(runner, config, shared, stats).run())
@@ -164,9 +186,22 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(runner: Box<dyn Runner>, config: SchedulerConfig, shared: Arc<Shared>, stats: Arc<EngineStats>) -> Self {
+    fn new(
+        runner: Box<dyn Runner>,
+        config: SchedulerConfig,
+        shared: Arc<Shared>,
+        stats: Arc<EngineStats>,
+    ) -> Self {
         let blocks = BlockManager::new(runner.num_blocks(), runner.block_size());
-        Engine { runner, blocks, config, shared, stats, running: Vec::new(), admissions: 0 }
+        Engine {
+            runner,
+            blocks,
+            config,
+            shared,
+            stats,
+            running: Vec::new(),
+            admissions: 0,
+        }
     }
 
     fn run(mut self) {
@@ -187,10 +222,14 @@ impl Engine {
     /// Move waiting requests into the running set while there is room. Blocks (idle) when
     /// there is nothing to do; returns false when the engine should exit.
     fn admit(&mut self) -> bool {
-        let Ok(mut q) = self.shared.queue.lock() else { return false };
+        let Ok(mut q) = self.shared.queue.lock() else {
+            return false;
+        };
         loop {
             while self.running.len() < self.config.max_num_seqs {
-                let Some(front) = q.waiting.front() else { break };
+                let Some(front) = q.waiting.front() else {
+                    break;
+                };
                 if front.cancelled() {
                     q.waiting.pop_front();
                     continue;
@@ -261,10 +300,19 @@ impl Engine {
     fn reserve(&mut self, me: u64, tokens: usize) -> Option<usize> {
         loop {
             let idx = self.running.iter().position(|s| s.admitted == me)?;
-            if self.blocks.ensure(&mut self.running[idx].table, tokens).is_ok() {
+            if self
+                .blocks
+                .ensure(&mut self.running[idx].table, tokens)
+                .is_ok()
+            {
                 return Some(idx);
             }
-            let (newest, admitted) = self.running.iter().enumerate().map(|(i, s)| (i, s.admitted)).max_by_key(|p| p.1)?;
+            let (newest, admitted) = self
+                .running
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, s.admitted))
+                .max_by_key(|p| p.1)?;
             self.preempt(newest);
             if admitted == me {
                 return None;
@@ -302,17 +350,24 @@ impl Engine {
         if plan.is_empty() {
             return;
         }
+        tracing::trace!(?plan, free_blocks = self.blocks.num_free(), "engine step");
         let mut order = Vec::with_capacity(plan.len());
         let mut batch = Batch::default();
         for &(admitted, start, len) in &plan {
-            let Some(idx) = self.running.iter().position(|s| s.admitted == admitted) else { continue };
+            let Some(idx) = self.running.iter().position(|s| s.admitted == admitted) else {
+                continue;
+            };
             let s = &self.running[idx];
             let finishes_prompt = start + len == s.tokens.len();
             batch.seqs.push(SeqInput {
                 tokens: s.tokens[start..start + len].to_vec(),
                 start_pos: start,
                 block_table: s.table.clone(),
-                logits: if finishes_prompt { LogitsWanted::Last } else { LogitsWanted::None },
+                logits: if finishes_prompt {
+                    LogitsWanted::Last
+                } else {
+                    LogitsWanted::None
+                },
             });
             order.push((idx, len, finishes_prompt));
         }
@@ -352,7 +407,9 @@ impl Engine {
             if seq.first_token_at.is_none() {
                 seq.first_token_at = Some(now);
                 self.stats.prompt_tokens.inc_by(seq.prompt_len as u64);
-                self.stats.ttft.observe(now.duration_since(seq.arrived).as_secs_f64());
+                self.stats
+                    .ttft
+                    .observe(now.duration_since(seq.arrived).as_secs_f64());
             }
             let is_eos = !seq.req.ignore_eos && seq.req.eos_ids.contains(&next);
             if is_eos {
@@ -361,33 +418,60 @@ impl Engine {
             }
             seq.tokens.push(next);
             self.stats.generation_tokens.inc();
-            if seq.req.events.send(EngineEvent::Token { id: next, logprobs: lp }).is_err() {
+            if seq
+                .req
+                .events
+                .send(EngineEvent::Token {
+                    id: next,
+                    logprobs: lp,
+                })
+                .is_err()
+            {
                 continue; // dropped at the next step
             }
             if seq.generated() >= seq.req.max_tokens {
                 finished.push((idx, FinishReason::Length));
             }
         }
-        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+        // Free the blocks and update the gauges before telling the clients, so that a client
+        // that reads /metrics right after its response sees its request gone.
+        let mut done_seqs = Vec::with_capacity(finished.len());
         for (idx, reason) in finished {
             let mut seq = self.running.remove(idx);
-            let done = Instant::now();
+            self.blocks.release(&mut seq.table);
+            done_seqs.push((seq, reason));
+        }
+        self.publish();
+        let done = Instant::now();
+        for (seq, reason) in done_seqs {
             let completion = seq.generated();
             if let Some(first) = seq.first_token_at {
                 if completion > 1 {
-                    self.stats.tpot.observe(done.duration_since(first).as_secs_f64() / (completion - 1) as f64);
+                    self.stats.tpot.observe(
+                        done.duration_since(first).as_secs_f64() / (completion - 1) as f64,
+                    );
                 }
             }
-            self.stats.e2e.observe(done.duration_since(seq.arrived).as_secs_f64());
-            let _ = seq.req.events.send(EngineEvent::Finished { reason, prompt_tokens: seq.prompt_len, completion_tokens: completion });
-            self.blocks.release(&mut seq.table);
+            self.stats
+                .e2e
+                .observe(done.duration_since(seq.arrived).as_secs_f64());
+            let _ = seq.req.events.send(EngineEvent::Finished {
+                reason,
+                prompt_tokens: seq.prompt_len,
+                completion_tokens: completion,
+            });
         }
     }
 
     fn publish(&self) {
         self.stats.running.set(self.running.len() as i64);
         let total = self.blocks.num_blocks().max(1);
-        self.stats.kv_blocks_used.set((self.blocks.num_blocks() - self.blocks.num_free()) as i64);
-        self.stats.kv_usage.set((self.blocks.num_blocks() - self.blocks.num_free()) as f64 / total as f64);
+        self.stats
+            .kv_blocks_used
+            .set((self.blocks.num_blocks() - self.blocks.num_free()) as i64);
+        self.stats
+            .kv_usage
+            .set((self.blocks.num_blocks() - self.blocks.num_free()) as f64 / total as f64);
     }
 }

@@ -20,8 +20,12 @@ pub struct EngineStats {
     pub e2e: Histogram,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
-const TPOT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+];
+const TPOT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5,
+];
 
 impl EngineStats {
     pub fn new(kv_blocks_total: usize) -> prometheus::Result<Self> {
@@ -36,28 +40,60 @@ impl EngineStats {
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let histogram = |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<Histogram> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
-        let kv_usage = Gauge::with_opts(Opts::new("candor:kv_cache_usage_perc", "Fraction of KV cache blocks in use (0-1)."))?;
+        let histogram =
+            |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<Histogram> {
+                let h =
+                    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let kv_usage = Gauge::with_opts(Opts::new(
+            "candor:kv_cache_usage_perc",
+            "Fraction of KV cache blocks in use (0-1).",
+        ))?;
         registry.register(Box::new(kv_usage.clone()))?;
         let stats = EngineStats {
-            running: int_gauge("candor:num_requests_running", "Requests in the running batch.")?,
-            waiting: int_gauge("candor:num_requests_waiting", "Requests waiting to be scheduled.")?,
+            running: int_gauge(
+                "candor:num_requests_running",
+                "Requests in the running batch.",
+            )?,
+            waiting: int_gauge(
+                "candor:num_requests_waiting",
+                "Requests waiting to be scheduled.",
+            )?,
             kv_usage,
             kv_blocks_used: int_gauge("candor:kv_cache_blocks_used", "KV cache blocks in use.")?,
             kv_blocks_total: int_gauge("candor:kv_cache_blocks_total", "KV cache blocks in all.")?,
             prompt_tokens: counter("candor:prompt_tokens_total", "Prompt tokens processed.")?,
             generation_tokens: counter("candor:generation_tokens_total", "Tokens generated.")?,
-            preemptions: counter("candor:num_preemptions_total", "Sequences preempted for recompute.")?,
-            cancelled: counter("candor:request_cancelled_total", "Requests whose client went away.")?,
+            preemptions: counter(
+                "candor:num_preemptions_total",
+                "Sequences preempted for recompute.",
+            )?,
+            cancelled: counter(
+                "candor:request_cancelled_total",
+                "Requests whose client went away.",
+            )?,
             errors: counter("candor:request_errors_total", "Engine steps that failed.")?,
-            requests_rejected: counter("candor:requests_rejected_total", "Requests refused because the queue was full.")?,
-            ttft: histogram("candor:time_to_first_token_seconds", "Time from arrival to the first token.", LATENCY_BUCKETS)?,
-            tpot: histogram("candor:time_per_output_token_seconds", "Mean time per output token after the first.", TPOT_BUCKETS)?,
-            e2e: histogram("candor:e2e_request_latency_seconds", "Time from arrival to the last token.", LATENCY_BUCKETS)?,
+            requests_rejected: counter(
+                "candor:requests_rejected_total",
+                "Requests refused because the queue was full.",
+            )?,
+            ttft: histogram(
+                "candor:time_to_first_token_seconds",
+                "Time from arrival to the first token.",
+                LATENCY_BUCKETS,
+            )?,
+            tpot: histogram(
+                "candor:time_per_output_token_seconds",
+                "Mean time per output token after the first.",
+                TPOT_BUCKETS,
+            )?,
+            e2e: histogram(
+                "candor:e2e_request_latency_seconds",
+                "Time from arrival to the last token.",
+                LATENCY_BUCKETS,
+            )?,
             registry,
         };
         stats.kv_blocks_total.set(kv_blocks_total as i64);

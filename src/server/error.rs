@@ -14,11 +14,21 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), kind, param: None, code: None, retry_after: None }
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
     }
     /// 400 for a bad request field.
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
-        ApiError { param: Some(param.to_string()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message) }
+        ApiError {
+            param: Some(param.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
@@ -31,18 +41,29 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message).with_code("not_found")
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid or missing API key (send `Authorization: Bearer KEY`)")
-            .with_code("invalid_api_key")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid or missing API key (send `Authorization: Bearer KEY`)",
+        )
+        .with_code("invalid_api_key")
     }
     pub fn overloaded(waiting: usize) -> Self {
         ApiError {
             retry_after: Some(1),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", format!("the server is at capacity ({waiting} requests waiting); retry later"))
-                .with_code("queue_full")
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!("the server is at capacity ({waiting} requests waiting); retry later"),
+            )
+            .with_code("queue_full")
         }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message) }
+        ApiError {
+            retry_after: Some(5),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
@@ -65,7 +86,8 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
             }
         }
         resp

@@ -21,9 +21,20 @@ pub struct TokenInfo {
 
 #[derive(Debug, Clone)]
 pub enum ChoiceEvent {
-    Delta { index: usize, text: String, tokens: Vec<TokenInfo> },
-    Finish { index: usize, reason: &'static str, completion_tokens: usize },
-    Error { index: usize, message: String },
+    Delta {
+        index: usize,
+        text: String,
+        tokens: Vec<TokenInfo>,
+    },
+    Finish {
+        index: usize,
+        reason: &'static str,
+        completion_tokens: usize,
+    },
+    Error {
+        index: usize,
+        message: String,
+    },
 }
 
 /// Holds back text that could still become a stop string.
@@ -36,7 +47,12 @@ impl StopMatcher {
     /// Add text; returns (text safe to emit, whether a stop string was hit).
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let out = self.pending[..pos].to_string();
             self.pending.clear();
             return (out, true);
@@ -71,11 +87,20 @@ fn finish_name(r: FinishReason) -> &'static str {
 
 fn token_info(tok: &Tokenizer, id: u32, lp: TokenLogprobs) -> TokenInfo {
     let text = |t: u32| tok.decode_fragment(&[t], false).unwrap_or_default();
-    TokenInfo { text: text(id), logprob: lp.logprob, top: lp.top.into_iter().map(|(t, l)| (text(t), l)).collect() }
+    TokenInfo {
+        text: text(id),
+        logprob: lp.logprob,
+        top: lp.top.into_iter().map(|(t, l)| (text(t), l)).collect(),
+    }
 }
 
 /// Submit the `n` choices (all or none) and start their drivers.
-pub fn start(ready: &Ready, prompt_ids: Vec<u32>, plan: &Plan, logprobs: Option<usize>) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
+pub fn start(
+    ready: &Ready,
+    prompt_ids: Vec<u32>,
+    plan: &Plan,
+    logprobs: Option<usize>,
+) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let mut engines = Vec::with_capacity(plan.n);
     for i in 0..plan.n {
@@ -101,7 +126,13 @@ pub fn start(ready: &Ready, prompt_ids: Vec<u32>, plan: &Plan, logprobs: Option<
         engines.push(rx);
     }
     for (index, rx) in engines.into_iter().enumerate() {
-        tokio::spawn(drive(index, rx, ready.tokenizer.clone(), plan.stop.clone(), out_tx.clone()));
+        tokio::spawn(drive(
+            index,
+            rx,
+            ready.tokenizer.clone(),
+            plan.stop.clone(),
+            out_tx.clone(),
+        ));
     }
     Ok(out_rx)
 }
@@ -114,7 +145,10 @@ async fn drive(
     out: mpsc::UnboundedSender<ChoiceEvent>,
 ) {
     let mut decoder = StreamDecoder::new(&tok);
-    let mut stop = StopMatcher { stops, pending: String::new() };
+    let mut stop = StopMatcher {
+        stops,
+        pending: String::new(),
+    };
     let mut completion = 0usize;
     loop {
         let event = tokio::select! {
@@ -122,7 +156,10 @@ async fn drive(
             _ = out.closed() => return,
         };
         let Some(event) = event else {
-            let _ = out.send(ChoiceEvent::Error { index, message: "the engine stopped".into() });
+            let _ = out.send(ChoiceEvent::Error {
+                index,
+                message: "the engine stopped".into(),
+            });
             return;
         };
         match event {
@@ -130,15 +167,28 @@ async fn drive(
                 completion += 1;
                 let piece = decoder.push(id).unwrap_or_default();
                 let (text, hit) = stop.push(&piece);
-                let tokens = logprobs.map(|lp| vec![token_info(&tok, id, lp)]).unwrap_or_default();
-                if !text.is_empty() || !tokens.is_empty() {
-                    if out.send(ChoiceEvent::Delta { index, text, tokens }).is_err() {
-                        return;
-                    }
+                let tokens = logprobs
+                    .map(|lp| vec![token_info(&tok, id, lp)])
+                    .unwrap_or_default();
+                let has_news = !text.is_empty() || !tokens.is_empty();
+                if has_news
+                    && out
+                        .send(ChoiceEvent::Delta {
+                            index,
+                            text,
+                            tokens,
+                        })
+                        .is_err()
+                {
+                    return;
                 }
                 if hit {
                     // The request ends here; dropping `rx` cancels it in the engine.
-                    let _ = out.send(ChoiceEvent::Finish { index, reason: "stop", completion_tokens: completion });
+                    let _ = out.send(ChoiceEvent::Finish {
+                        index,
+                        reason: "stop",
+                        completion_tokens: completion,
+                    });
                     return;
                 }
             }
@@ -147,10 +197,18 @@ async fn drive(
                 let (text, hit) = stop.push(&rest);
                 rest = if hit { text } else { text + &stop.flush() };
                 if !rest.is_empty() {
-                    let _ = out.send(ChoiceEvent::Delta { index, text: rest, tokens: Vec::new() });
+                    let _ = out.send(ChoiceEvent::Delta {
+                        index,
+                        text: rest,
+                        tokens: Vec::new(),
+                    });
                 }
                 let reason = if hit { "stop" } else { finish_name(reason) };
-                let _ = out.send(ChoiceEvent::Finish { index, reason, completion_tokens: completion });
+                let _ = out.send(ChoiceEvent::Finish {
+                    index,
+                    reason,
+                    completion_tokens: completion,
+                });
                 return;
             }
             EngineEvent::Error(message) => {
@@ -167,11 +225,17 @@ mod tests {
 
     #[test]
     fn stop_strings_across_pieces_are_held_back_and_cut() {
-        let mut m = StopMatcher { stops: vec!["</end>".into()], pending: String::new() };
+        let mut m = StopMatcher {
+            stops: vec!["</end>".into()],
+            pending: String::new(),
+        };
         assert_eq!(m.push("hello </"), ("hello ".to_string(), false));
         assert_eq!(m.push("en"), (String::new(), false));
         assert_eq!(m.push("d> tail"), (String::new(), true));
-        let mut m = StopMatcher { stops: vec!["ab".into()], pending: String::new() };
+        let mut m = StopMatcher {
+            stops: vec!["ab".into()],
+            pending: String::new(),
+        };
         assert_eq!(m.push("xa"), ("x".to_string(), false));
         assert_eq!(m.push("c"), ("ac".to_string(), false));
         assert_eq!(m.flush(), "");

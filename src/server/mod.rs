@@ -48,7 +48,10 @@ pub struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,7 +67,10 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/detokenize", post(routes::misc::detokenize))
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(body_limit));
     if cors {
         r = r.layer(tower_http::cors::CorsLayer::permissive());
@@ -74,15 +80,37 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
 
 /// Load the model, start the engine, and run one forward pass; fills `state.ready`.
 fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
-    let opts = LoadOptions { dequantize: config.dequantize, threads: config.threads, kv_tokens: config.kv_cache_tokens };
+    let opts = LoadOptions {
+        dequantize: config.dequantize,
+        threads: config.threads,
+        kv_tokens: config.kv_cache_tokens,
+    };
     let mut model = load_model(&config.model_path, &opts).map_err(|e| e.to_string())?;
-    let tokenizer = model.tokenizer.take().ok_or("the model has no tokenizer (tokenizer.json); the server needs one")?;
+    let tokenizer = model
+        .tokenizer
+        .take()
+        .ok_or("the model has no tokenizer (tokenizer.json); the server needs one")?;
     // A first forward pass proves the model runs before /health says so.
-    let warm = Batch { seqs: vec![SeqInput { tokens: vec![model.spec.bos_token_id.unwrap_or(0)], start_pos: 0, block_table: vec![0], logits: LogitsWanted::Last }] };
-    model.runner.forward(&warm).map_err(|e| format!("first forward pass failed: {e}"))?;
+    let warm = Batch {
+        seqs: vec![SeqInput {
+            tokens: vec![model.spec.bos_token_id.unwrap_or(0)],
+            start_pos: 0,
+            block_table: vec![0],
+            logits: LogitsWanted::Last,
+        }],
+    };
+    model
+        .runner
+        .forward(&warm)
+        .map_err(|e| format!("first forward pass failed: {e}"))?;
     let template = match model.chat_template.as_deref() {
         Some(src) => Some(Arc::new(
-            ChatTemplate::new(src, tokenizer.bos_token().as_deref(), tokenizer.eos_token().as_deref()).map_err(|e| e.to_string())?,
+            ChatTemplate::new(
+                src,
+                tokenizer.bos_token().as_deref(),
+                tokenizer.eos_token().as_deref(),
+            )
+            .map_err(|e| e.to_string())?,
         )),
         None => None,
     };
@@ -93,7 +121,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         }
     }
     let kv_tokens = model.runner.num_blocks() * model.runner.block_size();
-    let context = config.max_model_len.unwrap_or(4096).min(model.spec.max_position).min(kv_tokens);
+    let context = config
+        .max_model_len
+        .unwrap_or(4096)
+        .min(model.spec.max_position)
+        .min(kv_tokens);
     let limits = Limits {
         context,
         vocab: model.spec.vocab_size,
@@ -103,9 +135,20 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         default_max_tokens: config.default_max_tokens,
     };
     let stats = Arc::new(EngineStats::new(model.runner.num_blocks()).map_err(|e| e.to_string())?);
-    let sched = SchedulerConfig { max_num_seqs: config.max_num_seqs, max_num_batched_tokens: config.max_num_batched_tokens, max_waiting: config.max_waiting };
+    let sched = SchedulerConfig {
+        max_num_seqs: config.max_num_seqs,
+        max_num_batched_tokens: config.max_num_batched_tokens,
+        max_waiting: config.max_waiting,
+    };
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
-    let _ = state.ready.set(Ready { engine, tokenizer: Arc::new(tokenizer), template, eos_ids, limits, stats });
+    let _ = state.ready.set(Ready {
+        engine,
+        tokenizer: Arc::new(tokenizer),
+        template,
+        eos_ids,
+        limits,
+        stats,
+    });
     Ok(())
 }
 
@@ -134,7 +177,12 @@ async fn shutdown_signal() {
 /// deadline, and return.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     let local = listener.local_addr()?;
     let state: SharedState = Arc::new(AppState {
         model_name: config.model_name.clone(),
@@ -143,7 +191,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ready: OnceLock::new(),
         load_error: OnceLock::new(),
     });
-    eprintln!("candor: listening on http://{local} (model `{}` loading)", config.model_name);
+    eprintln!(
+        "candor: listening on http://{local} (model `{}` loading)",
+        config.model_name
+    );
     {
         let state = state.clone();
         let config = config.clone();
@@ -165,7 +216,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            eprintln!("candor: shutting down (finishing running requests, up to {}s)", deadline.as_secs());
+            eprintln!(
+                "candor: shutting down (finishing running requests, up to {}s)",
+                deadline.as_secs()
+            );
             if let Some(r) = engine_state.ready.get() {
                 r.engine.shutdown();
             }

@@ -55,18 +55,29 @@ fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
 }
 
 /// Collect every choice, then answer with one JSON object.
-pub async fn complete(meta: Meta, mut rx: UnboundedReceiver<ChoiceEvent>) -> Result<Response, ApiError> {
+pub async fn complete(
+    meta: Meta,
+    mut rx: UnboundedReceiver<ChoiceEvent>,
+) -> Result<Response, ApiError> {
     let mut text = vec![String::new(); meta.n];
     let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
     let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
     let mut completion = 0usize;
     while finish.iter().any(|f| f.is_none()) {
         match rx.recv().await {
-            Some(ChoiceEvent::Delta { index, text: t, tokens: mut tk }) => {
+            Some(ChoiceEvent::Delta {
+                index,
+                text: t,
+                tokens: mut tk,
+            }) => {
                 text[index].push_str(&t);
                 tokens[index].append(&mut tk);
             }
-            Some(ChoiceEvent::Finish { index, reason, completion_tokens }) => {
+            Some(ChoiceEvent::Finish {
+                index,
+                reason,
+                completion_tokens,
+            }) => {
                 finish[index] = Some(reason);
                 completion += completion_tokens;
             }
@@ -122,7 +133,10 @@ pub fn stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> Response {
     Sse::new(s).keep_alive(KeepAlive::default()).into_response()
 }
 
-fn async_stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> impl futures::Stream<Item = Result<Event, Infallible>> {
+fn async_stream(
+    meta: Meta,
+    rx: UnboundedReceiver<ChoiceEvent>,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> {
     struct St {
         meta: Meta,
         rx: UnboundedReceiver<ChoiceEvent>,
@@ -134,7 +148,16 @@ fn async_stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> impl futures:
         queue: std::collections::VecDeque<Event>,
     }
     let n = meta.n;
-    let st = St { meta, rx, started: false, finished: 0, completion: 0, offsets: vec![0; n], done: false, queue: Default::default() };
+    let st = St {
+        meta,
+        rx,
+        started: false,
+        finished: 0,
+        completion: 0,
+        offsets: vec![0; n],
+        done: false,
+        queue: Default::default(),
+    };
     futures::stream::unfold(st, |mut st| async move {
         loop {
             if let Some(e) = st.queue.pop_front() {
@@ -169,21 +192,54 @@ fn async_stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> impl futures:
                 }
             };
             let choice = match (ev, st.meta.kind) {
-                (ChoiceEvent::Delta { index, text, tokens }, Kind::Chat) => {
-                    let lp = if st.meta.logprobs { chat_logprobs(&tokens) } else { Value::Null };
+                (
+                    ChoiceEvent::Delta {
+                        index,
+                        text,
+                        tokens,
+                    },
+                    Kind::Chat,
+                ) => {
+                    let lp = if st.meta.logprobs {
+                        chat_logprobs(&tokens)
+                    } else {
+                        Value::Null
+                    };
                     json!({"index": index, "delta": {"content": text}, "logprobs": lp, "finish_reason": null})
                 }
-                (ChoiceEvent::Delta { index, text, tokens }, Kind::Text) => {
-                    let lp = if st.meta.logprobs { text_logprobs(&tokens, st.offsets[index]) } else { Value::Null };
+                (
+                    ChoiceEvent::Delta {
+                        index,
+                        text,
+                        tokens,
+                    },
+                    Kind::Text,
+                ) => {
+                    let lp = if st.meta.logprobs {
+                        text_logprobs(&tokens, st.offsets[index])
+                    } else {
+                        Value::Null
+                    };
                     st.offsets[index] += text.len();
                     json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null})
                 }
-                (ChoiceEvent::Finish { index, reason, completion_tokens }, kind) => {
+                (
+                    ChoiceEvent::Finish {
+                        index,
+                        reason,
+                        completion_tokens,
+                    },
+                    kind,
+                ) => {
                     st.finished += 1;
                     st.completion += completion_tokens;
                     match kind {
-                        Kind::Chat => json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}),
-                        Kind::Text => json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason}),
+                        Kind::Chat => {
+                            json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason})
+                        }
+                        Kind::Text => {
+                            json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason})
+                        }
                     }
                 }
                 (ChoiceEvent::Error { message, .. }, _) => {

@@ -29,7 +29,9 @@ impl AppState {
     pub fn ready(&self) -> Result<&Ready, ApiError> {
         match (self.ready.get(), self.load_error.get()) {
             (Some(r), _) => Ok(r),
-            (None, Some(e)) => Err(ApiError::unavailable(format!("the model failed to load: {e}"))),
+            (None, Some(e)) => Err(ApiError::unavailable(format!(
+                "the model failed to load: {e}"
+            ))),
             (None, None) => Err(ApiError::unavailable("the model is still loading")),
         }
     }
@@ -39,8 +41,11 @@ impl AppState {
         match model {
             None => Ok(()),
             Some(m) if m == self.model_name => Ok(()),
-            Some(m) => Err(ApiError::not_found(format!("the model `{m}` does not exist; this server serves `{}`", self.model_name))
-                .with_code("model_not_found")),
+            Some(m) => Err(ApiError::not_found(format!(
+                "the model `{m}` does not exist; this server serves `{}`",
+                self.model_name
+            ))
+            .with_code("model_not_found")),
         }
     }
 }
@@ -48,7 +53,10 @@ impl AppState {
 pub type SharedState = Arc<AppState>;
 
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A response id such as `chatcmpl-5f0c...`.

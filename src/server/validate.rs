@@ -30,7 +30,10 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<
     match v {
         None => Ok(default as f32),
         Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(x as f32),
-        Some(x) => Err(ApiError::invalid(param, format!("`{param}` must be in [{lo}, {hi}], got {x}"))),
+        Some(x) => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be in [{lo}, {hi}], got {x}"),
+        )),
     }
 }
 
@@ -41,7 +44,10 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
     if prompt_len >= limits.context {
         return Err(ApiError::invalid(
             "messages",
-            format!("the prompt has {prompt_len} tokens; this model's context is {} tokens", limits.context),
+            format!(
+                "the prompt has {prompt_len} tokens; this model's context is {} tokens",
+                limits.context
+            ),
         )
         .with_code("context_length_exceeded"));
     }
@@ -65,40 +71,84 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
     let n = match p.n {
         None => 1,
         Some(v) if v >= 1 && v as u64 <= limits.max_n as u64 => v as usize,
-        Some(v) => return Err(ApiError::invalid("n", format!("`n` must be in [1, {}], got {v}", limits.max_n))),
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "n",
+                format!("`n` must be in [1, {}], got {v}", limits.max_n),
+            ))
+        }
     };
     let stop = p.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
     if stop.len() > limits.max_stop {
-        return Err(ApiError::invalid("stop", format!("at most {} stop sequences, got {}", limits.max_stop, stop.len())));
+        return Err(ApiError::invalid(
+            "stop",
+            format!(
+                "at most {} stop sequences, got {}",
+                limits.max_stop,
+                stop.len()
+            ),
+        ));
     }
     if stop.iter().any(|s| s.is_empty()) {
-        return Err(ApiError::invalid("stop", "stop sequences must not be empty"));
+        return Err(ApiError::invalid(
+            "stop",
+            "stop sequences must not be empty",
+        ));
     }
     let top_k = match p.top_k {
         None | Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => k as usize,
-        Some(k) => return Err(ApiError::invalid("top_k", format!("`top_k` must be -1 (off) or positive, got {k}"))),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "top_k",
+                format!("`top_k` must be -1 (off) or positive, got {k}"),
+            ))
+        }
     };
     let mut logit_bias = Vec::new();
     for (k, &v) in p.logit_bias.iter().flatten() {
-        let id: u32 = k.parse().map_err(|_| ApiError::invalid("logit_bias", format!("logit_bias key `{k}` is not a token id")))?;
+        let id: u32 = k.parse().map_err(|_| {
+            ApiError::invalid(
+                "logit_bias",
+                format!("logit_bias key `{k}` is not a token id"),
+            )
+        })?;
         if id as usize >= limits.vocab {
-            return Err(ApiError::invalid("logit_bias", format!("logit_bias token {id} is out of the vocabulary ({})", limits.vocab)));
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!(
+                    "logit_bias token {id} is out of the vocabulary ({})",
+                    limits.vocab
+                ),
+            ));
         }
         if !(v.is_finite() && (-100.0..=100.0).contains(&v)) {
-            return Err(ApiError::invalid("logit_bias", format!("logit_bias values must be in [-100, 100], got {v}")));
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!("logit_bias values must be in [-100, 100], got {v}"),
+            ));
         }
         logit_bias.push((id, v as f32));
     }
     let repetition_penalty = match p.repetition_penalty {
         None => 1.0,
         Some(x) if x.is_finite() && x > 0.0 && x <= 10.0 => x as f32,
-        Some(x) => return Err(ApiError::invalid("repetition_penalty", format!("`repetition_penalty` must be in (0, 10], got {x}"))),
+        Some(x) => {
+            return Err(ApiError::invalid(
+                "repetition_penalty",
+                format!("`repetition_penalty` must be in (0, 10], got {x}"),
+            ))
+        }
     };
     let top_p = match p.top_p {
         None => 1.0,
         Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
-        Some(x) => return Err(ApiError::invalid("top_p", format!("`top_p` must be in (0, 1], got {x}"))),
+        Some(x) => {
+            return Err(ApiError::invalid(
+                "top_p",
+                format!("`top_p` must be in (0, 1], got {x}"),
+            ))
+        }
     };
     let sampling = SamplingParams {
         temperature: range("temperature", p.temperature, 0.0, 2.0, 1.0)?,
@@ -125,7 +175,10 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
 /// Text fields may not carry NUL bytes (they would reach the tokenizer and templates).
 pub fn no_nul(param: &str, text: &str) -> Result<(), ApiError> {
     if text.contains('\0') {
-        return Err(ApiError::invalid(param, format!("`{param}` contains a NUL character")));
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` contains a NUL character"),
+        ));
     }
     Ok(())
 }
@@ -135,21 +188,43 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { context: 100, vocab: 50, max_n: 4, max_stop: 4, max_logprobs: 20, default_max_tokens: 16 }
+        Limits {
+            context: 100,
+            vocab: 50,
+            max_n: 4,
+            max_stop: 4,
+            max_logprobs: 20,
+            default_max_tokens: 16,
+        }
     }
 
     #[test]
     fn defaults_and_ranges() {
         let p = plan(&CommonParams::default(), 10, &limits()).unwrap();
         assert_eq!((p.max_tokens, p.n), (16, 1));
-        let bad = CommonParams { temperature: Some(3.0), ..Default::default() };
-        assert_eq!(plan(&bad, 10, &limits()).unwrap_err().param.as_deref(), Some("temperature"));
-        let long = CommonParams { max_tokens: Some(95), ..Default::default() };
+        let bad = CommonParams {
+            temperature: Some(3.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&bad, 10, &limits()).unwrap_err().param.as_deref(),
+            Some("temperature")
+        );
+        let long = CommonParams {
+            max_tokens: Some(95),
+            ..Default::default()
+        };
         assert!(plan(&long, 10, &limits()).is_err());
-        let zero = CommonParams { max_tokens: Some(0), ..Default::default() };
+        let zero = CommonParams {
+            max_tokens: Some(0),
+            ..Default::default()
+        };
         assert!(plan(&zero, 10, &limits()).is_err());
         assert!(plan(&CommonParams::default(), 100, &limits()).is_err());
-        let bias = CommonParams { logit_bias: Some([("60".to_string(), 1.0)].into()), ..Default::default() };
+        let bias = CommonParams {
+            logit_bias: Some([("60".to_string(), 1.0)].into()),
+            ..Default::default()
+        };
         assert!(plan(&bias, 10, &limits()).is_err());
     }
 }

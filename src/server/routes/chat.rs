@@ -15,13 +15,23 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// Flatten OpenAI messages into template messages, checking roles and content.
 pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
-        return Err(ApiError::invalid("messages", "`messages` must not be empty"));
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
     }
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
         if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::invalid(&format!("{param}.role"), format!("unknown role `{}` (expected one of {})", m.role, ROLES.join(", "))));
+            return Err(ApiError::invalid(
+                &format!("{param}.role"),
+                format!(
+                    "unknown role `{}` (expected one of {})",
+                    m.role,
+                    ROLES.join(", ")
+                ),
+            ));
         }
         let content = match &m.content {
             None => String::new(),
@@ -32,7 +42,12 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
                     match (p.kind.as_str(), &p.text) {
                         ("text", Some(t)) => text.push_str(t),
                         (kind, _) => {
-                            return Err(ApiError::invalid(&format!("{param}.content"), format!("content part of type `{kind}` is not supported (text only)")));
+                            return Err(ApiError::invalid(
+                                &format!("{param}.content"),
+                                format!(
+                                    "content part of type `{kind}` is not supported (text only)"
+                                ),
+                            ));
                         }
                     }
                 }
@@ -41,33 +56,60 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
         };
         no_nul(&format!("{param}.content"), &content)?;
         // "developer" is OpenAI's newer name for "system".
-        let role = if m.role == "developer" { "system".to_string() } else { m.role.clone() };
+        let role = if m.role == "developer" {
+            "system".to_string()
+        } else {
+            m.role.clone()
+        };
         out.push(ChatMessage { role, content });
     }
     Ok(out)
 }
 
 /// Render messages with the model's template and tokenize them.
-pub fn chat_prompt_ids(ready: &crate::server::state::Ready, messages: &[Message]) -> Result<Vec<u32>, ApiError> {
+pub fn chat_prompt_ids(
+    ready: &crate::server::state::Ready,
+    messages: &[Message],
+) -> Result<Vec<u32>, ApiError> {
     let msgs = to_chat_messages(messages)?;
-    let template = ready
-        .template
-        .as_ref()
-        .ok_or_else(|| ApiError::bad_request("this model has no chat template; use /v1/completions with a plain prompt"))?;
-    let text = template.render(&msgs, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    ready.tokenizer.encode(&text, false).map_err(|e| ApiError::internal(e.to_string()))
+    let template = ready.template.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "this model has no chat template; use /v1/completions with a plain prompt",
+        )
+    })?;
+    let text = template
+        .render(&msgs, true)
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    ready
+        .tokenizer
+        .encode(&text, false)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-pub async fn chat_completions(State(state): State<SharedState>, Json(req): Json<ChatRequest>) -> Result<Response, ApiError> {
+pub async fn chat_completions(
+    State(state): State<SharedState>,
+    Json(req): Json<ChatRequest>,
+) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
     let prompt = chat_prompt_ids(ready, &req.messages)?;
     let p = plan(&req.common, prompt.len(), &ready.limits)?;
     let top = match (req.logprobs, req.top_logprobs) {
         (_, Some(k)) if k < 0 || k as usize > ready.limits.max_logprobs => {
-            return Err(ApiError::invalid("top_logprobs", format!("`top_logprobs` must be in [0, {}]", ready.limits.max_logprobs)))
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!(
+                    "`top_logprobs` must be in [0, {}]",
+                    ready.limits.max_logprobs
+                ),
+            ))
         }
-        (false, Some(k)) if k > 0 => return Err(ApiError::invalid("top_logprobs", "`top_logprobs` needs `logprobs: true`")),
+        (false, Some(k)) if k > 0 => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ))
+        }
         (true, k) => Some(k.unwrap_or(0) as usize),
         (false, _) => None,
     };

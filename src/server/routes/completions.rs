@@ -13,7 +13,13 @@ fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
     ids.iter()
         .map(|&t| {
             if t < 0 || t as u64 >= ready.limits.vocab as u64 {
-                Err(ApiError::invalid("prompt", format!("token id {t} is out of the vocabulary ({})", ready.limits.vocab)))
+                Err(ApiError::invalid(
+                    "prompt",
+                    format!(
+                        "token id {t} is out of the vocabulary ({})",
+                        ready.limits.vocab
+                    ),
+                ))
             } else {
                 Ok(t as u32)
             }
@@ -24,18 +30,27 @@ fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
 fn prompt_ids(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
     let text = |t: &str| -> Result<Vec<u32>, ApiError> {
         no_nul("prompt", t)?;
-        ready.tokenizer.encode(t, true).map_err(|e| ApiError::internal(e.to_string()))
+        ready
+            .tokenizer
+            .encode(t, true)
+            .map_err(|e| ApiError::internal(e.to_string()))
     };
     match prompt {
         Prompt::Text(t) => text(t),
         Prompt::Tokens(ids) => token_ids(ready, ids),
         Prompt::Texts(v) if v.len() == 1 => text(&v[0]),
         Prompt::TokenLists(v) if v.len() == 1 => token_ids(ready, &v[0]),
-        _ => Err(ApiError::invalid("prompt", "one prompt per request (use `n` for several completions)")),
+        _ => Err(ApiError::invalid(
+            "prompt",
+            "one prompt per request (use `n` for several completions)",
+        )),
     }
 }
 
-pub async fn completions(State(state): State<SharedState>, Json(req): Json<CompletionRequest>) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(state): State<SharedState>,
+    Json(req): Json<CompletionRequest>,
+) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
     if req.echo {
@@ -46,7 +61,12 @@ pub async fn completions(State(state): State<SharedState>, Json(req): Json<Compl
     let logprobs = match req.logprobs {
         None => None,
         Some(k) if (0..=5).contains(&k) => Some(k as usize),
-        Some(k) => return Err(ApiError::invalid("logprobs", format!("`logprobs` must be in [0, 5], got {k}"))),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("`logprobs` must be in [0, 5], got {k}"),
+            ))
+        }
     };
     let rx = generation::start(ready, prompt.clone(), &p, logprobs)?;
     let meta = Meta {

@@ -27,35 +27,64 @@ pub async fn health(State(state): State<SharedState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
-    let body = state.ready.get().map(|r| r.stats.render()).unwrap_or_default();
+    let body = state
+        .ready
+        .get()
+        .map(|r| r.stats.render())
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-pub async fn tokenize(State(state): State<SharedState>, Json(req): Json<TokenizeRequest>) -> Result<Response, ApiError> {
+pub async fn tokenize(
+    State(state): State<SharedState>,
+    Json(req): Json<TokenizeRequest>,
+) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     let tokens = match (&req.prompt, &req.messages) {
         (Some(p), None) => {
             no_nul("prompt", p)?;
-            ready.tokenizer.encode(p, req.add_special_tokens).map_err(|e| ApiError::internal(e.to_string()))?
+            ready
+                .tokenizer
+                .encode(p, req.add_special_tokens)
+                .map_err(|e| ApiError::internal(e.to_string()))?
         }
         (None, Some(m)) => chat_prompt_ids(ready, m)?,
-        _ => return Err(ApiError::bad_request("give exactly one of `prompt` or `messages`")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `prompt` or `messages`",
+            ))
+        }
     };
-    Ok(axum::Json(json!({"tokens": tokens, "count": tokens.len(), "max_model_len": ready.limits.context})).into_response())
+    Ok(axum::Json(
+        json!({"tokens": tokens, "count": tokens.len(), "max_model_len": ready.limits.context}),
+    )
+    .into_response())
 }
 
-pub async fn detokenize(State(state): State<SharedState>, Json(req): Json<DetokenizeRequest>) -> Result<Response, ApiError> {
+pub async fn detokenize(
+    State(state): State<SharedState>,
+    Json(req): Json<DetokenizeRequest>,
+) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     let mut ids = Vec::with_capacity(req.tokens.len());
     for &t in &req.tokens {
         if t < 0 || t as u64 >= ready.tokenizer.vocab_size() as u64 {
-            return Err(ApiError::invalid("tokens", format!("token id {t} is out of the vocabulary ({})", ready.tokenizer.vocab_size())));
+            return Err(ApiError::invalid(
+                "tokens",
+                format!(
+                    "token id {t} is out of the vocabulary ({})",
+                    ready.tokenizer.vocab_size()
+                ),
+            ));
         }
         ids.push(t as u32);
     }
-    let prompt = ready.tokenizer.decode(&ids, false).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let prompt = ready
+        .tokenizer
+        .decode(&ids, false)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(axum::Json(json!({"prompt": prompt})).into_response())
 }
 
@@ -64,5 +93,10 @@ pub async fn not_found(uri: Uri) -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method not allowed for this route").with_code("method_not_allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method not allowed for this route",
+    )
+    .with_code("method_not_allowed")
 }
