@@ -1,0 +1,487 @@
+//! Bad input to the real server: every case gets an OpenAI-shaped error with the right 4xx,
+//! and the server keeps serving (a normal request works after all of them).
+mod common;
+
+use common::server::Server;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::{json, Value};
+
+const KEY: &str = "sk-test-key";
+
+struct Case {
+    name: &'static str,
+    method: reqwest::Method,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    auth: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// Text the error message must contain.
+    needle: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    path: &'static str,
+    body: Value,
+    status: u16,
+    needle: &'static str,
+) -> Case {
+    Case {
+        name,
+        method: reqwest::Method::POST,
+        path,
+        content_type: Some("application/json"),
+        auth: Some(KEY),
+        body: body.to_string().into_bytes(),
+        status,
+        needle,
+    }
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"model": "qwen2.5-0.5b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+fn cases() -> Vec<Case> {
+    let long_prompt = "word ".repeat(700);
+    // Nested inside a field the server ignores, so only the parser's depth limit can stop it.
+    let nested = format!(
+        "{{\"model\": \"qwen2.5-0.5b\", \"metadata\": {}{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let chat_path = "/v1/chat/completions";
+    let mut v = vec![
+        Case {
+            body: b"{\"messages\": [".to_vec(),
+            ..case(
+                "malformed JSON",
+                chat_path,
+                json!({}),
+                400,
+                "malformed JSON",
+            )
+        },
+        Case {
+            content_type: Some("text/plain"),
+            ..case(
+                "wrong content type",
+                chat_path,
+                chat(json!({})),
+                415,
+                "Content-Type",
+            )
+        },
+        Case {
+            content_type: None,
+            ..case(
+                "no content type",
+                chat_path,
+                chat(json!({})),
+                415,
+                "Content-Type",
+            )
+        },
+        case(
+            "missing messages",
+            chat_path,
+            json!({"model": "qwen2.5-0.5b"}),
+            400,
+            "messages",
+        ),
+        case(
+            "missing prompt",
+            "/v1/completions",
+            json!({"model": "qwen2.5-0.5b"}),
+            400,
+            "prompt",
+        ),
+        case(
+            "messages of the wrong type",
+            chat_path,
+            json!({"messages": "hello"}),
+            400,
+            "invalid",
+        ),
+        case(
+            "max_tokens of the wrong type",
+            chat_path,
+            chat(json!({"max_tokens": "many"})),
+            400,
+            "invalid",
+        ),
+        case(
+            "unknown model",
+            chat_path,
+            chat(json!({"model": "gpt-9"})),
+            404,
+            "does not exist",
+        ),
+        case(
+            "empty messages",
+            chat_path,
+            chat(json!({"messages": []})),
+            400,
+            "must not be empty",
+        ),
+        case(
+            "unknown role",
+            chat_path,
+            chat(json!({"messages": [{"role": "wizard", "content": "hi"}]})),
+            400,
+            "unknown role",
+        ),
+        case(
+            "max_tokens zero",
+            chat_path,
+            chat(json!({"max_tokens": 0})),
+            400,
+            "at least 1",
+        ),
+        case(
+            "max_tokens negative",
+            "/v1/completions",
+            json!({"prompt": "hi", "max_tokens": -3}),
+            400,
+            "at least 1",
+        ),
+        case(
+            "max_tokens beyond the context",
+            chat_path,
+            chat(json!({"max_tokens": 100000})),
+            400,
+            "context",
+        ),
+        case(
+            "prompt longer than the context",
+            "/v1/completions",
+            json!({"prompt": long_prompt, "max_tokens": 1}),
+            400,
+            "context",
+        ),
+        case(
+            "temperature out of range",
+            chat_path,
+            chat(json!({"temperature": 3.5})),
+            400,
+            "temperature",
+        ),
+        case(
+            "top_p out of range",
+            chat_path,
+            chat(json!({"top_p": 0})),
+            400,
+            "top_p",
+        ),
+        case(
+            "presence_penalty out of range",
+            chat_path,
+            chat(json!({"presence_penalty": 2.5})),
+            400,
+            "presence_penalty",
+        ),
+        case(
+            "frequency_penalty out of range",
+            chat_path,
+            chat(json!({"frequency_penalty": -9})),
+            400,
+            "frequency_penalty",
+        ),
+        case(
+            "repetition_penalty out of range",
+            chat_path,
+            chat(json!({"repetition_penalty": 0})),
+            400,
+            "repetition_penalty",
+        ),
+        case(
+            "n too large",
+            chat_path,
+            chat(json!({"n": 1000})),
+            400,
+            "`n`",
+        ),
+        case(
+            "stop list too long",
+            chat_path,
+            chat(json!({"stop": ["a", "b", "c", "d", "e"]})),
+            400,
+            "stop",
+        ),
+        case(
+            "empty stop string",
+            chat_path,
+            chat(json!({"stop": [""]})),
+            400,
+            "stop",
+        ),
+        case(
+            "logit_bias with a bad key",
+            chat_path,
+            chat(json!({"logit_bias": {"hello": 1}})),
+            400,
+            "logit_bias",
+        ),
+        case(
+            "logit_bias out of range",
+            chat_path,
+            chat(json!({"logit_bias": {"42": 500}})),
+            400,
+            "logit_bias",
+        ),
+        case(
+            "logit_bias token out of vocabulary",
+            chat_path,
+            chat(json!({"logit_bias": {"99999999": 1}})),
+            400,
+            "vocabulary",
+        ),
+        case(
+            "top_logprobs too large",
+            chat_path,
+            chat(json!({"logprobs": true, "top_logprobs": 50})),
+            400,
+            "top_logprobs",
+        ),
+        case(
+            "top_logprobs without logprobs",
+            chat_path,
+            chat(json!({"top_logprobs": 3})),
+            400,
+            "top_logprobs",
+        ),
+        case(
+            "completions logprobs too large",
+            "/v1/completions",
+            json!({"prompt": "hi", "logprobs": 9}),
+            400,
+            "logprobs",
+        ),
+        case(
+            "prompt token out of vocabulary",
+            "/v1/completions",
+            json!({"prompt": [1, 2, 99999999]}),
+            400,
+            "vocabulary",
+        ),
+        case(
+            "NUL byte in content",
+            chat_path,
+            chat(json!({"messages": [{"role": "user", "content": "a\u{0000}b"}]})),
+            400,
+            "NUL",
+        ),
+        case(
+            "image content part",
+            chat_path,
+            chat(
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+            ),
+            400,
+            "not supported",
+        ),
+        Case {
+            body: nested.into_bytes(),
+            ..case("deeply nested JSON", chat_path, json!({}), 400, "recursion")
+        },
+        Case {
+            body: b"{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(),
+            ..case("invalid UTF-8", chat_path, json!({}), 400, "UTF-8")
+        },
+        Case {
+            body: vec![b' '; 300_000],
+            ..case("body too large", chat_path, json!({}), 413, "too large")
+        },
+        Case {
+            auth: None,
+            ..case(
+                "missing API key",
+                chat_path,
+                chat(json!({})),
+                401,
+                "API key",
+            )
+        },
+        Case {
+            auth: Some("sk-wrong"),
+            ..case("wrong API key", chat_path, chat(json!({})), 401, "API key")
+        },
+        Case {
+            method: reqwest::Method::GET,
+            ..case(
+                "unknown route",
+                "/v1/embeddings/nope",
+                json!({}),
+                404,
+                "no route",
+            )
+        },
+        Case {
+            method: reqwest::Method::GET,
+            ..case(
+                "wrong method",
+                chat_path,
+                json!({}),
+                405,
+                "method not allowed",
+            )
+        },
+        case(
+            "echo is refused",
+            "/v1/completions",
+            json!({"prompt": "hi", "echo": true}),
+            400,
+            "echo",
+        ),
+        case(
+            "two prompts",
+            "/v1/completions",
+            json!({"prompt": ["a", "b"]}),
+            400,
+            "one prompt",
+        ),
+        case(
+            "detokenize out of vocabulary",
+            "/detokenize",
+            json!({"tokens": [-1]}),
+            400,
+            "vocabulary",
+        ),
+        case(
+            "tokenize without input",
+            "/tokenize",
+            json!({}),
+            400,
+            "exactly one",
+        ),
+    ];
+    for c in &mut v {
+        if c.method == reqwest::Method::GET {
+            c.body.clear();
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
+    let s = Server::start(
+        "qwen2.5-0.5b",
+        &[
+            "--api-key",
+            KEY,
+            "--body-limit",
+            "200000",
+            "--max-model-len",
+            "512",
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let all = cases();
+    assert!(all.len() >= 25);
+    let mut failures = Vec::new();
+    for c in all {
+        let mut r = client
+            .request(c.method.clone(), s.url(c.path))
+            .body(c.body.clone());
+        if let Some(ct) = c.content_type {
+            r = r.header(CONTENT_TYPE, ct);
+        }
+        if let Some(k) = c.auth {
+            r = r.header(AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let err = &body["error"];
+        let message = err["message"].as_str().unwrap_or("");
+        let shaped = err.get("type").is_some_and(|t| t.is_string())
+            && err.get("param").is_some()
+            && err.get("code").is_some();
+        if status != c.status || !message.contains(c.needle) || !shaped {
+            failures.push(format!(
+                "{}: got {status} {body}, want {} containing `{}`",
+                c.name, c.status, c.needle
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // /health and /metrics stay open without a key; the API needs it; the server still works.
+    assert_eq!(
+        client.get(s.url("/health")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        client.get(s.url("/metrics")).send().await.unwrap().status(),
+        200
+    );
+    let ok = client
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat(json!({"temperature": 0})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let s = Server::start(
+        "gemma3-270m",
+        &["--max-num-seqs", "1", "--max-waiting", "1"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let body = json!({"prompt": "The", "max_tokens": 64, "ignore_eos": true, "stream": true});
+    // One running, one waiting: the third is refused.
+    let a = client
+        .post(s.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    let mut b = client
+        .post(s.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.status(), 200);
+    // The waiting one may be admitted when the first finishes; retry until the queue is full.
+    let mut refused = None;
+    for _ in 0..20 {
+        let c = client
+            .post(s.url("/v1/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if c.status() == 429 {
+            refused = Some(c);
+            break;
+        }
+        b = c;
+    }
+    let c = refused.expect("no 429 with a full queue");
+    assert_eq!(c.headers()["retry-after"], "1");
+    let v: Value = c.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    drop((a, b));
+    assert!(s.metric("candor:requests_rejected_total").await >= 1.0);
+}
