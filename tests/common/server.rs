@@ -13,7 +13,17 @@ impl Server {
     pub async fn start(model: &str, args: &[&str]) -> Server {
         let path = super::real_model(model);
         let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
-            .args(["serve", "--model", path.to_str().expect("utf-8 path"), "--served-model-name", model, "--port", "0", "--threads", "2"])
+            .args([
+                "serve",
+                "--model",
+                path.to_str().expect("utf-8 path"),
+                "--served-model-name",
+                model,
+                "--port",
+                "0",
+                "--threads",
+                "2",
+            ])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -34,7 +44,9 @@ impl Server {
                 eprintln!("[server] {line}");
             }
         });
-        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report its address");
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not report its address");
         let server = Server { child, base };
         let client = reqwest::Client::new();
         let t0 = Instant::now();
@@ -44,7 +56,10 @@ impl Server {
                     break;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(120), "server not healthy after 120 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "server not healthy after 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         server
@@ -56,7 +71,12 @@ impl Server {
 
     /// A metric's value from /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics")).await.expect("metrics").text().await.expect("text");
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.split_whitespace().nth(1))
