@@ -5,7 +5,7 @@ mod common;
 
 use candor::engine::load::cpu_runner;
 use candor::engine::sampler::argmax;
-use candor::engine::{BlockManager, Runner};
+use candor::engine::{BlockManager, BlockTable, Runner};
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
@@ -61,8 +61,8 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
     for (name, file) in MODELS {
         let mut r = runner(name, true);
         for c in cases(file) {
-            let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
-            let mut table = Vec::new();
+            let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+            let mut table = BlockTable::default();
             let mut len = c.prompt.len();
             bm.ensure(&mut table, len).unwrap();
             let mut out = r
@@ -70,7 +70,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                     seqs: vec![SeqInput {
                         tokens: c.prompt.clone(),
                         start_pos: 0,
-                        block_table: table.clone(),
+                        block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
                     }],
                 })
@@ -97,7 +97,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                         seqs: vec![SeqInput {
                             tokens: vec![next],
                             start_pos: len - 1,
-                            block_table: table.clone(),
+                            block_table: table.ids.clone(),
                             logits: LogitsWanted::Last,
                         }],
                     })
@@ -116,18 +116,18 @@ fn quantized_teacher_forced_top1_agrees() {
     let (mut agree, mut total) = (0usize, 0usize);
     for (name, file) in MODELS {
         let mut r = runner(name, false);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
         for c in cases(file) {
             let mut tokens = c.prompt.clone();
             tokens.extend_from_slice(&c.continuation[..c.continuation.len() - 1]);
-            let mut table = Vec::new();
+            let mut table = BlockTable::default();
             bm.ensure(&mut table, tokens.len()).unwrap();
             let out = r
                 .forward(&Batch {
                     seqs: vec![SeqInput {
                         tokens: tokens.clone(),
                         start_pos: 0,
-                        block_table: table.clone(),
+                        block_table: table.ids.clone(),
                         logits: LogitsWanted::All,
                     }],
                 })

@@ -52,6 +52,32 @@ async fn openai_api_end_to_end() {
     assert_eq!(v["usage"]["prompt_tokens"], 36);
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
 
+    // Prefix cache: a shared system prompt is computed once; the second request takes its full
+    // blocks from the cache and, greedy, answers exactly as the first did.
+    let system = "You are a terse assistant for a museum of Roman history. ".repeat(4);
+    let ask = |q: &str| {
+        json!({
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            "max_tokens": 6, "temperature": 0
+        })
+    };
+    let hits_before = s.metric("candor:prefix_cache_hits_total").await;
+    let (_, first) = post(&s, "/v1/chat/completions", ask("Who founded Rome?")).await;
+    let (_, second) = post(&s, "/v1/chat/completions", ask("Who founded Rome?")).await;
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let prompt = second["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        cached >= 16 && cached < prompt && cached % 16 == 0,
+        "cached {cached} of {prompt}"
+    );
+    assert_eq!(
+        first["choices"][0]["message"]["content"],
+        second["choices"][0]["message"]["content"]
+    );
+    assert!(s.metric("candor:prefix_cache_hits_total").await >= hits_before + cached as f64);
+
     // Chat streaming: role first, content deltas, finish, usage, [DONE].
     let events = sse(&s, "/v1/chat/completions", json!({
         "messages": [{"role": "user", "content": "Count: 1, 2, 3"}], "max_tokens": 5, "temperature": 0,

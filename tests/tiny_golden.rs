@@ -5,7 +5,7 @@ mod common;
 
 use candor::engine::load::cpu_runner;
 use candor::engine::sampler::argmax;
-use candor::engine::{BlockManager, Runner};
+use candor::engine::{BlockManager, BlockTable, Runner};
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
@@ -57,14 +57,14 @@ fn full_sequence_logits_match_transformers() {
     for arch in ARCHS {
         let g = golden(arch);
         let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
-        let mut table = Vec::new();
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let mut table = BlockTable::default();
         bm.ensure(&mut table, g.input_ids.len()).unwrap();
         let batch = Batch {
             seqs: vec![SeqInput {
                 tokens: g.input_ids.clone(),
                 start_pos: 0,
-                block_table: table,
+                block_table: table.ids,
                 logits: LogitsWanted::All,
             }],
         };
@@ -82,8 +82,8 @@ fn greedy_decoding_through_the_kv_cache_matches() {
     for arch in ARCHS {
         let g = golden(arch);
         let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
-        let mut table = Vec::new();
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let mut table = BlockTable::default();
         let mut tokens = g.input_ids.clone();
         bm.ensure(&mut table, tokens.len()).unwrap();
         let mut out = r
@@ -91,7 +91,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                 seqs: vec![SeqInput {
                     tokens: tokens.clone(),
                     start_pos: 0,
-                    block_table: table.clone(),
+                    block_table: table.ids.clone(),
                     logits: LogitsWanted::Last,
                 }],
             })
@@ -117,7 +117,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                     seqs: vec![SeqInput {
                         tokens: vec![next],
                         start_pos: tokens.len() - 1,
-                        block_table: table.clone(),
+                        block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
                     }],
                 })
@@ -133,8 +133,12 @@ fn batched_variable_length_forward_matches() {
         let g = golden(arch);
         let ids = &g.input_ids;
         let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size());
-        let (mut ta, mut tb, mut tc) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let (mut ta, mut tb, mut tc) = (
+            BlockTable::default(),
+            BlockTable::default(),
+            BlockTable::default(),
+        );
         // Step 1: two prefills of different lengths (A: 20 tokens, B: 7 tokens).
         bm.ensure(&mut tc, 3).unwrap(); // interleave allocations so tables are not contiguous
         bm.ensure(&mut ta, 20).unwrap();
@@ -144,13 +148,13 @@ fn batched_variable_length_forward_matches() {
                 SeqInput {
                     tokens: ids[..20].to_vec(),
                     start_pos: 0,
-                    block_table: ta.clone(),
+                    block_table: ta.ids.clone(),
                     logits: LogitsWanted::All,
                 },
                 SeqInput {
                     tokens: ids[..7].to_vec(),
                     start_pos: 0,
-                    block_table: tb.clone(),
+                    block_table: tb.ids.clone(),
                     logits: LogitsWanted::None,
                 },
             ],
@@ -172,19 +176,19 @@ fn batched_variable_length_forward_matches() {
                 SeqInput {
                     tokens: vec![ids[20]],
                     start_pos: 20,
-                    block_table: ta.clone(),
+                    block_table: ta.ids.clone(),
                     logits: LogitsWanted::Last,
                 },
                 SeqInput {
                     tokens: ids[7..33].to_vec(),
                     start_pos: 7,
-                    block_table: tb.clone(),
+                    block_table: tb.ids.clone(),
                     logits: LogitsWanted::All,
                 },
                 SeqInput {
                     tokens: ids.to_vec(),
                     start_pos: 0,
-                    block_table: tc.clone(),
+                    block_table: tc.ids.clone(),
                     logits: LogitsWanted::All,
                 },
             ],

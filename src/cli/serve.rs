@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Seconds running requests get to finish after SIGTERM.
     #[arg(long, env = "CANDOR_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
+    #[arg(long, env = "CANDOR_NO_PREFIX_CACHING")]
+    pub no_prefix_caching: bool,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -94,6 +97,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         default_max_tokens: args.default_max_tokens.max(1),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         cors: args.cors,
+        prefix_caching: !args.no_prefix_caching,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

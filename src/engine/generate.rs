@@ -1,6 +1,6 @@
 //! Single-request generation over a runner: chunked prefill, then one decode step per token.
 //! The server's scheduler batches many of these; the CLI and benchmarks use this directly.
-use super::block_manager::BlockManager;
+use super::block_manager::{BlockManager, BlockTable};
 use super::error::EngineError;
 use super::runner::Runner;
 use super::sampler::{Sampler, SamplingParams};
@@ -91,8 +91,8 @@ pub fn generate(
     let context = runner.num_blocks() * runner.block_size();
     validate(runner, req, context.min(runner.spec().max_position))?;
     let mut sampler = Sampler::new(req.sampling.clone())?;
-    let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size());
-    let mut table = Vec::new();
+    let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
+    let mut table = BlockTable::default();
     let result = run(
         runner,
         req,
@@ -110,7 +110,7 @@ fn run(
     req: &GenerateRequest,
     sampler: &mut Sampler,
     blocks: &mut BlockManager,
-    table: &mut Vec<u32>,
+    table: &mut BlockTable,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<GenerateOutput, EngineError> {
     let chunk = req.prefill_chunk.max(1);
@@ -126,7 +126,7 @@ fn run(
             seqs: vec![SeqInput {
                 tokens: prompt[start..end].to_vec(),
                 start_pos: start,
-                block_table: table.clone(),
+                block_table: table.ids.clone(),
                 logits: if last {
                     LogitsWanted::Last
                 } else {
@@ -165,7 +165,7 @@ fn run(
             seqs: vec![SeqInput {
                 tokens: vec![next],
                 start_pos: len - 1,
-                block_table: table.clone(),
+                block_table: table.ids.clone(),
                 logits: LogitsWanted::Last,
             }],
         })?);

@@ -8,6 +8,6 @@ pub mod sampler;
 pub mod scheduler;
 pub mod stats;
 
-pub use block_manager::BlockManager;
+pub use block_manager::{BlockManager, BlockTable};
 pub use error::EngineError;
 pub use runner::{Logits, ModelRunner, Runner};

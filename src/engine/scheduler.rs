@@ -4,7 +4,7 @@
 //! out, the newest sequence is preempted and later recomputed (never an error for an accepted
 //! request). A request whose receiver is gone (client disconnected, stop string matched) is
 //! dropped and its blocks freed at the next step.
-use super::block_manager::BlockManager;
+use super::block_manager::{BlockManager, BlockTable};
 use super::generate::FinishReason;
 use super::runner::Runner;
 use super::sampler::{logprobs, Sampler, SamplingParams};
@@ -20,6 +20,8 @@ pub struct SchedulerConfig {
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
     pub max_waiting: usize,
+    /// Share computed full blocks across requests with the same prefix.
+    pub prefix_caching: bool,
 }
 
 /// The logprob of a sampled token and the top alternatives.
@@ -39,6 +41,11 @@ pub enum EngineEvent {
         reason: FinishReason,
         prompt_tokens: usize,
         completion_tokens: usize,
+    },
+    /// The prompt is in the cache and the first token is next; `cached_tokens` of it came
+    /// from the prefix cache.
+    Prefilled {
+        cached_tokens: usize,
     },
     Error(String),
 }
@@ -83,7 +90,9 @@ struct Seq {
     prompt_len: usize,
     /// Tokens whose K/V are in the cache.
     computed: usize,
-    table: Vec<u32>,
+    table: BlockTable,
+    /// Prompt tokens taken from the prefix cache at (first) admission.
+    cached_tokens: usize,
     arrived: Instant,
     first_token_at: Option<Instant>,
     /// Order of admission (newest is preempted first).
@@ -126,7 +135,8 @@ impl EngineHandle {
             req,
             sampler,
             computed: 0,
-            table: Vec::new(),
+            table: BlockTable::default(),
+            cached_tokens: 0,
             arrived: Instant::now(),
             first_token_at: None,
             admitted: 0,
@@ -192,7 +202,11 @@ impl Engine {
         shared: Arc<Shared>,
         stats: Arc<EngineStats>,
     ) -> Self {
-        let blocks = BlockManager::new(runner.num_blocks(), runner.block_size());
+        let blocks = BlockManager::new(
+            runner.num_blocks(),
+            runner.block_size(),
+            config.prefix_caching,
+        );
         Engine {
             runner,
             blocks,
@@ -234,13 +248,18 @@ impl Engine {
                     q.waiting.pop_front();
                     continue;
                 }
-                // Admit when the whole prompt (+1 token) fits in free blocks, so admitted
-                // prefills are not preempted right away.
+                // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
+                // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
-                if need > self.blocks.num_free() && !self.running.is_empty() {
+                let (table, hit) = self.blocks.match_prefix(&front.tokens);
+                if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
+                    let mut table = table;
+                    self.blocks.release(&mut table);
                     break;
                 }
                 if need > self.blocks.num_blocks() {
+                    let mut table = table;
+                    self.blocks.release(&mut table);
                     if let Some(seq) = q.waiting.pop_front() {
                         let _ = seq.req.events.send(EngineEvent::Error(format!(
                             "the request needs {need} KV blocks, the cache has {}",
@@ -252,6 +271,16 @@ impl Engine {
                 if let Some(mut seq) = q.waiting.pop_front() {
                     self.admissions += 1;
                     seq.admitted = self.admissions;
+                    if seq.first_token_at.is_none() {
+                        // First admission: count the prompt against the cache.
+                        seq.cached_tokens = hit;
+                        self.stats
+                            .prefix_cache_queries
+                            .inc_by(seq.tokens.len() as u64);
+                        self.stats.prefix_cache_hits.inc_by(hit as u64);
+                    }
+                    seq.table = table;
+                    seq.computed = hit;
                     self.running.push(seq);
                 }
             }
@@ -362,7 +391,7 @@ impl Engine {
             batch.seqs.push(SeqInput {
                 tokens: s.tokens[start..start + len].to_vec(),
                 start_pos: start,
-                block_table: s.table.clone(),
+                block_table: s.table.ids.clone(),
                 logits: if finishes_prompt {
                     LogitsWanted::Last
                 } else {
@@ -392,6 +421,8 @@ impl Engine {
         for &(idx, len, wants) in &order {
             let seq = &mut self.running[idx];
             seq.computed += len;
+            self.blocks
+                .register_computed(&mut seq.table, &seq.tokens, seq.computed);
             if !wants {
                 continue;
             }
@@ -406,6 +437,9 @@ impl Engine {
             let now = Instant::now();
             if seq.first_token_at.is_none() {
                 seq.first_token_at = Some(now);
+                let _ = seq.req.events.send(EngineEvent::Prefilled {
+                    cached_tokens: seq.cached_tokens,
+                });
                 self.stats.prompt_tokens.inc_by(seq.prompt_len as u64);
                 self.stats
                     .ttft

@@ -15,6 +15,8 @@ pub struct EngineStats {
     pub cancelled: IntCounter,
     pub errors: IntCounter,
     pub requests_rejected: IntCounter,
+    pub prefix_cache_queries: IntCounter,
+    pub prefix_cache_hits: IntCounter,
     pub ttft: Histogram,
     pub tpot: Histogram,
     pub e2e: Histogram,
@@ -78,6 +80,14 @@ impl EngineStats {
             requests_rejected: counter(
                 "candor:requests_rejected_total",
                 "Requests refused because the queue was full.",
+            )?,
+            prefix_cache_queries: counter(
+                "candor:prefix_cache_queries_total",
+                "Prompt tokens looked up in the prefix cache.",
+            )?,
+            prefix_cache_hits: counter(
+                "candor:prefix_cache_hits_total",
+                "Prompt tokens whose K/V came from the prefix cache.",
             )?,
             ttft: histogram(
                 "candor:time_to_first_token_seconds",

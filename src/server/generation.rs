@@ -30,6 +30,8 @@ pub enum ChoiceEvent {
         index: usize,
         reason: &'static str,
         completion_tokens: usize,
+        /// Prompt tokens served from the prefix cache.
+        cached_tokens: usize,
     },
     Error {
         index: usize,
@@ -150,6 +152,7 @@ async fn drive(
         pending: String::new(),
     };
     let mut completion = 0usize;
+    let mut cached_tokens = 0usize;
     loop {
         let event = tokio::select! {
             e = rx.recv() => e,
@@ -163,6 +166,7 @@ async fn drive(
             return;
         };
         match event {
+            EngineEvent::Prefilled { cached_tokens: c } => cached_tokens = c,
             EngineEvent::Token { id, logprobs } => {
                 completion += 1;
                 let piece = decoder.push(id).unwrap_or_default();
@@ -188,6 +192,7 @@ async fn drive(
                         index,
                         reason: "stop",
                         completion_tokens: completion,
+                        cached_tokens,
                     });
                     return;
                 }
@@ -208,6 +213,7 @@ async fn drive(
                     index,
                     reason,
                     completion_tokens: completion,
+                    cached_tokens,
                 });
                 return;
             }

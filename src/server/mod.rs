@@ -43,6 +43,7 @@ pub struct ServeConfig {
     pub default_max_tokens: usize,
     pub shutdown_timeout: Duration,
     pub cors: bool,
+    pub prefix_caching: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_seqs: config.max_num_seqs,
         max_num_batched_tokens: config.max_num_batched_tokens,
         max_waiting: config.max_waiting,
+        prefix_caching: config.prefix_caching,
     };
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     let _ = state.ready.set(Ready {

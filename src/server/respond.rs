@@ -26,8 +26,11 @@ pub struct Meta {
     pub include_usage: bool,
 }
 
-fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    })
 }
 
 fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
@@ -63,6 +66,7 @@ pub async fn complete(
     let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
     let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
     let mut completion = 0usize;
+    let mut cached = 0usize;
     while finish.iter().any(|f| f.is_none()) {
         match rx.recv().await {
             Some(ChoiceEvent::Delta {
@@ -77,9 +81,11 @@ pub async fn complete(
                 index,
                 reason,
                 completion_tokens,
+                cached_tokens,
             }) => {
                 finish[index] = Some(reason);
                 completion += completion_tokens;
+                cached = cached.max(cached_tokens);
             }
             Some(ChoiceEvent::Error { message, .. }) => return Err(ApiError::internal(message)),
             None => return Err(ApiError::internal("generation ended unexpectedly")),
@@ -107,7 +113,7 @@ pub async fn complete(
     };
     Ok(axum::Json(json!({
         "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
-        "choices": choices, "usage": usage(meta.prompt_tokens, completion),
+        "choices": choices, "usage": usage(meta.prompt_tokens, completion, cached),
     }))
     .into_response())
 }
@@ -143,6 +149,7 @@ fn async_stream(
         started: bool,
         finished: usize,
         completion: usize,
+        cached: usize,
         offsets: Vec<usize>,
         done: bool,
         queue: std::collections::VecDeque<Event>,
@@ -154,6 +161,7 @@ fn async_stream(
         started: false,
         finished: 0,
         completion: 0,
+        cached: 0,
         offsets: vec![0; n],
         done: false,
         queue: Default::default(),
@@ -176,7 +184,7 @@ fn async_stream(
             }
             if st.finished == st.meta.n {
                 if st.meta.include_usage {
-                    let u = usage(st.meta.prompt_tokens, st.completion);
+                    let u = usage(st.meta.prompt_tokens, st.completion, st.cached);
                     st.queue.push_back(chunk(&st.meta, Vec::new(), Some(u)));
                 }
                 st.queue.push_back(Event::default().data("[DONE]"));
@@ -228,11 +236,13 @@ fn async_stream(
                         index,
                         reason,
                         completion_tokens,
+                        cached_tokens,
                     },
                     kind,
                 ) => {
                     st.finished += 1;
                     st.completion += completion_tokens;
+                    st.cached = st.cached.max(cached_tokens);
                     match kind {
                         Kind::Chat => {
                             json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason})
