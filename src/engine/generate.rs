@@ -30,6 +30,16 @@ pub enum FinishReason {
     Cancelled,
 }
 
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerateOutput {
     pub generated_ids: Vec<u32>,

@@ -51,6 +51,8 @@ pub enum EngineEvent {
 }
 
 pub struct EngineRequest {
+    /// Names the request in logs (`cmpl-…`, `/i` for choice i of n).
+    pub id: String,
     pub prompt_ids: Vec<u32>,
     pub max_tokens: usize,
     pub sampling: SamplingParams,
@@ -100,6 +102,20 @@ struct Seq {
 }
 
 impl Seq {
+    /// The one log line of a request that leaves the engine.
+    fn log(&self, outcome: &str, now: Instant) {
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        tracing::info!(
+            request = %self.req.id,
+            outcome = %outcome,
+            prompt_tokens = self.prompt_len,
+            cached_tokens = self.cached_tokens,
+            completion_tokens = self.generated(),
+            ttft_ms = self.first_token_at.map(|t| ms(t.duration_since(self.arrived))),
+            duration_ms = ms(now.duration_since(self.arrived)),
+            "request done"
+        );
+    }
     fn generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
     }
@@ -306,6 +322,7 @@ impl Engine {
                 let mut seq = self.running.swap_remove(i);
                 self.blocks.release(&mut seq.table);
                 self.stats.cancelled.inc();
+                seq.log("cancelled", Instant::now());
             } else {
                 i += 1;
             }
@@ -411,6 +428,7 @@ impl Engine {
                     let mut seq = self.running.remove(idx);
                     let _ = seq.req.events.send(EngineEvent::Error(msg.clone()));
                     self.blocks.release(&mut seq.table);
+                    tracing::warn!(request = %seq.req.id, error = %msg, "request failed");
                 }
                 self.stats.errors.inc();
                 return;
@@ -490,6 +508,7 @@ impl Engine {
             self.stats
                 .e2e
                 .observe(done.duration_since(seq.arrived).as_secs_f64());
+            seq.log(reason.as_str(), done);
             let _ = seq.req.events.send(EngineEvent::Finished {
                 reason,
                 prompt_tokens: seq.prompt_len,

@@ -99,6 +99,7 @@ fn token_info(tok: &Tokenizer, id: u32, lp: TokenLogprobs) -> TokenInfo {
 /// Submit the `n` choices (all or none) and start their drivers.
 pub fn start(
     ready: &Ready,
+    request_id: &str,
     prompt_ids: Vec<u32>,
     plan: &Plan,
     logprobs: Option<usize>,
@@ -110,6 +111,11 @@ pub fn start(
         let mut sampling = plan.sampling.clone();
         sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
         let req = EngineRequest {
+            id: if plan.n > 1 {
+                format!("{request_id}/{i}")
+            } else {
+                request_id.to_string()
+            },
             prompt_ids: prompt_ids.clone(),
             max_tokens: plan.max_tokens,
             sampling,

@@ -1,11 +1,14 @@
 //! A real `candor serve` process on a free port, killed when dropped.
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Every line the server wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -31,6 +34,8 @@ impl Server {
             .expect("start candor serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -42,12 +47,15 @@ impl Server {
                     }
                 }
                 eprintln!("[server] {line}");
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
             }
         });
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not report its address");
-        let server = Server { child, base };
+        let server = Server { child, base, log };
         let client = reqwest::Client::new();
         let t0 = Instant::now();
         loop {
@@ -82,6 +90,37 @@ impl Server {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+    }
+}
+
+impl Server {
+    /// Send SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .map(|l| l.iter().filter(|x| x.contains(needle)).cloned().collect())
+            .unwrap_or_default()
     }
 }
 

@@ -113,10 +113,11 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0) as usize),
         (false, _) => None,
     };
-    let rx = generation::start(ready, prompt.clone(), &p, top)?;
+    let id = new_id("chatcmpl");
+    let rx = generation::start(ready, &id, prompt.clone(), &p, top)?;
     let meta = Meta {
         kind: Kind::Chat,
-        id: new_id("chatcmpl"),
+        id,
         created: unix_now(),
         model: state.model_name.clone(),
         prompt_tokens: prompt.len(),

@@ -68,10 +68,11 @@ pub async fn completions(
             ))
         }
     };
-    let rx = generation::start(ready, prompt.clone(), &p, logprobs)?;
+    let id = new_id("cmpl");
+    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs)?;
     let meta = Meta {
         kind: Kind::Text,
-        id: new_id("cmpl"),
+        id,
         created: unix_now(),
         model: state.model_name.clone(),
         prompt_tokens: prompt.len(),

@@ -1,0 +1,70 @@
+"""The official `openai` Python client against a running candor server.
+
+Usage: python3 openai_client.py BASE_URL MODEL
+Exits non-zero (with an assertion message) on the first thing that does not work.
+"""
+import sys
+
+import openai
+
+base, model = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-candor-test")
+
+# Models.
+ids = [m.id for m in client.models.list().data]
+assert model in ids, ids
+
+# Chat, non-streaming.
+chat = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "What is the capital of France? One word."}],
+    max_tokens=8,
+    temperature=0,
+)
+text = chat.choices[0].message.content
+assert chat.object == "chat.completion", chat.object
+assert "Paris" in text, text
+assert chat.choices[0].finish_reason in ("stop", "length"), chat.choices[0].finish_reason
+assert chat.usage.prompt_tokens > 0 and chat.usage.completion_tokens > 0, chat.usage
+
+# Chat, streaming, with usage.
+pieces, finish, usage = [], None, None
+stream = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "Count from 1 to 5."}],
+    max_tokens=12,
+    temperature=0,
+    stream=True,
+    stream_options={"include_usage": True},
+    extra_body={"ignore_eos": True},
+)
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        if c.delta.content:
+            pieces.append(c.delta.content)
+        if c.finish_reason:
+            finish = c.finish_reason
+assert "".join(pieces), "no streamed text"
+assert finish == "length", finish
+assert usage is not None and usage.completion_tokens == 12, usage
+
+# Text completion with logprobs and a stop string.
+comp = client.completions.create(
+    model=model, prompt="1, 2, 3, 4,", max_tokens=10, temperature=0, logprobs=2, stop=[" 7"]
+)
+choice = comp.choices[0]
+assert " 7" not in choice.text, choice.text
+assert choice.logprobs is not None and len(choice.logprobs.tokens) > 0, choice.logprobs
+assert comp.usage.completion_tokens >= 1, comp.usage
+
+# An error comes back as the client's typed exception.
+try:
+    client.chat.completions.create(model=model, messages=[], max_tokens=4)
+except openai.BadRequestError as e:
+    assert e.status_code == 400, e
+else:
+    raise AssertionError("empty messages were accepted")
+
+print("openai client: ok")
