@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => candor::cli::generate::run(args),
         Command::Pull(args) => candor::cli::pull::run(args),
         Command::Serve(args) => candor::cli::serve::run(args),
+        Command::Bench(args) => candor::cli::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

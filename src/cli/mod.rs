@@ -1,4 +1,5 @@
-//! Command-line interface: `candor serve`, `candor generate`, `candor pull`.
+//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`.
+pub mod bench;
 pub mod generate;
 pub mod pull;
 pub mod serve;
@@ -22,6 +23,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(serve::ServeArgs),
+    /// Measure prefill/decode tok/s (llama-bench style), or load-test a server with --serve.
+    Bench(bench::BenchArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
 }

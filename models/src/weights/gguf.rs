@@ -100,6 +100,39 @@ impl GgufFile {
         self.content.tensor_infos.keys()
     }
 
+    /// Elements over all tensors (the model's parameter count).
+    pub fn parameter_count(&self) -> u64 {
+        self.content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count() as u64)
+            .sum()
+    }
+
+    /// The file's quantization as llama.cpp names it (`general.file_type`), e.g. `Q4_K_M`.
+    pub fn file_type_name(&self) -> Option<&'static str> {
+        Some(match self.get_usize("general.file_type")? {
+            0 => "F32",
+            1 => "F16",
+            2 => "Q4_0",
+            3 => "Q4_1",
+            7 => "Q8_0",
+            8 => "Q5_0",
+            9 => "Q5_1",
+            10 => "Q2_K",
+            11 => "Q3_K_S",
+            12 => "Q3_K_M",
+            13 => "Q3_K_L",
+            14 => "Q4_K_S",
+            15 => "Q4_K_M",
+            16 => "Q5_K_S",
+            17 => "Q5_K_M",
+            18 => "Q6_K",
+            32 => "BF16",
+            _ => return None,
+        })
+    }
+
     pub fn architecture(&self) -> Result<String> {
         self.get_str("general.architecture")
             .ok_or_else(|| self.bad("missing `general.architecture`"))

@@ -1,0 +1,179 @@
+//! `candor bench`: llama-bench's method on candor's own runner. Prefill (`pp N`) and decode
+//! (`tg N`, optionally B sequences at once) are timed over R repetitions after a warm-up, and
+//! reported as mean ± sd tok/s with every raw repetition kept.
+pub mod hardware;
+mod measure;
+pub mod report;
+pub mod stats;
+
+use crate::engine::{EngineError, Runner};
+use measure::{time_decode, time_prefill, TokenSource};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    pub n_prompt: Vec<usize>,
+    pub n_gen: Vec<usize>,
+    pub repetitions: usize,
+    pub depth: usize,
+    pub batch: Vec<usize>,
+    /// Largest prefill chunk per forward pass.
+    pub ubatch: usize,
+    pub seed: u64,
+}
+
+impl BenchConfig {
+    /// KV tokens the runner must hold for every test.
+    pub fn kv_tokens(&self) -> usize {
+        let pp = self
+            .n_prompt
+            .iter()
+            .map(|p| self.depth + p)
+            .max()
+            .unwrap_or(0);
+        let tg = self.n_gen.iter().max().copied().unwrap_or(0) + self.depth;
+        let b = self.batch.iter().max().copied().unwrap_or(1).max(1);
+        // Whole blocks per sequence, plus a spare block each for rounding.
+        pp.max(b * (tg + 16)).max(16)
+    }
+
+    /// The tests in run order.
+    pub fn tests(&self) -> Vec<Test> {
+        let mut t: Vec<Test> = self
+            .n_prompt
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| Test::Prefill { n })
+            .collect();
+        for &n in self.n_gen.iter().filter(|&&n| n > 0) {
+            for &b in &self.batch {
+                t.push(Test::Decode { n, batch: b.max(1) });
+            }
+        }
+        t
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    Prefill { n: usize },
+    Decode { n: usize, batch: usize },
+}
+
+impl Test {
+    /// llama-bench's names (`pp512`, `tg128`), with `@bB` for batched decode.
+    pub fn name(&self) -> String {
+        match *self {
+            Test::Prefill { n } => format!("pp{n}"),
+            Test::Decode { n, batch: 1 } => format!("tg{n}"),
+            Test::Decode { n, batch } => format!("tg{n}@b{batch}"),
+        }
+    }
+    /// Tokens one repetition processes.
+    pub fn tokens(&self) -> usize {
+        match *self {
+            Test::Prefill { n } => n,
+            Test::Decode { n, batch } => n * batch,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub test: String,
+    pub kind: &'static str,
+    pub n_tokens: usize,
+    pub batch: usize,
+    pub depth: usize,
+    /// Seconds of each repetition.
+    pub seconds: Vec<f64>,
+    /// Tokens per second of each repetition.
+    pub tok_s: Vec<f64>,
+    pub tok_s_mean: f64,
+    pub tok_s_sd: f64,
+}
+
+fn time(
+    runner: &mut dyn Runner,
+    test: Test,
+    c: &BenchConfig,
+    src: &mut TokenSource,
+) -> Result<f64, EngineError> {
+    let d = match test {
+        Test::Prefill { n } => time_prefill(runner, n, c.depth, c.ubatch, src)?,
+        Test::Decode { n, batch } => time_decode(runner, n, c.depth, batch, c.ubatch, src)?,
+    };
+    Ok(d.as_secs_f64())
+}
+
+/// Run every test: a small warm-up pass, then `repetitions` timed ones. `progress` is told
+/// of each repetition (test, index) as it ends.
+pub fn run(
+    runner: &mut dyn Runner,
+    c: &BenchConfig,
+    mut progress: impl FnMut(&Test, usize),
+) -> Result<Vec<TestResult>, EngineError> {
+    let mut src = TokenSource::new(c.seed, runner.spec().vocab_size);
+    let mut out = Vec::new();
+    for test in c.tests() {
+        let warm = match test {
+            Test::Prefill { n } => Test::Prefill { n: n.min(32) },
+            Test::Decode { batch, .. } => Test::Decode { n: 2, batch },
+        };
+        time(runner, warm, c, &mut src)?;
+        let mut seconds = Vec::with_capacity(c.repetitions);
+        for r in 0..c.repetitions.max(1) {
+            seconds.push(time(runner, test, c, &mut src)?);
+            progress(&test, r);
+        }
+        let tok_s: Vec<f64> = seconds
+            .iter()
+            .map(|s| test.tokens() as f64 / s.max(1e-12))
+            .collect();
+        let (tok_s_mean, tok_s_sd) = stats::mean_sd(&tok_s);
+        let (kind, batch) = match test {
+            Test::Prefill { .. } => ("prefill", 1),
+            Test::Decode { batch, .. } => ("decode", batch),
+        };
+        out.push(TestResult {
+            test: test.name(),
+            kind,
+            n_tokens: test.tokens(),
+            batch,
+            depth: c.depth,
+            seconds,
+            tok_s,
+            tok_s_mean,
+            tok_s_sd,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_are_named_like_llama_bench_and_size_the_cache() {
+        let c = BenchConfig {
+            n_prompt: vec![512],
+            n_gen: vec![128],
+            repetitions: 5,
+            depth: 0,
+            batch: vec![1, 16],
+            ubatch: 512,
+            seed: 1,
+        };
+        let names: Vec<String> = c.tests().iter().map(Test::name).collect();
+        assert_eq!(names, ["pp512", "tg128", "tg128@b16"]);
+        assert!(c.kv_tokens() >= 16 * 128);
+        assert_eq!(Test::Decode { n: 128, batch: 16 }.tokens(), 2048);
+        let none = BenchConfig {
+            n_prompt: vec![0],
+            n_gen: vec![0],
+            ..c
+        };
+        assert!(none.tests().is_empty());
+    }
+}

@@ -1,0 +1,106 @@
+//! The result document of `candor bench` (schema in docs/bench-json.md) and its table.
+use super::hardware::Hardware;
+use super::{BenchConfig, TestResult};
+use serde::Serialize;
+
+/// Bumped whenever a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: String,
+    pub sha256: Option<String>,
+    pub size_bytes: u64,
+    pub format: String,
+    pub arch: String,
+    pub quantization: Option<String>,
+    pub parameters: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendInfo {
+    pub kind: String,
+    pub device: String,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchDocument {
+    pub schema_version: u32,
+    pub tool: &'static str,
+    pub candor_version: &'static str,
+    pub git_commit: &'static str,
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub model: ModelInfo,
+    pub backend: BackendInfo,
+    pub hardware: Hardware,
+    pub config: BenchConfig,
+    pub results: Vec<TestResult>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+pub fn git_commit() -> &'static str {
+    option_env!("CANDOR_GIT_COMMIT").unwrap_or("unknown")
+}
+
+fn human_size(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.2} MiB")
+    }
+}
+
+fn human_params(p: Option<u64>) -> String {
+    match p {
+        Some(p) if p >= 1_000_000_000 => format!("{:.2} B", p as f64 / 1e9),
+        Some(p) => format!("{:.2} M", p as f64 / 1e6),
+        None => "?".into(),
+    }
+}
+
+/// A markdown table like llama-bench's, one row per test.
+pub fn table(doc: &BenchDocument) -> String {
+    let mut s = String::from("| model | size | params | backend | threads | test | t/s |\n");
+    s.push_str("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    let quant = doc
+        .model
+        .quantization
+        .as_deref()
+        .map(|q| format!(" {q}"))
+        .unwrap_or_default();
+    for r in &doc.results {
+        s.push_str(&format!(
+            "| {}{} | {} | {} | {} | {} | {} | {:.2} ± {:.2} |\n",
+            doc.model.name,
+            quant,
+            human_size(doc.model.size_bytes),
+            human_params(doc.model.parameters),
+            doc.backend.kind,
+            doc.backend.threads.map_or("?".into(), |t| t.to_string()),
+            if r.depth > 0 {
+                format!("{} @ d{}", r.test, r.depth)
+            } else {
+                r.test.clone()
+            },
+            r.tok_s_mean,
+            r.tok_s_sd,
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_parameter_counts_read_like_llama_bench() {
+        assert_eq!(human_size(397_807_936), "379.38 MiB");
+        assert_eq!(human_params(Some(494_032_768)), "494.03 M");
+        assert_eq!(human_params(Some(7_615_616_512)), "7.62 B");
+    }
+}

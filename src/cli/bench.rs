@@ -1,0 +1,362 @@
+//! `candor bench`: llama-bench-style prefill/decode speed of a model on a backend, or, with
+//! `--serve URL`, a load sweep against any OpenAI-compatible server.
+use crate::backend::cpu::configure_threads;
+use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
+use crate::bench::{self, hardware, BenchConfig};
+use crate::engine::load::{load_model, LoadOptions};
+use crate::error::CliError;
+use crate::loadgen::{self, LevelReport, LoadConfig, RequestSpec};
+use crate::pull;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    #[arg(long, short = 'm', env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
+    pub model: String,
+    /// Prefill tests: prompt lengths (comma-separated; 0 skips prefill).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    pub n_prompt: Vec<usize>,
+    /// Decode tests: tokens to generate (comma-separated; 0 skips decode). With --serve, the
+    /// `max_tokens` of each request.
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_gen: Vec<usize>,
+    /// Timed repetitions per test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub repetitions: usize,
+    /// Tokens already in the KV cache before each timed pass.
+    #[arg(short = 'd', long = "depth", default_value_t = 0)]
+    pub depth: usize,
+    /// Decode batch sizes: sequences decoding together (aggregate tok/s).
+    #[arg(
+        short = 'b',
+        long = "batch",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    pub batch: Vec<usize>,
+    /// Largest prefill chunk per forward pass.
+    #[arg(long, default_value_t = 512)]
+    pub ubatch: usize,
+    #[arg(long, short = 't', env = "CANDOR_THREADS")]
+    pub threads: Option<usize>,
+    /// cpu (cuda and plugin:PATH need their backends in this build).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    #[arg(long)]
+    pub dequantize: bool,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the result document here (schema: docs/bench-json.md).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub offline: bool,
+    /// Measure a running OpenAI-compatible server at this base URL instead of a local model.
+    #[arg(long)]
+    pub serve: Option<String>,
+    /// With --serve: concurrent streaming clients per level.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub concurrency: Vec<usize>,
+    /// With --serve: requests each client sends per level.
+    #[arg(long, default_value_t = 4)]
+    pub requests_per_client: usize,
+    /// With --serve: the prompt (default: a fixed paragraph of about 100 tokens).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// With --serve: the `model` field of requests (default: none, the server's own).
+    #[arg(long)]
+    pub served_model: Option<String>,
+    #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+const DEFAULT_PROMPT: &str = "The history of the Roman Empire covers the history of ancient Rome from the \
+fall of the Roman Republic in 27 BC until the abdication of Romulus Augustulus in AD 476 in the West, \
+and the Fall of Constantinople in the East in AD 1453. Ancient Rome became a territorial empire while \
+still a republic, but was then ruled by emperors beginning with Augustus. Write a long essay about it.";
+
+pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    if args.repetitions == 0 {
+        return Err(CliError::Usage(
+            "-r/--repetitions must be at least 1".into(),
+        ));
+    }
+    match &args.serve {
+        Some(url) => run_serve(&args, url),
+        None => run_local(&args),
+    }
+}
+
+fn check_backend(name: &str) -> Result<(), CliError> {
+    match name {
+        "cpu" => Ok(()),
+        "cuda" => Err(CliError::Usage(
+            "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`".into(),
+        )),
+        other if other.starts_with("plugin:") => Err(CliError::Usage(format!(
+            "`{other}`: plugin backends are not available in this build"
+        ))),
+        other => Err(CliError::Usage(format!("unknown backend `{other}` (expected cpu, cuda or plugin:PATH)"))),
+    }
+}
+
+fn bar(len: u64) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn write_json(path: &PathBuf, doc: &impl Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(doc)
+        .map_err(|e| CliError::Usage(format!("cannot encode the result: {e}")))?;
+    std::fs::write(path, text + "\n")?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn run_local(args: &BenchArgs) -> Result<(), CliError> {
+    check_backend(&args.backend)?;
+    if args.batch.contains(&0) || args.ubatch == 0 {
+        return Err(CliError::Usage(
+            "-b/--batch sizes and --ubatch must be at least 1".into(),
+        ));
+    }
+    let config = BenchConfig {
+        n_prompt: args.n_prompt.clone(),
+        n_gen: args.n_gen.clone(),
+        repetitions: args.repetitions,
+        depth: args.depth,
+        batch: args.batch.clone(),
+        ubatch: args.ubatch,
+        seed: args.seed,
+    };
+    let tests = config.tests();
+    if tests.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to measure: give -p and/or -n above 0".into(),
+        ));
+    }
+    let threads = configure_threads(args.threads);
+    let path = pull::resolve_model(&args.model, !args.offline)?;
+    let mut model = load_model(
+        &path,
+        &LoadOptions {
+            dequantize: args.dequantize,
+            threads,
+            kv_tokens: config.kv_tokens(),
+        },
+    )?;
+    let context = model.spec.max_position;
+    let longest = config.depth
+        + config
+            .n_prompt
+            .iter()
+            .chain(&config.n_gen)
+            .max()
+            .copied()
+            .unwrap_or(0);
+    if longest > context {
+        return Err(CliError::Usage(format!(
+            "depth + tokens = {longest} exceeds the model's context of {context}"
+        )));
+    }
+    let device = model.runner.device();
+    let pb = bar((tests.len() * config.repetitions) as u64);
+    let results = bench::run(model.runner.as_mut(), &config, |t, r| {
+        pb.set_message(format!("{} rep {} done", t.name(), r + 1));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    let opened_gguf = candor_models::loader::open_model(&path, false)
+        .ok()
+        .and_then(|o| o.gguf);
+    let name = if pull::find(&args.model).is_some() {
+        args.model.clone()
+    } else {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let doc = BenchDocument {
+        schema_version: report::SCHEMA_VERSION,
+        tool: "candor bench",
+        candor_version: env!("CARGO_PKG_VERSION"),
+        git_commit: report::git_commit(),
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        model: ModelInfo {
+            name,
+            path: path.display().to_string(),
+            sha256: if path.is_file() {
+                pull::sha256_file(&path).ok()
+            } else {
+                None
+            },
+            size_bytes: model_size(&path),
+            format: format!("{:?}", model.format).to_lowercase(),
+            arch: format!("{:?}", model.spec.arch).to_lowercase(),
+            quantization: opened_gguf
+                .as_ref()
+                .and_then(|g| g.file_type_name())
+                .map(str::to_string),
+            parameters: opened_gguf.as_ref().map(|g| g.parameter_count()),
+        },
+        backend: BackendInfo {
+            kind: device.kind.clone(),
+            device: device.name.clone(),
+            threads: device.threads,
+        },
+        hardware: hardware::fingerprint(&device.name, &device.features),
+        config,
+        results,
+        peak_rss_bytes: crate::rss::peak_rss_bytes(),
+    };
+    print!("{}", report::table(&doc));
+    if let Some(p) = &args.json {
+        write_json(p, &doc)?;
+    }
+    Ok(())
+}
+
+/// Bytes of a model file, or of every file in a model directory.
+fn model_size(path: &std::path::Path) -> u64 {
+    if path.is_file() {
+        return std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    }
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Serialize)]
+struct ServeDocument {
+    schema_version: u32,
+    tool: &'static str,
+    candor_version: &'static str,
+    git_commit: &'static str,
+    date: String,
+    url: String,
+    model: Option<String>,
+    max_tokens: usize,
+    prompt_chars: usize,
+    requests_per_client: usize,
+    levels: Vec<LevelReport>,
+}
+
+fn level_row(r: &LevelReport) -> String {
+    format!(
+        "| {} | {} | {} | {:.2} | {:.0} / {:.0} / {:.0} | {:.1} | {:.1} / {:.1} |\n",
+        r.concurrency,
+        r.requests,
+        r.errors,
+        r.output_tok_s,
+        r.ttft_ms.p50,
+        r.ttft_ms.p95,
+        r.ttft_ms.p99,
+        r.tpot_ms.p50,
+        r.itl_ms.p50,
+        r.itl_ms.p95
+    )
+}
+
+fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) || args.requests_per_client == 0
+    {
+        return Err(CliError::Usage(
+            "--concurrency levels and --requests-per-client must be at least 1".into(),
+        ));
+    }
+    let max_tokens = args
+        .n_gen
+        .first()
+        .copied()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| CliError::Usage("-n must be above 0 with --serve".into()))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(CliError::Usage(format!(
+            "--serve `{url}`: give a base URL such as http://127.0.0.1:8080"
+        )));
+    }
+    let prompt = args
+        .prompt
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PROMPT.to_string());
+    let config = LoadConfig {
+        request: RequestSpec {
+            url: url.to_string(),
+            model: args.served_model.clone(),
+            prompt: prompt.clone(),
+            max_tokens,
+            api_key: args.api_key.clone(),
+        },
+        concurrency: args.concurrency.clone(),
+        requests_per_client: args.requests_per_client,
+        timeout: Duration::from_secs(600),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let pb = bar(args.concurrency.len() as u64);
+    pb.set_message(format!("{} clients", args.concurrency[0]));
+    let levels = rt.block_on(loadgen::run(&config, |r| {
+        pb.inc(1);
+        pb.set_message(format!(
+            "{} clients done: {:.1} tok/s",
+            r.concurrency, r.output_tok_s
+        ));
+    }));
+    pb.finish_and_clear();
+    let mut table = String::from("| clients | requests | errors | output tok/s | TTFT ms p50 / p95 / p99 | TPOT ms p50 | ITL ms p50 / p95 |\n");
+    table.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for r in &levels {
+        table.push_str(&level_row(r));
+    }
+    print!("{table}");
+    for r in levels.iter().filter(|r| r.errors > 0) {
+        eprintln!(
+            "{} clients: {} errors, e.g. {}",
+            r.concurrency,
+            r.errors,
+            r.error_samples.join("; ")
+        );
+    }
+    if let Some(p) = &args.json {
+        let doc = ServeDocument {
+            schema_version: report::SCHEMA_VERSION,
+            tool: "candor bench --serve",
+            candor_version: env!("CARGO_PKG_VERSION"),
+            git_commit: report::git_commit(),
+            date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            url: url.to_string(),
+            model: args.served_model.clone(),
+            max_tokens,
+            prompt_chars: prompt.len(),
+            requests_per_client: args.requests_per_client,
+            levels,
+        };
+        write_json(p, &doc)?;
+    }
+    Ok(())
+}

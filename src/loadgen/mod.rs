@@ -1,0 +1,140 @@
+//! A load generator for any OpenAI-compatible server (candor, llama-server, vLLM): at each
+//! concurrency level, that many clients send streaming completions back to back; the level
+//! reports TTFT, TPOT and inter-token latency percentiles, aggregate output tok/s and errors.
+mod request;
+pub mod summary;
+
+pub use request::{timed_completion, RequestSpec, RequestTiming};
+pub use summary::{LevelReport, Percentiles};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub request: RequestSpec,
+    pub concurrency: Vec<usize>,
+    /// Requests per level, per client (each client sends this many, one after another).
+    pub requests_per_client: usize,
+    /// Give up on a request after this long.
+    pub timeout: Duration,
+}
+
+/// Run every level in turn; `on_done` sees each finished level.
+pub async fn run(config: &LoadConfig, mut on_done: impl FnMut(&LevelReport)) -> Vec<LevelReport> {
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .pool_max_idle_per_host(config.concurrency.iter().copied().max().unwrap_or(1))
+        .build()
+        .unwrap_or_default();
+    let mut reports = Vec::new();
+    for &c in &config.concurrency {
+        let report = run_level(&client, config, c.max(1)).await;
+        on_done(&report);
+        reports.push(report);
+    }
+    reports
+}
+
+async fn run_level(
+    client: &reqwest::Client,
+    config: &LoadConfig,
+    concurrency: usize,
+) -> LevelReport {
+    let total = concurrency * config.requests_per_client.max(1);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let spec = config.request.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                results.push(timed_completion(&client, &spec).await);
+            }
+            results
+        }));
+    }
+    let mut results = Vec::with_capacity(total);
+    for t in tasks {
+        match t.await {
+            Ok(r) => results.extend(r),
+            Err(e) => results.push(Err(format!("client task failed: {e}"))),
+        }
+    }
+    summarize(concurrency, results, start.elapsed())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Fold the request results of one level into its report.
+pub fn summarize(
+    concurrency: usize,
+    results: Vec<Result<RequestTiming, String>>,
+    wall: Duration,
+) -> LevelReport {
+    let requests = results.len();
+    let mut errors = Vec::new();
+    let (mut ttft, mut tpot, mut itl) = (Vec::new(), Vec::new(), Vec::new());
+    let mut output_tokens = 0;
+    for r in results {
+        match r {
+            Ok(t) => {
+                output_tokens += t.output_tokens;
+                ttft.push(ms(t.ttft));
+                if t.output_tokens > 1 {
+                    tpot.push(ms(t.total - t.ttft) / (t.output_tokens - 1) as f64);
+                }
+                itl.extend(t.gaps.into_iter().map(ms));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let secs = wall.as_secs_f64().max(1e-9);
+    LevelReport {
+        concurrency,
+        requests,
+        errors: errors.len(),
+        error_samples: errors.into_iter().take(3).collect(),
+        duration_s: secs,
+        output_tokens,
+        output_tok_s: output_tokens as f64 / secs,
+        requests_per_s: (requests as f64) / secs,
+        ttft_ms: Percentiles::of(ttft),
+        tpot_ms: Percentiles::of(tpot),
+        itl_ms: Percentiles::of(itl),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_sums_tokens_over_wall_time_and_counts_errors() {
+        let ok = |ttft_ms: u64, total_ms: u64, n: usize| {
+            Ok(RequestTiming {
+                ttft: Duration::from_millis(ttft_ms),
+                total: Duration::from_millis(total_ms),
+                gaps: vec![Duration::from_millis(10); n.saturating_sub(1)],
+                output_tokens: n,
+            })
+        };
+        let r = summarize(
+            2,
+            vec![ok(100, 730, 64), ok(300, 930, 64), Err("HTTP 500".into())],
+            Duration::from_secs(2),
+        );
+        assert_eq!((r.requests, r.errors, r.output_tokens), (3, 1, 128));
+        assert_eq!(r.output_tok_s, 64.0);
+        assert_eq!(r.ttft_ms.p50, 200.0);
+        assert!((r.tpot_ms.mean - 10.0).abs() < 1e-9);
+        assert_eq!(r.itl_ms.p99, 10.0);
+        assert_eq!(r.error_samples, vec!["HTTP 500".to_string()]);
+    }
+}

@@ -1,0 +1,132 @@
+//! `candor bench` end to end on a tiny model: the table, the result document, bad arguments,
+//! and `--serve` against a real candor server.
+mod common;
+
+use serde_json::Value;
+use std::process::Command;
+
+fn candor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_candor"))
+}
+
+#[test]
+fn bench_writes_a_table_and_a_complete_result_document() {
+    let model = common::fixtures().join("tiny/llama");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = candor()
+        .args([
+            "bench",
+            "--offline",
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "2",
+            "-b",
+            "1,3",
+            "-t",
+            "2",
+            "-m",
+        ])
+        .arg(&model)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for test in ["| pp16 |", "| tg4 |", "| tg4@b3 |"] {
+        assert!(stdout.contains(test), "{test} missing from\n{stdout}");
+    }
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["model"]["format"], "safetensors");
+    assert!(doc["hardware"]["host_bandwidth_gbs"].as_f64().unwrap() > 0.0);
+    assert!(doc["hardware"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert_eq!(doc["backend"]["threads"], 2);
+    assert!(doc["date"].as_str().unwrap().ends_with('Z'));
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        assert_eq!(r["seconds"].as_array().unwrap().len(), 2);
+        assert!(r["tok_s_mean"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(results[2]["n_tokens"], 12);
+}
+
+#[test]
+fn bad_bench_arguments_are_clear_errors() {
+    let model = common::fixtures().join("tiny/llama");
+    for (args, needle) in [
+        (vec!["-r", "0"], "repetitions"),
+        (vec!["-p", "0", "-n", "0"], "nothing to measure"),
+        (vec!["-b", "0"], "batch"),
+        (vec!["--backend", "tpu"], "unknown backend"),
+        (vec!["--backend", "cuda"], "--features cuda"),
+        (vec!["-p", "999999"], "context"),
+        (vec!["--serve", "localhost:1"], "base URL"),
+    ] {
+        let out = candor()
+            .args(["bench", "--offline", "-m"])
+            .arg(&model)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: `{needle}` not in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mode_measures_a_real_server() {
+    let s = common::server::Server::start("gemma3-270m", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("serve.json");
+    let out = tokio::task::block_in_place(|| {
+        candor()
+            .args([
+                "bench",
+                "--serve",
+                &s.base,
+                "-n",
+                "8",
+                "--concurrency",
+                "1,2",
+                "--requests-per-client",
+                "2",
+                "--json",
+            ])
+            .arg(&json)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let levels = doc["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for l in levels {
+        assert_eq!(l["errors"], 0, "{l}");
+        assert_eq!(
+            l["output_tokens"],
+            l["requests"].as_u64().unwrap() * 8,
+            "{l}"
+        );
+        assert!(l["ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
+        assert!(l["output_tok_s"].as_f64().unwrap() > 0.0);
+    }
+}
