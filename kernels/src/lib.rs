@@ -1,4 +1,5 @@
 //! candor-kernels: compute kernels on plain slices, used by the CPU backend and as the reference
 //! the other backends are checked against.
 pub mod attention;
+pub mod quant;
 pub mod rope;

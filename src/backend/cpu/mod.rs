@@ -9,6 +9,7 @@ pub use weight::CpuWeight;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::quant::{self, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
 use candor_models::backend::{
     Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec, RopeStyle,
@@ -47,6 +48,25 @@ pub fn configure_threads(threads: Option<usize>) -> usize {
 
 fn err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Backend(e.to_string())
+}
+
+/// x[.., K] · Wᵀ through candor-kernels' quantized product (W: [N, K] GGML blocks).
+fn quant_linear(x: &Tensor, w: &candle_core::quantized::QTensor, ty: QuantType) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (n, k) = w.shape().dims2()?;
+    let m = x.elem_count() / k.max(1);
+    if dims.last() != Some(&k) {
+        return Err(err(format!("linear: input {dims:?} against weight [{n}, {k}]")));
+    }
+    let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let data = w.data()?;
+    let mut y = vec![0f32; m * n];
+    quant::matmul(ty, &data, n, k, &xs, m, &mut y).map_err(err)?;
+    let mut out_dims = dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = n;
+    }
+    Ok(Tensor::from_vec(y, out_dims, &Device::Cpu)?)
 }
 
 fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
@@ -170,6 +190,11 @@ impl Backend for CpuBackend {
     fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
         let y = match w {
             CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
+            CpuWeight::Quant {
+                q,
+                fast: Some(ty),
+                ..
+            } => quant_linear(x, q, *ty)?,
             CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
         };
         match bias {

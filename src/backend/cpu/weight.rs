@@ -3,6 +3,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candor_models::error::Result;
 use candor_models::weights::HostWeight;
+use candor_kernels::quant::QuantType;
 use std::sync::Arc;
 
 pub enum CpuWeight {
@@ -12,6 +13,8 @@ pub enum CpuWeight {
     Quant {
         qmm: QMatMul,
         q: Arc<QTensor>,
+        /// Set when candor-kernels has a fast product for this block type.
+        fast: Option<QuantType>,
     },
 }
 
@@ -27,10 +30,16 @@ impl CpuWeight {
                     Ok(CpuWeight::Dense(q.dequantize(&Device::Cpu)?.contiguous()?))
                 }
                 _ => {
+                    let fast = match q.dtype() {
+                        GgmlDType::Q5_0 => Some(QuantType::Q5_0),
+                        GgmlDType::Q8_0 => Some(QuantType::Q8_0),
+                        _ => None,
+                    };
                     let q = Arc::new(q);
                     Ok(CpuWeight::Quant {
                         qmm: QMatMul::QTensor(q.clone()),
                         q,
+                        fast,
                     })
                 }
             },

@@ -1,0 +1,123 @@
+//! Matrix products against GGML block-quantized weights, with the activations quantized to
+//! 8-bit blocks (llama.cpp's approach): y[M×N] = x[M×K] · Wᵀ, W being N rows of K elements
+//! stored as GGUF blocks.
+//!
+//! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
+//! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
+//! computes an M-row product as M separate vector products. Here every decoded weight block is
+//! reused across a tile of up to four activation rows, and the dot products use AVX2 where the
+//! CPU has it (runtime-detected), with a portable scalar path that is also the reference.
+mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod blocks;
+mod scalar;
+
+pub use activations::{QuantizedRows, RowsView};
+pub use blocks::{dequantize, QuantType};
+
+use rayon::prelude::*;
+
+/// Activation rows processed together against one decoded weight row.
+pub const ROW_TILE: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    #[error("row length {k} is not a multiple of the {block}-element block")]
+    RowLength { k: usize, block: usize },
+    #[error("weight buffer has {got} bytes, {n}×{k} {ty:?} needs {want}")]
+    WeightSize { got: usize, want: usize, n: usize, k: usize, ty: QuantType },
+    #[error("activations have {got} values, {m}×{k} needs {want}")]
+    InputSize { got: usize, want: usize, m: usize, k: usize },
+}
+
+/// Which implementation runs the dot products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    /// The best this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+}
+
+/// Dot products of weight row `w` (K elements as blocks) with `R` quantized activation rows,
+/// added into `out`.
+fn row_dots<const R: usize>(isa: Isa, ty: QuantType, w: &[u8], x: &RowsView<'_>, rows: usize, out: &mut [f32; R]) {
+    match isa {
+        Isa::Scalar => scalar::dots::<R>(ty, w, x, rows, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and fma.
+        Isa::Avx2 => unsafe { avx2::dots::<R>(ty, w, x, rows, out) },
+    }
+}
+
+/// y[M×N] = x[M×K] · Wᵀ with `w` holding N rows of K elements of type `ty`.
+pub fn matmul(ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+    matmul_with(Isa::detect(), ty, w, n, k, x, m, y)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(isa: Isa, ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+    let block = ty.block_elems();
+    if k % block != 0 {
+        return Err(QuantError::RowLength { k, block });
+    }
+    let row_bytes = k / block * ty.block_bytes();
+    if w.len() != n * row_bytes {
+        return Err(QuantError::WeightSize { got: w.len(), want: n * row_bytes, n, k, ty });
+    }
+    if x.len() != m * k || y.len() != m * n {
+        return Err(QuantError::InputSize { got: x.len(), want: m * k, m, k });
+    }
+    let xq = QuantizedRows::quantize(x, m, k);
+    // Each task owns a run of weight rows and writes their outputs for every activation row
+    // into its own transposed buffer (contiguous), scattered into `y` afterwards.
+    let threads = rayon::current_num_threads().max(1);
+    let rows_per_task = n.div_ceil(threads * 4).max(16);
+    let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(rows_per_task))
+        .into_par_iter()
+        .map(|t| {
+            let start = t * rows_per_task;
+            let end = (start + rows_per_task).min(n);
+            let mut part = vec![0f32; (end - start) * m];
+            for (j, row) in (start..end).enumerate() {
+                let wr = &w[row * row_bytes..(row + 1) * row_bytes];
+                let out = &mut part[j * m..(j + 1) * m];
+                let mut r0 = 0;
+                while r0 < m {
+                    let rows = (m - r0).min(ROW_TILE);
+                    let view = xq.rows(r0, rows);
+                    let mut acc = [0f32; ROW_TILE];
+                    row_dots::<ROW_TILE>(isa, ty, wr, &view, rows, &mut acc);
+                    out[r0..r0 + rows].copy_from_slice(&acc[..rows]);
+                    r0 += rows;
+                }
+            }
+            (start, part)
+        })
+        .collect();
+    for (start, part) in parts {
+        let len = part.len() / m.max(1);
+        for j in 0..len {
+            for r in 0..m {
+                y[r * n + start + j] = part[j * m + r];
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
