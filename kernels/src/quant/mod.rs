@@ -18,7 +18,8 @@ pub use blocks::{dequantize, QuantType};
 
 use rayon::prelude::*;
 
-/// Activation rows processed together against one decoded weight row.
+/// Activation rows processed together against each decoded weight block (with two weight rows
+/// at a time, 4 × 2 accumulators fit the 16 AVX2 registers beside the operands).
 pub const ROW_TILE: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,9 +27,20 @@ pub enum QuantError {
     #[error("row length {k} is not a multiple of the {block}-element block")]
     RowLength { k: usize, block: usize },
     #[error("weight buffer has {got} bytes, {n}×{k} {ty:?} needs {want}")]
-    WeightSize { got: usize, want: usize, n: usize, k: usize, ty: QuantType },
+    WeightSize {
+        got: usize,
+        want: usize,
+        n: usize,
+        k: usize,
+        ty: QuantType,
+    },
     #[error("activations have {got} values, {m}×{k} needs {want}")]
-    InputSize { got: usize, want: usize, m: usize, k: usize },
+    InputSize {
+        got: usize,
+        want: usize,
+        m: usize,
+        k: usize,
+    },
 }
 
 /// Which implementation runs the dot products.
@@ -44,7 +56,10 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
                 return Isa::Avx2;
             }
         }
@@ -52,34 +67,73 @@ impl Isa {
     }
 }
 
-/// Dot products of weight row `w` (K elements as blocks) with `R` quantized activation rows,
-/// added into `out`.
-fn row_dots<const R: usize>(isa: Isa, ty: QuantType, w: &[u8], x: &RowsView<'_>, rows: usize, out: &mut [f32; R]) {
+/// Dot products of `C` weight rows with `rows` (≤ R) quantized activation rows, added into
+/// `out[c][r]`.
+fn tile_dots<const C: usize, const R: usize>(
+    isa: Isa,
+    ty: QuantType,
+    w: [&[u8]; C],
+    x: &RowsView<'_>,
+    rows: usize,
+    out: &mut [[f32; R]; C],
+) {
     match isa {
-        Isa::Scalar => scalar::dots::<R>(ty, w, x, rows, out),
+        Isa::Scalar => scalar::dots::<C, R>(ty, w, x, rows, out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2 and fma.
-        Isa::Avx2 => unsafe { avx2::dots::<R>(ty, w, x, rows, out) },
+        // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2, fma and f16c;
+        // `matmul_with` checked that every row holds K/32 whole blocks and x has K/32 per row.
+        Isa::Avx2 => unsafe { avx2::dots::<C, R>(ty, w, x, rows, out) },
     }
 }
 
 /// y[M×N] = x[M×K] · Wᵀ with `w` holding N rows of K elements of type `ty`.
-pub fn matmul(ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+pub fn matmul(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
     matmul_with(Isa::detect(), ty, w, n, k, x, m, y)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_with(isa: Isa, ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+pub fn matmul_with(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
     let block = ty.block_elems();
-    if k % block != 0 {
+    if !k.is_multiple_of(block) {
         return Err(QuantError::RowLength { k, block });
     }
     let row_bytes = k / block * ty.block_bytes();
     if w.len() != n * row_bytes {
-        return Err(QuantError::WeightSize { got: w.len(), want: n * row_bytes, n, k, ty });
+        return Err(QuantError::WeightSize {
+            got: w.len(),
+            want: n * row_bytes,
+            n,
+            k,
+            ty,
+        });
     }
     if x.len() != m * k || y.len() != m * n {
-        return Err(QuantError::InputSize { got: x.len(), want: m * k, m, k });
+        return Err(QuantError::InputSize {
+            got: x.len(),
+            want: m * k,
+            m,
+            k,
+        });
+    }
+    if !k.is_multiple_of(32) {
+        return Err(QuantError::RowLength { k, block: 32 });
     }
     let xq = QuantizedRows::quantize(x, m, k);
     // Each task owns a run of weight rows and writes their outputs for every activation row
@@ -92,18 +146,37 @@ pub fn matmul_with(isa: Isa, ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f
             let start = t * rows_per_task;
             let end = (start + rows_per_task).min(n);
             let mut part = vec![0f32; (end - start) * m];
-            for (j, row) in (start..end).enumerate() {
-                let wr = &w[row * row_bytes..(row + 1) * row_bytes];
-                let out = &mut part[j * m..(j + 1) * m];
+            let row_of = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+            let mut row = start;
+            while row < end {
+                let pair = end - row >= 2;
                 let mut r0 = 0;
                 while r0 < m {
                     let rows = (m - r0).min(ROW_TILE);
                     let view = xq.rows(r0, rows);
-                    let mut acc = [0f32; ROW_TILE];
-                    row_dots::<ROW_TILE>(isa, ty, wr, &view, rows, &mut acc);
-                    out[r0..r0 + rows].copy_from_slice(&acc[..rows]);
+                    if pair {
+                        let mut acc = [[0f32; ROW_TILE]; 2];
+                        tile_dots::<2, ROW_TILE>(
+                            isa,
+                            ty,
+                            [row_of(row), row_of(row + 1)],
+                            &view,
+                            rows,
+                            &mut acc,
+                        );
+                        for (c, a) in acc.iter().enumerate() {
+                            let j = row + c - start;
+                            part[j * m + r0..j * m + r0 + rows].copy_from_slice(&a[..rows]);
+                        }
+                    } else {
+                        let mut acc = [[0f32; ROW_TILE]; 1];
+                        tile_dots::<1, ROW_TILE>(isa, ty, [row_of(row)], &view, rows, &mut acc);
+                        let j = row - start;
+                        part[j * m + r0..j * m + r0 + rows].copy_from_slice(&acc[0][..rows]);
+                    }
                     r0 += rows;
                 }
+                row += if pair { 2 } else { 1 };
             }
             (start, part)
         })

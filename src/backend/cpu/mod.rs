@@ -56,7 +56,9 @@ fn quant_linear(x: &Tensor, w: &candle_core::quantized::QTensor, ty: QuantType) 
     let (n, k) = w.shape().dims2()?;
     let m = x.elem_count() / k.max(1);
     if dims.last() != Some(&k) {
-        return Err(err(format!("linear: input {dims:?} against weight [{n}, {k}]")));
+        return Err(err(format!(
+            "linear: input {dims:?} against weight [{n}, {k}]"
+        )));
     }
     let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let data = w.data()?;
@@ -191,9 +193,7 @@ impl Backend for CpuBackend {
         let y = match w {
             CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
             CpuWeight::Quant {
-                q,
-                fast: Some(ty),
-                ..
+                q, fast: Some(ty), ..
             } => quant_linear(x, q, *ty)?,
             CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
         };

@@ -1,9 +1,9 @@
 //! CPU weights: dense f32 tensors, or GGML blocks kept quantized.
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
+use candor_kernels::quant::QuantType;
 use candor_models::error::Result;
 use candor_models::weights::HostWeight;
-use candor_kernels::quant::QuantType;
 use std::sync::Arc;
 
 pub enum CpuWeight {
@@ -33,6 +33,8 @@ impl CpuWeight {
                     let fast = match q.dtype() {
                         GgmlDType::Q5_0 => Some(QuantType::Q5_0),
                         GgmlDType::Q8_0 => Some(QuantType::Q8_0),
+                        GgmlDType::Q4K => Some(QuantType::Q4K),
+                        GgmlDType::Q6K => Some(QuantType::Q6K),
                         _ => None,
                     };
                     let q = Arc::new(q);
