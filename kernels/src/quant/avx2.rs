@@ -108,7 +108,7 @@ unsafe fn decode<const T: u8>(block: *const u8, j: usize) -> (__m256i, [f32; 2],
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C; every `w[c]` must hold the same whole number of
-/// blocks of `ty`, and `x` at least `rows` rows of at least as many 32-element blocks.
+/// blocks of `ty`, and `x` exactly `rows == R` rows of at least as many 32-element blocks.
 pub unsafe fn dots<const C: usize, const R: usize>(
     ty: QuantType,
     w: [&[u8]; C],
@@ -150,7 +150,7 @@ unsafe fn dots_of<const C: usize, const R: usize, const T: u8>(
     let bb = ty.block_bytes();
     let subs = ty.subs();
     let nb = w[0].len() / bb;
-    debug_assert!(nb * subs <= x.blocks && rows <= R && w.iter().all(|r| r.len() == nb * bb));
+    debug_assert!(nb * subs <= x.blocks && rows == R && w.iter().all(|r| r.len() == nb * bb));
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); R]; C];
     let mut mins = [[0f32; R]; C];
@@ -168,7 +168,9 @@ unsafe fn dots_of<const C: usize, const R: usize, const T: u8>(
                 mw[c] = m;
             }
             let xb = b * subs + j;
-            for r in 0..rows {
+            // R is the exact row count (the caller dispatches on it), so this loop unrolls and
+            // the accumulators stay in registers.
+            for r in 0..R {
                 let idx = r * x.blocks + xb;
                 let xq = _mm256_loadu_si256(x.qs.as_ptr().add(idx * 32) as *const __m256i);
                 let dx = *x.scales.get_unchecked(idx);
@@ -191,7 +193,7 @@ unsafe fn dots_of<const C: usize, const R: usize, const T: u8>(
         }
     }
     for c in 0..C {
-        for r in 0..rows {
+        for r in 0..R {
             out[c][r] += hsum(acc[c][r]) - mins[c][r];
         }
     }

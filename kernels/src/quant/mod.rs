@@ -69,20 +69,32 @@ impl Isa {
 
 /// Dot products of `C` weight rows with `rows` (≤ R) quantized activation rows, added into
 /// `out[c][r]`.
-fn tile_dots<const C: usize, const R: usize>(
-    isa: Isa,
-    ty: QuantType,
-    w: [&[u8]; C],
-    x: &RowsView<'_>,
-    rows: usize,
-    out: &mut [[f32; R]; C],
-) {
+fn tile_dots<const C: usize, const R: usize>(isa: Isa, ty: QuantType, w: [&[u8]; C], x: &RowsView<'_>, rows: usize, out: &mut [[f32; R]; C]) {
     match isa {
         Isa::Scalar => scalar::dots::<C, R>(ty, w, x, rows, out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2, fma and f16c;
-        // `matmul_with` checked that every row holds K/32 whole blocks and x has K/32 per row.
-        Isa::Avx2 => unsafe { avx2::dots::<C, R>(ty, w, x, rows, out) },
+        Isa::Avx2 => {
+            // The SIMD kernel takes the row count as a constant (its accumulators then live in
+            // registers), so dispatch on it.
+            fn run<const C: usize, const N: usize, const R: usize>(ty: QuantType, w: [&[u8]; C], x: &RowsView<'_>, out: &mut [[f32; R]; C]) {
+                let mut acc = [[0f32; N]; C];
+                // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2, fma
+                // and f16c; `matmul_with` checked that every row holds K/32 whole blocks and
+                // that x has K/32 blocks per row; the view holds exactly N rows.
+                unsafe { avx2::dots::<C, N>(ty, w, x, N, &mut acc) };
+                for (o, a) in out.iter_mut().zip(&acc) {
+                    for (o, a) in o.iter_mut().zip(a) {
+                        *o += a;
+                    }
+                }
+            }
+            match rows {
+                1 => run::<C, 1, R>(ty, w, x, out),
+                2 => run::<C, 2, R>(ty, w, x, out),
+                3 => run::<C, 3, R>(ty, w, x, out),
+                _ => run::<C, 4, R>(ty, w, x, out),
+            }
+        }
     }
 }
 
