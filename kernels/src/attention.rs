@@ -48,9 +48,11 @@ pub fn paged_attention(
         let end = (s.q_start + s.q_len).min(owner.len());
         owner[s.q_start.min(end)..end].fill(si);
     }
-    out.par_chunks_mut(row)
+    // One task per (row, head): a single decode token still spreads its heads over threads.
+    out.par_chunks_mut(d.max(1))
         .enumerate()
-        .for_each_init(Vec::<f32>::new, |scores, (r, out_row)| {
+        .for_each_init(Vec::<f32>::new, |scores, (idx, oh)| {
+            let (r, h) = (idx / shape.heads.max(1), idx % shape.heads.max(1));
             let si = owner[r];
             if si == usize::MAX {
                 return;
@@ -61,46 +63,56 @@ pub fn paged_attention(
                 Some(w) if w > 0 => (pos + 1).saturating_sub(w),
                 _ => 0,
             };
-            let n = pos + 1 - first;
-            scores.resize(n, 0.0);
-            for h in 0..shape.heads {
-                let kvh = h / group;
-                let qh = &q[r * row + h * d..r * row + (h + 1) * d];
-                let mut max = f32::NEG_INFINITY;
-                for (i, j) in (first..=pos).enumerate() {
-                    let slot = s.block_table[j / kv.block_size] as usize * kv.block_size
-                        + j % kv.block_size;
-                    let kh = &kv.k[(slot * kv.kv_heads + kvh) * d..][..d];
-                    let mut dot = 0f32;
-                    for e in 0..d {
-                        dot += qh[e] * kh[e];
-                    }
-                    let mut sc = dot * shape.scale;
-                    if let Some(cap) = shape.softcap {
-                        sc = cap * (sc / cap).tanh();
-                    }
-                    scores[i] = sc;
-                    max = max.max(sc);
+            scores.clear();
+            let kvh = h / group;
+            let qh = &q[r * row + h * d..r * row + (h + 1) * d];
+            let slot_of = |j: usize| {
+                s.block_table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size
+            };
+            let mut max = f32::NEG_INFINITY;
+            for j in first..=pos {
+                let kh = &kv.k[(slot_of(j) * kv.kv_heads + kvh) * d..][..d];
+                let mut sc = dot(qh, kh) * shape.scale;
+                if let Some(cap) = shape.softcap {
+                    sc = cap * (sc / cap).tanh();
                 }
-                let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let inv = 1.0 / sum;
-                let oh = &mut out_row[h * d..(h + 1) * d];
-                oh.fill(0.0);
-                for (i, j) in (first..=pos).enumerate() {
-                    let slot = s.block_table[j / kv.block_size] as usize * kv.block_size
-                        + j % kv.block_size;
-                    let vh = &kv.v[(slot * kv.kv_heads + kvh) * d..][..d];
-                    let p = scores[i] * inv;
-                    for e in 0..d {
-                        oh[e] += p * vh[e];
-                    }
+                scores.push(sc);
+                max = max.max(sc);
+            }
+            let mut sum = 0f32;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
+            }
+            let inv = 1.0 / sum;
+            oh.fill(0.0);
+            for (i, j) in (first..=pos).enumerate() {
+                let vh = &kv.v[(slot_of(j) * kv.kv_heads + kvh) * d..][..d];
+                let p = scores[i] * inv;
+                for (o, v) in oh.iter_mut().zip(vh) {
+                    *o += p * v;
                 }
             }
         });
+}
+
+/// Dot product in eight independent lanes, so the compiler vectorizes it (a single running
+/// sum is a dependency chain floats may not reorder).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -69,14 +69,26 @@ impl Isa {
 
 /// Dot products of `C` weight rows with `rows` (≤ R) quantized activation rows, added into
 /// `out[c][r]`.
-fn tile_dots<const C: usize, const R: usize>(isa: Isa, ty: QuantType, w: [&[u8]; C], x: &RowsView<'_>, rows: usize, out: &mut [[f32; R]; C]) {
+fn tile_dots<const C: usize, const R: usize>(
+    isa: Isa,
+    ty: QuantType,
+    w: [&[u8]; C],
+    x: &RowsView<'_>,
+    rows: usize,
+    out: &mut [[f32; R]; C],
+) {
     match isa {
         Isa::Scalar => scalar::dots::<C, R>(ty, w, x, rows, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             // The SIMD kernel takes the row count as a constant (its accumulators then live in
             // registers), so dispatch on it.
-            fn run<const C: usize, const N: usize, const R: usize>(ty: QuantType, w: [&[u8]; C], x: &RowsView<'_>, out: &mut [[f32; R]; C]) {
+            fn run<const C: usize, const N: usize, const R: usize>(
+                ty: QuantType,
+                w: [&[u8]; C],
+                x: &RowsView<'_>,
+                out: &mut [[f32; R]; C],
+            ) {
                 let mut acc = [[0f32; N]; C];
                 // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2, fma
                 // and f16c; `matmul_with` checked that every row holds K/32 whole blocks and
