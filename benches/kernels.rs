@@ -15,7 +15,9 @@ fn quick() -> bool {
 fn config() -> Criterion {
     let c = Criterion::default();
     if quick() {
-        c.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10)
+        c.warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_millis(300))
+            .sample_size(10)
     } else {
         c
     }
@@ -48,7 +50,12 @@ fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
 
 fn quant_matmul(c: &mut Criterion) {
     let (n, k) = (4864, 896 / 32 * 32);
-    for ty in [QuantType::Q5_0, QuantType::Q8_0, QuantType::Q4K, QuantType::Q6K] {
+    for ty in [
+        QuantType::Q5_0,
+        QuantType::Q8_0,
+        QuantType::Q4K,
+        QuantType::Q6K,
+    ] {
         // K-quants need rows of 256: use the next multiple (the shape of a down projection).
         let k = if ty.block_elems() == 256 { 1024 } else { k };
         let w = weights(ty, n, k);
@@ -57,9 +64,11 @@ fn quant_matmul(c: &mut Criterion) {
             let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
             let mut y = vec![0f32; m * n];
             g.throughput(Throughput::Elements((m * n * k) as u64));
-            g.bench_with_input(BenchmarkId::new(format!("{n}x{k}"), format!("m{m}")), &m, |b, &m| {
-                b.iter(|| matmul(ty, &w, n, k, &x, m, &mut y).expect("valid shapes"))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("{n}x{k}"), format!("m{m}")),
+                &m,
+                |b, &m| b.iter(|| matmul(ty, &w, n, k, &x, m, &mut y).expect("valid shapes")),
+            );
         }
         g.finish();
     }
@@ -68,28 +77,54 @@ fn quant_matmul(c: &mut Criterion) {
 fn attention(c: &mut Criterion) {
     let (heads, kv_heads, d, block, ctx) = (14, 2, 64, 16, 1024);
     let slots = ctx;
-    let k: Vec<f32> = (0..slots * kv_heads * d).map(|i| ((i % 13) as f32 - 6.0) / 13.0).collect();
+    let k: Vec<f32> = (0..slots * kv_heads * d)
+        .map(|i| ((i % 13) as f32 - 6.0) / 13.0)
+        .collect();
     let v = k.clone();
     let table: Vec<u32> = (0..(ctx / block) as u32).collect();
-    let q: Vec<f32> = (0..heads * d).map(|i| ((i % 7) as f32 - 3.0) / 7.0).collect();
+    let q: Vec<f32> = (0..heads * d)
+        .map(|i| ((i % 7) as f32 - 3.0) / 7.0)
+        .collect();
     let mut out = vec![0f32; heads * d];
-    let kv = PagedKv { k: &k, v: &v, block_size: block, kv_heads, head_dim: d };
-    let seqs = [SeqQueries { q_start: 0, q_len: 1, start_pos: ctx - 1, block_table: &table }];
-    let shape = AttnShape { heads, scale: 1.0 / (d as f32).sqrt(), window: None, softcap: None };
+    let kv = PagedKv {
+        k: &k,
+        v: &v,
+        block_size: block,
+        kv_heads,
+        head_dim: d,
+    };
+    let seqs = [SeqQueries {
+        q_start: 0,
+        q_len: 1,
+        start_pos: ctx - 1,
+        block_table: &table,
+    }];
+    let shape = AttnShape {
+        heads,
+        scale: 1.0 / (d as f32).sqrt(),
+        window: None,
+        softcap: None,
+    };
     let mut g = c.benchmark_group("paged_attention");
     g.throughput(Throughput::Elements(ctx as u64));
-    g.bench_function("decode_ctx1024", |b| b.iter(|| paged_attention(&q, &mut out, &kv, &seqs, &shape)));
+    g.bench_function("decode_ctx1024", |b| {
+        b.iter(|| paged_attention(&q, &mut out, &kv, &seqs, &shape))
+    });
     g.finish();
 }
 
 fn rope(c: &mut Criterion) {
     let (tokens, heads, d) = (128, 14, 64);
-    let inv_freq: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
+    let inv_freq: Vec<f32> = (0..d / 2)
+        .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
+        .collect();
     let positions: Vec<u32> = (0..tokens as u32).collect();
     let mut x = vec![0.5f32; tokens * heads * d];
     let mut g = c.benchmark_group("rope");
     g.throughput(Throughput::Elements((tokens * heads) as u64));
-    g.bench_function("neox_128x14x64", |b| b.iter(|| apply_rope(&mut x, &positions, heads, d, &inv_freq, Pairing::Neox, 1.0)));
+    g.bench_function("neox_128x14x64", |b| {
+        b.iter(|| apply_rope(&mut x, &positions, heads, d, &inv_freq, Pairing::Neox, 1.0))
+    });
     g.finish();
 }
 

@@ -51,8 +51,9 @@ pub fn triad_bandwidth_gbs() -> f64 {
     (3 * N * std::mem::size_of::<f64>()) as f64 / best / 1e9
 }
 
-/// Fingerprint this machine, given the compute device's own description.
-pub fn fingerprint(cpu_model: &str, isa_flags: &[String]) -> Hardware {
+/// Fingerprint this machine, given the compute device's own description and the measured
+/// bandwidth (see [`triad_bandwidth_gbs`]).
+pub fn fingerprint(cpu_model: &str, isa_flags: &[String], host_bandwidth_gbs: f64) -> Hardware {
     Hardware {
         cpu_model: cpu_model.to_string(),
         arch: std::env::consts::ARCH,
@@ -62,7 +63,7 @@ pub fn fingerprint(cpu_model: &str, isa_flags: &[String]) -> Hardware {
             .unwrap_or(1),
         memory_total_bytes: meminfo_total(),
         os: std::env::consts::OS,
-        host_bandwidth_gbs: triad_bandwidth_gbs(),
+        host_bandwidth_gbs,
     }
 }
 

@@ -155,6 +155,9 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     }
     let threads = configure_threads(args.threads);
     let path = pull::resolve_model(&args.model, !args.offline)?;
+    // The bandwidth probe's buffers (3 × 64 MiB) are freed before the model loads, so they do
+    // not inflate the peak resident memory reported for the model.
+    let bandwidth = hardware::triad_bandwidth_gbs();
     let mut model = load_model(
         &path,
         &LoadOptions {
@@ -184,6 +187,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         pb.inc(1);
     })?;
     pb.finish_and_clear();
+    let peak_rss_bytes = crate::rss::peak_rss_bytes();
     let opened_gguf = candor_models::loader::open_model(&path, false)
         .ok()
         .and_then(|o| o.gguf);
@@ -222,10 +226,10 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             device: device.name.clone(),
             threads: device.threads,
         },
-        hardware: hardware::fingerprint(&device.name, &device.features),
+        hardware: hardware::fingerprint(&device.name, &device.features, bandwidth),
         config,
         results,
-        peak_rss_bytes: crate::rss::peak_rss_bytes(),
+        peak_rss_bytes,
     };
     print!("{}", report::table(&doc));
     if let Some(p) = &args.json {

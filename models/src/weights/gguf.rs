@@ -1,6 +1,15 @@
 //! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map
 //! (read once into each weight's own storage; the map is dropped when loading ends).
-use super::{weight_dtype_of, HostWeight, WeightSource};
+use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
+use candle_core::quantized::GgmlDType;
+
+/// Quantized types used in place from the map (the CPU backend's own kernels read them).
+const MAPPED_TYPES: [GgmlDType; 4] = [
+    GgmlDType::Q5_0,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q6K,
+];
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::Device;
@@ -10,7 +19,7 @@ use std::path::Path;
 
 pub struct GgufFile {
     path: String,
-    map: memmap2::Mmap,
+    map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
     /// Dequantize every tensor to f32 on load (the reference path for correctness checks).
     pub dequantize: bool,
@@ -82,7 +91,7 @@ impl GgufFile {
         })?;
         Ok(GgufFile {
             path: shown,
-            map,
+            map: std::sync::Arc::new(map),
             content,
             dequantize,
         })
@@ -216,6 +225,22 @@ impl WeightSource for GgufFile {
         let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
         };
+        // Block types the CPU kernels read in place stay in the mapped file.
+        if !self.dequantize && MAPPED_TYPES.contains(&info.ggml_dtype) {
+            let bs = info.ggml_dtype.block_size();
+            let elems = info.shape.elem_count();
+            let len = elems / bs * info.ggml_dtype.type_size();
+            let offset = (self.content.tensor_data_offset + info.offset) as usize;
+            let dims = info.shape.dims().to_vec();
+            if elems % bs == 0 && dims.last().is_some_and(|k| k % bs == 0) {
+                let blocks =
+                    MappedBlocks::new(self.map.clone(), offset, len, info.ggml_dtype, dims)
+                        .ok_or_else(|| {
+                            self.bad(&format!("tensor `{name}` extends past the end of the file"))
+                        })?;
+                return Ok(Some(HostWeight::Mapped(blocks)));
+            }
+        }
         let q = info
             .read(
                 &mut Cursor::new(&self.map[..]),

@@ -10,6 +10,62 @@ use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
+use std::sync::Arc;
+
+/// The GGML blocks of one tensor, borrowed from the memory-mapped file: no copy, and the pages
+/// are shared with the page cache (as llama.cpp keeps its weights), so resident memory counts
+/// each weight once, and only the parts in use.
+#[derive(Clone)]
+pub struct MappedBlocks {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    len: usize,
+    pub dtype: GgmlDType,
+    pub shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for MappedBlocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedBlocks")
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("bytes", &self.len)
+            .finish()
+    }
+}
+
+impl MappedBlocks {
+    /// `len` bytes at `offset` of `map`; None when the range is outside the file.
+    pub fn new(
+        map: Arc<memmap2::Mmap>,
+        offset: usize,
+        len: usize,
+        dtype: GgmlDType,
+        shape: Vec<usize>,
+    ) -> Option<Self> {
+        (offset.checked_add(len)? <= map.len()).then_some(MappedBlocks {
+            map,
+            offset,
+            len,
+            dtype,
+            shape,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + self.len]
+    }
+
+    /// A candle block tensor (a copy), for the paths candle serves.
+    pub fn to_qtensor(&self) -> Result<QTensor> {
+        Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(
+            self.dtype,
+            self.bytes(),
+            self.shape.clone(),
+            &candle_core::Device::Cpu,
+        )?)
+    }
+}
 
 /// A weight in host memory, as it came from the file (or dequantized to f32).
 #[derive(Debug)]
@@ -18,6 +74,8 @@ pub enum HostWeight {
     Dense { tensor: Tensor, source: WeightDtype },
     /// A GGML block tensor (quantized or f16/bf16/f32) kept as stored.
     Quant(QTensor),
+    /// Quantized blocks used in place in the mapped file.
+    Mapped(MappedBlocks),
 }
 
 impl HostWeight {
@@ -25,6 +83,7 @@ impl HostWeight {
         match self {
             HostWeight::Dense { tensor, .. } => tensor.dims().to_vec(),
             HostWeight::Quant(q) => q.shape().dims().to_vec(),
+            HostWeight::Mapped(m) => m.shape.clone(),
         }
     }
 
@@ -32,6 +91,7 @@ impl HostWeight {
         match self {
             HostWeight::Dense { source, .. } => Some(*source),
             HostWeight::Quant(q) => weight_dtype_of(q.dtype()),
+            HostWeight::Mapped(m) => weight_dtype_of(m.dtype),
         }
     }
 
@@ -40,6 +100,7 @@ impl HostWeight {
         match self {
             HostWeight::Dense { tensor, .. } => Ok(tensor.clone()),
             HostWeight::Quant(q) => Ok(q.dequantize(&candle_core::Device::Cpu)?),
+            HostWeight::Mapped(m) => Ok(m.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?),
         }
     }
 

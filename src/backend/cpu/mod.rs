@@ -16,7 +16,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
-use candor_models::weights::HostWeight;
+use candor_models::weights::{HostWeight, MappedBlocks};
 
 #[derive(Debug, Clone, Default)]
 pub struct CpuBackend {
@@ -50,10 +50,34 @@ fn err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Backend(e.to_string())
 }
 
+/// Rows of a mapped block table, dequantized one by one (no f32 copy of the table).
+fn mapped_embedding(blocks: &MappedBlocks, ty: QuantType, ids: &[u32]) -> Result<Tensor> {
+    let [rows, hidden] = blocks.shape[..] else {
+        return Err(err(format!("embedding table of shape {:?}", blocks.shape)));
+    };
+    let row_bytes = hidden / ty.block_elems() * ty.block_bytes();
+    let data = blocks.bytes();
+    let mut out = vec![0f32; ids.len() * hidden];
+    for (&id, o) in ids.iter().zip(out.chunks_exact_mut(hidden)) {
+        let id = id as usize;
+        if id >= rows {
+            return Err(err(format!(
+                "token id {id} outside the {rows}-row embedding table"
+            )));
+        }
+        quant::dequantize(ty, &data[id * row_bytes..(id + 1) * row_bytes], o);
+    }
+    Ok(Tensor::from_vec(out, (ids.len(), hidden), &Device::Cpu)?)
+}
+
 /// x[.., K] · Wᵀ through candor-kernels' quantized product (W: [N, K] GGML blocks).
-fn quant_linear(x: &Tensor, w: &candle_core::quantized::QTensor, ty: QuantType) -> Result<Tensor> {
+fn quant_linear(x: &Tensor, data: &[u8], shape: &[usize], ty: QuantType) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let (n, k) = w.shape().dims2()?;
+    let [n, k] = shape[..] else {
+        return Err(err(format!(
+            "linear: weight of shape {shape:?} is not a matrix"
+        )));
+    };
     let m = x.elem_count() / k.max(1);
     if dims.last() != Some(&k) {
         return Err(err(format!(
@@ -61,9 +85,8 @@ fn quant_linear(x: &Tensor, w: &candle_core::quantized::QTensor, ty: QuantType) 
         )));
     }
     let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let data = w.data()?;
     let mut y = vec![0f32; m * n];
-    quant::matmul(ty, &data, n, k, &xs, m, &mut y).map_err(err)?;
+    quant::matmul(ty, data, n, k, &xs, m, &mut y).map_err(err)?;
     let mut out_dims = dims;
     if let Some(last) = out_dims.last_mut() {
         *last = n;
@@ -162,11 +185,11 @@ impl Backend for CpuBackend {
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {
-        let ids = ids_tensor(ids)?;
         match table {
-            CpuWeight::Dense(t) => Ok(t.index_select(&ids, 0)?),
+            CpuWeight::Dense(t) => Ok(t.index_select(&ids_tensor(ids)?, 0)?),
             // Rows are dequantized one by one: no f32 copy of the table.
-            CpuWeight::Quant { q, .. } => Ok(q.embedding(&ids)?),
+            CpuWeight::Quant { q, .. } => Ok(q.embedding(&ids_tensor(ids)?)?),
+            CpuWeight::Mapped { blocks, ty } => mapped_embedding(blocks, *ty, ids),
         }
     }
 
@@ -194,7 +217,10 @@ impl Backend for CpuBackend {
             CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
             CpuWeight::Quant {
                 q, fast: Some(ty), ..
-            } => quant_linear(x, q, *ty)?,
+            } => quant_linear(x, &q.data()?, q.shape().dims(), *ty)?,
+            CpuWeight::Mapped { blocks, ty } => {
+                quant_linear(x, blocks.bytes(), &blocks.shape, *ty)?
+            }
             CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
         };
         match bias {
