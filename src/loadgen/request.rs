@@ -39,17 +39,27 @@ pub async fn timed_completion(
     if let Some(m) = &spec.model {
         body["model"] = json!(m);
     }
-    let mut req = client
-        .post(format!("{}/v1/completions", spec.url.trim_end_matches('/')))
-        .json(&body);
-    if let Some(k) = &spec.api_key {
-        req = req.bearer_auth(k);
-    }
-    let start = Instant::now();
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
+    let url = format!("{}/v1/completions", spec.url.trim_end_matches('/'));
+    let send = || {
+        let mut req = client.post(&url).json(&body);
+        if let Some(k) = &spec.api_key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    let mut start = Instant::now();
+    // A kept-alive connection the server closed meanwhile fails before anything is sent
+    // (llama-server closes idle ones): retry once on a fresh connection, timing from there.
+    let resp = match send().await {
+        Ok(r) => r,
+        Err(e) if e.is_request() || e.is_connect() => {
+            start = Instant::now();
+            send()
+                .await
+                .map_err(|e| format!("request failed: {}", chain(&e)))?
+        }
+        Err(e) => return Err(format!("request failed: {}", chain(&e))),
+    };
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
@@ -66,7 +76,7 @@ pub async fn timed_completion(
     let mut chunks = 0usize;
     let mut usage_tokens = None;
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| format!("stream broke: {e}"))?;
+        let piece = piece.map_err(|e| format!("stream broke: {}", chain(&e)))?;
         let now = Instant::now();
         buf.extend_from_slice(&piece);
         // SSE events end with a blank line; handle every complete one.
@@ -112,6 +122,18 @@ pub async fn timed_completion(
         gaps,
         output_tokens: usage_tokens.unwrap_or(chunks),
     })
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Index just past the first blank line (`\n\n` or `\r\n\r\n`) in `buf`.
