@@ -107,9 +107,10 @@ unsafe fn decode<const T: u8>(block: *const u8, j: usize) -> (__m256i, [f32; 2],
 /// once for all `C` weight rows.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; every `w[c]` must hold the same whole number of
+/// The CPU must support AVX2, FMA and F16C, and AVX-512 VNNI+VL when `vnni`; every `w[c]` must hold the same whole number of
 /// blocks of `ty`, and `x` exactly `rows == R` rows of at least as many 32-element blocks.
 pub unsafe fn dots<const C: usize, const R: usize>(
+    vnni: bool,
     ty: QuantType,
     w: [&[u8]; C],
     x: &RowsView<'_>,
@@ -117,11 +118,15 @@ pub unsafe fn dots<const C: usize, const R: usize>(
     out: &mut [[f32; R]; C],
 ) {
     // One instance per block type, so decoding is inlined and the type's branches fold away.
-    match ty {
-        QuantType::Q5_0 => dots_of::<C, R, Q5_0>(w, x, rows, out),
-        QuantType::Q8_0 => dots_of::<C, R, Q8_0>(w, x, rows, out),
-        QuantType::Q4K => dots_of::<C, R, Q4K>(w, x, rows, out),
-        QuantType::Q6K => dots_of::<C, R, Q6K>(w, x, rows, out),
+    match (vnni, ty) {
+        (false, QuantType::Q5_0) => dots_of::<C, R, Q5_0>(w, x, rows, out),
+        (false, QuantType::Q8_0) => dots_of::<C, R, Q8_0>(w, x, rows, out),
+        // Q4_K measured slower with VNNI at prefill sizes (cargo bench, EPYC): keep AVX2.
+        (_, QuantType::Q4K) => dots_of::<C, R, Q4K>(w, x, rows, out),
+        (false, QuantType::Q6K) => dots_of::<C, R, Q6K>(w, x, rows, out),
+        (true, QuantType::Q5_0) => dots_of_vnni::<C, R, Q5_0>(w, x, rows, out),
+        (true, QuantType::Q8_0) => dots_of_vnni::<C, R, Q8_0>(w, x, rows, out),
+        (true, QuantType::Q6K) => dots_of_vnni::<C, R, Q6K>(w, x, rows, out),
     }
 }
 
@@ -139,62 +144,88 @@ const fn type_of<const T: u8>() -> QuantType {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dots_of<const C: usize, const R: usize, const T: u8>(
-    w: [&[u8]; C],
-    x: &RowsView<'_>,
-    rows: usize,
-    out: &mut [[f32; R]; C],
-) {
-    let ty = type_of::<T>();
-    let bb = ty.block_bytes();
-    let subs = ty.subs();
-    let nb = w[0].len() / bb;
-    debug_assert!(nb * subs <= x.blocks && rows == R && w.iter().all(|r| r.len() == nb * bb));
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); R]; C];
-    let mut mins = [[0f32; R]; C];
-    for b in 0..nb {
-        for j in 0..subs {
-            let mut aw = [_mm256_setzero_si256(); C];
-            let mut wq = [_mm256_setzero_si256(); C];
-            let mut sw = [[0f32; 2]; C];
-            let mut mw = [0f32; C];
-            for c in 0..C {
-                let (q, s, m) = decode::<T>(w[c].as_ptr().add(b * bb), j);
-                wq[c] = q;
-                aw[c] = _mm256_sign_epi8(q, q);
-                sw[c] = s;
-                mw[c] = m;
-            }
-            let xb = b * subs + j;
-            // R is the exact row count (the caller dispatches on it), so this loop unrolls and
-            // the accumulators stay in registers.
-            for r in 0..R {
-                let idx = r * x.blocks + xb;
-                let xq = _mm256_loadu_si256(x.qs.as_ptr().add(idx * 32) as *const __m256i);
-                let dx = *x.scales.get_unchecked(idx);
-                for c in 0..C {
-                    let sx = _mm256_sign_epi8(xq, wq[c]);
-                    let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[c], sx), ones);
-                    // Q6_K's halves have scales of their own (low lane: elements 0..16).
-                    let scale = if T == Q6K {
-                        let (a, b) = (sw[c][0] * dx, sw[c][1] * dx);
-                        _mm256_setr_ps(a, a, a, a, b, b, b, b)
-                    } else {
-                        _mm256_set1_ps(sw[c][0] * dx)
-                    };
-                    acc[c][r] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(quads), acc[c][r]);
-                    if T == Q4K {
-                        mins[c][r] += mw[c] * dx * *x.sums.get_unchecked(idx) as f32;
+/// The kernel body, instantiated per instruction set: `$dot` turns |w| (unsigned bytes) and
+/// x·sign(w) (signed bytes) into eight i32 sums of four products.
+macro_rules! dots_kernel {
+    ($name:ident, $features:literal, $dot:path) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const C: usize, const R: usize, const T: u8>(
+            w: [&[u8]; C],
+            x: &RowsView<'_>,
+            rows: usize,
+            out: &mut [[f32; R]; C],
+        ) {
+            let ty = type_of::<T>();
+            let bb = ty.block_bytes();
+            let subs = ty.subs();
+            let nb = w[0].len() / bb;
+            debug_assert!(
+                nb * subs <= x.blocks && rows == R && w.iter().all(|r| r.len() == nb * bb)
+            );
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            let mut mins = [[0f32; R]; C];
+            for b in 0..nb {
+                for j in 0..subs {
+                    let mut aw = [_mm256_setzero_si256(); C];
+                    let mut wq = [_mm256_setzero_si256(); C];
+                    let mut sw = [[0f32; 2]; C];
+                    let mut mw = [0f32; C];
+                    for c in 0..C {
+                        let (q, s, m) = decode::<T>(w[c].as_ptr().add(b * bb), j);
+                        wq[c] = q;
+                        aw[c] = _mm256_sign_epi8(q, q);
+                        sw[c] = s;
+                        mw[c] = m;
+                    }
+                    let xb = b * subs + j;
+                    // R is the exact row count (the caller dispatches on it), so this loop unrolls and
+                    // the accumulators stay in registers.
+                    for r in 0..R {
+                        let idx = r * x.blocks + xb;
+                        let xq = _mm256_loadu_si256(x.qs.as_ptr().add(idx * 32) as *const __m256i);
+                        let dx = *x.scales.get_unchecked(idx);
+                        for c in 0..C {
+                            let sx = _mm256_sign_epi8(xq, wq[c]);
+                            let quads = $dot(aw[c], sx);
+                            // Q6_K's halves have scales of their own (low lane: elements 0..16).
+                            let scale = if T == Q6K {
+                                let (a, b) = (sw[c][0] * dx, sw[c][1] * dx);
+                                _mm256_setr_ps(a, a, a, a, b, b, b, b)
+                            } else {
+                                _mm256_set1_ps(sw[c][0] * dx)
+                            };
+                            acc[c][r] =
+                                _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(quads), acc[c][r]);
+                            if T == Q4K {
+                                mins[c][r] += mw[c] * dx * *x.sums.get_unchecked(idx) as f32;
+                            }
+                        }
                     }
                 }
             }
+            for c in 0..C {
+                for r in 0..R {
+                    out[c][r] += hsum(acc[c][r]) - mins[c][r];
+                }
+            }
         }
-    }
-    for c in 0..C {
-        for r in 0..R {
-            out[c][r] += hsum(acc[c][r]) - mins[c][r];
-        }
-    }
+    };
 }
+
+/// u8×i8 products summed in fours with AVX2: pairs to i16, then pairs of those to i32 (the
+/// operands here cannot saturate i16: |w| ≤ 128 and |x| ≤ 127).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(a, s), _mm256_set1_epi16(1))
+}
+
+/// The same with AVX-512 VNNI's one-instruction `vpdpbusd` on 256-bit registers.
+#[inline]
+#[target_feature(enable = "avx512vnni,avx512vl")]
+unsafe fn dot_vnni(a: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, s)
+}
+
+dots_kernel!(dots_of, "avx2,fma,f16c", dot_avx2);
+dots_kernel!(dots_of_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);

@@ -49,18 +49,39 @@ pub enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 kernels with AVX-512 VNNI's byte dot product.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Isa {
-    /// The best this CPU supports.
+    /// The best this CPU supports, or what `CANDOR_KERNEL_ISA` (`scalar`, `avx2`, `vnni`)
+    /// asks for where the CPU supports it (for A/B measurements). Decided once per process.
     pub fn detect() -> Isa {
+        static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *ISA.get_or_init(|| {
+            let best = Isa::best();
+            match std::env::var("CANDOR_KERNEL_ISA").as_deref() {
+                Ok("scalar") => Isa::Scalar,
+                #[cfg(target_arch = "x86_64")]
+                Ok("avx2") if best != Isa::Scalar => Isa::Avx2,
+                _ => best,
+            }
+        })
+    }
+
+    fn best() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
-                return Isa::Avx2;
+                && std::arch::is_x86_feature_detected!("f16c");
+            let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl");
+            match (avx2, vnni) {
+                (true, true) => return Isa::Avx512Vnni,
+                (true, false) => return Isa::Avx2,
+                _ => {}
             }
         }
         Isa::Scalar
@@ -80,20 +101,22 @@ fn tile_dots<const C: usize, const R: usize>(
     match isa {
         Isa::Scalar => scalar::dots::<C, R>(ty, w, x, rows, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
+        Isa::Avx2 | Isa::Avx512Vnni => {
+            let vnni = isa == Isa::Avx512Vnni;
             // The SIMD kernel takes the row count as a constant (its accumulators then live in
             // registers), so dispatch on it.
             fn run<const C: usize, const N: usize, const R: usize>(
+                vnni: bool,
                 ty: QuantType,
                 w: [&[u8]; C],
                 x: &RowsView<'_>,
                 out: &mut [[f32; R]; C],
             ) {
                 let mut acc = [[0f32; N]; C];
-                // SAFETY: `Isa::Avx2` is only produced by `detect` after checking avx2, fma
-                // and f16c; `matmul_with` checked that every row holds K/32 whole blocks and
+                // SAFETY: `Isa::Avx2`/`Avx512Vnni` are only produced by `detect` after checking
+                // avx2, fma, f16c (and avx512vnni+vl); `matmul_with` checked that every row holds K/32 whole blocks and
                 // that x has K/32 blocks per row; the view holds exactly N rows.
-                unsafe { avx2::dots::<C, N>(ty, w, x, N, &mut acc) };
+                unsafe { avx2::dots::<C, N>(vnni, ty, w, x, N, &mut acc) };
                 for (o, a) in out.iter_mut().zip(&acc) {
                     for (o, a) in o.iter_mut().zip(a) {
                         *o += a;
@@ -101,10 +124,10 @@ fn tile_dots<const C: usize, const R: usize>(
                 }
             }
             match rows {
-                1 => run::<C, 1, R>(ty, w, x, out),
-                2 => run::<C, 2, R>(ty, w, x, out),
-                3 => run::<C, 3, R>(ty, w, x, out),
-                _ => run::<C, 4, R>(ty, w, x, out),
+                1 => run::<C, 1, R>(vnni, ty, w, x, out),
+                2 => run::<C, 2, R>(vnni, ty, w, x, out),
+                3 => run::<C, 3, R>(vnni, ty, w, x, out),
+                _ => run::<C, 4, R>(vnni, ty, w, x, out),
             }
         }
     }
