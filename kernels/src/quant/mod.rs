@@ -184,7 +184,7 @@ pub fn matmul_with(
     }
     let xq = QuantizedRows::quantize(x, m, k);
     // Each task owns a run of weight rows and writes their outputs for every activation row
-    // into its own transposed buffer (contiguous), scattered into `y` afterwards.
+    // into a buffer of its own, copied into `y` one activation row at a time afterwards.
     let threads = rayon::current_num_threads().max(1);
     let rows_per_task = n.div_ceil(threads * 4).max(16);
     let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(rows_per_task))
@@ -192,7 +192,8 @@ pub fn matmul_with(
         .map(|t| {
             let start = t * rows_per_task;
             let end = (start + rows_per_task).min(n);
-            let mut part = vec![0f32; (end - start) * m];
+            let len = end - start;
+            let mut part = vec![0f32; len * m];
             let row_of = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
             let mut row = start;
             while row < end {
@@ -213,13 +214,17 @@ pub fn matmul_with(
                         );
                         for (c, a) in acc.iter().enumerate() {
                             let j = row + c - start;
-                            part[j * m + r0..j * m + r0 + rows].copy_from_slice(&a[..rows]);
+                            for (i, v) in a[..rows].iter().enumerate() {
+                                part[(r0 + i) * len + j] = *v;
+                            }
                         }
                     } else {
                         let mut acc = [[0f32; ROW_TILE]; 1];
                         tile_dots::<1, ROW_TILE>(isa, ty, [row_of(row)], &view, rows, &mut acc);
                         let j = row - start;
-                        part[j * m + r0..j * m + r0 + rows].copy_from_slice(&acc[0][..rows]);
+                        for (i, v) in acc[0][..rows].iter().enumerate() {
+                            part[(r0 + i) * len + j] = *v;
+                        }
                     }
                     r0 += rows;
                 }
@@ -230,10 +235,8 @@ pub fn matmul_with(
         .collect();
     for (start, part) in parts {
         let len = part.len() / m.max(1);
-        for j in 0..len {
-            for r in 0..m {
-                y[r * n + start + j] = part[j * m + r];
-            }
+        for (r, src) in part.chunks_exact(len.max(1)).enumerate() {
+            y[r * n + start..r * n + start + len].copy_from_slice(src);
         }
     }
     Ok(())
