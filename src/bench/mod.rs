@@ -2,7 +2,7 @@
 //! (`tg N`, optionally B sequences at once) are timed over R repetitions after a warm-up, and
 //! reported as mean ± sd tok/s with every raw repetition kept.
 pub mod hardware;
-mod measure;
+pub mod measure;
 pub mod report;
 pub mod stats;
 
