@@ -35,7 +35,11 @@ fn main() {
         .collect();
     let m = args.first().copied().unwrap_or(1);
     let reps = args.get(1).copied().unwrap_or(50);
+    let only = std::env::var("TY").ok();
     for ty in QuantType::ALL {
+        if only.as_ref().is_some_and(|t| *t != format!("{ty:?}")) {
+            continue;
+        }
         let (k, n) = if ty.block_elems() == 256 {
             (4864, 896)
         } else {
@@ -49,6 +53,9 @@ fn main() {
             .into_iter()
             .filter(|&i| i != Isa::Scalar)
         {
+            if std::env::var("ISA").is_ok_and(|w| w != format!("{isa:?}")) {
+                continue;
+            }
             let mut best = f64::MAX;
             for _ in 0..reps {
                 let t = Instant::now();

@@ -21,14 +21,19 @@ pub struct QuantizedRows {
     pub qs: Vec<i8>,
     /// One scale per block (32 or 256 values), row-major.
     pub d: Vec<f32>,
-    /// Quant sums: one per 32-block (B32) or one per 16 values (B256), row-major.
+    /// Quant sums: one per 32-block (B32, Panel) or one per 16 values (B256), row-major.
     pub sums: Vec<i16>,
+    /// Panel only: scale × quant sum per 16 values and per 32, row-major.
+    pub fs16: Vec<f32>,
+    pub fs32: Vec<f32>,
+    /// Quant sums per 16 values (what the format sums are made of).
+    s16: Vec<i32>,
 }
 
 impl QuantizedRows {
     pub fn block(format: ActFormat) -> usize {
         match format {
-            ActFormat::B32 => 32,
+            ActFormat::B32 | ActFormat::Panel => 32,
             ActFormat::B256 => 256,
         }
     }
@@ -36,7 +41,7 @@ impl QuantizedRows {
     /// Values per entry of `sums`.
     pub fn sum_span(format: ActFormat) -> usize {
         match format {
-            ActFormat::B32 => 32,
+            ActFormat::B32 | ActFormat::Panel => 32,
             ActFormat::B256 => 16,
         }
     }
@@ -44,34 +49,35 @@ impl QuantizedRows {
     /// Quantize `x` (m rows of k, k a multiple of the block) into these buffers.
     pub fn quantize(&mut self, format: ActFormat, x: &[f32], m: usize, k: usize) {
         let block = Self::block(format);
-        let span = Self::sum_span(format);
         debug_assert!(k.is_multiple_of(block) && x.len() == m * k);
         self.format = Some(format);
         self.m = m;
         self.k = k;
-        self.qs.clear();
         self.qs.resize(m * k, 0);
-        self.d.clear();
         self.d.resize(m * k / block, 0.0);
+        self.s16.resize(m * k / 16, 0);
+        #[cfg(target_arch = "x86_64")]
+        let done = super::x86::quantize(x, block, &mut self.qs, &mut self.d, &mut self.s16);
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = false;
+        if !done {
+            quantize_scalar(x, block, &mut self.qs, &mut self.d, &mut self.s16);
+        }
+        // The per-format sums, from the 16-sums.
         self.sums.clear();
-        self.sums.resize(m * k / span, 0);
-        let sums_per_block = block / span;
-        for (((src, dst), d), sums) in x
-            .chunks_exact(block)
-            .zip(self.qs.chunks_exact_mut(block))
-            .zip(self.d.iter_mut())
-            .zip(self.sums.chunks_exact_mut(sums_per_block))
-        {
-            let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            for (q, v) in dst.iter_mut().zip(src) {
-                // `as` saturates, and NaN becomes 0.
-                *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
-            }
-            *d = scale;
-            for (s, part) in sums.iter_mut().zip(dst.chunks_exact(span)) {
-                *s = part.iter().map(|&q| q as i16).sum();
+        self.fs16.clear();
+        self.fs32.clear();
+        match format {
+            ActFormat::B256 => self.sums.extend(self.s16.iter().map(|&s| s as i16)),
+            ActFormat::B32 | ActFormat::Panel => self
+                .sums
+                .extend(self.s16.chunks_exact(2).map(|p| (p[0] + p[1]) as i16)),
+        }
+        if format == ActFormat::Panel {
+            for (p, &d) in self.s16.chunks_exact(2).zip(&self.d) {
+                self.fs16.push(d * p[0] as f32);
+                self.fs16.push(d * p[1] as f32);
+                self.fs32.push(d * (p[0] + p[1]) as f32);
             }
         }
     }
@@ -81,12 +87,23 @@ impl QuantizedRows {
         let format = self.format.unwrap_or(ActFormat::B32);
         let per_d = self.k / Self::block(format);
         let per_sum = self.k / Self::sum_span(format);
+        let (fs16, fs32) = if format == ActFormat::Panel {
+            let per = self.k / 32;
+            (
+                &self.fs16[start * 2 * per..(start + count) * 2 * per],
+                &self.fs32[start * per..(start + count) * per],
+            )
+        } else {
+            (&[][..], &[][..])
+        };
         RowsView {
             k: self.k,
             rows: count,
             qs: &self.qs[start * self.k..(start + count) * self.k],
             d: &self.d[start * per_d..(start + count) * per_d],
             sums: &self.sums[start * per_sum..(start + count) * per_sum],
+            fs16,
+            fs32,
         }
     }
 }
@@ -100,4 +117,67 @@ pub struct RowsView<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i16],
+    /// Panel format only (else empty): per 16 and per 32, scale × quant sum.
+    pub fs16: &'a [f32],
+    pub fs32: &'a [f32],
+}
+
+/// The portable quantizer (and the definition the SIMD one matches byte for byte).
+fn quantize_scalar(x: &[f32], block: usize, qs: &mut [i8], d: &mut [f32], s16: &mut [i32]) {
+    for (((src, dst), d), sums) in x
+        .chunks_exact(block)
+        .zip(qs.chunks_exact_mut(block))
+        .zip(d.iter_mut())
+        .zip(s16.chunks_exact_mut(block / 16))
+    {
+        let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        for (q, v) in dst.iter_mut().zip(src) {
+            // `as` saturates, and NaN becomes 0.
+            *q = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        }
+        *d = scale;
+        for (s, part) in sums.iter_mut().zip(dst.chunks_exact(16)) {
+            *s = part.iter().map(|&q| q as i32).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD quantizer (where the CPU has one) gives the scalar loop's bytes, ties included.
+    #[test]
+    fn simd_quantizer_matches_scalar_bytes() {
+        let mut state = 0x5151_2323_7777_0101u64;
+        for block in [32usize, 256] {
+            let n = 4 * 256;
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    match i % 7 {
+                        // Exact halves after scaling by 127/amax (amax = 127 in this block).
+                        0 => 127.0,
+                        1 => (state % 255) as f32 - 127.0 + 0.5,
+                        _ => ((state % 20001) as f32 / 10000.0 - 1.0) * 50.0,
+                    }
+                })
+                .collect();
+            let mut rows = QuantizedRows::default();
+            rows.quantize(ActFormat::B256, &x, 1, n);
+            if block == 32 {
+                rows.quantize(ActFormat::B32, &x, 1, n);
+            }
+            let (mut qs, mut d, mut s16) =
+                (vec![0i8; n], vec![0f32; n / block], vec![0i32; n / 16]);
+            quantize_scalar(&x, block, &mut qs, &mut d, &mut s16);
+            assert_eq!(rows.qs, qs);
+            assert_eq!(rows.d, d);
+            assert_eq!(rows.s16, s16);
+        }
+    }
 }

@@ -38,6 +38,10 @@ pub enum QuantType {
 pub enum ActFormat {
     B32,
     B256,
+    /// B32 plus the f32 sums of every 16 and 32 values (scale × quant sum), for the prefill
+    /// kernel that holds weight rows in vector lanes and applies every format's offset or
+    /// minimum in f32 (`x86::panel`).
+    Panel,
 }
 
 impl QuantType {

@@ -8,11 +8,13 @@
 //!   walks all of W a few weight rows at a time, reusing each from L1 across its activation
 //!   tiles (W itself stays in L3 between tasks).
 use super::activations::QuantizedRows;
-use super::formats::QuantType;
+use super::formats::{ActFormat, QuantType};
 use super::{panel, Isa, QuantError};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
+/// From this many activation rows on, VNNI CPUs repack W into lane-interleaved panels.
+const PANEL_MIN_ROWS: usize = 16;
 /// Below this many activation rows the work is split over weight rows.
 const ROW_SPLIT_MIN: usize = 16;
 /// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
@@ -25,6 +27,8 @@ const MIN_TASK_WORK: usize = 48 << 10;
 struct Scratch {
     act: QuantizedRows,
     yt: Vec<f32>,
+    /// Repacked weight panels (prefill on VNNI).
+    panels: Vec<u8>,
 }
 
 thread_local! {
@@ -78,9 +82,23 @@ pub(super) fn run(
         return Ok(());
     }
     let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    scratch.act.quantize(ty.act_format(), x, m, k);
     let threads = rayon::current_num_threads().max(1);
-    if m >= ROW_SPLIT_MIN {
+    let format = activation_format(isa, ty, m);
+    scratch.act.quantize(format, x, m, k);
+    if format == ActFormat::Panel {
+        #[cfg(target_arch = "x86_64")]
+        by_panels(
+            ty,
+            w,
+            n,
+            k,
+            row_bytes,
+            &scratch.act,
+            y,
+            &mut scratch.panels,
+            threads,
+        );
+    } else if m >= ROW_SPLIT_MIN {
         by_activation_rows(isa, ty, w, n, row_bytes, &scratch.act, y, threads);
     } else {
         by_weight_rows(
@@ -97,6 +115,16 @@ pub(super) fn run(
     }
     SCRATCH.with(|s| *s.borrow_mut() = scratch);
     Ok(())
+}
+
+/// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
+/// format, except for prefill on VNNI CPUs (repacked panels, `x86::panel`).
+pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
+    if isa == Isa::Avx512Vnni && m >= PANEL_MIN_ROWS {
+        ActFormat::Panel
+    } else {
+        ty.act_format()
+    }
 }
 
 /// Rows per task: about `tasks_per_thread` tasks per thread, at least `MIN_TASK_WORK` of work
@@ -173,5 +201,54 @@ fn by_activation_rows(
     y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
         let x = act.rows(t * rows, out.len() / n);
         panel(isa, ty, w, row_bytes, &x, out, 1, n);
+    });
+}
+
+/// Repack W into panels of 8 rows (split over weight rows), then split the product over
+/// activation rows; every task walks all panels, each reused from L1/L2 across its row tiles.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn by_panels(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    row_bytes: usize,
+    act: &QuantizedRows,
+    y: &mut [f32],
+    panels: &mut Vec<u8>,
+    threads: usize,
+) {
+    use super::x86::{panel, panel_gemm, repack_panel};
+    let pb = panel::panel_bytes(k);
+    let count = n.div_ceil(panel::ROWS);
+    // Every byte is rewritten by `repack`: grow, never clear.
+    if panels.len() < count * pb {
+        panels.resize(count * pb, 0);
+    }
+    let panels = &mut panels[..count * pb];
+    let per_task = rows_per_task(count, panel::ROWS * row_bytes, threads, 1);
+    panels
+        .par_chunks_mut(per_task * pb)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            for (i, out) in chunk.chunks_exact_mut(pb).enumerate() {
+                let first = (t * per_task + i) * panel::ROWS;
+                let last = (first + panel::ROWS).min(n);
+                repack_panel(
+                    ty,
+                    &w[first * row_bytes..last * row_bytes],
+                    row_bytes,
+                    k,
+                    out,
+                );
+            }
+        });
+    let m = act.m;
+    let rows = m.div_ceil(threads * 2).next_multiple_of(8).max(8);
+    let panels = &panels[..];
+    y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
+        let x = act.rows(t * rows, out.len() / n);
+        panel_gemm(ty, panels, n, k, &x, out);
     });
 }

@@ -125,6 +125,35 @@ pub fn matmul_with(
     matmul::run(isa, ty, w, n, k, x, m, y)
 }
 
+/// The scalar reference of `matmul_with(isa, ..)`: the same activation quantization, products
+/// in portable code (for tests of the SIMD kernels).
+#[allow(clippy::too_many_arguments)]
+pub fn reference_for(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    let row_bytes = ty.row_bytes(k).ok_or(QuantError::RowLength {
+        k,
+        block: ty.block_elems(),
+    })?;
+    if w.len() != n * row_bytes || x.len() != m * k || y.len() != m * n {
+        return Err(QuantError::OutputSize {
+            got: y.len(),
+            want: m * n,
+        });
+    }
+    let mut act = QuantizedRows::default();
+    act.quantize(matmul::activation_format(isa, ty, m), x, m, k);
+    scalar_panel(ty, w, row_bytes, &act.rows(0, m), y, 1, n);
+    Ok(())
+}
+
 /// Products of the weight rows in `w` (whole rows of `row_bytes`) with every row of `x`;
 /// weight row j times activation row r goes to `out[j·sj + r·sr]`. `isa` must be supported
 /// and the shapes valid (checked by `matmul::run`).
@@ -164,6 +193,14 @@ fn scalar_panel(
     sr: usize,
 ) {
     const R: usize = 4;
+    // Values per activation scale and per quant sum: the Panel format (f32 16-sums present)
+    // is per 32 whatever the weight type.
+    let format = match x.fs16.is_empty() {
+        true => ty.act_format(),
+        false => ActFormat::Panel,
+    };
+    let dspan = QuantizedRows::block(format);
+    let sspan = QuantizedRows::sum_span(format);
     for (j, row) in w.chunks_exact(row_bytes).enumerate() {
         let mut r = 0;
         while r < x.rows {
@@ -171,8 +208,10 @@ fn scalar_panel(
             let view = RowsView {
                 rows: n,
                 qs: &x.qs[r * x.k..],
-                d: &x.d[r * x.k / ty.block_elems()..],
-                sums: &x.sums[r * x.k / QuantizedRows::sum_span(ty.act_format())..],
+                d: &x.d[r * x.k / dspan..],
+                sums: &x.sums[r * x.k / sspan..],
+                fs16: x.fs16.get(r * x.k / 16..).unwrap_or(&[]),
+                fs32: x.fs32.get(r * x.k / 32..).unwrap_or(&[]),
                 ..*x
             };
             let mut res = [[0f32; R]; 1];

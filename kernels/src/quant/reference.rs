@@ -36,13 +36,27 @@ fn block_dot(ty: QuantType, block: &IntBlock, x: &RowsView<'_>, r: usize, at: us
             .map(|i| block.q[i] * xq[i] as i32)
             .sum()
     };
-    match ty.act_format() {
-        ActFormat::B32 => {
+    match (ty.act_format(), x.fs16.is_empty()) {
+        // K-quants against per-32 activation scales (the Panel format): each 32-chunk has its
+        // own activation scale, and the mins multiply scale × quant sums per 16.
+        (ActFormat::B256, false) => (0..elems / 32)
+            .map(|c| {
+                let dx = x.d[(r * x.k + at) / 32 + c];
+                let fs = &x.fs16[(r * x.k + at) / 16 + 2 * c..][..2];
+                (0..2)
+                    .map(|h| {
+                        let g = 2 * c + h;
+                        dx * block.scale[g] * group(g) as f32 - block.min[g] * fs[h]
+                    })
+                    .sum::<f32>()
+            })
+            .sum(),
+        (ActFormat::B32 | ActFormat::Panel, _) => {
             // One activation scale per 32: both 16-groups share it (and the weight scale).
             let dx = x.d[(r * x.k + at) / 32];
             dx * (block.scale[0] * group(0) as f32 + block.scale[1] * group(1) as f32)
         }
-        ActFormat::B256 => {
+        (ActFormat::B256, true) => {
             let dx = x.d[(r * x.k + at) / 256];
             let sums = &x.sums[(r * x.k + at) / 16..][..16];
             let total: f32 = (0..16)

@@ -95,21 +95,24 @@ fn magnitudes(ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) 
 fn scalar_reference_matches_dequantized_products() {
     let mut g = Gen(0x1234_5678_9abc_def1);
     for ty in QuantType::ALL {
-        for (n, blocks, m) in [(1, 1, 1), (3, 2, 2), (5, 3, 5)] {
+        for (n, blocks, m) in [(1, 1, 1), (3, 2, 2), (5, 3, 5), (3, 2, 17)] {
             let k = blocks * ty.block_elems();
             let w = random_weights(&mut g, ty, n, k);
             let x = random_x(&mut g, m * k);
-            let mut y = vec![0f32; m * n];
-            matmul_with(Isa::Scalar, ty, &w, n, k, &x, m, &mut y).unwrap();
             let (want, bound) = dequant_reference(ty, &w, n, k, &x, m);
-            for i in 0..m * n {
-                assert!(
-                    (y[i] - want[i]).abs() <= bound[i],
-                    "{ty:?} n{n} k{k} m{m} [{i}]: {} vs {} (bound {})",
-                    y[i],
-                    want[i],
-                    bound[i]
-                );
+            // Scalar products of every activation format (the Panel one is VNNI's prefill).
+            for isa in [Isa::Scalar, Isa::Avx512Vnni] {
+                let mut y = vec![0f32; m * n];
+                reference_for(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
+                for i in 0..m * n {
+                    assert!(
+                        (y[i] - want[i]).abs() <= bound[i],
+                        "{isa:?} {ty:?} n{n} k{k} m{m} [{i}]: {} vs {} (bound {})",
+                        y[i],
+                        want[i],
+                        bound[i]
+                    );
+                }
             }
         }
     }
@@ -133,10 +136,11 @@ fn simd_kernels_match_the_reference() {
             let w = random_weights(&mut g, ty, n, k);
             for m in [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 37] {
                 let x = random_x(&mut g, m * k);
-                let mut want = vec![0f32; m * n];
-                matmul_with(Isa::Scalar, ty, &w, n, k, &x, m, &mut want).unwrap();
                 let mag = magnitudes(ty, &w, n, k, &x, m);
                 for &isa in &isas {
+                    // The scalar products of the same activation quantization.
+                    let mut want = vec![0f32; m * n];
+                    reference_for(isa, ty, &w, n, k, &x, m, &mut want).unwrap();
                     let mut y = vec![f32::NAN; m * n];
                     matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
                     for i in 0..m * n {
