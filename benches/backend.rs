@@ -44,7 +44,11 @@ fn backend(c: &mut Criterion) {
     // Under `cargo test` (no `--bench` argument) each function runs once as a smoke test:
     // small sizes keep that quick.
     let measuring = std::env::args().any(|a| a == "--bench");
-    let (prompt, steps, batch) = if measuring { (512, 128, 16) } else { (64, 8, 16) };
+    let (prompt, steps, batch) = if measuring {
+        (512, 128, 16)
+    } else {
+        (64, 8, 16)
+    };
     let opts = LoadOptions {
         dequantize: false,
         threads,

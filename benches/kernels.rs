@@ -1,11 +1,10 @@
-//! `cargo bench --bench kernels`: one group per CPU kernel — the quantized matmul per weight
-//! type (decode-sized GEMV and prefill-sized GEMM at Qwen2.5-0.5B's shapes), paged attention
-//! (decode over 1024 cached tokens) and RoPE. `CANDOR_BENCH_QUICK=1` shortens every
+//! `cargo bench --bench kernels`: the CPU attention and RoPE kernels — paged attention (decode
+//! over 1024 cached tokens) and RoPE. The quantized matmul has its groups per weight type in
+//! `kernels/benches/quant.rs` (`cargo bench -p candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every
 //! measurement so the suite runs in CI on 2 cores in well under a minute.
 use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
-use candor_kernels::quant::{matmul, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
 fn quick() -> bool {
@@ -20,57 +19,6 @@ fn config() -> Criterion {
             .sample_size(10)
     } else {
         c
-    }
-}
-
-/// Deterministic filler bytes; every f16 scale slot is overwritten with a small valid value.
-fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
-    let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
-    let scale_at: &[usize] = match ty {
-        QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4K => &[0, 2],
-        QuantType::Q6K => &[208],
-    };
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut w = Vec::with_capacity(n * k / ty.block_elems() * ty.block_bytes());
-    for _ in 0..n * k / ty.block_elems() {
-        let start = w.len();
-        for _ in 0..ty.block_bytes() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            w.push(state as u8);
-        }
-        for &at in scale_at {
-            w[start + at..start + at + 2].copy_from_slice(&scale);
-        }
-    }
-    w
-}
-
-fn quant_matmul(c: &mut Criterion) {
-    let (n, k) = (4864, 896 / 32 * 32);
-    for ty in [
-        QuantType::Q5_0,
-        QuantType::Q8_0,
-        QuantType::Q4K,
-        QuantType::Q6K,
-    ] {
-        // K-quants need rows of 256: use the next multiple (the shape of a down projection).
-        let k = if ty.block_elems() == 256 { 1024 } else { k };
-        let w = weights(ty, n, k);
-        let mut g = c.benchmark_group(format!("quant_matmul/{ty:?}"));
-        for m in [1usize, 128] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
-            let mut y = vec![0f32; m * n];
-            g.throughput(Throughput::Elements((m * n * k) as u64));
-            g.bench_with_input(
-                BenchmarkId::new(format!("{n}x{k}"), format!("m{m}")),
-                &m,
-                |b, &m| b.iter(|| matmul(ty, &w, n, k, &x, m, &mut y).expect("valid shapes")),
-            );
-        }
-        g.finish();
     }
 }
 
@@ -131,6 +79,6 @@ fn rope(c: &mut Criterion) {
 criterion_group! {
     name = kernels;
     config = config();
-    targets = quant_matmul, attention, rope
+    targets = attention, rope
 }
 criterion_main!(kernels);

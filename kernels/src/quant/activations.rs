@@ -1,66 +1,183 @@
-//! Activation rows quantized to 8-bit blocks of 32 (one f32 scale per block, round to nearest),
-//! so a weight block times an activation block is an integer dot product and one multiply.
+//! Activation rows quantized to signed bytes (llama.cpp's Q8_0 / Q8_K idea), so each weight
+//! block times an activation block is an integer dot product and one float multiply.
+//!
+//! * `B32` (for Q4_0/Q5_0/Q8_0 weights): one f32 scale per 32 values, and the sum of each
+//!   block's quants, so the kernels can read weight quants as unsigned bytes and subtract the
+//!   format's offset (8, 16 or 128) times that sum once per block.
+//! * `B256` (for K-quants): one f32 scale per 256 values, so a whole super-block accumulates in
+//!   integers, and the sum of every 16 quants (for the Q4_K/Q5_K minimums and Q6_K's −32).
+//!
+//! Rounding is to nearest with scale amax/127, so quants stay in −127..=127 (never −128,
+//! which the unsigned×signed byte products rely on).
+use super::formats::ActFormat;
 
-/// M rows of K values as `K/32` blocks each.
-#[derive(Debug, Clone)]
+/// M rows of K values, quantized. The buffers keep their capacity between calls.
+#[derive(Debug, Clone, Default)]
 pub struct QuantizedRows {
-    pub k: usize,
+    pub format: Option<ActFormat>,
     pub m: usize,
-    /// Row-major, 32 per block.
+    pub k: usize,
+    /// m·k quants, row-major.
     pub qs: Vec<i8>,
-    /// One per block, row-major.
-    pub scales: Vec<f32>,
-    /// Sum of each block's quants (for weight formats with a per-block minimum).
-    pub sums: Vec<i32>,
-}
-
-/// A window of rows of a `QuantizedRows`.
-#[derive(Debug, Clone, Copy)]
-pub struct RowsView<'a> {
-    pub blocks: usize,
-    pub qs: &'a [i8],
-    pub scales: &'a [f32],
-    pub sums: &'a [i32],
+    /// One scale per block (32 or 256 values), row-major.
+    pub d: Vec<f32>,
+    /// Quant sums: one per 32-block (B32, Panel) or one per 16 values (B256), row-major.
+    pub sums: Vec<i16>,
+    /// Panel only: scale × quant sum per 16 values and per 32, row-major.
+    pub fs16: Vec<f32>,
+    pub fs32: Vec<f32>,
+    /// Quant sums per 16 values (what the format sums are made of).
+    s16: Vec<i32>,
 }
 
 impl QuantizedRows {
-    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
-        let blocks = k / 32;
-        let mut qs = vec![0i8; m * k];
-        let mut scales = vec![0f32; m * blocks];
-        let mut sums = vec![0i32; m * blocks];
-        for (((src, dst), s), sum) in x
-            .chunks_exact(32)
-            .zip(qs.chunks_exact_mut(32))
-            .zip(scales.iter_mut())
-            .zip(sums.iter_mut())
-        {
-            let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            for (q, v) in dst.iter_mut().zip(src) {
-                *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
-            }
-            *s = d;
-            *sum = dst.iter().map(|&q| q as i32).sum();
-        }
-        QuantizedRows {
-            k,
-            m,
-            qs,
-            scales,
-            sums,
+    pub fn block(format: ActFormat) -> usize {
+        match format {
+            ActFormat::B32 | ActFormat::Panel => 32,
+            ActFormat::B256 => 256,
         }
     }
 
-    /// Rows `start..start + count`.
+    /// Values per entry of `sums`.
+    pub fn sum_span(format: ActFormat) -> usize {
+        match format {
+            ActFormat::B32 | ActFormat::Panel => 32,
+            ActFormat::B256 => 16,
+        }
+    }
+
+    /// Quantize `x` (m rows of k, k a multiple of the block) into these buffers.
+    pub fn quantize(&mut self, format: ActFormat, x: &[f32], m: usize, k: usize) {
+        let block = Self::block(format);
+        debug_assert!(k.is_multiple_of(block) && x.len() == m * k);
+        self.format = Some(format);
+        self.m = m;
+        self.k = k;
+        self.qs.resize(m * k, 0);
+        self.d.resize(m * k / block, 0.0);
+        self.s16.resize(m * k / 16, 0);
+        #[cfg(target_arch = "x86_64")]
+        let done = super::x86::quantize(x, block, &mut self.qs, &mut self.d, &mut self.s16);
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = false;
+        if !done {
+            quantize_scalar(x, block, &mut self.qs, &mut self.d, &mut self.s16);
+        }
+        // The per-format sums, from the 16-sums.
+        self.sums.clear();
+        self.fs16.clear();
+        self.fs32.clear();
+        match format {
+            ActFormat::B256 => self.sums.extend(self.s16.iter().map(|&s| s as i16)),
+            ActFormat::B32 | ActFormat::Panel => self
+                .sums
+                .extend(self.s16.chunks_exact(2).map(|p| (p[0] + p[1]) as i16)),
+        }
+        if format == ActFormat::Panel {
+            for (p, &d) in self.s16.chunks_exact(2).zip(&self.d) {
+                self.fs16.push(d * p[0] as f32);
+                self.fs16.push(d * p[1] as f32);
+                self.fs32.push(d * (p[0] + p[1]) as f32);
+            }
+        }
+    }
+
+    /// Rows `start..start + count` as a view the kernels read.
     pub fn rows(&self, start: usize, count: usize) -> RowsView<'_> {
-        let blocks = self.k / 32;
+        let format = self.format.unwrap_or(ActFormat::B32);
+        let per_d = self.k / Self::block(format);
+        let per_sum = self.k / Self::sum_span(format);
+        let (fs16, fs32) = if format == ActFormat::Panel {
+            let per = self.k / 32;
+            (
+                &self.fs16[start * 2 * per..(start + count) * 2 * per],
+                &self.fs32[start * per..(start + count) * per],
+            )
+        } else {
+            (&[][..], &[][..])
+        };
         RowsView {
-            blocks,
+            k: self.k,
+            rows: count,
             qs: &self.qs[start * self.k..(start + count) * self.k],
-            scales: &self.scales[start * blocks..(start + count) * blocks],
-            sums: &self.sums[start * blocks..(start + count) * blocks],
+            d: &self.d[start * per_d..(start + count) * per_d],
+            sums: &self.sums[start * per_sum..(start + count) * per_sum],
+            fs16,
+            fs32,
+        }
+    }
+}
+
+/// A window of rows of `QuantizedRows`: row r's quants are `qs[r·k..]`, its scales
+/// `d[r·k/block..]`, its sums `sums[r·k/span..]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowsView<'a> {
+    pub k: usize,
+    pub rows: usize,
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub sums: &'a [i16],
+    /// Panel format only (else empty): per 16 and per 32, scale × quant sum.
+    pub fs16: &'a [f32],
+    pub fs32: &'a [f32],
+}
+
+/// The portable quantizer (and the definition the SIMD one matches byte for byte).
+fn quantize_scalar(x: &[f32], block: usize, qs: &mut [i8], d: &mut [f32], s16: &mut [i32]) {
+    for (((src, dst), d), sums) in x
+        .chunks_exact(block)
+        .zip(qs.chunks_exact_mut(block))
+        .zip(d.iter_mut())
+        .zip(s16.chunks_exact_mut(block / 16))
+    {
+        let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        for (q, v) in dst.iter_mut().zip(src) {
+            // `as` saturates, and NaN becomes 0.
+            *q = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        }
+        *d = scale;
+        for (s, part) in sums.iter_mut().zip(dst.chunks_exact(16)) {
+            *s = part.iter().map(|&q| q as i32).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SIMD quantizer (where the CPU has one) gives the scalar loop's bytes, ties included.
+    #[test]
+    fn simd_quantizer_matches_scalar_bytes() {
+        let mut state = 0x5151_2323_7777_0101u64;
+        for block in [32usize, 256] {
+            let n = 4 * 256;
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    match i % 7 {
+                        // Exact halves after scaling by 127/amax (amax = 127 in this block).
+                        0 => 127.0,
+                        1 => (state % 255) as f32 - 127.0 + 0.5,
+                        _ => ((state % 20001) as f32 / 10000.0 - 1.0) * 50.0,
+                    }
+                })
+                .collect();
+            let mut rows = QuantizedRows::default();
+            rows.quantize(ActFormat::B256, &x, 1, n);
+            if block == 32 {
+                rows.quantize(ActFormat::B32, &x, 1, n);
+            }
+            let (mut qs, mut d, mut s16) =
+                (vec![0i8; n], vec![0f32; n / block], vec![0i32; n / 16]);
+            quantize_scalar(&x, block, &mut qs, &mut d, &mut s16);
+            assert_eq!(rows.qs, qs);
+            assert_eq!(rows.d, d);
+            assert_eq!(rows.s16, s16);
         }
     }
 }

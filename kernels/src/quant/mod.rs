@@ -1,26 +1,27 @@
 //! Matrix products against GGML block-quantized weights, with the activations quantized to
 //! 8-bit blocks (llama.cpp's approach): y[M×N] = x[M×K] · Wᵀ, W being N rows of K elements
-//! stored as GGUF blocks.
+//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K), read in place.
 //!
 //! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
 //! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
-//! computes an M-row product as M separate vector products. Here every decoded weight block is
-//! reused across a tile of up to four activation rows, and the dot products use AVX2 where the
-//! CPU has it (runtime-detected), with a portable scalar path that is also the reference.
+//! computes an M-row product as M separate vector products. Here each decoded weight block is
+//! reused across a tile of activation rows held in registers, with AVX-512 VNNI or AVX2 where
+//! the CPU has them (runtime-detected) and a portable scalar path that is also the reference.
+//!
+//! * `formats`: block layouts and dequantization.
+//! * `activations`: 8-bit activation blocks (per 32, or per 256 with 16-sums for K-quants).
+//! * `reference`: scalar products.
+//! * `x86`: the SIMD kernels.
+//! * `matmul`: shape checks, activation quantization, the split over threads.
 mod activations;
+mod formats;
+mod matmul;
+mod reference;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
-mod blocks;
-mod scalar;
+mod x86;
 
 pub use activations::{QuantizedRows, RowsView};
-pub use blocks::{dequantize, QuantType};
-
-use rayon::prelude::*;
-
-/// Activation rows processed together against each decoded weight block (with two weight rows
-/// at a time, 4 × 2 accumulators fit the 16 AVX2 registers beside the operands).
-pub const ROW_TILE: usize = 4;
+pub use formats::{decode_block, dequantize, k_scales_mins, ActFormat, IntBlock, QuantType};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
@@ -41,99 +42,59 @@ pub enum QuantError {
         m: usize,
         k: usize,
     },
+    #[error("output has {got} values, the product needs {want}")]
+    OutputSize { got: usize, want: usize },
+    #[error("this CPU cannot run the {0:?} kernels")]
+    Unsupported(Isa),
 }
 
-/// Which implementation runs the dot products.
+/// Which implementation runs the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
-    #[cfg(target_arch = "x86_64")]
+    /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 kernels with AVX-512 VNNI's byte dot product.
-    #[cfg(target_arch = "x86_64")]
+    /// AVX-512 F/BW/VL/VNNI (on 256-bit vectors).
     Avx512Vnni,
 }
 
 impl Isa {
-    /// The best this CPU supports, or what `CANDOR_KERNEL_ISA` (`scalar`, `avx2`, `vnni`)
-    /// asks for where the CPU supports it (for A/B measurements). Decided once per process.
-    pub fn detect() -> Isa {
-        static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-        *ISA.get_or_init(|| {
-            let best = Isa::best();
-            match std::env::var("CANDOR_KERNEL_ISA").as_deref() {
-                Ok("scalar") => Isa::Scalar,
-                #[cfg(target_arch = "x86_64")]
-                Ok("avx2") if best != Isa::Scalar => Isa::Avx2,
-                _ => best,
-            }
+    /// Whether this CPU can run it.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::has_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => x86::has_vnni(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 | Isa::Avx512Vnni => false,
+        }
+    }
+
+    /// The fastest one this CPU supports (detected once).
+    pub fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Isa::Avx512Vnni, Isa::Avx2]
+                .into_iter()
+                .find(|i| i.supported())
+                .unwrap_or(Isa::Scalar)
         })
     }
 
-    fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c");
-            let vnni = std::arch::is_x86_feature_detected!("avx512vnni")
-                && std::arch::is_x86_feature_detected!("avx512vl");
-            match (avx2, vnni) {
-                (true, true) => return Isa::Avx512Vnni,
-                (true, false) => return Isa::Avx2,
-                _ => {}
-            }
-        }
-        Isa::Scalar
+    /// Every implementation this CPU supports (for tests and benchmarks).
+    pub fn all_supported() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
     }
 }
 
-/// Dot products of `C` weight rows with `rows` (≤ R) quantized activation rows, added into
-/// `out[c][r]`.
-fn tile_dots<const C: usize, const R: usize>(
-    isa: Isa,
-    ty: QuantType,
-    w: [&[u8]; C],
-    x: &RowsView<'_>,
-    rows: usize,
-    out: &mut [[f32; R]; C],
-) {
-    match isa {
-        Isa::Scalar => scalar::dots::<C, R>(ty, w, x, rows, out),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => {
-            let vnni = isa == Isa::Avx512Vnni;
-            // The SIMD kernel takes the row count as a constant (its accumulators then live in
-            // registers), so dispatch on it.
-            fn run<const C: usize, const N: usize, const R: usize>(
-                vnni: bool,
-                ty: QuantType,
-                w: [&[u8]; C],
-                x: &RowsView<'_>,
-                out: &mut [[f32; R]; C],
-            ) {
-                let mut acc = [[0f32; N]; C];
-                // SAFETY: `Isa::Avx2`/`Avx512Vnni` are only produced by `detect` after checking
-                // avx2, fma, f16c (and avx512vnni+vl); `matmul_with` checked that every row holds K/32 whole blocks and
-                // that x has K/32 blocks per row; the view holds exactly N rows.
-                unsafe { avx2::dots::<C, N>(vnni, ty, w, x, N, &mut acc) };
-                for (o, a) in out.iter_mut().zip(&acc) {
-                    for (o, a) in o.iter_mut().zip(a) {
-                        *o += a;
-                    }
-                }
-            }
-            match rows {
-                1 => run::<C, 1, R>(vnni, ty, w, x, out),
-                2 => run::<C, 2, R>(vnni, ty, w, x, out),
-                3 => run::<C, 3, R>(vnni, ty, w, x, out),
-                _ => run::<C, 4, R>(vnni, ty, w, x, out),
-            }
-        }
-    }
-}
-
-/// y[M×N] = x[M×K] · Wᵀ with `w` holding N rows of K elements of type `ty`.
+/// y[M×N] = x[M×K] · Wᵀ with `w` holding N rows of K elements of type `ty`, on the fastest
+/// kernels this CPU has. Errors (nothing written) when K is not a whole number of blocks or a
+/// buffer has the wrong size.
 pub fn matmul(
     ty: QuantType,
     w: &[u8],
@@ -143,9 +104,10 @@ pub fn matmul(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
-    matmul_with(Isa::detect(), ty, w, n, k, x, m, y)
+    matmul::run(Isa::best(), ty, w, n, k, x, m, y)
 }
 
+/// `matmul` with a chosen implementation (an error when this CPU lacks it).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_with(
     isa: Isa,
@@ -157,89 +119,109 @@ pub fn matmul_with(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
-    let block = ty.block_elems();
-    if !k.is_multiple_of(block) {
-        return Err(QuantError::RowLength { k, block });
+    if !isa.supported() {
+        return Err(QuantError::Unsupported(isa));
     }
-    let row_bytes = k / block * ty.block_bytes();
-    if w.len() != n * row_bytes {
-        return Err(QuantError::WeightSize {
-            got: w.len(),
-            want: n * row_bytes,
-            n,
-            k,
-            ty,
+    matmul::run(isa, ty, w, n, k, x, m, y)
+}
+
+/// The scalar reference of `matmul_with(isa, ..)`: the same activation quantization, products
+/// in portable code (for tests of the SIMD kernels).
+#[allow(clippy::too_many_arguments)]
+pub fn reference_for(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    let row_bytes = ty.row_bytes(k).ok_or(QuantError::RowLength {
+        k,
+        block: ty.block_elems(),
+    })?;
+    if w.len() != n * row_bytes || x.len() != m * k || y.len() != m * n {
+        return Err(QuantError::OutputSize {
+            got: y.len(),
+            want: m * n,
         });
     }
-    if x.len() != m * k || y.len() != m * n {
-        return Err(QuantError::InputSize {
-            got: x.len(),
-            want: m * k,
-            m,
-            k,
-        });
+    let mut act = QuantizedRows::default();
+    act.quantize(matmul::activation_format(isa, ty, m), x, m, k);
+    scalar_panel(ty, w, row_bytes, &act.rows(0, m), y, 1, n);
+    Ok(())
+}
+
+/// Products of the weight rows in `w` (whole rows of `row_bytes`) with every row of `x`;
+/// weight row j times activation row r goes to `out[j·sj + r·sr]`. `isa` must be supported
+/// and the shapes valid (checked by `matmul::run`).
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    x: &RowsView<'_>,
+    out: &mut [f32],
+    sj: usize,
+    sr: usize,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an `Isa` other than Scalar reaches here only through `matmul` (`best`
+        // checked it) or `matmul_with` (which checks `supported`); `run` checked that `w` is
+        // whole rows of `row_bytes` = K/block blocks and quantized x to `ty.act_format()`
+        // with the same K.
+        Isa::Avx512Vnni => unsafe { x86::vnni::panel(ty, w, row_bytes, x, out, sj, sr) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, sj, sr) },
+        _ => scalar_panel(ty, w, row_bytes, x, out, sj, sr),
     }
-    if !k.is_multiple_of(32) {
-        return Err(QuantError::RowLength { k, block: 32 });
-    }
-    let xq = QuantizedRows::quantize(x, m, k);
-    // Each task owns a run of weight rows and writes their outputs for every activation row
-    // into a buffer of its own, copied into `y` one activation row at a time afterwards.
-    let threads = rayon::current_num_threads().max(1);
-    let rows_per_task = n.div_ceil(threads * 4).max(16);
-    let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(rows_per_task))
-        .into_par_iter()
-        .map(|t| {
-            let start = t * rows_per_task;
-            let end = (start + rows_per_task).min(n);
-            let len = end - start;
-            let mut part = vec![0f32; len * m];
-            let row_of = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
-            let mut row = start;
-            while row < end {
-                let pair = end - row >= 2;
-                let mut r0 = 0;
-                while r0 < m {
-                    let rows = (m - r0).min(ROW_TILE);
-                    let view = xq.rows(r0, rows);
-                    if pair {
-                        let mut acc = [[0f32; ROW_TILE]; 2];
-                        tile_dots::<2, ROW_TILE>(
-                            isa,
-                            ty,
-                            [row_of(row), row_of(row + 1)],
-                            &view,
-                            rows,
-                            &mut acc,
-                        );
-                        for (c, a) in acc.iter().enumerate() {
-                            let j = row + c - start;
-                            for (i, v) in a[..rows].iter().enumerate() {
-                                part[(r0 + i) * len + j] = *v;
-                            }
-                        }
-                    } else {
-                        let mut acc = [[0f32; ROW_TILE]; 1];
-                        tile_dots::<1, ROW_TILE>(isa, ty, [row_of(row)], &view, rows, &mut acc);
-                        let j = row - start;
-                        for (i, v) in acc[0][..rows].iter().enumerate() {
-                            part[(r0 + i) * len + j] = *v;
-                        }
-                    }
-                    r0 += rows;
-                }
-                row += if pair { 2 } else { 1 };
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scalar_panel(
+    ty: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    x: &RowsView<'_>,
+    out: &mut [f32],
+    sj: usize,
+    sr: usize,
+) {
+    const R: usize = 4;
+    // Values per activation scale and per quant sum: the Panel format (f32 16-sums present)
+    // is per 32 whatever the weight type.
+    let format = match x.fs16.is_empty() {
+        true => ty.act_format(),
+        false => ActFormat::Panel,
+    };
+    let dspan = QuantizedRows::block(format);
+    let sspan = QuantizedRows::sum_span(format);
+    for (j, row) in w.chunks_exact(row_bytes).enumerate() {
+        let mut r = 0;
+        while r < x.rows {
+            let n = (x.rows - r).min(R);
+            let view = RowsView {
+                rows: n,
+                qs: &x.qs[r * x.k..],
+                d: &x.d[r * x.k / dspan..],
+                sums: &x.sums[r * x.k / sspan..],
+                fs16: x.fs16.get(r * x.k / 16..).unwrap_or(&[]),
+                fs32: x.fs32.get(r * x.k / 32..).unwrap_or(&[]),
+                ..*x
+            };
+            let mut res = [[0f32; R]; 1];
+            reference::tile::<1, R>(ty, [row], &view, &mut res);
+            for (i, v) in res[0].iter().enumerate().take(n) {
+                out[j * sj + (r + i) * sr] = *v;
             }
-            (start, part)
-        })
-        .collect();
-    for (start, part) in parts {
-        let len = part.len() / m.max(1);
-        for (r, src) in part.chunks_exact(len.max(1)).enumerate() {
-            y[r * n + start..r * n + start + len].copy_from_slice(src);
+            r += n;
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,32 +1,36 @@
-use super::blocks::dequantize;
 use super::*;
 
 /// A deterministic generator (xorshift) so tests need no dependency.
-struct Gen(u64);
+pub(crate) struct Gen(pub u64);
 impl Gen {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn f32(&mut self) -> f32 {
+    /// Uniform in [-1, 1].
+    pub fn f32(&mut self) -> f32 {
         (self.next() % 20001) as f32 / 10000.0 - 1.0
     }
 }
 
-/// Random but valid blocks: random bytes everywhere, then small f16 scales where the format
-/// keeps them (random bytes there could be NaN or huge).
-fn random_weights(g: &mut Gen, ty: QuantType, n: usize, k: usize) -> Vec<u8> {
-    let mut w = Vec::new();
-    let scale_at: &[usize] = match ty {
-        QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4K => &[0, 2],
+/// Where each format keeps its f16 scales.
+pub(crate) fn f16_fields(ty: QuantType) -> &'static [usize] {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4K | QuantType::Q5K => &[0, 2],
         QuantType::Q6K => &[208],
-    };
+    }
+}
+
+/// Random but valid blocks: random bytes everywhere (every bit pattern of the quant and
+/// sub-scale fields is meaningful), then small f16 scales (random bytes there could be NaN).
+pub(crate) fn random_weights(g: &mut Gen, ty: QuantType, n: usize, k: usize) -> Vec<u8> {
+    let mut w = Vec::new();
     for _ in 0..n * k / ty.block_elems() {
         let mut block: Vec<u8> = (0..ty.block_bytes()).map(|_| g.next() as u8).collect();
-        for &at in scale_at {
+        for &at in f16_fields(ty) {
             let d = half::f16::from_f32(g.f32() * 0.01);
             block[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
         }
@@ -35,9 +39,13 @@ fn random_weights(g: &mut Gen, ty: QuantType, n: usize, k: usize) -> Vec<u8> {
     w
 }
 
+fn random_x(g: &mut Gen, len: usize) -> Vec<f32> {
+    (0..len).map(|_| g.f32() * 2.0).collect()
+}
+
 /// Exact f32 products with dequantized weights, and for each the worst-case error of rounding
-/// the activations to 8 bits (half a step per element, times |w|).
-fn reference(
+/// the activations to 8 bits (half a step per element, times |w|) plus float slack.
+fn dequant_reference(
     ty: QuantType,
     w: &[u8],
     n: usize,
@@ -47,140 +55,145 @@ fn reference(
 ) -> (Vec<f32>, Vec<f32>) {
     let mut wf = vec![0f32; n * k];
     dequantize(ty, w, &mut wf);
+    let block = ty.block_elems();
     let step: Vec<f32> = x
-        .chunks(32)
+        .chunks(block)
         .map(|b| b.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0)
         .collect();
     let mut y = vec![0f32; m * n];
     let mut bound = vec![0f32; m * n];
     for r in 0..m {
         for c in 0..n {
-            y[r * n + c] = (0..k).map(|i| x[r * k + i] * wf[c * k + i]).sum();
-            bound[r * n + c] = (0..k)
-                .map(|i| 0.5 * step[(r * k + i) / 32] * wf[c * k + i].abs())
-                .sum();
+            let (mut s, mut b, mut mag) = (0f64, 0f32, 0f32);
+            for i in 0..k {
+                let (xv, wv) = (x[r * k + i], wf[c * k + i]);
+                s += xv as f64 * wv as f64;
+                b += 0.5 * step[(r * k + i) / block] * wv.abs();
+                mag += (xv * wv).abs();
+            }
+            y[r * n + c] = s as f32;
+            bound[r * n + c] = b + 1e-4 * mag + 1e-6;
         }
     }
     (y, bound)
 }
 
-#[test]
-fn k_quant_decoding_matches_the_ggml_layout() {
-    // Q4_K: d = 1, dmin = 0.5, sub-block 0 scale 3 min 2, sub-block 5 scale/min from the
-    // packed high bits; nibbles 0..15 repeating.
-    let mut b = vec![0u8; 144];
-    b[0..2].copy_from_slice(&half::f16::from_f32(1.0).to_bits().to_le_bytes());
-    b[2..4].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
-    b[4] = 3; // sc0
-    b[8] = 2; // m0
-    b[4 + 9] = 0x21; // j = 5: sc low nibble 1, m low nibble 2
-    b[4 + 1] |= 0x40; // sc5 high bits (from scales[1] >> 6) = 1 -> sc5 = 1 | 16 = 17
-    for i in 0..128 {
-        b[16 + i] = ((i % 16) as u8) | (((15 - i % 16) as u8) << 4);
+/// Σ|w·x| per output, the scale float rounding differences are measured against.
+fn magnitudes(ty: QuantType, w: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    let mut wf = vec![0f32; n * k];
+    dequantize(ty, w, &mut wf);
+    let mut out = vec![0f32; m * n];
+    for r in 0..m {
+        for c in 0..n {
+            out[r * n + c] = (0..k).map(|i| (x[r * k + i] * wf[c * k + i]).abs()).sum();
+        }
     }
-    let mut out = vec![0f32; 256];
-    dequantize(QuantType::Q4K, &b, &mut out);
-    assert_eq!(out[0], 3.0 * 0.0 - 0.5 * 2.0);
-    assert_eq!(out[7], 3.0 * 7.0 - 1.0);
-    // Sub-block 5 = high nibbles of bytes 64..96: 15 - (i % 16); m5 = 2 | (scales[5] >> 6) << 4 = 2.
-    assert_eq!(out[5 * 32 + 1], 17.0 * 14.0 - 0.5 * 2.0);
-    // Q6_K: d = 1, scales 1..16, all ql = 0x21, qh = 0b11_10_01_00: element i of half 0 in
-    // sub-block k (32 wide) has low nibble 1 (k < 2) or 2 (k >= 2) and high pair k.
-    let mut b = vec![0u8; 210];
-    b[..128].fill(0x21);
-    b[128..192].fill(0b1110_0100);
-    for (i, s) in b[192..208].iter_mut().enumerate() {
-        *s = i as u8 + 1;
-    }
-    b[208..210].copy_from_slice(&half::f16::from_f32(1.0).to_bits().to_le_bytes());
-    dequantize(QuantType::Q6K, &b, &mut out);
-    for k in 0..4 {
-        let q = (if k < 2 { 1 } else { 2 }) | (k << 4);
-        assert_eq!(
-            out[32 * k],
-            (2 * k + 1) as f32 * (q as f32 - 32.0),
-            "sub-block {k}"
-        );
-        assert_eq!(
-            out[32 * k + 16],
-            (2 * k + 2) as f32 * (q as f32 - 32.0),
-            "sub-block {k} second half"
-        );
-    }
+    out
 }
 
 #[test]
-fn q5_0_decoding_matches_the_ggml_layout() {
-    // d = 1.0, qh: bit j set for even j, qs[j] = j (low nibble) | (15 - j) << 4.
-    let mut block = vec![0x00, 0x3c];
-    block.extend_from_slice(&0x5555_5555u32.to_le_bytes());
-    block.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
-    let mut out = vec![0f32; 32];
-    dequantize(QuantType::Q5_0, &block, &mut out);
-    for j in 0..16 {
-        let bit = if j % 2 == 0 { 16 } else { 0 };
-        assert_eq!(out[j], (j as i32 + bit - 16) as f32, "element {j}");
-        let bit_hi = if (j + 16) % 2 == 0 { 16 } else { 0 };
-        assert_eq!(
-            out[j + 16],
-            (15 - j as i32 + bit_hi - 16) as f32,
-            "element {}",
-            j + 16
-        );
-    }
-}
-
-#[test]
-fn every_isa_matches_the_scalar_reference_on_random_blocks() {
-    let mut g = Gen(0x9e3779b97f4a7c15);
-    // Every instruction set this CPU runs: scalar, AVX2, and AVX2 with VNNI where present.
-    let mut isas = vec![Isa::Scalar, Isa::detect()];
-    #[cfg(target_arch = "x86_64")]
-    if Isa::detect() == Isa::Avx512Vnni {
-        isas.push(Isa::Avx2);
-    }
-    for ty in [
-        QuantType::Q5_0,
-        QuantType::Q8_0,
-        QuantType::Q4K,
-        QuantType::Q6K,
-    ] {
-        // Edge sizes: one block, odd block counts, rows that do not fill a tile, one row.
-        for &(n, k, m) in &[
-            (1usize, 32usize, 1usize),
-            (3, 96, 5),
-            (17, 224, 4),
-            (33, 64, 7),
-            (16, 896, 1),
-            (5, 32, 9),
-        ] {
-            let k = if ty.block_elems() == 256 {
-                k.div_ceil(32) * 256
-            } else {
-                k
-            };
+fn scalar_reference_matches_dequantized_products() {
+    let mut g = Gen(0x1234_5678_9abc_def1);
+    for ty in QuantType::ALL {
+        for (n, blocks, m) in [(1, 1, 1), (3, 2, 2), (5, 3, 5), (3, 2, 17)] {
+            let k = blocks * ty.block_elems();
             let w = random_weights(&mut g, ty, n, k);
-            let x: Vec<f32> = (0..m * k).map(|_| g.f32()).collect();
-            let (want, bound) = reference(ty, &w, n, k, &x, m);
-            let mut outs = Vec::new();
-            for &isa in &isas {
+            let x = random_x(&mut g, m * k);
+            let (want, bound) = dequant_reference(ty, &w, n, k, &x, m);
+            // Scalar products of every activation format (the Panel one is VNNI's prefill).
+            for isa in [Isa::Scalar, Isa::Avx512Vnni] {
                 let mut y = vec![0f32; m * n];
-                matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
-                for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                reference_for(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
+                for i in 0..m * n {
                     assert!(
-                        (a - b).abs() <= bound[i] * 1.01 + 1e-5,
-                        "{ty:?} {isa:?} n{n} k{k} m{m} [{i}]: {a} vs {b} (bound {})",
+                        (y[i] - want[i]).abs() <= bound[i],
+                        "{isa:?} {ty:?} n{n} k{k} m{m} [{i}]: {} vs {} (bound {})",
+                        y[i],
+                        want[i],
                         bound[i]
                     );
                 }
-                outs.push(y);
             }
-            // Same integer arithmetic: SIMD and scalar agree to float rounding.
-            for (a, b) in outs[0].iter().zip(&outs[1]) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
-                    "{ty:?} scalar {a} vs simd {b}"
-                );
+        }
+    }
+}
+
+/// Every SIMD kernel against the scalar reference: the integer parts are exact, so they differ
+/// only in the order of float additions.
+#[test]
+fn simd_kernels_match_the_reference() {
+    let mut g = Gen(0x0dd_ba11_5eed);
+    let isas: Vec<Isa> = Isa::all_supported()
+        .into_iter()
+        .filter(|&i| i != Isa::Scalar)
+        .collect();
+    eprintln!("testing {isas:?}");
+    for ty in QuantType::ALL {
+        // Odd and even counts of weight rows (whole tiles and the one-row tail), activation
+        // rows around every tile size and both sides of the split between strategies.
+        for (n, blocks) in [(1, 1), (2, 3), (7, 1), (9, 5), (33, 2)] {
+            let k = blocks * ty.block_elems();
+            let w = random_weights(&mut g, ty, n, k);
+            for m in [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 37] {
+                let x = random_x(&mut g, m * k);
+                let mag = magnitudes(ty, &w, n, k, &x, m);
+                for &isa in &isas {
+                    // The scalar products of the same activation quantization.
+                    let mut want = vec![0f32; m * n];
+                    reference_for(isa, ty, &w, n, k, &x, m, &mut want).unwrap();
+                    let mut y = vec![f32::NAN; m * n];
+                    matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
+                    for i in 0..m * n {
+                        assert!(
+                            (y[i] - want[i]).abs() <= 1e-5 * mag[i] + 1e-6,
+                            "{isa:?} {ty:?} n{n} k{k} m{m} [{i}]: {} vs {}",
+                            y[i],
+                            want[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Extreme activations and weights: quants at their limits must not saturate the i16 steps.
+#[test]
+fn simd_kernels_are_exact_at_the_extremes() {
+    let isas: Vec<Isa> = Isa::all_supported();
+    for ty in QuantType::ALL {
+        let (n, k, m) = (4, 2 * ty.block_elems(), 4);
+        // All-ones bytes: the largest unsigned quants, scale bytes aside.
+        let mut w = vec![0xffu8; n * k / ty.block_elems() * ty.block_bytes()];
+        for b in w.chunks_exact_mut(ty.block_bytes()) {
+            for &at in f16_fields(ty) {
+                b[at..at + 2].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+            }
+        }
+        // Q8_0's most negative weight (−128) is 0x80.
+        if ty == QuantType::Q8_0 {
+            for b in w.chunks_exact_mut(34) {
+                b[2..].fill(0x80);
+            }
+        }
+        for sign in [1f32, -1.0] {
+            let x: Vec<f32> = (0..m * k).map(|i| sign * (1.0 + (i % 3) as f32)).collect();
+            let mut results = Vec::new();
+            for &isa in &isas {
+                let mut y = vec![0f32; m * n];
+                matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
+                results.push(y);
+            }
+            let (want, bound) = dequant_reference(ty, &w, n, k, &x, m);
+            for (isa, y) in isas.iter().zip(&results) {
+                for i in 0..m * n {
+                    assert!(
+                        (y[i] - want[i]).abs() <= bound[i],
+                        "{isa:?} {ty:?} sign {sign} [{i}]: {} vs {}",
+                        y[i],
+                        want[i]
+                    );
+                }
             }
         }
     }
@@ -188,27 +201,93 @@ fn every_isa_matches_the_scalar_reference_on_random_blocks() {
 
 #[test]
 fn bad_shapes_are_errors_not_panics() {
-    let w = vec![0u8; 22];
-    let mut y = vec![0f32; 1];
+    let mut y = [0f32; 4];
+    let w = vec![0u8; 2 * 22];
+    let x = vec![0f32; 64];
+    // K not a multiple of the block.
     assert!(matches!(
-        matmul(QuantType::Q5_0, &w, 1, 31, &[0.0; 31], 1, &mut y),
+        matmul(QuantType::Q5_0, &w, 2, 48, &x[..48], 1, &mut y[..2]),
         Err(QuantError::RowLength { .. })
     ));
     assert!(matches!(
-        matmul(QuantType::Q5_0, &w, 2, 32, &[0.0; 32], 1, &mut y),
+        matmul(QuantType::Q4K, &w, 2, 32, &x[..32], 1, &mut y[..2]),
+        Err(QuantError::RowLength { .. })
+    ));
+    // Buffers of the wrong size.
+    assert!(matches!(
+        matmul(QuantType::Q5_0, &w[..40], 2, 32, &x[..32], 1, &mut y[..2]),
         Err(QuantError::WeightSize { .. })
     ));
     assert!(matches!(
-        matmul(QuantType::Q5_0, &w, 1, 32, &[0.0; 31], 1, &mut y),
+        matmul(QuantType::Q5_0, &w, 2, 32, &x[..31], 1, &mut y[..2]),
         Err(QuantError::InputSize { .. })
     ));
+    assert!(matches!(
+        matmul(QuantType::Q5_0, &w, 2, 32, &x[..32], 1, &mut y[..3]),
+        Err(QuantError::OutputSize { .. })
+    ));
+    // Empty products are fine.
+    assert!(matmul(QuantType::Q5_0, &w, 2, 32, &x[..0], 0, &mut y[..0]).is_ok());
+    assert!(matmul(QuantType::Q5_0, &w[..0], 0, 32, &x[..32], 1, &mut y[..0]).is_ok());
+    let mut y2 = vec![1f32; 3];
+    assert!(matmul(QuantType::Q5_0, &[], 3, 0, &[], 1, &mut y2).is_ok());
+    assert_eq!(y2, vec![0.0; 3]);
 }
 
+/// Hand-built blocks with known values pin each layout (bit positions, nibble order, the
+/// split scale bytes of Q4_K/Q5_K, Q6_K's interleaving).
 #[test]
-fn zero_activations_give_zero() {
-    let mut g = Gen(7);
-    let w = random_weights(&mut g, QuantType::Q8_0, 4, 64);
-    let mut y = vec![1f32; 8];
-    matmul(QuantType::Q8_0, &w, 4, 64, &[0.0; 128], 2, &mut y).unwrap();
-    assert!(y.iter().all(|&v| v == 0.0));
+fn layouts_decode_to_known_values() {
+    let one = half::f16::from_f32(1.0).to_bits().to_le_bytes();
+    // Q4_0: element i is the low nibble of byte i, element i+16 the high one; minus 8.
+    let mut b = vec![0u8; 18];
+    b[..2].copy_from_slice(&one);
+    for i in 0..16 {
+        b[2 + i] = (i as u8) | (((15 - i) as u8) << 4);
+    }
+    let mut v = vec![0f32; 32];
+    dequantize(QuantType::Q4_0, &b, &mut v);
+    for i in 0..16 {
+        assert_eq!(v[i], i as f32 - 8.0);
+        assert_eq!(v[i + 16], (15 - i) as f32 - 8.0);
+    }
+    // Q5_0: bit i of qh is element i's fifth bit; minus 16.
+    let mut b = vec![0u8; 22];
+    b[..2].copy_from_slice(&one);
+    b[2..6].copy_from_slice(&0x8000_0001u32.to_le_bytes());
+    dequantize(QuantType::Q5_0, &b, &mut v);
+    assert_eq!(v[0], 0.0);
+    assert_eq!(v[1], -16.0);
+    assert_eq!(v[31], 0.0);
+    // Q4_K: scale 5 = low nibble of byte 8+5 plus the top bits of byte 1 (above bit 6).
+    let mut b = vec![0u8; 144];
+    b[..2].copy_from_slice(&one);
+    b[2..4].copy_from_slice(&one);
+    b[4 + 9] = 0x23; // scale 5 low nibble 3, min 5 low nibble 2
+    b[4 + 1] = 0b0100_0000; // scale 5 bit 4
+    b[4 + 5] = 0b1000_0000; // min 5 bit 5
+    b[16 + 64..16 + 96].fill(0x70); // sub-block 5 = high nibbles of bytes 64..96 → 7
+    let mut v = vec![0f32; 256];
+    dequantize(QuantType::Q4K, &b, &mut v);
+    assert_eq!(v[160], (16 + 3) as f32 * 7.0 - (32 + 2) as f32);
+    assert_eq!(v[128], 0.0);
+    // Q5_K: sub-block j's fifth bit is bit j of qh[l].
+    let mut b = vec![0u8; 176];
+    b[..2].copy_from_slice(&one);
+    b[4] = 1; // scale 0 = 1
+    b[4 + 3] = 2; // scale 3 = 2
+    b[16] = 0b1001; // qh[0]: fifth bit of element 0 (sub-block 0) and of element 96 (sub 3)
+    dequantize(QuantType::Q5K, &b, &mut v);
+    assert_eq!(v[0], 16.0);
+    assert_eq!(v[1], 0.0);
+    assert_eq!(v[96], 32.0);
+    // Q6_K: element 128 + 64 + 5 (half 1, quarter 2) = high nibble of ql[64 + 5], bits 4..6 of
+    // qh[32 + 5], scale 8 + 4.
+    let mut b = vec![0u8; 210];
+    b[208..210].copy_from_slice(&one);
+    b[64 + 5] = 0x90; // high nibble 9
+    b[128 + 32 + 5] = 0b0010_0000; // bits 4..6 = 2
+    b[192 + 12] = (-3i8) as u8;
+    dequantize(QuantType::Q6K, &b, &mut v);
+    assert_eq!(v[128 + 64 + 5], -3.0 * ((9 | (2 << 4)) as f32 - 32.0));
 }

@@ -215,9 +215,16 @@ impl Backend for CpuBackend {
     fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
         let y = match w {
             CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
+            // candle's product serves what the kernels reject (e.g. a row length that is not
+            // a whole number of blocks).
             CpuWeight::Quant {
-                q, fast: Some(ty), ..
-            } => quant_linear(x, &q.data()?, q.shape().dims(), *ty)?,
+                q,
+                qmm,
+                fast: Some(ty),
+            } => match quant_linear(x, &q.data()?, q.shape().dims(), *ty) {
+                Ok(y) => y,
+                Err(_) => qmm.forward(&x.contiguous()?)?,
+            },
             CpuWeight::Mapped { blocks, ty } => {
                 quant_linear(x, blocks.bytes(), &blocks.shape, *ty)?
             }

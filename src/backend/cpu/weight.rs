@@ -26,9 +26,11 @@ pub enum CpuWeight {
 /// The candor-kernels type for a GGML block type, where it has one.
 fn kernel_type(d: GgmlDType) -> Option<QuantType> {
     match d {
+        GgmlDType::Q4_0 => Some(QuantType::Q4_0),
         GgmlDType::Q5_0 => Some(QuantType::Q5_0),
         GgmlDType::Q8_0 => Some(QuantType::Q8_0),
         GgmlDType::Q4K => Some(QuantType::Q4K),
+        GgmlDType::Q5K => Some(QuantType::Q5K),
         GgmlDType::Q6K => Some(QuantType::Q6K),
         _ => None,
     }

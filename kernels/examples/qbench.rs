@@ -1,0 +1,73 @@
+//! Best-of-N timing of one quantized product, for quick kernel tuning on a noisy machine:
+//! `cargo run -p candor-kernels --release --example qbench -- [m] [reps]`
+//! (thread count from RAYON_NUM_THREADS).
+use candor_kernels::quant::{matmul_with, Isa, QuantType};
+use std::time::Instant;
+
+fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
+    let mut w: Vec<u8> = (0..n * k / ty.block_elems() * ty.block_bytes())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let at: &[usize] = match ty {
+        QuantType::Q6K => &[208],
+        QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        _ => &[0],
+    };
+    for b in w.chunks_exact_mut(ty.block_bytes()) {
+        for &a in at {
+            b[a..a + 2].copy_from_slice(&scale);
+        }
+    }
+    w
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let m = args.first().copied().unwrap_or(1);
+    let reps = args.get(1).copied().unwrap_or(50);
+    let only = std::env::var("TY").ok();
+    for ty in QuantType::ALL {
+        if only.as_ref().is_some_and(|t| *t != format!("{ty:?}")) {
+            continue;
+        }
+        let (k, n) = if ty.block_elems() == 256 {
+            (4864, 896)
+        } else {
+            (896, 4864)
+        };
+        let w = weights(ty, n, k);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        let mut y = vec![0f32; m * n];
+        let mut line = format!("{ty:?} m{m}:");
+        for isa in Isa::all_supported()
+            .into_iter()
+            .filter(|&i| i != Isa::Scalar)
+        {
+            if std::env::var("ISA").is_ok_and(|w| w != format!("{isa:?}")) {
+                continue;
+            }
+            let mut best = f64::MAX;
+            for _ in 0..reps {
+                let t = Instant::now();
+                matmul_with(isa, ty, &w, n, k, &x, m, &mut y).expect("valid");
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            line += &format!(
+                "  {isa:?} {:.1} GMAC/s {:.1} GB/s",
+                (m * n * k) as f64 / best / 1e9,
+                w.len() as f64 / best / 1e9
+            );
+        }
+        println!("{line}");
+    }
+}

@@ -1,0 +1,225 @@
+//! GGML weight block layouts, byte for byte as GGUF files store them, and their scalar
+//! dequantization (the ground truth every product here is tested against, and the embedding
+//! lookup of quantized tables).
+//!
+//! All multi-byte fields are little-endian; `f16` is IEEE half precision.
+//!
+//! | type | elems | bytes | layout                                                          |
+//! |------|-------|-------|-----------------------------------------------------------------|
+//! | Q4_0 | 32    | 18    | d: f16, qs[16]: element i low nibble, element i+16 high nibble    |
+//! | Q5_0 | 32    | 22    | d: f16, qh: u32 (bit i = fifth bit of element i), qs[16] as Q4_0  |
+//! | Q8_0 | 32    | 34    | d: f16, qs[32]: i8                                                |
+//! | Q4_K | 256   | 144   | d, dmin: f16, scales[12] (8 six-bit scales + 8 mins), qs[128]     |
+//! | Q5_K | 256   | 176   | d, dmin: f16, scales[12], qh[32], qs[128]                         |
+//! | Q6_K | 256   | 210   | ql[128], qh[64], scales[16]: i8, d: f16                           |
+use half::f16;
+
+/// The block types the quantized products read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// value = d·(q − 8), q a nibble.
+    Q4_0,
+    /// value = d·(q − 16), q five bits.
+    Q5_0,
+    /// value = d·q, q a signed byte.
+    Q8_0,
+    /// value = d·sc_j·q − dmin·m_j for 32-element sub-block j, q a nibble.
+    Q4K,
+    /// As Q4_K with a fifth bit per quant from `qh`.
+    Q5K,
+    /// value = d·sc_j·(q − 32) for 16-element sub-block j, q six bits.
+    Q6K,
+}
+
+/// How activations are quantized for a weight type: per 32 elements (one scale per block,
+/// matching the weight blocks) or per 256 (one scale per K-quant super-block, with sums of
+/// every 16 quants for the weight minimums/offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActFormat {
+    B32,
+    B256,
+    /// B32 plus the f32 sums of every 16 and 32 values (scale × quant sum), for the prefill
+    /// kernel that holds weight rows in vector lanes and applies every format's offset or
+    /// minimum in f32 (`x86::panel`).
+    Panel,
+}
+
+impl QuantType {
+    pub const ALL: [QuantType; 6] = [
+        QuantType::Q4_0,
+        QuantType::Q5_0,
+        QuantType::Q8_0,
+        QuantType::Q4K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ];
+
+    /// Elements per block.
+    pub fn block_elems(self) -> usize {
+        match self {
+            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => 32,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QuantType::Q4_0 => 18,
+            QuantType::Q5_0 => 22,
+            QuantType::Q8_0 => 34,
+            QuantType::Q4K => 144,
+            QuantType::Q5K => 176,
+            QuantType::Q6K => 210,
+        }
+    }
+
+    pub fn act_format(self) -> ActFormat {
+        match self.block_elems() {
+            32 => ActFormat::B32,
+            _ => ActFormat::B256,
+        }
+    }
+
+    /// Bytes of a row of `k` elements, or None when `k` is not a whole number of blocks.
+    pub fn row_bytes(self, k: usize) -> Option<usize> {
+        k.is_multiple_of(self.block_elems())
+            .then(|| k / self.block_elems() * self.block_bytes())
+    }
+}
+
+/// The f16 at byte `at` as f32.
+#[inline]
+pub fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
+}
+
+/// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K block, from its 12 packed
+/// bytes: bytes 0..4 hold scales 0..4 (low 6 bits), bytes 4..8 mins 0..4; scales and mins
+/// 4..8 keep their low nibbles in bytes 8..12 (scale low, min high) and their top two bits in
+/// the spare top bits of bytes 0..4 (scales) and 4..8 (mins).
+#[inline]
+pub fn k_scales_mins(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let word =
+        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    let sc_lo = a & 0x3f3f_3f3f;
+    let sc_hi = (c & 0x0f0f_0f0f) | (((a >> 6) & 0x0303_0303) << 4);
+    let mn_lo = b & 0x3f3f_3f3f;
+    let mn_hi = ((c >> 4) & 0x0f0f_0f0f) | (((b >> 6) & 0x0303_0303) << 4);
+    let mut sc = [0u8; 8];
+    let mut mn = [0u8; 8];
+    sc[..4].copy_from_slice(&sc_lo.to_le_bytes());
+    sc[4..].copy_from_slice(&sc_hi.to_le_bytes());
+    mn[..4].copy_from_slice(&mn_lo.to_le_bytes());
+    mn[4..].copy_from_slice(&mn_hi.to_le_bytes());
+    (sc, mn)
+}
+
+/// The integer quants of one block, offsets already removed (so value = scale·q − min), with
+/// the scale and min of every 16 elements. The reference products and `dequantize` share it,
+/// so the two can only disagree in the activation side.
+#[derive(Debug, Clone)]
+pub struct IntBlock {
+    pub q: [i32; 256],
+    pub scale: [f32; 16],
+    pub min: [f32; 16],
+}
+
+impl Default for IntBlock {
+    fn default() -> Self {
+        IntBlock {
+            q: [0; 256],
+            scale: [0.0; 16],
+            min: [0.0; 16],
+        }
+    }
+}
+
+/// Decode one block (`block.len() == ty.block_bytes()`) into `out` (the first
+/// `ty.block_elems()` quants and `block_elems / 16` scale/min pairs are set).
+pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 => {
+            let d = f16_at(block, 0);
+            let (qh, qs, offset) = if ty == QuantType::Q5_0 {
+                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                (qh, &block[6..22], 16)
+            } else {
+                (0, &block[2..18], 8)
+            };
+            for (i, &byte) in qs.iter().enumerate() {
+                let fifth = |bit: usize| (((qh >> bit) & 1) << 4) as i32;
+                out.q[i] = (byte & 0x0f) as i32 + fifth(i) - offset;
+                out.q[i + 16] = (byte >> 4) as i32 + fifth(i + 16) - offset;
+            }
+            out.scale[..2].fill(d);
+            out.min[..2].fill(0.0);
+        }
+        QuantType::Q8_0 => {
+            let d = f16_at(block, 0);
+            for (q, &b) in out.q.iter_mut().zip(&block[2..34]) {
+                *q = b as i8 as i32;
+            }
+            out.scale[..2].fill(d);
+            out.min[..2].fill(0.0);
+        }
+        QuantType::Q4K | QuantType::Q5K => {
+            let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+            let (sc, mn) = k_scales_mins(&block[4..16]);
+            let (qh, qs) = if ty == QuantType::Q5K {
+                (&block[16..48], &block[48..176])
+            } else {
+                (&[0u8; 32][..], &block[16..144])
+            };
+            // Sub-block j (32 elements) is the low (even j) or high (odd j) nibbles of bytes
+            // 32·(j/2)..+32, with its fifth bit in bit j of qh[0..32].
+            for j in 0..8 {
+                let bytes = &qs[32 * (j / 2)..32 * (j / 2) + 32];
+                let shift = 4 * (j % 2);
+                for (l, &b) in bytes.iter().enumerate() {
+                    let hi = ((qh[l] >> j) & 1) << 4;
+                    out.q[32 * j + l] = (((b >> shift) & 0x0f) | hi) as i32;
+                }
+                out.scale[2 * j..2 * j + 2].fill(d * sc[j] as f32);
+                out.min[2 * j..2 * j + 2].fill(dmin * mn[j] as f32);
+            }
+        }
+        QuantType::Q6K => {
+            let (ql, qh, scales) = (&block[0..128], &block[128..192], &block[192..208]);
+            let d = f16_at(block, 208);
+            // Each 128-element half uses 64 bytes of ql and 32 of qh. Its four 32-element
+            // quarters k take low (k < 2) or high nibbles of ql[32·(k%2)..], and bits 2k..2k+2
+            // of qh.
+            for half in 0..2 {
+                for k in 0..4 {
+                    let lo = &ql[64 * half + 32 * (k % 2)..][..32];
+                    let hi = &qh[32 * half..][..32];
+                    for l in 0..32 {
+                        let q = ((lo[l] >> (4 * (k / 2))) & 0x0f) | (((hi[l] >> (2 * k)) & 3) << 4);
+                        out.q[128 * half + 32 * k + l] = q as i32 - 32;
+                    }
+                }
+            }
+            for (s, &b) in out.scale.iter_mut().zip(scales) {
+                *s = d * b as i8 as f32;
+            }
+            out.min.fill(0.0);
+        }
+    }
+}
+
+/// Dequantize whole blocks: `data` holds `out.len() / block_elems` blocks. Trailing bytes or
+/// values that do not make a whole block are left alone.
+pub fn dequantize(ty: QuantType, data: &[u8], out: &mut [f32]) {
+    let mut b = IntBlock::default();
+    for (block, o) in data
+        .chunks_exact(ty.block_bytes())
+        .zip(out.chunks_exact_mut(ty.block_elems()))
+    {
+        decode_block(ty, block, &mut b);
+        for (i, v) in o.iter_mut().enumerate() {
+            *v = b.scale[i / 16] * b.q[i] as f32 - b.min[i / 16];
+        }
+    }
+}

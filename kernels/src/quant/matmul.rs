@@ -1,0 +1,254 @@
+//! y[M×N] = x[M×K] · Wᵀ: quantize x once, then split the work over rayon's pool.
+//!
+//! * Few activation rows (decode, short prompts): split over weight rows, so every weight byte
+//!   is read from memory once per call however many threads share the work. With one row the
+//!   tasks write straight into y; with more they write a transposed scratch (weight row major,
+//!   each task's part contiguous), copied into y at the end.
+//! * Many rows (prefill): split over activation rows; every task writes its own rows of y and
+//!   walks all of W a few weight rows at a time, reusing each from L1 across its activation
+//!   tiles (W itself stays in L3 between tasks).
+use super::activations::QuantizedRows;
+use super::formats::{ActFormat, QuantType};
+use super::{panel, Isa, QuantError};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// From this many activation rows on, VNNI CPUs repack W into lane-interleaved panels.
+const PANEL_MIN_ROWS: usize = 16;
+/// Below this many activation rows the work is split over weight rows.
+const ROW_SPLIT_MIN: usize = 16;
+/// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
+/// work, well above rayon's cost of handing it to another thread.
+const MIN_TASK_WORK: usize = 48 << 10;
+
+/// Buffers kept per calling thread between calls: the quantized activations and the
+/// transposed output. Taken out while in use, so a nested call cannot find them borrowed.
+#[derive(Default)]
+struct Scratch {
+    act: QuantizedRows,
+    yt: Vec<f32>,
+    /// Repacked weight panels (prefill on VNNI).
+    panels: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Check the shapes, quantize x and run the product with `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    let row_bytes = ty.row_bytes(k).ok_or(QuantError::RowLength {
+        k,
+        block: ty.block_elems(),
+    })?;
+    if w.len() != n * row_bytes {
+        return Err(QuantError::WeightSize {
+            got: w.len(),
+            want: n * row_bytes,
+            n,
+            k,
+            ty,
+        });
+    }
+    if x.len() != m * k {
+        return Err(QuantError::InputSize {
+            got: x.len(),
+            want: m * k,
+            m,
+            k,
+        });
+    }
+    if y.len() != m * n {
+        return Err(QuantError::OutputSize {
+            got: y.len(),
+            want: m * n,
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let threads = rayon::current_num_threads().max(1);
+    let format = activation_format(isa, ty, m);
+    scratch.act.quantize(format, x, m, k);
+    if format == ActFormat::Panel {
+        #[cfg(target_arch = "x86_64")]
+        by_panels(
+            ty,
+            w,
+            n,
+            k,
+            row_bytes,
+            &scratch.act,
+            y,
+            &mut scratch.panels,
+            threads,
+        );
+    } else if m >= ROW_SPLIT_MIN {
+        by_activation_rows(isa, ty, w, n, row_bytes, &scratch.act, y, threads);
+    } else {
+        by_weight_rows(
+            isa,
+            ty,
+            w,
+            n,
+            row_bytes,
+            &scratch.act,
+            y,
+            &mut scratch.yt,
+            threads,
+        );
+    }
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    Ok(())
+}
+
+/// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
+/// format, except for prefill on VNNI CPUs (repacked panels, `x86::panel`).
+pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
+    if isa == Isa::Avx512Vnni && m >= PANEL_MIN_ROWS {
+        ActFormat::Panel
+    } else {
+        ty.act_format()
+    }
+}
+
+/// Rows per task: about `tasks_per_thread` tasks per thread, at least `MIN_TASK_WORK` of work
+/// each, a multiple of `multiple`.
+fn rows_per_task(total: usize, work_per_row: usize, threads: usize, multiple: usize) -> usize {
+    let by_work = MIN_TASK_WORK.div_ceil(work_per_row.max(1));
+    let by_balance = total.div_ceil(threads * 4);
+    by_work
+        .max(by_balance)
+        .max(1)
+        .next_multiple_of(multiple)
+        .min(total.next_multiple_of(multiple))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn by_weight_rows(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    row_bytes: usize,
+    act: &QuantizedRows,
+    y: &mut [f32],
+    yt: &mut Vec<f32>,
+    threads: usize,
+) {
+    let m = act.m;
+    let x = act.rows(0, m);
+    let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, 4);
+    let task = |t: usize, out: &mut [f32], sj: usize, sr: usize| {
+        let rows = out.len() / m;
+        let wt = &w[t * chunk * row_bytes..(t * chunk + rows) * row_bytes];
+        panel(isa, ty, wt, row_bytes, &x, out, sj, sr);
+    };
+    if m == 1 {
+        if chunk >= n {
+            task(0, y, 1, 1);
+        } else {
+            y.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(t, out)| task(t, out, 1, 1));
+        }
+        return;
+    }
+    yt.clear();
+    yt.resize(n * m, 0.0);
+    if chunk >= n {
+        task(0, yt, m, 1);
+    } else {
+        yt.par_chunks_mut(chunk * m)
+            .enumerate()
+            .for_each(|(t, out)| task(t, out, m, 1));
+    }
+    for (r, yr) in y.chunks_exact_mut(n).enumerate() {
+        for (j, v) in yr.iter_mut().enumerate() {
+            *v = yt[j * m + r];
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn by_activation_rows(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    row_bytes: usize,
+    act: &QuantizedRows,
+    y: &mut [f32],
+    threads: usize,
+) {
+    let m = act.m;
+    let rows = rows_per_task(m, n * row_bytes / 4, threads, 4);
+    y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
+        let x = act.rows(t * rows, out.len() / n);
+        panel(isa, ty, w, row_bytes, &x, out, 1, n);
+    });
+}
+
+/// Repack W into panels of 8 rows (split over weight rows), then split the product over
+/// activation rows; every task walks all panels, each reused from L1/L2 across its row tiles.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn by_panels(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    row_bytes: usize,
+    act: &QuantizedRows,
+    y: &mut [f32],
+    panels: &mut Vec<u8>,
+    threads: usize,
+) {
+    use super::x86::{panel, panel_gemm, repack_panel};
+    let pb = panel::panel_bytes(k);
+    let count = n.div_ceil(panel::ROWS);
+    // Every byte is rewritten by `repack`: grow, never clear.
+    if panels.len() < count * pb {
+        panels.resize(count * pb, 0);
+    }
+    let panels = &mut panels[..count * pb];
+    let per_task = rows_per_task(count, panel::ROWS * row_bytes, threads, 1);
+    panels
+        .par_chunks_mut(per_task * pb)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            for (i, out) in chunk.chunks_exact_mut(pb).enumerate() {
+                let first = (t * per_task + i) * panel::ROWS;
+                let last = (first + panel::ROWS).min(n);
+                repack_panel(
+                    ty,
+                    &w[first * row_bytes..last * row_bytes],
+                    row_bytes,
+                    k,
+                    out,
+                );
+            }
+        });
+    let m = act.m;
+    let rows = m.div_ceil(threads * 2).next_multiple_of(8).max(8);
+    let panels = &panels[..];
+    y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
+        let x = act.rows(t * rows, out.len() / n);
+        panel_gemm(ty, panels, n, k, &x, out);
+    });
+}

@@ -1,0 +1,438 @@
+//! The x86 product kernels, written once and stamped out per instruction set by
+//! `x86_kernels!` (a `#[target_feature]` function only inlines callees compiled for the same
+//! features, so each set needs its own copy of the whole loop nest). The invoking module
+//! provides `prim` (the ISA-specific operations) and picks the tile shape.
+//!
+//! A tile is C weight rows × R activation rows: each weight block is decoded once into
+//! registers and multiplied with the same block of all R activation rows, and each activation
+//! block is loaded once for all C weight rows. Weight quants are unsigned bytes (formats with
+//! signed values are read with their offset, which is removed through the activation sums).
+//!
+//! * 32-element formats (Q4_0/Q5_0/Q8_0): per block, an i32 dot product per lane, converted
+//!   and multiplied by d_w·d_x into f32 accumulators.
+//! * K-quants: a whole 256-element super-block accumulates in i32, the 6/8-bit sub-block scales
+//!   applied in the i16→i32 multiply-add; one conversion per super-block, where the Q4_K/Q5_K
+//!   minimums (dmin·m_j·Σx) or Q6_K's −32·Σ sc·x come in from the activations' 16-sums.
+macro_rules! x86_kernels {
+    ($features:literal, C = $cb:literal, R = $rb:literal) => {
+        use super::super::activations::RowsView;
+        use super::super::formats::{k_scales_mins, QuantType};
+        use std::arch::x86_64::*;
+
+        const Q4_0: u8 = 0;
+        const Q5_0: u8 = 1;
+        const Q8_0: u8 = 2;
+        const Q4K: u8 = 3;
+        const Q5K: u8 = 4;
+        const Q6K: u8 = 5;
+
+        /// Activation row pointers of one tile.
+        struct XRows<const R: usize> {
+            qs: [*const i8; R],
+            d: [*const f32; R],
+            sums: [*const i16; R],
+        }
+
+        /// Products of a run of weight rows with every row of `x`: the product of weight row
+        /// j with activation row r goes to `out[j·sj + r·sr]`.
+        ///
+        /// # Safety
+        /// The CPU must have the features this module is compiled for. `w` must hold whole
+        /// rows of `row_bytes` bytes, each `x.k / ty.block_elems()` blocks of `ty`, and `x`
+        /// must be quantized in `ty.act_format()` (the caller validates both).
+        #[target_feature(enable = $features)]
+        pub unsafe fn panel(
+            ty: QuantType,
+            w: &[u8],
+            row_bytes: usize,
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            sj: usize,
+            sr: usize,
+        ) {
+            match ty {
+                QuantType::Q4_0 => panel_of::<Q4_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q5_0 => panel_of::<Q5_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q8_0 => panel_of::<Q8_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q4K => panel_of::<Q4K>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, sj, sr),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn panel_of<const T: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            sj: usize,
+            sr: usize,
+        ) {
+            let nrows = w.len() / row_bytes;
+            let mut j = 0;
+            while j < nrows {
+                if nrows - j >= $cb {
+                    let rows: [*const u8; $cb] =
+                        std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
+                    rows_of::<T, $cb>(rows, x, out, j, sj, sr);
+                    j += $cb;
+                } else {
+                    rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, sj, sr);
+                    j += 1;
+                }
+            }
+        }
+
+        /// C weight rows (from row j) against all rows of x, R at a time.
+        #[target_feature(enable = $features)]
+        unsafe fn rows_of<const T: u8, const C: usize>(
+            w: [*const u8; C],
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            j: usize,
+            sj: usize,
+            sr: usize,
+        ) {
+            let mut r = 0;
+            while r < x.rows {
+                let n = (x.rows - r).min($rb);
+                let mut res = [[0f32; $rb]; C];
+                match n {
+                    1 => tile_into::<T, C, 1>(w, x, r, &mut res),
+                    2 => tile_into::<T, C, 2>(w, x, r, &mut res),
+                    3 => tile_into::<T, C, 3>(w, x, r, &mut res),
+                    _ => tile_into::<T, C, $rb>(w, x, r, &mut res),
+                }
+                for (c, rc) in res.iter().enumerate() {
+                    for (i, v) in rc.iter().enumerate().take(n) {
+                        out[(j + c) * sj + (r + i) * sr] = *v;
+                    }
+                }
+                r += n;
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_into<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            x: &RowsView<'_>,
+            r0: usize,
+            res: &mut [[f32; $rb]; C],
+        ) {
+            let block = if T >= Q4K { 256 } else { 32 };
+            let span = if T >= Q4K { 16 } else { 32 };
+            let xr = XRows::<R> {
+                qs: std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr()),
+                d: std::array::from_fn(|r| x.d[(r0 + r) * x.k / block..].as_ptr()),
+                sums: std::array::from_fn(|r| x.sums[(r0 + r) * x.k / span..].as_ptr()),
+            };
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            if T >= Q4K {
+                tile_k::<T, C, R>(w, x.k / 256, &xr, &mut acc);
+            } else {
+                tile_b32::<T, C, R>(w, x.k / 32, &xr, &mut acc);
+            }
+            for c in 0..C {
+                for r in 0..R {
+                    res[c][r] = hsum(acc[c][r]);
+                }
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn hsum(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            _mm_cvtss_f32(s)
+        }
+
+        /// The f16 at `p`, as eight equal f32 lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn f16x8(p: *const u8) -> __m256 {
+            let bits = u16::from_le_bytes([*p, *p.add(1)]);
+            _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+        }
+
+        /// 32 quants of a 32-element block as unsigned bytes (value + offset).
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn decode_b32<const T: u8>(p: *const u8) -> __m256i {
+            let low4 = _mm256_set1_epi8(0x0f);
+            match T {
+                Q8_0 => {
+                    let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                    if prim::Q8_BIASED {
+                        _mm256_xor_si256(q, _mm256_set1_epi8(0x80u8 as i8))
+                    } else {
+                        q
+                    }
+                }
+                _ => {
+                    // Elements 0..16 are the low nibbles of qs, 16..32 the high ones.
+                    let at = if T == Q5_0 { 6 } else { 2 };
+                    let qs = _mm_loadu_si128(p.add(at) as *const __m128i);
+                    let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+                    let nib = _mm256_and_si256(both, low4);
+                    if T == Q5_0 {
+                        let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+                        prim::add_fifth_bits(nib, qh)
+                    } else {
+                        nib
+                    }
+                }
+            }
+        }
+
+        /// Q4_0 / Q5_0 / Q8_0: `nb` blocks of 32 per row.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            nb: usize,
+            x: &XRows<R>,
+            acc: &mut [[__m256; R]; C],
+        ) {
+            let bb = match T {
+                Q4_0 => 18,
+                Q5_0 => 22,
+                _ => 34,
+            };
+            // The offset the unsigned weight bytes carry; AVX2 reads Q8_0 signed (below).
+            let signed_q8 = T == Q8_0 && !prim::Q8_BIASED;
+            let offset: i32 = match T {
+                Q4_0 => 8,
+                Q5_0 => 16,
+                _ => 128,
+            };
+            for b in 0..nb {
+                let mut wq = [_mm256_setzero_si256(); C];
+                let mut wabs = [_mm256_setzero_si256(); C];
+                let mut dw = [_mm256_setzero_ps(); C];
+                for c in 0..C {
+                    let p = w[c].add(b * bb);
+                    wq[c] = decode_b32::<T>(p);
+                    if signed_q8 {
+                        wabs[c] = _mm256_sign_epi8(wq[c], wq[c]);
+                    }
+                    dw[c] = f16x8(p);
+                }
+                for r in 0..R {
+                    let xq = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
+                    let dx = _mm256_set1_ps(*x.d[r].add(b));
+                    let init = if signed_q8 {
+                        _mm256_setzero_si256()
+                    } else {
+                        _mm256_setr_epi32(-offset * *x.sums[r].add(b) as i32, 0, 0, 0, 0, 0, 0, 0)
+                    };
+                    for c in 0..C {
+                        let t = if signed_q8 {
+                            prim::dot4(init, wabs[c], _mm256_sign_epi8(xq, wq[c]))
+                        } else {
+                            prim::dot4(init, wq[c], xq)
+                        };
+                        let s = _mm256_mul_ps(dw[c], dx);
+                        acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc[c][r]);
+                    }
+                }
+            }
+        }
+
+        /// Per chunk of 32 within a super-block: the i16 shuffle that broadcasts the chunk's
+        /// scale(s) from a vector of eight i16 scales held in both 128-bit lanes. For Q4_K/Q5_K
+        /// chunk j uses scale j everywhere; for Q6_K (scales per 16) the low lane takes scale
+        /// 2j and the high lane 2j+1, of the eight held (so j counts modulo 4).
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn scale_pick(k_quant6: bool, j: usize) -> __m256i {
+            let (lo, hi) = if k_quant6 {
+                (2 * (j % 4), 2 * (j % 4) + 1)
+            } else {
+                (j, j)
+            };
+            let word = |i: usize| (2 * i as i16) | ((2 * i as i16 + 1) << 8);
+            _mm256_setr_m128i(_mm_set1_epi16(word(lo)), _mm_set1_epi16(word(hi)))
+        }
+
+        /// Add chunk products of C decoded weight chunks with R activation chunks at element
+        /// offset `at`, each scaled by its i16 scale vector.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn chunk<const C: usize, const R: usize>(
+            iacc: &mut [[__m256i; R]; C],
+            wq: &[__m256i; C],
+            sc: &[__m256i; C],
+            x: &XRows<R>,
+            at: usize,
+        ) {
+            for r in 0..R {
+                let xq = _mm256_loadu_si256(x.qs[r].add(at) as *const __m256i);
+                for c in 0..C {
+                    iacc[c][r] = prim::dot_scaled(iacc[c][r], wq[c], xq, sc[c]);
+                }
+            }
+        }
+
+        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            nsb: usize,
+            x: &XRows<R>,
+            acc: &mut [[__m256; R]; C],
+        ) {
+            let bb = match T {
+                Q4K => 144,
+                Q5K => 176,
+                _ => 210,
+            };
+            let low4 = _mm256_set1_epi8(0x0f);
+            for sb in 0..nsb {
+                let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
+                // Per weight row: d (and dmin), the scales to shuffle chunk scales from, and
+                // the i16 vector multiplied with the activation 16-sums.
+                let mut d = [_mm256_setzero_ps(); C];
+                let mut dmin = [_mm256_setzero_ps(); C];
+                let mut scales = [[_mm256_setzero_si256(); 2]; C];
+                let mut per16 = [_mm256_setzero_si256(); C];
+                for c in 0..C {
+                    if T == Q6K {
+                        d[c] = f16x8(p[c].add(208));
+                        let all =
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(p[c].add(192) as *const __m128i));
+                        scales[c] = [
+                            _mm256_permute2x128_si256(all, all, 0x00),
+                            _mm256_permute2x128_si256(all, all, 0x11),
+                        ];
+                        per16[c] = all;
+                    } else {
+                        d[c] = f16x8(p[c]);
+                        dmin[c] = f16x8(p[c].add(2));
+                        let packed = std::slice::from_raw_parts(p[c].add(4), 12);
+                        let (sc, mn) = k_scales_mins(packed);
+                        let sc = _mm_cvtepu8_epi16(_mm_set1_epi64x(i64::from_le_bytes(sc)));
+                        scales[c] = [_mm256_set_m128i(sc, sc); 2];
+                        // Each min twice: it applies to two 16-sums.
+                        let mn = _mm_set1_epi64x(i64::from_le_bytes(mn));
+                        per16[c] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+                    }
+                }
+                let mut iacc = [[_mm256_setzero_si256(); R]; C];
+                let base = sb * 256;
+                if T == Q6K {
+                    // Half h: 64 bytes of low nibbles (ql), 32 of high bit pairs (qh); quarter
+                    // k's low bits are nibble k/2 of ql[32·(k%2)..], its high bits 2k..2k+2.
+                    let mask = _mm256_set1_epi8(0x30);
+                    for h in 0..2 {
+                        let mut qh = [_mm256_setzero_si256(); C];
+                        for c in 0..C {
+                            qh[c] = _mm256_loadu_si256(p[c].add(128 + 32 * h) as *const __m256i);
+                        }
+                        for kk in 0..2 {
+                            let mut lo = [_mm256_setzero_si256(); C];
+                            let mut hi = [_mm256_setzero_si256(); C];
+                            let mut sc_lo = [_mm256_setzero_si256(); C];
+                            let mut sc_hi = [_mm256_setzero_si256(); C];
+                            let pick_lo = scale_pick(true, kk);
+                            let pick_hi = scale_pick(true, kk + 2);
+                            for c in 0..C {
+                                let ql = _mm256_loadu_si256(
+                                    p[c].add(64 * h + 32 * kk) as *const __m256i
+                                );
+                                // Bits 2k..2k+2 of qh moved to bits 4..6 of the same byte.
+                                let (h_lo, h_hi) = if kk == 0 {
+                                    (_mm256_slli_epi16(qh[c], 4), qh[c])
+                                } else {
+                                    (_mm256_slli_epi16(qh[c], 2), _mm256_srli_epi16(qh[c], 2))
+                                };
+                                lo[c] = _mm256_or_si256(
+                                    _mm256_and_si256(ql, low4),
+                                    _mm256_and_si256(h_lo, mask),
+                                );
+                                hi[c] = _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4),
+                                    _mm256_and_si256(h_hi, mask),
+                                );
+                                sc_lo[c] = _mm256_shuffle_epi8(scales[c][h], pick_lo);
+                                sc_hi[c] = _mm256_shuffle_epi8(scales[c][h], pick_hi);
+                            }
+                            chunk::<C, R>(&mut iacc, &lo, &sc_lo, x, base + 128 * h + 32 * kk);
+                            chunk::<C, R>(
+                                &mut iacc,
+                                &hi,
+                                &sc_hi,
+                                x,
+                                base + 128 * h + 32 * (kk + 2),
+                            );
+                        }
+                    }
+                } else {
+                    let qs_at = if T == Q5K { 48 } else { 16 };
+                    let mut qh = [_mm256_setzero_si256(); C];
+                    if T == Q5K {
+                        for c in 0..C {
+                            qh[c] = _mm256_loadu_si256(p[c].add(16) as *const __m256i);
+                        }
+                    }
+                    let bit4 = _mm256_set1_epi8(0x10);
+                    for pair in 0..4 {
+                        let mut lo = [_mm256_setzero_si256(); C];
+                        let mut hi = [_mm256_setzero_si256(); C];
+                        let mut sc_lo = [_mm256_setzero_si256(); C];
+                        let mut sc_hi = [_mm256_setzero_si256(); C];
+                        let pick_lo = scale_pick(false, 2 * pair);
+                        let pick_hi = scale_pick(false, 2 * pair + 1);
+                        for c in 0..C {
+                            let q =
+                                _mm256_loadu_si256(p[c].add(qs_at + 32 * pair) as *const __m256i);
+                            lo[c] = _mm256_and_si256(q, low4);
+                            hi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+                            if T == Q5K {
+                                // Chunk j's fifth bits are bit j of each qh byte; qh moves right
+                                // two bits per pair, so they are bits 0 and 1, moved to bit 4.
+                                lo[c] = _mm256_or_si256(
+                                    lo[c],
+                                    _mm256_and_si256(_mm256_slli_epi16(qh[c], 4), bit4),
+                                );
+                                hi[c] = _mm256_or_si256(
+                                    hi[c],
+                                    _mm256_and_si256(_mm256_slli_epi16(qh[c], 3), bit4),
+                                );
+                                qh[c] = _mm256_srli_epi16(qh[c], 2);
+                            }
+                            sc_lo[c] = _mm256_shuffle_epi8(scales[c][0], pick_lo);
+                            sc_hi[c] = _mm256_shuffle_epi8(scales[c][0], pick_hi);
+                        }
+                        chunk::<C, R>(&mut iacc, &lo, &sc_lo, x, base + 64 * pair);
+                        chunk::<C, R>(&mut iacc, &hi, &sc_hi, x, base + 64 * pair + 32);
+                    }
+                }
+                for r in 0..R {
+                    let sums = _mm256_loadu_si256(x.sums[r].add(16 * sb) as *const __m256i);
+                    let dx = _mm256_set1_ps(*x.d[r].add(sb));
+                    for c in 0..C {
+                        let fix = _mm256_madd_epi16(per16[c], sums);
+                        let s = _mm256_mul_ps(d[c], dx);
+                        if T == Q6K {
+                            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·(16-sum of x).
+                            let i = _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 5));
+                            acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
+                        } else {
+                            acc[c][r] =
+                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c][r]), s, acc[c][r]);
+                            let m = _mm256_mul_ps(dmin[c], dx);
+                            acc[c][r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(fix), m, acc[c][r]);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use x86_kernels;

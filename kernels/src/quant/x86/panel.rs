@@ -1,0 +1,297 @@
+//! Prefill GEMM with weight rows in vector lanes (AVX-512 VNNI on 256-bit vectors).
+//!
+//! The tile kernels reduce each weight-row × activation-row block product across the eight
+//! lanes of a vector, so every block pays a conversion and two float multiplies per pair of
+//! rows. Here eight weight rows are first repacked (once per call, into scratch) so that lane c
+//! of a vector holds four consecutive quants of row c: one `vpdpbusd` with four activation
+//! bytes broadcast to every lane advances eight weight rows at once, and one conversion and
+//! FMA finish a 32-element block for eight outputs.
+//!
+//! A panel is 8 weight rows × K. Per 32-element block it stores 8 vectors of quants (vector v:
+//! quants 4v..4v+4 of each row, as unsigned bytes) and four f32 vectors over the rows: scale
+//! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16, Q6_K).
+//! Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0 is read biased
+//! by 128 (min = 128d), Q4_K/Q5_K carry dmin·m_j, Q6_K 32·scale. The activations come in the
+//! `Panel` format: per 32 a scale and, per 16 and 32, scale × quant sum, which the mins multiply.
+use super::super::activations::RowsView;
+use super::super::formats::{k_scales_mins, QuantType};
+use std::arch::x86_64::*;
+
+/// Weight rows per panel.
+pub const ROWS: usize = 8;
+/// Bytes per 32-element block of a panel: 8 quant vectors, then 4 f32 vectors.
+const BLOCK: usize = 8 * 32 + 4 * 32;
+/// Activation rows per register tile: 8 accumulators, 8 weight vectors and temporaries fit
+/// AVX-512VL's 32 registers.
+const R_TILE: usize = 8;
+
+/// Bytes of one repacked panel for rows of `k` elements.
+pub fn panel_bytes(k: usize) -> usize {
+    k / 32 * BLOCK
+}
+
+/// The f16 at `p` as f32 (F16C).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_of(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// Repack up to 8 rows (`w`: whole rows of `row_bytes`, each K = `k` elements of `ty`) into
+/// `out` (`panel_bytes(k)` bytes; every byte is written, missing rows as zeros).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI; `w` must hold at most 8 whole
+/// rows of `k / ty.block_elems()` blocks each and `out` exactly `panel_bytes(k)` bytes.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
+    debug_assert!(out.len() == panel_bytes(k) && w.len() <= ROWS * row_bytes);
+    let rows = w.len() / row_bytes;
+    let (elems, bb) = (ty.block_elems(), ty.block_bytes());
+    let chunks = elems / 32;
+    // [chunk][row]: the decoded quants of one unit (a block, or a K-quant super-block's eight
+    // 32-chunks), transposed into the panel once all rows are in.
+    let mut q = [[_mm256_setzero_si256(); ROWS]; 8];
+    if rows < ROWS {
+        // Missing rows: zero quants, scales and mins.
+        out.fill(0);
+    }
+    for u in 0..k / elems {
+        let dst = out[u * chunks * BLOCK..(u + 1) * chunks * BLOCK].as_mut_ptr();
+        for c in 0..rows {
+            let p = w.as_ptr().add(c * row_bytes + u * bb);
+            decode_unit(ty, p, dst.add(4 * c), &mut q, c);
+        }
+        for (j, qj) in q.iter().enumerate().take(chunks) {
+            let t = transpose8(qj);
+            for (v, tv) in t.iter().enumerate() {
+                _mm256_storeu_si256(dst.add(j * BLOCK + 32 * v) as *mut __m256i, *tv);
+            }
+        }
+    }
+}
+
+/// 8×8 transpose of 32-bit lanes: out[v] lane c = rows[c] lane v (quants 4v..4v+4 of row c).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (rows[2 * (i / 2)], rows[2 * (i / 2) + 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(a, b)
+        } else {
+            _mm256_unpackhi_epi32(a, b)
+        }
+    });
+    // u[i]: rows 4·(i/4).. of column pairs; per 128-bit lane, u holds columns (c, c+4).
+    let u: [__m256i; 8] = std::array::from_fn(|i| {
+        let g = 4 * (i / 4);
+        let (a, b) = (t[g + (i % 4) / 2], t[g + 2 + (i % 4) / 2]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi64(a, b)
+        } else {
+            _mm256_unpackhi_epi64(a, b)
+        }
+    });
+    std::array::from_fn(|v| {
+        let (a, b) = (u[v % 4], u[4 + v % 4]);
+        if v < 4 {
+            _mm256_permute2x128_si256(a, b, 0x20)
+        } else {
+            _mm256_permute2x128_si256(a, b, 0x31)
+        }
+    })
+}
+
+/// Decode one unit of a row (at `p`) into `q[chunk][c]`, and write its scales and mins
+/// straight into the panel: `f` points at this row's first f32 of the unit's first block (f32
+/// field i of chunk j lives at `f + j·BLOCK + 256 + 32·i`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn decode_unit(
+    ty: QuantType,
+    p: *const u8,
+    f: *mut u8,
+    q: &mut [[__m256i; ROWS]; 8],
+    c: usize,
+) {
+    let low4 = _mm256_set1_epi8(0x0f);
+    let bit4 = _mm256_set1_epi8(0x10);
+    let fields = |j: usize, s: [f32; 2], m: [f32; 2]| {
+        for (i, v) in [s[0], s[1], m[0], m[1]].into_iter().enumerate() {
+            std::ptr::write_unaligned(f.add(j * BLOCK + 256 + 32 * i) as *mut f32, v);
+        }
+    };
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 => {
+            let d = f16_of(p);
+            let at = if ty == QuantType::Q5_0 { 6 } else { 2 };
+            // Low nibbles to the low 128-bit lane, high nibbles to the high one.
+            let qs = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(at) as *const __m128i));
+            let mut v =
+                _mm256_and_si256(_mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)), low4);
+            let off = if ty == QuantType::Q5_0 {
+                let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+                v = _mm256_or_si256(v, _mm256_maskz_mov_epi8(qh, bit4));
+                16.0
+            } else {
+                8.0
+            };
+            q[0][c] = v;
+            fields(0, [d; 2], [off * d; 2]);
+        }
+        QuantType::Q8_0 => {
+            let d = f16_of(p);
+            q[0][c] = _mm256_xor_si256(
+                _mm256_loadu_si256(p.add(2) as *const __m256i),
+                _mm256_set1_epi8(0x80u8 as i8),
+            );
+            fields(0, [d; 2], [128.0 * d; 2]);
+        }
+        QuantType::Q4K | QuantType::Q5K => {
+            let (d, dmin) = (f16_of(p), f16_of(p.add(2)));
+            let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p.add(4), 12));
+            let five = ty == QuantType::Q5K;
+            let qs = p.add(if five { 48 } else { 16 });
+            let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+            for pair in 0..4 {
+                let bytes = _mm256_loadu_si256(qs.add(32 * pair) as *const __m256i);
+                for h in 0..2 {
+                    let j = 2 * pair + h;
+                    let mut v = if h == 0 {
+                        _mm256_and_si256(bytes, low4)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)
+                    };
+                    if five {
+                        let bit = _mm256_test_epi8_mask(qh, _mm256_set1_epi8((1u8 << j) as i8));
+                        v = _mm256_or_si256(v, _mm256_maskz_mov_epi8(bit, bit4));
+                    }
+                    q[j][c] = v;
+                    fields(j, [d * sc[j] as f32; 2], [dmin * mn[j] as f32; 2]);
+                }
+            }
+        }
+        QuantType::Q6K => {
+            let d = f16_of(p.add(208));
+            let scales = p.add(192) as *const i8;
+            let mask = _mm256_set1_epi8(0x30);
+            for h in 0..2 {
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                for kk in 0..4 {
+                    let ql = _mm256_loadu_si256(p.add(64 * h + 32 * (kk % 2)) as *const __m256i);
+                    let lo = if kk < 2 { ql } else { _mm256_srli_epi16(ql, 4) };
+                    // High bits 2kk..2kk+2 to bits 4..6.
+                    let hi = match kk {
+                        0 => _mm256_slli_epi16(qh, 4),
+                        1 => _mm256_slli_epi16(qh, 2),
+                        2 => qh,
+                        _ => _mm256_srli_epi16(qh, 2),
+                    };
+                    let j = 4 * h + kk;
+                    q[j][c] =
+                        _mm256_or_si256(_mm256_and_si256(lo, low4), _mm256_and_si256(hi, mask));
+                    let sa = d * *scales.add(2 * j) as f32;
+                    let sb = d * *scales.add(2 * j + 1) as f32;
+                    fields(j, [sa, sb], [32.0 * sa, 32.0 * sb]);
+                }
+            }
+        }
+    }
+}
+
+/// y rows (`x.rows` of them, `n` wide) = x · Wᵀ from repacked panels (`n.div_ceil(8)` of
+/// `panel_bytes(k)` bytes, in order).
+///
+/// # Safety
+/// As `repack`; `x` must be in the `Panel` format with `x.k == k`, `y.len() == x.rows * n`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm(
+    ty: QuantType,
+    panels: &[u8],
+    n: usize,
+    k: usize,
+    x: &RowsView<'_>,
+    y: &mut [f32],
+) {
+    let split = ty == QuantType::Q6K;
+    let pb = panel_bytes(k);
+    for p in 0..n.div_ceil(ROWS) {
+        let panel = panels[p * pb..(p + 1) * pb].as_ptr();
+        let cols = (n - ROWS * p).min(ROWS);
+        let mut r = 0;
+        while r < x.rows {
+            let cnt = (x.rows - r).min(R_TILE);
+            let mut res = [[0f32; ROWS]; R_TILE];
+            macro_rules! go {
+                ($($n:literal)*) => {
+                    match (split, cnt) {
+                        $((false, $n) => tile::<false, $n>(panel, k / 32, x, r, &mut res),)*
+                        $((true, $n) => tile::<true, $n>(panel, k / 32, x, r, &mut res),)*
+                        _ => unreachable!("tile of {cnt} rows"),
+                    }
+                };
+            }
+            go!(1 2 3 4 5 6 7 8);
+            for (i, row) in res.iter().enumerate().take(cnt) {
+                let at = (r + i) * n + ROWS * p;
+                y[at..at + cols].copy_from_slice(&row[..cols]);
+            }
+            r += cnt;
+        }
+    }
+}
+
+/// R activation rows (from r0) × one panel over all `nb` blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const SPLIT: bool, const R: usize>(
+    panel: *const u8,
+    nb: usize,
+    x: &RowsView<'_>,
+    r0: usize,
+    res: &mut [[f32; ROWS]; R_TILE],
+) {
+    let qs: [*const i8; R] = std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr());
+    let d: [*const f32; R] = std::array::from_fn(|r| x.d[(r0 + r) * nb..].as_ptr());
+    let fs16: [*const f32; R] = std::array::from_fn(|r| x.fs16[(r0 + r) * 2 * nb..].as_ptr());
+    let fs32: [*const f32; R] = std::array::from_fn(|r| x.fs32[(r0 + r) * nb..].as_ptr());
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = panel.add(b * BLOCK);
+        let w: [__m256i; 8] =
+            std::array::from_fn(|v| _mm256_loadu_si256(blk.add(32 * v) as *const __m256i));
+        let s_a = _mm256_loadu_ps(blk.add(256) as *const f32);
+        let s_b = _mm256_loadu_ps(blk.add(288) as *const f32);
+        let m_a = _mm256_loadu_ps(blk.add(320) as *const f32);
+        let m_b = _mm256_loadu_ps(blk.add(352) as *const f32);
+        for r in 0..R {
+            let xb = qs[r].add(32 * b) as *const i32;
+            let xv = |v: usize| _mm256_set1_epi32(std::ptr::read_unaligned(xb.add(v)));
+            let dx = _mm256_set1_ps(*d[r].add(b));
+            if SPLIT {
+                let mut ia = _mm256_setzero_si256();
+                let mut ib = _mm256_setzero_si256();
+                for v in 0..4 {
+                    ia = _mm256_dpbusd_epi32(ia, w[v], xv(v));
+                    ib = _mm256_dpbusd_epi32(ib, w[v + 4], xv(v + 4));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), acc[r]);
+                acc[r] = _mm256_fnmadd_ps(m_a, _mm256_set1_ps(*fs16[r].add(2 * b)), acc[r]);
+                acc[r] = _mm256_fnmadd_ps(m_b, _mm256_set1_ps(*fs16[r].add(2 * b + 1)), acc[r]);
+            } else {
+                let mut i = _mm256_setzero_si256();
+                for (v, wv) in w.iter().enumerate() {
+                    i = _mm256_dpbusd_epi32(i, *wv, xv(v));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s_a, dx), acc[r]);
+                acc[r] = _mm256_fnmadd_ps(m_a, _mm256_set1_ps(*fs32[r].add(b)), acc[r]);
+            }
+        }
+    }
+    for (o, a) in res.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), *a);
+    }
+}

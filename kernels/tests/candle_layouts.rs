@@ -1,0 +1,59 @@
+//! The block layouts, checked against an independent implementation: candle's GGML
+//! dequantization of the same bytes.
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+use candle_core::Device;
+use candor_kernels::quant::{dequantize, QuantType};
+
+fn ggml(ty: QuantType) -> GgmlDType {
+    match ty {
+        QuantType::Q4_0 => GgmlDType::Q4_0,
+        QuantType::Q5_0 => GgmlDType::Q5_0,
+        QuantType::Q8_0 => GgmlDType::Q8_0,
+        QuantType::Q4K => GgmlDType::Q4K,
+        QuantType::Q5K => GgmlDType::Q5K,
+        QuantType::Q6K => GgmlDType::Q6K,
+    }
+}
+
+#[test]
+fn dequantization_matches_candle() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for ty in QuantType::ALL {
+        let (rows, k) = (3, 2 * ty.block_elems());
+        let blocks = rows * k / ty.block_elems();
+        let mut bytes: Vec<u8> = (0..blocks * ty.block_bytes())
+            .map(|_| next() as u8)
+            .collect();
+        let scales: &[usize] = match ty {
+            QuantType::Q6K => &[208],
+            QuantType::Q4K | QuantType::Q5K => &[0, 2],
+            _ => &[0],
+        };
+        for b in bytes.chunks_exact_mut(ty.block_bytes()) {
+            for &at in scales {
+                let d = half::f16::from_f32((next() % 1000) as f32 / 1e5 - 0.005);
+                b[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+            }
+        }
+        let q = qtensor_from_ggml(ggml(ty), &bytes, vec![rows, k], &Device::Cpu)
+            .expect("candle reads the blocks");
+        let want: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1())
+            .expect("candle dequantizes");
+        let mut got = vec![0f32; rows * k];
+        dequantize(ty, &bytes, &mut got);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                "{ty:?} element {i}: {a} vs candle {b}"
+            );
+        }
+    }
+}
