@@ -1,6 +1,7 @@
 //! `candor bench`: llama-bench-style prefill/decode speed of a model on a backend, or, with
 //! `--serve URL`, a load sweep against any OpenAI-compatible server.
 use crate::backend::cpu::configure_threads;
+use crate::backend::BackendChoice;
 use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
 use crate::bench::{self, hardware, BenchConfig};
 use crate::engine::load::{load_model, LoadOptions};
@@ -53,9 +54,9 @@ pub struct BenchArgs {
     pub ubatch: usize,
     #[arg(long, short = 't', env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
-    /// cpu (cuda and plugin:PATH need their backends in this build).
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+    /// cpu, cuda[:N] or plugin:PATH.
+    #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
+    pub backend: BackendChoice,
     #[arg(long)]
     pub dequantize: bool,
     #[arg(long, default_value_t = 42)]
@@ -101,19 +102,6 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
 }
 
-fn check_backend(name: &str) -> Result<(), CliError> {
-    match name {
-        "cpu" => Ok(()),
-        "cuda" => Err(CliError::Usage(
-            "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`".into(),
-        )),
-        other if other.starts_with("plugin:") => Err(CliError::Usage(format!(
-            "`{other}`: plugin backends are not available in this build"
-        ))),
-        other => Err(CliError::Usage(format!("unknown backend `{other}` (expected cpu, cuda or plugin:PATH)"))),
-    }
-}
-
 fn bar(len: u64) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -132,7 +120,6 @@ fn write_json(path: &PathBuf, doc: &impl Serialize) -> Result<(), CliError> {
 }
 
 fn run_local(args: &BenchArgs) -> Result<(), CliError> {
-    check_backend(&args.backend)?;
     if args.batch.contains(&0) || args.ubatch == 0 {
         return Err(CliError::Usage(
             "-b/--batch sizes and --ubatch must be at least 1".into(),
@@ -164,6 +151,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             dequantize: args.dequantize,
             threads,
             kv_tokens: config.kv_tokens(),
+            backend: args.backend.clone(),
         },
     )?;
     let context = model.spec.max_position;

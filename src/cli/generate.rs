@@ -1,6 +1,7 @@
 //! `candor generate`: one prompt, streamed to stdout, speed and memory on stderr (or one JSON
 //! object as the last stdout line).
 use crate::backend::cpu::configure_threads;
+use crate::backend::BackendChoice;
 use crate::engine::generate::{generate, GenerateRequest};
 use crate::engine::load::{load_model, LoadOptions};
 use crate::engine::sampler::SamplingParams;
@@ -62,6 +63,9 @@ pub struct GenerateArgs {
     /// Compute threads (default: all cores).
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
+    /// cpu, cuda[:N] or plugin:PATH.
+    #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
+    pub backend: BackendChoice,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Never download: fail if the model is not on disk.
@@ -91,6 +95,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
                 dequantize: args.dequantize,
                 threads,
                 kv_tokens,
+                backend: args.backend.clone(),
             },
         )
     };

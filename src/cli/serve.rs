@@ -1,5 +1,6 @@
 //! `candor serve`: the OpenAI-compatible HTTP server.
 use crate::backend::cpu::configure_threads;
+use crate::backend::BackendChoice;
 use crate::error::CliError;
 use crate::pull;
 use crate::server::{serve, ServeConfig};
@@ -22,6 +23,9 @@ pub struct ServeArgs {
     pub api_key: Option<String>,
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
+    /// cpu, cuda[:N] or plugin:PATH.
+    #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
+    pub backend: BackendChoice,
     #[arg(long, env = "CANDOR_DEQUANTIZE")]
     pub dequantize: bool,
     /// Sequences in the running batch.
@@ -86,6 +90,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         port: args.port,
         api_key: args.api_key.filter(|k| !k.is_empty()),
         threads,
+        backend: args.backend,
         dequantize: args.dequantize,
         max_num_seqs: args.max_num_seqs,
         max_num_batched_tokens: args.max_num_batched_tokens,

@@ -17,4 +17,7 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("invalid sampling parameter: {0}")]
     BadSampling(String),
+    /// The chosen backend cannot be used (not built in, device missing, plugin rejected).
+    #[error("backend: {0}")]
+    Backend(String),
 }

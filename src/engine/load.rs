@@ -3,6 +3,7 @@ use super::block_manager::BLOCK_SIZE;
 use super::error::EngineError;
 use super::runner::{ModelRunner, Runner};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::BackendChoice;
 use candor_models::loader::OpenedModel;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
@@ -38,6 +39,25 @@ pub struct LoadOptions {
     pub threads: usize,
     /// Tokens the KV cache must hold.
     pub kv_tokens: usize,
+    pub backend: BackendChoice,
+}
+
+/// A runner for `opened` on the backend the options name.
+pub fn runner_for(
+    opened: &OpenedModel,
+    opts: &LoadOptions,
+) -> Result<Box<dyn Runner>, EngineError> {
+    match &opts.backend {
+        BackendChoice::Cpu => cpu_runner(opened, opts.threads, opts.kv_tokens),
+        BackendChoice::Cuda(_) => Err(EngineError::Backend(
+            "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`"
+                .into(),
+        )),
+        BackendChoice::Plugin(path) => Err(EngineError::Backend(format!(
+            "`{}`: plugin backends are not available in this build",
+            path.display()
+        ))),
+    }
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
@@ -68,7 +88,7 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let opened = candor_models::loader::open_model(path, opts.dequantize)?;
     let tokenizer = load_tokenizer(&opened)?;
-    let runner = cpu_runner(&opened, opts.threads, opts.kv_tokens)?;
+    let runner = runner_for(&opened, opts)?;
     Ok(LoadedModel {
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),

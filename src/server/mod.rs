@@ -32,6 +32,7 @@ pub struct ServeConfig {
     pub port: u16,
     pub api_key: Option<String>,
     pub threads: usize,
+    pub backend: crate::backend::BackendChoice,
     pub dequantize: bool,
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
@@ -85,6 +86,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         dequantize: config.dequantize,
         threads: config.threads,
         kv_tokens: config.kv_cache_tokens,
+        backend: config.backend.clone(),
     };
     let mut model = load_model(&config.model_path, &opts).map_err(|e| e.to_string())?;
     let tokenizer = model
