@@ -1,5 +1,8 @@
 //! candor-kernels: compute kernels on plain slices, used by the CPU backend and as the reference
 //! the other backends are checked against.
+pub mod activation;
 pub mod attention;
+pub mod norm;
 pub mod quant;
 pub mod rope;
+mod rows;
