@@ -2,6 +2,7 @@
 //!
 //! Models ask for tensors by their canonical GGUF-style name (`blk.3.attn_q.weight`); each source
 //! maps that to its own naming.
+mod arena;
 pub mod gguf;
 pub mod names;
 pub mod safetensors;
@@ -12,9 +13,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 use std::sync::Arc;
 
-/// The GGML blocks of one tensor, borrowed from the memory-mapped file: no copy, and the pages
-/// are shared with the page cache (as llama.cpp keeps its weights), so resident memory counts
-/// each weight once, and only the parts in use.
+/// The GGML blocks of one tensor, used in place: in the huge-page arena the GGUF loader copies
+/// them into (`arena`), or in the memory-mapped file where that arena could not be made.
+/// Either way resident memory holds each weight once.
 #[derive(Clone)]
 pub struct MappedBlocks {
     map: Arc<memmap2::Mmap>,
