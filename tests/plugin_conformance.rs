@@ -3,16 +3,7 @@
 #![cfg(unix)]
 mod common;
 
-use common::plugins;
-use std::process::{Command, Output};
-
-fn candor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(args)
-        .env("CANDOR_THREADS", "2")
-        .output()
-        .expect("run candor")
-}
+use common::plugins::{self, candor};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

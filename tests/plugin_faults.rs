@@ -10,18 +10,10 @@ use candor::backend::plugin::{PluginBackend, PluginError};
 use candor::engine::runner::{ModelRunner, Runner};
 use candor_models::backend::Backend;
 use candor_models::{Batch, DecoderModel, LogitsWanted, SeqInput};
-use common::plugins;
+use common::plugins::{self, candor};
 use common::server::Server;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn candor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(args)
-        .env("CANDOR_THREADS", "2")
-        .output()
-        .expect("run candor")
-}
+use std::process::Output;
 
 fn load_error(path: &Path) -> PluginError {
     match PluginBackend::load(path, CpuBackend::new(1)) {
@@ -39,7 +31,8 @@ fn the_loader_refuses_bad_plugins_with_typed_errors() {
     std::fs::write(&text, "not an ELF file").unwrap();
     let e = load_error(&text);
     assert!(matches!(e, PluginError::NotALibrary { .. }), "{e}");
-    let cases: [(&str, fn(&PluginError) -> bool, &str); 4] = [
+    type IsVariant = fn(&PluginError) -> bool;
+    let cases: [(&str, IsVariant, &str); 4] = [
         (
             "fault_no_entry",
             |e| matches!(e, PluginError::MissingEntryPoint { .. }),

@@ -1,6 +1,16 @@
 //! Paths of the device plugins build.rs makes (the reference plugin and its fault variants),
 //! and a tiny servable model (a tiny fixture plus a word-level tokenizer).
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run the candor binary with two compute threads.
+pub fn candor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(args)
+        .env("CANDOR_THREADS", "2")
+        .output()
+        .expect("run candor")
+}
 
 pub fn reference() -> PathBuf {
     PathBuf::from(env!("CANDOR_REFERENCE_PLUGIN"))

@@ -160,7 +160,7 @@ impl PluginBackend {
         Ok(out)
     }
 
-    fn to_host(&self, t: &PluginTensor) -> Result<Tensor> {
+    fn download_host(&self, t: &PluginTensor) -> Result<Tensor> {
         Ok(Tensor::from_vec(
             self.download_f32(t)?,
             t.shape.as_slice(),
@@ -168,7 +168,7 @@ impl PluginBackend {
         )?)
     }
 
-    fn from_host(&self, t: &Tensor) -> Result<PluginTensor> {
+    fn upload_host(&self, t: &Tensor) -> Result<PluginTensor> {
         let data = self.cpu.download(t)?;
         self.upload(&data, t.dims())
     }
@@ -197,7 +197,7 @@ impl PluginBackend {
         }
         self.fallbacks.record(op);
         let y = cpu(&self.cpu)?;
-        self.from_host(&y)
+        self.upload_host(&y)
     }
 
     /// Elementwise ops over two tensors of one shape.
@@ -233,7 +233,7 @@ impl PluginBackend {
             &a.shape,
             // SAFETY (all op calls below): descriptors and host arrays live across the call.
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&ad, &bd, od) }),
-            |c| cpu(c, &self.to_host(a)?, &self.to_host(b)?),
+            |c| cpu(c, &self.download_host(a)?, &self.download_host(b)?),
         )
     }
 
@@ -257,7 +257,7 @@ impl PluginBackend {
             f.is_some(),
             &x.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, p, od) }),
-            |c| cpu(c, &self.to_host(x)?),
+            |c| cpu(c, &self.download_host(x)?),
         )
     }
 
@@ -510,7 +510,7 @@ impl Backend for PluginBackend {
                 (Some(f), Some(wd)) => unsafe { f(&xd, wd, eps, od) },
                 _ => UNSUPPORTED,
             },
-            |c| c.rms_norm(&self.to_host(x)?, &w.host, eps),
+            |c| c.rms_norm(&self.download_host(x)?, &w.host, eps),
         )
     }
 
@@ -541,10 +541,13 @@ impl Backend for PluginBackend {
             }
         }
         self.fallbacks.record(Op::AddRmsNorm);
-        let (sum, norm) =
-            self.cpu
-                .add_rms_norm(&self.to_host(x)?, &self.to_host(residual)?, &w.host, eps)?;
-        Ok((self.from_host(&sum)?, self.from_host(&norm)?))
+        let (sum, norm) = self.cpu.add_rms_norm(
+            &self.download_host(x)?,
+            &self.download_host(residual)?,
+            &w.host,
+            eps,
+        )?;
+        Ok((self.upload_host(&sum)?, self.upload_host(&norm)?))
     }
 
     fn linear(
@@ -589,7 +592,7 @@ impl Backend for PluginBackend {
                 }
                 _ => UNSUPPORTED,
             },
-            |c| c.linear(&self.to_host(x)?, &w.host, bias.map(|b| &b.host)),
+            |c| c.linear(&self.download_host(x)?, &w.host, bias.map(|b| &b.host)),
         )
     }
 
@@ -630,7 +633,7 @@ impl Backend for PluginBackend {
                     )
                 })
             },
-            |c| c.rope(&self.to_host(x)?, positions, rope),
+            |c| c.rope(&self.download_host(x)?, positions, rope),
         )
     }
 
@@ -770,14 +773,14 @@ impl Backend for PluginBackend {
         };
         let host_cache = CpuKvCache::from_layer(&cache.spec, read_layer(kc)?, read_layer(vc)?)?;
         let y = self.cpu.paged_attention(
-            &self.to_host(q)?,
+            &self.download_host(q)?,
             &host_cache,
             0,
             seqs,
             block_size,
             params,
         )?;
-        self.from_host(&y)
+        self.upload_host(&y)
     }
 
     fn glu(&self, gate: &PluginTensor, up: &PluginTensor, act: Activation) -> Result<PluginTensor> {
@@ -798,7 +801,7 @@ impl Backend for PluginBackend {
             f.is_some(),
             &gate.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&gd, &ud, desc.variant, od) }),
-            |c| c.glu(&self.to_host(gate)?, &self.to_host(up)?, act),
+            |c| c.glu(&self.download_host(gate)?, &self.download_host(up)?, act),
         )
     }
 
@@ -841,7 +844,7 @@ impl Backend for PluginBackend {
             f.is_some(),
             &x.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, od) }),
-            |c| c.softmax(&self.to_host(x)?),
+            |c| c.softmax(&self.download_host(x)?),
         )
     }
 
@@ -864,7 +867,7 @@ impl Backend for PluginBackend {
                     f(&xd, rows.as_ptr(), rows.len() as u64, od)
                 })
             },
-            |c| c.gather_rows(&self.to_host(x)?, rows),
+            |c| c.gather_rows(&self.download_host(x)?, rows),
         )
     }
 
@@ -882,6 +885,6 @@ impl Backend for PluginBackend {
             }
         }
         self.fallbacks.record(Op::Argmax);
-        self.cpu.argmax(&self.to_host(x)?)
+        self.cpu.argmax(&self.download_host(x)?)
     }
 }

@@ -53,16 +53,7 @@ pub enum Case {
         kv_heads: usize,
         head_dim: usize,
     },
-    /// `(start_pos, q_len)` per sequence.
-    Attention {
-        seqs: Vec<(usize, usize)>,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        window: Option<usize>,
-        softcap: Option<f32>,
-        scale: f32,
-    },
+    Attention(AttnCase),
     Glu {
         act: Activation,
         rows: usize,
@@ -97,6 +88,32 @@ pub enum Case {
         rows: usize,
         cols: usize,
     },
+}
+
+/// One paged-attention check: `(start_pos, q_len)` per sequence of the batch.
+#[derive(Debug, Clone)]
+pub struct AttnCase {
+    pub seqs: Vec<(usize, usize)>,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub window: Option<usize>,
+    pub softcap: Option<f32>,
+    pub scale: f32,
+}
+
+impl AttnCase {
+    fn new(seqs: Vec<(usize, usize)>, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
+        AttnCase {
+            seqs,
+            heads,
+            kv_heads,
+            head_dim,
+            window: None,
+            softcap: None,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
 }
 
 const BLOCK_SIZE: usize = 16;
@@ -161,30 +178,25 @@ pub fn all_cases() -> Vec<Case> {
         kv_heads: 1,
         head_dim: 64,
     });
-    let attn =
-        |seqs: Vec<(usize, usize)>, heads, kv_heads, head_dim, window, softcap, scale| Attention {
-            seqs,
-            heads,
-            kv_heads,
-            head_dim,
-            window,
-            softcap,
-            scale,
-        };
-    v.push(attn(vec![(0, 37)], 4, 2, 32, None, None, 0.18));
-    v.push(attn(
+    v.push(Attention(AttnCase::new(vec![(0, 37)], 4, 2, 32)));
+    v.push(Attention(AttnCase::new(
         vec![(0, 20), (40, 1), (17, 3)],
         4,
         4,
         64,
-        None,
-        None,
-        0.125,
-    ));
-    v.push(attn(vec![(999, 1)], 8, 2, 64, None, None, 0.125));
-    v.push(attn(vec![(0, 300)], 2, 1, 64, None, None, 0.125));
-    v.push(attn(vec![(0, 40), (50, 1)], 4, 2, 32, Some(16), None, 0.18));
-    v.push(attn(vec![(0, 12), (30, 2)], 4, 2, 16, None, Some(5.0), 2.0));
+    )));
+    v.push(Attention(AttnCase::new(vec![(999, 1)], 8, 2, 64)));
+    v.push(Attention(AttnCase::new(vec![(0, 300)], 2, 1, 64)));
+    v.push(Attention(AttnCase {
+        window: Some(16),
+        ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
+    }));
+    // A large scale pushes scores into the cap's non-linear range.
+    v.push(Attention(AttnCase {
+        softcap: Some(5.0),
+        scale: 2.0,
+        ..AttnCase::new(vec![(0, 12), (30, 2)], 4, 2, 16)
+    }));
     for act in [Activation::Silu, Activation::GeluTanh] {
         for (rows, cols) in [(1, 128), (7, 333)] {
             v.push(Glu { act, rows, cols });
@@ -232,7 +244,7 @@ impl Case {
             Case::Linear { .. } => Op::Linear,
             Case::Rope { .. } => Op::Rope,
             Case::KvWrite { .. } => Op::KvWrite,
-            Case::Attention { .. } => Op::PagedAttention,
+            Case::Attention(_) => Op::PagedAttention,
             Case::Glu { .. } => Op::Glu,
             Case::Add { .. } => Op::Add,
             Case::Mul { .. } => Op::Mul,
@@ -287,21 +299,19 @@ impl Case {
             } => {
                 format!("{tokens} tokens x [{kv_heads}, {head_dim}]")
             }
-            Case::Attention {
-                seqs,
-                heads,
-                kv_heads,
-                head_dim,
-                window,
-                softcap,
-                ..
-            } => {
-                let s: Vec<String> = seqs.iter().map(|(p, q)| format!("{p}+{q}")).collect();
-                let mut d = format!("seqs {} h{heads}/kv{kv_heads} d{head_dim}", s.join(","));
-                if let Some(w) = window {
+            Case::Attention(a) => {
+                let s: Vec<String> = a.seqs.iter().map(|(p, q)| format!("{p}+{q}")).collect();
+                let mut d = format!(
+                    "seqs {} h{}/kv{} d{}",
+                    s.join(","),
+                    a.heads,
+                    a.kv_heads,
+                    a.head_dim
+                );
+                if let Some(w) = a.window {
                     d.push_str(&format!(" window {w}"));
                 }
-                if let Some(c) = softcap {
+                if let Some(c) = a.softcap {
                     d.push_str(&format!(" softcap {c}"));
                 }
                 d
@@ -330,7 +340,7 @@ impl Case {
     /// Whether a row of `dtype` weights can hold this case's width (whole blocks); cases that
     /// cannot are not generated, but a custom list might hold them.
     fn weight_fits(dtype: WeightDtype, cols: usize) -> bool {
-        cols % block_elems(dtype) == 0
+        cols.is_multiple_of(block_elems(dtype))
     }
 
     /// Run the case on `b` from the inputs of `seed`; the output flattened to f32.
@@ -418,31 +428,12 @@ impl Case {
                 tokens,
                 kv_heads,
                 head_dim,
-            } => {
-                let heads = *kv_heads;
-                attention(
-                    b,
-                    &mut r,
-                    &[(tokens - 1, 1)],
-                    heads,
-                    *kv_heads,
-                    *head_dim,
-                    None,
-                    None,
-                    0.3,
-                )
-            }
-            Case::Attention {
-                seqs,
-                heads,
-                kv_heads,
-                head_dim,
-                window,
-                softcap,
-                scale,
             } => attention(
-                b, &mut r, seqs, *heads, *kv_heads, *head_dim, *window, *softcap, *scale,
+                b,
+                &mut r,
+                &AttnCase::new(vec![(tokens - 1, 1)], *kv_heads, *kv_heads, *head_dim),
             ),
+            Case::Attention(a) => attention(b, &mut r, a),
             Case::Glu { act, rows, cols } => {
                 let g = up(b, &r.values(rows * cols, 4.0), &[*rows, *cols])?;
                 let u = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
@@ -484,19 +475,10 @@ impl Case {
 
 /// Fill a paged cache with K/V for every position of each sequence (blocks handed out in
 /// reverse order, so tables are scattered), then attend from the sequences' query rows.
-#[allow(clippy::too_many_arguments)]
-fn attention<B: Backend>(
-    b: &B,
-    r: &mut Inputs,
-    seqs: &[(usize, usize)],
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    window: Option<usize>,
-    softcap: Option<f32>,
-    scale: f32,
-) -> Result<Vec<f32>> {
-    let blocks_per: Vec<usize> = seqs
+fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>> {
+    let (heads, kv_heads, head_dim) = (a.heads, a.kv_heads, a.head_dim);
+    let blocks_per: Vec<usize> = a
+        .seqs
         .iter()
         .map(|(p, q)| (p + q).div_ceil(BLOCK_SIZE))
         .collect();
@@ -512,7 +494,7 @@ fn attention<B: Backend>(
     let mut next = num_blocks;
     let mut metas = Vec::new();
     let mut q_start = 0;
-    for (&(start_pos, q_len), &nb) in seqs.iter().zip(&blocks_per) {
+    for (&(start_pos, q_len), &nb) in a.seqs.iter().zip(&blocks_per) {
         let table: Vec<u32> = (0..nb)
             .map(|_| {
                 next -= 1;
@@ -543,9 +525,9 @@ fn attention<B: Backend>(
         num_heads: heads,
         num_kv_heads: kv_heads,
         head_dim,
-        scale,
-        sliding_window: window,
-        softcap,
+        scale: a.scale,
+        sliding_window: a.window,
+        softcap: a.softcap,
     };
     b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
 }

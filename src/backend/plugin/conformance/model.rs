@@ -174,7 +174,7 @@ impl WeightSource for SyntheticSource {
         }
         // Scaled so activations keep a unit-ish spread through the layers.
         let v = r.values(n, 1.5 / (shape[1] as f32).sqrt());
-        let dtype = if shape[1] % block_elems(self.dtype) == 0 {
+        let dtype = if shape[1].is_multiple_of(block_elems(self.dtype)) {
             self.dtype
         } else {
             WeightDtype::F32
