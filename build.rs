@@ -116,13 +116,19 @@ fn build_plugins() {
         .pic(true)
         .warnings(true)
         .get_compiler();
+    // macOS hides sysconf's memory queries under strict POSIX unless Darwin extensions are on.
+    let extra: &[&str] = if os == "macos" {
+        &["-D_DARWIN_C_SOURCE"]
+    } else {
+        &[]
+    };
     let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
         let jobs: Vec<_> = PLUGINS
             .iter()
             .map(|p| {
                 let out = plugin_dir.join(format!("{prefix}{}{suffix}", p.name));
                 let compiler = &compiler;
-                scope.spawn(move || link_shared(compiler, p, &out))
+                scope.spawn(move || link_shared(compiler, p, extra, &out))
             })
             .collect();
         jobs.into_iter()
@@ -155,8 +161,14 @@ fn build_plugins() {
     }
 }
 
-fn link_shared(compiler: &cc::Tool, p: &PluginBuild, out: &Path) -> Result<(), String> {
+fn link_shared(
+    compiler: &cc::Tool,
+    p: &PluginBuild,
+    extra: &[&str],
+    out: &Path,
+) -> Result<(), String> {
     let mut cmd = compiler.to_command();
+    cmd.args(extra);
     cmd.args([
         "-std=c99",
         "-D_POSIX_C_SOURCE=200809L",

@@ -172,7 +172,11 @@ void *ref_tensor_data(const CandorTensor *t, uint64_t bytes, const char *what) {
 }
 
 static CandorStatus ref_memory_info(uint64_t *total, uint64_t *avail) {
+#ifdef _SC_PHYS_PAGES
     long pages = sysconf(_SC_PHYS_PAGES);
+#else
+    long pages = -1;
+#endif
     long page = sysconf(_SC_PAGESIZE);
 #ifdef _SC_AVPHYS_PAGES
     long free_pages = sysconf(_SC_AVPHYS_PAGES);
