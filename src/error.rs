@@ -11,6 +11,9 @@ pub enum CliError {
     Pull(#[from] crate::pull::PullError),
     #[error("{0}")]
     Usage(String),
+    /// A check the command ran found a problem (message says which).
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

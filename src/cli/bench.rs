@@ -175,6 +175,13 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         pb.inc(1);
     })?;
     pb.finish_and_clear();
+    let fallbacks = model.runner.fallback_ops();
+    if !fallbacks.is_empty() {
+        eprintln!(
+            "ops run on the CPU fallback: {}",
+            crate::backend::plugin::fallback_summary(&fallbacks)
+        );
+    }
     let peak_rss_bytes = crate::rss::peak_rss_bytes();
     let opened_gguf = candor_models::loader::open_model(&path, false)
         .ok()

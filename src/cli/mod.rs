@@ -1,5 +1,7 @@
-//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`.
+//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`,
+//! `candor devices`.
 pub mod bench;
+pub mod devices;
 pub mod generate;
 pub mod pull;
 pub mod serve;
@@ -27,4 +29,6 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
+    /// List the devices candor can run on; check a device plugin with --conformance.
+    Devices(devices::DevicesArgs),
 }

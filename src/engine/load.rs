@@ -3,6 +3,7 @@ use super::block_manager::BLOCK_SIZE;
 use super::error::EngineError;
 use super::runner::{ModelRunner, Runner};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::loader::OpenedModel;
 use candor_models::tokenizer::Tokenizer;
@@ -53,11 +54,28 @@ pub fn runner_for(
             "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`"
                 .into(),
         )),
-        BackendChoice::Plugin(path) => Err(EngineError::Backend(format!(
-            "`{}`: plugin backends are not available in this build",
-            path.display()
-        ))),
+        BackendChoice::Plugin(path) => plugin_runner(opened, path, opts.threads, opts.kv_tokens),
     }
+}
+
+/// A runner on the device plugin at `path`, with the CPU backend (`threads`) for the ops the
+/// plugin does not support. Logs where the weights went and which ops fall back.
+pub fn plugin_runner(
+    opened: &OpenedModel,
+    path: &std::path::Path,
+    threads: usize,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
+    let backend = PluginBackend::load(path, CpuBackend::new(threads))
+        .map_err(|e| EngineError::Backend(e.to_string()))?;
+    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    let report = backend.startup_report();
+    tracing::info!("{report}");
+    eprintln!("candor: {report}");
+    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+    Ok(Box::new(ModelRunner::new(
+        backend, model, blocks, BLOCK_SIZE,
+    )?))
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
