@@ -1,5 +1,6 @@
 //! candor-kernels: compute kernels on plain slices, used by the CPU backend and as the reference
-//! the other backends are checked against.
+//! the other backends are checked against; and (feature `cuda`) the PTX of the CUDA kernels.
 pub mod attention;
+pub mod cuda_ptx;
 pub mod quant;
 pub mod rope;
