@@ -1,5 +1,6 @@
 //! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`.
 pub mod bench;
+pub mod dummy;
 pub mod generate;
 pub mod pull;
 pub mod serve;
