@@ -174,7 +174,15 @@ fn bench_runs_a_dummy_model_of_known_shapes() {
     assert_eq!(doc["results"].as_array().unwrap().len(), 2);
 
     let bad = candor()
-        .args(["bench", "--load-format", "dummy", "--size", "70b", "-r", "1"])
+        .args([
+            "bench",
+            "--load-format",
+            "dummy",
+            "--size",
+            "70b",
+            "-r",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

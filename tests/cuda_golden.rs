@@ -7,14 +7,20 @@ mod common;
 use candor::backend::cuda::list_devices;
 use candor::engine::load::{cpu_runner, cuda_runner};
 use candor::engine::sampler::argmax;
-use candor::engine::Runner;
 use candor_models::backend::WeightDtype;
 use candor_models::dummy::{find, open_dummy};
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 6] = ["llama", "llama3_rope", "qwen2", "qwen3", "mistral", "gemma3"];
+const ARCHS: [&str; 6] = [
+    "llama",
+    "llama3_rope",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma3",
+];
 const TOL: f32 = 1e-3;
 
 fn have_gpu() -> bool {
@@ -70,7 +76,12 @@ fn tiny_models_match_transformers_on_the_gpu() {
         for _ in 0..greedy.len() {
             generated.push(next);
             tokens.push(next);
-            let step = seq(vec![next], tokens.len() - 1, tokens.len() + 64, LogitsWanted::Last);
+            let step = seq(
+                vec![next],
+                tokens.len() - 1,
+                tokens.len() + 64,
+                LogitsWanted::Last,
+            );
             next = argmax(r.forward(&step).unwrap().row(0));
         }
         assert_eq!(generated, greedy, "{arch}: greedy tokens");

@@ -3,6 +3,7 @@
 //! run them on a GPU machine with shared/tools/gpu-run.sh (docs/cuda.md).
 #![cfg(feature = "cuda")]
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::DType;
 use candor::backend::cpu::CpuBackend;
 use candor::backend::cuda::{list_devices, CudaBackend};
@@ -11,7 +12,6 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::weights::{HostWeight, SyntheticWeight};
-use candle_core::quantized::{GgmlDType, QTensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -121,7 +121,10 @@ fn rope_both_pairings_match_the_cpu() {
 }
 
 fn glu<B: Backend>(b: &B, gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
-    let (g, u) = (b.upload(gate, &[3, 1000]).unwrap(), b.upload(up, &[3, 1000]).unwrap());
+    let (g, u) = (
+        b.upload(gate, &[3, 1000]).unwrap(),
+        b.upload(up, &[3, 1000]).unwrap(),
+    );
     b.download(&b.glu(&g, &u, act).unwrap()).unwrap()
 }
 
@@ -179,8 +182,14 @@ fn attention<B: Backend>(b: &B, case: &AttnCase, block_size: usize) -> Vec<f32> 
         let slots: Vec<u32> = (0..ctx)
             .map(|pos| table[pos / block_size] * block_size as u32 + (pos % block_size) as u32)
             .collect();
-        let k = b.upload(&random(ctx * row, 100 + si as u64), &[ctx, p.num_kv_heads, p.head_dim]);
-        let v = b.upload(&random(ctx * row, 200 + si as u64), &[ctx, p.num_kv_heads, p.head_dim]);
+        let k = b.upload(
+            &random(ctx * row, 100 + si as u64),
+            &[ctx, p.num_kv_heads, p.head_dim],
+        );
+        let v = b.upload(
+            &random(ctx * row, 200 + si as u64),
+            &[ctx, p.num_kv_heads, p.head_dim],
+        );
         b.kv_write(&mut cache, 1, &k.unwrap(), &v.unwrap(), &slots)
             .unwrap();
         metas.push(SeqAttention {
@@ -260,7 +269,8 @@ fn dense_and_quantized_linear_match_the_cpu() {
     let x = random(m * k, 7);
     let w = random(n * k, 8);
     let bias = random(n, 9);
-    let wt = || candle_core::Tensor::from_vec(w.clone(), (n, k), &candle_core::Device::Cpu).unwrap();
+    let wt =
+        || candle_core::Tensor::from_vec(w.clone(), (n, k), &candle_core::Device::Cpu).unwrap();
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
         let d = rel_diff(
@@ -286,7 +296,10 @@ fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
     let (vocab, hidden) = (300, 256);
     let table = random(vocab * hidden, 10);
     let ids = [0u32, 299, 17, 17];
-    let wt = || candle_core::Tensor::from_vec(table.clone(), (vocab, hidden), &candle_core::Device::Cpu).unwrap();
+    let wt = || {
+        candle_core::Tensor::from_vec(table.clone(), (vocab, hidden), &candle_core::Device::Cpu)
+            .unwrap()
+    };
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
         fn run<B: Backend>(b: &B, table: HostWeight, ids: &[u32]) -> (Vec<f32>, Vec<u32>) {
@@ -294,7 +307,10 @@ fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
             let e = b.embedding(&t, ids).unwrap();
             let rows = b.gather_rows(&e, &[3, 1]).unwrap();
             let mut out = b.download(&b.softmax(&rows).unwrap()).unwrap();
-            out.extend(b.download(&b.softcap(&b.scale(&rows, 40.0).unwrap(), 30.0).unwrap()).unwrap());
+            out.extend(
+                b.download(&b.softcap(&b.scale(&rows, 40.0).unwrap(), 30.0).unwrap())
+                    .unwrap(),
+            );
             (out, b.argmax(&e).unwrap())
         }
         let (a, am) = run(&g, dense(table.clone(), &[vocab, hidden]), &ids);
@@ -307,7 +323,11 @@ fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
         let (a, _) = run(&g, q(), &ids);
         let (c, _) = run(&cpu, q(), &ids);
         assert!(rel_diff(&a, &c) < tol(act), "Q8_0 embedding {act:?}");
-        let e = g.embedding(&g.load_weight(dense(table.clone(), &[vocab, hidden])).unwrap(), &[300]);
+        let e = g.embedding(
+            &g.load_weight(dense(table.clone(), &[vocab, hidden]))
+                .unwrap(),
+            &[300],
+        );
         assert!(e.is_err(), "a token past the table is an error");
     }
 }
@@ -326,8 +346,24 @@ fn synthetic_weights_are_the_same_on_both_devices() {
         };
         // Through embedding: every row, as f32.
         let ids: Vec<u32> = (0..33).collect();
-        let a = g.download(&g.embedding(&g.load_weight(HostWeight::Synthetic(w.clone())).unwrap(), &ids).unwrap()).unwrap();
-        let c = cpu.download(&cpu.embedding(&cpu.load_weight(HostWeight::Synthetic(w.clone())).unwrap(), &ids).unwrap()).unwrap();
+        let a = g
+            .download(
+                &g.embedding(
+                    &g.load_weight(HostWeight::Synthetic(w.clone())).unwrap(),
+                    &ids,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let c = cpu
+            .download(
+                &cpu.embedding(
+                    &cpu.load_weight(HostWeight::Synthetic(w.clone())).unwrap(),
+                    &ids,
+                )
+                .unwrap(),
+            )
+            .unwrap();
         assert_eq!(a, c, "{dtype:?}");
     }
 }

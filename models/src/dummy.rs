@@ -24,7 +24,11 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 3] = [("qwen2.5", "qwen2"), ("llama3", "llama"), ("llama-3", "llama")];
+const ARCH_ALIASES: [(&str, &str); 3] = [
+    ("qwen2.5", "qwen2"),
+    ("llama3", "llama"),
+    ("llama-3", "llama"),
+];
 
 fn llama3_rope() -> serde_json::Value {
     json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -267,8 +271,13 @@ mod tests {
 
     fn params(arch: &str, size: &str) -> u64 {
         let s = find(arch, size).unwrap();
-        DummySource::new(&s.spec().unwrap(), s.tied_embeddings(), WeightDtype::BF16, 0)
-            .parameter_count()
+        DummySource::new(
+            &s.spec().unwrap(),
+            s.tied_embeddings(),
+            WeightDtype::BF16,
+            0,
+        )
+        .parameter_count()
     }
 
     /// The totals published for each model (safetensors metadata on its Hugging Face page).

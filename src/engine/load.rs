@@ -117,7 +117,10 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
-    load_opened(candor_models::loader::open_model(path, opts.dequantize)?, opts)
+    load_opened(
+        candor_models::loader::open_model(path, opts.dequantize)?,
+        opts,
+    )
 }
 
 /// A model already opened (a file, or `--load-format dummy`), on the backend the options name.

@@ -67,7 +67,9 @@ impl SyntheticWeight {
                 self.dtype
             )));
         }
-        let data: Vec<f32> = (0..self.elem_count() as u64).map(|i| self.value(i)).collect();
+        let data: Vec<f32> = (0..self.elem_count() as u64)
+            .map(|i| self.value(i))
+            .collect();
         Ok(Tensor::from_vec(data, self.shape.as_slice(), &Device::Cpu)?)
     }
 }
@@ -94,7 +96,10 @@ mod tests {
         assert!(mean.abs() < 0.02, "mean {mean}");
         // Uniform on a unit interval: variance 1/12.
         assert!((var - 1.0 / 12.0).abs() < 0.005, "variance {var}");
-        let other = SyntheticWeight { seed: 8, ..w.clone() };
+        let other = SyntheticWeight {
+            seed: 8,
+            ..w.clone()
+        };
         assert_ne!(other.value(0), w.value(0));
     }
 

@@ -133,7 +133,10 @@ impl Backend for CudaBackend {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &CudaWeight, eps: f32) -> Result<Tensor> {
-        Ok(self.kernels.rms_norm(x, None, dense(w, "rms_norm")?, eps)?.1)
+        Ok(self
+            .kernels
+            .rms_norm(x, None, dense(w, "rms_norm")?, eps)?
+            .1)
     }
 
     fn add_rms_norm(
@@ -143,9 +146,9 @@ impl Backend for CudaBackend {
         w: &CudaWeight,
         eps: f32,
     ) -> Result<(Tensor, Tensor)> {
-        let (sum, normed) =
-            self.kernels
-                .rms_norm(x, Some(residual), dense(w, "rms_norm")?, eps)?;
+        let (sum, normed) = self
+            .kernels
+            .rms_norm(x, Some(residual), dense(w, "rms_norm")?, eps)?;
         let sum = sum.ok_or_else(|| CudaError::Launch("add_rms_norm returned no sum".into()))?;
         Ok((sum, normed))
     }

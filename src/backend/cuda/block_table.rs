@@ -168,12 +168,24 @@ mod tests {
         let p = pack(&[seq(1, 1, 0, vec![0])], 3, 16, 1).unwrap();
         assert_eq!(p.row_seq, vec![NO_SEQ, 0, NO_SEQ]);
         assert_eq!(p.slot(0, 0, 16), None);
-        assert!(pack(&[seq(2, 2, 0, vec![0])], 3, 16, 1).is_err(), "rows past the batch");
-        assert!(pack(&[seq(0, 1, 16, vec![0])], 1, 16, 1).is_err(), "short table");
-        assert!(pack(&[seq(0, 1, 0, vec![1])], 1, 16, 1).is_err(), "block past the cache");
+        assert!(
+            pack(&[seq(2, 2, 0, vec![0])], 3, 16, 1).is_err(),
+            "rows past the batch"
+        );
+        assert!(
+            pack(&[seq(0, 1, 16, vec![0])], 1, 16, 1).is_err(),
+            "short table"
+        );
+        assert!(
+            pack(&[seq(0, 1, 0, vec![1])], 1, 16, 1).is_err(),
+            "block past the cache"
+        );
         let overlap = [seq(0, 2, 0, vec![0]), seq(1, 1, 0, vec![1])];
         assert!(pack(&overlap, 2, 16, 2).is_err(), "a row in two sequences");
-        assert!(pack(&[seq(0, 1, 0, vec![0])], 1, 0, 1).is_err(), "block size 0");
+        assert!(
+            pack(&[seq(0, 1, 0, vec![0])], 1, 0, 1).is_err(),
+            "block size 0"
+        );
         assert!(pack(&[seq(0, usize::MAX, 0, vec![0])], 1, 16, 1).is_err());
     }
 }

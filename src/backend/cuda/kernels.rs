@@ -4,7 +4,7 @@
 use super::block_table::PackedBatch;
 use super::error::CudaError;
 use super::launch::{self, as_i32};
-use super::tensors::{alloc_out, config, view, wrap, with_kernel_dtype, KernelDType};
+use super::tensors::{alloc_out, config, view, with_kernel_dtype, wrap, KernelDType};
 use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
 use candle_core::cuda_backend::CudaFunc;
 use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
@@ -68,12 +68,11 @@ impl Kernels {
             .iter()
             .find(|m| m.name == module)
             .ok_or_else(|| CudaError::Launch(format!("no kernel module {module}")))?;
-        let (arch, ptx) = pick_arch(m.per_arch, self.major, self.minor).ok_or(
-            CudaError::UnsupportedDevice {
+        let (arch, ptx) =
+            pick_arch(m.per_arch, self.major, self.minor).ok_or(CudaError::UnsupportedDevice {
                 major: self.major,
                 minor: self.minor,
-            },
-        )?;
+            })?;
         Ok(self
             .dev
             .get_or_load_custom_func(function, &format!("candor_{module}_sm{arch}"), ptx)?)
@@ -353,10 +352,7 @@ impl Kernels {
             view::<u32>(&ms, ml)?,
             view::<u32>(&ts, tl)?,
         );
-        let (kc, vc) = (
-            k_cache.as_cuda_slice::<T>()?,
-            v_cache.as_cuda_slice::<T>()?,
-        );
+        let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
         let heads = as_i32(a.heads, "heads")?;
         let kv_heads = as_i32(a.kv_heads, "KV heads")?;
@@ -399,7 +395,13 @@ impl Kernels {
         with_kernel_dtype!(dtype, T, { self.fill_t::<T>(shape, seed, lo, hi) })
     }
 
-    fn fill_t<T: KernelDType>(&self, shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
+    fn fill_t<T: KernelDType>(
+        &self,
+        shape: &[usize],
+        seed: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let mut out = alloc_out::<T>(&self.dev, n.max(1))?;
         let n64 = n as u64;

@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(l.block, (ATTENTION_THREADS, 1, 1));
         assert!(attention(1, 32, 8, 1024).is_err());
         assert!(attention(1, 32, 0, 128).is_err());
-        assert!(attention(1, 30, 8, 128).is_err(), "heads must be a multiple of KV heads");
+        assert!(
+            attention(1, 30, 8, 128).is_err(),
+            "heads must be a multiple of KV heads"
+        );
         assert!(attention(1, 70_000, 70_000, 64).is_err());
         assert!(as_i32(1 << 31, "x").is_err());
         assert_eq!(as_i32(5, "x").unwrap(), 5);

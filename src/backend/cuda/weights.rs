@@ -33,7 +33,9 @@ impl CudaWeight {
             )),
             HostWeight::Quant(q) => match q.dtype() {
                 GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => Ok(CudaWeight::Dense(
-                    q.dequantize(&Device::Cpu)?.to_device(device)?.to_dtype(act)?,
+                    q.dequantize(&Device::Cpu)?
+                        .to_device(device)?
+                        .to_dtype(act)?,
                 )),
                 ty => Ok(CudaWeight::Quant(Arc::new(qtensor_from_ggml(
                     ty,
@@ -79,7 +81,8 @@ impl CudaWeight {
             CudaWeight::Dense(w) => Ok(x.matmul(&w.t()?)?),
             // candle's quantized CUDA kernels take f32 activations.
             CudaWeight::Quant(q) => {
-                let y = QMatMul::QTensor(q.clone()).forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
+                let y =
+                    QMatMul::QTensor(q.clone()).forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
                 Ok(y.to_dtype(x.dtype())?)
             }
         }
