@@ -5,8 +5,7 @@ use super::block_table::PackedBatch;
 use super::error::CudaError;
 use super::launch::{self, as_i32};
 use super::tensors::{alloc_out, config, view, with_kernel_dtype, wrap, KernelDType};
-use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
-use candle_core::cuda_backend::CudaFunc;
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, PushKernelArg};
 use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
 use candor_kernels::cuda_ptx::{pick_arch, MODULES};
 use candor_models::backend::RopeStyle;
@@ -63,7 +62,7 @@ impl Kernels {
     }
 
     /// `function` of kernels/cuda/`module`.cu, loaded once per device.
-    fn func(&self, module: &str, function: &str) -> Result<CudaFunc> {
+    fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
         let m = MODULES
             .iter()
             .find(|m| m.name == module)
@@ -75,7 +74,8 @@ impl Kernels {
             })?;
         Ok(self
             .dev
-            .get_or_load_custom_func(function, &format!("candor_{module}_sm{arch}"), ptx)?)
+            .get_or_load_custom_func(function, &format!("candor_{module}_sm{arch}"), ptx)?
+            .into_cuda_function())
     }
 
     /// RMSNorm of the rows of `x` times `w`; with `residual`, of `x + residual`, returning the
@@ -125,7 +125,8 @@ impl Kernels {
         let sum = match &residual {
             None => {
                 let f = self.func("rms_norm", &format!("rms_norm_{}", T::SUFFIX))?;
-                let mut b = f.builder();
+                let stream = self.dev.cuda_stream();
+                let mut b = stream.launch_builder(&f);
                 b.arg(&xv).arg(&wv).arg(&mut out).arg(&cols_i).arg(&eps);
                 // SAFETY: argument types and order match rms_norm_<T> in rms_norm.cu.
                 unsafe { b.launch(cfg) }.map_err(launch_err)?;
@@ -136,7 +137,8 @@ impl Kernels {
                 let rv = view::<T>(&rs, rl)?;
                 let mut sum = alloc_out::<T>(&self.dev, n)?;
                 let f = self.func("rms_norm", &format!("add_rms_norm_{}", T::SUFFIX))?;
-                let mut b = f.builder();
+                let stream = self.dev.cuda_stream();
+                let mut b = stream.launch_builder(&f);
                 b.arg(&xv)
                     .arg(&rv)
                     .arg(&wv)
@@ -186,7 +188,8 @@ impl Kernels {
         let (heads, head_dim) = (as_i32(h, "heads")?, as_i32(d, "head_dim")?);
         let interleaved = i32::from(a.style == RopeStyle::Interleaved);
         let f = self.func("rope", &format!("rope_{}", T::SUFFIX))?;
-        let mut b = f.builder();
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
         b.arg(&xv)
             .arg(&mut out)
             .arg(&pv)
@@ -226,7 +229,8 @@ impl Kernels {
         let name = if gelu { "glu_gelu_tanh" } else { "glu_silu" };
         let f = self.func("glu", &format!("{name}_{}", T::SUFFIX))?;
         let n64 = n as u64;
-        let mut b = f.builder();
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
         b.arg(&gv).arg(&uv).arg(&mut out).arg(&n64);
         // SAFETY: argument types and order match glu_*_<T> in glu.cu (size_t is 64-bit).
         unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
@@ -288,7 +292,8 @@ impl Kernels {
         let row_i = as_i32(row, "KV row")?;
         let num_slots = u32::try_from(num_slots).map_err(launch_err)?;
         let f = self.func("kv_write", &format!("kv_write_{}", T::SUFFIX))?;
-        let mut b = f.builder();
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
         b.arg(&kv)
             .arg(&vv)
             .arg(kc)
@@ -362,7 +367,8 @@ impl Kernels {
         let window = as_i32(a.window.unwrap_or(0), "sliding window")?;
         let softcap = a.softcap.unwrap_or(0.0);
         let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
-        let mut b = f.builder();
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
         b.arg(&qv)
             .arg(kc)
             .arg(vc)
@@ -406,7 +412,8 @@ impl Kernels {
         let mut out = alloc_out::<T>(&self.dev, n.max(1))?;
         let n64 = n as u64;
         let f = self.func("fill", &format!("fill_uniform_{}", T::SUFFIX))?;
-        let mut b = f.builder();
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
         b.arg(&mut out).arg(&n64).arg(&seed).arg(&lo).arg(&hi);
         // SAFETY: argument types and order match fill_uniform_<T> in fill.cu.
         unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;

@@ -99,7 +99,7 @@ mod tests {
         for items in [1, 31, 32, 100, 896, 1000, 5000] {
             let b = per_row(1, items).unwrap().block.0;
             assert_eq!(b % 32, 0);
-            assert!(b >= 32 && b <= 1024);
+            assert!((32..=1024).contains(&b));
             assert!(b as usize >= items.min(1024));
         }
         assert!(per_row(usize::MAX, 8).is_err());

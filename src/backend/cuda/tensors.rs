@@ -1,7 +1,9 @@
 //! Between candle's CUDA tensors and raw kernel arguments: the device view of a contiguous
 //! tensor, and a tensor around a freshly written device buffer.
 use super::error::CudaError;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, ValidAsZeroBits,
+};
 use candle_core::cuda_backend::CudaDType;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, Layout, Storage, Tensor, WithDType};
@@ -10,7 +12,7 @@ use candor_models::error::Result;
 use super::launch::Launch;
 
 /// Storage types the kernels are instantiated for (the `_f32`, `_f16`, `_bf16` entry points).
-pub trait KernelDType: CudaDType + DeviceRepr + WithDType {
+pub trait KernelDType: CudaDType + DeviceRepr + ValidAsZeroBits + WithDType {
     const SUFFIX: &'static str;
 }
 impl KernelDType for f32 {
