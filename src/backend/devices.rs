@@ -1,7 +1,7 @@
 //! The devices candor can run on, one row each, for `candor devices`. This is the one place
 //! backends contribute rows: the CPU always; each device plugin given on the command line or in
-//! `CANDOR_PLUGINS`; CUDA devices when built with CUDA (the cuda backend adds
-//! `rows.extend(crate::backend::cuda::list_devices())` in `list_devices`, returning `DeviceRow`s).
+//! `CANDOR_PLUGINS`; each CUDA GPU when built with CUDA (a CPU-only build shows one `cuda` row
+//! saying how to build with it; a CUDA build with no usable driver says why).
 use super::cpu::CpuBackend;
 use super::plugin::{ffi, Plugin};
 use candor_models::backend::Backend;
@@ -35,8 +35,39 @@ pub fn plugin_paths(flags: &[PathBuf], env: Option<&str>) -> Vec<PathBuf> {
 
 pub fn list_devices(threads: usize, plugins: &[PathBuf]) -> Vec<DeviceRow> {
     let mut rows = vec![cpu_row(threads)];
+    rows.extend(cuda_rows());
     rows.extend(plugins.iter().map(|p| plugin_row(p)));
     rows
+}
+
+fn cuda_rows() -> Vec<DeviceRow> {
+    match super::cuda::list_devices() {
+        Ok(gpus) => gpus
+            .into_iter()
+            .map(|g| DeviceRow {
+                backend: format!("cuda:{}", g.ordinal),
+                name: g.name,
+                vendor: "NVIDIA".into(),
+                memory_total_bytes: Some(g.memory_total_bytes),
+                memory_free_bytes: Some(g.memory_free_bytes),
+                details: vec![
+                    format!("sm_{}{}", g.compute_capability.0, g.compute_capability.1),
+                    format!("{} SMs", g.multiprocessors),
+                    format!("driver CUDA {}", g.driver_version),
+                ],
+                error: None,
+            })
+            .collect(),
+        Err(e) => vec![DeviceRow {
+            backend: "cuda".into(),
+            name: String::new(),
+            vendor: "NVIDIA".into(),
+            memory_total_bytes: None,
+            memory_free_bytes: None,
+            details: Vec::new(),
+            error: Some(e.to_string()),
+        }],
+    }
 }
 
 fn cpu_row(threads: usize) -> DeviceRow {
@@ -124,7 +155,20 @@ mod tests {
         let rows = list_devices(1, &[PathBuf::from("/no/such/plugin.so")]);
         assert_eq!(rows[0].backend, "cpu");
         assert!(rows[0].error.is_none());
-        let err = rows[1].error.as_deref().unwrap_or("");
+        // CPU-only builds list CUDA as a row that says how to get it.
+        #[cfg(not(feature = "cuda"))]
+        assert!(
+            rows[1].backend == "cuda"
+                && rows[1]
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("--features cuda"))
+        );
+        let plugin = rows
+            .iter()
+            .find(|r| r.backend.starts_with("plugin:"))
+            .unwrap();
+        let err = plugin.error.as_deref().unwrap_or("");
         assert!(err.contains("no such file"), "{err}");
     }
 }

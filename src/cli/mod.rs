@@ -2,6 +2,7 @@
 //! `candor devices`.
 pub mod bench;
 pub mod devices;
+pub mod dummy;
 pub mod generate;
 pub mod pull;
 pub mod serve;

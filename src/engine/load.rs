@@ -23,6 +23,35 @@ pub fn cpu_runner(
     )?))
 }
 
+/// The activation dtype for a model on the GPU: f32 for f32 weights (the reference path:
+/// golden tests, `--dequantize`) and for GGUF blocks (candle's quantized kernels take f32
+/// activations); the weights' own half type for f16/bf16 models (tensor cores, half the KV cache).
+#[cfg(feature = "cuda")]
+fn cuda_act_dtype(opened: &OpenedModel) -> Result<candle_core::DType, EngineError> {
+    use candor_models::backend::WeightDtype;
+    let embed = candor_models::weights::require(opened.source.as_ref(), "token_embd.weight")?;
+    Ok(match embed.dtype() {
+        Some(WeightDtype::BF16) => candle_core::DType::BF16,
+        Some(WeightDtype::F16) => candle_core::DType::F16,
+        _ => candle_core::DType::F32,
+    })
+}
+
+/// A runner on CUDA device `ordinal` whose KV cache holds `kv_tokens` tokens.
+#[cfg(feature = "cuda")]
+pub fn cuda_runner(
+    opened: &OpenedModel,
+    ordinal: usize,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
+    let backend = crate::backend::cuda::CudaBackend::new(ordinal, cuda_act_dtype(opened)?)?;
+    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+    Ok(Box::new(ModelRunner::new(
+        backend, model, blocks, BLOCK_SIZE,
+    )?))
+}
+
 /// Everything needed to serve a model: the runner, its tokenizer and chat template.
 pub struct LoadedModel {
     pub runner: Box<dyn Runner>,
@@ -50,9 +79,11 @@ pub fn runner_for(
 ) -> Result<Box<dyn Runner>, EngineError> {
     match &opts.backend {
         BackendChoice::Cpu => cpu_runner(opened, opts.threads, opts.kv_tokens),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(ordinal) => cuda_runner(opened, *ordinal, opts.kv_tokens),
+        #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
-            "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`"
-                .into(),
+            crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
         BackendChoice::Plugin(path) => plugin_runner(opened, path, opts.threads, opts.kv_tokens),
     }
@@ -104,7 +135,14 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
-    let opened = candor_models::loader::open_model(path, opts.dequantize)?;
+    load_opened(
+        candor_models::loader::open_model(path, opts.dequantize)?,
+        opts,
+    )
+}
+
+/// A model already opened (a file, or `--load-format dummy`), on the backend the options name.
+pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let tokenizer = load_tokenizer(&opened)?;
     let runner = runner_for(&opened, opts)?;
     Ok(LoadedModel {

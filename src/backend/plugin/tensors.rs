@@ -78,6 +78,8 @@ pub(super) fn weight_bytes(w: &HostWeight) -> Result<(CandorDtype, Vec<u8>)> {
             dtype.ok_or_else(|| err(format!("weight type {:?} has no ABI code", m.dtype)))?,
             m.bytes().to_vec(),
         )),
+        // Dummy weights (`--load-format dummy`) are made on the host for a plugin, as f32.
+        HostWeight::Synthetic(_) => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
     }
 }
 
