@@ -1,7 +1,9 @@
-//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`.
+//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor report`,
+//! `candor pull`.
 pub mod bench;
 pub mod generate;
 pub mod pull;
+pub mod report;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Measure prefill/decode tok/s (llama-bench style), or load-test a server with --serve.
     Bench(bench::BenchArgs),
+    /// Write report.md and a self-contained report.html from result JSON files.
+    Report(report::ReportArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
 }
