@@ -2,6 +2,8 @@
 //! was laid out with its marks drawn, that nothing raised an error, and that the page fetched
 //! nothing. Chromium is required (CI installs it); set CANDOR_SKIP_BROWSER_TESTS=1 to skip with
 //! a printed reason where it cannot be installed.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,17 +64,6 @@ fn run_with_timeout(mut cmd: Command, dir: &Path, limit: Duration) -> (bool, Str
     (status.success(), read(&out), read(&err))
 }
 
-fn results() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn report_html_draws_every_chart_in_headless_chromium() {
     let Some(browser) = chromium() else {
@@ -85,7 +76,7 @@ fn report_html_draws_every_chart_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
     candor::report::write_report(&candor::report::ReportRequest {
-        results: results(),
+        results: common::report_results(),
         out_dir: out.clone(),
         reference: "h100".into(),
         specs: None,

@@ -1,34 +1,22 @@
 //! `candor report` on fixed result documents (copies of benches/results): report.md must match
 //! the golden file byte for byte, and the CLI must write every output and reject bad input.
 //! Regenerate after an intended change with `CANDOR_UPDATE_GOLDEN=1 cargo test --release --test report_golden`.
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
-}
-
-fn results() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn report_markdown_matches_the_golden_file() {
     let rendered = candor::report::render(&candor::report::ReportRequest {
-        results: results(),
+        results: common::report_results(),
         out_dir: PathBuf::from("unused"),
         reference: "h100".into(),
         specs: None,
         claims: None,
     })
     .unwrap();
-    let golden = fixtures().join("expected/report.md");
+    let golden = common::fixtures().join("report/expected/report.md");
     if std::env::var_os("CANDOR_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &rendered.markdown).unwrap();
@@ -59,7 +47,11 @@ fn cli_writes_markdown_html_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
     let mut args: Vec<String> = vec!["report".into()];
-    args.extend(results().iter().map(|p| p.display().to_string()));
+    args.extend(
+        common::report_results()
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
     args.extend([
         "-o".into(),
         out.display().to_string(),
@@ -95,7 +87,7 @@ fn cli_rejects_unknown_references_and_foreign_files() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"hello": 1}"#).unwrap();
-    let first = results()[0].display().to_string();
+    let first = common::report_results()[0].display().to_string();
     for (args, needle) in [
         (vec![first.as_str(), "--reference", "h9000"], "h9000"),
         (vec![bad.to_str().unwrap()], "bad.json"),

@@ -74,16 +74,19 @@ pub fn prefill(w: &Workload, chunk: usize, mfu: f64, mbu: Option<f64>, t: &Targe
     let by_compute = mfu * peak / w.flops_per_token;
     let bytes = roofline::prefill_bytes_per_token(w.weight_bytes, chunk);
     let by_bandwidth = mbu.zip(t.bandwidth_bytes_s).map(|(e, bw)| e * bw / bytes);
-    match by_bandwidth {
-        Some(b) if b < by_compute => Projection::TokS {
-            tok_s: b,
-            bound: Bound::Bandwidth,
-        },
-        _ => Projection::TokS {
-            tok_s: by_compute,
-            bound: Bound::Compute,
-        },
-    }
+    lower(
+        (by_compute, Bound::Compute),
+        by_bandwidth.map(|b| (b, Bound::Bandwidth)),
+    )
+}
+
+/// The lower of a regime's roof and an optional second roof.
+fn lower(main: (f64, Bound), cap: Option<(f64, Bound)>) -> Projection {
+    let (tok_s, bound) = match cap {
+        Some(c) if c.0 < main.0 => c,
+        _ => main,
+    };
+    Projection::TokS { tok_s, bound }
 }
 
 /// Aggregate decode tok/s of `batch` sequences at the measured MBU, capped by the compute roof
@@ -100,16 +103,10 @@ pub fn decode(w: &Workload, batch: usize, mbu: f64, mfu: Option<f64>, t: &Target
     let by_compute = mfu
         .zip(t.peak_flops)
         .map(|(e, peak)| e * peak / w.flops_per_token);
-    match by_compute {
-        Some(c) if c < by_bandwidth => Projection::TokS {
-            tok_s: c,
-            bound: Bound::Compute,
-        },
-        _ => Projection::TokS {
-            tok_s: by_bandwidth,
-            bound: Bound::Bandwidth,
-        },
-    }
+    lower(
+        (by_bandwidth, Bound::Bandwidth),
+        by_compute.map(|c| (c, Bound::Compute)),
+    )
 }
 
 #[cfg(test)]

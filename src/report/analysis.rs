@@ -480,31 +480,12 @@ pub fn analyze<'a>(
         .into_iter()
         .filter_map(|(s, r)| project_model(s, r, &targets))
         .collect();
-    let ref_values: Vec<Vec<Vec<Option<(f64, bool)>>>> = systems
-        .iter()
-        .map(|s| {
-            s.runs
-                .iter()
-                .map(|r| {
-                    r.rows
-                        .iter()
-                        .map(|row| {
-                            reference_value(
-                                &systems,
-                                &projections,
-                                reference,
-                                &r.run,
-                                &row.test.test,
-                            )
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    for (s, sv) in systems.iter_mut().zip(ref_values) {
-        for (r, rv) in s.runs.iter_mut().zip(sv) {
-            for (row, v) in r.rows.iter_mut().zip(rv) {
+    // Reference values are looked up in a snapshot while the rows are filled in.
+    let snapshot = systems.clone();
+    for s in systems.iter_mut() {
+        for r in s.runs.iter_mut() {
+            for row in r.rows.iter_mut() {
+                let v = reference_value(&snapshot, &projections, reference, &r.run, &row.test.test);
                 row.vs_reference = v.map(|(value, projected)| RefRatio {
                     ratio: row.test.tok_s_mean / value,
                     projected,

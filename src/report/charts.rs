@@ -3,7 +3,7 @@
 //! concurrency.
 use super::analysis::{Analysis, ModelProjection, System};
 use super::input::Phase;
-use super::svg::{short_number, Area, LegendEntry, Scale, Svg, Swatch, PALETTE};
+use super::svg::{short_number, Area, LegendEntry, Rect, Scale, Svg, Swatch, PALETTE};
 use crate::bench::projection::Projection;
 use crate::bench::roofline;
 use crate::bench::specs::DeviceSpec;
@@ -284,15 +284,13 @@ pub fn bars_chart(a: &Analysis, phase: Phase) -> Option<Chart> {
                     (PALETTE[0].to_string(), PALETTE[0])
                 };
                 let x1 = xs.map(v);
-                svg.bar(
-                    area.left,
-                    y + 3.0,
-                    x1 - area.left,
-                    row_h - 6.0,
-                    &fill,
-                    stroke,
-                    &format!("{}: {}", r.label, r.note),
-                );
+                let rect = Rect {
+                    x: area.left,
+                    y: y + 3.0,
+                    w: x1 - area.left,
+                    h: row_h - 6.0,
+                };
+                svg.bar(rect, &fill, stroke, &format!("{}: {}", r.label, r.note));
                 svg.text(
                     x1 + 4.0,
                     y + 15.0,

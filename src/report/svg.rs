@@ -200,7 +200,8 @@ impl Svg {
     }
 
     /// A data mark (bar) with a tooltip.
-    pub fn bar(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, stroke: &str, tip: &str) {
+    pub fn bar(&mut self, r: Rect, fill: &str, stroke: &str, tip: &str) {
+        let Rect { x, y, w, h } = r;
         let _ = write!(
             self.buf,
             "<rect class=\"mark\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\" stroke=\"{}\"><title>{}</title></rect>",
@@ -339,6 +340,15 @@ impl Svg {
     }
 }
 
+/// A rectangle in pixels: top-left corner, width, height.
+#[derive(Debug, Clone, Copy)]
+pub struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
 /// The plot area of a chart, in pixels.
 #[derive(Debug, Clone, Copy)]
 pub struct Area {
@@ -386,7 +396,13 @@ mod tests {
     fn documents_are_well_formed_and_marks_are_tagged() {
         let mut s = Svg::new("c1", 200.0, 100.0, "T <1>");
         s.hatch("h", "#000");
-        s.bar(1.0, 2.0, 3.0, 4.0, "url(#h)", "#000", "tip");
+        let r = Rect {
+            x: 1.0,
+            y: 2.0,
+            w: 3.0,
+            h: 4.0,
+        };
+        s.bar(r, "url(#h)", "#000", "tip");
         s.point(5.0, 5.0, "#f00", true, "p");
         let out = s.finish();
         assert!(out.starts_with("<svg") && out.ends_with("</svg>"));
