@@ -13,6 +13,9 @@ pub enum CliError {
     Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Usage(String),
+    /// A check the command ran found a problem (message says which).
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

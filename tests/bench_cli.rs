@@ -130,3 +130,62 @@ async fn serve_mode_measures_a_real_server() {
         assert!(l["output_tok_s"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn bench_runs_a_dummy_model_of_known_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("d.json");
+    let out = candor()
+        .args([
+            "bench",
+            "--load-format",
+            "dummy",
+            "--arch",
+            "qwen2.5",
+            "--size",
+            "tiny",
+            "--dummy-dtype",
+            "f32",
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "-t",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["model"]["format"], "dummy");
+    assert_eq!(doc["model"]["name"], "dummy-qwen2-tiny");
+    assert_eq!(doc["model"]["arch"], "qwen2");
+    assert_eq!(doc["model"]["quantization"], "F32");
+    let params = doc["model"]["parameters"].as_u64().unwrap();
+    assert_eq!(doc["model"]["size_bytes"].as_u64().unwrap(), params * 4);
+    assert_eq!(doc["results"].as_array().unwrap().len(), 2);
+
+    let bad = candor()
+        .args([
+            "bench",
+            "--load-format",
+            "dummy",
+            "--size",
+            "70b",
+            "-r",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("llama 8b"), "{err}");
+}

@@ -40,12 +40,32 @@ fn main() {
         if only.as_ref().is_some_and(|t| *t != format!("{ty:?}")) {
             continue;
         }
+        // N and K override the default FFN-like shape (e.g. N=262144 K=640: gemma's LM head,
+        // far larger than the caches, so the product streams from memory).
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
         let (k, n) = if ty.block_elems() == 256 {
-            (4864, 896)
+            (env("K").unwrap_or(4864), env("N").unwrap_or(896))
         } else {
-            (896, 4864)
+            (env("K").unwrap_or(896), env("N").unwrap_or(4864))
         };
         let w = weights(ty, n, k);
+        // HUGE=1: the weights in an anonymous mapping advised for transparent huge pages.
+        let mut huge = None;
+        if std::env::var("HUGE").is_ok() {
+            let mut map = memmap2::MmapMut::map_anon(w.len()).expect("anonymous map");
+            #[cfg(target_os = "linux")]
+            map.advise(memmap2::Advice::HugePage).expect("madvise");
+            map.copy_from_slice(&w);
+            huge = Some(map);
+        }
+        let w: &[u8] = match &huge {
+            Some(m) => &m[..],
+            None => &w,
+        };
         let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
         let mut y = vec![0f32; m * n];
         let mut line = format!("{ty:?} m{m}:");
@@ -59,7 +79,7 @@ fn main() {
             let mut best = f64::MAX;
             for _ in 0..reps {
                 let t = Instant::now();
-                matmul_with(isa, ty, &w, n, k, &x, m, &mut y).expect("valid");
+                matmul_with(isa, ty, w, n, k, &x, m, &mut y).expect("valid");
                 best = best.min(t.elapsed().as_secs_f64());
             }
             line += &format!(

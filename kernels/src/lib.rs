@@ -1,5 +1,9 @@
 //! candor-kernels: compute kernels on plain slices, used by the CPU backend and as the reference
-//! the other backends are checked against.
+//! the other backends are checked against; and (feature `cuda`) the PTX of the CUDA kernels.
+pub mod activation;
 pub mod attention;
+pub mod cuda_ptx;
+pub mod norm;
 pub mod quant;
 pub mod rope;
+mod rows;

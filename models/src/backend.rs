@@ -218,4 +218,11 @@ pub trait Backend: Send + Sync + 'static {
     fn gather_rows(&self, x: &Self::Tensor, rows: &[u32]) -> Result<Self::Tensor>;
     /// Index of the largest value of each row of a 2-D tensor.
     fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
+
+    /// Ops this backend handed to another device since it was created (a plugin's CPU
+    /// fallback), as (op name, count) for those that did; empty for a backend that runs every
+    /// op itself.
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

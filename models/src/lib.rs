@@ -5,6 +5,7 @@ pub mod backend;
 pub mod batch;
 pub mod chat_template;
 pub mod decoder;
+pub mod dummy;
 pub mod error;
 pub mod loader;
 pub mod rope;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub enum ModelFormat {
     Gguf,
     Safetensors,
+    /// Random weights of a known model's shapes (`--load-format dummy`, see `crate::dummy`).
+    Dummy,
 }
 
 /// The weights of a model and what is needed to build it.

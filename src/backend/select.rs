@@ -67,7 +67,10 @@ mod tests {
         );
         assert!("cuda:x".parse::<BackendChoice>().is_err());
         assert!("plugin:".parse::<BackendChoice>().is_err());
-        assert!("tpu".parse::<BackendChoice>().unwrap_err().contains("unknown backend"));
+        assert!("tpu"
+            .parse::<BackendChoice>()
+            .unwrap_err()
+            .contains("unknown backend"));
     }
 
     #[test]

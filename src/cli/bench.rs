@@ -4,7 +4,8 @@ use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
 use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
 use crate::bench::{self, hardware, BenchConfig};
-use crate::engine::load::{load_model, LoadOptions};
+use crate::cli::dummy::DummyArgs;
+use crate::engine::load::{load_model, load_opened, LoadOptions};
 use crate::error::CliError;
 use crate::loadgen::{self, LevelReport, LoadConfig, RequestSpec};
 use crate::pull;
@@ -83,6 +84,8 @@ pub struct BenchArgs {
     pub served_model: Option<String>,
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    #[command(flatten)]
+    pub dummy: DummyArgs,
 }
 
 const DEFAULT_PROMPT: &str = "The history of the Roman Empire covers the history of ancient Rome from the \
@@ -141,19 +144,24 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         ));
     }
     let threads = configure_threads(args.threads);
-    let path = pull::resolve_model(&args.model, !args.offline)?;
+    let dummy_shape = args.dummy.shape()?;
+    let path = match dummy_shape {
+        Some(shape) => shape.name().into(),
+        None => pull::resolve_model(&args.model, !args.offline)?,
+    };
     // The bandwidth probe's buffers (3 × 64 MiB) are freed before the model loads, so they do
     // not inflate the peak resident memory reported for the model.
     let bandwidth = hardware::triad_bandwidth_gbs();
-    let mut model = load_model(
-        &path,
-        &LoadOptions {
-            dequantize: args.dequantize,
-            threads,
-            kv_tokens: config.kv_tokens(),
-            backend: args.backend.clone(),
-        },
-    )?;
+    let load_options = LoadOptions {
+        dequantize: args.dequantize,
+        threads,
+        kv_tokens: config.kv_tokens(),
+        backend: args.backend.clone(),
+    };
+    let mut model = match dummy_shape {
+        Some(shape) => load_opened(args.dummy.open(shape, args.seed)?, &load_options)?,
+        None => load_model(&path, &load_options)?,
+    };
     let context = model.spec.max_position;
     let longest = config.depth
         + config
@@ -175,16 +183,17 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         pb.inc(1);
     })?;
     pb.finish_and_clear();
+    let fallbacks = model.runner.fallback_ops();
+    if !fallbacks.is_empty() {
+        eprintln!(
+            "ops run on the CPU fallback: {}",
+            crate::backend::plugin::fallback_summary(&fallbacks)
+        );
+    }
     let peak_rss_bytes = crate::rss::peak_rss_bytes();
-    let opened_gguf = candor_models::loader::open_model(&path, false)
-        .ok()
-        .and_then(|o| o.gguf);
-    let name = if pull::find(&args.model).is_some() {
-        args.model.clone()
-    } else {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
+    let model_info = match dummy_shape {
+        Some(shape) => dummy_model_info(shape, &args.dummy, &model.spec)?,
+        None => file_model_info(args, &path, &model),
     };
     let doc = BenchDocument {
         schema_version: report::SCHEMA_VERSION,
@@ -192,23 +201,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         candor_version: env!("CARGO_PKG_VERSION"),
         git_commit: report::git_commit(),
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        model: ModelInfo {
-            name,
-            path: path.display().to_string(),
-            sha256: if path.is_file() {
-                pull::sha256_file(&path).ok()
-            } else {
-                None
-            },
-            size_bytes: model_size(&path),
-            format: format!("{:?}", model.format).to_lowercase(),
-            arch: format!("{:?}", model.spec.arch).to_lowercase(),
-            quantization: opened_gguf
-                .as_ref()
-                .and_then(|g| g.file_type_name())
-                .map(str::to_string),
-            parameters: opened_gguf.as_ref().map(|g| g.parameter_count()),
-        },
+        model: model_info,
         backend: BackendInfo {
             kind: device.kind.clone(),
             device: device.name.clone(),
@@ -224,6 +217,67 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         write_json(p, &doc)?;
     }
     Ok(())
+}
+
+/// What a result says about a model file.
+fn file_model_info(
+    args: &BenchArgs,
+    path: &std::path::Path,
+    model: &crate::engine::load::LoadedModel,
+) -> ModelInfo {
+    let opened_gguf = candor_models::loader::open_model(path, false)
+        .ok()
+        .and_then(|o| o.gguf);
+    let name = if pull::find(&args.model).is_some() {
+        args.model.clone()
+    } else {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    ModelInfo {
+        name,
+        path: path.display().to_string(),
+        sha256: if path.is_file() {
+            pull::sha256_file(path).ok()
+        } else {
+            None
+        },
+        size_bytes: model_size(path),
+        format: format!("{:?}", model.format).to_lowercase(),
+        arch: format!("{:?}", model.spec.arch).to_lowercase(),
+        quantization: opened_gguf
+            .as_ref()
+            .and_then(|g| g.file_type_name())
+            .map(str::to_string),
+        parameters: opened_gguf.as_ref().map(|g| g.parameter_count()),
+    }
+}
+
+/// What a result says about a dummy model: the shapes' source, its parameters and their bytes.
+fn dummy_model_info(
+    shape: &candor_models::dummy::DummyShape,
+    dummy: &DummyArgs,
+    spec: &candor_models::ModelSpec,
+) -> Result<ModelInfo, CliError> {
+    let dtype = dummy.weight_dtype();
+    let parameters =
+        candor_models::dummy::DummySource::new(spec, shape.tied_embeddings(), dtype, 0)
+            .parameter_count();
+    let bytes_per_param = match dtype {
+        candor_models::backend::WeightDtype::F32 => 4,
+        _ => 2,
+    };
+    Ok(ModelInfo {
+        name: shape.name(),
+        path: format!("dummy weights with the shapes of {}", shape.source),
+        sha256: None,
+        size_bytes: parameters * bytes_per_param,
+        format: "dummy".into(),
+        arch: format!("{:?}", spec.arch).to_lowercase(),
+        quantization: Some(dtype.to_string()),
+        parameters: Some(parameters),
+    })
 }
 
 /// Bytes of a model file, or of every file in a model directory.

@@ -204,6 +204,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let prefill = result.prefill_tok_s(prompt_ids.len());
     let decode = result.decode_tok_s();
     let peak = crate::rss::peak_rss_bytes();
+    let fallbacks = model.runner.fallback_ops();
     match args.format {
         OutputFormat::Text => {
             writeln!(out, "{tail}")?;
@@ -214,6 +215,12 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
                 result.finish_reason,
                 peak.map(|b| b / (1 << 20)).unwrap_or(0)
             );
+            if !fallbacks.is_empty() {
+                eprintln!(
+                    "[ops run on the CPU fallback: {}]",
+                    crate::backend::plugin::fallback_summary(&fallbacks)
+                );
+            }
         }
         OutputFormat::Json => {
             let obj = serde_json::json!({
@@ -231,6 +238,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
                 "peak_rss_bytes": peak,
                 "threads": threads,
                 "dequantize": args.dequantize,
+                "fallback_ops": fallbacks.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             });
             writeln!(out, "{obj}")?;
         }

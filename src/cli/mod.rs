@@ -1,6 +1,8 @@
 //! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor report`,
-//! `candor pull`.
+//! `candor pull`, `candor devices`.
 pub mod bench;
+pub mod devices;
+pub mod dummy;
 pub mod generate;
 pub mod pull;
 pub mod report;
@@ -31,4 +33,6 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
+    /// List the devices candor can run on; check a device plugin with --conformance.
+    Devices(devices::DevicesArgs),
 }

@@ -3,6 +3,7 @@ use super::block_manager::BLOCK_SIZE;
 use super::error::EngineError;
 use super::runner::{ModelRunner, Runner};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::loader::OpenedModel;
 use candor_models::tokenizer::Tokenizer;
@@ -15,6 +16,35 @@ pub fn cpu_runner(
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
     let backend = CpuBackend::new(threads);
+    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+    Ok(Box::new(ModelRunner::new(
+        backend, model, blocks, BLOCK_SIZE,
+    )?))
+}
+
+/// The activation dtype for a model on the GPU: f32 for f32 weights (the reference path:
+/// golden tests, `--dequantize`) and for GGUF blocks (candle's quantized kernels take f32
+/// activations); the weights' own half type for f16/bf16 models (tensor cores, half the KV cache).
+#[cfg(feature = "cuda")]
+fn cuda_act_dtype(opened: &OpenedModel) -> Result<candle_core::DType, EngineError> {
+    use candor_models::backend::WeightDtype;
+    let embed = candor_models::weights::require(opened.source.as_ref(), "token_embd.weight")?;
+    Ok(match embed.dtype() {
+        Some(WeightDtype::BF16) => candle_core::DType::BF16,
+        Some(WeightDtype::F16) => candle_core::DType::F16,
+        _ => candle_core::DType::F32,
+    })
+}
+
+/// A runner on CUDA device `ordinal` whose KV cache holds `kv_tokens` tokens.
+#[cfg(feature = "cuda")]
+pub fn cuda_runner(
+    opened: &OpenedModel,
+    ordinal: usize,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
+    let backend = crate::backend::cuda::CudaBackend::new(ordinal, cuda_act_dtype(opened)?)?;
     let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
     Ok(Box::new(ModelRunner::new(
@@ -49,15 +79,34 @@ pub fn runner_for(
 ) -> Result<Box<dyn Runner>, EngineError> {
     match &opts.backend {
         BackendChoice::Cpu => cpu_runner(opened, opts.threads, opts.kv_tokens),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(ordinal) => cuda_runner(opened, *ordinal, opts.kv_tokens),
+        #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
-            "this candor was built without CUDA: rebuild with `cargo build --release --features cuda`"
-                .into(),
+            crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => Err(EngineError::Backend(format!(
-            "`{}`: plugin backends are not available in this build",
-            path.display()
-        ))),
+        BackendChoice::Plugin(path) => plugin_runner(opened, path, opts.threads, opts.kv_tokens),
     }
+}
+
+/// A runner on the device plugin at `path`, with the CPU backend (`threads`) for the ops the
+/// plugin does not support. Logs where the weights went and which ops fall back.
+pub fn plugin_runner(
+    opened: &OpenedModel,
+    path: &std::path::Path,
+    threads: usize,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
+    let backend = PluginBackend::load(path, CpuBackend::new(threads))
+        .map_err(|e| EngineError::Backend(e.to_string()))?;
+    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    let report = backend.startup_report();
+    tracing::info!("{report}");
+    eprintln!("candor: {report}");
+    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+    Ok(Box::new(ModelRunner::new(
+        backend, model, blocks, BLOCK_SIZE,
+    )?))
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
@@ -86,7 +135,14 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
-    let opened = candor_models::loader::open_model(path, opts.dequantize)?;
+    load_opened(
+        candor_models::loader::open_model(path, opts.dequantize)?,
+        opts,
+    )
+}
+
+/// A model already opened (a file, or `--load-format dummy`), on the backend the options name.
+pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let tokenizer = load_tokenizer(&opened)?;
     let runner = runner_for(&opened, opts)?;
     Ok(LoadedModel {

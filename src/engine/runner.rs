@@ -25,6 +25,8 @@ pub trait Runner: Send {
     fn num_blocks(&self) -> usize;
     /// Run one batched step (prefill chunks and decode tokens mixed).
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
+    /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
 }
 
 pub struct ModelRunner<B: Backend> {
@@ -68,6 +70,10 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn num_blocks(&self) -> usize {
         self.num_blocks
+    }
+
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+        self.backend.fallback_ops()
     }
 
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {

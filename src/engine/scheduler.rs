@@ -518,6 +518,7 @@ impl Engine {
     }
 
     fn publish(&self) {
+        self.stats.record_fallbacks(&self.runner.fallback_ops());
         self.stats.running.set(self.running.len() as i64);
         let total = self.blocks.num_blocks().max(1);
         self.stats

@@ -1,6 +1,10 @@
 //! Engine metrics, exported as Prometheus text at /metrics. Names follow vLLM's where the
 //! concept matches (`candor:` instead of `vllm:`).
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 pub struct EngineStats {
     pub registry: Registry,
@@ -20,6 +24,10 @@ pub struct EngineStats {
     pub ttft: Histogram,
     pub tpot: Histogram,
     pub e2e: Histogram,
+    /// Ops a device plugin did not run, executed on the CPU instead, by op.
+    pub backend_fallback_ops: IntCounterVec,
+    /// Totals last reported by the runner, so the counters advance by the difference.
+    fallback_seen: Mutex<HashMap<&'static str, u64>>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -54,6 +62,14 @@ impl EngineStats {
             "Fraction of KV cache blocks in use (0-1).",
         ))?;
         registry.register(Box::new(kv_usage.clone()))?;
+        let backend_fallback_ops = IntCounterVec::new(
+            Opts::new(
+                "candor:backend_fallback_ops_total",
+                "Ops the device plugin does not support, run on the CPU backend with copies.",
+            ),
+            &["op"],
+        )?;
+        registry.register(Box::new(backend_fallback_ops.clone()))?;
         let stats = EngineStats {
             running: int_gauge(
                 "candor:num_requests_running",
@@ -104,10 +120,28 @@ impl EngineStats {
                 "Time from arrival to the last token.",
                 LATENCY_BUCKETS,
             )?,
+            backend_fallback_ops,
+            fallback_seen: Mutex::new(HashMap::new()),
             registry,
         };
         stats.kv_blocks_total.set(kv_blocks_total as i64);
         Ok(stats)
+    }
+
+    /// Bring the fallback counters up to the runner's totals (op name, count since start).
+    pub fn record_fallbacks(&self, totals: &[(&'static str, u64)]) {
+        let Ok(mut seen) = self.fallback_seen.lock() else {
+            return;
+        };
+        for &(op, total) in totals {
+            let last = seen.entry(op).or_insert(0);
+            if total > *last {
+                self.backend_fallback_ops
+                    .with_label_values(&[op])
+                    .inc_by(total - *last);
+                *last = total;
+            }
+        }
     }
 
     /// Prometheus text exposition of every metric.
@@ -118,5 +152,21 @@ impl EngineStats {
             return String::new();
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_counters_follow_the_runner_totals() {
+        let stats = EngineStats::new(4).unwrap();
+        stats.record_fallbacks(&[("gather_rows", 2)]);
+        stats.record_fallbacks(&[("gather_rows", 5), ("linear", 1)]);
+        stats.record_fallbacks(&[("gather_rows", 5)]);
+        let text = stats.render();
+        assert!(text.contains("candor:backend_fallback_ops_total{op=\"gather_rows\"} 5"));
+        assert!(text.contains("candor:backend_fallback_ops_total{op=\"linear\"} 1"));
     }
 }

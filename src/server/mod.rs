@@ -106,6 +106,12 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .runner
         .forward(&warm)
         .map_err(|e| format!("first forward pass failed: {e}"))?;
+    let fallbacks = model.runner.fallback_ops();
+    if !fallbacks.is_empty() {
+        let ops = crate::backend::plugin::fallback_summary(&fallbacks);
+        tracing::info!(ops = %ops, "ops on the CPU fallback in the first forward pass");
+        eprintln!("candor: ops on the CPU fallback in the first forward pass: {ops}");
+    }
     let template = match model.chat_template.as_deref() {
         Some(src) => Some(Arc::new(
             ChatTemplate::new(

@@ -1,10 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod plugins;
 pub mod server;
 use std::path::PathBuf;
 
+/// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine
+/// (the GPU runs of docs/cuda.md), where the compiled-in checkout path does not exist.
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("CANDOR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
 }
 
 /// The result documents `candor report` tests read (copies of benches/results), sorted.

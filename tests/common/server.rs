@@ -14,7 +14,12 @@ pub struct Server {
 impl Server {
     /// Start `candor serve` with `args` (plus `--port 0`) and wait until /health is 200.
     pub async fn start(model: &str, args: &[&str]) -> Server {
-        let path = super::real_model(model);
+        Self::start_path(&super::real_model(model), model, args).await
+    }
+
+    /// Start `candor serve` on the model at `path`, served as `name`.
+    pub async fn start_path(path: &std::path::Path, name: &str, args: &[&str]) -> Server {
+        let model = name;
         let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
             .args([
                 "serve",

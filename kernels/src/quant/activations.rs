@@ -33,7 +33,7 @@ pub struct QuantizedRows {
 impl QuantizedRows {
     pub fn block(format: ActFormat) -> usize {
         match format {
-            ActFormat::B32 | ActFormat::Panel => 32,
+            ActFormat::B32 | ActFormat::Panel { .. } => 32,
             ActFormat::B256 => 256,
         }
     }
@@ -41,15 +41,19 @@ impl QuantizedRows {
     /// Values per entry of `sums`.
     pub fn sum_span(format: ActFormat) -> usize {
         match format {
-            ActFormat::B32 | ActFormat::Panel => 32,
+            ActFormat::B32 | ActFormat::Panel { .. } => 32,
             ActFormat::B256 => 16,
         }
     }
 
     /// Quantize `x` (m rows of k, k a multiple of the block) into these buffers.
     pub fn quantize(&mut self, format: ActFormat, x: &[f32], m: usize, k: usize) {
-        let block = Self::block(format);
-        debug_assert!(k.is_multiple_of(block) && x.len() == m * k);
+        // Values per scale as quantized; the Panel format then repeats each scale per 32.
+        let block = match format {
+            ActFormat::Panel { scale_block } => scale_block,
+            other => Self::block(other),
+        };
+        debug_assert!((block == 32 || block == 256) && k.is_multiple_of(block) && x.len() == m * k);
         self.format = Some(format);
         self.m = m;
         self.k = k;
@@ -63,17 +67,29 @@ impl QuantizedRows {
         if !done {
             quantize_scalar(x, block, &mut self.qs, &mut self.d, &mut self.s16);
         }
+        if let ActFormat::Panel { scale_block } = format {
+            if scale_block > 32 {
+                // In place, from the back: entry i moves to i·repeat ≥ i.
+                let repeat = scale_block / 32;
+                let scales = self.d.len();
+                self.d.resize(scales * repeat, 0.0);
+                for i in (0..scales).rev() {
+                    let d = self.d[i];
+                    self.d[i * repeat..(i + 1) * repeat].fill(d);
+                }
+            }
+        }
         // The per-format sums, from the 16-sums.
         self.sums.clear();
         self.fs16.clear();
         self.fs32.clear();
         match format {
             ActFormat::B256 => self.sums.extend(self.s16.iter().map(|&s| s as i16)),
-            ActFormat::B32 | ActFormat::Panel => self
+            ActFormat::B32 | ActFormat::Panel { .. } => self
                 .sums
                 .extend(self.s16.chunks_exact(2).map(|p| (p[0] + p[1]) as i16)),
         }
-        if format == ActFormat::Panel {
+        if matches!(format, ActFormat::Panel { .. }) {
             for (p, &d) in self.s16.chunks_exact(2).zip(&self.d) {
                 self.fs16.push(d * p[0] as f32);
                 self.fs16.push(d * p[1] as f32);
@@ -87,7 +103,7 @@ impl QuantizedRows {
         let format = self.format.unwrap_or(ActFormat::B32);
         let per_d = self.k / Self::block(format);
         let per_sum = self.k / Self::sum_span(format);
-        let (fs16, fs32) = if format == ActFormat::Panel {
+        let (fs16, fs32) = if matches!(format, ActFormat::Panel { .. }) {
             let per = self.k / 32;
             (
                 &self.fs16[start * 2 * per..(start + count) * 2 * per],

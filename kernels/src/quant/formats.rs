@@ -12,6 +12,7 @@
 //! | Q4_K | 256   | 144   | d, dmin: f16, scales[12] (8 six-bit scales + 8 mins), qs[128]     |
 //! | Q5_K | 256   | 176   | d, dmin: f16, scales[12], qh[32], qs[128]                         |
 //! | Q6_K | 256   | 210   | ql[128], qh[64], scales[16]: i8, d: f16                           |
+use super::activations::QuantizedRows;
 use half::f16;
 
 /// The block types the quantized products read.
@@ -38,10 +39,17 @@ pub enum QuantType {
 pub enum ActFormat {
     B32,
     B256,
-    /// B32 plus the f32 sums of every 16 and 32 values (scale × quant sum), for the prefill
-    /// kernel that holds weight rows in vector lanes and applies every format's offset or
-    /// minimum in f32 (`x86::panel`).
-    Panel,
+    /// B32's layout (a scale and a quant sum per 32) plus the f32 sums of every 16 and 32
+    /// values (scale × quant sum), for the prefill kernel that holds weight rows in vector
+    /// lanes and applies every format's offset or minimum in f32 (`x86::panel`).
+    ///
+    /// The values are quantized with one scale per `scale_block` (the weight type's own
+    /// activation block: 32, or 256 for K-quants), that scale repeated for each 32: the quants
+    /// are then exactly those of B32/B256, so a token's logits do not depend on how many rows
+    /// shared its forward pass (prefill vs decode, a prefix-cached prompt vs a fresh one).
+    Panel {
+        scale_block: usize,
+    },
 }
 
 impl QuantType {
@@ -78,6 +86,13 @@ impl QuantType {
         match self.block_elems() {
             32 => ActFormat::B32,
             _ => ActFormat::B256,
+        }
+    }
+
+    /// The Panel format quantized exactly as `act_format` is.
+    pub fn panel_format(self) -> ActFormat {
+        ActFormat::Panel {
+            scale_block: QuantizedRows::block(self.act_format()),
         }
     }
 

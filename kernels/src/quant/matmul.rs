@@ -85,7 +85,7 @@ pub(super) fn run(
     let threads = rayon::current_num_threads().max(1);
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
-    if format == ActFormat::Panel {
+    if matches!(format, ActFormat::Panel { .. }) {
         #[cfg(target_arch = "x86_64")]
         by_panels(
             ty,
@@ -121,7 +121,7 @@ pub(super) fn run(
 /// format, except for prefill on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
     if isa == Isa::Avx512Vnni && m >= PANEL_MIN_ROWS {
-        ActFormat::Panel
+        ty.panel_format()
     } else {
         ty.act_format()
     }

@@ -197,7 +197,7 @@ fn scalar_panel(
     // is per 32 whatever the weight type.
     let format = match x.fs16.is_empty() {
         true => ty.act_format(),
-        false => ActFormat::Panel,
+        false => ty.panel_format(),
     };
     let dspan = QuantizedRows::block(format);
     let sspan = QuantizedRows::sum_span(format);

@@ -37,8 +37,8 @@ fn block_dot(ty: QuantType, block: &IntBlock, x: &RowsView<'_>, r: usize, at: us
             .sum()
     };
     match (ty.act_format(), x.fs16.is_empty()) {
-        // K-quants against per-32 activation scales (the Panel format): each 32-chunk has its
-        // own activation scale, and the mins multiply scale × quant sums per 16.
+        // K-quants against the Panel format: a scale entry per 32 (repeated from the
+        // per-256 quantization), and the mins multiply scale × quant sums per 16.
         (ActFormat::B256, false) => (0..elems / 32)
             .map(|c| {
                 let dx = x.d[(r * x.k + at) / 32 + c];
@@ -51,7 +51,7 @@ fn block_dot(ty: QuantType, block: &IntBlock, x: &RowsView<'_>, r: usize, at: us
                     .sum::<f32>()
             })
             .sum(),
-        (ActFormat::B32 | ActFormat::Panel, _) => {
+        (ActFormat::B32 | ActFormat::Panel { .. }, _) => {
             // One activation scale per 32: both 16-groups share it (and the weight scale).
             let dx = x.d[(r * x.k + at) / 32];
             dx * (block.scale[0] * group(0) as f32 + block.scale[1] * group(1) as f32)

@@ -291,3 +291,35 @@ fn layouts_decode_to_known_values() {
     dequantize(QuantType::Q6K, &b, &mut v);
     assert_eq!(v[128 + 64 + 5], -3.0 * ((9 | (2 << 4)) as f32 - 32.0));
 }
+
+/// A row's product does not depend on how many rows share the call (decode GEMV, prefill
+/// tiles, VNNI panels): every path quantizes the activations identically, so results differ
+/// only in the order of float additions. A prefix-cached prompt (few rows prefilled) then
+/// continues exactly like a fresh one.
+#[test]
+fn row_results_do_not_depend_on_the_row_count() {
+    let mut g = Gen(0xfeed_f00d_1234);
+    for isa in Isa::all_supported() {
+        for ty in QuantType::ALL {
+            let (n, k, m) = (9, 512, 40);
+            let w = random_weights(&mut g, ty, n, k);
+            let x = random_x(&mut g, m * k);
+            let mag = magnitudes(ty, &w, n, k, &x, m);
+            let mut all = vec![0f32; m * n];
+            matmul_with(isa, ty, &w, n, k, &x, m, &mut all).unwrap();
+            for (first, rows) in [(0, 1), (17, 1), (39, 1), (3, 5), (8, 16)] {
+                let mut part = vec![0f32; rows * n];
+                let xs = &x[first * k..(first + rows) * k];
+                matmul_with(isa, ty, &w, n, k, xs, rows, &mut part).unwrap();
+                for (i, v) in part.iter().enumerate() {
+                    let at = first * n + i;
+                    assert!(
+                        (v - all[at]).abs() <= 1e-5 * mag[at] + 1e-6,
+                        "{isa:?} {ty:?} rows {first}..+{rows} [{i}]: {v} vs {} in the full call",
+                        all[at]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map
 //! (read once into each weight's own storage; the map is dropped when loading ends).
+use super::arena::{Arena, Placement};
 use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
 
@@ -21,6 +22,9 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
+    /// The in-place tensors, copied out of `map` at the first `get` (see `arena`); None inside
+    /// when that copy could not be made, and those tensors are then used from `map`.
+    arena: std::sync::OnceLock<Option<Arena>>,
     /// Dequantize every tensor to f32 on load (the reference path for correctness checks).
     pub dequantize: bool,
 }
@@ -93,6 +97,7 @@ impl GgufFile {
             path: shown,
             map: std::sync::Arc::new(map),
             content,
+            arena: std::sync::OnceLock::new(),
             dequantize,
         })
     }
@@ -198,14 +203,53 @@ impl GgufFile {
 }
 
 impl GgufFile {
+    /// The tensors used in place (`MAPPED_TYPES`, whole blocks per row), with their file ranges.
+    fn in_place_tensors(&self) -> Vec<Placement> {
+        let mut out: Vec<Placement> = self
+            .content
+            .tensor_infos
+            .iter()
+            .filter(|(_, info)| {
+                let bs = info.ggml_dtype.block_size();
+                MAPPED_TYPES.contains(&info.ggml_dtype)
+                    && info.shape.elem_count() % bs == 0
+                    && info.shape.dims().last().is_some_and(|k| k % bs == 0)
+            })
+            .map(|(name, info)| Placement {
+                name: name.clone(),
+                file_offset: (self.content.tensor_data_offset + info.offset) as usize,
+                len: info.shape.elem_count() / info.ggml_dtype.block_size()
+                    * info.ggml_dtype.type_size(),
+            })
+            .collect();
+        // File order: the copy reads the file front to back.
+        out.sort_by_key(|p| p.file_offset);
+        out
+    }
+
+    fn arena(&self) -> Option<&Arena> {
+        self.arena
+            .get_or_init(|| {
+                Arena::build(&self.map, &self.in_place_tensors(), |offset, len| {
+                    self.release_range(offset, len)
+                })
+            })
+            .as_ref()
+    }
+
     /// Drop the mapped pages of a tensor once its data was copied out, so resident memory
     /// holds each weight once (its copy), not twice (copy + mapped file pages).
     fn release_pages(&self, info: &candle_core::quantized::gguf_file::TensorInfo) {
+        let bs = info.ggml_dtype.block_size();
+        let len = info.shape.elem_count() / bs * info.ggml_dtype.type_size();
+        let start = (self.content.tensor_data_offset + info.offset) as usize;
+        self.release_range(start, len);
+    }
+
+    /// Drop the mapped pages of `len` bytes at `start` (see `release_pages`).
+    fn release_range(&self, start: usize, len: usize) {
         #[cfg(unix)]
         {
-            let bs = info.ggml_dtype.block_size();
-            let len = info.shape.elem_count() / bs * info.ggml_dtype.type_size();
-            let start = (self.content.tensor_data_offset + info.offset) as usize;
             let page = 4096;
             let aligned = start / page * page;
             let len = (start + len).min(self.map.len()).saturating_sub(aligned);
@@ -217,6 +261,8 @@ impl GgufFile {
                     .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, aligned, len)
             };
         }
+        #[cfg(not(unix))]
+        let _ = (start, len);
     }
 }
 
@@ -233,11 +279,14 @@ impl WeightSource for GgufFile {
             let offset = (self.content.tensor_data_offset + info.offset) as usize;
             let dims = info.shape.dims().to_vec();
             if elems % bs == 0 && dims.last().is_some_and(|k| k % bs == 0) {
-                let blocks =
-                    MappedBlocks::new(self.map.clone(), offset, len, info.ggml_dtype, dims)
-                        .ok_or_else(|| {
-                            self.bad(&format!("tensor `{name}` extends past the end of the file"))
-                        })?;
+                let (map, offset) = match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
+                    Some((arena, at)) => (arena.map.clone(), at),
+                    None => (self.map.clone(), offset),
+                };
+                let blocks = MappedBlocks::new(map, offset, len, info.ggml_dtype, dims)
+                    .ok_or_else(|| {
+                        self.bad(&format!("tensor `{name}` extends past the end of the file"))
+                    })?;
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
         }

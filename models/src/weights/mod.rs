@@ -2,19 +2,22 @@
 //!
 //! Models ask for tensors by their canonical GGUF-style name (`blk.3.attn_q.weight`); each source
 //! maps that to its own naming.
+mod arena;
 pub mod gguf;
 pub mod names;
 pub mod safetensors;
+pub mod synthetic;
 
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 use std::sync::Arc;
+pub use synthetic::SyntheticWeight;
 
-/// The GGML blocks of one tensor, borrowed from the memory-mapped file: no copy, and the pages
-/// are shared with the page cache (as llama.cpp keeps its weights), so resident memory counts
-/// each weight once, and only the parts in use.
+/// The GGML blocks of one tensor, used in place: in the huge-page arena the GGUF loader copies
+/// them into (`arena`), or in the memory-mapped file where that arena could not be made.
+/// Either way resident memory holds each weight once.
 #[derive(Clone)]
 pub struct MappedBlocks {
     map: Arc<memmap2::Mmap>,
@@ -76,6 +79,8 @@ pub enum HostWeight {
     Quant(QTensor),
     /// Quantized blocks used in place in the mapped file.
     Mapped(MappedBlocks),
+    /// Random values made where the weight will live (`--load-format dummy`).
+    Synthetic(SyntheticWeight),
 }
 
 impl HostWeight {
@@ -84,6 +89,7 @@ impl HostWeight {
             HostWeight::Dense { tensor, .. } => tensor.dims().to_vec(),
             HostWeight::Quant(q) => q.shape().dims().to_vec(),
             HostWeight::Mapped(m) => m.shape.clone(),
+            HostWeight::Synthetic(s) => s.shape.clone(),
         }
     }
 
@@ -92,6 +98,7 @@ impl HostWeight {
             HostWeight::Dense { source, .. } => Some(*source),
             HostWeight::Quant(q) => weight_dtype_of(q.dtype()),
             HostWeight::Mapped(m) => weight_dtype_of(m.dtype),
+            HostWeight::Synthetic(s) => Some(s.dtype),
         }
     }
 
@@ -101,6 +108,7 @@ impl HostWeight {
             HostWeight::Dense { tensor, .. } => Ok(tensor.clone()),
             HostWeight::Quant(q) => Ok(q.dequantize(&candle_core::Device::Cpu)?),
             HostWeight::Mapped(m) => Ok(m.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?),
+            HostWeight::Synthetic(s) => s.to_f32_tensor(),
         }
     }
 

@@ -24,6 +24,26 @@ impl CpuKvCache {
         })
     }
 
+    /// A one-layer cache holding `k` and `v` (each `[slots, kv_heads, head_dim]` of `spec`),
+    /// e.g. a device cache layer downloaded for a CPU fallback.
+    pub fn from_layer(spec: &KvCacheSpec, k: Vec<f32>, v: Vec<f32>) -> Result<Self> {
+        let slots = spec.num_blocks * spec.block_size;
+        let want = slots * spec.num_kv_heads * spec.head_dim;
+        if k.len() != want || v.len() != want {
+            return Err(ModelError::Backend(format!(
+                "KV layer of {} values, the spec needs {want}",
+                k.len()
+            )));
+        }
+        Ok(CpuKvCache {
+            spec: KvCacheSpec {
+                num_layers: 1,
+                ..spec.clone()
+            },
+            layers: vec![(k, v)],
+        })
+    }
+
     pub fn kv_heads(&self) -> usize {
         self.spec.num_kv_heads
     }

@@ -2,13 +2,16 @@
 //! attention and RoPE. Quantized GGUF weights stay quantized (candle's block matmuls quantize
 //! the activations to 8 bits); threads come from rayon and candle's pool, which park when idle.
 mod kv;
+mod values;
 mod weight;
 
 pub use kv::CpuKvCache;
 pub use weight::CpuWeight;
 
 use candle_core::{DType, Device, Module, Tensor, D};
+use candor_kernels::activation::{self as act, Act, Binary};
 use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::norm;
 use candor_kernels::quant::{self, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
 use candor_models::backend::{
@@ -17,6 +20,7 @@ use candor_models::backend::{
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
 use candor_models::weights::{HostWeight, MappedBlocks};
+use values::{new_tensor, with_values};
 
 #[derive(Debug, Clone, Default)]
 pub struct CpuBackend {
@@ -84,14 +88,37 @@ fn quant_linear(x: &Tensor, data: &[u8], shape: &[usize], ty: QuantType) -> Resu
             "linear: input {dims:?} against weight [{n}, {k}]"
         )));
     }
-    let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let mut y = vec![0f32; m * n];
-    quant::matmul(ty, data, n, k, &xs, m, &mut y).map_err(err)?;
+    with_values(x, |xs| quant::matmul(ty, data, n, k, xs, m, &mut y))?.map_err(err)?;
     let mut out_dims = dims;
     if let Some(last) = out_dims.last_mut() {
         *last = n;
     }
     Ok(Tensor::from_vec(y, out_dims, &Device::Cpu)?)
+}
+
+/// The dense f32 tensor of a norm weight.
+fn dense_weight<'a>(w: &'a CpuWeight, op: &str) -> Result<&'a Tensor> {
+    w.dense()
+        .ok_or_else(|| err(format!("{op}: the weight must be dense")))
+}
+
+/// Norm weights span the last dimension.
+fn check_rows(dims: &[usize], cols: usize, op: &str) -> Result<()> {
+    if dims.last() != Some(&cols) {
+        return Err(err(format!(
+            "{op}: input {dims:?} against a weight of {cols}"
+        )));
+    }
+    Ok(())
+}
+
+/// Elementwise operands must agree exactly (no broadcasting in the decoder).
+fn same_dims(a: &Tensor, b: &Tensor, op: &str) -> Result<Vec<usize>> {
+    if a.dims() != b.dims() {
+        return Err(err(format!("{op}: {:?} against {:?}", a.dims(), b.dims())));
+    }
+    Ok(a.dims().to_vec())
 }
 
 fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
@@ -194,10 +221,13 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &Tensor, w: &CpuWeight, eps: f32) -> Result<Tensor> {
-        let alpha = w
-            .dense()
-            .ok_or_else(|| err("rms_norm weight must be dense"))?;
-        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps)?)
+        let dims = x.dims().to_vec();
+        with_values(dense_weight(w, "rms_norm")?, |g| {
+            check_rows(&dims, g.len(), "rms_norm")?;
+            with_values(x, |xv| {
+                new_tensor(&dims, |out| norm::rms_norm(xv, g, eps, out))
+            })?
+        })?
     }
 
     fn add_rms_norm(
@@ -207,9 +237,27 @@ impl Backend for CpuBackend {
         w: &CpuWeight,
         eps: f32,
     ) -> Result<(Tensor, Tensor)> {
-        let sum = (x + residual)?;
-        let normed = self.rms_norm(&sum, w, eps)?;
-        Ok((sum, normed))
+        let dims = x.dims().to_vec();
+        if residual.dims() != dims {
+            return Err(err(format!(
+                "add_rms_norm: {dims:?} + {:?}",
+                residual.dims()
+            )));
+        }
+        let len = x.elem_count();
+        let (mut sum, mut normed) = (vec![0f32; len], vec![0f32; len]);
+        with_values(dense_weight(w, "rms_norm")?, |g| {
+            check_rows(&dims, g.len(), "add_rms_norm")?;
+            with_values(x, |xv| {
+                with_values(residual, |rv| {
+                    norm::add_rms_norm(xv, rv, g, eps, &mut sum, &mut normed)
+                })
+            })?
+        })??;
+        Ok((
+            Tensor::from_vec(sum, dims.as_slice(), &Device::Cpu)?,
+            Tensor::from_vec(normed, dims.as_slice(), &Device::Cpu)?,
+        ))
     }
 
     fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
@@ -278,9 +326,7 @@ impl Backend for CpuBackend {
         v: &Tensor,
         slots: &[u32],
     ) -> Result<()> {
-        let k = self.download(k)?;
-        let v = self.download(v)?;
-        cache.write(layer, &k, &v, slots)
+        with_values(k, |k| with_values(v, |v| cache.write(layer, k, v, slots)))??
     }
 
     fn paged_attention(
@@ -317,7 +363,6 @@ impl Backend for CpuBackend {
                 return Err(err("attention: block table refers past the cache"));
             }
         }
-        let qv = self.download(q)?;
         let mut out = vec![0f32; t * row];
         let (k, v) = cache.layer(layer)?;
         let kv = PagedKv {
@@ -342,33 +387,49 @@ impl Backend for CpuBackend {
             window: params.sliding_window,
             softcap: params.softcap,
         };
-        paged_attention(&qv, &mut out, &kv, &views, &shape);
+        with_values(q, |qv| paged_attention(qv, &mut out, &kv, &views, &shape))?;
         Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
     }
 
     fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-        let a = match act {
-            Activation::Silu => candle_nn::ops::silu(gate)?,
-            // candle's `gelu` is the tanh approximation (`gelu_pytorch_tanh`).
-            Activation::GeluTanh => gate.gelu()?,
+        let act = match act {
+            Activation::Silu => Act::Silu,
+            Activation::GeluTanh => Act::GeluTanh,
         };
-        Ok((a * up)?)
+        let dims = same_dims(gate, up, "glu")?;
+        with_values(gate, |g| {
+            with_values(up, |u| new_tensor(&dims, |out| act::glu(g, u, act, out)))
+        })??
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        Ok((a + b)?)
+        let dims = same_dims(a, b, "add")?;
+        with_values(a, |av| {
+            with_values(b, |bv| {
+                new_tensor(&dims, |out| act::binary(av, Binary::Add(bv), out))
+            })
+        })??
     }
 
     fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        Ok((a * b)?)
+        let dims = same_dims(a, b, "mul")?;
+        with_values(a, |av| {
+            with_values(b, |bv| {
+                new_tensor(&dims, |out| act::binary(av, Binary::Mul(bv), out))
+            })
+        })??
     }
 
     fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
-        Ok(x.affine(s as f64, 0.0)?)
+        let dims = x.dims().to_vec();
+        with_values(x, |xv| {
+            new_tensor(&dims, |out| act::binary(xv, Binary::Scale(s), out))
+        })?
     }
 
     fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
-        Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
+        let dims = x.dims().to_vec();
+        with_values(x, |xv| new_tensor(&dims, |out| act::softcap(xv, cap, out)))?
     }
 
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {

@@ -42,6 +42,7 @@ impl CpuWeight {
             HostWeight::Dense { tensor, .. } => {
                 Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?))
             }
+            HostWeight::Synthetic(s) => Ok(CpuWeight::Dense(s.to_f32_tensor()?)),
             HostWeight::Mapped(blocks) => match kernel_type(blocks.dtype) {
                 Some(ty) => Ok(CpuWeight::Mapped { blocks, ty }),
                 // A type the kernels do not read: candle's copy.

@@ -1,0 +1,47 @@
+// Shared helpers of candor's CUDA kernels: conversions between the storage types (f32, f16, bf16)
+// and f32, in which every kernel accumulates (the CPU backend's semantics), and block reductions.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the whole block, returned to every thread. blockDim.x must be a multiple of 32
+// (the host launch configuration guarantees it).
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // `partial` may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x / 32;
+  return warp_sum(lane < warps ? partial[lane] : 0.0f);
+}
+
+// Instantiate `NAME_f32`, `NAME_f16` and `NAME_bf16` extern "C" entry points of a templated
+// kernel body `NAME<T>(ARGS...)`. The host picks the one for the activation dtype.
+#define CANDOR_FOR_EACH_DTYPE(MACRO) \
+  MACRO(float, f32)                  \
+  MACRO(__half, f16)                 \
+  MACRO(__nv_bfloat16, bf16)

@@ -1,0 +1,67 @@
+//! Row-parallel loops for the pointwise kernels: rayon when a call has enough work to pay for
+//! waking the pool, the calling thread otherwise (a decode step's norms are a few thousand
+//! values: handing them to other threads costs more than computing them).
+use rayon::prelude::*;
+
+/// Below this many output values a call runs on the calling thread.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// `f(row index, output row)` for every `cols`-wide row of `out`.
+pub fn for_each_row(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if cols == 0 {
+        return;
+    }
+    if out.len() < PARALLEL_MIN {
+        out.chunks_exact_mut(cols)
+            .enumerate()
+            .for_each(|(i, row)| f(i, row));
+    } else {
+        // Several rows per task so each task is at least PARALLEL_MIN / 4 values.
+        let rows = (PARALLEL_MIN / 4).div_ceil(cols).max(1);
+        out.par_chunks_mut(rows * cols)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                for (i, row) in chunk.chunks_exact_mut(cols).enumerate() {
+                    f(t * rows + i, row);
+                }
+            });
+    }
+}
+
+/// `f(offset, output chunk)` over `out` in contiguous chunks (pointwise ops with no rows).
+pub fn for_each_chunk(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    const CHUNK: usize = PARALLEL_MIN / 4;
+    if out.len() < PARALLEL_MIN {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(t, chunk)| f(t * CHUNK, chunk));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_visited_once_with_its_index() {
+        for rows in [1usize, 3, 1000, 5000] {
+            let cols = 17;
+            let mut out = vec![0f32; rows * cols];
+            for_each_row(&mut out, cols, |i, row| {
+                row.iter_mut().for_each(|v| *v += i as f32)
+            });
+            for (i, row) in out.chunks_exact(cols).enumerate() {
+                assert!(row.iter().all(|&v| v == i as f32), "row {i}");
+            }
+            let mut flat = vec![0f32; rows * cols];
+            for_each_chunk(&mut flat, |at, c| {
+                c.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, v)| *v += (at + j) as f32)
+            });
+            assert!(flat.iter().enumerate().all(|(j, &v)| v == j as f32));
+        }
+    }
+}

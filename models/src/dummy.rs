@@ -1,0 +1,320 @@
+//! `--load-format dummy`: a real model's shapes with random weights, so speed can be measured
+//! (on a GPU above all) without downloading the weights. The shapes come from each model's
+//! published Hugging Face `config.json` (the fields the spec reads), parsed by the same code as a
+//! real checkout; the weights are `HostWeight::Synthetic`, made by the backend on its device.
+use crate::arch::spec_from_hf;
+use crate::backend::WeightDtype;
+use crate::error::{ModelError, Result};
+use crate::loader::{ModelFormat, OpenedModel};
+use crate::spec::ModelSpec;
+use crate::weights::names::layer;
+use crate::weights::synthetic::{tensor_seed, SyntheticWeight};
+use crate::weights::{HostWeight, WeightSource};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// One entry of the shape table.
+pub struct DummyShape {
+    /// `--arch` value (aliases in `ARCH_ALIASES`).
+    pub arch: &'static str,
+    /// `--size` value.
+    pub size: &'static str,
+    /// The model whose `config.json` the shapes are copied from (`test-only` for the tiny ones).
+    pub source: &'static str,
+    config: fn() -> serde_json::Value,
+}
+
+const ARCH_ALIASES: [(&str, &str); 3] = [
+    ("qwen2.5", "qwen2"),
+    ("llama3", "llama"),
+    ("llama-3", "llama"),
+];
+
+fn llama3_rope() -> serde_json::Value {
+    json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+           "original_max_position_embeddings": 8192})
+}
+
+/// The table. Real sizes are the published configs; `tiny` ones are test-sized models of the
+/// same architecture, for running the dummy path on a CPU.
+pub const SHAPES: &[DummyShape] = &[
+    DummyShape {
+        arch: "llama",
+        size: "8b",
+        source: "meta-llama/Llama-3.1-8B",
+        config: || {
+            json!({"model_type": "llama", "vocab_size": 128256, "hidden_size": 4096,
+                   "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                   "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                   "max_position_embeddings": 131072, "rope_scaling": llama3_rope(),
+                   "tie_word_embeddings": false, "bos_token_id": 128000, "eos_token_id": 128001})
+        },
+    },
+    DummyShape {
+        arch: "llama",
+        size: "1b",
+        source: "meta-llama/Llama-3.2-1B",
+        config: || {
+            let mut rope = llama3_rope();
+            rope["factor"] = json!(32.0);
+            json!({"model_type": "llama", "vocab_size": 128256, "hidden_size": 2048,
+                   "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+                   "num_key_value_heads": 8, "head_dim": 64, "rms_norm_eps": 1e-5,
+                   "rope_theta": 500000.0, "max_position_embeddings": 131072,
+                   "rope_scaling": rope, "tie_word_embeddings": true,
+                   "bos_token_id": 128000, "eos_token_id": 128001})
+        },
+    },
+    DummyShape {
+        arch: "llama",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            json!({"model_type": "llama", "vocab_size": 256, "hidden_size": 64,
+                   "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+                   "max_position_embeddings": 2048, "tie_word_embeddings": false})
+        },
+    },
+    DummyShape {
+        arch: "qwen2",
+        size: "7b",
+        source: "Qwen/Qwen2.5-7B",
+        config: || {
+            json!({"model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584,
+                   "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+                   "num_key_value_heads": 4, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "max_position_embeddings": 131072, "use_sliding_window": false,
+                   "tie_word_embeddings": false, "bos_token_id": 151643, "eos_token_id": 151643})
+        },
+    },
+    DummyShape {
+        arch: "qwen2",
+        size: "0.5b",
+        source: "Qwen/Qwen2.5-0.5B",
+        config: || {
+            json!({"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896,
+                   "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "max_position_embeddings": 32768, "use_sliding_window": false,
+                   "tie_word_embeddings": true, "bos_token_id": 151643, "eos_token_id": 151643})
+        },
+    },
+    DummyShape {
+        arch: "qwen2",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            json!({"model_type": "qwen2", "vocab_size": 256, "hidden_size": 64,
+                   "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "max_position_embeddings": 2048, "tie_word_embeddings": true})
+        },
+    },
+];
+
+/// The table entry for `--arch` / `--size` (case-insensitive, with aliases such as `qwen2.5`).
+pub fn find(arch: &str, size: &str) -> Result<&'static DummyShape> {
+    let arch = arch.to_ascii_lowercase();
+    let arch = ARCH_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == arch)
+        .map_or(arch.as_str(), |(_, canonical)| canonical);
+    let size = size.to_ascii_lowercase();
+    SHAPES
+        .iter()
+        .find(|s| s.arch == arch && s.size == size)
+        .ok_or_else(|| {
+            let known: Vec<String> = SHAPES
+                .iter()
+                .map(|s| format!("{} {}", s.arch, s.size))
+                .collect();
+            ModelError::Config(format!(
+                "no dummy shapes for --arch {arch} --size {size} (known: {})",
+                known.join(", ")
+            ))
+        })
+}
+
+impl DummyShape {
+    pub fn spec(&self) -> Result<ModelSpec> {
+        spec_from_hf(&(self.config)())
+    }
+
+    pub fn tied_embeddings(&self) -> bool {
+        (self.config)()["tie_word_embeddings"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// `dummy-llama-8b`: the name results carry.
+    pub fn name(&self) -> String {
+        format!("dummy-{}-{}", self.arch, self.size)
+    }
+}
+
+/// Every tensor a decoder of `spec` loads, by canonical name, with its shape and value range.
+fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f32, f32)> {
+    let (h, q, kv, f, d) = (
+        spec.hidden_size,
+        spec.q_dim(),
+        spec.kv_dim(),
+        spec.intermediate_size,
+        spec.head_dim,
+    );
+    // Matrices: uniform with std 0.02 (HF's initializer_range); norms near 1; small biases.
+    let a = 0.02 * 3f32.sqrt();
+    let matrix = |shape: Vec<usize>| (shape, -a, a);
+    let norm = |n: usize| (vec![n], 0.9, 1.1);
+    let bias = |n: usize| (vec![n], -0.1, 0.1);
+    let mut t = BTreeMap::new();
+    t.insert("token_embd.weight".into(), matrix(vec![spec.vocab_size, h]));
+    if !tied {
+        t.insert("output.weight".into(), matrix(vec![spec.vocab_size, h]));
+    }
+    t.insert("output_norm.weight".into(), norm(h));
+    for l in 0..spec.num_layers {
+        let n = |s: &str| layer(l, s);
+        t.insert(n("attn_norm.weight"), norm(h));
+        t.insert(n("attn_q.weight"), matrix(vec![q, h]));
+        t.insert(n("attn_k.weight"), matrix(vec![kv, h]));
+        t.insert(n("attn_v.weight"), matrix(vec![kv, h]));
+        if spec.qkv_bias {
+            t.insert(n("attn_q.bias"), bias(q));
+            t.insert(n("attn_k.bias"), bias(kv));
+            t.insert(n("attn_v.bias"), bias(kv));
+        }
+        if spec.qk_norm {
+            t.insert(n("attn_q_norm.weight"), norm(d));
+            t.insert(n("attn_k_norm.weight"), norm(d));
+        }
+        t.insert(n("attn_output.weight"), matrix(vec![h, q]));
+        if spec.sandwich_norms {
+            t.insert(n("post_attention_norm.weight"), norm(h));
+            t.insert(n("post_ffw_norm.weight"), norm(h));
+        }
+        t.insert(n("ffn_norm.weight"), norm(h));
+        t.insert(n("ffn_gate.weight"), matrix(vec![f, h]));
+        t.insert(n("ffn_up.weight"), matrix(vec![f, h]));
+        t.insert(n("ffn_down.weight"), matrix(vec![h, f]));
+    }
+    t
+}
+
+/// Serves `HostWeight::Synthetic` for every tensor of the model.
+pub struct DummySource {
+    tensors: BTreeMap<String, (Vec<usize>, f32, f32)>,
+    dtype: WeightDtype,
+    seed: u64,
+}
+
+impl DummySource {
+    pub fn new(spec: &ModelSpec, tied: bool, dtype: WeightDtype, seed: u64) -> Self {
+        DummySource {
+            tensors: tensor_table(spec, tied),
+            dtype,
+            seed,
+        }
+    }
+
+    /// Parameters of the model: the sum of its tensors' element counts.
+    pub fn parameter_count(&self) -> u64 {
+        self.tensors
+            .values()
+            .map(|(shape, _, _)| shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+}
+
+impl WeightSource for DummySource {
+    fn get(&self, name: &str) -> Result<Option<HostWeight>> {
+        Ok(self.tensors.get(name).map(|(shape, lo, hi)| {
+            HostWeight::Synthetic(SyntheticWeight {
+                shape: shape.clone(),
+                dtype: self.dtype,
+                seed: tensor_seed(self.seed, name),
+                lo: *lo,
+                hi: *hi,
+            })
+        }))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// A dummy model, opened like a file: `weights` is F32, F16 or BF16.
+pub fn open_dummy(shape: &DummyShape, weights: WeightDtype, seed: u64) -> Result<OpenedModel> {
+    if !matches!(
+        weights,
+        WeightDtype::F32 | WeightDtype::F16 | WeightDtype::BF16
+    ) {
+        return Err(ModelError::Config(format!(
+            "dummy weights are f32, f16 or bf16, not {weights}"
+        )));
+    }
+    let spec = shape.spec()?;
+    let source = DummySource::new(&spec, shape.tied_embeddings(), weights, seed);
+    Ok(OpenedModel {
+        path: shape.name().into(),
+        format: ModelFormat::Dummy,
+        spec,
+        source: Box::new(source),
+        gguf: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(arch: &str, size: &str) -> u64 {
+        let s = find(arch, size).unwrap();
+        DummySource::new(
+            &s.spec().unwrap(),
+            s.tied_embeddings(),
+            WeightDtype::BF16,
+            0,
+        )
+        .parameter_count()
+    }
+
+    /// The totals published for each model (safetensors metadata on its Hugging Face page).
+    #[test]
+    fn parameter_counts_match_the_published_models() {
+        assert_eq!(params("llama", "8b"), 8_030_261_248);
+        assert_eq!(params("llama", "1b"), 1_235_814_400);
+        assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
+        assert_eq!(params("qwen2", "0.5b"), 494_032_768);
+    }
+
+    #[test]
+    fn specs_carry_the_published_attention_shapes() {
+        let l = find("llama", "8b").unwrap().spec().unwrap();
+        assert_eq!((l.num_heads, l.num_kv_heads, l.head_dim), (32, 8, 128));
+        assert!(!l.qkv_bias);
+        let q = find("QWEN2.5", "7B").unwrap().spec().unwrap();
+        assert_eq!((q.num_heads, q.num_kv_heads, q.head_dim), (28, 4, 128));
+        assert!(q.qkv_bias);
+        assert!(q.layer_windows.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn unknown_shapes_list_the_known_ones() {
+        let e = find("llama", "70b").err().unwrap().to_string();
+        assert!(e.contains("llama 8b") && e.contains("qwen2 7b"), "{e}");
+        assert!(open_dummy(find("llama", "tiny").unwrap(), WeightDtype::Q4K, 0).is_err());
+    }
+
+    #[test]
+    fn tied_models_have_no_output_weight() {
+        let tied = open_dummy(find("qwen2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(!tied.source.contains("output.weight"));
+        assert!(tied.source.contains("blk.1.attn_q.bias"));
+        let untied = open_dummy(find("llama", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(untied.source.contains("output.weight"));
+        assert!(!untied.source.contains("blk.0.attn_q.bias"));
+        assert!(untied.source.get("blk.2.attn_q.weight").unwrap().is_none());
+    }
+}

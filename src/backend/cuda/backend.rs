@@ -1,0 +1,264 @@
+//! `CudaBackend`: the Backend trait on candle CUDA tensors. cuBLAS (through candle's matmul) for
+//! dense weights, candle's quantized CUDA matmul for GGUF blocks, candle ops for the simple
+//! elementwise ops, and candor's kernels (kernels/cuda) for RMSNorm (fused with the residual
+//! add), RoPE, GLU, the KV write and paged attention.
+use super::block_table::pack;
+use super::device::gpu_info;
+use super::error::CudaError;
+use super::kernels::{AttentionArgs, Kernels, RopeArgs};
+use super::kv::CudaKvCache;
+use super::uploads::UploadCache;
+use super::weights::CudaWeight;
+use super::GpuInfo;
+use candle_core::{DType, Device, Tensor, D};
+use candor_models::backend::{
+    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec,
+};
+use candor_models::batch::SeqAttention;
+use candor_models::error::Result;
+use candor_models::weights::HostWeight;
+
+pub struct CudaBackend {
+    device: Device,
+    kernels: Kernels,
+    info: GpuInfo,
+    /// Dtype of activations, dense weights and the KV cache.
+    act: DType,
+    uploads: UploadCache,
+}
+
+impl CudaBackend {
+    /// The backend on GPU `ordinal`, computing in `act` (F32, F16 or BF16).
+    pub fn new(ordinal: usize, act: DType) -> Result<Self> {
+        if !matches!(act, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(CudaError::Launch(format!("activation dtype {act:?}")).into());
+        }
+        let info = gpu_info(ordinal)?;
+        let device = Device::new_cuda(ordinal)?;
+        let (major, minor) = info.compute_capability;
+        let kernels = Kernels::new(device.as_cuda_device()?.clone(), major, minor)?;
+        Ok(CudaBackend {
+            device,
+            kernels,
+            info,
+            act,
+            uploads: UploadCache::default(),
+        })
+    }
+
+    pub fn act_dtype(&self) -> DType {
+        self.act
+    }
+
+    fn ids(&self, kind: &'static str, ids: &[u32]) -> Result<Tensor> {
+        self.uploads.u32s(&self.device, kind, ids)
+    }
+}
+
+fn dense<'a>(w: &'a CudaWeight, what: &str) -> Result<&'a Tensor> {
+    w.dense()
+        .ok_or_else(|| CudaError::Launch(format!("{what} weight must be dense")).into())
+}
+
+impl Backend for CudaBackend {
+    type Tensor = Tensor;
+    type Weight = CudaWeight;
+    type KvCache = CudaKvCache;
+
+    fn info(&self) -> DeviceInfo {
+        let (major, minor) = self.info.compute_capability;
+        DeviceInfo {
+            name: self.info.name.clone(),
+            kind: "cuda".into(),
+            memory_total_bytes: Some(self.info.memory_total_bytes),
+            memory_free_bytes: Some(self.info.memory_free_bytes),
+            features: vec![
+                format!("sm_{major}{minor}"),
+                format!("driver {}", self.info.driver_version),
+                format!("{} SMs", self.info.multiprocessors),
+                format!("activations {:?}", self.act).to_lowercase(),
+            ],
+            threads: None,
+        }
+    }
+
+    fn supports(&self, op: &OpDesc) -> bool {
+        match op {
+            OpDesc::PagedAttention { head_dim, .. } => {
+                (1..=super::launch::ATTENTION_MAX_HEAD_DIM).contains(head_dim)
+            }
+            // Every listed weight type has a candle CUDA matmul / embedding; the rest are ours
+            // or candle's.
+            _ => true,
+        }
+    }
+
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_slice(data, shape, &self.device)?.to_dtype(self.act)?)
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    fn shape(&self, t: &Tensor) -> Vec<usize> {
+        t.dims().to_vec()
+    }
+
+    fn reshape(&self, t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        Ok(t.reshape(shape)?)
+    }
+
+    fn load_weight(&self, w: HostWeight) -> Result<CudaWeight> {
+        CudaWeight::load(w, &self.device, self.act, &self.kernels)
+    }
+
+    fn weight_shape(&self, w: &CudaWeight) -> Vec<usize> {
+        w.shape()
+    }
+
+    fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CudaKvCache> {
+        CudaKvCache::new(self.device.as_cuda_device()?, spec, self.act)
+    }
+
+    fn embedding(&self, table: &CudaWeight, ids: &[u32]) -> Result<Tensor> {
+        let rows = table.shape().first().copied().unwrap_or(0);
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(CudaError::Launch(format!(
+                "token id {bad} outside the {rows}-row embedding table"
+            ))
+            .into());
+        }
+        table.rows(&self.ids("embedding ids", ids)?, self.act)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &CudaWeight, eps: f32) -> Result<Tensor> {
+        Ok(self
+            .kernels
+            .rms_norm(x, None, dense(w, "rms_norm")?, eps)?
+            .1)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        w: &CudaWeight,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        let (sum, normed) = self
+            .kernels
+            .rms_norm(x, Some(residual), dense(w, "rms_norm")?, eps)?;
+        let sum = sum.ok_or_else(|| CudaError::Launch("add_rms_norm returned no sum".into()))?;
+        Ok((sum, normed))
+    }
+
+    fn linear(&self, x: &Tensor, w: &CudaWeight, bias: Option<&CudaWeight>) -> Result<Tensor> {
+        let y = w.matmul_t(x)?;
+        match bias {
+            None => Ok(y),
+            Some(b) => Ok(y.broadcast_add(dense(b, "bias")?)?),
+        }
+    }
+
+    fn rope(&self, x: &Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Tensor> {
+        let args = RopeArgs {
+            positions: &self.ids("rope positions", positions)?,
+            inv_freq: &self.uploads.f32s(&self.device, &rope.inv_freq)?,
+            style: rope.style,
+            mscale: rope.mscale,
+        };
+        self.kernels.rope(x, &args)
+    }
+
+    fn kv_write(
+        &self,
+        cache: &mut CudaKvCache,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+        slots: &[u32],
+    ) -> Result<()> {
+        let num_slots = cache.num_slots();
+        if let Some(&bad) = slots.iter().find(|&&s| s as usize >= num_slots) {
+            return Err(CudaError::Batch(format!(
+                "kv_write: slot {bad} past the cache ({num_slots})"
+            ))
+            .into());
+        }
+        let slots = self.ids("kv slots", slots)?;
+        let (kc, vc) = cache.layer_mut(layer)?;
+        self.kernels.kv_write(kc, vc, k, v, &slots, num_slots)
+    }
+
+    fn paged_attention(
+        &self,
+        q: &Tensor,
+        cache: &CudaKvCache,
+        layer: usize,
+        seqs: &[SeqAttention],
+        block_size: usize,
+        params: &AttentionParams,
+    ) -> Result<Tensor> {
+        let spec = &cache.spec;
+        if block_size != spec.block_size
+            || params.num_kv_heads != spec.num_kv_heads
+            || params.head_dim != spec.head_dim
+        {
+            return Err(CudaError::Launch(format!(
+                "attention: params {params:?} do not match the cache {spec:?}"
+            ))
+            .into());
+        }
+        let tokens = q.dims().first().copied().unwrap_or(0);
+        let packed = pack(seqs, tokens, block_size, spec.num_blocks)?;
+        let batch = self.uploads.batch(&self.device, packed)?;
+        let (kc, vc) = cache.layer(layer)?;
+        let args = AttentionArgs {
+            heads: params.num_heads,
+            kv_heads: params.num_kv_heads,
+            head_dim: params.head_dim,
+            block_size,
+            scale: params.scale,
+            window: params.sliding_window,
+            softcap: params.softcap,
+        };
+        self.kernels.paged_attention(q, kc, vc, &batch, &args)
+    }
+
+    fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        self.kernels.glu(gate, up, act == Activation::GeluTanh)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a + b)?)
+    }
+
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a * b)?)
+    }
+
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
+        Ok(x.affine(s as f64, 0.0)?)
+    }
+
+    fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
+        Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
+    }
+
+    fn gather_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        let n = x.dims().first().copied().unwrap_or(0);
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
+            return Err(CudaError::Launch(format!("gather_rows: row {bad} of {n}")).into());
+        }
+        Ok(x.index_select(&self.ids("gathered rows", rows)?, 0)?)
+    }
+
+    fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
+        Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+}

@@ -1,0 +1,439 @@
+//! candor's own CUDA kernels (kernels/cuda/*.cu): loading the PTX built for the device's
+//! architecture (through candle's module cache) and launching each one on candle tensors.
+//! Inputs are made contiguous; outputs are new tensors; all kernels accumulate in f32.
+use super::block_table::PackedBatch;
+use super::error::CudaError;
+use super::launch::{self, as_i32};
+use super::tensors::{alloc_out, config, view, with_kernel_dtype, wrap, KernelDType};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, PushKernelArg};
+use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
+use candor_kernels::cuda_ptx::{pick_arch, MODULES};
+use candor_models::backend::RopeStyle;
+use candor_models::error::Result;
+
+fn launch_err(e: impl std::fmt::Display) -> CudaError {
+    CudaError::Launch(e.to_string())
+}
+
+pub struct Kernels {
+    dev: CudaDevice,
+    major: u32,
+    minor: u32,
+}
+
+/// What `rope` needs besides the tensor: per-token positions (u32, [tokens]) and the inverse
+/// frequencies (f32, [head_dim / 2]), both already on the device.
+pub struct RopeArgs<'a> {
+    pub positions: &'a Tensor,
+    pub inv_freq: &'a Tensor,
+    pub style: RopeStyle,
+    pub mscale: f32,
+}
+
+/// Static shape of one attention call.
+pub struct AttentionArgs {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub block_size: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
+    pub softcap: Option<f32>,
+}
+
+/// The packed batch metadata on the device (see `block_table`).
+#[derive(Clone)]
+pub struct DeviceBatch {
+    pub row_seq: Tensor,
+    pub seq_meta: Tensor,
+    pub tables: Tensor,
+}
+
+impl Kernels {
+    /// Kernels for a device of compute capability `major.minor`: an error when no compiled
+    /// architecture runs on it.
+    pub fn new(dev: CudaDevice, major: u32, minor: u32) -> Result<Self> {
+        for m in MODULES {
+            if pick_arch(m.per_arch, major, minor).is_none() {
+                return Err(CudaError::UnsupportedDevice { major, minor }.into());
+            }
+        }
+        Ok(Kernels { dev, major, minor })
+    }
+
+    /// `function` of kernels/cuda/`module`.cu, loaded once per device.
+    fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
+        let m = MODULES
+            .iter()
+            .find(|m| m.name == module)
+            .ok_or_else(|| CudaError::Launch(format!("no kernel module {module}")))?;
+        let (arch, ptx) =
+            pick_arch(m.per_arch, self.major, self.minor).ok_or(CudaError::UnsupportedDevice {
+                major: self.major,
+                minor: self.minor,
+            })?;
+        Ok(self
+            .dev
+            .get_or_load_custom_func(function, &format!("candor_{module}_sm{arch}"), ptx)?
+            .into_cuda_function())
+    }
+
+    /// RMSNorm of the rows of `x` times `w`; with `residual`, of `x + residual`, returning the
+    /// sum as well (one fused pass).
+    pub fn rms_norm(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        with_kernel_dtype!(x.dtype(), T, { self.rms_norm_t::<T>(x, residual, w, eps) })
+    }
+
+    fn rms_norm_t<T: KernelDType>(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let dims = x.dims().to_vec();
+        let cols = dims.last().copied().unwrap_or(0);
+        let n = x.elem_count();
+        if w.elem_count() != cols || residual.is_some_and(|r| r.dims() != dims.as_slice()) {
+            return Err(CudaError::Launch(format!(
+                "rms_norm: x {dims:?}, weight {:?}, residual {:?}",
+                w.dims(),
+                residual.map(|r| r.dims().to_vec())
+            ))
+            .into());
+        }
+        if n == 0 {
+            return Ok((residual.map(|_| x.clone()), x.clone()));
+        }
+        let rows = n / cols;
+        let x = x.contiguous()?;
+        let w = w.to_dtype(x.dtype())?.contiguous()?;
+        let residual = residual.map(|r| r.contiguous()).transpose()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let xv = view::<T>(&xs, xl)?;
+        let wv = view::<T>(&ws, wl)?;
+        let mut out = alloc_out::<T>(&self.dev, n)?;
+        let cols_i = as_i32(cols, "rms_norm columns")?;
+        let cfg = config(launch::per_row(rows, cols)?);
+        let sum = match &residual {
+            None => {
+                let f = self.func("rms_norm", &format!("rms_norm_{}", T::SUFFIX))?;
+                let stream = self.dev.cuda_stream();
+                let mut b = stream.launch_builder(&f);
+                b.arg(&xv).arg(&wv).arg(&mut out).arg(&cols_i).arg(&eps);
+                // SAFETY: argument types and order match rms_norm_<T> in rms_norm.cu.
+                unsafe { b.launch(cfg) }.map_err(launch_err)?;
+                None
+            }
+            Some(r) => {
+                let (rs, rl) = r.storage_and_layout();
+                let rv = view::<T>(&rs, rl)?;
+                let mut sum = alloc_out::<T>(&self.dev, n)?;
+                let f = self.func("rms_norm", &format!("add_rms_norm_{}", T::SUFFIX))?;
+                let stream = self.dev.cuda_stream();
+                let mut b = stream.launch_builder(&f);
+                b.arg(&xv)
+                    .arg(&rv)
+                    .arg(&wv)
+                    .arg(&mut sum)
+                    .arg(&mut out)
+                    .arg(&cols_i)
+                    .arg(&eps);
+                // SAFETY: argument types and order match add_rms_norm_<T> in rms_norm.cu.
+                unsafe { b.launch(cfg) }.map_err(launch_err)?;
+                Some(wrap(sum, &self.dev, &dims))
+            }
+        };
+        Ok((sum, wrap(out, &self.dev, &dims)))
+    }
+
+    /// Rotary embedding of `x` (`[tokens, heads, head_dim]`).
+    pub fn rope(&self, x: &Tensor, args: &RopeArgs) -> Result<Tensor> {
+        with_kernel_dtype!(x.dtype(), T, { self.rope_t::<T>(x, args) })
+    }
+
+    fn rope_t<T: KernelDType>(&self, x: &Tensor, a: &RopeArgs) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let [t, h, d] = dims[..] else {
+            return Err(CudaError::Launch(format!("rope: x of shape {dims:?}")).into());
+        };
+        if a.positions.elem_count() != t || a.inv_freq.elem_count() * 2 != d {
+            return Err(CudaError::Launch(format!(
+                "rope: {t} rows, {} positions, head_dim {d}, {} frequencies",
+                a.positions.elem_count(),
+                a.inv_freq.elem_count()
+            ))
+            .into());
+        }
+        if t == 0 {
+            return Ok(x.clone());
+        }
+        let x = x.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ps, pl) = a.positions.storage_and_layout();
+        let (fs, fl) = a.inv_freq.storage_and_layout();
+        let (xv, pv, fv) = (
+            view::<T>(&xs, xl)?,
+            view::<u32>(&ps, pl)?,
+            view::<f32>(&fs, fl)?,
+        );
+        let mut out = alloc_out::<T>(&self.dev, x.elem_count())?;
+        let (heads, head_dim) = (as_i32(h, "heads")?, as_i32(d, "head_dim")?);
+        let interleaved = i32::from(a.style == RopeStyle::Interleaved);
+        let f = self.func("rope", &format!("rope_{}", T::SUFFIX))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&xv)
+            .arg(&mut out)
+            .arg(&pv)
+            .arg(&fv)
+            .arg(&heads)
+            .arg(&head_dim)
+            .arg(&interleaved)
+            .arg(&a.mscale);
+        // SAFETY: argument types and order match rope_<T> in rope.cu.
+        unsafe { b.launch(config(launch::per_row(t, h * d / 2)?)) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &dims))
+    }
+
+    /// `act(gate) * up` with act = SiLU (`gelu` false) or GELU-tanh.
+    pub fn glu(&self, gate: &Tensor, up: &Tensor, gelu: bool) -> Result<Tensor> {
+        with_kernel_dtype!(gate.dtype(), T, { self.glu_t::<T>(gate, up, gelu) })
+    }
+
+    fn glu_t<T: KernelDType>(&self, gate: &Tensor, up: &Tensor, gelu: bool) -> Result<Tensor> {
+        if gate.dims() != up.dims() || gate.dtype() != up.dtype() {
+            return Err(CudaError::Launch(format!(
+                "glu: gate {:?} and up {:?}",
+                gate.dims(),
+                up.dims()
+            ))
+            .into());
+        }
+        let n = gate.elem_count();
+        if n == 0 {
+            return Ok(gate.clone());
+        }
+        let (g, u) = (gate.contiguous()?, up.contiguous()?);
+        let (gs, gl) = g.storage_and_layout();
+        let (us, ul) = u.storage_and_layout();
+        let (gv, uv) = (view::<T>(&gs, gl)?, view::<T>(&us, ul)?);
+        let mut out = alloc_out::<T>(&self.dev, n)?;
+        let name = if gelu { "glu_gelu_tanh" } else { "glu_silu" };
+        let f = self.func("glu", &format!("{name}_{}", T::SUFFIX))?;
+        let n64 = n as u64;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&gv).arg(&uv).arg(&mut out).arg(&n64);
+        // SAFETY: argument types and order match glu_*_<T> in glu.cu (size_t is 64-bit).
+        unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, gate.dims()))
+    }
+
+    /// Scatter `k`, `v` (`[tokens, row]`) into one layer's cache buffers at `slots` (u32 on the
+    /// device; validated by the caller against `num_slots`).
+    pub fn kv_write(
+        &self,
+        k_cache: &mut CudaStorage,
+        v_cache: &mut CudaStorage,
+        k: &Tensor,
+        v: &Tensor,
+        slots: &Tensor,
+        num_slots: usize,
+    ) -> Result<()> {
+        with_kernel_dtype!(k.dtype(), T, {
+            self.kv_write_t::<T>(k_cache, v_cache, k, v, slots, num_slots)
+        })
+    }
+
+    fn kv_write_t<T: KernelDType>(
+        &self,
+        k_cache: &mut CudaStorage,
+        v_cache: &mut CudaStorage,
+        k: &Tensor,
+        v: &Tensor,
+        slots: &Tensor,
+        num_slots: usize,
+    ) -> Result<()> {
+        let tokens = slots.elem_count();
+        if tokens == 0 {
+            return Ok(());
+        }
+        let row = k.elem_count() / tokens;
+        if k.elem_count() != tokens * row || v.dims() != k.dims() || v.dtype() != k.dtype() {
+            return Err(CudaError::Launch(format!(
+                "kv_write: {tokens} slots for k {:?}, v {:?}",
+                k.dims(),
+                v.dims()
+            ))
+            .into());
+        }
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (ss, sl) = slots.storage_and_layout();
+        let (kv, vv, sv) = (
+            view::<T>(&ks, kl)?,
+            view::<T>(&vs, vl)?,
+            view::<u32>(&ss, sl)?,
+        );
+        let kc = k_cache.as_cuda_slice_mut::<T>()?;
+        let vc = v_cache.as_cuda_slice_mut::<T>()?;
+        if kc.len() < num_slots * row || vc.len() < num_slots * row {
+            return Err(CudaError::Launch("kv_write: cache smaller than its slots".into()).into());
+        }
+        let row_i = as_i32(row, "KV row")?;
+        let num_slots = u32::try_from(num_slots).map_err(launch_err)?;
+        let f = self.func("kv_write", &format!("kv_write_{}", T::SUFFIX))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&kv)
+            .arg(&vv)
+            .arg(kc)
+            .arg(vc)
+            .arg(&sv)
+            .arg(&row_i)
+            .arg(&num_slots);
+        // SAFETY: argument types and order match kv_write_<T> in kv_write.cu; slots past
+        // `num_slots` are skipped by the kernel.
+        unsafe { b.launch(config(launch::per_row(tokens, row)?)) }.map_err(launch_err)?;
+        Ok(())
+    }
+
+    /// Attention of `q` (`[tokens, heads, head_dim]`) over one layer's paged cache →
+    /// `[tokens, heads * head_dim]`.
+    pub fn paged_attention(
+        &self,
+        q: &Tensor,
+        k_cache: &CudaStorage,
+        v_cache: &CudaStorage,
+        batch: &DeviceBatch,
+        a: &AttentionArgs,
+    ) -> Result<Tensor> {
+        with_kernel_dtype!(q.dtype(), T, {
+            self.paged_attention_t::<T>(q, k_cache, v_cache, batch, a)
+        })
+    }
+
+    fn paged_attention_t<T: KernelDType>(
+        &self,
+        q: &Tensor,
+        k_cache: &CudaStorage,
+        v_cache: &CudaStorage,
+        batch: &DeviceBatch,
+        a: &AttentionArgs,
+    ) -> Result<Tensor> {
+        let tokens = batch.row_seq.elem_count();
+        let row = a.heads * a.head_dim;
+        if q.elem_count() != tokens * row {
+            return Err(CudaError::Launch(format!(
+                "attention: q {:?} for {tokens} rows of {} heads × {}",
+                q.dims(),
+                a.heads,
+                a.head_dim
+            ))
+            .into());
+        }
+        let shape = [tokens, row];
+        if tokens == 0 {
+            return Ok(q.reshape(&shape[..])?);
+        }
+        let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
+        let q = q.contiguous()?;
+        let (qs, ql) = q.storage_and_layout();
+        let (rs, rl) = batch.row_seq.storage_and_layout();
+        let (ms, ml) = batch.seq_meta.storage_and_layout();
+        let (ts, tl) = batch.tables.storage_and_layout();
+        let qv = view::<T>(&qs, ql)?;
+        let (rv, mv, tv) = (
+            view::<u32>(&rs, rl)?,
+            view::<u32>(&ms, ml)?,
+            view::<u32>(&ts, tl)?,
+        );
+        let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
+        let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
+        let heads = as_i32(a.heads, "heads")?;
+        let kv_heads = as_i32(a.kv_heads, "KV heads")?;
+        let head_dim = as_i32(a.head_dim, "head_dim")?;
+        let block_size = as_i32(a.block_size, "block size")?;
+        // 0 means "none" to the kernel: a window of 0 keys is no window (CPU semantics too).
+        let window = as_i32(a.window.unwrap_or(0), "sliding window")?;
+        let softcap = a.softcap.unwrap_or(0.0);
+        let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&qv)
+            .arg(kc)
+            .arg(vc)
+            .arg(&mut out)
+            .arg(&rv)
+            .arg(&mv)
+            .arg(&tv)
+            .arg(&heads)
+            .arg(&kv_heads)
+            .arg(&head_dim)
+            .arg(&block_size)
+            .arg(&a.scale)
+            .arg(&window)
+            .arg(&softcap);
+        // SAFETY: argument types and order match paged_attention_<T>; every index the kernel
+        // forms was validated by block_table::pack against the cache's size.
+        unsafe { b.launch(cfg) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &shape))
+    }
+
+    /// A tensor of `shape` and `dtype` filled with the synthetic stream `seed`, uniform in
+    /// `[lo, hi)` (fill.cu; equal to `candor_models::weights::synthetic` on the host).
+    pub fn fill_uniform(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        seed: u64,
+        (lo, hi): (f32, f32),
+    ) -> Result<Tensor> {
+        with_kernel_dtype!(dtype, T, { self.fill_t::<T>(shape, seed, lo, hi) })
+    }
+
+    fn fill_t<T: KernelDType>(
+        &self,
+        shape: &[usize],
+        seed: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let mut out = alloc_out::<T>(&self.dev, n.max(1))?;
+        let n64 = n as u64;
+        let f = self.func("fill", &format!("fill_uniform_{}", T::SUFFIX))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&mut out).arg(&n64).arg(&seed).arg(&lo).arg(&hi);
+        // SAFETY: argument types and order match fill_uniform_<T> in fill.cu.
+        unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
+        let t = wrap(out, &self.dev, &[n.max(1)]);
+        Ok(t.narrow(0, 0, n)?.reshape(shape)?)
+    }
+}
+
+impl PackedBatch {
+    /// Upload the packed arrays.
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<DeviceBatch> {
+        let up = |v: &[u32]| -> Result<Tensor> {
+            // An empty array still needs a valid (1-element) buffer as a kernel argument.
+            let data: &[u32] = if v.is_empty() { &[0] } else { v };
+            Ok(Tensor::from_slice(data, data.len(), device)?)
+        };
+        Ok(DeviceBatch {
+            row_seq: Tensor::from_slice(&self.row_seq, self.row_seq.len(), device)?,
+            seq_meta: up(&self.seq_meta)?,
+            tables: up(&self.tables)?,
+        })
+    }
+}

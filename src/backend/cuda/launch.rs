@@ -1,0 +1,133 @@
+//! Launch configurations of candor's CUDA kernels (kernels/cuda): grid and block sizes from the
+//! problem shape, checked against the hardware limits so a shape the kernels cannot take is an
+//! error instead of a failed or truncated launch. Pure host logic: tested without a GPU.
+use super::error::CudaError;
+
+/// Grid and block dimensions (x, y, z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+}
+
+const WARP: u32 = 32;
+const MAX_BLOCK_THREADS: u32 = 1024;
+const MAX_GRID_X: usize = i32::MAX as usize;
+const MAX_GRID_Y: usize = 65_535;
+/// Threads of an elementwise (grid-stride) launch, and the most blocks it uses: enough to fill
+/// any current GPU; larger inputs loop.
+const ELEMENTWISE_THREADS: u32 = 256;
+const ELEMENTWISE_MAX_BLOCKS: usize = 65_536;
+
+/// Threads of one paged-attention block (four warps; kernels/cuda/paged_attention.cu).
+pub const ATTENTION_THREADS: u32 = 128;
+/// The largest head_dim the attention kernel takes (`ATTN_MAX_HEAD_DIM` in the kernel).
+pub const ATTENTION_MAX_HEAD_DIM: usize = 512;
+
+fn grid_x(rows: usize, what: &str) -> Result<u32, CudaError> {
+    if rows > MAX_GRID_X {
+        return Err(CudaError::Launch(format!(
+            "{what}: {rows} rows exceed the grid limit {MAX_GRID_X}"
+        )));
+    }
+    Ok(rows as u32)
+}
+
+/// One block per row, its threads striding over `items` work items of the row: the items
+/// rounded up to whole warps, between one warp and 1024 threads. Kernels that reduce over the
+/// block (rms_norm) need whole warps. Callers skip empty launches (no rows).
+pub fn per_row(rows: usize, items: usize) -> Result<Launch, CudaError> {
+    let threads = (items.min(MAX_BLOCK_THREADS as usize) as u32)
+        .div_ceil(WARP)
+        .max(1)
+        * WARP;
+    Ok(Launch {
+        grid: (grid_x(rows, "per-row kernel")?, 1, 1),
+        block: (threads, 1, 1),
+    })
+}
+
+/// A grid-stride loop over `n` elements.
+pub fn elementwise(n: usize) -> Launch {
+    let blocks = n
+        .div_ceil(ELEMENTWISE_THREADS as usize)
+        .clamp(1, ELEMENTWISE_MAX_BLOCKS);
+    Launch {
+        grid: (blocks as u32, 1, 1),
+        block: (ELEMENTWISE_THREADS, 1, 1),
+    }
+}
+
+/// Paged attention: one block per (token, query head).
+pub fn attention(
+    tokens: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Result<Launch, CudaError> {
+    if head_dim == 0 || head_dim > ATTENTION_MAX_HEAD_DIM {
+        return Err(CudaError::Launch(format!(
+            "attention: head_dim {head_dim} outside 1..={ATTENTION_MAX_HEAD_DIM}"
+        )));
+    }
+    if heads == 0 || heads > MAX_GRID_Y || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(CudaError::Launch(format!(
+            "attention: {heads} query heads over {kv_heads} KV heads"
+        )));
+    }
+    Ok(Launch {
+        grid: (grid_x(tokens, "attention")?, heads as u32, 1),
+        block: (ATTENTION_THREADS, 1, 1),
+    })
+}
+
+/// A host size as the `int` the kernels take.
+pub fn as_i32(v: usize, what: &str) -> Result<i32, CudaError> {
+    i32::try_from(v).map_err(|_| CudaError::Launch(format!("{what} = {v} exceeds i32")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_row_uses_whole_warps_and_caps_at_1024() {
+        assert_eq!(per_row(7, 1).unwrap().block.0, 32);
+        assert_eq!(per_row(7, 33).unwrap().block.0, 64);
+        assert_eq!(per_row(7, 4096).unwrap().block.0, 1024);
+        assert_eq!(per_row(7, 4096).unwrap().grid, (7, 1, 1));
+        for items in [1, 31, 32, 100, 896, 1000, 5000] {
+            let b = per_row(1, items).unwrap().block.0;
+            assert_eq!(b % 32, 0);
+            assert!((32..=1024).contains(&b));
+            assert!(b as usize >= items.min(1024));
+        }
+        assert!(per_row(usize::MAX, 8).is_err());
+    }
+
+    #[test]
+    fn elementwise_covers_small_and_caps_large_inputs() {
+        assert_eq!(elementwise(0).grid.0, 1);
+        assert_eq!(elementwise(256).grid.0, 1);
+        assert_eq!(elementwise(257).grid.0, 2);
+        // 8B parameters: the grid is capped, the kernel's loop covers the rest.
+        let l = elementwise(8_000_000_000);
+        assert_eq!(l.grid.0 as usize, ELEMENTWISE_MAX_BLOCKS);
+    }
+
+    #[test]
+    fn attention_checks_heads_and_head_dim() {
+        let l = attention(512, 32, 8, 128).unwrap();
+        assert_eq!(l.grid, (512, 32, 1));
+        assert_eq!(l.block, (ATTENTION_THREADS, 1, 1));
+        assert!(attention(1, 32, 8, 1024).is_err());
+        assert!(attention(1, 32, 0, 128).is_err());
+        assert!(
+            attention(1, 30, 8, 128).is_err(),
+            "heads must be a multiple of KV heads"
+        );
+        assert!(attention(1, 70_000, 70_000, 64).is_err());
+        assert!(as_i32(1 << 31, "x").is_err());
+        assert_eq!(as_i32(5, "x").unwrap(), 5);
+    }
+}

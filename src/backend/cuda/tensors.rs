@@ -1,0 +1,86 @@
+//! Between candle's CUDA tensors and raw kernel arguments: the device view of a contiguous
+//! tensor, and a tensor around a freshly written device buffer.
+use super::error::CudaError;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, ValidAsZeroBits,
+};
+use candle_core::cuda_backend::CudaDType;
+use candle_core::op::BackpropOp;
+use candle_core::{CudaDevice, CudaStorage, Layout, Storage, Tensor, WithDType};
+use candor_models::error::Result;
+
+use super::launch::Launch;
+
+/// Storage types the kernels are instantiated for (the `_f32`, `_f16`, `_bf16` entry points).
+pub trait KernelDType: CudaDType + DeviceRepr + ValidAsZeroBits + WithDType {
+    const SUFFIX: &'static str;
+}
+impl KernelDType for f32 {
+    const SUFFIX: &'static str = "f32";
+}
+impl KernelDType for half::f16 {
+    const SUFFIX: &'static str = "f16";
+}
+impl KernelDType for half::bf16 {
+    const SUFFIX: &'static str = "bf16";
+}
+
+/// Run `$body` with `$T` bound to the Rust type of a candle dtype the kernels take.
+macro_rules! with_kernel_dtype {
+    ($dtype:expr, $T:ident, $body:block) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            candle_core::DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            candle_core::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            other => Err($crate::backend::cuda::error::CudaError::Launch(format!(
+                "no CUDA kernel for {other:?} tensors"
+            ))
+            .into()),
+        }
+    };
+}
+pub(crate) use with_kernel_dtype;
+
+/// The elements of a contiguous CUDA tensor's storage, as a kernel argument.
+pub fn view<'a, T: CudaDType>(storage: &'a Storage, layout: &Layout) -> Result<CudaView<'a, T>> {
+    let Storage::Cuda(s) = storage else {
+        return Err(CudaError::Launch("a kernel input is not on the GPU".into()).into());
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| CudaError::Launch("a kernel input is not contiguous".into()))?;
+    Ok(s.as_cuda_slice::<T>()?.slice(start..end))
+}
+
+/// A tensor of `shape` owning `slice` (written by a kernel).
+pub fn wrap<T: CudaDType>(slice: CudaSlice<T>, dev: &CudaDevice, shape: &[usize]) -> Tensor {
+    Tensor::from_storage(
+        Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone())),
+        shape,
+        BackpropOp::none(),
+        false,
+    )
+}
+
+/// An uninitialised device buffer for a kernel that writes every element.
+pub fn alloc_out<T: KernelDType>(dev: &CudaDevice, n: usize) -> Result<CudaSlice<T>> {
+    // SAFETY: every caller launches a kernel that writes all `n` elements before any read.
+    Ok(unsafe { dev.alloc::<T>(n) }?)
+}
+
+pub fn config(l: Launch) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: l.grid,
+        block_dim: l.block,
+        shared_mem_bytes: 0,
+    }
+}

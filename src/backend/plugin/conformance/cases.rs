@@ -1,0 +1,533 @@
+//! The op cases of the conformance suite: every op of the Backend trait over the weight dtypes
+//! and a set of shapes (odd sizes, long sequences, both RoPE pairings, GQA, sliding windows,
+//! softcaps, mixed prefill/decode batches). Each case runs the same generic code on the CPU
+//! backend and on the plugin, from the same seeded inputs.
+use super::inputs::{block_elems, host_weight, Inputs};
+use crate::backend::plugin::Op;
+use candor_models::backend::{
+    Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
+};
+use candor_models::batch::SeqAttention;
+use candor_models::error::Result;
+
+/// NMSE bounds: float ops agree to rounding; the CPU backend's quantized products quantize the
+/// activations to 8 bits (as llama.cpp does) while a plugin may not, so they get ggml's bound
+/// for quantized matmuls.
+const FLOAT_BOUND: f64 = 1e-6;
+const QUANT_BOUND: f64 = 5e-4;
+
+#[derive(Debug, Clone)]
+pub enum Case {
+    Embedding {
+        dtype: WeightDtype,
+        vocab: usize,
+        hidden: usize,
+        ids: Vec<u32>,
+    },
+    RmsNorm {
+        rows: usize,
+        cols: usize,
+    },
+    AddRmsNorm {
+        rows: usize,
+        cols: usize,
+    },
+    Linear {
+        dtype: WeightDtype,
+        m: usize,
+        n: usize,
+        k: usize,
+        bias: bool,
+    },
+    Rope {
+        style: RopeStyle,
+        tokens: usize,
+        heads: usize,
+        dim: usize,
+        first_pos: u32,
+        mscale: f32,
+    },
+    /// Writes K/V for `tokens` positions, then reads them back through decode attention.
+    KvWrite {
+        tokens: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    },
+    Attention(AttnCase),
+    Glu {
+        act: Activation,
+        rows: usize,
+        cols: usize,
+    },
+    Add {
+        rows: usize,
+        cols: usize,
+    },
+    Mul {
+        rows: usize,
+        cols: usize,
+    },
+    Scale {
+        rows: usize,
+        cols: usize,
+    },
+    Softcap {
+        rows: usize,
+        cols: usize,
+    },
+    Softmax {
+        rows: usize,
+        cols: usize,
+    },
+    GatherRows {
+        rows: usize,
+        cols: usize,
+        pick: Vec<u32>,
+    },
+    Argmax {
+        rows: usize,
+        cols: usize,
+    },
+}
+
+/// One paged-attention check: `(start_pos, q_len)` per sequence of the batch.
+#[derive(Debug, Clone)]
+pub struct AttnCase {
+    pub seqs: Vec<(usize, usize)>,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub window: Option<usize>,
+    pub softcap: Option<f32>,
+    pub scale: f32,
+}
+
+impl AttnCase {
+    fn new(seqs: Vec<(usize, usize)>, heads: usize, kv_heads: usize, head_dim: usize) -> Self {
+        AttnCase {
+            seqs,
+            heads,
+            kv_heads,
+            head_dim,
+            window: None,
+            softcap: None,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
+}
+
+const BLOCK_SIZE: usize = 16;
+
+/// Every case of the suite.
+pub fn all_cases() -> Vec<Case> {
+    use Case::*;
+    let dtypes = crate::backend::plugin::ffi::WEIGHT_DTYPES;
+    let mut v = Vec::new();
+    for dtype in dtypes {
+        v.push(Embedding {
+            dtype,
+            vocab: 37,
+            hidden: 256,
+            ids: vec![0, 36, 5, 5, 17, 2, 30],
+        });
+    }
+    for (rows, cols) in [(1, 64), (7, 896), (33, 63)] {
+        v.push(RmsNorm { rows, cols });
+        v.push(AddRmsNorm { rows, cols });
+    }
+    for dtype in dtypes {
+        let mut shapes = vec![(1, 67, 256, false), (7, 33, 512, true), (33, 5, 256, false)];
+        if block_elems(dtype) == 1 {
+            shapes.push((5, 9, 63, true));
+        }
+        for (m, n, k, bias) in shapes {
+            v.push(Linear {
+                dtype,
+                m,
+                n,
+                k,
+                bias,
+            });
+        }
+    }
+    for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+        v.push(Rope {
+            style,
+            tokens: 7,
+            heads: 4,
+            dim: 64,
+            first_pos: 0,
+            mscale: 1.0,
+        });
+        v.push(Rope {
+            style,
+            tokens: 3,
+            heads: 2,
+            dim: 128,
+            first_pos: 100_000,
+            mscale: 1.2,
+        });
+    }
+    v.push(KvWrite {
+        tokens: 9,
+        kv_heads: 2,
+        head_dim: 16,
+    });
+    v.push(KvWrite {
+        tokens: 70,
+        kv_heads: 1,
+        head_dim: 64,
+    });
+    v.push(Attention(AttnCase::new(vec![(0, 37)], 4, 2, 32)));
+    v.push(Attention(AttnCase::new(
+        vec![(0, 20), (40, 1), (17, 3)],
+        4,
+        4,
+        64,
+    )));
+    v.push(Attention(AttnCase::new(vec![(999, 1)], 8, 2, 64)));
+    v.push(Attention(AttnCase::new(vec![(0, 300)], 2, 1, 64)));
+    v.push(Attention(AttnCase {
+        window: Some(16),
+        ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
+    }));
+    // A large scale pushes scores into the cap's non-linear range.
+    v.push(Attention(AttnCase {
+        softcap: Some(5.0),
+        scale: 2.0,
+        ..AttnCase::new(vec![(0, 12), (30, 2)], 4, 2, 16)
+    }));
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        for (rows, cols) in [(1, 128), (7, 333)] {
+            v.push(Glu { act, rows, cols });
+        }
+    }
+    for (rows, cols) in [(3, 65), (33, 896)] {
+        v.push(Add { rows, cols });
+        v.push(Mul { rows, cols });
+        v.push(Scale { rows, cols });
+        v.push(Softcap { rows, cols });
+    }
+    v.push(Softmax { rows: 1, cols: 512 });
+    v.push(Softmax {
+        rows: 5,
+        cols: 1000,
+    });
+    v.push(GatherRows {
+        rows: 9,
+        cols: 64,
+        pick: vec![8, 0, 3],
+    });
+    v.push(Argmax {
+        rows: 4,
+        cols: 1000,
+    });
+    v
+}
+
+fn rope_spec(dim: usize, style: RopeStyle, mscale: f32) -> RopeSpec {
+    RopeSpec {
+        inv_freq: (0..dim / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / dim as f32))
+            .collect(),
+        style,
+        mscale,
+    }
+}
+
+impl Case {
+    pub fn op(&self) -> Op {
+        match self {
+            Case::Embedding { .. } => Op::Embedding,
+            Case::RmsNorm { .. } => Op::RmsNorm,
+            Case::AddRmsNorm { .. } => Op::AddRmsNorm,
+            Case::Linear { .. } => Op::Linear,
+            Case::Rope { .. } => Op::Rope,
+            Case::KvWrite { .. } => Op::KvWrite,
+            Case::Attention(_) => Op::PagedAttention,
+            Case::Glu { .. } => Op::Glu,
+            Case::Add { .. } => Op::Add,
+            Case::Mul { .. } => Op::Mul,
+            Case::Scale { .. } => Op::Scale,
+            Case::Softcap { .. } => Op::Softcap,
+            Case::Softmax { .. } => Op::Softmax,
+            Case::GatherRows { .. } => Op::GatherRows,
+            Case::Argmax { .. } => Op::Argmax,
+        }
+    }
+
+    pub fn dtype(&self) -> String {
+        match self {
+            Case::Embedding { dtype, .. } | Case::Linear { dtype, .. } => dtype.to_string(),
+            Case::Rope { style, .. } => match style {
+                RopeStyle::Neox => "F32 neox".into(),
+                RopeStyle::Interleaved => "F32 interleaved".into(),
+            },
+            Case::Glu { act, .. } => format!("F32 {act:?}"),
+            Case::Argmax { .. } => "F32→U32".into(),
+            _ => "F32".into(),
+        }
+    }
+
+    pub fn shape(&self) -> String {
+        match self {
+            Case::Embedding {
+                vocab, hidden, ids, ..
+            } => {
+                format!("table [{vocab}, {hidden}], {} ids", ids.len())
+            }
+            Case::Linear { m, n, k, bias, .. } => {
+                format!(
+                    "[{m}, {k}] x [{n}, {k}]ᵀ{}",
+                    if *bias { " + bias" } else { "" }
+                )
+            }
+            Case::Rope {
+                tokens,
+                heads,
+                dim,
+                first_pos,
+                mscale,
+                ..
+            } => {
+                format!("[{tokens}, {heads}, {dim}] from pos {first_pos}, mscale {mscale}")
+            }
+            Case::KvWrite {
+                tokens,
+                kv_heads,
+                head_dim,
+            } => {
+                format!("{tokens} tokens x [{kv_heads}, {head_dim}]")
+            }
+            Case::Attention(a) => {
+                let s: Vec<String> = a.seqs.iter().map(|(p, q)| format!("{p}+{q}")).collect();
+                let mut d = format!(
+                    "seqs {} h{}/kv{} d{}",
+                    s.join(","),
+                    a.heads,
+                    a.kv_heads,
+                    a.head_dim
+                );
+                if let Some(w) = a.window {
+                    d.push_str(&format!(" window {w}"));
+                }
+                if let Some(c) = a.softcap {
+                    d.push_str(&format!(" softcap {c}"));
+                }
+                d
+            }
+            Case::GatherRows { rows, cols, pick } => format!("[{rows}, {cols}] rows {pick:?}"),
+            Case::RmsNorm { rows, cols }
+            | Case::AddRmsNorm { rows, cols }
+            | Case::Glu { rows, cols, .. }
+            | Case::Add { rows, cols }
+            | Case::Mul { rows, cols }
+            | Case::Scale { rows, cols }
+            | Case::Softcap { rows, cols }
+            | Case::Softmax { rows, cols }
+            | Case::Argmax { rows, cols } => format!("[{rows}, {cols}]"),
+        }
+    }
+
+    /// The NMSE bound of this case.
+    pub fn bound(&self) -> f64 {
+        match self {
+            Case::Linear { dtype, .. } if block_elems(*dtype) > 1 => QUANT_BOUND,
+            _ => FLOAT_BOUND,
+        }
+    }
+
+    /// Whether a row of `dtype` weights can hold this case's width (whole blocks); cases that
+    /// cannot are not generated, but a custom list might hold them.
+    fn weight_fits(dtype: WeightDtype, cols: usize) -> bool {
+        cols.is_multiple_of(block_elems(dtype))
+    }
+
+    /// Run the case on `b` from the inputs of `seed`; the output flattened to f32.
+    pub fn run<B: Backend>(&self, b: &B, seed: u64) -> Result<Vec<f32>> {
+        let mut r = Inputs::new(seed);
+        let up = |b: &B, v: &[f32], shape: &[usize]| b.upload(v, shape);
+        match self {
+            Case::Embedding {
+                dtype,
+                vocab,
+                hidden,
+                ids,
+            } => {
+                if !Self::weight_fits(*dtype, *hidden) {
+                    return Err(candor_models::ModelError::Backend(
+                        "row is not whole blocks".into(),
+                    ));
+                }
+                let table = b.load_weight(host_weight(
+                    &r.values(vocab * hidden, 1.0),
+                    &[*vocab, *hidden],
+                    *dtype,
+                )?)?;
+                b.download(&b.embedding(&table, ids)?)
+            }
+            Case::RmsNorm { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 3.0), &[*rows, *cols])?;
+                let w = b.load_weight(host_weight(
+                    &r.around_one(*cols),
+                    &[*cols],
+                    WeightDtype::F32,
+                )?)?;
+                b.download(&b.rms_norm(&x, &w, 1e-6)?)
+            }
+            Case::AddRmsNorm { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                let res = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                let w = b.load_weight(host_weight(
+                    &r.around_one(*cols),
+                    &[*cols],
+                    WeightDtype::F32,
+                )?)?;
+                let (sum, norm) = b.add_rms_norm(&x, &res, &w, 1e-5)?;
+                let mut out = b.download(&sum)?;
+                out.extend(b.download(&norm)?);
+                Ok(out)
+            }
+            Case::Linear {
+                dtype,
+                m,
+                n,
+                k,
+                bias,
+            } => {
+                let x = up(b, &r.values(m * k, 1.0), &[*m, *k])?;
+                let w = b.load_weight(host_weight(&r.values(n * k, 0.5), &[*n, *k], *dtype)?)?;
+                let bias = if *bias {
+                    Some(b.load_weight(host_weight(
+                        &r.values(*n, 1.0),
+                        &[*n],
+                        WeightDtype::F32,
+                    )?)?)
+                } else {
+                    None
+                };
+                b.download(&b.linear(&x, &w, bias.as_ref())?)
+            }
+            Case::Rope {
+                style,
+                tokens,
+                heads,
+                dim,
+                first_pos,
+                mscale,
+            } => {
+                let x = up(
+                    b,
+                    &r.values(tokens * heads * dim, 1.0),
+                    &[*tokens, *heads, *dim],
+                )?;
+                let positions: Vec<u32> = (0..*tokens as u32).map(|i| first_pos + i * 7).collect();
+                b.download(&b.rope(&x, &positions, &rope_spec(*dim, *style, *mscale))?)
+            }
+            Case::KvWrite {
+                tokens,
+                kv_heads,
+                head_dim,
+            } => attention(
+                b,
+                &mut r,
+                &AttnCase::new(vec![(tokens - 1, 1)], *kv_heads, *kv_heads, *head_dim),
+            ),
+            Case::Attention(a) => attention(b, &mut r, a),
+            Case::Glu { act, rows, cols } => {
+                let g = up(b, &r.values(rows * cols, 4.0), &[*rows, *cols])?;
+                let u = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                b.download(&b.glu(&g, &u, *act)?)
+            }
+            Case::Add { rows, cols } | Case::Mul { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                let y = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                let z = if matches!(self, Case::Add { .. }) {
+                    b.add(&x, &y)?
+                } else {
+                    b.mul(&x, &y)?
+                };
+                b.download(&z)
+            }
+            Case::Scale { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                b.download(&b.scale(&x, 0.37)?)
+            }
+            Case::Softcap { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 60.0), &[*rows, *cols])?;
+                b.download(&b.softcap(&x, 30.0)?)
+            }
+            Case::Softmax { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 8.0), &[*rows, *cols])?;
+                b.download(&b.softmax(&x)?)
+            }
+            Case::GatherRows { rows, cols, pick } => {
+                let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                b.download(&b.gather_rows(&x, pick)?)
+            }
+            Case::Argmax { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                Ok(b.argmax(&x)?.into_iter().map(|i| i as f32).collect())
+            }
+        }
+    }
+}
+
+/// Fill a paged cache with K/V for every position of each sequence (blocks handed out in
+/// reverse order, so tables are scattered), then attend from the sequences' query rows.
+fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>> {
+    let (heads, kv_heads, head_dim) = (a.heads, a.kv_heads, a.head_dim);
+    let blocks_per: Vec<usize> = a
+        .seqs
+        .iter()
+        .map(|(p, q)| (p + q).div_ceil(BLOCK_SIZE))
+        .collect();
+    let num_blocks: usize = blocks_per.iter().sum::<usize>() + 1;
+    let spec = KvCacheSpec {
+        num_layers: 1,
+        num_blocks,
+        block_size: BLOCK_SIZE,
+        num_kv_heads: kv_heads,
+        head_dim,
+    };
+    let mut cache = b.alloc_kv_cache(&spec)?;
+    let mut next = num_blocks;
+    let mut metas = Vec::new();
+    let mut q_start = 0;
+    for (&(start_pos, q_len), &nb) in a.seqs.iter().zip(&blocks_per) {
+        let table: Vec<u32> = (0..nb)
+            .map(|_| {
+                next -= 1;
+                next as u32
+            })
+            .collect();
+        let ctx = start_pos + q_len;
+        let slots: Vec<u32> = (0..ctx)
+            .map(|p| (table[p / BLOCK_SIZE] as usize * BLOCK_SIZE + p % BLOCK_SIZE) as u32)
+            .collect();
+        let row = kv_heads * head_dim;
+        let k = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
+        let v = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
+        b.kv_write(&mut cache, 0, &k, &v, &slots)?;
+        metas.push(SeqAttention {
+            q_start,
+            q_len,
+            start_pos,
+            block_table: table,
+        });
+        q_start += q_len;
+    }
+    let q = b.upload(
+        &r.values(q_start * heads * head_dim, 1.0),
+        &[q_start, heads, head_dim],
+    )?;
+    let params = AttentionParams {
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        scale: a.scale,
+        sliding_window: a.window,
+        softcap: a.softcap,
+    };
+    b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
+}

@@ -1,0 +1,114 @@
+//! What the plugin backend's tensors, weights and KV cache are: device buffers with shapes,
+//! plus the host copies the CPU fallback needs.
+use super::buffer::DeviceBuffer;
+use super::ffi::{self, CandorDtype, CandorTensor};
+use crate::backend::cpu::CpuWeight;
+use candor_models::backend::KvCacheSpec;
+use candor_models::error::{ModelError, Result};
+use candor_models::weights::{weight_dtype_of, HostWeight};
+use std::sync::Arc;
+
+pub(super) fn err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Backend(e.to_string())
+}
+
+/// A contiguous f32 activation on the device. Clones share the buffer.
+#[derive(Clone)]
+pub struct PluginTensor {
+    pub(super) buf: Arc<DeviceBuffer>,
+    pub(super) shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for PluginTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PluginTensor({:?}, {:?})", self.shape, self.buf)
+    }
+}
+
+impl PluginTensor {
+    pub(super) fn elems(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub(super) fn desc(&self) -> CandorTensor {
+        self.buf.tensor(ffi::DTYPE_F32, &self.shape)
+    }
+    /// `[rows, cols]` with cols the last dimension.
+    pub(super) fn rows_cols(&self) -> (usize, usize) {
+        let cols = self.shape.last().copied().unwrap_or(1);
+        (self.elems() / cols.max(1), cols)
+    }
+}
+
+/// A weight: on the device when the plugin keeps its dtype, and always on the host for the CPU
+/// fallback (a mapped GGUF weight costs no host memory: its pages are the file's).
+pub struct PluginWeight {
+    pub(super) device: Option<DeviceWeight>,
+    pub(super) host: CpuWeight,
+    pub(super) dtype: CandorDtype,
+    pub(super) shape: Vec<usize>,
+}
+
+pub struct DeviceWeight {
+    pub(super) buf: DeviceBuffer,
+}
+
+impl PluginWeight {
+    /// The device descriptor, when the weight is on the device.
+    pub(super) fn desc(&self) -> Option<CandorTensor> {
+        self.device
+            .as_ref()
+            .map(|d| d.buf.tensor(self.dtype, &self.shape))
+    }
+}
+
+/// The bytes to upload for a host weight and their ABI dtype. Rank-1 weights (norms, biases)
+/// are always f32, as the header promises; matrices keep their stored type.
+pub(super) fn weight_bytes(w: &HostWeight) -> Result<(CandorDtype, Vec<u8>)> {
+    let dtype = w.dtype().map(ffi::dtype_code);
+    match w {
+        HostWeight::Dense { tensor, .. } => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(tensor)?))),
+        _ if w.shape().len() == 1 => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
+        HostWeight::Quant(q) => {
+            let dtype = weight_dtype_of(q.dtype())
+                .map(ffi::dtype_code)
+                .ok_or_else(|| err(format!("weight type {:?} has no ABI code", q.dtype())))?;
+            Ok((dtype, q.data()?.into_owned()))
+        }
+        HostWeight::Mapped(m) => Ok((
+            dtype.ok_or_else(|| err(format!("weight type {:?} has no ABI code", m.dtype)))?,
+            m.bytes().to_vec(),
+        )),
+        // Dummy weights (`--load-format dummy`) are made on the host for a plugin, as f32.
+        HostWeight::Synthetic(_) => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
+    }
+}
+
+fn dense_f32(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
+pub(super) fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+/// The paged KV cache: per layer, K and V as `[slots, kv_heads, head_dim]` f32 device buffers.
+pub struct PluginKvCache {
+    pub(super) spec: KvCacheSpec,
+    pub(super) layers: Vec<(DeviceBuffer, DeviceBuffer)>,
+}
+
+impl PluginKvCache {
+    pub(super) fn slots(&self) -> usize {
+        self.spec.num_blocks * self.spec.block_size
+    }
+    pub(super) fn layer_shape(&self) -> [usize; 3] {
+        [self.slots(), self.spec.num_kv_heads, self.spec.head_dim]
+    }
+    pub(super) fn layer(&self, layer: usize) -> Result<&(DeviceBuffer, DeviceBuffer)> {
+        self.layers
+            .get(layer)
+            .ok_or_else(|| err(format!("KV cache has no layer {layer}")))
+    }
+}

@@ -1,0 +1,106 @@
+//! The golden checks on a GPU: the tiny models of every architecture in f32 on the CUDA backend
+//! against Hugging Face transformers (logits within 1e-3, greedy tokens exact), and a dummy model
+//! giving the same logits on the GPU as on the CPU. Skipped, saying why, without a GPU.
+#![cfg(feature = "cuda")]
+mod common;
+
+use candor::backend::cuda::list_devices;
+use candor::engine::load::{cpu_runner, cuda_runner};
+use candor::engine::sampler::argmax;
+use candor_models::backend::WeightDtype;
+use candor_models::dummy::{find, open_dummy};
+use candor_models::loader::open_model;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+
+const ARCHS: [&str; 6] = [
+    "llama",
+    "llama3_rope",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma3",
+];
+const TOL: f32 = 1e-3;
+
+fn have_gpu() -> bool {
+    match list_devices() {
+        Ok(d) if !d.is_empty() => true,
+        Ok(_) => {
+            eprintln!("skipping: the CUDA driver reports no GPU");
+            false
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+/// One sequence in blocks 0, 1, 2...: enough for `len` tokens.
+fn seq(tokens: Vec<u32>, start_pos: usize, len: usize, logits: LogitsWanted) -> Batch {
+    Batch {
+        seqs: vec![SeqInput {
+            tokens,
+            start_pos,
+            block_table: (0..len.div_ceil(16) as u32).collect(),
+            logits,
+        }],
+    }
+}
+
+#[test]
+fn tiny_models_match_transformers_on_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    for arch in ARCHS {
+        let g = read_json(&fixtures().join("tiny").join(arch).join("golden.json"));
+        let ids = as_u32s(&g["input_ids"]);
+        let f = &g["float32"];
+        let opened = open_model(&fixtures().join("tiny").join(arch), false).unwrap();
+        let mut r = cuda_runner(&opened, 0, 4096).unwrap();
+        let out = r
+            .forward(&seq(ids.clone(), 0, ids.len() + 64, LogitsWanted::All))
+            .unwrap();
+        for p in as_u32s(&g["positions"]) {
+            let want = as_f32s(&f["logits"][p.to_string()]);
+            let d = max_abs_diff(out.row(p as usize), &want);
+            assert!(d < TOL, "{arch}: position {p} logits differ by {d}");
+        }
+        // Greedy decoding through the paged KV cache.
+        let greedy = as_u32s(&f["greedy_tokens"]);
+        let mut tokens = ids.clone();
+        let mut next = argmax(out.row(ids.len() - 1));
+        let mut generated = Vec::new();
+        for _ in 0..greedy.len() {
+            generated.push(next);
+            tokens.push(next);
+            let step = seq(
+                vec![next],
+                tokens.len() - 1,
+                tokens.len() + 64,
+                LogitsWanted::Last,
+            );
+            next = argmax(r.forward(&step).unwrap().row(0));
+        }
+        assert_eq!(generated, greedy, "{arch}: greedy tokens");
+    }
+}
+
+#[test]
+fn a_dummy_model_gives_the_same_logits_on_gpu_and_cpu() {
+    if !have_gpu() {
+        return;
+    }
+    for arch in ["llama", "qwen2"] {
+        let opened = open_dummy(find(arch, "tiny").unwrap(), WeightDtype::F32, 3).unwrap();
+        let mut gpu = cuda_runner(&opened, 0, 512).unwrap();
+        let mut cpu = cpu_runner(&opened, 2, 512).unwrap();
+        let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 256) as u32).collect();
+        let batch = seq(prompt, 0, 40, LogitsWanted::All);
+        let (a, c) = (gpu.forward(&batch).unwrap(), cpu.forward(&batch).unwrap());
+        let d = max_abs_diff(&a.data, &c.data);
+        assert!(d < TOL, "{arch}: dummy logits differ by {d}");
+    }
+}

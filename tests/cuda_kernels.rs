@@ -1,0 +1,369 @@
+//! Every CUDA op against the CPU backend (the reference) on random inputs, on a GPU. Without a
+//! GPU (no driver, the build-time stub driver, or no device) each test prints why and returns:
+//! run them on a GPU machine with shared/tools/gpu-run.sh (docs/cuda.md).
+#![cfg(feature = "cuda")]
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::DType;
+use candor::backend::cpu::CpuBackend;
+use candor::backend::cuda::{list_devices, CudaBackend};
+use candor_models::backend::{
+    Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
+};
+use candor_models::batch::SeqAttention;
+use candor_models::weights::{HostWeight, SyntheticWeight};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The GPU backend computing in `act`, or None (with the reason printed) without a GPU.
+fn gpu(act: DType) -> Option<CudaBackend> {
+    match list_devices() {
+        Ok(d) if !d.is_empty() => Some(CudaBackend::new(0, act).expect("open GPU 0")),
+        Ok(_) => {
+            eprintln!("skipping: the CUDA driver reports no GPU");
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            None
+        }
+    }
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn dense(data: Vec<f32>, shape: &[usize]) -> HostWeight {
+    HostWeight::Dense {
+        tensor: candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu).unwrap(),
+        source: WeightDtype::F32,
+    }
+}
+
+/// Largest |a - b| relative to the largest |b| (1 at least).
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+/// Tolerance of an op computed with activations in `act` against the f32 CPU reference.
+fn tol(act: DType) -> f32 {
+    match act {
+        DType::F32 => 1e-4,
+        _ => 2e-2,
+    }
+}
+
+const ACTS: [DType; 2] = [DType::F32, DType::BF16];
+
+fn norms<B: Backend>(b: &B, x: &[f32], r: &[f32], w: &[f32], dims: [usize; 2]) -> Vec<f32> {
+    let xt = b.upload(x, &dims).unwrap();
+    let rt = b.upload(r, &dims).unwrap();
+    let wt = b.load_weight(dense(w.to_vec(), &[dims[1]])).unwrap();
+    let mut out = b.download(&b.rms_norm(&xt, &wt, 1e-5).unwrap()).unwrap();
+    let (sum, normed) = b.add_rms_norm(&xt, &rt, &wt, 1e-5).unwrap();
+    out.extend(b.download(&sum).unwrap());
+    out.extend(b.download(&normed).unwrap());
+    out
+}
+
+#[test]
+fn rms_norm_and_fused_add_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        for dims in [[3, 64], [5, 896], [2, 4096], [1, 1100]] {
+            let n = dims[0] * dims[1];
+            let (x, r, w) = (random(n, 1), random(n, 2), random(dims[1], 3));
+            let d = rel_diff(&norms(&g, &x, &r, &w, dims), &norms(&cpu, &x, &r, &w, dims));
+            assert!(d < tol(act), "{act:?} {dims:?}: {d}");
+        }
+    }
+}
+
+fn rope<B: Backend>(b: &B, x: &[f32], dims: [usize; 3], pos: &[u32], spec: &RopeSpec) -> Vec<f32> {
+    let t = b.upload(x, &dims).unwrap();
+    b.download(&b.rope(&t, pos, spec).unwrap()).unwrap()
+}
+
+#[test]
+fn rope_both_pairings_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+            let d = 128;
+            let spec = RopeSpec {
+                inv_freq: (0..d / 2)
+                    .map(|i| 1.0 / 500000f32.powf(2.0 * i as f32 / d as f32))
+                    .collect(),
+                style,
+                mscale: 1.0,
+            };
+            let dims = [4, 8, d];
+            let x = random(4 * 8 * d, 4);
+            // Positions far into a long context, where the angle's precision matters.
+            let pos = [0, 1, 4095, 131_000];
+            let diff = rel_diff(
+                &rope(&g, &x, dims, &pos, &spec),
+                &rope(&cpu, &x, dims, &pos, &spec),
+            );
+            assert!(diff < tol(act), "{act:?} {style:?}: {diff}");
+        }
+    }
+}
+
+fn glu<B: Backend>(b: &B, gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
+    let (g, u) = (
+        b.upload(gate, &[3, 1000]).unwrap(),
+        b.upload(up, &[3, 1000]).unwrap(),
+    );
+    b.download(&b.glu(&g, &u, act).unwrap()).unwrap()
+}
+
+#[test]
+fn glu_both_activations_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        let (gate, up) = (random(3 * 1000, 5), random(3 * 1000, 6));
+        for a in [Activation::Silu, Activation::GeluTanh] {
+            let d = rel_diff(&glu(&g, &gate, &up, a), &glu(&cpu, &gate, &up, a));
+            assert!(d < tol(act), "{act:?} {a:?}: {d}");
+        }
+    }
+}
+
+/// One attention case: sequences (q_len, start_pos), the layer's params.
+struct AttnCase {
+    seqs: Vec<(usize, usize)>,
+    params: AttentionParams,
+}
+
+/// Fill the cache with every sequence's keys (the history and the new tokens) through
+/// `kv_write`, then attend: the result of `paged_attention` for the new tokens.
+fn attention<B: Backend>(b: &B, case: &AttnCase, block_size: usize) -> Vec<f32> {
+    let p = &case.params;
+    let row = p.num_kv_heads * p.head_dim;
+    let blocks_per_seq: Vec<usize> = case
+        .seqs
+        .iter()
+        .map(|(q, s)| (q + s).div_ceil(block_size))
+        .collect();
+    let num_blocks: usize = blocks_per_seq.iter().sum::<usize>() + 1;
+    let mut cache = b
+        .alloc_kv_cache(&KvCacheSpec {
+            num_layers: 2,
+            num_blocks,
+            block_size,
+            num_kv_heads: p.num_kv_heads,
+            head_dim: p.head_dim,
+        })
+        .unwrap();
+    // Scattered, descending block ids so tables are not contiguous.
+    let mut next_block = num_blocks;
+    let mut metas = Vec::new();
+    let mut q_start = 0;
+    for (si, &(q_len, start)) in case.seqs.iter().enumerate() {
+        let table: Vec<u32> = (0..blocks_per_seq[si])
+            .map(|_| {
+                next_block -= 1;
+                next_block as u32
+            })
+            .collect();
+        let ctx = start + q_len;
+        let slots: Vec<u32> = (0..ctx)
+            .map(|pos| table[pos / block_size] * block_size as u32 + (pos % block_size) as u32)
+            .collect();
+        let k = b.upload(
+            &random(ctx * row, 100 + si as u64),
+            &[ctx, p.num_kv_heads, p.head_dim],
+        );
+        let v = b.upload(
+            &random(ctx * row, 200 + si as u64),
+            &[ctx, p.num_kv_heads, p.head_dim],
+        );
+        b.kv_write(&mut cache, 1, &k.unwrap(), &v.unwrap(), &slots)
+            .unwrap();
+        metas.push(SeqAttention {
+            q_start,
+            q_len,
+            start_pos: start,
+            block_table: table,
+        });
+        q_start += q_len;
+    }
+    let q = b
+        .upload(
+            &random(q_start * p.num_heads * p.head_dim, 300),
+            &[q_start, p.num_heads, p.head_dim],
+        )
+        .unwrap();
+    let out = b
+        .paged_attention(&q, &cache, 1, &metas, block_size, p)
+        .unwrap();
+    b.download(&out).unwrap()
+}
+
+#[test]
+fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    let params = |heads, kv_heads, head_dim: usize, window, softcap| AttentionParams {
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        sliding_window: window,
+        softcap,
+    };
+    let cases = [
+        // A prefill chunk longer than a tile, mixed with a decode token deep in its context.
+        AttnCase {
+            seqs: vec![(150, 0), (1, 300)],
+            params: params(8, 2, 64, None, None),
+        },
+        // Chunked prefill continuing after cached tokens; head_dim 128 (Llama/Qwen 7-8B).
+        AttnCase {
+            seqs: vec![(40, 77)],
+            params: params(32, 8, 128, None, None),
+        },
+        // Sliding window and softcap (Gemma), head_dim 256.
+        AttnCase {
+            seqs: vec![(70, 10), (1, 200)],
+            params: params(4, 1, 256, Some(32), Some(50.0)),
+        },
+        // Many decode tokens (a batch of 8), multi-head without GQA.
+        AttnCase {
+            seqs: (0..8).map(|i| (1, 5 + 37 * i)).collect(),
+            params: params(4, 4, 64, None, None),
+        },
+    ];
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        for (i, c) in cases.iter().enumerate() {
+            let d = rel_diff(&attention(&g, c, 16), &attention(&cpu, c, 16));
+            assert!(d < tol(act), "{act:?} case {i}: {d}");
+        }
+    }
+}
+
+fn linear<B: Backend>(b: &B, x: &[f32], w: HostWeight, bias: &[f32], dims: [usize; 2]) -> Vec<f32> {
+    let n = bias.len();
+    let xt = b.upload(x, &dims).unwrap();
+    let wt = b.load_weight(w).unwrap();
+    let bt = b.load_weight(dense(bias.to_vec(), &[n])).unwrap();
+    b.download(&b.linear(&xt, &wt, Some(&bt)).unwrap()).unwrap()
+}
+
+#[test]
+fn dense_and_quantized_linear_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    let (m, k, n) = (7, 512, 96);
+    let x = random(m * k, 7);
+    let w = random(n * k, 8);
+    let bias = random(n, 9);
+    let wt =
+        || candle_core::Tensor::from_vec(w.clone(), (n, k), &candle_core::Device::Cpu).unwrap();
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        let d = rel_diff(
+            &linear(&g, &x, dense(w.clone(), &[n, k]), &bias, [m, k]),
+            &linear(&cpu, &x, dense(w.clone(), &[n, k]), &bias, [m, k]),
+        );
+        assert!(d < tol(act), "dense {act:?}: {d}");
+        // Quantized weights: both sides quantize the activations to 8 bits their own way.
+        for ty in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = || HostWeight::Quant(QTensor::quantize(&wt(), ty).unwrap());
+            let d = rel_diff(
+                &linear(&g, &x, q(), &bias, [m, k]),
+                &linear(&cpu, &x, q(), &bias, [m, k]),
+            );
+            assert!(d < 3e-2, "{ty:?} {act:?}: {d}");
+        }
+    }
+}
+
+#[test]
+fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    let (vocab, hidden) = (300, 256);
+    let table = random(vocab * hidden, 10);
+    let ids = [0u32, 299, 17, 17];
+    let wt = || {
+        candle_core::Tensor::from_vec(table.clone(), (vocab, hidden), &candle_core::Device::Cpu)
+            .unwrap()
+    };
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        fn run<B: Backend>(b: &B, table: HostWeight, ids: &[u32]) -> (Vec<f32>, Vec<u32>) {
+            let t = b.load_weight(table).unwrap();
+            let e = b.embedding(&t, ids).unwrap();
+            let rows = b.gather_rows(&e, &[3, 1]).unwrap();
+            let mut out = b.download(&b.softmax(&rows).unwrap()).unwrap();
+            out.extend(
+                b.download(&b.softcap(&b.scale(&rows, 40.0).unwrap(), 30.0).unwrap())
+                    .unwrap(),
+            );
+            (out, b.argmax(&e).unwrap())
+        }
+        let (a, am) = run(&g, dense(table.clone(), &[vocab, hidden]), &ids);
+        let (c, cm) = run(&cpu, dense(table.clone(), &[vocab, hidden]), &ids);
+        assert!(rel_diff(&a, &c) < tol(act), "{act:?}");
+        if act == DType::F32 {
+            assert_eq!(am, cm);
+        }
+        let q = || HostWeight::Quant(QTensor::quantize(&wt(), GgmlDType::Q8_0).unwrap());
+        let (a, _) = run(&g, q(), &ids);
+        let (c, _) = run(&cpu, q(), &ids);
+        assert!(rel_diff(&a, &c) < tol(act), "Q8_0 embedding {act:?}");
+        let e = g.embedding(
+            &g.load_weight(dense(table.clone(), &[vocab, hidden]))
+                .unwrap(),
+            &[300],
+        );
+        assert!(e.is_err(), "a token past the table is an error");
+    }
+}
+
+#[test]
+fn synthetic_weights_are_the_same_on_both_devices() {
+    let cpu = CpuBackend::new(2);
+    let Some(g) = gpu(DType::F32) else { return };
+    for dtype in [WeightDtype::F32, WeightDtype::BF16] {
+        let w = SyntheticWeight {
+            shape: vec![33, 100],
+            dtype,
+            seed: 1234,
+            lo: -0.5,
+            hi: 0.25,
+        };
+        // Through embedding: every row, as f32.
+        let ids: Vec<u32> = (0..33).collect();
+        let a = g
+            .download(
+                &g.embedding(
+                    &g.load_weight(HostWeight::Synthetic(w.clone())).unwrap(),
+                    &ids,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let c = cpu
+            .download(
+                &cpu.embedding(
+                    &cpu.load_weight(HostWeight::Synthetic(w.clone())).unwrap(),
+                    &ids,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(a, c, "{dtype:?}");
+    }
+}

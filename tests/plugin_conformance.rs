@@ -1,0 +1,146 @@
+//! The reference device plugin passes the conformance suite, a plugin with wrong numbers for one
+//! op is caught, and a model generates the same greedy tokens on the plugin as on the CPU.
+#![cfg(unix)]
+mod common;
+
+use common::plugins::{self, candor};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Rows of the conformance table whose first column is `op`.
+fn rows<'a>(table: &'a str, op: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(op))
+        .collect()
+}
+
+#[test]
+fn reference_plugin_passes_conformance() {
+    let fixture = common::fixtures().join("tiny/qwen2");
+    let out = candor(&[
+        "devices",
+        "--conformance",
+        plugins::reference().to_str().unwrap(),
+        "--model",
+        fixture.to_str().unwrap(),
+    ]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{table}\n{}", text(&out.stderr));
+    assert!(table.contains(" 0 FAIL"), "{table}");
+    // Every op of the ABI has rows; the deliberately missing ones are reported as such.
+    for op in [
+        "embedding",
+        "rms_norm",
+        "add_rms_norm",
+        "linear",
+        "rope",
+        "kv_write",
+        "paged_attention",
+        "glu",
+        "add",
+        "mul",
+        "scale",
+        "softcap",
+        "softmax",
+        "argmax",
+        "cast",
+    ] {
+        let r = rows(&table, op);
+        assert!(!r.is_empty(), "no rows for {op}:\n{table}");
+        // Q5_K is the weight type the reference plugin leaves to the CPU.
+        let ok = |l: &&str| l.contains(" ok ") || (l.contains("Q5_K") && l.contains("unsupported"));
+        assert!(r.iter().all(ok), "{op} not ok:\n{table}");
+    }
+    let gather = rows(&table, "gather_rows");
+    assert!(gather.iter().all(|l| l.contains("unsupported")), "{table}");
+    let q5k: Vec<&str> = rows(&table, "linear")
+        .into_iter()
+        .filter(|l| l.contains("Q5_K"))
+        .collect();
+    assert!(
+        !q5k.is_empty() && q5k.iter().all(|l| l.contains("unsupported")),
+        "{table}"
+    );
+    // End-to-end rows: the synthetic models and the fixture.
+    let models = rows(&table, "model");
+    assert!(models.len() >= 5, "{table}");
+    assert!(models.iter().all(|l| l.contains(" ok ")), "{table}");
+    assert!(models.iter().any(|l| l.contains("tiny/qwen2")), "{table}");
+}
+
+#[test]
+fn wrong_numbers_are_caught() {
+    let out = candor(&[
+        "devices",
+        "--conformance",
+        plugins::variant("fault_wrong_glu").to_str().unwrap(),
+    ]);
+    let table = text(&out.stdout);
+    assert!(!out.status.success(), "a wrong glu passed:\n{table}");
+    let glu = rows(&table, "glu");
+    assert!(
+        !glu.is_empty() && glu.iter().all(|l| l.contains("FAIL") && l.contains("nmse")),
+        "{table}"
+    );
+    // The other ops are still judged on their own merits.
+    assert!(
+        rows(&table, "rms_norm").iter().all(|l| l.contains(" ok ")),
+        "{table}"
+    );
+    assert!(text(&out.stderr).contains("conformance case(s) failed"));
+}
+
+fn generated_ids(backend: &str) -> (Vec<u64>, serde_json::Value, String) {
+    let fixture = common::fixtures().join("tiny/llama");
+    let out = candor(&[
+        "generate",
+        "--model",
+        fixture.to_str().unwrap(),
+        "--offline",
+        "--prompt-tokens",
+        "1,45,300,7,99,12",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--format",
+        "json",
+        "--backend",
+        backend,
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{backend}: {stderr}");
+    let last = text(&out.stdout).lines().last().unwrap_or("").to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).expect("json line");
+    let ids = v["generated_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id"))
+        .collect();
+    (ids, v["fallback_ops"].clone(), stderr)
+}
+
+#[test]
+fn generate_on_the_reference_plugin_matches_the_cpu() {
+    let (cpu, cpu_fallbacks, _) = generated_ids("cpu");
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (on_plugin, fallbacks, stderr) = generated_ids(&plugin);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ");
+    assert_eq!(cpu_fallbacks, serde_json::json!({}));
+    // gather_rows is left to the CPU by the reference plugin: one per forward with logits.
+    assert_eq!(
+        fallbacks["gather_rows"],
+        serde_json::json!(12),
+        "{fallbacks}"
+    );
+    assert!(
+        stderr.contains("ops the plugin lacks (CPU fallback): gather_rows"),
+        "{stderr}"
+    );
+}
