@@ -444,6 +444,13 @@ mod tests {
             db.identify(false, "NVIDIA H100 80GB HBM3", &[]).unwrap().id,
             "h100-sxm"
         );
+        // "H20" is a prefix of "H200": file order keeps each on its own entry.
+        assert_eq!(db.identify(false, "NVIDIA H200", &[]).unwrap().id, "h200");
+        assert_eq!(db.identify(false, "NVIDIA H20", &[]).unwrap().id, "h20");
+        assert_eq!(
+            db.identify(false, "NVIDIA H100 PCIe", &[]).unwrap().id,
+            "h100-pcie"
+        );
         assert!(db.identify(false, "Some new accelerator", &[]).is_none());
     }
 
