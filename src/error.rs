@@ -9,6 +9,8 @@ pub enum CliError {
     Model(#[from] candor_models::ModelError),
     #[error(transparent)]
     Pull(#[from] crate::pull::PullError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Usage(String),
     /// A check the command ran found a problem (message says which).

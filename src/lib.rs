@@ -6,5 +6,6 @@ pub mod engine;
 pub mod error;
 pub mod loadgen;
 pub mod pull;
+pub mod report;
 pub mod rss;
 pub mod server;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => candor::cli::pull::run(args),
         Command::Serve(args) => candor::cli::serve::run(args),
         Command::Bench(args) => candor::cli::bench::run(args),
+        Command::Report(args) => candor::cli::report::run(args),
         Command::Devices(args) => candor::cli::devices::run(args),
     };
     match result {

@@ -1,9 +1,13 @@
 //! `candor bench`: llama-bench's method on candor's own runner. Prefill (`pp N`) and decode
 //! (`tg N`, optionally B sequences at once) are timed over R repetitions after a warm-up, and
 //! reported as mean ± sd tok/s with every raw repetition kept.
+pub mod claims;
 pub mod hardware;
 pub mod measure;
+pub mod projection;
 pub mod report;
+pub mod roofline;
+pub mod specs;
 pub mod stats;
 
 use crate::engine::{EngineError, Runner};

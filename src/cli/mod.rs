@@ -1,10 +1,11 @@
-//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor pull`,
-//! `candor devices`.
+//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor report`,
+//! `candor pull`, `candor devices`.
 pub mod bench;
 pub mod devices;
 pub mod dummy;
 pub mod generate;
 pub mod pull;
+pub mod report;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Measure prefill/decode tok/s (llama-bench style), or load-test a server with --serve.
     Bench(bench::BenchArgs),
+    /// Write report.md and a self-contained report.html from result JSON files.
+    Report(report::ReportArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
     /// List the devices candor can run on; check a device plugin with --conformance.
