@@ -19,6 +19,9 @@ macro_rules! x86_kernels {
         use super::super::formats::{k_scales_mins, QuantType};
         use std::arch::x86_64::*;
 
+        /// Bytes ahead of the block being read that `prefetch_ahead` asks for.
+        const PREFETCH_AHEAD: usize = 8192;
+
         const Q4_0: u8 = 0;
         const Q5_0: u8 = 1;
         const Q8_0: u8 = 2;
@@ -141,6 +144,17 @@ macro_rules! x86_kernels {
             }
         }
 
+        /// Ask for the weight bytes `PREFETCH_AHEAD` past `p`. Rows are read as a few
+        /// interleaved streams of a few hundred bytes each, too short for the hardware
+        /// prefetchers to lock on before they end (and they stop at every 4 KiB boundary), so
+        /// decode, which streams all weights from memory, would wait on each line. A hint only:
+        /// it never faults, even past the end of the weights.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn prefetch_ahead(p: *const u8) {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD) as *const i8);
+        }
+
         #[inline]
         #[target_feature(enable = $features)]
         fn hsum(v: __m256) -> f32 {
@@ -215,6 +229,7 @@ macro_rules! x86_kernels {
                 let mut dw = [_mm256_setzero_ps(); C];
                 for c in 0..C {
                     let p = w[c].add(b * bb);
+                    prefetch_ahead(p);
                     wq[c] = decode_b32::<T>(p);
                     if signed_q8 {
                         wabs[c] = _mm256_sign_epi8(wq[c], wq[c]);
@@ -294,6 +309,12 @@ macro_rules! x86_kernels {
             let low4 = _mm256_set1_epi8(0x0f);
             for sb in 0..nsb {
                 let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
+                for &pc in &p {
+                    // A super-block spans several lines: fetch each one ahead.
+                    for line in (0..bb).step_by(64) {
+                        prefetch_ahead(pc.add(line));
+                    }
+                }
                 // Per weight row: d (and dmin), the scales to shuffle chunk scales from, and
                 // the i16 vector multiplied with the activation 16-sums.
                 let mut d = [_mm256_setzero_ps(); C];
