@@ -10,6 +10,13 @@ pub fn current_rss_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|k| k * 1024)
 }
 
+/// Start a new peak: the next `peak_rss_bytes` counts only what is resident from now on
+/// (Linux: writing 5 to `clear_refs` resets `VmHWM`). Used after `candor bench`'s bandwidth
+/// probe, whose buffers are freed before the model loads. False where unsupported.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 fn status_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with(key))?;
@@ -18,11 +25,21 @@ fn status_kib(key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// One test: a reset of the peak would race with any other test reading it.
     #[test]
     #[cfg(target_os = "linux")]
-    fn reads_rss_on_linux() {
-        let peak = super::peak_rss_bytes().unwrap();
+    fn reads_the_peak_and_can_restart_it() {
+        // Current first: the peak read after it covers it.
         let cur = super::current_rss_bytes().unwrap();
+        let peak = super::peak_rss_bytes().unwrap();
         assert!(peak >= cur && cur > 0);
+        // 64 MiB touched then freed raises the peak; after a reset it is far below that.
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        drop(big);
+        let before = super::peak_rss_bytes().unwrap();
+        assert!(super::reset_peak());
+        let after = super::peak_rss_bytes().unwrap();
+        assert!(after + (32 << 20) < before, "{after} vs {before}");
     }
 }

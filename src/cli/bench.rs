@@ -149,9 +149,10 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         Some(shape) => shape.name().into(),
         None => pull::resolve_model(&args.model, !args.offline)?,
     };
-    // The bandwidth probe's buffers (3 × 64 MiB) are freed before the model loads, so they do
-    // not inflate the peak resident memory reported for the model.
+    // The bandwidth probe's buffers (3 × 64 MiB) are freed before the model loads; the peak
+    // restarts after it so the reported peak resident memory is the model's.
     let bandwidth = hardware::triad_bandwidth_gbs();
+    crate::rss::reset_peak();
     let load_options = LoadOptions {
         dequantize: args.dequantize,
         threads,
