@@ -55,7 +55,7 @@ fn gelu_tanh(g: f32) -> f32 {
 }
 
 #[inline(always)]
-fn tanh(y: f32) -> f32 {
+pub fn tanh(y: f32) -> f32 {
     // 1 − 2/(e^{2y} + 1): exact limits ±1, absolute error ~1e-7 everywhere.
     1.0 - 2.0 / (exp(2.0 * y) + 1.0)
 }

@@ -2,6 +2,7 @@
 //!
 //! The cache of one layer is `[num_slots, kv_heads, head_dim]` with
 //! `slot = block_table[pos / block_size] * block_size + pos % block_size`.
+use crate::activation::{exp, tanh};
 use rayon::prelude::*;
 
 pub struct PagedKv<'a> {
@@ -48,6 +49,7 @@ pub fn paged_attention(
         let end = (s.q_start + s.q_len).min(owner.len());
         owner[s.q_start.min(end)..end].fill(si);
     }
+    let attend = attend_for_this_cpu();
     // One task per (row, head): a single decode token still spreads its heads over threads.
     out.par_chunks_mut(d.max(1))
         .enumerate()
@@ -63,41 +65,91 @@ pub fn paged_attention(
                 Some(w) if w > 0 => (pos + 1).saturating_sub(w),
                 _ => 0,
             };
-            scores.clear();
-            let kvh = h / group;
-            let qh = &q[r * row + h * d..r * row + (h + 1) * d];
-            let slot_of = |j: usize| {
-                s.block_table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size
+            let head = Head {
+                q: &q[r * row + h * d..r * row + (h + 1) * d],
+                kv,
+                kv_head: h / group,
+                table: s.block_table,
+                first,
+                pos,
+                scale: shape.scale,
+                softcap: shape.softcap,
             };
-            let mut max = f32::NEG_INFINITY;
-            for j in first..=pos {
-                let kh = &kv.k[(slot_of(j) * kv.kv_heads + kvh) * d..][..d];
-                let mut sc = dot(qh, kh) * shape.scale;
-                if let Some(cap) = shape.softcap {
-                    sc = cap * (sc / cap).tanh();
-                }
-                scores.push(sc);
-                max = max.max(sc);
-            }
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            let inv = 1.0 / sum;
-            oh.fill(0.0);
-            for (i, j) in (first..=pos).enumerate() {
-                let vh = &kv.v[(slot_of(j) * kv.kv_heads + kvh) * d..][..d];
-                let p = scores[i] * inv;
-                for (o, v) in oh.iter_mut().zip(vh) {
-                    *o += p * v;
-                }
-            }
+            attend(&head, scores, oh);
         });
+}
+
+/// One query head of one row, and the keys it sees.
+struct Head<'a> {
+    q: &'a [f32],
+    kv: &'a PagedKv<'a>,
+    kv_head: usize,
+    table: &'a [u32],
+    /// Visible key positions: `first..=pos`.
+    first: usize,
+    pos: usize,
+    scale: f32,
+    softcap: Option<f32>,
+}
+
+type AttendFn = fn(&Head<'_>, &mut Vec<f32>, &mut [f32]);
+
+/// `attend` compiled for AVX2+FMA where the CPU has them (the crate's baseline is SSE2, which
+/// halves the width of every dot product and weighted sum), else the baseline instance.
+fn attend_for_this_cpu() -> AttendFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn attend_avx2(h: &Head<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+            attend(h, scores, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `attend_avx2` is compiled for.
+            return |h, scores, out| unsafe { attend_avx2(h, scores, out) };
+        }
+    }
+    attend
+}
+
+/// `out = softmax(q · K[j] · scale) · V[j]` over the visible keys, with a fused max-subtracted
+/// exponent (the vectorizable `activation::exp`) and one normalisation at the end.
+#[inline(always)]
+fn attend(h: &Head<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let kv = h.kv;
+    let d = kv.head_dim;
+    let slot_of =
+        |j: usize| h.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for j in h.first..=h.pos {
+        let kh = &kv.k[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
+        let mut sc = dot(h.q, kh) * h.scale;
+        if let Some(cap) = h.softcap {
+            sc = cap * tanh(sc / cap);
+        }
+        scores.push(sc);
+        max = max.max(sc);
+    }
+    let mut sum = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = exp(*sc - max);
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    out.fill(0.0);
+    for (i, j) in (h.first..=h.pos).enumerate() {
+        let vh = &kv.v[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
+        let p = scores[i] * inv;
+        for (o, v) in out.iter_mut().zip(vh) {
+            *o += p * v;
+        }
+    }
 }
 
 /// Dot product in eight independent lanes, so the compiler vectorizes it (a single running
 /// sum is a dependency chain floats may not reorder).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
