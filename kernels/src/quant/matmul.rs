@@ -13,10 +13,13 @@ use super::{panel, Isa, QuantError};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// From this many activation rows on, VNNI CPUs repack W into lane-interleaved panels.
-const PANEL_MIN_ROWS: usize = 16;
-/// Below this many activation rows the work is split over weight rows.
-const ROW_SPLIT_MIN: usize = 16;
+/// From this many activation rows on, VNNI CPUs repack W into lane-interleaved panels. Below
+/// it (decode batches of up to 23 sequences) the repack's extra traffic costs more than the
+/// panels save: with weights streamed from memory, 16 rows ran 1.5-2x faster (Q5_0, Q6_K) on
+/// the row tiles, which read W once (`qbench`, Xeon VNNI, 2 threads).
+const PANEL_MIN_ROWS: usize = 24;
+/// Below this many activation rows the work is split over weight rows (W read once in all).
+const ROW_SPLIT_MIN: usize = 24;
 /// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
 /// work, well above rayon's cost of handing it to another thread.
 const MIN_TASK_WORK: usize = 48 << 10;
