@@ -1,8 +1,11 @@
-//! `cargo bench --bench kernels`: the CPU attention and RoPE kernels — paged attention (decode
-//! over 1024 cached tokens) and RoPE. The quantized matmul has its groups per weight type in
+//! `cargo bench --bench kernels`: the CPU attention, RoPE, RMSNorm and GLU kernels — paged
+//! attention (decode over 1024 cached tokens), RoPE, RMSNorm fused with the residual add, and
+//! tanh-GELU GLU. The quantized matmul has its groups per weight type in
 //! `kernels/benches/quant.rs` (`cargo bench -p candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every
 //! measurement so the suite runs in CI on 2 cores in well under a minute.
+use candor_kernels::activation::{glu, Act};
 use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::norm::{add_rms_norm, rms_norm};
 use candor_kernels::rope::{apply_rope, Pairing};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
@@ -76,9 +79,47 @@ fn rope(c: &mut Criterion) {
     g.finish();
 }
 
+/// One decode row and a 128-token prefill chunk of Qwen2.5-0.5B's hidden size (896).
+fn norm(c: &mut Criterion) {
+    let hidden = 896;
+    let w: Vec<f32> = (0..hidden).map(|i| 1.0 + (i % 5) as f32 * 0.01).collect();
+    let mut g = c.benchmark_group("rms_norm");
+    for rows in [1usize, 128] {
+        let x: Vec<f32> = (0..rows * hidden)
+            .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let r = x.clone();
+        let (mut sum, mut out) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        g.throughput(Throughput::Elements(x.len() as u64));
+        g.bench_function(format!("rows{rows}x{hidden}"), |b| {
+            b.iter(|| rms_norm(&x, &w, 1e-6, &mut out))
+        });
+        g.bench_function(format!("add_fused_rows{rows}x{hidden}"), |b| {
+            b.iter(|| add_rms_norm(&x, &r, &w, 1e-6, &mut sum, &mut out))
+        });
+    }
+    g.finish();
+}
+
+/// Gemma 3 270M's feed-forward width (2048) for a 128-token chunk.
+fn gated_unit(c: &mut Criterion) {
+    let n = 128 * 2048;
+    let gate: Vec<f32> = (0..n).map(|i| ((i % 101) as f32 - 50.0) / 10.0).collect();
+    let up = gate.clone();
+    let mut out = vec![0f32; n];
+    let mut g = c.benchmark_group("glu");
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, act) in [("silu", Act::Silu), ("gelu_tanh", Act::GeluTanh)] {
+        g.bench_function(format!("{name}_128x2048"), |b| {
+            b.iter(|| glu(&gate, &up, act, &mut out))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = kernels;
     config = config();
-    targets = attention, rope
+    targets = attention, rope, norm, gated_unit
 }
 criterion_main!(kernels);
