@@ -110,9 +110,11 @@ pub fn plugin_runner(
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.
+/// Once per opened GGUF model: it takes the vocabulary arrays out of the file's metadata.
 pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineError> {
     let tok = match &opened.gguf {
-        Some(g) => Tokenizer::from_gguf_metadata(g.metadata()),
+        // Takes the vocabulary arrays out of the file's metadata: the tokenizer keeps its own.
+        Some(g) => Tokenizer::from_gguf_metadata(&g.take_tokenizer_metadata()),
         None => {
             let file = opened.path.join("tokenizer.json");
             if !file.exists() {
@@ -145,12 +147,16 @@ pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedMo
 pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let tokenizer = load_tokenizer(&opened)?;
     let runner = runner_for(&opened, opts)?;
-    Ok(LoadedModel {
+    let loaded = LoadedModel {
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,
         spec: opened.spec.clone(),
         path: opened.path.clone(),
         format: opened.format,
-    })
+    };
+    // The file's metadata and every load-time buffer are gone now: return their pages.
+    drop(opened);
+    crate::rss::release_freed_heap();
+    Ok(loaded)
 }

@@ -22,6 +22,13 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
+    /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
+    /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
+    /// vocabulary they are ~25 MB of `Value`s that would otherwise stay resident while the
+    /// weights load and raise the peak by as much.
+    vocabulary: std::sync::Mutex<HashMap<String, Value>>,
+    /// Lengths of those arrays, which the model config reads (vocabulary size).
+    vocabulary_lens: HashMap<String, usize>,
     /// The in-place tensors, copied out of `map` at the first `get` (see `arena`); None inside
     /// when that copy could not be made, and those tensors are then used from `map`.
     arena: std::sync::OnceLock<Option<Arena>>,
@@ -30,6 +37,14 @@ pub struct GgufFile {
 }
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+/// The tokenizer's per-token arrays: by far the largest metadata.
+const VOCABULARY_KEYS: [&str; 4] = [
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.scores",
+    "tokenizer.ggml.token_type",
+    "tokenizer.ggml.merges",
+];
 
 /// GGML type ids candle cannot read, by name, so errors can say which type it was.
 fn ggml_type_name(id: u32) -> &'static str {
@@ -93,10 +108,24 @@ impl GgufFile {
                 reason,
             }
         })?;
+        let mut content = content;
+        let vocabulary: HashMap<String, Value> = VOCABULARY_KEYS
+            .iter()
+            .filter_map(|&k| Some((k.to_string(), content.metadata.remove(k)?)))
+            .collect();
+        let vocabulary_lens = vocabulary
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::Array(a) => Some((k.clone(), a.len())),
+                _ => None,
+            })
+            .collect();
         Ok(GgufFile {
             path: shown,
             map: std::sync::Arc::new(map),
             content,
+            vocabulary: std::sync::Mutex::new(vocabulary),
+            vocabulary_lens,
             arena: std::sync::OnceLock::new(),
             dequantize,
         })
@@ -106,8 +135,22 @@ impl GgufFile {
         &self.path
     }
 
+    /// The metadata without the tokenizer's large arrays (see `take_tokenizer_metadata`).
     pub fn metadata(&self) -> &HashMap<String, Value> {
         &self.content.metadata
+    }
+
+    /// All metadata, the tokenizer's arrays included, for building the tokenizer. The arrays
+    /// are moved out, not copied: a second call returns the metadata without them.
+    pub fn take_tokenizer_metadata(&self) -> HashMap<String, Value> {
+        let mut all = self.content.metadata.clone();
+        // A poisoned lock only means another thread panicked while taking: take what is left.
+        let mut vocabulary = self
+            .vocabulary
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.extend(vocabulary.drain());
+        all
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
@@ -197,7 +240,7 @@ impl GgufFile {
     pub fn array_len(&self, key: &str) -> Option<usize> {
         match self.metadata().get(key) {
             Some(Value::Array(a)) => Some(a.len()),
-            _ => None,
+            _ => self.vocabulary_lens.get(key).copied(),
         }
     }
 }
@@ -318,5 +361,45 @@ impl WeightSource for GgufFile {
 
     fn contains(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_with_vocabulary(path: &Path) {
+        let tokens = Value::Array(vec![Value::String("a".into()), Value::String("b".into())]);
+        let arch = Value::String("llama".into());
+        let mut f = std::fs::File::create(path).unwrap();
+        candle_core::quantized::gguf_file::write(
+            &mut f,
+            &[
+                ("general.architecture", &arch),
+                ("tokenizer.ggml.tokens", &tokens),
+            ],
+            &[],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_vocabulary_is_kept_apart_and_taken_once() {
+        let path = std::env::temp_dir().join(format!("candor-vocab-{}.gguf", std::process::id()));
+        write_with_vocabulary(&path);
+        let g = GgufFile::open(&path, false).unwrap();
+        let _ = std::fs::remove_file(&path);
+        // Out of the resident metadata, but its length is still known (vocabulary size).
+        assert!(!g.metadata().contains_key("tokenizer.ggml.tokens"));
+        assert_eq!(g.array_len("tokenizer.ggml.tokens"), Some(2));
+        assert_eq!(g.architecture().unwrap(), "llama");
+        let all = g.take_tokenizer_metadata();
+        assert!(matches!(all.get("tokenizer.ggml.tokens"), Some(Value::Array(a)) if a.len() == 2));
+        assert!(all.contains_key("general.architecture"));
+        // Taken: a second call has only the rest.
+        assert!(!g
+            .take_tokenizer_metadata()
+            .contains_key("tokenizer.ggml.tokens"));
+        assert_eq!(g.array_len("tokenizer.ggml.tokens"), Some(2));
     }
 }
