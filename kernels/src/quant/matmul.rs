@@ -1,9 +1,9 @@
 //! y[M×N] = x[M×K] · Wᵀ: quantize x once, then split the work over rayon's pool.
 //!
 //! * Few activation rows (decode, short prompts): split over weight rows, so every weight byte
-//!   is read from memory once per call however many threads share the work. With one row the
-//!   tasks write straight into y; with more they write a transposed scratch (weight row major,
-//!   each task's part contiguous), copied into y at the end.
+//!   is read from memory once per call however many threads share the work. With one row (or
+//!   one task) the tasks write straight into y; with more, each task writes its own part of a
+//!   scratch (row-major over its weight rows), copied into y as whole runs at the end.
 //! * Many rows (prefill): split over activation rows; every task writes its own rows of y and
 //!   walks all of W a few weight rows at a time, reusing each from L1 across its activation
 //!   tiles (W itself stays in L3 between tasks).
@@ -172,18 +172,23 @@ fn by_weight_rows(
         }
         return;
     }
+    if chunk >= n {
+        // One task: it writes y in place, row-major.
+        task(0, y, 1, n);
+        return;
+    }
+    // Each task fills its own part of the scratch row-major over its weight rows (activation
+    // row r's outputs contiguous), so the parts go into y as whole runs, not element by element.
     yt.clear();
     yt.resize(n * m, 0.0);
-    if chunk >= n {
-        task(0, yt, m, 1);
-    } else {
-        yt.par_chunks_mut(chunk * m)
-            .enumerate()
-            .for_each(|(t, out)| task(t, out, m, 1));
-    }
-    for (r, yr) in y.chunks_exact_mut(n).enumerate() {
-        for (j, v) in yr.iter_mut().enumerate() {
-            *v = yt[j * m + r];
+    yt.par_chunks_mut(chunk * m)
+        .enumerate()
+        .for_each(|(t, out)| task(t, out, 1, out.len() / m));
+    for (t, part) in yt.chunks(chunk * m).enumerate() {
+        let rows = part.len() / m;
+        for (r, run) in part.chunks_exact(rows).enumerate() {
+            let at = r * n + t * chunk;
+            y[at..at + rows].copy_from_slice(run);
         }
     }
 }

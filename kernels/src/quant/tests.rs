@@ -326,3 +326,31 @@ fn row_results_do_not_depend_on_the_row_count() {
         }
     }
 }
+
+/// Products split into many tasks over weight rows (several activation rows each): every task's
+/// part lands in the right columns of y.
+#[test]
+fn products_split_over_many_weight_row_tasks_land_in_place() {
+    let mut g = Gen(0x5eed_0f_7a5c);
+    for ty in [QuantType::Q8_0, QuantType::Q4K] {
+        let (n, k) = (203, 2048);
+        let w = random_weights(&mut g, ty, n, k);
+        for m in [2, 5, 16, 23] {
+            let x = random_x(&mut g, m * k);
+            let mag = magnitudes(ty, &w, n, k, &x, m);
+            let isa = Isa::best();
+            let mut want = vec![0f32; m * n];
+            reference_for(isa, ty, &w, n, k, &x, m, &mut want).unwrap();
+            let mut y = vec![f32::NAN; m * n];
+            matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
+            for i in 0..m * n {
+                assert!(
+                    (y[i] - want[i]).abs() <= 1e-5 * mag[i] + 1e-6,
+                    "{ty:?} m{m} [{i}]: {} vs {}",
+                    y[i],
+                    want[i]
+                );
+            }
+        }
+    }
+}
