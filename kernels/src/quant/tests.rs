@@ -331,7 +331,7 @@ fn row_results_do_not_depend_on_the_row_count() {
 /// part lands in the right columns of y.
 #[test]
 fn products_split_over_many_weight_row_tasks_land_in_place() {
-    let mut g = Gen(0x5eed_0f_7a5c);
+    let mut g = Gen(0x005e_ed0f_7a5c);
     for ty in [QuantType::Q8_0, QuantType::Q4K] {
         let (n, k) = (203, 2048);
         let w = random_weights(&mut g, ty, n, k);
