@@ -1,10 +1,11 @@
-//! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map
-//! (read once into each weight's own storage; the map is dropped when loading ends).
+//! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map:
+//! the types the CPU kernels read in place are copied once into a huge-page arena (`arena`), the
+//! rest into each weight's own storage; the map is dropped when loading ends.
 use super::arena::{Arena, Placement};
 use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
 
-/// Quantized types used in place from the map (the CPU backend's own kernels read them).
+/// Quantized types used in place (the CPU backend's own kernels read them), from the arena.
 const MAPPED_TYPES: [GgmlDType; 4] = [
     GgmlDType::Q5_0,
     GgmlDType::Q8_0,
@@ -245,24 +246,43 @@ impl GgufFile {
     }
 }
 
+type TensorInfo = candle_core::quantized::gguf_file::TensorInfo;
+
+/// Bytes of a tensor's blocks in the file.
+fn tensor_bytes(info: &TensorInfo) -> usize {
+    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
+}
+
+/// Whether the CPU kernels read this tensor in place: a `MAPPED_TYPES` type with whole blocks
+/// in every row.
+fn used_in_place(info: &TensorInfo) -> bool {
+    let bs = info.ggml_dtype.block_size();
+    MAPPED_TYPES.contains(&info.ggml_dtype)
+        && info.shape.elem_count().is_multiple_of(bs)
+        && info
+            .shape
+            .dims()
+            .last()
+            .is_some_and(|k| k.is_multiple_of(bs))
+}
+
 impl GgufFile {
-    /// The tensors used in place (`MAPPED_TYPES`, whole blocks per row), with their file ranges.
+    /// Where a tensor's blocks start in the file.
+    fn file_offset(&self, info: &TensorInfo) -> usize {
+        (self.content.tensor_data_offset + info.offset) as usize
+    }
+
+    /// The tensors used in place, with their file ranges.
     fn in_place_tensors(&self) -> Vec<Placement> {
         let mut out: Vec<Placement> = self
             .content
             .tensor_infos
             .iter()
-            .filter(|(_, info)| {
-                let bs = info.ggml_dtype.block_size();
-                MAPPED_TYPES.contains(&info.ggml_dtype)
-                    && info.shape.elem_count() % bs == 0
-                    && info.shape.dims().last().is_some_and(|k| k % bs == 0)
-            })
+            .filter(|(_, info)| used_in_place(info))
             .map(|(name, info)| Placement {
                 name: name.clone(),
-                file_offset: (self.content.tensor_data_offset + info.offset) as usize,
-                len: info.shape.elem_count() / info.ggml_dtype.block_size()
-                    * info.ggml_dtype.type_size(),
+                file_offset: self.file_offset(info),
+                len: tensor_bytes(info),
             })
             .collect();
         // File order: the copy reads the file front to back.
@@ -282,11 +302,8 @@ impl GgufFile {
 
     /// Drop the mapped pages of a tensor once its data was copied out, so resident memory
     /// holds each weight once (its copy), not twice (copy + mapped file pages).
-    fn release_pages(&self, info: &candle_core::quantized::gguf_file::TensorInfo) {
-        let bs = info.ggml_dtype.block_size();
-        let len = info.shape.elem_count() / bs * info.ggml_dtype.type_size();
-        let start = (self.content.tensor_data_offset + info.offset) as usize;
-        self.release_range(start, len);
+    fn release_pages(&self, info: &TensorInfo) {
+        self.release_range(self.file_offset(info), tensor_bytes(info));
     }
 
     /// Drop the mapped pages of `len` bytes at `start` (see `release_pages`).
@@ -314,24 +331,19 @@ impl WeightSource for GgufFile {
         let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
         };
-        // Block types the CPU kernels read in place stay in the mapped file.
-        if !self.dequantize && MAPPED_TYPES.contains(&info.ggml_dtype) {
-            let bs = info.ggml_dtype.block_size();
-            let elems = info.shape.elem_count();
-            let len = elems / bs * info.ggml_dtype.type_size();
-            let offset = (self.content.tensor_data_offset + info.offset) as usize;
+        // Block types the CPU kernels read in place are served from the huge-page arena (or
+        // the mapped file where the arena could not be made).
+        if !self.dequantize && used_in_place(info) {
+            let (map, offset) = match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
+                Some((arena, at)) => (arena.map.clone(), at),
+                None => (self.map.clone(), self.file_offset(info)),
+            };
             let dims = info.shape.dims().to_vec();
-            if elems % bs == 0 && dims.last().is_some_and(|k| k % bs == 0) {
-                let (map, offset) = match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
-                    Some((arena, at)) => (arena.map.clone(), at),
-                    None => (self.map.clone(), offset),
-                };
-                let blocks = MappedBlocks::new(map, offset, len, info.ggml_dtype, dims)
-                    .ok_or_else(|| {
-                        self.bad(&format!("tensor `{name}` extends past the end of the file"))
-                    })?;
-                return Ok(Some(HostWeight::Mapped(blocks)));
-            }
+            let blocks = MappedBlocks::new(map, offset, tensor_bytes(info), info.ggml_dtype, dims)
+                .ok_or_else(|| {
+                    self.bad(&format!("tensor `{name}` extends past the end of the file"))
+                })?;
+            return Ok(Some(HostWeight::Mapped(blocks)));
         }
         let q = info
             .read(
