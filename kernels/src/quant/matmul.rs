@@ -162,19 +162,16 @@ fn by_weight_rows(
         let wt = &w[t * chunk * row_bytes..(t * chunk + rows) * row_bytes];
         panel(isa, ty, wt, row_bytes, &x, out, sj, sr);
     };
-    if m == 1 {
-        if chunk >= n {
-            task(0, y, 1, 1);
-        } else {
-            y.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(t, out)| task(t, out, 1, 1));
-        }
-        return;
-    }
     if chunk >= n {
         // One task: it writes y in place, row-major.
         task(0, y, 1, n);
+        return;
+    }
+    if m == 1 {
+        // One row: each task's part is already its run of y.
+        y.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(t, out)| task(t, out, 1, 1));
         return;
     }
     // Each task fills its own part of the scratch row-major over its weight rows (activation
