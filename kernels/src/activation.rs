@@ -60,6 +60,12 @@ pub fn tanh(y: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * y) + 1.0)
 }
 
+/// Whether the CPU can run the AVX2+FMA instances of the pointwise and attention kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Run `$body` (a block over the listed slices) compiled for AVX2+FMA when the CPU has them,
 /// else for the baseline ISA: one source, two instances.
 macro_rules! dispatch {
@@ -73,9 +79,7 @@ macro_rules! dispatch {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if $crate::activation::has_avx2_fma() {
                 // SAFETY: the CPU has the features `fast` is compiled for.
                 unsafe { fast($($arg),*) };
                 return;

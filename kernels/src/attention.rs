@@ -103,8 +103,7 @@ fn attend_for_this_cpu() -> AttendFn {
         unsafe fn attend_avx2(h: &Head<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
             attend(h, scores, out)
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if crate::activation::has_avx2_fma() {
             // SAFETY: the CPU has the features `attend_avx2` is compiled for.
             return |h, scores, out| unsafe { attend_avx2(h, scores, out) };
         }
