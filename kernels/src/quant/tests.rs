@@ -118,6 +118,33 @@ fn scalar_reference_matches_dequantized_products() {
     }
 }
 
+/// `matmul_with(isa, ..)` against the scalar products of the same activation quantization: the
+/// integer parts are exact, so only the order of float additions may differ.
+#[allow(clippy::too_many_arguments)]
+fn assert_matches_reference(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    mag: &[f32],
+) {
+    let mut want = vec![0f32; m * n];
+    reference_for(isa, ty, w, n, k, x, m, &mut want).unwrap();
+    let mut y = vec![f32::NAN; m * n];
+    matmul_with(isa, ty, w, n, k, x, m, &mut y).unwrap();
+    for i in 0..m * n {
+        assert!(
+            (y[i] - want[i]).abs() <= 1e-5 * mag[i] + 1e-6,
+            "{isa:?} {ty:?} n{n} k{k} m{m} [{i}]: {} vs {}",
+            y[i],
+            want[i]
+        );
+    }
+}
+
 /// Every SIMD kernel against the scalar reference: the integer parts are exact, so they differ
 /// only in the order of float additions.
 #[test]
@@ -138,19 +165,7 @@ fn simd_kernels_match_the_reference() {
                 let x = random_x(&mut g, m * k);
                 let mag = magnitudes(ty, &w, n, k, &x, m);
                 for &isa in &isas {
-                    // The scalar products of the same activation quantization.
-                    let mut want = vec![0f32; m * n];
-                    reference_for(isa, ty, &w, n, k, &x, m, &mut want).unwrap();
-                    let mut y = vec![f32::NAN; m * n];
-                    matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
-                    for i in 0..m * n {
-                        assert!(
-                            (y[i] - want[i]).abs() <= 1e-5 * mag[i] + 1e-6,
-                            "{isa:?} {ty:?} n{n} k{k} m{m} [{i}]: {} vs {}",
-                            y[i],
-                            want[i]
-                        );
-                    }
+                    assert_matches_reference(isa, ty, &w, n, k, &x, m, &mag);
                 }
             }
         }
@@ -338,19 +353,7 @@ fn products_split_over_many_weight_row_tasks_land_in_place() {
         for m in [2, 5, 16, 23] {
             let x = random_x(&mut g, m * k);
             let mag = magnitudes(ty, &w, n, k, &x, m);
-            let isa = Isa::best();
-            let mut want = vec![0f32; m * n];
-            reference_for(isa, ty, &w, n, k, &x, m, &mut want).unwrap();
-            let mut y = vec![f32::NAN; m * n];
-            matmul_with(isa, ty, &w, n, k, &x, m, &mut y).unwrap();
-            for i in 0..m * n {
-                assert!(
-                    (y[i] - want[i]).abs() <= 1e-5 * mag[i] + 1e-6,
-                    "{ty:?} m{m} [{i}]: {} vs {}",
-                    y[i],
-                    want[i]
-                );
-            }
+            assert_matches_reference(Isa::best(), ty, &w, n, k, &x, m, &mag);
         }
     }
 }
