@@ -159,12 +159,6 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         kv_tokens: config.kv_tokens(),
         backend: args.backend.clone(),
     };
-    // Read before the model loads: a second parse of the metadata afterwards would raise the
-    // process's peak memory above the model's.
-    let facts = match dummy_shape {
-        Some(_) => GgufFacts::default(),
-        None => gguf_facts(&path),
-    };
     let mut model = match dummy_shape {
         Some(shape) => load_opened(args.dummy.open(shape, args.seed)?, &load_options)?,
         None => load_model(&path, &load_options)?,
@@ -200,7 +194,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     let peak_rss_bytes = crate::rss::peak_rss_bytes();
     let model_info = match dummy_shape {
         Some(shape) => dummy_model_info(shape, &args.dummy, &model.spec)?,
-        None => file_model_info(args, &path, &model, facts),
+        None => file_model_info(args, &path, &model),
     };
     let doc = BenchDocument {
         schema_version: report::SCHEMA_VERSION,
@@ -227,31 +221,10 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
 }
 
 /// What a result says about a model file.
-/// What the result says about a GGUF file's quantization and size (None for safetensors).
-#[derive(Default)]
-struct GgufFacts {
-    quantization: Option<String>,
-    parameters: Option<u64>,
-}
-
-fn gguf_facts(path: &std::path::Path) -> GgufFacts {
-    match candor_models::loader::open_model(path, false)
-        .ok()
-        .and_then(|o| o.gguf)
-    {
-        Some(g) => GgufFacts {
-            quantization: g.file_type_name().map(str::to_string),
-            parameters: Some(g.parameter_count()),
-        },
-        None => GgufFacts::default(),
-    }
-}
-
 fn file_model_info(
     args: &BenchArgs,
     path: &std::path::Path,
     model: &crate::engine::load::LoadedModel,
-    facts: GgufFacts,
 ) -> ModelInfo {
     let name = if pull::find(&args.model).is_some() {
         args.model.clone()
@@ -271,8 +244,8 @@ fn file_model_info(
         size_bytes: model_size(path),
         format: format!("{:?}", model.format).to_lowercase(),
         arch: format!("{:?}", model.spec.arch).to_lowercase(),
-        quantization: facts.quantization,
-        parameters: facts.parameters,
+        quantization: model.quantization.clone(),
+        parameters: model.parameters,
     }
 }
 

@@ -61,6 +61,10 @@ pub struct LoadedModel {
     pub spec: candor_models::ModelSpec,
     pub path: std::path::PathBuf,
     pub format: candor_models::loader::ModelFormat,
+    /// A GGUF file's quantization as llama.cpp names it (`Q4_K_M`) and its parameter count,
+    /// read from the metadata while it is loaded (for result documents).
+    pub quantization: Option<String>,
+    pub parameters: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +158,12 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         spec: opened.spec.clone(),
         path: opened.path.clone(),
         format: opened.format,
+        quantization: opened
+            .gguf
+            .as_ref()
+            .and_then(|g| g.file_type_name())
+            .map(str::to_string),
+        parameters: opened.gguf.as_ref().map(|g| g.parameter_count()),
     };
     // The file's metadata and every load-time buffer are gone now: return their pages.
     drop(opened);
