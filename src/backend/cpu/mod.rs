@@ -1,6 +1,7 @@
-//! The CPU backend: candle-core tensors and candle-nn ops, with candor-kernels for paged
-//! attention and RoPE. Quantized GGUF weights stay quantized (candle's block matmuls quantize
-//! the activations to 8 bits); threads come from rayon and candle's pool, which park when idle.
+//! The CPU backend: candle-core tensors as storage, candor-kernels for the work (quantized
+//! products with 8-bit activations, paged attention, RoPE, norms, activations), candle for dense
+//! matmuls and the block types the kernels do not read. Threads come from rayon, which parks
+//! when idle.
 mod kv;
 mod values;
 mod weight;
@@ -237,16 +238,10 @@ impl Backend for CpuBackend {
         w: &CpuWeight,
         eps: f32,
     ) -> Result<(Tensor, Tensor)> {
-        let dims = x.dims().to_vec();
-        if residual.dims() != dims {
-            return Err(err(format!(
-                "add_rms_norm: {dims:?} + {:?}",
-                residual.dims()
-            )));
-        }
+        let dims = same_dims(x, residual, "add_rms_norm")?;
         let len = x.elem_count();
         let (mut sum, mut normed) = (vec![0f32; len], vec![0f32; len]);
-        with_values(dense_weight(w, "rms_norm")?, |g| {
+        with_values(dense_weight(w, "add_rms_norm")?, |g| {
             check_rows(&dims, g.len(), "add_rms_norm")?;
             with_values(x, |xv| {
                 with_values(residual, |rv| {
