@@ -54,6 +54,7 @@ fn backend(c: &mut Criterion) {
         threads,
         kv_tokens: (prompt + 16).max(batch * (steps + 16)),
         backend: Default::default(),
+        kv_cache_dtype: Default::default(),
     };
     let mut m =
         load_model(&path, &opts).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));

@@ -4,6 +4,7 @@
 #![cfg(feature = "cuda")]
 mod common;
 
+use candor::backend::cpu::KvDtype;
 use candor::backend::cuda::list_devices;
 use candor::engine::load::{cpu_runner, cuda_runner};
 use candor::engine::sampler::argmax;
@@ -96,7 +97,7 @@ fn a_dummy_model_gives_the_same_logits_on_gpu_and_cpu() {
     for arch in ["llama", "qwen2"] {
         let opened = open_dummy(find(arch, "tiny").unwrap(), WeightDtype::F32, 3).unwrap();
         let mut gpu = cuda_runner(&opened, 0, 512).unwrap();
-        let mut cpu = cpu_runner(&opened, 2, 512).unwrap();
+        let mut cpu = cpu_runner(&opened, 2, 512, KvDtype::F32).unwrap();
         let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 256) as u32).collect();
         let batch = seq(prompt, 0, 40, LogitsWanted::All);
         let (a, c) = (gpu.forward(&batch).unwrap(), cpu.forward(&batch).unwrap());

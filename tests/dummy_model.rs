@@ -1,13 +1,14 @@
 //! `--load-format dummy` on the CPU: the tiny shapes load through the decoder (every tensor the
 //! table lists is the one the decoder asks for), run, and are reproducible from their seed.
-use candor::engine::load::cpu_runner;
+use candor::engine::load::{cpu_runner, KvCacheDtype};
 use candor_models::backend::WeightDtype;
 use candor_models::dummy::{find, open_dummy};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 
 fn logits(arch: &str, dtype: WeightDtype, seed: u64) -> Vec<f32> {
     let opened = open_dummy(find(arch, "tiny").unwrap(), dtype, seed).unwrap();
-    let mut r = cpu_runner(&opened, 2, 256).unwrap();
+    let kv = KvCacheDtype::Auto.resolve(&opened, false).unwrap();
+    let mut r = cpu_runner(&opened, 2, 256, kv).unwrap();
     let batch = Batch {
         seqs: vec![SeqInput {
             tokens: (0..20).map(|i| i * 11 % 256).collect(),

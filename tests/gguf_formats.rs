@@ -6,6 +6,7 @@ mod common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use candor::backend::cpu::KvDtype;
 use candor::engine::load::cpu_runner;
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
@@ -17,7 +18,7 @@ const TOKENS: [u32; 8] = [5, 17, 300, 42, 7, 99, 256, 3];
 
 fn logits(path: &Path) -> Vec<f32> {
     let opened = open_model(path, false).expect("open");
-    let mut r = cpu_runner(&opened, 2, 64).expect("runner");
+    let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
             tokens: TOKENS.to_vec(),

@@ -3,7 +3,7 @@
 //! quantized path, teacher-forced top-1 agrees at >= 90% of the 12 x 48 positions.
 mod common;
 
-use candor::engine::load::cpu_runner;
+use candor::engine::load::{cpu_runner, KvCacheDtype};
 use candor::engine::sampler::argmax;
 use candor::engine::{BlockManager, BlockTable, Runner};
 use candor_models::loader::open_model;
@@ -53,7 +53,11 @@ fn cases(file: &str) -> Vec<Case> {
 fn runner(name: &str, dequantize: bool) -> Box<dyn Runner> {
     let path = common::real_model(name);
     let opened = open_model(&path, dequantize).expect("open model");
-    cpu_runner(&opened, 2, 1024).expect("runner")
+    // What `candor serve` stores: f16 KV for the quantized weights, f32 when dequantized.
+    let kv = KvCacheDtype::Auto
+        .resolve(&opened, dequantize)
+        .expect("KV dtype");
+    cpu_runner(&opened, 2, 1024, kv).expect("runner")
 }
 
 #[test]

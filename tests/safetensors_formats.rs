@@ -3,6 +3,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
+use candor::backend::cpu::KvDtype;
 use candor::engine::load::cpu_runner;
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
@@ -12,7 +13,7 @@ use std::path::Path;
 
 fn logits(dir: &Path) -> Vec<f32> {
     let opened = open_model(dir, false).expect("open");
-    let mut r = cpu_runner(&opened, 2, 64).expect("runner");
+    let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
             tokens: vec![5, 17, 300, 42, 7],

@@ -3,7 +3,7 @@
 //! same through one batched forward mixing sequences of different lengths.
 mod common;
 
-use candor::engine::load::cpu_runner;
+use candor::engine::load::{cpu_runner, KvCacheDtype};
 use candor::engine::sampler::argmax;
 use candor::engine::{BlockManager, BlockTable, Runner};
 use candor_models::loader::open_model;
@@ -45,7 +45,10 @@ fn golden(arch: &str) -> Golden {
 
 fn runner(arch: &str) -> Box<dyn Runner> {
     let opened = open_model(&fixtures().join("tiny").join(arch), false).expect("open tiny model");
-    cpu_runner(&opened, 2, 4096).expect("build runner")
+    let kv = KvCacheDtype::Auto
+        .resolve(&opened, false)
+        .expect("KV dtype");
+    cpu_runner(&opened, 2, 4096, kv).expect("build runner")
 }
 
 fn golden_logits(g: &Golden, pos: usize) -> Vec<f32> {

@@ -5,7 +5,7 @@ use crate::backend::BackendChoice;
 use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
 use crate::bench::{self, hardware, BenchConfig};
 use crate::cli::dummy::DummyArgs;
-use crate::engine::load::{load_model, load_opened, LoadOptions};
+use crate::engine::load::{load_model, load_opened, KvCacheDtype, LoadOptions};
 use crate::error::CliError;
 use crate::loadgen::{self, LevelReport, LoadConfig, RequestSpec};
 use crate::pull;
@@ -60,6 +60,9 @@ pub struct BenchArgs {
     pub backend: BackendChoice,
     #[arg(long)]
     pub dequantize: bool,
+    /// KV cache element type on the CPU backend: auto (f16 for quantized weights), f32, f16.
+    #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
+    pub kv_cache_dtype: KvCacheDtype,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Write the result document here (schema: docs/bench-json.md).
@@ -155,6 +158,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     crate::rss::reset_peak();
     let load_options = LoadOptions {
         dequantize: args.dequantize,
+        kv_cache_dtype: args.kv_cache_dtype,
         threads,
         kv_tokens: config.kv_tokens(),
         backend: args.backend.clone(),

@@ -3,7 +3,7 @@
 use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
 use crate::engine::generate::{generate, GenerateRequest};
-use crate::engine::load::{load_model, LoadOptions};
+use crate::engine::load::{load_model, KvCacheDtype, LoadOptions};
 use crate::engine::sampler::SamplingParams;
 use crate::error::CliError;
 use crate::pull;
@@ -60,6 +60,9 @@ pub struct GenerateArgs {
     /// Dequantize every GGUF weight to f32 (the reference path).
     #[arg(long)]
     pub dequantize: bool,
+    /// KV cache element type on the CPU backend: auto (f16 for quantized weights), f32, f16.
+    #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
+    pub kv_cache_dtype: KvCacheDtype,
     /// Compute threads (default: all cores).
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
@@ -93,6 +96,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             &path,
             &LoadOptions {
                 dequantize: args.dequantize,
+                kv_cache_dtype: args.kv_cache_dtype,
                 threads,
                 kv_tokens,
                 backend: args.backend.clone(),

@@ -1,6 +1,7 @@
 //! `candor serve`: the OpenAI-compatible HTTP server.
 use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
+use crate::engine::load::KvCacheDtype;
 use crate::error::CliError;
 use crate::pull;
 use crate::server::{serve, ServeConfig};
@@ -28,6 +29,9 @@ pub struct ServeArgs {
     pub backend: BackendChoice,
     #[arg(long, env = "CANDOR_DEQUANTIZE")]
     pub dequantize: bool,
+    /// KV cache element type on the CPU backend: auto (f16 for quantized weights), f32, f16.
+    #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
+    pub kv_cache_dtype: KvCacheDtype,
     /// Sequences in the running batch.
     #[arg(long, env = "CANDOR_MAX_NUM_SEQS", default_value_t = 32)]
     pub max_num_seqs: usize,
@@ -92,6 +96,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         threads,
         backend: args.backend,
         dequantize: args.dequantize,
+        kv_cache_dtype: args.kv_cache_dtype,
         max_num_seqs: args.max_num_seqs,
         max_num_batched_tokens: args.max_num_batched_tokens,
         max_waiting: args.max_waiting,

@@ -2,20 +2,58 @@
 use super::block_manager::BLOCK_SIZE;
 use super::error::EngineError;
 use super::runner::{ModelRunner, Runner};
-use crate::backend::cpu::CpuBackend;
+use crate::backend::cpu::{CpuBackend, KvDtype};
 use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::loader::OpenedModel;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
 
-/// A CPU runner whose KV cache holds `kv_tokens` tokens (rounded up to whole blocks).
+/// The element type asked of the KV cache (`--kv-cache-dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KvCacheDtype {
+    /// f16 for quantized or half-precision weights (llama.cpp's default: the cache is rounded
+    /// no more than the weights already are), f32 for f32 weights and `--dequantize` (the
+    /// reference path the golden tests check).
+    #[default]
+    Auto,
+    F32,
+    F16,
+}
+
+impl KvCacheDtype {
+    /// What the CPU backend stores for `opened` loaded with `dequantize`.
+    pub fn resolve(self, opened: &OpenedModel, dequantize: bool) -> Result<KvDtype, EngineError> {
+        use candor_models::backend::WeightDtype;
+        Ok(match self {
+            KvCacheDtype::F32 => KvDtype::F32,
+            KvCacheDtype::F16 => KvDtype::F16,
+            KvCacheDtype::Auto if dequantize => KvDtype::F32,
+            KvCacheDtype::Auto => match embedding_dtype(opened)? {
+                Some(WeightDtype::F32) | None => KvDtype::F32,
+                Some(_) => KvDtype::F16,
+            },
+        })
+    }
+}
+
+/// The stored type of the token embedding table, which stands for the model's weights (GGUF
+/// files keep it quantized like the rest; safetensors checkouts use one dtype throughout).
+fn embedding_dtype(
+    opened: &OpenedModel,
+) -> Result<Option<candor_models::backend::WeightDtype>, EngineError> {
+    Ok(candor_models::weights::require(opened.source.as_ref(), "token_embd.weight")?.dtype())
+}
+
+/// A CPU runner whose KV cache holds `kv_tokens` tokens (rounded up to whole blocks) of
+/// `kv_dtype`.
 pub fn cpu_runner(
     opened: &OpenedModel,
     threads: usize,
     kv_tokens: usize,
+    kv_dtype: KvDtype,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    let backend = CpuBackend::new(threads);
+    let backend = CpuBackend::new(threads).with_kv_dtype(kv_dtype);
     let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
     Ok(Box::new(ModelRunner::new(
@@ -29,8 +67,7 @@ pub fn cpu_runner(
 #[cfg(feature = "cuda")]
 fn cuda_act_dtype(opened: &OpenedModel) -> Result<candle_core::DType, EngineError> {
     use candor_models::backend::WeightDtype;
-    let embed = candor_models::weights::require(opened.source.as_ref(), "token_embd.weight")?;
-    Ok(match embed.dtype() {
+    Ok(match embedding_dtype(opened)? {
         Some(WeightDtype::BF16) => candle_core::DType::BF16,
         Some(WeightDtype::F16) => candle_core::DType::F16,
         _ => candle_core::DType::F32,
@@ -74,6 +111,9 @@ pub struct LoadOptions {
     /// Tokens the KV cache must hold.
     pub kv_tokens: usize,
     pub backend: BackendChoice,
+    /// The KV cache's element type on the CPU backend (CUDA keeps the model's activation
+    /// dtype; plugin caches are f32 by the plugin ABI).
+    pub kv_cache_dtype: KvCacheDtype,
 }
 
 /// A runner for `opened` on the backend the options name.
@@ -82,7 +122,12 @@ pub fn runner_for(
     opts: &LoadOptions,
 ) -> Result<Box<dyn Runner>, EngineError> {
     match &opts.backend {
-        BackendChoice::Cpu => cpu_runner(opened, opts.threads, opts.kv_tokens),
+        BackendChoice::Cpu => cpu_runner(
+            opened,
+            opts.threads,
+            opts.kv_tokens,
+            opts.kv_cache_dtype.resolve(opened, opts.dequantize)?,
+        ),
         #[cfg(feature = "cuda")]
         BackendChoice::Cuda(ordinal) => cuda_runner(opened, *ordinal, opts.kv_tokens),
         #[cfg(not(feature = "cuda"))]

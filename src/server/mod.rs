@@ -34,6 +34,7 @@ pub struct ServeConfig {
     pub threads: usize,
     pub backend: crate::backend::BackendChoice,
     pub dequantize: bool,
+    pub kv_cache_dtype: crate::engine::load::KvCacheDtype,
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
     pub max_waiting: usize,
@@ -84,6 +85,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
 fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     let opts = LoadOptions {
         dequantize: config.dequantize,
+        kv_cache_dtype: config.kv_cache_dtype,
         threads: config.threads,
         kv_tokens: config.kv_cache_tokens,
         backend: config.backend.clone(),

@@ -6,12 +6,13 @@ mod kv;
 mod values;
 mod weight;
 
-pub use kv::CpuKvCache;
+use kv::LayerView;
+pub use kv::{CpuKvCache, KvDtype};
 pub use weight::CpuWeight;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candor_kernels::activation::{self as act, Act, Binary};
-use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::attention::{paged_attention, AttnShape, SeqQueries};
 use candor_kernels::norm;
 use candor_kernels::quant::{self, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
@@ -26,12 +27,22 @@ use values::{new_tensor, with_values};
 #[derive(Debug, Clone, Default)]
 pub struct CpuBackend {
     threads: usize,
+    kv_dtype: KvDtype,
 }
 
 impl CpuBackend {
     /// `threads`: the worker count the process was configured with (see `configure_threads`).
+    /// The KV cache is f32 (the reference); see [`CpuBackend::with_kv_dtype`].
     pub fn new(threads: usize) -> Self {
-        CpuBackend { threads }
+        CpuBackend {
+            threads,
+            kv_dtype: KvDtype::F32,
+        }
+    }
+
+    /// The element type of the KV caches this backend allocates.
+    pub fn with_kv_dtype(self, kv_dtype: KvDtype) -> Self {
+        CpuBackend { kv_dtype, ..self }
     }
 }
 
@@ -209,7 +220,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CpuKvCache> {
-        CpuKvCache::new(spec)
+        CpuKvCache::new(spec, self.kv_dtype)
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {
@@ -359,14 +370,6 @@ impl Backend for CpuBackend {
             }
         }
         let mut out = vec![0f32; t * row];
-        let (k, v) = cache.layer(layer)?;
-        let kv = PagedKv {
-            k,
-            v,
-            block_size,
-            kv_heads: params.num_kv_heads,
-            head_dim: params.head_dim,
-        };
         let views: Vec<SeqQueries> = seqs
             .iter()
             .map(|s| SeqQueries {
@@ -382,7 +385,11 @@ impl Backend for CpuBackend {
             window: params.sliding_window,
             softcap: params.softcap,
         };
-        with_values(q, |qv| paged_attention(qv, &mut out, &kv, &views, &shape))?;
+        let kv = cache.layer(layer)?;
+        with_values(q, |qv| match &kv {
+            LayerView::F32(kv) => paged_attention(qv, &mut out, kv, &views, &shape),
+            LayerView::F16(kv) => paged_attention(qv, &mut out, kv, &views, &shape),
+        })?;
         Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
     }
 
