@@ -18,6 +18,9 @@ use std::cell::RefCell;
 /// panels save: with weights streamed from memory, 16 rows ran 1.5-2x faster (Q5_0, Q6_K) on
 /// the row tiles, which read W once (`qbench`, Xeon VNNI, 2 threads).
 const PANEL_MIN_ROWS: usize = 24;
+/// From this many activation rows up to `PANEL_MIN_ROWS`, VNNI CPUs repack one panel at a time
+/// inside the split over weight rows (`by_fused_panels`).
+const FUSED_PANEL_MIN_ROWS: usize = 8;
 /// Below this many activation rows the work is split over weight rows (W read once in all).
 const ROW_SPLIT_MIN: usize = 24;
 /// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
@@ -88,7 +91,20 @@ pub(super) fn run(
     let threads = rayon::current_num_threads().max(1);
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
-    if matches!(format, ActFormat::Panel { .. }) {
+    if matches!(format, ActFormat::Panel { .. }) && m < PANEL_MIN_ROWS {
+        #[cfg(target_arch = "x86_64")]
+        by_fused_panels(
+            ty,
+            w,
+            n,
+            k,
+            row_bytes,
+            &scratch.act,
+            y,
+            &mut scratch.yt,
+            threads,
+        );
+    } else if matches!(format, ActFormat::Panel { .. }) {
         #[cfg(target_arch = "x86_64")]
         by_panels(
             ty,
@@ -123,7 +139,7 @@ pub(super) fn run(
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
 /// format, except for prefill on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    if isa == Isa::Avx512Vnni && m >= PANEL_MIN_ROWS {
+    if isa == Isa::Avx512Vnni && m >= FUSED_PANEL_MIN_ROWS {
         ty.panel_format()
     } else {
         ty.act_format()
@@ -181,6 +197,12 @@ fn by_weight_rows(
     yt.par_chunks_mut(chunk * m)
         .enumerate()
         .for_each(|(t, out)| task(t, out, 1, out.len() / m));
+    gather_parts(yt, y, chunk, m, n);
+}
+
+/// Copy the per-task parts of `yt` (task t: `m` rows of its up to `chunk` weight rows,
+/// row-major) into y (`m` × `n`).
+fn gather_parts(yt: &[f32], y: &mut [f32], chunk: usize, m: usize, n: usize) {
     for (t, part) in yt.chunks(chunk * m).enumerate() {
         let rows = part.len() / m;
         for (r, run) in part.chunks_exact(rows).enumerate() {
@@ -188,6 +210,54 @@ fn by_weight_rows(
             y[at..at + rows].copy_from_slice(run);
         }
     }
+}
+
+/// A decode batch on VNNI: split over weight rows like `by_weight_rows`, each task repacking
+/// one panel of 8 weight rows at a time into a buffer that stays in L1/L2 and running it
+/// against all activation rows at once. W is read from memory and decoded once, and the
+/// product runs at the panel kernel's rate (the row tiles decode every weight block once per
+/// four activation rows and convert every block product to float on its own).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn by_fused_panels(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    row_bytes: usize,
+    act: &QuantizedRows,
+    y: &mut [f32],
+    yt: &mut Vec<f32>,
+    threads: usize,
+) {
+    use super::x86::{panel, panel_gemm, repack_panel};
+    let m = act.m;
+    let x = act.rows(0, m);
+    let pb = panel::panel_bytes(k);
+    let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, panel::ROWS);
+    // Task t's weight rows into `out` (row r of the task at `r * stride`).
+    let task = |t: usize, out: &mut [f32], stride: usize, buf: &mut Vec<u8>| {
+        let first = t * chunk;
+        let rows = chunk.min(n - first);
+        buf.resize(pb, 0);
+        for p in 0..rows.div_ceil(panel::ROWS) {
+            let lo = first + p * panel::ROWS;
+            let hi = (lo + panel::ROWS).min(first + rows);
+            repack_panel(ty, &w[lo * row_bytes..hi * row_bytes], row_bytes, k, buf);
+            let cols = &mut out[p * panel::ROWS..];
+            panel_gemm(ty, buf, hi - lo, k, &x, cols, stride);
+        }
+    };
+    if chunk >= n {
+        task(0, y, n, &mut Vec::new());
+        return;
+    }
+    yt.clear();
+    yt.resize(n * m, 0.0);
+    yt.par_chunks_mut(chunk * m)
+        .enumerate()
+        .for_each_init(Vec::new, |buf, (t, out)| task(t, out, out.len() / m, buf));
+    gather_parts(yt, y, chunk, m, n);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -254,6 +324,6 @@ fn by_panels(
     let panels = &panels[..];
     y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
         let x = act.rows(t * rows, out.len() / n);
-        panel_gemm(ty, panels, n, k, &x, out);
+        panel_gemm(ty, panels, n, k, &x, out, n);
     });
 }

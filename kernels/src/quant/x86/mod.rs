@@ -56,7 +56,8 @@ pub fn repack_panel(
     unsafe { panel::repack(ty, w, row_bytes, k, out) }
 }
 
-/// Safe entry to `panel::gemm` (VNNI): `y` (x.rows × n) = x · Wᵀ from repacked panels.
+/// Safe entry to `panel::gemm` (VNNI): `y` (x.rows × n, rows `ystride` apart) = x · Wᵀ from
+/// repacked panels.
 pub fn panel_gemm(
     ty: crate::quant::QuantType,
     panels: &[u8],
@@ -64,21 +65,23 @@ pub fn panel_gemm(
     k: usize,
     x: &crate::quant::RowsView<'_>,
     y: &mut [f32],
+    ystride: usize,
 ) {
     assert!(has_vnni(), "panel kernels need AVX-512 VNNI");
     assert!(
         k.is_multiple_of(ty.block_elems())
             && x.k == k
             && panels.len() == n.div_ceil(panel::ROWS) * panel::panel_bytes(k)
-            && y.len() == x.rows * n
+            && ystride >= n
+            && (x.rows == 0 || y.len() >= (x.rows - 1) * ystride + n)
             && x.qs.len() >= x.rows * k
             && x.d.len() >= x.rows * k / 32
             && x.fs16.len() >= x.rows * k / 16
             && x.fs32.len() >= x.rows * k / 32
     );
     // SAFETY: features checked; panels hold every row of W repacked for this K; x has the
-    // Panel format's buffers for `x.rows` rows of K; y is exactly x.rows × n.
-    unsafe { panel::gemm(ty, panels, n, k, x, y) }
+    // Panel format's buffers for `x.rows` rows of K; y holds x.rows rows of n, ystride apart.
+    unsafe { panel::gemm(ty, panels, n, k, x, y, ystride) }
 }
 
 /// Quantize activation blocks with AVX2 when the CPU has it (same bytes as the scalar loop);

@@ -201,11 +201,12 @@ unsafe fn decode_unit(
     }
 }
 
-/// y rows (`x.rows` of them, `n` wide) = x · Wᵀ from repacked panels (`n.div_ceil(8)` of
-/// `panel_bytes(k)` bytes, in order).
+/// y rows (`x.rows` of them, `n` wide, `ystride` apart) = x · Wᵀ from repacked panels
+/// (`n.div_ceil(8)` of `panel_bytes(k)` bytes, in order).
 ///
 /// # Safety
-/// As `repack`; `x` must be in the `Panel` format with `x.k == k`, `y.len() == x.rows * n`.
+/// As `repack`; `x` must be in the `Panel` format with `x.k == k`, `ystride >= n` and
+/// `y.len() >= (x.rows - 1) * ystride + n`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm(
     ty: QuantType,
@@ -214,6 +215,7 @@ pub unsafe fn gemm(
     k: usize,
     x: &RowsView<'_>,
     y: &mut [f32],
+    ystride: usize,
 ) {
     let split = ty == QuantType::Q6K;
     let pb = panel_bytes(k);
@@ -235,7 +237,7 @@ pub unsafe fn gemm(
             }
             go!(1 2 3 4 5 6 7 8);
             for (i, row) in res.iter().enumerate().take(cnt) {
-                let at = (r + i) * n + ROWS * p;
+                let at = (r + i) * ystride + ROWS * p;
                 y[at..at + cols].copy_from_slice(&row[..cols]);
             }
             r += cnt;
