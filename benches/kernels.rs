@@ -1,5 +1,5 @@
 //! `cargo bench --bench kernels`: the CPU attention, RoPE, RMSNorm and GLU kernels — paged
-//! attention (decode over 1024 cached tokens), RoPE, RMSNorm fused with the residual add, and
+//! attention (decode over 1024 cached tokens, f32 and f16 caches), RoPE, RMSNorm fused with the residual add, and
 //! tanh-GELU GLU. The quantized matmul has its groups per weight type in
 //! `kernels/benches/quant.rs` (`cargo bench -p candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every
 //! measurement so the suite runs in CI on 2 cores in well under a minute.
@@ -23,6 +23,10 @@ fn config() -> Criterion {
     } else {
         c
     }
+}
+
+fn to_f16(x: &[f32]) -> Vec<half::f16> {
+    x.iter().map(|&v| half::f16::from_f32(v)).collect()
 }
 
 fn attention(c: &mut Criterion) {
@@ -56,10 +60,22 @@ fn attention(c: &mut Criterion) {
         window: None,
         softcap: None,
     };
+    // The same cache in f16 (what quantized models use on the CPU).
+    let (k16, v16) = (to_f16(&k), to_f16(&v));
+    let kv16 = PagedKv {
+        k: &k16,
+        v: &v16,
+        block_size: block,
+        kv_heads,
+        head_dim: d,
+    };
     let mut g = c.benchmark_group("paged_attention");
     g.throughput(Throughput::Elements(ctx as u64));
-    g.bench_function("decode_ctx1024", |b| {
+    g.bench_function("decode_ctx1024_f32", |b| {
         b.iter(|| paged_attention(&q, &mut out, &kv, &seqs, &shape))
+    });
+    g.bench_function("decode_ctx1024_f16", |b| {
+        b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &shape))
     });
     g.finish();
 }

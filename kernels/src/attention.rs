@@ -64,33 +64,53 @@ impl KvElement for f16 {
     }
 }
 
-/// How `attend` reads one cached row as f32.
-trait RowReader<E> {
-    /// `src` as f32: borrowed when it already is, else widened into `buf` (≥ `src.len()`).
+/// The two products `attend` takes with one cached row, for a cache element type.
+trait RowOps<E> {
+    /// `q · k`. `buf` (at least `k.len()` long) is scratch for a widened copy.
     ///
     /// # Safety
-    /// The CPU must have the features the reader's implementation uses (see each type).
-    unsafe fn read<'b>(src: &'b [E], buf: &'b mut [f32]) -> &'b [f32];
+    /// The CPU must have the features the implementation uses (see each type).
+    unsafe fn dot(q: &[f32], k: &[E], buf: &mut [f32]) -> f32;
+    /// `out += p · v`, with `buf` as for `dot`.
+    ///
+    /// # Safety
+    /// As for `dot`.
+    unsafe fn axpy(p: f32, v: &[E], out: &mut [f32], buf: &mut [f32]);
 }
 
 /// f32 rows, read in place.
 struct Borrowed;
-impl RowReader<f32> for Borrowed {
+impl RowOps<f32> for Borrowed {
     #[inline(always)]
-    unsafe fn read<'b>(src: &'b [f32], _: &'b mut [f32]) -> &'b [f32] {
-        src
+    unsafe fn dot(q: &[f32], k: &[f32], _: &mut [f32]) -> f32 {
+        dot(q, k)
+    }
+    #[inline(always)]
+    unsafe fn axpy(p: f32, v: &[f32], out: &mut [f32], _: &mut [f32]) {
+        axpy(p, v, out)
     }
 }
 
-/// f16 rows through `half`'s slice conversion (runtime-detected SIMD where it has one).
+/// f16 rows widened into the scratch by `half`'s slice conversion (runtime-detected SIMD
+/// where it has one), then the f32 products.
 struct Portable;
-impl RowReader<f16> for Portable {
+impl Portable {
     #[inline(always)]
-    unsafe fn read<'b>(src: &'b [f16], buf: &'b mut [f32]) -> &'b [f32] {
+    fn widen<'b>(src: &[f16], buf: &'b mut [f32]) -> &'b [f32] {
         use half::slice::HalfFloatSliceExt;
         let buf = &mut buf[..src.len()];
         src.convert_to_f32_slice(buf);
         buf
+    }
+}
+impl RowOps<f16> for Portable {
+    #[inline(always)]
+    unsafe fn dot(q: &[f32], k: &[f16], buf: &mut [f32]) -> f32 {
+        dot(q, Portable::widen(k, buf))
+    }
+    #[inline(always)]
+    unsafe fn axpy(p: f32, v: &[f16], out: &mut [f32], buf: &mut [f32]) {
+        axpy(p, Portable::widen(v, buf), out)
     }
 }
 
@@ -99,28 +119,60 @@ mod x86_f16c {
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// f16 rows widened eight at a time with VCVTPH2PS, inlined into the F16C `attend`
-    /// instance (a call into `half` per row would cost as much as the row's dot product).
+    /// f16 rows widened eight at a time with VCVTPH2PS straight into the FMAs, inlined into
+    /// the F16C `attend` instance: no widened copy is stored and read back.
     pub struct Widen;
-    impl super::RowReader<f16> for Widen {
+    impl super::RowOps<f16> for Widen {
         /// # Safety
-        /// The CPU must have AVX and F16C.
+        /// The CPU must have AVX, FMA and F16C.
         #[inline(always)]
-        unsafe fn read<'b>(src: &'b [f16], buf: &'b mut [f32]) -> &'b [f32] {
-            let buf = &mut buf[..src.len()];
-            let (hs, ht) = (src.chunks_exact(8), src.chunks_exact(8).remainder());
-            let mut fs = buf.chunks_exact_mut(8);
-            for (h, f) in hs.zip(&mut fs) {
-                // SAFETY: both chunks hold 8 elements; the caller guarantees F16C.
-                unsafe {
-                    let v = _mm_loadu_si128(h.as_ptr().cast());
-                    _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(v));
+        unsafe fn dot(q: &[f32], k: &[f16], _: &mut [f32]) -> f32 {
+            let n = q.len().min(k.len());
+            let (q, k) = (&q[..n], &k[..n]);
+            // Two accumulators: the FMA latency is not one chain over the whole row.
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut i = 0;
+            // SAFETY (all intrinsics below): loads stay within `q` and `k` (i + 16 <= n,
+            // i + 8 <= n); the caller guarantees the CPU features.
+            unsafe {
+                while i + 16 <= n {
+                    let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
+                    let k1 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8).cast()));
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), k0, a0);
+                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i + 8)), k1, a1);
+                    i += 16;
+                }
+                if i + 8 <= n {
+                    let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), k0, a0);
+                    i += 8;
+                }
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a0, a1));
+                let tail: f32 = q[i..].iter().zip(&k[i..]).map(|(a, b)| a * b.to_f32()).sum();
+                lanes.iter().sum::<f32>() + tail
+            }
+        }
+
+        /// # Safety
+        /// As for `dot`.
+        #[inline(always)]
+        unsafe fn axpy(p: f32, v: &[f16], out: &mut [f32], _: &mut [f32]) {
+            let n = v.len().min(out.len());
+            let mut i = 0;
+            // SAFETY: as in `dot`, within `v` and `out`.
+            unsafe {
+                let pv = _mm256_set1_ps(p);
+                while i + 8 <= n {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
+                    let o = out.as_mut_ptr().add(i);
+                    _mm256_storeu_ps(o, _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(o)));
+                    i += 8;
                 }
             }
-            for (h, f) in ht.iter().zip(fs.into_remainder()) {
-                *f = h.to_f32();
+            for (o, x) in out[i..n].iter_mut().zip(&v[i..n]) {
+                *o += p * x.to_f32();
             }
-            buf
         }
     }
 }
@@ -230,7 +282,7 @@ pub struct Scratch {
 /// # Safety
 /// The CPU must have the features `R` needs (the instances in `KvElement::attend_fn` check).
 #[inline(always)]
-unsafe fn attend<E, R: RowReader<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out: &mut [f32]) {
+unsafe fn attend<E, R: RowOps<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out: &mut [f32]) {
     let kv = h.kv;
     let d = kv.head_dim;
     let Scratch { scores, row } = scratch;
@@ -245,7 +297,7 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out
     for j in h.first..=h.pos {
         let kh = &kv.k[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
         // SAFETY: forwarded from this function's contract.
-        let mut sc = dot(h.q, unsafe { R::read(kh, buf) }) * h.scale;
+        let mut sc = unsafe { R::dot(h.q, kh, buf) } * h.scale;
         if let Some(cap) = h.softcap {
             sc = cap * tanh(sc / cap);
         }
@@ -262,11 +314,15 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out
     for (i, j) in (h.first..=h.pos).enumerate() {
         let vh = &kv.v[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
         // SAFETY: as above.
-        let vh = unsafe { R::read(vh, buf) };
-        let p = scores[i] * inv;
-        for (o, v) in out.iter_mut().zip(vh) {
-            *o += p * v;
-        }
+        unsafe { R::axpy(scores[i] * inv, vh, out, buf) };
+    }
+}
+
+/// `out += p · v`.
+#[inline(always)]
+fn axpy(p: f32, v: &[f32], out: &mut [f32]) {
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += p * x;
     }
 }
 
@@ -442,18 +498,36 @@ mod tests {
     }
 
     #[test]
-    fn f16_readers_agree() {
-        let src: Vec<f16> = (0..75).map(|i| f16::from_f32(noise(i) * 300.0)).collect();
-        let mut a = vec![0f32; 75];
+    fn f16_row_products_agree_across_instances() {
+        // 75 elements: sixteen-wide steps, one eight-wide step and a tail.
+        let v: Vec<f16> = (0..75).map(|i| f16::from_f32(noise(i) * 3.0)).collect();
+        let q: Vec<f32> = (0..75).map(|i| noise(500 + i)).collect();
+        let wide: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+        let mut buf = vec![0f32; 75];
+        let want_dot: f64 = q.iter().zip(&wide).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let want_axpy: Vec<f32> = q.iter().zip(&wide).map(|(o, x)| o + 0.3 * x).collect();
+        let check = |dot: f32, axpy: &[f32]| {
+            assert!((dot as f64 - want_dot).abs() < 1e-4, "{dot} vs {want_dot}");
+            for (a, b) in axpy.iter().zip(&want_axpy) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
+        };
+        let mut out = q.clone();
         // SAFETY: `Portable` needs no CPU feature.
-        let portable = unsafe { Portable::read(&src, &mut a) }.to_vec();
-        assert_eq!(portable, src.iter().map(|x| x.to_f32()).collect::<Vec<_>>());
+        unsafe {
+            let dot = Portable::dot(&q, &v, &mut buf);
+            Portable::axpy(0.3, &v, &mut out, &mut buf);
+            check(dot, &out);
+        }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("f16c") {
-            let mut b = vec![0f32; 75];
-            // SAFETY: the CPU has F16C (checked above).
-            let wide = unsafe { x86_f16c::Widen::read(&src, &mut b) };
-            assert_eq!(wide, portable.as_slice());
+        if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+            let mut out = q.clone();
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+            unsafe {
+                let dot = x86_f16c::Widen::dot(&q, &v, &mut buf);
+                x86_f16c::Widen::axpy(0.3, &v, &mut out, &mut buf);
+                check(dot, &out);
+            }
         }
     }
 }
