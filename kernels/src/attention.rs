@@ -149,7 +149,11 @@ mod x86_f16c {
                 }
                 let mut lanes = [0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a0, a1));
-                let tail: f32 = q[i..].iter().zip(&k[i..]).map(|(a, b)| a * b.to_f32()).sum();
+                let tail: f32 = q[i..]
+                    .iter()
+                    .zip(&k[i..])
+                    .map(|(a, b)| a * b.to_f32())
+                    .sum();
                 lanes.iter().sum::<f32>() + tail
             }
         }
@@ -504,7 +508,11 @@ mod tests {
         let q: Vec<f32> = (0..75).map(|i| noise(500 + i)).collect();
         let wide: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
         let mut buf = vec![0f32; 75];
-        let want_dot: f64 = q.iter().zip(&wide).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let want_dot: f64 = q
+            .iter()
+            .zip(&wide)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum();
         let want_axpy: Vec<f32> = q.iter().zip(&wide).map(|(o, x)| o + 0.3 * x).collect();
         let check = |dot: f32, axpy: &[f32]| {
             assert!((dot as f64 - want_dot).abs() < 1e-4, "{dot} vs {want_dot}");

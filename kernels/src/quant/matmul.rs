@@ -192,12 +192,20 @@ fn by_weight_rows(
     }
     // Each task fills its own part of the scratch row-major over its weight rows (activation
     // row r's outputs contiguous), so the parts go into y as whole runs, not element by element.
-    yt.clear();
-    yt.resize(n * m, 0.0);
+    let yt = task_parts(yt, n * m);
     yt.par_chunks_mut(chunk * m)
         .enumerate()
         .for_each(|(t, out)| task(t, out, 1, out.len() / m));
     gather_parts(yt, y, chunk, m, n);
+}
+
+/// The first `len` values of the scratch, grown if needed but not cleared: the tasks write
+/// every value (an LM head's 16-row scratch is ~10 MB; zeroing it each step is pure traffic).
+fn task_parts(yt: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if yt.len() < len {
+        yt.resize(len, 0.0);
+    }
+    &mut yt[..len]
 }
 
 /// Copy the per-task parts of `yt` (task t: `m` rows of its up to `chunk` weight rows,
@@ -252,8 +260,7 @@ fn by_fused_panels(
         task(0, y, n, &mut Vec::new());
         return;
     }
-    yt.clear();
-    yt.resize(n * m, 0.0);
+    let yt = task_parts(yt, n * m);
     yt.par_chunks_mut(chunk * m)
         .enumerate()
         .for_each_init(Vec::new, |buf, (t, out)| task(t, out, out.len() / m, buf));
