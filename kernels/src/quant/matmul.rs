@@ -238,7 +238,7 @@ fn by_fused_panels(
     yt: &mut Vec<f32>,
     threads: usize,
 ) {
-    use super::x86::{panel, panel_gemm, repack_panel};
+    use super::x86::{panel, panel_gemm, prefetch, repack_panel};
     let m = act.m;
     let x = act.rows(0, m);
     let pb = panel::panel_bytes(k);
@@ -252,6 +252,8 @@ fn by_fused_panels(
             let lo = first + p * panel::ROWS;
             let hi = (lo + panel::ROWS).min(first + rows);
             repack_panel(ty, &w[lo * row_bytes..hi * row_bytes], row_bytes, k, buf);
+            let next = (hi + panel::ROWS).min(first + rows);
+            prefetch(&w[hi * row_bytes..next * row_bytes]);
             let cols = &mut out[p * panel::ROWS..];
             panel_gemm(ty, buf, hi - lo, k, &x, cols, stride);
         }

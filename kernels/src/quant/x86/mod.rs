@@ -36,6 +36,22 @@ pub fn has_vnni() -> bool {
         && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
+/// Ask for every cache line of `bytes` (a hint: never faults). For a panel to be repacked
+/// while the previous one is multiplied: its 8 rows are one contiguous run of a few KiB, which
+/// the hardware prefetchers, stopping at page boundaries and ramping up slowly, leave mostly
+/// to demand misses.
+pub fn prefetch(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        // SAFETY: SSE is part of x86_64; a prefetch of a valid address has no effect beyond
+        // the cache.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+}
+
 /// Safe entry to `panel::repack` (VNNI): repack up to 8 weight rows into `out`.
 pub fn repack_panel(
     ty: crate::quant::QuantType,
