@@ -11,12 +11,15 @@
 //! * `formats`: block layouts and dequantization.
 //! * `activations`: 8-bit activation blocks (per 32, or per 256 with 16-sums for K-quants).
 //! * `reference`: scalar products.
+//! * `tile_driver`: the walk over tiles that every SIMD kernel set shares.
 //! * `x86`: the SIMD kernels.
 //! * `matmul`: shape checks, activation quantization, the split over threads.
 mod activations;
 mod formats;
 mod matmul;
 mod reference;
+#[cfg(target_arch = "x86_64")]
+mod tile_driver;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
