@@ -4,10 +4,11 @@
 //! and VNNI, aarch64 NEON with and without dotprod), compiled with that module's target
 //! features, so the whole loop nest inlines into one function per instruction set.
 //!
-//! The invoking module provides the tile itself:
-//! `unsafe fn tile_into<const T: u8, const C: usize, const R: usize>(w: [*const u8; C],
-//! x: &XRows<R>, nblocks: usize, res: &mut [[f32; RB]; C])`, which writes the product of the C
-//! weight rows at `w` with the R activation rows of `x` into `res[c][r]` for r < R.
+//! The invoking module provides the products, for C weight rows at `w` and the R activation
+//! rows of `x`, added into f32 vector accumulators `acc[c][r]` of its type `Acc`:
+//! `unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(w: [*const u8; C],
+//! nblocks: usize, x: &XRows<R>, acc: &mut [[Acc; R]; C])` for 32-element blocks, `tile_k`
+//! likewise for 256-element super-blocks, `acc_zero() -> Acc` and `hsum(Acc) -> f32`.
 macro_rules! tile_driver {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         const Q4_0: u8 = 0;
@@ -120,7 +121,17 @@ macro_rules! tile_driver {
                 d: std::array::from_fn(|r| x.d[(r0 + r) * x.k / block..].as_ptr()),
                 sums: std::array::from_fn(|r| x.sums[(r0 + r) * x.k / span..].as_ptr()),
             };
-            tile_into::<T, C, R>(w, &xr, x.k / block, res);
+            let mut acc = [[acc_zero(); R]; C];
+            if T >= Q4K {
+                tile_k::<T, C, R>(w, x.k / 256, &xr, &mut acc);
+            } else {
+                tile_b32::<T, C, R>(w, x.k / 32, &xr, &mut acc);
+            }
+            for c in 0..C {
+                for r in 0..R {
+                    res[c][r] = hsum(acc[c][r]);
+                }
+            }
         }
     };
 }

@@ -24,27 +24,6 @@ macro_rules! x86_kernels {
         /// Bytes ahead of the block being read that `prefetch_ahead` asks for.
         const PREFETCH_AHEAD: usize = 8192;
 
-        #[inline]
-        #[target_feature(enable = $features)]
-        unsafe fn tile_into<const T: u8, const C: usize, const R: usize>(
-            w: [*const u8; C],
-            xr: &XRows<R>,
-            nblocks: usize,
-            res: &mut [[f32; $rb]; C],
-        ) {
-            let mut acc = [[_mm256_setzero_ps(); R]; C];
-            if T >= Q4K {
-                tile_k::<T, C, R>(w, nblocks, xr, &mut acc);
-            } else {
-                tile_b32::<T, C, R>(w, nblocks, xr, &mut acc);
-            }
-            for c in 0..C {
-                for r in 0..R {
-                    res[c][r] = hsum(acc[c][r]);
-                }
-            }
-        }
-
         /// Ask for the weight bytes `PREFETCH_AHEAD` past `p`. Rows are read as a few
         /// interleaved streams of a few hundred bytes each, too short for the hardware
         /// prefetchers to lock on before they end (and they stop at every 4 KiB boundary), so
@@ -54,6 +33,14 @@ macro_rules! x86_kernels {
         #[target_feature(enable = $features)]
         unsafe fn prefetch_ahead(p: *const u8) {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD) as *const i8);
+        }
+
+        type Acc = __m256;
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn acc_zero() -> Acc {
+            _mm256_setzero_ps()
         }
 
         #[inline]
