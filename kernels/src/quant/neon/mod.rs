@@ -9,6 +9,9 @@ mod decode;
 mod kernels;
 mod prim_dotprod;
 mod prim_plain;
+mod quantize;
+
+pub use quantize::quantize;
 
 /// With `sdot`: 32 vector registers, so 4 weight rows × 4 activation rows (16 accumulators,
 /// 8 registers of decoded weights, 2 of activations, a few temporaries).
