@@ -18,6 +18,18 @@ macro_rules! tile_driver {
         const Q5K: u8 = 4;
         const Q6K: u8 = 5;
 
+        /// Bytes per block of type `t`.
+        const fn block_bytes(t: u8) -> usize {
+            match t {
+                Q4_0 => 18,
+                Q5_0 => 22,
+                Q8_0 => 34,
+                Q4K => 144,
+                Q5K => 176,
+                _ => 210,
+            }
+        }
+
         /// Activation row pointers of one tile.
         struct XRows<const R: usize> {
             qs: [*const i8; R],

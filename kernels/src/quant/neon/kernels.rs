@@ -64,11 +64,7 @@ macro_rules! neon_kernels {
             x: &XRows<R>,
             acc: &mut [[float32x4_t; R]; C],
         ) {
-            let bb = match T {
-                Q4_0 => 18,
-                Q5_0 => 22,
-                _ => 34,
-            };
+            let bb = block_bytes(T);
             for b in 0..nb {
                 let mut wq = [[vdupq_n_s8(0); 2]; C];
                 let mut dw = [0f32; C];
@@ -101,11 +97,7 @@ macro_rules! neon_kernels {
             x: &XRows<R>,
             acc: &mut [[float32x4_t; R]; C],
         ) {
-            let bb = match T {
-                Q4K => 144,
-                Q5K => 176,
-                _ => 210,
-            };
+            let bb = block_bytes(T);
             for sb in 0..nsb {
                 let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
                 // Per weight row: d, dmin, the scale of every 16 elements and the 8 minimums.

@@ -99,11 +99,7 @@ macro_rules! x86_kernels {
             x: &XRows<R>,
             acc: &mut [[__m256; R]; C],
         ) {
-            let bb = match T {
-                Q4_0 => 18,
-                Q5_0 => 22,
-                _ => 34,
-            };
+            let bb = block_bytes(T);
             // The offset the unsigned weight bytes carry; AVX2 reads Q8_0 signed (below).
             let signed_q8 = T == Q8_0 && !prim::Q8_BIASED;
             let offset: i32 = match T {
@@ -189,11 +185,7 @@ macro_rules! x86_kernels {
             x: &XRows<R>,
             acc: &mut [[__m256; R]; C],
         ) {
-            let bb = match T {
-                Q4K => 144,
-                Q5K => 176,
-                _ => 210,
-            };
+            let bb = block_bytes(T);
             let low4 = _mm256_set1_epi8(0x0f);
             for sb in 0..nsb {
                 let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
