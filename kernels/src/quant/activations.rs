@@ -62,7 +62,12 @@ impl QuantizedRows {
         self.s16.resize(m * k / 16, 0);
         #[cfg(target_arch = "x86_64")]
         let done = super::x86::quantize(x, block, &mut self.qs, &mut self.d, &mut self.s16);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        let done = {
+            super::neon::quantize(x, block, &mut self.qs, &mut self.d, &mut self.s16);
+            true
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let done = false;
         if !done {
             quantize_scalar(x, block, &mut self.qs, &mut self.d, &mut self.s16);

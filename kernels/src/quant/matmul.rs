@@ -34,6 +34,7 @@ struct Scratch {
     act: QuantizedRows,
     yt: Vec<f32>,
     /// Repacked weight panels (prefill on VNNI).
+    #[cfg(target_arch = "x86_64")]
     panels: Vec<u8>,
 }
 

@@ -5,18 +5,24 @@
 //! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
 //! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
 //! computes an M-row product as M separate vector products. Here each decoded weight block is
-//! reused across a tile of activation rows held in registers, with AVX-512 VNNI or AVX2 where
-//! the CPU has them (runtime-detected) and a portable scalar path that is also the reference.
+//! reused across a tile of activation rows held in registers, with AVX-512 VNNI or AVX2 on
+//! x86_64 and NEON (with `sdot` where the CPU has dotprod) on aarch64, chosen at run time, and
+//! a portable scalar path that is also the reference.
 //!
 //! * `formats`: block layouts and dequantization.
 //! * `activations`: 8-bit activation blocks (per 32, or per 256 with 16-sums for K-quants).
 //! * `reference`: scalar products.
-//! * `x86`: the SIMD kernels.
+//! * `tile_driver`: the walk over tiles that every SIMD kernel set shares.
+//! * `x86`, `neon`: the SIMD kernels.
 //! * `matmul`: shape checks, activation quantization, the split over threads.
 mod activations;
 mod formats;
 mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod reference;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod tile_driver;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -56,6 +62,10 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI (on 256-bit vectors).
     Avx512Vnni,
+    /// aarch64 Advanced SIMD (Armv8.0, every aarch64 CPU).
+    Neon,
+    /// NEON with the dotprod extension (`sdot`, Armv8.2+).
+    NeonDotprod,
 }
 
 impl Isa {
@@ -67,8 +77,13 @@ impl Isa {
             Isa::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => x86::has_vnni(),
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 | Isa::Avx512Vnni => false,
+            // Advanced SIMD is part of the aarch64 baseline Rust's targets compile for.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => true,
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => neon::has_dotprod(),
+            // The other architecture's kernels.
+            _ => false,
         }
     }
 
@@ -76,7 +91,7 @@ impl Isa {
     pub fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            [Isa::Avx512Vnni, Isa::Avx2]
+            [Isa::Avx512Vnni, Isa::Avx2, Isa::NeonDotprod, Isa::Neon]
                 .into_iter()
                 .find(|i| i.supported())
                 .unwrap_or(Isa::Scalar)
@@ -85,10 +100,16 @@ impl Isa {
 
     /// Every implementation this CPU supports (for tests and benchmarks).
     pub fn all_supported() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
-            .into_iter()
-            .filter(|i| i.supported())
-            .collect()
+        [
+            Isa::Scalar,
+            Isa::Avx2,
+            Isa::Avx512Vnni,
+            Isa::Neon,
+            Isa::NeonDotprod,
+        ]
+        .into_iter()
+        .filter(|i| i.supported())
+        .collect()
     }
 }
 
@@ -178,6 +199,12 @@ fn panel(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, sj, sr) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above.
+        Isa::NeonDotprod => unsafe { neon::dotprod::panel(ty, w, row_bytes, x, out, sj, sr) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above (every aarch64 CPU has NEON).
+        Isa::Neon => unsafe { neon::plain::panel(ty, w, row_bytes, x, out, sj, sr) },
         _ => scalar_panel(ty, w, row_bytes, x, out, sj, sr),
     }
 }

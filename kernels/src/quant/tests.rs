@@ -172,6 +172,20 @@ fn simd_kernels_match_the_reference() {
     }
 }
 
+/// `Isa::best()` is a kernel set this CPU runs, never the scalar path on an architecture with
+/// SIMD kernels; `CANDOR_EXPECT_ISA` (set by `scripts/test-aarch64.sh` for each emulated CPU)
+/// names the one it must pick.
+#[test]
+fn best_is_the_expected_kernel_set() {
+    let best = Isa::best();
+    assert!(best.supported());
+    #[cfg(target_arch = "aarch64")]
+    assert_ne!(best, Isa::Scalar, "every aarch64 CPU has NEON");
+    if let Ok(want) = std::env::var("CANDOR_EXPECT_ISA") {
+        assert_eq!(format!("{best:?}"), want);
+    }
+}
+
 /// Extreme activations and weights: quants at their limits must not saturate the i16 steps.
 #[test]
 fn simd_kernels_are_exact_at_the_extremes() {

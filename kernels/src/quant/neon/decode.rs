@@ -1,0 +1,135 @@
+//! Weight blocks decoded into NEON registers as signed bytes, the format's offset removed, so
+//! that a signed byte dot product with the activations gives Σ q·x exactly (layouts in
+//! `formats`). Shared by both kernel sets: plain NEON is part of the aarch64 baseline, so
+//! these inline into the dotprod functions as well.
+//!
+//! Every function reads the block through a raw pointer: the caller guarantees a whole block
+//! of the named type starts there.
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+/// The little-endian f16 at `p`, as f32.
+///
+/// `fcvt` from half precision is Armv8.0, so every aarch64 CPU has it. `half` uses it only
+/// where the CPU also has the later FP16 arithmetic extension (checked at every call) and
+/// converts in software elsewhere, which would cost as much as a Q4_0 block's products.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn f16_at(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    let out: f32;
+    // SAFETY: a register-to-register conversion, available on every aarch64 CPU.
+    unsafe {
+        asm!(
+            "fcvt {out:s}, {bits:h}",
+            bits = in(vreg) bits,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn signed(v: uint8x16_t) -> int8x16_t {
+    vreinterpretq_s8_u8(v)
+}
+
+/// Q4_0: elements 0..16 are the low nibbles of qs, 16..32 the high ones, each minus 8.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q4_0(p: *const u8) -> [int8x16_t; 2] {
+    let qs = vld1q_u8(p.add(2));
+    let eight = vdupq_n_u8(8);
+    // Wrapping u8 subtraction, read as i8: q − 8 in −8..=7.
+    [
+        signed(vsubq_u8(vandq_u8(qs, vdupq_n_u8(0x0f)), eight)),
+        signed(vsubq_u8(vshrq_n_u8::<4>(qs), eight)),
+    ]
+}
+
+/// Q5_0: as Q4_0 with a fifth bit per element (bit i of the u32 at bytes 2..6), minus 16.
+/// q + 16·bit − 16 is the nibble minus 16 where the bit is clear, so one subtraction.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q5_0(p: *const u8) -> [int8x16_t; 2] {
+    let qs = vld1q_u8(p.add(6));
+    [
+        signed(vsubq_u8(
+            vandq_u8(qs, vdupq_n_u8(0x0f)),
+            sixteen_where_clear(p.add(2)),
+        )),
+        signed(vsubq_u8(vshrq_n_u8::<4>(qs), sixteen_where_clear(p.add(4)))),
+    ]
+}
+
+/// 16 in lane i where bit i of the 16 bits at `qh` (little-endian) is clear, 0 where it is
+/// set. NEON has no byte mask from a general register (what AVX-512 does in one instruction):
+/// broadcast byte 0 to lanes 0..8 and byte 1 to lanes 8..16, then test lane i's bit i % 8.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn sixteen_where_clear(qh: *const u8) -> uint8x16_t {
+    const LANE_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    let spread = vcombine_u8(vld1_dup_u8(qh), vld1_dup_u8(qh.add(1)));
+    let set = vtstq_u8(spread, vld1q_u8(LANE_BIT.as_ptr()));
+    vbicq_u8(vdupq_n_u8(16), set)
+}
+
+/// Q8_0: the quants are already signed bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q8_0(p: *const u8) -> [int8x16_t; 2] {
+    let qs = p.add(2) as *const i8;
+    [vld1q_s8(qs), vld1q_s8(qs.add(16))]
+}
+
+/// Q4_K / Q5_K sub-block j (32 elements) of the block at `p`: the low (even j) or high (odd j)
+/// nibbles of quant bytes 32·(j/2)..+32, plus (Q5_K) 16 where bit j of qh[l] is set. Values
+/// 0..=31 are already valid signed bytes; the minimums come in through the activation sums.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn k_sub_block(p: *const u8, q5: bool, j: usize) -> [int8x16_t; 2] {
+    let qs = p.add(if q5 { 48 } else { 16 } + 32 * (j / 2));
+    let mut out = [vdupq_n_s8(0); 2];
+    for (h, o) in out.iter_mut().enumerate() {
+        let bytes = vld1q_u8(qs.add(16 * h));
+        let mut q = if j.is_multiple_of(2) {
+            vandq_u8(bytes, vdupq_n_u8(0x0f))
+        } else {
+            vshrq_n_u8::<4>(bytes)
+        };
+        if q5 {
+            // Bit j moved to bit 4 (`ushl` by a negative amount shifts right).
+            let qh = vld1q_u8(p.add(16 + 16 * h));
+            let fifth = vandq_u8(vshlq_u8(qh, vdupq_n_s8(4 - j as i8)), vdupq_n_u8(0x10));
+            q = vorrq_u8(q, fifth);
+        }
+        *o = signed(q);
+    }
+    out
+}
+
+/// Q6_K quarter k of half h (elements 128·h + 32·k..+32) of the block at `p`: the low four
+/// bits are nibble k/2 of ql[64·h + 32·(k%2)..], the top two bits 2k..2k+2 of qh[32·h..];
+/// minus 32, so −32..=31.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q6k_quarter(p: *const u8, h: usize, k: usize) -> [int8x16_t; 2] {
+    let ql = p.add(64 * h + 32 * (k % 2));
+    let qh = p.add(128 + 32 * h);
+    let mut out = [vdupq_n_s8(0); 2];
+    for (v, o) in out.iter_mut().enumerate() {
+        let low = vld1q_u8(ql.add(16 * v));
+        let low = if k < 2 {
+            vandq_u8(low, vdupq_n_u8(0x0f))
+        } else {
+            vshrq_n_u8::<4>(low)
+        };
+        // Bits 2k..2k+2 moved to bits 4..6.
+        let high = vshlq_u8(vld1q_u8(qh.add(16 * v)), vdupq_n_s8(4 - 2 * k as i8));
+        let q = vorrq_u8(low, vandq_u8(high, vdupq_n_u8(0x30)));
+        *o = signed(vsubq_u8(q, vdupq_n_u8(32)));
+    }
+    out
+}

@@ -1,0 +1,179 @@
+//! The aarch64 product kernels, written once and stamped out per feature set by
+//! `neon_kernels!` (a `#[target_feature]` function only inlines callees compiled for the same
+//! features, so the dotprod set needs its own copy of the whole loop nest). The invoking
+//! module provides `prim::dot16` and picks the tile shape; `tile_driver!` walks the tiles.
+//!
+//! A tile is C weight rows × R activation rows: each weight block is decoded once into
+//! registers (`decode`) and multiplied with the same block of all R activation rows, and
+//! each activation block is loaded once for all C weight rows. Products are byte dot products
+//! into i32 lanes; the lanes of an accumulator are summed only once per tile, at the end.
+//!
+//! * 32-element formats (Q4_0/Q5_0/Q8_0): per block, the i32 dot product converted and
+//!   multiplied by d_w·d_x into f32 accumulators (what llama.cpp's ARM path does per block).
+//! * K-quants: a whole 256-element super-block accumulates in i32, each sub-block's dot
+//!   product multiplied by its 6- or 8-bit scale with one `mla` (a vector multiply, not a
+//!   horizontal sum per sub-block); one conversion per super-block, where the Q4_K/Q5_K
+//!   minimums come in as dmin·d_x·Σ m_j·(sum of x over sub-block j) from the 16-sums.
+//!
+//! No software prefetch, unlike x86: the aarch64 prefetch intrinsic is unstable, and the
+//! row streams here are regular strides that Arm's hardware prefetchers follow.
+macro_rules! neon_kernels {
+    ($features:literal, C = $cb:literal, R = $rb:literal) => {
+        use super::super::activations::RowsView;
+        use super::super::formats::{k_scales_mins, QuantType};
+        use super::decode;
+        use std::arch::aarch64::*;
+
+        super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
+
+        type Acc = float32x4_t;
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn acc_zero() -> Acc {
+            vdupq_n_f32(0.0)
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn hsum(v: Acc) -> f32 {
+            vaddvq_f32(v)
+        }
+
+        /// The 32 activation quants of row `r` at element `at`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn x32<const R: usize>(x: &XRows<R>, r: usize, at: usize) -> [int8x16_t; 2] {
+            let q = x.qs[r].add(at);
+            [vld1q_s8(q), vld1q_s8(q.add(16))]
+        }
+
+        /// The dot product of 32 weight quants with 32 activation quants, in i32 lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot32(w: &[int8x16_t; 2], x: &[int8x16_t; 2]) -> int32x4_t {
+            prim::dot16(prim::dot16(vdupq_n_s32(0), w[0], x[0]), w[1], x[1])
+        }
+
+        /// Q4_0 / Q5_0 / Q8_0: `nb` blocks of 32 per row.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            nb: usize,
+            x: &XRows<R>,
+            acc: &mut [[float32x4_t; R]; C],
+        ) {
+            let bb = block_bytes(T);
+            for b in 0..nb {
+                let mut wq = [[vdupq_n_s8(0); 2]; C];
+                let mut dw = [0f32; C];
+                for c in 0..C {
+                    let p = w[c].add(b * bb);
+                    wq[c] = match T {
+                        Q4_0 => decode::q4_0(p),
+                        Q5_0 => decode::q5_0(p),
+                        _ => decode::q8_0(p),
+                    };
+                    dw[c] = decode::f16_at(p);
+                }
+                for r in 0..R {
+                    let xq = x32(x, r, 32 * b);
+                    let dx = *x.d[r].add(b);
+                    for c in 0..C {
+                        let t = vcvtq_f32_s32(dot32(&wq[c], &xq));
+                        acc[c][r] = vfmaq_n_f32(acc[c][r], t, dw[c] * dx);
+                    }
+                }
+            }
+        }
+
+        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            nsb: usize,
+            x: &XRows<R>,
+            acc: &mut [[float32x4_t; R]; C],
+        ) {
+            let bb = block_bytes(T);
+            for sb in 0..nsb {
+                let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
+                // Per weight row: d, dmin, the scale of every 16 elements and the 8 minimums.
+                let mut d = [0f32; C];
+                let mut dmin = [0f32; C];
+                let mut scales = [[0i32; 16]; C];
+                let mut mins = [vdupq_n_s16(0); C];
+                for c in 0..C {
+                    if T == Q6K {
+                        d[c] = decode::f16_at(p[c].add(208));
+                        for (g, s) in scales[c].iter_mut().enumerate() {
+                            *s = *p[c].add(192 + g) as i8 as i32;
+                        }
+                    } else {
+                        d[c] = decode::f16_at(p[c]);
+                        dmin[c] = decode::f16_at(p[c].add(2));
+                        let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p[c].add(4), 12));
+                        for (g, s) in scales[c].iter_mut().enumerate() {
+                            *s = sc[g / 2] as i32;
+                        }
+                        mins[c] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn.as_ptr())));
+                    }
+                }
+                // |Σ| ≤ 256·32·127·128 ≈ 1.3e8 (Q6_K; less for Q4_K/Q5_K), far inside i32.
+                let mut iacc = [[vdupq_n_s32(0); R]; C];
+                for j in 0..8 {
+                    let mut wq = [[vdupq_n_s8(0); 2]; C];
+                    for c in 0..C {
+                        wq[c] = match T {
+                            Q6K => decode::q6k_quarter(p[c], j / 4, j % 4),
+                            _ => decode::k_sub_block(p[c], T == Q5K, j),
+                        };
+                    }
+                    for r in 0..R {
+                        let xq = x32(x, r, 256 * sb + 32 * j);
+                        for c in 0..C {
+                            iacc[c][r] = if T == Q6K {
+                                // A scale per 16: one dot product per scale.
+                                let zero = vdupq_n_s32(0);
+                                let lo = prim::dot16(zero, wq[c][0], xq[0]);
+                                let hi = prim::dot16(zero, wq[c][1], xq[1]);
+                                let s = &scales[c][2 * j..2 * j + 2];
+                                vmlaq_n_s32(vmlaq_n_s32(iacc[c][r], lo, s[0]), hi, s[1])
+                            } else {
+                                vmlaq_n_s32(iacc[c][r], dot32(&wq[c], &xq), scales[c][2 * j])
+                            };
+                        }
+                    }
+                }
+                for r in 0..R {
+                    let dx = *x.d[r].add(sb);
+                    // Q4_K/Q5_K: the activation sum of each 32-element sub-block, pairwise
+                    // from the 16-sums (|s| ≤ 32·127 fits i16).
+                    let sums32 = if T == Q6K {
+                        vdupq_n_s16(0)
+                    } else {
+                        let s = x.sums[r].add(16 * sb);
+                        vpaddq_s16(vld1q_s16(s), vld1q_s16(s.add(8)))
+                    };
+                    for c in 0..C {
+                        let i = vcvtq_f32_s32(iacc[c][r]);
+                        acc[c][r] = vfmaq_n_f32(acc[c][r], i, d[c] * dx);
+                        if T != Q6K {
+                            // − dmin·d_x·Σ_j m_j·(sum of x over sub-block j).
+                            let m = vmlal_high_s16(
+                                vmull_s16(vget_low_s16(mins[c]), vget_low_s16(sums32)),
+                                mins[c],
+                                sums32,
+                            );
+                            acc[c][r] = vfmaq_n_f32(acc[c][r], vcvtq_f32_s32(m), -dmin[c] * dx);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use neon_kernels;

@@ -1,0 +1,151 @@
+//! The part of every SIMD product kernel that does not depend on the instruction set: the
+//! dispatch on the weight type and the walk of a run of weight rows in tiles of C weight rows
+//! × R activation rows. `tile_driver!` is expanded inside each ISA's kernel module (x86 AVX2
+//! and VNNI, aarch64 NEON with and without dotprod), compiled with that module's target
+//! features, so the whole loop nest inlines into one function per instruction set.
+//!
+//! The invoking module provides the products, for C weight rows at `w` and the R activation
+//! rows of `x`, added into f32 vector accumulators `acc[c][r]` of its type `Acc`:
+//! `unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(w: [*const u8; C],
+//! nblocks: usize, x: &XRows<R>, acc: &mut [[Acc; R]; C])` for 32-element blocks, `tile_k`
+//! likewise for 256-element super-blocks, `acc_zero() -> Acc` and `hsum(Acc) -> f32`.
+macro_rules! tile_driver {
+    ($features:literal, C = $cb:literal, R = $rb:literal) => {
+        const Q4_0: u8 = 0;
+        const Q5_0: u8 = 1;
+        const Q8_0: u8 = 2;
+        const Q4K: u8 = 3;
+        const Q5K: u8 = 4;
+        const Q6K: u8 = 5;
+
+        /// Bytes per block of type `t`.
+        const fn block_bytes(t: u8) -> usize {
+            match t {
+                Q4_0 => 18,
+                Q5_0 => 22,
+                Q8_0 => 34,
+                Q4K => 144,
+                Q5K => 176,
+                _ => 210,
+            }
+        }
+
+        /// Activation row pointers of one tile.
+        struct XRows<const R: usize> {
+            qs: [*const i8; R],
+            d: [*const f32; R],
+            sums: [*const i16; R],
+        }
+
+        /// Products of a run of weight rows with every row of `x`: the product of weight row
+        /// j with activation row r goes to `out[j·sj + r·sr]`.
+        ///
+        /// # Safety
+        /// The CPU must have the features this module is compiled for. `w` must hold whole
+        /// rows of `row_bytes` bytes, each `x.k / ty.block_elems()` blocks of `ty`, and `x`
+        /// must be quantized in `ty.act_format()` (the caller validates both).
+        #[target_feature(enable = $features)]
+        pub unsafe fn panel(
+            ty: QuantType,
+            w: &[u8],
+            row_bytes: usize,
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            sj: usize,
+            sr: usize,
+        ) {
+            match ty {
+                QuantType::Q4_0 => panel_of::<Q4_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q5_0 => panel_of::<Q5_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q8_0 => panel_of::<Q8_0>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q4K => panel_of::<Q4K>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, sj, sr),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn panel_of<const T: u8>(
+            w: &[u8],
+            row_bytes: usize,
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            sj: usize,
+            sr: usize,
+        ) {
+            let nrows = w.len() / row_bytes;
+            let mut j = 0;
+            while j < nrows {
+                if nrows - j >= $cb {
+                    let rows: [*const u8; $cb] =
+                        std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
+                    rows_of::<T, $cb>(rows, x, out, j, sj, sr);
+                    j += $cb;
+                } else {
+                    rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, sj, sr);
+                    j += 1;
+                }
+            }
+        }
+
+        /// C weight rows (from row j) against all rows of x, R at a time.
+        #[target_feature(enable = $features)]
+        unsafe fn rows_of<const T: u8, const C: usize>(
+            w: [*const u8; C],
+            x: &RowsView<'_>,
+            out: &mut [f32],
+            j: usize,
+            sj: usize,
+            sr: usize,
+        ) {
+            let mut r = 0;
+            while r < x.rows {
+                let n = (x.rows - r).min($rb);
+                let mut res = [[0f32; $rb]; C];
+                match n {
+                    1 => tile_rows::<T, C, 1>(w, x, r, &mut res),
+                    2 => tile_rows::<T, C, 2>(w, x, r, &mut res),
+                    3 => tile_rows::<T, C, 3>(w, x, r, &mut res),
+                    _ => tile_rows::<T, C, $rb>(w, x, r, &mut res),
+                }
+                for (c, rc) in res.iter().enumerate() {
+                    for (i, v) in rc.iter().enumerate().take(n) {
+                        out[(j + c) * sj + (r + i) * sr] = *v;
+                    }
+                }
+                r += n;
+            }
+        }
+
+        /// The tile of activation rows `r0..r0 + R`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn tile_rows<const T: u8, const C: usize, const R: usize>(
+            w: [*const u8; C],
+            x: &RowsView<'_>,
+            r0: usize,
+            res: &mut [[f32; $rb]; C],
+        ) {
+            let block = if T >= Q4K { 256 } else { 32 };
+            let span = if T >= Q4K { 16 } else { 32 };
+            let xr = XRows::<R> {
+                qs: std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr()),
+                d: std::array::from_fn(|r| x.d[(r0 + r) * x.k / block..].as_ptr()),
+                sums: std::array::from_fn(|r| x.sums[(r0 + r) * x.k / span..].as_ptr()),
+            };
+            let mut acc = [[acc_zero(); R]; C];
+            if T >= Q4K {
+                tile_k::<T, C, R>(w, x.k / 256, &xr, &mut acc);
+            } else {
+                tile_b32::<T, C, R>(w, x.k / 32, &xr, &mut acc);
+            }
+            for c in 0..C {
+                for r in 0..R {
+                    res[c][r] = hsum(acc[c][r]);
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use tile_driver;
