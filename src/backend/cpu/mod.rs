@@ -145,6 +145,10 @@ fn cpu_features() -> Vec<String> {
             ("avx2", std::arch::is_x86_feature_detected!("avx2")),
             ("fma", std::arch::is_x86_feature_detected!("fma")),
             ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            (
+                "avx512vnni",
+                std::arch::is_x86_feature_detected!("avx512vnni"),
+            ),
             ("f16c", std::arch::is_x86_feature_detected!("f16c")),
         ] {
             if on {
@@ -154,8 +158,16 @@ fn cpu_features() -> Vec<String> {
     }
     #[cfg(target_arch = "aarch64")]
     {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            f.push("neon".to_string());
+        for (name, on) in [
+            ("neon", std::arch::is_aarch64_feature_detected!("neon")),
+            (
+                "dotprod",
+                std::arch::is_aarch64_feature_detected!("dotprod"),
+            ),
+        ] {
+            if on {
+                f.push(name.to_string());
+            }
         }
     }
     f

@@ -1,5 +1,6 @@
-//! The block layouts, checked against an independent implementation: candle's GGML
-//! dequantization of the same bytes.
+//! candor-kernels' block layouts, checked against an independent implementation: candle's GGML
+//! dequantization of the same bytes. (Here rather than in the kernels crate, which then needs
+//! no candle to build its tests, e.g. cross-built for aarch64 and run under emulation.)
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use candle_core::Device;
 use candor_kernels::quant::{dequantize, QuantType};
