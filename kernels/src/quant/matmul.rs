@@ -13,13 +13,15 @@ use super::{panel, Isa, QuantError};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// From this many activation rows on, VNNI CPUs repack W into lane-interleaved panels. Below
-/// it (decode batches of up to 23 sequences) the repack's extra traffic costs more than the
-/// panels save: with weights streamed from memory, 16 rows ran 1.5-2x faster (Q5_0, Q6_K) on
-/// the row tiles, which read W once (`qbench`, Xeon VNNI, 2 threads).
-const PANEL_MIN_ROWS: usize = 24;
-/// From this many activation rows up to `PANEL_MIN_ROWS`, VNNI CPUs repack one panel at a time
-/// inside the split over weight rows (`by_fused_panels`).
+/// From this many activation rows on, VNNI CPUs repack all of W into lane-interleaved panels
+/// first and split the product over activation rows (`by_panels`). Below it they repack one
+/// panel at a time inside a split over weight rows (`by_fused_panels`): no W-sized scratch is
+/// written and read back, which made 32-64 rows 1.5-3x faster (an LM head of 152k rows most),
+/// while from a few hundred rows on the whole-W repack is 5-15% faster (`qbench`, Xeon VNNI,
+/// 2 threads).
+const PANEL_MIN_ROWS: usize = 256;
+/// From this many activation rows on, VNNI CPUs use the panel kernels (`by_fused_panels`):
+/// with fewer rows the row tiles, which need no repack, are as fast or faster.
 const FUSED_PANEL_MIN_ROWS: usize = 8;
 /// Below this many activation rows the work is split over weight rows (W read once in all).
 const ROW_SPLIT_MIN: usize = 24;

@@ -161,7 +161,7 @@ fn simd_kernels_match_the_reference() {
         for (n, blocks) in [(1, 1), (2, 3), (7, 1), (9, 5), (33, 2)] {
             let k = blocks * ty.block_elems();
             let w = random_weights(&mut g, ty, n, k);
-            for m in [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 23, 24, 37] {
+            for m in [1, 2, 3, 4, 5, 7, 8, 9, 16, 19, 23, 24, 37, 258] {
                 let x = random_x(&mut g, m * k);
                 let mag = magnitudes(ty, &w, n, k, &x, m);
                 for &isa in &isas {
@@ -331,7 +331,8 @@ fn row_results_do_not_depend_on_the_row_count() {
     for isa in Isa::all_supported() {
         for ty in QuantType::ALL {
             // Row counts that split into whole register tiles and ones that leave tails.
-            for m in [40, 33, 65] {
+            // 257 and 300 take the whole-W panel repack on VNNI; the others the fused one.
+            for m in [40, 33, 65, 257, 300] {
                 let (n, k) = (9, 512);
                 let w = random_weights(&mut g, ty, n, k);
                 let x = random_x(&mut g, m * k);
