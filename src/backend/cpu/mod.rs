@@ -126,7 +126,8 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
 }
 
-fn cpu_features() -> Vec<String> {
+/// The SIMD features candor's kernels care about (avx2, fma, avx512f, f16c; neon).
+pub fn cpu_features() -> Vec<String> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
@@ -150,7 +151,8 @@ fn cpu_features() -> Vec<String> {
     f
 }
 
-fn cpu_model_name() -> String {
+/// `/proc/cpuinfo`'s model name, or the architecture where there is none.
+pub fn cpu_model_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -170,6 +172,7 @@ impl Backend for CpuBackend {
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             name: cpu_model_name(),
+            vendor: None,
             kind: "cpu".into(),
             memory_total_bytes: None,
             memory_free_bytes: None,
@@ -210,6 +213,11 @@ impl Backend for CpuBackend {
 
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CpuKvCache> {
         CpuKvCache::new(spec)
+    }
+
+    fn kv_element_bytes(&self) -> usize {
+        // K and V are f32 (kv.rs).
+        std::mem::size_of::<f32>()
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {
