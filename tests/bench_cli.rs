@@ -9,42 +9,57 @@ fn candor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_candor"))
 }
 
-#[test]
-fn bench_writes_a_table_and_a_complete_result_document() {
-    let model = common::fixtures().join("tiny/llama");
+/// Run `candor bench ARGS --json FILE`, check that it succeeded, and return its stdout and the
+/// result document it wrote.
+fn bench_document(args: &[&str]) -> (String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
+    let json = dir.path().join("result.json");
     let out = candor()
-        .args([
-            "bench",
-            "--offline",
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "-r",
-            "2",
-            "-b",
-            "1,3",
-            "-t",
-            "2",
-            "-m",
-        ])
-        .arg(&model)
+        .arg("bench")
+        .args(args)
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let doc = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (stdout, doc)
+}
+
+fn tiny_llama() -> String {
+    common::fixtures()
+        .join("tiny/llama")
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
+}
+
+#[test]
+fn bench_writes_a_table_and_a_complete_result_document() {
+    let model = tiny_llama();
+    let (stdout, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-b",
+        "1,3",
+        "-t",
+        "2",
+        "-m",
+        &model,
+    ]);
     for test in ["| pp16 |", "| tg4 |", "| tg4@b3 |"] {
         assert!(stdout.contains(test), "{test} missing from\n{stdout}");
     }
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["model"]["format"], "safetensors");
     assert!(doc["hardware"]["host_bandwidth_gbs"].as_f64().unwrap() > 0.0);
@@ -76,37 +91,23 @@ fn bench_writes_a_table_and_a_complete_result_document() {
 
 #[test]
 fn a_plugin_run_describes_the_plugins_device() {
-    let model = common::fixtures().join("tiny/llama");
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("p.json");
+    let model = tiny_llama();
     let plugin = format!("plugin:{}", common::plugins::reference().display());
-    let out = candor()
-        .args([
-            "bench",
-            "--offline",
-            "-p",
-            "8",
-            "-n",
-            "2",
-            "-r",
-            "1",
-            "-t",
-            "2",
-            "--backend",
-        ])
-        .arg(&plugin)
-        .arg("-m")
-        .arg(&model)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        "--backend",
+        &plugin,
+        "-m",
+        &model,
+    ]);
     let gpu = &doc["hardware"]["gpu"];
     assert_eq!(gpu["kind"], "plugin");
     assert_eq!(gpu["name"], "candor reference (host C)");
@@ -150,34 +151,20 @@ fn bad_bench_arguments_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_mode_measures_a_real_server() {
     let s = common::server::Server::start("gemma3-270m", &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("serve.json");
-    let out = tokio::task::block_in_place(|| {
-        candor()
-            .args([
-                "bench",
-                "--serve",
-                &s.base,
-                "-n",
-                "8",
-                "--concurrency",
-                "1,2",
-                "--requests-per-client",
-                "2",
-                "--server-label",
-                "candor serve on this machine",
-                "--json",
-            ])
-            .arg(&json)
-            .output()
-            .unwrap()
+    let (_, doc) = tokio::task::block_in_place(|| {
+        bench_document(&[
+            "--serve",
+            &s.base,
+            "-n",
+            "8",
+            "--concurrency",
+            "1,2",
+            "--requests-per-client",
+            "2",
+            "--server-label",
+            "candor serve on this machine",
+        ])
     });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // The server as the user and its /v1/models describe it; the client's own machine apart.
     assert_eq!(doc["server"]["label"], "candor serve on this machine");
     assert_eq!(doc["server"]["models"], serde_json::json!(["gemma3-270m"]));
@@ -202,38 +189,24 @@ async fn serve_mode_measures_a_real_server() {
 
 #[test]
 fn bench_runs_a_dummy_model_of_known_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("d.json");
-    let out = candor()
-        .args([
-            "bench",
-            "--load-format",
-            "dummy",
-            "--arch",
-            "qwen2.5",
-            "--size",
-            "tiny",
-            "--dummy-dtype",
-            "f32",
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "-r",
-            "1",
-            "-t",
-            "2",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, doc) = bench_document(&[
+        "--load-format",
+        "dummy",
+        "--arch",
+        "qwen2.5",
+        "--size",
+        "tiny",
+        "--dummy-dtype",
+        "f32",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "2",
+    ]);
     assert_eq!(doc["model"]["format"], "dummy");
     assert_eq!(doc["model"]["name"], "dummy-qwen2-tiny");
     assert_eq!(doc["model"]["arch"], "qwen2");

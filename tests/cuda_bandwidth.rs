@@ -3,29 +3,18 @@
 //! driver, or no device) each test prints why and returns; run them on a GPU machine with
 //! shared/tools/gpu-run.sh (docs/cuda.md).
 #![cfg(feature = "cuda")]
+mod common;
 
-use candor::backend::cuda::{device_bandwidth_gbs, list_devices, GpuInfo};
+use candor::backend::cuda::device_bandwidth_gbs;
 use candor::backend::{BackendChoice, DeviceInfo};
 use candor::bench::hardware::accelerator;
-
-/// The GPUs, or None (with the reason printed) without one.
-fn gpus() -> Option<Vec<GpuInfo>> {
-    match list_devices() {
-        Ok(d) if !d.is_empty() => Some(d),
-        Ok(_) => {
-            eprintln!("skipping: the CUDA driver reports no GPU");
-            None
-        }
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
-}
+use common::gpu::gpus_or_skip;
 
 #[test]
 fn device_copy_bandwidth_is_plausible_and_repeatable() {
-    let Some(gpus) = gpus() else { return };
+    let Some(gpus) = gpus_or_skip() else {
+        return;
+    };
     let a = device_bandwidth_gbs(0).expect("probe GPU 0");
     let b = device_bandwidth_gbs(0).expect("probe GPU 0 again");
     // The GPUs candor's kernels run on (sm_80 and newer) have 200 GB/s (small parts) to 8 TB/s
@@ -42,7 +31,9 @@ fn device_copy_bandwidth_is_plausible_and_repeatable() {
 
 #[test]
 fn the_fingerprint_names_the_gpu_its_driver_and_compute_capability() {
-    let Some(gpus) = gpus() else { return };
+    let Some(gpus) = gpus_or_skip() else {
+        return;
+    };
     let g = &gpus[0];
     // What the CUDA runner's DeviceInfo says; the driver query adds the rest.
     let info = DeviceInfo {
