@@ -53,17 +53,17 @@ impl KvShape {
         2.0 * self.kv_heads as f64 * self.head_dim as f64 * self.element_bytes as f64
     }
 
-    fn windows(&self) -> Box<dyn Iterator<Item = Option<usize>> + '_> {
-        if self.layer_windows.is_empty() {
-            Box::new(std::iter::repeat_n(None, self.layers))
-        } else {
-            Box::new(self.layer_windows.iter().copied())
-        }
-    }
-
     /// Mean KV bytes one sequence reads per step over `n` decode steps after `depth` tokens.
     pub fn decode_bytes_per_sequence(&self, depth: usize, n: usize) -> f64 {
-        let positions: f64 = self.windows().map(|w| mean_keys(depth, n, w)).sum();
+        // All-global caches multiply rather than iterate: `layers` comes from a file.
+        let positions: f64 = if self.layer_windows.is_empty() {
+            self.layers as f64 * mean_keys(depth, n, None)
+        } else {
+            self.layer_windows
+                .iter()
+                .map(|&w| mean_keys(depth, n, w))
+                .sum()
+        };
         positions * self.bytes_per_position()
     }
 }
@@ -152,5 +152,13 @@ mod tests {
         assert!(mixed.check().is_ok());
         let bad = KvShape { layers: 3, ..mixed };
         assert!(bad.check().unwrap_err().contains("2 entries for 3 layers"));
+        // Absurd shapes from a file give absurd numbers, not a hang or an overflow.
+        let absurd = KvShape {
+            layers: usize::MAX,
+            kv_heads: usize::MAX,
+            layer_windows: Vec::new(),
+            ..qwen
+        };
+        assert!(absurd.decode_bytes_per_sequence(usize::MAX, usize::MAX) > 1e60);
     }
 }
