@@ -9,45 +9,74 @@ fn candor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_candor"))
 }
 
-#[test]
-fn bench_writes_a_table_and_a_complete_result_document() {
-    let model = common::fixtures().join("tiny/llama");
+/// Run `candor bench ARGS --json FILE`, check that it succeeded, and return its stdout and the
+/// result document it wrote.
+fn bench_document(args: &[&str]) -> (String, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
+    let json = dir.path().join("result.json");
     let out = candor()
-        .args([
-            "bench",
-            "--offline",
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "-r",
-            "2",
-            "-b",
-            "1,3",
-            "-t",
-            "2",
-            "-m",
-        ])
-        .arg(&model)
+        .arg("bench")
+        .args(args)
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let doc = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (stdout, doc)
+}
+
+fn tiny_llama() -> String {
+    common::fixtures()
+        .join("tiny/llama")
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
+}
+
+#[test]
+fn bench_writes_a_table_and_a_complete_result_document() {
+    let model = tiny_llama();
+    let (stdout, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-b",
+        "1,3",
+        "-t",
+        "2",
+        "-m",
+        &model,
+    ]);
     for test in ["| pp16 |", "| tg4 |", "| tg4@b3 |"] {
         assert!(stdout.contains(test), "{test} missing from\n{stdout}");
     }
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["model"]["format"], "safetensors");
     assert!(doc["hardware"]["host_bandwidth_gbs"].as_f64().unwrap() > 0.0);
+    // The CPU backend: no accelerator, no device bandwidth, written as null.
+    assert!(doc["hardware"]["gpu"].is_null() && doc["hardware"]["device_bandwidth_gbs"].is_null());
+    // The tiny llama's cache: 2 layers of 2 KV heads × 16, f32 on the CPU, no windows.
+    let kv = &doc["kv_cache"];
+    assert_eq!(
+        (
+            &kv["layers"],
+            &kv["kv_heads"],
+            &kv["head_dim"],
+            &kv["element_bytes"]
+        ),
+        (&2.into(), &2.into(), &16.into(), &4.into())
+    );
+    assert_eq!(kv["layer_windows"], serde_json::json!([null, null]));
     assert!(doc["hardware"]["logical_cores"].as_u64().unwrap() >= 1);
     assert_eq!(doc["backend"]["threads"], 2);
     assert!(doc["date"].as_str().unwrap().ends_with('Z'));
@@ -58,6 +87,37 @@ fn bench_writes_a_table_and_a_complete_result_document() {
         assert!(r["tok_s_mean"].as_f64().unwrap() > 0.0, "{r}");
     }
     assert_eq!(results[2]["n_tokens"], 12);
+}
+
+#[test]
+fn a_plugin_run_describes_the_plugins_device() {
+    let model = tiny_llama();
+    let plugin = format!("plugin:{}", common::plugins::reference().display());
+    let (_, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        "--backend",
+        &plugin,
+        "-m",
+        &model,
+    ]);
+    let gpu = &doc["hardware"]["gpu"];
+    assert_eq!(gpu["kind"], "plugin");
+    assert_eq!(gpu["name"], "candor reference (host C)");
+    assert_eq!(gpu["vendor"], "candor");
+    assert!(gpu["details"][0].as_str().unwrap().starts_with("abi 1."));
+    // The host is described as the host, not as the plugin's device.
+    assert_ne!(doc["hardware"]["cpu_model"], gpu["name"]);
+    // The plugin ABI has no device-to-device copy to time; its cache is F32 by the ABI.
+    assert!(doc["hardware"]["device_bandwidth_gbs"].is_null());
+    assert_eq!(doc["kv_cache"]["element_bytes"], 4);
 }
 
 #[test]
@@ -91,32 +151,28 @@ fn bad_bench_arguments_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_mode_measures_a_real_server() {
     let s = common::server::Server::start("gemma3-270m", &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("serve.json");
-    let out = tokio::task::block_in_place(|| {
-        candor()
-            .args([
-                "bench",
-                "--serve",
-                &s.base,
-                "-n",
-                "8",
-                "--concurrency",
-                "1,2",
-                "--requests-per-client",
-                "2",
-                "--json",
-            ])
-            .arg(&json)
-            .output()
-            .unwrap()
+    let (_, doc) = tokio::task::block_in_place(|| {
+        bench_document(&[
+            "--serve",
+            &s.base,
+            "-n",
+            "8",
+            "--concurrency",
+            "1,2",
+            "--requests-per-client",
+            "2",
+            "--server-label",
+            "candor serve on this machine",
+        ])
     });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The server as the user and its /v1/models describe it; the client's own machine apart.
+    assert_eq!(doc["server"]["label"], "candor serve on this machine");
+    assert_eq!(doc["server"]["models"], serde_json::json!(["gemma3-270m"]));
+    assert!(doc["server"]["models_error"].is_null());
+    let client = &doc["load_generator_hardware"];
+    assert!(!client["cpu_model"].as_str().unwrap().is_empty());
+    assert!(client["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(client["gpu"].is_null() && client["host_bandwidth_gbs"].is_null());
     let levels = doc["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 2);
     for l in levels {
@@ -133,38 +189,24 @@ async fn serve_mode_measures_a_real_server() {
 
 #[test]
 fn bench_runs_a_dummy_model_of_known_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("d.json");
-    let out = candor()
-        .args([
-            "bench",
-            "--load-format",
-            "dummy",
-            "--arch",
-            "qwen2.5",
-            "--size",
-            "tiny",
-            "--dummy-dtype",
-            "f32",
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "-r",
-            "1",
-            "-t",
-            "2",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, doc) = bench_document(&[
+        "--load-format",
+        "dummy",
+        "--arch",
+        "qwen2.5",
+        "--size",
+        "tiny",
+        "--dummy-dtype",
+        "f32",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "2",
+    ]);
     assert_eq!(doc["model"]["format"], "dummy");
     assert_eq!(doc["model"]["name"], "dummy-qwen2-tiny");
     assert_eq!(doc["model"]["arch"], "qwen2");

@@ -5,7 +5,6 @@
 mod common;
 
 use candor::backend::cpu::KvDtype;
-use candor::backend::cuda::list_devices;
 use candor::engine::load::{cpu_runner, cuda_runner};
 use candor::engine::sampler::argmax;
 use candor_models::backend::WeightDtype;
@@ -25,17 +24,7 @@ const ARCHS: [&str; 6] = [
 const TOL: f32 = 1e-3;
 
 fn have_gpu() -> bool {
-    match list_devices() {
-        Ok(d) if !d.is_empty() => true,
-        Ok(_) => {
-            eprintln!("skipping: the CUDA driver reports no GPU");
-            false
-        }
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
+    gpu::gpus_or_skip().is_some()
 }
 
 /// One sequence in blocks 0, 1, 2...: enough for `len` tokens.

@@ -2,11 +2,12 @@
 //! GPU (no driver, the build-time stub driver, or no device) each test prints why and returns:
 //! run them on a GPU machine with shared/tools/gpu-run.sh (docs/cuda.md).
 #![cfg(feature = "cuda")]
+mod common;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::DType;
 use candor::backend::cpu::CpuBackend;
-use candor::backend::cuda::{list_devices, CudaBackend};
+use candor::backend::cuda::CudaBackend;
 use candor_models::backend::{
     Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
 };
@@ -17,17 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// The GPU backend computing in `act`, or None (with the reason printed) without a GPU.
 fn gpu(act: DType) -> Option<CudaBackend> {
-    match list_devices() {
-        Ok(d) if !d.is_empty() => Some(CudaBackend::new(0, act).expect("open GPU 0")),
-        Ok(_) => {
-            eprintln!("skipping: the CUDA driver reports no GPU");
-            None
-        }
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
+    common::gpu::gpus_or_skip().map(|_| CudaBackend::new(0, act).expect("open GPU 0"))
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {

@@ -39,6 +39,12 @@ fn report_markdown_matches_the_golden_file() {
     assert!(expected.contains(
         "| qwen2.5-coder-0.5b-instruct-q4_k_m | Q4_K_M | llama.cpp 0c1e570 | tg64 | 49.20 ± 0.91 |"
     ));
+    // These fixtures are schema 1: no KV-cache shape and no server description, which the
+    // report must say rather than guess.
+    assert!(expected.contains(
+        "Decode MBU counts the weights only for candor-bench-gemma3-270m-epyc-2t.json, candor-bench-qwen2.5-0.5b-epyc-2t.json"
+    ));
+    assert!(expected.contains("Server and load generator not described"));
     assert!(rendered.charts.len() >= 3);
 }
 

@@ -12,6 +12,8 @@ use crate::weights::HostWeight;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeviceInfo {
     pub name: String,
+    /// Who made it, when the device says (a plugin's `vendor`, NVIDIA for CUDA).
+    pub vendor: Option<String>,
     pub kind: String,
     pub memory_total_bytes: Option<u64>,
     pub memory_free_bytes: Option<u64>,
@@ -162,6 +164,10 @@ pub trait Backend: Send + Sync + 'static {
     fn load_weight(&self, w: HostWeight) -> Result<Self::Weight>;
     fn weight_shape(&self, w: &Self::Weight) -> Vec<usize>;
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<Self::KvCache>;
+    /// Bytes of one K or V element in the caches `alloc_kv_cache` makes (4 for f32). Decode
+    /// reads the whole cache of each sequence every step, so benchmark reports count it in the
+    /// bytes a token costs.
+    fn kv_element_bytes(&self) -> usize;
 
     // ---- ops ----
     /// Rows of `table` ([vocab, hidden]) for `ids` → `[ids.len(), hidden]`.

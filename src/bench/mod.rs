@@ -3,6 +3,7 @@
 //! reported as mean ± sd tok/s with every raw repetition kept.
 pub mod claims;
 pub mod hardware;
+pub mod kv_traffic;
 pub mod measure;
 pub mod projection;
 pub mod report;

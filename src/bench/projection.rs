@@ -3,13 +3,12 @@
 //! "if it were as well used as the measured device", never a measurement; reports label it so.
 use super::roofline;
 
-/// What the model costs per token.
+/// What the model costs per token (the bytes a decoded token reads depend on the test: see
+/// [`decode`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Workload {
     pub weight_bytes: f64,
     pub flops_per_token: f64,
-    /// KV bytes one sequence reads per decoded token (0 when the result does not say).
-    pub kv_bytes_per_sequence: f64,
 }
 
 /// The roofs of the device projected onto.
@@ -89,17 +88,24 @@ fn lower(main: (f64, Bound), cap: Option<(f64, Bound)>) -> Projection {
     Projection::TokS { tok_s, bound }
 }
 
-/// Aggregate decode tok/s of `batch` sequences at the measured MBU, capped by the compute roof
-/// at the measured prefill MFU when both are known (large batches turn compute-bound).
-pub fn decode(w: &Workload, batch: usize, mbu: f64, mfu: Option<f64>, t: &Target) -> Projection {
+/// Aggregate decode tok/s at the measured MBU, for a test whose tokens each read
+/// `bytes_per_token` (the same bytes the MBU was measured with: see
+/// [`roofline::decode_bytes_per_token`]), capped by the compute roof at the measured prefill MFU
+/// when both are known (large batches turn compute-bound).
+pub fn decode(
+    w: &Workload,
+    bytes_per_token: f64,
+    mbu: f64,
+    mfu: Option<f64>,
+    t: &Target,
+) -> Projection {
     if !fits(w, t) {
         return Projection::DoesNotFit;
     }
     let Some(bw) = t.bandwidth_bytes_s else {
         return Projection::NoRoof("memory bandwidth");
     };
-    let bytes = roofline::decode_bytes_per_token(w.weight_bytes, w.kv_bytes_per_sequence, batch);
-    let by_bandwidth = mbu * bw / bytes;
+    let by_bandwidth = mbu * bw / bytes_per_token;
     let by_compute = mfu
         .zip(t.peak_flops)
         .map(|(e, peak)| e * peak / w.flops_per_token);
@@ -116,8 +122,9 @@ mod tests {
     const W: Workload = Workload {
         weight_bytes: 0.5e9,
         flops_per_token: 1.0e9,
-        kv_bytes_per_sequence: 0.0,
     };
+    /// Batch-1 decode reading the weights and no cache.
+    const B1: f64 = 0.5e9;
 
     fn target(bw: f64, peak: Option<f64>) -> Target {
         Target {
@@ -130,7 +137,7 @@ mod tests {
     #[test]
     fn decode_scales_with_bandwidth_at_the_measured_utilisation() {
         // Measured: 50% of 40 GB/s. Target: 3.35 TB/s → 0.5 × 3.35e12 / 0.5e9 = 3350 tok/s.
-        let p = decode(&W, 1, 0.5, None, &target(3.35e12, None));
+        let p = decode(&W, B1, 0.5, None, &target(3.35e12, None));
         assert_eq!(
             p,
             Projection::TokS {
@@ -138,11 +145,17 @@ mod tests {
                 bound: Bound::Bandwidth
             }
         );
+        // A test that reads as many KV bytes as weight bytes per token runs at half the speed.
+        let with_kv = roofline::decode_bytes_per_token(W.weight_bytes, 0.5e9, 1);
+        assert_eq!(
+            decode(&W, with_kv, 0.5, None, &target(3.35e12, None)).tok_s(),
+            Some(1675.0)
+        );
         // The ratio of two projections is the ratio of their bandwidths, whatever the MBU.
-        let a = decode(&W, 1, 0.3, None, &target(3.2e12, None))
+        let a = decode(&W, B1, 0.3, None, &target(3.2e12, None))
             .tok_s()
             .unwrap();
-        let b = decode(&W, 1, 0.3, None, &target(3.35e12, None))
+        let b = decode(&W, B1, 0.3, None, &target(3.35e12, None))
             .tok_s()
             .unwrap();
         assert!((a / b - 3.2 / 3.35).abs() < 1e-12);
@@ -153,7 +166,8 @@ mod tests {
         // 256 sequences: bandwidth would allow 0.5 × 2e12 × 256 / 0.5e9 = 512000 tok/s, but 20%
         // of 100 TFLOPS at 1 GFLOP/token is 20000.
         let t = target(2e12, Some(100e12));
-        let p = decode(&W, 256, 0.5, Some(0.2), &t);
+        let b256 = roofline::decode_bytes_per_token(W.weight_bytes, 0.0, 256);
+        let p = decode(&W, b256, 0.5, Some(0.2), &t);
         assert_eq!(
             p,
             Projection::TokS {
@@ -190,14 +204,14 @@ mod tests {
             ..no_peak
         };
         assert!(matches!(
-            decode(&W, 1, 0.5, None, &no_bw),
+            decode(&W, B1, 0.5, None, &no_bw),
             Projection::NoRoof(_)
         ));
         let tiny = Target {
             memory_bytes: Some(0.1e9),
             ..target(1e12, Some(1e12))
         };
-        assert_eq!(decode(&W, 1, 0.5, None, &tiny), Projection::DoesNotFit);
+        assert_eq!(decode(&W, B1, 0.5, None, &tiny), Projection::DoesNotFit);
         assert_eq!(prefill(&W, 512, 0.5, None, &tiny), Projection::DoesNotFit);
     }
 }

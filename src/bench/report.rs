@@ -1,10 +1,14 @@
 //! The result document of `candor bench` (schema in docs/bench-json.md) and its table.
 use super::hardware::Hardware;
+use super::kv_traffic::KvShape;
 use super::{BenchConfig, TestResult};
 use serde::Serialize;
 
-/// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever a field changes meaning or disappears. 2: `hardware.cpu_model` is always the
+/// host CPU (1 wrote a GPU's name there on the CUDA backend), `hardware.host_bandwidth_gbs` may
+/// be null; new: `hardware.gpu`, `hardware.device_bandwidth_gbs`, `kv_cache`, and the serve
+/// documents' `load_generator_hardware` and `server`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
@@ -36,6 +40,8 @@ pub struct BenchDocument {
     pub model: ModelInfo,
     pub backend: BackendInfo,
     pub hardware: Hardware,
+    /// The KV cache decode reads, for the bytes-per-token of decode MBU.
+    pub kv_cache: KvShape,
     pub config: BenchConfig,
     pub results: Vec<TestResult>,
     pub peak_rss_bytes: Option<u64>,

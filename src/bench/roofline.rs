@@ -8,7 +8,9 @@
 //!   the embedding table is counted although a prefill computes logits for its last token only,
 //!   which overstates MFU for small models with large vocabularies.
 //! - Bytes per decoded token = (weight bytes + batch × KV bytes read per sequence) / batch: a step
-//!   reads every weight once for the whole batch, and each sequence's own cache.
+//!   reads every weight once for the whole batch, and each sequence's own cache (its mean over a
+//!   test's steps: [`super::kv_traffic`]). Prefill counts the weights only: its attention's
+//!   cache reads are not modelled (prefill is judged by MFU).
 //! - Units: tokens/s, bytes, bytes/s, FLOP/s. Integer peaks count operations like FLOPs.
 
 /// FLOPs one token costs in a forward pass: 2 per parameter.
@@ -70,6 +72,30 @@ mod tests {
         assert!((b16 - (0.5e9 / 16.0 + 1e6)).abs() < 1e-3);
         assert!((mbu(400.0, b16, 50e9) - 400.0 * b16 / 50e9).abs() < 1e-12);
         assert_eq!(decode_bytes_per_token(1.0, 0.0, 0), 1.0);
+    }
+
+    #[test]
+    fn decode_mbu_adds_each_sequences_mean_kv_read_to_the_weights() {
+        let kv = crate::bench::kv_traffic::KvShape {
+            layers: 24,
+            kv_heads: 2,
+            head_dim: 64,
+            element_bytes: 4,
+            layer_windows: Vec::new(),
+        };
+        // tg128 at depth 1024: 1088.5 positions × 24 layers × 1 KiB = 26.75 MB per sequence.
+        let per_seq = kv.decode_bytes_per_sequence(1024, 128);
+        assert_eq!(per_seq, 1088.5 * 24.0 * 1024.0);
+        let weights = 491.4e6;
+        let b1 = decode_bytes_per_token(weights, per_seq, 1);
+        assert_eq!(b1, weights + per_seq);
+        // At batch 16 the weights are shared but each sequence still reads its own cache.
+        let b16 = decode_bytes_per_token(weights, per_seq, 16);
+        assert!((b16 - (weights / 16.0 + per_seq)).abs() < 1e-6);
+        // 20 tok/s on 40 GB/s: weights alone would say 24.6%, with the cache 25.9%.
+        assert!((mbu(20.0, weights, 40e9) - 0.2457).abs() < 1e-12);
+        assert!((mbu(20.0, b1, 40e9) - (20.0 * (weights + per_seq) / 40e9)).abs() < 1e-15);
+        assert!(mbu(20.0, b1, 40e9) > 0.259 && mbu(20.0, b1, 40e9) < 0.2591);
     }
 
     #[test]

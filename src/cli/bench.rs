@@ -2,8 +2,10 @@
 //! `--serve URL`, a load sweep against any OpenAI-compatible server.
 use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
+use crate::bench::hardware::{self, Hardware};
+use crate::bench::kv_traffic::KvShape;
 use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
-use crate::bench::{self, hardware, BenchConfig};
+use crate::bench::{self, BenchConfig};
 use crate::cli::dummy::DummyArgs;
 use crate::engine::load::{load_model, load_opened, KvCacheDtype, LoadOptions};
 use crate::error::CliError;
@@ -85,6 +87,10 @@ pub struct BenchArgs {
     /// With --serve: the `model` field of requests (default: none, the server's own).
     #[arg(long)]
     pub served_model: Option<String>,
+    /// With --serve: what the server is, for the result (e.g. "vLLM 0.11 on 1x H100 SXM"):
+    /// recorded as given; candor cannot see a remote server's hardware.
+    #[arg(long)]
+    pub server_label: Option<String>,
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     #[command(flatten)]
@@ -182,6 +188,8 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         )));
     }
     let device = model.runner.device();
+    let kv_cache = KvShape::of_model(model.runner.spec(), model.runner.kv_element_bytes());
+    let device_bandwidth_gbs = device_bandwidth(&args.backend);
     let pb = bar((tests.len() * config.repetitions) as u64);
     let results = bench::run(model.runner.as_mut(), &config, |t, r| {
         pb.set_message(format!("{} rep {} done", t.name(), r + 1));
@@ -212,7 +220,12 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             device: device.name.clone(),
             threads: device.threads,
         },
-        hardware: hardware::fingerprint(&device.name, &device.features, bandwidth),
+        hardware: Hardware {
+            gpu: hardware::accelerator(&args.backend, &device),
+            device_bandwidth_gbs,
+            ..hardware::fingerprint(Some(bandwidth))
+        },
+        kv_cache,
         config,
         results,
         peak_rss_bytes,
@@ -222,6 +235,21 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         write_json(p, &doc)?;
     }
     Ok(())
+}
+
+/// The measured device-to-device bandwidth of the GPU a CUDA run uses (None elsewhere, or with
+/// the reason on stderr when the probe fails).
+fn device_bandwidth(backend: &BackendChoice) -> Option<f64> {
+    let BackendChoice::Cuda(ordinal) = backend else {
+        return None;
+    };
+    match crate::backend::cuda::device_bandwidth_gbs(*ordinal) {
+        Ok(gbs) => Some(gbs),
+        Err(e) => {
+            eprintln!("candor: no device bandwidth in the result: {e}");
+            None
+        }
+    }
 }
 
 /// What a result says about a model file.
@@ -306,7 +334,20 @@ struct ServeDocument {
     max_tokens: usize,
     prompt_chars: usize,
     requests_per_client: usize,
+    /// The machine the load generator ran on, which need not be the server's.
+    load_generator_hardware: Hardware,
+    server: ServerDescription,
     levels: Vec<LevelReport>,
+}
+
+/// What is known about the server under test: the user's label and the model ids it reports.
+/// Nothing about its hardware, which a client cannot see.
+#[derive(Debug, Serialize)]
+struct ServerDescription {
+    label: Option<String>,
+    /// `GET /v1/models` ids; None when the server did not answer (see `models_error`).
+    models: Option<Vec<String>>,
+    models_error: Option<String>,
 }
 
 fn level_row(r: &LevelReport) -> String {
@@ -323,6 +364,14 @@ fn level_row(r: &LevelReport) -> String {
         r.itl_ms.p50,
         r.itl_ms.p95
     )
+}
+
+async fn served_models(url: &str, api_key: Option<&str>) -> Result<Vec<String>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    loadgen::served_model_ids(&client, url, api_key).await
 }
 
 fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
@@ -363,6 +412,10 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let models = rt.block_on(served_models(url, args.api_key.as_deref()));
+    if let Err(e) = &models {
+        eprintln!("candor: the result will not name the served model: {e}");
+    }
     let pb = bar(args.concurrency.len() as u64);
     pb.set_message(format!("{} clients", args.concurrency[0]));
     let levels = rt.block_on(loadgen::run(&config, |r| {
@@ -399,6 +452,12 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
             max_tokens,
             prompt_chars: prompt.len(),
             requests_per_client: args.requests_per_client,
+            load_generator_hardware: hardware::fingerprint(None),
+            server: ServerDescription {
+                label: args.server_label.clone(),
+                models_error: models.as_ref().err().cloned(),
+                models: models.ok(),
+            },
             levels,
         };
         write_json(p, &doc)?;

@@ -2,9 +2,11 @@
 //! concurrency level, that many clients send streaming completions back to back; the level
 //! reports TTFT, TPOT and inter-token latency percentiles, aggregate output tok/s and errors.
 mod request;
+mod server_models;
 pub mod summary;
 
 pub use request::{timed_completion, RequestSpec, RequestTiming};
+pub use server_models::{parse_model_ids, served_model_ids};
 pub use summary::{LevelReport, Percentiles};
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,6 +3,7 @@
 //! unmeasured devices, and the claim verdicts. Rendering lives in markdown.rs and charts.rs.
 use super::input::{Input, LocalRun, Phase, ServeRun, TestRow};
 use crate::bench::claims::{self, Claim, ClaimsDb, Judgement, Regime, RoofRatio};
+use crate::bench::kv_traffic::KvShape;
 use crate::bench::projection::{self, Projection, Target, Workload};
 use crate::bench::roofline;
 use crate::bench::specs::{DeviceSpec, Dtype, Kind, SpecDb};
@@ -127,17 +128,18 @@ fn workload(run: &LocalRun) -> Option<Workload> {
     Some(Workload {
         weight_bytes: run.model.size_bytes as f64,
         flops_per_token: roofline::flops_per_token(p),
-        // Result documents carry no layer shapes: KV reads are left out (they are well under
-        // 1% of the weights for the short contexts benchmarked here).
-        kv_bytes_per_sequence: 0.0,
     })
 }
 
-fn bytes_per_token(w: &Workload, t: &TestRow) -> f64 {
+/// Bytes one token of test `t` reads: for decode the weights (shared by the batch) and each
+/// sequence's mean KV read when the result records the cache's shape (else the weights only);
+/// for prefill the weights once per chunk.
+pub fn bytes_per_token(w: &Workload, kv: Option<&KvShape>, t: &TestRow) -> f64 {
     match t.phase {
         Phase::Prefill => roofline::prefill_bytes_per_token(w.weight_bytes, t.n.min(t.ubatch)),
         Phase::Decode => {
-            roofline::decode_bytes_per_token(w.weight_bytes, w.kv_bytes_per_sequence, t.batch)
+            let kv_bytes = kv.map_or(0.0, |k| k.decode_bytes_per_sequence(t.depth, t.n));
+            roofline::decode_bytes_per_token(w.weight_bytes, kv_bytes, t.batch)
         }
     }
 }
@@ -155,7 +157,7 @@ fn analyze_run(
         .map(|t| {
             let (mbu, mfu, intensity, achieved) = match &w {
                 Some(w) => {
-                    let bytes = bytes_per_token(w, t);
+                    let bytes = bytes_per_token(w, run.kv.as_ref(), t);
                     (
                         bw_gbs.map(|bw| roofline::mbu(t.tok_s_mean, bytes, bw * 1e9)),
                         peak(dtype).map(|p| roofline::mfu(t.tok_s_mean, w.flops_per_token, p)),
@@ -198,11 +200,17 @@ fn group_systems<'a>(specs: &'a SpecDb, runs: Vec<LocalRun>) -> Vec<System<'a>> 
         } else {
             specs.identify(run.is_cpu, &run.device_name, &run.isa)
         };
-        // One bandwidth roof per machine: the spec sheet's, else the best of the STREAM-like
-        // probes candor bench ran there (a probe is noisy on a shared machine; its best pass is
-        // the closest to what the memory can do).
+        // One bandwidth roof per machine: the spec sheet's, else the best of the probes candor
+        // bench ran there (a probe is noisy on a shared machine; its best pass is the closest to
+        // what the memory can do): the host's STREAM-like triad for a CPU, the device copy for
+        // an accelerator (never the host's: the weights live in device memory).
+        let (probe_kind, probe_of): (&str, fn(&LocalRun) -> Option<f64>) = if run.is_cpu {
+            ("STREAM-like", |r| r.host_bandwidth_gbs)
+        } else {
+            ("device copy", |r| r.device_bandwidth_gbs)
+        };
         let probes: Vec<(f64, &str)> = siblings()
-            .filter_map(|r| r.host_bandwidth_gbs.map(|b| (b, r.file.as_str())))
+            .filter_map(|r| probe_of(r).map(|b| (b, r.file.as_str())))
             .collect();
         let best = probes.iter().copied().max_by(|a, b| a.0.total_cmp(&b.0));
         let (bandwidth_gbs, bandwidth_note) = match (spec.and_then(|s| s.bandwidth_gbs), best) {
@@ -212,7 +220,7 @@ fn group_systems<'a>(specs: &'a SpecDb, runs: Vec<LocalRun>) -> Vec<System<'a>> 
                 (
                     Some(bw),
                     format!(
-                        "best STREAM-like probe, from {file}; probes: {} GB/s",
+                        "best {probe_kind} probe, from {file}; probes: {} GB/s",
                         all.join(", ")
                     ),
                 )
@@ -285,7 +293,8 @@ fn project_model<'a>(
                         projection::prefill(&w, chunk, *mfu, mbu_decode, &target)
                     }
                     (Phase::Decode, Some(mbu)) => {
-                        projection::decode(&w, t.batch, *mbu, mfu_cap, &target)
+                        let bytes = bytes_per_token(&w, basis.run.kv.as_ref(), t);
+                        projection::decode(&w, bytes, *mbu, mfu_cap, &target)
                     }
                 })
                 .collect();
@@ -530,6 +539,9 @@ mod tests {
             threads: Some(2),
             isa: vec!["avx2".into(), "avx512f".into()],
             host_bandwidth_gbs: Some(40.0),
+            device_bandwidth_gbs: None,
+            accelerator: None,
+            kv: None,
             tests,
         }
     }
@@ -619,6 +631,85 @@ mod tests {
         // Projections start from candor's run.
         assert_eq!(a.projections[0].basis_file, "candor abc.json");
         assert!(analyze(&specs, &claims, "nope", vec![]).is_err());
+    }
+
+    #[test]
+    fn decode_mbu_counts_the_kv_cache_when_the_result_records_it() {
+        let specs = SpecDb::builtin().unwrap();
+        let claims = ClaimsDb::builtin().unwrap();
+        let mut deep = row("tg128", Phase::Decode, 128, 50.0);
+        deep.depth = 4096;
+        let mut with_kv = cpu_run("candor abc", vec![deep.clone()]);
+        let kv = KvShape {
+            layers: 24,
+            kv_heads: 2,
+            head_dim: 64,
+            element_bytes: 4,
+            layer_windows: Vec::new(),
+        };
+        with_kv.kv = Some(kv.clone());
+        let without = cpu_run("candor old", vec![deep]);
+        let a = analyze(
+            &specs,
+            &claims,
+            "h100",
+            vec![
+                ("a".into(), Input::Local(with_kv)),
+                ("b".into(), Input::Local(without)),
+            ],
+        )
+        .unwrap();
+        let runs = &a.systems[0].runs;
+        // 4096 + 64.5 positions × 24 layers × 1 KiB = 102.3 MB on top of 0.4 GB of weights.
+        let kv_bytes = (4096.0 + 64.5) * 24.0 * 1024.0;
+        let mbu = runs[0].rows[0].mbu.unwrap();
+        assert!(
+            (mbu - 50.0 * (0.4e9 + kv_bytes) / 40e9).abs() < 1e-12,
+            "{mbu}"
+        );
+        // The old result falls back to the weights.
+        assert!((runs[1].rows[0].mbu.unwrap() - 0.5).abs() < 1e-12);
+        // The projection divides by the same bytes the MBU was measured with.
+        let h = a.projections[0].value("h100-sxm", "tg128").unwrap();
+        assert!((h - mbu * 3350e9 / (0.4e9 + kv_bytes)).abs() < 1e-6, "{h}");
+    }
+
+    #[test]
+    fn an_unlisted_gpu_takes_its_device_copy_probe_as_roof_never_the_hosts() {
+        let specs = SpecDb::builtin().unwrap();
+        let claims = ClaimsDb::builtin().unwrap();
+        let mut gpu = cpu_run("candor abc", vec![row("tg64", Phase::Decode, 64, 500.0)]);
+        gpu.backend = "cuda".into();
+        gpu.device_name = "Imaginary GPU 9000".into();
+        gpu.is_cpu = false;
+        gpu.threads = None;
+        gpu.device_bandwidth_gbs = Some(800.0);
+        let a = analyze(
+            &specs,
+            &claims,
+            "h100",
+            vec![("g".into(), Input::Local(gpu.clone()))],
+        )
+        .unwrap();
+        let s = &a.systems[0];
+        assert!(s.spec.is_none());
+        assert_eq!(s.bandwidth_gbs, Some(800.0));
+        assert!(
+            s.bandwidth_note.contains("device copy"),
+            "{}",
+            s.bandwidth_note
+        );
+        // 500 tok/s × 0.4 GB over 800 GB/s.
+        assert!((s.runs[0].rows[0].mbu.unwrap() - 0.25).abs() < 1e-12);
+        gpu.device_bandwidth_gbs = None;
+        let a = analyze(
+            &specs,
+            &claims,
+            "h100",
+            vec![("g".into(), Input::Local(gpu))],
+        )
+        .unwrap();
+        assert_eq!(a.systems[0].bandwidth_gbs, None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! sweeps) and llama-bench's `-o json` output, each turned into one neutral shape. Fields are
 //! read leniently (new optional fields may appear), but a file that is none of the three is an
 //! error, not an empty report.
+use crate::bench::kv_traffic::KvShape;
 use serde::Deserialize;
 use std::path::Path;
 use thiserror::Error;
@@ -70,6 +71,13 @@ pub struct LocalRun {
     pub isa: Vec<String>,
     /// The run's measured host bandwidth (candor bench's STREAM-like probe), GB/s.
     pub host_bandwidth_gbs: Option<f64>,
+    /// The accelerator's measured device-to-device copy bandwidth (CUDA runs), GB/s.
+    pub device_bandwidth_gbs: Option<f64>,
+    /// The accelerator as the result describes it (name, memory, driver, compute capability).
+    pub accelerator: Option<String>,
+    /// The KV cache decode read; None when the result does not say (candor bench schema 1,
+    /// llama-bench): decode MBU then counts the weights only.
+    pub kv: Option<KvShape>,
     pub tests: Vec<TestRow>,
 }
 
@@ -87,8 +95,9 @@ pub struct Level {
     pub itl_p95_ms: f64,
 }
 
-/// A load sweep against a server. Serve documents carry no hardware fingerprint (the server may
-/// be remote), so the file name is their label.
+/// A load sweep against a server. The server may be remote, so nothing describes its hardware:
+/// the file name is the sweep's label, and the document may add the user's description of the
+/// server, the model ids it reported, and the load generator's own machine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeRun {
     pub file: String,
@@ -96,6 +105,12 @@ pub struct ServeRun {
     pub url: String,
     pub date: Option<String>,
     pub max_tokens: usize,
+    /// `--server-label` as given.
+    pub server_label: Option<String>,
+    /// The ids of the server's `/v1/models`.
+    pub server_models: Option<Vec<String>>,
+    /// The machine that sent the requests (CPU model, cores).
+    pub load_generator: Option<String>,
     pub levels: Vec<Level>,
 }
 
@@ -119,6 +134,8 @@ struct CandorDoc {
     #[serde(default)]
     hardware: Option<CandorHardware>,
     #[serde(default)]
+    kv_cache: Option<KvShape>,
+    #[serde(default)]
     config: Option<CandorConfig>,
     #[serde(default)]
     results: Vec<CandorResult>,
@@ -127,6 +144,16 @@ struct CandorDoc {
     max_tokens: Option<usize>,
     #[serde(default)]
     levels: Vec<CandorLevel>,
+    #[serde(default)]
+    load_generator_hardware: Option<CandorHardware>,
+    #[serde(default)]
+    server: Option<CandorServer>,
+}
+
+#[derive(Deserialize)]
+struct CandorServer {
+    label: Option<String>,
+    models: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -150,7 +177,36 @@ struct CandorHardware {
     cpu_model: String,
     #[serde(default)]
     isa_flags: Vec<String>,
+    logical_cores: Option<usize>,
     host_bandwidth_gbs: Option<f64>,
+    #[serde(default)]
+    gpu: Option<CandorGpu>,
+    device_bandwidth_gbs: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct CandorGpu {
+    name: String,
+    memory_bytes: Option<u64>,
+    driver_version: Option<String>,
+    compute_capability: Option<String>,
+}
+
+impl CandorGpu {
+    /// `NVIDIA H200, 141.0 GB, compute capability 9.0, driver CUDA 13.0`.
+    fn describe(&self) -> String {
+        let mut parts = vec![self.name.clone()];
+        if let Some(m) = self.memory_bytes {
+            parts.push(format!("{:.1} GB", m as f64 / 1e9));
+        }
+        if let Some(cc) = &self.compute_capability {
+            parts.push(format!("compute capability {cc}"));
+        }
+        if let Some(d) = &self.driver_version {
+            parts.push(format!("driver CUDA {d}"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Deserialize)]
@@ -265,6 +321,9 @@ fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
         threads: first.n_threads,
         isa: Vec::new(),
         host_bandwidth_gbs: None,
+        device_bandwidth_gbs: None,
+        accelerator: None,
+        kv: None,
         tests: Vec::new(),
     };
     for t in tests {
@@ -297,6 +356,9 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
     let backend = d.backend.ok_or("no `backend`")?;
     let hw = d.hardware.ok_or("no `hardware`")?;
     let ubatch = d.config.and_then(|c| c.ubatch).unwrap_or(512);
+    if let Some(kv) = &d.kv_cache {
+        kv.check()?;
+    }
     let is_cpu = backend.kind == "cpu";
     let mut tests = Vec::new();
     for r in d.results {
@@ -327,12 +389,19 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
             parameters: model.parameters,
             size_bytes: model.size_bytes,
         },
-        device_name: if is_cpu { hw.cpu_model } else { backend.device },
+        device_name: match (is_cpu, &hw.gpu) {
+            (true, _) => hw.cpu_model,
+            (false, Some(g)) => g.name.clone(),
+            (false, None) => backend.device,
+        },
         backend: backend.kind,
         is_cpu,
         threads: backend.threads,
         isa: hw.isa_flags,
         host_bandwidth_gbs: hw.host_bandwidth_gbs,
+        device_bandwidth_gbs: hw.device_bandwidth_gbs,
+        accelerator: hw.gpu.as_ref().map(CandorGpu::describe),
+        kv: d.kv_cache,
         tests,
     })
 }
@@ -345,6 +414,12 @@ fn from_candor_serve(file: &str, d: CandorDoc) -> Result<ServeRun, String> {
         url: d.url.ok_or("no `url`")?,
         date: d.date,
         max_tokens: d.max_tokens.unwrap_or(0),
+        server_label: d.server.as_ref().and_then(|s| s.label.clone()),
+        server_models: d.server.and_then(|s| s.models),
+        load_generator: d.load_generator_hardware.map(|h| match h.logical_cores {
+            Some(n) => format!("{} ({n} logical cores)", h.cpu_model),
+            None => h.cpu_model,
+        }),
         levels: d
             .levels
             .into_iter()
@@ -447,6 +522,74 @@ mod tests {
         assert_eq!((run.tests[0].n, run.tests[0].batch), (128, 16));
         assert_eq!(run.tests[0].ubatch, 256);
         assert_eq!(run.host_bandwidth_gbs, Some(30.0));
+    }
+
+    #[test]
+    fn schema_2_documents_bring_the_gpu_and_the_kv_cache_and_schema_1_falls_back() {
+        let text = r#"{"schema_version":2,"tool":"candor bench","git_commit":"abc",
+  "model":{"name":"q","path":"/x/q.gguf","size_bytes":10,"quantization":"Q4_K_M","parameters":5},
+  "backend":{"kind":"cuda","device":"NVIDIA H200","threads":null},
+  "hardware":{"cpu_model":"Intel Xeon","isa_flags":["avx2"],"host_bandwidth_gbs":30.0,
+    "gpu":{"kind":"cuda","index":0,"name":"NVIDIA H200","vendor":"NVIDIA",
+           "memory_bytes":150000000000,"driver_version":"13.0","compute_capability":"9.0",
+           "multiprocessors":132,"details":["sm_90"]},
+    "device_bandwidth_gbs":4100.5},
+  "kv_cache":{"layers":2,"kv_heads":2,"head_dim":64,"element_bytes":2,"layer_windows":[null,512]},
+  "results":[{"test":"tg128","kind":"decode","n_tokens":128,"batch":1,"depth":0,
+              "tok_s_mean":300.0,"tok_s_sd":1.0}]}"#;
+        let Input::Local(run) = parse("g.json", text).unwrap() else {
+            panic!("not local")
+        };
+        // The device is the GPU, its roof probe the device copy; the host stays the host's.
+        assert_eq!(run.device_name, "NVIDIA H200");
+        assert!(!run.is_cpu);
+        assert_eq!(run.device_bandwidth_gbs, Some(4100.5));
+        assert_eq!(run.host_bandwidth_gbs, Some(30.0));
+        assert_eq!(
+            run.accelerator.as_deref(),
+            Some("NVIDIA H200, 150.0 GB, compute capability 9.0, driver CUDA 13.0")
+        );
+        let kv = run.kv.unwrap();
+        assert_eq!((kv.element_bytes, kv.layer_windows[1]), (2, Some(512)));
+        // Schema 1 (no kv_cache, no gpu) still loads, with nothing made up.
+        let old = text
+            .replace(r#""kv_cache":{"layers":2,"kv_heads":2,"head_dim":64,"element_bytes":2,"layer_windows":[null,512]},"#, "")
+            .replace(r#""schema_version":2"#, r#""schema_version":1"#);
+        let Input::Local(old) = parse("o.json", &old).unwrap() else {
+            panic!("not local")
+        };
+        assert!(old.kv.is_none());
+        // A cache shape that contradicts itself is an error, not a silent guess.
+        let bad = text.replace("[null,512]", "[null,512,512]");
+        let e = parse("b.json", &bad).unwrap_err().to_string();
+        assert!(e.contains("3 entries for 2 layers"), "{e}");
+    }
+
+    #[test]
+    fn serve_documents_describe_the_server_and_the_client_but_no_server_hardware() {
+        let text = r#"{"schema_version":2,"tool":"candor bench --serve","url":"http://h:8000",
+  "max_tokens":64,"load_generator_hardware":{"cpu_model":"AMD EPYC","logical_cores":2},
+  "server":{"label":"vLLM on 1x H100","models":["qwen"],"models_error":null},
+  "levels":[{"concurrency":1,"requests":2,"errors":0,"output_tok_s":10.0,
+    "ttft_ms":{"mean":1,"p50":1,"p95":2},"tpot_ms":{"mean":3,"p50":3,"p95":4},
+    "itl_ms":{"mean":3,"p50":3,"p95":5}}]}"#;
+        let Input::Serve(s) = parse("serve-x.json", text).unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(s.label, "serve-x");
+        assert_eq!(s.server_label.as_deref(), Some("vLLM on 1x H100"));
+        assert_eq!(s.server_models, Some(vec!["qwen".to_string()]));
+        assert_eq!(
+            s.load_generator.as_deref(),
+            Some("AMD EPYC (2 logical cores)")
+        );
+        let old = r#"{"tool":"candor bench --serve","url":"http://h","levels":[]}"#;
+        let Input::Serve(o) = parse("o.json", old).unwrap() else {
+            panic!("not serve")
+        };
+        assert!(
+            o.server_label.is_none() && o.server_models.is_none() && o.load_generator.is_none()
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! page is rendered from this text, so the two never disagree.
 use super::analysis::{Analysis, ClaimVerdict, ModelProjection, System};
 use super::charts::Chart;
+use super::input::{Phase, ServeRun};
 use crate::bench::claims::{Judgement, CHECKLIST};
 use crate::bench::projection::Projection;
 use crate::bench::specs::{DeviceSpec, Dtype, SpecDb};
@@ -83,8 +84,13 @@ fn header(out: &mut String, a: &Analysis) {
         rows.push(vec![
             s.file.clone(),
             "serving sweep".into(),
-            "(server under test)".into(),
-            "–".into(),
+            s.server_label
+                .clone()
+                .unwrap_or_else(|| "(server under test)".into()),
+            s.server_models
+                .as_ref()
+                .filter(|m| !m.is_empty())
+                .map_or("–".into(), |m| m.join(", ")),
             s.url.clone(),
             s.date.clone().unwrap_or_default(),
         ]);
@@ -104,10 +110,10 @@ fn method(out: &mut String, a: &Analysis) {
     let _ = writeln!(
         out,
         "## Method\n\n\
-- **MBU** (model bandwidth utilisation) = bytes per token × tok/s ÷ memory bandwidth. Bytes per decoded token = (weight bytes + batch × KV bytes per sequence) ÷ batch; for prefill, the weights once per chunk of at most `ubatch` tokens. Weight bytes are the model file's size. Result documents carry no layer shapes, so KV-cache reads are left out (under 1% of the weights at the short contexts measured here).\n\
+- **MBU** (model bandwidth utilisation) = bytes per token × tok/s ÷ memory bandwidth. Bytes per decoded token = (weight bytes + batch × KV bytes per sequence) ÷ batch: a step reads every weight once for the batch and each sequence's own KV cache. A sequence's KV bytes are K and V of every cached position in every layer (within a layer's sliding window), at the element size the backend stored the cache in, averaged over the test's steps: step k of a `tgN` test at depth d attends over d + k + 1 positions, d + (N + 1) ÷ 2 on average (the result's `kv_cache`). Results that record no cache shape (candor bench before schema 2, llama-bench) count the weights only, and their systems say so below. For prefill, the weights once per chunk of at most `ubatch` tokens (cache reads not modelled). Weight bytes are the model file's size.\n\
 - **MFU** (model FLOP utilisation) = 2 × parameters × tok/s ÷ peak at the dtype the matrix products ran in. Attention's score/value products are not counted (MFU slightly understated at long context); the embedding table is counted although a prefill computes logits for its last token only (overstated for small models with large vocabularies).\n\
 - **Dtype**: GGUF quantized weights multiply 8-bit quantized activations with integer dot products (candor's kernels, llama.cpp's CPU and CUDA paths), so their roof is the **int8** peak; F16/BF16 files use that peak; anything else FP32.\n\
-- **Roofs** come from the spec database (dense peaks; sources at the end). A CPU's bandwidth roof is the STREAM-like triad bandwidth `candor bench` measured on it, and its peak is FLOP/cycle × threads × an assumed clock (see its source note): treat CPU MFU as ±30%.\n\
+- **Roofs** come from the spec database (dense peaks; sources at the end). A CPU's bandwidth roof is the STREAM-like triad bandwidth `candor bench` measured on it, and its peak is FLOP/cycle × threads × an assumed clock (see its source note): treat CPU MFU as ±30%. An accelerator missing from the database takes the device-to-device copy bandwidth `candor bench` measured on it as its roof (never the host's).\n\
 - **vs {}**: tok/s ÷ the reference device's tok/s for the same model file and test; *(proj.)* when the reference value is itself projected.\n",
         a.reference.id
     );
@@ -139,6 +145,40 @@ fn peak_note(s: &System, dtype: Dtype) -> String {
     )
 }
 
+/// What a system's results say about its accelerator, and which of its decode MBUs count the
+/// weights only.
+fn system_notes(out: &mut String, s: &System) {
+    let mut devices: Vec<String> = Vec::new();
+    for r in &s.runs {
+        let Some(d) = &r.run.accelerator else {
+            continue;
+        };
+        let line = match r.run.device_bandwidth_gbs {
+            Some(bw) => format!("{d}; device copy bandwidth {bw:.0} GB/s measured"),
+            None => d.clone(),
+        };
+        if !devices.contains(&line) {
+            devices.push(line);
+        }
+    }
+    for d in &devices {
+        let _ = writeln!(out, "Device: {d}.\n");
+    }
+    let weights_only: Vec<&str> = s
+        .runs
+        .iter()
+        .filter(|r| r.run.kv.is_none() && r.rows.iter().any(|w| w.test.phase == Phase::Decode))
+        .map(|r| r.run.file.as_str())
+        .collect();
+    if !weights_only.is_empty() {
+        let _ = writeln!(
+            out,
+            "Decode MBU counts the weights only for {}: the result records no KV-cache shape, so the cache reads are left out (understated MBU, more so at depth).\n",
+            weights_only.join(", ")
+        );
+    }
+}
+
 fn measured(out: &mut String, a: &Analysis, charts: &[Chart]) {
     if a.systems.is_empty() {
         return;
@@ -148,6 +188,7 @@ fn measured(out: &mut String, a: &Analysis, charts: &[Chart]) {
     for s in &a.systems {
         let dtype = s.runs.first().map_or(Dtype::Fp32, |r| r.dtype);
         let _ = writeln!(out, "### {}\n\n{}\n", s.label, peak_note(s, dtype));
+        system_notes(out, s);
         let mut rows = Vec::new();
         for r in &s.runs {
             for row in &r.rows {
@@ -193,7 +234,7 @@ fn serving(out: &mut String, a: &Analysis, charts: &[Chart]) {
     if a.serve.is_empty() {
         return;
     }
-    let _ = writeln!(out, "## Serving (load sweeps)\n\nStreaming `/v1/completions` at each concurrency level (`candor bench --serve`). Serve documents carry no hardware fingerprint (the server may be remote), so each sweep is labelled by its file name.\n");
+    let _ = writeln!(out, "## Serving (load sweeps)\n\nStreaming `/v1/completions` at each concurrency level (`candor bench --serve`). The server may be remote, so nothing here describes its hardware: each sweep is labelled by its file name, with the server's description as the user gave it and the model ids it reported, and the machine of the load generator (the client), which is not necessarily the server's.\n");
     for s in &a.serve {
         let rows: Vec<Vec<String>> = s
             .levels
@@ -212,10 +253,11 @@ fn serving(out: &mut String, a: &Analysis, charts: &[Chart]) {
             .collect();
         let _ = writeln!(
             out,
-            "### {}\n\n`{}`, {} tokens per request.\n\n{}",
+            "### {}\n\n`{}`, {} tokens per request. {}\n\n{}",
             s.label,
             s.url,
             s.max_tokens,
+            serve_description(s),
             table(
                 &[
                     "clients",
@@ -233,6 +275,23 @@ fn serving(out: &mut String, a: &Analysis, charts: &[Chart]) {
     }
     image(out, charts, "serving_throughput");
     image(out, charts, "serving_ttft");
+}
+
+/// The server and the load generator as a serve document describes them.
+fn serve_description(s: &ServeRun) -> String {
+    if s.server_label.is_none() && s.server_models.is_none() && s.load_generator.is_none() {
+        return "Server and load generator not described (the result predates schema 2).".into();
+    }
+    let server = s.server_label.as_deref().unwrap_or("not described");
+    let models = match &s.server_models {
+        Some(m) if !m.is_empty() => m.join(", "),
+        Some(_) => "none listed".into(),
+        None => "not reported".into(),
+    };
+    let client = s.load_generator.as_deref().unwrap_or("not recorded");
+    format!(
+        "Server: {server}; models (`/v1/models`): {models}. Load generator's machine: {client}."
+    )
 }
 
 fn projection_cell(p: &Projection) -> String {

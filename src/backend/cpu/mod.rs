@@ -137,7 +137,8 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
 }
 
-fn cpu_features() -> Vec<String> {
+/// The SIMD features candor's kernels care about (avx2, fma, avx512f, f16c; neon).
+pub fn cpu_features() -> Vec<String> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
@@ -173,7 +174,8 @@ fn cpu_features() -> Vec<String> {
     f
 }
 
-fn cpu_model_name() -> String {
+/// `/proc/cpuinfo`'s model name, or the architecture where there is none.
+pub fn cpu_model_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -193,6 +195,7 @@ impl Backend for CpuBackend {
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             name: cpu_model_name(),
+            vendor: None,
             kind: "cpu".into(),
             memory_total_bytes: None,
             memory_free_bytes: None,
@@ -233,6 +236,10 @@ impl Backend for CpuBackend {
 
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CpuKvCache> {
         CpuKvCache::new(spec, self.kv_dtype)
+    }
+
+    fn kv_element_bytes(&self) -> usize {
+        self.kv_dtype.bytes()
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {

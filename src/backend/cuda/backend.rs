@@ -69,6 +69,7 @@ impl Backend for CudaBackend {
         let (major, minor) = self.info.compute_capability;
         DeviceInfo {
             name: self.info.name.clone(),
+            vendor: Some("NVIDIA".into()),
             kind: "cuda".into(),
             memory_total_bytes: Some(self.info.memory_total_bytes),
             memory_free_bytes: Some(self.info.memory_free_bytes),
@@ -119,6 +120,11 @@ impl Backend for CudaBackend {
 
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<CudaKvCache> {
         CudaKvCache::new(self.device.as_cuda_device()?, spec, self.act)
+    }
+
+    fn kv_element_bytes(&self) -> usize {
+        // The cache is kept in the activation dtype (kv.rs).
+        self.act.size_in_bytes()
     }
 
     fn embedding(&self, table: &CudaWeight, ids: &[u32]) -> Result<Tensor> {

@@ -2,8 +2,10 @@
 //! attention and the fused ops (kernels/cuda). See docs/cuda.md.
 //!
 //! The host-side logic (launch configurations, block-table packing) is built and tested in every
-//! build; the device code only with the feature. `list_devices` exists in both builds: without
-//! the feature it says how to build with CUDA.
+//! build; the device code only with the feature. `list_devices`, `gpu_info` and
+//! `device_bandwidth_gbs` exist in both builds: without the feature they say how to build with
+//! CUDA.
+pub mod bandwidth;
 pub mod block_table;
 pub mod error;
 pub mod launch;
@@ -55,6 +57,32 @@ pub fn list_devices() -> Result<Vec<GpuInfo>, CudaError> {
     }
     #[cfg(not(feature = "cuda"))]
     {
+        Err(CudaError::NotBuilt)
+    }
+}
+
+/// Facts of GPU `ordinal` (the query behind `candor devices`).
+pub fn gpu_info(ordinal: usize) -> Result<GpuInfo, CudaError> {
+    #[cfg(feature = "cuda")]
+    {
+        device::gpu_info(ordinal)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ordinal;
+        Err(CudaError::NotBuilt)
+    }
+}
+
+/// Measured device-to-device copy bandwidth of GPU `ordinal`, GB/s (see [`bandwidth`]).
+pub fn device_bandwidth_gbs(ordinal: usize) -> Result<f64, CudaError> {
+    #[cfg(feature = "cuda")]
+    {
+        bandwidth::measure(ordinal)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ordinal;
         Err(CudaError::NotBuilt)
     }
 }

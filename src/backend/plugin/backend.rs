@@ -357,17 +357,16 @@ impl Backend for PluginBackend {
         let memory = self.plugin.memory();
         let (major, minor) = self.plugin.abi();
         let mut features = vec![format!("abi {major}.{minor}")];
-        if !self.plugin.vendor().is_empty() {
-            features.push(format!("vendor {}", self.plugin.vendor()));
-        }
         features.extend(
             ffi::WEIGHT_DTYPES
                 .iter()
                 .filter(|d| self.plugin.has_dtype(ffi::dtype_code(**d)))
                 .map(|d| d.to_string()),
         );
+        let vendor = self.plugin.vendor();
         DeviceInfo {
             name: self.plugin.name().to_string(),
+            vendor: (!vendor.is_empty()).then(|| vendor.to_string()),
             kind: "plugin".into(),
             memory_total_bytes: memory.map(|m| m.0),
             memory_free_bytes: memory.map(|m| m.1),
@@ -474,6 +473,11 @@ impl Backend for PluginBackend {
             spec: spec.clone(),
             layers,
         })
+    }
+
+    fn kv_element_bytes(&self) -> usize {
+        // The ABI fixes the cache as F32 tensors (candor_device.h, "Layouts").
+        4
     }
 
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {
