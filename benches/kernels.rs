@@ -1,5 +1,5 @@
 //! `cargo bench --bench kernels`: the CPU attention, RoPE, RMSNorm and GLU kernels — paged
-//! attention (decode over 1024 cached tokens, f32 and f16 caches), RoPE, RMSNorm fused with the residual add, and
+//! attention (decode over 1024 cached tokens, f32 and f16 caches; a 512-token causal prefill), RoPE, RMSNorm fused with the residual add, and
 //! tanh-GELU GLU. The quantized matmul has its groups per weight type in
 //! `kernels/benches/quant.rs` (`cargo bench -p candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every
 //! measurement so the suite runs in CI on 2 cores in well under a minute.
@@ -76,6 +76,24 @@ fn attention(c: &mut Criterion) {
     });
     g.bench_function("decode_ctx1024_f16", |b| {
         b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &shape))
+    });
+    g.finish();
+    // Prefill: 512 causal rows over the same cache (each row sees positions 0..=its own).
+    let rows = 512;
+    let qp: Vec<f32> = (0..rows * heads * d)
+        .map(|i| ((i % 11) as f32 - 5.0) / 11.0)
+        .collect();
+    let mut outp = vec![0f32; rows * heads * d];
+    let prefill = [SeqQueries {
+        q_start: 0,
+        q_len: rows,
+        start_pos: 0,
+        block_table: &table,
+    }];
+    let mut g = c.benchmark_group("paged_attention_prefill");
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("prefill_512_f16", |b| {
+        b.iter(|| paged_attention(&qp, &mut outp, &kv16, &prefill, &shape))
     });
     g.finish();
 }

@@ -27,7 +27,7 @@ impl KvElement for f32 {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn attend_avx2(h: &Head<'_, f32>, scratch: &mut Scratch, out: &mut [f32]) {
+            unsafe fn attend_avx2(h: &Heads<'_, f32>, scratch: &mut Scratch, out: &mut [f32]) {
                 attend::<f32, Borrowed>(h, scratch, out)
             }
             if crate::activation::has_avx2_fma() {
@@ -50,7 +50,7 @@ impl KvElement for f16 {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn attend_f16c(h: &Head<'_, f16>, scratch: &mut Scratch, out: &mut [f32]) {
+            unsafe fn attend_f16c(h: &Heads<'_, f16>, scratch: &mut Scratch, out: &mut [f32]) {
                 attend::<f16, x86_f16c::Widen>(h, scratch, out)
             }
             if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
@@ -64,53 +64,34 @@ impl KvElement for f16 {
     }
 }
 
-/// The two products `attend` takes with one cached row, for a cache element type.
-trait RowOps<E> {
-    /// `q · k`. `buf` (at least `k.len()` long) is scratch for a widened copy.
+/// How `attend` reads one cached K or V row as f32.
+trait RowReader<E> {
+    /// `src` as f32: borrowed when it already is, else widened into `buf` (at least
+    /// `src.len()` long).
     ///
     /// # Safety
     /// The CPU must have the features the implementation uses (see each type).
-    unsafe fn dot(q: &[f32], k: &[E], buf: &mut [f32]) -> f32;
-    /// `out += p · v`, with `buf` as for `dot`.
-    ///
-    /// # Safety
-    /// As for `dot`.
-    unsafe fn axpy(p: f32, v: &[E], out: &mut [f32], buf: &mut [f32]);
+    unsafe fn read<'b>(src: &'b [E], buf: &'b mut [f32]) -> &'b [f32];
 }
 
 /// f32 rows, read in place.
 struct Borrowed;
-impl RowOps<f32> for Borrowed {
+impl RowReader<f32> for Borrowed {
     #[inline(always)]
-    unsafe fn dot(q: &[f32], k: &[f32], _: &mut [f32]) -> f32 {
-        dot(q, k)
-    }
-    #[inline(always)]
-    unsafe fn axpy(p: f32, v: &[f32], out: &mut [f32], _: &mut [f32]) {
-        axpy(p, v, out)
+    unsafe fn read<'b>(src: &'b [f32], _: &'b mut [f32]) -> &'b [f32] {
+        src
     }
 }
 
-/// f16 rows widened into the scratch by `half`'s slice conversion (runtime-detected SIMD
-/// where it has one), then the f32 products.
+/// f16 rows through `half`'s slice conversion (runtime-detected SIMD where it has one).
 struct Portable;
-impl Portable {
+impl RowReader<f16> for Portable {
     #[inline(always)]
-    fn widen<'b>(src: &[f16], buf: &'b mut [f32]) -> &'b [f32] {
+    unsafe fn read<'b>(src: &'b [f16], buf: &'b mut [f32]) -> &'b [f32] {
         use half::slice::HalfFloatSliceExt;
         let buf = &mut buf[..src.len()];
         src.convert_to_f32_slice(buf);
         buf
-    }
-}
-impl RowOps<f16> for Portable {
-    #[inline(always)]
-    unsafe fn dot(q: &[f32], k: &[f16], buf: &mut [f32]) -> f32 {
-        dot(q, Portable::widen(k, buf))
-    }
-    #[inline(always)]
-    unsafe fn axpy(p: f32, v: &[f16], out: &mut [f32], buf: &mut [f32]) {
-        axpy(p, Portable::widen(v, buf), out)
     }
 }
 
@@ -119,64 +100,28 @@ mod x86_f16c {
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// f16 rows widened eight at a time with VCVTPH2PS straight into the FMAs, inlined into
-    /// the F16C `attend` instance: no widened copy is stored and read back.
+    /// f16 rows widened eight at a time with VCVTPH2PS, inlined into the F16C `attend`
+    /// instance (a call into `half` per row would cost as much as the row's products).
     pub struct Widen;
-    impl super::RowOps<f16> for Widen {
+    impl super::RowReader<f16> for Widen {
         /// # Safety
-        /// The CPU must have AVX, FMA and F16C.
+        /// The CPU must have AVX and F16C.
         #[inline(always)]
-        unsafe fn dot(q: &[f32], k: &[f16], _: &mut [f32]) -> f32 {
-            let n = q.len().min(k.len());
-            let (q, k) = (&q[..n], &k[..n]);
-            // Two accumulators: the FMA latency is not one chain over the whole row.
-            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut i = 0;
-            // SAFETY (all intrinsics below): loads stay within `q` and `k` (i + 16 <= n,
-            // i + 8 <= n); the caller guarantees the CPU features.
-            unsafe {
-                while i + 16 <= n {
-                    let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
-                    let k1 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8).cast()));
-                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), k0, a0);
-                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i + 8)), k1, a1);
-                    i += 16;
-                }
-                if i + 8 <= n {
-                    let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
-                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), k0, a0);
-                    i += 8;
-                }
-                let mut lanes = [0f32; 8];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a0, a1));
-                let tail: f32 = q[i..]
-                    .iter()
-                    .zip(&k[i..])
-                    .map(|(a, b)| a * b.to_f32())
-                    .sum();
-                lanes.iter().sum::<f32>() + tail
-            }
-        }
-
-        /// # Safety
-        /// As for `dot`.
-        #[inline(always)]
-        unsafe fn axpy(p: f32, v: &[f16], out: &mut [f32], _: &mut [f32]) {
-            let n = v.len().min(out.len());
-            let mut i = 0;
-            // SAFETY: as in `dot`, within `v` and `out`.
-            unsafe {
-                let pv = _mm256_set1_ps(p);
-                while i + 8 <= n {
-                    let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
-                    let o = out.as_mut_ptr().add(i);
-                    _mm256_storeu_ps(o, _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(o)));
-                    i += 8;
+        unsafe fn read<'b>(src: &'b [f16], buf: &'b mut [f32]) -> &'b [f32] {
+            let buf = &mut buf[..src.len()];
+            let mut fs = buf.chunks_exact_mut(8);
+            for (h, f) in src.chunks_exact(8).zip(&mut fs) {
+                // SAFETY: both chunks hold 8 elements; the caller guarantees F16C.
+                unsafe {
+                    let v = _mm_loadu_si128(h.as_ptr().cast());
+                    _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(v));
                 }
             }
-            for (o, x) in out[i..n].iter_mut().zip(&v[i..n]) {
-                *o += p * x.to_f32();
+            let tail = src.chunks_exact(8).remainder();
+            for (h, f) in tail.iter().zip(fs.into_remainder()) {
+                *f = h.to_f32();
             }
+            buf
         }
     }
 }
@@ -226,11 +171,16 @@ pub fn paged_attention<E: KvElement>(
         owner[s.q_start.min(end)..end].fill(si);
     }
     let attend = E::attend_fn();
-    // One task per (row, head): a single decode token still spreads its heads over threads.
-    out.par_chunks_mut(d.max(1)).enumerate().for_each_init(
-        Scratch::default,
-        |scratch, (idx, oh)| {
-            let (r, h) = (idx / shape.heads.max(1), idx % shape.heads.max(1));
+    let rows = owner.len();
+    let heads_per_task = heads_per_task(rows, kv.kv_heads, group);
+    let tasks_per_row = shape.heads / heads_per_task.max(1);
+    out.par_chunks_mut((heads_per_task * d).max(1))
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (idx, oh)| {
+            let (r, h0) = (
+                idx / tasks_per_row.max(1),
+                idx % tasks_per_row.max(1) * heads_per_task,
+            );
             let si = owner[r];
             if si == usize::MAX {
                 return;
@@ -241,24 +191,40 @@ pub fn paged_attention<E: KvElement>(
                 Some(w) if w > 0 => (pos + 1).saturating_sub(w),
                 _ => 0,
             };
-            let head = Head {
-                q: &q[r * row + h * d..r * row + (h + 1) * d],
+            let heads = Heads {
+                q: &q[r * row + h0 * d..r * row + (h0 + heads_per_task) * d],
+                count: heads_per_task,
                 kv,
-                kv_head: h / group,
+                kv_head: h0 / group,
                 table: s.block_table,
                 first,
                 pos,
                 scale: shape.scale,
                 softcap: shape.softcap,
             };
-            attend(&head, scratch, oh);
-        },
-    );
+            attend(&heads, scratch, oh);
+        });
 }
 
-/// One query head of one row, and the keys it sees.
-pub struct Head<'a, E> {
+/// Query heads per task: a whole KV group (its query heads share each K and V row, read and
+/// widened once for all of them) unless that leaves fewer than two tasks per thread, as for
+/// a single decode token of a model with one or two KV heads; then the largest divisor of
+/// the group that does.
+fn heads_per_task(rows: usize, kv_heads: usize, group: usize) -> usize {
+    let want_tasks = 2 * rayon::current_num_threads();
+    let units = (rows * kv_heads).max(1);
+    let splits = want_tasks.div_ceil(units);
+    (1..=group.max(1))
+        .rev()
+        .find(|&c| group % c == 0 && group / c >= splits.min(group))
+        .unwrap_or(1)
+}
+
+/// Consecutive query heads of one row that share a KV head, and the keys they see.
+pub struct Heads<'a, E> {
+    /// `count` query vectors of `head_dim`.
     q: &'a [f32],
+    count: usize,
     kv: &'a PagedKv<'a, E>,
     kv_head: usize,
     table: &'a [u32],
@@ -270,7 +236,7 @@ pub struct Head<'a, E> {
 }
 
 /// One compiled instance of `attend` for caches of `E`.
-pub type AttendFn<E> = fn(&Head<'_, E>, &mut Scratch, &mut [f32]);
+pub type AttendFn<E> = fn(&Heads<'_, E>, &mut Scratch, &mut [f32]);
 
 /// Per-task buffers of `attend`, reused across the heads a task runs.
 #[derive(Default)]
@@ -280,15 +246,17 @@ pub struct Scratch {
     row: Vec<f32>,
 }
 
-/// `out = softmax(q · K[j] · scale) · V[j]` over the visible keys, with a fused max-subtracted
+/// For each head c: `out[c] = softmax(q[c] · K[j] · scale) · V[j]` over the visible keys,
+/// each K and V row read (and widened) once for all heads, with a fused max-subtracted
 /// exponent (the vectorizable `activation::exp`) and one normalisation at the end.
 ///
 /// # Safety
 /// The CPU must have the features `R` needs (the instances in `KvElement::attend_fn` check).
 #[inline(always)]
-unsafe fn attend<E, R: RowOps<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out: &mut [f32]) {
+unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, out: &mut [f32]) {
     let kv = h.kv;
     let d = kv.head_dim;
+    let n = h.pos + 1 - h.first;
     let Scratch { scores, row } = scratch;
     if row.len() < d {
         row.resize(d, 0.0);
@@ -296,29 +264,39 @@ unsafe fn attend<E, R: RowOps<E>>(h: &Head<'_, E>, scratch: &mut Scratch, out: &
     let buf = row.as_mut_slice();
     let slot_of =
         |j: usize| h.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
+    // scores[c * n + i]: head c, key first + i.
     scores.clear();
-    let mut max = f32::NEG_INFINITY;
-    for j in h.first..=h.pos {
+    scores.resize(h.count * n, 0.0);
+    for (i, j) in (h.first..=h.pos).enumerate() {
         let kh = &kv.k[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
         // SAFETY: forwarded from this function's contract.
-        let mut sc = unsafe { R::dot(h.q, kh, buf) } * h.scale;
-        if let Some(cap) = h.softcap {
-            sc = cap * tanh(sc / cap);
+        let kh = unsafe { R::read(kh, buf) };
+        for (c, qc) in h.q.chunks_exact(d).enumerate() {
+            let mut sc = dot(qc, kh) * h.scale;
+            if let Some(cap) = h.softcap {
+                sc = cap * tanh(sc / cap);
+            }
+            scores[c * n + i] = sc;
         }
-        scores.push(sc);
-        max = max.max(sc);
     }
-    let mut sum = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = exp(*sc - max);
-        sum += *sc;
+    for sc in scores.chunks_exact_mut(n.max(1)) {
+        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sum = 0f32;
+        for x in sc.iter_mut() {
+            *x = exp(*x - max);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        sc.iter_mut().for_each(|x| *x *= inv);
     }
-    let inv = 1.0 / sum;
     out.fill(0.0);
     for (i, j) in (h.first..=h.pos).enumerate() {
         let vh = &kv.v[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
         // SAFETY: as above.
-        unsafe { R::axpy(scores[i] * inv, vh, out, buf) };
+        let vh = unsafe { R::read(vh, buf) };
+        for (c, oc) in out.chunks_exact_mut(d).enumerate() {
+            axpy(scores[c * n + i], vh, oc);
+        }
     }
 }
 
@@ -502,40 +480,105 @@ mod tests {
     }
 
     #[test]
-    fn f16_row_products_agree_across_instances() {
-        // 75 elements: sixteen-wide steps, one eight-wide step and a tail.
-        let v: Vec<f16> = (0..75).map(|i| f16::from_f32(noise(i) * 3.0)).collect();
-        let q: Vec<f32> = (0..75).map(|i| noise(500 + i)).collect();
-        let wide: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+    fn f16_readers_agree() {
+        // 75 elements: eight-wide steps and a tail.
+        let src: Vec<f16> = (0..75).map(|i| f16::from_f32(noise(i) * 300.0)).collect();
+        let want: Vec<f32> = src.iter().map(|x| x.to_f32()).collect();
         let mut buf = vec![0f32; 75];
-        let want_dot: f64 = q
-            .iter()
-            .zip(&wide)
-            .map(|(a, b)| *a as f64 * *b as f64)
-            .sum();
-        let want_axpy: Vec<f32> = q.iter().zip(&wide).map(|(o, x)| o + 0.3 * x).collect();
-        let check = |dot: f32, axpy: &[f32]| {
-            assert!((dot as f64 - want_dot).abs() < 1e-4, "{dot} vs {want_dot}");
-            for (a, b) in axpy.iter().zip(&want_axpy) {
-                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-            }
-        };
-        let mut out = q.clone();
         // SAFETY: `Portable` needs no CPU feature.
-        unsafe {
-            let dot = Portable::dot(&q, &v, &mut buf);
-            Portable::axpy(0.3, &v, &mut out, &mut buf);
-            check(dot, &out);
-        }
+        assert_eq!(unsafe { Portable::read(&src, &mut buf) }, want.as_slice());
         #[cfg(target_arch = "x86_64")]
-        if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
-            let mut out = q.clone();
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
-            unsafe {
-                let dot = x86_f16c::Widen::dot(&q, &v, &mut buf);
-                x86_f16c::Widen::axpy(0.3, &v, &mut out, &mut buf);
-                check(dot, &out);
+        if std::arch::is_x86_feature_detected!("f16c") {
+            let mut buf = vec![0f32; 75];
+            // SAFETY: the CPU has F16C (checked above).
+            assert_eq!(
+                unsafe { x86_f16c::Widen::read(&src, &mut buf) },
+                want.as_slice()
+            );
+        }
+    }
+
+    /// Grouped-query attention over several prefill rows, and over one decode row: every head
+    /// of every row against the dense reference, whether the tasks take whole KV groups (many
+    /// rows) or single heads (one row).
+    #[test]
+    fn grouped_heads_match_dense_attention() {
+        let (bs, d, heads, kv_heads) = (4usize, 16usize, 6usize, 2usize);
+        let group = heads / kv_heads;
+        let tables = [vec![1u32, 4, 2], vec![0u32, 3]];
+        let lens = [11usize, 6];
+        let slots = 5 * bs;
+        let mut k = vec![0f32; slots * kv_heads * d];
+        let mut v = vec![0f32; slots * kv_heads * d];
+        // keys[s][g][j]: sequence s, KV head g, position j.
+        let mut keys = vec![vec![vec![]; kv_heads]; 2];
+        let mut vals = vec![vec![vec![]; kv_heads]; 2];
+        for s in 0..2 {
+            for j in 0..lens[s] {
+                let slot = tables[s][j / bs] as usize * bs + j % bs;
+                for g in 0..kv_heads {
+                    let at = (slot * kv_heads + g) * d;
+                    for e in 0..d {
+                        k[at + e] = noise(1000 * s + 100 * g + 10 * j + e);
+                        v[at + e] = noise(7000 + 1000 * s + 100 * g + 10 * j + e);
+                    }
+                    keys[s][g].push(k[at..at + d].to_vec());
+                    vals[s][g].push(v[at..at + d].to_vec());
+                }
             }
         }
+        let kv = PagedKv {
+            k: &k,
+            v: &v,
+            block_size: bs,
+            kv_heads,
+            head_dim: d,
+        };
+        let shape = AttnShape {
+            heads,
+            scale: 0.3,
+            window: None,
+            softcap: None,
+        };
+        // Sequence 0 prefills positions 3..11 (8 rows); sequence 1 decodes at position 5.
+        for (s, rows, start_pos) in [(0usize, 8usize, 3usize), (1, 1, 5)] {
+            let seqs = [SeqQueries {
+                q_start: 0,
+                q_len: rows,
+                start_pos,
+                block_table: &tables[s],
+            }];
+            let q: Vec<f32> = (0..rows * heads * d).map(|i| noise(90_000 + i)).collect();
+            let mut out = vec![0f32; q.len()];
+            paged_attention(&q, &mut out, &kv, &seqs, &shape);
+            for r in 0..rows {
+                let pos = start_pos + r;
+                for h in 0..heads {
+                    let g = h / group;
+                    let at = (r * heads + h) * d;
+                    let want = dense(
+                        &q[at..at + d],
+                        &keys[s][g][..=pos],
+                        &vals[s][g][..=pos],
+                        0.3,
+                    );
+                    for (a, b) in out[at..at + d].iter().zip(&want) {
+                        assert!((a - b).abs() < 1e-5, "seq {s} row {r} head {h}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tasks_take_whole_groups_unless_too_few() {
+        let threads = rayon::current_num_threads();
+        // Plenty of rows: a whole group per task.
+        assert_eq!(heads_per_task(64 * threads, 2, 7), 7);
+        assert_eq!(heads_per_task(64 * threads, 1, 4), 4);
+        // One decode row and one KV head: the group splits, into divisors only.
+        let c = heads_per_task(1, 1, 4);
+        assert!(4 % c == 0 && (c < 4 || threads == 1), "{c}");
+        assert!(matches!(heads_per_task(1, 2, 7), 1 | 7));
     }
 }
