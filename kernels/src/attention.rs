@@ -216,7 +216,7 @@ fn heads_per_task(rows: usize, kv_heads: usize, group: usize) -> usize {
     let splits = want_tasks.div_ceil(units);
     (1..=group.max(1))
         .rev()
-        .find(|&c| group % c == 0 && group / c >= splits.min(group))
+        .find(|&c| group.is_multiple_of(c) && group / c >= splits.min(group))
         .unwrap_or(1)
 }
 
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(heads_per_task(64 * threads, 1, 4), 4);
         // One decode row and one KV head: the group splits, into divisors only.
         let c = heads_per_task(1, 1, 4);
-        assert!(4 % c == 0 && (c < 4 || threads == 1), "{c}");
+        assert!(4usize.is_multiple_of(c) && (c < 4 || threads == 1), "{c}");
         assert!(matches!(heads_per_task(1, 2, 7), 1 | 7));
     }
 }
