@@ -42,6 +42,9 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The one weight panel a `by_fused_panels` task has repacked (per worker thread).
+    #[cfg(target_arch = "x86_64")]
+    static PANEL: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Check the shapes, quantize x and run the product with `isa`.
@@ -176,21 +179,37 @@ fn by_weight_rows(
     let m = act.m;
     let x = act.rows(0, m);
     let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, 4);
-    let task = |t: usize, out: &mut [f32], sj: usize, sr: usize| {
+    let task = |t: usize, out: &mut [f32], stride: usize| {
         let rows = out.len() / m;
         let wt = &w[t * chunk * row_bytes..(t * chunk + rows) * row_bytes];
-        panel(isa, ty, wt, row_bytes, &x, out, sj, sr);
+        panel(isa, ty, wt, row_bytes, &x, out, 1, stride);
     };
+    over_weight_row_runs(y, yt, n, m, chunk, task);
+}
+
+/// Run `task(t, out, stride)` for each run t of `chunk` weight rows (the last may be shorter),
+/// where activation row r's products with the run's weight rows go to `out[r * stride..]`,
+/// and put the results into y (`m` × `n`).
+fn over_weight_row_runs<F>(
+    y: &mut [f32],
+    yt: &mut Vec<f32>,
+    n: usize,
+    m: usize,
+    chunk: usize,
+    task: F,
+) where
+    F: Fn(usize, &mut [f32], usize) + Sync,
+{
     if chunk >= n {
         // One task: it writes y in place, row-major.
-        task(0, y, 1, n);
+        task(0, y, n);
         return;
     }
     if m == 1 {
         // One row: each task's part is already its run of y.
         y.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(t, out)| task(t, out, 1, 1));
+            .for_each(|(t, out)| task(t, out, 1));
         return;
     }
     // Each task fills its own part of the scratch row-major over its weight rows (activation
@@ -198,7 +217,7 @@ fn by_weight_rows(
     let yt = task_parts(yt, n * m);
     yt.par_chunks_mut(chunk * m)
         .enumerate()
-        .for_each(|(t, out)| task(t, out, 1, out.len() / m));
+        .for_each(|(t, out)| task(t, out, out.len() / m));
     gather_parts(yt, y, chunk, m, n);
 }
 
@@ -247,29 +266,30 @@ fn by_fused_panels(
     let pb = panel::panel_bytes(k);
     let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, panel::ROWS);
     // Task t's weight rows into `out` (row r of the task at `r * stride`).
-    let task = |t: usize, out: &mut [f32], stride: usize, buf: &mut Vec<u8>| {
+    let task = |t: usize, out: &mut [f32], stride: usize| {
         let first = t * chunk;
         let rows = chunk.min(n - first);
-        buf.resize(pb, 0);
-        for p in 0..rows.div_ceil(panel::ROWS) {
-            let lo = first + p * panel::ROWS;
-            let hi = (lo + panel::ROWS).min(first + rows);
-            repack_panel(ty, &w[lo * row_bytes..hi * row_bytes], row_bytes, k, buf);
-            let next = (hi + panel::ROWS).min(first + rows);
-            prefetch(&w[hi * row_bytes..next * row_bytes]);
-            let cols = &mut out[p * panel::ROWS..];
-            panel_gemm(ty, buf, hi - lo, k, &x, cols, stride);
-        }
+        PANEL.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.resize(pb, 0);
+            for p in 0..rows.div_ceil(panel::ROWS) {
+                let lo = first + p * panel::ROWS;
+                let hi = (lo + panel::ROWS).min(first + rows);
+                repack_panel(
+                    ty,
+                    &w[lo * row_bytes..hi * row_bytes],
+                    row_bytes,
+                    k,
+                    &mut buf,
+                );
+                let next = (hi + panel::ROWS).min(first + rows);
+                prefetch(&w[hi * row_bytes..next * row_bytes]);
+                let cols = &mut out[p * panel::ROWS..];
+                panel_gemm(ty, &buf, hi - lo, k, &x, cols, stride);
+            }
+        });
     };
-    if chunk >= n {
-        task(0, y, n, &mut Vec::new());
-        return;
-    }
-    let yt = task_parts(yt, n * m);
-    yt.par_chunks_mut(chunk * m)
-        .enumerate()
-        .for_each_init(Vec::new, |buf, (t, out)| task(t, out, out.len() / m, buf));
-    gather_parts(yt, y, chunk, m, n);
+    over_weight_row_runs(y, yt, n, m, chunk, task);
 }
 
 #[allow(clippy::too_many_arguments)]
