@@ -57,6 +57,34 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
         // Missing rows: zero quants, scales and mins.
         out.fill(0);
     }
+    if chunks == 1 {
+        // 32-element formats: the eight rows' scales are gathered and converted together, and
+        // their scale and min fields written as whole vectors (a quarter of the repack's
+        // stores otherwise, one float at a time).
+        let off = match ty {
+            QuantType::Q4_0 => 8.0,
+            QuantType::Q5_0 => 16.0,
+            _ => 128.0,
+        };
+        for u in 0..k / 32 {
+            let dst = out[u * BLOCK..(u + 1) * BLOCK].as_mut_ptr();
+            let mut bits = [0u16; ROWS];
+            for (c, b) in bits.iter_mut().enumerate().take(rows) {
+                let p = w.as_ptr().add(c * row_bytes + u * bb);
+                q[0][c] = quants_b32(ty, p);
+                *b = u16::from_le_bytes([*p, *p.add(1)]);
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i));
+            let m = _mm256_mul_ps(d, _mm256_set1_ps(off));
+            for (i, v) in [d, d, m, m].into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(256 + 32 * i) as *mut f32, v);
+            }
+            for (v, tv) in transpose8(&q[0]).iter().enumerate() {
+                _mm256_storeu_si256(dst.add(32 * v) as *mut __m256i, *tv);
+            }
+        }
+        return;
+    }
     for u in 0..k / elems {
         let dst = out[u * chunks * BLOCK..(u + 1) * chunks * BLOCK].as_mut_ptr();
         for c in 0..rows {
@@ -104,7 +132,32 @@ fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// Decode one unit of a row (at `p`) into `q[chunk][c]`, and write its scales and mins
+/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 block at `p` as unsigned bytes (value + offset).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
+    if ty == QuantType::Q8_0 {
+        return _mm256_xor_si256(
+            _mm256_loadu_si256(p.add(2) as *const __m256i),
+            _mm256_set1_epi8(0x80u8 as i8),
+        );
+    }
+    let at = if ty == QuantType::Q5_0 { 6 } else { 2 };
+    // Low nibbles to the low 128-bit lane, high nibbles to the high one.
+    let qs = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(at) as *const __m128i));
+    let v = _mm256_and_si256(
+        _mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)),
+        _mm256_set1_epi8(0x0f),
+    );
+    if ty == QuantType::Q5_0 {
+        let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+        _mm256_or_si256(v, _mm256_maskz_mov_epi8(qh, _mm256_set1_epi8(0x10)))
+    } else {
+        v
+    }
+}
+
+/// Decode one K-quant super-block of a row (at `p`) into `q[chunk][c]`, and write its scales and mins
 /// straight into the panel: `f` points at this row's first f32 of the unit's first block (f32
 /// field i of chunk j lives at `f + j·BLOCK + 256 + 32·i`).
 #[inline]
@@ -124,30 +177,9 @@ unsafe fn decode_unit(
         }
     };
     match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 => {
-            let d = f16_of(p);
-            let at = if ty == QuantType::Q5_0 { 6 } else { 2 };
-            // Low nibbles to the low 128-bit lane, high nibbles to the high one.
-            let qs = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(at) as *const __m128i));
-            let mut v =
-                _mm256_and_si256(_mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)), low4);
-            let off = if ty == QuantType::Q5_0 {
-                let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
-                v = _mm256_or_si256(v, _mm256_maskz_mov_epi8(qh, bit4));
-                16.0
-            } else {
-                8.0
-            };
-            q[0][c] = v;
-            fields(0, [d; 2], [off * d; 2]);
-        }
-        QuantType::Q8_0 => {
-            let d = f16_of(p);
-            q[0][c] = _mm256_xor_si256(
-                _mm256_loadu_si256(p.add(2) as *const __m256i),
-                _mm256_set1_epi8(0x80u8 as i8),
-            );
-            fields(0, [d; 2], [128.0 * d; 2]);
+        // `repack` takes the 32-element formats in its own loop.
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => {
+            unreachable!("32-element blocks are not decoded per unit")
         }
         QuantType::Q4K | QuantType::Q5K => {
             let (d, dmin) = (f16_of(p), f16_of(p.add(2)));
