@@ -72,7 +72,16 @@ trait RowReader<E> {
     /// # Safety
     /// The CPU must have the features the implementation uses (see each type).
     unsafe fn read<'b>(src: &'b [E], buf: &'b mut [f32]) -> &'b [f32];
+
+    /// The first `STRIP` values of `src` (at least that long) as f32, in registers.
+    ///
+    /// # Safety
+    /// As for `read`.
+    unsafe fn strip(src: &[E]) -> [f32; STRIP];
 }
+
+/// Columns of V per strip in `weighted_v`: two 256-bit vectors per head.
+const STRIP: usize = 16;
 
 /// f32 rows, read in place.
 struct Borrowed;
@@ -80,6 +89,10 @@ impl RowReader<f32> for Borrowed {
     #[inline(always)]
     unsafe fn read<'b>(src: &'b [f32], _: &'b mut [f32]) -> &'b [f32] {
         src
+    }
+    #[inline(always)]
+    unsafe fn strip(src: &[f32]) -> [f32; STRIP] {
+        std::array::from_fn(|t| src[t])
     }
 }
 
@@ -92,6 +105,13 @@ impl RowReader<f16> for Portable {
         let buf = &mut buf[..src.len()];
         src.convert_to_f32_slice(buf);
         buf
+    }
+    #[inline(always)]
+    unsafe fn strip(src: &[f16]) -> [f32; STRIP] {
+        use half::slice::HalfFloatSliceExt;
+        let mut out = [0f32; STRIP];
+        src[..STRIP].convert_to_f32_slice(&mut out);
+        out
     }
 }
 
@@ -122,6 +142,22 @@ mod x86_f16c {
                 *f = h.to_f32();
             }
             buf
+        }
+
+        /// # Safety
+        /// As for `read`.
+        #[inline(always)]
+        unsafe fn strip(src: &[f16]) -> [f32; super::STRIP] {
+            let src = &src[..16];
+            let mut out = [0f32; 16];
+            // SAFETY: 16 halves in, 16 floats out; the caller guarantees F16C.
+            unsafe {
+                let lo = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().cast()));
+                let hi = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(8).cast()));
+                _mm256_storeu_ps(out.as_mut_ptr(), lo);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+            }
+            out
         }
     }
 }
@@ -244,6 +280,8 @@ pub struct Scratch {
     scores: Vec<f32>,
     /// One K or V row widened to f32 (unused for f32 caches).
     row: Vec<f32>,
+    /// Offset of each visible key's row for this KV head in the layer's K and V.
+    offs: Vec<usize>,
 }
 
 /// For each head c: `out[c] = softmax(q[c] · K[j] · scale) · V[j]` over the visible keys,
@@ -257,7 +295,7 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
     let kv = h.kv;
     let d = kv.head_dim;
     let n = h.pos + 1 - h.first;
-    let Scratch { scores, row } = scratch;
+    let Scratch { scores, row, offs } = scratch;
     if row.len() < d {
         row.resize(d, 0.0);
     }
@@ -267,8 +305,10 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
     // scores[c * n + i]: head c, key first + i.
     scores.clear();
     scores.resize(h.count * n, 0.0);
-    for (i, j) in (h.first..=h.pos).enumerate() {
-        let kh = &kv.k[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
+    offs.clear();
+    offs.extend((h.first..=h.pos).map(|j| (slot_of(j) * kv.kv_heads + h.kv_head) * d));
+    for (i, &o) in offs.iter().enumerate() {
+        let kh = &kv.k[o..o + d];
         // SAFETY: forwarded from this function's contract.
         let kh = unsafe { R::read(kh, buf) };
         for (c, qc) in h.q.chunks_exact(d).enumerate() {
@@ -289,14 +329,73 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
         let inv = 1.0 / sum;
         sc.iter_mut().for_each(|x| *x *= inv);
     }
-    out.fill(0.0);
-    for (i, j) in (h.first..=h.pos).enumerate() {
-        let vh = &kv.v[(slot_of(j) * kv.kv_heads + h.kv_head) * d..][..d];
-        // SAFETY: as above.
-        let vh = unsafe { R::read(vh, buf) };
-        for (c, oc) in out.chunks_exact_mut(d).enumerate() {
-            axpy(scores[c * n + i], vh, oc);
+    // SAFETY (each arm): forwarded from this function's contract.
+    macro_rules! strips {
+        ($($c:literal)*) => {
+            match h.count {
+                $($c => unsafe { weighted_v::<E, R, $c>(kv.v, offs, scores, d, out, buf) },)*
+                _ => {
+                    out.fill(0.0);
+                    for (i, &o) in offs.iter().enumerate() {
+                        let vh = unsafe { R::read(&kv.v[o..o + d], buf) };
+                        for (c, oc) in out.chunks_exact_mut(d).enumerate() {
+                            axpy(scores[c * n + i], vh, oc);
+                        }
+                    }
+                }
+            }
+        };
+    }
+    strips!(1 2 3 4 5 6 7 8);
+}
+
+/// `out[c] = Σ_i scores[c·n + i] · V[offs[i]]` for the C heads of a task, a strip of `STRIP`
+/// columns at a time over all keys: the strip of every head stays in registers across the
+/// keys instead of each head's output row being loaded and stored once per key.
+///
+/// # Safety
+/// As `attend`.
+#[inline(always)]
+unsafe fn weighted_v<E, R: RowReader<E>, const C: usize>(
+    v: &[E],
+    offs: &[usize],
+    scores: &[f32],
+    d: usize,
+    out: &mut [f32],
+    buf: &mut [f32],
+) {
+    let n = offs.len();
+    let mut e = 0;
+    while e < d {
+        let w = STRIP.min(d - e);
+        let mut acc = [[0f32; STRIP]; C];
+        if w == STRIP {
+            for (i, &o) in offs.iter().enumerate() {
+                // SAFETY: forwarded from this function's contract.
+                let vr = unsafe { R::strip(&v[o + e..o + d]) };
+                for (c, ac) in acc.iter_mut().enumerate() {
+                    let p = scores[c * n + i];
+                    for t in 0..STRIP {
+                        ac[t] += p * vr[t];
+                    }
+                }
+            }
+        } else {
+            for (i, &o) in offs.iter().enumerate() {
+                // SAFETY: as above.
+                let vr = unsafe { R::read(&v[o + e..o + d], buf) };
+                for (c, ac) in acc.iter_mut().enumerate() {
+                    let p = scores[c * n + i];
+                    for (a, x) in ac.iter_mut().zip(vr) {
+                        *a += p * x;
+                    }
+                }
+            }
         }
+        for (c, ac) in acc.iter().enumerate() {
+            out[c * d + e..c * d + e + w].copy_from_slice(&ac[..w]);
+        }
+        e += w;
     }
 }
 
