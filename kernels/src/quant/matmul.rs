@@ -182,7 +182,7 @@ fn by_weight_rows(
     let task = |t: usize, out: &mut [f32], stride: usize| {
         let rows = out.len() / m;
         let wt = &w[t * chunk * row_bytes..(t * chunk + rows) * row_bytes];
-        panel(isa, ty, wt, row_bytes, &x, out, 1, stride);
+        panel(isa, ty, wt, row_bytes, &x, out, stride);
     };
     over_weight_row_runs(y, yt, n, m, chunk, task);
 }
@@ -307,7 +307,7 @@ fn by_activation_rows(
     let rows = rows_per_task(m, n * row_bytes / 4, threads, 4);
     y.par_chunks_mut(rows * n).enumerate().for_each(|(t, out)| {
         let x = act.rows(t * rows, out.len() / n);
-        panel(isa, ty, w, row_bytes, &x, out, 1, n);
+        panel(isa, ty, w, row_bytes, &x, out, n);
     });
 }
 

@@ -171,14 +171,13 @@ pub fn reference_for(
     }
     let mut act = QuantizedRows::default();
     act.quantize(matmul::activation_format(isa, ty, m), x, m, k);
-    scalar_panel(ty, w, row_bytes, &act.rows(0, m), y, 1, n);
+    scalar_panel(ty, w, row_bytes, &act.rows(0, m), y, n);
     Ok(())
 }
 
 /// Products of the weight rows in `w` (whole rows of `row_bytes`) with every row of `x`;
-/// weight row j times activation row r goes to `out[j·sj + r·sr]`. `isa` must be supported
+/// weight row j times activation row r goes to `out[j + r·stride]`. `isa` must be supported
 /// and the shapes valid (checked by `matmul::run`).
-#[allow(clippy::too_many_arguments)]
 fn panel(
     isa: Isa,
     ty: QuantType,
@@ -186,8 +185,7 @@ fn panel(
     row_bytes: usize,
     x: &RowsView<'_>,
     out: &mut [f32],
-    sj: usize,
-    sr: usize,
+    stride: usize,
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -195,29 +193,27 @@ fn panel(
         // checked it) or `matmul_with` (which checks `supported`); `run` checked that `w` is
         // whole rows of `row_bytes` = K/block blocks and quantized x to `ty.act_format()`
         // with the same K.
-        Isa::Avx512Vnni => unsafe { x86::vnni::panel(ty, w, row_bytes, x, out, sj, sr) },
+        Isa::Avx512Vnni => unsafe { x86::vnni::panel(ty, w, row_bytes, x, out, stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, sj, sr) },
+        Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, stride) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
-        Isa::NeonDotprod => unsafe { neon::dotprod::panel(ty, w, row_bytes, x, out, sj, sr) },
+        Isa::NeonDotprod => unsafe { neon::dotprod::panel(ty, w, row_bytes, x, out, stride) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above (every aarch64 CPU has NEON).
-        Isa::Neon => unsafe { neon::plain::panel(ty, w, row_bytes, x, out, sj, sr) },
-        _ => scalar_panel(ty, w, row_bytes, x, out, sj, sr),
+        Isa::Neon => unsafe { neon::plain::panel(ty, w, row_bytes, x, out, stride) },
+        _ => scalar_panel(ty, w, row_bytes, x, out, stride),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn scalar_panel(
     ty: QuantType,
     w: &[u8],
     row_bytes: usize,
     x: &RowsView<'_>,
     out: &mut [f32],
-    sj: usize,
-    sr: usize,
+    stride: usize,
 ) {
     const R: usize = 4;
     // Values per activation scale and per quant sum: the Panel format (f32 16-sums present)
@@ -244,7 +240,7 @@ fn scalar_panel(
             let mut res = [[0f32; R]; 1];
             reference::tile::<1, R>(ty, [row], &view, &mut res);
             for (i, v) in res[0].iter().enumerate().take(n) {
-                out[j * sj + (r + i) * sr] = *v;
+                out[j + (r + i) * stride] = *v;
             }
             r += n;
         }

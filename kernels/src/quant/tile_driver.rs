@@ -38,7 +38,7 @@ macro_rules! tile_driver {
         }
 
         /// Products of a run of weight rows with every row of `x`: the product of weight row
-        /// j with activation row r goes to `out[j·sj + r·sr]`.
+        /// j with activation row r goes to `out[j + r·stride]`.
         ///
         /// # Safety
         /// The CPU must have the features this module is compiled for. `w` must hold whole
@@ -51,16 +51,15 @@ macro_rules! tile_driver {
             row_bytes: usize,
             x: &RowsView<'_>,
             out: &mut [f32],
-            sj: usize,
-            sr: usize,
+            stride: usize,
         ) {
             match ty {
-                QuantType::Q4_0 => panel_of::<Q4_0>(w, row_bytes, x, out, sj, sr),
-                QuantType::Q5_0 => panel_of::<Q5_0>(w, row_bytes, x, out, sj, sr),
-                QuantType::Q8_0 => panel_of::<Q8_0>(w, row_bytes, x, out, sj, sr),
-                QuantType::Q4K => panel_of::<Q4K>(w, row_bytes, x, out, sj, sr),
-                QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, sj, sr),
-                QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, sj, sr),
+                QuantType::Q4_0 => panel_of::<Q4_0>(w, row_bytes, x, out, stride),
+                QuantType::Q5_0 => panel_of::<Q5_0>(w, row_bytes, x, out, stride),
+                QuantType::Q8_0 => panel_of::<Q8_0>(w, row_bytes, x, out, stride),
+                QuantType::Q4K => panel_of::<Q4K>(w, row_bytes, x, out, stride),
+                QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, stride),
+                QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, stride),
             }
         }
 
@@ -70,8 +69,7 @@ macro_rules! tile_driver {
             row_bytes: usize,
             x: &RowsView<'_>,
             out: &mut [f32],
-            sj: usize,
-            sr: usize,
+            stride: usize,
         ) {
             let nrows = w.len() / row_bytes;
             let mut j = 0;
@@ -79,10 +77,10 @@ macro_rules! tile_driver {
                 if nrows - j >= $cb {
                     let rows: [*const u8; $cb] =
                         std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
-                    rows_of::<T, $cb>(rows, x, out, j, sj, sr);
+                    rows_of::<T, $cb>(rows, x, out, j, stride);
                     j += $cb;
                 } else {
-                    rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, sj, sr);
+                    rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, stride);
                     j += 1;
                 }
             }
@@ -95,8 +93,7 @@ macro_rules! tile_driver {
             x: &RowsView<'_>,
             out: &mut [f32],
             j: usize,
-            sj: usize,
-            sr: usize,
+            stride: usize,
         ) {
             let mut r = 0;
             while r < x.rows {
@@ -110,7 +107,7 @@ macro_rules! tile_driver {
                 }
                 for (c, rc) in res.iter().enumerate() {
                     for (i, v) in rc.iter().enumerate().take(n) {
-                        out[(j + c) * sj + (r + i) * sr] = *v;
+                        out[j + c + (r + i) * stride] = *v;
                     }
                 }
                 r += n;
