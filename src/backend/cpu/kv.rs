@@ -24,15 +24,6 @@ impl KvDtype {
     }
 }
 
-impl std::fmt::Display for KvDtype {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KvDtype::F32 => "f32",
-            KvDtype::F16 => "f16",
-        })
-    }
-}
-
 /// (K, V) per layer, of one element type.
 enum Layers {
     F32(Vec<(Vec<f32>, Vec<f32>)>),
@@ -118,8 +109,9 @@ impl CpuKvCache {
             layers: &'a [(Vec<E>, Vec<E>)],
             layer: usize,
             spec: &KvCacheSpec,
-        ) -> Option<PagedKv<'a, E>> {
-            layers.get(layer).map(|(k, v)| PagedKv {
+        ) -> Result<PagedKv<'a, E>> {
+            let (k, v) = layers.get(layer).ok_or_else(|| no_layer(layer))?;
+            Ok(PagedKv {
                 k,
                 v,
                 block_size: spec.block_size,
@@ -127,11 +119,10 @@ impl CpuKvCache {
                 head_dim: spec.head_dim,
             })
         }
-        let found = match &self.layers {
-            Layers::F32(l) => view(l, layer, &self.spec).map(LayerView::F32),
-            Layers::F16(l) => view(l, layer, &self.spec).map(LayerView::F16),
-        };
-        found.ok_or_else(|| no_layer(layer))
+        Ok(match &self.layers {
+            Layers::F32(l) => LayerView::F32(view(l, layer, &self.spec)?),
+            Layers::F16(l) => LayerView::F16(view(l, layer, &self.spec)?),
+        })
     }
 
     /// Scatter rows of `k`, `v` (`[tokens, kv_heads * head_dim]`) to `slots`.
@@ -151,35 +142,25 @@ impl CpuKvCache {
             )));
         }
         fn scatter<E: KvElement>(
-            (kc, vc): &mut (Vec<E>, Vec<E>),
+            layers: &mut [(Vec<E>, Vec<E>)],
+            layer: usize,
             k: &[f32],
             v: &[f32],
             slots: &[u32],
             row: usize,
-        ) {
+        ) -> Result<()> {
+            let (kc, vc) = layers.get_mut(layer).ok_or_else(|| no_layer(layer))?;
             for (i, &slot) in slots.iter().enumerate() {
                 let s = slot as usize * row;
                 E::narrow(&k[i * row..][..row], &mut kc[s..s + row]);
                 E::narrow(&v[i * row..][..row], &mut vc[s..s + row]);
             }
+            Ok(())
         }
         match &mut self.layers {
-            Layers::F32(l) => scatter(
-                l.get_mut(layer).ok_or_else(|| no_layer(layer))?,
-                k,
-                v,
-                slots,
-                row,
-            ),
-            Layers::F16(l) => scatter(
-                l.get_mut(layer).ok_or_else(|| no_layer(layer))?,
-                k,
-                v,
-                slots,
-                row,
-            ),
+            Layers::F32(l) => scatter(l, layer, k, v, slots, row),
+            Layers::F16(l) => scatter(l, layer, k, v, slots, row),
         }
-        Ok(())
     }
 }
 
@@ -237,7 +218,7 @@ mod tests {
                         KvDtype::F32 => want,
                         KvDtype::F16 => f16::from_f32(want).to_f32(),
                     };
-                    assert_eq!((*a, *b), (want, -want), "{dtype} slot {slot}");
+                    assert_eq!((*a, *b), (want, -want), "{dtype:?} slot {slot}");
                 }
             }
             // Layer 0 and the untouched slots stay zero.
