@@ -1,8 +1,9 @@
 //! `cargo bench --bench kernels`: the CPU attention, RoPE, RMSNorm and GLU kernels — paged
-//! attention (decode over 1024 cached tokens, f32 and f16 caches; a 512-token causal prefill), RoPE, RMSNorm fused with the residual add, and
-//! tanh-GELU GLU. The quantized matmul has its groups per weight type in
-//! `kernels/benches/quant.rs` (`cargo bench -p candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every
-//! measurement so the suite runs in CI on 2 cores in well under a minute.
+//! attention (decode over 1024 cached tokens with f32 and f16 caches, and a 512-token causal
+//! prefill), RoPE, RMSNorm fused with the residual add, and tanh-GELU GLU. The quantized matmul
+//! has its groups per weight type in `kernels/benches/quant.rs` (`cargo bench -p
+//! candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every measurement so the suite runs in CI
+//! on 2 cores in well under a minute.
 use candor_kernels::activation::{glu, Act};
 use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
 use candor_kernels::norm::{add_rms_norm, rms_norm};

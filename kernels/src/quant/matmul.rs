@@ -35,7 +35,7 @@ const MIN_TASK_WORK: usize = 48 << 10;
 struct Scratch {
     act: QuantizedRows,
     yt: Vec<f32>,
-    /// Repacked weight panels (prefill on VNNI).
+    /// All of W repacked into panels (`by_panels`, from `PANEL_MIN_ROWS` rows on VNNI).
     #[cfg(target_arch = "x86_64")]
     panels: Vec<u8>,
 }
@@ -97,7 +97,8 @@ pub(super) fn run(
     let threads = rayon::current_num_threads().max(1);
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
-    if matches!(format, ActFormat::Panel { .. }) && m < PANEL_MIN_ROWS {
+    let panels = matches!(format, ActFormat::Panel { .. });
+    if panels && m < PANEL_MIN_ROWS {
         #[cfg(target_arch = "x86_64")]
         by_fused_panels(
             ty,
@@ -110,7 +111,7 @@ pub(super) fn run(
             &mut scratch.yt,
             threads,
         );
-    } else if matches!(format, ActFormat::Panel { .. }) {
+    } else if panels {
         #[cfg(target_arch = "x86_64")]
         by_panels(
             ty,
@@ -143,7 +144,7 @@ pub(super) fn run(
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
-/// format, except for prefill on VNNI CPUs (repacked panels, `x86::panel`).
+/// format, except from `FUSED_PANEL_MIN_ROWS` rows on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
     if isa == Isa::Avx512Vnni && m >= FUSED_PANEL_MIN_ROWS {
         ty.panel_format()

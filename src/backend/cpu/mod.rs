@@ -137,7 +137,8 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
 }
 
-/// The SIMD features candor's kernels care about (avx2, fma, avx512f, f16c; neon).
+/// The SIMD features candor's kernels care about (avx2, fma, avx512f, avx512vnni, f16c; neon,
+/// dotprod).
 pub fn cpu_features() -> Vec<String> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]

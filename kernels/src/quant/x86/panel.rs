@@ -157,9 +157,9 @@ unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
     }
 }
 
-/// Decode one K-quant super-block of a row (at `p`) into `q[chunk][c]`, and write its scales and mins
-/// straight into the panel: `f` points at this row's first f32 of the unit's first block (f32
-/// field i of chunk j lives at `f + j·BLOCK + 256 + 32·i`).
+/// Decode one K-quant super-block of a row (at `p`) into `q[chunk][c]`, and write its scales
+/// and mins straight into the panel: `f` points at this row's first f32 of the unit's first
+/// block (f32 field i of chunk j lives at `f + j·BLOCK + 256 + 32·i`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn decode_unit(
