@@ -130,18 +130,6 @@ pub struct KvCacheSpec {
     pub head_dim: usize,
 }
 
-impl KvCacheSpec {
-    /// Bytes of K and V for all layers, at f32.
-    pub fn bytes_f32(&self) -> usize {
-        2 * self.num_layers
-            * self.num_blocks
-            * self.block_size
-            * self.num_kv_heads
-            * self.head_dim
-            * 4
-    }
-}
-
 /// The op-level device interface. Every op has a CPU reference implementation.
 ///
 /// Shapes: activations are 2-D `[tokens, features]` or 3-D `[tokens, heads, head_dim]`,
