@@ -14,13 +14,14 @@ struct ModelEntry {
 
 /// The model ids of an OpenAI `/v1/models` answer.
 pub fn parse_model_ids(body: &str) -> Result<Vec<String>, String> {
-    let list: ModelList = serde_json::from_str(body).map_err(|e| {
-        format!(
-            "not an OpenAI model list ({e}): {}",
-            body.chars().take(200).collect::<String>()
-        )
-    })?;
+    let list: ModelList = serde_json::from_str(body)
+        .map_err(|e| format!("not an OpenAI model list ({e}): {}", excerpt(body)))?;
     Ok(list.data.into_iter().map(|m| m.id).collect())
+}
+
+/// The start of an answer body, for an error message.
+fn excerpt(body: &str) -> String {
+    body.chars().take(200).collect()
 }
 
 /// Ask the server at base URL `url` for its model ids.
@@ -43,10 +44,7 @@ pub async fn served_model_ids(
         .await
         .map_err(|e| format!("GET /v1/models: {e}"))?;
     if !status.is_success() {
-        return Err(format!(
-            "GET /v1/models: HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        ));
+        return Err(format!("GET /v1/models: HTTP {status}: {}", excerpt(&body)));
     }
     parse_model_ids(&body)
 }

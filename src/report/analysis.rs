@@ -134,7 +134,7 @@ fn workload(run: &LocalRun) -> Option<Workload> {
 /// Bytes one token of test `t` reads: for decode the weights (shared by the batch) and each
 /// sequence's mean KV read when the result records the cache's shape (else the weights only);
 /// for prefill the weights once per chunk.
-pub fn bytes_per_token(w: &Workload, kv: Option<&KvShape>, t: &TestRow) -> f64 {
+fn bytes_per_token(w: &Workload, kv: Option<&KvShape>, t: &TestRow) -> f64 {
     match t.phase {
         Phase::Prefill => roofline::prefill_bytes_per_token(w.weight_bytes, t.n.min(t.ubatch)),
         Phase::Decode => {
