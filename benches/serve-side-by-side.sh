@@ -40,7 +40,7 @@ measure() { # NAME: wait for the server, load it, stop it
   done
   echo "== $name, round $round"
   "$CANDOR" bench --serve "http://localhost:$PORT" --concurrency "$CONCURRENCY" \
-    --requests-per-client "$REQUESTS" -n "$TOKENS" \
+    --requests-per-client "$REQUESTS" -n "$TOKENS" --server-label "$name, $THREADS threads" \
     --json "$out/serve-$MODEL-$name-$LABEL-r$round.json" 2>/dev/null | grep -v '^wrote'
   stop
 }
