@@ -55,6 +55,7 @@ fn backend(c: &mut Criterion) {
         kv_tokens: (prompt + 16).max(batch * (steps + 16)),
         backend: Default::default(),
         kv_cache_dtype: Default::default(),
+        op_profiler: None,
     };
     let mut m =
         load_model(&path, &opts).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));

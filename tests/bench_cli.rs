@@ -90,6 +90,62 @@ fn bench_writes_a_table_and_a_complete_result_document() {
 }
 
 #[test]
+fn profile_ops_adds_an_op_table_per_test_counted_per_pass() {
+    let model = tiny_llama();
+    let (stdout, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-b",
+        "1,3",
+        "-t",
+        "2",
+        "--profile-ops",
+        "-m",
+        &model,
+    ]);
+    let profiles = doc["op_profile"].as_array().expect("op_profile");
+    let names: Vec<&str> = profiles
+        .iter()
+        .map(|p| p["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pp16", "tg4", "tg4@b3"]);
+    // One pass each: the tiny llama has 2 layers, so attention runs twice per forward; the LM
+    // head ([512, 64]) runs once per forward that wants logits (the prompt's last position,
+    // every decode step).
+    for (p, forwards) in profiles.iter().zip([1u64, 4, 4]) {
+        let calls = |op: &str| {
+            p["ops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["op"] == op)
+                .map(|o| o["calls"].as_u64().unwrap())
+        };
+        assert_eq!(calls("paged_attention"), Some(2 * forwards), "{p}");
+        assert_eq!(calls("linear 512x64"), Some(forwards), "{p}");
+        let wall = p["wall_seconds"].as_f64().unwrap();
+        let in_ops: f64 = p["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["seconds"].as_f64().unwrap())
+            .sum();
+        let host = p["host_seconds"].as_f64().unwrap();
+        assert!(wall > 0.0 && host >= 0.0 && in_ops <= wall * 1.0001, "{p}");
+    }
+    assert!(stdout.contains("op profile of tg4@b3"), "{stdout}");
+    assert!(stdout.contains("| paged_attention | 8 |"), "{stdout}");
+    // Without the flag the document has no profile.
+    let (_, plain) = bench_document(&["--offline", "-p", "8", "-n", "0", "-r", "1", "-m", &model]);
+    assert!(plain.get("op_profile").is_none());
+}
+
+#[test]
 fn a_plugin_run_describes_the_plugins_device() {
     let model = tiny_llama();
     let plugin = format!("plugin:{}", common::plugins::reference().display());
@@ -105,9 +161,20 @@ fn a_plugin_run_describes_the_plugins_device() {
         "2",
         "--backend",
         &plugin,
+        "--profile-ops",
         "-m",
         &model,
     ]);
+    // Profiling waits on the plugin's `synchronize` after each op; the pass still counts right.
+    let tg2 = &doc["op_profile"][1];
+    assert_eq!(tg2["test"], "tg2");
+    let attention = tg2["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["op"] == "paged_attention")
+        .expect("attention row");
+    assert_eq!(attention["calls"], 4, "{tg2}");
     let gpu = &doc["hardware"]["gpu"];
     assert_eq!(gpu["kind"], "plugin");
     assert_eq!(gpu["name"], "candor reference (host C)");

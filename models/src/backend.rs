@@ -213,6 +213,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Index of the largest value of each row of a 2-D tensor.
     fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
 
+    /// Wait until every op issued so far has finished. Backends whose ops return only when
+    /// done (the CPU) need nothing; queued devices (CUDA streams, plugins) wait here. Used to
+    /// time single ops (`candor bench --profile-ops`), never on the serving path.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Ops this backend handed to another device since it was created (a plugin's CPU
     /// fallback), as (op name, count) for those that did; empty for a backend that runs every
     /// op itself.

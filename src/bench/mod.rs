@@ -11,6 +11,7 @@ pub mod roofline;
 pub mod specs;
 pub mod stats;
 
+use crate::engine::op_profile::{OpProfiler, OpTime};
 use crate::engine::{EngineError, Runner};
 use measure::{time_decode, time_prefill, TokenSource};
 use serde::Serialize;
@@ -153,6 +154,69 @@ pub fn run(
         });
     }
     Ok(out)
+}
+
+/// One untimed pass of a test with every op synchronised and timed (`--profile-ops`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestProfile {
+    pub test: String,
+    /// The whole pass, slower than a timed repetition by the per-op synchronisation.
+    pub wall_seconds: f64,
+    /// The pass minus its ops: the host's batch building, sampling and bookkeeping.
+    pub host_seconds: f64,
+    /// Slowest first.
+    pub ops: Vec<OpTime>,
+}
+
+/// After the timed runs: one pass of each test with `profiler` switched on.
+pub fn profile(
+    runner: &mut dyn Runner,
+    c: &BenchConfig,
+    profiler: &OpProfiler,
+) -> Result<Vec<TestProfile>, EngineError> {
+    let mut src = TokenSource::new(c.seed ^ 0x9e37_79b9, runner.spec().vocab_size);
+    let mut out = Vec::new();
+    for test in c.tests() {
+        profiler.take();
+        profiler.set_enabled(true);
+        let wall = time(runner, test, c, &mut src);
+        profiler.set_enabled(false);
+        let wall_seconds = wall?;
+        let ops = profiler.take();
+        let in_ops: f64 = ops.iter().map(|o| o.seconds).sum();
+        out.push(TestProfile {
+            test: test.name(),
+            wall_seconds,
+            host_seconds: (wall_seconds - in_ops).max(0.0),
+            ops,
+        });
+    }
+    Ok(out)
+}
+
+/// The profile of one test as a table: op, calls, ms, share of the pass.
+pub fn profile_table(p: &TestProfile) -> String {
+    let mut s = format!(
+        "op profile of {} (one pass, each op synchronised: {:.1} ms)\n| op | calls | ms | % |\n| --- | ---: | ---: | ---: |\n",
+        p.test,
+        p.wall_seconds * 1e3
+    );
+    let pct = |x: f64| 100.0 * x / p.wall_seconds.max(1e-12);
+    for o in &p.ops {
+        s += &format!(
+            "| {} | {} | {:.2} | {:.1} |\n",
+            o.op,
+            o.calls,
+            o.seconds * 1e3,
+            pct(o.seconds)
+        );
+    }
+    s += &format!(
+        "| (host) | | {:.2} | {:.1} |\n",
+        p.host_seconds * 1e3,
+        pct(p.host_seconds)
+    );
+    s
 }
 
 #[cfg(test)]

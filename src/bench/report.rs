@@ -1,7 +1,7 @@
 //! The result document of `candor bench` (schema in docs/bench-json.md) and its table.
 use super::hardware::Hardware;
 use super::kv_traffic::KvShape;
-use super::{BenchConfig, TestResult};
+use super::{BenchConfig, TestProfile, TestResult};
 use serde::Serialize;
 
 /// Bumped whenever a field changes meaning or disappears. 2: `hardware.cpu_model` is always the
@@ -45,6 +45,9 @@ pub struct BenchDocument {
     pub config: BenchConfig,
     pub results: Vec<TestResult>,
     pub peak_rss_bytes: Option<u64>,
+    /// `--profile-ops`: one extra, untimed pass per test with every op timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op_profile: Option<Vec<TestProfile>>,
 }
 
 pub fn git_commit() -> &'static str {

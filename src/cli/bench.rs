@@ -8,6 +8,7 @@ use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
 use crate::bench::{self, BenchConfig};
 use crate::cli::dummy::DummyArgs;
 use crate::engine::load::{load_model, load_opened, KvCacheDtype, LoadOptions};
+use crate::engine::op_profile::OpProfiler;
 use crate::error::CliError;
 use crate::loadgen::{self, LevelReport, LoadConfig, RequestSpec};
 use crate::pull;
@@ -93,6 +94,10 @@ pub struct BenchArgs {
     pub server_label: Option<String>,
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// After the timed runs, one more pass of each test with every op synchronised and
+    /// timed: a table per test (and `op_profile` in the JSON) of where the time goes.
+    #[arg(long)]
+    pub profile_ops: bool,
     #[command(flatten)]
     pub dummy: DummyArgs,
 }
@@ -168,6 +173,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         threads,
         kv_tokens: config.kv_tokens(),
         backend: args.backend.clone(),
+        op_profiler: args.profile_ops.then(OpProfiler::new),
     };
     let mut model = match dummy_shape {
         Some(shape) => load_opened(args.dummy.open(shape, args.seed)?, &load_options)?,
@@ -196,6 +202,11 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         pb.inc(1);
     })?;
     pb.finish_and_clear();
+    let peak_rss_bytes = crate::rss::peak_rss_bytes();
+    let op_profile = match &load_options.op_profiler {
+        Some(p) => Some(bench::profile(model.runner.as_mut(), &config, p)?),
+        None => None,
+    };
     let fallbacks = model.runner.fallback_ops();
     if !fallbacks.is_empty() {
         eprintln!(
@@ -203,7 +214,6 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             crate::backend::plugin::fallback_summary(&fallbacks)
         );
     }
-    let peak_rss_bytes = crate::rss::peak_rss_bytes();
     let model_info = match dummy_shape {
         Some(shape) => dummy_model_info(shape, &args.dummy, &model.spec)?,
         None => file_model_info(args, &path, &model),
@@ -229,8 +239,12 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         config,
         results,
         peak_rss_bytes,
+        op_profile,
     };
     print!("{}", report::table(&doc));
+    for p in doc.op_profile.iter().flatten() {
+        print!("\n{}", bench::profile_table(p));
+    }
     if let Some(p) = &args.json {
         write_json(p, &doc)?;
     }

@@ -97,6 +97,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             &LoadOptions {
                 dequantize: args.dequantize,
                 kv_cache_dtype: args.kv_cache_dtype,
+                op_profiler: None,
                 threads,
                 kv_tokens,
                 backend: args.backend.clone(),

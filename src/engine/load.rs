@@ -1,13 +1,16 @@
 //! Building a runner from an opened model on a chosen backend.
 use super::block_manager::BLOCK_SIZE;
 use super::error::EngineError;
+use super::op_profile::{OpProfiler, Profiled};
 use super::runner::{ModelRunner, Runner};
 use crate::backend::cpu::{CpuBackend, KvDtype};
 use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
+use candor_models::backend::Backend;
 use candor_models::loader::OpenedModel;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
+use std::sync::Arc;
 
 /// The element type asked of the KV cache (`--kv-cache-dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -53,7 +56,32 @@ pub fn cpu_runner(
     kv_tokens: usize,
     kv_dtype: KvDtype,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    let backend = CpuBackend::new(threads).with_kv_dtype(kv_dtype);
+    runner_on(cpu_backend(threads, kv_dtype), opened, kv_tokens, None)
+}
+
+fn cpu_backend(threads: usize, kv_dtype: KvDtype) -> CpuBackend {
+    CpuBackend::new(threads).with_kv_dtype(kv_dtype)
+}
+
+/// `opened` loaded onto `backend` with a KV cache of `kv_tokens` tokens (whole blocks), every
+/// op timed by `profiler` while it is switched on (`candor bench --profile-ops`).
+fn runner_on<B: Backend>(
+    backend: B,
+    opened: &OpenedModel,
+    kv_tokens: usize,
+    profiler: Option<&Arc<OpProfiler>>,
+) -> Result<Box<dyn Runner>, EngineError> {
+    match profiler {
+        Some(p) => model_runner(Profiled::new(backend, p.clone()), opened, kv_tokens),
+        None => model_runner(backend, opened, kv_tokens),
+    }
+}
+
+fn model_runner<B: Backend>(
+    backend: B,
+    opened: &OpenedModel,
+    kv_tokens: usize,
+) -> Result<Box<dyn Runner>, EngineError> {
     let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
     Ok(Box::new(ModelRunner::new(
@@ -81,12 +109,18 @@ pub fn cuda_runner(
     ordinal: usize,
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    let backend = crate::backend::cuda::CudaBackend::new(ordinal, cuda_act_dtype(opened)?)?;
-    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
-    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
-    Ok(Box::new(ModelRunner::new(
-        backend, model, blocks, BLOCK_SIZE,
-    )?))
+    runner_on(cuda_backend(opened, ordinal)?, opened, kv_tokens, None)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend(
+    opened: &OpenedModel,
+    ordinal: usize,
+) -> Result<crate::backend::cuda::CudaBackend, EngineError> {
+    Ok(crate::backend::cuda::CudaBackend::new(
+        ordinal,
+        cuda_act_dtype(opened)?,
+    )?)
 }
 
 /// Everything needed to serve a model: the runner, its tokenizer and chat template.
@@ -114,6 +148,9 @@ pub struct LoadOptions {
     /// The KV cache's element type on the CPU backend (CUDA keeps the model's activation
     /// dtype; plugin caches are f32 by the plugin ABI).
     pub kv_cache_dtype: KvCacheDtype,
+    /// Times every op while switched on (`candor bench --profile-ops`); None runs the backend
+    /// unwrapped.
+    pub op_profiler: Option<Arc<OpProfiler>>,
 }
 
 /// A runner for `opened` on the backend the options name.
@@ -121,20 +158,34 @@ pub fn runner_for(
     opened: &OpenedModel,
     opts: &LoadOptions,
 ) -> Result<Box<dyn Runner>, EngineError> {
+    let profiler = opts.op_profiler.as_ref();
     match &opts.backend {
-        BackendChoice::Cpu => cpu_runner(
+        BackendChoice::Cpu => runner_on(
+            cpu_backend(
+                opts.threads,
+                opts.kv_cache_dtype.resolve(opened, opts.dequantize)?,
+            ),
             opened,
-            opts.threads,
             opts.kv_tokens,
-            opts.kv_cache_dtype.resolve(opened, opts.dequantize)?,
+            profiler,
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(ordinal) => cuda_runner(opened, *ordinal, opts.kv_tokens),
+        BackendChoice::Cuda(ordinal) => runner_on(
+            cuda_backend(opened, *ordinal)?,
+            opened,
+            opts.kv_tokens,
+            profiler,
+        ),
         #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => plugin_runner(opened, path, opts.threads, opts.kv_tokens),
+        BackendChoice::Plugin(path) => runner_on(
+            plugin_backend(path, opts.threads)?,
+            opened,
+            opts.kv_tokens,
+            profiler,
+        ),
     }
 }
 
@@ -146,16 +197,16 @@ pub fn plugin_runner(
     threads: usize,
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
+    runner_on(plugin_backend(path, threads)?, opened, kv_tokens, None)
+}
+
+fn plugin_backend(path: &std::path::Path, threads: usize) -> Result<PluginBackend, EngineError> {
     let backend = PluginBackend::load(path, CpuBackend::new(threads))
         .map_err(|e| EngineError::Backend(e.to_string()))?;
-    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
     let report = backend.startup_report();
     tracing::info!("{report}");
     eprintln!("candor: {report}");
-    let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
-    Ok(Box::new(ModelRunner::new(
-        backend, model, blocks, BLOCK_SIZE,
-    )?))
+    Ok(backend)
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.

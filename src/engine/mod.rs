@@ -3,6 +3,7 @@ pub mod block_manager;
 pub mod error;
 pub mod generate;
 pub mod load;
+pub mod op_profile;
 pub mod runner;
 pub mod sampler;
 pub mod scheduler;

@@ -86,6 +86,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     let opts = LoadOptions {
         dequantize: config.dequantize,
         kv_cache_dtype: config.kv_cache_dtype,
+        op_profiler: None,
         threads: config.threads,
         kv_tokens: config.kv_cache_tokens,
         backend: config.backend.clone(),

@@ -264,6 +264,10 @@ impl Backend for CudaBackend {
         Ok(x.index_select(&self.ids("gathered rows", rows)?, 0)?)
     }
 
+    fn synchronize(&self) -> Result<()> {
+        Ok(self.device.synchronize()?)
+    }
+
     fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
         Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
     }

@@ -875,6 +875,14 @@ impl Backend for PluginBackend {
         )
     }
 
+    fn synchronize(&self) -> Result<()> {
+        // Required by the loader (loader.rs), so never absent on a loaded plugin.
+        match self.api().synchronize {
+            Some(f) => Ok(self.plugin.call("synchronize", |_| unsafe { f() })?),
+            None => Ok(()),
+        }
+    }
+
     fn argmax(&self, x: &PluginTensor) -> Result<Vec<u32>> {
         let [rows, cols] = x.shape[..] else {
             return Err(err(format!("argmax: x of shape {:?}", x.shape)));
