@@ -74,14 +74,14 @@ def gpu_facts(torch):
     }
 
 
-def timed(torch, fn, reps):
+def timed(sync, fn, reps):
     fn()  # warm-up: kernels selected, memory pools grown
-    torch.cuda.synchronize()
+    sync()
     out = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         out.append(time.perf_counter() - t0)
     return out
 
@@ -105,6 +105,8 @@ def main():
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa, eager, flash_attention_2)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--device", default="cuda",
+                    help="torch device (cpu only to try this script where there is no GPU)")
     ap.add_argument("--json", help="write the result document here")
     args = ap.parse_args()
 
@@ -122,30 +124,34 @@ def main():
     model_type = cfg_dict.pop("model_type")
     config = AutoConfig.for_model(model_type, **cfg_dict)
     torch.manual_seed(args.seed)
-    with torch.device("cuda"):
+    # transformers 5 names the argument `dtype`; 4.x called it `torch_dtype`.
+    dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    dev = args.device
+    with torch.device(dev):
         model = AutoModelForCausalLM.from_config(
-            config, torch_dtype=torch.bfloat16, attn_implementation=args.attn)
+            config, attn_implementation=args.attn, **{dtype_kw: torch.bfloat16})
     model.eval()
     params = sum(p.numel() for p in model.parameters())
     vocab = config.vocab_size
-    gen = torch.Generator(device="cuda").manual_seed(args.seed)
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 
     results = []
     with torch.inference_mode():
         if args.n_prompt > 0:
-            ids = torch.randint(0, vocab, (1, args.n_prompt), device="cuda", generator=gen)
-            secs = timed(torch, lambda: model(ids, use_cache=False), args.repetitions)
+            ids = torch.randint(0, vocab, (1, args.n_prompt), device=dev, generator=gen)
+            secs = timed(sync, lambda: model(ids, use_cache=False), args.repetitions)
             results.append(result(f"pp{args.n_prompt}", "prefill", args.n_prompt, 1, secs))
         for b in [int(x) for x in args.batch.split(",") if x]:
             if args.n_gen <= 0:
                 break
-            ids = torch.randint(0, vocab, (b, 1), device="cuda", generator=gen)
+            ids = torch.randint(0, vocab, (b, 1), device=dev, generator=gen)
 
             def decode():
                 model.generate(ids, attention_mask=torch.ones_like(ids),
                                max_new_tokens=args.n_gen, min_new_tokens=args.n_gen,
                                do_sample=False, pad_token_id=0)
-            secs = timed(torch, decode, args.repetitions)
+            secs = timed(sync, decode, args.repetitions)
             test = f"tg{args.n_gen}" + (f"@b{b}" if b > 1 else "")
             results.append(result(test, "decode", args.n_gen * b, b, secs))
 
@@ -156,7 +162,7 @@ def main():
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"name": name, "format": "dummy", "arch": model_type,
                   "quantization": "BF16", "parameters": params, "attn_implementation": args.attn},
-        "hardware": gpu_facts(torch),
+        "hardware": gpu_facts(torch) if dev.startswith("cuda") else {"device": dev},
         "config": {"n_prompt": args.n_prompt, "n_gen": args.n_gen,
                    "repetitions": args.repetitions, "batch": args.batch, "seed": args.seed},
         "results": results,

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# gpu-kit.sh — build here (no GPU needed) everything scripts/gpu-proof.sh runs on a GPU machine:
+# the release `candor` with `--features cuda` and the CUDA test binaries (cuda_kernels,
+# cuda_golden, cuda_bandwidth), debug info stripped, packed into one xz archive.
+#
+# Usage:  scripts/gpu-kit.sh [KIT_DIR]        (default: .gpu-kit, ignored by git)
+#
+# The device tool copies the working tree plus the paths named in `carry`, 64 MiB in all, and
+# the binaries are ~150 MB each with debug info: stripped and compressed they fit. The real GGUF
+# test models (250 and 490 MB) do not, which is why the proof measures dummy weights of real
+# shapes. Needs the full CUDA toolchain (scripts/cuda-toolchain.sh install) to link.
+# Builds in target-cuda/ so the CPU build in target/ stays as it is.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+kit="${1:-.gpu-kit}"
+
+bash scripts/cuda-toolchain.sh install >&2
+eval "$(bash scripts/cuda-toolchain.sh env)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-cuda}"
+
+cargo build --release --features cuda --bin candor
+tests_json="$(mktemp)"
+trap 'rm -f "$tests_json"' EXIT
+cargo test --release --features cuda --no-run --message-format=json \
+  --test cuda_kernels --test cuda_golden --test cuda_bandwidth >"$tests_json"
+
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage" "$tests_json"' EXIT
+cp "$CARGO_TARGET_DIR/release/candor" "$stage/candor"
+# Test executables as cargo reports them; named without their hash so the proof script can
+# call them by name.
+python3 - "$tests_json" "$stage" <<'EOF'
+import json, shutil, sys
+found = {}
+for line in open(sys.argv[1]):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("profile", {}).get("test") \
+            and msg.get("executable"):
+        found[msg["target"]["name"]] = msg["executable"]
+want = ["cuda_kernels", "cuda_golden", "cuda_bandwidth"]
+missing = [w for w in want if w not in found]
+if missing:
+    sys.exit(f"cargo did not report test executables for {missing}")
+for name in want:
+    shutil.copy(found[name], f"{sys.argv[2]}/{name}")
+EOF
+strip --strip-debug "$stage"/*
+git rev-parse HEAD >"$stage/COMMIT"
+git diff --quiet HEAD -- src models kernels Cargo.toml Cargo.lock || echo dirty >>"$stage/COMMIT"
+
+rm -rf "$kit"
+mkdir -p "$kit"
+tar -C "$stage" -cf - . | xz -T0 -6 >"$kit/bin.tar.xz"
+ls -l "$stage" >&2
+size=$(stat -c %s "$kit/bin.tar.xz")
+echo "kit: $kit/bin.tar.xz ($((size / 1024 / 1024)) MiB; the device carries 64 MiB with the tree)" >&2
+if ((size > 56 * 1024 * 1024)); then
+  echo "kit too large to carry beside the working tree" >&2
+  exit 1
+fi

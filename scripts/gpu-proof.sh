@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# gpu-proof.sh — the CUDA backend's checks on a GPU machine, in one run inside a time budget:
+# the CUDA kernel, golden and bandwidth tests, then `candor bench` beside HF transformers on the
+# same GPU, dummy bf16 weights of real model shapes (same prompt and decode lengths, same batch
+# sizes), most important first, so a run cut short still says the most.
+#
+# Usage (on the GPU machine, from the repository root):
+#   bash scripts/gpu-proof.sh [KIT_DIR] [OUT_DIR]
+#     KIT_DIR  what scripts/gpu-kit.sh built (default .gpu-kit)
+#     OUT_DIR  where the log and result JSONs go (default $OUT, else gpu-proof-out)
+# Env: GPU_PROOF_BUDGET_S (default 330): seconds for the whole run; a step that would start
+#      with under 20 s left is skipped, and each step's own limit is cut to what is left.
+#      GPU_PROOF_REPS (default 3): timed repetitions per test.
+#      GPU_PROOF_PYTHON (default python3): the Python with torch and transformers.
+#
+# Writes OUT_DIR/proof.log (everything, with a summary at the end) and one JSON per benchmark
+# under OUT_DIR/results/ named like benches/results/ (…-LABEL.json, LABEL from the GPU's name:
+# h100, h200…): seven files at most, what the device tool brings back.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+kit="${1:-.gpu-kit}"
+out="${2:-${OUT:-gpu-proof-out}}"
+budget="${GPU_PROOF_BUDGET_S:-330}"
+reps="${GPU_PROOF_REPS:-3}"
+start=$SECONDS
+mkdir -p "$out/results"
+exec > >(tee "$out/proof.log") 2>&1
+summary=()
+
+# step NAME LIMIT_S COMMAND...: run with a timeout inside the budget; record rc and seconds.
+step() {
+  local name=$1 limit=$2 left rc t0
+  shift 2
+  left=$((budget - (SECONDS - start)))
+  if ((left < 20)); then
+    echo "=== $name: SKIPPED (budget spent)"
+    summary+=("$name: skipped (budget)")
+    return
+  fi
+  ((limit > left)) && limit=$left
+  echo "=== $name (limit ${limit}s, $((SECONDS - start))s into the run)"
+  t0=$SECONDS
+  timeout --kill-after=5 "$limit" "$@"
+  rc=$?
+  echo "=== $name: rc=$rc in $((SECONDS - t0))s"
+  summary+=("$name: rc=$rc $((SECONDS - t0))s")
+}
+
+bin=/tmp/candor-gpu-kit
+rm -rf "$bin" && mkdir -p "$bin"
+if ! xz -dc "$kit/bin.tar.xz" | tar -x -C "$bin"; then
+  echo "no kit at $kit/bin.tar.xz: build it with scripts/gpu-kit.sh and carry $kit"
+  exit 2
+fi
+echo "kit built from $(tr '\n' ' ' <"$bin/COMMIT")"
+gpu=(bash scripts/gpu-run.sh)
+py="${GPU_PROOF_PYTHON:-python3}"
+export CANDOR_FIXTURES="$PWD/tests/fixtures" CANDOR_REQUIRE_GPU=1 PYTHONUNBUFFERED=1
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem \
+  --format=csv || true
+gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+label="$(echo "$gpu_name" | grep -oiE '[A-Z][0-9]{2,4}[A-Z]?' | head -1 | tr 'A-Z' 'a-z')"
+label="${label:-gpu}"
+echo "label: $label"
+
+step "devices" 60 "${gpu[@]}" "$bin/candor" devices
+step "cuda_kernels" 120 "${gpu[@]}" "$bin/cuda_kernels" --nocapture
+step "cuda_golden" 120 "${gpu[@]}" "$bin/cuda_golden" --nocapture
+step "cuda_bandwidth" 60 "${gpu[@]}" "$bin/cuda_bandwidth" --nocapture
+
+# candor then transformers on each shape; batch 1, 8, 32; prompt 512, decode 128. candor also
+# profiles one extra pass of each test (op_profile in its JSON).
+bench_pair() { # SHAPE_ARGS HF_SHAPES NAME LIMIT
+  local args=$1 hf=$2 name=$3 limit=$4
+  # shellcheck disable=SC2086  # SHAPE_ARGS is a word list
+  step "candor $name" "$limit" "${gpu[@]}" "$bin/candor" bench --backend cuda --load-format dummy $args \
+    -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
+    --json "$out/results/candor-bench-dummy-$name-$label.json"
+  step "transformers $name" "$limit" "$py" benches/hf_transformers_bench.py --shapes "$hf" \
+    -p 512 -n 128 -b 1,8,32 -r "$reps" \
+    --json "$out/results/hf-transformers-dummy-$name-$label.json"
+}
+bench_pair "--arch llama --size 8b" llama-8b llama-8b 150
+bench_pair "--arch qwen2.5 --size 7b" qwen2.5-7b qwen2.5-7b 120
+bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
+
+echo
+echo "=== summary ($((SECONDS - start))s of ${budget}s)"
+printf '  %s\n' "${summary[@]}"
+ls -l "$out/results"
