@@ -230,17 +230,35 @@ fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
             seqs: vec![(70, 10), (1, 200)],
             params: params(4, 1, 256, Some(32), Some(50.0)),
         },
+        // Tile edges: a 64-row tile and a 1-row one (head_dim 128), then 33 rows after a
+        // history that ends mid-block (head_dim 64, keys in 64-key steps).
+        AttnCase {
+            seqs: vec![(65, 3), (33, 45)],
+            params: params(4, 2, 128, None, None),
+        },
+        AttnCase {
+            seqs: vec![(33, 45)],
+            params: params(2, 1, 64, Some(40), None),
+        },
         // Many decode tokens (a batch of 8), multi-head without GQA.
         AttnCase {
             seqs: (0..8).map(|i| (1, 5 + 37 * i)).collect(),
             params: params(4, 4, 64, None, None),
         },
     ];
-    for act in ACTS {
-        let Some(g) = gpu(act) else { return };
-        for (i, c) in cases.iter().enumerate() {
-            let d = rel_diff(&attention(&g, c, 16), &attention(&cpu, c, 16));
-            assert!(d < tol(act), "{act:?} case {i}: {d}");
+    // Half-precision caches run prompt chunks on the tensor-core kernel; each case also runs
+    // with it switched off, so both kernels are checked on the same inputs.
+    for act in [DType::F32, DType::BF16, DType::F16] {
+        for tensor_cores in [true, false] {
+            let Some(mut g) = gpu(act) else { return };
+            g.set_tensor_core_attention(tensor_cores);
+            for (i, c) in cases.iter().enumerate() {
+                let d = rel_diff(&attention(&g, c, 16), &attention(&cpu, c, 16));
+                assert!(
+                    d < tol(act),
+                    "{act:?} case {i} (tensor cores {tensor_cores}): {d}"
+                );
+            }
         }
     }
 }

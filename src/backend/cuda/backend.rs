@@ -2,7 +2,7 @@
 //! dense weights, candle's quantized CUDA matmul for GGUF blocks, candle ops for the simple
 //! elementwise ops, and candor's kernels (kernels/cuda) for RMSNorm (fused with the residual
 //! add), RoPE, GLU, the KV write and paged attention.
-use super::block_table::pack;
+use super::block_table::{pack, query_tiles};
 use super::device::gpu_info;
 use super::error::CudaError;
 use super::kernels::{AttentionArgs, Kernels, RopeArgs};
@@ -25,6 +25,26 @@ pub struct CudaBackend {
     /// Dtype of activations, dense weights and the KV cache.
     act: DType,
     uploads: UploadCache,
+    /// Prompt chunks attend on tensor cores (paged_attention_mma.cu) where the kernel has an
+    /// instance; `CANDOR_CUDA_ATTENTION=simple` keeps every batch on the simple kernel.
+    tensor_core_attention: bool,
+}
+
+/// A batch attends on tensor cores when one of its sequences brings at least this many query
+/// rows: a tile of 16 rows per warp is mostly empty below that, and decode-only batches (one
+/// row per sequence) stay on the simple kernel, which splits no work it does not need.
+const MMA_MIN_QUERY_ROWS: usize = 16;
+
+/// `CANDOR_CUDA_ATTENTION`: `auto` (or unset) or `simple`.
+fn tensor_core_attention_from_env() -> Result<bool> {
+    match std::env::var("CANDOR_CUDA_ATTENTION").as_deref() {
+        Err(_) | Ok("auto") | Ok("") => Ok(true),
+        Ok("simple") => Ok(false),
+        Ok(other) => Err(CudaError::Launch(format!(
+            "CANDOR_CUDA_ATTENTION={other}: expected auto or simple"
+        ))
+        .into()),
+    }
 }
 
 impl CudaBackend {
@@ -43,7 +63,22 @@ impl CudaBackend {
             info,
             act,
             uploads: UploadCache::default(),
+            tensor_core_attention: tensor_core_attention_from_env()?,
         })
+    }
+
+    /// Whether prompt chunks may attend on tensor cores (tests compare both kernels).
+    pub fn set_tensor_core_attention(&mut self, on: bool) {
+        self.tensor_core_attention = on;
+    }
+
+    /// Query rows per tile when this batch attends on tensor cores, None for the simple kernel.
+    fn mma_tile_rows(&self, head_dim: usize, seqs: &[SeqAttention]) -> Option<usize> {
+        let longest = seqs.iter().map(|s| s.q_len).max().unwrap_or(0);
+        if !self.tensor_core_attention || self.act == DType::F32 || longest < MMA_MIN_QUERY_ROWS {
+            return None;
+        }
+        super::launch::mma_attention_rows(head_dim)
     }
 
     pub fn act_dtype(&self) -> DType {
@@ -217,7 +252,10 @@ impl Backend for CudaBackend {
             .into());
         }
         let tokens = q.dims().first().copied().unwrap_or(0);
-        let packed = pack(seqs, tokens, block_size, spec.num_blocks)?;
+        let mut packed = pack(seqs, tokens, block_size, spec.num_blocks)?;
+        if let Some(rows) = self.mma_tile_rows(params.head_dim, seqs) {
+            packed.tiles = query_tiles(seqs, rows)?;
+        }
         let batch = self.uploads.batch(&self.device, packed)?;
         let (kc, vc) = cache.layer(layer)?;
         let args = AttentionArgs {

@@ -4,7 +4,10 @@
 //!
 //! - `row_seq[t]`: the sequence of token row t, `NO_SEQ` for a row no sequence covers;
 //! - `seq_meta[3s..3s + 3]`: q_start, start_pos, offset of the block table in `tables`;
-//! - `tables`: every sequence's block table, concatenated.
+//! - `tables`: every sequence's block table, concatenated;
+//! - `tiles`: for the tensor-core prefill kernel (paged_attention_mma.cu) only, one
+//!   (sequence, first row, rows) triple per block: runs of consecutive query rows of one
+//!   sequence; empty when the batch runs on the simple kernel.
 //!
 //! Everything the kernel will index is validated here, on the host, so a bad batch is an error
 //! and never an out-of-bounds read on the device. Pure host logic: tested without a GPU.
@@ -19,6 +22,7 @@ pub struct PackedBatch {
     pub row_seq: Vec<u32>,
     pub seq_meta: Vec<u32>,
     pub tables: Vec<u32>,
+    pub tiles: Vec<u32>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32, CudaError> {
@@ -86,7 +90,28 @@ pub fn pack(
         row_seq,
         seq_meta,
         tables,
+        tiles: Vec::new(),
     })
+}
+
+/// The query rows of `seqs` cut into tiles of at most `rows_per_tile` consecutive rows of one
+/// sequence, as (sequence, first row, rows) triples. Call on sequences `pack` accepted.
+pub fn query_tiles(seqs: &[SeqAttention], rows_per_tile: usize) -> Result<Vec<u32>, CudaError> {
+    if rows_per_tile == 0 {
+        return Err(CudaError::Batch("query tiles of 0 rows".into()));
+    }
+    let mut tiles = Vec::new();
+    for (si, s) in seqs.iter().enumerate() {
+        let end = s.q_start + s.q_len;
+        for first in (s.q_start..end).step_by(rows_per_tile) {
+            tiles.extend([
+                u32_of(si, "sequence index")?,
+                u32_of(first, "tile row")?,
+                u32_of(rows_per_tile.min(end - first), "tile rows")?,
+            ]);
+        }
+    }
+    Ok(tiles)
 }
 
 impl PackedBatch {
@@ -134,6 +159,23 @@ mod tests {
         assert_eq!(p.slot(2, 1, 16), Some((2, 3 * 16 + 1)));
         assert_eq!(p.slot(2, 3, 16), None, "key after the query");
         assert_eq!(p.slot(3, 17, 16), Some((17, 2 * 16 + 1)));
+    }
+
+    #[test]
+    fn query_tiles_cut_each_sequence_into_runs_of_rows() {
+        let seqs = [seq(0, 150, 0, vec![0; 10]), seq(150, 1, 300, vec![0; 19])];
+        assert_eq!(
+            query_tiles(&seqs, 64).unwrap(),
+            vec![0, 0, 64, 0, 64, 64, 0, 128, 22, 1, 150, 1]
+        );
+        // A sequence with no new rows has no tile; a tile never spans two sequences.
+        let seqs = [
+            seq(0, 0, 5, vec![0]),
+            seq(0, 3, 0, vec![1]),
+            seq(3, 2, 0, vec![2]),
+        ];
+        assert_eq!(query_tiles(&seqs, 64).unwrap(), vec![1, 0, 3, 2, 3, 2]);
+        assert!(query_tiles(&seqs, 0).is_err());
     }
 
     #[test]

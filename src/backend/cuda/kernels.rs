@@ -47,6 +47,11 @@ pub struct DeviceBatch {
     pub row_seq: Tensor,
     pub seq_meta: Tensor,
     pub tables: Tensor,
+    /// Query tiles: present when the batch runs on the tensor-core prefill kernel.
+    pub tiles: Option<Tensor>,
+    /// Whether some sequence covers every row (else the uncovered rows' output must be zeroed
+    /// by whoever does not visit them).
+    pub row_seq_complete: bool,
 }
 
 impl Kernels {
@@ -345,8 +350,14 @@ impl Kernels {
         if tokens == 0 {
             return Ok(q.reshape(&shape[..])?);
         }
-        let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let q = q.contiguous()?;
+        // Tensor-core tiles read Q rows 16 bytes at a time: the rows must start aligned (they
+        // do for a kernel's fresh output; a view into another buffer takes the simple kernel).
+        let aligned = (q.layout().start_offset() * std::mem::size_of::<T>()).is_multiple_of(16);
+        if let (Some(tiles), true) = (&batch.tiles, aligned) {
+            return self.paged_attention_mma::<T>(&q, k_cache, v_cache, batch, tiles, a);
+        }
+        let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let (qs, ql) = q.storage_and_layout();
         let (rs, rl) = batch.row_seq.storage_and_layout();
         let (ms, ml) = batch.seq_meta.storage_and_layout();
@@ -387,6 +398,74 @@ impl Kernels {
         // forms was validated by block_table::pack against the cache's size.
         unsafe { b.launch(cfg) }.map_err(launch_err)?;
         Ok(wrap(out, &self.dev, &shape))
+    }
+
+    /// `paged_attention` on tensor cores (paged_attention_mma.cu): one block per (query tile,
+    /// head), for f16/bf16 and the head sizes `launch::mma_attention_rows` lists.
+    fn paged_attention_mma<T: KernelDType>(
+        &self,
+        q: &Tensor,
+        k_cache: &CudaStorage,
+        v_cache: &CudaStorage,
+        batch: &DeviceBatch,
+        tiles: &Tensor,
+        a: &AttentionArgs,
+    ) -> Result<Tensor> {
+        if T::SUFFIX == "f32" {
+            return Err(
+                CudaError::Launch("tensor-core attention takes f16/bf16 only".into()).into(),
+            );
+        }
+        let tokens = batch.row_seq.elem_count();
+        let row = a.heads * a.head_dim;
+        let n_tiles = tiles.elem_count() / 3;
+        let cfg = config(launch::attention_mma(
+            n_tiles, a.heads, a.kv_heads, a.head_dim,
+        )?);
+        let (qs, ql) = q.storage_and_layout();
+        let (ms, ml) = batch.seq_meta.storage_and_layout();
+        let (ts, tl) = batch.tables.storage_and_layout();
+        let (is, il) = tiles.storage_and_layout();
+        let qv = view::<T>(&qs, ql)?;
+        let (mv, tv, iv) = (
+            view::<u32>(&ms, ml)?,
+            view::<u32>(&ts, tl)?,
+            view::<u32>(&is, il)?,
+        );
+        let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
+        // Every row belongs to a tile, but a row no sequence covers has none: zero first.
+        let mut out = if batch.row_seq_complete {
+            alloc_out::<T>(&self.dev, tokens * row)?
+        } else {
+            self.dev.alloc_zeros::<T>(tokens * row)?
+        };
+        let heads = as_i32(a.heads, "heads")?;
+        let kv_heads = as_i32(a.kv_heads, "KV heads")?;
+        let block_size = as_i32(a.block_size, "block size")?;
+        let window = as_i32(a.window.unwrap_or(0), "sliding window")?;
+        let softcap = a.softcap.unwrap_or(0.0);
+        let name = format!("paged_attention_mma_{}_d{}", T::SUFFIX, a.head_dim);
+        let f = self.func("paged_attention_mma", &name)?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&qv)
+            .arg(kc)
+            .arg(vc)
+            .arg(&mut out)
+            .arg(&mv)
+            .arg(&tv)
+            .arg(&iv)
+            .arg(&heads)
+            .arg(&kv_heads)
+            .arg(&block_size)
+            .arg(&a.scale)
+            .arg(&window)
+            .arg(&softcap);
+        // SAFETY: argument types and order match paged_attention_mma_<T>_d<D>; the tiles come
+        // from block_table::query_tiles over sequences block_table::pack validated against the
+        // cache, and the launch's block size is the one the instance was compiled for.
+        unsafe { b.launch(cfg) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &[tokens, row]))
     }
 
     /// A tensor of `shape` and `dtype` filled with the synthetic stream `seed`, uniform in
@@ -434,6 +513,12 @@ impl PackedBatch {
             row_seq: Tensor::from_slice(&self.row_seq, self.row_seq.len(), device)?,
             seq_meta: up(&self.seq_meta)?,
             tables: up(&self.tables)?,
+            tiles: if self.tiles.is_empty() {
+                None
+            } else {
+                Some(up(&self.tiles)?)
+            },
+            row_seq_complete: !self.row_seq.contains(&super::block_table::NO_SEQ),
         })
     }
 }

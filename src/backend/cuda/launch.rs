@@ -81,6 +81,36 @@ pub fn attention(
     })
 }
 
+/// Query rows per block of the tensor-core prefill kernel (paged_attention_mma.cu) for
+/// `head_dim`: its `PAGED_ATTENTION_MMA` instantiations. None for head sizes it has no
+/// instance for (the simple kernel takes those).
+pub fn mma_attention_rows(head_dim: usize) -> Option<usize> {
+    match head_dim {
+        64 | 128 => Some(64),
+        256 => Some(32),
+        _ => None,
+    }
+}
+
+/// The tensor-core prefill kernel: one block of 16 rows per warp for each (query tile, head).
+pub fn attention_mma(
+    tiles: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Result<Launch, CudaError> {
+    let rows = mma_attention_rows(head_dim).ok_or_else(|| {
+        CudaError::Launch(format!(
+            "tensor-core attention: no kernel for head_dim {head_dim}"
+        ))
+    })?;
+    let simple = attention(tiles, heads, kv_heads, head_dim)?;
+    Ok(Launch {
+        grid: simple.grid,
+        block: (rows as u32 / 16 * WARP, 1, 1),
+    })
+}
+
 /// A host size as the `int` the kernels take.
 pub fn as_i32(v: usize, what: &str) -> Result<i32, CudaError> {
     i32::try_from(v).map_err(|_| CudaError::Launch(format!("{what} = {v} exceeds i32")))
@@ -128,6 +158,12 @@ mod tests {
         );
         assert!(attention(1, 70_000, 70_000, 64).is_err());
         assert!(as_i32(1 << 31, "x").is_err());
+        // Tensor-core tiles: 16 rows per warp; no kernel for odd head sizes.
+        let l = attention_mma(9, 32, 8, 128).unwrap();
+        assert_eq!((l.grid, l.block), ((9, 32, 1), (128, 1, 1)));
+        assert_eq!(attention_mma(3, 4, 1, 256).unwrap().block, (64, 1, 1));
+        assert!(attention_mma(3, 4, 1, 96).is_err());
+        assert!(attention_mma(3, 30, 8, 128).is_err());
         assert_eq!(as_i32(5, "x").unwrap(), 5);
     }
 }
