@@ -1,0 +1,210 @@
+// Both paged-attention kernels on CPU threads (warp_emulation.h) against a double-precision
+// reference of the CPU backend's semantics: paged keys through scattered block tables, causal
+// masks, sliding windows, softcap, GQA, tiles cut mid-sequence, prompts after cached history.
+// The tensor-core kernel (paged_attention_mma.cu) at every head size it is instantiated for in
+// bf16 and f16; the simple one (paged_attention.cu) in f32 at a head size the tensor-core kernel
+// has no instance for, and in bf16 on the window/softcap case. Exit status: failed cases.
+#include "warp_emulation.h"
+
+#include "../paged_attention.cu"
+#include "../paged_attention_mma.cu"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace {
+
+template <typename T>
+using Kernel = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
+                        const uint32_t*, int, int, int, float, int, float);
+
+struct Seq {
+  int q_len, start;  // new query rows, tokens already cached before them
+};
+
+struct Case {
+  std::vector<Seq> seqs;
+  int heads, kv_heads, window;
+  float softcap;
+};
+
+constexpr int BLOCK_SIZE = 16;
+
+// Largest |kernel - reference| over the largest |reference| (1 at least).
+template <typename T>
+using Simple = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
+                        const uint32_t*, int, int, int, int, float, int, float);
+
+// Which kernel a run launches: the tensor-core one over tiles of `tile_rows`, or the simple one
+// (one block of 128 threads per row and head).
+template <typename T> struct Launch {
+  Kernel<T> mma = nullptr;
+  int tile_rows = 0;
+  Simple<T> simple = nullptr;
+};
+
+template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) {
+  const int tile_rows = launch.simple ? 1 : launch.tile_rows;
+  const int D = head_dim, kvh_n = c.kv_heads, heads = c.heads;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  int blocks = 1;
+  for (const Seq& s : c.seqs) blocks += (s.start + s.q_len + BLOCK_SIZE - 1) / BLOCK_SIZE;
+  std::vector<T> k_cache((size_t)blocks * BLOCK_SIZE * kvh_n * D), v_cache(k_cache.size());
+  for (size_t i = 0; i < k_cache.size(); ++i) {
+    k_cache[i] = T(uniform(rng));
+    v_cache[i] = T(uniform(rng));
+  }
+  // Tables hand out blocks from the top down, so no sequence's blocks are contiguous.
+  std::vector<uint32_t> meta, tables, tiles, row_seq;
+  std::vector<std::vector<uint32_t>> table_of;
+  int next_block = blocks, q_start = 0;
+  for (size_t si = 0; si < c.seqs.size(); ++si) {
+    const Seq& s = c.seqs[si];
+    std::vector<uint32_t> t((s.start + s.q_len + BLOCK_SIZE - 1) / BLOCK_SIZE);
+    for (uint32_t& b : t) b = --next_block;
+    meta.insert(meta.end(), {uint32_t(q_start), uint32_t(s.start), uint32_t(tables.size())});
+    tables.insert(tables.end(), t.begin(), t.end());
+    table_of.push_back(t);
+    row_seq.insert(row_seq.end(), s.q_len, uint32_t(si));
+    for (int first = q_start; first < q_start + s.q_len; first += tile_rows)
+      tiles.insert(tiles.end(), {uint32_t(si), uint32_t(first),
+                                 uint32_t(std::min(tile_rows, q_start + s.q_len - first))});
+    q_start += s.q_len;
+  }
+  std::vector<T> q((size_t)q_start * heads * D), out(q.size(), T(1e4f));
+  for (T& v : q) v = T(uniform(rng));
+  const float scale = 1.0f / std::sqrt(float(D));
+  if (launch.simple) {
+    emulate_launch(q_start, heads, 128, [&] {
+      launch.simple(q.data(), k_cache.data(), v_cache.data(), out.data(), row_seq.data(),
+                    meta.data(), tables.data(), heads, kvh_n, D, BLOCK_SIZE, scale, c.window,
+                    c.softcap);
+    });
+  } else {
+    emulate_launch(tiles.size() / 3, heads, tile_rows * 2, [&] {
+      launch.mma(q.data(), k_cache.data(), v_cache.data(), out.data(), meta.data(),
+                 tables.data(), tiles.data(), heads, kvh_n, BLOCK_SIZE, scale, c.window,
+                 c.softcap);
+    });
+  }
+
+  auto at = [&](const std::vector<T>& cache, size_t si, int key, int kvh, int d) {
+    const size_t slot = (size_t)table_of[si][key / BLOCK_SIZE] * BLOCK_SIZE + key % BLOCK_SIZE;
+    return double(float(cache[(slot * kvh_n + kvh) * D + d]));
+  };
+  double worst = 0.0, largest = 1.0;
+  for (size_t si = 0; si < c.seqs.size(); ++si) {
+    const Seq& s = c.seqs[si];
+    for (int r = 0; r < s.q_len; ++r) {
+      const int row = int(meta[3 * si]) + r, pos = s.start + r;
+      for (int h = 0; h < heads; ++h) {
+        const int kvh = h / (heads / kvh_n);
+        const T* qr = &q[((size_t)row * heads + h) * D];
+        std::vector<int> keys;
+        std::vector<double> p;
+        for (int key = 0; key <= pos; ++key) {
+          if (c.window > 0 && key <= pos - c.window) continue;
+          double dot = 0.0;
+          for (int d = 0; d < D; ++d) dot += double(float(qr[d])) * at(k_cache, si, key, kvh, d);
+          dot *= scale;
+          if (c.softcap > 0.0f) dot = c.softcap * std::tanh(dot / c.softcap);
+          keys.push_back(key);
+          p.push_back(dot);
+        }
+        const double m = *std::max_element(p.begin(), p.end());
+        double l = 0.0;
+        for (double& v : p) l += (v = std::exp(v - m));
+        for (int d = 0; d < D; ++d) {
+          double want = 0.0;
+          for (size_t i = 0; i < keys.size(); ++i) want += p[i] * at(v_cache, si, keys[i], kvh, d);
+          want /= l;
+          const double got = float(out[((size_t)row * heads + h) * D + d]);
+          worst = std::max(worst, std::fabs(got - want));
+          largest = std::max(largest, std::fabs(want));
+        }
+      }
+    }
+  }
+  return worst / largest;
+}
+
+template <typename T> struct Instances;
+template <> struct Instances<float> {
+  static constexpr const char* name = "f32";
+  static constexpr double tolerance = 1e-4;
+  static constexpr Simple<float> simple = paged_attention_f32;
+};
+template <> struct Instances<__nv_bfloat16> {
+  static Kernel<__nv_bfloat16> mma(int d) {
+    return d == 64 ? paged_attention_mma_bf16_d64
+                   : d == 128 ? paged_attention_mma_bf16_d128 : paged_attention_mma_bf16_d256;
+  }
+  static constexpr const char* name = "bf16";
+  static constexpr double tolerance = 5e-3;
+  static constexpr Simple<__nv_bfloat16> simple = paged_attention_bf16;
+};
+template <> struct Instances<__half> {
+  static Kernel<__half> mma(int d) {
+    return d == 64 ? paged_attention_mma_f16_d64
+                   : d == 128 ? paged_attention_mma_f16_d128 : paged_attention_mma_f16_d256;
+  }
+  static constexpr const char* name = "f16";
+  static constexpr double tolerance = 1e-3;
+};
+
+// The host's tile size per head size (src/backend/cuda/launch.rs, mma_attention_rows).
+int tile_rows(int head_dim) { return head_dim == 256 ? 32 : 64; }
+
+// P is rounded to T before P·V on tensor cores (bf16: 8 bits of mantissa); the tolerances are
+// tight enough that one key too many or too few in a row's softmax (~1/context) fails.
+int report(const char* kernel, const char* type, size_t index, int d, double err, double tol) {
+  const bool ok = err < tol;
+  std::printf("case %zu %s %s head_dim %d: relative error %.5f %s\n", index, kernel, type, d, err,
+              ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
+}
+
+template <typename T> int check_mma(const Case& c, size_t index) {
+  int failures = 0;
+  for (int d : {64, 128, 256}) {
+    const double err = run<T>(c, d, {Instances<T>::mma(d), tile_rows(d), nullptr});
+    failures += report("tensor-core", Instances<T>::name, index, d, err, Instances<T>::tolerance);
+  }
+  return failures;
+}
+
+// One block per row and head makes the simple kernel slow to emulate (a thread barrier per
+// key tile): a head size the tensor-core kernel lacks, in f32 everywhere.
+template <typename T> int check_simple(const Case& c, size_t index, int d) {
+  const double err = run<T>(c, d, {nullptr, 0, Instances<T>::simple});
+  return report("simple", Instances<T>::name, index, d, err, Instances<T>::tolerance);
+}
+
+}  // namespace
+
+int main() {
+  const std::vector<Case> cases = {
+      // A prompt longer than a tile, and a decode token deep in its context (1-row tile).
+      {{{150, 0}, {1, 300}}, 8, 2, 0, 0.0f},
+      // A chunk after cached tokens, Llama-8B head grouping.
+      {{{40, 77}}, 32, 8, 0, 0.0f},
+      // Sliding window and softcap (Gemma), one KV head.
+      {{{70, 10}, {1, 200}}, 4, 1, 32, 50.0f},
+      // Tile edges: 65 rows (a full tile and one row), then 33 rows after history mid-block.
+      {{{65, 3}, {33, 45}}, 4, 2, 0, 0.0f},
+      // A window shorter than the chunk: early key steps are masked for the later rows.
+      {{{33, 45}}, 2, 1, 40, 0.0f},
+  };
+  int failures = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    failures += check_mma<__nv_bfloat16>(cases[i], i);
+    failures += check_mma<__half>(cases[i], i);
+    failures += check_simple<float>(cases[i], i, 80);
+  }
+  // The simple kernel's half-precision loads, with the window and softcap of Gemma's 256.
+  failures += check_simple<__nv_bfloat16>(cases[2], 2, 256);
+  std::printf("%s\n", failures == 0 ? "all cases match" : "FAILURES");
+  return failures;
+}

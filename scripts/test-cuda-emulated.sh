@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# test-cuda-emulated.sh — run the tensor-core CUDA kernels' source on CPU threads
+# (kernels/cuda/emulation) against a reference, where there is no GPU: compiled as C++20 by the
+# host compiler with the CUDA headers (the minimal toolchain of scripts/cuda-toolchain.sh is
+# enough: no driver, no nvcc run). A few minutes on 2 cores; CI runs it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ -z ${CUDA_HOME:-} ]]; then
+  bash scripts/cuda-toolchain.sh install --minimal >&2
+  eval "$(bash scripts/cuda-toolchain.sh env)"
+fi
+cxx="${CXX:-c++}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+for test in kernels/cuda/emulation/*_test.cpp; do
+  echo "== $test" >&2
+  "$cxx" -std=c++20 -O2 -w -pthread -I"$CUDA_HOME/include" -Ikernels/cuda/emulation \
+    -o "$out/test" "$test"
+  "$out/test"
+done
