@@ -190,6 +190,7 @@ fn a_plugin_run_describes_the_plugins_device() {
 #[test]
 fn bad_bench_arguments_are_clear_errors() {
     let model = common::fixtures().join("tiny/llama");
+    let plugin = format!("plugin:{}", common::plugins::reference().display());
     for (args, needle) in [
         (vec!["-r", "0"], "repetitions"),
         (vec!["-p", "0", "-n", "0"], "nothing to measure"),
@@ -198,6 +199,10 @@ fn bad_bench_arguments_are_clear_errors() {
         (vec!["--backend", "cuda"], "--features cuda"),
         (vec!["-p", "999999"], "context"),
         (vec!["--serve", "localhost:1"], "base URL"),
+        (
+            vec!["--backend", &plugin, "--kv-cache-dtype", "f16"],
+            "keeps this model's KV cache in f32",
+        ),
     ] {
         let out = candor()
             .args(["bench", "--offline", "-m"])

@@ -63,7 +63,8 @@ pub struct BenchArgs {
     pub backend: BackendChoice,
     #[arg(long)]
     pub dequantize: bool,
-    /// KV cache element type on the CPU backend: auto (f16 for quantized weights), f32, f16.
+    /// KV cache element type: auto (CPU: f16 for quantized weights; CUDA: the activation
+    /// dtype; plugins: f32), f32, f16. Only the CPU can change it; elsewhere another is an error.
     #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
     pub kv_cache_dtype: KvCacheDtype,
     #[arg(long, default_value_t = 42)]

@@ -145,8 +145,9 @@ pub struct LoadOptions {
     /// Tokens the KV cache must hold.
     pub kv_tokens: usize,
     pub backend: BackendChoice,
-    /// The KV cache's element type on the CPU backend (CUDA keeps the model's activation
-    /// dtype; plugin caches are f32 by the plugin ABI).
+    /// The KV cache's element type on the CPU backend. CUDA keeps the model's activation dtype
+    /// and plugin caches are f32 by the plugin ABI: there, anything but auto or that type is an
+    /// error.
     pub kv_cache_dtype: KvCacheDtype,
     /// Times every op while switched on (`candor bench --profile-ops`); None runs the backend
     /// unwrapped.
@@ -159,6 +160,7 @@ pub fn runner_for(
     opts: &LoadOptions,
 ) -> Result<Box<dyn Runner>, EngineError> {
     let profiler = opts.op_profiler.as_ref();
+    let asked = opts.kv_cache_dtype;
     match &opts.backend {
         BackendChoice::Cpu => runner_on(
             cpu_backend(
@@ -170,23 +172,52 @@ pub fn runner_for(
             profiler,
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(ordinal) => runner_on(
-            cuda_backend(opened, *ordinal)?,
-            opened,
-            opts.kv_tokens,
-            profiler,
-        ),
+        BackendChoice::Cuda(ordinal) => {
+            let act = format!("{:?}", cuda_act_dtype(opened)?).to_lowercase();
+            check_fixed_kv_dtype(asked, "CUDA", &act)?;
+            runner_on(
+                cuda_backend(opened, *ordinal)?,
+                opened,
+                opts.kv_tokens,
+                profiler,
+            )
+        }
         #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => runner_on(
-            plugin_backend(path, opts.threads)?,
-            opened,
-            opts.kv_tokens,
-            profiler,
-        ),
+        BackendChoice::Plugin(path) => {
+            // The plugin ABI passes every tensor as F32.
+            check_fixed_kv_dtype(asked, "plugin", "f32")?;
+            runner_on(
+                plugin_backend(path, opts.threads)?,
+                opened,
+                opts.kv_tokens,
+                profiler,
+            )
+        }
     }
+}
+
+/// `--kv-cache-dtype` on a backend whose cache element type is fixed (`fixed`: f32, f16, bf16):
+/// `auto` or that very type; another is refused rather than silently ignored.
+fn check_fixed_kv_dtype(
+    asked: KvCacheDtype,
+    backend: &str,
+    fixed: &str,
+) -> Result<(), EngineError> {
+    let name = match asked {
+        KvCacheDtype::Auto => return Ok(()),
+        KvCacheDtype::F32 => "f32",
+        KvCacheDtype::F16 => "f16",
+    };
+    if name == fixed {
+        return Ok(());
+    }
+    Err(EngineError::Backend(format!(
+        "--kv-cache-dtype {name}: the {backend} backend keeps this model's KV cache in {fixed} \
+         (leave it at auto)"
+    )))
 }
 
 /// A runner on the device plugin at `path`, with the CPU backend (`threads`) for the ops the
@@ -265,4 +296,19 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
     drop(opened);
     crate::rss::release_freed_heap();
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_cache_type_takes_auto_or_itself_only() {
+        assert!(check_fixed_kv_dtype(KvCacheDtype::Auto, "plugin", "f32").is_ok());
+        assert!(check_fixed_kv_dtype(KvCacheDtype::F32, "plugin", "f32").is_ok());
+        let e = check_fixed_kv_dtype(KvCacheDtype::F16, "plugin", "f32").unwrap_err();
+        assert!(e.to_string().contains("plugin backend keeps"), "{e}");
+        assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "bf16").is_err());
+        assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "f16").is_ok());
+    }
 }
