@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test-cuda-emulated.sh — run the tensor-core CUDA kernels' source on CPU threads
-# (kernels/cuda/emulation) against a reference, where there is no GPU: compiled as C++20 by the
+# test-cuda-emulated.sh — run the CUDA kernels' source on CPU threads (kernels/cuda/emulation)
+# against references, where there is no GPU: each *_test.cpp compiled as C++20 by the
 # host compiler with the CUDA headers (the minimal toolchain of scripts/cuda-toolchain.sh is
 # enough: no driver, no nvcc run). A few minutes on 2 cores; CI runs it.
 set -euo pipefail

@@ -38,6 +38,8 @@
 
 using std::max;
 using std::min;
+// Device math intrinsics the kernels use that the host library lacks.
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
 struct EmulatedDim3 {
   unsigned x = 0, y = 0, z = 0;

@@ -1,0 +1,142 @@
+// The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
+// references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
+// both pairings, both GLU activations, and the KV scatter (a slot past the cache is skipped).
+// Launch shapes as src/backend/cuda/launch.rs makes them. Exit status: failed checks.
+#include "warp_emulation.h"
+
+#include "../glu.cu"
+#include "../kv_write.cu"
+#include "../rms_norm.cu"
+#include "../rope.cu"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace {
+
+int failures = 0;
+
+void expect(const char* what, double err, double tol) {
+  const bool ok = err <= tol;
+  failures += !ok;
+  std::printf("%s: max error %.2e %s\n", what, err, ok ? "ok" : "FAILED");
+}
+
+// launch::per_row: the row's items in whole warps, at most 1024 threads.
+unsigned per_row_threads(int items) { return (std::min(items, 1024) + 31) / 32 * 32; }
+
+std::vector<float> random(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+void rms_norm_checks() {
+  const int rows = 3, cols = 100;  // 128 threads: the last warp is partly idle
+  const auto x = random(rows * cols, 1), r = random(rows * cols, 2), w = random(cols, 3);
+  std::vector<float> out(rows * cols), sum(rows * cols), out_fused(rows * cols);
+  const float eps = 1e-6f;
+  emulate_launch(rows, 1, per_row_threads(cols),
+                 [&] { rms_norm_f32(x.data(), w.data(), out.data(), cols, eps); });
+  emulate_launch(rows, 1, per_row_threads(cols), [&] {
+    add_rms_norm_f32(x.data(), r.data(), w.data(), sum.data(), out_fused.data(), cols, eps);
+  });
+  double err = 0, err_fused = 0, err_sum = 0;
+  for (int i = 0; i < rows; ++i) {
+    double ss = 0, ss_fused = 0;
+    for (int j = 0; j < cols; ++j) {
+      ss += double(x[i * cols + j]) * x[i * cols + j];
+      const double s = double(x[i * cols + j]) + r[i * cols + j];
+      ss_fused += s * s;
+      err_sum = std::max(err_sum, std::fabs(sum[i * cols + j] - s));
+    }
+    const double inv = 1.0 / std::sqrt(ss / cols + eps), inv_f = 1.0 / std::sqrt(ss_fused / cols + eps);
+    for (int j = 0; j < cols; ++j) {
+      const int k = i * cols + j;
+      err = std::max(err, std::fabs(out[k] - x[k] * inv * w[j]));
+      err_fused = std::max(err_fused, std::fabs(out_fused[k] - (double(x[k]) + r[k]) * inv_f * w[j]));
+    }
+  }
+  expect("rms_norm f32", err, 1e-5);
+  expect("add_rms_norm f32 (sum)", err_sum, 1e-6);
+  expect("add_rms_norm f32 (normed)", err_fused, 1e-5);
+}
+
+void rope_checks() {
+  const int tokens = 3, heads = 2, head_dim = 16, half = head_dim / 2;
+  const auto x = random(tokens * heads * head_dim, 4);
+  const std::vector<uint32_t> pos = {0, 7, 40000};
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; ++i) inv_freq[i] = float(std::pow(10000.0, -2.0 * i / head_dim));
+  const float mscale = 1.25f;
+  for (int interleaved : {0, 1}) {
+    std::vector<float> out(x.size());
+    emulate_launch(tokens, 1, per_row_threads(heads * half), [&] {
+      rope_f32(x.data(), out.data(), pos.data(), inv_freq.data(), heads, head_dim, interleaved,
+               mscale);
+    });
+    double err = 0;
+    for (int t = 0; t < tokens; ++t)
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < half; ++i) {
+          const double angle = double(pos[t]) * double(inv_freq[i]);
+          const double c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
+          const size_t base = (size_t(t) * heads + h) * head_dim;
+          const size_t lo = base + (interleaved ? 2 * i : i), hi = lo + (interleaved ? 1 : half);
+          err = std::max(err, std::fabs(out[lo] - (x[lo] * c - x[hi] * s)));
+          err = std::max(err, std::fabs(out[hi] - (x[hi] * c + x[lo] * s)));
+        }
+    expect(interleaved ? "rope f32 interleaved" : "rope f32 neox", err, 1e-5);
+  }
+}
+
+void glu_checks() {
+  const size_t n = 1000;  // launch::elementwise: 4 blocks of 256, the last one partly idle
+  const auto g = random(n, 5), u = random(n, 6);
+  std::vector<float> silu_out(n), gelu_out(n);
+  emulate_launch(4, 1, 256, [&] { glu_silu_f32(g.data(), u.data(), silu_out.data(), n); });
+  emulate_launch(4, 1, 256, [&] { glu_gelu_tanh_f32(g.data(), u.data(), gelu_out.data(), n); });
+  double err_silu = 0, err_gelu = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double x = g[i];
+    const double silu = x / (1.0 + std::exp(-x));
+    const double gelu = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    err_silu = std::max(err_silu, std::fabs(silu_out[i] - silu * u[i]));
+    err_gelu = std::max(err_gelu, std::fabs(gelu_out[i] - gelu * u[i]));
+  }
+  expect("glu silu f32", err_silu, 1e-5);
+  expect("glu gelu_tanh f32", err_gelu, 1e-5);
+}
+
+void kv_write_checks() {
+  const int row = 40, num_slots = 6;
+  const auto k = random(3 * row, 7), v = random(3 * row, 8);
+  std::vector<float> kc(num_slots * row, -9.0f), vc(num_slots * row, -9.0f);
+  const std::vector<uint32_t> slots = {4, 1, 99};  // the last one is past the cache
+  emulate_launch(3, 1, per_row_threads(row), [&] {
+    kv_write_f32(k.data(), v.data(), kc.data(), vc.data(), slots.data(), row, num_slots);
+  });
+  double err = 0;
+  for (int s = 0; s < num_slots; ++s)
+    for (int i = 0; i < row; ++i) {
+      const int src = s == 4 ? 0 : s == 1 ? 1 : -1;
+      const float want_k = src < 0 ? -9.0f : k[src * row + i];
+      const float want_v = src < 0 ? -9.0f : v[src * row + i];
+      err = std::max(err, double(std::fabs(kc[s * row + i] - want_k) + std::fabs(vc[s * row + i] - want_v)));
+    }
+  expect("kv_write f32 (slot past the cache skipped)", err, 0.0);
+}
+
+}  // namespace
+
+int main() {
+  rms_norm_checks();
+  rope_checks();
+  glu_checks();
+  kv_write_checks();
+  std::printf("%s\n", failures == 0 ? "all checks pass" : "FAILURES");
+  return failures;
+}
