@@ -8,7 +8,7 @@
 #   bash scripts/gpu-proof.sh [KIT_DIR] [OUT_DIR]
 #     KIT_DIR  what scripts/gpu-kit.sh built (default .gpu-kit)
 #     OUT_DIR  where the log and result JSONs go (default $OUT, else gpu-proof-out)
-# Env: GPU_PROOF_BUDGET_S (default 330): seconds for the whole run; a step that would start
+# Env: GPU_PROOF_BUDGET_S (default 400): seconds for the whole run; a step that would start
 #      with under 20 s left is skipped, and each step's own limit is cut to what is left.
 #      GPU_PROOF_REPS (default 3): timed repetitions per test.
 #      GPU_PROOF_PYTHON (default python3): the Python with torch and transformers.
@@ -20,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 kit="${1:-.gpu-kit}"
 out="${2:-${OUT:-gpu-proof-out}}"
-budget="${GPU_PROOF_BUDGET_S:-330}"
+budget="${GPU_PROOF_BUDGET_S:-400}"
 reps="${GPU_PROOF_REPS:-3}"
 start=$SECONDS
 mkdir -p "$out/results"
