@@ -28,41 +28,30 @@ namespace {
 
 template <typename T> struct Tc;
 
-template <> struct Tc<__nv_bfloat16> {
-  static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+// Tc<T>: the tensor-core product for storage type T (PTX type name PTX) and the packing of two
+// f32 values into one register of T (lower half first), through T's paired type PAIR.
 #ifdef CANDOR_WARP_EMULATION  // on CPU threads (kernels/cuda/emulation)
-    emulated_mma<__nv_bfloat16>(c, a, b);
+#define CANDOR_MMA_BODY(T, PTX) emulated_mma<T>(c, a, b);
 #else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#define CANDOR_MMA_BODY(T, PTX)                                                          \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX ".f32 "              \
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                          \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #endif
-  }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-};
-
-template <> struct Tc<__half> {
-  static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-#ifdef CANDOR_WARP_EMULATION  // on CPU threads (kernels/cuda/emulation)
-    emulated_mma<__half>(c, a, b);
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-  }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-};
+#define CANDOR_TENSOR_CORE_TYPE(T, PTX, PAIR, PACK2)                                      \
+  template <> struct Tc<T> {                                                              \
+    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4],           \
+                                               const uint32_t b[2]) {                     \
+      CANDOR_MMA_BODY(T, PTX)                                                             \
+    }                                                                                     \
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {                 \
+      PAIR v = PACK2(lo, hi);                                                             \
+      return *reinterpret_cast<uint32_t*>(&v);                                            \
+    }                                                                                     \
+  };
+CANDOR_TENSOR_CORE_TYPE(__nv_bfloat16, "bf16", __nv_bfloat162, __floats2bfloat162_rn)
+CANDOR_TENSOR_CORE_TYPE(__half, "f16", __half2, __floats2half2_rn)
 
 // Two adjacent 16-bit elements as one register (the address is 4-byte aligned: even offsets).
 template <typename T> __device__ __forceinline__ uint32_t pair(const T* p) {

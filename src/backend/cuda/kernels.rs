@@ -41,6 +41,31 @@ pub struct AttentionArgs {
     pub softcap: Option<f32>,
 }
 
+/// `AttentionArgs` as the `int`/`float` parameters both attention kernels declare.
+struct AttentionScalars {
+    heads: i32,
+    kv_heads: i32,
+    head_dim: i32,
+    block_size: i32,
+    /// 0 means "none" to the kernels: a window of 0 keys is no window (CPU semantics too).
+    window: i32,
+    /// 0 means none.
+    softcap: f32,
+}
+
+impl AttentionArgs {
+    fn scalars(&self) -> Result<AttentionScalars> {
+        Ok(AttentionScalars {
+            heads: as_i32(self.heads, "heads")?,
+            kv_heads: as_i32(self.kv_heads, "KV heads")?,
+            head_dim: as_i32(self.head_dim, "head_dim")?,
+            block_size: as_i32(self.block_size, "block size")?,
+            window: as_i32(self.window.unwrap_or(0), "sliding window")?,
+            softcap: self.softcap.unwrap_or(0.0),
+        })
+    }
+}
+
 /// The packed batch metadata on the device (see `block_table`).
 #[derive(Clone)]
 pub struct DeviceBatch {
@@ -370,13 +395,7 @@ impl Kernels {
         );
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
-        let heads = as_i32(a.heads, "heads")?;
-        let kv_heads = as_i32(a.kv_heads, "KV heads")?;
-        let head_dim = as_i32(a.head_dim, "head_dim")?;
-        let block_size = as_i32(a.block_size, "block size")?;
-        // 0 means "none" to the kernel: a window of 0 keys is no window (CPU semantics too).
-        let window = as_i32(a.window.unwrap_or(0), "sliding window")?;
-        let softcap = a.softcap.unwrap_or(0.0);
+        let s = a.scalars()?;
         let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
         let stream = self.dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
@@ -387,13 +406,13 @@ impl Kernels {
             .arg(&rv)
             .arg(&mv)
             .arg(&tv)
-            .arg(&heads)
-            .arg(&kv_heads)
-            .arg(&head_dim)
-            .arg(&block_size)
+            .arg(&s.heads)
+            .arg(&s.kv_heads)
+            .arg(&s.head_dim)
+            .arg(&s.block_size)
             .arg(&a.scale)
-            .arg(&window)
-            .arg(&softcap);
+            .arg(&s.window)
+            .arg(&s.softcap);
         // SAFETY: argument types and order match paged_attention_<T>; every index the kernel
         // forms was validated by block_table::pack against the cache's size.
         unsafe { b.launch(cfg) }.map_err(launch_err)?;
@@ -439,11 +458,7 @@ impl Kernels {
         } else {
             self.dev.alloc_zeros::<T>(tokens * row)?
         };
-        let heads = as_i32(a.heads, "heads")?;
-        let kv_heads = as_i32(a.kv_heads, "KV heads")?;
-        let block_size = as_i32(a.block_size, "block size")?;
-        let window = as_i32(a.window.unwrap_or(0), "sliding window")?;
-        let softcap = a.softcap.unwrap_or(0.0);
+        let s = a.scalars()?;
         let name = format!("paged_attention_mma_{}_d{}", T::SUFFIX, a.head_dim);
         let f = self.func("paged_attention_mma", &name)?;
         let stream = self.dev.cuda_stream();
@@ -455,12 +470,12 @@ impl Kernels {
             .arg(&mv)
             .arg(&tv)
             .arg(&iv)
-            .arg(&heads)
-            .arg(&kv_heads)
-            .arg(&block_size)
+            .arg(&s.heads)
+            .arg(&s.kv_heads)
+            .arg(&s.block_size)
             .arg(&a.scale)
-            .arg(&window)
-            .arg(&softcap);
+            .arg(&s.window)
+            .arg(&s.softcap);
         // SAFETY: argument types and order match paged_attention_mma_<T>_d<D>; the tiles come
         // from block_table::query_tiles over sequences block_table::pack validated against the
         // cache, and the launch's block size is the one the instance was compiled for.
