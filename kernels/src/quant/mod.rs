@@ -248,4 +248,4 @@ fn scalar_panel(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,13 +1,23 @@
-//! CPU weights: dense f32 tensors, or GGML blocks kept quantized.
+//! CPU weights: dense f32 tensors, f16/bf16 matrices kept in 16 bits, or GGML blocks kept
+//! quantized.
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
+use candor_kernels::half_matmul::HalfType;
 use candor_kernels::quant::QuantType;
-use candor_models::error::Result;
-use candor_models::weights::{HostWeight, MappedBlocks};
+use candor_models::backend::WeightDtype;
+use candor_models::error::{ModelError, Result};
+use candor_models::weights::{HostWeight, MappedBlocks, SyntheticWeight};
 use std::sync::Arc;
 
 pub enum CpuWeight {
     Dense(Tensor),
+    /// An f16/bf16 matrix (`[rows, cols]`) in its own 16 bits: decode reads half the bytes of
+    /// an f32 copy (candor-kernels' `half_matmul`). Vectors (norms, biases) stay dense f32.
+    Half {
+        bits: Arc<[u16]>,
+        ty: HalfType,
+        shape: [usize; 2],
+    },
     /// The block tensor serves both as a matmul weight and as an embedding table (tied heads
     /// share one copy).
     Quant {
@@ -39,16 +49,28 @@ fn kernel_type(d: GgmlDType) -> Option<QuantType> {
 impl CpuWeight {
     pub fn from_host(w: HostWeight) -> Result<Self> {
         match w {
-            HostWeight::Dense { tensor, .. } => {
-                Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?))
-            }
-            HostWeight::Synthetic(s) => Ok(CpuWeight::Dense(s.to_f32_tensor()?)),
+            HostWeight::Dense { tensor, .. } => match (half_type(tensor.dtype()), tensor.dims()) {
+                (Some(ty), &[rows, cols]) => Self::half_from_tensor(&tensor, ty, [rows, cols]),
+                _ => Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?)),
+            },
+            HostWeight::Synthetic(s) => match (synthetic_half_type(&s), &s.shape[..]) {
+                (Some(ty), &[rows, cols]) => Ok(Self::half_from_synthetic(&s, ty, [rows, cols])),
+                _ => Ok(CpuWeight::Dense(s.to_f32_tensor()?)),
+            },
             HostWeight::Mapped(blocks) => match kernel_type(blocks.dtype) {
                 Some(ty) => Ok(CpuWeight::Mapped { blocks, ty }),
                 // A type the kernels do not read: candle's copy.
                 None => CpuWeight::from_host(HostWeight::Quant(blocks.to_qtensor()?)),
             },
             HostWeight::Quant(q) => match q.dtype() {
+                GgmlDType::F16 | GgmlDType::BF16 if q.shape().dims().len() == 2 => {
+                    let ty = match q.dtype() {
+                        GgmlDType::F16 => HalfType::F16,
+                        _ => HalfType::Bf16,
+                    };
+                    let dims = q.shape().dims();
+                    Self::half_from_le_bytes(&q.data()?, ty, [dims[0], dims[1]])
+                }
                 // Small float tensors (norms, biases) are used dense.
                 GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                     Ok(CpuWeight::Dense(q.dequantize(&Device::Cpu)?.contiguous()?))
@@ -66,18 +88,90 @@ impl CpuWeight {
         }
     }
 
+    fn half_from_tensor(t: &Tensor, ty: HalfType, shape: [usize; 2]) -> Result<Self> {
+        let flat = t.flatten_all()?;
+        let bits: Vec<u16> = match ty {
+            HalfType::F16 => flat
+                .to_vec1::<half::f16>()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect(),
+            HalfType::Bf16 => flat
+                .to_vec1::<half::bf16>()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect(),
+        };
+        Ok(CpuWeight::Half {
+            bits: bits.into(),
+            ty,
+            shape,
+        })
+    }
+
+    fn half_from_synthetic(s: &SyntheticWeight, ty: HalfType, shape: [usize; 2]) -> Self {
+        // `value` is already rounded to the weight's type: converting back is exact.
+        let bits: Vec<u16> = (0..s.elem_count() as u64)
+            .map(|i| match ty {
+                HalfType::F16 => half::f16::from_f32(s.value(i)).to_bits(),
+                HalfType::Bf16 => half::bf16::from_f32(s.value(i)).to_bits(),
+            })
+            .collect();
+        CpuWeight::Half {
+            bits: bits.into(),
+            ty,
+            shape,
+        }
+    }
+
+    /// GGML's F16/BF16 data: little-endian 16-bit values.
+    fn half_from_le_bytes(bytes: &[u8], ty: HalfType, shape: [usize; 2]) -> Result<Self> {
+        if bytes.len() != 2 * shape[0] * shape[1] {
+            return Err(ModelError::Backend(format!(
+                "a {shape:?} {ty:?} tensor of {} bytes",
+                bytes.len()
+            )));
+        }
+        let bits: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        Ok(CpuWeight::Half {
+            bits: bits.into(),
+            ty,
+            shape,
+        })
+    }
+
     pub fn dense(&self) -> Option<&Tensor> {
         match self {
             CpuWeight::Dense(t) => Some(t),
-            CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } => None,
+            CpuWeight::Half { .. } | CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } => None,
         }
     }
 
     pub fn shape(&self) -> Vec<usize> {
         match self {
             CpuWeight::Dense(t) => t.dims().to_vec(),
+            CpuWeight::Half { shape, .. } => shape.to_vec(),
             CpuWeight::Quant { q, .. } => q.shape().dims().to_vec(),
             CpuWeight::Mapped { blocks, .. } => blocks.shape.clone(),
         }
+    }
+}
+
+fn half_type(d: DType) -> Option<HalfType> {
+    match d {
+        DType::F16 => Some(HalfType::F16),
+        DType::BF16 => Some(HalfType::Bf16),
+        _ => None,
+    }
+}
+
+fn synthetic_half_type(s: &SyntheticWeight) -> Option<HalfType> {
+    match s.dtype {
+        WeightDtype::F16 => Some(HalfType::F16),
+        WeightDtype::BF16 => Some(HalfType::Bf16),
+        _ => None,
     }
 }

@@ -1,0 +1,456 @@
+//! Products with f16/bf16 weight matrices kept in their own 16 bits: `y = x · wᵀ` for f32
+//! activations `x` (`[m, k]`) and a weight of `n` rows of `k` half values.
+//!
+//! Why not widen the weights to f32 once at load and use candle's f32 product: decode reads
+//! every weight once per token, so it runs at the speed memory delivers weight bytes, and
+//! 16-bit weights are half the bytes of f32 ones (and half the resident memory). Each weight
+//! row is widened in registers (F16C for f16, a 16-bit shift for bf16) right before its FMAs.
+//! Tasks take runs of weight rows; a tile is 4 weight rows by 4 activation rows with AVX-512
+//! (2 with AVX2), so each widened weight vector serves several tokens and each activation
+//! vector four rows. Long prompts are better served by a blocked GEMM on widened panels (the
+//! CPU backend switches, `HALF_GEMM_MIN_ROWS`).
+use rayon::prelude::*;
+
+/// The 16-bit float formats a weight can be kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfType {
+    F16,
+    Bf16,
+}
+
+impl HalfType {
+    pub fn to_f32(self, bits: u16) -> f32 {
+        match self {
+            HalfType::F16 => half::f16::from_bits(bits).to_f32(),
+            HalfType::Bf16 => f32::from_bits((bits as u32) << 16),
+        }
+    }
+
+    /// `dst[i] = src[i]` widened to f32 (`half`'s slice conversion: SIMD where the CPU has it).
+    pub fn widen(self, src: &[u16], dst: &mut [f32]) {
+        use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+        let len = src.len().min(dst.len());
+        let (src, dst) = (&src[..len], &mut dst[..len]);
+        match self {
+            HalfType::F16 => src
+                .reinterpret_cast::<half::f16>()
+                .convert_to_f32_slice(dst),
+            HalfType::Bf16 => src
+                .reinterpret_cast::<half::bf16>()
+                .convert_to_f32_slice(dst),
+        }
+    }
+}
+
+/// Weight bytes one task reads: enough rows to amortise waking a thread, few enough that a
+/// 152k-row LM head splits into hundreds of tasks for the pool to balance.
+const TASK_WEIGHT_BYTES: usize = 64 * 1024;
+/// Weight rows per tile.
+const TILE_ROWS: usize = 4;
+/// Activation rows per tile, at most (AVX-512's 32 registers hold a 4x4 tile of accumulators;
+/// AVX2's 16 hold 4x2).
+const TILE_TOKENS: usize = 4;
+
+/// `y[t * n + r] = Σ_j x[t * k + j] · w[r * k + j]` for `m` activation rows.
+pub fn matmul(
+    ty: HalfType,
+    w: &[u16],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), String> {
+    matmul_with(Kernel::detect(), ty, w, n, k, x, m, y)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_with(
+    kernel: Kernel,
+    ty: HalfType,
+    w: &[u16],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), String> {
+    if w.len() != n * k || x.len() != m * k || y.len() != m * n {
+        return Err(format!(
+            "half matmul: weight {} for [{n}, {k}], x {} for [{m}, {k}], y {} for [{m}, {n}]",
+            w.len(),
+            x.len(),
+            y.len()
+        ));
+    }
+    if n == 0 || m == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let rows_per_task = (TASK_WEIGHT_BYTES / (2 * k)).max(1).div_ceil(TILE_ROWS) * TILE_ROWS;
+    let run = |out_rows: &mut [f32], first_row: usize| {
+        let rows = out_rows.len() / m;
+        rows_block(
+            kernel,
+            ty,
+            &w[first_row * k..(first_row + rows) * k],
+            k,
+            x,
+            m,
+            out_rows,
+        );
+    };
+    if m == 1 {
+        // [n] is [1, n]: no transpose.
+        y.par_chunks_mut(rows_per_task)
+            .enumerate()
+            .for_each(|(i, c)| run(c, i * rows_per_task));
+        return Ok(());
+    }
+    // Tasks write whole weight rows of a transposed [n, m] result.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(rows_per_task * m)
+        .enumerate()
+        .for_each(|(i, c)| run(c, i * rows_per_task));
+    for (r, col) in yt.chunks_exact(m).enumerate() {
+        for (t, &v) in col.iter().enumerate() {
+            y[t * n + r] = v;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// Activation rows one tile takes.
+    fn tile_tokens(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => 4,
+            _ => 2,
+        }
+    }
+
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            return Kernel::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+}
+
+/// `out[r * m + t]` for the rows of `w` (`[rows, k]`) and every activation row.
+fn rows_block(
+    kernel: Kernel,
+    ty: HalfType,
+    w: &[u16],
+    k: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
+    let rows = w.len() / k;
+    let tile_tokens = kernel.tile_tokens();
+    let mut r = 0;
+    while r < rows {
+        let take = if rows - r >= TILE_ROWS { TILE_ROWS } else { 1 };
+        let mut t = 0;
+        while t < m {
+            let toks = (m - t).min(tile_tokens);
+            let wr = &w[r * k..(r + take) * k];
+            let xt = &x[t * k..(t + toks) * k];
+            let mut acc = [[0f32; TILE_TOKENS]; TILE_ROWS];
+            match kernel {
+                Kernel::Portable => portable_tile(ty, wr, xt, k, take, toks, &mut acc),
+                // SAFETY: each SIMD kernel is chosen only when the CPU has its features
+                // (detect); the slices hold `take` rows and `toks` rows of `k` values.
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 => unsafe { x86::tile(ty, wr, xt, k, take, toks, &mut acc) },
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 => unsafe { x86::tile512(ty, wr, xt, k, take, toks, &mut acc) },
+            }
+            for (i, a) in acc.iter().enumerate().take(take) {
+                for (j, &v) in a.iter().enumerate().take(toks) {
+                    out[(r + i) * m + t + j] = v;
+                }
+            }
+            t += toks;
+        }
+        r += take;
+    }
+}
+
+fn portable_tile(
+    ty: HalfType,
+    w: &[u16],
+    x: &[f32],
+    k: usize,
+    rows: usize,
+    toks: usize,
+    acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+) {
+    for (i, a) in acc.iter_mut().enumerate().take(rows) {
+        let wr = &w[i * k..(i + 1) * k];
+        for (j, v) in a.iter_mut().enumerate().take(toks) {
+            let xr = &x[j * k..(j + 1) * k];
+            *v = wr.iter().zip(xr).map(|(&b, &a)| ty.to_f32(b) * a).sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{HalfType, TILE_ROWS, TILE_TOKENS};
+    use std::arch::x86_64::*;
+
+    /// 8 weights widened to f32: F16C for f16, a shift into the high half for bf16.
+    #[inline(always)]
+    unsafe fn widen8<const BF16: bool>(p: *const u16) -> __m256 {
+        let h = _mm_loadu_si128(p as *const __m128i);
+        if BF16 {
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+        } else {
+            _mm256_cvtph_ps(h)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// R weight rows by T activation rows, 8 columns per step, the k % 8 tail in scalar.
+    // The accumulators are a register tile indexed by (row, token): index loops say so best.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    unsafe fn tile_rt<const BF16: bool, const R: usize, const T: usize>(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut i = 0;
+        while i + 8 <= k {
+            let mut wv = [_mm256_setzero_ps(); R];
+            for (r, v) in wv.iter_mut().enumerate() {
+                *v = widen8::<BF16>(wp.add(r * k + i));
+            }
+            for t in 0..T {
+                let xv = _mm256_loadu_ps(xp.add(t * k + i));
+                for r in 0..R {
+                    acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+                }
+            }
+            i += 8;
+        }
+        for r in 0..R {
+            for t in 0..T {
+                let mut s = hsum(acc[r][t]);
+                for j in i..k {
+                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
+                }
+                acc_out[r][t] = s;
+            }
+        }
+    }
+
+    /// 16 weights widened to f32.
+    #[inline(always)]
+    unsafe fn widen16<const BF16: bool>(p: *const u16) -> __m512 {
+        let h = _mm256_loadu_si256(p as *const __m256i);
+        if BF16 {
+            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+        } else {
+            _mm512_cvtph_ps(h)
+        }
+    }
+
+    /// The AVX-512 tile: R rows by T tokens, 16 columns per step, the tail in scalar.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    unsafe fn tile512_rt<const BF16: bool, const R: usize, const T: usize>(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        let mut i = 0;
+        while i + 16 <= k {
+            let mut wv = [_mm512_setzero_ps(); R];
+            for (r, v) in wv.iter_mut().enumerate() {
+                *v = widen16::<BF16>(wp.add(r * k + i));
+            }
+            for t in 0..T {
+                let xv = _mm512_loadu_ps(xp.add(t * k + i));
+                for r in 0..R {
+                    acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+                }
+            }
+            i += 16;
+        }
+        for r in 0..R {
+            for t in 0..T {
+                let mut s = _mm512_reduce_add_ps(acc[r][t]);
+                for j in i..k {
+                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
+                }
+                acc_out[r][t] = s;
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile512(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        rows: usize,
+        toks: usize,
+        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        macro_rules! go {
+            ($bf16:literal) => {
+                match (rows, toks) {
+                    (4, 4) => tile512_rt::<$bf16, 4, 4>(ty, w, x, k, acc),
+                    (4, 3) => tile512_rt::<$bf16, 4, 3>(ty, w, x, k, acc),
+                    (4, 2) => tile512_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
+                    (4, _) => tile512_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
+                    (_, 4) => tile512_rt::<$bf16, 1, 4>(ty, w, x, k, acc),
+                    (_, 3) => tile512_rt::<$bf16, 1, 3>(ty, w, x, k, acc),
+                    (_, 2) => tile512_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
+                    _ => tile512_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
+                }
+            };
+        }
+        match ty {
+            HalfType::Bf16 => go!(true),
+            HalfType::F16 => go!(false),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tile(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        rows: usize,
+        toks: usize,
+        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        macro_rules! go {
+            ($bf16:literal) => {
+                match (rows, toks) {
+                    (4, 2) => tile_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
+                    (4, _) => tile_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
+                    (_, 2) => tile_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
+                    _ => tile_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
+                }
+            };
+        }
+        match ty {
+            HalfType::Bf16 => go!(true),
+            HalfType::F16 => go!(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::Gen;
+
+    fn bits(ty: HalfType, v: f32) -> u16 {
+        match ty {
+            HalfType::F16 => half::f16::from_f32(v).to_bits(),
+            HalfType::Bf16 => half::bf16::from_f32(v).to_bits(),
+        }
+    }
+
+    /// Both kernels against an f64 product of the same (rounded) weights, over tile and
+    /// column tails, one and many activation rows, and a weight large enough for many tasks.
+    #[test]
+    fn matches_an_f64_reference_for_both_types_and_every_tail() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        for ty in [HalfType::F16, HalfType::Bf16] {
+            for (n, k, m) in [
+                (1, 1, 1),
+                (7, 13, 1),
+                (9, 64, 3),
+                (33, 100, 2),
+                (4100, 40, 5),
+            ] {
+                let w: Vec<u16> = (0..n * k).map(|_| bits(ty, g.f32())).collect();
+                let x: Vec<f32> = (0..m * k).map(|_| g.f32()).collect();
+                let want: Vec<f64> = (0..m * n)
+                    .map(|i| {
+                        let (t, r) = (i / n, i % n);
+                        (0..k)
+                            .map(|j| ty.to_f32(w[r * k + j]) as f64 * x[t * k + j] as f64)
+                            .sum()
+                    })
+                    .collect();
+                let mut y = vec![f32::NAN; m * n];
+                matmul(ty, &w, n, k, &x, m, &mut y).unwrap();
+                let mut portable = vec![f32::NAN; m * n];
+                matmul_with(Kernel::Portable, ty, &w, n, k, &x, m, &mut portable).unwrap();
+                let mut results = vec![("dispatched", y), ("portable", portable)];
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+                {
+                    let mut avx2 = vec![f32::NAN; m * n];
+                    matmul_with(Kernel::Avx2, ty, &w, n, k, &x, m, &mut avx2).unwrap();
+                    results.push(("avx2", avx2));
+                }
+                for (name, got) in &results {
+                    for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "{ty:?} {name} n={n} k={k} m={m} at {i}: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_mismatched_lengths_and_handles_empty_rows() {
+        let mut y = vec![0f32; 2];
+        assert!(matmul(HalfType::F16, &[0; 5], 2, 3, &[0.0; 3], 1, &mut y).is_err());
+        let mut y = vec![7f32; 2];
+        matmul(HalfType::Bf16, &[], 2, 0, &[], 1, &mut y).unwrap();
+        assert_eq!(y, [0.0, 0.0]);
+    }
+}
