@@ -4,9 +4,10 @@
 //! Why not widen the weights to f32 once at load and use candle's f32 product: decode reads
 //! every weight once per token, so it runs at the speed memory delivers weight bytes, and
 //! 16-bit weights are half the bytes of f32 ones (and half the resident memory). Each weight
-//! row is widened in registers (F16C for f16, a 16-bit shift for bf16) right before its FMAs.
+//! row is widened in registers (F16C or FCVTL for f16, a 16-bit shift for bf16) right before
+//! its FMAs.
 //! Tasks take runs of weight rows; a tile is 4 weight rows by 4 activation rows with AVX-512
-//! (2 with AVX2), so each widened weight vector serves several tokens and each activation
+//! and NEON (2 with AVX2), so each widened weight vector serves several tokens and each activation
 //! vector four rows. Long prompts are better served by a blocked GEMM on widened panels (the
 //! CPU backend switches, `HALF_GEMM_MIN_ROWS`).
 use rayon::prelude::*;
@@ -125,11 +126,16 @@ fn matmul_with(
 
 #[derive(Clone, Copy)]
 enum Kernel {
+    /// Where no SIMD kernel applies (AArch64 always has NEON: there it serves the tests only).
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// Every AArch64 CPU has NEON and the f16 conversions.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
@@ -138,10 +144,18 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => 4,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => 4,
             _ => 2,
         }
     }
 
+    #[cfg(target_arch = "aarch64")]
+    fn detect() -> Self {
+        Kernel::Neon
+    }
+
+    #[cfg(not(target_arch = "aarch64"))]
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") {
@@ -187,6 +201,8 @@ fn rows_block(
                 Kernel::Avx2 => unsafe { x86::tile(ty, wr, xt, k, take, toks, &mut acc) },
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Avx512 => unsafe { x86::tile512(ty, wr, xt, k, take, toks, &mut acc) },
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Neon => unsafe { neon::tile(ty, wr, xt, k, take, toks, &mut acc) },
             }
             for (i, a) in acc.iter().enumerate().take(take) {
                 for (j, &v) in a.iter().enumerate().take(toks) {
@@ -384,6 +400,90 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{HalfType, TILE_ROWS, TILE_TOKENS};
+    use std::arch::aarch64::*;
+
+    /// 4 weights widened to f32: FCVTL for f16, a shift into the high half for bf16.
+    #[inline(always)]
+    unsafe fn widen4<const BF16: bool>(p: *const u16) -> float32x4_t {
+        let h = vld1_u16(p);
+        if BF16 {
+            vreinterpretq_f32_u32(vshll_n_u16::<16>(h))
+        } else {
+            vcvt_f32_f16(vreinterpret_f16_u16(h))
+        }
+    }
+
+    /// R rows by T tokens, 4 columns per step, the tail in scalar.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    unsafe fn tile_rt<const BF16: bool, const R: usize, const T: usize>(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [[vdupq_n_f32(0.0); T]; R];
+        let mut i = 0;
+        while i + 4 <= k {
+            let mut wv = [vdupq_n_f32(0.0); R];
+            for (r, v) in wv.iter_mut().enumerate() {
+                *v = widen4::<BF16>(wp.add(r * k + i));
+            }
+            for t in 0..T {
+                let xv = vld1q_f32(xp.add(t * k + i));
+                for r in 0..R {
+                    acc[r][t] = vfmaq_f32(acc[r][t], wv[r], xv);
+                }
+            }
+            i += 4;
+        }
+        for r in 0..R {
+            for t in 0..T {
+                let mut s = vaddvq_f32(acc[r][t]);
+                for j in i..k {
+                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
+                }
+                acc_out[r][t] = s;
+            }
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub unsafe fn tile(
+        ty: HalfType,
+        w: &[u16],
+        x: &[f32],
+        k: usize,
+        rows: usize,
+        toks: usize,
+        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+    ) {
+        macro_rules! go {
+            ($bf16:literal) => {
+                match (rows, toks) {
+                    (4, 4) => tile_rt::<$bf16, 4, 4>(ty, w, x, k, acc),
+                    (4, 3) => tile_rt::<$bf16, 4, 3>(ty, w, x, k, acc),
+                    (4, 2) => tile_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
+                    (4, _) => tile_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
+                    (_, 4) => tile_rt::<$bf16, 1, 4>(ty, w, x, k, acc),
+                    (_, 3) => tile_rt::<$bf16, 1, 3>(ty, w, x, k, acc),
+                    (_, 2) => tile_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
+                    _ => tile_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
+                }
+            };
+        }
+        match ty {
+            HalfType::Bf16 => go!(true),
+            HalfType::F16 => go!(false),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +523,7 @@ mod tests {
                 matmul(ty, &w, n, k, &x, m, &mut y).unwrap();
                 let mut portable = vec![f32::NAN; m * n];
                 matmul_with(Kernel::Portable, ty, &w, n, k, &x, m, &mut portable).unwrap();
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
                 let mut results = vec![("dispatched", y), ("portable", portable)];
                 #[cfg(target_arch = "x86_64")]
                 if is_x86_feature_detected!("avx2")
