@@ -198,9 +198,9 @@ fn rows_block(
                 // SAFETY: each SIMD kernel is chosen only when the CPU has its features
                 // (detect); the slices hold `take` rows and `toks` rows of `k` values.
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2 => unsafe { x86::tile(ty, wr, xt, k, take, toks, &mut acc) },
+                Kernel::Avx2 => unsafe { avx2::tile(ty, wr, xt, k, take, toks, &mut acc) },
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512 => unsafe { x86::tile512(ty, wr, xt, k, take, toks, &mut acc) },
+                Kernel::Avx512 => unsafe { avx512::tile(ty, wr, xt, k, take, toks, &mut acc) },
                 #[cfg(target_arch = "aarch64")]
                 Kernel::Neon => unsafe { neon::tile(ty, wr, xt, k, take, toks, &mut acc) },
             }
@@ -233,14 +233,98 @@ fn portable_tile(
     }
 }
 
+/// The SIMD tile kernel of one instruction set, written once: inside a module that defines the
+/// vector type `V` and `zero`, `load` (LANES f32), `widen::<BF16>` (LANES 16-bit weights),
+/// `fma(acc, w, x)` and `hsum`, this makes `tile`: R weight rows by T tokens (dispatched on the
+/// tile's actual size), LANES columns per step, the k % LANES tail in scalar.
+macro_rules! simd_tile {
+    (lanes: $lanes:literal, feature: $feature:literal) => {
+        // The accumulators are a register tile indexed by (row, token): index loops say so best.
+        #[allow(clippy::needless_range_loop)]
+        #[inline(always)]
+        unsafe fn tile_rt<const BF16: bool, const R: usize, const T: usize>(
+            ty: HalfType,
+            w: &[u16],
+            x: &[f32],
+            k: usize,
+            acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+        ) {
+            let (wp, xp) = (w.as_ptr(), x.as_ptr());
+            let mut acc = [[zero(); T]; R];
+            let mut i = 0;
+            while i + $lanes <= k {
+                let mut wv = [zero(); R];
+                for (r, v) in wv.iter_mut().enumerate() {
+                    *v = widen::<BF16>(wp.add(r * k + i));
+                }
+                for t in 0..T {
+                    let xv = load(xp.add(t * k + i));
+                    for r in 0..R {
+                        acc[r][t] = fma(acc[r][t], wv[r], xv);
+                    }
+                }
+                i += $lanes;
+            }
+            for r in 0..R {
+                for t in 0..T {
+                    let mut s = hsum(acc[r][t]);
+                    for j in i..k {
+                        s += ty.to_f32(w[r * k + j]) * x[t * k + j];
+                    }
+                    acc_out[r][t] = s;
+                }
+            }
+        }
+
+        #[target_feature(enable = $feature)]
+        pub unsafe fn tile(
+            ty: HalfType,
+            w: &[u16],
+            x: &[f32],
+            k: usize,
+            rows: usize,
+            toks: usize,
+            acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
+        ) {
+            macro_rules! go {
+                ($bf16:literal) => {
+                    match (rows, toks) {
+                        (4, 4) => tile_rt::<$bf16, 4, 4>(ty, w, x, k, acc),
+                        (4, 3) => tile_rt::<$bf16, 4, 3>(ty, w, x, k, acc),
+                        (4, 2) => tile_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
+                        (4, _) => tile_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
+                        (_, 4) => tile_rt::<$bf16, 1, 4>(ty, w, x, k, acc),
+                        (_, 3) => tile_rt::<$bf16, 1, 3>(ty, w, x, k, acc),
+                        (_, 2) => tile_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
+                        _ => tile_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
+                    }
+                };
+            }
+            match ty {
+                HalfType::Bf16 => go!(true),
+                HalfType::F16 => go!(false),
+            }
+        }
+    };
+}
+
+/// AVX2 + FMA + F16C, 8 lanes (16 registers: tiles of at most 4x2, `tile_tokens`).
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+mod avx2 {
     use super::{HalfType, TILE_ROWS, TILE_TOKENS};
     use std::arch::x86_64::*;
 
-    /// 8 weights widened to f32: F16C for f16, a shift into the high half for bf16.
     #[inline(always)]
-    unsafe fn widen8<const BF16: bool>(p: *const u16) -> __m256 {
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    /// F16C for f16, a shift into the high half for bf16.
+    #[inline(always)]
+    unsafe fn widen<const BF16: bool>(p: *const u16) -> __m256 {
         let h = _mm_loadu_si128(p as *const __m128i);
         if BF16 {
             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
@@ -248,7 +332,10 @@ mod x86 {
             _mm256_cvtph_ps(h)
         }
     }
-
+    #[inline(always)]
+    unsafe fn fma(acc: __m256, w: __m256, x: __m256) -> __m256 {
+        _mm256_fmadd_ps(w, x, acc)
+    }
     #[inline(always)]
     unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -257,47 +344,25 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    /// R weight rows by T activation rows, 8 columns per step, the k % 8 tail in scalar.
-    // The accumulators are a register tile indexed by (row, token): index loops say so best.
-    #[allow(clippy::needless_range_loop)]
-    #[inline(always)]
-    unsafe fn tile_rt<const BF16: bool, const R: usize, const T: usize>(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let mut i = 0;
-        while i + 8 <= k {
-            let mut wv = [_mm256_setzero_ps(); R];
-            for (r, v) in wv.iter_mut().enumerate() {
-                *v = widen8::<BF16>(wp.add(r * k + i));
-            }
-            for t in 0..T {
-                let xv = _mm256_loadu_ps(xp.add(t * k + i));
-                for r in 0..R {
-                    acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
-                }
-            }
-            i += 8;
-        }
-        for r in 0..R {
-            for t in 0..T {
-                let mut s = hsum(acc[r][t]);
-                for j in i..k {
-                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
-                }
-                acc_out[r][t] = s;
-            }
-        }
-    }
+    simd_tile!(lanes: 8, feature: "avx2,fma,f16c");
+}
 
-    /// 16 weights widened to f32.
+/// AVX-512F, 16 lanes, tiles up to 4x4.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{HalfType, TILE_ROWS, TILE_TOKENS};
+    use std::arch::x86_64::*;
+
     #[inline(always)]
-    unsafe fn widen16<const BF16: bool>(p: *const u16) -> __m512 {
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn widen<const BF16: bool>(p: *const u16) -> __m512 {
         let h = _mm256_loadu_si256(p as *const __m256i);
         if BF16 {
             _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
@@ -305,109 +370,35 @@ mod x86 {
             _mm512_cvtph_ps(h)
         }
     }
-
-    /// The AVX-512 tile: R rows by T tokens, 16 columns per step, the tail in scalar.
-    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    unsafe fn tile512_rt<const BF16: bool, const R: usize, const T: usize>(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [[_mm512_setzero_ps(); T]; R];
-        let mut i = 0;
-        while i + 16 <= k {
-            let mut wv = [_mm512_setzero_ps(); R];
-            for (r, v) in wv.iter_mut().enumerate() {
-                *v = widen16::<BF16>(wp.add(r * k + i));
-            }
-            for t in 0..T {
-                let xv = _mm512_loadu_ps(xp.add(t * k + i));
-                for r in 0..R {
-                    acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-                }
-            }
-            i += 16;
-        }
-        for r in 0..R {
-            for t in 0..T {
-                let mut s = _mm512_reduce_add_ps(acc[r][t]);
-                for j in i..k {
-                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
-                }
-                acc_out[r][t] = s;
-            }
-        }
+    unsafe fn fma(acc: __m512, w: __m512, x: __m512) -> __m512 {
+        _mm512_fmadd_ps(w, x, acc)
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile512(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        rows: usize,
-        toks: usize,
-        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        macro_rules! go {
-            ($bf16:literal) => {
-                match (rows, toks) {
-                    (4, 4) => tile512_rt::<$bf16, 4, 4>(ty, w, x, k, acc),
-                    (4, 3) => tile512_rt::<$bf16, 4, 3>(ty, w, x, k, acc),
-                    (4, 2) => tile512_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
-                    (4, _) => tile512_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
-                    (_, 4) => tile512_rt::<$bf16, 1, 4>(ty, w, x, k, acc),
-                    (_, 3) => tile512_rt::<$bf16, 1, 3>(ty, w, x, k, acc),
-                    (_, 2) => tile512_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
-                    _ => tile512_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
-                }
-            };
-        }
-        match ty {
-            HalfType::Bf16 => go!(true),
-            HalfType::F16 => go!(false),
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn tile(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        rows: usize,
-        toks: usize,
-        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        macro_rules! go {
-            ($bf16:literal) => {
-                match (rows, toks) {
-                    (4, 2) => tile_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
-                    (4, _) => tile_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
-                    (_, 2) => tile_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
-                    _ => tile_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
-                }
-            };
-        }
-        match ty {
-            HalfType::Bf16 => go!(true),
-            HalfType::F16 => go!(false),
-        }
-    }
+    simd_tile!(lanes: 16, feature: "avx512f");
 }
 
+/// NEON, 4 lanes, tiles up to 4x4 (32 registers).
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::{HalfType, TILE_ROWS, TILE_TOKENS};
     use std::arch::aarch64::*;
 
-    /// 4 weights widened to f32: FCVTL for f16, a shift into the high half for bf16.
     #[inline(always)]
-    unsafe fn widen4<const BF16: bool>(p: *const u16) -> float32x4_t {
+    unsafe fn zero() -> float32x4_t {
+        vdupq_n_f32(0.0)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
+    }
+    /// FCVTL for f16, a shift into the high half for bf16.
+    #[inline(always)]
+    unsafe fn widen<const BF16: bool>(p: *const u16) -> float32x4_t {
         let h = vld1_u16(p);
         if BF16 {
             vreinterpretq_f32_u32(vshll_n_u16::<16>(h))
@@ -415,73 +406,16 @@ mod neon {
             vcvt_f32_f16(vreinterpret_f16_u16(h))
         }
     }
-
-    /// R rows by T tokens, 4 columns per step, the tail in scalar.
-    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    unsafe fn tile_rt<const BF16: bool, const R: usize, const T: usize>(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        acc_out: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [[vdupq_n_f32(0.0); T]; R];
-        let mut i = 0;
-        while i + 4 <= k {
-            let mut wv = [vdupq_n_f32(0.0); R];
-            for (r, v) in wv.iter_mut().enumerate() {
-                *v = widen4::<BF16>(wp.add(r * k + i));
-            }
-            for t in 0..T {
-                let xv = vld1q_f32(xp.add(t * k + i));
-                for r in 0..R {
-                    acc[r][t] = vfmaq_f32(acc[r][t], wv[r], xv);
-                }
-            }
-            i += 4;
-        }
-        for r in 0..R {
-            for t in 0..T {
-                let mut s = vaddvq_f32(acc[r][t]);
-                for j in i..k {
-                    s += ty.to_f32(w[r * k + j]) * x[t * k + j];
-                }
-                acc_out[r][t] = s;
-            }
-        }
+    unsafe fn fma(acc: float32x4_t, w: float32x4_t, x: float32x4_t) -> float32x4_t {
+        vfmaq_f32(acc, w, x)
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: float32x4_t) -> f32 {
+        vaddvq_f32(v)
     }
 
-    #[target_feature(enable = "neon")]
-    pub unsafe fn tile(
-        ty: HalfType,
-        w: &[u16],
-        x: &[f32],
-        k: usize,
-        rows: usize,
-        toks: usize,
-        acc: &mut [[f32; TILE_TOKENS]; TILE_ROWS],
-    ) {
-        macro_rules! go {
-            ($bf16:literal) => {
-                match (rows, toks) {
-                    (4, 4) => tile_rt::<$bf16, 4, 4>(ty, w, x, k, acc),
-                    (4, 3) => tile_rt::<$bf16, 4, 3>(ty, w, x, k, acc),
-                    (4, 2) => tile_rt::<$bf16, 4, 2>(ty, w, x, k, acc),
-                    (4, _) => tile_rt::<$bf16, 4, 1>(ty, w, x, k, acc),
-                    (_, 4) => tile_rt::<$bf16, 1, 4>(ty, w, x, k, acc),
-                    (_, 3) => tile_rt::<$bf16, 1, 3>(ty, w, x, k, acc),
-                    (_, 2) => tile_rt::<$bf16, 1, 2>(ty, w, x, k, acc),
-                    _ => tile_rt::<$bf16, 1, 1>(ty, w, x, k, acc),
-                }
-            };
-        }
-        match ty {
-            HalfType::Bf16 => go!(true),
-            HalfType::F16 => go!(false),
-        }
-    }
+    simd_tile!(lanes: 4, feature: "neon");
 }
 
 #[cfg(test)]
