@@ -101,12 +101,22 @@ fn half_weights_in_16_bits_match_the_same_values_in_f32() {
                 .into_iter()
                 .map(|(k, v)| {
                     let v = v.to_dtype(dtype).unwrap();
-                    (k, if widen { v.to_dtype(DType::F32).unwrap() } else { v })
+                    (
+                        k,
+                        if widen {
+                            v.to_dtype(DType::F32).unwrap()
+                        } else {
+                            v
+                        },
+                    )
                 })
                 .collect();
             candle_core::safetensors::save(&m, dir.path().join("model.safetensors")).unwrap();
         }
         let d = max_abs_diff(&logits(half_dir.path()), &logits(f32_dir.path()));
-        assert!(d < 1e-3, "{dtype:?}: 16-bit and f32 copies of one model differ by {d}");
+        assert!(
+            d < 1e-3,
+            "{dtype:?}: 16-bit and f32 copies of one model differ by {d}"
+        );
     }
 }
