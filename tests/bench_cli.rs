@@ -140,6 +140,30 @@ fn profile_ops_adds_an_op_table_per_test_counted_per_pass() {
     }
     assert!(stdout.contains("op profile of tg4@b3"), "{stdout}");
     assert!(stdout.contains("| paged_attention | 8 |"), "{stdout}");
+    // `candor report` shows each op's share of each test's pass.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("profiled.json");
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let out = candor()
+        .arg("report")
+        .arg(&json)
+        .arg("-o")
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
+    assert!(md.contains("## Where the time goes (op profiles)"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| `paged_attention` |"))
+        .expect("an attention row");
+    assert_eq!(row.matches('%').count(), 3, "one share per test: {row}");
+    assert!(md.lines().any(|l| l.starts_with("| *host* |")), "{md}");
     // Without the flag the document has no profile.
     let (_, plain) = bench_document(&["--offline", "-p", "8", "-n", "0", "-r", "1", "-m", &model]);
     assert!(plain.get("op_profile").is_none());

@@ -543,6 +543,7 @@ mod tests {
             accelerator: None,
             kv: None,
             tests,
+            op_profile: Vec::new(),
         }
     }
 

@@ -79,6 +79,26 @@ pub struct LocalRun {
     /// llama-bench): decode MBU then counts the weights only.
     pub kv: Option<KvShape>,
     pub tests: Vec<TestRow>,
+    /// `candor bench --profile-ops`: per test, where one synchronised pass spent its time.
+    pub op_profile: Vec<OpProfile>,
+}
+
+/// One test's op profile (docs/bench-json.md, `op_profile[]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OpProfile {
+    pub test: String,
+    pub wall_seconds: f64,
+    #[serde(default)]
+    pub host_seconds: f64,
+    #[serde(default)]
+    pub ops: Vec<OpTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OpTime {
+    pub op: String,
+    pub calls: u64,
+    pub seconds: f64,
 }
 
 /// One concurrency level of a load sweep.
@@ -148,6 +168,8 @@ struct CandorDoc {
     load_generator_hardware: Option<CandorHardware>,
     #[serde(default)]
     server: Option<CandorServer>,
+    #[serde(default)]
+    op_profile: Vec<OpProfile>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +347,7 @@ fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
         accelerator: None,
         kv: None,
         tests: Vec::new(),
+        op_profile: Vec::new(),
     };
     for t in tests {
         let (phase, n, test) = match (t.n_prompt, t.n_gen) {
@@ -403,6 +426,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
         accelerator: hw.gpu.as_ref().map(CandorGpu::describe),
         kv: d.kv_cache,
         tests,
+        op_profile: d.op_profile,
     })
 }
 

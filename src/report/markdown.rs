@@ -1,8 +1,8 @@
 //! report.md: every table and verdict of a report, with the charts as image links. The HTML
 //! page is rendered from this text, so the two never disagree.
-use super::analysis::{Analysis, ClaimVerdict, ModelProjection, System};
+use super::analysis::{Analysis, AnalyzedRun, ClaimVerdict, ModelProjection, System};
 use super::charts::Chart;
-use super::input::{Phase, ServeRun};
+use super::input::{OpProfile, Phase, ServeRun};
 use crate::bench::claims::{Judgement, CHECKLIST};
 use crate::bench::projection::Projection;
 use crate::bench::specs::{DeviceSpec, Dtype, SpecDb};
@@ -610,11 +610,93 @@ fn spec_table(out: &mut String, specs: &SpecDb) {
 }
 
 /// The whole report.md.
+/// Rows of an op-profile table: the ops that take the most of any test's pass, the rest
+/// summed.
+const PROFILE_TOP_OPS: usize = 10;
+
+/// `candor bench --profile-ops` results: per run, each op's share of each test's pass.
+fn op_profiles(out: &mut String, a: &Analysis) {
+    let runs: Vec<(&str, &AnalyzedRun)> = a
+        .systems
+        .iter()
+        .flat_map(|s| s.runs.iter().map(move |r| (s.label.as_str(), r)))
+        .filter(|(_, r)| !r.run.op_profile.is_empty())
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Where the time goes (op profiles)\n\nFrom `candor bench --profile-ops`: one extra pass of each test with the device synchronised after every op, each op charged its wall time (matrix products by weight shape, `OUTxIN`); *host* is the pass minus its ops (batching, block tables, sampling). Synchronising slows the pass and stops work overlapping, so these are shares for comparing ops and devices, not speeds: the speeds are the measured results above.\n");
+    for (label, r) in runs {
+        let profiles = &r.run.op_profile;
+        let share = |p: &OpProfile, op: &str| -> f64 {
+            p.ops
+                .iter()
+                .filter(|o| o.op == op)
+                .map(|o| o.seconds)
+                .sum::<f64>()
+                / p.wall_seconds.max(1e-12)
+        };
+        // Ops by their largest share in any test.
+        let mut ops: Vec<(String, f64)> = Vec::new();
+        for p in profiles {
+            for o in &p.ops {
+                let s = share(p, &o.op);
+                match ops.iter_mut().find(|(name, _)| *name == o.op) {
+                    Some(e) => e.1 = e.1.max(s),
+                    None => ops.push((o.op.clone(), s)),
+                }
+            }
+        }
+        ops.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        let (top, rest) = ops.split_at(ops.len().min(PROFILE_TOP_OPS));
+        let mut head: Vec<String> = vec!["op".into()];
+        head.extend(
+            profiles
+                .iter()
+                .map(|p| format!("{} ({:.1} ms)", p.test, p.wall_seconds * 1e3)),
+        );
+        let mut rows: Vec<Vec<String>> = top
+            .iter()
+            .map(|(op, _)| {
+                let mut row = vec![format!("`{op}`")];
+                row.extend(profiles.iter().map(|p| pct(share(p, op))));
+                row
+            })
+            .collect();
+        if !rest.is_empty() {
+            let mut row = vec![format!("{} other ops", rest.len())];
+            row.extend(
+                profiles
+                    .iter()
+                    .map(|p| pct(rest.iter().map(|(op, _)| share(p, op)).sum())),
+            );
+            rows.push(row);
+        }
+        let mut host = vec!["*host*".to_string()];
+        host.extend(
+            profiles
+                .iter()
+                .map(|p| pct(p.host_seconds / p.wall_seconds.max(1e-12))),
+        );
+        rows.push(host);
+        let heads: Vec<&str> = head.iter().map(String::as_str).collect();
+        let right: Vec<bool> = (0..heads.len()).map(|i| i > 0).collect();
+        let _ = writeln!(
+            out,
+            "### {label}: {} ({})\n\n{}",
+            r.run.model.key,
+            r.run.software,
+            table(&heads, &right, &rows)
+        );
+    }
+}
+
 pub fn render(a: &Analysis, specs: &SpecDb, charts: &[Chart]) -> String {
     let mut out = String::new();
     header(&mut out, a);
     method(&mut out, a);
     measured(&mut out, a, charts);
+    op_profiles(&mut out, a);
     serving(&mut out, a, charts);
     projections(&mut out, a, charts);
     claims(&mut out, a);
