@@ -10,6 +10,11 @@ if [[ -z ${CUDA_HOME:-} ]]; then
   eval "$(bash scripts/cuda-toolchain.sh env)"
 fi
 cxx="${CXX:-c++}"
+# A C++20 compiler (std::barrier: GCC 11+); Debian's g++ where none is installed.
+if ! command -v "$cxx" >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+  cxx=g++
+fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for test in kernels/cuda/emulation/*_test.cpp; do
