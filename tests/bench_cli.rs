@@ -170,6 +170,37 @@ fn profile_ops_adds_an_op_table_per_test_counted_per_pass() {
 }
 
 #[test]
+fn a_plugin_run_logs_where_the_loaded_weights_went() {
+    let model = tiny_llama();
+    let plugin = format!("plugin:{}", common::plugins::reference().display());
+    let out = candor()
+        .args([
+            "bench",
+            "--offline",
+            "-p",
+            "8",
+            "-n",
+            "0",
+            "-r",
+            "1",
+            "--backend",
+        ])
+        .arg(&plugin)
+        .arg("--profile-ops")
+        .args(["-m", &model])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The line is written after the model loads, so it counts the weights the plugin took.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("weights on the device:"))
+        .unwrap_or_else(|| panic!("no placement line in {stderr}"));
+    assert!(!line.contains("weights on the device: none"), "{line}");
+}
+
+#[test]
 fn a_plugin_run_describes_the_plugins_device() {
     let model = tiny_llama();
     let plugin = format!("plugin:{}", common::plugins::reference().display());

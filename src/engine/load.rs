@@ -56,7 +56,13 @@ pub fn cpu_runner(
     kv_tokens: usize,
     kv_dtype: KvDtype,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    runner_on(cpu_backend(threads, kv_dtype), opened, kv_tokens, None)
+    runner_on(
+        cpu_backend(threads, kv_dtype),
+        opened,
+        kv_tokens,
+        None,
+        |_| {},
+    )
 }
 
 fn cpu_backend(threads: usize, kv_dtype: KvDtype) -> CpuBackend {
@@ -64,16 +70,23 @@ fn cpu_backend(threads: usize, kv_dtype: KvDtype) -> CpuBackend {
 }
 
 /// `opened` loaded onto `backend` with a KV cache of `kv_tokens` tokens (whole blocks), every
-/// op timed by `profiler` while it is switched on (`candor bench --profile-ops`).
+/// op timed by `profiler` while it is switched on (`candor bench --profile-ops`). `loaded` sees
+/// the backend once the weights are on it.
 fn runner_on<B: Backend>(
     backend: B,
     opened: &OpenedModel,
     kv_tokens: usize,
     profiler: Option<&Arc<OpProfiler>>,
+    loaded: impl FnOnce(&B),
 ) -> Result<Box<dyn Runner>, EngineError> {
     match profiler {
-        Some(p) => model_runner(Profiled::new(backend, p.clone()), opened, kv_tokens),
-        None => model_runner(backend, opened, kv_tokens),
+        Some(p) => model_runner(
+            Profiled::new(backend, p.clone()),
+            opened,
+            kv_tokens,
+            |b: &Profiled<B>| loaded(b.inner()),
+        ),
+        None => model_runner(backend, opened, kv_tokens, loaded),
     }
 }
 
@@ -81,8 +94,10 @@ fn model_runner<B: Backend>(
     backend: B,
     opened: &OpenedModel,
     kv_tokens: usize,
+    loaded: impl FnOnce(&B),
 ) -> Result<Box<dyn Runner>, EngineError> {
     let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    loaded(&backend);
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
     Ok(Box::new(ModelRunner::new(
         backend, model, blocks, BLOCK_SIZE,
@@ -109,18 +124,20 @@ pub fn cuda_runner(
     ordinal: usize,
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    runner_on(cuda_backend(opened, ordinal)?, opened, kv_tokens, None)
+    let backend = cuda_backend(opened, ordinal, KvCacheDtype::Auto)?;
+    runner_on(backend, opened, kv_tokens, None, |_| {})
 }
 
+/// CUDA keeps the KV cache in the activation dtype: `asked` must be auto or that type.
 #[cfg(feature = "cuda")]
 fn cuda_backend(
     opened: &OpenedModel,
     ordinal: usize,
+    asked: KvCacheDtype,
 ) -> Result<crate::backend::cuda::CudaBackend, EngineError> {
-    Ok(crate::backend::cuda::CudaBackend::new(
-        ordinal,
-        cuda_act_dtype(opened)?,
-    )?)
+    let act = cuda_act_dtype(opened)?;
+    check_fixed_kv_dtype(asked, "CUDA", &format!("{act:?}").to_lowercase())?;
+    Ok(crate::backend::cuda::CudaBackend::new(ordinal, act)?)
 }
 
 /// Everything needed to serve a model: the runner, its tokenizer and chat template.
@@ -163,39 +180,31 @@ pub fn runner_for(
     let asked = opts.kv_cache_dtype;
     match &opts.backend {
         BackendChoice::Cpu => runner_on(
-            cpu_backend(
-                opts.threads,
-                opts.kv_cache_dtype.resolve(opened, opts.dequantize)?,
-            ),
+            cpu_backend(opts.threads, asked.resolve(opened, opts.dequantize)?),
             opened,
             opts.kv_tokens,
             profiler,
+            |_| {},
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(ordinal) => {
-            let act = format!("{:?}", cuda_act_dtype(opened)?).to_lowercase();
-            check_fixed_kv_dtype(asked, "CUDA", &act)?;
-            runner_on(
-                cuda_backend(opened, *ordinal)?,
-                opened,
-                opts.kv_tokens,
-                profiler,
-            )
-        }
+        BackendChoice::Cuda(ordinal) => runner_on(
+            cuda_backend(opened, *ordinal, asked)?,
+            opened,
+            opts.kv_tokens,
+            profiler,
+            |_| {},
+        ),
         #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => {
-            // The plugin ABI passes every tensor as F32.
-            check_fixed_kv_dtype(asked, "plugin", "f32")?;
-            runner_on(
-                plugin_backend(path, opts.threads)?,
-                opened,
-                opts.kv_tokens,
-                profiler,
-            )
-        }
+        BackendChoice::Plugin(path) => runner_on(
+            plugin_backend(path, opts.threads, asked)?,
+            opened,
+            opts.kv_tokens,
+            profiler,
+            log_plugin_placement,
+        ),
     }
 }
 
@@ -228,16 +237,26 @@ pub fn plugin_runner(
     threads: usize,
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    runner_on(plugin_backend(path, threads)?, opened, kv_tokens, None)
+    let backend = plugin_backend(path, threads, KvCacheDtype::Auto)?;
+    runner_on(backend, opened, kv_tokens, None, log_plugin_placement)
 }
 
-fn plugin_backend(path: &std::path::Path, threads: usize) -> Result<PluginBackend, EngineError> {
-    let backend = PluginBackend::load(path, CpuBackend::new(threads))
-        .map_err(|e| EngineError::Backend(e.to_string()))?;
+/// Plugin caches are F32 by the ABI: `asked` must be auto or f32.
+fn plugin_backend(
+    path: &std::path::Path,
+    threads: usize,
+    asked: KvCacheDtype,
+) -> Result<PluginBackend, EngineError> {
+    check_fixed_kv_dtype(asked, "plugin", "f32")?;
+    PluginBackend::load(path, CpuBackend::new(threads))
+        .map_err(|e| EngineError::Backend(e.to_string()))
+}
+
+/// Once the weights are loaded: where they went and which ops fall back to the CPU.
+fn log_plugin_placement(backend: &PluginBackend) {
     let report = backend.startup_report();
     tracing::info!("{report}");
     eprintln!("candor: {report}");
-    Ok(backend)
 }
 
 /// The tokenizer of an opened model: GGUF metadata, or `tokenizer.json` beside safetensors.

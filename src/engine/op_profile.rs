@@ -83,6 +83,11 @@ impl<B: Backend> Profiled<B> {
         Profiled { inner, profiler }
     }
 
+    /// The wrapped backend.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+
     /// Run `f`; when profiling, wait for the device and charge the time to `name()`.
     fn timed<T>(
         &self,
