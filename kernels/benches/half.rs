@@ -30,13 +30,7 @@ fn half(c: &mut Criterion) {
     };
     let values: Vec<f32> = (0..n * k).map(|_| next() * 0.05).collect();
     for ty in [HalfType::Bf16, HalfType::F16] {
-        let w: Vec<u16> = values
-            .iter()
-            .map(|&v| match ty {
-                HalfType::F16 => half::f16::from_f32(v).to_bits(),
-                HalfType::Bf16 => half::bf16::from_f32(v).to_bits(),
-            })
-            .collect();
+        let w: Vec<u16> = values.iter().map(|&v| ty.from_f32(v)).collect();
         let mut g = c.benchmark_group(format!("half/{ty:?}"));
         g.throughput(Throughput::Bytes((2 * n * k) as u64));
         for m in [1usize, 8, 64] {

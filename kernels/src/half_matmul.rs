@@ -20,6 +20,14 @@ pub enum HalfType {
 }
 
 impl HalfType {
+    /// `v` rounded to this format (to nearest, ties to even), as its bits.
+    pub fn from_f32(self, v: f32) -> u16 {
+        match self {
+            HalfType::F16 => half::f16::from_f32(v).to_bits(),
+            HalfType::Bf16 => half::bf16::from_f32(v).to_bits(),
+        }
+    }
+
     pub fn to_f32(self, bits: u16) -> f32 {
         match self {
             HalfType::F16 => half::f16::from_bits(bits).to_f32(),
@@ -423,13 +431,6 @@ mod tests {
     use super::*;
     use crate::quant::tests::Gen;
 
-    fn bits(ty: HalfType, v: f32) -> u16 {
-        match ty {
-            HalfType::F16 => half::f16::from_f32(v).to_bits(),
-            HalfType::Bf16 => half::bf16::from_f32(v).to_bits(),
-        }
-    }
-
     /// Both kernels against an f64 product of the same (rounded) weights, over tile and
     /// column tails, one and many activation rows, and a weight large enough for many tasks.
     #[test]
@@ -443,7 +444,7 @@ mod tests {
                 (33, 100, 2),
                 (4100, 40, 5),
             ] {
-                let w: Vec<u16> = (0..n * k).map(|_| bits(ty, g.f32())).collect();
+                let w: Vec<u16> = (0..n * k).map(|_| ty.from_f32(g.f32())).collect();
                 let x: Vec<f32> = (0..m * k).map(|_| g.f32()).collect();
                 let want: Vec<f64> = (0..m * n)
                     .map(|i| {

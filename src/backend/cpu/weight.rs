@@ -6,7 +6,7 @@ use candor_kernels::half_matmul::HalfType;
 use candor_kernels::quant::QuantType;
 use candor_models::backend::WeightDtype;
 use candor_models::error::{ModelError, Result};
-use candor_models::weights::{HostWeight, MappedBlocks, SyntheticWeight};
+use candor_models::weights::{weight_dtype_of, HostWeight, MappedBlocks};
 use std::sync::Arc;
 
 pub enum CpuWeight {
@@ -50,11 +50,17 @@ impl CpuWeight {
     pub fn from_host(w: HostWeight) -> Result<Self> {
         match w {
             HostWeight::Dense { tensor, .. } => match (half_type(tensor.dtype()), tensor.dims()) {
-                (Some(ty), &[rows, cols]) => Self::half_from_tensor(&tensor, ty, [rows, cols]),
+                (Some(ty), &[rows, cols]) => {
+                    Ok(Self::half(tensor_bits(&tensor, ty)?, ty, [rows, cols]))
+                }
                 _ => Ok(CpuWeight::Dense(tensor.to_dtype(DType::F32)?.contiguous()?)),
             },
-            HostWeight::Synthetic(s) => match (synthetic_half_type(&s), &s.shape[..]) {
-                (Some(ty), &[rows, cols]) => Ok(Self::half_from_synthetic(&s, ty, [rows, cols])),
+            HostWeight::Synthetic(s) => match (half_of(s.dtype), &s.shape[..]) {
+                (Some(ty), &[rows, cols]) => {
+                    // `value` is already rounded to the weight's type: rounding again is exact.
+                    let bits = (0..s.elem_count() as u64).map(|i| ty.from_f32(s.value(i)));
+                    Ok(Self::half(bits.collect(), ty, [rows, cols]))
+                }
                 _ => Ok(CpuWeight::Dense(s.to_f32_tensor()?)),
             },
             HostWeight::Mapped(blocks) => match kernel_type(blocks.dtype) {
@@ -62,85 +68,38 @@ impl CpuWeight {
                 // A type the kernels do not read: candle's copy.
                 None => CpuWeight::from_host(HostWeight::Quant(blocks.to_qtensor()?)),
             },
-            HostWeight::Quant(q) => match q.dtype() {
-                GgmlDType::F16 | GgmlDType::BF16 if q.shape().dims().len() == 2 => {
-                    let ty = match q.dtype() {
-                        GgmlDType::F16 => HalfType::F16,
-                        _ => HalfType::Bf16,
-                    };
-                    let dims = q.shape().dims();
-                    Self::half_from_le_bytes(&q.data()?, ty, [dims[0], dims[1]])
+            HostWeight::Quant(q) => {
+                let half = weight_dtype_of(q.dtype()).and_then(half_of);
+                match (half, q.shape().dims()) {
+                    (Some(ty), &[rows, cols]) => Ok(Self::half(
+                        le_bits(&q.data()?, [rows, cols])?,
+                        ty,
+                        [rows, cols],
+                    )),
+                    // Small float tensors (norms, biases) are used dense.
+                    _ if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+                        Ok(CpuWeight::Dense(q.dequantize(&Device::Cpu)?.contiguous()?))
+                    }
+                    _ => {
+                        let fast = kernel_type(q.dtype());
+                        let q = Arc::new(q);
+                        Ok(CpuWeight::Quant {
+                            qmm: QMatMul::QTensor(q.clone()),
+                            q,
+                            fast,
+                        })
+                    }
                 }
-                // Small float tensors (norms, biases) are used dense.
-                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                    Ok(CpuWeight::Dense(q.dequantize(&Device::Cpu)?.contiguous()?))
-                }
-                _ => {
-                    let fast = kernel_type(q.dtype());
-                    let q = Arc::new(q);
-                    Ok(CpuWeight::Quant {
-                        qmm: QMatMul::QTensor(q.clone()),
-                        q,
-                        fast,
-                    })
-                }
-            },
+            }
         }
     }
 
-    fn half_from_tensor(t: &Tensor, ty: HalfType, shape: [usize; 2]) -> Result<Self> {
-        let flat = t.flatten_all()?;
-        let bits: Vec<u16> = match ty {
-            HalfType::F16 => flat
-                .to_vec1::<half::f16>()?
-                .iter()
-                .map(|v| v.to_bits())
-                .collect(),
-            HalfType::Bf16 => flat
-                .to_vec1::<half::bf16>()?
-                .iter()
-                .map(|v| v.to_bits())
-                .collect(),
-        };
-        Ok(CpuWeight::Half {
-            bits: bits.into(),
-            ty,
-            shape,
-        })
-    }
-
-    fn half_from_synthetic(s: &SyntheticWeight, ty: HalfType, shape: [usize; 2]) -> Self {
-        // `value` is already rounded to the weight's type: converting back is exact.
-        let bits: Vec<u16> = (0..s.elem_count() as u64)
-            .map(|i| match ty {
-                HalfType::F16 => half::f16::from_f32(s.value(i)).to_bits(),
-                HalfType::Bf16 => half::bf16::from_f32(s.value(i)).to_bits(),
-            })
-            .collect();
+    fn half(bits: Vec<u16>, ty: HalfType, shape: [usize; 2]) -> Self {
         CpuWeight::Half {
             bits: bits.into(),
             ty,
             shape,
         }
-    }
-
-    /// GGML's F16/BF16 data: little-endian 16-bit values.
-    fn half_from_le_bytes(bytes: &[u8], ty: HalfType, shape: [usize; 2]) -> Result<Self> {
-        if bytes.len() != 2 * shape[0] * shape[1] {
-            return Err(ModelError::Backend(format!(
-                "a {shape:?} {ty:?} tensor of {} bytes",
-                bytes.len()
-            )));
-        }
-        let bits: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .collect();
-        Ok(CpuWeight::Half {
-            bits: bits.into(),
-            ty,
-            shape,
-        })
     }
 
     pub fn dense(&self) -> Option<&Tensor> {
@@ -168,10 +127,41 @@ fn half_type(d: DType) -> Option<HalfType> {
     }
 }
 
-fn synthetic_half_type(s: &SyntheticWeight) -> Option<HalfType> {
-    match s.dtype {
+fn half_of(d: WeightDtype) -> Option<HalfType> {
+    match d {
         WeightDtype::F16 => Some(HalfType::F16),
         WeightDtype::BF16 => Some(HalfType::Bf16),
         _ => None,
     }
+}
+
+/// The 16-bit values of an f16/bf16 tensor.
+fn tensor_bits(t: &Tensor, ty: HalfType) -> Result<Vec<u16>> {
+    let flat = t.flatten_all()?;
+    Ok(match ty {
+        HalfType::F16 => flat
+            .to_vec1::<half::f16>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+        HalfType::Bf16 => flat
+            .to_vec1::<half::bf16>()?
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+    })
+}
+
+/// GGML's F16/BF16 data: little-endian 16-bit values.
+fn le_bits(bytes: &[u8], shape: [usize; 2]) -> Result<Vec<u16>> {
+    if bytes.len() != 2 * shape[0] * shape[1] {
+        return Err(ModelError::Backend(format!(
+            "a {shape:?} 16-bit tensor of {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect())
 }
