@@ -3,21 +3,10 @@
 //! streams and a 64-token prompt chunk. Throughput is weight bytes per second, to hold against
 //! the machine's memory bandwidth (the weight is 8.7 MB: it may sit in a large L3 here, where a
 //! whole model's weights would not). `CANDOR_BENCH_QUICK=1` shortens every measurement.
+mod common;
+
 use candor_kernels::half_matmul::{matmul, HalfType};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::time::Duration;
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if std::env::var("CANDOR_BENCH_QUICK").is_ok_and(|v| v != "0") {
-        c.warm_up_time(Duration::from_millis(100))
-            .measurement_time(Duration::from_millis(400))
-            .sample_size(10)
-    } else {
-        c.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-    }
-}
 
 fn half(c: &mut Criterion) {
     let (n, k) = (4864, 896);
@@ -47,7 +36,7 @@ fn half(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = half
 }
 criterion_main!(benches);

@@ -3,21 +3,10 @@
 //! 2048): decode GEMV (M = 1) and prefill GEMM (M = 128). K-quants need K to be a multiple of
 //! 256, so they use the down-projection shapes (K = FFN width). A dequantize-then-f32 GEMV is
 //! the baseline. `CANDOR_BENCH_QUICK=1` shortens every measurement.
+mod common;
+
 use candor_kernels::quant::{dequantize, matmul_with, Isa, QuantType};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::time::Duration;
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if std::env::var("CANDOR_BENCH_QUICK").is_ok_and(|v| v != "0") {
-        c.warm_up_time(Duration::from_millis(100))
-            .measurement_time(Duration::from_millis(400))
-            .sample_size(10)
-    } else {
-        c.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-    }
-}
 
 /// Deterministic filler bytes with small valid f16 scales.
 fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
@@ -101,7 +90,7 @@ fn quant(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = quant
 }
 criterion_main!(benches);
