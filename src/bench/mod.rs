@@ -14,7 +14,7 @@ pub mod stats;
 use crate::engine::op_profile::{OpProfiler, OpTime};
 use crate::engine::{EngineError, Runner};
 use measure::{time_decode, time_prefill, TokenSource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchConfig {
@@ -156,15 +156,18 @@ pub fn run(
     Ok(out)
 }
 
-/// One untimed pass of a test with every op synchronised and timed (`--profile-ops`).
-#[derive(Debug, Clone, Serialize)]
+/// One untimed pass of a test with every op synchronised and timed (`--profile-ops`), as
+/// written to the result document and read back by `candor report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestProfile {
     pub test: String,
     /// The whole pass, slower than a timed repetition by the per-op synchronisation.
     pub wall_seconds: f64,
     /// The pass minus its ops: the host's batch building, sampling and bookkeeping.
+    #[serde(default)]
     pub host_seconds: f64,
     /// Slowest first.
+    #[serde(default)]
     pub ops: Vec<OpTime>,
 }
 

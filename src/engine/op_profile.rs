@@ -15,14 +15,14 @@ use candor_models::backend::{
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
 use candor_models::weights::HostWeight;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The time one op (or one matrix shape) took over a profiled stretch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpTime {
     pub op: String,
     pub calls: u64,

@@ -3,6 +3,7 @@
 //! read leniently (new optional fields may appear), but a file that is none of the three is an
 //! error, not an empty report.
 use crate::bench::kv_traffic::KvShape;
+use crate::bench::TestProfile;
 use serde::Deserialize;
 use std::path::Path;
 use thiserror::Error;
@@ -80,25 +81,7 @@ pub struct LocalRun {
     pub kv: Option<KvShape>,
     pub tests: Vec<TestRow>,
     /// `candor bench --profile-ops`: per test, where one synchronised pass spent its time.
-    pub op_profile: Vec<OpProfile>,
-}
-
-/// One test's op profile (docs/bench-json.md, `op_profile[]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct OpProfile {
-    pub test: String,
-    pub wall_seconds: f64,
-    #[serde(default)]
-    pub host_seconds: f64,
-    #[serde(default)]
-    pub ops: Vec<OpTime>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct OpTime {
-    pub op: String,
-    pub calls: u64,
-    pub seconds: f64,
+    pub op_profile: Vec<TestProfile>,
 }
 
 /// One concurrency level of a load sweep.
@@ -169,7 +152,7 @@ struct CandorDoc {
     #[serde(default)]
     server: Option<CandorServer>,
     #[serde(default)]
-    op_profile: Vec<OpProfile>,
+    op_profile: Vec<TestProfile>,
 }
 
 #[derive(Deserialize)]

@@ -2,10 +2,11 @@
 //! page is rendered from this text, so the two never disagree.
 use super::analysis::{Analysis, AnalyzedRun, ClaimVerdict, ModelProjection, System};
 use super::charts::Chart;
-use super::input::{OpProfile, Phase, ServeRun};
+use super::input::{Phase, ServeRun};
 use crate::bench::claims::{Judgement, CHECKLIST};
 use crate::bench::projection::Projection;
 use crate::bench::specs::{DeviceSpec, Dtype, SpecDb};
+use crate::bench::TestProfile;
 use std::fmt::Write;
 
 /// A percentage with as many digits as a small value needs.
@@ -628,7 +629,7 @@ fn op_profiles(out: &mut String, a: &Analysis) {
     let _ = writeln!(out, "## Where the time goes (op profiles)\n\nFrom `candor bench --profile-ops`: one extra pass of each test with the device synchronised after every op, each op charged its wall time (matrix products by weight shape, `OUTxIN`); *host* is the pass minus its ops (batching, block tables, sampling). Synchronising slows the pass and stops work overlapping, so these are shares for comparing ops and devices, not speeds: the speeds are the measured results above.\n");
     for (label, r) in runs {
         let profiles = &r.run.op_profile;
-        let share = |p: &OpProfile, op: &str| -> f64 {
+        let share = |p: &TestProfile, op: &str| -> f64 {
             p.ops
                 .iter()
                 .filter(|o| o.op == op)
