@@ -135,24 +135,40 @@ fn half_linear(x: &Tensor, bits: &[u16], [n, k]: [usize; 2], ty: HalfType) -> Re
         *last = n;
     }
     if m >= HALF_GEMM_MIN_ROWS {
-        let x2 = x.reshape((m, k))?;
         let rows_per_panel = (HALF_PANEL_VALUES / k).max(1);
-        let mut parts = Vec::with_capacity(n.div_ceil(rows_per_panel));
-        for first in (0..n).step_by(rows_per_panel) {
-            let rows = rows_per_panel.min(n - first);
-            let mut panel = vec![0f32; rows * k];
-            panel
-                .par_chunks_mut(k)
-                .zip(bits[first * k..(first + rows) * k].par_chunks(k))
-                .for_each(|(dst, src)| ty.widen(src, dst));
-            let panel = Tensor::from_vec(panel, (rows, k), &Device::Cpu)?;
-            parts.push(x2.matmul(&panel.t()?)?);
-        }
-        return Ok(Tensor::cat(&parts, 1)?.reshape(out_dims)?);
+        let y = half_gemm_panels(&x.reshape((m, k))?, bits, [n, k], ty, rows_per_panel)?;
+        return Ok(y.reshape(out_dims)?);
     }
     let mut y = vec![0f32; m * n];
     with_values(x, |xs| half_matmul::matmul(ty, bits, n, k, xs, m, &mut y))?.map_err(err)?;
     Ok(Tensor::from_vec(y, out_dims, &Device::Cpu)?)
+}
+
+/// `x2 @ wᵀ` (`[m, n]`) through candle's GEMM on `rows_per_panel` weight rows at a time,
+/// widened to f32.
+fn half_gemm_panels(
+    x2: &Tensor,
+    bits: &[u16],
+    [n, k]: [usize; 2],
+    ty: HalfType,
+    rows_per_panel: usize,
+) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(n.div_ceil(rows_per_panel));
+    for first in (0..n).step_by(rows_per_panel) {
+        let rows = rows_per_panel.min(n - first);
+        let mut panel = vec![0f32; rows * k];
+        panel
+            .par_chunks_mut(k)
+            .zip(bits[first * k..(first + rows) * k].par_chunks(k))
+            .for_each(|(dst, src)| ty.widen(src, dst));
+        let panel = Tensor::from_vec(panel, (rows, k), &Device::Cpu)?;
+        parts.push(x2.matmul(&panel.t()?)?);
+    }
+    // Most matrices fit one panel: its product is the result, with no copy through cat.
+    Ok(match parts.len() {
+        1 => parts.remove(0),
+        _ => Tensor::cat(&parts, 1)?,
+    })
 }
 
 /// Rows `ids` of an f16/bf16 table, widened to f32.
@@ -532,5 +548,43 @@ impl Backend for CpuBackend {
 
     fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
         Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Long prompts take the widened panels; they must give the tiles' products, across
+    /// several panels and a short last one.
+    #[test]
+    fn half_panels_match_the_half_tiles() {
+        let (m, n, k) = (HALF_GEMM_MIN_ROWS + 3, 37, 24);
+        let value = |i: usize| ((i * 7919) % 201) as f32 / 100.0 - 1.0;
+        for ty in [HalfType::F16, HalfType::Bf16] {
+            let bits: Vec<u16> = (0..n * k).map(|i| ty.from_f32(value(i))).collect();
+            let xs: Vec<f32> = (0..m * k).map(|i| value(i + 5)).collect();
+            let mut want = vec![0f32; m * n];
+            half_matmul::matmul(ty, &bits, n, k, &xs, m, &mut want).unwrap();
+            let x = Tensor::from_vec(xs, (m, k), &Device::Cpu).unwrap();
+            for rows_per_panel in [10, n] {
+                let got = half_gemm_panels(&x, &bits, [n, k], ty, rows_per_panel).unwrap();
+                assert_eq!(got.dims(), [m, n]);
+                let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{ty:?} {rows_per_panel} rows at {i}: {g} vs {w}"
+                    );
+                }
+            }
+            // Through the backend's entry point, which picks the panels for this many rows.
+            let via_linear = half_linear(&x, &bits, [n, k], ty).unwrap();
+            let via_linear = via_linear.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(via_linear
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| (g - w).abs() <= 1e-4 * (1.0 + w.abs())));
+        }
     }
 }
