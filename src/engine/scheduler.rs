@@ -135,28 +135,48 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Queue a request; the events arrive on its channel.
     pub fn submit(&self, req: EngineRequest) -> Result<(), SubmitError> {
-        let sampler =
-            Sampler::new(req.sampling.clone()).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        self.submit_group(vec![req])
+    }
+
+    /// Queue requests that belong together (the `n` choices of one API request): all or none,
+    /// under one lock, so the engine admits them in the same step. Choices that trickled in one
+    /// by one could be prefilled in different batches, and since batched kernels may round
+    /// differently with the batch's shape (VNNI panels from 8 rows, tiles below), the same
+    /// seeded request would then not always repeat itself on an idle server.
+    ///
+    /// The queue takes a group while it has room for all of it; a group larger than the whole
+    /// queue is taken when the queue is empty, so a large `n` is slow, never refused forever.
+    pub fn submit_group(&self, reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
+        let samplers = reqs
+            .iter()
+            .map(|r| Sampler::new(r.sampling.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
         if q.stopped {
             return Err(SubmitError::Stopped);
         }
-        if q.waiting.len() >= self.config.max_waiting {
-            return Err(SubmitError::QueueFull(q.waiting.len()));
+        let waiting = q.waiting.len();
+        let room = self.config.max_waiting.saturating_sub(waiting);
+        if room == 0 || (reqs.len() > room && waiting > 0) {
+            return Err(SubmitError::QueueFull(waiting));
         }
-        let tokens = req.prompt_ids.clone();
-        q.waiting.push_back(Seq {
-            prompt_len: tokens.len(),
-            tokens,
-            req,
-            sampler,
-            computed: 0,
-            table: BlockTable::default(),
-            cached_tokens: 0,
-            arrived: Instant::now(),
-            first_token_at: None,
-            admitted: 0,
-        });
+        let arrived = Instant::now();
+        for (req, sampler) in reqs.into_iter().zip(samplers) {
+            let tokens = req.prompt_ids.clone();
+            q.waiting.push_back(Seq {
+                prompt_len: tokens.len(),
+                tokens,
+                req,
+                sampler,
+                computed: 0,
+                table: BlockTable::default(),
+                cached_tokens: 0,
+                arrived,
+                first_token_at: None,
+                admitted: 0,
+            });
+        }
         self.stats.waiting.set(q.waiting.len() as i64);
         drop(q);
         self.shared.wake.notify_one();
@@ -529,3 +549,7 @@ impl Engine {
             .set((self.blocks.num_blocks() - self.blocks.num_free()) as f64 / total as f64);
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

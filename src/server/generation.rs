@@ -106,11 +106,12 @@ pub fn start(
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let mut engines = Vec::with_capacity(plan.n);
+    let mut requests = Vec::with_capacity(plan.n);
     for i in 0..plan.n {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut sampling = plan.sampling.clone();
         sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
-        let req = EngineRequest {
+        requests.push(EngineRequest {
             id: if plan.n > 1 {
                 format!("{request_id}/{i}")
             } else {
@@ -123,15 +124,14 @@ pub fn start(
             ignore_eos: plan.ignore_eos,
             logprobs,
             events: tx,
-        };
-        if let Err(e) = ready.engine.submit(req) {
-            if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
-                ready.stats.requests_rejected.inc();
-            }
-            // Dropping `engines` cancels the choices already queued.
-            return Err(e.into());
-        }
+        });
         engines.push(rx);
+    }
+    if let Err(e) = ready.engine.submit_group(requests) {
+        if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
+            ready.stats.requests_rejected.inc();
+        }
+        return Err(e.into());
     }
     for (index, rx) in engines.into_iter().enumerate() {
         tokio::spawn(drive(

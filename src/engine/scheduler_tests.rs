@@ -1,0 +1,187 @@
+//! The scheduler over a scripted runner: what each step batches, and how the queue takes groups.
+use super::*;
+use crate::engine::error::EngineError;
+use crate::engine::runner::Logits;
+use candor_models::backend::DeviceInfo;
+use candor_models::ModelSpec;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const VOCAB: usize = 8;
+
+/// Records the number of sequences of every step; the first forward waits for `release`.
+struct ScriptedRunner {
+    spec: ModelSpec,
+    steps: Arc<Mutex<Vec<usize>>>,
+    entered: mpsc::Sender<()>,
+    release: Option<mpsc::Receiver<()>>,
+}
+
+impl Runner for ScriptedRunner {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo::default()
+    }
+    fn block_size(&self) -> usize {
+        16
+    }
+    fn num_blocks(&self) -> usize {
+        64
+    }
+    fn kv_element_bytes(&self) -> usize {
+        4
+    }
+    fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        self.steps.lock().unwrap().push(batch.seqs.len());
+        let _ = self.entered.send(());
+        if let Some(release) = self.release.take() {
+            let _ = release.recv();
+        }
+        let rows = batch
+            .seqs
+            .iter()
+            .filter(|s| s.logits != LogitsWanted::None)
+            .count();
+        // Token 1 is the most likely everywhere: greedy requests generate 1, 1, ...
+        let mut data = vec![0.0; rows * VOCAB];
+        for r in 0..rows {
+            data[r * VOCAB + 1] = 5.0;
+        }
+        Ok(Logits {
+            rows,
+            vocab: VOCAB,
+            data,
+        })
+    }
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+struct Harness {
+    handle: EngineHandle,
+    steps: Arc<Mutex<Vec<usize>>>,
+    entered: mpsc::Receiver<()>,
+    release: mpsc::Sender<()>,
+}
+
+fn harness(max_num_seqs: usize, max_waiting: usize, hold_first_step: bool) -> Harness {
+    let spec = candor_models::dummy::find("qwen2.5", "0.5b")
+        .and_then(|s| s.spec())
+        .expect("dummy spec");
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let runner = ScriptedRunner {
+        spec,
+        steps: steps.clone(),
+        entered: entered_tx,
+        release: hold_first_step.then_some(release_rx),
+    };
+    let config = SchedulerConfig {
+        max_num_seqs,
+        max_num_batched_tokens: 256,
+        max_waiting,
+        prefix_caching: false,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats);
+    Harness {
+        handle,
+        steps,
+        entered,
+        release,
+    }
+}
+
+fn request(id: &str, max_tokens: usize) -> (EngineRequest, UnboundedReceiverOf) {
+    let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+    let req = EngineRequest {
+        id: id.to_string(),
+        prompt_ids: vec![2, 3, 4, 5],
+        max_tokens,
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        eos_ids: Vec::new(),
+        ignore_eos: true,
+        logprobs: None,
+        events,
+    };
+    (req, rx)
+}
+
+type UnboundedReceiverOf = tokio::sync::mpsc::UnboundedReceiver<EngineEvent>;
+
+/// Wait for a request's end: the tokens it generated.
+fn finish(mut rx: UnboundedReceiverOf) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    loop {
+        match rx.blocking_recv() {
+            Some(EngineEvent::Token { id, .. }) => tokens.push(id),
+            Some(EngineEvent::Finished { .. }) | None => return tokens,
+            Some(EngineEvent::Error(e)) => panic!("request failed: {e}"),
+            Some(EngineEvent::Prefilled { .. }) => {}
+        }
+    }
+}
+
+#[test]
+fn a_group_is_prefilled_in_one_step() {
+    // Repeated: choices submitted one by one would now and then let the engine thread start a
+    // step with the first choice alone.
+    for _ in 0..20 {
+        let h = harness(8, 16, false);
+        let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|i| request(&format!("r/{i}"), 2)).unzip();
+        h.handle.submit_group(reqs).expect("queued");
+        for rx in rxs {
+            assert_eq!(finish(rx), vec![1, 1]);
+        }
+        // Prefill of the three together, then their second token together.
+        assert_eq!(*h.steps.lock().unwrap(), vec![3, 3]);
+        h.handle.shutdown();
+    }
+}
+
+#[test]
+fn a_group_is_queued_whole_or_refused_whole() {
+    let h = harness(1, 2, true);
+    // The first request runs (its step is held); the queue behind it takes at most two.
+    let (first, first_rx) = request("first", 1);
+    h.handle.submit(first).expect("queued");
+    h.entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first step starts");
+    let (c, rx_c) = request("c", 1);
+    h.handle.submit(c).expect("queued");
+    let (two, _rx2): (Vec<_>, Vec<_>) = (0..2).map(|i| request(&format!("b/{i}"), 1)).unzip();
+    assert!(matches!(
+        h.handle.submit_group(two),
+        Err(SubmitError::QueueFull(1))
+    ));
+    let (d, rx_d) = request("d", 1);
+    h.handle.submit(d).expect("room for one");
+    let (e, _rx_e) = request("e", 1);
+    assert!(matches!(h.handle.submit(e), Err(SubmitError::QueueFull(2))));
+    h.release.send(()).expect("release");
+    for rx in [first_rx, rx_c, rx_d] {
+        assert_eq!(finish(rx), vec![1]);
+    }
+    h.handle.shutdown();
+}
+
+#[test]
+fn a_group_larger_than_the_queue_waits_for_an_empty_queue() {
+    let h = harness(8, 2, false);
+    let (reqs, rxs): (Vec<_>, Vec<_>) = (0..5).map(|i| request(&format!("n/{i}"), 1)).unzip();
+    h.handle
+        .submit_group(reqs)
+        .expect("an empty queue takes any group");
+    for rx in rxs {
+        assert_eq!(finish(rx), vec![1]);
+    }
+    h.handle.shutdown();
+}
