@@ -34,3 +34,58 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         assert_ne!(a, logits(arch, WeightDtype::BF16, 2), "{arch}: other seed");
     }
 }
+
+/// Logits of a tiny dummy model on a CPU backend that joins (or keeps apart) its q/k/v and
+/// gate/up weights, with the number of groups it joined.
+fn logits_with(arch: &str, dtype: WeightDtype, join: bool) -> (Vec<f32>, usize) {
+    use candor::backend::cpu::CpuBackend;
+    use candor::engine::{ModelRunner, Runner};
+    use candor_models::DecoderModel;
+    let opened = open_dummy(find(arch, "tiny").unwrap(), dtype, 3).unwrap();
+    let backend = CpuBackend::new(2).with_joined_projections(join);
+    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref()).unwrap();
+    let joined = model.joined_projection_groups();
+    let mut r = ModelRunner::new(backend, model, 16, 16).unwrap();
+    // Two sequences (several rows each, so split columns are strided views) in one batch.
+    let batch = Batch {
+        seqs: vec![
+            SeqInput {
+                tokens: (0..20).map(|i| i * 7 % 256).collect(),
+                start_pos: 0,
+                block_table: vec![0, 1],
+                logits: LogitsWanted::All,
+            },
+            SeqInput {
+                tokens: (0..5).map(|i| i * 13 % 256).collect(),
+                start_pos: 0,
+                block_table: vec![2],
+                logits: LogitsWanted::All,
+            },
+        ],
+    };
+    (r.forward(&batch).unwrap().data, joined)
+}
+
+#[test]
+fn joined_projections_give_the_logits_of_separate_ones() {
+    // llama: q/k/v without bias; qwen2: with biases, joined too.
+    for arch in ["llama", "qwen2"] {
+        let layers = find(arch, "tiny").unwrap().spec().unwrap().num_layers;
+        for dtype in [WeightDtype::F32, WeightDtype::BF16] {
+            let (apart, none) = logits_with(arch, dtype, false);
+            let (joined, groups) = logits_with(arch, dtype, true);
+            assert_eq!(none, 0, "{arch} {dtype}");
+            assert_eq!(
+                groups,
+                2 * layers,
+                "{arch} {dtype}: every layer joins both groups"
+            );
+            let scale = apart.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = apart
+                .iter()
+                .zip(&joined)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-5 * scale, "{arch} {dtype}: {worst} of {scale}");
+        }
+    }
+}

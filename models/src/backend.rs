@@ -213,6 +213,28 @@ pub trait Backend: Send + Sync + 'static {
     /// Index of the largest value of each row of a 2-D tensor.
     fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
 
+    /// One weight holding the rows of `parts` in order (`[Σ out, in]`; vectors end to end), so
+    /// projections that read the same input (q, k and v; gate and up) run as one product: one
+    /// launch instead of three on a GPU, and one larger GEMM. None (the default) where this
+    /// backend keeps them apart, or cannot join these layouts without a second resident copy
+    /// (weights read in place from a mapped file). A backend that joins weights implements
+    /// `split`.
+    fn concat_weights(&self, parts: &[&Self::Weight]) -> Result<Option<Self::Weight>> {
+        let _ = parts;
+        Ok(None)
+    }
+
+    /// Consecutive ranges of dimension 1 (`sizes` long, summing to it) of a 2-D `[tokens,
+    /// features]` or 3-D `[tokens, heads, head_dim]` tensor: the outputs of a joined
+    /// projection, as columns or as heads. Views where the backend has them (the ops that take
+    /// them read rows at a stride), copies otherwise.
+    fn split(&self, x: &Self::Tensor, sizes: &[usize]) -> Result<Vec<Self::Tensor>> {
+        let _ = (x, sizes);
+        Err(crate::error::ModelError::Backend(
+            "this backend does not join projections, so it has no split".into(),
+        ))
+    }
+
     /// Wait until every op issued so far has finished. Backends whose ops return only when
     /// done (the CPU) need nothing; queued devices (CUDA streams, plugins) wait here. Used to
     /// time single ops (`candor bench --profile-ops`), never on the serving path.

@@ -4,6 +4,7 @@
 use crate::backend::{AttentionParams, Backend, KvCacheSpec, RopeSpec};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
+use crate::projection::Projections;
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
@@ -11,19 +12,15 @@ use crate::weights::{require, HostWeight, WeightSource};
 
 struct Layer<B: Backend> {
     attn_norm: B::Weight,
-    wq: B::Weight,
-    wk: B::Weight,
-    wv: B::Weight,
-    bq: Option<B::Weight>,
-    bk: Option<B::Weight>,
-    bv: Option<B::Weight>,
+    /// q, k, v (with their biases), joined where the backend allows.
+    qkv: Projections<B>,
     q_norm: Option<B::Weight>,
     k_norm: Option<B::Weight>,
     wo: B::Weight,
     post_attn_norm: Option<B::Weight>,
     ffn_norm: B::Weight,
-    w_gate: B::Weight,
-    w_up: B::Weight,
+    /// gate, up.
+    gate_up: Projections<B>,
     w_down: B::Weight,
     post_ffn_norm: Option<B::Weight>,
     attn: AttentionParams,
@@ -156,21 +153,30 @@ impl<B: Backend> DecoderModel<B> {
                 (None, None)
             };
             let window = spec.layer_windows[l];
+            let qkv = Projections::new(
+                backend,
+                vec![
+                    (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
+                    (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
+                    (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
+                ],
+            )?;
+            let gate_up = Projections::new(
+                backend,
+                vec![
+                    (ld.weight(&n("ffn_gate.weight"), &[f, h])?, None),
+                    (ld.weight(&n("ffn_up.weight"), &[f, h])?, None),
+                ],
+            )?;
             layers.push(Layer {
                 attn_norm: ld.norm(&n("attn_norm.weight"), h)?,
-                wq: ld.weight(&n("attn_q.weight"), &[q, h])?,
-                wk: ld.weight(&n("attn_k.weight"), &[kv, h])?,
-                wv: ld.weight(&n("attn_v.weight"), &[kv, h])?,
-                bq,
-                bk,
-                bv,
+                qkv,
                 q_norm,
                 k_norm,
                 wo: ld.weight(&n("attn_output.weight"), &[h, q])?,
                 post_attn_norm,
                 ffn_norm: ld.norm(&n("ffn_norm.weight"), h)?,
-                w_gate: ld.weight(&n("ffn_gate.weight"), &[f, h])?,
-                w_up: ld.weight(&n("ffn_up.weight"), &[f, h])?,
+                gate_up,
                 w_down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
                 post_ffn_norm,
                 attn: AttentionParams {
@@ -202,6 +208,14 @@ impl<B: Backend> DecoderModel<B> {
         &self.spec
     }
 
+    /// Projection groups (q/k/v, gate/up) of all layers that run as one joined product.
+    pub fn joined_projection_groups(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.qkv.is_joined() as usize + l.gate_up.is_joined() as usize)
+            .sum()
+    }
+
     pub fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec {
         KvCacheSpec {
             num_layers: self.spec.num_layers,
@@ -215,20 +229,24 @@ impl<B: Backend> DecoderModel<B> {
     /// One batched forward over all sequences of `batch`; returns `[logit_rows, vocab]`.
     pub fn forward(&self, b: &B, kv: &mut B::KvCache, batch: &FlatBatch) -> Result<B::Tensor> {
         let s = &self.spec;
-        let t = batch.num_tokens();
         let eps = s.rms_eps;
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;
         }
+        // The previous layer's FFN output: added to the residual stream by the next layer's
+        // fused add + norm rather than by an add of its own (one op per layer fewer).
+        let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = b.rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = b.linear(&h, &layer.wq, layer.bq.as_ref())?;
-            let k = b.linear(&h, &layer.wk, layer.bk.as_ref())?;
-            let v = b.linear(&h, &layer.wv, layer.bv.as_ref())?;
-            let mut q = b.reshape(&q, &[t, s.num_heads, s.head_dim])?;
-            let mut k = b.reshape(&k, &[t, s.num_kv_heads, s.head_dim])?;
-            let v = b.reshape(&v, &[t, s.num_kv_heads, s.head_dim])?;
+            let h = match pending.take() {
+                Some(down) => {
+                    let (sum, h) = b.add_rms_norm(&down, &x, &layer.attn_norm, eps)?;
+                    x = sum;
+                    h
+                }
+                None => b.rms_norm(&x, &layer.attn_norm, eps)?,
+            };
+            let [mut q, mut k, v] = members(layer.qkv.apply_heads(b, &h, s.head_dim)?)?;
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
                 q = b.rms_norm(&q, qn, eps)?;
                 k = b.rms_norm(&k, kn, eps)?;
@@ -244,13 +262,15 @@ impl<B: Backend> DecoderModel<B> {
             }
             let (sum, h) = b.add_rms_norm(&o, &x, &layer.ffn_norm, eps)?;
             x = sum;
-            let gate = b.linear(&h, &layer.w_gate, None)?;
-            let up = b.linear(&h, &layer.w_up, None)?;
+            let [gate, up] = members(layer.gate_up.apply(b, &h)?)?;
             let m = b.glu(&gate, &up, s.activation)?;
             let mut down = b.linear(&m, &layer.w_down, None)?;
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;
             }
+            pending = Some(down);
+        }
+        if let Some(down) = pending {
             x = b.add(&x, &down)?;
         }
         if batch.logit_rows.is_empty() {
@@ -265,4 +285,14 @@ impl<B: Backend> DecoderModel<B> {
             None => Ok(logits),
         }
     }
+}
+
+/// The `N` outputs of a projection group.
+fn members<T, const N: usize>(parts: Vec<T>) -> Result<[T; N]> {
+    parts.try_into().map_err(|p: Vec<T>| {
+        ModelError::Backend(format!(
+            "a projection group gave {} outputs, not {N}",
+            p.len()
+        ))
+    })
 }

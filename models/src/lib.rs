@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod dummy;
 pub mod error;
 pub mod loader;
+pub mod projection;
 pub mod rope;
 pub mod spec;
 pub mod tokenizer;

@@ -5,6 +5,7 @@ pub mod cuda;
 pub mod devices;
 pub mod plugin;
 pub mod select;
+pub mod split;
 
 pub use candor_models::backend::{Backend, DeviceInfo, OpDesc};
 pub use select::BackendChoice;

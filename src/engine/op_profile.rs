@@ -150,6 +150,14 @@ impl<B: Backend> Backend for Profiled<B> {
         self.inner.alloc_kv_cache(spec)
     }
 
+    fn concat_weights(&self, parts: &[&Self::Weight]) -> Result<Option<Self::Weight>> {
+        self.inner.concat_weights(parts)
+    }
+
+    fn split(&self, x: &Self::Tensor, sizes: &[usize]) -> Result<Vec<Self::Tensor>> {
+        self.timed(op("split"), |b| b.split(x, sizes))
+    }
+
     fn kv_element_bytes(&self) -> usize {
         self.inner.kv_element_bytes()
     }

@@ -30,6 +30,8 @@ use values::{new_tensor, with_values};
 pub struct CpuBackend {
     threads: usize,
     kv_dtype: KvDtype,
+    /// Join q/k/v and gate/up weights held in memory of their own (`concat_weights`).
+    join_projections: bool,
 }
 
 impl CpuBackend {
@@ -39,6 +41,16 @@ impl CpuBackend {
         CpuBackend {
             threads,
             kv_dtype: KvDtype::F32,
+            join_projections: true,
+        }
+    }
+
+    /// Whether models loaded on this backend join their q/k/v and gate/up weights where the
+    /// layout allows (on by default; tests and benchmarks compare both).
+    pub fn with_joined_projections(self, join_projections: bool) -> Self {
+        CpuBackend {
+            join_projections,
+            ..self
         }
     }
 
@@ -540,6 +552,17 @@ impl Backend for CpuBackend {
 
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
+    }
+
+    fn concat_weights(&self, parts: &[&CpuWeight]) -> Result<Option<CpuWeight>> {
+        if !self.join_projections {
+            return Ok(None);
+        }
+        CpuWeight::concat_rows(parts)
+    }
+
+    fn split(&self, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+        crate::backend::split::split_dim1(x, sizes)
     }
 
     fn gather_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {

@@ -94,6 +94,51 @@ impl CpuWeight {
         }
     }
 
+    /// The rows of `parts` as one weight, for layouts held in memory of their own: dense f32
+    /// (matrices or vectors) and f16/bf16 matrices of one type and width. Blocks stay apart:
+    /// mapped ones are read in place from the file, which stays mapped for the other weights,
+    /// so a joined copy would be a second resident copy.
+    pub fn concat_rows(parts: &[&CpuWeight]) -> Result<Option<CpuWeight>> {
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        match first {
+            CpuWeight::Dense(t0) => {
+                let mut tensors = Vec::with_capacity(parts.len());
+                for p in parts {
+                    match p {
+                        CpuWeight::Dense(t) if t.dims()[1..] == t0.dims()[1..] => tensors.push(t),
+                        _ => return Ok(None),
+                    }
+                }
+                Ok(Some(CpuWeight::Dense(Tensor::cat(&tensors, 0)?)))
+            }
+            &&CpuWeight::Half {
+                ty,
+                shape: [_, cols],
+                ..
+            } => {
+                let mut bits = Vec::new();
+                let mut rows = 0;
+                for p in parts {
+                    match p {
+                        CpuWeight::Half {
+                            bits: b,
+                            ty: t,
+                            shape: [r, c],
+                        } if *t == ty && *c == cols => {
+                            bits.extend_from_slice(b);
+                            rows += r;
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                Ok(Some(Self::half(bits, ty, [rows, cols])))
+            }
+            CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } => Ok(None),
+        }
+    }
+
     fn half(bits: Vec<u16>, ty: HalfType, shape: [usize; 2]) -> Self {
         CpuWeight::Half {
             bits: bits.into(),

@@ -294,6 +294,14 @@ impl Backend for CudaBackend {
         Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
     }
 
+    fn concat_weights(&self, parts: &[&CudaWeight]) -> Result<Option<CudaWeight>> {
+        CudaWeight::concat_rows(parts)
+    }
+
+    fn split(&self, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+        crate::backend::split::split_dim1(x, sizes)
+    }
+
     fn gather_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let n = x.dims().first().copied().unwrap_or(0);
         if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {

@@ -61,6 +61,27 @@ impl CudaWeight {
         Ok(CudaWeight::Dense(t.to_dtype(act)?))
     }
 
+    /// The rows of dense `parts` (matrices of one width, or vectors) as one tensor on the
+    /// device; blocks stay apart (candle's quantized CUDA storage has no row concatenation).
+    /// The parts are freed once the model drops them, so only one group is resident twice, and
+    /// only while it is being joined.
+    pub fn concat_rows(parts: &[&CudaWeight]) -> Result<Option<CudaWeight>> {
+        let mut tensors = Vec::with_capacity(parts.len());
+        for p in parts {
+            match p {
+                CudaWeight::Dense(t) => tensors.push(t),
+                CudaWeight::Quant(_) => return Ok(None),
+            }
+        }
+        let Some(first) = tensors.first() else {
+            return Ok(None);
+        };
+        if tensors.iter().any(|t| t.dims()[1..] != first.dims()[1..]) {
+            return Ok(None);
+        }
+        Ok(Some(CudaWeight::Dense(Tensor::cat(&tensors, 0)?)))
+    }
+
     pub fn dense(&self) -> Option<&Tensor> {
         match self {
             CudaWeight::Dense(t) => Some(t),
