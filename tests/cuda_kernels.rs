@@ -376,3 +376,98 @@ fn synthetic_weights_are_the_same_on_both_devices() {
         assert_eq!(a, c, "{dtype:?}");
     }
 }
+
+/// A joined q/k/v and gate/up as the decoder runs them: the members are views of the joined
+/// products' heads and halves, which RoPE, the KV write and GLU read in place (row strides).
+/// Returns RoPE'd q, the attention over the written cache, and the GLU output.
+fn joined_projections<B: Backend>(b: &B, tokens: usize) -> Vec<f32> {
+    let (heads, kv_heads, d, hidden, ffn) = (4, 2, 32, 64, 96);
+    let x = b
+        .upload(&random(tokens * hidden, 11), &[tokens, hidden])
+        .unwrap();
+    let weight = |rows: usize, seed: u64| {
+        b.load_weight(dense(random(rows * hidden, seed), &[rows, hidden]))
+            .unwrap()
+    };
+    let (wq, wk, wv) = (
+        weight(heads * d, 12),
+        weight(kv_heads * d, 13),
+        weight(kv_heads * d, 14),
+    );
+    let qkv = b
+        .concat_weights(&[&wq, &wk, &wv])
+        .unwrap()
+        .expect("dense weights join");
+    let y = b.linear(&x, &qkv, None).unwrap();
+    let y = b.reshape(&y, &[tokens, heads + 2 * kv_heads, d]).unwrap();
+    let [q, k, v]: [_; 3] = b
+        .split(&y, &[heads, kv_heads, kv_heads])
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let spec = RopeSpec {
+        inv_freq: (0..d / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
+            .collect(),
+        style: RopeStyle::Neox,
+        mscale: 1.0,
+    };
+    let pos: Vec<u32> = (0..tokens as u32).collect();
+    let q = b.rope(&q, &pos, &spec).unwrap();
+    let k = b.rope(&k, &pos, &spec).unwrap();
+    let block_size = 16;
+    let mut cache = b
+        .alloc_kv_cache(&KvCacheSpec {
+            num_layers: 1,
+            num_blocks: tokens.div_ceil(block_size),
+            block_size,
+            num_kv_heads: kv_heads,
+            head_dim: d,
+        })
+        .unwrap();
+    b.kv_write(&mut cache, 0, &k, &v, &pos).unwrap();
+    let params = AttentionParams {
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim: d,
+        scale: 1.0 / (d as f32).sqrt(),
+        sliding_window: None,
+        softcap: None,
+    };
+    let seq = SeqAttention {
+        q_start: 0,
+        q_len: tokens,
+        start_pos: 0,
+        block_table: (0..tokens.div_ceil(block_size) as u32).collect(),
+    };
+    let attn = b
+        .paged_attention(&q, &cache, 0, &[seq], block_size, &params)
+        .unwrap();
+    let gate_up = b
+        .concat_weights(&[&weight(ffn, 15), &weight(ffn, 16)])
+        .unwrap()
+        .expect("dense weights join");
+    let h = b.linear(&x, &gate_up, None).unwrap();
+    let [gate, up]: [_; 2] = b.split(&h, &[ffn, ffn]).unwrap().try_into().unwrap();
+    let m = b.glu(&gate, &up, Activation::Silu).unwrap();
+    let mut out = b.download(&q).unwrap();
+    out.extend(b.download(&attn).unwrap());
+    out.extend(b.download(&m).unwrap());
+    out
+}
+
+#[test]
+fn joined_projections_read_in_place_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        // One token (the views are contiguous) and several (rows at the joined stride).
+        for tokens in [1, 7, 40] {
+            let d = rel_diff(
+                &joined_projections(&g, tokens),
+                &joined_projections(&cpu, tokens),
+            );
+            assert!(d < tol(act), "{act:?}, {tokens} tokens: {d}");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 // The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
 // references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
-// both pairings, both GLU activations, and the KV scatter (a slot past the cache is skipped).
+// both pairings, both GLU activations, and the KV scatter (a slot past the cache is skipped);
+// RoPE, GLU and the KV write also with input rows further apart than their length (members of a
+// joined projection, read in place).
 // Launch shapes as src/backend/cuda/launch.rs makes them. Exit status: failed checks.
 #include "warp_emulation.h"
 
@@ -65,69 +67,107 @@ void rms_norm_checks() {
   expect("add_rms_norm f32 (normed)", err_fused, 1e-5);
 }
 
+// `rows` rows of `row` values, `stride` apart (the gaps hold a value no check expects).
+std::vector<float> spread_rows(const std::vector<float>& dense, int rows, int row, int stride) {
+  std::vector<float> out(size_t(rows) * stride, 1e6f);
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < row; ++i) out[size_t(r) * stride + i] = dense[size_t(r) * row + i];
+  return out;
+}
+
 void rope_checks() {
-  const int tokens = 3, heads = 2, head_dim = 16, half = head_dim / 2;
-  const auto x = random(tokens * heads * head_dim, 4);
+  const int tokens = 3, heads = 2, head_dim = 16, half = head_dim / 2, row = heads * head_dim;
+  const auto x = random(tokens * row, 4);
   const std::vector<uint32_t> pos = {0, 7, 40000};
   std::vector<float> inv_freq(half);
   for (int i = 0; i < half; ++i) inv_freq[i] = float(std::pow(10000.0, -2.0 * i / head_dim));
   const float mscale = 1.25f;
-  for (int interleaved : {0, 1}) {
-    std::vector<float> out(x.size());
-    emulate_launch(tokens, 1, per_row_threads(heads * half), [&] {
-      rope_f32(x.data(), out.data(), pos.data(), inv_freq.data(), heads, head_dim, interleaved,
-               mscale);
-    });
-    double err = 0;
-    for (int t = 0; t < tokens; ++t)
-      for (int h = 0; h < heads; ++h)
-        for (int i = 0; i < half; ++i) {
-          const double angle = double(pos[t]) * double(inv_freq[i]);
-          const double c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
-          const size_t base = (size_t(t) * heads + h) * head_dim;
-          const size_t lo = base + (interleaved ? 2 * i : i), hi = lo + (interleaved ? 1 : half);
-          err = std::max(err, std::fabs(out[lo] - (x[lo] * c - x[hi] * s)));
-          err = std::max(err, std::fabs(out[hi] - (x[hi] * c + x[lo] * s)));
-        }
-    expect(interleaved ? "rope f32 interleaved" : "rope f32 neox", err, 1e-5);
-  }
+  for (int stride : {row, 3 * row + 16})
+    for (int interleaved : {0, 1}) {
+      const auto in = spread_rows(x, tokens, row, stride);
+      std::vector<float> out(x.size());
+      emulate_launch(tokens, 1, per_row_threads(heads * half), [&] {
+        rope_f32(in.data(), out.data(), pos.data(), inv_freq.data(), heads, head_dim, stride,
+                 interleaved, mscale);
+      });
+      double err = 0;
+      for (int t = 0; t < tokens; ++t)
+        for (int h = 0; h < heads; ++h)
+          for (int i = 0; i < half; ++i) {
+            const double angle = double(pos[t]) * double(inv_freq[i]);
+            const double c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
+            const size_t base = (size_t(t) * heads + h) * head_dim;
+            const size_t lo = base + (interleaved ? 2 * i : i), hi = lo + (interleaved ? 1 : half);
+            err = std::max(err, std::fabs(out[lo] - (x[lo] * c - x[hi] * s)));
+            err = std::max(err, std::fabs(out[hi] - (x[hi] * c + x[lo] * s)));
+          }
+      char what[64];
+      std::snprintf(what, sizeof what, "rope f32 %s, row stride %d", interleaved ? "interleaved" : "neox",
+                    stride);
+      expect(what, err, 1e-5);
+    }
 }
 
 void glu_checks() {
-  const size_t n = 1000;  // launch::elementwise: 4 blocks of 256, the last one partly idle
+  // 10 rows of 100: launch::elementwise gives 4 blocks of 256, the last one partly idle.
+  const int rows = 10, cols = 100;
+  const size_t n = size_t(rows) * cols;
   const auto g = random(n, 5), u = random(n, 6);
-  std::vector<float> silu_out(n), gelu_out(n);
-  emulate_launch(4, 1, 256, [&] { glu_silu_f32(g.data(), u.data(), silu_out.data(), n); });
-  emulate_launch(4, 1, 256, [&] { glu_gelu_tanh_f32(g.data(), u.data(), gelu_out.data(), n); });
-  double err_silu = 0, err_gelu = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double x = g[i];
-    const double silu = x / (1.0 + std::exp(-x));
-    const double gelu = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-    err_silu = std::max(err_silu, std::fabs(silu_out[i] - silu * u[i]));
-    err_gelu = std::max(err_gelu, std::fabs(gelu_out[i] - gelu * u[i]));
+  // Contiguous, then as the two halves of a joined [rows, 2 * cols] gate/up product.
+  for (int stride : {cols, 2 * cols}) {
+    std::vector<float> joined(size_t(rows) * 2 * cols);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        joined[size_t(r) * 2 * cols + c] = g[size_t(r) * cols + c];
+        joined[size_t(r) * 2 * cols + cols + c] = u[size_t(r) * cols + c];
+      }
+    const float* gp = stride == cols ? g.data() : joined.data();
+    const float* up = stride == cols ? u.data() : joined.data() + cols;
+    std::vector<float> silu_out(n), gelu_out(n);
+    emulate_launch(4, 1, 256, [&] { glu_silu_f32(gp, up, silu_out.data(), n, cols, stride, stride); });
+    emulate_launch(4, 1, 256,
+                   [&] { glu_gelu_tanh_f32(gp, up, gelu_out.data(), n, cols, stride, stride); });
+    double err_silu = 0, err_gelu = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double x = g[i];
+      const double silu = x / (1.0 + std::exp(-x));
+      const double gelu = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+      err_silu = std::max(err_silu, std::fabs(silu_out[i] - silu * u[i]));
+      err_gelu = std::max(err_gelu, std::fabs(gelu_out[i] - gelu * u[i]));
+    }
+    const char* how = stride == cols ? "contiguous" : "halves of a joined product";
+    char what[80];
+    std::snprintf(what, sizeof what, "glu silu f32, %s", how);
+    expect(what, err_silu, 1e-5);
+    std::snprintf(what, sizeof what, "glu gelu_tanh f32, %s", how);
+    expect(what, err_gelu, 1e-5);
   }
-  expect("glu silu f32", err_silu, 1e-5);
-  expect("glu gelu_tanh f32", err_gelu, 1e-5);
 }
 
 void kv_write_checks() {
   const int row = 40, num_slots = 6;
   const auto k = random(3 * row, 7), v = random(3 * row, 8);
-  std::vector<float> kc(num_slots * row, -9.0f), vc(num_slots * row, -9.0f);
-  const std::vector<uint32_t> slots = {4, 1, 99};  // the last one is past the cache
-  emulate_launch(3, 1, per_row_threads(row), [&] {
-    kv_write_f32(k.data(), v.data(), kc.data(), vc.data(), slots.data(), row, num_slots);
-  });
-  double err = 0;
-  for (int s = 0; s < num_slots; ++s)
-    for (int i = 0; i < row; ++i) {
-      const int src = s == 4 ? 0 : s == 1 ? 1 : -1;
-      const float want_k = src < 0 ? -9.0f : k[src * row + i];
-      const float want_v = src < 0 ? -9.0f : v[src * row + i];
-      err = std::max(err, double(std::fabs(kc[s * row + i] - want_k) + std::fabs(vc[s * row + i] - want_v)));
-    }
-  expect("kv_write f32 (slot past the cache skipped)", err, 0.0);
+  // Contiguous; then k contiguous (RoPE's output) and v read in place from a joined product.
+  for (int v_stride : {row, 3 * row}) {
+    const auto v_in = spread_rows(v, 3, row, v_stride);
+    std::vector<float> kc(num_slots * row, -9.0f), vc(num_slots * row, -9.0f);
+    const std::vector<uint32_t> slots = {4, 1, 99};  // the last one is past the cache
+    emulate_launch(3, 1, per_row_threads(row), [&] {
+      kv_write_f32(k.data(), v_in.data(), kc.data(), vc.data(), slots.data(), row, row, v_stride,
+                   num_slots);
+    });
+    double err = 0;
+    for (int s = 0; s < num_slots; ++s)
+      for (int i = 0; i < row; ++i) {
+        const int src = s == 4 ? 0 : s == 1 ? 1 : -1;
+        const float want_k = src < 0 ? -9.0f : k[src * row + i];
+        const float want_v = src < 0 ? -9.0f : v[src * row + i];
+        err = std::max(err, double(std::fabs(kc[s * row + i] - want_k) + std::fabs(vc[s * row + i] - want_v)));
+      }
+    char what[80];
+    std::snprintf(what, sizeof what, "kv_write f32 (slot past the cache skipped), v stride %d", v_stride);
+    expect(what, err, 0.0);
+  }
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
 //! candor's own CUDA kernels (kernels/cuda/*.cu): loading the PTX built for the device's
 //! architecture (through candle's module cache) and launching each one on candle tensors.
-//! Inputs are made contiguous; outputs are new tensors; all kernels accumulate in f32.
+//! Inputs are made contiguous, except those the kernels read as rows at a stride (RoPE, GLU and
+//! KV-write inputs: the members of a joined projection, read in place); outputs are new
+//! contiguous tensors; all kernels accumulate in f32.
 use super::block_table::PackedBatch;
 use super::error::CudaError;
 use super::launch::{self, as_i32};
-use super::tensors::{alloc_out, config, view, with_kernel_dtype, wrap, KernelDType};
+use super::tensors::{
+    alloc_out, config, rows_view, view, with_contiguous_rows, with_kernel_dtype, wrap, KernelDType,
+};
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, PushKernelArg};
 use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
 use candor_kernels::cuda_ptx::{pick_arch, MODULES};
@@ -205,17 +209,18 @@ impl Kernels {
         if t == 0 {
             return Ok(x.clone());
         }
-        let x = x.contiguous()?;
+        let x = with_contiguous_rows(x)?;
         let (xs, xl) = x.storage_and_layout();
         let (ps, pl) = a.positions.storage_and_layout();
         let (fs, fl) = a.inv_freq.storage_and_layout();
-        let (xv, pv, fv) = (
-            view::<T>(&xs, xl)?,
+        let ((xv, rows), pv, fv) = (
+            rows_view::<T>(&xs, xl)?,
             view::<u32>(&ps, pl)?,
             view::<f32>(&fs, fl)?,
         );
         let mut out = alloc_out::<T>(&self.dev, x.elem_count())?;
         let (heads, head_dim) = (as_i32(h, "heads")?, as_i32(d, "head_dim")?);
+        let in_stride = as_i32(rows.stride, "rope row stride")?;
         let interleaved = i32::from(a.style == RopeStyle::Interleaved);
         let f = self.func("rope", &format!("rope_{}", T::SUFFIX))?;
         let stream = self.dev.cuda_stream();
@@ -226,6 +231,7 @@ impl Kernels {
             .arg(&fv)
             .arg(&heads)
             .arg(&head_dim)
+            .arg(&in_stride)
             .arg(&interleaved)
             .arg(&a.mscale);
         // SAFETY: argument types and order match rope_<T> in rope.cu.
@@ -251,18 +257,28 @@ impl Kernels {
         if n == 0 {
             return Ok(gate.clone());
         }
-        let (g, u) = (gate.contiguous()?, up.contiguous()?);
+        let (g, u) = (with_contiguous_rows(gate)?, with_contiguous_rows(up)?);
         let (gs, gl) = g.storage_and_layout();
         let (us, ul) = u.storage_and_layout();
-        let (gv, uv) = (view::<T>(&gs, gl)?, view::<T>(&us, ul)?);
+        let ((gv, g_rows), (uv, u_rows)) = (rows_view::<T>(&gs, gl)?, rows_view::<T>(&us, ul)?);
         let mut out = alloc_out::<T>(&self.dev, n)?;
         let name = if gelu { "glu_gelu_tanh" } else { "glu_silu" };
         let f = self.func("glu", &format!("{name}_{}", T::SUFFIX))?;
         let n64 = n as u64;
+        let cols = as_i32(g_rows.row, "glu columns")?;
+        let gate_stride = as_i32(g_rows.stride, "glu gate stride")?;
+        let up_stride = as_i32(u_rows.stride, "glu up stride")?;
         let stream = self.dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
-        b.arg(&gv).arg(&uv).arg(&mut out).arg(&n64);
-        // SAFETY: argument types and order match glu_*_<T> in glu.cu (size_t is 64-bit).
+        b.arg(&gv)
+            .arg(&uv)
+            .arg(&mut out)
+            .arg(&n64)
+            .arg(&cols)
+            .arg(&gate_stride)
+            .arg(&up_stride);
+        // SAFETY: argument types and order match glu_*_<T> in glu.cu (size_t is 64-bit); gate
+        // and up have the same shape, so the same `cols`.
         unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
         Ok(wrap(out, &self.dev, gate.dims()))
     }
@@ -305,15 +321,24 @@ impl Kernels {
             ))
             .into());
         }
-        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let (k, v) = (with_contiguous_rows(k)?, with_contiguous_rows(v)?);
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
         let (ss, sl) = slots.storage_and_layout();
-        let (kv, vv, sv) = (
-            view::<T>(&ks, kl)?,
-            view::<T>(&vs, vl)?,
+        let ((kv, k_rows), (vv, v_rows), sv) = (
+            rows_view::<T>(&ks, kl)?,
+            rows_view::<T>(&vs, vl)?,
             view::<u32>(&ss, sl)?,
         );
+        if k_rows.row != row || v_rows.row != row {
+            return Err(CudaError::Launch(format!(
+                "kv_write: rows of {} and {} elements for a cache row of {row}",
+                k_rows.row, v_rows.row
+            ))
+            .into());
+        }
+        let k_stride = as_i32(k_rows.stride, "k row stride")?;
+        let v_stride = as_i32(v_rows.stride, "v row stride")?;
         let kc = k_cache.as_cuda_slice_mut::<T>()?;
         let vc = v_cache.as_cuda_slice_mut::<T>()?;
         if kc.len() < num_slots * row || vc.len() < num_slots * row {
@@ -330,6 +355,8 @@ impl Kernels {
             .arg(vc)
             .arg(&sv)
             .arg(&row_i)
+            .arg(&k_stride)
+            .arg(&v_stride)
             .arg(&num_slots);
         // SAFETY: argument types and order match kv_write_<T> in kv_write.cu; slots past
         // `num_slots` are skipped by the kernel.

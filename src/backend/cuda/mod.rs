@@ -9,6 +9,7 @@ pub mod bandwidth;
 pub mod block_table;
 pub mod error;
 pub mod launch;
+pub mod row_layout;
 
 #[cfg(feature = "cuda")]
 mod backend;

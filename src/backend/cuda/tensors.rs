@@ -1,5 +1,5 @@
 //! Between candle's CUDA tensors and raw kernel arguments: the device view of a contiguous
-//! tensor, and a tensor around a freshly written device buffer.
+//! tensor or of rows at a stride, and a tensor around a freshly written device buffer.
 use super::error::CudaError;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, DeviceRepr, LaunchConfig, ValidAsZeroBits,
@@ -10,6 +10,7 @@ use candle_core::{CudaDevice, CudaStorage, Layout, Storage, Tensor, WithDType};
 use candor_models::error::Result;
 
 use super::launch::Launch;
+use super::row_layout::{rows_of, Rows};
 
 /// Storage types the kernels are instantiated for (the `_f32`, `_f16`, `_bf16` entry points).
 pub trait KernelDType: CudaDType + DeviceRepr + ValidAsZeroBits + WithDType {
@@ -59,6 +60,36 @@ pub fn view<'a, T: CudaDType>(storage: &'a Storage, layout: &Layout) -> Result<C
         .contiguous_offsets()
         .ok_or_else(|| CudaError::Launch("a kernel input is not contiguous".into()))?;
     Ok(s.as_cuda_slice::<T>()?.slice(start..end))
+}
+
+/// `x` itself when its rows are each contiguous (`rows_of`), else a contiguous copy: the
+/// input of a kernel that reads rows at a stride.
+pub fn with_contiguous_rows(x: &Tensor) -> Result<Tensor> {
+    if rows_of(x.layout()).is_some() {
+        Ok(x.clone())
+    } else {
+        Ok(x.contiguous()?)
+    }
+}
+
+/// The rows of a tensor as `with_contiguous_rows` leaves it, as a kernel argument: the
+/// elements from its first to the end of its last row, and the row layout.
+pub fn rows_view<'a, T: CudaDType>(
+    storage: &'a Storage,
+    layout: &Layout,
+) -> Result<(CudaView<'a, T>, Rows)> {
+    let Storage::Cuda(s) = storage else {
+        return Err(CudaError::Launch("a kernel input is not on the GPU".into()).into());
+    };
+    let rows = rows_of(layout)
+        .ok_or_else(|| CudaError::Launch("a kernel input's rows are not contiguous".into()))?;
+    let tokens = layout.dims().first().copied().unwrap_or(0);
+    let len = match tokens {
+        0 => 0,
+        t => (t - 1) * rows.stride + rows.row,
+    };
+    let start = layout.start_offset();
+    Ok((s.as_cuda_slice::<T>()?.slice(start..start + len), rows))
 }
 
 /// A tensor of `shape` owning `slice` (written by a kernel).
