@@ -14,6 +14,8 @@ use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
 use candor_kernels::cuda_ptx::{pick_arch, MODULES};
 use candor_models::backend::RopeStyle;
 use candor_models::error::Result;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 fn launch_err(e: impl std::fmt::Display) -> CudaError {
     CudaError::Launch(e.to_string())
@@ -23,6 +25,10 @@ pub struct Kernels {
     dev: CudaDevice,
     major: u32,
     minor: u32,
+    /// Functions by name, once loaded: candle's module cache asks the driver for the function
+    /// (`cuModuleGetFunction`) on every call, and a decode step of an 8B model launches ~200
+    /// of these kernels.
+    functions: Mutex<HashMap<String, CudaFunction>>,
 }
 
 /// What `rope` needs besides the tensor: per-token positions (u32, [tokens]) and the inverse
@@ -92,11 +98,26 @@ impl Kernels {
                 return Err(CudaError::UnsupportedDevice { major, minor }.into());
             }
         }
-        Ok(Kernels { dev, major, minor })
+        Ok(Kernels {
+            dev,
+            major,
+            minor,
+            functions: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// `function` of kernels/cuda/`module`.cu, loaded once per device.
+    /// `function` of kernels/cuda/`module`.cu (names are unique across modules), loaded once.
     fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
+        let mut loaded = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = loaded.get(function) {
+            return Ok(f.clone());
+        }
+        let f = self.load_func(module, function)?;
+        loaded.insert(function.to_string(), f.clone());
+        Ok(f)
+    }
+
+    fn load_func(&self, module: &str, function: &str) -> Result<CudaFunction> {
         let m = MODULES
             .iter()
             .find(|m| m.name == module)
