@@ -166,6 +166,20 @@ async fn openai_api_end_to_end() {
     assert_eq!(a["choices"], b["choices"]);
     assert_eq!(a["usage"]["completion_tokens"], 18);
 
+    // Greedy picks the same tokens whether the backend picks them (no logprobs: only the
+    // argmax leaves the device) or the sampler does from the downloaded logits (logprobs).
+    let ask = |logprobs: bool| {
+        json!({"messages": [{"role": "user", "content": "Name three colors."}],
+               "max_tokens": 12, "temperature": 0, "logprobs": logprobs})
+    };
+    let (_, picked) = post(&s, "/v1/chat/completions", ask(false)).await;
+    let (_, sampled) = post(&s, "/v1/chat/completions", ask(true)).await;
+    assert_eq!(
+        picked["choices"][0]["message"]["content"],
+        sampled["choices"][0]["message"]["content"]
+    );
+    assert!(sampled["choices"][0]["logprobs"]["content"].is_array());
+
     // Logprobs: chat top_logprobs and completions logprobs.
     let (st, v) = post(&s, "/v1/chat/completions", json!({
         "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0, "logprobs": true, "top_logprobs": 2

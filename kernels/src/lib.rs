@@ -8,3 +8,5 @@ pub mod norm;
 pub mod quant;
 pub mod rope;
 mod rows;
+
+pub use rows::argmax;

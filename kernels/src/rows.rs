@@ -3,6 +3,17 @@
 //! values: handing them to other threads costs more than computing them).
 use rayon::prelude::*;
 
+/// Index of the largest value (the first on ties; a NaN is passed over unless all are NaN).
+pub fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] || xs[best].is_nan() {
+            best = i;
+        }
+    }
+    best as u32
+}
+
 /// Below this many output values a call runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
 
@@ -43,6 +54,14 @@ pub fn for_each_chunk(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_values_and_passes_over_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.5, f32::NAN, 0.7]), 3);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+        assert_eq!(argmax(&[]), 0);
+    }
 
     #[test]
     fn every_row_is_visited_once_with_its_index() {

@@ -101,7 +101,9 @@ pub fn time_decode(
                 tokens: src.take(1),
                 start_pos: depth + step,
                 block_table: t.ids.clone(),
-                logits: LogitsWanted::Last,
+                // Each step picks its tokens on the backend, as greedy serving does and as
+                // the transformers side (`generate`, greedy) does.
+                logits: LogitsWanted::Argmax,
             })
             .collect();
         runner.forward(&Batch { seqs })?;

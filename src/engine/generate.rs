@@ -125,6 +125,12 @@ fn run(
 ) -> Result<GenerateOutput, EngineError> {
     let chunk = req.prefill_chunk.max(1);
     let prompt = &req.prompt_ids;
+    // Greedy without penalties: the backend picks each token, no logits come to the host.
+    let wanted = if sampler.params().is_plain_greedy() {
+        LogitsWanted::Argmax
+    } else {
+        LogitsWanted::Last
+    };
     let t0 = Instant::now();
     let mut logits = None;
     let mut start = 0;
@@ -137,11 +143,7 @@ fn run(
                 tokens: prompt[start..end].to_vec(),
                 start_pos: start,
                 block_table: table.ids.clone(),
-                logits: if last {
-                    LogitsWanted::Last
-                } else {
-                    LogitsWanted::None
-                },
+                logits: if last { wanted } else { LogitsWanted::None },
             }],
         })?;
         if last {
@@ -156,7 +158,10 @@ fn run(
     let mut len = prompt.len();
     while generated.len() < req.max_tokens {
         let Some(out) = logits.take() else { break };
-        let next = sampler.sample(out.row(0), &generated);
+        let next = match out.token(0) {
+            Some(id) => id,
+            None => sampler.sample(out.row(0), &generated),
+        };
         if !req.ignore_eos && req.eos_ids.contains(&next) {
             finish = FinishReason::Stop;
             break;
@@ -176,7 +181,7 @@ fn run(
                 tokens: vec![next],
                 start_pos: len - 1,
                 block_table: table.ids.clone(),
-                logits: LogitsWanted::Last,
+                logits: wanted,
             }],
         })?);
     }

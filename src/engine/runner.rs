@@ -4,17 +4,51 @@ use super::error::EngineError;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::{Batch, DecoderModel, FlatBatch, ModelSpec};
 
-/// Host logits, one row per requested position.
+/// What a forward pass returns for each requested row: its logits on the host, or only the
+/// token the device picked (`LogitsWanted::Argmax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitRow {
+    /// Row `n` of `Logits::data`.
+    Values(usize),
+    Argmax(u32),
+}
+
+/// Host logits, one row per requested position (in batch order).
 #[derive(Debug, Clone)]
 pub struct Logits {
     pub rows: usize,
     pub vocab: usize,
+    /// The rows that came back as values, row-major.
     pub data: Vec<f32>,
+    /// Per requested row.
+    pub kinds: Vec<LogitRow>,
 }
 
 impl Logits {
+    /// Every row as values (`rows` × `vocab` in `data`).
+    pub fn all_values(rows: usize, vocab: usize, data: Vec<f32>) -> Self {
+        Logits {
+            rows,
+            vocab,
+            data,
+            kinds: (0..rows).map(LogitRow::Values).collect(),
+        }
+    }
+
+    /// The logits of row `i`; empty for a row that came back as a token (`token`).
     pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.vocab..(i + 1) * self.vocab]
+        match self.kinds.get(i) {
+            Some(&LogitRow::Values(n)) => &self.data[n * self.vocab..(n + 1) * self.vocab],
+            _ => &[],
+        }
+    }
+
+    /// The token the device picked for row `i`, when it asked for the argmax only.
+    pub fn token(&self, i: usize) -> Option<u32> {
+        match self.kinds.get(i) {
+            Some(&LogitRow::Argmax(id)) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -85,9 +119,94 @@ impl<B: Backend> Runner for ModelRunner<B> {
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
         let vocab = self.model.spec().vocab_size;
         let flat = FlatBatch::new(batch, self.block_size, self.num_blocks, vocab)?;
-        let rows = flat.logit_rows.len();
         let logits = self.model.forward(&self.backend, &mut self.kv, &flat)?;
-        let data = self.backend.download(&logits)?;
-        Ok(Logits { rows, vocab, data })
+        bring_back(&self.backend, &logits, &flat.argmax_only, vocab)
+    }
+}
+
+/// The logits of a step on the host: rows that want only their argmax get it on the device,
+/// the others are downloaded (each group gathered first when the step mixes them).
+fn bring_back<B: Backend>(
+    b: &B,
+    logits: &B::Tensor,
+    argmax_only: &[bool],
+    vocab: usize,
+) -> Result<Logits, EngineError> {
+    let rows = argmax_only.len();
+    let picked: Vec<u32> = (0..rows as u32)
+        .filter(|&r| argmax_only[r as usize])
+        .collect();
+    if picked.is_empty() {
+        return Ok(Logits::all_values(rows, vocab, b.download(logits)?));
+    }
+    let valued: Vec<u32> = (0..rows as u32)
+        .filter(|&r| !argmax_only[r as usize])
+        .collect();
+    let (ids, data) = if valued.is_empty() {
+        (b.argmax(logits)?, Vec::new())
+    } else {
+        let ids = b.argmax(&b.gather_rows(logits, &picked)?)?;
+        (ids, b.download(&b.gather_rows(logits, &valued)?)?)
+    };
+    if ids.len() != picked.len() {
+        return Err(EngineError::Backend(format!(
+            "argmax returned {} tokens for {} rows",
+            ids.len(),
+            picked.len()
+        )));
+    }
+    let (mut ids, mut values) = (ids.into_iter(), 0..);
+    let kinds = argmax_only
+        .iter()
+        .map(|&only| match only {
+            true => ids.next().map(LogitRow::Argmax),
+            false => values.next().map(LogitRow::Values),
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| EngineError::Backend("fewer picks than argmax rows".into()))?;
+    Ok(Logits {
+        rows,
+        vocab,
+        data,
+        kinds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    #[test]
+    fn argmax_rows_come_back_as_tokens_and_the_rest_as_values() {
+        let b = CpuBackend::new(1);
+        let rows: [[f32; 4]; 3] = [
+            [0.1, 0.9, 0.3, 0.2],
+            [5.0, 1.0, 7.0, 7.0],
+            [-1.0, -2.0, -0.5, -3.0],
+        ];
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let logits = b.upload(&flat, &[3, 4]).unwrap();
+
+        let mixed = bring_back(&b, &logits, &[true, false, true], 4).unwrap();
+        assert_eq!(mixed.rows, 3);
+        assert_eq!(mixed.token(0), Some(1));
+        assert_eq!(mixed.row(1), &rows[1]);
+        assert_eq!(mixed.token(1), None);
+        assert_eq!(mixed.token(2), Some(2));
+        assert!(mixed.row(2).is_empty());
+        assert_eq!(mixed.data.len(), 4, "only the valued row was downloaded");
+
+        let picks = bring_back(&b, &logits, &[true; 3], 4).unwrap();
+        assert_eq!(
+            (0..3).map(|r| picks.token(r)).collect::<Vec<_>>(),
+            // Row 1 ties at 7.0: the first, as the sampler's argmax picks.
+            vec![Some(1), Some(2), Some(2)]
+        );
+        assert!(picks.data.is_empty());
+
+        let values = bring_back(&b, &logits, &[false; 3], 4).unwrap();
+        assert_eq!(values.data, flat);
+        assert!((0..3).all(|r| values.token(r).is_none()));
     }
 }

@@ -39,6 +39,16 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Whether sampling is the plain argmax of the logits (temperature 0, no logit bias, no
+    /// penalties), which the backend can pick without sending the logits to the host.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature == 0.0
+            && self.logit_bias.is_empty()
+            && self.repetition_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0
+    }
+
     pub fn greedy() -> Self {
         SamplingParams {
             temperature: 0.0,
@@ -74,16 +84,9 @@ pub struct Sampler {
     rng: ChaCha8Rng,
 }
 
-/// Index of the largest value (first on ties), NaN-safe.
-pub fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] || xs[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
+/// The greedy pick, shared with the CPU backend's `argmax` so a token picked on the backend
+/// (`LogitsWanted::Argmax`) is the one the sampler would pick.
+pub use candor_kernels::argmax;
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self, EngineError> {

@@ -429,10 +429,13 @@ impl Engine {
                 tokens: s.tokens[start..start + len].to_vec(),
                 start_pos: start,
                 block_table: s.table.ids.clone(),
-                logits: if finishes_prompt {
-                    LogitsWanted::Last
-                } else {
+                logits: if !finishes_prompt {
                     LogitsWanted::None
+                } else if s.req.logprobs.is_none() && s.sampler.params().is_plain_greedy() {
+                    // The backend picks the token; no logits travel to the host.
+                    LogitsWanted::Argmax
+                } else {
+                    LogitsWanted::Last
                 },
             });
             order.push((idx, len, finishes_prompt));
@@ -465,9 +468,13 @@ impl Engine {
                 continue;
             }
             let logits = out.row(row);
+            let picked = out.token(row);
             row += 1;
             let history = &seq.tokens[seq.prompt_len..];
-            let next = seq.sampler.sample(logits, history);
+            let next = match picked {
+                Some(id) => id,
+                None => seq.sampler.sample(logits, history),
+            };
             let lp = seq.req.logprobs.map(|k| {
                 let (logprob, top) = logprobs(logits, next, k);
                 TokenLogprobs { logprob, top }

@@ -49,11 +49,7 @@ impl Runner for ScriptedRunner {
         for r in 0..rows {
             data[r * VOCAB + 1] = 5.0;
         }
-        Ok(Logits {
-            rows,
-            vocab: VOCAB,
-            data,
-        })
+        Ok(Logits::all_values(rows, VOCAB, data))
     }
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

@@ -10,7 +10,7 @@ use kv::LayerView;
 pub use kv::{CpuKvCache, KvDtype};
 pub use weight::CpuWeight;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candor_kernels::activation::{self as act, Act, Binary};
 use candor_kernels::attention::{paged_attention, AttnShape, SeqQueries};
 use candor_kernels::half_matmul::{self, HalfType};
@@ -570,7 +570,14 @@ impl Backend for CpuBackend {
     }
 
     fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
-        Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
+        // candor-kernels' argmax, the sampler's: the first of equal values, NaN passed over.
+        let cols = x.dims().last().copied().unwrap_or(0);
+        if cols == 0 {
+            return Err(err(format!("argmax over rows of {:?}", x.dims())));
+        }
+        with_values(x, |v| {
+            v.chunks_exact(cols).map(candor_kernels::argmax).collect()
+        })
     }
 }
 
