@@ -471,3 +471,27 @@ fn joined_projections_read_in_place_match_the_cpu() {
         }
     }
 }
+
+#[test]
+fn argmax_picks_the_first_of_equal_values_like_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    // Rows of a real vocabulary's width, of values exact in bf16 (eighths in [-8, 8)), so ties
+    // survive the cast. Row 0: the maximum at a high index first seen by a low thread (1030:
+    // thread 6 of 1024) and again at a lower index (70). Row 1: a NaN before the maximum.
+    // Row 2: its maximum, 7.875, many times.
+    let cols = 151_936;
+    let mut rows: Vec<f32> = (0..3 * cols)
+        .map(|i| ((i * 7919) % 128) as f32 / 8.0 - 8.0)
+        .collect();
+    rows[70] = 20.0;
+    rows[1030] = 20.0;
+    rows[cols + 5] = f32::NAN;
+    rows[cols + 9] = 30.0;
+    let on_cpu = cpu.argmax(&cpu.upload(&rows, &[3, cols]).unwrap()).unwrap();
+    assert_eq!(&on_cpu[..2], &[70, 9]);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        let on_gpu = g.argmax(&g.upload(&rows, &[3, cols]).unwrap()).unwrap();
+        assert_eq!(on_gpu, on_cpu, "{act:?}");
+    }
+}

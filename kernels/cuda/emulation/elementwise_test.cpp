@@ -1,11 +1,13 @@
 // The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
 // references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
-// both pairings, both GLU activations, and the KV scatter (a slot past the cache is skipped);
+// both pairings, both GLU activations, the KV scatter (a slot past the cache is skipped) and the
+// row argmax (ties to the first index across threads, NaN passed over);
 // RoPE, GLU and the KV write also with input rows further apart than their length (members of a
 // joined projection, read in place).
 // Launch shapes as src/backend/cuda/launch.rs makes them. Exit status: failed checks.
 #include "warp_emulation.h"
 
+#include "../argmax.cu"
 #include "../glu.cu"
 #include "../kv_write.cu"
 #include "../rms_norm.cu"
@@ -170,6 +172,52 @@ void kv_write_checks() {
   }
 }
 
+// candor_kernels::argmax: the first of equal values, NaN passed over, the last index if all NaN.
+uint32_t reference_argmax(const float* row, int cols) {
+  int best = 0;
+  for (int i = 0; i < cols; ++i)
+    if (row[i] > row[best] || row[best] != row[best]) best = i;
+  return uint32_t(best);
+}
+
+void argmax_checks() {
+  const float nan = std::nanf(""), inf = INFINITY;
+  for (int cols : {300, 5000}) {  // 512 and 1024 threads (launch::per_row_pow2)
+    const int rows = 5;
+    auto x = random(size_t(rows) * cols, 9);
+    float* r = x.data();
+    // Row 0: the maximum twice; the later index belongs to a lower thread when cols > 1024.
+    r[70] = r[cols > 1030 ? 1030 : cols - 1] = 9.0f;
+    // Row 1: NaN where the maximum would be, and around it.
+    r += cols;
+    r[3] = 8.0f;
+    r[5] = nan;
+    r[cols - 1] = nan;
+    r[0] = nan;
+    // Row 2: all NaN. Row 3: all -inf. Row 4: only the last value is a number.
+    r += cols;
+    for (int i = 0; i < cols; ++i) r[i] = nan;
+    r += cols;
+    for (int i = 0; i < cols; ++i) r[i] = -inf;
+    r += cols;
+    for (int i = 0; i < cols; ++i) r[i] = i + 1 < cols ? nan : -1.0f;
+    std::vector<uint32_t> out(rows, 12345);
+    const unsigned threads = cols > 512 ? 1024 : 512;
+    emulate_launch(rows, 1, threads, [&] { argmax_f32(x.data(), out.data(), cols); });
+    int wrong = 0;
+    for (int i = 0; i < rows; ++i) {
+      const uint32_t want = reference_argmax(x.data() + size_t(i) * cols, cols);
+      if (out[i] != want) {
+        std::printf("  row %d: %u, want %u\n", i, out[i], want);
+        ++wrong;
+      }
+    }
+    char what[64];
+    std::snprintf(what, sizeof what, "argmax f32, %d columns (rows wrong)", cols);
+    expect(what, wrong, 0.0);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -177,6 +225,7 @@ int main() {
   rope_checks();
   glu_checks();
   kv_write_checks();
+  argmax_checks();
   std::printf("%s\n", failures == 0 ? "all checks pass" : "FAILURES");
   return failures;
 }

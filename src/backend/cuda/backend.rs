@@ -10,7 +10,7 @@ use super::kv::CudaKvCache;
 use super::uploads::UploadCache;
 use super::weights::CudaWeight;
 use super::GpuInfo;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candor_models::backend::{
     Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec,
 };
@@ -315,6 +315,6 @@ impl Backend for CudaBackend {
     }
 
     fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
-        Ok(x.argmax(D::Minus1)?.to_vec1::<u32>()?)
+        self.kernels.argmax(x)
     }
 }

@@ -209,6 +209,37 @@ impl Kernels {
         Ok((sum, wrap(out, &self.dev, &dims)))
     }
 
+    /// The index of each row's largest value (`x`: `[rows, cols]`), the first of equal values
+    /// and NaN passed over, as the CPU backend picks it.
+    pub fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {
+        with_kernel_dtype!(x.dtype(), T, { self.argmax_t::<T>(x) })
+    }
+
+    fn argmax_t<T: KernelDType>(&self, x: &Tensor) -> Result<Vec<u32>> {
+        let cols = x.dims().last().copied().unwrap_or(0);
+        if cols == 0 {
+            return Err(CudaError::Launch(format!("argmax over rows of {:?}", x.dims())).into());
+        }
+        let rows = x.elem_count() / cols;
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let x = x.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let xv = view::<T>(&xs, xl)?;
+        // SAFETY: the kernel writes one index per row, every row.
+        let mut out = unsafe { self.dev.alloc::<u32>(rows) }?;
+        let cols_i = as_i32(cols, "argmax columns")?;
+        let f = self.func("argmax", &format!("argmax_{}", T::SUFFIX))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&xv).arg(&mut out).arg(&cols_i);
+        // SAFETY: argument types and order match argmax_<T> in argmax.cu; the block is a power
+        // of two of at most 1024 threads (its shared arrays).
+        unsafe { b.launch(config(launch::per_row_pow2(rows, cols)?)) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &[rows]).to_vec1::<u32>()?)
+    }
+
     /// Rotary embedding of `x` (`[tokens, heads, head_dim]`).
     pub fn rope(&self, x: &Tensor, args: &RopeArgs) -> Result<Tensor> {
         with_kernel_dtype!(x.dtype(), T, { self.rope_t::<T>(x, args) })

@@ -47,6 +47,18 @@ pub fn per_row(rows: usize, items: usize) -> Result<Launch, CudaError> {
     })
 }
 
+/// One block per row with a power-of-two number of threads (a tree reduction halves it each
+/// step: argmax.cu), as many as the row has items, at least a warp, at most 1024.
+pub fn per_row_pow2(rows: usize, items: usize) -> Result<Launch, CudaError> {
+    let threads = (items.clamp(WARP as usize, MAX_BLOCK_THREADS as usize) as u32)
+        .next_power_of_two()
+        .min(MAX_BLOCK_THREADS);
+    Ok(Launch {
+        grid: (grid_x(rows, "per-row reduction")?, 1, 1),
+        block: (threads, 1, 1),
+    })
+}
+
 /// A grid-stride loop over `n` elements.
 pub fn elementwise(n: usize) -> Launch {
     let blocks = n
@@ -133,6 +145,16 @@ mod tests {
             assert!(b as usize >= items.min(1024));
         }
         assert!(per_row(usize::MAX, 8).is_err());
+    }
+
+    #[test]
+    fn per_row_pow2_is_a_power_of_two_warp_multiple() {
+        assert_eq!(per_row_pow2(3, 1).unwrap().block.0, 32);
+        assert_eq!(per_row_pow2(3, 33).unwrap().block.0, 64);
+        assert_eq!(per_row_pow2(3, 600).unwrap().block.0, 1024);
+        assert_eq!(per_row_pow2(3, 151_936).unwrap().block.0, 1024);
+        assert_eq!(per_row_pow2(3, 151_936).unwrap().grid, (3, 1, 1));
+        assert!(per_row_pow2(usize::MAX, 8).is_err());
     }
 
     #[test]
