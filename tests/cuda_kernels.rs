@@ -380,7 +380,8 @@ fn synthetic_weights_are_the_same_on_both_devices() {
 /// A joined q/k/v and gate/up as the decoder runs them: the members are views of the joined
 /// products' heads and halves, which RoPE, the KV write and GLU read in place (row strides).
 /// Returns RoPE'd q, the attention over the written cache, and the GLU output.
-fn joined_projections<B: Backend>(b: &B, tokens: usize) -> Vec<f32> {
+/// With `fused`, RoPE and the KV write go through `rope_qk_write_kv` (one launch on the GPU).
+fn joined_projections<B: Backend>(b: &B, tokens: usize, fused: bool) -> Vec<f32> {
     let (heads, kv_heads, d, hidden, ffn) = (4, 2, 32, 64, 96);
     let x = b
         .upload(&random(tokens * hidden, 11), &[tokens, hidden])
@@ -413,8 +414,6 @@ fn joined_projections<B: Backend>(b: &B, tokens: usize) -> Vec<f32> {
         mscale: 1.0,
     };
     let pos: Vec<u32> = (0..tokens as u32).collect();
-    let q = b.rope(&q, &pos, &spec).unwrap();
-    let k = b.rope(&k, &pos, &spec).unwrap();
     let block_size = 16;
     let mut cache = b
         .alloc_kv_cache(&KvCacheSpec {
@@ -425,7 +424,14 @@ fn joined_projections<B: Backend>(b: &B, tokens: usize) -> Vec<f32> {
             head_dim: d,
         })
         .unwrap();
-    b.kv_write(&mut cache, 0, &k, &v, &pos).unwrap();
+    let q = if fused {
+        b.rope_qk_write_kv(&q, &k, &v, &pos, &spec, &mut cache, 0, &pos)
+            .unwrap()
+    } else {
+        let k = b.rope(&k, &pos, &spec).unwrap();
+        b.kv_write(&mut cache, 0, &k, &v, &pos).unwrap();
+        b.rope(&q, &pos, &spec).unwrap()
+    };
     let params = AttentionParams {
         num_heads: heads,
         num_kv_heads: kv_heads,
@@ -463,11 +469,13 @@ fn joined_projections_read_in_place_match_the_cpu() {
         let Some(g) = gpu(act) else { return };
         // One token (the views are contiguous) and several (rows at the joined stride).
         for tokens in [1, 7, 40] {
-            let d = rel_diff(
-                &joined_projections(&g, tokens),
-                &joined_projections(&cpu, tokens),
-            );
-            assert!(d < tol(act), "{act:?}, {tokens} tokens: {d}");
+            for fused in [false, true] {
+                let d = rel_diff(
+                    &joined_projections(&g, tokens, fused),
+                    &joined_projections(&cpu, tokens, false),
+                );
+                assert!(d < tol(act), "{act:?}, {tokens} tokens, fused {fused}: {d}");
+            }
         }
     }
 }

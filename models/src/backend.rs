@@ -188,6 +188,27 @@ pub trait Backend: Send + Sync + 'static {
         v: &Self::Tensor,
         slots: &[u32],
     ) -> Result<()>;
+    /// RoPE of `q` and `k` at `positions`, and the rotated `k` with `v` written into the cache
+    /// of `layer` at `slots`; returns the rotated `q`. The three ops every layer runs between
+    /// its q/k/v product and attention: a backend may do them in one pass (CUDA: one launch
+    /// per layer instead of three); the default runs `rope`, `rope` and `kv_write`.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_qk_write_kv(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        slots: &[u32],
+    ) -> Result<Self::Tensor> {
+        let q = self.rope(q, positions, rope)?;
+        let k = self.rope(k, positions, rope)?;
+        self.kv_write(cache, layer, &k, v, slots)?;
+        Ok(q)
+    }
     /// Causal attention of `q` (`[tokens, heads, head_dim]`) over each sequence's cached keys
     /// (the new ones included: `kv_write` comes first) → `[tokens, heads * head_dim]`.
     fn paged_attention(

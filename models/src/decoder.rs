@@ -252,9 +252,7 @@ impl<B: Backend> DecoderModel<B> {
                 k = b.rms_norm(&k, kn, eps)?;
             }
             let rope = &self.ropes[layer.rope];
-            let q = b.rope(&q, &batch.positions, rope)?;
-            let k = b.rope(&k, &batch.positions, rope)?;
-            b.kv_write(kv, li, &k, &v, &batch.slots)?;
+            let q = b.rope_qk_write_kv(&q, &k, &v, &batch.positions, rope, kv, li, &batch.slots)?;
             let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
             let mut o = b.linear(&attn, &layer.wo, None)?;
             if let Some(pn) = &layer.post_attn_norm {

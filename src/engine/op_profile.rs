@@ -202,6 +202,22 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("rope"), |b| b.rope(x, positions, rope))
     }
 
+    fn rope_qk_write_kv(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        slots: &[u32],
+    ) -> Result<Self::Tensor> {
+        self.timed(op("rope_qk_write_kv"), |b| {
+            b.rope_qk_write_kv(q, k, v, positions, rope, cache, layer, slots)
+        })
+    }
+
     fn kv_write(
         &self,
         cache: &mut Self::KvCache,

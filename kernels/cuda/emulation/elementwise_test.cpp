@@ -1,7 +1,8 @@
 // The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
 // references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
 // both pairings, both GLU activations, the KV scatter (a slot past the cache is skipped) and the
-// row argmax (ties to the first index across threads, NaN passed over);
+// row argmax (ties to the first index across threads, NaN passed over), and the fused RoPE + KV
+// write of a joined q/k/v product;
 // RoPE, GLU and the KV write also with input rows further apart than their length (members of a
 // joined projection, read in place).
 // Launch shapes as src/backend/cuda/launch.rs makes them. Exit status: failed checks.
@@ -12,6 +13,7 @@
 #include "../kv_write.cu"
 #include "../rms_norm.cu"
 #include "../rope.cu"
+#include "../rope_kv_write.cu"
 
 #include <cmath>
 #include <cstdio>
@@ -172,6 +174,69 @@ void kv_write_checks() {
   }
 }
 
+// RoPE of one head row (`head_dim` values at `x`) into `out`, in double precision.
+void reference_rope(const float* x, float* out, int head_dim, double pos, const std::vector<float>& inv_freq,
+                    int interleaved, float mscale) {
+  const int half = head_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const double angle = pos * double(inv_freq[i]);
+    const double c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
+    const int lo = interleaved ? 2 * i : i, hi = lo + (interleaved ? 1 : half);
+    out[lo] = float(x[lo] * c - x[hi] * s);
+    out[hi] = float(x[hi] * c + x[lo] * s);
+  }
+}
+
+void rope_kv_write_checks() {
+  // GQA (4 query heads, 2 KV heads) as views of a joined [tokens, (4 + 2 + 2) heads] product.
+  const int tokens = 3, heads = 4, kv_heads = 2, head_dim = 16, num_slots = 6;
+  const int row = (heads + 2 * kv_heads) * head_dim, kv_row = kv_heads * head_dim;
+  const auto joined = random(size_t(tokens) * row, 10);
+  const float* q = joined.data();
+  const float* k = q + heads * head_dim;
+  const float* v = k + kv_row;
+  const std::vector<uint32_t> pos = {5, 6, 40000}, slots = {4, 1, 99};  // 99: past the cache
+  std::vector<float> inv_freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) inv_freq[i] = float(std::pow(10000.0, -2.0 * i / head_dim));
+  for (int interleaved : {0, 1}) {
+    std::vector<float> q_out(size_t(tokens) * heads * head_dim), kc(num_slots * kv_row, -9.0f),
+        vc(num_slots * kv_row, -9.0f);
+    const int items = std::max((heads + kv_heads) * head_dim / 2, kv_row);
+    emulate_launch(tokens, 1, per_row_threads(items), [&] {
+      rope_kv_write_f32(q, k, v, q_out.data(), kc.data(), vc.data(), pos.data(), slots.data(),
+                        inv_freq.data(), heads, kv_heads, head_dim, row, row, row, interleaved,
+                        1.25f, num_slots);
+    });
+    double err = 0;
+    std::vector<float> want(head_dim);
+    for (int t = 0; t < tokens; ++t) {
+      for (int h = 0; h < heads; ++h) {
+        reference_rope(q + size_t(t) * row + h * head_dim, want.data(), head_dim, pos[t], inv_freq,
+                       interleaved, 1.25f);
+        for (int d = 0; d < head_dim; ++d)
+          err = std::max(err, double(std::fabs(q_out[(size_t(t) * heads + h) * head_dim + d] - want[d])));
+      }
+    }
+    for (int s = 0; s < num_slots; ++s) {
+      const int t = s == 4 ? 0 : s == 1 ? 1 : -1;
+      for (int h = 0; h < kv_heads; ++h) {
+        if (t >= 0)
+          reference_rope(k + size_t(t) * row + h * head_dim, want.data(), head_dim, pos[t], inv_freq,
+                         interleaved, 1.25f);
+        for (int d = 0; d < head_dim; ++d) {
+          const int at = s * kv_row + h * head_dim + d;
+          const float want_k = t < 0 ? -9.0f : want[d];
+          const float want_v = t < 0 ? -9.0f : v[size_t(t) * row + h * head_dim + d];
+          err = std::max(err, double(std::fabs(kc[at] - want_k) + std::fabs(vc[at] - want_v)));
+        }
+      }
+    }
+    expect(interleaved ? "rope_kv_write f32 interleaved (joined q/k/v, GQA)"
+                       : "rope_kv_write f32 neox (joined q/k/v, GQA)",
+           err, 1e-5);
+  }
+}
+
 // candor_kernels::argmax: the first of equal values, NaN passed over, the last index if all NaN.
 uint32_t reference_argmax(const float* row, int cols) {
   int best = 0;
@@ -226,6 +291,7 @@ int main() {
   glu_checks();
   kv_write_checks();
   argmax_checks();
+  rope_kv_write_checks();
   std::printf("%s\n", failures == 0 ? "all checks pass" : "FAILURES");
   return failures;
 }

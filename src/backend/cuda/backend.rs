@@ -7,6 +7,7 @@ use super::device::gpu_info;
 use super::error::CudaError;
 use super::kernels::{AttentionArgs, Kernels, RopeArgs};
 use super::kv::CudaKvCache;
+use super::rope_kv_write::KvTarget;
 use super::uploads::UploadCache;
 use super::weights::CudaWeight;
 use super::GpuInfo;
@@ -87,6 +88,27 @@ impl CudaBackend {
 
     fn ids(&self, kind: &'static str, ids: &[u32]) -> Result<Tensor> {
         self.uploads.u32s(&self.device, kind, ids)
+    }
+
+    /// A RoPE call's positions and frequencies on the device (both uploads cached).
+    fn rope_args(&self, positions: &[u32], rope: &RopeSpec) -> Result<RopeArgs> {
+        Ok(RopeArgs {
+            positions: self.ids("rope positions", positions)?,
+            inv_freq: self.uploads.f32s(&self.device, &rope.inv_freq)?,
+            style: rope.style,
+            mscale: rope.mscale,
+        })
+    }
+
+    /// KV slots on the device, each checked against the cache's `num_slots`.
+    fn slots(&self, slots: &[u32], num_slots: usize) -> Result<Tensor> {
+        if let Some(&bad) = slots.iter().find(|&&s| s as usize >= num_slots) {
+            return Err(CudaError::Batch(format!(
+                "kv_write: slot {bad} past the cache ({num_slots})"
+            ))
+            .into());
+        }
+        self.ids("kv slots", slots)
     }
 }
 
@@ -203,13 +225,31 @@ impl Backend for CudaBackend {
     }
 
     fn rope(&self, x: &Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Tensor> {
-        let args = RopeArgs {
-            positions: &self.ids("rope positions", positions)?,
-            inv_freq: &self.uploads.f32s(&self.device, &rope.inv_freq)?,
-            style: rope.style,
-            mscale: rope.mscale,
+        self.kernels.rope(x, &self.rope_args(positions, rope)?)
+    }
+
+    fn rope_qk_write_kv(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        positions: &[u32],
+        rope: &RopeSpec,
+        cache: &mut CudaKvCache,
+        layer: usize,
+        slots: &[u32],
+    ) -> Result<Tensor> {
+        let num_slots = cache.num_slots();
+        let slots = self.slots(slots, num_slots)?;
+        let args = self.rope_args(positions, rope)?;
+        let (k_cache, v_cache) = cache.layer_mut(layer)?;
+        let target = KvTarget {
+            k_cache,
+            v_cache,
+            slots: &slots,
+            num_slots,
         };
-        self.kernels.rope(x, &args)
+        self.kernels.rope_kv_write(q, k, v, &args, target)
     }
 
     fn kv_write(
@@ -221,13 +261,7 @@ impl Backend for CudaBackend {
         slots: &[u32],
     ) -> Result<()> {
         let num_slots = cache.num_slots();
-        if let Some(&bad) = slots.iter().find(|&&s| s as usize >= num_slots) {
-            return Err(CudaError::Batch(format!(
-                "kv_write: slot {bad} past the cache ({num_slots})"
-            ))
-            .into());
-        }
-        let slots = self.ids("kv slots", slots)?;
+        let slots = self.slots(slots, num_slots)?;
         let (kc, vc) = cache.layer_mut(layer)?;
         self.kernels.kv_write(kc, vc, k, v, &slots, num_slots)
     }

@@ -17,12 +17,12 @@ use candor_models::error::Result;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-fn launch_err(e: impl std::fmt::Display) -> CudaError {
+pub(super) fn launch_err(e: impl std::fmt::Display) -> CudaError {
     CudaError::Launch(e.to_string())
 }
 
 pub struct Kernels {
-    dev: CudaDevice,
+    pub(super) dev: CudaDevice,
     major: u32,
     minor: u32,
     /// Functions by name, once loaded: candle's module cache asks the driver for the function
@@ -33,9 +33,9 @@ pub struct Kernels {
 
 /// What `rope` needs besides the tensor: per-token positions (u32, [tokens]) and the inverse
 /// frequencies (f32, [head_dim / 2]), both already on the device.
-pub struct RopeArgs<'a> {
-    pub positions: &'a Tensor,
-    pub inv_freq: &'a Tensor,
+pub struct RopeArgs {
+    pub positions: Tensor,
+    pub inv_freq: Tensor,
     pub style: RopeStyle,
     pub mscale: f32,
 }
@@ -107,7 +107,7 @@ impl Kernels {
     }
 
     /// `function` of kernels/cuda/`module`.cu (names are unique across modules), loaded once.
-    fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
+    pub(super) fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
         let mut loaded = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = loaded.get(function) {
             return Ok(f.clone());
