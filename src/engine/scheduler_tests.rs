@@ -1,7 +1,7 @@
 //! The scheduler over a scripted runner: what each step batches, and how the queue takes groups.
 use super::*;
 use crate::engine::error::EngineError;
-use crate::engine::runner::Logits;
+use crate::engine::runner::{LogitRow, Logits};
 use candor_models::backend::DeviceInfo;
 use candor_models::ModelSpec;
 use std::sync::mpsc;
@@ -39,17 +39,28 @@ impl Runner for ScriptedRunner {
         if let Some(release) = self.release.take() {
             let _ = release.recv();
         }
-        let rows = batch
-            .seqs
-            .iter()
-            .filter(|s| s.logits != LogitsWanted::None)
-            .count();
-        // Token 1 is the most likely everywhere: greedy requests generate 1, 1, ...
-        let mut data = vec![0.0; rows * VOCAB];
-        for r in 0..rows {
-            data[r * VOCAB + 1] = 5.0;
+        // Rows that want values favour token 1; rows that want the argmax get token 2 picked
+        // "on the device", so a test sees which way each token came.
+        let mut data = Vec::new();
+        let mut kinds = Vec::new();
+        for s in &batch.seqs {
+            match s.logits {
+                LogitsWanted::None => {}
+                LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
+                LogitsWanted::Last | LogitsWanted::All => {
+                    kinds.push(LogitRow::Values(data.len() / VOCAB));
+                    let mut row = [0.0; VOCAB];
+                    row[1] = 5.0;
+                    data.extend(row);
+                }
+            }
         }
-        Ok(Logits::all_values(rows, VOCAB, data))
+        Ok(Logits {
+            rows: kinds.len(),
+            vocab: VOCAB,
+            data,
+            kinds,
+        })
     }
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
@@ -134,7 +145,7 @@ fn a_group_is_prefilled_in_one_step() {
         let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|i| request(&format!("r/{i}"), 2)).unzip();
         h.handle.submit_group(reqs).expect("queued");
         for rx in rxs {
-            assert_eq!(finish(rx), vec![1, 1]);
+            assert_eq!(finish(rx), vec![2, 2]);
         }
         // Prefill of the three together, then their second token together.
         assert_eq!(*h.steps.lock().unwrap(), vec![3, 3]);
@@ -164,7 +175,7 @@ fn a_group_is_queued_whole_or_refused_whole() {
     assert!(matches!(h.handle.submit(e), Err(SubmitError::QueueFull(2))));
     h.release.send(()).expect("release");
     for rx in [first_rx, rx_c, rx_d] {
-        assert_eq!(finish(rx), vec![1]);
+        assert_eq!(finish(rx), vec![2]);
     }
     h.handle.shutdown();
 }
@@ -177,7 +188,26 @@ fn a_group_larger_than_the_queue_waits_for_an_empty_queue() {
         .submit_group(reqs)
         .expect("an empty queue takes any group");
     for rx in rxs {
-        assert_eq!(finish(rx), vec![1]);
+        assert_eq!(finish(rx), vec![2]);
     }
+    h.handle.shutdown();
+}
+
+#[test]
+fn greedy_tokens_are_picked_on_the_backend_unless_logprobs_need_the_values() {
+    let h = harness(8, 16, false);
+    let (greedy, greedy_rx) = request("greedy", 3);
+    let (mut scored, scored_rx) = request("scored", 3);
+    scored.logprobs = Some(2);
+    let (mut biased, biased_rx) = request("biased", 3);
+    biased.sampling.logit_bias = vec![(4, 0.5)];
+    h.handle
+        .submit_group(vec![greedy, scored, biased])
+        .expect("queued");
+    // The backend's pick (token 2) for the plain greedy request; the sampler's argmax of the
+    // values (token 1) where logprobs or a logit bias need them.
+    assert_eq!(finish(greedy_rx), vec![2, 2, 2]);
+    assert_eq!(finish(scored_rx), vec![1, 1, 1]);
+    assert_eq!(finish(biased_rx), vec![1, 1, 1]);
     h.handle.shutdown();
 }
