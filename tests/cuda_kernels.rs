@@ -245,6 +245,21 @@ fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
             seqs: (0..8).map(|i| (1, 5 + 37 * i)).collect(),
             params: params(4, 4, 64, None, None),
         },
+        // Long-context decode of few rows: keys cut into ranges and combined
+        // (launch::attention_key_splits), one sequence and two of different lengths.
+        AttnCase {
+            seqs: vec![(1, 3000)],
+            params: params(32, 8, 128, None, None),
+        },
+        AttnCase {
+            seqs: vec![(1, 2500), (1, 700)],
+            params: params(8, 2, 64, None, None),
+        },
+        // ... and with a window: ranges start at each row's first visible key.
+        AttnCase {
+            seqs: vec![(1, 4000)],
+            params: params(4, 1, 256, Some(1024), Some(50.0)),
+        },
     ];
     // Half-precision caches run prompt chunks on the tensor-core kernel; each case also runs
     // with it switched off, so both kernels are checked on the same inputs.

@@ -8,6 +8,11 @@
 // GQA: query head h reads KV head h / (heads / kv_heads). Sliding window: a query at position i
 // sees keys i - window < j <= i. Softcap: score = cap * tanh(score / cap). All math in f32.
 //
+// Long contexts with few blocks (decode of one or a few sequences: tokens × heads blocks cannot
+// fill the GPU, and each would walk thousands of keys alone) split each row's keys into ranges,
+// one block per (row, head, range) (`paged_attention_split_*`), each writing its partial max,
+// sum and unnormalised output; `paged_attention_combine_*` then rescales and sums the ranges.
+//
 // Batch metadata (packed by src/backend/cuda/block_table.rs):
 //   row_seq[t]           sequence of token row t (0xffffffff: no sequence; the row is zeroed)
 //   seq_meta[3s..3s+3]   q_start, start_pos, offset of the sequence's block table in `tables`
@@ -18,41 +23,46 @@
 #define ATTN_MAX_HEAD_DIM 512
 #define ATTN_MAX_DIMS_PER_THREAD 4  // ATTN_MAX_HEAD_DIM / the 128 threads of a block
 
-template <typename T>
-__device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
-                       const T* __restrict__ v_cache, T* __restrict__ out,
-                       const uint32_t* __restrict__ row_seq, const uint32_t* __restrict__ seq_meta,
-                       const uint32_t* __restrict__ tables, int heads, int kv_heads, int head_dim,
-                       int block_size, float scale, int window, float softcap) {
-  __shared__ float qs[ATTN_MAX_HEAD_DIM];
-  __shared__ float p[ATTN_TILE];
-  __shared__ size_t slot_of[ATTN_TILE];
-  const int t = blockIdx.x, h = blockIdx.y;
-  const size_t qoff = ((size_t)t * heads + h) * head_dim;
-  const uint32_t s = row_seq[t];
-  if (s == 0xffffffffu) {
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[qoff + d] = from_f32<T>(0.0f);
-    return;
-  }
-  const int q_start = (int)seq_meta[3 * s], start_pos = (int)seq_meta[3 * s + 1];
-  const uint32_t* table = tables + seq_meta[3 * s + 2];
-  const int pos = start_pos + (t - q_start);
-  const int first = window > 0 ? max(0, pos + 1 - window) : 0;
-  const int kvh = h / (heads / kv_heads);
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = to_f32(q[qoff + d]);
-  __syncthreads();
+// Where a block's query row attends: its output offset, position, first visible key, KV head
+// and block table. False for a row with no sequence.
+struct RowKeys {
+  size_t qoff;
+  int pos, first, kvh;
+  const uint32_t* table;
+};
 
+__device__ __forceinline__ bool row_keys(const uint32_t* __restrict__ row_seq,
+                                         const uint32_t* __restrict__ seq_meta,
+                                         const uint32_t* __restrict__ tables, int t, int h,
+                                         int heads, int kv_heads, int head_dim, int window,
+                                         RowKeys& r) {
+  r.qoff = ((size_t)t * heads + h) * head_dim;
+  const uint32_t s = row_seq[t];
+  if (s == 0xffffffffu) return false;
+  const int q_start = (int)seq_meta[3 * s], start_pos = (int)seq_meta[3 * s + 1];
+  r.table = tables + seq_meta[3 * s + 2];
+  r.pos = start_pos + (t - q_start);
+  r.first = window > 0 ? max(0, r.pos + 1 - window) : 0;
+  r.kvh = h / (heads / kv_heads);
+  return true;
+}
+
+// The online softmax of the block's query row (`qs`, in shared memory) over keys [lo, hi) of
+// its sequence, folded into the running max `m`, sum `l` and unnormalised output `acc` (the
+// dimensions threadIdx.x + i * blockDim.x). `p` and `slot_of` are the block's shared tile.
+template <typename T>
+__device__ void attend_keys(const float* qs, const T* __restrict__ k_cache,
+                            const T* __restrict__ v_cache, const RowKeys& r, int kv_heads,
+                            int head_dim, int block_size, float scale, float softcap, int lo,
+                            int hi, float* p, size_t* slot_of, float& m, float& l,
+                            float (&acc)[ATTN_MAX_DIMS_PER_THREAD]) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  float acc[ATTN_MAX_DIMS_PER_THREAD];
-#pragma unroll
-  for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
-  for (int base = first; base <= pos; base += ATTN_TILE) {
-    const int n = min(ATTN_TILE, pos + 1 - base);
+  for (int base = lo; base < hi; base += ATTN_TILE) {
+    const int n = min(ATTN_TILE, hi - base);
     for (int j = warp; j < n; j += warps) {
       const int key = base + j;
-      const size_t slot = (size_t)table[key / block_size] * block_size + key % block_size;
-      const T* kr = k_cache + (slot * kv_heads + kvh) * head_dim;
+      const size_t slot = (size_t)r.table[key / block_size] * block_size + key % block_size;
+      const T* kr = k_cache + (slot * kv_heads + r.kvh) * head_dim;
       float dot = 0.0f;
       for (int d = lane; d < head_dim; d += 32) dot += qs[d] * to_f32(kr[d]);
       dot = warp_sum(dot) * scale;
@@ -74,7 +84,7 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
 #pragma unroll
     for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] *= correction;
     for (int j = 0; j < n; ++j) {
-      const T* vr = v_cache + (slot_of[j] * kv_heads + kvh) * head_dim;
+      const T* vr = v_cache + (slot_of[j] * kv_heads + r.kvh) * head_dim;
       const float pj = p[j];
       l += pj;
 #pragma unroll
@@ -86,11 +96,110 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
     m = m_new;
     __syncthreads();  // p and slot_of are refilled by the next tile
   }
+}
+
+template <typename T>
+__device__ void load_query(const T* __restrict__ q, size_t qoff, int head_dim, float* qs) {
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = to_f32(q[qoff + d]);
+  __syncthreads();
+}
+
+template <typename T>
+__device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
+                       const T* __restrict__ v_cache, T* __restrict__ out,
+                       const uint32_t* __restrict__ row_seq, const uint32_t* __restrict__ seq_meta,
+                       const uint32_t* __restrict__ tables, int heads, int kv_heads, int head_dim,
+                       int block_size, float scale, int window, float softcap) {
+  __shared__ float qs[ATTN_MAX_HEAD_DIM];
+  __shared__ float p[ATTN_TILE];
+  __shared__ size_t slot_of[ATTN_TILE];
+  RowKeys r;
+  if (!row_keys(row_seq, seq_meta, tables, blockIdx.x, blockIdx.y, heads, kv_heads, head_dim,
+                window, r)) {
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[r.qoff + d] = from_f32<T>(0.0f);
+    return;
+  }
+  load_query(q, r.qoff, head_dim, qs);
+  float acc[ATTN_MAX_DIMS_PER_THREAD];
+#pragma unroll
+  for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  attend_keys(qs, k_cache, v_cache, r, kv_heads, head_dim, block_size, scale, softcap, r.first,
+              r.pos + 1, p, slot_of, m, l, acc);
   const float inv = 1.0f / l;
 #pragma unroll
   for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) {
     const int d = threadIdx.x + i * blockDim.x;
-    if (d < head_dim) out[qoff + d] = from_f32<T>(acc[i] * inv);
+    if (d < head_dim) out[r.qoff + d] = from_f32<T>(acc[i] * inv);
+  }
+}
+
+// Range blockIdx.z of `split_keys` keys of the row's visible keys [first, pos] (the host makes
+// gridDim.z × split_keys cover the longest visible span of the batch): partial max and sum at
+// part_ml[2 * i], [2 * i + 1] and unnormalised output at part_acc[i * head_dim], i = (row *
+// heads + head) * gridDim.z + range. An empty range (past a shorter row's keys, or a row with
+// no sequence) leaves max -inf and sum 0.
+template <typename T>
+__device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_cache,
+                             const T* __restrict__ v_cache, float* __restrict__ part_ml,
+                             float* __restrict__ part_acc, const uint32_t* __restrict__ row_seq,
+                             const uint32_t* __restrict__ seq_meta,
+                             const uint32_t* __restrict__ tables, int heads, int kv_heads,
+                             int head_dim, int block_size, float scale, int window, float softcap,
+                             int split_keys) {
+  __shared__ float qs[ATTN_MAX_HEAD_DIM];
+  __shared__ float p[ATTN_TILE];
+  __shared__ size_t slot_of[ATTN_TILE];
+  const size_t part = ((size_t)blockIdx.x * heads + blockIdx.y) * gridDim.z + blockIdx.z;
+  float acc[ATTN_MAX_DIMS_PER_THREAD];
+#pragma unroll
+  for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  RowKeys r;
+  if (row_keys(row_seq, seq_meta, tables, blockIdx.x, blockIdx.y, heads, kv_heads, head_dim,
+               window, r)) {
+    const int lo = r.first + (int)blockIdx.z * split_keys;
+    const int hi = min(r.pos + 1, lo + split_keys);
+    if (lo < hi) {
+      load_query(q, r.qoff, head_dim, qs);
+      attend_keys(qs, k_cache, v_cache, r, kv_heads, head_dim, block_size, scale, softcap, lo,
+                  hi, p, slot_of, m, l, acc);
+    }
+  }
+  if (threadIdx.x == 0) {
+    part_ml[2 * part] = m;
+    part_ml[2 * part + 1] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) {
+    const int d = threadIdx.x + i * blockDim.x;
+    if (d < head_dim) part_acc[part * head_dim + d] = acc[i];
+  }
+}
+
+// One block per (row, head): the ranges' partials rescaled to their common max and summed,
+// out = Σ acc_s e^(m_s - M) / Σ l_s e^(m_s - M). A row whose ranges are all empty (no
+// sequence) is zero.
+template <typename T>
+__device__ void combine_splits(const float* __restrict__ part_ml,
+                               const float* __restrict__ part_acc, T* __restrict__ out, int heads,
+                               int head_dim, int splits) {
+  const size_t first = ((size_t)blockIdx.x * heads + blockIdx.y) * splits;
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, part_ml[2 * (first + s)]);
+  float l = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = part_ml[2 * (first + s)];
+    if (ms > -INFINITY) l += part_ml[2 * (first + s) + 1] * expf(ms - m);
+  }
+  const size_t qoff = ((size_t)blockIdx.x * heads + blockIdx.y) * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = part_ml[2 * (first + s)];
+      if (ms > -INFINITY) o += part_acc[(first + s) * head_dim + d] * expf(ms - m);
+    }
+    out[qoff + d] = from_f32<T>(l > 0.0f ? o / l : 0.0f);
   }
 }
 
@@ -101,5 +210,18 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
       int block_size, float scale, int window, float softcap) {                                 \
     attend<T>(q, k_cache, v_cache, out, row_seq, seq_meta, tables, heads, kv_heads, head_dim,  \
               block_size, scale, window, softcap);                                              \
+  }                                                                                             \
+  extern "C" __global__ void paged_attention_split_##SUFFIX(                                    \
+      const T* q, const T* k_cache, const T* v_cache, float* part_ml, float* part_acc,          \
+      const uint32_t* row_seq, const uint32_t* seq_meta, const uint32_t* tables, int heads,     \
+      int kv_heads, int head_dim, int block_size, float scale, int window, float softcap,       \
+      int split_keys) {                                                                         \
+    attend_split<T>(q, k_cache, v_cache, part_ml, part_acc, row_seq, seq_meta, tables, heads,   \
+                    kv_heads, head_dim, block_size, scale, window, softcap, split_keys);        \
+  }                                                                                             \
+  extern "C" __global__ void paged_attention_combine_##SUFFIX(                                  \
+      const float* part_ml, const float* part_acc, T* out, int heads, int head_dim,             \
+      int splits) {                                                                             \
+    combine_splits<T>(part_ml, part_acc, out, heads, head_dim, splits);                         \
   }
 CANDOR_FOR_EACH_DTYPE(PAGED_ATTENTION)

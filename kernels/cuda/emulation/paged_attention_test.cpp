@@ -3,7 +3,8 @@
 // masks, sliding windows, softcap, GQA, tiles cut mid-sequence, prompts after cached history.
 // The tensor-core kernel (paged_attention_mma.cu) at every head size it is instantiated for in
 // bf16 and f16; the simple one (paged_attention.cu) in f32 at a head size the tensor-core kernel
-// has no instance for, and in bf16 on the window/softcap case. Exit status: failed cases.
+// has no instance for, and in bf16 on the window/softcap case; and the simple one's key ranges
+// (long-context decode) with their combination. Exit status: failed cases.
 #include "warp_emulation.h"
 
 #include "../paged_attention.cu"
@@ -36,16 +37,27 @@ template <typename T>
 using Simple = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
                         const uint32_t*, int, int, int, int, float, int, float);
 
-// Which kernel a run launches: the tensor-core one over tiles of `tile_rows`, or the simple one
-// (one block of 128 threads per row and head).
+template <typename T>
+using Split = void (*)(const T*, const T*, const T*, float*, float*, const uint32_t*,
+                       const uint32_t*, const uint32_t*, int, int, int, int, float, int, float,
+                       int);
+template <typename T>
+using Combine = void (*)(const float*, const float*, T*, int, int, int);
+
+// Which kernel a run launches: the tensor-core one over tiles of `tile_rows`, the simple one
+// (one block of 128 threads per row and head), or with `split_keys`, the simple one's key
+// ranges of that many keys and their combination.
 template <typename T> struct Launch {
   Kernel<T> mma = nullptr;
   int tile_rows = 0;
   Simple<T> simple = nullptr;
+  int split_keys = 0;
+  Split<T> split = nullptr;
+  Combine<T> combine = nullptr;
 };
 
 template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) {
-  const int tile_rows = launch.simple ? 1 : launch.tile_rows;
+  const int tile_rows = launch.mma ? launch.tile_rows : 1;
   const int D = head_dim, kvh_n = c.kv_heads, heads = c.heads;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -76,7 +88,27 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
   std::vector<T> q((size_t)q_start * heads * D), out(q.size(), T(1e4f));
   for (T& v : q) v = T(uniform(rng));
   const float scale = 1.0f / std::sqrt(float(D));
-  if (launch.simple) {
+  if (launch.split_keys > 0) {
+    // As the host: ranges cover the most keys a row sees (its context, or its window).
+    int longest = 0;
+    for (const Seq& s : c.seqs) longest = std::max(longest, s.start + s.q_len);
+    if (c.window > 0) longest = std::min(longest, c.window);
+    const int splits = (longest + launch.split_keys - 1) / launch.split_keys;
+    const size_t parts = (size_t)q_start * heads * splits;
+    // Garbage where nothing should be read: every partial is written by its block.
+    std::vector<float> ml(2 * parts, 7e7f), acc(parts * D, 7e7f);
+    emulate_launch(
+        q_start, heads, 128,
+        [&] {
+          launch.split(q.data(), k_cache.data(), v_cache.data(), ml.data(), acc.data(),
+                       row_seq.data(), meta.data(), tables.data(), heads, kvh_n, D, BLOCK_SIZE,
+                       scale, c.window, c.softcap, launch.split_keys);
+        },
+        splits);
+    emulate_launch(q_start, heads, 128, [&] {
+      launch.combine(ml.data(), acc.data(), out.data(), heads, D, splits);
+    });
+  } else if (launch.simple) {
     emulate_launch(q_start, heads, 128, [&] {
       launch.simple(q.data(), k_cache.data(), v_cache.data(), out.data(), row_seq.data(),
                     meta.data(), tables.data(), heads, kvh_n, D, BLOCK_SIZE, scale, c.window,
@@ -135,6 +167,8 @@ template <> struct Instances<float> {
   static constexpr const char* name = "f32";
   static constexpr double tolerance = 1e-4;
   static constexpr Simple<float> simple = paged_attention_f32;
+  static constexpr Split<float> split = paged_attention_split_f32;
+  static constexpr Combine<float> combine = paged_attention_combine_f32;
 };
 template <> struct Instances<__nv_bfloat16> {
   static Kernel<__nv_bfloat16> mma(int d) {
@@ -144,6 +178,8 @@ template <> struct Instances<__nv_bfloat16> {
   static constexpr const char* name = "bf16";
   static constexpr double tolerance = 5e-3;
   static constexpr Simple<__nv_bfloat16> simple = paged_attention_bf16;
+  static constexpr Split<__nv_bfloat16> split = paged_attention_split_bf16;
+  static constexpr Combine<__nv_bfloat16> combine = paged_attention_combine_bf16;
 };
 template <> struct Instances<__half> {
   static Kernel<__half> mma(int d) {
@@ -182,6 +218,17 @@ template <typename T> int check_simple(const Case& c, size_t index, int d) {
   return report("simple", Instances<T>::name, index, d, err, Instances<T>::tolerance);
 }
 
+// The simple kernel's keys cut into ranges of `split_keys` (launch::attention_key_splits):
+// ranges that end mid-tile, ranges past a row's position or before its window (empty), and the
+// combination of their partials.
+template <typename T> int check_split(const Case& c, size_t index, int d, int split_keys) {
+  const double err =
+      run<T>(c, d, {nullptr, 0, nullptr, split_keys, Instances<T>::split, Instances<T>::combine});
+  char kernel[48];
+  std::snprintf(kernel, sizeof kernel, "split by %d keys", split_keys);
+  return report(kernel, Instances<T>::name, index, d, err, Instances<T>::tolerance);
+}
+
 }  // namespace
 
 int main() {
@@ -205,6 +252,13 @@ int main() {
   }
   // The simple kernel's half-precision loads, with the window and softcap of Gemma's 256.
   failures += check_simple<__nv_bfloat16>(cases[2], 2, 256);
+  // Long-context decode cut into key ranges: a decode token at 300 with a prompt beside it
+  // (its short rows leave later ranges empty), ranges of 64 (whole tiles) and 100 (ending
+  // mid-tile); with a window of 32, ranges of 16 and 20 keys from each row's first visible key.
+  failures += check_split<float>(cases[0], 0, 80, 64);
+  failures += check_split<float>(cases[0], 0, 80, 100);
+  failures += check_split<float>(cases[2], 2, 80, 16);
+  failures += check_split<__nv_bfloat16>(cases[2], 2, 256, 20);
   std::printf("%s\n", failures == 0 ? "all cases match" : "FAILURES");
   return failures;
 }

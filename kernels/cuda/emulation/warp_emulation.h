@@ -120,14 +120,15 @@ template <typename T> void emulated_mma(float c[4], const uint32_t a[4], const u
   warp_sync();
 }
 
-// Run `kernel` over a (gx, gy) grid of blocks of `threads` threads (a multiple of 32): the
+// Run `kernel` over a (gx, gy, gz) grid of blocks of `threads` threads (a multiple of 32): the
 // block's threads run together, one block after another.
 inline void emulate_launch(unsigned gx, unsigned gy, unsigned threads,
-                           const std::function<void()>& kernel) {
+                           const std::function<void()>& kernel, unsigned gz = 1) {
   using namespace warp_emulation;
   blockDim.x = threads;
   gridDim.x = gx;
   gridDim.y = gy;
+  gridDim.z = gz;
   std::barrier<> block(threads);
   block_barrier = &block;
   warp_barriers.clear();
@@ -137,12 +138,15 @@ inline void emulate_launch(unsigned gx, unsigned gy, unsigned threads,
   for (unsigned t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       threadIdx.x = t;
-      for (unsigned by = 0; by < gy; ++by) {
-        for (unsigned bx = 0; bx < gx; ++bx) {
-          blockIdx.x = bx;
-          blockIdx.y = by;
-          kernel();
-          block.arrive_and_wait();  // the block is done before the next reuses __shared__
+      for (unsigned bz = 0; bz < gz; ++bz) {
+        for (unsigned by = 0; by < gy; ++by) {
+          for (unsigned bx = 0; bx < gx; ++bx) {
+            blockIdx.x = bx;
+            blockIdx.y = by;
+            blockIdx.z = bz;
+            kernel();
+            block.arrive_and_wait();  // the block is done before the next reuses __shared__
+          }
         }
       }
     });

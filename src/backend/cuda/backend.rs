@@ -292,6 +292,9 @@ impl Backend for CudaBackend {
         }
         let batch = self.uploads.batch(&self.device, packed)?;
         let (kc, vc) = cache.layer(layer)?;
+        // The most keys a row sees: its context, or its window.
+        let longest = seqs.iter().map(|s| s.context_len()).max().unwrap_or(0);
+        let visible = params.sliding_window.map_or(longest, |w| w.min(longest));
         let args = AttentionArgs {
             heads: params.num_heads,
             kv_heads: params.num_kv_heads,
@@ -300,6 +303,12 @@ impl Backend for CudaBackend {
             scale: params.scale,
             window: params.sliding_window,
             softcap: params.softcap,
+            key_ranges: super::launch::attention_key_splits(
+                tokens,
+                params.num_heads,
+                visible,
+                self.info.multiprocessors as usize,
+            ),
         };
         self.kernels.paged_attention(q, kc, vc, &batch, &args)
     }

@@ -49,6 +49,9 @@ pub struct AttentionArgs {
     pub scale: f32,
     pub window: Option<usize>,
     pub softcap: Option<f32>,
+    /// Key ranges per row of the simple kernel and keys per range
+    /// (`launch::attention_key_splits`); 1 range: one pass.
+    pub key_ranges: (usize, usize),
 }
 
 /// `AttentionArgs` as the `int`/`float` parameters both attention kernels declare.
@@ -461,6 +464,9 @@ impl Kernels {
         if let (Some(tiles), true) = (&batch.tiles, aligned) {
             return self.paged_attention_mma::<T>(&q, k_cache, v_cache, batch, tiles, a);
         }
+        if a.key_ranges.0 > 1 {
+            return self.paged_attention_split::<T>(&q, k_cache, v_cache, batch, a);
+        }
         let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let (qs, ql) = q.storage_and_layout();
         let (rs, rl) = batch.row_seq.storage_and_layout();
@@ -496,6 +502,84 @@ impl Kernels {
         // forms was validated by block_table::pack against the cache's size.
         unsafe { b.launch(cfg) }.map_err(launch_err)?;
         Ok(wrap(out, &self.dev, &shape))
+    }
+
+    /// The simple kernel over `a.key_ranges` ranges of each row's keys, then their
+    /// combination: two launches that keep the GPU busy when few rows attend over long
+    /// contexts.
+    fn paged_attention_split<T: KernelDType>(
+        &self,
+        q: &Tensor,
+        k_cache: &CudaStorage,
+        v_cache: &CudaStorage,
+        batch: &DeviceBatch,
+        a: &AttentionArgs,
+    ) -> Result<Tensor> {
+        let tokens = batch.row_seq.elem_count();
+        let (ranges, keys) = a.key_ranges;
+        let parts = tokens * a.heads * ranges;
+        let split = config(launch::attention_split(
+            tokens, a.heads, a.kv_heads, a.head_dim, ranges,
+        )?);
+        let combine = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
+        let (qs, ql) = q.storage_and_layout();
+        let (rs, rl) = batch.row_seq.storage_and_layout();
+        let (ms, ml) = batch.seq_meta.storage_and_layout();
+        let (ts, tl) = batch.tables.storage_and_layout();
+        let qv = view::<T>(&qs, ql)?;
+        let (rv, mv, tv) = (
+            view::<u32>(&rs, rl)?,
+            view::<u32>(&ms, ml)?,
+            view::<u32>(&ts, tl)?,
+        );
+        let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
+        // SAFETY: the split kernel writes every range's max, sum and output (empty ranges too).
+        let mut part_ml = unsafe { self.dev.alloc::<f32>(2 * parts) }?;
+        let mut part_acc = unsafe { self.dev.alloc::<f32>(parts * a.head_dim) }?;
+        let s = a.scalars()?;
+        let keys_i = as_i32(keys, "keys per range")?;
+        let ranges_i = as_i32(ranges, "key ranges")?;
+        let f = self.func(
+            "paged_attention",
+            &format!("paged_attention_split_{}", T::SUFFIX),
+        )?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&qv)
+            .arg(kc)
+            .arg(vc)
+            .arg(&mut part_ml)
+            .arg(&mut part_acc)
+            .arg(&rv)
+            .arg(&mv)
+            .arg(&tv)
+            .arg(&s.heads)
+            .arg(&s.kv_heads)
+            .arg(&s.head_dim)
+            .arg(&s.block_size)
+            .arg(&a.scale)
+            .arg(&s.window)
+            .arg(&s.softcap)
+            .arg(&keys_i);
+        // SAFETY: argument types and order match paged_attention_split_<T>; indices as the
+        // one-pass kernel's, validated by block_table::pack; partials sized for the grid.
+        unsafe { b.launch(split) }.map_err(launch_err)?;
+        let mut out = alloc_out::<T>(&self.dev, tokens * a.heads * a.head_dim)?;
+        let f = self.func(
+            "paged_attention",
+            &format!("paged_attention_combine_{}", T::SUFFIX),
+        )?;
+        let mut b = stream.launch_builder(&f);
+        b.arg(&part_ml)
+            .arg(&part_acc)
+            .arg(&mut out)
+            .arg(&s.heads)
+            .arg(&s.head_dim)
+            .arg(&ranges_i);
+        // SAFETY: argument types and order match paged_attention_combine_<T>; it reads the
+        // partials the split kernel wrote and writes every output element.
+        unsafe { b.launch(combine) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &[tokens, a.heads * a.head_dim]))
     }
 
     /// `paged_attention` on tensor cores (paged_attention_mma.cu): one block per (query tile,

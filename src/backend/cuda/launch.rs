@@ -93,6 +93,55 @@ pub fn attention(
     })
 }
 
+/// Keys a block attends to at least before a row's keys are split across blocks: below this a
+/// split's partials cost more to write and combine than its walk saves.
+const ATTENTION_MIN_SPLIT_KEYS: usize = 256;
+/// At most this many key ranges per row (the combine reads every range's partials).
+const ATTENTION_MAX_SPLITS: usize = 32;
+
+/// How the simple attention kernel cuts each row's visible keys: `(ranges, keys per range)`,
+/// `(1, _)` for one pass; `longest_context` is the most keys a row of the batch sees (its
+/// context, or its window). A batch of few rows and heads (decode of one or a few sequences)
+/// leaves most SMs idle while each block walks its keys alone; when the longest span covers
+/// several ranges, rows are cut into enough ranges of at least `ATTENTION_MIN_SPLIT_KEYS` keys
+/// (a multiple of the kernel's 64-key tile) for about two blocks per SM.
+pub fn attention_key_splits(
+    tokens: usize,
+    heads: usize,
+    longest_context: usize,
+    sms: usize,
+) -> (usize, usize) {
+    let blocks = (tokens * heads).max(1);
+    let target = 2 * sms.max(1);
+    let most = longest_context
+        .div_ceil(ATTENTION_MIN_SPLIT_KEYS)
+        .min(ATTENTION_MAX_SPLITS);
+    if blocks >= target || most < 2 {
+        return (1, longest_context.max(1));
+    }
+    let ranges = target.div_ceil(blocks).clamp(1, most);
+    let keys = longest_context.div_ceil(ranges).next_multiple_of(64);
+    (longest_context.div_ceil(keys), keys)
+}
+
+/// The simple kernel over key ranges: one block per (token, query head, range).
+pub fn attention_split(
+    tokens: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    ranges: usize,
+) -> Result<Launch, CudaError> {
+    let one = attention(tokens, heads, kv_heads, head_dim)?;
+    if ranges == 0 || ranges > MAX_GRID_Y {
+        return Err(CudaError::Launch(format!("attention: {ranges} key ranges")));
+    }
+    Ok(Launch {
+        grid: (one.grid.0, one.grid.1, ranges as u32),
+        block: one.block,
+    })
+}
+
 /// Query rows per block of the tensor-core prefill kernel (paged_attention_mma.cu) for
 /// `head_dim`: its `PAGED_ATTENTION_MMA` instantiations. None for head sizes it has no
 /// instance for (the simple kernel takes those).
@@ -155,6 +204,34 @@ mod tests {
         assert_eq!(per_row_pow2(3, 151_936).unwrap().block.0, 1024);
         assert_eq!(per_row_pow2(3, 151_936).unwrap().grid, (3, 1, 1));
         assert!(per_row_pow2(usize::MAX, 8).is_err());
+    }
+
+    #[test]
+    fn key_splits_fill_an_idle_gpu_on_long_contexts_only() {
+        // One sequence of Llama-8B (32 heads) on 132 SMs.
+        assert_eq!(
+            attention_key_splits(1, 32, 200, 132),
+            (1, 200),
+            "short: one pass"
+        );
+        let (ranges, keys) = attention_key_splits(1, 32, 8192, 132);
+        assert!(ranges > 1 && keys % 64 == 0 && keys >= ATTENTION_MIN_SPLIT_KEYS);
+        assert!(
+            ranges * keys >= 8192 && (ranges - 1) * keys < 8192,
+            "{ranges} x {keys}"
+        );
+        assert!(32 * ranges >= 2 * 132 && ranges <= ATTENTION_MAX_SPLITS);
+        // A very long context is capped in ranges; each range grows.
+        let (ranges, keys) = attention_key_splits(1, 8, 1 << 20, 132);
+        assert_eq!(ranges, ATTENTION_MAX_SPLITS);
+        assert!(ranges * keys >= 1 << 20);
+        // 32 sequences already fill the GPU: one pass.
+        assert_eq!(attention_key_splits(32, 32, 8192, 132).0, 1);
+        // 600 keys: at most 3 ranges of at least 256 keys, the last one short.
+        assert_eq!(attention_key_splits(1, 32, 600, 132), (3, 256));
+        let l = attention_split(1, 32, 8, 128, 4).unwrap();
+        assert_eq!((l.grid, l.block.0), ((1, 32, 4), ATTENTION_THREADS));
+        assert!(attention_split(1, 32, 8, 128, 0).is_err());
     }
 
     #[test]
