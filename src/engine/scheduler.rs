@@ -11,6 +11,7 @@ use super::sampler::{logprobs, Sampler, SamplingParams};
 use super::stats::EngineStats;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
@@ -99,6 +100,27 @@ struct Seq {
     first_token_at: Option<Instant>,
     /// Order of admission (newest is preempted first).
     admitted: u64,
+    /// A group's first member: opens when its prompt is in the cache (or it leaves).
+    prompt_gate: Option<PromptGate>,
+    /// A group's later member: admitted once the first member's prompt is in the cache, whose
+    /// full blocks it then takes from the prefix cache instead of computing them again.
+    after_gate: Option<Arc<AtomicBool>>,
+}
+
+/// Opened by the first of `n` choices once their shared prompt is computed, or when that
+/// choice leaves the engine for any reason (so the others never wait on a request that is gone).
+struct PromptGate(Arc<AtomicBool>);
+
+impl PromptGate {
+    fn open(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for PromptGate {
+    fn drop(&mut self) {
+        self.open();
+    }
 }
 
 impl Seq {
@@ -129,6 +151,8 @@ impl Seq {
 pub struct EngineHandle {
     shared: Arc<Shared>,
     config: SchedulerConfig,
+    /// Tokens per KV block (whether a shared prompt has a full block to share).
+    block_size: usize,
     pub stats: Arc<EngineStats>,
 }
 
@@ -146,6 +170,11 @@ impl EngineHandle {
     ///
     /// The queue takes a group while it has room for all of it; a group larger than the whole
     /// queue is taken when the queue is empty, so a large `n` is slow, never refused forever.
+    ///
+    /// With prefix caching, members that share a prompt of a full block or more compute it
+    /// once: the first is prefilled, the others are admitted when its prompt is in the cache
+    /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
+    /// prompt the same way). Always in that order, so an idle server still repeats itself.
     pub fn submit_group(&self, reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
         let samplers = reqs
             .iter()
@@ -162,7 +191,17 @@ impl EngineHandle {
             return Err(SubmitError::QueueFull(waiting));
         }
         let arrived = Instant::now();
-        for (req, sampler) in reqs.into_iter().zip(samplers) {
+        let shares_prompt = self.config.prefix_caching
+            && reqs.len() > 1
+            && reqs[0].prompt_ids.len() > self.block_size
+            && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
+        let gate = Arc::new(AtomicBool::new(false));
+        for (i, (req, sampler)) in reqs.into_iter().zip(samplers).enumerate() {
+            let (prompt_gate, after_gate) = match (shares_prompt, i) {
+                (false, _) => (None, None),
+                (true, 0) => (Some(PromptGate(gate.clone())), None),
+                (true, _) => (None, Some(gate.clone())),
+            };
             let tokens = req.prompt_ids.clone();
             q.waiting.push_back(Seq {
                 prompt_len: tokens.len(),
@@ -175,6 +214,8 @@ impl EngineHandle {
                 arrived,
                 first_token_at: None,
                 admitted: 0,
+                prompt_gate,
+                after_gate,
             });
         }
         self.stats.waiting.set(q.waiting.len() as i64);
@@ -212,6 +253,7 @@ pub fn spawn(
     let handle = EngineHandle {
         shared: shared.clone(),
         config: config.clone(),
+        block_size: runner.block_size(),
         stats: stats.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -283,6 +325,14 @@ impl Engine {
                 if front.cancelled() {
                     q.waiting.pop_front();
                     continue;
+                }
+                if front
+                    .after_gate
+                    .as_ref()
+                    .is_some_and(|g| !g.load(Ordering::Acquire))
+                {
+                    // Its group's prompt is still being computed by a running member.
+                    break;
                 }
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
@@ -462,6 +512,11 @@ impl Engine {
         for &(idx, len, wants) in &order {
             let seq = &mut self.running[idx];
             seq.computed += len;
+            if seq.computed >= seq.prompt_len {
+                if let Some(gate) = &seq.prompt_gate {
+                    gate.open();
+                }
+            }
             self.blocks
                 .register_computed(&mut seq.table, &seq.tokens, seq.computed);
             if !wants {

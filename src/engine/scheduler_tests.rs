@@ -9,10 +9,10 @@ use std::time::Duration;
 
 const VOCAB: usize = 8;
 
-/// Records the number of sequences of every step; the first forward waits for `release`.
+/// Records the (sequences, tokens) of every step; the first forward waits for `release`.
 struct ScriptedRunner {
     spec: ModelSpec,
-    steps: Arc<Mutex<Vec<usize>>>,
+    steps: Arc<Mutex<Vec<(usize, usize)>>>,
     entered: mpsc::Sender<()>,
     release: Option<mpsc::Receiver<()>>,
 }
@@ -34,7 +34,8 @@ impl Runner for ScriptedRunner {
         4
     }
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
-        self.steps.lock().unwrap().push(batch.seqs.len());
+        let tokens = batch.seqs.iter().map(|s| s.tokens.len()).sum();
+        self.steps.lock().unwrap().push((batch.seqs.len(), tokens));
         let _ = self.entered.send(());
         if let Some(release) = self.release.take() {
             let _ = release.recv();
@@ -69,12 +70,21 @@ impl Runner for ScriptedRunner {
 
 struct Harness {
     handle: EngineHandle,
-    steps: Arc<Mutex<Vec<usize>>>,
+    steps: Arc<Mutex<Vec<(usize, usize)>>>,
     entered: mpsc::Receiver<()>,
     release: mpsc::Sender<()>,
 }
 
 fn harness(max_num_seqs: usize, max_waiting: usize, hold_first_step: bool) -> Harness {
+    harness_with(max_num_seqs, max_waiting, hold_first_step, false)
+}
+
+fn harness_with(
+    max_num_seqs: usize,
+    max_waiting: usize,
+    hold_first_step: bool,
+    prefix_caching: bool,
+) -> Harness {
     let spec = candor_models::dummy::find("qwen2.5", "0.5b")
         .and_then(|s| s.spec())
         .expect("dummy spec");
@@ -91,7 +101,7 @@ fn harness(max_num_seqs: usize, max_waiting: usize, hold_first_step: bool) -> Ha
         max_num_seqs,
         max_num_batched_tokens: 256,
         max_waiting,
-        prefix_caching: false,
+        prefix_caching,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
@@ -104,10 +114,18 @@ fn harness(max_num_seqs: usize, max_waiting: usize, hold_first_step: bool) -> Ha
 }
 
 fn request(id: &str, max_tokens: usize) -> (EngineRequest, UnboundedReceiverOf) {
+    request_with_prompt(id, max_tokens, vec![2, 3, 4, 5])
+}
+
+fn request_with_prompt(
+    id: &str,
+    max_tokens: usize,
+    prompt_ids: Vec<u32>,
+) -> (EngineRequest, UnboundedReceiverOf) {
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let req = EngineRequest {
         id: id.to_string(),
-        prompt_ids: vec![2, 3, 4, 5],
+        prompt_ids,
         max_tokens,
         sampling: SamplingParams {
             temperature: 0.0,
@@ -148,7 +166,7 @@ fn a_group_is_prefilled_in_one_step() {
             assert_eq!(finish(rx), vec![2, 2]);
         }
         // Prefill of the three together, then their second token together.
-        assert_eq!(*h.steps.lock().unwrap(), vec![3, 3]);
+        assert_eq!(*h.steps.lock().unwrap(), vec![(3, 12), (3, 3)]);
         h.handle.shutdown();
     }
 }
@@ -209,5 +227,68 @@ fn greedy_tokens_are_picked_on_the_backend_unless_logprobs_need_the_values() {
     assert_eq!(finish(greedy_rx), vec![2, 2, 2]);
     assert_eq!(finish(scored_rx), vec![1, 1, 1]);
     assert_eq!(finish(biased_rx), vec![1, 1, 1]);
+    h.handle.shutdown();
+}
+
+#[test]
+fn a_group_sharing_a_long_prompt_computes_it_once() {
+    // 40 tokens: two full blocks of 16 to share, 8 tokens each member computes itself.
+    let prompt: Vec<u32> = (0..40).map(|i| 1 + i % 7).collect();
+    for _ in 0..5 {
+        let h = harness_with(8, 16, false, true);
+        let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3)
+            .map(|i| request_with_prompt(&format!("n/{i}"), 2, prompt.clone()))
+            .unzip();
+        h.handle.submit_group(reqs).expect("queued");
+        for rx in rxs {
+            assert_eq!(finish(rx), vec![2, 2]);
+        }
+        // The first member's prompt alone; then its decode token with the others' last 8
+        // prompt tokens each; then the others' decode tokens.
+        assert_eq!(*h.steps.lock().unwrap(), vec![(1, 40), (3, 17), (2, 2)]);
+        h.handle.shutdown();
+    }
+    // Without prefix caching there is nothing to share: the three prefill together.
+    let h = harness_with(8, 16, false, false);
+    let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3)
+        .map(|i| request_with_prompt(&format!("m/{i}"), 1, prompt.clone()))
+        .unzip();
+    h.handle.submit_group(reqs).expect("queued");
+    for rx in rxs {
+        assert_eq!(finish(rx), vec![2]);
+    }
+    assert_eq!(*h.steps.lock().unwrap(), vec![(3, 120)]);
+    h.handle.shutdown();
+}
+
+#[test]
+fn later_members_do_not_wait_on_a_first_member_that_left() {
+    // 600 tokens: the first member's prefill takes three steps (256-token budget); its client
+    // goes away during the first, so the prompt is never computed for the others to share.
+    let prompt: Vec<u32> = (0..600).map(|i| 1 + i % 5).collect();
+    let h = harness_with(8, 16, true, true);
+    let (reqs, mut rxs): (Vec<_>, Vec<_>) = (0..2)
+        .map(|i| request_with_prompt(&format!("g/{i}"), 1, prompt.clone()))
+        .unzip();
+    h.handle.submit_group(reqs).expect("queued");
+    h.entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first member's prefill starts");
+    drop(rxs.remove(0));
+    h.release.send(()).expect("release");
+    let follower = rxs.remove(0);
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(finish(follower));
+    });
+    let tokens = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the second member is admitted once the first is gone");
+    assert_eq!(tokens, vec![2]);
+    // It computed the rest of the prompt itself; the first member's one chunk (16 full
+    // blocks) stayed in the prefix cache after it left.
+    let steps = h.steps.lock().unwrap().clone();
+    assert_eq!(steps[0], (1, 256));
+    assert_eq!(steps.iter().skip(1).map(|s| s.1).sum::<usize>(), 600 - 256);
     h.handle.shutdown();
 }
