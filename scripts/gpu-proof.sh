@@ -87,6 +87,19 @@ bench_pair "--arch llama --size 8b" llama-8b llama-8b 150
 bench_pair "--arch qwen2.5 --size 7b" qwen2.5-7b qwen2.5-7b 120
 bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
 
+# Long-context decode of one sequence (8B, 64 tokens after 4096): attention with its keys split
+# across blocks, then the one-pass kernel alone (CANDOR_CUDA_ATTENTION=simple), to measure
+# what the split buys. Last: skipped when the budget is spent. Their tables are in proof.log
+# (the device tool brings back 8 files at most: the log and the six JSONs above).
+long_decode() { # NAME ENV...
+  local name=$1
+  shift
+  step "candor llama-8b d4096 $name" 60 env "$@" "${gpu[@]}" "$bin/candor" bench --backend cuda \
+    --load-format dummy --arch llama --size 8b -p 0 -n 64 -d 4096 -b 1 -r 2
+}
+long_decode split CANDOR_CUDA_ATTENTION=auto
+long_decode one-pass CANDOR_CUDA_ATTENTION=simple
+
 echo
 echo "=== summary ($((SECONDS - start))s of ${budget}s)"
 printf '  %s\n' "${summary[@]}"

@@ -27,8 +27,10 @@ pub struct CudaBackend {
     act: DType,
     uploads: UploadCache,
     /// Prompt chunks attend on tensor cores (paged_attention_mma.cu) where the kernel has an
-    /// instance; `CANDOR_CUDA_ATTENTION=simple` keeps every batch on the simple kernel.
-    tensor_core_attention: bool,
+    /// instance, and few rows over long contexts split their keys across blocks;
+    /// `CANDOR_CUDA_ATTENTION=simple` keeps every batch on the one-pass simple kernel (the
+    /// reference the others are measured against).
+    fast_attention: bool,
 }
 
 /// A batch attends on tensor cores when one of its sequences brings at least this many query
@@ -37,7 +39,7 @@ pub struct CudaBackend {
 const MMA_MIN_QUERY_ROWS: usize = 16;
 
 /// `CANDOR_CUDA_ATTENTION`: `auto` (or unset) or `simple`.
-fn tensor_core_attention_from_env() -> Result<bool> {
+fn fast_attention_from_env() -> Result<bool> {
     match std::env::var("CANDOR_CUDA_ATTENTION").as_deref() {
         Err(_) | Ok("auto") | Ok("") => Ok(true),
         Ok("simple") => Ok(false),
@@ -64,19 +66,20 @@ impl CudaBackend {
             info,
             act,
             uploads: UploadCache::default(),
-            tensor_core_attention: tensor_core_attention_from_env()?,
+            fast_attention: fast_attention_from_env()?,
         })
     }
 
-    /// Whether prompt chunks may attend on tensor cores (tests compare both kernels).
-    pub fn set_tensor_core_attention(&mut self, on: bool) {
-        self.tensor_core_attention = on;
+    /// Whether attention may use the tensor-core prompt kernel and key splits, or only the
+    /// one-pass simple kernel (tests compare them on the same inputs).
+    pub fn set_fast_attention(&mut self, on: bool) {
+        self.fast_attention = on;
     }
 
     /// Query rows per tile when this batch attends on tensor cores, None for the simple kernel.
     fn mma_tile_rows(&self, head_dim: usize, seqs: &[SeqAttention]) -> Option<usize> {
         let longest = seqs.iter().map(|s| s.q_len).max().unwrap_or(0);
-        if !self.tensor_core_attention || self.act == DType::F32 || longest < MMA_MIN_QUERY_ROWS {
+        if !self.fast_attention || self.act == DType::F32 || longest < MMA_MIN_QUERY_ROWS {
             return None;
         }
         super::launch::mma_attention_rows(head_dim)
@@ -303,12 +306,16 @@ impl Backend for CudaBackend {
             scale: params.scale,
             window: params.sliding_window,
             softcap: params.softcap,
-            key_ranges: super::launch::attention_key_splits(
-                tokens,
-                params.num_heads,
-                visible,
-                self.info.multiprocessors as usize,
-            ),
+            key_ranges: if self.fast_attention {
+                super::launch::attention_key_splits(
+                    tokens,
+                    params.num_heads,
+                    visible,
+                    self.info.multiprocessors as usize,
+                )
+            } else {
+                (1, visible.max(1))
+            },
         };
         self.kernels.paged_attention(q, kc, vc, &batch, &args)
     }
