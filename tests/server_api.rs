@@ -51,6 +51,9 @@ async fn openai_api_end_to_end() {
     assert!(answer.contains("Paris"), "{answer}");
     assert_eq!(v["usage"]["prompt_tokens"], 36);
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+    // The configuration's fingerprint, the same on every answer of this server.
+    let fingerprint = v["system_fingerprint"].as_str().unwrap().to_string();
+    assert!(fingerprint.starts_with("fp_"), "{fingerprint}");
 
     // Prefix cache: a shared system prompt is computed once; the second request takes its full
     // blocks from the cache and, greedy, answers exactly as the first did.
@@ -114,6 +117,9 @@ async fn openai_api_end_to_end() {
         .iter()
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["system_fingerprint"] == fingerprint.as_str()));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks[0]["object"], "chat.completion.chunk");
     let finish: Vec<&Value> = chunks
@@ -164,6 +170,8 @@ async fn openai_api_end_to_end() {
     let (_, b) = post(&s, "/v1/completions", body).await;
     assert_eq!(a["choices"].as_array().unwrap().len(), 3);
     assert_eq!(a["choices"], b["choices"]);
+    assert_eq!(a["system_fingerprint"], b["system_fingerprint"]);
+    assert_eq!(a["system_fingerprint"], fingerprint.as_str());
     assert_eq!(a["usage"]["completion_tokens"], 18);
 
     // Greedy picks the same tokens whether the backend picks them (no logprobs: only the

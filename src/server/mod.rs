@@ -2,6 +2,7 @@
 //! the model is loaded and a first forward pass has worked.
 pub mod auth;
 pub mod error;
+pub mod fingerprint;
 pub mod generation;
 pub mod json;
 pub mod openai;
@@ -153,6 +154,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_waiting: config.max_waiting,
         prefix_caching: config.prefix_caching,
     };
+    let system_fingerprint = fingerprint::system_fingerprint(
+        &model.path,
+        &model.runner.device(),
+        model.runner.kv_element_bytes(),
+    );
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     let _ = state.ready.set(Ready {
         engine,
@@ -161,6 +167,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         eos_ids,
         limits,
         stats,
+        system_fingerprint,
     });
     Ok(())
 }

@@ -20,6 +20,7 @@ pub struct Meta {
     pub id: String,
     pub created: u64,
     pub model: String,
+    pub system_fingerprint: String,
     pub prompt_tokens: usize,
     pub n: usize,
     pub logprobs: bool,
@@ -113,6 +114,7 @@ pub async fn complete(
     };
     Ok(axum::Json(json!({
         "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+        "system_fingerprint": meta.system_fingerprint,
         "choices": choices, "usage": usage(meta.prompt_tokens, completion, cached),
     }))
     .into_response())
@@ -123,7 +125,8 @@ fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event 
         Kind::Chat => "chat.completion.chunk",
         Kind::Text => "text_completion",
     };
-    let mut v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model, "choices": choices});
+    let mut v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+                       "system_fingerprint": meta.system_fingerprint, "choices": choices});
     if let Some(u) = usage_value {
         v["usage"] = u;
     } else if meta.include_usage {

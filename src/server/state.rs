@@ -14,6 +14,8 @@ pub struct Ready {
     pub eos_ids: Vec<u32>,
     pub limits: Limits,
     pub stats: Arc<EngineStats>,
+    /// Returned with every completion (`server::fingerprint`).
+    pub system_fingerprint: String,
 }
 
 pub struct AppState {

@@ -120,6 +120,7 @@ pub async fn chat_completions(
         id,
         created: unix_now(),
         model: state.model_name.clone(),
+        system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens: prompt.len(),
         n: p.n,
         logprobs: top.is_some(),

@@ -75,6 +75,7 @@ pub async fn completions(
         id,
         created: unix_now(),
         model: state.model_name.clone(),
+        system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens: prompt.len(),
         n: p.n,
         logprobs: logprobs.is_some(),
