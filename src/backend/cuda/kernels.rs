@@ -9,8 +9,8 @@ use super::launch::{self, as_i32};
 use super::tensors::{
     alloc_out, config, rows_view, view, with_contiguous_rows, with_kernel_dtype, wrap, KernelDType,
 };
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, PushKernelArg};
-use candle_core::{CudaDevice, CudaStorage, DType, Tensor};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, LaunchArgs, PushKernelArg};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, StorageRef, Tensor};
 use candor_kernels::cuda_ptx::{pick_arch, MODULES};
 use candor_models::backend::RopeStyle;
 use candor_models::error::Result;
@@ -64,6 +64,26 @@ struct AttentionScalars {
     window: i32,
     /// 0 means none.
     softcap: f32,
+    scale: f32,
+}
+
+impl AttentionScalars {
+    /// The parameters both simple kernels (paged_attention.cu) take after the batch metadata:
+    /// heads, KV heads, head_dim, block size, scale, window, softcap.
+    fn push_simple<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.heads)
+            .arg(&self.kv_heads)
+            .arg(&self.head_dim)
+            .arg(&self.block_size)
+            .arg(&self.scale)
+            .arg(&self.window)
+            .arg(&self.softcap);
+    }
+}
+
+/// Read access to tensors whose device memory a launch borrows, held while its arguments are.
+fn lock<'t, const N: usize>(tensors: [&'t Tensor; N]) -> [(StorageRef<'t>, &'t Layout); N] {
+    tensors.map(|t| t.storage_and_layout())
 }
 
 impl AttentionArgs {
@@ -75,6 +95,7 @@ impl AttentionArgs {
             block_size: as_i32(self.block_size, "block size")?,
             window: as_i32(self.window.unwrap_or(0), "sliding window")?,
             softcap: self.softcap.unwrap_or(0.0),
+            scale: self.scale,
         })
     }
 }
@@ -469,15 +490,10 @@ impl Kernels {
         }
         let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let (qs, ql) = q.storage_and_layout();
-        let (rs, rl) = batch.row_seq.storage_and_layout();
-        let (ms, ml) = batch.seq_meta.storage_and_layout();
-        let (ts, tl) = batch.tables.storage_and_layout();
         let qv = view::<T>(&qs, ql)?;
-        let (rv, mv, tv) = (
-            view::<u32>(&rs, rl)?,
-            view::<u32>(&ms, ml)?,
-            view::<u32>(&ts, tl)?,
-        );
+        let locked = lock([&batch.row_seq, &batch.seq_meta, &batch.tables]);
+        let [rv, mv, tv] = locked.each_ref().map(|(s, l)| view::<u32>(s, l));
+        let (rv, mv, tv) = (rv?, mv?, tv?);
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
         let s = a.scalars()?;
@@ -490,14 +506,8 @@ impl Kernels {
             .arg(&mut out)
             .arg(&rv)
             .arg(&mv)
-            .arg(&tv)
-            .arg(&s.heads)
-            .arg(&s.kv_heads)
-            .arg(&s.head_dim)
-            .arg(&s.block_size)
-            .arg(&a.scale)
-            .arg(&s.window)
-            .arg(&s.softcap);
+            .arg(&tv);
+        s.push_simple(&mut b);
         // SAFETY: argument types and order match paged_attention_<T>; every index the kernel
         // forms was validated by block_table::pack against the cache's size.
         unsafe { b.launch(cfg) }.map_err(launch_err)?;
@@ -523,15 +533,10 @@ impl Kernels {
         )?);
         let combine = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let (qs, ql) = q.storage_and_layout();
-        let (rs, rl) = batch.row_seq.storage_and_layout();
-        let (ms, ml) = batch.seq_meta.storage_and_layout();
-        let (ts, tl) = batch.tables.storage_and_layout();
         let qv = view::<T>(&qs, ql)?;
-        let (rv, mv, tv) = (
-            view::<u32>(&rs, rl)?,
-            view::<u32>(&ms, ml)?,
-            view::<u32>(&ts, tl)?,
-        );
+        let locked = lock([&batch.row_seq, &batch.seq_meta, &batch.tables]);
+        let [rv, mv, tv] = locked.each_ref().map(|(s, l)| view::<u32>(s, l));
+        let (rv, mv, tv) = (rv?, mv?, tv?);
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         // SAFETY: the split kernel writes every range's max, sum and output (empty ranges too).
         let mut part_ml = unsafe { self.dev.alloc::<f32>(2 * parts) }?;
@@ -552,15 +557,9 @@ impl Kernels {
             .arg(&mut part_acc)
             .arg(&rv)
             .arg(&mv)
-            .arg(&tv)
-            .arg(&s.heads)
-            .arg(&s.kv_heads)
-            .arg(&s.head_dim)
-            .arg(&s.block_size)
-            .arg(&a.scale)
-            .arg(&s.window)
-            .arg(&s.softcap)
-            .arg(&keys_i);
+            .arg(&tv);
+        s.push_simple(&mut b);
+        b.arg(&keys_i);
         // SAFETY: argument types and order match paged_attention_split_<T>; indices as the
         // one-pass kernel's, validated by block_table::pack; partials sized for the grid.
         unsafe { b.launch(split) }.map_err(launch_err)?;
@@ -605,15 +604,10 @@ impl Kernels {
             n_tiles, a.heads, a.kv_heads, a.head_dim,
         )?);
         let (qs, ql) = q.storage_and_layout();
-        let (ms, ml) = batch.seq_meta.storage_and_layout();
-        let (ts, tl) = batch.tables.storage_and_layout();
-        let (is, il) = tiles.storage_and_layout();
         let qv = view::<T>(&qs, ql)?;
-        let (mv, tv, iv) = (
-            view::<u32>(&ms, ml)?,
-            view::<u32>(&ts, tl)?,
-            view::<u32>(&is, il)?,
-        );
+        let locked = lock([&batch.seq_meta, &batch.tables, tiles]);
+        let [mv, tv, iv] = locked.each_ref().map(|(s, l)| view::<u32>(s, l));
+        let (mv, tv, iv) = (mv?, tv?, iv?);
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         // Every row belongs to a tile, but a row no sequence covers has none: zero first.
         let mut out = if batch.row_seq_complete {
