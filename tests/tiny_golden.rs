@@ -72,7 +72,7 @@ fn full_sequence_logits_match_transformers() {
             }],
         };
         let out = r.forward(&batch).unwrap();
-        assert_eq!(out.rows, g.input_ids.len());
+        assert_eq!(out.rows(), g.input_ids.len());
         for &p in &g.positions {
             let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
             assert!(d < TOL, "{arch}: position {p} logits differ by {d}");
@@ -163,7 +163,7 @@ fn batched_variable_length_forward_matches() {
             ],
         };
         let out = r.forward(&step1).unwrap();
-        assert_eq!(out.rows, 20);
+        assert_eq!(out.rows(), 20);
         for p in 0..20 {
             if g.positions.contains(&p) {
                 let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
@@ -197,7 +197,7 @@ fn batched_variable_length_forward_matches() {
             ],
         };
         let out = r.forward(&step2).unwrap();
-        assert_eq!(out.rows, 1 + 26 + 40);
+        assert_eq!(out.rows(), 1 + 26 + 40);
         let check = |row: usize, pos: usize, what: &str| {
             if g.positions.contains(&pos) {
                 let d = max_abs_diff(out.row(row), &golden_logits(&g, pos));

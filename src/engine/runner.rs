@@ -16,7 +16,6 @@ pub enum LogitRow {
 /// Host logits, one row per requested position (in batch order).
 #[derive(Debug, Clone)]
 pub struct Logits {
-    pub rows: usize,
     pub vocab: usize,
     /// The rows that came back as values, row-major.
     pub data: Vec<f32>,
@@ -28,11 +27,15 @@ impl Logits {
     /// Every row as values (`rows` × `vocab` in `data`).
     pub fn all_values(rows: usize, vocab: usize, data: Vec<f32>) -> Self {
         Logits {
-            rows,
             vocab,
             data,
             kinds: (0..rows).map(LogitRow::Values).collect(),
         }
+    }
+
+    /// Rows the step returned (one per requested position).
+    pub fn rows(&self) -> usize {
+        self.kinds.len()
     }
 
     /// The logits of row `i`; empty for a row that came back as a token (`token`).
@@ -164,12 +167,7 @@ fn bring_back<B: Backend>(
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| EngineError::Backend("fewer picks than argmax rows".into()))?;
-    Ok(Logits {
-        rows,
-        vocab,
-        data,
-        kinds,
-    })
+    Ok(Logits { vocab, data, kinds })
 }
 
 #[cfg(test)]
@@ -189,7 +187,7 @@ mod tests {
         let logits = b.upload(&flat, &[3, 4]).unwrap();
 
         let mixed = bring_back(&b, &logits, &[true, false, true], 4).unwrap();
-        assert_eq!(mixed.rows, 3);
+        assert_eq!(mixed.rows(), 3);
         assert_eq!(mixed.token(0), Some(1));
         assert_eq!(mixed.row(1), &rows[1]);
         assert_eq!(mixed.token(1), None);

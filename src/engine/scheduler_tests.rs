@@ -57,7 +57,6 @@ impl Runner for ScriptedRunner {
             }
         }
         Ok(Logits {
-            rows: kinds.len(),
             vocab: VOCAB,
             data,
             kinds,
