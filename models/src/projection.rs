@@ -8,12 +8,16 @@
 use crate::backend::Backend;
 use crate::error::{ModelError, Result};
 
-pub enum Projections<B: Backend> {
+pub struct Projections<B: Backend> {
+    /// Output width of each member, in order.
+    widths: Vec<usize>,
+    weights: Weights<B>,
+}
+
+enum Weights<B: Backend> {
     Joined {
         weight: B::Weight,
         bias: Option<B::Weight>,
-        /// Output width of each member, in order.
-        widths: Vec<usize>,
     },
     Separate(Vec<(B::Weight, Option<B::Weight>)>),
 }
@@ -22,33 +26,36 @@ impl<B: Backend> Projections<B> {
     /// Join `members` (weight, optional bias) where the backend can: all weights, and the
     /// biases when every member has one (a group with some biases stays separate).
     pub fn new(backend: &B, members: Vec<(B::Weight, Option<B::Weight>)>) -> Result<Self> {
+        let widths = members
+            .iter()
+            .map(|(w, _)| backend.weight_shape(w).first().copied().unwrap_or(0))
+            .collect();
+        Ok(Projections {
+            widths,
+            weights: Self::join(backend, members)?,
+        })
+    }
+
+    fn join(backend: &B, members: Vec<(B::Weight, Option<B::Weight>)>) -> Result<Weights<B>> {
         let all_biased = members.iter().all(|(_, b)| b.is_some());
         let no_bias = members.iter().all(|(_, b)| b.is_none());
         if members.len() < 2 || !(all_biased || no_bias) {
-            return Ok(Projections::Separate(members));
+            return Ok(Weights::Separate(members));
         }
         let weights: Vec<&B::Weight> = members.iter().map(|(w, _)| w).collect();
         let Some(weight) = backend.concat_weights(&weights)? else {
-            return Ok(Projections::Separate(members));
+            return Ok(Weights::Separate(members));
         };
         let bias = if all_biased {
             let biases: Vec<&B::Weight> = members.iter().filter_map(|(_, b)| b.as_ref()).collect();
             match backend.concat_weights(&biases)? {
                 Some(b) => Some(b),
-                None => return Ok(Projections::Separate(members)),
+                None => return Ok(Weights::Separate(members)),
             }
         } else {
             None
         };
-        let widths = members
-            .iter()
-            .map(|(w, _)| backend.weight_shape(w).first().copied().unwrap_or(0))
-            .collect();
-        Ok(Projections::Joined {
-            weight,
-            bias,
-            widths,
-        })
+        Ok(Weights::Joined { weight, bias })
     }
 
     /// Each member's product with `x` (`[tokens, in]`), in order, as `[tokens, width]`.
@@ -78,12 +85,9 @@ impl<B: Backend> Projections<B> {
             }
             b.reshape(&y, &[tokens, width / unit, unit])
         };
-        match self {
-            Projections::Joined {
-                weight,
-                bias,
-                widths,
-            } => {
+        let widths = &self.widths;
+        match &self.weights {
+            Weights::Joined { weight, bias } => {
                 let total = widths.iter().sum();
                 let y = as_heads(b.linear(x, weight, bias.as_ref())?, total)?;
                 let sizes: Vec<usize> = widths.iter().map(|w| w / unit).collect();
@@ -96,17 +100,15 @@ impl<B: Backend> Projections<B> {
                 }
                 Ok(parts)
             }
-            Projections::Separate(members) => members
+            Weights::Separate(members) => members
                 .iter()
-                .map(|(w, bias)| {
-                    let width = b.weight_shape(w).first().copied().unwrap_or(0);
-                    as_heads(b.linear(x, w, bias.as_ref())?, width)
-                })
+                .zip(widths)
+                .map(|((w, bias), &width)| as_heads(b.linear(x, w, bias.as_ref())?, width))
                 .collect(),
         }
     }
 
     pub fn is_joined(&self) -> bool {
-        matches!(self, Projections::Joined { .. })
+        matches!(self.weights, Weights::Joined { .. })
     }
 }
