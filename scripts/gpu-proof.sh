@@ -89,8 +89,8 @@ bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
 
 # Long-context decode of one sequence (8B, 64 tokens after 4096): attention with its keys split
 # across blocks, then the one-pass kernel alone (CANDOR_CUDA_ATTENTION=simple), to measure
-# what the split buys. Last: skipped when the budget is spent. Their tables are in proof.log
-# (the device tool brings back 8 files at most: the log and the six JSONs above).
+# what the split buys. Skipped when the budget is spent. Their tables are in proof.log (the
+# device tool brings back 8 files at most: the log and the six JSONs above).
 long_decode() { # NAME ENV...
   local name=$1
   shift
@@ -99,6 +99,17 @@ long_decode() { # NAME ENV...
 }
 long_decode split CANDOR_CUDA_ATTENTION=auto
 long_decode one-pass CANDOR_CUDA_ATTENTION=simple
+
+# Decode's dense products (8B, 64 tokens after 512, batch 1 and 8): matvec.cu, then cuBLAS
+# alone (CANDOR_CUDA_MATMUL=cublas), to measure what the kernel buys. Tables in proof.log.
+short_decode() { # NAME ENV...
+  local name=$1
+  shift
+  step "candor llama-8b d512 $name" 60 env "$@" "${gpu[@]}" "$bin/candor" bench --backend cuda \
+    --load-format dummy --arch llama --size 8b -p 0 -n 64 -d 512 -b 1,8 -r 2
+}
+short_decode matvec CANDOR_CUDA_MATMUL=auto
+short_decode cublas CANDOR_CUDA_MATMUL=cublas
 
 echo
 echo "=== summary ($((SECONDS - start))s of ${budget}s)"

@@ -7,6 +7,7 @@ mod common;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::DType;
 use candor::backend::cpu::CpuBackend;
+use candor::backend::cuda::kernels::Kernels;
 use candor::backend::cuda::CudaBackend;
 use candor_models::backend::{
     Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
@@ -514,5 +515,88 @@ fn argmax_picks_the_first_of_equal_values_like_the_cpu() {
         let Some(g) = gpu(act) else { return };
         let on_gpu = g.argmax(&g.upload(&rows, &[3, cols]).unwrap()).unwrap();
         assert_eq!(on_gpu, on_cpu, "{act:?}");
+    }
+}
+
+/// `x · wᵀ + bias` on the GPU in `act`: by matvec.cu (None where it declines the shape) and by
+/// cuBLAS, from the same rounded inputs; x is `rows` rows of a wider tensor when `padded`.
+fn decode_product(
+    (kernels, dev): (&Kernels, &candle_core::Device),
+    act: DType,
+    (rows, n, k): (usize, usize, usize),
+    padded: bool,
+    seed: u64,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let on_gpu = |data: Vec<f32>, shape: &[usize]| {
+        candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
+            .and_then(|t| t.to_device(dev))
+            .and_then(|t| t.to_dtype(act))
+            .unwrap()
+    };
+    let width = if padded { k + 64 } else { k };
+    let x = on_gpu(random(rows * width, seed), &[rows, width])
+        .narrow(1, 0, k)
+        .unwrap();
+    let w = on_gpu(random(n * k, seed + 1), &[n, k]);
+    let b = on_gpu(random(n, seed + 2), &[n]);
+    let download = |y: candle_core::Tensor| -> Vec<f32> {
+        y.to_dtype(DType::F32)
+            .and_then(|y| y.flatten_all())
+            .and_then(|y| y.to_vec1())
+            .unwrap()
+    };
+    let fast = kernels.matvec(&x, &w, Some(&b)).unwrap().map(download);
+    let cublas = x
+        .matmul(&w.t().unwrap())
+        .and_then(|y| y.broadcast_add(&b))
+        .unwrap();
+    (fast, download(cublas))
+}
+
+#[test]
+fn decode_products_match_cublas_and_the_cpu() {
+    let Some(gpus) = common::gpu::gpus_or_skip() else {
+        return;
+    };
+    let (major, minor) = gpus[0].compute_capability;
+    let dev = candle_core::Device::new_cuda(0).expect("open GPU 0");
+    let cuda = dev.as_cuda_device().expect("a CUDA device").clone();
+    let kernels = Kernels::new(cuda, major, minor).expect("kernels for GPU 0");
+    let on = (&kernels, &dev);
+    // Llama-8B's joined q/k/v at batch 1; columns past the last warp's and a last sweep of one
+    // busy lane; every row count; rows at a stride; then more rows than the kernel takes.
+    let shapes = [
+        (1, 6144, 4096),
+        (1, 37, 264),
+        (2, 300, 72),
+        (3, 37, 264),
+        (4, 128, 896),
+        (5, 1001, 128),
+        (6, 40, 512),
+        (7, 96, 520),
+        (8, 96, 512),
+    ];
+    for act in [DType::F32, DType::F16, DType::BF16] {
+        for (i, &shape) in shapes.iter().enumerate() {
+            for padded in [false, true] {
+                let (fast, cublas) = decode_product(on, act, shape, padded, i as u64);
+                let fast = fast.unwrap_or_else(|| panic!("{act:?} {shape:?}: declined"));
+                let d = rel_diff(&fast, &cublas);
+                assert!(d < tol(act), "{act:?} {shape:?} padded {padded}: {d}");
+            }
+        }
+        let (fast, _) = decode_product(on, act, (9, 96, 512), false, 0);
+        assert!(fast.is_none(), "9 rows: cuBLAS");
+    }
+    // Through the backend, the bf16 model path against the CPU.
+    let cpu = CpuBackend::new(2);
+    let (m, k, n) = (1, 512, 96);
+    let (x, w, bias) = (random(m * k, 21), random(n * k, 22), random(n, 23));
+    let want = linear(&cpu, &x, dense(w.clone(), &[n, k]), &bias, [m, k]);
+    let mut g = gpu(DType::BF16).expect("a GPU");
+    for fast in [true, false] {
+        g.set_fast_matvec(fast);
+        let got = linear(&g, &x, dense(w.clone(), &[n, k]), &bias, [m, k]);
+        assert!(rel_diff(&got, &want) < tol(DType::BF16), "fast {fast}");
     }
 }

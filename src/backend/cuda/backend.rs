@@ -1,7 +1,8 @@
 //! `CudaBackend`: the Backend trait on candle CUDA tensors. cuBLAS (through candle's matmul) for
 //! dense weights, candle's quantized CUDA matmul for GGUF blocks, candle ops for the simple
 //! elementwise ops, and candor's kernels (kernels/cuda) for RMSNorm (fused with the residual
-//! add), RoPE, GLU, the KV write and paged attention.
+//! add), RoPE, GLU, the KV write, paged attention and the dense products of decode steps' few
+//! rows (matvec.cu).
 use super::block_table::{pack, query_tiles};
 use super::device::gpu_info;
 use super::error::CudaError;
@@ -31,6 +32,10 @@ pub struct CudaBackend {
     /// `CANDOR_CUDA_ATTENTION=simple` keeps every batch on the one-pass simple kernel (the
     /// reference the others are measured against).
     fast_attention: bool,
+    /// Decode steps' few rows multiply dense weights in matvec.cu, which streams each weight
+    /// once at the memory's pace; `CANDOR_CUDA_MATMUL=cublas` sends every product to cuBLAS
+    /// (the reference the kernel is measured against).
+    fast_matvec: bool,
 }
 
 /// A batch attends on tensor cores when one of its sequences brings at least this many query
@@ -38,15 +43,15 @@ pub struct CudaBackend {
 /// row per sequence) stay on the simple kernel, which splits no work it does not need.
 const MMA_MIN_QUERY_ROWS: usize = 16;
 
-/// `CANDOR_CUDA_ATTENTION`: `auto` (or unset) or `simple`.
-fn fast_attention_from_env() -> Result<bool> {
-    match std::env::var("CANDOR_CUDA_ATTENTION").as_deref() {
+/// Whether environment variable `var` asks for candor's fast kernels: `auto` (or unset) yes,
+/// `reference` (the one choice besides) no.
+fn fast_kernels_from_env(var: &str, reference: &str) -> Result<bool> {
+    match std::env::var(var).as_deref() {
         Err(_) | Ok("auto") | Ok("") => Ok(true),
-        Ok("simple") => Ok(false),
-        Ok(other) => Err(CudaError::Launch(format!(
-            "CANDOR_CUDA_ATTENTION={other}: expected auto or simple"
-        ))
-        .into()),
+        Ok(v) if v == reference => Ok(false),
+        Ok(other) => {
+            Err(CudaError::Launch(format!("{var}={other}: expected auto or {reference}")).into())
+        }
     }
 }
 
@@ -66,7 +71,8 @@ impl CudaBackend {
             info,
             act,
             uploads: UploadCache::default(),
-            fast_attention: fast_attention_from_env()?,
+            fast_attention: fast_kernels_from_env("CANDOR_CUDA_ATTENTION", "simple")?,
+            fast_matvec: fast_kernels_from_env("CANDOR_CUDA_MATMUL", "cublas")?,
         })
     }
 
@@ -74,6 +80,12 @@ impl CudaBackend {
     /// one-pass simple kernel (tests compare them on the same inputs).
     pub fn set_fast_attention(&mut self, on: bool) {
         self.fast_attention = on;
+    }
+
+    /// Whether dense products of up to `launch::MATVEC_MAX_ROWS` rows may run on matvec.cu, or
+    /// all on cuBLAS (tests compare them on the same inputs).
+    pub fn set_fast_matvec(&mut self, on: bool) {
+        self.fast_matvec = on;
     }
 
     /// Query rows per tile when this batch attends on tensor cores, None for the simple kernel.
@@ -220,6 +232,12 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &Tensor, w: &CudaWeight, bias: Option<&CudaWeight>) -> Result<Tensor> {
+        if let (true, CudaWeight::Dense(wd)) = (self.fast_matvec, w) {
+            let b = bias.map(|b| dense(b, "bias")).transpose()?;
+            if let Some(y) = self.kernels.matvec(x, wd, b)? {
+                return Ok(y);
+            }
+        }
         let y = w.matmul_t(x)?;
         match bias {
             None => Ok(y),

@@ -20,6 +20,8 @@ pub mod kernels;
 #[cfg(feature = "cuda")]
 mod kv;
 #[cfg(feature = "cuda")]
+mod matvec;
+#[cfg(feature = "cuda")]
 mod rope_kv_write;
 #[cfg(feature = "cuda")]
 mod tensors;

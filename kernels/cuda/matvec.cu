@@ -1,0 +1,105 @@
+// Skinny products of decode steps: y = x · Wᵀ (+ bias) for 1 to 8 rows of x, W [n, k] in
+// the activation dtype. At so few rows the product is one read of W and little else, so
+// decode speed is how close that read comes to the memory bandwidth: this kernel streams W once
+// in 16-byte loads, each warp owning `C` of its rows (the outputs' columns), so every x element
+// a warp loads serves C weight rows and every weight element serves all R rows of x, summed in
+// f32. A general GEMM (cuBLAS) tiles for reuse these shapes do not have; llama.cpp and vLLM
+// keep kernels of this kind for the same reason. CANDOR_CUDA_MATMUL=cublas turns it off, so the
+// GPU proof measures one against the other.
+//
+// Layout: W rows contiguous (k elements each), x rows `x_stride` elements apart, y [R, n]
+// contiguous. The host launches this only where k is a whole number of 16-byte vectors and W,
+// x and x_stride are 16-byte aligned (src/backend/cuda/matvec.rs), four warps per block
+// (launch::matvec).
+#include "common.cuh"
+
+constexpr int MATVEC_WARPS = 4;
+
+// The 16 bytes at `p` as floats (4 f32, or 8 f16 / bf16).
+template <typename T> struct Vec16 {
+  static constexpr int N = 16 / sizeof(T);
+  float v[N];
+  __device__ __forceinline__ void load(const T* __restrict__ p) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    // memcpy between registers, not a pointer cast: well defined in C++ (the emulator's host
+    // compiler relies on strict aliasing) and the same register moves in nvcc's output.
+    T e[N];
+    memcpy(e, &raw, sizeof raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = to_f32(e[i]);
+  }
+};
+
+template <typename T, int R>
+__device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias, int has_bias,
+                            const T* __restrict__ x, T* __restrict__ y, int n, int k,
+                            int x_stride) {
+  // Output columns per warp: more reuse of x as it has more rows, within the registers a
+  // warp can hold without spilling (ptxas: no local memory at R = 8).
+  constexpr int C = R <= 2 ? 2 : 4;
+  constexpr int V = Vec16<T>::N;
+  const int lane = threadIdx.x % 32;
+  const int col0 = (blockIdx.x * MATVEC_WARPS + threadIdx.x / 32) * C;
+  if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
+  // Columns past n re-read the last row (in bounds, never stored) so the loop has no branch.
+  const T* rows[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) rows[c] = w + (size_t)min(col0 + c, n - 1) * k;
+  float acc[C][R];
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[c][r] = 0.0f;
+
+#pragma unroll 2
+  for (int e = lane * V; e < k; e += 32 * V) {
+    Vec16<T> wv[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) wv[c].load(rows[c] + e);
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      Vec16<T> xv;
+      xv.load(x + (size_t)r * x_stride + e);
+#pragma unroll
+      for (int c = 0; c < C; ++c)
+#pragma unroll
+        for (int i = 0; i < V; ++i) acc[c][r] = fmaf(wv[c].v[i], xv.v[i], acc[c][r]);
+    }
+  }
+
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[c][r] = warp_sum(acc[c][r]);
+  // Every lane holds every sum; lane c * R + r stores (r, col0 + c).
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int col = col0 + c;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (lane == c * R + r && col < n) {
+        const float b = has_bias ? to_f32(bias[col]) : 0.0f;
+        y[(size_t)r * n + col] = from_f32<T>(acc[c][r] + b);
+      }
+    }
+  }
+}
+
+// matvec_<dtype>_r<R>: one entry point per row count, so each keeps its accumulators in
+// registers. `bias` is read only when has_bias (the host passes some valid pointer otherwise).
+#define MATVEC_ROWS(T, SUFFIX, R)                                                             \
+  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                             \
+      matvec_##SUFFIX##_r##R(const T* w, const T* bias, int has_bias, const T* x, T* y, int n, \
+                             int k, int x_stride) {                                           \
+    matvec_rows<T, R>(w, bias, has_bias, x, y, n, k, x_stride);                               \
+  }
+#define MATVEC(T, SUFFIX)     \
+  MATVEC_ROWS(T, SUFFIX, 1)   \
+  MATVEC_ROWS(T, SUFFIX, 2)   \
+  MATVEC_ROWS(T, SUFFIX, 3)   \
+  MATVEC_ROWS(T, SUFFIX, 4)   \
+  MATVEC_ROWS(T, SUFFIX, 5)   \
+  MATVEC_ROWS(T, SUFFIX, 6)   \
+  MATVEC_ROWS(T, SUFFIX, 7)   \
+  MATVEC_ROWS(T, SUFFIX, 8)
+CANDOR_FOR_EACH_DTYPE(MATVEC)
