@@ -1,6 +1,7 @@
 //! The golden checks on a GPU: the tiny models of every architecture in f32 on the CUDA backend
 //! against Hugging Face transformers (logits within 1e-3, greedy tokens exact), and a dummy model
-//! giving the same logits on the GPU as on the CPU. Skipped, saying why, without a GPU.
+//! giving the same logits on the GPU as on the CPU, and a bf16 model decoding (several sequences
+//! at once) as it computes the same tokens as a prompt. Skipped, saying why, without a GPU.
 #![cfg(feature = "cuda")]
 mod common;
 
@@ -92,5 +93,69 @@ fn a_dummy_model_gives_the_same_logits_on_gpu_and_cpu() {
         let (a, c) = (gpu.forward(&batch).unwrap(), cpu.forward(&batch).unwrap());
         let d = max_abs_diff(&a.data, &c.data);
         assert!(d < TOL, "{arch}: dummy logits differ by {d}");
+    }
+}
+
+/// `len`-token sequences `j` in blocks `4j..4j+4` (64 tokens each).
+fn seqs(tokens: Vec<Vec<u32>>, start: &[usize], logits: LogitsWanted) -> Batch {
+    Batch {
+        seqs: tokens
+            .into_iter()
+            .zip(start)
+            .enumerate()
+            .map(|(j, (tokens, &start_pos))| SeqInput {
+                tokens,
+                start_pos,
+                block_table: (4 * j as u32..4 * j as u32 + 4).collect(),
+                logits,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_bf16_model_decodes_as_it_prefills_on_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    // Three sequences decoding together (3 rows: matvec.cu's 4-row instance, the GLU applied
+    // inside the down product) against the same tokens computed as prompts (cuBLAS products,
+    // the tensor-core attention), both in bf16 on the GPU: only roundings may differ.
+    let (prompts, steps) = ([36usize, 30, 20], 5);
+    let tokens: Vec<Vec<u32>> = (0..3)
+        .map(|j| {
+            (0..prompts[j] + steps)
+                .map(|i| ((i * 37 + j * 11) % 256) as u32)
+                .collect()
+        })
+        .collect();
+    for arch in ["llama", "qwen2"] {
+        let opened = open_dummy(find(arch, "tiny").unwrap(), WeightDtype::BF16, 5).unwrap();
+        let mut whole = cuda_runner(&opened, 0, 512).unwrap();
+        let reference = whole
+            .forward(&seqs(tokens.clone(), &[0, 0, 0], LogitsWanted::All))
+            .unwrap();
+        let mut stepped = cuda_runner(&opened, 0, 512).unwrap();
+        let prompt_tokens = (0..3).map(|j| tokens[j][..prompts[j]].to_vec()).collect();
+        stepped
+            .forward(&seqs(prompt_tokens, &[0, 0, 0], LogitsWanted::Last))
+            .unwrap();
+        for s in 0..steps {
+            let at: Vec<usize> = prompts.iter().map(|p| p + s).collect();
+            let step_tokens = (0..3).map(|j| vec![tokens[j][at[j]]]).collect();
+            let out = stepped
+                .forward(&seqs(step_tokens, &at, LogitsWanted::Last))
+                .unwrap();
+            for j in 0..3 {
+                let row: usize = tokens[..j].iter().map(Vec::len).sum::<usize>() + at[j];
+                let want = reference.row(row);
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let d = max_abs_diff(out.row(j), want) / scale;
+                assert!(
+                    d < 3e-2,
+                    "{arch}: sequence {j}, step {s}: relative difference {d}"
+                );
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::DType;
 use candor::backend::cpu::CpuBackend;
 use candor::backend::cuda::kernels::Kernels;
+use candor::backend::cuda::matvec::MatvecInput;
 use candor::backend::cuda::CudaBackend;
 use candor_models::backend::{
     Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
@@ -518,13 +519,14 @@ fn argmax_picks_the_first_of_equal_values_like_the_cpu() {
     }
 }
 
-/// `x · wᵀ + bias` on the GPU in `act`: by matvec.cu (None where it declines the shape) and by
-/// cuBLAS, from the same rounded inputs; x is `rows` rows of a wider tensor when `padded`.
+/// A product of decode rows on the GPU in `act`, by matvec.cu (None where it declines) and by
+/// cuBLAS (after the GLU kernel for a GLU input), from the same rounded inputs: `x · wᵀ + bias`,
+/// or `glu(x, up) · wᵀ` with `glu`; x (and up) are `rows` rows of a wider tensor when `padded`.
 fn decode_product(
     (kernels, dev): (&Kernels, &candle_core::Device),
     act: DType,
     (rows, n, k): (usize, usize, usize),
-    padded: bool,
+    (padded, glu): (bool, Option<Activation>),
     seed: u64,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let on_gpu = |data: Vec<f32>, shape: &[usize]| {
@@ -533,10 +535,15 @@ fn decode_product(
             .and_then(|t| t.to_dtype(act))
             .unwrap()
     };
-    let width = if padded { k + 64 } else { k };
-    let x = on_gpu(random(rows * width, seed), &[rows, width])
-        .narrow(1, 0, k)
-        .unwrap();
+    // A joined gate/up product when `padded`: x and up are its halves, rows 2k apart.
+    let width = if padded { 2 * k } else { k };
+    let wide = on_gpu(random(rows * width, seed), &[rows, width]);
+    let x = wide.narrow(1, 0, k).unwrap();
+    let up = if padded {
+        wide.narrow(1, k, k).unwrap()
+    } else {
+        on_gpu(random(rows * k, seed + 3), &[rows, k])
+    };
     let w = on_gpu(random(n * k, seed + 1), &[n, k]);
     let b = on_gpu(random(n, seed + 2), &[n]);
     let download = |y: candle_core::Tensor| -> Vec<f32> {
@@ -545,11 +552,23 @@ fn decode_product(
             .and_then(|y| y.to_vec1())
             .unwrap()
     };
-    let fast = kernels.matvec(&x, &w, Some(&b)).unwrap().map(download);
-    let cublas = x
-        .matmul(&w.t().unwrap())
-        .and_then(|y| y.broadcast_add(&b))
-        .unwrap();
+    let (input, reference_x, bias) = match glu {
+        None => (MatvecInput::Rows(&x), x.clone(), Some(&b)),
+        Some(act) => (
+            MatvecInput::Glu {
+                gate: &x,
+                up: &up,
+                act,
+            },
+            kernels.glu(&x, &up, act == Activation::GeluTanh).unwrap(),
+            None,
+        ),
+    };
+    let fast = kernels.matvec(input, &w, bias).unwrap().map(download);
+    let mut cublas = reference_x.matmul(&w.t().unwrap()).unwrap();
+    if let Some(b) = bias {
+        cublas = cublas.broadcast_add(b).unwrap();
+    }
     (fast, download(cublas))
 }
 
@@ -564,7 +583,8 @@ fn decode_products_match_cublas_and_the_cpu() {
     let kernels = Kernels::new(cuda, major, minor).expect("kernels for GPU 0");
     let on = (&kernels, &dev);
     // Llama-8B's joined q/k/v at batch 1; columns past the last warp's and a last sweep of one
-    // busy lane; every row count; rows at a stride; then more rows than the kernel takes.
+    // busy lane; every row count (on the 1, 2, 4 and 8-row instances); then more rows than the
+    // kernel takes.
     let shapes = [
         (1, 6144, 4096),
         (1, 37, 264),
@@ -576,19 +596,25 @@ fn decode_products_match_cublas_and_the_cpu() {
         (7, 96, 520),
         (8, 96, 512),
     ];
-    for act in [DType::F32, DType::F16, DType::BF16] {
+    let inputs = [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+    for act in [DType::F16, DType::BF16] {
         for (i, &shape) in shapes.iter().enumerate() {
             for padded in [false, true] {
-                let (fast, cublas) = decode_product(on, act, shape, padded, i as u64);
-                let fast = fast.unwrap_or_else(|| panic!("{act:?} {shape:?}: declined"));
-                let d = rel_diff(&fast, &cublas);
-                assert!(d < tol(act), "{act:?} {shape:?} padded {padded}: {d}");
+                for glu in inputs {
+                    let (fast, cublas) = decode_product(on, act, shape, (padded, glu), i as u64);
+                    let what = format!("{act:?} {shape:?} padded {padded} glu {glu:?}");
+                    let fast = fast.unwrap_or_else(|| panic!("{what}: declined"));
+                    let d = rel_diff(&fast, &cublas);
+                    assert!(d < tol(act), "{what}: {d}");
+                }
             }
         }
-        let (fast, _) = decode_product(on, act, (9, 96, 512), false, 0);
+        let (fast, _) = decode_product(on, act, (9, 96, 512), (false, None), 0);
         assert!(fast.is_none(), "9 rows: cuBLAS");
     }
-    // Through the backend, the bf16 model path against the CPU.
+    let (fast, _) = decode_product(on, DType::F32, (1, 96, 512), (false, None), 0);
+    assert!(fast.is_none(), "f32: cuBLAS");
+    // Through the backend, the bf16 model path against the CPU, both switched on and off.
     let cpu = CpuBackend::new(2);
     let (m, k, n) = (1, 512, 96);
     let (x, w, bias) = (random(m * k, 21), random(n * k, 22), random(n, 23));

@@ -1,5 +1,6 @@
 // Shared helpers of candor's CUDA kernels: conversions between the storage types (f32, f16, bf16)
-// and f32, in which every kernel accumulates (the CPU backend's semantics), and block reductions.
+// and f32, in which every kernel accumulates (the CPU backend's semantics), block reductions and
+// the GLU activations.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,6 +15,15 @@ template <> __device__ __forceinline__ float from_f32<float>(float x) { return x
 template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
+}
+
+// The gated linear units' activations (glu.cu, and matvec.cu's fused GLU).
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

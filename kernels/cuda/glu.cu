@@ -1,13 +1,6 @@
-// Gated linear unit: out = act(gate) * up, with SiLU or GELU (tanh approximation), in f32.
+// Gated linear unit: out = act(gate) * up, with SiLU or GELU (tanh approximation), in f32
+// (the activations are in common.cuh: matvec.cu applies them too, fused into the down product).
 #include "common.cuh"
-
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-
-// gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-__device__ __forceinline__ float gelu_tanh(float x) {
-  const float k = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
 
 // Rows of `cols` elements; gate's rows start `gate_stride` elements apart, up's `up_stride` (a
 // joined gate/up product's halves are read in place); the output is contiguous.

@@ -1,5 +1,5 @@
 // Skinny products of decode steps: y = x · Wᵀ (+ bias) for 1 to 8 rows of x, W [n, k] in
-// the activation dtype. At so few rows the product is one read of W and little else, so
+// the half-precision activation dtype (f16, bf16). At so few rows the product is one read of W and little else, so
 // decode speed is how close that read comes to the memory bandwidth: this kernel streams W once
 // in 16-byte loads, each warp owning `C` of its rows (the outputs' columns), so every x element
 // a warp loads serves C weight rows and every weight element serves all R rows of x, summed in
@@ -30,10 +30,35 @@ template <typename T> struct Vec16 {
   }
 };
 
-template <typename T, int R>
+// What x is: rows as they are, or the gated linear unit act(gate) * up of two row sets (the
+// FFN's down projection reads the GLU of the joined gate/up product without it being written
+// out first: one launch fewer per layer), rounded to T as glu.cu rounds it, so the product is
+// the same as GLU then matvec.
+enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2 };
+
+template <typename T, int In>
+__device__ __forceinline__ void load_x(Vec16<T>& xv, const T* __restrict__ x,
+                                       const T* __restrict__ up, size_t x_at, size_t up_at) {
+  xv.load(x + x_at);
+  if constexpr (In != PLAIN) {
+    Vec16<T> u;
+    u.load(up + up_at);
+#pragma unroll
+    for (int i = 0; i < Vec16<T>::N; ++i) {
+      const float g = In == GLU_SILU ? silu(xv.v[i]) : gelu_tanh(xv.v[i]);
+      xv.v[i] = to_f32(from_f32<T>(g * u.v[i]));
+    }
+  }
+}
+
+// R: rows the instance computes, `rows` (1..R) of them real: the others re-read the last
+// real row (from cache) and are never stored, so four instances (R = 1, 2, 4, 8) cover every
+// count at little PTX for the driver to compile.
+template <typename T, int R, int In>
 __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias, int has_bias,
-                            const T* __restrict__ x, T* __restrict__ y, int n, int k,
-                            int x_stride) {
+                            const T* __restrict__ x, const T* __restrict__ up,
+                            T* __restrict__ y, int rows, int n, int k, int x_stride,
+                            int up_stride) {
   // Output columns per warp: more reuse of x as it has more rows, within the registers a
   // warp can hold without spilling (ptxas: no local memory at R = 8).
   constexpr int C = R <= 2 ? 2 : 4;
@@ -42,24 +67,27 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   const int col0 = (blockIdx.x * MATVEC_WARPS + threadIdx.x / 32) * C;
   if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
   // Columns past n re-read the last row (in bounds, never stored) so the loop has no branch.
-  const T* rows[C];
+  const T* w_rows[C];
 #pragma unroll
-  for (int c = 0; c < C; ++c) rows[c] = w + (size_t)min(col0 + c, n - 1) * k;
+  for (int c = 0; c < C; ++c) w_rows[c] = w + (size_t)min(col0 + c, n - 1) * k;
   float acc[C][R];
 #pragma unroll
   for (int c = 0; c < C; ++c)
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[c][r] = 0.0f;
 
-#pragma unroll 2
+  // Two sweeps in flight where a sweep has few loads (1-2 rows); four rows and more bring
+  // enough loads per sweep, and the unrolled body would double the instance's code.
+#pragma unroll(R <= 2 ? 2 : 1)
   for (int e = lane * V; e < k; e += 32 * V) {
     Vec16<T> wv[C];
 #pragma unroll
-    for (int c = 0; c < C; ++c) wv[c].load(rows[c] + e);
+    for (int c = 0; c < C; ++c) wv[c].load(w_rows[c] + e);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
+      const size_t real = min(r, rows - 1);
       Vec16<T> xv;
-      xv.load(x + (size_t)r * x_stride + e);
+      load_x<T, In>(xv, x, up, real * x_stride + e, real * up_stride + e);
 #pragma unroll
       for (int c = 0; c < C; ++c)
 #pragma unroll
@@ -77,7 +105,7 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
     const int col = col0 + c;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (lane == c * R + r && col < n) {
+      if (lane == c * R + r && col < n && r < rows) {
         const float b = has_bias ? to_f32(bias[col]) : 0.0f;
         y[(size_t)r * n + col] = from_f32<T>(acc[c][r] + b);
       }
@@ -85,21 +113,26 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   }
 }
 
-// matvec_<dtype>_r<R>: one entry point per row count, so each keeps its accumulators in
-// registers. `bias` is read only when has_bias (the host passes some valid pointer otherwise).
-#define MATVEC_ROWS(T, SUFFIX, R)                                                             \
-  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                             \
-      matvec_##SUFFIX##_r##R(const T* w, const T* bias, int has_bias, const T* x, T* y, int n, \
-                             int k, int x_stride) {                                           \
-    matvec_rows<T, R>(w, bias, has_bias, x, y, n, k, x_stride);                               \
+// matvec_<dtype>_r<R> (x as it is) and matvec_glu_{silu,gelu_tanh}_<dtype>_r<R> (x the GLU of
+// `x` and `up`): one entry point per R, so each keeps its accumulators in registers.
+// `bias` is read only when has_bias, `up` only by the GLU entry points (the host passes some
+// valid pointer otherwise).
+#define MATVEC_ENTRY(NAME, IN, T, R)                                                           \
+  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                              \
+      NAME(const T* w, const T* bias, int has_bias, const T* x, const T* up, T* y, int rows,   \
+           int n, int k, int x_stride, int up_stride) {                                        \
+    matvec_rows<T, R, IN>(w, bias, has_bias, x, up, y, rows, n, k, x_stride, up_stride);       \
   }
-#define MATVEC(T, SUFFIX)     \
-  MATVEC_ROWS(T, SUFFIX, 1)   \
-  MATVEC_ROWS(T, SUFFIX, 2)   \
-  MATVEC_ROWS(T, SUFFIX, 3)   \
-  MATVEC_ROWS(T, SUFFIX, 4)   \
-  MATVEC_ROWS(T, SUFFIX, 5)   \
-  MATVEC_ROWS(T, SUFFIX, 6)   \
-  MATVEC_ROWS(T, SUFFIX, 7)   \
+#define MATVEC_ROWS(T, SUFFIX, R)                                    \
+  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                  \
+  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)      \
+  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)
+#define MATVEC(T, SUFFIX)   \
+  MATVEC_ROWS(T, SUFFIX, 1) \
+  MATVEC_ROWS(T, SUFFIX, 2) \
+  MATVEC_ROWS(T, SUFFIX, 4) \
   MATVEC_ROWS(T, SUFFIX, 8)
-CANDOR_FOR_EACH_DTYPE(MATVEC)
+// Half precision only: f32 models (the tiny test fixtures, dequantized GGUF) are not the ones
+// whose decode speed matters, and each instance costs the driver's JIT time at start-up.
+MATVEC(__half, f16)
+MATVEC(__nv_bfloat16, bf16)

@@ -222,6 +222,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Self::Tensor>;
     /// `act(gate) * up`.
     fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+    /// `glu(gate, up, act)` times `w` (the FFN's down projection), the GLU rounded to the
+    /// activation dtype first as `glu` leaves it. A backend may apply the GLU as the product
+    /// reads its input (CUDA at decode: one launch per layer fewer, and the GLU never written
+    /// out); the default runs `glu` then `linear`.
+    fn glu_linear(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        act: Activation,
+        w: &Self::Weight,
+    ) -> Result<Self::Tensor> {
+        let m = self.glu(gate, up, act)?;
+        self.linear(&m, w, None)
+    }
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     fn scale(&self, x: &Self::Tensor, s: f32) -> Result<Self::Tensor>;

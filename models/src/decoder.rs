@@ -261,8 +261,7 @@ impl<B: Backend> DecoderModel<B> {
             let (sum, h) = b.add_rms_norm(&o, &x, &layer.ffn_norm, eps)?;
             x = sum;
             let [gate, up] = members(layer.gate_up.apply(b, &h)?)?;
-            let m = b.glu(&gate, &up, s.activation)?;
-            let mut down = b.linear(&m, &layer.w_down, None)?;
+            let mut down = b.glu_linear(&gate, &up, s.activation, &layer.w_down)?;
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;
             }

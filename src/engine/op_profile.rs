@@ -2,7 +2,8 @@
 //!
 //! `Profiled<B>` is a `Backend` that hands every call to `B`. While its `OpProfiler` is
 //! switched on, each op is followed by `B::synchronize` and its wall time is added to that op's
-//! row (matrix products by weight shape: `linear 14336x4096`), so queued devices (CUDA, plugins)
+//! row (matrix products by weight shape: `linear 14336x4096`, `glu_linear 4096x14336` for the
+//! FFN's down projection with its GLU), so queued devices (CUDA, plugins)
 //! are charged for their own work rather than for whatever happened to block next. The
 //! synchronisation costs time of its own, and work that would overlap the next op's launch no
 //! longer does: a profiled pass is slower than a timed one. The rows are for comparing ops with
@@ -103,6 +104,17 @@ impl<B: Backend> Profiled<B> {
         self.profiler.record(name(), t0.elapsed());
         Ok(out)
     }
+
+    /// A matrix product's row: `kind` and the weight's shape (`linear 14336x4096`).
+    fn product_name(&self, kind: &str, w: &B::Weight) -> String {
+        let dims: Vec<String> = self
+            .inner
+            .weight_shape(w)
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        format!("{kind} {}", dims.join("x"))
+    }
 }
 
 fn op(name: &'static str) -> impl FnOnce() -> String {
@@ -186,16 +198,20 @@ impl<B: Backend> Backend for Profiled<B> {
         w: &Self::Weight,
         bias: Option<&Self::Weight>,
     ) -> Result<Self::Tensor> {
-        let name = || {
-            let dims: Vec<String> = self
-                .inner
-                .weight_shape(w)
-                .iter()
-                .map(usize::to_string)
-                .collect();
-            format!("linear {}", dims.join("x"))
-        };
-        self.timed(name, |b| b.linear(x, w, bias))
+        self.timed(|| self.product_name("linear", w), |b| b.linear(x, w, bias))
+    }
+
+    fn glu_linear(
+        &self,
+        gate: &Self::Tensor,
+        up: &Self::Tensor,
+        act: Activation,
+        w: &Self::Weight,
+    ) -> Result<Self::Tensor> {
+        self.timed(
+            || self.product_name("glu_linear", w),
+            |b| b.glu_linear(gate, up, act, w),
+        )
     }
 
     fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor> {

@@ -8,6 +8,7 @@ use super::device::gpu_info;
 use super::error::CudaError;
 use super::kernels::{AttentionArgs, Kernels, RopeArgs};
 use super::kv::CudaKvCache;
+use super::matvec::MatvecInput;
 use super::rope_kv_write::KvTarget;
 use super::uploads::UploadCache;
 use super::weights::CudaWeight;
@@ -95,6 +96,21 @@ impl CudaBackend {
             return None;
         }
         super::launch::mma_attention_rows(head_dim)
+    }
+
+    /// `input · wᵀ (+ bias)` by matvec.cu where it applies (dense weights, decode's few rows;
+    /// `launch::matvec`) and is switched on; None for the general path.
+    fn matvec(
+        &self,
+        input: MatvecInput,
+        w: &CudaWeight,
+        bias: Option<&CudaWeight>,
+    ) -> Result<Option<Tensor>> {
+        let (true, CudaWeight::Dense(w)) = (self.fast_matvec, w) else {
+            return Ok(None);
+        };
+        let bias = bias.map(|b| dense(b, "bias")).transpose()?;
+        self.kernels.matvec(input, w, bias)
     }
 
     pub fn act_dtype(&self) -> DType {
@@ -232,11 +248,8 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &Tensor, w: &CudaWeight, bias: Option<&CudaWeight>) -> Result<Tensor> {
-        if let (true, CudaWeight::Dense(wd)) = (self.fast_matvec, w) {
-            let b = bias.map(|b| dense(b, "bias")).transpose()?;
-            if let Some(y) = self.kernels.matvec(x, wd, b)? {
-                return Ok(y);
-            }
+        if let Some(y) = self.matvec(MatvecInput::Rows(x), w, bias)? {
+            return Ok(y);
         }
         let y = w.matmul_t(x)?;
         match bias {
@@ -340,6 +353,20 @@ impl Backend for CudaBackend {
 
     fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
         self.kernels.glu(gate, up, act == Activation::GeluTanh)
+    }
+
+    fn glu_linear(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        act: Activation,
+        w: &CudaWeight,
+    ) -> Result<Tensor> {
+        if let Some(y) = self.matvec(MatvecInput::Glu { gate, up, act }, w, None)? {
+            return Ok(y);
+        }
+        let m = self.glu(gate, up, act)?;
+        self.linear(&m, w, None)
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -172,16 +172,24 @@ pub fn attention_mma(
     })
 }
 
-/// Most rows of x the skinny decode product takes (matvec.cu's `matvec_<T>_r1` to `_r8`).
+/// Most rows of x the skinny decode product takes (matvec.cu).
 pub const MATVEC_MAX_ROWS: usize = 8;
 /// Warps per block of matvec.cu (`MATVEC_WARPS`).
 const MATVEC_WARPS: u32 = 4;
 /// The alignment of matvec.cu's vector loads.
 const MATVEC_VECTOR_BYTES: usize = 16;
 
-/// Output columns each warp of `matvec_<T>_r<rows>` computes (`C` in matvec.cu).
-pub fn matvec_columns_per_warp(rows: usize) -> usize {
-    if rows <= 2 {
+/// A launch of matvec.cu: the instance (`_r1`, `_r2`, `_r4` or `_r8`: the rows it computes,
+/// of which the real ones are stored) and its grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatvecLaunch {
+    pub instance_rows: usize,
+    pub launch: Launch,
+}
+
+/// Output columns each warp of the `_r<instance_rows>` instance computes (`C` in matvec.cu).
+pub fn matvec_columns_per_warp(instance_rows: usize) -> usize {
+    if instance_rows <= 2 {
         2
     } else {
         4
@@ -189,17 +197,18 @@ pub fn matvec_columns_per_warp(rows: usize) -> usize {
 }
 
 /// The skinny decode product `y [rows, n] = x [rows, k] · W [n, k]ᵀ` of elements of
-/// `elem_bytes`: four warps per block, each warp `matvec_columns_per_warp` output columns.
-/// None where the kernel does not apply: no rows or more than `MATVEC_MAX_ROWS`, no columns,
-/// a row of W that is not a whole number of 16-byte vectors, or any of `offsets` (element
-/// counts: where W and x start, x's row stride) not on a 16-byte boundary; cuBLAS takes those.
+/// `elem_bytes`: the smallest instance that holds the rows, four warps per block, each warp
+/// `matvec_columns_per_warp` output columns. None where the kernel does not apply: no rows or
+/// more than `MATVEC_MAX_ROWS`, no columns, a row of W that is not a whole number of 16-byte
+/// vectors, or any of `offsets` (element counts: where W and x start, x's row stride) not on a
+/// 16-byte boundary; cuBLAS takes those.
 pub fn matvec(
     rows: usize,
     n: usize,
     k: usize,
     elem_bytes: usize,
     offsets: &[usize],
-) -> Option<Launch> {
+) -> Option<MatvecLaunch> {
     let aligned = |elems: usize| (elems * elem_bytes).is_multiple_of(MATVEC_VECTOR_BYTES);
     if !(1..=MATVEC_MAX_ROWS).contains(&rows)
         || n == 0
@@ -211,11 +220,15 @@ pub fn matvec(
     {
         return None;
     }
-    let warps = n.div_ceil(matvec_columns_per_warp(rows));
+    let instance_rows = rows.next_power_of_two();
+    let warps = n.div_ceil(matvec_columns_per_warp(instance_rows));
     let blocks = warps.div_ceil(MATVEC_WARPS as usize);
-    Some(Launch {
-        grid: (grid_x(blocks, "matvec").ok()?, 1, 1),
-        block: (MATVEC_WARPS * WARP, 1, 1),
+    Some(MatvecLaunch {
+        instance_rows,
+        launch: Launch {
+            grid: (grid_x(blocks, "matvec").ok()?, 1, 1),
+            block: (MATVEC_WARPS * WARP, 1, 1),
+        },
     })
 }
 
@@ -285,19 +298,23 @@ mod tests {
     fn matvec_covers_every_column_and_declines_what_it_cannot_load() {
         // Llama-8B's joined q/k/v at batch 1 (bf16): 6144 columns, two per warp, four warps.
         let l = matvec(1, 6144, 4096, 2, &[0, 0, 4096]).unwrap();
-        assert_eq!((l.grid, l.block), ((768, 1, 1), (128, 1, 1)));
-        // Four columns per warp from three rows; a partial last block.
-        assert_eq!(matvec(3, 37, 264, 2, &[]).unwrap().grid.0, 3);
+        assert_eq!(l.instance_rows, 1);
+        assert_eq!((l.launch.grid, l.launch.block), ((768, 1, 1), (128, 1, 1)));
+        // Three rows on the four-row instance: four columns per warp, a partial last block.
+        let l = matvec(3, 37, 264, 2, &[]).unwrap();
+        assert_eq!((l.instance_rows, l.launch.grid.0), (4, 3));
         for rows in 1..=MATVEC_MAX_ROWS {
-            let l = matvec(rows, 1001, 64, 4, &[]).unwrap();
-            let covered = l.grid.0 as usize * 4 * matvec_columns_per_warp(rows);
-            assert!(covered >= 1001 && covered - 1001 < 4 * matvec_columns_per_warp(rows));
+            let l = matvec(rows, 1001, 64, 2, &[]).unwrap();
+            assert!(l.instance_rows >= rows && l.instance_rows < 2 * rows);
+            assert!([1, 2, 4, 8].contains(&l.instance_rows));
+            let per_block = 4 * matvec_columns_per_warp(l.instance_rows);
+            let covered = l.launch.grid.0 as usize * per_block;
+            assert!(covered >= 1001 && covered - 1001 < per_block);
         }
         assert!(matvec(0, 8, 64, 2, &[]).is_none(), "no rows");
         assert!(matvec(9, 8, 64, 2, &[]).is_none(), "prefill rows: cuBLAS");
         assert!(matvec(1, 0, 64, 2, &[]).is_none());
         assert!(matvec(1, 8, 60, 2, &[]).is_none(), "k of 120 bytes");
-        assert!(matvec(1, 8, 60, 4, &[]).is_some(), "k of 240 bytes");
         assert!(matvec(1, 8, 64, 2, &[4]).is_none(), "an offset of 8 bytes");
         assert!(matvec(1, 8, 64, 2, &[8, 16]).is_some());
     }

@@ -20,7 +20,7 @@ pub mod kernels;
 #[cfg(feature = "cuda")]
 mod kv;
 #[cfg(feature = "cuda")]
-mod matvec;
+pub mod matvec;
 #[cfg(feature = "cuda")]
 mod rope_kv_write;
 #[cfg(feature = "cuda")]
