@@ -15,20 +15,24 @@
 
 constexpr int MATVEC_WARPS = 4;
 
-// The 16 bytes at `p` as floats (4 f32, or 8 f16 / bf16).
+// 16 bytes of T (8 f16 / bf16) as loaded, and element i of them as f32.
 template <typename T> struct Vec16 {
   static constexpr int N = 16 / sizeof(T);
-  float v[N];
-  __device__ __forceinline__ void load(const T* __restrict__ p) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    // memcpy between registers, not a pointer cast: well defined in C++ (the emulator's host
-    // compiler relies on strict aliasing) and the same register moves in nvcc's output.
-    T e[N];
-    memcpy(e, &raw, sizeof raw);
-#pragma unroll
-    for (int i = 0; i < N; ++i) v[i] = to_f32(e[i]);
-  }
 };
+
+template <typename T> __device__ __forceinline__ uint4 load16(const T* __restrict__ p) {
+  return *reinterpret_cast<const uint4*>(p);
+}
+
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[16 / sizeof(T)]) {
+  // memcpy between registers, not a pointer cast: well defined in C++ (the emulator's host
+  // compiler relies on strict aliasing) and the same register moves in nvcc's output.
+  T e[16 / sizeof(T)];
+  memcpy(e, &raw, sizeof raw);
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::N; ++i) v[i] = to_f32(e[i]);
+}
 
 // What x is: rows as they are, or the gated linear unit act(gate) * up of two row sets (the
 // FFN's down projection reads the GLU of the joined gate/up product without it being written
@@ -37,17 +41,43 @@ template <typename T> struct Vec16 {
 enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2 };
 
 template <typename T, int In>
-__device__ __forceinline__ void load_x(Vec16<T>& xv, const T* __restrict__ x,
+__device__ __forceinline__ void load_x(float (&xv)[16 / sizeof(T)], const T* __restrict__ x,
                                        const T* __restrict__ up, size_t x_at, size_t up_at) {
-  xv.load(x + x_at);
+  unpack<T>(load16(x + x_at), xv);
   if constexpr (In != PLAIN) {
-    Vec16<T> u;
-    u.load(up + up_at);
+    float u[Vec16<T>::N];
+    unpack<T>(load16(up + up_at), u);
 #pragma unroll
     for (int i = 0; i < Vec16<T>::N; ++i) {
-      const float g = In == GLU_SILU ? silu(xv.v[i]) : gelu_tanh(xv.v[i]);
-      xv.v[i] = to_f32(from_f32<T>(g * u.v[i]));
+      const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
+      xv[i] = to_f32(from_f32<T>(g * u[i]));
     }
+  }
+}
+
+// Output columns (weight rows) per warp: each x element a warp loads serves both.
+constexpr int MATVEC_COLUMNS = 2;
+
+// One sweep's products: the lane's 16 bytes of each of the C weight rows (`wraw`, as loaded)
+// times the matching 16 bytes of every row of x, at element `e`, into `acc[c][r]`.
+template <typename T, int R, int In>
+__device__ __forceinline__ void matvec_sweep(float (&acc)[MATVEC_COLUMNS][R],
+                                             const uint4 (&wraw)[MATVEC_COLUMNS],
+                                             const T* __restrict__ x, const T* __restrict__ up,
+                                             int rows, int x_stride, int up_stride, int e) {
+  constexpr int V = Vec16<T>::N;
+  float wv[MATVEC_COLUMNS][V];
+#pragma unroll
+  for (int c = 0; c < MATVEC_COLUMNS; ++c) unpack<T>(wraw[c], wv[c]);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const size_t real = min(r, rows - 1);
+    float xv[V];
+    load_x<T, In>(xv, x, up, real * x_stride + e, real * up_stride + e);
+#pragma unroll
+    for (int c = 0; c < MATVEC_COLUMNS; ++c)
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc[c][r] = fmaf(wv[c][i], xv[i], acc[c][r]);
   }
 }
 
@@ -59,10 +89,14 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
                             const T* __restrict__ x, const T* __restrict__ up,
                             T* __restrict__ y, int rows, int n, int k, int x_stride,
                             int up_stride) {
-  // Output columns per warp: more reuse of x as it has more rows, within the registers a
-  // warp can hold without spilling (ptxas: no local memory at R = 8).
-  constexpr int C = R <= 2 ? 2 : 4;
+  constexpr int C = MATVEC_COLUMNS;
+  // Sweeps of the row (32 lanes × 16 bytes each) whose weight loads are issued together before
+  // any is used: memory-bound code needs many bytes in flight (about 30 KB per SM to cover
+  // HBM's latency at 4.8 TB/s), and a 4096-wide product has only ~16 warps per SM to carry
+  // them. Fewer at more rows, where each sweep also loads x for every row (registers).
+  constexpr int U = R <= 2 ? 4 : 2;
   constexpr int V = Vec16<T>::N;
+  constexpr int STEP = 32 * V;
   const int lane = threadIdx.x % 32;
   const int col0 = (blockIdx.x * MATVEC_WARPS + threadIdx.x / 32) * C;
   if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
@@ -76,23 +110,24 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[c][r] = 0.0f;
 
-  // Two sweeps in flight where a sweep has few loads (1-2 rows); four rows and more bring
-  // enough loads per sweep, and the unrolled body would double the instance's code.
-#pragma unroll(R <= 2 ? 2 : 1)
-  for (int e = lane * V; e < k; e += 32 * V) {
-    Vec16<T> wv[C];
+  // Whole trips of U sweeps: every weight load of the trip issued first (raw, 4 registers
+  // each), then the arithmetic; then the last sweeps one at a time.
+  int e0 = lane * V;
+  for (; e0 + (U - 1) * STEP < k; e0 += U * STEP) {
+    uint4 wraw[U][C];
 #pragma unroll
-    for (int c = 0; c < C; ++c) wv[c].load(w_rows[c] + e);
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const size_t real = min(r, rows - 1);
-      Vec16<T> xv;
-      load_x<T, In>(xv, x, up, real * x_stride + e, real * up_stride + e);
+      for (int c = 0; c < C; ++c) wraw[u][c] = load16(w_rows[c] + e0 + u * STEP);
 #pragma unroll
-      for (int c = 0; c < C; ++c)
+    for (int u = 0; u < U; ++u)
+      matvec_sweep<T, R, In>(acc, wraw[u], x, up, rows, x_stride, up_stride, e0 + u * STEP);
+  }
+  for (; e0 < k; e0 += STEP) {
+    uint4 wraw[C];
 #pragma unroll
-        for (int i = 0; i < V; ++i) acc[c][r] = fmaf(wv[c].v[i], xv.v[i], acc[c][r]);
-    }
+    for (int c = 0; c < C; ++c) wraw[c] = load16(w_rows[c] + e0);
+    matvec_sweep<T, R, In>(acc, wraw, x, up, rows, x_stride, up_stride, e0);
   }
 
 #pragma unroll

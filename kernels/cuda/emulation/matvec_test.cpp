@@ -2,8 +2,9 @@
 // reference: every row count it takes (1 to 8, on the 1, 2, 4 and 8-row instances), both
 // storage types, with and without a bias, x as it is or the GLU of two row sets (SiLU and
 // GELU), on shapes that leave the last warp's columns and the last 16-byte sweep of each row
-// partly empty, and with input rows further apart than their length. Launch shape as
-// launch::matvec makes it. Exit status: failed checks.
+// partly empty, rows long enough for whole trips of several sweeps before the last ones, and
+// with input rows further apart than their length. Launch shape as launch::matvec makes it.
+// Exit status: failed checks.
 #include "warp_emulation.h"
 
 #include "../matvec.cu"
@@ -19,8 +20,7 @@ int failures = 0;
 template <typename T, int R, int In>
 void launch(const T* w, const T* bias, int has_bias, const T* x, const T* up, T* y, int rows,
             int n, int k, int x_stride, int up_stride) {
-  constexpr int C = R <= 2 ? 2 : 4;
-  const int warps = (n + C - 1) / C;
+  const int warps = (n + MATVEC_COLUMNS - 1) / MATVEC_COLUMNS;
   emulate_launch((warps + MATVEC_WARPS - 1) / MATVEC_WARPS, 1, MATVEC_WARPS * 32, [&] {
     matvec_rows<T, R, In>(w, bias, has_bias, x, up, y, rows, n, k, x_stride, up_stride);
   });
@@ -93,6 +93,8 @@ template <typename T, int In> void checks(const char* type, const char* input, d
     // 37 columns: the last warp's columns partly past n. k = 33 vectors: the last sweep of
     // 32 lanes has one busy lane. Rows one vector further apart than their length.
     check<T, In>(type, input, {rows, 37, 264, 272, rows % 2 == 1}, seed++, tol);
+    // k = 8 sweeps of 32 lanes and a part: whole trips of 4 (and 2) sweeps, then the rest.
+    check<T, In>(type, input, {rows, 5, 2056, 2056, rows % 2 == 0}, seed++, tol);
   }
   // One column, one vector per row; more columns than a block.
   check<T, In>(type, input, {1, 1, 8, 8, true}, seed++, tol);

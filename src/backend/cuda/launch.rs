@@ -187,18 +187,12 @@ pub struct MatvecLaunch {
     pub launch: Launch,
 }
 
-/// Output columns each warp of the `_r<instance_rows>` instance computes (`C` in matvec.cu).
-pub fn matvec_columns_per_warp(instance_rows: usize) -> usize {
-    if instance_rows <= 2 {
-        2
-    } else {
-        4
-    }
-}
+/// Output columns each warp of matvec.cu computes (`MATVEC_COLUMNS`).
+pub const MATVEC_COLUMNS_PER_WARP: usize = 2;
 
 /// The skinny decode product `y [rows, n] = x [rows, k] · W [n, k]ᵀ` of elements of
 /// `elem_bytes`: the smallest instance that holds the rows, four warps per block, each warp
-/// `matvec_columns_per_warp` output columns. None where the kernel does not apply: no rows or
+/// `MATVEC_COLUMNS_PER_WARP` output columns. None where the kernel does not apply: no rows or
 /// more than `MATVEC_MAX_ROWS`, no columns, a row of W that is not a whole number of 16-byte
 /// vectors, or any of `offsets` (element counts: where W and x start, x's row stride) not on a
 /// 16-byte boundary; cuBLAS takes those.
@@ -221,7 +215,7 @@ pub fn matvec(
         return None;
     }
     let instance_rows = rows.next_power_of_two();
-    let warps = n.div_ceil(matvec_columns_per_warp(instance_rows));
+    let warps = n.div_ceil(MATVEC_COLUMNS_PER_WARP);
     let blocks = warps.div_ceil(MATVEC_WARPS as usize);
     Some(MatvecLaunch {
         instance_rows,
@@ -300,14 +294,14 @@ mod tests {
         let l = matvec(1, 6144, 4096, 2, &[0, 0, 4096]).unwrap();
         assert_eq!(l.instance_rows, 1);
         assert_eq!((l.launch.grid, l.launch.block), ((768, 1, 1), (128, 1, 1)));
-        // Three rows on the four-row instance: four columns per warp, a partial last block.
+        // Three rows on the four-row instance; 37 columns: 19 warps, a partial last block.
         let l = matvec(3, 37, 264, 2, &[]).unwrap();
-        assert_eq!((l.instance_rows, l.launch.grid.0), (4, 3));
+        assert_eq!((l.instance_rows, l.launch.grid.0), (4, 5));
         for rows in 1..=MATVEC_MAX_ROWS {
             let l = matvec(rows, 1001, 64, 2, &[]).unwrap();
             assert!(l.instance_rows >= rows && l.instance_rows < 2 * rows);
             assert!([1, 2, 4, 8].contains(&l.instance_rows));
-            let per_block = 4 * matvec_columns_per_warp(l.instance_rows);
+            let per_block = 4 * MATVEC_COLUMNS_PER_WARP;
             let covered = l.launch.grid.0 as usize * per_block;
             assert!(covered >= 1001 && covered - 1001 < per_block);
         }
