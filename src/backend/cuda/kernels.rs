@@ -1,5 +1,5 @@
-//! candor's own CUDA kernels (kernels/cuda/*.cu): loading the PTX built for the device's
-//! architecture (through candle's module cache) and launching each one on candle tensors.
+//! candor's own CUDA kernels (kernels/cuda/*.cu): loading the cubin built for the device's
+//! architecture (else the PTX) and launching each one on candle tensors.
 //! Inputs are made contiguous, except those the kernels read as rows at a stride (RoPE, GLU and
 //! KV-write inputs: the members of a joined projection, read in place); outputs are new
 //! contiguous tensors; all kernels accumulate in f32.
@@ -9,13 +9,16 @@ use super::launch::{self, as_i32};
 use super::tensors::{
     alloc_out, config, rows_view, view, with_contiguous_rows, with_kernel_dtype, wrap, KernelDType,
 };
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, LaunchArgs, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaModule, LaunchArgs, PushKernelArg,
+};
+use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, StorageRef, Tensor};
-use candor_kernels::cuda_ptx::{pick_arch, MODULES};
+use candor_kernels::cuda_ptx::{pick_arch, pick_cubin, PtxModule, MODULES};
 use candor_models::backend::RopeStyle;
 use candor_models::error::Result;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub(super) fn launch_err(e: impl std::fmt::Display) -> CudaError {
     CudaError::Launch(e.to_string())
@@ -25,10 +28,19 @@ pub struct Kernels {
     pub(super) dev: CudaDevice,
     major: u32,
     minor: u32,
-    /// Functions by name, once loaded: candle's module cache asks the driver for the function
-    /// (`cuModuleGetFunction`) on every call, and a decode step of an 8B model launches ~200
-    /// of these kernels.
-    functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Load machine code (the cubin built for the device's architecture) where there is one;
+    /// false: always the PTX (`CANDOR_CUDA_KERNELS=ptx`, the driver compiles it).
+    cubins: bool,
+    /// Modules by name, and functions by name, once loaded: a decode step of an 8B model
+    /// launches ~200 of these kernels, and candle's module cache would ask the driver for the
+    /// function (`cuModuleGetFunction`) on every call.
+    loaded: Mutex<Loaded>,
+}
+
+#[derive(Default)]
+struct Loaded {
+    modules: HashMap<&'static str, Arc<CudaModule>>,
+    functions: HashMap<String, CudaFunction>,
 }
 
 /// What `rope` needs besides the tensor: per-token positions (u32, [tokens]) and the inverse
@@ -122,39 +134,69 @@ impl Kernels {
                 return Err(CudaError::UnsupportedDevice { major, minor }.into());
             }
         }
+        let cubins = match std::env::var("CANDOR_CUDA_KERNELS").as_deref() {
+            Err(_) | Ok("auto") | Ok("") => true,
+            Ok("ptx") => false,
+            Ok(other) => {
+                return Err(CudaError::Launch(format!(
+                    "CANDOR_CUDA_KERNELS={other}: expected auto or ptx"
+                ))
+                .into())
+            }
+        };
         Ok(Kernels {
             dev,
             major,
             minor,
-            functions: Mutex::new(HashMap::new()),
+            cubins,
+            loaded: Mutex::new(Loaded::default()),
         })
     }
 
     /// `function` of kernels/cuda/`module`.cu (names are unique across modules), loaded once.
     pub(super) fn func(&self, module: &str, function: &str) -> Result<CudaFunction> {
-        let mut loaded = self.functions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = loaded.get(function) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = loaded.functions.get(function) {
             return Ok(f.clone());
         }
-        let f = self.load_func(module, function)?;
-        loaded.insert(function.to_string(), f.clone());
+        let m = match MODULES.iter().find(|m| m.name == module) {
+            Some(m) => m,
+            None => return Err(CudaError::Launch(format!("no kernel module {module}")).into()),
+        };
+        let md = match loaded.modules.get(m.name) {
+            Some(md) => md.clone(),
+            None => {
+                let md = self.load_module(m)?;
+                loaded.modules.insert(m.name, md.clone());
+                md
+            }
+        };
+        let f = md.load_function(function).map_err(launch_err)?;
+        loaded.functions.insert(function.to_string(), f.clone());
         Ok(f)
     }
 
-    fn load_func(&self, module: &str, function: &str) -> Result<CudaFunction> {
-        let m = MODULES
-            .iter()
-            .find(|m| m.name == module)
-            .ok_or_else(|| CudaError::Launch(format!("no kernel module {module}")))?;
-        let (arch, ptx) =
+    /// The module's cubin for this device where there is one (nothing to compile), else (or
+    /// should the driver refuse it) its PTX for the highest architecture the device runs.
+    fn load_module(&self, m: &PtxModule) -> Result<Arc<CudaModule>> {
+        let ctx = self.dev.cuda_stream().context().clone();
+        if self.cubins {
+            if let Some((arch, cubin)) = pick_cubin(m.cubins, self.major, self.minor) {
+                match ctx.load_module(Ptx::from_binary(cubin.to_vec())) {
+                    Ok(md) => return Ok(md),
+                    Err(e) => tracing::warn!(
+                        module = m.name,
+                        "the sm_{arch} cubin did not load ({e}); compiling the PTX instead"
+                    ),
+                }
+            }
+        }
+        let (_, ptx) =
             pick_arch(m.per_arch, self.major, self.minor).ok_or(CudaError::UnsupportedDevice {
                 major: self.major,
                 minor: self.minor,
             })?;
-        Ok(self
-            .dev
-            .get_or_load_custom_func(function, &format!("candor_{module}_sm{arch}"), ptx)?
-            .into_cuda_function())
+        Ok(ctx.load_module(Ptx::from_src(ptx)).map_err(launch_err)?)
     }
 
     /// RMSNorm of the rows of `x` times `w`; with `residual`, of `x + residual`, returning the
