@@ -78,6 +78,10 @@ fn compile(job: &Job, out: &Path, nvcc: &Path, ptxas: &Path) {
     );
 }
 
+/// One of a job's `outputs`.
+type PickOutput = fn((PathBuf, PathBuf)) -> PathBuf;
+
+/// A job's PTX and cubin files.
 fn outputs(job: &Job, out: &Path) -> (PathBuf, PathBuf) {
     (
         out.join(format!("{}.sm{}.ptx", job.stem, job.arch)),
@@ -139,28 +143,21 @@ fn main() {
          pub const MODULES: &[PtxModule] = &[\n",
     );
     for src_jobs in jobs.chunks(ARCHS.len()) {
-        table.push_str(&format!(
-            "    PtxModule {{ name: {:?}, per_arch: &[\n",
-            src_jobs[0].stem
-        ));
-        for job in src_jobs {
-            let (ptx, _) = outputs(job, &out);
-            table.push_str(&format!(
-                "        ({}, include_str!({:?})),\n",
-                job.arch,
-                ptx.display().to_string()
-            ));
+        table.push_str(&format!("    PtxModule {{ name: {:?},", src_jobs[0].stem));
+        // Each field: one (architecture, file) pair per job, embedded by `include`.
+        let fields: [(&str, &str, PickOutput); 2] = [
+            ("per_arch", "include_str", |(ptx, _)| ptx),
+            ("cubins", "include_bytes", |(_, cubin)| cubin),
+        ];
+        for (field, include, file) in fields {
+            table.push_str(&format!(" {field}: &[\n"));
+            for job in src_jobs {
+                let path = file(outputs(job, &out)).display().to_string();
+                table.push_str(&format!("        ({}, {include}!({path:?})),\n", job.arch));
+            }
+            table.push_str("    ],");
         }
-        table.push_str("    ], cubins: &[\n");
-        for job in src_jobs {
-            let (_, cubin) = outputs(job, &out);
-            table.push_str(&format!(
-                "        ({}, include_bytes!({:?})),\n",
-                job.arch,
-                cubin.display().to_string()
-            ));
-        }
-        table.push_str("    ] },\n");
+        table.push_str(" },\n");
     }
     table.push_str("];\n");
     std::fs::write(out.join("cuda_ptx.rs"), table).expect("OUT_DIR is writable");

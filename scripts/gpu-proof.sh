@@ -111,6 +111,10 @@ short_decode() { # NAME ENV...
 short_decode matvec CANDOR_CUDA_MATMUL=auto
 short_decode cublas CANDOR_CUDA_MATMUL=cublas
 
+# The kernels once more from their PTX (the fallback of a cubin the driver refuses, and what
+# GPUs newer than sm_90 run), JIT-compiled by the driver.
+step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}" "$bin/cuda_kernels"
+
 echo
 echo "=== summary ($((SECONDS - start))s of ${budget}s)"
 printf '  %s\n' "${summary[@]}"
