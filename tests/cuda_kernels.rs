@@ -519,14 +519,24 @@ fn argmax_picks_the_first_of_equal_values_like_the_cpu() {
     }
 }
 
+/// What a decode product reads: x as it is, the GLU of x and up, or the RMSNorm of x (with the
+/// residual add when `residual`).
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Rows,
+    Glu(Activation),
+    RmsNorm { residual: bool },
+}
+
 /// A product of decode rows on the GPU in `act`, by matvec.cu (None where it declines) and by
-/// cuBLAS (after the GLU kernel for a GLU input), from the same rounded inputs: `x · wᵀ + bias`,
-/// or `glu(x, up) · wᵀ` with `glu`; x (and up) are `rows` rows of a wider tensor when `padded`.
+/// our GLU or RMSNorm kernel then cuBLAS, from the same rounded inputs; x (and up) are `rows`
+/// rows of a wider tensor when `padded`. With a residual, also both sums (x + residual), which
+/// must be equal.
 fn decode_product(
     (kernels, dev): (&Kernels, &candle_core::Device),
     act: DType,
     (rows, n, k): (usize, usize, usize),
-    (padded, glu): (bool, Option<Activation>),
+    (padded, kind): (bool, Input),
     seed: u64,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let on_gpu = |data: Vec<f32>, shape: &[usize]| {
@@ -544,17 +554,20 @@ fn decode_product(
     } else {
         on_gpu(random(rows * k, seed + 3), &[rows, k])
     };
+    let residual = on_gpu(random(rows * k, seed + 4), &[rows, k]);
+    let norm = on_gpu(random(k, seed + 5), &[k]);
     let w = on_gpu(random(n * k, seed + 1), &[n, k]);
     let b = on_gpu(random(n, seed + 2), &[n]);
-    let download = |y: candle_core::Tensor| -> Vec<f32> {
+    let download = |y: &candle_core::Tensor| -> Vec<f32> {
         y.to_dtype(DType::F32)
             .and_then(|y| y.flatten_all())
             .and_then(|y| y.to_vec1())
             .unwrap()
     };
-    let (input, reference_x, bias) = match glu {
-        None => (MatvecInput::Rows(&x), x.clone(), Some(&b)),
-        Some(act) => (
+    let eps = 1e-5;
+    let (input, reference_x, bias, reference_sum) = match kind {
+        Input::Rows => (MatvecInput::Rows(&x), x.clone(), Some(&b), None),
+        Input::Glu(act) => (
             MatvecInput::Glu {
                 gate: &x,
                 up: &up,
@@ -562,14 +575,33 @@ fn decode_product(
             },
             kernels.glu(&x, &up, act == Activation::GeluTanh).unwrap(),
             None,
+            None,
         ),
+        Input::RmsNorm { residual: add } => {
+            let residual = add.then_some(&residual);
+            let (sum, normed) = kernels.rms_norm(&x, residual, &norm, eps).unwrap();
+            let input = MatvecInput::RmsNorm {
+                x: &x,
+                residual,
+                weight: &norm,
+                eps,
+            };
+            (input, normed, Some(&b), sum)
+        }
     };
-    let fast = kernels.matvec(input, &w, bias).unwrap().map(download);
+    let fast = kernels.matvec(input, &w, bias).unwrap().map(|out| {
+        let sums = (
+            out.sum.as_ref().map(download),
+            reference_sum.as_ref().map(download),
+        );
+        assert_eq!(sums.0, sums.1, "{kind:?}: the sums x + residual differ");
+        download(&out.y)
+    });
     let mut cublas = reference_x.matmul(&w.t().unwrap()).unwrap();
     if let Some(b) = bias {
         cublas = cublas.broadcast_add(b).unwrap();
     }
-    (fast, download(cublas))
+    (fast, download(&cublas))
 }
 
 #[test]
@@ -596,23 +628,29 @@ fn decode_products_match_cublas_and_the_cpu() {
         (7, 96, 520),
         (8, 96, 512),
     ];
-    let inputs = [None, Some(Activation::Silu), Some(Activation::GeluTanh)];
+    let inputs = [
+        Input::Rows,
+        Input::Glu(Activation::Silu),
+        Input::Glu(Activation::GeluTanh),
+        Input::RmsNorm { residual: false },
+        Input::RmsNorm { residual: true },
+    ];
     for act in [DType::F16, DType::BF16] {
         for (i, &shape) in shapes.iter().enumerate() {
             for padded in [false, true] {
-                for glu in inputs {
-                    let (fast, cublas) = decode_product(on, act, shape, (padded, glu), i as u64);
-                    let what = format!("{act:?} {shape:?} padded {padded} glu {glu:?}");
+                for kind in inputs {
+                    let (fast, cublas) = decode_product(on, act, shape, (padded, kind), i as u64);
+                    let what = format!("{act:?} {shape:?} padded {padded} {kind:?}");
                     let fast = fast.unwrap_or_else(|| panic!("{what}: declined"));
                     let d = rel_diff(&fast, &cublas);
                     assert!(d < tol(act), "{what}: {d}");
                 }
             }
         }
-        let (fast, _) = decode_product(on, act, (9, 96, 512), (false, None), 0);
+        let (fast, _) = decode_product(on, act, (9, 96, 512), (false, Input::Rows), 0);
         assert!(fast.is_none(), "9 rows: cuBLAS");
     }
-    let (fast, _) = decode_product(on, DType::F32, (1, 96, 512), (false, None), 0);
+    let (fast, _) = decode_product(on, DType::F32, (1, 96, 512), (false, Input::Rows), 0);
     assert!(fast.is_none(), "f32: cuBLAS");
     // Through the backend, the bf16 model path against the CPU, both switched on and off.
     let cpu = CpuBackend::new(2);

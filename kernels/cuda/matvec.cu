@@ -1,21 +1,29 @@
-// Skinny products of decode steps: y = x · Wᵀ (+ bias) for 1 to 8 rows of x, W [n, k] in
-// the half-precision activation dtype (f16, bf16). At so few rows the product is one read of W and little else, so
-// decode speed is how close that read comes to the memory bandwidth: this kernel streams W once
-// in 16-byte loads, each warp owning `C` of its rows (the outputs' columns), so every x element
-// a warp loads serves C weight rows and every weight element serves all R rows of x, summed in
-// f32. A general GEMM (cuBLAS) tiles for reuse these shapes do not have; llama.cpp and vLLM
-// keep kernels of this kind for the same reason. CANDOR_CUDA_MATMUL=cublas turns it off, so the
-// GPU proof measures one against the other.
+// Skinny products of decode steps: y = x · Wᵀ (+ bias) for 1 to 8 rows of x, W [n, k] in the
+// half-precision activation dtype (f16, bf16). At so few rows the product is one read of W and
+// little else, so decode speed is how close that read comes to the memory bandwidth: this kernel
+// streams W once in 16-byte loads, each warp owning `MATVEC_COLUMNS` of its rows (the outputs'
+// columns), so every x element a warp loads serves those weight rows and every weight element
+// serves all R rows of x, summed in f32. A general GEMM (cuBLAS) tiles for reuse these shapes do
+// not have; llama.cpp and vLLM keep kernels of this kind for the same reason.
+// CANDOR_CUDA_MATMUL=cublas turns it off, so the GPU proof measures one against the other.
 //
-// Layout: W rows contiguous (k elements each), x rows `x_stride` elements apart, y [R, n]
-// contiguous. The host launches this only where k is a whole number of 16-byte vectors and W,
-// x and x_stride are 16-byte aligned (src/backend/cuda/matvec.rs), four warps per block
-// (launch::matvec).
+// x can also be what the op before the product would have written, computed as it is read: the
+// FFN's GLU act(gate) * up (the down product), or the RMSNorm of x (+ a residual) (the q/k/v
+// and gate/up products): one launch fewer per use, rounded to T at the same points as glu.cu
+// and rms_norm.cu round, so the product is that of the two ops in turn.
+//
+// Layout: W rows contiguous (k elements each), x rows `x_stride` elements apart (`up_stride`
+// for `up`), residual, sum and y rows contiguous. The host launches this only where k is a whole
+// number of 16-byte vectors and every pointer and stride is 16-byte aligned
+// (src/backend/cuda/matvec.rs), four warps per block (launch::matvec).
 #include "common.cuh"
 
 constexpr int MATVEC_WARPS = 4;
 
-// 16 bytes of T (8 f16 / bf16) as loaded, and element i of them as f32.
+// Output columns (weight rows) per warp: each x element a warp loads serves both.
+constexpr int MATVEC_COLUMNS = 2;
+
+// Elements of T in 16 bytes (8 f16 / bf16).
 template <typename T> struct Vec16 {
   static constexpr int N = 16 / sizeof(T);
 };
@@ -24,56 +32,122 @@ template <typename T> __device__ __forceinline__ uint4 load16(const T* __restric
   return *reinterpret_cast<const uint4*>(p);
 }
 
+// memcpy between registers, not pointer casts: well defined in C++ (the emulator's host
+// compiler relies on strict aliasing) and the same register moves in nvcc's output.
 template <typename T>
 __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[16 / sizeof(T)]) {
-  // memcpy between registers, not a pointer cast: well defined in C++ (the emulator's host
-  // compiler relies on strict aliasing) and the same register moves in nvcc's output.
   T e[16 / sizeof(T)];
   memcpy(e, &raw, sizeof raw);
 #pragma unroll
   for (int i = 0; i < Vec16<T>::N; ++i) v[i] = to_f32(e[i]);
 }
 
-// What x is: rows as they are, or the gated linear unit act(gate) * up of two row sets (the
-// FFN's down projection reads the GLU of the joined gate/up product without it being written
-// out first: one launch fewer per layer), rounded to T as glu.cu rounds it, so the product is
-// the same as GLU then matvec.
-enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2 };
-
-template <typename T, int In>
-__device__ __forceinline__ void load_x(float (&xv)[16 / sizeof(T)], const T* __restrict__ x,
-                                       const T* __restrict__ up, size_t x_at, size_t up_at) {
-  unpack<T>(load16(x + x_at), xv);
-  if constexpr (In != PLAIN) {
-    float u[Vec16<T>::N];
-    unpack<T>(load16(up + up_at), u);
-#pragma unroll
-    for (int i = 0; i < Vec16<T>::N; ++i) {
-      const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
-      xv[i] = to_f32(from_f32<T>(g * u[i]));
-    }
-  }
+template <typename T>
+__device__ __forceinline__ void store16(T* __restrict__ p, const T (&e)[16 / sizeof(T)]) {
+  uint4 raw;
+  memcpy(&raw, e, sizeof raw);
+  *reinterpret_cast<uint4*>(p) = raw;
 }
 
-// Output columns (weight rows) per warp: each x element a warp loads serves both.
-constexpr int MATVEC_COLUMNS = 2;
+// What x is: rows as they are; the gated linear unit act(gate = x) * up; the RMSNorm of x; the
+// RMSNorm of x + residual.
+enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2, NORM = 3, ADD_NORM = 4 };
 
-// One sweep's products: the lane's 16 bytes of each of the C weight rows (`wraw`, as loaded)
-// times the matching 16 bytes of every row of x, at element `e`, into `acc[c][r]`.
+// The R rows of x a product reads, and how to make them: pointers, strides and, for the
+// RMSNorm inputs, each row's inverse RMS (`inv`, computed first by `measure`).
+template <typename T, int R, int In> struct XRows {
+  static constexpr int V = Vec16<T>::N;
+  const T* __restrict__ x;
+  const T* __restrict__ up;        // GLU: the up rows
+  const T* __restrict__ residual;  // ADD_NORM
+  const T* __restrict__ norm;      // NORM, ADD_NORM: the weight, k elements
+  int rows, k, x_stride, up_stride;
+  float inv[R];
+
+  // Real row of instance row r: rows past `rows` re-read the last real one.
+  __device__ __forceinline__ size_t real(int r) const { return min(r, rows - 1); }
+
+  // Row r's 16 bytes at e before any normalization: x, or x + residual rounded to T as the
+  // fused add stores its sum (`s`, for whoever writes the sum out).
+  __device__ __forceinline__ void summed(float (&v)[V], T (&s)[V], int r, int e) const {
+    unpack<T>(load16(x + real(r) * x_stride + e), v);
+    if constexpr (In == ADD_NORM) {
+      float q[V];
+      unpack<T>(load16(residual + real(r) * k + e), q);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        s[i] = from_f32<T>(v[i] + q[i]);
+        v[i] = to_f32(s[i]);
+      }
+    }
+  }
+
+  // RMSNorm inputs: every row's inverse RMS over its k elements, summed by this warp alone
+  // (no block barrier, so warps past the last column may leave early). `sum_out`, when not
+  // null, receives x + residual (one warp of the grid writes it).
+  __device__ __forceinline__ void measure(float eps, T* __restrict__ sum_out) {
+    if constexpr (In == NORM || In == ADD_NORM) {
+      const int lane = threadIdx.x % 32;
+      const bool write_sum = In == ADD_NORM && sum_out != nullptr;
+      float ss[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) ss[r] = 0.0f;
+      // Several sweeps' loads in flight for one or two rows; more rows bring their own.
+#pragma unroll(R <= 2 ? 4 : 1)
+      for (int e = lane * V; e < k; e += 32 * V) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float v[V];
+          T s[V];
+          summed(v, s, r, e);
+          if (write_sum && r < rows) store16(sum_out + (size_t)r * k + e, s);
+#pragma unroll
+          for (int i = 0; i < V; ++i) ss[r] += v[i] * v[i];
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) inv[r] = rsqrtf(warp_sum(ss[r]) / (float)k + eps);
+    }
+  }
+
+  // Row r's 16 bytes at element e as the product reads them.
+  __device__ __forceinline__ void load(float (&xv)[V], int r, int e) const {
+    if constexpr (In == NORM || In == ADD_NORM) {
+      T s[V];
+      summed(xv, s, r, e);
+      float w[V];
+      unpack<T>(load16(norm + e), w);
+#pragma unroll
+      for (int i = 0; i < V; ++i) xv[i] = to_f32(from_f32<T>(xv[i] * inv[r] * w[i]));
+    } else {
+      unpack<T>(load16(x + real(r) * x_stride + e), xv);
+      if constexpr (In == GLU_SILU || In == GLU_GELU) {
+        float u[V];
+        unpack<T>(load16(up + real(r) * up_stride + e), u);
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+          const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
+          xv[i] = to_f32(from_f32<T>(g * u[i]));
+        }
+      }
+    }
+  }
+};
+
+// One sweep's products: the lane's 16 bytes of each weight row of the warp (`wraw`, as
+// loaded) times the matching 16 bytes of every row of x, at element `e`, into `acc[c][r]`.
 template <typename T, int R, int In>
 __device__ __forceinline__ void matvec_sweep(float (&acc)[MATVEC_COLUMNS][R],
                                              const uint4 (&wraw)[MATVEC_COLUMNS],
-                                             const T* __restrict__ x, const T* __restrict__ up,
-                                             int rows, int x_stride, int up_stride, int e) {
+                                             const XRows<T, R, In>& xs, int e) {
   constexpr int V = Vec16<T>::N;
   float wv[MATVEC_COLUMNS][V];
 #pragma unroll
   for (int c = 0; c < MATVEC_COLUMNS; ++c) unpack<T>(wraw[c], wv[c]);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    const size_t real = min(r, rows - 1);
     float xv[V];
-    load_x<T, In>(xv, x, up, real * x_stride + e, real * up_stride + e);
+    xs.load(xv, r, e);
 #pragma unroll
     for (int c = 0; c < MATVEC_COLUMNS; ++c)
 #pragma unroll
@@ -81,14 +155,13 @@ __device__ __forceinline__ void matvec_sweep(float (&acc)[MATVEC_COLUMNS][R],
   }
 }
 
-// R: rows the instance computes, `rows` (1..R) of them real: the others re-read the last
+// R: rows the instance computes, `xs.rows` (1..R) of them real: the others re-read the last
 // real row (from cache) and are never stored, so four instances (R = 1, 2, 4, 8) cover every
-// count at little PTX for the driver to compile.
+// count.
 template <typename T, int R, int In>
 __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias, int has_bias,
-                            const T* __restrict__ x, const T* __restrict__ up,
-                            T* __restrict__ y, int rows, int n, int k, int x_stride,
-                            int up_stride) {
+                            XRows<T, R, In> xs, T* __restrict__ y, int n, float eps,
+                            T* __restrict__ sum_out) {
   constexpr int C = MATVEC_COLUMNS;
   // Sweeps of the row (32 lanes × 16 bytes each) whose weight loads are issued together before
   // any is used: memory-bound code needs many bytes in flight (about 30 KB per SM to cover
@@ -97,9 +170,12 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   constexpr int U = R <= 2 ? 4 : 2;
   constexpr int V = Vec16<T>::N;
   constexpr int STEP = 32 * V;
+  const int k = xs.k;
   const int lane = threadIdx.x % 32;
-  const int col0 = (blockIdx.x * MATVEC_WARPS + threadIdx.x / 32) * C;
+  const int warp = blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+  const int col0 = warp * C;
   if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
+  xs.measure(eps, warp == 0 ? sum_out : nullptr);
   // Columns past n re-read the last row (in bounds, never stored) so the loop has no branch.
   const T* w_rows[C];
 #pragma unroll
@@ -120,14 +196,13 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
 #pragma unroll
       for (int c = 0; c < C; ++c) wraw[u][c] = load16(w_rows[c] + e0 + u * STEP);
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-      matvec_sweep<T, R, In>(acc, wraw[u], x, up, rows, x_stride, up_stride, e0 + u * STEP);
+    for (int u = 0; u < U; ++u) matvec_sweep<T, R, In>(acc, wraw[u], xs, e0 + u * STEP);
   }
   for (; e0 < k; e0 += STEP) {
     uint4 wraw[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) wraw[c] = load16(w_rows[c] + e0);
-    matvec_sweep<T, R, In>(acc, wraw, x, up, rows, x_stride, up_stride, e0);
+    matvec_sweep<T, R, In>(acc, wraw, xs, e0);
   }
 
 #pragma unroll
@@ -140,7 +215,7 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
     const int col = col0 + c;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (lane == c * R + r && col < n && r < rows) {
+      if (lane == c * R + r && col < n && r < xs.rows) {
         const float b = has_bias ? to_f32(bias[col]) : 0.0f;
         y[(size_t)r * n + col] = from_f32<T>(acc[c][r] + b);
       }
@@ -148,26 +223,31 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   }
 }
 
-// matvec_<dtype>_r<R> (x as it is) and matvec_glu_{silu,gelu_tanh}_<dtype>_r<R> (x the GLU of
-// `x` and `up`): one entry point per R, so each keeps its accumulators in registers.
-// `bias` is read only when has_bias, `up` only by the GLU entry points (the host passes some
-// valid pointer otherwise).
-#define MATVEC_ENTRY(NAME, IN, T, R)                                                           \
-  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                              \
-      NAME(const T* w, const T* bias, int has_bias, const T* x, const T* up, T* y, int rows,   \
-           int n, int k, int x_stride, int up_stride) {                                        \
-    matvec_rows<T, R, IN>(w, bias, has_bias, x, up, y, rows, n, k, x_stride, up_stride);       \
+// matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh}_<dtype>_r<R> (the GLU of `x`
+// and `up`), matvec_rms_norm_<dtype>_r<R> (the RMSNorm of x by `norm`) and
+// matvec_add_rms_norm_<dtype>_r<R> (of x + `residual`, the sum written to `sum_out`): one entry
+// point per R, so each keeps its accumulators in registers. Pointers an entry point does not
+// read (no bias, no up, ...) may be any valid pointer.
+#define MATVEC_ENTRY(NAME, IN, T, R)                                                              \
+  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                                 \
+      NAME(const T* w, const T* bias, int has_bias, const T* x, const T* up, const T* residual,    \
+           const T* norm, T* sum_out, T* y, int rows, int n, int k, int x_stride, int up_stride,  \
+           float eps) {                                                                           \
+    XRows<T, R, IN> xs{x, up, residual, norm, rows, k, x_stride, up_stride, {}};                  \
+    matvec_rows<T, R, IN>(w, bias, has_bias, xs, y, n, eps, sum_out);                             \
   }
-#define MATVEC_ROWS(T, SUFFIX, R)                                    \
-  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                  \
-  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)      \
-  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)
+#define MATVEC_ROWS(T, SUFFIX, R)                                     \
+  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                   \
+  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)       \
+  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)  \
+  MATVEC_ENTRY(matvec_rms_norm_##SUFFIX##_r##R, NORM, T, R)           \
+  MATVEC_ENTRY(matvec_add_rms_norm_##SUFFIX##_r##R, ADD_NORM, T, R)
 #define MATVEC(T, SUFFIX)   \
   MATVEC_ROWS(T, SUFFIX, 1) \
   MATVEC_ROWS(T, SUFFIX, 2) \
   MATVEC_ROWS(T, SUFFIX, 4) \
   MATVEC_ROWS(T, SUFFIX, 8)
 // Half precision only: f32 models (the tiny test fixtures, dequantized GGUF) are not the ones
-// whose decode speed matters, and each instance costs the driver's JIT time at start-up.
+// whose decode speed matters, and each instance adds to the build.
 MATVEC(__half, f16)
 MATVEC(__nv_bfloat16, bf16)

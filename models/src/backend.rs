@@ -222,6 +222,23 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Self::Tensor>;
     /// `act(gate) * up`.
     fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+    /// The RMSNorm of `x` (with `residual`: of `x + residual`) by `norm`, times `w` (+ `bias`):
+    /// the layer's norm and the projection that reads it. Returns the residual stream's next
+    /// value (`x + residual` as `add_rms_norm` returns it; `x` itself without a residual) and
+    /// the product. A backend may normalize as the product reads its input (CUDA at decode: no
+    /// launch for the norm, the normalized rows never written out); the default runs the norm
+    /// then `linear` (`rms_norm_then_linear`).
+    fn rms_norm_linear(
+        &self,
+        x: &Self::Tensor,
+        residual: Option<&Self::Tensor>,
+        norm: &Self::Weight,
+        eps: f32,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
+    }
     /// `glu(gate, up, act)` times `w` (the FFN's down projection), the GLU rounded to the
     /// activation dtype first as `glu` leaves it. A backend may apply the GLU as the product
     /// reads its input (CUDA at decode: one launch per layer fewer, and the GLU never written
@@ -283,4 +300,21 @@ pub trait Backend: Send + Sync + 'static {
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+}
+
+/// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.
+pub fn rms_norm_then_linear<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    residual: Option<&B::Tensor>,
+    norm: &B::Weight,
+    eps: f32,
+    w: &B::Weight,
+    bias: Option<&B::Weight>,
+) -> Result<(B::Tensor, B::Tensor)> {
+    let (stream, h) = match residual {
+        Some(r) => b.add_rms_norm(x, r, norm, eps)?,
+        None => (x.clone(), b.rms_norm(x, norm, eps)?),
+    };
+    Ok((stream, b.linear(&h, w, bias)?))
 }

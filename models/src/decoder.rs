@@ -4,7 +4,7 @@
 use crate::backend::{AttentionParams, Backend, KvCacheSpec, RopeSpec};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
-use crate::projection::Projections;
+use crate::projection::{NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
@@ -238,15 +238,16 @@ impl<B: Backend> DecoderModel<B> {
         // fused add + norm rather than by an add of its own (one op per layer fewer).
         let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = match pending.take() {
-                Some(down) => {
-                    let (sum, h) = b.add_rms_norm(&down, &x, &layer.attn_norm, eps)?;
-                    x = sum;
-                    h
-                }
-                None => b.rms_norm(&x, &layer.attn_norm, eps)?,
+            let down = pending.take();
+            let attn_in = NormedInput {
+                x: down.as_ref().unwrap_or(&x),
+                residual: down.as_ref().map(|_| &x),
+                norm: &layer.attn_norm,
+                eps,
             };
-            let [mut q, mut k, v] = members(layer.qkv.apply_heads(b, &h, s.head_dim)?)?;
+            let (stream, qkv) = layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?;
+            x = stream;
+            let [mut q, mut k, v] = members(qkv)?;
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
                 q = b.rms_norm(&q, qn, eps)?;
                 k = b.rms_norm(&k, kn, eps)?;
@@ -258,9 +259,15 @@ impl<B: Backend> DecoderModel<B> {
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;
             }
-            let (sum, h) = b.add_rms_norm(&o, &x, &layer.ffn_norm, eps)?;
-            x = sum;
-            let [gate, up] = members(layer.gate_up.apply(b, &h)?)?;
+            let ffn_in = NormedInput {
+                x: &o,
+                residual: Some(&x),
+                norm: &layer.ffn_norm,
+                eps,
+            };
+            let (stream, gate_up) = layer.gate_up.apply_normed(b, &ffn_in, None)?;
+            x = stream;
+            let [gate, up] = members(gate_up)?;
             let mut down = b.glu_linear(&gate, &up, s.activation, &layer.w_down)?;
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;

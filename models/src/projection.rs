@@ -8,6 +8,36 @@
 use crate::backend::Backend;
 use crate::error::{ModelError, Result};
 
+/// A projection group's input when it is the RMSNorm of `x` (with `residual`: of
+/// `x + residual`, the fused add of a decoder layer) by `norm`.
+pub struct NormedInput<'a, B: Backend> {
+    pub x: &'a B::Tensor,
+    pub residual: Option<&'a B::Tensor>,
+    pub norm: &'a B::Weight,
+    pub eps: f32,
+}
+
+impl<B: Backend> Clone for NormedInput<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for NormedInput<'_, B> {}
+
+/// `y` (`[tokens, width]`) as it is (`unit` 1) or as `[tokens, width / unit, unit]`.
+fn as_heads<B: Backend>(b: &B, y: B::Tensor, width: usize, unit: usize) -> Result<B::Tensor> {
+    if unit == 1 {
+        return Ok(y);
+    }
+    if !width.is_multiple_of(unit) {
+        return Err(ModelError::Backend(format!(
+            "a projection of width {width} is not made of {unit}-wide heads"
+        )));
+    }
+    let tokens = b.shape(&y).first().copied().unwrap_or(0);
+    b.reshape(&y, &[tokens, width / unit, unit])
+}
+
 pub struct Projections<B: Backend> {
     /// Output width of each member, in order.
     widths: Vec<usize>,
@@ -71,41 +101,67 @@ impl<B: Backend> Projections<B> {
         self.apply_in(b, x, head_dim)
     }
 
-    /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
-    fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
-        let tokens = b.shape(x).first().copied().unwrap_or(0);
-        let as_heads = |y: B::Tensor, width: usize| -> Result<B::Tensor> {
-            if unit == 1 {
-                return Ok(y);
-            }
-            if !width.is_multiple_of(unit) {
-                return Err(ModelError::Backend(format!(
-                    "a projection of width {width} is not made of {unit}-wide heads"
-                )));
-            }
-            b.reshape(&y, &[tokens, width / unit, unit])
-        };
-        let widths = &self.widths;
+    /// `apply` (`head_dim` None) or `apply_heads` of the RMSNorm of `input`: the layer's norm
+    /// and the group that reads it, as one op where the group is joined
+    /// (`Backend::rms_norm_linear`). Returns the residual stream's next value beside the
+    /// members.
+    pub fn apply_normed(
+        &self,
+        b: &B,
+        input: &NormedInput<'_, B>,
+        head_dim: Option<usize>,
+    ) -> Result<(B::Tensor, Vec<B::Tensor>)> {
+        let unit = head_dim.unwrap_or(1);
+        let NormedInput {
+            x,
+            residual,
+            norm,
+            eps,
+        } = *input;
         match &self.weights {
             Weights::Joined { weight, bias } => {
-                let total = widths.iter().sum();
-                let y = as_heads(b.linear(x, weight, bias.as_ref())?, total)?;
-                let sizes: Vec<usize> = widths.iter().map(|w| w / unit).collect();
-                let parts = b.split(&y, &sizes)?;
-                if parts.len() != widths.len() {
-                    return Err(ModelError::Backend(format!(
-                        "split returned {} parts for sizes {sizes:?}",
-                        parts.len()
-                    )));
-                }
-                Ok(parts)
+                let (stream, y) =
+                    b.rms_norm_linear(x, residual, norm, eps, weight, bias.as_ref())?;
+                Ok((stream, self.split_joined(b, y, unit)?))
+            }
+            Weights::Separate(_) => {
+                let (stream, h) = match residual {
+                    Some(r) => b.add_rms_norm(x, r, norm, eps)?,
+                    None => (x.clone(), b.rms_norm(x, norm, eps)?),
+                };
+                Ok((stream, self.apply_in(b, &h, unit)?))
+            }
+        }
+    }
+
+    /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
+    fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
+        match &self.weights {
+            Weights::Joined { weight, bias } => {
+                self.split_joined(b, b.linear(x, weight, bias.as_ref())?, unit)
             }
             Weights::Separate(members) => members
                 .iter()
-                .zip(widths)
-                .map(|((w, bias), &width)| as_heads(b.linear(x, w, bias.as_ref())?, width))
+                .zip(&self.widths)
+                .map(|((w, bias), &width)| as_heads(b, b.linear(x, w, bias.as_ref())?, width, unit))
                 .collect(),
         }
+    }
+
+    /// The members of a joined product `y`, as `[tokens, width]` (`unit` 1) or in `unit`-wide
+    /// heads.
+    fn split_joined(&self, b: &B, y: B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
+        let widths = &self.widths;
+        let y = as_heads(b, y, widths.iter().sum(), unit)?;
+        let sizes: Vec<usize> = widths.iter().map(|w| w / unit).collect();
+        let parts = b.split(&y, &sizes)?;
+        if parts.len() != widths.len() {
+            return Err(ModelError::Backend(format!(
+                "split returned {} parts for sizes {sizes:?}",
+                parts.len()
+            )));
+        }
+        Ok(parts)
     }
 
     pub fn is_joined(&self) -> bool {

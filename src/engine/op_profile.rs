@@ -2,8 +2,9 @@
 //!
 //! `Profiled<B>` is a `Backend` that hands every call to `B`. While its `OpProfiler` is
 //! switched on, each op is followed by `B::synchronize` and its wall time is added to that op's
-//! row (matrix products by weight shape: `linear 14336x4096`, `glu_linear 4096x14336` for the
-//! FFN's down projection with its GLU), so queued devices (CUDA, plugins)
+//! row (matrix products by weight shape: `linear 14336x4096`; `glu_linear 4096x14336` for the
+//! FFN's down projection with its GLU, `rms_norm_linear 6144x4096` for a norm and the joined
+//! projection that reads it), so queued devices (CUDA, plugins)
 //! are charged for their own work rather than for whatever happened to block next. The
 //! synchronisation costs time of its own, and work that would overlap the next op's launch no
 //! longer does: a profiled pass is slower than a timed one. The rows are for comparing ops with
@@ -199,6 +200,21 @@ impl<B: Backend> Backend for Profiled<B> {
         bias: Option<&Self::Weight>,
     ) -> Result<Self::Tensor> {
         self.timed(|| self.product_name("linear", w), |b| b.linear(x, w, bias))
+    }
+
+    fn rms_norm_linear(
+        &self,
+        x: &Self::Tensor,
+        residual: Option<&Self::Tensor>,
+        norm: &Self::Weight,
+        eps: f32,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        self.timed(
+            || self.product_name("rms_norm_linear", w),
+            |b| b.rms_norm_linear(x, residual, norm, eps, w, bias),
+        )
     }
 
     fn glu_linear(

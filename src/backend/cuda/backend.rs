@@ -8,14 +8,15 @@ use super::device::gpu_info;
 use super::error::CudaError;
 use super::kernels::{AttentionArgs, Kernels, RopeArgs};
 use super::kv::CudaKvCache;
-use super::matvec::MatvecInput;
+use super::matvec::{MatvecInput, MatvecOutput};
 use super::rope_kv_write::KvTarget;
 use super::uploads::UploadCache;
 use super::weights::CudaWeight;
 use super::GpuInfo;
 use candle_core::{DType, Device, Tensor};
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec,
+    rms_norm_then_linear, Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc,
+    RopeSpec,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
@@ -105,7 +106,7 @@ impl CudaBackend {
         input: MatvecInput,
         w: &CudaWeight,
         bias: Option<&CudaWeight>,
-    ) -> Result<Option<Tensor>> {
+    ) -> Result<Option<MatvecOutput>> {
         let (true, CudaWeight::Dense(w)) = (self.fast_matvec, w) else {
             return Ok(None);
         };
@@ -248,8 +249,8 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &Tensor, w: &CudaWeight, bias: Option<&CudaWeight>) -> Result<Tensor> {
-        if let Some(y) = self.matvec(MatvecInput::Rows(x), w, bias)? {
-            return Ok(y);
+        if let Some(out) = self.matvec(MatvecInput::Rows(x), w, bias)? {
+            return Ok(out.y);
         }
         let y = w.matmul_t(x)?;
         match bias {
@@ -362,11 +363,35 @@ impl Backend for CudaBackend {
         act: Activation,
         w: &CudaWeight,
     ) -> Result<Tensor> {
-        if let Some(y) = self.matvec(MatvecInput::Glu { gate, up, act }, w, None)? {
-            return Ok(y);
+        if let Some(out) = self.matvec(MatvecInput::Glu { gate, up, act }, w, None)? {
+            return Ok(out.y);
         }
         let m = self.glu(gate, up, act)?;
         self.linear(&m, w, None)
+    }
+
+    fn rms_norm_linear(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        norm: &CudaWeight,
+        eps: f32,
+        w: &CudaWeight,
+        bias: Option<&CudaWeight>,
+    ) -> Result<(Tensor, Tensor)> {
+        if let CudaWeight::Dense(weight) = norm {
+            let input = MatvecInput::RmsNorm {
+                x,
+                residual,
+                weight,
+                eps,
+            };
+            if let Some(out) = self.matvec(input, w, bias)? {
+                let stream = out.sum.unwrap_or_else(|| x.clone());
+                return Ok((stream, out.y));
+            }
+        }
+        rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
