@@ -312,9 +312,21 @@ pub fn rms_norm_then_linear<B: Backend + ?Sized>(
     w: &B::Weight,
     bias: Option<&B::Weight>,
 ) -> Result<(B::Tensor, B::Tensor)> {
-    let (stream, h) = match residual {
-        Some(r) => b.add_rms_norm(x, r, norm, eps)?,
-        None => (x.clone(), b.rms_norm(x, norm, eps)?),
-    };
+    let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
     Ok((stream, b.linear(&h, w, bias)?))
+}
+
+/// The RMSNorm of `x` (with `residual`: of `x + residual`, by `add_rms_norm`), and the residual
+/// stream's next value (the sum, or `x` itself).
+pub fn rms_norm_maybe_add<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    residual: Option<&B::Tensor>,
+    norm: &B::Weight,
+    eps: f32,
+) -> Result<(B::Tensor, B::Tensor)> {
+    match residual {
+        Some(r) => b.add_rms_norm(x, r, norm, eps),
+        None => Ok((x.clone(), b.rms_norm(x, norm, eps)?)),
+    }
 }

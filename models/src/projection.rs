@@ -5,7 +5,7 @@
 //! on a GPU that is one launch instead of three (decode of an 8B model is bound by ~15 launches
 //! per layer as much as by bandwidth) and a wider GEMM for the small k/v products. The values
 //! are the same either way: every output column is its own dot product.
-use crate::backend::Backend;
+use crate::backend::{rms_norm_maybe_add, Backend};
 use crate::error::{ModelError, Result};
 
 /// A projection group's input when it is the RMSNorm of `x` (with `residual`: of
@@ -125,10 +125,7 @@ impl<B: Backend> Projections<B> {
                 Ok((stream, self.split_joined(b, y, unit)?))
             }
             Weights::Separate(_) => {
-                let (stream, h) = match residual {
-                    Some(r) => b.add_rms_norm(x, r, norm, eps)?,
-                    None => (x.clone(), b.rms_norm(x, norm, eps)?),
-                };
+                let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
                 Ok((stream, self.apply_in(b, &h, unit)?))
             }
         }
