@@ -641,6 +641,10 @@ fn decode_products_match_cublas_and_the_cpu() {
                 for kind in inputs {
                     let (fast, cublas) = decode_product(on, act, shape, (padded, kind), i as u64);
                     let what = format!("{act:?} {shape:?} padded {padded} {kind:?}");
+                    if matches!(kind, Input::RmsNorm { .. }) && shape.0 > 2 {
+                        assert!(fast.is_none(), "{what}: the norm kernel first, from 3 rows");
+                        continue;
+                    }
                     let fast = fast.unwrap_or_else(|| panic!("{what}: declined"));
                     let d = rel_diff(&fast, &cublas);
                     assert!(d < tol(act), "{what}: {d}");

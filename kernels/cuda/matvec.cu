@@ -8,9 +8,12 @@
 // CANDOR_CUDA_MATMUL=cublas turns it off, so the GPU proof measures one against the other.
 //
 // x can also be what the op before the product would have written, computed as it is read: the
-// FFN's GLU act(gate) * up (the down product), or the RMSNorm of x (+ a residual) (the q/k/v
-// and gate/up products): one launch fewer per use, rounded to T at the same points as glu.cu
-// and rms_norm.cu round, so the product is that of the two ops in turn.
+// FFN's GLU act(gate) * up (the down product; rounded to T as glu.cu leaves it), or the RMSNorm
+// of x (+ a residual) (the q/k/v and gate/up products). The norm costs no pass of its own: a row
+// normalized is v · g · rsqrt(mean(v²) + eps), so each warp sums v² beside its dot products
+// with v · g and scales its sums once at the end (the normalized row is never rounded to T, as
+// rms_norm.cu's output would be: a closer result than norm then product, not a bitwise one).
+// One launch fewer per use.
 //
 // Layout: W rows contiguous (k elements each), x rows `x_stride` elements apart (`up_stride`
 // for `up`), residual, sum and y rows contiguous. The host launches this only where k is a whole
@@ -53,83 +56,65 @@ __device__ __forceinline__ void store16(T* __restrict__ p, const T (&e)[16 / siz
 // RMSNorm of x + residual.
 enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2, NORM = 3, ADD_NORM = 4 };
 
-// The R rows of x a product reads, and how to make them: pointers, strides and, for the
-// RMSNorm inputs, each row's inverse RMS (`inv`, computed first by `measure`).
+// The R rows of x a product reads, and how to make them: pointers and strides; for the RMSNorm
+// inputs, each row's sum of squares so far (`ss`, this lane's share) and, in one warp of the
+// grid, where the sum x + residual is written (`sum_out`, else null).
 template <typename T, int R, int In> struct XRows {
   static constexpr int V = Vec16<T>::N;
   const T* __restrict__ x;
   const T* __restrict__ up;        // GLU: the up rows
   const T* __restrict__ residual;  // ADD_NORM
   const T* __restrict__ norm;      // NORM, ADD_NORM: the weight, k elements
+  T* __restrict__ sum_out;         // ADD_NORM, one warp: x + residual
   int rows, k, x_stride, up_stride;
-  float inv[R];
+  float ss[R];
 
   // Real row of instance row r: rows past `rows` re-read the last real one.
   __device__ __forceinline__ size_t real(int r) const { return min(r, rows - 1); }
 
-  // Row r's 16 bytes at e before any normalization: x, or x + residual rounded to T as the
-  // fused add stores its sum (`s`, for whoever writes the sum out).
-  __device__ __forceinline__ void summed(float (&v)[V], T (&s)[V], int r, int e) const {
-    unpack<T>(load16(x + real(r) * x_stride + e), v);
+  // Row r's 16 bytes at element e as the product reads them. Every (r, e) of the row is read
+  // once per warp, so the RMSNorm inputs count their squares here.
+  __device__ __forceinline__ void load(float (&xv)[V], int r, int e) {
+    unpack<T>(load16(x + real(r) * x_stride + e), xv);
+    if constexpr (In == GLU_SILU || In == GLU_GELU) {
+      float u[V];
+      unpack<T>(load16(up + real(r) * up_stride + e), u);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
+        xv[i] = to_f32(from_f32<T>(g * u[i]));
+      }
+    }
     if constexpr (In == ADD_NORM) {
+      // The sum as the fused add stores it (in T), and normalized as stored.
       float q[V];
+      T s[V];
       unpack<T>(load16(residual + real(r) * k + e), q);
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        s[i] = from_f32<T>(v[i] + q[i]);
-        v[i] = to_f32(s[i]);
+        s[i] = from_f32<T>(xv[i] + q[i]);
+        xv[i] = to_f32(s[i]);
+      }
+      if (sum_out != nullptr && r < rows) store16(sum_out + (size_t)r * k + e, s);
+    }
+    if constexpr (In == NORM || In == ADD_NORM) {
+      float g[V];
+      unpack<T>(load16(norm + e), g);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        ss[r] = fmaf(xv[i], xv[i], ss[r]);
+        xv[i] *= g[i];
       }
     }
   }
 
-  // RMSNorm inputs: every row's inverse RMS over its k elements, summed by this warp alone
-  // (no block barrier, so warps past the last column may leave early). `sum_out`, when not
-  // null, receives x + residual (one warp of the grid writes it).
-  __device__ __forceinline__ void measure(float eps, T* __restrict__ sum_out) {
+  // What each of row r's dot products is multiplied by at the end: its inverse RMS (this warp
+  // holding the whole row's squares once summed across lanes), else 1.
+  __device__ __forceinline__ float scale(int r, float eps) const {
     if constexpr (In == NORM || In == ADD_NORM) {
-      const int lane = threadIdx.x % 32;
-      const bool write_sum = In == ADD_NORM && sum_out != nullptr;
-      float ss[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) ss[r] = 0.0f;
-      // Several sweeps' loads in flight for one or two rows; more rows bring their own.
-#pragma unroll(R <= 2 ? 4 : 1)
-      for (int e = lane * V; e < k; e += 32 * V) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          float v[V];
-          T s[V];
-          summed(v, s, r, e);
-          if (write_sum && r < rows) store16(sum_out + (size_t)r * k + e, s);
-#pragma unroll
-          for (int i = 0; i < V; ++i) ss[r] += v[i] * v[i];
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < R; ++r) inv[r] = rsqrtf(warp_sum(ss[r]) / (float)k + eps);
-    }
-  }
-
-  // Row r's 16 bytes at element e as the product reads them.
-  __device__ __forceinline__ void load(float (&xv)[V], int r, int e) const {
-    if constexpr (In == NORM || In == ADD_NORM) {
-      T s[V];
-      summed(xv, s, r, e);
-      float w[V];
-      unpack<T>(load16(norm + e), w);
-#pragma unroll
-      for (int i = 0; i < V; ++i) xv[i] = to_f32(from_f32<T>(xv[i] * inv[r] * w[i]));
+      return rsqrtf(warp_sum(ss[r]) / (float)k + eps);
     } else {
-      unpack<T>(load16(x + real(r) * x_stride + e), xv);
-      if constexpr (In == GLU_SILU || In == GLU_GELU) {
-        float u[V];
-        unpack<T>(load16(up + real(r) * up_stride + e), u);
-#pragma unroll
-        for (int i = 0; i < V; ++i) {
-          const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
-          xv[i] = to_f32(from_f32<T>(g * u[i]));
-        }
-      }
+      return 1.0f;
     }
   }
 };
@@ -139,7 +124,7 @@ template <typename T, int R, int In> struct XRows {
 template <typename T, int R, int In>
 __device__ __forceinline__ void matvec_sweep(float (&acc)[MATVEC_COLUMNS][R],
                                              const uint4 (&wraw)[MATVEC_COLUMNS],
-                                             const XRows<T, R, In>& xs, int e) {
+                                             XRows<T, R, In>& xs, int e) {
   constexpr int V = Vec16<T>::N;
   float wv[MATVEC_COLUMNS][V];
 #pragma unroll
@@ -175,7 +160,10 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   const int warp = blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
   const int col0 = warp * C;
   if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
-  xs.measure(eps, warp == 0 ? sum_out : nullptr);
+  // One warp of the grid writes the sum x + residual as it reads it.
+  xs.sum_out = warp == 0 ? sum_out : nullptr;
+#pragma unroll
+  for (int r = 0; r < R; ++r) xs.ss[r] = 0.0f;
   // Columns past n re-read the last row (in bounds, never stored) so the loop has no branch.
   const T* w_rows[C];
 #pragma unroll
@@ -205,10 +193,13 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
     matvec_sweep<T, R, In>(acc, wraw, xs, e0);
   }
 
+  float scale[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) scale[r] = xs.scale(r, eps);
 #pragma unroll
   for (int c = 0; c < C; ++c)
 #pragma unroll
-    for (int r = 0; r < R; ++r) acc[c][r] = warp_sum(acc[c][r]);
+    for (int r = 0; r < R; ++r) acc[c][r] = warp_sum(acc[c][r]) * scale[r];
   // Every lane holds every sum; lane c * R + r stores (r, col0 + c).
 #pragma unroll
   for (int c = 0; c < C; ++c) {
@@ -233,20 +224,26 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
       NAME(const T* w, const T* bias, int has_bias, const T* x, const T* up, const T* residual,    \
            const T* norm, T* sum_out, T* y, int rows, int n, int k, int x_stride, int up_stride,  \
            float eps) {                                                                           \
-    XRows<T, R, IN> xs{x, up, residual, norm, rows, k, x_stride, up_stride, {}};                  \
+    XRows<T, R, IN> xs{x, up, residual, norm, nullptr, rows, k, x_stride, up_stride, {}};         \
     matvec_rows<T, R, IN>(w, bias, has_bias, xs, y, n, eps, sum_out);                             \
   }
-#define MATVEC_ROWS(T, SUFFIX, R)                                     \
-  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                   \
-  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)       \
-  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)  \
-  MATVEC_ENTRY(matvec_rms_norm_##SUFFIX##_r##R, NORM, T, R)           \
+#define MATVEC_ROWS(T, SUFFIX, R)                                    \
+  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                  \
+  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)      \
+  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)
+// The RMSNorm inputs for 1 and 2 rows only (launch::MATVEC_MAX_NORM_ROWS): from 4 rows their
+// extra registers (the residual, the sums of squares, the sum's stores) cut the warps an SM
+// holds, and with them the bytes in flight, by more than a separate norm launch costs.
+#define MATVEC_NORM_ROWS(T, SUFFIX, R)                                  \
+  MATVEC_ENTRY(matvec_rms_norm_##SUFFIX##_r##R, NORM, T, R)             \
   MATVEC_ENTRY(matvec_add_rms_norm_##SUFFIX##_r##R, ADD_NORM, T, R)
-#define MATVEC(T, SUFFIX)   \
-  MATVEC_ROWS(T, SUFFIX, 1) \
-  MATVEC_ROWS(T, SUFFIX, 2) \
-  MATVEC_ROWS(T, SUFFIX, 4) \
-  MATVEC_ROWS(T, SUFFIX, 8)
+#define MATVEC(T, SUFFIX)        \
+  MATVEC_ROWS(T, SUFFIX, 1)      \
+  MATVEC_ROWS(T, SUFFIX, 2)      \
+  MATVEC_ROWS(T, SUFFIX, 4)      \
+  MATVEC_ROWS(T, SUFFIX, 8)      \
+  MATVEC_NORM_ROWS(T, SUFFIX, 1) \
+  MATVEC_NORM_ROWS(T, SUFFIX, 2)
 // Half precision only: f32 models (the tiny test fixtures, dequantized GGUF) are not the ones
 // whose decode speed matters, and each instance adds to the build.
 MATVEC(__half, f16)

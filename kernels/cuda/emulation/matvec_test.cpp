@@ -1,7 +1,7 @@
 // The skinny decode product (matvec.cu) on CPU threads (warp_emulation.h) against a plain
 // reference: every row count it takes (1 to 8, on the 1, 2, 4 and 8-row instances), both
 // storage types, with and without a bias, x as it is, the GLU of two row sets (SiLU and GELU)
-// or the RMSNorm of x (+ a residual, the sum written out), on shapes that leave the last warp's columns and the last 16-byte sweep of each row
+// or the RMSNorm of x (+ a residual, the sum written out; 1 and 2 rows), on shapes that leave the last warp's columns and the last 16-byte sweep of each row
 // partly empty, rows long enough for whole trips of several sweeps before the last ones, and
 // with input rows further apart than their length. Launch shape as launch::matvec makes it.
 // Exit status: failed checks.
@@ -22,7 +22,7 @@ void launch(const T* w, const T* bias, int has_bias, const T* x, const T* up, co
             const T* norm, T* sum_out, T* y, int rows, int n, int k, int x_stride, float eps) {
   const int warps = (n + MATVEC_COLUMNS - 1) / MATVEC_COLUMNS;
   emulate_launch((warps + MATVEC_WARPS - 1) / MATVEC_WARPS, 1, MATVEC_WARPS * 32, [&] {
-    XRows<T, R, In> xs{x, up, residual, norm, rows, k, x_stride, x_stride, {}};
+    XRows<T, R, In> xs{x, up, residual, norm, nullptr, rows, k, x_stride, x_stride, {}};
     matvec_rows<T, R, In>(w, bias, has_bias, xs, y, n, eps, sum_out);
   });
 }
@@ -88,7 +88,7 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
     }
     if (norm) {
       const double inv = 1.0 / std::sqrt(ss / s.k + eps);
-      for (int i = 0; i < s.k; ++i) xr[i] = to_f32(from_f32<T>(float(xr[i] * inv * to_f32(g[i]))));
+      for (int i = 0; i < s.k; ++i) xr[i] *= inv * to_f32(g[i]);  // not rounded to T: see matvec.cu
     }
     for (int c = 0; c < s.n; ++c) {
       double ref = s.bias ? to_f32(b[c]) : 0.0;
@@ -109,7 +109,9 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
 
 template <typename T, int In> void checks(const char* type, const char* input, double tol) {
   unsigned seed = 1;
-  for (int rows = 1; rows <= 8; ++rows) {
+  // The RMSNorm inputs have instances for 1 and 2 rows only.
+  const int max_rows = In == NORM || In == ADD_NORM ? 2 : 8;
+  for (int rows = 1; rows <= max_rows; ++rows) {
     // 37 columns: the last warp's columns partly past n. k = 33 vectors: the last sweep of
     // 32 lanes has one busy lane. Rows one vector further apart than their length.
     check<T, In>(type, input, {rows, 37, 264, 272, rows % 2 == 1}, seed++, tol);
@@ -118,7 +120,7 @@ template <typename T, int In> void checks(const char* type, const char* input, d
   }
   // One column, one vector per row; more columns than a block.
   check<T, In>(type, input, {1, 1, 8, 8, true}, seed++, tol);
-  check<T, In>(type, input, {3, 1, 8, 8, false}, seed++, tol);
+  check<T, In>(type, input, {std::min(3, max_rows), 1, 8, 8, false}, seed++, tol);
   check<T, In>(type, input, {2, 300, 32, 64, true}, seed++, tol);
 }
 

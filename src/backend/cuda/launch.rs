@@ -174,6 +174,9 @@ pub fn attention_mma(
 
 /// Most rows of x the skinny decode product takes (matvec.cu).
 pub const MATVEC_MAX_ROWS: usize = 8;
+/// Most rows matvec.cu normalizes as it reads them (its RMSNorm instances); more go through
+/// the RMSNorm kernel first.
+pub const MATVEC_MAX_NORM_ROWS: usize = 2;
 /// Warps per block of matvec.cu (`MATVEC_WARPS`).
 const MATVEC_WARPS: u32 = 4;
 /// The alignment of matvec.cu's vector loads.

@@ -103,8 +103,9 @@ fn view_or<'a, T: KernelDType>(
 impl Kernels {
     /// `input · wᵀ (+ bias)` for an input of `[rows, k]`, `w` `[n, k]` contiguous, `bias`
     /// `[n]`, all of one half-precision dtype; None where the kernel does not apply (f32, more
-    /// rows than it takes, other shapes, unaligned data: see `launch::matvec`) and the caller's
-    /// general path should run instead.
+    /// rows than it takes — `launch::MATVEC_MAX_NORM_ROWS` for an RMSNorm input —, other
+    /// shapes, unaligned data: see `launch::matvec`) and the caller's general path should run
+    /// instead.
     pub fn matvec(
         &self,
         input: MatvecInput,
@@ -116,6 +117,9 @@ impl Kernels {
             return Ok(None);
         };
         let dtype = x.dtype();
+        if matches!(input, MatvecInput::RmsNorm { .. }) && rows > launch::MATVEC_MAX_NORM_ROWS {
+            return Ok(None);
+        }
         let [up, residual, norm] = input.others();
         let fits = |t: Option<&Tensor>, dims: &[usize], contiguous: bool| {
             t.is_none_or(|t| {
