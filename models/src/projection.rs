@@ -88,23 +88,14 @@ impl<B: Backend> Projections<B> {
         Ok(Weights::Joined { weight, bias })
     }
 
-    /// Each member's product with `x` (`[tokens, in]`), in order, as `[tokens, width]`.
-    pub fn apply(&self, b: &B, x: &B::Tensor) -> Result<Vec<B::Tensor>> {
-        self.apply_in(b, x, 1)
-    }
-
-    /// Each member's product with `x` as `[tokens, width / head_dim, head_dim]`. A joined
-    /// product is split by heads, not columns: its `[tokens, heads, head_dim]` reshape is free,
-    /// and each member is then a view of whole rows of heads at the joined row's stride, which
-    /// the ops after it (RoPE, the KV write) read in place.
-    pub fn apply_heads(&self, b: &B, x: &B::Tensor, head_dim: usize) -> Result<Vec<B::Tensor>> {
-        self.apply_in(b, x, head_dim)
-    }
-
-    /// `apply` (`head_dim` None) or `apply_heads` of the RMSNorm of `input`: the layer's norm
-    /// and the group that reads it, as one op where the group is joined
+    /// Each member's product with the RMSNorm of `input` (`[tokens, in]`), in order: the
+    /// layer's norm and the group that reads it, as one op where the group is joined
     /// (`Backend::rms_norm_linear`). Returns the residual stream's next value beside the
-    /// members.
+    /// members, each `[tokens, width]`, or with `head_dim` `[tokens, width / head_dim,
+    /// head_dim]`: a joined product is then split by heads, not columns (its
+    /// `[tokens, heads, head_dim]` reshape is free), and each member is a view of whole rows
+    /// of heads at the joined row's stride, which the ops after it (RoPE, the KV write) read in
+    /// place.
     pub fn apply_normed(
         &self,
         b: &B,
