@@ -118,11 +118,13 @@ fn a_bf16_model_decodes_as_it_prefills_on_the_gpu() {
     if !have_gpu() {
         return;
     }
-    // Three sequences decoding together (3 rows: matvec.cu's 4-row instance, the GLU applied
-    // inside the down product) against the same tokens computed as prompts (cuBLAS products,
-    // the tensor-core attention), both in bf16 on the GPU: only roundings may differ.
+    // One, two and three sequences decoding together (matvec.cu's 1, 2 and 4-row instances:
+    // the add + RMSNorm inside the q/k/v and gate/up products at 1 and 2 rows, the GLU inside
+    // the down product at all three) against the same tokens computed as prompts (the norm and
+    // GLU kernels, cuBLAS products, the tensor-core attention), both in bf16 on the GPU: only
+    // roundings may differ.
     let (prompts, steps) = ([36usize, 30, 20], 5);
-    let tokens: Vec<Vec<u32>> = (0..3)
+    let all: Vec<Vec<u32>> = (0..3)
         .map(|j| {
             (0..prompts[j] + steps)
                 .map(|i| ((i * 37 + j * 11) % 256) as u32)
@@ -131,30 +133,34 @@ fn a_bf16_model_decodes_as_it_prefills_on_the_gpu() {
         .collect();
     for arch in ["llama", "qwen2"] {
         let opened = open_dummy(find(arch, "tiny").unwrap(), WeightDtype::BF16, 5).unwrap();
-        let mut whole = cuda_runner(&opened, 0, 512).unwrap();
-        let reference = whole
-            .forward(&seqs(tokens.clone(), &[0, 0, 0], LogitsWanted::All))
-            .unwrap();
-        let mut stepped = cuda_runner(&opened, 0, 512).unwrap();
-        let prompt_tokens = (0..3).map(|j| tokens[j][..prompts[j]].to_vec()).collect();
-        stepped
-            .forward(&seqs(prompt_tokens, &[0, 0, 0], LogitsWanted::Last))
-            .unwrap();
-        for s in 0..steps {
-            let at: Vec<usize> = prompts.iter().map(|p| p + s).collect();
-            let step_tokens = (0..3).map(|j| vec![tokens[j][at[j]]]).collect();
-            let out = stepped
-                .forward(&seqs(step_tokens, &at, LogitsWanted::Last))
+        for n in 1..=3 {
+            let tokens = &all[..n];
+            let zeros = vec![0; n];
+            let mut whole = cuda_runner(&opened, 0, 512).unwrap();
+            let reference = whole
+                .forward(&seqs(tokens.to_vec(), &zeros, LogitsWanted::All))
                 .unwrap();
-            for j in 0..3 {
-                let row: usize = tokens[..j].iter().map(Vec::len).sum::<usize>() + at[j];
-                let want = reference.row(row);
-                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                let d = max_abs_diff(out.row(j), want) / scale;
-                assert!(
-                    d < 3e-2,
-                    "{arch}: sequence {j}, step {s}: relative difference {d}"
-                );
+            let mut stepped = cuda_runner(&opened, 0, 512).unwrap();
+            let prompt_tokens = (0..n).map(|j| tokens[j][..prompts[j]].to_vec()).collect();
+            stepped
+                .forward(&seqs(prompt_tokens, &zeros, LogitsWanted::Last))
+                .unwrap();
+            for s in 0..steps {
+                let at: Vec<usize> = prompts[..n].iter().map(|p| p + s).collect();
+                let step_tokens = (0..n).map(|j| vec![tokens[j][at[j]]]).collect();
+                let out = stepped
+                    .forward(&seqs(step_tokens, &at, LogitsWanted::Last))
+                    .unwrap();
+                for j in 0..n {
+                    let row: usize = tokens[..j].iter().map(Vec::len).sum::<usize>() + at[j];
+                    let want = reference.row(row);
+                    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    let d = max_abs_diff(out.row(j), want) / scale;
+                    assert!(
+                        d < 3e-2,
+                        "{arch}, {n} sequences: sequence {j}, step {s}: relative difference {d}"
+                    );
+                }
             }
         }
     }
