@@ -12,6 +12,11 @@
 #      with under 20 s left is skipped, and each step's own limit is cut to what is left.
 #      GPU_PROOF_REPS (default 3): timed repetitions per test.
 #      GPU_PROOF_PYTHON (default python3): the Python with torch and transformers.
+#      GPU_PROOF_PARTS (default all, in this order): which parts to run, space-separated:
+#        tests (kernel, golden, bandwidth), llama-8b (candor and transformers), matvec (8B decode
+#        with matvec.cu and with cuBLAS alone), qwen2.5-0.5b, qwen2.5-7b, split (8B decode after
+#        4096 tokens with and without the attention's key splits), ptx (the kernel tests on
+#        their PTX). A rerun names the parts the first run's budget skipped.
 #
 # Writes OUT_DIR/proof.log (everything, with a summary at the end) and one JSON per benchmark
 # under OUT_DIR/results/ named like benches/results/ (…-LABEL.json, LABEL from the GPU's name:
@@ -22,10 +27,14 @@ kit="${1:-.gpu-kit}"
 out="${2:-${OUT:-gpu-proof-out}}"
 budget="${GPU_PROOF_BUDGET_S:-400}"
 reps="${GPU_PROOF_REPS:-3}"
+parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec qwen2.5-0.5b qwen2.5-7b split ptx} "
 start=$SECONDS
 mkdir -p "$out/results"
 exec > >(tee "$out/proof.log") 2>&1
 summary=()
+
+# part NAME: whether GPU_PROOF_PARTS asks for it.
+part() { [[ $parts == *" $1 "* ]]; }
 
 # step NAME LIMIT_S COMMAND...: run with a timeout inside the budget; record rc and seconds.
 step() {
@@ -67,9 +76,11 @@ label="${label:-gpu}"
 echo "label: $label"
 
 step "devices" 60 "${gpu[@]}" "$bin/candor" devices
-step "cuda_kernels" 120 "${gpu[@]}" "$bin/cuda_kernels" --nocapture
-step "cuda_golden" 120 "${gpu[@]}" "$bin/cuda_golden" --nocapture
-step "cuda_bandwidth" 60 "${gpu[@]}" "$bin/cuda_bandwidth" --nocapture
+if part tests; then
+  step "cuda_kernels" 120 "${gpu[@]}" "$bin/cuda_kernels" --nocapture
+  step "cuda_golden" 120 "${gpu[@]}" "$bin/cuda_golden" --nocapture
+  step "cuda_bandwidth" 60 "${gpu[@]}" "$bin/cuda_bandwidth" --nocapture
+fi
 
 # candor then transformers on each shape; batch 1, 8, 32; prompt 512, decode 128. candor also
 # profiles one extra pass of each test (op_profile in its JSON).
@@ -83,37 +94,34 @@ bench_pair() { # SHAPE_ARGS HF_SHAPES NAME LIMIT
     -p 512 -n 128 -b 1,8,32 -r "$reps" \
     --json "$out/results/hf-transformers-dummy-$name-$label.json"
 }
-bench_pair "--arch llama --size 8b" llama-8b llama-8b 150
-bench_pair "--arch qwen2.5 --size 7b" qwen2.5-7b qwen2.5-7b 120
-bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
 
-# Long-context decode of one sequence (8B, 64 tokens after 4096): attention with its keys split
-# across blocks, then the one-pass kernel alone (CANDOR_CUDA_ATTENTION=simple), to measure
-# what the split buys. Skipped when the budget is spent. Their tables are in proof.log (the
-# device tool brings back 8 files at most: the log and the six JSONs above).
-long_decode() { # NAME ENV...
-  local name=$1
-  shift
-  step "candor llama-8b d4096 $name" 60 env "$@" "${gpu[@]}" "$bin/candor" bench --backend cuda \
-    --load-format dummy --arch llama --size 8b -p 0 -n 64 -d 4096 -b 1 -r 2
+# 8B decode variants (64 tokens after DEPTH, batches BATCHES), tables in proof.log (the device
+# tool brings back 8 files at most: the log and the six JSONs of the pairs).
+decode_8b() { # NAME DEPTH BATCHES ENV...
+  local name=$1 depth=$2 batches=$3
+  shift 3
+  step "candor llama-8b d$depth $name" 60 env "$@" "${gpu[@]}" "$bin/candor" bench --backend cuda \
+    --load-format dummy --arch llama --size 8b -p 0 -n 64 -d "$depth" -b "$batches" -r 2
 }
-long_decode split CANDOR_CUDA_ATTENTION=auto
-long_decode one-pass CANDOR_CUDA_ATTENTION=simple
 
-# Decode's dense products (8B, 64 tokens after 512, batch 1 and 8): matvec.cu, then cuBLAS
-# alone (CANDOR_CUDA_MATMUL=cublas), to measure what the kernel buys. Tables in proof.log.
-short_decode() { # NAME ENV...
-  local name=$1
-  shift
-  step "candor llama-8b d512 $name" 60 env "$@" "${gpu[@]}" "$bin/candor" bench --backend cuda \
-    --load-format dummy --arch llama --size 8b -p 0 -n 64 -d 512 -b 1,8 -r 2
-}
-short_decode matvec CANDOR_CUDA_MATMUL=auto
-short_decode cublas CANDOR_CUDA_MATMUL=cublas
-
+part llama-8b && bench_pair "--arch llama --size 8b" llama-8b llama-8b 150
+# Decode's dense products: matvec.cu (with the norm and GLU inside), then cuBLAS alone
+# (CANDOR_CUDA_MATMUL=cublas), to measure what the kernel buys.
+if part matvec; then
+  decode_8b matvec 512 1,8 CANDOR_CUDA_MATMUL=auto
+  decode_8b cublas 512 1,8 CANDOR_CUDA_MATMUL=cublas
+fi
+part qwen2.5-0.5b && bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
+part qwen2.5-7b && bench_pair "--arch qwen2.5 --size 7b" qwen2.5-7b qwen2.5-7b 120
+# Long-context decode of one sequence: attention with its keys split across blocks, then the
+# one-pass kernel alone (CANDOR_CUDA_ATTENTION=simple), to measure what the split buys.
+if part split; then
+  decode_8b split 4096 1 CANDOR_CUDA_ATTENTION=auto
+  decode_8b one-pass 4096 1 CANDOR_CUDA_ATTENTION=simple
+fi
 # The kernels once more from their PTX (the fallback of a cubin the driver refuses, and what
 # GPUs newer than sm_90 run), JIT-compiled by the driver.
-step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}" "$bin/cuda_kernels"
+part ptx && step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}" "$bin/cuda_kernels"
 
 echo
 echo "=== summary ($((SECONDS - start))s of ${budget}s)"
