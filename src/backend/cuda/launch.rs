@@ -197,8 +197,8 @@ pub const MATVEC_COLUMNS_PER_WARP: usize = 2;
 /// `elem_bytes`: the smallest instance that holds the rows, four warps per block, each warp
 /// `MATVEC_COLUMNS_PER_WARP` output columns. None where the kernel does not apply: no rows or
 /// more than `MATVEC_MAX_ROWS`, no columns, a row of W that is not a whole number of 16-byte
-/// vectors, or any of `offsets` (element counts: where W and x start, x's row stride) not on a
-/// 16-byte boundary; cuBLAS takes those.
+/// vectors, or any of `offsets` (element counts: where each input starts, the row strides) not
+/// on a 16-byte boundary; cuBLAS takes those.
 pub fn matvec(
     rows: usize,
     n: usize,
