@@ -11,7 +11,9 @@
 // Long contexts with few blocks (decode of one or a few sequences: tokens × heads blocks cannot
 // fill the GPU, and each would walk thousands of keys alone) split each row's keys into ranges,
 // one block per (row, head, range) (`paged_attention_split_*`), each writing its partial max,
-// sum and unnormalised output; `paged_attention_combine_*` then rescales and sums the ranges.
+// sum and unnormalised output; the last block of a (row, head) to finish rescales and sums its
+// ranges (counted in `arrivals`, after a fence: the CUDA guide's last-block pattern), so the
+// split costs no second launch.
 //
 // Batch metadata (packed by src/backend/cuda/block_table.rs):
 //   row_seq[t]           sequence of token row t (0xffffffff: no sequence; the row is zeroed)
@@ -134,15 +136,43 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
   }
 }
 
+// One (row, head)'s ranges, their partials rescaled to the common max and summed:
+// out = Σ acc_s e^(m_s - M) / Σ l_s e^(m_s - M). A row whose ranges are all empty (no sequence)
+// is zero. The partials were written by other blocks of the launch: read through L2 (`__ldcg`),
+// never a cache that might predate them.
+template <typename T>
+__device__ void combine_splits(const float* part_ml, const float* part_acc, T* __restrict__ out,
+                               size_t pair, int head_dim, int splits) {
+  const size_t first = pair * splits;
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, __ldcg(&part_ml[2 * (first + s)]));
+  float l = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = __ldcg(&part_ml[2 * (first + s)]);
+    if (ms > -INFINITY) l += __ldcg(&part_ml[2 * (first + s) + 1]) * expf(ms - m);
+  }
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = __ldcg(&part_ml[2 * (first + s)]);
+      if (ms > -INFINITY) o += __ldcg(&part_acc[(first + s) * head_dim + d]) * expf(ms - m);
+    }
+    out[pair * head_dim + d] = from_f32<T>(l > 0.0f ? o / l : 0.0f);
+  }
+}
+
 // Range blockIdx.z of `split_keys` keys of the row's visible keys [first, pos] (the host makes
 // gridDim.z × split_keys cover the longest visible span of the batch): partial max and sum at
 // part_ml[2 * i], [2 * i + 1] and unnormalised output at part_acc[i * head_dim], i = (row *
 // heads + head) * gridDim.z + range. An empty range (past a shorter row's keys, or a row with
-// no sequence) leaves max -inf and sum 0.
+// no sequence) leaves max -inf and sum 0. The last of the (row, head)'s blocks to count itself
+// in `arrivals[row * heads + head]` combines the ranges into `out` and sets the count back to
+// 0 for the next launch (the host zeroes the counts once, when it allocates them).
 template <typename T>
 __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_cache,
-                             const T* __restrict__ v_cache, float* __restrict__ part_ml,
-                             float* __restrict__ part_acc, const uint32_t* __restrict__ row_seq,
+                             const T* __restrict__ v_cache, float* part_ml, float* part_acc,
+                             T* __restrict__ out, unsigned* __restrict__ arrivals,
+                             const uint32_t* __restrict__ row_seq,
                              const uint32_t* __restrict__ seq_meta,
                              const uint32_t* __restrict__ tables, int heads, int kv_heads,
                              int head_dim, int block_size, float scale, int window, float softcap,
@@ -150,7 +180,9 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
   __shared__ float qs[ATTN_MAX_HEAD_DIM];
   __shared__ float p[ATTN_TILE];
   __shared__ size_t slot_of[ATTN_TILE];
-  const size_t part = ((size_t)blockIdx.x * heads + blockIdx.y) * gridDim.z + blockIdx.z;
+  __shared__ bool last;
+  const size_t pair = (size_t)blockIdx.x * heads + blockIdx.y;
+  const size_t part = pair * gridDim.z + blockIdx.z;
   float acc[ATTN_MAX_DIMS_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] = 0.0f;
@@ -175,32 +207,15 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
     const int d = threadIdx.x + i * blockDim.x;
     if (d < head_dim) part_acc[part * head_dim + d] = acc[i];
   }
-}
-
-// One block per (row, head): the ranges' partials rescaled to their common max and summed,
-// out = Σ acc_s e^(m_s - M) / Σ l_s e^(m_s - M). A row whose ranges are all empty (no
-// sequence) is zero.
-template <typename T>
-__device__ void combine_splits(const float* __restrict__ part_ml,
-                               const float* __restrict__ part_acc, T* __restrict__ out, int heads,
-                               int head_dim, int splits) {
-  const size_t first = ((size_t)blockIdx.x * heads + blockIdx.y) * splits;
-  float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, part_ml[2 * (first + s)]);
-  float l = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float ms = part_ml[2 * (first + s)];
-    if (ms > -INFINITY) l += part_ml[2 * (first + s) + 1] * expf(ms - m);
-  }
-  const size_t qoff = ((size_t)blockIdx.x * heads + blockIdx.y) * head_dim;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float o = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = part_ml[2 * (first + s)];
-      if (ms > -INFINITY) o += part_acc[(first + s) * head_dim + d] * expf(ms - m);
-    }
-    out[qoff + d] = from_f32<T>(l > 0.0f ? o / l : 0.0f);
-  }
+  // Every thread's partials visible to the whole device before the block counts itself.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&arrivals[pair], 1u) == gridDim.z - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  combine_splits<T>(part_ml, part_acc, out, pair, head_dim, gridDim.z);
+  if (threadIdx.x == 0) arrivals[pair] = 0;
 }
 
 #define PAGED_ATTENTION(T, SUFFIX)                                                              \
@@ -212,16 +227,12 @@ __device__ void combine_splits(const float* __restrict__ part_ml,
               block_size, scale, window, softcap);                                              \
   }                                                                                             \
   extern "C" __global__ void paged_attention_split_##SUFFIX(                                    \
-      const T* q, const T* k_cache, const T* v_cache, float* part_ml, float* part_acc,          \
-      const uint32_t* row_seq, const uint32_t* seq_meta, const uint32_t* tables, int heads,     \
-      int kv_heads, int head_dim, int block_size, float scale, int window, float softcap,       \
-      int split_keys) {                                                                         \
-    attend_split<T>(q, k_cache, v_cache, part_ml, part_acc, row_seq, seq_meta, tables, heads,   \
-                    kv_heads, head_dim, block_size, scale, window, softcap, split_keys);        \
-  }                                                                                             \
-  extern "C" __global__ void paged_attention_combine_##SUFFIX(                                  \
-      const float* part_ml, const float* part_acc, T* out, int heads, int head_dim,             \
-      int splits) {                                                                             \
-    combine_splits<T>(part_ml, part_acc, out, heads, head_dim, splits);                         \
+      const T* q, const T* k_cache, const T* v_cache, float* part_ml, float* part_acc, T* out,  \
+      unsigned* arrivals, const uint32_t* row_seq, const uint32_t* seq_meta,                    \
+      const uint32_t* tables, int heads, int kv_heads, int head_dim, int block_size,            \
+      float scale, int window, float softcap, int split_keys) {                                 \
+    attend_split<T>(q, k_cache, v_cache, part_ml, part_acc, out, arrivals, row_seq, seq_meta,   \
+                    tables, heads, kv_heads, head_dim, block_size, scale, window, softcap,      \
+                    split_keys);                                                                \
   }
 CANDOR_FOR_EACH_DTYPE(PAGED_ATTENTION)

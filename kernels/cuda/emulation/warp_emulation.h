@@ -15,6 +15,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <barrier>
 #include <cstdint>
@@ -66,6 +67,14 @@ template <typename T> float element(uint32_t reg, int upper) {
 }  // namespace warp_emulation
 
 inline void __syncthreads() { warp_emulation::block_barrier->arrive_and_wait(); }
+
+// Device-wide memory operations: blocks run one after another here, so ordering is given; the
+// atomics and fences only have to be well-defined between a block's threads.
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+  return std::atomic_ref<unsigned>(*p).fetch_add(v);
+}
+inline float __ldcg(const float* p) { return *p; }
 
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
   using namespace warp_emulation;

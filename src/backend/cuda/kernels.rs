@@ -10,7 +10,7 @@ use super::tensors::{
     alloc_out, config, rows_view, view, with_contiguous_rows, with_kernel_dtype, wrap, KernelDType,
 };
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaModule, LaunchArgs, PushKernelArg,
+    CudaFunction, CudaModule, CudaSlice, LaunchArgs, PushKernelArg,
 };
 use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, StorageRef, Tensor};
@@ -18,7 +18,7 @@ use candor_kernels::cuda_ptx::{pick_arch, pick_cubin, PtxModule, MODULES};
 use candor_models::backend::RopeStyle;
 use candor_models::error::Result;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(super) fn launch_err(e: impl std::fmt::Display) -> CudaError {
     CudaError::Launch(e.to_string())
@@ -35,6 +35,8 @@ pub struct Kernels {
     /// launches ~200 of these kernels, and candle's module cache would ask the driver for the
     /// function (`cuModuleGetFunction`) on every call.
     loaded: Mutex<Loaded>,
+    /// The split attention's per-(row, head) arrival counts (`arrivals`).
+    arrivals: Mutex<Option<CudaSlice<u32>>>,
 }
 
 #[derive(Default)]
@@ -150,6 +152,7 @@ impl Kernels {
             minor,
             cubins,
             loaded: Mutex::new(Loaded::default()),
+            arrivals: Mutex::new(None),
         })
     }
 
@@ -556,9 +559,9 @@ impl Kernels {
         Ok(wrap(out, &self.dev, &shape))
     }
 
-    /// The simple kernel over `a.key_ranges` ranges of each row's keys, then their
-    /// combination: two launches that keep the GPU busy when few rows attend over long
-    /// contexts.
+    /// The simple kernel over `a.key_ranges` ranges of each row's keys, the last block of each
+    /// (row, head) combining them: one launch that keeps the GPU busy when few rows attend over
+    /// long contexts.
     fn paged_attention_split<T: KernelDType>(
         &self,
         q: &Tensor,
@@ -573,19 +576,23 @@ impl Kernels {
         let split = config(launch::attention_split(
             tokens, a.heads, a.kv_heads, a.head_dim, ranges,
         )?);
-        let combine = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
         let (qs, ql) = q.storage_and_layout();
         let qv = view::<T>(&qs, ql)?;
         let locked = lock([&batch.row_seq, &batch.seq_meta, &batch.tables]);
         let [rv, mv, tv] = locked.each_ref().map(|(s, l)| view::<u32>(s, l));
         let (rv, mv, tv) = (rv?, mv?, tv?);
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
-        // SAFETY: the split kernel writes every range's max, sum and output (empty ranges too).
+        // SAFETY: the split kernel writes every range's max, sum and output (empty ranges too),
+        // and the last block of each (row, head) every output element of it.
         let mut part_ml = unsafe { self.dev.alloc::<f32>(2 * parts) }?;
         let mut part_acc = unsafe { self.dev.alloc::<f32>(parts * a.head_dim) }?;
+        let mut out = alloc_out::<T>(&self.dev, tokens * a.heads * a.head_dim)?;
+        let mut arrivals = self.arrivals(tokens * a.heads)?;
+        let counts = arrivals
+            .as_mut()
+            .ok_or_else(|| CudaError::Launch("no arrival counts for the split attention".into()))?;
         let s = a.scalars()?;
         let keys_i = as_i32(keys, "keys per range")?;
-        let ranges_i = as_i32(ranges, "key ranges")?;
         let f = self.func(
             "paged_attention",
             &format!("paged_attention_split_{}", T::SUFFIX),
@@ -597,30 +604,30 @@ impl Kernels {
             .arg(vc)
             .arg(&mut part_ml)
             .arg(&mut part_acc)
+            .arg(&mut out)
+            .arg(counts)
             .arg(&rv)
             .arg(&mv)
             .arg(&tv);
         s.push_simple(&mut b);
         b.arg(&keys_i);
         // SAFETY: argument types and order match paged_attention_split_<T>; indices as the
-        // one-pass kernel's, validated by block_table::pack; partials sized for the grid.
+        // one-pass kernel's, validated by block_table::pack; partials sized for the grid; the
+        // arrival counts cover every (row, head), zero between launches (each launch's last
+        // blocks set theirs back, in stream order before the next launch reads them).
         unsafe { b.launch(split) }.map_err(launch_err)?;
-        let mut out = alloc_out::<T>(&self.dev, tokens * a.heads * a.head_dim)?;
-        let f = self.func(
-            "paged_attention",
-            &format!("paged_attention_combine_{}", T::SUFFIX),
-        )?;
-        let mut b = stream.launch_builder(&f);
-        b.arg(&part_ml)
-            .arg(&part_acc)
-            .arg(&mut out)
-            .arg(&s.heads)
-            .arg(&s.head_dim)
-            .arg(&ranges_i);
-        // SAFETY: argument types and order match paged_attention_combine_<T>; it reads the
-        // partials the split kernel wrote and writes every output element.
-        unsafe { b.launch(combine) }.map_err(launch_err)?;
         Ok(wrap(out, &self.dev, &[tokens, a.heads * a.head_dim]))
+    }
+
+    /// The split attention's arrival counts, at least `pairs` of them, all zero between
+    /// launches: allocated zeroed (grown when a batch needs more), and every launch leaves
+    /// them zero. Held (locked) while a launch uses them.
+    fn arrivals(&self, pairs: usize) -> Result<MutexGuard<'_, Option<CudaSlice<u32>>>> {
+        let mut counts = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.as_ref().is_none_or(|c| c.len() < pairs) {
+            *counts = Some(self.dev.alloc_zeros::<u32>(pairs.next_power_of_two())?);
+        }
+        Ok(counts)
     }
 
     /// `paged_attention` on tensor cores (paged_attention_mma.cu): one block per (query tile,

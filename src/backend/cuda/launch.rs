@@ -96,7 +96,8 @@ pub fn attention(
 /// Keys a block attends to at least before a row's keys are split across blocks: below this a
 /// split's partials cost more to write and combine than its walk saves.
 const ATTENTION_MIN_SPLIT_KEYS: usize = 256;
-/// At most this many key ranges per row (the combine reads every range's partials).
+/// At most this many key ranges per row (the last block of each row and head reads every
+/// range's partials).
 const ATTENTION_MAX_SPLITS: usize = 32;
 
 /// How the simple attention kernel cuts each row's visible keys: `(ranges, keys per range)`,
