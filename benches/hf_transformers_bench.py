@@ -120,8 +120,12 @@ def main():
         name = args.config
     else:
         cfg_dict = dict(SHAPES[args.shapes])
-        name = f"dummy-{args.shapes}"
+        name = None
     model_type = cfg_dict.pop("model_type")
+    if name is None:
+        # As `candor bench --load-format dummy` names the same shapes (`dummy-qwen2-0.5b`), so
+        # `candor report` puts both runs under one model.
+        name = f"dummy-{model_type}-{args.shapes.rsplit('-', 1)[-1]}"
     config = AutoConfig.for_model(model_type, **cfg_dict)
     torch.manual_seed(args.seed)
     # transformers 5 names the argument `dtype`; 4.x called it `torch_dtype`.

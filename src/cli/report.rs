@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Result documents: `candor bench --json` (local or --serve) and llama-bench `-o json`.
+    /// Result documents: `candor bench --json` (local or --serve), llama-bench `-o json` and
+    /// benches/hf_transformers_bench.py `--json`.
     #[arg(required = true)]
     pub results: Vec<PathBuf>,
     /// Directory for report.md, report.html and charts/ (created if missing).

@@ -1,7 +1,8 @@
 //! Result documents a report reads: `candor bench` (local pp/tg), `candor bench --serve` (load
-//! sweeps) and llama-bench's `-o json` output, each turned into one neutral shape. Fields are
-//! read leniently (new optional fields may appear), but a file that is none of the three is an
-//! error, not an empty report.
+//! sweeps), llama-bench's `-o json` output and `benches/hf_transformers_bench.py` (HF
+//! transformers on the same shapes), each turned into one neutral shape. Fields are read
+//! leniently (new optional fields may appear), but a file that is none of these is an error,
+//! not an empty report.
 use crate::bench::kv_traffic::KvShape;
 use crate::bench::TestProfile;
 use serde::Deserialize;
@@ -165,6 +166,8 @@ struct CandorServer {
 struct CandorModel {
     name: String,
     path: Option<String>,
+    /// `gguf`, `safetensors`, `dummy` (whose `path` describes the shapes: no file).
+    format: Option<String>,
     size_bytes: u64,
     quantization: Option<String>,
     parameters: Option<u64>,
@@ -390,7 +393,10 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
         software: format!("candor {}", short_commit(d.git_commit)),
         date: d.date,
         model: ModelRef {
-            key: model.path.as_deref().map(stem).unwrap_or(model.name),
+            key: match (model.format.as_deref(), model.path.as_deref()) {
+                (Some("dummy"), _) | (_, None) => model.name,
+                (_, Some(path)) => stem(path),
+            },
             quantization: model.quantization,
             parameters: model.parameters,
             size_bytes: model.size_bytes,
@@ -445,7 +451,102 @@ fn from_candor_serve(file: &str, d: CandorDoc) -> Result<ServeRun, String> {
     })
 }
 
-/// Read one result document, whichever of the three kinds it is.
+// ---- benches/hf_transformers_bench.py: transformers on dummy weights of a model's shapes
+
+#[derive(Deserialize)]
+struct HfDoc {
+    transformers_version: String,
+    date: Option<String>,
+    model: HfModel,
+    hardware: HfHardware,
+    #[serde(default)]
+    results: Vec<CandorResult>,
+}
+
+#[derive(Deserialize)]
+struct HfModel {
+    name: String,
+    quantization: Option<String>,
+    parameters: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct HfHardware {
+    gpu_name: Option<String>,
+    gpu_memory_bytes: Option<u64>,
+    compute_capability: Option<String>,
+    driver_version: Option<String>,
+}
+
+/// Bytes per weight of the dtypes the script runs (its results are bf16).
+fn dtype_bytes(quantization: Option<&str>) -> u64 {
+    match quantization.map(str::to_ascii_uppercase).as_deref() {
+        Some("F32") => 4,
+        _ => 2,
+    }
+}
+
+fn from_hf(file: &str, d: HfDoc) -> Result<LocalRun, String> {
+    let parameters = d.model.parameters.ok_or("no `model.parameters`")?;
+    let gpu = d.hardware.gpu_name.clone().map(|name| CandorGpu {
+        name,
+        memory_bytes: d.hardware.gpu_memory_bytes,
+        // The script records the driver's version, not the CUDA version it supports.
+        driver_version: None,
+        compute_capability: d.hardware.compute_capability.clone(),
+    });
+    let mut tests = Vec::new();
+    for r in d.results {
+        let phase = match r.kind.as_str() {
+            "prefill" => Phase::Prefill,
+            "decode" => Phase::Decode,
+            other => return Err(format!("result `{}` has unknown kind `{other}`", r.test)),
+        };
+        let batch = r.batch.max(1);
+        tests.push(TestRow {
+            test: r.test,
+            phase,
+            n: r.n_tokens / batch,
+            batch,
+            depth: r.depth,
+            // A prompt is one forward pass: the weights are read once for all of it.
+            ubatch: r.n_tokens.max(1),
+            tok_s_mean: r.tok_s_mean,
+            tok_s_sd: r.tok_s_sd,
+            repetitions: r.tok_s.len(),
+        });
+    }
+    Ok(LocalRun {
+        file: file.to_string(),
+        software: format!("transformers {}", d.transformers_version),
+        date: d.date,
+        model: ModelRef {
+            // `dummy-llama-8b`: the name candor bench gives the same shapes.
+            key: d.model.name,
+            size_bytes: parameters * dtype_bytes(d.model.quantization.as_deref()),
+            quantization: d.model.quantization,
+            parameters: Some(parameters),
+        },
+        backend: if gpu.is_some() { "cuda" } else { "cpu" }.into(),
+        device_name: gpu
+            .as_ref()
+            .map_or_else(|| "cpu".to_string(), |g| g.name.clone()),
+        is_cpu: gpu.is_none(),
+        threads: None,
+        isa: Vec::new(),
+        host_bandwidth_gbs: None,
+        device_bandwidth_gbs: None,
+        accelerator: gpu.as_ref().map(|g| match &d.hardware.driver_version {
+            Some(v) => format!("{}, driver {v}", g.describe()),
+            None => g.describe(),
+        }),
+        kv: None,
+        tests,
+        op_profile: Vec::new(),
+    })
+}
+
+/// Read one result document, whichever of the kinds it is.
 pub fn parse(file: &str, text: &str) -> Result<Input, InputError> {
     let shape = |problem: String| InputError::Shape {
         path: file.to_string(),
@@ -460,6 +561,11 @@ pub fn parse(file: &str, text: &str) -> Result<Input, InputError> {
         let tests: Vec<LlamaTest> = serde_json::from_value(value)
             .map_err(|e| shape(format!("not a llama-bench JSON array: {e}")))?;
         return from_llama(file, tests).map(Input::Local).map_err(shape);
+    }
+    if value.get("tool").and_then(|t| t.as_str()) == Some("hf transformers") {
+        let doc: HfDoc = serde_json::from_value(value)
+            .map_err(|e| shape(format!("not an hf_transformers_bench.py result: {e}")))?;
+        return from_hf(file, doc).map(Input::Local).map_err(shape);
     }
     let doc: CandorDoc = serde_json::from_value(value)
         .map_err(|e| shape(format!("not a candor bench result: {e}")))?;
@@ -597,6 +703,68 @@ mod tests {
         assert!(
             o.server_label.is_none() && o.server_models.is_none() && o.load_generator.is_none()
         );
+    }
+
+    #[test]
+    fn hf_transformers_documents_become_a_gpu_run_of_the_same_model_key() {
+        let doc = r#"{"schema_version": 1, "tool": "hf transformers",
+            "transformers_version": "5.17.0", "date": "2026-11-30T12:00:00Z",
+            "model": {"name": "dummy-llama-8b", "format": "dummy", "arch": "llama",
+                      "quantization": "BF16", "parameters": 8030261248},
+            "hardware": {"gpu_name": "NVIDIA H200", "gpu_memory_bytes": 150754820096,
+                         "compute_capability": "9.0", "driver_version": "580.159.04"},
+            "config": {"n_prompt": 512, "n_gen": 128},
+            "results": [
+              {"test": "pp512", "kind": "prefill", "n_tokens": 512, "batch": 1, "depth": 0,
+               "seconds": [0.05], "tok_s": [10240.0, 10000.0], "tok_s_mean": 10120.0,
+               "tok_s_sd": 169.7},
+              {"test": "tg128@b8", "kind": "decode", "n_tokens": 1024, "batch": 8, "depth": 0,
+               "tok_s": [300.0], "tok_s_mean": 300.0, "tok_s_sd": 0.0}]}"#;
+        let Input::Local(run) = parse("hf.json", doc).unwrap() else {
+            panic!("a local run")
+        };
+        assert_eq!(run.software, "transformers 5.17.0");
+        assert_eq!(run.model.key, "dummy-llama-8b");
+        assert_eq!(run.model.size_bytes, 2 * 8_030_261_248);
+        assert_eq!((run.backend.as_str(), run.is_cpu), ("cuda", false));
+        assert_eq!(run.device_name, "NVIDIA H200");
+        let acc = run.accelerator.unwrap();
+        assert!(
+            acc.contains("compute capability 9.0") && acc.contains("driver 580"),
+            "{acc}"
+        );
+        assert_eq!(run.tests.len(), 2);
+        let (pp, tg) = (&run.tests[0], &run.tests[1]);
+        assert_eq!(
+            (pp.phase, pp.n, pp.ubatch, pp.repetitions),
+            (Phase::Prefill, 512, 512, 2)
+        );
+        assert_eq!((tg.phase, tg.n, tg.batch), (Phase::Decode, 128, 8));
+        // A CPU try of the script (no GPU facts) is a CPU run; a missing model size is an error.
+        let cpu = doc.replace(
+            r#""hardware": {"gpu_name": "NVIDIA H200", "gpu_memory_bytes": 150754820096,
+                         "compute_capability": "9.0", "driver_version": "580.159.04"}"#,
+            r#""hardware": {"device": "cpu"}"#,
+        );
+        let Input::Local(run) = parse("hf.json", &cpu).unwrap() else {
+            panic!("a local run")
+        };
+        assert!(run.is_cpu && run.accelerator.is_none());
+        let no_params = doc.replace(r#", "parameters": 8030261248"#, "");
+        assert!(parse("hf.json", &no_params).is_err());
+        // candor bench on the same shapes: its model key is the dummy's name, not a stem of
+        // the description in `path`.
+        let candor = r#"{"tool": "candor bench", "git_commit": "abc", "date": null,
+            "model": {"name": "dummy-llama-8b", "format": "dummy", "size_bytes": 16060522496,
+                      "path": "dummy weights with the shapes of meta-llama/Llama-3.1-8B",
+                      "quantization": "BF16", "parameters": 8030261248},
+            "backend": {"kind": "cuda", "device": "cuda:0"},
+            "hardware": {"cpu_model": "host", "gpu": {"name": "NVIDIA H200"}},
+            "results": []}"#;
+        let Input::Local(run) = parse("candor.json", candor).unwrap() else {
+            panic!("a local run")
+        };
+        assert_eq!(run.model.key, "dummy-llama-8b");
     }
 
     #[test]
