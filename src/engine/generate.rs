@@ -126,11 +126,7 @@ fn run(
     let chunk = req.prefill_chunk.max(1);
     let prompt = &req.prompt_ids;
     // Greedy without penalties: the backend picks each token, no logits come to the host.
-    let wanted = if sampler.params().is_plain_greedy() {
-        LogitsWanted::Argmax
-    } else {
-        LogitsWanted::Last
-    };
+    let wanted = sampler.logits_wanted(false);
     let t0 = Instant::now();
     let mut logits = None;
     let mut start = 0;
@@ -158,10 +154,7 @@ fn run(
     let mut len = prompt.len();
     while generated.len() < req.max_tokens {
         let Some(out) = logits.take() else { break };
-        let next = match out.token(0) {
-            Some(id) => id,
-            None => sampler.sample(out.row(0), &generated),
-        };
+        let next = sampler.next_token(&out, 0, &generated);
         if !req.ignore_eos && req.eos_ids.contains(&next) {
             finish = FinishReason::Stop;
             break;

@@ -1,6 +1,8 @@
 //! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p filtering and
 //! repetition / presence / frequency penalties. Seeded runs are reproducible (ChaCha8).
 use super::error::EngineError;
+use super::runner::Logits;
+use candor_models::LogitsWanted;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -100,6 +102,26 @@ impl Sampler {
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
+    }
+
+    /// What a step should bring back for the row this sampler picks from: the device's argmax
+    /// alone when the pick is the plain argmax and no logprobs need the values, else the
+    /// logits (`next_token` takes either).
+    pub fn logits_wanted(&self, logprobs: bool) -> LogitsWanted {
+        if !logprobs && self.params.is_plain_greedy() {
+            LogitsWanted::Argmax
+        } else {
+            LogitsWanted::Last
+        }
+    }
+
+    /// The next token from row `row` of a step's output: the device's pick where it made one,
+    /// else sampled from the row's logits after `history` (the tokens generated so far).
+    pub fn next_token(&mut self, out: &Logits, row: usize, history: &[u32]) -> u32 {
+        match out.token(row) {
+            Some(id) => id,
+            None => self.sample(out.row(row), history),
+        }
     }
 
     /// Apply penalties for the tokens generated so far (`history`) to `logits` in place.

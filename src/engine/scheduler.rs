@@ -479,13 +479,10 @@ impl Engine {
                 tokens: s.tokens[start..start + len].to_vec(),
                 start_pos: start,
                 block_table: s.table.ids.clone(),
-                logits: if !finishes_prompt {
-                    LogitsWanted::None
-                } else if s.req.logprobs.is_none() && s.sampler.params().is_plain_greedy() {
-                    // The backend picks the token; no logits travel to the host.
-                    LogitsWanted::Argmax
+                logits: if finishes_prompt {
+                    s.sampler.logits_wanted(s.req.logprobs.is_some())
                 } else {
-                    LogitsWanted::Last
+                    LogitsWanted::None
                 },
             });
             order.push((idx, len, finishes_prompt));
@@ -523,13 +520,10 @@ impl Engine {
                 continue;
             }
             let logits = out.row(row);
-            let picked = out.token(row);
+            let next = seq
+                .sampler
+                .next_token(&out, row, &seq.tokens[seq.prompt_len..]);
             row += 1;
-            let history = &seq.tokens[seq.prompt_len..];
-            let next = match picked {
-                Some(id) => id,
-                None => seq.sampler.sample(logits, history),
-            };
             let lp = seq.req.logprobs.map(|k| {
                 let (logprob, top) = logprobs(logits, next, k);
                 TokenLogprobs { logprob, top }
