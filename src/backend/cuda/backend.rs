@@ -6,7 +6,7 @@
 use super::block_table::{pack, query_tiles};
 use super::device::gpu_info;
 use super::error::CudaError;
-use super::kernels::{AttentionArgs, Kernels, RopeArgs};
+use super::kernels::{fast_kernels_from_env, AttentionArgs, Kernels, RopeArgs};
 use super::kv::CudaKvCache;
 use super::matvec::{MatvecInput, MatvecOutput};
 use super::rope_kv_write::KvTarget;
@@ -44,18 +44,6 @@ pub struct CudaBackend {
 /// rows: a tile of 16 rows per warp is mostly empty below that, and decode-only batches (one
 /// row per sequence) stay on the simple kernel, which splits no work it does not need.
 const MMA_MIN_QUERY_ROWS: usize = 16;
-
-/// Whether environment variable `var` asks for candor's fast kernels: `auto` (or unset) yes,
-/// `reference` (the one choice besides) no.
-fn fast_kernels_from_env(var: &str, reference: &str) -> Result<bool> {
-    match std::env::var(var).as_deref() {
-        Err(_) | Ok("auto") | Ok("") => Ok(true),
-        Ok(v) if v == reference => Ok(false),
-        Ok(other) => {
-            Err(CudaError::Launch(format!("{var}={other}: expected auto or {reference}")).into())
-        }
-    }
-}
 
 impl CudaBackend {
     /// The backend on GPU `ordinal`, computing in `act` (F32, F16 or BF16).

@@ -20,6 +20,18 @@ use candor_models::error::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Whether environment variable `var` asks for candor's fast path (`auto`, or unset: yes) or
+/// for `reference`, the one other choice (the path the fast one is measured against).
+pub(super) fn fast_kernels_from_env(var: &str, reference: &str) -> Result<bool> {
+    match std::env::var(var).as_deref() {
+        Err(_) | Ok("auto") | Ok("") => Ok(true),
+        Ok(v) if v == reference => Ok(false),
+        Ok(other) => {
+            Err(CudaError::Launch(format!("{var}={other}: expected auto or {reference}")).into())
+        }
+    }
+}
+
 pub(super) fn launch_err(e: impl std::fmt::Display) -> CudaError {
     CudaError::Launch(e.to_string())
 }
@@ -136,16 +148,7 @@ impl Kernels {
                 return Err(CudaError::UnsupportedDevice { major, minor }.into());
             }
         }
-        let cubins = match std::env::var("CANDOR_CUDA_KERNELS").as_deref() {
-            Err(_) | Ok("auto") | Ok("") => true,
-            Ok("ptx") => false,
-            Ok(other) => {
-                return Err(CudaError::Launch(format!(
-                    "CANDOR_CUDA_KERNELS={other}: expected auto or ptx"
-                ))
-                .into())
-            }
-        };
+        let cubins = fast_kernels_from_env("CANDOR_CUDA_KERNELS", "ptx")?;
         Ok(Kernels {
             dev,
             major,
