@@ -533,10 +533,14 @@ impl Kernels {
         if let (Some(tiles), true) = (&batch.tiles, aligned) {
             return self.paged_attention_mma::<T>(&q, k_cache, v_cache, batch, tiles, a);
         }
-        if a.key_ranges.0 > 1 {
-            return self.paged_attention_split::<T>(&q, k_cache, v_cache, batch, a);
-        }
-        let cfg = config(launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?);
+        // Few rows over long contexts: each row's keys in `ranges` ranges across blocks, the
+        // last block of each (row, head) combining them; else one block per (row, head).
+        let (ranges, keys) = a.key_ranges;
+        let cfg = config(if ranges > 1 {
+            launch::attention_split(tokens, a.heads, a.kv_heads, a.head_dim, ranges)?
+        } else {
+            launch::attention(tokens, a.heads, a.kv_heads, a.head_dim)?
+        });
         let (qs, ql) = q.storage_and_layout();
         let qv = view::<T>(&qs, ql)?;
         let locked = lock([&batch.row_seq, &batch.seq_meta, &batch.tables]);
@@ -545,62 +549,37 @@ impl Kernels {
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
         let s = a.scalars()?;
-        let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
         let stream = self.dev.cuda_stream();
-        let mut b = stream.launch_builder(&f);
-        b.arg(&qv)
-            .arg(kc)
-            .arg(vc)
-            .arg(&mut out)
-            .arg(&rv)
-            .arg(&mv)
-            .arg(&tv);
-        s.push_simple(&mut b);
-        // SAFETY: argument types and order match paged_attention_<T>; every index the kernel
-        // forms was validated by block_table::pack against the cache's size.
-        unsafe { b.launch(cfg) }.map_err(launch_err)?;
-        Ok(wrap(out, &self.dev, &shape))
-    }
-
-    /// The simple kernel over `a.key_ranges` ranges of each row's keys, the last block of each
-    /// (row, head) combining them: one launch that keeps the GPU busy when few rows attend over
-    /// long contexts.
-    fn paged_attention_split<T: KernelDType>(
-        &self,
-        q: &Tensor,
-        k_cache: &CudaStorage,
-        v_cache: &CudaStorage,
-        batch: &DeviceBatch,
-        a: &AttentionArgs,
-    ) -> Result<Tensor> {
-        let tokens = batch.row_seq.elem_count();
-        let (ranges, keys) = a.key_ranges;
+        if ranges == 1 {
+            let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
+            let mut b = stream.launch_builder(&f);
+            b.arg(&qv)
+                .arg(kc)
+                .arg(vc)
+                .arg(&mut out)
+                .arg(&rv)
+                .arg(&mv)
+                .arg(&tv);
+            s.push_simple(&mut b);
+            // SAFETY: argument types and order match paged_attention_<T>; every index the
+            // kernel forms was validated by block_table::pack against the cache's size.
+            unsafe { b.launch(cfg) }.map_err(launch_err)?;
+            return Ok(wrap(out, &self.dev, &shape));
+        }
         let parts = tokens * a.heads * ranges;
-        let split = config(launch::attention_split(
-            tokens, a.heads, a.kv_heads, a.head_dim, ranges,
-        )?);
-        let (qs, ql) = q.storage_and_layout();
-        let qv = view::<T>(&qs, ql)?;
-        let locked = lock([&batch.row_seq, &batch.seq_meta, &batch.tables]);
-        let [rv, mv, tv] = locked.each_ref().map(|(s, l)| view::<u32>(s, l));
-        let (rv, mv, tv) = (rv?, mv?, tv?);
-        let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         // SAFETY: the split kernel writes every range's max, sum and output (empty ranges too),
         // and the last block of each (row, head) every output element of it.
         let mut part_ml = unsafe { self.dev.alloc::<f32>(2 * parts) }?;
         let mut part_acc = unsafe { self.dev.alloc::<f32>(parts * a.head_dim) }?;
-        let mut out = alloc_out::<T>(&self.dev, tokens * a.heads * a.head_dim)?;
         let mut arrivals = self.arrivals(tokens * a.heads)?;
         let counts = arrivals
             .as_mut()
             .ok_or_else(|| CudaError::Launch("no arrival counts for the split attention".into()))?;
-        let s = a.scalars()?;
         let keys_i = as_i32(keys, "keys per range")?;
         let f = self.func(
             "paged_attention",
             &format!("paged_attention_split_{}", T::SUFFIX),
         )?;
-        let stream = self.dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
         b.arg(&qv)
             .arg(kc)
@@ -618,8 +597,8 @@ impl Kernels {
         // one-pass kernel's, validated by block_table::pack; partials sized for the grid; the
         // arrival counts cover every (row, head), zero between launches (each launch's last
         // blocks set theirs back, in stream order before the next launch reads them).
-        unsafe { b.launch(split) }.map_err(launch_err)?;
-        Ok(wrap(out, &self.dev, &[tokens, a.heads * a.head_dim]))
+        unsafe { b.launch(cfg) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &shape))
     }
 
     /// The split attention's arrival counts, at least `pairs` of them, all zero between
