@@ -360,6 +360,36 @@ fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
     Ok(run)
 }
 
+/// The `results[]` of a candor bench or hf_transformers_bench.py document as test rows, each
+/// prefill chunked as `ubatch` says.
+fn test_rows(
+    results: Vec<CandorResult>,
+    ubatch: impl Fn(&CandorResult) -> usize,
+) -> Result<Vec<TestRow>, String> {
+    results
+        .into_iter()
+        .map(|r| {
+            let phase = match r.kind.as_str() {
+                "prefill" => Phase::Prefill,
+                "decode" => Phase::Decode,
+                other => return Err(format!("result `{}` has unknown kind `{other}`", r.test)),
+            };
+            let batch = r.batch.max(1);
+            Ok(TestRow {
+                phase,
+                n: r.n_tokens / batch,
+                batch,
+                depth: r.depth,
+                ubatch: ubatch(&r),
+                tok_s_mean: r.tok_s_mean,
+                tok_s_sd: r.tok_s_sd,
+                repetitions: r.tok_s.len(),
+                test: r.test,
+            })
+        })
+        .collect()
+}
+
 fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
     let model = d.model.ok_or("no `model`")?;
     let backend = d.backend.ok_or("no `backend`")?;
@@ -369,25 +399,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
         kv.check()?;
     }
     let is_cpu = backend.kind == "cpu";
-    let mut tests = Vec::new();
-    for r in d.results {
-        let phase = match r.kind.as_str() {
-            "prefill" => Phase::Prefill,
-            "decode" => Phase::Decode,
-            other => return Err(format!("result `{}` has unknown kind `{other}`", r.test)),
-        };
-        tests.push(TestRow {
-            test: r.test,
-            phase,
-            n: r.n_tokens / r.batch.max(1),
-            batch: r.batch.max(1),
-            depth: r.depth,
-            ubatch,
-            tok_s_mean: r.tok_s_mean,
-            tok_s_sd: r.tok_s_sd,
-            repetitions: r.tok_s.len(),
-        });
-    }
+    let tests = test_rows(d.results, |_| ubatch)?;
     Ok(LocalRun {
         file: file.to_string(),
         software: format!("candor {}", short_commit(d.git_commit)),
@@ -495,27 +507,8 @@ fn from_hf(file: &str, d: HfDoc) -> Result<LocalRun, String> {
         driver_version: None,
         compute_capability: d.hardware.compute_capability.clone(),
     });
-    let mut tests = Vec::new();
-    for r in d.results {
-        let phase = match r.kind.as_str() {
-            "prefill" => Phase::Prefill,
-            "decode" => Phase::Decode,
-            other => return Err(format!("result `{}` has unknown kind `{other}`", r.test)),
-        };
-        let batch = r.batch.max(1);
-        tests.push(TestRow {
-            test: r.test,
-            phase,
-            n: r.n_tokens / batch,
-            batch,
-            depth: r.depth,
-            // A prompt is one forward pass: the weights are read once for all of it.
-            ubatch: r.n_tokens.max(1),
-            tok_s_mean: r.tok_s_mean,
-            tok_s_sd: r.tok_s_sd,
-            repetitions: r.tok_s.len(),
-        });
-    }
+    // A prompt is one forward pass: the weights are read once for all of it.
+    let tests = test_rows(d.results, |r| r.n_tokens.max(1))?;
     Ok(LocalRun {
         file: file.to_string(),
         software: format!("transformers {}", d.transformers_version),
