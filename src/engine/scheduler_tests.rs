@@ -112,8 +112,11 @@ fn harness_with(
     }
 }
 
+/// The prompt of `request`: four tokens.
+const PROMPT: [u32; 4] = [2, 3, 4, 5];
+
 fn request(id: &str, max_tokens: usize) -> (EngineRequest, UnboundedReceiverOf) {
-    request_with_prompt(id, max_tokens, vec![2, 3, 4, 5])
+    request_with_prompt(id, max_tokens, PROMPT.to_vec())
 }
 
 fn request_with_prompt(
@@ -153,17 +156,25 @@ fn finish(mut rx: UnboundedReceiverOf) -> Vec<u32> {
     }
 }
 
+/// Submit `n` requests of `prompt` (ids `{prefix}/{i}`, `max_tokens` each) as one group and
+/// wait for them: every member must generate `want`.
+fn run_group(h: &Harness, prefix: &str, n: usize, max_tokens: usize, prompt: &[u32], want: &[u32]) {
+    let (reqs, rxs): (Vec<_>, Vec<_>) = (0..n)
+        .map(|i| request_with_prompt(&format!("{prefix}/{i}"), max_tokens, prompt.to_vec()))
+        .unzip();
+    h.handle.submit_group(reqs).expect("queued");
+    for rx in rxs {
+        assert_eq!(finish(rx), want);
+    }
+}
+
 #[test]
 fn a_group_is_prefilled_in_one_step() {
     // Repeated: choices submitted one by one would now and then let the engine thread start a
     // step with the first choice alone.
     for _ in 0..20 {
         let h = harness(8, 16, false);
-        let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|i| request(&format!("r/{i}"), 2)).unzip();
-        h.handle.submit_group(reqs).expect("queued");
-        for rx in rxs {
-            assert_eq!(finish(rx), vec![2, 2]);
-        }
+        run_group(&h, "r", 3, 2, &PROMPT, &[2, 2]);
         // Prefill of the three together, then their second token together.
         assert_eq!(*h.steps.lock().unwrap(), vec![(3, 12), (3, 3)]);
         h.handle.shutdown();
@@ -235,13 +246,7 @@ fn a_group_sharing_a_long_prompt_computes_it_once() {
     let prompt: Vec<u32> = (0..40).map(|i| 1 + i % 7).collect();
     for _ in 0..5 {
         let h = harness_with(8, 16, false, true);
-        let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3)
-            .map(|i| request_with_prompt(&format!("n/{i}"), 2, prompt.clone()))
-            .unzip();
-        h.handle.submit_group(reqs).expect("queued");
-        for rx in rxs {
-            assert_eq!(finish(rx), vec![2, 2]);
-        }
+        run_group(&h, "n", 3, 2, &prompt, &[2, 2]);
         // The first member's prompt alone; then its decode token with the others' last 8
         // prompt tokens each; then the others' decode tokens.
         assert_eq!(*h.steps.lock().unwrap(), vec![(1, 40), (3, 17), (2, 2)]);
@@ -249,13 +254,7 @@ fn a_group_sharing_a_long_prompt_computes_it_once() {
     }
     // Without prefix caching there is nothing to share: the three prefill together.
     let h = harness_with(8, 16, false, false);
-    let (reqs, rxs): (Vec<_>, Vec<_>) = (0..3)
-        .map(|i| request_with_prompt(&format!("m/{i}"), 1, prompt.clone()))
-        .unzip();
-    h.handle.submit_group(reqs).expect("queued");
-    for rx in rxs {
-        assert_eq!(finish(rx), vec![2]);
-    }
+    run_group(&h, "m", 3, 1, &prompt, &[2]);
     assert_eq!(*h.steps.lock().unwrap(), vec![(3, 120)]);
     h.handle.shutdown();
 }
