@@ -242,7 +242,7 @@ pub trait Backend: Send + Sync + 'static {
     /// `glu(gate, up, act)` times `w` (the FFN's down projection), the GLU rounded to the
     /// activation dtype first as `glu` leaves it. A backend may apply the GLU as the product
     /// reads its input (CUDA at decode: one launch per layer fewer, and the GLU never written
-    /// out); the default runs `glu` then `linear`.
+    /// out); the default runs `glu` then `linear` (`glu_then_linear`).
     fn glu_linear(
         &self,
         gate: &Self::Tensor,
@@ -250,8 +250,7 @@ pub trait Backend: Send + Sync + 'static {
         act: Activation,
         w: &Self::Weight,
     ) -> Result<Self::Tensor> {
-        let m = self.glu(gate, up, act)?;
-        self.linear(&m, w, None)
+        glu_then_linear(self, gate, up, act, w)
     }
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
@@ -300,6 +299,18 @@ pub trait Backend: Send + Sync + 'static {
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+}
+
+/// `Backend::glu_linear` as two ops: the GLU, then the product.
+pub fn glu_then_linear<B: Backend + ?Sized>(
+    b: &B,
+    gate: &B::Tensor,
+    up: &B::Tensor,
+    act: Activation,
+    w: &B::Weight,
+) -> Result<B::Tensor> {
+    let m = b.glu(gate, up, act)?;
+    b.linear(&m, w, None)
 }
 
 /// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.

@@ -15,8 +15,8 @@ use super::weights::CudaWeight;
 use super::GpuInfo;
 use candle_core::{DType, Device, Tensor};
 use candor_models::backend::{
-    rms_norm_then_linear, Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc,
-    RopeSpec,
+    glu_then_linear, rms_norm_then_linear, Activation, AttentionParams, Backend, DeviceInfo,
+    KvCacheSpec, OpDesc, RopeSpec,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
@@ -354,8 +354,7 @@ impl Backend for CudaBackend {
         if let Some(out) = self.matvec(MatvecInput::Glu { gate, up, act }, w, None)? {
             return Ok(out.y);
         }
-        let m = self.glu(gate, up, act)?;
-        self.linear(&m, w, None)
+        glu_then_linear(self, gate, up, act, w)
     }
 
     fn rms_norm_linear(
