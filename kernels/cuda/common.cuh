@@ -26,6 +26,22 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+// RoPE's rotation of the pair (a, b) at position `pos` by frequency `freq`, scaled by `mscale`
+// (1 unless the RoPE scaling has an attention factor), into (ra, rb). The angle is formed in
+// double precision as the CPU kernel forms it: pos * freq exceeds 1e5 rad at long contexts,
+// where an f32 angle loses the low bits that decide the rotation. Each product is rounded on its
+// own, as the CPU computes them: left to itself nvcc fuses some into multiply-adds, and not
+// necessarily the same ones in each kernel, so rope.cu, rope_kv_write.cu and matvec.cu's fused
+// RoPE would not give the same bits.
+__device__ __forceinline__ void rope_rotate(double pos, float freq, float mscale, float a, float b,
+                                            float& ra, float& rb) {
+  double s, c;
+  sincos(pos * (double)freq, &s, &c);
+  const float cs = (float)c * mscale, sn = (float)s * mscale;
+  ra = __fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn));
+  rb = __fadd_rn(__fmul_rn(b, cs), __fmul_rn(a, sn));
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

@@ -1,9 +1,7 @@
 // Rotary position embedding of [tokens, heads, head_dim] rows at per-token positions, for both
-// pairings: neox (i with i + d/2) and interleaved (2i with 2i + 1). Like the CPU kernel, the
-// angle is formed in double precision: pos * freq exceeds 1e5 rad at long contexts, where an
-// f32 angle loses the low bits that decide the rotation. A token's input row starts `in_stride`
-// elements after the previous one (a joined q/k/v product's q or k heads are read in place); the
-// output is contiguous.
+// pairings: neox (i with i + d/2) and interleaved (2i with 2i + 1), as the CPU kernel rotates
+// (rope_rotate). A token's input row starts `in_stride` elements after the previous one (a joined
+// q/k/v product's q or k heads are read in place); the output is contiguous.
 #include "common.cuh"
 
 template <typename T>
@@ -17,15 +15,13 @@ __device__ void rope_rows(const T* __restrict__ x, T* __restrict__ out,
   const double pos = (double)positions[blockIdx.x];
   for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
     const int h = idx / half, i = idx % half;
-    double s, c;
-    sincos(pos * (double)inv_freq[i], &s, &c);
-    const float cs = (float)c * mscale, sn = (float)s * mscale;
     const size_t at = (size_t)h * head_dim + (interleaved ? 2 * i : i);
     const size_t lo = base + at, hi = lo + (interleaved ? 1 : half);
     const size_t in_lo = in_base + at, in_hi = in_lo + (interleaved ? 1 : half);
-    const float a = to_f32(x[in_lo]), b = to_f32(x[in_hi]);
-    out[lo] = from_f32<T>(a * cs - b * sn);
-    out[hi] = from_f32<T>(b * cs + a * sn);
+    float ra, rb;
+    rope_rotate(pos, inv_freq[i], mscale, to_f32(x[in_lo]), to_f32(x[in_hi]), ra, rb);
+    out[lo] = from_f32<T>(ra);
+    out[hi] = from_f32<T>(rb);
   }
 }
 

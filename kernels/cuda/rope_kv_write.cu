@@ -2,7 +2,7 @@
 // (to `q_out`, contiguous [tokens, heads, head_dim]), and the rotated k heads with the v heads
 // written into the paged cache at the token's slot. Three launches per layer otherwise (RoPE of
 // q, RoPE of k, the KV write). q, k and v are rows at their own strides (views of a joined
-// q/k/v product). Rotation as rope.cu (angle in f64, both pairings); slots as kv_write.cu (a
+// q/k/v product). Rotation as rope.cu (rope_rotate, both pairings); slots as kv_write.cu (a
 // slot past the cache writes nothing; the host validates them too).
 #include "common.cuh"
 
@@ -26,16 +26,14 @@ __device__ void rope_kv_write_token(const T* __restrict__ q, const T* __restrict
     const bool is_q = idx < q_pairs;
     const int j = is_q ? idx : idx - q_pairs;
     const int h = j / half, i = j % half;
-    double s, c;
-    sincos(pos * (double)inv_freq[i], &s, &c);
-    const float cs = (float)c * mscale, sn = (float)s * mscale;
     const size_t at = (size_t)h * head_dim + (interleaved ? 2 * i : i);
     const size_t other = interleaved ? 1 : half;
     const T* src = is_q ? q + t * q_stride : k + t * k_stride;
     T* dst = is_q ? q_out + t * heads * head_dim : k_cache + (size_t)slot * kv_row;
-    const float a = to_f32(src[at]), b = to_f32(src[at + other]);
-    dst[at] = from_f32<T>(a * cs - b * sn);
-    dst[at + other] = from_f32<T>(b * cs + a * sn);
+    float ra, rb;
+    rope_rotate(pos, inv_freq[i], mscale, to_f32(src[at]), to_f32(src[at + other]), ra, rb);
+    dst[at] = from_f32<T>(ra);
+    dst[at + other] = from_f32<T>(rb);
   }
   if (write)
     for (int d = threadIdx.x; d < kv_row; d += blockDim.x)

@@ -41,6 +41,11 @@ using std::max;
 using std::min;
 // Device math intrinsics the kernels use that the host library lacks.
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// Rounded single operations (never fused into a multiply-add): the host compiles `a * b` so
+// without FMA flags anyway.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 
 struct EmulatedDim3 {
   unsigned x = 0, y = 0, z = 0;
@@ -75,6 +80,7 @@ inline unsigned atomicAdd(unsigned* p, unsigned v) {
   return std::atomic_ref<unsigned>(*p).fetch_add(v);
 }
 inline float __ldcg(const float* p) { return *p; }
+template <typename T> inline T __ldg(const T* p) { return *p; }
 
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
   using namespace warp_emulation;
