@@ -13,7 +13,8 @@
 // normalized is v · g · rsqrt(mean(v²) + eps), so each warp sums v² beside its dot products
 // with v · g and scales its sums once at the end (the normalized row is never rounded to T, as
 // rms_norm.cu's output would be: a closer result than norm then product, not a bitwise one).
-// One launch fewer per use.
+// One launch fewer per use. The q/k/v product can also finish the layer's RoPE and KV write
+// (RopeKvOut below), one launch fewer again.
 //
 // Layout: W rows contiguous (k elements each), x rows `x_stride` elements apart (`up_stride`
 // for `up`), residual, sum and y rows contiguous. The host launches this only where k is a whole
@@ -31,8 +32,11 @@ template <typename T> struct Vec16 {
   static constexpr int N = 16 / sizeof(T);
 };
 
+// Through the read-only data path (ld.global.nc): no input is written by the kernel that reads
+// it. Explicit, because nvcc infers it only where it can prove that no store of the kernel
+// aliases the load, which the RoPE + KV write stores (through a struct) defeat.
 template <typename T> __device__ __forceinline__ uint4 load16(const T* __restrict__ p) {
-  return *reinterpret_cast<const uint4*>(p);
+  return __ldg(reinterpret_cast<const uint4*>(p));
 }
 
 // memcpy between registers, not pointer casts: well defined in C++ (the emulator's host
@@ -140,12 +144,107 @@ __device__ __forceinline__ void matvec_sweep(float (&acc)[MATVEC_COLUMNS][R],
   }
 }
 
+// Where a product's columns go, and which columns each warp computes (a "pair": the
+// MATVEC_COLUMNS weight rows it streams together).
+//
+// RowsOut: y, [rows, n] row-major; pair p is columns 2p and 2p + 1.
+template <typename T> struct RowsOut {
+  T* __restrict__ y;
+  int n;
+
+  __device__ __forceinline__ int pairs() const { return (n + MATVEC_COLUMNS - 1) / MATVEC_COLUMNS; }
+  // The weight row member c of pair p reads: columns past n re-read the last row (in bounds,
+  // never stored) so the loop has no branch.
+  __device__ __forceinline__ int weight_row(int p, int c) const {
+    return min(p * MATVEC_COLUMNS + c, n - 1);
+  }
+  // Every lane holds every sum; lane c * R + r stores (r, column c of the pair), bias added
+  // (not fused with the scale's product into a multiply-add: RopeKvOut rounds as this does).
+  template <int R>
+  __device__ __forceinline__ void store(const float (&acc)[MATVEC_COLUMNS][R], int p, int lane,
+                                        int rows, const T* __restrict__ bias, int has_bias) const {
+#pragma unroll
+    for (int c = 0; c < MATVEC_COLUMNS; ++c) {
+      const int col = p * MATVEC_COLUMNS + c;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (lane == c * R + r && col < n && r < rows) {
+          const float b = has_bias ? to_f32(bias[col]) : 0.0f;
+          y[(size_t)r * n + col] = from_f32<T>(__fadd_rn(acc[c][r], b));
+        }
+      }
+    }
+  }
+};
+
+// RopeKvOut: the columns of a joined q/k/v product (`q_width` of q heads, then `kv_width` of k
+// heads and `kv_width` of v heads, heads `head_dim` wide), finished as rope_kv_write.cu finishes
+// them: the q heads rotated into `q` ([rows, q_width]), the k heads rotated and the v heads
+// written into the paged cache at each row's slot (a slot past `num_slots` writes nothing). The
+// columns a rotation pairs (2i and 2i + 1 of a head, or i and i + head_dim/2 for neox) are one
+// warp's pair, so the warp that sums them rotates them: the product's output is never written
+// out or read back, and the layer has one launch fewer. Each value is first rounded to T as the
+// product's output would be, so the result is bitwise that of the product then rope_kv_write.
+template <typename T> struct RopeKvOut {
+  static_assert(MATVEC_COLUMNS == 2, "a warp's pair of columns is a rotation's pair");
+  T* __restrict__ q;
+  T* __restrict__ k_cache;
+  T* __restrict__ v_cache;
+  const uint32_t* __restrict__ positions;  // per row
+  const uint32_t* __restrict__ slots;      // per row
+  const float* __restrict__ inv_freq;      // head_dim / 2
+  int q_width, kv_width, head_dim, interleaved;
+  float mscale;
+  uint32_t num_slots;
+
+  __device__ __forceinline__ int pairs() const { return (q_width + 2 * kv_width) / 2; }
+  // v's columns are paired as k's (and not rotated).
+  __device__ __forceinline__ int weight_row(int p, int c) const {
+    if (interleaved) return 2 * p + c;
+    const int half = head_dim / 2;
+    return (p / half) * head_dim + p % half + c * half;
+  }
+  // Lane r finishes row r's pair.
+  template <int R>
+  __device__ __forceinline__ void store(const float (&acc)[MATVEC_COLUMNS][R], int p, int lane,
+                                        int rows, const T* __restrict__ bias, int has_bias) const {
+    const int col_a = weight_row(p, 0), col_b = weight_row(p, 1);
+    const float bias_a = has_bias ? to_f32(bias[col_a]) : 0.0f;
+    const float bias_b = has_bias ? to_f32(bias[col_b]) : 0.0f;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (lane != r || r >= rows) continue;
+      const float a = to_f32(from_f32<T>(__fadd_rn(acc[0][r], bias_a)));
+      const float b = to_f32(from_f32<T>(__fadd_rn(acc[1][r], bias_b)));
+      const uint32_t slot = slots[r];
+      const size_t cache_row = (size_t)slot * kv_width;
+      if (col_a >= q_width + kv_width) {  // v
+        if (slot < num_slots) {
+          v_cache[cache_row + col_a - q_width - kv_width] = from_f32<T>(a);
+          v_cache[cache_row + col_b - q_width - kv_width] = from_f32<T>(b);
+        }
+        continue;
+      }
+      const int d = col_a % head_dim;
+      float ra, rb;
+      rope_rotate((double)positions[r], inv_freq[interleaved ? d / 2 : d], mscale, a, b, ra, rb);
+      if (col_a < q_width) {
+        q[(size_t)r * q_width + col_a] = from_f32<T>(ra);
+        q[(size_t)r * q_width + col_b] = from_f32<T>(rb);
+      } else if (slot < num_slots) {
+        k_cache[cache_row + col_a - q_width] = from_f32<T>(ra);
+        k_cache[cache_row + col_b - q_width] = from_f32<T>(rb);
+      }
+    }
+  }
+};
+
 // R: rows the instance computes, `xs.rows` (1..R) of them real: the others re-read the last
 // real row (from cache) and are never stored, so four instances (R = 1, 2, 4, 8) cover every
 // count.
-template <typename T, int R, int In>
+template <typename T, int R, int In, typename Out>
 __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias, int has_bias,
-                            XRows<T, R, In> xs, T* __restrict__ y, int n, float eps,
+                            XRows<T, R, In> xs, const Out& out, float eps,
                             T* __restrict__ sum_out) {
   constexpr int C = MATVEC_COLUMNS;
   // Sweeps of the row (32 lanes × 16 bytes each) whose weight loads are issued together before
@@ -157,17 +256,15 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   constexpr int STEP = 32 * V;
   const int k = xs.k;
   const int lane = threadIdx.x % 32;
-  const int warp = blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
-  const int col0 = warp * C;
-  if (col0 >= n) return;  // the whole warp: no shuffle below waits for it
+  const int pair = blockIdx.x * MATVEC_WARPS + threadIdx.x / 32;
+  if (pair >= out.pairs()) return;  // the whole warp: no shuffle below waits for it
   // One warp of the grid writes the sum x + residual as it reads it.
-  xs.sum_out = warp == 0 ? sum_out : nullptr;
+  xs.sum_out = pair == 0 ? sum_out : nullptr;
 #pragma unroll
   for (int r = 0; r < R; ++r) xs.ss[r] = 0.0f;
-  // Columns past n re-read the last row (in bounds, never stored) so the loop has no branch.
   const T* w_rows[C];
 #pragma unroll
-  for (int c = 0; c < C; ++c) w_rows[c] = w + (size_t)min(col0 + c, n - 1) * k;
+  for (int c = 0; c < C; ++c) w_rows[c] = w + (size_t)out.weight_row(pair, c) * k;
   float acc[C][R];
 #pragma unroll
   for (int c = 0; c < C; ++c)
@@ -200,18 +297,7 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   for (int c = 0; c < C; ++c)
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[c][r] = warp_sum(acc[c][r]) * scale[r];
-  // Every lane holds every sum; lane c * R + r stores (r, col0 + c).
-#pragma unroll
-  for (int c = 0; c < C; ++c) {
-    const int col = col0 + c;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (lane == c * R + r && col < n && r < xs.rows) {
-        const float b = has_bias ? to_f32(bias[col]) : 0.0f;
-        y[(size_t)r * n + col] = from_f32<T>(acc[c][r] + b);
-      }
-    }
-  }
+  out.template store<R>(acc, pair, lane, xs.rows, bias, has_bias);
 }
 
 // matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh}_<dtype>_r<R> (the GLU of `x`
@@ -225,18 +311,35 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
            const T* norm, T* sum_out, T* y, int rows, int n, int k, int x_stride, int up_stride,  \
            float eps) {                                                                           \
     XRows<T, R, IN> xs{x, up, residual, norm, nullptr, rows, k, x_stride, up_stride, {}};         \
-    matvec_rows<T, R, IN>(w, bias, has_bias, xs, y, n, eps, sum_out);                             \
+    matvec_rows<T, R, IN>(w, bias, has_bias, xs, RowsOut<T>{y, n}, eps, sum_out);                 \
+  }
+// <name>_rope_kv_<dtype>_r<R>: a joined q/k/v product finished by RoPE and the KV write
+// (RopeKvOut), for x as it is and the RMSNorm inputs (the products before attention).
+#define MATVEC_ROPE_KV_ENTRY(NAME, IN, T, R)                                                      \
+  extern "C" __global__ void __launch_bounds__(MATVEC_WARPS * 32)                                 \
+      NAME(const T* w, const T* bias, int has_bias, const T* x, const T* residual, const T* norm,  \
+           T* sum_out, T* q, T* k_cache, T* v_cache, const uint32_t* positions,                  \
+           const uint32_t* slots, const float* inv_freq, int rows, int k, int x_stride,           \
+           int q_width, int kv_width, int head_dim, int interleaved, float mscale,                \
+           uint32_t num_slots, float eps) {                                                       \
+    XRows<T, R, IN> xs{x, x, residual, norm, nullptr, rows, k, x_stride, x_stride, {}};           \
+    const RopeKvOut<T> out{q,        k_cache,  v_cache,  positions,   slots, inv_freq,            \
+                           q_width,  kv_width, head_dim, interleaved, mscale, num_slots};         \
+    matvec_rows<T, R, IN>(w, bias, has_bias, xs, out, eps, sum_out);                              \
   }
 #define MATVEC_ROWS(T, SUFFIX, R)                                    \
   MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                  \
   MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)      \
-  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)
+  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R) \
+  MATVEC_ROPE_KV_ENTRY(matvec_rope_kv_##SUFFIX##_r##R, PLAIN, T, R)
 // The RMSNorm inputs for 1 and 2 rows only (launch::MATVEC_MAX_NORM_ROWS): from 4 rows their
 // extra registers (the residual, the sums of squares, the sum's stores) cut the warps an SM
 // holds, and with them the bytes in flight, by more than a separate norm launch costs.
-#define MATVEC_NORM_ROWS(T, SUFFIX, R)                                  \
-  MATVEC_ENTRY(matvec_rms_norm_##SUFFIX##_r##R, NORM, T, R)             \
-  MATVEC_ENTRY(matvec_add_rms_norm_##SUFFIX##_r##R, ADD_NORM, T, R)
+#define MATVEC_NORM_ROWS(T, SUFFIX, R)                                              \
+  MATVEC_ENTRY(matvec_rms_norm_##SUFFIX##_r##R, NORM, T, R)                         \
+  MATVEC_ENTRY(matvec_add_rms_norm_##SUFFIX##_r##R, ADD_NORM, T, R)                 \
+  MATVEC_ROPE_KV_ENTRY(matvec_rms_norm_rope_kv_##SUFFIX##_r##R, NORM, T, R)         \
+  MATVEC_ROPE_KV_ENTRY(matvec_add_rms_norm_rope_kv_##SUFFIX##_r##R, ADD_NORM, T, R)
 #define MATVEC(T, SUFFIX)        \
   MATVEC_ROWS(T, SUFFIX, 1)      \
   MATVEC_ROWS(T, SUFFIX, 2)      \

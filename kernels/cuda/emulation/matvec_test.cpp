@@ -4,35 +4,47 @@
 // or the RMSNorm of x (+ a residual, the sum written out; 1 and 2 rows), on shapes that leave the last warp's columns and the last 16-byte sweep of each row
 // partly empty, rows long enough for whole trips of several sweeps before the last ones, and
 // with input rows further apart than their length. Launch shape as launch::matvec makes it.
-// Exit status: failed checks.
+// The q/k/v product finished by RoPE and the KV write (RopeKvOut) against the product then
+// rope_kv_write.cu, bit for bit. Exit status: failed checks.
 #include "warp_emulation.h"
 
 #include "../matvec.cu"
+#include "../rope_kv_write.cu"
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 namespace {
 
 int failures = 0;
 
-template <typename T, int R, int In>
-void launch(const T* w, const T* bias, int has_bias, const T* x, const T* up, const T* residual,
-            const T* norm, T* sum_out, T* y, int rows, int n, int k, int x_stride, float eps) {
-  const int warps = (n + MATVEC_COLUMNS - 1) / MATVEC_COLUMNS;
-  emulate_launch((warps + MATVEC_WARPS - 1) / MATVEC_WARPS, 1, MATVEC_WARPS * 32, [&] {
-    XRows<T, R, In> xs{x, up, residual, norm, nullptr, rows, k, x_stride, x_stride, {}};
-    matvec_rows<T, R, In>(w, bias, has_bias, xs, y, n, eps, sum_out);
-  });
-}
+// What a product reads (the pointers its entry points take).
+template <typename T> struct Inputs {
+  const T *w, *bias;
+  int has_bias;
+  const T *x, *up, *residual, *norm;
+  T* sum_out;
+  int rows, k, x_stride;
+  float eps;
+};
 
-// The instance launch::matvec picks: the next power of two of the rows.
-template <typename T, int In, typename... Args> void run(int rows, Args... args) {
-  if (rows == 1) return launch<T, 1, In>(args...);
-  if (rows == 2) return launch<T, 2, In>(args...);
-  if (rows <= 4) return launch<T, 4, In>(args...);
-  launch<T, 8, In>(args...);
+// One launch as launch::matvec shapes it: a warp per pair of the `n` columns, MATVEC_WARPS
+// warps a block; the instance it picks: the next power of two of the rows.
+template <typename T, int In, typename Out> void run(const Inputs<T>& a, const Out& out, int n) {
+  const int warps = (n + MATVEC_COLUMNS - 1) / MATVEC_COLUMNS;
+  auto launch = [&]<int R>() {
+    emulate_launch((warps + MATVEC_WARPS - 1) / MATVEC_WARPS, 1, MATVEC_WARPS * 32, [&] {
+      XRows<T, R, In> xs{a.x, a.up, a.residual, a.norm, nullptr, a.rows, a.k, a.x_stride,
+                         a.x_stride, {}};
+      matvec_rows<T, R, In>(a.w, a.bias, a.has_bias, xs, out, a.eps, a.sum_out);
+    });
+  };
+  if (a.rows == 1) return launch.template operator()<1>();
+  if (a.rows == 2) return launch.template operator()<2>();
+  if (a.rows <= 4) return launch.template operator()<4>();
+  launch.template operator()<8>();
 }
 
 struct Shape {
@@ -63,8 +75,9 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
   // Sentinels past the outputs: a store out of bounds shows.
   std::vector<T> y(size_t(s.rows) * s.n + 1, from_f32<T>(-7.0f));
   std::vector<T> sum(size_t(s.rows) * s.k + 1, from_f32<T>(-7.0f));
-  run<T, In>(s.rows, w.data(), b.data(), int(s.bias), x.data(), up.data(), res.data(), g.data(),
-             sum.data(), y.data(), s.rows, s.n, s.k, s.x_stride, eps);
+  const Inputs<T> in{w.data(),   b.data(), int(s.bias), x.data(), up.data(),  res.data(),
+                     g.data(),   sum.data(), s.rows,    s.k,      s.x_stride, eps};
+  run<T, In>(in, RowsOut<T>{y.data(), s.n}, s.n);
   double err = 0, scale = 1;
   bool sums_ok = true;
   for (int r = 0; r < s.rows; ++r) {
@@ -124,12 +137,97 @@ template <typename T, int In> void checks(const char* type, const char* input, d
   check<T, In>(type, input, {2, 300, 32, 64, true}, seed++, tol);
 }
 
+// A joined q/k/v product's shape: `heads` q heads, `kv_heads` k and v heads.
+struct QkvShape {
+  int rows, heads, kv_heads, head_dim, k;
+  bool bias;
+  int interleaved;
+};
+
+template <typename T> bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// The product finished by RoPE and the KV write (RopeKvOut) against the product (RowsOut) then
+// rope_kv_write.cu on its output: the same bits in q, both caches and the residual sums. The
+// rows' slots are scattered, and with 2+ rows the last one's is past the cache (nothing
+// written, though the buffers extend past `num_slots` so that a store there would show).
+template <typename T, int In> void check_rope_kv(const char* type, const char* input, QkvShape s,
+                                                 unsigned seed) {
+  const int q_width = s.heads * s.head_dim, kv_width = s.kv_heads * s.head_dim;
+  const int n = q_width + 2 * kv_width, num_slots = 2 * s.rows + 1;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto random = [&](size_t len, float shift) {
+    std::vector<T> v(len);
+    for (auto& e : v) e = from_f32<T>(shift + u(rng));
+    return v;
+  };
+  const auto w = random(size_t(n) * s.k, 0), b = random(n, 0), g = random(s.k, 1);
+  const auto x = random(size_t(s.rows) * s.k, 0), res = random(size_t(s.rows) * s.k, 0);
+  std::vector<uint32_t> positions(s.rows), slots(s.rows);
+  for (int r = 0; r < s.rows; ++r) {
+    positions[r] = 100000 + 37 * r;  // angles far past 2π: the f64 angle matters
+    slots[r] = (2 * r + 1) % num_slots;
+  }
+  if (s.rows > 1) slots.back() = num_slots + 1;
+  std::vector<float> inv_freq(s.head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i)
+    inv_freq[i] = float(std::pow(10000.0, -2.0 * i / s.head_dim));
+  const float mscale = 1.25f, eps = 1e-5f;
+  const T sentinel = from_f32<T>(-7.0f);
+  // Reference: the product's rows, then rope_kv_write.cu reading them as views.
+  std::vector<T> y(size_t(s.rows) * n), sum_ref(size_t(s.rows) * s.k + 1, sentinel);
+  std::vector<T> q_ref(size_t(s.rows) * q_width + 1, sentinel);
+  std::vector<T> kc_ref(size_t(num_slots + 2) * kv_width, sentinel), vc_ref = kc_ref;
+  const Inputs<T> ref_in{w.data(), b.data(),   int(s.bias), x.data(), x.data(), res.data(),
+                         g.data(), sum_ref.data(), s.rows,  s.k,      s.k,      eps};
+  run<T, In>(ref_in, RowsOut<T>{y.data(), n}, n);
+  emulate_launch(s.rows, 1, 128, [&] {
+    rope_kv_write_token<T>(y.data(), y.data() + q_width, y.data() + q_width + kv_width,
+                           q_ref.data(), kc_ref.data(), vc_ref.data(), positions.data(),
+                           slots.data(), inv_freq.data(), s.heads, s.kv_heads, s.head_dim, n, n,
+                           n, s.interleaved, mscale, num_slots);
+  });
+  // Fused.
+  std::vector<T> sum(sum_ref.size(), sentinel), q(q_ref.size(), sentinel);
+  std::vector<T> kc(kc_ref.size(), sentinel), vc(vc_ref.size(), sentinel);
+  const Inputs<T> in{w.data(), b.data(),   int(s.bias), x.data(), x.data(), res.data(),
+                     g.data(), sum.data(), s.rows,      s.k,      s.k,      eps};
+  const RopeKvOut<T> out{q.data(), kc.data(),     vc.data(), positions.data(), slots.data(),
+                         inv_freq.data(), q_width, kv_width, s.head_dim, s.interleaved, mscale,
+                         uint32_t(num_slots)};
+  run<T, In>(in, out, n);
+  const bool q_ok = same_bits(q, q_ref), k_ok = same_bits(kc, kc_ref), v_ok = same_bits(vc, vc_ref);
+  const bool sums_ok = same_bits(sum, sum_ref);
+  const bool ok = q_ok && k_ok && v_ok && sums_ok;
+  failures += !ok;
+  std::printf("matvec rope_kv %s %s %s rows %d heads %d/%d head_dim %d k %d bias %d: q %s, k cache %s, v cache %s, sums %s %s\n",
+              type, input, s.interleaved ? "interleaved" : "neox", s.rows, s.heads, s.kv_heads,
+              s.head_dim, s.k, s.bias, q_ok ? "same" : "DIFFER", k_ok ? "same" : "DIFFER",
+              v_ok ? "same" : "DIFFER", sums_ok ? "same" : "DIFFER", ok ? "ok" : "FAILED");
+}
+
+template <typename T, int In> void rope_kv_checks(const char* type, const char* input) {
+  unsigned seed = 100;
+  const int max_rows = In == NORM || In == ADD_NORM ? 2 : 8;
+  for (int interleaved : {0, 1}) {
+    for (int rows = 1; rows <= max_rows; ++rows)
+      check_rope_kv<T, In>(type, input, {rows, 4, 2, 16, 264, rows % 2 == 1, interleaved}, seed++);
+    // Heads of 128 (the 8B's) on rows of whole trips of sweeps.
+    check_rope_kv<T, In>(type, input, {max_rows, 2, 1, 128, 2056, true, interleaved}, seed++);
+  }
+}
+
 template <typename T> void all_inputs(const char* type, double tol) {
   checks<T, PLAIN>(type, "x", tol);
   checks<T, GLU_SILU>(type, "glu silu", tol);
   checks<T, GLU_GELU>(type, "glu gelu", tol);
   checks<T, NORM>(type, "rms_norm", tol);
   checks<T, ADD_NORM>(type, "add_rms_norm", tol);
+  rope_kv_checks<T, PLAIN>(type, "x");
+  rope_kv_checks<T, NORM>(type, "rms_norm");
+  rope_kv_checks<T, ADD_NORM>(type, "add_rms_norm");
 }
 
 }  // namespace
