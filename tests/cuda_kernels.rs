@@ -8,12 +8,14 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::DType;
 use candor::backend::cpu::CpuBackend;
 use candor::backend::cuda::kernels::Kernels;
-use candor::backend::cuda::matvec::MatvecInput;
+use candor::backend::cuda::matvec::{MatvecInput, MatvecTarget};
 use candor::backend::cuda::CudaBackend;
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, KvCacheSpec, RopeSpec, RopeStyle, WeightDtype,
+    qkv_rope_write_kv, Activation, AttentionParams, Backend, KvCacheSpec, QkvHeads, RopeKvWrite,
+    RopeSpec, RopeStyle, WeightDtype,
 };
 use candor_models::batch::SeqAttention;
+use candor_models::projection::NormedInput;
 use candor_models::weights::{HostWeight, SyntheticWeight};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -440,30 +442,26 @@ fn joined_projections<B: Backend>(b: &B, tokens: usize, fused: bool) -> Vec<f32>
         })
         .unwrap();
     let q = if fused {
-        b.rope_qk_write_kv(&q, &k, &v, &pos, &spec, &mut cache, 0, &pos)
-            .unwrap()
+        let kv = RopeKvWrite {
+            positions: &pos,
+            rope: &spec,
+            cache: &mut cache,
+            layer: 0,
+            slots: &pos,
+        };
+        b.rope_qk_write_kv(&q, &k, &v, kv).unwrap()
     } else {
         let k = b.rope(&k, &pos, &spec).unwrap();
         b.kv_write(&mut cache, 0, &k, &v, &pos).unwrap();
         b.rope(&q, &pos, &spec).unwrap()
     };
-    let params = AttentionParams {
-        num_heads: heads,
-        num_kv_heads: kv_heads,
+    let heads = QkvHeads {
+        heads,
+        kv_heads,
         head_dim: d,
-        scale: 1.0 / (d as f32).sqrt(),
-        sliding_window: None,
-        softcap: None,
     };
-    let seq = SeqAttention {
-        q_start: 0,
-        q_len: tokens,
-        start_pos: 0,
-        block_table: (0..tokens.div_ceil(block_size) as u32).collect(),
-    };
-    let attn = b
-        .paged_attention(&q, &cache, 0, &[seq], block_size, &params)
-        .unwrap();
+    let block_table = (0..tokens.div_ceil(block_size) as u32).collect();
+    let attn = attend_one_sequence(b, &q, &cache, heads, block_table, block_size);
     let gate_up = b
         .concat_weights(&[&weight(ffn, 15), &weight(ffn, 16)])
         .unwrap()
@@ -471,10 +469,43 @@ fn joined_projections<B: Backend>(b: &B, tokens: usize, fused: bool) -> Vec<f32>
     let h = b.linear(&x, &gate_up, None).unwrap();
     let [gate, up]: [_; 2] = b.split(&h, &[ffn, ffn]).unwrap().try_into().unwrap();
     let m = b.glu(&gate, &up, Activation::Silu).unwrap();
-    let mut out = b.download(&q).unwrap();
-    out.extend(b.download(&attn).unwrap());
-    out.extend(b.download(&m).unwrap());
-    out
+    downloads(b, &[&q, &attn, &m])
+}
+
+/// Causal attention of `q` (`[tokens, heads, head_dim]`), one sequence from position 0, over
+/// layer 0 of `cache` through `block_table`.
+fn attend_one_sequence<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    cache: &B::KvCache,
+    heads: QkvHeads,
+    block_table: Vec<u32>,
+    block_size: usize,
+) -> B::Tensor {
+    let params = AttentionParams {
+        num_heads: heads.heads,
+        num_kv_heads: heads.kv_heads,
+        head_dim: heads.head_dim,
+        scale: 1.0 / (heads.head_dim as f32).sqrt(),
+        sliding_window: None,
+        softcap: None,
+    };
+    let seq = SeqAttention {
+        q_start: 0,
+        q_len: b.shape(q)[0],
+        start_pos: 0,
+        block_table,
+    };
+    b.paged_attention(q, cache, 0, &[seq], block_size, &params)
+        .unwrap()
+}
+
+/// `tensors` on the host, end to end.
+fn downloads<B: Backend>(b: &B, tensors: &[&B::Tensor]) -> Vec<f32> {
+    tensors
+        .iter()
+        .flat_map(|t| b.download(t).unwrap())
+        .collect()
 }
 
 #[test]
@@ -589,14 +620,17 @@ fn decode_product(
             (input, normed, Some(&b), sum)
         }
     };
-    let fast = kernels.matvec(input, &w, bias).unwrap().map(|out| {
-        let sums = (
-            out.sum.as_ref().map(download),
-            reference_sum.as_ref().map(download),
-        );
-        assert_eq!(sums.0, sums.1, "{kind:?}: the sums x + residual differ");
-        download(&out.y)
-    });
+    let fast = kernels
+        .matvec(input, &w, bias, MatvecTarget::Rows)
+        .unwrap()
+        .map(|out| {
+            let sums = (
+                out.sum.as_ref().map(download),
+                reference_sum.as_ref().map(download),
+            );
+            assert_eq!(sums.0, sums.1, "{kind:?}: the sums x + residual differ");
+            download(&out.y)
+        });
     let mut cublas = reference_x.matmul(&w.t().unwrap()).unwrap();
     if let Some(b) = bias {
         cublas = cublas.broadcast_add(b).unwrap();
@@ -666,5 +700,144 @@ fn decode_products_match_cublas_and_the_cpu() {
         g.set_fast_matvec(fast);
         let got = linear(&g, &x, dense(w.clone(), &[n, k]), &bias, [m, k]);
         assert!(rel_diff(&got, &want) < tol(DType::BF16), "fast {fast}");
+    }
+}
+
+/// One case of a layer's attention input: the tokens (rows), the RoPE pairing, whether the
+/// q/k/v product has a bias (qwen2) and the norm a residual to add first (every layer but the
+/// first).
+#[derive(Clone, Copy, Debug)]
+struct AttentionInputCase {
+    tokens: usize,
+    style: RopeStyle,
+    bias: bool,
+    residual: bool,
+}
+
+/// A layer's attention input from the residual stream, as one op (`one_op`:
+/// `rms_norm_qkv_rope_write_kv`, on the GPU at decode one matvec.cu launch) or as its parts
+/// (`rms_norm_linear`, then RoPE and the KV write on views of the product's heads). Returns
+/// the rotated q, then the attention over the cache written (the keys at scattered slots:
+/// the sequence's block table runs backwards), then the residual stream's next value.
+fn attention_input<B: Backend>(b: &B, case: AttentionInputCase, one_op: bool) -> Vec<f32> {
+    let AttentionInputCase {
+        tokens,
+        style,
+        bias,
+        residual,
+    } = case;
+    let heads = QkvHeads {
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 64,
+    };
+    let (hidden, block_size) = (256, 16);
+    let x = b
+        .upload(&random(tokens * hidden, 31), &[tokens, hidden])
+        .unwrap();
+    let r = b
+        .upload(&random(tokens * hidden, 32), &[tokens, hidden])
+        .unwrap();
+    let gains: Vec<f32> = random(hidden, 33).iter().map(|v| 1.0 + 0.5 * v).collect();
+    let norm = b.load_weight(dense(gains, &[hidden])).unwrap();
+    let member = |rows: usize, seed: u64| {
+        let w = b
+            .load_weight(dense(random(rows * hidden, seed), &[rows, hidden]))
+            .unwrap();
+        let bias = b
+            .load_weight(dense(random(rows, seed + 10), &[rows]))
+            .unwrap();
+        (w, bias)
+    };
+    let [q_width, kv_width, _] = heads.widths();
+    let (q, k, v) = (
+        member(q_width, 34),
+        member(kv_width, 35),
+        member(kv_width, 36),
+    );
+    let joined = |parts: [&B::Weight; 3]| b.concat_weights(&parts).unwrap().expect("dense joins");
+    let w = joined([&q.0, &k.0, &v.0]);
+    let bias = bias.then(|| joined([&q.1, &k.1, &v.1]));
+    let spec = RopeSpec {
+        inv_freq: (0..heads.head_dim / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / heads.head_dim as f32))
+            .collect(),
+        style,
+        mscale: 1.0,
+    };
+    let num_blocks = tokens.div_ceil(block_size) + 1;
+    let mut cache = b
+        .alloc_kv_cache(&KvCacheSpec {
+            num_layers: 1,
+            num_blocks,
+            block_size,
+            num_kv_heads: heads.kv_heads,
+            head_dim: heads.head_dim,
+        })
+        .unwrap();
+    let block_table: Vec<u32> = (0..num_blocks as u32).rev().collect();
+    let slots: Vec<u32> = (0..tokens)
+        .map(|i| block_table[i / block_size] * block_size as u32 + (i % block_size) as u32)
+        .collect();
+    // Far past 2π: the angle's double precision matters.
+    let positions: Vec<u32> = (0..tokens as u32).map(|i| 5000 + 7 * i).collect();
+    let input = NormedInput {
+        x: &x,
+        residual: residual.then_some(&r),
+        norm: &norm,
+        eps: 1e-5,
+    };
+    let kv = RopeKvWrite {
+        positions: &positions,
+        rope: &spec,
+        cache: &mut cache,
+        layer: 0,
+        slots: &slots,
+    };
+    let (stream, q) = if one_op {
+        b.rms_norm_qkv_rope_write_kv(input, &w, bias.as_ref(), heads, kv)
+            .unwrap()
+    } else {
+        let (stream, y) = b
+            .rms_norm_linear(&x, input.residual, &norm, 1e-5, &w, bias.as_ref())
+            .unwrap();
+        (stream, qkv_rope_write_kv(b, &y, heads, kv).unwrap())
+    };
+    let attn = attend_one_sequence(b, &q, &cache, heads, block_table, block_size);
+    downloads(b, &[&q, &attn, &stream])
+}
+
+#[test]
+fn the_attention_input_in_one_op_is_its_parts_and_matches_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    for act in [DType::BF16, DType::F16, DType::F32] {
+        let Some(mut g) = gpu(act) else { return };
+        // Every row count matvec.cu takes (the norm inside the product up to 2 rows, before it
+        // from 3), then more (cuBLAS and rope_kv_write.cu).
+        for tokens in 1..=9 {
+            for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+                for (bias, residual) in [(false, false), (true, true), (tokens % 2 == 0, false)] {
+                    let case = AttentionInputCase {
+                        tokens,
+                        style,
+                        bias,
+                        residual,
+                    };
+                    let want = attention_input(&cpu, case, false);
+                    for fast in [true, false] {
+                        g.set_fast_matvec(fast);
+                        let one = attention_input(&g, case, true);
+                        let parts = attention_input(&g, case, false);
+                        // RoPE of the product's values as rounded, slot for slot: the same bits.
+                        assert_eq!(one, parts, "{act:?} {case:?} fast {fast}: one op vs parts");
+                        let d = rel_diff(&one, &want);
+                        assert!(
+                            d < tol(act),
+                            "{act:?} {case:?} fast {fast}: {d} from the CPU"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

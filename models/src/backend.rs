@@ -6,6 +6,7 @@
 //! read only through `kv_write` and `paged_attention`.
 use crate::batch::SeqAttention;
 use crate::error::Result;
+use crate::projection::{split_heads, NormedInput};
 use crate::weights::HostWeight;
 
 /// Facts about a device, for logs, `candor devices` and benchmark fingerprints.
@@ -108,6 +109,48 @@ pub struct RopeSpec {
     pub mscale: f32,
 }
 
+/// Where a layer's rotated keys and its values go: the rotary embedding at each token's
+/// position, and the cache of `layer` at each token's slot. What the ops between a layer's q/k/v
+/// product and its attention need beside the product.
+pub struct RopeKvWrite<'a, C> {
+    pub positions: &'a [u32],
+    pub rope: &'a RopeSpec,
+    pub cache: &'a mut C,
+    pub layer: usize,
+    pub slots: &'a [u32],
+}
+
+impl<C> RopeKvWrite<'_, C> {
+    /// The same destination for one op, keeping this one for another (an op that may decline
+    /// and leave the work to others).
+    pub fn reborrow(&mut self) -> RopeKvWrite<'_, C> {
+        RopeKvWrite {
+            positions: self.positions,
+            rope: self.rope,
+            cache: &mut *self.cache,
+            layer: self.layer,
+            slots: self.slots,
+        }
+    }
+}
+
+/// The columns of a joined q/k/v product: `heads` q heads, then `kv_heads` k heads, then
+/// `kv_heads` v heads, each `head_dim` wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkvHeads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl QkvHeads {
+    /// The q, k and v widths, in the product's column order.
+    pub fn widths(&self) -> [usize; 3] {
+        let kv = self.kv_heads * self.head_dim;
+        [self.heads * self.head_dim, kv, kv]
+    }
+}
+
 /// Static attention parameters of one layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionParams {
@@ -188,25 +231,20 @@ pub trait Backend: Send + Sync + 'static {
         v: &Self::Tensor,
         slots: &[u32],
     ) -> Result<()>;
-    /// RoPE of `q` and `k` at `positions`, and the rotated `k` with `v` written into the cache
-    /// of `layer` at `slots`; returns the rotated `q`. The three ops every layer runs between
+    /// RoPE of `q` and `k`, and the rotated `k` with `v` written into the cache (`kv` says at
+    /// which positions, where); returns the rotated `q`. The three ops every layer runs between
     /// its q/k/v product and attention: a backend may do them in one pass (CUDA: one launch
     /// per layer instead of three); the default runs `rope`, `rope` and `kv_write`.
-    #[allow(clippy::too_many_arguments)]
     fn rope_qk_write_kv(
         &self,
         q: &Self::Tensor,
         k: &Self::Tensor,
         v: &Self::Tensor,
-        positions: &[u32],
-        rope: &RopeSpec,
-        cache: &mut Self::KvCache,
-        layer: usize,
-        slots: &[u32],
+        kv: RopeKvWrite<'_, Self::KvCache>,
     ) -> Result<Self::Tensor> {
-        let q = self.rope(q, positions, rope)?;
-        let k = self.rope(k, positions, rope)?;
-        self.kv_write(cache, layer, &k, v, slots)?;
+        let q = self.rope(q, kv.positions, kv.rope)?;
+        let k = self.rope(k, kv.positions, kv.rope)?;
+        self.kv_write(kv.cache, kv.layer, &k, v, kv.slots)?;
         Ok(q)
     }
     /// Causal attention of `q` (`[tokens, heads, head_dim]`) over each sequence's cached keys
@@ -238,6 +276,27 @@ pub trait Backend: Send + Sync + 'static {
         bias: Option<&Self::Weight>,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
         rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
+    }
+    /// A layer's attention input from the residual stream, as one op: the RMSNorm of `input`,
+    /// its product with the joined q/k/v weight `w` (+ `bias`; columns as `heads` lays them
+    /// out), RoPE of q and k, and k and v written into the cache (`kv`). Returns the residual
+    /// stream's next value (as `rms_norm_linear`) and the rotated q, `[tokens, heads,
+    /// head_dim]`. A backend may finish the product's columns where it computes them (CUDA at
+    /// decode: the q/k/v never written out, one launch for the norm, the product, RoPE and
+    /// the KV write); the default runs `rms_norm_linear` then `rope_qk_write_kv` on views of
+    /// its q, k and v heads (`qkv_rope_write_kv`), so a backend that overrides neither needs
+    /// `split`.
+    fn rms_norm_qkv_rope_write_kv(
+        &self,
+        input: NormedInput<'_, Self>,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        heads: QkvHeads,
+        kv: RopeKvWrite<'_, Self::KvCache>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let (stream, qkv) =
+            self.rms_norm_linear(input.x, input.residual, input.norm, input.eps, w, bias)?;
+        Ok((stream, qkv_rope_write_kv(self, &qkv, heads, kv)?))
     }
     /// `glu(gate, up, act)` times `w` (the FFN's down projection), the GLU rounded to the
     /// activation dtype first as `glu` leaves it. A backend may apply the GLU as the product
@@ -299,6 +358,18 @@ pub trait Backend: Send + Sync + 'static {
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+}
+
+/// RoPE and the KV write of a joined q/k/v product `qkv` (`[tokens, Σ widths]`, columns as
+/// `heads` lays them out), read as views of its q, k and v heads; returns the rotated q.
+pub fn qkv_rope_write_kv<B: Backend + ?Sized>(
+    b: &B,
+    qkv: &B::Tensor,
+    heads: QkvHeads,
+    kv: RopeKvWrite<'_, B::KvCache>,
+) -> Result<B::Tensor> {
+    let [q, k, v] = split_heads(b, qkv, &heads.widths(), heads.head_dim)?;
+    b.rope_qk_write_kv(&q, &k, &v, kv)
 }
 
 /// `Backend::glu_linear` as two ops: the GLU, then the product.

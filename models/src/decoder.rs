@@ -1,10 +1,10 @@
 //! The decoder-only transformer forward pass, written once and generic over the Backend.
 //! Each architecture contributes a `ModelSpec`; the flags in it select the variant's pieces
 //! (biases, q/k norm, sandwich norms, sliding windows, embedding scale, activation).
-use crate::backend::{AttentionParams, Backend, KvCacheSpec, RopeSpec};
+use crate::backend::{AttentionParams, Backend, KvCacheSpec, QkvHeads, RopeKvWrite, RopeSpec};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
-use crate::projection::{NormedInput, Projections};
+use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
@@ -226,6 +226,15 @@ impl<B: Backend> DecoderModel<B> {
         }
     }
 
+    /// The q/k/v products' heads.
+    fn qkv_heads(&self) -> QkvHeads {
+        QkvHeads {
+            heads: self.spec.num_heads,
+            kv_heads: self.spec.num_kv_heads,
+            head_dim: self.spec.head_dim,
+        }
+    }
+
     /// One batched forward over all sequences of `batch`; returns `[logit_rows, vocab]`.
     pub fn forward(&self, b: &B, kv: &mut B::KvCache, batch: &FlatBatch) -> Result<B::Tensor> {
         let s = &self.spec;
@@ -245,15 +254,28 @@ impl<B: Backend> DecoderModel<B> {
                 norm: &layer.attn_norm,
                 eps,
             };
-            let (stream, qkv) = layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?;
+            let kv_write = RopeKvWrite {
+                positions: &batch.positions,
+                rope: &self.ropes[layer.rope],
+                cache: &mut *kv,
+                layer: li,
+                slots: &batch.slots,
+            };
+            let (stream, q) = match (&layer.q_norm, &layer.k_norm) {
+                // Per-head norms of q and k (qwen3, gemma3) come between the product and RoPE.
+                (Some(qn), Some(kn)) => {
+                    let (stream, qkv) = layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?;
+                    let [q, k, v] = members(qkv)?;
+                    let (q, k) = (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?);
+                    (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
+                }
+                _ => {
+                    layer
+                        .qkv
+                        .apply_normed_rope_write_kv(b, &attn_in, self.qkv_heads(), kv_write)?
+                }
+            };
             x = stream;
-            let [mut q, mut k, v] = members(qkv)?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = b.rms_norm(&q, qn, eps)?;
-                k = b.rms_norm(&k, kn, eps)?;
-            }
-            let rope = &self.ropes[layer.rope];
-            let q = b.rope_qk_write_kv(&q, &k, &v, &batch.positions, rope, kv, li, &batch.slots)?;
             let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
             let mut o = b.linear(&attn, &layer.wo, None)?;
             if let Some(pn) = &layer.post_attn_norm {
@@ -289,14 +311,4 @@ impl<B: Backend> DecoderModel<B> {
             None => Ok(logits),
         }
     }
-}
-
-/// The `N` outputs of a projection group.
-fn members<T, const N: usize>(parts: Vec<T>) -> Result<[T; N]> {
-    parts.try_into().map_err(|p: Vec<T>| {
-        ModelError::Backend(format!(
-            "a projection group gave {} outputs, not {N}",
-            p.len()
-        ))
-    })
 }

@@ -5,27 +5,74 @@
 //! on a GPU that is one launch instead of three (decode of an 8B model is bound by ~15 launches
 //! per layer as much as by bandwidth) and a wider GEMM for the small k/v products. The values
 //! are the same either way: every output column is its own dot product.
-use crate::backend::{rms_norm_maybe_add, Backend};
+use crate::backend::{rms_norm_maybe_add, Backend, QkvHeads, RopeKvWrite};
 use crate::error::{ModelError, Result};
 
 /// A projection group's input when it is the RMSNorm of `x` (with `residual`: of
 /// `x + residual`, the fused add of a decoder layer) by `norm`.
-pub struct NormedInput<'a, B: Backend> {
+pub struct NormedInput<'a, B: Backend + ?Sized> {
     pub x: &'a B::Tensor,
     pub residual: Option<&'a B::Tensor>,
     pub norm: &'a B::Weight,
     pub eps: f32,
 }
 
-impl<B: Backend> Clone for NormedInput<'_, B> {
+impl<B: Backend + ?Sized> Clone for NormedInput<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend> Copy for NormedInput<'_, B> {}
+impl<B: Backend + ?Sized> Copy for NormedInput<'_, B> {}
+
+/// The `N` outputs of a projection group.
+pub(crate) fn members<T, const N: usize>(parts: Vec<T>) -> Result<[T; N]> {
+    parts.try_into().map_err(|p: Vec<T>| {
+        ModelError::Backend(format!(
+            "a projection group gave {} outputs, not {N}",
+            p.len()
+        ))
+    })
+}
+
+/// The members of a joined product `y` (`[tokens, Σ widths]`): as `[tokens, width]` where
+/// `unit` is 1, else in `unit`-wide heads, `split` by heads, not columns (the `[tokens, heads,
+/// unit]` reshape is free), each member a view of whole rows of heads at the joined row's
+/// stride, which the ops after it (RoPE, the KV write) read in place.
+pub(crate) fn split_columns<B: Backend + ?Sized>(
+    b: &B,
+    y: &B::Tensor,
+    widths: &[usize],
+    unit: usize,
+) -> Result<Vec<B::Tensor>> {
+    let y = as_heads(b, y.clone(), widths.iter().sum(), unit)?;
+    let sizes: Vec<usize> = widths.iter().map(|w| w / unit).collect();
+    let parts = b.split(&y, &sizes)?;
+    if parts.len() != widths.len() {
+        return Err(ModelError::Backend(format!(
+            "split returned {} parts for sizes {sizes:?}",
+            parts.len()
+        )));
+    }
+    Ok(parts)
+}
+
+/// `split_columns` into exactly `N` members, in `unit`-wide heads.
+pub(crate) fn split_heads<B: Backend + ?Sized, const N: usize>(
+    b: &B,
+    y: &B::Tensor,
+    widths: &[usize; N],
+    unit: usize,
+) -> Result<[B::Tensor; N]> {
+    members(split_columns(b, y, widths, unit)?)
+}
 
 /// `y` (`[tokens, width]`) as it is (`unit` 1) or as `[tokens, width / unit, unit]`.
-fn as_heads<B: Backend>(b: &B, y: B::Tensor, width: usize, unit: usize) -> Result<B::Tensor> {
+fn as_heads<B: Backend + ?Sized>(
+    b: &B,
+    y: B::Tensor,
+    width: usize,
+    unit: usize,
+) -> Result<B::Tensor> {
     if unit == 1 {
         return Ok(y);
     }
@@ -113,7 +160,7 @@ impl<B: Backend> Projections<B> {
             Weights::Joined { weight, bias } => {
                 let (stream, y) =
                     b.rms_norm_linear(x, residual, norm, eps, weight, bias.as_ref())?;
-                Ok((stream, self.split_joined(b, y, unit)?))
+                Ok((stream, split_columns(b, &y, &self.widths, unit)?))
             }
             Weights::Separate(_) => {
                 let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
@@ -122,11 +169,41 @@ impl<B: Backend> Projections<B> {
         }
     }
 
+    /// The q/k/v group's work up to attention, from the residual stream (`input`): the norm,
+    /// the products, RoPE of q and k, k and v written into the cache (`kv`). Returns the
+    /// residual stream's next value and the rotated q (`[tokens, heads, head_dim]`). A joined
+    /// group is one op (`Backend::rms_norm_qkv_rope_write_kv`); members must have the widths
+    /// `heads` gives.
+    pub fn apply_normed_rope_write_kv(
+        &self,
+        b: &B,
+        input: &NormedInput<'_, B>,
+        heads: QkvHeads,
+        kv: RopeKvWrite<'_, B::KvCache>,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        if self.widths != heads.widths() {
+            return Err(ModelError::Backend(format!(
+                "q/k/v projections of widths {:?} for heads {heads:?}",
+                self.widths
+            )));
+        }
+        match &self.weights {
+            Weights::Joined { weight, bias } => {
+                b.rms_norm_qkv_rope_write_kv(*input, weight, bias.as_ref(), heads, kv)
+            }
+            Weights::Separate(_) => {
+                let (stream, qkv) = self.apply_normed(b, input, Some(heads.head_dim))?;
+                let [q, k, v] = members(qkv)?;
+                Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv)?))
+            }
+        }
+    }
+
     /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
     fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
         match &self.weights {
             Weights::Joined { weight, bias } => {
-                self.split_joined(b, b.linear(x, weight, bias.as_ref())?, unit)
+                split_columns(b, &b.linear(x, weight, bias.as_ref())?, &self.widths, unit)
             }
             Weights::Separate(members) => members
                 .iter()
@@ -134,22 +211,6 @@ impl<B: Backend> Projections<B> {
                 .map(|((w, bias), &width)| as_heads(b, b.linear(x, w, bias.as_ref())?, width, unit))
                 .collect(),
         }
-    }
-
-    /// The members of a joined product `y`, as `[tokens, width]` (`unit` 1) or in `unit`-wide
-    /// heads.
-    fn split_joined(&self, b: &B, y: B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
-        let widths = &self.widths;
-        let y = as_heads(b, y, widths.iter().sum(), unit)?;
-        let sizes: Vec<usize> = widths.iter().map(|w| w / unit).collect();
-        let parts = b.split(&y, &sizes)?;
-        if parts.len() != widths.len() {
-            return Err(ModelError::Backend(format!(
-                "split returned {} parts for sizes {sizes:?}",
-                parts.len()
-            )));
-        }
-        Ok(parts)
     }
 
     pub fn is_joined(&self) -> bool {

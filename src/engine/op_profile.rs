@@ -3,19 +3,21 @@
 //! `Profiled<B>` is a `Backend` that hands every call to `B`. While its `OpProfiler` is
 //! switched on, each op is followed by `B::synchronize` and its wall time is added to that op's
 //! row (matrix products by weight shape: `linear 14336x4096`; `glu_linear 4096x14336` for the
-//! FFN's down projection with its GLU, `rms_norm_linear 6144x4096` for a norm and the joined
-//! projection that reads it), so queued devices (CUDA, plugins)
-//! are charged for their own work rather than for whatever happened to block next. The
+//! FFN's down projection with its GLU, `rms_norm_linear 28672x4096` for a norm and the joined
+//! projection that reads it, `rms_norm_qkv_rope_write_kv 6144x4096` for the attention input:
+//! norm, q/k/v, RoPE and KV write), so queued devices (CUDA, plugins) are charged for their own work rather than for whatever happened to block next. The
 //! synchronisation costs time of its own, and work that would overlap the next op's launch no
 //! longer does: a profiled pass is slower than a timed one. The rows are for comparing ops with
 //! each other, and the difference between the pass and the sum of its ops is the host's share
 //! (batch building, uploads of block tables, sampling). Switched off, the wrapper costs one
 //! atomic load per op.
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec,
+    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, QkvHeads, RopeKvWrite,
+    RopeSpec,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
+use candor_models::projection::NormedInput;
 use candor_models::weights::HostWeight;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -239,15 +241,29 @@ impl<B: Backend> Backend for Profiled<B> {
         q: &Self::Tensor,
         k: &Self::Tensor,
         v: &Self::Tensor,
-        positions: &[u32],
-        rope: &RopeSpec,
-        cache: &mut Self::KvCache,
-        layer: usize,
-        slots: &[u32],
+        kv: RopeKvWrite<'_, Self::KvCache>,
     ) -> Result<Self::Tensor> {
-        self.timed(op("rope_qk_write_kv"), |b| {
-            b.rope_qk_write_kv(q, k, v, positions, rope, cache, layer, slots)
-        })
+        self.timed(op("rope_qk_write_kv"), |b| b.rope_qk_write_kv(q, k, v, kv))
+    }
+
+    fn rms_norm_qkv_rope_write_kv(
+        &self,
+        input: NormedInput<'_, Self>,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        heads: QkvHeads,
+        kv: RopeKvWrite<'_, Self::KvCache>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let input = NormedInput::<B> {
+            x: input.x,
+            residual: input.residual,
+            norm: input.norm,
+            eps: input.eps,
+        };
+        self.timed(
+            || self.product_name("rms_norm_qkv_rope_write_kv", w),
+            |b| b.rms_norm_qkv_rope_write_kv(input, w, bias, heads, kv),
+        )
     }
 
     fn kv_write(

@@ -8,18 +8,20 @@ use super::device::gpu_info;
 use super::error::CudaError;
 use super::kernels::{fast_kernels_from_env, AttentionArgs, Kernels, RopeArgs};
 use super::kv::CudaKvCache;
-use super::matvec::{MatvecInput, MatvecOutput};
+use super::launch;
+use super::matvec::{MatvecInput, MatvecOutput, MatvecTarget};
 use super::rope_kv_write::KvTarget;
 use super::uploads::UploadCache;
 use super::weights::CudaWeight;
 use super::GpuInfo;
 use candle_core::{DType, Device, Tensor};
 use candor_models::backend::{
-    glu_then_linear, rms_norm_then_linear, Activation, AttentionParams, Backend, DeviceInfo,
-    KvCacheSpec, OpDesc, RopeSpec,
+    glu_then_linear, qkv_rope_write_kv, rms_norm_maybe_add, rms_norm_then_linear, Activation,
+    AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, QkvHeads, RopeKvWrite, RopeSpec,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
+use candor_models::projection::NormedInput;
 use candor_models::weights::HostWeight;
 
 pub struct CudaBackend {
@@ -88,18 +90,41 @@ impl CudaBackend {
     }
 
     /// `input · wᵀ (+ bias)` by matvec.cu where it applies (dense weights, decode's few rows;
-    /// `launch::matvec`) and is switched on; None for the general path.
+    /// `launch::matvec`) and is switched on, into `target`; None for the general path.
     fn matvec(
         &self,
         input: MatvecInput,
         w: &CudaWeight,
         bias: Option<&CudaWeight>,
+        target: MatvecTarget,
     ) -> Result<Option<MatvecOutput>> {
         let (true, CudaWeight::Dense(w)) = (self.fast_matvec, w) else {
             return Ok(None);
         };
         let bias = bias.map(|b| dense(b, "bias")).transpose()?;
-        self.kernels.matvec(input, w, bias)
+        self.kernels.matvec(input, w, bias, target)
+    }
+
+    /// The q/k/v product of `input` (the normed rows, or the rows to norm) finished by RoPE and
+    /// the KV write in matvec.cu, where it applies; None for the general path (nothing done).
+    fn matvec_rope_kv(
+        &self,
+        input: MatvecInput,
+        w: &CudaWeight,
+        bias: Option<&CudaWeight>,
+        heads: QkvHeads,
+        kv: RopeKvWrite<'_, CudaKvCache>,
+    ) -> Result<Option<MatvecOutput>> {
+        if !self.fast_matvec {
+            return Ok(None);
+        }
+        let (rope, kv) = self.rope_kv_target(kv)?;
+        let target = MatvecTarget::RopeKv {
+            heads,
+            rope: &rope,
+            kv,
+        };
+        self.matvec(input, w, bias, target)
     }
 
     pub fn act_dtype(&self) -> DType {
@@ -118,6 +143,25 @@ impl CudaBackend {
             style: rope.style,
             mscale: rope.mscale,
         })
+    }
+
+    /// What RoPE and the KV write need on the device: the positions and frequencies, and the
+    /// layer's cache buffers with the tokens' slots (checked against the cache).
+    fn rope_kv_target<'a>(
+        &self,
+        kv: RopeKvWrite<'a, CudaKvCache>,
+    ) -> Result<(RopeArgs, KvTarget<'a>)> {
+        let num_slots = kv.cache.num_slots();
+        let slots = self.slots(kv.slots, num_slots)?;
+        let rope = self.rope_args(kv.positions, kv.rope)?;
+        let (k_cache, v_cache) = kv.cache.layer_mut(kv.layer)?;
+        let target = KvTarget {
+            k_cache,
+            v_cache,
+            slots,
+            num_slots,
+        };
+        Ok((rope, target))
     }
 
     /// KV slots on the device, each checked against the cache's `num_slots`.
@@ -237,7 +281,7 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &Tensor, w: &CudaWeight, bias: Option<&CudaWeight>) -> Result<Tensor> {
-        if let Some(out) = self.matvec(MatvecInput::Rows(x), w, bias)? {
+        if let Some(out) = self.matvec(MatvecInput::Rows(x), w, bias, MatvecTarget::Rows)? {
             return Ok(out.y);
         }
         let y = w.matmul_t(x)?;
@@ -256,23 +300,10 @@ impl Backend for CudaBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        positions: &[u32],
-        rope: &RopeSpec,
-        cache: &mut CudaKvCache,
-        layer: usize,
-        slots: &[u32],
+        kv: RopeKvWrite<'_, CudaKvCache>,
     ) -> Result<Tensor> {
-        let num_slots = cache.num_slots();
-        let slots = self.slots(slots, num_slots)?;
-        let args = self.rope_args(positions, rope)?;
-        let (k_cache, v_cache) = cache.layer_mut(layer)?;
-        let target = KvTarget {
-            k_cache,
-            v_cache,
-            slots: &slots,
-            num_slots,
-        };
-        self.kernels.rope_kv_write(q, k, v, &args, target)
+        let (rope, target) = self.rope_kv_target(kv)?;
+        self.kernels.rope_kv_write(q, k, v, &rope, target)
     }
 
     fn kv_write(
@@ -351,7 +382,12 @@ impl Backend for CudaBackend {
         act: Activation,
         w: &CudaWeight,
     ) -> Result<Tensor> {
-        if let Some(out) = self.matvec(MatvecInput::Glu { gate, up, act }, w, None)? {
+        if let Some(out) = self.matvec(
+            MatvecInput::Glu { gate, up, act },
+            w,
+            None,
+            MatvecTarget::Rows,
+        )? {
             return Ok(out.y);
         }
         glu_then_linear(self, gate, up, act, w)
@@ -373,12 +409,47 @@ impl Backend for CudaBackend {
                 weight,
                 eps,
             };
-            if let Some(out) = self.matvec(input, w, bias)? {
+            if let Some(out) = self.matvec(input, w, bias, MatvecTarget::Rows)? {
                 let stream = out.sum.unwrap_or_else(|| x.clone());
                 return Ok((stream, out.y));
             }
         }
         rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
+    }
+
+    fn rms_norm_qkv_rope_write_kv(
+        &self,
+        input: NormedInput<'_, Self>,
+        w: &CudaWeight,
+        bias: Option<&CudaWeight>,
+        heads: QkvHeads,
+        mut kv: RopeKvWrite<'_, CudaKvCache>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, residual, norm, eps) = (input.x, input.residual, input.norm, input.eps);
+        let rows = x.dims().first().copied().unwrap_or(0);
+        // Few enough rows for the norm inside the product: one launch for all of it.
+        if let (CudaWeight::Dense(weight), true) = (norm, rows <= launch::MATVEC_MAX_NORM_ROWS) {
+            let normed = MatvecInput::RmsNorm {
+                x,
+                residual,
+                weight,
+                eps,
+            };
+            if let Some(out) = self.matvec_rope_kv(normed, w, bias, heads, kv.reborrow())? {
+                return Ok((out.sum.unwrap_or_else(|| x.clone()), out.y));
+            }
+        }
+        // Otherwise the norm first, then the product with RoPE and the KV write where
+        // matvec.cu takes it, else cuBLAS and rope_kv_write.cu.
+        let (stream, h) = rms_norm_maybe_add(self, x, residual, norm, eps)?;
+        if rows <= launch::MATVEC_MAX_ROWS {
+            let rows_in = MatvecInput::Rows(&h);
+            if let Some(out) = self.matvec_rope_kv(rows_in, w, bias, heads, kv.reborrow())? {
+                return Ok((stream, out.y));
+            }
+        }
+        let qkv = self.linear(&h, w, bias)?;
+        Ok((stream, qkv_rope_write_kv(self, &qkv, heads, kv)?))
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

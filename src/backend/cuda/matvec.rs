@@ -1,14 +1,16 @@
 //! Launching matvec.cu: the product of a decode step's few rows with a dense half-precision
 //! weight, where the weight's read is the whole cost; the bias is added in the same pass, and
 //! the op before the product (the FFN's GLU, an RMSNorm with or without the residual add) can
-//! be applied to the input as it is read.
-use super::kernels::{launch_err, Kernels};
+//! be applied to the input as it is read, and a q/k/v product's columns finished by RoPE and
+//! the KV write where they are summed.
+use super::kernels::{launch_err, Kernels, RopeArgs};
 use super::launch::{self, as_i32};
+use super::rope_kv_write::KvTarget;
 use super::row_layout::rows_of;
 use super::tensors::{alloc_out, config, rows_view, view, wrap, KernelDType};
-use candle_core::cuda_backend::cudarc::driver::{CudaView, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, PushKernelArg};
 use candle_core::{DType, Layout, StorageRef, Tensor};
-use candor_models::backend::Activation;
+use candor_models::backend::{Activation, QkvHeads, RopeStyle};
 use candor_models::error::Result;
 
 /// The rows a product reads, `[rows, k]`, each row contiguous (rows at any stride where the
@@ -29,6 +31,40 @@ pub enum MatvecInput<'a> {
         weight: &'a Tensor,
         eps: f32,
     },
+}
+
+/// Where a product's columns go.
+pub enum MatvecTarget<'a> {
+    /// A new `[rows, n]` tensor.
+    Rows,
+    /// The columns of a joined q/k/v product (as `heads` lays them out) finished as
+    /// `rope_kv_write` finishes them: q rotated by `rope` into a new `[rows, heads, head_dim]`
+    /// tensor, k rotated and v written into `kv` at the rows' slots (u32 on the device,
+    /// validated by the caller; one per row, as `rope`'s positions).
+    RopeKv {
+        heads: QkvHeads,
+        rope: &'a RopeArgs,
+        kv: KvTarget<'a>,
+    },
+}
+
+impl MatvecTarget<'_> {
+    /// Whether the kernel takes this target for a product of `rows` rows and `n` columns with
+    /// `input`: the RoPE target needs the q/k/v layout, one position and slot per row, RoPE
+    /// frequencies for the heads, and an input other than the GLU (no such instances).
+    fn fits(&self, input: &MatvecInput, rows: usize, n: usize) -> bool {
+        let MatvecTarget::RopeKv { heads, rope, kv } = self else {
+            return true;
+        };
+        let d = heads.head_dim;
+        !matches!(input, MatvecInput::Glu { .. })
+            && d > 0
+            && d.is_multiple_of(2)
+            && heads.widths().iter().sum::<usize>() == n
+            && rope.positions.elem_count() == rows
+            && kv.slots.elem_count() == rows
+            && rope.inv_freq.elem_count() * 2 == d
+    }
 }
 
 /// A product's output, and for an RMSNorm input with a residual the sum `x + residual` (the
@@ -102,15 +138,16 @@ fn view_or<'a, T: KernelDType>(
 
 impl Kernels {
     /// `input · wᵀ (+ bias)` for an input of `[rows, k]`, `w` `[n, k]` contiguous, `bias`
-    /// `[n]`, all of one half-precision dtype; None where the kernel does not apply (f32, more
-    /// rows than it takes — `launch::MATVEC_MAX_NORM_ROWS` for an RMSNorm input —, other
-    /// shapes, unaligned data: see `launch::matvec`) and the caller's general path should run
-    /// instead.
+    /// `[n]`, all of one half-precision dtype, its columns stored as `target` says; None where
+    /// the kernel does not apply (f32, more rows than it takes — `launch::MATVEC_MAX_NORM_ROWS`
+    /// for an RMSNorm input —, other shapes, unaligned data: see `launch::matvec`; a target it
+    /// does not take: `MatvecTarget::fits`) and the caller's general path should run instead.
     pub fn matvec(
         &self,
         input: MatvecInput,
         w: &Tensor,
         bias: Option<&Tensor>,
+        target: MatvecTarget,
     ) -> Result<Option<MatvecOutput>> {
         let x = input.x();
         let (&[rows, k], &[n, wk]) = (x.dims(), w.dims()) else {
@@ -127,6 +164,7 @@ impl Kernels {
             })
         };
         if wk != k
+            || !target.fits(&input, rows, n)
             || w.dtype() != dtype
             || !w.is_contiguous()
             || !fits(bias, &[n], true)
@@ -137,8 +175,8 @@ impl Kernels {
             return Ok(None);
         }
         match dtype {
-            DType::F16 => self.matvec_t::<half::f16>(input, w, bias, [rows, n, k]),
-            DType::BF16 => self.matvec_t::<half::bf16>(input, w, bias, [rows, n, k]),
+            DType::F16 => self.matvec_t::<half::f16>(input, w, bias, target, [rows, n, k]),
+            DType::BF16 => self.matvec_t::<half::bf16>(input, w, bias, target, [rows, n, k]),
             _ => Ok(None),
         }
     }
@@ -148,6 +186,7 @@ impl Kernels {
         input: MatvecInput,
         w: &Tensor,
         bias: Option<&Tensor>,
+        target: MatvecTarget,
         [rows, n, k]: [usize; 3],
     ) -> Result<Option<MatvecOutput>> {
         let x = input.x();
@@ -182,46 +221,164 @@ impl Kernels {
         let uv = view_or::<T>(&up_s, true, &w_storage)?;
         let rv = view_or::<T>(&residual_s, false, &w_storage)?;
         let gv = view_or::<T>(&norm_s, false, &w_storage)?;
-        let has_bias = i32::from(bias.is_some());
-        let mut out = alloc_out::<T>(&self.dev, rows * n)?;
-        // The sum x + residual, when there is a residual; else a one-element placeholder.
         let mut sum = alloc_out::<T>(&self.dev, if residual.is_some() { rows * k } else { 1 })?;
-        let [rows_i, n_i, k_i] =
-            [(rows, "rows"), (n, "columns"), (k, "depth")].map(|(v, what)| as_i32(v, what));
-        let (rows_i, n_i, k_i) = (rows_i?, n_i?, k_i?);
-        let x_stride = as_i32(x_rows.stride, "matvec row stride")?;
-        let up_stride = as_i32(up_stride, "matvec up row stride")?;
-        let eps = input.eps();
-        let name = input.name();
-        let f = self.func(
-            "matvec",
-            &format!("{name}_{}_r{}", T::SUFFIX, plan.instance_rows),
-        )?;
+        let args = CommonArgs {
+            w: wv,
+            bias: bv,
+            has_bias: i32::from(bias.is_some()),
+            x: xv,
+            residual: rv,
+            norm: gv,
+            rows: as_i32(rows, "rows")?,
+            k: as_i32(k, "depth")?,
+            x_stride: as_i32(x_rows.stride, "matvec row stride")?,
+            eps: input.eps(),
+            kernel: input.name().to_string(),
+            instance: format!("{}_r{}", T::SUFFIX, plan.instance_rows),
+            launch: plan.launch,
+        };
+        let y = match target {
+            MatvecTarget::Rows => {
+                let up_stride = as_i32(up_stride, "matvec up row stride")?;
+                self.launch_rows(&args, &uv, up_stride, &mut sum, [rows, n])?
+            }
+            MatvecTarget::RopeKv { heads, rope, kv } => {
+                match self.launch_rope_kv(&args, &mut sum, heads, rope, kv)? {
+                    Some(q) => q,
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(MatvecOutput {
+            y,
+            sum: residual.map(|_| wrap(sum, &self.dev, &[rows, k])),
+        }))
+    }
+
+    /// matvec.cu's `<input>_<dtype>_r<R>`: the product into a new `[rows, n]` tensor.
+    fn launch_rows<T: KernelDType>(
+        &self,
+        a: &CommonArgs<'_, T>,
+        up: &CudaView<'_, T>,
+        up_stride: i32,
+        sum: &mut CudaSlice<T>,
+        [rows, n]: [usize; 2],
+    ) -> Result<Tensor> {
+        let mut out = alloc_out::<T>(&self.dev, rows * n)?;
+        let n_i = as_i32(n, "columns")?;
+        let f = self.func("matvec", &format!("{}_{}", a.kernel, a.instance))?;
         let stream = self.dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
-        b.arg(&wv)
-            .arg(&bv)
-            .arg(&has_bias)
-            .arg(&xv)
-            .arg(&uv)
-            .arg(&rv)
-            .arg(&gv)
-            .arg(&mut sum)
+        b.arg(&a.w)
+            .arg(&a.bias)
+            .arg(&a.has_bias)
+            .arg(&a.x)
+            .arg(up)
+            .arg(&a.residual)
+            .arg(&a.norm)
+            .arg(sum)
             .arg(&mut out)
-            .arg(&rows_i)
+            .arg(&a.rows)
             .arg(&n_i)
-            .arg(&k_i)
-            .arg(&x_stride)
+            .arg(&a.k)
+            .arg(&a.x_stride)
             .arg(&up_stride)
-            .arg(&eps);
+            .arg(&a.eps);
         // SAFETY: argument types and order match the matvec.cu entry point named; launch::matvec
         // picked an instantiated row count and checked the 16-byte alignment of k, every
         // pointer read and the strides that the kernel's vector loads need; `sum` holds rows × k
         // elements whenever the entry point writes it (add_rms_norm).
-        unsafe { b.launch(config(plan.launch)) }.map_err(launch_err)?;
-        Ok(Some(MatvecOutput {
-            y: wrap(out, &self.dev, &[rows, n]),
-            sum: residual.map(|_| wrap(sum, &self.dev, &[rows, k])),
-        }))
+        unsafe { b.launch(config(a.launch)) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &[rows, n]))
     }
+
+    /// matvec.cu's `<input>_rope_kv_<dtype>_r<R>`: the q/k/v product finished by RoPE and the
+    /// KV write; returns the rotated q, or None where the caches are smaller than their slots
+    /// say (the general path reports it).
+    fn launch_rope_kv<T: KernelDType>(
+        &self,
+        a: &CommonArgs<'_, T>,
+        sum: &mut CudaSlice<T>,
+        heads: QkvHeads,
+        rope: &RopeArgs,
+        kv: KvTarget,
+    ) -> Result<Option<Tensor>> {
+        let [q_width, kv_width, _] = heads.widths();
+        let k_cache = kv.k_cache.as_cuda_slice_mut::<T>()?;
+        let v_cache = kv.v_cache.as_cuda_slice_mut::<T>()?;
+        if k_cache.len() < kv.num_slots * kv_width || v_cache.len() < kv.num_slots * kv_width {
+            return Ok(None);
+        }
+        let (ps, pl) = rope.positions.storage_and_layout();
+        let (ss, sl) = kv.slots.storage_and_layout();
+        let (fs, fl) = rope.inv_freq.storage_and_layout();
+        let (positions, slots, inv_freq) = (
+            view::<u32>(&ps, pl)?,
+            view::<u32>(&ss, sl)?,
+            view::<f32>(&fs, fl)?,
+        );
+        let q_width_i = as_i32(q_width, "q width")?;
+        let kv_width_i = as_i32(kv_width, "KV width")?;
+        let head_dim = as_i32(heads.head_dim, "head_dim")?;
+        let interleaved = i32::from(rope.style == RopeStyle::Interleaved);
+        let num_slots = u32::try_from(kv.num_slots).map_err(launch_err)?;
+        let rows = a.rows as usize;
+        let mut q = alloc_out::<T>(&self.dev, rows * q_width)?;
+        let f = self.func("matvec", &format!("{}_rope_kv_{}", a.kernel, a.instance))?;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        b.arg(&a.w)
+            .arg(&a.bias)
+            .arg(&a.has_bias)
+            .arg(&a.x)
+            .arg(&a.residual)
+            .arg(&a.norm)
+            .arg(sum)
+            .arg(&mut q)
+            .arg(k_cache)
+            .arg(v_cache)
+            .arg(&positions)
+            .arg(&slots)
+            .arg(&inv_freq)
+            .arg(&a.rows)
+            .arg(&a.k)
+            .arg(&a.x_stride)
+            .arg(&q_width_i)
+            .arg(&kv_width_i)
+            .arg(&head_dim)
+            .arg(&interleaved)
+            .arg(&rope.mscale)
+            .arg(&num_slots)
+            .arg(&a.eps);
+        // SAFETY: argument types and order match the matvec.cu `*_rope_kv_*` entry point named;
+        // launch::matvec checked alignment as for `launch_rows`; `MatvecTarget::fits` checked
+        // the q/k/v layout (n columns of whole heads of even width), one position and one slot
+        // per row and head_dim / 2 frequencies; the caches hold `num_slots` rows of kv_width
+        // (checked above) and slots past them write nothing.
+        unsafe { b.launch(config(a.launch)) }.map_err(launch_err)?;
+        Ok(Some(wrap(
+            q,
+            &self.dev,
+            &[rows, heads.heads, heads.head_dim],
+        )))
+    }
+}
+
+/// The arguments both kinds of matvec.cu entry point take.
+struct CommonArgs<'a, T> {
+    w: CudaView<'a, T>,
+    bias: CudaView<'a, T>,
+    has_bias: i32,
+    x: CudaView<'a, T>,
+    residual: CudaView<'a, T>,
+    norm: CudaView<'a, T>,
+    rows: i32,
+    k: i32,
+    x_stride: i32,
+    eps: f32,
+    /// The entry point's name up to the target (`matvec_add_rms_norm`), and its dtype and
+    /// instance (`bf16_r2`).
+    kernel: String,
+    instance: String,
+    launch: launch::Launch,
 }

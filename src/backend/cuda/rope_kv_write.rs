@@ -15,7 +15,7 @@ use candor_models::error::Result;
 pub struct KvTarget<'a> {
     pub k_cache: &'a mut CudaStorage,
     pub v_cache: &'a mut CudaStorage,
-    pub slots: &'a Tensor,
+    pub slots: Tensor,
     pub num_slots: usize,
 }
 
