@@ -52,6 +52,14 @@ SHAPES = {
         "max_position_embeddings": 32768, "use_sliding_window": False,
         "tie_word_embeddings": True,
     },
+    "gemma3-270m": {  # google/gemma-3-270m (the shapes of the Q4_K_M test model)
+        "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 640,
+        "intermediate_size": 2048, "num_hidden_layers": 18, "num_attention_heads": 4,
+        "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 512,
+        "query_pre_attn_scalar": 256, "max_position_embeddings": 32768,
+        "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True,
+    },
 }
 
 
@@ -99,6 +107,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", choices=sorted(SHAPES), default="llama-8b")
     ap.add_argument("--config", help="an HF config.json to use instead of --shapes")
+    ap.add_argument("--name", help="the model's name in the result (default: candor bench's "
+                    "name for dummy weights of these shapes, `dummy-qwen2-0.5b`); `candor report` "
+                    "puts runs of one name under one model")
     ap.add_argument("-p", "--n-prompt", type=int, default=512)
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("-b", "--batch", default="1,8,32", help="decode batch sizes")
@@ -122,7 +133,9 @@ def main():
         cfg_dict = dict(SHAPES[args.shapes])
         name = None
     model_type = cfg_dict.pop("model_type")
-    if name is None:
+    if args.name:
+        name = args.name
+    elif name is None:
         # As `candor bench --load-format dummy` names the same shapes (`dummy-qwen2-0.5b`), so
         # `candor report` puts both runs under one model.
         name = f"dummy-{model_type}-{args.shapes.rsplit('-', 1)[-1]}"

@@ -7,8 +7,12 @@
 #
 # The device tool copies the working tree plus the paths named in `carry`, 64 MiB in all, and
 # the binaries are ~150 MB each with debug info: stripped and compressed they fit. The real GGUF
-# test models (250 and 490 MB) do not, which is why the proof measures dummy weights of real
-# shapes. Needs the full CUDA toolchain (scripts/cuda-toolchain.sh install) to link.
+# test models (250 and 490 MB) do not: the kit holds their skeletons (KIT_DIR/models/*.skel.xz,
+# ~2 MB each: header, tokenizer, tensor layout and a few blocks of each tensor;
+# scripts/gguf-skeleton.py), which the proof fills back into GGUFs of the same layout with
+# weights tiled from those blocks, for models found in ${CANDOR_MODELS:-~/.cache/candor/models}
+# (scripts/fetch-models.sh, or `candor pull`). Needs the full CUDA toolchain
+# (scripts/cuda-toolchain.sh install) to link.
 # Builds in target-cuda/ so the CPU build in target/ stays as it is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,11 +56,18 @@ git rev-parse HEAD >"$stage/COMMIT"
 git diff --quiet HEAD -- src models kernels Cargo.toml Cargo.lock || echo dirty >>"$stage/COMMIT"
 
 rm -rf "$kit"
-mkdir -p "$kit"
+mkdir -p "$kit/models"
 tar -C "$stage" -cf - . | xz -T0 -6 >"$kit/bin.tar.xz"
 ls -l "$stage" >&2
-size=$(stat -c %s "$kit/bin.tar.xz")
-echo "kit: $kit/bin.tar.xz ($((size / 1024 / 1024)) MiB; the device carries 64 MiB with the tree)" >&2
+models="${CANDOR_MODELS:-$HOME/.cache/candor/models}"
+for gguf in "$models"/*.gguf; do
+  [[ -f $gguf ]] || continue
+  python3 scripts/gguf-skeleton.py make "$gguf" "$kit/models/$(basename "$gguf" .gguf).skel.xz" >&2
+done
+ls "$kit"/models/*.skel.xz >/dev/null 2>&1 ||
+  echo "no GGUF models in $models: the proof will bench dummy weights only" >&2
+size=$(du -sb "$kit" | cut -f1)
+echo "kit: $kit ($((size / 1024 / 1024)) MiB; the device carries 64 MiB with the tree)" >&2
 if ((size > 56 * 1024 * 1024)); then
   echo "kit too large to carry beside the working tree" >&2
   exit 1

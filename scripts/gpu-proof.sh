@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu-proof.sh — the CUDA backend's checks on a GPU machine, in one run inside a time budget:
 # the CUDA kernel, golden and bandwidth tests, then `candor bench` beside HF transformers on the
-# same GPU, dummy bf16 weights of real model shapes (same prompt and decode lengths, same batch
-# sizes), most important first, so a run cut short still says the most.
+# same GPU, dummy bf16 weights of real model shapes and the GGUF test models refilled from their
+# skeletons (same prompt and decode lengths, same batch sizes), most important first, so a run
+# cut short still says the most.
 #
 # Usage (on the GPU machine, from the repository root):
 #   bash scripts/gpu-proof.sh [KIT_DIR] [OUT_DIR]
@@ -14,22 +15,25 @@
 #      GPU_PROOF_PYTHON (default python3): the Python with torch and transformers.
 #      GPU_PROOF_PARTS (default all, in this order): which parts to run, space-separated:
 #        tests (kernel, golden, bandwidth), llama-8b (candor and transformers), matvec (8B decode
-#        with matvec.cu and with cuBLAS alone), qwen2.5-0.5b, qwen2.5-7b, split (8B decode after
-#        4096 tokens with and without the attention's key splits), ptx (the kernel tests on
-#        their PTX). A rerun names the parts the first run's budget skipped.
+#        with matvec.cu and with cuBLAS alone), gguf (each GGUF skeleton of the kit filled back:
+#        candor on it, transformers on its shapes in bf16), qwen2.5-0.5b, qwen2.5-7b, split (8B
+#        decode after 4096 tokens with and without the attention's key splits), ptx (the kernel
+#        tests on their PTX). A rerun names the parts the first run's budget skipped.
 #
-# Writes OUT_DIR/proof.log (everything, with a summary at the end) and one JSON per benchmark
-# under OUT_DIR/results/ named like benches/results/ (…-LABEL.json, LABEL from the GPU's name:
-# h100, h200…): seven files at most, what the device tool brings back.
+# Writes OUT_DIR/proof.log (everything, with a summary at the end) and OUT_DIR/results.tar: one
+# JSON per benchmark named like benches/results/ (…-LABEL.json, LABEL from the GPU's name: h100,
+# h200…), packed because the device tool brings back 8 files at most.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 kit="${1:-.gpu-kit}"
 out="${2:-${OUT:-gpu-proof-out}}"
 budget="${GPU_PROOF_BUDGET_S:-400}"
 reps="${GPU_PROOF_REPS:-3}"
-parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec qwen2.5-0.5b qwen2.5-7b split ptx} "
+parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec gguf qwen2.5-0.5b qwen2.5-7b split ptx} "
 start=$SECONDS
-mkdir -p "$out/results"
+results=/tmp/candor-proof-results
+rm -rf "$results" && mkdir -p "$results" "$out"
+trap 'tar -C "$results" -cf "$out/results.tar" .' EXIT
 exec > >(tee "$out/proof.log") 2>&1
 summary=()
 
@@ -89,10 +93,10 @@ bench_pair() { # SHAPE_ARGS HF_SHAPES NAME LIMIT
   # shellcheck disable=SC2086  # SHAPE_ARGS is a word list
   step "candor $name" "$limit" "${gpu[@]}" "$bin/candor" bench --backend cuda --load-format dummy $args \
     -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
-    --json "$out/results/candor-bench-dummy-$name-$label.json"
+    --json "$results/candor-bench-dummy-$name-$label.json"
   step "transformers $name" "$limit" "$py" benches/hf_transformers_bench.py --shapes "$hf" \
     -p 512 -n 128 -b 1,8,32 -r "$reps" \
-    --json "$out/results/hf-transformers-dummy-$name-$label.json"
+    --json "$results/hf-transformers-dummy-$name-$label.json"
 }
 
 # 8B decode variants (64 tokens after DEPTH, batches BATCHES), tables in proof.log (the device
@@ -111,6 +115,29 @@ if part matvec; then
   decode_8b matvec 512 1,8 CANDOR_CUDA_MATMUL=auto
   decode_8b cublas 512 1,8 CANDOR_CUDA_MATMUL=cublas
 fi
+# The GGUF test models (Q4_K_M: candle's quantized matmuls), refilled from the kit's skeletons:
+# their real layout, tokenizer and quantization types, weights tiled from a few real blocks of
+# each tensor (the speed is that of the real files; the tokens mean nothing). Named
+# `<model>.random-weights`; transformers runs the same shapes in bf16 under that name.
+if part gguf; then
+  for skel in "$kit"/models/*.skel.xz; do
+    [[ -f $skel ]] || { summary+=("gguf: no skeletons in $kit/models"); break; }
+    name="$(basename "$skel" .skel.xz).random-weights"
+    case $name in
+      qwen2.5-*0.5b*) hf=qwen2.5-0.5b ;;
+      gemma-3-270m*) hf=gemma3-270m ;;
+      *) hf= ;;
+    esac
+    step "fill $name" 60 python3 scripts/gguf-skeleton.py fill "$skel" "/tmp/$name.gguf"
+    step "candor $name" 90 "${gpu[@]}" "$bin/candor" bench --backend cuda -m "/tmp/$name.gguf" \
+      -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
+      --json "$results/candor-bench-$name-$label.json"
+    rm -f "/tmp/$name.gguf"
+    [[ -n $hf ]] && step "transformers $name" 90 "$py" benches/hf_transformers_bench.py \
+      --shapes "$hf" --name "$name" -p 512 -n 128 -b 1,8,32 -r "$reps" \
+      --json "$results/hf-transformers-$name-$label.json"
+  done
+fi
 part qwen2.5-0.5b && bench_pair "--arch qwen2.5 --size 0.5b" qwen2.5-0.5b qwen2.5-0.5b 90
 part qwen2.5-7b && bench_pair "--arch qwen2.5 --size 7b" qwen2.5-7b qwen2.5-7b 120
 # Long-context decode of one sequence: attention with its keys split across blocks, then the
@@ -126,4 +153,4 @@ part ptx && step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}
 echo
 echo "=== summary ($((SECONDS - start))s of ${budget}s)"
 printf '  %s\n' "${summary[@]}"
-ls -l "$out/results"
+ls -l "$results"
