@@ -798,9 +798,7 @@ fn attention_input<B: Backend>(b: &B, case: AttentionInputCase, one_op: bool) ->
         b.rms_norm_qkv_rope_write_kv(input, &w, bias.as_ref(), heads, kv)
             .unwrap()
     } else {
-        let (stream, y) = b
-            .rms_norm_linear(&x, input.residual, &norm, 1e-5, &w, bias.as_ref())
-            .unwrap();
+        let (stream, y) = b.rms_norm_linear(input, &w, bias.as_ref()).unwrap();
         (stream, qkv_rope_write_kv(b, &y, heads, kv).unwrap())
     };
     let attn = attend_one_sequence(b, &q, &cache, heads, block_table, block_size);

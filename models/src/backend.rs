@@ -268,14 +268,11 @@ pub trait Backend: Send + Sync + 'static {
     /// then `linear` (`rms_norm_then_linear`).
     fn rms_norm_linear(
         &self,
-        x: &Self::Tensor,
-        residual: Option<&Self::Tensor>,
-        norm: &Self::Weight,
-        eps: f32,
+        input: NormedInput<'_, Self>,
         w: &Self::Weight,
         bias: Option<&Self::Weight>,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
+        rms_norm_then_linear(self, input, w, bias)
     }
     /// A layer's attention input from the residual stream, as one op: the RMSNorm of `input`,
     /// its product with the joined q/k/v weight `w` (+ `bias`; columns as `heads` lays them
@@ -294,8 +291,7 @@ pub trait Backend: Send + Sync + 'static {
         heads: QkvHeads,
         kv: RopeKvWrite<'_, Self::KvCache>,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        let (stream, qkv) =
-            self.rms_norm_linear(input.x, input.residual, input.norm, input.eps, w, bias)?;
+        let (stream, qkv) = self.rms_norm_linear(input, w, bias)?;
         Ok((stream, qkv_rope_write_kv(self, &qkv, heads, kv)?))
     }
     /// `glu(gate, up, act)` times `w` (the FFN's down projection), the GLU rounded to the
@@ -387,13 +383,16 @@ pub fn glu_then_linear<B: Backend + ?Sized>(
 /// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.
 pub fn rms_norm_then_linear<B: Backend + ?Sized>(
     b: &B,
-    x: &B::Tensor,
-    residual: Option<&B::Tensor>,
-    norm: &B::Weight,
-    eps: f32,
+    input: NormedInput<'_, B>,
     w: &B::Weight,
     bias: Option<&B::Weight>,
 ) -> Result<(B::Tensor, B::Tensor)> {
+    let NormedInput {
+        x,
+        residual,
+        norm,
+        eps,
+    } = input;
     let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
     Ok((stream, b.linear(&h, w, bias)?))
 }

@@ -158,8 +158,7 @@ impl<B: Backend> Projections<B> {
         } = *input;
         match &self.weights {
             Weights::Joined { weight, bias } => {
-                let (stream, y) =
-                    b.rms_norm_linear(x, residual, norm, eps, weight, bias.as_ref())?;
+                let (stream, y) = b.rms_norm_linear(*input, weight, bias.as_ref())?;
                 Ok((stream, split_columns(b, &y, &self.widths, unit)?))
             }
             Weights::Separate(_) => {

@@ -120,6 +120,16 @@ impl<B: Backend> Profiled<B> {
     }
 }
 
+/// A norm input of the wrapper as one of the backend it wraps (the same tensors and weights).
+fn unwrapped<B: Backend>(input: NormedInput<'_, Profiled<B>>) -> NormedInput<'_, B> {
+    NormedInput {
+        x: input.x,
+        residual: input.residual,
+        norm: input.norm,
+        eps: input.eps,
+    }
+}
+
 fn op(name: &'static str) -> impl FnOnce() -> String {
     move || name.to_string()
 }
@@ -206,16 +216,14 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn rms_norm_linear(
         &self,
-        x: &Self::Tensor,
-        residual: Option<&Self::Tensor>,
-        norm: &Self::Weight,
-        eps: f32,
+        input: NormedInput<'_, Self>,
         w: &Self::Weight,
         bias: Option<&Self::Weight>,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let input = unwrapped(input);
         self.timed(
             || self.product_name("rms_norm_linear", w),
-            |b| b.rms_norm_linear(x, residual, norm, eps, w, bias),
+            |b| b.rms_norm_linear(input, w, bias),
         )
     }
 
@@ -254,12 +262,7 @@ impl<B: Backend> Backend for Profiled<B> {
         heads: QkvHeads,
         kv: RopeKvWrite<'_, Self::KvCache>,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        let input = NormedInput::<B> {
-            x: input.x,
-            residual: input.residual,
-            norm: input.norm,
-            eps: input.eps,
-        };
+        let input = unwrapped(input);
         self.timed(
             || self.product_name("rms_norm_qkv_rope_write_kv", w),
             |b| b.rms_norm_qkv_rope_write_kv(input, w, bias, heads, kv),

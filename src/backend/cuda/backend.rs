@@ -176,6 +176,26 @@ impl CudaBackend {
     }
 }
 
+/// A norm input as matvec.cu reads it (the norm inside the product), where the norm weight is
+/// dense.
+fn rms_norm_input<'a>(input: &NormedInput<'a, CudaBackend>) -> Option<MatvecInput<'a>> {
+    let CudaWeight::Dense(weight) = input.norm else {
+        return None;
+    };
+    Some(MatvecInput::RmsNorm {
+        x: input.x,
+        residual: input.residual,
+        weight,
+        eps: input.eps,
+    })
+}
+
+/// A normed product's (residual stream, product): the stream is the sum it wrote, or `x`
+/// itself without a residual.
+fn with_stream(out: MatvecOutput, x: &Tensor) -> (Tensor, Tensor) {
+    (out.sum.unwrap_or_else(|| x.clone()), out.y)
+}
+
 fn dense<'a>(w: &'a CudaWeight, what: &str) -> Result<&'a Tensor> {
     w.dense()
         .ok_or_else(|| CudaError::Launch(format!("{what} weight must be dense")).into())
@@ -395,26 +415,16 @@ impl Backend for CudaBackend {
 
     fn rms_norm_linear(
         &self,
-        x: &Tensor,
-        residual: Option<&Tensor>,
-        norm: &CudaWeight,
-        eps: f32,
+        input: NormedInput<'_, Self>,
         w: &CudaWeight,
         bias: Option<&CudaWeight>,
     ) -> Result<(Tensor, Tensor)> {
-        if let CudaWeight::Dense(weight) = norm {
-            let input = MatvecInput::RmsNorm {
-                x,
-                residual,
-                weight,
-                eps,
-            };
-            if let Some(out) = self.matvec(input, w, bias, MatvecTarget::Rows)? {
-                let stream = out.sum.unwrap_or_else(|| x.clone());
-                return Ok((stream, out.y));
+        if let Some(normed) = rms_norm_input(&input) {
+            if let Some(out) = self.matvec(normed, w, bias, MatvecTarget::Rows)? {
+                return Ok(with_stream(out, input.x));
             }
         }
-        rms_norm_then_linear(self, x, residual, norm, eps, w, bias)
+        rms_norm_then_linear(self, input, w, bias)
     }
 
     fn rms_norm_qkv_rope_write_kv(
@@ -428,15 +438,10 @@ impl Backend for CudaBackend {
         let (x, residual, norm, eps) = (input.x, input.residual, input.norm, input.eps);
         let rows = x.dims().first().copied().unwrap_or(0);
         // Few enough rows for the norm inside the product: one launch for all of it.
-        if let (CudaWeight::Dense(weight), true) = (norm, rows <= launch::MATVEC_MAX_NORM_ROWS) {
-            let normed = MatvecInput::RmsNorm {
-                x,
-                residual,
-                weight,
-                eps,
-            };
+        if let (Some(normed), true) = (rms_norm_input(&input), rows <= launch::MATVEC_MAX_NORM_ROWS)
+        {
             if let Some(out) = self.matvec_rope_kv(normed, w, bias, heads, kv.reborrow())? {
-                return Ok((out.sum.unwrap_or_else(|| x.clone()), out.y));
+                return Ok(with_stream(out, x));
             }
         }
         // Otherwise the norm first, then the product with RoPE and the KV write where
