@@ -23,6 +23,11 @@ const PANEL_MIN_ROWS: usize = 256;
 /// From this many activation rows on, VNNI CPUs use the panel kernels (`by_fused_panels`):
 /// with fewer rows the row tiles, which need no repack, are as fast or faster.
 const FUSED_PANEL_MIN_ROWS: usize = 8;
+/// From this many activation rows on, AMX CPUs (`Isa::AmxBf16`) run the product on tiles in
+/// bf16 (`x86::amx_gemm`); fewer run the VNNI kernels. Each task decodes its weight rows to
+/// bf16 tiles, which below ~100 rows costs more than the tiles save (`qbench`, Xeon SPR VM, 2
+/// threads: at 64 rows AMX ran 0.8-1.5x VNNI's speed, at 128 rows 1.4-3.6x, at 512 1.8-2.9x).
+pub const AMX_MIN_ROWS: usize = 128;
 /// Below this many activation rows the work is split over weight rows (W read once in all).
 const ROW_SPLIT_MIN: usize = 24;
 /// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
@@ -38,6 +43,9 @@ struct Scratch {
     /// All of W repacked into panels (`by_panels`, from `PANEL_MIN_ROWS` rows on VNNI).
     #[cfg(target_arch = "x86_64")]
     panels: Vec<u8>,
+    /// The activations in bf16 (`x86::amx_gemm`, AMX CPUs).
+    #[cfg(target_arch = "x86_64")]
+    bf16: Vec<u16>,
 }
 
 thread_local! {
@@ -95,6 +103,18 @@ pub(super) fn run(
     }
     let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let threads = rayon::current_num_threads().max(1);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS {
+        use super::x86::amx_gemm;
+        amx_gemm::gemm(ty, w, n, k, row_bytes, x, m, y, &mut scratch.bf16, threads);
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        return Ok(());
+    }
+    // Fewer rows on AMX CPUs: the VNNI kernels.
+    let isa = match isa {
+        Isa::AmxBf16 => Isa::Avx512Vnni,
+        other => other,
+    };
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
     let panels = matches!(format, ActFormat::Panel { .. });
@@ -146,7 +166,7 @@ pub(super) fn run(
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
 /// format, except from `FUSED_PANEL_MIN_ROWS` rows on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    if isa == Isa::Avx512Vnni && m >= FUSED_PANEL_MIN_ROWS {
+    if matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && m >= FUSED_PANEL_MIN_ROWS {
         ty.panel_format()
     } else {
         ty.act_format()

@@ -28,6 +28,7 @@ mod x86;
 
 pub use activations::{QuantizedRows, RowsView};
 pub use formats::{decode_block, dequantize, k_scales_mins, ActFormat, IntBlock, QuantType};
+pub use matmul::AMX_MIN_ROWS;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
@@ -62,6 +63,9 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI (on 256-bit vectors).
     Avx512Vnni,
+    /// AVX-512 VNNI, and AMX tiles in bf16 for products of `AMX_MIN_ROWS` activation rows or
+    /// more (prefill; Sapphire Rapids and later, Linux). Off with `CANDOR_CPU_AMX=0`.
+    AmxBf16,
     /// aarch64 Advanced SIMD (Armv8.0, every aarch64 CPU).
     Neon,
     /// NEON with the dotprod extension (`sdot`, Armv8.2+).
@@ -77,6 +81,8 @@ impl Isa {
             Isa::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => x86::has_vnni(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AmxBf16 => x86::amx::has_amx_bf16(),
             // Advanced SIMD is part of the aarch64 baseline Rust's targets compile for.
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => true,
@@ -91,10 +97,16 @@ impl Isa {
     pub fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            [Isa::Avx512Vnni, Isa::Avx2, Isa::NeonDotprod, Isa::Neon]
-                .into_iter()
-                .find(|i| i.supported())
-                .unwrap_or(Isa::Scalar)
+            [
+                Isa::AmxBf16,
+                Isa::Avx512Vnni,
+                Isa::Avx2,
+                Isa::NeonDotprod,
+                Isa::Neon,
+            ]
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Scalar)
         })
     }
 
@@ -104,6 +116,7 @@ impl Isa {
             Isa::Scalar,
             Isa::Avx2,
             Isa::Avx512Vnni,
+            Isa::AmxBf16,
             Isa::Neon,
             Isa::NeonDotprod,
         ]
@@ -168,6 +181,10 @@ pub fn reference_for(
             got: y.len(),
             want: m * n,
         });
+    }
+    if isa == Isa::AmxBf16 && m >= matmul::AMX_MIN_ROWS {
+        reference::bf16_products(ty, w, row_bytes, k, x, m, y);
+        return Ok(());
     }
     let mut act = QuantizedRows::default();
     act.quantize(matmul::activation_format(isa, ty, m), x, m, k);

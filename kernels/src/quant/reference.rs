@@ -66,3 +66,28 @@ fn block_dot(ty: QuantType, block: &IntBlock, x: &RowsView<'_>, r: usize, at: us
         }
     }
 }
+
+/// y[M×N] = x · Wᵀ as the AMX kernels compute it: weights dequantized and activations rounded
+/// to bf16 (nearest even), their products (exact in f32) added in order of K into an f32.
+pub fn bf16_products(
+    ty: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) {
+    let bf16 = |v: f32| half::bf16::from_f32(v).to_f32();
+    let xb: Vec<f32> = x[..m * k].iter().map(|&v| bf16(v)).collect();
+    let n = w.len() / row_bytes;
+    let mut wf = vec![0f32; k];
+    for (c, row) in w.chunks_exact(row_bytes).enumerate() {
+        super::formats::dequantize(ty, row, &mut wf);
+        wf.iter_mut().for_each(|v| *v = bf16(*v));
+        for r in 0..m {
+            let xr = &xb[r * k..(r + 1) * k];
+            y[r * n + c] = xr.iter().zip(&wf).fold(0f32, |acc, (a, b)| acc + a * b);
+        }
+    }
+}

@@ -324,7 +324,8 @@ fn layouts_decode_to_known_values() {
 /// A row's product does not depend on how many rows share the call (decode GEMV, prefill
 /// tiles, VNNI panels): every path quantizes the activations identically, so results differ
 /// only in the order of float additions. A prefix-cached prompt (few rows prefilled) then
-/// continues exactly like a fresh one.
+/// continues exactly like a fresh one. AMX CPUs keep this among products of `AMX_MIN_ROWS`
+/// rows or more (bf16 tiles) and among smaller ones (VNNI), not across the two.
 #[test]
 fn row_results_do_not_depend_on_the_row_count() {
     let mut g = Gen(0xfeed_f00d_1234);
@@ -339,7 +340,16 @@ fn row_results_do_not_depend_on_the_row_count() {
                 let mag = magnitudes(ty, &w, n, k, &x, m);
                 let mut all = vec![0f32; m * n];
                 matmul_with(isa, ty, &w, n, k, &x, m, &mut all).unwrap();
-                for (first, rows) in [(0, 1), (17, 1), (m - 1, 1), (3, 5), (8, 16), (m - 17, 17)] {
+                let parts = match isa {
+                    Isa::AmxBf16 if m > AMX_MIN_ROWS => [
+                        (0, AMX_MIN_ROWS),
+                        (m - AMX_MIN_ROWS, AMX_MIN_ROWS),
+                        (1, m - 1),
+                    ]
+                    .to_vec(),
+                    _ => [(0, 1), (17, 1), (m - 1, 1), (3, 5), (8, 16), (m - 17, 17)].to_vec(),
+                };
+                for (first, rows) in parts {
                     let mut part = vec![0f32; rows * n];
                     let xs = &x[first * k..(first + rows) * k];
                     matmul_with(isa, ty, &w, n, k, xs, rows, &mut part).unwrap();
@@ -365,10 +375,37 @@ fn products_split_over_many_weight_row_tasks_land_in_place() {
     for ty in [QuantType::Q8_0, QuantType::Q4K] {
         let (n, k) = (203, 2048);
         let w = random_weights(&mut g, ty, n, k);
-        for m in [2, 5, 16, 23] {
+        // 160: AMX's tasks (32 weight rows each) on CPUs that have it.
+        for m in [2, 5, 16, 23, 160] {
             let x = random_x(&mut g, m * k);
             let mag = magnitudes(ty, &w, n, k, &x, m);
             assert_matches_reference(Isa::best(), ty, &w, n, k, &x, m, &mag);
+        }
+    }
+}
+
+/// The AMX reference (bf16 operands, f32 sums) is the exact product of the dequantized
+/// weights within bf16 rounding: half an ulp (2⁻⁹ relative) on each operand, plus f32 sums.
+#[test]
+fn bf16_reference_is_the_dequantized_product_within_bf16_rounding() {
+    let mut g = Gen(0xb0f1_6000_5eed);
+    for ty in QuantType::ALL {
+        let (n, k, m) = (5, 2 * ty.block_elems(), AMX_MIN_ROWS + 3);
+        let w = random_weights(&mut g, ty, n, k);
+        let x = random_x(&mut g, m * k);
+        let (want, _) = dequant_reference(ty, &w, n, k, &x, m);
+        let mag = magnitudes(ty, &w, n, k, &x, m);
+        let mut y = vec![0f32; m * n];
+        let row_bytes = ty.row_bytes(k).unwrap();
+        reference::bf16_products(ty, &w, row_bytes, k, &x, m, &mut y);
+        for i in 0..m * n {
+            let bound = (2.0 * 2f32.powi(-9) + k as f32 * 2f32.powi(-24)) * mag[i] + 1e-6;
+            assert!(
+                (y[i] - want[i]).abs() <= bound,
+                "{ty:?} [{i}]: {} vs {} (bound {bound})",
+                y[i],
+                want[i]
+            );
         }
     }
 }

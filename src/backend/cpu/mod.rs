@@ -231,8 +231,8 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
 }
 
-/// The SIMD features candor's kernels care about (avx2, fma, avx512f, avx512vnni, f16c; neon,
-/// dotprod).
+/// The SIMD features candor's kernels care about (avx2, fma, avx512f, avx512vnni, f16c,
+/// amx-bf16; neon, dotprod).
 pub fn cpu_features() -> Vec<String> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]
@@ -250,6 +250,11 @@ pub fn cpu_features() -> Vec<String> {
             if on {
                 f.push(name.to_string());
             }
+        }
+        // AMX tiles as the kernels use them: present, granted by the OS, not turned off by
+        // CANDOR_CPU_AMX (prefill products then round to bf16, so a change of it must show).
+        if candor_kernels::quant::Isa::AmxBf16.supported() {
+            f.push("amx-bf16".to_string());
         }
     }
     #[cfg(target_arch = "aarch64")]

@@ -1,5 +1,10 @@
 //! x86_64 SIMD kernels, chosen at run time: AVX-512 VNNI (with VL/BW, e.g. Zen 4, Ice Lake and
-//! later) or AVX2+FMA+F16C (Haswell and later). Older CPUs use the scalar reference.
+//! later) or AVX2+FMA+F16C (Haswell and later). Older CPUs use the scalar reference. On CPUs
+//! with AMX (Sapphire Rapids and later) prefill products run on its tiles in bf16
+//! (`amx_gemm`).
+pub mod amx;
+pub mod amx_gemm;
+mod bf16_tiles;
 mod kernels;
 pub mod panel;
 mod prim_avx2;

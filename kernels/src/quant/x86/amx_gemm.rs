@@ -1,0 +1,170 @@
+//! Prefill products on AMX (`amx`): y[M×N] = x[M×K] · Wᵀ with bf16 operands and f32 sums.
+//!
+//! The activations are rounded to bf16 once (rows padded with zeros to a multiple of 32).
+//! Each task takes 32 weight rows (and, on CPUs with more threads than weight blocks, a range
+//! of activation rows): it decodes them into two runs of B tiles that stay in L2, then walks
+//! its activation rows 32 at a time, each 32×32 block of y one pass of 2×2 tiles over K. A
+//! block inside y is stored straight from the tiles; one at an edge goes through a buffer.
+//!
+//! Unlike the VNNI kernels, which quantize the activations to 8 bits, nothing here depends on
+//! the weight format's blocks: the products are those of the dequantized weights, within bf16
+//! rounding.
+use super::amx::{has_amx_bf16, Tiles, TILE_K};
+use super::bf16_tiles::{b_tiles, b_tiles_bytes, to_bf16};
+use super::{panel, repack_panel};
+use crate::quant::QuantType;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Weight rows (and activation rows) of one pass of the 2×2 tiles.
+const BLOCK: usize = 32;
+
+thread_local! {
+    /// A task's four VNNI panels and its 32 weight rows' B tiles (per worker thread).
+    static WEIGHTS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// y, written by tasks at disjoint 32×32 blocks.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: each task writes only its own blocks of y (disjoint weight-row blocks or activation
+// row ranges), and `gemm` keeps y borrowed until every task has finished.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Where y's row `r`, column `c` lives (y is `n` wide).
+    fn at(self, r: usize, c: usize, n: usize) -> *mut f32 {
+        self.0.wrapping_add(r * n + c)
+    }
+}
+
+/// y (m × n, row-major) = x (m × k) · Wᵀ for `w` holding n whole rows of `row_bytes` (K = `k`
+/// values of `ty`). `xb` is the caller's scratch for the bf16 activations.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    row_bytes: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    xb: &mut Vec<u16>,
+    threads: usize,
+) {
+    assert!(has_amx_bf16(), "AMX products need AMX-BF16");
+    assert!(
+        Some(row_bytes) == ty.row_bytes(k)
+            && k.is_multiple_of(TILE_K)
+            && w.len() == n * row_bytes
+            && x.len() == m * k
+            && y.len() == m * n
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let padded = m.next_multiple_of(BLOCK);
+    if xb.len() < padded * k {
+        xb.resize(padded * k, 0);
+    }
+    let xb = &mut xb[..padded * k];
+    // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); both are m·k long, a multiple
+    // of 32 since k is.
+    unsafe { to_bf16(x, &mut xb[..m * k]) };
+    xb[m * k..].fill(0);
+    let xb = &xb[..];
+
+    let weight_blocks = n.div_ceil(BLOCK);
+    let row_blocks = padded / BLOCK;
+    // Enough tasks for every thread twice; each activation range re-decodes its weight rows.
+    let ranges = (2 * threads).div_ceil(weight_blocks).clamp(1, row_blocks);
+    let per_range = row_blocks.div_ceil(ranges);
+    let out = Out(y.as_mut_ptr());
+    (0..weight_blocks * ranges).into_par_iter().for_each(|t| {
+        let (wb, range) = (t / ranges, t % ranges);
+        let first = wb * BLOCK;
+        let rows = (n - first).min(BLOCK);
+        let blocks = range * per_range..((range + 1) * per_range).min(row_blocks);
+        WEIGHTS.with(|buf| {
+            let (panels, tiles) = &mut *buf.borrow_mut();
+            decode_weight_block(
+                ty,
+                &w[first * row_bytes..(first + rows) * row_bytes],
+                row_bytes,
+                k,
+                panels,
+                tiles,
+            );
+            // SAFETY: `has_amx_bf16` was checked above.
+            let amx = unsafe { Tiles::configure() };
+            let mut edge = [0f32; BLOCK * BLOCK];
+            for rb in blocks {
+                let r0 = rb * BLOCK;
+                let live = (m - r0.min(m)).min(BLOCK);
+                if live == 0 {
+                    break;
+                }
+                let a = xb[r0 * k..].as_ptr() as *const u8;
+                let b = tiles.as_ptr();
+                if live == BLOCK && rows == BLOCK {
+                    // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xb; the B runs
+                    // are k/32 tiles each; the 32×32 block at (r0, first) lies inside y, whose
+                    // rows are n·4 bytes apart, and no other task writes it.
+                    unsafe {
+                        let c = out.at(r0, first, n) as *mut u8;
+                        amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * n)
+                    };
+                } else {
+                    // SAFETY: as above, C going to `edge` (32 rows of 32 f32).
+                    unsafe {
+                        let c = edge.as_mut_ptr() as *mut u8;
+                        amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * BLOCK)
+                    };
+                    for (i, src) in edge.chunks_exact(BLOCK).take(live).enumerate() {
+                        // SAFETY: row r0 + i < m, columns first..first + rows < n: inside y,
+                        // and in this task's block only.
+                        unsafe {
+                            let dst = out.at(r0 + i, first, n);
+                            std::ptr::copy_nonoverlapping(src.as_ptr(), dst, rows);
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// The B tiles of up to 32 weight rows (`w`, whole rows) into `tiles` (two runs: rows 0..16,
+/// 16..32; missing rows are zeros), through four VNNI panels in `panels`.
+fn decode_weight_block(
+    ty: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    panels: &mut Vec<u8>,
+    tiles: &mut Vec<u8>,
+) {
+    let pb = panel::panel_bytes(k);
+    let tb = b_tiles_bytes(k);
+    panels.resize(4 * pb, 0);
+    tiles.resize(2 * tb, 0);
+    let rows = w.len() / row_bytes;
+    for (p, out) in panels.chunks_exact_mut(pb).enumerate() {
+        let lo = (p * panel::ROWS).min(rows);
+        let hi = (lo + panel::ROWS).min(rows);
+        if lo == hi {
+            out.fill(0);
+        } else {
+            repack_panel(ty, &w[lo * row_bytes..hi * row_bytes], row_bytes, k, out);
+        }
+    }
+    for (half, out) in tiles.chunks_exact_mut(tb).enumerate() {
+        let lo = &panels[2 * half * pb..(2 * half + 1) * pb];
+        let hi = &panels[(2 * half + 1) * pb..(2 * half + 2) * pb];
+        // SAFETY: the CPU has AVX-512 VNNI and BF16 (`has_amx_bf16`); the panels are
+        // `panel_bytes(k)` each and `out` `b_tiles_bytes(k)`.
+        unsafe { b_tiles(lo, hi, k, out) };
+    }
+}

@@ -1,0 +1,89 @@
+//! Operands of the AMX bf16 product (`amx`): activations as bf16 rows, and weight rows as B
+//! tiles (16 weight rows × 32 values of K per tile, bf16 pairs of consecutive K in each row's
+//! 32-bit lane: AMX's "VNNI" layout).
+//!
+//! Weights come from the VNNI panels (`panel::repack`, 8 rows with their quants in lanes and
+//! scale/min per 16 values), so every GGUF format is decoded by code the VNNI kernels already
+//! test; a 16-row B tile is two panels, each value widened to f32 as scale·q − min (one fused
+//! rounding: the products are exact, so this is the value `formats::dequantize` gives) and
+//! rounded to bf16 (nearest even).
+use super::amx::B_TILE_BYTES;
+use super::panel;
+use std::arch::x86_64::*;
+
+/// Bytes of the B tiles of 16 weight rows of `k` values.
+pub fn b_tiles_bytes(k: usize) -> usize {
+    k / 32 * B_TILE_BYTES
+}
+
+/// The B tiles (`k / 32` of them) of the 16 weight rows held by panels `lo` (rows 0..8) and
+/// `hi` (8..16), into `out`.
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and BF16; `lo` and `hi` must be `panel::panel_bytes(k)` long and
+/// `out` `b_tiles_bytes(k)`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn b_tiles(lo: &[u8], hi: &[u8], k: usize, out: &mut [u8]) {
+    debug_assert!(lo.len() == panel::panel_bytes(k) && hi.len() == lo.len());
+    debug_assert!(out.len() == b_tiles_bytes(k));
+    let block = panel::panel_bytes(32);
+    // Lane l of a panel vector's first (last) 16 values belongs to row l/4 (4 + l/4).
+    let spread_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    let spread_hi = _mm512_add_epi32(spread_lo, _mm512_set1_epi32(4));
+    // After conversion, 32-bit lane j of a panel's vector is the pair j%2 of row j/2; a tile
+    // row takes one pair of all 16 rows, 8 from each panel.
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for b in 0..k / 32 {
+        let src = [lo.as_ptr().add(b * block), hi.as_ptr().add(b * block)];
+        let dst = out.as_mut_ptr().add(b * B_TILE_BYTES);
+        // Per panel: [scale, min] × [values 0..16, 16..32] spread over the lanes of rows 0..4
+        // and 4..8.
+        let fields = src.map(|p| {
+            let f = |i: usize| {
+                _mm512_castps256_ps512(_mm256_loadu_ps(p.add(256 + 32 * i) as *const f32))
+            };
+            let (s_a, s_b, m_a, m_b) = (f(0), f(1), f(2), f(3));
+            let spread = |v: __m512| {
+                [
+                    _mm512_permutexvar_ps(spread_lo, v),
+                    _mm512_permutexvar_ps(spread_hi, v),
+                ]
+            };
+            [[spread(s_a), spread(m_a)], [spread(s_b), spread(m_b)]]
+        });
+        for v in 0..8 {
+            let half = v / 4;
+            let z = [0, 1].map(|p| {
+                let q = _mm256_loadu_si256(src[p].add(32 * v) as *const __m256i);
+                let [scale, min] = fields[p][half];
+                let widen = |bytes: __m128i, i: usize| {
+                    let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+                    _mm512_fmsub_ps(q, scale[i], min[i])
+                };
+                let rows_lo = widen(_mm256_castsi256_si128(q), 0);
+                let rows_hi = widen(_mm256_extracti128_si256::<1>(q), 1);
+                std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(rows_hi, rows_lo))
+            });
+            let pair0 = _mm512_permutex2var_epi32(z[0], even, z[1]);
+            let pair1 = _mm512_permutex2var_epi32(z[0], odd, z[1]);
+            _mm512_storeu_si512(dst.add(128 * v) as *mut __m512i, pair0);
+            _mm512_storeu_si512(dst.add(128 * v + 64) as *mut __m512i, pair1);
+        }
+    }
+}
+
+/// `x` rounded to bf16 (nearest even) into `out`.
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and BF16; `x.len() == out.len()`, a multiple of 32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
+    debug_assert!(x.len() == out.len() && x.len().is_multiple_of(32));
+    for (src, dst) in x.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
+        let lo = _mm512_loadu_ps(src.as_ptr());
+        let hi = _mm512_loadu_ps(src.as_ptr().add(16));
+        let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, z);
+    }
+}
