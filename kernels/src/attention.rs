@@ -8,7 +8,10 @@
 //! arithmetic stays in f32.
 use crate::activation::{exp, tanh};
 use half::f16;
+use prefill::{AttendRowsFn, BlockScratch, RowBlock};
 use rayon::prelude::*;
+
+mod prefill;
 
 /// What a KV cache may hold: f32, or f16 widened on read.
 pub trait KvElement: Copy + Default + Send + Sync + 'static {
@@ -16,6 +19,8 @@ pub trait KvElement: Copy + Default + Send + Sync + 'static {
     fn narrow(src: &[f32], dst: &mut [Self]);
     /// The fastest `attend` instance this CPU runs for caches of this type.
     fn attend_fn() -> AttendFn<Self>;
+    /// The fastest `prefill::attend_rows` instance, likewise.
+    fn attend_rows_fn() -> AttendRowsFn<Self>;
 }
 
 impl KvElement for f32 {
@@ -38,7 +43,26 @@ impl KvElement for f32 {
         // SAFETY: `Borrowed` needs no CPU feature.
         |h, scratch, out| unsafe { attend::<f32, Borrowed>(h, scratch, out) }
     }
+
+    fn attend_rows_fn() -> AttendRowsFn<f32> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn rows_avx2(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill::attend_rows::<f32, Borrowed, true>(b, s, emit)
+            }
+            if crate::activation::has_avx2_fma() {
+                // SAFETY: the CPU has the features `rows_avx2` is compiled for.
+                return |b, s, emit| unsafe { rows_avx2(b, s, emit) };
+            }
+        }
+        // SAFETY: `Borrowed` needs no CPU feature.
+        |b, s, emit| unsafe { prefill::attend_rows::<f32, Borrowed, false>(b, s, emit) }
+    }
 }
+
+/// Where `prefill::attend_rows` sends each query's output: (batch row, query head, values).
+pub(crate) type Emit<'e> = &'e mut dyn FnMut(usize, usize, &[f32]);
 
 impl KvElement for f16 {
     fn narrow(src: &[f32], dst: &mut [f16]) {
@@ -61,6 +85,23 @@ impl KvElement for f16 {
         }
         // SAFETY: `Portable` needs no CPU feature.
         |h, scratch, out| unsafe { attend::<f16, Portable>(h, scratch, out) }
+    }
+
+    fn attend_rows_fn() -> AttendRowsFn<f16> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows_f16c(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill::attend_rows::<f16, x86_f16c::Widen, true>(b, s, emit)
+            }
+            if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
+                // SAFETY: the CPU has the features `rows_f16c` is compiled for, which are
+                // also what `x86_f16c::Widen` needs.
+                return |b, s, emit| unsafe { rows_f16c(b, s, emit) };
+            }
+        }
+        // SAFETY: `Portable` needs no CPU feature.
+        |b, s, emit| unsafe { prefill::attend_rows::<f16, Portable, false>(b, s, emit) }
     }
 }
 
@@ -206,6 +247,7 @@ pub fn paged_attention<E: KvElement>(
         let end = (s.q_start + s.q_len).min(owner.len());
         owner[s.q_start.min(end)..end].fill(si);
     }
+    attend_prefill_blocks(q, out, kv, seqs, shape, &mut owner);
     let attend = E::attend_fn();
     let rows = owner.len();
     let heads_per_task = heads_per_task(rows, kv.kv_heads, group);
@@ -239,6 +281,92 @@ pub fn paged_attention<E: KvElement>(
                 softcap: shape.softcap,
             };
             attend(&heads, scratch, oh);
+        });
+}
+
+/// Sequences with at least this many rows in the batch (prefill chunks) run in blocks of
+/// `prefill::ROWS` rows (`prefill`); fewer (decode) one row at a time, whose tasks can split a
+/// KV group's heads to keep every thread busy.
+const BLOCK_MIN_ROWS: usize = prefill::ROWS / 2;
+
+/// y rows written by block tasks at disjoint (row, head) places.
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32, usize);
+// SAFETY: every block task writes only its own rows' heads of its KV group (`attend_prefill_
+// blocks` hands each (sequence rows, KV head) to one task), and the caller's `&mut` borrow of
+// the output outlives the parallel loop.
+unsafe impl Send for OutRows {}
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// Copy `vals` to `at..at + vals.len()`.
+    ///
+    /// # Safety
+    /// No other thread may touch that range meanwhile.
+    unsafe fn write(self, at: usize, vals: &[f32]) {
+        assert!(at + vals.len() <= self.1, "attention output out of range");
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(vals.as_ptr(), self.0.add(at), vals.len()) };
+    }
+}
+
+/// The rows of sequences with `BLOCK_MIN_ROWS` rows or more, in blocks of `prefill::ROWS`
+/// rows × one KV head's query heads; their rows are marked done in `owner` (`usize::MAX`).
+fn attend_prefill_blocks<E: KvElement>(
+    q: &[f32],
+    out: &mut [f32],
+    kv: &PagedKv<'_, E>,
+    seqs: &[SeqQueries],
+    shape: &AttnShape,
+    owner: &mut [usize],
+) {
+    let d = kv.head_dim;
+    let group = shape.heads / kv.kv_heads.max(1);
+    if d == 0 || group == 0 {
+        return;
+    }
+    // (sequence, first row of the block within it, rows, KV head)
+    let mut blocks = Vec::new();
+    for (si, s) in seqs.iter().enumerate() {
+        let end = (s.q_start + s.q_len).min(owner.len());
+        let rows = end.saturating_sub(s.q_start);
+        if rows < BLOCK_MIN_ROWS {
+            continue;
+        }
+        owner[s.q_start..end].fill(usize::MAX);
+        for off in (0..rows).step_by(prefill::ROWS) {
+            for g in 0..kv.kv_heads {
+                blocks.push((si, off, prefill::ROWS.min(rows - off), g));
+            }
+        }
+    }
+    if blocks.is_empty() {
+        return;
+    }
+    let attend_rows = E::attend_rows_fn();
+    let row_len = shape.heads * d;
+    let dst = OutRows(out.as_mut_ptr(), out.len());
+    // Latest rows first: they see the most keys, so the longest tasks start first.
+    blocks
+        .par_iter()
+        .rev()
+        .for_each_init(BlockScratch::default, |scratch, &(si, off, rows, g)| {
+            let s = &seqs[si];
+            let block = RowBlock {
+                q,
+                first_row: s.q_start + off,
+                rows,
+                pos0: s.start_pos + off,
+                kv_head: g,
+                group,
+                kv,
+                table: s.block_table,
+                shape,
+            };
+            attend_rows(&block, scratch, &mut |row, head, vals| {
+                // SAFETY: (row, head) belongs to this task's block only.
+                unsafe { dst.write(row * row_len + head * d, vals) }
+            });
         });
 }
 
@@ -663,6 +791,147 @@ mod tests {
                     );
                     for (a, b) in out[at..at + d].iter().zip(&want) {
                         assert!((a - b).abs() < 1e-5, "seq {s} row {r} head {h}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dense attention of one query over keys `ks[lo..=pos]`, scores capped as `softcap` says.
+    fn dense_capped(
+        q: &[f32],
+        ks: &[Vec<f32>],
+        vs: &[Vec<f32>],
+        scale: f32,
+        cap: Option<f32>,
+    ) -> Vec<f32> {
+        let s: Vec<f64> = ks
+            .iter()
+            .map(|k| {
+                let x = k.iter().zip(q).map(|(a, b)| (a * b) as f64).sum::<f64>() * scale as f64;
+                match cap {
+                    Some(c) => c as f64 * (x / c as f64).tanh(),
+                    None => x,
+                }
+            })
+            .collect();
+        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let mut o = vec![0f64; q.len()];
+        for (p, v) in e.iter().zip(vs) {
+            for (oi, vi) in o.iter_mut().zip(v) {
+                *oi += p / z * *vi as f64;
+            }
+        }
+        o.into_iter().map(|x| x as f32).collect()
+    }
+
+    /// Prefill rows in blocks (`prefill`): several sequences in one batch (a long chunk
+    /// starting mid-context, a short prompt, a decode row), head_dim 80 (a 64-column strip and
+    /// a 16-column one), grouped heads, sliding window and score cap, f32 and f16 caches, keys
+    /// over several chunks: every row and head against dense attention over its visible keys.
+    #[test]
+    fn prefill_blocks_match_dense_attention() {
+        let (bs, d, heads, kv_heads) = (16usize, 80usize, 6usize, 2usize);
+        let group = heads / kv_heads;
+        // (start_pos, rows) per sequence; blocks of 16 rows need at least 8 rows.
+        let seqs_spec = [(37usize, 70usize), (90, 1), (0, 9)];
+        let ctx = 130usize;
+        let blocks_per_seq = ctx.div_ceil(bs);
+        let slots = seqs_spec.len() * blocks_per_seq * bs;
+        let mut kf = vec![0f32; slots * kv_heads * d];
+        let mut vf = vec![0f32; slots * kv_heads * d];
+        // Each sequence's blocks, interleaved and reversed so tables are scattered.
+        let tables: Vec<Vec<u32>> = (0..seqs_spec.len())
+            .map(|s| {
+                (0..blocks_per_seq)
+                    .rev()
+                    .map(|b| (b * seqs_spec.len() + s) as u32)
+                    .collect()
+            })
+            .collect();
+        for (i, x) in kf.iter_mut().enumerate() {
+            *x = noise(i);
+        }
+        for (i, x) in vf.iter_mut().enumerate() {
+            *x = noise(1_000_000 + i);
+        }
+        let (k16, v16) = (
+            kf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
+            vf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
+        );
+        let tokens: usize = seqs_spec.iter().map(|s| s.1).sum();
+        let q: Vec<f32> = (0..tokens * heads * d)
+            .map(|i| noise(5_000_000 + i))
+            .collect();
+        let mut seqs = vec![];
+        let mut q_start = 0;
+        for (s, &(start_pos, rows)) in seqs_spec.iter().enumerate() {
+            seqs.push(SeqQueries {
+                q_start,
+                q_len: rows,
+                start_pos,
+                block_table: &tables[s],
+            });
+            q_start += rows;
+        }
+        for (window, softcap) in [
+            (None, None),
+            (Some(50), None),
+            (None, Some(2.0)),
+            (Some(20), Some(2.0)),
+        ] {
+            let shape = AttnShape {
+                heads,
+                scale: 0.3,
+                window,
+                softcap,
+            };
+            for half in [false, true] {
+                let mut out = vec![f32::NAN; q.len()];
+                let round = |x: f32| if half { f16::from_f32(x).to_f32() } else { x };
+                if half {
+                    let kv = PagedKv {
+                        k: &k16,
+                        v: &v16,
+                        block_size: bs,
+                        kv_heads,
+                        head_dim: d,
+                    };
+                    paged_attention(&q, &mut out, &kv, &seqs, &shape);
+                } else {
+                    let kv = PagedKv {
+                        k: &kf,
+                        v: &vf,
+                        block_size: bs,
+                        kv_heads,
+                        head_dim: d,
+                    };
+                    paged_attention(&q, &mut out, &kv, &seqs, &shape);
+                }
+                for (s, seq) in seqs.iter().enumerate() {
+                    for r in 0..seq.q_len {
+                        let pos = seq.start_pos + r;
+                        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                        for h in 0..heads {
+                            let g = h / group;
+                            let row = |src: &[f32], j: usize| -> Vec<f32> {
+                                let slot = tables[s][j / bs] as usize * bs + j % bs;
+                                let at = (slot * kv_heads + g) * d;
+                                src[at..at + d].iter().map(|&x| round(x)).collect()
+                            };
+                            let ks: Vec<_> = (lo..=pos).map(|j| row(&kf, j)).collect();
+                            let vs: Vec<_> = (lo..=pos).map(|j| row(&vf, j)).collect();
+                            let at = ((seq.q_start + r) * heads + h) * d;
+                            let want = dense_capped(&q[at..at + d], &ks, &vs, 0.3, softcap);
+                            for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
+                                assert!(
+                                    (a - b).abs() < 2e-5,
+                                    "window {window:?} cap {softcap:?} f16 {half} seq {s} row {r} head {h} [{e}]: {a} vs {b}"
+                                );
+                            }
+                        }
                     }
                 }
             }

@@ -1,0 +1,251 @@
+//! Attention of a block of consecutive prefill rows of one sequence, for the query heads of
+//! one KV head (flash-attention's walk, on the CPU).
+//!
+//! The per-row kernel (`attend`) reads and widens every visible K and V row once per query
+//! row: a 512-token prompt widens each key ~256 times per head group, and its scores' softmax
+//! runs one key at a time. Here the keys are walked in chunks of `KEYS`, each chunk's K and V
+//! rows widened once for all `ROWS` query rows × the group's heads; each query keeps a running
+//! maximum, sum and output (rescaled when the maximum grows), its scores are exponentiated as
+//! one vectorizable loop per chunk, and the weighted V rows are summed a strip of columns at a
+//! time in registers.
+//!
+//! Results equal the per-row kernel's within float rounding (the sums run in another order).
+use super::{AttnShape, Emit, PagedKv, RowReader, STRIP};
+use crate::activation::{exp, tanh};
+
+/// Query rows per block (one task: these rows × the heads of one KV head).
+pub const ROWS: usize = 16;
+/// Keys per chunk: their widened K and V rows stay in L1/L2 (64 keys × 128 dims × 4 bytes ×
+/// 2 = 64 KiB), and one query's chunk of scores is eight 256-bit registers.
+const KEYS: usize = 64;
+/// Columns of V summed at once in `weigh_v`.
+const V_STRIP: usize = 64;
+
+/// One task: rows `first_row..first_row + rows` of the batch (positions `pos0..`) of one
+/// sequence, query heads `kv_head·group..` (all that share `kv_head`).
+pub struct RowBlock<'a, E> {
+    /// All of q (`[tokens, heads, head_dim]`).
+    pub q: &'a [f32],
+    pub first_row: usize,
+    pub rows: usize,
+    pub pos0: usize,
+    pub kv_head: usize,
+    pub group: usize,
+    pub kv: &'a PagedKv<'a, E>,
+    pub table: &'a [u32],
+    pub shape: &'a AttnShape,
+}
+
+/// Per-task buffers, reused across the blocks a worker runs.
+#[derive(Default)]
+pub struct BlockScratch {
+    /// The chunk's K rows widened and transposed: `[head_dim][KEYS]`.
+    kt: Vec<f32>,
+    /// The chunk's V rows widened: `[KEYS][head_dim]`.
+    v: Vec<f32>,
+    /// One K row widened.
+    row: Vec<f32>,
+    /// Per query (row-major over rows, then heads): running max, sum and output.
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+/// A compiled instance of `attend_rows` for caches of `E`.
+pub type AttendRowsFn<E> = fn(&RowBlock<'_, E>, &mut BlockScratch, Emit<'_>);
+
+/// Attention of every query of the block; each query's output row (head_dim values) goes to
+/// `emit(row, head, values)` (`row` in the batch, `head` the query head). `FMA`: multiply-adds
+/// fused (the instances for CPUs with FMA; Rust never fuses `a * b + c` on its own).
+///
+/// # Safety
+/// The CPU must have the features `R` needs, and FMA if `FMA` (the instances in
+/// `KvElement::attend_rows_fn`).
+#[inline(always)]
+pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool>(
+    b: &RowBlock<'_, E>,
+    s: &mut BlockScratch,
+    emit: Emit<'_>,
+) {
+    let kv = b.kv;
+    let d = kv.head_dim;
+    let heads = b.shape.heads;
+    let queries = b.rows * b.group;
+    let first_visible = |pos: usize| match b.shape.window {
+        Some(w) if w > 0 => (pos + 1).saturating_sub(w),
+        _ => 0,
+    };
+    s.kt.resize(KEYS * d, 0.0);
+    s.v.resize(KEYS * d, 0.0);
+    s.row.resize(d, 0.0);
+    s.max.clear();
+    s.max.resize(queries, f32::NEG_INFINITY);
+    s.sum.clear();
+    s.sum.resize(queries, 0.0);
+    s.acc.clear();
+    s.acc.resize(queries * d, 0.0);
+    let last_pos = b.pos0 + b.rows - 1;
+    let slot_of =
+        |j: usize| b.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
+    let mut start = first_visible(b.pos0);
+    while start <= last_pos {
+        let end = (start + KEYS).min(last_pos + 1);
+        for j in start..end {
+            let at = (slot_of(j) * kv.kv_heads + b.kv_head) * d;
+            let i = j - start;
+            // SAFETY (both): forwarded from this function's contract.
+            unsafe { widen_into::<E, R>(&kv.v[at..at + d], &mut s.v[i * d..(i + 1) * d]) };
+            // K transposed (kt[e·KEYS + i]): a query's scores over the chunk are then
+            // KEYS-wide multiply-adds, one per dimension, with no horizontal sums.
+            unsafe { widen_into::<E, R>(&kv.k[at..at + d], &mut s.row) };
+            for (e, &x) in s.row.iter().enumerate() {
+                s.kt[e * KEYS + i] = x;
+            }
+        }
+        for i in end - start..KEYS {
+            // Past the last key: zeros, so the unused scores stay finite.
+            for e in 0..d {
+                s.kt[e * KEYS + i] = 0.0;
+            }
+        }
+        for r in 0..b.rows {
+            let pos = b.pos0 + r;
+            // This row's keys within the chunk.
+            let lo = first_visible(pos).max(start);
+            let hi = (pos + 1).min(end);
+            if lo >= hi {
+                continue;
+            }
+            let (lo, hi) = (lo - start, hi - start);
+            for g in 0..b.group {
+                let head = b.kv_head * b.group + g;
+                let qv = r * b.group + g;
+                let q = &b.q[((b.first_row + r) * heads + head) * d..][..d];
+                let mut scores = chunk_scores::<FMA>(q, &s.kt);
+                let sc = &mut scores[lo..hi];
+                let scale = b.shape.scale;
+                match b.shape.softcap {
+                    Some(cap) => sc
+                        .iter_mut()
+                        .for_each(|x| *x = cap * tanh(*x * scale / cap)),
+                    None => sc.iter_mut().for_each(|x| *x *= scale),
+                }
+                let chunk_max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let new_max = chunk_max.max(s.max[qv]);
+                // e^(old − new) rescales what was summed so far (before the first chunk the
+                // clamped exp of −inf is ~1e-38, times a zero sum and output).
+                let alpha = exp(s.max[qv] - new_max);
+                sc.iter_mut().for_each(|x| *x = exp(*x - new_max));
+                s.sum[qv] = s.sum[qv] * alpha + lane_sum(sc);
+                s.max[qv] = new_max;
+                let acc = &mut s.acc[qv * d..(qv + 1) * d];
+                weigh_v::<FMA>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
+            }
+        }
+        start = end;
+    }
+    for r in 0..b.rows {
+        for g in 0..b.group {
+            let qv = r * b.group + g;
+            let inv = 1.0 / s.sum[qv];
+            let acc = &mut s.acc[qv * d..(qv + 1) * d];
+            acc.iter_mut().for_each(|x| *x *= inv);
+            emit(b.first_row + r, b.kv_head * b.group + g, acc);
+        }
+    }
+}
+
+/// `a·b + c`, fused when `FMA`.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// q · K for the chunk's `KEYS` keys (`kt`: K transposed, `q.len()` rows of `KEYS`): eight
+/// vectors of sums held in registers across the dimensions.
+#[inline(always)]
+fn chunk_scores<const FMA: bool>(q: &[f32], kt: &[f32]) -> [f32; KEYS] {
+    let mut s = [0f32; KEYS];
+    for (&qe, row) in q.iter().zip(kt.chunks_exact(KEYS)) {
+        for t in 0..KEYS {
+            s[t] = madd::<FMA>(qe, row[t], s[t]);
+        }
+    }
+    s
+}
+
+/// `src` as f32 into `dst`.
+///
+/// # Safety
+/// As `RowReader::read`.
+#[inline(always)]
+unsafe fn widen_into<E, R: RowReader<E>>(src: &[E], dst: &mut [f32]) {
+    let (ptr, len) = (dst.as_mut_ptr(), dst.len());
+    // SAFETY: forwarded.
+    let row = unsafe { R::read(src, dst) }.as_ptr();
+    if !std::ptr::eq(row, ptr) {
+        // The reader borrowed `src` (an f32 cache) instead of writing `dst`: copy it.
+        // SAFETY: `row` is `src` as f32, `len` values long, and does not overlap `dst`.
+        unsafe { std::ptr::copy_nonoverlapping(row, ptr, len) };
+    }
+}
+
+/// Σ x in eight lanes (vectorizes; one running sum would not).
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `acc = alpha·acc + Σ_i w[i]·v[i]` (`v`: w.len() rows of `d`), `V_STRIP` columns at a time
+/// held in registers across the keys (eight independent vectors of sums: enough to keep both
+/// FMA ports busy through their latency), then 16, then one.
+#[inline(always)]
+fn weigh_v<const FMA: bool>(acc: &mut [f32], alpha: f32, w: &[f32], v: &[f32], d: usize) {
+    let mut e = 0;
+    while e + V_STRIP <= d {
+        strip::<FMA, V_STRIP>(&mut acc[e..e + V_STRIP], alpha, w, &v[e..], d);
+        e += V_STRIP;
+    }
+    while e + STRIP <= d {
+        strip::<FMA, STRIP>(&mut acc[e..e + STRIP], alpha, w, &v[e..], d);
+        e += STRIP;
+    }
+    for t in e..d {
+        let mut x = acc[t] * alpha;
+        for (i, &p) in w.iter().enumerate() {
+            x = madd::<FMA>(p, v[i * d + t], x);
+        }
+        acc[t] = x;
+    }
+}
+
+/// One strip of `weigh_v`: `acc` (W columns) from rows of `v` `d` apart.
+#[inline(always)]
+fn strip<const FMA: bool, const W: usize>(
+    acc: &mut [f32],
+    alpha: f32,
+    w: &[f32],
+    v: &[f32],
+    d: usize,
+) {
+    let mut sums: [f32; W] = std::array::from_fn(|t| acc[t] * alpha);
+    for (i, &p) in w.iter().enumerate() {
+        let row: &[f32; W] = v[i * d..i * d + W].try_into().expect("W columns");
+        for t in 0..W {
+            sums[t] = madd::<FMA>(p, row[t], sums[t]);
+        }
+    }
+    acc.copy_from_slice(&sums);
+}
