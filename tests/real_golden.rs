@@ -115,6 +115,32 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
     }
 }
 
+/// A case's prompt and its reference continuation but the last token: the positions whose
+/// next-token predictions are scored against the reference's top-1.
+fn teacher_forced_tokens(c: &Case) -> Vec<u32> {
+    let mut tokens = c.prompt.clone();
+    tokens.extend_from_slice(&c.continuation[..c.continuation.len() - 1]);
+    tokens
+}
+
+/// Of the case's scored positions, how many have the reference's top-1 as argmax; `row(i)` is
+/// the logits of the case's i-th token.
+fn top1_agreement<'a>(c: &Case, row: impl Fn(usize) -> &'a [f32]) -> usize {
+    c.top1
+        .iter()
+        .enumerate()
+        .filter(|&(i, &want)| argmax(row(c.prompt.len() - 1 + i)) == want)
+        .count()
+}
+
+fn assert_agreement_rate(agree: usize, total: usize, what: &str) {
+    let rate = agree as f64 / total as f64;
+    assert!(
+        rate >= 0.90,
+        "{what}: quantized teacher-forced top-1 agreement {rate:.3} < 0.90"
+    );
+}
+
 #[test]
 fn quantized_teacher_forced_top1_agrees() {
     let (mut agree, mut total) = (0usize, 0usize);
@@ -122,14 +148,13 @@ fn quantized_teacher_forced_top1_agrees() {
         let mut r = runner(name, false);
         let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
         for c in cases(file) {
-            let mut tokens = c.prompt.clone();
-            tokens.extend_from_slice(&c.continuation[..c.continuation.len() - 1]);
+            let tokens = teacher_forced_tokens(&c);
             let mut table = BlockTable::default();
             bm.ensure(&mut table, tokens.len()).unwrap();
             let out = r
                 .forward(&Batch {
                     seqs: vec![SeqInput {
-                        tokens: tokens.clone(),
+                        tokens,
                         start_pos: 0,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::All,
@@ -137,12 +162,7 @@ fn quantized_teacher_forced_top1_agrees() {
                 })
                 .unwrap();
             bm.release(&mut table);
-            let mut ok = 0;
-            for (i, &want) in c.top1.iter().enumerate() {
-                if argmax(out.row(c.prompt.len() - 1 + i)) == want {
-                    ok += 1;
-                }
-            }
+            let ok = top1_agreement(&c, |i| out.row(i));
             eprintln!(
                 "{name}/{}: quantized top-1 agreement {ok}/{}",
                 c.id,
@@ -152,9 +172,55 @@ fn quantized_teacher_forced_top1_agrees() {
             total += c.top1.len();
         }
     }
-    let rate = agree as f64 / total as f64;
-    assert!(
-        rate >= 0.90,
-        "quantized teacher-forced top-1 agreement {rate:.3} < 0.90"
+    assert_agreement_rate(agree, total, "one case per forward pass");
+}
+
+/// All cases of a model in one forward pass (~570 rows): the products take their many-row
+/// kernels (AMX bf16 tiles on CPUs that have them, VNNI panels of all of W otherwise) and the
+/// attention its prefill blocks, and predict as well as one case at a time.
+#[test]
+fn quantized_teacher_forced_top1_agrees_with_all_cases_in_one_batch() {
+    eprintln!(
+        "quantized kernels: {:?}",
+        candor_kernels::quant::Isa::best()
     );
+    let (mut agree, mut total) = (0usize, 0usize);
+    for (name, file) in MODELS {
+        let mut r = runner(name, false);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let cases = cases(file);
+        let mut tables = Vec::new();
+        let mut seqs = Vec::new();
+        for c in &cases {
+            let tokens = teacher_forced_tokens(c);
+            let mut table = BlockTable::default();
+            bm.ensure(&mut table, tokens.len()).unwrap();
+            seqs.push(SeqInput {
+                tokens,
+                start_pos: 0,
+                block_table: table.ids.clone(),
+                logits: LogitsWanted::All,
+            });
+            tables.push(table);
+        }
+        let rows: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        assert!(rows >= candor_kernels::quant::AMX_MIN_ROWS, "{rows} rows");
+        let out = r.forward(&Batch { seqs: seqs.clone() }).unwrap();
+        let mut first = 0;
+        for (c, s) in cases.iter().zip(&seqs) {
+            let ok = top1_agreement(c, |i| out.row(first + i));
+            eprintln!(
+                "{name}/{} (batched): top-1 agreement {ok}/{}",
+                c.id,
+                c.top1.len()
+            );
+            agree += ok;
+            total += c.top1.len();
+            first += s.tokens.len();
+        }
+        for mut t in tables {
+            bm.release(&mut t);
+        }
+    }
+    assert_agreement_rate(agree, total, "all cases in one forward pass");
 }
