@@ -60,6 +60,27 @@ const TILE_ROWS: usize = 4;
 /// AVX2's 16 hold 4x2).
 const TILE_TOKENS: usize = 4;
 
+/// Whether `matmul` runs `m` activation rows against `ty` weights of rows of `k` on AMX tiles
+/// (`quant::x86::amx_gemm`, activations rounded to bf16, f32 sums): bf16 weights only (f16
+/// ones would lose three bits of mantissa), `quant::AMX_MIN_ROWS` rows or more, K a whole
+/// number of 32-value tile steps, on a CPU with AMX.
+pub fn runs_on_amx(ty: HalfType, m: usize, k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::{Isa, AMX_MIN_ROWS};
+        ty == HalfType::Bf16
+            && m >= AMX_MIN_ROWS
+            && k > 0
+            && k.is_multiple_of(32)
+            && Isa::AmxBf16.supported()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, m, k);
+        false
+    }
+}
+
 /// `y[t * n + r] = Σ_j x[t * k + j] · w[r * k + j]` for `m` activation rows.
 pub fn matmul(
     ty: HalfType,
@@ -70,6 +91,20 @@ pub fn matmul(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), String> {
+    #[cfg(target_arch = "x86_64")]
+    if runs_on_amx(ty, m, k) && w.len() == n * k && x.len() == m * k && y.len() == m * n {
+        use crate::quant::x86::amx_gemm::{gemm, Weights};
+        gemm(
+            Weights::Bf16(w),
+            n,
+            k,
+            x,
+            m,
+            y,
+            rayon::current_num_threads(),
+        );
+        return Ok(());
+    }
     matmul_with(Kernel::detect(), ty, w, n, k, x, m, y)
 }
 
@@ -477,6 +512,44 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// bf16 weights on AMX tiles (CPUs that have them; elsewhere the same call takes the
+    /// vector kernels and meets the same bound): against an f64 product of the weights and the
+    /// activations rounded to bf16, over row and column tails and several weight blocks.
+    #[test]
+    fn bf16_products_of_many_rows_match_the_bf16_rounded_reference() {
+        use crate::quant::AMX_MIN_ROWS;
+        eprintln!("AMX: {}", runs_on_amx(HalfType::Bf16, AMX_MIN_ROWS, 64));
+        let mut g = Gen(0x00a3_0b16_5eed);
+        let ty = HalfType::Bf16;
+        for (n, k, m) in [
+            (37, 96, AMX_MIN_ROWS),
+            (130, 64, AMX_MIN_ROWS + 37),
+            (5, 640, 300),
+        ] {
+            let w: Vec<u16> = (0..n * k).map(|_| ty.from_f32(g.f32())).collect();
+            let x: Vec<f32> = (0..m * k).map(|_| g.f32()).collect();
+            let xr: Vec<f64> = x
+                .iter()
+                .map(|&v| ty.to_f32(ty.from_f32(v)) as f64)
+                .collect();
+            let mut y = vec![f32::NAN; m * n];
+            matmul(ty, &w, n, k, &x, m, &mut y).unwrap();
+            for (i, &got) in y.iter().enumerate() {
+                let (t, r) = (i / n, i % n);
+                let terms = (0..k).map(|j| (ty.to_f32(w[r * k + j]) as f64, xr[t * k + j]));
+                let (want, mag) = terms.fold((0f64, 0f64), |(s, a), (wv, xv)| {
+                    (s + wv * xv, a + (wv * xv).abs())
+                });
+                // Activations rounded to bf16 (2⁻⁹ relative) on paths that do not round.
+                let bound = 2f64.powi(-8) * mag + 1e-6;
+                assert!(
+                    (got as f64 - want).abs() <= bound,
+                    "n={n} k={k} m={m} at {i}: {got} vs {want}"
+                );
             }
         }
     }

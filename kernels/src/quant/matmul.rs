@@ -43,9 +43,6 @@ struct Scratch {
     /// All of W repacked into panels (`by_panels`, from `PANEL_MIN_ROWS` rows on VNNI).
     #[cfg(target_arch = "x86_64")]
     panels: Vec<u8>,
-    /// The activations in bf16 (`x86::amx_gemm`, AMX CPUs).
-    #[cfg(target_arch = "x86_64")]
-    bf16: Vec<u16>,
 }
 
 thread_local! {
@@ -105,9 +102,9 @@ pub(super) fn run(
     let threads = rayon::current_num_threads().max(1);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS {
-        use super::x86::amx_gemm;
-        amx_gemm::gemm(ty, w, n, k, row_bytes, x, m, y, &mut scratch.bf16, threads);
+        use super::x86::amx_gemm::{gemm, Weights};
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        gemm(Weights::Quant { ty, w, row_bytes }, n, k, x, m, y, threads);
         return Ok(());
     }
     // Fewer rows on AMX CPUs: the VNNI kernels.

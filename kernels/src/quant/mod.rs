@@ -24,7 +24,7 @@ mod reference;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod tile_driver;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 pub use activations::{QuantizedRows, RowsView};
 pub use formats::{decode_block, dequantize, k_scales_mins, ActFormat, IntBlock, QuantType};

@@ -146,7 +146,7 @@ fn half_linear(x: &Tensor, bits: &[u16], [n, k]: [usize; 2], ty: HalfType) -> Re
     if let Some(last) = out_dims.last_mut() {
         *last = n;
     }
-    if m >= HALF_GEMM_MIN_ROWS {
+    if m >= HALF_GEMM_MIN_ROWS && !half_matmul::runs_on_amx(ty, m, k) {
         let rows_per_panel = (HALF_PANEL_VALUES / k).max(1);
         let y = half_gemm_panels(&x.reshape((m, k))?, bits, [n, k], ty, rows_per_panel)?;
         return Ok(y.reshape(out_dims)?);

@@ -1,16 +1,17 @@
 //! Prefill products on AMX (`amx`): y[M×N] = x[M×K] · Wᵀ with bf16 operands and f32 sums.
 //!
 //! The activations are rounded to bf16 once (rows padded with zeros to a multiple of 32).
-//! Each task takes 32 weight rows (and, on CPUs with more threads than weight blocks, a range
-//! of activation rows): it decodes them into two runs of B tiles that stay in L2, then walks
-//! its activation rows 32 at a time, each 32×32 block of y one pass of 2×2 tiles over K. A
-//! block inside y is stored straight from the tiles; one at an edge goes through a buffer.
+//! Each task takes a group of up to four blocks of 32 weight rows (and, on CPUs with more
+//! threads than groups, a range of activation rows): it decodes them into B tiles that stay in
+//! L2, then walks its activation rows 32 at a time, each 32×32 block of y one pass of 2×2
+//! tiles over K. A block inside y is stored straight from the tiles; one at an edge goes
+//! through a buffer.
 //!
 //! Unlike the VNNI kernels, which quantize the activations to 8 bits, nothing here depends on
 //! the weight format's blocks: the products are those of the dequantized weights, within bf16
-//! rounding.
+//! rounding. bf16 weight matrices (safetensors checkpoints) go to the tiles as they are.
 use super::amx::{has_amx_bf16, Tiles, TILE_K};
-use super::bf16_tiles::{b_tiles, b_tiles_bytes, to_bf16};
+use super::bf16_tiles::{b_tiles, b_tiles_bytes, bf16_b_tiles, to_bf16};
 use super::{panel, repack_panel};
 use crate::quant::QuantType;
 use rayon::prelude::*;
@@ -18,10 +19,17 @@ use std::cell::RefCell;
 
 /// Weight rows (and activation rows) of one pass of the 2×2 tiles.
 const BLOCK: usize = 32;
+/// Bytes of B tiles a task keeps (its weight blocks), with room left in a 2 MiB L2 for the
+/// activation rows it streams past them.
+const GROUP_TILE_BYTES: usize = 768 << 10;
+/// At most this many weight blocks per task (beyond it L3 reads no longer dominate).
+const MAX_GROUP: usize = 4;
 
 thread_local! {
-    /// A task's four VNNI panels and its 32 weight rows' B tiles (per worker thread).
+    /// A task's four VNNI panels and its weight rows' B tiles (per worker thread).
     static WEIGHTS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The activations in bf16 (per calling thread; taken out while in use).
+    static XB: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// y, written by tasks at disjoint 32×32 blocks.
@@ -39,32 +47,62 @@ impl Out {
     }
 }
 
-/// y (m × n, row-major) = x (m × k) · Wᵀ for `w` holding n whole rows of `row_bytes` (K = `k`
-/// values of `ty`). `xb` is the caller's scratch for the bf16 activations.
-#[allow(clippy::too_many_arguments)]
+/// The weight matrix of a product: `n` rows of `k` values.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    /// GGML blocks of `ty`, `row_bytes` per row.
+    Quant {
+        ty: QuantType,
+        w: &'a [u8],
+        row_bytes: usize,
+    },
+    /// bf16 values (their bits), row-major: the tiles take them as they are.
+    Bf16(&'a [u16]),
+}
+
+impl Weights<'_> {
+    /// Whether these are `n` whole rows of `k` values.
+    fn holds(&self, n: usize, k: usize) -> bool {
+        match *self {
+            Weights::Quant { ty, w, row_bytes } => {
+                Some(row_bytes) == ty.row_bytes(k) && w.len() == n * row_bytes
+            }
+            Weights::Bf16(bits) => bits.len() == n * k,
+        }
+    }
+}
+
+/// y (m × n, row-major) = x (m × k) · Wᵀ.
 pub fn gemm(
-    ty: QuantType,
-    w: &[u8],
+    w: Weights<'_>,
     n: usize,
     k: usize,
-    row_bytes: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    threads: usize,
+) {
+    assert!(has_amx_bf16(), "AMX products need AMX-BF16");
+    assert!(w.holds(n, k) && k.is_multiple_of(TILE_K) && x.len() == m * k && y.len() == m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut xb = XB.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    run(w, n, k, x, m, y, &mut xb, threads);
+    XB.with(|b| *b.borrow_mut() = xb);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    w: Weights<'_>,
+    n: usize,
+    k: usize,
     x: &[f32],
     m: usize,
     y: &mut [f32],
     xb: &mut Vec<u16>,
     threads: usize,
 ) {
-    assert!(has_amx_bf16(), "AMX products need AMX-BF16");
-    assert!(
-        Some(row_bytes) == ty.row_bytes(k)
-            && k.is_multiple_of(TILE_K)
-            && w.len() == n * row_bytes
-            && x.len() == m * k
-            && y.len() == m * n
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
     let padded = m.next_multiple_of(BLOCK);
     if xb.len() < padded * k {
         xb.resize(padded * k, 0);
@@ -78,45 +116,50 @@ pub fn gemm(
 
     let weight_blocks = n.div_ceil(BLOCK);
     let row_blocks = padded / BLOCK;
+    // Weight blocks per task: their B tiles and one row block of A stay in L2 together, so
+    // each 32 activation rows are read from L3 once per group rather than once per block.
+    let tb = 2 * b_tiles_bytes(k);
+    let per_group = (GROUP_TILE_BYTES / tb).clamp(1, MAX_GROUP);
+    let groups = weight_blocks.div_ceil(per_group);
     // Enough tasks for every thread twice; each activation range re-decodes its weight rows.
-    let ranges = (2 * threads).div_ceil(weight_blocks).clamp(1, row_blocks);
+    let ranges = (2 * threads).div_ceil(groups).clamp(1, row_blocks);
     let per_range = row_blocks.div_ceil(ranges);
     let out = Out(y.as_mut_ptr());
-    (0..weight_blocks * ranges).into_par_iter().for_each(|t| {
-        let (wb, range) = (t / ranges, t % ranges);
-        let first = wb * BLOCK;
-        let rows = (n - first).min(BLOCK);
-        let blocks = range * per_range..((range + 1) * per_range).min(row_blocks);
+    (0..groups * ranges).into_par_iter().for_each(|t| {
+        let (group, range) = (t / ranges, t % ranges);
+        let wbs = group * per_group..((group + 1) * per_group).min(weight_blocks);
+        let row_range = range * per_range..((range + 1) * per_range).min(row_blocks);
         WEIGHTS.with(|buf| {
             let (panels, tiles) = &mut *buf.borrow_mut();
-            decode_weight_block(
-                ty,
-                &w[first * row_bytes..(first + rows) * row_bytes],
-                row_bytes,
-                k,
-                panels,
-                tiles,
-            );
+            tiles.resize(wbs.len() * tb, 0);
+            for (i, wb) in wbs.clone().enumerate() {
+                let (first, rows) = (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
+                let out = &mut tiles[i * tb..(i + 1) * tb];
+                decode_weight_block(w, first..first + rows, k, panels, out);
+            }
             // SAFETY: `has_amx_bf16` was checked above.
             let amx = unsafe { Tiles::configure() };
             let mut edge = [0f32; BLOCK * BLOCK];
-            for rb in blocks {
+            for rb in row_range {
                 let r0 = rb * BLOCK;
                 let live = (m - r0.min(m)).min(BLOCK);
                 if live == 0 {
                     break;
                 }
                 let a = xb[r0 * k..].as_ptr() as *const u8;
-                let b = tiles.as_ptr();
-                if live == BLOCK && rows == BLOCK {
-                    // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xb; the B runs
-                    // are k/32 tiles each; the 32×32 block at (r0, first) lies inside y, whose
-                    // rows are n·4 bytes apart, and no other task writes it.
-                    unsafe {
-                        let c = out.at(r0, first, n) as *mut u8;
-                        amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * n)
-                    };
-                } else {
+                for (i, wb) in wbs.clone().enumerate() {
+                    let (first, rows) = (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
+                    let b = tiles[i * tb..].as_ptr();
+                    if live == BLOCK && rows == BLOCK {
+                        // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xb; the B
+                        // runs are k/32 tiles each; the 32×32 block at (r0, first) lies inside
+                        // y, whose rows are n·4 bytes apart, and no other task writes it.
+                        unsafe {
+                            let c = out.at(r0, first, n) as *mut u8;
+                            amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * n)
+                        };
+                        continue;
+                    }
                     // SAFETY: as above, C going to `edge` (32 rows of 32 f32).
                     unsafe {
                         let c = edge.as_mut_ptr() as *mut u8;
@@ -136,20 +179,33 @@ pub fn gemm(
     });
 }
 
-/// The B tiles of up to 32 weight rows (`w`, whole rows) into `tiles` (two runs: rows 0..16,
-/// 16..32; missing rows are zeros), through four VNNI panels in `panels`.
+/// The B tiles of up to 32 weight rows (`rows` of `w`) into `tiles` (two runs of
+/// `b_tiles_bytes(k)`: rows 0..16, 16..32; missing rows are zeros): blocks through four VNNI
+/// panels in `panels`, bf16 rows directly.
 fn decode_weight_block(
-    ty: QuantType,
-    w: &[u8],
-    row_bytes: usize,
+    w: Weights<'_>,
+    rows: std::ops::Range<usize>,
     k: usize,
     panels: &mut Vec<u8>,
-    tiles: &mut Vec<u8>,
+    tiles: &mut [u8],
 ) {
-    let pb = panel::panel_bytes(k);
     let tb = b_tiles_bytes(k);
+    debug_assert_eq!(tiles.len(), 2 * tb);
+    let (ty, w, row_bytes) = match w {
+        Weights::Quant { ty, w, row_bytes } => (ty, w, row_bytes),
+        Weights::Bf16(bits) => {
+            let bits = &bits[rows.start * k..rows.end * k];
+            for (half, out) in tiles.chunks_exact_mut(tb).enumerate() {
+                let lo = (half * 16 * k).min(bits.len());
+                let hi = (lo + 16 * k).min(bits.len());
+                bf16_b_tiles(&bits[lo..hi], k, out);
+            }
+            return;
+        }
+    };
+    let w = &w[rows.start * row_bytes..rows.end * row_bytes];
+    let pb = panel::panel_bytes(k);
     panels.resize(4 * pb, 0);
-    tiles.resize(2 * tb, 0);
     let rows = w.len() / row_bytes;
     for (p, out) in panels.chunks_exact_mut(pb).enumerate() {
         let lo = (p * panel::ROWS).min(rows);

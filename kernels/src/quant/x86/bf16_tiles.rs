@@ -87,3 +87,21 @@ pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
         _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, z);
     }
 }
+
+/// The B tiles of up to 16 bf16 weight rows (`rows`: whole rows of `k` values) into `out`
+/// (`b_tiles_bytes(k)`; missing rows are zeros): tile s, row r, lane n holds values 32s + 2r
+/// and 32s + 2r + 1 of weight row n. A transposition of 32-bit pairs, in portable code: each
+/// tile serves every activation row of the product, so this is a small part of its time.
+pub fn bf16_b_tiles(rows: &[u16], k: usize, out: &mut [u8]) {
+    debug_assert!(rows.len().is_multiple_of(k.max(1)) && rows.len() <= 16 * k);
+    debug_assert!(out.len() == b_tiles_bytes(k));
+    out.fill(0);
+    for (n, row) in rows.chunks_exact(k).enumerate() {
+        for (pair, v) in row.chunks_exact(2).enumerate() {
+            // Pair p of the row: tile p / 16, tile row p % 16, lane n.
+            let at = (pair / 16) * B_TILE_BYTES + (pair % 16) * 64 + 4 * n;
+            out[at..at + 2].copy_from_slice(&v[0].to_le_bytes());
+            out[at + 2..at + 4].copy_from_slice(&v[1].to_le_bytes());
+        }
+    }
+}
