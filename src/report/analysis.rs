@@ -20,6 +20,27 @@ pub fn compute_dtype(quantization: Option<&str>) -> Dtype {
     }
 }
 
+/// The number format of a run's prefill products: bf16 where candor ran its AMX kernels (the
+/// run's flags list `amx-bf16`; they take prefill chunks of `AMX_MIN_ROWS` rows or more), the
+/// run's `compute_dtype` otherwise.
+pub fn prefill_dtype(run_dtype: Dtype, isa: &[String]) -> Dtype {
+    let amx = isa.iter().any(|f| f.eq_ignore_ascii_case("amx-bf16"));
+    match run_dtype {
+        Dtype::Int8 | Dtype::Bf16 if amx => Dtype::Bf16,
+        other => other,
+    }
+}
+
+/// The dtype a test's products ran in: a prefill whose chunks reach the AMX kernels' row count
+/// runs in the run's prefill dtype, anything else in its compute dtype.
+fn test_dtype(run: &AnalyzedRun, t: &TestRow) -> Dtype {
+    let amx_rows = candor_kernels::quant::AMX_MIN_ROWS;
+    match t.phase {
+        Phase::Prefill if t.n.min(t.ubatch) >= amx_rows => run.prefill_dtype,
+        _ => run.dtype,
+    }
+}
+
 /// A test of a measured run with its efficiency.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -44,6 +65,8 @@ pub struct RefRatio {
 pub struct AnalyzedRun {
     pub run: LocalRun,
     pub dtype: Dtype,
+    /// The dtype of its long prefills' products (`prefill_dtype`).
+    pub prefill_dtype: Dtype,
     pub workload: Option<Workload>,
     pub rows: Vec<Row>,
 }
@@ -150,7 +173,15 @@ fn analyze_run(
     peak: impl Fn(Dtype) -> Option<f64>,
 ) -> AnalyzedRun {
     let dtype = compute_dtype(run.model.quantization.as_deref());
-    let w = workload(&run);
+    let mut analyzed = AnalyzedRun {
+        prefill_dtype: prefill_dtype(dtype, &run.isa),
+        dtype,
+        workload: workload(&run),
+        rows: Vec::new(),
+        run,
+    };
+    let w = analyzed.workload;
+    let run = &analyzed.run;
     let rows = run
         .tests
         .iter()
@@ -158,9 +189,10 @@ fn analyze_run(
             let (mbu, mfu, intensity, achieved) = match &w {
                 Some(w) => {
                     let bytes = bytes_per_token(w, run.kv.as_ref(), t);
+                    let peak = peak(test_dtype(&analyzed, t));
                     (
                         bw_gbs.map(|bw| roofline::mbu(t.tok_s_mean, bytes, bw * 1e9)),
-                        peak(dtype).map(|p| roofline::mfu(t.tok_s_mean, w.flops_per_token, p)),
+                        peak.map(|p| roofline::mfu(t.tok_s_mean, w.flops_per_token, p)),
                         roofline::intensity(w.flops_per_token, bytes),
                         t.tok_s_mean * w.flops_per_token,
                     )
@@ -177,12 +209,8 @@ fn analyze_run(
             }
         })
         .collect();
-    AnalyzedRun {
-        run,
-        dtype,
-        workload: w,
-        rows,
-    }
+    analyzed.rows = rows;
+    analyzed
 }
 
 fn group_systems<'a>(specs: &'a SpecDb, runs: Vec<LocalRun>) -> Vec<System<'a>> {
@@ -233,7 +261,15 @@ fn group_systems<'a>(specs: &'a SpecDb, runs: Vec<LocalRun>) -> Vec<System<'a>> 
         };
         let analyzed = analyze_run(run.clone(), bandwidth_gbs, peak);
         match systems.iter_mut().find(|s| s.label == label) {
-            Some(s) => s.runs.push(analyzed),
+            Some(s) => {
+                // The machine's most specific entry (its runs may list fewer flags: AMX
+                // turned off, or llama-bench's none) names its roofs.
+                let specificity = |d: Option<&DeviceSpec>| d.map_or(0, |d| d.requires_isa.len());
+                if specificity(spec) > specificity(s.spec) {
+                    s.spec = spec;
+                }
+                s.runs.push(analyzed)
+            }
             None => systems.push(System {
                 label,
                 spec,
@@ -281,7 +317,8 @@ fn project_model<'a>(
         .map(|&d| {
             let target = Target {
                 bandwidth_bytes_s: d.bandwidth_gbs.map(|b| b * 1e9),
-                peak_flops: d.peak_tflops(basis.dtype, None).map(|t| t * 1e12),
+                // The prefill MFU carried over (and capping decode) is of the prefill dtype.
+                peak_flops: d.peak_tflops(basis.prefill_dtype, None).map(|t| t * 1e12),
                 memory_bytes: d.memory_gb.map(|m| m * 1e9),
             };
             let ps = tests
@@ -305,7 +342,7 @@ fn project_model<'a>(
         model: basis.run.model.key.clone(),
         basis_system: basis_system.label.clone(),
         basis_file: basis.run.file.clone(),
-        dtype: basis.dtype,
+        dtype: basis.prefill_dtype,
         tests,
         mfu_cap,
         mbu_decode,
@@ -558,6 +595,63 @@ mod tests {
             tok_s_mean: tok_s,
             tok_s_sd: 0.0,
             repetitions: 3,
+        }
+    }
+
+    /// A Xeon run whose flags list amx-bf16 (candor's AMX prefill kernels ran): its long
+    /// prefills are measured against the AMX bf16 peak, a short one and decode against int8;
+    /// the same machine's run without AMX (and llama-bench's, without flags) against int8, and
+    /// the machine's roofs are named by the AMX entry.
+    #[test]
+    fn amx_prefills_run_on_the_bf16_tile_roof() {
+        let specs = SpecDb::builtin().unwrap();
+        let claims = ClaimsDb::builtin().unwrap();
+        let xeon = |software: &str, isa: &[&str]| {
+            let mut r = cpu_run(
+                software,
+                vec![
+                    row("pp512", Phase::Prefill, 512, 100.0),
+                    row("pp64", Phase::Prefill, 64, 100.0),
+                    row("tg64", Phase::Decode, 64, 50.0),
+                ],
+            );
+            r.device_name = "Intel(R) Xeon(R) Processor".into();
+            r.isa = isa.iter().map(|s| s.to_string()).collect();
+            r
+        };
+        let runs = vec![
+            (
+                "a".into(),
+                Input::Local(xeon("candor no-amx", &["avx2", "avx512f"])),
+            ),
+            (
+                "b".into(),
+                Input::Local(xeon("candor amx", &["avx2", "avx512f", "amx-bf16"])),
+            ),
+            ("c".into(), Input::Local(xeon("llama.cpp x", &[]))),
+        ];
+        let a = analyze(&specs, &claims, "h100", runs).unwrap();
+        let sys = &a.systems[0];
+        assert_eq!(sys.spec.unwrap().id, "cpu-xeon-amx");
+        // 100 tok/s × 1 GFLOP: int8 1.28 TOPS, AMX bf16 5.12 TFLOPS (2 threads, 2.5 GHz).
+        let (int8, bf16) = (1e11 / 1.28e12, 1e11 / 5.12e12);
+        for r in &sys.runs {
+            let amx = r.run.isa.iter().any(|f| f == "amx-bf16");
+            let mfu = |i: usize| r.rows[i].mfu.unwrap();
+            let want = if amx { bf16 } else { int8 };
+            assert!(
+                (mfu(0) - want).abs() < 1e-12,
+                "{}: {}",
+                r.run.software,
+                mfu(0)
+            );
+            assert!(
+                (mfu(1) - int8).abs() < 1e-12,
+                "{}: {}",
+                r.run.software,
+                mfu(1)
+            );
+            assert_eq!(r.prefill_dtype, if amx { Dtype::Bf16 } else { Dtype::Int8 });
         }
     }
 

@@ -400,9 +400,16 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
     }
     let is_cpu = backend.kind == "cpu";
     let tests = test_rows(d.results, |_| ubatch)?;
+    // Runs of one build on one CPU with and without its AMX kernels (CANDOR_CPU_AMX=0) stay
+    // apart in the tables.
+    let amx = is_cpu && hw.isa_flags.iter().any(|f| f == "amx-bf16");
     Ok(LocalRun {
         file: file.to_string(),
-        software: format!("candor {}", short_commit(d.git_commit)),
+        software: format!(
+            "candor {}{}",
+            short_commit(d.git_commit),
+            if amx { " (AMX)" } else { "" }
+        ),
         date: d.date,
         model: ModelRef {
             key: match (model.format.as_deref(), model.path.as_deref()) {
@@ -628,6 +635,15 @@ mod tests {
         assert_eq!((run.tests[0].n, run.tests[0].batch), (128, 16));
         assert_eq!(run.tests[0].ubatch, 256);
         assert_eq!(run.host_bandwidth_gbs, Some(30.0));
+        // The same run with the AMX kernels on says so.
+        let amx = text.replace(
+            r#""isa_flags":["avx2"]"#,
+            r#""isa_flags":["avx2","amx-bf16"]"#,
+        );
+        let Input::Local(run) = parse("c.json", &amx).unwrap() else {
+            panic!("not local")
+        };
+        assert_eq!(run.software, "candor 7bcaee0 (AMX)");
     }
 
     #[test]

@@ -113,18 +113,20 @@ fn method(out: &mut String, a: &Analysis) {
         "## Method\n\n\
 - **MBU** (model bandwidth utilisation) = bytes per token × tok/s ÷ memory bandwidth. Bytes per decoded token = (weight bytes + batch × KV bytes per sequence) ÷ batch: a step reads every weight once for the batch and each sequence's own KV cache. A sequence's KV bytes are K and V of every cached position in every layer (within a layer's sliding window), at the element size the backend stored the cache in, averaged over the test's steps: step k of a `tgN` test at depth d attends over d + k + 1 positions, d + (N + 1) ÷ 2 on average (the result's `kv_cache`). Results that record no cache shape (candor bench before schema 2, llama-bench) count the weights only, and their systems say so below. For prefill, the weights once per chunk of at most `ubatch` tokens (cache reads not modelled). Weight bytes are the model file's size.\n\
 - **MFU** (model FLOP utilisation) = 2 × parameters × tok/s ÷ peak at the dtype the matrix products ran in. Attention's score/value products are not counted (MFU slightly understated at long context); the embedding table is counted although a prefill computes logits for its last token only (overstated for small models with large vocabularies).\n\
-- **Dtype**: GGUF quantized weights multiply 8-bit quantized activations with integer dot products (candor's kernels, llama.cpp's CPU and CUDA paths), so their roof is the **int8** peak; F16/BF16 files use that peak; anything else FP32.\n\
+- **Dtype**: GGUF quantized weights multiply 8-bit quantized activations with integer dot products (candor's kernels, llama.cpp's CPU and CUDA paths), so their roof is the **int8** peak; F16/BF16 files use that peak; anything else FP32. Where a candor run's CPU flags list `amx-bf16`, prefills of 128 rows or more ran as bf16 products on AMX tiles, so their roof is that CPU's AMX **bf16** peak (and projections from such a run carry its prefill MFU over at bf16).\n\
 - **Roofs** come from the spec database (dense peaks; sources at the end). A CPU's bandwidth roof is the STREAM-like triad bandwidth `candor bench` measured on it, and its peak is FLOP/cycle × threads × an assumed clock (see its source note): treat CPU MFU as ±30%. An accelerator missing from the database takes the device-to-device copy bandwidth `candor bench` measured on it as its roof (never the host's).\n\
 - **vs {}**: tok/s ÷ the reference device's tok/s for the same model file and test; *(proj.)* when the reference value is itself projected.\n",
         a.reference.id
     );
 }
 
-fn peak_note(s: &System, dtype: Dtype) -> String {
+/// The system's spec and roofs: bandwidth, and the peak of each dtype its runs' products ran
+/// in (int8 and bf16 for quantized models whose long prefills ran on AMX tiles).
+fn peak_note(s: &System, dtypes: &[Dtype]) -> String {
     let Some(spec) = s.spec else {
         return "no spec-database entry matches this device".into();
     };
-    let peak = match (spec.peak_tflops(dtype, s.threads), &spec.per_core) {
+    let peak_of = |dtype: Dtype| match (spec.peak_tflops(dtype, s.threads), &spec.per_core) {
         (Some(p), Some(pc)) => format!(
             "peak {dtype} {p:.3} {} ({} threads × {} per cycle × {} GHz assumed)",
             dtype.unit(),
@@ -135,6 +137,11 @@ fn peak_note(s: &System, dtype: Dtype) -> String {
         (Some(p), None) => format!("peak {dtype} {p} {}", dtype.unit()),
         (None, _) => format!("no {dtype} peak in the spec database"),
     };
+    let peak = dtypes
+        .iter()
+        .map(|&d| peak_of(d))
+        .collect::<Vec<_>>()
+        .join("; ");
     format!(
         "Spec: {} (`{}`). Roofs: bandwidth {} ({}); {}.",
         spec.name,
@@ -187,8 +194,13 @@ fn measured(out: &mut String, a: &Analysis, charts: &[Chart]) {
     let _ = writeln!(out, "## Measured: prefill and decode\n");
     let vs = format!("vs {}", a.reference.id);
     for s in &a.systems {
-        let dtype = s.runs.first().map_or(Dtype::Fp32, |r| r.dtype);
-        let _ = writeln!(out, "### {}\n\n{}\n", s.label, peak_note(s, dtype));
+        let mut dtypes: Vec<Dtype> = Vec::new();
+        for d in s.runs.iter().flat_map(|r| [r.dtype, r.prefill_dtype]) {
+            if !dtypes.contains(&d) {
+                dtypes.push(d);
+            }
+        }
+        let _ = writeln!(out, "### {}\n\n{}\n", s.label, peak_note(s, &dtypes));
         system_notes(out, s);
         let mut rows = Vec::new();
         for r in &s.runs {
