@@ -133,6 +133,17 @@ fn top1_agreement<'a>(c: &Case, row: impl Fn(usize) -> &'a [f32]) -> usize {
         .count()
 }
 
+/// Count a case's agreeing positions into the totals, and say them.
+fn tally(agree: &mut usize, total: &mut usize, ok: usize, c: &Case, what: &str) {
+    eprintln!(
+        "{what}/{}: quantized top-1 agreement {ok}/{}",
+        c.id,
+        c.top1.len()
+    );
+    *agree += ok;
+    *total += c.top1.len();
+}
+
 fn assert_agreement_rate(agree: usize, total: usize, what: &str) {
     let rate = agree as f64 / total as f64;
     assert!(
@@ -163,13 +174,7 @@ fn quantized_teacher_forced_top1_agrees() {
                 .unwrap();
             bm.release(&mut table);
             let ok = top1_agreement(&c, |i| out.row(i));
-            eprintln!(
-                "{name}/{}: quantized top-1 agreement {ok}/{}",
-                c.id,
-                c.top1.len()
-            );
-            agree += ok;
-            total += c.top1.len();
+            tally(&mut agree, &mut total, ok, &c, name);
         }
     }
     assert_agreement_rate(agree, total, "one case per forward pass");
@@ -209,13 +214,7 @@ fn quantized_teacher_forced_top1_agrees_with_all_cases_in_one_batch() {
         let mut first = 0;
         for (c, s) in cases.iter().zip(&seqs) {
             let ok = top1_agreement(c, |i| out.row(first + i));
-            eprintln!(
-                "{name}/{} (batched): top-1 agreement {ok}/{}",
-                c.id,
-                c.top1.len()
-            );
-            agree += ok;
-            total += c.top1.len();
+            tally(&mut agree, &mut total, ok, c, &format!("{name} (batched)"));
             first += s.tokens.len();
         }
         for mut t in tables {

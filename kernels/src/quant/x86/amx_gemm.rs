@@ -87,32 +87,18 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return;
     }
+    // The bf16 activations' buffer of this thread, taken out while in use.
     let mut xb = XB.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    run(w, n, k, x, m, y, &mut xb, threads);
-    XB.with(|b| *b.borrow_mut() = xb);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
-    w: Weights<'_>,
-    n: usize,
-    k: usize,
-    x: &[f32],
-    m: usize,
-    y: &mut [f32],
-    xb: &mut Vec<u16>,
-    threads: usize,
-) {
     let padded = m.next_multiple_of(BLOCK);
     if xb.len() < padded * k {
         xb.resize(padded * k, 0);
     }
-    let xb = &mut xb[..padded * k];
+    let xbuf = &mut xb[..padded * k];
     // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); both are m·k long, a multiple
     // of 32 since k is.
-    unsafe { to_bf16(x, &mut xb[..m * k]) };
-    xb[m * k..].fill(0);
-    let xb = &xb[..];
+    unsafe { to_bf16(x, &mut xbuf[..m * k]) };
+    xbuf[m * k..].fill(0);
+    let xbuf = &xbuf[..];
 
     let weight_blocks = n.div_ceil(BLOCK);
     let row_blocks = padded / BLOCK;
@@ -146,12 +132,12 @@ fn run(
                 if live == 0 {
                     break;
                 }
-                let a = xb[r0 * k..].as_ptr() as *const u8;
+                let a = xbuf[r0 * k..].as_ptr() as *const u8;
                 for (i, wb) in wbs.clone().enumerate() {
                     let (first, rows) = (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
                     let b = tiles[i * tb..].as_ptr();
                     if live == BLOCK && rows == BLOCK {
-                        // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xb; the B
+                        // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xbuf; the B
                         // runs are k/32 tiles each; the 32×32 block at (r0, first) lies inside
                         // y, whose rows are n·4 bytes apart, and no other task writes it.
                         unsafe {
@@ -177,6 +163,7 @@ fn run(
             }
         });
     });
+    XB.with(|b| *b.borrow_mut() = xb);
 }
 
 /// The B tiles of up to 32 weight rows (`rows` of `w`) into `tiles` (two runs of
