@@ -27,7 +27,8 @@ pub fn exp(x: f32) -> f32 {
     // instruction (SSE2 has none), and vectorizes.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let k = shifted - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     // e^r on [-ln2/2, ln2/2].
     let p = 1.987_569_1e-4f32;
@@ -37,7 +38,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // 2^k from the bits: `shifted` holds ROUND + k exactly (one ulp is 1 there), so its bits
+    // minus ROUND's are k. Integer operations vectorize; `k as i32` (a saturating cast) made
+    // LLVM convert the lanes one at a time.
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    er * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
 
 #[inline(always)]
@@ -64,6 +69,14 @@ pub fn tanh(y: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether the CPU can also run the AVX-512 instances (AVX2+FMA+F16C and AVX-512F).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512f() -> bool {
+    has_avx2_fma()
+        && std::arch::is_x86_feature_detected!("f16c")
+        && std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// Run `$body` (a block over the listed slices) compiled for AVX2+FMA when the CPU has them,
@@ -173,6 +186,27 @@ mod tests {
         }
         assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
         assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
+        // 2^k from the shifted value's bits is 2^k from the integer k, at every k the clamp
+        // allows (both ends included).
+        for x in grid()
+            .into_iter()
+            .chain([-87.3, 88.3, -1000.0, 1000.0, 0.0, -0.0])
+        {
+            let c = x.clamp(-87.3, 88.3);
+            let k = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let r = c - k * 0.693_359_4 - k * -2.121_944_4e-4;
+            let p = [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ]
+            .iter()
+            .fold(1.987_569_1e-4f32, |p, &c| p * r + c);
+            let want = (p * r * r + r + 1.0) * f32::from_bits(((k as i32 + 127) as u32) << 23);
+            assert_eq!(exp(x).to_bits(), want.to_bits(), "exp({x})");
+        }
     }
 
     #[test]

@@ -49,7 +49,15 @@ impl KvElement for f32 {
         {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn rows_avx2(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill::attend_rows::<f32, Borrowed, true>(b, s, emit)
+                prefill::attend_rows::<f32, Borrowed, true, false>(b, s, emit)
+            }
+            #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+            unsafe fn rows_avx512(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill::attend_rows::<f32, Borrowed, true, true>(b, s, emit)
+            }
+            if crate::activation::has_avx512f() {
+                // SAFETY: the CPU has the features `rows_avx512` is compiled for.
+                return |b, s, emit| unsafe { rows_avx512(b, s, emit) };
             }
             if crate::activation::has_avx2_fma() {
                 // SAFETY: the CPU has the features `rows_avx2` is compiled for.
@@ -57,7 +65,7 @@ impl KvElement for f32 {
             }
         }
         // SAFETY: `Borrowed` needs no CPU feature.
-        |b, s, emit| unsafe { prefill::attend_rows::<f32, Borrowed, false>(b, s, emit) }
+        |b, s, emit| unsafe { prefill::attend_rows::<f32, Borrowed, false, false>(b, s, emit) }
     }
 }
 
@@ -92,7 +100,16 @@ impl KvElement for f16 {
         {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn rows_f16c(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill::attend_rows::<f16, x86_f16c::Widen, true>(b, s, emit)
+                prefill::attend_rows::<f16, x86_f16c::Widen, true, false>(b, s, emit)
+            }
+            #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+            unsafe fn rows_avx512(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill::attend_rows::<f16, x86_f16c::Widen, true, true>(b, s, emit)
+            }
+            if crate::activation::has_avx512f() {
+                // SAFETY: the CPU has the features `rows_avx512` is compiled for, which
+                // include what `x86_f16c::Widen` needs.
+                return |b, s, emit| unsafe { rows_avx512(b, s, emit) };
             }
             if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
                 // SAFETY: the CPU has the features `rows_f16c` is compiled for, which are
@@ -101,7 +118,7 @@ impl KvElement for f16 {
             }
         }
         // SAFETY: `Portable` needs no CPU feature.
-        |b, s, emit| unsafe { prefill::attend_rows::<f16, Portable, false>(b, s, emit) }
+        |b, s, emit| unsafe { prefill::attend_rows::<f16, Portable, false, false>(b, s, emit) }
     }
 }
 

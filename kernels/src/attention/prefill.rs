@@ -56,13 +56,14 @@ pub type AttendRowsFn<E> = fn(&RowBlock<'_, E>, &mut BlockScratch, Emit<'_>);
 
 /// Attention of every query of the block; each query's output row (head_dim values) goes to
 /// `emit(row, head, values)` (`row` in the batch, `head` the query head). `FMA`: multiply-adds
-/// fused (the instances for CPUs with FMA; Rust never fuses `a * b + c` on its own).
+/// fused (the instances for CPUs with FMA; Rust never fuses `a * b + c` on its own). `WIDE`:
+/// the sums split for AVX-512's wider registers (`chunk_scores`, `weigh_v`).
 ///
 /// # Safety
 /// The CPU must have the features `R` needs, and FMA if `FMA` (the instances in
 /// `KvElement::attend_rows_fn`).
 #[inline(always)]
-pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool>(
+pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>(
     b: &RowBlock<'_, E>,
     s: &mut BlockScratch,
     emit: Emit<'_>,
@@ -121,7 +122,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool>(
                 let head = b.kv_head * b.group + g;
                 let qv = r * b.group + g;
                 let q = &b.q[((b.first_row + r) * heads + head) * d..][..d];
-                let mut scores = chunk_scores::<FMA>(q, &s.kt);
+                let mut scores = chunk_scores::<FMA, WIDE>(q, &s.kt);
                 let sc = &mut scores[lo..hi];
                 let scale = b.shape.scale;
                 match b.shape.softcap {
@@ -130,7 +131,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool>(
                         .for_each(|x| *x = cap * tanh(*x * scale / cap)),
                     None => sc.iter_mut().for_each(|x| *x *= scale),
                 }
-                let chunk_max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let chunk_max = lane_max(sc);
                 let new_max = chunk_max.max(s.max[qv]);
                 // e^(old − new) rescales what was summed so far (before the first chunk the
                 // clamped exp of −inf is ~1e-38, times a zero sum and output).
@@ -139,7 +140,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool>(
                 s.sum[qv] = s.sum[qv] * alpha + lane_sum(sc);
                 s.max[qv] = new_max;
                 let acc = &mut s.acc[qv * d..(qv + 1) * d];
-                weigh_v::<FMA>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
+                weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
             }
         }
         start = end;
@@ -165,17 +166,34 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// q · K for the chunk's `KEYS` keys (`kt`: K transposed, `q.len()` rows of `KEYS`): eight
-/// vectors of sums held in registers across the dimensions.
+/// q · K for the chunk's `KEYS` keys (`kt`: K transposed, `q.len()` rows of `KEYS`): vectors
+/// of sums held in registers across the dimensions. `WIDE` (AVX-512, whose 64 sums are only
+/// four registers): even and odd dimensions into two sets of sums, so eight independent
+/// multiply-add chains hide the FMA latency.
 #[inline(always)]
-fn chunk_scores<const FMA: bool>(q: &[f32], kt: &[f32]) -> [f32; KEYS] {
-    let mut s = [0f32; KEYS];
-    for (&qe, row) in q.iter().zip(kt.chunks_exact(KEYS)) {
+fn chunk_scores<const FMA: bool, const WIDE: bool>(q: &[f32], kt: &[f32]) -> [f32; KEYS] {
+    let mut s = [[0f32; KEYS]; 2];
+    let mut e = 0;
+    if WIDE {
+        for (qp, rows) in q.chunks_exact(2).zip(kt.chunks_exact(2 * KEYS)) {
+            let (r0, r1) = rows.split_at(KEYS);
+            for t in 0..KEYS {
+                s[0][t] = madd::<FMA>(qp[0], r0[t], s[0][t]);
+                s[1][t] = madd::<FMA>(qp[1], r1[t], s[1][t]);
+            }
+        }
+        e = q.len() & !1;
+    }
+    for (&qe, row) in q[e..].iter().zip(kt[e * KEYS..].chunks_exact(KEYS)) {
         for t in 0..KEYS {
-            s[t] = madd::<FMA>(qe, row[t], s[t]);
+            s[0][t] = madd::<FMA>(qe, row[t], s[0][t]);
         }
     }
-    s
+    let [mut even, odd] = s;
+    if WIDE {
+        even.iter_mut().zip(odd).for_each(|(a, b)| *a += b);
+    }
+    even
 }
 
 /// `src` as f32 into `dst`.
@@ -208,18 +226,42 @@ fn lane_sum(x: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `acc = alpha·acc + Σ_i w[i]·v[i]` (`v`: w.len() rows of `d`), `V_STRIP` columns at a time
-/// held in registers across the keys (eight independent vectors of sums: enough to keep both
-/// FMA ports busy through their latency), then 16, then one.
+/// The largest of `x` (−∞ for none), in sixteen lanes: `f32::max`'s NaN rule keeps a fold
+/// from vectorizing, a comparison does not (scores are never NaN for finite q and K).
 #[inline(always)]
-fn weigh_v<const FMA: bool>(acc: &mut [f32], alpha: f32, w: &[f32], v: &[f32], d: usize) {
+fn lane_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            lanes[i] = if c[i] > lanes[i] { c[i] } else { lanes[i] };
+        }
+    }
+    let greater = |m: f32, &v: &f32| if v > m { v } else { m };
+    tail.iter()
+        .fold(lanes.iter().fold(f32::NEG_INFINITY, greater), greater)
+}
+
+/// `acc = alpha·acc + Σ_i w[i]·v[i]` (`v`: w.len() rows of `d`), `V_STRIP` columns at a time
+/// held in registers across the keys (eight independent vectors of sums with AVX2, enough to
+/// keep both FMA ports busy through their latency; with AVX-512, `WIDE`, four per set of sums
+/// and two sets, over even and odd keys), then 16, then one.
+#[inline(always)]
+fn weigh_v<const FMA: bool, const WIDE: bool>(
+    acc: &mut [f32],
+    alpha: f32,
+    w: &[f32],
+    v: &[f32],
+    d: usize,
+) {
     let mut e = 0;
     while e + V_STRIP <= d {
-        strip::<FMA, V_STRIP>(&mut acc[e..e + V_STRIP], alpha, w, &v[e..], d);
+        strip::<FMA, WIDE, V_STRIP>(&mut acc[e..e + V_STRIP], alpha, w, &v[e..], d);
         e += V_STRIP;
     }
     while e + STRIP <= d {
-        strip::<FMA, STRIP>(&mut acc[e..e + STRIP], alpha, w, &v[e..], d);
+        strip::<FMA, WIDE, STRIP>(&mut acc[e..e + STRIP], alpha, w, &v[e..], d);
         e += STRIP;
     }
     for t in e..d {
@@ -233,19 +275,37 @@ fn weigh_v<const FMA: bool>(acc: &mut [f32], alpha: f32, w: &[f32], v: &[f32], d
 
 /// One strip of `weigh_v`: `acc` (W columns) from rows of `v` `d` apart.
 #[inline(always)]
-fn strip<const FMA: bool, const W: usize>(
+fn strip<const FMA: bool, const WIDE: bool, const W: usize>(
     acc: &mut [f32],
     alpha: f32,
     w: &[f32],
     v: &[f32],
     d: usize,
 ) {
-    let mut sums: [f32; W] = std::array::from_fn(|t| acc[t] * alpha);
-    for (i, &p) in w.iter().enumerate() {
-        let row: &[f32; W] = v[i * d..i * d + W].try_into().expect("W columns");
-        for t in 0..W {
-            sums[t] = madd::<FMA>(p, row[t], sums[t]);
+    let row = |i: usize| -> &[f32; W] { v[i * d..i * d + W].try_into().expect("W columns") };
+    let mut sums: [[f32; W]; 2] = [std::array::from_fn(|t| acc[t] * alpha), [0f32; W]];
+    let mut i = 0;
+    if WIDE {
+        while i + 2 <= w.len() {
+            let (r0, r1) = (row(i), row(i + 1));
+            for t in 0..W {
+                sums[0][t] = madd::<FMA>(w[i], r0[t], sums[0][t]);
+                sums[1][t] = madd::<FMA>(w[i + 1], r1[t], sums[1][t]);
+            }
+            i += 2;
         }
     }
-    acc.copy_from_slice(&sums);
+    for (j, &p) in w.iter().enumerate().skip(i) {
+        let r = row(j);
+        for t in 0..W {
+            sums[0][t] = madd::<FMA>(p, r[t], sums[0][t]);
+        }
+    }
+    for t in 0..W {
+        acc[t] = if WIDE {
+            sums[0][t] + sums[1][t]
+        } else {
+            sums[0][t]
+        };
+    }
 }
