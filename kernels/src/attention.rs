@@ -465,13 +465,11 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
         }
     }
     for sc in scores.chunks_exact_mut(n.max(1)) {
-        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0f32;
-        for x in sc.iter_mut() {
-            *x = exp(*x - max);
-            sum += *x;
-        }
-        let inv = 1.0 / sum;
+        // Max, exponents and sum as three loops: each vectorizes (one loop carrying the
+        // running sum would not).
+        let max = prefill::lane_max(sc);
+        sc.iter_mut().for_each(|x| *x = exp(*x - max));
+        let inv = 1.0 / prefill::lane_sum(sc);
         sc.iter_mut().for_each(|x| *x *= inv);
     }
     // SAFETY (each arm): forwarded from this function's contract.

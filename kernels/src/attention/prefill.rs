@@ -214,7 +214,7 @@ unsafe fn widen_into<E, R: RowReader<E>>(src: &[E], dst: &mut [f32]) {
 
 /// Σ x in eight lanes (vectorizes; one running sum would not).
 #[inline(always)]
-fn lane_sum(x: &[f32]) -> f32 {
+pub(super) fn lane_sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -229,7 +229,7 @@ fn lane_sum(x: &[f32]) -> f32 {
 /// The largest of `x` (−∞ for none), in sixteen lanes: `f32::max`'s NaN rule keeps a fold
 /// from vectorizing, a comparison does not (scores are never NaN for finite q and K).
 #[inline(always)]
-fn lane_max(x: &[f32]) -> f32 {
+pub(super) fn lane_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let chunks = x.chunks_exact(16);
     let tail = chunks.remainder();
