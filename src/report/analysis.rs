@@ -611,7 +611,7 @@ mod tests {
                 software,
                 vec![
                     row("pp512", Phase::Prefill, 512, 100.0),
-                    row("pp64", Phase::Prefill, 64, 100.0),
+                    row("pp32", Phase::Prefill, 32, 100.0),
                     row("tg64", Phase::Decode, 64, 50.0),
                 ],
             );
