@@ -37,40 +37,64 @@ pub unsafe fn b_tiles(lo: &[u8], hi: &[u8], k: usize, out: &mut [u8]) {
     for b in 0..k / 32 {
         let src = [lo.as_ptr().add(b * block), hi.as_ptr().add(b * block)];
         let dst = out.as_mut_ptr().add(b * B_TILE_BYTES);
-        // Per panel: [scale, min] × [values 0..16, 16..32] spread over the lanes of rows 0..4
-        // and 4..8.
-        let fields = src.map(|p| {
-            let f = |i: usize| {
-                _mm512_castps256_ps512(_mm256_loadu_ps(p.add(256 + 32 * i) as *const f32))
-            };
-            let (s_a, s_b, m_a, m_b) = (f(0), f(1), f(2), f(3));
-            let spread = |v: __m512| {
-                [
-                    _mm512_permutexvar_ps(spread_lo, v),
-                    _mm512_permutexvar_ps(spread_hi, v),
-                ]
-            };
-            [[spread(s_a), spread(m_a)], [spread(s_b), spread(m_b)]]
-        });
+        // Per panel p and half h (values 0..16, 16..32): scale and min spread over the lanes
+        // of rows 0..4 (index 0) and 4..8 (index 1). Plain loops and helper functions with
+        // this function's features: closures here were not inlined (a call per vector).
+        let mut scale = [[[_mm512_setzero_ps(); 2]; 2]; 2];
+        let mut min = scale;
+        for p in 0..2 {
+            for h in 0..2 {
+                let s = field(src[p], h);
+                let m = field(src[p], 2 + h);
+                scale[p][h] = [
+                    _mm512_permutexvar_ps(spread_lo, s),
+                    _mm512_permutexvar_ps(spread_hi, s),
+                ];
+                min[p][h] = [
+                    _mm512_permutexvar_ps(spread_lo, m),
+                    _mm512_permutexvar_ps(spread_hi, m),
+                ];
+            }
+        }
         for v in 0..8 {
-            let half = v / 4;
-            let z = [0, 1].map(|p| {
+            let h = v / 4;
+            let mut z = [_mm512_setzero_si512(); 2];
+            for p in 0..2 {
                 let q = _mm256_loadu_si256(src[p].add(32 * v) as *const __m256i);
-                let [scale, min] = fields[p][half];
-                let widen = |bytes: __m128i, i: usize| {
-                    let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
-                    _mm512_fmsub_ps(q, scale[i], min[i])
-                };
-                let rows_lo = widen(_mm256_castsi256_si128(q), 0);
-                let rows_hi = widen(_mm256_extracti128_si256::<1>(q), 1);
-                std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(rows_hi, rows_lo))
-            });
+                let rows_lo = widen(_mm256_castsi256_si128(q), scale[p][h][0], min[p][h][0]);
+                let rows_hi = widen(
+                    _mm256_extracti128_si256::<1>(q),
+                    scale[p][h][1],
+                    min[p][h][1],
+                );
+                z[p] =
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(rows_hi, rows_lo));
+            }
             let pair0 = _mm512_permutex2var_epi32(z[0], even, z[1]);
             let pair1 = _mm512_permutex2var_epi32(z[0], odd, z[1]);
             _mm512_storeu_si512(dst.add(128 * v) as *mut __m512i, pair0);
             _mm512_storeu_si512(dst.add(128 * v + 64) as *mut __m512i, pair1);
         }
     }
+}
+
+/// f32 field `i` (scale or min of the 8 rows, for values 0..16 or 16..32) of the panel block at
+/// `p`, in the low half of a vector.
+///
+/// # Safety
+/// As `b_tiles`; `p` points at a panel block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+unsafe fn field(p: *const u8, i: usize) -> __m512 {
+    _mm512_castps256_ps512(_mm256_loadu_ps(p.add(256 + 32 * i) as *const f32))
+}
+
+/// 16 quant bytes as f32 values `scale·q − min` (one rounding).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+fn widen(bytes: __m128i, scale: __m512, min: __m512) -> __m512 {
+    let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+    _mm512_fmsub_ps(q, scale, min)
 }
 
 /// `x` rounded to bf16 (nearest even) into `out`.
