@@ -12,6 +12,8 @@ use prefill::{AttendRowsFn, BlockScratch, RowBlock};
 use rayon::prelude::*;
 
 mod prefill;
+#[cfg(target_arch = "x86_64")]
+mod prefill_amx;
 
 /// What a KV cache may hold: f32, or f16 widened on read.
 pub trait KvElement: Copy + Default + Send + Sync + 'static {
@@ -19,8 +21,9 @@ pub trait KvElement: Copy + Default + Send + Sync + 'static {
     fn narrow(src: &[f32], dst: &mut [Self]);
     /// The fastest `attend` instance this CPU runs for caches of this type.
     fn attend_fn() -> AttendFn<Self>;
-    /// The fastest `prefill::attend_rows` instance, likewise.
-    fn attend_rows_fn() -> AttendRowsFn<Self>;
+    /// The fastest `prefill::attend_rows` instance for heads of `head_dim`, likewise (on AMX
+    /// tiles where `prefill_amx` takes them).
+    fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<Self>;
 }
 
 impl KvElement for f32 {
@@ -44,9 +47,17 @@ impl KvElement for f32 {
         |h, scratch, out| unsafe { attend::<f32, Borrowed>(h, scratch, out) }
     }
 
-    fn attend_rows_fn() -> AttendRowsFn<f32> {
+    fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f32> {
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
+            unsafe fn rows_amx(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill_amx::attend_rows::<f32, Borrowed>(b, s, emit)
+            }
+            if prefill_amx::usable(head_dim) {
+                // SAFETY: `usable` checked AMX-BF16, which comes with these features.
+                return |b, s, emit| unsafe { rows_amx(b, s, emit) };
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn rows_avx2(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
                 prefill::attend_rows::<f32, Borrowed, true, false>(b, s, emit)
@@ -95,9 +106,18 @@ impl KvElement for f16 {
         |h, scratch, out| unsafe { attend::<f16, Portable>(h, scratch, out) }
     }
 
-    fn attend_rows_fn() -> AttendRowsFn<f16> {
+    fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f16> {
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
+            unsafe fn rows_amx(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
+                prefill_amx::attend_rows::<f16, x86_f16c::Widen>(b, s, emit)
+            }
+            if prefill_amx::usable(head_dim) {
+                // SAFETY: `usable` checked AMX-BF16, which comes with these features (and
+                // F16C, which `x86_f16c::Widen` needs).
+                return |b, s, emit| unsafe { rows_amx(b, s, emit) };
+            }
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn rows_f16c(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
                 prefill::attend_rows::<f16, x86_f16c::Widen, true, false>(b, s, emit)
@@ -360,7 +380,7 @@ fn attend_prefill_blocks<E: KvElement>(
     if blocks.is_empty() {
         return;
     }
-    let attend_rows = E::attend_rows_fn();
+    let attend_rows = E::attend_rows_fn(d);
     let row_len = shape.heads * d;
     let dst = OutRows(out.as_mut_ptr(), out.len());
     // Latest rows first: they see the most keys, so the longest tasks start first.
@@ -848,7 +868,30 @@ mod tests {
     /// over several chunks: every row and head against dense attention over its visible keys.
     #[test]
     fn prefill_blocks_match_dense_attention() {
-        let (bs, d, heads, kv_heads) = (16usize, 80usize, 6usize, 2usize);
+        check_prefill_blocks(80, false);
+    }
+
+    /// Head dims the AMX instance takes (`prefill_amx`, on CPUs with AMX; elsewhere the f32
+    /// kernels, held to the tight bound): Q, K, V and the softmax weights rounded to bf16, so
+    /// the reference rounds Q, K and V too and the bound is the weights' half ulp (2⁻⁹ of |v|
+    /// ≤ 1) plus float sums.
+    #[test]
+    fn prefill_blocks_on_amx_match_dense_attention_over_bf16_values() {
+        for d in [64, 128] {
+            #[cfg(target_arch = "x86_64")]
+            let amx = prefill_amx::usable(d);
+            #[cfg(not(target_arch = "x86_64"))]
+            let amx = false;
+            eprintln!("head_dim {d}: AMX {amx}");
+            check_prefill_blocks(d, amx);
+        }
+    }
+
+    /// Every row and head of a mixed batch against dense attention; `bf16`: the kernel rounds
+    /// Q, K, V and the weights to bf16.
+    fn check_prefill_blocks(d: usize, bf16: bool) {
+        let (bs, heads, kv_heads) = (16usize, 6usize, 2usize);
+        let to_bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
         let group = heads / kv_heads;
         // (start_pos, rows) per sequence; blocks of 16 rows need at least 8 rows.
         let seqs_spec = [(37usize, 70usize), (90, 1), (0, 9)];
@@ -905,7 +948,14 @@ mod tests {
             };
             for half in [false, true] {
                 let mut out = vec![f32::NAN; q.len()];
-                let round = |x: f32| if half { f16::from_f32(x).to_f32() } else { x };
+                let round = |x: f32| {
+                    let x = if half { f16::from_f32(x).to_f32() } else { x };
+                    if bf16 {
+                        to_bf16(x)
+                    } else {
+                        x
+                    }
+                };
                 if half {
                     let kv = PagedKv {
                         k: &k16,
@@ -939,10 +989,15 @@ mod tests {
                             let ks: Vec<_> = (lo..=pos).map(|j| row(&kf, j)).collect();
                             let vs: Vec<_> = (lo..=pos).map(|j| row(&vf, j)).collect();
                             let at = ((seq.q_start + r) * heads + h) * d;
-                            let want = dense_capped(&q[at..at + d], &ks, &vs, 0.3, softcap);
+                            let qr: Vec<f32> = q[at..at + d]
+                                .iter()
+                                .map(|&x| if bf16 { to_bf16(x) } else { x })
+                                .collect();
+                            let want = dense_capped(&qr, &ks, &vs, 0.3, softcap);
+                            let tol = if bf16 { 4e-3 } else { 2e-5 };
                             for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
                                 assert!(
-                                    (a - b).abs() < 2e-5,
+                                    (a - b).abs() < tol,
                                     "window {window:?} cap {softcap:?} f16 {half} seq {s} row {r} head {h} [{e}]: {a} vs {b}"
                                 );
                             }

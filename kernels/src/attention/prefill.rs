@@ -17,7 +17,7 @@ use crate::activation::{exp, tanh};
 pub const ROWS: usize = 16;
 /// Keys per chunk: their widened K and V rows stay in L1/L2 (64 keys × 128 dims × 4 bytes ×
 /// 2 = 64 KiB), and one query's chunk of scores is eight 256-bit registers.
-const KEYS: usize = 64;
+pub(super) const KEYS: usize = 64;
 /// Columns of V summed at once in `weigh_v`.
 const V_STRIP: usize = 64;
 
@@ -49,6 +49,9 @@ pub struct BlockScratch {
     max: Vec<f32>,
     sum: Vec<f32>,
     acc: Vec<f32>,
+    /// The AMX instance's buffers (`prefill_amx`).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) amx: super::prefill_amx::AmxScratch,
 }
 
 /// A compiled instance of `attend_rows` for caches of `E`.
@@ -124,21 +127,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
                 let q = &b.q[((b.first_row + r) * heads + head) * d..][..d];
                 let mut scores = chunk_scores::<FMA, WIDE>(q, &s.kt);
                 let sc = &mut scores[lo..hi];
-                let scale = b.shape.scale;
-                match b.shape.softcap {
-                    Some(cap) => sc
-                        .iter_mut()
-                        .for_each(|x| *x = cap * tanh(*x * scale / cap)),
-                    None => sc.iter_mut().for_each(|x| *x *= scale),
-                }
-                let chunk_max = lane_max(sc);
-                let new_max = chunk_max.max(s.max[qv]);
-                // e^(old − new) rescales what was summed so far (before the first chunk the
-                // clamped exp of −inf is ~1e-38, times a zero sum and output).
-                let alpha = exp(s.max[qv] - new_max);
-                sc.iter_mut().for_each(|x| *x = exp(*x - new_max));
-                s.sum[qv] = s.sum[qv] * alpha + lane_sum(sc);
-                s.max[qv] = new_max;
+                let alpha = softmax_step(sc, b.shape, &mut s.max[qv], &mut s.sum[qv]);
                 let acc = &mut s.acc[qv * d..(qv + 1) * d];
                 weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
             }
@@ -154,6 +143,27 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
             emit(b.first_row + r, b.kv_head * b.group + g, acc);
         }
     }
+}
+
+/// One chunk of a query's online softmax: `sc` (its raw scores over the chunk's visible keys)
+/// becomes the unnormalised weights e^(score − max), `max` and `sum` move on, and the factor
+/// that rescales what was summed before (e^(old max − new max)) is returned.
+#[inline(always)]
+pub(super) fn softmax_step(sc: &mut [f32], shape: &AttnShape, max: &mut f32, sum: &mut f32) -> f32 {
+    let scale = shape.scale;
+    match shape.softcap {
+        Some(cap) => sc
+            .iter_mut()
+            .for_each(|x| *x = cap * tanh(*x * scale / cap)),
+        None => sc.iter_mut().for_each(|x| *x *= scale),
+    }
+    let new_max = lane_max(sc).max(*max);
+    // Before the first chunk the clamped exp of −inf is ~1e-38, times a zero sum and output.
+    let alpha = exp(*max - new_max);
+    sc.iter_mut().for_each(|x| *x = exp(*x - new_max));
+    *sum = *sum * alpha + lane_sum(sc);
+    *max = new_max;
+    alpha
 }
 
 /// `a·b + c`, fused when `FMA`.

@@ -4,7 +4,7 @@
 //! (`amx_gemm`).
 pub mod amx;
 pub mod amx_gemm;
-mod bf16_tiles;
+pub(crate) mod bf16_tiles;
 mod kernels;
 pub mod panel;
 mod prim_avx2;
