@@ -48,6 +48,9 @@ impl KvElement for f32 {
     }
 
     fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f32> {
+        // Only x86_64 has a kernel that depends on it (AMX).
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = head_dim;
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
@@ -107,6 +110,9 @@ impl KvElement for f16 {
     }
 
     fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f16> {
+        // Only x86_64 has a kernel that depends on it (AMX).
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = head_dim;
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
