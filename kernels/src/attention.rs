@@ -47,20 +47,11 @@ impl KvElement for f32 {
         |h, scratch, out| unsafe { attend::<f32, Borrowed>(h, scratch, out) }
     }
 
-    fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f32> {
-        // Only x86_64 has a kernel that depends on it (AMX).
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = head_dim;
+    /// Never on AMX tiles: an f32 cache is the precise path (f32 and `--dequantize`d
+    /// weights, the reference plugins are checked against), which bf16 would round.
+    fn attend_rows_fn(_head_dim: usize) -> AttendRowsFn<f32> {
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
-            unsafe fn rows_amx(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill_amx::attend_rows::<f32, Borrowed>(b, s, emit)
-            }
-            if prefill_amx::usable(head_dim) {
-                // SAFETY: `usable` checked AMX-BF16, which comes with these features.
-                return |b, s, emit| unsafe { rows_amx(b, s, emit) };
-            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn rows_avx2(b: &RowBlock<'_, f32>, s: &mut BlockScratch, emit: Emit<'_>) {
                 prefill::attend_rows::<f32, Borrowed, true, false>(b, s, emit)
@@ -877,10 +868,10 @@ mod tests {
         check_prefill_blocks(80, false);
     }
 
-    /// Head dims the AMX instance takes (`prefill_amx`, on CPUs with AMX; elsewhere the f32
-    /// kernels, held to the tight bound): Q, K, V and the softmax weights rounded to bf16, so
-    /// the reference rounds Q, K and V too and the bound is the weights' half ulp (2⁻⁹ of |v|
-    /// ≤ 1) plus float sums.
+    /// Head dims the AMX instance takes (`prefill_amx`, f16 caches on CPUs with AMX; elsewhere
+    /// the f32 kernels, held to the tight bound): Q, K, V and the softmax weights rounded to
+    /// bf16, so the reference rounds Q, K and V too and the bound is the weights' half ulp
+    /// (2⁻⁹ of |v| ≤ 1) plus float sums.
     #[test]
     fn prefill_blocks_on_amx_match_dense_attention_over_bf16_values() {
         for d in [64, 128] {
@@ -893,8 +884,8 @@ mod tests {
         }
     }
 
-    /// Every row and head of a mixed batch against dense attention; `bf16`: the kernel rounds
-    /// Q, K, V and the weights to bf16.
+    /// Every row and head of a mixed batch against dense attention; `bf16`: with an f16 cache
+    /// the kernel rounds Q, K, V and the weights to bf16.
     fn check_prefill_blocks(d: usize, bf16: bool) {
         let (bs, heads, kv_heads) = (16usize, 6usize, 2usize);
         let to_bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
@@ -954,6 +945,8 @@ mod tests {
             };
             for half in [false, true] {
                 let mut out = vec![f32::NAN; q.len()];
+                // The AMX instance serves f16 caches only (f32 ones stay precise).
+                let bf16 = bf16 && half;
                 let round = |x: f32| {
                     let x = if half { f16::from_f32(x).to_f32() } else { x };
                     if bf16 {

@@ -4,8 +4,9 @@
 //! place of weight rows), then O = P·V with the weights P rounded to bf16 (V transposed, its
 //! dimensions in the place of weight rows), as flash-attention does on GPUs.
 //!
-//! Q, K and V are rounded to bf16 (the cache holds f16 or f32): outputs differ from the f32
-//! kernels by about bf16's half ulp (2⁻⁹) relative, the rounding GPU attention kernels make.
+//! Q, K and V are rounded to bf16: outputs differ from the f32 kernels by about bf16's half ulp
+//! (2⁻⁹) relative, the rounding GPU attention kernels make. Only f16 caches come here (those of
+//! quantized and half-precision models); f32 caches are the precise path and stay on f32.
 use super::prefill::{softmax_step, BlockScratch, RowBlock, KEYS};
 use super::{Emit, RowReader};
 use crate::quant::x86::amx::{has_amx_bf16, Tiles, TILE_K};
