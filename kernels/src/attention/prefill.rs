@@ -36,6 +36,63 @@ pub struct RowBlock<'a, E> {
     pub shape: &'a AttnShape,
 }
 
+impl<E> RowBlock<'_, E> {
+    /// The first key position the row at `pos` sees (its window's start, else 0).
+    pub(super) fn first_visible(&self, pos: usize) -> usize {
+        match self.shape.window {
+            Some(w) if w > 0 => (pos + 1).saturating_sub(w),
+            _ => 0,
+        }
+    }
+
+    /// Where key position `j`'s K and V rows for this block's KV head start in the cache.
+    pub(super) fn kv_offset(&self, j: usize) -> usize {
+        let bs = self.kv.block_size;
+        let slot = self.table[j / bs] as usize * bs + j % bs;
+        (slot * self.kv.kv_heads + self.kv_head) * self.kv.head_dim
+    }
+
+    /// The position of the block's last row.
+    pub(super) fn last_pos(&self) -> usize {
+        self.pos0 + self.rows - 1
+    }
+}
+
+/// Each query's online softmax across the chunks (queries row-major over rows, then heads):
+/// running max, sum and unnormalised output.
+#[derive(Default)]
+pub(super) struct Running {
+    pub max: Vec<f32>,
+    pub sum: Vec<f32>,
+    pub acc: Vec<f32>,
+}
+
+impl Running {
+    /// Empty state for `queries` queries of `d` values.
+    pub fn reset(&mut self, queries: usize, d: usize) {
+        self.max.clear();
+        self.max.resize(queries, f32::NEG_INFINITY);
+        self.sum.clear();
+        self.sum.resize(queries, 0.0);
+        self.acc.clear();
+        self.acc.resize(queries * d, 0.0);
+    }
+
+    /// Normalise every query's output and send it to `emit(row, head, values)`.
+    pub fn emit<E>(&mut self, b: &RowBlock<'_, E>, emit: Emit<'_>) {
+        let d = b.kv.head_dim;
+        for (qv, acc) in self.acc.chunks_exact_mut(d.max(1)).enumerate() {
+            let inv = 1.0 / self.sum[qv];
+            acc.iter_mut().for_each(|x| *x *= inv);
+            emit(
+                b.first_row + qv / b.group,
+                b.kv_head * b.group + qv % b.group,
+                acc,
+            );
+        }
+    }
+}
+
 /// Per-task buffers, reused across the blocks a worker runs.
 #[derive(Default)]
 pub struct BlockScratch {
@@ -45,10 +102,7 @@ pub struct BlockScratch {
     v: Vec<f32>,
     /// One K row widened.
     row: Vec<f32>,
-    /// Per query (row-major over rows, then heads): running max, sum and output.
-    max: Vec<f32>,
-    sum: Vec<f32>,
-    acc: Vec<f32>,
+    run: Running,
     /// The AMX instance's buffers (`prefill_amx`).
     #[cfg(target_arch = "x86_64")]
     pub(super) amx: super::prefill_amx::AmxScratch,
@@ -75,27 +129,16 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
     let d = kv.head_dim;
     let heads = b.shape.heads;
     let queries = b.rows * b.group;
-    let first_visible = |pos: usize| match b.shape.window {
-        Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-        _ => 0,
-    };
     s.kt.resize(KEYS * d, 0.0);
     s.v.resize(KEYS * d, 0.0);
     s.row.resize(d, 0.0);
-    s.max.clear();
-    s.max.resize(queries, f32::NEG_INFINITY);
-    s.sum.clear();
-    s.sum.resize(queries, 0.0);
-    s.acc.clear();
-    s.acc.resize(queries * d, 0.0);
-    let last_pos = b.pos0 + b.rows - 1;
-    let slot_of =
-        |j: usize| b.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
-    let mut start = first_visible(b.pos0);
+    s.run.reset(queries, d);
+    let last_pos = b.last_pos();
+    let mut start = b.first_visible(b.pos0);
     while start <= last_pos {
         let end = (start + KEYS).min(last_pos + 1);
         for j in start..end {
-            let at = (slot_of(j) * kv.kv_heads + b.kv_head) * d;
+            let at = b.kv_offset(j);
             let i = j - start;
             // SAFETY (both): forwarded from this function's contract.
             unsafe { widen_into::<E, R>(&kv.v[at..at + d], &mut s.v[i * d..(i + 1) * d]) };
@@ -115,7 +158,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
         for r in 0..b.rows {
             let pos = b.pos0 + r;
             // This row's keys within the chunk.
-            let lo = first_visible(pos).max(start);
+            let lo = b.first_visible(pos).max(start);
             let hi = (pos + 1).min(end);
             if lo >= hi {
                 continue;
@@ -127,22 +170,15 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
                 let q = &b.q[((b.first_row + r) * heads + head) * d..][..d];
                 let mut scores = chunk_scores::<FMA, WIDE>(q, &s.kt);
                 let sc = &mut scores[lo..hi];
-                let alpha = softmax_step(sc, b.shape, &mut s.max[qv], &mut s.sum[qv]);
-                let acc = &mut s.acc[qv * d..(qv + 1) * d];
+                let run = &mut s.run;
+                let alpha = softmax_step(sc, b.shape, &mut run.max[qv], &mut run.sum[qv]);
+                let acc = &mut run.acc[qv * d..(qv + 1) * d];
                 weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
             }
         }
         start = end;
     }
-    for r in 0..b.rows {
-        for g in 0..b.group {
-            let qv = r * b.group + g;
-            let inv = 1.0 / s.sum[qv];
-            let acc = &mut s.acc[qv * d..(qv + 1) * d];
-            acc.iter_mut().for_each(|x| *x *= inv);
-            emit(b.first_row + r, b.kv_head * b.group + g, acc);
-        }
-    }
+    s.run.emit(b, emit);
 }
 
 /// One chunk of a query's online softmax: `sc` (its raw scores over the chunk's visible keys)

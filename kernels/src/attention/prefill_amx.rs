@@ -7,7 +7,7 @@
 //! Q, K and V are rounded to bf16: outputs differ from the f32 kernels by about bf16's half ulp
 //! (2⁻⁹) relative, the rounding GPU attention kernels make. Only f16 caches come here (those of
 //! quantized and half-precision models); f32 caches are the precise path and stay on f32.
-use super::prefill::{softmax_step, BlockScratch, RowBlock, KEYS};
+use super::prefill::{softmax_step, BlockScratch, RowBlock, Running, KEYS};
 use super::{Emit, RowReader};
 use crate::quant::x86::amx::{has_amx_bf16, Tiles, TILE_K};
 use crate::quant::x86::bf16_tiles::{b_tiles_bytes, bf16_b_tiles, to_bf16};
@@ -40,10 +40,8 @@ pub struct AmxScratch {
     scores: Vec<f32>,
     p: Vec<u16>,
     o: Vec<f32>,
-    /// Per query: running max, sum, output, and this chunk's rescale factor.
-    max: Vec<f32>,
-    sum: Vec<f32>,
-    acc: Vec<f32>,
+    /// Per query: the online softmax, and this chunk's rescale factor.
+    run: Running,
     alpha: Vec<f32>,
 }
 
@@ -76,12 +74,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
     s.p.clear();
     s.p.resize(padded * KEYS, 0);
     s.o.resize(padded * d, 0.0);
-    s.max.clear();
-    s.max.resize(queries, f32::NEG_INFINITY);
-    s.sum.clear();
-    s.sum.resize(queries, 0.0);
-    s.acc.clear();
-    s.acc.resize(queries * d, 0.0);
+    s.run.reset(queries, d);
     s.alpha.resize(queries, 1.0);
     for r in 0..b.rows {
         for g in 0..b.group {
@@ -91,16 +84,10 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
             unsafe { to_bf16(&b.q[at..at + d], &mut s.q[qv * d..(qv + 1) * d]) };
         }
     }
-    let first_visible = |pos: usize| match b.shape.window {
-        Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-        _ => 0,
-    };
-    let slot_of =
-        |j: usize| b.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
-    let last_pos = b.pos0 + b.rows - 1;
+    let last_pos = b.last_pos();
     // SAFETY: `usable` checked AMX.
     let amx = unsafe { Tiles::configure() };
-    let mut start = first_visible(b.pos0);
+    let mut start = b.first_visible(b.pos0);
     while start <= last_pos {
         let end = (start + KEYS).min(last_pos + 1);
         for i in 0..KEYS {
@@ -111,7 +98,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
                 (0..d).for_each(|e| s.vt[e * KEYS + i] = 0.0);
                 continue;
             }
-            let at = (slot_of(start + i) * kv.kv_heads + b.kv_head) * d;
+            let at = b.kv_offset(start + i);
             // SAFETY (each): forwarded from this function's contract; rows of d values.
             unsafe {
                 let k = R::read(&kv.k[at..at + d], &mut s.row);
@@ -134,34 +121,27 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
         {
             bf16_b_tiles(dims, KEYS, out);
         }
-        for qb in 0..padded / BLOCK {
-            for kb in 0..KEYS / BLOCK {
-                // SAFETY: 32 query rows of d bf16 (2d bytes apart); key tiles 2·kb and
-                // 2·kb + 1, d/32 tiles each; 32×32 scores inside `scores` (KEYS f32 a row).
-                unsafe {
-                    amx.block_32x32(
-                        s.q.as_ptr().add(qb * BLOCK * d).cast(),
-                        2 * d,
-                        s.k_tiles.as_ptr().add(2 * kb * tk),
-                        d / TILE_K,
-                        s.scores
-                            .as_mut_ptr()
-                            .add(qb * BLOCK * KEYS + kb * BLOCK)
-                            .cast(),
-                        4 * KEYS,
-                    )
-                };
-            }
-        }
+        // SAFETY: the queries are `padded` rows of d bf16, the key tiles KEYS/16 runs of d/32
+        // tiles, the scores `padded` rows of KEYS f32.
+        unsafe {
+            let (q, scores) = (s.q.as_ptr(), s.scores.as_mut_ptr());
+            tile_products(
+                &amx,
+                (q, d),
+                (s.k_tiles.as_ptr(), tk),
+                (scores, KEYS),
+                padded,
+            )
+        };
         for r in 0..b.rows {
             let pos = b.pos0 + r;
-            let lo = first_visible(pos).max(start).min(end) - start;
+            let lo = b.first_visible(pos).max(start).min(end) - start;
             let hi = (pos + 1).min(end).max(start) - start;
             for g in 0..b.group {
                 let qv = r * b.group + g;
                 let row = &mut s.scores[qv * KEYS..(qv + 1) * KEYS];
                 if lo < hi {
-                    let (max, sum) = (&mut s.max[qv], &mut s.sum[qv]);
+                    let (max, sum) = (&mut s.run.max[qv], &mut s.run.sum[qv]);
                     s.alpha[qv] = softmax_step(&mut row[lo..hi], b.shape, max, sum);
                 } else {
                     s.alpha[qv] = 1.0;
@@ -172,24 +152,14 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
                 unsafe { to_bf16(row, &mut s.p[qv * KEYS..(qv + 1) * KEYS]) };
             }
         }
-        for qb in 0..padded / BLOCK {
-            for db in 0..d / BLOCK {
-                // SAFETY: 32 weight rows of KEYS bf16; V tiles 2·db and 2·db + 1, KEYS/32
-                // tiles each; 32×32 outputs inside `o` (d f32 a row).
-                unsafe {
-                    amx.block_32x32(
-                        s.p.as_ptr().add(qb * BLOCK * KEYS).cast(),
-                        2 * KEYS,
-                        s.v_tiles.as_ptr().add(2 * db * tv),
-                        KEYS / TILE_K,
-                        s.o.as_mut_ptr().add(qb * BLOCK * d + db * BLOCK).cast(),
-                        4 * d,
-                    )
-                };
-            }
-        }
+        // SAFETY: the weights are `padded` rows of KEYS bf16, the V tiles d/16 runs of KEYS/32
+        // tiles, the outputs `padded` rows of d f32.
+        unsafe {
+            let (p, o) = (s.p.as_ptr(), s.o.as_mut_ptr());
+            tile_products(&amx, (p, KEYS), (s.v_tiles.as_ptr(), tv), (o, d), padded)
+        };
         for (qv, &alpha) in s.alpha.iter().enumerate() {
-            let acc = &mut s.acc[qv * d..(qv + 1) * d];
+            let acc = &mut s.run.acc[qv * d..(qv + 1) * d];
             for (a, &o) in acc.iter_mut().zip(&s.o[qv * d..(qv + 1) * d]) {
                 *a = *a * alpha + o;
             }
@@ -197,14 +167,36 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
         start = end;
     }
     drop(amx);
-    for qv in 0..queries {
-        let inv = 1.0 / s.sum[qv];
-        let acc = &mut s.acc[qv * d..(qv + 1) * d];
-        acc.iter_mut().for_each(|x| *x *= inv);
-        emit(
-            b.first_row + qv / b.group,
-            b.kv_head * b.group + qv % b.group,
-            acc,
-        );
+    s.run.emit(b, emit);
+}
+
+/// C = A · Bᵀ on tiles, 32×32 at a time: A is `rows` rows of `a.1` bf16 at `a.0`, B the B-tile
+/// runs of 16 of its rows at `b.0` (`b.1` bytes a run, `a.1 / 32` tiles), C `rows` rows of
+/// `c.1` f32 at `c.0` (one column per 16 rows of B, so `c.1 / 16` runs).
+///
+/// # Safety
+/// `amx` configured this thread's tiles; every buffer holds what it describes; `rows` and
+/// `c.1` are multiples of 32.
+unsafe fn tile_products(
+    amx: &Tiles,
+    a: (*const u16, usize),
+    b: (*const u8, usize),
+    c: (*mut f32, usize),
+    rows: usize,
+) {
+    for i in 0..rows / BLOCK {
+        for j in 0..c.1 / BLOCK {
+            // SAFETY: forwarded; block (i, j) lies inside each buffer.
+            unsafe {
+                amx.block_32x32(
+                    a.0.add(i * BLOCK * a.1).cast(),
+                    2 * a.1,
+                    b.0.add(2 * j * b.1),
+                    a.1 / TILE_K,
+                    c.0.add(i * BLOCK * c.1 + j * BLOCK).cast(),
+                    4 * c.1,
+                )
+            };
+        }
     }
 }
