@@ -12,6 +12,7 @@
 //! Results equal the per-row kernel's within float rounding (the sums run in another order).
 use super::{AttnShape, Emit, PagedKv, RowReader, STRIP};
 use crate::activation::{exp, tanh};
+use std::ops::Range;
 
 /// Query rows per block (one task: these rows × the heads of one KV head).
 pub const ROWS: usize = 16;
@@ -38,11 +39,27 @@ pub struct RowBlock<'a, E> {
 
 impl<E> RowBlock<'_, E> {
     /// The first key position the row at `pos` sees (its window's start, else 0).
-    pub(super) fn first_visible(&self, pos: usize) -> usize {
+    fn first_visible(&self, pos: usize) -> usize {
         match self.shape.window {
             Some(w) if w > 0 => (pos + 1).saturating_sub(w),
             _ => 0,
         }
+    }
+
+    /// The key positions the block's rows see, in chunks of `KEYS`.
+    pub(super) fn chunks(&self) -> impl Iterator<Item = Range<usize>> {
+        let end = self.pos0 + self.rows;
+        (self.first_visible(self.pos0)..end)
+            .step_by(KEYS)
+            .map(move |start| start..(start + KEYS).min(end))
+    }
+
+    /// The keys of `chunk` that row `r` sees, as indices into the chunk (empty if none).
+    pub(super) fn row_keys(&self, r: usize, chunk: &Range<usize>) -> Range<usize> {
+        let pos = self.pos0 + r;
+        let lo = self.first_visible(pos).clamp(chunk.start, chunk.end);
+        let hi = (pos + 1).clamp(lo, chunk.end);
+        lo - chunk.start..hi - chunk.start
     }
 
     /// Where key position `j`'s K and V rows for this block's KV head start in the cache.
@@ -52,9 +69,11 @@ impl<E> RowBlock<'_, E> {
         (slot * self.kv.kv_heads + self.kv_head) * self.kv.head_dim
     }
 
-    /// The position of the block's last row.
-    pub(super) fn last_pos(&self) -> usize {
-        self.pos0 + self.rows - 1
+    /// The query vector of row `r`, group head `g`.
+    pub(super) fn query(&self, r: usize, g: usize) -> &[f32] {
+        let d = self.kv.head_dim;
+        let head = self.kv_head * self.group + g;
+        &self.q[((self.first_row + r) * self.shape.heads + head) * d..][..d]
     }
 }
 
@@ -127,19 +146,13 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
 ) {
     let kv = b.kv;
     let d = kv.head_dim;
-    let heads = b.shape.heads;
-    let queries = b.rows * b.group;
     s.kt.resize(KEYS * d, 0.0);
     s.v.resize(KEYS * d, 0.0);
     s.row.resize(d, 0.0);
-    s.run.reset(queries, d);
-    let last_pos = b.last_pos();
-    let mut start = b.first_visible(b.pos0);
-    while start <= last_pos {
-        let end = (start + KEYS).min(last_pos + 1);
-        for j in start..end {
+    s.run.reset(b.rows * b.group, d);
+    for chunk in b.chunks() {
+        for (i, j) in chunk.clone().enumerate() {
             let at = b.kv_offset(j);
-            let i = j - start;
             // SAFETY (both): forwarded from this function's contract.
             unsafe { widen_into::<E, R>(&kv.v[at..at + d], &mut s.v[i * d..(i + 1) * d]) };
             // K transposed (kt[e·KEYS + i]): a query's scores over the chunk are then
@@ -149,34 +162,27 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
                 s.kt[e * KEYS + i] = x;
             }
         }
-        for i in end - start..KEYS {
+        for i in chunk.len()..KEYS {
             // Past the last key: zeros, so the unused scores stay finite.
             for e in 0..d {
                 s.kt[e * KEYS + i] = 0.0;
             }
         }
         for r in 0..b.rows {
-            let pos = b.pos0 + r;
-            // This row's keys within the chunk.
-            let lo = b.first_visible(pos).max(start);
-            let hi = (pos + 1).min(end);
-            if lo >= hi {
+            let keys = b.row_keys(r, &chunk);
+            if keys.is_empty() {
                 continue;
             }
-            let (lo, hi) = (lo - start, hi - start);
             for g in 0..b.group {
-                let head = b.kv_head * b.group + g;
                 let qv = r * b.group + g;
-                let q = &b.q[((b.first_row + r) * heads + head) * d..][..d];
-                let mut scores = chunk_scores::<FMA, WIDE>(q, &s.kt);
-                let sc = &mut scores[lo..hi];
+                let mut scores = chunk_scores::<FMA, WIDE>(b.query(r, g), &s.kt);
+                let sc = &mut scores[keys.clone()];
                 let run = &mut s.run;
                 let alpha = softmax_step(sc, b.shape, &mut run.max[qv], &mut run.sum[qv]);
                 let acc = &mut run.acc[qv * d..(qv + 1) * d];
-                weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[lo * d..hi * d], d);
+                weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[keys.start * d..keys.end * d], d);
             }
         }
-        start = end;
     }
     s.run.emit(b, emit);
 }

@@ -57,7 +57,6 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
 ) {
     let kv = b.kv;
     let d = kv.head_dim;
-    let heads = b.shape.heads;
     let queries = b.rows * b.group;
     let padded = queries.next_multiple_of(BLOCK);
     let s = &mut scratch.amx;
@@ -79,26 +78,22 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
     for r in 0..b.rows {
         for g in 0..b.group {
             let qv = r * b.group + g;
-            let at = ((b.first_row + r) * heads + b.kv_head * b.group + g) * d;
             // SAFETY: the CPU has AVX-512 BF16 (`usable`); d values each, a multiple of 32.
-            unsafe { to_bf16(&b.q[at..at + d], &mut s.q[qv * d..(qv + 1) * d]) };
+            unsafe { to_bf16(b.query(r, g), &mut s.q[qv * d..(qv + 1) * d]) };
         }
     }
-    let last_pos = b.last_pos();
     // SAFETY: `usable` checked AMX.
     let amx = unsafe { Tiles::configure() };
-    let mut start = b.first_visible(b.pos0);
-    while start <= last_pos {
-        let end = (start + KEYS).min(last_pos + 1);
+    for chunk in b.chunks() {
         for i in 0..KEYS {
             let key = &mut s.k[i * d..(i + 1) * d];
-            if start + i >= end {
+            if i >= chunk.len() {
                 // Past the last key: zeros (finite scores, nothing weighed).
                 key.fill(0);
                 (0..d).for_each(|e| s.vt[e * KEYS + i] = 0.0);
                 continue;
             }
-            let at = b.kv_offset(start + i);
+            let at = b.kv_offset(chunk.start + i);
             // SAFETY (each): forwarded from this function's contract; rows of d values.
             unsafe {
                 let k = R::read(&kv.k[at..at + d], &mut s.row);
@@ -134,20 +129,18 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
             )
         };
         for r in 0..b.rows {
-            let pos = b.pos0 + r;
-            let lo = b.first_visible(pos).max(start).min(end) - start;
-            let hi = (pos + 1).min(end).max(start) - start;
+            let keys = b.row_keys(r, &chunk);
             for g in 0..b.group {
                 let qv = r * b.group + g;
                 let row = &mut s.scores[qv * KEYS..(qv + 1) * KEYS];
-                if lo < hi {
-                    let (max, sum) = (&mut s.run.max[qv], &mut s.run.sum[qv]);
-                    s.alpha[qv] = softmax_step(&mut row[lo..hi], b.shape, max, sum);
-                } else {
+                if keys.is_empty() {
                     s.alpha[qv] = 1.0;
+                } else {
+                    let (max, sum) = (&mut s.run.max[qv], &mut s.run.sum[qv]);
+                    s.alpha[qv] = softmax_step(&mut row[keys.clone()], b.shape, max, sum);
                 }
-                row[..lo].fill(0.0);
-                row[hi.max(lo)..].fill(0.0);
+                row[..keys.start].fill(0.0);
+                row[keys.end..].fill(0.0);
                 // SAFETY: as for the queries; KEYS (64) values.
                 unsafe { to_bf16(row, &mut s.p[qv * KEYS..(qv + 1) * KEYS]) };
             }
@@ -164,7 +157,6 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
                 *a = *a * alpha + o;
             }
         }
-        start = end;
     }
     drop(amx);
     s.run.emit(b, emit);
