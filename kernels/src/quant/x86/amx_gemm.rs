@@ -111,6 +111,8 @@ pub fn gemm(
     let ranges = (2 * threads).div_ceil(groups).clamp(1, row_blocks);
     let per_range = row_blocks.div_ceil(ranges);
     let out = Out(y.as_mut_ptr());
+    // Weight block wb: its first row and its row count (32, or fewer at the end).
+    let block_rows = |wb: usize| (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
     (0..groups * ranges).into_par_iter().for_each(|t| {
         let (group, range) = (t / ranges, t % ranges);
         let wbs = group * per_group..((group + 1) * per_group).min(weight_blocks);
@@ -119,7 +121,7 @@ pub fn gemm(
             let (panels, tiles) = &mut *buf.borrow_mut();
             tiles.resize(wbs.len() * tb, 0);
             for (i, wb) in wbs.clone().enumerate() {
-                let (first, rows) = (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
+                let (first, rows) = block_rows(wb);
                 let out = &mut tiles[i * tb..(i + 1) * tb];
                 decode_weight_block(w, first..first + rows, k, panels, out);
             }
@@ -127,14 +129,12 @@ pub fn gemm(
             let amx = unsafe { Tiles::configure() };
             let mut edge = [0f32; BLOCK * BLOCK];
             for rb in row_range {
+                // Row blocks cover m padded to 32, so every one holds at least one real row.
                 let r0 = rb * BLOCK;
-                let live = (m - r0.min(m)).min(BLOCK);
-                if live == 0 {
-                    break;
-                }
+                let live = (m - r0).min(BLOCK);
                 let a = xbuf[r0 * k..].as_ptr() as *const u8;
                 for (i, wb) in wbs.clone().enumerate() {
-                    let (first, rows) = (wb * BLOCK, (n - wb * BLOCK).min(BLOCK));
+                    let (first, rows) = block_rows(wb);
                     let b = tiles[i * tb..].as_ptr();
                     if live == BLOCK && rows == BLOCK {
                         // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xbuf; the B
