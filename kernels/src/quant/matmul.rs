@@ -102,7 +102,7 @@ pub(super) fn run(
     let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let threads = rayon::current_num_threads().max(1);
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS {
+    if takes_amx(isa, m) {
         use super::x86::amx_gemm::{gemm, Weights};
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
         gemm(Weights::Quant { ty, w, row_bytes }, n, k, x, m, y, threads);
@@ -159,6 +159,11 @@ pub(super) fn run(
     }
     SCRATCH.with(|s| *s.borrow_mut() = scratch);
     Ok(())
+}
+
+/// Whether `run` (and `reference_for`, which mirrors it) multiplies `m` rows on AMX tiles.
+pub(super) fn takes_amx(isa: Isa, m: usize) -> bool {
+    isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own

@@ -182,7 +182,7 @@ pub fn reference_for(
             want: m * n,
         });
     }
-    if isa == Isa::AmxBf16 && m >= matmul::AMX_MIN_ROWS {
+    if matmul::takes_amx(isa, m) {
         reference::bf16_products(ty, w, row_bytes, k, x, m, y);
         return Ok(());
     }
