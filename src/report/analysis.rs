@@ -1,7 +1,7 @@
 //! From result documents and the spec database to the numbers a report shows: each measured
 //! device with its roofs, MBU/MFU per test, ratios to the reference device, projections for
 //! unmeasured devices, and the claim verdicts. Rendering lives in markdown.rs and charts.rs.
-use super::input::{Input, LocalRun, Phase, ServeRun, TestRow};
+use super::input::{lists_amx, Input, LocalRun, Phase, ServeRun, TestRow};
 use crate::bench::claims::{self, Claim, ClaimsDb, Judgement, Regime, RoofRatio};
 use crate::bench::kv_traffic::KvShape;
 use crate::bench::projection::{self, Projection, Target, Workload};
@@ -24,9 +24,8 @@ pub fn compute_dtype(quantization: Option<&str>) -> Dtype {
 /// run's flags list `amx-bf16`; they take prefill chunks of `AMX_MIN_ROWS` rows or more), the
 /// run's `compute_dtype` otherwise.
 pub fn prefill_dtype(run_dtype: Dtype, isa: &[String]) -> Dtype {
-    let amx = isa.iter().any(|f| f.eq_ignore_ascii_case("amx-bf16"));
     match run_dtype {
-        Dtype::Int8 | Dtype::Bf16 if amx => Dtype::Bf16,
+        Dtype::Int8 | Dtype::Bf16 if lists_amx(isa) => Dtype::Bf16,
         other => other,
     }
 }
@@ -636,7 +635,7 @@ mod tests {
         // 100 tok/s × 1 GFLOP: int8 1.28 TOPS, AMX bf16 5.12 TFLOPS (2 threads, 2.5 GHz).
         let (int8, bf16) = (1e11 / 1.28e12, 1e11 / 5.12e12);
         for r in &sys.runs {
-            let amx = r.run.isa.iter().any(|f| f == "amx-bf16");
+            let amx = lists_amx(&r.run.isa);
             let mfu = |i: usize| r.rows[i].mfu.unwrap();
             let want = if amx { bf16 } else { int8 };
             assert!(

@@ -85,6 +85,12 @@ pub struct LocalRun {
     pub op_profile: Vec<TestProfile>,
 }
 
+/// Whether a run's flags say candor's AMX prefill kernels ran.
+pub fn lists_amx(isa: &[String]) -> bool {
+    let amx = crate::backend::cpu::AMX_FEATURE;
+    isa.iter().any(|f| f.eq_ignore_ascii_case(amx))
+}
+
 /// One concurrency level of a load sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Level {
@@ -402,7 +408,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
     let tests = test_rows(d.results, |_| ubatch)?;
     // Runs of one build on one CPU with and without its AMX kernels (CANDOR_CPU_AMX=0) stay
     // apart in the tables.
-    let amx = is_cpu && hw.isa_flags.iter().any(|f| f == "amx-bf16");
+    let amx = is_cpu && lists_amx(&hw.isa_flags);
     Ok(LocalRun {
         file: file.to_string(),
         software: format!(

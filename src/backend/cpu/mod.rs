@@ -231,6 +231,9 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Ok(Tensor::from_slice(ids, ids.len(), &Device::Cpu)?)
 }
 
+/// The device feature that says the AMX prefill kernels run (reports key their bf16 roof on it).
+pub const AMX_FEATURE: &str = "amx-bf16";
+
 /// The SIMD features candor's kernels care about (avx2, fma, avx512f, avx512vnni, f16c,
 /// amx-bf16; neon, dotprod).
 pub fn cpu_features() -> Vec<String> {
@@ -254,7 +257,7 @@ pub fn cpu_features() -> Vec<String> {
         // AMX tiles as the kernels use them: present, granted by the OS, not turned off by
         // CANDOR_CPU_AMX (prefill products then round to bf16, so a change of it must show).
         if candor_kernels::quant::Isa::AmxBf16.supported() {
-            f.push("amx-bf16".to_string());
+            f.push(AMX_FEATURE.to_string());
         }
     }
     #[cfg(target_arch = "aarch64")]
