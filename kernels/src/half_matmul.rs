@@ -92,7 +92,8 @@ pub fn matmul(
     y: &mut [f32],
 ) -> Result<(), String> {
     #[cfg(target_arch = "x86_64")]
-    if runs_on_amx(ty, m, k) && w.len() == n * k && x.len() == m * k && y.len() == m * n {
+    if runs_on_amx(ty, m, k) {
+        check_shapes(w, n, k, x, m, y)?;
         use crate::quant::x86::amx_gemm::{gemm, Weights};
         gemm(
             Weights::Bf16(w),
@@ -108,6 +109,26 @@ pub fn matmul(
     matmul_with(Kernel::detect(), ty, w, n, k, x, m, y)
 }
 
+/// The buffers hold `[n, k]` weights, `[m, k]` activations and `[m, n]` outputs.
+fn check_shapes(
+    w: &[u16],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &[f32],
+) -> Result<(), String> {
+    if w.len() != n * k || x.len() != m * k || y.len() != m * n {
+        return Err(format!(
+            "half matmul: weight {} for [{n}, {k}], x {} for [{m}, {k}], y {} for [{m}, {n}]",
+            w.len(),
+            x.len(),
+            y.len()
+        ));
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     kernel: Kernel,
@@ -119,14 +140,7 @@ fn matmul_with(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), String> {
-    if w.len() != n * k || x.len() != m * k || y.len() != m * n {
-        return Err(format!(
-            "half matmul: weight {} for [{n}, {k}], x {} for [{m}, {k}], y {} for [{m}, {n}]",
-            w.len(),
-            x.len(),
-            y.len()
-        ));
-    }
+    check_shapes(w, n, k, x, m, y)?;
     if n == 0 || m == 0 {
         return Ok(());
     }
