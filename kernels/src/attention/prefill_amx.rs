@@ -9,7 +9,7 @@
 //! quantized and half-precision models); f32 caches are the precise path and stay on f32.
 use super::prefill::{softmax_step, BlockScratch, RowBlock, Running, KEYS};
 use super::{Emit, RowReader};
-use crate::quant::x86::amx::{has_amx_bf16, Tiles, TILE_K};
+use crate::quant::x86::amx::{has_amx_bf16, ARows, Tiles, TILE_K};
 use crate::quant::x86::bf16_tiles::{b_tiles_bytes, bf16_b_tiles, to_bf16};
 
 /// Queries (and keys, and V dimensions) per pass of the 2×2 tiles.
@@ -181,8 +181,7 @@ unsafe fn tile_products(
             // SAFETY: forwarded; block (i, j) lies inside each buffer.
             unsafe {
                 amx.block_32x32(
-                    a.0.add(i * BLOCK * a.1).cast(),
-                    2 * a.1,
+                    ARows::row_major(a.0.add(i * BLOCK * a.1).cast(), 2 * a.1),
                     b.0.add(2 * j * b.1),
                     a.1 / TILE_K,
                     c.0.add(i * BLOCK * c.1 + j * BLOCK).cast(),

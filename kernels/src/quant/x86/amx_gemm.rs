@@ -1,6 +1,7 @@
 //! Prefill products on AMX (`amx`): y[M×N] = x[M×K] · Wᵀ with bf16 operands and f32 sums.
 //!
-//! The activations are rounded to bf16 once (rows padded with zeros to a multiple of 32).
+//! The activations are rounded to bf16 once, into A tiles (rows padded with zeros to a
+//! multiple of 32).
 //! Each task takes a group of up to four blocks of 32 weight rows (and, on CPUs with more
 //! threads than groups, a range of activation rows): it decodes them into B tiles that stay in
 //! L2, then walks its activation rows 32 at a time, each 32×32 block of y one pass of 2×2
@@ -10,8 +11,8 @@
 //! Unlike the VNNI kernels, which quantize the activations to 8 bits, nothing here depends on
 //! the weight format's blocks: the products are those of the dequantized weights, within bf16
 //! rounding. bf16 weight matrices (safetensors checkpoints) go to the tiles as they are.
-use super::amx::{has_amx_bf16, Tiles, TILE_K};
-use super::bf16_tiles::{b_tiles, b_tiles_bytes, bf16_b_tiles, to_bf16};
+use super::amx::{has_amx_bf16, ARows, Tiles, TILE_K};
+use super::bf16_tiles::{a_tiles, b_tiles, b_tiles_bytes, bf16_b_tiles};
 use super::{panel, repack_panel};
 use crate::quant::QuantType;
 use rayon::prelude::*;
@@ -94,10 +95,9 @@ pub fn gemm(
         xb.resize(padded * k, 0);
     }
     let xbuf = &mut xb[..padded * k];
-    // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); both are m·k long, a multiple
-    // of 32 since k is.
-    unsafe { to_bf16(x, &mut xbuf[..m * k]) };
-    xbuf[m * k..].fill(0);
+    // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); x is m·k and xbuf m padded
+    // to 32 times k long, k a multiple of 32.
+    unsafe { a_tiles(x, m, k, xbuf) };
     let xbuf = &xbuf[..];
 
     let weight_blocks = n.div_ceil(BLOCK);
@@ -132,24 +132,24 @@ pub fn gemm(
                 // Row blocks cover m padded to 32, so every one holds at least one real row.
                 let r0 = rb * BLOCK;
                 let live = (m - r0).min(BLOCK);
-                let a = xbuf[r0 * k..].as_ptr() as *const u8;
+                let a = ARows::tiled(xbuf[r0 * k..].as_ptr().cast(), k / TILE_K);
                 for (i, wb) in wbs.clone().enumerate() {
                     let (first, rows) = block_rows(wb);
                     let b = tiles[i * tb..].as_ptr();
                     if live == BLOCK && rows == BLOCK {
-                        // SAFETY: A is 32 rows of k bf16 (k·2 bytes apart) inside xbuf; the B
+                        // SAFETY: A is two runs of k/32 A tiles inside xbuf; the B
                         // runs are k/32 tiles each; the 32×32 block at (r0, first) lies inside
                         // y, whose rows are n·4 bytes apart, and no other task writes it.
                         unsafe {
                             let c = out.at(r0, first, n) as *mut u8;
-                            amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * n)
+                            amx.block_32x32(a, b, k / TILE_K, c, 4 * n)
                         };
                         continue;
                     }
                     // SAFETY: as above, C going to `edge` (32 rows of 32 f32).
                     unsafe {
                         let c = edge.as_mut_ptr() as *mut u8;
-                        amx.block_32x32(a, 2 * k, b, k / TILE_K, c, 4 * BLOCK)
+                        amx.block_32x32(a, b, k / TILE_K, c, 4 * BLOCK)
                     };
                     for (i, src) in edge.chunks_exact(BLOCK).take(live).enumerate() {
                         // SAFETY: row r0 + i < m, columns first..first + rows < n: inside y,

@@ -112,6 +112,37 @@ pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
     }
 }
 
+/// The A tiles of `x` (`m` rows of `k` values) rounded to bf16 (nearest even) into `out`
+/// (`m` padded to a multiple of 32, times `k`): per 16 rows, their `k / 32` tiles one after
+/// the other, tile s holding values 32s..32s + 32 of each row (rows beyond `m` zeros). Block
+/// `b` of 32 rows starts at value `32·b·k`, as in row-major order (`amx::ARows::tiled`).
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and BF16; `x.len() == m·k`, `k` a multiple of 32 and
+/// `out.len() == m.next_multiple_of(32)·k`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn a_tiles(x: &[f32], m: usize, k: usize, out: &mut [u16]) {
+    debug_assert!(x.len() == m * k && k.is_multiple_of(32));
+    debug_assert!(out.len() == m.next_multiple_of(32) * k);
+    let steps = k / 32;
+    // In u16 units: a tile is 16 rows of 32 values, a 16-row group `steps` tiles.
+    let (tile, group) = (16 * 32, 16 * k);
+    for (g, dst) in out.chunks_exact_mut(group).enumerate() {
+        for r in 0..16 {
+            let row = 16 * g + r;
+            for s in 0..steps {
+                let at = s * tile + 32 * r;
+                let dst = &mut dst[at..at + 32];
+                if row < m {
+                    to_bf16(&x[row * k + 32 * s..row * k + 32 * s + 32], dst);
+                } else {
+                    dst.fill(0);
+                }
+            }
+        }
+    }
+}
+
 /// The B tiles of up to 16 bf16 weight rows (`rows`: whole rows of `k` values) into `out`
 /// (`b_tiles_bytes(k)`; missing rows are zeros): tile s, row r, lane n holds values 32s + 2r
 /// and 32s + 2r + 1 of weight row n. A transposition of 32-bit pairs, in portable code: each
