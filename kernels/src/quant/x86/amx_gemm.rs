@@ -95,9 +95,15 @@ pub fn gemm(
         xb.resize(padded * k, 0);
     }
     let xbuf = &mut xb[..padded * k];
-    // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); x is m·k and xbuf m padded
-    // to 32 times k long, k a multiple of 32.
-    unsafe { a_tiles(x, m, k, xbuf) };
+    // In parallel: one thread converting 512 rows of 4864 took 9% of the product's time.
+    xbuf.par_chunks_mut(16 * k)
+        .enumerate()
+        .for_each(|(g, tiles)| {
+            let rows = &x[(16 * g * k).min(x.len())..(16 * (g + 1) * k).min(x.len())];
+            // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); k is a multiple of 32,
+            // `rows` whole rows (at most 16) and `tiles` 16 rows' worth.
+            unsafe { a_tiles(rows, k, tiles) };
+        });
     let xbuf = &xbuf[..];
 
     let weight_blocks = n.div_ceil(BLOCK);

@@ -112,33 +112,34 @@ pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
     }
 }
 
-/// The A tiles of `x` (`m` rows of `k` values) rounded to bf16 (nearest even) into `out`
-/// (`m` padded to a multiple of 32, times `k`): per 16 rows, their `k / 32` tiles one after
-/// the other, tile s holding values 32s..32s + 32 of each row (rows beyond `m` zeros). Block
-/// `b` of 32 rows starts at value `32·b·k`, as in row-major order (`amx::ARows::tiled`).
+/// The A tiles of up to 16 activation rows (`rows`: whole rows of `k` values) rounded to bf16
+/// (nearest even) into `out` (16·k values): tile s (32 values of 16 rows, one after the other)
+/// holds values 32s..32s + 32 of each row; missing rows are zeros. Row groups one after the
+/// other make `amx::ARows::tiled`'s layout, where block `b` of 32 rows starts at value
+/// `32·b·k`, as in row-major order.
 ///
 /// # Safety
-/// The CPU must have AVX-512 VNNI and BF16; `x.len() == m·k`, `k` a multiple of 32 and
-/// `out.len() == m.next_multiple_of(32)·k`.
+/// The CPU must have AVX-512 VNNI and BF16; `k` a multiple of 32, `rows.len()` a multiple of
+/// `k` up to `16·k`, `out.len() == 16·k`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
-pub unsafe fn a_tiles(x: &[f32], m: usize, k: usize, out: &mut [u16]) {
-    debug_assert!(x.len() == m * k && k.is_multiple_of(32));
-    debug_assert!(out.len() == m.next_multiple_of(32) * k);
-    let steps = k / 32;
-    // In u16 units: a tile is 16 rows of 32 values, a 16-row group `steps` tiles.
-    let (tile, group) = (16 * 32, 16 * k);
-    for (g, dst) in out.chunks_exact_mut(group).enumerate() {
-        for r in 0..16 {
-            let row = 16 * g + r;
-            for s in 0..steps {
-                let at = s * tile + 32 * r;
-                let dst = &mut dst[at..at + 32];
-                if row < m {
-                    to_bf16(&x[row * k + 32 * s..row * k + 32 * s + 32], dst);
-                } else {
-                    dst.fill(0);
-                }
-            }
+pub unsafe fn a_tiles(rows: &[f32], k: usize, out: &mut [u16]) {
+    debug_assert!(k.is_multiple_of(32) && out.len() == 16 * k);
+    debug_assert!(rows.len().is_multiple_of(k) && rows.len() <= out.len());
+    // In u16 units: a tile is 16 rows of 32 values.
+    const TILE: usize = 16 * 32;
+    let live = rows.len() / k;
+    for (r, row) in rows.chunks_exact(k).enumerate() {
+        let (src, dst) = (row.as_ptr(), out.as_mut_ptr().add(32 * r));
+        for s in 0..k / 32 {
+            let lo = _mm512_loadu_ps(src.add(32 * s));
+            let hi = _mm512_loadu_ps(src.add(32 * s + 16));
+            let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(dst.add(s * TILE) as *mut __m512i, z);
+        }
+    }
+    for r in live..16 {
+        for s in 0..k / 32 {
+            out[s * TILE + 32 * r..s * TILE + 32 * r + 32].fill(0);
         }
     }
 }
