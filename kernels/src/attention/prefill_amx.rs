@@ -10,7 +10,7 @@
 use super::prefill::{softmax_step, BlockScratch, RowBlock, Running, KEYS};
 use super::{Emit, RowReader};
 use crate::quant::x86::amx::{has_amx_bf16, ARows, Tiles, TILE_K};
-use crate::quant::x86::bf16_tiles::{b_tiles_bytes, bf16_b_tiles, to_bf16};
+use crate::quant::x86::bf16_tiles::{b_tiles_bytes, bf16_b_tiles, row_pair_b_tiles, to_bf16};
 
 /// Queries (and keys, and V dimensions) per pass of the 2×2 tiles.
 const BLOCK: usize = 32;
@@ -31,10 +31,8 @@ pub struct AmxScratch {
     /// The chunk's keys in bf16, `[KEYS][d]`, and as B tiles (4 runs of 16 keys).
     k: Vec<u16>,
     k_tiles: Vec<u8>,
-    /// The chunk's V transposed, `[d][KEYS]` (f32, then bf16), and as B tiles (runs of 16
-    /// dimensions).
-    vt: Vec<f32>,
-    vt16: Vec<u16>,
+    /// The chunk's V rows in bf16, `[keys][d]`, and as B tiles (runs of 16 dimensions).
+    v: Vec<u16>,
     v_tiles: Vec<u8>,
     /// Scores, then weights, `[queries][KEYS]`; the weights in bf16; the chunk's P·V.
     scores: Vec<f32>,
@@ -66,8 +64,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
     s.row.resize(d, 0.0);
     s.k.resize(KEYS * d, 0);
     s.k_tiles.resize(KEYS / 16 * tk, 0);
-    s.vt.resize(d * KEYS, 0.0);
-    s.vt16.resize(d * KEYS, 0);
+    s.v.resize(KEYS * d, 0);
     s.v_tiles.resize(d / 16 * tv, 0);
     s.scores.resize(padded * KEYS, 0.0);
     s.p.clear();
@@ -85,37 +82,28 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
     // SAFETY: `usable` checked AMX.
     let amx = unsafe { Tiles::configure() };
     for chunk in b.chunks() {
-        for i in 0..KEYS {
-            let key = &mut s.k[i * d..(i + 1) * d];
-            if i >= chunk.len() {
-                // Past the last key: zeros (finite scores, nothing weighed).
-                key.fill(0);
-                (0..d).for_each(|e| s.vt[e * KEYS + i] = 0.0);
-                continue;
-            }
+        let live = chunk.len();
+        for i in 0..live {
             let at = b.kv_offset(chunk.start + i);
-            // SAFETY (each): forwarded from this function's contract; rows of d values.
+            // SAFETY (each): forwarded from this function's contract; rows of d values, and
+            // the CPU has AVX-512 BF16 (`usable`).
             unsafe {
                 let k = R::read(&kv.k[at..at + d], &mut s.row);
-                to_bf16(k, key);
-            }
-            let v = unsafe { R::read(&kv.v[at..at + d], &mut s.row) };
-            for (e, &x) in v.iter().enumerate() {
-                s.vt[e * KEYS + i] = x;
+                to_bf16(k, &mut s.k[i * d..(i + 1) * d]);
+                let v = R::read(&kv.v[at..at + d], &mut s.row);
+                to_bf16(v, &mut s.v[i * d..(i + 1) * d]);
             }
         }
-        // SAFETY: as for the queries; d·KEYS values.
-        unsafe { to_bf16(&s.vt, &mut s.vt16) };
-        for (keys, out) in s.k.chunks_exact(16 * d).zip(s.k_tiles.chunks_exact_mut(tk)) {
-            bf16_b_tiles(keys, d, out);
+        // Past the last key: zeros (finite scores, nothing weighed). Key tiles of 16 keys
+        // (transposed), V tiles straight from pairs of V rows.
+        for (g, out) in s.k_tiles.chunks_exact_mut(tk).enumerate() {
+            let keys = &s.k[(16 * g).min(live) * d..(16 * g + 16).min(live) * d];
+            // SAFETY: as above; d a multiple of 32, at most 16 whole rows, `out` tk bytes.
+            unsafe { bf16_b_tiles(keys, d, out) };
         }
-        for (dims, out) in s
-            .vt16
-            .chunks_exact(16 * KEYS)
-            .zip(s.v_tiles.chunks_exact_mut(tv))
-        {
-            bf16_b_tiles(dims, KEYS, out);
-        }
+        // SAFETY: as above; d a multiple of 16, `live` ≤ KEYS rows, KEYS a multiple of 32,
+        // the V tiles d/16 runs of tv bytes.
+        unsafe { row_pair_b_tiles(&s.v[..live * d], d, KEYS, &mut s.v_tiles) };
         // SAFETY: the queries are `padded` rows of d bf16, the key tiles KEYS/16 runs of d/32
         // tiles, the scores `padded` rows of KEYS f32.
         unsafe {

@@ -191,7 +191,9 @@ fn decode_weight_block(
             for (half, out) in tiles.chunks_exact_mut(tb).enumerate() {
                 let lo = (half * 16 * k).min(bits.len());
                 let hi = (lo + 16 * k).min(bits.len());
-                bf16_b_tiles(&bits[lo..hi], k, out);
+                // SAFETY: the CPU has AVX-512 BF16 (`has_amx_bf16`); k is a multiple of 32,
+                // `lo..hi` whole rows (at most 16), `out` b_tiles_bytes(k).
+                unsafe { bf16_b_tiles(&bits[lo..hi], k, out) };
             }
             return;
         }

@@ -146,11 +146,111 @@ pub unsafe fn a_tiles(rows: &[f32], k: usize, out: &mut [u16]) {
 
 /// The B tiles of up to 16 bf16 weight rows (`rows`: whole rows of `k` values) into `out`
 /// (`b_tiles_bytes(k)`; missing rows are zeros): tile s, row r, lane n holds values 32s + 2r
-/// and 32s + 2r + 1 of weight row n. A transposition of 32-bit pairs, in portable code: each
-/// tile serves every activation row of the product, so this is a small part of its time.
-pub fn bf16_b_tiles(rows: &[u16], k: usize, out: &mut [u8]) {
-    debug_assert!(rows.len().is_multiple_of(k.max(1)) && rows.len() <= 16 * k);
-    debug_assert!(out.len() == b_tiles_bytes(k));
+/// and 32s + 2r + 1 of weight row n. Per tile: each row's 16 pairs in one vector, then a
+/// 16×16 transposition of 32-bit lanes (`transpose16`).
+///
+/// # Safety
+/// The CPU must have AVX-512 F (and the features below); `k` a multiple of 32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn bf16_b_tiles(rows: &[u16], k: usize, out: &mut [u8]) {
+    debug_assert!(k.is_multiple_of(32) && rows.len().is_multiple_of(k.max(1)));
+    debug_assert!(rows.len() <= 16 * k && out.len() == b_tiles_bytes(k));
+    let live = rows.len() / k.max(1);
+    for s in 0..k / 32 {
+        let mut v = [_mm512_setzero_si512(); 16];
+        for (n, vn) in v.iter_mut().enumerate().take(live) {
+            *vn = _mm512_loadu_si512(rows.as_ptr().add(n * k + 32 * s) as *const __m512i);
+        }
+        transpose16(&mut v);
+        let dst = out.as_mut_ptr().add(s * B_TILE_BYTES);
+        for (r, vr) in v.iter().enumerate() {
+            _mm512_storeu_si512(dst.add(64 * r) as *mut __m512i, *vr);
+        }
+    }
+}
+
+/// Transposes 16 vectors of 16 32-bit lanes (vector i, lane j → vector j, lane i): four
+/// rounds, each swapping the blocks of one index bit between vector pairs.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+fn transpose16(v: &mut [__m512i; 16]) {
+    for (round, b) in [8usize, 4, 2, 1].into_iter().enumerate() {
+        // SAFETY: 16 i32 each, unaligned loads.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_si512(TRANSPOSE_LANES[round][0].as_ptr() as *const __m512i),
+                _mm512_loadu_si512(TRANSPOSE_LANES[round][1].as_ptr() as *const __m512i),
+            )
+        };
+        for i in (0..16).filter(|i| i & b == 0) {
+            let (x, y) = (v[i], v[i + b]);
+            v[i] = _mm512_permutex2var_epi32(x, lo, y);
+            v[i + b] = _mm512_permutex2var_epi32(x, hi, y);
+        }
+    }
+}
+
+/// `transpose16`'s lane indices per round (bit b = 8, 4, 2, 1): lane j of vector i (bit b
+/// clear) takes, where j has bit b, lane j − b of vector i + b (index 16 + j − b), else its
+/// own; vector i + b takes, where j lacks bit b, lane j + b of vector i, else its own.
+const TRANSPOSE_LANES: [[[i32; 16]; 2]; 4] = {
+    let mut t = [[[0i32; 16]; 2]; 4];
+    let mut round = 0;
+    while round < 4 {
+        let b = 8 >> round;
+        let mut j = 0;
+        while j < 16 {
+            let set = j & b != 0;
+            t[round][0][j] = if set { 16 + (j - b) } else { j } as i32;
+            t[round][1][j] = if set { 16 + j } else { j + b } as i32;
+            j += 1;
+        }
+        round += 1;
+    }
+    t
+};
+
+/// The B tiles of a product over `rows` (`[n][width]` bf16, `n` ≤ `count` a multiple of 32,
+/// missing rows zeros): its K dimension runs along the rows, its outputs along the `width`
+/// columns (attention's V: keys × dimensions). Per 16 columns, `count / 32` tiles, tile s's
+/// row r holding, in lane c, columns c of rows 32s + 2r and 32s + 2r + 1: two rows' values
+/// interleaved, no transposition. Into `out` (`width / 16 · b_tiles_bytes(count)`).
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW; `width` a multiple of 16, `rows.len()` a multiple of
+/// `width`, at most `count · width`, `count` a multiple of 32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn row_pair_b_tiles(rows: &[u16], width: usize, count: usize, out: &mut [u8]) {
+    debug_assert!(width.is_multiple_of(16) && count.is_multiple_of(32));
+    debug_assert!(rows.len().is_multiple_of(width) && rows.len() <= count * width);
+    debug_assert!(out.len() == width / 16 * b_tiles_bytes(count));
+    let live = rows.len() / width;
+    let run = b_tiles_bytes(count);
+    let row = |i: usize, c: usize| -> __m256i {
+        if i < live {
+            // SAFETY: row i < live has `width` values, c + 16 ≤ width.
+            unsafe { _mm256_loadu_si256(rows.as_ptr().add(i * width + c) as *const __m256i) }
+        } else {
+            _mm256_setzero_si256()
+        }
+    };
+    for pair in 0..count / 2 {
+        let (s, r) = (pair / 16, pair % 16);
+        for c in (0..width).step_by(16) {
+            let even = _mm512_cvtepu16_epi32(row(2 * pair, c));
+            let odd = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(row(2 * pair + 1, c)));
+            let at = c / 16 * run + s * B_TILE_BYTES + 64 * r;
+            _mm512_storeu_si512(
+                out.as_mut_ptr().add(at) as *mut __m512i,
+                _mm512_or_si512(even, odd),
+            );
+        }
+    }
+}
+
+/// `bf16_b_tiles` one value pair at a time, the reference its tests compare with.
+#[cfg(test)]
+fn bf16_b_tiles_scalar(rows: &[u16], k: usize, out: &mut [u8]) {
     out.fill(0);
     for (n, row) in rows.chunks_exact(k).enumerate() {
         for (pair, v) in row.chunks_exact(2).enumerate() {
@@ -158,6 +258,68 @@ pub fn bf16_b_tiles(rows: &[u16], k: usize, out: &mut [u8]) {
             let at = (pair / 16) * B_TILE_BYTES + (pair % 16) * 64 + 4 * n;
             out[at..at + 2].copy_from_slice(&v[0].to_le_bytes());
             out[at + 2..at + 4].copy_from_slice(&v[1].to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<u16> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2654435761) ^ seed) as u16)
+            .collect()
+    }
+
+    fn has_avx512_bf16() -> bool {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+
+    #[test]
+    fn b_tiles_from_rows_match_the_pairwise_placement() {
+        if !has_avx512_bf16() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16");
+            return;
+        }
+        for (live, k) in [(16, 32), (16, 128), (5, 64), (1, 96), (0, 32)] {
+            let rows = values(live * k, 7);
+            let mut want = vec![0xAAu8; b_tiles_bytes(k)];
+            let mut got = vec![0x55u8; b_tiles_bytes(k)];
+            bf16_b_tiles_scalar(&rows, k, &mut want);
+            // SAFETY: AVX-512 BF16 checked; k a multiple of 32, `live` ≤ 16 whole rows.
+            unsafe { bf16_b_tiles(&rows, k, &mut got) };
+            assert_eq!(got, want, "{live} rows of {k}");
+        }
+    }
+
+    #[test]
+    fn row_pair_tiles_are_the_tiles_of_the_transposed_rows() {
+        if !has_avx512_bf16() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16");
+            return;
+        }
+        // V of 64 keys × 80 dims, the last keys missing; its tiles are those of Vᵀ's rows.
+        for (live, width, count) in [(64, 80, 64), (37, 64, 64), (32, 16, 32), (0, 16, 32)] {
+            let rows = values(live * width, 3);
+            let mut got = vec![0x55u8; width / 16 * b_tiles_bytes(count)];
+            // SAFETY: as above; width a multiple of 16, count of 32.
+            unsafe { row_pair_b_tiles(&rows, width, count, &mut got) };
+            let mut transposed = vec![0u16; width * count];
+            for i in 0..live {
+                for c in 0..width {
+                    transposed[c * count + i] = rows[i * width + c];
+                }
+            }
+            let mut want = vec![0u8; got.len()];
+            for (cols, out) in transposed
+                .chunks_exact(16 * count)
+                .zip(want.chunks_exact_mut(b_tiles_bytes(count)))
+            {
+                bf16_b_tiles_scalar(cols, count, out);
+            }
+            assert_eq!(got, want, "{live} rows of {width}, {count} in all");
         }
     }
 }
