@@ -610,7 +610,7 @@ mod tests {
                 software,
                 vec![
                     row("pp512", Phase::Prefill, 512, 100.0),
-                    row("pp32", Phase::Prefill, 32, 100.0),
+                    row("pp16", Phase::Prefill, 16, 100.0),
                     row("tg64", Phase::Decode, 64, 50.0),
                 ],
             );

@@ -26,9 +26,9 @@ const FUSED_PANEL_MIN_ROWS: usize = 8;
 /// From this many activation rows on, AMX CPUs (`Isa::AmxBf16`) run the product on tiles in
 /// bf16 (`x86::amx_gemm`); fewer run the VNNI kernels. Each task decodes its weight rows to
 /// bf16 tiles, which at few rows costs as much as the tiles save (`qbench`, Xeon SPR VM, 2
-/// threads, AMX over VNNI: 32 rows 0.9-1.2x, 48 rows 1.0-1.4x, 64 rows 1.3-1.7x, 96 rows
-/// 1.5-2.5x, 512 rows 1.8-2.9x).
-pub const AMX_MIN_ROWS: usize = 64;
+/// threads, with the tile loads prefetched, AMX over VNNI: 16 rows 0.95-1.2x, 32 rows
+/// 1.4-1.9x, 48 rows 1.2-2.0x, 64 rows 2.0-2.2x, 512 rows 3-5x).
+pub const AMX_MIN_ROWS: usize = 32;
 /// Below this many activation rows the work is split over weight rows (W read once in all).
 const ROW_SPLIT_MIN: usize = 24;
 /// Smallest weight slice (bytes × activation row tiles) worth a task of its own: a few µs of
