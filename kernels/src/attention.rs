@@ -318,10 +318,10 @@ pub fn paged_attention<E: KvElement>(
         });
 }
 
-/// Sequences with at least this many rows in the batch (prefill chunks) run in blocks of
+/// Sequences with at least this many rows in the batch (prefill chunks) run in blocks of up to
 /// `prefill::ROWS` rows (`prefill`); fewer (decode) one row at a time, whose tasks can split a
 /// KV group's heads to keep every thread busy.
-const BLOCK_MIN_ROWS: usize = prefill::ROWS / 2;
+const BLOCK_MIN_ROWS: usize = 8;
 
 /// y rows written by block tasks at disjoint (row, head) places.
 #[derive(Clone, Copy)]
@@ -890,7 +890,8 @@ mod tests {
         let (bs, heads, kv_heads) = (16usize, 6usize, 2usize);
         let to_bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
         let group = heads / kv_heads;
-        // (start_pos, rows) per sequence; blocks of 16 rows need at least 8 rows.
+        // (start_pos, rows) per sequence: blocks of up to 32 rows (a short last one) need at least
+        // 8 rows.
         let seqs_spec = [(37usize, 70usize), (90, 1), (0, 9)];
         let ctx = 130usize;
         let blocks_per_seq = ctx.div_ceil(bs);
