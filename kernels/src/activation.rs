@@ -109,20 +109,29 @@ pub fn glu(gate: &[f32], up: &[f32], act: Act, out: &mut [f32]) {
         "glu: sizes differ"
     );
     for_each_chunk(out, |at, o| {
-        let (g, u) = (&gate[at..at + o.len()], &up[at..at + o.len()]);
-        match act {
-            Act::Silu => dispatch!(silu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = silu(g) * u;
-                }
-            }),
-            Act::GeluTanh => dispatch!(gelu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = gelu_tanh(g) * u;
-                }
-            }),
-        }
+        glu_chunk(&gate[at..at + o.len()], &up[at..at + o.len()], act, o)
     });
+}
+
+/// `glu` on the calling thread (for callers already inside a parallel task). The same
+/// instance as `glu` computes every value, so both give the same bits.
+pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
+    assert!(
+        g.len() == u.len() && u.len() == o.len(),
+        "glu: sizes differ"
+    );
+    match act {
+        Act::Silu => dispatch!(silu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = silu(g) * u;
+            }
+        }),
+        Act::GeluTanh => dispatch!(gelu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = gelu_tanh(g) * u;
+            }
+        }),
+    }
 }
 
 /// `out = cap · tanh(x / cap)`.

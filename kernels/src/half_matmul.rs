@@ -99,7 +99,7 @@ pub fn matmul(
             Weights::Bf16(w),
             n,
             k,
-            x,
+            crate::quant::Input::Rows(x),
             m,
             y,
             rayon::current_num_threads(),

@@ -9,7 +9,7 @@
 //!   tiles (W itself stays in L3 between tasks).
 use super::activations::QuantizedRows;
 use super::formats::{ActFormat, QuantType};
-use super::{panel, Isa, QuantError};
+use super::{panel, Input, Isa, QuantError};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -40,6 +40,8 @@ const MIN_TASK_WORK: usize = 48 << 10;
 #[derive(Default)]
 struct Scratch {
     act: QuantizedRows,
+    /// A GLU input's rows (`Input::Glu`) for the kernels that read f32 rows.
+    glu: Vec<f32>,
     yt: Vec<f32>,
     /// All of W repacked into panels (`by_panels`, from `PANEL_MIN_ROWS` rows on VNNI).
     #[cfg(target_arch = "x86_64")]
@@ -61,7 +63,7 @@ pub(super) fn run(
     w: &[u8],
     n: usize,
     k: usize,
-    x: &[f32],
+    x: Input<'_>,
     m: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
@@ -78,9 +80,9 @@ pub(super) fn run(
             ty,
         });
     }
-    if x.len() != m * k {
+    if let Some(got) = x.wrong_length(m * k) {
         return Err(QuantError::InputSize {
-            got: x.len(),
+            got,
             want: m * k,
             m,
             k,
@@ -112,6 +114,14 @@ pub(super) fn run(
     let isa = match isa {
         Isa::AmxBf16 => Isa::Avx512Vnni,
         other => other,
+    };
+    let x = match x {
+        Input::Rows(x) => x,
+        Input::Glu { gate, up, act } => {
+            scratch.glu.resize(m * k, 0.0);
+            crate::activation::glu(gate, up, act, &mut scratch.glu);
+            &scratch.glu
+        }
     };
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);

@@ -26,6 +26,7 @@ mod tile_driver;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
+use crate::activation::Act;
 pub use activations::{QuantizedRows, RowsView};
 pub use formats::{decode_block, dequantize, k_scales_mins, ActFormat, IntBlock, QuantType};
 pub use matmul::AMX_MIN_ROWS;
@@ -138,7 +139,49 @@ pub fn matmul(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
-    matmul::run(Isa::best(), ty, w, n, k, x, m, y)
+    matmul::run(Isa::best(), ty, w, n, k, Input::Rows(x), m, y)
+}
+
+/// `matmul` of a gated linear unit's output: y = (act(gate) · up) · Wᵀ, `gate` and `up` M×K.
+/// The same bits as `activation::glu` then `matmul`; on AMX tiles the GLU of each 16 rows goes
+/// straight into their bf16 tiles, so the M×K product is never written out and read back
+/// (the FFN's down projection, whose K is the model's widest).
+#[allow(clippy::too_many_arguments)]
+pub fn glu_matmul(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    gate: &[f32],
+    up: &[f32],
+    act: Act,
+    m: usize,
+    y: &mut [f32],
+) -> Result<(), QuantError> {
+    matmul::run(Isa::best(), ty, w, n, k, Input::Glu { gate, up, act }, m, y)
+}
+
+/// The activations a product reads: rows as they are, or a gated linear unit's two inputs,
+/// `act(gate) · up` computed where the rows are read.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Rows(&'a [f32]),
+    Glu {
+        gate: &'a [f32],
+        up: &'a [f32],
+        act: Act,
+    },
+}
+
+impl Input<'_> {
+    /// The length of a slice of this input that is not `want` values long, if any.
+    fn wrong_length(&self, want: usize) -> Option<usize> {
+        let lens = match *self {
+            Input::Rows(x) => [x.len(), want],
+            Input::Glu { gate, up, .. } => [gate.len(), up.len()],
+        };
+        lens.into_iter().find(|&len| len != want)
+    }
 }
 
 /// `matmul` with a chosen implementation (an error when this CPU lacks it).
@@ -156,7 +199,7 @@ pub fn matmul_with(
     if !isa.supported() {
         return Err(QuantError::Unsupported(isa));
     }
-    matmul::run(isa, ty, w, n, k, x, m, y)
+    matmul::run(isa, ty, w, n, k, Input::Rows(x), m, y)
 }
 
 /// The scalar reference of `matmul_with(isa, ..)`: the same activation quantization, products

@@ -409,3 +409,39 @@ fn bf16_reference_is_the_dequantized_product_within_bf16_rounding() {
         }
     }
 }
+
+/// A GLU input gives the bits of the GLU computed first, then the product, on every path:
+/// few rows (the GLU into a buffer for the 8-bit kernels) and, on AMX CPUs, many (each 16 rows'
+/// GLU straight into their tiles, a short last group included).
+#[test]
+fn glu_input_matches_glu_then_product() {
+    use crate::activation::{glu, Act};
+    let mut g = Gen(0x51ed_2701);
+    for ty in QuantType::ALL {
+        let (n, k) = (37, 2 * ty.block_elems());
+        let w = random_weights(&mut g, ty, n, k);
+        for m in [1, 5, AMX_MIN_ROWS, AMX_MIN_ROWS + 21] {
+            let gate = random_x(&mut g, m * k);
+            let up = random_x(&mut g, m * k);
+            for act in [Act::Silu, Act::GeluTanh] {
+                let mut h = vec![0f32; m * k];
+                glu(&gate, &up, act, &mut h);
+                let mut want = vec![0f32; m * n];
+                matmul(ty, &w, n, k, &h, m, &mut want).unwrap();
+                let mut got = vec![f32::NAN; m * n];
+                glu_matmul(ty, &w, n, k, &gate, &up, act, m, &mut got).unwrap();
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty:?} m={m} {act:?}");
+            }
+        }
+        // Halves of different lengths are refused, nothing written.
+        let (gate, up) = (vec![0.5; 3 * k], vec![0.5; 3 * k - 1]);
+        let mut y = vec![7f32; 3 * n];
+        let e = glu_matmul(ty, &w, n, k, &gate, &up, Act::Silu, 3, &mut y).unwrap_err();
+        assert!(matches!(e, QuantError::InputSize { .. }), "{e}");
+        assert!(y.iter().all(|&v| v == 7.0));
+    }
+}

@@ -18,7 +18,8 @@ use candor_kernels::norm;
 use candor_kernels::quant::{self, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec, RopeStyle,
+    glu_then_linear, Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc,
+    RopeSpec, RopeStyle,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
@@ -102,21 +103,55 @@ fn mapped_embedding(blocks: &MappedBlocks, ty: QuantType, ids: &[u32]) -> Result
 
 /// x[.., K] · Wᵀ through candor-kernels' quantized product (W: [N, K] GGML blocks).
 fn quant_linear(x: &Tensor, data: &[u8], shape: &[usize], ty: QuantType) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
+    quant_product(x.dims(), shape, |n, k, m, y| {
+        with_values(x, |xs| quant::matmul(ty, data, n, k, xs, m, y))
+    })
+}
+
+/// `act(gate) · up` times Wᵀ in one product (candor-kernels' `glu_matmul`: on AMX tiles the
+/// GLU goes straight into them; elsewhere it gives the bits of `glu` then `quant_linear`).
+fn quant_glu_linear(
+    gate: &Tensor,
+    up: &Tensor,
+    act: Act,
+    data: &[u8],
+    shape: &[usize],
+    ty: QuantType,
+) -> Result<Tensor> {
+    let dims = same_dims(gate, up, "glu")?;
+    quant_product(&dims, shape, |n, k, m, y| {
+        with_values(gate, |g| {
+            with_values(up, |u| quant::glu_matmul(ty, data, n, k, g, u, act, m, y))
+        })?
+    })
+}
+
+/// The `[.., N]` result of a quantized product over inputs of `dims` (last K) and a weight of
+/// `shape` ([N, K]); `run(n, k, m, y)` fills y (m × n).
+fn quant_product(
+    dims: &[usize],
+    shape: &[usize],
+    run: impl FnOnce(
+        usize,
+        usize,
+        usize,
+        &mut [f32],
+    ) -> Result<std::result::Result<(), quant::QuantError>>,
+) -> Result<Tensor> {
     let [n, k] = shape[..] else {
         return Err(err(format!(
             "linear: weight of shape {shape:?} is not a matrix"
         )));
     };
-    let m = x.elem_count() / k.max(1);
     if dims.last() != Some(&k) {
         return Err(err(format!(
             "linear: input {dims:?} against weight [{n}, {k}]"
         )));
     }
+    let m = dims.iter().product::<usize>() / k.max(1);
     let mut y = vec![0f32; m * n];
-    with_values(x, |xs| quant::matmul(ty, data, n, k, xs, m, &mut y))?.map_err(err)?;
-    let mut out_dims = dims;
+    run(n, k, m, &mut y)?.map_err(err)?;
+    let mut out_dims = dims.to_vec();
     if let Some(last) = out_dims.last_mut() {
         *last = n;
     }
@@ -220,6 +255,14 @@ fn check_rows(dims: &[usize], cols: usize, op: &str) -> Result<()> {
 }
 
 /// Elementwise operands must agree exactly (no broadcasting in the decoder).
+/// The kernels' name for a GLU activation.
+fn kernel_act(act: Activation) -> Act {
+    match act {
+        Activation::Silu => Act::Silu,
+        Activation::GeluTanh => Act::GeluTanh,
+    }
+}
+
 fn same_dims(a: &Tensor, b: &Tensor, op: &str) -> Result<Vec<usize>> {
     if a.dims() != b.dims() {
         return Err(err(format!("{op}: {:?} against {:?}", a.dims(), b.dims())));
@@ -517,11 +560,32 @@ impl Backend for CpuBackend {
         Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
     }
 
+    /// Quantized weights the kernels take run `quant_glu_linear`; others (and a weight the
+    /// kernels refuse, which candle's product serves) `glu` then `linear`.
+    fn glu_linear(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        act: Activation,
+        w: &CpuWeight,
+    ) -> Result<Tensor> {
+        let a = kernel_act(act);
+        match w {
+            CpuWeight::Quant {
+                q, fast: Some(ty), ..
+            } => match quant_glu_linear(gate, up, a, &q.data()?, q.shape().dims(), *ty) {
+                Ok(y) => Ok(y),
+                Err(_) => glu_then_linear(self, gate, up, act, w),
+            },
+            CpuWeight::Mapped { blocks, ty } => {
+                quant_glu_linear(gate, up, a, blocks.bytes(), &blocks.shape, *ty)
+            }
+            _ => glu_then_linear(self, gate, up, act, w),
+        }
+    }
+
     fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-        let act = match act {
-            Activation::Silu => Act::Silu,
-            Activation::GeluTanh => Act::GeluTanh,
-        };
+        let act = kernel_act(act);
         let dims = same_dims(gate, up, "glu")?;
         with_values(gate, |g| {
             with_values(up, |u| new_tensor(&dims, |out| act::glu(g, u, act, out)))
@@ -623,6 +687,41 @@ mod tests {
                 .iter()
                 .zip(&want)
                 .all(|(g, w)| (g - w).abs() <= 1e-4 * (1.0 + w.abs())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod glu_linear_tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+
+    /// The fused GLU product of a quantized weight gives the bits of `glu` then `linear`, for
+    /// a decode row and a prefill chunk long enough for AMX tiles where the CPU has them.
+    #[test]
+    fn glu_linear_of_quantized_weights_gives_glu_then_linear() {
+        let b = CpuBackend::new(2);
+        let (n, k) = (40, 256);
+        let value = |i: usize| ((i * 7919) % 401) as f32 / 200.0 - 1.0;
+        let wf: Vec<f32> = (0..n * k).map(value).collect();
+        let wt = Tensor::from_vec(wf, (n, k), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = QTensor::quantize(&wt, dtype).unwrap();
+            let w = CpuWeight::from_host(HostWeight::Quant(q)).unwrap();
+            for m in [1, quant::AMX_MIN_ROWS + 9] {
+                let gate: Vec<f32> = (0..m * k).map(|i| value(i + 3)).collect();
+                let up: Vec<f32> = (0..m * k).map(|i| value(i + 11)).collect();
+                let gate = b.upload(&gate, &[m, k]).unwrap();
+                let up = b.upload(&up, &[m, k]).unwrap();
+                for act in [Activation::Silu, Activation::GeluTanh] {
+                    let fused = b.glu_linear(&gate, &up, act, &w).unwrap();
+                    let apart = b.linear(&b.glu(&gate, &up, act).unwrap(), &w, None).unwrap();
+                    let (f, a) = (b.download(&fused).unwrap(), b.download(&apart).unwrap());
+                    assert_eq!(fused.dims(), &[m, n]);
+                    let same = f.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{dtype:?} m={m} {act:?}");
+                }
+            }
         }
     }
 }

@@ -14,7 +14,8 @@
 use super::amx::{has_amx_bf16, ARows, Tiles, TILE_K};
 use super::bf16_tiles::{a_tiles, b_tiles, b_tiles_bytes, bf16_b_tiles};
 use super::{panel, repack_panel};
-use crate::quant::QuantType;
+use crate::activation::glu_chunk;
+use crate::quant::{Input, QuantType};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -31,6 +32,8 @@ thread_local! {
     static WEIGHTS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// The activations in bf16 (per calling thread; taken out while in use).
     static XB: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// A GLU input's 16 rows, computed before they become A tiles (per worker thread).
+    static GLU_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// y, written by tasks at disjoint 32×32 blocks.
@@ -78,13 +81,14 @@ pub fn gemm(
     w: Weights<'_>,
     n: usize,
     k: usize,
-    x: &[f32],
+    x: Input<'_>,
     m: usize,
     y: &mut [f32],
     threads: usize,
 ) {
     assert!(has_amx_bf16(), "AMX products need AMX-BF16");
-    assert!(w.holds(n, k) && k.is_multiple_of(TILE_K) && x.len() == m * k && y.len() == m * n);
+    assert!(w.holds(n, k) && k.is_multiple_of(TILE_K) && x.wrong_length(m * k).is_none());
+    assert_eq!(y.len(), m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -99,10 +103,18 @@ pub fn gemm(
     xbuf.par_chunks_mut(16 * k)
         .enumerate()
         .for_each(|(g, tiles)| {
-            let rows = &x[(16 * g * k).min(x.len())..(16 * (g + 1) * k).min(x.len())];
-            // SAFETY: the CPU has AVX-512 BF16 (part of `has_amx_bf16`); k is a multiple of 32,
-            // `rows` whole rows (at most 16) and `tiles` 16 rows' worth.
-            unsafe { a_tiles(rows, k, tiles) };
+            let rows = (16 * g * k).min(m * k)..(16 * (g + 1) * k).min(m * k);
+            // SAFETY (both): the CPU has AVX-512 BF16 (part of `has_amx_bf16`); k is a
+            // multiple of 32, the rows whole rows (at most 16) and `tiles` 16 rows' worth.
+            match x {
+                Input::Rows(x) => unsafe { a_tiles(&x[rows], k, tiles) },
+                Input::Glu { gate, up, act } => GLU_ROWS.with(|buf| {
+                    let buf = &mut *buf.borrow_mut();
+                    buf.resize(rows.len(), 0.0);
+                    glu_chunk(&gate[rows.clone()], &up[rows], act, buf);
+                    unsafe { a_tiles(buf, k, tiles) }
+                }),
+            }
         });
     let xbuf = &xbuf[..];
 
