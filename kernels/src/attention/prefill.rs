@@ -365,3 +365,20 @@ fn strip<const FMA: bool, const WIDE: bool, const W: usize>(
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::lane_max;
+
+    #[test]
+    fn lane_max_is_the_largest_value_at_any_length_and_place() {
+        assert_eq!(lane_max(&[]), f32::NEG_INFINITY);
+        for len in 1..70 {
+            for at in 0..len {
+                let mut x: Vec<f32> = (0..len).map(|i| -((i * 37 % 11) as f32)).collect();
+                x[at] = 5.0;
+                assert_eq!(lane_max(&x), 5.0, "len {len}, largest at {at}");
+            }
+        }
+    }
+}
