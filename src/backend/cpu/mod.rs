@@ -715,7 +715,9 @@ mod glu_linear_tests {
                 let up = b.upload(&up, &[m, k]).unwrap();
                 for act in [Activation::Silu, Activation::GeluTanh] {
                     let fused = b.glu_linear(&gate, &up, act, &w).unwrap();
-                    let apart = b.linear(&b.glu(&gate, &up, act).unwrap(), &w, None).unwrap();
+                    let apart = b
+                        .linear(&b.glu(&gate, &up, act).unwrap(), &w, None)
+                        .unwrap();
                     let (f, a) = (b.download(&fused).unwrap(), b.download(&apart).unwrap());
                     assert_eq!(fused.dims(), &[m, n]);
                     let same = f.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits());
