@@ -176,11 +176,11 @@ pub enum Input<'a> {
 impl Input<'_> {
     /// The length of a slice of this input that is not `want` values long, if any.
     fn wrong_length(&self, want: usize) -> Option<usize> {
-        let lens = match *self {
-            Input::Rows(x) => [x.len(), want],
-            Input::Glu { gate, up, .. } => [gate.len(), up.len()],
+        let lens: &[usize] = match *self {
+            Input::Rows(x) => &[x.len()],
+            Input::Glu { gate, up, .. } => &[gate.len(), up.len()],
         };
-        lens.into_iter().find(|&len| len != want)
+        lens.iter().copied().find(|&len| len != want)
     }
 }
 

@@ -105,11 +105,21 @@ fn widen(bytes: __m128i, scale: __m512, min: __m512) -> __m512 {
 pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
     debug_assert!(x.len() == out.len() && x.len().is_multiple_of(32));
     for (src, dst) in x.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
-        let lo = _mm512_loadu_ps(src.as_ptr());
-        let hi = _mm512_loadu_ps(src.as_ptr().add(16));
-        let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-        _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, z);
+        round_32(src.as_ptr(), dst.as_mut_ptr());
     }
+}
+
+/// The 32 f32 at `src` rounded to bf16 (nearest even) at `dst`.
+///
+/// # Safety
+/// As `to_bf16`; `src` and `dst` hold 32 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+unsafe fn round_32(src: *const f32, dst: *mut u16) {
+    let lo = _mm512_loadu_ps(src);
+    let hi = _mm512_loadu_ps(src.add(16));
+    let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+    _mm512_storeu_si512(dst as *mut __m512i, z);
 }
 
 /// The A tiles of up to 16 activation rows (`rows`: whole rows of `k` values) rounded to bf16
@@ -131,10 +141,7 @@ pub unsafe fn a_tiles(rows: &[f32], k: usize, out: &mut [u16]) {
     for (r, row) in rows.chunks_exact(k).enumerate() {
         let (src, dst) = (row.as_ptr(), out.as_mut_ptr().add(32 * r));
         for s in 0..k / 32 {
-            let lo = _mm512_loadu_ps(src.add(32 * s));
-            let hi = _mm512_loadu_ps(src.add(32 * s + 16));
-            let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
-            _mm512_storeu_si512(dst.add(s * TILE) as *mut __m512i, z);
+            round_32(src.add(32 * s), dst.add(s * TILE));
         }
     }
     for r in live..16 {
