@@ -318,3 +318,137 @@ async fn dropped_streams_free_their_blocks_and_the_server_keeps_answering() {
     assert_eq!(st, 200, "{v}");
     assert!(s.metric("candor:request_cancelled_total").await >= 1.0);
 }
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}
+        }, "required": ["city"]}
+    }})
+}
+
+/// The arguments of a returned call, parsed.
+fn call_arguments(call: &Value) -> Value {
+    let text = call["function"]["arguments"].as_str().expect("arguments");
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("arguments {text}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_end_to_end() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let question = json!([{"role": "user", "content": "What's the weather like in Paris today?"}]);
+    let ask = |extra: Value| {
+        let mut body = json!({"messages": question, "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+
+    // Auto: the model (greedy) calls the tool; content is null, the reason `tool_calls`.
+    let (st, v) = post(&s, "/v1/chat/completions", ask(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert!(choice["message"]["content"].is_null(), "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_"), "{call}");
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call_arguments(call)["city"], "Paris", "{call}");
+    let with_tools = v["usage"]["prompt_tokens"].as_u64().unwrap();
+
+    // /tokenize counts a prompt with tools as the chat request does.
+    let (_, t) = post(
+        &s,
+        "/tokenize",
+        json!({"messages": question, "tools": [weather_tool()]}),
+    )
+    .await;
+    assert_eq!(t["count"].as_u64(), Some(with_tools), "{t}");
+
+    // Streamed, the same call arrives whole in one delta with its index, then the reason.
+    let events = sse(&s, "/v1/chat/completions", ask(json!({"stream": true}))).await;
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .flat_map(|c| c["choices"].as_array().unwrap())
+        .filter_map(|c| c["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(deltas.len(), 1, "{events:?}");
+    assert_eq!(deltas[0]["index"], 0);
+    assert_eq!(deltas[0]["function"]["name"], "get_weather");
+    assert_eq!(call_arguments(deltas[0]), call_arguments(call));
+    let streamed_text: String = chunks
+        .iter()
+        .flat_map(|c| c["choices"].as_array().unwrap())
+        .filter_map(|c| c["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed_text, "", "call text leaked into content");
+    let last = &chunks.last().unwrap()["choices"][0];
+    assert_eq!(last["finish_reason"], "tool_calls");
+
+    // `none`: the tools are not shown (the prompt is the plain one) and no call is read.
+    let (_, plain) = post(
+        &s,
+        "/v1/chat/completions",
+        json!({"messages": question, "max_tokens": 1}),
+    )
+    .await;
+    let (st, none) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "none", "max_tokens": 8})),
+    )
+    .await;
+    assert_eq!(st, 200, "{none}");
+    assert_eq!(
+        none["usage"]["prompt_tokens"],
+        plain["usage"]["prompt_tokens"]
+    );
+    assert!(
+        none["choices"][0]["message"].get("tool_calls").is_none(),
+        "{none}"
+    );
+    assert!(with_tools > plain["usage"]["prompt_tokens"].as_u64().unwrap());
+
+    // A named function is called even when the question does not ask for it.
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                       "messages": [{"role": "user", "content": "Tell me about Oslo."}]});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named)).await;
+    assert_eq!(st, 200, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{v}");
+    assert!(call_arguments(call).is_object());
+
+    // The round trip: the call and its result go back in the history (told not to call again,
+    // as this small model would, it answers in text drawn from the result).
+    let history = json!([
+        {"role": "user", "content": "What's the weather like in Paris today?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 21, \"sky\": \"sunny\"}"}
+    ]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"messages": history, "tool_choice": "none"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+    assert!(
+        answer.contains("21") || answer.to_lowercase().contains("sunny"),
+        "{v}"
+    );
+    let (_, t) = post(&s, "/tokenize", json!({"messages": history})).await;
+    assert_eq!(t["count"], v["usage"]["prompt_tokens"]);
+}

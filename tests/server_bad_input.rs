@@ -361,6 +361,63 @@ fn cases() -> Vec<Case> {
             400,
             "exactly one",
         ),
+        case(
+            "JSON mode is refused, not ignored",
+            chat_path,
+            chat(json!({"response_format": {"type": "json_object"}})),
+            400,
+            "not supported",
+        ),
+        case(
+            "tool of another type",
+            chat_path,
+            chat(json!({"tools": [{"type": "retrieval"}]})),
+            400,
+            "type `function`",
+        ),
+        case(
+            "function name with spaces",
+            chat_path,
+            chat(json!({"tools": [{"type": "function", "function": {"name": "get weather"}}]})),
+            400,
+            "is invalid",
+        ),
+        case(
+            "tool_choice names a function not in tools",
+            chat_path,
+            chat(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                        "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            ),
+            400,
+            "not in `tools`",
+        ),
+        case(
+            "tool_choice without tools",
+            chat_path,
+            chat(json!({"tool_choice": "required"})),
+            400,
+            "non-empty `tools`",
+        ),
+        case(
+            "tool calls on a user message",
+            chat_path,
+            chat(json!({"messages": [{"role": "user", "content": "hi",
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}]})),
+            400,
+            "only assistant messages",
+        ),
+        case(
+            "tool call arguments that are not JSON",
+            chat_path,
+            chat(
+                json!({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{city: Paris"}}]},
+                {"role": "tool", "tool_call_id": "c", "content": "sunny"}]}),
+            ),
+            400,
+            "not valid JSON",
+        ),
     ];
     for c in &mut v {
         if c.method == reqwest::Method::GET {

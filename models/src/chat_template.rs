@@ -1,6 +1,9 @@
 //! Chat templates (Jinja, as shipped in `tokenizer_config.json` or GGUF
 //! `tokenizer.chat_template`) rendered with minijinja plus the helpers HF templates rely on:
-//! `raise_exception`, `strftime_now`, `tojson`, and Python string/dict methods (pycompat).
+//! `raise_exception`, `strftime_now`, `tojson` (Python's `json.dumps`, see `py_json`), and
+//! Python string/dict methods (pycompat).
+use crate::py_json::{self, DumpOptions};
+use minijinja::value::Kwargs;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -23,10 +26,36 @@ pub enum TemplateError {
     },
 }
 
+/// One message as templates see it (HF's message dicts). Optional fields are left out when
+/// absent, so `message.tool_calls is defined` tests in templates behave as in transformers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
-    pub content: String,
+    /// `None` (rendered as `none`) for an assistant turn that only calls tools.
+    pub content: Option<String>,
+    /// Assistant tool calls: `{"id", "type": "function", "function": {"name", "arguments"}}`
+    /// with `arguments` an object, as HF templates expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// Which call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The tool's name on a `tool` message (some templates print it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text message.
+    pub fn text(role: &str, content: &str) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: Some(content.into()),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
+    }
 }
 
 /// Check that every message has one of the `allowed` roles.
@@ -45,6 +74,7 @@ pub fn validate_roles(messages: &[ChatMessage], allowed: &[&str]) -> Result<(), 
 
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -64,6 +94,36 @@ fn strftime_now(fmt: String) -> String {
     chrono::Local::now().format(&fmt).to_string()
 }
 
+/// `tojson(value, indent=None, separators=None, sort_keys=False, ensure_ascii=False)` with
+/// `json.dumps` output (HF's filter), `indent` also accepted positionally (Jinja's filter).
+fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, JinjaError> {
+    let bad = |what: &str| JinjaError::new(ErrorKind::InvalidOperation, format!("tojson: {what}"));
+    let indent = match indent.or(kwargs.get::<Option<Value>>("indent")?) {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => match (v.as_str(), i64::try_from(v.clone())) {
+            (Some(s), _) => Some(s.to_string()),
+            (None, Ok(n)) if (0..=64).contains(&n) => Some(" ".repeat(n as usize)),
+            _ => return Err(bad("`indent` must be a string or a number in [0, 64]")),
+        },
+    };
+    let mut options = DumpOptions {
+        sort_keys: kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false),
+        ensure_ascii: kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false),
+        ..DumpOptions::default()
+    }
+    .with_indent(indent);
+    if let Some(seps) = kwargs.get::<Option<Vec<String>>>("separators")? {
+        let [item, key] = <[String; 2]>::try_from(seps)
+            .map_err(|_| bad("`separators` must be (item_separator, key_separator)"))?;
+        options.item_separator = item;
+        options.key_separator = key;
+    }
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value).map_err(|e| bad(&e.to_string()))?;
+    Ok(Value::from_safe_string(py_json::dumps(&json, &options)))
+}
+
 impl ChatTemplate {
     pub fn new(
         source: &str,
@@ -77,13 +137,20 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
             env,
+            source: source.to_string(),
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
         })
+    }
+
+    /// The Jinja source (tells how the model writes tool calls).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// A template, or `Missing` when the model has none.
@@ -103,16 +170,21 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
-        self.render_with(messages, add_generation_prompt, Value::from(()))
+        self.render_with_tools(messages, add_generation_prompt, None)
     }
 
-    /// Render with extra context values (e.g. `tools`), passed as a map.
-    pub fn render_with(
+    /// Render with `tools` (OpenAI function definitions, as `apply_chat_template(tools=...)`
+    /// gets them); `None` leaves `tools` undefined, as transformers does.
+    pub fn render_with_tools(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
-        extra: Value,
+        tools: Option<&serde_json::Value>,
     ) -> Result<String, TemplateError> {
+        let extra = match tools {
+            Some(tools) => context! { tools => Value::from_serialize(tools) },
+            None => Value::from(()),
+        };
         let tmpl = self
             .env
             .get_template(NAME)
@@ -156,10 +228,7 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     #[test]
@@ -179,6 +248,23 @@ mod tests {
                 serde_json::from_value(case["messages"].clone()).unwrap();
             let text = t
                 .render(&messages, case["add_generation_prompt"].as_bool().unwrap())
+                .unwrap();
+            assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["id"]);
+        }
+    }
+
+    #[test]
+    fn qwen_template_with_tools_matches_transformers() {
+        let golden: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/chat_tools/qwen2.5-0.5b.json"
+        ))
+        .unwrap();
+        let t = ChatTemplate::new(golden["chat_template"].as_str().unwrap(), None, None).unwrap();
+        for case in golden["cases"].as_array().unwrap() {
+            let messages: Vec<ChatMessage> =
+                serde_json::from_value(case["messages"].clone()).unwrap();
+            let text = t
+                .render_with_tools(&messages, true, Some(&case["tools"]))
                 .unwrap();
             assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["id"]);
         }

@@ -9,6 +9,7 @@ pub mod dummy;
 pub mod error;
 pub mod loader;
 pub mod projection;
+pub mod py_json;
 pub mod rope;
 pub mod spec;
 pub mod tokenizer;

@@ -130,15 +130,9 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             .map_err(candor_models::ModelError::from)?;
             let mut messages = Vec::new();
             if let Some(system) = &args.system {
-                messages.push(ChatMessage {
-                    role: "system".into(),
-                    content: system.clone(),
-                });
+                messages.push(ChatMessage::text("system", system));
             }
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: text.clone(),
-            });
+            messages.push(ChatMessage::text("user", text));
             let rendered = template
                 .render(&messages, true)
                 .map_err(candor_models::ModelError::from)?;

@@ -139,6 +139,7 @@ pub fn start(
             rx,
             ready.tokenizer.clone(),
             plan.stop.clone(),
+            plan.keep_special_tokens,
             out_tx.clone(),
         ));
     }
@@ -150,9 +151,13 @@ async fn drive(
     mut rx: mpsc::UnboundedReceiver<EngineEvent>,
     tok: Arc<Tokenizer>,
     stops: Vec<String>,
+    keep_special_tokens: bool,
     out: mpsc::UnboundedSender<ChoiceEvent>,
 ) {
     let mut decoder = StreamDecoder::new(&tok);
+    if keep_special_tokens {
+        decoder = decoder.with_special_tokens();
+    }
     let mut stop = StopMatcher {
         stops,
         pending: String::new(),

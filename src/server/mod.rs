@@ -9,6 +9,7 @@ pub mod openai;
 pub mod respond;
 pub mod routes;
 pub mod state;
+pub mod tools;
 pub mod validate;
 
 use crate::engine::load::{load_model, LoadOptions};

@@ -1,6 +1,6 @@
 //! OpenAI request bodies as clients send them. Fields candor does not use are accepted and
-//! ignored (clients send `user`, `tools`...), fields it uses are type-checked by serde and
-//! range-checked in `validate.rs`.
+//! ignored (clients send `user`, `metadata`...), fields it uses are type-checked by serde and
+//! range-checked in `validate.rs` (tool fields in `tools/`).
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -70,6 +70,11 @@ pub struct ContentPart {
 pub struct Message {
     pub role: String,
     pub content: Option<Content>,
+    /// Calls an earlier assistant turn made (checked in `tools::template_tool_calls`).
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// On a `tool` message: the call it answers.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +85,12 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<i64>,
+    /// Function definitions, kept as sent: the template prints them (key order included).
+    pub tools: Option<Vec<serde_json::Value>>,
+    pub tool_choice: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
+    /// Only `{"type": "text"}` is served; JSON modes are refused rather than ignored.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// `prompt`: text, token ids, or a one-element list of either.
@@ -107,6 +118,8 @@ pub struct TokenizeRequest {
     pub model: Option<String>,
     pub prompt: Option<String>,
     pub messages: Option<Vec<Message>>,
+    /// With `messages`: counted as a chat request with these tools would be.
+    pub tools: Option<Vec<serde_json::Value>>,
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
 }

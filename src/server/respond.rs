@@ -3,6 +3,8 @@
 //! where text and logprobs go.
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
+use super::tools::answer::{AnswerReader, Released};
+use super::tools::{call_json, ToolOutput};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -25,6 +27,8 @@ pub struct Meta {
     pub n: usize,
     pub logprobs: bool,
     pub include_usage: bool,
+    /// Chat requests with tools: read calls out of the answers.
+    pub tools: Option<ToolOutput>,
 }
 
 fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
@@ -102,9 +106,18 @@ pub async fn complete(
             } else {
                 Value::Null
             };
-            match meta.kind {
-                Kind::Chat => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
-                Kind::Text => json!({"index": i, "text": text[i], "logprobs": lp, "finish_reason": finish[i]}),
+            match (meta.kind, &meta.tools) {
+                (Kind::Chat, None) => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
+                (Kind::Chat, Some(tools)) => {
+                    let mut reader = AnswerReader::new(tools);
+                    let mut answer = reader.push(&text[i]);
+                    let rest = reader.finish();
+                    answer.content.push_str(&rest.content);
+                    answer.calls.extend(rest.calls);
+                    let reason = finish[i].map(|r| reader.finish_reason(r));
+                    json!({"index": i, "message": tool_message(answer), "logprobs": lp, "finish_reason": reason})
+                }
+                (Kind::Text, _) => json!({"index": i, "text": text[i], "logprobs": lp, "finish_reason": finish[i]}),
             }
         })
         .collect();
@@ -118,6 +131,32 @@ pub async fn complete(
         "choices": choices, "usage": usage(meta.prompt_tokens, completion, cached),
     }))
     .into_response())
+}
+
+/// An assistant message with calls: `content` is null when the answer is only calls.
+fn tool_message(answer: Released) -> Value {
+    if answer.calls.is_empty() {
+        return json!({"role": "assistant", "content": answer.content});
+    }
+    let content = Some(answer.content).filter(|c| !c.trim().is_empty());
+    let calls: Vec<Value> = answer
+        .calls
+        .iter()
+        .map(|(_, c)| call_json(c, None))
+        .collect();
+    json!({"role": "assistant", "content": content, "tool_calls": calls})
+}
+
+/// Stream deltas for what a tool reader released: content first, then one delta per call.
+fn tool_deltas(released: Released) -> Vec<Value> {
+    let mut deltas = Vec::new();
+    if !released.content.is_empty() {
+        deltas.push(json!({"content": released.content}));
+    }
+    for (index, call) in &released.calls {
+        deltas.push(json!({"tool_calls": [call_json(call, Some(*index))]}));
+    }
+    deltas
 }
 
 fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event {
@@ -154,10 +193,15 @@ fn async_stream(
         completion: usize,
         cached: usize,
         offsets: Vec<usize>,
+        /// Per choice, when the answers are read for tool calls.
+        readers: Vec<Option<AnswerReader>>,
         done: bool,
         queue: std::collections::VecDeque<Event>,
     }
     let n = meta.n;
+    let readers = (0..n)
+        .map(|_| meta.tools.as_ref().map(AnswerReader::new))
+        .collect();
     let st = St {
         meta,
         rx,
@@ -166,6 +210,7 @@ fn async_stream(
         completion: 0,
         cached: 0,
         offsets: vec![0; n],
+        readers,
         done: false,
         queue: Default::default(),
     };
@@ -202,7 +247,7 @@ fn async_stream(
                     continue;
                 }
             };
-            let choice = match (ev, st.meta.kind) {
+            let choices: Vec<Value> = match (ev, st.meta.kind) {
                 (
                     ChoiceEvent::Delta {
                         index,
@@ -211,12 +256,28 @@ fn async_stream(
                     },
                     Kind::Chat,
                 ) => {
-                    let lp = if st.meta.logprobs {
+                    let mut lp = if st.meta.logprobs {
                         chat_logprobs(&tokens)
                     } else {
                         Value::Null
                     };
-                    json!({"index": index, "delta": {"content": text}, "logprobs": lp, "finish_reason": null})
+                    let deltas = match &mut st.readers[index] {
+                        Some(reader) => tool_deltas(reader.push(&text)),
+                        None => vec![json!({"content": text})],
+                    };
+                    // Tokens held inside a call still report their logprobs.
+                    let deltas = if deltas.is_empty() && !lp.is_null() {
+                        vec![json!({})]
+                    } else {
+                        deltas
+                    };
+                    deltas
+                        .into_iter()
+                        .map(|delta| {
+                            let lp = std::mem::take(&mut lp);
+                            json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": null})
+                        })
+                        .collect()
                 }
                 (
                     ChoiceEvent::Delta {
@@ -232,7 +293,9 @@ fn async_stream(
                         Value::Null
                     };
                     st.offsets[index] += text.len();
-                    json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null})
+                    vec![
+                        json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null}),
+                    ]
                 }
                 (
                     ChoiceEvent::Finish {
@@ -248,10 +311,23 @@ fn async_stream(
                     st.cached = st.cached.max(cached_tokens);
                     match kind {
                         Kind::Chat => {
-                            json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason})
+                            let (rest, reason) = match &mut st.readers[index] {
+                                Some(reader) => {
+                                    (tool_deltas(reader.finish()), reader.finish_reason(reason))
+                                }
+                                None => (Vec::new(), reason),
+                            };
+                            let mut choices: Vec<Value> = rest
+                                .into_iter()
+                                .map(|delta| json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": null}))
+                                .collect();
+                            choices.push(json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}));
+                            choices
                         }
                         Kind::Text => {
-                            json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason})
+                            vec![
+                                json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason}),
+                            ]
                         }
                     }
                 }
@@ -262,7 +338,9 @@ fn async_stream(
                     continue;
                 }
             };
-            st.queue.push_back(chunk(&st.meta, vec![choice], None));
+            for choice in choices {
+                st.queue.push_back(chunk(&st.meta, vec![choice], None));
+            }
         }
     })
 }

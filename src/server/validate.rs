@@ -24,6 +24,8 @@ pub struct Plan {
     pub ignore_eos: bool,
     pub stream: bool,
     pub include_usage: bool,
+    /// Decode special tokens into the text (tool-call markers that are special tokens).
+    pub keep_special_tokens: bool,
 }
 
 fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
@@ -169,6 +171,7 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
         ignore_eos: p.ignore_eos,
         stream: p.stream,
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        keep_special_tokens: false,
     })
 }
 

@@ -3,6 +3,7 @@
 Usage: python3 openai_client.py BASE_URL MODEL
 Exits non-zero (with an assertion message) on the first thing that does not work.
 """
+import json
 import sys
 
 import openai
@@ -58,6 +59,46 @@ choice = comp.choices[0]
 assert " 7" not in choice.text, choice.text
 assert choice.logprobs is not None and len(choice.logprobs.tokens) > 0, choice.logprobs
 assert comp.usage.completion_tokens >= 1, comp.usage
+
+# Tool calls, parsed by the client's own types, whole and streamed.
+weather = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+ask = [{"role": "user", "content": "What's the weather like in Paris today?"}]
+chat = client.chat.completions.create(model=model, messages=ask, tools=[weather], max_tokens=60, temperature=0)
+choice = chat.choices[0]
+assert choice.finish_reason == "tool_calls", choice
+call = choice.message.tool_calls[0]
+assert call.type == "function" and call.function.name == "get_weather", call
+assert json.loads(call.function.arguments)["city"] == "Paris", call
+streamed = {}
+stream = client.chat.completions.create(
+    model=model, messages=ask, tools=[weather], max_tokens=60, temperature=0, stream=True
+)
+for chunk in stream:
+    for c in chunk.choices:
+        for d in c.delta.tool_calls or []:
+            entry = streamed.setdefault(d.index, {"name": "", "arguments": ""})
+            entry["name"] += d.function.name or ""
+            entry["arguments"] += d.function.arguments or ""
+        if c.finish_reason:
+            finish = c.finish_reason
+assert finish == "tool_calls", finish
+assert streamed[0]["name"] == "get_weather", streamed
+assert json.loads(streamed[0]["arguments"]) == json.loads(call.function.arguments), streamed
+history = ask + [
+    choice.message.model_dump(exclude_none=True),
+    {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21, "sky": "sunny"}'},
+]
+answer = client.chat.completions.create(
+    model=model, messages=history, tools=[weather], tool_choice="none", max_tokens=30, temperature=0
+)
+assert answer.choices[0].message.content, answer
 
 # An error comes back as the client's typed exception.
 try:

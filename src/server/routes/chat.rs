@@ -4,11 +4,12 @@ use crate::server::generation;
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::respond::{self, Kind, Meta};
-use crate::server::state::{new_id, unix_now, SharedState};
+use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::validate::{no_nul, plan};
 use axum::extract::State;
 use axum::response::Response;
-use candor_models::chat_template::ChatMessage;
+use candor_models::chat_template::{ChatMessage, ChatTemplate};
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
@@ -34,8 +35,10 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
             ));
         }
         let content = match &m.content {
-            None => String::new(),
-            Some(Content::Text(t)) => t.clone(),
+            // An assistant turn that only called tools has no content, as in transformers.
+            None if m.tool_calls.is_some() => None,
+            None => Some(String::new()),
+            Some(Content::Text(t)) => Some(t.clone()),
             Some(Content::Parts(parts)) => {
                 let mut text = String::new();
                 for p in parts {
@@ -51,39 +54,89 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
                         }
                     }
                 }
-                text
+                Some(text)
             }
         };
-        no_nul(&format!("{param}.content"), &content)?;
+        no_nul(
+            &format!("{param}.content"),
+            content.as_deref().unwrap_or(""),
+        )?;
+        let tool_calls = match &m.tool_calls {
+            Some(calls) if m.role == "assistant" => {
+                Some(tools::template_tool_calls(calls, &param)?)
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &format!("{param}.tool_calls"),
+                    "only assistant messages carry `tool_calls`",
+                ))
+            }
+            None => None,
+        };
         // "developer" is OpenAI's newer name for "system".
         let role = if m.role == "developer" {
             "system".to_string()
         } else {
             m.role.clone()
         };
-        out.push(ChatMessage { role, content });
+        out.push(ChatMessage {
+            role,
+            content,
+            tool_calls,
+            tool_call_id: m.tool_call_id.clone(),
+            name: m.name.clone(),
+        });
     }
     Ok(out)
 }
 
-/// Render messages with the model's template and tokenize them.
-pub fn chat_prompt_ids(
-    ready: &crate::server::state::Ready,
-    messages: &[Message],
-) -> Result<Vec<u32>, ApiError> {
-    let msgs = to_chat_messages(messages)?;
-    let template = ready.template.as_ref().ok_or_else(|| {
+pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
+    ready.template.as_deref().ok_or_else(|| {
         ApiError::bad_request(
             "this model has no chat template; use /v1/completions with a plain prompt",
         )
-    })?;
-    let text = template
-        .render(&msgs, true)
+    })
+}
+
+/// Render messages (and tools) with the model's template and tokenize them; a forced call
+/// opening ends the prompt.
+pub fn chat_prompt_ids(
+    ready: &Ready,
+    messages: &[Message],
+    tools: Option<&ToolPlan>,
+) -> Result<Vec<u32>, ApiError> {
+    let msgs = to_chat_messages(messages)?;
+    let template = chat_template(ready)?;
+    let mut text = template
+        .render_with_tools(&msgs, true, tools.map(|t| &t.tools))
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    if let Some(t) = tools {
+        text.push_str(&t.output.forced_prefix);
+    }
     ready
         .tokenizer
         .encode(&text, false)
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// JSON modes need constrained sampling, which candor does not do: refuse them rather than
+/// answer with text the client would take for JSON.
+fn check_response_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    let Some(format) = format else { return Ok(()) };
+    match format.get("type").and_then(serde_json::Value::as_str) {
+        Some("text") => Ok(()),
+        Some(kind @ ("json_object" | "json_schema")) => Err(ApiError::invalid(
+            "response_format",
+            format!(
+                "`response_format` `{kind}` is not supported: candor does not constrain \
+                 sampling to JSON; describe the format in the prompt instead"
+            ),
+        )),
+        _ => Err(ApiError::invalid(
+            "response_format",
+            "`response_format` must be {\"type\": \"text\"}",
+        )),
+    }
 }
 
 pub async fn chat_completions(
@@ -92,8 +145,19 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    let prompt = chat_prompt_ids(ready, &req.messages)?;
-    let p = plan(&req.common, prompt.len(), &ready.limits)?;
+    check_response_format(req.response_format.as_ref())?;
+    let tool_request = ToolRequest {
+        tools: req.tools.as_deref(),
+        tool_choice: req.tool_choice.as_ref(),
+        parallel_tool_calls: req.parallel_tool_calls,
+    };
+    let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+    let prompt = chat_prompt_ids(ready, &req.messages, tools.as_ref())?;
+    let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
+    // Mistral's call marker is a special token: decoding must keep it to see the calls.
+    p.keep_special_tokens = tools
+        .as_ref()
+        .is_some_and(|t| t.output.format.needs_special_tokens());
     let top = match (req.logprobs, req.top_logprobs) {
         (_, Some(k)) if k < 0 || k as usize > ready.limits.max_logprobs => {
             return Err(ApiError::invalid(
@@ -125,6 +189,7 @@ pub async fn chat_completions(
         n: p.n,
         logprobs: top.is_some(),
         include_usage: p.include_usage,
+        tools: tools.map(|t| t.output),
     };
     if p.stream {
         Ok(respond::stream(meta, rx))

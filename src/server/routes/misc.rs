@@ -1,9 +1,10 @@
 //! `/v1/models`, `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
-use super::chat::chat_prompt_ids;
+use super::chat::{chat_prompt_ids, chat_template};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
 use crate::server::state::SharedState;
+use crate::server::tools::{self, ToolRequest};
 use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
@@ -49,7 +50,15 @@ pub async fn tokenize(
                 .encode(p, req.add_special_tokens)
                 .map_err(|e| ApiError::internal(e.to_string()))?
         }
-        (None, Some(m)) => chat_prompt_ids(ready, m)?,
+        (None, Some(m)) => {
+            let tool_request = ToolRequest {
+                tools: req.tools.as_deref(),
+                tool_choice: None,
+                parallel_tool_calls: None,
+            };
+            let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+            chat_prompt_ids(ready, m, tools.as_ref())?
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of `prompt` or `messages`",

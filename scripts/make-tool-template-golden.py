@@ -1,0 +1,78 @@
+"""Golden renderings of chat templates with tools, from Hugging Face transformers.
+
+candor renders `tools`, assistant `tool_calls` and `tool` messages with minijinja; this writes
+what transformers' own renderer (`render_jinja_template`, what `apply_chat_template` calls)
+makes of the same conversations, for `tests/tool_templates.rs`. Messages are given as OpenAI
+clients send them except that `arguments` are objects, as HF templates expect (the server turns
+the client's JSON strings into objects before rendering).
+
+    pip install --target /tmp/hfpy transformers
+    PYTHONPATH=/tmp/hfpy python3 scripts/make-tool-template-golden.py \
+        ../shared/fixtures/tokenizer/qwen2.5-0.5b.json tests/fixtures/chat_tools/qwen2.5-0.5b.json
+"""
+import json
+import sys
+
+import transformers
+from transformers.utils.chat_template_utils import render_jinja_template
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city <with> 'quotes' & ünïcode",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+CALL = {"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"unit": "celsius", "city": "Paris"}}}
+CALL2 = {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": {}}}
+
+CASES = [
+    ("tools_first_turn", [WEATHER], [{"role": "user", "content": "Weather in Paris?"}]),
+    ("tools_with_system", [WEATHER, TIME], [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Weather in Paris and the time?"},
+    ]),
+    ("tool_round_trip", [WEATHER, TIME], [
+        {"role": "user", "content": "Weather in Paris and the time?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL, CALL2]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 21}"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "12:00"},
+    ]),
+    ("assistant_text_and_call", [WEATHER], [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": "It is sunny."},
+        {"role": "user", "content": "Thanks"},
+    ]),
+]
+
+
+def main(tokenizer_golden, out_path):
+    template = json.load(open(tokenizer_golden))["chat_template"]
+    cases = []
+    for case_id, tools, messages in CASES:
+        rendered, _ = render_jinja_template(
+            conversations=[messages], tools=tools, chat_template=template, add_generation_prompt=True
+        )
+        cases.append({"id": case_id, "tools": tools, "messages": messages, "text": rendered[0]})
+    doc = {"source": tokenizer_golden.rsplit("/", 1)[-1], "transformers": transformers.__version__,
+           "chat_template": template, "cases": cases}
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

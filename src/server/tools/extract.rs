@@ -1,0 +1,255 @@
+//! Splits generated text into plain content and tool calls as it streams in. Text that could
+//! still be the start of a call block is held back (as stop strings are); a block's text is
+//! never shown as content unless it turns out not to be a well-formed call. The same extractor
+//! serves whole answers (push everything, then finish), so both paths read calls alike.
+use super::format::{ParsedCall, ToolFormat};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Content(String),
+    Call(ParsedCall),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Outside a block; `pending` holds text that may begin one.
+    Text { pending: String },
+    /// Inside a block since its start marker; `body` is what followed it.
+    Block { body: String },
+    /// Only text from here on (llama 3: the answer did not open with a call).
+    TextOnly,
+}
+
+pub struct ToolCallExtractor {
+    format: ToolFormat,
+    state: State,
+}
+
+impl ToolCallExtractor {
+    pub fn new(format: ToolFormat) -> Self {
+        ToolCallExtractor {
+            format,
+            state: State::Text {
+                pending: String::new(),
+            },
+        }
+    }
+
+    /// Add generated text; returns what can be released now.
+    pub fn push(&mut self, text: &str) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut input = text.to_string();
+        loop {
+            match &mut self.state {
+                State::TextOnly => {
+                    push_content(&mut out, input);
+                    return out;
+                }
+                State::Text { pending } => {
+                    pending.push_str(&input);
+                    input.clear();
+                    let start = self.format.call_start();
+                    if self.format.only_at_start() {
+                        let trimmed = pending.trim_start();
+                        if start.starts_with(trimmed) && trimmed.len() < start.len() {
+                            return out; // maybe the start of a call: wait
+                        }
+                        if trimmed.starts_with(start) {
+                            let body = trimmed.to_string();
+                            self.state = State::Block { body };
+                        } else {
+                            let text = std::mem::take(pending);
+                            self.state = State::TextOnly;
+                            push_content(&mut out, text);
+                        }
+                        continue;
+                    }
+                    if let Some(at) = pending.find(start) {
+                        let mut body = pending.split_off(at);
+                        push_content(&mut out, std::mem::take(pending));
+                        body.drain(..start.len());
+                        self.state = State::Block {
+                            body: String::new(),
+                        };
+                        input = body;
+                        continue;
+                    }
+                    let keep = held_back(pending, start);
+                    let ready: String = pending.drain(..pending.len() - keep).collect();
+                    push_content(&mut out, ready);
+                    return out;
+                }
+                State::Block { body } => {
+                    body.push_str(&input);
+                    input.clear();
+                    let Some(end) = self.format.call_end() else {
+                        return out;
+                    };
+                    let Some(at) = body.find(end) else {
+                        return out;
+                    };
+                    let rest = body.split_off(at + end.len());
+                    body.truncate(at);
+                    let block = std::mem::take(body);
+                    self.close_block(&mut out, &block, Some(end));
+                    self.state = State::Text {
+                        pending: String::new(),
+                    };
+                    input = rest;
+                    if input.is_empty() {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output ended: release everything held back; an unclosed block is read as a call if
+    /// its body is one (models often stop right after the JSON), else returned as text.
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let mut out = Vec::new();
+        match std::mem::replace(&mut self.state, State::TextOnly) {
+            State::Text { pending } => push_content(&mut out, pending),
+            State::Block { body } => self.close_block(&mut out, &body, None),
+            State::TextOnly => {}
+        }
+        out
+    }
+
+    fn close_block(&self, out: &mut Vec<Piece>, body: &str, end: Option<&str>) {
+        match self.format.parse_block(body) {
+            Some(calls) => out.extend(calls.into_iter().map(Piece::Call)),
+            None => {
+                let start = if self.format.start_in_body() {
+                    ""
+                } else {
+                    self.format.call_start()
+                };
+                push_content(out, format!("{start}{body}{}", end.unwrap_or("")));
+            }
+        }
+    }
+}
+
+fn push_content(out: &mut Vec<Piece>, text: String) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Piece::Content(last)) = out.last_mut() {
+        last.push_str(&text);
+    } else {
+        out.push(Piece::Content(text));
+    }
+}
+
+/// Length of the longest end of `text` that is a proper beginning of `marker`.
+fn held_back(text: &str, marker: &str) -> usize {
+    (1..marker.len())
+        .rev()
+        .find(|&k| marker.is_char_boundary(k) && text.ends_with(&marker[..k]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: &str) -> Piece {
+        Piece::Call(ParsedCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        })
+    }
+
+    fn text(s: &str) -> Piece {
+        Piece::Content(s.into())
+    }
+
+    /// Feed `output` in pieces of `step` characters; collect everything, merging content.
+    fn run(format: ToolFormat, output: &str, step: usize) -> Vec<Piece> {
+        let mut x = ToolCallExtractor::new(format);
+        let chars: Vec<char> = output.chars().collect();
+        let mut all = Vec::new();
+        for chunk in chars.chunks(step) {
+            for p in x.push(&chunk.iter().collect::<String>()) {
+                match p {
+                    Piece::Content(t) => push_content(&mut all, t),
+                    c => all.push(c),
+                }
+            }
+        }
+        for p in x.finish() {
+            match p {
+                Piece::Content(t) => push_content(&mut all, t),
+                c => all.push(c),
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn hermes_calls_come_out_whole_at_any_chunking() {
+        let output = "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+        for step in [1, 2, 3, 7, 1000] {
+            assert_eq!(
+                run(ToolFormat::Hermes, output, step),
+                vec![
+                    text("Let me look.\n"),
+                    call("get_weather", "{\"city\":\"Paris\"}"),
+                    text("\n"),
+                    call("get_time", "{}"),
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_that_only_looks_like_a_marker_is_released() {
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        assert_eq!(x.push("a <tool"), vec![text("a ")]);
+        assert_eq!(x.push("box> b"), vec![text("<toolbox> b")]);
+        assert_eq!(x.push(" <"), vec![text(" ")]);
+        assert_eq!(x.finish(), vec![text("<")]);
+    }
+
+    #[test]
+    fn malformed_or_unclosed_blocks() {
+        // Broken JSON inside a closed block: the block is text.
+        let broken = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\n</tool_call> done";
+        assert_eq!(run(ToolFormat::Hermes, broken, 4), vec![text(broken)]);
+        // A model that stops after the JSON without the closing tag still made a call.
+        assert_eq!(
+            run(ToolFormat::Hermes, "<tool_call>\n{\"name\": \"f\"}\n", 3),
+            vec![call("f", "{}")]
+        );
+        // Cut off mid-call (length limit): text.
+        let cut = "<tool_call>\n{\"name\": \"f\", \"argu";
+        assert_eq!(run(ToolFormat::Hermes, cut, 5), vec![text(cut)]);
+    }
+
+    #[test]
+    fn llama3_calls_only_open_the_answer() {
+        let output = "  {\"name\": \"a\", \"parameters\": {\"x\": 1}}; {\"name\": \"b\", \"parameters\": {}}";
+        assert_eq!(
+            run(ToolFormat::Llama3Json, output, 2),
+            vec![call("a", "{\"x\":1}"), call("b", "{}")]
+        );
+        let prose = "Use {\"name\": \"a\"} like this";
+        assert_eq!(run(ToolFormat::Llama3Json, prose, 3), vec![text(prose)]);
+        let not_a_call = "{\"answer\": 42}";
+        assert_eq!(
+            run(ToolFormat::Llama3Json, not_a_call, 3),
+            vec![text(not_a_call)]
+        );
+    }
+
+    #[test]
+    fn mistral_list_runs_to_the_end() {
+        let output = "Sure. [TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {\"x\": \"]\"}}]";
+        assert_eq!(
+            run(ToolFormat::Mistral, output, 3),
+            vec![text("Sure. "), call("a", "{\"x\":\"]\"}")]
+        );
+    }
+}

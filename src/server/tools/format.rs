@@ -1,0 +1,277 @@
+//! How a model family writes tool calls, told from its chat template, and how to read them
+//! back from generated text.
+//!
+//! Each template that takes `tools` also shows the model how to answer with a call; the three
+//! conventions below cover the families candor loads (the names are vLLM's parser names):
+//! - `hermes`: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, any number of
+//!   them after optional text (Qwen2.5, Qwen3, Hermes).
+//! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end.
+//! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
+//!   by `;` (Llama 3.1-3.3; `<|python_tag|>` before it is a special token, dropped in decoding).
+use serde_json::Value;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolFormat {
+    Hermes,
+    Mistral,
+    Llama3Json,
+}
+
+/// Why a template cannot be asked for tool calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsupported {
+    /// The template never reads `tools`: the model would not see them.
+    NoTools,
+    /// It reads `tools`, but in none of the conventions above.
+    UnknownFormat,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsupported::NoTools => {
+                write!(f, "this model's chat template does not take tools")
+            }
+            Unsupported::UnknownFormat => write!(
+                f,
+                "this model's chat template takes tools, but writes calls in a format candor \
+                 cannot read (known: hermes <tool_call>, mistral [TOOL_CALLS], llama 3 JSON)"
+            ),
+        }
+    }
+}
+
+/// One call read from the output: the function's name and its arguments as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ToolFormat {
+    pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
+        if template.contains("<tool_call>") {
+            Ok(ToolFormat::Hermes)
+        } else if template.contains("[TOOL_CALLS]") {
+            Ok(ToolFormat::Mistral)
+        } else if template.contains("<|python_tag|>")
+            || template.contains("\"parameters\": dictionary of argument name")
+        {
+            Ok(ToolFormat::Llama3Json)
+        } else if template.contains("tools") {
+            Err(Unsupported::UnknownFormat)
+        } else {
+            Err(Unsupported::NoTools)
+        }
+    }
+
+    /// Text that opens a call block.
+    pub fn call_start(self) -> &'static str {
+        match self {
+            ToolFormat::Hermes => "<tool_call>",
+            ToolFormat::Mistral => "[TOOL_CALLS]",
+            ToolFormat::Llama3Json => "{",
+        }
+    }
+
+    /// Text that closes one call block; `None`: the block runs to the end of the output.
+    pub fn call_end(self) -> Option<&'static str> {
+        match self {
+            ToolFormat::Hermes => Some("</tool_call>"),
+            ToolFormat::Mistral | ToolFormat::Llama3Json => None,
+        }
+    }
+
+    /// Whether a block may only open the output (after whitespace); otherwise it is text.
+    pub fn only_at_start(self) -> bool {
+        self == ToolFormat::Llama3Json
+    }
+
+    /// Whether the start text belongs to the block's JSON (llama 3's `{`).
+    pub fn start_in_body(self) -> bool {
+        self == ToolFormat::Llama3Json
+    }
+
+    /// Whether the start marker is a special token the decoder must keep.
+    pub fn needs_special_tokens(self) -> bool {
+        self == ToolFormat::Mistral
+    }
+
+    /// The calls in one block's body, or `None` when it is not well-formed (then the block is
+    /// returned as text, as vLLM's parsers do).
+    pub fn parse_block(self, body: &str) -> Option<Vec<ParsedCall>> {
+        match self {
+            ToolFormat::Hermes => {
+                Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?])
+            }
+            ToolFormat::Mistral => match serde_json::from_str(body.trim()).ok()? {
+                Value::Array(items) => items.iter().map(call_object).collect(),
+                one => Some(vec![call_object(&one)?]),
+            },
+            ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
+        }
+    }
+
+    /// Text the answer is made to begin with, when the request demands a call
+    /// (`tool_choice: "required"` or a named function): the model then continues a call.
+    pub fn forced_prefix(self, function: Option<&str>) -> String {
+        let name = |n: &str| serde_json::to_string(n).unwrap_or_default();
+        match (self, function) {
+            (ToolFormat::Hermes, None) => "<tool_call>\n{\"name\": ".into(),
+            (ToolFormat::Hermes, Some(f)) => {
+                format!("<tool_call>\n{{\"name\": {}, \"arguments\": ", name(f))
+            }
+            (ToolFormat::Mistral, None) => "[TOOL_CALLS][{\"name\": ".into(),
+            (ToolFormat::Mistral, Some(f)) => {
+                format!("[TOOL_CALLS][{{\"name\": {}, \"arguments\": ", name(f))
+            }
+            (ToolFormat::Llama3Json, None) => "{\"name\": ".into(),
+            (ToolFormat::Llama3Json, Some(f)) => {
+                format!("{{\"name\": {}, \"parameters\": ", name(f))
+            }
+        }
+    }
+}
+
+/// `{"name": "f", "arguments": {...}}` (or `"parameters"`) as a call; arguments given as a
+/// JSON string are taken as they are.
+fn call_object(v: &Value) -> Option<ParsedCall> {
+    let name = v.get("name")?.as_str()?.to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let arguments = match v.get("arguments").or_else(|| v.get("parameters")) {
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(args @ Value::Object(_)) => serde_json::to_string(args).ok()?,
+        Some(_) => return None,
+    };
+    Some(ParsedCall { name, arguments })
+}
+
+/// JSON values one after another, separated by whitespace or `;`; `None` unless the whole
+/// text is such a sequence.
+fn json_sequence(text: &str) -> Option<Vec<Value>> {
+    let mut values = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        values.push(stream.next()?.ok()?);
+        rest = rest[stream.byte_offset()..].trim_start();
+        if let Some(after) = rest.strip_prefix(';') {
+            rest = after.trim_start();
+        }
+    }
+    (!values.is_empty()).then_some(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: &str) -> ParsedCall {
+        ParsedCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn formats_are_told_from_templates() {
+        let qwen = include_str!("../../../tests/fixtures/chat_tools/qwen2.5-0.5b.json");
+        assert_eq!(ToolFormat::detect(qwen), Ok(ToolFormat::Hermes));
+        assert_eq!(
+            ToolFormat::detect("{{ '[AVAILABLE_TOOLS]' }}{{ '[TOOL_CALLS]' }}"),
+            Ok(ToolFormat::Mistral)
+        );
+        assert_eq!(
+            ToolFormat::detect("{% if tools %}{{ '<|python_tag|>' }}{% endif %}"),
+            Ok(ToolFormat::Llama3Json)
+        );
+        assert_eq!(
+            ToolFormat::detect("{% if tools %}{{ tools | tojson }}{% endif %}"),
+            Err(Unsupported::UnknownFormat)
+        );
+        assert_eq!(
+            ToolFormat::detect("{% for m in messages %}{{ m.content }}{% endfor %}"),
+            Err(Unsupported::NoTools)
+        );
+    }
+
+    #[test]
+    fn blocks_parse_per_format() {
+        let hermes = ToolFormat::Hermes;
+        assert_eq!(
+            hermes.parse_block(
+                "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"n\": 2}}\n"
+            ),
+            Some(vec![call("get_weather", "{\"city\":\"Paris\",\"n\":2}")])
+        );
+        assert_eq!(
+            hermes.parse_block("{\"name\": \"now\"}"),
+            Some(vec![call("now", "{}")])
+        );
+        assert_eq!(
+            hermes.parse_block("{\"name\": \"f\", \"arguments\": {"),
+            None
+        );
+        assert_eq!(hermes.parse_block("{\"arguments\": {}}"), None);
+        assert_eq!(hermes.parse_block("[1, 2]"), None);
+        assert_eq!(
+            ToolFormat::Mistral.parse_block(
+                " [{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": \"{}\"}]"
+            ),
+            Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
+        );
+        assert_eq!(
+            ToolFormat::Llama3Json.parse_block(
+                "{\"name\": \"a\", \"parameters\": {\"q\": \"x;y\"}}; {\"name\": \"b\", \"parameters\": {}}"
+            ),
+            Some(vec![call("a", "{\"q\":\"x;y\"}"), call("b", "{}")])
+        );
+        assert_eq!(
+            ToolFormat::Llama3Json.parse_block("{\"name\": \"a\"} and then text"),
+            None
+        );
+    }
+
+    #[test]
+    fn forced_prefixes_continue_into_parsable_calls() {
+        for format in [
+            ToolFormat::Hermes,
+            ToolFormat::Mistral,
+            ToolFormat::Llama3Json,
+        ] {
+            let named = format.forced_prefix(Some("get_weather"));
+            let open = format.forced_prefix(None);
+            let (named_tail, open_tail) = match format {
+                ToolFormat::Hermes => (
+                    "{\"city\": \"Oslo\"}}",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
+                ),
+                ToolFormat::Mistral => (
+                    "{\"city\": \"Oslo\"}}]",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::Llama3Json => (
+                    "{\"city\": \"Oslo\"}}",
+                    "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
+                ),
+            };
+            for text in [named + named_tail, open + open_tail] {
+                let body = text.strip_prefix(format.call_start()).unwrap();
+                let body = if format.start_in_body() {
+                    text.as_str()
+                } else {
+                    body
+                };
+                assert_eq!(
+                    format.parse_block(body),
+                    Some(vec![call("get_weather", "{\"city\":\"Oslo\"}")]),
+                    "{format:?}: {text}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! OpenAI tool calling for chat completions: the request's `tools` go to the chat template
+//! (which shows them to the model in its own words), and calls in the model's answer come back
+//! as `message.tool_calls` (streamed as `delta.tool_calls`, one delta per complete call) with
+//! `finish_reason: "tool_calls"`.
+//!
+//! `tool_choice`: `"auto"` (default) lets the model choose; `"none"` neither shows the tools nor
+//! reads calls; `"required"` and a named function start the answer with the opening of a call
+//! in the model's format, so it continues with one. That is a forced prefix, not a grammar: a
+//! model can still write a malformed call, which then comes back as text.
+pub mod answer;
+pub mod extract;
+pub mod format;
+
+use super::error::ApiError;
+use format::{ParsedCall, ToolFormat};
+use serde_json::{json, Value};
+
+/// What the response side needs to turn generated text into tool calls.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub format: ToolFormat,
+    /// Put in front of the generated text before reading it (it ends the prompt).
+    pub forced_prefix: String,
+    /// `parallel_tool_calls: false`: only the first call is returned.
+    pub parallel: bool,
+}
+
+impl ToolOutput {
+    /// An extractor that has read the forced prefix.
+    pub fn extractor(&self) -> extract::ToolCallExtractor {
+        let mut x = extract::ToolCallExtractor::new(self.format);
+        // The prefix opens a call block, so nothing comes out of it yet.
+        let early = x.push(&self.forced_prefix);
+        debug_assert!(early.is_empty(), "{early:?}");
+        x
+    }
+}
+
+/// A request's tool setup: what the template gets, what the response reads.
+#[derive(Debug, Clone)]
+pub struct ToolPlan {
+    /// The request's `tools`, for the template.
+    pub tools: Value,
+    pub output: ToolOutput,
+}
+
+static FUNCTION_NAME_HELP: &str = "letters, digits, `_` and `-`, at most 64";
+
+fn valid_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Names of the functions in `tools`, after checking each definition.
+fn function_names(tools: &[Value]) -> Result<Vec<String>, ApiError> {
+    let mut names: Vec<String> = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(ApiError::invalid(
+                &format!("{param}.type"),
+                "only tools of type `function` are supported",
+            ));
+        }
+        let function = tool
+            .get("function")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| {
+                ApiError::invalid(&format!("{param}.function"), "missing `function` object")
+            })?;
+        let name = function.get("name").and_then(Value::as_str).unwrap_or("");
+        if !valid_function_name(name) {
+            return Err(ApiError::invalid(
+                &format!("{param}.function.name"),
+                format!("function name `{name}` is invalid ({FUNCTION_NAME_HELP})"),
+            ));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(ApiError::invalid(
+                &format!("{param}.function.name"),
+                format!("function `{name}` is defined twice"),
+            ));
+        }
+        if let Some(p) = function.get("parameters") {
+            if !p.is_object() {
+                return Err(ApiError::invalid(
+                    &format!("{param}.function.parameters"),
+                    "`parameters` must be a JSON Schema object",
+                ));
+            }
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+/// The fields of a chat request that concern tools.
+pub struct ToolRequest<'a> {
+    pub tools: Option<&'a [Value]>,
+    pub tool_choice: Option<&'a Value>,
+    pub parallel_tool_calls: Option<bool>,
+}
+
+/// Check the tool fields against each other and the template; `None`: no tools this time.
+pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>, ApiError> {
+    let tools = req.tools.unwrap_or_default();
+    let choice = req.tool_choice;
+    if tools.is_empty() {
+        return match choice {
+            None => Ok(None),
+            Some(c) if c.as_str() == Some("none") => Ok(None),
+            Some(_) => Err(ApiError::invalid(
+                "tool_choice",
+                "`tool_choice` needs a non-empty `tools` list",
+            )),
+        };
+    }
+    let names = function_names(tools)?;
+    let forced: Option<Option<&str>> = match choice {
+        None => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => None,
+            "none" => return Ok(None),
+            "required" => Some(None),
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "`tool_choice` must be none, auto, required or a function, got `{other}`"
+                    ),
+                ))
+            }
+        },
+        Some(v) => {
+            let name = v
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "tool_choice",
+                        "a named `tool_choice` is {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                    )
+                })?;
+            if !names.iter().any(|n| n == name) {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("`tool_choice` names `{name}`, which is not in `tools`"),
+                ));
+            }
+            Some(Some(name))
+        }
+    };
+    let format = ToolFormat::detect(template_source)
+        .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
+    Ok(Some(ToolPlan {
+        tools: Value::Array(tools.to_vec()),
+        output: ToolOutput {
+            format,
+            forced_prefix: forced.map(|f| format.forced_prefix(f)).unwrap_or_default(),
+            parallel: req.parallel_tool_calls.unwrap_or(true),
+        },
+    }))
+}
+
+/// A call as OpenAI returns it; `index` is set in stream deltas.
+pub fn call_json(call: &ParsedCall, index: Option<usize>) -> Value {
+    let mut v = json!({
+        "id": super::state::new_id("call").replacen('-', "_", 1),
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    });
+    if let Some(i) = index {
+        v["index"] = json!(i);
+    }
+    v
+}
+
+/// An assistant message's `tool_calls` as templates expect them: `arguments` as an object
+/// (clients send the JSON text OpenAI returned).
+pub fn template_tool_calls(calls: &[Value], param: &str) -> Result<Vec<Value>, ApiError> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(j, call)| {
+            let param = format!("{param}.tool_calls[{j}]");
+            let function = call
+                .get("function")
+                .filter(|f| f.is_object())
+                .ok_or_else(|| {
+                    ApiError::invalid(&format!("{param}.function"), "missing `function` object")
+                })?;
+            if function.get("name").and_then(Value::as_str).is_none() {
+                return Err(ApiError::invalid(
+                    &format!("{param}.function.name"),
+                    "missing function name",
+                ));
+            }
+            let mut call = call.clone();
+            if let Some(Value::String(text)) = function.get("arguments") {
+                let parsed: Value = serde_json::from_str(text).map_err(|e| {
+                    ApiError::invalid(
+                        &format!("{param}.function.arguments"),
+                        format!("`arguments` is not valid JSON: {e}"),
+                    )
+                })?;
+                call["function"]["arguments"] = parsed;
+            }
+            Ok(call)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HERMES: &str = "{% if tools %}<tools>{% endif %}<tool_call>";
+
+    fn weather() -> Value {
+        json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}})
+    }
+
+    fn plan_of(tools: &[Value], choice: Option<Value>) -> Result<Option<ToolPlan>, ApiError> {
+        let req = ToolRequest {
+            tools: Some(tools),
+            tool_choice: choice.as_ref(),
+            parallel_tool_calls: None,
+        };
+        plan(&req, HERMES)
+    }
+
+    #[test]
+    fn tool_choice_modes() {
+        let auto = plan_of(&[weather()], None).unwrap().unwrap();
+        assert_eq!(auto.output.forced_prefix, "");
+        assert!(plan_of(&[weather()], Some(json!("none")))
+            .unwrap()
+            .is_none());
+        let required = plan_of(&[weather()], Some(json!("required")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(required.output.forced_prefix, "<tool_call>\n{\"name\": ");
+        let named = json!({"type": "function", "function": {"name": "get_weather"}});
+        let named = plan_of(&[weather()], Some(named)).unwrap().unwrap();
+        assert!(named
+            .output
+            .forced_prefix
+            .contains("\"get_weather\", \"arguments\": "));
+        // The prefix opens a call: nothing is released until the model closes it, and a call
+        // cut off right there comes back as text.
+        let prefix = named.output.forced_prefix.clone();
+        assert_eq!(
+            named.output.extractor().finish(),
+            vec![extract::Piece::Content(prefix)]
+        );
+    }
+
+    #[test]
+    fn bad_tool_fields_are_400s_naming_the_field() {
+        let cases = [
+            (vec![json!({"type": "retrieval"})], None, "tools[0].type"),
+            (vec![json!({"type": "function"})], None, "tools[0].function"),
+            (
+                vec![json!({"type": "function", "function": {"name": "has space"}})],
+                None,
+                "tools[0].function.name",
+            ),
+            (vec![weather(), weather()], None, "tools[1].function.name"),
+            (
+                vec![json!({"type": "function", "function": {"name": "f", "parameters": "x"}})],
+                None,
+                "tools[0].function.parameters",
+            ),
+            (vec![weather()], Some(json!("sometimes")), "tool_choice"),
+            (
+                vec![weather()],
+                Some(json!({"type": "function", "function": {"name": "other"}})),
+                "tool_choice",
+            ),
+            (vec![], Some(json!("required")), "tool_choice"),
+        ];
+        for (tools, choice, param) in cases {
+            let err = plan_of(&tools, choice).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert_eq!(err.param.as_deref(), Some(param), "{}", err.message);
+        }
+        let req = ToolRequest {
+            tools: Some(&[weather()]),
+            tool_choice: None,
+            parallel_tool_calls: None,
+        };
+        let err = plan(&req, "{{ messages }}").unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("tools"));
+        assert!(
+            err.message.contains("does not take tools"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn history_arguments_become_objects() {
+        let calls = [
+            json!({"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"b\": 1, \"a\": 2}"}}),
+        ];
+        let out = template_tool_calls(&calls, "messages[1]").unwrap();
+        assert_eq!(
+            serde_json::to_string(&out[0]["function"]["arguments"]).unwrap(),
+            "{\"b\":1,\"a\":2}"
+        );
+        let bad = [json!({"function": {"name": "f", "arguments": "{oops"}})];
+        let err = template_tool_calls(&bad, "messages[1]").unwrap_err();
+        assert_eq!(
+            err.param.as_deref(),
+            Some("messages[1].tool_calls[0].function.arguments")
+        );
+    }
+}
