@@ -452,3 +452,113 @@ async fn tool_calls_end_to_end() {
     let (_, t) = post(&s, "/tokenize", json!({"messages": history})).await;
     assert_eq!(t["count"], v["usage"]["prompt_tokens"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_outputs_follow_the_schema() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let city = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "population": {"type": "integer"},
+            "capital": {"type": "boolean"},
+            "landmarks": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 2}
+        },
+        "required": ["name", "population", "capital", "landmarks"],
+        "additionalProperties": false
+    });
+    let ask = |format: Value, extra: Value| {
+        let mut body = json!({"messages": [{"role": "user", "content": "Describe Paris."}],
+                              "max_tokens": 120, "response_format": format});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let schema_format =
+        json!({"type": "json_schema", "json_schema": {"name": "city", "schema": city}});
+    let check_city = |text: &str| {
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let o = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {text}"));
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["capital", "landmarks", "name", "population"],
+            "{text}"
+        );
+        assert!(
+            v["name"].as_str().is_some_and(|n| n.chars().count() <= 20),
+            "{text}"
+        );
+        assert!(
+            v["population"].is_i64() || v["population"].is_u64(),
+            "{text}"
+        );
+        assert!(v["capital"].is_boolean(), "{text}");
+        assert!(
+            v["landmarks"].as_array().is_some_and(|l| l.len() <= 2),
+            "{text}"
+        );
+    };
+
+    // Sampled at temperature 1, every choice (each with its own matcher) follows the schema.
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(
+            schema_format.clone(),
+            json!({"temperature": 1.0, "seed": 7, "n": 3}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    for choice in v["choices"].as_array().unwrap() {
+        assert_eq!(choice["finish_reason"], "stop", "{choice}");
+        check_city(choice["message"]["content"].as_str().unwrap());
+    }
+
+    // Streamed, the pieces add up to a valid answer too.
+    let events = sse(
+        &s,
+        "/v1/chat/completions",
+        ask(schema_format, json!({"temperature": 0, "stream": true})),
+    )
+    .await;
+    let text: String = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    check_city(&text);
+
+    // json_object: any object.
+    let short = json!({"temperature": 0, "max_tokens": 200,
+        "messages": [{"role": "user", "content": "Paris's country and continent as JSON, nothing else."}]});
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"type": "json_object"}), short),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        serde_json::from_str::<Value>(text).is_ok_and(|o| o.is_object()),
+        "{text}"
+    );
+
+    // A schema that cannot be compiled is the client's error.
+    let bad = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(bad, json!({}))).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "response_format", "{v}");
+}

@@ -362,11 +362,11 @@ fn cases() -> Vec<Case> {
             "exactly one",
         ),
         case(
-            "JSON mode is refused, not ignored",
+            "unknown response_format",
             chat_path,
-            chat(json!({"response_format": {"type": "json_object"}})),
+            chat(json!({"response_format": {"type": "yaml"}})),
             400,
-            "not supported",
+            "json_schema",
         ),
         case(
             "tool of another type",

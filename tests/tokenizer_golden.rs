@@ -104,3 +104,41 @@ fn qwen_chat_renderings_tokenize_exactly() {
         "eos ids {eos:?}"
     );
 }
+
+/// The bytes of every token of an encoding spell out the text, for both tokenizer families
+/// (what grammar-constrained sampling matches against), and control tokens are marked.
+#[test]
+fn token_bytes_spell_out_encoded_text() {
+    let texts = [
+        "Hello, world!\n  indented\ttab",
+        "{\"city\": \"Zürich\", \"emoji\": \"😀🦀\", \"cjk\": \"東京\"}",
+        "<tool_call>\n{\"name\": \"f\"}\n</tool_call>",
+    ];
+    for name in ["qwen2.5-0.5b", "gemma3-270m"] {
+        let tok = load(name);
+        let table = tok.token_bytes();
+        assert_eq!(table.len(), tok.vocab_size(), "{name}");
+        for text in texts {
+            let ids = tok.encode(text, false).unwrap();
+            let spelled: Vec<u8> = ids
+                .iter()
+                .flat_map(|&id| table[id as usize].bytes.iter().copied())
+                .collect();
+            // SentencePiece adds a leading space to the first piece; the text follows it.
+            let spelled = match spelled.strip_prefix(b" ") {
+                Some(rest) if !text.starts_with(' ') && name.starts_with("gemma") => rest,
+                _ => &spelled[..],
+            };
+            assert_eq!(String::from_utf8_lossy(spelled), text, "{name}: {ids:?}");
+        }
+        let eos = tok.eos_ids()[0];
+        assert!(
+            table[eos as usize].special,
+            "{name}: eos {eos} is a control token"
+        );
+        assert!(
+            table.iter().filter(|t| !t.special).count() > 100_000,
+            "{name}"
+        );
+    }
+}

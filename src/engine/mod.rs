@@ -2,6 +2,7 @@
 pub mod block_manager;
 pub mod error;
 pub mod generate;
+pub mod grammar;
 pub mod load;
 pub mod op_profile;
 pub mod runner;

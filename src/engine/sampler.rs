@@ -1,6 +1,7 @@
 //! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p filtering and
 //! repetition / presence / frequency penalties. Seeded runs are reproducible (ChaCha8).
 use super::error::EngineError;
+use super::grammar::Constraint;
 use super::runner::Logits;
 use candor_models::LogitsWanted;
 use rand::{Rng, SeedableRng};
@@ -84,6 +85,7 @@ impl SamplingParams {
 pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
+    constraint: Option<Constraint>,
 }
 
 /// The greedy pick, shared with the CPU backend's `argmax` so a token picked on the backend
@@ -97,7 +99,17 @@ impl Sampler {
             Some(s) => ChaCha8Rng::seed_from_u64(s),
             None => ChaCha8Rng::from_os_rng(),
         };
-        Ok(Sampler { params, rng })
+        Ok(Sampler {
+            params,
+            rng,
+            constraint: None,
+        })
+    }
+
+    /// Sample only tokens `constraint` allows (it then needs the logits every step).
+    pub fn constrained(mut self, constraint: Option<Constraint>) -> Self {
+        self.constraint = constraint;
+        self
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -108,7 +120,7 @@ impl Sampler {
     /// alone when the pick is the plain argmax and no logprobs need the values, else the
     /// logits (`next_token` takes either).
     pub fn logits_wanted(&self, logprobs: bool) -> LogitsWanted {
-        if !logprobs && self.params.is_plain_greedy() {
+        if !logprobs && self.params.is_plain_greedy() && self.constraint.is_none() {
             LogitsWanted::Argmax
         } else {
             LogitsWanted::Last
@@ -153,7 +165,7 @@ impl Sampler {
         }
     }
 
-    /// Choose the next token from one row of logits.
+    /// Choose the next token from one row of logits (among those the constraint allows).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
         for &(t, b) in &self.params.logit_bias {
@@ -162,9 +174,23 @@ impl Sampler {
             }
         }
         self.penalize(&mut logits, history);
+        let Some(mut constraint) = self.constraint.take() else {
+            return self.pick(&logits);
+        };
+        let token = if constraint.mask(&mut logits) {
+            self.pick(&logits)
+        } else {
+            constraint.eos()
+        };
+        constraint.accept(token);
+        self.constraint = Some(constraint);
+        token
+    }
+
+    fn pick(&mut self, logits: &[f32]) -> u32 {
         let p = &self.params;
         if p.temperature == 0.0 {
-            return argmax(&logits);
+            return argmax(logits);
         }
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
         idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));

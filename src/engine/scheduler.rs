@@ -6,6 +6,7 @@
 //! dropped and its blocks freed at the next step.
 use super::block_manager::{BlockManager, BlockTable};
 use super::generate::FinishReason;
+use super::grammar::Constraint;
 use super::runner::Runner;
 use super::sampler::{logprobs, Sampler, SamplingParams};
 use super::stats::EngineStats;
@@ -61,6 +62,8 @@ pub struct EngineRequest {
     pub ignore_eos: bool,
     /// Number of top alternatives to report per token (None: no logprobs).
     pub logprobs: Option<usize>,
+    /// A grammar the answer must follow (structured outputs, forced tool calls).
+    pub constraint: Option<Constraint>,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -176,9 +179,10 @@ impl EngineHandle {
     /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
     /// prompt the same way). Always in that order, so an idle server still repeats itself.
     pub fn submit_group(&self, reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
+        let mut reqs = reqs;
         let samplers = reqs
-            .iter()
-            .map(|r| Sampler::new(r.sampling.clone()))
+            .iter_mut()
+            .map(|r| Sampler::new(r.sampling.clone()).map(|s| s.constrained(r.constraint.take())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;

@@ -126,6 +126,7 @@ fn request_with_prompt(
 ) -> (EngineRequest, UnboundedReceiverOf) {
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let req = EngineRequest {
+        constraint: None,
         id: id.to_string(),
         prompt_ids,
         max_tokens,

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::state::Ready;
 use super::validate::Plan;
 use crate::engine::generate::FinishReason;
+use crate::engine::grammar::Constraint;
 use crate::engine::scheduler::{EngineEvent, EngineRequest, TokenLogprobs};
 use candor_models::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::Arc;
@@ -103,6 +104,7 @@ pub fn start(
     prompt_ids: Vec<u32>,
     plan: &Plan,
     logprobs: Option<usize>,
+    constraint: Option<Constraint>,
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let mut engines = Vec::with_capacity(plan.n);
@@ -123,6 +125,7 @@ pub fn start(
             eos_ids: ready.eos_ids.clone(),
             ignore_eos: plan.ignore_eos,
             logprobs,
+            constraint: constraint.as_ref().map(Constraint::fork),
             events: tx,
         });
         engines.push(rx);

@@ -9,6 +9,7 @@ pub mod openai;
 pub mod respond;
 pub mod routes;
 pub mod state;
+pub mod structured;
 pub mod tools;
 pub mod validate;
 
@@ -169,6 +170,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         limits,
         stats,
         system_fingerprint,
+        grammar: OnceLock::new(),
     });
     Ok(())
 }

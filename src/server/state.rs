@@ -1,6 +1,7 @@
 //! Shared server state: configuration, and the loaded model once it is ready.
 use super::error::ApiError;
 use super::validate::Limits;
+use crate::engine::grammar::GrammarCompiler;
 use crate::engine::scheduler::EngineHandle;
 use crate::engine::stats::EngineStats;
 use candor_models::chat_template::ChatTemplate;
@@ -16,6 +17,8 @@ pub struct Ready {
     pub stats: Arc<EngineStats>,
     /// Returned with every completion (`server::fingerprint`).
     pub system_fingerprint: String,
+    /// Built on the first constrained request (`structured::compiler`).
+    pub grammar: OnceLock<Result<Arc<GrammarCompiler>, String>>,
 }
 
 pub struct AppState {

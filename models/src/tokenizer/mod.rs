@@ -4,6 +4,8 @@
 mod gguf;
 mod spm;
 mod stream;
+mod token_bytes;
+pub use token_bytes::TokenBytes;
 
 pub use stream::StreamDecoder;
 

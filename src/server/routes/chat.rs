@@ -5,6 +5,7 @@ use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::validate::{no_nul, plan};
 use axum::extract::State;
@@ -119,33 +120,13 @@ pub fn chat_prompt_ids(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// JSON modes need constrained sampling, which candor does not do: refuse them rather than
-/// answer with text the client would take for JSON.
-fn check_response_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
-    let Some(format) = format else { return Ok(()) };
-    match format.get("type").and_then(serde_json::Value::as_str) {
-        Some("text") => Ok(()),
-        Some(kind @ ("json_object" | "json_schema")) => Err(ApiError::invalid(
-            "response_format",
-            format!(
-                "`response_format` `{kind}` is not supported: candor does not constrain \
-                 sampling to JSON; describe the format in the prompt instead"
-            ),
-        )),
-        _ => Err(ApiError::invalid(
-            "response_format",
-            "`response_format` must be {\"type\": \"text\"}",
-        )),
-    }
-}
-
 pub async fn chat_completions(
     State(state): State<SharedState>,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    check_response_format(req.response_format.as_ref())?;
+    let constraint = structured::response_format(ready, req.response_format.as_ref())?;
     let tool_request = ToolRequest {
         tools: req.tools.as_deref(),
         tool_choice: req.tool_choice.as_ref(),
@@ -178,7 +159,7 @@ pub async fn chat_completions(
         (false, _) => None,
     };
     let id = new_id("chatcmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, top)?;
+    let rx = generation::start(ready, &id, prompt.clone(), &p, top, constraint)?;
     let meta = Meta {
         kind: Kind::Chat,
         id,

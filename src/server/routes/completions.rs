@@ -69,7 +69,7 @@ pub async fn completions(
         }
     };
     let id = new_id("cmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs)?;
+    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, None)?;
     let meta = Meta {
         kind: Kind::Text,
         id,

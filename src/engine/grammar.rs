@@ -1,0 +1,163 @@
+//! Grammar-constrained sampling: each step masks the tokens that cannot continue text matching
+//! a grammar (a JSON schema, or lark for tool calls), so a constrained answer always parses.
+//!
+//! llguidance does the matching (an Earley parser over a byte trie of the vocabulary, as in
+//! vLLM's and llama.cpp's structured outputs); candor supplies the vocabulary's bytes
+//! (`Tokenizer::token_bytes`) and the tokenizer it uses to split grammar literals.
+use candor_models::tokenizer::Tokenizer;
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
+use std::sync::Arc;
+
+/// The vocabulary as llguidance sees it.
+struct Vocabulary {
+    trie: TokTrie,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl TokenizerEnv for Vocabulary {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        // Grammar literals are text; a literal that is not UTF-8 falls back to the trie.
+        match std::str::from_utf8(s) {
+            Ok(text) => self
+                .tokenizer
+                .encode(text, false)
+                .unwrap_or_else(|_| self.trie.greedy_tokenize(s)),
+            Err(_) => self.trie.greedy_tokenize(s),
+        }
+    }
+}
+
+/// Compiles grammars for one model; built once (the trie takes a moment) and shared.
+pub struct GrammarCompiler {
+    factory: ParserFactory,
+    eos: u32,
+    vocab: usize,
+}
+
+impl GrammarCompiler {
+    /// `eos` ends a constrained answer once the grammar is complete; `logits_len` is the
+    /// model's output width (it may exceed the tokenizer's vocabulary).
+    pub fn new(tokenizer: Arc<Tokenizer>, eos: u32, logits_len: usize) -> Result<Self, String> {
+        let words: Vec<Vec<u8>> = tokenizer
+            .token_bytes()
+            .into_iter()
+            .map(|t| {
+                if t.special {
+                    let mut marked = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+                    marked.extend_from_slice(&t.bytes);
+                    marked
+                } else {
+                    t.bytes
+                }
+            })
+            .collect();
+        let info = TokRxInfo::new(words.len() as u32, eos);
+        let trie = TokTrie::from(&info, &words);
+        let env: TokEnv = Arc::new(Vocabulary { trie, tokenizer });
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        factory.quiet();
+        Ok(GrammarCompiler {
+            factory,
+            eos,
+            vocab: logits_len,
+        })
+    }
+
+    /// A constraint to a JSON schema (`{"type": "object"}` for any object).
+    ///
+    /// Whitespace between JSON tokens is bounded (at most 16 characters a gap, enough for a
+    /// newline and indentation): with llguidance's unbounded default, a sampled answer can
+    /// spend its whole budget on spaces where a `,` or `}` was due (the failure mode of
+    /// "any whitespace" in vLLM's structured outputs too). A schema's own `x-guidance`
+    /// options take precedence.
+    pub fn json_schema(&self, mut schema: serde_json::Value) -> Result<Constraint, String> {
+        if let Some(object) = schema.as_object_mut() {
+            if !object.contains_key("x-guidance") {
+                let options = JsonCompileOptions {
+                    whitespace_pattern: Some(r"[\x20\x0A\x0D\x09]{1,16}".into()),
+                    ..JsonCompileOptions::default()
+                };
+                let options = serde_json::to_value(options).map_err(|e| e.to_string())?;
+                object.insert("x-guidance".into(), options);
+            }
+        }
+        self.compile(TopLevelGrammar::from_json_schema(schema))
+    }
+
+    /// A constraint to a lark grammar (`%json { schema }` embeds a JSON schema).
+    pub fn lark(&self, grammar: String) -> Result<Constraint, String> {
+        self.compile(TopLevelGrammar::from_lark(grammar))
+    }
+
+    fn compile(&self, grammar: TopLevelGrammar) -> Result<Constraint, String> {
+        let matcher = Matcher::new(self.factory.create_parser(grammar));
+        if let Some(e) = matcher.get_error() {
+            return Err(e);
+        }
+        Ok(Constraint {
+            matcher,
+            eos: self.eos,
+            vocab: self.vocab,
+        })
+    }
+}
+
+/// One sequence's position in its grammar.
+pub struct Constraint {
+    matcher: Matcher,
+    eos: u32,
+    vocab: usize,
+}
+
+impl Constraint {
+    /// An independent copy at the same position (one per choice of a request).
+    pub fn fork(&self) -> Constraint {
+        Constraint {
+            matcher: self.matcher.deep_clone(),
+            eos: self.eos,
+            vocab: self.vocab,
+        }
+    }
+
+    /// The token that ends a constrained answer.
+    pub fn eos(&self) -> u32 {
+        self.eos
+    }
+
+    /// Set the logits of tokens the grammar does not allow next to -inf; `false` when nothing
+    /// is allowed (the matcher failed), then the caller ends the answer.
+    pub fn mask(&mut self, logits: &mut [f32]) -> bool {
+        let allowed = match self.matcher.compute_mask_or_eos() {
+            Ok(mask) => mask,
+            Err(e) => {
+                tracing::warn!(error = %e, "grammar matcher failed; ending the answer");
+                return false;
+            }
+        };
+        let mut any = false;
+        for (id, l) in logits.iter_mut().enumerate().take(self.vocab) {
+            if id < allowed.len() && allowed.is_allowed(id as TokenId) {
+                any |= l.is_finite() || *l == f32::INFINITY;
+            } else {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        any
+    }
+
+    /// Advance past the sampled token.
+    pub fn accept(&mut self, token: u32) {
+        if token == self.eos {
+            return;
+        }
+        if let Err(e) = self.matcher.consume_token(token) {
+            tracing::warn!(error = %e, token, "grammar matcher rejected a token");
+        }
+    }
+}

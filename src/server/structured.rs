@@ -1,0 +1,60 @@
+//! Structured outputs: `response_format` `json_object` / `json_schema` become a grammar the
+//! sampler follows, so the answer parses (unless `max_tokens` cuts it short: `length`).
+use super::error::ApiError;
+use super::state::Ready;
+use crate::engine::grammar::{Constraint, GrammarCompiler};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The model's grammar compiler, built on first use (a byte trie of the whole vocabulary).
+pub fn compiler(ready: &Ready) -> Result<&GrammarCompiler, ApiError> {
+    let built = ready.grammar.get_or_init(|| {
+        let eos = ready
+            .eos_ids
+            .first()
+            .copied()
+            .ok_or("the model has no end-of-sequence token")?;
+        GrammarCompiler::new(ready.tokenizer.clone(), eos, ready.limits.vocab).map(Arc::new)
+    });
+    match built {
+        Ok(c) => Ok(c),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "constrained sampling is unavailable for this model: {e}"
+        ))),
+    }
+}
+
+/// The constraint `response_format` asks for (`None` for text).
+pub fn response_format(
+    ready: &Ready,
+    format: Option<&Value>,
+) -> Result<Option<Constraint>, ApiError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    let invalid = |message: String| ApiError::invalid("response_format", message);
+    let schema = match format.get("type").and_then(Value::as_str) {
+        Some("text") => return Ok(None),
+        Some("json_object") => serde_json::json!({"type": "object"}),
+        Some("json_schema") => {
+            let spec = format.get("json_schema").ok_or_else(|| {
+                invalid("`json_schema` needs {\"name\": ..., \"schema\": {...}}".into())
+            })?;
+            match spec.get("schema") {
+                Some(schema @ Value::Object(_)) => schema.clone(),
+                Some(_) => return Err(invalid("`json_schema.schema` must be an object".into())),
+                // OpenAI allows a schema-less json_schema: any JSON object.
+                None => serde_json::json!({"type": "object"}),
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "`response_format.type` must be text, json_object or json_schema".into(),
+            ))
+        }
+    };
+    compiler(ready)?
+        .json_schema(schema)
+        .map(Some)
+        .map_err(|e| invalid(format!("the schema cannot be followed: {e}")))
+}
