@@ -4,8 +4,10 @@
 mod common;
 
 use candle_core::quantized::gguf_file::Content;
-use candor::engine::grammar::GrammarCompiler;
+use candor::engine::grammar::{Constraint, GrammarCompiler};
 use candor::engine::sampler::{Sampler, SamplingParams};
+use candor::server::tools::extract::{Piece, ToolCallExtractor};
+use candor::server::tools::format::ToolFormat;
 use candor_models::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -20,7 +22,13 @@ fn tokenizer(name: &str) -> Arc<Tokenizer> {
 
 /// Sample with random logits until the end token; the decoded text.
 fn sample_answer(tok: &Tokenizer, compiler: &GrammarCompiler, schema: &Value, seed: u64) -> String {
-    let constraint = compiler.json_schema(schema.clone()).expect("schema compiles");
+    let constraint = compiler
+        .json_schema(schema.clone())
+        .expect("schema compiles");
+    sample_constrained(tok, constraint, seed)
+}
+
+fn sample_constrained(tok: &Tokenizer, constraint: Constraint, seed: u64) -> String {
     let eos = constraint.eos();
     let params = SamplingParams {
         temperature: 1.0,
@@ -67,7 +75,9 @@ fn random_logits_under_a_schema_give_valid_json() {
             let ok = matches!(v["unit"].as_str(), Some("celsius" | "fahrenheit"))
                 && v["days"].as_i64().is_some_and(|d| (1..=14).contains(&d))
                 && v["city"].as_str().is_some_and(|c| c.chars().count() <= 12)
-                && v["tags"].as_array().is_some_and(|t| t.len() <= 3 && t.iter().all(Value::is_boolean))
+                && v["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.len() <= 3 && t.iter().all(Value::is_boolean))
                 && v.as_object().is_some_and(|o| o.len() == 4);
             assert!(ok, "{name} seed {seed}: {text}");
         }
@@ -84,5 +94,66 @@ fn bad_schemas_are_errors_not_panics() {
         json!({"$ref": "#/definitions/missing"}),
     ] {
         assert!(compiler.json_schema(schema.clone()).is_err(), "{schema}");
+    }
+}
+
+/// A demanded call, in each format, continued by random picks: always exactly one call, to a
+/// function offered, with arguments following its schema.
+#[test]
+fn demanded_tool_calls_always_parse() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], tok.vocab_size()).unwrap();
+    let functions = vec![
+        (
+            "get_weather".to_string(),
+            json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
+                   "required": ["city"], "additionalProperties": false}),
+        ),
+        (
+            "set_alarm".to_string(),
+            json!({"type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+                   "required": ["hour"], "additionalProperties": false}),
+        ),
+    ];
+    for format in [
+        ToolFormat::Hermes,
+        ToolFormat::Mistral,
+        ToolFormat::Llama3Json,
+    ] {
+        for (seed, function) in [(1, None), (2, None), (3, Some("set_alarm"))] {
+            let grammar = format.call_grammar(&functions, function).unwrap();
+            let constraint = compiler
+                .lark(grammar.clone())
+                .unwrap_or_else(|e| panic!("{e}\n{grammar}"));
+            let text = format.forced_prefix(function) + &sample_constrained(&tok, constraint, seed);
+            let mut x = ToolCallExtractor::new(format);
+            let mut pieces = x.push(&text);
+            pieces.extend(x.finish());
+            let calls: Vec<_> = pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Call(c) => Some(c),
+                    Piece::Content(_) => None,
+                })
+                .collect();
+            assert_eq!(calls.len(), 1, "{format:?}: {text:?} -> {pieces:?}");
+            let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
+            match calls[0].name.as_str() {
+                "get_weather" => assert!(
+                    args["city"]
+                        .as_str()
+                        .is_some_and(|c| c.chars().count() <= 10),
+                    "{text}"
+                ),
+                "set_alarm" => assert!(
+                    args["hour"].as_i64().is_some_and(|h| (0..=23).contains(&h)),
+                    "{text}"
+                ),
+                other => panic!("unknown function {other}: {text}"),
+            }
+            if let Some(f) = function {
+                assert_eq!(calls[0].name, f, "{text}");
+            }
+        }
     }
 }

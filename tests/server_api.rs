@@ -420,14 +420,32 @@ async fn tool_calls_end_to_end() {
     );
     assert!(with_tools > plain["usage"]["prompt_tokens"].as_u64().unwrap());
 
-    // A named function is called even when the question does not ask for it.
-    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-                       "messages": [{"role": "user", "content": "Tell me about Oslo."}]});
-    let (st, v) = post(&s, "/v1/chat/completions", ask(named)).await;
-    assert_eq!(st, 200, "{v}");
-    let call = &v["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather", "{v}");
-    assert!(call_arguments(call).is_object());
+    // A named or required call is made even when the question does not ask for it, and its
+    // arguments follow the function's schema (sampled, so not the greedy path).
+    let alarm = json!({"type": "function", "function": {"name": "set_alarm", "parameters": {
+        "type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["hour"], "additionalProperties": false}}});
+    for choice in [
+        json!({"type": "function", "function": {"name": "set_alarm"}}),
+        json!("required"),
+    ] {
+        let demand = json!({"tool_choice": choice, "tools": [weather_tool(), alarm], "temperature": 1.0, "seed": 3,
+                            "messages": [{"role": "user", "content": "Tell me about Oslo."}]});
+        let (st, v) = post(&s, "/v1/chat/completions", ask(demand)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+        let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{v}");
+        let args = call_arguments(&calls[0]);
+        match calls[0]["function"]["name"].as_str() {
+            Some("set_alarm") => assert!(
+                args["hour"].as_i64().is_some_and(|h| (0..=23).contains(&h)),
+                "{v}"
+            ),
+            Some("get_weather") if choice == "required" => assert!(args["city"].is_string(), "{v}"),
+            _ => panic!("{v}"),
+        }
+    }
 
     // The round trip: the call and its result go back in the history (told not to call again,
     // as this small model would, it answers in text drawn from the result).

@@ -393,6 +393,16 @@ fn cases() -> Vec<Case> {
             "not in `tools`",
         ),
         case(
+            "JSON response_format with a demanded call",
+            chat_path,
+            chat(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                        "tool_choice": "required", "response_format": {"type": "json_object"}}),
+            ),
+            400,
+            "exclude each other",
+        ),
+        case(
             "tool_choice without tools",
             chat_path,
             chat(json!({"tool_choice": "required"})),

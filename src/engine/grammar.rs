@@ -70,24 +70,10 @@ impl GrammarCompiler {
     }
 
     /// A constraint to a JSON schema (`{"type": "object"}` for any object).
-    ///
-    /// Whitespace between JSON tokens is bounded (at most 16 characters a gap, enough for a
-    /// newline and indentation): with llguidance's unbounded default, a sampled answer can
-    /// spend its whole budget on spaces where a `,` or `}` was due (the failure mode of
-    /// "any whitespace" in vLLM's structured outputs too). A schema's own `x-guidance`
-    /// options take precedence.
-    pub fn json_schema(&self, mut schema: serde_json::Value) -> Result<Constraint, String> {
-        if let Some(object) = schema.as_object_mut() {
-            if !object.contains_key("x-guidance") {
-                let options = JsonCompileOptions {
-                    whitespace_pattern: Some(r"[\x20\x0A\x0D\x09]{1,16}".into()),
-                    ..JsonCompileOptions::default()
-                };
-                let options = serde_json::to_value(options).map_err(|e| e.to_string())?;
-                object.insert("x-guidance".into(), options);
-            }
-        }
-        self.compile(TopLevelGrammar::from_json_schema(schema))
+    pub fn json_schema(&self, schema: serde_json::Value) -> Result<Constraint, String> {
+        self.compile(TopLevelGrammar::from_json_schema(bounded_whitespace(
+            schema,
+        )?))
     }
 
     /// A constraint to a lark grammar (`%json { schema }` embeds a JSON schema).
@@ -106,6 +92,25 @@ impl GrammarCompiler {
             vocab: self.vocab,
         })
     }
+}
+
+/// `schema` with whitespace between JSON tokens bounded to 16 characters a gap (enough for a
+/// newline and indentation). With llguidance's unbounded default, a sampled answer can spend
+/// its whole budget on spaces where a `,` or `}` was due (the failure mode of "any
+/// whitespace" in vLLM's structured outputs too). A schema's own `x-guidance` options win.
+/// For JSON schemas embedded in lark (`%json`) as well.
+pub fn bounded_whitespace(mut schema: serde_json::Value) -> Result<serde_json::Value, String> {
+    if let Some(object) = schema.as_object_mut() {
+        if !object.contains_key("x-guidance") {
+            let options = JsonCompileOptions {
+                whitespace_pattern: Some(r"[\x20\x0A\x0D\x09]{1,16}".into()),
+                ..JsonCompileOptions::default()
+            };
+            let options = serde_json::to_value(options).map_err(|e| e.to_string())?;
+            object.insert("x-guidance".into(), options);
+        }
+    }
+    Ok(schema)
 }
 
 /// One sequence's position in its grammar.

@@ -1,5 +1,6 @@
-//! Structured outputs: `response_format` `json_object` / `json_schema` become a grammar the
-//! sampler follows, so the answer parses (unless `max_tokens` cuts it short: `length`).
+//! Structured outputs: `response_format` `json_object` / `json_schema`, and demanded tool
+//! calls, become a grammar the sampler follows, so the answer parses (unless `max_tokens` cuts
+//! it short: `length`).
 use super::error::ApiError;
 use super::state::Ready;
 use crate::engine::grammar::{Constraint, GrammarCompiler};
@@ -57,4 +58,14 @@ pub fn response_format(
         .json_schema(schema)
         .map(Some)
         .map_err(|e| invalid(format!("the schema cannot be followed: {e}")))
+}
+
+/// The constraint of a demanded tool call (`tools::format::ToolFormat::call_grammar`).
+pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError> {
+    compiler(ready)?.lark(grammar).map_err(|e| {
+        ApiError::invalid(
+            "tools",
+            format!("the tools' schemas cannot be followed: {e}"),
+        )
+    })
 }

@@ -126,13 +126,22 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    let constraint = structured::response_format(ready, req.response_format.as_ref())?;
+    let mut constraint = structured::response_format(ready, req.response_format.as_ref())?;
     let tool_request = ToolRequest {
         tools: req.tools.as_deref(),
         tool_choice: req.tool_choice.as_ref(),
         parallel_tool_calls: req.parallel_tool_calls,
     };
     let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+    if let Some(grammar) = tools.as_ref().and_then(|t| t.call_grammar.clone()) {
+        if constraint.is_some() {
+            return Err(ApiError::invalid(
+                "response_format",
+                "a JSON `response_format` and a demanded tool call exclude each other",
+            ));
+        }
+        constraint = Some(structured::tool_call(ready, grammar)?);
+    }
     let prompt = chat_prompt_ids(ready, &req.messages, tools.as_ref())?;
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     // Mistral's call marker is a special token: decoding must keep it to see the calls.

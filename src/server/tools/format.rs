@@ -113,6 +113,70 @@ impl ToolFormat {
         }
     }
 
+    /// The key a call's arguments go under.
+    fn arguments_key(self) -> &'static str {
+        match self {
+            ToolFormat::Llama3Json => "parameters",
+            ToolFormat::Hermes | ToolFormat::Mistral => "arguments",
+        }
+    }
+
+    /// What closes a call after its arguments object.
+    fn call_tail(self) -> &'static str {
+        match self {
+            ToolFormat::Hermes => "}\n</tool_call>",
+            ToolFormat::Mistral => "}]",
+            ToolFormat::Llama3Json => "}",
+        }
+    }
+
+    /// The lark grammar of what follows `forced_prefix(function)`: the rest of one call, to
+    /// `function` or to any of `functions` (name, parameters schema), its arguments following
+    /// the function's schema. With it a demanded call always parses and names a known function.
+    pub fn call_grammar(
+        self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+    ) -> Result<String, String> {
+        let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
+        let schema = |params: &Value| -> Result<String, String> {
+            let bounded = crate::engine::grammar::bounded_whitespace(params.clone())?;
+            serde_json::to_string(&bounded).map_err(|e| e.to_string())
+        };
+        let tail = literal(self.call_tail());
+        let mut lark = String::new();
+        match function {
+            Some(name) => {
+                let (_, params) = functions
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| format!("no function `{name}`"))?;
+                lark.push_str(&format!(
+                    "start: args {tail}\nargs: %json {}\n",
+                    schema(params)?
+                ));
+            }
+            None => {
+                let calls: Vec<String> =
+                    (0..functions.len()).map(|i| format!("call_{i}")).collect();
+                lark.push_str(&format!("start: {}\n", calls.join(" | ")));
+                for (i, (name, params)) in functions.iter().enumerate() {
+                    let head = format!(
+                        "{}, \"{}\": ",
+                        serde_json::to_string(name).unwrap_or_default(),
+                        self.arguments_key()
+                    );
+                    lark.push_str(&format!(
+                        "call_{i}: {} args_{i} {tail}\nargs_{i}: %json {}\n",
+                        literal(&head),
+                        schema(params)?
+                    ));
+                }
+            }
+        }
+        Ok(lark)
+    }
+
     /// Text the answer is made to begin with, when the request demands a call
     /// (`tool_choice: "required"` or a named function): the model then continues a call.
     pub fn forced_prefix(self, function: Option<&str>) -> String {

@@ -3,10 +3,11 @@
 //! as `message.tool_calls` (streamed as `delta.tool_calls`, one delta per complete call) with
 //! `finish_reason: "tool_calls"`.
 //!
-//! `tool_choice`: `"auto"` (default) lets the model choose; `"none"` neither shows the tools nor
-//! reads calls; `"required"` and a named function start the answer with the opening of a call
-//! in the model's format, so it continues with one. That is a forced prefix, not a grammar: a
-//! model can still write a malformed call, which then comes back as text.
+//! `tool_choice`: `"auto"` (default) lets the model choose (a malformed call comes back as
+//! text); `"none"` neither shows the tools nor reads calls; `"required"` and a named function
+//! start the answer with the opening of a call in the model's format and constrain the rest to
+//! a grammar (`format::ToolFormat::call_grammar`): one call to a function offered, with
+//! arguments following its schema.
 pub mod answer;
 pub mod extract;
 pub mod format;
@@ -42,6 +43,8 @@ pub struct ToolPlan {
     /// The request's `tools`, for the template.
     pub tools: Value,
     pub output: ToolOutput,
+    /// With a demanded call: the lark grammar the rest of the call follows.
+    pub call_grammar: Option<String>,
 }
 
 static FUNCTION_NAME_HELP: &str = "letters, digits, `_` and `-`, at most 64";
@@ -53,9 +56,9 @@ fn valid_function_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Names of the functions in `tools`, after checking each definition.
-fn function_names(tools: &[Value]) -> Result<Vec<String>, ApiError> {
-    let mut names: Vec<String> = Vec::with_capacity(tools.len());
+/// Names and parameter schemas of the functions in `tools`, after checking each definition.
+fn functions(tools: &[Value]) -> Result<Vec<(String, Value)>, ApiError> {
+    let mut names: Vec<(String, Value)> = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let param = format!("tools[{i}]");
         if tool.get("type").and_then(Value::as_str) != Some("function") {
@@ -77,21 +80,23 @@ fn function_names(tools: &[Value]) -> Result<Vec<String>, ApiError> {
                 format!("function name `{name}` is invalid ({FUNCTION_NAME_HELP})"),
             ));
         }
-        if names.iter().any(|n| n == name) {
+        if names.iter().any(|(n, _)| n == name) {
             return Err(ApiError::invalid(
                 &format!("{param}.function.name"),
                 format!("function `{name}` is defined twice"),
             ));
         }
-        if let Some(p) = function.get("parameters") {
-            if !p.is_object() {
+        let parameters = match function.get("parameters") {
+            None => serde_json::json!({"type": "object"}),
+            Some(p) if p.is_object() => p.clone(),
+            Some(_) => {
                 return Err(ApiError::invalid(
                     &format!("{param}.function.parameters"),
                     "`parameters` must be a JSON Schema object",
-                ));
+                ))
             }
-        }
-        names.push(name.to_string());
+        };
+        names.push((name.to_string(), parameters));
     }
     Ok(names)
 }
@@ -117,7 +122,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
             )),
         };
     }
-    let names = function_names(tools)?;
+    let functions = functions(tools)?;
     let forced: Option<Option<&str>> = match choice {
         None => None,
         Some(Value::String(s)) => match s.as_str() {
@@ -145,7 +150,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
                         "a named `tool_choice` is {\"type\": \"function\", \"function\": {\"name\": ...}}",
                     )
                 })?;
-            if !names.iter().any(|n| n == name) {
+            if !functions.iter().any(|(n, _)| n == name) {
                 return Err(ApiError::invalid(
                     "tool_choice",
                     format!("`tool_choice` names `{name}`, which is not in `tools`"),
@@ -156,6 +161,10 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     };
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
+    let call_grammar = forced
+        .map(|f| format.call_grammar(&functions, f))
+        .transpose()
+        .map_err(|e| ApiError::invalid("tools", e))?;
     Ok(Some(ToolPlan {
         tools: Value::Array(tools.to_vec()),
         output: ToolOutput {
@@ -163,6 +172,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
             forced_prefix: forced.map(|f| format.forced_prefix(f)).unwrap_or_default(),
             parallel: req.parallel_tool_calls.unwrap_or(true),
         },
+        call_grammar,
     }))
 }
 
@@ -237,6 +247,7 @@ mod tests {
     fn tool_choice_modes() {
         let auto = plan_of(&[weather()], None).unwrap().unwrap();
         assert_eq!(auto.output.forced_prefix, "");
+        assert!(auto.call_grammar.is_none());
         assert!(plan_of(&[weather()], Some(json!("none")))
             .unwrap()
             .is_none());
@@ -244,6 +255,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(required.output.forced_prefix, "<tool_call>\n{\"name\": ");
+        let grammar = required.call_grammar.unwrap();
+        assert!(
+            grammar.contains("\"\\\"get_weather\\\", \\\"arguments\\\": \""),
+            "{grammar}"
+        );
         let named = json!({"type": "function", "function": {"name": "get_weather"}});
         let named = plan_of(&[weather()], Some(named)).unwrap().unwrap();
         assert!(named
