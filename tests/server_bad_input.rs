@@ -403,6 +403,13 @@ fn cases() -> Vec<Case> {
             "exclude each other",
         ),
         case(
+            "ignore_eos with a grammar",
+            chat_path,
+            chat(json!({"ignore_eos": true, "response_format": {"type": "json_object"}})),
+            400,
+            "ignore_eos",
+        ),
+        case(
             "tool_choice without tools",
             chat_path,
             chat(json!({"tool_choice": "required"})),

@@ -144,6 +144,13 @@ pub async fn chat_completions(
     }
     let prompt = chat_prompt_ids(ready, &req.messages, tools.as_ref())?;
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
+    if p.ignore_eos && constraint.is_some() {
+        // A finished grammar allows only the end token: ignoring it would repeat it.
+        return Err(ApiError::invalid(
+            "ignore_eos",
+            "`ignore_eos` cannot be combined with a JSON `response_format` or a demanded tool call",
+        ));
+    }
     // Mistral's call marker is a special token: decoding must keep it to see the calls.
     p.keep_special_tokens = tools
         .as_ref()
