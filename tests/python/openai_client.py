@@ -100,6 +100,28 @@ answer = client.chat.completions.create(
 )
 assert answer.choices[0].message.content, answer
 
+# Structured outputs through the client's pydantic helper (a strict json_schema).
+import pydantic
+
+
+class City(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=20)
+    country: str = pydantic.Field(max_length=20)
+    population: int
+
+
+completions = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+parsed = completions(
+    model=model,
+    messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+    response_format=City,
+    max_tokens=80,
+    temperature=0,
+)
+city = parsed.choices[0].message.parsed
+assert isinstance(city, City), parsed
+assert parsed.choices[0].finish_reason == "stop", parsed
+
 # An error comes back as the client's typed exception.
 try:
     client.chat.completions.create(model=model, messages=[], max_tokens=4)
