@@ -410,6 +410,13 @@ fn cases() -> Vec<Case> {
             "ignore_eos",
         ),
         case(
+            "chat_template_kwargs overriding messages",
+            chat_path,
+            chat(json!({"chat_template_kwargs": {"messages": []}})),
+            400,
+            "set by the server",
+        ),
+        case(
             "tool_choice without tools",
             chat_path,
             chat(json!({"tool_choice": "required"})),

@@ -170,21 +170,20 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
-        self.render_with_tools(messages, add_generation_prompt, None)
+        self.render_with(messages, add_generation_prompt, &serde_json::Map::new())
     }
 
-    /// Render with `tools` (OpenAI function definitions, as `apply_chat_template(tools=...)`
-    /// gets them); `None` leaves `tools` undefined, as transformers does.
-    pub fn render_with_tools(
+    /// Render with extra template variables, as `apply_chat_template(tools=..., **kwargs)`
+    /// passes them: `tools` (OpenAI function definitions; absent, `tools` stays undefined, as
+    /// in transformers) and template switches such as Qwen3's `enable_thinking`. `messages`,
+    /// `add_generation_prompt`, `bos_token` and `eos_token` are not taken from `extra`.
+    pub fn render_with(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
-        tools: Option<&serde_json::Value>,
+        extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        let extra = match tools {
-            Some(tools) => context! { tools => Value::from_serialize(tools) },
-            None => Value::from(()),
-        };
+        let extra = Value::from_serialize(extra);
         let tmpl = self
             .env
             .get_template(NAME)
@@ -263,11 +262,31 @@ mod tests {
         for case in golden["cases"].as_array().unwrap() {
             let messages: Vec<ChatMessage> =
                 serde_json::from_value(case["messages"].clone()).unwrap();
-            let text = t
-                .render_with_tools(&messages, true, Some(&case["tools"]))
-                .unwrap();
+            let mut extra = serde_json::Map::new();
+            extra.insert("tools".into(), case["tools"].clone());
+            let text = t.render_with(&messages, true, &extra).unwrap();
             assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["id"]);
         }
+    }
+
+    #[test]
+    fn extra_variables_reach_the_template_but_not_the_standard_ones() {
+        let t = ChatTemplate::new(
+            "{% for m in messages %}{{ m.content }}{% endfor %}\
+             {% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}",
+            None,
+            None,
+        )
+        .unwrap();
+        let mut extra = serde_json::Map::new();
+        extra.insert("enable_thinking".into(), false.into());
+        extra.insert(
+            "messages".into(),
+            serde_json::json!([{"content": "injected"}]),
+        );
+        let out = t.render_with(&[msg("user", "hi")], true, &extra).unwrap();
+        assert_eq!(out, "hi<think></think>");
+        assert_eq!(t.render(&[msg("user", "hi")], true).unwrap(), "hi");
     }
 
     #[test]

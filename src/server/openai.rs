@@ -89,8 +89,10 @@ pub struct ChatRequest {
     pub tools: Option<Vec<serde_json::Value>>,
     pub tool_choice: Option<serde_json::Value>,
     pub parallel_tool_calls: Option<bool>,
-    /// Only `{"type": "text"}` is served; JSON modes are refused rather than ignored.
+    /// `text`, `json_object` or `json_schema` (`structured.rs`).
     pub response_format: Option<serde_json::Value>,
+    /// Extra chat-template variables (vLLM's extension), e.g. `{"enable_thinking": false}`.
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `prompt`: text, token ids, or a one-element list of either.
@@ -120,6 +122,7 @@ pub struct TokenizeRequest {
     pub messages: Option<Vec<Message>>,
     /// With `messages`: counted as a chat request with these tools would be.
     pub tools: Option<Vec<serde_json::Value>>,
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
 }

@@ -110,10 +110,7 @@ pub async fn complete(
                 (Kind::Chat, None) => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
                 (Kind::Chat, Some(tools)) => {
                     let mut reader = AnswerReader::new(tools);
-                    let mut answer = reader.push(&text[i]);
-                    let rest = reader.finish();
-                    answer.content.push_str(&rest.content);
-                    answer.calls.extend(rest.calls);
+                    let answer = reader.read_all(&text[i]);
                     let reason = finish[i].map(|r| reader.finish_reason(r));
                     json!({"index": i, "message": tool_message(answer), "logprobs": lp, "finish_reason": reason})
                 }

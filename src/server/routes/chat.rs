@@ -99,17 +99,40 @@ pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
     })
 }
 
-/// Render messages (and tools) with the model's template and tokenize them; a forced call
-/// opening ends the prompt.
+/// Variables a request may not set through `chat_template_kwargs`: the server sets them.
+const RESERVED_TEMPLATE_VARIABLES: [&str; 5] = [
+    "messages",
+    "tools",
+    "add_generation_prompt",
+    "bos_token",
+    "eos_token",
+];
+
+/// Render messages (with tools and template switches) with the model's template and
+/// tokenize them; a forced call opening ends the prompt.
 pub fn chat_prompt_ids(
     ready: &Ready,
     messages: &[Message],
     tools: Option<&ToolPlan>,
+    kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Vec<u32>, ApiError> {
     let msgs = to_chat_messages(messages)?;
     let template = chat_template(ready)?;
+    let mut extra = kwargs.cloned().unwrap_or_default();
+    if let Some(name) = RESERVED_TEMPLATE_VARIABLES
+        .iter()
+        .find(|name| extra.contains_key(**name))
+    {
+        return Err(ApiError::invalid(
+            "chat_template_kwargs",
+            format!("`{name}` is set by the server, not through `chat_template_kwargs`"),
+        ));
+    }
+    if let Some(t) = tools {
+        extra.insert("tools".into(), t.tools.clone());
+    }
     let mut text = template
-        .render_with_tools(&msgs, true, tools.map(|t| &t.tools))
+        .render_with(&msgs, true, &extra)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     if let Some(t) = tools {
         text.push_str(&t.output.forced_prefix);
@@ -142,7 +165,12 @@ pub async fn chat_completions(
         }
         constraint = Some(structured::tool_call(ready, grammar)?);
     }
-    let prompt = chat_prompt_ids(ready, &req.messages, tools.as_ref())?;
+    let prompt = chat_prompt_ids(
+        ready,
+        &req.messages,
+        tools.as_ref(),
+        req.chat_template_kwargs.as_ref(),
+    )?;
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         // A finished grammar allows only the end token: ignoring it would repeat it.

@@ -57,7 +57,7 @@ pub async fn tokenize(
                 parallel_tool_calls: None,
             };
             let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
-            chat_prompt_ids(ready, m, tools.as_ref())?
+            chat_prompt_ids(ready, m, tools.as_ref(), req.chat_template_kwargs.as_ref())?
         }
         _ => {
             return Err(ApiError::bad_request(

@@ -39,6 +39,15 @@ impl AnswerReader {
         self.release(pieces)
     }
 
+    /// A whole answer at once (non-streaming responses).
+    pub fn read_all(&mut self, text: &str) -> Released {
+        let mut all = self.push(text);
+        let rest = self.finish();
+        all.content.push_str(&rest.content);
+        all.calls.extend(rest.calls);
+        all
+    }
+
     /// OpenAI's reason for an answer that called tools; a cut-off one stays `length`.
     pub fn finish_reason(&self, reason: &'static str) -> &'static str {
         if self.calls > 0 && reason == "stop" {
