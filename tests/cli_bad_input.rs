@@ -211,3 +211,19 @@ fn greedy_json_output_is_one_object_with_the_speeds() {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key}");
     }
 }
+
+#[test]
+fn serve_names_an_unreadable_chat_template() {
+    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["serve", "--port", "0", "--model", &tiny("llama")])
+        .args(["--chat-template", "/no/such/template.jinja"])
+        .output()
+        .expect("run candor");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("--chat-template /no/such/template.jinja"),
+        "{stderr}"
+    );
+}

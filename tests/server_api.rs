@@ -580,3 +580,78 @@ async fn structured_outputs_follow_the_schema() {
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"]["param"], "response_format", "{v}");
 }
+
+/// A ChatML template that opens a thought in the generation prompt (as DeepSeek-R1's does),
+/// or closes an empty one with `enable_thinking: false` (as Qwen3's does).
+const THINKING_TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\
+{% if enable_thinking is defined and not enable_thinking %}\n</think>\n\n{% endif %}{% endif %}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_goes_to_reasoning_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("thinking.jinja");
+    std::fs::write(&template, THINKING_TEMPLATE).unwrap();
+    let args = [
+        "--chat-template",
+        template.to_str().unwrap(),
+        "--no-prefix-caching",
+    ];
+    let s = Server::start("qwen2.5-0.5b", &args).await;
+    let messages = json!([{"role": "user", "content": "Is 7 a prime number?"}]);
+    for (kwargs, thinking) in [
+        (json!({}), true),
+        (json!({"enable_thinking": false}), false),
+    ] {
+        // What the model writes, raw, for the same prompt tokens.
+        let (_, t) = post(
+            &s,
+            "/tokenize",
+            json!({"messages": messages, "chat_template_kwargs": kwargs}),
+        )
+        .await;
+        let (_, raw) = post(
+            &s,
+            "/v1/completions",
+            json!({"prompt": t["tokens"], "max_tokens": 40, "temperature": 0}),
+        )
+        .await;
+        let raw = raw["choices"][0]["text"].as_str().unwrap().to_string();
+        let (want_reasoning, want_content) = match (thinking, raw.find("</think>")) {
+            (false, _) => (None, raw.clone()),
+            (true, None) => (Some(raw.clone()), String::new()),
+            (true, Some(at)) => (
+                Some(raw[..at].to_string()),
+                raw[at + 8..].trim_start().to_string(),
+            ),
+        };
+        let body = json!({"messages": messages, "max_tokens": 40, "temperature": 0, "chat_template_kwargs": kwargs});
+        let (st, v) = post(&s, "/v1/chat/completions", body.clone()).await;
+        assert_eq!(st, 200, "{v}");
+        let message = &v["choices"][0]["message"];
+        assert_eq!(
+            message["reasoning_content"].as_str().map(str::to_string),
+            want_reasoning.clone().filter(|r| !r.is_empty()),
+            "{v} vs {raw:?}"
+        );
+        assert_eq!(
+            message["content"].as_str(),
+            Some(want_content.as_str()),
+            "{v} vs {raw:?}"
+        );
+
+        let mut stream_body = body;
+        stream_body["stream"] = json!(true);
+        let events = sse(&s, "/v1/chat/completions", stream_body).await;
+        let (mut reasoning, mut content) = (String::new(), String::new());
+        for e in events.iter().filter(|e| *e != "[DONE]") {
+            let chunk: Value = serde_json::from_str(e).unwrap();
+            let delta = &chunk["choices"][0]["delta"];
+            reasoning += delta["reasoning_content"].as_str().unwrap_or("");
+            content += delta["content"].as_str().unwrap_or("");
+        }
+        assert_eq!(reasoning, want_reasoning.unwrap_or_default(), "{events:?}");
+        assert_eq!(content, want_content, "{events:?}");
+    }
+}

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
     #[arg(long, env = "CANDOR_NO_PREFIX_CACHING")]
     pub no_prefix_caching: bool,
+    /// Chat template to use instead of the model's: a Jinja file, or the template itself
+    /// (text with `{{` or `{%`). Gives a base model chat, or fixes a model's template.
+    #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
+    pub chat_template: Option<String>,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -88,6 +92,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    let chat_template = args
+        .chat_template
+        .as_deref()
+        .map(read_chat_template)
+        .transpose()?;
     let config = ServeConfig {
         model_path: path,
         model_name,
@@ -109,6 +118,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         cors: args.cors,
         prefix_caching: !args.no_prefix_caching,
+        chat_template,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -117,4 +127,15 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(CliError::Output)?;
     rt.block_on(serve(config))
         .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// `--chat-template`: a file's contents, or the argument itself when it is a template.
+fn read_chat_template(arg: &str) -> Result<String, CliError> {
+    match std::fs::read_to_string(arg) {
+        Ok(text) => Ok(text),
+        Err(_) if arg.contains("{{") || arg.contains("{%") => Ok(arg.to_string()),
+        Err(e) => Err(CliError::Usage(format!(
+            "--chat-template {arg}: not a readable file ({e}) nor a Jinja template"
+        ))),
+    }
 }

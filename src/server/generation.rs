@@ -3,6 +3,7 @@
 //! logprobs. Dropping the returned receiver (client gone) ends the driver tasks, which drops
 //! their engine channels, which frees the sequences' KV blocks at the next engine step.
 use super::error::ApiError;
+use super::marker::held_back;
 use super::state::Ready;
 use super::validate::Plan;
 use crate::engine::generate::FinishReason;
@@ -61,15 +62,12 @@ impl StopMatcher {
             return (out, true);
         }
         // Keep the longest suffix that is a proper prefix of some stop string.
-        let mut keep = 0;
-        for s in &self.stops {
-            for k in (1..s.len()).rev() {
-                if s.is_char_boundary(k) && self.pending.ends_with(&s[..k]) {
-                    keep = keep.max(k);
-                    break;
-                }
-            }
-        }
+        let keep = self
+            .stops
+            .iter()
+            .map(|s| held_back(&self.pending, s))
+            .max()
+            .unwrap_or(0);
         let cut = self.pending.len() - keep;
         let out = self.pending[..cut].to_string();
         self.pending.drain(..cut);

@@ -1,11 +1,14 @@
 //! The OpenAI-compatible HTTP server (axum). The port opens at once; /health answers 503 until
 //! the model is loaded and a first forward pass has worked.
+pub mod answer;
 pub mod auth;
 pub mod error;
 pub mod fingerprint;
 pub mod generation;
 pub mod json;
+pub mod marker;
 pub mod openai;
+pub mod reasoning;
 pub mod respond;
 pub mod routes;
 pub mod state;
@@ -49,6 +52,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     pub cors: bool,
     pub prefix_caching: bool,
+    /// Replaces the model's chat template (`--chat-template`).
+    pub chat_template: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,14 +123,18 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         tracing::info!(ops = %ops, "ops on the CPU fallback in the first forward pass");
         eprintln!("candor: ops on the CPU fallback in the first forward pass: {ops}");
     }
-    let template = match model.chat_template.as_deref() {
+    let template_source = config
+        .chat_template
+        .as_deref()
+        .or(model.chat_template.as_deref());
+    let template = match template_source {
         Some(src) => Some(Arc::new(
             ChatTemplate::new(
                 src,
                 tokenizer.bos_token().as_deref(),
                 tokenizer.eos_token().as_deref(),
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| format!("chat template: {e}"))?,
         )),
         None => None,
     };

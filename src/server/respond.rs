@@ -1,10 +1,10 @@
 //! Turning choice events into OpenAI responses: one JSON object, or an SSE stream of chunks
 //! ending with `data: [DONE]`. Chat and text completions differ only in object names and in
 //! where text and logprobs go.
+use super::answer::{AnswerReader, AnswerSetup, Released};
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
-use super::tools::answer::{AnswerReader, Released};
-use super::tools::{call_json, ToolOutput};
+use super::tools::call_json;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -27,8 +27,8 @@ pub struct Meta {
     pub n: usize,
     pub logprobs: bool,
     pub include_usage: bool,
-    /// Chat requests with tools: read calls out of the answers.
-    pub tools: Option<ToolOutput>,
+    /// Chat answers read for thinking and tool calls (`None`: plain text).
+    pub answer: Option<AnswerSetup>,
 }
 
 fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
@@ -106,13 +106,14 @@ pub async fn complete(
             } else {
                 Value::Null
             };
-            match (meta.kind, &meta.tools) {
+            match (meta.kind, &meta.answer) {
                 (Kind::Chat, None) => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
-                (Kind::Chat, Some(tools)) => {
-                    let mut reader = AnswerReader::new(tools);
+                (Kind::Chat, Some(setup)) => {
+                    let mut reader = AnswerReader::new(setup);
                     let answer = reader.read_all(&text[i]);
                     let reason = finish[i].map(|r| reader.finish_reason(r));
-                    json!({"index": i, "message": tool_message(answer), "logprobs": lp, "finish_reason": reason})
+                    let message = answer_message(answer, setup.reasoning.is_some());
+                    json!({"index": i, "message": message, "logprobs": lp, "finish_reason": reason})
                 }
                 (Kind::Text, _) => json!({"index": i, "text": text[i], "logprobs": lp, "finish_reason": finish[i]}),
             }
@@ -130,23 +131,37 @@ pub async fn complete(
     .into_response())
 }
 
-/// An assistant message with calls: `content` is null when the answer is only calls.
-fn tool_message(answer: Released) -> Value {
-    if answer.calls.is_empty() {
-        return json!({"role": "assistant", "content": answer.content});
+/// An assistant message read for thinking and calls: `content` is null when the answer is
+/// only calls; `reasoning_content` is there for thinking models (null without a thought).
+fn answer_message(answer: Released, thinking_model: bool) -> Value {
+    let mut message = json!({"role": "assistant", "content": answer.content});
+    if thinking_model {
+        let reasoning = Some(answer.reasoning).filter(|r| !r.is_empty());
+        message["reasoning_content"] = json!(reasoning);
     }
-    let content = Some(answer.content).filter(|c| !c.trim().is_empty());
-    let calls: Vec<Value> = answer
-        .calls
-        .iter()
-        .map(|(_, c)| call_json(c, None))
-        .collect();
-    json!({"role": "assistant", "content": content, "tool_calls": calls})
+    if !answer.calls.is_empty() {
+        if message["content"]
+            .as_str()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            message["content"] = Value::Null;
+        }
+        let calls: Vec<Value> = answer
+            .calls
+            .iter()
+            .map(|(_, c)| call_json(c, None))
+            .collect();
+        message["tool_calls"] = json!(calls);
+    }
+    message
 }
 
-/// Stream deltas for what a tool reader released: content first, then one delta per call.
-fn tool_deltas(released: Released) -> Vec<Value> {
+/// Stream deltas for what a reader released: thinking, then content, then one delta per call.
+fn answer_deltas(released: Released) -> Vec<Value> {
     let mut deltas = Vec::new();
+    if !released.reasoning.is_empty() {
+        deltas.push(json!({"reasoning_content": released.reasoning}));
+    }
     if !released.content.is_empty() {
         deltas.push(json!({"content": released.content}));
     }
@@ -190,14 +205,14 @@ fn async_stream(
         completion: usize,
         cached: usize,
         offsets: Vec<usize>,
-        /// Per choice, when the answers are read for tool calls.
+        /// Per choice, when the answers are read for thinking or tool calls.
         readers: Vec<Option<AnswerReader>>,
         done: bool,
         queue: std::collections::VecDeque<Event>,
     }
     let n = meta.n;
     let readers = (0..n)
-        .map(|_| meta.tools.as_ref().map(AnswerReader::new))
+        .map(|_| meta.answer.as_ref().map(AnswerReader::new))
         .collect();
     let st = St {
         meta,
@@ -259,7 +274,7 @@ fn async_stream(
                         Value::Null
                     };
                     let deltas = match &mut st.readers[index] {
-                        Some(reader) => tool_deltas(reader.push(&text)),
+                        Some(reader) => answer_deltas(reader.push(&text)),
                         None => vec![json!({"content": text})],
                     };
                     // Tokens held inside a call still report their logprobs.
@@ -310,7 +325,7 @@ fn async_stream(
                         Kind::Chat => {
                             let (rest, reason) = match &mut st.readers[index] {
                                 Some(reader) => {
-                                    (tool_deltas(reader.finish()), reader.finish_reason(reason))
+                                    (answer_deltas(reader.finish()), reader.finish_reason(reason))
                                 }
                                 None => (Vec::new(), reason),
                             };

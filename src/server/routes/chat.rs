@@ -1,8 +1,10 @@
 //! `POST /v1/chat/completions`.
+use crate::server::answer::AnswerSetup;
 use crate::server::error::ApiError;
 use crate::server::generation;
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
+use crate::server::reasoning;
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
@@ -108,14 +110,14 @@ const RESERVED_TEMPLATE_VARIABLES: [&str; 5] = [
     "eos_token",
 ];
 
-/// Render messages (with tools and template switches) with the model's template and
-/// tokenize them; a forced call opening ends the prompt.
-pub fn chat_prompt_ids(
+/// Render messages (with tools and template switches) with the model's template; a forced
+/// call opening ends the prompt.
+pub fn chat_prompt_text(
     ready: &Ready,
     messages: &[Message],
     tools: Option<&ToolPlan>,
     kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<Vec<u32>, ApiError> {
+) -> Result<String, ApiError> {
     let msgs = to_chat_messages(messages)?;
     let template = chat_template(ready)?;
     let mut extra = kwargs.cloned().unwrap_or_default();
@@ -137,9 +139,13 @@ pub fn chat_prompt_ids(
     if let Some(t) = tools {
         text.push_str(&t.output.forced_prefix);
     }
+    Ok(text)
+}
+
+pub fn encode_prompt(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
     ready
         .tokenizer
-        .encode(&text, false)
+        .encode(text, false)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -165,12 +171,18 @@ pub async fn chat_completions(
         }
         constraint = Some(structured::tool_call(ready, grammar)?);
     }
-    let prompt = chat_prompt_ids(
+    let prompt_text = chat_prompt_text(
         ready,
         &req.messages,
         tools.as_ref(),
         req.chat_template_kwargs.as_ref(),
     )?;
+    let prompt = encode_prompt(ready, &prompt_text)?;
+    // A thinking model's thought is split from its answer unless a grammar shapes the answer
+    // (a JSON format or a demanded call leaves no room for one).
+    let reasoning = (reasoning::template_thinks(chat_template(ready)?.source())
+        && constraint.is_none())
+    .then(|| reasoning::prompt_opens_thought(&prompt_text));
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         // A finished grammar allows only the end token: ignoring it would repeat it.
@@ -214,7 +226,13 @@ pub async fn chat_completions(
         n: p.n,
         logprobs: top.is_some(),
         include_usage: p.include_usage,
-        tools: tools.map(|t| t.output),
+        answer: match (tools, reasoning) {
+            (None, None) => None,
+            (tools, reasoning) => Some(AnswerSetup {
+                tools: tools.map(|t| t.output),
+                reasoning,
+            }),
+        },
     };
     if p.stream {
         Ok(respond::stream(meta, rx))

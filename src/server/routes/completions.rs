@@ -80,7 +80,7 @@ pub async fn completions(
         n: p.n,
         logprobs: logprobs.is_some(),
         include_usage: p.include_usage,
-        tools: None,
+        answer: None,
     };
     if p.stream {
         Ok(respond::stream(meta, rx))

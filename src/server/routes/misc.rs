@@ -1,5 +1,5 @@
 //! `/v1/models`, `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
-use super::chat::{chat_prompt_ids, chat_template};
+use super::chat::{chat_prompt_text, chat_template, encode_prompt};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
@@ -57,7 +57,9 @@ pub async fn tokenize(
                 parallel_tool_calls: None,
             };
             let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
-            chat_prompt_ids(ready, m, tools.as_ref(), req.chat_template_kwargs.as_ref())?
+            let text =
+                chat_prompt_text(ready, m, tools.as_ref(), req.chat_template_kwargs.as_ref())?;
+            encode_prompt(ready, &text)?
         }
         _ => {
             return Err(ApiError::bad_request(

@@ -3,6 +3,7 @@
 //! never shown as content unless it turns out not to be a well-formed call. The same extractor
 //! serves whole answers (push everything, then finish), so both paths read calls alike.
 use super::format::{ParsedCall, ToolFormat};
+use crate::server::marker::held_back;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -140,14 +141,6 @@ fn push_content(out: &mut Vec<Piece>, text: String) {
     } else {
         out.push(Piece::Content(text));
     }
-}
-
-/// Length of the longest end of `text` that is a proper beginning of `marker`.
-fn held_back(text: &str, marker: &str) -> usize {
-    (1..marker.len())
-        .rev()
-        .find(|&k| marker.is_char_boundary(k) && text.ends_with(&marker[..k]))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

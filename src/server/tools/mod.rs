@@ -8,7 +8,6 @@
 //! start the answer with the opening of a call in the model's format and constrain the rest to
 //! a grammar (`format::ToolFormat::call_grammar`): one call to a function offered, with
 //! arguments following its schema.
-pub mod answer;
 pub mod extract;
 pub mod format;
 

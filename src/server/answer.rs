@@ -1,0 +1,187 @@
+//! Reads one choice's chat answer, streamed or whole: thinking apart from the answer
+//! (`reasoning`), then tool calls out of the answer (`tools`), each released as soon as it is
+//! settled; `parallel_tool_calls: false` applied, and the finish reason a call turns into.
+use super::reasoning::ReasoningSplitter;
+use super::tools::extract::{Piece, ToolCallExtractor};
+use super::tools::format::ParsedCall;
+use super::tools::ToolOutput;
+
+/// How a request's answers are read (`None` in `Meta`: plain text).
+#[derive(Debug, Clone, Default)]
+pub struct AnswerSetup {
+    pub tools: Option<ToolOutput>,
+    /// A thinking model's answer; `Some(true)` when the prompt left it inside a thought.
+    pub reasoning: Option<bool>,
+}
+
+/// What a piece of generated text released.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub reasoning: String,
+    pub content: String,
+    /// Calls with their index in the answer.
+    pub calls: Vec<(usize, ParsedCall)>,
+}
+
+impl Released {
+    fn append(&mut self, other: Released) {
+        self.reasoning.push_str(&other.reasoning);
+        self.content.push_str(&other.content);
+        self.calls.extend(other.calls);
+    }
+}
+
+pub struct AnswerReader {
+    reasoning: Option<ReasoningSplitter>,
+    extractor: Option<ToolCallExtractor>,
+    parallel: bool,
+    calls: usize,
+}
+
+impl AnswerReader {
+    pub fn new(setup: &AnswerSetup) -> Self {
+        AnswerReader {
+            reasoning: setup.reasoning.map(ReasoningSplitter::new),
+            extractor: setup.tools.as_ref().map(ToolOutput::extractor),
+            parallel: setup.tools.as_ref().is_none_or(|t| t.parallel),
+            calls: 0,
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> Released {
+        let (reasoning, content) = match &mut self.reasoning {
+            Some(r) => {
+                let split = r.push(text);
+                (split.reasoning, split.content)
+            }
+            None => (String::new(), text.to_string()),
+        };
+        self.read_content(reasoning, &content, false)
+    }
+
+    /// The answer ended.
+    pub fn finish(&mut self) -> Released {
+        let (reasoning, content) = match &mut self.reasoning {
+            Some(r) => {
+                let split = r.finish();
+                (split.reasoning, split.content)
+            }
+            None => (String::new(), String::new()),
+        };
+        self.read_content(reasoning, &content, true)
+    }
+
+    /// A whole answer at once (non-streaming responses).
+    pub fn read_all(&mut self, text: &str) -> Released {
+        let mut all = self.push(text);
+        all.append(self.finish());
+        all
+    }
+
+    /// OpenAI's reason for an answer that called tools; a cut-off one stays `length`.
+    pub fn finish_reason(&self, reason: &'static str) -> &'static str {
+        if self.calls > 0 && reason == "stop" {
+            "tool_calls"
+        } else {
+            reason
+        }
+    }
+
+    fn read_content(&mut self, reasoning: String, content: &str, last: bool) -> Released {
+        let mut out = Released {
+            reasoning,
+            ..Released::default()
+        };
+        let Some(extractor) = &mut self.extractor else {
+            out.content = content.to_string();
+            return out;
+        };
+        let mut pieces = extractor.push(content);
+        if last {
+            pieces.extend(extractor.finish());
+        }
+        for piece in pieces {
+            match piece {
+                Piece::Content(text) => out.content.push_str(&text),
+                // Without parallel calls the first one is the answer; later ones are dropped.
+                Piece::Call(_) if !self.parallel && self.calls > 0 => {}
+                Piece::Call(call) => {
+                    out.calls.push((self.calls, call));
+                    self.calls += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tools::format::ToolFormat;
+    use super::*;
+
+    fn output(parallel: bool, forced_prefix: &str) -> AnswerSetup {
+        AnswerSetup {
+            tools: Some(ToolOutput {
+                format: ToolFormat::Hermes,
+                forced_prefix: forced_prefix.into(),
+                parallel,
+            }),
+            reasoning: None,
+        }
+    }
+
+    const TWO_CALLS: &str = "<tool_call>\n{\"name\": \"a\"}\n</tool_call>\n<tool_call>\n{\"name\": \"b\"}\n</tool_call>";
+
+    #[test]
+    fn calls_are_numbered_and_set_the_finish_reason() {
+        let mut r = AnswerReader::new(&output(true, ""));
+        let got = r.push(TWO_CALLS);
+        let names: Vec<(usize, &str)> = got
+            .calls
+            .iter()
+            .map(|(i, c)| (*i, c.name.as_str()))
+            .collect();
+        assert_eq!(names, vec![(0, "a"), (1, "b")]);
+        assert_eq!(got.content, "\n");
+        assert_eq!(r.finish(), Released::default());
+        assert_eq!(r.finish_reason("stop"), "tool_calls");
+        assert_eq!(r.finish_reason("length"), "length");
+        let mut plain = AnswerReader::new(&output(true, ""));
+        assert_eq!(plain.push("hi").content, "hi");
+        assert_eq!(plain.finish_reason("stop"), "stop");
+    }
+
+    #[test]
+    fn without_parallel_calls_only_the_first_counts() {
+        let mut r = AnswerReader::new(&output(false, ""));
+        let got = r.push(TWO_CALLS);
+        assert_eq!(got.calls.len(), 1);
+        assert_eq!(got.calls[0].1.name, "a");
+    }
+
+    #[test]
+    fn a_forced_prefix_is_read_before_the_generated_text() {
+        let mut r = AnswerReader::new(&output(
+            true,
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": ",
+        ));
+        assert_eq!(r.push("{\"x\": 1}}\n"), Released::default());
+        let got = r.push("</tool_call>");
+        assert_eq!(got.calls[0].1.arguments, "{\"x\":1}");
+    }
+
+    #[test]
+    fn calls_are_read_from_the_answer_not_the_thought() {
+        let mut setup = output(true, "");
+        setup.reasoning = Some(false);
+        let mut r = AnswerReader::new(&setup);
+        let got = r.read_all(
+            "<think>Maybe <tool_call> get_weather?</think>\n<tool_call>\n{\"name\": \"a\"}\n</tool_call>",
+        );
+        assert_eq!(got.reasoning, "Maybe <tool_call> get_weather?");
+        assert_eq!(got.content, "");
+        assert_eq!(got.calls.len(), 1);
+        assert_eq!(r.finish_reason("stop"), "tool_calls");
+    }
+}
