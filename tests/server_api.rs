@@ -655,3 +655,66 @@ async fn thinking_goes_to_reasoning_content() {
         assert_eq!(content, want_content, "{events:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_completions_fill_in_the_middle_and_follow_json() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    // The code model fills the gap between the prompt and the suffix, and stops there.
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        json!({
+            "prompt": "def add(a, b):\n    return ", "suffix": "\n\n\nprint(add(2, 3))\n",
+            "max_tokens": 30, "temperature": 0
+        }),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert_eq!(text.trim(), "a + b", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    // Prompt tokens: FIM prefix, prefix text, FIM suffix, suffix text, FIM middle.
+    let (_, prefix) = post(
+        &s,
+        "/tokenize",
+        json!({"prompt": "def add(a, b):\n    return "}),
+    )
+    .await;
+    let (_, suffix) = post(
+        &s,
+        "/tokenize",
+        json!({"prompt": "\n\n\nprint(add(2, 3))\n"}),
+    )
+    .await;
+    let expected = prefix["count"].as_u64().unwrap() + suffix["count"].as_u64().unwrap() + 3;
+    assert_eq!(v["usage"]["prompt_tokens"].as_u64(), Some(expected), "{v}");
+    // With token ids the insertion point is unknown.
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": [1, 2], "suffix": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("prompt")),
+        "{v}"
+    );
+
+    // response_format on text completions too.
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        json!({
+            "prompt": "A person as JSON: ", "max_tokens": 80, "temperature": 0,
+            "response_format": {"type": "json_object"}
+        }),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(
+        serde_json::from_str::<Value>(text).is_ok_and(|o| o.is_object()),
+        "{v}"
+    );
+}

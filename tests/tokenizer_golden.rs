@@ -142,3 +142,14 @@ fn token_bytes_spell_out_encoded_text() {
         );
     }
 }
+
+/// Qwen2.5-Coder's fill-in-the-middle tokens are found by name (ids from its tokenizer.json);
+/// gemma 3 (not a code model) has none.
+#[test]
+fn fim_tokens_of_the_code_model() {
+    assert_eq!(
+        load("qwen2.5-0.5b").fim_tokens(),
+        Some([151659, 151661, 151660])
+    );
+    assert_eq!(load("gemma3-270m").fim_tokens(), None);
+}

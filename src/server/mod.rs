@@ -173,6 +173,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     let _ = state.ready.set(Ready {
         engine,
+        fim: tokenizer.fim_tokens(),
         tokenizer: Arc::new(tokenizer),
         template,
         eos_ids,

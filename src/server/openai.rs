@@ -113,6 +113,9 @@ pub struct CompletionRequest {
     pub logprobs: Option<i64>,
     #[serde(default)]
     pub echo: bool,
+    /// Text after the insertion point: fill-in-the-middle for code models.
+    pub suffix: Option<String>,
+    pub response_format: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

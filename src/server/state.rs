@@ -17,6 +17,8 @@ pub struct Ready {
     pub stats: Arc<EngineStats>,
     /// Returned with every completion (`server::fingerprint`).
     pub system_fingerprint: String,
+    /// Fill-in-the-middle tokens (prefix, suffix, middle), for `suffix` in completions.
+    pub fim: Option<[u32; 3]>,
     /// Built on the first constrained request (`structured::compiler`).
     pub grammar: OnceLock<Result<Arc<GrammarCompiler>, String>>,
 }

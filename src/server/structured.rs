@@ -2,10 +2,30 @@
 //! calls, become a grammar the sampler follows, so the answer parses (unless `max_tokens` cuts
 //! it short: `length`).
 use super::error::ApiError;
-use super::state::Ready;
+use super::state::{Ready, SharedState};
 use crate::engine::grammar::{Constraint, GrammarCompiler};
 use serde_json::Value;
 use std::sync::Arc;
+
+/// Run grammar work off the async workers: the first use builds the vocabulary trie (~1 s for
+/// a 150k vocabulary) and a large schema takes a while to compile.
+/// `wanted: false` skips the thread hop for requests without a grammar.
+pub async fn compile<F>(
+    state: &SharedState,
+    wanted: bool,
+    work: F,
+) -> Result<Option<Constraint>, ApiError>
+where
+    F: FnOnce(&Ready) -> Result<Option<Constraint>, ApiError> + Send + 'static,
+{
+    if !wanted {
+        return Ok(None);
+    }
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(state.ready()?))
+        .await
+        .map_err(|e| ApiError::internal(format!("grammar compilation failed: {e}")))?
+}
 
 /// The model's grammar compiler, built on first use (a byte trie of the whole vocabulary).
 pub fn compiler(ready: &Ready) -> Result<&GrammarCompiler, ApiError> {
@@ -68,4 +88,12 @@ pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError>
             format!("the tools' schemas cannot be followed: {e}"),
         )
     })
+}
+
+/// A finished grammar allows only the end token: ignoring it would repeat it.
+pub fn ignore_eos_conflict() -> ApiError {
+    ApiError::invalid(
+        "ignore_eos",
+        "`ignore_eos` cannot be combined with a JSON `response_format` or a demanded tool call",
+    )
 }

@@ -91,6 +91,27 @@ impl Tokenizer {
         }
     }
 
+    /// The id of a token by its stored piece (`<|fim_prefix|>`), if the vocabulary has it.
+    pub fn token_id(&self, piece: &str) -> Option<u32> {
+        match &self.model {
+            Model::Hf(t) => t.token_to_id(piece),
+            Model::Spm(s, _) => s.id_of(piece),
+        }
+    }
+
+    /// Fill-in-the-middle tokens (prefix, suffix, middle) of code models, found by name:
+    /// Qwen2.5/Qwen3-Coder and CodeGemma, StarCoder, DeepSeek-Coder spellings.
+    pub fn fim_tokens(&self) -> Option<[u32; 3]> {
+        const SPELLINGS: [[&str; 3]; 3] = [
+            ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
+            ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+            ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+        ];
+        SPELLINGS
+            .iter()
+            .find_map(|[p, s, m]| Some([self.token_id(p)?, self.token_id(s)?, self.token_id(m)?]))
+    }
+
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             Some(&id) => Err(TokenizerError::OutOfVocab {

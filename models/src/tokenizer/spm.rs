@@ -69,6 +69,11 @@ impl Spm {
         }
     }
 
+    /// The id of a piece, spelled as stored.
+    pub fn id_of(&self, piece: &str) -> Option<u32> {
+        self.lookup.get(piece).copied()
+    }
+
     pub fn piece(&self, id: u32) -> Option<&str> {
         self.pieces.get(id as usize).map(|s| s.as_str())
     }

@@ -155,22 +155,29 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    let mut constraint = structured::response_format(ready, req.response_format.as_ref())?;
     let tool_request = ToolRequest {
         tools: req.tools.as_deref(),
         tool_choice: req.tool_choice.as_ref(),
         parallel_tool_calls: req.parallel_tool_calls,
     };
     let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
-    if let Some(grammar) = tools.as_ref().and_then(|t| t.call_grammar.clone()) {
-        if constraint.is_some() {
-            return Err(ApiError::invalid(
+    let call_grammar = tools.as_ref().and_then(|t| t.call_grammar.clone());
+    let format = req.response_format.clone();
+    let constrained = format.is_some() || call_grammar.is_some();
+    let constraint = structured::compile(&state, constrained, move |ready| {
+        match (
+            structured::response_format(ready, format.as_ref())?,
+            call_grammar,
+        ) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
                 "response_format",
                 "a JSON `response_format` and a demanded tool call exclude each other",
-            ));
+            )),
+            (json, None) => Ok(json),
+            (None, Some(grammar)) => structured::tool_call(ready, grammar).map(Some),
         }
-        constraint = Some(structured::tool_call(ready, grammar)?);
-    }
+    })
+    .await?;
     let prompt_text = chat_prompt_text(
         ready,
         &req.messages,
@@ -185,11 +192,7 @@ pub async fn chat_completions(
     .then(|| reasoning::prompt_opens_thought(&prompt_text));
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
-        // A finished grammar allows only the end token: ignoring it would repeat it.
-        return Err(ApiError::invalid(
-            "ignore_eos",
-            "`ignore_eos` cannot be combined with a JSON `response_format` or a demanded tool call",
-        ));
+        return Err(structured::ignore_eos_conflict());
     }
     // Mistral's call marker is a special token: decoding must keep it to see the calls.
     p.keep_special_tokens = tools

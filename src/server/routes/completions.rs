@@ -5,6 +5,7 @@ use crate::server::json::Json;
 use crate::server::openai::{CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::structured;
 use crate::server::validate::{no_nul, plan};
 use axum::extract::State;
 use axum::response::Response;
@@ -47,6 +48,44 @@ fn prompt_ids(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
     }
 }
 
+/// A fill-in-the-middle prompt: prefix, suffix and middle tokens around the two texts
+/// (prefix-suffix-middle order, as the code models were trained and llama.cpp's /infill does);
+/// the completion is what goes between.
+fn fill_in_the_middle(ready: &Ready, prompt: &Prompt, suffix: &str) -> Result<Vec<u32>, ApiError> {
+    let [pre, suf, mid] = ready.fim.ok_or_else(|| {
+        ApiError::invalid(
+            "suffix",
+            "this model has no fill-in-the-middle tokens, so `suffix` cannot be used",
+        )
+    })?;
+    no_nul("suffix", suffix)?;
+    let encode = |t: &str, bos: bool| {
+        ready
+            .tokenizer
+            .encode(t, bos)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let prefix = match prompt {
+        Prompt::Text(t) => t.as_str(),
+        Prompt::Texts(v) if v.len() == 1 => v[0].as_str(),
+        _ => {
+            return Err(ApiError::invalid(
+                "prompt",
+                "with `suffix`, the prompt is one text (the code before the insertion point)",
+            ))
+        }
+    };
+    no_nul("prompt", prefix)?;
+    // BOS, where the model wants one, comes before everything.
+    let mut ids = encode("", true)?;
+    ids.push(pre);
+    ids.extend(encode(prefix, false)?);
+    ids.push(suf);
+    ids.extend(encode(suffix, false)?);
+    ids.push(mid);
+    Ok(ids)
+}
+
 pub async fn completions(
     State(state): State<SharedState>,
     Json(req): Json<CompletionRequest>,
@@ -56,8 +95,19 @@ pub async fn completions(
     if req.echo {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
-    let prompt = prompt_ids(ready, &req.prompt)?;
+    let prompt = match &req.suffix {
+        Some(suffix) => fill_in_the_middle(ready, &req.prompt, suffix)?,
+        None => prompt_ids(ready, &req.prompt)?,
+    };
+    let format = req.response_format.clone();
+    let constraint = structured::compile(&state, format.is_some(), move |ready| {
+        structured::response_format(ready, format.as_ref())
+    })
+    .await?;
     let p = plan(&req.common, prompt.len(), &ready.limits)?;
+    if p.ignore_eos && constraint.is_some() {
+        return Err(structured::ignore_eos_conflict());
+    }
     let logprobs = match req.logprobs {
         None => None,
         Some(k) if (0..=5).contains(&k) => Some(k as usize),
@@ -69,7 +119,7 @@ pub async fn completions(
         }
     };
     let id = new_id("cmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, None)?;
+    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, constraint)?;
     let meta = Meta {
         kind: Kind::Text,
         id,
