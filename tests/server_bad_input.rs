@@ -417,6 +417,27 @@ fn cases() -> Vec<Case> {
             "set by the server",
         ),
         case(
+            "legacy functions",
+            chat_path,
+            chat(json!({"functions": [{"name": "f", "parameters": {}}]})),
+            400,
+            "send `tools`",
+        ),
+        case(
+            "audio output",
+            chat_path,
+            chat(json!({"modalities": ["text", "audio"]})),
+            400,
+            "`audio` is not supported",
+        ),
+        case(
+            "best_of beyond n",
+            "/v1/completions",
+            json!({"prompt": "hi", "best_of": 3}),
+            400,
+            "best_of",
+        ),
+        case(
             "tool_choice without tools",
             chat_path,
             chat(json!({"tool_choice": "required"})),

@@ -93,6 +93,10 @@ pub struct ChatRequest {
     pub response_format: Option<serde_json::Value>,
     /// Extra chat-template variables (vLLM's extension), e.g. `{"enable_thinking": false}`.
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Fields candor refuses rather than ignore (`routes::chat::refuse_unsupported`).
+    pub functions: Option<serde_json::Value>,
+    pub function_call: Option<serde_json::Value>,
+    pub modalities: Option<Vec<String>>,
 }
 
 /// `prompt`: text, token ids, or a one-element list of either.
@@ -113,6 +117,8 @@ pub struct CompletionRequest {
     pub logprobs: Option<i64>,
     #[serde(default)]
     pub echo: bool,
+    /// Refused unless it equals `n` (nothing to choose from then).
+    pub best_of: Option<i64>,
     /// Text after the insertion point: fill-in-the-middle for code models.
     pub suffix: Option<String>,
     pub response_format: Option<serde_json::Value>,

@@ -149,12 +149,36 @@ pub fn encode_prompt(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Fields whose meaning candor does not provide: a clear 400 instead of an answer that
+/// silently ignores them.
+fn refuse_unsupported(req: &ChatRequest) -> Result<(), ApiError> {
+    if req.functions.is_some() || req.function_call.is_some() {
+        let param = if req.functions.is_some() {
+            "functions"
+        } else {
+            "function_call"
+        };
+        return Err(ApiError::invalid(
+            param,
+            "the legacy `functions` / `function_call` fields are not supported; send `tools` and `tool_choice`",
+        ));
+    }
+    if let Some(other) = req.modalities.iter().flatten().find(|m| *m != "text") {
+        return Err(ApiError::invalid(
+            "modalities",
+            format!("output modality `{other}` is not supported (text only)"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn chat_completions(
     State(state): State<SharedState>,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
+    refuse_unsupported(&req)?;
     let tool_request = ToolRequest {
         tools: req.tools.as_deref(),
         tool_choice: req.tool_choice.as_ref(),

@@ -95,6 +95,15 @@ pub async fn completions(
     if req.echo {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
+    if let Some(best_of) = req.best_of.filter(|&b| b != req.common.n.unwrap_or(1)) {
+        return Err(ApiError::invalid(
+            "best_of",
+            format!(
+                "`best_of` {best_of} is not supported (only equal to `n`); request `n` choices \
+                 with `logprobs` and rank them"
+            ),
+        ));
+    }
     let prompt = match &req.suffix {
         Some(suffix) => fill_in_the_middle(ready, &req.prompt, suffix)?,
         None => prompt_ids(ready, &req.prompt)?,
