@@ -178,8 +178,7 @@ impl EngineHandle {
     /// once: the first is prefilled, the others are admitted when its prompt is in the cache
     /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
     /// prompt the same way). Always in that order, so an idle server still repeats itself.
-    pub fn submit_group(&self, reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
-        let mut reqs = reqs;
+    pub fn submit_group(&self, mut reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
         let samplers = reqs
             .iter_mut()
             .map(|r| Sampler::new(r.sampling.clone()).map(|s| s.constrained(r.constraint.take())))

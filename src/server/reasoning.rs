@@ -1,9 +1,10 @@
 //! Reasoning models (Qwen3, DeepSeek-R1, QwQ) think in `<think> ... </think>` before they
 //! answer. The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
 //! llama-server return it) and only the answer as `content`, so clients that show `content`
-//! do not show the scratch work, and tool calls and stop strings apply to the answer.
+//! do not show the scratch work, and tool calls are read from the answer only (stop strings,
+//! matched before the split, end the generation wherever they appear).
 
-use super::marker::held_back;
+use super::marker::{held_back, opening, Opening};
 
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
@@ -62,17 +63,14 @@ impl ReasoningSplitter {
         self.pending.push_str(text);
         loop {
             match self.state {
-                State::Start => {
-                    let trimmed = self.pending.trim_start();
-                    if let Some(rest) = trimmed.strip_prefix(OPEN) {
-                        self.pending = rest.to_string();
+                State::Start => match opening(&self.pending, OPEN) {
+                    Opening::Opens(from_open) => {
+                        self.pending = from_open[OPEN.len()..].to_string();
                         self.state = State::Thinking;
-                    } else if OPEN.starts_with(trimmed) {
-                        return out; // maybe the start of `<think>`: wait
-                    } else {
-                        self.state = State::Answer;
                     }
-                }
+                    Opening::Undecided => return out,
+                    Opening::Not => self.state = State::Answer,
+                },
                 State::Thinking => match self.pending.find(CLOSE) {
                     Some(at) => {
                         out.reasoning.push_str(&self.pending[..at]);

@@ -20,7 +20,7 @@ pub struct Ready {
     /// Fill-in-the-middle tokens (prefix, suffix, middle), for `suffix` in completions.
     pub fim: Option<[u32; 3]>,
     /// Built on the first constrained request (`structured::compiler`).
-    pub grammar: OnceLock<Result<Arc<GrammarCompiler>, String>>,
+    pub grammar: OnceLock<Result<GrammarCompiler, String>>,
 }
 
 pub struct AppState {

@@ -5,7 +5,6 @@ use super::error::ApiError;
 use super::state::{Ready, SharedState};
 use crate::engine::grammar::{Constraint, GrammarCompiler};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// Run grammar work off the async workers: the first use builds the vocabulary trie (~1 s for
 /// a 150k vocabulary) and a large schema takes a while to compile.
@@ -35,7 +34,7 @@ pub fn compiler(ready: &Ready) -> Result<&GrammarCompiler, ApiError> {
             .first()
             .copied()
             .ok_or("the model has no end-of-sequence token")?;
-        GrammarCompiler::new(ready.tokenizer.clone(), eos, ready.limits.vocab).map(Arc::new)
+        GrammarCompiler::new(ready.tokenizer.clone(), eos, ready.limits.vocab)
     });
     match built {
         Ok(c) => Ok(c),

@@ -3,7 +3,7 @@
 //! never shown as content unless it turns out not to be a well-formed call. The same extractor
 //! serves whole answers (push everything, then finish), so both paths read calls alike.
 use super::format::{ParsedCall, ToolFormat};
-use crate::server::marker::held_back;
+use crate::server::marker::{held_back, opening, Opening};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -51,17 +51,17 @@ impl ToolCallExtractor {
                     input.clear();
                     let start = self.format.call_start();
                     if self.format.only_at_start() {
-                        let trimmed = pending.trim_start();
-                        if start.starts_with(trimmed) && trimmed.len() < start.len() {
-                            return out; // maybe the start of a call: wait
-                        }
-                        if trimmed.starts_with(start) {
-                            let body = trimmed.to_string();
-                            self.state = State::Block { body };
-                        } else {
-                            let text = std::mem::take(pending);
-                            self.state = State::TextOnly;
-                            push_content(&mut out, text);
+                        match opening(pending, start) {
+                            Opening::Undecided => return out,
+                            Opening::Opens(from_start) => {
+                                let body = from_start.to_string();
+                                self.state = State::Block { body };
+                            }
+                            Opening::Not => {
+                                let text = std::mem::take(pending);
+                                self.state = State::TextOnly;
+                                push_content(&mut out, text);
+                            }
                         }
                         continue;
                     }

@@ -161,14 +161,9 @@ impl ToolFormat {
                     (0..functions.len()).map(|i| format!("call_{i}")).collect();
                 lark.push_str(&format!("start: {}\n", calls.join(" | ")));
                 for (i, (name, params)) in functions.iter().enumerate() {
-                    let head = format!(
-                        "{}, \"{}\": ",
-                        serde_json::to_string(name).unwrap_or_default(),
-                        self.arguments_key()
-                    );
                     lark.push_str(&format!(
                         "call_{i}: {} args_{i} {tail}\nargs_{i}: %json {}\n",
-                        literal(&head),
+                        literal(&self.name_then_arguments(name)),
                         schema(params)?
                     ));
                 }
@@ -180,21 +175,19 @@ impl ToolFormat {
     /// Text the answer is made to begin with, when the request demands a call
     /// (`tool_choice: "required"` or a named function): the model then continues a call.
     pub fn forced_prefix(self, function: Option<&str>) -> String {
-        let name = |n: &str| serde_json::to_string(n).unwrap_or_default();
-        match (self, function) {
-            (ToolFormat::Hermes, None) => "<tool_call>\n{\"name\": ".into(),
-            (ToolFormat::Hermes, Some(f)) => {
-                format!("<tool_call>\n{{\"name\": {}, \"arguments\": ", name(f))
-            }
-            (ToolFormat::Mistral, None) => "[TOOL_CALLS][{\"name\": ".into(),
-            (ToolFormat::Mistral, Some(f)) => {
-                format!("[TOOL_CALLS][{{\"name\": {}, \"arguments\": ", name(f))
-            }
-            (ToolFormat::Llama3Json, None) => "{\"name\": ".into(),
-            (ToolFormat::Llama3Json, Some(f)) => {
-                format!("{{\"name\": {}, \"parameters\": ", name(f))
-            }
-        }
+        let opening = match self {
+            ToolFormat::Hermes => "<tool_call>\n",
+            ToolFormat::Mistral => "[TOOL_CALLS][",
+            ToolFormat::Llama3Json => "",
+        };
+        let named = function.map(|f| self.name_then_arguments(f));
+        format!("{opening}{{\"name\": {}", named.unwrap_or_default())
+    }
+
+    /// A call's text from its name to its arguments: `"f", "arguments": `.
+    fn name_then_arguments(self, name: &str) -> String {
+        let name = serde_json::to_string(name).unwrap_or_default();
+        format!("{name}, \"{}\": ", self.arguments_key())
     }
 }
 

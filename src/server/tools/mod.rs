@@ -55,6 +55,13 @@ fn valid_function_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The `function` object of a tool definition or a tool call at `param`.
+fn function_object<'a>(item: &'a Value, param: &str) -> Result<&'a Value, ApiError> {
+    item.get("function")
+        .filter(|f| f.is_object())
+        .ok_or_else(|| ApiError::invalid(&format!("{param}.function"), "missing `function` object"))
+}
+
 /// Names and parameter schemas of the functions in `tools`, after checking each definition.
 fn functions(tools: &[Value]) -> Result<Vec<(String, Value)>, ApiError> {
     let mut names: Vec<(String, Value)> = Vec::with_capacity(tools.len());
@@ -66,12 +73,7 @@ fn functions(tools: &[Value]) -> Result<Vec<(String, Value)>, ApiError> {
                 "only tools of type `function` are supported",
             ));
         }
-        let function = tool
-            .get("function")
-            .filter(|f| f.is_object())
-            .ok_or_else(|| {
-                ApiError::invalid(&format!("{param}.function"), "missing `function` object")
-            })?;
+        let function = function_object(tool, &param)?;
         let name = function.get("name").and_then(Value::as_str).unwrap_or("");
         if !valid_function_name(name) {
             return Err(ApiError::invalid(
@@ -196,12 +198,7 @@ pub fn template_tool_calls(calls: &[Value], param: &str) -> Result<Vec<Value>, A
         .enumerate()
         .map(|(j, call)| {
             let param = format!("{param}.tool_calls[{j}]");
-            let function = call
-                .get("function")
-                .filter(|f| f.is_object())
-                .ok_or_else(|| {
-                    ApiError::invalid(&format!("{param}.function"), "missing `function` object")
-                })?;
+            let function = function_object(call, &param)?;
             if function.get("name").and_then(Value::as_str).is_none() {
                 return Err(ApiError::invalid(
                     &format!("{param}.function.name"),
