@@ -153,3 +153,20 @@ fn fim_tokens_of_the_code_model() {
     );
     assert_eq!(load("gemma3-270m").fim_tokens(), None);
 }
+
+/// Qwen's user-defined tokens `<tool_call>` / `</tool_call>` (GGUF token type 4; added tokens
+/// in its tokenizer.json) are matched whole, as the model saw them in training, llama.cpp
+/// tokenizes them and transformers' GGUF loader does since 5.x; they are kept on decode.
+#[test]
+fn user_defined_tokens_stay_whole() {
+    let tok = load("qwen2.5-0.5b");
+    let text = "<tool_call>\n{\"name\": \"f\"}\n</tool_call>";
+    let ids = tok.encode(text, false).unwrap();
+    assert_eq!(ids.first(), Some(&151657), "{ids:?}");
+    assert_eq!(ids.last(), Some(&151658), "{ids:?}");
+    assert_eq!(tok.decode(&ids, true).unwrap(), text);
+    // Glued to other text they still split off, as added tokens do.
+    let glued = tok.encode("x<tool_call>y", false).unwrap();
+    assert!(glued.contains(&151657), "{glued:?}");
+    assert!(!tok.is_special(151657));
+}

@@ -214,6 +214,17 @@ impl Tokenizer {
                     .map(|(t, _)| AddedToken::from(t.clone(), true))
                     .collect();
                 tk.add_special_tokens(&added);
+                // User-defined tokens (Qwen's `<tool_call>`, `</tool_call>`) are added tokens
+                // that are not special: matched whole in the text (as by the model's own
+                // tokenizer.json, llama.cpp and transformers' GGUF loader since 5.x), kept on
+                // decode. Cut into pieces, a tool call in a prompt is not what the model saw.
+                let user_defined: Vec<AddedToken> = tokens
+                    .iter()
+                    .zip(&types)
+                    .filter(|(_, &t)| t == TYPE_USER_DEFINED)
+                    .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
+                    .collect();
+                tk.add_tokens(&user_defined);
                 let add_bos = flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(false);
                 (
                     Model::Hf(Box::new(tk)),
