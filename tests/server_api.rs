@@ -670,8 +670,10 @@ async fn text_completions_fill_in_the_middle_and_follow_json() {
     )
     .await;
     assert_eq!(st, 200, "{v}");
-    let text = v["choices"][0]["text"].as_str().unwrap();
-    assert_eq!(text.trim(), "a + b", "{v}");
+    // After the fill, "\n" (then the end) and "\n\n" (then more code) are a near tie
+    // (logprobs -0.98 / -0.87 on a VNNI Xeon), which the CPU's kernels may tip either way.
+    let text = v["choices"][0]["text"].as_str().unwrap().trim();
+    assert!(text == "a + b" || text.starts_with("a + b\n"), "{v}");
     assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
     // Prompt tokens: FIM prefix, prefix text, FIM suffix, suffix text, FIM middle.
     let (_, prefix) = post(
