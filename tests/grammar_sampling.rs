@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::quantized::gguf_file::Content;
-use candor::engine::grammar::{Constraint, GrammarCompiler};
+use candor::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
 use candor::engine::sampler::{Sampler, SamplingParams};
 use candor::server::tools::extract::{Piece, ToolCallExtractor};
 use candor::server::tools::format::ToolFormat;
@@ -156,4 +156,318 @@ fn demanded_tool_calls_always_parse() {
             }
         }
     }
+}
+
+fn weather_and_alarm() -> Vec<(String, Value)> {
+    vec![
+        (
+            "get_weather".to_string(),
+            json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
+                   "required": ["city"], "additionalProperties": false}),
+        ),
+        (
+            "set_alarm".to_string(),
+            json!({"type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+                   "required": ["hour"], "additionalProperties": false}),
+        ),
+    ]
+}
+
+/// The lazy constraint `tool_choice: "auto"` gets in `format`, opened by `trigger`.
+fn lazy_constraint(compiler: &GrammarCompiler, format: ToolFormat, trigger: u32) -> Constraint {
+    let grammars = format
+        .lazy_call_grammar(&weather_and_alarm())
+        .unwrap()
+        .expect("a lazy grammar for this format");
+    let spec = LazyGrammar {
+        trigger,
+        after_trigger: grammars.after_start.clone(),
+        rearm: format.call_end().is_some(),
+        bare: grammars.bare.clone().map(|grammar| BareOpening {
+            grammar,
+            marker: format.bare_call_start().unwrap().to_string(),
+        }),
+    };
+    compiler
+        .lazy(spec)
+        .unwrap_or_else(|e| panic!("{e}\n{grammars:?}"))
+}
+
+/// Logits that make `token` the pick whatever the temperature.
+fn forcing(vocab: usize, token: u32) -> Vec<f32> {
+    let mut logits = vec![0.0; vocab];
+    logits[token as usize] = 1e4;
+    logits
+}
+
+/// `tool_choice: "auto"` (hermes): text stays free, a `<tool_call>` token starts the call
+/// grammar, random picks inside it still give a valid call, and after `</tool_call>` the text
+/// is free again until the next call.
+#[test]
+fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    let format = ToolFormat::Hermes;
+    let trigger = tok.encode(format.call_start(), false).unwrap();
+    assert_eq!(trigger.len(), 1, "{trigger:?}");
+    let constraint = lazy_constraint(&compiler, format, trigger[0]);
+    assert!(constraint.is_lazy() && !constraint.is_active());
+    let params = SamplingParams {
+        temperature: 1.0,
+        seed: Some(5),
+        ..SamplingParams::greedy()
+    };
+    let mut sampler = Sampler::new(params).unwrap().constrained(Some(constraint));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut tokens: Vec<u32> = Vec::new();
+    for (i, text) in ["Let me look.", " And an alarm:"].iter().enumerate() {
+        // Free text: whatever the logits favour is taken, as without a grammar.
+        for id in tok.encode(text, false).unwrap() {
+            assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
+            tokens.push(id);
+        }
+        assert_eq!(
+            sampler.sample(&forcing(vocab, trigger[0]), &tokens),
+            trigger[0]
+        );
+        tokens.push(trigger[0]);
+        // Inside the call: adversarial random picks among the allowed tokens, until the
+        // grammar lets go (the text is free again: a forced token is then taken).
+        let mut steps = 0;
+        loop {
+            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let next = sampler.sample(&logits, &tokens);
+            assert_ne!(
+                next,
+                eos,
+                "call {i} ended early: {:?}",
+                tok.decode(&tokens, false)
+            );
+            tokens.push(next);
+            let text = tok.decode(&tokens, false).unwrap();
+            if text.ends_with("</tool_call>") {
+                break;
+            }
+            steps += 1;
+            assert!(steps < 300, "no end of call: {text:?}");
+        }
+    }
+    let probe = tok.encode(" Done", false).unwrap()[0];
+    assert_eq!(sampler.sample(&forcing(vocab, probe), &tokens), probe);
+    tokens.push(probe);
+    let text = tok.decode(&tokens, true).unwrap();
+    let mut x = ToolCallExtractor::new(format);
+    let mut pieces = x.push(&text);
+    pieces.extend(x.finish());
+    let mut calls = Vec::new();
+    let mut content = String::new();
+    for p in pieces {
+        match p {
+            Piece::Call(c) => calls.push(c),
+            Piece::Content(t) => content.push_str(&t),
+        }
+    }
+    assert_eq!(calls.len(), 2, "{text:?}");
+    for c in &calls {
+        let args: Value = serde_json::from_str(&c.arguments).unwrap();
+        let ok = match c.name.as_str() {
+            "get_weather" => args["city"]
+                .as_str()
+                .is_some_and(|c| c.chars().count() <= 10),
+            "set_alarm" => args["hour"].as_i64().is_some_and(|h| (0..=23).contains(&h)),
+            _ => false,
+        };
+        assert!(ok, "{c:?} in {text:?}");
+    }
+    assert_eq!(
+        content.trim(),
+        "Let me look. And an alarm: Done",
+        "{text:?}"
+    );
+}
+
+/// Mistral's call list runs to the end of the answer: once opened, the grammar holds until
+/// the list closes, and then only the end token may follow.
+#[test]
+fn mistral_lazy_call_list_ends_the_answer() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    let format = ToolFormat::Mistral;
+    // Qwen has no `[TOOL_CALLS]` token: any single token serves as the trigger here.
+    let trigger = tok.encode("<tool_call>", false).unwrap()[0];
+    for seed in 0..3 {
+        let constraint = lazy_constraint(&compiler, format, trigger);
+        let mut sampler = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::greedy()
+        })
+        .unwrap()
+        .constrained(Some(constraint));
+        assert_eq!(sampler.sample(&forcing(vocab, trigger), &[]), trigger);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut body = Vec::new();
+        for _ in 0..400 {
+            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let next = sampler.sample(&logits, &body);
+            if next == eos {
+                break;
+            }
+            body.push(next);
+        }
+        let text = tok.decode(&body, true).unwrap();
+        let calls = format
+            .parse_block(&text)
+            .unwrap_or_else(|| panic!("seed {seed}: not a call list: {text:?}"));
+        assert!(!calls.is_empty(), "{text:?}");
+        assert!(text.trim_end().ends_with(']'), "{text:?}");
+    }
+}
+
+/// A greedy request's steps take the device's argmax while a lazy grammar waits, and the
+/// logits once a call opens: the sampler watches the device's picks for the trigger.
+#[test]
+fn lazy_grammar_wants_logits_only_inside_a_call() {
+    use candor::engine::runner::LogitRow;
+    use candor::engine::Logits;
+    use candor_models::LogitsWanted;
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], vocab).unwrap();
+    let trigger = tok.encode("<tool_call>", false).unwrap()[0];
+    let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
+    let mut sampler = Sampler::new(SamplingParams::greedy())
+        .unwrap()
+        .constrained(Some(constraint));
+    let picked = |id| Logits {
+        vocab,
+        data: Vec::new(),
+        kinds: vec![LogitRow::Argmax(id)],
+    };
+    let hello = tok.encode("Hello", false).unwrap()[0];
+    assert_eq!(sampler.logits_wanted(false), LogitsWanted::Argmax);
+    assert_eq!(sampler.next_token(&picked(hello), 0, &[]), hello);
+    assert_eq!(sampler.logits_wanted(false), LogitsWanted::Argmax);
+    assert_eq!(sampler.next_token(&picked(trigger), 0, &[hello]), trigger);
+    assert_eq!(sampler.logits_wanted(false), LogitsWanted::Last);
+    // Inside the call the greedy pick is the best allowed token, not the best overall.
+    let mut logits = forcing(vocab, hello);
+    let newline = tok.encode("\n", false).unwrap()[0];
+    logits[newline as usize] = 1.0;
+    let out = Logits::all_values(1, vocab, logits);
+    let next = sampler.next_token(&out, 0, &[hello, trigger]);
+    assert_ne!(next, hello);
+    assert!(tok.decode(&[next], false).unwrap().starts_with('\n'));
+}
+
+/// A hermes answer that is the bare call object (no `<tool_call>`): the grammar follows the
+/// answer from its first token but holds it only once it has spelled `{"name"`; then random
+/// picks still give one valid call and the end. An answer that only starts with `{` is free.
+#[test]
+fn bare_call_answers_are_held_once_they_commit() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    let trigger = tok.encode("<tool_call>", false).unwrap()[0];
+    for seed in 0..3 {
+        let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
+        let mut sampler = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::greedy()
+        })
+        .unwrap()
+        .constrained(Some(constraint));
+        let mut tokens = Vec::new();
+        for id in tok.encode("{\"name\": ", false).unwrap() {
+            let so_far = tok.decode(&tokens, false).unwrap();
+            assert_eq!(
+                sampler.needs_mask(),
+                so_far.starts_with("{\"name\""),
+                "{so_far:?}"
+            );
+            assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
+            tokens.push(id);
+        }
+        assert!(
+            sampler.needs_mask(),
+            "committed after {:?}",
+            tok.decode(&tokens, false)
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        // Random picks until the call is complete (more calls may follow, or the end).
+        for step in 0.. {
+            assert!(
+                step < 300,
+                "no end of call: {:?}",
+                tok.decode(&tokens, false)
+            );
+            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let next = sampler.sample(&logits, &tokens);
+            assert_ne!(next, eos, "{:?}", tok.decode(&tokens, false));
+            tokens.push(next);
+            let text = tok.decode(&tokens, true).unwrap();
+            if text.ends_with("}}") && ToolFormat::Hermes.parse_bare(&text).is_some() {
+                break;
+            }
+        }
+        assert_eq!(sampler.sample(&forcing(vocab, eos), &tokens), eos);
+    }
+    // JSON that is not a call is never bent: after `{"answer` the text is free for good.
+    let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
+    let mut sampler = Sampler::new(SamplingParams::greedy())
+        .unwrap()
+        .constrained(Some(constraint));
+    let mut tokens = Vec::new();
+    for id in tok.encode("{\"answer\": {\"name\": 1}}", false).unwrap() {
+        assert!(!sampler.needs_mask(), "{:?}", tok.decode(&tokens, false));
+        assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
+        tokens.push(id);
+    }
+    assert!(!sampler.needs_mask());
+}
+
+/// A mask computed ahead (as the engine does during the forward pass) is the mask computed
+/// when sampling: the same seed gives the same answer either way.
+#[test]
+fn masks_prepared_ahead_change_nothing() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string", "maxLength": 8}},
+                        "required": ["n", "s"], "additionalProperties": false});
+    let run = |ahead: bool| {
+        let constraint = compiler.json_schema(schema.clone()).unwrap();
+        let mut sampler = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            seed: Some(9),
+            ..SamplingParams::greedy()
+        })
+        .unwrap()
+        .constrained(Some(constraint));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut tokens = Vec::new();
+        for _ in 0..200 {
+            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            if ahead {
+                assert!(sampler.needs_mask());
+                sampler.prepare_mask();
+            }
+            let next = sampler.sample(&logits, &tokens);
+            if next == eos {
+                break;
+            }
+            tokens.push(next);
+        }
+        tokens
+    };
+    let plain = run(false);
+    assert!(serde_json::from_str::<Value>(&tok.decode(&plain, true).unwrap()).is_ok());
+    assert_eq!(run(true), plain);
 }

@@ -112,6 +112,18 @@ impl Sampler {
         self
     }
 
+    /// Whether the next pick needs a grammar's mask (`prepare_mask` may compute it early).
+    pub fn needs_mask(&self) -> bool {
+        self.constraint.as_ref().is_some_and(Constraint::is_active)
+    }
+
+    /// Compute the grammar's mask for the next pick now (see `Constraint::prepare_mask`).
+    pub fn prepare_mask(&mut self) {
+        if let Some(constraint) = &mut self.constraint {
+            constraint.prepare_mask();
+        }
+    }
+
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }
@@ -120,7 +132,7 @@ impl Sampler {
     /// alone when the pick is the plain argmax and no logprobs need the values, else the
     /// logits (`next_token` takes either).
     pub fn logits_wanted(&self, logprobs: bool) -> LogitsWanted {
-        if !logprobs && self.params.is_plain_greedy() && self.constraint.is_none() {
+        if !logprobs && self.params.is_plain_greedy() && !self.needs_mask() {
             LogitsWanted::Argmax
         } else {
             LogitsWanted::Last
@@ -131,7 +143,13 @@ impl Sampler {
     /// else sampled from the row's logits after `history` (the tokens generated so far).
     pub fn next_token(&mut self, out: &Logits, row: usize, history: &[u32]) -> u32 {
         match out.token(row) {
-            Some(id) => id,
+            Some(id) => {
+                // A lazy grammar waiting for its trigger still watches the tokens.
+                if let Some(constraint) = &mut self.constraint {
+                    constraint.accept(id);
+                }
+                id
+            }
             None => self.sample(out.row(row), history),
         }
     }

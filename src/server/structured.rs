@@ -3,7 +3,8 @@
 //! it short: `length`).
 use super::error::ApiError;
 use super::state::{Ready, SharedState};
-use crate::engine::grammar::{Constraint, GrammarCompiler};
+use super::tools::format::{LazyCall, ToolFormat};
+use crate::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
 use serde_json::Value;
 
 /// Run grammar work off the async workers: the first use builds the vocabulary trie (~1 s for
@@ -81,12 +82,46 @@ pub fn response_format(
 
 /// The constraint of a demanded tool call (`tools::format::ToolFormat::call_grammar`).
 pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError> {
-    compiler(ready)?.lark(grammar).map_err(|e| {
-        ApiError::invalid(
-            "tools",
-            format!("the tools' schemas cannot be followed: {e}"),
-        )
-    })
+    compiler(ready)?.lark(grammar).map_err(tools_unfollowable)
+}
+
+/// The lazy constraint of `tool_choice: "auto"`: free text until the model opens a call with
+/// `format`'s opening token (or answers with a bare call), then the call's grammar to the end
+/// of the call. `None` where the opening is not a single token of this vocabulary (the calls
+/// are then read as written).
+pub fn lazy_tool_call(
+    ready: &Ready,
+    format: ToolFormat,
+    grammars: LazyCall,
+) -> Result<Option<Constraint>, ApiError> {
+    let trigger = match ready.tokenizer.encode(format.call_start(), false) {
+        Ok(ids) if ids.len() == 1 => ids[0],
+        _ => return Ok(None),
+    };
+    let bare = grammars
+        .bare
+        .zip(format.bare_call_start())
+        .map(|(grammar, marker)| BareOpening {
+            grammar,
+            marker: marker.to_string(),
+        });
+    let spec = LazyGrammar {
+        trigger,
+        after_trigger: grammars.after_start,
+        rearm: format.call_end().is_some(),
+        bare,
+    };
+    compiler(ready)?
+        .lazy(spec)
+        .map(Some)
+        .map_err(tools_unfollowable)
+}
+
+fn tools_unfollowable(e: String) -> ApiError {
+    ApiError::invalid(
+        "tools",
+        format!("the tools' schemas cannot be followed: {e}"),
+    )
 }
 
 /// A finished grammar allows only the end token: ignoring it would repeat it.

@@ -11,12 +11,12 @@
 //! llguidance has no triggers of its own, hence `lazy`.
 mod lazy;
 
-pub use lazy::{BareOpening, LazyGrammar};
 use candor_models::tokenizer::Tokenizer;
+use lazy::Lazy;
+pub use lazy::{BareOpening, LazyGrammar};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
-use lazy::Lazy;
 use std::sync::Arc;
 
 /// The vocabulary as llguidance sees it.
@@ -93,7 +93,10 @@ impl GrammarCompiler {
     /// A lazy constraint (see `lazy::LazyGrammar`).
     pub fn lazy(&self, spec: LazyGrammar) -> Result<Constraint, String> {
         let bare = match spec.bare {
-            Some(b) => Some((self.compile(TopLevelGrammar::from_lark(b.grammar))?.matcher, b.marker)),
+            Some(b) => Some((
+                self.compile(TopLevelGrammar::from_lark(b.grammar))?.matcher,
+                b.marker,
+            )),
             None => None,
         };
         // Until a trigger, `matcher` is unused (the grammar after the trigger stands in).

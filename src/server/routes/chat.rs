@@ -186,8 +186,13 @@ pub async fn chat_completions(
     };
     let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
     let call_grammar = tools.as_ref().and_then(|t| t.call_grammar.clone());
+    // `ignore_eos` runs past the end token, which a grammar may demand: no lazy grammar then.
+    let lazy_call = tools
+        .as_ref()
+        .filter(|_| !req.common.ignore_eos)
+        .and_then(|t| Some((t.output.format, t.lazy_call_grammar.clone()?)));
     let format = req.response_format.clone();
-    let constrained = format.is_some() || call_grammar.is_some();
+    let constrained = format.is_some() || call_grammar.is_some() || lazy_call.is_some();
     let constraint = structured::compile(&state, constrained, move |ready| {
         match (
             structured::response_format(ready, format.as_ref())?,
@@ -197,8 +202,13 @@ pub async fn chat_completions(
                 "response_format",
                 "a JSON `response_format` and a demanded tool call exclude each other",
             )),
-            (json, None) => Ok(json),
+            // A JSON answer leaves no room for a call to open.
+            (Some(json), None) => Ok(Some(json)),
             (None, Some(grammar)) => structured::tool_call(ready, grammar).map(Some),
+            (None, None) => match lazy_call {
+                Some((format, grammar)) => structured::lazy_tool_call(ready, format, grammar),
+                None => Ok(None),
+            },
         }
     })
     .await?;
@@ -211,9 +221,9 @@ pub async fn chat_completions(
     let prompt = encode_prompt(ready, &prompt_text)?;
     // A thinking model's thought is split from its answer unless a grammar shapes the answer
     // (a JSON format or a demanded call leaves no room for one).
-    let reasoning = (reasoning::template_thinks(chat_template(ready)?.source())
-        && constraint.is_none())
-    .then(|| reasoning::prompt_opens_thought(&prompt_text));
+    let shaped = constraint.as_ref().is_some_and(|c| !c.is_lazy());
+    let reasoning = (reasoning::template_thinks(chat_template(ready)?.source()) && !shaped)
+        .then(|| reasoning::prompt_opens_thought(&prompt_text));
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());

@@ -19,6 +19,10 @@ enum State {
     Block { body: String },
     /// Only text from here on (llama 3: the answer did not open with a call).
     TextOnly,
+    /// The answer's start, while it may still be a bare call (`ToolFormat::bare_call_start`).
+    Start { pending: String },
+    /// The answer opened with a bare call: it runs to the end of the answer.
+    Bare { body: String },
 }
 
 pub struct ToolCallExtractor {
@@ -28,12 +32,12 @@ pub struct ToolCallExtractor {
 
 impl ToolCallExtractor {
     pub fn new(format: ToolFormat) -> Self {
-        ToolCallExtractor {
-            format,
-            state: State::Text {
-                pending: String::new(),
-            },
-        }
+        let pending = String::new();
+        let state = match format.bare_call_start() {
+            Some(_) => State::Start { pending },
+            None => State::Text { pending },
+        };
+        ToolCallExtractor { format, state }
     }
 
     /// Add generated text; returns what can be released now.
@@ -44,6 +48,32 @@ impl ToolCallExtractor {
             match &mut self.state {
                 State::TextOnly => {
                     push_content(&mut out, input);
+                    return out;
+                }
+                State::Start { pending } => {
+                    pending.push_str(&input);
+                    input = std::mem::take(pending);
+                    let marker = self.format.bare_call_start().unwrap_or_default();
+                    match bare_opening(&input, marker) {
+                        Opening::Undecided => {
+                            *pending = input;
+                            return out;
+                        }
+                        Opening::Opens(call) => {
+                            self.state = State::Bare {
+                                body: call.to_string(),
+                            };
+                            return out;
+                        }
+                        Opening::Not => {
+                            self.state = State::Text {
+                                pending: String::new(),
+                            }
+                        }
+                    }
+                }
+                State::Bare { body } => {
+                    body.push_str(&input);
                     return out;
                 }
                 State::Text { pending } => {
@@ -110,8 +140,12 @@ impl ToolCallExtractor {
     pub fn finish(&mut self) -> Vec<Piece> {
         let mut out = Vec::new();
         match std::mem::replace(&mut self.state, State::TextOnly) {
-            State::Text { pending } => push_content(&mut out, pending),
+            State::Text { pending } | State::Start { pending } => push_content(&mut out, pending),
             State::Block { body } => self.close_block(&mut out, &body, None),
+            State::Bare { body } => match self.format.parse_bare(unfenced(&body)) {
+                Some(calls) => out.extend(calls.into_iter().map(Piece::Call)),
+                None => push_content(&mut out, body),
+            },
             State::TextOnly => {}
         }
         out
@@ -129,6 +163,42 @@ impl ToolCallExtractor {
                 push_content(out, format!("{start}{body}{}", end.unwrap_or("")));
             }
         }
+    }
+}
+
+/// Fences a bare call may come in (small models often write one as a code block).
+const FENCES: [&str; 2] = ["```json", "```"];
+
+/// Whether `text` opens with `marker`, whitespace aside, possibly inside a code fence
+/// (`{"name"`, `{\n  "name"`, "```json\n{"name"`).
+fn bare_opening<'a>(text: &'a str, marker: &str) -> Opening<'a> {
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let opened = |fence: &str| {
+        squeezed
+            .strip_prefix(fence)
+            .unwrap_or(&squeezed)
+            .starts_with(marker)
+    };
+    if opened("") || FENCES.iter().any(|f| opened(f)) {
+        return Opening::Opens(text.trim_start());
+    }
+    let could_open = |fence: &str| format!("{fence}{marker}").starts_with(squeezed.as_str());
+    if could_open("") || FENCES.iter().any(|f| could_open(f)) {
+        Opening::Undecided
+    } else {
+        Opening::Not
+    }
+}
+
+/// A bare call's text without the code fence around it, if any.
+fn unfenced(body: &str) -> &str {
+    let body = body.trim();
+    match body.strip_prefix("```") {
+        Some(fenced) => {
+            let inner = fenced.split_once('\n').map_or("", |(_, rest)| rest);
+            inner.trim_end().strip_suffix("```").unwrap_or(inner)
+        }
+        None => body,
     }
 }
 
@@ -235,6 +305,54 @@ mod tests {
             run(ToolFormat::Llama3Json, not_a_call, 3),
             vec![text(not_a_call)]
         );
+    }
+
+    /// Small hermes models sometimes answer with the call's JSON alone, without `<tool_call>`
+    /// (llama.cpp's hermes parser reads those too): a whole answer that is one call object.
+    #[test]
+    fn hermes_bare_call_answers() {
+        let bare = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+        for step in [1, 4, 1000] {
+            assert_eq!(
+                run(ToolFormat::Hermes, bare, step),
+                vec![call("get_weather", "{\"city\":\"Paris\"}")],
+                "step {step}"
+            );
+        }
+        // Two in a row (as asked for two cities): both calls.
+        assert_eq!(
+            run(
+                ToolFormat::Hermes,
+                "{\"name\": \"f\", \"arguments\": {}}\n{\"name\": \"g\", \"arguments\": {}}",
+                3
+            ),
+            vec![call("f", "{}"), call("g", "{}")]
+        );
+        // Pretty-printed, in a code fence: still the call.
+        let fenced = "```json\n{\n  \"name\": \"f\",\n  \"arguments\": {\"x\": 1}\n}\n```";
+        for step in [1, 5, 1000] {
+            assert_eq!(
+                run(ToolFormat::Hermes, fenced, step),
+                vec![call("f", "{\"x\":1}")],
+                "step {step}"
+            );
+        }
+        // JSON that is not a call, a call followed by more text, and prose: all text.
+        for output in [
+            "{\"answer\": 42}",
+            "{\"name\": \"f\", \"arguments\": {}} and more",
+            "Use {\"name\": \"f\"}",
+            "```json\n{\"answer\": 1}\n```",
+            "```python\nprint(1)\n```",
+        ] {
+            assert_eq!(run(ToolFormat::Hermes, output, 3), vec![text(output)]);
+        }
+        // Text starting otherwise streams at once, and later tagged calls are still read.
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        assert_eq!(x.push("{\"na"), vec![]);
+        assert_eq!(x.push("me\": 1, \"x\""), vec![]);
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        assert_eq!(x.push("Hi <tool_call>"), vec![text("Hi ")]);
     }
 
     #[test]

@@ -42,6 +42,15 @@ impl fmt::Display for Unsupported {
     }
 }
 
+/// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
+#[derive(Debug, Clone)]
+pub struct LazyCall {
+    /// What follows the call's opening marker, to the end of its block.
+    pub after_start: String,
+    /// A whole answer that is a bare call (`ToolFormat::bare_call_start`).
+    pub bare: Option<String>,
+}
+
 /// One call read from the output: the function's name and its arguments as JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedCall {
@@ -93,6 +102,16 @@ impl ToolFormat {
         self == ToolFormat::Llama3Json
     }
 
+    /// How an answer opens that is a call without its block marker (hermes models, small ones
+    /// especially, sometimes answer with the bare call object, pretty-printed or in a ```json
+    /// fence, as llama.cpp's hermes parser also accepts); it then runs to the end.
+    pub fn bare_call_start(self) -> Option<&'static str> {
+        match self {
+            ToolFormat::Hermes => Some("{\"name\""),
+            ToolFormat::Mistral | ToolFormat::Llama3Json => None,
+        }
+    }
+
     /// Whether the start marker is a special token the decoder must keep.
     pub fn needs_special_tokens(self) -> bool {
         self == ToolFormat::Mistral
@@ -111,6 +130,12 @@ impl ToolFormat {
             },
             ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
         }
+    }
+
+    /// The calls of a bare-call answer (`bare_call_start`, its fence removed): one or more
+    /// call objects one after the other; `None` if anything else is there.
+    pub fn parse_bare(self, body: &str) -> Option<Vec<ParsedCall>> {
+        json_sequence(body)?.iter().map(call_object).collect()
     }
 
     /// The key a call's arguments go under.
@@ -138,36 +163,67 @@ impl ToolFormat {
         functions: &[(String, Value)],
         function: Option<&str>,
     ) -> Result<String, String> {
-        let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
-        let schema = |params: &Value| -> Result<String, String> {
-            let bounded = crate::engine::grammar::bounded_whitespace(params.clone())?;
-            serde_json::to_string(&bounded).map_err(|e| e.to_string())
-        };
         let tail = literal(self.call_tail());
-        let mut lark = String::new();
         match function {
             Some(name) => {
                 let (_, params) = functions
                     .iter()
                     .find(|(n, _)| n == name)
                     .ok_or_else(|| format!("no function `{name}`"))?;
-                lark.push_str(&format!(
+                Ok(format!(
                     "start: args {tail}\nargs: %json {}\n",
-                    schema(params)?
-                ));
+                    schema_text(params)?
+                ))
             }
-            None => {
-                let calls: Vec<String> =
-                    (0..functions.len()).map(|i| format!("call_{i}")).collect();
-                lark.push_str(&format!("start: {}\n", calls.join(" | ")));
-                for (i, (name, params)) in functions.iter().enumerate() {
-                    lark.push_str(&format!(
-                        "call_{i}: {} args_{i} {tail}\nargs_{i}: %json {}\n",
-                        literal(&self.name_then_arguments(name)),
-                        schema(params)?
-                    ));
-                }
-            }
+            // The prefix has opened the call object and its "name" key.
+            None => Ok(format!(
+                "start: call {tail}\n{}",
+                self.call_rules(functions, "")?
+            )),
+        }
+    }
+
+    /// For `tool_choice: "auto"`: the lark grammars of a call the model opens, when the
+    /// opening is one special token to trigger a lazy grammar on (hermes `<tool_call>`,
+    /// mistral `[TOOL_CALLS]`; llama 3's `{` is ordinary text). With them a call the model
+    /// starts always parses, as with llama.cpp's lazy tool grammars; the text around calls
+    /// stays free.
+    pub fn lazy_call_grammar(
+        self,
+        functions: &[(String, Value)],
+    ) -> Result<Option<LazyCall>, String> {
+        let rules = self.call_rules(functions, "{\"name\": ")?;
+        let tail = literal(self.call_tail());
+        Ok(match self {
+            ToolFormat::Hermes => Some(LazyCall {
+                after_start: format!("start: \"\\n\" call {tail}\n{rules}"),
+                bare: Some(format!(
+                    "start: WS? one (WS? one)*\none: call \"}}\"\nWS: /[ \\t\\n]{{1,4}}/\n{rules}"
+                )),
+            }),
+            // Mistral's calls are one list, running to the end of the answer.
+            ToolFormat::Mistral => Some(LazyCall {
+                after_start: format!(
+                    "start: \"[\" one (\",\" \" \"? one)* \"]\"\none: call \"}}\"\n{rules}"
+                ),
+                bare: None,
+            }),
+            ToolFormat::Llama3Json => None,
+        })
+    }
+
+    /// Lark rule `call`: `opening`, then one function's name and arguments (its schema's JSON),
+    /// for any of `functions`; the call object's closing brace is left to the caller.
+    fn call_rules(self, functions: &[(String, Value)], opening: &str) -> Result<String, String> {
+        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
+        let mut lark = format!("call: {}\n", names.join(" | "));
+        for (i, (name, params)) in functions.iter().enumerate() {
+            let head = format!("{opening}{}", self.name_then_arguments(name));
+            lark.push_str(&format!(
+                "call_{i}: {} args_{i}\nargs_{i}: %json {}\n",
+                literal(&head),
+                schema_text(params)?
+            ));
         }
         Ok(lark)
     }
@@ -189,6 +245,17 @@ impl ToolFormat {
         let name = serde_json::to_string(name).unwrap_or_default();
         format!("{name}, \"{}\": ", self.arguments_key())
     }
+}
+
+/// `text` as a lark string literal (JSON string syntax).
+fn literal(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// A parameters schema for `%json`, whitespace bounded as in response formats.
+fn schema_text(params: &Value) -> Result<String, String> {
+    let bounded = crate::engine::grammar::bounded_whitespace(params.clone())?;
+    serde_json::to_string(&bounded).map_err(|e| e.to_string())
 }
 
 /// `{"name": "f", "arguments": {...}}` (or `"parameters"`) as a call; arguments given as a

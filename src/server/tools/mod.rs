@@ -3,8 +3,9 @@
 //! as `message.tool_calls` (streamed as `delta.tool_calls`, one delta per complete call) with
 //! `finish_reason: "tool_calls"`.
 //!
-//! `tool_choice`: `"auto"` (default) lets the model choose (a malformed call comes back as
-//! text); `"none"` neither shows the tools nor reads calls; `"required"` and a named function
+//! `tool_choice`: `"auto"` (default) lets the model choose; where the call's opening is one
+//! special token (hermes, mistral) a call it opens follows a grammar from there (a lazy
+//! grammar), else a malformed call comes back as text; `"none"` neither shows the tools nor reads calls; `"required"` and a named function
 //! start the answer with the opening of a call in the model's format and constrain the rest to
 //! a grammar (`format::ToolFormat::call_grammar`): one call to a function offered, with
 //! arguments following its schema.
@@ -44,6 +45,9 @@ pub struct ToolPlan {
     pub output: ToolOutput,
     /// With a demanded call: the lark grammar the rest of the call follows.
     pub call_grammar: Option<String>,
+    /// With `tool_choice: "auto"`: the lark grammar a call follows once the model opens one
+    /// (`format::ToolFormat::lazy_call_grammar`).
+    pub lazy_call_grammar: Option<format::LazyCall>,
 }
 
 static FUNCTION_NAME_HELP: &str = "letters, digits, `_` and `-`, at most 64";
@@ -162,10 +166,14 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     };
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
-    let call_grammar = forced
-        .map(|f| format.call_grammar(&functions, f))
-        .transpose()
-        .map_err(|e| ApiError::invalid("tools", e))?;
+    let invalid = |e: String| ApiError::invalid("tools", e);
+    let (call_grammar, lazy_call_grammar) = match forced {
+        Some(f) => (
+            Some(format.call_grammar(&functions, f).map_err(invalid)?),
+            None,
+        ),
+        None => (None, format.lazy_call_grammar(&functions).map_err(invalid)?),
+    };
     Ok(Some(ToolPlan {
         tools: Value::Array(tools.to_vec()),
         output: ToolOutput {
@@ -174,6 +182,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
             parallel: req.parallel_tool_calls.unwrap_or(true),
         },
         call_grammar,
+        lazy_call_grammar,
     }))
 }
 
