@@ -28,20 +28,28 @@ fn sample_answer(tok: &Tokenizer, compiler: &GrammarCompiler, schema: &Value, se
     sample_constrained(tok, constraint, seed)
 }
 
-fn sample_constrained(tok: &Tokenizer, constraint: Constraint, seed: u64) -> String {
-    let eos = constraint.eos();
+/// A sampler at temperature 1 under `constraint`.
+fn seeded_sampler(seed: u64, constraint: Constraint) -> Sampler {
     let params = SamplingParams {
         temperature: 1.0,
         seed: Some(seed),
         ..SamplingParams::greedy()
     };
-    let mut sampler = Sampler::new(params).unwrap().constrained(Some(constraint));
+    Sampler::new(params).unwrap().constrained(Some(constraint))
+}
+
+/// Logits standing in for a model's: every allowed token may win.
+fn random_logits(rng: &mut impl Rng, vocab: usize) -> Vec<f32> {
+    (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect()
+}
+
+fn sample_constrained(tok: &Tokenizer, constraint: Constraint, seed: u64) -> String {
+    let eos = constraint.eos();
+    let mut sampler = seeded_sampler(seed, constraint);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tokens = Vec::new();
     for _ in 0..400 {
-        let logits: Vec<f32> = (0..tok.vocab_size())
-            .map(|_| rng.random::<f32>() * 8.0)
-            .collect();
+        let logits = random_logits(&mut rng, tok.vocab_size());
         let next = sampler.sample(&logits, &tokens);
         if next == eos {
             return tok.decode(&tokens, true).unwrap();
@@ -103,18 +111,7 @@ fn bad_schemas_are_errors_not_panics() {
 fn demanded_tool_calls_always_parse() {
     let tok = tokenizer("qwen2.5-0.5b");
     let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], tok.vocab_size()).unwrap();
-    let functions = vec![
-        (
-            "get_weather".to_string(),
-            json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
-                   "required": ["city"], "additionalProperties": false}),
-        ),
-        (
-            "set_alarm".to_string(),
-            json!({"type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
-                   "required": ["hour"], "additionalProperties": false}),
-        ),
-    ];
+    let functions = weather_and_alarm();
     for format in [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
@@ -214,12 +211,7 @@ fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
     assert_eq!(trigger.len(), 1, "{trigger:?}");
     let constraint = lazy_constraint(&compiler, format, trigger[0]);
     assert!(constraint.is_lazy() && !constraint.is_active());
-    let params = SamplingParams {
-        temperature: 1.0,
-        seed: Some(5),
-        ..SamplingParams::greedy()
-    };
-    let mut sampler = Sampler::new(params).unwrap().constrained(Some(constraint));
+    let mut sampler = seeded_sampler(5, constraint);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut tokens: Vec<u32> = Vec::new();
     for (i, text) in ["Let me look.", " And an alarm:"].iter().enumerate() {
@@ -237,7 +229,7 @@ fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
         // grammar lets go (the text is free again: a forced token is then taken).
         let mut steps = 0;
         loop {
-            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let logits = random_logits(&mut rng, vocab);
             let next = sampler.sample(&logits, &tokens);
             assert_ne!(
                 next,
@@ -301,18 +293,12 @@ fn mistral_lazy_call_list_ends_the_answer() {
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     for seed in 0..3 {
         let constraint = lazy_constraint(&compiler, format, trigger);
-        let mut sampler = Sampler::new(SamplingParams {
-            temperature: 1.0,
-            seed: Some(seed),
-            ..SamplingParams::greedy()
-        })
-        .unwrap()
-        .constrained(Some(constraint));
+        let mut sampler = seeded_sampler(seed, constraint);
         assert_eq!(sampler.sample(&forcing(vocab, trigger), &[]), trigger);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut body = Vec::new();
         for _ in 0..400 {
-            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let logits = random_logits(&mut rng, vocab);
             let next = sampler.sample(&logits, &body);
             if next == eos {
                 break;
@@ -376,13 +362,7 @@ fn bare_call_answers_are_held_once_they_commit() {
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     for seed in 0..3 {
         let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
-        let mut sampler = Sampler::new(SamplingParams {
-            temperature: 1.0,
-            seed: Some(seed),
-            ..SamplingParams::greedy()
-        })
-        .unwrap()
-        .constrained(Some(constraint));
+        let mut sampler = seeded_sampler(seed, constraint);
         let mut tokens = Vec::new();
         for id in tok.encode("{\"name\": ", false).unwrap() {
             let so_far = tok.decode(&tokens, false).unwrap();
@@ -407,7 +387,7 @@ fn bare_call_answers_are_held_once_they_commit() {
                 "no end of call: {:?}",
                 tok.decode(&tokens, false)
             );
-            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let logits = random_logits(&mut rng, vocab);
             let next = sampler.sample(&logits, &tokens);
             assert_ne!(next, eos, "{:?}", tok.decode(&tokens, false));
             tokens.push(next);
@@ -444,17 +424,11 @@ fn masks_prepared_ahead_change_nothing() {
                         "required": ["n", "s"], "additionalProperties": false});
     let run = |ahead: bool| {
         let constraint = compiler.json_schema(schema.clone()).unwrap();
-        let mut sampler = Sampler::new(SamplingParams {
-            temperature: 1.0,
-            seed: Some(9),
-            ..SamplingParams::greedy()
-        })
-        .unwrap()
-        .constrained(Some(constraint));
+        let mut sampler = seeded_sampler(9, constraint);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let mut tokens = Vec::new();
         for _ in 0..200 {
-            let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+            let logits = random_logits(&mut rng, vocab);
             if ahead {
                 assert!(sampler.needs_mask());
                 sampler.prepare_mask();
