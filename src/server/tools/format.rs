@@ -184,10 +184,10 @@ impl ToolFormat {
     }
 
     /// For `tool_choice: "auto"`: the lark grammars of a call the model opens, when the
-    /// opening is one special token to trigger a lazy grammar on (hermes `<tool_call>`,
+    /// opening is a token of its own to trigger a lazy grammar on (hermes `<tool_call>`,
     /// mistral `[TOOL_CALLS]`; llama 3's `{` is ordinary text). With them a call the model
     /// starts always parses, as with llama.cpp's lazy tool grammars; the text around calls
-    /// stays free.
+    /// stays free. Hermes also gets the grammar of an answer that is bare call objects.
     pub fn lazy_call_grammar(
         self,
         functions: &[(String, Value)],
