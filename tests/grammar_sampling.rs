@@ -172,17 +172,13 @@ fn weather_and_alarm() -> Vec<(String, Value)> {
 
 /// The lazy constraint `tool_choice: "auto"` gets in `format`, opened by `trigger`.
 fn lazy_constraint(compiler: &GrammarCompiler, format: ToolFormat, trigger: u32) -> Constraint {
-    let grammars = format
-        .lazy_call_grammar(&weather_and_alarm())
-        .unwrap()
-        .expect("a lazy grammar for this format");
+    let grammars = format.lazy_call_grammar(&weather_and_alarm()).unwrap();
     let spec = LazyGrammar {
-        trigger,
-        after_trigger: grammars.after_start.clone(),
+        after_trigger: grammars.after_trigger.clone().map(|g| (trigger, g)),
         rearm: format.call_end().is_some(),
         bare: grammars.bare.clone().map(|grammar| BareOpening {
             grammar,
-            marker: format.bare_call_start().unwrap().to_string(),
+            marker: format.bare_call_marker().to_string(),
         }),
     };
     compiler
@@ -444,4 +440,51 @@ fn masks_prepared_ahead_change_nothing() {
     let plain = run(false);
     assert!(serde_json::from_str::<Value>(&tok.decode(&plain, true).unwrap()).is_ok());
     assert_eq!(run(true), plain);
+}
+
+/// Llama 3 answers a call with the JSON alone (`<|python_tag|>` first or not): the answer is
+/// held to call objects joined by `;` once it has spelled `{"name"`, and the calls read back.
+#[test]
+fn llama3_calls_follow_the_lazy_grammar() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    // Qwen has no `<|python_tag|>`: any single token serves as the trigger here.
+    let trigger = tok.encode("<tool_call>", false).unwrap()[0];
+    for (seed, opening) in [(1, vec![trigger]), (2, Vec::new())] {
+        let mut sampler = seeded_sampler(
+            seed,
+            lazy_constraint(&compiler, ToolFormat::Llama3Json, trigger),
+        );
+        let mut tokens = opening.clone();
+        for &id in &opening {
+            assert_eq!(sampler.sample(&forcing(vocab, id), &[]), id);
+        }
+        for id in tok.encode("{\"name\": ", false).unwrap() {
+            assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
+            tokens.push(id);
+        }
+        assert!(sampler.needs_mask(), "seed {seed}: held after the marker");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let answer = |tokens: &[u32]| tok.decode(&tokens[opening.len()..], true).unwrap();
+        for step in 0.. {
+            assert!(step < 300, "no end of call: {:?}", answer(&tokens));
+            let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
+            assert_ne!(next, eos, "{:?}", answer(&tokens));
+            tokens.push(next);
+            let text = answer(&tokens);
+            if text.ends_with('}') && ToolFormat::Llama3Json.parse_block(&text).is_some() {
+                break;
+            }
+        }
+        assert_eq!(sampler.sample(&forcing(vocab, eos), &tokens), eos);
+        let mut x = ToolCallExtractor::new(ToolFormat::Llama3Json);
+        let mut pieces = x.push(&answer(&tokens));
+        pieces.extend(x.finish());
+        assert!(
+            pieces.iter().all(|p| matches!(p, Piece::Call(_))) && !pieces.is_empty(),
+            "{pieces:?}"
+        );
+    }
 }

@@ -85,29 +85,29 @@ pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError>
     compiler(ready)?.lark(grammar).map_err(tools_unfollowable)
 }
 
-/// The lazy constraint of `tool_choice: "auto"`: free text until the model opens a call with
-/// `format`'s opening token (or answers with a bare call), then the call's grammar to the end
-/// of the call. `None` where the opening is not a single token of this vocabulary (the calls
-/// are then read as written).
+/// The lazy constraint of `tool_choice: "auto"`: free text until the model opens a call (with
+/// `format`'s opening token, or as the answer's bare call object), then the call's grammar to
+/// the end of the call. `None` where neither way in exists for this vocabulary (the calls are
+/// then read as written).
 pub fn lazy_tool_call(
     ready: &Ready,
     format: ToolFormat,
     grammars: LazyCall,
 ) -> Result<Option<Constraint>, ApiError> {
-    let trigger = match ready.tokenizer.encode(format.call_start(), false) {
-        Ok(ids) if ids.len() == 1 => ids[0],
-        _ => return Ok(None),
+    let trigger = match ready.tokenizer.encode(format.trigger_text(), false) {
+        Ok(ids) if ids.len() == 1 => ids.first().copied(),
+        _ => None,
     };
-    let bare = grammars
-        .bare
-        .zip(format.bare_call_start())
-        .map(|(grammar, marker)| BareOpening {
-            grammar,
-            marker: marker.to_string(),
-        });
+    let after_trigger = trigger.zip(grammars.after_trigger);
+    let bare = grammars.bare.map(|grammar| BareOpening {
+        grammar,
+        marker: format.bare_call_marker().to_string(),
+    });
+    if after_trigger.is_none() && bare.is_none() {
+        return Ok(None);
+    }
     let spec = LazyGrammar {
-        trigger,
-        after_trigger: grammars.after_start,
+        after_trigger,
         rearm: format.call_end().is_some(),
         bare,
     };

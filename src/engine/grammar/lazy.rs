@@ -11,10 +11,8 @@ use llguidance::Matcher;
 
 /// What a lazy constraint is built from (lark grammars).
 pub struct LazyGrammar {
-    /// The token that opens the structure.
-    pub trigger: u32,
-    /// The grammar of what follows the trigger.
-    pub after_trigger: String,
+    /// The token that opens the structure anywhere, and the grammar of what follows it.
+    pub after_trigger: Option<(u32, String)>,
     /// Whether the text is free again once that grammar is complete (else only the end token
     /// may follow).
     pub rearm: bool,
@@ -31,9 +29,8 @@ pub struct BareOpening {
 
 /// The trigger watch and the lazy state of one sequence.
 pub(super) struct Lazy {
-    trigger: u32,
-    /// The grammar after the trigger, at its start (copied at each trigger).
-    after_trigger: Matcher,
+    /// The trigger token and the grammar after it, at its start (copied at each trigger).
+    after_trigger: Option<(u32, Matcher)>,
     rearm: bool,
     /// While the answer may still open bare: that grammar, following the text so far.
     probe: Option<Probe>,
@@ -51,13 +48,11 @@ struct Probe {
 
 impl Lazy {
     pub(super) fn new(
-        trigger: u32,
-        after_trigger: Matcher,
+        after_trigger: Option<(u32, Matcher)>,
         rearm: bool,
         bare: Option<(Matcher, String)>,
     ) -> Lazy {
         Lazy {
-            trigger,
             after_trigger,
             rearm,
             probe: bare.map(|(matcher, marker)| Probe {
@@ -72,8 +67,10 @@ impl Lazy {
 
     pub(super) fn fork(&self) -> Lazy {
         Lazy {
-            trigger: self.trigger,
-            after_trigger: self.after_trigger.deep_clone(),
+            after_trigger: self
+                .after_trigger
+                .as_ref()
+                .map(|(t, m)| (*t, m.deep_clone())),
             rearm: self.rearm,
             probe: self.probe.as_ref().map(|p| Probe {
                 matcher: p.matcher.deep_clone(),
@@ -88,10 +85,12 @@ impl Lazy {
     /// A token taken while the text is free: the grammar that shapes the tokens after it, when
     /// it opens one (the matcher has consumed up to and including it).
     pub(super) fn watch(&mut self, token: u32) -> Option<Matcher> {
-        if token == self.trigger {
-            self.probe = None;
-            self.active_rearms = self.rearm;
-            return Some(self.after_trigger.deep_clone());
+        if let Some((trigger, grammar)) = &self.after_trigger {
+            if token == *trigger {
+                self.probe = None;
+                self.active_rearms = self.rearm;
+                return Some(grammar.deep_clone());
+            }
         }
         // Probing ends at the first token the bare grammar cannot take.
         let mut probe = self.probe.take()?;

@@ -92,17 +92,21 @@ impl GrammarCompiler {
 
     /// A lazy constraint (see `lazy::LazyGrammar`).
     pub fn lazy(&self, spec: LazyGrammar) -> Result<Constraint, String> {
+        let matcher = |grammar: String| {
+            self.compile(TopLevelGrammar::from_lark(grammar))
+                .map(|c| c.matcher)
+        };
         let bare = match spec.bare {
-            Some(b) => Some((
-                self.compile(TopLevelGrammar::from_lark(b.grammar))?.matcher,
-                b.marker,
-            )),
+            Some(b) => Some((matcher(b.grammar)?, b.marker)),
             None => None,
         };
-        // Until a trigger, `matcher` is unused (the grammar after the trigger stands in).
-        let mut constraint = self.compile(TopLevelGrammar::from_lark(spec.after_trigger))?;
-        let after_trigger = constraint.matcher.deep_clone();
-        constraint.lazy = Some(Lazy::new(spec.trigger, after_trigger, spec.rearm, bare));
+        let after_trigger = match spec.after_trigger {
+            Some((trigger, grammar)) => Some((trigger, matcher(grammar)?)),
+            None => None,
+        };
+        // Until a grammar is triggered `matcher` is unused; one that matches nothing stands in.
+        let mut constraint = self.compile(TopLevelGrammar::from_lark("start: \"\"".into()))?;
+        constraint.lazy = Some(Lazy::new(after_trigger, spec.rearm, bare));
         Ok(constraint)
     }
 

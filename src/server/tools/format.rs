@@ -45,9 +45,10 @@ impl fmt::Display for Unsupported {
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
 #[derive(Debug, Clone)]
 pub struct LazyCall {
-    /// What follows the call's opening marker, to the end of its block.
-    pub after_start: String,
-    /// A whole answer that is a bare call (`ToolFormat::bare_call_start`).
+    /// What follows the call's opening token (`ToolFormat::trigger_text`), to the end of
+    /// its block.
+    pub after_trigger: Option<String>,
+    /// A whole answer that is bare call objects (`ToolFormat::bare_call_marker`).
     pub bare: Option<String>,
 }
 
@@ -107,7 +108,8 @@ impl ToolFormat {
     /// fence, as llama.cpp's hermes parser also accepts); it then runs to the end.
     pub fn bare_call_start(self) -> Option<&'static str> {
         match self {
-            ToolFormat::Hermes => Some("{\"name\""),
+            ToolFormat::Hermes => Some(self.bare_call_marker()),
+            // Llama 3's calls are read at the answer's start anyway (`only_at_start`).
             ToolFormat::Mistral | ToolFormat::Llama3Json => None,
         }
     }
@@ -183,33 +185,53 @@ impl ToolFormat {
         }
     }
 
-    /// For `tool_choice: "auto"`: the lark grammars of a call the model opens, when the
-    /// opening is a token of its own to trigger a lazy grammar on (hermes `<tool_call>`,
-    /// mistral `[TOOL_CALLS]`; llama 3's `{` is ordinary text). With them a call the model
-    /// starts always parses, as with llama.cpp's lazy tool grammars; the text around calls
-    /// stays free. Hermes also gets the grammar of an answer that is bare call objects.
-    pub fn lazy_call_grammar(
-        self,
-        functions: &[(String, Value)],
-    ) -> Result<Option<LazyCall>, String> {
+    /// For `tool_choice: "auto"`: the lark grammars of a call the model opens, for lazy
+    /// grammars: after a token that opens a call (`trigger_text`), and of an answer that
+    /// opens as bare call objects (hermes models that leave the marker out, llama 3's plain
+    /// JSON calls). With them a call the model starts always parses, as with llama.cpp's lazy
+    /// tool grammars; the text around calls stays free.
+    pub fn lazy_call_grammar(self, functions: &[(String, Value)]) -> Result<LazyCall, String> {
         let rules = self.call_rules(functions, "{\"name\": ")?;
         let tail = literal(self.call_tail());
+        // Call objects one after the other (llama 3 joins them with `;`), the whole answer.
+        let objects = |separator: &str| {
+            format!(
+                "start: WS? one (WS? {separator} one)*\none: call \"}}\"\n\
+                 WS: /[ \\t\\n]{{1,4}}/\n{rules}"
+            )
+        };
         Ok(match self {
-            ToolFormat::Hermes => Some(LazyCall {
-                after_start: format!("start: \"\\n\" call {tail}\n{rules}"),
-                bare: Some(format!(
-                    "start: WS? one (WS? one)*\none: call \"}}\"\nWS: /[ \\t\\n]{{1,4}}/\n{rules}"
-                )),
-            }),
+            ToolFormat::Hermes => LazyCall {
+                after_trigger: Some(format!("start: \"\\n\" call {tail}\n{rules}")),
+                bare: Some(objects("")),
+            },
             // Mistral's calls are one list, running to the end of the answer.
-            ToolFormat::Mistral => Some(LazyCall {
-                after_start: format!(
+            ToolFormat::Mistral => LazyCall {
+                after_trigger: Some(format!(
                     "start: \"[\" one (\",\" \" \"? one)* \"]\"\none: call \"}}\"\n{rules}"
-                ),
+                )),
                 bare: None,
-            }),
-            ToolFormat::Llama3Json => None,
+            },
+            // Llama 3 calls open the answer, after `<|python_tag|>` or not.
+            ToolFormat::Llama3Json => LazyCall {
+                after_trigger: Some(objects("\";\" WS?")),
+                bare: Some(objects("\";\" WS?")),
+            },
         })
+    }
+
+    /// The token text that opens a call anywhere in the answer, for a lazy grammar's trigger.
+    pub fn trigger_text(self) -> &'static str {
+        match self {
+            ToolFormat::Hermes => "<tool_call>",
+            ToolFormat::Mistral => "[TOOL_CALLS]",
+            ToolFormat::Llama3Json => "<|python_tag|>",
+        }
+    }
+
+    /// The text (after whitespace) that commits an answer to its bare-call grammar.
+    pub fn bare_call_marker(self) -> &'static str {
+        "{\"name\""
     }
 
     /// Lark rule `call`: `opening`, then one function's name and arguments (its schema's JSON),

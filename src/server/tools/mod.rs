@@ -172,7 +172,10 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
             Some(format.call_grammar(&functions, f).map_err(invalid)?),
             None,
         ),
-        None => (None, format.lazy_call_grammar(&functions).map_err(invalid)?),
+        None => (
+            None,
+            Some(format.lazy_call_grammar(&functions).map_err(invalid)?),
+        ),
     };
     Ok(Some(ToolPlan {
         tools: Value::Array(tools.to_vec()),
