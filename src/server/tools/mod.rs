@@ -3,12 +3,13 @@
 //! as `message.tool_calls` (streamed as `delta.tool_calls`, one delta per complete call) with
 //! `finish_reason: "tool_calls"`.
 //!
-//! `tool_choice`: `"auto"` (default) lets the model choose; where the call's opening is one
-//! special token (hermes, mistral) a call it opens follows a grammar from there (a lazy
-//! grammar), else a malformed call comes back as text; `"none"` neither shows the tools nor reads calls; `"required"` and a named function
-//! start the answer with the opening of a call in the model's format and constrain the rest to
-//! a grammar (`format::ToolFormat::call_grammar`): one call to a function offered, with
-//! arguments following its schema.
+//! `tool_choice`: `"auto"` (default) lets the model choose, and a call it opens (its opening
+//! token, or an answer starting as a bare call object) follows a lazy grammar from there
+//! (`format::ToolFormat::lazy_call_grammar`); a call written otherwise and malformed comes back
+//! as text. `"none"` neither shows the tools nor reads calls. `"required"` and a named
+//! function start the answer with the opening of a call in the model's format and constrain
+//! the rest to a grammar (`format::ToolFormat::call_grammar`): one call to a function offered,
+//! with arguments following its schema.
 pub mod extract;
 pub mod format;
 
