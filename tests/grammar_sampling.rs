@@ -172,10 +172,21 @@ fn weather_and_alarm() -> Vec<(String, Value)> {
 
 /// The lazy constraint `tool_choice: "auto"` gets in `format`, opened by `trigger`.
 fn lazy_constraint(compiler: &GrammarCompiler, format: ToolFormat, trigger: u32) -> Constraint {
-    let grammars = format.lazy_call_grammar(&weather_and_alarm()).unwrap();
+    lazy_constraint_with(compiler, format, trigger, true)
+}
+
+fn lazy_constraint_with(
+    compiler: &GrammarCompiler,
+    format: ToolFormat,
+    trigger: u32,
+    parallel: bool,
+) -> Constraint {
+    let grammars = format
+        .lazy_call_grammar(&weather_and_alarm(), parallel)
+        .unwrap();
     let spec = LazyGrammar {
         after_trigger: grammars.after_trigger.clone().map(|g| (trigger, g)),
-        rearm: format.call_end().is_some(),
+        rearm: grammars.rearm,
         bare: grammars.bare.clone().map(|grammar| BareOpening {
             grammar,
             marker: format.bare_call_marker().to_string(),
@@ -486,5 +497,60 @@ fn llama3_calls_follow_the_lazy_grammar() {
             pieces.iter().all(|p| matches!(p, Piece::Call(_))) && !pieces.is_empty(),
             "{pieces:?}"
         );
+    }
+}
+
+/// `parallel_tool_calls: false`: once a call is complete only the end may follow, in each
+/// format and either way in (trigger or bare), so no tokens go to calls that would be dropped.
+#[test]
+fn one_call_only_when_calls_are_not_parallel() {
+    let tok = tokenizer("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
+    let trigger = tok.encode("<tool_call>", false).unwrap()[0];
+    let cases = [
+        (ToolFormat::Hermes, true),
+        (ToolFormat::Hermes, false),
+        (ToolFormat::Mistral, true),
+        (ToolFormat::Llama3Json, false),
+    ];
+    for (seed, (format, triggered)) in cases.into_iter().enumerate() {
+        let constraint = lazy_constraint_with(&compiler, format, trigger, false);
+        let mut sampler = seeded_sampler(seed as u64, constraint);
+        let mut tokens = Vec::new();
+        let opening = if triggered {
+            vec![trigger]
+        } else {
+            tok.encode("{\"name\": ", false).unwrap()
+        };
+        for id in opening {
+            assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
+            tokens.push(id);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64);
+        let mut ended = false;
+        for _ in 0..300 {
+            let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
+            if next == eos {
+                ended = true;
+                break;
+            }
+            tokens.push(next);
+        }
+        // The stand-in trigger is spelled as the format's own marker.
+        let text = match triggered {
+            true => format.call_start().to_string() + &tok.decode(&tokens[1..], false).unwrap(),
+            false => tok.decode(&tokens, false).unwrap(),
+        };
+        assert!(ended, "{format:?}: no end: {text:?}");
+        let mut x = ToolCallExtractor::new(format);
+        let mut pieces = x.push(&text);
+        pieces.extend(x.finish());
+        let calls = pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Call(_)))
+            .count();
+        assert_eq!(calls, 1, "{format:?}: {text:?} -> {pieces:?}");
     }
 }

@@ -108,7 +108,7 @@ pub fn lazy_tool_call(
     }
     let spec = LazyGrammar {
         after_trigger,
-        rearm: format.call_end().is_some(),
+        rearm: grammars.rearm,
         bare,
     };
     compiler(ready)?

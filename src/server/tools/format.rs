@@ -50,6 +50,8 @@ pub struct LazyCall {
     pub after_trigger: Option<String>,
     /// A whole answer that is bare call objects (`ToolFormat::bare_call_marker`).
     pub bare: Option<String>,
+    /// Whether the text is free again after a triggered call.
+    pub rearm: bool,
 }
 
 /// One call read from the output: the function's name and its arguments as JSON text.
@@ -190,33 +192,46 @@ impl ToolFormat {
     /// opens as bare call objects (hermes models that leave the marker out, llama 3's plain
     /// JSON calls). With them a call the model starts always parses, as with llama.cpp's lazy
     /// tool grammars; the text around calls stays free.
-    pub fn lazy_call_grammar(self, functions: &[(String, Value)]) -> Result<LazyCall, String> {
+    pub fn lazy_call_grammar(
+        self,
+        functions: &[(String, Value)],
+        parallel: bool,
+    ) -> Result<LazyCall, String> {
         let rules = self.call_rules(functions, "{\"name\": ")?;
         let tail = literal(self.call_tail());
-        // Call objects one after the other (llama 3 joins them with `;`), the whole answer.
+        // Call objects one after the other (llama 3 joins them with `;`), the whole answer;
+        // one only under `parallel_tool_calls: false`.
         let objects = |separator: &str| {
+            let more = if parallel {
+                format!(" (WS? {separator} one)*")
+            } else {
+                String::new()
+            };
             format!(
-                "start: WS? one (WS? {separator} one)*\none: call \"}}\"\n\
+                "start: WS? one{more}\none: call \"}}\"\n\
                  WS: /[ \\t\\n]{{1,4}}/\n{rules}"
             )
         };
-        Ok(match self {
-            ToolFormat::Hermes => LazyCall {
-                after_trigger: Some(format!("start: \"\\n\" call {tail}\n{rules}")),
-                bare: Some(objects("")),
-            },
+        let list_more = if parallel { " (\",\" \" \"? one)*" } else { "" };
+        let (after_trigger, bare) = match self {
+            ToolFormat::Hermes => (
+                format!("start: \"\\n\" call {tail}\n{rules}"),
+                Some(objects("")),
+            ),
             // Mistral's calls are one list, running to the end of the answer.
-            ToolFormat::Mistral => LazyCall {
-                after_trigger: Some(format!(
-                    "start: \"[\" one (\",\" \" \"? one)* \"]\"\none: call \"}}\"\n{rules}"
-                )),
-                bare: None,
-            },
+            ToolFormat::Mistral => (
+                format!("start: \"[\" one{list_more} \"]\"\none: call \"}}\"\n{rules}"),
+                None,
+            ),
             // Llama 3 calls open the answer, after `<|python_tag|>` or not.
-            ToolFormat::Llama3Json => LazyCall {
-                after_trigger: Some(objects("\";\" WS?")),
-                bare: Some(objects("\";\" WS?")),
-            },
+            ToolFormat::Llama3Json => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
+        };
+        Ok(LazyCall {
+            after_trigger: Some(after_trigger),
+            bare,
+            // After a hermes call the text is free again (and may hold more calls), unless
+            // one call is all the request takes: then only the end may follow.
+            rearm: parallel && self.call_end().is_some(),
         })
     }
 

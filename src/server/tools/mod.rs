@@ -168,6 +168,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
     let invalid = |e: String| ApiError::invalid("tools", e);
+    let parallel = req.parallel_tool_calls.unwrap_or(true);
     let (call_grammar, lazy_call_grammar) = match forced {
         Some(f) => (
             Some(format.call_grammar(&functions, f).map_err(invalid)?),
@@ -175,7 +176,11 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
         ),
         None => (
             None,
-            Some(format.lazy_call_grammar(&functions).map_err(invalid)?),
+            Some(
+                format
+                    .lazy_call_grammar(&functions, parallel)
+                    .map_err(invalid)?,
+            ),
         ),
     };
     Ok(Some(ToolPlan {
@@ -183,7 +188,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
         output: ToolOutput {
             format,
             forced_prefix: forced.map(|f| format.forced_prefix(f)).unwrap_or_default(),
-            parallel: req.parallel_tool_calls.unwrap_or(true),
+            parallel,
         },
         call_grammar,
         lazy_call_grammar,
