@@ -6,9 +6,9 @@
 //! (`Tokenizer::token_bytes`) and the tokenizer it uses to split grammar literals.
 //!
 //! A grammar may also be lazy (as llama.cpp's tool-call grammars are): the text stays free
-//! until a trigger token is sampled (a tool call's opening, `<tool_call>`), the grammar then
-//! shapes what follows it, and once complete the text is free again until the next trigger.
-//! llguidance has no triggers of its own, hence `lazy`.
+//! until the model opens the structure (a trigger token such as `<tool_call>`, or an answer
+//! that starts as the structure), the grammar then shapes the rest of it, and once complete
+//! the text may be free again. llguidance has no triggers of its own, hence `lazy`.
 mod lazy;
 
 use candor_models::tokenizer::Tokenizer;
