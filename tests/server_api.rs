@@ -410,6 +410,25 @@ async fn tool_calls_end_to_end() {
         city.chars().count() <= 3 && args.as_object().unwrap().len() == 1,
         "{v}"
     );
+    // A schema no grammar can follow leaves auto calls free rather than refusing the request
+    // (a demanded call needs the grammar: 400).
+    let odd = json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "no-such-type"}}}}});
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tools": [odd], "max_tokens": 4})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tools": [odd], "tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "tools", "{v}");
 
     // `none`: the tools are not shown (the prompt is the plain one) and no call is read.
     let (_, plain) = post(

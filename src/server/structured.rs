@@ -87,8 +87,8 @@ pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError>
 
 /// The lazy constraint of `tool_choice: "auto"`: free text until the model opens a call (with
 /// `format`'s opening token, or as the answer's bare call object), then the call's grammar to
-/// the end of the call. `None` where neither way in exists for this vocabulary (the calls are
-/// then read as written).
+/// the end of the call. `None` where neither way in exists for this vocabulary or the schemas
+/// cannot be compiled (the calls are then read as written).
 pub fn lazy_tool_call(
     ready: &Ready,
     format: ToolFormat,
@@ -111,10 +111,15 @@ pub fn lazy_tool_call(
         rearm: grammars.rearm,
         bare,
     };
-    compiler(ready)?
-        .lazy(spec)
-        .map(Some)
-        .map_err(tools_unfollowable)
+    // Under auto a grammar is a help, not a demand: a schema llguidance cannot follow leaves
+    // the calls free (read as written, as before lazy grammars) instead of refusing the request.
+    match compiler(ready)?.lazy(spec) {
+        Ok(constraint) => Ok(Some(constraint)),
+        Err(e) => {
+            tracing::warn!(error = %e, "tool schemas cannot be followed; calls are left free");
+            Ok(None)
+        }
+    }
 }
 
 fn tools_unfollowable(e: String) -> ApiError {
