@@ -94,10 +94,7 @@ pub fn lazy_tool_call(
     format: ToolFormat,
     grammars: LazyCall,
 ) -> Result<Option<Constraint>, ApiError> {
-    let trigger = match ready.tokenizer.encode(format.trigger_text(), false) {
-        Ok(ids) if ids.len() == 1 => ids.first().copied(),
-        _ => None,
-    };
+    let trigger = ready.tokenizer.token_id(format.trigger_text());
     let after_trigger = trigger.zip(grammars.after_trigger);
     let bare = grammars.bare.map(|grammar| BareOpening {
         grammar,

@@ -42,6 +42,9 @@ impl fmt::Display for Unsupported {
     }
 }
 
+/// How every call object opens, in all three formats (the name comes first).
+const CALL_OBJECT_OPENING: &str = "{\"name\": ";
+
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
 #[derive(Debug, Clone)]
 pub struct LazyCall {
@@ -197,7 +200,7 @@ impl ToolFormat {
         functions: &[(String, Value)],
         parallel: bool,
     ) -> Result<LazyCall, String> {
-        let rules = self.call_rules(functions, "{\"name\": ")?;
+        let rules = self.call_rules(functions, CALL_OBJECT_OPENING)?;
         let tail = literal(self.call_tail());
         // Call objects one after the other (llama 3 joins them with `;`), the whole answer;
         // one only under `parallel_tool_calls: false`.
@@ -238,15 +241,16 @@ impl ToolFormat {
     /// The token text that opens a call anywhere in the answer, for a lazy grammar's trigger.
     pub fn trigger_text(self) -> &'static str {
         match self {
-            ToolFormat::Hermes => "<tool_call>",
-            ToolFormat::Mistral => "[TOOL_CALLS]",
+            // Llama 3's block start (`{`) is text; the tag before its calls is a token.
             ToolFormat::Llama3Json => "<|python_tag|>",
+            ToolFormat::Hermes | ToolFormat::Mistral => self.call_start(),
         }
     }
 
-    /// The text (after whitespace) that commits an answer to its bare-call grammar.
+    /// The text (after whitespace) that commits an answer to its bare-call grammar: the call
+    /// object's opening up to its first key, `{"name"`.
     pub fn bare_call_marker(self) -> &'static str {
-        "{\"name\""
+        CALL_OBJECT_OPENING.trim_end_matches([':', ' '])
     }
 
     /// Lark rule `call`: `opening`, then one function's name and arguments (its schema's JSON),
@@ -274,7 +278,10 @@ impl ToolFormat {
             ToolFormat::Llama3Json => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
-        format!("{opening}{{\"name\": {}", named.unwrap_or_default())
+        format!(
+            "{opening}{CALL_OBJECT_OPENING}{}",
+            named.unwrap_or_default()
+        )
     }
 
     /// A call's text from its name to its arguments: `"f", "arguments": `.
