@@ -20,6 +20,22 @@ fn tokenizer(name: &str) -> Arc<Tokenizer> {
     Arc::new(Tokenizer::from_gguf_metadata(&content.metadata).expect("tokenizer"))
 }
 
+/// A model's tokenizer, a grammar compiler over its whole vocabulary, and its end token.
+fn compiler_for(name: &str) -> (Arc<Tokenizer>, GrammarCompiler, u32) {
+    let tok = tokenizer(name);
+    let eos = tok.eos_ids()[0];
+    let compiler = GrammarCompiler::new(tok.clone(), eos, tok.vocab_size()).unwrap();
+    (tok, compiler, eos)
+}
+
+/// What the extractor reads from a whole answer in `format`.
+fn extract(format: ToolFormat, text: &str) -> Vec<Piece> {
+    let mut x = ToolCallExtractor::new(format);
+    let mut pieces = x.push(text);
+    pieces.extend(x.finish());
+    pieces
+}
+
 /// Sample with random logits until the end token; the decoded text.
 fn sample_answer(tok: &Tokenizer, compiler: &GrammarCompiler, schema: &Value, seed: u64) -> String {
     let constraint = compiler
@@ -73,9 +89,7 @@ fn random_logits_under_a_schema_give_valid_json() {
         "additionalProperties": false
     });
     for name in ["qwen2.5-0.5b", "gemma3-270m"] {
-        let tok = tokenizer(name);
-        let eos = tok.eos_ids()[0];
-        let compiler = GrammarCompiler::new(tok.clone(), eos, tok.vocab_size()).unwrap();
+        let (tok, compiler, _) = compiler_for(name);
         for seed in 0..4 {
             let text = sample_answer(&tok, &compiler, &schema, seed);
             let v: Value = serde_json::from_str(&text)
@@ -94,8 +108,7 @@ fn random_logits_under_a_schema_give_valid_json() {
 
 #[test]
 fn bad_schemas_are_errors_not_panics() {
-    let tok = tokenizer("qwen2.5-0.5b");
-    let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], tok.vocab_size()).unwrap();
+    let (_, compiler, _) = compiler_for("qwen2.5-0.5b");
     for schema in [
         json!({"type": "no-such-type"}),
         json!({"type": "string", "pattern": "(unclosed"}),
@@ -109,8 +122,7 @@ fn bad_schemas_are_errors_not_panics() {
 /// function offered, with arguments following its schema.
 #[test]
 fn demanded_tool_calls_always_parse() {
-    let tok = tokenizer("qwen2.5-0.5b");
-    let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], tok.vocab_size()).unwrap();
+    let (tok, compiler, _) = compiler_for("qwen2.5-0.5b");
     let functions = weather_and_alarm();
     for format in [
         ToolFormat::Hermes,
@@ -123,9 +135,7 @@ fn demanded_tool_calls_always_parse() {
                 .lark(grammar.clone())
                 .unwrap_or_else(|e| panic!("{e}\n{grammar}"));
             let text = format.forced_prefix(function) + &sample_constrained(&tok, constraint, seed);
-            let mut x = ToolCallExtractor::new(format);
-            let mut pieces = x.push(&text);
-            pieces.extend(x.finish());
+            let pieces = extract(format, &text);
             let calls: Vec<_> = pieces
                 .iter()
                 .filter_map(|p| match p {
@@ -209,10 +219,8 @@ fn forcing(vocab: usize, token: u32) -> Vec<f32> {
 /// is free again until the next call.
 #[test]
 fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     let format = ToolFormat::Hermes;
     let trigger = tok.encode(format.call_start(), false).unwrap();
     assert_eq!(trigger.len(), 1, "{trigger:?}");
@@ -257,9 +265,7 @@ fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
     assert_eq!(sampler.sample(&forcing(vocab, probe), &tokens), probe);
     tokens.push(probe);
     let text = tok.decode(&tokens, true).unwrap();
-    let mut x = ToolCallExtractor::new(format);
-    let mut pieces = x.push(&text);
-    pieces.extend(x.finish());
+    let pieces = extract(format, &text);
     let mut calls = Vec::new();
     let mut content = String::new();
     for p in pieces {
@@ -291,10 +297,8 @@ fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
 /// the list closes, and then only the end token may follow.
 #[test]
 fn mistral_lazy_call_list_ends_the_answer() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     let format = ToolFormat::Mistral;
     // Qwen has no `[TOOL_CALLS]` token: any single token serves as the trigger here.
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
@@ -328,9 +332,8 @@ fn lazy_grammar_wants_logits_only_inside_a_call() {
     use candor::engine::runner::LogitRow;
     use candor::engine::Logits;
     use candor_models::LogitsWanted;
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, _) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let compiler = GrammarCompiler::new(tok.clone(), tok.eos_ids()[0], vocab).unwrap();
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
     let mut sampler = Sampler::new(SamplingParams::greedy())
@@ -362,10 +365,8 @@ fn lazy_grammar_wants_logits_only_inside_a_call() {
 /// picks still give one valid call and the end. An answer that only starts with `{` is free.
 #[test]
 fn bare_call_answers_are_held_once_they_commit() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     for seed in 0..3 {
         let constraint = lazy_constraint(&compiler, ToolFormat::Hermes, trigger);
@@ -423,10 +424,8 @@ fn bare_call_answers_are_held_once_they_commit() {
 /// when sampling: the same seed gives the same answer either way.
 #[test]
 fn masks_prepared_ahead_change_nothing() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string", "maxLength": 8}},
                         "required": ["n", "s"], "additionalProperties": false});
     let run = |ahead: bool| {
@@ -457,10 +456,8 @@ fn masks_prepared_ahead_change_nothing() {
 /// held to call objects joined by `;` once it has spelled `{"name"`, and the calls read back.
 #[test]
 fn llama3_calls_follow_the_lazy_grammar() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     // Qwen has no `<|python_tag|>`: any single token serves as the trigger here.
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     for (seed, opening) in [(1, vec![trigger]), (2, Vec::new())] {
@@ -490,9 +487,7 @@ fn llama3_calls_follow_the_lazy_grammar() {
             }
         }
         assert_eq!(sampler.sample(&forcing(vocab, eos), &tokens), eos);
-        let mut x = ToolCallExtractor::new(ToolFormat::Llama3Json);
-        let mut pieces = x.push(&answer(&tokens));
-        pieces.extend(x.finish());
+        let pieces = extract(ToolFormat::Llama3Json, &answer(&tokens));
         assert!(
             pieces.iter().all(|p| matches!(p, Piece::Call(_))) && !pieces.is_empty(),
             "{pieces:?}"
@@ -504,10 +499,8 @@ fn llama3_calls_follow_the_lazy_grammar() {
 /// format and either way in (trigger or bare), so no tokens go to calls that would be dropped.
 #[test]
 fn one_call_only_when_calls_are_not_parallel() {
-    let tok = tokenizer("qwen2.5-0.5b");
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let eos = tok.eos_ids()[0];
-    let compiler = GrammarCompiler::new(tok.clone(), eos, vocab).unwrap();
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     let cases = [
         (ToolFormat::Hermes, true),
@@ -544,9 +537,7 @@ fn one_call_only_when_calls_are_not_parallel() {
             false => tok.decode(&tokens, false).unwrap(),
         };
         assert!(ended, "{format:?}: no end: {text:?}");
-        let mut x = ToolCallExtractor::new(format);
-        let mut pieces = x.push(&text);
-        pieces.extend(x.finish());
+        let pieces = extract(format, &text);
         let calls = pieces
             .iter()
             .filter(|p| matches!(p, Piece::Call(_)))
