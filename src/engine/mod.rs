@@ -8,6 +8,7 @@ pub mod op_profile;
 pub mod runner;
 pub mod sampler;
 pub mod scheduler;
+pub mod speculate;
 pub mod stats;
 
 pub use block_manager::{BlockManager, BlockTable};

@@ -1,0 +1,211 @@
+//! Speculative decoding by prompt lookup: draft the next tokens of a sequence by finding its
+//! last few tokens earlier in the sequence (prompt or answer) and copying what followed them
+//! there. Answers that repeat their input (code edits, rewrites, quotes, JSON that echoes the
+//! question) then advance several tokens per forward pass: the pass runs the drafts as a short
+//! prefill chunk and the sampler checks them row by row.
+//!
+//! Checking is exact for any sampling: row `i` is sampled as it would be without drafts (same
+//! history, same random draw), and the draft token is kept only when the sample equals it. For a
+//! draft that is a single token with certainty, that is the speculative-sampling rule itself
+//! (keep with probability p(d), else a sample of p without d), and it consumes one random draw
+//! per emitted token, so a seeded request emits the same tokens with and without drafts (up to
+//! the kernels' rounding of a multi-row pass, as for any batch).
+//!
+//! Written here rather than taken from a crate: the lookup is a dozen lines over the token ids
+//! the engine already holds, and no crate does prompt lookup over a caller's token buffer.
+
+/// Longest suffix compared: a longer match picks the more specific of several occurrences.
+const MAX_NGRAM: usize = 8;
+/// Shortest suffix that may propose a draft. Single-token matches are everywhere in prose and
+/// their continuations mostly wrong; a wrong draft costs a row of compute.
+const MIN_NGRAM: usize = 2;
+
+/// `limit` tokens to follow `tokens`, copied from after the earlier occurrence of the longest
+/// suffix of `tokens` (between `MIN_NGRAM` and `MAX_NGRAM` tokens; the latest occurrence among
+/// equally long ones). Empty when no such suffix occurs earlier.
+pub fn propose(tokens: &[u32], limit: usize) -> Vec<u32> {
+    let n = tokens.len();
+    if limit == 0 || n < MIN_NGRAM + 1 {
+        return Vec::new();
+    }
+    let last = tokens[n - 1];
+    // (match length, position of the match's last token)
+    let mut best = (0usize, 0usize);
+    // `end` is where an earlier occurrence ends; its continuation starts at end + 1 < n.
+    for end in (0..n - 1).rev() {
+        if tokens[end] != last {
+            continue;
+        }
+        let mut len = 1;
+        while len < MAX_NGRAM && len <= end && tokens[end - len] == tokens[n - 1 - len] {
+            len += 1;
+        }
+        if len > best.0 {
+            best = (len, end);
+            if len == MAX_NGRAM {
+                break;
+            }
+        }
+    }
+    let (len, end) = best;
+    if len < MIN_NGRAM {
+        return Vec::new();
+    }
+    // An overlapping copy, as in LZ77: past the end of `tokens` the draft continues with its
+    // own first tokens, so a repeating pattern is drafted in full.
+    let from = end + 1;
+    let mut draft = Vec::with_capacity(limit);
+    for at in from..from + limit {
+        let token = match tokens.get(at) {
+            Some(&t) => t,
+            None => draft[at - n],
+        };
+        draft.push(token);
+    }
+    draft
+}
+
+/// How many tokens a sequence drafts next, from how its drafts have fared and how full the step
+/// is. With a per-token acceptance rate `a` (drafts are kept in order, so the i-th is kept with
+/// probability a^i) a draft row pays when a^i is at least what a row yields without drafts:
+/// `rows / (rows + base_rows)` tokens, for `rows` decoding sequences on a device where a step's
+/// fixed cost (reading the weights) equals `base_rows` extra rows. A lone sequence that copies
+/// its input drafts long runs; in a full batch only near-certain drafts pay, and a sequence
+/// whose matches are chance stops drafting (its evidence fades back to the prior, so it tries
+/// again later, e.g. when its answer starts quoting code).
+#[derive(Debug, Clone, Copy)]
+pub struct DraftPolicy {
+    max: usize,
+    /// Kept drafts and drafts that were reached (faded sums).
+    kept: f32,
+    tried: f32,
+}
+
+/// Prior of the acceptance rate: as if 1 of 2 drafts had been kept.
+const PRIOR_KEPT: f32 = 1.0;
+const PRIOR_TRIED: f32 = 2.0;
+/// Weight of past evidence at each check (about the last ten checks count).
+const FADE: f32 = 0.9;
+/// Weight of past evidence at each step without a draft, so that refusals do not last.
+const IDLE_FADE: f32 = 0.97;
+
+impl DraftPolicy {
+    pub fn new(max: usize) -> Self {
+        DraftPolicy {
+            max,
+            kept: 0.0,
+            tried: 0.0,
+        }
+    }
+
+    /// The estimated chance that a reached draft token is kept.
+    pub fn rate(&self) -> f32 {
+        (self.kept + PRIOR_KEPT) / (self.tried + PRIOR_TRIED)
+    }
+
+    /// Tokens to draft with `rows` sequences decoding in the step (see the type).
+    pub fn length(&self, rows: usize, base_rows: f32) -> usize {
+        let rows = rows.max(1) as f32;
+        let worth = rows / (rows + base_rows.max(f32::MIN_POSITIVE));
+        let rate = self.rate();
+        let mut reached = rate;
+        let mut n = 0;
+        while n < self.max && reached >= worth {
+            n += 1;
+            reached *= rate;
+        }
+        n
+    }
+
+    /// Record that `accepted` of `drafted` tokens were kept (the first rejected one, if any,
+    /// was reached too; the ones after it were not).
+    pub fn update(&mut self, drafted: usize, accepted: usize) {
+        if drafted == 0 {
+            self.kept *= IDLE_FADE;
+            self.tried *= IDLE_FADE;
+            return;
+        }
+        let reached = (accepted + usize::from(accepted < drafted)) as f32;
+        self.kept = self.kept * FADE + accepted as f32;
+        self.tried = self.tried * FADE + reached;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_what_followed_the_earlier_occurrence() {
+        // ... 7 8 9 10 11 ... 7 8 → 9 10 11
+        let tokens = [1, 7, 8, 9, 10, 11, 2, 3, 7, 8];
+        assert_eq!(propose(&tokens, 3), vec![9, 10, 11]);
+        assert_eq!(propose(&tokens, 2), vec![9, 10]);
+        // The continuation runs into the suffix itself and on into the draft.
+        assert_eq!(propose(&tokens, 10), vec![9, 10, 11, 2, 3, 7, 8, 9, 10, 11]);
+        assert!(propose(&tokens, 0).is_empty());
+    }
+
+    #[test]
+    fn prefers_the_longest_match_then_the_latest() {
+        // "5 7 8" occurs once (→ 20); "7 8" alone occurs later too (→ 30).
+        let tokens = [5, 7, 8, 20, 1, 7, 8, 30, 2, 5, 7, 8];
+        assert_eq!(propose(&tokens, 1), vec![20]);
+        // Two equally long matches: the latest one.
+        let tokens = [7, 8, 20, 1, 7, 8, 30, 2, 7, 8];
+        assert_eq!(propose(&tokens, 1), vec![30]);
+    }
+
+    #[test]
+    fn a_single_token_match_or_none_proposes_nothing() {
+        assert!(propose(&[4, 9, 1, 2, 9], 4).is_empty());
+        assert!(propose(&[1, 2, 3, 4], 4).is_empty());
+        assert!(propose(&[1, 1], 4).is_empty());
+        assert!(propose(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn runs_of_one_token_draft_more_of_it() {
+        assert_eq!(propose(&[0, 0, 0, 0], 5), vec![0; 5]);
+        assert_eq!(propose(&[1, 2, 1, 2, 1], 4), vec![2, 1, 2, 1]);
+        assert_eq!(propose(&[3, 0, 0, 0, 0, 0], 2), vec![0, 0]);
+    }
+
+    #[test]
+    fn drafts_grow_with_acceptance_and_shrink_with_the_batch() {
+        let mut copying = DraftPolicy::new(4);
+        // The prior (a half): two tokens for a lone sequence on a CPU-like device.
+        assert_eq!(copying.length(1, 6.0), 2);
+        for _ in 0..20 {
+            copying.update(4, 4);
+        }
+        assert!(copying.rate() > 0.95);
+        assert_eq!(copying.length(1, 6.0), 4, "never above the maximum");
+        assert_eq!(copying.length(16, 6.0), 4);
+        assert_eq!(copying.length(64, 6.0), 3, "a full batch drafts less");
+        assert_eq!(copying.length(1000, 6.0), 0);
+
+        let mut chance = DraftPolicy::new(4);
+        for _ in 0..20 {
+            chance.update(1, 0);
+        }
+        assert_eq!(chance.length(1, 6.0), 0);
+        // On a device whose step costs as much as many rows, doubtful drafts still pay.
+        assert_eq!(chance.length(1, 1000.0), 2);
+        // Without drafts, the evidence fades until the sequence tries again.
+        let steps = (0..200).take_while(|_| {
+            chance.update(0, 0);
+            chance.length(1, 6.0) == 0
+        });
+        assert!(steps.count() < 200);
+
+        // Half kept, half not: the rate follows.
+        let mut half = DraftPolicy::new(8);
+        for _ in 0..50 {
+            half.update(2, 1);
+        }
+        assert!((half.rate() - 0.5).abs() < 0.05, "{}", half.rate());
+        assert_eq!(half.length(1, 6.0), 2);
+        assert_eq!(half.length(8, 6.0), 0);
+    }
+}
