@@ -15,6 +15,9 @@ pub enum LogitsWanted {
     /// logprobs), found on the device: a step then brings back a token id, not a vocabulary of
     /// floats per sequence (19 MB per step for 32 sequences of a 150k vocabulary).
     Argmax,
+    /// The index of the largest logit of every new token, found on the device (greedy
+    /// checking of drafted tokens: a row per draft, each needing only its pick).
+    ArgmaxAll,
 }
 
 /// One sequence's part of a batch.
@@ -120,9 +123,10 @@ impl FlatBatch {
                     flat.logit_rows.push(last);
                     flat.argmax_only.push(seq.logits == LogitsWanted::Argmax);
                 }
-                LogitsWanted::All => {
+                LogitsWanted::All | LogitsWanted::ArgmaxAll => {
                     let rows = q_start as u32..=last;
-                    flat.argmax_only.extend(rows.clone().map(|_| false));
+                    let argmax = seq.logits == LogitsWanted::ArgmaxAll;
+                    flat.argmax_only.extend(rows.clone().map(|_| argmax));
                     flat.logit_rows.extend(rows);
                 }
             }
@@ -179,11 +183,12 @@ mod tests {
                 seq(vec![9, 8, 7], 0, vec![1], LogitsWanted::Argmax),
                 seq(vec![4], 3, vec![2], LogitsWanted::None),
                 seq(vec![3], 3, vec![3], LogitsWanted::Last),
+                seq(vec![2, 1], 3, vec![3], LogitsWanted::ArgmaxAll),
             ],
         };
         let f = FlatBatch::new(&batch, 16, 4, 100).unwrap();
-        assert_eq!(f.logit_rows, vec![0, 1, 4, 6]);
-        assert_eq!(f.argmax_only, vec![false, false, true, false]);
+        assert_eq!(f.logit_rows, vec![0, 1, 4, 6, 7, 8]);
+        assert_eq!(f.argmax_only, vec![false, false, true, false, true, true]);
     }
 
     #[test]
