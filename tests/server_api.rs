@@ -343,7 +343,10 @@ async fn tool_calls_end_to_end() {
     let ask = |extra: Value| {
         let mut body = json!({"messages": question, "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
         for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
+            match v {
+                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
+                v => body[k] = v.clone(),
+            }
         }
         body
     };
@@ -523,7 +526,10 @@ async fn structured_outputs_follow_the_schema() {
         let mut body = json!({"messages": [{"role": "user", "content": "Describe Paris."}],
                               "max_tokens": 120, "response_format": format});
         for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
+            match v {
+                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
+                v => body[k] = v.clone(),
+            }
         }
         body
     };
@@ -752,5 +758,117 @@ async fn text_completions_fill_in_the_middle_and_follow_json() {
     assert!(
         serde_json::from_str::<Value>(text).is_ok_and(|o| o.is_object()),
         "{v}"
+    );
+}
+
+/// The tokens of a chat answer with logprobs, each with the gap between its two best
+/// alternatives (how near a tie the pick was).
+fn tokens_and_gaps(v: &Value) -> Vec<(String, f64)> {
+    v["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no logprobs in {v}"))
+        .iter()
+        .map(|t| {
+            let top = &t["top_logprobs"];
+            let lp = |i: usize| top[i]["logprob"].as_f64().unwrap_or(f64::NEG_INFINITY);
+            (t["token"].as_str().unwrap().to_string(), lp(0) - lp(1))
+        })
+        .collect()
+}
+
+/// `got` has `want`'s tokens up to the first near-tie of `want` (the kernels round a pass of
+/// several rows at the activation level, as any batch does), and, without a near-tie, all of
+/// them and the same finish.
+fn assert_same_answer(want: &Value, got: &Value, what: &str) {
+    let (want_tokens, got_tokens) = (tokens_and_gaps(want), tokens_and_gaps(got));
+    for (i, (w, gap)) in want_tokens.iter().enumerate() {
+        assert_eq!(
+            got_tokens.get(i).map(|g| &g.0),
+            Some(w),
+            "{what}: token {i} differs:\n{want}\n{got}"
+        );
+        if *gap < 0.15 {
+            return;
+        }
+    }
+    assert_eq!(got_tokens.len(), want_tokens.len(), "{what}");
+    assert_eq!(
+        got["choices"][0]["finish_reason"],
+        want["choices"][0]["finish_reason"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speculative_decoding_keeps_the_answers() {
+    let plain = Server::start("qwen2.5-0.5b", &["--speculative-tokens", "0"]).await;
+    let drafting = Server::start("qwen2.5-0.5b", &["--speculative-tokens", "4"]).await;
+    // An answer that copies its input, so most drafts are right.
+    let code = "def area(width, height):\n    return width * height\n\n\n\
+                def perimeter(width, height):\n    return 2 * (width + height)\n";
+    let ask = |extra: Value| {
+        let mut body = json!({
+            "messages": [{"role": "user", "content": format!(
+                "Rename `width` to `w` in this code and return all of it:\n\n```python\n{code}```"
+            )}],
+            "max_tokens": 48, "temperature": 0, "logprobs": true, "top_logprobs": 2
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            match v {
+                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
+                v => body[k] = v.clone(),
+            }
+        }
+        body
+    };
+    let cases = [
+        ("greedy", json!({})),
+        ("seeded", json!({"temperature": 0.7, "seed": 7})),
+        ("stop", json!({"stop": ["perimeter"]})),
+    ];
+    for (what, extra) in cases {
+        let (st, want) = post(&plain, "/v1/chat/completions", ask(extra.clone())).await;
+        assert_eq!(st, 200, "{want}");
+        let (st, got) = post(&drafting, "/v1/chat/completions", ask(extra)).await;
+        assert_eq!(st, 200, "{got}");
+        assert_same_answer(&want, &got, what);
+    }
+    let kept = drafting
+        .metric("candor:spec_decode_num_accepted_tokens_total")
+        .await;
+    let drafted = drafting
+        .metric("candor:spec_decode_num_draft_tokens_total")
+        .await;
+    // Most drafts are right; the renamed names are not where the lookup finds them.
+    assert!(
+        kept >= 20.0 && kept < drafted,
+        "kept {kept} of {drafted} drafted tokens"
+    );
+    assert_eq!(
+        plain
+            .metric("candor:spec_decode_num_draft_tokens_total")
+            .await,
+        0.0
+    );
+
+    // Streamed, several tokens of a step arrive as their own deltas and make the same text.
+    let (_, whole) = post(&drafting, "/v1/chat/completions", ask(json!({}))).await;
+    let events = sse(
+        &drafting,
+        "/v1/chat/completions",
+        ask(json!({"stream": true, "logprobs": null, "top_logprobs": null})),
+    )
+    .await;
+    let streamed: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(
+        Some(streamed.as_str()),
+        whole["choices"][0]["message"]["content"].as_str()
     );
 }

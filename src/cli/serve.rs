@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
     #[arg(long, env = "CANDOR_NO_PREFIX_CACHING")]
     pub no_prefix_caching: bool,
+    /// Speculative decoding by prompt lookup: a decoding request drafts up to this many tokens
+    /// per step by finding its last tokens earlier in its prompt or answer, and keeps those the
+    /// model would have produced itself: the same answers, several tokens per forward pass
+    /// where an answer repeats its input (code edits, quotes). A request drafts only as many
+    /// as its acceptance so far and the batch's size make worth their compute. 0 turns it off.
+    #[arg(long, env = "CANDOR_SPECULATIVE_TOKENS", default_value_t = 4)]
+    pub speculative_tokens: usize,
     /// Chat template to use instead of the model's: a Jinja file, or the template itself
     /// (text with `{{` or `{%`). Gives a base model chat, or fixes a model's template.
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
@@ -118,6 +125,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         cors: args.cors,
         prefix_caching: !args.no_prefix_caching,
+        speculative_tokens: args.speculative_tokens,
         chat_template,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

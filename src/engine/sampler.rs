@@ -117,6 +117,12 @@ impl Sampler {
         self.constraint.as_ref().is_some_and(Constraint::is_active)
     }
 
+    /// Whether a grammar follows the picks (drafted tokens are then not checked: the grammar
+    /// would have to advance through each draft and back).
+    pub fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
     /// Compute the grammar's mask for the next pick now (see `Constraint::prepare_mask`).
     pub fn prepare_mask(&mut self) {
         if let Some(constraint) = &mut self.constraint {
@@ -136,6 +142,15 @@ impl Sampler {
             LogitsWanted::Argmax
         } else {
             LogitsWanted::Last
+        }
+    }
+
+    /// What a step should bring back for a row and the drafted tokens after it: the device's
+    /// picks alone where the plain argmax decides, else every row's logits.
+    pub fn logits_wanted_with_drafts(&self, logprobs: bool) -> LogitsWanted {
+        match self.logits_wanted(logprobs) {
+            LogitsWanted::Argmax => LogitsWanted::ArgmaxAll,
+            _ => LogitsWanted::All,
         }
     }
 

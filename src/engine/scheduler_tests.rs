@@ -48,6 +48,9 @@ impl Runner for ScriptedRunner {
             match s.logits {
                 LogitsWanted::None => {}
                 LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
+                LogitsWanted::ArgmaxAll => {
+                    kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2)))
+                }
                 LogitsWanted::Last | LogitsWanted::All => {
                     kinds.push(LogitRow::Values(data.len() / VOCAB));
                     let mut row = [0.0; VOCAB];
@@ -101,6 +104,7 @@ fn harness_with(
         max_num_batched_tokens: 256,
         max_waiting,
         prefix_caching,
+        speculative_tokens: 0,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
@@ -290,4 +294,196 @@ fn later_members_do_not_wait_on_a_first_member_that_left() {
     assert_eq!(steps[0], (1, 256));
     assert_eq!(steps.iter().skip(1).map(|s| s.1).sum::<usize>(), 600 - 256);
     h.handle.shutdown();
+}
+
+/// A model whose next-token logits depend only on a token and its position: it counts 1..5 in
+/// a cycle (so prompt lookup drafts the cycle), except after every 11th position, where it
+/// favours token 7 (so some drafts are wrong). Rows that ask for the argmax get this row's.
+struct CountingRunner {
+    spec: ModelSpec,
+    steps: Arc<Mutex<usize>>,
+}
+
+fn counting_logits(pos: usize, token: u32) -> [f32; VOCAB] {
+    let favoured = if pos % 11 == 10 { 7 } else { token % 5 + 1 };
+    let mut row = [0.0; VOCAB];
+    for (i, x) in row.iter_mut().enumerate() {
+        *x = ((pos * 7 + token as usize * 3 + i * 5) % 4) as f32 * 0.5;
+    }
+    row[favoured as usize] += 3.0;
+    row
+}
+
+impl Runner for CountingRunner {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo::default()
+    }
+    fn block_size(&self) -> usize {
+        16
+    }
+    fn num_blocks(&self) -> usize {
+        64
+    }
+    fn kv_element_bytes(&self) -> usize {
+        4
+    }
+    fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        *self.steps.lock().unwrap() += 1;
+        let mut data = Vec::new();
+        let mut kinds = Vec::new();
+        for s in &batch.seqs {
+            let rows: Vec<usize> = match s.logits {
+                LogitsWanted::None => vec![],
+                LogitsWanted::Last | LogitsWanted::Argmax => vec![s.tokens.len() - 1],
+                LogitsWanted::All | LogitsWanted::ArgmaxAll => (0..s.tokens.len()).collect(),
+            };
+            let argmax = matches!(s.logits, LogitsWanted::Argmax | LogitsWanted::ArgmaxAll);
+            for j in rows {
+                let row = counting_logits(s.start_pos + j, s.tokens[j]);
+                if argmax {
+                    kinds.push(LogitRow::Argmax(super::super::sampler::argmax(&row)));
+                } else {
+                    kinds.push(LogitRow::Values(data.len() / VOCAB));
+                    data.extend(row);
+                }
+            }
+        }
+        Ok(Logits {
+            vocab: VOCAB,
+            data,
+            kinds,
+        })
+    }
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// An engine over `CountingRunner` drafting up to `speculative_tokens`: its handle, its step
+/// count and its stats.
+fn counting_engine(
+    speculative_tokens: usize,
+) -> (EngineHandle, Arc<Mutex<usize>>, Arc<EngineStats>) {
+    let spec = candor_models::dummy::find("qwen2.5", "0.5b")
+        .and_then(|s| s.spec())
+        .expect("dummy spec");
+    let steps = Arc::new(Mutex::new(0));
+    let runner = CountingRunner {
+        spec,
+        steps: steps.clone(),
+    };
+    let config = SchedulerConfig {
+        max_num_seqs: 8,
+        max_num_batched_tokens: 256,
+        max_waiting: 16,
+        prefix_caching: true,
+        speculative_tokens,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
+    (handle, steps, stats)
+}
+
+/// Every event of a request until it ends: tokens with their logprobs, and the finish.
+fn events(mut rx: UnboundedReceiverOf) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(e) = rx.blocking_recv() {
+        match e {
+            EngineEvent::Token { id, logprobs } => {
+                out.push(format!("{id} {:?}", logprobs.map(|l| (l.logprob, l.top))))
+            }
+            EngineEvent::Finished {
+                reason,
+                completion_tokens,
+                ..
+            } => {
+                out.push(format!("{} {completion_tokens}", reason.as_str()));
+                break;
+            }
+            EngineEvent::Error(e) => panic!("request failed: {e}"),
+            EngineEvent::Prefilled { .. } => {}
+        }
+    }
+    out
+}
+
+/// Requests of every kind the drafts must not change: greedy (picked on the device), greedy
+/// with logprobs, seeded sampling, a stop token, a `max_tokens` inside a draft.
+fn speculation_requests() -> Vec<(EngineRequest, UnboundedReceiverOf)> {
+    let prompt: Vec<u32> = vec![1, 2, 3, 4, 5, 1, 2];
+    let mut out = Vec::new();
+    let (r, rx) = request_with_prompt("greedy", 40, prompt.clone());
+    out.push((r, rx));
+    let (mut r, rx) = request_with_prompt("logprobs", 40, prompt.clone());
+    r.logprobs = Some(2);
+    out.push((r, rx));
+    for seed in 0..3 {
+        let (mut r, rx) = request_with_prompt(&format!("seeded/{seed}"), 40, prompt.clone());
+        r.sampling.temperature = 0.8;
+        r.sampling.seed = Some(seed);
+        r.logprobs = Some(1);
+        out.push((r, rx));
+    }
+    let (mut r, rx) = request_with_prompt("stop", 40, prompt.clone());
+    (r.ignore_eos, r.eos_ids) = (false, vec![7]);
+    out.push((r, rx));
+    let (r, rx) = request_with_prompt("short", 6, prompt);
+    out.push((r, rx));
+    out
+}
+
+#[test]
+fn drafted_tokens_change_no_answer_and_save_steps() {
+    let run = |speculative_tokens: usize, together: bool| {
+        let (handle, steps, stats) = counting_engine(speculative_tokens);
+        let (reqs, rxs): (Vec<_>, Vec<_>) = speculation_requests().into_iter().unzip();
+        let answers: Vec<Vec<String>> = if together {
+            for r in reqs {
+                handle.submit(r).expect("queued");
+            }
+            rxs.into_iter().map(events).collect()
+        } else {
+            reqs.into_iter()
+                .zip(rxs)
+                .map(|(r, rx)| {
+                    handle.submit(r).expect("queued");
+                    events(rx)
+                })
+                .collect()
+        };
+        handle.shutdown();
+        let steps = *steps.lock().unwrap();
+        (answers, steps, stats)
+    };
+    for together in [false, true] {
+        let (plain, plain_steps, plain_stats) = run(0, together);
+        let (drafted, drafted_steps, stats) = run(4, together);
+        assert_eq!(drafted, plain, "together: {together}");
+        assert_eq!(plain_stats.spec_draft_tokens.get(), 0);
+        let (tried, kept) = (
+            stats.spec_draft_tokens.get(),
+            stats.spec_accepted_tokens.get(),
+        );
+        assert!(
+            kept > 0 && kept < tried,
+            "kept {kept} of {tried} drafted tokens"
+        );
+        // One request at a time, each step is that request's alone (together, the slowest
+        // request and the moments of arrival set the count).
+        assert!(
+            together || drafted_steps < plain_steps,
+            "{drafted_steps} steps with drafts, {plain_steps} without"
+        );
+        assert_eq!(
+            stats.generation_tokens.get(),
+            plain_stats.generation_tokens.get()
+        );
+    }
+    // The answers are what they should be: the stop token ends one, `max_tokens` another.
+    let (answers, _, _) = run(4, false);
+    assert_eq!(answers[5].last().map(String::as_str), Some("stop 4"));
+    assert_eq!(answers[6].last().map(String::as_str), Some("length 6"));
 }

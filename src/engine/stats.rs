@@ -21,6 +21,9 @@ pub struct EngineStats {
     pub requests_rejected: IntCounter,
     pub prefix_cache_queries: IntCounter,
     pub prefix_cache_hits: IntCounter,
+    pub spec_drafts: IntCounter,
+    pub spec_draft_tokens: IntCounter,
+    pub spec_accepted_tokens: IntCounter,
     pub ttft: Histogram,
     pub tpot: Histogram,
     pub e2e: Histogram,
@@ -104,6 +107,18 @@ impl EngineStats {
             prefix_cache_hits: counter(
                 "candor:prefix_cache_hits_total",
                 "Prompt tokens whose K/V came from the prefix cache.",
+            )?,
+            spec_drafts: counter(
+                "candor:spec_decode_num_drafts_total",
+                "Steps in which a sequence checked drafted tokens (speculative decoding).",
+            )?,
+            spec_draft_tokens: counter(
+                "candor:spec_decode_num_draft_tokens_total",
+                "Tokens drafted by prompt lookup and checked.",
+            )?,
+            spec_accepted_tokens: counter(
+                "candor:spec_decode_num_accepted_tokens_total",
+                "Drafted tokens kept (each one a forward pass saved).",
             )?,
             ttft: histogram(
                 "candor:time_to_first_token_seconds",

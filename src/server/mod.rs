@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     pub cors: bool,
     pub prefix_caching: bool,
+    /// Most tokens drafted per step by prompt lookup (0: no speculative decoding).
+    pub speculative_tokens: usize,
     /// Replaces the model's chat template (`--chat-template`).
     pub chat_template: Option<String>,
 }
@@ -164,6 +166,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_batched_tokens: config.max_num_batched_tokens,
         max_waiting: config.max_waiting,
         prefix_caching: config.prefix_caching,
+        speculative_tokens: config.speculative_tokens,
     };
     let system_fingerprint = fingerprint::system_fingerprint(
         &model.path,
