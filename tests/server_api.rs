@@ -824,17 +824,27 @@ async fn speculative_decoding_keeps_the_answers() {
         ("greedy", json!({})),
         ("seeded", json!({"temperature": 0.7, "seed": 7})),
         ("stop", json!({"stop": ["perimeter"]})),
+        // Drafts under a grammar: each row is sampled under the mask the kept tokens leave.
+        (
+            "schema",
+            json!({"response_format": {"type": "json_schema", "json_schema": {
+            "name": "code", "schema": {"type": "object", "properties": {"code": {"type": "string"}},
+                                       "required": ["code"]}}}}),
+        ),
+        // A lazy tool-call grammar waiting for its trigger.
+        ("tools", json!({"tools": [weather_tool()]})),
     ];
+    let kept = || drafting.metric("candor:spec_decode_num_accepted_tokens_total");
     for (what, extra) in cases {
         let (st, want) = post(&plain, "/v1/chat/completions", ask(extra.clone())).await;
         assert_eq!(st, 200, "{want}");
+        let kept_before = kept().await;
         let (st, got) = post(&drafting, "/v1/chat/completions", ask(extra)).await;
         assert_eq!(st, 200, "{got}");
         assert_same_answer(&want, &got, what);
+        assert!(kept().await > kept_before, "{what}: no draft kept");
     }
-    let kept = drafting
-        .metric("candor:spec_decode_num_accepted_tokens_total")
-        .await;
+    let kept = kept().await;
     let drafted = drafting
         .metric("candor:spec_decode_num_draft_tokens_total")
         .await;

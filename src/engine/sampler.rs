@@ -117,8 +117,7 @@ impl Sampler {
         self.constraint.as_ref().is_some_and(Constraint::is_active)
     }
 
-    /// Whether a grammar follows the picks (drafted tokens are then not checked: the grammar
-    /// would have to advance through each draft and back).
+    /// Whether a grammar follows the picks.
     pub fn is_constrained(&self) -> bool {
         self.constraint.is_some()
     }
@@ -146,10 +145,12 @@ impl Sampler {
     }
 
     /// What a step should bring back for a row and the drafted tokens after it: the device's
-    /// picks alone where the plain argmax decides, else every row's logits.
+    /// picks alone where the plain argmax decides, else every row's logits. A grammar, even a
+    /// lazy one still waiting for its trigger, needs the values: a draft row may be the first
+    /// after the trigger, where the pick must follow the grammar's mask.
     pub fn logits_wanted_with_drafts(&self, logprobs: bool) -> LogitsWanted {
         match self.logits_wanted(logprobs) {
-            LogitsWanted::Argmax => LogitsWanted::ArgmaxAll,
+            LogitsWanted::Argmax if !self.is_constrained() => LogitsWanted::ArgmaxAll,
             _ => LogitsWanted::All,
         }
     }

@@ -630,17 +630,15 @@ impl Engine {
     }
 
     /// The tokens running sequence `idx` drafts after its `len` own tokens this step, with
-    /// `decoding` sequences decoding and at most `room`: only a decoding sequence without a
-    /// grammar drafts, as many as its `DraftPolicy` finds worth their rows, never past its
-    /// `max_tokens`, and only into KV blocks that are free now (a guess preempts no one).
+    /// `decoding` sequences decoding and at most `room`: as many as its `DraftPolicy` finds
+    /// worth their rows, never past its `max_tokens`, and only into KV blocks that are free now
+    /// (a guess preempts no one). A grammar needs no exception: the rows are sampled in order,
+    /// each under the mask of the grammar as the tokens kept before it left it, and a rejected
+    /// draft never reached the grammar.
     fn draft(&mut self, idx: usize, len: usize, decoding: usize, room: usize) -> Vec<u32> {
         let later = self.running.len() - idx - 1;
         let s = &mut self.running[idx];
-        if self.config.speculative_tokens == 0
-            || len != 1
-            || s.tokens.len() - s.computed != 1
-            || s.sampler.is_constrained()
-        {
+        if self.config.speculative_tokens == 0 || len != 1 || s.tokens.len() - s.computed != 1 {
             return Vec::new();
         }
         // Each kept draft is one more token emitted after the step's first.
