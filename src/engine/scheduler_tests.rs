@@ -302,6 +302,7 @@ fn later_members_do_not_wait_on_a_first_member_that_left() {
 struct CountingRunner {
     spec: ModelSpec,
     steps: Arc<Mutex<usize>>,
+    num_blocks: usize,
 }
 
 fn counting_logits(pos: usize, token: u32) -> [f32; VOCAB] {
@@ -325,7 +326,7 @@ impl Runner for CountingRunner {
         16
     }
     fn num_blocks(&self) -> usize {
-        64
+        self.num_blocks
     }
     fn kv_element_bytes(&self) -> usize {
         4
@@ -362,10 +363,17 @@ impl Runner for CountingRunner {
     }
 }
 
-/// An engine over `CountingRunner` drafting up to `speculative_tokens`: its handle, its step
-/// count and its stats.
+/// An engine over `CountingRunner` with 64 KV blocks drafting up to `speculative_tokens`: its
+/// handle, its step count and its stats.
 fn counting_engine(
     speculative_tokens: usize,
+) -> (EngineHandle, Arc<Mutex<usize>>, Arc<EngineStats>) {
+    counting_engine_with(speculative_tokens, 64)
+}
+
+fn counting_engine_with(
+    speculative_tokens: usize,
+    num_blocks: usize,
 ) -> (EngineHandle, Arc<Mutex<usize>>, Arc<EngineStats>) {
     let spec = candor_models::dummy::find("qwen2.5", "0.5b")
         .and_then(|s| s.spec())
@@ -374,6 +382,7 @@ fn counting_engine(
     let runner = CountingRunner {
         spec,
         steps: steps.clone(),
+        num_blocks,
     };
     let config = SchedulerConfig {
         max_num_seqs: 8,
@@ -382,7 +391,7 @@ fn counting_engine(
         prefix_caching: true,
         speculative_tokens,
     };
-    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let stats = Arc::new(EngineStats::new(num_blocks).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
     (handle, steps, stats)
 }
@@ -486,4 +495,31 @@ fn drafted_tokens_change_no_answer_and_save_steps() {
     let (answers, _, _) = run(4, false);
     assert_eq!(answers[5].last().map(String::as_str), Some("stop 4"));
     assert_eq!(answers[6].last().map(String::as_str), Some("length 6"));
+}
+
+#[test]
+fn drafts_survive_a_full_cache() {
+    // Six requests of 7 + 40 tokens need 18 blocks at their ends; the cache has 10, so the
+    // newest are preempted and recomputed, drafts or not. Greedy answers stay the same.
+    let run = |speculative_tokens: usize| {
+        let (handle, _, stats) = counting_engine_with(speculative_tokens, 10);
+        let (reqs, rxs): (Vec<_>, Vec<_>) = (0..6u32)
+            .map(|i| request_with_prompt(&format!("r/{i}"), 40, vec![1, 2, 3, 4, 5, 1 + i % 5, 2]))
+            .unzip();
+        for r in reqs {
+            handle.submit(r).expect("queued");
+        }
+        let answers: Vec<Vec<String>> = rxs.into_iter().map(events).collect();
+        handle.shutdown();
+        (answers, stats)
+    };
+    let (plain, plain_stats) = run(0);
+    let (drafted, stats) = run(4);
+    assert_eq!(drafted, plain);
+    assert!(plain_stats.preemptions.get() > 0, "the cache is not full");
+    assert!(stats.preemptions.get() > 0);
+    assert!(stats.spec_accepted_tokens.get() > 0);
+    assert!(plain
+        .iter()
+        .all(|a| a.last().map(String::as_str) == Some("length 40")));
 }
