@@ -1,4 +1,5 @@
-//! The scheduler over a scripted runner: what each step batches, and how the queue takes groups.
+//! The scheduler over scripted runners: what each step batches, how the queue takes groups,
+//! and what drafted tokens change (nothing in the answers).
 use super::*;
 use crate::engine::error::EngineError;
 use crate::engine::runner::{LogitRow, Logits};
@@ -9,15 +10,26 @@ use std::time::Duration;
 
 const VOCAB: usize = 8;
 
-/// Records the (sequences, tokens) of every step; the first forward waits for `release`.
-struct ScriptedRunner {
+/// A runner whose forward pass is a closure, so each test scripts what a step returns.
+struct FakeRunner {
     spec: ModelSpec,
-    steps: Arc<Mutex<Vec<(usize, usize)>>>,
-    entered: mpsc::Sender<()>,
-    release: Option<mpsc::Receiver<()>>,
+    num_blocks: usize,
+    forward: Box<dyn FnMut(&Batch) -> Logits + Send>,
 }
 
-impl Runner for ScriptedRunner {
+impl FakeRunner {
+    fn new(num_blocks: usize, forward: impl FnMut(&Batch) -> Logits + Send + 'static) -> Self {
+        FakeRunner {
+            spec: candor_models::dummy::find("qwen2.5", "0.5b")
+                .and_then(|s| s.spec())
+                .expect("dummy spec"),
+            num_blocks,
+            forward: Box::new(forward),
+        }
+    }
+}
+
+impl Runner for FakeRunner {
     fn spec(&self) -> &ModelSpec {
         &self.spec
     }
@@ -28,45 +40,41 @@ impl Runner for ScriptedRunner {
         16
     }
     fn num_blocks(&self) -> usize {
-        64
+        self.num_blocks
     }
     fn kv_element_bytes(&self) -> usize {
         4
     }
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
-        let tokens = batch.seqs.iter().map(|s| s.tokens.len()).sum();
-        self.steps.lock().unwrap().push((batch.seqs.len(), tokens));
-        let _ = self.entered.send(());
-        if let Some(release) = self.release.take() {
-            let _ = release.recv();
-        }
-        // Rows that want values favour token 1; rows that want the argmax get token 2 picked
-        // "on the device", so a test sees which way each token came.
-        let mut data = Vec::new();
-        let mut kinds = Vec::new();
-        for s in &batch.seqs {
-            match s.logits {
-                LogitsWanted::None => {}
-                LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
-                LogitsWanted::ArgmaxAll => {
-                    kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2)))
-                }
-                LogitsWanted::Last | LogitsWanted::All => {
-                    kinds.push(LogitRow::Values(data.len() / VOCAB));
-                    let mut row = [0.0; VOCAB];
-                    row[1] = 5.0;
-                    data.extend(row);
-                }
-            }
-        }
-        Ok(Logits {
-            vocab: VOCAB,
-            data,
-            kinds,
-        })
+        Ok((self.forward)(batch))
     }
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+}
+
+/// The scripted step: rows that want values favour token 1; rows that want the argmax get
+/// token 2 picked "on the device", so a test sees which way each token came.
+fn scripted_logits(batch: &Batch) -> Logits {
+    let mut data = Vec::new();
+    let mut kinds = Vec::new();
+    for s in &batch.seqs {
+        match s.logits {
+            LogitsWanted::None => {}
+            LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
+            LogitsWanted::ArgmaxAll => kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2))),
+            LogitsWanted::Last | LogitsWanted::All => {
+                kinds.push(LogitRow::Values(data.len() / VOCAB));
+                let mut row = [0.0; VOCAB];
+                row[1] = 5.0;
+                data.extend(row);
+            }
+        }
+    }
+    Logits {
+        vocab: VOCAB,
+        data,
+        kinds,
     }
 }
 
@@ -87,18 +95,21 @@ fn harness_with(
     hold_first_step: bool,
     prefix_caching: bool,
 ) -> Harness {
-    let spec = candor_models::dummy::find("qwen2.5", "0.5b")
-        .and_then(|s| s.spec())
-        .expect("dummy spec");
     let steps = Arc::new(Mutex::new(Vec::new()));
     let (entered_tx, entered) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
-    let runner = ScriptedRunner {
-        spec,
-        steps: steps.clone(),
-        entered: entered_tx,
-        release: hold_first_step.then_some(release_rx),
-    };
+    // Records the (sequences, tokens) of every step; the first waits for `release`.
+    let mut hold = hold_first_step.then_some(release_rx);
+    let record = steps.clone();
+    let runner = FakeRunner::new(64, move |batch| {
+        let tokens = batch.seqs.iter().map(|s| s.tokens.len()).sum();
+        record.lock().unwrap().push((batch.seqs.len(), tokens));
+        let _ = entered_tx.send(());
+        if let Some(release) = hold.take() {
+            let _ = release.recv();
+        }
+        scripted_logits(batch)
+    });
     let config = SchedulerConfig {
         max_num_seqs,
         max_num_batched_tokens: 256,
@@ -299,12 +310,6 @@ fn later_members_do_not_wait_on_a_first_member_that_left() {
 /// A model whose next-token logits depend only on a token and its position: it counts 1..5 in
 /// a cycle (so prompt lookup drafts the cycle), except after every 11th position, where it
 /// favours token 7 (so some drafts are wrong). Rows that ask for the argmax get this row's.
-struct CountingRunner {
-    spec: ModelSpec,
-    steps: Arc<Mutex<usize>>,
-    num_blocks: usize,
-}
-
 fn counting_logits(pos: usize, token: u32) -> [f32; VOCAB] {
     let favoured = if pos % 11 == 10 { 7 } else { token % 5 + 1 };
     let mut row = [0.0; VOCAB];
@@ -315,55 +320,35 @@ fn counting_logits(pos: usize, token: u32) -> [f32; VOCAB] {
     row
 }
 
-impl Runner for CountingRunner {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-    fn device(&self) -> DeviceInfo {
-        DeviceInfo::default()
-    }
-    fn block_size(&self) -> usize {
-        16
-    }
-    fn num_blocks(&self) -> usize {
-        self.num_blocks
-    }
-    fn kv_element_bytes(&self) -> usize {
-        4
-    }
-    fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
-        *self.steps.lock().unwrap() += 1;
-        let mut data = Vec::new();
-        let mut kinds = Vec::new();
-        for s in &batch.seqs {
-            let rows: Vec<usize> = match s.logits {
-                LogitsWanted::None => vec![],
-                LogitsWanted::Last | LogitsWanted::Argmax => vec![s.tokens.len() - 1],
-                LogitsWanted::All | LogitsWanted::ArgmaxAll => (0..s.tokens.len()).collect(),
-            };
-            let argmax = matches!(s.logits, LogitsWanted::Argmax | LogitsWanted::ArgmaxAll);
-            for j in rows {
-                let row = counting_logits(s.start_pos + j, s.tokens[j]);
-                if argmax {
-                    kinds.push(LogitRow::Argmax(super::super::sampler::argmax(&row)));
-                } else {
-                    kinds.push(LogitRow::Values(data.len() / VOCAB));
-                    data.extend(row);
-                }
+/// A step of the counting model.
+fn counting_step(batch: &Batch) -> Logits {
+    let mut data = Vec::new();
+    let mut kinds = Vec::new();
+    for s in &batch.seqs {
+        let rows: Vec<usize> = match s.logits {
+            LogitsWanted::None => vec![],
+            LogitsWanted::Last | LogitsWanted::Argmax => vec![s.tokens.len() - 1],
+            LogitsWanted::All | LogitsWanted::ArgmaxAll => (0..s.tokens.len()).collect(),
+        };
+        let argmax = matches!(s.logits, LogitsWanted::Argmax | LogitsWanted::ArgmaxAll);
+        for j in rows {
+            let row = counting_logits(s.start_pos + j, s.tokens[j]);
+            if argmax {
+                kinds.push(LogitRow::Argmax(super::super::sampler::argmax(&row)));
+            } else {
+                kinds.push(LogitRow::Values(data.len() / VOCAB));
+                data.extend(row);
             }
         }
-        Ok(Logits {
-            vocab: VOCAB,
-            data,
-            kinds,
-        })
     }
-    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
-        Vec::new()
+    Logits {
+        vocab: VOCAB,
+        data,
+        kinds,
     }
 }
 
-/// An engine over `CountingRunner` with 64 KV blocks drafting up to `speculative_tokens`: its
+/// An engine over the counting model with 64 KV blocks drafting up to `speculative_tokens`: its
 /// handle, its step count and its stats.
 fn counting_engine(
     speculative_tokens: usize,
@@ -375,15 +360,12 @@ fn counting_engine_with(
     speculative_tokens: usize,
     num_blocks: usize,
 ) -> (EngineHandle, Arc<Mutex<usize>>, Arc<EngineStats>) {
-    let spec = candor_models::dummy::find("qwen2.5", "0.5b")
-        .and_then(|s| s.spec())
-        .expect("dummy spec");
     let steps = Arc::new(Mutex::new(0));
-    let runner = CountingRunner {
-        spec,
-        steps: steps.clone(),
-        num_blocks,
-    };
+    let count = steps.clone();
+    let runner = FakeRunner::new(num_blocks, move |batch| {
+        *count.lock().unwrap() += 1;
+        counting_step(batch)
+    });
     let config = SchedulerConfig {
         max_num_seqs: 8,
         max_num_batched_tokens: 256,
