@@ -10,7 +10,7 @@ use super::generate::FinishReason;
 use super::grammar::Constraint;
 use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, Sampler, SamplingParams};
-use super::speculate::{self, DraftPolicy};
+use super::speculate::{self, DraftPolicy, StepCost};
 use super::stats::EngineStats;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
@@ -32,12 +32,12 @@ pub struct SchedulerConfig {
     pub speculative_tokens: usize,
 }
 
-/// What a step's fixed cost is worth in extra rows (`DraftPolicy`), by device kind. A CPU
-/// reads the weights once per step but pays for every row: Qwen2.5 0.5B Q4_K on 2 Xeon threads
-/// takes 24 ms for a row, 34 for 4, 52 for 8, 71 for 16 (`candor bench -p 1,4,8,16
-/// --profile-ops`), about 6 rows' worth. A GPU reads ~16 GB of an 8B model per step and
-/// multiplies a few dozen rows for little more; 32 is an estimate to be measured.
-fn draft_base_rows(device_kind: &str) -> f32 {
+/// What a step's fixed cost is worth in extra rows (`DraftPolicy`) until the engine has timed
+/// enough steps to know (`StepCost`), by device kind. A CPU reads the weights once per step but
+/// pays for every row: Qwen2.5 0.5B Q4_K on 2 Xeon threads takes 24 ms for a row, 34 for 4, 52
+/// for 8, 71 for 16 (`candor bench -p 1,4,8,16 --profile-ops`), about 6 rows' worth. A GPU
+/// reads ~16 GB of an 8B model per step and multiplies a few dozen rows for little more.
+fn draft_base_rows_prior(device_kind: &str) -> f32 {
     match device_kind {
         "cpu" => 6.0,
         _ => 32.0,
@@ -313,8 +313,8 @@ struct Engine {
     stats: Arc<EngineStats>,
     running: Vec<Seq>,
     admissions: u64,
-    /// The device's `draft_base_rows`.
-    draft_base_rows: f32,
+    /// What rows cost in the decode steps so far (for `DraftPolicy`).
+    step_cost: StepCost,
 }
 
 impl Engine {
@@ -330,7 +330,7 @@ impl Engine {
             config.prefix_caching,
         );
         Engine {
-            draft_base_rows: draft_base_rows(&runner.device().kind),
+            step_cost: StepCost::new(draft_base_rows_prior(&runner.device().kind)),
             runner,
             blocks,
             config,
@@ -551,7 +551,15 @@ impl Engine {
                 wants: finishes_prompt,
             });
         }
-        let out = match self.forward_with_masks(&batch, &order) {
+        let decode_only = plan.iter().all(|p| p.len == 1);
+        let started = Instant::now();
+        let out = self.forward_with_masks(&batch, &order);
+        if decode_only && out.is_ok() {
+            let rows = batch.seqs.iter().map(|s| s.tokens.len()).sum();
+            self.step_cost
+                .observe(rows, started.elapsed().as_secs_f64());
+        }
+        let out = match out {
             Ok(o) => o,
             Err(e) => {
                 // The step failed: fail the requests in it, keep serving the others.
@@ -643,7 +651,7 @@ impl Engine {
         }
         // Each kept draft is one more token emitted after the step's first.
         let left = s.req.max_tokens.saturating_sub(s.generated() + 1);
-        let wanted = s.draft.length(decoding, self.draft_base_rows);
+        let wanted = s.draft.length(decoding, self.step_cost.base_rows());
         let draft = speculate::propose(&s.tokens, wanted.min(left).min(room));
         // Blocks for the drafts only where every sequence planned after this one still finds
         // a free block for its own next token, so that no one is preempted for a guess.
@@ -703,6 +711,9 @@ impl Engine {
     }
 
     fn publish(&self) {
+        self.stats
+            .spec_step_cost_rows
+            .set(self.step_cost.base_rows() as f64);
         self.stats.record_fallbacks(&self.runner.fallback_ops());
         self.stats.running.set(self.running.len() as i64);
         let total = self.blocks.num_blocks().max(1);

@@ -131,6 +131,80 @@ impl DraftPolicy {
     }
 }
 
+/// What a step's fixed cost is worth in rows on this device and model, from the steps the
+/// engine times: a running least-squares fit of a decode step's seconds as `fixed + per_row *
+/// rows`, weighted towards the last ~100 steps. `DraftPolicy` takes `fixed / per_row`. Until
+/// the steps seen vary enough in size to fit (or when the fit makes no sense), the prior for
+/// the device kind holds.
+#[derive(Debug, Clone)]
+pub struct StepCost {
+    prior: f32,
+    /// Weighted sums of 1, rows, seconds, rows², rows·seconds.
+    w: f64,
+    r: f64,
+    t: f64,
+    rr: f64,
+    rt: f64,
+}
+
+/// Weight of a step after each newer one.
+const STEP_FADE: f64 = 0.99;
+/// Least weight and spread of row counts (variance) before the fit is trusted.
+const MIN_STEPS: f64 = 8.0;
+const MIN_ROW_VARIANCE: f64 = 0.25;
+/// Bounds of the fitted worth: a step costs at least a row, and a row is never quite free.
+const BASE_ROWS: std::ops::RangeInclusive<f32> = 1.0..=256.0;
+
+impl StepCost {
+    pub fn new(prior: f32) -> Self {
+        StepCost {
+            prior,
+            w: 0.0,
+            r: 0.0,
+            t: 0.0,
+            rr: 0.0,
+            rt: 0.0,
+        }
+    }
+
+    /// A decode step of `rows` rows (decode tokens and drafts) took `seconds`.
+    pub fn observe(&mut self, rows: usize, seconds: f64) {
+        let r = rows as f64;
+        for sum in [
+            &mut self.w,
+            &mut self.r,
+            &mut self.t,
+            &mut self.rr,
+            &mut self.rt,
+        ] {
+            *sum *= STEP_FADE;
+        }
+        self.w += 1.0;
+        self.r += r;
+        self.t += seconds;
+        self.rr += r * r;
+        self.rt += r * seconds;
+    }
+
+    /// A step's fixed cost in rows.
+    pub fn base_rows(&self) -> f32 {
+        if self.w < MIN_STEPS {
+            return self.prior;
+        }
+        let (mean_r, mean_t) = (self.r / self.w, self.t / self.w);
+        let variance = self.rr / self.w - mean_r * mean_r;
+        if variance < MIN_ROW_VARIANCE {
+            return self.prior;
+        }
+        let per_row = (self.rt / self.w - mean_r * mean_t) / variance;
+        let fixed = mean_t - per_row * mean_r;
+        if per_row <= 0.0 {
+            return self.prior;
+        }
+        ((fixed / per_row) as f32).clamp(*BASE_ROWS.start(), *BASE_ROWS.end())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +281,45 @@ mod tests {
         assert!((half.rate() - 0.5).abs() < 0.05, "{}", half.rate());
         assert_eq!(half.length(1, 6.0), 2);
         assert_eq!(half.length(8, 6.0), 0);
+    }
+
+    #[test]
+    fn step_cost_fits_the_fixed_share_of_a_step() {
+        let mut cost = StepCost::new(6.0);
+        assert_eq!(cost.base_rows(), 6.0, "the prior before any step");
+        // 24 ms fixed + 4 ms a row, as a CPU: worth 6 rows.
+        for rows in [1, 3, 1, 5, 2, 1, 4, 1, 2, 5] {
+            cost.observe(rows, 0.024 + 0.004 * rows as f64);
+        }
+        assert!(
+            (cost.base_rows() - 6.0).abs() < 0.01,
+            "{}",
+            cost.base_rows()
+        );
+        // A device where rows are nearly free: the steps say so.
+        let mut gpu = StepCost::new(6.0);
+        for rows in [1, 9, 17, 33, 1, 5, 40, 2, 12, 20] {
+            gpu.observe(rows, 0.005 + 0.00005 * rows as f64);
+        }
+        assert!((gpu.base_rows() - 100.0).abs() < 0.5, "{}", gpu.base_rows());
+        // Steps all of one size tell nothing about a row: the prior stays.
+        let mut same = StepCost::new(6.0);
+        for _ in 0..50 {
+            same.observe(4, 0.03);
+        }
+        assert_eq!(same.base_rows(), 6.0);
+        // Noise that makes more rows look cheaper fits nothing: the prior.
+        let mut odd = StepCost::new(6.0);
+        for rows in [1, 8, 1, 8, 1, 8, 1, 8, 1, 8] {
+            odd.observe(rows, if rows == 1 { 0.03 } else { 0.02 });
+        }
+        assert_eq!(odd.base_rows(), 6.0);
+        // Old steps fade: after a change of load, the new costs win.
+        for _ in 0..1000 {
+            for rows in [1, 5] {
+                odd.observe(rows, 0.024 + 0.004 * rows as f64);
+            }
+        }
+        assert!((odd.base_rows() - 6.0).abs() < 0.1, "{}", odd.base_rows());
     }
 }

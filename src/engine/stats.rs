@@ -24,6 +24,7 @@ pub struct EngineStats {
     pub spec_drafts: IntCounter,
     pub spec_draft_tokens: IntCounter,
     pub spec_accepted_tokens: IntCounter,
+    pub spec_step_cost_rows: Gauge,
     pub ttft: Histogram,
     pub tpot: Histogram,
     pub e2e: Histogram,
@@ -65,6 +66,12 @@ impl EngineStats {
             "Fraction of KV cache blocks in use (0-1).",
         ))?;
         registry.register(Box::new(kv_usage.clone()))?;
+        let spec_step_cost_rows = Gauge::with_opts(Opts::new(
+            "candor:spec_decode_step_cost_rows",
+            "A decode step's fixed cost in rows, fitted from timed steps: how cheap a drafted \
+             token's row is on this device and model.",
+        ))?;
+        registry.register(Box::new(spec_step_cost_rows.clone()))?;
         let backend_fallback_ops = IntCounterVec::new(
             Opts::new(
                 "candor:backend_fallback_ops_total",
@@ -120,6 +127,7 @@ impl EngineStats {
                 "candor:spec_decode_num_accepted_tokens_total",
                 "Drafted tokens kept (each one a forward pass saved).",
             )?,
+            spec_step_cost_rows,
             ttft: histogram(
                 "candor:time_to_first_token_seconds",
                 "Time from arrival to the first token.",
