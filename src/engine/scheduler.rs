@@ -10,7 +10,7 @@ use super::generate::FinishReason;
 use super::grammar::Constraint;
 use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, Sampler, SamplingParams};
-use super::speculate::{self, DraftPolicy, StepCost};
+use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::EngineStats;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
@@ -257,7 +257,11 @@ impl EngineHandle {
                 admitted: 0,
                 prompt_gate,
                 after_gate,
-                draft: DraftPolicy::new(self.config.speculative_tokens),
+                // Replaced at admission, from the engine's recent acceptance.
+                draft: DraftPolicy::new(
+                    self.config.speculative_tokens,
+                    speculate::server_prior(&Acceptance::default()),
+                ),
             });
         }
         self.stats.waiting.set(q.waiting.len() as i64);
@@ -315,6 +319,8 @@ struct Engine {
     admissions: u64,
     /// What rows cost in the decode steps so far (for `DraftPolicy`).
     step_cost: StepCost,
+    /// How drafts have fared lately over all sequences (new sequences' prior).
+    acceptance: Acceptance,
 }
 
 impl Engine {
@@ -331,6 +337,7 @@ impl Engine {
         );
         Engine {
             step_cost: StepCost::new(draft_base_rows_prior(&runner.device().kind)),
+            acceptance: Acceptance::default(),
             runner,
             blocks,
             config,
@@ -403,6 +410,10 @@ impl Engine {
                     self.admissions += 1;
                     seq.admitted = self.admissions;
                     if seq.first_token_at.is_none() {
+                        seq.draft = DraftPolicy::new(
+                            self.config.speculative_tokens,
+                            speculate::server_prior(&self.acceptance),
+                        );
                         // First admission: count the prompt against the cache.
                         seq.cached_tokens = hit;
                         self.stats
@@ -594,6 +605,8 @@ impl Engine {
                 seq.computed += accepted;
                 seq.draft.update(draft.len(), accepted);
                 if !draft.is_empty() {
+                    self.acceptance
+                        .record(draft.len(), accepted, speculate::SERVER_FADE);
                     self.stats.spec_drafts.inc();
                     self.stats.spec_draft_tokens.inc_by(draft.len() as u64);
                     self.stats.spec_accepted_tokens.inc_by(accepted as u64);

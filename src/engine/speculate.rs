@@ -65,42 +65,75 @@ pub fn propose(tokens: &[u32], limit: usize) -> Vec<u32> {
     draft
 }
 
-/// How many tokens a sequence drafts next, from how its drafts have fared and how full the step
-/// is. With a per-token acceptance rate `a` (drafts are kept in order, so the i-th is kept with
-/// probability a^i) a draft row pays when a^i is at least what a row yields without drafts:
-/// `rows / (rows + base_rows)` tokens, for `rows` decoding sequences on a device where a step's
-/// fixed cost (reading the weights) equals `base_rows` extra rows. A lone sequence that copies
-/// its input drafts long runs; in a full batch only near-certain drafts pay, and a sequence
-/// whose matches are chance stops drafting (its evidence fades back to the prior, so it tries
-/// again later, e.g. when its answer starts quoting code).
-#[derive(Debug, Clone, Copy)]
-pub struct DraftPolicy {
-    max: usize,
-    /// Kept drafts and drafts that were reached (faded sums).
+/// Drafted tokens reached and kept, as faded sums: an acceptance rate that follows the recent
+/// past, pulled towards a prior while the evidence is thin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Acceptance {
     kept: f32,
     tried: f32,
 }
 
-/// Prior of the acceptance rate: as if 1 of 2 drafts had been kept.
-const PRIOR_KEPT: f32 = 1.0;
-const PRIOR_TRIED: f32 = 2.0;
-/// Weight of past evidence at each check (about the last ten checks count).
+/// Weight of the prior, in drafts.
+const PRIOR_WEIGHT: f32 = 2.0;
+/// The prior of a server that has checked no draft yet.
+const FIRST_PRIOR: f32 = 0.5;
+
+impl Acceptance {
+    /// Record that `accepted` of `drafted` tokens were kept (the first rejected one, if any,
+    /// was reached too; the ones after it were not), after fading what was seen by `fade`.
+    pub fn record(&mut self, drafted: usize, accepted: usize, fade: f32) {
+        let reached = (accepted + usize::from(accepted < drafted)) as f32;
+        self.kept = self.kept * fade + accepted as f32;
+        self.tried = self.tried * fade + reached;
+    }
+
+    /// The estimated chance that a reached draft token is kept.
+    pub fn rate(&self, prior: f32) -> f32 {
+        (self.kept + prior * PRIOR_WEIGHT) / (self.tried + PRIOR_WEIGHT)
+    }
+}
+
+/// How many tokens a sequence drafts next, from how its drafts have fared and how full the step
+/// is. With a per-token acceptance rate `a` (drafts are kept in order, so the i-th is kept with
+/// probability a^i) a draft row pays when a^i beats what a row yields without drafts:
+/// `rows / (rows + base_rows)` tokens, for `rows` decoding sequences on a device where a step's
+/// fixed cost (reading the weights) equals `base_rows` extra rows. A lone sequence that copies
+/// its input drafts long runs; in a full batch only near-certain drafts pay, and a sequence
+/// whose matches are chance stops drafting (its evidence fades back to the prior, so it tries
+/// again later, e.g. when its answer starts quoting code). The prior is the server's recent
+/// acceptance (`server_prior`), so new requests start from what drafts have been worth lately.
+#[derive(Debug, Clone, Copy)]
+pub struct DraftPolicy {
+    max: usize,
+    prior: f32,
+    seen: Acceptance,
+}
+
+/// Weight of a sequence's past evidence at each check (about the last ten checks count).
 const FADE: f32 = 0.9;
 /// Weight of past evidence at each step without a draft, so that refusals do not last.
 const IDLE_FADE: f32 = 0.97;
+/// Weight of the server's past evidence at each check (about the last hundred count).
+pub const SERVER_FADE: f32 = 0.99;
+
+/// The prior for a new sequence: the server's recent acceptance.
+pub fn server_prior(server: &Acceptance) -> f32 {
+    server.rate(FIRST_PRIOR)
+}
 
 impl DraftPolicy {
-    pub fn new(max: usize) -> Self {
+    /// At most `max` tokens, starting from acceptance rate `prior`.
+    pub fn new(max: usize, prior: f32) -> Self {
         DraftPolicy {
             max,
-            kept: 0.0,
-            tried: 0.0,
+            prior,
+            seen: Acceptance::default(),
         }
     }
 
     /// The estimated chance that a reached draft token is kept.
     pub fn rate(&self) -> f32 {
-        (self.kept + PRIOR_KEPT) / (self.tried + PRIOR_TRIED)
+        self.seen.rate(self.prior)
     }
 
     /// Tokens to draft with `rows` sequences decoding in the step (see the type).
@@ -110,24 +143,21 @@ impl DraftPolicy {
         let rate = self.rate();
         let mut reached = rate;
         let mut n = 0;
-        while n < self.max && reached >= worth {
+        while n < self.max && reached > worth {
             n += 1;
             reached *= rate;
         }
         n
     }
 
-    /// Record that `accepted` of `drafted` tokens were kept (the first rejected one, if any,
-    /// was reached too; the ones after it were not).
+    /// Record that `accepted` of `drafted` tokens were kept (none drafted: a step without).
     pub fn update(&mut self, drafted: usize, accepted: usize) {
         if drafted == 0 {
-            self.kept *= IDLE_FADE;
-            self.tried *= IDLE_FADE;
-            return;
+            self.seen.kept *= IDLE_FADE;
+            self.seen.tried *= IDLE_FADE;
+        } else {
+            self.seen.record(drafted, accepted, FADE);
         }
-        let reached = (accepted + usize::from(accepted < drafted)) as f32;
-        self.kept = self.kept * FADE + accepted as f32;
-        self.tried = self.tried * FADE + reached;
     }
 }
 
@@ -247,7 +277,7 @@ mod tests {
 
     #[test]
     fn drafts_grow_with_acceptance_and_shrink_with_the_batch() {
-        let mut copying = DraftPolicy::new(4);
+        let mut copying = DraftPolicy::new(4, 0.5);
         // The prior (a half): two tokens for a lone sequence on a CPU-like device.
         assert_eq!(copying.length(1, 6.0), 2);
         for _ in 0..20 {
@@ -259,7 +289,7 @@ mod tests {
         assert_eq!(copying.length(64, 6.0), 3, "a full batch drafts less");
         assert_eq!(copying.length(1000, 6.0), 0);
 
-        let mut chance = DraftPolicy::new(4);
+        let mut chance = DraftPolicy::new(4, 0.5);
         for _ in 0..20 {
             chance.update(1, 0);
         }
@@ -274,7 +304,7 @@ mod tests {
         assert!(steps.count() < 200);
 
         // Half kept, half not: the rate follows.
-        let mut half = DraftPolicy::new(8);
+        let mut half = DraftPolicy::new(8, 0.5);
         for _ in 0..50 {
             half.update(2, 1);
         }
@@ -321,5 +351,21 @@ mod tests {
             }
         }
         assert!((odd.base_rows() - 6.0).abs() < 0.1, "{}", odd.base_rows());
+    }
+
+    #[test]
+    fn new_sequences_start_from_the_servers_recent_acceptance() {
+        let mut server = Acceptance::default();
+        assert_eq!(server_prior(&server), FIRST_PRIOR);
+        for _ in 0..100 {
+            server.record(2, 0, SERVER_FADE);
+        }
+        let doubtful = DraftPolicy::new(4, server_prior(&server));
+        assert_eq!(doubtful.length(1, 6.0), 0, "drafts have not paid lately");
+        for _ in 0..300 {
+            server.record(4, 4, SERVER_FADE);
+        }
+        let trusting = DraftPolicy::new(4, server_prior(&server));
+        assert_eq!(trusting.length(4, 6.0), 4);
     }
 }
