@@ -109,6 +109,10 @@ pub struct DraftPolicy {
     seen: Acceptance,
 }
 
+/// How much a draft's expected yield must beat a plain row's: both rates are estimates from
+/// few, noisy steps, and near the break-even point a batch of 4 on 2 Xeon threads measured
+/// 0-8% slower with drafts than without.
+const DRAFT_MARGIN: f32 = 1.25;
 /// Weight of a sequence's past evidence at each check (about the last ten checks count).
 const FADE: f32 = 0.9;
 /// Weight of past evidence at each step without a draft, so that refusals do not last.
@@ -139,7 +143,7 @@ impl DraftPolicy {
     /// Tokens to draft with `rows` sequences decoding in the step (see the type).
     pub fn length(&self, rows: usize, base_rows: f32) -> usize {
         let rows = rows.max(1) as f32;
-        let worth = rows / (rows + base_rows.max(f32::MIN_POSITIVE));
+        let worth = DRAFT_MARGIN * rows / (rows + base_rows.max(f32::MIN_POSITIVE));
         let rate = self.rate();
         let mut reached = rate;
         let mut n = 0;
@@ -285,9 +289,8 @@ mod tests {
         }
         assert!(copying.rate() > 0.95);
         assert_eq!(copying.length(1, 6.0), 4, "never above the maximum");
-        assert_eq!(copying.length(16, 6.0), 4);
-        assert_eq!(copying.length(64, 6.0), 3, "a full batch drafts less");
-        assert_eq!(copying.length(1000, 6.0), 0);
+        assert_eq!(copying.length(16, 6.0), 3, "a full batch drafts less");
+        assert_eq!(copying.length(64, 6.0), 0);
 
         let mut chance = DraftPolicy::new(4, 0.5);
         for _ in 0..20 {
