@@ -172,6 +172,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         &model.path,
         &model.runner.device(),
         model.runner.kv_element_bytes(),
+        config.speculative_tokens,
     );
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     let _ = state.ready.set(Ready {
