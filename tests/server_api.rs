@@ -859,6 +859,25 @@ async fn speculative_decoding_keeps_the_answers() {
             .await,
         0.0
     );
+    // Each request's log line says what its drafts were worth (read from stderr by a thread:
+    // the last line may trail the response a little).
+    let kept_in_logs = || -> f64 {
+        drafting
+            .log_lines("request done")
+            .iter()
+            .filter_map(|l| {
+                let n = l.split("kept_drafts=").nth(1)?.split_whitespace().next()?;
+                n.parse::<f64>().ok()
+            })
+            .sum()
+    };
+    for _ in 0..50 {
+        if kept_in_logs() == kept {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(kept_in_logs(), kept);
 
     // Streamed, several tokens of a step arrive as their own deltas and make the same text.
     let (_, whole) = post(&drafting, "/v1/chat/completions", ask(json!({}))).await;

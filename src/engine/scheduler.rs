@@ -128,6 +128,9 @@ struct Seq {
     after_gate: Option<Arc<AtomicBool>>,
     /// How many tokens it drafts next (speculative decoding).
     draft: DraftPolicy,
+    /// Tokens it drafted and kept so far (for its log line).
+    drafted: usize,
+    kept: usize,
 }
 
 /// A sequence's part of a step: `len` of its own tokens from `start`, then `draft`.
@@ -174,6 +177,8 @@ impl Seq {
             prompt_tokens = self.prompt_len,
             cached_tokens = self.cached_tokens,
             completion_tokens = self.generated(),
+            drafted_tokens = self.drafted,
+            kept_drafts = self.kept,
             ttft_ms = self.first_token_at.map(|t| ms(t.duration_since(self.arrived))),
             duration_ms = ms(now.duration_since(self.arrived)),
             "request done"
@@ -262,6 +267,8 @@ impl EngineHandle {
                     self.config.speculative_tokens,
                     speculate::server_prior(&Acceptance::default()),
                 ),
+                drafted: 0,
+                kept: 0,
             });
         }
         self.stats.waiting.set(q.waiting.len() as i64);
@@ -604,6 +611,8 @@ impl Engine {
                 // The kept drafts' K/V, computed in this pass, now belong to the sequence.
                 seq.computed += accepted;
                 seq.draft.update(draft.len(), accepted);
+                seq.drafted += draft.len();
+                seq.kept += accepted;
                 if !draft.is_empty() {
                     self.acceptance
                         .record(draft.len(), accepted, speculate::SERVER_FADE);
