@@ -311,6 +311,9 @@ async fn serve_mode_measures_a_real_server() {
         );
         assert!(l["ttft_ms"]["p50"].as_f64().unwrap() > 0.0);
         assert!(l["output_tok_s"].as_f64().unwrap() > 0.0);
+        // candor exports its draft counters: the level says what came from drafts.
+        let (drafted, kept) = (&l["drafts"]["drafted"], &l["drafts"]["kept"]);
+        assert!(kept.as_u64().unwrap() <= drafted.as_u64().unwrap(), "{l}");
     }
 }
 

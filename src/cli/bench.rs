@@ -447,6 +447,16 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
         table.push_str(&level_row(r));
     }
     print!("{table}");
+    for (r, d) in levels
+        .iter()
+        .filter_map(|r| Some((r, r.drafts.filter(|d| d.drafted > 0)?)))
+    {
+        println!(
+            "{} clients: the server kept {} of {} drafted tokens (speculative decoding: its \
+             tok/s depend on how repetitive the text is)",
+            r.concurrency, d.kept, d.drafted
+        );
+    }
     for r in levels.iter().filter(|r| r.errors > 0) {
         eprintln!(
             "{} clients: {} errors, e.g. {}",

@@ -2,10 +2,12 @@
 //! concurrency level, that many clients send streaming completions back to back; the level
 //! reports TTFT, TPOT and inter-token latency percentiles, aggregate output tok/s and errors.
 mod request;
+mod server_drafts;
 mod server_models;
 pub mod summary;
 
 pub use request::{timed_completion, RequestSpec, RequestTiming};
+pub use server_drafts::{draft_counters, parse_draft_counters, DraftCounts};
 pub use server_models::{parse_model_ids, served_model_ids};
 pub use summary::{LevelReport, Percentiles};
 
@@ -45,6 +47,8 @@ async fn run_level(
     concurrency: usize,
 ) -> LevelReport {
     let total = concurrency * config.requests_per_client.max(1);
+    let (url, key) = (&config.request.url, config.request.api_key.as_deref());
+    let drafts_before = draft_counters(client, url, key).await;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(concurrency);
@@ -67,7 +71,11 @@ async fn run_level(
             Err(e) => results.push(Err(format!("client task failed: {e}"))),
         }
     }
-    summarize(concurrency, results, start.elapsed())
+    let wall = start.elapsed();
+    let mut report = summarize(concurrency, results, wall);
+    let drafts_after = draft_counters(client, url, key).await;
+    report.drafts = drafts_after.zip(drafts_before).map(|(a, b)| a.since(b));
+    report
 }
 
 fn ms(d: Duration) -> f64 {
@@ -110,6 +118,7 @@ pub fn summarize(
         ttft_ms: Percentiles::of(ttft),
         tpot_ms: Percentiles::of(tpot),
         itl_ms: Percentiles::of(itl),
+        drafts: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct LevelReport {
     pub tpot_ms: Percentiles,
     /// Gaps between consecutive streamed chunks.
     pub itl_ms: Percentiles,
+    /// Tokens the server drafted and kept during the level (speculative decoding), from its
+    /// `/metrics`; None when it exports no such counters.
+    pub drafts: Option<super::DraftCounts>,
 }
 
 #[cfg(test)]

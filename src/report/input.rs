@@ -103,6 +103,8 @@ pub struct Level {
     pub tpot_p50_ms: f64,
     pub itl_p50_ms: f64,
     pub itl_p95_ms: f64,
+    /// Tokens the server drafted and kept (speculative decoding), when it said.
+    pub drafts: Option<crate::loadgen::DraftCounts>,
 }
 
 /// A load sweep against a server. The server may be remote, so nothing describes its hardware:
@@ -257,6 +259,8 @@ struct CandorLevel {
     ttft_ms: Pcts,
     tpot_ms: Pcts,
     itl_ms: Pcts,
+    #[serde(default)]
+    drafts: Option<crate::loadgen::DraftCounts>,
 }
 
 // ---- llama-bench -o json: an array of one object per test
@@ -471,6 +475,7 @@ fn from_candor_serve(file: &str, d: CandorDoc) -> Result<ServeRun, String> {
                 tpot_p50_ms: l.tpot_ms.p50.or(l.tpot_ms.mean).unwrap_or(nan),
                 itl_p50_ms: l.itl_ms.p50.unwrap_or(nan),
                 itl_p95_ms: l.itl_ms.p95.unwrap_or(nan),
+                drafts: l.drafts,
             })
             .collect(),
     })
@@ -700,10 +705,17 @@ mod tests {
   "server":{"label":"vLLM on 1x H100","models":["qwen"],"models_error":null},
   "levels":[{"concurrency":1,"requests":2,"errors":0,"output_tok_s":10.0,
     "ttft_ms":{"mean":1,"p50":1,"p95":2},"tpot_ms":{"mean":3,"p50":3,"p95":4},
-    "itl_ms":{"mean":3,"p50":3,"p95":5}}]}"#;
+    "itl_ms":{"mean":3,"p50":3,"p95":5},"drafts":{"drafted":30,"kept":20}}]}"#;
         let Input::Serve(s) = parse("serve-x.json", text).unwrap() else {
             panic!("not serve")
         };
+        assert_eq!(
+            s.levels[0].drafts,
+            Some(crate::loadgen::DraftCounts {
+                drafted: 30,
+                kept: 20
+            })
+        );
         assert_eq!(s.label, "serve-x");
         assert_eq!(s.server_label.as_deref(), Some("vLLM on 1x H100"));
         assert_eq!(s.server_models, Some(vec!["qwen".to_string()]));

@@ -2,7 +2,7 @@
 //! page is rendered from this text, so the two never disagree.
 use super::analysis::{Analysis, AnalyzedRun, ClaimVerdict, ModelProjection, System};
 use super::charts::Chart;
-use super::input::{Phase, ServeRun};
+use super::input::{Level, Phase, ServeRun};
 use crate::bench::claims::{Judgement, CHECKLIST};
 use crate::bench::projection::Projection;
 use crate::bench::specs::{DeviceSpec, Dtype, SpecDb};
@@ -304,7 +304,32 @@ fn serve_description(s: &ServeRun) -> String {
     };
     let client = s.load_generator.as_deref().unwrap_or("not recorded");
     format!(
-        "Server: {server}; models (`/v1/models`): {models}. Load generator's machine: {client}."
+        "Server: {server}; models (`/v1/models`): {models}. Load generator's machine: \
+         {client}.{}",
+        drafts_note(&s.levels)
+    )
+}
+
+/// What a sweep's server drafted (speculative decoding), which makes its tok/s depend on the
+/// text as much as on the hardware; empty when it drafted nothing or did not say.
+fn drafts_note(levels: &[Level]) -> String {
+    let kept: Vec<String> = levels
+        .iter()
+        .filter_map(|l| {
+            let d = l.drafts.filter(|d| d.drafted > 0)?;
+            Some(format!(
+                "{} of {} at {} clients",
+                d.kept, d.drafted, l.concurrency
+            ))
+        })
+        .collect();
+    if kept.is_empty() {
+        return String::new();
+    }
+    format!(
+        " The server drafted tokens (speculative decoding), so its tok/s depend on how \
+         repetitive the text is: kept {}.",
+        kept.join(", ")
     )
 }
 
@@ -721,6 +746,26 @@ pub fn render(a: &Analysis, specs: &SpecDb, charts: &[Chart]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_whose_server_drafted_says_so() {
+        let level = |c: usize, drafts: Option<(u64, u64)>| Level {
+            concurrency: c,
+            requests: 2,
+            errors: 0,
+            output_tok_s: 10.0,
+            ttft_p50_ms: 1.0,
+            ttft_p95_ms: 1.0,
+            tpot_p50_ms: 1.0,
+            itl_p50_ms: 1.0,
+            itl_p95_ms: 1.0,
+            drafts: drafts.map(|(drafted, kept)| crate::loadgen::DraftCounts { drafted, kept }),
+        };
+        let note = drafts_note(&[level(1, Some((40, 30))), level(16, Some((0, 0)))]);
+        assert!(note.contains("kept 30 of 40 at 1 clients."), "{note}");
+        assert!(!note.contains("16 clients"), "{note}");
+        assert_eq!(drafts_note(&[level(1, None), level(4, Some((0, 0)))]), "");
+    }
 
     #[test]
     fn percentages_keep_small_values_readable_and_tables_escape_pipes() {
