@@ -187,6 +187,10 @@ impl Seq {
     fn generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
     }
+    /// Whether only its last token is left to compute (its next step samples a new one).
+    fn decoding(&self) -> bool {
+        self.tokens.len() - self.computed == 1
+    }
     fn cancelled(&self) -> bool {
         self.req.events.is_closed()
     }
@@ -503,11 +507,7 @@ impl Engine {
         let mut budget = self.config.max_num_batched_tokens.max(1);
         // Plan: decode tokens first (oldest first), then prefill chunks.
         self.running.sort_by_key(|s| s.admitted);
-        let decoding = self
-            .running
-            .iter()
-            .filter(|s| s.tokens.len() - s.computed == 1)
-            .count();
+        let decoding = self.running.iter().filter(|s| s.decoding()).count();
         let mut plan: Vec<Planned> = Vec::new();
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
@@ -524,7 +524,7 @@ impl Engine {
             match self.reserve(admitted, start + len) {
                 Some(j) => {
                     budget -= len;
-                    let draft = self.draft(j, len, decoding, budget);
+                    let draft = self.draft(j, decoding, budget);
                     budget -= draft.len();
                     plan.push(Planned {
                         admitted,
@@ -659,16 +659,16 @@ impl Engine {
         }
     }
 
-    /// The tokens running sequence `idx` drafts after its `len` own tokens this step, with
-    /// `decoding` sequences decoding and at most `room`: as many as its `DraftPolicy` finds
+    /// The tokens running sequence `idx` drafts after its last token this step, with `decoding`
+    /// sequences decoding and at most `room`: as many as its `DraftPolicy` finds
     /// worth their rows, never past its `max_tokens`, and only into KV blocks that are free now
     /// (a guess preempts no one). A grammar needs no exception: the rows are sampled in order,
     /// each under the mask of the grammar as the tokens kept before it left it, and a rejected
     /// draft never reached the grammar.
-    fn draft(&mut self, idx: usize, len: usize, decoding: usize, room: usize) -> Vec<u32> {
+    fn draft(&mut self, idx: usize, decoding: usize, room: usize) -> Vec<u32> {
         let later = self.running.len() - idx - 1;
         let s = &mut self.running[idx];
-        if self.config.speculative_tokens == 0 || len != 1 || s.tokens.len() - s.computed != 1 {
+        if self.config.speculative_tokens == 0 || !s.decoding() {
             return Vec::new();
         }
         // Each kept draft is one more token emitted after the step's first.

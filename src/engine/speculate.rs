@@ -154,14 +154,11 @@ impl DraftPolicy {
         n
     }
 
-    /// Record that `accepted` of `drafted` tokens were kept (none drafted: a step without).
+    /// Record that `accepted` of `drafted` tokens were kept (none drafted: a step without,
+    /// which only fades the evidence).
     pub fn update(&mut self, drafted: usize, accepted: usize) {
-        if drafted == 0 {
-            self.seen.kept *= IDLE_FADE;
-            self.seen.tried *= IDLE_FADE;
-        } else {
-            self.seen.record(drafted, accepted, FADE);
-        }
+        let fade = if drafted == 0 { IDLE_FADE } else { FADE };
+        self.seen.record(drafted, accepted, fade);
     }
 }
 
@@ -231,10 +228,10 @@ impl StepCost {
             return self.prior;
         }
         let per_row = (self.rt / self.w - mean_r * mean_t) / variance;
-        let fixed = mean_t - per_row * mean_r;
         if per_row <= 0.0 {
             return self.prior;
         }
+        let fixed = mean_t - per_row * mean_r;
         ((fixed / per_row) as f32).clamp(*BASE_ROWS.start(), *BASE_ROWS.end())
     }
 }
