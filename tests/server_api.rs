@@ -17,6 +17,17 @@ async fn post(s: &Server, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `body` with `extra`'s fields set over its own; a null field removes it.
+fn with_fields(mut body: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().expect("extra fields are an object") {
+        match v {
+            Value::Null => drop(body.as_object_mut().expect("a JSON object").remove(k)),
+            v => body[k] = v.clone(),
+        }
+    }
+    body
+}
+
 /// The `data:` payloads of an SSE response, until `[DONE]`.
 async fn sse(s: &Server, path: &str, body: Value) -> Vec<String> {
     let r = reqwest::Client::new()
@@ -341,14 +352,8 @@ async fn tool_calls_end_to_end() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;
     let question = json!([{"role": "user", "content": "What's the weather like in Paris today?"}]);
     let ask = |extra: Value| {
-        let mut body = json!({"messages": question, "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
-        for (k, v) in extra.as_object().unwrap() {
-            match v {
-                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
-                v => body[k] = v.clone(),
-            }
-        }
-        body
+        let body = json!({"messages": question, "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        with_fields(body, extra)
     };
 
     // Auto: the model (greedy) calls the tool; content is null, the reason `tool_calls`.
@@ -523,15 +528,9 @@ async fn structured_outputs_follow_the_schema() {
         "additionalProperties": false
     });
     let ask = |format: Value, extra: Value| {
-        let mut body = json!({"messages": [{"role": "user", "content": "Describe Paris."}],
+        let body = json!({"messages": [{"role": "user", "content": "Describe Paris."}],
                               "max_tokens": 120, "response_format": format});
-        for (k, v) in extra.as_object().unwrap() {
-            match v {
-                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
-                v => body[k] = v.clone(),
-            }
-        }
-        body
+        with_fields(body, extra)
     };
     let schema_format =
         json!({"type": "json_schema", "json_schema": {"name": "city", "schema": city}});
@@ -806,19 +805,13 @@ async fn speculative_decoding_keeps_the_answers() {
     let code = "def area(width, height):\n    return width * height\n\n\n\
                 def perimeter(width, height):\n    return 2 * (width + height)\n";
     let ask = |extra: Value| {
-        let mut body = json!({
+        let body = json!({
             "messages": [{"role": "user", "content": format!(
                 "Rename `width` to `w` in this code and return all of it:\n\n```python\n{code}```"
             )}],
             "max_tokens": 48, "temperature": 0, "logprobs": true, "top_logprobs": 2
         });
-        for (k, v) in extra.as_object().unwrap() {
-            match v {
-                Value::Null => drop(body.as_object_mut().unwrap().remove(k)),
-                v => body[k] = v.clone(),
-            }
-        }
-        body
+        with_fields(body, extra)
     };
     let cases = [
         ("greedy", json!({})),
