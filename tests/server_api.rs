@@ -17,6 +17,20 @@ async fn post(s: &Server, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The content deltas of a streamed chat answer (the payloads of `sse`), joined.
+fn streamed_content(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str::<Value>(e).unwrap_or_else(|err| panic!("{err}: {e}")))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
 /// `body` with `extra`'s fields set over its own; a null field removes it.
 fn with_fields(mut body: Value, extra: Value) -> Value {
     for (k, v) in extra.as_object().expect("extra fields are an object") {
@@ -584,17 +598,7 @@ async fn structured_outputs_follow_the_schema() {
         ask(schema_format, json!({"temperature": 0, "stream": true})),
     )
     .await;
-    let text: String = events
-        .iter()
-        .filter(|e| *e != "[DONE]")
-        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    check_city(&text);
+    check_city(&streamed_content(&events));
 
     // json_object: any object.
     let short = json!({"temperature": 0, "max_tokens": 200,
@@ -880,15 +884,7 @@ async fn speculative_decoding_keeps_the_answers() {
         ask(json!({"stream": true, "logprobs": null, "top_logprobs": null})),
     )
     .await;
-    let streamed: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let streamed = streamed_content(&events);
     assert_eq!(
         Some(streamed.as_str()),
         whole["choices"][0]["message"]["content"].as_str()
