@@ -733,6 +733,23 @@ async fn text_completions_fill_in_the_middle_and_follow_json() {
     .await;
     let expected = prefix["count"].as_u64().unwrap() + suffix["count"].as_u64().unwrap() + 3;
     assert_eq!(v["usage"]["prompt_tokens"].as_u64(), Some(expected), "{v}");
+    // The same prompt written out with the model's markers, as editor plugins send it: the
+    // markers are single tokens, so it is the same prompt and the same fill.
+    let (st, raw) = post(
+        &s,
+        "/v1/completions",
+        json!({
+            "prompt": "<|fim_prefix|>def add(a, b):\n    return <|fim_suffix|>\n\n\nprint(add(2, 3))\n<|fim_middle|>",
+            "max_tokens": 30, "temperature": 0
+        }),
+    )
+    .await;
+    assert_eq!(st, 200, "{raw}");
+    assert_eq!(
+        raw["usage"]["prompt_tokens"], v["usage"]["prompt_tokens"],
+        "{raw}"
+    );
+    assert_eq!(raw["choices"][0]["text"], v["choices"][0]["text"], "{raw}");
     // With token ids the insertion point is unknown.
     let (st, v) = post(
         &s,

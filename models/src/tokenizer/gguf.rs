@@ -90,20 +90,26 @@ fn flag(md: &Md, key: &str) -> Option<bool> {
     md.get(key).and_then(|v| v.to_bool().ok())
 }
 
-/// Control tokens that close a chat turn, found by their text in the vocabulary.
-pub(super) fn turn_end_tokens(t: &Tokenizer) -> Vec<u32> {
-    const TURN_ENDS: [&str; 6] = [
+/// Control tokens that end generation besides eos, found by their text in the vocabulary: those
+/// that close a chat turn, and a code model's file and padding markers, which a fill-in-the-middle
+/// answer writes only once the gap is filled (llama.cpp ends generation at them too).
+pub(super) fn generation_end_tokens(t: &Tokenizer) -> Vec<u32> {
+    const ENDS: [&str; 10] = [
         "<|im_end|>",
         "<end_of_turn>",
         "<|eot_id|>",
         "<|end|>",
         "<|endoftext|>",
         "<|end_of_text|>",
+        "<|fim_pad|>",
+        "<|file_sep|>",
+        "<|repo_name|>",
+        "<|file_separator|>",
     ];
     let mut out = Vec::new();
     for (id, _) in t.special.iter().enumerate().filter(|(_, s)| **s) {
         if let Some(p) = t.token_to_piece(id as u32) {
-            if TURN_ENDS.contains(&p.as_str()) {
+            if ENDS.contains(&p.as_str()) {
                 out.push(id as u32);
             }
         }
@@ -158,20 +164,12 @@ impl Tokenizer {
 
         let (model, special, verbatim, add_bos, add_space_prefix) = match model.as_str() {
             "gpt2" => {
-                // Special (matched verbatim, skippable on decode): control tokens that the
-                // metadata names (bos/eos/eot/pad/unk) or that the chat template writes. Other
-                // control tokens (e.g. `<|fim_prefix|>`) are ordinary text to the BPE, which is
-                // what HF's GGUF conversion does and what the tokenizer goldens pin down.
-                let named: Vec<u32> = [bos, eos, eot, unk, pad].into_iter().flatten().collect();
-                let template = chat_template.clone().unwrap_or_default();
-                let mut special = vec![false; n];
-                for (i, tok) in tokens.iter().enumerate() {
-                    if types[i] == TYPE_CONTROL
-                        && (named.contains(&(i as u32)) || template.contains(tok.as_str()))
-                    {
-                        special[i] = true;
-                    }
-                }
+                // Special (matched whole in the text, skippable on decode): every control
+                // token, as llama.cpp tokenizes prompts and as the model's own tokenizer.json
+                // registers them. HF's GGUF conversion (4.57) registers only the named ones and
+                // cuts `<|fim_prefix|>` into BPE pieces: a raw fill-in-the-middle prompt, what
+                // editor plugins send, would then not be what the model was trained on.
+                let special: Vec<bool> = types.iter().map(|&t| t == TYPE_CONTROL).collect();
                 let merges: Vec<(String, String)> = strings(md, "tokenizer.ggml.merges")?
                     .into_iter()
                     .filter_map(|m| {
@@ -289,7 +287,7 @@ impl Tokenizer {
             add_space_prefix,
             chat_template,
         };
-        let mut extra = turn_end_tokens(&t);
+        let mut extra = generation_end_tokens(&t);
         extra.extend(eot);
         t.extra_eos = extra;
         Ok(t)

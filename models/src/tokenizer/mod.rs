@@ -71,8 +71,9 @@ impl Tokenizer {
         self.eos.and_then(|id| self.token_to_piece(id))
     }
 
-    /// Ids that end generation: the model's eos, its end-of-turn token, and control tokens
-    /// the chat template closes a turn with (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`).
+    /// Ids that end generation: the model's eos, its end-of-turn token, control tokens that
+    /// close a turn (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`) and a code model's file
+    /// markers (`<|file_sep|>`).
     pub fn eos_ids(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.eos.into_iter().collect();
         for &id in &self.extra_eos {
@@ -262,7 +263,7 @@ impl Tokenizer {
             add_space_prefix: false,
             chat_template,
         };
-        t.extra_eos = gguf::turn_end_tokens(&t);
+        t.extra_eos = gguf::generation_end_tokens(&t);
         Ok(t)
     }
 }
