@@ -334,11 +334,18 @@ fn cases() -> Vec<Case> {
             )
         },
         case(
-            "echo is refused",
+            "echo with suffix",
             "/v1/completions",
-            json!({"prompt": "hi", "echo": true}),
+            json!({"prompt": "hi", "echo": true, "suffix": "x"}),
             400,
             "echo",
+        ),
+        case(
+            "no tokens without echo",
+            "/v1/completions",
+            json!({"prompt": "hi", "max_tokens": 0}),
+            400,
+            "at least 1",
         ),
         case(
             "two prompts",

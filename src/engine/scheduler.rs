@@ -44,6 +44,11 @@ fn draft_base_rows_prior(device_kind: &str) -> f32 {
     }
 }
 
+/// What the logits of the prompt rows a scoring request brings back (`prompt_logprobs`) may
+/// take on the host at once: its prefill chunks are cut to fit (110 rows of a 150k vocabulary),
+/// so a long prompt scored is never a multi-gigabyte step.
+const SCORE_LOGITS_BYTES: usize = 64 << 20;
+
 /// The logprob of a sampled token and the top alternatives.
 #[derive(Debug, Clone)]
 pub struct TokenLogprobs {
@@ -67,6 +72,10 @@ pub enum EngineEvent {
     Prefilled {
         cached_tokens: usize,
     },
+    /// Logprobs of the next prompt tokens under the ones before them (`prompt_logprobs`), in
+    /// order from the second prompt token on, as prefill chunks compute them; all arrive
+    /// before `Prefilled`.
+    PromptLogprobs(Vec<TokenLogprobs>),
     Error(String),
 }
 
@@ -80,6 +89,9 @@ pub struct EngineRequest {
     pub ignore_eos: bool,
     /// Number of top alternatives to report per token (None: no logprobs).
     pub logprobs: Option<usize>,
+    /// Score the prompt: the logprob of each prompt token after the first, with this many top
+    /// alternatives (`echo` with `logprobs`). `max_tokens` 0 then only scores.
+    pub prompt_logprobs: Option<usize>,
     /// A grammar the answer must follow (structured outputs, forced tool calls).
     pub constraint: Option<Constraint>,
     pub events: UnboundedSender<EngineEvent>,
@@ -131,6 +143,8 @@ struct Seq {
     /// Tokens it drafted and kept so far (for its log line).
     drafted: usize,
     kept: usize,
+    /// Prompt positions whose logprob has been sent (`prompt_logprobs`; the first has none).
+    scored: usize,
 }
 
 /// A sequence's part of a step: `len` of its own tokens from `start`, then `draft`.
@@ -142,11 +156,13 @@ struct Planned {
     draft: Vec<u32>,
 }
 
-/// Where a planned sequence sits in the step: its index in `running`, how many of its own
-/// tokens the step computes (drafted ones follow them), whether it samples from the output.
+/// Where a planned sequence sits in the step: its index in `running`, the position and number
+/// of its own tokens the step computes (drafted ones follow them), whether it samples from the
+/// output.
 #[derive(Debug, Clone, Copy)]
 struct Scheduled {
     idx: usize,
+    start: usize,
     len: usize,
     wants: bool,
 }
@@ -193,6 +209,12 @@ impl Seq {
     }
     fn cancelled(&self) -> bool {
         self.req.events.is_closed()
+    }
+    /// Whether prompt tokens are still to be scored: its steps then bring back the logits of
+    /// every prompt row, and it takes nothing from the prefix cache (a cached block has no
+    /// logits to score with).
+    fn scoring(&self) -> bool {
+        self.req.prompt_logprobs.is_some() && self.scored < self.prompt_len
     }
 }
 
@@ -241,8 +263,10 @@ impl EngineHandle {
             return Err(SubmitError::QueueFull(waiting));
         }
         let arrived = Instant::now();
+        // A scoring member takes nothing from the cache, so there would be nothing to share.
         let shares_prompt = self.config.prefix_caching
             && reqs.len() > 1
+            && reqs.iter().all(|r| r.prompt_logprobs.is_none())
             && reqs[0].prompt_ids.len() > self.block_size
             && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
         let gate = Arc::new(AtomicBool::new(false));
@@ -273,6 +297,7 @@ impl EngineHandle {
                 ),
                 drafted: 0,
                 kept: 0,
+                scored: 1,
             });
         }
         self.stats.waiting.set(q.waiting.len() as i64);
@@ -332,6 +357,8 @@ struct Engine {
     step_cost: StepCost,
     /// How drafts have fared lately over all sequences (new sequences' prior).
     acceptance: Acceptance,
+    /// Most prompt rows a scoring sequence computes per step (`SCORE_LOGITS_BYTES`).
+    score_rows: usize,
 }
 
 impl Engine {
@@ -349,6 +376,7 @@ impl Engine {
         Engine {
             step_cost: StepCost::new(draft_base_rows_prior(&runner.device().kind)),
             acceptance: Acceptance::default(),
+            score_rows: (SCORE_LOGITS_BYTES / (runner.spec().vocab_size.max(1) * 4)).max(1),
             runner,
             blocks,
             config,
@@ -400,7 +428,11 @@ impl Engine {
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
-                let (table, hit) = self.blocks.match_prefix(&front.tokens);
+                let (table, hit) = if front.scoring() {
+                    (BlockTable::default(), 0)
+                } else {
+                    self.blocks.match_prefix(&front.tokens)
+                };
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
                     self.blocks.release(&mut table);
@@ -511,11 +543,14 @@ impl Engine {
         let mut plan: Vec<Planned> = Vec::new();
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
-            let (start, pending) = {
+            let (start, pending, scoring) = {
                 let s = &self.running[i];
-                (s.computed, s.tokens.len() - s.computed)
+                (s.computed, s.tokens.len() - s.computed, s.scoring())
             };
-            let len = pending.min(budget);
+            let len = match scoring {
+                true => pending.min(budget).min(self.score_rows),
+                false => pending.min(budget),
+            };
             if len == 0 {
                 i += 1;
                 continue;
@@ -558,6 +593,7 @@ impl Engine {
                 start_pos: p.start,
                 block_table: s.table.ids.clone(),
                 logits: match (finishes_prompt, p.draft.is_empty()) {
+                    _ if s.scoring() => LogitsWanted::All,
                     (false, _) => LogitsWanted::None,
                     (true, true) => s.sampler.logits_wanted(logprobs),
                     (true, false) => s.sampler.logits_wanted_with_drafts(logprobs),
@@ -565,6 +601,7 @@ impl Engine {
             });
             order.push(Scheduled {
                 idx,
+                start: p.start,
                 len: p.len,
                 wants: finishes_prompt,
             });
@@ -604,10 +641,19 @@ impl Engine {
                     gate.open();
                 }
             }
+            let rows = match input.logits {
+                LogitsWanted::None => 0,
+                LogitsWanted::Last | LogitsWanted::Argmax => 1,
+                LogitsWanted::All | LogitsWanted::ArgmaxAll => input.tokens.len(),
+            };
+            if seq.scoring() {
+                score_prompt(seq, &out, row, sch.start, rows);
+            }
             if sch.wants {
                 let draft = &input.tokens[sch.len..];
-                let (finish, accepted) = take_tokens(seq, &out, row, draft, &self.stats);
-                row += 1 + draft.len();
+                // The row of its last own token: the last row but the drafts'.
+                let first = row + rows - 1 - draft.len();
+                let (finish, accepted) = take_tokens(seq, &out, first, draft, &self.stats);
                 // The kept drafts' K/V, computed in this pass, now belong to the sequence.
                 seq.computed += accepted;
                 seq.draft.update(draft.len(), accepted);
@@ -624,6 +670,7 @@ impl Engine {
                     finished.push((sch.idx, reason));
                 }
             }
+            row += rows;
             self.blocks
                 .register_computed(&mut seq.table, &seq.tokens, seq.computed);
         }
@@ -748,10 +795,53 @@ impl Engine {
     }
 }
 
+/// Send the logprobs of the prompt tokens that a scoring sequence's `rows` rows from `row`
+/// predict (row j is position `start + j`, which predicts the token after it), each once: a
+/// sequence preempted and recomputed does not score again what it sent.
+fn score_prompt(seq: &mut Seq, out: &Logits, row: usize, start: usize, rows: usize) {
+    let Some(k) = seq.req.prompt_logprobs else {
+        return;
+    };
+    let targets = (start + 1).max(seq.scored)..(start + rows + 1).min(seq.prompt_len);
+    if targets.is_empty() {
+        return;
+    }
+    // A 150k-vocabulary row takes ~0.5 ms to normalise and rank: spread a chunk's rows.
+    let tokens = &seq.tokens;
+    let scored: Vec<TokenLogprobs> = targets
+        .clone()
+        .into_par_iter()
+        .map(|t| {
+            let (logprob, top) = logprobs(out.row(row + t - 1 - start), tokens[t], k);
+            TokenLogprobs { logprob, top }
+        })
+        .collect();
+    seq.scored = targets.end;
+    let _ = seq.req.events.send(EngineEvent::PromptLogprobs(scored));
+}
+
+/// The prompt is in the cache: tell the client and count it (once, not again after a
+/// preemption).
+fn note_prefilled(seq: &mut Seq, stats: &EngineStats) {
+    if seq.first_token_at.is_some() {
+        return;
+    }
+    let now = Instant::now();
+    seq.first_token_at = Some(now);
+    let _ = seq.req.events.send(EngineEvent::Prefilled {
+        cached_tokens: seq.cached_tokens,
+    });
+    stats.prompt_tokens.inc_by(seq.prompt_len as u64);
+    stats
+        .ttft
+        .observe(now.duration_since(seq.arrived).as_secs_f64());
+}
+
 /// Sample a sequence's tokens from its rows of a step, starting at `row`: the row of its last
 /// token, then, while the samples equal the drafted tokens, one row per draft (all of them
 /// kept: the row after the last draft too). Each sampled token is sent to the client. Returns
-/// how the sequence finished, if it did, and how many drafted tokens it kept.
+/// how the sequence finished, if it did, and how many drafted tokens it kept. A request for no
+/// tokens (a prompt only scored) ends at its prompt.
 fn take_tokens(
     seq: &mut Seq,
     out: &Logits,
@@ -759,6 +849,10 @@ fn take_tokens(
     draft: &[u32],
     stats: &EngineStats,
 ) -> (Option<FinishReason>, usize) {
+    if seq.req.max_tokens == 0 {
+        note_prefilled(seq, stats);
+        return (Some(FinishReason::Length), 0);
+    }
     for (i, drafted) in (0..).zip(draft.iter().map(Some).chain([None])) {
         let r = row + i;
         let next = seq
@@ -768,17 +862,7 @@ fn take_tokens(
             let (logprob, top) = logprobs(out.row(r), next, k);
             TokenLogprobs { logprob, top }
         });
-        let now = Instant::now();
-        if seq.first_token_at.is_none() {
-            seq.first_token_at = Some(now);
-            let _ = seq.req.events.send(EngineEvent::Prefilled {
-                cached_tokens: seq.cached_tokens,
-            });
-            stats.prompt_tokens.inc_by(seq.prompt_len as u64);
-            stats
-                .ttft
-                .observe(now.duration_since(seq.arrived).as_secs_f64());
-        }
+        note_prefilled(seq, stats);
         if !seq.req.ignore_eos && seq.req.eos_ids.contains(&next) {
             return (Some(FinishReason::Stop), i);
         }

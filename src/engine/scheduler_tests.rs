@@ -152,6 +152,7 @@ fn request_with_prompt(
         eos_ids: Vec::new(),
         ignore_eos: true,
         logprobs: None,
+        prompt_logprobs: None,
         events,
     };
     (req, rx)
@@ -167,7 +168,7 @@ fn finish(mut rx: UnboundedReceiverOf) -> Vec<u32> {
             Some(EngineEvent::Token { id, .. }) => tokens.push(id),
             Some(EngineEvent::Finished { .. }) | None => return tokens,
             Some(EngineEvent::Error(e)) => panic!("request failed: {e}"),
-            Some(EngineEvent::Prefilled { .. }) => {}
+            Some(EngineEvent::Prefilled { .. } | EngineEvent::PromptLogprobs(_)) => {}
         }
     }
 }
@@ -396,6 +397,11 @@ fn events(mut rx: UnboundedReceiverOf) -> Vec<String> {
             }
             EngineEvent::Error(e) => panic!("request failed: {e}"),
             EngineEvent::Prefilled { .. } => {}
+            EngineEvent::PromptLogprobs(scored) => out.extend(
+                scored
+                    .into_iter()
+                    .map(|l| format!("prompt {:?}", (l.logprob, l.top))),
+            ),
         }
     }
     out
@@ -504,4 +510,71 @@ fn drafts_survive_a_full_cache() {
     assert!(plain
         .iter()
         .all(|a| a.last().map(String::as_str) == Some("length 40")));
+}
+
+/// What scoring `prompt` under the counting model must send: one entry per prompt token after
+/// the first, as `events` prints it.
+fn counting_scores(prompt: &[u32], k: usize) -> Vec<String> {
+    (1..prompt.len())
+        .map(|t| {
+            let row = counting_logits(t - 1, prompt[t - 1]);
+            format!("prompt {:?}", logprobs(&row, prompt[t], k))
+        })
+        .collect()
+}
+
+#[test]
+fn a_scored_prompt_sends_every_token_once_in_order() {
+    // 300 tokens: longer than a scoring chunk (110 rows of the spec's 150k vocabulary), and
+    // already in the prefix cache, which scoring must not take (its blocks have no logits).
+    let prompt: Vec<u32> = (0..300).map(|i| 1 + (i * 3 + i / 7) % 7).collect();
+    let (handle, steps, _) = counting_engine(4);
+    let (warm, rx) = request_with_prompt("warm", 3, prompt.clone());
+    handle.submit(warm).expect("queued");
+    let plain = events(rx);
+    let before = *steps.lock().unwrap();
+    let (mut only, only_rx) = request_with_prompt("only-scored", 0, prompt.clone());
+    only.prompt_logprobs = Some(2);
+    handle.submit(only).expect("queued");
+    let mut want = counting_scores(&prompt, 2);
+    want.push("length 0".into());
+    assert_eq!(events(only_rx), want);
+    assert_eq!(*steps.lock().unwrap() - before, 3, "chunks of 110, 110, 80");
+    // Scored and answered: the answer is the one without scoring.
+    let (mut both, both_rx) = request_with_prompt("scored", 3, prompt.clone());
+    both.prompt_logprobs = Some(0);
+    handle.submit(both).expect("queued");
+    let mut want = counting_scores(&prompt, 0);
+    want.extend(plain);
+    assert_eq!(events(both_rx), want);
+    handle.shutdown();
+}
+
+#[test]
+fn scored_prompts_survive_a_full_cache() {
+    // As `drafts_survive_a_full_cache`: preempted sequences are recomputed, and a recomputed
+    // sequence does not score its prompt again. Every member of a group scores its own.
+    let (handle, _, stats) = counting_engine_with(4, 10);
+    let prompts: Vec<Vec<u32>> = (0..6u32)
+        .map(|i| vec![1, 2, 3, 4, 5, 1 + i % 5, 2])
+        .collect();
+    let (reqs, rxs): (Vec<_>, Vec<_>) = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (mut r, rx) = request_with_prompt(&format!("r/{i}"), 40, p.clone());
+            r.prompt_logprobs = Some(1);
+            (r, rx)
+        })
+        .unzip();
+    handle.submit_group(reqs).expect("queued");
+    for (prompt, rx) in prompts.iter().zip(rxs) {
+        let got = events(rx);
+        let scores = counting_scores(prompt, 1);
+        assert_eq!(got[..scores.len()], scores[..]);
+        assert!(!got[scores.len()..].iter().any(|e| e.starts_with("prompt")));
+        assert_eq!(got.last().map(String::as_str), Some("length 40"));
+    }
+    assert!(stats.preemptions.get() > 0, "the cache is not full");
+    handle.shutdown();
 }

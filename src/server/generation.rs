@@ -13,12 +13,21 @@ use candor_models::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One generated token with its logprobs, as text.
+/// One token with its logprobs, as text. An echoed prompt's first token has none (null), as
+/// nothing comes before it.
 #[derive(Debug, Clone)]
 pub struct TokenInfo {
     pub text: String,
-    pub logprob: f32,
-    pub top: Vec<(String, f32)>,
+    pub logprob: Option<f32>,
+    pub top: Option<Vec<(String, f32)>>,
+}
+
+/// `echo`: each choice's text starts with the prompt, and its logprobs with the prompt
+/// tokens' (the engine scores them) when logprobs are asked for.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    pub text: String,
+    pub ids: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,12 +95,69 @@ fn finish_name(r: FinishReason) -> &'static str {
     }
 }
 
+fn token_text(tok: &Tokenizer, id: u32) -> String {
+    tok.decode_fragment(&[id], false).unwrap_or_default()
+}
+
 fn token_info(tok: &Tokenizer, id: u32, lp: TokenLogprobs) -> TokenInfo {
-    let text = |t: u32| tok.decode_fragment(&[t], false).unwrap_or_default();
     TokenInfo {
-        text: text(id),
-        logprob: lp.logprob,
-        top: lp.top.into_iter().map(|(t, l)| (text(t), l)).collect(),
+        text: token_text(tok, id),
+        logprob: Some(lp.logprob),
+        top: Some(
+            lp.top
+                .into_iter()
+                .map(|(t, l)| (token_text(tok, t), l))
+                .collect(),
+        ),
+    }
+}
+
+/// What a choice says before its first token when it echoes the prompt: the prompt's text, and
+/// its tokens with their logprobs when asked for (collected as the engine scores them).
+struct EchoOut {
+    text: String,
+    ids: Vec<u32>,
+    tokens: Option<Vec<TokenInfo>>,
+}
+
+impl EchoOut {
+    fn new(echo: Echo, logprobs: bool) -> Self {
+        EchoOut {
+            text: echo.text,
+            ids: echo.ids,
+            tokens: logprobs.then(Vec::new),
+        }
+    }
+
+    fn scored(&mut self, tok: &Tokenizer, scored: Vec<TokenLogprobs>) {
+        let Some(tokens) = &mut self.tokens else {
+            return;
+        };
+        if tokens.is_empty() {
+            if let Some(&first) = self.ids.first() {
+                tokens.push(TokenInfo {
+                    text: token_text(tok, first),
+                    logprob: None,
+                    top: None,
+                });
+            }
+        }
+        for lp in scored {
+            let Some(&id) = self.ids.get(tokens.len()) else {
+                break;
+            };
+            tokens.push(token_info(tok, id, lp));
+        }
+    }
+
+    /// The delta that opens the choice (a one-token prompt has no scores to wait for).
+    fn delta(mut self, tok: &Tokenizer, index: usize) -> ChoiceEvent {
+        self.scored(tok, Vec::new());
+        ChoiceEvent::Delta {
+            index,
+            text: self.text,
+            tokens: self.tokens.unwrap_or_default(),
+        }
     }
 }
 
@@ -103,6 +169,7 @@ pub fn start(
     plan: &Plan,
     logprobs: Option<usize>,
     constraint: Option<Constraint>,
+    echo: Option<Echo>,
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let mut engines = Vec::with_capacity(plan.n);
@@ -123,6 +190,7 @@ pub fn start(
             eos_ids: ready.eos_ids.clone(),
             ignore_eos: plan.ignore_eos,
             logprobs,
+            prompt_logprobs: echo.as_ref().and(logprobs),
             constraint: constraint.as_ref().map(Constraint::fork),
             events: tx,
         });
@@ -141,6 +209,7 @@ pub fn start(
             ready.tokenizer.clone(),
             plan.stop.clone(),
             plan.keep_special_tokens,
+            echo.clone().map(|e| EchoOut::new(e, logprobs.is_some())),
             out_tx.clone(),
         ));
     }
@@ -153,6 +222,7 @@ async fn drive(
     tok: Arc<Tokenizer>,
     stops: Vec<String>,
     keep_special_tokens: bool,
+    mut echo: Option<EchoOut>,
     out: mpsc::UnboundedSender<ChoiceEvent>,
 ) {
     let mut decoder = StreamDecoder::new(&tok);
@@ -178,7 +248,19 @@ async fn drive(
             return;
         };
         match event {
-            EngineEvent::Prefilled { cached_tokens: c } => cached_tokens = c,
+            EngineEvent::PromptLogprobs(scored) => {
+                if let Some(echo) = &mut echo {
+                    echo.scored(&tok, scored);
+                }
+            }
+            EngineEvent::Prefilled { cached_tokens: c } => {
+                cached_tokens = c;
+                if let Some(echo) = echo.take() {
+                    if out.send(echo.delta(&tok, index)).is_err() {
+                        return;
+                    }
+                }
+            }
             EngineEvent::Token { id, logprobs } => {
                 completion += 1;
                 let piece = decoder.push(id).unwrap_or_default();

@@ -43,7 +43,7 @@ fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
         "token": t.text,
         "logprob": t.logprob,
         "bytes": t.text.as_bytes(),
-        "top_logprobs": t.top.iter().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
+        "top_logprobs": t.top.iter().flatten().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
     })).collect::<Vec<_>>()})
 }
 
@@ -57,7 +57,7 @@ fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
     json!({
         "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-        "top_logprobs": tokens.iter().map(|t| t.top.iter().map(|(s, l)| (s.clone(), json!(l))).collect::<serde_json::Map<String, Value>>()).collect::<Vec<_>>(),
+        "top_logprobs": tokens.iter().map(|t| t.top.as_ref().map(|top| top.iter().map(|(s, l)| (s.clone(), json!(l))).collect::<serde_json::Map<String, Value>>())).collect::<Vec<_>>(),
         "text_offset": offsets,
     })
 }

@@ -40,6 +40,21 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<
 }
 
 pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan, ApiError> {
+    plan_with_least(p, prompt_len, limits, 1)
+}
+
+/// `plan` for a request that echoes its prompt (`echo`): it may ask for no new tokens at all,
+/// to have the prompt scored only, as evaluation harnesses do.
+pub fn echo_plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan, ApiError> {
+    plan_with_least(p, prompt_len, limits, 0)
+}
+
+fn plan_with_least(
+    p: &CommonParams,
+    prompt_len: usize,
+    limits: &Limits,
+    least: i64,
+) -> Result<Plan, ApiError> {
     if prompt_len == 0 {
         return Err(ApiError::invalid("prompt", "the prompt is empty"));
     }
@@ -60,7 +75,7 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
     let room = limits.context - prompt_len;
     let max_tokens = match requested {
         None => limits.default_max_tokens.min(room),
-        Some(v) if v <= 0 => return Err(ApiError::invalid(param, format!("`{param}` must be at least 1, got {v}"))),
+        Some(v) if v < least => return Err(ApiError::invalid(param, format!("`{param}` must be at least {least}, got {v}"))),
         Some(v) if v as u64 > room as u64 => {
             return Err(ApiError::invalid(
                 param,
@@ -223,6 +238,12 @@ mod tests {
             ..Default::default()
         };
         assert!(plan(&zero, 10, &limits()).is_err());
+        assert_eq!(echo_plan(&zero, 10, &limits()).unwrap().max_tokens, 0);
+        let negative = CommonParams {
+            max_tokens: Some(-1),
+            ..Default::default()
+        };
+        assert!(echo_plan(&negative, 10, &limits()).is_err());
         assert!(plan(&CommonParams::default(), 100, &limits()).is_err());
         let bias = CommonParams {
             logit_bias: Some([("60".to_string(), 1.0)].into()),

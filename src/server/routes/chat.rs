@@ -252,7 +252,7 @@ pub async fn chat_completions(
         (false, _) => None,
     };
     let id = new_id("chatcmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, top, constraint)?;
+    let rx = generation::start(ready, &id, prompt.clone(), &p, top, constraint, None)?;
     let meta = Meta {
         kind: Kind::Chat,
         id,

@@ -1,12 +1,13 @@
 //! `POST /v1/completions`.
 use crate::server::error::ApiError;
 use crate::server::generation;
+use crate::server::generation::Echo;
 use crate::server::json::Json;
 use crate::server::openai::{CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
-use crate::server::validate::{no_nul, plan};
+use crate::server::validate::{echo_plan, no_nul, plan, Plan};
 use axum::extract::State;
 use axum::response::Response;
 
@@ -86,14 +87,34 @@ fn fill_in_the_middle(ready: &Ready, prompt: &Prompt, suffix: &str) -> Result<Ve
     Ok(ids)
 }
 
+/// What `echo` puts before the answer: the prompt as sent when it is text, else its tokens'
+/// text (special tokens as the answer shows them).
+fn echoed(ready: &Ready, prompt: &Prompt, ids: &[u32], plan: &Plan) -> Echo {
+    let text = match prompt {
+        Prompt::Text(t) => t.clone(),
+        Prompt::Texts(v) if v.len() == 1 => v[0].clone(),
+        _ => ready
+            .tokenizer
+            .decode(ids, !plan.keep_special_tokens)
+            .unwrap_or_default(),
+    };
+    Echo {
+        text,
+        ids: ids.to_vec(),
+    }
+}
+
 pub async fn completions(
     State(state): State<SharedState>,
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    if req.echo {
-        return Err(ApiError::invalid("echo", "`echo` is not supported"));
+    if req.echo && req.suffix.is_some() {
+        return Err(ApiError::invalid(
+            "echo",
+            "`echo` cannot be combined with `suffix` (the answer goes inside the prompt)",
+        ));
     }
     if let Some(best_of) = req.best_of.filter(|&b| b != req.common.n.unwrap_or(1)) {
         return Err(ApiError::invalid(
@@ -113,7 +134,10 @@ pub async fn completions(
         structured::response_format(ready, format.as_ref())
     })
     .await?;
-    let p = plan(&req.common, prompt.len(), &ready.limits)?;
+    let p = match req.echo {
+        true => echo_plan(&req.common, prompt.len(), &ready.limits)?,
+        false => plan(&req.common, prompt.len(), &ready.limits)?,
+    };
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());
     }
@@ -128,7 +152,8 @@ pub async fn completions(
         }
     };
     let id = new_id("cmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, constraint)?;
+    let echo = req.echo.then(|| echoed(ready, &req.prompt, &prompt, &p));
+    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, constraint, echo)?;
     let meta = Meta {
         kind: Kind::Text,
         id,
