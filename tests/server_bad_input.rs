@@ -348,11 +348,18 @@ fn cases() -> Vec<Case> {
             "at least 1",
         ),
         case(
-            "two prompts",
+            "more prompts than the queue holds",
             "/v1/completions",
-            json!({"prompt": ["a", "b"]}),
+            json!({"prompt": vec!["a"; 300]}),
             400,
-            "one prompt",
+            "300 prompts x n 1 = 300 choices",
+        ),
+        case(
+            "an empty prompt in a batch",
+            "/v1/completions",
+            json!({"prompt": [[1], []]}),
+            400,
+            "prompt 1 is empty",
         ),
         case(
             "detokenize out of vocabulary",

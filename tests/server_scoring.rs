@@ -1,6 +1,7 @@
 //! Scoring prompts over HTTP: `/v1/completions` with `echo` (and `logprobs`) returns the prompt
 //! before the answer with the logprob of every prompt token after the first, as evaluation
-//! harnesses (lm-evaluation-harness's `local-completions`) ask for it, `max_tokens` 0 included.
+//! harnesses (lm-evaluation-harness's `local-completions`) ask for it, `max_tokens` 0 included,
+//! and a batch of prompts in one request, each answered as if alone.
 mod common;
 
 use common::server::Server;
@@ -225,6 +226,84 @@ async fn echo_scores_match_the_reference() {
         "mean |logprob - reference| {mean:.3} over {total} positions"
     );
     eprintln!("top-1 {agree}/{total}, mean logprob drift {mean:.4}");
+}
+
+/// A list of prompts: each prompt's `n` choices follow the previous prompt's (index
+/// `p * n + i`), each as that prompt would get it alone (seed `seed + i`); usage counts each
+/// prompt once. Streamed, each chunk names its choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_prompts_answers_each_as_alone() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let prompts = ["The capital of France is", "1, 2, 3,"];
+    let params = json!({"max_tokens": 6, "temperature": 0.8, "seed": 7, "n": 2, "logprobs": 1});
+    let texts = |v: &Value| -> Vec<String> {
+        let mut choices = v["choices"].as_array().expect("choices").clone();
+        choices.sort_by_key(|c| c["index"].as_u64());
+        choices
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut alone = Vec::new();
+    let mut prompt_tokens = 0;
+    for prompt in prompts {
+        let mut body = params.clone();
+        body["prompt"] = json!(prompt);
+        let (st, v) = post(&s, body).await;
+        assert_eq!(st, 200, "{v}");
+        alone.extend(texts(&v));
+        prompt_tokens += v["usage"]["prompt_tokens"].as_u64().unwrap();
+    }
+    let mut body = params.clone();
+    body["prompt"] = json!(prompts);
+    let (st, batch) = post(&s, body.clone()).await;
+    assert_eq!(st, 200, "{batch}");
+    assert_eq!(texts(&batch), alone, "{batch}");
+    assert_eq!(
+        batch["usage"]["prompt_tokens"].as_u64(),
+        Some(prompt_tokens)
+    );
+    // Streamed: every choice index, each ending once.
+    body["stream"] = json!(true);
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let text = r.text().await.unwrap();
+    let mut streamed = vec![String::new(); 4];
+    let mut finished = vec![0; 4];
+    for d in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if d == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(d).expect("chunk");
+        let choice = &chunk["choices"][0];
+        let i = choice["index"].as_u64().unwrap() as usize;
+        streamed[i] += choice["text"].as_str().unwrap();
+        finished[i] += usize::from(!choice["finish_reason"].is_null());
+    }
+    assert_eq!(streamed, alone, "{text}");
+    assert_eq!(finished, vec![1; 4], "{text}");
+    // A batch scored, as harnesses send it: token lists, echo, nothing generated.
+    let (_, a) = post(
+        &s,
+        json!({"prompt": "The capital of France is", "max_tokens": 0}),
+    )
+    .await;
+    assert_eq!(a["error"]["param"], "max_tokens", "{a}");
+    let (st, scored) = post(
+        &s,
+        json!({"prompt": [[785, 6722, 315], [16, 11, 220, 17]], "max_tokens": 0, "echo": true, "logprobs": 1}),
+    )
+    .await;
+    assert_eq!(st, 200, "{scored}");
+    assert_eq!(texts(&scored), ["The capital of", "1, 2"], "{scored}");
+    for c in scored["choices"].as_array().unwrap() {
+        let lp = c["logprobs"]["token_logprobs"].as_array().unwrap();
+        assert!(lp[0].is_null() && lp[1..].iter().all(Value::is_f64), "{c}");
+    }
 }
 
 /// A token's text as the server's logprobs write it.

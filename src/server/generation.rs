@@ -22,12 +22,18 @@ pub struct TokenInfo {
     pub top: Option<Vec<(String, f32)>>,
 }
 
-/// `echo`: each choice's text starts with the prompt, and its logprobs with the prompt
-/// tokens' (the engine scores them) when logprobs are asked for.
+/// One prompt of a request: its tokens, and with `echo` the text that starts each of its
+/// choices (their logprobs then start with the prompt tokens', which the engine scores).
 #[derive(Debug, Clone)]
-pub struct Echo {
-    pub text: String,
+pub struct PromptIn {
     pub ids: Vec<u32>,
+    pub echo: Option<String>,
+}
+
+impl PromptIn {
+    pub fn plain(ids: Vec<u32>) -> Self {
+        PromptIn { ids, echo: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -121,10 +127,10 @@ struct EchoOut {
 }
 
 impl EchoOut {
-    fn new(echo: Echo, logprobs: bool) -> Self {
+    fn new(text: String, ids: Vec<u32>, logprobs: bool) -> Self {
         EchoOut {
-            text: echo.text,
-            ids: echo.ids,
+            text,
+            ids,
             tokens: logprobs.then(Vec::new),
         }
     }
@@ -161,40 +167,50 @@ impl EchoOut {
     }
 }
 
-/// Submit the `n` choices (all or none) and start their drivers.
+/// Submit the `n` choices of each prompt (all or none) and start their drivers. Choice `i` of
+/// prompt `p` is index `p * n + i` and samples with seed `seed + i`, as it would alone.
 pub fn start(
     ready: &Ready,
     request_id: &str,
-    prompt_ids: Vec<u32>,
+    prompts: Vec<PromptIn>,
     plan: &Plan,
     logprobs: Option<usize>,
     constraint: Option<Constraint>,
-    echo: Option<Echo>,
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let mut engines = Vec::with_capacity(plan.n);
-    let mut requests = Vec::with_capacity(plan.n);
-    for i in 0..plan.n {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut sampling = plan.sampling.clone();
-        sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
-        requests.push(EngineRequest {
-            id: if plan.n > 1 {
-                format!("{request_id}/{i}")
-            } else {
-                request_id.to_string()
-            },
-            prompt_ids: prompt_ids.clone(),
-            max_tokens: plan.max_tokens,
-            sampling,
-            eos_ids: ready.eos_ids.clone(),
-            ignore_eos: plan.ignore_eos,
-            logprobs,
-            prompt_logprobs: echo.as_ref().and(logprobs),
-            constraint: constraint.as_ref().map(Constraint::fork),
-            events: tx,
-        });
-        engines.push(rx);
+    let total = prompts.len() * plan.n;
+    let mut engines = Vec::with_capacity(total);
+    let mut requests = Vec::with_capacity(total);
+    let mut echoes = Vec::with_capacity(total);
+    for prompt in &prompts {
+        for i in 0..plan.n {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut sampling = plan.sampling.clone();
+            sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
+            requests.push(EngineRequest {
+                id: if total > 1 {
+                    format!("{request_id}/{}", requests.len())
+                } else {
+                    request_id.to_string()
+                },
+                prompt_ids: prompt.ids.clone(),
+                max_tokens: plan.max_tokens,
+                sampling,
+                eos_ids: ready.eos_ids.clone(),
+                ignore_eos: plan.ignore_eos,
+                logprobs,
+                prompt_logprobs: prompt.echo.as_ref().and(logprobs),
+                constraint: constraint.as_ref().map(Constraint::fork),
+                events: tx,
+            });
+            engines.push(rx);
+            echoes.push(
+                prompt
+                    .echo
+                    .clone()
+                    .map(|text| EchoOut::new(text, prompt.ids.clone(), logprobs.is_some())),
+            );
+        }
     }
     if let Err(e) = ready.engine.submit_group(requests) {
         if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
@@ -202,14 +218,14 @@ pub fn start(
         }
         return Err(e.into());
     }
-    for (index, rx) in engines.into_iter().enumerate() {
+    for (index, (rx, echo)) in engines.into_iter().zip(echoes).enumerate() {
         tokio::spawn(drive(
             index,
             rx,
             ready.tokenizer.clone(),
             plan.stop.clone(),
             plan.keep_special_tokens,
-            echo.clone().map(|e| EchoOut::new(e, logprobs.is_some())),
+            echo,
             out_tx.clone(),
         ));
     }

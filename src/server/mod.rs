@@ -156,6 +156,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         context,
         vocab: model.spec.vocab_size,
         max_n: config.max_n,
+        max_choices: config.max_waiting.max(config.max_n),
         max_stop: 4,
         max_logprobs: 20,
         default_max_tokens: config.default_max_tokens,

@@ -9,6 +9,9 @@ pub struct Limits {
     pub context: usize,
     pub vocab: usize,
     pub max_n: usize,
+    /// Most choices (prompts x `n`) one request may ask for: a batch of prompts may queue
+    /// whole, as many as the queue holds.
+    pub max_choices: usize,
     pub max_stop: usize,
     pub max_logprobs: usize,
     pub default_max_tokens: usize,
@@ -210,6 +213,7 @@ mod tests {
             context: 100,
             vocab: 50,
             max_n: 4,
+            max_choices: 8,
             max_stop: 4,
             max_logprobs: 20,
             default_max_tokens: 16,

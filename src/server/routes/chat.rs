@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`.
 use crate::server::answer::AnswerSetup;
 use crate::server::error::ApiError;
-use crate::server::generation;
+use crate::server::generation::{self, PromptIn};
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::reasoning;
@@ -252,7 +252,14 @@ pub async fn chat_completions(
         (false, _) => None,
     };
     let id = new_id("chatcmpl");
-    let rx = generation::start(ready, &id, prompt.clone(), &p, top, constraint, None)?;
+    let rx = generation::start(
+        ready,
+        &id,
+        vec![PromptIn::plain(prompt.clone())],
+        &p,
+        top,
+        constraint,
+    )?;
     let meta = Meta {
         kind: Kind::Chat,
         id,

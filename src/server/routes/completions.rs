@@ -1,7 +1,6 @@
 //! `POST /v1/completions`.
 use crate::server::error::ApiError;
-use crate::server::generation;
-use crate::server::generation::Echo;
+use crate::server::generation::{self, PromptIn};
 use crate::server::json::Json;
 use crate::server::openai::{CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
@@ -29,23 +28,37 @@ fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
         .collect()
 }
 
-fn prompt_ids(ready: &Ready, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
-    let text = |t: &str| -> Result<Vec<u32>, ApiError> {
+/// One prompt of the request as sent: its text (None when sent as token ids) and its tokens.
+struct Sent {
+    text: Option<String>,
+    ids: Vec<u32>,
+}
+
+/// The request's prompts: one text or token list, or a list of them (a batch, each prompt
+/// answered as if alone, its choices after the previous prompt's).
+fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
+    let text = |t: &String| -> Result<Sent, ApiError> {
         no_nul("prompt", t)?;
-        ready
+        let ids = ready
             .tokenizer
             .encode(t, true)
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Sent {
+            text: Some(t.clone()),
+            ids,
+        })
+    };
+    let tokens = |ids: &Vec<i64>| -> Result<Sent, ApiError> {
+        Ok(Sent {
+            text: None,
+            ids: token_ids(ready, ids)?,
+        })
     };
     match prompt {
-        Prompt::Text(t) => text(t),
-        Prompt::Tokens(ids) => token_ids(ready, ids),
-        Prompt::Texts(v) if v.len() == 1 => text(&v[0]),
-        Prompt::TokenLists(v) if v.len() == 1 => token_ids(ready, &v[0]),
-        _ => Err(ApiError::invalid(
-            "prompt",
-            "one prompt per request (use `n` for several completions)",
-        )),
+        Prompt::Text(t) => Ok(vec![text(t)?]),
+        Prompt::Tokens(ids) => Ok(vec![tokens(ids)?]),
+        Prompt::Texts(v) => v.iter().map(text).collect(),
+        Prompt::TokenLists(v) => v.iter().map(tokens).collect(),
     }
 }
 
@@ -87,20 +100,15 @@ fn fill_in_the_middle(ready: &Ready, prompt: &Prompt, suffix: &str) -> Result<Ve
     Ok(ids)
 }
 
-/// What `echo` puts before the answer: the prompt as sent when it is text, else its tokens'
-/// text (special tokens as the answer shows them).
-fn echoed(ready: &Ready, prompt: &Prompt, ids: &[u32], plan: &Plan) -> Echo {
-    let text = match prompt {
-        Prompt::Text(t) => t.clone(),
-        Prompt::Texts(v) if v.len() == 1 => v[0].clone(),
-        _ => ready
+/// What `echo` puts before a prompt's answers: the prompt as sent when it is text, else its
+/// tokens' text (special tokens as the answer shows them).
+fn echoed(ready: &Ready, sent: &Sent, plan: &Plan) -> String {
+    match &sent.text {
+        Some(t) => t.clone(),
+        None => ready
             .tokenizer
-            .decode(ids, !plan.keep_special_tokens)
+            .decode(&sent.ids, !plan.keep_special_tokens)
             .unwrap_or_default(),
-    };
-    Echo {
-        text,
-        ids: ids.to_vec(),
     }
 }
 
@@ -125,19 +133,41 @@ pub async fn completions(
             ),
         ));
     }
-    let prompt = match &req.suffix {
-        Some(suffix) => fill_in_the_middle(ready, &req.prompt, suffix)?,
-        None => prompt_ids(ready, &req.prompt)?,
+    let sent = match &req.suffix {
+        Some(suffix) => vec![Sent {
+            text: None,
+            ids: fill_in_the_middle(ready, &req.prompt, suffix)?,
+        }],
+        None => sent_prompts(ready, &req.prompt)?,
     };
+    if sent.len() > 1 {
+        if let Some(i) = sent.iter().position(|s| s.ids.is_empty()) {
+            return Err(ApiError::invalid("prompt", format!("prompt {i} is empty")));
+        }
+    }
     let format = req.response_format.clone();
     let constraint = structured::compile(&state, format.is_some(), move |ready| {
         structured::response_format(ready, format.as_ref())
     })
     .await?;
+    // Each prompt must leave room for the answer: the longest decides.
+    let longest = sent.iter().map(|s| s.ids.len()).max().unwrap_or(0);
     let p = match req.echo {
-        true => echo_plan(&req.common, prompt.len(), &ready.limits)?,
-        false => plan(&req.common, prompt.len(), &ready.limits)?,
+        true => echo_plan(&req.common, longest, &ready.limits)?,
+        false => plan(&req.common, longest, &ready.limits)?,
     };
+    let choices = sent.len() * p.n;
+    if choices > ready.limits.max_choices {
+        return Err(ApiError::invalid(
+            "prompt",
+            format!(
+                "{} prompts x n {} = {choices} choices; at most {} per request",
+                sent.len(),
+                p.n,
+                ready.limits.max_choices
+            ),
+        ));
+    }
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());
     }
@@ -152,16 +182,23 @@ pub async fn completions(
         }
     };
     let id = new_id("cmpl");
-    let echo = req.echo.then(|| echoed(ready, &req.prompt, &prompt, &p));
-    let rx = generation::start(ready, &id, prompt.clone(), &p, logprobs, constraint, echo)?;
+    let prompt_tokens = sent.iter().map(|s| s.ids.len()).sum();
+    let prompts = sent
+        .into_iter()
+        .map(|s| PromptIn {
+            echo: req.echo.then(|| echoed(ready, &s, &p)),
+            ids: s.ids,
+        })
+        .collect();
+    let rx = generation::start(ready, &id, prompts, &p, logprobs, constraint)?;
     let meta = Meta {
         kind: Kind::Text,
         id,
         created: unix_now(),
         model: state.model_name.clone(),
         system_fingerprint: ready.system_fingerprint.clone(),
-        prompt_tokens: prompt.len(),
-        n: p.n,
+        prompt_tokens,
+        n: choices,
         logprobs: logprobs.is_some(),
         include_usage: p.include_usage,
         answer: None,
