@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => candor::cli::generate::run(args),
         Command::Pull(args) => candor::cli::pull::run(args),
+        Command::Perplexity(args) => candor::cli::perplexity::run(args),
         Command::Serve(args) => candor::cli::serve::run(args),
         Command::Bench(args) => candor::cli::bench::run(args),
         Command::Report(args) => candor::cli::report::run(args),

@@ -1,9 +1,11 @@
 //! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor report`,
-//! `candor pull`, `candor devices`.
+//! `candor pull`, `candor devices`, `candor perplexity`.
 pub mod bench;
 pub mod devices;
 pub mod dummy;
 pub mod generate;
+pub mod model_args;
+pub mod perplexity;
 pub mod pull;
 pub mod report;
 pub mod serve;
@@ -31,6 +33,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write report.md and a self-contained report.html from result JSON files.
     Report(report::ReportArgs),
+    /// Perplexity of a text file (llama-perplexity's method): a check that a device computes
+    /// the model right, beside its speed.
+    Perplexity(perplexity::PerplexityArgs),
     /// Download a model from the catalogue or the Hugging Face Hub.
     Pull(pull::PullArgs),
     /// List the devices candor can run on; check a device plugin with --conformance.

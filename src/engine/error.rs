@@ -17,6 +17,9 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("invalid sampling parameter: {0}")]
     BadSampling(String),
+    /// A perplexity run that cannot score anything (text or chunk too short).
+    #[error("perplexity: {0}")]
+    Perplexity(String),
     /// The chosen backend cannot be used (not built in, device missing, plugin rejected).
     #[error("backend: {0}")]
     Backend(String),

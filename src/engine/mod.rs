@@ -5,6 +5,7 @@ pub mod generate;
 pub mod grammar;
 pub mod load;
 pub mod op_profile;
+pub mod perplexity;
 pub mod runner;
 pub mod sampler;
 pub mod scheduler;

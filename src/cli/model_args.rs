@@ -1,0 +1,60 @@
+//! The options every command that loads a model for one local run shares (`candor perplexity`;
+//! flattened into its arguments).
+use crate::backend::cpu::configure_threads;
+use crate::backend::BackendChoice;
+use crate::engine::load::{load_model, KvCacheDtype, LoadOptions, LoadedModel};
+use crate::error::CliError;
+use crate::pull;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
+    pub model: String,
+    /// Dequantize every GGUF weight to f32 (the reference path).
+    #[arg(long)]
+    pub dequantize: bool,
+    /// KV cache element type: auto (CPU: f16 for quantized weights; CUDA: the activation
+    /// dtype; plugins: f32), f32, f16. Only the CPU can change it; elsewhere another is an error.
+    #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
+    pub kv_cache_dtype: KvCacheDtype,
+    /// Compute threads (default: all cores).
+    #[arg(long, env = "CANDOR_THREADS")]
+    pub threads: Option<usize>,
+    /// cpu, cuda[:N] or plugin:PATH.
+    #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// Never download: fail if the model is not on disk.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl ModelArgs {
+    /// The model's path: a file or directory as given, or the catalogue's (pulled if missing and
+    /// allowed).
+    pub fn resolve(&self) -> Result<std::path::PathBuf, CliError> {
+        Ok(pull::resolve_model(&self.model, !self.offline)?)
+    }
+
+    /// Load the model at `path` with a KV cache of `kv_tokens`; also returns the compute
+    /// threads in use.
+    pub fn load(
+        &self,
+        path: &std::path::Path,
+        kv_tokens: usize,
+    ) -> Result<(LoadedModel, usize), CliError> {
+        let threads = configure_threads(self.threads);
+        let model = load_model(
+            path,
+            &LoadOptions {
+                dequantize: self.dequantize,
+                kv_cache_dtype: self.kv_cache_dtype,
+                op_profiler: None,
+                threads,
+                kv_tokens,
+                backend: self.backend.clone(),
+            },
+        )?;
+        Ok((model, threads))
+    }
+}

@@ -1,0 +1,124 @@
+//! `candor perplexity`: the perplexity of a text file under a model, as llama.cpp's
+//! `llama-perplexity` measures it (same chunking, same scored half), so a device's speed can be
+//! reported beside proof that it computes the same model.
+use super::generate::OutputFormat;
+use super::model_args::ModelArgs;
+use crate::engine::perplexity::{perplexity, Perplexity, PerplexityOptions};
+use crate::error::CliError;
+use std::io::{Read, Write};
+
+#[derive(Debug, clap::Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to score (UTF-8; `-` reads standard input), e.g. wikitext-2's wiki.test.raw.
+    #[arg(long, short = 'f')]
+    pub file: String,
+    /// Tokens per chunk; the second half of each is scored.
+    #[arg(long, short = 'c', default_value_t = 512)]
+    pub ctx: usize,
+    /// Score at most this many chunks (default: every whole chunk of the text).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+fn read_text(file: &str) -> Result<String, CliError> {
+    let mut text = String::new();
+    let read = match file {
+        "-" => std::io::stdin().read_to_string(&mut text).map(|_| ()),
+        path => std::fs::read_to_string(path).map(|t| text = t),
+    };
+    read.map_err(|e| CliError::Usage(format!("cannot read {file} as UTF-8 text: {e}")))?;
+    Ok(text)
+}
+
+pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
+    let text = read_text(&args.file)?;
+    let path = args.model.resolve()?;
+    // The KV cache holds one chunk: check it against the model before allocating it.
+    let context = candor_models::loader::open_model(&path, false)?
+        .spec
+        .max_position;
+    if args.ctx > context {
+        return Err(CliError::Usage(format!(
+            "--ctx {} exceeds the model's context of {context} tokens",
+            args.ctx
+        )));
+    }
+    let (mut model, threads) = args.model.load(&path, args.ctx)?;
+    let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{} has no tokenizer: perplexity needs one to read the text",
+            model.path.display()
+        ))
+    })?;
+    // As llama-perplexity: the text with BOS where the model adds one, and every chunk then
+    // starts with BOS.
+    let tokens = tokenizer
+        .encode(&text, true)
+        .map_err(candor_models::ModelError::from)?;
+    let bos = tokenizer
+        .encode("", true)
+        .map_err(candor_models::ModelError::from)?
+        .first()
+        .copied();
+    let opts = PerplexityOptions {
+        ctx: args.ctx,
+        max_chunks: args.chunks,
+        bos,
+        prefill_chunk: 512,
+    };
+    let progress = args.format == OutputFormat::Text;
+    let result = perplexity(model.runner.as_mut(), &tokens, &opts, |p| {
+        if progress {
+            eprint!("[{}]{:.4},", p.chunks, p.ppl());
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    if progress {
+        eprintln!();
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Text => writeln!(out, "{}", summary(&result, args.ctx, threads))?,
+        OutputFormat::Json => {
+            let device = model.runner.device();
+            let obj = serde_json::json!({
+                "model": model.path.display().to_string(),
+                "quantization": model.quantization,
+                "dequantize": args.model.dequantize,
+                "file": args.file,
+                "text_tokens": tokens.len(),
+                "ctx": args.ctx,
+                "chunks": result.chunks,
+                "tokens_scored": result.tokens,
+                "ppl": result.ppl(),
+                "ppl_stderr": result.ppl_stderr(),
+                "mean_nll": result.mean_nll(),
+                "top1_rate": result.top1_rate(),
+                "seconds": result.seconds,
+                "tok_s": result.tok_s(),
+                "device": device.name,
+                "device_kind": device.kind,
+                "threads": threads,
+            });
+            writeln!(out, "{obj}")?;
+        }
+    }
+    Ok(())
+}
+
+fn summary(p: &Perplexity, ctx: usize, threads: usize) -> String {
+    format!(
+        "PPL = {:.4} +/- {:.4} (mean NLL {:.4} nats, top-1 {:.1}%) over {} tokens in {} chunks of {ctx}; {:.1} tok/s, {threads} threads",
+        p.ppl(),
+        p.ppl_stderr(),
+        p.mean_nll(),
+        100.0 * p.top1_rate(),
+        p.tokens,
+        p.chunks,
+        p.tok_s()
+    )
+}

@@ -1,0 +1,342 @@
+//! Perplexity of a text, measured the way llama.cpp's `llama-perplexity` does so numbers can be
+//! set side by side: the tokens are cut into chunks of `ctx`, each chunk starts with BOS where
+//! the model wants one (replacing its first token), and only the second half of each chunk is
+//! scored, so every scored token sees at least `ctx / 2` tokens before it. A backend that is
+//! fast but wrong shows here: the same model and text must give the same perplexity on every
+//! device, up to rounding.
+use super::block_manager::{BlockManager, BlockTable};
+use super::error::EngineError;
+use super::runner::Runner;
+use super::sampler::logprobs;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// What the logits of one forward pass may take on the host: scored rows are run in pieces
+/// that fit (110 rows of a 150k vocabulary), as the server's scoring does.
+const LOGITS_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct PerplexityOptions {
+    /// Tokens per chunk (llama-perplexity's `-c`).
+    pub ctx: usize,
+    /// Score at most this many chunks (all whole chunks of the text otherwise).
+    pub max_chunks: Option<usize>,
+    /// The token that starts each chunk, when the model adds one.
+    pub bos: Option<u32>,
+    /// Most prompt rows run in one forward pass where no logits are needed.
+    pub prefill_chunk: usize,
+}
+
+/// The score of the chunks so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Perplexity {
+    pub chunks: usize,
+    /// Tokens scored (`ctx / 2 - 1` per chunk, as llama-perplexity).
+    pub tokens: usize,
+    /// Sum and sum of squares of the scored tokens' negative log-likelihoods (nats).
+    nll: f64,
+    nll_squares: f64,
+    /// Scored tokens that were their position's most likely token.
+    pub top1: usize,
+    pub seconds: f64,
+}
+
+impl Perplexity {
+    fn add(&mut self, nll: f64, top1: bool) {
+        self.tokens += 1;
+        self.nll += nll;
+        self.nll_squares += nll * nll;
+        self.top1 += usize::from(top1);
+    }
+
+    /// Mean negative log-likelihood per scored token, in nats.
+    pub fn mean_nll(&self) -> f64 {
+        self.nll / self.tokens.max(1) as f64
+    }
+
+    /// exp(mean NLL).
+    pub fn ppl(&self) -> f64 {
+        self.mean_nll().exp()
+    }
+
+    /// The perplexity's standard error from the spread of the tokens' NLL (the standard error
+    /// of the mean NLL, carried through exp), as llama-perplexity reports `± x`.
+    pub fn ppl_stderr(&self) -> f64 {
+        let n = self.tokens as f64;
+        if self.tokens < 2 {
+            return f64::NAN;
+        }
+        let mean = self.mean_nll();
+        let variance = (self.nll_squares / n - mean * mean).max(0.0) * n / (n - 1.0);
+        self.ppl() * (variance / n).sqrt()
+    }
+
+    /// Share of scored tokens that were their position's argmax.
+    pub fn top1_rate(&self) -> f64 {
+        self.top1 as f64 / self.tokens.max(1) as f64
+    }
+
+    /// Scored tokens per second.
+    pub fn tok_s(&self) -> f64 {
+        match self.seconds > 0.0 {
+            true => self.tokens as f64 / self.seconds,
+            false => 0.0,
+        }
+    }
+}
+
+/// How many whole chunks of `ctx` the text gives (what `perplexity` scores without a limit).
+pub fn whole_chunks(tokens: usize, ctx: usize) -> usize {
+    tokens / ctx.max(1)
+}
+
+/// Score `tokens` chunk by chunk; `on_chunk` sees the running result after each.
+pub fn perplexity(
+    runner: &mut dyn Runner,
+    tokens: &[u32],
+    opts: &PerplexityOptions,
+    mut on_chunk: impl FnMut(&Perplexity),
+) -> Result<Perplexity, EngineError> {
+    let ctx = opts.ctx;
+    if ctx < 4 {
+        return Err(EngineError::Perplexity(format!(
+            "a chunk of {ctx} tokens scores nothing: use at least 4"
+        )));
+    }
+    let context = (runner.num_blocks() * runner.block_size()).min(runner.spec().max_position);
+    if ctx > context {
+        return Err(EngineError::ContextTooLong {
+            prompt: ctx,
+            max_new: 0,
+            context,
+        });
+    }
+    let vocab = runner.spec().vocab_size;
+    if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
+        return Err(candor_models::ModelError::TokenOutOfVocab { id, vocab }.into());
+    }
+    let available = whole_chunks(tokens.len(), ctx);
+    let chunks = opts.max_chunks.map_or(available, |m| m.min(available));
+    if chunks == 0 {
+        return Err(EngineError::Perplexity(format!(
+            "the text has {} tokens, fewer than one chunk of {ctx}",
+            tokens.len()
+        )));
+    }
+    let score_rows = (LOGITS_BYTES / (vocab.max(1) * 4)).max(1);
+    let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
+    let mut total = Perplexity::default();
+    let started = Instant::now();
+    for c in 0..chunks {
+        let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
+        if let Some(bos) = opts.bos {
+            chunk[0] = bos;
+        }
+        let mut table = BlockTable::default();
+        let result = score_chunk(
+            runner,
+            &mut blocks,
+            &mut table,
+            &chunk,
+            opts.prefill_chunk.max(1),
+            score_rows,
+            &mut total,
+        );
+        blocks.release(&mut table);
+        result?;
+        total.chunks += 1;
+        total.seconds = started.elapsed().as_secs_f64();
+        on_chunk(&total);
+    }
+    Ok(total)
+}
+
+/// Run one chunk: its first half without logits, then rows `ctx/2 .. ctx-1` (each predicting
+/// the token after it) in pieces of `score_rows`; the last token predicts nothing and is not run.
+fn score_chunk(
+    runner: &mut dyn Runner,
+    blocks: &mut BlockManager,
+    table: &mut BlockTable,
+    chunk: &[u32],
+    prefill_chunk: usize,
+    score_rows: usize,
+    total: &mut Perplexity,
+) -> Result<(), EngineError> {
+    let first = chunk.len() / 2;
+    let end = chunk.len() - 1;
+    let mut start = 0;
+    while start < end {
+        let scoring = start >= first;
+        let piece = match scoring {
+            true => score_rows,
+            false => prefill_chunk.min(first - start),
+        };
+        let stop = (start + piece).min(end);
+        blocks.ensure(table, stop)?;
+        let out = runner.forward(&Batch {
+            seqs: vec![SeqInput {
+                tokens: chunk[start..stop].to_vec(),
+                start_pos: start,
+                block_table: table.ids.clone(),
+                logits: match scoring {
+                    true => LogitsWanted::All,
+                    false => LogitsWanted::None,
+                },
+            }],
+        })?;
+        if scoring {
+            // A 150k-vocabulary row takes ~0.5 ms to normalise: spread the piece's rows.
+            let scored: Vec<(f64, bool)> = (start..stop)
+                .into_par_iter()
+                .map(|pos| {
+                    let row = out.row(pos - start);
+                    let target = chunk[pos + 1];
+                    let (lp, top) = logprobs(row, target, 1);
+                    (-(lp as f64), top.first().map(|t| t.0) == Some(target))
+                })
+                .collect();
+            for (nll, top1) in scored {
+                total.add(nll, top1);
+            }
+        }
+        start = stop;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runner::Logits;
+    use candor_models::backend::DeviceInfo;
+    use candor_models::ModelSpec;
+
+    const VOCAB: usize = 6;
+
+    /// Logits that depend on a position's token and position only: position p favours token
+    /// `(token + p) % VOCAB` by a margin that grows with p.
+    fn row(pos: usize, token: u32) -> Vec<f32> {
+        let mut r = vec![0.0; VOCAB];
+        r[(token as usize + pos) % VOCAB] = 1.0 + pos as f32 * 0.25;
+        r[(token as usize * 2 + 1) % VOCAB] += 0.5;
+        r
+    }
+
+    /// A runner over `row`, recording every batch's (start, rows, logits wanted).
+    struct RowRunner {
+        spec: ModelSpec,
+        batches: Vec<(usize, usize, LogitsWanted)>,
+    }
+
+    impl Runner for RowRunner {
+        fn spec(&self) -> &ModelSpec {
+            &self.spec
+        }
+        fn device(&self) -> DeviceInfo {
+            DeviceInfo::default()
+        }
+        fn block_size(&self) -> usize {
+            4
+        }
+        fn num_blocks(&self) -> usize {
+            16
+        }
+        fn kv_element_bytes(&self) -> usize {
+            4
+        }
+        fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+            let s = &batch.seqs[0];
+            self.batches.push((s.start_pos, s.tokens.len(), s.logits));
+            let mut data = Vec::new();
+            if s.logits == LogitsWanted::All {
+                for (j, &t) in s.tokens.iter().enumerate() {
+                    data.extend(row(s.start_pos + j, t));
+                }
+            }
+            let rows = data.len() / VOCAB;
+            Ok(Logits::all_values(rows, VOCAB, data))
+        }
+        fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+            Vec::new()
+        }
+    }
+
+    fn runner() -> RowRunner {
+        let mut spec = candor_models::dummy::find("qwen2.5", "0.5b")
+            .and_then(|s| s.spec())
+            .expect("dummy spec");
+        spec.vocab_size = VOCAB;
+        RowRunner {
+            spec,
+            batches: Vec::new(),
+        }
+    }
+
+    /// The NLL of `target` after `token` at `pos`, computed independently of `logprobs`.
+    fn nll(pos: usize, token: u32, target: u32) -> f64 {
+        let r = row(pos, token);
+        let lse = r.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+        lse - r[target as usize] as f64
+    }
+
+    #[test]
+    fn scores_the_second_half_of_each_chunk_after_bos() {
+        let tokens: Vec<u32> = (0..27).map(|i| (i * 5 % 7 % VOCAB) as u32).collect();
+        let opts = PerplexityOptions {
+            ctx: 12,
+            max_chunks: None,
+            bos: Some(5),
+            prefill_chunk: 4,
+        };
+        let mut r = runner();
+        let mut seen = Vec::new();
+        let p = perplexity(&mut r, &tokens, &opts, |p| seen.push(p.chunks)).unwrap();
+        // Two whole chunks of 12 (3 tokens left over); positions 6..11 scored in each.
+        assert_eq!((p.chunks, p.tokens, seen), (2, 10, vec![1, 2]));
+        let mut want = 0.0;
+        let mut best = 0;
+        for c in 0..2 {
+            let mut chunk = tokens[c * 12..(c + 1) * 12].to_vec();
+            chunk[0] = 5;
+            for pos in 6..11 {
+                want += nll(pos, chunk[pos], chunk[pos + 1]);
+                let r = row(pos, chunk[pos]);
+                best += usize::from(crate::engine::sampler::argmax(&r) == chunk[pos + 1]);
+            }
+        }
+        assert!((p.mean_nll() - want / 10.0).abs() < 1e-5, "{p:?} {want}");
+        assert_eq!(p.top1, best);
+        // Per chunk: the first half in prefill pieces of 4 without logits, then the scored rows
+        // (the last token is never run).
+        let none = LogitsWanted::None;
+        let all = LogitsWanted::All;
+        let chunk = [(0, 4, none), (4, 2, none), (6, 5, all)];
+        assert_eq!(r.batches, [chunk, chunk].concat());
+    }
+
+    #[test]
+    fn spread_and_limits() {
+        let mut p = Perplexity::default();
+        for x in [1.0, 2.0, 3.0] {
+            p.add(x, false);
+        }
+        assert!((p.ppl() - 2f64.exp()).abs() < 1e-12);
+        // Sample variance 1: stderr of the mean sqrt(1/3), times the perplexity.
+        assert!((p.ppl_stderr() - 2f64.exp() * (1.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        let opts = |ctx, max_chunks| PerplexityOptions {
+            ctx,
+            max_chunks,
+            bos: None,
+            prefill_chunk: 512,
+        };
+        let tokens = vec![1u32; 30];
+        let mut r = runner();
+        assert!(perplexity(&mut r, &tokens, &opts(3, None), |_| {}).is_err());
+        assert!(perplexity(&mut r, &tokens, &opts(40, None), |_| {}).is_err());
+        assert!(perplexity(&mut r, &tokens[..5], &opts(8, None), |_| {}).is_err());
+        let two = perplexity(&mut r, &tokens, &opts(8, Some(2)), |_| {}).unwrap();
+        assert_eq!((two.chunks, two.tokens), (2, 6));
+        assert!(perplexity(&mut r, &[9], &opts(8, None), |_| {}).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! `candor perplexity` on the real default model: the number, the same number from the server's
+//! prompt scoring (`echo`) over the same chunks, and what it refuses.
+mod common;
+
+use common::server::Server;
+use common::{fixtures, real_model};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const CTX: usize = 128;
+
+fn perplexity(args: &[&str], stdin: Option<&str>) -> Output {
+    perplexity_of("qwen2.5-0.5b", args, stdin)
+}
+
+fn perplexity_of(name: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let model = real_model(name);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["perplexity", "--offline", "--threads", "2", "--model"])
+        .arg(&model)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run candor perplexity");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("candor perplexity")
+}
+
+fn result(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn sample() -> std::path::PathBuf {
+    fixtures().join("perplexity/sample.txt")
+}
+
+/// The perplexity of the sample under `name`, checked against the server's prompt scoring:
+/// each chunk's tokens sent with `echo` and nothing generated, their second half's logprobs
+/// give the same mean NLL, up to the rounding of differently cut passes. Each chunk starts with
+/// BOS where the model adds one (gemma), as llama-perplexity does. Returns the perplexity.
+async fn check_against_the_server(name: &str) -> f64 {
+    let file = sample();
+    let ctx = CTX.to_string();
+    let out = perplexity_of(
+        name,
+        &["-f", file.to_str().unwrap(), "-c", &ctx, "--format", "json"],
+        None,
+    );
+    let p = result(&out);
+    let chunks = p["chunks"].as_u64().unwrap() as usize;
+    let tokens = p["text_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(chunks, tokens / CTX, "{p}");
+    assert_eq!(
+        p["tokens_scored"].as_u64(),
+        Some((chunks * (CTX / 2 - 1)) as u64)
+    );
+    let ppl = p["ppl"].as_f64().unwrap();
+    let mean_nll = p["mean_nll"].as_f64().unwrap();
+    assert!((ppl - mean_nll.exp()).abs() < 1e-9 * ppl, "{p}");
+    assert!(p["ppl_stderr"].as_f64().unwrap() > 0.0, "{p}");
+
+    let s = Server::start(name, &[]).await;
+    let client = reqwest::Client::new();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let tokenize = |special: bool| {
+        let request = client
+            .post(s.url("/tokenize"))
+            .json(&json!({"prompt": text, "add_special_tokens": special}))
+            .send();
+        async move {
+            let v: Value = request.await.unwrap().json().await.unwrap();
+            v["tokens"].as_array().expect("tokens").clone()
+        }
+    };
+    let ids = tokenize(true).await;
+    let bos = (ids.len() > tokenize(false).await.len()).then(|| ids[0].clone());
+    assert_eq!(ids.len(), tokens);
+    let mut nll = 0.0;
+    let mut scored = 0;
+    for c in 0..chunks {
+        let mut chunk = ids[c * CTX..(c + 1) * CTX].to_vec();
+        if let Some(bos) = &bos {
+            chunk[0] = bos.clone();
+        }
+        let v: Value = client
+            .post(s.url("/v1/completions"))
+            .json(&json!({"prompt": chunk, "max_tokens": 0, "echo": true, "logprobs": 0}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let lp = v["choices"][0]["logprobs"]["token_logprobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"));
+        // Positions CTX/2 .. CTX-2 predict tokens CTX/2+1 .. CTX-1.
+        for l in &lp[CTX / 2 + 1..CTX] {
+            nll -= l.as_f64().expect("a logprob");
+            scored += 1;
+        }
+    }
+    assert_eq!(scored, p["tokens_scored"].as_u64().unwrap() as usize);
+    let served = nll / scored as f64;
+    eprintln!("{name}: mean NLL {mean_nll:.5} (perplexity), {served:.5} (server)");
+    assert!(
+        (served - mean_nll).abs() < 0.002,
+        "{name}: mean NLL {mean_nll} from candor perplexity, {served} from the server"
+    );
+    ppl
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perplexity_matches_the_servers_scoring() {
+    let ppl = check_against_the_server("qwen2.5-0.5b").await;
+    check_against_the_server("gemma3-270m").await;
+    // The same words in reverse order, read from standard input, are far less likely.
+    let text = std::fs::read_to_string(sample()).unwrap();
+    let reversed: Vec<&str> = text.split_whitespace().rev().collect();
+    let ctx = CTX.to_string();
+    let out = perplexity(
+        &["-f", "-", "-c", &ctx, "--format", "json"],
+        Some(&reversed.join(" ")),
+    );
+    let shuffled = result(&out)["ppl"].as_f64().unwrap();
+    assert!(shuffled > 3.0 * ppl, "reversed text {shuffled}, text {ppl}");
+}
+
+#[test]
+fn perplexity_refuses_what_it_cannot_score() {
+    let file = sample();
+    let file = file.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["-f", file, "-c", "100000"], "context"),
+        (vec!["-f", file, "-c", "2"], "at least 4"),
+        (vec!["-f", "/nonexistent/text.txt"], "cannot read"),
+        (vec!["-f", "-", "-c", "128"], "fewer than one chunk"),
+    ] {
+        let out = perplexity(&args, Some("too short"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
