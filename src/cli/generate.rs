@@ -1,12 +1,9 @@
 //! `candor generate`: one prompt, streamed to stdout, speed and memory on stderr (or one JSON
 //! object as the last stdout line).
-use crate::backend::cpu::configure_threads;
-use crate::backend::BackendChoice;
+use super::model_args::ModelArgs;
 use crate::engine::generate::{generate, GenerateRequest};
-use crate::engine::load::{load_model, KvCacheDtype, LoadOptions};
 use crate::engine::sampler::SamplingParams;
 use crate::error::CliError;
-use crate::pull;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
 use candor_models::tokenizer::StreamDecoder;
 use std::io::Write;
@@ -19,9 +16,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
-    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
-    #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Prompt text.
     #[arg(
         long,
@@ -57,29 +53,13 @@ pub struct GenerateArgs {
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Dequantize every GGUF weight to f32 (the reference path).
-    #[arg(long)]
-    pub dequantize: bool,
-    /// KV cache element type: auto (CPU: f16 for quantized weights; CUDA: the activation
-    /// dtype; plugins: f32), f32, f16. Only the CPU can change it; elsewhere another is an error.
-    #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
-    pub kv_cache_dtype: KvCacheDtype,
-    /// Compute threads (default: all cores).
-    #[arg(long, env = "CANDOR_THREADS")]
-    pub threads: Option<usize>,
-    /// cpu, cuda[:N] or plugin:PATH.
-    #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
-    pub backend: BackendChoice,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-    /// Never download: fail if the model is not on disk.
-    #[arg(long)]
-    pub offline: bool,
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), CliError> {
-    let threads = configure_threads(args.threads);
-    let path = pull::resolve_model(&args.model, !args.offline)?;
+    let threads = args.model.configure_threads();
+    let path = args.model.resolve()?;
     let sampling = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -92,19 +72,6 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     sampling.validate()?;
     // The KV cache holds the request: the prompt is known only after tokenizing, so size it for
     // the model's context bound after loading the tokenizer (cheap) via a first pass.
-    let load = |kv_tokens| {
-        load_model(
-            &path,
-            &LoadOptions {
-                dequantize: args.dequantize,
-                kv_cache_dtype: args.kv_cache_dtype,
-                op_profiler: None,
-                threads,
-                kv_tokens,
-                backend: args.backend.clone(),
-            },
-        )
-    };
     let probe = candor_models::loader::open_model(&path, false)?;
     let probe_tokenizer = crate::engine::load::load_tokenizer(&probe)?;
     let context = probe.spec.max_position;
@@ -154,7 +121,9 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         }
         .into());
     }
-    let mut model = load(prompt_ids.len() + args.max_tokens)?;
+    let mut model = args
+        .model
+        .load(&path, prompt_ids.len() + args.max_tokens, threads)?;
     let mut eos_ids = model
         .tokenizer
         .as_ref()
@@ -237,7 +206,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
                 "decode_tok_s": decode,
                 "peak_rss_bytes": peak,
                 "threads": threads,
-                "dequantize": args.dequantize,
+                "dequantize": args.model.dequantize,
                 "fallback_ops": fallbacks.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             });
             writeln!(out, "{obj}")?;

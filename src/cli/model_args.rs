@@ -1,5 +1,5 @@
-//! The options every command that loads a model for one local run shares (`candor perplexity`;
-//! flattened into its arguments).
+//! The options every command that loads a model for one local run shares (`candor generate`,
+//! `candor perplexity`; flattened into their arguments).
 use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
 use crate::engine::load::{load_model, KvCacheDtype, LoadOptions, LoadedModel};
@@ -30,21 +30,26 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Fix the compute threads for the process (first, before anything starts a thread pool);
+    /// returns how many.
+    pub fn configure_threads(&self) -> usize {
+        configure_threads(self.threads)
+    }
+
     /// The model's path: a file or directory as given, or the catalogue's (pulled if missing and
     /// allowed).
     pub fn resolve(&self) -> Result<std::path::PathBuf, CliError> {
         Ok(pull::resolve_model(&self.model, !self.offline)?)
     }
 
-    /// Load the model at `path` with a KV cache of `kv_tokens`; also returns the compute
-    /// threads in use.
+    /// Load the model at `path` with a KV cache of `kv_tokens`, computing on `threads`.
     pub fn load(
         &self,
         path: &std::path::Path,
         kv_tokens: usize,
-    ) -> Result<(LoadedModel, usize), CliError> {
-        let threads = configure_threads(self.threads);
-        let model = load_model(
+        threads: usize,
+    ) -> Result<LoadedModel, CliError> {
+        Ok(load_model(
             path,
             &LoadOptions {
                 dequantize: self.dequantize,
@@ -54,7 +59,6 @@ impl ModelArgs {
                 kv_tokens,
                 backend: self.backend.clone(),
             },
-        )?;
-        Ok((model, threads))
+        )?)
     }
 }

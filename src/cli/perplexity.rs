@@ -35,6 +35,7 @@ fn read_text(file: &str) -> Result<String, CliError> {
 }
 
 pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
+    let threads = args.model.configure_threads();
     let text = read_text(&args.file)?;
     let path = args.model.resolve()?;
     // The KV cache holds one chunk: check it against the model before allocating it.
@@ -47,7 +48,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
             args.ctx
         )));
     }
-    let (mut model, threads) = args.model.load(&path, args.ctx)?;
+    let mut model = args.model.load(&path, args.ctx, threads)?;
     let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
         CliError::Usage(format!(
             "{} has no tokenizer: perplexity needs one to read the text",
