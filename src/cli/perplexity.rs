@@ -55,10 +55,10 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
             model.path.display()
         ))
     })?;
-    // As llama-perplexity: the text with BOS where the model adds one, and every chunk then
-    // starts with BOS.
+    // As llama-perplexity: the text with BOS where the model adds one (and every chunk then
+    // starts with BOS); control-token text in it is text.
     let tokens = tokenizer
-        .encode(&text, true)
+        .encode_text(&text, true)
         .map_err(candor_models::ModelError::from)?;
     let bos = tokenizer
         .encode("", true)

@@ -242,10 +242,9 @@ impl Tokenizer {
                         expected: "one score per token",
                     });
                 }
-                // Control tokens are special and matched verbatim in the raw text. User-defined
-                // pieces (`<html>`, "\n\n", gemma's raw-space runs) are matched verbatim in the
-                // normalized text, as SentencePiece does: spaces have become `▁` by then, so a
-                // raw-space piece never matches (the tokenizer goldens pin both down).
+                // Control tokens are special and matched verbatim in the raw text; so are
+                // user-defined pieces (`<html>`, "\n\n", gemma's runs of spaces), which are
+                // not special (see `Tokenizer::encode`).
                 let special: Vec<bool> = types.iter().map(|&t| t == TYPE_CONTROL).collect();
                 let verbatim = Verbatim::new(
                     tokens

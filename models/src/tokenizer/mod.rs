@@ -123,8 +123,20 @@ impl Tokenizer {
         }
     }
 
-    /// Encode `text`; `add_special` adds BOS where the model asks for it.
+    /// Encode `text`; `add_special` adds BOS where the model asks for it. A control token's
+    /// text in it (`<|im_start|>`) is that token, as in a prompt.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.encode_with(text, add_special, true)
+    }
+
+    /// Encode `text` as data, not as a prompt: a control token's text in it is text, as
+    /// llama.cpp's perplexity tool reads a corpus (a document about chat templates holds
+    /// `<|im_end|>` as characters). User-defined tokens are matched as usual.
+    pub fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.encode_with(text, add_special, false)
+    }
+
+    fn encode_with(&self, text: &str, add_special: bool, control_tokens: bool) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         if add_special && self.add_bos {
             if let Some(b) = self.bos {
@@ -133,25 +145,45 @@ impl Tokenizer {
         }
         match &self.model {
             Model::Hf(t) => {
-                let enc = t
-                    .encode_fast(text, false)
-                    .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+                let enc = match control_tokens {
+                    true => t.encode_fast(text, false),
+                    // The setting lives in the tokenizer, which is shared: a copy for a corpus
+                    // (one call per perplexity run).
+                    false => {
+                        let mut plain = t.as_ref().clone();
+                        plain.set_encode_special_tokens(true);
+                        plain.encode_fast(text, false)
+                    }
+                }
+                .map_err(|e| TokenizerError::Backend(e.to_string()))?;
                 out.extend_from_slice(enc.get_ids());
             }
             Model::Spm(s, user_defined) => {
                 let mut first = true;
-                for (frag, special) in split_verbatim(text, &self.verbatim) {
+                let fragments = match control_tokens {
+                    true => split_verbatim(text, &self.verbatim),
+                    false => vec![(text, None)],
+                };
+                for (frag, special) in fragments {
                     match special {
                         Some(id) => out.push(id),
                         None => {
-                            let mut t = frag.replace(' ', "\u{2581}");
-                            if first && self.add_space_prefix {
-                                t.insert(0, '\u{2581}');
-                            }
-                            for (piece, id) in split_verbatim(&t, user_defined) {
+                            // User-defined pieces (gemma's runs of spaces, tabs and newlines,
+                            // its HTML tags) are matched in the raw text, before spaces become
+                            // `▁`: SentencePiece's normalizer passes them through untouched, and
+                            // llama.cpp matches them there too.
+                            for (i, (piece, id)) in
+                                split_verbatim(frag, user_defined).into_iter().enumerate()
+                            {
                                 match id {
                                     Some(id) => out.push(id),
-                                    None => s.encode(piece, &mut out),
+                                    None => {
+                                        let mut t = piece.replace(' ', "\u{2581}");
+                                        if first && i == 0 && self.add_space_prefix {
+                                            t.insert(0, '\u{2581}');
+                                        }
+                                        s.encode(&t, &mut out);
+                                    }
                                 }
                             }
                         }
