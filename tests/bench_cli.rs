@@ -258,6 +258,31 @@ fn bad_bench_arguments_are_clear_errors() {
             vec!["--backend", &plugin, "--kv-cache-dtype", "f16"],
             "keeps this model's KV cache in f32",
         ),
+        (vec!["--perplexity", "/nonexistent/text.txt"], "cannot read"),
+        (
+            vec![
+                "--perplexity",
+                "README.md",
+                "-p",
+                "16",
+                "--perplexity-ctx",
+                "64",
+            ],
+            "no tokenizer",
+        ),
+        (
+            vec![
+                "--perplexity",
+                "README.md",
+                "--load-format",
+                "dummy",
+                "--arch",
+                "llama",
+                "--size",
+                "8b",
+            ],
+            "real weights",
+        ),
     ] {
         let out = candor()
             .args(["bench", "--offline", "-m"])
@@ -273,6 +298,66 @@ fn bad_bench_arguments_are_clear_errors() {
         );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// `--perplexity` adds the model's perplexity on a text to the result, measured on the same
+/// device as `candor perplexity` measures it: the same number, and the text's sha256 so that
+/// reports compare runs on the same text only.
+#[test]
+fn bench_records_the_perplexity_of_a_text() {
+    let text = common::fixtures().join("perplexity/sample.txt");
+    let text = text.to_str().unwrap();
+    let (stdout, doc) = bench_document(&[
+        "--offline",
+        "-m",
+        "qwen2.5-0.5b",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        "--perplexity",
+        text,
+        "--perplexity-ctx",
+        "128",
+        "--perplexity-chunks",
+        "2",
+    ]);
+    let p = &doc["perplexity"];
+    assert_eq!(
+        (p["ctx"].as_u64(), p["chunks"].as_u64()),
+        (Some(128), Some(2)),
+        "{p}"
+    );
+    assert_eq!(p["tokens_scored"].as_u64(), Some(2 * 63));
+    assert_eq!(p["file_sha256"].as_str().map(str::len), Some(64), "{p}");
+    assert!(stdout.contains("perplexity of"), "{stdout}");
+    let out = candor()
+        .args([
+            "perplexity",
+            "--offline",
+            "--model",
+            "qwen2.5-0.5b",
+            "--threads",
+            "2",
+        ])
+        .args(["-f", text, "-c", "128", "--chunks", "2", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alone: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (bench, cli) = (p["ppl"].as_f64().unwrap(), alone["ppl"].as_f64().unwrap());
+    assert!(
+        (bench - cli).abs() < 1e-9 * cli,
+        "bench {bench}, candor perplexity {cli}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

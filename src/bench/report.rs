@@ -48,6 +48,27 @@ pub struct BenchDocument {
     /// `--profile-ops`: one extra, untimed pass per test with every op timed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub op_profile: Option<Vec<TestProfile>>,
+    /// `--perplexity FILE`: the model's perplexity on a text, measured on the same device
+    /// after the timed tests (accuracy beside speed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<PerplexityResult>,
+}
+
+/// A perplexity in a result document (`candor perplexity`'s method; docs/bench-json.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct PerplexityResult {
+    /// The text file as given, and its content's sha256: runs compare only on the same text.
+    pub file: String,
+    pub file_sha256: String,
+    pub ctx: usize,
+    pub chunks: usize,
+    pub text_tokens: usize,
+    pub tokens_scored: usize,
+    pub ppl: f64,
+    pub ppl_stderr: f64,
+    pub mean_nll: f64,
+    pub top1_rate: f64,
+    pub seconds: f64,
 }
 
 pub fn git_commit() -> &'static str {

@@ -4,9 +4,10 @@ use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
 use crate::bench::hardware::{self, Hardware};
 use crate::bench::kv_traffic::KvShape;
-use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo};
+use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo, PerplexityResult};
 use crate::bench::{self, BenchConfig};
 use crate::cli::dummy::DummyArgs;
+use crate::cli::perplexity::{check_ctx, measure, read_text};
 use crate::engine::load::{load_model, load_opened, KvCacheDtype, LoadOptions};
 use crate::engine::op_profile::OpProfiler;
 use crate::error::CliError;
@@ -99,6 +100,17 @@ pub struct BenchArgs {
     /// timed: a table per test (and `op_profile` in the JSON) of where the time goes.
     #[arg(long)]
     pub profile_ops: bool,
+    /// After the timed tests, the model's perplexity on this text file on the same device
+    /// (`candor perplexity`'s method), recorded as `perplexity` in the result: accuracy beside
+    /// speed, so a report can check that devices compute the same model.
+    #[arg(long, value_name = "FILE")]
+    pub perplexity: Option<String>,
+    /// With --perplexity: tokens per chunk.
+    #[arg(long, default_value_t = 512)]
+    pub perplexity_ctx: usize,
+    /// With --perplexity: at most this many chunks (default: every whole chunk of the text).
+    #[arg(long)]
+    pub perplexity_chunks: Option<usize>,
     #[command(flatten)]
     pub dummy: DummyArgs,
 }
@@ -160,6 +172,13 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     }
     let threads = configure_threads(args.threads);
     let dummy_shape = args.dummy.shape()?;
+    if args.perplexity.is_some() && dummy_shape.is_some() {
+        return Err(CliError::Usage(
+            "--perplexity needs real weights: random ones have no perplexity worth recording"
+                .into(),
+        ));
+    }
+    let perplexity_text = args.perplexity.as_deref().map(read_text).transpose()?;
     let path = match dummy_shape {
         Some(shape) => shape.name().into(),
         None => pull::resolve_model(&args.model, !args.offline)?,
@@ -172,7 +191,10 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         dequantize: args.dequantize,
         kv_cache_dtype: args.kv_cache_dtype,
         threads,
-        kv_tokens: config.kv_tokens(),
+        kv_tokens: match perplexity_text {
+            Some(_) => config.kv_tokens().max(args.perplexity_ctx),
+            None => config.kv_tokens(),
+        },
         backend: args.backend.clone(),
         op_profiler: args.profile_ops.then(OpProfiler::new),
     };
@@ -194,6 +216,15 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             "depth + tokens = {longest} exceeds the model's context of {context}"
         )));
     }
+    if perplexity_text.is_some() {
+        check_ctx(args.perplexity_ctx, context)?;
+        if model.tokenizer.is_none() {
+            return Err(CliError::Usage(format!(
+                "--perplexity: {} has no tokenizer to read the text with",
+                model.path.display()
+            )));
+        }
+    }
     let device = model.runner.device();
     let kv_cache = KvShape::of_model(model.runner.spec(), model.runner.kv_element_bytes());
     let device_bandwidth_gbs = device_bandwidth(&args.backend);
@@ -207,6 +238,10 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     let op_profile = match &load_options.op_profiler {
         Some(p) => Some(bench::profile(model.runner.as_mut(), &config, p)?),
         None => None,
+    };
+    let perplexity = match (&args.perplexity, &perplexity_text) {
+        (Some(file), Some(text)) => Some(perplexity_result(args, &mut model, file, text)?),
+        _ => None,
     };
     let fallbacks = model.runner.fallback_ops();
     if !fallbacks.is_empty() {
@@ -241,8 +276,15 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         results,
         peak_rss_bytes,
         op_profile,
+        perplexity,
     };
     print!("{}", report::table(&doc));
+    if let Some(p) = &doc.perplexity {
+        println!(
+            "\nperplexity of {} ({} chunks of {}): {:.4} +/- {:.4}",
+            p.file, p.chunks, p.ctx, p.ppl, p.ppl_stderr
+        );
+    }
     for p in doc.op_profile.iter().flatten() {
         print!("\n{}", bench::profile_table(p));
     }
@@ -250,6 +292,40 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         write_json(p, &doc)?;
     }
     Ok(())
+}
+
+/// The model's perplexity on `text` (the file `file`), measured after the timed tests.
+fn perplexity_result(
+    args: &BenchArgs,
+    model: &mut crate::engine::load::LoadedModel,
+    file: &str,
+    text: &str,
+) -> Result<PerplexityResult, CliError> {
+    eprintln!("perplexity of {file}:");
+    let m = measure(
+        model,
+        text,
+        args.perplexity_ctx,
+        args.perplexity_chunks,
+        true,
+    )?;
+    let r = m.result;
+    Ok(PerplexityResult {
+        file: file.to_string(),
+        file_sha256: {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+        },
+        ctx: args.perplexity_ctx,
+        chunks: r.chunks,
+        text_tokens: m.text_tokens,
+        tokens_scored: r.tokens,
+        ppl: r.ppl(),
+        ppl_stderr: r.ppl_stderr(),
+        mean_nll: r.mean_nll(),
+        top1_rate: r.top1_rate(),
+        seconds: r.seconds,
+    })
 }
 
 /// The measured device-to-device bandwidth of the GPU a CUDA run uses (None elsewhere, or with

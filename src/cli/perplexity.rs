@@ -3,6 +3,7 @@
 //! reported beside proof that it computes the same model.
 use super::generate::OutputFormat;
 use super::model_args::ModelArgs;
+use crate::engine::load::LoadedModel;
 use crate::engine::perplexity::{perplexity, Perplexity, PerplexityOptions};
 use crate::error::CliError;
 use std::io::{Read, Write};
@@ -24,7 +25,7 @@ pub struct PerplexityArgs {
     pub format: OutputFormat,
 }
 
-fn read_text(file: &str) -> Result<String, CliError> {
+pub fn read_text(file: &str) -> Result<String, CliError> {
     let mut text = String::new();
     let read = match file {
         "-" => std::io::stdin().read_to_string(&mut text).map(|_| ()),
@@ -34,21 +35,21 @@ fn read_text(file: &str) -> Result<String, CliError> {
     Ok(text)
 }
 
-pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
-    let threads = args.model.configure_threads();
-    let text = read_text(&args.file)?;
-    let path = args.model.resolve()?;
-    // The KV cache holds one chunk: check it against the model before allocating it.
-    let context = candor_models::loader::open_model(&path, false)?
-        .spec
-        .max_position;
-    if args.ctx > context {
-        return Err(CliError::Usage(format!(
-            "--ctx {} exceeds the model's context of {context} tokens",
-            args.ctx
-        )));
-    }
-    let mut model = args.model.load(&path, args.ctx, threads)?;
+/// A perplexity measured on a loaded model: the result and the text's token count.
+pub struct Measured {
+    pub result: Perplexity,
+    pub text_tokens: usize,
+}
+
+/// Score `text` on `model` in chunks of `ctx` (at most `chunks`); `progress` prints the running
+/// perplexity after each chunk on stderr, llama-perplexity style.
+pub fn measure(
+    model: &mut LoadedModel,
+    text: &str,
+    ctx: usize,
+    chunks: Option<usize>,
+    progress: bool,
+) -> Result<Measured, CliError> {
     let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
         CliError::Usage(format!(
             "{} has no tokenizer: perplexity needs one to read the text",
@@ -58,7 +59,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     // As llama-perplexity: the text with BOS where the model adds one (and every chunk then
     // starts with BOS); control-token text in it is text.
     let tokens = tokenizer
-        .encode_text(&text, true)
+        .encode_text(text, true)
         .map_err(candor_models::ModelError::from)?;
     let bos = tokenizer
         .encode("", true)
@@ -66,12 +67,11 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         .first()
         .copied();
     let opts = PerplexityOptions {
-        ctx: args.ctx,
-        max_chunks: args.chunks,
+        ctx,
+        max_chunks: chunks,
         bos,
         prefill_chunk: 512,
     };
-    let progress = args.format == OutputFormat::Text;
     let result = perplexity(model.runner.as_mut(), &tokens, &opts, |p| {
         if progress {
             eprint!("[{}]{:.4},", p.chunks, p.ppl());
@@ -81,6 +81,36 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     if progress {
         eprintln!();
     }
+    Ok(Measured {
+        result,
+        text_tokens: tokens.len(),
+    })
+}
+
+/// Refuse a chunk longer than the model's context before a KV cache for it is allocated.
+pub fn check_ctx(ctx: usize, context: usize) -> Result<(), CliError> {
+    match ctx > context {
+        true => Err(CliError::Usage(format!(
+            "a perplexity chunk of {ctx} tokens exceeds the model's context of {context} tokens"
+        ))),
+        false => Ok(()),
+    }
+}
+
+pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
+    let threads = args.model.configure_threads();
+    let text = read_text(&args.file)?;
+    let path = args.model.resolve()?;
+    let context = candor_models::loader::open_model(&path, false)?
+        .spec
+        .max_position;
+    check_ctx(args.ctx, context)?;
+    let mut model = args.model.load(&path, args.ctx, threads)?;
+    let progress = args.format == OutputFormat::Text;
+    let Measured {
+        result,
+        text_tokens,
+    } = measure(&mut model, &text, args.ctx, args.chunks, progress)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Text => writeln!(out, "{}", summary(&result, args.ctx, threads))?,
@@ -91,7 +121,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
                 "quantization": model.quantization,
                 "dequantize": args.model.dequantize,
                 "file": args.file,
-                "text_tokens": tokens.len(),
+                "text_tokens": text_tokens,
                 "ctx": args.ctx,
                 "chunks": result.chunks,
                 "tokens_scored": result.tokens,

@@ -554,11 +554,11 @@ pub fn analyze<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::input::ModelRef;
 
-    fn cpu_run(software: &str, tests: Vec<TestRow>) -> LocalRun {
+    pub(crate) fn cpu_run(software: &str, tests: Vec<TestRow>) -> LocalRun {
         LocalRun {
             file: format!("{software}.json"),
             software: software.into(),
@@ -580,10 +580,11 @@ mod tests {
             kv: None,
             tests,
             op_profile: Vec::new(),
+            perplexity: None,
         }
     }
 
-    fn row(test: &str, phase: Phase, n: usize, tok_s: f64) -> TestRow {
+    pub(crate) fn row(test: &str, phase: Phase, n: usize, tok_s: f64) -> TestRow {
         TestRow {
             test: test.into(),
             phase,

@@ -83,6 +83,21 @@ pub struct LocalRun {
     pub tests: Vec<TestRow>,
     /// `candor bench --profile-ops`: per test, where one synchronised pass spent its time.
     pub op_profile: Vec<TestProfile>,
+    /// `candor bench --perplexity FILE`: the model's perplexity on a text on this device.
+    pub perplexity: Option<PerplexityRun>,
+}
+
+/// A perplexity a run recorded (docs/bench-json.md): comparable across runs of the same model
+/// on the same text (its sha256) with the same chunking.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PerplexityRun {
+    pub file: String,
+    pub file_sha256: String,
+    pub ctx: usize,
+    pub chunks: usize,
+    pub tokens_scored: usize,
+    pub ppl: f64,
+    pub ppl_stderr: f64,
 }
 
 /// Whether a run's flags say candor's AMX prefill kernels ran.
@@ -126,6 +141,8 @@ pub struct ServeRun {
     pub levels: Vec<Level>,
 }
 
+// One value per result file, a handful per report: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Local(LocalRun),
@@ -162,6 +179,8 @@ struct CandorDoc {
     server: Option<CandorServer>,
     #[serde(default)]
     op_profile: Vec<TestProfile>,
+    #[serde(default)]
+    perplexity: Option<PerplexityRun>,
 }
 
 #[derive(Deserialize)]
@@ -344,6 +363,7 @@ fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
         kv: None,
         tests: Vec::new(),
         op_profile: Vec::new(),
+        perplexity: None,
     };
     for t in tests {
         let (phase, n, test) = match (t.n_prompt, t.n_gen) {
@@ -445,6 +465,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
         kv: d.kv_cache,
         tests,
         op_profile: d.op_profile,
+        perplexity: d.perplexity,
     })
 }
 
@@ -554,6 +575,7 @@ fn from_hf(file: &str, d: HfDoc) -> Result<LocalRun, String> {
         kv: None,
         tests,
         op_profile: Vec::new(),
+        perplexity: None,
     })
 }
 
@@ -655,6 +677,20 @@ mod tests {
             panic!("not local")
         };
         assert_eq!(run.software, "candor 7bcaee0 (AMX)");
+        assert_eq!(run.perplexity, None);
+        // `--perplexity` runs carry their measurement.
+        let scored = text.replace(
+            r#""config":{"ubatch":256},"#,
+            r#""config":{"ubatch":256},"perplexity":{"file":"t.txt","file_sha256":"ab12",
+              "ctx":128,"chunks":2,"text_tokens":300,"tokens_scored":126,"ppl":41.5,
+              "ppl_stderr":3.25,"mean_nll":3.7,"top1_rate":0.3,"seconds":1.0},"#,
+        );
+        let Input::Local(run) = parse("c.json", &scored).unwrap() else {
+            panic!("not local")
+        };
+        let p = run.perplexity.expect("a perplexity");
+        assert_eq!((p.file_sha256.as_str(), p.ctx, p.chunks), ("ab12", 128, 2));
+        assert_eq!((p.ppl, p.ppl_stderr, p.tokens_scored), (41.5, 3.25, 126));
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn cell(s: &str) -> String {
 }
 
 /// A Markdown table; `right` marks right-aligned (numeric) columns.
-fn table(head: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+pub(super) fn table(head: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     let mut s = format!("| {} |\n|", head.join(" | "));
     for (i, _) in head.iter().enumerate() {
         s.push_str(if right.get(i).copied().unwrap_or(false) {
@@ -444,7 +444,7 @@ fn verdict_text(j: &Judgement, claimed: f64) -> String {
     }
 }
 
-fn own_method(item: &str, a: &Analysis) -> &'static str {
+fn own_method(item: &str, a: &Analysis) -> String {
     let batched = a
         .systems
         .iter()
@@ -461,11 +461,10 @@ fn own_method(item: &str, a: &Analysis) -> &'static str {
         }
         "Concurrency sweep" => "partly: batch 1 only; add `-b 1,16,64` or `--serve`",
         "Die vs package" => "stated: spec figures are per package; dies listed in the spec table",
-        "Accuracy parity" => {
-            "not checked here: candor bench measures speed; compare outputs separately"
-        }
+        "Accuracy parity" => return super::accuracy::verdict(a),
         _ => "–",
     }
+    .into()
 }
 
 fn claim(out: &mut String, v: &ClaimVerdict, a: &Analysis) {
@@ -539,7 +538,7 @@ fn claim(out: &mut String, v: &ClaimVerdict, a: &Analysis) {
                 i.item.clone(),
                 i.status.label().into(),
                 i.note.clone(),
-                own_method(&i.item, a).into(),
+                own_method(&i.item, a),
             ]
         })
         .collect();
@@ -735,6 +734,7 @@ pub fn render(a: &Analysis, specs: &SpecDb, charts: &[Chart]) -> String {
     header(&mut out, a);
     method(&mut out, a);
     measured(&mut out, a, charts);
+    super::accuracy::section(&mut out, a);
     op_profiles(&mut out, a);
     serving(&mut out, a, charts);
     projections(&mut out, a, charts);

@@ -1,6 +1,7 @@
 //! `candor report`: result documents in, report.md + a self-contained report.html (inline SVG
 //! charts) + charts/*.svg out. The spec database, roofline, projection and claim arithmetic
 //! live in `bench`; this module reads inputs, assembles the numbers and renders them.
+pub mod accuracy;
 pub mod analysis;
 pub mod charts;
 pub mod html;

@@ -1,0 +1,235 @@
+//! Accuracy beside speed: the perplexities runs recorded (`candor bench --perplexity FILE`),
+//! grouped where they are comparable (same model file, same text, same chunking), and what they
+//! say about whether the devices compute the same model.
+use super::analysis::Analysis;
+use super::input::{LocalRun, PerplexityRun};
+use super::markdown::{pct, table};
+use std::fmt::Write;
+
+/// Devices that compute the same model differ by rounding only, under this relative gap. On one
+/// CPU, candor and llama.cpp (both with int8 activations) differ by 0.04% (Qwen2.5 0.5B) and 0.2%
+/// (Gemma 3 270M) over 3060 scored tokens; candor's int8-activation path and its f32 one by 0.3%
+/// and 0.55% there, and by 1.4% for gemma over only 126 tokens. A wrong kernel costs far more.
+pub const PARITY_GAP: f64 = 0.02;
+
+/// Runs of one model on one text with one chunking, in the order of the report's systems.
+pub struct Group<'a> {
+    pub model: &'a str,
+    pub file: &'a str,
+    pub ctx: usize,
+    pub chunks: usize,
+    pub runs: Vec<(&'a str, &'a LocalRun, &'a PerplexityRun)>,
+}
+
+impl Group<'_> {
+    /// (largest - smallest) / smallest perplexity over the group's runs.
+    pub fn gap(&self) -> f64 {
+        let ppl = self.runs.iter().map(|(_, _, p)| p.ppl);
+        let (lo, hi) = ppl.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        (hi - lo) / lo
+    }
+}
+
+pub fn groups<'a>(a: &'a Analysis) -> Vec<Group<'a>> {
+    let mut out: Vec<Group<'a>> = Vec::new();
+    for s in &a.systems {
+        for r in &s.runs {
+            let Some(p) = &r.run.perplexity else {
+                continue;
+            };
+            let same = |g: &Group| {
+                g.model == r.run.model.key
+                    && g.runs[0].2.file_sha256 == p.file_sha256
+                    && g.ctx == p.ctx
+                    && g.chunks == p.chunks
+            };
+            match out.iter_mut().find(|g| same(g)) {
+                Some(g) => g.runs.push((&s.label, &r.run, p)),
+                None => out.push(Group {
+                    model: &r.run.model.key,
+                    file: &p.file,
+                    ctx: p.ctx,
+                    chunks: p.chunks,
+                    runs: vec![(&s.label, &r.run, p)],
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// The report's word on the "Accuracy parity" item of a claim's method checklist.
+pub fn verdict(a: &Analysis) -> String {
+    let groups = groups(a);
+    let compared: Vec<&Group> = groups.iter().filter(|g| g.runs.len() > 1).collect();
+    if groups.is_empty() {
+        return "not checked here: add `--perplexity FILE` to `candor bench` on every device compared".into();
+    }
+    if compared.is_empty() {
+        return "partly: a perplexity on one device per model; measure the same text on each device compared".into();
+    }
+    let worst = compared.iter().map(|g| g.gap()).fold(0.0, f64::max);
+    let runs: usize = compared.iter().map(|g| g.runs.len()).sum();
+    match worst < PARITY_GAP {
+        true => format!(
+            "met: the same text's perplexity agrees within {} over {runs} runs (Accuracy section)",
+            pct(worst)
+        ),
+        false => format!(
+            "not met: perplexities of the same model and text differ by up to {} (Accuracy section)",
+            pct(worst)
+        ),
+    }
+}
+
+/// The Accuracy section (nothing when no run recorded a perplexity).
+pub fn section(out: &mut String, a: &Analysis) {
+    let groups = groups(a);
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Accuracy: perplexity\n\nFrom `candor bench --perplexity FILE`: the model's perplexity on a text, measured on each device after its timed tests (llama-perplexity's method: chunks of `ctx` tokens, the second half of each scored). Devices that compute the same model agree up to rounding (under {}); a larger gap means one of them computes, or reads, the model differently, whatever its speed.\n",
+        pct(PARITY_GAP)
+    );
+    let mut rows = Vec::new();
+    for g in &groups {
+        let first = g.runs[0].2.ppl;
+        for (system, run, p) in &g.runs {
+            rows.push(vec![
+                g.model.to_string(),
+                run.model.quantization.clone().unwrap_or_else(|| "?".into()),
+                run.software.clone(),
+                system.to_string(),
+                format!(
+                    "{} ({})",
+                    g.file,
+                    &p.file_sha256[..p.file_sha256.len().min(8)]
+                ),
+                format!("{} × {}", g.chunks, g.ctx),
+                format!("{:.4} ± {:.4}", p.ppl, p.ppl_stderr),
+                format!("{:+.3}%", 100.0 * (p.ppl / first - 1.0)),
+            ]);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        table(
+            &[
+                "model",
+                "quantization",
+                "software",
+                "system",
+                "text (sha256)",
+                "chunks × ctx",
+                "PPL",
+                "vs first",
+            ],
+            &[false, false, false, false, false, true, true, true],
+            &rows
+        )
+    );
+    for g in groups.iter().filter(|g| g.runs.len() > 1) {
+        let _ = writeln!(
+            out,
+            "- {} on {}: {} runs, largest gap {} ({}).",
+            g.model,
+            g.file,
+            g.runs.len(),
+            pct(g.gap()),
+            match g.gap() < PARITY_GAP {
+                true => "the same model, up to rounding",
+                false => "beyond rounding: compare the devices' outputs before their speeds",
+            }
+        );
+    }
+    let _ = writeln!(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::claims::ClaimsDb;
+    use crate::bench::specs::SpecDb;
+    use crate::report::analysis::analyze;
+    use crate::report::analysis::tests::{cpu_run, row};
+    use crate::report::input::{Input, Phase};
+
+    fn run(software: &str, device: &str, ppl: Option<(f64, &str)>) -> Input {
+        let mut r = cpu_run(software, vec![row("tg64", Phase::Decode, 64, 50.0)]);
+        r.device_name = device.into();
+        r.perplexity = ppl.map(|(ppl, sha)| PerplexityRun {
+            file: "wiki.test.raw".into(),
+            file_sha256: sha.into(),
+            ctx: 512,
+            chunks: 12,
+            tokens_scored: 3060,
+            ppl,
+            ppl_stderr: 0.5,
+        });
+        Input::Local(r)
+    }
+
+    fn verdict_and_section(inputs: Vec<Input>) -> (String, String) {
+        let specs = SpecDb::builtin().unwrap();
+        let claims = ClaimsDb::builtin().unwrap();
+        let named = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (format!("{i}.json"), r))
+            .collect();
+        let a = analyze(&specs, &claims, "h100", named).unwrap();
+        let mut section_text = String::new();
+        section(&mut section_text, &a);
+        (verdict(&a), section_text)
+    }
+
+    #[test]
+    fn same_text_on_two_devices_is_compared_and_judged() {
+        let text = "aaaaaaaaaaaa";
+        let (v, s) = verdict_and_section(vec![
+            run("candor x", "AMD EPYC", Some((45.7843, text))),
+            run(
+                "candor x",
+                "Intel(R) Xeon(R) Processor",
+                Some((45.8011, text)),
+            ),
+        ]);
+        assert!(v.starts_with("met:") && v.contains("0.04%"), "{v}");
+        assert!(s.contains("| 45.8011 ± 0.5000 | +0.037% |"), "{s}");
+        assert!(
+            s.contains("largest gap 0.04% (the same model, up to rounding)"),
+            "{s}"
+        );
+        // A device 5% off computes something else.
+        let (v, s) = verdict_and_section(vec![
+            run("candor x", "AMD EPYC", Some((45.0, text))),
+            run(
+                "candor x",
+                "Intel(R) Xeon(R) Processor",
+                Some((47.25, text)),
+            ),
+        ]);
+        assert!(v.starts_with("not met:") && v.contains("5.0%"), "{v}");
+        assert!(s.contains("beyond rounding"), "{s}");
+    }
+
+    #[test]
+    fn different_texts_or_missing_perplexities_are_not_compared() {
+        let (v, s) = verdict_and_section(vec![
+            run("candor x", "AMD EPYC", Some((45.0, "aaaa"))),
+            run(
+                "candor x",
+                "Intel(R) Xeon(R) Processor",
+                Some((60.0, "bbbb")),
+            ),
+        ]);
+        assert!(v.starts_with("partly:"), "{v}");
+        assert!(!s.contains("largest gap"), "{s}");
+        let (v, s) = verdict_and_section(vec![run("candor x", "AMD EPYC", None)]);
+        assert!(v.starts_with("not checked here:"), "{v}");
+        assert_eq!(s, "");
+    }
+}
