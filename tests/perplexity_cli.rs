@@ -73,15 +73,12 @@ async fn check_against_the_server(name: &str) -> f64 {
     assert!(p["ppl_stderr"].as_f64().unwrap() > 0.0, "{p}");
 
     let s = Server::start(name, &[]).await;
-    let client = reqwest::Client::new();
     let text = std::fs::read_to_string(&file).unwrap();
     let tokenize = |special: bool| {
-        let request = client
-            .post(s.url("/tokenize"))
-            .json(&json!({"prompt": text, "add_special_tokens": special}))
-            .send();
+        let body = json!({"prompt": text, "add_special_tokens": special});
+        let s = &s;
         async move {
-            let v: Value = request.await.unwrap().json().await.unwrap();
+            let (_, v) = s.post("/tokenize", &body).await;
             v["tokens"].as_array().expect("tokens").clone()
         }
     };
@@ -95,15 +92,12 @@ async fn check_against_the_server(name: &str) -> f64 {
         if let Some(bos) = &bos {
             chunk[0] = bos.clone();
         }
-        let v: Value = client
-            .post(s.url("/v1/completions"))
-            .json(&json!({"prompt": chunk, "max_tokens": 0, "echo": true, "logprobs": 0}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, v) = s
+            .post(
+                "/v1/completions",
+                &json!({"prompt": chunk, "max_tokens": 0, "echo": true, "logprobs": 0}),
+            )
+            .await;
         let lp = v["choices"][0]["logprobs"]["token_logprobs"]
             .as_array()
             .unwrap_or_else(|| panic!("{v}"));

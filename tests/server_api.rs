@@ -7,14 +7,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 async fn post(s: &Server, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(s.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.post(path, &body).await
 }
 
 /// The content deltas of a streamed chat answer (the payloads of `sse`), joined.

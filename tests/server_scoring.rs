@@ -9,14 +9,7 @@ use common::{as_u32s, fixtures, read_json};
 use serde_json::{json, Value};
 
 async fn post(s: &Server, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(s.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.post("/v1/completions", &body).await
 }
 
 fn logprobs_of(v: &Value) -> (Vec<String>, Vec<Option<f64>>, Vec<Value>) {
@@ -116,14 +109,13 @@ async fn echo_scores_the_prompt() {
     );
 
     // Echo without logprobs, streamed: the prompt's text is the first chunk.
-    let r = reqwest::Client::new()
-        .post(s.url("/v1/completions"))
-        .json(&json!({"prompt": prompt, "max_tokens": 3, "temperature": 0, "echo": true, "stream": true}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), 200);
-    let body = r.text().await.unwrap();
+    let (st, body) = s
+        .post_for_text(
+            "/v1/completions",
+            &json!({"prompt": prompt, "max_tokens": 3, "temperature": 0, "echo": true, "stream": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
     let chunks: Vec<Value> = body
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -265,13 +257,8 @@ async fn a_batch_of_prompts_answers_each_as_alone() {
     );
     // Streamed: every choice index, each ending once.
     body["stream"] = json!(true);
-    let r = reqwest::Client::new()
-        .post(s.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let text = r.text().await.unwrap();
+    let (st, text) = s.post_for_text("/v1/completions", &body).await;
+    assert_eq!(st, 200, "{text}");
     let mut streamed = vec![String::new(); 4];
     let mut finished = vec![0; 4];
     for d in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
@@ -308,13 +295,6 @@ async fn a_batch_of_prompts_answers_each_as_alone() {
 
 /// A token's text as the server's logprobs write it.
 async fn post_detokenize(s: &Server, id: u64) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(s.url("/detokenize"))
-        .json(&json!({"tokens": [id]}))
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
+    let (status, v) = s.post("/detokenize", &json!({"tokens": [id]})).await;
     (status, v["prompt"].as_str().unwrap_or_default().to_string())
 }

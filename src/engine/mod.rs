@@ -1,6 +1,8 @@
 //! The engine: runners over a paged KV cache, block allocation, sampling, generation.
 pub mod block_manager;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake_runner;
 pub mod generate;
 pub mod grammar;
 pub mod load;

@@ -208,9 +208,8 @@ fn score_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fake_runner::FakeRunner;
     use crate::engine::runner::Logits;
-    use candor_models::backend::DeviceInfo;
-    use candor_models::ModelSpec;
 
     const VOCAB: usize = 6;
 
@@ -223,54 +222,27 @@ mod tests {
         r
     }
 
-    /// A runner over `row`, recording every batch's (start, rows, logits wanted).
-    struct RowRunner {
-        spec: ModelSpec,
-        batches: Vec<(usize, usize, LogitsWanted)>,
-    }
+    type Batches = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize, LogitsWanted)>>>;
 
-    impl Runner for RowRunner {
-        fn spec(&self) -> &ModelSpec {
-            &self.spec
-        }
-        fn device(&self) -> DeviceInfo {
-            DeviceInfo::default()
-        }
-        fn block_size(&self) -> usize {
-            4
-        }
-        fn num_blocks(&self) -> usize {
-            16
-        }
-        fn kv_element_bytes(&self) -> usize {
-            4
-        }
-        fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+    /// A runner over `row` (16 blocks of 4 tokens), recording every batch's (start, rows,
+    /// logits wanted).
+    fn runner() -> (FakeRunner, Batches) {
+        let batches = Batches::default();
+        let seen = batches.clone();
+        let runner = FakeRunner::new(16, move |batch| {
             let s = &batch.seqs[0];
-            self.batches.push((s.start_pos, s.tokens.len(), s.logits));
+            seen.lock()
+                .unwrap()
+                .push((s.start_pos, s.tokens.len(), s.logits));
             let mut data = Vec::new();
             if s.logits == LogitsWanted::All {
                 for (j, &t) in s.tokens.iter().enumerate() {
                     data.extend(row(s.start_pos + j, t));
                 }
             }
-            let rows = data.len() / VOCAB;
-            Ok(Logits::all_values(rows, VOCAB, data))
-        }
-        fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
-            Vec::new()
-        }
-    }
-
-    fn runner() -> RowRunner {
-        let mut spec = candor_models::dummy::find("qwen2.5", "0.5b")
-            .and_then(|s| s.spec())
-            .expect("dummy spec");
-        spec.vocab_size = VOCAB;
-        RowRunner {
-            spec,
-            batches: Vec::new(),
-        }
+            Logits::all_values(data.len() / VOCAB, VOCAB, data)
+        });
+        (runner.with_block_size(4).with_vocab(VOCAB), batches)
     }
 
     /// The NLL of `target` after `token` at `pos`, computed independently of `logprobs`.
@@ -289,7 +261,7 @@ mod tests {
             bos: Some(5),
             prefill_chunk: 4,
         };
-        let mut r = runner();
+        let (mut r, batches) = runner();
         let mut seen = Vec::new();
         let p = perplexity(&mut r, &tokens, &opts, |p| seen.push(p.chunks)).unwrap();
         // Two whole chunks of 12 (3 tokens left over); positions 6..11 scored in each.
@@ -312,7 +284,7 @@ mod tests {
         let none = LogitsWanted::None;
         let all = LogitsWanted::All;
         let chunk = [(0, 4, none), (4, 2, none), (6, 5, all)];
-        assert_eq!(r.batches, [chunk, chunk].concat());
+        assert_eq!(*batches.lock().unwrap(), [chunk, chunk].concat());
     }
 
     #[test]
@@ -331,7 +303,7 @@ mod tests {
             prefill_chunk: 512,
         };
         let tokens = vec![1u32; 30];
-        let mut r = runner();
+        let (mut r, _) = runner();
         assert!(perplexity(&mut r, &tokens, &opts(3, None), |_| {}).is_err());
         assert!(perplexity(&mut r, &tokens, &opts(40, None), |_| {}).is_err());
         assert!(perplexity(&mut r, &tokens[..5], &opts(8, None), |_| {}).is_err());

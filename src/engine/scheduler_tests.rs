@@ -1,57 +1,12 @@
 //! The scheduler over scripted runners: what each step batches, how the queue takes groups,
 //! and what drafted tokens change (nothing in the answers).
 use super::*;
-use crate::engine::error::EngineError;
+use crate::engine::fake_runner::FakeRunner;
 use crate::engine::runner::{LogitRow, Logits};
-use candor_models::backend::DeviceInfo;
-use candor_models::ModelSpec;
 use std::sync::mpsc;
 use std::time::Duration;
 
 const VOCAB: usize = 8;
-
-/// A runner whose forward pass is a closure, so each test scripts what a step returns.
-struct FakeRunner {
-    spec: ModelSpec,
-    num_blocks: usize,
-    forward: Box<dyn FnMut(&Batch) -> Logits + Send>,
-}
-
-impl FakeRunner {
-    fn new(num_blocks: usize, forward: impl FnMut(&Batch) -> Logits + Send + 'static) -> Self {
-        FakeRunner {
-            spec: candor_models::dummy::find("qwen2.5", "0.5b")
-                .and_then(|s| s.spec())
-                .expect("dummy spec"),
-            num_blocks,
-            forward: Box::new(forward),
-        }
-    }
-}
-
-impl Runner for FakeRunner {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-    fn device(&self) -> DeviceInfo {
-        DeviceInfo::default()
-    }
-    fn block_size(&self) -> usize {
-        16
-    }
-    fn num_blocks(&self) -> usize {
-        self.num_blocks
-    }
-    fn kv_element_bytes(&self) -> usize {
-        4
-    }
-    fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
-        Ok((self.forward)(batch))
-    }
-    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
-        Vec::new()
-    }
-}
 
 /// The scripted step: rows that want values favour token 1; rows that want the argmax get
 /// token 2 picked "on the device", so a test sees which way each token came.

@@ -82,6 +82,29 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    async fn send(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST `body` as JSON to `path`: the status and the JSON answer (null when it is none).
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.send(path, body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POST `body` as JSON to `path` and read the answer as text (an SSE stream's body).
+    pub async fn post_for_text(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        let r = self.send(path, body).await;
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
+    }
+
     /// A metric's value from /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = reqwest::get(self.url("/metrics"))

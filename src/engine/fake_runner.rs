@@ -1,0 +1,62 @@
+//! A runner whose forward pass is a closure, so each engine test scripts what a step returns
+//! (tests only).
+use super::error::EngineError;
+use super::runner::{Logits, Runner};
+use candor_models::backend::DeviceInfo;
+use candor_models::{Batch, ModelSpec};
+
+pub struct FakeRunner {
+    spec: ModelSpec,
+    num_blocks: usize,
+    block_size: usize,
+    forward: Box<dyn FnMut(&Batch) -> Logits + Send>,
+}
+
+impl FakeRunner {
+    /// `num_blocks` KV blocks of 16 tokens, the spec of Qwen2.5 0.5B.
+    pub fn new(num_blocks: usize, forward: impl FnMut(&Batch) -> Logits + Send + 'static) -> Self {
+        FakeRunner {
+            spec: candor_models::dummy::find("qwen2.5", "0.5b")
+                .and_then(|s| s.spec())
+                .expect("dummy spec"),
+            num_blocks,
+            block_size: 16,
+            forward: Box::new(forward),
+        }
+    }
+
+    pub fn with_block_size(mut self, block_size: usize) -> Self {
+        self.block_size = block_size;
+        self
+    }
+
+    /// A vocabulary of `vocab` tokens (the logits the closure returns must have as many).
+    pub fn with_vocab(mut self, vocab: usize) -> Self {
+        self.spec.vocab_size = vocab;
+        self
+    }
+}
+
+impl Runner for FakeRunner {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo::default()
+    }
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+    fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+    fn kv_element_bytes(&self) -> usize {
+        4
+    }
+    fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        Ok((self.forward)(batch))
+    }
+    fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
