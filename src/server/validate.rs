@@ -42,28 +42,35 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<
     }
 }
 
+/// The plan of a chat request (its prompt is `messages`).
 pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan, ApiError> {
-    plan_with_least(p, prompt_len, limits, 1)
+    plan_with(p, prompt_len, limits, 1, "messages")
 }
 
-/// `plan` for a request that echoes its prompt (`echo`): it may ask for no new tokens at all,
-/// to have the prompt scored only, as evaluation harnesses do.
-pub fn echo_plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan, ApiError> {
-    plan_with_least(p, prompt_len, limits, 0)
+/// The plan of a text completion (its prompt is `prompt`). One that echoes its prompt (`echo`)
+/// may ask for no new tokens at all, to have the prompt scored only, as evaluation harnesses do.
+pub fn completion_plan(
+    p: &CommonParams,
+    prompt_len: usize,
+    limits: &Limits,
+    echo: bool,
+) -> Result<Plan, ApiError> {
+    plan_with(p, prompt_len, limits, i64::from(!echo), "prompt")
 }
 
-fn plan_with_least(
+fn plan_with(
     p: &CommonParams,
     prompt_len: usize,
     limits: &Limits,
     least: i64,
+    prompt_param: &str,
 ) -> Result<Plan, ApiError> {
     if prompt_len == 0 {
         return Err(ApiError::invalid("prompt", "the prompt is empty"));
     }
     if prompt_len >= limits.context {
         return Err(ApiError::invalid(
-            "messages",
+            prompt_param,
             format!(
                 "the prompt has {prompt_len} tokens; this model's context is {} tokens",
                 limits.context
@@ -242,13 +249,32 @@ mod tests {
             ..Default::default()
         };
         assert!(plan(&zero, 10, &limits()).is_err());
-        assert_eq!(echo_plan(&zero, 10, &limits()).unwrap().max_tokens, 0);
+        assert_eq!(
+            completion_plan(&zero, 10, &limits(), true)
+                .unwrap()
+                .max_tokens,
+            0
+        );
+        assert!(completion_plan(&zero, 10, &limits(), false).is_err());
         let negative = CommonParams {
             max_tokens: Some(-1),
             ..Default::default()
         };
-        assert!(echo_plan(&negative, 10, &limits()).is_err());
-        assert!(plan(&CommonParams::default(), 100, &limits()).is_err());
+        assert!(completion_plan(&negative, 10, &limits(), true).is_err());
+        // Too long a prompt names the field that holds it.
+        let param = |e: ApiError| e.param;
+        assert_eq!(
+            plan(&CommonParams::default(), 100, &limits())
+                .map_err(param)
+                .err(),
+            Some(Some("messages".into()))
+        );
+        assert_eq!(
+            completion_plan(&CommonParams::default(), 100, &limits(), false)
+                .map_err(param)
+                .err(),
+            Some(Some("prompt".into()))
+        );
         let bias = CommonParams {
             logit_bias: Some([("60".to_string(), 1.0)].into()),
             ..Default::default()

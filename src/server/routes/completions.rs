@@ -6,7 +6,7 @@ use crate::server::openai::{CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
-use crate::server::validate::{echo_plan, no_nul, plan, Plan};
+use crate::server::validate::{completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
 
@@ -152,10 +152,7 @@ pub async fn completions(
     .await?;
     // Each prompt must leave room for the answer: the longest decides.
     let longest = sent.iter().map(|s| s.ids.len()).max().unwrap_or(0);
-    let p = match req.echo {
-        true => echo_plan(&req.common, longest, &ready.limits)?,
-        false => plan(&req.common, longest, &ready.limits)?,
-    };
+    let p = completion_plan(&req.common, longest, &ready.limits, req.echo)?;
     let choices = sent.len() * p.n;
     if choices > ready.limits.max_choices {
         return Err(ApiError::invalid(
