@@ -292,3 +292,73 @@ impl Tokenizer {
         Ok(t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SentencePiece vocabulary in GGUF metadata: `<s>` and `</s>` control, `<x>`
+    /// user-defined, merges `▁[`, `▁H`, `▁Hi` scored above single characters.
+    fn spm(add_space_prefix: bool) -> Tokenizer {
+        let vocab: [(&str, f32, i32); 16] = [
+            ("<unk>", 0.0, 2),
+            ("<s>", 0.0, 3),
+            ("</s>", 0.0, 3),
+            ("\u{2581}", -10.0, 1),
+            ("[", -10.0, 1),
+            ("I", -10.0, 1),
+            ("N", -10.0, 1),
+            ("S", -10.0, 1),
+            ("T", -10.0, 1),
+            ("]", -10.0, 1),
+            ("H", -10.0, 1),
+            ("i", -10.0, 1),
+            ("\u{2581}[", -1.0, 1),
+            ("\u{2581}H", -1.0, 1),
+            ("\u{2581}Hi", -0.5, 1),
+            ("<x>", 0.0, 4),
+        ];
+        let array =
+            |f: &dyn Fn(&(&str, f32, i32)) -> Value| Value::Array(vocab.iter().map(f).collect());
+        let md: Md = [
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            (
+                "tokenizer.ggml.tokens",
+                array(&|t| Value::String(t.0.into())),
+            ),
+            ("tokenizer.ggml.scores", array(&|t| Value::F32(t.1))),
+            ("tokenizer.ggml.token_type", array(&|t| Value::I32(t.2))),
+            ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
+            (
+                "tokenizer.ggml.add_space_prefix",
+                Value::Bool(add_space_prefix),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Tokenizer::from_gguf_metadata(&md).expect("tokenizer")
+    }
+
+    /// With a space prefix (Llama 2, Mistral), text that starts the input or follows a token
+    /// matched whole (control or user-defined) starts with `▁`, as llama.cpp tokenizes: a
+    /// template's `<s>[INST]` gives `<s>`, `▁[`.
+    #[test]
+    fn the_space_prefix_follows_every_whole_token() {
+        let t = spm(true);
+        assert_eq!(t.encode("Hi", false).unwrap(), [14]);
+        assert_eq!(t.encode("<s>Hi", false).unwrap(), [1, 14]);
+        assert_eq!(
+            t.encode("<s>[INST]", false).unwrap(),
+            [1, 12, 5, 6, 7, 8, 9]
+        );
+        assert_eq!(t.encode("Hi<x>Hi</s>", false).unwrap(), [14, 15, 14, 2]);
+        assert_eq!(t.encode("Hi", true).unwrap(), [1, 14]);
+        // Without the prefix, text is taken as it stands.
+        let t = spm(false);
+        assert_eq!(t.encode("<s>Hi", false).unwrap(), [1, 10, 11]);
+        assert_eq!(t.encode("Hi<x>Hi", false).unwrap(), [10, 11, 15, 10, 11]);
+    }
+}

@@ -159,36 +159,36 @@ impl Tokenizer {
                 out.extend_from_slice(enc.get_ids());
             }
             Model::Spm(s, user_defined) => {
-                let mut first = true;
                 let fragments = match control_tokens {
                     true => split_verbatim(text, &self.verbatim),
                     false => vec![(text, None)],
                 };
+                // User-defined pieces (gemma's runs of spaces, tabs and newlines, its HTML
+                // tags) are matched in the raw text, before spaces become `▁`: SentencePiece's
+                // normalizer passes them through untouched, and llama.cpp matches them there
+                // too. Where the model wants a space prefix, every run of text that starts the
+                // input or follows a token matched whole gets one, as in llama.cpp (so
+                // `<s>[INST]` is `<s>`, `▁[`, ...).
+                let mut after_token = true;
                 for (frag, special) in fragments {
-                    match special {
-                        Some(id) => out.push(id),
-                        None => {
-                            // User-defined pieces (gemma's runs of spaces, tabs and newlines,
-                            // its HTML tags) are matched in the raw text, before spaces become
-                            // `▁`: SentencePiece's normalizer passes them through untouched, and
-                            // llama.cpp matches them there too.
-                            for (i, (piece, id)) in
-                                split_verbatim(frag, user_defined).into_iter().enumerate()
-                            {
-                                match id {
-                                    Some(id) => out.push(id),
-                                    None => {
-                                        let mut t = piece.replace(' ', "\u{2581}");
-                                        if first && i == 0 && self.add_space_prefix {
-                                            t.insert(0, '\u{2581}');
-                                        }
-                                        s.encode(&t, &mut out);
-                                    }
+                    let pieces = match special {
+                        Some(id) => vec![(frag, Some(id))],
+                        None => split_verbatim(frag, user_defined),
+                    };
+                    for (piece, id) in pieces {
+                        match id {
+                            Some(id) => out.push(id),
+                            None => {
+                                let mut t = String::with_capacity(piece.len() + 3);
+                                if after_token && self.add_space_prefix {
+                                    t.push('\u{2581}');
                                 }
+                                t.push_str(&piece.replace(' ', "\u{2581}"));
+                                s.encode(&t, &mut out);
                             }
                         }
+                        after_token = id.is_some();
                     }
-                    first = false;
                 }
             }
         }
