@@ -358,6 +358,18 @@ fn bench_records_the_perplexity_of_a_text() {
         (bench - cli).abs() < 1e-9 * cli,
         "bench {bench}, candor perplexity {cli}"
     );
+    // Each scored position's pick and logprob, for comparing devices position by position.
+    assert_eq!(p["top1_ids"].as_array().map(Vec::len), Some(2 * 63));
+    assert_eq!(p["top1_ids"], alone["top1_ids"]);
+    assert_eq!(p["logprobs"], alone["logprobs"]);
+    let nll: f64 = p["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| -l.as_f64().unwrap())
+        .sum();
+    let mean = p["mean_nll"].as_f64().unwrap();
+    assert!((nll / 126.0 - mean).abs() < 1e-4, "{nll} {mean}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

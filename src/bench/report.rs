@@ -69,6 +69,10 @@ pub struct PerplexityResult {
     pub mean_nll: f64,
     pub top1_rate: f64,
     pub seconds: f64,
+    /// The first scored positions (at most 4096, in text order): the model's most likely token
+    /// and the logprob of the text's token, so reports compare devices position by position.
+    pub top1_ids: Vec<u32>,
+    pub logprobs: Vec<f32>,
 }
 
 pub fn git_commit() -> &'static str {

@@ -325,6 +325,8 @@ fn perplexity_result(
         mean_nll: r.mean_nll(),
         top1_rate: r.top1_rate(),
         seconds: r.seconds,
+        top1_ids: r.kept.iter().map(|k| k.top1).collect(),
+        logprobs: r.kept.iter().map(|k| k.logprob).collect(),
     })
 }
 

@@ -131,6 +131,9 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
                 "top1_rate": result.top1_rate(),
                 "seconds": result.seconds,
                 "tok_s": result.tok_s(),
+                // The first scored positions, for comparing runs position by position.
+                "top1_ids": result.kept.iter().map(|k| k.top1).collect::<Vec<_>>(),
+                "logprobs": result.kept.iter().map(|k| shortest(k.logprob)).collect::<Vec<_>>(),
                 "device": device.name,
                 "device_kind": device.kind,
                 "threads": threads,
@@ -139,6 +142,13 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// An f32 as the f64 its shortest decimal names: JSON values hold f64, and the f32's exact
+/// binary value printed as f64 takes 17 digits where 8 say the same (and `candor bench`'s
+/// document, serialized from f32, writes those 8).
+fn shortest(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 fn summary(p: &Perplexity, ctx: usize, threads: usize) -> String {

@@ -28,8 +28,19 @@ pub struct PerplexityOptions {
     pub prefill_chunk: usize,
 }
 
+/// Scored tokens whose model's pick and logprob a result keeps, for comparing devices token by
+/// token (the first ones in text order; 16 chunks of 512).
+pub const KEPT_TOKENS: usize = 4096;
+
+/// One scored position: the model's most likely token there and the logprob of the text's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredToken {
+    pub top1: u32,
+    pub logprob: f32,
+}
+
 /// The score of the chunks so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Perplexity {
     pub chunks: usize,
     /// Tokens scored (`ctx / 2 - 1` per chunk, as llama-perplexity).
@@ -39,15 +50,21 @@ pub struct Perplexity {
     nll_squares: f64,
     /// Scored tokens that were their position's most likely token.
     pub top1: usize,
+    /// The first `KEPT_TOKENS` scored positions, in text order.
+    pub kept: Vec<ScoredToken>,
     pub seconds: f64,
 }
 
 impl Perplexity {
-    fn add(&mut self, nll: f64, top1: bool) {
+    fn add(&mut self, target: u32, token: ScoredToken) {
+        let nll = -(token.logprob as f64);
         self.tokens += 1;
         self.nll += nll;
         self.nll_squares += nll * nll;
-        self.top1 += usize::from(top1);
+        self.top1 += usize::from(token.top1 == target);
+        if self.kept.len() < KEPT_TOKENS {
+            self.kept.push(token);
+        }
     }
 
     /// Mean negative log-likelihood per scored token, in nats.
@@ -187,17 +204,18 @@ fn score_chunk(
         })?;
         if scoring {
             // A 150k-vocabulary row takes ~0.5 ms to normalise: spread the piece's rows.
-            let scored: Vec<(f64, bool)> = (start..stop)
+            let scored: Vec<(u32, ScoredToken)> = (start..stop)
                 .into_par_iter()
                 .map(|pos| {
                     let row = out.row(pos - start);
                     let target = chunk[pos + 1];
-                    let (lp, top) = logprobs(row, target, 1);
-                    (-(lp as f64), top.first().map(|t| t.0) == Some(target))
+                    let (logprob, top) = logprobs(row, target, 1);
+                    let top1 = top.first().map_or(u32::MAX, |t| t.0);
+                    (target, ScoredToken { top1, logprob })
                 })
                 .collect();
-            for (nll, top1) in scored {
-                total.add(nll, top1);
+            for (target, token) in scored {
+                total.add(target, token);
             }
         }
         start = stop;
@@ -268,17 +286,23 @@ mod tests {
         assert_eq!((p.chunks, p.tokens, seen), (2, 10, vec![1, 2]));
         let mut want = 0.0;
         let mut best = 0;
+        let mut picks = Vec::new();
         for c in 0..2 {
             let mut chunk = tokens[c * 12..(c + 1) * 12].to_vec();
             chunk[0] = 5;
             for pos in 6..11 {
                 want += nll(pos, chunk[pos], chunk[pos + 1]);
-                let r = row(pos, chunk[pos]);
-                best += usize::from(crate::engine::sampler::argmax(&r) == chunk[pos + 1]);
+                let pick = crate::engine::sampler::argmax(&row(pos, chunk[pos]));
+                best += usize::from(pick == chunk[pos + 1]);
+                picks.push(pick);
             }
         }
         assert!((p.mean_nll() - want / 10.0).abs() < 1e-5, "{p:?} {want}");
         assert_eq!(p.top1, best);
+        // Every scored position kept, in text order, with its pick and logprob.
+        assert_eq!(p.kept.iter().map(|k| k.top1).collect::<Vec<_>>(), picks);
+        let kept_nll: f64 = p.kept.iter().map(|k| -(k.logprob as f64)).sum();
+        assert!((kept_nll - want).abs() < 1e-4);
         // Per chunk: the first half in prefill pieces of 4 without logits, then the scored rows
         // (the last token is never run).
         let none = LogitsWanted::None;
@@ -291,8 +315,15 @@ mod tests {
     fn spread_and_limits() {
         let mut p = Perplexity::default();
         for x in [1.0, 2.0, 3.0] {
-            p.add(x, false);
+            p.add(
+                7,
+                ScoredToken {
+                    top1: 0,
+                    logprob: -x,
+                },
+            );
         }
+        assert_eq!(p.kept.len(), 3);
         assert!((p.ppl() - 2f64.exp()).abs() < 1e-12);
         // Sample variance 1: stderr of the mean sqrt(1/3), times the perplexity.
         assert!((p.ppl_stderr() - 2f64.exp() * (1.0f64 / 3.0).sqrt()).abs() < 1e-9);

@@ -9,7 +9,8 @@ use std::fmt::Write;
 /// Devices that compute the same model differ by rounding only, under this relative gap. On one
 /// CPU, candor and llama.cpp (both with int8 activations) differ by 0.04% (Qwen2.5 0.5B) and 0.2%
 /// (Gemma 3 270M) over 3060 scored tokens; candor's int8-activation path and its f32 one by 0.3%
-/// and 0.55% there, and by 1.4% for gemma over only 126 tokens. A wrong kernel costs far more.
+/// and 0.55% there (the same most likely token at 97.9% and 94.5% of positions), and by 1.4% for
+/// gemma over only 126 tokens. A wrong kernel costs far more.
 pub const PARITY_GAP: f64 = 0.02;
 
 /// Runs of one model on one text with one chunking, in the order of the report's systems.
@@ -21,7 +22,43 @@ pub struct Group<'a> {
     pub runs: Vec<(&'a str, &'a LocalRun, &'a PerplexityRun)>,
 }
 
+/// Two runs position by position over the scored tokens both kept: how often they pick the same
+/// most likely token, and the mean absolute difference of the text tokens' logprobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    pub positions: usize,
+    pub same_top1: f64,
+    pub mean_abs_logprob_diff: f64,
+}
+
+pub fn agreement(a: &PerplexityRun, b: &PerplexityRun) -> Option<Agreement> {
+    let n = a.top1_ids.len().min(b.top1_ids.len());
+    let m = a.logprobs.len().min(b.logprobs.len());
+    if n == 0 || m == 0 {
+        return None;
+    }
+    let same = (0..n).filter(|&i| a.top1_ids[i] == b.top1_ids[i]).count();
+    let diff: f64 = (0..m)
+        .map(|i| (a.logprobs[i] as f64 - b.logprobs[i] as f64).abs())
+        .sum();
+    Some(Agreement {
+        positions: n,
+        same_top1: same as f64 / n as f64,
+        mean_abs_logprob_diff: diff / m as f64,
+    })
+}
+
 impl Group<'_> {
+    /// The lowest share of positions where a run picks the first run's token, if the runs
+    /// kept their picks.
+    pub fn worst_agreement(&self) -> Option<Agreement> {
+        let first = self.runs[0].2;
+        self.runs[1..]
+            .iter()
+            .filter_map(|(_, _, p)| agreement(first, p))
+            .min_by(|x, y| x.same_top1.total_cmp(&y.same_top1))
+    }
+
     /// (largest - smallest) / smallest perplexity over the group's runs.
     pub fn gap(&self) -> f64 {
         let ppl = self.runs.iter().map(|(_, _, p)| p.ppl);
@@ -70,9 +107,16 @@ pub fn verdict(a: &Analysis) -> String {
     }
     let worst = compared.iter().map(|g| g.gap()).fold(0.0, f64::max);
     let runs: usize = compared.iter().map(|g| g.runs.len()).sum();
+    let same_top1 = compared
+        .iter()
+        .filter_map(|g| g.worst_agreement())
+        .map(|a| a.same_top1)
+        .reduce(f64::min)
+        .map(|x| format!("; the same next token at ≥ {} of positions", pct(x)))
+        .unwrap_or_default();
     match worst < PARITY_GAP {
         true => format!(
-            "met: the same text's perplexity agrees within {} over {runs} runs (Accuracy section)",
+            "met: the same text's perplexity agrees within {} over {runs} runs{same_top1} (Accuracy section)",
             pct(worst)
         ),
         false => format!(
@@ -95,8 +139,12 @@ pub fn section(out: &mut String, a: &Analysis) {
     );
     let mut rows = Vec::new();
     for g in &groups {
-        let first = g.runs[0].2.ppl;
-        for (system, run, p) in &g.runs {
+        let first = g.runs[0].2;
+        for (i, (system, run, p)) in g.runs.iter().enumerate() {
+            let agreed = match i {
+                0 => None,
+                _ => agreement(first, p),
+            };
             rows.push(vec![
                 g.model.to_string(),
                 run.model.quantization.clone().unwrap_or_else(|| "?".into()),
@@ -109,7 +157,11 @@ pub fn section(out: &mut String, a: &Analysis) {
                 ),
                 format!("{} × {}", g.chunks, g.ctx),
                 format!("{:.4} ± {:.4}", p.ppl, p.ppl_stderr),
-                format!("{:+.3}%", 100.0 * (p.ppl / first - 1.0)),
+                format!("{:+.3}%", 100.0 * (p.ppl / first.ppl - 1.0)),
+                agreed.map_or("–".into(), |a| {
+                    format!("{} of {}", pct(a.same_top1), a.positions)
+                }),
+                agreed.map_or("–".into(), |a| format!("{:.4}", a.mean_abs_logprob_diff)),
             ]);
         }
     }
@@ -126,15 +178,27 @@ pub fn section(out: &mut String, a: &Analysis) {
                 "chunks × ctx",
                 "PPL",
                 "vs first",
+                "same top-1 as first",
+                "mean |Δ logprob|",
             ],
-            &[false, false, false, false, false, true, true, true],
+            &[false, false, false, false, false, true, true, true, true, true],
             &rows
         )
     );
     for g in groups.iter().filter(|g| g.runs.len() > 1) {
+        let top1 = g
+            .worst_agreement()
+            .map(|a| {
+                format!(
+                    ", the same most likely token as the first at ≥ {} of {} positions",
+                    pct(a.same_top1),
+                    a.positions
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "- {} on {}: {} runs, largest gap {} ({}).",
+            "- {} on {}: {} runs, largest gap {}{top1} ({}).",
             g.model,
             g.file,
             g.runs.len(),
@@ -158,6 +222,16 @@ mod tests {
     use crate::report::input::{Input, Phase};
 
     fn run(software: &str, device: &str, ppl: Option<(f64, &str)>) -> Input {
+        run_with(software, device, ppl, &[], &[])
+    }
+
+    fn run_with(
+        software: &str,
+        device: &str,
+        ppl: Option<(f64, &str)>,
+        top1_ids: &[u32],
+        logprobs: &[f32],
+    ) -> Input {
         let mut r = cpu_run(software, vec![row("tg64", Phase::Decode, 64, 50.0)]);
         r.device_name = device.into();
         r.perplexity = ppl.map(|(ppl, sha)| PerplexityRun {
@@ -168,6 +242,8 @@ mod tests {
             tokens_scored: 3060,
             ppl,
             ppl_stderr: 0.5,
+            top1_ids: top1_ids.to_vec(),
+            logprobs: logprobs.to_vec(),
         });
         Input::Local(r)
     }
@@ -198,7 +274,7 @@ mod tests {
             ),
         ]);
         assert!(v.starts_with("met:") && v.contains("0.04%"), "{v}");
-        assert!(s.contains("| 45.8011 ± 0.5000 | +0.037% |"), "{s}");
+        assert!(s.contains("| 45.8011 ± 0.5000 | +0.037% | – | – |"), "{s}");
         assert!(
             s.contains("largest gap 0.04% (the same model, up to rounding)"),
             "{s}"
@@ -214,6 +290,35 @@ mod tests {
         ]);
         assert!(v.starts_with("not met:") && v.contains("5.0%"), "{v}");
         assert!(s.contains("beyond rounding"), "{s}");
+    }
+
+    /// Runs that kept their picks are compared position by position over the positions both
+    /// kept.
+    #[test]
+    fn picks_are_compared_position_by_position() {
+        let text = "aaaaaaaaaaaa";
+        let (v, s) = verdict_and_section(vec![
+            run_with(
+                "candor x",
+                "AMD EPYC",
+                Some((45.0, text)),
+                &[1, 2, 3, 4],
+                &[-1.0, -2.0, -3.0, -4.0],
+            ),
+            run_with(
+                "candor x",
+                "Intel(R) Xeon(R) Processor",
+                Some((45.1, text)),
+                &[1, 2, 9, 4, 5],
+                &[-1.0, -2.5, -3.0, -4.5, -9.0],
+            ),
+        ]);
+        assert!(
+            v.contains("the same next token at ≥ 75% of positions"),
+            "{v}"
+        );
+        assert!(s.contains("| 75% of 4 | 0.2500 |"), "{s}");
+        assert!(s.contains("at ≥ 75% of 4 positions"), "{s}");
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub struct PerplexityRun {
     pub tokens_scored: usize,
     pub ppl: f64,
     pub ppl_stderr: f64,
+    /// The first scored positions' most likely tokens and the text tokens' logprobs (absent
+    /// from documents before they were recorded).
+    #[serde(default)]
+    pub top1_ids: Vec<u32>,
+    #[serde(default)]
+    pub logprobs: Vec<f32>,
 }
 
 /// Whether a run's flags say candor's AMX prefill kernels ran.
