@@ -16,7 +16,8 @@
 #      GPU_PROOF_PARTS (default all, in this order): which parts to run, space-separated:
 #        tests (kernel, golden, bandwidth), llama-8b (candor and transformers), matvec (8B decode
 #        with matvec.cu and with cuBLAS alone), gguf (each GGUF skeleton of the kit filled back:
-#        candor on it, transformers on its shapes in bf16), qwen2.5-0.5b, qwen2.5-7b, split (8B
+#        candor on it, with the README's perplexity on the GPU and on the CPU; transformers on
+#        its shapes in bf16), qwen2.5-0.5b, qwen2.5-7b, split (8B
 #        decode after 4096 tokens with and without the attention's key splits), ptx (the kernel
 #        tests on their PTX). A rerun names the parts the first run's budget skipped.
 #
@@ -129,9 +130,16 @@ if part gguf; then
       *) hf= ;;
     esac
     step "fill $name" 60 python3 scripts/gguf-skeleton.py fill "$skel" "/tmp/$name.gguf"
+    # With the perplexity of the README on the GPU, and then on this machine's CPU: the same
+    # quantized layout computed by both backends must give the same numbers up to rounding
+    # (the tiled weights make the text unlikely, not the comparison meaningless).
     step "candor $name" 90 "${gpu[@]}" "$bin/candor" bench --backend cuda -m "/tmp/$name.gguf" \
       -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
+      --perplexity README.md --perplexity-chunks 4 \
       --json "$results/candor-bench-$name-$label.json"
+    step "candor $name perplexity on the CPU" 60 bash -c \
+      '"$0" perplexity --model "$1" -f README.md --chunks 4 --format json >"$2"' \
+      "$bin/candor" "/tmp/$name.gguf" "$results/perplexity-cpu-$name-$label.json"
     rm -f "/tmp/$name.gguf"
     [[ -n $hf ]] && step "transformers $name" 90 "$py" benches/hf_transformers_bench.py \
       --shapes "$hf" --name "$name" -p 512 -n 128 -b 1,8,32 -r "$reps" \
