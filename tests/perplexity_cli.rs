@@ -114,6 +114,30 @@ async fn check_against_the_server(name: &str) -> f64 {
         (served - mean_nll).abs() < 0.002,
         "{name}: mean NLL {mean_nll} from candor perplexity, {served} from the server"
     );
+    // `candor perplexity --serve` does the same through the server's own endpoints.
+    let url = s.url("");
+    let out = perplexity_of(
+        name,
+        &[
+            "--serve",
+            &url,
+            "-f",
+            file.to_str().unwrap(),
+            "-c",
+            &ctx,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let remote = result(&out);
+    assert_eq!(remote["tokens_scored"], p["tokens_scored"], "{remote}");
+    assert_eq!(remote["text_tokens"], p["text_tokens"], "{remote}");
+    let remote_nll = remote["mean_nll"].as_f64().unwrap();
+    assert!(
+        (remote_nll - mean_nll).abs() < 0.002,
+        "{name}: mean NLL {mean_nll} locally, {remote_nll} through --serve"
+    );
     ppl
 }
 
@@ -142,6 +166,11 @@ fn perplexity_refuses_what_it_cannot_score() {
         (vec!["-f", file, "-c", "2"], "at least 4"),
         (vec!["-f", "/nonexistent/text.txt"], "cannot read"),
         (vec!["-f", "-", "-c", "128"], "fewer than one chunk"),
+        (vec!["-f", file, "--serve", "localhost:1"], "base URL"),
+        (
+            vec!["-f", file, "--serve", "http://127.0.0.1:1"],
+            "/tokenize",
+        ),
     ] {
         let out = perplexity(&args, Some("too short"));
         let stderr = String::from_utf8_lossy(&out.stderr);

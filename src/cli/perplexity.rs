@@ -6,6 +6,7 @@ use super::model_args::ModelArgs;
 use crate::engine::load::LoadedModel;
 use crate::engine::perplexity::{perplexity, Perplexity, PerplexityOptions};
 use crate::error::CliError;
+use crate::loadgen::score::{remote_perplexity, RemoteScoring};
 use std::io::{Read, Write};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,19 @@ pub struct PerplexityArgs {
     pub chunks: Option<usize>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Score the text on a running OpenAI-compatible server at this base URL instead (candor,
+    /// vLLM: `/tokenize`, then `/v1/completions` with `echo` and `logprobs` per chunk); the
+    /// model options are then unused.
+    #[arg(long, value_name = "URL")]
+    pub serve: Option<String>,
+    /// With --serve: the `model` field of requests (default: none, the server's own).
+    #[arg(long)]
+    pub served_model: Option<String>,
+    /// With --serve: chunks scored at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 pub fn read_text(file: &str) -> Result<String, CliError> {
@@ -98,6 +112,9 @@ pub fn check_ctx(ctx: usize, context: usize) -> Result<(), CliError> {
 }
 
 pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
+    if let Some(url) = &args.serve {
+        return run_remote(&args, url);
+    }
     let threads = args.model.configure_threads();
     let text = read_text(&args.file)?;
     let path = args.model.resolve()?;
@@ -113,7 +130,11 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     } = measure(&mut model, &text, args.ctx, args.chunks, progress)?;
     let mut out = std::io::stdout().lock();
     match args.format {
-        OutputFormat::Text => writeln!(out, "{}", summary(&result, args.ctx, threads))?,
+        OutputFormat::Text => writeln!(
+            out,
+            "{}",
+            summary(&result, args.ctx, &format!("{threads} threads"))
+        )?,
         OutputFormat::Json => {
             let device = model.runner.device();
             let obj = serde_json::json!({
@@ -144,6 +165,68 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--serve`: the text scored by a running server.
+fn run_remote(args: &PerplexityArgs, url: &str) -> Result<(), CliError> {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(CliError::Usage(format!(
+            "--serve wants a base URL such as http://127.0.0.1:8080, got {url:?}"
+        )));
+    }
+    let text = read_text(&args.file)?;
+    let scoring = RemoteScoring {
+        url: url.to_string(),
+        api_key: args.api_key.clone(),
+        model: args.served_model.clone(),
+        ctx: args.ctx,
+        max_chunks: args.chunks,
+        concurrency: args.concurrency,
+    };
+    let progress = args.format == OutputFormat::Text;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the HTTP client: {e}")))?;
+    let scored = rt
+        .block_on(remote_perplexity(&scoring, &text, |p| {
+            if progress {
+                eprint!("[{}]{:.4},", p.chunks, p.ppl());
+                let _ = std::io::stderr().flush();
+            }
+        }))
+        .map_err(CliError::Failed)?;
+    if progress {
+        eprintln!();
+    }
+    let result = scored.result;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        OutputFormat::Text => writeln!(
+            out,
+            "{}",
+            summary(&result, args.ctx, &format!("server {url}"))
+        )?,
+        OutputFormat::Json => {
+            let obj = serde_json::json!({
+                "server": url,
+                "served_model": args.served_model,
+                "file": args.file,
+                "text_tokens": scored.text_tokens,
+                "ctx": args.ctx,
+                "chunks": result.chunks,
+                "tokens_scored": result.tokens,
+                "ppl": result.ppl(),
+                "ppl_stderr": result.ppl_stderr(),
+                "mean_nll": result.mean_nll(),
+                "top1_rate": result.top1_rate(),
+                "seconds": result.seconds,
+                "tok_s": result.tok_s(),
+            });
+            writeln!(out, "{obj}")?;
+        }
+    }
+    Ok(())
+}
+
 /// An f32 as the f64 its shortest decimal names: JSON values hold f64, and the f32's exact
 /// binary value printed as f64 takes 17 digits where 8 say the same (and `candor bench`'s
 /// document, serialized from f32, writes those 8).
@@ -151,9 +234,10 @@ fn shortest(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(x as f64)
 }
 
-fn summary(p: &Perplexity, ctx: usize, threads: usize) -> String {
+/// The result line; `on` says where it was computed (`2 threads`, `server URL`).
+fn summary(p: &Perplexity, ctx: usize, on: &str) -> String {
     format!(
-        "PPL = {:.4} +/- {:.4} (mean NLL {:.4} nats, top-1 {:.1}%) over {} tokens in {} chunks of {ctx}; {:.1} tok/s, {threads} threads",
+        "PPL = {:.4} +/- {:.4} (mean NLL {:.4} nats, top-1 {:.1}%) over {} tokens in {} chunks of {ctx}; {:.1} tok/s, {on}",
         p.ppl(),
         p.ppl_stderr(),
         p.mean_nll(),

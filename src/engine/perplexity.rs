@@ -57,14 +57,20 @@ pub struct Perplexity {
 
 impl Perplexity {
     fn add(&mut self, target: u32, token: ScoredToken) {
-        let nll = -(token.logprob as f64);
-        self.tokens += 1;
-        self.nll += nll;
-        self.nll_squares += nll * nll;
-        self.top1 += usize::from(token.top1 == target);
+        self.record(token.logprob, token.top1 == target);
         if self.kept.len() < KEPT_TOKENS {
             self.kept.push(token);
         }
+    }
+
+    /// Count one scored token: the logprob of the text's token, and whether it was the most
+    /// likely one (for scores that come without token ids, as from a remote server).
+    pub fn record(&mut self, logprob: f32, was_top1: bool) {
+        let nll = -(logprob as f64);
+        self.tokens += 1;
+        self.nll += nll;
+        self.nll_squares += nll * nll;
+        self.top1 += usize::from(was_top1);
     }
 
     /// Mean negative log-likelihood per scored token, in nats.
