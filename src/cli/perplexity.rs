@@ -88,8 +88,7 @@ pub fn measure(
     };
     let result = perplexity(model.runner.as_mut(), &tokens, &opts, |p| {
         if progress {
-            eprint!("[{}]{:.4},", p.chunks, p.ppl());
-            let _ = std::io::stderr().flush();
+            show_progress(p)
         }
     })?;
     if progress {
@@ -128,41 +127,20 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         result,
         text_tokens,
     } = measure(&mut model, &text, args.ctx, args.chunks, progress)?;
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        OutputFormat::Text => writeln!(
-            out,
-            "{}",
-            summary(&result, args.ctx, &format!("{threads} threads"))
-        )?,
-        OutputFormat::Json => {
-            let device = model.runner.device();
-            let obj = serde_json::json!({
-                "model": model.path.display().to_string(),
-                "quantization": model.quantization,
-                "dequantize": args.model.dequantize,
-                "file": args.file,
-                "text_tokens": text_tokens,
-                "ctx": args.ctx,
-                "chunks": result.chunks,
-                "tokens_scored": result.tokens,
-                "ppl": result.ppl(),
-                "ppl_stderr": result.ppl_stderr(),
-                "mean_nll": result.mean_nll(),
-                "top1_rate": result.top1_rate(),
-                "seconds": result.seconds,
-                "tok_s": result.tok_s(),
-                // The first scored positions, for comparing runs position by position.
-                "top1_ids": result.kept.iter().map(|k| k.top1).collect::<Vec<_>>(),
-                "logprobs": result.kept.iter().map(|k| shortest(k.logprob)).collect::<Vec<_>>(),
-                "device": device.name,
-                "device_kind": device.kind,
-                "threads": threads,
-            });
-            writeln!(out, "{obj}")?;
-        }
-    }
-    Ok(())
+    let device = model.runner.device();
+    let fields = serde_json::json!({
+        "model": model.path.display().to_string(),
+        "quantization": model.quantization,
+        "dequantize": args.model.dequantize,
+        "device": device.name,
+        "device_kind": device.kind,
+        "threads": threads,
+        // The first scored positions, for comparing runs position by position.
+        "top1_ids": result.kept.iter().map(|k| k.top1).collect::<Vec<_>>(),
+        "logprobs": result.kept.iter().map(|k| shortest(k.logprob)).collect::<Vec<_>>(),
+    });
+    let on = format!("{threads} threads");
+    report(&args, &result, text_tokens, &on, fields)
 }
 
 /// `--serve`: the text scored by a running server.
@@ -189,41 +167,55 @@ fn run_remote(args: &PerplexityArgs, url: &str) -> Result<(), CliError> {
     let scored = rt
         .block_on(remote_perplexity(&scoring, &text, |p| {
             if progress {
-                eprint!("[{}]{:.4},", p.chunks, p.ppl());
-                let _ = std::io::stderr().flush();
+                show_progress(p)
             }
         }))
         .map_err(CliError::Failed)?;
     if progress {
         eprintln!();
     }
-    let result = scored.result;
+    let fields = serde_json::json!({"server": url, "served_model": args.served_model});
+    let on = format!("server {url}");
+    report(args, &scored.result, scored.text_tokens, &on, fields)
+}
+
+/// The running perplexity after a chunk, llama-perplexity style (`[3]12.3456,`).
+fn show_progress(p: &Perplexity) {
+    eprint!("[{}]{:.4},", p.chunks, p.ppl());
+    let _ = std::io::stderr().flush();
+}
+
+/// Print the result: its line, or one JSON object of the measurement and `fields` (where it was
+/// computed). `on` names that place in the line.
+fn report(
+    args: &PerplexityArgs,
+    result: &Perplexity,
+    text_tokens: usize,
+    on: &str,
+    fields: serde_json::Value,
+) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    match args.format {
-        OutputFormat::Text => writeln!(
-            out,
-            "{}",
-            summary(&result, args.ctx, &format!("server {url}"))
-        )?,
-        OutputFormat::Json => {
-            let obj = serde_json::json!({
-                "server": url,
-                "served_model": args.served_model,
-                "file": args.file,
-                "text_tokens": scored.text_tokens,
-                "ctx": args.ctx,
-                "chunks": result.chunks,
-                "tokens_scored": result.tokens,
-                "ppl": result.ppl(),
-                "ppl_stderr": result.ppl_stderr(),
-                "mean_nll": result.mean_nll(),
-                "top1_rate": result.top1_rate(),
-                "seconds": result.seconds,
-                "tok_s": result.tok_s(),
-            });
-            writeln!(out, "{obj}")?;
-        }
+    if args.format == OutputFormat::Text {
+        writeln!(out, "{}", summary(result, args.ctx, on))?;
+        return Ok(());
     }
+    let mut obj = serde_json::json!({
+        "file": args.file,
+        "text_tokens": text_tokens,
+        "ctx": args.ctx,
+        "chunks": result.chunks,
+        "tokens_scored": result.tokens,
+        "ppl": result.ppl(),
+        "ppl_stderr": result.ppl_stderr(),
+        "mean_nll": result.mean_nll(),
+        "top1_rate": result.top1_rate(),
+        "seconds": result.seconds,
+        "tok_s": result.tok_s(),
+    });
+    if let (Some(obj), Some(fields)) = (obj.as_object_mut(), fields.as_object()) {
+        obj.extend(fields.clone());
+    }
+    writeln!(out, "{obj}")?;
     Ok(())
 }
 
