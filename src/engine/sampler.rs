@@ -277,7 +277,7 @@ pub fn logprobs(logits: &[f32], token: u32, k: usize) -> (f32, Vec<(u32, f32)>) 
             .map_or(f32::NEG_INFINITY, |&l| l - lse)
     };
     let mut top: Vec<(u32, f32)> = Vec::new();
-    if k > 0 {
+    if k > 0 && !logits.is_empty() {
         let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
         let k = k.min(idx.len());
         idx.select_nth_unstable_by(k - 1, |&a, &b| {
@@ -293,6 +293,14 @@ pub fn logprobs(logits: &[f32], token: u32, k: usize) -> (f32, Vec<(u32, f32)>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row that came back without values (the device's pick only) has no alternatives to
+    /// rank: nothing, not a panic.
+    #[test]
+    fn logprobs_of_an_empty_row_are_empty() {
+        let (lp, top) = logprobs(&[], 3, 2);
+        assert!(lp.is_infinite() && top.is_empty());
+    }
 
     #[test]
     fn greedy_picks_max_and_seeded_sampling_repeats() {
