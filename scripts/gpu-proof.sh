@@ -137,9 +137,11 @@ if part gguf; then
       -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
       --perplexity README.md --perplexity-chunks 4 \
       --json "$results/candor-bench-$name-$label.json"
-    step "candor $name perplexity on the CPU" 60 bash -c \
-      '"$0" perplexity --model "$1" -f README.md --chunks 4 --format json >"$2"' \
-      "$bin/candor" "/tmp/$name.gguf" "$results/perplexity-cpu-$name-$label.json"
+    # A minimal bench on the CPU: its document carries the perplexity, so `candor report`
+    # compares the two backends in its Accuracy section.
+    step "candor $name perplexity on the CPU" 60 "$bin/candor" bench -m "/tmp/$name.gguf" \
+      -p 16 -n 4 -r 1 --perplexity README.md --perplexity-chunks 4 \
+      --json "$results/candor-bench-$name-$label-host-cpu.json"
     rm -f "/tmp/$name.gguf"
     [[ -n $hf ]] && step "transformers $name" 90 "$py" benches/hf_transformers_bench.py \
       --shapes "$hf" --name "$name" -p 512 -n 128 -b 1,8,32 -r "$reps" \

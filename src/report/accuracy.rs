@@ -157,7 +157,10 @@ pub fn section(out: &mut String, a: &Analysis) {
                 ),
                 format!("{} × {}", g.chunks, g.ctx),
                 format!("{:.4} ± {:.4}", p.ppl, p.ppl_stderr),
-                format!("{:+.3}%", 100.0 * (p.ppl / first.ppl - 1.0)),
+                match i {
+                    0 => "–".into(),
+                    _ => format!("{:+.3}%", 100.0 * (p.ppl / first.ppl - 1.0)),
+                },
                 agreed.map_or("–".into(), |a| {
                     format!("{} of {}", pct(a.same_top1), a.positions)
                 }),
@@ -179,7 +182,7 @@ pub fn section(out: &mut String, a: &Analysis) {
                 "PPL",
                 "vs first",
                 "same top-1 as first",
-                "mean |Δ logprob|",
+                "mean abs Δ logprob",
             ],
             &[false, false, false, false, false, true, true, true, true, true],
             &rows
@@ -276,6 +279,11 @@ mod tests {
         ]);
         assert!(v.starts_with("met:") && v.contains("0.04%"), "{v}");
         assert!(s.contains("| 45.8011 ± 0.5000 | +0.037% | – | – |"), "{s}");
+        // The first run is the baseline: no gap to itself; every row has the header's columns.
+        assert!(s.contains("| 45.7843 ± 0.5000 | – | – | – |"), "{s}");
+        let columns = |l: &str| l.matches(" | ").count();
+        let lines: Vec<&str> = s.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(lines.iter().all(|l| columns(l) == columns(lines[2])), "{s}");
         assert!(
             s.contains("largest gap 0.04% (the same model, up to rounding)"),
             "{s}"

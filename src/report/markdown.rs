@@ -29,6 +29,7 @@ fn cell(s: &str) -> String {
 
 /// A Markdown table; `right` marks right-aligned (numeric) columns.
 pub(super) fn table(head: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let head: Vec<String> = head.iter().map(|h| cell(h)).collect();
     let mut s = format!("| {} |\n|", head.join(" | "));
     for (i, _) in head.iter().enumerate() {
         s.push_str(if right.get(i).copied().unwrap_or(false) {
