@@ -32,6 +32,24 @@ pub struct SeqInput {
     pub logits: LogitsWanted,
 }
 
+impl SeqInput {
+    /// Which of its new tokens' rows the pass brings back (indices into `tokens`), in order:
+    /// what a step's output holds for this sequence.
+    pub fn logit_rows(&self) -> std::ops::Range<usize> {
+        let n = self.tokens.len();
+        match self.logits {
+            LogitsWanted::None => n..n,
+            LogitsWanted::Last | LogitsWanted::Argmax => n.saturating_sub(1)..n,
+            LogitsWanted::All | LogitsWanted::ArgmaxAll => 0..n,
+        }
+    }
+
+    /// Whether its rows come back as the device's picks rather than values.
+    pub fn argmax_only(&self) -> bool {
+        matches!(self.logits, LogitsWanted::Argmax | LogitsWanted::ArgmaxAll)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub seqs: Vec<SeqInput>,
@@ -116,19 +134,9 @@ impl FlatBatch {
                 flat.slots
                     .push((block * block_size + pos % block_size) as u32);
             }
-            let last = (q_start + seq.tokens.len() - 1) as u32;
-            match seq.logits {
-                LogitsWanted::None => {}
-                LogitsWanted::Last | LogitsWanted::Argmax => {
-                    flat.logit_rows.push(last);
-                    flat.argmax_only.push(seq.logits == LogitsWanted::Argmax);
-                }
-                LogitsWanted::All | LogitsWanted::ArgmaxAll => {
-                    let rows = q_start as u32..=last;
-                    let argmax = seq.logits == LogitsWanted::ArgmaxAll;
-                    flat.argmax_only.extend(rows.clone().map(|_| argmax));
-                    flat.logit_rows.extend(rows);
-                }
+            for r in seq.logit_rows() {
+                flat.logit_rows.push((q_start + r) as u32);
+                flat.argmax_only.push(seq.argmax_only());
             }
             flat.seqs.push(SeqAttention {
                 q_start,

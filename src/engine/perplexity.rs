@@ -259,10 +259,8 @@ mod tests {
                 .unwrap()
                 .push((s.start_pos, s.tokens.len(), s.logits));
             let mut data = Vec::new();
-            if s.logits == LogitsWanted::All {
-                for (j, &t) in s.tokens.iter().enumerate() {
-                    data.extend(row(s.start_pos + j, t));
-                }
+            for j in s.logit_rows() {
+                data.extend(row(s.start_pos + j, s.tokens[j]));
             }
             Logits::all_values(data.len() / VOCAB, VOCAB, data)
         });

@@ -641,11 +641,7 @@ impl Engine {
                     gate.open();
                 }
             }
-            let rows = match input.logits {
-                LogitsWanted::None => 0,
-                LogitsWanted::Last | LogitsWanted::Argmax => 1,
-                LogitsWanted::All | LogitsWanted::ArgmaxAll => input.tokens.len(),
-            };
+            let rows = input.logit_rows().len();
             if seq.scoring() {
                 score_prompt(seq, &out, row, sch.start, rows);
             }

@@ -281,13 +281,8 @@ fn counting_step(batch: &Batch) -> Logits {
     let mut data = Vec::new();
     let mut kinds = Vec::new();
     for s in &batch.seqs {
-        let rows: Vec<usize> = match s.logits {
-            LogitsWanted::None => vec![],
-            LogitsWanted::Last | LogitsWanted::Argmax => vec![s.tokens.len() - 1],
-            LogitsWanted::All | LogitsWanted::ArgmaxAll => (0..s.tokens.len()).collect(),
-        };
-        let argmax = matches!(s.logits, LogitsWanted::Argmax | LogitsWanted::ArgmaxAll);
-        for j in rows {
+        let argmax = s.argmax_only();
+        for j in s.logit_rows() {
             let row = counting_logits(s.start_pos + j, s.tokens[j]);
             if argmax {
                 kinds.push(LogitRow::Argmax(super::super::sampler::argmax(&row)));
