@@ -480,11 +480,7 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
         .copied()
         .filter(|&n| n > 0)
         .ok_or_else(|| CliError::Usage("-n must be above 0 with --serve".into()))?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(CliError::Usage(format!(
-            "--serve `{url}`: give a base URL such as http://127.0.0.1:8080"
-        )));
-    }
+    loadgen::check_base_url(url).map_err(CliError::Usage)?;
     let prompt = args
         .prompt
         .clone()

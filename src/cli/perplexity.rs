@@ -145,11 +145,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
 
 /// `--serve`: the text scored by a running server.
 fn run_remote(args: &PerplexityArgs, url: &str) -> Result<(), CliError> {
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(CliError::Usage(format!(
-            "--serve wants a base URL such as http://127.0.0.1:8080, got {url:?}"
-        )));
-    }
+    crate::loadgen::check_base_url(url).map_err(CliError::Usage)?;
     let text = read_text(&args.file)?;
     let scoring = RemoteScoring {
         url: url.to_string(),

@@ -109,9 +109,41 @@ impl Perplexity {
     }
 }
 
-/// How many whole chunks of `ctx` the text gives (what `perplexity` scores without a limit).
-pub fn whole_chunks(tokens: usize, ctx: usize) -> usize {
-    tokens / ctx.max(1)
+/// A chunk must leave a scored row after its first half.
+pub fn check_chunk_size(ctx: usize) -> Result<(), String> {
+    match ctx < 4 {
+        true => Err(format!(
+            "a chunk of {ctx} tokens scores nothing: use at least 4"
+        )),
+        false => Ok(()),
+    }
+}
+
+/// How many chunks of `ctx` a text of `tokens` tokens gives to score: its whole chunks, at most
+/// `max_chunks`. Local and remote runs (`loadgen::score`) cut the same chunks.
+pub fn chunks_to_score(
+    tokens: usize,
+    ctx: usize,
+    max_chunks: Option<usize>,
+) -> Result<usize, String> {
+    check_chunk_size(ctx)?;
+    let whole = tokens / ctx;
+    match max_chunks.map_or(whole, |m| m.min(whole)) {
+        0 => Err(format!(
+            "the text has {tokens} tokens, fewer than one chunk of {ctx}"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Chunk `c` of `tokens`: its `ctx` tokens, the first replaced by `bos` where the model adds
+/// one (llama-perplexity's way).
+pub fn chunk<T: Copy>(tokens: &[T], c: usize, ctx: usize, bos: Option<T>) -> Vec<T> {
+    let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
+    if let Some(bos) = bos {
+        chunk[0] = bos;
+    }
+    chunk
 }
 
 /// Score `tokens` chunk by chunk; `on_chunk` sees the running result after each.
@@ -122,11 +154,7 @@ pub fn perplexity(
     mut on_chunk: impl FnMut(&Perplexity),
 ) -> Result<Perplexity, EngineError> {
     let ctx = opts.ctx;
-    if ctx < 4 {
-        return Err(EngineError::Perplexity(format!(
-            "a chunk of {ctx} tokens scores nothing: use at least 4"
-        )));
-    }
+    check_chunk_size(ctx).map_err(EngineError::Perplexity)?;
     let context = (runner.num_blocks() * runner.block_size()).min(runner.spec().max_position);
     if ctx > context {
         return Err(EngineError::ContextTooLong {
@@ -139,23 +167,14 @@ pub fn perplexity(
     if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
         return Err(candor_models::ModelError::TokenOutOfVocab { id, vocab }.into());
     }
-    let available = whole_chunks(tokens.len(), ctx);
-    let chunks = opts.max_chunks.map_or(available, |m| m.min(available));
-    if chunks == 0 {
-        return Err(EngineError::Perplexity(format!(
-            "the text has {} tokens, fewer than one chunk of {ctx}",
-            tokens.len()
-        )));
-    }
+    let chunks =
+        chunks_to_score(tokens.len(), ctx, opts.max_chunks).map_err(EngineError::Perplexity)?;
     let score_rows = (LOGITS_BYTES / (vocab.max(1) * 4)).max(1);
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
     let mut total = Perplexity::default();
     let started = Instant::now();
     for c in 0..chunks {
-        let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
-        if let Some(bos) = opts.bos {
-            chunk[0] = bos;
-        }
+        let chunk = chunk(tokens, c, ctx, opts.bos);
         let mut table = BlockTable::default();
         let result = score_chunk(
             runner,

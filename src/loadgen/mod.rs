@@ -16,6 +16,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A `--serve` URL must be a base URL with its scheme (requests append `/v1/...`).
+pub fn check_base_url(url: &str) -> Result<(), String> {
+    match url.starts_with("http://") || url.starts_with("https://") {
+        true => Ok(()),
+        false => Err(format!(
+            "--serve `{url}`: give a base URL such as http://127.0.0.1:8080"
+        )),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
     pub request: RequestSpec,

@@ -2,7 +2,7 @@
 //! the text tokenized by the server's `/tokenize`, each chunk scored by `/v1/completions` with
 //! `echo` and `logprobs`, llama-perplexity's chunking as in `candor perplexity`. So a remote
 //! server's accuracy can be set beside a local run's on the same text.
-use crate::engine::perplexity::{whole_chunks, Perplexity};
+use crate::engine::perplexity::{check_chunk_size, chunk, chunks_to_score, Perplexity};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -103,12 +103,8 @@ pub async fn remote_perplexity(
     text: &str,
     mut on_chunk: impl FnMut(&Perplexity),
 ) -> Result<RemotePerplexity, String> {
-    if s.ctx < 4 {
-        return Err(format!(
-            "a chunk of {} tokens scores nothing: use at least 4",
-            s.ctx
-        ));
-    }
+    // Before any request: a chunk size that scores nothing fails at once.
+    check_chunk_size(s.ctx)?;
     let client = reqwest::Client::new();
     let with = token_ids(
         &post(
@@ -130,21 +126,10 @@ pub async fn remote_perplexity(
     )?;
     // The token the server's tokenizer puts first, which starts every chunk (as locally).
     let bos = (with.len() > without.len()).then(|| with[0]);
-    let available = whole_chunks(with.len(), s.ctx);
-    let chunks = s.max_chunks.map_or(available, |m| m.min(available));
-    if chunks == 0 {
-        return Err(format!(
-            "the text has {} tokens, fewer than one chunk of {}",
-            with.len(),
-            s.ctx
-        ));
-    }
+    let chunks = chunks_to_score(with.len(), s.ctx, s.max_chunks)?;
     let started = Instant::now();
     let requests = (0..chunks).map(|c| {
-        let mut chunk = with[c * s.ctx..(c + 1) * s.ctx].to_vec();
-        if let Some(bos) = bos {
-            chunk[0] = bos;
-        }
+        let chunk = chunk(&with, c, s.ctx, bos);
         // One generated token: servers that refuse `max_tokens` 0 still echo the prompt.
         let body = json!({"prompt": chunk, "max_tokens": 1, "echo": true, "logprobs": 1, "temperature": 0});
         let client = &client;
