@@ -13,12 +13,9 @@ use std::fmt::Write;
 /// gemma over only 126 tokens. A wrong kernel costs far more.
 pub const PARITY_GAP: f64 = 0.02;
 
-/// Runs of one model on one text with one chunking, in the order of the report's systems.
+/// Runs of one model on one text with one chunking (system label, run, its perplexity), in the
+/// order of the report's systems; the first is the one the others are compared with.
 pub struct Group<'a> {
-    pub model: &'a str,
-    pub file: &'a str,
-    pub ctx: usize,
-    pub chunks: usize,
     pub runs: Vec<(&'a str, &'a LocalRun, &'a PerplexityRun)>,
 }
 
@@ -49,10 +46,27 @@ pub fn agreement(a: &PerplexityRun, b: &PerplexityRun) -> Option<Agreement> {
 }
 
 impl Group<'_> {
+    pub fn model(&self) -> &str {
+        &self.runs[0].1.model.key
+    }
+
+    pub fn first(&self) -> &PerplexityRun {
+        self.runs[0].2
+    }
+
+    /// Whether `p`, a perplexity of a run of `model`, compares with the group's.
+    fn takes(&self, model: &str, p: &PerplexityRun) -> bool {
+        let first = self.first();
+        self.model() == model
+            && first.file_sha256 == p.file_sha256
+            && first.ctx == p.ctx
+            && first.chunks == p.chunks
+    }
+
     /// The lowest share of positions where a run picks the first run's token, if the runs
     /// kept their picks.
     pub fn worst_agreement(&self) -> Option<Agreement> {
-        let first = self.runs[0].2;
+        let first = self.first();
         self.runs[1..]
             .iter()
             .filter_map(|(_, _, p)| agreement(first, p))
@@ -74,21 +88,10 @@ pub fn groups<'a>(a: &'a Analysis) -> Vec<Group<'a>> {
             let Some(p) = &r.run.perplexity else {
                 continue;
             };
-            let same = |g: &Group| {
-                g.model == r.run.model.key
-                    && g.runs[0].2.file_sha256 == p.file_sha256
-                    && g.ctx == p.ctx
-                    && g.chunks == p.chunks
-            };
-            match out.iter_mut().find(|g| same(g)) {
-                Some(g) => g.runs.push((&s.label, &r.run, p)),
-                None => out.push(Group {
-                    model: &r.run.model.key,
-                    file: &p.file,
-                    ctx: p.ctx,
-                    chunks: p.chunks,
-                    runs: vec![(&s.label, &r.run, p)],
-                }),
+            let entry = (s.label.as_str(), &r.run, p);
+            match out.iter_mut().find(|g| g.takes(&r.run.model.key, p)) {
+                Some(g) => g.runs.push(entry),
+                None => out.push(Group { runs: vec![entry] }),
             }
         }
     }
@@ -139,23 +142,23 @@ pub fn section(out: &mut String, a: &Analysis) {
     );
     let mut rows = Vec::new();
     for g in &groups {
-        let first = g.runs[0].2;
+        let first = g.first();
         for (i, (system, run, p)) in g.runs.iter().enumerate() {
             let agreed = match i {
                 0 => None,
                 _ => agreement(first, p),
             };
             rows.push(vec![
-                g.model.to_string(),
+                g.model().to_string(),
                 run.model.quantization.clone().unwrap_or_else(|| "?".into()),
                 run.software.clone(),
                 system.to_string(),
                 format!(
                     "{} ({})",
-                    g.file,
+                    first.file,
                     p.file_sha256.chars().take(8).collect::<String>()
                 ),
-                format!("{} × {}", g.chunks, g.ctx),
+                format!("{} × {}", first.chunks, first.ctx),
                 format!("{:.4} ± {:.4}", p.ppl, p.ppl_stderr),
                 match i {
                     0 => "–".into(),
@@ -202,8 +205,8 @@ pub fn section(out: &mut String, a: &Analysis) {
         let _ = writeln!(
             out,
             "- {} on {}: {} runs, largest gap {}{top1} ({}).",
-            g.model,
-            g.file,
+            g.model(),
+            g.first().file,
             g.runs.len(),
             pct(g.gap()),
             match g.gap() < PARITY_GAP {
