@@ -75,11 +75,7 @@ pub fn measure(
     let tokens = tokenizer
         .encode_text(text, true)
         .map_err(candor_models::ModelError::from)?;
-    let bos = tokenizer
-        .encode("", true)
-        .map_err(candor_models::ModelError::from)?
-        .first()
-        .copied();
+    let bos = tokenizer.added_bos();
     let opts = PerplexityOptions {
         ctx,
         max_chunks: chunks,

@@ -64,6 +64,11 @@ impl Tokenizer {
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
     }
+    /// The BOS id `encode` puts first when asked for special tokens (None for a model that
+    /// adds none).
+    pub fn added_bos(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
     pub fn bos_token(&self) -> Option<String> {
         self.bos.and_then(|id| self.token_to_piece(id))
     }
@@ -137,12 +142,11 @@ impl Tokenizer {
     }
 
     fn encode_with(&self, text: &str, add_special: bool, control_tokens: bool) -> Result<Vec<u32>> {
-        let mut out = Vec::new();
-        if add_special && self.add_bos {
-            if let Some(b) = self.bos {
-                out.push(b);
-            }
-        }
+        let mut out: Vec<u32> = self
+            .added_bos()
+            .filter(|_| add_special)
+            .into_iter()
+            .collect();
         match &self.model {
             Model::Hf(t) => {
                 let enc = match control_tokens {

@@ -91,7 +91,7 @@ fn fill_in_the_middle(ready: &Ready, prompt: &Prompt, suffix: &str) -> Result<Ve
     };
     no_nul("prompt", prefix)?;
     // BOS, where the model wants one, comes before everything.
-    let mut ids = encode("", true)?;
+    let mut ids: Vec<u32> = ready.tokenizer.added_bos().into_iter().collect();
     ids.push(pre);
     ids.extend(encode(prefix, false)?);
     ids.push(suf);
