@@ -677,6 +677,32 @@ async fn thinking_goes_to_reasoning_content() {
             "{v} vs {raw:?}"
         );
 
+        // Through /v1/responses the thought is a reasoning item, the answer a message.
+        let (st, r) = post(
+            &s,
+            "/v1/responses",
+            json!({"input": "Is 7 a prime number?", "max_output_tokens": 40, "temperature": 0,
+                   "chat_template_kwargs": kwargs}),
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        let item_texts = |kind: &str| -> String {
+            r["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["type"] == kind)
+                .map(|i| i["content"][0]["text"].as_str().unwrap_or(""))
+                .collect()
+        };
+        let thought = item_texts("reasoning");
+        assert_eq!(thought, want_reasoning.clone().unwrap_or_default(), "{r}");
+        assert_eq!(item_texts("message"), want_content, "{r}");
+        let reasoning_tokens = r["usage"]["output_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(reasoning_tokens > 0, !thought.is_empty(), "{r}");
+
         let mut stream_body = body;
         stream_body["stream"] = json!(true);
         let events = sse(&s, "/v1/chat/completions", stream_body).await;

@@ -452,6 +452,51 @@ fn cases() -> Vec<Case> {
             "best_of",
         ),
         case(
+            "responses input longer than the context",
+            "/v1/responses",
+            json!({"input": long_prompt, "max_output_tokens": 1}),
+            400,
+            "context",
+        ),
+        case(
+            "responses input of the wrong type",
+            "/v1/responses",
+            json!({"input": 42}),
+            400,
+            "input",
+        ),
+        case(
+            "responses input item of an unknown type",
+            "/v1/responses",
+            json!({"input": [{"type": "computer_call_output", "call_id": "c"}]}),
+            400,
+            "`computer_call_output` is not supported",
+        ),
+        case(
+            "responses function_call_output without output",
+            "/v1/responses",
+            json!({"input": [{"type": "function_call_output", "call_id": "c"}]}),
+            400,
+            "string or a list of text parts",
+        ),
+        case(
+            "responses chat field",
+            "/v1/responses",
+            json!({"input": "hi", "max_tokens": 4}),
+            400,
+            "max_output_tokens",
+        ),
+        Case {
+            auth: None,
+            ..case(
+                "responses without the API key",
+                "/v1/responses",
+                json!({"input": "hi"}),
+                401,
+                "API key",
+            )
+        },
+        case(
             "tool_choice without tools",
             chat_path,
             chat(json!({"tool_choice": "required"})),

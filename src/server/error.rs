@@ -69,6 +69,22 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }
 
+    /// The same error in another endpoint's field names (`/v1/responses` runs through the chat
+    /// path): the parameter, and each backquoted mention of it in the message.
+    pub fn renamed(mut self, names: &[(&str, &str)]) -> Self {
+        for (from, to) in names {
+            if let Some(rest) = self.param.as_deref().and_then(|p| p.strip_prefix(from)) {
+                if rest.is_empty() || rest.starts_with(['.', '[']) {
+                    self.param = Some(format!("{to}{rest}"));
+                }
+            }
+            self.message = self
+                .message
+                .replace(&format!("`{from}`"), &format!("`{to}`"));
+        }
+        self
+    }
+
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({
             "error": {
@@ -102,5 +118,28 @@ impl From<crate::engine::scheduler::SubmitError> for ApiError {
             SubmitError::Stopped => ApiError::unavailable("the server is shutting down"),
             SubmitError::Invalid(m) => ApiError::bad_request(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn renaming_changes_the_parameter_and_its_mentions_only() {
+        let e = ApiError::invalid(
+            "max_completion_tokens",
+            "`max_completion_tokens` must be at least 1",
+        )
+        .renamed(&[
+            ("max_completion_tokens", "max_output_tokens"),
+            ("messages", "input"),
+        ]);
+        assert_eq!(e.param.as_deref(), Some("max_output_tokens"));
+        assert_eq!(e.message, "`max_output_tokens` must be at least 1");
+        let e = ApiError::invalid("messages[2].content", "bad").renamed(&[("messages", "input")]);
+        assert_eq!(e.param.as_deref(), Some("input[2].content"));
+        let e = ApiError::invalid("messages_x", "keep").renamed(&[("messages", "input")]);
+        assert_eq!(e.param.as_deref(), Some("messages_x"));
     }
 }

@@ -10,6 +10,7 @@ pub mod marker;
 pub mod openai;
 pub mod reasoning;
 pub mod respond;
+pub mod responses;
 pub mod routes;
 pub mod state;
 pub mod structured;
@@ -73,6 +74,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
     let mut r = Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/models", get(routes::misc::models))
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(routes::misc::metrics))

@@ -38,13 +38,18 @@ fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
     })
 }
 
-fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
-    json!({"content": tokens.iter().map(|t| json!({
+/// One token's logprobs as chat (and responses) give them: text, bytes, and the top tokens.
+pub fn token_logprob(t: &TokenInfo) -> Value {
+    json!({
         "token": t.text,
         "logprob": t.logprob,
         "bytes": t.text.as_bytes(),
         "top_logprobs": t.top.iter().flatten().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
-    })).collect::<Vec<_>>()})
+    })
+}
+
+fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
+    json!({"content": tokens.iter().map(token_logprob).collect::<Vec<_>>()})
 }
 
 fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {

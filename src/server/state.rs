@@ -72,3 +72,9 @@ pub fn new_id(prefix: &str) -> String {
     let n: u128 = rand::rng().random();
     format!("{prefix}-{n:032x}")
 }
+
+/// An id in the underscore style of OpenAI's calls and response items: `call_5f0c...`,
+/// `resp_...`, `msg_...`.
+pub fn new_item_id(prefix: &str) -> String {
+    new_id(prefix).replacen('-', "_", 1)
+}

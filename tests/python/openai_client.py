@@ -122,6 +122,48 @@ city = parsed.choices[0].message.parsed
 assert isinstance(city, City), parsed
 assert parsed.choices[0].finish_reason == "stop", parsed
 
+# The Responses API: text, streamed events, a call and its output sent back, parsed JSON.
+resp = client.responses.create(
+    model=model, input="What is the capital of France? One word.", max_output_tokens=8, temperature=0
+)
+assert resp.status == "completed", resp
+assert "Paris" in resp.output_text, resp
+assert resp.usage.input_tokens > 0 and resp.usage.output_tokens > 0, resp.usage
+kinds, text, final = [], [], None
+with client.responses.create(
+    model=model, input="Count from 1 to 5.", max_output_tokens=12, temperature=0, stream=True
+) as events:
+    for event in events:
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            text.append(event.delta)
+        if event.type in ("response.completed", "response.incomplete"):
+            final = event.response
+assert kinds[0] == "response.created", kinds
+assert final is not None and final.output_text == "".join(text), (final, text)
+weather_flat = {"type": "function", **weather["function"]}
+called = client.responses.create(
+    model=model, input=ask, tools=[weather_flat], max_output_tokens=60, temperature=0
+)
+calls = [item for item in called.output if item.type == "function_call"]
+assert calls and calls[0].name == "get_weather", called
+assert json.loads(calls[0].arguments)["city"] == "Paris", calls
+followed = client.responses.create(
+    model=model,
+    input=ask
+    + [item.model_dump(exclude_none=True) for item in called.output]
+    + [{"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"temperature": 21}'}],
+    tools=[weather_flat],
+    tool_choice="none",
+    max_output_tokens=30,
+    temperature=0,
+)
+assert followed.output_text, followed
+described = client.responses.parse(
+    model=model, input="Describe Paris as JSON.", text_format=City, max_output_tokens=80, temperature=0
+)
+assert isinstance(described.output_parsed, City), described
+
 # An error comes back as the client's typed exception.
 try:
     client.chat.completions.create(model=model, messages=[], max_tokens=4)

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`.
 use crate::server::answer::AnswerSetup;
 use crate::server::error::ApiError;
-use crate::server::generation::{self, PromptIn};
+use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::reasoning;
@@ -13,6 +13,7 @@ use crate::server::validate::{no_nul, plan};
 use axum::extract::State;
 use axum::response::Response;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
@@ -176,9 +177,31 @@ pub async fn chat_completions(
     State(state): State<SharedState>,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
+    let started = start_chat(&state, &req, new_id("chatcmpl")).await?;
+    if started.stream {
+        Ok(respond::stream(started.meta, started.rx))
+    } else {
+        respond::complete(started.meta, started.rx).await
+    }
+}
+
+/// A chat request running in the engine: how to answer it, and its choices' events.
+pub struct StartedChat {
+    pub meta: Meta,
+    pub rx: UnboundedReceiver<ChoiceEvent>,
+    pub stream: bool,
+}
+
+/// Check a chat request, render and encode its prompt, compile its constraint and submit it.
+/// Shared by `/v1/chat/completions` and `/v1/responses`, which differ only in how they answer.
+pub async fn start_chat(
+    state: &SharedState,
+    req: &ChatRequest,
+    id: String,
+) -> Result<StartedChat, ApiError> {
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
-    refuse_unsupported(&req)?;
+    refuse_unsupported(req)?;
     let tool_request = ToolRequest {
         tools: req.tools.as_deref(),
         tool_choice: req.tool_choice.as_ref(),
@@ -193,7 +216,7 @@ pub async fn chat_completions(
         .and_then(|t| Some((t.output.format, t.lazy_call_grammar.clone()?)));
     let format = req.response_format.clone();
     let constrained = format.is_some() || call_grammar.is_some() || lazy_call.is_some();
-    let constraint = structured::compile(&state, constrained, move |ready| {
+    let constraint = structured::compile(state, constrained, move |ready| {
         match (
             structured::response_format(ready, format.as_ref())?,
             call_grammar,
@@ -251,7 +274,6 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0) as usize),
         (false, _) => None,
     };
-    let id = new_id("chatcmpl");
     let rx = generation::start(
         ready,
         &id,
@@ -278,9 +300,9 @@ pub async fn chat_completions(
             }),
         },
     };
-    if p.stream {
-        Ok(respond::stream(meta, rx))
-    } else {
-        respond::complete(meta, rx).await
-    }
+    Ok(StartedChat {
+        meta,
+        rx,
+        stream: p.stream,
+    })
 }

@@ -198,7 +198,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
 /// A call as OpenAI returns it; `index` is set in stream deltas.
 pub fn call_json(call: &ParsedCall, index: Option<usize>) -> Value {
     let mut v = json!({
-        "id": super::state::new_id("call").replacen('-', "_", 1),
+        "id": super::state::new_item_id("call"),
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments},
     });

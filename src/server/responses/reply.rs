@@ -1,0 +1,257 @@
+//! Answering a `/v1/responses` request: the response object, whole or as a stream of typed
+//! events (`response.created` ... `response.completed`), from the choice events of the chat
+//! request it ran as.
+use super::items::OutputItems;
+use super::request::ResponsesRequest;
+use crate::server::answer::AnswerReader;
+use crate::server::error::ApiError;
+use crate::server::generation::ChoiceEvent;
+use crate::server::routes::chat::StartedChat;
+use crate::server::state::unix_now;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use candor_models::tokenizer::Tokenizer;
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The fields of the response object that do not change while it runs: the request's settings
+/// as applied (OpenAI echoes them), with the server's defaults where the request was silent.
+pub struct Shell {
+    id: String,
+    created_at: u64,
+    settings: Map<String, Value>,
+}
+
+impl Shell {
+    pub fn new(id: String, model: &str, req: &ResponsesRequest) -> Self {
+        let or = |v: Option<Value>, default: Value| v.unwrap_or(default);
+        let settings = json!({
+            "model": model,
+            "instructions": req.instructions,
+            "max_output_tokens": req.max_output_tokens,
+            "metadata": or(req.metadata.clone().map(Value::Object), json!({})),
+            "parallel_tool_calls": req.parallel_tool_calls.unwrap_or(true),
+            "temperature": req.common.temperature.unwrap_or(1.0),
+            "top_p": req.common.top_p.unwrap_or(1.0),
+            "top_logprobs": req.top_logprobs.unwrap_or(0),
+            "tool_choice": or(req.tool_choice.clone(), json!("auto")),
+            "tools": or(req.tools.clone().map(Value::Array), json!([])),
+            "text": or(req.text.clone(), json!({"format": {"type": "text"}})),
+            "reasoning": or(req.reasoning.clone(), json!({"effort": null, "summary": null})),
+            "truncation": "disabled",
+            "previous_response_id": null,
+            "background": false,
+            "store": false,
+        });
+        Shell {
+            id,
+            created_at: unix_now(),
+            settings: match settings {
+                Value::Object(o) => o,
+                _ => Map::new(),
+            },
+        }
+    }
+
+    fn object(&self, status: &str, output: &[Value], end: Option<&End>) -> Value {
+        let mut o = json!({
+            "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
+            "output": output, "error": null, "incomplete_details": null, "usage": null,
+        });
+        if let Some(end) = end {
+            o["completed_at"] = json!(unix_now());
+            o["usage"] = end.usage.clone();
+            if end.cut_off {
+                o["incomplete_details"] = json!({"reason": "max_output_tokens"});
+            }
+            if let Some(message) = &end.error {
+                o["error"] = json!({"code": "server_error", "message": message});
+            }
+        }
+        if let Some(fields) = o.as_object_mut() {
+            fields.extend(self.settings.clone());
+        }
+        o
+    }
+}
+
+/// How a response ended.
+struct End {
+    usage: Value,
+    cut_off: bool,
+    error: Option<String>,
+}
+
+impl End {
+    fn status(&self) -> &'static str {
+        match (&self.error, self.cut_off) {
+            (Some(_), _) => "failed",
+            (None, true) => "incomplete",
+            (None, false) => "completed",
+        }
+    }
+}
+
+/// Reads the one choice of the chat request into output items.
+struct Reading {
+    reader: AnswerReader,
+    items: OutputItems,
+    tokenizer: Arc<Tokenizer>,
+    prompt_tokens: usize,
+}
+
+impl Reading {
+    fn new(started: &StartedChat, tokenizer: Arc<Tokenizer>) -> Self {
+        let setup = started.meta.answer.clone().unwrap_or_default();
+        Reading {
+            reader: AnswerReader::new(&setup),
+            items: OutputItems::new(started.stream, started.meta.logprobs),
+            tokenizer,
+            prompt_tokens: started.meta.prompt_tokens,
+        }
+    }
+
+    /// One choice event; the end once the choice finished or failed.
+    fn read(&mut self, event: Option<ChoiceEvent>) -> Option<End> {
+        match event {
+            Some(ChoiceEvent::Delta { text, tokens, .. }) => {
+                let released = self.reader.push(&text);
+                self.items.push(released, &tokens);
+                None
+            }
+            Some(ChoiceEvent::Finish {
+                reason,
+                completion_tokens,
+                cached_tokens,
+                ..
+            }) => {
+                let released = self.reader.finish();
+                self.items.push(released, &[]);
+                let cut_off = self.reader.finish_reason(reason) == "length";
+                self.items.finish(!cut_off);
+                Some(End {
+                    usage: self.usage(completion_tokens, cached_tokens),
+                    cut_off,
+                    error: None,
+                })
+            }
+            Some(ChoiceEvent::Error { message, .. }) => Some(self.failed(message)),
+            None => Some(self.failed("generation ended unexpectedly".into())),
+        }
+    }
+
+    fn failed(&self, message: String) -> End {
+        End {
+            usage: Value::Null,
+            cut_off: false,
+            error: Some(message),
+        }
+    }
+
+    /// Reasoning tokens are the thought's text encoded again: the generated ids are not kept
+    /// apart by where their text went.
+    fn usage(&self, completion: usize, cached: usize) -> Value {
+        let thought = self.items.thought();
+        let reasoning = match thought.is_empty() {
+            true => 0,
+            false => self
+                .tokenizer
+                .encode(thought, false)
+                .map_or(0, |ids| ids.len().min(completion)),
+        };
+        json!({
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": self.prompt_tokens + completion,
+        })
+    }
+}
+
+/// Run to the end, then answer with the response object.
+pub async fn complete(
+    shell: Shell,
+    mut started: StartedChat,
+    tokenizer: Arc<Tokenizer>,
+) -> Result<Response, ApiError> {
+    let mut reading = Reading::new(&started, tokenizer);
+    let end = loop {
+        if let Some(end) = reading.read(started.rx.recv().await) {
+            break end;
+        }
+    };
+    if let Some(message) = end.error {
+        return Err(ApiError::internal(message));
+    }
+    let object = shell.object(end.status(), reading.items.items(), Some(&end));
+    Ok(axum::Json(object).into_response())
+}
+
+/// Answer with the typed event stream. It owns the receiver: a client that goes away drops
+/// the stream and with it the generation.
+pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
+    struct St {
+        shell: Shell,
+        rx: UnboundedReceiver<ChoiceEvent>,
+        reading: Reading,
+        queue: VecDeque<Value>,
+        sequence: u64,
+        done: bool,
+    }
+    let reading = Reading::new(&started, tokenizer);
+    let opening = shell.object("in_progress", &[], None);
+    let queue = VecDeque::from([
+        json!({"type": "response.created", "response": opening}),
+        json!({"type": "response.in_progress", "response": opening}),
+    ]);
+    let st = St {
+        shell,
+        rx: started.rx,
+        reading,
+        queue,
+        sequence: 0,
+        done: false,
+    };
+    let events = futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(mut event) = st.queue.pop_front() {
+                event["sequence_number"] = json!(st.sequence);
+                st.sequence += 1;
+                let name = event["type"].as_str().unwrap_or("message").to_string();
+                let sse = Event::default().event(name).data(event.to_string());
+                return Some((Ok::<_, Infallible>(sse), st));
+            }
+            if st.done {
+                return None;
+            }
+            let end = st.reading.read(st.rx.recv().await);
+            st.queue.extend(st.reading.items.take_events());
+            if let Some(end) = end {
+                if let Some(message) = &end.error {
+                    // Headers are sent already: the failure is told in-band.
+                    st.queue
+                        .push_back(json!({"type": "error", "code": "server_error",
+                                              "message": message, "param": null}));
+                }
+                let kind = match end.status() {
+                    "failed" => "response.failed",
+                    "incomplete" => "response.incomplete",
+                    _ => "response.completed",
+                };
+                let object = st
+                    .shell
+                    .object(end.status(), st.reading.items.items(), Some(&end));
+                st.queue
+                    .push_back(json!({"type": kind, "response": object}));
+                st.done = true;
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}

@@ -1,0 +1,474 @@
+//! A `/v1/responses` request body and its translation into the chat request it means: input
+//! items become messages, flat function tools become chat tools, `text.format` becomes
+//! `response_format`. What candor cannot honour (stored responses, built-in tools, images) is
+//! refused with the field that asked for it.
+use crate::server::error::ApiError;
+use crate::server::openai::{ChatRequest, CommonParams, Content, Message};
+use crate::server::validate::no_nul;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// The include entry that asks for the logprobs of the answer's text.
+pub const INCLUDE_LOGPROBS: &str = "message.output_text.logprobs";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponsesRequest {
+    pub input: Input,
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<i64>,
+    pub top_logprobs: Option<i64>,
+    /// Function tools, flat: `{"type": "function", "name", "description", "parameters"}`.
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    /// `{"format": {"type": "text" | "json_object" | "json_schema", ...}}`.
+    pub text: Option<Value>,
+    pub include: Option<Vec<String>>,
+    pub metadata: Option<Map<String, Value>>,
+    pub truncation: Option<String>,
+    pub reasoning: Option<Value>,
+    pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// Refused: candor keeps no responses or conversations and runs nothing in the background.
+    pub previous_response_id: Option<String>,
+    pub conversation: Option<Value>,
+    pub background: Option<bool>,
+    pub prompt: Option<Value>,
+    /// `model`, sampling and `stream`, as in chat; `max_tokens` and `n` are refused here.
+    #[serde(flatten)]
+    pub common: CommonParams,
+}
+
+/// `input`: one user message as text, or a list of items.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "`input` to be a string or a list of input items")]
+pub enum Input {
+    Text(String),
+    Items(Vec<Value>),
+}
+
+/// How errors of the chat path name the fields of a responses request.
+pub const FIELD_NAMES: [(&str, &str); 3] = [
+    ("max_completion_tokens", "max_output_tokens"),
+    ("messages", "input"),
+    ("response_format", "text.format"),
+];
+
+impl ResponsesRequest {
+    /// The chat request this request means.
+    pub fn to_chat(&self) -> Result<ChatRequest, ApiError> {
+        self.refuse_unsupported()?;
+        let mut common = self.common.clone();
+        common.max_completion_tokens = self.max_output_tokens;
+        let logprobs = self.include.iter().flatten().any(|i| i == INCLUDE_LOGPROBS);
+        Ok(ChatRequest {
+            messages: self.messages()?,
+            common,
+            logprobs,
+            top_logprobs: self.top_logprobs.filter(|_| logprobs),
+            tools: self.tools.as_deref().map(chat_tools).transpose()?,
+            tool_choice: self
+                .tool_choice
+                .as_ref()
+                .map(chat_tool_choice)
+                .transpose()?,
+            parallel_tool_calls: self.parallel_tool_calls,
+            response_format: self.response_format()?,
+            chat_template_kwargs: self.chat_template_kwargs.clone(),
+            functions: None,
+            function_call: None,
+            modalities: None,
+        })
+    }
+
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        let stateless =
+            "candor keeps no responses or conversations: send the whole conversation in `input`";
+        if self.previous_response_id.is_some() {
+            return Err(ApiError::invalid("previous_response_id", stateless));
+        }
+        if self.conversation.is_some() {
+            return Err(ApiError::invalid("conversation", stateless));
+        }
+        if self.prompt.is_some() {
+            return Err(ApiError::invalid(
+                "prompt",
+                "stored prompt templates are not supported; send `instructions` and `input`",
+            ));
+        }
+        if self.background == Some(true) {
+            return Err(ApiError::invalid(
+                "background",
+                "background responses are not supported (candor keeps no responses to poll)",
+            ));
+        }
+        if let Some(t) = self.truncation.as_deref().filter(|t| *t != "disabled") {
+            return Err(ApiError::invalid(
+                "truncation",
+                format!("truncation `{t}` is not supported; only `disabled` (a too long input is refused)"),
+            ));
+        }
+        let chat_only = [
+            ("max_tokens", self.common.max_tokens.is_some()),
+            (
+                "max_completion_tokens",
+                self.common.max_completion_tokens.is_some(),
+            ),
+            ("n", self.common.n.is_some_and(|n| n != 1)),
+        ];
+        if let Some((field, _)) = chat_only.iter().find(|(_, sent)| *sent) {
+            return Err(ApiError::invalid(
+                field,
+                format!("`{field}` is a chat completions field; responses take `max_output_tokens` and answer once"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn messages(&self) -> Result<Vec<Message>, ApiError> {
+        let mut messages = Vec::new();
+        if let Some(instructions) = &self.instructions {
+            messages.push(message("system", Some(instructions.clone())));
+        }
+        match &self.input {
+            Input::Text(text) => messages.push(message("user", Some(text.clone()))),
+            Input::Items(items) => {
+                if items.is_empty() {
+                    return Err(ApiError::invalid("input", "`input` must not be empty"));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    add_item(&mut messages, item, &format!("input[{i}]"))?;
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    fn response_format(&self) -> Result<Option<Value>, ApiError> {
+        let Some(format) = self.text.as_ref().and_then(|t| t.get("format")) else {
+            return Ok(None);
+        };
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(None),
+            Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+            Some("json_schema") => {
+                let mut schema = format.clone();
+                if let Some(o) = schema.as_object_mut() {
+                    o.remove("type");
+                }
+                Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
+            }
+            _ => Err(ApiError::invalid(
+                "text.format.type",
+                "`text.format.type` must be `text`, `json_object` or `json_schema`",
+            )),
+        }
+    }
+}
+
+fn message(role: &str, content: Option<String>) -> Message {
+    Message {
+        role: role.into(),
+        content: content.map(Content::Text),
+        tool_calls: None,
+        tool_call_id: None,
+        name: None,
+    }
+}
+
+fn field<'a>(item: &'a Value, key: &str, param: &str) -> Result<&'a str, ApiError> {
+    item.get(key).and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid(
+            &format!("{param}.{key}"),
+            format!("`{key}` must be a string"),
+        )
+    })
+}
+
+/// One input item onto the messages: a message, a call the assistant made (joined to the
+/// assistant turn before it, as chat templates want a turn's calls together), a call's output,
+/// or an earlier thought (dropped: templates do not show past thoughts).
+fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<(), ApiError> {
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("message");
+    match kind {
+        "message" => {
+            let role = field(item, "role", param)?;
+            let content = item_text(item.get("content"), &format!("{param}.content"))?;
+            messages.push(message(role, Some(content)));
+        }
+        "function_call" => {
+            let call_id = field(item, "call_id", param)?;
+            let name = field(item, "name", param)?;
+            let arguments = field(item, "arguments", param)?;
+            let call = json!({"id": call_id, "type": "function",
+                              "function": {"name": name, "arguments": arguments}});
+            match messages.last_mut() {
+                Some(m) if m.role == "assistant" => m.tool_calls.get_or_insert_default().push(call),
+                _ => {
+                    let mut m = message("assistant", None);
+                    m.tool_calls = Some(vec![call]);
+                    messages.push(m);
+                }
+            }
+        }
+        "function_call_output" => {
+            let call_id = field(item, "call_id", param)?;
+            let output = item_text(item.get("output"), &format!("{param}.output"))?;
+            let name = messages
+                .iter()
+                .flat_map(|m| m.tool_calls.iter().flatten())
+                .find(|c| c["id"] == call_id)
+                .and_then(|c| c["function"]["name"].as_str())
+                .map(str::to_string);
+            let mut m = message("tool", Some(output));
+            m.tool_call_id = Some(call_id.to_string());
+            m.name = name;
+            messages.push(m);
+        }
+        "reasoning" => {}
+        "item_reference" => {
+            return Err(ApiError::invalid(
+                param,
+                "candor keeps no items to refer to: send the item itself",
+            ))
+        }
+        other => {
+            return Err(ApiError::invalid(
+                &format!("{param}.type"),
+                format!("input item of type `{other}` is not supported (message, function_call, function_call_output, reasoning)"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A message's content or a call's output: text, or a list of text parts joined.
+fn item_text(content: Option<&Value>, param: &str) -> Result<String, ApiError> {
+    let text = match content {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
+                let key = match kind {
+                    "input_text" | "output_text" | "text" => "text",
+                    "refusal" => "refusal",
+                    _ => {
+                        return Err(ApiError::invalid(
+                            &format!("{param}[{j}].type"),
+                            format!("content part of type `{kind}` is not supported (text only)"),
+                        ))
+                    }
+                };
+                text.push_str(field(part, key, &format!("{param}[{j}]"))?);
+            }
+            text
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                param,
+                "must be a string or a list of text parts",
+            ))
+        }
+    };
+    no_nul(param, &text)?;
+    Ok(text)
+}
+
+/// Flat function tools as chat tools (`{"type": "function", "function": {...}}`), the keys
+/// in the order sent: the template prints them.
+fn chat_tools(tools: &[Value]) -> Result<Vec<Value>, ApiError> {
+    tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            let param = format!("tools[{i}]");
+            match tool.get("type").and_then(Value::as_str) {
+                Some("function") => {}
+                other => {
+                    return Err(ApiError::invalid(
+                        &format!("{param}.type"),
+                        format!(
+                            "tool type `{}` is not supported (function tools only)",
+                            other.unwrap_or("")
+                        ),
+                    ))
+                }
+            }
+            let mut function = tool.as_object().cloned().unwrap_or_default();
+            function.remove("type");
+            Ok(json!({"type": "function", "function": function}))
+        })
+        .collect()
+}
+
+/// `{"type": "function", "name": ...}` as chat's `{"type": "function", "function": {"name"}}`;
+/// the `auto` / `none` / `required` strings are the same in both.
+fn chat_tool_choice(choice: &Value) -> Result<Value, ApiError> {
+    match choice {
+        Value::String(_) => Ok(choice.clone()),
+        Value::Object(o) if o.get("type") == Some(&json!("function")) => {
+            let name = field(choice, "name", "tool_choice")?;
+            Ok(json!({"type": "function", "function": {"name": name}}))
+        }
+        _ => Err(ApiError::invalid(
+            "tool_choice",
+            "`tool_choice` must be `auto`, `none`, `required` or `{\"type\": \"function\", \"name\": ...}`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: Value) -> ResponsesRequest {
+        serde_json::from_value(body).expect("a responses request")
+    }
+
+    fn roles_and_texts(chat: &ChatRequest) -> Vec<(String, Option<String>)> {
+        chat.messages
+            .iter()
+            .map(|m| {
+                let text = match &m.content {
+                    Some(Content::Text(t)) => Some(t.clone()),
+                    _ => None,
+                };
+                (m.role.clone(), text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_input_and_instructions_are_a_system_and_a_user_message() {
+        let chat =
+            request(json!({"input": "Hi", "instructions": "Be brief.", "max_output_tokens": 9}))
+                .to_chat()
+                .unwrap();
+        assert_eq!(
+            roles_and_texts(&chat),
+            vec![
+                ("system".to_string(), Some("Be brief.".to_string())),
+                ("user".to_string(), Some("Hi".to_string()))
+            ]
+        );
+        assert_eq!(chat.common.max_completion_tokens, Some(9));
+        assert!(!chat.logprobs);
+    }
+
+    #[test]
+    fn calls_join_the_assistant_turn_and_outputs_answer_them_by_name() {
+        let chat = request(json!({"input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Weather "}, {"type": "input_text", "text": "in Paris?"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+            {"type": "function_call", "call_id": "c2", "name": "get_time", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c2", "output": "noon"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny.", "annotations": []}]},
+        ]}))
+        .to_chat()
+        .unwrap();
+        let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+        assert_eq!(
+            roles_and_texts(&chat)[0].1.as_deref(),
+            Some("Weather in Paris?")
+        );
+        let calls = chat.messages[1].tool_calls.as_ref().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        assert!(chat.messages[1].content.is_none());
+        assert_eq!(chat.messages[2].tool_call_id.as_deref(), Some("c2"));
+        assert_eq!(chat.messages[2].name.as_deref(), Some("get_time"));
+    }
+
+    #[test]
+    fn tools_choice_format_and_logprobs_take_their_chat_shapes() {
+        let chat = request(json!({
+            "input": "x",
+            "tools": [{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}, "strict": true}},
+            "include": [INCLUDE_LOGPROBS],
+            "top_logprobs": 3,
+        }))
+        .to_chat()
+        .unwrap();
+        assert_eq!(
+            chat.tools.unwrap()[0],
+            json!({"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}})
+        );
+        assert_eq!(
+            chat.tool_choice.unwrap(),
+            json!({"type": "function", "function": {"name": "f"}})
+        );
+        assert_eq!(
+            chat.response_format.unwrap(),
+            json!({"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}, "strict": true}})
+        );
+        assert!(chat.logprobs);
+        assert_eq!(chat.top_logprobs, Some(3));
+        // Without the include entry, top_logprobs asks for nothing.
+        let chat = request(json!({"input": "x", "top_logprobs": 3}))
+            .to_chat()
+            .unwrap();
+        assert!(!chat.logprobs && chat.top_logprobs.is_none());
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_refused_by_field() {
+        for (body, param) in [
+            (
+                json!({"input": "x", "previous_response_id": "resp_1"}),
+                "previous_response_id",
+            ),
+            (
+                json!({"input": "x", "conversation": "conv_1"}),
+                "conversation",
+            ),
+            (json!({"input": "x", "background": true}), "background"),
+            (json!({"input": "x", "truncation": "auto"}), "truncation"),
+            (json!({"input": "x", "max_tokens": 5}), "max_tokens"),
+            (json!({"input": "x", "n": 2}), "n"),
+            (json!({"input": []}), "input"),
+            (
+                json!({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]}),
+                "input[0].content[0].type",
+            ),
+            (
+                json!({"input": [{"type": "web_search_call"}]}),
+                "input[0].type",
+            ),
+            (
+                json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
+                "input[0]",
+            ),
+            (
+                json!({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}),
+                "input[0].call_id",
+            ),
+            (
+                json!({"input": [{"role": "user", "content": "a\u{0}b"}]}),
+                "input[0].content",
+            ),
+            (
+                json!({"input": "x", "tools": [{"type": "web_search"}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"input": "x", "tool_choice": {"type": "allowed_tools"}}),
+                "tool_choice",
+            ),
+            (
+                json!({"input": "x", "text": {"format": {"type": "yaml"}}}),
+                "text.format.type",
+            ),
+        ] {
+            let e = request(body.clone()).to_chat().unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+            assert_eq!(e.status, 400);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `/v1/responses` on the real server: each request answers as the chat request it means
+//! (same tokens, same text), whole or streamed as typed events; calls are `function_call`
+//! items, `text.format` holds the answer to a schema, logprobs come with `include`, and what
+//! a stateless server cannot honour is refused by field.
+mod common;
+
+use common::server::Server;
+use serde_json::{json, Value};
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "name": "get_weather",
+           "description": "Get the current weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
+}
+
+/// The events of a streamed response, checked for their framing: each SSE event is named
+/// after its `type`, sequence numbers count from 0.
+async fn events(s: &Server, body: &Value) -> Vec<Value> {
+    let mut body = body.clone();
+    body["stream"] = json!(true);
+    let (status, text) = s.post_for_text("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = Some(n.to_string());
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let event: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            assert_eq!(name.take().as_deref(), event["type"].as_str(), "{data}");
+            assert_eq!(event["sequence_number"], out.len(), "{data}");
+            out.push(event);
+        }
+    }
+    out
+}
+
+fn output_text(response: &Value) -> String {
+    response["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .flat_map(|i| i["content"].as_array().unwrap())
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_answer_as_the_chat_request_they_mean() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+
+    // A conversation that went through a call, as responses and as chat.
+    let conversation = json!({
+        "instructions": "Answer in one short sentence.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "What is the weather like in Paris today?"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"},
+        ],
+        "tools": [weather_tool()], "tool_choice": "none", "max_output_tokens": 24, "temperature": 0,
+        "metadata": {"run": "test"},
+    });
+    let chat = json!({
+        "messages": [
+            {"role": "system", "content": "Answer in one short sentence."},
+            {"role": "user", "content": "What is the weather like in Paris today?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "tool_choice": "none", "max_tokens": 24, "temperature": 0,
+    });
+    let (st, want) = s.post("/v1/chat/completions", &chat).await;
+    assert_eq!(st, 200, "{want}");
+    let (st, got) = s.post("/v1/responses", &conversation).await;
+    assert_eq!(st, 200, "{got}");
+    assert_eq!(got["object"], "response");
+    assert!(got["id"].as_str().unwrap().starts_with("resp_"), "{got}");
+    assert_eq!(got["metadata"], json!({"run": "test"}));
+    assert_eq!(
+        got["tools"][0]["name"], "get_weather",
+        "settings are echoed"
+    );
+    assert_eq!(
+        output_text(&got),
+        want["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    assert_eq!(got["usage"]["input_tokens"], want["usage"]["prompt_tokens"]);
+    assert_eq!(
+        got["usage"]["output_tokens"],
+        want["usage"]["completion_tokens"]
+    );
+    let cut_off = want["choices"][0]["finish_reason"] == "length";
+    assert_eq!(
+        got["status"],
+        if cut_off { "incomplete" } else { "completed" }
+    );
+    if cut_off {
+        assert_eq!(got["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    // Streamed: created and in_progress first, the text in deltas, the same response last.
+    let stream = events(&s, &conversation).await;
+    let kinds: Vec<&str> = stream.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[..2], ["response.created", "response.in_progress"]);
+    assert_eq!(stream[0]["response"]["status"], "in_progress");
+    let deltas: String = stream
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, output_text(&got));
+    let last = stream.last().unwrap();
+    let want_last = if cut_off {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    assert_eq!(last["type"], want_last);
+    assert_eq!(output_text(&last["response"]), deltas);
+    assert_eq!(last["response"]["usage"], got["usage"]);
+    let done: Vec<&Value> = stream
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| &e["item"])
+        .collect();
+    assert_eq!(
+        done,
+        last["response"]["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>()
+    );
+
+    // A call is a function_call item, whole and streamed.
+    let ask = json!({"input": "What's the weather like in Paris today?", "tools": [weather_tool()],
+                     "max_output_tokens": 60, "temperature": 0});
+    let (st, v) = s.post("/v1/responses", &ask).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "completed", "{v}");
+    let calls: Vec<&Value> = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "function_call")
+        .collect();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert!(calls[0]["call_id"].as_str().unwrap().starts_with("call_"));
+    let arguments: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments["city"], "Paris", "{v}");
+    let stream = events(&s, &ask).await;
+    let streamed: Vec<&Value> = stream
+        .iter()
+        .filter(|e| e["type"] == "response.function_call_arguments.done")
+        .collect();
+    assert_eq!(streamed.len(), 1, "{stream:?}");
+    assert_eq!(streamed[0]["arguments"], calls[0]["arguments"]);
+    assert!(
+        stream
+            .iter()
+            .all(|e| e["type"] != "response.output_text.delta"),
+        "call text leaked into a message: {stream:?}"
+    );
+
+    // text.format holds the answer to the schema.
+    let schema = json!({"type": "object", "properties": {"capital": {"type": "string"}},
+                        "required": ["capital"], "additionalProperties": false});
+    let (st, v) = s
+        .post(
+            "/v1/responses",
+            &json!({"input": "The capital of France, as JSON.", "max_output_tokens": 40, "temperature": 0,
+                    "text": {"format": {"type": "json_schema", "name": "capital", "schema": schema, "strict": true}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let answer: Value =
+        serde_json::from_str(&output_text(&v)).unwrap_or_else(|e| panic!("{e}: {v}"));
+    assert!(answer["capital"].is_string(), "{answer}");
+
+    // Logprobs with `include`: one per generated token, with the top tokens asked for.
+    let (st, v) = s
+        .post(
+            "/v1/responses",
+            &json!({"input": "Count from 1 to 20.", "max_output_tokens": 6, "temperature": 0,
+                    "include": ["message.output_text.logprobs"], "top_logprobs": 2}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let logprobs = v["output"][0]["content"][0]["logprobs"].as_array().unwrap();
+    assert_eq!(logprobs.len(), 6, "{v}");
+    let joined: String = logprobs
+        .iter()
+        .map(|l| l["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, output_text(&v));
+    assert!(logprobs
+        .iter()
+        .all(|l| l["top_logprobs"].as_array().unwrap().len() == 2));
+
+    // Refused, by field.
+    for (body, param) in [
+        (
+            json!({"input": "x", "previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"input": "x", "max_output_tokens": 0}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"input": "x", "max_output_tokens": 1_000_000}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"input": "x", "tools": [{"type": "web_search"}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "https://x"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"input": [{"role": "wizard", "content": "x"}]}),
+            "input[0].role",
+        ),
+        (
+            json!({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "nonsense"}}}}),
+            "text.format",
+        ),
+    ] {
+        let (st, v) = s.post("/v1/responses", &body).await;
+        assert!((400..500).contains(&st), "{body}: {st} {v}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (st, v) = s
+        .post("/v1/responses", &json!({"input": "x", "model": "other"}))
+        .await;
+    assert_eq!((st, &v["error"]["code"]), (404, &json!("model_not_found")));
+    let (st, v) = s.post("/v1/responses", &json!({"inputs": "x"})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("input"),
+        "{v}"
+    );
+}
