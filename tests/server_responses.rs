@@ -1,7 +1,8 @@
 //! `/v1/responses` on the real server: each request answers as the chat request it means
 //! (same tokens, same text), whole or streamed as typed events; calls are `function_call`
-//! items, `text.format` holds the answer to a schema, logprobs come with `include`, and what
-//! a stateless server cannot honour is refused by field.
+//! items, `text.format` holds the answer to a schema, logprobs come with `include`; kept
+//! responses continue with `previous_response_id` as the whole conversation would; what the
+//! server cannot honour is refused by field.
 mod common;
 
 use common::server::Server;
@@ -202,6 +203,74 @@ async fn responses_answer_as_the_chat_request_they_mean() {
     assert!(logprobs
         .iter()
         .all(|l| l["top_logprobs"].as_array().unwrap().len() == 2));
+
+    // Kept responses: a continuation answers as the whole conversation sent at once.
+    let first_turn =
+        json!({"input": "My name is Ada. Say hello.", "max_output_tokens": 12, "temperature": 0});
+    let (st, first) = s.post("/v1/responses", &first_turn).await;
+    assert_eq!(st, 200, "{first}");
+    assert_eq!(first["store"], true);
+    let first_id = first["id"].as_str().unwrap();
+    let (st, again) = s.get(&format!("/v1/responses/{first_id}")).await;
+    assert_eq!((st, &again), (200, &first));
+    let (st, listed) = s
+        .get(&format!("/v1/responses/{first_id}/input_items"))
+        .await;
+    assert_eq!(st, 200, "{listed}");
+    assert_eq!(listed["data"][0]["content"], "My name is Ada. Say hello.");
+    let (st, continued) = s
+        .post(
+            "/v1/responses",
+            &json!({"input": "What is my name?", "previous_response_id": first_id,
+                    "max_output_tokens": 12, "temperature": 0}),
+        )
+        .await;
+    assert_eq!(st, 200, "{continued}");
+    assert_eq!(continued["previous_response_id"], first_id);
+    let mut whole = vec![json!({"role": "user", "content": "My name is Ada. Say hello."})];
+    whole.extend(first["output"].as_array().unwrap().iter().cloned());
+    whole.push(json!({"role": "user", "content": "What is my name?"}));
+    let (st, at_once) = s
+        .post(
+            "/v1/responses",
+            &json!({"input": whole, "max_output_tokens": 12, "temperature": 0, "store": false}),
+        )
+        .await;
+    assert_eq!(st, 200, "{at_once}");
+    assert_eq!(at_once["store"], false);
+    assert_eq!(output_text(&continued), output_text(&at_once));
+    assert_eq!(
+        continued["usage"]["input_tokens"],
+        at_once["usage"]["input_tokens"]
+    );
+    let (st, _) = s
+        .get(&format!(
+            "/v1/responses/{}",
+            at_once["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(st, 404, "`store: false` keeps nothing");
+    // A streamed response is kept too, once it ends.
+    let stream = events(&s, &first_turn).await;
+    let streamed_id = stream.last().unwrap()["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = s.get(&format!("/v1/responses/{streamed_id}")).await;
+    assert_eq!(st, 200);
+    // Deleted, it is gone, and so is what continued from it.
+    let (st, deleted) = s.delete(&format!("/v1/responses/{first_id}")).await;
+    assert_eq!((st, &deleted["deleted"]), (200, &json!(true)), "{deleted}");
+    let (st, _) = s.get(&format!("/v1/responses/{first_id}")).await;
+    assert_eq!(st, 404);
+    let (st, v) = s
+        .post(
+            "/v1/responses",
+            &json!({"input": "And now?", "previous_response_id": continued["id"], "max_output_tokens": 4}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "previous_response_id", "{v}");
 
     // Refused, by field.
     for (body, param) in [

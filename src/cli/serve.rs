@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Largest `n`.
     #[arg(long, env = "CANDOR_MAX_N", default_value_t = 16)]
     pub max_n: usize,
+    /// Memory for responses kept for `previous_response_id` and `GET /v1/responses/{id}`, in
+    /// MiB of their JSON (the oldest dropped first; 0 keeps none).
+    #[arg(long, env = "CANDOR_RESPONSES_STORE_MB", default_value_t = 64)]
+    pub responses_store_mb: usize,
     /// `max_tokens` when a request gives none.
     #[arg(long, env = "CANDOR_DEFAULT_MAX_TOKENS", default_value_t = 1024)]
     pub default_max_tokens: usize,
@@ -122,6 +126,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         body_limit: args.body_limit,
         max_n: args.max_n.max(1),
         default_max_tokens: args.default_max_tokens.max(1),
+        responses_store_bytes: args.responses_store_mb.saturating_mul(1 << 20),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         cors: args.cors,
         prefix_caching: !args.no_prefix_caching,

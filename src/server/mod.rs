@@ -50,6 +50,8 @@ pub struct ServeConfig {
     pub body_limit: usize,
     pub max_n: usize,
     pub default_max_tokens: usize,
+    /// Byte budget of the responses store (0: responses are not kept).
+    pub responses_store_bytes: usize,
     pub shutdown_timeout: Duration,
     pub cors: bool,
     pub prefix_caching: bool,
@@ -75,6 +77,14 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/responses", post(routes::responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(routes::responses::retrieve).delete(routes::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(routes::responses::input_items),
+        )
         .route("/v1/models", get(routes::misc::models))
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(routes::misc::metrics))
@@ -230,6 +240,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         created: state::unix_now(),
         ready: OnceLock::new(),
         load_error: OnceLock::new(),
+        responses: Arc::new(responses::store::ResponseStore::new(
+            config.responses_store_bytes,
+        )),
     });
     eprintln!(
         "candor: listening on http://{local} (model `{}` loading)",

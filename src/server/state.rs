@@ -30,6 +30,8 @@ pub struct AppState {
     pub ready: OnceLock<Ready>,
     /// Why loading failed, for /health.
     pub load_error: OnceLock<String>,
+    /// Responses kept for `previous_response_id` and `/v1/responses/{id}`.
+    pub responses: Arc<crate::server::responses::store::ResponseStore>,
 }
 
 impl AppState {

@@ -98,6 +98,26 @@ impl Server {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// GET `path`: the status and the JSON answer (null when it is none).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// DELETE `path`: the status and the JSON answer (null when it is none).
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::DELETE, path).await
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// POST `body` as JSON to `path` and read the answer as text (an SSE stream's body).
     pub async fn post_for_text(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
         let r = self.send(path, body).await;

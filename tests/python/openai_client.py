@@ -129,6 +129,18 @@ resp = client.responses.create(
 assert resp.status == "completed", resp
 assert "Paris" in resp.output_text, resp
 assert resp.usage.input_tokens > 0 and resp.usage.output_tokens > 0, resp.usage
+assert client.responses.retrieve(resp.id).output_text == resp.output_text
+nxt = client.responses.create(
+    model=model, input="And of Italy?", previous_response_id=resp.id, max_output_tokens=8, temperature=0
+)
+assert "Rome" in nxt.output_text, nxt
+client.responses.delete(resp.id)
+try:
+    client.responses.retrieve(resp.id)
+except openai.NotFoundError:
+    pass
+else:
+    raise AssertionError("a deleted response was still retrieved")
 kinds, text, final = [], [], None
 with client.responses.create(
     model=model, input="Count from 1 to 5.", max_output_tokens=12, temperature=0, stream=True

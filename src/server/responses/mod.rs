@@ -4,3 +4,4 @@
 pub mod items;
 pub mod reply;
 pub mod request;
+pub mod store;

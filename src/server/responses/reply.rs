@@ -3,6 +3,7 @@
 //! request it ran as.
 use super::items::OutputItems;
 use super::request::ResponsesRequest;
+use super::store::{ResponseStore, Stored};
 use crate::server::answer::AnswerReader;
 use crate::server::error::ApiError;
 use crate::server::generation::ChoiceEvent;
@@ -17,16 +18,25 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// Where a finished response is kept, with what a continuation of it needs.
+pub struct Keep {
+    pub store: Arc<ResponseStore>,
+    pub input: Vec<Value>,
+    pub previous: Option<String>,
+}
+
 /// The fields of the response object that do not change while it runs: the request's settings
 /// as applied (OpenAI echoes them), with the server's defaults where the request was silent.
 pub struct Shell {
     id: String,
     created_at: u64,
     settings: Map<String, Value>,
+    keep: Option<Keep>,
 }
 
 impl Shell {
-    pub fn new(id: String, model: &str, req: &ResponsesRequest) -> Self {
+    /// `keep`: `None` when the response is not to be kept (`store: false`, or no store).
+    pub fn new(id: String, model: &str, req: &ResponsesRequest, keep: Option<Keep>) -> Self {
         let or = |v: Option<Value>, default: Value| v.unwrap_or(default);
         let settings = json!({
             "model": model,
@@ -42,9 +52,9 @@ impl Shell {
             "text": or(req.text.clone(), json!({"format": {"type": "text"}})),
             "reasoning": or(req.reasoning.clone(), json!({"effort": null, "summary": null})),
             "truncation": "disabled",
-            "previous_response_id": null,
+            "previous_response_id": req.previous_response_id,
             "background": false,
-            "store": false,
+            "store": keep.is_some(),
         });
         Shell {
             id,
@@ -53,7 +63,24 @@ impl Shell {
                 Value::Object(o) => o,
                 _ => Map::new(),
             },
+            keep,
         }
+    }
+
+    /// The finished response object, kept when it is to be and did not fail.
+    fn finished(&mut self, end: &End, output: &[Value]) -> Value {
+        let object = self.object(end.status(), output, Some(end));
+        if let Some(keep) = self.keep.take().filter(|_| end.error.is_none()) {
+            let stored = Stored {
+                response: Arc::new(object.clone()),
+                input: Arc::new(keep.input),
+                previous: keep.previous,
+            };
+            if !keep.store.put(&self.id, stored) {
+                tracing::warn!(id = %self.id, "response larger than the whole responses store; not kept");
+            }
+        }
+        object
     }
 
     fn object(&self, status: &str, output: &[Value], end: Option<&End>) -> Value {
@@ -174,7 +201,7 @@ impl Reading {
 
 /// Run to the end, then answer with the response object.
 pub async fn complete(
-    shell: Shell,
+    mut shell: Shell,
     mut started: StartedChat,
     tokenizer: Arc<Tokenizer>,
 ) -> Result<Response, ApiError> {
@@ -187,7 +214,7 @@ pub async fn complete(
     if let Some(message) = end.error {
         return Err(ApiError::internal(message));
     }
-    let object = shell.object(end.status(), reading.items.items(), Some(&end));
+    let object = shell.finished(&end, reading.items.items());
     Ok(axum::Json(object).into_response())
 }
 
@@ -242,9 +269,7 @@ pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> 
                     "incomplete" => "response.incomplete",
                     _ => "response.completed",
                 };
-                let object = st
-                    .shell
-                    .object(end.status(), st.reading.items.items(), Some(&end));
+                let object = st.shell.finished(&end, st.reading.items.items());
                 st.queue
                     .push_back(json!({"type": kind, "response": object}));
                 st.done = true;

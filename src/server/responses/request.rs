@@ -1,7 +1,8 @@
 //! A `/v1/responses` request body and its translation into the chat request it means: input
 //! items become messages, flat function tools become chat tools, `text.format` becomes
-//! `response_format`. What candor cannot honour (stored responses, built-in tools, images) is
-//! refused with the field that asked for it.
+//! `response_format`, and a stored conversation continued by `previous_response_id` comes
+//! before the new input. What candor cannot honour (conversation objects, background runs,
+//! built-in tools, images) is refused with the field that asked for it.
 use crate::server::error::ApiError;
 use crate::server::openai::{ChatRequest, CommonParams, Content, Message};
 use crate::server::validate::no_nul;
@@ -28,8 +29,11 @@ pub struct ResponsesRequest {
     pub truncation: Option<String>,
     pub reasoning: Option<Value>,
     pub chat_template_kwargs: Option<Map<String, Value>>,
-    /// Refused: candor keeps no responses or conversations and runs nothing in the background.
+    /// Keep the response (OpenAI's default: yes) for `previous_response_id` and retrieval.
+    pub store: Option<bool>,
+    /// The stored response this one continues: its conversation comes before `input`.
     pub previous_response_id: Option<String>,
+    /// Refused: candor has no conversation objects and runs nothing in the background.
     pub conversation: Option<Value>,
     pub background: Option<bool>,
     pub prompt: Option<Value>,
@@ -40,7 +44,10 @@ pub struct ResponsesRequest {
 
 /// `input`: one user message as text, or a list of items.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "`input` to be a string or a list of input items")]
+#[serde(
+    untagged,
+    expecting = "`input` must be a string or a list of input items"
+)]
 pub enum Input {
     Text(String),
     Items(Vec<Value>),
@@ -54,14 +61,22 @@ pub const FIELD_NAMES: [(&str, &str); 3] = [
 ];
 
 impl ResponsesRequest {
-    /// The chat request this request means.
-    pub fn to_chat(&self) -> Result<ChatRequest, ApiError> {
+    /// This request's input as items (text as one user message), as a continuation sees it.
+    pub fn input_items(&self) -> Vec<Value> {
+        match &self.input {
+            Input::Text(text) => vec![json!({"type": "message", "role": "user", "content": text})],
+            Input::Items(items) => items.clone(),
+        }
+    }
+
+    /// The chat request this request means, after the items of the conversation it continues.
+    pub fn to_chat(&self, history: &[Value]) -> Result<ChatRequest, ApiError> {
         self.refuse_unsupported()?;
         let mut common = self.common.clone();
         common.max_completion_tokens = self.max_output_tokens;
         let logprobs = self.include.iter().flatten().any(|i| i == INCLUDE_LOGPROBS);
         Ok(ChatRequest {
-            messages: self.messages()?,
+            messages: self.messages(history)?,
             common,
             logprobs,
             top_logprobs: self.top_logprobs.filter(|_| logprobs),
@@ -81,13 +96,11 @@ impl ResponsesRequest {
     }
 
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        let stateless =
-            "candor keeps no responses or conversations: send the whole conversation in `input`";
-        if self.previous_response_id.is_some() {
-            return Err(ApiError::invalid("previous_response_id", stateless));
-        }
         if self.conversation.is_some() {
-            return Err(ApiError::invalid("conversation", stateless));
+            return Err(ApiError::invalid(
+                "conversation",
+                "conversation objects are not supported: continue with `previous_response_id` or send the whole conversation in `input`",
+            ));
         }
         if self.prompt.is_some() {
             return Err(ApiError::invalid(
@@ -124,10 +137,15 @@ impl ResponsesRequest {
         Ok(())
     }
 
-    fn messages(&self) -> Result<Vec<Message>, ApiError> {
+    /// Instructions first (a continuation's own: earlier ones are not carried over, as in
+    /// OpenAI's API), then the conversation so far, then the input.
+    fn messages(&self, history: &[Value]) -> Result<Vec<Message>, ApiError> {
         let mut messages = Vec::new();
         if let Some(instructions) = &self.instructions {
             messages.push(message("system", Some(instructions.clone())));
+        }
+        for item in history {
+            add_item(&mut messages, item, "previous_response_id")?;
         }
         match &self.input {
             Input::Text(text) => messages.push(message("user", Some(text.clone()))),
@@ -345,7 +363,7 @@ mod tests {
     fn text_input_and_instructions_are_a_system_and_a_user_message() {
         let chat =
             request(json!({"input": "Hi", "instructions": "Be brief.", "max_output_tokens": 9}))
-                .to_chat()
+                .to_chat(&[])
                 .unwrap();
         assert_eq!(
             roles_and_texts(&chat),
@@ -368,7 +386,7 @@ mod tests {
             {"type": "function_call_output", "call_id": "c2", "output": "noon"},
             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny.", "annotations": []}]},
         ]}))
-        .to_chat()
+        .to_chat(&[])
         .unwrap();
         let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
@@ -385,6 +403,31 @@ mod tests {
     }
 
     #[test]
+    fn a_continuation_puts_its_instructions_first_and_the_history_before_its_input() {
+        let history = [
+            json!({"type": "message", "role": "user", "content": "Hi"}),
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                   "content": [{"type": "output_text", "text": "Hello!", "annotations": [], "logprobs": []}]}),
+        ];
+        let chat = request(json!({"input": "Bye", "instructions": "Be kind."}))
+            .to_chat(&history)
+            .unwrap();
+        let texts: Vec<(String, Option<String>)> = roles_and_texts(&chat);
+        let want = [
+            ("system", "Be kind."),
+            ("user", "Hi"),
+            ("assistant", "Hello!"),
+            ("user", "Bye"),
+        ]
+        .map(|(r, t)| (r.to_string(), Some(t.to_string())));
+        assert_eq!(texts, want);
+        assert_eq!(
+            request(json!({"input": "Bye"})).input_items(),
+            [json!({"type": "message", "role": "user", "content": "Bye"})]
+        );
+    }
+
+    #[test]
     fn tools_choice_format_and_logprobs_take_their_chat_shapes() {
         let chat = request(json!({
             "input": "x",
@@ -394,7 +437,7 @@ mod tests {
             "include": [INCLUDE_LOGPROBS],
             "top_logprobs": 3,
         }))
-        .to_chat()
+        .to_chat(&[])
         .unwrap();
         assert_eq!(
             chat.tools.unwrap()[0],
@@ -412,7 +455,7 @@ mod tests {
         assert_eq!(chat.top_logprobs, Some(3));
         // Without the include entry, top_logprobs asks for nothing.
         let chat = request(json!({"input": "x", "top_logprobs": 3}))
-            .to_chat()
+            .to_chat(&[])
             .unwrap();
         assert!(!chat.logprobs && chat.top_logprobs.is_none());
     }
@@ -420,10 +463,6 @@ mod tests {
     #[test]
     fn what_cannot_be_honoured_is_refused_by_field() {
         for (body, param) in [
-            (
-                json!({"input": "x", "previous_response_id": "resp_1"}),
-                "previous_response_id",
-            ),
             (
                 json!({"input": "x", "conversation": "conv_1"}),
                 "conversation",
@@ -466,7 +505,7 @@ mod tests {
                 "text.format.type",
             ),
         ] {
-            let e = request(body.clone()).to_chat().unwrap_err();
+            let e = request(body.clone()).to_chat(&[]).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
             assert_eq!(e.status, 400);
         }

@@ -1,27 +1,85 @@
-//! `POST /v1/responses`.
+//! `POST /v1/responses`, and the stored responses: `GET` / `DELETE /v1/responses/{id}`,
+//! `GET /v1/responses/{id}/input_items`.
 use crate::server::error::ApiError;
 use crate::server::json::Json;
-use crate::server::responses::reply::{self, Shell};
+use crate::server::responses::reply::{self, Keep, Shell};
 use crate::server::responses::request::{ResponsesRequest, FIELD_NAMES};
+use crate::server::responses::store::{ChainError, Stored};
 use crate::server::routes::chat::start_chat;
 use crate::server::state::{new_item_id, SharedState};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
 pub async fn responses(
     State(state): State<SharedState>,
     Json(req): Json<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
-    let chat = req.to_chat()?;
+    let history = match &req.previous_response_id {
+        Some(previous) => state.responses.conversation(previous).map_err(|e| {
+            let error = ApiError::invalid("previous_response_id", e.to_string());
+            match e {
+                ChainError::Missing(_) => error.with_code("not_found"),
+                ChainError::TooLong(..) => error,
+            }
+        })?,
+        None => Vec::new(),
+    };
+    let chat = req.to_chat(&history)?;
     let id = new_item_id("resp");
     let started = start_chat(&state, &chat, id.clone())
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let tokenizer = state.ready()?.tokenizer.clone();
-    let shell = Shell::new(id, &state.model_name, &req);
+    let keep = (req.store != Some(false) && state.responses.enabled()).then(|| Keep {
+        store: state.responses.clone(),
+        input: req.input_items(),
+        previous: req.previous_response_id.clone(),
+    });
+    let shell = Shell::new(id, &state.model_name, &req, keep);
     if started.stream {
         Ok(reply::stream(shell, started, tokenizer))
     } else {
         reply::complete(shell, started, tokenizer).await
     }
+}
+
+fn missing(id: &str) -> ApiError {
+    ApiError::not_found(ChainError::Missing(id.to_string()).to_string())
+}
+
+fn stored(state: &SharedState, id: &str) -> Result<Stored, ApiError> {
+    state.responses.get(id).ok_or_else(|| missing(id))
+}
+
+pub async fn retrieve(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let response = stored(&state, &id)?.response;
+    Ok(axum::Json(response.as_ref()).into_response())
+}
+
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.responses.remove(&id) {
+        return Err(missing(&id));
+    }
+    Ok(axum::Json(json!({"id": id, "object": "response", "deleted": true})).into_response())
+}
+
+/// The input items of a stored response, as sent (text input as one user message).
+pub async fn input_items(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let input = stored(&state, &id)?.input;
+    let id_of = |item: Option<&serde_json::Value>| item.and_then(|i| i.get("id")).cloned();
+    Ok(axum::Json(json!({
+        "object": "list", "data": input.as_ref(), "has_more": false,
+        "first_id": id_of(input.first()), "last_id": id_of(input.last()),
+    }))
+    .into_response())
 }

@@ -1,0 +1,200 @@
+//! Responses kept for `previous_response_id` and `GET /v1/responses/{id}`: in memory (lost on
+//! restart, as vLLM's), the oldest dropped first once their JSON passes a byte budget
+//! (`--responses-store-mb`). Each response keeps its own input and output items and the id of
+//! the response it continued; a conversation is the chain of them, so a long chat costs its
+//! length once, not once per turn.
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The response object as it was answered.
+    pub response: Arc<Value>,
+    /// This request's input items (text input as one user message).
+    pub input: Arc<Vec<Value>>,
+    pub previous: Option<String>,
+}
+
+impl Stored {
+    fn bytes(&self) -> usize {
+        let len = |v: &Value| serde_json::to_string(v).map_or(0, |s| s.len());
+        len(&self.response) + self.input.iter().map(len).sum::<usize>()
+    }
+
+    /// The items a continuation sees: this request's input, then what it answered.
+    pub fn items(&self) -> impl Iterator<Item = &Value> {
+        let output = self.response["output"].as_array().into_iter().flatten();
+        self.input.iter().chain(output)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    #[error("no stored response `{0}` (responses are kept in memory, the oldest dropped first, and not across restarts)")]
+    Missing(String),
+    #[error("the conversation through `{0}` is longer than {1} responses")]
+    TooLong(String, usize),
+}
+
+/// Longest chain a continuation walks: a guard against a cycle in hand-made ids, far beyond
+/// any conversation that fits a context.
+const MAX_CHAIN: usize = 10_000;
+
+pub struct ResponseStore {
+    budget: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    order: VecDeque<String>,
+    entries: HashMap<String, (Stored, usize)>,
+    bytes: usize,
+}
+
+impl ResponseStore {
+    pub fn new(budget_bytes: usize) -> Self {
+        ResponseStore {
+            budget: budget_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Whether responses are kept at all (a budget of 0 keeps none).
+    pub fn enabled(&self) -> bool {
+        self.budget > 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves whole entries only.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep a response, dropping the oldest past the budget; one larger than the whole budget
+    /// is not kept. Returns whether it was.
+    pub fn put(&self, id: &str, stored: Stored) -> bool {
+        let bytes = stored.bytes();
+        if bytes > self.budget {
+            return false;
+        }
+        let mut inner = self.lock();
+        if let Some((_, old)) = inner.entries.remove(id) {
+            inner.bytes -= old;
+            inner.order.retain(|k| k != id);
+        }
+        while inner.bytes + bytes > self.budget {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some((_, b)) = inner.entries.remove(&oldest) {
+                inner.bytes -= b;
+            }
+        }
+        inner.bytes += bytes;
+        inner.order.push_back(id.to_string());
+        inner.entries.insert(id.to_string(), (stored, bytes));
+        true
+    }
+
+    pub fn get(&self, id: &str) -> Option<Stored> {
+        self.lock().entries.get(id).map(|(s, _)| s.clone())
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.entries.remove(id) {
+            Some((_, bytes)) => {
+                inner.bytes -= bytes;
+                inner.order.retain(|k| k != id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The conversation `id` ends: every item of its chain, oldest first.
+    pub fn conversation(&self, id: &str) -> Result<Vec<Value>, ChainError> {
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_string());
+        while let Some(at) = next {
+            if chain.len() == MAX_CHAIN {
+                return Err(ChainError::TooLong(id.to_string(), MAX_CHAIN));
+            }
+            let stored = self.get(&at).ok_or(ChainError::Missing(at))?;
+            next = stored.previous.clone();
+            chain.push(stored);
+        }
+        Ok(chain
+            .iter()
+            .rev()
+            .flat_map(|s| s.items().cloned())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(text: &str, previous: Option<&str>) -> Stored {
+        Stored {
+            response: Arc::new(
+                json!({"output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}]}),
+            ),
+            input: Arc::new(vec![json!({"role": "user", "content": text})]),
+            previous: previous.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_conversation_is_its_chain_oldest_first() {
+        let store = ResponseStore::new(1 << 20);
+        assert!(store.put("a", stored("one", None)));
+        assert!(store.put("b", stored("two", Some("a"))));
+        let items = store.conversation("b").unwrap();
+        let texts: Vec<String> = items
+            .iter()
+            .map(|i| {
+                i["content"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| i["content"][0]["text"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(texts, ["one", "one", "two", "two"]);
+        assert!(store.remove("a"));
+        assert!(!store.remove("a"));
+        assert_eq!(
+            store.conversation("b"),
+            Err(ChainError::Missing("a".into()))
+        );
+    }
+
+    #[test]
+    fn the_oldest_go_first_past_the_budget() {
+        let one = stored("x", None).bytes();
+        let store = ResponseStore::new(one * 2);
+        store.put("a", stored("x", None));
+        store.put("b", stored("y", None));
+        store.put("c", stored("z", None));
+        assert!(store.get("a").is_none());
+        assert!(store.get("b").is_some() && store.get("c").is_some());
+        let big = stored(&"w".repeat(one * 3), None);
+        assert!(!store.put("d", big), "larger than the budget");
+        assert!(store.get("b").is_some(), "a refused entry drops nothing");
+        assert!(!ResponseStore::new(0).enabled());
+    }
+
+    #[test]
+    fn a_cycle_of_ids_ends() {
+        let store = ResponseStore::new(1 << 20);
+        store.put("a", stored("x", Some("b")));
+        store.put("b", stored("y", Some("a")));
+        assert!(matches!(
+            store.conversation("a"),
+            Err(ChainError::TooLong(..))
+        ));
+    }
+}
