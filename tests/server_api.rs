@@ -261,6 +261,13 @@ async fn openai_api_end_to_end() {
         .await
         .unwrap();
     assert_eq!(models["data"][0]["id"], "qwen2.5-0.5b");
+    let (st, one) = s.get("/v1/models/qwen2.5-0.5b").await;
+    assert_eq!((st, &one), (200, &models["data"][0]));
+    let (st, other) = s.get("/v1/models/org/other-model").await;
+    assert_eq!(
+        (st, &other["error"]["code"]),
+        (404, &json!("model_not_found"))
+    );
     assert!(s.metric("candor:generation_tokens_total").await > 0.0);
     assert!(s.metric("candor:prompt_tokens_total").await > 0.0);
     assert_eq!(s.metric("candor:num_requests_running").await, 0.0);

@@ -86,6 +86,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
             get(routes::responses::input_items),
         )
         .route("/v1/models", get(routes::misc::models))
+        .route("/v1/models/{*id}", get(routes::misc::model))
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(routes::misc::metrics))
         .route("/tokenize", post(routes::misc::tokenize))

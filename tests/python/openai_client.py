@@ -14,6 +14,7 @@ client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-candor-test")
 # Models.
 ids = [m.id for m in client.models.list().data]
 assert model in ids, ids
+assert client.models.retrieve(model).id == model
 
 # Chat, non-streaming.
 chat = client.chat.completions.create(

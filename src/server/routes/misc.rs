@@ -1,4 +1,4 @@
-//! `/v1/models`, `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
+//! `/v1/models` (and one by id), `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
 use super::chat::{chat_prompt_text, chat_template, encode_prompt};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
@@ -6,18 +6,27 @@ use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
 use crate::server::state::SharedState;
 use crate::server::tools::{self, ToolRequest};
 use crate::server::validate::no_nul;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-pub async fn models(State(state): State<SharedState>) -> Response {
+fn model_object(state: &SharedState) -> serde_json::Value {
     let max_len = state.ready.get().map(|r| r.limits.context);
-    axum::Json(json!({
-        "object": "list",
-        "data": [{"id": state.model_name, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len}],
-    }))
-    .into_response()
+    json!({"id": state.model_name, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len})
+}
+
+pub async fn models(State(state): State<SharedState>) -> Response {
+    axum::Json(json!({"object": "list", "data": [model_object(&state)]})).into_response()
+}
+
+/// `GET /v1/models/{id}` (`client.models.retrieve`); the id may hold slashes (`org/name`).
+pub async fn model(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.check_model(Some(&id))?;
+    Ok(axum::Json(model_object(&state)).into_response())
 }
 
 pub async fn health(State(state): State<SharedState>) -> Response {
