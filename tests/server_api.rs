@@ -622,6 +622,89 @@ async fn structured_outputs_follow_the_schema() {
     let (st, v) = post(&s, "/v1/chat/completions", ask(bad, json!({}))).await;
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"]["param"], "response_format", "{v}");
+
+    // vLLM's guides: a regex, a choice, a lark grammar, a schema; chat and text completions.
+    let question = json!([{"role": "user", "content": "Give me a US phone number."}]);
+    let guided = |extra: Value| {
+        with_fields(
+            json!({"messages": question, "max_tokens": 30, "temperature": 0}),
+            extra,
+        )
+    };
+    let answer = |v: &Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        guided(json!({"structured_outputs": {"regex": "\\(\\d{3}\\) \\d{3}-\\d{4}"}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let phone = answer(&v);
+    let digits: Vec<usize> = phone
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|d| !d.is_empty())
+        .map(str::len)
+        .collect();
+    assert!(
+        phone.starts_with('(') && digits == [3, 3, 4] && phone.len() == 14,
+        "{phone}"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    for (extra, allowed) in [
+        (
+            json!({"guided_choice": ["positive", "negative"]}),
+            vec!["positive", "negative"],
+        ),
+        (
+            json!({"structured_outputs": {"grammar": "start: \"yes\" | \"no\" | \"maybe\""}}),
+            vec!["yes", "no", "maybe"],
+        ),
+    ] {
+        let body = with_fields(
+            json!({"messages": [{"role": "user", "content": "Is this review happy? 'I loved it.'"}],
+                   "max_tokens": 10, "temperature": 1.0, "seed": 3, "n": 3}),
+            extra.clone(),
+        );
+        let (st, v) = post(&s, "/v1/chat/completions", body).await;
+        assert_eq!(st, 200, "{extra}: {v}");
+        for choice in v["choices"].as_array().unwrap() {
+            let text = choice["message"]["content"].as_str().unwrap();
+            assert!(allowed.contains(&text), "{extra}: {text}");
+        }
+    }
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "How many legs does a dog have? Answer as JSON:", "max_tokens": 30, "temperature": 0,
+               "guided_json": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 99}},
+                               "required": ["n"], "additionalProperties": false}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(parsed["n"].is_i64() || parsed["n"].is_u64(), "{text}");
+    // A guide llguidance cannot compile, or two ways of shaping one answer, are 400s by field.
+    for (extra, param) in [
+        (json!({"guided_regex": "(unclosed"}), "guided_regex"),
+        (
+            json!({"guided_grammar": "start: undefined_rule"}),
+            "guided_grammar",
+        ),
+        (
+            json!({"guided_choice": ["a"], "response_format": {"type": "json_object"}}),
+            "guided_choice",
+        ),
+    ] {
+        let (st, v) = post(&s, "/v1/chat/completions", guided(extra.clone())).await;
+        assert_eq!(st, 400, "{extra}: {v}");
+        assert_eq!(v["error"]["param"], param, "{extra}: {v}");
+    }
 }
 
 /// A ChatML template that opens a thought in the generation prompt (as DeepSeek-R1's does),

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod fingerprint;
 pub mod generation;
+pub mod guide;
 pub mod json;
 pub mod marker;
 pub mod openai;

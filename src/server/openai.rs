@@ -49,6 +49,12 @@ pub struct CommonParams {
     #[serde(default)]
     pub ignore_eos: bool,
     pub logit_bias: Option<HashMap<String, f64>>,
+    /// vLLM's structured outputs (`guide.rs`).
+    pub structured_outputs: Option<serde_json::Value>,
+    pub guided_json: Option<serde_json::Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<serde_json::Value>,
+    pub guided_grammar: Option<String>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

@@ -1,7 +1,8 @@
-//! Structured outputs: `response_format` `json_object` / `json_schema`, and demanded tool
-//! calls, become a grammar the sampler follows, so the answer parses (unless `max_tokens` cuts
+//! Structured outputs: `response_format` `json_object` / `json_schema`, vLLM's guides (regex,
+//! choice, lark, schema), and demanded tool calls, become a grammar the sampler follows, so the answer parses (unless `max_tokens` cuts
 //! it short: `length`).
 use super::error::ApiError;
+use super::guide::{Guide, GuideGrammar};
 use super::state::{Ready, SharedState};
 use super::tools::format::{LazyCall, ToolFormat};
 use crate::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
@@ -78,6 +79,34 @@ pub fn response_format(
         .json_schema(schema)
         .map(Some)
         .map_err(|e| invalid(format!("the schema cannot be followed: {e}")))
+}
+
+/// The constraint on the answer's text: `response_format`, or one of vLLM's guides
+/// (`guide.rs`); both at once is a 400.
+pub fn answer_format(
+    ready: &Ready,
+    format: Option<&Value>,
+    guide: Option<&Guide>,
+) -> Result<Option<Constraint>, ApiError> {
+    let Some(guide) = guide else {
+        return response_format(ready, format);
+    };
+    let format_type = format.and_then(|f| f.get("type")).and_then(Value::as_str);
+    if format_type.is_some_and(|t| t != "text") {
+        return Err(guide.invalid(format!(
+            "`{}` and a `response_format` both shape the answer; send one",
+            guide.param
+        )));
+    }
+    let compiler = compiler(ready)?;
+    let compiled = match guide.grammar() {
+        GuideGrammar::Schema(schema) => compiler.json_schema(schema),
+        GuideGrammar::Regex(rx) => compiler.regex(&rx),
+        GuideGrammar::Lark(grammar) => compiler.lark(grammar),
+    };
+    compiled
+        .map(Some)
+        .map_err(|e| guide.invalid(format!("`{}` cannot be followed: {e}", guide.param)))
 }
 
 /// The constraint of a demanded tool call (`tools::format::ToolFormat::call_grammar`).

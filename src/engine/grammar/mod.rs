@@ -90,6 +90,11 @@ impl GrammarCompiler {
         self.compile(TopLevelGrammar::from_lark(grammar))
     }
 
+    /// A constraint to a regular expression (Rust `regex` syntax) over the whole answer.
+    pub fn regex(&self, rx: &str) -> Result<Constraint, String> {
+        self.compile(TopLevelGrammar::from_regex(rx))
+    }
+
     /// A lazy constraint (see `lazy::LazyGrammar`).
     pub fn lazy(&self, spec: LazyGrammar) -> Result<Constraint, String> {
         let matcher = |grammar: String| {

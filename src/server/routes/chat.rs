@@ -2,6 +2,7 @@
 use crate::server::answer::AnswerSetup;
 use crate::server::error::ApiError;
 use crate::server::generation::{self, ChoiceEvent, PromptIn};
+use crate::server::guide;
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::reasoning;
@@ -215,17 +216,22 @@ pub async fn start_chat(
         .filter(|_| !req.common.ignore_eos)
         .and_then(|t| Some((t.output.format, t.lazy_call_grammar.clone()?)));
     let format = req.response_format.clone();
-    let constrained = format.is_some() || call_grammar.is_some() || lazy_call.is_some();
+    let guide = guide::guide(&req.common)?;
+    let constrained =
+        format.is_some() || guide.is_some() || call_grammar.is_some() || lazy_call.is_some();
+    let format_param = guide
+        .as_ref()
+        .map_or("response_format".to_string(), |g| g.param.clone());
     let constraint = structured::compile(state, constrained, move |ready| {
         match (
-            structured::response_format(ready, format.as_ref())?,
+            structured::answer_format(ready, format.as_ref(), guide.as_ref())?,
             call_grammar,
         ) {
             (Some(_), Some(_)) => Err(ApiError::invalid(
-                "response_format",
-                "a JSON `response_format` and a demanded tool call exclude each other",
+                &format_param,
+                format!("`{format_param}` and a demanded tool call exclude each other"),
             )),
-            // A JSON answer leaves no room for a call to open.
+            // A shaped answer leaves no room for a call to open.
             (Some(json), None) => Ok(Some(json)),
             (None, Some(grammar)) => structured::tool_call(ready, grammar).map(Some),
             (None, None) => match lazy_call {

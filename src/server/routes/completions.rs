@@ -1,6 +1,7 @@
 //! `POST /v1/completions`.
 use crate::server::error::ApiError;
 use crate::server::generation::{self, PromptIn};
+use crate::server::guide;
 use crate::server::json::Json;
 use crate::server::openai::{CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
@@ -146,8 +147,10 @@ pub async fn completions(
         }
     }
     let format = req.response_format.clone();
-    let constraint = structured::compile(&state, format.is_some(), move |ready| {
-        structured::response_format(ready, format.as_ref())
+    let guide = guide::guide(&req.common)?;
+    let constrained = format.is_some() || guide.is_some();
+    let constraint = structured::compile(&state, constrained, move |ready| {
+        structured::answer_format(ready, format.as_ref(), guide.as_ref())
     })
     .await?;
     // Each prompt must leave room for the answer: the longest decides.
