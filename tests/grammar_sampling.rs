@@ -545,3 +545,48 @@ fn one_call_only_when_calls_are_not_parallel() {
         assert_eq!(calls, 1, "{format:?}: {text:?} -> {pieces:?}");
     }
 }
+
+/// GBNF grammars (llama.cpp's format), translated to lark and compiled: every answer sampled
+/// from random logits matches the language the GBNF describes (checked with a regex of it).
+#[test]
+fn gbnf_grammars_hold_random_answers_to_their_language() {
+    let cases = [
+        (
+            "# sums and products\nroot ::= term ([-+*/] term){0,3}\nterm ::= [0-9]{1,3} | \"(\" [0-9]{1,2} \")\"",
+            r"^([0-9]{1,3}|\([0-9]{1,2}\))([-+*/]([0-9]{1,3}|\([0-9]{1,2}\))){0,3}$",
+        ),
+        (
+            "root ::= item{1,3}\nitem ::= \"- \" [a-z]{1,8} \"\\n\"",
+            r"^(- [a-z]{1,8}\n){1,3}$",
+        ),
+        (
+            "root ::= \"{\\\"name\\\": \" str \", \\\"ok\\\": \" (\"true\" | \"false\") \"}\"\n\
+             str ::= \"\\\"\" [^\"\\\\\\x7F\\x00-\\x1F]{1,10} \"\\\"\"",
+            r#"^\{"name": "[^"\\\x7F\x00-\x1F]{1,10}", "ok": (true|false)\}$"#,
+        ),
+    ];
+    let cases: Vec<(&str, regex::Regex)> = cases
+        .iter()
+        .map(|(gbnf, language)| (*gbnf, regex::Regex::new(language).unwrap()))
+        .collect();
+    let phone = regex::Regex::new(r"^[0-9]{3}-[0-9]{4}$").unwrap();
+    for name in ["qwen2.5-0.5b", "gemma3-270m"] {
+        let (tok, compiler, _) = compiler_for(name);
+        for (gbnf, language) in &cases {
+            let lark = candor::server::gbnf::to_lark(gbnf).expect("translates");
+            for seed in 0..4 {
+                let constraint = compiler
+                    .lark(lark.clone())
+                    .unwrap_or_else(|e| panic!("{lark}: {e}"));
+                let answer = sample_constrained(&tok, constraint, seed);
+                assert!(language.is_match(&answer), "{name} {gbnf}: {answer:?}");
+            }
+        }
+        // A regex guide too.
+        for seed in 0..4 {
+            let answer =
+                sample_constrained(&tok, compiler.regex("[0-9]{3}-[0-9]{4}").unwrap(), seed);
+            assert!(phone.is_match(&answer), "{name}: {answer:?}");
+        }
+    }
+}

@@ -664,6 +664,11 @@ async fn structured_outputs_follow_the_schema() {
             json!({"structured_outputs": {"grammar": "start: \"yes\" | \"no\" | \"maybe\""}}),
             vec!["yes", "no", "maybe"],
         ),
+        // llama-server's `grammar`, in GBNF.
+        (
+            json!({"grammar": "root ::= answer\nanswer ::= (\"yes\" | \"no\")"}),
+            vec!["yes", "no"],
+        ),
     ] {
         let body = with_fields(
             json!({"messages": [{"role": "user", "content": "Is this review happy? 'I loved it.'"}],
@@ -692,6 +697,7 @@ async fn structured_outputs_follow_the_schema() {
     // A guide llguidance cannot compile, or two ways of shaping one answer, are 400s by field.
     for (extra, param) in [
         (json!({"guided_regex": "(unclosed"}), "guided_regex"),
+        (json!({"grammar": "root ::= missing-rule"}), "grammar"),
         (
             json!({"guided_grammar": "start: undefined_rule"}),
             "guided_grammar",

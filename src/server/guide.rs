@@ -1,8 +1,11 @@
-//! vLLM's structured-outputs extension, for clients written against vLLM: `structured_outputs`
-//! with one of `json`, `regex`, `choice`, `grammar` (lark) or `json_object`, and the older
-//! `guided_json`, `guided_regex`, `guided_choice`, `guided_grammar`. Read here (cheap, before
-//! anything runs), compiled by `structured::answer_format` beside `response_format`.
+//! The structured-output extensions of vLLM and llama-server, for clients written against them:
+//! vLLM's `structured_outputs` with one of `json`, `regex`, `choice`, `grammar` or
+//! `json_object`, and its older `guided_json`, `guided_regex`, `guided_choice`,
+//! `guided_grammar`; llama-server's `json_schema` and `grammar`. Grammars are lark, or GBNF
+//! (translated, `gbnf.rs`). Read here (cheap, before anything runs), compiled by
+//! `structured::answer_format` beside `response_format`.
 use super::error::ApiError;
+use super::gbnf;
 use super::openai::CommonParams;
 use serde_json::Value;
 
@@ -108,9 +111,17 @@ pub fn guide(p: &CommonParams) -> Result<Option<Guide>, ApiError> {
     if let Some(v) = &p.guided_choice {
         found.push(Guide::new("guided_choice", choice(v, "guided_choice")?));
     }
-    if let Some(v) = &p.guided_grammar {
-        let kind = GuideKind::Lark(grammar(&Value::String(v.clone()), "guided_grammar")?);
-        found.push(Guide::new("guided_grammar", kind));
+    for (param, value) in [
+        ("guided_grammar", &p.guided_grammar),
+        ("grammar", &p.grammar),
+    ] {
+        if let Some(v) = value {
+            let kind = GuideKind::Lark(grammar(&Value::String(v.clone()), param)?);
+            found.push(Guide::new(param, kind));
+        }
+    }
+    if let Some(v) = &p.json_schema {
+        found.push(Guide::new("json_schema", schema(v, "json_schema")?));
     }
     match found.len() {
         0 => Ok(None),
@@ -162,15 +173,15 @@ fn choice(v: &Value, param: &str) -> Result<GuideKind, ApiError> {
     }
 }
 
+/// A grammar in lark, or in GBNF (`::=` rules, as llama.cpp and vLLM's xgrammar take them),
+/// translated.
 fn grammar(v: &Value, param: &str) -> Result<String, ApiError> {
     let g = text(v, param)?;
-    if g.contains("::=") {
-        return Err(ApiError::invalid(
-            param,
-            format!("`{param}` is read as a lark grammar (llguidance's dialect, `start: ...`); GBNF `::=` rules are not supported"),
-        ));
+    if !g.contains("::=") {
+        return Ok(g);
     }
-    Ok(g)
+    gbnf::to_lark(&g)
+        .map_err(|e| ApiError::invalid(param, format!("`{param}` is not a GBNF grammar: {e}")))
 }
 
 #[cfg(test)]
@@ -210,6 +221,14 @@ mod tests {
             kind(json!({"structured_outputs": {"grammar": "start: \"a\""}})),
             GuideKind::Lark("start: \"a\"".into())
         );
+        assert_eq!(
+            kind(json!({"grammar": "root ::= [0-9]+"})),
+            GuideKind::Lark("start: /[0-9]/+\n".into())
+        );
+        assert_eq!(
+            kind(json!({"json_schema": {"type": "string"}})),
+            GuideKind::Schema(json!({"type": "string"}))
+        );
         assert_eq!(guide(&params(json!({}))).unwrap(), None);
     }
 
@@ -244,8 +263,12 @@ mod tests {
             (json!({"guided_choice": []}), "guided_choice"),
             (json!({"guided_json": "not json"}), "guided_json"),
             (
-                json!({"guided_grammar": "root ::= \"a\""}),
+                json!({"guided_grammar": "root ::= undefined"}),
                 "guided_grammar",
+            ),
+            (
+                json!({"grammar": "start: \"a\"", "json_schema": {}}),
+                "json_schema",
             ),
         ] {
             let e = guide(&params(body.clone())).unwrap_err();

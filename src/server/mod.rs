@@ -4,6 +4,7 @@ pub mod answer;
 pub mod auth;
 pub mod error;
 pub mod fingerprint;
+pub mod gbnf;
 pub mod generation;
 pub mod guide;
 pub mod json;

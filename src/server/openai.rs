@@ -49,12 +49,14 @@ pub struct CommonParams {
     #[serde(default)]
     pub ignore_eos: bool,
     pub logit_bias: Option<HashMap<String, f64>>,
-    /// vLLM's structured outputs (`guide.rs`).
+    /// vLLM's and llama-server's structured outputs (`guide.rs`).
     pub structured_outputs: Option<serde_json::Value>,
     pub guided_json: Option<serde_json::Value>,
     pub guided_regex: Option<String>,
     pub guided_choice: Option<serde_json::Value>,
     pub guided_grammar: Option<String>,
+    pub grammar: Option<String>,
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).
