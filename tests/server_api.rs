@@ -1022,3 +1022,64 @@ async fn speculative_decoding_keeps_the_answers() {
         whole["choices"][0]["message"]["content"].as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefilled_answers_continue_the_final_message() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let messages = json!([
+        {"role": "user", "content": "Write the numbers from 1 to 10, separated by commas."},
+        {"role": "assistant", "content": "1, 2, 3,"},
+    ]);
+    let open = json!({"messages": messages, "continue_final_message": true, "add_generation_prompt": false});
+    // The prompt stops inside the assistant's turn, right after its text.
+    let (st, t) = post(&s, "/tokenize", open.clone()).await;
+    assert_eq!(st, 200, "{t}");
+    let (_, raw) = post(&s, "/detokenize", json!({"tokens": t["tokens"]})).await;
+    let raw = raw["prompt"].as_str().unwrap().to_string();
+    assert!(raw.ends_with("<|im_start|>assistant\n1, 2, 3,"), "{raw:?}");
+    // The chat answer is the continuation, the same as a text completion of that prompt.
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(open.clone(), json!({"max_tokens": 8, "temperature": 0})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, c) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": t["tokens"], "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    let continued = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(continued, c["choices"][0]["text"].as_str().unwrap());
+    assert!(continued.starts_with(" 4,"), "{continued:?}");
+    assert_eq!(v["usage"]["prompt_tokens"], t["count"]);
+    // Without a generation prompt the prompt ends after the closed turn.
+    let (_, bare) = post(
+        &s,
+        "/tokenize",
+        json!({"messages": messages, "add_generation_prompt": false}),
+    )
+    .await;
+    let (_, text) = post(&s, "/detokenize", json!({"tokens": bare["tokens"]})).await;
+    assert!(
+        text["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("1, 2, 3,<|im_end|>\n"),
+        "{text}"
+    );
+    // Nothing to continue, or both ends at once, is the client's error.
+    for body in [
+        with_fields(open.clone(), json!({"add_generation_prompt": true})),
+        with_fields(
+            open,
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let (st, v) = post(&s, "/v1/chat/completions", body).await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["param"], "continue_final_message", "{v}");
+    }
+}

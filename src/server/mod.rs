@@ -10,6 +10,7 @@ pub mod guide;
 pub mod json;
 pub mod marker;
 pub mod openai;
+pub mod prompt_end;
 pub mod reasoning;
 pub mod respond;
 pub mod responses;

@@ -101,6 +101,10 @@ pub struct ChatRequest {
     pub response_format: Option<serde_json::Value>,
     /// Extra chat-template variables (vLLM's extension), e.g. `{"enable_thinking": false}`.
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How the prompt ends (vLLM's extensions, `prompt_end.rs`).
+    pub add_generation_prompt: Option<bool>,
+    #[serde(default)]
+    pub continue_final_message: bool,
     /// Fields candor refuses rather than ignore (`routes::chat::refuse_unsupported`).
     pub functions: Option<serde_json::Value>,
     pub function_call: Option<serde_json::Value>,
@@ -140,6 +144,9 @@ pub struct TokenizeRequest {
     /// With `messages`: counted as a chat request with these tools would be.
     pub tools: Option<Vec<serde_json::Value>>,
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    pub add_generation_prompt: Option<bool>,
+    #[serde(default)]
+    pub continue_final_message: bool,
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
 }

@@ -89,6 +89,8 @@ impl ResponsesRequest {
             parallel_tool_calls: self.parallel_tool_calls,
             response_format: self.response_format()?,
             chat_template_kwargs: self.chat_template_kwargs.clone(),
+            add_generation_prompt: None,
+            continue_final_message: false,
             functions: None,
             function_call: None,
             modalities: None,

@@ -5,6 +5,7 @@ use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::guide;
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
+use crate::server::prompt_end::{cut_after_final, final_text, PromptEnd};
 use crate::server::reasoning;
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
@@ -112,13 +113,14 @@ const RESERVED_TEMPLATE_VARIABLES: [&str; 5] = [
     "eos_token",
 ];
 
-/// Render messages (with tools and template switches) with the model's template; a forced
-/// call opening ends the prompt.
+/// Render messages (with tools and template switches) with the model's template, ending as
+/// `end` says; a forced call opening ends the prompt.
 pub fn chat_prompt_text(
     ready: &Ready,
     messages: &[Message],
     tools: Option<&ToolPlan>,
     kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
+    end: PromptEnd,
 ) -> Result<String, ApiError> {
     let msgs = to_chat_messages(messages)?;
     let template = chat_template(ready)?;
@@ -136,9 +138,25 @@ pub fn chat_prompt_text(
         extra.insert("tools".into(), t.tools.clone());
     }
     let mut text = template
-        .render_with(&msgs, true, &extra)
+        .render_with(&msgs, end.generation_prompt(), &extra)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    if let Some(t) = tools {
+    if end == PromptEnd::ContinueFinal {
+        let last = messages.last().and_then(final_text).unwrap_or_default();
+        let at = cut_after_final(&text, &last).ok_or_else(|| {
+            ApiError::invalid(
+                "continue_final_message",
+                "the chat template does not show the final message's text; it cannot be continued",
+            )
+        })?;
+        text.truncate(at);
+    }
+    if let Some(t) = tools.filter(|t| !t.output.forced_prefix.is_empty()) {
+        if end == PromptEnd::ContinueFinal {
+            return Err(ApiError::invalid(
+                "continue_final_message",
+                "a demanded tool call starts a new answer; it cannot continue the final message",
+            ));
+        }
         text.push_str(&t.output.forced_prefix);
     }
     Ok(text)
@@ -241,11 +259,17 @@ pub async fn start_chat(
         }
     })
     .await?;
+    let end = PromptEnd::of(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        &req.messages,
+    )?;
     let prompt_text = chat_prompt_text(
         ready,
         &req.messages,
         tools.as_ref(),
         req.chat_template_kwargs.as_ref(),
+        end,
     )?;
     let prompt = encode_prompt(ready, &prompt_text)?;
     // A thinking model's thought is split from its answer unless a grammar shapes the answer

@@ -3,6 +3,7 @@ use super::chat::{chat_prompt_text, chat_template, encode_prompt};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
+use crate::server::prompt_end::PromptEnd;
 use crate::server::state::SharedState;
 use crate::server::tools::{self, ToolRequest};
 use crate::server::validate::no_nul;
@@ -66,8 +67,9 @@ pub async fn tokenize(
                 parallel_tool_calls: None,
             };
             let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
-            let text =
-                chat_prompt_text(ready, m, tools.as_ref(), req.chat_template_kwargs.as_ref())?;
+            let end = PromptEnd::of(req.add_generation_prompt, req.continue_final_message, m)?;
+            let kwargs = req.chat_template_kwargs.as_ref();
+            let text = chat_prompt_text(ready, m, tools.as_ref(), kwargs, end)?;
             encode_prompt(ready, &text)?
         }
         _ => {
