@@ -1083,3 +1083,73 @@ async fn prefilled_answers_continue_the_final_message() {
         assert_eq!(v["error"]["param"], "continue_final_message", "{v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vllm_sampling_extensions_shape_the_end() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    // min_tokens: the end token waits.
+    let ask = json!({"messages": [{"role": "user", "content": "What is the capital of France? One word."}],
+                     "max_tokens": 12, "temperature": 0});
+    let (_, short) = post(&s, "/v1/chat/completions", ask.clone()).await;
+    let words = short["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(words < 6, "{short}");
+    let (st, long) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(ask.clone(), json!({"min_tokens": 6})),
+    )
+    .await;
+    assert_eq!(st, 200, "{long}");
+    assert!(
+        long["usage"]["completion_tokens"].as_u64().unwrap() >= 6,
+        "{long}"
+    );
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(ask, json!({"min_tokens": 13})),
+    )
+    .await;
+    assert_eq!(
+        (st, &v["error"]["param"]),
+        (400, &json!("min_tokens")),
+        "{v}"
+    );
+
+    // stop_token_ids end the answer at a token; include_stop_str_in_output keeps a stop string.
+    let count = json!({"prompt": "1, 2, 3, 4,", "max_tokens": 10, "temperature": 0});
+    let (_, plain) = post(&s, "/v1/completions", count.clone()).await;
+    let plain = plain["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(plain.starts_with(" 5, 6, 7"), "{plain}");
+    let (_, comma) = post(&s, "/tokenize", json!({"prompt": ","})).await;
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        with_fields(count.clone(), json!({"stop_token_ids": comma["tokens"]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], " 5", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let (_, v) = post(
+        &s,
+        "/v1/completions",
+        with_fields(
+            count.clone(),
+            json!({"stop": [" 7"], "include_stop_str_in_output": true}),
+        ),
+    )
+    .await;
+    assert_eq!(v["choices"][0]["text"], " 5, 6, 7", "{v}");
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        with_fields(count, json!({"stop_token_ids": [-1]})),
+    )
+    .await;
+    assert_eq!(
+        (st, &v["error"]["param"]),
+        (400, &json!("stop_token_ids")),
+        "{v}"
+    );
+}

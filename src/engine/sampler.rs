@@ -23,6 +23,10 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// Added to the logits of these tokens before sampling (OpenAI `logit_bias`).
     pub logit_bias: Vec<(u32, f32)>,
+    /// The end tokens (`end_ids`) cannot be sampled before this many tokens (vLLM's
+    /// `min_tokens`).
+    pub min_tokens: usize,
+    pub end_ids: Vec<u32>,
 }
 
 impl Default for SamplingParams {
@@ -37,6 +41,8 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             seed: None,
             logit_bias: Vec::new(),
+            min_tokens: 0,
+            end_ids: Vec::new(),
         }
     }
 }
@@ -47,6 +53,7 @@ impl SamplingParams {
     pub fn is_plain_greedy(&self) -> bool {
         self.temperature == 0.0
             && self.logit_bias.is_empty()
+            && self.min_tokens == 0
             && self.repetition_penalty == 1.0
             && self.presence_penalty == 0.0
             && self.frequency_penalty == 0.0
@@ -209,9 +216,11 @@ impl Sampler {
         }
         self.penalize(&mut logits, history);
         let Some(mut constraint) = self.constraint.take() else {
+            self.hold_back_the_end(&mut logits, history);
             return self.pick(&logits);
         };
         let token = if constraint.mask(&mut logits) {
+            self.hold_back_the_end(&mut logits, history);
             self.pick(&logits)
         } else {
             constraint.eos()
@@ -219,6 +228,27 @@ impl Sampler {
         constraint.accept(token);
         self.constraint = Some(constraint);
         token
+    }
+
+    /// Before `min_tokens`, the end tokens are out, unless nothing else is left (a grammar
+    /// that is complete allows only the end).
+    fn hold_back_the_end(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        if history.len() >= p.min_tokens || p.end_ids.is_empty() {
+            return;
+        }
+        let is_end = |i: usize| p.end_ids.iter().any(|&e| e as usize == i);
+        let other_left = logits
+            .iter()
+            .enumerate()
+            .any(|(i, l)| *l > f32::NEG_INFINITY && !is_end(i));
+        if other_left {
+            for &t in &p.end_ids {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
     }
 
     fn pick(&mut self, logits: &[f32]) -> u32 {
@@ -320,6 +350,28 @@ mod tests {
         let b: Vec<u32> = (0..20).map(|_| s.sample(&logits, &[])).collect();
         assert_eq!(a, b);
         assert!(a.contains(&2), "sampling should not be greedy: {a:?}");
+    }
+
+    #[test]
+    fn the_end_waits_for_min_tokens_unless_nothing_else_is_left() {
+        let logits = [0.1, 2.0, 1.9, -1.0];
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            min_tokens: 2,
+            end_ids: vec![1],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!s.params().is_plain_greedy());
+        assert_eq!(s.sample(&logits, &[]), 2);
+        assert_eq!(s.sample(&logits, &[2]), 2);
+        assert_eq!(
+            s.sample(&logits, &[2, 2]),
+            1,
+            "the end is free after min_tokens"
+        );
+        let only_end = [f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        assert_eq!(s.sample(&only_end, &[]), 1);
     }
 
     #[test]

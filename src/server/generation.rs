@@ -60,19 +60,31 @@ pub enum ChoiceEvent {
 struct StopMatcher {
     stops: Vec<String>,
     pending: String,
+    /// The stop string that ended the text stays in it.
+    include: bool,
 }
 
 impl StopMatcher {
+    fn new(stops: Vec<String>, include: bool) -> Self {
+        StopMatcher {
+            stops,
+            pending: String::new(),
+            include,
+        }
+    }
+
     /// Add text; returns (text safe to emit, whether a stop string was hit).
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(pos) = self
+        // The earliest stop string in the text (the longest of those starting there).
+        if let Some((pos, len)) = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s.len())))
+            .min_by_key(|&(at, len)| (at, std::cmp::Reverse(len)))
         {
-            let out = self.pending[..pos].to_string();
+            let end = if self.include { pos + len } else { pos };
+            let out = self.pending[..end].to_string();
             self.pending.clear();
             return (out, true);
         }
@@ -167,6 +179,22 @@ impl EchoOut {
     }
 }
 
+/// The tokens that end a choice: the model's end tokens unless `ignore_eos`, and the request's
+/// `stop_token_ids` either way (as in vLLM).
+fn end_tokens(model_eos: &[u32], plan: &Plan) -> Vec<u32> {
+    let mut ids = if plan.ignore_eos {
+        Vec::new()
+    } else {
+        model_eos.to_vec()
+    };
+    for &id in &plan.stop_token_ids {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 /// Submit the `n` choices of each prompt (all or none) and start their drivers. Choice `i` of
 /// prompt `p` is index `p * n + i` and samples with seed `seed + i`, as it would alone.
 pub fn start(
@@ -178,6 +206,7 @@ pub fn start(
     constraint: Option<Constraint>,
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let eos_ids = end_tokens(&ready.eos_ids, plan);
     let total = prompts.len() * plan.n;
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
@@ -187,6 +216,7 @@ pub fn start(
             let (tx, rx) = mpsc::unbounded_channel();
             let mut sampling = plan.sampling.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
+            sampling.end_ids = eos_ids.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {
                     format!("{request_id}/{}", requests.len())
@@ -196,8 +226,9 @@ pub fn start(
                 prompt_ids: prompt.ids.clone(),
                 max_tokens: plan.max_tokens,
                 sampling,
-                eos_ids: ready.eos_ids.clone(),
-                ignore_eos: plan.ignore_eos,
+                eos_ids: eos_ids.clone(),
+                // `end_tokens` left the model's out already.
+                ignore_eos: false,
                 logprobs,
                 prompt_logprobs: prompt.echo.as_ref().and(logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
@@ -223,7 +254,7 @@ pub fn start(
             index,
             rx,
             ready.tokenizer.clone(),
-            plan.stop.clone(),
+            StopMatcher::new(plan.stop.clone(), plan.include_stop),
             plan.keep_special_tokens,
             echo,
             out_tx.clone(),
@@ -236,7 +267,7 @@ async fn drive(
     index: usize,
     mut rx: mpsc::UnboundedReceiver<EngineEvent>,
     tok: Arc<Tokenizer>,
-    stops: Vec<String>,
+    mut stop: StopMatcher,
     keep_special_tokens: bool,
     mut echo: Option<EchoOut>,
     out: mpsc::UnboundedSender<ChoiceEvent>,
@@ -245,10 +276,6 @@ async fn drive(
     if keep_special_tokens {
         decoder = decoder.with_special_tokens();
     }
-    let mut stop = StopMatcher {
-        stops,
-        pending: String::new(),
-    };
     let mut completion = 0usize;
     let mut cached_tokens = 0usize;
     loop {
@@ -341,19 +368,16 @@ mod tests {
 
     #[test]
     fn stop_strings_across_pieces_are_held_back_and_cut() {
-        let mut m = StopMatcher {
-            stops: vec!["</end>".into()],
-            pending: String::new(),
-        };
+        let mut m = StopMatcher::new(vec!["</end>".into()], false);
         assert_eq!(m.push("hello </"), ("hello ".to_string(), false));
         assert_eq!(m.push("en"), (String::new(), false));
         assert_eq!(m.push("d> tail"), (String::new(), true));
-        let mut m = StopMatcher {
-            stops: vec!["ab".into()],
-            pending: String::new(),
-        };
+        let mut m = StopMatcher::new(vec!["ab".into()], false);
         assert_eq!(m.push("xa"), ("x".to_string(), false));
         assert_eq!(m.push("c"), ("ac".to_string(), false));
         assert_eq!(m.flush(), "");
+        // Kept, the stop string ends the text (the longest of those starting first).
+        let mut m = StopMatcher::new(vec!["</e".into(), "</end>".into(), "x".into()], true);
+        assert_eq!(m.push("hi </end> x"), ("hi </end>".to_string(), true));
     }
 }

@@ -49,6 +49,13 @@ pub struct CommonParams {
     #[serde(default)]
     pub ignore_eos: bool,
     pub logit_bias: Option<HashMap<String, f64>>,
+    /// vLLM's sampling extensions: no end before `min_tokens`, more end tokens, the stop
+    /// string kept in the answer, special tokens written out.
+    pub min_tokens: Option<i64>,
+    pub stop_token_ids: Option<Vec<i64>>,
+    #[serde(default)]
+    pub include_stop_str_in_output: bool,
+    pub skip_special_tokens: Option<bool>,
     /// vLLM's and llama-server's structured outputs (`guide.rs`).
     pub structured_outputs: Option<serde_json::Value>,
     pub guided_json: Option<serde_json::Value>,

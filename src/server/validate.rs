@@ -23,6 +23,10 @@ pub struct Plan {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// A stop string that ends the answer stays in it (`include_stop_str_in_output`).
+    pub include_stop: bool,
+    /// Tokens that end the answer besides the model's end tokens (`stop_token_ids`).
+    pub stop_token_ids: Vec<u32>,
     pub n: usize,
     pub ignore_eos: bool,
     pub stream: bool,
@@ -177,6 +181,31 @@ fn plan_with(
             ))
         }
     };
+    let min_tokens = match p.min_tokens {
+        None => 0,
+        Some(m) if m >= 0 && m as u64 <= max_tokens as u64 => m as usize,
+        Some(m) => {
+            return Err(ApiError::invalid(
+                "min_tokens",
+                format!(
+                "`min_tokens` must be in [0, {max_tokens}] (the answer's length limit), got {m}"
+            ),
+            ))
+        }
+    };
+    let mut stop_token_ids = Vec::new();
+    for &id in p.stop_token_ids.iter().flatten() {
+        if id < 0 || id as u64 >= limits.vocab as u64 {
+            return Err(ApiError::invalid(
+                "stop_token_ids",
+                format!(
+                    "stop token {id} is out of the vocabulary ({})",
+                    limits.vocab
+                ),
+            ));
+        }
+        stop_token_ids.push(id as u32);
+    }
     let sampling = SamplingParams {
         temperature: range("temperature", p.temperature, 0.0, 2.0, 1.0)?,
         top_p,
@@ -187,16 +216,21 @@ fn plan_with(
         repetition_penalty,
         seed: p.seed.map(|s| s as u64),
         logit_bias,
+        min_tokens,
+        // The end tokens are the server's: `generation::start` fills them in.
+        end_ids: Vec::new(),
     };
     Ok(Plan {
         max_tokens,
         sampling,
         stop,
+        include_stop: p.include_stop_str_in_output,
+        stop_token_ids,
         n,
         ignore_eos: p.ignore_eos,
         stream: p.stream,
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
-        keep_special_tokens: false,
+        keep_special_tokens: p.skip_special_tokens == Some(false),
     })
 }
 

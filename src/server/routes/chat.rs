@@ -282,7 +282,7 @@ pub async fn start_chat(
         return Err(structured::ignore_eos_conflict());
     }
     // Mistral's call marker is a special token: decoding must keep it to see the calls.
-    p.keep_special_tokens = tools
+    p.keep_special_tokens |= tools
         .as_ref()
         .is_some_and(|t| t.output.format.needs_special_tokens());
     let top = match (req.logprobs, req.top_logprobs) {
