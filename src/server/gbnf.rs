@@ -361,33 +361,32 @@ fn class_char(c: char, out: &mut String) {
     }
 }
 
+/// Parts joined by `separator`, in parentheses inside another expression.
+fn group(
+    parts: &[Expr],
+    separator: &str,
+    parts_nested: bool,
+    names: &HashMap<String, String>,
+    nested: bool,
+) -> Result<String, String> {
+    let parts = parts
+        .iter()
+        .map(|p| emit(p, names, parts_nested))
+        .collect::<Result<Vec<_>, _>>()?;
+    let joined = parts.join(separator);
+    Ok(if nested {
+        format!("({joined})")
+    } else {
+        joined
+    })
+}
+
 fn emit(expr: &Expr, names: &HashMap<String, String>, nested: bool) -> Result<String, String> {
     Ok(match expr {
-        Expr::Alt(alts) => {
-            let parts = alts
-                .iter()
-                .map(|a| emit(a, names, false))
-                .collect::<Result<Vec<_>, _>>()?;
-            let joined = parts.join(" | ");
-            if nested {
-                format!("({joined})")
-            } else {
-                joined
-            }
-        }
+        // Alternatives are whole in themselves; a sequence's items group their own.
+        Expr::Alt(alts) => group(alts, " | ", false, names, nested)?,
         Expr::Seq(items) if items.is_empty() => "\"\"".into(),
-        Expr::Seq(items) => {
-            let parts = items
-                .iter()
-                .map(|i| emit(i, names, true))
-                .collect::<Result<Vec<_>, _>>()?;
-            let joined = parts.join(" ");
-            if nested {
-                format!("({joined})")
-            } else {
-                joined
-            }
-        }
+        Expr::Seq(items) => group(items, " ", true, names, nested)?,
         Expr::Literal(s) => serde_json::to_string(s).map_err(|e| e.to_string())?,
         Expr::Class { negated, items } => {
             let mut class = String::from(if *negated { "/[^" } else { "/[" });
