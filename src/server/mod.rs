@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP server (axum). The port opens at once; /health answers 503 until
 //! the model is loaded and a first forward pass has worked.
 pub mod answer;
+pub mod answer_parts;
 pub mod auth;
 pub mod error;
 pub mod fingerprint;

@@ -1,86 +1,48 @@
-//! The output items of one response, built from what the answer reader releases: a `reasoning`
-//! item for a thought, a `message` for the answer's text, a `function_call` item per call; and,
-//! when streaming, the events that build them piece by piece (`response.output_item.added`,
-//! the deltas, the `.done` events). A streamed and a whole answer are built by the same code,
-//! so they cannot disagree.
+//! The output items of one response: a `reasoning` item for a thought, a `message` for the
+//! answer's text, a `function_call` item per call (the answer's parts, `answer_parts.rs`);
+//! and, when streaming, the events that build them piece by piece
+//! (`response.output_item.added`, the deltas, the `.done` events). A streamed and a whole
+//! answer are built by the same code, so they cannot disagree.
 use crate::server::answer::Released;
+use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind};
 use crate::server::generation::TokenInfo;
 use crate::server::respond::token_logprob;
 use crate::server::state::new_item_id;
 use crate::server::tools::format::ParsedCall;
 use serde_json::{json, Value};
 
-enum Open {
-    Reasoning {
-        id: String,
-        text: String,
-    },
-    Message {
-        id: String,
-        text: String,
-        logprobs: Vec<Value>,
-    },
-}
-
 pub struct OutputItems {
+    parts: AnswerParts,
     done: Vec<Value>,
-    open: Option<Open>,
+    /// The id of the item being built.
+    open_id: String,
     /// Stream events not yet sent (`type` set, `sequence_number` not); none when not streaming.
     events: Option<Vec<Value>>,
     logprobs: bool,
-    /// Logprobs of tokens whose text is not shown yet; they go with the next answer text.
-    pending_logprobs: Vec<Value>,
-    /// Blank text outside a message (between calls, after a thought): held, as it opens no
-    /// message unless text follows.
-    held_blank: String,
-    /// The whole thought, for the usage's reasoning tokens.
-    thought: String,
 }
 
 impl OutputItems {
     pub fn new(streaming: bool, logprobs: bool) -> Self {
         OutputItems {
+            parts: AnswerParts::new(),
             done: Vec::new(),
-            open: None,
+            open_id: String::new(),
             events: streaming.then(Vec::new),
             logprobs,
-            pending_logprobs: Vec::new(),
-            held_blank: String::new(),
-            thought: String::new(),
         }
     }
 
     /// What one piece of generated text released, with its tokens' logprobs.
     pub fn push(&mut self, released: Released, tokens: &[TokenInfo]) {
-        if self.logprobs {
-            self.pending_logprobs
-                .extend(tokens.iter().map(token_logprob));
-        }
-        // Tokens whose text went to a thought or a call are not the answer's.
-        let elsewhere = released.content.is_empty()
-            && (!released.reasoning.is_empty() || !released.calls.is_empty());
-        if !released.reasoning.is_empty() {
-            self.reasoning(&released.reasoning);
-        }
-        if !released.content.is_empty() {
-            self.content(&released.content);
-        }
-        for (_, call) in &released.calls {
-            self.call(call);
-        }
-        if elsewhere {
-            self.pending_logprobs.clear();
-        }
+        let tokens = if self.logprobs { tokens } else { &[] };
+        self.parts.push(released, tokens);
+        self.render("completed");
     }
 
-    /// The answer ended: `complete` unless it was cut off. An answer with nothing else still
-    /// has its (maybe empty) message.
+    /// The answer ended: `complete` unless it was cut off (its last item is `incomplete`).
     pub fn finish(&mut self, complete: bool) {
-        if self.done.is_empty() && !matches!(self.open, Some(Open::Message { .. })) {
-            self.close(true);
-            self.open_message();
-        }
-        self.close(complete);
+        self.parts.finish();
+        self.render(if complete { "completed" } else { "incomplete" });
     }
 
     pub fn items(&self) -> &[Value] {
@@ -88,7 +50,7 @@ impl OutputItems {
     }
 
     pub fn thought(&self) -> &str {
-        &self.thought
+        self.parts.thought()
     }
 
     pub fn take_events(&mut self) -> Vec<Value> {
@@ -101,135 +63,121 @@ impl OutputItems {
         }
     }
 
-    fn output_index(&self) -> usize {
-        self.done.len()
-    }
-
-    fn reasoning(&mut self, text: &str) {
-        self.thought.push_str(text);
-        if !matches!(self.open, Some(Open::Reasoning { .. })) {
-            self.close(true);
-            let id = new_item_id("rs");
-            self.emit_opened(
-                &id,
-                reasoning_item(&id, None, "in_progress"),
-                json!({"type": "reasoning_text", "text": ""}),
-            );
-            self.open = Some(Open::Reasoning {
-                id,
-                text: String::new(),
-            });
-        }
-        let output_index = self.output_index();
-        if let Some(Open::Reasoning { id, text: all }) = &mut self.open {
-            all.push_str(text);
-            let event = json!({"type": "response.reasoning_text.delta", "item_id": id,
-                               "output_index": output_index, "content_index": 0, "delta": text});
-            self.emit(event);
-        }
-    }
-
-    fn content(&mut self, text: &str) {
-        if !matches!(self.open, Some(Open::Message { .. })) {
-            if text.trim().is_empty() {
-                self.held_blank.push_str(text);
-                return;
+    /// Items and events for the parts' events; `status` of the items closed.
+    fn render(&mut self, status: &str) {
+        for event in self.parts.take_events() {
+            match event {
+                PartEvent::Open { kind, index } => self.opened(kind, index),
+                PartEvent::Delta {
+                    kind,
+                    index,
+                    text,
+                    tokens,
+                } => {
+                    let event = match kind {
+                        PartKind::Thought => json!({"type": "response.reasoning_text.delta",
+                            "item_id": self.open_id, "output_index": index, "content_index": 0,
+                            "delta": text}),
+                        PartKind::Text => json!({"type": "response.output_text.delta",
+                            "item_id": self.open_id, "output_index": index, "content_index": 0,
+                            "delta": text, "logprobs": logprobs(&tokens)}),
+                    };
+                    self.emit(event);
+                }
+                PartEvent::Close {
+                    kind,
+                    index,
+                    text,
+                    tokens,
+                } => self.closed(kind, index, &text, &tokens, status),
+                PartEvent::Call { index, call } => self.call(index, &call),
             }
-            self.close(true);
-            self.open_message();
-        }
-        let delta = std::mem::take(&mut self.held_blank) + text;
-        let logprobs = std::mem::take(&mut self.pending_logprobs);
-        let output_index = self.output_index();
-        if let Some(Open::Message {
-            id,
-            text: all,
-            logprobs: kept,
-        }) = &mut self.open
-        {
-            all.push_str(&delta);
-            kept.extend(logprobs.iter().cloned());
-            let event = json!({"type": "response.output_text.delta", "item_id": id,
-                               "output_index": output_index, "content_index": 0,
-                               "delta": delta, "logprobs": logprobs});
-            self.emit(event);
         }
     }
 
-    fn open_message(&mut self) {
-        let id = new_item_id("msg");
-        self.emit_opened(
-            &id,
-            message_item(&id, None, "in_progress"),
-            text_part("", &[]),
+    fn opened(&mut self, kind: PartKind, index: usize) {
+        let (id, item, part) = match kind {
+            PartKind::Thought => {
+                let id = new_item_id("rs");
+                let item = reasoning_item(&id, None, "in_progress");
+                (id, item, json!({"type": "reasoning_text", "text": ""}))
+            }
+            PartKind::Text => {
+                let id = new_item_id("msg");
+                let item = message_item(&id, None, "in_progress");
+                (id, item, text_part("", &[]))
+            }
+        };
+        self.emit(
+            json!({"type": "response.output_item.added", "output_index": index, "item": item}),
         );
-        self.open = Some(Open::Message {
-            id,
-            text: String::new(),
-            logprobs: Vec::new(),
-        });
+        self.emit(json!({"type": "response.content_part.added", "item_id": id,
+                         "output_index": index, "content_index": 0, "part": part}));
+        self.open_id = id;
     }
 
-    fn call(&mut self, call: &ParsedCall) {
-        self.close(true);
-        self.held_blank.clear();
+    fn closed(
+        &mut self,
+        kind: PartKind,
+        index: usize,
+        text: &str,
+        tokens: &[TokenInfo],
+        status: &str,
+    ) {
+        let id = std::mem::take(&mut self.open_id);
+        let (done_event, part, item) = match kind {
+            PartKind::Thought => (
+                json!({"type": "response.reasoning_text.done", "item_id": id, "output_index": index,
+                       "content_index": 0, "text": text}),
+                json!({"type": "reasoning_text", "text": text}),
+                reasoning_item(&id, Some(text), status),
+            ),
+            PartKind::Text => {
+                let logprobs = logprobs(tokens);
+                (
+                    json!({"type": "response.output_text.done", "item_id": id, "output_index": index,
+                           "content_index": 0, "text": text, "logprobs": logprobs}),
+                    text_part(text, &logprobs),
+                    message_item(&id, Some(text_part(text, &logprobs)), status),
+                )
+            }
+        };
+        self.emit(done_event);
+        self.emit(json!({"type": "response.content_part.done", "item_id": id,
+                         "output_index": index, "content_index": 0, "part": part}));
+        self.emit(
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        );
+        self.done.push(item);
+    }
+
+    fn call(&mut self, index: usize, call: &ParsedCall) {
         let id = new_item_id("fc");
         let call_id = new_item_id("call");
         let item = |arguments: &str, status: &str| {
             json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
                    "name": call.name, "arguments": arguments})
         };
-        let output_index = self.output_index();
         if self.events.is_some() {
             let opened = item("", "in_progress");
-            self.emit(json!({"type": "response.output_item.added", "output_index": output_index, "item": opened}));
+            self.emit(json!({"type": "response.output_item.added", "output_index": index, "item": opened}));
             self.emit(
                 json!({"type": "response.function_call_arguments.delta", "item_id": id,
-                             "output_index": output_index, "delta": call.arguments}),
+                             "output_index": index, "delta": call.arguments}),
             );
             self.emit(json!({"type": "response.function_call_arguments.done", "item_id": id,
-                             "output_index": output_index, "name": call.name, "arguments": call.arguments}));
+                             "output_index": index, "name": call.name, "arguments": call.arguments}));
         }
         let done = item(&call.arguments, "completed");
-        self.emit(json!({"type": "response.output_item.done", "output_index": output_index, "item": done}));
+        self.emit(
+            json!({"type": "response.output_item.done", "output_index": index, "item": done}),
+        );
         self.done.push(done);
     }
+}
 
-    /// `response.output_item.added` and `response.content_part.added` for a new item.
-    fn emit_opened(&mut self, id: &str, item: Value, part: Value) {
-        let output_index = self.output_index();
-        self.emit(json!({"type": "response.output_item.added", "output_index": output_index, "item": item}));
-        self.emit(json!({"type": "response.content_part.added", "item_id": id,
-                         "output_index": output_index, "content_index": 0, "part": part}));
-    }
-
-    /// Close the open item with its `.done` events.
-    fn close(&mut self, complete: bool) {
-        let status = if complete { "completed" } else { "incomplete" };
-        let output_index = self.output_index();
-        let (id, done_event, part, item) = match self.open.take() {
-            None => return,
-            Some(Open::Reasoning { id, text }) => (
-                id.clone(),
-                json!({"type": "response.reasoning_text.done", "item_id": id, "output_index": output_index,
-                       "content_index": 0, "text": text}),
-                json!({"type": "reasoning_text", "text": text}),
-                reasoning_item(&id, Some(&text), status),
-            ),
-            Some(Open::Message { id, text, logprobs }) => (
-                id.clone(),
-                json!({"type": "response.output_text.done", "item_id": id, "output_index": output_index,
-                       "content_index": 0, "text": text, "logprobs": logprobs}),
-                text_part(&text, &logprobs),
-                message_item(&id, Some(text_part(&text, &logprobs)), status),
-            ),
-        };
-        self.emit(done_event);
-        self.emit(json!({"type": "response.content_part.done", "item_id": id,
-                         "output_index": output_index, "content_index": 0, "part": part}));
-        self.emit(json!({"type": "response.output_item.done", "output_index": output_index, "item": item}));
-        self.done.push(item);
-    }
+fn logprobs(tokens: &[TokenInfo]) -> Vec<Value> {
+    tokens.iter().map(token_logprob).collect()
 }
 
 fn text_part(text: &str, logprobs: &[Value]) -> Value {
@@ -252,26 +200,7 @@ fn reasoning_item(id: &str, text: Option<&str>, status: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn released(reasoning: &str, content: &str, calls: &[(&str, &str)]) -> Released {
-        Released {
-            reasoning: reasoning.into(),
-            content: content.into(),
-            calls: calls
-                .iter()
-                .enumerate()
-                .map(|(i, (name, arguments))| {
-                    (
-                        i,
-                        ParsedCall {
-                            name: name.to_string(),
-                            arguments: arguments.to_string(),
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
+    use crate::server::answer_parts::tests::released;
 
     fn token(text: &str) -> TokenInfo {
         TokenInfo {
