@@ -1,5 +1,6 @@
-//! Bearer API keys, compared in constant time. /health and /metrics stay open.
-use super::error::ApiError;
+//! API keys, compared in constant time: `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+//! Anthropic's clients send it. /health and /metrics stay open.
+use super::error::{AnthropicError, ApiError};
 use super::state::SharedState;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -14,14 +15,18 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
     if path == "/health" || path == "/metrics" {
         return next.run(req).await;
     }
-    let given = req
-        .headers()
+    let headers = req.headers();
+    let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
         next.run(req).await
+    } else if path.starts_with("/v1/messages") {
+        AnthropicError(ApiError::unauthorized()).into_response()
     } else {
         ApiError::unauthorized().into_response()
     }

@@ -44,7 +44,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
-            "invalid or missing API key (send `Authorization: Bearer KEY`)",
+            "invalid or missing API key (send `Authorization: Bearer KEY` or `x-api-key: KEY`)",
         )
         .with_code("invalid_api_key")
     }
@@ -97,9 +97,39 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+/// An error in the shape of Anthropic's Messages API (`/v1/messages`):
+/// `{"type": "error", "error": {"type", "message"}}`, its types named after the status.
+pub struct AnthropicError(pub ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        let e = self.0;
+        let kind = match e.status.as_u16() {
+            400 | 415 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            _ => "api_error",
+        };
+        let body =
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": e.message}});
+        e.respond(body)
+    }
+}
+
+impl ApiError {
+    /// `body` with this error's status and `Retry-After`.
+    fn respond(&self, body: serde_json::Value) -> Response {
+        let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut()
@@ -107,6 +137,12 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.respond(self.body())
     }
 }
 

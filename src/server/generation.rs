@@ -49,6 +49,8 @@ pub enum ChoiceEvent {
         completion_tokens: usize,
         /// Prompt tokens served from the prefix cache.
         cached_tokens: usize,
+        /// The stop string that ended the choice, if one did.
+        stop_string: Option<String>,
     },
     Error {
         index: usize,
@@ -62,6 +64,8 @@ struct StopMatcher {
     pending: String,
     /// The stop string that ended the text stays in it.
     include: bool,
+    /// The stop string that was hit.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -70,6 +74,7 @@ impl StopMatcher {
             stops,
             pending: String::new(),
             include,
+            matched: None,
         }
     }
 
@@ -77,14 +82,15 @@ impl StopMatcher {
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
         // The earliest stop string in the text (the longest of those starting there).
-        if let Some((pos, len)) = self
+        if let Some((pos, stop)) = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s.len())))
-            .min_by_key(|&(at, len)| (at, std::cmp::Reverse(len)))
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|&(at, s)| (at, std::cmp::Reverse(s.len())))
         {
-            let end = if self.include { pos + len } else { pos };
+            let end = if self.include { pos + stop.len() } else { pos };
             let out = self.pending[..end].to_string();
+            self.matched = Some(stop.clone());
             self.pending.clear();
             return (out, true);
         }
@@ -330,6 +336,7 @@ async fn drive(
                         reason: "stop",
                         completion_tokens: completion,
                         cached_tokens,
+                        stop_string: stop.matched.take(),
                     });
                     return;
                 }
@@ -351,6 +358,7 @@ async fn drive(
                     reason,
                     completion_tokens: completion,
                     cached_tokens,
+                    stop_string: stop.matched.take(),
                 });
                 return;
             }
@@ -379,5 +387,6 @@ mod tests {
         // Kept, the stop string ends the text (the longest of those starting first).
         let mut m = StopMatcher::new(vec!["</e".into(), "</end>".into(), "x".into()], true);
         assert_eq!(m.push("hi </end> x"), ("hi </end>".to_string(), true));
+        assert_eq!(m.matched.as_deref(), Some("</end>"));
     }
 }

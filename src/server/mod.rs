@@ -10,6 +10,7 @@ pub mod generation;
 pub mod guide;
 pub mod json;
 pub mod marker;
+pub mod messages;
 pub mod openai;
 pub mod prompt_end;
 pub mod reasoning;
@@ -81,6 +82,11 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/responses", post(routes::responses::responses))
+        .route("/v1/messages", post(routes::messages::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(routes::messages::count_tokens),
+        )
         .route(
             "/v1/responses/{id}",
             get(routes::responses::retrieve).delete(routes::responses::delete),

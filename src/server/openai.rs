@@ -92,6 +92,30 @@ pub struct Message {
     pub name: Option<String>,
 }
 
+impl Message {
+    /// A message of `role` with text (or none: an assistant turn that only calls).
+    pub fn new(role: &str, content: Option<String>) -> Self {
+        Message {
+            role: role.into(),
+            content: content.map(Content::Text),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
+    }
+}
+
+/// The function an earlier assistant turn called under `call_id` (a tool message's `name`,
+/// which some templates print).
+pub fn called_function(messages: &[Message], call_id: &str) -> Option<String> {
+    messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .find(|c| c["id"] == call_id)
+        .and_then(|c| c["function"]["name"].as_str())
+        .map(str::to_string)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,

@@ -92,6 +92,7 @@ pub async fn complete(
                 reason,
                 completion_tokens,
                 cached_tokens,
+                ..
             }) => {
                 finish[index] = Some(reason);
                 completion += completion_tokens;
@@ -320,6 +321,7 @@ fn async_stream(
                         reason,
                         completion_tokens,
                         cached_tokens,
+                        ..
                     },
                     kind,
                 ) => {

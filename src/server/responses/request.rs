@@ -4,7 +4,7 @@
 //! before the new input. What candor cannot honour (conversation objects, background runs,
 //! built-in tools, images) is refused with the field that asked for it.
 use crate::server::error::ApiError;
-use crate::server::openai::{ChatRequest, CommonParams, Content, Message};
+use crate::server::openai::{called_function, ChatRequest, CommonParams, Message};
 use crate::server::validate::no_nul;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -144,13 +144,13 @@ impl ResponsesRequest {
     fn messages(&self, history: &[Value]) -> Result<Vec<Message>, ApiError> {
         let mut messages = Vec::new();
         if let Some(instructions) = &self.instructions {
-            messages.push(message("system", Some(instructions.clone())));
+            messages.push(Message::new("system", Some(instructions.clone())));
         }
         for item in history {
             add_item(&mut messages, item, "previous_response_id")?;
         }
         match &self.input {
-            Input::Text(text) => messages.push(message("user", Some(text.clone()))),
+            Input::Text(text) => messages.push(Message::new("user", Some(text.clone()))),
             Input::Items(items) => {
                 if items.is_empty() {
                     return Err(ApiError::invalid("input", "`input` must not be empty"));
@@ -185,16 +185,6 @@ impl ResponsesRequest {
     }
 }
 
-fn message(role: &str, content: Option<String>) -> Message {
-    Message {
-        role: role.into(),
-        content: content.map(Content::Text),
-        tool_calls: None,
-        tool_call_id: None,
-        name: None,
-    }
-}
-
 fn field<'a>(item: &'a Value, key: &str, param: &str) -> Result<&'a str, ApiError> {
     item.get(key).and_then(Value::as_str).ok_or_else(|| {
         ApiError::invalid(
@@ -216,7 +206,7 @@ fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<()
         "message" => {
             let role = field(item, "role", param)?;
             let content = item_text(item.get("content"), &format!("{param}.content"))?;
-            messages.push(message(role, Some(content)));
+            messages.push(Message::new(role, Some(content)));
         }
         "function_call" => {
             let call_id = field(item, "call_id", param)?;
@@ -227,7 +217,7 @@ fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<()
             match messages.last_mut() {
                 Some(m) if m.role == "assistant" => m.tool_calls.get_or_insert_default().push(call),
                 _ => {
-                    let mut m = message("assistant", None);
+                    let mut m = Message::new("assistant", None);
                     m.tool_calls = Some(vec![call]);
                     messages.push(m);
                 }
@@ -236,15 +226,9 @@ fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<()
         "function_call_output" => {
             let call_id = field(item, "call_id", param)?;
             let output = item_text(item.get("output"), &format!("{param}.output"))?;
-            let name = messages
-                .iter()
-                .flat_map(|m| m.tool_calls.iter().flatten())
-                .find(|c| c["id"] == call_id)
-                .and_then(|c| c["function"]["name"].as_str())
-                .map(str::to_string);
-            let mut m = message("tool", Some(output));
+            let mut m = Message::new("tool", Some(output));
             m.tool_call_id = Some(call_id.to_string());
-            m.name = name;
+            m.name = called_function(messages, call_id);
             messages.push(m);
         }
         "reasoning" => {}
@@ -343,6 +327,7 @@ fn chat_tool_choice(choice: &Value) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::openai::Content;
 
     fn request(body: Value) -> ResponsesRequest {
         serde_json::from_value(body).expect("a responses request")

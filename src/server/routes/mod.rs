@@ -1,5 +1,6 @@
 //! HTTP handlers.
 pub mod chat;
 pub mod completions;
+pub mod messages;
 pub mod misc;
 pub mod responses;
