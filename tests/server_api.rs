@@ -798,6 +798,27 @@ async fn thinking_goes_to_reasoning_content() {
             .as_u64()
             .unwrap();
         assert_eq!(reasoning_tokens > 0, !thought.is_empty(), "{r}");
+        // And through /v1/messages a thinking block, with `thinking` as the template's switch.
+        let switch = if thinking { "enabled" } else { "disabled" };
+        let (st, m) = post(
+            &s,
+            "/v1/messages",
+            json!({"max_tokens": 40, "temperature": 0, "thinking": {"type": switch},
+                   "messages": [{"role": "user", "content": "Is 7 a prime number?"}]}),
+        )
+        .await;
+        assert_eq!(st, 200, "{m}");
+        let block_texts = |kind: &str, key: &str| -> String {
+            m["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["type"] == kind)
+                .map(|b| b[key].as_str().unwrap_or(""))
+                .collect()
+        };
+        assert_eq!(block_texts("thinking", "thinking"), thought, "{m}");
+        assert_eq!(block_texts("text", "text"), want_content, "{m}");
 
         let mut stream_body = body;
         stream_body["stream"] = json!(true);
