@@ -5,6 +5,7 @@
 mod common;
 
 use common::server::Server;
+use common::weather_call_chat;
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-messages-test";
@@ -91,23 +92,7 @@ async fn messages_answer_as_the_chat_request_they_mean() {
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"}]},
         ],
     });
-    let want = chat(
-        &s,
-        &json!({
-            "messages": [
-                {"role": "system", "content": "Answer in one short sentence."},
-                {"role": "user", "content": "What is the weather like in Paris today?"},
-                {"role": "assistant", "content": null, "tool_calls": [{"id": "toolu_1", "type": "function",
-                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-                {"role": "tool", "tool_call_id": "toolu_1", "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"},
-            ],
-            "tools": [{"type": "function", "function": {"name": "get_weather",
-                "description": "Get the current weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
-            "tool_choice": "none", "max_tokens": 24, "temperature": 0,
-        }),
-    )
-    .await;
+    let want = chat(&s, &weather_call_chat("toolu_1", "{\"city\":\"Paris\"}")).await;
     let (st, got) = call_json(&s, "/v1/messages", &conversation).await;
     assert_eq!(st, 200, "{got}");
     assert_eq!(got["type"], "message");

@@ -6,6 +6,7 @@
 mod common;
 
 use common::server::Server;
+use common::weather_call_chat;
 use serde_json::{json, Value};
 
 fn weather_tool() -> Value {
@@ -62,19 +63,7 @@ async fn responses_answer_as_the_chat_request_they_mean() {
         "tools": [weather_tool()], "tool_choice": "none", "max_output_tokens": 24, "temperature": 0,
         "metadata": {"run": "test"},
     });
-    let chat = json!({
-        "messages": [
-            {"role": "system", "content": "Answer in one short sentence."},
-            {"role": "user", "content": "What is the weather like in Paris today?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"},
-        ],
-        "tools": [{"type": "function", "function": {"name": "get_weather",
-            "description": "Get the current weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
-        "tool_choice": "none", "max_tokens": 24, "temperature": 0,
-    });
+    let chat = weather_call_chat("call_1", "{\"city\": \"Paris\"}");
     let (st, want) = s.post("/v1/chat/completions", &chat).await;
     assert_eq!(st, 200, "{want}");
     let (st, got) = s.post("/v1/responses", &conversation).await;

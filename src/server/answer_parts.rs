@@ -5,6 +5,30 @@ use super::answer::Released;
 use super::generation::TokenInfo;
 use super::tools::format::ParsedCall;
 
+/// The events a renderer has for a stream and not yet sent; it keeps none when the answer is
+/// not streamed.
+pub struct PendingEvents(Option<Vec<serde_json::Value>>);
+
+impl PendingEvents {
+    pub fn new(streaming: bool) -> Self {
+        PendingEvents(streaming.then(Vec::new))
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn push(&mut self, event: serde_json::Value) {
+        if let Some(events) = &mut self.0 {
+            events.push(event);
+        }
+    }
+
+    pub fn take(&mut self) -> Vec<serde_json::Value> {
+        self.0.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartKind {
     Thought,

@@ -192,6 +192,13 @@ fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event 
     Event::default().data(v.to_string())
 }
 
+/// A typed event (`{"type": ...}`, the Responses and Messages APIs) as an SSE event named
+/// after its type.
+pub fn typed_event(event: &Value) -> Event {
+    let name = event["type"].as_str().unwrap_or("message");
+    Event::default().event(name).data(event.to_string())
+}
+
 /// Answer with an SSE stream. The stream owns the receiver: when the client goes away, axum
 /// drops the stream, the receiver, and with it the generation.
 pub fn stream(meta: Meta, rx: UnboundedReceiver<ChoiceEvent>) -> Response {

@@ -62,3 +62,22 @@ pub fn real_model(name: &str) -> PathBuf {
         Err(e) => panic!("cannot get the test model {name}: {e}"),
     }
 }
+
+/// A chat request through one weather call (`call_id`, its `arguments` as the other API sends
+/// them) and the call's result, answered in one short sentence, greedy: what the Responses
+/// and Messages tests send in their own shapes, to compare the answers.
+pub fn weather_call_chat(call_id: &str, arguments: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messages": [
+            {"role": "system", "content": "Answer in one short sentence."},
+            {"role": "user", "content": "What is the weather like in Paris today?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": call_id, "type": "function",
+                "function": {"name": "get_weather", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "{\"temperature_c\": 21, \"sky\": \"sunny\"}"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "tool_choice": "none", "max_tokens": 24, "temperature": 0,
+    })
+}

@@ -2,7 +2,7 @@
 //! from the answer's parts (`answer_parts.rs`), and, when streaming, the events that build
 //! them (`content_block_start`, `content_block_delta`, `content_block_stop`).
 use crate::server::answer::Released;
-use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind};
+use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents};
 use crate::server::state::new_item_id;
 use crate::server::tools::format::ParsedCall;
 use serde_json::{json, Value};
@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 pub struct ContentBlocks {
     parts: AnswerParts,
     done: Vec<Value>,
-    /// Stream events not yet sent; none when not streaming.
-    events: Option<Vec<Value>>,
+    events: PendingEvents,
 }
 
 impl ContentBlocks {
@@ -19,7 +18,7 @@ impl ContentBlocks {
         ContentBlocks {
             parts: AnswerParts::new(),
             done: Vec::new(),
-            events: streaming.then(Vec::new),
+            events: PendingEvents::new(streaming),
         }
     }
 
@@ -42,13 +41,11 @@ impl ContentBlocks {
     }
 
     pub fn take_events(&mut self) -> Vec<Value> {
-        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+        self.events.take()
     }
 
     fn emit(&mut self, event: Value) {
-        if let Some(events) = &mut self.events {
-            events.push(event);
-        }
+        self.events.push(event);
     }
 
     fn render(&mut self) {

@@ -5,8 +5,9 @@ use super::blocks::ContentBlocks;
 use crate::server::answer::AnswerReader;
 use crate::server::error::{AnthropicError, ApiError};
 use crate::server::generation::ChoiceEvent;
+use crate::server::respond::typed_event;
 use crate::server::routes::chat::StartedChat;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -149,9 +150,7 @@ pub fn stream(id: String, model: String, started: StartedChat) -> Response {
     let events = futures::stream::unfold(st, |mut st| async move {
         loop {
             if let Some(event) = st.queue.pop_front() {
-                let name = event["type"].as_str().unwrap_or("message").to_string();
-                let sse = Event::default().event(name).data(event.to_string());
-                return Some((Ok::<_, Infallible>(sse), st));
+                return Some((Ok::<_, Infallible>(typed_event(&event)), st));
             }
             if st.done {
                 return None;

@@ -4,7 +4,7 @@
 //! (`response.output_item.added`, the deltas, the `.done` events). A streamed and a whole
 //! answer are built by the same code, so they cannot disagree.
 use crate::server::answer::Released;
-use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind};
+use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents};
 use crate::server::generation::TokenInfo;
 use crate::server::respond::token_logprob;
 use crate::server::state::new_item_id;
@@ -16,8 +16,8 @@ pub struct OutputItems {
     done: Vec<Value>,
     /// The id of the item being built.
     open_id: String,
-    /// Stream events not yet sent (`type` set, `sequence_number` not); none when not streaming.
-    events: Option<Vec<Value>>,
+    /// Stream events not yet sent (`type` set, `sequence_number` not).
+    events: PendingEvents,
     logprobs: bool,
 }
 
@@ -27,7 +27,7 @@ impl OutputItems {
             parts: AnswerParts::new(),
             done: Vec::new(),
             open_id: String::new(),
-            events: streaming.then(Vec::new),
+            events: PendingEvents::new(streaming),
             logprobs,
         }
     }
@@ -54,13 +54,11 @@ impl OutputItems {
     }
 
     pub fn take_events(&mut self) -> Vec<Value> {
-        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+        self.events.take()
     }
 
     fn emit(&mut self, event: Value) {
-        if let Some(events) = &mut self.events {
-            events.push(event);
-        }
+        self.events.push(event);
     }
 
     /// Items and events for the parts' events; `status` of the items closed.
@@ -158,7 +156,7 @@ impl OutputItems {
             json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
                    "name": call.name, "arguments": arguments})
         };
-        if self.events.is_some() {
+        if self.events.streaming() {
             let opened = item("", "in_progress");
             self.emit(json!({"type": "response.output_item.added", "output_index": index, "item": opened}));
             self.emit(

@@ -7,9 +7,10 @@ use super::store::{ResponseStore, Stored};
 use crate::server::answer::AnswerReader;
 use crate::server::error::ApiError;
 use crate::server::generation::ChoiceEvent;
+use crate::server::respond::typed_event;
 use crate::server::routes::chat::StartedChat;
 use crate::server::state::unix_now;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use candor_models::tokenizer::Tokenizer;
 use serde_json::{json, Map, Value};
@@ -248,9 +249,7 @@ pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> 
             if let Some(mut event) = st.queue.pop_front() {
                 event["sequence_number"] = json!(st.sequence);
                 st.sequence += 1;
-                let name = event["type"].as_str().unwrap_or("message").to_string();
-                let sse = Event::default().event(name).data(event.to_string());
-                return Some((Ok::<_, Infallible>(sse), st));
+                return Some((Ok::<_, Infallible>(typed_event(&event)), st));
             }
             if st.done {
                 return None;
