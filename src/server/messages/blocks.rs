@@ -36,10 +36,6 @@ impl ContentBlocks {
         &self.done
     }
 
-    pub fn thought(&self) -> &str {
-        self.parts.thought()
-    }
-
     pub fn take_events(&mut self) -> Vec<Value> {
         self.events.take()
     }
