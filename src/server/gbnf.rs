@@ -41,7 +41,12 @@ enum Token {
 /// Translate a GBNF grammar into llguidance's lark (`root` becomes `start`).
 pub fn to_lark(gbnf: &str) -> Result<String, String> {
     let tokens = lex(gbnf)?;
-    let rules = Parser { tokens, at: 0 }.rules()?;
+    let rules = Parser {
+        tokens,
+        at: 0,
+        depth: 0,
+    }
+    .rules()?;
     if !rules.iter().any(|(name, _)| name == "root") {
         return Err("no `root` rule".into());
     }
@@ -266,7 +271,12 @@ fn escape(chars: &[char], i: usize) -> Result<(char, usize), String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Groups open around the current item: bounded, so a hostile grammar cannot exhaust
+    /// the stack (llguidance refuses deeper lark anyway).
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Token> {
@@ -331,7 +341,12 @@ impl Parser {
             Token::Any => Expr::Any,
             Token::Name(n) => Expr::Ref(n),
             Token::Open => {
+                if self.depth == MAX_DEPTH {
+                    return Err(format!("groups nested deeper than {MAX_DEPTH}"));
+                }
+                self.depth += 1;
                 let inner = self.alternatives()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Token::Close) {
                     return Err("missing `)`".into());
                 }
@@ -340,7 +355,13 @@ impl Parser {
             }
             other => return Err(format!("unexpected {other:?}")),
         };
+        let mut postfixes = 0;
         while let Some(Token::Postfix(lo, hi)) = self.peek().cloned() {
+            // Each one nests the item once more (and the emitter recurses through it).
+            postfixes += 1;
+            if postfixes > 2 {
+                return Err("more than two repetition operators in a row".into());
+            }
             self.at += 1;
             expr = Expr::Repeat(Box::new(expr), lo, hi);
         }
@@ -466,6 +487,7 @@ ws   ::= [ \t\n]?
 
     #[test]
     fn broken_grammars_say_why() {
+        let deep = format!("root ::= {}\"a\"", "(".repeat(100_000));
         for (gbnf, why) in [
             ("x ::= \"a\"", "no `root`"),
             ("root ::= y", "undefined rule `y`"),
@@ -475,6 +497,8 @@ ws   ::= [ \t\n]?
             ("root ::= \"a\"{2,1}", "bad repetition"),
             ("root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
             ("root = \"a\"", "unexpected `=`"),
+            (deep.as_str(), "nested deeper"),
+            ("root ::= \"a\"***", "repetition operators"),
         ] {
             let e = to_lark(gbnf).unwrap_err();
             assert!(e.contains(why), "{gbnf}: {e}");

@@ -104,9 +104,11 @@ pub fn answer_format(
         GuideGrammar::Regex(rx) => compiler.regex(&rx),
         GuideGrammar::Lark(grammar) => compiler.lark(grammar),
     };
-    compiled
-        .map(Some)
-        .map_err(|e| guide.invalid(format!("`{}` cannot be followed: {e}", guide.param)))
+    compiled.map(Some).map_err(|e| {
+        // llguidance quotes the grammar: a long one would fill the error.
+        let e: String = e.chars().take(600).collect();
+        guide.invalid(format!("`{}` cannot be followed: {e}", guide.param))
+    })
 }
 
 /// The constraint of a demanded tool call (`tools::format::ToolFormat::call_grammar`).
