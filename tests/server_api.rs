@@ -1113,6 +1113,26 @@ async fn vllm_sampling_extensions_shape_the_end() {
                      "max_tokens": 12, "temperature": 0});
     let (_, short) = post(&s, "/v1/chat/completions", ask.clone()).await;
     let words = short["usage"]["completion_tokens"].as_u64().unwrap();
+    // reasoning_effort is a template variable: Qwen2.5's template has no use for it.
+    let (st, same) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(ask.clone(), json!({"reasoning_effort": "low"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{same}");
+    assert_eq!(same["choices"], short["choices"]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(ask.clone(), json!({"reasoning_effort": "extreme"})),
+    )
+    .await;
+    assert_eq!(
+        (st, &v["error"]["param"]),
+        (400, &json!("reasoning_effort")),
+        "{v}"
+    );
     assert!(words < 6, "{short}");
     let (st, long) = post(
         &s,

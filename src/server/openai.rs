@@ -132,6 +132,9 @@ pub struct ChatRequest {
     pub response_format: Option<serde_json::Value>,
     /// Extra chat-template variables (vLLM's extension), e.g. `{"enable_thinking": false}`.
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `low` / `medium` / `high`...: passed to the chat template as `reasoning_effort` (as
+    /// vLLM does; gpt-oss templates read it), unless `chat_template_kwargs` sets it.
+    pub reasoning_effort: Option<String>,
     /// How the prompt ends (vLLM's extensions, `prompt_end.rs`).
     pub add_generation_prompt: Option<bool>,
     #[serde(default)]
@@ -140,6 +143,32 @@ pub struct ChatRequest {
     pub functions: Option<serde_json::Value>,
     pub function_call: Option<serde_json::Value>,
     pub modalities: Option<Vec<String>>,
+}
+
+/// The effort names OpenAI's and Anthropic's APIs use.
+const EFFORTS: [&str; 7] = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
+
+impl ChatRequest {
+    /// The chat template's extra variables: `chat_template_kwargs`, and `reasoning_effort`
+    /// where those leave it unset.
+    pub fn template_kwargs(
+        &self,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, super::error::ApiError> {
+        let Some(effort) = &self.reasoning_effort else {
+            return Ok(self.chat_template_kwargs.clone());
+        };
+        if !EFFORTS.contains(&effort.as_str()) {
+            return Err(super::error::ApiError::invalid(
+                "reasoning_effort",
+                format!("`reasoning_effort` must be one of {}", EFFORTS.join(", ")),
+            ));
+        }
+        let mut kwargs = self.chat_template_kwargs.clone().unwrap_or_default();
+        kwargs
+            .entry("reasoning_effort")
+            .or_insert_with(|| serde_json::Value::String(effort.clone()));
+        Ok(Some(kwargs))
+    }
 }
 
 /// `prompt`: text, token ids, or a one-element list of either.
@@ -190,4 +219,38 @@ fn yes() -> bool {
 pub struct DetokenizeRequest {
     pub model: Option<String>,
     pub tokens: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatRequest;
+    use serde_json::json;
+
+    fn chat(extra: serde_json::Value) -> ChatRequest {
+        let mut body = json!({"messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn reasoning_effort_reaches_the_template_unless_kwargs_set_it() {
+        let kwargs = chat(json!({"reasoning_effort": "low"}))
+            .template_kwargs()
+            .unwrap()
+            .unwrap();
+        assert_eq!(kwargs["reasoning_effort"], "low");
+        let kwargs = chat(json!({"reasoning_effort": "low",
+                                 "chat_template_kwargs": {"reasoning_effort": "high", "x": 1}}))
+        .template_kwargs()
+        .unwrap()
+        .unwrap();
+        assert_eq!(kwargs["reasoning_effort"], "high");
+        assert_eq!(chat(json!({})).template_kwargs().unwrap(), None);
+        let e = chat(json!({"reasoning_effort": "extreme"}))
+            .template_kwargs()
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("reasoning_effort"));
+    }
 }

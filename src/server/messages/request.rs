@@ -131,6 +131,12 @@ impl MessagesRequest {
             parallel_tool_calls,
             response_format: self.response_format()?,
             chat_template_kwargs: self.thinking.as_ref().map(thinking_switch).transpose()?,
+            reasoning_effort: self
+                .output_config
+                .as_ref()
+                .and_then(|c| c.get("effort"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             add_generation_prompt: None,
             continue_final_message: false,
             functions: None,

@@ -89,6 +89,12 @@ impl ResponsesRequest {
             parallel_tool_calls: self.parallel_tool_calls,
             response_format: self.response_format()?,
             chat_template_kwargs: self.chat_template_kwargs.clone(),
+            reasoning_effort: self
+                .reasoning
+                .as_ref()
+                .and_then(|r| r.get("effort"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             add_generation_prompt: None,
             continue_final_message: false,
             functions: None,

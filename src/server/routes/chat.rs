@@ -259,18 +259,13 @@ pub async fn start_chat(
         }
     })
     .await?;
+    let kwargs = req.template_kwargs()?;
     let end = PromptEnd::of(
         req.add_generation_prompt,
         req.continue_final_message,
         &req.messages,
     )?;
-    let prompt_text = chat_prompt_text(
-        ready,
-        &req.messages,
-        tools.as_ref(),
-        req.chat_template_kwargs.as_ref(),
-        end,
-    )?;
+    let prompt_text = chat_prompt_text(ready, &req.messages, tools.as_ref(), kwargs.as_ref(), end)?;
     let prompt = encode_prompt(ready, &prompt_text)?;
     // A thinking model's thought is split from its answer unless a grammar shapes the answer
     // (a JSON format or a demanded call leaves no room for one).
