@@ -308,3 +308,45 @@ async fn responses_answer_as_the_chat_request_they_mean() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_auto_drops_the_oldest_turns_to_fit() {
+    let s = Server::start("qwen2.5-0.5b", &["--max-model-len", "256"]).await;
+    // Six turns of ~60 tokens each: more than the context.
+    let mut input = Vec::new();
+    for i in 0..6 {
+        let words = format!("Turn {i}: {}", "lorem ipsum dolor sit amet ".repeat(10));
+        input.push(json!({"role": "user", "content": words}));
+        input.push(json!({"role": "assistant", "content": format!("Noted {i}.")}));
+    }
+    input.push(json!({"role": "user", "content": "Say OK."}));
+    let body = json!({"input": input, "max_output_tokens": 8, "temperature": 0, "store": false});
+    let (st, v) = s.post("/v1/responses", &body).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    let mut auto = body.clone();
+    auto["truncation"] = json!("auto");
+    let (st, v) = s.post("/v1/responses", &auto).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["truncation"], "auto");
+    let used = v["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(used + 8 <= 256, "{v}");
+    // It is the answer to the fewest turns dropped by hand that fit.
+    let by_hand = async |dropped: usize| {
+        let mut shorter = body.clone();
+        shorter["input"] = json!(input[2 * dropped..].to_vec());
+        s.post("/v1/responses", &shorter).await
+    };
+    let mut dropped = 1;
+    let fitting = loop {
+        let (st, w) = by_hand(dropped).await;
+        if st == 200 {
+            break w;
+        }
+        assert_eq!(w["error"]["code"], "context_length_exceeded", "{w}");
+        dropped += 1;
+        assert!(dropped < 6, "nothing fits");
+    };
+    assert_eq!(fitting["usage"]["input_tokens"], used);
+    assert_eq!(fitting["output"][0]["content"], v["output"][0]["content"]);
+}

@@ -20,6 +20,7 @@ pub mod routes;
 pub mod state;
 pub mod structured;
 pub mod tools;
+pub mod truncation;
 pub mod validate;
 
 use crate::engine::load::{load_model, LoadOptions};

@@ -135,6 +135,10 @@ pub struct ChatRequest {
     /// `low` / `medium` / `high`...: passed to the chat template as `reasoning_effort` (as
     /// vLLM does; gpt-oss templates read it), unless `chat_template_kwargs` sets it.
     pub reasoning_effort: Option<String>,
+    /// Drop the oldest turns of a conversation that does not fit (`truncation.rs`; set by
+    /// the Responses API's `truncation: "auto"`, not by chat clients).
+    #[serde(skip)]
+    pub truncate_oldest_turns: bool,
     /// How the prompt ends (vLLM's extensions, `prompt_end.rs`).
     pub add_generation_prompt: Option<bool>,
     #[serde(default)]

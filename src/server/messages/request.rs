@@ -137,6 +137,7 @@ impl MessagesRequest {
                 .and_then(|c| c.get("effort"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            truncate_oldest_turns: false,
             add_generation_prompt: None,
             continue_final_message: false,
             functions: None,

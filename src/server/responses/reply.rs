@@ -52,7 +52,7 @@ impl Shell {
             "tools": or(req.tools.clone().map(Value::Array), json!([])),
             "text": or(req.text.clone(), json!({"format": {"type": "text"}})),
             "reasoning": or(req.reasoning.clone(), json!({"effort": null, "summary": null})),
-            "truncation": "disabled",
+            "truncation": req.truncation.as_deref().unwrap_or("disabled"),
             "previous_response_id": req.previous_response_id,
             "background": false,
             "store": keep.is_some(),

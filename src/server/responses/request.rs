@@ -95,6 +95,7 @@ impl ResponsesRequest {
                 .and_then(|r| r.get("effort"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            truncate_oldest_turns: self.truncation.as_deref() == Some("auto"),
             add_generation_prompt: None,
             continue_final_message: false,
             functions: None,
@@ -122,10 +123,14 @@ impl ResponsesRequest {
                 "background responses are not supported (candor keeps no responses to poll)",
             ));
         }
-        if let Some(t) = self.truncation.as_deref().filter(|t| *t != "disabled") {
+        if let Some(t) = self
+            .truncation
+            .as_deref()
+            .filter(|t| !["auto", "disabled"].contains(t))
+        {
             return Err(ApiError::invalid(
                 "truncation",
-                format!("truncation `{t}` is not supported; only `disabled` (a too long input is refused)"),
+                format!("`truncation` must be `auto` or `disabled`, got `{t}`"),
             ));
         }
         let chat_only = [
@@ -461,7 +466,10 @@ mod tests {
                 "conversation",
             ),
             (json!({"input": "x", "background": true}), "background"),
-            (json!({"input": "x", "truncation": "auto"}), "truncation"),
+            (
+                json!({"input": "x", "truncation": "sometimes"}),
+                "truncation",
+            ),
             (json!({"input": "x", "max_tokens": 5}), "max_tokens"),
             (json!({"input": "x", "n": 2}), "n"),
             (json!({"input": []}), "input"),

@@ -11,6 +11,7 @@ use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
+use crate::server::truncation;
 use crate::server::validate::{no_nul, plan};
 use axum::extract::State;
 use axum::response::Response;
@@ -265,8 +266,25 @@ pub async fn start_chat(
         req.continue_final_message,
         &req.messages,
     )?;
-    let prompt_text = chat_prompt_text(ready, &req.messages, tools.as_ref(), kwargs.as_ref(), end)?;
-    let prompt = encode_prompt(ready, &prompt_text)?;
+    let render = |messages: &[Message]| -> Result<(String, Vec<u32>), ApiError> {
+        let text = chat_prompt_text(ready, messages, tools.as_ref(), kwargs.as_ref(), end)?;
+        let ids = encode_prompt(ready, &text)?;
+        Ok((text, ids))
+    };
+    let (prompt_text, prompt) = if req.truncate_oldest_turns {
+        // Room for the answer asked for (at least a token) beside the prompt.
+        let asked = req.common.max_completion_tokens.or(req.common.max_tokens);
+        let room = asked.map_or(1, |n| n.max(1) as usize);
+        let context = ready.limits.context;
+        let (text, ids, dropped) =
+            truncation::render_fitting(&req.messages, |n| n + room <= context, render)?;
+        if dropped > 0 {
+            tracing::info!(id = %id, dropped, "oldest turns dropped to fit the context");
+        }
+        (text, ids)
+    } else {
+        render(&req.messages)?
+    };
     // A thinking model's thought is split from its answer unless a grammar shapes the answer
     // (a JSON format or a demanded call leaves no room for one).
     let shaped = constraint.as_ref().is_some_and(|c| !c.is_lazy());
