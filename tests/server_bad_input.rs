@@ -581,6 +581,16 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         failures.join("\n")
     );
 
+    // Each refusal has its log line, naming the path and the status.
+    let refused = s.log_lines("request refused");
+    assert!(refused.len() >= 25, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("path=/v1/chat/completions") && l.contains("status=401")),
+        "{refused:?}"
+    );
+
     // /health and /metrics stay open without a key; the API needs it; the server still works.
     assert_eq!(
         client.get(s.url("/health")).send().await.unwrap().status(),

@@ -1,5 +1,6 @@
 //! The OpenAI-compatible HTTP server (axum). The port opens at once; /health answers 503 until
 //! the model is loaded and a first forward pass has worked.
+pub mod access_log;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
@@ -108,7 +109,8 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
             state.clone(),
             auth::require_key,
         ))
-        .layer(DefaultBodyLimit::max(body_limit));
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(access_log::log_failures));
     if cors {
         r = r.layer(tower_http::cors::CorsLayer::permissive());
     }
