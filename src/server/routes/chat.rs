@@ -213,7 +213,8 @@ pub struct StartedChat {
 }
 
 /// Check a chat request, render and encode its prompt, compile its constraint and submit it.
-/// Shared by `/v1/chat/completions` and `/v1/responses`, which differ only in how they answer.
+/// Shared by `/v1/chat/completions`, `/v1/responses` and `/v1/messages`, which differ only in
+/// how they answer.
 pub async fn start_chat(
     state: &SharedState,
     req: &ChatRequest,
