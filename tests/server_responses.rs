@@ -350,3 +350,95 @@ async fn truncation_auto_drops_the_oldest_turns_to_fit() {
     assert_eq!(fitting["usage"]["input_tokens"], used);
     assert_eq!(fitting["output"][0]["content"], v["output"][0]["content"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_responses_are_polled_and_cancelled() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let ask = json!({"input": "Name three colors.", "max_output_tokens": 16, "temperature": 0});
+    let (_, foreground) = s
+        .post("/v1/responses", &with(&ask, json!({"store": false})))
+        .await;
+    let (st, queued) = s
+        .post("/v1/responses", &with(&ask, json!({"background": true})))
+        .await;
+    assert_eq!(st, 200, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["background"], true);
+    let id = queued["id"].as_str().unwrap().to_string();
+    let done = poll_until_done(&s, &id).await;
+    assert_eq!(done["status"], foreground["status"], "{done}");
+    assert_eq!(output_text(&done), output_text(&foreground));
+    let (st, v) = s
+        .post(&format!("/v1/responses/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(st, 400, "a finished response is not running: {v}");
+
+    // A long one, cancelled while it runs: kept as cancelled, and the engine lets it go.
+    let long = with(
+        &ask,
+        json!({"background": true, "max_output_tokens": 3000, "ignore_eos": true}),
+    );
+    let (_, queued) = s.post("/v1/responses", &long).await;
+    let id = queued["id"].as_str().unwrap().to_string();
+    let mut running = false;
+    for _ in 0..100 {
+        if s.metric("candor:num_requests_running").await > 0.0 {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(running, "the background response never ran");
+    let (st, cancelled) = s
+        .post(&format!("/v1/responses/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(st, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (_, again) = s.get(&format!("/v1/responses/{id}")).await;
+    assert_eq!(again["status"], "cancelled");
+    let mut freed = false;
+    for _ in 0..100 {
+        if s.metric("candor:num_requests_running").await == 0.0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the cancelled generation still runs");
+
+    // A background response must be kept, and is polled rather than streamed.
+    for extra in [json!({"store": false}), json!({"stream": true})] {
+        let (st, v) = s
+            .post(
+                "/v1/responses",
+                &with(&with(&ask, json!({"background": true})), extra),
+            )
+            .await;
+        assert_eq!(
+            (st, &v["error"]["param"]),
+            (400, &json!("background")),
+            "{v}"
+        );
+    }
+}
+
+fn with(body: &Value, extra: Value) -> Value {
+    let mut body = body.clone();
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// GET a background response until it leaves `queued` / `in_progress` (at most 60 s).
+async fn poll_until_done(s: &Server, id: &str) -> Value {
+    for _ in 0..600 {
+        let (st, v) = s.get(&format!("/v1/responses/{id}")).await;
+        assert_eq!(st, 200, "{v}");
+        if v["status"] != "queued" && v["status"] != "in_progress" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("response {id} never finished");
+}

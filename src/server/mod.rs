@@ -97,6 +97,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
             "/v1/responses/{id}/input_items",
             get(routes::responses::input_items),
         )
+        .route("/v1/responses/{id}/cancel", post(routes::responses::cancel))
         .route("/v1/models", get(routes::misc::models))
         .route("/v1/models/{*id}", get(routes::misc::model))
         .route("/health", get(routes::misc::health))

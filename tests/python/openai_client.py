@@ -5,6 +5,7 @@ Exits non-zero (with an assertion message) on the first thing that does not work
 """
 import json
 import sys
+import time
 
 import openai
 
@@ -135,6 +136,16 @@ nxt = client.responses.create(
     model=model, input="And of Italy?", previous_response_id=resp.id, max_output_tokens=8, temperature=0
 )
 assert "Rome" in nxt.output_text, nxt
+queued = client.responses.create(
+    model=model, input="Name three colors.", max_output_tokens=8, temperature=0, background=True
+)
+assert queued.status in ("queued", "in_progress", "completed"), queued
+for _ in range(300):
+    polled = client.responses.retrieve(queued.id)
+    if polled.status not in ("queued", "in_progress"):
+        break
+    time.sleep(0.1)
+assert polled.status in ("completed", "incomplete") and polled.output_text, polled
 client.responses.delete(resp.id)
 try:
     client.responses.retrieve(resp.id)

@@ -54,7 +54,7 @@ impl Shell {
             "reasoning": or(req.reasoning.clone(), json!({"effort": null, "summary": null})),
             "truncation": req.truncation.as_deref().unwrap_or("disabled"),
             "previous_response_id": req.previous_response_id,
-            "background": false,
+            "background": req.background == Some(true),
             "store": keep.is_some(),
         });
         Shell {
@@ -68,20 +68,30 @@ impl Shell {
         }
     }
 
-    /// The finished response object, kept when it is to be and did not fail.
+    /// The finished response object, kept when it is to be.
     fn finished(&mut self, end: &End, output: &[Value]) -> Value {
         let object = self.object(end.status(), output, Some(end));
-        if let Some(keep) = self.keep.take().filter(|_| end.error.is_none()) {
-            let stored = Stored {
-                response: Arc::new(object.clone()),
-                input: Arc::new(keep.input),
-                previous: keep.previous,
-            };
-            if !keep.store.put(&self.id, stored) {
-                tracing::warn!(id = %self.id, "response larger than the whole responses store; not kept");
-            }
+        self.keep_as(&object);
+        if let Some(keep) = &self.keep {
+            keep.store.finished(&self.id);
         }
+        self.keep = None;
         object
+    }
+
+    /// Keep `object` as the response's state now (a background one is kept while it runs).
+    fn keep_as(&self, object: &Value) {
+        let Some(keep) = &self.keep else {
+            return;
+        };
+        let stored = Stored {
+            response: Arc::new(object.clone()),
+            input: Arc::new(keep.input.clone()),
+            previous: keep.previous.clone(),
+        };
+        if !keep.store.put(&self.id, stored) {
+            tracing::warn!(id = %self.id, "response larger than the whole responses store; not kept");
+        }
     }
 
     fn object(&self, status: &str, output: &[Value], end: Option<&End>) -> Value {
@@ -200,23 +210,57 @@ impl Reading {
     }
 }
 
-/// Run to the end, then answer with the response object.
-pub async fn complete(
+/// Run to the end: the finished response object (kept when it is to be), and the failure if
+/// the generation failed.
+async fn run_to_end(
     mut shell: Shell,
     mut started: StartedChat,
     tokenizer: Arc<Tokenizer>,
-) -> Result<Response, ApiError> {
+) -> (Value, Option<String>) {
     let mut reading = Reading::new(&started, tokenizer);
     let end = loop {
         if let Some(end) = reading.read(started.rx.recv().await) {
             break end;
         }
     };
-    if let Some(message) = end.error {
-        return Err(ApiError::internal(message));
-    }
     let object = shell.finished(&end, reading.items.items());
-    Ok(axum::Json(object).into_response())
+    (object, end.error)
+}
+
+/// Run to the end, then answer with the response object.
+pub async fn complete(
+    shell: Shell,
+    started: StartedChat,
+    tokenizer: Arc<Tokenizer>,
+) -> Result<Response, ApiError> {
+    match run_to_end(shell, started, tokenizer).await {
+        (_, Some(message)) => Err(ApiError::internal(message)),
+        (object, None) => Ok(axum::Json(object).into_response()),
+    }
+}
+
+/// `background: true`: answer at once with the queued response and run it apart; the client
+/// polls `GET /v1/responses/{id}` and may cancel it (`POST .../cancel`).
+pub fn background(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
+    let queued = shell.object("queued", &[], None);
+    shell.keep_as(&queued);
+    let Some(store) = shell.keep.as_ref().map(|k| k.store.clone()) else {
+        // `routes::responses` refuses a background response that cannot be kept.
+        return ApiError::internal("a background response must be kept").into_response();
+    };
+    let id = shell.id.clone();
+    // The task waits until it is registered: one that ended first would leave its entry.
+    let (registered, wait) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        if wait.await.is_err() {
+            return;
+        }
+        shell.keep_as(&shell.object("in_progress", &[], None));
+        run_to_end(shell, started, tokenizer).await;
+    });
+    store.running(&id, task.abort_handle());
+    let _ = registered.send(());
+    axum::Json(queued).into_response()
 }
 
 /// Answer with the typed event stream. It owns the receiver: a client that goes away drops

@@ -117,10 +117,10 @@ impl ResponsesRequest {
                 "stored prompt templates are not supported; send `instructions` and `input`",
             ));
         }
-        if self.background == Some(true) {
+        if self.background == Some(true) && self.common.stream {
             return Err(ApiError::invalid(
                 "background",
-                "background responses are not supported (candor keeps no responses to poll)",
+                "a background response is polled (`GET /v1/responses/{id}`); send `stream: false`",
             ));
         }
         if let Some(t) = self
@@ -465,7 +465,10 @@ mod tests {
                 json!({"input": "x", "conversation": "conv_1"}),
                 "conversation",
             ),
-            (json!({"input": "x", "background": true}), "background"),
+            (
+                json!({"input": "x", "background": true, "stream": true}),
+                "background",
+            ),
             (
                 json!({"input": "x", "truncation": "sometimes"}),
                 "truncation",

@@ -44,6 +44,8 @@ const MAX_CHAIN: usize = 10_000;
 pub struct ResponseStore {
     budget: usize,
     inner: Mutex<Inner>,
+    /// Background responses still running, to cancel.
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -58,6 +60,7 @@ impl ResponseStore {
         ResponseStore {
             budget: budget_bytes,
             inner: Mutex::new(Inner::default()),
+            running: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +98,38 @@ impl ResponseStore {
         inner.order.push_back(id.to_string());
         inner.entries.insert(id.to_string(), (stored, bytes));
         true
+    }
+
+    /// A background response started running.
+    pub fn running(&self, id: &str, task: tokio::task::AbortHandle) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(id.to_string(), task);
+    }
+
+    /// A response ended (kept as it ended).
+    pub fn finished(&self, id: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(id);
+    }
+
+    /// Stop a running background response: it is kept as `cancelled` with what it had, and
+    /// returned; `None` when it is not running.
+    pub fn cancel(&self, id: &str) -> Option<Stored> {
+        let task = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.remove(id)?
+        };
+        // Dropping the task drops its receiver, which ends the generation in the engine.
+        task.abort();
+        let mut inner = self.lock();
+        let (stored, _) = inner.entries.get_mut(id)?;
+        let status = stored.response["status"].as_str().unwrap_or("");
+        if status == "queued" || status == "in_progress" {
+            let mut response = stored.response.as_ref().clone();
+            response["status"] = serde_json::json!("cancelled");
+            stored.response = Arc::new(response);
+        }
+        Some(stored.clone())
     }
 
     pub fn get(&self, id: &str) -> Option<Stored> {
@@ -185,6 +220,22 @@ mod tests {
         assert!(!store.put("d", big), "larger than the budget");
         assert!(store.get("b").is_some(), "a refused entry drops nothing");
         assert!(!ResponseStore::new(0).enabled());
+    }
+
+    #[tokio::test]
+    async fn a_running_response_is_cancelled_once() {
+        let store = ResponseStore::new(1 << 20);
+        let mut queued = stored("x", None);
+        queued.response = Arc::new(json!({"status": "in_progress", "output": []}));
+        store.put("a", queued);
+        let task = tokio::spawn(std::future::pending::<()>());
+        store.running("a", task.abort_handle());
+        let cancelled = store.cancel("a").unwrap();
+        assert_eq!(cancelled.response["status"], "cancelled");
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert!(store.cancel("a").is_none(), "no longer running");
+        store.put("b", stored("y", None));
+        assert!(store.cancel("b").is_none(), "never ran in the background");
     }
 
     #[test]

@@ -36,8 +36,16 @@ pub async fn responses(
         input: req.input_items(),
         previous: req.previous_response_id.clone(),
     });
+    if req.background == Some(true) && keep.is_none() {
+        return Err(ApiError::invalid(
+            "background",
+            "a background response must be kept: send `store: true` to a server with a responses store (`--responses-store-mb`)",
+        ));
+    }
     let shell = Shell::new(id, &state.model_name, &req, keep);
-    if started.stream {
+    if req.background == Some(true) {
+        Ok(reply::background(shell, started, tokenizer))
+    } else if started.stream {
         Ok(reply::stream(shell, started, tokenizer))
     } else {
         reply::complete(shell, started, tokenizer).await
@@ -50,6 +58,23 @@ fn missing(id: &str) -> ApiError {
 
 fn stored(state: &SharedState, id: &str) -> Result<Stored, ApiError> {
     state.responses.get(id).ok_or_else(|| missing(id))
+}
+
+/// `POST /v1/responses/{id}/cancel`: stop a running background response.
+pub async fn cancel(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.responses.cancel(&id) {
+        Some(stored) => Ok(axum::Json(stored.response.as_ref()).into_response()),
+        None => {
+            stored(&state, &id)?;
+            Err(ApiError::invalid(
+                "response_id",
+                format!("response `{id}` is not running in the background"),
+            ))
+        }
+    }
 }
 
 pub async fn retrieve(
