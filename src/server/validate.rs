@@ -234,6 +234,23 @@ fn plan_with(
     })
 }
 
+/// `v[key]` as a string; its absence or another type is a 400 naming `param.key` (the
+/// hand-read items of the Responses and Messages APIs).
+pub fn string_field<'a>(
+    v: &'a serde_json::Value,
+    key: &str,
+    param: &str,
+) -> Result<&'a str, ApiError> {
+    v.get(key)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                &format!("{param}.{key}"),
+                format!("`{key}` must be a string"),
+            )
+        })
+}
+
 /// Text fields may not carry NUL bytes (they would reach the tokenizer and templates).
 pub fn no_nul(param: &str, text: &str) -> Result<(), ApiError> {
     if text.contains('\0') {

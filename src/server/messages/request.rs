@@ -4,7 +4,7 @@
 //! Images, documents and server-side tools are refused by field.
 use crate::server::error::ApiError;
 use crate::server::openai::{called_function, ChatRequest, CommonParams, Message, Stop};
-use crate::server::validate::no_nul;
+use crate::server::validate::{no_nul, string_field};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -174,15 +174,6 @@ fn block_type(block: &Value) -> &str {
     block.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
-fn field<'a>(block: &'a Value, key: &str, param: &str) -> Result<&'a str, ApiError> {
-    block.get(key).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid(
-            &format!("{param}.{key}"),
-            format!("`{key}` must be a string"),
-        )
-    })
-}
-
 fn unsupported(kind: &str, param: &str) -> ApiError {
     ApiError::invalid(
         &format!("{param}.type"),
@@ -199,7 +190,7 @@ fn text_of(blocks: &Blocks, param: &str) -> Result<String, ApiError> {
             for (j, block) in list.iter().enumerate() {
                 let param = format!("{param}[{j}]");
                 match block_type(block) {
-                    "text" => parts.push(field(block, "text", &param)?),
+                    "text" => parts.push(string_field(block, "text", &param)?),
                     kind => return Err(unsupported(kind, &param)),
                 }
             }
@@ -225,9 +216,9 @@ fn add_user(messages: &mut Vec<Message>, content: &Blocks, param: &str) -> Resul
     for (j, block) in list.iter().enumerate() {
         let param = format!("{param}.content[{j}]");
         match block_type(block) {
-            "text" => text.push_str(field(block, "text", &param)?),
+            "text" => text.push_str(string_field(block, "text", &param)?),
             "tool_result" => {
-                let call_id = field(block, "tool_use_id", &param)?;
+                let call_id = string_field(block, "tool_use_id", &param)?;
                 let output = match block.get("content") {
                     None => String::new(),
                     Some(Value::String(s)) => s.clone(),
@@ -269,10 +260,10 @@ fn assistant(content: &Blocks, param: &str) -> Result<Message, ApiError> {
     for (j, block) in list.iter().enumerate() {
         let param = format!("{param}.content[{j}]");
         match block_type(block) {
-            "text" => text.push_str(field(block, "text", &param)?),
+            "text" => text.push_str(string_field(block, "text", &param)?),
             "tool_use" => {
-                let id = field(block, "id", &param)?;
-                let name = field(block, "name", &param)?;
+                let id = string_field(block, "id", &param)?;
+                let name = string_field(block, "name", &param)?;
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(json!({"id": id, "type": "function",
                                   "function": {"name": name, "arguments": input.to_string()}}));
@@ -309,7 +300,7 @@ fn chat_tools(tools: &[Value]) -> Result<Vec<Value>, ApiError> {
                     ))
                 }
             }
-            let name = field(tool, "name", &param)?;
+            let name = string_field(tool, "name", &param)?;
             let mut function = Map::new();
             function.insert("name".into(), json!(name));
             if let Some(d) = tool.get("description") {
@@ -329,7 +320,7 @@ fn chat_tool_choice(choice: &Value) -> Result<(Option<Value>, Option<bool>), Api
         Some("any") => json!("required"),
         Some("none") => json!("none"),
         Some("tool") => {
-            let name = field(choice, "name", "tool_choice")?;
+            let name = string_field(choice, "name", "tool_choice")?;
             json!({"type": "function", "function": {"name": name}})
         }
         _ => {
@@ -427,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn what_cannot_run_here_is_refused_by_field() {
+    fn what_cannot_run_here_is_refused_by_string_field() {
         for (body, param) in [
             (json!({"max_tokens": 5, "messages": []}), "messages"),
             (

@@ -5,7 +5,7 @@
 //! built-in tools, images) is refused with the field that asked for it.
 use crate::server::error::ApiError;
 use crate::server::openai::{called_function, ChatRequest, CommonParams, Message};
-use crate::server::validate::no_nul;
+use crate::server::validate::{no_nul, string_field};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -196,15 +196,6 @@ impl ResponsesRequest {
     }
 }
 
-fn field<'a>(item: &'a Value, key: &str, param: &str) -> Result<&'a str, ApiError> {
-    item.get(key).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid(
-            &format!("{param}.{key}"),
-            format!("`{key}` must be a string"),
-        )
-    })
-}
-
 /// One input item onto the messages: a message, a call the assistant made (joined to the
 /// assistant turn before it, as chat templates want a turn's calls together), a call's output,
 /// or an earlier thought (dropped: templates do not show past thoughts).
@@ -215,14 +206,14 @@ fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<()
         .unwrap_or("message");
     match kind {
         "message" => {
-            let role = field(item, "role", param)?;
+            let role = string_field(item, "role", param)?;
             let content = item_text(item.get("content"), &format!("{param}.content"))?;
             messages.push(Message::new(role, Some(content)));
         }
         "function_call" => {
-            let call_id = field(item, "call_id", param)?;
-            let name = field(item, "name", param)?;
-            let arguments = field(item, "arguments", param)?;
+            let call_id = string_field(item, "call_id", param)?;
+            let name = string_field(item, "name", param)?;
+            let arguments = string_field(item, "arguments", param)?;
             let call = json!({"id": call_id, "type": "function",
                               "function": {"name": name, "arguments": arguments}});
             match messages.last_mut() {
@@ -235,7 +226,7 @@ fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<()
             }
         }
         "function_call_output" => {
-            let call_id = field(item, "call_id", param)?;
+            let call_id = string_field(item, "call_id", param)?;
             let output = item_text(item.get("output"), &format!("{param}.output"))?;
             let mut m = Message::new("tool", Some(output));
             m.tool_call_id = Some(call_id.to_string());
@@ -277,7 +268,7 @@ fn item_text(content: Option<&Value>, param: &str) -> Result<String, ApiError> {
                         ))
                     }
                 };
-                text.push_str(field(part, key, &format!("{param}[{j}]"))?);
+                text.push_str(string_field(part, key, &format!("{param}[{j}]"))?);
             }
             text
         }
@@ -325,7 +316,7 @@ fn chat_tool_choice(choice: &Value) -> Result<Value, ApiError> {
     match choice {
         Value::String(_) => Ok(choice.clone()),
         Value::Object(o) if o.get("type") == Some(&json!("function")) => {
-            let name = field(choice, "name", "tool_choice")?;
+            let name = string_field(choice, "name", "tool_choice")?;
             Ok(json!({"type": "function", "function": {"name": name}}))
         }
         _ => Err(ApiError::invalid(
