@@ -1194,3 +1194,81 @@ async fn vllm_sampling_extensions_shape_the_end() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_infill_for_editor_plugins() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    // The same gap as a text completion with `suffix`: the same prompt, the same fill.
+    let (_, completion) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "def add(a, b):\n    return ", "suffix": "\n\n\nprint(add(2, 3))\n",
+               "max_tokens": 16, "temperature": 0}),
+    )
+    .await;
+    let ask = json!({"input_prefix": "def add(a, b):\n", "prompt": "    return ",
+                     "input_suffix": "\n\n\nprint(add(2, 3))\n", "n_predict": 16, "temperature": 0});
+    let (st, v) = post(&s, "/infill", ask.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["content"], completion["choices"][0]["text"], "{v}");
+    assert_eq!(v["tokens_evaluated"], completion["usage"]["prompt_tokens"]);
+    assert_eq!(v["stop"], true);
+    assert_eq!(v["stop_type"], "eos", "{v}");
+    assert!(v["timings"]["predicted_n"].as_u64().unwrap() > 0, "{v}");
+
+    // Streamed: `data:` pieces, then the closing object.
+    let events = sse(
+        &s,
+        "/infill",
+        with_fields(ask.clone(), json!({"stream": true})),
+    )
+    .await;
+    let pieces: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let text: String = pieces
+        .iter()
+        .filter_map(|p| p["content"].as_str())
+        .collect();
+    assert_eq!(text, v["content"].as_str().unwrap());
+    assert_eq!(pieces.last().unwrap()["stop"], true);
+
+    // Context chunks from other files come first, in Qwen's repository layout.
+    let extra = with_fields(
+        ask.clone(),
+        json!({"input_extra": [{"filename": "util.py", "text": "def sub(a, b):\n    return a - b\n"}]}),
+    );
+    let (st, w) = post(&s, "/infill", extra).await;
+    assert_eq!(st, 200, "{w}");
+    assert!(
+        w["tokens_evaluated"].as_u64() > v["tokens_evaluated"].as_u64(),
+        "{w}"
+    );
+
+    // A time limit ends a long answer once a line is done.
+    let (st, w) = post(
+        &s,
+        "/infill",
+        json!({"input_prefix": "# The numbers from 1 to 500, one per line:\n1\n2\n", "input_suffix": "",
+               "n_predict": 2000, "temperature": 0, "t_max_predict_ms": 1}),
+    )
+    .await;
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(w["stop_type"], "limit", "{w}");
+    assert!(w["content"].as_str().unwrap().contains('\n'), "{w}");
+    assert!(w["timings"]["predicted_n"].as_u64().unwrap() < 2000, "{w}");
+
+    // Too much asked for is the client's error.
+    let (st, w) = post(
+        &s,
+        "/infill",
+        with_fields(ask, json!({"n_predict": 100_000})),
+    )
+    .await;
+    assert_eq!(
+        (st, &w["error"]["param"]),
+        (400, &json!("n_predict")),
+        "{w}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod gbnf;
 pub mod generation;
 pub mod guide;
+pub mod infill;
 pub mod json;
 pub mod marker;
 pub mod messages;
@@ -85,6 +86,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
+        .route("/infill", post(routes::infill::infill))
         .route(
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),

@@ -1,6 +1,7 @@
 //! HTTP handlers.
 pub mod chat;
 pub mod completions;
+pub mod infill;
 pub mod messages;
 pub mod misc;
 pub mod responses;
