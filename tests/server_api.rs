@@ -1196,7 +1196,7 @@ async fn vllm_sampling_extensions_shape_the_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn llama_server_infill_for_editor_plugins() {
+async fn llama_server_native_endpoints() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;
     // The same gap as a text completion with `suffix`: the same prompt, the same fill.
     let (_, completion) = post(
@@ -1271,4 +1271,49 @@ async fn llama_server_infill_for_editor_plugins() {
         (400, &json!("n_predict")),
         "{w}"
     );
+
+    // /completion: the text completion of /v1/completions, in llama-server's shape; token
+    // prompts and GBNF grammars too.
+    let (_, want) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "1, 2, 3, 4,", "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    let (st, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2, 3, 4,", "n_predict": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["content"], want["choices"][0]["text"]);
+    assert_eq!(v["stop_type"], "limit", "{v}");
+    let (_, t) = post(&s, "/tokenize", json!({"prompt": "1, 2, 3, 4,"})).await;
+    let (_, by_ids) = post(
+        &s,
+        "/completion",
+        json!({"prompt": t["tokens"], "n_predict": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(by_ids["content"], v["content"]);
+    let (st, g) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "Is the sky blue? Answer:", "n_predict": 8, "temperature": 0,
+               "grammar": "root ::= \" yes\" | \" no\""}),
+    )
+    .await;
+    assert_eq!(st, 200, "{g}");
+    assert!(
+        ["yes", "no"].contains(&g["content"].as_str().unwrap().trim()),
+        "{g}"
+    );
+    let (st, g) = post(
+        &s,
+        "/completion",
+        json!({"prompt": ["a", "b"], "n_predict": 4}),
+    )
+    .await;
+    assert_eq!((st, &g["error"]["param"]), (400, &json!("prompt")), "{g}");
 }

@@ -13,6 +13,7 @@ pub mod infill;
 pub mod json;
 pub mod marker;
 pub mod messages;
+pub mod native_answer;
 pub mod openai;
 pub mod prompt_end;
 pub mod reasoning;
@@ -87,6 +88,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
+        .route("/completion", post(routes::llama_completion::completion))
         .route(
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),

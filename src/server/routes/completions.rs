@@ -11,7 +11,8 @@ use crate::server::validate::{completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
 
-fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
+/// Token ids sent as a prompt, checked against the vocabulary.
+pub fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
     ids.iter()
         .map(|&t| {
             if t < 0 || t as u64 >= ready.limits.vocab as u64 {

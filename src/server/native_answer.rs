@@ -1,0 +1,297 @@
+//! llama-server's native endpoints (`/completion`, `/infill`): their sampling fields under
+//! llama.cpp's names, and their answer: `content`, `stop_type`
+//! (`eos`, `limit`, `word`), `tokens_predicted`, `tokens_evaluated`, `tokens_cached`,
+//! `truncated`, `timings`; whole, or streamed as `data: {"content": ..., "stop": false}` lines
+//! and the closing object. `t_max_predict_ms` ends an answer at a finished line once that long
+//! has passed since its first token, as llama-server bounds an editor's wait.
+use super::error::ApiError;
+use super::generation::{self, ChoiceEvent, PromptIn};
+use super::guide;
+use super::openai::{CommonParams, Stop};
+use super::state::{new_id, SharedState};
+use super::structured;
+use super::validate::completion_plan;
+use super::validate::Limits;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The generation fields both endpoints take.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NativeSampling {
+    pub model: Option<String>,
+    /// Tokens to generate; -1 (or none): the server's default.
+    pub n_predict: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_k: Option<i64>,
+    pub top_p: Option<f64>,
+    pub min_p: Option<f64>,
+    pub repeat_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    /// -1: random.
+    pub seed: Option<i64>,
+    pub stop: Option<Vec<String>>,
+    #[serde(default)]
+    pub ignore_eos: bool,
+    #[serde(default)]
+    pub stream: bool,
+    /// GBNF or lark, and a JSON schema (`guide.rs`).
+    pub grammar: Option<String>,
+    pub json_schema: Option<Value>,
+    pub t_max_predict_ms: Option<u64>,
+}
+
+impl NativeSampling {
+    /// The tokens to generate; as many as the context is long is the client's error.
+    pub fn max_new(&self, limits: &Limits) -> Result<usize, ApiError> {
+        let n = match self.n_predict {
+            Some(n) if n > 0 => n as usize,
+            _ => limits.default_max_tokens,
+        };
+        if n >= limits.context {
+            return Err(ApiError::invalid(
+                "n_predict",
+                format!(
+                    "`n_predict` is {n}; the context is {} tokens",
+                    limits.context
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The same request in the OpenAI fields the rest of the server reads.
+    pub fn common(&self, max_new: usize) -> CommonParams {
+        CommonParams {
+            model: self.model.clone(),
+            max_tokens: Some(max_new as i64),
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed: self.seed.filter(|s| *s >= 0),
+            stop: self.stop.clone().map(Stop::Many),
+            ignore_eos: self.ignore_eos,
+            stream: self.stream,
+            grammar: self.grammar.clone(),
+            json_schema: self.json_schema.clone(),
+            ..CommonParams::default()
+        }
+    }
+
+    pub fn time_limit(&self) -> Option<Duration> {
+        self.t_max_predict_ms.map(Duration::from_millis)
+    }
+}
+
+/// llama.cpp's names for the fields the plan checks.
+const FIELD_NAMES: [(&str, &str); 2] = [
+    ("max_tokens", "n_predict"),
+    ("repetition_penalty", "repeat_penalty"),
+];
+
+/// Run a prompt of `ids` (cut to fit when `truncated`) as `sampling` asks, and answer in
+/// llama-server's shape.
+pub async fn answer(
+    state: &SharedState,
+    sampling: &NativeSampling,
+    ids: Vec<u32>,
+    truncated: bool,
+    max_new: usize,
+    id_prefix: &str,
+) -> Result<Response, ApiError> {
+    let common = sampling.common(max_new);
+    let guide = guide::guide(&common)?;
+    let constraint = structured::compile(state, guide.is_some(), move |ready| {
+        structured::answer_format(ready, None, guide.as_ref())
+    })
+    .await?;
+    let ready = state.ready()?;
+    let plan = completion_plan(&common, ids.len(), &ready.limits, false)
+        .map_err(|e| e.renamed(&FIELD_NAMES))?;
+    if plan.ignore_eos && constraint.is_some() {
+        return Err(structured::ignore_eos_conflict());
+    }
+    let id = new_id(id_prefix);
+    let prompt_tokens = ids.len();
+    let rx = generation::start(
+        ready,
+        &id,
+        vec![PromptIn::plain(ids)],
+        &plan,
+        None,
+        constraint,
+    )?;
+    let model = state.model_name.clone();
+    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.time_limit());
+    if plan.stream {
+        Ok(stream(run))
+    } else {
+        run.complete().await
+    }
+}
+
+pub struct NativeRun {
+    rx: UnboundedReceiver<ChoiceEvent>,
+    model: String,
+    prompt_tokens: usize,
+    truncated: bool,
+    time_limit: Option<Duration>,
+    started: Instant,
+    first_token: Option<Instant>,
+    /// Pieces of text received (about a token each).
+    pieces: usize,
+    content: String,
+}
+
+impl NativeRun {
+    /// `time_limit`: `t_max_predict_ms`; `truncated`: whether the prompt was cut to fit.
+    pub fn new(
+        rx: UnboundedReceiver<ChoiceEvent>,
+        model: String,
+        prompt_tokens: usize,
+        truncated: bool,
+        time_limit: Option<Duration>,
+    ) -> Self {
+        NativeRun {
+            rx,
+            model,
+            prompt_tokens,
+            truncated,
+            time_limit,
+            started: Instant::now(),
+            first_token: None,
+            pieces: 0,
+            content: String::new(),
+        }
+    }
+
+    /// Run to the end: the closing object.
+    pub async fn complete(mut self) -> Result<Response, ApiError> {
+        loop {
+            if let Step::Done(summary) = self.next().await {
+                return Ok(axum::Json(summary?).into_response());
+            }
+        }
+    }
+}
+
+enum Step {
+    Text(String),
+    /// The closing object (or the failure).
+    Done(Result<Value, ApiError>),
+}
+
+impl NativeRun {
+    async fn next(&mut self) -> Step {
+        let event = match (self.time_limit, self.first_token) {
+            // The time limit counts from the first token and ends a finished line only.
+            (Some(limit), Some(first)) if self.content.contains('\n') => {
+                let left = limit.saturating_sub(first.elapsed());
+                match tokio::time::timeout(left, self.rx.recv()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        // The engine's count is not in yet: the pieces seen stand for it.
+                        let seen = self.pieces;
+                        return Step::Done(Ok(self.summary("limit", None, seen, 0)));
+                    }
+                }
+            }
+            _ => self.rx.recv().await,
+        };
+        match event {
+            Some(ChoiceEvent::Delta { text, .. }) => {
+                self.first_token.get_or_insert_with(Instant::now);
+                self.pieces += 1;
+                self.content.push_str(&text);
+                Step::Text(text)
+            }
+            Some(ChoiceEvent::Finish {
+                reason,
+                completion_tokens,
+                cached_tokens,
+                stop_string,
+                ..
+            }) => {
+                let stop_type = match (reason, &stop_string) {
+                    ("length", _) => "limit",
+                    (_, Some(_)) => "word",
+                    _ => "eos",
+                };
+                Step::Done(Ok(self.summary(
+                    stop_type,
+                    stop_string,
+                    completion_tokens,
+                    cached_tokens,
+                )))
+            }
+            Some(ChoiceEvent::Error { message, .. }) => {
+                Step::Done(Err(ApiError::internal(message)))
+            }
+            None => Step::Done(Err(ApiError::internal("generation ended unexpectedly"))),
+        }
+    }
+
+    /// llama-server's closing object; `predicted`: the tokens generated.
+    fn summary(
+        &self,
+        stop_type: &str,
+        stopping_word: Option<String>,
+        predicted_n: usize,
+        cached: usize,
+    ) -> Value {
+        let now = Instant::now();
+        let first = self.first_token.unwrap_or(now);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let prompt_ms = ms(first.duration_since(self.started));
+        let predicted_ms = ms(now.duration_since(first));
+        json!({
+            "content": self.content,
+            "stop": true,
+            "stop_type": stop_type,
+            "stopping_word": stopping_word.unwrap_or_default(),
+            "model": self.model,
+            "tokens_predicted": predicted_n,
+            "tokens_evaluated": self.prompt_tokens,
+            "tokens_cached": cached,
+            "truncated": self.truncated,
+            "timings": {
+                "prompt_n": self.prompt_tokens - cached.min(self.prompt_tokens),
+                "prompt_ms": prompt_ms,
+                "predicted_n": predicted_n,
+                "predicted_ms": predicted_ms,
+                "predicted_per_second": if predicted_ms > 0.0 { predicted_n as f64 * 1e3 / predicted_ms } else { 0.0 },
+            },
+        })
+    }
+}
+
+/// `data: {"content": ..., "stop": false}` per piece, then the closing object; the stream owns
+/// the receiver, so a client that goes away ends the generation.
+pub fn stream(run: NativeRun) -> Response {
+    let events = futures::stream::unfold(Some(run), |run| async move {
+        let mut run = run?;
+        let (event, next) = match run.next().await {
+            Step::Text(text) => (json!({"content": text, "stop": false}), Some(run)),
+            Step::Done(Ok(mut summary)) => {
+                // The pieces carried the text already.
+                summary["content"] = json!("");
+                (summary, None)
+            }
+            Step::Done(Err(e)) => (e.body(), None),
+        };
+        let sse = Event::default().data(event.to_string());
+        Some((Ok::<_, Infallible>(sse), next))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
