@@ -1316,4 +1316,21 @@ async fn llama_server_native_endpoints() {
     )
     .await;
     assert_eq!((st, &g["error"]["param"]), (400, &json!("prompt")), "{g}");
+
+    // /props tells llama-server's clients the context and the parallel sequences.
+    let (st, props) = s.get("/props").await;
+    assert_eq!(st, 200, "{props}");
+    let (_, models) = s.get("/v1/models").await;
+    assert_eq!(
+        props["default_generation_settings"]["n_ctx"],
+        models["data"][0]["max_model_len"]
+    );
+    assert!(props["total_slots"].as_u64().unwrap() >= 1, "{props}");
+    assert!(
+        props["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("im_start"),
+        "{props}"
+    );
 }

@@ -88,6 +88,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
+        .route("/props", get(routes::misc::props))
         .route("/completion", post(routes::llama_completion::completion))
         .route(
             "/v1/messages/count_tokens",
@@ -217,6 +218,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         stats,
         system_fingerprint,
         grammar: OnceLock::new(),
+        max_num_seqs: config.max_num_seqs,
     });
     Ok(())
 }

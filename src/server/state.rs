@@ -21,6 +21,8 @@ pub struct Ready {
     pub fim: Option<[u32; 3]>,
     /// Built on the first constrained request (`structured::compiler`).
     pub grammar: OnceLock<Result<GrammarCompiler, String>>,
+    /// Sequences one engine step runs (llama-server's "slots", for `/props`).
+    pub max_num_seqs: usize,
 }
 
 pub struct AppState {

@@ -21,6 +21,24 @@ pub async fn models(State(state): State<SharedState>) -> Response {
     axum::Json(json!({"object": "list", "data": [model_object(&state)]})).into_response()
 }
 
+/// `GET /props` (llama-server's): what its clients read to size their requests: the context,
+/// the parallel sequences, the chat template, the build.
+pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    Ok(axum::Json(json!({
+        "default_generation_settings": {
+            "n_ctx": ready.limits.context,
+            "params": {"n_predict": ready.limits.default_max_tokens},
+        },
+        "total_slots": ready.max_num_seqs,
+        "model_alias": state.model_name,
+        "chat_template": ready.template.as_ref().map(|t| t.source()),
+        "modalities": {"vision": false, "audio": false},
+        "build_info": format!("candor {}", crate::bench::report::git_commit()),
+    }))
+    .into_response())
+}
+
 /// `GET /v1/models/{id}` (`client.models.retrieve`); the id may hold slashes (`org/name`).
 pub async fn model(
     State(state): State<SharedState>,
