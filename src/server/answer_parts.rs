@@ -1,9 +1,75 @@
 //! An answer as its parts, in order: a thought, text, calls, each opened, grown and closed as
 //! the answer reader releases them. The Responses API (output items) and the Messages API
 //! (content blocks) render these same events, whole or streamed, so they cut an answer alike.
-use super::answer::Released;
-use super::generation::TokenInfo;
+use super::answer::{AnswerReader, AnswerSetup, Released};
+use super::generation::{ChoiceEvent, TokenInfo};
 use super::tools::format::ParsedCall;
+
+/// A rendering of an answer's parts (the Responses API's items, the Messages API's blocks).
+pub trait RenderParts {
+    /// What one piece of text released, with its tokens' logprobs when kept.
+    fn push(&mut self, released: Released, tokens: &[TokenInfo]);
+    /// The answer ended; `complete` unless its length limit cut it.
+    fn finish(&mut self, complete: bool);
+}
+
+/// How a choice ended.
+pub enum Ending {
+    Finished {
+        /// OpenAI's reason, calls read: `stop`, `length` or `tool_calls`.
+        reason: &'static str,
+        completion_tokens: usize,
+        cached_tokens: usize,
+        stop_string: Option<String>,
+    },
+    Failed(String),
+}
+
+/// The one choice of a chat request read through the answer reader into a rendering.
+pub struct ChoiceReading<R> {
+    reader: AnswerReader,
+    pub render: R,
+}
+
+impl<R: RenderParts> ChoiceReading<R> {
+    pub fn new(setup: Option<&AnswerSetup>, render: R) -> Self {
+        ChoiceReading {
+            reader: AnswerReader::new(&setup.cloned().unwrap_or_default()),
+            render,
+        }
+    }
+
+    /// One choice event; how the choice ended, once it has.
+    pub fn read(&mut self, event: Option<ChoiceEvent>) -> Option<Ending> {
+        match event {
+            Some(ChoiceEvent::Delta { text, tokens, .. }) => {
+                let released = self.reader.push(&text);
+                self.render.push(released, &tokens);
+                None
+            }
+            Some(ChoiceEvent::Finish {
+                reason,
+                completion_tokens,
+                cached_tokens,
+                stop_string,
+                ..
+            }) => {
+                let released = self.reader.finish();
+                self.render.push(released, &[]);
+                let reason = self.reader.finish_reason(reason);
+                self.render.finish(reason != "length");
+                Some(Ending::Finished {
+                    reason,
+                    completion_tokens,
+                    cached_tokens,
+                    stop_string,
+                })
+            }
+            Some(ChoiceEvent::Error { message, .. }) => Some(Ending::Failed(message)),
+            None => Some(Ending::Failed("generation ended unexpectedly".into())),
+        }
+    }
+}
 
 /// The events a renderer has for a stream and not yet sent; it keeps none when the answer is
 /// not streamed.

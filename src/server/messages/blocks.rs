@@ -2,7 +2,8 @@
 //! from the answer's parts (`answer_parts.rs`), and, when streaming, the events that build
 //! them (`content_block_start`, `content_block_delta`, `content_block_stop`).
 use crate::server::answer::Released;
-use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents};
+use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents, RenderParts};
+use crate::server::generation::TokenInfo;
 use crate::server::state::new_item_id;
 use crate::server::tools::format::ParsedCall;
 use serde_json::{json, Value};
@@ -13,6 +14,19 @@ pub struct ContentBlocks {
     events: PendingEvents,
 }
 
+/// Blocks carry no logprobs, and a cut-off answer's blocks are whole as they are.
+impl RenderParts for ContentBlocks {
+    fn push(&mut self, released: Released, _tokens: &[TokenInfo]) {
+        self.parts.push(released, &[]);
+        self.render();
+    }
+
+    fn finish(&mut self, _complete: bool) {
+        self.parts.finish();
+        self.render();
+    }
+}
+
 impl ContentBlocks {
     pub fn new(streaming: bool) -> Self {
         ContentBlocks {
@@ -20,16 +34,6 @@ impl ContentBlocks {
             done: Vec::new(),
             events: PendingEvents::new(streaming),
         }
-    }
-
-    pub fn push(&mut self, released: Released) {
-        self.parts.push(released, &[]);
-        self.render();
-    }
-
-    pub fn finish(&mut self) {
-        self.parts.finish();
-        self.render();
     }
 
     pub fn blocks(&self) -> &[Value] {
@@ -106,13 +110,12 @@ mod tests {
     #[test]
     fn thought_text_and_a_call_are_three_blocks_streamed_in_order() {
         let mut out = ContentBlocks::new(true);
-        out.push(released("Hmm.", "", &[]));
-        out.push(released(
-            "",
-            "Checking.",
-            &[("get_weather", "{\"city\":\"Paris\"}")],
-        ));
-        out.finish();
+        out.push(released("Hmm.", "", &[]), &[]);
+        out.push(
+            released("", "Checking.", &[("get_weather", "{\"city\":\"Paris\"}")]),
+            &[],
+        );
+        out.finish(true);
         let blocks = out.blocks();
         assert_eq!(
             blocks[0],

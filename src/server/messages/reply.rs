@@ -2,7 +2,7 @@
 //! stream (`message_start`, the content block events, `message_delta`, `message_stop`), from
 //! the choice events of the chat request it ran as.
 use super::blocks::ContentBlocks;
-use crate::server::answer::AnswerReader;
+use crate::server::answer_parts::{ChoiceReading, Ending};
 use crate::server::error::{AnthropicError, ApiError};
 use crate::server::generation::ChoiceEvent;
 use crate::server::respond::typed_event;
@@ -26,62 +26,51 @@ struct Reading {
     id: String,
     model: String,
     prompt_tokens: usize,
-    reader: AnswerReader,
-    blocks: ContentBlocks,
+    choice: ChoiceReading<ContentBlocks>,
 }
 
 impl Reading {
     fn new(id: String, model: String, started: &StartedChat) -> Self {
+        let blocks = ContentBlocks::new(started.stream);
         Reading {
             id,
             model,
             prompt_tokens: started.meta.prompt_tokens,
-            reader: AnswerReader::new(&started.meta.answer.clone().unwrap_or_default()),
-            blocks: ContentBlocks::new(started.stream),
+            choice: ChoiceReading::new(started.meta.answer.as_ref(), blocks),
         }
     }
 
+    /// One choice event; the end, in the API's words, once the choice ended.
     fn read(&mut self, event: Option<ChoiceEvent>) -> Option<End> {
-        let failed = |message: String| End {
-            stop_reason: "end_turn",
-            stop_sequence: None,
-            output_tokens: 0,
-            cached_tokens: 0,
-            error: Some(message),
-        };
-        match event {
-            Some(ChoiceEvent::Delta { text, .. }) => {
-                let released = self.reader.push(&text);
-                self.blocks.push(released);
-                None
-            }
-            Some(ChoiceEvent::Finish {
+        Some(match self.choice.read(event)? {
+            Ending::Finished {
                 reason,
                 completion_tokens,
                 cached_tokens,
                 stop_string,
-                ..
-            }) => {
-                let released = self.reader.finish();
-                self.blocks.push(released);
-                self.blocks.finish();
-                let (stop_reason, stop_sequence) = match self.reader.finish_reason(reason) {
+            } => {
+                let (stop_reason, stop_sequence) = match reason {
                     "tool_calls" => ("tool_use", None),
                     "length" => ("max_tokens", None),
                     _ if stop_string.is_some() => ("stop_sequence", stop_string),
                     _ => ("end_turn", None),
                 };
-                Some(End {
+                End {
                     stop_reason,
                     stop_sequence,
                     output_tokens: completion_tokens,
                     cached_tokens,
                     error: None,
-                })
+                }
             }
-            Some(ChoiceEvent::Error { message, .. }) => Some(failed(message)),
-            None => Some(failed("generation ended unexpectedly".into())),
-        }
+            Ending::Failed(message) => End {
+                stop_reason: "end_turn",
+                stop_sequence: None,
+                output_tokens: 0,
+                cached_tokens: 0,
+                error: Some(message),
+            },
+        })
     }
 
     /// Anthropic counts cached prompt tokens apart from `input_tokens`.
@@ -126,7 +115,7 @@ pub async fn complete(
     if let Some(message) = end.error {
         return Err(ApiError::internal(message).into());
     }
-    let message = reading.message(reading.blocks.blocks(), Some(&end));
+    let message = reading.message(reading.choice.render.blocks(), Some(&end));
     Ok(axum::Json(message).into_response())
 }
 
@@ -156,7 +145,7 @@ pub fn stream(id: String, model: String, started: StartedChat) -> Response {
                 return None;
             }
             let end = st.reading.read(st.rx.recv().await);
-            st.queue.extend(st.reading.blocks.take_events());
+            st.queue.extend(st.reading.choice.render.take_events());
             if let Some(end) = end {
                 st.done = true;
                 if let Some(message) = end.error {

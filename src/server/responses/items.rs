@@ -4,7 +4,7 @@
 //! (`response.output_item.added`, the deltas, the `.done` events). A streamed and a whole
 //! answer are built by the same code, so they cannot disagree.
 use crate::server::answer::Released;
-use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents};
+use crate::server::answer_parts::{AnswerParts, PartEvent, PartKind, PendingEvents, RenderParts};
 use crate::server::generation::TokenInfo;
 use crate::server::respond::token_logprob;
 use crate::server::state::new_item_id;
@@ -21,6 +21,20 @@ pub struct OutputItems {
     logprobs: bool,
 }
 
+impl RenderParts for OutputItems {
+    fn push(&mut self, released: Released, tokens: &[TokenInfo]) {
+        let tokens = if self.logprobs { tokens } else { &[] };
+        self.parts.push(released, tokens);
+        self.render("completed");
+    }
+
+    /// A cut-off answer's last item is `incomplete`.
+    fn finish(&mut self, complete: bool) {
+        self.parts.finish();
+        self.render(if complete { "completed" } else { "incomplete" });
+    }
+}
+
 impl OutputItems {
     pub fn new(streaming: bool, logprobs: bool) -> Self {
         OutputItems {
@@ -30,19 +44,6 @@ impl OutputItems {
             events: PendingEvents::new(streaming),
             logprobs,
         }
-    }
-
-    /// What one piece of generated text released, with its tokens' logprobs.
-    pub fn push(&mut self, released: Released, tokens: &[TokenInfo]) {
-        let tokens = if self.logprobs { tokens } else { &[] };
-        self.parts.push(released, tokens);
-        self.render("completed");
-    }
-
-    /// The answer ended: `complete` unless it was cut off (its last item is `incomplete`).
-    pub fn finish(&mut self, complete: bool) {
-        self.parts.finish();
-        self.render(if complete { "completed" } else { "incomplete" });
     }
 
     pub fn items(&self) -> &[Value] {

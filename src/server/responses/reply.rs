@@ -4,7 +4,7 @@
 use super::items::OutputItems;
 use super::request::ResponsesRequest;
 use super::store::{ResponseStore, Stored};
-use crate::server::answer::AnswerReader;
+use crate::server::answer_parts::{ChoiceReading, Ending};
 use crate::server::error::ApiError;
 use crate::server::generation::ChoiceEvent;
 use crate::server::respond::typed_event;
@@ -135,18 +135,16 @@ impl End {
 
 /// Reads the one choice of the chat request into output items.
 struct Reading {
-    reader: AnswerReader,
-    items: OutputItems,
+    choice: ChoiceReading<OutputItems>,
     tokenizer: Arc<Tokenizer>,
     prompt_tokens: usize,
 }
 
 impl Reading {
     fn new(started: &StartedChat, tokenizer: Arc<Tokenizer>) -> Self {
-        let setup = started.meta.answer.clone().unwrap_or_default();
+        let items = OutputItems::new(started.stream, started.meta.logprobs);
         Reading {
-            reader: AnswerReader::new(&setup),
-            items: OutputItems::new(started.stream, started.meta.logprobs),
+            choice: ChoiceReading::new(started.meta.answer.as_ref(), items),
             tokenizer,
             prompt_tokens: started.meta.prompt_tokens,
         }
@@ -154,45 +152,29 @@ impl Reading {
 
     /// One choice event; the end once the choice finished or failed.
     fn read(&mut self, event: Option<ChoiceEvent>) -> Option<End> {
-        match event {
-            Some(ChoiceEvent::Delta { text, tokens, .. }) => {
-                let released = self.reader.push(&text);
-                self.items.push(released, &tokens);
-                None
-            }
-            Some(ChoiceEvent::Finish {
+        Some(match self.choice.read(event)? {
+            Ending::Finished {
                 reason,
                 completion_tokens,
                 cached_tokens,
                 ..
-            }) => {
-                let released = self.reader.finish();
-                self.items.push(released, &[]);
-                let cut_off = self.reader.finish_reason(reason) == "length";
-                self.items.finish(!cut_off);
-                Some(End {
-                    usage: self.usage(completion_tokens, cached_tokens),
-                    cut_off,
-                    error: None,
-                })
-            }
-            Some(ChoiceEvent::Error { message, .. }) => Some(self.failed(message)),
-            None => Some(self.failed("generation ended unexpectedly".into())),
-        }
-    }
-
-    fn failed(&self, message: String) -> End {
-        End {
-            usage: Value::Null,
-            cut_off: false,
-            error: Some(message),
-        }
+            } => End {
+                usage: self.usage(completion_tokens, cached_tokens),
+                cut_off: reason == "length",
+                error: None,
+            },
+            Ending::Failed(message) => End {
+                usage: Value::Null,
+                cut_off: false,
+                error: Some(message),
+            },
+        })
     }
 
     /// Reasoning tokens are the thought's text encoded again: the generated ids are not kept
     /// apart by where their text went.
     fn usage(&self, completion: usize, cached: usize) -> Value {
-        let thought = self.items.thought();
+        let thought = self.choice.render.thought();
         let reasoning = match thought.is_empty() {
             true => 0,
             false => self
@@ -223,7 +205,7 @@ async fn run_to_end(
             break end;
         }
     };
-    let object = shell.finished(&end, reading.items.items());
+    let object = shell.finished(&end, reading.choice.render.items());
     (object, end.error)
 }
 
@@ -299,7 +281,7 @@ pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> 
                 return None;
             }
             let end = st.reading.read(st.rx.recv().await);
-            st.queue.extend(st.reading.items.take_events());
+            st.queue.extend(st.reading.choice.render.take_events());
             if let Some(end) = end {
                 if let Some(message) = &end.error {
                     // Headers are sent already: the failure is told in-band.
@@ -312,7 +294,7 @@ pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> 
                     "incomplete" => "response.incomplete",
                     _ => "response.completed",
                 };
-                let object = st.shell.finished(&end, st.reading.items.items());
+                let object = st.shell.finished(&end, st.reading.choice.render.items());
                 st.queue
                     .push_back(json!({"type": kind, "response": object}));
                 st.done = true;
