@@ -22,7 +22,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// Where a finished response is kept, with what a continuation of it needs.
 pub struct Keep {
     pub store: Arc<ResponseStore>,
-    pub input: Vec<Value>,
+    /// Shared with each state kept (a background response is kept three times).
+    pub input: Arc<Vec<Value>>,
     pub previous: Option<String>,
 }
 
@@ -86,7 +87,7 @@ impl Shell {
         };
         let stored = Stored {
             response: Arc::new(object.clone()),
-            input: Arc::new(keep.input.clone()),
+            input: keep.input.clone(),
             previous: keep.previous.clone(),
         };
         if !keep.store.put(&self.id, stored) {

@@ -10,6 +10,7 @@ use crate::server::state::{new_item_id, SharedState};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 pub async fn responses(
     State(state): State<SharedState>,
@@ -33,7 +34,7 @@ pub async fn responses(
     let tokenizer = state.ready()?.tokenizer.clone();
     let keep = (req.store != Some(false) && state.responses.enabled()).then(|| Keep {
         store: state.responses.clone(),
-        input: req.input_items(),
+        input: Arc::new(req.input_items()),
         previous: req.previous_response_id.clone(),
     });
     if req.background == Some(true) && keep.is_none() {
