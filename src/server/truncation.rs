@@ -5,42 +5,65 @@
 use super::error::ApiError;
 use super::openai::Message;
 
-/// `messages` without their oldest turn; `None` when only the last turn is left.
-pub fn without_oldest_turn(messages: &[Message]) -> Option<Vec<Message>> {
-    let turn_starts: Vec<usize> = messages
+/// Where each turn starts (its user message).
+fn turn_starts(messages: &[Message]) -> Vec<usize> {
+    messages
         .iter()
         .enumerate()
         .filter(|(_, m)| m.role == "user")
         .map(|(i, _)| i)
-        .collect();
-    let first_kept = *turn_starts.get(1)?;
-    let first_dropped = messages.iter().position(|m| m.role != "system")?;
-    let mut kept: Vec<Message> = messages[..first_dropped]
-        .iter()
-        .filter(|m| m.role == "system")
-        .cloned()
-        .collect();
-    kept.extend(messages[first_kept..].iter().cloned());
-    Some(kept)
+        .collect()
 }
 
-/// Render `messages`, dropping their oldest turns while the rendered prompt's token count
-/// does not `fit`. Returns the prompt text and its tokens, and how many messages went.
+/// `messages` without their `dropped` oldest turns: the system messages that lead them, then
+/// the turns from the next one on; `None` when no turn would be left.
+fn without_oldest_turns(messages: &[Message], dropped: usize) -> Option<Vec<Message>> {
+    let first_kept = *turn_starts(messages).get(dropped)?;
+    let leading_system = messages.iter().take_while(|m| m.role == "system");
+    Some(
+        leading_system
+            .chain(&messages[first_kept..])
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Render `messages`, dropping as few of their oldest turns as make the rendered prompt's
+/// token count `fit` (the last turn always stays). Returns the prompt text, its tokens, and
+/// how many messages went. A prompt shrinks as turns go, so the fewest are found by bisection:
+/// a long conversation is rendered a handful of times, not once per turn.
 pub fn render_fitting(
     messages: &[Message],
     fits: impl Fn(usize) -> bool,
     render: impl Fn(&[Message]) -> Result<(String, Vec<u32>), ApiError>,
 ) -> Result<(String, Vec<u32>, usize), ApiError> {
-    let mut current = messages.to_vec();
-    loop {
-        let (text, ids) = render(&current)?;
-        if fits(ids.len()) {
-            return Ok((text, ids, messages.len() - current.len()));
+    let (text, ids) = render(messages)?;
+    let most = turn_starts(messages).len().saturating_sub(1);
+    if fits(ids.len()) || most == 0 {
+        return Ok((text, ids, 0));
+    }
+    let attempt = |dropped: usize| -> Result<(String, Vec<u32>, usize), ApiError> {
+        let kept = without_oldest_turns(messages, dropped).unwrap_or_default();
+        let (text, ids) = render(&kept)?;
+        Ok((text, ids, messages.len() - kept.len()))
+    };
+    // The fewest turns to drop, in 1..=most, if any number fits.
+    let (mut lo, mut hi) = (1, most);
+    let mut fewest = None;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let rendered = attempt(mid)?;
+        if fits(rendered.1.len()) {
+            fewest = Some(rendered);
+            hi = mid - 1;
+        } else {
+            lo = mid + 1;
         }
-        match without_oldest_turn(&current) {
-            Some(shorter) => current = shorter,
-            None => return Ok((text, ids, messages.len() - current.len())),
-        }
+    }
+    match fewest {
+        Some(rendered) => Ok(rendered),
+        // Not even the last turn alone fits: it is refused as any prompt too long.
+        None => attempt(most),
     }
 }
 
@@ -71,11 +94,11 @@ mod tests {
     #[test]
     fn turns_go_oldest_first_and_whole() {
         let m = conversation();
-        let once = without_oldest_turn(&m).unwrap();
+        let once = without_oldest_turns(&m, 1).unwrap();
         assert_eq!(roles(&once), ["system", "user", "assistant", "user"]);
-        let twice = without_oldest_turn(&once).unwrap();
+        let twice = without_oldest_turns(&m, 2).unwrap();
         assert_eq!(roles(&twice), ["system", "user"]);
-        assert!(without_oldest_turn(&twice).is_none());
+        assert!(without_oldest_turns(&m, 3).is_none());
     }
 
     #[test]
@@ -87,5 +110,23 @@ mod tests {
         assert_eq!((ids.len(), dropped), (4, 4));
         let (_, ids, dropped) = render_fitting(&m, |n| n <= 1, render).unwrap();
         assert_eq!((ids.len(), dropped), (2, 6), "the last turn stays");
+    }
+
+    #[test]
+    fn bisection_drops_as_few_turns_as_dropping_one_by_one() {
+        let mut m = vec![Message::new("system", Some("s".into()))];
+        for _ in 0..9 {
+            m.push(Message::new("user", Some("u".into())));
+            m.push(Message::new("assistant", Some("a".into())));
+        }
+        let render = |m: &[Message]| Ok((String::new(), vec![0; m.len()]));
+        for limit in 0..22 {
+            let one_by_one = (0..9)
+                .find(|&k| without_oldest_turns(&m, k).is_some_and(|kept| kept.len() <= limit))
+                .unwrap_or(8);
+            let want = m.len() - without_oldest_turns(&m, one_by_one).unwrap().len();
+            let (_, _, dropped) = render_fitting(&m, |n| n <= limit, render).unwrap();
+            assert_eq!(dropped, want, "limit {limit}");
+        }
     }
 }
