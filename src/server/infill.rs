@@ -50,8 +50,10 @@ impl FimTokens {
 /// The parts of an infill prompt, tokenized.
 pub struct InfillParts {
     pub bos: Option<u32>,
+    /// What opens the chunks (the repository's name) and what closes them (the current
+    /// file's separator), around them while there are any.
+    pub chunks_start: Vec<u32>,
     pub chunks: Vec<Vec<u32>>,
-    /// What closes the chunks (the current file's separator), when there are chunks.
     pub chunks_end: Vec<u32>,
     pub prefix: Vec<u32>,
     pub suffix: Vec<u32>,
@@ -72,13 +74,13 @@ pub fn parts(
 ) -> Result<InfillParts, String> {
     let encode = |t: &str| tokenizer.encode_text(t, false).map_err(|e| e.to_string());
     let mut chunks = Vec::new();
+    let mut chunks_start = Vec::new();
     let mut chunks_end = Vec::new();
     if !text.extra.is_empty() {
         match fim.repo {
             Some((repo, file_sep)) => {
-                let mut name = vec![repo];
-                name.extend(encode("project\n")?);
-                chunks.push(name);
+                chunks_start.push(repo);
+                chunks_start.extend(encode("project\n")?);
                 for c in text.extra {
                     let mut ids = vec![file_sep];
                     ids.extend(encode(&format!("{}\n{}", c.filename, c.text))?);
@@ -98,6 +100,7 @@ pub fn parts(
     prefix.extend(encode(text.prompt)?);
     Ok(InfillParts {
         bos: tokenizer.added_bos(),
+        chunks_start,
         chunks,
         chunks_end,
         prefix,
@@ -110,27 +113,19 @@ impl InfillParts {
     pub fn fit(mut self, fim: FimTokens, room: usize) -> (Vec<u32>, bool) {
         let fixed = 3 + usize::from(self.bos.is_some());
         let chunk_len = |p: &InfillParts| -> usize {
-            let body: usize = p.chunks.iter().map(Vec::len).sum();
-            if p.chunks.is_empty() {
-                0
-            } else {
-                body + p.chunks_end.len()
+            match p.chunks.is_empty() {
+                true => 0,
+                false => {
+                    let body: usize = p.chunks.iter().map(Vec::len).sum();
+                    p.chunks_start.len() + body + p.chunks_end.len()
+                }
             }
         };
         let code = self.prefix.len() + self.suffix.len();
         let mut truncated = false;
-        // The oldest chunks go first (the repository name, at the front, stays while any
-        // chunk does).
+        // The oldest chunks go first.
         while fixed + code + chunk_len(&self) > room && !self.chunks.is_empty() {
-            let oldest = if fim.repo.is_some() && self.chunks.len() > 1 {
-                1
-            } else {
-                0
-            };
-            self.chunks.remove(oldest);
-            if fim.repo.is_some() && self.chunks.len() == 1 {
-                self.chunks.clear();
-            }
+            self.chunks.remove(0);
             truncated = true;
         }
         let left = room.saturating_sub(fixed + chunk_len(&self));
@@ -144,6 +139,7 @@ impl InfillParts {
         }
         let mut ids: Vec<u32> = self.bos.into_iter().collect();
         if !self.chunks.is_empty() {
+            ids.extend(&self.chunks_start);
             ids.extend(self.chunks.concat());
             ids.extend(&self.chunks_end);
         }
@@ -167,9 +163,11 @@ mod tests {
         repo: Some((4, 5)),
     };
 
+    /// Parts in the repository layout: the name `[4, 8]`, files `chunks`, then `[5, 9]`.
     fn parts(chunks: Vec<Vec<u32>>, prefix: Vec<u32>, suffix: Vec<u32>) -> InfillParts {
         InfillParts {
             bos: None,
+            chunks_start: vec![4, 8],
             chunks,
             chunks_end: vec![5, 9],
             prefix,
@@ -179,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_prompt_that_fits_is_whole_in_repository_layout() {
-        let p = parts(vec![vec![4, 8], vec![5, 10, 11]], vec![20, 21], vec![30]);
+        let p = parts(vec![vec![5, 10, 11]], vec![20, 21], vec![30]);
         let (ids, truncated) = p.fit(FIM, 100);
         assert_eq!(ids, [4, 8, 5, 10, 11, 5, 9, 1, 20, 21, 2, 30, 3]);
         assert!(!truncated);
@@ -187,21 +185,13 @@ mod tests {
 
     #[test]
     fn chunks_go_oldest_first_then_the_code_is_cut_three_to_one() {
-        let p = parts(
-            vec![vec![4, 8], vec![5, 10, 11], vec![5, 12]],
-            vec![20, 21],
-            vec![30],
-        );
+        let p = parts(vec![vec![5, 10, 11], vec![5, 12]], vec![20, 21], vec![30]);
         // Room for everything but the oldest chunk.
         let (ids, truncated) = p.fit(FIM, 3 + 3 + 2 + 2 + 2);
         assert_eq!(ids, [4, 8, 5, 12, 5, 9, 1, 20, 21, 2, 30, 3]);
         assert!(truncated);
         // Room for the code only, and less: the prefix keeps its end, the suffix its start.
-        let p = parts(
-            vec![vec![4, 8], vec![5, 10]],
-            (20..28).collect(),
-            (30..34).collect(),
-        );
+        let p = parts(vec![vec![5, 10]], (20..28).collect(), (30..34).collect());
         let (ids, _) = p.fit(FIM, 3 + 8);
         assert_eq!(ids, [1, 22, 23, 24, 25, 26, 27, 2, 30, 31, 3]);
     }
