@@ -106,26 +106,17 @@ pub async fn remote_perplexity(
     // Before any request: a chunk size that scores nothing fails at once.
     check_chunk_size(s.ctx)?;
     let client = reqwest::Client::new();
-    let with = token_ids(
-        &post(
-            &client,
-            s,
-            "/tokenize",
-            json!({"prompt": text, "add_special_tokens": true}),
-        )
-        .await?,
-    )?;
-    let without = token_ids(
-        &post(
-            &client,
-            s,
-            "/tokenize",
-            json!({"prompt": text, "add_special_tokens": false}),
-        )
-        .await?,
-    )?;
-    // The token the server's tokenizer puts first, which starts every chunk (as locally).
-    let bos = (with.len() > without.len()).then(|| with[0]);
+    let tokenize = |prompt: &str, special: bool| {
+        let body = json!({"prompt": prompt, "add_special_tokens": special});
+        let client = &client;
+        async move { token_ids(&post(client, s, "/tokenize", body).await?) }
+    };
+    let with = tokenize(text, true).await?;
+    // The token the server's tokenizer puts first, which starts every chunk (as locally):
+    // asked of a short probe, so the text is sent once.
+    let probe = "The";
+    let adds_first = tokenize(probe, true).await?.len() > tokenize(probe, false).await?.len();
+    let bos = adds_first.then(|| with.first().copied()).flatten();
     let chunks = chunks_to_score(with.len(), s.ctx, s.max_chunks)?;
     let started = Instant::now();
     let requests = (0..chunks).map(|c| {
