@@ -100,7 +100,7 @@ pub fn generate(
 ) -> Result<GenerateOutput, EngineError> {
     let context = runner.num_blocks() * runner.block_size();
     validate(runner, req, context.min(runner.spec().max_position))?;
-    let mut sampler = Sampler::new(req.sampling.clone())?;
+    let mut sampler = Sampler::new(req.sampling.clone())?.ending_with(&req.eos_ids, req.ignore_eos);
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
     let mut table = BlockTable::default();
     let result = run(

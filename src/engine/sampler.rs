@@ -23,10 +23,9 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// Added to the logits of these tokens before sampling (OpenAI `logit_bias`).
     pub logit_bias: Vec<(u32, f32)>,
-    /// The end tokens (`end_ids`) cannot be sampled before this many tokens (vLLM's
-    /// `min_tokens`).
+    /// The request's end tokens (`Sampler::ending_with`) cannot be sampled before this many
+    /// tokens (vLLM's `min_tokens`).
     pub min_tokens: usize,
-    pub end_ids: Vec<u32>,
 }
 
 impl Default for SamplingParams {
@@ -42,7 +41,6 @@ impl Default for SamplingParams {
             seed: None,
             logit_bias: Vec::new(),
             min_tokens: 0,
-            end_ids: Vec::new(),
         }
     }
 }
@@ -93,6 +91,8 @@ pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
     constraint: Option<Constraint>,
+    /// The tokens that end the request (held back before `min_tokens`).
+    end_ids: Vec<u32>,
 }
 
 /// The greedy pick, shared with the CPU backend's `argmax` so a token picked on the backend
@@ -110,12 +110,23 @@ impl Sampler {
             params,
             rng,
             constraint: None,
+            end_ids: Vec::new(),
         })
     }
 
     /// Sample only tokens `constraint` allows (it then needs the logits every step).
     pub fn constrained(mut self, constraint: Option<Constraint>) -> Self {
         self.constraint = constraint;
+        self
+    }
+
+    /// The tokens that end the request, as the engine reads them (none under `ignore_eos`).
+    pub fn ending_with(mut self, end_ids: &[u32], ignore_eos: bool) -> Self {
+        self.end_ids = if ignore_eos {
+            Vec::new()
+        } else {
+            end_ids.to_vec()
+        };
         self
     }
 
@@ -233,17 +244,16 @@ impl Sampler {
     /// Before `min_tokens`, the end tokens are out, unless nothing else is left (a grammar
     /// that is complete allows only the end).
     fn hold_back_the_end(&self, logits: &mut [f32], history: &[u32]) {
-        let p = &self.params;
-        if history.len() >= p.min_tokens || p.end_ids.is_empty() {
+        if history.len() >= self.params.min_tokens || self.end_ids.is_empty() {
             return;
         }
-        let is_end = |i: usize| p.end_ids.iter().any(|&e| e as usize == i);
+        let is_end = |i: usize| self.end_ids.iter().any(|&e| e as usize == i);
         let other_left = logits
             .iter()
             .enumerate()
             .any(|(i, l)| *l > f32::NEG_INFINITY && !is_end(i));
         if other_left {
-            for &t in &p.end_ids {
+            for &t in &self.end_ids {
                 if let Some(l) = logits.get_mut(t as usize) {
                     *l = f32::NEG_INFINITY;
                 }
@@ -358,10 +368,10 @@ mod tests {
         let mut s = Sampler::new(SamplingParams {
             temperature: 0.0,
             min_tokens: 2,
-            end_ids: vec![1],
             ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .ending_with(&[1], false);
         assert!(!s.params().is_plain_greedy());
         assert_eq!(s.sample(&logits, &[]), 2);
         assert_eq!(s.sample(&logits, &[2]), 2);

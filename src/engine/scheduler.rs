@@ -250,7 +250,12 @@ impl EngineHandle {
     pub fn submit_group(&self, mut reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
         let samplers = reqs
             .iter_mut()
-            .map(|r| Sampler::new(r.sampling.clone()).map(|s| s.constrained(r.constraint.take())))
+            .map(|r| {
+                Sampler::new(r.sampling.clone()).map(|s| {
+                    s.constrained(r.constraint.take())
+                        .ending_with(&r.eos_ids, r.ignore_eos)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;

@@ -222,7 +222,6 @@ pub fn start(
             let (tx, rx) = mpsc::unbounded_channel();
             let mut sampling = plan.sampling.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
-            sampling.end_ids = eos_ids.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {
                     format!("{request_id}/{}", requests.len())

@@ -217,8 +217,6 @@ fn plan_with(
         seed: p.seed.map(|s| s as u64),
         logit_bias,
         min_tokens,
-        // The end tokens are the server's: `generation::start` fills them in.
-        end_ids: Vec::new(),
     };
     Ok(Plan {
         max_tokens,
