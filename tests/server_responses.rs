@@ -22,6 +22,11 @@ async fn events(s: &Server, body: &Value) -> Vec<Value> {
     body["stream"] = json!(true);
     let (status, text) = s.post_for_text("/v1/responses", &body).await;
     assert_eq!(status, 200, "{text}");
+    parse_events(&text, 0)
+}
+
+/// The events of an SSE body whose first event is number `first`.
+fn parse_events(text: &str, first: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut name = None;
     for line in text.lines() {
@@ -30,7 +35,7 @@ async fn events(s: &Server, body: &Value) -> Vec<Value> {
         } else if let Some(data) = line.strip_prefix("data: ") {
             let event: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
             assert_eq!(name.take().as_deref(), event["type"].as_str(), "{data}");
-            assert_eq!(event["sequence_number"], out.len(), "{data}");
+            assert_eq!(event["sequence_number"], first + out.len(), "{data}");
             out.push(event);
         }
     }
@@ -406,20 +411,165 @@ async fn background_responses_are_polled_and_cancelled() {
     }
     assert!(freed, "the cancelled generation still runs");
 
-    // A background response must be kept, and is polled rather than streamed.
-    for extra in [json!({"store": false}), json!({"stream": true})] {
-        let (st, v) = s
-            .post(
-                "/v1/responses",
-                &with(&with(&ask, json!({"background": true})), extra),
-            )
-            .await;
-        assert_eq!(
-            (st, &v["error"]["param"]),
-            (400, &json!("background")),
-            "{v}"
-        );
+    // A background response must be kept.
+    let (st, v) = s
+        .post(
+            "/v1/responses",
+            &with(&ask, json!({"background": true, "store": false})),
+        )
+        .await;
+    assert_eq!(
+        (st, &v["error"]["param"]),
+        (400, &json!("background")),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_background_responses_are_picked_up_again() {
+    use futures::StreamExt;
+    let mut s = Server::start("qwen2.5-0.5b", &[]).await;
+    let ask = json!({"input": "Name three colors.", "max_output_tokens": 24, "temperature": 0});
+    let (_, foreground) = s.post("/v1/responses", &ask).await;
+
+    // Streamed in the background: the client reads the opening events and goes away; the
+    // response runs on to the same answer.
+    let (opening, _) =
+        open_stream(&s, &with(&ask, json!({"background": true, "stream": true}))).await;
+    let created = &opening[0];
+    assert_eq!(created["type"], "response.created", "{created}");
+    assert_eq!(created["response"]["status"], "queued");
+    assert_eq!(created["response"]["background"], true);
+    assert_eq!(opening[1]["type"], "response.queued");
+    let id = created["response"]["id"].as_str().unwrap().to_string();
+    let done = poll_until_done(&s, &id).await;
+    assert_eq!(output_text(&done), output_text(&foreground));
+
+    // Streamed again: every event, or those after `starting_after`.
+    let again = |id: &str, query: &str| {
+        let url = s.url(&format!("/v1/responses/{id}?stream=true{query}"));
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let all = parse_events(&again(&id, "").await, 0);
+    let types: Vec<&str> = all.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..3],
+        [
+            "response.created",
+            "response.queued",
+            "response.in_progress"
+        ]
+    );
+    assert_eq!(types.last(), Some(&"response.completed"));
+    assert_eq!(all.last().unwrap()["response"]["output"], done["output"]);
+    let deltas: String = all
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, output_text(&done));
+    let rest = parse_events(&again(&id, "&starting_after=2").await, 3);
+    assert_eq!(rest, all[3..]);
+    assert!(parse_events(&again(&id, "&starting_after=100000").await, 0).is_empty());
+
+    // Only a streamed background response can be streamed again.
+    let foreground_id = foreground["id"].as_str().unwrap();
+    for (query, param) in [
+        (
+            format!("/v1/responses/{foreground_id}?stream=true"),
+            "stream",
+        ),
+        (format!("/v1/responses/{id}?stream=maybe"), "stream"),
+        (
+            format!("/v1/responses/{id}?stream=true&starting_after=-1"),
+            "starting_after",
+        ),
+    ] {
+        let (st, v) = s.get(&query).await;
+        assert_eq!((st, &v["error"]["param"]), (400, &json!(param)), "{v}");
     }
+
+    // Cancelled, its readers' streams end.
+    let long = with(
+        &ask,
+        json!({"background": true, "stream": true, "max_output_tokens": 3000, "ignore_eos": true}),
+    );
+    let (opening, mut first_reader) = open_stream(&s, &long).await;
+    let id = opening[0]["response"]["id"].as_str().unwrap().to_string();
+    let second_reader = tokio::spawn(again(&id, ""));
+    let (st, cancelled) = s
+        .post(&format!("/v1/responses/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((st, &cancelled["status"]), (200, &json!("cancelled")));
+    let within = std::time::Duration::from_secs(30);
+    let second = tokio::time::timeout(within, second_reader)
+        .await
+        .expect("a reader of a cancelled response is let go")
+        .unwrap();
+    assert!(!second.contains("response.completed"), "{second}");
+    tokio::time::timeout(within, async {
+        while let Some(chunk) = first_reader.next().await {
+            chunk.expect("the stream ends cleanly");
+        }
+    })
+    .await
+    .expect("the creating stream of a cancelled response ends");
+
+    // SIGTERM while a background response runs with no client reading: it still finishes
+    // before the server exits.
+    let (_, queued) = s
+        .post(
+            "/v1/responses",
+            &with(
+                &ask,
+                json!({"background": true, "max_output_tokens": 40, "ignore_eos": true}),
+            ),
+        )
+        .await;
+    let id = queued["id"].as_str().unwrap().to_string();
+    s.terminate();
+    let status = tokio::task::block_in_place(|| s.wait_exit(std::time::Duration::from_secs(60)))
+        .expect("server still running 60 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let ended = s.log_lines(&id);
+    assert!(
+        ended
+            .iter()
+            .any(|l| l.contains("request done") && l.contains("completion_tokens=40")),
+        "the background response did not finish: {ended:?}"
+    );
+}
+
+/// POST a streamed request and read until its first three events have come: those events and
+/// the rest of the body, unread.
+async fn open_stream(
+    s: &Server,
+    body: &Value,
+) -> (
+    Vec<Value>,
+    impl futures::Stream<Item = reqwest::Result<impl AsRef<[u8]>>> + Unpin,
+) {
+    use futures::StreamExt;
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/responses"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    while text.matches("\n\n").count() < 3 {
+        let chunk = body.next().await.expect("the stream ended early").unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let complete = &text[..text.rfind("\n\n").unwrap()];
+    let events = parse_events(complete, 0);
+    (events, body)
 }
 
 fn with(body: &Value, extra: Value) -> Value {

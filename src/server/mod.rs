@@ -305,5 +305,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             });
         })
         .await?;
+    // Background responses belong to no connection: the server waits for them as for a
+    // stream (the deadline above still holds).
+    let running = state.responses.running_count();
+    if running > 0 {
+        eprintln!("candor: finishing {running} background response(s)");
+        state.responses.until_idle().await;
+    }
     Ok(())
 }

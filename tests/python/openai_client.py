@@ -165,6 +165,20 @@ with client.responses.create(
             final = event.response
 assert kinds[0] == "response.created", kinds
 assert final is not None and final.output_text == "".join(text), (final, text)
+# A streamed background response, left after its first events and picked up again.
+with client.responses.create(
+    model=model, input="Count from 1 to 5.", max_output_tokens=12, temperature=0,
+    stream=True, background=True,
+) as events:
+    seen = [next(iter(events)) for _ in range(2)]
+assert [e.type for e in seen] == ["response.created", "response.queued"], seen
+picked_up, last = [], None
+for event in client.responses.retrieve(seen[0].response.id, stream=True, starting_after=1):
+    picked_up.append(event)
+    last = event
+assert picked_up[0].sequence_number == 2 and picked_up[0].type == "response.in_progress", picked_up
+assert last.type in ("response.completed", "response.incomplete"), last
+assert last.response.output_text == final.output_text, (last, final)
 weather_flat = {"type": "function", **weather["function"]}
 called = client.responses.create(
     model=model, input=ask, tools=[weather_flat], max_output_tokens=60, temperature=0

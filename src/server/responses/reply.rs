@@ -1,6 +1,7 @@
 //! Answering a `/v1/responses` request: the response object, whole or as a stream of typed
 //! events (`response.created` ... `response.completed`), from the choice events of the chat
 //! request it ran as.
+use super::event_log::{CloseOnDrop, EventLog};
 use super::items::OutputItems;
 use super::request::ResponsesRequest;
 use super::store::{ResponseStore, Stored};
@@ -13,6 +14,7 @@ use crate::server::state::unix_now;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use candor_models::tokenizer::Tokenizer;
+use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,6 +27,8 @@ pub struct Keep {
     /// Shared with each state kept (a background response is kept three times).
     pub input: Arc<Vec<Value>>,
     pub previous: Option<String>,
+    /// The event log of a streamed background response.
+    pub events: Option<Arc<EventLog>>,
 }
 
 /// The fields of the response object that do not change while it runs: the request's settings
@@ -73,9 +77,6 @@ impl Shell {
     fn finished(&mut self, end: &End, output: &[Value]) -> Value {
         let object = self.object(end.status(), output, Some(end));
         self.keep_as(&object);
-        if let Some(keep) = &self.keep {
-            keep.store.finished(&self.id);
-        }
         self.keep = None;
         object
     }
@@ -89,6 +90,7 @@ impl Shell {
             response: Arc::new(object.clone()),
             input: keep.input.clone(),
             previous: keep.previous.clone(),
+            events: keep.events.clone(),
         };
         if !keep.store.put(&self.id, stored) {
             tracing::warn!(id = %self.id, "response larger than the whole responses store; not kept");
@@ -222,85 +224,156 @@ pub async fn complete(
     }
 }
 
-/// `background: true`: answer at once with the queued response and run it apart; the client
-/// polls `GET /v1/responses/{id}` and may cancel it (`POST .../cancel`).
-pub fn background(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
-    let queued = shell.object("queued", &[], None);
-    shell.keep_as(&queued);
-    let Some(store) = shell.keep.as_ref().map(|k| k.store.clone()) else {
+/// `background: true`: answer at once and run it apart; the client polls `GET
+/// /v1/responses/{id}` and may cancel it (`POST .../cancel`). Not streamed, the answer is the
+/// queued response; streamed, it is the event stream, read from the response's event log: a
+/// client that goes away stops reading, not the response, and may read on with `GET
+/// /v1/responses/{id}?stream=true&starting_after=N`.
+pub fn background(mut shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
+    let log = started.stream.then(|| Arc::new(EventLog::new()));
+    let Some(keep) = shell.keep.as_mut() else {
         // `routes::responses` refuses a background response that cannot be kept.
         return ApiError::internal("a background response must be kept").into_response();
     };
+    keep.events = log.clone();
+    let store = keep.store.clone();
+    let queued = shell.object("queued", &[], None);
+    shell.keep_as(&queued);
     let id = shell.id.clone();
     // The task waits until it is registered: one that ended first would leave its entry.
     let (registered, wait) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        if wait.await.is_err() {
-            return;
-        }
-        shell.keep_as(&shell.object("in_progress", &[], None));
-        run_to_end(shell, started, tokenizer).await;
-    });
+    let task = {
+        let (store, id, log, queued) = (store.clone(), id.clone(), log.clone(), queued.clone());
+        tokio::spawn(async move {
+            if wait.await.is_err() {
+                return;
+            }
+            let _ended = Ended { store, id };
+            let _closing = log.clone().map(CloseOnDrop);
+            shell.keep_as(&shell.object("in_progress", &[], None));
+            match log {
+                None => {
+                    run_to_end(shell, started, tokenizer).await;
+                }
+                Some(log) => {
+                    let opening = [
+                        json!({"type": "response.created", "response": queued}),
+                        json!({"type": "response.queued", "response": queued}),
+                    ];
+                    let mut feed = EventFeed::new(shell, started, tokenizer, opening);
+                    while let Some(event) = feed.next().await {
+                        log.push(event);
+                    }
+                }
+            }
+        })
+    };
     store.running(&id, task.abort_handle());
     let _ = registered.send(());
-    axum::Json(queued).into_response()
+    match log {
+        Some(log) => replay(log, 0),
+        None => axum::Json(queued).into_response(),
+    }
 }
 
-/// Answer with the typed event stream. It owns the receiver: a client that goes away drops
-/// the stream and with it the generation.
-pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
-    struct St {
-        shell: Shell,
-        rx: UnboundedReceiver<ChoiceEvent>,
-        reading: Reading,
-        queue: VecDeque<Value>,
-        sequence: u64,
-        done: bool,
+/// Tells the store a background task ended, however it ended.
+struct Ended {
+    store: Arc<ResponseStore>,
+    id: String,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.store.finished(&self.id);
     }
-    let reading = Reading::new(&started, tokenizer);
-    let opening = shell.object("in_progress", &[], None);
-    let queue = VecDeque::from([
-        json!({"type": "response.created", "response": opening}),
-        json!({"type": "response.in_progress", "response": opening}),
-    ]);
-    let st = St {
-        shell,
-        rx: started.rx,
-        reading,
-        queue,
-        sequence: 0,
-        done: false,
-    };
-    let events = futures::stream::unfold(st, |mut st| async move {
+}
+
+/// Answer with the events of a streamed background response from index `from` on, following
+/// it until it ends.
+pub fn replay(log: Arc<EventLog>, from: usize) -> Response {
+    let events = log
+        .follow(from)
+        .map(|event| Ok::<_, Infallible>(typed_event(&event)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The typed events of one response, numbered, from its opening events to its end (the
+/// response is kept as it ended before the last event is given).
+struct EventFeed {
+    shell: Shell,
+    rx: UnboundedReceiver<ChoiceEvent>,
+    reading: Reading,
+    queue: VecDeque<Value>,
+    sequence: u64,
+    done: bool,
+}
+
+impl EventFeed {
+    fn new(
+        shell: Shell,
+        started: StartedChat,
+        tokenizer: Arc<Tokenizer>,
+        opening: impl IntoIterator<Item = Value>,
+    ) -> Self {
+        let in_progress = shell.object("in_progress", &[], None);
+        let mut queue = VecDeque::from_iter(opening);
+        queue.push_back(json!({"type": "response.in_progress", "response": in_progress}));
+        EventFeed {
+            reading: Reading::new(&started, tokenizer),
+            shell,
+            rx: started.rx,
+            queue,
+            sequence: 0,
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Value> {
         loop {
-            if let Some(mut event) = st.queue.pop_front() {
-                event["sequence_number"] = json!(st.sequence);
-                st.sequence += 1;
-                return Some((Ok::<_, Infallible>(typed_event(&event)), st));
+            if let Some(mut event) = self.queue.pop_front() {
+                event["sequence_number"] = json!(self.sequence);
+                self.sequence += 1;
+                return Some(event);
             }
-            if st.done {
+            if self.done {
                 return None;
             }
-            let end = st.reading.read(st.rx.recv().await);
-            st.queue.extend(st.reading.choice.render.take_events());
+            let end = self.reading.read(self.rx.recv().await);
+            self.queue.extend(self.reading.choice.render.take_events());
             if let Some(end) = end {
                 if let Some(message) = &end.error {
                     // Headers are sent already: the failure is told in-band.
-                    st.queue
+                    self.queue
                         .push_back(json!({"type": "error", "code": "server_error",
-                                              "message": message, "param": null}));
+                                                "message": message, "param": null}));
                 }
                 let kind = match end.status() {
                     "failed" => "response.failed",
                     "incomplete" => "response.incomplete",
                     _ => "response.completed",
                 };
-                let object = st.shell.finished(&end, st.reading.choice.render.items());
-                st.queue
+                let object = self
+                    .shell
+                    .finished(&end, self.reading.choice.render.items());
+                self.queue
                     .push_back(json!({"type": kind, "response": object}));
-                st.done = true;
+                self.done = true;
             }
         }
+    }
+}
+
+/// Answer with the typed event stream. It owns the receiver: a client that goes away drops
+/// the stream and with it the generation.
+pub fn stream(shell: Shell, started: StartedChat, tokenizer: Arc<Tokenizer>) -> Response {
+    let created =
+        json!({"type": "response.created", "response": shell.object("in_progress", &[], None)});
+    let feed = EventFeed::new(shell, started, tokenizer, [created]);
+    let events = futures::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok::<_, Infallible>(typed_event(&event)), feed))
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())

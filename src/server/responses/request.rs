@@ -1,7 +1,7 @@
 //! A `/v1/responses` request body and its translation into the chat request it means: input
 //! items become messages, flat function tools become chat tools, `text.format` becomes
 //! `response_format`, and a stored conversation continued by `previous_response_id` comes
-//! before the new input. What candor cannot honour (conversation objects, background runs,
+//! before the new input. What candor cannot honour (conversation objects, stored prompts,
 //! built-in tools, images) is refused with the field that asked for it.
 use crate::server::error::ApiError;
 use crate::server::openai::{called_function, ChatRequest, CommonParams, Message};
@@ -33,8 +33,9 @@ pub struct ResponsesRequest {
     pub store: Option<bool>,
     /// The stored response this one continues: its conversation comes before `input`.
     pub previous_response_id: Option<String>,
-    /// Refused: candor has no conversation objects and runs nothing in the background.
+    /// Refused: candor has no conversation objects.
     pub conversation: Option<Value>,
+    /// Run apart from the request: polled, cancelled, and (streamed) picked up again.
     pub background: Option<bool>,
     pub prompt: Option<Value>,
     /// `model`, sampling and `stream`, as in chat; `max_tokens` and `n` are refused here.
@@ -115,12 +116,6 @@ impl ResponsesRequest {
             return Err(ApiError::invalid(
                 "prompt",
                 "stored prompt templates are not supported; send `instructions` and `input`",
-            ));
-        }
-        if self.background == Some(true) && self.common.stream {
-            return Err(ApiError::invalid(
-                "background",
-                "a background response is polled (`GET /v1/responses/{id}`); send `stream: false`",
             ));
         }
         if let Some(t) = self
@@ -455,10 +450,6 @@ mod tests {
             (
                 json!({"input": "x", "conversation": "conv_1"}),
                 "conversation",
-            ),
-            (
-                json!({"input": "x", "background": true, "stream": true}),
-                "background",
             ),
             (
                 json!({"input": "x", "truncation": "sometimes"}),

@@ -2,7 +2,9 @@
 //! restart, as vLLM's), the oldest dropped first once their JSON passes a byte budget
 //! (`--responses-store-mb`). Each response keeps its own input and output items and the id of
 //! the response it continued; a conversation is the chain of them, so a long chat costs its
-//! length once, not once per turn.
+//! length once, not once per turn. A streamed background response also keeps its events, so
+//! its stream can be picked up again.
+use super::event_log::EventLog;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,12 +16,17 @@ pub struct Stored {
     /// This request's input items (text input as one user message).
     pub input: Arc<Vec<Value>>,
     pub previous: Option<String>,
+    /// The typed events, for a response run in the background with `stream: true`.
+    pub events: Option<Arc<EventLog>>,
 }
 
 impl Stored {
+    /// The entry's JSON size; a log still growing counts as long as it is when kept.
     fn bytes(&self) -> usize {
         let len = |v: &Value| serde_json::to_string(v).map_or(0, |s| s.len());
-        len(&self.response) + self.input.iter().map(len).sum::<usize>()
+        len(&self.response)
+            + self.input.iter().map(len).sum::<usize>()
+            + self.events.as_ref().map_or(0, |log| log.bytes())
     }
 
     /// The items a continuation sees: this request's input, then what it answered.
@@ -46,6 +53,8 @@ pub struct ResponseStore {
     inner: Mutex<Inner>,
     /// Background responses still running, to cancel.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Told when the last running background response ends.
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -61,6 +70,7 @@ impl ResponseStore {
             budget: budget_bytes,
             inner: Mutex::new(Inner::default()),
             running: Mutex::new(HashMap::new()),
+            idle: tokio::sync::Notify::new(),
         }
     }
 
@@ -100,26 +110,54 @@ impl ResponseStore {
         true
     }
 
-    /// A background response started running.
-    pub fn running(&self, id: &str, task: tokio::task::AbortHandle) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.insert(id.to_string(), task);
+    fn lock_running(&self) -> MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A response ended (kept as it ended).
+    /// A background response started running.
+    pub fn running(&self, id: &str, task: tokio::task::AbortHandle) {
+        self.lock_running().insert(id.to_string(), task);
+    }
+
+    /// A background response's task ended (the response kept as it ended).
     pub fn finished(&self, id: &str) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.remove(id);
+        let mut running = self.lock_running();
+        if running.remove(id).is_some() && running.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// How many background responses are running.
+    pub fn running_count(&self) -> usize {
+        self.lock_running().len()
+    }
+
+    /// Wait until no background response is running (a server shutting down lets them end).
+    pub async fn until_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.lock_running().is_empty() {
+                return;
+            }
+            idle.await;
+        }
     }
 
     /// Stop a running background response: it is kept as `cancelled` with what it had, and
     /// returned; `None` when it is not running.
     pub fn cancel(&self, id: &str) -> Option<Stored> {
         let task = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            running.remove(id)?
+            let mut running = self.lock_running();
+            let task = running.remove(id)?;
+            if running.is_empty() {
+                self.idle.notify_waiters();
+            }
+            task
         };
-        // Dropping the task drops its receiver, which ends the generation in the engine.
+        // Dropping the task drops its receiver, which ends the generation in the engine, and
+        // closes its event log.
         task.abort();
         let mut inner = self.lock();
         let (stored, _) = inner.entries.get_mut(id)?;
@@ -180,6 +218,7 @@ mod tests {
             ),
             input: Arc::new(vec![json!({"role": "user", "content": text})]),
             previous: previous.map(str::to_string),
+            events: None,
         }
     }
 
@@ -236,6 +275,30 @@ mod tests {
         assert!(store.cancel("a").is_none(), "no longer running");
         store.put("b", stored("y", None));
         assert!(store.cancel("b").is_none(), "never ran in the background");
+    }
+
+    #[tokio::test]
+    async fn idle_once_every_background_response_ended() {
+        let store = Arc::new(ResponseStore::new(1 << 20));
+        store.until_idle().await;
+        let a = tokio::spawn(std::future::pending::<()>());
+        let b = tokio::spawn(std::future::pending::<()>());
+        store.running("a", a.abort_handle());
+        store.running("b", b.abort_handle());
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.until_idle().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        store.finished("a");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "`b` still runs");
+        store.put("b", stored("y", None));
+        store.cancel("b");
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("idle once `b` is cancelled")
+            .unwrap();
     }
 
     #[test]

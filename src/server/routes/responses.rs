@@ -1,5 +1,6 @@
-//! `POST /v1/responses`, and the stored responses: `GET` / `DELETE /v1/responses/{id}`,
-//! `GET /v1/responses/{id}/input_items`.
+//! `POST /v1/responses`, and the stored responses: `GET` / `DELETE /v1/responses/{id}` (a
+//! streamed background response streamed again), `GET /v1/responses/{id}/input_items`,
+//! `POST /v1/responses/{id}/cancel`.
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::responses::reply::{self, Keep, Shell};
@@ -7,9 +8,10 @@ use crate::server::responses::request::{ResponsesRequest, FIELD_NAMES};
 use crate::server::responses::store::{ChainError, Stored};
 use crate::server::routes::chat::start_chat;
 use crate::server::state::{new_item_id, SharedState};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub async fn responses(
@@ -36,6 +38,7 @@ pub async fn responses(
         store: state.responses.clone(),
         input: Arc::new(req.input_items()),
         previous: req.previous_response_id.clone(),
+        events: None,
     });
     if req.background == Some(true) && keep.is_none() {
         return Err(ApiError::invalid(
@@ -78,12 +81,47 @@ pub async fn cancel(
     }
 }
 
+/// `GET /v1/responses/{id}`: the response as it is now, or with `stream=true` the events of a
+/// streamed background response after `starting_after` (all of them without it), following it
+/// while it runs.
 pub async fn retrieve(
     State(state): State<SharedState>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let response = stored(&state, &id)?.response;
-    Ok(axum::Json(response.as_ref()).into_response())
+    let stored = stored(&state, &id)?;
+    let stream = match query.get("stream").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "stream",
+                format!("`stream` must be true or false, not `{other}`"),
+            ))
+        }
+    };
+    if !stream {
+        return Ok(axum::Json(stored.response.as_ref()).into_response());
+    }
+    let from = match query.get("starting_after") {
+        None => 0,
+        Some(n) => n
+            .parse::<usize>()
+            .map(|n| n.saturating_add(1))
+            .map_err(|_| {
+                ApiError::invalid(
+                    "starting_after",
+                    format!("`starting_after` must be an event's sequence number, not `{n}`"),
+                )
+            })?,
+    };
+    let Some(log) = stored.events else {
+        return Err(ApiError::invalid(
+            "stream",
+            format!("response `{id}` was not created with `background: true` and `stream: true`; only such a response can be streamed again"),
+        ));
+    };
+    Ok(reply::replay(log, from))
 }
 
 pub async fn delete(
