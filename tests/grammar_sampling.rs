@@ -343,6 +343,7 @@ fn lazy_grammar_wants_logits_only_inside_a_call() {
         vocab,
         data: Vec::new(),
         kinds: vec![LogitRow::Argmax(id)],
+        ..Default::default()
     };
     let hello = tok.encode("Hello", false).unwrap()[0];
     assert_eq!(sampler.logits_wanted(false), LogitsWanted::Argmax);

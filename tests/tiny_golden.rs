@@ -221,3 +221,59 @@ fn batched_variable_length_forward_matches() {
         );
     }
 }
+
+/// The output projection of a tiny model as rows of f32: `lm_head.weight`, or the token
+/// embedding where the model ties them.
+fn output_rows(arch: &str) -> (Vec<f32>, usize) {
+    let bytes = std::fs::read(fixtures().join("tiny").join(arch).join("model.safetensors"))
+        .expect("read weights");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let w = st
+        .tensor("lm_head.weight")
+        .or_else(|_| st.tensor("model.embed_tokens.weight"))
+        .expect("output weights");
+    assert_eq!(w.dtype(), safetensors::Dtype::F32);
+    let values = w
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (values, w.shape()[1])
+}
+
+#[test]
+fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
+    // What `/v1/embeddings` pools: the final hidden states (after the final norm). Multiplied
+    // by the output weights here, outside the model, they must give transformers' logits.
+    for arch in ARCHS {
+        let g = golden(arch);
+        let mut r = runner(arch);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let mut table = BlockTable::default();
+        bm.ensure(&mut table, g.input_ids.len()).unwrap();
+        let batch = Batch {
+            seqs: vec![SeqInput {
+                tokens: g.input_ids.clone(),
+                start_pos: 0,
+                block_table: table.ids,
+                logits: LogitsWanted::HiddenAll,
+            }],
+        };
+        let out = r.forward(&batch).unwrap();
+        assert_eq!(out.rows(), 0, "{arch}: no logits were asked for");
+        let (w, hidden) = output_rows(arch);
+        assert_eq!(out.hidden_size, hidden, "{arch}");
+        for &p in &g.positions {
+            let h = out.hidden_row(p);
+            let logits: Vec<f32> = w
+                .chunks_exact(hidden)
+                .map(|row| row.iter().zip(h).map(|(a, b)| a * b).sum())
+                .collect();
+            let d = max_abs_diff(&logits, &golden_logits(&g, p));
+            assert!(
+                d < TOL,
+                "{arch}: position {p} logits from hidden states differ by {d}"
+            );
+        }
+    }
+}

@@ -18,6 +18,11 @@ pub enum LogitsWanted {
     /// The index of the largest logit of every new token, found on the device (greedy
     /// checking of drafted tokens: a row per draft, each needing only its pick).
     ArgmaxAll,
+    /// No logits: the last new token's final hidden state (after the final norm), for an
+    /// embedding pooled from the last token.
+    HiddenLast,
+    /// No logits: every new token's final hidden state, for an embedding pooled over all.
+    HiddenAll,
 }
 
 /// One sequence's part of a batch.
@@ -38,9 +43,20 @@ impl SeqInput {
     pub fn logit_rows(&self) -> std::ops::Range<usize> {
         let n = self.tokens.len();
         match self.logits {
-            LogitsWanted::None => n..n,
+            LogitsWanted::None | LogitsWanted::HiddenLast | LogitsWanted::HiddenAll => n..n,
             LogitsWanted::Last | LogitsWanted::Argmax => n.saturating_sub(1)..n,
             LogitsWanted::All | LogitsWanted::ArgmaxAll => 0..n,
+        }
+    }
+
+    /// Which of its new tokens' final hidden states the pass brings back (indices into
+    /// `tokens`), in order.
+    pub fn hidden_rows(&self) -> std::ops::Range<usize> {
+        let n = self.tokens.len();
+        match self.logits {
+            LogitsWanted::HiddenLast => n.saturating_sub(1)..n,
+            LogitsWanted::HiddenAll => 0..n,
+            _ => n..n,
         }
     }
 
@@ -85,6 +101,8 @@ pub struct FlatBatch {
     pub logit_rows: Vec<u32>,
     /// For each of `logit_rows`: whether only its argmax is wanted (`LogitsWanted::Argmax`).
     pub argmax_only: Vec<bool>,
+    /// Rows of the flattened batch whose final hidden states are brought back, in order.
+    pub hidden_rows: Vec<u32>,
     pub block_size: usize,
 }
 
@@ -101,6 +119,7 @@ impl FlatBatch {
             seqs: Vec::with_capacity(batch.seqs.len()),
             logit_rows: Vec::new(),
             argmax_only: Vec::new(),
+            hidden_rows: Vec::new(),
             block_size,
         };
         for (i, seq) in batch.seqs.iter().enumerate() {
@@ -137,6 +156,9 @@ impl FlatBatch {
             for r in seq.logit_rows() {
                 flat.logit_rows.push((q_start + r) as u32);
                 flat.argmax_only.push(seq.argmax_only());
+            }
+            for r in seq.hidden_rows() {
+                flat.hidden_rows.push((q_start + r) as u32);
             }
             flat.seqs.push(SeqAttention {
                 q_start,
@@ -197,6 +219,21 @@ mod tests {
         let f = FlatBatch::new(&batch, 16, 4, 100).unwrap();
         assert_eq!(f.logit_rows, vec![0, 1, 4, 6, 7, 8]);
         assert_eq!(f.argmax_only, vec![false, false, true, false, true, true]);
+        assert!(f.hidden_rows.is_empty());
+    }
+
+    #[test]
+    fn hidden_rows_are_apart_from_logit_rows() {
+        let batch = Batch {
+            seqs: vec![
+                seq(vec![5, 6, 7], 0, vec![0], LogitsWanted::HiddenLast),
+                seq(vec![9], 4, vec![1], LogitsWanted::Last),
+                seq(vec![4, 3], 0, vec![2], LogitsWanted::HiddenAll),
+            ],
+        };
+        let f = FlatBatch::new(&batch, 16, 4, 100).unwrap();
+        assert_eq!(f.logit_rows, vec![3]);
+        assert_eq!(f.hidden_rows, vec![2, 4, 5]);
     }
 
     #[test]

@@ -28,6 +28,14 @@ struct Layer<B: Backend> {
     rope: usize,
 }
 
+/// What one forward pass computed.
+pub struct StepOutputs<T> {
+    /// `[logit_rows, vocab]`.
+    pub logits: T,
+    /// `[hidden_rows, hidden_size]`, when the batch asked for hidden states.
+    pub hidden: Option<T>,
+}
+
 pub struct DecoderModel<B: Backend> {
     spec: ModelSpec,
     embed: B::Weight,
@@ -237,6 +245,18 @@ impl<B: Backend> DecoderModel<B> {
 
     /// One batched forward over all sequences of `batch`; returns `[logit_rows, vocab]`.
     pub fn forward(&self, b: &B, kv: &mut B::KvCache, batch: &FlatBatch) -> Result<B::Tensor> {
+        Ok(self.forward_outputs(b, kv, batch)?.logits)
+    }
+
+    /// One batched forward; returns the logits of `batch.logit_rows` and, when the batch asks
+    /// for any, the final hidden states (after the final norm, as transformers'
+    /// `last_hidden_state`) of `batch.hidden_rows`: `[hidden_rows, hidden_size]`.
+    pub fn forward_outputs(
+        &self,
+        b: &B,
+        kv: &mut B::KvCache,
+        batch: &FlatBatch,
+    ) -> Result<StepOutputs<B::Tensor>> {
         let s = &self.spec;
         let eps = s.rms_eps;
         let mut x = b.embedding(&self.embed, &batch.ids)?;
@@ -299,16 +319,25 @@ impl<B: Backend> DecoderModel<B> {
         if let Some(down) = pending {
             x = b.add(&x, &down)?;
         }
+        let hidden = match batch.hidden_rows.is_empty() {
+            true => None,
+            false => {
+                let h = b.gather_rows(&x, &batch.hidden_rows)?;
+                Some(b.rms_norm(&h, &self.final_norm, eps)?)
+            }
+        };
         if batch.logit_rows.is_empty() {
             // A prefill chunk that wants no logits: the step only filled the KV cache.
-            return b.upload(&[], &[0, s.vocab_size]);
+            let logits = b.upload(&[], &[0, s.vocab_size])?;
+            return Ok(StepOutputs { logits, hidden });
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
         let x = b.rms_norm(&x, &self.final_norm, eps)?;
         let logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
-        match s.final_softcap {
-            Some(cap) => b.softcap(&logits, cap),
-            None => Ok(logits),
-        }
+        let logits = match s.final_softcap {
+            Some(cap) => b.softcap(&logits, cap)?,
+            None => logits,
+        };
+        Ok(StepOutputs { logits, hidden })
     }
 }

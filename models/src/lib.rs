@@ -17,6 +17,6 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use batch::{Batch, FlatBatch, LogitsWanted, SeqInput};
-pub use decoder::DecoderModel;
+pub use decoder::{DecoderModel, StepOutputs};
 pub use error::{ModelError, Result};
 pub use spec::ModelSpec;

@@ -153,6 +153,8 @@ pub struct LoadedModel {
     /// read from the metadata while it is loaded (for result documents).
     pub quantization: Option<String>,
     pub parameters: Option<u64>,
+    /// How the model's file says to pool an embedding (a GGUF's `{arch}.pooling_type`).
+    pub pooling: Option<crate::engine::pooling::Pooling>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +312,11 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
             .and_then(|g| g.file_type_name())
             .map(str::to_string),
         parameters: opened.gguf.as_ref().map(|g| g.parameter_count()),
+        pooling: opened.gguf.as_ref().and_then(|g| {
+            let arch = g.architecture().ok()?;
+            let code = g.get_usize(&format!("{arch}.pooling_type"))?;
+            crate::engine::pooling::Pooling::from_gguf_code(code as u64)
+        }),
     };
     // The file's metadata and every load-time buffer are gone now: return their pages.
     drop(opened);

@@ -13,14 +13,19 @@ pub enum LogitRow {
     Argmax(u32),
 }
 
-/// Host logits, one row per requested position (in batch order).
-#[derive(Debug, Clone)]
+/// Host logits, one row per requested position (in batch order), and the final hidden states
+/// of the rows that asked for them (embeddings).
+#[derive(Debug, Clone, Default)]
 pub struct Logits {
     pub vocab: usize,
     /// The rows that came back as values, row-major.
     pub data: Vec<f32>,
     /// Per requested row.
     pub kinds: Vec<LogitRow>,
+    /// Final hidden states, row-major, `hidden_size` each, in batch order
+    /// (`LogitsWanted::HiddenLast` / `HiddenAll`).
+    pub hidden: Vec<f32>,
+    pub hidden_size: usize,
 }
 
 impl Logits {
@@ -30,7 +35,14 @@ impl Logits {
             vocab,
             data,
             kinds: (0..rows).map(LogitRow::Values).collect(),
+            ..Default::default()
         }
+    }
+
+    /// Hidden-state row `i` of the step; empty past the last.
+    pub fn hidden_row(&self, i: usize) -> &[f32] {
+        let h = self.hidden_size;
+        self.hidden.get(i * h..(i + 1) * h).unwrap_or(&[])
     }
 
     /// Rows the step returned (one per requested position).
@@ -122,8 +134,23 @@ impl<B: Backend> Runner for ModelRunner<B> {
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
         let vocab = self.model.spec().vocab_size;
         let flat = FlatBatch::new(batch, self.block_size, self.num_blocks, vocab)?;
-        let logits = self.model.forward(&self.backend, &mut self.kv, &flat)?;
-        bring_back(&self.backend, &logits, &flat.argmax_only, vocab)
+        let out = self
+            .model
+            .forward_outputs(&self.backend, &mut self.kv, &flat)?;
+        let mut logits = bring_back(&self.backend, &out.logits, &flat.argmax_only, vocab)?;
+        if let Some(hidden) = out.hidden {
+            logits.hidden = self.backend.download(&hidden)?;
+            logits.hidden_size = self.model.spec().hidden_size;
+            if logits.hidden.len() != flat.hidden_rows.len() * logits.hidden_size {
+                return Err(EngineError::Backend(format!(
+                    "{} hidden values came back for {} rows of {}",
+                    logits.hidden.len(),
+                    flat.hidden_rows.len(),
+                    logits.hidden_size
+                )));
+            }
+        }
+        Ok(logits)
     }
 }
 
@@ -167,7 +194,12 @@ fn bring_back<B: Backend>(
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| EngineError::Backend("fewer picks than argmax rows".into()))?;
-    Ok(Logits { vocab, data, kinds })
+    Ok(Logits {
+        vocab,
+        data,
+        kinds,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::block_manager::{BlockManager, BlockTable};
 use super::error::EngineError;
 use super::generate::FinishReason;
 use super::grammar::Constraint;
+use super::pooling::{Pool, Pooling};
 use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
@@ -76,6 +77,9 @@ pub enum EngineEvent {
     /// order from the second prompt token on, as prefill chunks compute them; all arrive
     /// before `Prefilled`.
     PromptLogprobs(Vec<TokenLogprobs>),
+    /// The prompt's pooled final hidden state (`pooling`), not normalised; comes before
+    /// `Finished`.
+    Embedding(Vec<f32>),
     Error(String),
 }
 
@@ -94,6 +98,9 @@ pub struct EngineRequest {
     pub prompt_logprobs: Option<usize>,
     /// A grammar the answer must follow (structured outputs, forced tool calls).
     pub constraint: Option<Constraint>,
+    /// Embed the prompt: pool its final hidden states into one `Embedding` event. Only with
+    /// `max_tokens` 0 and no `prompt_logprobs`.
+    pub pooling: Option<Pooling>,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -145,6 +152,8 @@ struct Seq {
     kept: usize,
     /// Prompt positions whose logprob has been sent (`prompt_logprobs`; the first has none).
     scored: usize,
+    /// Its embedding so far (`pooling`).
+    pool: Pool,
 }
 
 /// A sequence's part of a step: `len` of its own tokens from `start`, then `draft`.
@@ -216,6 +225,16 @@ impl Seq {
     fn scoring(&self) -> bool {
         self.req.prompt_logprobs.is_some() && self.scored < self.prompt_len
     }
+    /// Whether prompt positions are still to be pooled by their mean: its steps bring back
+    /// the hidden state of every prompt row, and (as for scoring) it takes nothing from the
+    /// prefix cache.
+    fn pooling_every_row(&self) -> bool {
+        self.req.pooling == Some(Pooling::Mean) && self.pool.upto() < self.prompt_len
+    }
+    /// Whether it needs a row computed for every prompt position.
+    fn needs_every_row(&self) -> bool {
+        self.scoring() || self.pooling_every_row()
+    }
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -248,6 +267,14 @@ impl EngineHandle {
     /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
     /// prompt the same way). Always in that order, so an idle server still repeats itself.
     pub fn submit_group(&self, mut reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
+        if reqs
+            .iter()
+            .any(|r| r.pooling.is_some() && (r.max_tokens > 0 || r.prompt_logprobs.is_some()))
+        {
+            return Err(SubmitError::Invalid(
+                "an embedding request generates and scores nothing".into(),
+            ));
+        }
         let samplers = reqs
             .iter_mut()
             .map(|r| {
@@ -268,10 +295,13 @@ impl EngineHandle {
             return Err(SubmitError::QueueFull(waiting));
         }
         let arrived = Instant::now();
-        // A scoring member takes nothing from the cache, so there would be nothing to share.
+        // A scoring or mean-pooling member takes nothing from the cache, so there would be
+        // nothing to share.
         let shares_prompt = self.config.prefix_caching
             && reqs.len() > 1
-            && reqs.iter().all(|r| r.prompt_logprobs.is_none())
+            && reqs
+                .iter()
+                .all(|r| r.prompt_logprobs.is_none() && r.pooling != Some(Pooling::Mean))
             && reqs[0].prompt_ids.len() > self.block_size
             && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
         let gate = Arc::new(AtomicBool::new(false));
@@ -303,6 +333,7 @@ impl EngineHandle {
                 drafted: 0,
                 kept: 0,
                 scored: 1,
+                pool: Pool::default(),
             });
         }
         self.stats.waiting.set(q.waiting.len() as i64);
@@ -433,7 +464,7 @@ impl Engine {
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
-                let (table, hit) = if front.scoring() {
+                let (table, hit) = if front.needs_every_row() {
                     (BlockTable::default(), 0)
                 } else {
                     self.blocks.match_prefix(&front.tokens)
@@ -599,7 +630,9 @@ impl Engine {
                 block_table: s.table.ids.clone(),
                 logits: match (finishes_prompt, p.draft.is_empty()) {
                     _ if s.scoring() => LogitsWanted::All,
+                    _ if s.pooling_every_row() => LogitsWanted::HiddenAll,
                     (false, _) => LogitsWanted::None,
+                    (true, _) if s.req.pooling.is_some() => LogitsWanted::HiddenLast,
                     (true, true) => s.sampler.logits_wanted(logprobs),
                     (true, false) => s.sampler.logits_wanted_with_drafts(logprobs),
                 },
@@ -637,6 +670,7 @@ impl Engine {
             }
         };
         let mut row = 0;
+        let mut hidden_row = 0;
         let mut finished = Vec::new();
         for (input, sch) in batch.seqs.iter().zip(&order) {
             let seq = &mut self.running[sch.idx];
@@ -650,6 +684,12 @@ impl Engine {
             if seq.scoring() {
                 score_prompt(seq, &out, row, sch.start, rows);
             }
+            let hidden = input.hidden_rows();
+            if let Some(pooling) = seq.req.pooling {
+                let states = (0..hidden.len()).map(|k| out.hidden_row(hidden_row + k));
+                seq.pool.take_in(pooling, sch.start + hidden.start, states);
+            }
+            hidden_row += hidden.len();
             if sch.wants {
                 let draft = &input.tokens[sch.len..];
                 // The row of its last own token: the last row but the drafts'.
@@ -852,6 +892,10 @@ fn take_tokens(
 ) -> (Option<FinishReason>, usize) {
     if seq.req.max_tokens == 0 {
         note_prefilled(seq, stats);
+        if let Some(pooling) = seq.req.pooling {
+            let embedding = seq.pool.embedding(pooling, seq.prompt_len);
+            let _ = seq.req.events.send(EngineEvent::Embedding(embedding));
+        }
         return (Some(FinishReason::Length), 0);
     }
     for (i, drafted) in (0..).zip(draft.iter().map(Some).chain([None])) {

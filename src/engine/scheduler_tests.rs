@@ -2,6 +2,7 @@
 //! and what drafted tokens change (nothing in the answers).
 use super::*;
 use crate::engine::fake_runner::FakeRunner;
+use crate::engine::pooling::Pooling;
 use crate::engine::runner::{LogitRow, Logits};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,9 +14,14 @@ const VOCAB: usize = 8;
 fn scripted_logits(batch: &Batch) -> Logits {
     let mut data = Vec::new();
     let mut kinds = Vec::new();
+    let mut hidden = Vec::new();
     for s in &batch.seqs {
+        // A hidden state names its token: `[token, 1, 0, 0]`.
+        for r in s.hidden_rows() {
+            hidden.extend([s.tokens[r] as f32, 1.0, 0.0, 0.0]);
+        }
         match s.logits {
-            LogitsWanted::None => {}
+            LogitsWanted::None | LogitsWanted::HiddenLast | LogitsWanted::HiddenAll => {}
             LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
             LogitsWanted::ArgmaxAll => kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2))),
             LogitsWanted::Last | LogitsWanted::All => {
@@ -30,6 +36,8 @@ fn scripted_logits(batch: &Batch) -> Logits {
         vocab: VOCAB,
         data,
         kinds,
+        hidden,
+        hidden_size: 4,
     }
 }
 
@@ -108,6 +116,7 @@ fn request_with_prompt(
         ignore_eos: true,
         logprobs: None,
         prompt_logprobs: None,
+        pooling: None,
         events,
     };
     (req, rx)
@@ -123,7 +132,11 @@ fn finish(mut rx: UnboundedReceiverOf) -> Vec<u32> {
             Some(EngineEvent::Token { id, .. }) => tokens.push(id),
             Some(EngineEvent::Finished { .. }) | None => return tokens,
             Some(EngineEvent::Error(e)) => panic!("request failed: {e}"),
-            Some(EngineEvent::Prefilled { .. } | EngineEvent::PromptLogprobs(_)) => {}
+            Some(
+                EngineEvent::Prefilled { .. }
+                | EngineEvent::PromptLogprobs(_)
+                | EngineEvent::Embedding(_),
+            ) => {}
         }
     }
 }
@@ -296,6 +309,7 @@ fn counting_step(batch: &Batch) -> Logits {
         vocab: VOCAB,
         data,
         kinds,
+        ..Default::default()
     }
 }
 
@@ -347,6 +361,7 @@ fn events(mut rx: UnboundedReceiverOf) -> Vec<String> {
             }
             EngineEvent::Error(e) => panic!("request failed: {e}"),
             EngineEvent::Prefilled { .. } => {}
+            EngineEvent::Embedding(v) => out.push(format!("embedding {v:?}")),
             EngineEvent::PromptLogprobs(scored) => out.extend(
                 scored
                     .into_iter()
@@ -527,4 +542,39 @@ fn scored_prompts_survive_a_full_cache() {
     }
     assert!(stats.preemptions.get() > 0, "the cache is not full");
     handle.shutdown();
+}
+
+#[test]
+fn an_embedding_pools_every_prompt_position_once_or_the_last() {
+    // 600 tokens: three prefill chunks of the harness's 256-token budget, and already in the
+    // prefix cache, which a mean must not take (a cached block has no hidden states).
+    let h = harness_with(4, 16, false, true);
+    let prompt: Vec<u32> = (0..600).map(|i| 1 + (i % 7) as u32).collect();
+    let (warm, rx) = request_with_prompt("warm", 2, prompt.clone());
+    h.handle.submit(warm).expect("queued");
+    finish(rx);
+    let embed = |id: &str, pooling| {
+        let (mut r, rx) = request_with_prompt(id, 0, prompt.clone());
+        r.pooling = Some(pooling);
+        h.handle.submit(r).expect("queued");
+        events(rx)
+    };
+    let sum: f32 = prompt.iter().map(|&t| t as f32).sum();
+    let mean = vec![sum / 600.0, 1.0, 0.0, 0.0];
+    assert_eq!(
+        embed("mean", Pooling::Mean),
+        [format!("embedding {mean:?}"), "length 0".into()]
+    );
+    let last = vec![prompt[599] as f32, 1.0, 0.0, 0.0];
+    assert_eq!(
+        embed("last", Pooling::Last),
+        [format!("embedding {last:?}"), "length 0".into()]
+    );
+    let (mut both, _rx) = request_with_prompt("both", 3, prompt.clone());
+    both.pooling = Some(Pooling::Last);
+    assert!(matches!(
+        h.handle.submit(both),
+        Err(SubmitError::Invalid(_))
+    ));
+    h.handle.shutdown();
 }

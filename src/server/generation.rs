@@ -237,6 +237,7 @@ pub fn start(
                 logprobs,
                 prompt_logprobs: prompt.echo.as_ref().and(logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
+                pooling: None,
                 events: tx,
             });
             engines.push(rx);
@@ -248,12 +249,7 @@ pub fn start(
             );
         }
     }
-    if let Err(e) = ready.engine.submit_group(requests) {
-        if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
-            ready.stats.requests_rejected.inc();
-        }
-        return Err(e.into());
-    }
+    submit(ready, requests)?;
     for (index, (rx, echo)) in engines.into_iter().zip(echoes).enumerate() {
         tokio::spawn(drive(
             index,
@@ -296,6 +292,8 @@ async fn drive(
             return;
         };
         match event {
+            // Generation requests pool nothing (`/v1/embeddings` reads its own events).
+            EngineEvent::Embedding(_) => {}
             EngineEvent::PromptLogprobs(scored) => {
                 if let Some(echo) = &mut echo {
                     echo.scored(&tok, scored);
@@ -367,6 +365,16 @@ async fn drive(
             }
         }
     }
+}
+
+/// Queue a request's engine requests together, counting a refusal for lack of room.
+pub fn submit(ready: &Ready, requests: Vec<EngineRequest>) -> Result<(), ApiError> {
+    ready.engine.submit_group(requests).map_err(|e| {
+        if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {
+            ready.stats.requests_rejected.inc();
+        }
+        e.into()
+    })
 }
 
 #[cfg(test)]

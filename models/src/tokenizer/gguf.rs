@@ -283,6 +283,7 @@ impl Tokenizer {
             eos,
             extra_eos: Vec::new(),
             add_bos,
+            add_eos: flag(md, "tokenizer.ggml.add_eos_token").unwrap_or(false),
             add_space_prefix,
             chat_template,
         };

@@ -47,6 +47,9 @@ pub struct Tokenizer {
     eos: Option<u32>,
     extra_eos: Vec<u32>,
     add_bos: bool,
+    /// The model wants EOS after a text (`tokenizer.ggml.add_eos_token`, `add_eos_token`):
+    /// embedding models that pool the last token read it there.
+    add_eos: bool,
     add_space_prefix: bool,
     chat_template: Option<String>,
 }
@@ -68,6 +71,11 @@ impl Tokenizer {
     /// adds none).
     pub fn added_bos(&self) -> Option<u32> {
         self.bos.filter(|_| self.add_bos)
+    }
+    /// The EOS id the model wants after a text (None for most models, which add none). Not
+    /// added by `encode`: generation must not see the text as ended; an embedding appends it.
+    pub fn added_eos(&self) -> Option<u32> {
+        self.eos.filter(|_| self.add_eos)
     }
     pub fn bos_token(&self) -> Option<String> {
         self.bos.and_then(|id| self.token_to_piece(id))
@@ -287,6 +295,10 @@ impl Tokenizer {
             .get("add_bos_token")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
+        let add_eos = cfg
+            .get("add_eos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let mut t = Tokenizer {
             model: Model::Hf(Box::new(tok)),
             vocab_size,
@@ -296,6 +308,7 @@ impl Tokenizer {
             eos,
             extra_eos: Vec::new(),
             add_bos,
+            add_eos,
             add_space_prefix: false,
             chat_template,
         };
