@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// (text with `{{` or `{%`). Gives a base model chat, or fixes a model's template.
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
     pub chat_template: Option<String>,
+    /// How `/v1/embeddings` pools a text's final hidden states into one vector: `last` (the
+    /// last token's, as decoder embedding models are trained) or `mean`. Default: what the
+    /// model's file says (a GGUF's `pooling_type`), else `last`.
+    #[arg(long, env = "CANDOR_POOLING")]
+    pub pooling: Option<crate::engine::pooling::Pooling>,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -132,6 +137,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         prefix_caching: !args.no_prefix_caching,
         speculative_tokens: args.speculative_tokens,
         chat_template,
+        pooling: args.pooling,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
+pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
 pub mod gbnf;
@@ -68,6 +69,8 @@ pub struct ServeConfig {
     pub speculative_tokens: usize,
     /// Replaces the model's chat template (`--chat-template`).
     pub chat_template: Option<String>,
+    /// How embeddings are pooled (`--pooling`; None: as the model's file says, else last).
+    pub pooling: Option<crate::engine::pooling::Pooling>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
     let mut r = Router::new()
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
+        .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
@@ -207,6 +211,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         model.runner.kv_element_bytes(),
         config.speculative_tokens,
     );
+    let hidden_size = model.spec.hidden_size;
+    let pooling = config
+        .pooling
+        .or(model.pooling)
+        .unwrap_or(crate::engine::pooling::Pooling::Last);
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     let _ = state.ready.set(Ready {
         engine,
@@ -219,6 +228,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         system_fingerprint,
         grammar: OnceLock::new(),
         max_num_seqs: config.max_num_seqs,
+        pooling,
+        hidden_size,
     });
     Ok(())
 }

@@ -23,6 +23,10 @@ pub struct Ready {
     pub grammar: OnceLock<Result<GrammarCompiler, String>>,
     /// Sequences one engine step runs (llama-server's "slots", for `/props`).
     pub max_num_seqs: usize,
+    /// How `/v1/embeddings` pools a text's final hidden states.
+    pub pooling: crate::engine::pooling::Pooling,
+    /// Dimensions of an embedding (the model's hidden size).
+    pub hidden_size: usize,
 }
 
 pub struct AppState {

@@ -124,6 +124,18 @@ city = parsed.choices[0].message.parsed
 assert isinstance(city, City), parsed
 assert parsed.choices[0].finish_reason == "stop", parsed
 
+# Embeddings: the client asks for base64 unless told otherwise and decodes it.
+vectors = client.embeddings.create(model=model, input=["The cat sat on the mat.", "fn main() {}"])
+assert [d.index for d in vectors.data] == [0, 1], vectors
+assert all(len(d.embedding) > 0 for d in vectors.data), vectors
+assert abs(sum(x * x for x in vectors.data[0].embedding) - 1.0) < 1e-3
+floats = client.embeddings.create(model=model, input="The cat sat on the mat.", encoding_format="float")
+same = sum(a * b for a, b in zip(floats.data[0].embedding, vectors.data[0].embedding))
+assert same > 0.999, same
+assert vectors.usage.prompt_tokens > floats.usage.prompt_tokens, vectors.usage
+short = client.embeddings.create(model=model, input="The cat sat on the mat.", dimensions=32)
+assert len(short.data[0].embedding) == 32, short
+
 # The Responses API: text, streamed events, a call and its output sent back, parsed JSON.
 resp = client.responses.create(
     model=model, input="What is the capital of France? One word.", max_output_tokens=8, temperature=0

@@ -11,13 +11,13 @@ use crate::server::validate::{completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
 
-/// Token ids sent as a prompt, checked against the vocabulary.
-pub fn token_ids(ready: &Ready, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
+/// Token ids sent as `param` (a prompt, an input), checked against the vocabulary.
+pub fn token_ids(ready: &Ready, param: &str, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
     ids.iter()
         .map(|&t| {
             if t < 0 || t as u64 >= ready.limits.vocab as u64 {
                 Err(ApiError::invalid(
-                    "prompt",
+                    param,
                     format!(
                         "token id {t} is out of the vocabulary ({})",
                         ready.limits.vocab
@@ -53,7 +53,7 @@ fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
     let tokens = |ids: &Vec<i64>| -> Result<Sent, ApiError> {
         Ok(Sent {
             text: None,
-            ids: token_ids(ready, ids)?,
+            ids: token_ids(ready, "prompt", ids)?,
         })
     };
     match prompt {

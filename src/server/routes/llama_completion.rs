@@ -33,7 +33,7 @@ pub async fn completion(
                 .encode(text, true)
                 .map_err(|e| ApiError::internal(e.to_string()))?
         }
-        Prompt::Tokens(ids) => token_ids(ready, ids)?,
+        Prompt::Tokens(ids) => token_ids(ready, "prompt", ids)?,
         _ => {
             return Err(ApiError::invalid(
                 "prompt",

@@ -1,0 +1,222 @@
+//! `/v1/embeddings`: OpenAI's request (`input` as a text, texts, token ids or lists of them;
+//! `encoding_format`, `dimensions`) read into the token lists the engine pools, and the
+//! pooled vectors answered as OpenAI does: L2-normalised, as floats or as base64 of
+//! little-endian f32 (what the official Python client asks for by default).
+use crate::server::error::ApiError;
+use crate::server::routes::completions::token_ids;
+use crate::server::state::Ready;
+use crate::server::validate::no_nul;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingRequest {
+    pub input: EmbeddingInput,
+    pub model: Option<String>,
+    /// `float` (default) or `base64`.
+    pub encoding_format: Option<String>,
+    /// Keep the first this many dimensions (normalised again), for models trained to allow it
+    /// (Matryoshka: Qwen3-Embedding, OpenAI's text-embedding-3).
+    pub dimensions: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "`input` must be a string, a list of strings, a list of token ids or a list of token id lists"
+)]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<i64>),
+    TokenLists(Vec<Vec<i64>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Float,
+    Base64,
+}
+
+impl EmbeddingRequest {
+    pub fn encoding(&self) -> Result<Encoding, ApiError> {
+        match self.encoding_format.as_deref() {
+            None | Some("float") => Ok(Encoding::Float),
+            Some("base64") => Ok(Encoding::Base64),
+            Some(other) => Err(ApiError::invalid(
+                "encoding_format",
+                format!("`encoding_format` must be `float` or `base64`, not `{other}`"),
+            )),
+        }
+    }
+
+    /// How many dimensions to answer with, out of the model's `hidden`.
+    pub fn dimensions(&self, hidden: usize) -> Result<usize, ApiError> {
+        match self.dimensions {
+            None => Ok(hidden),
+            Some(d) if d >= 1 && d as u64 <= hidden as u64 => Ok(d as usize),
+            Some(d) => Err(ApiError::invalid(
+                "dimensions",
+                format!("`dimensions` must be in [1, {hidden}] for this model, got {d}"),
+            )),
+        }
+    }
+
+    /// Each input's tokens: a text encoded as the model wants (BOS first where it adds one,
+    /// EOS last where it asks for it, as embedding models pooling the last token do), token
+    /// ids as sent. Each must be non-empty and fit the context.
+    pub fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
+        let text = |t: &String| -> Result<Vec<u32>, ApiError> {
+            no_nul("input", t)?;
+            if t.is_empty() {
+                return Err(ApiError::invalid("input", "an input text is empty"));
+            }
+            let mut ids = ready
+                .tokenizer
+                .encode(t, true)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Some(eos) = ready.tokenizer.added_eos() {
+                if ids.last() != Some(&eos) {
+                    ids.push(eos);
+                }
+            }
+            Ok(ids)
+        };
+        let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
+        let lists = match &self.input {
+            EmbeddingInput::Text(t) => vec![text(t)?],
+            EmbeddingInput::Texts(v) => v.iter().map(text).collect::<Result<_, _>>()?,
+            EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
+            EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
+        };
+        if lists.is_empty() {
+            return Err(ApiError::invalid("input", "`input` is an empty list"));
+        }
+        let most = ready.limits.max_choices;
+        if lists.len() > most {
+            return Err(ApiError::invalid(
+                "input",
+                format!(
+                    "`input` has {} items; at most {most} per request",
+                    lists.len()
+                ),
+            ));
+        }
+        let context = ready.limits.context;
+        for (i, ids) in lists.iter().enumerate() {
+            if ids.is_empty() {
+                return Err(ApiError::invalid(
+                    "input",
+                    format!("input {i} has no tokens"),
+                ));
+            }
+            if ids.len() >= context {
+                return Err(ApiError::invalid(
+                    "input",
+                    format!(
+                        "input {i} has {} tokens; this model's context is {context} tokens",
+                        ids.len()
+                    ),
+                )
+                .with_code("context_length_exceeded"));
+            }
+        }
+        Ok(lists)
+    }
+}
+
+/// The first `dimensions` values of a pooled vector, scaled to unit length (a zero vector
+/// stays zero).
+pub fn normalised(mut v: Vec<f32>, dimensions: usize) -> Vec<f32> {
+    v.truncate(dimensions);
+    let norm = v
+        .iter()
+        .map(|x| (*x as f64) * (*x as f64))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x = (*x as f64 / norm) as f32;
+        }
+    }
+    v
+}
+
+/// A vector as the response carries it.
+pub fn encoded(v: &[f32], encoding: Encoding) -> Value {
+    match encoding {
+        Encoding::Float => json!(v),
+        Encoding::Base64 => {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+/// The response: one `embedding` object per input, in order, and the tokens read.
+pub fn response(model: &str, vectors: Vec<Value>, prompt_tokens: usize) -> Value {
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_are_cut_then_scaled_to_unit_length() {
+        assert_eq!(normalised(vec![3.0, 4.0, 12.0], 2), [0.6, 0.8]);
+        assert_eq!(normalised(vec![0.0, 0.0], 2), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        let v = [1.0f32, -2.5];
+        let text = encoded(&v, Encoding::Base64);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes.len(), 8);
+        assert_eq!(f32::from_le_bytes(bytes[4..8].try_into().unwrap()), -2.5);
+        assert_eq!(encoded(&v, Encoding::Float), json!([1.0, -2.5]));
+    }
+
+    #[test]
+    fn formats_and_dimensions_are_checked() {
+        let req = |extra: Value| -> EmbeddingRequest {
+            let mut body = json!({"input": "x"});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            serde_json::from_value(body).unwrap()
+        };
+        assert_eq!(req(json!({})).encoding().unwrap(), Encoding::Float);
+        assert_eq!(
+            req(json!({"encoding_format": "base64"}))
+                .encoding()
+                .unwrap(),
+            Encoding::Base64
+        );
+        assert!(req(json!({"encoding_format": "binary"}))
+            .encoding()
+            .is_err());
+        assert_eq!(req(json!({})).dimensions(8).unwrap(), 8);
+        assert_eq!(req(json!({"dimensions": 3})).dimensions(8).unwrap(), 3);
+        assert!(req(json!({"dimensions": 0})).dimensions(8).is_err());
+        assert!(req(json!({"dimensions": 9})).dimensions(8).is_err());
+        let lists: EmbeddingRequest =
+            serde_json::from_value(json!({"input": [[1, 2], [3]]})).unwrap();
+        assert!(matches!(lists.input, EmbeddingInput::TokenLists(_)));
+        assert!(serde_json::from_value::<EmbeddingRequest>(json!({"input": 5})).is_err());
+    }
+}

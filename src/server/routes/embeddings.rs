@@ -1,0 +1,66 @@
+//! `POST /v1/embeddings`: each input runs as a prompt-only engine request that pools its
+//! final hidden states (`--pooling`), all of them queued together.
+use crate::engine::sampler::SamplingParams;
+use crate::engine::scheduler::{EngineEvent, EngineRequest};
+use crate::server::embeddings::{self, EmbeddingRequest};
+use crate::server::error::ApiError;
+use crate::server::generation::submit;
+use crate::server::json::Json;
+use crate::server::state::{new_id, SharedState};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+pub async fn embeddings(
+    State(state): State<SharedState>,
+    Json(req): Json<EmbeddingRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let encoding = req.encoding()?;
+    let dimensions = req.dimensions(ready.hidden_size)?;
+    let inputs = req.token_lists(ready)?;
+    let id = new_id("embd");
+    let mut receivers = Vec::with_capacity(inputs.len());
+    let mut requests = Vec::with_capacity(inputs.len());
+    for (i, ids) in inputs.iter().enumerate() {
+        let (events, rx) = mpsc::unbounded_channel();
+        receivers.push(rx);
+        requests.push(EngineRequest {
+            id: match inputs.len() {
+                1 => id.clone(),
+                _ => format!("{id}/{i}"),
+            },
+            prompt_ids: ids.clone(),
+            max_tokens: 0,
+            sampling: SamplingParams::default(),
+            eos_ids: Vec::new(),
+            ignore_eos: true,
+            logprobs: None,
+            prompt_logprobs: None,
+            constraint: None,
+            pooling: Some(ready.pooling),
+            events,
+        });
+    }
+    submit(ready, requests)?;
+    // A client that goes away drops this future and the receivers: the engine lets go.
+    let mut vectors = Vec::with_capacity(receivers.len());
+    for mut rx in receivers {
+        let mut pooled = None;
+        loop {
+            match rx.recv().await {
+                Some(EngineEvent::Embedding(v)) => pooled = Some(v),
+                Some(EngineEvent::Finished { .. }) => break,
+                Some(EngineEvent::Error(message)) => return Err(ApiError::internal(message)),
+                Some(_) => {}
+                None => return Err(ApiError::internal("the engine stopped")),
+            }
+        }
+        let pooled = pooled.ok_or_else(|| ApiError::internal("the engine pooled nothing"))?;
+        let vector = embeddings::normalised(pooled, dimensions);
+        vectors.push(embeddings::encoded(&vector, encoding));
+    }
+    let tokens = inputs.iter().map(Vec::len).sum();
+    Ok(axum::Json(embeddings::response(&state.model_name, vectors, tokens)).into_response())
+}

@@ -1,0 +1,121 @@
+//! `/v1/embeddings` on the real server: one unit vector per input, in order, the same for an
+//! input alone or in a batch, sent as text or as its token ids, as floats or base64;
+//! `dimensions` cuts and normalises again; `--pooling` chooses the last token or the mean.
+mod common;
+
+use base64::Engine as _;
+use common::server::Server;
+use serde_json::{json, Value};
+
+/// Qwen2.5 0.5B's hidden size.
+const HIDDEN: usize = 896;
+
+async fn embed(s: &Server, body: Value) -> Value {
+    let (status, v) = s.post("/v1/embeddings", &body).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn vectors(v: &Value) -> Vec<Vec<f32>> {
+    let data = v["data"].as_array().expect("data");
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["object"], "embedding");
+        assert_eq!(item["index"], i);
+    }
+    data.iter()
+        .map(|item| {
+            item["embedding"]
+                .as_array()
+                .expect("floats")
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_unit_vectors_the_same_however_they_are_asked_for() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let cat = "The cat sat on the mat.";
+    let code = "fn main() { println!(\"hello\"); }";
+
+    let one = embed(&s, json!({"model": "qwen2.5-0.5b", "input": cat})).await;
+    assert_eq!(one["object"], "list");
+    assert_eq!(one["model"], "qwen2.5-0.5b");
+    let alone = vectors(&one).remove(0);
+    assert_eq!(alone.len(), HIDDEN);
+    assert!((dot(&alone, &alone) - 1.0).abs() < 1e-4, "unit length");
+    let (_, tokens) = s.post("/tokenize", &json!({"prompt": cat})).await;
+    let ids = tokens["tokens"].clone();
+    assert_eq!(one["usage"]["prompt_tokens"], ids.as_array().unwrap().len());
+    assert_eq!(one["usage"]["total_tokens"], one["usage"]["prompt_tokens"]);
+
+    // In a batch, in order; the same input alone or beside others, as text or as ids.
+    let batch = embed(&s, json!({"input": [code, cat, code]})).await;
+    let v = vectors(&batch);
+    assert_eq!(v.len(), 3);
+    assert!(dot(&v[1], &alone) > 0.999, "{}", dot(&v[1], &alone));
+    assert!(dot(&v[0], &v[2]) > 0.999);
+    // (0.9998 for the same text computed in another batch; 0.37 for these two.)
+    assert!(dot(&v[0], &v[1]) < 0.9, "different texts differ");
+    let by_ids = vectors(&embed(&s, json!({"input": ids})).await).remove(0);
+    assert!(dot(&by_ids, &alone) > 0.999);
+    let lists = embed(&s, json!({"input": [ids, [1, 2, 3]]})).await;
+    assert_eq!(vectors(&lists).len(), 2);
+
+    // base64: the same floats, little-endian f32.
+    let b64 = embed(&s, json!({"input": cat, "encoding_format": "base64"})).await;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(
+            b64["data"][0]["embedding"]
+                .as_str()
+                .expect("a base64 string"),
+        )
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(decoded.len(), HIDDEN);
+    assert!(dot(&decoded, &alone) > 0.999);
+
+    // `dimensions`: the first ones, scaled to unit length again.
+    let cut = vectors(&embed(&s, json!({"input": cat, "dimensions": 64})).await).remove(0);
+    assert_eq!(cut.len(), 64);
+    let norm = dot(&alone[..64], &alone[..64]).sqrt();
+    for (x, y) in cut.iter().zip(&alone[..64]) {
+        assert!((x - y / norm).abs() < 1e-3, "{x} vs {}", y / norm);
+    }
+
+    // Nothing is left running, and a chat still works beside it.
+    assert_eq!(s.metric("candor:num_requests_running").await, 0.0);
+    let (st, _) = s
+        .post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+        )
+        .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mean_pooling_averages_what_last_pooling_takes_from_the_end() {
+    let last = Server::start("qwen2.5-0.5b", &[]).await;
+    let mean = Server::start("qwen2.5-0.5b", &["--pooling", "mean"]).await;
+    // One token: its state is both the last and the mean.
+    let single = json!({"input": [[9707]]});
+    let a = vectors(&embed(&last, single.clone()).await).remove(0);
+    let b = vectors(&embed(&mean, single).await).remove(0);
+    assert!(dot(&a, &b) > 0.999, "{}", dot(&a, &b));
+    // Longer (past one prefill chunk of the mean's every-row steps): they differ.
+    let text = json!({"input": "word ".repeat(300)});
+    let a = vectors(&embed(&last, text.clone()).await).remove(0);
+    let b = vectors(&embed(&mean, text).await).remove(0);
+    assert!(dot(&a, &b) < 0.99, "{}", dot(&a, &b));
+    assert!((dot(&b, &b) - 1.0).abs() < 1e-4);
+}
