@@ -5,7 +5,7 @@ mod common;
 
 use candor::engine::load::{cpu_runner, KvCacheDtype};
 use candor::engine::sampler::argmax;
-use candor::engine::{BlockManager, BlockTable, Runner};
+use candor::engine::{BlockManager, BlockTable, Logits, Runner};
 use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
@@ -55,23 +55,28 @@ fn golden_logits(g: &Golden, pos: usize) -> Vec<f32> {
     as_f32s(&g.logits[pos.to_string()])
 }
 
+/// One forward pass of the golden input on a fresh runner, asking for `wanted`.
+fn whole_input(arch: &str, g: &Golden, wanted: LogitsWanted) -> Logits {
+    let mut r = runner(arch);
+    let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+    let mut table = BlockTable::default();
+    bm.ensure(&mut table, g.input_ids.len()).unwrap();
+    let batch = Batch {
+        seqs: vec![SeqInput {
+            tokens: g.input_ids.clone(),
+            start_pos: 0,
+            block_table: table.ids,
+            logits: wanted,
+        }],
+    };
+    r.forward(&batch).unwrap()
+}
+
 #[test]
 fn full_sequence_logits_match_transformers() {
     for arch in ARCHS {
         let g = golden(arch);
-        let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
-        let mut table = BlockTable::default();
-        bm.ensure(&mut table, g.input_ids.len()).unwrap();
-        let batch = Batch {
-            seqs: vec![SeqInput {
-                tokens: g.input_ids.clone(),
-                start_pos: 0,
-                block_table: table.ids,
-                logits: LogitsWanted::All,
-            }],
-        };
-        let out = r.forward(&batch).unwrap();
+        let out = whole_input(arch, &g, LogitsWanted::All);
         assert_eq!(out.rows(), g.input_ids.len());
         for &p in &g.positions {
             let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
@@ -247,19 +252,7 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
     // by the output weights here, outside the model, they must give transformers' logits.
     for arch in ARCHS {
         let g = golden(arch);
-        let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
-        let mut table = BlockTable::default();
-        bm.ensure(&mut table, g.input_ids.len()).unwrap();
-        let batch = Batch {
-            seqs: vec![SeqInput {
-                tokens: g.input_ids.clone(),
-                start_pos: 0,
-                block_table: table.ids,
-                logits: LogitsWanted::HiddenAll,
-            }],
-        };
-        let out = r.forward(&batch).unwrap();
+        let out = whole_input(arch, &g, LogitsWanted::HiddenAll);
         assert_eq!(out.rows(), 0, "{arch}: no logits were asked for");
         let (w, hidden) = output_rows(arch);
         assert_eq!(out.hidden_size, hidden, "{arch}");
