@@ -1259,6 +1259,47 @@ async fn llama_server_native_endpoints() {
     assert!(w["content"].as_str().unwrap().contains('\n'), "{w}");
     assert!(w["timings"]["predicted_n"].as_u64().unwrap() < 2000, "{w}");
 
+    // `n_indent`: the fill ends before a later line that starts further left than asked, so
+    // an editor's fill stays in its block. The same fill without it goes on past the block.
+    let block = json!({"input_prefix": "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n",
+                       "prompt": "    ", "input_suffix": "", "n_predict": 48, "temperature": 0});
+    let (_, free) = post(&s, "/infill", block.clone()).await;
+    let free = free["content"].as_str().unwrap().to_string();
+    let (st, w) = post(
+        &s,
+        "/infill",
+        with_fields(block.clone(), json!({"n_indent": 4})),
+    )
+    .await;
+    assert_eq!(st, 200, "{w}");
+    let bounded = w["content"].as_str().unwrap();
+    let dedented = |text: &str| {
+        text.split('\n')
+            .skip(1)
+            .any(|l| !l.trim().is_empty() && !l.starts_with("    "))
+    };
+    assert!(
+        dedented(&free),
+        "the free fill stays in the block: {free:?}"
+    );
+    assert!(!dedented(bounded), "{bounded:?}");
+    assert!(free.starts_with(bounded), "{bounded:?} vs {free:?}");
+    assert_eq!(w["stop_type"], "limit", "{w}");
+    let pieces: Vec<Value> = sse(
+        &s,
+        "/infill",
+        with_fields(block, json!({"n_indent": 4, "stream": true})),
+    )
+    .await
+    .iter()
+    .map(|e| serde_json::from_str(e).unwrap())
+    .collect();
+    let streamed: String = pieces
+        .iter()
+        .filter_map(|p| p["content"].as_str())
+        .collect();
+    assert_eq!(streamed, bounded);
+
     // Too much asked for is the client's error.
     let (st, w) = post(
         &s,

@@ -3,7 +3,8 @@
 //! (`eos`, `limit`, `word`), `tokens_predicted`, `tokens_evaluated`, `tokens_cached`,
 //! `truncated`, `timings`; whole, or streamed as `data: {"content": ..., "stop": false}` lines
 //! and the closing object. `t_max_predict_ms` ends an answer at a finished line once that long
-//! has passed since its first token, as llama-server bounds an editor's wait.
+//! has passed since its first token, as llama-server bounds an editor's wait; `n_indent` ends
+//! it before a later line that starts less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
 use super::generation::{self, ChoiceEvent, PromptIn};
 use super::guide;
@@ -44,6 +45,9 @@ pub struct NativeSampling {
     pub grammar: Option<String>,
     pub json_schema: Option<Value>,
     pub t_max_predict_ms: Option<u64>,
+    /// Least indentation (spaces and tabs) of the answer's lines after its first: the answer
+    /// ends before the first that has less (llama.vim sends the cursor line's).
+    pub n_indent: Option<i64>,
 }
 
 impl NativeSampling {
@@ -87,9 +91,46 @@ impl NativeSampling {
         }
     }
 
-    pub fn time_limit(&self) -> Option<Duration> {
-        self.t_max_predict_ms.map(Duration::from_millis)
+    /// Where an answer ends besides its tokens: `t_max_predict_ms`, `n_indent`.
+    pub fn ends(&self) -> Ends {
+        Ends {
+            time_limit: self.t_max_predict_ms.map(Duration::from_millis),
+            n_indent: self.n_indent.map_or(0, |n| n.max(0) as usize),
+        }
     }
+}
+
+/// Where an answer ends besides its tokens and stop strings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ends {
+    /// At a finished line once this long has passed since the first token.
+    pub time_limit: Option<Duration>,
+    /// Before a line after the first that starts with fewer spaces and tabs (0: off).
+    pub n_indent: usize,
+}
+
+/// Where `content` must end under `n_indent`: at the first non-blank character of a line after
+/// the first whose indentation (spaces and tabs) is less, looking from `from` (lines before it
+/// were checked already). Blank lines do not end an answer (llama-server, which looks once per
+/// token, also stops at some). Returns the cut, or where to look from next time.
+fn indent_cut(content: &str, from: usize, n_indent: usize) -> Result<usize, usize> {
+    let bytes = content.as_bytes();
+    let mut at = from;
+    while let Some(nl) = content[at..].find('\n').map(|i| at + i) {
+        let start = nl + 1;
+        let indent = bytes[start..]
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+        match bytes.get(start + indent) {
+            // The line's first character has not come yet: look again from its start.
+            None => return Err(nl),
+            Some(b'\n') => at = start,
+            Some(_) if indent < n_indent => return Ok(start + indent),
+            Some(_) => at = start,
+        }
+    }
+    Err(at)
 }
 
 /// llama.cpp's names for the fields the plan checks.
@@ -131,7 +172,7 @@ pub async fn answer(
         constraint,
     )?;
     let model = state.model_name.clone();
-    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.time_limit());
+    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends());
     if plan.stream {
         Ok(stream(run))
     } else {
@@ -144,7 +185,9 @@ pub struct NativeRun {
     model: String,
     prompt_tokens: usize,
     truncated: bool,
-    time_limit: Option<Duration>,
+    ends: Ends,
+    /// Where `n_indent` looks for the next new line in `content`.
+    indent_from: usize,
     started: Instant,
     first_token: Option<Instant>,
     /// Pieces of text received (about a token each).
@@ -153,20 +196,21 @@ pub struct NativeRun {
 }
 
 impl NativeRun {
-    /// `time_limit`: `t_max_predict_ms`; `truncated`: whether the prompt was cut to fit.
+    /// `truncated`: whether the prompt was cut to fit.
     pub fn new(
         rx: UnboundedReceiver<ChoiceEvent>,
         model: String,
         prompt_tokens: usize,
         truncated: bool,
-        time_limit: Option<Duration>,
+        ends: Ends,
     ) -> Self {
         NativeRun {
             rx,
             model,
             prompt_tokens,
             truncated,
-            time_limit,
+            ends,
+            indent_from: 0,
             started: Instant::now(),
             first_token: None,
             pieces: 0,
@@ -177,8 +221,10 @@ impl NativeRun {
     /// Run to the end: the closing object.
     pub async fn complete(mut self) -> Result<Response, ApiError> {
         loop {
-            if let Step::Done(summary) = self.next().await {
-                return Ok(axum::Json(summary?).into_response());
+            match self.next().await {
+                Step::Done(summary) => return Ok(axum::Json(summary?).into_response()),
+                Step::Last(_, summary) => return Ok(axum::Json(summary).into_response()),
+                Step::Text(_) => {}
             }
         }
     }
@@ -186,13 +232,15 @@ impl NativeRun {
 
 enum Step {
     Text(String),
+    /// The last text, and the closing object (`n_indent` cut the answer there).
+    Last(String, Value),
     /// The closing object (or the failure).
     Done(Result<Value, ApiError>),
 }
 
 impl NativeRun {
     async fn next(&mut self) -> Step {
-        let event = match (self.time_limit, self.first_token) {
+        let event = match (self.ends.time_limit, self.first_token) {
             // The time limit counts from the first token and ends a finished line only.
             (Some(limit), Some(first)) if self.content.contains('\n') => {
                 let left = limit.saturating_sub(first.elapsed());
@@ -211,7 +259,21 @@ impl NativeRun {
             Some(ChoiceEvent::Delta { text, .. }) => {
                 self.first_token.get_or_insert_with(Instant::now);
                 self.pieces += 1;
+                let before = self.content.len();
                 self.content.push_str(&text);
+                if self.ends.n_indent > 0 {
+                    match indent_cut(&self.content, self.indent_from, self.ends.n_indent) {
+                        Err(from) => self.indent_from = from,
+                        Ok(cut) => {
+                            // The line that starts too far left came with this text. Dropping
+                            // the receiver (with `self`) ends the generation.
+                            self.content.truncate(cut);
+                            let kept = self.content[before.min(cut)..].to_string();
+                            let seen = self.pieces;
+                            return Step::Last(kept, self.summary("limit", None, seen, 0));
+                        }
+                    }
+                }
                 Step::Text(text)
             }
             Some(ChoiceEvent::Finish {
@@ -281,6 +343,11 @@ pub fn stream(run: NativeRun) -> Response {
         let mut run = run?;
         let (event, next) = match run.next().await {
             Step::Text(text) => (json!({"content": text, "stop": false}), Some(run)),
+            Step::Last(text, mut summary) => {
+                // The last text rides in the closing object.
+                summary["content"] = json!(text);
+                (summary, None)
+            }
             Step::Done(Ok(mut summary)) => {
                 // The pieces carried the text already.
                 summary["content"] = json!("");
@@ -294,4 +361,25 @@ pub fn stream(run: NativeRun) -> Response {
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::indent_cut;
+
+    #[test]
+    fn a_later_line_less_indented_ends_the_answer_before_its_text() {
+        let body = "a + b\n    return x\n\n        return y\nprint(1)\n";
+        let cut = indent_cut(body, 0, 4).unwrap();
+        assert_eq!(&body[..cut], "a + b\n    return x\n\n        return y\n");
+        // A tab counts as one, as llama-server counts it.
+        assert_eq!(indent_cut("x\n\ty", 0, 2), Ok(3));
+        // The first line is never checked; blank lines pass.
+        assert_eq!(indent_cut("x = 1\n\n  ", 0, 4), Err(6));
+        // A line whose first character has not come yet is looked at again.
+        let from = indent_cut("x\n  ", 0, 4).unwrap_err();
+        assert_eq!(from, 1);
+        assert_eq!(indent_cut("x\n    y", from, 4), Err(2));
+        assert_eq!(indent_cut("x\n  y", from, 4), Ok(4));
+    }
 }
