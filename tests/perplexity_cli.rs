@@ -117,8 +117,14 @@ async fn check_against_the_server(name: &str) -> f64 {
         (served - mean_nll).abs() < 0.002,
         "{name}: mean NLL {mean_nll} from candor perplexity, {served} from the server"
     );
-    // `candor perplexity --serve` does the same through the server's own endpoints.
+    // `candor perplexity --serve` does the same through the server's own endpoints; named as
+    // the model file is, its result joins the local one in a report.
     let url = s.url("");
+    let stem = real_model(name)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let out = perplexity_of(
         name,
         &[
@@ -130,18 +136,54 @@ async fn check_against_the_server(name: &str) -> f64 {
             &ctx,
             "--format",
             "json",
+            "--model-key",
+            &stem,
+            "--server-label",
+            "candor serve here",
         ],
         None,
     );
     let remote = result(&out);
     assert_eq!(remote["tokens_scored"], p["tokens_scored"], "{remote}");
     assert_eq!(remote["text_tokens"], p["text_tokens"], "{remote}");
+    assert_eq!(remote["server_models"], json!([name]), "{remote}");
     let remote_nll = remote["mean_nll"].as_f64().unwrap();
     assert!(
         (remote_nll - mean_nll).abs() < 0.002,
         "{name}: mean NLL {mean_nll} locally, {remote_nll} through --serve"
     );
+    assert_eq!(p["tool"], "candor perplexity");
+    assert_eq!(p["model_key"], stem.as_str());
+    assert_eq!(p["file_sha256"], remote["file_sha256"]);
+    report_joins(name, &stem, &p, &remote);
     ppl
+}
+
+/// `candor report` on the two results alone: one accuracy group of two runs, the same model
+/// up to rounding.
+fn report_joins(name: &str, stem: &str, local: &Value, remote: &Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["report".to_string()];
+    for (file, doc) in [("local.json", local), ("served.json", remote)] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, doc.to_string()).unwrap();
+        args.push(path.display().to_string());
+    }
+    let out_dir = dir.path().join("report");
+    args.extend(["-o".into(), out_dir.display().to_string()]);
+    let o = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!("- {stem} on "))
+            && md.contains("2 runs")
+            && md.contains("the same model, up to rounding"),
+        "{name}: {md}"
+    );
+    assert!(md.contains("| server | candor serve here |"), "{md}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

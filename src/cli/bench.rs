@@ -312,10 +312,7 @@ fn perplexity_result(
     let r = m.result;
     Ok(PerplexityResult {
         file: file.to_string(),
-        file_sha256: {
-            use sha2::Digest;
-            format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
-        },
+        file_sha256: super::perplexity::sha256_hex(text),
         ctx: args.perplexity_ctx,
         chunks: r.chunks,
         text_tokens: m.text_tokens,

@@ -7,6 +7,7 @@ use crate::engine::load::LoadedModel;
 use crate::engine::perplexity::{perplexity, Perplexity, PerplexityOptions};
 use crate::error::CliError;
 use crate::loadgen::score::{remote_perplexity, RemoteScoring};
+use crate::loadgen::server_models::served_model_ids;
 use std::io::{Read, Write};
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,23 @@ pub struct PerplexityArgs {
     pub concurrency: usize,
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The model's name in reports, which compare perplexities of the same name (default: the
+    /// model file's stem, as `candor bench` and llama-bench name it; with --serve,
+    /// --served-model, else the server's only model). Give a server's run the file's stem to
+    /// compare it with local runs of that file.
+    #[arg(long)]
+    pub model_key: Option<String>,
+    /// With --serve: what the server is, for the result (e.g. "vLLM 0.11 on 1x H100 SXM"):
+    /// recorded as given, and the report's name for it.
+    #[arg(long)]
+    pub server_label: Option<String>,
+}
+
+/// The file name without directories and extension: how reports name a model file.
+fn file_stem(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 pub fn read_text(file: &str) -> Result<String, CliError> {
@@ -126,6 +144,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     let device = model.runner.device();
     let fields = serde_json::json!({
         "model": model.path.display().to_string(),
+        "model_key": args.model_key.clone().unwrap_or_else(|| file_stem(&model.path)),
         "quantization": model.quantization,
         "dequantize": args.model.dequantize,
         "device": device.name,
@@ -136,7 +155,7 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         "logprobs": result.kept.iter().map(|k| shortest(k.logprob)).collect::<Vec<_>>(),
     });
     let on = format!("{threads} threads");
-    report(&args, &result, text_tokens, &on, fields)
+    report(&args, &text, &result, text_tokens, &on, fields)
 }
 
 /// `--serve`: the text scored by a running server.
@@ -156,19 +175,41 @@ fn run_remote(args: &PerplexityArgs, url: &str) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(format!("cannot start the HTTP client: {e}")))?;
-    let scored = rt
-        .block_on(remote_perplexity(&scoring, &text, |p| {
+    let (scored, models) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let models = served_model_ids(&client, url, args.api_key.as_deref()).await;
+        let scored = remote_perplexity(&scoring, &text, |p| {
             if progress {
                 show_progress(p)
             }
-        }))
-        .map_err(CliError::Failed)?;
+        })
+        .await;
+        (scored, models)
+    });
+    let scored = scored.map_err(CliError::Failed)?;
     if progress {
         eprintln!();
     }
-    let fields = serde_json::json!({"server": url, "served_model": args.served_model});
+    let only_model = models
+        .as_ref()
+        .ok()
+        .filter(|m| m.len() == 1)
+        .map(|m| m[0].clone());
+    let model_key = args
+        .model_key
+        .clone()
+        .or_else(|| args.served_model.clone())
+        .or(only_model);
+    let fields = serde_json::json!({
+        "server": url,
+        "served_model": args.served_model,
+        "server_label": args.server_label,
+        "server_models": models.as_ref().ok(),
+        "server_models_error": models.as_ref().err(),
+        "model_key": model_key,
+    });
     let on = format!("server {url}");
-    report(args, &scored.result, scored.text_tokens, &on, fields)
+    report(args, &text, &scored.result, scored.text_tokens, &on, fields)
 }
 
 /// The running perplexity after a chunk, llama-perplexity style (`[3]12.3456,`).
@@ -181,6 +222,7 @@ fn show_progress(p: &Perplexity) {
 /// computed). `on` names that place in the line.
 fn report(
     args: &PerplexityArgs,
+    text: &str,
     result: &Perplexity,
     text_tokens: usize,
     on: &str,
@@ -192,7 +234,11 @@ fn report(
         return Ok(());
     }
     let mut obj = serde_json::json!({
+        "tool": "candor perplexity",
+        "git_commit": crate::bench::report::git_commit(),
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "file": args.file,
+        "file_sha256": sha256_hex(text),
         "text_tokens": text_tokens,
         "ctx": args.ctx,
         "chunks": result.chunks,
@@ -230,4 +276,10 @@ fn summary(p: &Perplexity, ctx: usize, on: &str) -> String {
         p.chunks,
         p.tok_s()
     )
+}
+
+/// The sha256 of a text, hex: results compare only on the same text.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
 }

@@ -4,7 +4,7 @@
 mod request;
 pub mod score;
 mod server_drafts;
-mod server_models;
+pub mod server_models;
 pub mod summary;
 
 pub use request::{timed_completion, RequestSpec, RequestTiming};

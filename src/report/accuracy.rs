@@ -1,8 +1,9 @@
-//! Accuracy beside speed: the perplexities runs recorded (`candor bench --perplexity FILE`),
-//! grouped where they are comparable (same model file, same text, same chunking), and what they
-//! say about whether the devices compute the same model.
+//! Accuracy beside speed: the perplexities runs recorded (`candor bench --perplexity FILE`) and
+//! those measured alone (`candor perplexity`, of a model file or of a server), grouped where
+//! they are comparable (same model, same text, same chunking), and what they say about whether
+//! the devices and engines compute the same model.
 use super::analysis::Analysis;
-use super::input::{LocalRun, PerplexityRun};
+use super::input::PerplexityRun;
 use super::markdown::{pct, table};
 use std::fmt::Write;
 
@@ -13,10 +14,19 @@ use std::fmt::Write;
 /// gemma over only 126 tokens. A wrong kernel costs far more.
 pub const PARITY_GAP: f64 = 0.02;
 
-/// Runs of one model on one text with one chunking (system label, run, its perplexity), in the
-/// order of the report's systems; the first is the one the others are compared with.
+/// One measured perplexity and what measured it.
+pub struct Entry<'a> {
+    pub system: &'a str,
+    pub model: &'a str,
+    pub quantization: Option<&'a str>,
+    pub software: &'a str,
+    pub ppl: &'a PerplexityRun,
+}
+
+/// Runs of one model on one text with one chunking, in the order of the report's systems, then
+/// of the perplexities measured alone; the first is the one the others are compared with.
 pub struct Group<'a> {
-    pub runs: Vec<(&'a str, &'a LocalRun, &'a PerplexityRun)>,
+    pub runs: Vec<Entry<'a>>,
 }
 
 /// Two runs position by position over the scored tokens both kept: how often they pick the same
@@ -47,11 +57,11 @@ pub fn agreement(a: &PerplexityRun, b: &PerplexityRun) -> Option<Agreement> {
 
 impl Group<'_> {
     pub fn model(&self) -> &str {
-        &self.runs[0].1.model.key
+        self.runs[0].model
     }
 
     pub fn first(&self) -> &PerplexityRun {
-        self.runs[0].2
+        self.runs[0].ppl
     }
 
     /// Whether `p`, a perplexity of a run of `model`, compares with the group's.
@@ -69,30 +79,42 @@ impl Group<'_> {
         let first = self.first();
         self.runs[1..]
             .iter()
-            .filter_map(|(_, _, p)| agreement(first, p))
+            .filter_map(|e| agreement(first, e.ppl))
             .min_by(|x, y| x.same_top1.total_cmp(&y.same_top1))
     }
 
     /// (largest - smallest) / smallest perplexity over the group's runs.
     pub fn gap(&self) -> f64 {
-        let ppl = self.runs.iter().map(|(_, _, p)| p.ppl);
+        let ppl = self.runs.iter().map(|e| e.ppl.ppl);
         let (lo, hi) = ppl.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
         (hi - lo) / lo
     }
 }
 
 pub fn groups<'a>(a: &'a Analysis) -> Vec<Group<'a>> {
+    let of_runs = a.systems.iter().flat_map(|s| {
+        s.runs.iter().filter_map(|r| {
+            r.run.perplexity.as_ref().map(|p| Entry {
+                system: s.label.as_str(),
+                model: r.run.model.key.as_str(),
+                quantization: r.run.model.quantization.as_deref(),
+                software: r.run.software.as_str(),
+                ppl: p,
+            })
+        })
+    });
+    let alone = a.perplexities.iter().map(|d| Entry {
+        system: d.system.as_str(),
+        model: d.model_key.as_str(),
+        quantization: d.quantization.as_deref(),
+        software: d.software.as_str(),
+        ppl: &d.run,
+    });
     let mut out: Vec<Group<'a>> = Vec::new();
-    for s in &a.systems {
-        for r in &s.runs {
-            let Some(p) = &r.run.perplexity else {
-                continue;
-            };
-            let entry = (s.label.as_str(), &r.run, p);
-            match out.iter_mut().find(|g| g.takes(&r.run.model.key, p)) {
-                Some(g) => g.runs.push(entry),
-                None => out.push(Group { runs: vec![entry] }),
-            }
+    for entry in of_runs.chain(alone) {
+        match out.iter_mut().find(|g| g.takes(entry.model, entry.ppl)) {
+            Some(g) => g.runs.push(entry),
+            None => out.push(Group { runs: vec![entry] }),
         }
     }
     out
@@ -103,7 +125,7 @@ pub fn verdict(a: &Analysis) -> String {
     let groups = groups(a);
     let compared: Vec<&Group> = groups.iter().filter(|g| g.runs.len() > 1).collect();
     if groups.is_empty() {
-        return "not checked here: add `--perplexity FILE` to `candor bench` on every device compared".into();
+        return "not checked here: add `--perplexity FILE` to `candor bench` on every device compared (or run `candor perplexity` there)".into();
     }
     if compared.is_empty() {
         return "partly: a perplexity on one device per model; measure the same text on each device compared".into();
@@ -137,22 +159,23 @@ pub fn section(out: &mut String, a: &Analysis) {
     }
     let _ = writeln!(
         out,
-        "## Accuracy: perplexity\n\nFrom `candor bench --perplexity FILE`: the model's perplexity on a text, measured on each device after its timed tests (llama-perplexity's method: chunks of `ctx` tokens, the second half of each scored). Devices that compute the same model agree up to rounding (under {}); a larger gap means one of them computes, or reads, the model differently, whatever its speed.\n",
+        "## Accuracy: perplexity\n\nFrom `candor bench --perplexity FILE` (measured on each device after its timed tests) and `candor perplexity` (a model file, or a server through its completions endpoint): the model's perplexity on a text, by llama-perplexity's method (chunks of `ctx` tokens, the second half of each scored). Devices and engines that compute the same model agree up to rounding (under {}); a larger gap means one of them computes, or reads, the model differently, whatever its speed. A server's run has no per-position picks to compare.\n",
         pct(PARITY_GAP)
     );
     let mut rows = Vec::new();
     for g in &groups {
         let first = g.first();
-        for (i, (system, run, p)) in g.runs.iter().enumerate() {
+        for (i, e) in g.runs.iter().enumerate() {
+            let p = e.ppl;
             let agreed = match i {
                 0 => None,
                 _ => agreement(first, p),
             };
             rows.push(vec![
                 g.model().to_string(),
-                run.model.quantization.clone().unwrap_or_else(|| "?".into()),
-                run.software.clone(),
-                system.to_string(),
+                e.quantization.unwrap_or("?").to_string(),
+                e.software.to_string(),
+                e.system.to_string(),
                 format!(
                     "{} ({})",
                     first.file,
@@ -331,6 +354,43 @@ mod tests {
         );
         assert!(s.contains("| 75% of 4 | 0.2500 |"), "{s}");
         assert!(s.contains("at ≥ 75% of 4 positions"), "{s}");
+    }
+
+    #[test]
+    fn perplexities_measured_alone_join_the_runs_of_their_model() {
+        use crate::report::input::PerplexityDoc;
+        let text = "aaaaaaaaaaaa";
+        let Input::Local(bench) = run("candor x", "AMD EPYC", Some((45.0, text))) else {
+            unreachable!()
+        };
+        let alone = |software: &str, system: &str, model: &str, ppl: f64| {
+            let mut p = bench.perplexity.clone().unwrap();
+            p.ppl = ppl;
+            Input::Perplexity(PerplexityDoc {
+                file: format!("{system}.json"),
+                software: software.into(),
+                model_key: model.into(),
+                quantization: None,
+                system: system.into(),
+                run: p,
+            })
+        };
+        let (v, s) = verdict_and_section(vec![
+            Input::Local(bench.clone()),
+            alone("server", "vLLM 0.11 on H100", "m", 46.35),
+            alone("server", "another model's server", "other", 80.0),
+        ]);
+        // The server's run of the same model and text is judged with the bench run: 3% off.
+        assert!(v.starts_with("not met:") && v.contains("3.0%"), "{v}");
+        assert!(s.contains("| server | vLLM 0.11 on H100 |"), "{s}");
+        assert!(s.contains("| +3.000% |"), "{s}");
+        assert!(s.contains("m on wiki.test.raw: 2 runs"), "{s}");
+        // A different model stands alone.
+        assert!(
+            s.contains("| other | ? | server | another model's server |"),
+            "{s}"
+        );
+        assert!(!s.contains("other on wiki.test.raw"), "{s}");
     }
 
     #[test]

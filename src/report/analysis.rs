@@ -1,7 +1,7 @@
 //! From result documents and the spec database to the numbers a report shows: each measured
 //! device with its roofs, MBU/MFU per test, ratios to the reference device, projections for
 //! unmeasured devices, and the claim verdicts. Rendering lives in markdown.rs and charts.rs.
-use super::input::{lists_amx, Input, LocalRun, Phase, ServeRun, TestRow};
+use super::input::{lists_amx, Input, LocalRun, PerplexityDoc, Phase, ServeRun, TestRow};
 use crate::bench::claims::{self, Claim, ClaimsDb, Judgement, Regime, RoofRatio};
 use crate::bench::kv_traffic::KvShape;
 use crate::bench::projection::{self, Projection, Target, Workload};
@@ -133,6 +133,8 @@ pub struct Analysis<'a> {
     pub reference: &'a DeviceSpec,
     pub systems: Vec<System<'a>>,
     pub serve: Vec<ServeRun>,
+    /// Perplexities measured alone (`candor perplexity`), beside those of the runs.
+    pub perplexities: Vec<PerplexityDoc>,
     pub projections: Vec<ModelProjection<'a>>,
     pub claims: Vec<ClaimVerdict<'a>>,
     pub inputs: Vec<String>,
@@ -505,10 +507,12 @@ pub fn analyze<'a>(
     let names = inputs.iter().map(|(n, _)| n.clone()).collect();
     let mut local = Vec::new();
     let mut serve = Vec::new();
+    let mut perplexities = Vec::new();
     for (_, i) in inputs {
         match i {
             Input::Local(r) => local.push(r),
             Input::Serve(s) => serve.push(s),
+            Input::Perplexity(p) => perplexities.push(p),
         }
     }
     let mut systems = group_systems(specs, local);
@@ -547,6 +551,7 @@ pub fn analyze<'a>(
         reference,
         systems,
         serve,
+        perplexities,
         projections,
         claims,
         inputs: names,

@@ -1,5 +1,6 @@
 //! Result documents a report reads: `candor bench` (local pp/tg), `candor bench --serve` (load
-//! sweeps), llama-bench's `-o json` output and `benches/hf_transformers_bench.py` (HF
+//! sweeps), `candor perplexity --format json` (a perplexity alone, of a model file or of a
+//! server), llama-bench's `-o json` output and `benches/hf_transformers_bench.py` (HF
 //! transformers on the same shapes), each turned into one neutral shape. Fields are read
 //! leniently (new optional fields may appear), but a file that is none of these is an error,
 //! not an empty report.
@@ -147,12 +148,29 @@ pub struct ServeRun {
     pub levels: Vec<Level>,
 }
 
+/// `candor perplexity --format json`: a perplexity measured alone, of a model file on the
+/// machine that ran it or of a server through its completions endpoint (`--serve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerplexityDoc {
+    pub file: String,
+    /// `candor 7bcaee0`, or `server` for one measured through a server.
+    pub software: String,
+    /// The model's name, as runs of the same model are grouped (`--model-key`).
+    pub model_key: String,
+    pub quantization: Option<String>,
+    /// Where it was computed: `device (N threads)`, or the server (`--server-label`, else its
+    /// URL).
+    pub system: String,
+    pub run: PerplexityRun,
+}
+
 // One value per result file, a handful per report: boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Local(LocalRun),
     Serve(ServeRun),
+    Perplexity(PerplexityDoc),
 }
 
 // ---- candor bench (docs/bench-json.md)
@@ -286,6 +304,50 @@ struct CandorLevel {
     itl_ms: Pcts,
     #[serde(default)]
     drafts: Option<crate::loadgen::DraftCounts>,
+}
+
+// ---- candor perplexity --format json
+
+#[derive(Deserialize)]
+struct PerplexityCli {
+    git_commit: Option<String>,
+    model_key: Option<String>,
+    quantization: Option<String>,
+    device: Option<String>,
+    device_kind: Option<String>,
+    threads: Option<usize>,
+    server: Option<String>,
+    server_label: Option<String>,
+    #[serde(flatten)]
+    run: PerplexityRun,
+}
+
+fn from_perplexity(file: &str, doc: PerplexityCli) -> PerplexityDoc {
+    let (software, system) = match (&doc.server, &doc.device) {
+        (Some(url), _) => (
+            "server".to_string(),
+            doc.server_label.clone().unwrap_or_else(|| url.clone()),
+        ),
+        (None, device) => {
+            let device = device.clone().unwrap_or_else(|| "unknown device".into());
+            let system = match (doc.device_kind.as_deref(), doc.threads) {
+                (Some("cpu"), Some(t)) => format!("{device} ({t} threads)"),
+                (kind, _) => format!("{device} ({})", kind.unwrap_or("?")),
+            };
+            (
+                format!("candor {}", short_commit(doc.git_commit.clone())),
+                system,
+            )
+        }
+    };
+    PerplexityDoc {
+        file: file.to_string(),
+        software,
+        model_key: doc.model_key.unwrap_or_else(|| "unknown model".into()),
+        quantization: doc.quantization,
+        system,
+        run: doc.run,
+    }
 }
 
 // ---- llama-bench -o json: an array of one object per test
@@ -601,6 +663,11 @@ pub fn parse(file: &str, text: &str) -> Result<Input, InputError> {
             .map_err(|e| shape(format!("not a llama-bench JSON array: {e}")))?;
         return from_llama(file, tests).map(Input::Local).map_err(shape);
     }
+    if value.get("tool").and_then(|t| t.as_str()) == Some("candor perplexity") {
+        let doc: PerplexityCli = serde_json::from_value(value)
+            .map_err(|e| shape(format!("not a candor perplexity result: {e}")))?;
+        return Ok(Input::Perplexity(from_perplexity(file, doc)));
+    }
     if value.get("tool").and_then(|t| t.as_str()) == Some("hf transformers") {
         let doc: HfDoc = serde_json::from_value(value)
             .map_err(|e| shape(format!("not an hf_transformers_bench.py result: {e}")))?;
@@ -634,6 +701,38 @@ pub fn load(path: &Path) -> Result<Input, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perplexity_documents_name_their_model_and_where_they_were_computed() {
+        let local = r#"{"tool":"candor perplexity","git_commit":"96a32d9abc","date":"2026-12-01",
+  "file":"wiki.test.raw","file_sha256":"ab12","text_tokens":9000,"ctx":512,"chunks":4,
+  "tokens_scored":1020,"ppl":17.5,"ppl_stderr":0.4,"mean_nll":2.86,"top1_rate":0.4,"seconds":9.0,
+  "tok_s":226.0,"model":"/m/q4.gguf","model_key":"q4","quantization":"Q4_K_M","dequantize":false,
+  "device":"Intel Xeon","device_kind":"cpu","threads":2,"top1_ids":[5,6],"logprobs":[-0.5,-1.0]}"#;
+        let Input::Perplexity(p) = parse("p.json", local).unwrap() else {
+            panic!("not a perplexity")
+        };
+        assert_eq!(p.software, "candor 96a32d9");
+        assert_eq!(p.system, "Intel Xeon (2 threads)");
+        assert_eq!(p.model_key, "q4");
+        assert_eq!(p.quantization.as_deref(), Some("Q4_K_M"));
+        assert_eq!((p.run.ppl, p.run.chunks, p.run.ctx), (17.5, 4, 512));
+        assert_eq!(p.run.top1_ids, [5, 6]);
+        let served = r#"{"tool":"candor perplexity","file":"wiki.test.raw","file_sha256":"ab12",
+  "ctx":512,"chunks":4,"tokens_scored":1020,"ppl":17.6,"ppl_stderr":0.4,
+  "server":"http://h100:8000","served_model":null,"server_label":"vLLM 0.11 on H100",
+  "server_models":["q4"],"model_key":"q4"}"#;
+        let Input::Perplexity(p) = parse("s.json", served).unwrap() else {
+            panic!("not a perplexity")
+        };
+        assert_eq!(
+            (p.software.as_str(), p.system.as_str()),
+            ("server", "vLLM 0.11 on H100")
+        );
+        assert!(p.run.top1_ids.is_empty());
+        let broken = r#"{"tool":"candor perplexity","file":"x"}"#;
+        assert!(parse("b.json", broken).is_err());
+    }
 
     #[test]
     fn llama_bench_arrays_become_one_run() {
