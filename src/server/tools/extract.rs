@@ -250,6 +250,60 @@ mod tests {
         all
     }
 
+    /// Model output is anything: whatever text comes, in whatever pieces, the extractor gives
+    /// the same content and calls as for the whole text at once, and never panics.
+    #[test]
+    fn any_output_reads_the_same_in_any_pieces() {
+        use rand::{Rng, SeedableRng};
+        let pieces = [
+            "<tool_call>",
+            "</tool_call>",
+            "<tool_",
+            "call>",
+            "[TOOL_CALLS]",
+            "[TOOL",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"name\"",
+            ": ",
+            "\"f\"",
+            ", ",
+            "\"arguments\"",
+            "{\"a\": 1}",
+            "\"",
+            "\\",
+            ";",
+            "\n",
+            " ",
+            "text",
+            "é",
+            "🦀",
+            "```json",
+            "```",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for format in [
+            ToolFormat::Hermes,
+            ToolFormat::Mistral,
+            ToolFormat::Llama3Json,
+        ] {
+            for _ in 0..3000 {
+                let output: String = (0..rng.random_range(1..30))
+                    .map(|_| pieces[rng.random_range(0..pieces.len())])
+                    .collect();
+                let whole = run(format, &output, usize::MAX);
+                let step = rng.random_range(1..6);
+                assert_eq!(
+                    run(format, &output, step),
+                    whole,
+                    "{format:?} {output:?} by {step}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn hermes_calls_come_out_whole_at_any_chunking() {
         let output = "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
