@@ -126,6 +126,29 @@ impl IntoResponse for AnthropicError {
     }
 }
 
+/// An error in the shape of Ollama's API (`/api/*`): `{"error": "message"}`, the message naming
+/// the field where one is at fault.
+pub struct OllamaError(pub ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(e: ApiError) -> Self {
+        OllamaError(e)
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let message = match &e.param {
+            Some(param) if !e.message.contains(param.as_str()) => {
+                format!("{param}: {}", e.message)
+            }
+            _ => e.message.clone(),
+        };
+        e.respond(serde_json::json!({"error": message}))
+    }
+}
+
 impl ApiError {
     /// `body` with this error's status and `Retry-After`.
     fn respond(&self, body: serde_json::Value) -> Response {

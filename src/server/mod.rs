@@ -15,6 +15,7 @@ pub mod json;
 pub mod marker;
 pub mod messages;
 pub mod native_answer;
+pub mod ollama;
 pub mod openai;
 pub mod prompt_end;
 pub mod reasoning;
@@ -89,6 +90,14 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/api/chat", post(routes::ollama::chat))
+        .route("/api/generate", post(routes::ollama::generate))
+        .route("/api/embed", post(routes::ollama::embed))
+        .route("/api/embeddings", post(routes::ollama::embeddings))
+        .route("/api/tags", get(routes::ollama::tags))
+        .route("/api/show", post(routes::ollama::show))
+        .route("/api/ps", get(routes::ollama::ps))
+        .route("/api/version", get(routes::ollama::version))
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
@@ -212,6 +221,21 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         config.speculative_tokens,
     );
     let hidden_size = model.spec.hidden_size;
+    let metadata = std::fs::metadata(&model.path).ok();
+    let facts = state::ModelFacts {
+        arch: model.spec.arch.name(),
+        format: match model.format {
+            candor_models::loader::ModelFormat::Gguf => "gguf",
+            candor_models::loader::ModelFormat::Safetensors => "safetensors",
+            candor_models::loader::ModelFormat::Dummy => "dummy",
+        },
+        size_bytes: metadata.as_ref().map_or(0, |m| m.len()),
+        modified: metadata.and_then(|m| m.modified().ok()),
+        quantization: model.quantization.clone(),
+        parameters: model.parameters,
+        trained_context: model.spec.max_position,
+        device_kind: model.runner.device().kind,
+    };
     let pooling = config
         .pooling
         .or(model.pooling)
@@ -230,6 +254,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,
+        facts,
     });
     Ok(())
 }

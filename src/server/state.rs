@@ -27,6 +27,24 @@ pub struct Ready {
     pub pooling: crate::engine::pooling::Pooling,
     /// Dimensions of an embedding (the model's hidden size).
     pub hidden_size: usize,
+    /// What the model is, for clients that list models with their details (Ollama's).
+    pub facts: ModelFacts,
+}
+
+/// The served model as a file: what Ollama's `/api/tags` and `/api/show` describe.
+#[derive(Debug, Clone)]
+pub struct ModelFacts {
+    pub arch: &'static str,
+    /// `gguf` or `safetensors`.
+    pub format: &'static str,
+    pub size_bytes: u64,
+    pub modified: Option<std::time::SystemTime>,
+    pub quantization: Option<String>,
+    pub parameters: Option<u64>,
+    /// The model's own context length (the server's may be shorter).
+    pub trained_context: usize,
+    /// Where the weights live: `cpu`, `cuda`, a plugin's kind.
+    pub device_kind: String,
 }
 
 pub struct AppState {

@@ -67,7 +67,11 @@ fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
 /// A fill-in-the-middle prompt: prefix, suffix and middle tokens around the two texts
 /// (prefix-suffix-middle order, as the code models were trained and llama.cpp's /infill does);
 /// the completion is what goes between.
-fn fill_in_the_middle(ready: &Ready, prompt: &Prompt, suffix: &str) -> Result<Vec<u32>, ApiError> {
+pub fn fill_in_the_middle(
+    ready: &Ready,
+    prompt: &Prompt,
+    suffix: &str,
+) -> Result<Vec<u32>, ApiError> {
     let [pre, suf, mid] = ready.fim.ok_or_else(|| {
         ApiError::invalid(
             "suffix",

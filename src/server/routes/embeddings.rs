@@ -6,7 +6,7 @@ use crate::server::embeddings::{self, EmbeddingRequest};
 use crate::server::error::ApiError;
 use crate::server::generation::submit;
 use crate::server::json::Json;
-use crate::server::state::{new_id, SharedState};
+use crate::server::state::{new_id, Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
@@ -20,6 +20,17 @@ pub async fn embeddings(
     let encoding = req.encoding()?;
     let dimensions = req.dimensions(ready.hidden_size)?;
     let inputs = req.token_lists(ready)?;
+    let vectors = pooled(ready, &inputs)
+        .await?
+        .into_iter()
+        .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
+        .collect();
+    let tokens = inputs.iter().map(Vec::len).sum();
+    Ok(axum::Json(embeddings::response(&state.model_name, vectors, tokens)).into_response())
+}
+
+/// Each input's pooled final hidden state (not normalised), in order.
+pub async fn pooled(ready: &Ready, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ApiError> {
     let id = new_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
     let mut requests = Vec::with_capacity(inputs.len());
@@ -57,10 +68,7 @@ pub async fn embeddings(
                 None => return Err(ApiError::internal("the engine stopped")),
             }
         }
-        let pooled = pooled.ok_or_else(|| ApiError::internal("the engine pooled nothing"))?;
-        let vector = embeddings::normalised(pooled, dimensions);
-        vectors.push(embeddings::encoded(&vector, encoding));
+        vectors.push(pooled.ok_or_else(|| ApiError::internal("the engine pooled nothing"))?);
     }
-    let tokens = inputs.iter().map(Vec::len).sum();
-    Ok(axum::Json(embeddings::response(&state.model_name, vectors, tokens)).into_response())
+    Ok(vectors)
 }

@@ -6,4 +6,5 @@ pub mod infill;
 pub mod llama_completion;
 pub mod messages;
 pub mod misc;
+pub mod ollama;
 pub mod responses;

@@ -1,0 +1,356 @@
+//! Ollama's endpoints (`server::ollama`): `/api/chat`, `/api/generate`, `/api/embed`,
+//! `/api/embeddings`, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+use super::chat::start_chat;
+use super::completions::fill_in_the_middle;
+use super::embeddings::pooled;
+use crate::server::embeddings::normalised;
+use crate::server::error::{ApiError, OllamaError};
+use crate::server::generation::{self, PromptIn};
+use crate::server::json::AnyJson;
+use crate::server::ollama::reply::{self, OllamaRun, Shape};
+use crate::server::ollama::request::{
+    model_name, ChatBody, EmbedBody, EmbedInput, EmbeddingsBody, GenerateBody, ShowBody,
+};
+use crate::server::openai::Prompt;
+use crate::server::state::{new_id, Ready, SharedState};
+use crate::server::structured;
+use crate::server::validate::{completion_plan, no_nul};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// The Ollama API level whose fields candor answers with (clients gate features on it).
+const OLLAMA_API_VERSION: &str = "0.12.0";
+
+type Answer = Result<Response, OllamaError>;
+
+async fn answer(run: OllamaRun, streaming: bool) -> Answer {
+    match streaming {
+        true => Ok(reply::stream(run)),
+        false => reply::complete(run).await,
+    }
+}
+
+pub async fn chat(
+    State(state): State<SharedState>,
+    body: Result<AnyJson<ChatBody>, ApiError>,
+) -> Answer {
+    let started = Instant::now();
+    let AnyJson(req) = body?;
+    let chat = req.to_chat()?;
+    let run = start_chat(&state, &chat, new_id("chat")).await?;
+    let streaming = run.stream;
+    let run = OllamaRun {
+        shape: Shape::Chat,
+        model: served_name(&state, req.shared.model.as_deref()),
+        prompt_tokens: run.meta.prompt_tokens,
+        answer: run.meta.answer,
+        logprobs: chat.logprobs,
+        rx: run.rx,
+        started,
+    };
+    answer(run, streaming).await
+}
+
+pub async fn generate(
+    State(state): State<SharedState>,
+    body: Result<AnyJson<GenerateBody>, ApiError>,
+) -> Answer {
+    let started = Instant::now();
+    let AnyJson(req) = body?;
+    req.check()?;
+    let model = served_name(&state, req.shared.model.as_deref());
+    let streaming = req.shared.streaming();
+    let fill = req.suffix.as_deref().filter(|s| !s.is_empty());
+    if !req.raw && fill.is_none() {
+        let chat = req.to_chat()?;
+        let run = start_chat(&state, &chat, new_id("gen")).await?;
+        let run = OllamaRun {
+            shape: Shape::Generate,
+            model,
+            prompt_tokens: run.meta.prompt_tokens,
+            answer: run.meta.answer,
+            logprobs: chat.logprobs,
+            rx: run.rx,
+            started,
+        };
+        return answer(run, streaming).await;
+    }
+    // Raw, or a fill between `prompt` and `suffix`: a text completion.
+    let common = req.shared.common()?;
+    state.check_model(common.model.as_deref())?;
+    let ready = state.ready()?;
+    no_nul("prompt", &req.prompt)?;
+    let ids = match fill {
+        Some(suffix) => fill_in_the_middle(ready, &Prompt::Text(req.prompt.clone()), suffix)?,
+        None => ready
+            .tokenizer
+            .encode(&req.prompt, true)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+    };
+    let format = req.shared.response_format()?;
+    let constraint = structured::compile(&state, format.is_some(), move |ready| {
+        structured::answer_format(ready, format.as_ref(), None)
+    })
+    .await?;
+    let plan = completion_plan(&common, ids.len(), &ready.limits, false)?;
+    let (logprobs, top) = req.shared.logprobs();
+    let top = top.map(|k| k.clamp(0, ready.limits.max_logprobs as i64) as usize);
+    let prompt_tokens = ids.len();
+    let rx = generation::start(
+        ready,
+        &new_id("gen"),
+        vec![PromptIn::plain(ids)],
+        &plan,
+        top,
+        constraint,
+    )?;
+    let run = OllamaRun {
+        shape: Shape::Generate,
+        model,
+        rx,
+        prompt_tokens,
+        answer: None,
+        logprobs,
+        started,
+    };
+    answer(run, streaming).await
+}
+
+/// The model name an answer carries: as the client sent it (Ollama echoes its tag), else the
+/// served name.
+fn served_name(state: &SharedState, sent: Option<&str>) -> String {
+    sent.map(str::to_string)
+        .unwrap_or_else(|| state.model_name.clone())
+}
+
+/// `texts` as token lists for pooling: encoded as `/v1/embeddings` does, cut to the context
+/// when `truncate` (Ollama's default), else refused when too long.
+fn embed_inputs(
+    ready: &Ready,
+    texts: &[String],
+    truncate: bool,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    if texts.is_empty() {
+        return Err(ApiError::invalid("input", "`input` is an empty list"));
+    }
+    let context = ready.limits.context;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            no_nul("input", text)?;
+            let mut ids = ready
+                .tokenizer
+                .encode(text, true)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Some(eos) = ready.tokenizer.added_eos() {
+                if ids.last() != Some(&eos) {
+                    ids.push(eos);
+                }
+            }
+            if ids.is_empty() {
+                return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
+            }
+            if ids.len() >= context {
+                if !truncate {
+                    return Err(ApiError::invalid(
+                        "input",
+                        format!(
+                            "input {i} has {} tokens; this model's context is {context} tokens (send `truncate: true` to cut it)",
+                            ids.len()
+                        ),
+                    ));
+                }
+                ids.truncate(context - 1);
+            }
+            Ok(ids)
+        })
+        .collect()
+}
+
+pub async fn embed(
+    State(state): State<SharedState>,
+    body: Result<AnyJson<EmbedBody>, ApiError>,
+) -> Answer {
+    let started = Instant::now();
+    let AnyJson(req) = body?;
+    state.check_model(model_name(req.model.as_deref()))?;
+    let ready = state.ready()?;
+    let texts = match &req.input {
+        EmbedInput::Text(t) => vec![t.clone()],
+        EmbedInput::Texts(v) => v.clone(),
+    };
+    if texts.len() > ready.limits.max_choices {
+        return Err(ApiError::invalid(
+            "input",
+            format!(
+                "`input` has {} items; at most {} per request",
+                texts.len(),
+                ready.limits.max_choices
+            ),
+        )
+        .into());
+    }
+    let dimensions = match req.dimensions {
+        None => ready.hidden_size,
+        Some(d) if d >= 1 && d as u64 <= ready.hidden_size as u64 => d as usize,
+        Some(d) => {
+            return Err(ApiError::invalid(
+                "dimensions",
+                format!(
+                    "`dimensions` must be in [1, {}] for this model, got {d}",
+                    ready.hidden_size
+                ),
+            )
+            .into())
+        }
+    };
+    let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
+    let vectors: Vec<Vec<f32>> = pooled(ready, &inputs)
+        .await?
+        .into_iter()
+        .map(|v| normalised(v, dimensions))
+        .collect();
+    let tokens: usize = inputs.iter().map(Vec::len).sum();
+    Ok(axum::Json(json!({
+        "model": served_name(&state, req.model.as_deref()),
+        "embeddings": vectors,
+        "total_duration": started.elapsed().as_nanos() as u64,
+        "load_duration": 0,
+        "prompt_eval_count": tokens,
+    }))
+    .into_response())
+}
+
+/// The older `/api/embeddings`: one prompt, one vector (not normalised, as Ollama's).
+pub async fn embeddings(
+    State(state): State<SharedState>,
+    body: Result<AnyJson<EmbeddingsBody>, ApiError>,
+) -> Answer {
+    let AnyJson(req) = body?;
+    state.check_model(model_name(req.model.as_deref()))?;
+    let ready = state.ready()?;
+    let inputs = embed_inputs(ready, std::slice::from_ref(&req.prompt), true)?;
+    let vector = pooled(ready, &inputs).await?.remove(0);
+    Ok(axum::Json(json!({"embedding": vector})).into_response())
+}
+
+/// `details` of the served model, as Ollama describes a model.
+fn details(ready: &Ready) -> Value {
+    let f = &ready.facts;
+    json!({
+        "parent_model": "",
+        "format": f.format,
+        "family": f.arch,
+        "families": [f.arch],
+        "parameter_size": f.parameters.map(parameter_size),
+        "quantization_level": f.quantization,
+    })
+}
+
+/// `494.03M`, `7.6B`: Ollama's short parameter counts.
+fn parameter_size(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
+
+fn modified_at(ready: &Ready) -> String {
+    let at: chrono::DateTime<chrono::Utc> = ready
+        .facts
+        .modified
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+        .into();
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `GET /api/tags`: the one model served.
+pub async fn tags(State(state): State<SharedState>) -> Answer {
+    let ready = state.ready()?;
+    let name = format!("{}:latest", state.model_name);
+    Ok(axum::Json(json!({"models": [{
+        "name": name, "model": name,
+        "modified_at": modified_at(ready),
+        "size": ready.facts.size_bytes,
+        "details": details(ready),
+    }]}))
+    .into_response())
+}
+
+/// `GET /api/ps`: the model is loaded for as long as the server runs.
+pub async fn ps(State(state): State<SharedState>) -> Answer {
+    let ready = state.ready()?;
+    let name = format!("{}:latest", state.model_name);
+    let on_gpu = ready.facts.device_kind != "cpu";
+    Ok(axum::Json(json!({"models": [{
+        "name": name, "model": name,
+        "size": ready.facts.size_bytes,
+        "size_vram": if on_gpu { ready.facts.size_bytes } else { 0 },
+        "details": details(ready),
+        "context_length": ready.limits.context,
+    }]}))
+    .into_response())
+}
+
+/// `POST /api/show`: the template, the details and what the model can do.
+pub async fn show(
+    State(state): State<SharedState>,
+    body: Result<AnyJson<ShowBody>, ApiError>,
+) -> Answer {
+    let AnyJson(req) = body?;
+    let sent = req.model.as_deref().or(req.name.as_deref());
+    if sent.is_none() {
+        return Err(ApiError::invalid("model", "`model` is required").into());
+    }
+    state.check_model(model_name(sent))?;
+    let ready = state.ready()?;
+    let f = &ready.facts;
+    let mut capabilities = vec!["completion", "embedding"];
+    if ready.fim.is_some() {
+        capabilities.push("insert");
+    }
+    let template = ready.template.as_ref().map(|t| t.source().to_string());
+    if template.as_deref().is_some_and(|t| t.contains("tools")) {
+        capabilities.push("tools");
+    }
+    if template
+        .as_deref()
+        .is_some_and(crate::server::reasoning::template_thinks)
+    {
+        capabilities.push("thinking");
+    }
+    Ok(axum::Json(json!({
+        "modelfile": "",
+        "parameters": "",
+        "template": template.unwrap_or_default(),
+        "details": details(ready),
+        "model_info": {
+            "general.architecture": f.arch,
+            "general.parameter_count": f.parameters,
+            format!("{}.context_length", f.arch): f.trained_context,
+            format!("{}.embedding_length", f.arch): ready.hidden_size,
+        },
+        "capabilities": capabilities,
+        "modified_at": modified_at(ready),
+    }))
+    .into_response())
+}
+
+/// `GET /api/version`.
+pub async fn version() -> Response {
+    axum::Json(json!({"version": OLLAMA_API_VERSION})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parameter_size;
+
+    #[test]
+    fn parameter_counts_read_as_ollama_writes_them() {
+        assert_eq!(parameter_size(494_032_768), "494.03M");
+        assert_eq!(parameter_size(7_615_616_512), "7.6B");
+    }
+}
