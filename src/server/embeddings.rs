@@ -53,14 +53,7 @@ impl EmbeddingRequest {
 
     /// How many dimensions to answer with, out of the model's `hidden`.
     pub fn dimensions(&self, hidden: usize) -> Result<usize, ApiError> {
-        match self.dimensions {
-            None => Ok(hidden),
-            Some(d) if d >= 1 && d as u64 <= hidden as u64 => Ok(d as usize),
-            Some(d) => Err(ApiError::invalid(
-                "dimensions",
-                format!("`dimensions` must be in [1, {hidden}] for this model, got {d}"),
-            )),
-        }
+        dimensions(self.dimensions, hidden)
     }
 
     /// Each input's tokens: a text encoded as the model wants (BOS first where it adds one,
@@ -68,20 +61,10 @@ impl EmbeddingRequest {
     /// ids as sent. Each must be non-empty and fit the context.
     pub fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
         let text = |t: &String| -> Result<Vec<u32>, ApiError> {
-            no_nul("input", t)?;
             if t.is_empty() {
                 return Err(ApiError::invalid("input", "an input text is empty"));
             }
-            let mut ids = ready
-                .tokenizer
-                .encode(t, true)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            if let Some(eos) = ready.tokenizer.added_eos() {
-                if ids.last() != Some(&eos) {
-                    ids.push(eos);
-                }
-            }
-            Ok(ids)
+            text_tokens(ready, t)
         };
         let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
         let lists = match &self.input {
@@ -124,6 +107,34 @@ impl EmbeddingRequest {
         }
         Ok(lists)
     }
+}
+
+/// `dimensions` as asked (`None`: all), out of the model's `hidden`.
+pub fn dimensions(asked: Option<i64>, hidden: usize) -> Result<usize, ApiError> {
+    match asked {
+        None => Ok(hidden),
+        Some(d) if d >= 1 && d as u64 <= hidden as u64 => Ok(d as usize),
+        Some(d) => Err(ApiError::invalid(
+            "dimensions",
+            format!("`dimensions` must be in [1, {hidden}] for this model, got {d}"),
+        )),
+    }
+}
+
+/// A text input's tokens as the model wants them embedded: BOS first where it adds one, EOS
+/// last where it asks for it (embedding models pooling the last token read it there).
+pub fn text_tokens(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
+    no_nul("input", text)?;
+    let mut ids = ready
+        .tokenizer
+        .encode(text, true)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(eos) = ready.tokenizer.added_eos() {
+        if ids.last() != Some(&eos) {
+            ids.push(eos);
+        }
+    }
+    Ok(ids)
 }
 
 /// The first `dimensions` values of a pooled vector, scaled to unit length (a zero vector

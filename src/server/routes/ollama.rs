@@ -3,7 +3,7 @@
 use super::chat::start_chat;
 use super::completions::fill_in_the_middle;
 use super::embeddings::pooled;
-use crate::server::embeddings::normalised;
+use crate::server::embeddings::{dimensions, normalised, text_tokens};
 use crate::server::error::{ApiError, OllamaError};
 use crate::server::generation::{self, PromptIn};
 use crate::server::json::AnyJson;
@@ -96,7 +96,17 @@ pub async fn generate(
     .await?;
     let plan = completion_plan(&common, ids.len(), &ready.limits, false)?;
     let (logprobs, top) = req.shared.logprobs();
-    let top = top.map(|k| k.clamp(0, ready.limits.max_logprobs as i64) as usize);
+    let most = ready.limits.max_logprobs;
+    let top = match top {
+        Some(k) if k < 0 || k as u64 > most as u64 => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("`top_logprobs` must be in [0, {most}], got {k}"),
+            )
+            .into())
+        }
+        k => k.map(|k| k as usize),
+    };
     let prompt_tokens = ids.len();
     let rx = generation::start(
         ready,
@@ -140,16 +150,7 @@ fn embed_inputs(
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            no_nul("input", text)?;
-            let mut ids = ready
-                .tokenizer
-                .encode(text, true)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            if let Some(eos) = ready.tokenizer.added_eos() {
-                if ids.last() != Some(&eos) {
-                    ids.push(eos);
-                }
-            }
+            let mut ids = text_tokens(ready, text)?;
             if ids.is_empty() {
                 return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
             }
@@ -193,20 +194,7 @@ pub async fn embed(
         )
         .into());
     }
-    let dimensions = match req.dimensions {
-        None => ready.hidden_size,
-        Some(d) if d >= 1 && d as u64 <= ready.hidden_size as u64 => d as usize,
-        Some(d) => {
-            return Err(ApiError::invalid(
-                "dimensions",
-                format!(
-                    "`dimensions` must be in [1, {}] for this model, got {d}",
-                    ready.hidden_size
-                ),
-            )
-            .into())
-        }
-    };
+    let dimensions = dimensions(req.dimensions, ready.hidden_size)?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
     let vectors: Vec<Vec<f32>> = pooled(ready, &inputs)
         .await?
@@ -267,32 +255,39 @@ fn modified_at(ready: &Ready) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The served model as `/api/tags` and `/api/ps` list it, with `extra` fields.
+fn listed(state: &SharedState, ready: &Ready, extra: Value) -> Response {
+    let name = format!("{}:latest", state.model_name);
+    let mut entry = json!({
+        "name": name, "model": name,
+        "size": ready.facts.size_bytes,
+        "details": details(ready),
+    });
+    if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
+        entry.extend(extra);
+    }
+    axum::Json(json!({"models": [entry]})).into_response()
+}
+
 /// `GET /api/tags`: the one model served.
 pub async fn tags(State(state): State<SharedState>) -> Answer {
     let ready = state.ready()?;
-    let name = format!("{}:latest", state.model_name);
-    Ok(axum::Json(json!({"models": [{
-        "name": name, "model": name,
-        "modified_at": modified_at(ready),
-        "size": ready.facts.size_bytes,
-        "details": details(ready),
-    }]}))
-    .into_response())
+    Ok(listed(
+        &state,
+        ready,
+        json!({"modified_at": modified_at(ready)}),
+    ))
 }
 
 /// `GET /api/ps`: the model is loaded for as long as the server runs.
 pub async fn ps(State(state): State<SharedState>) -> Answer {
     let ready = state.ready()?;
-    let name = format!("{}:latest", state.model_name);
-    let on_gpu = ready.facts.device_kind != "cpu";
-    Ok(axum::Json(json!({"models": [{
-        "name": name, "model": name,
-        "size": ready.facts.size_bytes,
-        "size_vram": if on_gpu { ready.facts.size_bytes } else { 0 },
-        "details": details(ready),
+    let on_accelerator = ready.facts.device_kind != "cpu";
+    let extra = json!({
+        "size_vram": if on_accelerator { ready.facts.size_bytes } else { 0 },
         "context_length": ready.limits.context,
-    }]}))
-    .into_response())
+    });
+    Ok(listed(&state, ready, extra))
 }
 
 /// `POST /api/show`: the template, the details and what the model can do.
