@@ -235,6 +235,29 @@ async fn ollama_clients_get_the_answers_of_the_openai_endpoints() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // A request that asks nothing is Ollama's load (or, with `keep_alive: 0`, unload): done at
+    // once, the model being loaded for as long as the server runs.
+    let (st, load) = s.post("/api/generate", &json!({"model": MODEL})).await;
+    assert_eq!((st, &load["done_reason"]), (200, &json!("load")), "{load}");
+    assert_eq!(load["response"], "");
+    let (_, unload) = s
+        .post(
+            "/api/chat",
+            &json!({"model": MODEL, "messages": [], "keep_alive": 0}),
+        )
+        .await;
+    assert_eq!(unload["done_reason"], "unload", "{unload}");
+    assert_eq!(unload["message"]["content"], "");
+    let root = reqwest::get(s.url("/")).await.unwrap();
+    assert_eq!(root.status(), 200);
+    assert!(root.text().await.unwrap().contains("running"));
+    let (st, pull) = s.post("/api/pull", &json!({"model": "llama3"})).await;
+    assert_eq!(st, 404);
+    assert!(
+        pull["error"].as_str().unwrap().contains("model management"),
+        "{pull}"
+    );
+
     // Errors are Ollama's: a string under `error`.
     for (path, body, status) in [
         (
@@ -247,7 +270,6 @@ async fn ollama_clients_get_the_answers_of_the_openai_endpoints() {
             json!({"messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 0}}),
             400,
         ),
-        ("/api/chat", json!({"messages": []}), 400),
         (
             "/api/generate",
             json!({"prompt": "x", "context": [1, 2, 3]}),

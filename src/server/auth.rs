@@ -1,6 +1,6 @@
 //! API keys, compared in constant time: `Authorization: Bearer KEY`, or `x-api-key: KEY` as
-//! Anthropic's clients send it. /health and /metrics stay open.
-use super::error::{AnthropicError, ApiError};
+//! Anthropic's clients send it. /, /health and /metrics stay open.
+use super::error::{AnthropicError, ApiError, OllamaError};
 use super::state::SharedState;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -12,7 +12,7 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/health" || path == "/metrics" {
+    if path == "/" || path == "/health" || path == "/metrics" {
         return next.run(req).await;
     }
     let headers = req.headers();
@@ -27,6 +27,8 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
         next.run(req).await
     } else if path.starts_with("/v1/messages") {
         AnthropicError(ApiError::unauthorized()).into_response()
+    } else if path.starts_with("/api/") {
+        OllamaError(ApiError::unauthorized()).into_response()
     } else {
         ApiError::unauthorized().into_response()
     }

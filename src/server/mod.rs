@@ -118,6 +118,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/responses/{id}/cancel", post(routes::responses::cancel))
         .route("/v1/models", get(routes::misc::models))
         .route("/v1/models/{*id}", get(routes::misc::model))
+        .route("/", get(routes::misc::root))
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(routes::misc::metrics))
         .route("/tokenize", post(routes::misc::tokenize))

@@ -23,8 +23,7 @@ pub struct Options {
     pub frequency_penalty: Option<f64>,
 }
 
-/// The fields `/api/chat` and `/api/generate` share (`keep_alive` is ignored: the one model
-/// stays loaded).
+/// The fields `/api/chat` and `/api/generate` share.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Shared {
     pub model: Option<String>,
@@ -37,6 +36,9 @@ pub struct Shared {
     pub think: Option<Value>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<i64>,
+    /// How long the model stays loaded: candor keeps its one model while it runs, so only
+    /// a request that asks nothing reads it (0: Ollama's unload request).
+    pub keep_alive: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +119,20 @@ pub fn model_name(sent: Option<&str>) -> Option<&str> {
 impl Shared {
     pub fn streaming(&self) -> bool {
         self.stream != Some(false)
+    }
+
+    /// What a request that asks nothing (no messages, no prompt) is in Ollama: a load, or with
+    /// `keep_alive: 0` an unload; Ollama's answer names it as `done_reason`.
+    pub fn load_request(&self) -> &'static str {
+        let zero = match &self.keep_alive {
+            Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+            Some(Value::String(s)) => s.trim_end_matches(|c: char| c.is_alphabetic()) == "0",
+            _ => false,
+        };
+        match zero {
+            true => "unload",
+            false => "load",
+        }
     }
 
     /// The sampling fields, under OpenAI's names.
@@ -448,5 +464,15 @@ mod tests {
             .check()
             .is_ok());
         assert_eq!(model_name(Some("qwen:latest")), Some("qwen"));
+        let load = |keep: Value| {
+            serde_json::from_value::<GenerateBody>(json!({"keep_alive": keep}))
+                .unwrap()
+                .shared
+                .load_request()
+        };
+        assert_eq!(load(json!(0)), "unload");
+        assert_eq!(load(json!("0s")), "unload");
+        assert_eq!(load(json!("5m")), "load");
+        assert_eq!(load(Value::Null), "load");
     }
 }

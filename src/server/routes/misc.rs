@@ -1,6 +1,6 @@
 //! `/v1/models` (and one by id), `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
 use super::chat::{chat_prompt_text, chat_template, encode_prompt};
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, OllamaError};
 use crate::server::json::Json;
 use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
 use crate::server::prompt_end::PromptEnd;
@@ -128,8 +128,34 @@ pub async fn detokenize(
     Ok(axum::Json(json!({"prompt": prompt})).into_response())
 }
 
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
+/// `GET /`: a line saying the server runs (what Ollama's clients and people probe first).
+pub async fn root() -> &'static str {
+    "candor is running"
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if !path.starts_with("/api/") {
+        return ApiError::not_found(format!("no route for {path}")).into_response();
+    }
+    // Ollama's clients read its error shape; its model management has no counterpart here.
+    let managing = [
+        "/api/pull",
+        "/api/push",
+        "/api/create",
+        "/api/copy",
+        "/api/delete",
+        "/api/blobs",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    let message = match managing {
+        true => format!(
+            "{path}: candor serves the one model it was started with (`candor serve --model`); Ollama's model management is not offered"
+        ),
+        false => format!("no route for {path}"),
+    };
+    OllamaError(ApiError::not_found(message)).into_response()
 }
 
 pub async fn method_not_allowed() -> ApiError {

@@ -9,7 +9,7 @@ use crate::server::generation::{self, PromptIn};
 use crate::server::json::AnyJson;
 use crate::server::ollama::reply::{self, OllamaRun, Shape};
 use crate::server::ollama::request::{
-    model_name, ChatBody, EmbedBody, EmbedInput, EmbeddingsBody, GenerateBody, ShowBody,
+    model_name, ChatBody, EmbedBody, EmbedInput, EmbeddingsBody, GenerateBody, Shared, ShowBody,
 };
 use crate::server::openai::Prompt;
 use crate::server::state::{new_id, Ready, SharedState};
@@ -38,6 +38,9 @@ pub async fn chat(
 ) -> Answer {
     let started = Instant::now();
     let AnyJson(req) = body?;
+    if req.messages.is_empty() {
+        return loaded(&state, &req.shared, Shape::Chat);
+    }
     let chat = req.to_chat()?;
     let run = start_chat(&state, &chat, new_id("chat")).await?;
     let streaming = run.stream;
@@ -60,6 +63,9 @@ pub async fn generate(
     let started = Instant::now();
     let AnyJson(req) = body?;
     req.check()?;
+    if req.prompt.is_empty() && req.suffix.as_deref().unwrap_or("").is_empty() {
+        return loaded(&state, &req.shared, Shape::Generate);
+    }
     let model = served_name(&state, req.shared.model.as_deref());
     let streaming = req.shared.streaming();
     let fill = req.suffix.as_deref().filter(|s| !s.is_empty());
@@ -126,6 +132,24 @@ pub async fn generate(
         started,
     };
     answer(run, streaming).await
+}
+
+/// The answer to a request that asks nothing, Ollama's way to load (or unload) a model: done at
+/// once, since the one model is loaded for as long as the server runs.
+fn loaded(state: &SharedState, shared: &Shared, shape: Shape) -> Answer {
+    state.check_model(model_name(shared.model.as_deref()))?;
+    state.ready()?;
+    let mut answer = json!({
+        "model": served_name(state, shared.model.as_deref()),
+        "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "done": true,
+        "done_reason": shared.load_request(),
+    });
+    match shape {
+        Shape::Chat => answer["message"] = json!({"role": "assistant", "content": ""}),
+        Shape::Generate => answer["response"] = json!(""),
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// The model name an answer carries: as the client sent it (Ollama echoes its tag), else the
