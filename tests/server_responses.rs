@@ -592,3 +592,152 @@ async fn poll_until_done(s: &Server, id: &str) -> Value {
     }
     panic!("response {id} never finished");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_hold_what_their_responses_said() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let earlier = json!([
+        {"role": "user", "content": "What is the capital of France? One word."},
+        {"role": "assistant", "content": "Paris"},
+    ]);
+    let (st, c) = s
+        .post(
+            "/v1/conversations",
+            &json!({"items": earlier, "metadata": {"topic": "capitals"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["object"], "conversation");
+    assert_eq!(c["metadata"]["topic"], "capitals");
+    let id = c["id"].as_str().unwrap().to_string();
+
+    // A response in the conversation answers as the whole conversation sent at once, and joins it.
+    let ask = json!({"input": "And of Italy? One word.", "max_output_tokens": 8, "temperature": 0});
+    let (st, v) = s
+        .post("/v1/responses", &with(&ask, json!({"conversation": id})))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["conversation"]["id"], id.as_str());
+    let mut whole = earlier.as_array().unwrap().clone();
+    whole.push(json!({"role": "user", "content": "And of Italy? One word."}));
+    let (_, stateless) = s
+        .post(
+            "/v1/responses",
+            &with(&ask, json!({"input": whole, "store": false})),
+        )
+        .await;
+    assert_eq!(output_text(&v), output_text(&stateless));
+    let items = |query: &str| {
+        let path = format!("/v1/conversations/{id}/items{query}");
+        let s = &s;
+        async move {
+            let (st, list) = s.get(&path).await;
+            assert_eq!(st, 200, "{list}");
+            list
+        }
+    };
+    let asc = items("?order=asc").await;
+    let data = asc["data"].as_array().unwrap();
+    assert_eq!(data.len(), 4, "{asc}");
+    assert_eq!(data[2]["content"][0]["text"], "And of Italy? One word.");
+    assert_eq!(data[3]["role"], "assistant");
+    assert_eq!(data[3]["content"][0]["type"], "output_text");
+    assert_eq!(data[3]["content"][0]["text"], output_text(&v).as_str());
+    // Newest first by default; pages follow `after`.
+    let desc = items("?limit=3").await;
+    assert_eq!(desc["data"][0]["id"], data[3]["id"]);
+    assert_eq!(desc["has_more"], true);
+    let rest = items(&format!(
+        "?limit=3&after={}",
+        desc["last_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest["data"][0]["id"], data[0]["id"]);
+
+    // A streamed response joins it too.
+    let (st, text) = s
+        .post_for_text(
+            "/v1/responses",
+            &with(
+                &ask,
+                json!({"conversation": {"id": id}, "stream": true, "input": "And of Spain?"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{text}");
+    assert_eq!(items("").await["data"].as_array().unwrap().len(), 6);
+
+    // Items added, read and dropped by hand; metadata changed.
+    let (st, added) = s
+        .post(
+            &format!("/v1/conversations/{id}/items"),
+            &json!({"items": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Thanks."}]}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{added}");
+    let item_id = added["first_id"].as_str().unwrap().to_string();
+    let (st, item) = s
+        .get(&format!("/v1/conversations/{id}/items/{item_id}"))
+        .await;
+    assert_eq!((st, &item["role"]), (200, &json!("user")), "{item}");
+    let (st, _) = s
+        .delete(&format!("/v1/conversations/{id}/items/{item_id}"))
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = s
+        .get(&format!("/v1/conversations/{id}/items/{item_id}"))
+        .await;
+    assert_eq!(st, 404);
+    let (_, changed) = s
+        .post(
+            &format!("/v1/conversations/{id}"),
+            &json!({"metadata": {"topic": "europe"}}),
+        )
+        .await;
+    assert_eq!(changed["metadata"]["topic"], "europe");
+
+    // What cannot be is refused by field.
+    for (path, body, param) in [
+        (
+            "/v1/conversations".to_string(),
+            json!({"items": [{"type": "web_search_call"}]}),
+            "items[0].type",
+        ),
+        (
+            "/v1/conversations".to_string(),
+            json!({"metadata": {"n": 1}}),
+            "metadata",
+        ),
+        (
+            "/v1/responses".to_string(),
+            with(
+                &ask,
+                json!({"conversation": id, "previous_response_id": v["id"]}),
+            ),
+            "conversation",
+        ),
+        (
+            "/v1/responses".to_string(),
+            with(&ask, json!({"conversation": "conv_unknown"})),
+            "conversation",
+        ),
+        (
+            format!("/v1/conversations/{id}/items"),
+            json!({"items": []}),
+            "items",
+        ),
+    ] {
+        let (st, e) = s.post(&path, &body).await;
+        assert_eq!(
+            (st, &e["error"]["param"]),
+            (400, &json!(param)),
+            "{path}: {e}"
+        );
+    }
+    let (st, gone) = s.delete(&format!("/v1/conversations/{id}")).await;
+    assert_eq!((st, &gone["deleted"]), (200, &json!(true)));
+    let (st, _) = s.get(&format!("/v1/conversations/{id}")).await;
+    assert_eq!(st, 404);
+}

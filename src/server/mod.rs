@@ -116,6 +116,21 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
             get(routes::responses::input_items),
         )
         .route("/v1/responses/{id}/cancel", post(routes::responses::cancel))
+        .route("/v1/conversations", post(routes::conversations::create))
+        .route(
+            "/v1/conversations/{id}",
+            get(routes::conversations::retrieve)
+                .post(routes::conversations::update)
+                .delete(routes::conversations::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/items",
+            get(routes::conversations::list_items).post(routes::conversations::add_items),
+        )
+        .route(
+            "/v1/conversations/{id}/items/{item_id}",
+            get(routes::conversations::retrieve_item).delete(routes::conversations::delete_item),
+        )
         .route("/v1/models", get(routes::misc::models))
         .route("/v1/models/{*id}", get(routes::misc::model))
         .route("/", get(routes::misc::root))
@@ -299,6 +314,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ready: OnceLock::new(),
         load_error: OnceLock::new(),
         responses: Arc::new(responses::store::ResponseStore::new(
+            config.responses_store_bytes,
+        )),
+        conversations: Arc::new(responses::conversations::ConversationStore::new(
             config.responses_store_bytes,
         )),
     });

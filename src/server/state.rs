@@ -56,6 +56,8 @@ pub struct AppState {
     pub load_error: OnceLock<String>,
     /// Responses kept for `previous_response_id` and `/v1/responses/{id}`.
     pub responses: Arc<crate::server::responses::store::ResponseStore>,
+    /// Conversations responses continue and join (`/v1/conversations`).
+    pub conversations: Arc<crate::server::responses::conversations::ConversationStore>,
 }
 
 impl AppState {

@@ -214,6 +214,25 @@ described = client.responses.parse(
 )
 assert isinstance(described.output_parsed, City), described
 
+# Conversations: a response joins one, whose items then list both turns.
+conv = client.conversations.create(
+    items=[{"type": "message", "role": "user", "content": "What is the capital of France? One word."},
+           {"type": "message", "role": "assistant", "content": "Paris"}],
+    metadata={"topic": "capitals"},
+)
+assert conv.object == "conversation" and conv.metadata == {"topic": "capitals"}, conv
+joined = client.responses.create(
+    model=model, conversation=conv.id, input="And of Italy? One word.", max_output_tokens=8, temperature=0
+)
+assert "Rome" in joined.output_text, joined
+listed = list(client.conversations.items.list(conv.id, order="asc"))
+assert [i.role for i in listed] == ["user", "assistant", "user", "assistant"], listed
+assert listed[-1].content[0].text == joined.output_text, listed[-1]
+client.conversations.items.delete(listed[0].id, conversation_id=conv.id)
+assert len(list(client.conversations.items.list(conv.id))) == 3
+assert client.conversations.update(conv.id, metadata={"topic": "europe"}).metadata == {"topic": "europe"}
+assert client.conversations.delete(conv.id).deleted
+
 # An error comes back as the client's typed exception.
 try:
     client.chat.completions.create(model=model, messages=[], max_tokens=4)

@@ -1,6 +1,7 @@
 //! Answering a `/v1/responses` request: the response object, whole or as a stream of typed
 //! events (`response.created` ... `response.completed`), from the choice events of the chat
 //! request it ran as.
+use super::conversations::ConversationStore;
 use super::event_log::{CloseOnDrop, EventLog};
 use super::items::OutputItems;
 use super::request::ResponsesRequest;
@@ -31,6 +32,13 @@ pub struct Keep {
     pub events: Option<Arc<EventLog>>,
 }
 
+/// The conversation a response joins: its input and output items are added once it ends.
+pub struct Joins {
+    pub store: Arc<ConversationStore>,
+    pub id: String,
+    pub input: Arc<Vec<Value>>,
+}
+
 /// The fields of the response object that do not change while it runs: the request's settings
 /// as applied (OpenAI echoes them), with the server's defaults where the request was silent.
 pub struct Shell {
@@ -38,11 +46,18 @@ pub struct Shell {
     created_at: u64,
     settings: Map<String, Value>,
     keep: Option<Keep>,
+    joins: Option<Joins>,
 }
 
 impl Shell {
     /// `keep`: `None` when the response is not to be kept (`store: false`, or no store).
-    pub fn new(id: String, model: &str, req: &ResponsesRequest, keep: Option<Keep>) -> Self {
+    pub fn new(
+        id: String,
+        model: &str,
+        req: &ResponsesRequest,
+        keep: Option<Keep>,
+        joins: Option<Joins>,
+    ) -> Self {
         let or = |v: Option<Value>, default: Value| v.unwrap_or(default);
         let settings = json!({
             "model": model,
@@ -61,6 +76,7 @@ impl Shell {
             "previous_response_id": req.previous_response_id,
             "background": req.background == Some(true),
             "store": keep.is_some(),
+            "conversation": joins.as_ref().map(|j| json!({"id": j.id})),
         });
         Shell {
             id,
@@ -70,6 +86,7 @@ impl Shell {
                 _ => Map::new(),
             },
             keep,
+            joins,
         }
     }
 
@@ -78,6 +95,12 @@ impl Shell {
         let object = self.object(end.status(), output, Some(end));
         self.keep_as(&object);
         self.keep = None;
+        if let Some(joins) = self.joins.take().filter(|_| end.error.is_none()) {
+            let items: Vec<Value> = joins.input.iter().chain(output).cloned().collect();
+            if let Err(e) = joins.store.append(&joins.id, &items) {
+                tracing::warn!(id = %self.id, error = %e, "response not added to its conversation");
+            }
+        }
         object
     }
 

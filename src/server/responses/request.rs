@@ -33,7 +33,8 @@ pub struct ResponsesRequest {
     pub store: Option<bool>,
     /// The stored response this one continues: its conversation comes before `input`.
     pub previous_response_id: Option<String>,
-    /// Refused: candor has no conversation objects.
+    /// The conversation this response continues and joins (`/v1/conversations`): an id, or
+    /// `{"id": ...}`.
     pub conversation: Option<Value>,
     /// Run apart from the request: polled, cancelled, and (streamed) picked up again.
     pub background: Option<bool>,
@@ -62,6 +63,21 @@ pub const FIELD_NAMES: [(&str, &str); 3] = [
 ];
 
 impl ResponsesRequest {
+    /// The id of the conversation this response joins, if any.
+    pub fn conversation_id(&self) -> Result<Option<String>, ApiError> {
+        match &self.conversation {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(id)) => Ok(Some(id.clone())),
+            Some(c) => match c.get("id").and_then(Value::as_str) {
+                Some(id) => Ok(Some(id.to_string())),
+                None => Err(ApiError::invalid(
+                    "conversation",
+                    "`conversation` must be a conversation id or `{\"id\": ...}`",
+                )),
+            },
+        }
+    }
+
     /// This request's input as items (text as one user message), as a continuation sees it.
     pub fn input_items(&self) -> Vec<Value> {
         match &self.input {
@@ -106,10 +122,10 @@ impl ResponsesRequest {
     }
 
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        if self.conversation.is_some() {
+        if self.conversation.is_some() && self.previous_response_id.is_some() {
             return Err(ApiError::invalid(
                 "conversation",
-                "conversation objects are not supported: continue with `previous_response_id` or send the whole conversation in `input`",
+                "`conversation` and `previous_response_id` cannot be used together: each names the conversation continued",
             ));
         }
         if self.prompt.is_some() {
@@ -194,7 +210,7 @@ impl ResponsesRequest {
 /// One input item onto the messages: a message, a call the assistant made (joined to the
 /// assistant turn before it, as chat templates want a turn's calls together), a call's output,
 /// or an earlier thought (dropped: templates do not show past thoughts).
-fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<(), ApiError> {
+pub fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<(), ApiError> {
     let kind = item
         .get("type")
         .and_then(Value::as_str)
@@ -448,7 +464,7 @@ mod tests {
     fn what_cannot_be_honoured_is_refused_by_field() {
         for (body, param) in [
             (
-                json!({"input": "x", "conversation": "conv_1"}),
+                json!({"input": "x", "conversation": "conv_1", "previous_response_id": "resp_1"}),
                 "conversation",
             ),
             (

@@ -1,6 +1,7 @@
 //! HTTP handlers.
 pub mod chat;
 pub mod completions;
+pub mod conversations;
 pub mod embeddings;
 pub mod infill;
 pub mod llama_completion;

@@ -3,7 +3,7 @@
 //! `POST /v1/responses/{id}/cancel`.
 use crate::server::error::ApiError;
 use crate::server::json::Json;
-use crate::server::responses::reply::{self, Keep, Shell};
+use crate::server::responses::reply::{self, Joins, Keep, Shell};
 use crate::server::responses::request::{ResponsesRequest, FIELD_NAMES};
 use crate::server::responses::store::{ChainError, Stored};
 use crate::server::routes::chat::start_chat;
@@ -18,15 +18,25 @@ pub async fn responses(
     State(state): State<SharedState>,
     Json(req): Json<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
-    let history = match &req.previous_response_id {
-        Some(previous) => state.responses.conversation(previous).map_err(|e| {
+    let conversation = req.conversation_id()?;
+    let history = match (&req.previous_response_id, &conversation) {
+        (Some(previous), _) => state.responses.conversation(previous).map_err(|e| {
             let error = ApiError::invalid("previous_response_id", e.to_string());
             match e {
                 ChainError::Missing(_) => error.with_code("not_found"),
                 ChainError::TooLong(..) => error,
             }
         })?,
-        None => Vec::new(),
+        (None, Some(id)) => {
+            state
+                .conversations
+                .get(id)
+                .map_err(|e| {
+                    ApiError::invalid("conversation", e.to_string()).with_code("not_found")
+                })?
+                .items
+        }
+        (None, None) => Vec::new(),
     };
     let chat = req.to_chat(&history)?;
     let id = new_item_id("resp");
@@ -34,11 +44,17 @@ pub async fn responses(
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let tokenizer = state.ready()?.tokenizer.clone();
+    let input = Arc::new(req.input_items());
     let keep = (req.store != Some(false) && state.responses.enabled()).then(|| Keep {
         store: state.responses.clone(),
-        input: Arc::new(req.input_items()),
+        input: input.clone(),
         previous: req.previous_response_id.clone(),
         events: None,
+    });
+    let joins = conversation.map(|id| Joins {
+        store: state.conversations.clone(),
+        id,
+        input,
     });
     if req.background == Some(true) && keep.is_none() {
         return Err(ApiError::invalid(
@@ -46,7 +62,7 @@ pub async fn responses(
             "a background response must be kept: send `store: true` to a server with a responses store (`--responses-store-mb`)",
         ));
     }
-    let shell = Shell::new(id, &state.model_name, &req, keep);
+    let shell = Shell::new(id, &state.model_name, &req, keep, joins);
     if req.background == Some(true) {
         Ok(reply::background(shell, started, tokenizer))
     } else if started.stream {
