@@ -1,8 +1,10 @@
 //! `/v1/responses` on the real server: each request answers as the chat request it means
 //! (same tokens, same text), whole or streamed as typed events; calls are `function_call`
 //! items, `text.format` holds the answer to a schema, logprobs come with `include`; kept
-//! responses continue with `previous_response_id` as the whole conversation would; what the
-//! server cannot honour is refused by field.
+//! responses continue with `previous_response_id` as the whole conversation would, and
+//! conversations (`/v1/conversations`) gain the items of the responses that join them;
+//! background responses are polled, cancelled and, streamed, picked up again; what the server
+//! cannot honour is refused by field.
 mod common;
 
 use common::server::Server;
