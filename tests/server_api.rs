@@ -1042,6 +1042,70 @@ async fn speculative_decoding_keeps_the_answers() {
         Some(streamed.as_str()),
         whole["choices"][0]["message"]["content"].as_str()
     );
+
+    // Predicted Outputs: drafts come first from the prediction, text the prompt does not hold;
+    // the same answer, more drafts kept, and the usage says how much of the prediction the
+    // answer used.
+    let numbers = (1..=40)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let count = |extra: Value| {
+        let body = json!({"messages": [{"role": "user", "content": "Count from 1 to 40, separated by commas, on one line, nothing else."}],
+                          "max_tokens": 150, "temperature": 0, "logprobs": true, "top_logprobs": 2});
+        with_fields(body, extra)
+    };
+    let predicted = json!({"prediction": {"type": "content", "content": numbers}});
+    let accepted = || drafting.metric("candor:spec_decode_num_accepted_tokens_total");
+    let (_, want) = post(&plain, "/v1/chat/completions", count(json!({}))).await;
+    let before = accepted().await;
+    let (_, without) = post(&drafting, "/v1/chat/completions", count(json!({}))).await;
+    let between = accepted().await;
+    let (st, with) = post(&drafting, "/v1/chat/completions", count(predicted.clone())).await;
+    assert_eq!(st, 200, "{with}");
+    let after = accepted().await;
+    assert_same_answer(&want, &with, "prediction");
+    assert_same_answer(&want, &without, "no prediction");
+    assert!(
+        after - between > between - before,
+        "kept {} drafts with the prediction, {} without",
+        after - between,
+        between - before
+    );
+    let (_, tokens) = post(
+        &plain,
+        "/tokenize",
+        json!({"prompt": numbers, "add_special_tokens": false}),
+    )
+    .await;
+    let predicted_tokens = tokens["tokens"].as_array().unwrap().len() as u64;
+    for (server, answer) in [
+        (&drafting, &with),
+        (
+            &plain,
+            &post(&plain, "/v1/chat/completions", count(predicted.clone()))
+                .await
+                .1,
+        ),
+    ] {
+        let details = &answer["usage"]["completion_tokens_details"];
+        let kept = details["accepted_prediction_tokens"].as_u64().unwrap();
+        let rejected = details["rejected_prediction_tokens"].as_u64().unwrap();
+        assert!(kept > predicted_tokens / 2, "{details} at {}", server.base);
+        assert_eq!(kept + rejected, predicted_tokens, "{details}");
+    }
+    assert!(without["usage"]["completion_tokens_details"].is_null());
+    let (st, e) = post(
+        &plain,
+        "/v1/chat/completions",
+        count(json!({"prediction": {"type": "text", "content": "1"}})),
+    )
+    .await;
+    assert_eq!(
+        (st, &e["error"]["param"]),
+        (400, &json!("prediction")),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,9 @@ pub struct EngineRequest {
     /// Embed the prompt: pool its final hidden states into one `Embedding` event. Only with
     /// `max_tokens` 0 and no `prompt_logprobs`.
     pub pooling: Option<Pooling>,
+    /// What the answer is expected to be (OpenAI's Predicted Outputs): drafts come from it
+    /// first, then from prompt lookup. Shared by a request's choices.
+    pub prediction: Arc<Vec<u32>>,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -489,10 +492,13 @@ impl Engine {
                     self.admissions += 1;
                     seq.admitted = self.admissions;
                     if seq.first_token_at.is_none() {
-                        seq.draft = DraftPolicy::new(
-                            self.config.speculative_tokens,
-                            speculate::server_prior(&self.acceptance),
-                        );
+                        // A prediction is the client's word that the answer follows it: its
+                        // drafts start trusted, whatever prompt lookup has been worth lately.
+                        let prior = match seq.req.prediction.is_empty() {
+                            true => speculate::server_prior(&self.acceptance),
+                            false => speculate::PREDICTION_PRIOR,
+                        };
+                        seq.draft = DraftPolicy::new(self.config.speculative_tokens, prior);
                         // First admission: count the prompt against the cache.
                         seq.cached_tokens = hit;
                         self.stats
@@ -700,9 +706,13 @@ impl Engine {
                 seq.draft.update(draft.len(), accepted);
                 seq.drafted += draft.len();
                 seq.kept += accepted;
-                if !draft.is_empty() {
+                // The server's record is prompt lookup's: a prediction's drafts say nothing of
+                // how other requests' would fare.
+                if !draft.is_empty() && seq.req.prediction.is_empty() {
                     self.acceptance
                         .record(draft.len(), accepted, speculate::SERVER_FADE);
+                }
+                if !draft.is_empty() {
                     self.stats.spec_drafts.inc();
                     self.stats.spec_draft_tokens.inc_by(draft.len() as u64);
                     self.stats.spec_accepted_tokens.inc_by(accepted as u64);
@@ -762,7 +772,13 @@ impl Engine {
         // Each kept draft is one more token emitted after the step's first.
         let left = s.req.max_tokens.saturating_sub(s.generated() + 1);
         let wanted = s.draft.length(decoding, self.step_cost.base_rows());
-        let draft = speculate::propose(&s.tokens, wanted.min(left).min(room));
+        let limit = wanted.min(left).min(room);
+        let predicted =
+            speculate::propose_from(&s.req.prediction, &s.tokens[s.prompt_len..], limit);
+        let draft = match predicted.is_empty() {
+            true => speculate::propose(&s.tokens, limit),
+            false => predicted,
+        };
         // Blocks for the drafts only where every sequence planned after this one still finds
         // a free block for its own next token, so that no one is preempted for a guess.
         let extra = self

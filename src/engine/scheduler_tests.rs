@@ -117,6 +117,7 @@ fn request_with_prompt(
         logprobs: None,
         prompt_logprobs: None,
         pooling: None,
+        prediction: Arc::default(),
         events,
     };
     (req, rx)

@@ -20,6 +20,53 @@ const MAX_NGRAM: usize = 8;
 /// their continuations mostly wrong; a wrong draft costs a row of compute.
 const MIN_NGRAM: usize = 2;
 
+/// `limit` tokens to follow an answer (`generated` so far) from a prediction of it (OpenAI's
+/// Predicted Outputs: the file before an edit, say): while the answer is the prediction's
+/// start, the prediction's next tokens; past a difference, what follows the occurrence of the
+/// answer's longest suffix (`MIN_NGRAM` to `MAX_NGRAM` tokens) in the prediction, the one
+/// nearest the answer's own position among equally long ones (an edit keeps the rest of a file
+/// where it was, give or take the edit's length). Empty when nothing matches.
+pub fn propose_from(prediction: &[u32], generated: &[u32], limit: usize) -> Vec<u32> {
+    if limit == 0 || prediction.is_empty() {
+        return Vec::new();
+    }
+    let g = generated.len();
+    if prediction.starts_with(generated) {
+        return prediction[g.min(prediction.len())..]
+            .iter()
+            .take(limit)
+            .copied()
+            .collect();
+    }
+    if g < MIN_NGRAM {
+        return Vec::new();
+    }
+    // (match length, distance from the answer's position, where the continuation starts)
+    let mut best: Option<(usize, usize, usize)> = None;
+    let last = generated[g - 1];
+    for (end, _) in prediction.iter().enumerate().filter(|(_, &t)| t == last) {
+        let mut len = 1;
+        while len < MAX_NGRAM
+            && len <= end
+            && len < g
+            && prediction[end - len] == generated[g - 1 - len]
+        {
+            len += 1;
+        }
+        let from = end + 1;
+        if len < MIN_NGRAM || from >= prediction.len() {
+            continue;
+        }
+        let distance = from.abs_diff(g);
+        if best.is_none_or(|(l, d, _)| len > l || (len == l && distance < d)) {
+            best = Some((len, distance, from));
+        }
+    }
+    best.map_or_else(Vec::new, |(_, _, from)| {
+        prediction[from..].iter().take(limit).copied().collect()
+    })
+}
+
 /// `limit` tokens to follow `tokens`, copied from after the earlier occurrence of the longest
 /// suffix of `tokens` (between `MIN_NGRAM` and `MAX_NGRAM` tokens; the latest occurrence among
 /// equally long ones). Empty when no such suffix occurs earlier.
@@ -121,6 +168,10 @@ const IDLE_FADE: f32 = 0.97;
 pub const SERVER_FADE: f32 = 0.99;
 
 /// The prior for a new sequence: the server's recent acceptance.
+/// The prior of a request with a prediction (`propose_from`): its own checks soon correct it
+/// when the answer departs from the prediction.
+pub const PREDICTION_PRIOR: f32 = 0.9;
+
 pub fn server_prior(server: &Acceptance) -> f32 {
     server.rate(FIRST_PRIOR)
 }
@@ -239,6 +290,25 @@ impl StepCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prediction_is_followed_from_its_start_and_past_an_edit() {
+        let prediction = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(propose_from(&prediction, &[], 3), [1, 2, 3]);
+        assert_eq!(propose_from(&prediction, &[1, 2], 3), [3, 4, 5]);
+        assert_eq!(propose_from(&prediction, &prediction, 3), Vec::<u32>::new());
+        // `3` became `9, 9`: once the answer is back on the prediction, it is followed again.
+        assert_eq!(
+            propose_from(&prediction, &[1, 2, 9, 9], 3),
+            Vec::<u32>::new()
+        );
+        assert_eq!(propose_from(&prediction, &[1, 2, 9, 9, 4, 5], 3), [6, 7, 8]);
+        // Of two equally long matches, the one nearer the answer's position.
+        let repeated = [7, 7, 1, 2, 3, 1, 2, 4];
+        assert_eq!(propose_from(&repeated, &[0, 0, 0, 1, 2], 1), [3]);
+        assert_eq!(propose_from(&repeated, &[0, 0, 0, 0, 0, 0, 1, 2], 1), [4]);
+        assert!(propose_from(&[], &[1], 4).is_empty());
+    }
 
     #[test]
     fn copies_what_followed_the_earlier_occurrence() {

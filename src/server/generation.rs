@@ -4,6 +4,7 @@
 //! their engine channels, which frees the sequences' KV blocks at the next engine step.
 use super::error::ApiError;
 use super::marker::held_back;
+use super::prediction::PredictionUsage;
 use super::state::Ready;
 use super::validate::Plan;
 use crate::engine::generate::FinishReason;
@@ -51,6 +52,8 @@ pub enum ChoiceEvent {
         cached_tokens: usize,
         /// The stop string that ended the choice, if one did.
         stop_string: Option<String>,
+        /// With a `prediction`: how much of it the answer used.
+        prediction: Option<PredictionUsage>,
     },
     Error {
         index: usize,
@@ -214,6 +217,16 @@ pub fn start(
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let eos_ids = end_tokens(&ready.eos_ids, plan);
     let total = prompts.len() * plan.n;
+    // Text as the answer would be, so drafts from it are the tokens the model would write.
+    let prediction = match &plan.prediction {
+        Some(text) => Arc::new(
+            ready
+                .tokenizer
+                .encode(text, false)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        None => Arc::default(),
+    };
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
     let mut echoes = Vec::with_capacity(total);
@@ -238,6 +251,7 @@ pub fn start(
                 prompt_logprobs: prompt.echo.as_ref().and(logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
                 pooling: None,
+                prediction: prediction.clone(),
                 events: tx,
             });
             engines.push(rx);
@@ -251,12 +265,16 @@ pub fn start(
     }
     submit(ready, requests)?;
     for (index, (rx, echo)) in engines.into_iter().zip(echoes).enumerate() {
+        let reading = Reading {
+            stop: StopMatcher::new(plan.stop.clone(), plan.include_stop),
+            keep_special_tokens: plan.keep_special_tokens,
+            prediction: plan.prediction.is_some().then(|| prediction.clone()),
+        };
         tokio::spawn(drive(
             index,
             rx,
             ready.tokenizer.clone(),
-            StopMatcher::new(plan.stop.clone(), plan.include_stop),
-            plan.keep_special_tokens,
+            reading,
             echo,
             out_tx.clone(),
         ));
@@ -264,19 +282,37 @@ pub fn start(
     Ok(out_rx)
 }
 
+/// How a choice's tokens become its text and its end.
+struct Reading {
+    stop: StopMatcher,
+    keep_special_tokens: bool,
+    /// The prediction's tokens, to count what the answer used of them.
+    prediction: Option<Arc<Vec<u32>>>,
+}
+
 async fn drive(
     index: usize,
     mut rx: mpsc::UnboundedReceiver<EngineEvent>,
     tok: Arc<Tokenizer>,
-    mut stop: StopMatcher,
-    keep_special_tokens: bool,
+    reading: Reading,
     mut echo: Option<EchoOut>,
     out: mpsc::UnboundedSender<ChoiceEvent>,
 ) {
+    let Reading {
+        mut stop,
+        keep_special_tokens,
+        prediction,
+    } = reading;
     let mut decoder = StreamDecoder::new(&tok);
     if keep_special_tokens {
         decoder = decoder.with_special_tokens();
     }
+    let mut generated: Vec<u32> = Vec::new();
+    let used = |generated: &[u32]| {
+        prediction
+            .as_ref()
+            .map(|p| crate::server::prediction::usage(p, generated))
+    };
     let mut completion = 0usize;
     let mut cached_tokens = 0usize;
     loop {
@@ -309,6 +345,9 @@ async fn drive(
             }
             EngineEvent::Token { id, logprobs } => {
                 completion += 1;
+                if prediction.is_some() {
+                    generated.push(id);
+                }
                 let piece = decoder.push(id).unwrap_or_default();
                 let (text, hit) = stop.push(&piece);
                 let tokens = logprobs
@@ -334,6 +373,7 @@ async fn drive(
                         completion_tokens: completion,
                         cached_tokens,
                         stop_string: stop.matched.take(),
+                        prediction: used(&generated),
                     });
                     return;
                 }
@@ -356,6 +396,7 @@ async fn drive(
                     completion_tokens: completion,
                     cached_tokens,
                     stop_string: stop.matched.take(),
+                    prediction: used(&generated),
                 });
                 return;
             }

@@ -17,6 +17,7 @@ pub mod messages;
 pub mod native_answer;
 pub mod ollama;
 pub mod openai;
+pub mod prediction;
 pub mod prompt_end;
 pub mod reasoning;
 pub mod respond;

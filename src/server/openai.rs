@@ -64,6 +64,8 @@ pub struct CommonParams {
     pub guided_grammar: Option<String>,
     pub grammar: Option<String>,
     pub json_schema: Option<serde_json::Value>,
+    /// OpenAI's Predicted Outputs: the expected answer, drafted from (`validate::prediction`).
+    pub prediction: Option<serde_json::Value>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

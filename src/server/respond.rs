@@ -4,6 +4,7 @@
 use super::answer::{AnswerReader, AnswerSetup, Released};
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
+use super::prediction::PredictionUsage;
 use super::tools::call_json;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -31,11 +32,38 @@ pub struct Meta {
     pub answer: Option<AnswerSetup>,
 }
 
-fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
-    json!({
-        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    })
+/// What the choices' ends add up to, for `usage`.
+#[derive(Default)]
+struct Counts {
+    completion: usize,
+    /// Prompt tokens from the prefix cache (the choices share the prompt: the most of them).
+    cached: usize,
+    prediction: Option<PredictionUsage>,
+}
+
+impl Counts {
+    fn add(&mut self, completion: usize, cached: usize, prediction: Option<PredictionUsage>) {
+        self.completion += completion;
+        self.cached = self.cached.max(cached);
+        if let Some(p) = prediction {
+            self.prediction.get_or_insert_default().add(p);
+        }
+    }
+
+    fn usage(&self, prompt: usize) -> Value {
+        let mut u = json!({
+            "prompt_tokens": prompt, "completion_tokens": self.completion,
+            "total_tokens": prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
+        });
+        if let Some(p) = self.prediction {
+            u["completion_tokens_details"] = json!({
+                "accepted_prediction_tokens": p.accepted,
+                "rejected_prediction_tokens": p.rejected,
+            });
+        }
+        u
+    }
 }
 
 /// One token's logprobs as chat (and responses) give them: text, bytes, and the top tokens.
@@ -75,8 +103,7 @@ pub async fn complete(
     let mut text = vec![String::new(); meta.n];
     let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
     let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
-    let mut completion = 0usize;
-    let mut cached = 0usize;
+    let mut counts = Counts::default();
     while finish.iter().any(|f| f.is_none()) {
         match rx.recv().await {
             Some(ChoiceEvent::Delta {
@@ -92,11 +119,11 @@ pub async fn complete(
                 reason,
                 completion_tokens,
                 cached_tokens,
+                prediction,
                 ..
             }) => {
                 finish[index] = Some(reason);
-                completion += completion_tokens;
-                cached = cached.max(cached_tokens);
+                counts.add(completion_tokens, cached_tokens, prediction);
             }
             Some(ChoiceEvent::Error { message, .. }) => return Err(ApiError::internal(message)),
             None => return Err(ApiError::internal("generation ended unexpectedly")),
@@ -132,7 +159,7 @@ pub async fn complete(
     Ok(axum::Json(json!({
         "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
         "system_fingerprint": meta.system_fingerprint,
-        "choices": choices, "usage": usage(meta.prompt_tokens, completion, cached),
+        "choices": choices, "usage": counts.usage(meta.prompt_tokens),
     }))
     .into_response())
 }
@@ -215,8 +242,7 @@ fn async_stream(
         rx: UnboundedReceiver<ChoiceEvent>,
         started: bool,
         finished: usize,
-        completion: usize,
-        cached: usize,
+        counts: Counts,
         offsets: Vec<usize>,
         /// Per choice, when the answers are read for thinking or tool calls.
         readers: Vec<Option<AnswerReader>>,
@@ -232,8 +258,7 @@ fn async_stream(
         rx,
         started: false,
         finished: 0,
-        completion: 0,
-        cached: 0,
+        counts: Counts::default(),
         offsets: vec![0; n],
         readers,
         done: false,
@@ -257,7 +282,7 @@ fn async_stream(
             }
             if st.finished == st.meta.n {
                 if st.meta.include_usage {
-                    let u = usage(st.meta.prompt_tokens, st.completion, st.cached);
+                    let u = st.counts.usage(st.meta.prompt_tokens);
                     st.queue.push_back(chunk(&st.meta, Vec::new(), Some(u)));
                 }
                 st.queue.push_back(Event::default().data("[DONE]"));
@@ -328,13 +353,13 @@ fn async_stream(
                         reason,
                         completion_tokens,
                         cached_tokens,
+                        prediction,
                         ..
                     },
                     kind,
                 ) => {
                     st.finished += 1;
-                    st.completion += completion_tokens;
-                    st.cached = st.cached.max(cached_tokens);
+                    st.counts.add(completion_tokens, cached_tokens, prediction);
                     match kind {
                         Kind::Chat => {
                             let (rest, reason) = match &mut st.readers[index] {

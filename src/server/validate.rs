@@ -33,6 +33,8 @@ pub struct Plan {
     pub include_usage: bool,
     /// Decode special tokens into the text (tool-call markers that are special tokens).
     pub keep_special_tokens: bool,
+    /// The answer as the client expects it (`prediction`, OpenAI's Predicted Outputs).
+    pub prediction: Option<String>,
 }
 
 fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
@@ -229,7 +231,34 @@ fn plan_with(
         stream: p.stream,
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
         keep_special_tokens: p.skip_special_tokens == Some(false),
+        prediction: prediction(p.prediction.as_ref())?,
     })
+}
+
+/// `prediction`: `{"type": "content", "content": TEXT or [text parts]}`.
+fn prediction(p: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
+    let Some(p) = p.filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::invalid(
+            "prediction",
+            "`prediction` must be `{\"type\": \"content\", \"content\": TEXT}` (or text parts)",
+        )
+    };
+    if p.get("type").and_then(|t| t.as_str()) != Some("content") {
+        return Err(bad());
+    }
+    let text = match p.get("content") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(parts)) => parts
+            .iter()
+            .map(|part| part.get("text").and_then(|t| t.as_str()).ok_or_else(bad))
+            .collect::<Result<String, _>>()?,
+        _ => return Err(bad()),
+    };
+    no_nul("prediction", &text)?;
+    Ok(Some(text))
 }
 
 /// `v[key]` as a string; its absence or another type is a 400 naming `param.key` (the

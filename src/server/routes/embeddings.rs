@@ -51,6 +51,7 @@ pub async fn pooled(ready: &Ready, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>,
             prompt_logprobs: None,
             constraint: None,
             pooling: Some(ready.pooling),
+            prediction: Default::default(),
             events,
         });
     }
