@@ -1,5 +1,6 @@
-//! Bad input to the real server: every case gets an OpenAI-shaped error with the right 4xx,
-//! and the server keeps serving (a normal request works after all of them).
+//! Bad input to the real server: every case gets an OpenAI-shaped error (Ollama's on its
+//! `/api/*` endpoints) with the right 4xx, and the server keeps serving (a normal request
+//! works after all of them).
 mod common;
 
 use common::server::Server;
@@ -515,6 +516,62 @@ fn cases() -> Vec<Case> {
             "input",
         ),
         case(
+            "a prediction of the wrong type",
+            "/v1/chat/completions",
+            chat(json!({"prediction": {"type": "content", "content": 5}})),
+            400,
+            "prediction",
+        ),
+        case(
+            "ollama chat with malformed JSON options",
+            "/api/chat",
+            json!({"messages": [{"role": "user", "content": "hi"}], "options": {"temperature": "hot"}}),
+            400,
+            "temperature",
+        ),
+        case(
+            "ollama chat with an image",
+            "/api/chat",
+            json!({"messages": [{"role": "user", "content": "hi", "images": ["aGk="]}]}),
+            400,
+            "images",
+        ),
+        case(
+            "ollama generate with a template of its own",
+            "/api/generate",
+            json!({"prompt": "hi", "template": "{{ .Prompt }}"}),
+            400,
+            "template",
+        ),
+        case(
+            "ollama embed of the wrong type",
+            "/api/embed",
+            json!({"input": 5}),
+            400,
+            "input",
+        ),
+        case(
+            "conversation with metadata that is not text",
+            "/v1/conversations",
+            json!({"metadata": {"n": 1}}),
+            400,
+            "metadata",
+        ),
+        case(
+            "conversation with an item of an unknown type",
+            "/v1/conversations",
+            json!({"items": [{"type": "computer_call"}]}),
+            400,
+            "computer_call",
+        ),
+        case(
+            "responses joining an unknown conversation",
+            "/v1/responses",
+            json!({"input": "hi", "conversation": "conv_nope"}),
+            400,
+            "conv_nope",
+        ),
+        case(
             "responses input of the wrong type",
             "/v1/responses",
             json!({"input": 42}),
@@ -619,10 +676,16 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let err = &body["error"];
-        let message = err["message"].as_str().unwrap_or("");
-        let shaped = err.get("type").is_some_and(|t| t.is_string())
-            && err.get("param").is_some()
-            && err.get("code").is_some();
+        // Ollama's endpoints answer in its shape: the message alone.
+        let (message, shaped) = match c.path.starts_with("/api/") {
+            true => (err.as_str().unwrap_or(""), err.is_string()),
+            false => (
+                err["message"].as_str().unwrap_or(""),
+                err.get("type").is_some_and(|t| t.is_string())
+                    && err.get("param").is_some()
+                    && err.get("code").is_some(),
+            ),
+        };
         if status != c.status || !message.contains(c.needle) || !shaped {
             failures.push(format!(
                 "{}: got {status} {body}, want {} containing `{}`",

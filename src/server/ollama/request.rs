@@ -29,7 +29,9 @@ pub struct Shared {
     pub model: Option<String>,
     /// `"json"`, or a JSON schema.
     pub format: Option<Value>,
-    pub options: Option<Options>,
+    /// Read apart (`Shared::options`): inside a flattened struct serde cannot say which
+    /// field of it was wrong.
+    pub options: Option<Value>,
     /// Ollama streams unless told not to.
     pub stream: Option<bool>,
     /// `true` / `false`: the template's thinking switch; `"low"`... : the reasoning effort.
@@ -137,7 +139,7 @@ impl Shared {
 
     /// The sampling fields, under OpenAI's names.
     pub fn common(&self) -> Result<CommonParams, ApiError> {
-        let o = self.options.clone().unwrap_or_default();
+        let o = self.options()?;
         let max_tokens = match o.num_predict {
             None | Some(-1) | Some(-2) => None,
             Some(n) if n > 0 => Some(n),
@@ -162,6 +164,19 @@ impl Shared {
             stop: o.stop.map(Stop::Many),
             stream: self.streaming(),
             ..CommonParams::default()
+        })
+    }
+
+    fn options(&self) -> Result<Options, ApiError> {
+        let Some(options) = self.options.clone().filter(|o| !o.is_null()) else {
+            return Ok(Options::default());
+        };
+        serde_path_to_error::deserialize(options).map_err(|e| {
+            let param = match e.path().to_string().as_str() {
+                "" | "." => "options".to_string(),
+                path => format!("options.{path}"),
+            };
+            ApiError::invalid(&param, format!("`{param}`: {}", e.into_inner()))
         })
     }
 
@@ -450,6 +465,10 @@ mod tests {
         refused(
             json!({"messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 0}}),
             "options.num_predict",
+        );
+        refused(
+            json!({"messages": [{"role": "user", "content": "x"}], "options": {"top_k": "many"}}),
+            "options.top_k",
         );
         let generate = |body: Value| serde_json::from_value::<GenerateBody>(body).unwrap();
         assert!(
