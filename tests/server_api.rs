@@ -1186,6 +1186,15 @@ async fn vllm_sampling_extensions_shape_the_end() {
     .await;
     assert_eq!(st, 200, "{same}");
     assert_eq!(same["choices"], short["choices"]);
+    // priority orders the queue, not the answer (the engine's tests check the order).
+    let (st, same) = post(
+        &s,
+        "/v1/chat/completions",
+        with_fields(ask.clone(), json!({"priority": -5})),
+    )
+    .await;
+    assert_eq!(st, 200, "{same}");
+    assert_eq!(same["choices"], short["choices"]);
     let (st, v) = post(
         &s,
         "/v1/chat/completions",

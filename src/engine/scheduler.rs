@@ -104,6 +104,9 @@ pub struct EngineRequest {
     /// What the answer is expected to be (OpenAI's Predicted Outputs): drafts come from it
     /// first, then from prompt lookup. Shared by a request's choices.
     pub prediction: Arc<Vec<u32>>,
+    /// Lower goes first (vLLM's `priority`; 0 by default): it is admitted before waiting
+    /// requests of higher values, and a running one of a higher value gives way to it.
+    pub priority: i64,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -238,6 +241,24 @@ impl Seq {
     fn needs_every_row(&self) -> bool {
         self.scoring() || self.pooling_every_row()
     }
+    /// Where it stands among running sequences: the first is served first and preempted last.
+    fn rank(&self) -> (i64, u64) {
+        (self.req.priority, self.admitted)
+    }
+}
+
+/// Queue `seq` by priority: after those of its priority (a new request), or before them (a
+/// preempted one, which was admitted before any of them).
+fn enqueue(waiting: &mut VecDeque<Seq>, seq: Seq, before_equals: bool) {
+    let p = seq.req.priority;
+    let at = waiting
+        .iter()
+        .position(|w| match before_equals {
+            true => w.req.priority >= p,
+            false => w.req.priority > p,
+        })
+        .unwrap_or(waiting.len());
+    waiting.insert(at, seq);
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -315,7 +336,7 @@ impl EngineHandle {
                 (true, _) => (None, Some(gate.clone())),
             };
             let tokens = req.prompt_ids.clone();
-            q.waiting.push_back(Seq {
+            let seq = Seq {
                 prompt_len: tokens.len(),
                 tokens,
                 req,
@@ -337,7 +358,8 @@ impl EngineHandle {
                 kept: 0,
                 scored: 1,
                 pool: Pool::default(),
-            });
+            };
+            enqueue(&mut q.waiting, seq, false);
         }
         self.stats.waiting.set(q.waiting.len() as i64);
         drop(q);
@@ -444,14 +466,23 @@ impl Engine {
     /// Move waiting requests into the running set while there is room. Blocks (idle) when
     /// there is nothing to do; returns false when the engine should exit.
     fn admit(&mut self) -> bool {
-        let Ok(mut q) = self.shared.queue.lock() else {
+        let shared = self.shared.clone();
+        let Ok(mut q) = shared.queue.lock() else {
             return false;
         };
         loop {
-            while self.running.len() < self.config.max_num_seqs {
+            loop {
                 let Some(front) = q.waiting.front() else {
                     break;
                 };
+                if self.running.len() >= self.config.max_num_seqs {
+                    // Full: a waiting request of a better priority takes the worst one's place.
+                    match self.evict_for(front.req.priority) {
+                        Some(evicted) => enqueue(&mut q.waiting, evicted, true),
+                        None => break,
+                    }
+                    continue;
+                }
                 if front.cancelled() {
                     q.waiting.pop_front();
                     continue;
@@ -475,7 +506,14 @@ impl Engine {
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
                     self.blocks.release(&mut table);
-                    break;
+                    let priority = front.req.priority;
+                    match self.evict_for(priority) {
+                        Some(evicted) => {
+                            enqueue(&mut q.waiting, evicted, true);
+                            continue;
+                        }
+                        None => break,
+                    }
                 }
                 if need > self.blocks.num_blocks() {
                     let mut table = table;
@@ -540,16 +578,35 @@ impl Engine {
         }
     }
 
-    /// Preempt running sequence `idx`: free its blocks and queue it again at the front; its
-    /// tokens so far become its prompt when it is recomputed.
-    fn preempt(&mut self, idx: usize) {
+    /// Take running sequence `idx` out: free its blocks; its tokens so far become its prompt
+    /// when it is computed again.
+    fn evict(&mut self, idx: usize) -> Seq {
         let mut seq = self.running.remove(idx);
         self.blocks.release(&mut seq.table);
         seq.computed = 0;
         self.stats.preemptions.inc();
+        seq
+    }
+
+    /// Preempt running sequence `idx`: queue it again ahead of the waiting ones of its
+    /// priority.
+    fn preempt(&mut self, idx: usize) {
+        let seq = self.evict(idx);
         if let Ok(mut q) = self.shared.queue.lock() {
-            q.waiting.push_front(seq);
+            enqueue(&mut q.waiting, seq, true);
         }
+    }
+
+    /// The running sequence of the worst rank, taken out, if its priority is worse than
+    /// `priority` (a waiting request's).
+    fn evict_for(&mut self, priority: i64) -> Option<Seq> {
+        let (worst, _) = self
+            .running
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, s)| s.rank())
+            .filter(|(_, s)| s.req.priority > priority)?;
+        Some(self.evict(worst))
     }
 
     /// Give the sequence admitted as `me` blocks for `tokens` tokens, preempting the newest
@@ -564,13 +621,14 @@ impl Engine {
             {
                 return Some(idx);
             }
-            let (newest, admitted) = self
+            // The worst ranked goes: of the lowest priority, the newest.
+            let (worst, admitted) = self
                 .running
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (i, s.admitted))
-                .max_by_key(|p| p.1)?;
-            self.preempt(newest);
+                .max_by_key(|(_, s)| s.rank())
+                .map(|(i, s)| (i, s.admitted))?;
+            self.preempt(worst);
             if admitted == me {
                 return None;
             }
@@ -579,8 +637,9 @@ impl Engine {
 
     fn step(&mut self) {
         let mut budget = self.config.max_num_batched_tokens.max(1);
-        // Plan: decode tokens first (oldest first), then prefill chunks.
-        self.running.sort_by_key(|s| s.admitted);
+        // Plan: by rank (priority, then the oldest first); the sequences a step cannot hold
+        // are the worst ranked, which `reserve` preempts first.
+        self.running.sort_by_key(|s| s.rank());
         let decoding = self.running.iter().filter(|s| s.decoding()).count();
         let mut plan: Vec<Planned> = Vec::new();
         let mut i = 0;

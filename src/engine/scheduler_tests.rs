@@ -118,6 +118,7 @@ fn request_with_prompt(
         prompt_logprobs: None,
         pooling: None,
         prediction: Arc::default(),
+        priority: 0,
         events,
     };
     (req, rx)
@@ -578,4 +579,59 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
         Err(SubmitError::Invalid(_))
     ));
     h.handle.shutdown();
+}
+
+#[test]
+fn better_priorities_are_admitted_first_and_take_a_worse_ones_place() {
+    // One sequence at a time; each step notes the first token of the sequences it starts.
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let mut hold = Some(release_rx);
+    let record = starts.clone();
+    let runner = FakeRunner::new(64, move |batch| {
+        for s in batch.seqs.iter().filter(|s| s.start_pos == 0) {
+            record.lock().unwrap().push(s.tokens[0]);
+        }
+        let _ = entered_tx.send(());
+        if let Some(release) = hold.take() {
+            let _ = release.recv();
+        }
+        scripted_logits(batch)
+    });
+    let config = SchedulerConfig {
+        max_num_seqs: 1,
+        max_num_batched_tokens: 256,
+        max_waiting: 16,
+        prefix_caching: false,
+        speculative_tokens: 0,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
+    let request = |id: &str, first: u32, priority: i64| {
+        let (mut r, rx) = request_with_prompt(id, 3, vec![first; 3]);
+        r.priority = priority;
+        (r, rx)
+    };
+    let (x, x_rx) = request("x", 1, 0);
+    handle.submit(x).expect("queued");
+    entered
+        .recv_timeout(Duration::from_secs(5))
+        .expect("x runs");
+    // While x runs: a worse, an equal and a better one arrive, in that order.
+    let mut rxs = vec![x_rx];
+    for (id, first, priority) in [("a", 2, 5), ("b", 3, 0), ("c", 4, -3)] {
+        let (r, rx) = request(id, first, priority);
+        handle.submit(r).expect("queued");
+        rxs.push(rx);
+    }
+    release.send(()).unwrap();
+    for rx in rxs {
+        assert_eq!(finish(rx).len(), 3);
+    }
+    // c takes x's place at once; x, preempted, goes on before b (admitted first, same
+    // priority); a, the worst, comes last.
+    assert_eq!(*starts.lock().unwrap(), [1, 4, 1, 3, 2]);
+    assert!(stats.render().contains("candor:num_preemptions_total 1"));
+    handle.shutdown();
 }

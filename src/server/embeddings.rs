@@ -19,6 +19,8 @@ pub struct EmbeddingRequest {
     /// Keep the first this many dimensions (normalised again), for models trained to allow it
     /// (Matryoshka: Qwen3-Embedding, OpenAI's text-embedding-3).
     pub dimensions: Option<i64>,
+    /// vLLM's scheduling priority: lower goes first.
+    pub priority: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -252,6 +252,7 @@ pub fn start(
                 constraint: constraint.as_ref().map(Constraint::fork),
                 pooling: None,
                 prediction: prediction.clone(),
+                priority: plan.priority,
                 events: tx,
             });
             engines.push(rx);

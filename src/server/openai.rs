@@ -66,6 +66,8 @@ pub struct CommonParams {
     pub json_schema: Option<serde_json::Value>,
     /// OpenAI's Predicted Outputs: the expected answer, drafted from (`validate::prediction`).
     pub prediction: Option<serde_json::Value>,
+    /// vLLM's scheduling priority: lower goes first, 0 by default.
+    pub priority: Option<i64>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

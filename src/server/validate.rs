@@ -35,6 +35,8 @@ pub struct Plan {
     pub keep_special_tokens: bool,
     /// The answer as the client expects it (`prediction`, OpenAI's Predicted Outputs).
     pub prediction: Option<String>,
+    /// Lower goes first (vLLM's `priority`).
+    pub priority: i64,
 }
 
 fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
@@ -232,6 +234,7 @@ fn plan_with(
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
         keep_special_tokens: p.skip_special_tokens == Some(false),
         prediction: prediction(p.prediction.as_ref())?,
+        priority: p.priority.unwrap_or(0),
     })
 }
 

@@ -20,7 +20,7 @@ pub async fn embeddings(
     let encoding = req.encoding()?;
     let dimensions = req.dimensions(ready.hidden_size)?;
     let inputs = req.token_lists(ready)?;
-    let vectors = pooled(ready, &inputs)
+    let vectors = pooled(ready, &inputs, req.priority.unwrap_or(0))
         .await?
         .into_iter()
         .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
@@ -29,8 +29,13 @@ pub async fn embeddings(
     Ok(axum::Json(embeddings::response(&state.model_name, vectors, tokens)).into_response())
 }
 
-/// Each input's pooled final hidden state (not normalised), in order.
-pub async fn pooled(ready: &Ready, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ApiError> {
+/// Each input's pooled final hidden state (not normalised), in order; `priority` as the
+/// engine reads it (lower first).
+pub async fn pooled(
+    ready: &Ready,
+    inputs: &[Vec<u32>],
+    priority: i64,
+) -> Result<Vec<Vec<f32>>, ApiError> {
     let id = new_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
     let mut requests = Vec::with_capacity(inputs.len());
@@ -52,6 +57,7 @@ pub async fn pooled(ready: &Ready, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>,
             constraint: None,
             pooling: Some(ready.pooling),
             prediction: Default::default(),
+            priority,
             events,
         });
     }
