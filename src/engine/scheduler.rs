@@ -471,10 +471,7 @@ impl Engine {
             return false;
         };
         loop {
-            loop {
-                let Some(front) = q.waiting.front() else {
-                    break;
-                };
+            while let Some(front) = q.waiting.front() {
                 if self.running.len() >= self.config.max_num_seqs {
                     // Full: a waiting request of a better priority takes the worst one's place.
                     match self.evict_for(front.req.priority) {
