@@ -472,14 +472,6 @@ impl Engine {
         };
         loop {
             while let Some(front) = q.waiting.front() {
-                if self.running.len() >= self.config.max_num_seqs {
-                    // Full: a waiting request of a better priority takes the worst one's place.
-                    match self.evict_for(front.req.priority) {
-                        Some(evicted) => enqueue(&mut q.waiting, evicted, true),
-                        None => break,
-                    }
-                    continue;
-                }
                 if front.cancelled() {
                     q.waiting.pop_front();
                     continue;
@@ -491,6 +483,14 @@ impl Engine {
                 {
                     // Its group's prompt is still being computed by a running member.
                     break;
+                }
+                if self.running.len() >= self.config.max_num_seqs {
+                    // Full: a waiting request of a better priority takes the worst one's place.
+                    match self.evict_for(front.req.priority) {
+                        Some(evicted) => enqueue(&mut q.waiting, evicted, true),
+                        None => break,
+                    }
+                    continue;
                 }
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.

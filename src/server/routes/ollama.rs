@@ -11,7 +11,7 @@ use crate::server::ollama::reply::{self, OllamaRun, Shape};
 use crate::server::ollama::request::{
     model_name, ChatBody, EmbedBody, EmbedInput, EmbeddingsBody, GenerateBody, Shared, ShowBody,
 };
-use crate::server::openai::Prompt;
+use crate::server::openai::{ChatRequest, Prompt};
 use crate::server::state::{new_id, Ready, SharedState};
 use crate::server::structured;
 use crate::server::validate::{completion_plan, no_nul};
@@ -32,6 +32,28 @@ async fn answer(run: OllamaRun, streaming: bool) -> Answer {
     }
 }
 
+/// Run `chat` on the chat path and answer in `shape`.
+async fn run_chat(
+    state: &SharedState,
+    chat: ChatRequest,
+    shape: Shape,
+    model: String,
+    started: Instant,
+) -> Answer {
+    let run = start_chat(state, &chat, new_id("chat")).await?;
+    let streaming = run.stream;
+    let run = OllamaRun {
+        shape,
+        model,
+        prompt_tokens: run.meta.prompt_tokens,
+        answer: run.meta.answer,
+        logprobs: chat.logprobs,
+        rx: run.rx,
+        started,
+    };
+    answer(run, streaming).await
+}
+
 pub async fn chat(
     State(state): State<SharedState>,
     body: Result<AnyJson<ChatBody>, ApiError>,
@@ -41,19 +63,8 @@ pub async fn chat(
     if req.messages.is_empty() {
         return loaded(&state, &req.shared, Shape::Chat);
     }
-    let chat = req.to_chat()?;
-    let run = start_chat(&state, &chat, new_id("chat")).await?;
-    let streaming = run.stream;
-    let run = OllamaRun {
-        shape: Shape::Chat,
-        model: served_name(&state, req.shared.model.as_deref()),
-        prompt_tokens: run.meta.prompt_tokens,
-        answer: run.meta.answer,
-        logprobs: chat.logprobs,
-        rx: run.rx,
-        started,
-    };
-    answer(run, streaming).await
+    let model = served_name(&state, req.shared.model.as_deref());
+    run_chat(&state, req.to_chat()?, Shape::Chat, model, started).await
 }
 
 pub async fn generate(
@@ -70,18 +81,7 @@ pub async fn generate(
     let streaming = req.shared.streaming();
     let fill = req.suffix.as_deref().filter(|s| !s.is_empty());
     if !req.raw && fill.is_none() {
-        let chat = req.to_chat()?;
-        let run = start_chat(&state, &chat, new_id("gen")).await?;
-        let run = OllamaRun {
-            shape: Shape::Generate,
-            model,
-            prompt_tokens: run.meta.prompt_tokens,
-            answer: run.meta.answer,
-            logprobs: chat.logprobs,
-            rx: run.rx,
-            started,
-        };
-        return answer(run, streaming).await;
+        return run_chat(&state, req.to_chat()?, Shape::Generate, model, started).await;
     }
     // Raw, or a fill between `prompt` and `suffix`: a text completion.
     let common = req.shared.common()?;
