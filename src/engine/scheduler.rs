@@ -528,12 +528,18 @@ impl Engine {
                     seq.admitted = self.admissions;
                     if seq.first_token_at.is_none() {
                         // A prediction is the client's word that the answer follows it: its
-                        // drafts start trusted, whatever prompt lookup has been worth lately.
-                        let prior = match seq.req.prediction.is_empty() {
-                            true => speculate::server_prior(&self.acceptance),
-                            false => speculate::PREDICTION_PRIOR,
+                        // drafts start trusted, whatever prompt lookup has been worth lately,
+                        // and may run longer (where drafting is on at all).
+                        let max = self.config.speculative_tokens;
+                        let (max, prior) = match seq.req.prediction.is_empty() {
+                            true => (max, speculate::server_prior(&self.acceptance)),
+                            false if max == 0 => (0, 0.0),
+                            false => (
+                                max.max(speculate::PREDICTION_MAX_DRAFT),
+                                speculate::PREDICTION_PRIOR,
+                            ),
                         };
-                        seq.draft = DraftPolicy::new(self.config.speculative_tokens, prior);
+                        seq.draft = DraftPolicy::new(max, prior);
                         // First admission: count the prompt against the cache.
                         seq.cached_tokens = hit;
                         self.stats

@@ -172,6 +172,10 @@ pub const SERVER_FADE: f32 = 0.99;
 /// when the answer departs from the prediction.
 pub const PREDICTION_PRIOR: f32 = 0.9;
 
+/// The longest draft a request with a prediction makes: a prediction holds far more of the
+/// answer than a prompt lookup, and its own checks shorten the drafts it gets wrong.
+pub const PREDICTION_MAX_DRAFT: usize = 8;
+
 pub fn server_prior(server: &Acceptance) -> f32 {
     server.rate(FIRST_PRIOR)
 }
