@@ -1,6 +1,7 @@
 //! `/v1/embeddings` on the real server: one unit vector per input, in order, the same for an
 //! input alone or in a batch, sent as text or as its token ids, as floats or base64;
-//! `dimensions` cuts and normalises again; `--pooling` chooses the last token or the mean.
+//! `dimensions` cuts and normalises again; `--pooling` chooses the last token or the mean;
+//! `/score` and `/rerank` are the cosines of those embeddings.
 mod common;
 
 use base64::Engine as _;
@@ -118,4 +119,97 @@ async fn mean_pooling_averages_what_last_pooling_takes_from_the_end() {
     let b = vectors(&embed(&mean, text).await).remove(0);
     assert!(dot(&a, &b) < 0.99, "{}", dot(&a, &b));
     assert!((dot(&b, &b) - 1.0).abs() < 1e-4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_and_reranks_are_the_cosines_of_the_embeddings() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let query = "What is the capital of France?";
+    let docs = [
+        "Paris is the capital of France.",
+        "Bananas are yellow.",
+        "fn main() {}",
+    ];
+    let mut all = vec![query];
+    all.extend(docs);
+    let v = vectors(&embed(&s, json!({"input": all})).await);
+    let cosines: Vec<f32> = (1..=3).map(|d| dot(&v[0], &v[d])).collect();
+
+    // vLLM's /score: one against many, and pair by pair.
+    let (st, scored) = s
+        .post("/score", &json!({"text_1": query, "text_2": docs}))
+        .await;
+    assert_eq!(st, 200, "{scored}");
+    for (d, item) in scored["data"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            (item["index"].as_u64(), &item["object"]),
+            (Some(d as u64), &json!("score"))
+        );
+        let got = item["score"].as_f64().unwrap() as f32;
+        assert!((got - cosines[d]).abs() < 1e-3, "{got} vs {}", cosines[d]);
+    }
+    let (st, pairs) = s
+        .post(
+            "/v1/score",
+            &json!({"text_1": [query, query], "text_2": [docs[0], docs[1]]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{pairs}");
+    assert_eq!(pairs["data"].as_array().unwrap().len(), 2);
+
+    // Rerank: best first, `top_n`, documents echoed unless told not to.
+    let (st, ranked) = s
+        .post(
+            "/v1/rerank",
+            &json!({"query": query, "documents": docs, "top_n": 2}),
+        )
+        .await;
+    assert_eq!(st, 200, "{ranked}");
+    let results = ranked["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by(|&a, &b| cosines[b].total_cmp(&cosines[a]));
+    for (r, &want) in results.iter().zip(&order) {
+        assert_eq!(r["index"], want);
+        assert_eq!(r["document"]["text"], docs[want]);
+    }
+    assert!(results[0]["relevance_score"].as_f64() >= results[1]["relevance_score"].as_f64());
+    let (_, bare) = s
+        .post(
+            "/rerank",
+            &json!({"query": query, "documents": [{"text": docs[0]}], "return_documents": false}),
+        )
+        .await;
+    assert!(bare["results"][0].get("document").is_none(), "{bare}");
+    assert!(bare["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    for (path, body, param) in [
+        (
+            "/v1/rerank",
+            json!({"query": query, "documents": []}),
+            "documents",
+        ),
+        (
+            "/v1/rerank",
+            json!({"query": "", "documents": ["x"]}),
+            "query",
+        ),
+        (
+            "/v1/rerank",
+            json!({"query": query, "documents": ["x"], "top_n": 0}),
+            "top_n",
+        ),
+        (
+            "/score",
+            json!({"text_1": ["a", "b"], "text_2": ["c", "d", "e"]}),
+            "text_1",
+        ),
+    ] {
+        let (st, e) = s.post(path, &body).await;
+        assert_eq!(
+            (st, &e["error"]["param"]),
+            (400, &json!(param)),
+            "{path}: {e}"
+        );
+    }
 }

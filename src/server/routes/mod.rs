@@ -9,3 +9,4 @@ pub mod messages;
 pub mod misc;
 pub mod ollama;
 pub mod responses;
+pub mod similarity;

@@ -1,0 +1,211 @@
+//! Scoring texts against each other with the served model's embeddings: vLLM's `/score`
+//! (`text_1` against `text_2`, one to many or pair by pair) and the rerank API of Jina, Cohere
+//! and vLLM (`/rerank`, `/v1/rerank`, `/v2/rerank`: documents ordered by their relevance to a
+//! query), which RAG front ends call. A score is the cosine similarity of the two texts'
+//! pooled embeddings (a bi-encoder), as vLLM scores with an embedding model; a cross-encoder
+//! reranker is not what this is, and the response says nothing else.
+use super::embeddings::pooled;
+use crate::server::embeddings::{normalised, text_tokens};
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+pub enum Texts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Texts {
+    fn list(&self) -> Vec<String> {
+        match self {
+            Texts::One(t) => vec![t.clone()],
+            Texts::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScoreRequest {
+    pub model: Option<String>,
+    pub text_1: Texts,
+    pub text_2: Texts,
+}
+
+/// A document as rerank clients send it: text, or `{"text": ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a document is a string or {\"text\": ...}")]
+pub enum Document {
+    Text(String),
+    Object { text: String },
+}
+
+impl Document {
+    fn text(&self) -> &str {
+        match self {
+            Document::Text(t) | Document::Object { text: t } => t,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RerankRequest {
+    pub model: Option<String>,
+    pub query: String,
+    pub documents: Vec<Document>,
+    /// Keep the best this many (all by default).
+    pub top_n: Option<i64>,
+    /// Echo each document's text with its result (Jina's and Cohere's default: yes).
+    pub return_documents: Option<bool>,
+}
+
+/// The unit embeddings of `texts`, and the tokens read.
+async fn unit_vectors(
+    ready: &Ready,
+    texts: &[String],
+    param: &str,
+) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    let context = ready.limits.context;
+    let mut inputs = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let ids = text_tokens(ready, text)?;
+        if ids.is_empty() {
+            return Err(ApiError::invalid(param, format!("text {i} has no tokens")));
+        }
+        if ids.len() >= context {
+            return Err(ApiError::invalid(
+                param,
+                format!(
+                    "text {i} has {} tokens; this model's context is {context} tokens",
+                    ids.len()
+                ),
+            )
+            .with_code("context_length_exceeded"));
+        }
+        inputs.push(ids);
+    }
+    if inputs.len() > ready.limits.max_choices {
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "{} texts; at most {} per request",
+                inputs.len(),
+                ready.limits.max_choices
+            ),
+        ));
+    }
+    let tokens = inputs.iter().map(Vec::len).sum();
+    let vectors = pooled(ready, &inputs, 0)
+        .await?
+        .into_iter()
+        .map(|v| normalised(v, usize::MAX))
+        .collect();
+    Ok((vectors, tokens))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
+/// `POST /score` (vLLM's): `text_1` against each of `text_2`, or pair by pair when both are
+/// lists of one length.
+pub async fn score(
+    State(state): State<SharedState>,
+    Json(req): Json<ScoreRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let (first, second) = (req.text_1.list(), req.text_2.list());
+    if first.is_empty() || second.is_empty() {
+        return Err(ApiError::invalid(
+            "text_2",
+            "`text_1` and `text_2` must not be empty",
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = match (first.len(), second.len()) {
+        (1, n) => (0..n).map(|j| (0, j)).collect(),
+        (m, n) if m == n => (0..n).map(|j| (j, j)).collect(),
+        (m, n) => {
+            return Err(ApiError::invalid(
+                "text_1",
+                format!(
+                    "`text_1` has {m} texts and `text_2` {n}: give one, or as many as `text_2`"
+                ),
+            ))
+        }
+    };
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let (vectors, tokens) = unit_vectors(ready, &all, "text_2").await?;
+    let data: Vec<Value> = pairs
+        .iter()
+        .enumerate()
+        .map(|(index, &(i, j))| {
+            let score = cosine(&vectors[i], &vectors[first.len() + j]);
+            json!({"index": index, "object": "score", "score": score})
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "id": new_id("score"), "object": "list", "created": unix_now(), "model": state.model_name,
+        "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response())
+}
+
+/// `POST /rerank`, `/v1/rerank`, `/v2/rerank`: the documents by relevance to the query, best
+/// first.
+pub async fn rerank(
+    State(state): State<SharedState>,
+    Json(req): Json<RerankRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    if req.documents.is_empty() {
+        return Err(ApiError::invalid(
+            "documents",
+            "`documents` must not be empty",
+        ));
+    }
+    if req.query.is_empty() {
+        return Err(ApiError::invalid("query", "`query` must not be empty"));
+    }
+    let top_n = match req.top_n {
+        None => req.documents.len(),
+        Some(n) if n >= 1 => (n as usize).min(req.documents.len()),
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "top_n",
+                format!("`top_n` must be at least 1, got {n}"),
+            ))
+        }
+    };
+    let mut texts = vec![req.query.clone()];
+    texts.extend(req.documents.iter().map(|d| d.text().to_string()));
+    let (vectors, tokens) = unit_vectors(ready, &texts, "documents").await?;
+    let mut scored: Vec<(usize, f64)> = (1..vectors.len())
+        .map(|d| (d - 1, cosine(&vectors[0], &vectors[d])))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let echo = req.return_documents != Some(false);
+    let results: Vec<Value> = scored
+        .into_iter()
+        .take(top_n)
+        .map(|(index, score)| {
+            let mut r = json!({"index": index, "relevance_score": score});
+            if echo {
+                r["document"] = json!({"text": req.documents[index].text()});
+            }
+            r
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "id": new_id("rerank"), "model": state.model_name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "results": results,
+    }))
+    .into_response())
+}
