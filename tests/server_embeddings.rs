@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 /// Qwen2.5 0.5B's hidden size.
 const HIDDEN: usize = 896;
 
+/// The least cosine of one text's embeddings computed in different batches (0.9998 seen on the
+/// Xeon VM): the int8-activation kernels round a row differently with the rows beside it.
+const SAME_TEXT: f32 = 0.995;
+
 async fn embed(s: &Server, body: Value) -> Value {
     let (status, v) = s.post("/v1/embeddings", &body).await;
     assert_eq!(status, 200, "{v}");
@@ -60,12 +64,12 @@ async fn embeddings_are_unit_vectors_the_same_however_they_are_asked_for() {
     let batch = embed(&s, json!({"input": [code, cat, code]})).await;
     let v = vectors(&batch);
     assert_eq!(v.len(), 3);
-    assert!(dot(&v[1], &alone) > 0.999, "{}", dot(&v[1], &alone));
-    assert!(dot(&v[0], &v[2]) > 0.999);
-    // (0.9998 for the same text computed in another batch; 0.37 for these two.)
+    assert!(dot(&v[1], &alone) > SAME_TEXT, "{}", dot(&v[1], &alone));
+    assert!(dot(&v[0], &v[2]) > SAME_TEXT);
+    // (0.37 for these two.)
     assert!(dot(&v[0], &v[1]) < 0.9, "different texts differ");
     let by_ids = vectors(&embed(&s, json!({"input": ids})).await).remove(0);
-    assert!(dot(&by_ids, &alone) > 0.999);
+    assert!(dot(&by_ids, &alone) > SAME_TEXT);
     let lists = embed(&s, json!({"input": [ids, [1, 2, 3]]})).await;
     assert_eq!(vectors(&lists).len(), 2);
 
@@ -83,7 +87,7 @@ async fn embeddings_are_unit_vectors_the_same_however_they_are_asked_for() {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     assert_eq!(decoded.len(), HIDDEN);
-    assert!(dot(&decoded, &alone) > 0.999);
+    assert!(dot(&decoded, &alone) > SAME_TEXT);
 
     // `dimensions`: the first ones, scaled to unit length again.
     let cut = vectors(&embed(&s, json!({"input": cat, "dimensions": 64})).await).remove(0);
@@ -112,7 +116,7 @@ async fn mean_pooling_averages_what_last_pooling_takes_from_the_end() {
     let single = json!({"input": [[9707]]});
     let a = vectors(&embed(&last, single.clone()).await).remove(0);
     let b = vectors(&embed(&mean, single).await).remove(0);
-    assert!(dot(&a, &b) > 0.999, "{}", dot(&a, &b));
+    assert!(dot(&a, &b) > SAME_TEXT, "{}", dot(&a, &b));
     // Longer (past one prefill chunk of the mean's every-row steps): they differ.
     let text = json!({"input": "word ".repeat(300)});
     let a = vectors(&embed(&last, text.clone()).await).remove(0);

@@ -10,6 +10,10 @@ use serde_json::{json, Value};
 
 const MODEL: &str = "qwen2.5-0.5b";
 
+/// The least cosine of one text's embeddings computed in different batches (the kernels round
+/// a row differently with the rows beside it).
+const SAME_TEXT: f32 = 0.995;
+
 /// The lines of an NDJSON answer, checked for their framing: every line but the last is
 /// `done: false`, the last `done: true`.
 async fn lines(s: &Server, path: &str, body: &Value) -> Vec<Value> {
@@ -178,7 +182,7 @@ async fn ollama_clients_get_the_answers_of_the_openai_endpoints() {
     for i in 0..2 {
         let a = floats(&embedded["embeddings"][i]);
         let b = floats(&openai["data"][i]["embedding"]);
-        assert!(dot(&a, &b) > 0.999);
+        assert!(dot(&a, &b) > SAME_TEXT);
     }
     assert!(embedded["prompt_eval_count"].as_u64().unwrap() >= 2);
     let (_, one) = s
@@ -187,7 +191,7 @@ async fn ollama_clients_get_the_answers_of_the_openai_endpoints() {
     let raw = floats(&one["embedding"]);
     let norm = dot(&raw, &raw).sqrt();
     let unit: Vec<f32> = raw.iter().map(|x| x / norm).collect();
-    assert!(dot(&unit, &floats(&embedded["embeddings"][0])) > 0.999);
+    assert!(dot(&unit, &floats(&embedded["embeddings"][0])) > SAME_TEXT);
     let long = "word ".repeat(700);
     let (st, cut) = s.post("/api/embed", &json!({"input": long})).await;
     assert_eq!(

@@ -131,7 +131,7 @@ assert all(len(d.embedding) > 0 for d in vectors.data), vectors
 assert abs(sum(x * x for x in vectors.data[0].embedding) - 1.0) < 1e-3
 floats = client.embeddings.create(model=model, input="The cat sat on the mat.", encoding_format="float")
 same = sum(a * b for a, b in zip(floats.data[0].embedding, vectors.data[0].embedding))
-assert same > 0.999, same
+assert same > 0.995, same
 assert vectors.usage.prompt_tokens > floats.usage.prompt_tokens, vectors.usage
 short = client.embeddings.create(model=model, input="The cat sat on the mat.", dimensions=32)
 assert len(short.data[0].embedding) == 32, short
