@@ -64,15 +64,17 @@ pub struct RerankRequest {
     pub return_documents: Option<bool>,
 }
 
-/// The unit embeddings of `texts`, and the tokens read.
+/// The unit embeddings of `texts`, and the tokens read; `param_of(i)` names the field text `i`
+/// came from.
 async fn unit_vectors(
     ready: &Ready,
     texts: &[String],
-    param: &str,
+    param_of: impl Fn(usize) -> &'static str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let context = ready.limits.context;
     let mut inputs = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
+        let param = param_of(i);
         let ids = text_tokens(ready, text)?;
         if ids.is_empty() {
             return Err(ApiError::invalid(param, format!("text {i} has no tokens")));
@@ -91,7 +93,7 @@ async fn unit_vectors(
     }
     if inputs.len() > ready.limits.max_choices {
         return Err(ApiError::invalid(
-            param,
+            param_of(inputs.len() - 1),
             format!(
                 "{} texts; at most {} per request",
                 inputs.len(),
@@ -140,7 +142,9 @@ pub async fn score(
         }
     };
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
-    let (vectors, tokens) = unit_vectors(ready, &all, "text_2").await?;
+    let split = first.len();
+    let param_of = move |i: usize| if i < split { "text_1" } else { "text_2" };
+    let (vectors, tokens) = unit_vectors(ready, &all, param_of).await?;
     let data: Vec<Value> = pairs
         .iter()
         .enumerate()
@@ -185,7 +189,8 @@ pub async fn rerank(
     };
     let mut texts = vec![req.query.clone()];
     texts.extend(req.documents.iter().map(|d| d.text().to_string()));
-    let (vectors, tokens) = unit_vectors(ready, &texts, "documents").await?;
+    let param_of = |i: usize| if i == 0 { "query" } else { "documents" };
+    let (vectors, tokens) = unit_vectors(ready, &texts, param_of).await?;
     let mut scored: Vec<(usize, f64)> = (1..vectors.len())
         .map(|d| (d - 1, cosine(&vectors[0], &vectors[d])))
         .collect();
