@@ -2,8 +2,8 @@
 //! `/v1/responses`), which then gain that response's input and output items. In memory, as the
 //! responses are, under their own budget of the same size (`--responses-store-mb`): the
 //! conversation used longest ago goes first once their JSON passes it.
+use super::budgeted::Budgeted;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone)]
@@ -38,29 +38,8 @@ pub enum ConversationError {
 
 pub struct ConversationStore {
     budget: usize,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
     /// Least recently used first.
-    order: VecDeque<String>,
-    entries: HashMap<String, (Conversation, usize)>,
-    bytes: usize,
-}
-
-impl Inner {
-    fn touch(&mut self, id: &str) {
-        self.order.retain(|k| k != id);
-        self.order.push_back(id.to_string());
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Conversation> {
-        let (c, bytes) = self.entries.remove(id)?;
-        self.bytes -= bytes;
-        self.order.retain(|k| k != id);
-        Some(c)
-    }
+    inner: Mutex<Budgeted<Conversation>>,
 }
 
 /// An item as a conversation keeps it: with an `id` (made for one sent without), a message's
@@ -107,32 +86,27 @@ impl ConversationStore {
     pub fn new(budget_bytes: usize) -> Self {
         ConversationStore {
             budget: budget_bytes,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Budgeted::default()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Budgeted<Conversation>> {
         // Entries are replaced whole: a panic elsewhere cannot leave one half written.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keep `c` (new or grown), dropping the least recently used others past the budget.
-    fn keep(&self, inner: &mut Inner, c: Conversation) -> Result<(), ConversationError> {
+    fn keep(
+        &self,
+        inner: &mut Budgeted<Conversation>,
+        c: Conversation,
+    ) -> Result<(), ConversationError> {
         let bytes = c.bytes();
         if bytes > self.budget {
             return Err(ConversationError::TooLarge(bytes, self.budget));
         }
         let id = c.id.clone();
-        inner.remove(&id);
-        while inner.bytes + bytes > self.budget {
-            let Some(oldest) = inner.order.front().cloned() else {
-                break;
-            };
-            inner.remove(&oldest);
-        }
-        inner.bytes += bytes;
-        inner.entries.insert(id.clone(), (c, bytes));
-        inner.touch(&id);
+        inner.insert(&id, c, bytes, self.budget);
         Ok(())
     }
 
@@ -154,9 +128,8 @@ impl ConversationStore {
     pub fn get(&self, id: &str) -> Result<Conversation, ConversationError> {
         let mut inner = self.lock();
         let c = inner
-            .entries
             .get(id)
-            .map(|(c, _)| c.clone())
+            .cloned()
             .ok_or_else(|| ConversationError::Missing(id.to_string()))?;
         inner.touch(id);
         Ok(c)
@@ -205,9 +178,8 @@ impl ConversationStore {
     ) -> Result<Conversation, ConversationError> {
         let mut inner = self.lock();
         let mut c = inner
-            .entries
             .get(id)
-            .map(|(c, _)| c.clone())
+            .cloned()
             .ok_or_else(|| ConversationError::Missing(id.to_string()))?;
         edit(&mut c);
         self.keep(&mut inner, c.clone())?;

@@ -4,9 +4,10 @@
 //! the response it continued; a conversation is the chain of them, so a long chat costs its
 //! length once, not once per turn. A streamed background response also keeps its events, so
 //! its stream can be picked up again.
+use super::budgeted::Budgeted;
 use super::event_log::EventLog;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Clone)]
@@ -50,25 +51,18 @@ const MAX_CHAIN: usize = 10_000;
 
 pub struct ResponseStore {
     budget: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Budgeted<Stored>>,
     /// Background responses still running, to cancel.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Told when the last running background response ends.
     idle: tokio::sync::Notify,
 }
 
-#[derive(Default)]
-struct Inner {
-    order: VecDeque<String>,
-    entries: HashMap<String, (Stored, usize)>,
-    bytes: usize,
-}
-
 impl ResponseStore {
     pub fn new(budget_bytes: usize) -> Self {
         ResponseStore {
             budget: budget_bytes,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Budgeted::default()),
             running: Mutex::new(HashMap::new()),
             idle: tokio::sync::Notify::new(),
         }
@@ -79,7 +73,7 @@ impl ResponseStore {
         self.budget > 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Budgeted<Stored>> {
         // A panic elsewhere while holding the lock leaves whole entries only.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -91,22 +85,7 @@ impl ResponseStore {
         if bytes > self.budget {
             return false;
         }
-        let mut inner = self.lock();
-        if let Some((_, old)) = inner.entries.remove(id) {
-            inner.bytes -= old;
-            inner.order.retain(|k| k != id);
-        }
-        while inner.bytes + bytes > self.budget {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some((_, b)) = inner.entries.remove(&oldest) {
-                inner.bytes -= b;
-            }
-        }
-        inner.bytes += bytes;
-        inner.order.push_back(id.to_string());
-        inner.entries.insert(id.to_string(), (stored, bytes));
+        self.lock().insert(id, stored, bytes, self.budget);
         true
     }
 
@@ -160,7 +139,7 @@ impl ResponseStore {
         // closes its event log.
         task.abort();
         let mut inner = self.lock();
-        let (stored, _) = inner.entries.get_mut(id)?;
+        let stored = inner.get_mut(id)?;
         let status = stored.response["status"].as_str().unwrap_or("");
         if status == "queued" || status == "in_progress" {
             let mut response = stored.response.as_ref().clone();
@@ -171,19 +150,11 @@ impl ResponseStore {
     }
 
     pub fn get(&self, id: &str) -> Option<Stored> {
-        self.lock().entries.get(id).map(|(s, _)| s.clone())
+        self.lock().get(id).cloned()
     }
 
     pub fn remove(&self, id: &str) -> bool {
-        let mut inner = self.lock();
-        match inner.entries.remove(id) {
-            Some((_, bytes)) => {
-                inner.bytes -= bytes;
-                inner.order.retain(|k| k != id);
-                true
-            }
-            None => false,
-        }
+        self.lock().remove(id).is_some()
     }
 
     /// The conversation `id` ends: every item of its chain, oldest first.
