@@ -75,40 +75,63 @@ impl EmbeddingRequest {
             EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
             EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
         };
-        if lists.is_empty() {
-            return Err(ApiError::invalid("input", "`input` is an empty list"));
-        }
-        let most = ready.limits.max_choices;
-        if lists.len() > most {
+        checked_inputs(ready, lists, |_| "input", false)
+    }
+}
+
+/// Inputs to pool, checked as every endpoint that pools checks them: at least one, at most
+/// `max_choices`, each with tokens and within the context. `param_of(i)` names the field input
+/// `i` came from; with `cut`, an input too long is cut to the context (Ollama's `truncate`)
+/// instead of refused.
+pub fn checked_inputs(
+    ready: &Ready,
+    mut lists: Vec<Vec<u32>>,
+    param_of: impl Fn(usize) -> &'static str,
+    cut: bool,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let Some(last) = lists.len().checked_sub(1) else {
+        let param = param_of(0);
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` is an empty list"),
+        ));
+    };
+    let most = ready.limits.max_choices;
+    if lists.len() > most {
+        let param = param_of(last);
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "`{param}` has {} items; at most {most} per request",
+                lists.len()
+            ),
+        ));
+    }
+    let context = ready.limits.context;
+    for (i, ids) in lists.iter_mut().enumerate() {
+        let param = param_of(i);
+        if ids.is_empty() {
             return Err(ApiError::invalid(
-                "input",
-                format!(
-                    "`input` has {} items; at most {most} per request",
-                    lists.len()
-                ),
+                param,
+                format!("`{param}` item {i} has no tokens"),
             ));
         }
-        let context = ready.limits.context;
-        for (i, ids) in lists.iter().enumerate() {
-            if ids.is_empty() {
-                return Err(ApiError::invalid(
-                    "input",
-                    format!("input {i} has no tokens"),
-                ));
+        if ids.len() >= context {
+            if cut {
+                ids.truncate(context - 1);
+                continue;
             }
-            if ids.len() >= context {
-                return Err(ApiError::invalid(
-                    "input",
-                    format!(
-                        "input {i} has {} tokens; this model's context is {context} tokens",
-                        ids.len()
-                    ),
-                )
-                .with_code("context_length_exceeded"));
-            }
+            return Err(ApiError::invalid(
+                param,
+                format!(
+                    "`{param}` item {i} has {} tokens; this model's context is {context} tokens",
+                    ids.len()
+                ),
+            )
+            .with_code("context_length_exceeded"));
         }
-        Ok(lists)
     }
+    Ok(lists)
 }
 
 /// `dimensions` as asked (`None`: all), out of the model's `hidden`.

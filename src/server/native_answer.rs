@@ -6,12 +6,10 @@
 //! has passed since its first token, as llama-server bounds an editor's wait; `n_indent` ends
 //! it before a later line that starts less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
-use super::generation::{self, ChoiceEvent, PromptIn};
-use super::guide;
+use super::generation::ChoiceEvent;
 use super::openai::{CommonParams, Stop};
+use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
-use super::structured;
-use super::validate::completion_plan;
 use super::validate::Limits;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -150,27 +148,11 @@ pub async fn answer(
     id_prefix: &str,
 ) -> Result<Response, ApiError> {
     let common = sampling.common(max_new);
-    let guide = guide::guide(&common)?;
-    let constraint = structured::compile(state, guide.is_some(), move |ready| {
-        structured::answer_format(ready, None, guide.as_ref())
-    })
-    .await?;
-    let ready = state.ready()?;
-    let plan = completion_plan(&common, ids.len(), &ready.limits, false)
-        .map_err(|e| e.renamed(&FIELD_NAMES))?;
-    if plan.ignore_eos && constraint.is_some() {
-        return Err(structured::ignore_eos_conflict());
-    }
-    let id = new_id(id_prefix);
     let prompt_tokens = ids.len();
-    let rx = generation::start(
-        ready,
-        &id,
-        vec![PromptIn::plain(ids)],
-        &plan,
-        None,
-        constraint,
-    )?;
+    let id = new_id(id_prefix);
+    let (rx, plan) = start_text(state, &common, ids, None, None, &id)
+        .await
+        .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let model = state.model_name.clone();
     let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends());
     if plan.stream {

@@ -238,6 +238,27 @@ fn plan_with(
     })
 }
 
+/// How many top alternatives each answer token reports: `top_logprobs` (0 by default) when
+/// `logprobs` asks for logprobs at all, else none.
+pub fn top_logprobs(
+    limits: &Limits,
+    logprobs: bool,
+    top: Option<i64>,
+) -> Result<Option<usize>, ApiError> {
+    match (logprobs, top) {
+        (_, Some(k)) if k < 0 || k as u64 > limits.max_logprobs as u64 => Err(ApiError::invalid(
+            "top_logprobs",
+            format!("`top_logprobs` must be in [0, {}]", limits.max_logprobs),
+        )),
+        (false, Some(k)) if k > 0 => Err(ApiError::invalid(
+            "top_logprobs",
+            "`top_logprobs` needs `logprobs: true`",
+        )),
+        (true, k) => Ok(Some(k.unwrap_or(0) as usize)),
+        (false, _) => Ok(None),
+    }
+}
+
 /// `prediction`: `{"type": "content", "content": TEXT or [text parts]}`.
 fn prediction(p: Option<&serde_json::Value>) -> Result<Option<String>, ApiError> {
     let Some(p) = p.filter(|p| !p.is_null()) else {

@@ -12,7 +12,7 @@ use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::truncation;
-use crate::server::validate::{no_nul, plan};
+use crate::server::validate::{no_nul, plan, top_logprobs};
 use axum::extract::State;
 use axum::response::Response;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
@@ -299,25 +299,7 @@ pub async fn start_chat(
     p.keep_special_tokens |= tools
         .as_ref()
         .is_some_and(|t| t.output.format.needs_special_tokens());
-    let top = match (req.logprobs, req.top_logprobs) {
-        (_, Some(k)) if k < 0 || k as usize > ready.limits.max_logprobs => {
-            return Err(ApiError::invalid(
-                "top_logprobs",
-                format!(
-                    "`top_logprobs` must be in [0, {}]",
-                    ready.limits.max_logprobs
-                ),
-            ))
-        }
-        (false, Some(k)) if k > 0 => {
-            return Err(ApiError::invalid(
-                "top_logprobs",
-                "`top_logprobs` needs `logprobs: true`",
-            ))
-        }
-        (true, k) => Some(k.unwrap_or(0) as usize),
-        (false, _) => None,
-    };
+    let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;
     let rx = generation::start(
         ready,
         &id,

@@ -1,15 +1,16 @@
 //! `POST /v1/completions`.
 use crate::server::error::ApiError;
-use crate::server::generation::{self, PromptIn};
+use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::guide;
 use crate::server::json::Json;
-use crate::server::openai::{CompletionRequest, Prompt};
+use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::validate::{completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Token ids sent as `param` (a prompt, an input), checked against the vocabulary.
 pub fn token_ids(ready: &Ready, param: &str, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
@@ -104,6 +105,40 @@ pub fn fill_in_the_middle(
     ids.extend(encode(suffix, false)?);
     ids.push(mid);
     Ok(ids)
+}
+
+/// Start one text completion of `ids` as `common` asks (`/completion`, `/infill`, Ollama's
+/// raw `/api/generate`): its guides (`grammar`, `json_schema`...) or `format` (a response
+/// format) compiled off the async workers, the plan checked, the engine request queued. The
+/// choice's events, and the plan they follow.
+pub async fn start_text(
+    state: &SharedState,
+    common: &CommonParams,
+    ids: Vec<u32>,
+    format: Option<serde_json::Value>,
+    logprobs: Option<usize>,
+    id: &str,
+) -> Result<(UnboundedReceiver<ChoiceEvent>, Plan), ApiError> {
+    let guide = guide::guide(common)?;
+    let constrained = format.is_some() || guide.is_some();
+    let constraint = structured::compile(state, constrained, move |ready| {
+        structured::answer_format(ready, format.as_ref(), guide.as_ref())
+    })
+    .await?;
+    let ready = state.ready()?;
+    let plan = completion_plan(common, ids.len(), &ready.limits, false)?;
+    if plan.ignore_eos && constraint.is_some() {
+        return Err(structured::ignore_eos_conflict());
+    }
+    let rx = generation::start(
+        ready,
+        id,
+        vec![PromptIn::plain(ids)],
+        &plan,
+        logprobs,
+        constraint,
+    )?;
+    Ok((rx, plan))
 }
 
 /// What `echo` puts before a prompt's answers: the prompt as sent when it is text, else its

@@ -1,11 +1,10 @@
 //! Ollama's endpoints (`server::ollama`): `/api/chat`, `/api/generate`, `/api/embed`,
 //! `/api/embeddings`, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
 use super::chat::start_chat;
-use super::completions::fill_in_the_middle;
+use super::completions::{fill_in_the_middle, start_text};
 use super::embeddings::pooled;
-use crate::server::embeddings::{dimensions, normalised, text_tokens};
+use crate::server::embeddings::{checked_inputs, dimensions, normalised, text_tokens};
 use crate::server::error::{ApiError, OllamaError};
-use crate::server::generation::{self, PromptIn};
 use crate::server::json::AnyJson;
 use crate::server::ollama::reply::{self, OllamaRun, Shape};
 use crate::server::ollama::request::{
@@ -13,8 +12,7 @@ use crate::server::ollama::request::{
 };
 use crate::server::openai::{ChatRequest, Prompt};
 use crate::server::state::{new_id, Ready, SharedState};
-use crate::server::structured;
-use crate::server::validate::{completion_plan, no_nul};
+use crate::server::validate::{no_nul, top_logprobs};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -95,33 +93,11 @@ pub async fn generate(
             .encode(&req.prompt, true)
             .map_err(|e| ApiError::internal(e.to_string()))?,
     };
-    let format = req.shared.response_format()?;
-    let constraint = structured::compile(&state, format.is_some(), move |ready| {
-        structured::answer_format(ready, format.as_ref(), None)
-    })
-    .await?;
-    let plan = completion_plan(&common, ids.len(), &ready.limits, false)?;
     let (logprobs, top) = req.shared.logprobs();
-    let most = ready.limits.max_logprobs;
-    let top = match top {
-        Some(k) if k < 0 || k as u64 > most as u64 => {
-            return Err(ApiError::invalid(
-                "top_logprobs",
-                format!("`top_logprobs` must be in [0, {most}], got {k}"),
-            )
-            .into())
-        }
-        k => k.map(|k| k as usize),
-    };
+    let top = top_logprobs(&ready.limits, logprobs, top)?;
     let prompt_tokens = ids.len();
-    let rx = generation::start(
-        ready,
-        &new_id("gen"),
-        vec![PromptIn::plain(ids)],
-        &plan,
-        top,
-        constraint,
-    )?;
+    let format = req.shared.response_format()?;
+    let (rx, _) = start_text(&state, &common, ids, format, top, &new_id("gen")).await?;
     let run = OllamaRun {
         shape: Shape::Generate,
         model,
@@ -166,33 +142,16 @@ fn embed_inputs(
     texts: &[String],
     truncate: bool,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
-    if texts.is_empty() {
-        return Err(ApiError::invalid("input", "`input` is an empty list"));
-    }
-    let context = ready.limits.context;
-    texts
+    let lists = texts
         .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let mut ids = text_tokens(ready, text)?;
-            if ids.is_empty() {
-                return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
-            }
-            if ids.len() >= context {
-                if !truncate {
-                    return Err(ApiError::invalid(
-                        "input",
-                        format!(
-                            "input {i} has {} tokens; this model's context is {context} tokens (send `truncate: true` to cut it)",
-                            ids.len()
-                        ),
-                    ));
-                }
-                ids.truncate(context - 1);
-            }
-            Ok(ids)
-        })
-        .collect()
+        .map(|text| text_tokens(ready, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    checked_inputs(ready, lists, |_| "input", truncate).map_err(|mut e| {
+        if e.code == Some("context_length_exceeded") {
+            e.message.push_str(" (send `truncate: true` to cut it)");
+        }
+        e
+    })
 }
 
 pub async fn embed(
@@ -207,17 +166,6 @@ pub async fn embed(
         EmbedInput::Text(t) => vec![t.clone()],
         EmbedInput::Texts(v) => v.clone(),
     };
-    if texts.len() > ready.limits.max_choices {
-        return Err(ApiError::invalid(
-            "input",
-            format!(
-                "`input` has {} items; at most {} per request",
-                texts.len(),
-                ready.limits.max_choices
-            ),
-        )
-        .into());
-    }
     let dimensions = dimensions(req.dimensions, ready.hidden_size)?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
     let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0)

@@ -5,7 +5,7 @@
 //! pooled embeddings (a bi-encoder), as vLLM scores with an embedding model; a cross-encoder
 //! reranker is not what this is, and the response says nothing else.
 use super::embeddings::pooled;
-use crate::server::embeddings::{normalised, text_tokens};
+use crate::server::embeddings::{checked_inputs, normalised, text_tokens};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
@@ -71,36 +71,11 @@ async fn unit_vectors(
     texts: &[String],
     param_of: impl Fn(usize) -> &'static str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-    let context = ready.limits.context;
-    let mut inputs = Vec::with_capacity(texts.len());
-    for (i, text) in texts.iter().enumerate() {
-        let param = param_of(i);
-        let ids = text_tokens(ready, text)?;
-        if ids.is_empty() {
-            return Err(ApiError::invalid(param, format!("text {i} has no tokens")));
-        }
-        if ids.len() >= context {
-            return Err(ApiError::invalid(
-                param,
-                format!(
-                    "text {i} has {} tokens; this model's context is {context} tokens",
-                    ids.len()
-                ),
-            )
-            .with_code("context_length_exceeded"));
-        }
-        inputs.push(ids);
-    }
-    if inputs.len() > ready.limits.max_choices {
-        return Err(ApiError::invalid(
-            param_of(inputs.len() - 1),
-            format!(
-                "{} texts; at most {} per request",
-                inputs.len(),
-                ready.limits.max_choices
-            ),
-        ));
-    }
+    let lists = texts
+        .iter()
+        .map(|text| text_tokens(ready, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = checked_inputs(ready, lists, param_of, false)?;
     let tokens = inputs.iter().map(Vec::len).sum();
     let vectors = pooled(ready, &inputs, 0)
         .await?
