@@ -56,6 +56,7 @@ fn backend(c: &mut Criterion) {
         backend: Default::default(),
         kv_cache_dtype: Default::default(),
         op_profiler: None,
+        lora: Vec::new(),
     };
     let mut m =
         load_model(&path, &opts).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));

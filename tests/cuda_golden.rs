@@ -1,9 +1,14 @@
 //! The golden checks on a GPU: the tiny models of every architecture in f32 on the CUDA backend
 //! against Hugging Face transformers (logits within 1e-3, greedy tokens exact), and a dummy model
 //! giving the same logits on the GPU as on the CPU, and a bf16 model decoding (several sequences
-//! at once) as it computes the same tokens as a prompt. Skipped, saying why, without a GPU.
+//! at once) as it computes the same tokens as a prompt, and LoRA adapters in a mixed batch
+//! giving the CPU's logits. Skipped, saying why, without a GPU.
 #![cfg(feature = "cuda")]
 mod common;
+// Only its PEFT writer is used here.
+#[allow(dead_code)]
+#[path = "lora/files.rs"]
+mod lora_files;
 
 use candor::backend::cpu::KvDtype;
 use candor::engine::load::{cpu_runner, cuda_runner};
@@ -36,6 +41,7 @@ fn seq(tokens: Vec<u32>, start_pos: usize, len: usize, logits: LogitsWanted) -> 
             start_pos,
             block_table: (0..len.div_ceil(16) as u32).collect(),
             logits,
+            adapter: None,
         }],
     }
 }
@@ -108,6 +114,7 @@ fn seqs(tokens: Vec<Vec<u32>>, start: &[usize], logits: LogitsWanted) -> Batch {
                 start_pos,
                 block_table: (4 * j as u32..4 * j as u32 + 4).collect(),
                 logits,
+                adapter: None,
             })
             .collect(),
     }
@@ -163,5 +170,63 @@ fn a_bf16_model_decodes_as_it_prefills_on_the_gpu() {
                 }
             }
         }
+    }
+}
+
+/// Every row's logits of a batch of `adapters.len()` sequences of one prompt, sequence `i`
+/// with `adapters[i]`, on `backend`.
+fn lora_batch_logits(
+    model: &std::path::Path,
+    backend: candor::backend::BackendChoice,
+    lora: Vec<candor_models::lora::LoraAdapter>,
+    adapters: &[Option<u32>],
+) -> Vec<f32> {
+    use candor::engine::load::{runner_for, KvCacheDtype, LoadOptions};
+    let opened = open_model(model, false).unwrap();
+    let opts = LoadOptions {
+        dequantize: false,
+        threads: 2,
+        kv_tokens: 1024,
+        backend,
+        kv_cache_dtype: KvCacheDtype::Auto,
+        op_profiler: None,
+        lora,
+    };
+    let mut r = runner_for(&opened, &opts).unwrap();
+    let prompt = vec![1u32, 17, 230, 5, 99, 411, 3];
+    let batch = Batch {
+        seqs: adapters
+            .iter()
+            .enumerate()
+            .map(|(j, &adapter)| SeqInput {
+                tokens: prompt.clone(),
+                start_pos: 0,
+                block_table: vec![j as u32],
+                logits: LogitsWanted::All,
+                adapter,
+            })
+            .collect(),
+    };
+    let out = r.forward(&batch).unwrap();
+    (0..out.rows()).flat_map(|i| out.row(i).to_vec()).collect()
+}
+
+#[test]
+fn lora_adapters_in_a_mixed_batch_match_the_cpu_on_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    for arch in ["llama", "qwen3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = fixtures().join("tiny").join(arch);
+        let lora = lora_files::Lora::random(&base, &lora_files::ALL_MODULES, 4, 8.0, 7);
+        let adapter =
+            candor_models::lora::read_adapter(&lora.write_peft(&dir.path().join("a"))).unwrap();
+        let adapters = [None, Some(0), None, Some(0)];
+        let run = |backend| lora_batch_logits(&base, backend, vec![adapter.clone()], &adapters);
+        let gpu = run(candor::backend::BackendChoice::Cuda(0));
+        let cpu = run(candor::backend::BackendChoice::Cpu);
+        let d = max_abs_diff(&gpu, &cpu);
+        assert!(d < TOL, "{arch}: LoRA logits on the GPU are off by {d}");
     }
 }

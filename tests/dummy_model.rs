@@ -15,6 +15,7 @@ fn logits(arch: &str, dtype: WeightDtype, seed: u64) -> Vec<f32> {
             start_pos: 0,
             block_table: vec![0, 1],
             logits: LogitsWanted::All,
+            adapter: None,
         }],
     };
     r.forward(&batch).unwrap().data
@@ -54,12 +55,14 @@ fn logits_with(arch: &str, dtype: WeightDtype, join: bool) -> (Vec<f32>, usize) 
                 start_pos: 0,
                 block_table: vec![0, 1],
                 logits: LogitsWanted::All,
+                adapter: None,
             },
             SeqInput {
                 tokens: (0..5).map(|i| i * 13 % 256).collect(),
                 start_pos: 0,
                 block_table: vec![2],
                 logits: LogitsWanted::All,
+                adapter: None,
             },
         ],
     };

@@ -25,6 +25,7 @@ fn logits(path: &Path) -> Vec<f32> {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::All,
+            adapter: None,
         }],
     };
     r.forward(&batch).expect("forward").data

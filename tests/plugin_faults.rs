@@ -159,6 +159,7 @@ fn every_device_buffer_is_freed_exactly_once() {
                 start_pos: 0,
                 block_table: vec![0],
                 logits: LogitsWanted::All,
+                adapter: None,
             }],
         };
         for _ in 0..3 {

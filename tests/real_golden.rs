@@ -76,6 +76,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                         start_pos: 0,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
+                        adapter: None,
                     }],
                 })
                 .unwrap();
@@ -103,6 +104,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                             start_pos: len - 1,
                             block_table: table.ids.clone(),
                             logits: LogitsWanted::Last,
+                            adapter: None,
                         }],
                     })
                     .unwrap();
@@ -169,6 +171,7 @@ fn quantized_teacher_forced_top1_agrees() {
                         start_pos: 0,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::All,
+                        adapter: None,
                     }],
                 })
                 .unwrap();
@@ -205,6 +208,7 @@ fn quantized_teacher_forced_top1_agrees_with_all_cases_in_one_batch() {
                 start_pos: 0,
                 block_table: table.ids.clone(),
                 logits: LogitsWanted::All,
+                adapter: None,
             });
             tables.push(table);
         }

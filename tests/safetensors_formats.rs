@@ -20,6 +20,7 @@ fn logits(dir: &Path) -> Vec<f32> {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::All,
+            adapter: None,
         }],
     };
     r.forward(&batch).expect("forward").data

@@ -67,6 +67,7 @@ fn whole_input(arch: &str, g: &Golden, wanted: LogitsWanted) -> Logits {
             start_pos: 0,
             block_table: table.ids,
             logits: wanted,
+            adapter: None,
         }],
     };
     r.forward(&batch).unwrap()
@@ -101,6 +102,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                     start_pos: 0,
                     block_table: table.ids.clone(),
                     logits: LogitsWanted::Last,
+                    adapter: None,
                 }],
             })
             .unwrap();
@@ -127,6 +129,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                         start_pos: tokens.len() - 1,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
+                        adapter: None,
                     }],
                 })
                 .unwrap();
@@ -158,12 +161,14 @@ fn batched_variable_length_forward_matches() {
                     start_pos: 0,
                     block_table: ta.ids.clone(),
                     logits: LogitsWanted::All,
+                    adapter: None,
                 },
                 SeqInput {
                     tokens: ids[..7].to_vec(),
                     start_pos: 0,
                     block_table: tb.ids.clone(),
                     logits: LogitsWanted::None,
+                    adapter: None,
                 },
             ],
         };
@@ -186,18 +191,21 @@ fn batched_variable_length_forward_matches() {
                     start_pos: 20,
                     block_table: ta.ids.clone(),
                     logits: LogitsWanted::Last,
+                    adapter: None,
                 },
                 SeqInput {
                     tokens: ids[7..33].to_vec(),
                     start_pos: 7,
                     block_table: tb.ids.clone(),
                     logits: LogitsWanted::All,
+                    adapter: None,
                 },
                 SeqInput {
                     tokens: ids.to_vec(),
                     start_pos: 0,
                     block_table: tc.ids.clone(),
                     logits: LogitsWanted::All,
+                    adapter: None,
                 },
             ],
         };

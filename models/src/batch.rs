@@ -35,6 +35,9 @@ pub struct SeqInput {
     /// Physical KV block of each logical block; must cover `start_pos + tokens.len()` tokens.
     pub block_table: Vec<u32>,
     pub logits: LogitsWanted,
+    /// The LoRA adapter it runs with (an index into the model's adapters), or None for the
+    /// base model alone.
+    pub adapter: Option<u32>,
 }
 
 impl SeqInput {
@@ -103,6 +106,8 @@ pub struct FlatBatch {
     pub argmax_only: Vec<bool>,
     /// Rows of the flattened batch whose final hidden states are brought back, in order.
     pub hidden_rows: Vec<u32>,
+    /// Each sequence's LoRA adapter (`SeqInput::adapter`), in the order of `seqs`.
+    pub adapters: Vec<Option<u32>>,
     pub block_size: usize,
 }
 
@@ -120,6 +125,7 @@ impl FlatBatch {
             logit_rows: Vec::new(),
             argmax_only: Vec::new(),
             hidden_rows: Vec::new(),
+            adapters: Vec::with_capacity(batch.seqs.len()),
             block_size,
         };
         for (i, seq) in batch.seqs.iter().enumerate() {
@@ -160,6 +166,7 @@ impl FlatBatch {
             for r in seq.hidden_rows() {
                 flat.hidden_rows.push((q_start + r) as u32);
             }
+            flat.adapters.push(seq.adapter);
             flat.seqs.push(SeqAttention {
                 q_start,
                 q_len: seq.tokens.len(),
@@ -185,6 +192,7 @@ mod tests {
             start_pos,
             block_table: table,
             logits,
+            adapter: None,
         }
     }
 

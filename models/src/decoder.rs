@@ -4,6 +4,7 @@
 use crate::backend::{AttentionParams, Backend, KvCacheSpec, QkvHeads, RopeKvWrite, RopeSpec};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
+use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
@@ -45,6 +46,8 @@ pub struct DecoderModel<B: Backend> {
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
+    /// The LoRA adapters sequences may run with (`SeqInput::adapter`).
+    lora: Option<LoraStack<B>>,
 }
 
 /// Loads tensors by canonical name and checks them against the shapes the spec implies.
@@ -209,7 +212,23 @@ impl<B: Backend> DecoderModel<B> {
             final_norm,
             layers,
             ropes,
+            lora: None,
         })
+    }
+
+    /// Serve `adapters` beside the base weights: a sequence naming adapter `i` runs with
+    /// `adapters[i]`. Replaces those attached before; each must fit the model.
+    pub fn attach_lora(&mut self, backend: &B, adapters: &[LoraAdapter]) -> Result<()> {
+        self.lora = match adapters.is_empty() {
+            true => None,
+            false => Some(LoraStack::build(backend, &self.spec, adapters)?),
+        };
+        Ok(())
+    }
+
+    /// How many LoRA adapters are attached.
+    pub fn lora_adapters(&self) -> usize {
+        self.lora.as_ref().map_or(0, LoraStack::len)
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -259,6 +278,17 @@ impl<B: Backend> DecoderModel<B> {
     ) -> Result<StepOutputs<B::Tensor>> {
         let s = &self.spec;
         let eps = s.rms_eps;
+        // The masks that give each sequence its adapter's updates; None when no sequence of
+        // this batch uses one (the base model's fused path then runs unchanged).
+        let lora = match &self.lora {
+            Some(stack) => stack.for_batch(b, batch)?,
+            None if batch.adapters.iter().any(Option::is_some) => {
+                return Err(ModelError::InvalidBatch(
+                    "a sequence asks for a LoRA adapter; the model has none".into(),
+                ))
+            }
+            None => None,
+        };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;
@@ -281,9 +311,31 @@ impl<B: Backend> DecoderModel<B> {
                 layer: li,
                 slots: &batch.slots,
             };
-            let (stream, q) = match (&layer.q_norm, &layer.k_norm) {
+            let (stream, q) = match (&lora, &layer.q_norm, &layer.k_norm) {
+                (Some(lora), _, _) => {
+                    let (stream, qkv) =
+                        layer
+                            .qkv
+                            .apply_normed_then(b, &attn_in, Some(s.head_dim), |i, h, y| {
+                                lora.add(
+                                    b,
+                                    li,
+                                    [LoraTarget::Q, LoraTarget::K, LoraTarget::V][i],
+                                    h,
+                                    y,
+                                )
+                            })?;
+                    let [q, k, v] = members(qkv)?;
+                    let (q, k) = match (&layer.q_norm, &layer.k_norm) {
+                        (Some(qn), Some(kn)) => {
+                            (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?)
+                        }
+                        _ => (q, k),
+                    };
+                    (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
+                }
                 // Per-head norms of q and k (qwen3, gemma3) come between the product and RoPE.
-                (Some(qn), Some(kn)) => {
+                (None, Some(qn), Some(kn)) => {
                     let (stream, qkv) = layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?;
                     let [q, k, v] = members(qkv)?;
                     let (q, k) = (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?);
@@ -298,6 +350,9 @@ impl<B: Backend> DecoderModel<B> {
             x = stream;
             let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
             let mut o = b.linear(&attn, &layer.wo, None)?;
+            if let Some(lora) = &lora {
+                o = lora.add(b, li, LoraTarget::O, &attn, o)?;
+            }
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;
             }
@@ -307,10 +362,20 @@ impl<B: Backend> DecoderModel<B> {
                 norm: &layer.ffn_norm,
                 eps,
             };
-            let (stream, gate_up) = layer.gate_up.apply_normed(b, &ffn_in, None)?;
+            let (stream, gate_up) = match &lora {
+                Some(lora) => layer
+                    .gate_up
+                    .apply_normed_then(b, &ffn_in, None, |i, h, y| {
+                        lora.add(b, li, [LoraTarget::Gate, LoraTarget::Up][i], h, y)
+                    })?,
+                None => layer.gate_up.apply_normed(b, &ffn_in, None)?,
+            };
             x = stream;
             let [gate, up] = members(gate_up)?;
-            let mut down = b.glu_linear(&gate, &up, s.activation, &layer.w_down)?;
+            let mut down = match &lora {
+                Some(lora) => down_with_lora(b, lora, li, &gate, &up, s.activation, &layer.w_down)?,
+                None => b.glu_linear(&gate, &up, s.activation, &layer.w_down)?,
+            };
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;
             }
@@ -340,4 +405,20 @@ impl<B: Backend> DecoderModel<B> {
         };
         Ok(StepOutputs { logits, hidden })
     }
+}
+
+/// The FFN's down projection with the batch's LoRA updates: the GLU apart (the update reads
+/// it), then the product and the update.
+fn down_with_lora<B: Backend>(
+    b: &B,
+    lora: &BatchLora<'_, B>,
+    layer: usize,
+    gate: &B::Tensor,
+    up: &B::Tensor,
+    act: crate::backend::Activation,
+    w: &B::Weight,
+) -> Result<B::Tensor> {
+    let m = b.glu(gate, up, act)?;
+    let y = b.linear(&m, w, None)?;
+    lora.add(b, layer, LoraTarget::Down, &m, y)
 }

@@ -29,6 +29,8 @@ pub enum ModelError {
         expected: Vec<usize>,
         actual: Vec<usize>,
     },
+    #[error("invalid LoRA adapter {path}: {reason}")]
+    BadAdapter { path: String, reason: String },
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
     #[error("token id {id} is out of the vocabulary (size {vocab})")]

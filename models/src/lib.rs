@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod dummy;
 pub mod error;
 pub mod loader;
+pub mod lora;
 pub mod projection;
 pub mod py_json;
 pub mod rope;

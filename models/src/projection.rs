@@ -168,6 +168,28 @@ impl<B: Backend> Projections<B> {
         }
     }
 
+    /// `apply_normed` with each member's product passed through `finish(member, normed
+    /// input, product)` before it is cut into heads (a LoRA update, which reads the normed
+    /// input): always the unfused path, the norm and the products apart.
+    pub fn apply_normed_then(
+        &self,
+        b: &B,
+        input: &NormedInput<'_, B>,
+        head_dim: Option<usize>,
+        finish: impl Fn(usize, &B::Tensor, B::Tensor) -> Result<B::Tensor>,
+    ) -> Result<(B::Tensor, Vec<B::Tensor>)> {
+        let unit = head_dim.unwrap_or(1);
+        let (stream, h) = rms_norm_maybe_add(b, input.x, input.residual, input.norm, input.eps)?;
+        let members = self
+            .apply_in(b, &h, 1)?
+            .into_iter()
+            .zip(&self.widths)
+            .enumerate()
+            .map(|(i, (y, &width))| as_heads(b, finish(i, &h, y)?, width, unit))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((stream, members))
+    }
+
     /// The q/k/v group's work up to attention, from the residual stream (`input`): the norm,
     /// the products, RoPE of q and k, k and v written into the cache (`kv`). Returns the
     /// residual stream's next value and the rotated q (`[tokens, heads, head_dim]`). A joined

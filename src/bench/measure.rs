@@ -49,6 +49,7 @@ fn fill(
                 } else {
                     LogitsWanted::None
                 },
+                adapter: None,
             }],
         })?;
         pos += chunk.len();
@@ -104,6 +105,7 @@ pub fn time_decode(
                 // Each step picks its tokens on the backend, as greedy serving does and as
                 // the transformers side (`generate`, greedy) does.
                 logits: LogitsWanted::Argmax,
+                adapter: None,
             })
             .collect();
         runner.forward(&Batch { seqs })?;

@@ -55,6 +55,7 @@ impl ModelArgs {
                 dequantize: self.dequantize,
                 kv_cache_dtype: self.kv_cache_dtype,
                 op_profiler: None,
+                lora: Vec::new(),
                 threads,
                 kv_tokens,
                 backend: self.backend.clone(),

@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// model's file says (a GGUF's `pooling_type`), else `last`.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// LoRA adapters to serve beside the model, each as a model of its own: `NAME=PATH`
+    /// (a PEFT directory with adapter_config.json and adapter_model.safetensors, or a
+    /// llama.cpp LoRA GGUF). Requests naming NAME in `model` run with that adapter, in the
+    /// same batches as the base model's. Repeat or list several.
+    #[arg(long = "lora", visible_alias = "lora-modules", num_args = 1.., env = "CANDOR_LORA", value_delimiter = ',')]
+    pub lora: Vec<crate::server::adapters::ServedAdapter>,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -108,6 +114,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    crate::server::adapters::check(&model_name, &args.lora).map_err(CliError::Usage)?;
     let chat_template = args
         .chat_template
         .as_deref()
@@ -138,6 +145,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         speculative_tokens: args.speculative_tokens,
         chat_template,
         pooling: args.pooling,
+        adapters: args.lora,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -24,9 +24,27 @@ pub struct BlockTable {
     pub ids: Vec<u32>,
     /// Cache uid of each full, computed block, for blocks `0..uids.len()`.
     uids: Vec<u64>,
+    /// The parent of its first block in the prefix cache (`prefix_root`): sequences whose
+    /// K/V differ for the same tokens (another LoRA adapter) share nothing.
+    root: u64,
+}
+
+/// The prefix cache's root for sequences of `adapter`: the base model's is 0; an adapter's is
+/// a uid the cache never hands out (uids count up from 1), so each adapter's blocks form a
+/// tree of their own.
+pub fn prefix_root(adapter: Option<u32>) -> u64 {
+    adapter.map_or(0, |a| u64::MAX - u64::from(a))
 }
 
 impl BlockTable {
+    /// An empty table whose blocks are cached under `root` (`prefix_root`).
+    pub fn rooted(root: u64) -> Self {
+        BlockTable {
+            root,
+            ..BlockTable::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -100,15 +118,16 @@ impl BlockManager {
         tokens.div_ceil(self.block_size)
     }
 
-    /// Take the cached blocks that hold a prefix of `tokens`, leaving at least the last token
-    /// to compute (its logits are needed). Returns the table and the number of tokens covered.
-    pub fn match_prefix(&mut self, tokens: &[u32]) -> (BlockTable, usize) {
-        let mut table = BlockTable::default();
+    /// Take the cached blocks that hold a prefix of `tokens` under `root` (`prefix_root`),
+    /// leaving at least the last token to compute (its logits are needed). Returns the table
+    /// and the number of tokens covered.
+    pub fn match_prefix(&mut self, tokens: &[u32], root: u64) -> (BlockTable, usize) {
+        let mut table = BlockTable::rooted(root);
         if !self.caching || tokens.is_empty() {
             return (table, 0);
         }
         let max_blocks = (tokens.len() - 1) / self.block_size;
-        let mut parent = 0u64;
+        let mut parent = root;
         for chunk in tokens.chunks_exact(self.block_size).take(max_blocks) {
             let key: BlockKey = (parent, chunk.into());
             let Some(&block) = self.cache.get(&key) else {
@@ -137,7 +156,11 @@ impl BlockManager {
         let full = (computed.min(tokens.len()) / self.block_size).min(table.ids.len());
         while table.uids.len() < full {
             let j = table.uids.len();
-            let parent = if j == 0 { 0 } else { table.uids[j - 1] };
+            let parent = if j == 0 {
+                table.root
+            } else {
+                table.uids[j - 1]
+            };
             let key: BlockKey = (
                 parent,
                 tokens[j * self.block_size..(j + 1) * self.block_size].into(),
@@ -243,24 +266,24 @@ mod tests {
     fn a_computed_prefix_is_shared_and_the_last_token_is_left_to_compute() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(12, 1);
-        let (mut a, hit) = m.match_prefix(&prompt);
+        let (mut a, hit) = m.match_prefix(&prompt, 0);
         assert_eq!(hit, 0);
         m.ensure(&mut a, 13).unwrap();
         m.register_computed(&mut a, &prompt, 12);
         // Same 12 tokens: only the first two blocks are taken (the last token must be run).
-        let (b, hit) = m.match_prefix(&prompt);
+        let (b, hit) = m.match_prefix(&prompt, 0);
         assert_eq!(hit, 8);
         assert_eq!(b.ids, a.ids[..2].to_vec());
         // Longer prompt with the same head: all three blocks.
         let mut longer = prompt.clone();
         longer.extend([99, 98]);
-        let (c, hit) = m.match_prefix(&longer);
+        let (c, hit) = m.match_prefix(&longer, 0);
         assert_eq!(hit, 12);
         assert_eq!(c.ids, a.ids[..3].to_vec());
         // A different second block stops the match after the first.
         let mut other = prompt.clone();
         other[5] = 1000;
-        let (d, hit) = m.match_prefix(&other);
+        let (d, hit) = m.match_prefix(&other, 0);
         assert_eq!((hit, d.ids.len()), (4, 1));
     }
 
@@ -268,13 +291,13 @@ mod tests {
     fn released_blocks_stay_cached_until_space_is_needed() {
         let mut m = BlockManager::new(4, 4, true);
         let prompt = toks(9, 3);
-        let (mut a, _) = m.match_prefix(&prompt);
+        let (mut a, _) = m.match_prefix(&prompt, 0);
         m.ensure(&mut a, 9).unwrap();
         m.register_computed(&mut a, &prompt, 9);
         m.release(&mut a);
         assert_eq!(m.num_free(), 4);
         assert_eq!(m.num_cached_idle(), 2);
-        let (mut b, hit) = m.match_prefix(&prompt);
+        let (mut b, hit) = m.match_prefix(&prompt, 0);
         assert_eq!(hit, 8);
         assert_eq!(m.num_free(), 2);
         m.release(&mut b);
@@ -282,20 +305,20 @@ mod tests {
         let mut big = BlockTable::default();
         m.ensure(&mut big, 12).unwrap();
         assert_eq!(m.num_cached_idle(), 1);
-        let (e, hit) = m.match_prefix(&prompt);
+        let (e, hit) = m.match_prefix(&prompt, 0);
         assert_eq!(hit, 4, "the head block survives the tail");
         let mut e = e;
         m.release(&mut e);
         m.ensure(&mut big, 16).unwrap();
-        assert_eq!(m.match_prefix(&prompt).1, 0);
+        assert_eq!(m.match_prefix(&prompt, 0).1, 0);
     }
 
     #[test]
     fn identical_blocks_computed_twice_chain_on_one_identity() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(8, 5);
-        let (mut a, _) = m.match_prefix(&prompt);
-        let (mut b, _) = m.match_prefix(&prompt);
+        let (mut a, _) = m.match_prefix(&prompt, 0);
+        let (mut b, _) = m.match_prefix(&prompt, 0);
         m.ensure(&mut a, 8).unwrap();
         m.ensure(&mut b, 8).unwrap();
         m.register_computed(&mut a, &prompt, 4);
@@ -303,7 +326,7 @@ mod tests {
         m.register_computed(&mut a, &prompt, 8);
         let mut longer = prompt.clone();
         longer.push(1);
-        let (c, hit) = m.match_prefix(&longer);
+        let (c, hit) = m.match_prefix(&longer, 0);
         assert_eq!(hit, 8);
         assert_eq!(c.ids, vec![a.ids[0], b.ids[1]]);
     }
@@ -312,10 +335,10 @@ mod tests {
     fn shared_blocks_return_to_the_pool_only_after_the_last_user() {
         let mut m = BlockManager::new(4, 4, true);
         let prompt = toks(5, 0);
-        let (mut a, _) = m.match_prefix(&prompt);
+        let (mut a, _) = m.match_prefix(&prompt, 0);
         m.ensure(&mut a, 5).unwrap();
         m.register_computed(&mut a, &prompt, 5);
-        let (mut b, hit) = m.match_prefix(&prompt);
+        let (mut b, hit) = m.match_prefix(&prompt, 0);
         assert_eq!(hit, 4);
         m.ensure(&mut b, 5).unwrap();
         assert_eq!(m.num_free(), 1);
@@ -326,14 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn each_root_caches_apart() {
+        let mut m = BlockManager::new(8, 4, true);
+        let prompt = toks(9, 1);
+        let (mut base, _) = m.match_prefix(&prompt, prefix_root(None));
+        m.ensure(&mut base, 9).unwrap();
+        m.register_computed(&mut base, &prompt, 9);
+        // The same tokens under an adapter's root find nothing of the base model's...
+        let (mut tuned, hit) = m.match_prefix(&prompt, prefix_root(Some(0)));
+        assert_eq!(hit, 0);
+        m.ensure(&mut tuned, 9).unwrap();
+        m.register_computed(&mut tuned, &prompt, 9);
+        // ...and each finds its own afterwards, the second adapter still nothing.
+        assert_eq!(m.match_prefix(&prompt, prefix_root(None)).1, 8);
+        assert_eq!(m.match_prefix(&prompt, prefix_root(Some(0))).1, 8);
+        assert_eq!(m.match_prefix(&prompt, prefix_root(Some(1))).1, 0);
+    }
+
+    #[test]
     fn caching_off_matches_nothing() {
         let mut m = BlockManager::new(4, 4, false);
         let prompt = toks(9, 0);
-        let (mut a, _) = m.match_prefix(&prompt);
+        let (mut a, _) = m.match_prefix(&prompt, 0);
         m.ensure(&mut a, 9).unwrap();
         m.register_computed(&mut a, &prompt, 9);
         m.release(&mut a);
-        assert_eq!(m.match_prefix(&prompt).1, 0);
+        assert_eq!(m.match_prefix(&prompt, 0).1, 0);
         assert_eq!(m.num_cached_idle(), 0);
     }
 }

@@ -140,6 +140,7 @@ fn run(
                 start_pos: start,
                 block_table: table.ids.clone(),
                 logits: if last { wanted } else { LogitsWanted::None },
+                adapter: None,
             }],
         })?;
         if last {
@@ -175,6 +176,7 @@ fn run(
                 start_pos: len - 1,
                 block_table: table.ids.clone(),
                 logits: wanted,
+                adapter: None,
             }],
         })?);
     }

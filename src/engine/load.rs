@@ -8,6 +8,7 @@ use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::backend::Backend;
 use candor_models::loader::OpenedModel;
+use candor_models::lora::LoraAdapter;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
 use std::sync::Arc;
@@ -79,14 +80,27 @@ fn runner_on<B: Backend>(
     profiler: Option<&Arc<OpProfiler>>,
     loaded: impl FnOnce(&B),
 ) -> Result<Box<dyn Runner>, EngineError> {
+    runner_with_lora(backend, opened, kv_tokens, profiler, &[], loaded)
+}
+
+/// `runner_on`, serving `lora` beside the model.
+fn runner_with_lora<B: Backend>(
+    backend: B,
+    opened: &OpenedModel,
+    kv_tokens: usize,
+    profiler: Option<&Arc<OpProfiler>>,
+    lora: &[LoraAdapter],
+    loaded: impl FnOnce(&B),
+) -> Result<Box<dyn Runner>, EngineError> {
     match profiler {
         Some(p) => model_runner(
             Profiled::new(backend, p.clone()),
             opened,
             kv_tokens,
+            lora,
             |b: &Profiled<B>| loaded(b.inner()),
         ),
-        None => model_runner(backend, opened, kv_tokens, loaded),
+        None => model_runner(backend, opened, kv_tokens, lora, loaded),
     }
 }
 
@@ -94,9 +108,11 @@ fn model_runner<B: Backend>(
     backend: B,
     opened: &OpenedModel,
     kv_tokens: usize,
+    lora: &[LoraAdapter],
     loaded: impl FnOnce(&B),
 ) -> Result<Box<dyn Runner>, EngineError> {
-    let model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    let mut model = DecoderModel::load(&backend, opened.spec.clone(), opened.source.as_ref())?;
+    model.attach_lora(&backend, lora)?;
     loaded(&backend);
     let blocks = kv_tokens.div_ceil(BLOCK_SIZE).max(1);
     Ok(Box::new(ModelRunner::new(
@@ -171,6 +187,9 @@ pub struct LoadOptions {
     /// Times every op while switched on (`candor bench --profile-ops`); None runs the backend
     /// unwrapped.
     pub op_profiler: Option<Arc<OpProfiler>>,
+    /// LoRA adapters served beside the model: a sequence naming adapter `i`
+    /// (`SeqInput::adapter`) runs with `lora[i]`.
+    pub lora: Vec<candor_models::lora::LoraAdapter>,
 }
 
 /// A runner for `opened` on the backend the options name.
@@ -181,30 +200,33 @@ pub fn runner_for(
     let profiler = opts.op_profiler.as_ref();
     let asked = opts.kv_cache_dtype;
     match &opts.backend {
-        BackendChoice::Cpu => runner_on(
+        BackendChoice::Cpu => runner_with_lora(
             cpu_backend(opts.threads, asked.resolve(opened, opts.dequantize)?),
             opened,
             opts.kv_tokens,
             profiler,
+            &opts.lora,
             |_| {},
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(ordinal) => runner_on(
+        BackendChoice::Cuda(ordinal) => runner_with_lora(
             cuda_backend(opened, *ordinal, asked)?,
             opened,
             opts.kv_tokens,
             profiler,
+            &opts.lora,
             |_| {},
         ),
         #[cfg(not(feature = "cuda"))]
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => runner_on(
+        BackendChoice::Plugin(path) => runner_with_lora(
             plugin_backend(path, opts.threads, asked)?,
             opened,
             opts.kv_tokens,
             profiler,
+            &opts.lora,
             log_plugin_placement,
         ),
     }

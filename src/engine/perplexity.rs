@@ -225,6 +225,7 @@ fn score_chunk(
                     true => LogitsWanted::All,
                     false => LogitsWanted::None,
                 },
+                adapter: None,
             }],
         })?;
         if scoring {

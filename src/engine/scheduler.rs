@@ -4,7 +4,7 @@
 //! out, the newest sequence is preempted and later recomputed (never an error for an accepted
 //! request). A request whose receiver is gone (client disconnected, stop string matched) is
 //! dropped and its blocks freed at the next step.
-use super::block_manager::{BlockManager, BlockTable};
+use super::block_manager::{prefix_root, BlockManager, BlockTable};
 use super::error::EngineError;
 use super::generate::FinishReason;
 use super::grammar::Constraint;
@@ -107,6 +107,9 @@ pub struct EngineRequest {
     /// Lower goes first (vLLM's `priority`; 0 by default): it is admitted before waiting
     /// requests of higher values, and a running one of a higher value gives way to it.
     pub priority: i64,
+    /// The LoRA adapter it runs with (an index into the served adapters), None for the base
+    /// model. Its prompt shares cached blocks only with requests of the same adapter.
+    pub adapter: Option<u32>,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -336,13 +339,14 @@ impl EngineHandle {
                 (true, _) => (None, Some(gate.clone())),
             };
             let tokens = req.prompt_ids.clone();
+            let root = prefix_root(req.adapter);
             let seq = Seq {
                 prompt_len: tokens.len(),
                 tokens,
                 req,
                 sampler,
                 computed: 0,
-                table: BlockTable::default(),
+                table: BlockTable::rooted(root),
                 cached_tokens: 0,
                 arrived,
                 first_token_at: None,
@@ -495,10 +499,11 @@ impl Engine {
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
+                let root = prefix_root(front.req.adapter);
                 let (table, hit) = if front.needs_every_row() {
-                    (BlockTable::default(), 0)
+                    (BlockTable::rooted(root), 0)
                 } else {
-                    self.blocks.match_prefix(&front.tokens)
+                    self.blocks.match_prefix(&front.tokens, root)
                 };
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
@@ -696,6 +701,7 @@ impl Engine {
                 tokens,
                 start_pos: p.start,
                 block_table: s.table.ids.clone(),
+                adapter: s.req.adapter,
                 logits: match (finishes_prompt, p.draft.is_empty()) {
                     _ if s.scoring() => LogitsWanted::All,
                     _ if s.pooling_every_row() => LogitsWanted::HiddenAll,

@@ -119,6 +119,7 @@ fn request_with_prompt(
         pooling: None,
         prediction: Arc::default(),
         priority: 0,
+        adapter: None,
         events,
     };
     (req, rx)

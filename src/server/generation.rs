@@ -253,6 +253,7 @@ pub fn start(
                 pooling: None,
                 prediction: prediction.clone(),
                 priority: plan.priority,
+                adapter: ready.adapter_of(plan.model.as_deref()),
                 events: tx,
             });
             engines.push(rx);

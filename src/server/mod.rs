@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP server (axum). The port opens at once; /health answers 503 until
 //! the model is loaded and a first forward pass has worked.
 pub mod access_log;
+pub mod adapters;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
@@ -73,6 +74,8 @@ pub struct ServeConfig {
     pub chat_template: Option<String>,
     /// How embeddings are pooled (`--pooling`; None: as the model's file says, else last).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// LoRA adapters offered as models of their own (`--lora`), names checked apart.
+    pub adapters: Vec<adapters::ServedAdapter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +163,16 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
 
 /// Load the model, start the engine, and run one forward pass; fills `state.ready`.
 fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
+    let lora = config
+        .adapters
+        .iter()
+        .map(|a| {
+            candor_models::lora::read_adapter(&a.path)
+                .map_err(|e| format!("adapter `{}`: {e}", a.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let opts = LoadOptions {
+        lora,
         dequantize: config.dequantize,
         kv_cache_dtype: config.kv_cache_dtype,
         op_profiler: None,
@@ -180,6 +192,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::Last,
+            adapter: None,
         }],
     };
     model
@@ -277,6 +290,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         pooling,
         hidden_size,
         facts,
+        adapters: config.adapters.clone(),
     });
     Ok(())
 }
@@ -315,6 +329,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     let state: SharedState = Arc::new(AppState {
         model_name: config.model_name.clone(),
+        adapters: config.adapters.clone(),
         api_key: config.api_key.clone(),
         created: state::unix_now(),
         ready: OnceLock::new(),

@@ -153,7 +153,7 @@ pub async fn answer(
     let (rx, plan) = start_text(state, &common, ids, None, None, &id)
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
-    let model = state.model_name.clone();
+    let model = state.answering_model(common.model.as_deref());
     let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends());
     if plan.stream {
         Ok(stream(run))

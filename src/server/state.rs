@@ -1,4 +1,5 @@
 //! Shared server state: configuration, and the loaded model once it is ready.
+use super::adapters::ServedAdapter;
 use super::error::ApiError;
 use super::validate::Limits;
 use crate::engine::grammar::GrammarCompiler;
@@ -29,6 +30,15 @@ pub struct Ready {
     pub hidden_size: usize,
     /// What the model is, for clients that list models with their details (Ollama's).
     pub facts: ModelFacts,
+    /// The LoRA adapters served beside the model, in the engine's order.
+    pub adapters: Vec<ServedAdapter>,
+}
+
+impl Ready {
+    /// The engine's index of the adapter `model` names (None: the base model).
+    pub fn adapter_of(&self, model: Option<&str>) -> Option<u32> {
+        super::adapters::index_of(&self.adapters, model)
+    }
 }
 
 /// The served model as a file: what Ollama's `/api/tags` and `/api/show` describe.
@@ -49,6 +59,8 @@ pub struct ModelFacts {
 
 pub struct AppState {
     pub model_name: String,
+    /// LoRA adapters requests may name instead of the base model (`--lora`).
+    pub adapters: Vec<ServedAdapter>,
     pub api_key: Option<String>,
     pub created: u64,
     pub ready: OnceLock<Ready>,
@@ -71,16 +83,36 @@ impl AppState {
         }
     }
 
-    /// Requests name the served model (or leave it out).
+    /// Requests name the served model or one of its adapters (or leave it out).
     pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
         match model {
             None => Ok(()),
             Some(m) if m == self.model_name => Ok(()),
+            Some(m) if self.adapters.iter().any(|a| a.name == m) => Ok(()),
             Some(m) => Err(ApiError::not_found(format!(
-                "the model `{m}` does not exist; this server serves `{}`",
-                self.model_name
+                "the model `{m}` does not exist; this server serves {}",
+                self.model_names()
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .with_code("model_not_found")),
+        }
+    }
+
+    /// The base model's name, then its adapters'.
+    pub fn model_names(&self) -> Vec<&str> {
+        std::iter::once(self.model_name.as_str())
+            .chain(self.adapters.iter().map(|a| a.name.as_str()))
+            .collect()
+    }
+
+    /// The model an answer names: the adapter the request named, else the base model.
+    pub fn answering_model(&self, sent: Option<&str>) -> String {
+        match sent {
+            Some(m) if self.adapters.iter().any(|a| a.name == m) => m.to_string(),
+            _ => self.model_name.clone(),
         }
     }
 }

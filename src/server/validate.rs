@@ -37,6 +37,9 @@ pub struct Plan {
     pub prediction: Option<String>,
     /// Lower goes first (vLLM's `priority`).
     pub priority: i64,
+    /// The model the request named (the base model or one of its LoRA adapters; checked
+    /// before the plan is made).
+    pub model: Option<String>,
 }
 
 fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
@@ -235,6 +238,7 @@ fn plan_with(
         keep_special_tokens: p.skip_special_tokens == Some(false),
         prediction: prediction(p.prediction.as_ref())?,
         priority: p.priority.unwrap_or(0),
+        model: p.model.clone(),
     })
 }
 

@@ -312,7 +312,7 @@ pub async fn start_chat(
         kind: Kind::Chat,
         id,
         created: unix_now(),
-        model: state.model_name.clone(),
+        model: state.answering_model(req.common.model.as_deref()),
         system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens: prompt.len(),
         n: p.n,

@@ -235,7 +235,7 @@ pub async fn completions(
         kind: Kind::Text,
         id,
         created: unix_now(),
-        model: state.model_name.clone(),
+        model: state.answering_model(req.common.model.as_deref()),
         system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens,
         n: choices,

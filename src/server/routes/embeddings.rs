@@ -20,21 +20,32 @@ pub async fn embeddings(
     let encoding = req.encoding()?;
     let dimensions = req.dimensions(ready.hidden_size)?;
     let inputs = req.token_lists(ready)?;
-    let vectors = pooled(ready, &inputs, req.priority.unwrap_or(0))
-        .await?
-        .into_iter()
-        .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
-        .collect();
+    let vectors = pooled(
+        ready,
+        &inputs,
+        req.priority.unwrap_or(0),
+        req.model.as_deref(),
+    )
+    .await?
+    .into_iter()
+    .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
+    .collect();
     let tokens = inputs.iter().map(Vec::len).sum();
-    Ok(axum::Json(embeddings::response(&state.model_name, vectors, tokens)).into_response())
+    Ok(axum::Json(embeddings::response(
+        &state.answering_model(req.model.as_deref()),
+        vectors,
+        tokens,
+    ))
+    .into_response())
 }
 
 /// Each input's pooled final hidden state (not normalised), in order; `priority` as the
-/// engine reads it (lower first).
+/// engine reads it (lower first); with the LoRA adapter `model` names, if it names one.
 pub async fn pooled(
     ready: &Ready,
     inputs: &[Vec<u32>],
     priority: i64,
+    model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     let id = new_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
@@ -58,6 +69,7 @@ pub async fn pooled(
             pooling: Some(ready.pooling),
             prediction: Default::default(),
             priority,
+            adapter: ready.adapter_of(model),
             events,
         });
     }

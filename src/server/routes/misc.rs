@@ -12,13 +12,25 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-fn model_object(state: &SharedState) -> serde_json::Value {
+/// The model `id` names (the base model or one of its LoRA adapters) as `/v1/models` lists it;
+/// an adapter names its `parent` and the file it came from (`root`), as vLLM's listing does.
+fn model_object(state: &SharedState, id: &str) -> serde_json::Value {
     let max_len = state.ready.get().map(|r| r.limits.context);
-    json!({"id": state.model_name, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len})
+    let mut object = json!({"id": id, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len});
+    if let Some(adapter) = state.adapters.iter().find(|a| a.name == id) {
+        object["parent"] = json!(state.model_name);
+        object["root"] = json!(adapter.path.display().to_string());
+    }
+    object
 }
 
 pub async fn models(State(state): State<SharedState>) -> Response {
-    axum::Json(json!({"object": "list", "data": [model_object(&state)]})).into_response()
+    let data: Vec<serde_json::Value> = state
+        .model_names()
+        .into_iter()
+        .map(|id| model_object(&state, id))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /props` (llama-server's): what its clients read to size their requests: the context,
@@ -45,7 +57,7 @@ pub async fn model(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.check_model(Some(&id))?;
-    Ok(axum::Json(model_object(&state)).into_response())
+    Ok(axum::Json(model_object(&state, &id)).into_response())
 }
 
 pub async fn health(State(state): State<SharedState>) -> Response {

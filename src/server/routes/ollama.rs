@@ -168,7 +168,7 @@ pub async fn embed(
     };
     let dimensions = dimensions(req.dimensions, ready.hidden_size)?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
-    let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0)
+    let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
         .await?
         .into_iter()
         .map(|v| normalised(v, dimensions))
@@ -193,7 +193,9 @@ pub async fn embeddings(
     state.check_model(model_name(req.model.as_deref()))?;
     let ready = state.ready()?;
     let inputs = embed_inputs(ready, std::slice::from_ref(&req.prompt), true)?;
-    let vector = pooled(ready, &inputs, 0).await?.remove(0);
+    let vector = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
+        .await?
+        .remove(0);
     Ok(axum::Json(json!({"embedding": vector})).into_response())
 }
 

@@ -62,7 +62,8 @@ pub async fn responses(
             "a background response must be kept: send `store: true` to a server with a responses store (`--responses-store-mb`)",
         ));
     }
-    let shell = Shell::new(id, &state.model_name, &req, keep, joins);
+    let model = state.answering_model(req.common.model.as_deref());
+    let shell = Shell::new(id, &model, &req, keep, joins);
     if req.background == Some(true) {
         Ok(reply::background(shell, started, tokenizer))
     } else if started.stream {

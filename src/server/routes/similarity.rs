@@ -68,6 +68,7 @@ pub struct RerankRequest {
 /// came from.
 async fn unit_vectors(
     ready: &Ready,
+    model: Option<&str>,
     texts: &[String],
     param_of: impl Fn(usize) -> &'static str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
@@ -77,7 +78,7 @@ async fn unit_vectors(
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = checked_inputs(ready, lists, param_of, false)?;
     let tokens = inputs.iter().map(Vec::len).sum();
-    let vectors = pooled(ready, &inputs, 0)
+    let vectors = pooled(ready, &inputs, 0, model)
         .await?
         .into_iter()
         .map(|v| normalised(v, usize::MAX))
@@ -119,7 +120,7 @@ pub async fn score(
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     let split = first.len();
     let param_of = move |i: usize| if i < split { "text_1" } else { "text_2" };
-    let (vectors, tokens) = unit_vectors(ready, &all, param_of).await?;
+    let (vectors, tokens) = unit_vectors(ready, req.model.as_deref(), &all, param_of).await?;
     let data: Vec<Value> = pairs
         .iter()
         .enumerate()
@@ -129,7 +130,7 @@ pub async fn score(
         })
         .collect();
     Ok(axum::Json(json!({
-        "id": new_id("score"), "object": "list", "created": unix_now(), "model": state.model_name,
+        "id": new_id("score"), "object": "list", "created": unix_now(), "model": state.answering_model(req.model.as_deref()),
         "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
     .into_response())
@@ -165,7 +166,7 @@ pub async fn rerank(
     let mut texts = vec![req.query.clone()];
     texts.extend(req.documents.iter().map(|d| d.text().to_string()));
     let param_of = |i: usize| if i == 0 { "query" } else { "documents" };
-    let (vectors, tokens) = unit_vectors(ready, &texts, param_of).await?;
+    let (vectors, tokens) = unit_vectors(ready, req.model.as_deref(), &texts, param_of).await?;
     let mut scored: Vec<(usize, f64)> = (1..vectors.len())
         .map(|d| (d - 1, cosine(&vectors[0], &vectors[d])))
         .collect();
@@ -183,7 +184,7 @@ pub async fn rerank(
         })
         .collect();
     Ok(axum::Json(json!({
-        "id": new_id("rerank"), "model": state.model_name,
+        "id": new_id("rerank"), "model": state.answering_model(req.model.as_deref()),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         "results": results,
     }))

@@ -219,12 +219,14 @@ pub fn run_schedule(runner: &mut dyn Runner, vocab: usize) -> Result<Vec<f32>, E
                 start_pos: 0,
                 block_table: vec![0, 1],
                 logits: LogitsWanted::All,
+                adapter: None,
             },
             SeqInput {
                 tokens: b.clone(),
                 start_pos: 0,
                 block_table: vec![2],
                 logits: LogitsWanted::Last,
+                adapter: None,
             },
         ],
     };

@@ -1,0 +1,337 @@
+//! A LoRA adapter in host memory: for some projections of some layers, the low-rank update
+//! `s·B·A` (`A`: `[r, in]`, `B`: `[out, r]`) that turns the base weight `W` into `W + s·B·A`,
+//! whatever file it came from (`peft`, `gguf`).
+use crate::backend::RopeStyle;
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+use candle_core::{DType, Tensor};
+use std::collections::BTreeMap;
+
+/// The projections of a decoder layer an adapter can update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl LoraTarget {
+    pub const ALL: [LoraTarget; 7] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::Gate,
+        LoraTarget::Up,
+        LoraTarget::Down,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The base weight's canonical (GGUF) name stem: `blk.N.{stem}.weight`.
+    pub fn gguf_stem(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "attn_q",
+            LoraTarget::K => "attn_k",
+            LoraTarget::V => "attn_v",
+            LoraTarget::O => "attn_output",
+            LoraTarget::Gate => "ffn_gate",
+            LoraTarget::Up => "ffn_up",
+            LoraTarget::Down => "ffn_down",
+        }
+    }
+
+    /// The module's name in a Hugging Face decoder layer (`model.layers.N.{module}`).
+    pub fn hf_module(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "self_attn.q_proj",
+            LoraTarget::K => "self_attn.k_proj",
+            LoraTarget::V => "self_attn.v_proj",
+            LoraTarget::O => "self_attn.o_proj",
+            LoraTarget::Gate => "mlp.gate_proj",
+            LoraTarget::Up => "mlp.up_proj",
+            LoraTarget::Down => "mlp.down_proj",
+        }
+    }
+
+    pub fn from_gguf_stem(stem: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.gguf_stem() == stem)
+    }
+
+    pub fn from_hf_module(module: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.hf_module() == module)
+    }
+
+    /// `[out, in]` of the base weight in a model of `spec`.
+    pub fn shape(self, spec: &ModelSpec) -> [usize; 2] {
+        let (h, f) = (spec.hidden_size, spec.intermediate_size);
+        match self {
+            LoraTarget::Q => [spec.q_dim(), h],
+            LoraTarget::K | LoraTarget::V => [spec.kv_dim(), h],
+            LoraTarget::O => [h, spec.q_dim()],
+            LoraTarget::Gate | LoraTarget::Up => [f, h],
+            LoraTarget::Down => [h, f],
+        }
+    }
+}
+
+/// One projection's update, f32: `a` is `[r, in]`, `b` is `[out, r]` with the adapter's scale
+/// for this projection already folded in, so the update is exactly `b · a`.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    pub a: Tensor,
+    pub b: Tensor,
+}
+
+impl LoraPair {
+    /// The pair as read from a file: `b` times `scale`, both as f32; their ranks must agree.
+    pub fn scaled(
+        a: Tensor,
+        b: Tensor,
+        scale: f64,
+        what: &str,
+    ) -> std::result::Result<Self, String> {
+        let (a, b) = (f32_2d(a, what, "A")?, f32_2d(b, what, "B")?);
+        let (r_a, r_b) = (a.dims()[0], b.dims()[1]);
+        if r_a != r_b || r_a == 0 {
+            return Err(format!(
+                "{what}: A is {:?} and B is {:?}; A must be [r, in] and B [out, r] with the same \
+                 rank r > 0",
+                a.dims(),
+                b.dims()
+            ));
+        }
+        let b = b.affine(scale, 0.0).map_err(|e| format!("{what}: {e}"))?;
+        Ok(LoraPair { a, b })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.a.dims()[0]
+    }
+
+    /// `[out, in]` of the weight this pair updates.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.b.dims()[0], self.a.dims()[1]]
+    }
+
+    /// `b · a`: what the adapter adds to the base weight.
+    pub fn delta(&self) -> Result<Tensor> {
+        Ok(self.b.matmul(&self.a)?)
+    }
+}
+
+/// The rows of a q or k weight (`[heads * head_dim, in]`) reordered between Hugging Face's
+/// RoPE pairing (i with i + d/2) and the interleaved one (2i with 2i + 1) llama.cpp's converter
+/// gives llama-family weights: `to_interleaved` as the converter permutes, else back.
+fn reorder_rope_rows(w: &Tensor, heads: usize, to_interleaved: bool) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let half = out / heads.max(1) / 2;
+    if heads == 0 || half == 0 || heads * half * 2 != out {
+        return Err(ModelError::Config(format!(
+            "a q/k update of {out} rows is not {heads} heads of an even size"
+        )));
+    }
+    let split = match to_interleaved {
+        true => (heads, 2, half, inp),
+        false => (heads, half, 2, inp),
+    };
+    Ok(w.reshape(split)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
+}
+
+fn f32_2d(t: Tensor, what: &str, which: &str) -> std::result::Result<Tensor, String> {
+    if t.rank() != 2 {
+        return Err(format!("{what}: {which} has shape {:?}, not 2-D", t.dims()));
+    }
+    t.to_dtype(DType::F32).map_err(|e| format!("{what}: {e}"))
+}
+
+/// The A and B tensors of an adapter's updates as a file lists them (in any order), gathered
+/// into pairs.
+#[derive(Default)]
+pub(super) struct Halves {
+    /// (layer, target) → the update's name in the file, and its A and B as found.
+    found: BTreeMap<(usize, LoraTarget), (String, HalvesFound)>,
+}
+
+type HalvesFound = [Option<Tensor>; 2];
+
+impl Halves {
+    pub fn insert(
+        &mut self,
+        layer: usize,
+        target: LoraTarget,
+        what: String,
+        is_a: bool,
+        t: Tensor,
+    ) {
+        let entry = self
+            .found
+            .entry((layer, target))
+            .or_insert((what, [None, None]));
+        entry.1[usize::from(!is_a)] = Some(t);
+    }
+
+    /// The pairs, each scaled by `scale(name, rank)`; an update missing A or B is refused.
+    pub fn into_pairs(
+        self,
+        scale: impl Fn(&str, usize) -> f64,
+    ) -> std::result::Result<BTreeMap<(usize, LoraTarget), LoraPair>, String> {
+        let mut pairs = BTreeMap::new();
+        for (key, (what, [a, b])) in self.found {
+            let (Some(a), Some(b)) = (a, b) else {
+                return Err(format!("{what} has only one of its A and B tensors"));
+            };
+            let rank = a.dims().first().copied().unwrap_or(0).max(1);
+            pairs.insert(key, LoraPair::scaled(a, b, scale(&what, rank), &what)?);
+        }
+        Ok(pairs)
+    }
+}
+
+/// An adapter: its updates by (layer, projection).
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    /// Where it was read from (for messages).
+    pub path: String,
+    pub pairs: BTreeMap<(usize, LoraTarget), LoraPair>,
+    /// Whether the rows of its q and k updates are in the order llama.cpp's converter gives
+    /// llama-family weights for its interleaved RoPE (`RopeStyle::Interleaved`), rather than
+    /// Hugging Face's.
+    pub qk_interleaved: bool,
+}
+
+impl LoraAdapter {
+    /// An adapter of `pairs`; refused when it updates nothing.
+    pub fn new(
+        path: String,
+        pairs: BTreeMap<(usize, LoraTarget), LoraPair>,
+        qk_interleaved: bool,
+    ) -> Result<Self> {
+        if pairs.is_empty() {
+            return Err(ModelError::BadAdapter {
+                path,
+                reason: "it updates no projection of a decoder layer".into(),
+            });
+        }
+        Ok(LoraAdapter {
+            path,
+            pairs,
+            qk_interleaved,
+        })
+    }
+
+    /// The adapter as a model of `spec` reads it: checked (`check`), its q and k updates'
+    /// rows in the model's order (a PEFT adapter on a llama GGUF, or a llama.cpp adapter on a
+    /// Hugging Face checkout, has them in the other one).
+    pub fn fitted(&self, spec: &ModelSpec) -> Result<LoraAdapter> {
+        self.check(spec)?;
+        let interleaved = spec.rope.style == RopeStyle::Interleaved;
+        if interleaved == self.qk_interleaved {
+            return Ok(self.clone());
+        }
+        let mut fitted = self.clone();
+        for (&(_, target), pair) in fitted.pairs.iter_mut() {
+            let heads = match target {
+                LoraTarget::Q => spec.num_heads,
+                LoraTarget::K => spec.num_kv_heads,
+                _ => continue,
+            };
+            pair.b = reorder_rope_rows(&pair.b, heads, interleaved)?;
+        }
+        fitted.qk_interleaved = interleaved;
+        Ok(fitted)
+    }
+
+    /// Its largest rank on `target` across layers (0 where it leaves `target` alone).
+    pub fn rank(&self, target: LoraTarget) -> usize {
+        self.pairs
+            .iter()
+            .filter(|((_, t), _)| *t == target)
+            .map(|(_, p)| p.rank())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether it fits a model of `spec`: layers that exist, each pair the shape of the
+    /// weight it updates.
+    pub fn check(&self, spec: &ModelSpec) -> Result<()> {
+        for (&(layer, target), pair) in &self.pairs {
+            let bad = |reason: String| ModelError::BadAdapter {
+                path: self.path.clone(),
+                reason,
+            };
+            if layer >= spec.num_layers {
+                return Err(bad(format!(
+                    "it updates layer {layer}; the model has {} layers",
+                    spec.num_layers
+                )));
+            }
+            let expected = target.shape(spec);
+            if pair.shape() != expected {
+                return Err(bad(format!(
+                    "its update of blk.{layer}.{} is {:?}, the model's weight is {expected:?} \
+                     (an adapter of another model?)",
+                    target.gguf_stem(),
+                    pair.shape()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_pair_folds_its_scale_into_b_and_checks_ranks() {
+        let a = Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::ones((4, 2), DType::F32, &Device::Cpu).unwrap();
+        let p = LoraPair::scaled(a.clone(), b.clone(), 0.5, "x").unwrap();
+        assert_eq!((p.rank(), p.shape()), (2, [4, 3]));
+        let d: Vec<Vec<f32>> = p.delta().unwrap().to_vec2().unwrap();
+        assert!(d.iter().flatten().all(|&v| (v - 1.0).abs() < 1e-6));
+        let wrong = Tensor::ones((4, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(LoraPair::scaled(a, wrong, 1.0, "x").is_err());
+    }
+
+    #[test]
+    fn rope_row_orders_convert_both_ways() {
+        // One head of 4 rows: HF pairs rows (0, 2) and (1, 3); interleaved (0, 1) and (2, 3).
+        let w = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((4, 2))
+            .unwrap();
+        let inter = reorder_rope_rows(&w, 1, true).unwrap();
+        let rows: Vec<Vec<f32>> = inter.to_vec2().unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![0., 1.], vec![4., 5.], vec![2., 3.], vec![6., 7.]]
+        );
+        let back: Vec<Vec<f32>> = reorder_rope_rows(&inter, 1, false)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(back, w.to_vec2::<f32>().unwrap());
+    }
+
+    #[test]
+    fn targets_name_themselves_both_ways() {
+        for t in LoraTarget::ALL {
+            assert_eq!(LoraTarget::from_gguf_stem(t.gguf_stem()), Some(t));
+            assert_eq!(LoraTarget::from_hf_module(t.hf_module()), Some(t));
+        }
+        assert_eq!(LoraTarget::from_hf_module("lm_head"), None);
+    }
+}

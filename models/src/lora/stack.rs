@@ -1,0 +1,212 @@
+//! The adapters a model serves, on its device, applied per sequence within one batch.
+//!
+//! For each projection the adapters' `A`s are stacked into one `[Σ r, in]` weight and their
+//! `B`s side by side into one `[out, Σ r]`, so a batch's update is three ops whatever mix of
+//! adapters its sequences use: `t = x · Aᵀ`, `t ⊙ mask`, `y += t · Bᵀ`, where the mask keeps, in
+//! each row, only the columns of that row's adapter (all zero for rows of the base model).
+//! That is the "gather by mask" form of multi-LoRA batching (vLLM's punica kernels select rows
+//! instead); it needs no op beyond the Backend's products and elementwise ones, so every
+//! backend serves adapters, and it costs `Σ r / in` of the base product per projection (a few
+//! percent for ranks 8-64) and only in steps where some sequence uses an adapter. A batch of
+//! base-model sequences takes the unchanged fused path.
+use super::adapter::{LoraAdapter, LoraTarget};
+use crate::backend::{Backend, WeightDtype};
+use crate::batch::FlatBatch;
+use crate::error::{ModelError, Result};
+use crate::spec::ModelSpec;
+use crate::weights::HostWeight;
+use candle_core::{DType, Device, Tensor};
+use std::ops::Range;
+
+/// Where each adapter's columns lie in a projection's stack.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// Per adapter: its columns, or None where it leaves this projection alone.
+    columns: Vec<Option<Range<usize>>>,
+    width: usize,
+}
+
+/// A layer's stacked `A` (`[Σ r, in]`) and `B` (`[out, Σ r]`) of one projection.
+struct Stacked<B: Backend> {
+    a: B::Weight,
+    b: B::Weight,
+}
+
+pub struct LoraStack<B: Backend> {
+    adapters: usize,
+    /// Per target (`LoraTarget::index`); the same in every layer (an adapter's rank on a
+    /// target is its largest across layers, smaller ones padded with zeros).
+    layouts: [Option<Layout>; 7],
+    /// Per layer, per target; None where no adapter updates it.
+    layers: Vec<[Option<Stacked<B>>; 7]>,
+}
+
+impl<B: Backend> LoraStack<B> {
+    /// `adapters` (checked against `spec`) on `backend`; adapter `i` is the one a batch's
+    /// sequences name as `i`.
+    pub fn build(backend: &B, spec: &ModelSpec, adapters: &[LoraAdapter]) -> Result<Self> {
+        let fitted = adapters
+            .iter()
+            .map(|a| a.fitted(spec))
+            .collect::<Result<Vec<_>>>()?;
+        let adapters = &fitted[..];
+        let layouts = LoraTarget::ALL.map(|target| {
+            let mut width = 0;
+            let columns = adapters
+                .iter()
+                .map(|a| match a.rank(target) {
+                    0 => None,
+                    r => {
+                        width += r;
+                        Some(width - r..width)
+                    }
+                })
+                .collect();
+            (width > 0).then_some(Layout { columns, width })
+        });
+        let mut layers = Vec::with_capacity(spec.num_layers);
+        for layer in 0..spec.num_layers {
+            let mut stacked: [Option<Stacked<B>>; 7] = Default::default();
+            for target in LoraTarget::ALL {
+                let Some(layout) = &layouts[target.index()] else {
+                    continue;
+                };
+                stacked[target.index()] =
+                    stack_layer(backend, spec, adapters, layout, layer, target)?;
+            }
+            layers.push(stacked);
+        }
+        Ok(LoraStack {
+            adapters: adapters.len(),
+            layouts,
+            layers,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.adapters
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.adapters == 0
+    }
+
+    /// The masks of `batch` (`FlatBatch::adapters`), or None when none of its sequences uses
+    /// an adapter (the step then runs as the base model alone).
+    pub fn for_batch(&self, b: &B, batch: &FlatBatch) -> Result<Option<BatchLora<'_, B>>> {
+        if batch.adapters.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        if let Some(&a) = batch
+            .adapters
+            .iter()
+            .flatten()
+            .find(|&&a| a as usize >= self.adapters)
+        {
+            return Err(ModelError::InvalidBatch(format!(
+                "a sequence uses adapter {a}; the model has {}",
+                self.adapters
+            )));
+        }
+        let rows = batch.num_tokens();
+        let mut masks: [Option<B::Tensor>; 7] = Default::default();
+        for (mask, layout) in masks.iter_mut().zip(&self.layouts) {
+            let Some(layout) = layout else { continue };
+            let mut values = vec![0f32; rows * layout.width];
+            let mut any = false;
+            for (seq, adapter) in batch.seqs.iter().zip(&batch.adapters) {
+                let Some(cols) = adapter.and_then(|a| layout.columns[a as usize].clone()) else {
+                    continue;
+                };
+                any = true;
+                for row in seq.q_start..seq.q_start + seq.q_len {
+                    let start = row * layout.width;
+                    values[start + cols.start..start + cols.end].fill(1.0);
+                }
+            }
+            if any {
+                *mask = Some(b.upload(&values, &[rows, layout.width])?);
+            }
+        }
+        Ok(Some(BatchLora { stack: self, masks }))
+    }
+}
+
+/// Layer `layer`'s stacks of `target`, or None when no adapter updates it there.
+fn stack_layer<B: Backend>(
+    backend: &B,
+    spec: &ModelSpec,
+    adapters: &[LoraAdapter],
+    layout: &Layout,
+    layer: usize,
+    target: LoraTarget,
+) -> Result<Option<Stacked<B>>> {
+    if adapters
+        .iter()
+        .all(|a| !a.pairs.contains_key(&(layer, target)))
+    {
+        return Ok(None);
+    }
+    let [out, inp] = target.shape(spec);
+    let (mut a_parts, mut b_parts) = (Vec::new(), Vec::new());
+    for (adapter, cols) in adapters.iter().zip(&layout.columns) {
+        let Some(cols) = cols else { continue };
+        let width = cols.len();
+        match adapter.pairs.get(&(layer, target)) {
+            Some(pair) => {
+                let pad = width - pair.rank();
+                a_parts.push(pad_dim(&pair.a, 0, pad)?);
+                b_parts.push(pad_dim(&pair.b, 1, pad)?);
+            }
+            None => {
+                a_parts.push(Tensor::zeros((width, inp), DType::F32, &Device::Cpu)?);
+                b_parts.push(Tensor::zeros((out, width), DType::F32, &Device::Cpu)?);
+            }
+        }
+    }
+    let dense = |tensor: Tensor| HostWeight::Dense {
+        tensor,
+        source: WeightDtype::F32,
+    };
+    Ok(Some(Stacked {
+        a: backend.load_weight(dense(Tensor::cat(&a_parts, 0)?.contiguous()?))?,
+        b: backend.load_weight(dense(Tensor::cat(&b_parts, 1)?.contiguous()?))?,
+    }))
+}
+
+/// `t` with `pad` zeros appended along `dim` (a smaller rank in a layer than elsewhere).
+fn pad_dim(t: &Tensor, dim: usize, pad: usize) -> Result<Tensor> {
+    Ok(match pad {
+        0 => t.clone(),
+        _ => t.pad_with_zeros(dim, 0, pad)?,
+    })
+}
+
+/// The adapters of one batch: its masks over the stacks.
+pub struct BatchLora<'a, B: Backend> {
+    stack: &'a LoraStack<B>,
+    masks: [Option<B::Tensor>; 7],
+}
+
+impl<B: Backend> BatchLora<'_, B> {
+    /// `y` (the base product of `x` for `target` in `layer`) plus each row's adapter update.
+    pub fn add(
+        &self,
+        b: &B,
+        layer: usize,
+        target: LoraTarget,
+        x: &B::Tensor,
+        y: B::Tensor,
+    ) -> Result<B::Tensor> {
+        let stacked = self
+            .stack
+            .layers
+            .get(layer)
+            .and_then(|l| l[target.index()].as_ref());
+        let (Some(s), Some(mask)) = (stacked, &self.masks[target.index()]) else {
+            return Ok(y);
+        };
+        let t = b.mul(&b.linear(x, &s.a, None)?, mask)?;
+        b.add(&y, &b.linear(&t, &s.b, None)?)
+    }
+}

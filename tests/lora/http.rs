@@ -1,0 +1,113 @@
+//! `candor serve --lora NAME=PATH`: the adapter is listed and answers as a model of its own,
+//! as the merged model would, beside the base model in the same engine.
+use super::common::plugins::servable_tiny;
+use super::common::server::Server;
+use super::files::{Lora, ALL_MODULES};
+use serde_json::{json, Value};
+
+/// A prompt longer than a KV block, so the base model's answer leaves a cached block an
+/// adapter's request must not take.
+const PROMPT: &str = "t5 t6 t7 t8 t9 t10 t11 t12 t13 t14 t15 t16 t17 t18 t19 t20 t21 t22";
+
+fn completion(model: &str) -> Value {
+    json!({"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0, "ignore_eos": true})
+}
+
+async fn text(server: &Server, model: &str) -> String {
+    let (status, body) = server.post("/v1/completions", &completion(model)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], model, "the answer names the model asked for");
+    body["choices"][0]["text"].as_str().unwrap().to_string()
+}
+
+async fn embedding(server: &Server, model: &str) -> Vec<f64> {
+    let (status, body) = server
+        .post("/v1/embeddings", &json!({"model": model, "input": PROMPT}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = servable_tiny("llama", &dir.path().join("base"));
+    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 5);
+    let peft = lora.write_peft(&dir.path().join("tuned"));
+    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let server = Server::start_path(
+        &base,
+        "tiny",
+        &["--lora", &format!("tuned={}", peft.display())],
+    )
+    .await;
+    let reference = Server::start_path(&merged, "tiny", &[]).await;
+
+    let (status, models) = server.get("/v1/models").await;
+    assert_eq!(status, 200, "{models}");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tiny", "tuned"]);
+    assert_eq!(models["data"][1]["parent"], "tiny");
+    let (status, one) = server.get("/v1/models/tuned").await;
+    assert_eq!((status, &one["parent"]), (200, &json!("tiny")), "{one}");
+
+    // The base model first: its prompt blocks are cached, and the adapter must not use them.
+    let plain = text(&server, "tiny").await;
+    let tuned = text(&server, "tuned").await;
+    let expected = text(&reference, "tiny").await;
+    assert_eq!(tuned, expected, "the adapter answers as the merged model");
+    assert_ne!(tuned, plain, "the adapter changes the answer");
+    // Both at once, in one engine: each as alone.
+    let (a, b) = tokio::join!(text(&server, "tiny"), text(&server, "tuned"));
+    assert_eq!((a, b), (plain, tuned));
+
+    let (e, reference_e) = (
+        embedding(&server, "tuned").await,
+        embedding(&reference, "tiny").await,
+    );
+    let off = e
+        .iter()
+        .zip(&reference_e)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(off < 1e-4, "embeddings with the adapter are off by {off}");
+
+    let (status, body) = server
+        .post("/v1/completions", &completion("tuned-v2"))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`tuned`"), "{message}");
+}
+
+#[test]
+fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = servable_tiny("llama", &dir.path().join("base"));
+    let candor = |lora: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["serve", "--model", base.to_str().unwrap()])
+            .args(["--served-model-name", "tiny", "--port", "0", "--lora", lora])
+            .output()
+            .unwrap()
+    };
+    let same = candor(&format!("tiny={}", base.display()));
+    assert!(!same.status.success());
+    let err = String::from_utf8_lossy(&same.stderr);
+    assert!(err.contains("base model's name"), "{err}");
+    let missing = candor("tuned=/nowhere/adapter");
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("/nowhere/adapter"), "{err}");
+}

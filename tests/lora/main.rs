@@ -1,0 +1,187 @@
+//! LoRA adapters served unmerged: a sequence running with an adapter gets exactly the logits of
+//! the model whose weights are `W + (alpha / r)·B·A` (the merge written out and loaded as a model
+//! of its own), whatever else shares its batch; adapters read from PEFT directories and from
+//! llama.cpp GGUF files agree; and over HTTP an adapter is a model of its own.
+#[path = "../common/mod.rs"]
+mod common;
+mod files;
+mod http;
+
+use candor::backend::BackendChoice;
+use candor::engine::load::{runner_for, KvCacheDtype, LoadOptions};
+use candor::engine::{BlockManager, BlockTable, Logits, Runner};
+use candor_models::loader::open_model;
+use candor_models::lora::{read_adapter, LoraAdapter};
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+use files::*;
+use std::path::Path;
+
+fn runner(model: &Path, lora: Vec<LoraAdapter>) -> Box<dyn Runner> {
+    let opened = open_model(model, false).expect("open model");
+    let opts = LoadOptions {
+        dequantize: false,
+        threads: 2,
+        kv_tokens: 1024,
+        backend: BackendChoice::Cpu,
+        kv_cache_dtype: KvCacheDtype::Auto,
+        op_profiler: None,
+        lora,
+    };
+    runner_for(&opened, &opts).expect("build runner")
+}
+
+const PROMPT: [u32; 7] = [1, 17, 230, 5, 99, 411, 3];
+const NEXT: u32 = 42;
+
+/// Every row's logits of each sequence: the prompt in one step (all rows), then one more token;
+/// the sequences run together, sequence `i` with `adapters[i]`.
+fn run(r: &mut dyn Runner, adapters: &[Option<u32>]) -> Vec<Vec<Vec<f32>>> {
+    let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+    let tables: Vec<BlockTable> = adapters
+        .iter()
+        .map(|_| {
+            let mut t = BlockTable::default();
+            bm.ensure(&mut t, PROMPT.len() + 1).unwrap();
+            t
+        })
+        .collect();
+    let step = |r: &mut dyn Runner, tokens: &[u32], start: usize| -> Logits {
+        let seqs = adapters
+            .iter()
+            .zip(&tables)
+            .map(|(&adapter, t)| SeqInput {
+                tokens: tokens.to_vec(),
+                start_pos: start,
+                block_table: t.ids.clone(),
+                logits: LogitsWanted::All,
+                adapter,
+            })
+            .collect();
+        r.forward(&Batch { seqs }).expect("forward")
+    };
+    let prompt = step(r, &PROMPT, 0);
+    let next = step(r, &[NEXT], PROMPT.len());
+    (0..adapters.len())
+        .map(|s| {
+            let mut rows: Vec<Vec<f32>> = (0..PROMPT.len())
+                .map(|i| prompt.row(s * PROMPT.len() + i).to_vec())
+                .collect();
+            rows.push(next.row(s).to_vec());
+            rows
+        })
+        .collect()
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| max_abs_diff(x, y))
+        .fold(0.0, f32::max)
+}
+
+const TOL: f32 = 1e-3;
+
+#[test]
+fn each_sequence_gets_its_adapters_merged_weights_in_a_mixed_batch() {
+    for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = fixtures().join("tiny").join(arch);
+        // One adapter on every projection, one on q and v alone (PEFT's default targets), at
+        // other ranks and scales.
+        let every = Lora::random(&base, &ALL_MODULES, 4, 8.0, 1);
+        let qv = Lora::random(&base, &["self_attn.q_proj", "self_attn.v_proj"], 2, 32.0, 2);
+        let every_dir = every.write_peft(&dir.path().join("every"));
+        let qv_dir = qv.write_peft(&dir.path().join("qv"));
+        let adapters = vec![
+            read_adapter(&every_dir).expect("read PEFT adapter"),
+            read_adapter(&qv_dir).expect("read PEFT adapter"),
+        ];
+        let mixed = run(
+            runner(&base, adapters).as_mut(),
+            &[None, Some(0), Some(1), Some(0)],
+        );
+        let alone = |model: &Path| run(runner(model, vec![]).as_mut(), &[None]).remove(0);
+        let plain = alone(&base);
+        let merged_every = alone(&every.write_merged(&base, &dir.path().join("m-every")));
+        let merged_qv = alone(&qv.write_merged(&base, &dir.path().join("m-qv")));
+        for (seq, expected, what) in [
+            (0, &plain, "the base model"),
+            (1, &merged_every, "the every-projection adapter"),
+            (2, &merged_qv, "the q/v adapter"),
+            (3, &merged_every, "the every-projection adapter, again"),
+        ] {
+            let d = max_diff(&mixed[seq], expected);
+            assert!(d < TOL, "{arch}: sequence {seq} ({what}) is off by {d}");
+        }
+        // The adapters change the answer (the comparison above could not pass by accident).
+        assert!(max_diff(&merged_every, &plain) > 100.0 * TOL, "{arch}");
+        assert!(max_diff(&merged_qv, &plain) > 100.0 * TOL, "{arch}");
+    }
+}
+
+#[test]
+fn a_llama_cpp_gguf_adapter_equals_its_peft_original() {
+    // llama.cpp's converter permutes llama's q/k rows for its interleaved RoPE, in the model
+    // and in the adapter alike: candor puts them back for a Hugging Face base model.
+    for arch in ["llama", "qwen2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = fixtures().join("tiny").join(arch);
+        let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 3);
+        let peft = read_adapter(&lora.write_peft(&dir.path().join("peft"))).unwrap();
+        let gguf = read_adapter(&lora.write_gguf(&base, arch, &dir.path().join("a.gguf")))
+            .expect("read GGUF adapter");
+        let out = run(
+            runner(&base, vec![peft, gguf]).as_mut(),
+            &[Some(0), Some(1)],
+        );
+        let d = max_diff(&out[0], &out[1]);
+        assert!(d < TOL, "{arch}: GGUF and PEFT adapters differ by {d}");
+    }
+}
+
+#[test]
+fn adapters_that_do_not_fit_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = fixtures().join("tiny").join("llama");
+    let gemma = fixtures().join("tiny").join("gemma3");
+    // gemma3's heads are twice as wide: its q update does not fit llama's q.
+    let other = Lora::random(&gemma, &["self_attn.q_proj"], 2, 4.0, 4);
+    let adapter = read_adapter(&other.write_peft(&dir.path().join("gemma"))).unwrap();
+    let opened = open_model(&llama, false).unwrap();
+    let err = runner_for(
+        &opened,
+        &LoadOptions {
+            dequantize: false,
+            threads: 2,
+            kv_tokens: 256,
+            backend: BackendChoice::Cpu,
+            kv_cache_dtype: KvCacheDtype::Auto,
+            op_profiler: None,
+            lora: vec![adapter],
+        },
+    )
+    .err()
+    .expect("a misfit adapter is refused")
+    .to_string();
+    assert!(err.contains("blk.0.attn_q"), "{err}");
+
+    // A PEFT directory that is not LoRA, or replaces whole modules, says so.
+    let peft = other.write_peft(&dir.path().join("dora"));
+    let config = peft.join("adapter_config.json");
+    std::fs::write(
+        &config,
+        r#"{"peft_type": "LORA", "r": 2, "use_dora": true}"#,
+    )
+    .unwrap();
+    let err = read_adapter(&peft).unwrap_err().to_string();
+    assert!(err.contains("DoRA"), "{err}");
+    std::fs::write(&config, r#"{"r": 2, "modules_to_save": ["lm_head"]}"#).unwrap();
+    let err = read_adapter(&peft).unwrap_err().to_string();
+    assert!(err.contains("modules_to_save"), "{err}");
+    // A model file is not an adapter.
+    let gguf = dir.path().join("model.gguf");
+    other.write_gguf_as(&gemma, "gemma3", &gguf, "model");
+    let err = read_adapter(&gguf).unwrap_err().to_string();
+    assert!(err.contains("not `adapter`"), "{err}");
+}
