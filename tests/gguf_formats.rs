@@ -31,17 +31,6 @@ fn logits(path: &Path) -> Vec<f32> {
     r.forward(&batch).expect("forward").data
 }
 
-/// llama.cpp's converter permutes Q/K rows so RoPE pairs dimensions (2i, 2i+1).
-fn permute(w: &Tensor, heads: usize) -> Tensor {
-    let (out, inp) = w.dims2().unwrap();
-    w.reshape((heads, 2, out / heads / 2, inp))
-        .unwrap()
-        .transpose(1, 2)
-        .unwrap()
-        .reshape((out, inp))
-        .unwrap()
-}
-
 fn gguf_name(hf: &str) -> String {
     let map = [
         ("model.embed_tokens.weight", "token_embd.weight".to_string()),
@@ -79,9 +68,9 @@ fn write_llama_gguf(path: &Path, dtype: GgmlDType) {
     for (name, t) in &tensors {
         let mut t = t.clone();
         if name.ends_with("q_proj.weight") {
-            t = permute(&t, heads);
+            t = permute_rope_rows(&t, heads);
         } else if name.ends_with("k_proj.weight") {
-            t = permute(&t, kv_heads);
+            t = permute_rope_rows(&t, kv_heads);
         }
         let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
         q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));

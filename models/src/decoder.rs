@@ -226,11 +226,6 @@ impl<B: Backend> DecoderModel<B> {
         Ok(())
     }
 
-    /// How many LoRA adapters are attached.
-    pub fn lora_adapters(&self) -> usize {
-        self.lora.as_ref().map_or(0, LoraStack::len)
-    }
-
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
     }
@@ -312,20 +307,25 @@ impl<B: Backend> DecoderModel<B> {
                 slots: &batch.slots,
             };
             let (stream, q) = match (&lora, &layer.q_norm, &layer.k_norm) {
-                (Some(lora), _, _) => {
-                    let (stream, qkv) =
-                        layer
-                            .qkv
-                            .apply_normed_then(b, &attn_in, Some(s.head_dim), |i, h, y| {
-                                lora.add(
-                                    b,
-                                    li,
-                                    [LoraTarget::Q, LoraTarget::K, LoraTarget::V][i],
-                                    h,
-                                    y,
-                                )
-                            })?;
+                // Neither LoRA nor per-head norms: the norm, product, RoPE and KV write as one.
+                (None, None, _) | (None, _, None) => {
+                    layer
+                        .qkv
+                        .apply_normed_rope_write_kv(b, &attn_in, self.qkv_heads(), kv_write)?
+                }
+                _ => {
+                    let (stream, qkv) = match &lora {
+                        Some(lora) => layer.qkv.apply_normed_then(
+                            b,
+                            &attn_in,
+                            Some(s.head_dim),
+                            |i, h, y| lora.add(b, li, LoraTarget::QKV[i], h, y),
+                        )?,
+                        None => layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?,
+                    };
                     let [q, k, v] = members(qkv)?;
+                    // Per-head norms of q and k (qwen3, gemma3) come between the product and
+                    // RoPE.
                     let (q, k) = match (&layer.q_norm, &layer.k_norm) {
                         (Some(qn), Some(kn)) => {
                             (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?)
@@ -333,18 +333,6 @@ impl<B: Backend> DecoderModel<B> {
                         _ => (q, k),
                     };
                     (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
-                }
-                // Per-head norms of q and k (qwen3, gemma3) come between the product and RoPE.
-                (None, Some(qn), Some(kn)) => {
-                    let (stream, qkv) = layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?;
-                    let [q, k, v] = members(qkv)?;
-                    let (q, k) = (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?);
-                    (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
-                }
-                _ => {
-                    layer
-                        .qkv
-                        .apply_normed_rope_write_kv(b, &attn_in, self.qkv_heads(), kv_write)?
                 }
             };
             x = stream;
@@ -366,7 +354,7 @@ impl<B: Backend> DecoderModel<B> {
                 Some(lora) => layer
                     .gate_up
                     .apply_normed_then(b, &ffn_in, None, |i, h, y| {
-                        lora.add(b, li, [LoraTarget::Gate, LoraTarget::Up][i], h, y)
+                        lora.add(b, li, LoraTarget::GATE_UP[i], h, y)
                     })?,
                 None => layer.gate_up.apply_normed(b, &ffn_in, None)?,
             };

@@ -46,6 +46,18 @@ pub fn as_f32s(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// llama.cpp's converter's permutation of a q/k weight's rows (`[heads * head_dim, in]`), so
+/// RoPE pairs dimensions (2i, 2i+1): as it writes llama-family models and their LoRA adapters.
+pub fn permute_rope_rows(w: &candle_core::Tensor, heads: usize) -> candle_core::Tensor {
+    let (out, inp) = w.dims2().unwrap();
+    w.reshape((heads, 2, out / heads / 2, inp))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((out, inp))
+        .unwrap()
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length differs");
     a.iter()

@@ -1,6 +1,6 @@
 //! Random LoRA adapters of a tiny model, written as PEFT saves them, as llama.cpp's converter
 //! writes them, and merged into the model's weights (the reference they must equal).
-use super::common::read_json;
+use super::common::{permute_rope_rows, read_json};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -58,19 +58,6 @@ fn gguf_stem(module: &str) -> &'static str {
         "mlp.down_proj" => "ffn_down",
         other => panic!("no GGUF name for {other}"),
     }
-}
-
-/// llama.cpp's converter's permutation of a q/k weight's rows (for its interleaved RoPE).
-fn permute_rows(w: &Tensor, heads: usize) -> Tensor {
-    let (out, inp) = w.dims2().unwrap();
-    w.reshape((heads, 2, out / heads / 2, inp))
-        .unwrap()
-        .transpose(1, 2)
-        .unwrap()
-        .contiguous()
-        .unwrap()
-        .reshape((out, inp))
-        .unwrap()
 }
 
 impl Lora {
@@ -143,8 +130,8 @@ impl Lora {
             let mut b = u.b.clone();
             if arch == "llama" {
                 match u.module {
-                    "self_attn.q_proj" => b = permute_rows(&b, heads("num_attention_heads")),
-                    "self_attn.k_proj" => b = permute_rows(&b, heads("num_key_value_heads")),
+                    "self_attn.q_proj" => b = permute_rope_rows(&b, heads("num_attention_heads")),
+                    "self_attn.k_proj" => b = permute_rope_rows(&b, heads("num_key_value_heads")),
                     _ => {}
                 }
             }

@@ -30,6 +30,10 @@ impl LoraTarget {
         LoraTarget::Down,
     ];
 
+    /// The members of the q/k/v and the gate/up projection groups, in their order.
+    pub const QKV: [LoraTarget; 3] = [LoraTarget::Q, LoraTarget::K, LoraTarget::V];
+    pub const GATE_UP: [LoraTarget; 2] = [LoraTarget::Gate, LoraTarget::Up];
+
     pub fn index(self) -> usize {
         self as usize
     }

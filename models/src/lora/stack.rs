@@ -83,14 +83,6 @@ impl<B: Backend> LoraStack<B> {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.adapters
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.adapters == 0
-    }
-
     /// The masks of `batch` (`FlatBatch::adapters`), or None when none of its sequences uses
     /// an adapter (the step then runs as the base model alone).
     pub fn for_batch(&self, b: &B, batch: &FlatBatch) -> Result<Option<BatchLora<'_, B>>> {
