@@ -68,7 +68,7 @@ fn backend(c: &mut Criterion) {
     g.bench_function(format!("prefill_{prompt}"), |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| time_prefill(runner, prompt, 0, 512, &mut src).expect("prefill"))
+                .map(|_| time_prefill(runner, prompt, 0, 512, None, &mut src).expect("prefill"))
                 .sum()
         })
     });
@@ -77,7 +77,9 @@ fn backend(c: &mut Criterion) {
         g.bench_function(format!("decode_{steps}_b{bsz}"), |b| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| time_decode(runner, steps, 0, bsz, 512, &mut src).expect("decode"))
+                    .map(|_| {
+                        time_decode(runner, steps, 0, bsz, 512, None, &mut src).expect("decode")
+                    })
                     .sum()
             })
         });

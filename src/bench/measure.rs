@@ -27,14 +27,15 @@ impl TokenSource {
     }
 }
 
-/// Run `tokens` of one sequence from position `start` in chunks of at most `ubatch`; logits
-/// only for the very last position.
+/// Run `tokens` of one sequence (with LoRA `adapter`) from position `start` in chunks of at
+/// most `ubatch`; logits only for the very last position.
 fn fill(
     runner: &mut dyn Runner,
     table: &BlockTable,
     start: usize,
     tokens: &[u32],
     ubatch: usize,
+    adapter: Option<u32>,
 ) -> Result<(), EngineError> {
     let mut pos = start;
     for chunk in tokens.chunks(ubatch.max(1)) {
@@ -49,7 +50,7 @@ fn fill(
                 } else {
                     LogitsWanted::None
                 },
-                adapter: None,
+                adapter,
             }],
         })?;
         pos += chunk.len();
@@ -57,33 +58,36 @@ fn fill(
     Ok(())
 }
 
-/// Time a prefill of `n` tokens with `depth` tokens already in the cache.
+/// Time a prefill of `n` tokens with `depth` tokens already in the cache (with LoRA `adapter`).
 pub fn time_prefill(
     runner: &mut dyn Runner,
     n: usize,
     depth: usize,
     ubatch: usize,
+    adapter: Option<u32>,
     src: &mut TokenSource,
 ) -> Result<Duration, EngineError> {
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
     let mut table = BlockTable::default();
     blocks.ensure(&mut table, depth + n)?;
     if depth > 0 {
-        fill(runner, &table, 0, &src.take(depth), ubatch)?;
+        fill(runner, &table, 0, &src.take(depth), ubatch, adapter)?;
     }
     let prompt = src.take(n);
     let t0 = Instant::now();
-    fill(runner, &table, depth, &prompt, ubatch)?;
+    fill(runner, &table, depth, &prompt, ubatch, adapter)?;
     Ok(t0.elapsed())
 }
 
-/// Time `n` decode steps of `batch` sequences together, each with `depth` tokens of context.
+/// Time `n` decode steps of `batch` sequences together, each with `depth` tokens of context
+/// (with LoRA `adapter`).
 pub fn time_decode(
     runner: &mut dyn Runner,
     n: usize,
     depth: usize,
     batch: usize,
     ubatch: usize,
+    adapter: Option<u32>,
     src: &mut TokenSource,
 ) -> Result<Duration, EngineError> {
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
@@ -91,7 +95,7 @@ pub fn time_decode(
     for t in &mut tables {
         blocks.ensure(t, depth + n)?;
         if depth > 0 {
-            fill(runner, t, 0, &src.take(depth), ubatch)?;
+            fill(runner, t, 0, &src.take(depth), ubatch, adapter)?;
         }
     }
     let t0 = Instant::now();
@@ -105,7 +109,7 @@ pub fn time_decode(
                 // Each step picks its tokens on the backend, as greedy serving does and as
                 // the transformers side (`generate`, greedy) does.
                 logits: LogitsWanted::Argmax,
-                adapter: None,
+                adapter,
             })
             .collect();
         runner.forward(&Batch { seqs })?;

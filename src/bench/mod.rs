@@ -26,9 +26,17 @@ pub struct BenchConfig {
     /// Largest prefill chunk per forward pass.
     pub ubatch: usize,
     pub seed: u64,
+    /// `--lora`: the LoRA adapter every sequence runs with (the engine's adapter 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<String>,
 }
 
 impl BenchConfig {
+    /// The adapter the measured sequences name.
+    fn adapter(&self) -> Option<u32> {
+        self.lora.as_ref().map(|_| 0)
+    }
+
     /// KV tokens the runner must hold for every test.
     pub fn kv_tokens(&self) -> usize {
         let pp = self
@@ -106,8 +114,10 @@ fn time(
     src: &mut TokenSource,
 ) -> Result<f64, EngineError> {
     let d = match test {
-        Test::Prefill { n } => time_prefill(runner, n, c.depth, c.ubatch, src)?,
-        Test::Decode { n, batch } => time_decode(runner, n, c.depth, batch, c.ubatch, src)?,
+        Test::Prefill { n } => time_prefill(runner, n, c.depth, c.ubatch, c.adapter(), src)?,
+        Test::Decode { n, batch } => {
+            time_decode(runner, n, c.depth, batch, c.ubatch, c.adapter(), src)?
+        }
     };
     Ok(d.as_secs_f64())
 }
@@ -236,6 +246,7 @@ mod tests {
             batch: vec![1, 16],
             ubatch: 512,
             seed: 1,
+            lora: None,
         };
         let names: Vec<String> = c.tests().iter().map(Test::name).collect();
         assert_eq!(names, ["pp512", "tg128", "tg128@b16"]);

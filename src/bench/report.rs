@@ -20,6 +20,9 @@ pub struct ModelInfo {
     pub arch: String,
     pub quantization: Option<String>,
     pub parameters: Option<u64>,
+    /// `--lora`: the LoRA adapter every measured sequence ran with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +108,13 @@ pub fn table(doc: &BenchDocument) -> String {
         .quantization
         .as_deref()
         .map(|q| format!(" {q}"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &doc
+            .model
+            .lora
+            .as_deref()
+            .map(|l| format!(" + LoRA {l}"))
+            .unwrap_or_default();
     for r in &doc.results {
         s.push_str(&format!(
             "| {}{} | {} | {} | {} | {} | {} | {:.2} ± {:.2} |\n",

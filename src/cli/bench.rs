@@ -105,6 +105,11 @@ pub struct BenchArgs {
     /// speed, so a report can check that devices compute the same model.
     #[arg(long, value_name = "FILE")]
     pub perplexity: Option<String>,
+    /// Run every measured sequence with this LoRA adapter (a PEFT directory or a llama.cpp
+    /// LoRA GGUF), as `candor serve --lora` serves it: what an adapter costs beside the base
+    /// model's run. Recorded as `model.lora`; reports keep such runs apart.
+    #[arg(long, value_name = "PATH")]
+    pub lora: Option<PathBuf>,
     /// With --perplexity: tokens per chunk.
     #[arg(long, default_value_t = 512)]
     pub perplexity_ctx: usize,
@@ -163,6 +168,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         batch: args.batch.clone(),
         ubatch: args.ubatch,
         seed: args.seed,
+        lora: args.lora.as_ref().map(|p| p.display().to_string()),
     };
     let tests = config.tests();
     if tests.is_empty() {
@@ -172,6 +178,16 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     }
     let threads = configure_threads(args.threads);
     let dummy_shape = args.dummy.shape()?;
+    if args.perplexity.is_some() && args.lora.is_some() {
+        return Err(CliError::Usage(
+            "--perplexity scores the base model: measure it in a run without --lora".into(),
+        ));
+    }
+    let lora = match &args.lora {
+        Some(path) => vec![candor_models::lora::read_adapter(path)
+            .map_err(|e| CliError::Usage(format!("--lora: {e}")))?],
+        None => Vec::new(),
+    };
     if args.perplexity.is_some() && dummy_shape.is_some() {
         return Err(CliError::Usage(
             "--perplexity needs real weights: random ones have no perplexity worth recording"
@@ -197,7 +213,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         },
         backend: args.backend.clone(),
         op_profiler: args.profile_ops.then(OpProfiler::new),
-        lora: Vec::new(),
+        lora,
     };
     let mut model = match dummy_shape {
         Some(shape) => load_opened(args.dummy.open(shape, args.seed)?, &load_options)?,
@@ -251,9 +267,12 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
             crate::backend::plugin::fallback_summary(&fallbacks)
         );
     }
-    let model_info = match dummy_shape {
-        Some(shape) => dummy_model_info(shape, &args.dummy, &model.spec)?,
-        None => file_model_info(args, &path, &model),
+    let model_info = ModelInfo {
+        lora: config.lora.clone(),
+        ..match dummy_shape {
+            Some(shape) => dummy_model_info(shape, &args.dummy, &model.spec)?,
+            None => file_model_info(args, &path, &model),
+        }
     };
     let doc = BenchDocument {
         schema_version: report::SCHEMA_VERSION,
@@ -369,6 +388,7 @@ fn file_model_info(
         arch: format!("{:?}", model.spec.arch).to_lowercase(),
         quantization: model.quantization.clone(),
         parameters: model.parameters,
+        lora: None,
     }
 }
 
@@ -395,6 +415,7 @@ fn dummy_model_info(
         arch: format!("{:?}", spec.arch).to_lowercase(),
         quantization: Some(dtype.to_string()),
         parameters: Some(parameters),
+        lora: None,
     })
 }
 

@@ -222,6 +222,9 @@ struct CandorModel {
     size_bytes: u64,
     quantization: Option<String>,
     parameters: Option<u64>,
+    /// The LoRA adapter the run's sequences used (`candor bench --lora`).
+    #[serde(default)]
+    lora: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -510,10 +513,15 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
         ),
         date: d.date,
         model: ModelRef {
+            // A run with an adapter is another model's: never grouped with the base's.
             key: match (model.format.as_deref(), model.path.as_deref()) {
                 (Some("dummy"), _) | (_, None) => model.name,
                 (_, Some(path)) => stem(path),
-            },
+            } + &model
+                .lora
+                .as_deref()
+                .map(|l| format!(" + LoRA {}", stem(l)))
+                .unwrap_or_default(),
             quantization: model.quantization,
             parameters: model.parameters,
             size_bytes: model.size_bytes,
@@ -770,6 +778,16 @@ mod tests {
             panic!("not local")
         };
         assert_eq!(run.software, "candor 7bcaee0");
+        assert_eq!(run.model.key, "q");
+        // A run with a LoRA adapter is another model's, never grouped with the base's.
+        let tuned = text.replace(
+            r#""parameters":5}"#,
+            r#""parameters":5,"lora":"/a/sql-lora"}"#,
+        );
+        let Input::Local(tuned) = parse("c.json", &tuned).unwrap() else {
+            panic!("not local")
+        };
+        assert_eq!(tuned.model.key, "q + LoRA sql-lora");
         assert_eq!((run.tests[0].n, run.tests[0].batch), (128, 16));
         assert_eq!(run.tests[0].ubatch, 256);
         assert_eq!(run.host_bandwidth_gbs, Some(30.0));

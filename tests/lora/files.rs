@@ -94,6 +94,16 @@ impl Lora {
         }
     }
 
+    /// The same updates rounded to `dtype` and written in it (as adapters trained in half
+    /// precision ship).
+    pub fn rounded_to(mut self, dtype: DType) -> Self {
+        for u in &mut self.updates {
+            u.a = u.a.to_dtype(dtype).unwrap();
+            u.b = u.b.to_dtype(dtype).unwrap();
+        }
+        self
+    }
+
     /// As PEFT's `save_pretrained` writes it.
     pub fn write_peft(&self, dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
@@ -177,7 +187,12 @@ impl Lora {
         for u in &self.updates {
             let key = format!("model.layers.{}.{}.weight", u.layer, u.module);
             let w = &tensors[&key];
-            let delta = u.b.matmul(&u.a).unwrap().affine(scale, 0.0).unwrap();
+            let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            let delta = f32(&u.b)
+                .matmul(&f32(&u.a))
+                .unwrap()
+                .affine(scale, 0.0)
+                .unwrap();
             let merged = (w.to_dtype(DType::F32).unwrap() + delta)
                 .unwrap()
                 .to_dtype(w.dtype())

@@ -2,6 +2,7 @@
 //! the model whose weights are `W + (alpha / r)·B·A` (the merge written out and loaded as a model
 //! of its own), whatever else shares its batch; adapters read from PEFT directories and from
 //! llama.cpp GGUF files agree; and over HTTP an adapter is a model of its own.
+mod bench;
 #[path = "../common/mod.rs"]
 mod common;
 mod files;
@@ -117,6 +118,23 @@ fn each_sequence_gets_its_adapters_merged_weights_in_a_mixed_batch() {
         // The adapters change the answer (the comparison above could not pass by accident).
         assert!(max_diff(&merged_every, &plain) > 100.0 * TOL, "{arch}");
         assert!(max_diff(&merged_qv, &plain) > 100.0 * TOL, "{arch}");
+    }
+}
+
+#[test]
+fn a_half_precision_adapter_gives_the_model_merged_from_its_values() {
+    // Shipped in f16 or bf16, an adapter is kept in its type on the device (half the bytes a
+    // decode step reads) and gives the model merged from its values.
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = fixtures().join("tiny").join("qwen3");
+        let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 6).rounded_to(dtype);
+        let adapter = read_adapter(&lora.write_peft(&dir.path().join("half"))).unwrap();
+        let out = run(runner(&base, vec![adapter]).as_mut(), &[Some(0), None]);
+        let merged = lora.write_merged(&base, &dir.path().join("merged"));
+        let expected = run(runner(&merged, vec![]).as_mut(), &[None]).remove(0);
+        let d = max_diff(&out[0], &expected);
+        assert!(d < TOL, "{dtype:?}: off by {d}");
     }
 }
 

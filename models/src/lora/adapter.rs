@@ -91,6 +91,10 @@ impl LoraTarget {
 pub struct LoraPair {
     pub a: Tensor,
     pub b: Tensor,
+    /// The type the file stores both in (f16 or bf16, as adapters are mostly shipped), else
+    /// f32: the device keeps the pair in it (B rounded once more where the folded scale is
+    /// not a power of two).
+    pub stored: DType,
 }
 
 impl LoraPair {
@@ -101,6 +105,11 @@ impl LoraPair {
         scale: f64,
         what: &str,
     ) -> std::result::Result<Self, String> {
+        let stored = match (a.dtype(), b.dtype()) {
+            (DType::F16, DType::F16) => DType::F16,
+            (DType::BF16, DType::BF16) => DType::BF16,
+            _ => DType::F32,
+        };
         let (a, b) = (f32_2d(a, what, "A")?, f32_2d(b, what, "B")?);
         let (r_a, r_b) = (a.dims()[0], b.dims()[1]);
         if r_a != r_b || r_a == 0 {
@@ -112,7 +121,7 @@ impl LoraPair {
             ));
         }
         let b = b.affine(scale, 0.0).map_err(|e| format!("{what}: {e}"))?;
-        Ok(LoraPair { a, b })
+        Ok(LoraPair { a, b, stored })
     }
 
     pub fn rank(&self) -> usize {

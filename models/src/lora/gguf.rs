@@ -3,9 +3,11 @@
 //! (`[r, in]`) and `….lora_b` (`[out, r]`), the scale `adapter.lora.alpha / r` (1 without an
 //! alpha), as llama.cpp applies it.
 use super::adapter::{Halves, LoraAdapter, LoraTarget};
+use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
+use candle_core::DType;
 use std::path::Path;
 
 /// Which update a tensor name holds: (layer, target, is A).
@@ -56,10 +58,16 @@ pub fn read_gguf_adapter(path: &Path) -> Result<LoraAdapter> {
                  projection"
             )));
         };
-        let tensor = file
+        let host = file
             .get(&name)?
-            .ok_or_else(|| bad(format!("tensor `{name}` cannot be read")))?
-            .to_f32()?;
+            .ok_or_else(|| bad(format!("tensor `{name}` cannot be read")))?;
+        // In the file's own float type (quantized blocks: f32), as `LoraPair::stored` reads it.
+        let stored = match host.dtype() {
+            Some(WeightDtype::F16) => DType::F16,
+            Some(WeightDtype::BF16) => DType::BF16,
+            _ => DType::F32,
+        };
+        let tensor = host.to_f32()?.to_dtype(stored)?;
         let what = format!("blk.{layer}.{}", target.gguf_stem());
         halves.insert(layer, target, what, is_a, tensor);
     }

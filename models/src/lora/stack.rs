@@ -140,6 +140,17 @@ fn stack_layer<B: Backend>(
         return Ok(None);
     }
     let [out, inp] = target.shape(spec);
+    // The adapters' own half type where they all share one (adapters are mostly shipped in
+    // f16 or bf16: decode reads half the bytes of f32), else f32.
+    let mut types = adapters
+        .iter()
+        .filter_map(|a| a.pairs.get(&(layer, target)))
+        .map(|p| p.stored);
+    let first = types.next().unwrap_or(DType::F32);
+    let stored = match types.all(|t| t == first) {
+        true => first,
+        false => DType::F32,
+    };
     let (mut a_parts, mut b_parts) = (Vec::new(), Vec::new());
     for (adapter, cols) in adapters.iter().zip(&layout.columns) {
         let Some(cols) = cols else { continue };
@@ -156,13 +167,19 @@ fn stack_layer<B: Backend>(
             }
         }
     }
-    let dense = |tensor: Tensor| HostWeight::Dense {
-        tensor,
-        source: WeightDtype::F32,
+    let host = |t: Tensor| -> Result<HostWeight> {
+        Ok(HostWeight::Dense {
+            tensor: t.contiguous()?.to_dtype(stored)?,
+            source: match stored {
+                DType::F16 => WeightDtype::F16,
+                DType::BF16 => WeightDtype::BF16,
+                _ => WeightDtype::F32,
+            },
+        })
     };
     Ok(Some(Stacked {
-        a: backend.load_weight(dense(Tensor::cat(&a_parts, 0)?.contiguous()?))?,
-        b: backend.load_weight(dense(Tensor::cat(&b_parts, 1)?.contiguous()?))?,
+        a: backend.load_weight(host(Tensor::cat(&a_parts, 0)?)?)?,
+        b: backend.load_weight(host(Tensor::cat(&b_parts, 1)?)?)?,
     }))
 }
 

@@ -395,6 +395,7 @@ impl Backend for CpuBackend {
             // Rows are dequantized one by one: no f32 copy of the table.
             CpuWeight::Quant { q, .. } => Ok(q.embedding(&ids_tensor(ids)?)?),
             CpuWeight::Mapped { blocks, ty } => mapped_embedding(blocks, *ty, ids),
+            CpuWeight::Skinny(t) => Ok(t.index_select(&ids_tensor(ids)?, 1)?.t()?.contiguous()?),
         }
     }
 
@@ -435,6 +436,7 @@ impl Backend for CpuBackend {
     fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
         let y = match w {
             CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
+            CpuWeight::Skinny(t) => x.contiguous()?.matmul(t)?,
             CpuWeight::Half { bits, ty, shape } => half_linear(x, bits, *shape, *ty)?,
             // candle's product serves what the kernels reject (e.g. a row length that is not
             // a whole number of blocks).
@@ -688,6 +690,39 @@ mod tests {
                 .zip(&want)
                 .all(|(g, w)| (g - w).abs() <= 1e-4 * (1.0 + w.abs())));
         }
+    }
+
+    /// A skinny weight (a LoRA B) is kept transposed: the same shape outside, the same
+    /// products and rows.
+    #[test]
+    fn skinny_weights_keep_their_shape_products_and_rows() {
+        let cpu = CpuBackend::new(1);
+        let w = Tensor::randn(0f32, 1., (300, 8), &Device::Cpu).unwrap();
+        let held = cpu
+            .load_weight(HostWeight::Dense {
+                tensor: w.to_dtype(DType::F16).unwrap(),
+                source: candor_models::backend::WeightDtype::F16,
+            })
+            .unwrap();
+        assert!(matches!(held, CpuWeight::Skinny(_)));
+        assert_eq!(cpu.weight_shape(&held), [300, 8]);
+        let w = w
+            .to_dtype(DType::F16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        for rows in [1, 3, 40] {
+            let x = Tensor::randn(0f32, 1., (rows, 8), &Device::Cpu).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let got = cpu.linear(&x, &held, None).unwrap();
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4, "{rows} rows");
+        }
+        let rows = cpu.embedding(&held, &[7, 299]).unwrap();
+        assert_eq!(
+            rows.to_vec2::<f32>().unwrap()[1],
+            w.get(299).unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 }
 

@@ -31,6 +31,18 @@ pub enum CpuWeight {
         blocks: MappedBlocks,
         ty: QuantType,
     },
+    /// A skinny matrix (`[rows, cols]`, a handful of long columns: a LoRA adapter's B) kept
+    /// transposed, f32 `[cols, rows]`: the product then runs along contiguous rows of the
+    /// transposed weight instead of taking `rows` dot products of `cols` values, each closed
+    /// by a horizontal sum (4864 x 16 at decode on the Xeon VM: ~40 µs, against ~65 µs for the
+    /// f32 matrix as stored and ~75 µs for the f16 kernel).
+    Skinny(Tensor),
+}
+
+/// Whether a `[rows, cols]` matrix is kept `Skinny`: few columns, many more rows (no model
+/// weight is: their rows hold the hidden size).
+fn is_skinny(rows: usize, cols: usize) -> bool {
+    cols <= 64 && rows >= 16 * cols
 }
 
 /// The candor-kernels type for a GGML block type, where it has one.
@@ -50,6 +62,9 @@ impl CpuWeight {
     pub fn from_host(w: HostWeight) -> Result<Self> {
         match w {
             HostWeight::Dense { tensor, .. } => match (half_type(tensor.dtype()), tensor.dims()) {
+                (_, &[rows, cols]) if is_skinny(rows, cols) => Ok(CpuWeight::Skinny(
+                    tensor.to_dtype(DType::F32)?.t()?.contiguous()?,
+                )),
                 (Some(ty), &[rows, cols]) => {
                     Ok(Self::half(tensor_bits(&tensor, ty)?, ty, [rows, cols]))
                 }
@@ -135,7 +150,8 @@ impl CpuWeight {
                 }
                 Ok(Some(Self::half(bits, ty, [rows, cols])))
             }
-            CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } => Ok(None),
+            // Joined projections have long rows; skinny matrices are LoRA updates, not joined.
+            CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } | CpuWeight::Skinny(_) => Ok(None),
         }
     }
 
@@ -150,7 +166,10 @@ impl CpuWeight {
     pub fn dense(&self) -> Option<&Tensor> {
         match self {
             CpuWeight::Dense(t) => Some(t),
-            CpuWeight::Half { .. } | CpuWeight::Quant { .. } | CpuWeight::Mapped { .. } => None,
+            CpuWeight::Half { .. }
+            | CpuWeight::Quant { .. }
+            | CpuWeight::Mapped { .. }
+            | CpuWeight::Skinny(_) => None,
         }
     }
 
@@ -160,6 +179,7 @@ impl CpuWeight {
             CpuWeight::Half { shape, .. } => shape.to_vec(),
             CpuWeight::Quant { q, .. } => q.shape().dims().to_vec(),
             CpuWeight::Mapped { blocks, .. } => blocks.shape.clone(),
+            CpuWeight::Skinny(t) => t.dims().iter().rev().copied().collect(),
         }
     }
 }
