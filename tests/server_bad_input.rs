@@ -551,6 +551,20 @@ fn cases() -> Vec<Case> {
             "input",
         ),
         case(
+            "a LoRA load on a server that does not allow them",
+            "/v1/load_lora_adapter",
+            json!({"lora_name": "x", "lora_path": "/tmp"}),
+            403,
+            "--allow-runtime-lora",
+        ),
+        case(
+            "a LoRA load without a name",
+            "/v1/load_lora_adapter",
+            json!({"lora_path": "/tmp"}),
+            400,
+            "lora_name",
+        ),
+        case(
             "conversation with metadata that is not text",
             "/v1/conversations",
             json!({"metadata": {"n": 1}}),

@@ -46,8 +46,11 @@ pub struct DecoderModel<B: Backend> {
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
-    /// The LoRA adapters sequences may run with (`SeqInput::adapter`).
+    /// The LoRA adapters sequences may run with (`SeqInput::adapter`), on the device.
     lora: Option<LoraStack<B>>,
+    /// The same in host memory, by slot (None: a slot unloaded): the stacks are rebuilt from
+    /// them when an adapter comes or goes.
+    lora_slots: Vec<Option<LoraAdapter>>,
 }
 
 /// Loads tensors by canonical name and checks them against the shapes the spec implies.
@@ -213,17 +216,48 @@ impl<B: Backend> DecoderModel<B> {
             layers,
             ropes,
             lora: None,
+            lora_slots: Vec::new(),
         })
     }
 
     /// Serve `adapters` beside the base weights: a sequence naming adapter `i` runs with
     /// `adapters[i]`. Replaces those attached before; each must fit the model.
     pub fn attach_lora(&mut self, backend: &B, adapters: &[LoraAdapter]) -> Result<()> {
-        self.lora = match adapters.is_empty() {
-            true => None,
-            false => Some(LoraStack::build(backend, &self.spec, adapters)?),
-        };
+        let slots: Vec<Option<LoraAdapter>> = adapters.iter().cloned().map(Some).collect();
+        self.lora = Some(LoraStack::build(backend, &self.spec, &slots)?).filter(|s| !s.is_empty());
+        self.lora_slots = slots;
         Ok(())
+    }
+
+    /// Put `adapter` in slot `slot` (a new slot is the next one; None empties it), while the
+    /// model serves: the stacks are rebuilt. On error (an adapter that does not fit) nothing
+    /// changes.
+    pub fn set_lora_slot(
+        &mut self,
+        backend: &B,
+        slot: usize,
+        adapter: Option<LoraAdapter>,
+    ) -> Result<()> {
+        let mut slots = self.lora_slots.clone();
+        if slot > slots.len() {
+            return Err(ModelError::InvalidBatch(format!(
+                "LoRA slot {slot} is past the next one ({})",
+                slots.len()
+            )));
+        }
+        if slot == slots.len() {
+            slots.push(None);
+        }
+        slots[slot] = adapter;
+        let stack = LoraStack::build(backend, &self.spec, &slots)?;
+        self.lora = Some(stack).filter(|s| !s.is_empty());
+        self.lora_slots = slots;
+        Ok(())
+    }
+
+    /// LoRA slots so far (loaded or emptied).
+    pub fn lora_slots(&self) -> usize {
+        self.lora_slots.len()
     }
 
     pub fn spec(&self) -> &ModelSpec {

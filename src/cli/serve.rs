@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// same batches as the base model's. Repeat or list several.
     #[arg(long = "lora", visible_alias = "lora-modules", num_args = 1.., env = "CANDOR_LORA", value_delimiter = ',')]
     pub lora: Vec<crate::server::adapters::ServedAdapter>,
+    /// Let clients load and unload LoRA adapters while the server runs
+    /// (`POST /v1/load_lora_adapter` with `lora_name` and `lora_path`, `POST
+    /// /v1/unload_lora_adapter` with `lora_name`, as vLLM's): off by default, since a load
+    /// reads any path the server can.
+    #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA")]
+    pub allow_runtime_lora: bool,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -146,6 +152,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         chat_template,
         pooling: args.pooling,
         adapters: args.lora,
+        runtime_lora: args.allow_runtime_lora,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,6 +10,9 @@ pub struct FakeRunner {
     num_blocks: usize,
     block_size: usize,
     forward: Box<dyn FnMut(&Batch) -> Logits + Send>,
+    /// Per LoRA slot: whether an adapter is in it (a step naming an empty one fails, as the
+    /// model's does).
+    lora: Vec<bool>,
 }
 
 impl FakeRunner {
@@ -22,6 +25,7 @@ impl FakeRunner {
             num_blocks,
             block_size: 16,
             forward: Box::new(forward),
+            lora: Vec::new(),
         }
     }
 
@@ -54,9 +58,35 @@ impl Runner for FakeRunner {
         4
     }
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
+        let absent = |a: u32| !self.lora.get(a as usize).copied().unwrap_or(false);
+        if let Some(a) = batch
+            .seqs
+            .iter()
+            .filter_map(|s| s.adapter)
+            .find(|&a| absent(a))
+        {
+            return Err(EngineError::Backend(format!("LoRA slot {a} is empty")));
+        }
         Ok((self.forward)(batch))
     }
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+    fn lora_slots(&self) -> usize {
+        self.lora.len()
+    }
+    fn set_lora_slot(
+        &mut self,
+        slot: usize,
+        adapter: Option<candor_models::lora::LoraAdapter>,
+    ) -> Result<(), EngineError> {
+        if slot == self.lora.len() {
+            self.lora.push(false);
+        }
+        match self.lora.get_mut(slot) {
+            Some(present) => *present = adapter.is_some(),
+            None => return Err(EngineError::Backend(format!("no LoRA slot {slot}"))),
+        }
+        Ok(())
     }
 }

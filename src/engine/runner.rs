@@ -2,6 +2,7 @@
 //! batched forward call, returning logits on the host. No generics leak past this point.
 use super::error::EngineError;
 use candor_models::backend::{Backend, DeviceInfo};
+use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, DecoderModel, FlatBatch, ModelSpec};
 
 /// What a forward pass returns for each requested row: its logits on the host, or only the
@@ -78,6 +79,15 @@ pub trait Runner: Send {
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
     fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
+    /// LoRA slots so far (the adapters attached at load, then those loaded or emptied since).
+    fn lora_slots(&self) -> usize;
+    /// Put a LoRA adapter in `slot` (the next new one, or one to empty with None) while
+    /// serving; nothing changes on error.
+    fn set_lora_slot(
+        &mut self,
+        slot: usize,
+        adapter: Option<LoraAdapter>,
+    ) -> Result<(), EngineError>;
 }
 
 pub struct ModelRunner<B: Backend> {
@@ -129,6 +139,18 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         self.backend.fallback_ops()
+    }
+
+    fn lora_slots(&self) -> usize {
+        self.model.lora_slots()
+    }
+
+    fn set_lora_slot(
+        &mut self,
+        slot: usize,
+        adapter: Option<LoraAdapter>,
+    ) -> Result<(), EngineError> {
+        Ok(self.model.set_lora_slot(&self.backend, slot, adapter)?)
     }
 
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {

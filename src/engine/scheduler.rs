@@ -13,6 +13,7 @@ use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::EngineStats;
+use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -131,6 +132,22 @@ struct Shared {
 struct Queue {
     waiting: VecDeque<Seq>,
     stopped: bool,
+    /// Per LoRA slot: whether requests may name it (false once an unload is asked for).
+    lora_open: Vec<bool>,
+    /// Adapters to load, slots to empty: applied by the engine between steps (an unload once
+    /// no sequence uses the slot).
+    lora_changes: Vec<LoraChange>,
+}
+
+/// A change of the served LoRA adapters, and who waits for its outcome (the slot).
+struct LoraChange {
+    change: LoraEdit,
+    done: tokio::sync::oneshot::Sender<Result<u32, String>>,
+}
+
+enum LoraEdit {
+    Load(LoraAdapter),
+    Unload(u32),
 }
 
 /// One sequence in the engine.
@@ -316,6 +333,12 @@ impl EngineHandle {
         if q.stopped {
             return Err(SubmitError::Stopped);
         }
+        let closed = |a: u32| !q.lora_open.get(a as usize).copied().unwrap_or(false);
+        if let Some(a) = reqs.iter().filter_map(|r| r.adapter).find(|&a| closed(a)) {
+            return Err(SubmitError::Invalid(format!(
+                "LoRA adapter {a} is not loaded (unloaded since the request was read?)"
+            )));
+        }
         let waiting = q.waiting.len();
         let room = self.config.max_waiting.saturating_sub(waiting);
         if room == 0 || (reqs.len() > room && waiting > 0) {
@@ -382,6 +405,48 @@ impl EngineHandle {
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
     }
+
+    /// Serve `adapter` from now on, in a new slot: the answer is the slot requests name it
+    /// by (`EngineRequest::adapter`), or why it does not fit the model.
+    pub fn load_lora(
+        &self,
+        adapter: LoraAdapter,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u32, String>>, SubmitError> {
+        self.change_lora(LoraEdit::Load(adapter))
+    }
+
+    /// Stop serving the adapter in `slot`: requests naming it are refused from now on, and the
+    /// slot is emptied once no request uses it (the answer comes then).
+    pub fn unload_lora(
+        &self,
+        slot: u32,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u32, String>>, SubmitError> {
+        self.change_lora(LoraEdit::Unload(slot))
+    }
+
+    fn change_lora(
+        &self,
+        change: LoraEdit,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u32, String>>, SubmitError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
+        if q.stopped {
+            return Err(SubmitError::Stopped);
+        }
+        if let LoraEdit::Unload(slot) = change {
+            match q.lora_open.get_mut(slot as usize) {
+                Some(open) if *open => *open = false,
+                _ => {
+                    return Err(SubmitError::Invalid(format!(
+                        "no LoRA adapter is loaded in slot {slot}"
+                    )))
+                }
+            }
+        }
+        q.lora_changes.push(LoraChange { change, done });
+        self.shared.wake.notify_all();
+        Ok(answer)
+    }
 }
 
 /// Start the engine thread over `runner`.
@@ -394,6 +459,8 @@ pub fn spawn(
         queue: Mutex::new(Queue {
             waiting: VecDeque::new(),
             stopped: false,
+            lora_open: vec![true; runner.lora_slots()],
+            lora_changes: Vec::new(),
         }),
         wake: Condvar::new(),
     });
@@ -475,6 +542,7 @@ impl Engine {
             return false;
         };
         loop {
+            self.apply_lora_changes(&mut q);
             while let Some(front) = q.waiting.front() {
                 if front.cancelled() {
                     q.waiting.pop_front();
@@ -569,6 +637,42 @@ impl Engine {
                 Ok(q) => q,
                 Err(_) => return false,
             };
+        }
+    }
+
+    /// Load the adapters asked for; empty the slots asked for that no sequence (running or
+    /// waiting) uses any more, keeping the others for a later step.
+    fn apply_lora_changes(&mut self, q: &mut Queue) {
+        let changes = std::mem::take(&mut q.lora_changes);
+        for LoraChange { change, done } in changes {
+            let outcome = match change {
+                LoraEdit::Load(adapter) => {
+                    let slot = self.runner.lora_slots();
+                    self.runner
+                        .set_lora_slot(slot, Some(adapter))
+                        .map(|()| {
+                            q.lora_open.resize(slot + 1, false);
+                            q.lora_open[slot] = true;
+                            slot as u32
+                        })
+                        .map_err(|e| e.to_string())
+                }
+                LoraEdit::Unload(slot) => {
+                    let uses = |s: &Seq| s.req.adapter == Some(slot);
+                    if self.running.iter().any(uses) || q.waiting.iter().any(uses) {
+                        q.lora_changes.push(LoraChange {
+                            change: LoraEdit::Unload(slot),
+                            done,
+                        });
+                        continue;
+                    }
+                    self.runner
+                        .set_lora_slot(slot as usize, None)
+                        .map(|()| slot)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let _ = done.send(outcome);
         }
     }
 

@@ -636,3 +636,57 @@ fn better_priorities_are_admitted_first_and_take_a_worse_ones_place() {
     assert!(stats.render().contains("candor:num_preemptions_total 1"));
     handle.shutdown();
 }
+
+fn no_updates() -> LoraAdapter {
+    LoraAdapter {
+        path: "test".into(),
+        pairs: Default::default(),
+        qk_interleaved: false,
+    }
+}
+
+#[test]
+fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
+    // The first step (the request with the adapter) is held while the unload is asked for.
+    let h = harness(4, 8, true);
+    let slot = h
+        .handle
+        .load_lora(no_updates())
+        .expect("asked")
+        .blocking_recv()
+        .expect("answered")
+        .expect("loaded");
+    assert_eq!(slot, 0);
+    let (mut tuned, tuned_rx) = request("tuned", 3);
+    tuned.adapter = Some(slot);
+    h.handle.submit(tuned).expect("queued");
+    h.entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first step starts");
+    let mut unloaded = h.handle.unload_lora(slot).expect("asked");
+    // From now on the adapter is refused to new requests, and asked twice it is not there.
+    let (mut late, _late_rx) = request("late", 1);
+    late.adapter = Some(slot);
+    assert!(matches!(
+        h.handle.submit(late),
+        Err(SubmitError::Invalid(_))
+    ));
+    assert!(h.handle.unload_lora(slot).is_err());
+    // The running request is not cut short: the slot empties after its last step (the fake
+    // runner fails a step naming an empty slot).
+    assert!(unloaded.try_recv().is_err(), "unloaded while in use");
+    h.release.send(()).expect("release");
+    assert_eq!(finish(tuned_rx), vec![2, 2, 2]);
+    assert_eq!(unloaded.blocking_recv().expect("answered"), Ok(slot));
+    // A new adapter takes a new slot; the base model serves throughout.
+    let next = h
+        .handle
+        .load_lora(no_updates())
+        .expect("asked")
+        .blocking_recv();
+    assert_eq!(next.expect("answered"), Ok(1));
+    let (plain, plain_rx) = request("plain", 2);
+    h.handle.submit(plain).expect("queued");
+    assert_eq!(finish(plain_rx), vec![2, 2]);
+    h.handle.shutdown();
+}

@@ -1,7 +1,9 @@
 //! LoRA adapters offered as models of their own (vLLM's `--lora-modules`, llama-server's
 //! `--lora`): a request that names one in `model` runs with it; the base model's name (or no
 //! name) runs without. All run in the same batches over the same base weights.
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::RwLock;
 
 /// One adapter the server offers: the name requests use, the file or PEFT directory it was
 /// read from.
@@ -57,14 +59,98 @@ pub fn check(base: &str, adapters: &[ServedAdapter]) -> Result<(), String> {
     Ok(())
 }
 
-/// The index of the adapter `model` names among `adapters` (None: the base model, or a name
-/// that is not an adapter's).
-pub fn index_of(adapters: &[ServedAdapter], model: Option<&str>) -> Option<u32> {
-    let model = model?;
-    adapters
-        .iter()
-        .position(|a| a.name == model)
-        .and_then(|i| u32::try_from(i).ok())
+/// The adapters served, by the engine's slot (`EngineRequest::adapter`): those of `--lora`
+/// first, then those loaded while serving; an unloaded one leaves its slot empty.
+#[derive(Debug, Default)]
+pub struct Adapters {
+    inner: RwLock<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    served: Vec<Option<ServedAdapter>>,
+    /// Names being loaded (not served yet, not to be taken by another load).
+    loading: HashSet<String>,
+}
+
+impl Adapters {
+    pub fn new(initial: Vec<ServedAdapter>) -> Self {
+        Adapters {
+            inner: RwLock::new(Slots {
+                served: initial.into_iter().map(Some).collect(),
+                loading: HashSet::new(),
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slots> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Slots> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The adapters served now, in slot order.
+    pub fn served(&self) -> Vec<ServedAdapter> {
+        self.read().served.iter().flatten().cloned().collect()
+    }
+
+    /// The adapter `model` names, if it names one.
+    pub fn get(&self, model: &str) -> Option<ServedAdapter> {
+        self.read()
+            .served
+            .iter()
+            .flatten()
+            .find(|a| a.name == model)
+            .cloned()
+    }
+
+    /// The engine's slot of the adapter `model` names (None: the base model, or a name that
+    /// is not an adapter's).
+    pub fn slot_of(&self, model: Option<&str>) -> Option<u32> {
+        let model = model?;
+        let slots = self.read();
+        let i = slots
+            .served
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.name == model))?;
+        u32::try_from(i).ok()
+    }
+
+    /// Claim `name` for a load; refused while it is served or being loaded.
+    pub fn begin_load(&self, name: &str) -> Result<(), String> {
+        let mut slots = self.write();
+        let served = slots.served.iter().flatten().any(|a| a.name == name);
+        if served || !slots.loading.insert(name.to_string()) {
+            return Err(format!("the LoRA adapter `{name}` is already loaded"));
+        }
+        Ok(())
+    }
+
+    /// The load of `adapter` ended: served from `slot` when it succeeded (Some).
+    pub fn end_load(&self, adapter: ServedAdapter, slot: Option<u32>) {
+        let mut slots = self.write();
+        slots.loading.remove(&adapter.name);
+        if let Some(slot) = slot {
+            let at = slot as usize;
+            if slots.served.len() <= at {
+                slots.served.resize(at + 1, None);
+            }
+            slots.served[at] = Some(adapter);
+        }
+    }
+
+    /// Stop serving the adapter named `name`: its slot, or None when none is.
+    pub fn remove(&self, name: &str) -> Option<u32> {
+        let mut slots = self.write();
+        let i = slots
+            .served
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.name == name))?;
+        slots.served[i] = None;
+        u32::try_from(i).ok()
+    }
 }
 
 #[cfg(test)]
@@ -104,8 +190,36 @@ mod tests {
         assert!(check("base", &[missing])
             .unwrap_err()
             .contains("/nowhere/m"));
-        assert_eq!(index_of(&[a("x"), a("y")], Some("y")), Some(1));
-        assert_eq!(index_of(&[a("x")], Some("base")), None);
-        assert_eq!(index_of(&[a("x")], None), None);
+        let served = Adapters::new(vec![a("x"), a("y")]);
+        assert_eq!(served.slot_of(Some("y")), Some(1));
+        assert_eq!(served.slot_of(Some("base")), None);
+        assert_eq!(served.slot_of(None), None);
+    }
+
+    #[test]
+    fn loads_take_new_slots_and_unloads_leave_theirs_empty() {
+        let a = |n: &str| ServedAdapter {
+            name: n.into(),
+            path: "/p".into(),
+        };
+        let served = Adapters::new(vec![a("x")]);
+        assert!(served.begin_load("x").is_err());
+        served.begin_load("y").unwrap();
+        assert!(
+            served.begin_load("y").is_err(),
+            "one load of a name at a time"
+        );
+        assert_eq!(served.slot_of(Some("y")), None, "not served while loading");
+        served.end_load(a("y"), Some(1));
+        assert_eq!(served.slot_of(Some("y")), Some(1));
+        assert_eq!(served.remove("x"), Some(0));
+        assert_eq!(served.remove("x"), None);
+        assert_eq!(served.slot_of(Some("y")), Some(1), "slots never move");
+        served.begin_load("z").unwrap();
+        served.end_load(a("z"), None);
+        assert!(served.get("z").is_none());
+        served.begin_load("z").unwrap();
+        let names: Vec<String> = served.served().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["y"]);
     }
 }

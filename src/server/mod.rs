@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub pooling: Option<crate::engine::pooling::Pooling>,
     /// LoRA adapters offered as models of their own (`--lora`), names checked apart.
     pub adapters: Vec<adapters::ServedAdapter>,
+    /// Let `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` change them while serving.
+    pub runtime_lora: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/api/show", post(routes::ollama::show))
         .route("/api/ps", get(routes::ollama::ps))
         .route("/api/version", get(routes::ollama::version))
+        .route("/v1/load_lora_adapter", post(routes::lora::load))
+        .route("/v1/unload_lora_adapter", post(routes::lora::unload))
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
@@ -290,7 +294,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         pooling,
         hidden_size,
         facts,
-        adapters: config.adapters.clone(),
+        adapters: state.adapters.clone(),
     });
     Ok(())
 }
@@ -329,7 +333,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     let state: SharedState = Arc::new(AppState {
         model_name: config.model_name.clone(),
-        adapters: config.adapters.clone(),
+        adapters: Arc::new(adapters::Adapters::new(config.adapters.clone())),
+        runtime_lora: config.runtime_lora,
         api_key: config.api_key.clone(),
         created: state::unix_now(),
         ready: OnceLock::new(),

@@ -1,5 +1,5 @@
 //! Shared server state: configuration, and the loaded model once it is ready.
-use super::adapters::ServedAdapter;
+use super::adapters::Adapters;
 use super::error::ApiError;
 use super::validate::Limits;
 use crate::engine::grammar::GrammarCompiler;
@@ -30,14 +30,14 @@ pub struct Ready {
     pub hidden_size: usize,
     /// What the model is, for clients that list models with their details (Ollama's).
     pub facts: ModelFacts,
-    /// The LoRA adapters served beside the model, in the engine's order.
-    pub adapters: Vec<ServedAdapter>,
+    /// The LoRA adapters served beside the model (the state's), by the engine's slot.
+    pub adapters: Arc<Adapters>,
 }
 
 impl Ready {
-    /// The engine's index of the adapter `model` names (None: the base model).
+    /// The engine's slot of the adapter `model` names (None: the base model).
     pub fn adapter_of(&self, model: Option<&str>) -> Option<u32> {
-        super::adapters::index_of(&self.adapters, model)
+        self.adapters.slot_of(model)
     }
 }
 
@@ -59,8 +59,12 @@ pub struct ModelFacts {
 
 pub struct AppState {
     pub model_name: String,
-    /// LoRA adapters requests may name instead of the base model (`--lora`).
-    pub adapters: Vec<ServedAdapter>,
+    /// LoRA adapters requests may name instead of the base model (`--lora`, and those
+    /// loaded while serving).
+    pub adapters: Arc<Adapters>,
+    /// Whether `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` may change them
+    /// (`--allow-runtime-lora`).
+    pub runtime_lora: bool,
     pub api_key: Option<String>,
     pub created: u64,
     pub ready: OnceLock<Ready>,
@@ -88,7 +92,7 @@ impl AppState {
         match model {
             None => Ok(()),
             Some(m) if m == self.model_name => Ok(()),
-            Some(m) if self.adapters.iter().any(|a| a.name == m) => Ok(()),
+            Some(m) if self.adapters.get(m).is_some() => Ok(()),
             Some(m) => Err(ApiError::not_found(format!(
                 "the model `{m}` does not exist; this server serves {}",
                 self.model_names()
@@ -102,16 +106,16 @@ impl AppState {
     }
 
     /// The base model's name, then its adapters'.
-    pub fn model_names(&self) -> Vec<&str> {
-        std::iter::once(self.model_name.as_str())
-            .chain(self.adapters.iter().map(|a| a.name.as_str()))
+    pub fn model_names(&self) -> Vec<String> {
+        std::iter::once(self.model_name.clone())
+            .chain(self.adapters.served().into_iter().map(|a| a.name))
             .collect()
     }
 
     /// The model an answer names: the adapter the request named, else the base model.
     pub fn answering_model(&self, sent: Option<&str>) -> String {
         match sent {
-            Some(m) if self.adapters.iter().any(|a| a.name == m) => m.to_string(),
+            Some(m) if self.adapters.get(m).is_some() => m.to_string(),
             _ => self.model_name.clone(),
         }
     }

@@ -13,7 +13,7 @@ fn completion(model: &str) -> Value {
     json!({"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0, "ignore_eos": true})
 }
 
-async fn text(server: &Server, model: &str) -> String {
+async fn text_of(server: &Server, model: &str) -> String {
     let (status, body) = server.post("/v1/completions", &completion(model)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"], model, "the answer names the model asked for");
@@ -62,13 +62,13 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
     assert_eq!((status, &one["parent"]), (200, &json!("tiny")), "{one}");
 
     // The base model first: its prompt blocks are cached, and the adapter must not use them.
-    let plain = text(&server, "tiny").await;
-    let tuned = text(&server, "tuned").await;
-    let expected = text(&reference, "tiny").await;
+    let plain = text_of(&server, "tiny").await;
+    let tuned = text_of(&server, "tuned").await;
+    let expected = text_of(&reference, "tiny").await;
     assert_eq!(tuned, expected, "the adapter answers as the merged model");
     assert_ne!(tuned, plain, "the adapter changes the answer");
     // Both at once, in one engine: each as alone.
-    let (a, b) = tokio::join!(text(&server, "tiny"), text(&server, "tuned"));
+    let (a, b) = tokio::join!(text_of(&server, "tiny"), text_of(&server, "tuned"));
     assert_eq!((a, b), (plain, tuned));
 
     let (e, reference_e) = (
@@ -81,6 +81,11 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max);
     assert!(off < 1e-4, "embeddings with the adapter are off by {off}");
+
+    // Loading while serving is off unless the server was started to allow it.
+    let load = json!({"lora_name": "other", "lora_path": peft});
+    let (status, body) = server.post("/v1/load_lora_adapter", &load).await;
+    assert_eq!(status, 403, "{body}");
 
     let (status, body) = server
         .post("/v1/completions", &completion("tuned-v2"))
@@ -110,4 +115,89 @@ fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("/nowhere/adapter"), "{err}");
+}
+
+/// `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter` (vLLM's), with
+/// `--allow-runtime-lora`.
+#[tokio::test]
+async fn adapters_load_and_unload_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = servable_tiny("llama", &dir.path().join("base"));
+    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 11);
+    let peft = lora.write_peft(&dir.path().join("tuned"));
+    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let server = Server::start_path(&base, "tiny", &["--allow-runtime-lora"]).await;
+    let reference = Server::start_path(&merged, "tiny", &[]).await;
+    let load = |name: &str, path: &std::path::Path| json!({"lora_name": name, "lora_path": path});
+
+    let (status, text) = server
+        .post_for_text("/v1/load_lora_adapter", &load("tuned", &peft))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Success"), "{text}");
+    let (_, models) = server.get("/v1/models").await;
+    assert_eq!(models["data"][1]["id"], "tuned", "{models}");
+    assert_eq!(
+        text_of(&server, "tuned").await,
+        text_of(&reference, "tiny").await
+    );
+
+    // A name is loaded once; a path that is not there, or an adapter of another model, is
+    // refused and leaves nothing behind.
+    let (status, body) = server
+        .post("/v1/load_lora_adapter", &load("tuned", &peft))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("lora_name")),
+        "{body}"
+    );
+    let nowhere = dir.path().join("nowhere");
+    let (status, body) = server
+        .post("/v1/load_lora_adapter", &load("x", &nowhere))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("lora_path")),
+        "{body}"
+    );
+    let gemma = super::common::fixtures().join("tiny").join("gemma3");
+    let misfit = Lora::random(&gemma, &["self_attn.q_proj"], 2, 4.0, 12)
+        .write_peft(&dir.path().join("misfit"));
+    let (status, body) = server
+        .post("/v1/load_lora_adapter", &load("x", &misfit))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attn_q"),
+        "{body}"
+    );
+    let (status, _) = server.post("/v1/completions", &completion("x")).await;
+    assert_eq!(status, 404);
+
+    let unload = json!({"lora_name": "tuned"});
+    let (status, text) = server
+        .post_for_text("/v1/unload_lora_adapter", &unload)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, body) = server.post("/v1/completions", &completion("tuned")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("model_not_found")),
+        "{body}"
+    );
+    let (status, _) = server.post("/v1/unload_lora_adapter", &unload).await;
+    assert_eq!(status, 404);
+    // Loaded again under the same name (a new slot), it answers as before.
+    let (status, text) = server
+        .post_for_text("/v1/load_lora_adapter", &load("tuned", &peft))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text_of(&server, "tuned").await,
+        text_of(&reference, "tiny").await
+    );
 }

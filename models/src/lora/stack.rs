@@ -33,7 +33,8 @@ struct Stacked<B: Backend> {
 }
 
 pub struct LoraStack<B: Backend> {
-    adapters: usize,
+    /// Per slot: whether an adapter is in it.
+    present: Vec<bool>,
     /// Per target (`LoraTarget::index`); the same in every layer (an adapter's rank on a
     /// target is its largest across layers, smaller ones padded with zeros).
     layouts: [Option<Layout>; 7],
@@ -44,10 +45,16 @@ pub struct LoraStack<B: Backend> {
 impl<B: Backend> LoraStack<B> {
     /// `adapters` (checked against `spec`) on `backend`; adapter `i` is the one a batch's
     /// sequences name as `i`.
-    pub fn build(backend: &B, spec: &ModelSpec, adapters: &[LoraAdapter]) -> Result<Self> {
-        let fitted = adapters
+    pub fn build(backend: &B, spec: &ModelSpec, slots: &[Option<LoraAdapter>]) -> Result<Self> {
+        // An emptied slot is an adapter of no updates: no columns anywhere.
+        let none = LoraAdapter {
+            path: String::new(),
+            pairs: Default::default(),
+            qk_interleaved: false,
+        };
+        let fitted = slots
             .iter()
-            .map(|a| a.fitted(spec))
+            .map(|a| a.as_ref().map_or(Ok(none.clone()), |a| a.fitted(spec)))
             .collect::<Result<Vec<_>>>()?;
         let adapters = &fitted[..];
         let layouts = LoraTarget::ALL.map(|target| {
@@ -77,10 +84,15 @@ impl<B: Backend> LoraStack<B> {
             layers.push(stacked);
         }
         Ok(LoraStack {
-            adapters: adapters.len(),
+            present: slots.iter().map(Option::is_some).collect(),
             layouts,
             layers,
         })
+    }
+
+    /// Whether no adapter updates anything (every slot emptied).
+    pub fn is_empty(&self) -> bool {
+        self.layouts.iter().all(Option::is_none)
     }
 
     /// The masks of `batch` (`FlatBatch::adapters`), or None when none of its sequences uses
@@ -89,15 +101,10 @@ impl<B: Backend> LoraStack<B> {
         if batch.adapters.iter().all(Option::is_none) {
             return Ok(None);
         }
-        if let Some(&a) = batch
-            .adapters
-            .iter()
-            .flatten()
-            .find(|&&a| a as usize >= self.adapters)
-        {
+        let absent = |a: u32| !self.present.get(a as usize).copied().unwrap_or(false);
+        if let Some(&a) = batch.adapters.iter().flatten().find(|&&a| absent(a)) {
             return Err(ModelError::InvalidBatch(format!(
-                "a sequence uses adapter {a}; the model has {}",
-                self.adapters
+                "a sequence uses LoRA adapter {a}, which is not loaded"
             )));
         }
         let rows = batch.num_tokens();

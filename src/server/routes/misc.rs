@@ -17,7 +17,7 @@ use serde_json::json;
 fn model_object(state: &SharedState, id: &str) -> serde_json::Value {
     let max_len = state.ready.get().map(|r| r.limits.context);
     let mut object = json!({"id": id, "object": "model", "created": state.created, "owned_by": "candor", "max_model_len": max_len});
-    if let Some(adapter) = state.adapters.iter().find(|a| a.name == id) {
+    if let Some(adapter) = state.adapters.get(id) {
         object["parent"] = json!(state.model_name);
         object["root"] = json!(adapter.path.display().to_string());
     }
@@ -27,7 +27,7 @@ fn model_object(state: &SharedState, id: &str) -> serde_json::Value {
 pub async fn models(State(state): State<SharedState>) -> Response {
     let data: Vec<serde_json::Value> = state
         .model_names()
-        .into_iter()
+        .iter()
         .map(|id| model_object(&state, id))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()

@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod embeddings;
 pub mod infill;
 pub mod llama_completion;
+pub mod lora;
 pub mod messages;
 pub mod misc;
 pub mod ollama;
