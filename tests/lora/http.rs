@@ -60,6 +60,24 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
     assert_eq!(models["data"][1]["parent"], "tiny");
     let (status, one) = server.get("/v1/models/tuned").await;
     assert_eq!((status, &one["parent"]), (200, &json!("tiny")), "{one}");
+    // Ollama's listing too, and its chat answers with the adapter's name.
+    let (status, tags) = server.get("/api/tags").await;
+    assert_eq!(status, 200, "{tags}");
+    assert_eq!(tags["models"][1]["name"], "tuned:latest", "{tags}");
+    let generate = |model: &str| {
+        json!({"model": model, "prompt": PROMPT, "raw": true, "stream": false,
+               "options": {"temperature": 0, "num_predict": 8}})
+    };
+    let (status, tuned_raw) = server
+        .post("/api/generate", &generate("tuned:latest"))
+        .await;
+    assert_eq!(
+        (status, &tuned_raw["model"]),
+        (200, &json!("tuned:latest")),
+        "{tuned_raw}"
+    );
+    let (_, plain_raw) = server.post("/api/generate", &generate("tiny")).await;
+    assert_ne!(tuned_raw["response"], plain_raw["response"]);
 
     // The base model first: its prompt blocks are cached, and the adapter must not use them.
     let plain = text_of(&server, "tiny").await;

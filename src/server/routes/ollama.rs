@@ -229,21 +229,30 @@ fn modified_at(ready: &Ready) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The served model as `/api/tags` and `/api/ps` list it, with `extra` fields.
+/// The served models as `/api/tags` and `/api/ps` list them, with `extra` fields: the base
+/// model, then its LoRA adapters (each with the base model's details; a name of Ollama's
+/// `:latest` form as the others).
 fn listed(state: &SharedState, ready: &Ready, extra: Value) -> Response {
-    let name = format!("{}:latest", state.model_name);
-    let mut entry = json!({
-        "name": name, "model": name,
-        "size": ready.facts.size_bytes,
-        "details": details(ready),
-    });
-    if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
-        entry.extend(extra);
-    }
-    axum::Json(json!({"models": [entry]})).into_response()
+    let models: Vec<Value> = state
+        .model_names()
+        .into_iter()
+        .map(|model| {
+            let name = format!("{model}:latest");
+            let mut entry = json!({
+                "name": name, "model": name,
+                "size": ready.facts.size_bytes,
+                "details": details(ready),
+            });
+            if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), &extra) {
+                entry.extend(extra.clone());
+            }
+            entry
+        })
+        .collect();
+    axum::Json(json!({"models": models})).into_response()
 }
 
-/// `GET /api/tags`: the one model served.
+/// `GET /api/tags`: the models served.
 pub async fn tags(State(state): State<SharedState>) -> Answer {
     let ready = state.ready()?;
     Ok(listed(
