@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// reads any path the server can.
     #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA")]
     pub allow_runtime_lora: bool,
+    /// How waiting requests are ordered: `priority` (a request's `priority`, lower first, then
+    /// arrival; a better one may take a running worse one's place) or `fcfs` (arrival only; a
+    /// `priority` other than 0 is refused, as vLLM does, so no client jumps the queue).
+    #[arg(long, env = "CANDOR_SCHEDULING_POLICY", value_enum, default_value_t)]
+    pub scheduling_policy: crate::server::validate::SchedulingPolicy,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -153,6 +158,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         pooling: args.pooling,
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
+        scheduling: args.scheduling_policy,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -78,6 +78,8 @@ pub struct ServeConfig {
     pub adapters: Vec<adapters::ServedAdapter>,
     /// Let `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` change them while serving.
     pub runtime_lora: bool,
+    /// Whether requests' `priority` orders the queue (`--scheduling-policy`).
+    pub scheduling: validate::SchedulingPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +246,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_stop: 4,
         max_logprobs: 20,
         default_max_tokens: config.default_max_tokens,
+        scheduling: config.scheduling,
     };
     let stats = Arc::new(EngineStats::new(model.runner.num_blocks()).map_err(|e| e.to_string())?);
     let sched = SchedulerConfig {

@@ -15,6 +15,33 @@ pub struct Limits {
     pub max_stop: usize,
     pub max_logprobs: usize,
     pub default_max_tokens: usize,
+    /// How waiting requests are ordered (`--scheduling-policy`).
+    pub scheduling: SchedulingPolicy,
+}
+
+/// vLLM's `--scheduling-policy`: whether a request's `priority` orders the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SchedulingPolicy {
+    /// Lower `priority` first, then arrival; a better request may take a worse one's place.
+    #[default]
+    Priority,
+    /// Arrival order only: a `priority` other than 0 is refused (as vLLM refuses it), so no
+    /// client can jump the queue.
+    Fcfs,
+}
+
+/// A request's `priority` (0 when absent), refused under first-come-first-served scheduling.
+pub fn priority(limits: &Limits, sent: Option<i64>) -> Result<i64, ApiError> {
+    match (limits.scheduling, sent.unwrap_or(0)) {
+        (SchedulingPolicy::Fcfs, p) if p != 0 => Err(ApiError::invalid(
+            "priority",
+            format!(
+                "`priority` {p}: this server schedules first come, first served (start it with \
+                 --scheduling-policy priority to order requests by priority)"
+            ),
+        )),
+        (_, p) => Ok(p),
+    }
 }
 
 /// What the engine needs for one request (all `n` choices).
@@ -237,7 +264,7 @@ fn plan_with(
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
         keep_special_tokens: p.skip_special_tokens == Some(false),
         prediction: prediction(p.prediction.as_ref())?,
-        priority: p.priority.unwrap_or(0),
+        priority: priority(limits, p.priority)?,
         model: p.model.clone(),
     })
 }
@@ -330,7 +357,27 @@ mod tests {
             max_stop: 4,
             max_logprobs: 20,
             default_max_tokens: 16,
+            scheduling: SchedulingPolicy::Priority,
         }
+    }
+
+    #[test]
+    fn priority_is_refused_under_first_come_first_served() {
+        let fcfs = Limits {
+            scheduling: SchedulingPolicy::Fcfs,
+            ..limits()
+        };
+        assert_eq!(priority(&limits(), Some(-5)).unwrap(), -5);
+        assert_eq!(priority(&fcfs, None).unwrap(), 0);
+        assert_eq!(priority(&fcfs, Some(0)).unwrap(), 0);
+        let e = priority(&fcfs, Some(3)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("priority"));
+        let hurried = CommonParams {
+            priority: Some(-1),
+            ..Default::default()
+        };
+        assert!(plan(&hurried, 10, &fcfs).is_err());
+        assert_eq!(plan(&hurried, 10, &limits()).unwrap().priority, -1);
     }
 
     #[test]

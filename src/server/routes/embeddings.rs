@@ -20,16 +20,12 @@ pub async fn embeddings(
     let encoding = req.encoding()?;
     let dimensions = req.dimensions(ready.hidden_size)?;
     let inputs = req.token_lists(ready)?;
-    let vectors = pooled(
-        ready,
-        &inputs,
-        req.priority.unwrap_or(0),
-        req.model.as_deref(),
-    )
-    .await?
-    .into_iter()
-    .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
-    .collect();
+    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
+    let vectors = pooled(ready, &inputs, priority, req.model.as_deref())
+        .await?
+        .into_iter()
+        .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
+        .collect();
     let tokens = inputs.iter().map(Vec::len).sum();
     Ok(axum::Json(embeddings::response(
         &state.answering_model(req.model.as_deref()),
