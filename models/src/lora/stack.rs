@@ -6,9 +6,11 @@
 //! each row, only the columns of that row's adapter (all zero for rows of the base model).
 //! That is the "gather by mask" form of multi-LoRA batching (vLLM's punica kernels select rows
 //! instead); it needs no op beyond the Backend's products and elementwise ones, so every
-//! backend serves adapters, and it costs `Σ r / in` of the base product per projection (a few
-//! percent for ranks 8-64) and only in steps where some sequence uses an adapter. A batch of
-//! base-model sequences takes the unchanged fused path.
+//! backend serves adapters. Its arithmetic is `Σ r / in` of the base product per projection
+//! (a few percent for ranks 8-64), paid only in steps where some sequence uses an adapter;
+//! at batch 1 on a CPU the four extra small ops per projection and the unfused norm/product
+//! path cost more than that (~15-20% of a decode step, README). A batch of base-model
+//! sequences takes the unchanged fused path.
 use super::adapter::{LoraAdapter, LoraTarget};
 use crate::backend::{Backend, WeightDtype};
 use crate::batch::FlatBatch;
@@ -43,8 +45,8 @@ pub struct LoraStack<B: Backend> {
 }
 
 impl<B: Backend> LoraStack<B> {
-    /// `adapters` (checked against `spec`) on `backend`; adapter `i` is the one a batch's
-    /// sequences name as `i`.
+    /// The adapters of `slots` (each fitted to `spec`) on `backend`: a batch's sequence naming
+    /// `i` runs with `slots[i]`, which must hold one.
     pub fn build(backend: &B, spec: &ModelSpec, slots: &[Option<LoraAdapter>]) -> Result<Self> {
         // An emptied slot is an adapter of no updates: no columns anywhere.
         let none = LoraAdapter {
