@@ -107,7 +107,8 @@ pub struct BenchArgs {
     pub perplexity: Option<String>,
     /// Run every measured sequence with this LoRA adapter (a PEFT directory or a llama.cpp
     /// LoRA GGUF), as `candor serve --lora` serves it: what an adapter costs beside the base
-    /// model's run. Recorded as `model.lora`; reports keep such runs apart.
+    /// model's run (`--perplexity` scores with it too). Recorded as `model.lora`; reports keep
+    /// such runs apart.
     #[arg(long, value_name = "PATH")]
     pub lora: Option<PathBuf>,
     /// With --perplexity: tokens per chunk.
@@ -178,11 +179,6 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     }
     let threads = configure_threads(args.threads);
     let dummy_shape = args.dummy.shape()?;
-    if args.perplexity.is_some() && args.lora.is_some() {
-        return Err(CliError::Usage(
-            "--perplexity scores the base model: measure it in a run without --lora".into(),
-        ));
-    }
     let lora = match &args.lora {
         Some(path) => vec![candor_models::lora::read_adapter(path)
             .map_err(|e| CliError::Usage(format!("--lora: {e}")))?],

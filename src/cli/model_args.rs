@@ -27,6 +27,10 @@ pub struct ModelArgs {
     /// Never download: fail if the model is not on disk.
     #[arg(long)]
     pub offline: bool,
+    /// Run with this LoRA adapter (a PEFT directory or a llama.cpp LoRA GGUF), as `candor
+    /// serve --lora` serves it.
+    #[arg(long, value_name = "PATH")]
+    pub lora: Option<std::path::PathBuf>,
 }
 
 impl ModelArgs {
@@ -55,7 +59,11 @@ impl ModelArgs {
                 dequantize: self.dequantize,
                 kv_cache_dtype: self.kv_cache_dtype,
                 op_profiler: None,
-                lora: Vec::new(),
+                lora: match &self.lora {
+                    Some(path) => vec![candor_models::lora::read_adapter(path)
+                        .map_err(|e| CliError::Usage(format!("--lora: {e}")))?],
+                    None => Vec::new(),
+                },
                 threads,
                 kv_tokens,
                 backend: self.backend.clone(),

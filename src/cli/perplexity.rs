@@ -95,6 +95,7 @@ pub fn measure(
         .map_err(candor_models::ModelError::from)?;
     let bos = tokenizer.added_bos();
     let opts = PerplexityOptions {
+        adapter: model.cli_adapter(),
         ctx,
         max_chunks: chunks,
         bos,
@@ -144,7 +145,17 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     let device = model.runner.device();
     let fields = serde_json::json!({
         "model": model.path.display().to_string(),
-        "model_key": args.model_key.clone().unwrap_or_else(|| file_stem(&model.path)),
+        "model_key": args.model_key.clone().unwrap_or_else(|| {
+            // A run with an adapter is another model's (as `candor report` keys bench runs).
+            file_stem(&model.path)
+                + &args
+                    .model
+                    .lora
+                    .as_deref()
+                    .map(|l| format!(" + LoRA {}", file_stem(l)))
+                    .unwrap_or_default()
+        }),
+        "lora": args.model.lora.as_ref().map(|l| l.display().to_string()),
         "quantization": model.quantization,
         "dequantize": args.model.dequantize,
         "device": device.name,

@@ -17,6 +17,8 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// Largest number of prompt tokens run in one forward call.
     pub prefill_chunk: usize,
+    /// The LoRA adapter it runs with (`SeqInput::adapter`).
+    pub adapter: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -140,7 +142,7 @@ fn run(
                 start_pos: start,
                 block_table: table.ids.clone(),
                 logits: if last { wanted } else { LogitsWanted::None },
-                adapter: None,
+                adapter: req.adapter,
             }],
         })?;
         if last {
@@ -176,7 +178,7 @@ fn run(
                 start_pos: len - 1,
                 block_table: table.ids.clone(),
                 logits: wanted,
-                adapter: None,
+                adapter: req.adapter,
             }],
         })?);
     }

@@ -173,6 +173,14 @@ pub struct LoadedModel {
     pub pooling: Option<crate::engine::pooling::Pooling>,
 }
 
+impl LoadedModel {
+    /// The adapter the command-line tools run with: the first loaded with the model (their
+    /// `--lora`), if any.
+    pub fn cli_adapter(&self) -> Option<u32> {
+        (self.runner.lora_slots() > 0).then_some(0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub dequantize: bool,

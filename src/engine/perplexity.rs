@@ -26,6 +26,8 @@ pub struct PerplexityOptions {
     pub bos: Option<u32>,
     /// Most prompt rows run in one forward pass where no logits are needed.
     pub prefill_chunk: usize,
+    /// The LoRA adapter the text is scored with (`SeqInput::adapter`).
+    pub adapter: Option<u32>,
 }
 
 /// Scored tokens whose model's pick and logprob a result keeps, for comparing devices token by
@@ -181,7 +183,7 @@ pub fn perplexity(
             &mut blocks,
             &mut table,
             &chunk,
-            opts.prefill_chunk.max(1),
+            opts,
             score_rows,
             &mut total,
         );
@@ -194,17 +196,19 @@ pub fn perplexity(
     Ok(total)
 }
 
-/// Run one chunk: its first half without logits, then rows `ctx/2 .. ctx-1` (each predicting
+/// Run one chunk (prompt rows `opts.prefill_chunk` at a time, with `opts.adapter`): its first
+/// half without logits, then rows `ctx/2 .. ctx-1` (each predicting
 /// the token after it) in pieces of `score_rows`; the last token predicts nothing and is not run.
 fn score_chunk(
     runner: &mut dyn Runner,
     blocks: &mut BlockManager,
     table: &mut BlockTable,
     chunk: &[u32],
-    prefill_chunk: usize,
+    opts: &PerplexityOptions,
     score_rows: usize,
     total: &mut Perplexity,
 ) -> Result<(), EngineError> {
+    let prefill_chunk = opts.prefill_chunk.max(1);
     let first = chunk.len() / 2;
     let end = chunk.len() - 1;
     let mut start = 0;
@@ -225,7 +229,7 @@ fn score_chunk(
                     true => LogitsWanted::All,
                     false => LogitsWanted::None,
                 },
-                adapter: None,
+                adapter: opts.adapter,
             }],
         })?;
         if scoring {
@@ -302,6 +306,7 @@ mod tests {
             max_chunks: None,
             bos: Some(5),
             prefill_chunk: 4,
+            adapter: None,
         };
         let (mut r, batches) = runner();
         let mut seen = Vec::new();
@@ -356,6 +361,7 @@ mod tests {
             max_chunks,
             bos: None,
             prefill_chunk: 512,
+            adapter: None,
         };
         let tokens = vec![1u32; 30];
         let (mut r, _) = runner();

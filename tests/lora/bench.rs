@@ -50,21 +50,6 @@ fn bench_measures_with_an_adapter_and_records_it() {
     assert_eq!(doc["config"]["lora"], lora);
     assert_eq!(doc["results"].as_array().unwrap().len(), 3);
 
-    // Perplexity is the base model's: not recorded under an adapter's name.
-    let text = dir.path().join("t.txt");
-    std::fs::write(&text, "t5 t6 t7 t8").unwrap();
-    let out = bench(&[
-        "--offline",
-        "-m",
-        model,
-        "--lora",
-        lora,
-        "--perplexity",
-        text.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--lora"), "{err}");
     // An adapter that is not one is named.
     let out = bench(&[
         "--offline",
@@ -80,4 +65,82 @@ fn bench_measures_with_an_adapter_and_records_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--lora"), "{err}");
+}
+
+fn candor(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = super::common::plugins::servable_tiny("llama", &dir.path().join("base"));
+    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 13);
+    let peft = lora.write_peft(&dir.path().join("tuned"));
+    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let text = dir.path().join("text.txt");
+    let words: Vec<String> = (0..80)
+        .map(|i| format!("t{}", 5 + (i * 37) % 400))
+        .collect();
+    std::fs::write(&text, words.join(" ")).unwrap();
+    let ppl = |model: &std::path::Path, lora: Option<&std::path::Path>| -> (f64, String) {
+        let mut args = vec![
+            "perplexity",
+            "--offline",
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend(["-f", text.to_str().unwrap(), "-c", "16", "--format", "json"]);
+        if let Some(l) = lora {
+            args.extend(["--lora", l.to_str().unwrap()]);
+        }
+        let doc: serde_json::Value = serde_json::from_str(&candor(&args)).unwrap();
+        (
+            doc["ppl"].as_f64().unwrap(),
+            doc["model_key"].as_str().unwrap().to_string(),
+        )
+    };
+    let (tuned, key) = ppl(&base, Some(&peft));
+    let (expected, _) = ppl(&merged, None);
+    let (plain, plain_key) = ppl(&base, None);
+    assert!(
+        (tuned - expected).abs() < 1e-3 * expected,
+        "{tuned} vs {expected}"
+    );
+    assert!(
+        (tuned - plain).abs() > 1e-2 * plain,
+        "the adapter changes the perplexity"
+    );
+    assert_eq!(
+        (key.as_str(), plain_key.as_str()),
+        ("llama + LoRA tuned", "llama")
+    );
+
+    let generate = |model: &std::path::Path, lora: Option<&std::path::Path>| {
+        let mut args = vec!["generate", "--offline", "--model", model.to_str().unwrap()];
+        args.extend([
+            "--prompt",
+            "t5 t6 t7 t8",
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ]);
+        args.push("--ignore-eos");
+        if let Some(l) = lora {
+            args.extend(["--lora", l.to_str().unwrap()]);
+        }
+        candor(&args)
+    };
+    assert_eq!(generate(&base, Some(&peft)), generate(&merged, None));
 }
