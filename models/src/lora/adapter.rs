@@ -85,20 +85,21 @@ impl LoraTarget {
     }
 }
 
-/// One projection's update, f32: `a` is `[r, in]`, `b` is `[out, r]` with the adapter's scale
-/// for this projection already folded in, so the update is exactly `b · a`.
+/// One projection's update: `a` is `[r, in]`, `b` is `[out, r]` with the adapter's scale for
+/// this projection already folded in, so the update is exactly `b · a`; both in `stored`.
 #[derive(Debug, Clone)]
 pub struct LoraPair {
     pub a: Tensor,
     pub b: Tensor,
     /// The type the file stores both in (f16 or bf16, as adapters are mostly shipped), else
-    /// f32: the device keeps the pair in it (B rounded once more where the folded scale is
-    /// not a power of two).
+    /// f32: host and device keep the pair in it (B rounded once more where the folded scale
+    /// is not a power of two).
     pub stored: DType,
 }
 
 impl LoraPair {
-    /// The pair as read from a file: `b` times `scale`, both as f32; their ranks must agree.
+    /// The pair as read from a file: `b` times `scale` (in f32, rounded back to the file's
+    /// type); their ranks must agree.
     pub fn scaled(
         a: Tensor,
         b: Tensor,
@@ -120,8 +121,13 @@ impl LoraPair {
                 b.dims()
             ));
         }
+        let stored_as = |t: Tensor| t.to_dtype(stored).map_err(|e| format!("{what}: {e}"));
         let b = b.affine(scale, 0.0).map_err(|e| format!("{what}: {e}"))?;
-        Ok(LoraPair { a, b, stored })
+        Ok(LoraPair {
+            a: stored_as(a)?,
+            b: stored_as(b)?,
+            stored,
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -133,9 +139,10 @@ impl LoraPair {
         [self.b.dims()[0], self.a.dims()[1]]
     }
 
-    /// `b · a`: what the adapter adds to the base weight.
+    /// `b · a` (f32): what the adapter adds to the base weight.
     pub fn delta(&self) -> Result<Tensor> {
-        Ok(self.b.matmul(&self.a)?)
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        Ok(f32(&self.b)?.matmul(&f32(&self.a)?)?)
     }
 }
 

@@ -167,12 +167,12 @@ fn stack_layer<B: Backend>(
         match adapter.pairs.get(&(layer, target)) {
             Some(pair) => {
                 let pad = width - pair.rank();
-                a_parts.push(pad_dim(&pair.a, 0, pad)?);
-                b_parts.push(pad_dim(&pair.b, 1, pad)?);
+                a_parts.push(pad_dim(&pair.a.to_dtype(stored)?, 0, pad)?);
+                b_parts.push(pad_dim(&pair.b.to_dtype(stored)?, 1, pad)?);
             }
             None => {
-                a_parts.push(Tensor::zeros((width, inp), DType::F32, &Device::Cpu)?);
-                b_parts.push(Tensor::zeros((out, width), DType::F32, &Device::Cpu)?);
+                a_parts.push(Tensor::zeros((width, inp), stored, &Device::Cpu)?);
+                b_parts.push(Tensor::zeros((out, width), stored, &Device::Cpu)?);
             }
         }
     }
