@@ -62,6 +62,7 @@ pub fn cpu_runner(
         opened,
         kv_tokens,
         None,
+        &[],
         |_| {},
     )
 }
@@ -70,21 +71,10 @@ fn cpu_backend(threads: usize, kv_dtype: KvDtype) -> CpuBackend {
     CpuBackend::new(threads).with_kv_dtype(kv_dtype)
 }
 
-/// `opened` loaded onto `backend` with a KV cache of `kv_tokens` tokens (whole blocks), every
-/// op timed by `profiler` while it is switched on (`candor bench --profile-ops`). `loaded` sees
-/// the backend once the weights are on it.
+/// `opened` loaded onto `backend` with a KV cache of `kv_tokens` tokens (whole blocks), `lora`
+/// served beside it, every op timed by `profiler` while it is switched on (`candor bench
+/// --profile-ops`). `loaded` sees the backend once the weights are on it.
 fn runner_on<B: Backend>(
-    backend: B,
-    opened: &OpenedModel,
-    kv_tokens: usize,
-    profiler: Option<&Arc<OpProfiler>>,
-    loaded: impl FnOnce(&B),
-) -> Result<Box<dyn Runner>, EngineError> {
-    runner_with_lora(backend, opened, kv_tokens, profiler, &[], loaded)
-}
-
-/// `runner_on`, serving `lora` beside the model.
-fn runner_with_lora<B: Backend>(
     backend: B,
     opened: &OpenedModel,
     kv_tokens: usize,
@@ -141,7 +131,7 @@ pub fn cuda_runner(
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
     let backend = cuda_backend(opened, ordinal, KvCacheDtype::Auto)?;
-    runner_on(backend, opened, kv_tokens, None, |_| {})
+    runner_on(backend, opened, kv_tokens, None, &[], |_| {})
 }
 
 /// CUDA keeps the KV cache in the activation dtype: `asked` must be auto or that type.
@@ -197,7 +187,7 @@ pub struct LoadOptions {
     pub op_profiler: Option<Arc<OpProfiler>>,
     /// LoRA adapters served beside the model: a sequence naming adapter `i`
     /// (`SeqInput::adapter`) runs with `lora[i]`.
-    pub lora: Vec<candor_models::lora::LoraAdapter>,
+    pub lora: Vec<LoraAdapter>,
 }
 
 /// A runner for `opened` on the backend the options name.
@@ -208,7 +198,7 @@ pub fn runner_for(
     let profiler = opts.op_profiler.as_ref();
     let asked = opts.kv_cache_dtype;
     match &opts.backend {
-        BackendChoice::Cpu => runner_with_lora(
+        BackendChoice::Cpu => runner_on(
             cpu_backend(opts.threads, asked.resolve(opened, opts.dequantize)?),
             opened,
             opts.kv_tokens,
@@ -217,7 +207,7 @@ pub fn runner_for(
             |_| {},
         ),
         #[cfg(feature = "cuda")]
-        BackendChoice::Cuda(ordinal) => runner_with_lora(
+        BackendChoice::Cuda(ordinal) => runner_on(
             cuda_backend(opened, *ordinal, asked)?,
             opened,
             opts.kv_tokens,
@@ -229,7 +219,7 @@ pub fn runner_for(
         BackendChoice::Cuda(_) => Err(EngineError::Backend(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
-        BackendChoice::Plugin(path) => runner_with_lora(
+        BackendChoice::Plugin(path) => runner_on(
             plugin_backend(path, opts.threads, asked)?,
             opened,
             opts.kv_tokens,
@@ -270,7 +260,7 @@ pub fn plugin_runner(
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
     let backend = plugin_backend(path, threads, KvCacheDtype::Auto)?;
-    runner_on(backend, opened, kv_tokens, None, log_plugin_placement)
+    runner_on(backend, opened, kv_tokens, None, &[], log_plugin_placement)
 }
 
 /// Plugin caches are F32 by the ABI: `asked` must be auto or f32.
