@@ -223,10 +223,7 @@ impl<B: Backend> DecoderModel<B> {
     /// Serve `adapters` beside the base weights: a sequence naming adapter `i` runs with
     /// `adapters[i]`. Replaces those attached before; each must fit the model.
     pub fn attach_lora(&mut self, backend: &B, adapters: &[LoraAdapter]) -> Result<()> {
-        let slots: Vec<Option<LoraAdapter>> = adapters.iter().cloned().map(Some).collect();
-        self.lora = Some(LoraStack::build(backend, &self.spec, &slots)?).filter(|s| !s.is_empty());
-        self.lora_slots = slots;
-        Ok(())
+        self.use_lora_slots(backend, adapters.iter().cloned().map(Some).collect())
     }
 
     /// Put `adapter` in slot `slot` (a new slot is the next one; None empties it), while the
@@ -249,6 +246,11 @@ impl<B: Backend> DecoderModel<B> {
             slots.push(None);
         }
         slots[slot] = adapter;
+        self.use_lora_slots(backend, slots)
+    }
+
+    /// Serve `slots` from now on: their stacks built first, so nothing changes on error.
+    fn use_lora_slots(&mut self, backend: &B, slots: Vec<Option<LoraAdapter>>) -> Result<()> {
         let stack = LoraStack::build(backend, &self.spec, &slots)?;
         self.lora = Some(stack).filter(|s| !s.is_empty());
         self.lora_slots = slots;

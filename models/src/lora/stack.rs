@@ -48,22 +48,17 @@ impl<B: Backend> LoraStack<B> {
     /// The adapters of `slots` (each fitted to `spec`) on `backend`: a batch's sequence naming
     /// `i` runs with `slots[i]`, which must hold one.
     pub fn build(backend: &B, spec: &ModelSpec, slots: &[Option<LoraAdapter>]) -> Result<Self> {
-        // An emptied slot is an adapter of no updates: no columns anywhere.
-        let none = LoraAdapter {
-            path: String::new(),
-            pairs: Default::default(),
-            qk_interleaved: false,
-        };
         let fitted = slots
             .iter()
-            .map(|a| a.as_ref().map_or(Ok(none.clone()), |a| a.fitted(spec)))
+            .map(|a| a.as_ref().map(|a| a.fitted(spec)).transpose())
             .collect::<Result<Vec<_>>>()?;
         let adapters = &fitted[..];
         let layouts = LoraTarget::ALL.map(|target| {
             let mut width = 0;
+            // An emptied slot has no columns anywhere.
             let columns = adapters
                 .iter()
-                .map(|a| match a.rank(target) {
+                .map(|a| match a.as_ref().map_or(0, |a| a.rank(target)) {
                     0 => None,
                     r => {
                         width += r;
@@ -134,27 +129,23 @@ impl<B: Backend> LoraStack<B> {
 }
 
 /// Layer `layer`'s stacks of `target`, or None when no adapter updates it there.
-fn stack_layer<B: Backend>(
+fn stack_layer<'a, B: Backend>(
     backend: &B,
     spec: &ModelSpec,
-    adapters: &[LoraAdapter],
+    adapters: &'a [Option<LoraAdapter>],
     layout: &Layout,
     layer: usize,
     target: LoraTarget,
 ) -> Result<Option<Stacked<B>>> {
-    if adapters
-        .iter()
-        .all(|a| !a.pairs.contains_key(&(layer, target)))
-    {
+    let key = (layer, target);
+    let pair_of = |a: &'a Option<LoraAdapter>| a.as_ref()?.pairs.get(&key);
+    if adapters.iter().all(|a| pair_of(a).is_none()) {
         return Ok(None);
     }
     let [out, inp] = target.shape(spec);
     // The adapters' own half type where they all share one (adapters are mostly shipped in
     // f16 or bf16: decode reads half the bytes of f32), else f32.
-    let mut types = adapters
-        .iter()
-        .filter_map(|a| a.pairs.get(&(layer, target)))
-        .map(|p| p.stored);
+    let mut types = adapters.iter().filter_map(pair_of).map(|p| p.stored);
     let first = types.next().unwrap_or(DType::F32);
     let stored = match types.all(|t| t == first) {
         true => first,
@@ -164,7 +155,7 @@ fn stack_layer<B: Backend>(
     for (adapter, cols) in adapters.iter().zip(&layout.columns) {
         let Some(cols) = cols else { continue };
         let width = cols.len();
-        match adapter.pairs.get(&(layer, target)) {
+        match pair_of(adapter) {
             Some(pair) => {
                 let pad = width - pair.rank();
                 a_parts.push(pad_dim(&pair.a.to_dtype(stored)?, 0, pad)?);
