@@ -227,6 +227,7 @@ pub fn start(
         ),
         None => Arc::default(),
     };
+    let adapter = ready.adapter_of(plan.model.as_deref());
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
     let mut echoes = Vec::with_capacity(total);
@@ -253,7 +254,7 @@ pub fn start(
                 pooling: None,
                 prediction: prediction.clone(),
                 priority: plan.priority,
-                adapter: ready.adapter_of(plan.model.as_deref()),
+                adapter,
                 events: tx,
             });
             engines.push(rx);

@@ -46,6 +46,7 @@ pub async fn pooled(
     let id = new_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
     let mut requests = Vec::with_capacity(inputs.len());
+    let adapter = ready.adapter_of(model);
     for (i, ids) in inputs.iter().enumerate() {
         let (events, rx) = mpsc::unbounded_channel();
         receivers.push(rx);
@@ -65,7 +66,7 @@ pub async fn pooled(
             pooling: Some(ready.pooling),
             prediction: Default::default(),
             priority,
-            adapter: ready.adapter_of(model),
+            adapter,
             events,
         });
     }
