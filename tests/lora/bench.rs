@@ -1,7 +1,7 @@
 //! `candor bench --lora`: every measured sequence runs with the adapter, and the result says so
 //! (in the table, `model.lora` and `config.lora`), so it is never read as the base model's.
 use super::common::fixtures;
-use super::files::{Lora, ALL_MODULES};
+use super::files::{tuned_tiny, Lora, ALL_MODULES};
 
 fn bench(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
@@ -84,10 +84,7 @@ fn candor(args: &[&str]) -> String {
 #[test]
 fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
     let dir = tempfile::tempdir().unwrap();
-    let base = super::common::plugins::servable_tiny("llama", &dir.path().join("base"));
-    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 13);
-    let peft = lora.write_peft(&dir.path().join("tuned"));
-    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let (base, peft, merged) = tuned_tiny(dir.path(), 13);
     let text = dir.path().join("text.txt");
     let words: Vec<String> = (0..80)
         .map(|i| format!("t{}", 5 + (i * 37) % 400))

@@ -1,5 +1,6 @@
 //! Random LoRA adapters of a tiny model, written as PEFT saves them, as llama.cpp's converter
 //! writes them, and merged into the model's weights (the reference they must equal).
+use super::common::plugins::servable_tiny;
 use super::common::{permute_rope_rows, read_json};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -202,4 +203,15 @@ impl Lora {
         candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
         dir.to_path_buf()
     }
+}
+
+/// A tiny llama `candor serve` can run, under `dir`; a random rank-4 adapter of it on every
+/// projection (`seed`), as PEFT writes it; and the model merged with it: (base, adapter,
+/// merged).
+pub fn tuned_tiny(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
+    let base = servable_tiny("llama", &dir.join("base"));
+    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, seed);
+    let peft = lora.write_peft(&dir.join("tuned"));
+    let merged = lora.write_merged(&base, &dir.join("merged"));
+    (base, peft, merged)
 }

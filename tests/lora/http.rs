@@ -2,7 +2,7 @@
 //! as the merged model would, beside the base model in the same engine.
 use super::common::plugins::servable_tiny;
 use super::common::server::Server;
-use super::files::{Lora, ALL_MODULES};
+use super::files::{tuned_tiny, Lora};
 use serde_json::{json, Value};
 
 /// A prompt longer than a KV block, so the base model's answer leaves a cached block an
@@ -36,10 +36,7 @@ async fn embedding(server: &Server, model: &str) -> Vec<f64> {
 #[tokio::test]
 async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
     let dir = tempfile::tempdir().unwrap();
-    let base = servable_tiny("llama", &dir.path().join("base"));
-    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 5);
-    let peft = lora.write_peft(&dir.path().join("tuned"));
-    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let (base, peft, merged) = tuned_tiny(dir.path(), 5);
     let server = Server::start_path(
         &base,
         "tiny",
@@ -140,10 +137,7 @@ fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
 #[tokio::test]
 async fn adapters_load_and_unload_while_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let base = servable_tiny("llama", &dir.path().join("base"));
-    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, 11);
-    let peft = lora.write_peft(&dir.path().join("tuned"));
-    let merged = lora.write_merged(&base, &dir.path().join("merged"));
+    let (base, peft, merged) = tuned_tiny(dir.path(), 11);
     let server = Server::start_path(&base, "tiny", &["--allow-runtime-lora"]).await;
     let reference = Server::start_path(&merged, "tiny", &[]).await;
     let load = |name: &str, path: &std::path::Path| json!({"lora_name": name, "lora_path": path});
