@@ -6,6 +6,7 @@ mod common;
 use candle_core::quantized::gguf_file::Content;
 use candor::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
 use candor::engine::sampler::{Sampler, SamplingParams};
+use candor::engine::thought::{Thought, ThoughtMarkers};
 use candor::server::tools::extract::{Piece, ToolCallExtractor};
 use candor::server::tools::format::ToolFormat;
 use candor_models::tokenizer::Tokenizer;
@@ -590,4 +591,131 @@ fn gbnf_grammars_hold_random_answers_to_their_language() {
             assert!(phone.is_match(&answer), "{name}: {answer:?}");
         }
     }
+}
+
+/// A thought for `tok`'s vocabulary, marked by `open` and `close`, with a budget whose
+/// closing is `message` then `close`.
+fn thought_of(
+    tok: &Tokenizer,
+    (open, close): (&str, &str),
+    in_thought: bool,
+    budget: Option<usize>,
+    message: &str,
+) -> Thought {
+    let vocab = tok.token_bytes().into_iter().map(|t| t.bytes).collect();
+    let markers = Arc::new(ThoughtMarkers::new(open, close, vocab));
+    let closing = tok.encode(&format!("{message}{close}"), false).unwrap();
+    Thought::new(markers, in_thought, budget, Arc::new(closing))
+}
+
+/// Sample with random logits after `written` (tokens the logits force, one by one) until the
+/// end token; the decoded text.
+fn sample_after(
+    tok: &Tokenizer,
+    sampler: &mut Sampler,
+    eos: u32,
+    written: &[u32],
+    seed: u64,
+) -> String {
+    let vocab = tok.vocab_size();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tokens: Vec<u32> = Vec::new();
+    for &id in written {
+        assert_eq!(
+            sampler.sample(&forcing(vocab, id), &tokens),
+            id,
+            "{tokens:?}"
+        );
+        tokens.push(id);
+    }
+    for _ in 0..400 {
+        let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
+        if next == eos {
+            return tok.decode(&tokens, false).unwrap();
+        }
+        tokens.push(next);
+    }
+    panic!("no end after 400 tokens: {:?}", tok.decode(&tokens, false));
+}
+
+/// A schema whose answers end soon even under random picks.
+fn small_object() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"unit": {"enum": ["celsius", "fahrenheit"]}, "days": {"type": "integer", "minimum": 1, "maximum": 14}},
+        "required": ["unit", "days"],
+        "additionalProperties": false
+    })
+}
+
+/// The JSON object after `close` in `text`, and the thought before it.
+fn thought_and_json<'t>(text: &'t str, close: &str) -> (&'t str, Value) {
+    let at = text
+        .find(close)
+        .unwrap_or_else(|| panic!("no close in {text:?}"));
+    let answer = &text[at + close.len()..];
+    let json: Value =
+        serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer:?} in {text:?}"));
+    assert!(json.is_object(), "{text:?}");
+    (&text[..at], json)
+}
+
+/// A prompt that opened a thought (DeepSeek-R1's template), a JSON answer asked for, and a
+/// budget of six tokens: six random tokens of thought, the message and `</think>` forced
+/// (several tokens in this vocabulary), then the grammar holds random picks to valid JSON.
+#[test]
+fn a_budgeted_thought_closes_then_the_grammar_shapes_the_answer() {
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
+    let markers = ("<think>", "</think>");
+    for seed in 0..4 {
+        let thought = thought_of(&tok, markers, true, Some(6), " Time is up.");
+        let constraint = compiler.json_schema(small_object()).unwrap();
+        let mut sampler = seeded_sampler(seed, constraint).thinking(Some(thought));
+        let text = sample_after(&tok, &mut sampler, eos, &[], seed);
+        let (thought, _) = thought_and_json(&text, "</think>");
+        let spent = thought.strip_suffix(" Time is up.").expect("the message");
+        assert_eq!(tok.encode(spent, false).unwrap().len(), 6, "{text:?}");
+    }
+}
+
+/// Without a budget the model closes its own thought, in whatever pieces (`>` merged with
+/// the newlines after it): until then the grammar lets the thought be (a JSON grammar would
+/// refuse its words), then it shapes the answer.
+#[test]
+fn a_grammar_waits_for_the_thought_the_model_closes() {
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
+    let written = tok.encode("Hmm, an object.</think>\n\n", false).unwrap();
+    let constraint = compiler.json_schema(small_object()).unwrap();
+    let thought = thought_of(&tok, ("<think>", "</think>"), true, None, "");
+    let mut sampler = seeded_sampler(3, constraint).thinking(Some(thought));
+    let text = sample_after(&tok, &mut sampler, eos, &written, 3);
+    let (thought, _) = thought_and_json(&text, "</think>");
+    assert_eq!(thought, "Hmm, an object.");
+}
+
+/// Under a grammar, a thought may still open at the answer's start when its opening is one
+/// token (Qwen3's `<think>`; `<tool_call>` stands in for it in this vocabulary): taken beside
+/// what the grammar allows, then the budget and the grammar as above. Any other first token
+/// is the grammar's.
+#[test]
+fn under_a_grammar_a_single_token_opening_is_still_allowed() {
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
+    let markers = ("<tool_call>", "</tool_call>");
+    let open = tok.encode(markers.0, false).unwrap();
+    assert_eq!(open.len(), 1);
+    let constraint = compiler.json_schema(small_object()).unwrap();
+    let thought = thought_of(&tok, markers, false, Some(3), "");
+    let mut sampler = seeded_sampler(8, constraint).thinking(Some(thought));
+    let text = sample_after(&tok, &mut sampler, eos, &open, 8);
+    let (thought, _) = thought_and_json(&text, markers.1);
+    let spent = thought.strip_prefix(markers.0).expect("the opening");
+    assert_eq!(tok.encode(spent, false).unwrap().len(), 3, "{text:?}");
+
+    // An answer that does not open a thought: the grammar's from the first token.
+    let constraint = compiler.json_schema(small_object()).unwrap();
+    let thought = thought_of(&tok, markers, false, Some(3), "");
+    let mut sampler = seeded_sampler(9, constraint).thinking(Some(thought));
+    let text = sample_after(&tok, &mut sampler, eos, &[], 9);
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(json.is_object());
 }

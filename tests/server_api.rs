@@ -835,6 +835,137 @@ async fn thinking_goes_to_reasoning_content() {
     }
 }
 
+/// A thinking budget: the server's (`--reasoning-budget`, with its message) unless a request
+/// sets its own (vLLM's and llama-server's spellings, Anthropic's `thinking.budget_tokens`).
+/// The thought is the model's first tokens, as many as the budget, then the message; the
+/// model answers after the forced `</think>`. A JSON format waits for that answer (before,
+/// it shaped the thought).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("thinking.jinja");
+    std::fs::write(&template, THINKING_TEMPLATE).unwrap();
+    let args = [
+        "--chat-template",
+        template.to_str().unwrap(),
+        "--reasoning-budget",
+        "4",
+        "--reasoning-budget-message",
+        " Enough.",
+    ];
+    let s = Server::start("qwen2.5-0.5b", &args).await;
+    let messages = json!([{"role": "user", "content": "Is 7 a prime number?"}]);
+    let (_, t) = post(&s, "/tokenize", json!({"messages": messages})).await;
+    // The model's own first `n` tokens of thought, greedy.
+    let thought = |n: usize| {
+        let body = json!({"prompt": t["tokens"], "max_tokens": n, "temperature": 0});
+        let s = &s;
+        async move {
+            let (_, raw) = post(s, "/v1/completions", body).await;
+            let raw = raw["choices"][0]["text"].as_str().unwrap().to_string();
+            assert!(!raw.contains("</think>"), "{raw:?}");
+            raw
+        }
+    };
+    let chat = |extra: Value| {
+        with_fields(
+            json!({"messages": messages, "max_tokens": 40, "temperature": 0}),
+            extra,
+        )
+    };
+    for (extra, want) in [
+        (json!({}), thought(4).await + " Enough."),
+        (
+            json!({"thinking_token_budget": 2, "thinking_budget_message": ""}),
+            thought(2).await,
+        ),
+        (
+            json!({"thinking_budget_tokens": 1}),
+            thought(1).await + " Enough.",
+        ),
+        (json!({"thinking_token_budget": 0}), " Enough.".to_string()),
+    ] {
+        let (st, v) = post(&s, "/v1/chat/completions", chat(extra.clone())).await;
+        assert_eq!(st, 200, "{v}");
+        let message = &v["choices"][0]["message"];
+        assert_eq!(message["reasoning_content"], want.as_str(), "{extra}: {v}");
+        assert!(
+            !message["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("</think>"),
+            "{extra}: {v}"
+        );
+    }
+    // No limit: the thought runs as the model writes it.
+    let (_, v) = post(
+        &s,
+        "/v1/chat/completions",
+        chat(json!({"thinking_token_budget": -1, "max_tokens": 12})),
+    )
+    .await;
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning_content"],
+        thought(12).await.as_str(),
+        "{v}"
+    );
+
+    // A JSON answer after a cut thought, streamed too.
+    let body =
+        chat(json!({"response_format": {"type": "json_object"}, "thinking_token_budget": 3}));
+    let (st, v) = post(&s, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let message = &v["choices"][0]["message"];
+    let want = thought(3).await + " Enough.";
+    assert_eq!(message["reasoning_content"], want.as_str(), "{v}");
+    let content = message["content"].as_str().unwrap();
+    if v["choices"][0]["finish_reason"] == "stop" {
+        let answer: Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{e}: {v}"));
+        assert!(answer.is_object(), "{v}");
+    } else {
+        assert!(content.trim_start().starts_with('{'), "{v}");
+    }
+    let events = sse(
+        &s,
+        "/v1/chat/completions",
+        with_fields(body, json!({"stream": true})),
+    )
+    .await;
+    let (mut reasoning, mut streamed) = (String::new(), String::new());
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let chunk: Value = serde_json::from_str(e).unwrap();
+        let delta = &chunk["choices"][0]["delta"];
+        reasoning += delta["reasoning_content"].as_str().unwrap_or("");
+        streamed += delta["content"].as_str().unwrap_or("");
+    }
+    assert_eq!(
+        (reasoning.as_str(), streamed.as_str()),
+        (want.as_str(), content)
+    );
+
+    // Anthropic's budget, in a thinking block.
+    let (st, m) = post(
+        &s,
+        "/v1/messages",
+        json!({"max_tokens": 40, "temperature": 0,
+               "thinking": {"type": "enabled", "budget_tokens": 2},
+               "messages": [{"role": "user", "content": "Is 7 a prime number?"}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{m}");
+    let thinking = m["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "thinking")
+        .unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(
+        thinking["thinking"],
+        (thought(2).await + " Enough.").as_str(),
+        "{m}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_completions_fill_in_the_middle_and_follow_json() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;

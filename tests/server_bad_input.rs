@@ -551,6 +551,28 @@ fn cases() -> Vec<Case> {
             "input",
         ),
         case(
+            "a negative thinking budget",
+            chat_path,
+            chat(json!({"thinking_token_budget": -2})),
+            400,
+            "thinking_token_budget",
+        ),
+        case(
+            "a thinking budget that is not a number",
+            chat_path,
+            chat(json!({"thinking_budget_tokens": "lots"})),
+            400,
+            "thinking_budget_tokens",
+        ),
+        case(
+            "anthropic thinking budget below zero",
+            "/v1/messages",
+            json!({"max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],
+                   "thinking": {"type": "enabled", "budget_tokens": -1}}),
+            400,
+            "budget_tokens",
+        ),
+        case(
             "a LoRA load on a server that does not allow them",
             "/v1/load_lora_adapter",
             json!({"lora_name": "x", "lora_path": "/tmp"}),

@@ -100,6 +100,15 @@ pub struct ServeArgs {
     /// `priority` other than 0 is refused, as vLLM does, so no client jumps the queue).
     #[arg(long, env = "CANDOR_SCHEDULING_POLICY", value_enum, default_value_t)]
     pub scheduling_policy: crate::server::validate::SchedulingPolicy,
+    /// Most tokens a thinking model may spend in a thought before its close is forced and it
+    /// answers (-1: no limit; 0: an empty thought), for requests that set no budget of their
+    /// own (`thinking_token_budget`, Anthropic's `thinking.budget_tokens`), as llama-server's.
+    #[arg(long, env = "CANDOR_REASONING_BUDGET", default_value_t = -1, allow_negative_numbers = true)]
+    pub reasoning_budget: i64,
+    /// Text written into a thought before its forced close when a budget runs out (e.g.
+    /// "... time is up, let me answer."), unless a request sets `thinking_budget_message`.
+    #[arg(long, env = "CANDOR_REASONING_BUDGET_MESSAGE", default_value = "")]
+    pub reasoning_budget_message: String,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -126,6 +135,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         ));
     }
     crate::server::adapters::check(&model_name, &args.lora).map_err(CliError::Usage)?;
+    let thinking = crate::server::thinking::ThinkingDefaults {
+        budget: crate::server::thinking::parse_default_budget(args.reasoning_budget)
+            .map_err(CliError::Usage)?,
+        message: args.reasoning_budget_message.clone(),
+    };
     let chat_template = args
         .chat_template
         .as_deref()
@@ -159,6 +173,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
         scheduling: args.scheduling_policy,
+        thinking,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -14,6 +14,7 @@ pub mod sampler;
 pub mod scheduler;
 pub mod speculate;
 pub mod stats;
+pub mod thought;
 
 pub use block_manager::{BlockManager, BlockTable};
 pub use error::EngineError;

@@ -3,6 +3,7 @@
 use super::error::EngineError;
 use super::grammar::Constraint;
 use super::runner::Logits;
+use super::thought::Thought;
 use candor_models::LogitsWanted;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -91,6 +92,8 @@ pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
     constraint: Option<Constraint>,
+    /// A thinking model's thought: its budget, and where the grammar starts (`thought.rs`).
+    thought: Option<Thought>,
     /// The tokens that end the request (held back before `min_tokens`).
     end_ids: Vec<u32>,
 }
@@ -110,6 +113,7 @@ impl Sampler {
             params,
             rng,
             constraint: None,
+            thought: None,
             end_ids: Vec::new(),
         })
     }
@@ -117,6 +121,12 @@ impl Sampler {
     /// Sample only tokens `constraint` allows (it then needs the logits every step).
     pub fn constrained(mut self, constraint: Option<Constraint>) -> Self {
         self.constraint = constraint;
+        self
+    }
+
+    /// Follow a thinking model's thought: its budget, and a grammar kept for the answer.
+    pub fn thinking(mut self, thought: Option<Thought>) -> Self {
+        self.thought = thought;
         self
     }
 
@@ -132,7 +142,15 @@ impl Sampler {
 
     /// Whether the next pick needs a grammar's mask (`prepare_mask` may compute it early).
     pub fn needs_mask(&self) -> bool {
-        self.constraint.as_ref().is_some_and(Constraint::is_active)
+        self.constraint.as_ref().is_some_and(Constraint::is_active) && self.grammar_applies()
+    }
+
+    /// Whether a grammar shapes the next token: not inside a thought, nor while the budget's
+    /// closing is forced.
+    fn grammar_applies(&self) -> bool {
+        self.thought
+            .as_ref()
+            .is_none_or(|t| t.grammar_applies() && t.forced().is_none())
     }
 
     /// Whether a grammar follows the picks.
@@ -142,6 +160,9 @@ impl Sampler {
 
     /// Compute the grammar's mask for the next pick now (see `Constraint::prepare_mask`).
     pub fn prepare_mask(&mut self) {
+        if !self.grammar_applies() {
+            return;
+        }
         if let Some(constraint) = &mut self.constraint {
             constraint.prepare_mask();
         }
@@ -175,16 +196,32 @@ impl Sampler {
 
     /// The next token from row `row` of a step's output: the device's pick where it made one,
     /// else sampled from the row's logits after `history` (the tokens generated so far).
+    /// A thought's forced closing comes first, whatever the row says.
     pub fn next_token(&mut self, out: &Logits, row: usize, history: &[u32]) -> u32 {
+        if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
+            self.accept(token);
+            return token;
+        }
         match out.token(row) {
             Some(id) => {
                 // A lazy grammar waiting for its trigger still watches the tokens.
-                if let Some(constraint) = &mut self.constraint {
-                    constraint.accept(id);
-                }
+                self.accept(id);
                 id
             }
             None => self.sample(out.row(row), history),
+        }
+    }
+
+    /// Follow a token written: the thought sees every token, the grammar those of the answer.
+    fn accept(&mut self, token: u32) {
+        // A lazy grammar still waiting for its trigger shapes nothing yet.
+        let shaped = self.constraint.as_ref().is_some_and(Constraint::is_active);
+        let answer = self
+            .thought
+            .as_mut()
+            .is_none_or(|t| t.accept(token, shaped));
+        if let (true, Some(constraint)) = (answer, &mut self.constraint) {
+            constraint.accept(token);
         }
     }
 
@@ -226,18 +263,36 @@ impl Sampler {
             }
         }
         self.penalize(&mut logits, history);
-        let Some(mut constraint) = self.constraint.take() else {
-            self.hold_back_the_end(&mut logits, history);
-            return self.pick(&logits);
+        if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
+            self.accept(token);
+            return token;
+        }
+        let shaping = self.grammar_applies();
+        let token = match self.constraint.take() {
+            Some(mut constraint) if shaping => {
+                // At the answer's start a thought may open beside what the grammar allows.
+                let opening = self.thought.as_ref().and_then(Thought::opening_token);
+                let kept = opening.and_then(|t| Some((t, *logits.get(t as usize)?)));
+                let allowed = constraint.mask(&mut logits);
+                if let Some((t, l)) = kept {
+                    logits[t as usize] = l;
+                }
+                let token = if allowed {
+                    self.hold_back_the_end(&mut logits, history);
+                    self.pick(&logits)
+                } else {
+                    constraint.eos()
+                };
+                self.constraint = Some(constraint);
+                token
+            }
+            unshaped => {
+                self.constraint = unshaped;
+                self.hold_back_the_end(&mut logits, history);
+                self.pick(&logits)
+            }
         };
-        let token = if constraint.mask(&mut logits) {
-            self.hold_back_the_end(&mut logits, history);
-            self.pick(&logits)
-        } else {
-            constraint.eos()
-        };
-        constraint.accept(token);
-        self.constraint = Some(constraint);
+        self.accept(token);
         token
     }
 

@@ -13,6 +13,7 @@ use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::EngineStats;
+use super::thought::Thought;
 use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
@@ -99,6 +100,8 @@ pub struct EngineRequest {
     pub prompt_logprobs: Option<usize>,
     /// A grammar the answer must follow (structured outputs, forced tool calls).
     pub constraint: Option<Constraint>,
+    /// A thinking model's thought to follow: its budget, and a grammar kept for the answer.
+    pub thought: Option<Thought>,
     /// Embed the prompt: pool its final hidden states into one `Embedding` event. Only with
     /// `max_tokens` 0 and no `prompt_logprobs`.
     pub pooling: Option<Pooling>,
@@ -324,6 +327,7 @@ impl EngineHandle {
             .map(|r| {
                 Sampler::new(r.sampling.clone()).map(|s| {
                     s.constrained(r.constraint.take())
+                        .thinking(r.thought.take())
                         .ending_with(&r.eos_ids, r.ignore_eos)
                 })
             })

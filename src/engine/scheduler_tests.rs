@@ -105,6 +105,7 @@ fn request_with_prompt(
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     let req = EngineRequest {
         constraint: None,
+        thought: None,
         id: id.to_string(),
         prompt_ids,
         max_tokens,

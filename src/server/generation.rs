@@ -10,6 +10,7 @@ use super::validate::Plan;
 use crate::engine::generate::FinishReason;
 use crate::engine::grammar::Constraint;
 use crate::engine::scheduler::{EngineEvent, EngineRequest, TokenLogprobs};
+use crate::engine::thought::Thought;
 use candor_models::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -213,6 +214,7 @@ pub fn start(
     plan: &Plan,
     logprobs: Option<usize>,
     constraint: Option<Constraint>,
+    thought: Option<Thought>,
 ) -> Result<mpsc::UnboundedReceiver<ChoiceEvent>, ApiError> {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let eos_ids = end_tokens(&ready.eos_ids, plan);
@@ -251,6 +253,7 @@ pub fn start(
                 logprobs,
                 prompt_logprobs: prompt.echo.as_ref().and(logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
+                thought: thought.clone(),
                 pooling: None,
                 prediction: prediction.clone(),
                 priority: plan.priority,

@@ -26,6 +26,7 @@ pub mod responses;
 pub mod routes;
 pub mod state;
 pub mod structured;
+pub mod thinking;
 pub mod tools;
 pub mod truncation;
 pub mod validate;
@@ -80,6 +81,8 @@ pub struct ServeConfig {
     pub runtime_lora: bool,
     /// Whether requests' `priority` orders the queue (`--scheduling-policy`).
     pub scheduling: validate::SchedulingPolicy,
+    /// The thinking budget of requests that set none (`--reasoning-budget`).
+    pub thinking: thinking::ThinkingDefaults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +250,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_logprobs: 20,
         default_max_tokens: config.default_max_tokens,
         scheduling: config.scheduling,
+        thinking: config.thinking.clone(),
     };
     let stats = Arc::new(EngineStats::new(model.runner.num_blocks()).map_err(|e| e.to_string())?);
     let sched = SchedulerConfig {
@@ -293,6 +297,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         stats,
         system_fingerprint,
         grammar: OnceLock::new(),
+        thought_markers: OnceLock::new(),
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,

@@ -139,6 +139,9 @@ pub struct ChatRequest {
     /// `low` / `medium` / `high`...: passed to the chat template as `reasoning_effort` (as
     /// vLLM does; gpt-oss templates read it), unless `chat_template_kwargs` sets it.
     pub reasoning_effort: Option<String>,
+    /// A budget on the thought of a thinking model (`thinking.rs`).
+    #[serde(flatten)]
+    pub thinking_budget: super::thinking::BudgetAsked,
     /// Drop the oldest turns of a conversation that does not fit (`truncation.rs`; set by
     /// the Responses API's `truncation: "auto"`, not by chat clients).
     #[serde(skip)]

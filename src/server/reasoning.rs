@@ -6,8 +6,8 @@
 
 use super::marker::{held_back, opening, Opening};
 
-const OPEN: &str = "<think>";
-const CLOSE: &str = "</think>";
+pub const OPEN: &str = "<think>";
+pub const CLOSE: &str = "</think>";
 
 /// Whether a chat template belongs to a thinking model.
 pub fn template_thinks(template: &str) -> bool {

@@ -22,6 +22,8 @@ pub struct Ready {
     pub fim: Option<[u32; 3]>,
     /// Built on the first constrained request (`structured::compiler`).
     pub grammar: OnceLock<Result<GrammarCompiler, String>>,
+    /// Built on the first request that follows a thought (`thinking::thought`).
+    pub thought_markers: OnceLock<Arc<crate::engine::thought::ThoughtMarkers>>,
     /// Sequences one engine step runs (llama-server's "slots", for `/props`).
     pub max_num_seqs: usize,
     /// How `/v1/embeddings` pools a text's final hidden states.

@@ -17,6 +17,8 @@ pub struct Limits {
     pub default_max_tokens: usize,
     /// How waiting requests are ordered (`--scheduling-policy`).
     pub scheduling: SchedulingPolicy,
+    /// The thinking budget of requests that set none (`--reasoning-budget`).
+    pub thinking: super::thinking::ThinkingDefaults,
 }
 
 /// vLLM's `--scheduling-policy`: whether a request's `priority` orders the queue.
@@ -358,6 +360,7 @@ mod tests {
             max_logprobs: 20,
             default_max_tokens: 16,
             scheduling: SchedulingPolicy::Priority,
+            thinking: Default::default(),
         }
     }
 

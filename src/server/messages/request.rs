@@ -4,6 +4,7 @@
 //! Images, documents and server-side tools are refused by field.
 use crate::server::error::ApiError;
 use crate::server::openai::{called_function, ChatRequest, CommonParams, Message, Stop};
+use crate::server::thinking::BudgetAsked;
 use crate::server::validate::{no_nul, string_field};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -24,7 +25,7 @@ pub struct MessagesRequest {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     /// `{"type": "enabled", "budget_tokens": N}`, `adaptive`, `between_tools` or `disabled`:
-    /// the template's `enable_thinking` switch (no budget apart from `max_tokens`).
+    /// the template's `enable_thinking` switch, and a budget on the thought (`thinking.rs`).
     pub thinking: Option<Value>,
     /// `{"format": {"type": "json_schema", "schema": {...}}}`: structured outputs (`effort`
     /// has no meaning here).
@@ -137,6 +138,7 @@ impl MessagesRequest {
                 .and_then(|c| c.get("effort"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            thinking_budget: self.thinking_budget()?,
             truncate_oldest_turns: false,
             add_generation_prompt: None,
             continue_final_message: false,
@@ -335,6 +337,25 @@ fn chat_tool_choice(choice: &Value) -> Result<(Option<Value>, Option<bool>), Api
         .and_then(Value::as_bool)
         .map(|disabled| !disabled);
     Ok((Some(chat), parallel))
+}
+
+impl MessagesRequest {
+    /// `thinking.budget_tokens`: the most tokens the thought may spend.
+    fn thinking_budget(&self) -> Result<BudgetAsked, ApiError> {
+        let Some(budget) = self.thinking.as_ref().and_then(|t| t.get("budget_tokens")) else {
+            return Ok(BudgetAsked::default());
+        };
+        match budget.as_i64() {
+            Some(n) if n >= 0 => Ok(BudgetAsked {
+                thinking_token_budget: Some(n),
+                thinking_budget_message: None,
+            }),
+            _ => Err(ApiError::invalid(
+                "thinking.budget_tokens",
+                format!("`thinking.budget_tokens` must be a number of tokens >= 0, not {budget}"),
+            )),
+        }
+    }
 }
 
 fn thinking_switch(thinking: &Value) -> Result<Map<String, Value>, ApiError> {

@@ -239,6 +239,7 @@ impl Shared {
             response_format: self.response_format()?,
             chat_template_kwargs,
             reasoning_effort,
+            thinking_budget: Default::default(),
             truncate_oldest_turns: false,
             add_generation_prompt: None,
             continue_final_message: false,

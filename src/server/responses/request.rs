@@ -29,6 +29,9 @@ pub struct ResponsesRequest {
     pub truncation: Option<String>,
     pub reasoning: Option<Value>,
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// A budget on the thought of a thinking model (vLLM's `thinking_token_budget`).
+    #[serde(flatten)]
+    pub thinking_budget: crate::server::thinking::BudgetAsked,
     /// Keep the response (OpenAI's default: yes) for `previous_response_id` and retrieval.
     pub store: Option<bool>,
     /// The stored response this one continues: its conversation comes before `input`.
@@ -112,6 +115,7 @@ impl ResponsesRequest {
                 .and_then(|r| r.get("effort"))
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            thinking_budget: self.thinking_budget.clone(),
             truncate_oldest_turns: self.truncation.as_deref() == Some("auto"),
             add_generation_prompt: None,
             continue_final_message: false,

@@ -6,13 +6,13 @@ use crate::server::guide;
 use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::prompt_end::{cut_after_final, final_text, PromptEnd};
-use crate::server::reasoning;
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::truncation;
 use crate::server::validate::{no_nul, plan, top_logprobs};
+use crate::server::{reasoning, thinking};
 use axum::extract::State;
 use axum::response::Response;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
@@ -286,11 +286,21 @@ pub async fn start_chat(
     } else {
         render(&req.messages)?
     };
-    // A thinking model's thought is split from its answer unless a grammar shapes the answer
-    // (a JSON format or a demanded call leaves no room for one).
-    let shaped = constraint.as_ref().is_some_and(|c| !c.is_lazy());
-    let reasoning = (reasoning::template_thinks(chat_template(ready)?.source()) && !shaped)
+    // A thinking model's thought is split from its answer; the engine follows it where a
+    // budget caps it or a grammar must wait for the answer (`thinking.rs`).
+    let reasoning = reasoning::template_thinks(chat_template(ready)?.source())
         .then(|| reasoning::prompt_opens_thought(&prompt_text));
+    let (budget, budget_message) = thinking::budget(&req.thinking_budget, &ready.limits.thinking)?;
+    let thought = match reasoning {
+        Some(in_thought) => thinking::thought(
+            ready,
+            in_thought,
+            budget,
+            &budget_message,
+            constraint.is_some(),
+        )?,
+        None => None,
+    };
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());
@@ -307,6 +317,7 @@ pub async fn start_chat(
         &p,
         top,
         constraint,
+        thought,
     )?;
     let meta = Meta {
         kind: Kind::Chat,

@@ -137,6 +137,7 @@ pub async fn start_text(
         &plan,
         logprobs,
         constraint,
+        None,
     )?;
     Ok((rx, plan))
 }
@@ -230,7 +231,7 @@ pub async fn completions(
             ids: s.ids,
         })
         .collect();
-    let rx = generation::start(ready, &id, prompts, &p, logprobs, constraint)?;
+    let rx = generation::start(ready, &id, prompts, &p, logprobs, constraint, None)?;
     let meta = Meta {
         kind: Kind::Text,
         id,

@@ -63,6 +63,7 @@ pub async fn pooled(
             logprobs: None,
             prompt_logprobs: None,
             constraint: None,
+            thought: None,
             pooling: Some(ready.pooling),
             prediction: Default::default(),
             priority,

@@ -1,0 +1,339 @@
+//! A thinking model's thought, followed token by token as it is written: where it opens and
+//! closes, a budget on its length, and whether a grammar shapes the next token yet.
+//!
+//! Two things need this in the engine rather than in the server's reading of the text:
+//! - A budget (vLLM's `thinking_token_budget`, llama-server's `--reasoning-budget`,
+//!   Anthropic's `thinking.budget_tokens`): once the thought has spent it, the closing
+//!   (an optional message, then `</think>`) is forced token by token, and the model answers.
+//! - Structured outputs and tool-call grammars shape the answer, not the thought: a grammar
+//!   applied from the first token would forbid the thought or, where the prompt opened one,
+//!   force the JSON into it. The grammar sees only the tokens after the thought closes.
+//!
+//! Markers are matched on the text (the vocabulary's bytes), not on token ids: `</think>` is
+//! one token in Qwen3's and DeepSeek-R1's vocabularies, but several in others, where a model
+//! may spell it with any split (`>` may merge with the newlines after it).
+use std::sync::Arc;
+
+/// The markers of a model's thoughts and every token's bytes; built once per model.
+pub struct ThoughtMarkers {
+    open: Vec<u8>,
+    close: Vec<u8>,
+    /// The opening as a single token, if the vocabulary has it: under a grammar, the first
+    /// token decides whether the answer opens with a thought (allowed beside the grammar's).
+    open_token: Option<u32>,
+    vocab: Vec<Vec<u8>>,
+}
+
+impl ThoughtMarkers {
+    /// `vocab`: each token id's bytes; `open_token`: the id whose bytes are exactly `open`.
+    pub fn new(open: &str, close: &str, vocab: Vec<Vec<u8>>) -> Self {
+        let open_token = vocab
+            .iter()
+            .position(|b| b.as_slice() == open.as_bytes())
+            .map(|id| id as u32);
+        ThoughtMarkers {
+            open: open.as_bytes().to_vec(),
+            close: close.as_bytes().to_vec(),
+            open_token,
+            vocab,
+        }
+    }
+
+    fn bytes(&self, token: u32) -> &[u8] {
+        self.vocab.get(token as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Nothing but whitespace yet (`seen`): a thought may still open.
+    Start {
+        seen: Vec<u8>,
+    },
+    /// Inside a thought: `spent` tokens written, `tail` the last bytes (to find the close).
+    Thinking {
+        spent: usize,
+        tail: Vec<u8>,
+    },
+    /// The budget ran out: `closing[next..]` are still to be written.
+    Closing {
+        next: usize,
+    },
+    Answer,
+}
+
+/// One sequence's thought (each choice of a request has its own).
+#[derive(Clone)]
+pub struct Thought {
+    markers: Arc<ThoughtMarkers>,
+    state: State,
+    /// Most tokens the thought may spend (None: no limit).
+    budget: Option<usize>,
+    /// What is forced once the budget runs out: a message, then the close marker, as tokens.
+    closing: Arc<Vec<u32>>,
+}
+
+impl Thought {
+    /// `in_thought`: the prompt left the answer inside a thought (DeepSeek-R1's template
+    /// opens one). `closing` must end with the close marker.
+    pub fn new(
+        markers: Arc<ThoughtMarkers>,
+        in_thought: bool,
+        budget: Option<usize>,
+        closing: Arc<Vec<u32>>,
+    ) -> Self {
+        let state = if in_thought {
+            State::Thinking {
+                spent: 0,
+                tail: Vec::new(),
+            }
+        } else {
+            State::Start { seen: Vec::new() }
+        };
+        let mut thought = Thought {
+            markers,
+            state,
+            budget,
+            closing,
+        };
+        thought.close_if_spent();
+        thought
+    }
+
+    /// The token that must come next, whatever the model's logits say (the budget's closing).
+    pub fn forced(&self) -> Option<u32> {
+        match self.state {
+            State::Closing { next } => self.closing.get(next).copied(),
+            _ => None,
+        }
+    }
+
+    /// Whether a grammar shapes the next token: in the answer, and at its start, where the
+    /// grammar's tokens stand beside the opening of a thought (`opening_token`).
+    pub fn grammar_applies(&self) -> bool {
+        matches!(self.state, State::Answer | State::Start { .. })
+    }
+
+    /// At the answer's start, the token that opens a thought (allowed beside a grammar's).
+    pub fn opening_token(&self) -> Option<u32> {
+        match self.state {
+            State::Start { .. } => self.markers.open_token,
+            _ => None,
+        }
+    }
+
+    /// Whether the answer is past the thought (or never had one).
+    pub fn answering(&self) -> bool {
+        self.state == State::Answer
+    }
+
+    /// Follow a token written (sampled, picked on the device, or forced). Returns whether it
+    /// belongs to the answer, where a grammar takes it. `shaped`: a grammar follows the
+    /// answer, so the first token decides whether a thought opens (the grammar took it
+    /// otherwise, and cannot give it back).
+    pub fn accept(&mut self, token: u32, shaped: bool) -> bool {
+        let markers = self.markers.clone();
+        let bytes = markers.bytes(token);
+        match &mut self.state {
+            State::Start { .. } if shaped => {
+                if Some(token) == markers.open_token {
+                    self.enter_thought(Vec::new());
+                    return false;
+                }
+                self.state = State::Answer;
+                true
+            }
+            State::Start { seen } => {
+                seen.extend_from_slice(bytes);
+                let text = trim_start(seen);
+                if let Some(rest) = text.strip_prefix(markers.open.as_slice()) {
+                    let rest = rest.to_vec();
+                    self.enter_thought(rest);
+                    false
+                } else if markers.open.starts_with(text) {
+                    false // undecided: whitespace, or part of the opening so far
+                } else {
+                    self.state = State::Answer;
+                    true
+                }
+            }
+            State::Thinking { spent, tail } => {
+                *spent += 1;
+                tail.extend_from_slice(bytes);
+                if contains(tail, &markers.close) {
+                    self.state = State::Answer;
+                    return false;
+                }
+                let keep = markers.close.len().saturating_sub(1);
+                if tail.len() > keep {
+                    tail.drain(..tail.len() - keep);
+                }
+                self.close_if_spent();
+                false
+            }
+            State::Closing { next } => {
+                *next += 1;
+                if *next >= self.closing.len() {
+                    self.state = State::Answer;
+                }
+                false
+            }
+            State::Answer => true,
+        }
+    }
+
+    /// Enter a thought whose text so far is `written` (what followed the opening in its token).
+    fn enter_thought(&mut self, written: Vec<u8>) {
+        self.state = if contains(&written, &self.markers.close) {
+            State::Answer
+        } else {
+            State::Thinking {
+                spent: 0,
+                tail: written,
+            }
+        };
+        self.close_if_spent();
+    }
+
+    fn close_if_spent(&mut self) {
+        if let State::Thinking { spent, .. } = self.state {
+            let spent_all = self.budget.is_some_and(|b| spent >= b);
+            if spent_all && !self.closing.is_empty() {
+                self.state = State::Closing { next: 0 };
+            }
+        }
+    }
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let from = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    &bytes[from..]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A vocabulary where `<think>` and `</think>` are single tokens (ids 0 and 1), and also
+    /// spelled in pieces (`</`, `think`, `>`, `>\n\n`), with words and whitespace.
+    fn markers() -> Arc<ThoughtMarkers> {
+        let pieces = [
+            "<think>", "</think>", "</", "think", ">", ">\n\n", "a", " b", "\n", "{", "<",
+        ];
+        Arc::new(ThoughtMarkers::new(
+            "<think>",
+            "</think>",
+            pieces.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        ))
+    }
+
+    const OPEN: u32 = 0;
+    const CLOSE: u32 = 1;
+    const A: u32 = 6;
+    const B: u32 = 7;
+    const NL: u32 = 8;
+    const BRACE: u32 = 9;
+
+    fn thought(in_thought: bool, budget: Option<usize>, closing: &[u32]) -> Thought {
+        Thought::new(markers(), in_thought, budget, Arc::new(closing.to_vec()))
+    }
+
+    #[test]
+    fn a_budget_forces_the_closing_after_that_many_thought_tokens() {
+        let mut t = thought(true, Some(3), &[B, CLOSE]);
+        for _ in 0..3 {
+            assert_eq!(t.forced(), None);
+            assert!(!t.accept(A, false));
+        }
+        assert_eq!(t.forced(), Some(B), "the message comes first");
+        assert!(!t.accept(B, false));
+        assert_eq!(t.forced(), Some(CLOSE));
+        assert!(!t.accept(CLOSE, false));
+        assert_eq!(t.forced(), None);
+        assert!(
+            t.answering() && t.accept(A, false),
+            "then the model answers"
+        );
+    }
+
+    #[test]
+    fn a_budget_of_zero_closes_at_once_and_none_never_does() {
+        let t = thought(true, Some(0), &[CLOSE]);
+        assert_eq!(t.forced(), Some(CLOSE));
+        let mut free = thought(true, None, &[CLOSE]);
+        for _ in 0..1000 {
+            free.accept(A, false);
+        }
+        assert_eq!(free.forced(), None);
+        assert!(!free.answering());
+    }
+
+    #[test]
+    fn the_close_is_read_from_the_text_whatever_its_split() {
+        // `</` `think` `>\n\n`: the marker spread over three tokens, `>` merged with newlines.
+        let mut t = thought(true, Some(10), &[CLOSE]);
+        for token in [A, 2, 3, 5] {
+            assert!(!t.accept(token, false));
+        }
+        assert!(t.answering());
+        assert!(t.accept(A, false));
+        // Within budget: a thought the model closed itself forces nothing.
+        assert_eq!(t.forced(), None);
+    }
+
+    #[test]
+    fn an_opening_at_the_start_is_read_from_the_text_too() {
+        let mut t = thought(false, Some(1), &[CLOSE]);
+        // `\n` `<` `think` `>`: whitespace, then the opening in pieces.
+        for token in [NL, 10, 3, 4] {
+            assert!(!t.accept(token, false), "undecided or opening");
+        }
+        assert!(!t.grammar_applies());
+        assert!(!t.accept(A, false));
+        assert_eq!(
+            t.forced(),
+            Some(CLOSE),
+            "the budget counts from the opening"
+        );
+        // An answer that starts otherwise is an answer from its first token.
+        let mut plain = thought(false, Some(1), &[CLOSE]);
+        assert!(plain.accept(BRACE, false));
+        assert!(plain.answering());
+    }
+
+    #[test]
+    fn under_a_grammar_the_first_token_decides() {
+        let mut t = thought(false, None, &[CLOSE]);
+        assert!(t.grammar_applies());
+        assert_eq!(t.opening_token(), Some(OPEN));
+        assert!(!t.accept(OPEN, true), "the opening is the thought's");
+        assert!(!t.grammar_applies() && t.opening_token().is_none());
+        assert!(!t.accept(A, true));
+        assert!(!t.accept(CLOSE, true));
+        assert!(t.grammar_applies() && t.accept(BRACE, true));
+        // Any other first token is the grammar's, and the answer's.
+        let mut shaped = thought(false, None, &[CLOSE]);
+        assert!(shaped.accept(NL, true));
+        assert!(shaped.answering());
+    }
+
+    #[test]
+    fn a_vocabulary_without_a_single_opening_token_has_none_to_offer() {
+        let vocab = ["<", "think", ">"].iter().map(|p| p.as_bytes().to_vec());
+        let m = ThoughtMarkers::new("<think>", "</think>", vocab.collect());
+        let t = Thought::new(Arc::new(m), false, None, Arc::new(vec![]));
+        assert_eq!(t.opening_token(), None);
+        // With nothing to force, a spent budget leaves the thought to the model.
+        let m = markers();
+        let mut t = Thought::new(m, true, Some(0), Arc::new(vec![]));
+        assert_eq!(t.forced(), None);
+        assert!(!t.accept(A, false));
+    }
+}

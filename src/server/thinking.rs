@@ -1,0 +1,148 @@
+//! Thinking budgets and the thought a request's answer follows (`engine::thought`).
+//!
+//! A budget caps the tokens a thinking model spends in its thought: once spent, the engine
+//! forces an optional message and `</think>`, and the model answers. Clients ask for one as
+//! vLLM's `thinking_token_budget` (llama-server spells it `thinking_budget_tokens`, with
+//! `thinking_budget_message`), Anthropic's `thinking.budget_tokens`; `serve
+//! --reasoning-budget` and `--reasoning-budget-message` set the server's default (as
+//! llama-server's), which a request's own budget replaces. A budget only applies to a model
+//! whose chat template thinks; for others there is no thought to cut, and it is ignored, as
+//! clients send one to whatever model they talk to.
+use super::error::ApiError;
+use super::reasoning::{CLOSE, OPEN};
+use super::state::Ready;
+use crate::engine::thought::{Thought, ThoughtMarkers};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The server's default budget (`--reasoning-budget`, -1: none) and what is written before
+/// the close marker when a budget runs out (`--reasoning-budget-message`).
+#[derive(Debug, Clone, Default)]
+pub struct ThinkingDefaults {
+    pub budget: Option<usize>,
+    pub message: String,
+}
+
+/// What a request asks of its thought's length (chat and responses requests carry these
+/// fields; Anthropic's `thinking.budget_tokens` is read into them).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct BudgetAsked {
+    /// Tokens (-1: no limit).
+    #[serde(alias = "thinking_budget_tokens")]
+    pub thinking_token_budget: Option<i64>,
+    /// Written before the forced close (llama-server's `thinking_budget_message`).
+    pub thinking_budget_message: Option<String>,
+}
+
+const PARAM: &str = "thinking_token_budget";
+
+/// The budget that applies, and the closing message: the request's, else the server's.
+pub fn budget(
+    asked: &BudgetAsked,
+    defaults: &ThinkingDefaults,
+) -> Result<(Option<usize>, String), ApiError> {
+    let budget = match asked.thinking_token_budget {
+        None => defaults.budget,
+        Some(-1) => None,
+        Some(n) => Some(usize::try_from(n).map_err(|_| {
+            ApiError::invalid(
+                PARAM,
+                format!("`{PARAM}` must be a number of tokens >= 0, or -1 for no limit; got {n}"),
+            )
+        })?),
+    };
+    let message = asked
+        .thinking_budget_message
+        .clone()
+        .unwrap_or_else(|| defaults.message.clone());
+    Ok((budget, message))
+}
+
+/// The `-1 | N` argument of `--reasoning-budget`.
+pub fn parse_default_budget(arg: i64) -> Result<Option<usize>, String> {
+    match arg {
+        -1 => Ok(None),
+        n => usize::try_from(n)
+            .map(Some)
+            .map_err(|_| format!("--reasoning-budget {n}: -1 (no limit) or a number of tokens")),
+    }
+}
+
+/// The thought the engine follows for an answer to `prompt_text`, when the model thinks and
+/// there is something to follow: a budget, or a grammar that must wait for the answer.
+pub fn thought(
+    ready: &Ready,
+    in_thought: bool,
+    budget: Option<usize>,
+    message: &str,
+    shaped: bool,
+) -> Result<Option<Thought>, ApiError> {
+    if budget.is_none() && !shaped {
+        return Ok(None);
+    }
+    let markers = ready
+        .thought_markers
+        .get_or_init(|| {
+            let vocab = ready
+                .tokenizer
+                .token_bytes()
+                .into_iter()
+                .map(|t| t.bytes)
+                .collect();
+            Arc::new(ThoughtMarkers::new(OPEN, CLOSE, vocab))
+        })
+        .clone();
+    let closing = match budget {
+        Some(_) => ready
+            .tokenizer
+            .encode(&format!("{message}{CLOSE}"), false)
+            .map_err(|e| ApiError::internal(format!("cannot encode the thought's close: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(Some(Thought::new(
+        markers,
+        in_thought,
+        budget,
+        Arc::new(closing),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_budget_replaces_the_server_default() {
+        let defaults = ThinkingDefaults {
+            budget: Some(12),
+            message: " Enough.".into(),
+        };
+        let none = BudgetAsked::default();
+        assert_eq!(
+            budget(&none, &defaults).unwrap(),
+            (Some(12), " Enough.".into())
+        );
+        let asked: BudgetAsked = serde_json::from_value(
+            serde_json::json!({"thinking_token_budget": 40, "thinking_budget_message": "!"}),
+        )
+        .unwrap();
+        assert_eq!(budget(&asked, &defaults).unwrap(), (Some(40), "!".into()));
+        // llama-server's spelling.
+        let asked: BudgetAsked =
+            serde_json::from_value(serde_json::json!({"thinking_budget_tokens": -1})).unwrap();
+        assert_eq!(budget(&asked, &defaults).unwrap().0, None);
+        let bad = BudgetAsked {
+            thinking_token_budget: Some(-5),
+            thinking_budget_message: None,
+        };
+        let e = budget(&bad, &defaults).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("thinking_token_budget"));
+    }
+
+    #[test]
+    fn the_server_default_is_minus_one_or_a_count() {
+        assert_eq!(parse_default_budget(-1), Ok(None));
+        assert_eq!(parse_default_budget(0), Ok(Some(0)));
+        assert!(parse_default_budget(-2).is_err());
+    }
+}
