@@ -712,10 +712,14 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let err = &body["error"];
-        // Ollama's endpoints answer in its shape: the message alone.
-        let (message, shaped) = match c.path.starts_with("/api/") {
-            true => (err.as_str().unwrap_or(""), err.is_string()),
-            false => (
+        // Ollama's endpoints answer in its shape: the message alone; Anthropic's in its own.
+        let (message, shaped) = match c.path {
+            p if p.starts_with("/api/") => (err.as_str().unwrap_or(""), err.is_string()),
+            p if p.starts_with("/v1/messages") => (
+                err["message"].as_str().unwrap_or(""),
+                body["type"] == "error" && err["type"].is_string(),
+            ),
+            _ => (
                 err["message"].as_str().unwrap_or(""),
                 err.get("type").is_some_and(|t| t.is_string())
                     && err.get("param").is_some()

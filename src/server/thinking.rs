@@ -13,6 +13,7 @@ use super::reasoning::{CLOSE, OPEN};
 use super::state::Ready;
 use crate::engine::thought::{Thought, ThoughtMarkers};
 use serde::Deserialize;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// The server's default budget (`--reasoning-budget`, -1: none) and what is written before
@@ -24,37 +25,82 @@ pub struct ThinkingDefaults {
 }
 
 /// What a request asks of its thought's length (chat and responses requests carry these
-/// fields; Anthropic's `thinking.budget_tokens` is read into them).
+/// fields; Anthropic's `thinking.budget_tokens` is read into them). Kept as sent, so that a
+/// wrong type is refused naming its field (a flattened field's serde error names none).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct BudgetAsked {
-    /// Tokens (-1: no limit).
-    #[serde(alias = "thinking_budget_tokens")]
-    pub thinking_token_budget: Option<i64>,
+    /// Tokens (-1: no limit): vLLM's spelling.
+    pub thinking_token_budget: Option<Value>,
+    /// llama-server's spelling.
+    pub thinking_budget_tokens: Option<Value>,
     /// Written before the forced close (llama-server's `thinking_budget_message`).
-    pub thinking_budget_message: Option<String>,
+    pub thinking_budget_message: Option<Value>,
 }
 
-const PARAM: &str = "thinking_token_budget";
+impl BudgetAsked {
+    /// A budget of `tokens` (Anthropic's, checked where it was read).
+    pub fn tokens(tokens: i64) -> Self {
+        BudgetAsked {
+            thinking_token_budget: Some(Value::from(tokens)),
+            ..BudgetAsked::default()
+        }
+    }
+
+    /// The tokens asked (-1: no limit), checked.
+    fn budget(&self) -> Result<Option<i64>, ApiError> {
+        let sent = [
+            ("thinking_token_budget", &self.thinking_token_budget),
+            ("thinking_budget_tokens", &self.thinking_budget_tokens),
+        ];
+        let mut asked = None;
+        for (param, value) in sent {
+            let Some(value) = value.as_ref().filter(|v| !v.is_null()) else {
+                continue;
+            };
+            if asked.is_some() {
+                return Err(ApiError::invalid(
+                    param,
+                    "send one of `thinking_token_budget` and `thinking_budget_tokens`",
+                ));
+            }
+            match value.as_i64() {
+                Some(n) if n >= -1 => asked = Some(n),
+                _ => {
+                    return Err(ApiError::invalid(
+                        param,
+                        format!(
+                            "`{param}` must be a number of tokens >= 0, or -1 for no limit; \
+                             got {value}"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(asked)
+    }
+
+    fn message(&self) -> Result<Option<String>, ApiError> {
+        match &self.thinking_budget_message {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(m)) => Ok(Some(m.clone())),
+            Some(other) => Err(ApiError::invalid(
+                "thinking_budget_message",
+                format!("`thinking_budget_message` must be text, not {other}"),
+            )),
+        }
+    }
+}
 
 /// The budget that applies, and the closing message: the request's, else the server's.
 pub fn budget(
     asked: &BudgetAsked,
     defaults: &ThinkingDefaults,
 ) -> Result<(Option<usize>, String), ApiError> {
-    let budget = match asked.thinking_token_budget {
+    let budget = match asked.budget()? {
         None => defaults.budget,
-        Some(-1) => None,
-        Some(n) => Some(usize::try_from(n).map_err(|_| {
-            ApiError::invalid(
-                PARAM,
-                format!("`{PARAM}` must be a number of tokens >= 0, or -1 for no limit; got {n}"),
-            )
-        })?),
+        Some(n) => usize::try_from(n).ok(), // -1: no limit
     };
-    let message = asked
-        .thinking_budget_message
-        .clone()
-        .unwrap_or_else(|| defaults.message.clone());
+    let message = asked.message()?.unwrap_or_else(|| defaults.message.clone());
     Ok((budget, message))
 }
 
@@ -110,6 +156,7 @@ pub fn thought(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_request_budget_replaces_the_server_default() {
@@ -123,20 +170,36 @@ mod tests {
             (Some(12), " Enough.".into())
         );
         let asked: BudgetAsked = serde_json::from_value(
-            serde_json::json!({"thinking_token_budget": 40, "thinking_budget_message": "!"}),
+            json!({"thinking_token_budget": 40, "thinking_budget_message": "!"}),
         )
         .unwrap();
         assert_eq!(budget(&asked, &defaults).unwrap(), (Some(40), "!".into()));
         // llama-server's spelling.
         let asked: BudgetAsked =
-            serde_json::from_value(serde_json::json!({"thinking_budget_tokens": -1})).unwrap();
+            serde_json::from_value(json!({"thinking_budget_tokens": -1})).unwrap();
         assert_eq!(budget(&asked, &defaults).unwrap().0, None);
-        let bad = BudgetAsked {
-            thinking_token_budget: Some(-5),
-            thinking_budget_message: None,
-        };
-        let e = budget(&bad, &defaults).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("thinking_token_budget"));
+        for (bad, param) in [
+            (
+                json!({"thinking_token_budget": -5}),
+                "thinking_token_budget",
+            ),
+            (
+                json!({"thinking_budget_tokens": "lots"}),
+                "thinking_budget_tokens",
+            ),
+            (
+                json!({"thinking_token_budget": 1, "thinking_budget_tokens": 2}),
+                "thinking_budget_tokens",
+            ),
+            (
+                json!({"thinking_budget_message": 3}),
+                "thinking_budget_message",
+            ),
+        ] {
+            let asked: BudgetAsked = serde_json::from_value(bad.clone()).unwrap();
+            let e = budget(&asked, &defaults).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{bad}");
+        }
     }
 
     #[test]

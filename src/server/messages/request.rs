@@ -346,10 +346,7 @@ impl MessagesRequest {
             return Ok(BudgetAsked::default());
         };
         match budget.as_i64() {
-            Some(n) if n >= 0 => Ok(BudgetAsked {
-                thinking_token_budget: Some(n),
-                thinking_budget_message: None,
-            }),
+            Some(n) if n >= 0 => Ok(BudgetAsked::tokens(n)),
             _ => Err(ApiError::invalid(
                 "thinking.budget_tokens",
                 format!("`thinking.budget_tokens` must be a number of tokens >= 0, not {budget}"),
