@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// reads any path the server can.
     #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA")]
     pub allow_runtime_lora: bool,
+    /// Most LoRA adapters served at once, those of --lora included: a load past it is
+    /// refused (409) until one is unloaded. Each adapter keeps its weights on the device and
+    /// the host, and each load rebuilds the stacks of all.
+    #[arg(long, env = "CANDOR_MAX_LORA_ADAPTERS", default_value_t = 16)]
+    pub max_lora_adapters: usize,
     /// How waiting requests are ordered: `priority` (a request's `priority`, lower first, then
     /// arrival; a better one may take a running worse one's place) or `fcfs` (arrival only; a
     /// `priority` other than 0 is refused, as vLLM does, so no client jumps the queue).
@@ -134,7 +139,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    crate::server::adapters::check(&model_name, &args.lora).map_err(CliError::Usage)?;
+    crate::server::adapters::check(&model_name, &args.lora, args.max_lora_adapters)
+        .map_err(CliError::Usage)?;
     let thinking = crate::server::thinking::ThinkingDefaults {
         budget: crate::server::thinking::parse_default_budget(args.reasoning_budget)
             .map_err(CliError::Usage)?,
@@ -172,6 +178,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         pooling: args.pooling,
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
+        max_lora_adapters: args.max_lora_adapters,
         scheduling: args.scheduling_policy,
         thinking,
     };

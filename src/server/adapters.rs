@@ -37,7 +37,14 @@ impl std::str::FromStr for ServedAdapter {
 
 /// Adapters' names must differ from each other and from the base model's (a name picks one
 /// model), and their paths must exist (checked before the server listens, not after).
-pub fn check(base: &str, adapters: &[ServedAdapter]) -> Result<(), String> {
+/// No more than `max` of them (`--max-lora-adapters`).
+pub fn check(base: &str, adapters: &[ServedAdapter], max: usize) -> Result<(), String> {
+    if adapters.len() > max {
+        return Err(format!(
+            "{} LoRA adapters named, more than --max-lora-adapters {max}",
+            adapters.len()
+        ));
+    }
     for (i, a) in adapters.iter().enumerate() {
         if !a.path.exists() {
             return Err(format!(
@@ -64,6 +71,21 @@ pub fn check(base: &str, adapters: &[ServedAdapter]) -> Result<(), String> {
 #[derive(Debug, Default)]
 pub struct Adapters {
     inner: RwLock<Slots>,
+    /// Most adapters served or loading at once (`--max-lora-adapters`): each keeps its
+    /// weights on the device and on the host, and every load rebuilds the stacks of all.
+    max: usize,
+}
+
+/// Why a load cannot begin.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadRefused {
+    #[error("the LoRA adapter `{0}` is already loaded")]
+    Loaded(String),
+    #[error(
+        "{0} LoRA adapters are loaded, the most this server serves (--max-lora-adapters): \
+         unload one first"
+    )]
+    Full(usize),
 }
 
 #[derive(Debug, Default)]
@@ -74,12 +96,13 @@ struct Slots {
 }
 
 impl Adapters {
-    pub fn new(initial: Vec<ServedAdapter>) -> Self {
+    pub fn new(initial: Vec<ServedAdapter>, max: usize) -> Self {
         Adapters {
             inner: RwLock::new(Slots {
                 served: initial.into_iter().map(Some).collect(),
                 loading: HashSet::new(),
             }),
+            max,
         }
     }
 
@@ -118,13 +141,19 @@ impl Adapters {
         u32::try_from(i).ok()
     }
 
-    /// Claim `name` for a load; refused while it is served or being loaded.
-    pub fn begin_load(&self, name: &str) -> Result<(), String> {
+    /// Claim `name` for a load; refused while it is served or being loaded, and while as
+    /// many adapters as the server serves are.
+    pub fn begin_load(&self, name: &str) -> Result<(), LoadRefused> {
         let mut slots = self.write();
         let served = slots.served.iter().flatten().any(|a| a.name == name);
-        if served || !slots.loading.insert(name.to_string()) {
-            return Err(format!("the LoRA adapter `{name}` is already loaded"));
+        if served || slots.loading.contains(name) {
+            return Err(LoadRefused::Loaded(name.to_string()));
         }
+        let taken = slots.served.iter().flatten().count() + slots.loading.len();
+        if taken >= self.max {
+            return Err(LoadRefused::Full(taken));
+        }
+        slots.loading.insert(name.to_string());
         Ok(())
     }
 
@@ -176,21 +205,24 @@ mod tests {
             name: n.into(),
             path: std::env::temp_dir(),
         };
-        assert!(check("base", &[a("x"), a("y")]).is_ok());
-        assert!(check("base", &[a("base")])
+        assert!(check("base", &[a("x"), a("y")], 2).is_ok());
+        assert!(check("base", &[a("x"), a("y")], 1)
+            .unwrap_err()
+            .contains("--max-lora-adapters 1"));
+        assert!(check("base", &[a("base")], 8)
             .unwrap_err()
             .contains("base model's name"));
-        assert!(check("base", &[a("x"), a("x")])
+        assert!(check("base", &[a("x"), a("x")], 8)
             .unwrap_err()
             .contains("two adapters"));
         let missing = ServedAdapter {
             name: "m".into(),
             path: "/nowhere/m".into(),
         };
-        assert!(check("base", &[missing])
+        assert!(check("base", &[missing], 8)
             .unwrap_err()
             .contains("/nowhere/m"));
-        let served = Adapters::new(vec![a("x"), a("y")]);
+        let served = Adapters::new(vec![a("x"), a("y")], 8);
         assert_eq!(served.slot_of(Some("y")), Some(1));
         assert_eq!(served.slot_of(Some("base")), None);
         assert_eq!(served.slot_of(None), None);
@@ -202,7 +234,7 @@ mod tests {
             name: n.into(),
             path: "/p".into(),
         };
-        let served = Adapters::new(vec![a("x")]);
+        let served = Adapters::new(vec![a("x")], 8);
         assert!(served.begin_load("x").is_err());
         served.begin_load("y").unwrap();
         assert!(
@@ -221,5 +253,24 @@ mod tests {
         served.begin_load("z").unwrap();
         let names: Vec<String> = served.served().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["y"]);
+    }
+
+    #[test]
+    fn loads_stop_at_the_most_served_counting_those_under_way() {
+        let a = |n: &str| ServedAdapter {
+            name: n.into(),
+            path: "/p".into(),
+        };
+        let served = Adapters::new(vec![a("x")], 3);
+        served.begin_load("y").unwrap();
+        served.begin_load("z").unwrap();
+        assert_eq!(served.begin_load("w"), Err(LoadRefused::Full(3)));
+        served.end_load(a("z"), None); // a load that failed frees its place
+        served.begin_load("w").unwrap();
+        assert_eq!(served.remove("x"), Some(0));
+        served.end_load(a("y"), Some(1));
+        served.end_load(a("w"), Some(2));
+        served.begin_load("v").unwrap();
+        assert_eq!(served.begin_load("u"), Err(LoadRefused::Full(3)));
     }
 }

@@ -79,6 +79,8 @@ pub struct ServeConfig {
     pub adapters: Vec<adapters::ServedAdapter>,
     /// Let `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` change them while serving.
     pub runtime_lora: bool,
+    /// Most adapters served at once (`--max-lora-adapters`), those of `--lora` included.
+    pub max_lora_adapters: usize,
     /// Whether requests' `priority` orders the queue (`--scheduling-policy`).
     pub scheduling: validate::SchedulingPolicy,
     /// The thinking budget of requests that set none (`--reasoning-budget`).
@@ -341,7 +343,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     let state: SharedState = Arc::new(AppState {
         model_name: config.model_name.clone(),
-        adapters: Arc::new(adapters::Adapters::new(config.adapters.clone())),
+        adapters: Arc::new(adapters::Adapters::new(
+            config.adapters.clone(),
+            config.max_lora_adapters,
+        )),
         runtime_lora: config.runtime_lora,
         api_key: config.api_key.clone(),
         created: state::unix_now(),

@@ -112,16 +112,18 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
 }
 
 #[test]
-fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
+fn serve_refuses_an_adapter_named_as_the_model_missing_or_past_the_most() {
     let dir = tempfile::tempdir().unwrap();
     let base = servable_tiny("llama", &dir.path().join("base"));
-    let candor = |lora: &str| {
+    let candor_with = |lora: &str, extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
             .args(["serve", "--model", base.to_str().unwrap()])
             .args(["--served-model-name", "tiny", "--port", "0", "--lora", lora])
+            .args(extra)
             .output()
             .unwrap()
     };
+    let candor = |lora: &str| candor_with(lora, &[]);
     let same = candor(&format!("tiny={}", base.display()));
     assert!(!same.status.success());
     let err = String::from_utf8_lossy(&same.stderr);
@@ -130,6 +132,13 @@ fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("/nowhere/adapter"), "{err}");
+    let past_the_most = candor_with(
+        &format!("tuned={}", base.display()),
+        &["--max-lora-adapters", "0"],
+    );
+    assert!(!past_the_most.status.success());
+    let err = String::from_utf8_lossy(&past_the_most.stderr);
+    assert!(err.contains("--max-lora-adapters 0"), "{err}");
 }
 
 /// `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter` (vLLM's), with
@@ -138,7 +147,8 @@ fn serve_refuses_an_adapter_named_as_the_model_or_missing() {
 async fn adapters_load_and_unload_while_serving() {
     let dir = tempfile::tempdir().unwrap();
     let (base, peft, merged) = tuned_tiny(dir.path(), 11);
-    let server = Server::start_path(&base, "tiny", &["--allow-runtime-lora"]).await;
+    let args = ["--allow-runtime-lora", "--max-lora-adapters", "2"];
+    let server = Server::start_path(&base, "tiny", &args).await;
     let reference = Server::start_path(&merged, "tiny", &[]).await;
     let load = |name: &str, path: &std::path::Path| json!({"lora_name": name, "lora_path": path});
 
@@ -210,6 +220,34 @@ async fn adapters_load_and_unload_while_serving() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(
         text_of(&server, "tuned").await,
+        text_of(&reference, "tiny").await
+    );
+    // Two adapters at most (`--max-lora-adapters 2`): a third waits for an unload.
+    let (status, text) = server
+        .post_for_text("/v1/load_lora_adapter", &load("again", &peft))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, body) = server
+        .post("/v1/load_lora_adapter", &load("third", &peft))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-lora-adapters"),
+        "{body}"
+    );
+    let (status, _) = server
+        .post_for_text("/v1/unload_lora_adapter", &json!({"lora_name": "again"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, text) = server
+        .post_for_text("/v1/load_lora_adapter", &load("third", &peft))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text_of(&server, "third").await,
         text_of(&reference, "tiny").await
     );
 }

@@ -2,7 +2,7 @@
 //! `POST /v1/unload_lora_adapter` (`lora_name`), answered as vLLM answers them (plain text on
 //! success). Off unless the server was started with `--allow-runtime-lora`: a load reads any
 //! path the server can.
-use crate::server::adapters::ServedAdapter;
+use crate::server::adapters::{LoadRefused, ServedAdapter};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::SharedState;
@@ -62,7 +62,14 @@ pub async fn load(
     state
         .adapters
         .begin_load(&name)
-        .map_err(|m| ApiError::invalid("lora_name", m))?;
+        .map_err(|refused| match refused {
+            LoadRefused::Loaded(_) => ApiError::invalid("lora_name", refused.to_string()),
+            LoadRefused::Full(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                refused.to_string(),
+            ),
+        })?;
     // In a task of its own: a client that goes away mid-load neither leaves the name claimed
     // nor an adapter loaded that no name reaches.
     let task = tokio::spawn(async move {
