@@ -393,6 +393,8 @@ impl EngineHandle {
             enqueue(&mut q.waiting, seq, false);
         }
         self.stats.waiting.set(q.waiting.len() as i64);
+        self.stats
+            .set_lora_waiting(q.waiting.iter().filter_map(|s| s.req.adapter));
         drop(q);
         self.shared.wake.notify_one();
         Ok(())
@@ -630,6 +632,10 @@ impl Engine {
                 }
             }
             self.stats.waiting.set(q.waiting.len() as i64);
+            self.stats
+                .set_lora_waiting(q.waiting.iter().filter_map(|s| s.req.adapter));
+            self.stats
+                .set_lora_running(self.running.iter().filter_map(|s| s.req.adapter));
             if !self.running.is_empty() {
                 return true;
             }
@@ -1018,6 +1024,8 @@ impl Engine {
             .set(self.step_cost.base_rows() as f64);
         self.stats.record_fallbacks(&self.runner.fallback_ops());
         self.stats.running.set(self.running.len() as i64);
+        self.stats
+            .set_lora_running(self.running.iter().filter_map(|s| s.req.adapter));
         let total = self.blocks.num_blocks().max(1);
         self.stats
             .kv_blocks_used

@@ -664,6 +664,9 @@ fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
     h.entered
         .recv_timeout(Duration::from_secs(10))
         .expect("the first step starts");
+    // Its adapter is in use, as `/metrics` names it (`lora_requests_info`).
+    let in_use = h.handle.stats.lora_in_use();
+    assert_eq!((in_use.running, in_use.waiting), (vec![slot], vec![]));
     let mut unloaded = h.handle.unload_lora(slot).expect("asked");
     // From now on the adapter is refused to new requests, and asked twice it is not there.
     let (mut late, _late_rx) = request("late", 1);
@@ -679,6 +682,7 @@ fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
     h.release.send(()).expect("release");
     assert_eq!(finish(tuned_rx), vec![2, 2, 2]);
     assert_eq!(unloaded.blocking_recv().expect("answered"), Ok(slot));
+    assert_eq!(h.handle.stats.lora_in_use(), Default::default());
     // A new adapter takes a new slot; the base model serves throughout.
     let next = h
         .handle

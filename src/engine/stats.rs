@@ -32,6 +32,21 @@ pub struct EngineStats {
     pub backend_fallback_ops: IntCounterVec,
     /// Totals last reported by the runner, so the counters advance by the difference.
     fallback_seen: Mutex<HashMap<&'static str, u64>>,
+    /// The LoRA adapters running and waiting requests use (the server names them).
+    lora_in_use: Mutex<LoraInUse>,
+}
+
+/// The engine slots of the LoRA adapters requests use, each listed once, in slot order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoraInUse {
+    pub running: Vec<u32>,
+    pub waiting: Vec<u32>,
+}
+
+/// Each slot once, in order.
+fn distinct(slots: impl Iterator<Item = u32>) -> Vec<u32> {
+    let set: std::collections::BTreeSet<u32> = slots.collect();
+    set.into_iter().collect()
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -145,6 +160,7 @@ impl EngineStats {
             )?,
             backend_fallback_ops,
             fallback_seen: Mutex::new(HashMap::new()),
+            lora_in_use: Mutex::default(),
             registry,
         };
         stats.kv_blocks_total.set(kv_blocks_total as i64);
@@ -165,6 +181,27 @@ impl EngineStats {
                 *last = total;
             }
         }
+    }
+
+    /// The adapters of the running requests.
+    pub fn set_lora_running(&self, slots: impl Iterator<Item = u32>) {
+        if let Ok(mut in_use) = self.lora_in_use.lock() {
+            in_use.running = distinct(slots);
+        }
+    }
+
+    /// The adapters of the waiting requests.
+    pub fn set_lora_waiting(&self, slots: impl Iterator<Item = u32>) {
+        if let Ok(mut in_use) = self.lora_in_use.lock() {
+            in_use.waiting = distinct(slots);
+        }
+    }
+
+    pub fn lora_in_use(&self) -> LoraInUse {
+        self.lora_in_use
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     /// Prometheus text exposition of every metric.

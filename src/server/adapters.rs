@@ -1,6 +1,7 @@
 //! LoRA adapters offered as models of their own (vLLM's `--lora-modules`, llama-server's
 //! `--lora`): a request that names one in `model` runs with it; the base model's name (or no
 //! name) runs without. All run in the same batches over the same base weights.
+use crate::engine::stats::LoraInUse;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::RwLock;
@@ -66,6 +67,14 @@ pub fn check(base: &str, adapters: &[ServedAdapter], max: usize) -> Result<(), S
     Ok(())
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The adapters served, by the engine's slot (`EngineRequest::adapter`): those of `--lora`
 /// first, then those loaded while serving; an unloaded one leaves its slot empty.
 #[derive(Debug, Default)]
@@ -117,6 +126,39 @@ impl Adapters {
     /// The adapters served now, in slot order.
     pub fn served(&self) -> Vec<ServedAdapter> {
         self.read().served.iter().flatten().cloned().collect()
+    }
+
+    /// The most served at once (`--max-lora-adapters`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The name of the adapter in `slot` (None once unloaded).
+    pub fn name_of(&self, slot: u32) -> Option<String> {
+        self.read()
+            .served
+            .get(slot as usize)?
+            .as_ref()
+            .map(|a| a.name.clone())
+    }
+
+    /// vLLM's `lora_requests_info` gauge, as its production-stack router reads it to send a
+    /// request where its adapter is served: labels naming the adapters of running and waiting
+    /// requests (comma-separated) and the most served, valued at the time it was taken.
+    pub fn requests_info(&self, in_use: &LoraInUse, now_s: f64) -> String {
+        let names = |slots: &[u32]| -> String {
+            let named: Vec<String> = slots.iter().filter_map(|&s| self.name_of(s)).collect();
+            escape_label(&named.join(","))
+        };
+        format!(
+            "# HELP candor:lora_requests_info Running stats on LoRA requests.\n\
+             # TYPE candor:lora_requests_info gauge\n\
+             candor:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\",\
+             waiting_lora_adapters=\"{}\"}} {now_s}\n",
+            self.max,
+            names(&in_use.running),
+            names(&in_use.waiting),
+        )
     }
 
     /// The adapter `model` names, if it names one.
@@ -253,6 +295,32 @@ mod tests {
         served.begin_load("z").unwrap();
         let names: Vec<String> = served.served().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["y"]);
+    }
+
+    #[test]
+    fn requests_info_names_the_adapters_in_use_as_vllm_does() {
+        let a = |n: &str| ServedAdapter {
+            name: n.into(),
+            path: "/p".into(),
+        };
+        let served = Adapters::new(vec![a("sql"), a("chat"), a("odd\"name")], 4);
+        served.remove("chat");
+        let in_use = LoraInUse {
+            running: vec![0, 1, 2],
+            waiting: vec![],
+        };
+        let text = served.requests_info(&in_use, 12.5);
+        assert!(
+            text.contains("# TYPE candor:lora_requests_info gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "candor:lora_requests_info{max_lora=\"4\",running_lora_adapters=\"sql,odd\\\"name\",\
+                 waiting_lora_adapters=\"\"} 12.5\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

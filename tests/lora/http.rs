@@ -97,6 +97,31 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
         .fold(0.0, f64::max);
     assert!(off < 1e-4, "embeddings with the adapter are off by {off}");
 
+    // `/metrics` has vLLM's `lora_requests_info` (no adapter in use once all answered).
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "candor:lora_requests_info{max_lora=\"16\",running_lora_adapters=\"\",\
+             waiting_lora_adapters=\"\"}"
+        ),
+        "{metrics}"
+    );
+    let plain_metrics = reqwest::get(reference.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !plain_metrics.contains("lora_requests_info"),
+        "no adapters, no gauge"
+    );
+
     // Loading while serving is off unless the server was started to allow it.
     let load = json!({"lora_name": "other", "lora_path": peft});
     let (status, body) = server.post("/v1/load_lora_adapter", &load).await;

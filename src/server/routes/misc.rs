@@ -68,11 +68,19 @@ pub async fn health(State(state): State<SharedState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
-    let body = state
-        .ready
-        .get()
-        .map(|r| r.stats.render())
-        .unwrap_or_default();
+    let body = match state.ready.get() {
+        Some(r) => {
+            let mut text = r.stats.render();
+            if state.runtime_lora || !state.adapters.served().is_empty() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                text += &state.adapters.requests_info(&r.stats.lora_in_use(), now);
+            }
+            text
+        }
+        None => String::new(),
+    };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
