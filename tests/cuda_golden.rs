@@ -19,13 +19,14 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 6] = [
+const ARCHS: [&str; 7] = [
     "llama",
     "llama3_rope",
     "qwen2",
     "qwen3",
     "mistral",
     "gemma3",
+    "phi3",
 ];
 const TOL: f32 = 1e-3;
 

@@ -48,6 +48,10 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
+        // Phi-3's joined tensors, as llama.cpp's converter names them (gate and up in one
+        // double-height `ffn_up`).
+        "self_attn.qkv_proj.weight" => "attn_qkv.weight",
+        "mlp.gate_up_proj.weight" => "ffn_up.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
@@ -57,8 +61,11 @@ fn gguf_name(hf: &str) -> String {
     format!("blk.{l}.{g}")
 }
 
-fn write_llama_gguf(path: &Path, dtype: GgmlDType) {
-    let src = fixtures().join("tiny/llama");
+/// The tiny `arch` model as llama.cpp's converter writes it: llama's Q/K rows permuted for
+/// its interleaved RoPE (phi3's are not), weights of rank 2 in `dtype`.
+fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
+    let src = fixtures().join("tiny").join(arch);
+    let permuted = arch == "llama";
     let cfg = read_json(&src.join("config.json"));
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
@@ -67,34 +74,40 @@ fn write_llama_gguf(path: &Path, dtype: GgmlDType) {
     let mut q: Vec<(String, QTensor)> = Vec::new();
     for (name, t) in &tensors {
         let mut t = t.clone();
-        if name.ends_with("q_proj.weight") {
+        if permuted && name.ends_with("q_proj.weight") {
             t = permute_rope_rows(&t, heads);
-        } else if name.ends_with("k_proj.weight") {
+        } else if permuted && name.ends_with("k_proj.weight") {
             t = permute_rope_rows(&t, kv_heads);
         }
         let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
         q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));
     }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
-    let md: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.embedding_length", u("hidden_size")),
-        ("llama.block_count", u("num_hidden_layers")),
-        ("llama.feed_forward_length", u("intermediate_size")),
-        ("llama.attention.head_count", u("num_attention_heads")),
-        ("llama.attention.head_count_kv", u("num_key_value_heads")),
-        ("llama.context_length", u("max_position_embeddings")),
-        ("llama.vocab_size", u("vocab_size")),
+    let md: Vec<(String, Value)> = vec![
+        ("embedding_length", u("hidden_size")),
+        ("block_count", u("num_hidden_layers")),
+        ("feed_forward_length", u("intermediate_size")),
+        ("attention.head_count", u("num_attention_heads")),
+        ("attention.head_count_kv", u("num_key_value_heads")),
+        ("context_length", u("max_position_embeddings")),
+        ("vocab_size", u("vocab_size")),
         (
-            "llama.rope.freq_base",
+            "rope.freq_base",
             Value::F32(cfg["rope_theta"].as_f64().unwrap() as f32),
         ),
         (
-            "llama.attention.layer_norm_rms_epsilon",
+            "attention.layer_norm_rms_epsilon",
             Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
         ),
-    ];
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{arch}.{k}"), v))
+    .chain([(
+        "general.architecture".to_string(),
+        Value::String(arch.into()),
+    )])
+    .collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = q.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
@@ -113,10 +126,24 @@ fn every_tensor_type_loads_and_matches_within_its_rounding() {
         (GgmlDType::Q4_0, 4.0),
     ] {
         let path = dir.path().join(format!("{dtype:?}.gguf"));
-        write_llama_gguf(&path, dtype);
+        write_gguf("llama", &path, dtype);
         let got = logits(&path);
         let d = max_abs_diff(&got, &reference);
         eprintln!("{dtype:?}: max |logit diff| {d}");
+        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
+    }
+}
+
+/// Phi-3's joined q/k/v and gate/up tensors (`attn_qkv`, double-height `ffn_up`) load as the
+/// joined products they are: the same logits as the HF checkout.
+#[test]
+fn phi3_joined_tensors_load_from_gguf() {
+    let reference = logits(&fixtures().join("tiny/phi3"));
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
+        let path = dir.path().join(format!("phi3-{dtype:?}.gguf"));
+        write_gguf("phi3", &path, dtype);
+        let d = max_abs_diff(&logits(&path), &reference);
         assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
     }
 }

@@ -85,6 +85,21 @@ impl<B: Backend> Loader<'_, B> {
         self.weight(name, expected).map(Some)
     }
 
+    /// Layer `l`'s gate and up stored as one `[2f, h]` weight (gate rows first), if they are:
+    /// `ffn_gate_up` (HF Phi-3's `gate_up_proj`), or a double-height `ffn_up` without a
+    /// `ffn_gate` beside it (llama.cpp's phi3 GGUFs).
+    fn joined_gate_up(&self, l: usize, f: usize, h: usize) -> Result<Option<B::Weight>> {
+        let joined = layer(l, "ffn_gate_up.weight");
+        if self.src.contains(&joined) {
+            return self.weight(&joined, &[2 * f, h]).map(Some);
+        }
+        let up = layer(l, "ffn_up.weight");
+        if self.src.contains(&layer(l, "ffn_gate.weight")) || !self.src.contains(&up) {
+            return Ok(None);
+        }
+        self.weight(&up, &[2 * f, h]).map(Some)
+    }
+
     /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).
     fn norm(&self, name: &str, dim: usize) -> Result<B::Weight> {
         let w = self.checked(name, &[dim])?;
@@ -167,21 +182,34 @@ impl<B: Backend> DecoderModel<B> {
                 (None, None)
             };
             let window = spec.layer_windows[l];
-            let qkv = Projections::new(
-                backend,
-                vec![
-                    (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
-                    (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
-                    (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
-                ],
-            )?;
-            let gate_up = Projections::new(
-                backend,
-                vec![
-                    (ld.weight(&n("ffn_gate.weight"), &[f, h])?, None),
-                    (ld.weight(&n("ffn_up.weight"), &[f, h])?, None),
-                ],
-            )?;
+            let qkv = match ld.opt_weight(&n("attn_qkv.weight"), &[q + 2 * kv, h])? {
+                Some(joined) if !spec.qkv_bias => {
+                    Projections::joined(backend, joined, vec![q, kv, kv])?
+                }
+                Some(_) => {
+                    return Err(ModelError::Config(
+                        "joined q/k/v weights with biases are not supported".into(),
+                    ))
+                }
+                None => Projections::new(
+                    backend,
+                    vec![
+                        (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
+                        (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
+                        (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
+                    ],
+                )?,
+            };
+            let gate_up = match ld.joined_gate_up(l, f, h)? {
+                Some(joined) => Projections::joined(backend, joined, vec![f, f])?,
+                None => Projections::new(
+                    backend,
+                    vec![
+                        (ld.weight(&n("ffn_gate.weight"), &[f, h])?, None),
+                        (ld.weight(&n("ffn_up.weight"), &[f, h])?, None),
+                    ],
+                )?,
+            };
             layers.push(Layer {
                 attn_norm: ld.norm(&n("attn_norm.weight"), h)?,
                 qkv,

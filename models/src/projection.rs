@@ -113,6 +113,21 @@ impl<B: Backend> Projections<B> {
         })
     }
 
+    /// A group stored joined in the file (Phi-3's `qkv_proj` and `gate_up_proj`): one weight
+    /// whose output rows are the members', of `widths`, in order.
+    pub fn joined(backend: &B, weight: B::Weight, widths: Vec<usize>) -> Result<Self> {
+        let rows = backend.weight_shape(&weight).first().copied().unwrap_or(0);
+        if rows != widths.iter().sum::<usize>() {
+            return Err(ModelError::Backend(format!(
+                "a joined projection of {rows} rows for members of widths {widths:?}"
+            )));
+        }
+        Ok(Projections {
+            widths,
+            weights: Weights::Joined { weight, bias: None },
+        })
+    }
+
     fn join(backend: &B, members: Vec<(B::Weight, Option<B::Weight>)>) -> Result<Weights<B>> {
         let all_biased = members.iter().all(|(_, b)| b.is_some());
         let no_bias = members.iter().all(|(_, b)| b.is_none());

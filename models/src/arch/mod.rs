@@ -3,6 +3,7 @@
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 
@@ -24,6 +25,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
+        "phi3" => phi3::from_hf(&c)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     spec.validate()?;
@@ -39,6 +41,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen2" => qwen2::from_gguf(g)?,
         "qwen3" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
+        "phi3" => phi3::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     spec.validate()?;

@@ -34,6 +34,10 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("attn_q", _) => "self_attn.q_proj",
         ("attn_k", _) => "self_attn.k_proj",
         ("attn_v", _) => "self_attn.v_proj",
+        // Phi-3's q/k/v in one tensor, and its gate and up (`ffn_gate_up`; llama.cpp's phi3
+        // GGUFs store that pair as a double-height `ffn_up`).
+        ("attn_qkv", _) => "self_attn.qkv_proj",
+        ("ffn_gate_up", _) => "mlp.gate_up_proj",
         ("attn_output", _) => "self_attn.o_proj",
         ("attn_q_norm", _) => "self_attn.q_norm",
         ("attn_k_norm", _) => "self_attn.k_norm",
