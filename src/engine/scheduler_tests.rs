@@ -642,6 +642,7 @@ fn no_updates() -> LoraAdapter {
     LoraAdapter {
         path: "test".into(),
         pairs: Default::default(),
+        joined: Default::default(),
         qk_interleaved: false,
     }
 }

@@ -17,6 +17,14 @@ pub const ALL_MODULES: [&str; 7] = [
     "mlp.down_proj",
 ];
 
+/// Phi-3's modules: q/k/v and gate/up joined.
+pub const PHI3_MODULES: [&str; 4] = [
+    "self_attn.qkv_proj",
+    "self_attn.o_proj",
+    "mlp.gate_up_proj",
+    "mlp.down_proj",
+];
+
 /// One update: layer, module, `A` (`[r, in]`), `B` (`[out, r]`).
 struct Update {
     layer: usize,

@@ -85,6 +85,54 @@ impl LoraTarget {
     }
 }
 
+/// A projection group that some checkpoints store as one weight (Phi-3's `qkv_proj` and
+/// `gate_up_proj`): its update comes as one pair, whose B rows are the members' in order,
+/// split into their own pairs (sharing A) once the model's widths are known (`fitted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JoinedTarget {
+    Qkv,
+    GateUp,
+}
+
+impl JoinedTarget {
+    pub const ALL: [JoinedTarget; 2] = [JoinedTarget::Qkv, JoinedTarget::GateUp];
+
+    /// The module's name in a Hugging Face decoder layer.
+    pub fn hf_module(self) -> &'static str {
+        match self {
+            JoinedTarget::Qkv => "self_attn.qkv_proj",
+            JoinedTarget::GateUp => "mlp.gate_up_proj",
+        }
+    }
+
+    pub fn from_hf_module(module: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.hf_module() == module)
+    }
+
+    /// The members, in their row order.
+    pub fn members(self) -> &'static [LoraTarget] {
+        match self {
+            JoinedTarget::Qkv => &LoraTarget::QKV,
+            JoinedTarget::GateUp => &LoraTarget::GATE_UP,
+        }
+    }
+}
+
+/// What one update in a file changes: a projection, or a joined group of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Updated {
+    One(LoraTarget),
+    Joined(JoinedTarget),
+}
+
+impl Updated {
+    pub fn from_hf_module(module: &str) -> Option<Self> {
+        LoraTarget::from_hf_module(module)
+            .map(Updated::One)
+            .or_else(|| JoinedTarget::from_hf_module(module).map(Updated::Joined))
+    }
+}
+
 /// One projection's update: `a` is `[r, in]`, `b` is `[out, r]` with the adapter's scale for
 /// this projection already folded in, so the update is exactly `b · a`; both in `stored`.
 #[derive(Debug, Clone)]
@@ -176,23 +224,23 @@ fn f32_2d(t: Tensor, what: &str, which: &str) -> std::result::Result<Tensor, Str
 
 /// The A and B tensors of an adapter's updates as a file lists them (in any order), gathered
 /// into pairs.
-#[derive(Default)]
-pub(super) struct Halves {
+pub(super) struct Halves<T> {
     /// (layer, target) → the update's name in the file, and its A and B as found.
-    found: BTreeMap<(usize, LoraTarget), (String, HalvesFound)>,
+    found: BTreeMap<(usize, T), (String, HalvesFound)>,
+}
+
+impl<T> Default for Halves<T> {
+    fn default() -> Self {
+        Halves {
+            found: BTreeMap::new(),
+        }
+    }
 }
 
 type HalvesFound = [Option<Tensor>; 2];
 
-impl Halves {
-    pub fn insert(
-        &mut self,
-        layer: usize,
-        target: LoraTarget,
-        what: String,
-        is_a: bool,
-        t: Tensor,
-    ) {
+impl<T: Ord + Copy> Halves<T> {
+    pub fn insert(&mut self, layer: usize, target: T, what: String, is_a: bool, t: Tensor) {
         let entry = self
             .found
             .entry((layer, target))
@@ -204,7 +252,7 @@ impl Halves {
     pub fn into_pairs(
         self,
         scale: impl Fn(&str, usize) -> f64,
-    ) -> std::result::Result<BTreeMap<(usize, LoraTarget), LoraPair>, String> {
+    ) -> std::result::Result<BTreeMap<(usize, T), LoraPair>, String> {
         let mut pairs = BTreeMap::new();
         for (key, (what, [a, b])) in self.found {
             let (Some(a), Some(b)) = (a, b) else {
@@ -223,6 +271,8 @@ pub struct LoraAdapter {
     /// Where it was read from (for messages).
     pub path: String,
     pub pairs: BTreeMap<(usize, LoraTarget), LoraPair>,
+    /// Updates of joined groups, split into `pairs` by `fitted`.
+    pub joined: BTreeMap<(usize, JoinedTarget), LoraPair>,
     /// Whether the rows of its q and k updates are in the order llama.cpp's converter gives
     /// llama-family weights for its interleaved RoPE (`RopeStyle::Interleaved`), rather than
     /// Hugging Face's.
@@ -236,7 +286,17 @@ impl LoraAdapter {
         pairs: BTreeMap<(usize, LoraTarget), LoraPair>,
         qk_interleaved: bool,
     ) -> Result<Self> {
-        if pairs.is_empty() {
+        Self::with_joined(path, pairs, BTreeMap::new(), qk_interleaved)
+    }
+
+    /// An adapter of `pairs` and of updates of joined groups (`JoinedTarget`).
+    pub fn with_joined(
+        path: String,
+        pairs: BTreeMap<(usize, LoraTarget), LoraPair>,
+        joined: BTreeMap<(usize, JoinedTarget), LoraPair>,
+        qk_interleaved: bool,
+    ) -> Result<Self> {
+        if pairs.is_empty() && joined.is_empty() {
             return Err(ModelError::BadAdapter {
                 path,
                 reason: "it updates no projection of a decoder layer".into(),
@@ -245,20 +305,59 @@ impl LoraAdapter {
         Ok(LoraAdapter {
             path,
             pairs,
+            joined,
             qk_interleaved,
         })
+    }
+
+    /// The joined groups' updates split into their members' pairs (each member's rows of B,
+    /// the shared A), for a model of `spec`.
+    fn split_joined(&self, spec: &ModelSpec) -> Result<LoraAdapter> {
+        let mut split = self.clone();
+        split.joined.clear();
+        for (&(layer, group), pair) in &self.joined {
+            let bad = |reason: String| ModelError::BadAdapter {
+                path: self.path.clone(),
+                reason,
+            };
+            let widths: Vec<usize> = group.members().iter().map(|m| m.shape(spec)[0]).collect();
+            let rows = pair.shape()[0];
+            if rows != widths.iter().sum::<usize>() {
+                return Err(bad(format!(
+                    "its update of layer {layer}'s {} has {rows} rows, the model's members \
+                     have {widths:?} (an adapter of another model?)",
+                    group.hf_module()
+                )));
+            }
+            let mut start = 0;
+            for (&member, width) in group.members().iter().zip(widths) {
+                let part = LoraPair {
+                    a: pair.a.clone(),
+                    b: pair.b.narrow(0, start, width)?.contiguous()?,
+                    stored: pair.stored,
+                };
+                start += width;
+                if split.pairs.insert((layer, member), part).is_some() {
+                    return Err(bad(format!(
+                        "it updates layer {layer}'s {} both joined and apart",
+                        member.gguf_stem()
+                    )));
+                }
+            }
+        }
+        Ok(split)
     }
 
     /// The adapter as a model of `spec` reads it: checked (`check`), its q and k updates'
     /// rows in the model's order (a PEFT adapter on a llama GGUF, or a llama.cpp adapter on a
     /// Hugging Face checkout, has them in the other one).
     pub fn fitted(&self, spec: &ModelSpec) -> Result<LoraAdapter> {
-        self.check(spec)?;
+        let mut fitted = self.split_joined(spec)?;
+        fitted.check_pairs(spec)?;
         let interleaved = spec.rope.style == RopeStyle::Interleaved;
-        if interleaved == self.qk_interleaved {
-            return Ok(self.clone());
+        if interleaved == fitted.qk_interleaved {
+            return Ok(fitted);
         }
-        let mut fitted = self.clone();
         for (&(_, target), pair) in fitted.pairs.iter_mut() {
             let heads = match target {
                 LoraTarget::Q => spec.num_heads,
@@ -282,8 +381,12 @@ impl LoraAdapter {
     }
 
     /// Whether it fits a model of `spec`: layers that exist, each pair the shape of the
-    /// weight it updates.
+    /// weight it updates (joined groups split first).
     pub fn check(&self, spec: &ModelSpec) -> Result<()> {
+        self.split_joined(spec)?.check_pairs(spec)
+    }
+
+    fn check_pairs(&self, spec: &ModelSpec) -> Result<()> {
         for (&(layer, target), pair) in &self.pairs {
             let bad = |reason: String| ModelError::BadAdapter {
                 path: self.path.clone(),
@@ -344,6 +447,53 @@ mod tests {
             .to_vec2()
             .unwrap();
         assert_eq!(back, w.to_vec2::<f32>().unwrap());
+    }
+
+    /// A joined update splits into its members' pairs (B's rows in order, A shared); one of
+    /// another model's widths, or one given both joined and apart, is refused.
+    #[test]
+    fn joined_updates_split_into_their_members() {
+        let spec = crate::arch::spec_from_hf(&serde_json::json!({
+            "model_type": "phi3", "hidden_size": 8, "intermediate_size": 6,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "vocab_size": 16
+        }))
+        .unwrap();
+        let (q, kv) = (spec.q_dim(), spec.kv_dim());
+        let pair = |rows: usize| {
+            let b = Tensor::arange(0f32, rows as f32, &Device::Cpu)
+                .unwrap()
+                .reshape((rows, 1))
+                .unwrap();
+            LoraPair::scaled(
+                Tensor::ones((1, 8), DType::F32, &Device::Cpu).unwrap(),
+                b,
+                1.0,
+                "x",
+            )
+            .unwrap()
+        };
+        let joined = |rows: usize| BTreeMap::from([((0, JoinedTarget::Qkv), pair(rows))]);
+        let adapter =
+            LoraAdapter::with_joined("a".into(), BTreeMap::new(), joined(q + 2 * kv), false)
+                .unwrap();
+        let fitted = adapter.fitted(&spec).unwrap();
+        let first_row = |t: LoraTarget| fitted.pairs[&(0, t)].b.to_vec2::<f32>().unwrap()[0][0];
+        assert_eq!(
+            [LoraTarget::Q, LoraTarget::K, LoraTarget::V].map(first_row),
+            [0.0, q as f32, (q + kv) as f32]
+        );
+        assert_eq!(fitted.pairs[&(0, LoraTarget::K)].shape(), [kv, 8]);
+        let misfit = LoraAdapter::with_joined("a".into(), BTreeMap::new(), joined(q), false);
+        assert!(misfit.unwrap().check(&spec).is_err());
+        let both = LoraAdapter::with_joined(
+            "a".into(),
+            BTreeMap::from([((0, LoraTarget::K), pair(kv))]),
+            joined(q + 2 * kv),
+            false,
+        );
+        let e = both.unwrap().check(&spec).unwrap_err().to_string();
+        assert!(e.contains("both joined and apart"), "{e}");
     }
 
     #[test]

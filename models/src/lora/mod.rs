@@ -6,7 +6,7 @@ mod gguf;
 mod peft;
 mod stack;
 
-pub use adapter::{LoraAdapter, LoraPair, LoraTarget};
+pub use adapter::{JoinedTarget, LoraAdapter, LoraPair, LoraTarget};
 pub use gguf::read_gguf_adapter;
 pub use peft::read_peft;
 pub use stack::{BatchLora, LoraStack};

@@ -3,10 +3,11 @@
 //! `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight` (`[r, in]`) and
 //! `…lora_B.weight` (`[out, r]`). The scale of each module is `lora_alpha / r` (`/ sqrt(r)` with
 //! `use_rslora`), with PEFT's `alpha_pattern` overrides.
-use super::adapter::{Halves, LoraAdapter, LoraTarget};
+use super::adapter::{Halves, LoraAdapter, Updated};
 use crate::error::{ModelError, Result};
 use candle_core::Device;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What of `adapter_config.json` the scales need.
@@ -94,8 +95,8 @@ impl PeftConfig {
     }
 }
 
-/// Which update a tensor name holds: (module path, layer, target, is A).
-fn parse_key(key: &str) -> Option<(String, usize, LoraTarget, bool)> {
+/// Which update a tensor name holds: (module path, layer, what it updates, is A).
+fn parse_key(key: &str) -> Option<(String, usize, Updated, bool)> {
     let (module, rest, is_a) = match (key.split_once(".lora_A."), key.split_once(".lora_B.")) {
         (Some((m, r)), None) => (m, r, true),
         (None, Some((m, r))) => (m, r, false),
@@ -110,7 +111,7 @@ fn parse_key(key: &str) -> Option<(String, usize, LoraTarget, bool)> {
     let parts: Vec<&str> = module.split('.').collect();
     let at = parts.iter().position(|&p| p == "layers")?;
     let layer: usize = parts.get(at + 1)?.parse().ok()?;
-    let target = LoraTarget::from_hf_module(&parts.get(at + 2..)?.join("."))?;
+    let target = Updated::from_hf_module(&parts.get(at + 2..)?.join("."))?;
     Some((module.to_string(), layer, target, is_a))
 }
 
@@ -144,22 +145,31 @@ pub fn read_peft(dir: &Path) -> Result<LoraAdapter> {
             } else if key.contains("lora_embedding") {
                 "an update of the embedding table, which is not supported"
             } else {
-                "not a LoRA update of a decoder layer's q/k/v/o/gate/up/down projection"
+                "not a LoRA update of a decoder layer's q/k/v/o/gate/up/down projection (or \
+                 Phi-3's joined qkv/gate_up)"
             };
             return Err(bad(format!("tensor `{key}`: {what}")));
         };
         halves.insert(layer, target, module, is_a, tensor);
     }
-    let pairs = halves
+    let updates = halves
         .into_pairs(|module, rank| config.scale(module, rank))
         .map_err(bad)?;
+    let (mut pairs, mut joined) = (BTreeMap::new(), BTreeMap::new());
+    for ((layer, updated), pair) in updates {
+        match updated {
+            Updated::One(target) => pairs.insert((layer, target), pair),
+            Updated::Joined(group) => joined.insert((layer, group), pair),
+        };
+    }
     // Hugging Face's row order, whatever the architecture.
-    LoraAdapter::new(shown.clone(), pairs, false)
+    LoraAdapter::with_joined(shown.clone(), pairs, joined, false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lora::{JoinedTarget, LoraTarget};
 
     #[test]
     fn reads_peft_tensor_names() {
@@ -168,20 +178,26 @@ mod tests {
             Some((
                 "model.layers.3.self_attn.q_proj".into(),
                 3,
-                LoraTarget::Q,
+                Updated::One(LoraTarget::Q),
                 true
             ))
         );
         assert_eq!(
             parse_key("base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight")
                 .map(|k| (k.1, k.2, k.3)),
-            Some((0, LoraTarget::Down, false))
+            Some((0, Updated::One(LoraTarget::Down), false))
         );
         // Multimodal checkpoints nest the language model one level deeper.
         assert_eq!(
             parse_key("base_model.model.language_model.model.layers.1.mlp.up_proj.lora_A.weight")
                 .map(|k| (k.1, k.2)),
-            Some((1, LoraTarget::Up))
+            Some((1, Updated::One(LoraTarget::Up)))
+        );
+        // Phi-3's joined groups.
+        assert_eq!(
+            parse_key("base_model.model.model.layers.2.self_attn.qkv_proj.lora_B.weight")
+                .map(|k| (k.1, k.2)),
+            Some((2, Updated::Joined(JoinedTarget::Qkv)))
         );
         assert_eq!(parse_key("base_model.model.lm_head.lora_A.weight"), None);
         assert_eq!(
