@@ -1,4 +1,5 @@
 //! Building a tokenizer from GGUF `tokenizer.ggml.*` metadata.
+use super::pre::PreTokenizer;
 use super::spm::Spm;
 use super::{Model, Tokenizer, TokenizerError, Verbatim};
 use candle_core::quantized::gguf_file::Value;
@@ -7,28 +8,13 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{AddedToken, PreTokenizerWrapper};
 
 type Md = HashMap<String, Value>;
 
 /// GGUF token types (llama.cpp `llama_token_type`).
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
-
-/// Pre-tokenizer regexes by `tokenizer.ggml.pre` (the ones llama.cpp and HF use).
-fn pre_regex(pre: &str) -> &'static str {
-    match pre {
-        "qwen2" | "deepseek-r1-qwen" => {
-            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-        }
-        "llama-bpe" | "llama3" | "smaug-bpe" => {
-            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-        }
-        // GPT-2's own pattern.
-        _ => r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
-    }
-}
 
 fn strings(md: &Md, key: &str) -> Result<Vec<String>, TokenizerError> {
     match md.get(key) {
@@ -182,28 +168,25 @@ impl Tokenizer {
                     .enumerate()
                     .map(|(i, t)| (t.clone(), i as u32))
                     .collect();
+                let pre = match md.get("tokenizer.ggml.pre") {
+                    Some(Value::String(s)) => Some(s.as_str()),
+                    _ => None,
+                };
+                let pre = PreTokenizer::named(pre)?;
                 let bpe = BPE::builder()
                     .vocab_and_merges(vocab, merges)
+                    .ignore_merges(pre.ignore_merges)
                     .build()
                     .map_err(|e| TokenizerError::Backend(format!("BPE: {e}")))?;
-                let pre = match md.get("tokenizer.ggml.pre") {
-                    Some(Value::String(s)) => s.clone(),
-                    _ => "default".into(),
-                };
-                let split = Split::new(
-                    SplitPattern::Regex(pre_regex(&pre).into()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex: {e}")))?;
                 let mut tk = tokenizers::Tokenizer::new(bpe);
-                if pre.starts_with("qwen2") {
+                if pre.nfc {
                     tk.with_normalizer(Some(NFC));
                 }
-                tk.with_pre_tokenizer(Some(Sequence::new(vec![
-                    PreTokenizerWrapper::Split(split),
-                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
-                ])));
+                let mut steps = pre.splits()?;
+                steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
+                    false, false, false,
+                )));
+                tk.with_pre_tokenizer(Some(Sequence::new(steps)));
                 tk.with_decoder(Some(ByteLevel::new(false, false, false)));
                 let added: Vec<AddedToken> = tokens
                     .iter()
@@ -341,6 +324,46 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Tokenizer::from_gguf_metadata(&md).expect("tokenizer")
+    }
+
+    /// A byte-level BPE vocabulary whose `abc` no merge reaches (only `b c` is a merge).
+    fn bpe_md(pre: &str) -> Md {
+        let tokens = ["a", "b", "c", "bc", "abc"];
+        let md: Md = [
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(
+                    tokens
+                        .iter()
+                        .map(|t| Value::String(t.to_string()))
+                        .collect(),
+                ),
+            ),
+            (
+                "tokenizer.ggml.merges",
+                Value::Array(vec![Value::String("b c".into())]),
+            ),
+            ("tokenizer.ggml.pre", Value::String(pre.into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        md
+    }
+
+    fn bpe(pre: &str) -> Tokenizer {
+        Tokenizer::from_gguf_metadata(&bpe_md(pre)).expect("tokenizer")
+    }
+
+    /// Llama 3's and Tekken's vocabularies take a whole piece found in the vocabulary as it is
+    /// (their tokenizer.json's `ignore_merges`); others build it from the merges.
+    #[test]
+    fn whole_pieces_skip_the_merges_where_the_family_says() {
+        assert_eq!(bpe("llama-bpe").encode("abc", false).unwrap(), [4]);
+        assert_eq!(bpe("tekken").encode("abc", false).unwrap(), [4]);
+        assert_eq!(bpe("dbrx").encode("abc", false).unwrap(), [0, 3]);
+        assert!(Tokenizer::from_gguf_metadata(&bpe_md("nope")).is_err());
     }
 
     /// With a space prefix (Llama 2, Mistral), text that starts the input or follows a token

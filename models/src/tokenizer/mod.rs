@@ -2,6 +2,7 @@
 //! SentencePiece-BPE (`llama` GGUF family, `spm.rs`), and HF `tokenizer.json` files.
 //! Special tokens in input text are always matched verbatim.
 mod gguf;
+mod pre;
 mod spm;
 mod stream;
 mod token_bytes;

@@ -1,0 +1,132 @@
+//! How a GGUF byte-level BPE vocabulary splits text before its merges, by
+//! `tokenizer.ggml.pre`: the splitting patterns of the models' own `tokenizer.json`s (as
+//! llama.cpp's converter names them), and whether whole pieces found in the vocabulary skip
+//! the merges (`ignore_merges`, as Llama 3's and Tekken's tokenizer.json say).
+//!
+//! A name this table does not know is refused rather than split with GPT-2's pattern: a
+//! Mistral Nemo vocabulary (`tekken`) split as GPT-2 would feed the model token sequences it
+//! never saw, silently (llama.cpp refuses unknown names too).
+use super::TokenizerError;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
+
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Mistral's Tekken (Nemo, Small 3, Ministral): words split at case changes, single digits.
+const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// o200k's: Tekken's case split with contractions, digits by three.
+const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// StarCoder's family: every digit alone, then GPT-2's pattern.
+const DIGIT: &str = r"\p{N}";
+
+/// A vocabulary's pre-tokenizer: its patterns, applied in order, and its BPE options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreTokenizer {
+    patterns: &'static [&'static str],
+    /// Whole pieces found in the vocabulary are taken as they are.
+    pub ignore_merges: bool,
+    /// NFC normalization before splitting (Qwen's tokenizer.json has it).
+    pub nfc: bool,
+}
+
+impl PreTokenizer {
+    /// The pre-tokenizer `tokenizer.ggml.pre` names (`None`: the key is missing, GPT-2's, as
+    /// llama.cpp's default).
+    pub fn named(pre: Option<&str>) -> Result<Self, TokenizerError> {
+        let of = |patterns, ignore_merges, nfc| PreTokenizer {
+            patterns,
+            ignore_merges,
+            nfc,
+        };
+        Ok(match pre.unwrap_or("default") {
+            "default" | "gpt2" | "gpt-2" | "phi-2" | "olmo" | "mpt" | "jais" => {
+                of(&[GPT2], false, false)
+            }
+            "qwen2" => of(&[QWEN2], false, true),
+            "deepseek-r1-qwen" | "stablelm2" => of(&[QWEN2], false, false),
+            "llama-bpe" | "llama3" => of(&[LLAMA3], true, false),
+            "dbrx" | "smaug-bpe" => of(&[LLAMA3], false, false),
+            "tekken" => of(&[TEKKEN], true, false),
+            "gpt-4o" => of(&[GPT4O], false, false),
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" => {
+                of(&[DIGIT, GPT2], false, false)
+            }
+            other => {
+                return Err(TokenizerError::Backend(format!(
+                    "unknown pre-tokenizer `{other}` (tokenizer.ggml.pre): its text splitting \
+                     is not known to candor, and splitting it otherwise would give the model \
+                     token sequences it was not trained on"
+                )))
+            }
+        })
+    }
+
+    /// The splits, in order, each isolating its matches.
+    pub fn splits(&self) -> Result<Vec<PreTokenizerWrapper>, TokenizerError> {
+        self.patterns
+            .iter()
+            .map(|p| {
+                Split::new(
+                    SplitPattern::Regex((*p).into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map(PreTokenizerWrapper::Split)
+                .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer as _};
+
+    fn pieces(pre: &str, text: &str) -> Vec<String> {
+        let p = PreTokenizer::named(Some(pre)).unwrap();
+        let mut s = PreTokenizedString::from(text);
+        for split in p.splits().unwrap() {
+            split.pre_tokenize(&mut s).unwrap();
+        }
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(piece, _, _)| piece.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_family_splits_as_its_tokenizer_json_does() {
+        // Tekken splits at case changes and takes digits one by one; GPT-2 does neither.
+        assert_eq!(
+            pieces("tekken", "HelloWorld 2025"),
+            ["Hello", "World", " ", "2", "0", "2", "5"]
+        );
+        assert_eq!(pieces("gpt2", "HelloWorld 2025"), ["HelloWorld", " 2025"]);
+        // Llama 3 takes digits by three, Qwen one by one.
+        assert_eq!(pieces("llama-bpe", "x 12345"), ["x", " ", "123", "45"]);
+        assert_eq!(pieces("qwen2", "12"), ["1", "2"]);
+        // o200k keeps a contraction on its word.
+        assert_eq!(pieces("gpt-4o", "Don't"), ["Don't"]);
+        // StarCoder's family: digits alone first.
+        assert_eq!(pieces("starcoder", "a12"), ["a", "1", "2"]);
+    }
+
+    #[test]
+    fn unknown_names_are_refused_and_a_missing_one_is_gpt2() {
+        let e = PreTokenizer::named(Some("viking")).unwrap_err();
+        assert!(e.to_string().contains("`viking`"), "{e}");
+        assert_eq!(
+            PreTokenizer::named(None).unwrap(),
+            PreTokenizer::named(Some("gpt2")).unwrap()
+        );
+        assert!(
+            PreTokenizer::named(Some("llama-bpe"))
+                .unwrap()
+                .ignore_merges
+        );
+        assert!(PreTokenizer::named(Some("tekken")).unwrap().ignore_merges);
+        assert!(!PreTokenizer::named(Some("qwen2")).unwrap().ignore_merges);
+    }
+}
