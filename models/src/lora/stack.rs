@@ -7,7 +7,8 @@
 //! That is the "gather by mask" form of multi-LoRA batching (vLLM's punica kernels select rows
 //! instead); it needs no op beyond the Backend's products and elementwise ones, so every
 //! backend serves adapters. Its arithmetic is `Σ r / in` of the base product per projection
-//! (a few percent for ranks 8-64), paid only in steps where some sequence uses an adapter;
+//! (a few percent for ranks 8-64), paid only in steps where some sequence uses an adapter (and
+//! the mask is skipped where every row keeps every column: one adapter, all rows using it);
 //! at batch 1 on a CPU the four extra small ops per projection and the unfused norm/product
 //! path cost more than that (~15-20% of a decode step, README). A batch of base-model
 //! sequences takes the unchanged fused path.
@@ -105,24 +106,30 @@ impl<B: Backend> LoraStack<B> {
             )));
         }
         let rows = batch.num_tokens();
-        let mut masks: [Option<B::Tensor>; 7] = Default::default();
+        let mut masks: [Option<Mask<B>>; 7] = Default::default();
         for (mask, layout) in masks.iter_mut().zip(&self.layouts) {
             let Some(layout) = layout else { continue };
             let mut values = vec![0f32; rows * layout.width];
-            let mut any = false;
+            let (mut any, mut every) = (false, true);
             for (seq, adapter) in batch.seqs.iter().zip(&batch.adapters) {
                 let Some(cols) = adapter.and_then(|a| layout.columns[a as usize].clone()) else {
+                    every &= seq.q_len == 0;
                     continue;
                 };
                 any = true;
+                every &= cols == (0..layout.width);
                 for row in seq.q_start..seq.q_start + seq.q_len {
                     let start = row * layout.width;
                     values[start + cols.start..start + cols.end].fill(1.0);
                 }
             }
-            if any {
-                *mask = Some(b.upload(&values, &[rows, layout.width])?);
-            }
+            *mask = match (any, every) {
+                (false, _) => None,
+                // Every row uses every column (one adapter, and all sequences run with it):
+                // nothing to mask, one op less per projection.
+                (true, true) => Some(Mask::Every),
+                (true, false) => Some(Mask::Rows(b.upload(&values, &[rows, layout.width])?)),
+            };
         }
         Ok(Some(BatchLora { stack: self, masks }))
     }
@@ -191,10 +198,18 @@ fn pad_dim(t: &Tensor, dim: usize, pad: usize) -> Result<Tensor> {
     })
 }
 
+/// Which of a stack's columns each row of a batch keeps.
+enum Mask<B: Backend> {
+    /// All of them, in every row.
+    Every,
+    /// `[rows, width]` of ones (a row's adapter's columns) and zeros.
+    Rows(B::Tensor),
+}
+
 /// The adapters of one batch: its masks over the stacks.
 pub struct BatchLora<'a, B: Backend> {
     stack: &'a LoraStack<B>,
-    masks: [Option<B::Tensor>; 7],
+    masks: [Option<Mask<B>>; 7],
 }
 
 impl<B: Backend> BatchLora<'_, B> {
@@ -215,7 +230,11 @@ impl<B: Backend> BatchLora<'_, B> {
         let (Some(s), Some(mask)) = (stacked, &self.masks[target.index()]) else {
             return Ok(y);
         };
-        let t = b.mul(&b.linear(x, &s.a, None)?, mask)?;
+        let t = b.linear(x, &s.a, None)?;
+        let t = match mask {
+            Mask::Every => t,
+            Mask::Rows(mask) => b.mul(&t, mask)?,
+        };
         b.add(&y, &b.linear(&t, &s.b, None)?)
     }
 }
