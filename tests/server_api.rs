@@ -720,17 +720,21 @@ const THINKING_TEMPLATE: &str =
 {% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\
 {% if enable_thinking is defined and not enable_thinking %}\n</think>\n\n{% endif %}{% endif %}";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thinking_goes_to_reasoning_content() {
+/// The real model served with `THINKING_TEMPLATE` and `args`; the directory holds the
+/// template while the server runs.
+async fn thinking_server(args: &[&str]) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("thinking.jinja");
     std::fs::write(&template, THINKING_TEMPLATE).unwrap();
-    let args = [
-        "--chat-template",
-        template.to_str().unwrap(),
-        "--no-prefix-caching",
-    ];
-    let s = Server::start("qwen2.5-0.5b", &args).await;
+    let mut all = vec!["--chat-template", template.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let s = Server::start("qwen2.5-0.5b", &all).await;
+    (dir, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_goes_to_reasoning_content() {
+    let (_dir, s) = thinking_server(&["--no-prefix-caching"]).await;
     let messages = json!([{"role": "user", "content": "Is 7 a prime number?"}]);
     for (kwargs, thinking) in [
         (json!({}), true),
@@ -842,18 +846,13 @@ async fn thinking_goes_to_reasoning_content() {
 /// it shaped the thought).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = dir.path().join("thinking.jinja");
-    std::fs::write(&template, THINKING_TEMPLATE).unwrap();
     let args = [
-        "--chat-template",
-        template.to_str().unwrap(),
         "--reasoning-budget",
         "4",
         "--reasoning-budget-message",
         " Enough.",
     ];
-    let s = Server::start("qwen2.5-0.5b", &args).await;
+    let (_dir, s) = thinking_server(&args).await;
     let messages = json!([{"role": "user", "content": "Is 7 a prime number?"}]);
     let (_, t) = post(&s, "/tokenize", json!({"messages": messages})).await;
     // The model's own first `n` tokens of thought, greedy.

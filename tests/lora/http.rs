@@ -98,12 +98,7 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
     assert!(off < 1e-4, "embeddings with the adapter are off by {off}");
 
     // `/metrics` has vLLM's `lora_requests_info` (no adapter in use once all answered).
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains(
             "candor:lora_requests_info{max_lora=\"16\",running_lora_adapters=\"\",\
@@ -111,12 +106,7 @@ async fn an_adapter_answers_as_its_merged_model_beside_the_base_model() {
         ),
         "{metrics}"
     );
-    let plain_metrics = reqwest::get(reference.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plain_metrics = reference.metrics_text().await;
     assert!(
         !plain_metrics.contains("lora_requests_info"),
         "no adapters, no gauge"
@@ -239,19 +229,20 @@ async fn adapters_load_and_unload_while_serving() {
     let (status, _) = server.post("/v1/unload_lora_adapter", &unload).await;
     assert_eq!(status, 404);
     // Loaded again under the same name (a new slot), it answers as before.
-    let (status, text) = server
-        .post_for_text("/v1/load_lora_adapter", &load("tuned", &peft))
-        .await;
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        text_of(&server, "tuned").await,
-        text_of(&reference, "tiny").await
-    );
+    let loads = |name: &'static str| {
+        let (server, reference, body) = (&server, &reference, load(name, &peft));
+        async move {
+            let (status, text) = server.post_for_text("/v1/load_lora_adapter", &body).await;
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(
+                text_of(server, name).await,
+                text_of(reference, "tiny").await
+            );
+        }
+    };
+    loads("tuned").await;
     // Two adapters at most (`--max-lora-adapters 2`): a third waits for an unload.
-    let (status, text) = server
-        .post_for_text("/v1/load_lora_adapter", &load("again", &peft))
-        .await;
-    assert_eq!(status, 200, "{text}");
+    loads("again").await;
     let (status, body) = server
         .post("/v1/load_lora_adapter", &load("third", &peft))
         .await;
@@ -267,12 +258,5 @@ async fn adapters_load_and_unload_while_serving() {
         .post_for_text("/v1/unload_lora_adapter", &json!({"lora_name": "again"}))
         .await;
     assert_eq!(status, 200);
-    let (status, text) = server
-        .post_for_text("/v1/load_lora_adapter", &load("third", &peft))
-        .await;
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        text_of(&server, "third").await,
-        text_of(&reference, "tiny").await
-    );
+    loads("third").await;
 }
