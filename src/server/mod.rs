@@ -289,6 +289,13 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .or(model.pooling)
         .unwrap_or(crate::engine::pooling::Pooling::Last);
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
+    let thought_markers = OnceLock::new();
+    if template
+        .as_ref()
+        .is_some_and(|t| reasoning::template_thinks(t.source()))
+    {
+        let _ = thought_markers.set(thinking::markers(&tokenizer));
+    }
     let _ = state.ready.set(Ready {
         engine,
         fim: tokenizer.fim_tokens(),
@@ -299,7 +306,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         stats,
         system_fingerprint,
         grammar: OnceLock::new(),
-        thought_markers: OnceLock::new(),
+        thought_markers,
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::reasoning::{CLOSE, OPEN};
 use super::state::Ready;
 use crate::engine::thought::{Thought, ThoughtMarkers};
+use candor_models::tokenizer::Tokenizer;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -114,6 +115,17 @@ pub fn parse_default_budget(arg: i64) -> Result<Option<usize>, String> {
     }
 }
 
+/// A thinking model's markers over its vocabulary (~60 ms for 150k tokens: the server builds
+/// them while loading a thinking model, not in a request).
+pub fn markers(tokenizer: &Tokenizer) -> Arc<ThoughtMarkers> {
+    let vocab = tokenizer
+        .token_bytes()
+        .into_iter()
+        .map(|t| t.bytes)
+        .collect();
+    Arc::new(ThoughtMarkers::new(OPEN, CLOSE, vocab))
+}
+
 /// The thought the engine follows for an answer to `prompt_text`, when the model thinks and
 /// there is something to follow: a budget, or a grammar that must wait for the answer.
 pub fn thought(
@@ -128,15 +140,7 @@ pub fn thought(
     }
     let markers = ready
         .thought_markers
-        .get_or_init(|| {
-            let vocab = ready
-                .tokenizer
-                .token_bytes()
-                .into_iter()
-                .map(|t| t.bytes)
-                .collect();
-            Arc::new(ThoughtMarkers::new(OPEN, CLOSE, vocab))
-        })
+        .get_or_init(|| markers(&ready.tokenizer))
         .clone();
     let closing = match budget {
         Some(_) => ready
