@@ -896,6 +896,9 @@ async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
             "{extra}: {v}"
         );
     }
+    // Each cut is counted (budget 0 too).
+    let cut = "candor:reasoning_budget_exhausted_total";
+    assert_eq!(s.metric(cut).await, 4.0);
     // No limit: the thought runs as the model writes it.
     let (_, v) = post(
         &s,
@@ -963,6 +966,9 @@ async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
         (thought(2).await + " Enough.").as_str(),
         "{m}"
     );
+    // The unlimited thought was not cut; the JSON answers' (whole and streamed) and
+    // Anthropic's were.
+    assert_eq!(s.metric(cut).await, 7.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

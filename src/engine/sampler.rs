@@ -153,6 +153,11 @@ impl Sampler {
             .is_none_or(|t| t.grammar_applies() && t.forced().is_none())
     }
 
+    /// Whether the next pick starts the closing of a thought cut at its budget.
+    pub fn cuts_a_thought(&self) -> bool {
+        self.thought.as_ref().is_some_and(Thought::cut_now)
+    }
+
     /// Whether a grammar follows the picks.
     pub fn is_constrained(&self) -> bool {
         self.constraint.is_some()

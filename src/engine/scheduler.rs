@@ -1100,6 +1100,9 @@ fn take_tokens(
     }
     for (i, drafted) in (0..).zip(draft.iter().map(Some).chain([None])) {
         let r = row + i;
+        if seq.sampler.cuts_a_thought() {
+            stats.thoughts_cut.inc();
+        }
         let next = seq
             .sampler
             .next_token(out, r, &seq.tokens[seq.prompt_len..]);

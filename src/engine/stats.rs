@@ -22,6 +22,8 @@ pub struct EngineStats {
     pub prefix_cache_queries: IntCounter,
     pub prefix_cache_hits: IntCounter,
     pub spec_drafts: IntCounter,
+    /// Thoughts cut at their budget: the close forced (`engine::thought`).
+    pub thoughts_cut: IntCounter,
     pub spec_draft_tokens: IntCounter,
     pub spec_accepted_tokens: IntCounter,
     pub spec_step_cost_rows: Gauge,
@@ -129,6 +131,10 @@ impl EngineStats {
             prefix_cache_hits: counter(
                 "candor:prefix_cache_hits_total",
                 "Prompt tokens whose K/V came from the prefix cache.",
+            )?,
+            thoughts_cut: counter(
+                "candor:reasoning_budget_exhausted_total",
+                "Thoughts of thinking models cut at their token budget (the close forced).",
             )?,
             spec_drafts: counter(
                 "candor:spec_decode_num_drafts_total",

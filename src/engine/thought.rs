@@ -108,6 +108,11 @@ impl Thought {
         }
     }
 
+    /// Whether the next token is the first of a closing the budget forces.
+    pub fn cut_now(&self) -> bool {
+        self.state == State::Closing { next: 0 }
+    }
+
     /// Whether a grammar shapes the next token: in the answer, and at its start, where the
     /// grammar's tokens stand beside the opening of a thought (`opening_token`).
     pub fn grammar_applies(&self) -> bool {
@@ -253,7 +258,9 @@ mod tests {
             assert!(!t.accept(A, false));
         }
         assert_eq!(t.forced(), Some(B), "the message comes first");
+        assert!(t.cut_now(), "the cut is now (counted once)");
         assert!(!t.accept(B, false));
+        assert!(!t.cut_now());
         assert_eq!(t.forced(), Some(CLOSE));
         assert!(!t.accept(CLOSE, false));
         assert_eq!(t.forced(), None);
