@@ -19,6 +19,16 @@ const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// StarCoder's family: every digit alone, then GPT-2's pattern.
 const DIGIT: &str = r"\p{N}";
+/// DeepSeek-Coder (llama architecture; its FIM tokens are known, `Tokenizer::fim_tokens`):
+/// line breaks alone, words with one leading space, punctuation runs likewise, CJK runs, then
+/// digits one by one (its tokenizer.json's split sequence).
+const DEEPSEEK_CODER: [&str; 5] = [
+    r"[\r\n]",
+    r"\s?\p{L}+",
+    r"\s?\p{P}+",
+    "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+",
+    DIGIT,
+];
 
 /// A vocabulary's pre-tokenizer: its patterns, applied in order, and its BPE options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,7 @@ impl PreTokenizer {
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" => {
                 of(&[DIGIT, GPT2], false, false)
             }
+            "deepseek-coder" => of(&DEEPSEEK_CODER, false, false),
             other => {
                 return Err(TokenizerError::Backend(format!(
                     "unknown pre-tokenizer `{other}` (tokenizer.ggml.pre): its text splitting \
@@ -111,6 +122,11 @@ mod tests {
         assert_eq!(pieces("gpt-4o", "Don't"), ["Don't"]);
         // StarCoder's family: digits alone first.
         assert_eq!(pieces("starcoder", "a12"), ["a", "1", "2"]);
+        // DeepSeek-Coder: line breaks alone, a space kept on its word or punctuation.
+        assert_eq!(
+            pieces("deepseek-coder", "int x=12;\n  y"),
+            ["int", " x", "=", "1", "2", ";", "\n", " ", " y"]
+        );
     }
 
     #[test]
