@@ -19,7 +19,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 7] = [
+const ARCHS: [&str; 8] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -27,6 +27,7 @@ const ARCHS: [&str; 7] = [
     "mistral",
     "gemma3",
     "phi3",
+    "deepseek_v3",
 ];
 const TOL: f32 = 1e-3;
 

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 7] = [
+const ARCHS: [&str; 8] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -18,6 +18,7 @@ const ARCHS: [&str; 7] = [
     "mistral",
     "gemma3",
     "phi3",
+    "deepseek_v3",
 ];
 const TOL: f32 = 1e-4;
 

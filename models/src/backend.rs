@@ -318,6 +318,23 @@ pub trait Backend: Send + Sync + 'static {
     fn gather_rows(&self, x: &Self::Tensor, rows: &[u32]) -> Result<Self::Tensor>;
     /// Index of the largest value of each row of a 2-D tensor.
     fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
+    /// `acc` (`[rows, width]`) with row i of `x` (`[rows.len(), width]`) times `weights[i]`
+    /// added to its row `rows[i]`: a mixture of experts adding one expert's output to the
+    /// tokens routed to it. The default goes through host memory (the sums are the same in
+    /// every order: each row of `acc` takes one addition per call).
+    fn add_rows_scaled(
+        &self,
+        acc: &Self::Tensor,
+        rows: &[u32],
+        x: &Self::Tensor,
+        weights: &[f32],
+    ) -> Result<Self::Tensor> {
+        let shape = self.shape(acc);
+        let mut sums = self.download(acc)?;
+        let values = self.download(x)?;
+        crate::moe::add_rows_scaled_host(&mut sums, &shape, rows, &values, weights)?;
+        self.upload(&sums, &shape)
+    }
 
     /// One weight holding the rows of `parts` in order (`[Σ out, in]`; vectors end to end), so
     /// projections that read the same input (q, k and v; gate and up) run as one product: one

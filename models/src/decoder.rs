@@ -1,32 +1,47 @@
 //! The decoder-only transformer forward pass, written once and generic over the Backend.
 //! Each architecture contributes a `ModelSpec`; the flags in it select the variant's pieces
 //! (biases, q/k norm, sandwich norms, sliding windows, embedding scale, activation).
-use crate::backend::{AttentionParams, Backend, KvCacheSpec, QkvHeads, RopeKvWrite, RopeSpec};
+use crate::backend::{
+    rms_norm_maybe_add, AttentionParams, Backend, KvCacheSpec, QkvHeads, RopeKvWrite, RopeSpec,
+};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
+use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
+use crate::mla::LatentAttentionWeights;
+use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
-use crate::weights::{require, HostWeight, WeightSource};
+use crate::weights::WeightSource;
 
 struct Layer<B: Backend> {
     attn_norm: B::Weight,
-    /// q, k, v (with their biases), joined where the backend allows.
-    qkv: Projections<B>,
-    q_norm: Option<B::Weight>,
-    k_norm: Option<B::Weight>,
+    attention: Attention<B>,
+    /// The output projection (for latent attention, with zero columns for the values'
+    /// padding).
     wo: B::Weight,
     post_attn_norm: Option<B::Weight>,
     ffn_norm: B::Weight,
-    /// gate, up.
-    gate_up: Projections<B>,
-    w_down: B::Weight,
+    ffn: Ffn<B>,
     post_ffn_norm: Option<B::Weight>,
     attn: AttentionParams,
     /// Index into `DecoderModel::ropes`.
     rope: usize,
+}
+
+/// How a layer makes its queries, keys and values.
+enum Attention<B: Backend> {
+    /// q, k, v projections (with their biases), joined where the backend allows, and the
+    /// per-head norms of q and k some families have.
+    Heads {
+        qkv: Projections<B>,
+        q_norm: Option<B::Weight>,
+        k_norm: Option<B::Weight>,
+    },
+    /// DeepSeek's latent attention.
+    Latent(Box<LatentAttentionWeights<B>>),
 }
 
 /// What one forward pass computed.
@@ -53,66 +68,6 @@ pub struct DecoderModel<B: Backend> {
     lora_slots: Vec<Option<LoraAdapter>>,
 }
 
-/// Loads tensors by canonical name and checks them against the shapes the spec implies.
-struct Loader<'a, B: Backend> {
-    backend: &'a B,
-    src: &'a dyn WeightSource,
-    norm_offset: f32,
-}
-
-impl<B: Backend> Loader<'_, B> {
-    fn checked(&self, name: &str, expected: &[usize]) -> Result<HostWeight> {
-        let w = require(self.src, name)?;
-        let actual = w.shape();
-        if actual != expected {
-            return Err(ModelError::ShapeMismatch {
-                tensor: name.into(),
-                expected: expected.to_vec(),
-                actual,
-            });
-        }
-        Ok(w)
-    }
-
-    fn weight(&self, name: &str, expected: &[usize]) -> Result<B::Weight> {
-        self.backend.load_weight(self.checked(name, expected)?)
-    }
-
-    fn opt_weight(&self, name: &str, expected: &[usize]) -> Result<Option<B::Weight>> {
-        if !self.src.contains(name) {
-            return Ok(None);
-        }
-        self.weight(name, expected).map(Some)
-    }
-
-    /// Layer `l`'s gate and up stored as one `[2f, h]` weight (gate rows first), if they are:
-    /// `ffn_gate_up` (HF Phi-3's `gate_up_proj`), or a double-height `ffn_up` without a
-    /// `ffn_gate` beside it (llama.cpp's phi3 GGUFs).
-    fn joined_gate_up(&self, l: usize, f: usize, h: usize) -> Result<Option<B::Weight>> {
-        let joined = layer(l, "ffn_gate_up.weight");
-        if self.src.contains(&joined) {
-            return self.weight(&joined, &[2 * f, h]).map(Some);
-        }
-        let up = layer(l, "ffn_up.weight");
-        if self.src.contains(&layer(l, "ffn_gate.weight")) || !self.src.contains(&up) {
-            return Ok(None);
-        }
-        self.weight(&up, &[2 * f, h]).map(Some)
-    }
-
-    /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).
-    fn norm(&self, name: &str, dim: usize) -> Result<B::Weight> {
-        let w = self.checked(name, &[dim])?;
-        let w = if self.norm_offset != 0.0 {
-            let off = self.norm_offset as f64;
-            w.map_dense(|t| t.affine(1.0, off))?
-        } else {
-            w
-        };
-        self.backend.load_weight(w)
-    }
-}
-
 impl<B: Backend> DecoderModel<B> {
     pub fn load(backend: &B, spec: ModelSpec, src: &dyn WeightSource) -> Result<Self> {
         spec.validate()?;
@@ -121,10 +76,9 @@ impl<B: Backend> DecoderModel<B> {
             src,
             norm_offset: spec.norm_weight_offset,
         };
-        let (h, q, kv, f, d) = (
+        let (h, q, f, d) = (
             spec.hidden_size,
             spec.q_dim(),
-            spec.kv_dim(),
             spec.intermediate_size,
             spec.head_dim,
         );
@@ -132,47 +86,36 @@ impl<B: Backend> DecoderModel<B> {
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
         let final_norm = ld.norm("output_norm.weight", h)?;
 
-        let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
-        if src.contains("rope_freqs.weight") {
-            // GGUF Llama-3: per-frequency divisors precomputed by the converter.
-            let factors = ld
-                .checked("rope_freqs.weight", &[d / 2])?
-                .to_f32()?
-                .to_vec1::<f32>()?;
-            for (f, k) in global.inv_freq.iter_mut().zip(factors) {
-                *f /= k;
+        let ropes = match &spec.latent_attention {
+            Some(a) => vec![crate::mla::rope(&spec, a).0],
+            None => {
+                let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
+                if src.contains("rope_freqs.weight") {
+                    // GGUF Llama-3: per-frequency divisors precomputed by the converter.
+                    let factors = ld
+                        .checked("rope_freqs.weight", &[d / 2])?
+                        .to_f32()?
+                        .to_vec1::<f32>()?;
+                    for (f, k) in global.inv_freq.iter_mut().zip(factors) {
+                        *f /= k;
+                    }
+                }
+                let mut ropes = vec![global];
+                if let Some(theta) = spec.rope_local_theta {
+                    ropes.push(rope_spec(
+                        d,
+                        theta,
+                        &crate::spec::RopeScaling::None,
+                        spec.rope.style,
+                    ));
+                }
+                ropes
             }
-        }
-        let mut ropes = vec![global];
-        if let Some(theta) = spec.rope_local_theta {
-            ropes.push(rope_spec(
-                d,
-                theta,
-                &crate::spec::RopeScaling::None,
-                spec.rope.style,
-            ));
-        }
+        };
 
         let mut layers = Vec::with_capacity(spec.num_layers);
         for l in 0..spec.num_layers {
             let n = |s: &str| layer(l, s);
-            let (bq, bk, bv) = if spec.qkv_bias {
-                (
-                    ld.opt_weight(&n("attn_q.bias"), &[q])?,
-                    ld.opt_weight(&n("attn_k.bias"), &[kv])?,
-                    ld.opt_weight(&n("attn_v.bias"), &[kv])?,
-                )
-            } else {
-                (None, None, None)
-            };
-            let (q_norm, k_norm) = if spec.qk_norm {
-                (
-                    Some(ld.norm(&n("attn_q_norm.weight"), d)?),
-                    Some(ld.norm(&n("attn_k_norm.weight"), d)?),
-                )
-            } else {
-                (None, None)
-            };
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
                 (
                     Some(ld.norm(&n("post_attention_norm.weight"), h)?),
@@ -181,45 +124,24 @@ impl<B: Backend> DecoderModel<B> {
             } else {
                 (None, None)
             };
+            let (attention, wo) = match spec.latent_attention {
+                Some(_) => (
+                    Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
+                    LatentAttentionWeights::load_output(&ld, l, &spec)?,
+                ),
+                None => (
+                    heads_attention(&ld, l, &spec)?,
+                    ld.weight(&n("attn_output.weight"), &[h, q])?,
+                ),
+            };
             let window = spec.layer_windows[l];
-            let qkv = match ld.opt_weight(&n("attn_qkv.weight"), &[q + 2 * kv, h])? {
-                Some(joined) if !spec.qkv_bias => {
-                    Projections::joined(backend, joined, vec![q, kv, kv])?
-                }
-                Some(_) => {
-                    return Err(ModelError::Config(
-                        "joined q/k/v weights with biases are not supported".into(),
-                    ))
-                }
-                None => Projections::new(
-                    backend,
-                    vec![
-                        (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
-                        (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
-                        (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
-                    ],
-                )?,
-            };
-            let gate_up = match ld.joined_gate_up(l, f, h)? {
-                Some(joined) => Projections::joined(backend, joined, vec![f, f])?,
-                None => Projections::new(
-                    backend,
-                    vec![
-                        (ld.weight(&n("ffn_gate.weight"), &[f, h])?, None),
-                        (ld.weight(&n("ffn_up.weight"), &[f, h])?, None),
-                    ],
-                )?,
-            };
             layers.push(Layer {
                 attn_norm: ld.norm(&n("attn_norm.weight"), h)?,
-                qkv,
-                q_norm,
-                k_norm,
-                wo: ld.weight(&n("attn_output.weight"), &[h, q])?,
+                attention,
+                wo,
                 post_attn_norm,
                 ffn_norm: ld.norm(&n("ffn_norm.weight"), h)?,
-                gate_up,
-                w_down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
+                ffn: Ffn::load(&ld, l, spec.experts.as_ref(), f, h)?,
                 post_ffn_norm,
                 attn: AttentionParams {
                     num_heads: spec.num_heads,
@@ -279,6 +201,14 @@ impl<B: Backend> DecoderModel<B> {
 
     /// Serve `slots` from now on: their stacks built first, so nothing changes on error.
     fn use_lora_slots(&mut self, backend: &B, slots: Vec<Option<LoraAdapter>>) -> Result<()> {
+        let plain = self.spec.latent_attention.is_none() && self.spec.experts.is_none();
+        if !plain && slots.iter().any(Option::is_some) {
+            return Err(ModelError::Config(
+                "LoRA adapters on latent-attention or mixture-of-experts models are not \
+                 supported"
+                    .into(),
+            ));
+        }
         let stack = LoraStack::build(backend, &self.spec, &slots)?;
         self.lora = Some(stack).filter(|s| !s.is_empty());
         self.lora_slots = slots;
@@ -298,7 +228,13 @@ impl<B: Backend> DecoderModel<B> {
     pub fn joined_projection_groups(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| l.qkv.is_joined() as usize + l.gate_up.is_joined() as usize)
+            .map(|l| {
+                let attention = match &l.attention {
+                    Attention::Heads { qkv, .. } => qkv.is_joined() as usize,
+                    Attention::Latent(a) => a.joined_groups(),
+                };
+                attention + l.ffn.is_joined() as usize
+            })
             .sum()
     }
 
@@ -308,15 +244,6 @@ impl<B: Backend> DecoderModel<B> {
             num_blocks,
             block_size,
             num_kv_heads: self.spec.num_kv_heads,
-            head_dim: self.spec.head_dim,
-        }
-    }
-
-    /// The q/k/v products' heads.
-    fn qkv_heads(&self) -> QkvHeads {
-        QkvHeads {
-            heads: self.spec.num_heads,
-            kv_heads: self.spec.num_kv_heads,
             head_dim: self.spec.head_dim,
         }
     }
@@ -370,34 +297,25 @@ impl<B: Backend> DecoderModel<B> {
                 layer: li,
                 slots: &batch.slots,
             };
-            let (stream, q) = match (&lora, &layer.q_norm, &layer.k_norm) {
-                // Neither LoRA nor per-head norms: the norm, product, RoPE and KV write as one.
-                (None, None, _) | (None, _, None) => {
-                    layer
-                        .qkv
-                        .apply_normed_rope_write_kv(b, &attn_in, self.qkv_heads(), kv_write)?
-                }
-                _ => {
-                    let (stream, qkv) = match &lora {
-                        Some(lora) => layer.qkv.apply_normed_then(
-                            b,
-                            &attn_in,
-                            Some(s.head_dim),
-                            |i, h, y| lora.add(b, li, LoraTarget::QKV[i], h, y),
-                        )?,
-                        None => layer.qkv.apply_normed(b, &attn_in, Some(s.head_dim))?,
-                    };
-                    let [q, k, v] = members(qkv)?;
-                    // Per-head norms of q and k (qwen3, gemma3) come between the product and
-                    // RoPE.
-                    let (q, k) = match (&layer.q_norm, &layer.k_norm) {
-                        (Some(qn), Some(kn)) => {
-                            (b.rms_norm(&q, qn, eps)?, b.rms_norm(&k, kn, eps)?)
-                        }
-                        _ => (q, k),
-                    };
+            let (stream, q) = match &layer.attention {
+                Attention::Latent(latent) => {
+                    let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
                     (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
                 }
+                Attention::Heads {
+                    qkv,
+                    q_norm,
+                    k_norm,
+                } => heads_q(
+                    b,
+                    s,
+                    li,
+                    qkv,
+                    (q_norm, k_norm),
+                    lora.as_ref(),
+                    &attn_in,
+                    kv_write,
+                )?,
             };
             x = stream;
             let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
@@ -414,20 +332,27 @@ impl<B: Backend> DecoderModel<B> {
                 norm: &layer.ffn_norm,
                 eps,
             };
-            let (stream, gate_up) = match &lora {
-                Some(lora) => layer
-                    .gate_up
-                    .apply_normed_then(b, &ffn_in, None, |i, h, y| {
-                        lora.add(b, li, LoraTarget::GATE_UP[i], h, y)
-                    })?,
-                None => layer.gate_up.apply_normed(b, &ffn_in, None)?,
+            let (stream, mut down) = match (&layer.ffn, &lora) {
+                (Ffn::Experts(experts), _) => {
+                    let (stream, h) = rms_norm_maybe_add(b, &o, Some(&x), &layer.ffn_norm, eps)?;
+                    (stream, experts.forward(b, &h, s.activation)?)
+                }
+                (Ffn::Dense(mlp), Some(lora)) => {
+                    let (stream, gate_up) =
+                        mlp.gate_up.apply_normed_then(b, &ffn_in, None, |i, h, y| {
+                            lora.add(b, li, LoraTarget::GATE_UP[i], h, y)
+                        })?;
+                    let [gate, up] = members(gate_up)?;
+                    let down = down_with_lora(b, lora, li, &gate, &up, s.activation, &mlp.down)?;
+                    (stream, down)
+                }
+                (Ffn::Dense(mlp), None) => {
+                    let (stream, gate_up) = mlp.gate_up.apply_normed(b, &ffn_in, None)?;
+                    let [gate, up] = members(gate_up)?;
+                    (stream, b.glu_linear(&gate, &up, s.activation, &mlp.down)?)
+                }
             };
             x = stream;
-            let [gate, up] = members(gate_up)?;
-            let mut down = match &lora {
-                Some(lora) => down_with_lora(b, lora, li, &gate, &up, s.activation, &layer.w_down)?,
-                None => b.glu_linear(&gate, &up, s.activation, &layer.w_down)?,
-            };
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;
             }
@@ -457,6 +382,99 @@ impl<B: Backend> DecoderModel<B> {
         };
         Ok(StepOutputs { logits, hidden })
     }
+}
+
+/// A layer's q/k/v heads from its q, k and v projections, up to attention: the norm, the
+/// products (with the batch's LoRA updates), the per-head norms, RoPE and the KV write.
+/// Returns the residual stream's next value and the rotated q.
+#[allow(clippy::too_many_arguments)]
+fn heads_q<B: Backend>(
+    b: &B,
+    s: &ModelSpec,
+    li: usize,
+    qkv: &Projections<B>,
+    (q_norm, k_norm): (&Option<B::Weight>, &Option<B::Weight>),
+    lora: Option<&BatchLora<'_, B>>,
+    attn_in: &NormedInput<'_, B>,
+    kv_write: RopeKvWrite<'_, B::KvCache>,
+) -> Result<(B::Tensor, B::Tensor)> {
+    let heads = QkvHeads {
+        heads: s.num_heads,
+        kv_heads: s.num_kv_heads,
+        head_dim: s.head_dim,
+    };
+    match (lora, q_norm, k_norm) {
+        // Neither LoRA nor per-head norms: the norm, product, RoPE and KV write as one.
+        (None, None, _) | (None, _, None) => {
+            qkv.apply_normed_rope_write_kv(b, attn_in, heads, kv_write)
+        }
+        _ => {
+            let (stream, parts) = match lora {
+                Some(lora) => qkv.apply_normed_then(b, attn_in, Some(s.head_dim), |i, h, y| {
+                    lora.add(b, li, LoraTarget::QKV[i], h, y)
+                })?,
+                None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
+            };
+            let [q, k, v] = members(parts)?;
+            // Per-head norms of q and k (qwen3, gemma3) come between the product and RoPE.
+            let (q, k) = match (q_norm, k_norm) {
+                (Some(qn), Some(kn)) => (
+                    b.rms_norm(&q, qn, s.rms_eps)?,
+                    b.rms_norm(&k, kn, s.rms_eps)?,
+                ),
+                _ => (q, k),
+            };
+            Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
+        }
+    }
+}
+
+/// Layer `l`'s q/k/v projections (q, k and v stored apart or joined) and per-head norms.
+fn heads_attention<B: Backend>(
+    ld: &Loader<'_, B>,
+    l: usize,
+    spec: &ModelSpec,
+) -> Result<Attention<B>> {
+    let (h, q, kv, d) = (spec.hidden_size, spec.q_dim(), spec.kv_dim(), spec.head_dim);
+    let n = |s: &str| layer(l, s);
+    let (bq, bk, bv) = if spec.qkv_bias {
+        (
+            ld.opt_weight(&n("attn_q.bias"), &[q])?,
+            ld.opt_weight(&n("attn_k.bias"), &[kv])?,
+            ld.opt_weight(&n("attn_v.bias"), &[kv])?,
+        )
+    } else {
+        (None, None, None)
+    };
+    let (q_norm, k_norm) = if spec.qk_norm {
+        (
+            Some(ld.norm(&n("attn_q_norm.weight"), d)?),
+            Some(ld.norm(&n("attn_k_norm.weight"), d)?),
+        )
+    } else {
+        (None, None)
+    };
+    let qkv = match ld.opt_weight(&n("attn_qkv.weight"), &[q + 2 * kv, h])? {
+        Some(joined) if !spec.qkv_bias => Projections::joined(ld.backend, joined, vec![q, kv, kv])?,
+        Some(_) => {
+            return Err(ModelError::Config(
+                "joined q/k/v weights with biases are not supported".into(),
+            ))
+        }
+        None => Projections::new(
+            ld.backend,
+            vec![
+                (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
+                (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
+                (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
+            ],
+        )?,
+    };
+    Ok(Attention::Heads {
+        qkv,
+        q_norm,
+        k_norm,
+    })
 }
 
 /// The FFN's down projection with the batch's LoRA updates: the GLU apart (the update reads

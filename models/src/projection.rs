@@ -235,6 +235,13 @@ impl<B: Backend> Projections<B> {
         }
     }
 
+    /// Each member's product with `x` (`[tokens, in]`), in order: `[tokens, width]`, or with
+    /// `head_dim` `[tokens, width / head_dim, head_dim]` (views of a joined product, as
+    /// `apply_normed` gives them).
+    pub fn apply(&self, b: &B, x: &B::Tensor, head_dim: Option<usize>) -> Result<Vec<B::Tensor>> {
+        self.apply_in(b, x, head_dim.unwrap_or(1))
+    }
+
     /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
     fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
         match &self.weights {

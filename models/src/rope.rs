@@ -36,6 +36,51 @@ pub fn inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Vec<f32> 
                 })
                 .collect()
         }
+        RopeScaling::Yarn {
+            factor,
+            original_max_position,
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..
+        } => {
+            // The dimension (of `head_dim`) whose frequency turns `rotations` times over the
+            // original context.
+            let dim = head_dim as f64;
+            let correction_dim = |rotations: f32| {
+                dim * (original_max_position as f64
+                    / (rotations as f64 * 2.0 * std::f64::consts::PI))
+                    .ln()
+                    / (2.0 * (theta as f64).ln())
+            };
+            let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+            if truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+            if low == high {
+                high += 0.001;
+            }
+            base.into_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    // 1 keeps the original frequency, 0 interpolates it fully.
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0) as f32;
+                    let extrapolation = 1.0 - ramp;
+                    (f / factor) * (1.0 - extrapolation) + f * extrapolation
+                })
+                .collect()
+        }
+    }
+}
+
+/// The factor YaRN multiplies cos/sin by (1 for every other scheme).
+pub fn attention_factor(scaling: &RopeScaling) -> f32 {
+    match *scaling {
+        RopeScaling::Yarn {
+            attention_factor, ..
+        } => attention_factor,
+        _ => 1.0,
     }
 }
 
@@ -43,7 +88,7 @@ pub fn rope_spec(head_dim: usize, theta: f32, scaling: &RopeScaling, style: Rope
     RopeSpec {
         inv_freq: inv_freq(head_dim, theta, scaling),
         style,
-        mscale: 1.0,
+        mscale: attention_factor(scaling),
     }
 }
 
@@ -72,5 +117,37 @@ mod tests {
         assert_eq!(scaled[0], base[0]);
         let last = base.len() - 1;
         assert!((scaled[last] - base[last] / 8.0).abs() < 1e-12);
+    }
+
+    /// Qwen2.5's long-context config (factor 4 over 32768 positions, head_dim 128, theta 1e6),
+    /// against the values of transformers' `_compute_yarn_parameters`: the fast dimensions
+    /// kept, the slow ones divided by the factor, the ramp between.
+    #[test]
+    fn yarn_keeps_fast_and_interpolates_slow_frequencies() {
+        let s = RopeScaling::Yarn {
+            factor: 4.0,
+            original_max_position: 32768,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            truncate: true,
+            attention_factor: crate::spec::yarn_mscale(4.0, 1.0),
+        };
+        let base = inv_freq(128, 1e6, &RopeScaling::None);
+        let scaled = inv_freq(128, 1e6, &s);
+        // Correction range: floor(23.6) = 23 .. ceil(39.7) = 40 for these parameters.
+        for i in 0..=23 {
+            assert_eq!(scaled[i], base[i], "dimension {i}");
+        }
+        for i in 40..64 {
+            assert!(
+                (scaled[i] - base[i] / 4.0).abs() <= base[i] * 1e-6,
+                "dimension {i}"
+            );
+        }
+        let mid = 32;
+        let ramp = (mid as f32 - 23.0) / (40.0 - 23.0);
+        let want = base[mid] / 4.0 * ramp + base[mid] * (1.0 - ramp);
+        assert!((scaled[mid] - want).abs() <= want * 1e-6);
+        assert!((attention_factor(&s) - (0.1 * 4f32.ln() + 1.0)).abs() < 1e-7);
     }
 }

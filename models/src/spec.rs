@@ -10,6 +10,8 @@ pub enum Arch {
     Qwen3,
     Gemma3,
     Phi3,
+    /// DeepSeek-V2 and V3 (and their kin: Kimi K2, Moonlight): latent attention and experts.
+    Deepseek,
 }
 
 impl Arch {
@@ -21,6 +23,7 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
             Arch::Phi3 => "phi3",
+            Arch::Deepseek => "deepseek",
         }
     }
 }
@@ -40,6 +43,18 @@ pub enum RopeScaling {
         high_freq_factor: f32,
         original_max_position: usize,
     },
+    /// YaRN (HF "yarn"; Qwen2.5 long context, DeepSeek-V2/V3): frequencies below the
+    /// `beta_slow` rotations over the original context interpolated by `factor`, those above
+    /// `beta_fast` kept, a linear ramp between; cos/sin times `attention_factor`.
+    Yarn {
+        factor: f32,
+        original_max_position: usize,
+        beta_fast: f32,
+        beta_slow: f32,
+        /// Round the ramp's ends to whole dimensions (HF `truncate`, true by default).
+        truncate: bool,
+        attention_factor: f32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -47,6 +62,65 @@ pub struct RopeConfig {
     pub theta: f32,
     pub scaling: RopeScaling,
     pub style: RopeStyle,
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3): each token's keys and values are made from a
+/// small latent (`kv_lora_rank` wide) and one rotated key part shared by every head; queries
+/// go through a latent of their own (`q_lora_rank`) or straight. Each head's q and k are a
+/// part without RoPE (`qk_nope_head_dim`) then a rotated part (`qk_rope_head_dim`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatentAttention {
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
+}
+
+impl LatentAttention {
+    pub fn qk_head_dim(&self) -> usize {
+        self.qk_nope_head_dim + self.qk_rope_head_dim
+    }
+}
+
+/// How a router turns its logits into expert scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ExpertScoring {
+    Softmax,
+    Sigmoid,
+}
+
+/// How a group of experts is scored when routing is limited to the best groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum GroupScore {
+    /// The group's best expert (DeepSeek-V2's `group_limited_greedy`).
+    Max,
+    /// The sum of its two best (DeepSeek-V3's `noaux_tc`).
+    TopTwoSum,
+}
+
+/// Mixture-of-experts FFNs: each token runs `experts_per_token` of `num_experts` small FFNs,
+/// picked and weighted by a router, plus shared experts that every token runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MixtureOfExperts {
+    pub num_experts: usize,
+    pub experts_per_token: usize,
+    pub expert_intermediate_size: usize,
+    /// Intermediate size of the shared experts, run as one FFN (0: none).
+    pub shared_intermediate_size: usize,
+    /// Whether each layer runs experts; the others run a dense FFN of `intermediate_size`.
+    pub layers: Vec<bool>,
+    pub scoring: ExpertScoring,
+    /// Routing limited to the `topk_groups` best of `groups` equal groups (1: no limit).
+    pub groups: usize,
+    pub topk_groups: usize,
+    pub group_score: GroupScore,
+    /// A learned per-expert bias added to the scores for the choice only (DeepSeek-V3).
+    pub correction_bias: bool,
+    /// The chosen experts' weights divided by their sum.
+    pub normalize: bool,
+    /// The chosen experts' weights multiplied by this.
+    pub routed_scaling: f32,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -78,6 +152,10 @@ pub struct ModelSpec {
     /// Embeddings multiplied by this (gemma: sqrt(hidden)).
     pub embed_scale: Option<f32>,
     pub activation: Activation,
+    /// Latent attention in every layer instead of q/k/v projections (DeepSeek). `head_dim`
+    /// and `num_kv_heads` are then the cache's: every head, `max(qk, v)` wide.
+    pub latent_attention: Option<LatentAttention>,
+    pub experts: Option<MixtureOfExperts>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -125,6 +203,62 @@ impl ModelSpec {
             || self.rope.theta <= 0.0
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
+        }
+        if let Some(m) = &self.experts {
+            m.validate(self.num_layers)?;
+        }
+        if let Some(a) = &self.latent_attention {
+            let widest = a.qk_head_dim().max(a.v_head_dim);
+            if a.kv_lora_rank == 0
+                || a.qk_rope_head_dim == 0
+                || !a.qk_rope_head_dim.is_multiple_of(2)
+                || a.v_head_dim == 0
+                || self.head_dim != widest
+                || self.num_kv_heads != self.num_heads
+            {
+                return bad(format!(
+                    "latent attention {a:?} does not fit heads of {} dimensions",
+                    self.head_dim
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MixtureOfExperts {
+    fn validate(&self, num_layers: usize) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if self.num_experts == 0
+            || self.experts_per_token == 0
+            || self.experts_per_token > self.num_experts
+            || self.expert_intermediate_size == 0
+        {
+            return bad(format!(
+                "experts: {} of {} per token, intermediate size {}",
+                self.experts_per_token, self.num_experts, self.expert_intermediate_size
+            ));
+        }
+        if self.layers.len() != num_layers {
+            return bad(format!(
+                "experts: {} layer flags for {num_layers} layers",
+                self.layers.len()
+            ));
+        }
+        let per_group = self.num_experts / self.groups.max(1);
+        let group_ok = self.groups > 0
+            && self.num_experts.is_multiple_of(self.groups)
+            && (1..=self.groups).contains(&self.topk_groups)
+            && (self.group_score != GroupScore::TopTwoSum || self.groups == 1 || per_group >= 2)
+            && self.experts_per_token <= self.topk_groups * per_group;
+        if !group_ok {
+            return bad(format!(
+                "experts: {} per token from the best {} of {} groups of {} experts",
+                self.experts_per_token, self.topk_groups, self.groups, self.num_experts
+            ));
+        }
+        if !self.routed_scaling.is_finite() {
+            return bad("experts: routed_scaling_factor must be finite".into());
         }
         Ok(())
     }
@@ -199,9 +333,65 @@ impl HfConfig<'_> {
                 high_freq_factor: sub.f32("high_freq_factor", 4.0)?,
                 original_max_position: sub.usize("original_max_position_embeddings")?,
             }),
+            "yarn" => {
+                let max_position = self.opt_usize("max_position_embeddings")?;
+                let original = sub
+                    .opt_usize("original_max_position_embeddings")?
+                    .or(max_position)
+                    .ok_or_else(|| {
+                        ModelError::Config(
+                            "config.json: yarn rope_scaling without \
+                             `original_max_position_embeddings`"
+                                .into(),
+                        )
+                    })?;
+                let factor = match (sub.opt_f32("factor")?, max_position) {
+                    (Some(f), _) => f,
+                    (None, Some(max)) => max as f32 / original as f32,
+                    (None, None) => 1.0,
+                };
+                let attention_factor = match sub.opt_f32("attention_factor")? {
+                    Some(a) => a,
+                    None => match (sub.opt_f32("mscale")?, sub.opt_f32("mscale_all_dim")?) {
+                        (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                            yarn_mscale(factor, m) / yarn_mscale(factor, all)
+                        }
+                        _ => yarn_mscale(factor, 1.0),
+                    },
+                };
+                if !(factor.is_finite() && factor > 0.0 && attention_factor.is_finite()) {
+                    return Err(ModelError::Config(format!(
+                        "config.json: yarn factor {factor} / attention factor \
+                         {attention_factor} out of range"
+                    )));
+                }
+                Ok(RopeScaling::Yarn {
+                    factor,
+                    original_max_position: original,
+                    beta_fast: sub
+                        .opt_f32("beta_fast")?
+                        .filter(|b| *b != 0.0)
+                        .unwrap_or(32.0),
+                    beta_slow: sub
+                        .opt_f32("beta_slow")?
+                        .filter(|b| *b != 0.0)
+                        .unwrap_or(1.0),
+                    truncate: sub.bool("truncate", true),
+                    attention_factor,
+                })
+            }
             other => Err(ModelError::Config(format!(
                 "unsupported rope_scaling type `{other}`"
             ))),
         }
+    }
+}
+
+/// YaRN's attention temperature for a context stretched `scale` times (`0.1 m ln s + 1`).
+pub fn yarn_mscale(scale: f32, mscale: f32) -> f32 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
     }
 }

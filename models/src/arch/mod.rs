@@ -1,5 +1,6 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod deepseek;
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
@@ -26,6 +27,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "qwen3" => qwen3::from_hf(&c)?,
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
+        "deepseek_v2" => deepseek::from_hf(&c, false)?,
+        "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     spec.validate()?;
@@ -124,6 +127,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation,
+        latent_attention: None,
+        experts: None,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -153,6 +158,35 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         Some("linear") => RopeScaling::Linear {
             factor: g.get_f64(&k("rope.scaling.factor")).unwrap_or(1.0) as f32,
         },
+        Some("yarn") => {
+            let factor = g.get_f64(&k("rope.scaling.factor")).unwrap_or(1.0) as f32;
+            let original = g
+                .get_usize(&k("rope.scaling.original_context_length"))
+                .ok_or_else(|| {
+                    ModelError::Config(
+                        "GGUF: yarn rope scaling without rope.scaling.original_context_length"
+                            .into(),
+                    )
+                })?;
+            let beta = |key: &str, default: f32| {
+                g.get_f64(&k(key))
+                    .map(|b| b as f32)
+                    .filter(|b| *b != 0.0)
+                    .unwrap_or(default)
+            };
+            RopeScaling::Yarn {
+                factor,
+                original_max_position: original,
+                beta_fast: beta("rope.scaling.yarn_beta_fast", 32.0),
+                beta_slow: beta("rope.scaling.yarn_beta_slow", 1.0),
+                truncate: true,
+                // llama.cpp multiplies YaRN's own temperature by `attn_factor` (1 unless set).
+                attention_factor: g
+                    .get_f64(&k("rope.scaling.attn_factor"))
+                    .map_or(1.0, |a| a as f32)
+                    * crate::spec::yarn_mscale(factor, 1.0),
+            }
+        }
         Some(other) => {
             return Err(ModelError::Config(format!(
                 "unsupported GGUF rope scaling `{other}`"
@@ -192,6 +226,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation: Activation::Silu,
+        latent_attention: None,
+        experts: None,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })

@@ -29,6 +29,9 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
     let rest = stem.strip_prefix("blk.")?;
     let (l, part) = rest.split_once('.')?;
     let l: usize = l.parse().ok()?;
+    if let Some(hf) = expert_to_hf(part, suffix) {
+        return Some(format!("model.layers.{l}.{hf}"));
+    }
     let hf = match (part, naming) {
         ("attn_norm", _) => "input_layernorm",
         ("attn_q", _) => "self_attn.q_proj",
@@ -39,6 +42,13 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("attn_qkv", _) => "self_attn.qkv_proj",
         ("ffn_gate_up", _) => "mlp.gate_up_proj",
         ("attn_output", _) => "self_attn.o_proj",
+        // DeepSeek's latent attention (llama.cpp's deepseek2 names).
+        ("attn_q_a", _) => "self_attn.q_a_proj",
+        ("attn_q_a_norm", _) => "self_attn.q_a_layernorm",
+        ("attn_q_b", _) => "self_attn.q_b_proj",
+        ("attn_kv_a_mqa", _) => "self_attn.kv_a_proj_with_mqa",
+        ("attn_kv_a_norm", _) => "self_attn.kv_a_layernorm",
+        ("attn_kv_b", _) => "self_attn.kv_b_proj",
         ("attn_q_norm", _) => "self_attn.q_norm",
         ("attn_k_norm", _) => "self_attn.k_norm",
         ("ffn_gate", _) => "mlp.gate_proj",
@@ -51,6 +61,36 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         _ => return None,
     };
     Some(format!("model.layers.{l}.{hf}.{suffix}"))
+}
+
+/// Canonical name of expert `e`'s `what` (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`) in
+/// layer `l`: llama.cpp's name of the tensor holding every expert, with the expert's index.
+pub fn expert(l: usize, what: &str, e: usize) -> String {
+    format!("blk.{l}.{what}.{e}.weight")
+}
+
+/// HF names of the mixture-of-experts tensors (`part` is the canonical name between the layer
+/// and the suffix): the router, its correction bias, one expert's projections, the shared
+/// experts'.
+fn expert_to_hf(part: &str, suffix: &str) -> Option<String> {
+    let projection = |p: &str| match p {
+        "ffn_gate" => Some("gate_proj"),
+        "ffn_up" => Some("up_proj"),
+        "ffn_down" => Some("down_proj"),
+        _ => None,
+    };
+    match (part, suffix) {
+        ("ffn_gate_inp", "weight") => return Some("mlp.gate.weight".into()),
+        ("exp_probs_b", "bias") => return Some("mlp.gate.e_score_correction_bias".into()),
+        _ => {}
+    }
+    if let Some(p) = part.strip_suffix("_shexp").and_then(projection) {
+        return Some(format!("mlp.shared_experts.{p}.{suffix}"));
+    }
+    let (what, e) = part.split_once('.')?;
+    let e: usize = e.parse().ok()?;
+    let p = what.strip_suffix("_exps").and_then(projection)?;
+    Some(format!("mlp.experts.{e}.{p}.{suffix}"))
 }
 
 #[cfg(test)]
@@ -80,5 +120,31 @@ mod tests {
             Some("lm_head.weight")
         );
         assert_eq!(to_hf("blk.x.attn_q.weight", HfNormNaming::Llama), None);
+    }
+
+    #[test]
+    fn maps_experts_and_latent_attention() {
+        let hf = |n: &str| to_hf(n, HfNormNaming::Llama);
+        assert_eq!(
+            hf(&expert(3, "ffn_down_exps", 12)).as_deref(),
+            Some("model.layers.3.mlp.experts.12.down_proj.weight")
+        );
+        assert_eq!(
+            hf("blk.1.ffn_up_shexp.weight").as_deref(),
+            Some("model.layers.1.mlp.shared_experts.up_proj.weight")
+        );
+        assert_eq!(
+            hf("blk.1.ffn_gate_inp.weight").as_deref(),
+            Some("model.layers.1.mlp.gate.weight")
+        );
+        assert_eq!(
+            hf("blk.1.exp_probs_b.bias").as_deref(),
+            Some("model.layers.1.mlp.gate.e_score_correction_bias")
+        );
+        assert_eq!(
+            hf("blk.0.attn_kv_a_mqa.weight").as_deref(),
+            Some("model.layers.0.self_attn.kv_a_proj_with_mqa.weight")
+        );
+        assert_eq!(hf("blk.0.ffn_gate_exps.x.weight"), None);
     }
 }

@@ -55,6 +55,8 @@ fn base_spec(
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation: Activation::Silu,
+        latent_attention: None,
+        experts: None,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }

@@ -1,0 +1,65 @@
+//! Loading a model's tensors by canonical name, checked against the shapes its spec implies.
+use crate::backend::Backend;
+use crate::error::{ModelError, Result};
+use crate::weights::names::layer;
+use crate::weights::{require, HostWeight, WeightSource};
+
+/// Loads tensors by canonical name and checks them against the shapes the spec implies.
+pub(crate) struct Loader<'a, B: Backend> {
+    pub backend: &'a B,
+    pub src: &'a dyn WeightSource,
+    pub norm_offset: f32,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    pub fn checked(&self, name: &str, expected: &[usize]) -> Result<HostWeight> {
+        let w = require(self.src, name)?;
+        let actual = w.shape();
+        if actual != expected {
+            return Err(ModelError::ShapeMismatch {
+                tensor: name.into(),
+                expected: expected.to_vec(),
+                actual,
+            });
+        }
+        Ok(w)
+    }
+
+    pub fn weight(&self, name: &str, expected: &[usize]) -> Result<B::Weight> {
+        self.backend.load_weight(self.checked(name, expected)?)
+    }
+
+    pub fn opt_weight(&self, name: &str, expected: &[usize]) -> Result<Option<B::Weight>> {
+        if !self.src.contains(name) {
+            return Ok(None);
+        }
+        self.weight(name, expected).map(Some)
+    }
+
+    /// Layer `l`'s gate and up stored as one `[2f, h]` weight (gate rows first), if they are:
+    /// `ffn_gate_up` (HF Phi-3's `gate_up_proj`), or a double-height `ffn_up` without a
+    /// `ffn_gate` beside it (llama.cpp's phi3 GGUFs).
+    pub fn joined_gate_up(&self, l: usize, f: usize, h: usize) -> Result<Option<B::Weight>> {
+        let joined = layer(l, "ffn_gate_up.weight");
+        if self.src.contains(&joined) {
+            return self.weight(&joined, &[2 * f, h]).map(Some);
+        }
+        let up = layer(l, "ffn_up.weight");
+        if self.src.contains(&layer(l, "ffn_gate.weight")) || !self.src.contains(&up) {
+            return Ok(None);
+        }
+        self.weight(&up, &[2 * f, h]).map(Some)
+    }
+
+    /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).
+    pub fn norm(&self, name: &str, dim: usize) -> Result<B::Weight> {
+        let w = self.checked(name, &[dim])?;
+        let w = if self.norm_offset != 0.0 {
+            let off = self.norm_offset as f64;
+            w.map_dense(|t| t.affine(1.0, off))?
+        } else {
+            w
+        };
+        self.backend.load_weight(w)
+    }
+}

@@ -1,0 +1,449 @@
+//! Multi-head latent attention (DeepSeek-V2/V3), run as multi-head attention over the paged
+//! cache.
+//!
+//! Each token's keys and values come from a small latent (`kv_lora_rank` wide, normed, then
+//! one up-projection per head) plus one rotated key part shared by every head. candor expands
+//! them per head when they are written, so attention is the paged attention every backend
+//! already runs (its fused norm/RoPE/KV-write kernels included): vLLM ran MLA the same way
+//! before its latent-space kernels. The price is cache memory: `2 × heads × max(qk, v)`
+//! values per token and layer instead of `kv_lora_rank + qk_rope_head_dim`; attending in the
+//! latent space (the up-projections absorbed into q and the output) is the next step.
+//!
+//! Everything that differs from plain attention is folded into the weights at load:
+//! - each head's dimensions are laid out so RoPE of the whole head rotates exactly its rotary
+//!   part: the rotary dimensions where the pairing style expects them, the others beside them
+//!   with a frequency of 0 (a rotation by 0 leaves them as they are, exactly), so no backend
+//!   needs a partial rotary op; q and k get the same layout, so their dot products are HF's;
+//! - values are padded with zero dimensions to the heads' width, and the output projection
+//!   takes zero columns there;
+//! - the shared rotated key part reaches every head through a product with a fixed matrix
+//!   (`k_rope_spread`) whose entries also carry YaRN's rotary temperature, as q's rotary rows
+//!   do, so RoPE itself runs unscaled.
+use crate::backend::{Backend, RopeSpec, RopeStyle};
+use crate::error::{ModelError, Result};
+use crate::layer_loader::Loader;
+use crate::projection::{members, NormedInput, Projections};
+use crate::rope::{attention_factor, inv_freq};
+use crate::spec::{LatentAttention, ModelSpec};
+use crate::weights::names::layer;
+use crate::weights::HostWeight;
+use candle_core::{Device, Tensor};
+
+/// transformers builds the latent norms with RMSNorm's default epsilon, not the config's.
+const LATENT_NORM_EPS: f32 = 1e-6;
+
+/// Where each dimension of a q or k head goes in candor's head layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadLayout {
+    nope: usize,
+    rope: usize,
+    /// The heads' width: `max(qk_head_dim, v_head_dim)`.
+    width: usize,
+    style: RopeStyle,
+}
+
+impl HeadLayout {
+    pub fn new(a: &LatentAttention, style: RopeStyle) -> Self {
+        HeadLayout {
+            nope: a.qk_nope_head_dim,
+            rope: a.qk_rope_head_dim,
+            width: a.qk_head_dim().max(a.v_head_dim),
+            style,
+        }
+    }
+
+    /// The position of rotary dimension `j`: pairs (2i, 2i+1) stay where they are
+    /// (interleaved); pairs (i, i + rope/2) move to (i, i + width/2) (neox).
+    fn rope_position(&self, j: usize) -> usize {
+        match self.style {
+            RopeStyle::Interleaved => j,
+            RopeStyle::Neox if j < self.rope / 2 => j,
+            RopeStyle::Neox => self.width / 2 + j - self.rope / 2,
+        }
+    }
+
+    /// For each position of a q/k head, the HF dimension it holds (HF heads are the part
+    /// without RoPE, then the rotary part) and whether it rotates; None for padding.
+    fn qk_sources(&self) -> Vec<Option<(usize, bool)>> {
+        let mut out = vec![None; self.width];
+        for j in 0..self.rope {
+            out[self.rope_position(j)] = Some((self.nope + j, true));
+        }
+        let free: Vec<usize> = (0..self.width).filter(|&p| out[p].is_none()).collect();
+        for (n, &p) in free.iter().take(self.nope).enumerate() {
+            out[p] = Some((n, false));
+        }
+        out
+    }
+
+    /// The frequencies of a whole head (`width / 2`): the rotary part's `freqs` on the pairs
+    /// it occupies, 0 on the others.
+    fn head_freqs(&self, freqs: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.width / 2];
+        out[..freqs.len()].copy_from_slice(freqs);
+        out
+    }
+}
+
+/// The rotary embedding of latent-attention heads (unscaled: YaRN's temperature is in the
+/// weights), and that temperature.
+pub fn rope(spec: &ModelSpec, a: &LatentAttention) -> (RopeSpec, f32) {
+    let layout = HeadLayout::new(a, spec.rope.style);
+    let freqs = inv_freq(a.qk_rope_head_dim, spec.rope.theta, &spec.rope.scaling);
+    let rope = RopeSpec {
+        inv_freq: layout.head_freqs(&freqs),
+        style: spec.rope.style,
+        mscale: 1.0,
+    };
+    (rope, attention_factor(&spec.rope.scaling))
+}
+
+/// One layer's latent attention weights, folded into candor's head layout.
+pub struct LatentAttentionWeights<B: Backend> {
+    /// Products of the normed input: the q latent (or q itself, folded), the kv latent, the
+    /// shared rotary key part.
+    input: Projections<B>,
+    /// The q latent's norm and up-projection (folded), when q has a latent.
+    q_latent: Option<(B::Weight, B::Weight)>,
+    kv_norm: B::Weight,
+    /// From the normed kv latent: each head's key without its rotary part, and its value.
+    kv_up: Projections<B>,
+    /// `[heads × width, rope]`: the shared rotary key part into every head.
+    k_rope_spread: B::Weight,
+    heads: usize,
+    width: usize,
+}
+
+impl<B: Backend> LatentAttentionWeights<B> {
+    pub(crate) fn load(ld: &Loader<'_, B>, l: usize, spec: &ModelSpec) -> Result<Self> {
+        let a = spec
+            .latent_attention
+            .as_ref()
+            .ok_or_else(|| ModelError::Config("no latent attention in the spec".into()))?;
+        let layout = HeadLayout::new(a, spec.rope.style);
+        let (_, temperature) = rope(spec, a);
+        let (h, heads) = (spec.hidden_size, spec.num_heads);
+        let (qk, v, r, kv_rank) = (
+            a.qk_head_dim(),
+            a.v_head_dim,
+            a.qk_rope_head_dim,
+            a.kv_lora_rank,
+        );
+        let n = |s: &str| layer(l, s);
+        let fold = Fold {
+            layout,
+            heads,
+            temperature,
+        };
+        let (first, q_latent) = match a.q_lora_rank {
+            Some(rank) => {
+                let q_a = ld.checked(&n("attn_q_a.weight"), &[rank, h])?;
+                let q_b = ld.checked(&n("attn_q_b.weight"), &[heads * qk, rank])?;
+                let q_up = ld.backend.load_weight(fold.query(q_b)?)?;
+                let norm = ld.norm(&n("attn_q_a_norm.weight"), rank)?;
+                (q_a, Some((norm, q_up)))
+            }
+            None => {
+                let q = ld.checked(&n("attn_q.weight"), &[heads * qk, h])?;
+                (fold.query(q)?, None)
+            }
+        };
+        let kv_a = ld.checked(&n("attn_kv_a_mqa.weight"), &[kv_rank + r, h])?;
+        let [latent, k_rope] = split_rows(&kv_a, [kv_rank, r])?;
+        let input = Projections::new(
+            ld.backend,
+            vec![
+                (ld.backend.load_weight(first)?, None),
+                (ld.backend.load_weight(latent)?, None),
+                (ld.backend.load_weight(k_rope)?, None),
+            ],
+        )?;
+        let kv_b = ld.checked(
+            &n("attn_kv_b.weight"),
+            &[heads * (a.qk_nope_head_dim + v), kv_rank],
+        )?;
+        let (k_up, v_up) = fold.key_value(&kv_b, a)?;
+        let kv_up = Projections::new(
+            ld.backend,
+            vec![
+                (ld.backend.load_weight(k_up)?, None),
+                (ld.backend.load_weight(v_up)?, None),
+            ],
+        )?;
+        Ok(LatentAttentionWeights {
+            input,
+            q_latent,
+            kv_norm: ld.norm(&n("attn_kv_a_norm.weight"), kv_rank)?,
+            kv_up,
+            k_rope_spread: ld.backend.load_weight(fold.spread()?)?,
+            heads,
+            width: layout.width,
+        })
+    }
+
+    /// The output projection (`[hidden, heads × v_head_dim]`) with zero columns for the
+    /// values' padding: `[hidden, heads × width]`.
+    pub(crate) fn load_output(ld: &Loader<'_, B>, l: usize, spec: &ModelSpec) -> Result<B::Weight> {
+        let a = spec
+            .latent_attention
+            .as_ref()
+            .ok_or_else(|| ModelError::Config("no latent attention in the spec".into()))?;
+        let (heads, v) = (spec.num_heads, a.v_head_dim);
+        let width = a.qk_head_dim().max(v);
+        let o = ld.checked(
+            &layer(l, "attn_output.weight"),
+            &[spec.hidden_size, heads * v],
+        )?;
+        let sources: Vec<Option<usize>> = (0..heads * width)
+            .map(|p| Some((p / width) * v + p % width).filter(|_| p % width < v))
+            .collect();
+        let source = o.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+        let t = o.to_f32()?.t()?.contiguous()?;
+        let folded = pick_rows(&t, &sources, None)?.t()?.contiguous()?;
+        ld.backend.load_weight(HostWeight::Dense {
+            tensor: folded,
+            source,
+        })
+    }
+
+    /// q, k and v (`[tokens, heads, width]` each) from the layer's input (the attention norm
+    /// of the residual stream), and the stream's next value.
+    pub fn q_k_v(&self, b: &B, input: &NormedInput<'_, B>) -> Result<(B::Tensor, [B::Tensor; 3])> {
+        let (stream, parts) = self.input.apply_normed(b, input, None)?;
+        let [q, latent, k_rope] = members(parts)?;
+        let q = match &self.q_latent {
+            Some((norm, up)) => b.linear(&b.rms_norm(&q, norm, LATENT_NORM_EPS)?, up, None)?,
+            None => q,
+        };
+        let latent = b.rms_norm(&latent, &self.kv_norm, LATENT_NORM_EPS)?;
+        let [k, v] = members(self.kv_up.apply(b, &latent, None)?)?;
+        let k = b.add(&k, &b.linear(&k_rope, &self.k_rope_spread, None)?)?;
+        let tokens = b.shape(&q).first().copied().unwrap_or(0);
+        let shape = [tokens, self.heads, self.width];
+        Ok((
+            stream,
+            [
+                b.reshape(&q, &shape)?,
+                b.reshape(&k, &shape)?,
+                b.reshape(&v, &shape)?,
+            ],
+        ))
+    }
+
+    pub fn joined_groups(&self) -> usize {
+        self.input.is_joined() as usize + self.kv_up.is_joined() as usize
+    }
+}
+
+/// The load-time rewrites of one layer's weights into the head layout.
+struct Fold {
+    layout: HeadLayout,
+    heads: usize,
+    /// YaRN's rotary temperature, carried by q's rotary rows and the key spread.
+    temperature: f32,
+}
+
+impl Fold {
+    /// q's weight (`[heads × qk, in]`, HF head layout) in candor's.
+    fn query(&self, q: HostWeight) -> Result<HostWeight> {
+        let (width, qk) = (self.layout.width, self.layout.nope + self.layout.rope);
+        let per_head = self.layout.qk_sources();
+        let mut sources = Vec::with_capacity(self.heads * width);
+        let mut scales = Vec::with_capacity(self.heads * width);
+        for h in 0..self.heads {
+            for s in &per_head {
+                sources.push(s.map(|(d, _)| h * qk + d));
+                scales.push(match s {
+                    Some((_, true)) => self.temperature,
+                    _ => 1.0,
+                });
+            }
+        }
+        dense_like(&q, |t| pick_rows(t, &sources, Some(&scales)))
+    }
+
+    /// kv_b (`[heads × (nope + v), kv_rank]`) as the key's up-projection (its part without
+    /// RoPE at those positions, zero rows at the rotary ones) and the value's (zero rows
+    /// past `v_head_dim`), both `[heads × width, kv_rank]`.
+    fn key_value(
+        &self,
+        kv_b: &HostWeight,
+        a: &LatentAttention,
+    ) -> Result<(HostWeight, HostWeight)> {
+        let (width, stride) = (self.layout.width, a.qk_nope_head_dim + a.v_head_dim);
+        let per_head = self.layout.qk_sources();
+        let mut k_sources = Vec::with_capacity(self.heads * width);
+        let mut v_sources = Vec::with_capacity(self.heads * width);
+        for h in 0..self.heads {
+            for (p, s) in per_head.iter().enumerate() {
+                k_sources.push(match s {
+                    Some((d, false)) => Some(h * stride + d),
+                    _ => None,
+                });
+                v_sources
+                    .push(Some(h * stride + a.qk_nope_head_dim + p).filter(|_| p < a.v_head_dim));
+            }
+        }
+        Ok((
+            dense_like(kv_b, |t| pick_rows(t, &k_sources, None))?,
+            dense_like(kv_b, |t| pick_rows(t, &v_sources, None))?,
+        ))
+    }
+
+    /// `[heads × width, rope]`: rotary dimension j of the shared key part to its position in
+    /// every head, times the rotary temperature.
+    fn spread(&self) -> Result<HostWeight> {
+        let (width, rope) = (self.layout.width, self.layout.rope);
+        let mut m = vec![0f32; self.heads * width * rope];
+        for h in 0..self.heads {
+            for j in 0..rope {
+                m[(h * width + self.layout.rope_position(j)) * rope + j] = self.temperature;
+            }
+        }
+        Ok(HostWeight::Dense {
+            tensor: Tensor::from_vec(m, (self.heads * width, rope), &Device::Cpu)?,
+            source: crate::backend::WeightDtype::F32,
+        })
+    }
+}
+
+/// A dense weight made from `w`'s f32 values by `f`, keeping the dtype the file stored (so a
+/// half-precision checkout stays in 16 bits on the device).
+fn dense_like(w: &HostWeight, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<HostWeight> {
+    let source = w.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+    Ok(HostWeight::Dense {
+        tensor: f(&w.to_f32()?)?,
+        source,
+    })
+}
+
+/// Rows of `w` (`[rows, cols]`) by `sources` (None: a row of zeros), each times its scale.
+fn pick_rows(w: &Tensor, sources: &[Option<usize>], scales: Option<&[f32]>) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let values = w.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; sources.len() * cols];
+    for (i, (dst, src)) in out.chunks_exact_mut(cols.max(1)).zip(sources).enumerate() {
+        let Some(src) = *src else { continue };
+        if src >= rows {
+            return Err(ModelError::Config(format!(
+                "latent attention fold: row {src} of {rows}"
+            )));
+        }
+        let scale = scales.map_or(1.0, |s| s[i]);
+        for (d, &v) in dst.iter_mut().zip(&values[src * cols..(src + 1) * cols]) {
+            *d = v * scale;
+        }
+    }
+    Ok(Tensor::from_vec(out, (sources.len(), cols), &Device::Cpu)?)
+}
+
+/// `w`'s rows cut in two consecutive parts.
+fn split_rows(w: &HostWeight, [a, b]: [usize; 2]) -> Result<[HostWeight; 2]> {
+    let part = |start, len| dense_like(w, |t| Ok(t.narrow(0, start, len)?.contiguous()?));
+    Ok([part(0, a)?, part(a, b)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latent(nope: usize, rope: usize, v: usize) -> LatentAttention {
+        LatentAttention {
+            q_lora_rank: None,
+            kv_lora_rank: 4,
+            qk_nope_head_dim: nope,
+            qk_rope_head_dim: rope,
+            v_head_dim: v,
+        }
+    }
+
+    #[test]
+    fn interleaved_heads_keep_the_rotary_part_first() {
+        let l = HeadLayout::new(&latent(4, 4, 4), RopeStyle::Interleaved);
+        let s: Vec<_> = l.qk_sources().into_iter().map(|s| s.unwrap()).collect();
+        assert_eq!(
+            s,
+            vec![
+                (4, true),
+                (5, true),
+                (6, true),
+                (7, true),
+                (0, false),
+                (1, false),
+                (2, false),
+                (3, false)
+            ]
+        );
+        assert_eq!(l.head_freqs(&[1.0, 0.5]), vec![1.0, 0.5, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn neox_heads_pair_the_rotary_halves_across_the_head() {
+        // width 12 (v wider than qk = 8): rotary dims 0, 1 at 0, 1 and 2, 3 at 6, 7.
+        let l = HeadLayout::new(&latent(4, 4, 12), RopeStyle::Neox);
+        let s = l.qk_sources();
+        assert_eq!(s[0], Some((4, true)));
+        assert_eq!(s[6], Some((6, true)));
+        assert_eq!(s[7], Some((7, true)));
+        assert_eq!(s[2], Some((0, false)));
+        assert_eq!(s.iter().filter(|s| s.is_none()).count(), 4);
+    }
+
+    /// A rotation of the folded head equals HF's rotation of the rotary part, the other
+    /// dimensions untouched, for both pairings.
+    #[test]
+    fn rotating_the_whole_folded_head_rotates_only_the_rotary_part() {
+        for style in [RopeStyle::Interleaved, RopeStyle::Neox] {
+            let l = HeadLayout::new(&latent(2, 4, 2), style);
+            let hf: Vec<f32> = vec![0.3, -0.7, 1.0, 2.0, 3.0, 4.0];
+            let freqs = [1.0f32, 0.25];
+            let pos = 3.0f32;
+            // HF: the rotary part [1, 2, 3, 4] rotated by pairs of its own style.
+            let rot = &hf[2..];
+            let mut want = hf.clone();
+            for (i, f) in freqs.iter().enumerate() {
+                let (s, c) = (pos * f).sin_cos();
+                let (a, b) = match style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + 2),
+                };
+                want[2 + a] = rot[a] * c - rot[b] * s;
+                want[2 + b] = rot[b] * c + rot[a] * s;
+            }
+            // candor: the folded head, rotated whole with the padded frequencies.
+            let sources = l.qk_sources();
+            let mut head: Vec<f32> = sources
+                .iter()
+                .map(|s| s.map_or(0.0, |(d, _)| hf[d]))
+                .collect();
+            let hf_freqs = l.head_freqs(&freqs);
+            let w = l.width;
+            for (i, f) in hf_freqs.iter().enumerate() {
+                let (s, c) = (pos * f).sin_cos();
+                let (a, b) = match style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + w / 2),
+                };
+                let (x, y) = (head[a], head[b]);
+                head[a] = x * c - y * s;
+                head[b] = y * c + x * s;
+            }
+            for (p, s) in sources.iter().enumerate() {
+                if let Some((d, _)) = s {
+                    assert!((head[p] - want[*d]).abs() < 1e-6, "{style:?} dim {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn picked_rows_are_scaled_and_padded() {
+        let w = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (2, 2), &Device::Cpu).unwrap();
+        let p = pick_rows(&w, &[Some(1), None, Some(0)], Some(&[2.0, 1.0, 1.0])).unwrap();
+        assert_eq!(
+            p.to_vec2::<f32>().unwrap(),
+            vec![vec![6.0, 8.0], vec![0.0, 0.0], vec![1.0, 2.0]]
+        );
+        assert!(pick_rows(&w, &[Some(2)], None).is_err());
+    }
+}

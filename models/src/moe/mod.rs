@@ -1,0 +1,234 @@
+//! Feed-forward blocks: the dense gated MLP every family runs, and the mixture of experts of
+//! DeepSeek's layers (a router picks each token's experts; shared experts run on every token).
+//!
+//! Experts run one at a time over the rows routed to them (`gather_rows`, the expert's own
+//! gated MLP, `add_rows_scaled` into the output): each expert's weights are read once per
+//! step for all its tokens, which is what bounds decode on any device, and every op is one
+//! the backends already have. The routing itself is host code (`route`).
+pub mod route;
+
+use crate::backend::{Activation, Backend};
+use crate::error::{ModelError, Result};
+use crate::layer_loader::Loader;
+use crate::projection::{members, Projections};
+use crate::spec::MixtureOfExperts;
+use crate::weights::names::{expert, layer};
+use route::route;
+
+/// A gated MLP: `down(act(gate(x)) * up(x))`, gate and up joined where the backend allows.
+pub struct Mlp<B: Backend> {
+    pub(crate) gate_up: Projections<B>,
+    pub(crate) down: B::Weight,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// The MLP of `gate`, `up` (`[f, h]`) and `down` (`[h, f]`) by canonical name.
+    fn load(ld: &Loader<'_, B>, names: [&str; 3], f: usize, h: usize) -> Result<Self> {
+        let [gate, up, down] = names;
+        Ok(Mlp {
+            gate_up: Projections::new(
+                ld.backend,
+                vec![
+                    (ld.weight(gate, &[f, h])?, None),
+                    (ld.weight(up, &[f, h])?, None),
+                ],
+            )?,
+            down: ld.weight(down, &[h, f])?,
+        })
+    }
+
+    /// `x` (`[tokens, hidden]`, already normed) through the MLP.
+    pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
+        b.glu_linear(&gate, &up, act, &self.down)
+    }
+}
+
+/// One layer's mixture of experts.
+pub struct Experts<B: Backend> {
+    /// `[num_experts, hidden]`: the router's logits are `x @ router^T`.
+    router: B::Weight,
+    /// DeepSeek-V3's per-expert correction of the scores, for the choice only.
+    correction_bias: Option<Vec<f32>>,
+    experts: Vec<Mlp<B>>,
+    shared: Option<Mlp<B>>,
+    spec: MixtureOfExperts,
+    hidden: usize,
+}
+
+impl<B: Backend> Experts<B> {
+    pub(crate) fn load(
+        ld: &Loader<'_, B>,
+        l: usize,
+        spec: &MixtureOfExperts,
+        hidden: usize,
+    ) -> Result<Self> {
+        let (n, f, h) = (spec.num_experts, spec.expert_intermediate_size, hidden);
+        let correction_bias = match spec.correction_bias {
+            true => {
+                let b = ld.checked(&layer(l, "exp_probs_b.bias"), &[n])?;
+                Some(b.to_f32()?.to_vec1::<f32>()?)
+            }
+            false => None,
+        };
+        let experts = (0..n)
+            .map(|e| {
+                let [g, u, d] = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"];
+                Mlp::load(
+                    ld,
+                    [&expert(l, g, e), &expert(l, u, e), &expert(l, d, e)],
+                    f,
+                    h,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let shared = match spec.shared_intermediate_size {
+            0 => None,
+            fs => Some(Mlp::load(
+                ld,
+                [
+                    &layer(l, "ffn_gate_shexp.weight"),
+                    &layer(l, "ffn_up_shexp.weight"),
+                    &layer(l, "ffn_down_shexp.weight"),
+                ],
+                fs,
+                h,
+            )?),
+        };
+        Ok(Experts {
+            router: ld.weight(&layer(l, "ffn_gate_inp.weight"), &[n, h])?,
+            correction_bias,
+            experts,
+            shared,
+            spec: spec.clone(),
+            hidden,
+        })
+    }
+
+    /// `x` (`[tokens, hidden]`, already normed) through the experts each token is routed to,
+    /// weighted, plus the shared experts.
+    pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        let tokens = b.shape(x).first().copied().unwrap_or(0);
+        let logits = b.download(&b.linear(x, &self.router, None)?)?;
+        let routes = route(&logits, tokens, self.correction_bias.as_deref(), &self.spec)?;
+        let mut out = match &self.shared {
+            Some(shared) => shared.forward(b, x, act)?,
+            None => b.upload(&vec![0.0; tokens * self.hidden], &[tokens, self.hidden])?,
+        };
+        for (mlp, routed) in self.experts.iter().zip(&routes) {
+            if routed.rows.is_empty() {
+                continue;
+            }
+            let rows = b.gather_rows(x, &routed.rows)?;
+            let y = mlp.forward(b, &rows, act)?;
+            out = b.add_rows_scaled(&out, &routed.rows, &y, &routed.weights)?;
+        }
+        Ok(out)
+    }
+}
+
+/// `Backend::add_rows_scaled` on host slices: `acc` of `shape` (`[rows, width]`), `x` of
+/// `rows.len()` rows of the same width.
+pub fn add_rows_scaled_host(
+    acc: &mut [f32],
+    shape: &[usize],
+    rows: &[u32],
+    x: &[f32],
+    weights: &[f32],
+) -> Result<()> {
+    let (&[n, width], true) = (shape, rows.len() == weights.len()) else {
+        return Err(ModelError::Backend(format!(
+            "add_rows_scaled: accumulator {shape:?}, {} rows, {} weights",
+            rows.len(),
+            weights.len()
+        )));
+    };
+    if x.len() != rows.len() * width || acc.len() != n * width {
+        return Err(ModelError::Backend(format!(
+            "add_rows_scaled: {} values for {} rows of {width}",
+            x.len(),
+            rows.len()
+        )));
+    }
+    for ((&r, &w), src) in rows.iter().zip(weights).zip(x.chunks_exact(width.max(1))) {
+        let r = r as usize;
+        if r >= n {
+            return Err(ModelError::Backend(format!(
+                "add_rows_scaled: row {r} of {n}"
+            )));
+        }
+        for (a, &v) in acc[r * width..(r + 1) * width].iter_mut().zip(src) {
+            *a += w * v;
+        }
+    }
+    Ok(())
+}
+
+/// A layer's feed-forward block.
+pub enum Ffn<B: Backend> {
+    Dense(Mlp<B>),
+    Experts(Box<Experts<B>>),
+}
+
+impl<B: Backend> Ffn<B> {
+    /// Layer `l`'s FFN: its experts where the spec gives the layer some, else the dense MLP
+    /// (gate and up possibly stored joined).
+    pub(crate) fn load(
+        ld: &Loader<'_, B>,
+        l: usize,
+        moe: Option<&MixtureOfExperts>,
+        f: usize,
+        h: usize,
+    ) -> Result<Self> {
+        if let Some(m) = moe.filter(|m| m.layers.get(l).copied().unwrap_or(false)) {
+            return Ok(Ffn::Experts(Box::new(Experts::load(ld, l, m, h)?)));
+        }
+        if let Some(joined) = ld.joined_gate_up(l, f, h)? {
+            return Ok(Ffn::Dense(Mlp {
+                gate_up: Projections::joined(ld.backend, joined, vec![f, f])?,
+                down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
+            }));
+        }
+        let n = |s: &str| layer(l, s);
+        Mlp::load(
+            ld,
+            [
+                &n("ffn_gate.weight"),
+                &n("ffn_up.weight"),
+                &n("ffn_down.weight"),
+            ],
+            f,
+            h,
+        )
+        .map(Ffn::Dense)
+    }
+
+    pub fn is_joined(&self) -> bool {
+        match self {
+            Ffn::Dense(m) => m.gate_up.is_joined(),
+            Ffn::Experts(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_weighted_rows_where_they_belong() {
+        let mut acc = vec![1.0; 6];
+        add_rows_scaled_host(
+            &mut acc,
+            &[3, 2],
+            &[2, 0],
+            &[1.0, 2.0, 3.0, 4.0],
+            &[0.5, 2.0],
+        )
+        .unwrap();
+        assert_eq!(acc, vec![7.0, 9.0, 1.0, 1.0, 1.5, 2.0]);
+        let bad = add_rows_scaled_host(&mut acc, &[3, 2], &[3], &[1.0, 2.0], &[1.0]);
+        assert!(bad.is_err());
+        assert!(add_rows_scaled_host(&mut acc, &[3, 2], &[0], &[1.0], &[1.0]).is_err());
+    }
+}
