@@ -123,12 +123,7 @@ impl<B: Backend> LatentAttentionWeights<B> {
         let layout = HeadLayout::new(a, spec.rope.style);
         let (_, temperature) = rope(spec, a);
         let (h, heads) = (spec.hidden_size, spec.num_heads);
-        let (qk, v, r, kv_rank) = (
-            a.qk_head_dim(),
-            a.v_head_dim,
-            a.qk_rope_head_dim,
-            a.kv_lora_rank,
-        );
+        let (qk, r, kv_rank) = (a.qk_head_dim(), a.qk_rope_head_dim, a.kv_lora_rank);
         let n = |s: &str| layer(l, s);
         let fold = Fold {
             layout,
@@ -158,10 +153,7 @@ impl<B: Backend> LatentAttentionWeights<B> {
                 (ld.backend.load_weight(k_rope)?, None),
             ],
         )?;
-        let kv_b = ld.checked(
-            &n("attn_kv_b.weight"),
-            &[heads * (a.qk_nope_head_dim + v), kv_rank],
-        )?;
+        let kv_b = kv_up_projection(ld, l, heads, a)?;
         let (k_up, v_up) = fold.key_value(&kv_b, a)?;
         let kv_up = Projections::new(
             ld.backend,
@@ -233,6 +225,31 @@ impl<B: Backend> LatentAttentionWeights<B> {
     pub fn joined_groups(&self) -> usize {
         self.input.is_joined() as usize + self.kv_up.is_joined() as usize
     }
+}
+
+/// kv_b (`[heads × (nope + v), kv_rank]`, HF's `kv_b_proj`), or the same rebuilt from the
+/// halves llama.cpp's newer GGUFs store: `attn_k_b` (`[heads, kv_rank, nope]`, each head's key
+/// part transposed) and `attn_v_b` (`[heads, v, kv_rank]`).
+fn kv_up_projection<B: Backend>(
+    ld: &Loader<'_, B>,
+    l: usize,
+    heads: usize,
+    a: &LatentAttention,
+) -> Result<HostWeight> {
+    let (nope, v, rank) = (a.qk_nope_head_dim, a.v_head_dim, a.kv_lora_rank);
+    let joined = layer(l, "attn_kv_b.weight");
+    if ld.src.contains(&joined) || !ld.src.contains(&layer(l, "attn_k_b.weight")) {
+        return ld.checked(&joined, &[heads * (nope + v), rank]);
+    }
+    let k_b = ld.checked(&layer(l, "attn_k_b.weight"), &[heads, rank, nope])?;
+    let v_b = ld.checked(&layer(l, "attn_v_b.weight"), &[heads, v, rank])?;
+    let source = k_b.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+    let k = k_b.to_f32()?.transpose(1, 2)?;
+    let joined = Tensor::cat(&[&k, &v_b.to_f32()?], 1)?.reshape((heads * (nope + v), rank))?;
+    Ok(HostWeight::Dense {
+        tensor: joined.contiguous()?,
+        source,
+    })
 }
 
 /// The load-time rewrites of one layer's weights into the head layout.

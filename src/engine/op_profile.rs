@@ -326,6 +326,18 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("argmax"), |b| b.argmax(x))
     }
 
+    fn add_rows_scaled(
+        &self,
+        acc: &Self::Tensor,
+        rows: &[u32],
+        x: &Self::Tensor,
+        weights: &[f32],
+    ) -> Result<Self::Tensor> {
+        self.timed(op("add_rows_scaled"), |b| {
+            b.add_rows_scaled(acc, rows, x, weights)
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.inner.synchronize()
     }

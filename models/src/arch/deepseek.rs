@@ -4,13 +4,16 @@
 //!
 //! The spec's `head_dim` and `num_kv_heads` are the cache's: every head keeps its own key and
 //! value, `max(qk_head_dim, v_head_dim)` wide (see `crate::mla` for why).
-use super::base_from_hf;
+use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{
     yarn_mscale, Arch, ExpertScoring, GroupScore, HfConfig, LatentAttention, MixtureOfExperts,
-    ModelSpec,
+    ModelSpec, RopeScaling,
 };
+use crate::weights::gguf::GgufFile;
+use crate::weights::names::layer;
+use crate::weights::WeightSource;
 
 pub fn from_hf(c: &HfConfig, v3: bool) -> Result<ModelSpec> {
     if c.bool("attention_bias", false) {
@@ -51,6 +54,102 @@ pub fn from_hf(c: &HfConfig, v3: bool) -> Result<ModelSpec> {
     spec.latent_attention = Some(latent);
     spec.experts = experts(c, v3, spec.num_layers)?;
     Ok(spec)
+}
+
+/// A llama.cpp `deepseek2` GGUF. Its converter writes the latent attention either as HF has
+/// it (`attn_kv_b`; heads and head sizes as HF's) or, since llama.cpp attends in the latent
+/// space, as one KV head of `kv_lora_rank + rope` with the head sizes under `*_mla` keys and
+/// `attn_kv_b` split into `attn_k_b` / `attn_v_b`: both load.
+pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let k = |s: &str| format!("deepseek2.{s}");
+    // Pairs 2i, 2i+1 (llama.cpp's "normal" RoPE for deepseek2, on weights it does not permute).
+    let mut spec = base_from_gguf(g, Arch::Deepseek, RopeStyle::Interleaved)?;
+    let rope = g.require_usize(&k("rope.dimension_count"))?;
+    let (qk, v) = match g.get_usize(&k("attention.key_length_mla")) {
+        Some(qk) => (qk, g.require_usize(&k("attention.value_length_mla"))?),
+        None => (
+            g.require_usize(&k("attention.key_length"))?,
+            g.require_usize(&k("attention.value_length"))?,
+        ),
+    };
+    let latent = LatentAttention {
+        q_lora_rank: g.get_usize(&k("attention.q_lora_rank")),
+        kv_lora_rank: g.require_usize(&k("attention.kv_lora_rank"))?,
+        qk_nope_head_dim: qk.checked_sub(rope).ok_or_else(|| {
+            ModelError::Config(format!(
+                "deepseek2: key length {qk} under the rotary {rope}"
+            ))
+        })?,
+        qk_rope_head_dim: rope,
+        v_head_dim: v,
+    };
+    spec.head_dim = qk.max(v);
+    spec.num_kv_heads = spec.num_heads;
+    let mut scale = 1.0 / (qk as f32).sqrt();
+    if let RopeScaling::Yarn {
+        factor,
+        ref mut attention_factor,
+        ..
+    } = spec.rope.scaling
+    {
+        // The converter keeps `0.1 * mscale_all_dim` as the log multiplier: the whole head's
+        // temperature, applied to the scores. The rotary part's own factor is HF's
+        // `mscale / mscale_all_dim`, 1 in every released model, and not in the file.
+        let all_dim = g
+            .get_f64(&k("rope.scaling.yarn_log_multiplier"))
+            .unwrap_or(0.0) as f32
+            * 10.0;
+        if all_dim != 0.0 {
+            let m = yarn_mscale(factor, all_dim);
+            scale *= m * m;
+        }
+        *attention_factor = 1.0;
+    }
+    spec.attn_scale = scale;
+    spec.latent_attention = Some(latent);
+    spec.experts = match g.get_usize(&k("expert_count")) {
+        None | Some(0) => None,
+        Some(num_experts) => Some(gguf_experts(g, num_experts, spec.num_layers)?),
+    };
+    Ok(spec)
+}
+
+fn gguf_experts(g: &GgufFile, num_experts: usize, num_layers: usize) -> Result<MixtureOfExperts> {
+    let k = |s: &str| format!("deepseek2.{s}");
+    let first_dense = g.get_usize(&k("leading_dense_block_count")).unwrap_or(0);
+    let ff = g.require_usize(&k("expert_feed_forward_length"))?;
+    // llama.cpp's gating function ids: 1 softmax, 2 sigmoid (V3).
+    let scoring = match g.get_usize(&k("expert_gating_func")).unwrap_or(1) {
+        1 => ExpertScoring::Softmax,
+        2 => ExpertScoring::Sigmoid,
+        other => {
+            return Err(ModelError::Config(format!(
+                "deepseek2: unsupported expert gating function {other}"
+            )))
+        }
+    };
+    let correction_bias =
+        (first_dense..num_layers).any(|l| g.contains(&layer(l, "exp_probs_b.bias")));
+    let groups = g.get_usize(&k("expert_group_count")).unwrap_or(1).max(1);
+    Ok(MixtureOfExperts {
+        num_experts,
+        experts_per_token: g.require_usize(&k("expert_used_count"))?,
+        expert_intermediate_size: ff,
+        shared_intermediate_size: g.get_usize(&k("expert_shared_count")).unwrap_or(0) * ff,
+        layers: (0..num_layers).map(|l| l >= first_dense).collect(),
+        scoring,
+        groups,
+        topk_groups: g.get_usize(&k("expert_group_used_count")).unwrap_or(groups),
+        // V3's routing (sigmoid scores corrected by a bias) scores a group by its two best.
+        group_score: if correction_bias {
+            GroupScore::TopTwoSum
+        } else {
+            GroupScore::Max
+        },
+        correction_bias,
+        normalize: g.get_bool(&k("expert_weights_norm")).unwrap_or(false),
+        routed_scaling: g.get_f64(&k("expert_weights_scale")).unwrap_or(1.0) as f32,
+    })
 }
 
 /// The mixture of experts, when `n_routed_experts` is set.

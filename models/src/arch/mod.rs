@@ -45,6 +45,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen3" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
+        "deepseek2" => deepseek::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     spec.validate()?;

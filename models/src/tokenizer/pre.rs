@@ -30,6 +30,25 @@ const DEEPSEEK_CODER: [&str; 5] = [
     DIGIT,
 ];
 
+/// DeepSeek LLM and V2 (`deepseek-llm`): line breaks alone, words (its tokenizer.json's own
+/// letter class) and ASCII/fullwidth punctuation with one leading space, trailing spaces, CJK
+/// runs, digit runs.
+const DEEPSEEK_LLM: [&str; 6] = [
+    r"[\r\n]",
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\u{1f7d}ᾀ-ᾴᾶ-ᾼ\u{1fbe}ῂ-ῄῆ-ῌῐ-\u{1fd3}ῖ-\u{1fdb}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\u{2126}ℨ\u{212a}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+    r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
+    r"\s+$",
+    "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+",
+    r"\p{N}+",
+];
+/// DeepSeek-V3 and R1 (`deepseek-v3`): digits by three, CJK and kana runs, then words that
+/// may start with one ASCII punctuation mark, punctuation runs, spaces.
+const DEEPSEEK_V3: [&str; 3] = [
+    r"\p{N}{1,3}",
+    "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
+    r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+];
+
 /// A vocabulary's pre-tokenizer: its patterns, applied in order, and its BPE options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreTokenizer {
@@ -63,6 +82,8 @@ impl PreTokenizer {
                 of(&[DIGIT, GPT2], false, false)
             }
             "deepseek-coder" => of(&DEEPSEEK_CODER, false, false),
+            "deepseek-llm" => of(&DEEPSEEK_LLM, false, false),
+            "deepseek-v3" => of(&DEEPSEEK_V3, false, false),
             other => {
                 return Err(TokenizerError::Backend(format!(
                     "unknown pre-tokenizer `{other}` (tokenizer.ggml.pre): its text splitting \
@@ -126,6 +147,16 @@ mod tests {
         assert_eq!(
             pieces("deepseek-coder", "int x=12;\n  y"),
             ["int", " x", "=", "1", "2", ";", "\n", " ", " y"]
+        );
+        // DeepSeek LLM: digit runs whole, a space kept on punctuation.
+        assert_eq!(
+            pieces("deepseek-llm", "Hi, 2025!"),
+            ["Hi", ",", " ", "2025", "!"]
+        );
+        // DeepSeek-V3: digits by three, a dot kept on the word after it.
+        assert_eq!(
+            pieces("deepseek-v3", "x.py 12345"),
+            ["x", ".py", " ", "123", "45"]
         );
     }
 

@@ -233,6 +233,14 @@ impl GgufFile {
             .map(|v| v as usize)
     }
 
+    /// A boolean metadata value (or a number: 0 is false).
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        match self.metadata().get(key)? {
+            Value::Bool(b) => Some(*b),
+            _ => self.get_f64(key).map(|v| v != 0.0),
+        }
+    }
+
     pub fn require_usize(&self, key: &str) -> Result<usize> {
         self.get_usize(key)
             .ok_or_else(|| self.bad(&format!("missing or non-integer metadata `{key}`")))
@@ -326,10 +334,75 @@ impl GgufFile {
     }
 }
 
+/// The tensor holding every expert of a layer and the expert's index, for a per-expert name
+/// (`blk.L.ffn_up_exps.E.weight`, `names::expert`): llama.cpp stores a layer's experts as one
+/// `[experts, rows, cols]` tensor.
+fn expert_of(name: &str) -> Option<(String, usize)> {
+    let stem = name.strip_suffix(".weight")?;
+    let (whole, e) = stem.rsplit_once('.')?;
+    if !whole.ends_with("_exps") {
+        return None;
+    }
+    Some((format!("{whole}.weight"), e.parse().ok()?))
+}
+
+impl GgufFile {
+    /// The info of the whole-experts tensor behind a per-expert name, with the expert's index
+    /// and the bytes each expert takes; None when `name` is not one or is out of range.
+    fn expert_info(&self, name: &str) -> Option<(&TensorInfo, String, usize, usize)> {
+        let (whole, e) = expert_of(name)?;
+        let info = self.content.tensor_infos.get(&whole)?;
+        let dims = info.shape.dims();
+        let per_expert: usize = dims.iter().skip(1).product();
+        let whole_blocks = per_expert.is_multiple_of(info.ggml_dtype.block_size());
+        (dims.len() == 3 && e < dims[0] && whole_blocks)
+            .then(|| (info, whole, e, tensor_bytes(info) / dims[0]))
+    }
+
+    /// Expert `e` of a whole-experts tensor, `[rows, cols]`: its blocks in place where the
+    /// kernels read them so, a copy of its blocks otherwise (never the whole tensor per
+    /// expert).
+    fn expert_slice(&self, name: &str) -> Result<Option<HostWeight>> {
+        let Some((info, whole, e, bytes)) = self.expert_info(name) else {
+            return Ok(None);
+        };
+        let dims = info.shape.dims()[1..].to_vec();
+        let in_place = !self.dequantize && used_in_place(info);
+        let (map, start) = match self.arena().filter(|_| in_place) {
+            Some(arena) => match arena.offset(&whole) {
+                Some(at) => (arena.map.clone(), at),
+                None => (self.map.clone(), self.file_offset(info)),
+            },
+            None => (self.map.clone(), self.file_offset(info)),
+        };
+        let blocks = MappedBlocks::new(map, start + e * bytes, bytes, info.ggml_dtype, dims)
+            .ok_or_else(|| {
+                self.bad(&format!(
+                    "tensor `{whole}` extends past the end of the file"
+                ))
+            })?;
+        if in_place {
+            return Ok(Some(HostWeight::Mapped(blocks)));
+        }
+        let q = blocks.to_qtensor()?;
+        let Some(source) = weight_dtype_of(q.dtype()) else {
+            return Err(ModelError::UnsupportedDtype {
+                tensor: whole,
+                dtype: format!("{:?}", q.dtype()),
+            });
+        };
+        if self.dequantize {
+            let tensor = q.dequantize(&Device::Cpu)?;
+            return Ok(Some(HostWeight::Dense { tensor, source }));
+        }
+        Ok(Some(HostWeight::Quant(q)))
+    }
+}
+
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let Some(info) = self.content.tensor_infos.get(name) else {
-            return Ok(None);
+            return self.expert_slice(name);
         };
         // Block types the CPU kernels read in place are served from the huge-page arena (or
         // the mapped file where the arena could not be made).
@@ -372,7 +445,7 @@ impl WeightSource for GgufFile {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(name)
+        self.content.tensor_infos.contains_key(name) || self.expert_info(name).is_some()
     }
 }
 

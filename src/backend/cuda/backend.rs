@@ -493,6 +493,36 @@ impl Backend for CudaBackend {
         Ok(x.index_select(&self.ids("gathered rows", rows)?, 0)?)
     }
 
+    /// On the device (candle's `index_add`): no round trip through host memory per expert.
+    fn add_rows_scaled(
+        &self,
+        acc: &Tensor,
+        rows: &[u32],
+        x: &Tensor,
+        weights: &[f32],
+    ) -> Result<Tensor> {
+        let n = acc.dims().first().copied().unwrap_or(0);
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
+            return Err(CudaError::Launch(format!("add_rows_scaled: row {bad} of {n}")).into());
+        }
+        if weights.len() != rows.len() || x.dims().first() != Some(&rows.len()) {
+            return Err(CudaError::Launch(format!(
+                "add_rows_scaled: {} rows, {} weights, values {:?}",
+                rows.len(),
+                weights.len(),
+                x.dims()
+            ))
+            .into());
+        }
+        let w = self
+            .uploads
+            .f32s(&self.device, weights)?
+            .reshape((rows.len(), 1))?
+            .to_dtype(x.dtype())?;
+        let scaled = x.broadcast_mul(&w)?;
+        Ok(acc.index_add(&self.ids("expert rows", rows)?, &scaled, 0)?)
+    }
+
     fn synchronize(&self) -> Result<()> {
         Ok(self.device.synchronize()?)
     }
