@@ -119,5 +119,13 @@ fn half_weights_in_16_bits_match_the_same_values_in_f32() {
             d < 1e-3,
             "{dtype:?}: 16-bit and f32 copies of one model differ by {d}"
         );
+        // The checkout's matrices reach the backend in their 16 bits, not widened on load.
+        use candor_models::weights::safetensors::SafetensorsDir;
+        use candor_models::weights::{names::HfNormNaming, HostWeight, WeightSource};
+        let dir = SafetensorsDir::open(half_dir.path(), HfNormNaming::Gemma).unwrap();
+        match dir.get("blk.0.attn_q.weight").unwrap() {
+            Some(HostWeight::Dense { tensor, .. }) => assert_eq!(tensor.dtype(), dtype),
+            other => panic!("{dtype:?}: q weight read as {other:?}"),
+        }
     }
 }

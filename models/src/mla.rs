@@ -192,10 +192,8 @@ impl<B: Backend> LatentAttentionWeights<B> {
         let source = o.dtype().unwrap_or(crate::backend::WeightDtype::F32);
         let t = o.to_f32()?.t()?.contiguous()?;
         let folded = pick_rows(&t, &sources, None)?.t()?.contiguous()?;
-        ld.backend.load_weight(HostWeight::Dense {
-            tensor: folded,
-            source,
-        })
+        ld.backend
+            .load_weight(HostWeight::stored_like(folded, source)?)
     }
 
     /// q, k and v (`[tokens, heads, width]` each) from the layer's input (the attention norm
@@ -246,10 +244,7 @@ fn kv_up_projection<B: Backend>(
     let source = k_b.dtype().unwrap_or(crate::backend::WeightDtype::F32);
     let k = k_b.to_f32()?.transpose(1, 2)?;
     let joined = Tensor::cat(&[&k, &v_b.to_f32()?], 1)?.reshape((heads * (nope + v), rank))?;
-    Ok(HostWeight::Dense {
-        tensor: joined.contiguous()?,
-        source,
-    })
+    HostWeight::stored_like(joined.contiguous()?, source)
 }
 
 /// The load-time rewrites of one layer's weights into the head layout.
@@ -276,7 +271,11 @@ impl Fold {
                 });
             }
         }
-        dense_like(&q, |t| pick_rows(t, &sources, Some(&scales)))
+        if self.temperature == 1.0 {
+            return q.pick_rows(&sources);
+        }
+        let source = q.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+        HostWeight::stored_like(pick_rows(&q.to_f32()?, &sources, Some(&scales))?, source)
     }
 
     /// kv_b (`[heads × (nope + v), kv_rank]`) as the key's up-projection (its part without
@@ -301,10 +300,7 @@ impl Fold {
                     .push(Some(h * stride + a.qk_nope_head_dim + p).filter(|_| p < a.v_head_dim));
             }
         }
-        Ok((
-            dense_like(kv_b, |t| pick_rows(t, &k_sources, None))?,
-            dense_like(kv_b, |t| pick_rows(t, &v_sources, None))?,
-        ))
+        Ok((kv_b.pick_rows(&k_sources)?, kv_b.pick_rows(&v_sources)?))
     }
 
     /// `[heads × width, rope]`: rotary dimension j of the shared key part to its position in
@@ -322,16 +318,6 @@ impl Fold {
             source: crate::backend::WeightDtype::F32,
         })
     }
-}
-
-/// A dense weight made from `w`'s f32 values by `f`, keeping the dtype the file stored (so a
-/// half-precision checkout stays in 16 bits on the device).
-fn dense_like(w: &HostWeight, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<HostWeight> {
-    let source = w.dtype().unwrap_or(crate::backend::WeightDtype::F32);
-    Ok(HostWeight::Dense {
-        tensor: f(&w.to_f32()?)?,
-        source,
-    })
 }
 
 /// Rows of `w` (`[rows, cols]`) by `sources` (None: a row of zeros), each times its scale.
@@ -356,7 +342,8 @@ fn pick_rows(w: &Tensor, sources: &[Option<usize>], scales: Option<&[f32]>) -> R
 
 /// `w`'s rows cut in two consecutive parts.
 fn split_rows(w: &HostWeight, [a, b]: [usize; 2]) -> Result<[HostWeight; 2]> {
-    let part = |start, len| dense_like(w, |t| Ok(t.narrow(0, start, len)?.contiguous()?));
+    let part =
+        |start: usize, len: usize| w.pick_rows(&(start..start + len).map(Some).collect::<Vec<_>>());
     Ok([part(0, a)?, part(a, b)?])
 }
 

@@ -105,7 +105,7 @@ impl HostWeight {
     /// Dense f32 copy of the weight (dequantizing blocks).
     pub fn to_f32(&self) -> Result<Tensor> {
         match self {
-            HostWeight::Dense { tensor, .. } => Ok(tensor.clone()),
+            HostWeight::Dense { tensor, .. } => Ok(tensor.to_dtype(candle_core::DType::F32)?),
             HostWeight::Quant(q) => Ok(q.dequantize(&candle_core::Device::Cpu)?),
             HostWeight::Mapped(m) => Ok(m.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?),
             HostWeight::Synthetic(s) => s.to_f32_tensor(),
@@ -123,6 +123,81 @@ impl HostWeight {
             tensor: f(&t)?,
             source,
         })
+    }
+}
+
+/// Rows of a weight rebuilt on the host (a model's load-time rewrites of its tensors),
+/// stored as close to how the file stored them as the rewrite allows.
+impl HostWeight {
+    /// Rows of this 2-D weight by `sources` (None: a row of zeros), in the weight's own
+    /// storage: GGML blocks stay the blocks they are (a row of zero bytes is a row of zeros in
+    /// every GGML type), dense tensors keep their dtype. Exact.
+    pub fn pick_rows(&self, sources: &[Option<usize>]) -> Result<HostWeight> {
+        let shape = self.shape();
+        let &[rows, cols] = &shape[..] else {
+            return Err(ModelError::Config(format!(
+                "row picks of a weight of shape {shape:?}"
+            )));
+        };
+        if let Some(bad) = sources.iter().flatten().find(|&&r| r >= rows) {
+            return Err(ModelError::Config(format!(
+                "row {bad} of a {rows}-row weight"
+            )));
+        }
+        let blocks = match self {
+            HostWeight::Quant(q) => Some((q.dtype(), q.data()?.into_owned())),
+            HostWeight::Mapped(m) => Some((m.dtype, m.bytes().to_vec())),
+            _ => None,
+        };
+        if let Some((dtype, bytes)) = blocks {
+            let row_bytes = bytes.len() / rows.max(1);
+            let mut out = vec![0u8; sources.len() * row_bytes];
+            for (dst, src) in out.chunks_exact_mut(row_bytes.max(1)).zip(sources) {
+                if let Some(r) = *src {
+                    dst.copy_from_slice(&bytes[r * row_bytes..(r + 1) * row_bytes]);
+                }
+            }
+            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                &out,
+                vec![sources.len(), cols],
+                &candle_core::Device::Cpu,
+            )?;
+            return Ok(HostWeight::Quant(q));
+        }
+        let source = self.dtype().unwrap_or(WeightDtype::F32);
+        let t = self.to_f32()?;
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; sources.len() * cols];
+        for (dst, src) in out.chunks_exact_mut(cols.max(1)).zip(sources) {
+            if let Some(r) = *src {
+                dst.copy_from_slice(&values[r * cols..(r + 1) * cols]);
+            }
+        }
+        let t = Tensor::from_vec(out, (sources.len(), cols), &candle_core::Device::Cpu)?;
+        HostWeight::stored_like(t, source)
+    }
+
+    /// A weight of f32 values `t` computed from one stored as `source`, kept in that storage
+    /// where it is exact or close: f16/bf16 in their dtype (the values came from it), GGML
+    /// blocks as Q8_0 (8 bits a value where the file had 4 to 8; rows of whole 32-value
+    /// blocks), f32 otherwise.
+    pub fn stored_like(t: Tensor, source: WeightDtype) -> Result<HostWeight> {
+        use candle_core::DType;
+        let tensor = match source {
+            WeightDtype::F32 => t,
+            WeightDtype::F16 => t.to_dtype(DType::F16)?,
+            WeightDtype::BF16 => t.to_dtype(DType::BF16)?,
+            _ => {
+                let whole_blocks =
+                    t.rank() == 2 && t.dims()[1].is_multiple_of(GgmlDType::Q8_0.block_size());
+                if whole_blocks {
+                    return Ok(HostWeight::Quant(QTensor::quantize(&t, GgmlDType::Q8_0)?));
+                }
+                t
+            }
+        };
+        Ok(HostWeight::Dense { tensor, source })
     }
 }
 
@@ -153,4 +228,50 @@ pub trait WeightSource {
 pub fn require(src: &dyn WeightSource, name: &str) -> Result<HostWeight> {
     src.get(name)?
         .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn ramp(rows: usize, cols: usize) -> Tensor {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| (i % 97) as f32 / 50.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn picked_rows_keep_blocks_and_dtypes_exactly() {
+        let t = ramp(3, 64);
+        let q = HostWeight::Quant(QTensor::quantize(&t, GgmlDType::Q8_0).unwrap());
+        let all = q.to_f32().unwrap().to_vec2::<f32>().unwrap();
+        let picked = q.pick_rows(&[Some(2), None, Some(0)]).unwrap();
+        assert_eq!(picked.dtype(), Some(WeightDtype::Q8_0));
+        let rows = picked.to_f32().unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(rows, vec![all[2].clone(), vec![0.0; 64], all[0].clone()]);
+
+        let half = HostWeight::Dense {
+            tensor: t.to_dtype(candle_core::DType::BF16).unwrap(),
+            source: WeightDtype::BF16,
+        };
+        let HostWeight::Dense { tensor, .. } = half.pick_rows(&[Some(1)]).unwrap() else {
+            panic!("a dense weight stays dense");
+        };
+        assert_eq!(tensor.dtype(), candle_core::DType::BF16);
+        assert!(q.pick_rows(&[Some(3)]).is_err());
+    }
+
+    #[test]
+    fn rebuilt_weights_keep_their_storage_where_they_can() {
+        let t = ramp(2, 64);
+        let bf16 = HostWeight::stored_like(t.clone(), WeightDtype::BF16).unwrap();
+        assert!(matches!(&bf16, HostWeight::Dense { tensor, .. }
+            if tensor.dtype() == candle_core::DType::BF16));
+        let from_blocks = HostWeight::stored_like(t.clone(), WeightDtype::Q4K).unwrap();
+        assert_eq!(from_blocks.dtype(), Some(WeightDtype::Q8_0));
+        let odd = HostWeight::stored_like(ramp(2, 40), WeightDtype::Q4K).unwrap();
+        assert!(matches!(odd, HostWeight::Dense { .. }));
+    }
 }

@@ -1,11 +1,12 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
-//! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 converted to f32 on load.
+//! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
+//! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{to_hf, HfNormNaming};
 use super::{HostWeight, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use std::path::{Path, PathBuf};
 
 pub struct SafetensorsDir {
@@ -98,14 +99,13 @@ impl WeightSource for SafetensorsDir {
                 });
             }
         };
-        let tensor = self
-            .tensors
-            .load(&hf, &Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(|e| ModelError::BadSafetensors {
-                path: self.path.clone(),
-                reason: format!("{hf}: {}", crate::error::candle_message(&e)),
-            })?;
+        let tensor =
+            self.tensors
+                .load(&hf, &Device::Cpu)
+                .map_err(|e| ModelError::BadSafetensors {
+                    path: self.path.clone(),
+                    reason: format!("{hf}: {}", crate::error::candle_message(&e)),
+                })?;
         Ok(Some(HostWeight::Dense { tensor, source }))
     }
 
