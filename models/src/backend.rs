@@ -51,6 +51,8 @@ pub enum OpDesc {
     Softmax,
     GatherRows,
     Argmax,
+    /// `heads_linear`: a product per head, each with its own matrix.
+    HeadsLinear,
 }
 
 /// Storage type of a weight as it came from the file.
@@ -318,6 +320,16 @@ pub trait Backend: Send + Sync + 'static {
     fn gather_rows(&self, x: &Self::Tensor, rows: &[u32]) -> Result<Self::Tensor>;
     /// Index of the largest value of each row of a 2-D tensor.
     fn argmax(&self, x: &Self::Tensor) -> Result<Vec<u32>>;
+    /// Per-head products: head h of `x` (`[tokens, heads, in]`) times the transpose of matrix
+    /// h of `w` (`[heads, out, in]`) → `[tokens, heads, out]`. Latent attention's
+    /// up-projections applied in the latent space (one small matrix per head, as a batched
+    /// GEMM). Backends without it (the default refuses) run latent attention expanded.
+    fn heads_linear(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor> {
+        let _ = (x, w);
+        Err(crate::error::ModelError::Backend(
+            "this backend has no per-head products (heads_linear)".into(),
+        ))
+    }
     /// `acc` (`[rows, width]`) with row i of `x` (`[rows.len(), width]`) times `weights[i]`
     /// added to its row `rows[i]`: a mixture of experts adding one expert's output to the
     /// tokens routed to it. The default goes through host memory (the sums are the same in

@@ -8,7 +8,7 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
-use crate::mla::LatentAttentionWeights;
+use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
@@ -69,8 +69,14 @@ pub struct DecoderModel<B: Backend> {
 }
 
 impl<B: Backend> DecoderModel<B> {
-    pub fn load(backend: &B, spec: ModelSpec, src: &dyn WeightSource) -> Result<Self> {
+    pub fn load(backend: &B, mut spec: ModelSpec, src: &dyn WeightSource) -> Result<Self> {
         spec.validate()?;
+        if let Some(a) = &spec.latent_attention {
+            // The cache's heads follow the form this backend runs latent attention in.
+            let (kv_heads, head_dim) =
+                CacheForm::for_backend(backend, a).cache_heads(a, spec.num_heads);
+            (spec.num_kv_heads, spec.head_dim) = (kv_heads, head_dim);
+        }
         let ld = Loader {
             backend,
             src,
@@ -87,7 +93,7 @@ impl<B: Backend> DecoderModel<B> {
         let final_norm = ld.norm("output_norm.weight", h)?;
 
         let ropes = match &spec.latent_attention {
-            Some(a) => vec![crate::mla::rope(&spec, a).0],
+            Some(a) => vec![crate::mla::rope(&spec, a, CacheForm::of_spec(&spec, a)).0],
             None => {
                 let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
                 if src.contains("rope_freqs.weight") {
@@ -318,7 +324,11 @@ impl<B: Backend> DecoderModel<B> {
                 )?,
             };
             x = stream;
-            let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+            let mut attn =
+                b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+            if let Attention::Latent(latent) = &layer.attention {
+                attn = latent.attention_output(b, attn)?;
+            }
             let mut o = b.linear(&attn, &layer.wo, None)?;
             if let Some(lora) = &lora {
                 o = lora.add(b, li, LoraTarget::O, &attn, o)?;

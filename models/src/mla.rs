@@ -19,7 +19,7 @@
 //! - the shared rotated key part reaches every head through a product with a fixed matrix
 //!   (`k_rope_spread`) whose entries also carry YaRN's rotary temperature, as q's rotary rows
 //!   do, so RoPE itself runs unscaled.
-use crate::backend::{Backend, RopeSpec, RopeStyle};
+use crate::backend::{Backend, OpDesc, RopeSpec, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{members, NormedInput, Projections};
@@ -85,10 +85,75 @@ impl HeadLayout {
     }
 }
 
+/// How the cache holds a latent-attention layer's keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheForm {
+    /// Every head's key and value, expanded from the latent (`max(qk, v)` wide).
+    Expanded,
+    /// The latent and the rotary key part once per token, one KV head of `kv_lora_rank +
+    /// rope` shared by every query head (MQA), its value the same vector: queries are taken
+    /// into the latent space and outputs out of it by per-head matrices (`heads_linear`).
+    /// DeepSeek-V2-Lite: 576 values per token and layer where expanded takes 6144.
+    Latent,
+}
+
+impl CacheForm {
+    /// The latent form where the backend has per-head products and attention over heads that
+    /// wide (the CPU; CUDA's kernels stop at 512), else expanded. `CANDOR_MLA_CACHE=expanded`
+    /// forces the expanded form (to compare the two).
+    pub fn for_backend<B: Backend + ?Sized>(b: &B, a: &LatentAttention) -> Self {
+        let forced = std::env::var("CANDOR_MLA_CACHE").is_ok_and(|v| v == "expanded");
+        let attention = OpDesc::PagedAttention {
+            head_dim: a.kv_lora_rank + a.qk_rope_head_dim,
+            sliding_window: false,
+            softcap: false,
+        };
+        let even = (a.kv_lora_rank + a.qk_rope_head_dim).is_multiple_of(2);
+        if !forced && even && b.supports(&OpDesc::HeadsLinear) && b.supports(&attention) {
+            CacheForm::Latent
+        } else {
+            CacheForm::Expanded
+        }
+    }
+
+    /// The form a spec's cache heads say (`cache_heads` of the form chosen at load; the
+    /// expanded one where both forms would have the same heads).
+    pub fn of_spec(spec: &ModelSpec, a: &LatentAttention) -> Self {
+        let heads = (spec.num_kv_heads, spec.head_dim);
+        let latent = CacheForm::Latent.cache_heads(a, spec.num_heads);
+        if heads == latent && heads != CacheForm::Expanded.cache_heads(a, spec.num_heads) {
+            CacheForm::Latent
+        } else {
+            CacheForm::Expanded
+        }
+    }
+
+    /// The cache's KV heads and head width for a model of `heads` query heads.
+    pub fn cache_heads(self, a: &LatentAttention, heads: usize) -> (usize, usize) {
+        match self {
+            CacheForm::Expanded => (heads, a.qk_head_dim().max(a.v_head_dim)),
+            CacheForm::Latent => (1, a.kv_lora_rank + a.qk_rope_head_dim),
+        }
+    }
+
+    /// The layout of a q/k head: HF's heads expanded, or the latent then the rotary part.
+    pub fn layout(self, a: &LatentAttention, style: RopeStyle) -> HeadLayout {
+        match self {
+            CacheForm::Expanded => HeadLayout::new(a, style),
+            CacheForm::Latent => HeadLayout {
+                nope: a.kv_lora_rank,
+                rope: a.qk_rope_head_dim,
+                width: a.kv_lora_rank + a.qk_rope_head_dim,
+                style,
+            },
+        }
+    }
+}
+
 /// The rotary embedding of latent-attention heads (unscaled: YaRN's temperature is in the
 /// weights), and that temperature.
-pub fn rope(spec: &ModelSpec, a: &LatentAttention) -> (RopeSpec, f32) {
-    let layout = HeadLayout::new(a, spec.rope.style);
+pub fn rope(spec: &ModelSpec, a: &LatentAttention, form: CacheForm) -> (RopeSpec, f32) {
+    let layout = form.layout(a, spec.rope.style);
     let freqs = inv_freq(a.qk_rope_head_dim, spec.rope.theta, &spec.rope.scaling);
     let rope = RopeSpec {
         inv_freq: layout.head_freqs(&freqs),
@@ -106,12 +171,31 @@ pub struct LatentAttentionWeights<B: Backend> {
     /// The q latent's norm and up-projection (folded), when q has a latent.
     q_latent: Option<(B::Weight, B::Weight)>,
     kv_norm: B::Weight,
-    /// From the normed kv latent: each head's key without its rotary part, and its value.
-    kv_up: Projections<B>,
-    /// `[heads × width, rope]`: the shared rotary key part into every head.
-    k_rope_spread: B::Weight,
+    keys: Keys<B>,
     heads: usize,
     width: usize,
+}
+
+/// How a layer makes the keys and values its cache holds.
+enum Keys<B: Backend> {
+    Expanded {
+        /// From the normed kv latent: each head's key without its rotary part, and its value.
+        kv_up: Projections<B>,
+        /// `[heads × width, rope]`: the shared rotary key part into every head.
+        k_rope_spread: B::Weight,
+    },
+    Latent {
+        /// `[heads, width, qk]`: each head's query (HF layout) into the latent space, its
+        /// rotary part kept.
+        absorb_q: B::Weight,
+        /// `[width, kv_rank]` and `[width, rope]`: the normed latent and the rotary key part
+        /// to their places in the shared key.
+        latent_to_key: B::Weight,
+        rope_to_key: B::Weight,
+        /// `[heads, v, width]`: each head's attention output (in the latent space) to its
+        /// value dimensions.
+        values_out: B::Weight,
+    },
 }
 
 impl<B: Backend> LatentAttentionWeights<B> {
@@ -120,8 +204,9 @@ impl<B: Backend> LatentAttentionWeights<B> {
             .latent_attention
             .as_ref()
             .ok_or_else(|| ModelError::Config("no latent attention in the spec".into()))?;
-        let layout = HeadLayout::new(a, spec.rope.style);
-        let (_, temperature) = rope(spec, a);
+        let form = CacheForm::of_spec(spec, a);
+        let layout = form.layout(a, spec.rope.style);
+        let (_, temperature) = rope(spec, a, form);
         let (h, heads) = (spec.hidden_size, spec.num_heads);
         let (qk, r, kv_rank) = (a.qk_head_dim(), a.qk_rope_head_dim, a.kv_lora_rank);
         let n = |s: &str| layer(l, s);
@@ -134,13 +219,20 @@ impl<B: Backend> LatentAttentionWeights<B> {
             Some(rank) => {
                 let q_a = ld.checked(&n("attn_q_a.weight"), &[rank, h])?;
                 let q_b = ld.checked(&n("attn_q_b.weight"), &[heads * qk, rank])?;
-                let q_up = ld.backend.load_weight(fold.query(q_b)?)?;
+                let q_b = match form {
+                    CacheForm::Expanded => fold.query(q_b)?,
+                    CacheForm::Latent => q_b,
+                };
+                let q_up = ld.backend.load_weight(q_b)?;
                 let norm = ld.norm(&n("attn_q_a_norm.weight"), rank)?;
                 (q_a, Some((norm, q_up)))
             }
             None => {
                 let q = ld.checked(&n("attn_q.weight"), &[heads * qk, h])?;
-                (fold.query(q)?, None)
+                match form {
+                    CacheForm::Expanded => (fold.query(q)?, None),
+                    CacheForm::Latent => (q, None),
+                }
             }
         };
         let kv_a = ld.checked(&n("attn_kv_a_mqa.weight"), &[kv_rank + r, h])?;
@@ -154,27 +246,43 @@ impl<B: Backend> LatentAttentionWeights<B> {
             ],
         )?;
         let kv_b = kv_up_projection(ld, l, heads, a)?;
-        let (k_up, v_up) = fold.key_value(&kv_b, a)?;
-        let kv_up = Projections::new(
-            ld.backend,
-            vec![
-                (ld.backend.load_weight(k_up)?, None),
-                (ld.backend.load_weight(v_up)?, None),
-            ],
-        )?;
+        let keys = match form {
+            CacheForm::Expanded => {
+                let (k_up, v_up) = fold.key_value(&kv_b, a)?;
+                Keys::Expanded {
+                    kv_up: Projections::new(
+                        ld.backend,
+                        vec![
+                            (ld.backend.load_weight(k_up)?, None),
+                            (ld.backend.load_weight(v_up)?, None),
+                        ],
+                    )?,
+                    k_rope_spread: ld.backend.load_weight(fold.spread()?)?,
+                }
+            }
+            CacheForm::Latent => {
+                let [absorb_q, latent_to_key, rope_to_key, values_out] =
+                    fold.latent(&kv_b, a)?.map(|w| ld.backend.load_weight(w));
+                Keys::Latent {
+                    absorb_q: absorb_q?,
+                    latent_to_key: latent_to_key?,
+                    rope_to_key: rope_to_key?,
+                    values_out: values_out?,
+                }
+            }
+        };
         Ok(LatentAttentionWeights {
             input,
             q_latent,
             kv_norm: ld.norm(&n("attn_kv_a_norm.weight"), kv_rank)?,
-            kv_up,
-            k_rope_spread: ld.backend.load_weight(fold.spread()?)?,
+            keys,
             heads,
             width: layout.width,
         })
     }
 
-    /// The output projection (`[hidden, heads × v_head_dim]`) with zero columns for the
-    /// values' padding: `[hidden, heads × width]`.
+    /// The output projection (`[hidden, heads × v_head_dim]`): expanded, with zero columns
+    /// for the values' padding (`[hidden, heads × width]`); as stored for the latent form.
     pub(crate) fn load_output(ld: &Loader<'_, B>, l: usize, spec: &ModelSpec) -> Result<B::Weight> {
         let a = spec
             .latent_attention
@@ -186,6 +294,10 @@ impl<B: Backend> LatentAttentionWeights<B> {
             &layer(l, "attn_output.weight"),
             &[spec.hidden_size, heads * v],
         )?;
+        if CacheForm::of_spec(spec, a) == CacheForm::Latent {
+            // The latent form: outputs leave the latent space as `heads × v` (`values_out`).
+            return ld.backend.load_weight(o);
+        }
         let sources: Vec<Option<usize>> = (0..heads * width)
             .map(|p| Some((p / width) * v + p % width).filter(|_| p % width < v))
             .collect();
@@ -206,22 +318,64 @@ impl<B: Backend> LatentAttentionWeights<B> {
             None => q,
         };
         let latent = b.rms_norm(&latent, &self.kv_norm, LATENT_NORM_EPS)?;
-        let [k, v] = members(self.kv_up.apply(b, &latent, None)?)?;
-        let k = b.add(&k, &b.linear(&k_rope, &self.k_rope_spread, None)?)?;
         let tokens = b.shape(&q).first().copied().unwrap_or(0);
         let shape = [tokens, self.heads, self.width];
-        Ok((
-            stream,
-            [
-                b.reshape(&q, &shape)?,
-                b.reshape(&k, &shape)?,
-                b.reshape(&v, &shape)?,
-            ],
-        ))
+        match &self.keys {
+            Keys::Expanded {
+                kv_up,
+                k_rope_spread,
+            } => {
+                let [k, v] = members(kv_up.apply(b, &latent, None)?)?;
+                let k = b.add(&k, &b.linear(&k_rope, k_rope_spread, None)?)?;
+                Ok((
+                    stream,
+                    [
+                        b.reshape(&q, &shape)?,
+                        b.reshape(&k, &shape)?,
+                        b.reshape(&v, &shape)?,
+                    ],
+                ))
+            }
+            Keys::Latent {
+                absorb_q,
+                latent_to_key,
+                rope_to_key,
+                ..
+            } => {
+                let width = b.shape(&q).get(1).copied().unwrap_or(0) / self.heads.max(1);
+                let q = b.reshape(&q, &[tokens, self.heads, width])?;
+                let q = b.heads_linear(&q, absorb_q)?;
+                let k = b.add(
+                    &b.linear(&latent, latent_to_key, None)?,
+                    &b.linear(&k_rope, rope_to_key, None)?,
+                )?;
+                let k = b.reshape(&k, &[tokens, 1, self.width])?;
+                // The value is the key before RoPE: its latent part is what the outputs
+                // need, its rotary part meets zero columns of `values_out`.
+                Ok((stream, [q, k.clone(), k]))
+            }
+        }
+    }
+
+    /// The attention's output (`[tokens, heads × width]`) as the output projection takes it:
+    /// as it is expanded, out of the latent space (`[tokens, heads × v]`) for the latent form.
+    pub fn attention_output(&self, b: &B, attn: B::Tensor) -> Result<B::Tensor> {
+        let Keys::Latent { values_out, .. } = &self.keys else {
+            return Ok(attn);
+        };
+        let tokens = b.shape(&attn).first().copied().unwrap_or(0);
+        let attn = b.reshape(&attn, &[tokens, self.heads, self.width])?;
+        let out = b.heads_linear(&attn, values_out)?;
+        let v = b.shape(&out).get(2).copied().unwrap_or(0);
+        b.reshape(&out, &[tokens, self.heads * v])
     }
 
     pub fn joined_groups(&self) -> usize {
-        self.input.is_joined() as usize + self.kv_up.is_joined() as usize
+        let kv = match &self.keys {
+            Keys::Expanded { kv_up, .. } => kv_up.is_joined() as usize,
+            Keys::Latent { .. } => 0,
+        };
+        self.input.is_joined() as usize + kv
     }
 }
 
@@ -301,6 +455,61 @@ impl Fold {
             }
         }
         Ok((kv_b.pick_rows(&k_sources)?, kv_b.pick_rows(&v_sources)?))
+    }
+
+    /// The latent form's matrices from kv_b (`[heads × (nope + v), kv_rank]`), this fold's
+    /// layout being the latent one: `absorb_q` `[heads, width, qk]`, `latent_to_key`
+    /// `[width, kv_rank]`, `rope_to_key` `[width, rope]`, `values_out` `[heads, v, width]`.
+    fn latent(&self, kv_b: &HostWeight, a: &LatentAttention) -> Result<[HostWeight; 4]> {
+        let (n, v, r, rank) = (
+            a.qk_nope_head_dim,
+            a.v_head_dim,
+            a.qk_rope_head_dim,
+            a.kv_lora_rank,
+        );
+        let (heads, width, qk) = (self.heads, self.layout.width, n + r);
+        let kv = kv_b.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
+        let kv_row = |h: usize, row: usize| &kv[(h * (n + v) + row) * rank..][..rank];
+        let sources = self.layout.qk_sources();
+        let mut absorb_q = vec![0f32; heads * width * qk];
+        let mut values_out = vec![0f32; heads * v * width];
+        let mut latent_to_key = vec![0f32; width * rank];
+        let mut rope_to_key = vec![0f32; width * r];
+        for (p, src) in sources.iter().enumerate() {
+            match *src {
+                Some((d, true)) => {
+                    let j = d - rank;
+                    rope_to_key[p * r + j] = self.temperature;
+                    for h in 0..heads {
+                        absorb_q[(h * width + p) * qk + n + j] = self.temperature;
+                    }
+                }
+                Some((c, false)) => {
+                    latent_to_key[p * rank + c] = 1.0;
+                    for h in 0..heads {
+                        for i in 0..n {
+                            absorb_q[(h * width + p) * qk + i] = kv_row(h, i)[c];
+                        }
+                        for i in 0..v {
+                            values_out[(h * v + i) * width + p] = kv_row(h, n + i)[c];
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        let dense = |values: Vec<f32>, shape: &[usize]| -> Result<HostWeight> {
+            Ok(HostWeight::Dense {
+                tensor: Tensor::from_vec(values, shape, &Device::Cpu)?,
+                source: crate::backend::WeightDtype::F32,
+            })
+        };
+        Ok([
+            dense(absorb_q, &[heads, width, qk])?,
+            dense(latent_to_key, &[width, rank])?,
+            dense(rope_to_key, &[width, r])?,
+            dense(values_out, &[heads, v, width])?,
+        ])
     }
 
     /// `[heads × width, rope]`: rotary dimension j of the shared key part to its position in

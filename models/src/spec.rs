@@ -208,13 +208,15 @@ impl ModelSpec {
             m.validate(self.num_layers)?;
         }
         if let Some(a) = &self.latent_attention {
-            let widest = a.qk_head_dim().max(a.v_head_dim);
+            // The cache holds every head expanded, or the latent once (one KV head).
+            let expanded = (self.num_heads, a.qk_head_dim().max(a.v_head_dim));
+            let latent = (1, a.kv_lora_rank + a.qk_rope_head_dim);
+            let heads = (self.num_kv_heads, self.head_dim);
             if a.kv_lora_rank == 0
                 || a.qk_rope_head_dim == 0
                 || !a.qk_rope_head_dim.is_multiple_of(2)
                 || a.v_head_dim == 0
-                || self.head_dim != widest
-                || self.num_kv_heads != self.num_heads
+                || (heads != expanded && heads != latent)
             {
                 return bad(format!(
                     "latent attention {a:?} does not fit heads of {} dimensions",

@@ -326,6 +326,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("argmax"), |b| b.argmax(x))
     }
 
+    fn heads_linear(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor> {
+        self.timed(op("heads_linear"), |b| b.heads_linear(x, w))
+    }
+
     fn add_rows_scaled(
         &self,
         acc: &Self::Tensor,

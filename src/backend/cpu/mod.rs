@@ -256,6 +256,30 @@ fn check_rows(dims: &[usize], cols: usize, op: &str) -> Result<()> {
 
 /// Elementwise operands must agree exactly (no broadcasting in the decoder).
 /// The kernels' name for a GLU activation.
+/// `Backend::heads_linear` with candle's batched product: `[heads, tokens, in]` times
+/// `[heads, in, out]`.
+pub(crate) fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (&[_, h, k], &[wh, _, wk]) = (x.dims(), w.dims()) else {
+        return Err(err(format!(
+            "heads_linear: x {:?} by w {:?}",
+            x.dims(),
+            w.dims()
+        )));
+    };
+    if (wh, wk) != (h, k) {
+        return Err(err(format!(
+            "heads_linear: x {:?} by w {:?}",
+            x.dims(),
+            w.dims()
+        )));
+    }
+    let y = x
+        .transpose(0, 1)?
+        .contiguous()?
+        .matmul(&w.transpose(1, 2)?.to_dtype(x.dtype())?)?;
+    Ok(y.transpose(0, 1)?.contiguous()?)
+}
+
 fn kernel_act(act: Activation) -> Act {
     match act {
         Activation::Silu => Act::Silu,
@@ -641,6 +665,11 @@ impl Backend for CpuBackend {
 
     fn gather_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         Ok(x.index_select(&ids_tensor(rows)?, 0)?)
+    }
+
+    fn heads_linear(&self, x: &Tensor, w: &CpuWeight) -> Result<Tensor> {
+        let w = dense_weight(w, "heads_linear")?;
+        heads_product(x, w)
     }
 
     fn argmax(&self, x: &Tensor) -> Result<Vec<u32>> {

@@ -493,6 +493,18 @@ impl Backend for CudaBackend {
         Ok(x.index_select(&self.ids("gathered rows", rows)?, 0)?)
     }
 
+    /// candle's batched product (cuBLAS strided batched GEMM).
+    fn heads_linear(&self, x: &Tensor, w: &CudaWeight) -> Result<Tensor> {
+        let CudaWeight::Dense(w) = w else {
+            return Err(CudaError::Launch("heads_linear: the weight is not dense".into()).into());
+        };
+        let y = x
+            .transpose(0, 1)?
+            .contiguous()?
+            .matmul(&w.transpose(1, 2)?.contiguous()?)?;
+        Ok(y.transpose(0, 1)?.contiguous()?)
+    }
+
     /// On the device (candle's `index_add`): no round trip through host memory per expert.
     fn add_rows_scaled(
         &self,

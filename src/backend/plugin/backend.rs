@@ -321,6 +321,7 @@ impl PluginBackend {
             OpDesc::Softmax => d.op = ffi::OP_SOFTMAX,
             OpDesc::GatherRows => d.op = ffi::OP_GATHER_ROWS,
             OpDesc::Argmax => d.op = ffi::OP_ARGMAX,
+            OpDesc::HeadsLinear => {}
         }
         d
     }
@@ -376,6 +377,10 @@ impl Backend for PluginBackend {
     }
 
     fn supports(&self, op: &OpDesc) -> bool {
+        // No ABI function: latent attention runs expanded on plugins.
+        if *op == OpDesc::HeadsLinear {
+            return false;
+        }
         let d = Self::abi_desc(op);
         let dtype_ok = match op {
             OpDesc::Embedding { .. } | OpDesc::Linear { .. } => self.plugin.has_dtype(d.dtype),
