@@ -19,7 +19,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 8] = [
+const ARCHS: [&str; 10] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -28,6 +28,8 @@ const ARCHS: [&str; 8] = [
     "gemma3",
     "phi3",
     "deepseek_v3",
+    "deepseek_v2",
+    "qwen2_yarn",
 ];
 const TOL: f32 = 1e-3;
 
