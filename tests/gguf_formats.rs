@@ -69,7 +69,14 @@ fn gguf_name(hf: &str) -> String {
 /// The tiny `arch` model as llama.cpp's converter writes it: llama's Q/K rows permuted for
 /// its interleaved RoPE (phi3's are not), weights of rank 2 in `dtype`.
 fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
-    let src = fixtures().join("tiny").join(arch);
+    write_gguf_of(arch, arch, path, dtype);
+}
+
+/// `write_gguf` of the tiny model in `fixture` as an `arch` GGUF. A Phi-3 with RoPE over
+/// part of each head and LongRoPE gets llama.cpp's keys and tensors for them
+/// (`rope.dimension_count`, `rope_factors_short`/`_long`, `rope.scaling.*`).
+fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType) {
+    let src = fixtures().join("tiny").join(fixture);
     let permuted = arch == "llama";
     let cfg = read_json(&src.join("config.json"));
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
@@ -88,6 +95,36 @@ fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
         q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));
     }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+    let mut extra: Vec<(&str, Value)> = Vec::new();
+    if let Some(partial) = cfg["partial_rotary_factor"].as_f64().filter(|&p| p < 1.0) {
+        let head_dim = cfg["hidden_size"].as_u64().unwrap() as f64 / heads as f64;
+        extra.push((
+            "rope.dimension_count",
+            Value::U32((head_dim * partial) as u32),
+        ));
+    }
+    if let Some(rs) = cfg["rope_scaling"].as_object() {
+        for (key, name) in [
+            ("short_factor", "rope_factors_short.weight"),
+            ("long_factor", "rope_factors_long.weight"),
+        ] {
+            let f: Vec<f32> = as_f32s(&rs[key]);
+            let t = Tensor::from_vec(f.clone(), f.len(), &Device::Cpu).unwrap();
+            q.push((
+                name.to_string(),
+                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+            ));
+        }
+        let original = cfg["original_max_position_embeddings"].as_u64().unwrap() as usize;
+        let max = cfg["max_position_embeddings"].as_u64().unwrap() as f32;
+        let factor = max / original as f32;
+        let attn = (1.0 + factor.ln() / (original as f32).ln()).sqrt();
+        extra.push((
+            "rope.scaling.original_context_length",
+            Value::U32(original as u32),
+        ));
+        extra.push(("rope.scaling.attn_factor", Value::F32(attn)));
+    }
     let md: Vec<(String, Value)> = vec![
         ("embedding_length", u("hidden_size")),
         ("block_count", u("num_hidden_layers")),
@@ -106,6 +143,7 @@ fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
         ),
     ]
     .into_iter()
+    .chain(extra)
     .map(|(k, v)| (format!("{arch}.{k}"), v))
     .chain([(
         "general.architecture".to_string(),
@@ -116,6 +154,20 @@ fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
     let t_refs: Vec<(&str, &QTensor)> = q.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}
+
+/// Phi-3.5/Phi-4-mini style: RoPE over half of each head and LongRoPE, as llama.cpp's GGUF
+/// keeps them, give the HF checkout's logits (the q/k rows laid out at load stay Q8_0 blocks).
+#[test]
+fn phi3_partial_rope_and_longrope_load_from_gguf() {
+    let reference = logits(&fixtures().join("tiny/phi3_longrope"));
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
+        let path = dir.path().join(format!("phi3-longrope-{dtype:?}.gguf"));
+        write_gguf_of("phi3_longrope", "phi3", &path, dtype);
+        let d = max_abs_diff(&logits(&path), &reference);
+        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
+    }
 }
 
 #[test]

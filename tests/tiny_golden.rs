@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 10] = [
+const ARCHS: [&str; 11] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -21,6 +21,7 @@ const ARCHS: [&str; 10] = [
     "deepseek_v3",
     "deepseek_v2",
     "qwen2_yarn",
+    "phi3_longrope",
 ];
 const TOL: f32 = 1e-4;
 

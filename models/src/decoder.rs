@@ -14,7 +14,7 @@ use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
-use crate::weights::WeightSource;
+use crate::weights::{HostWeight, WeightSource};
 
 struct Layer<B: Backend> {
     attn_norm: B::Weight,
@@ -95,8 +95,8 @@ impl<B: Backend> DecoderModel<B> {
         let ropes = match &spec.latent_attention {
             Some(a) => vec![crate::mla::rope(&spec, a, CacheForm::of_spec(&spec, a)).0],
             None => {
-                let mut global = rope_spec(d, spec.rope.theta, &spec.rope.scaling, spec.rope.style);
-                if src.contains("rope_freqs.weight") {
+                let mut global = global_rope(&spec).0;
+                if src.contains("rope_freqs.weight") && spec.rotary_dim.is_none() {
                     // GGUF Llama-3: per-frequency divisors precomputed by the converter.
                     let factors = ld
                         .checked("rope_freqs.weight", &[d / 2])?
@@ -207,11 +207,13 @@ impl<B: Backend> DecoderModel<B> {
 
     /// Serve `slots` from now on: their stacks built first, so nothing changes on error.
     fn use_lora_slots(&mut self, backend: &B, slots: Vec<Option<LoraAdapter>>) -> Result<()> {
-        let plain = self.spec.latent_attention.is_none() && self.spec.experts.is_none();
+        let plain = self.spec.latent_attention.is_none()
+            && self.spec.experts.is_none()
+            && self.spec.rotary_dim.is_none();
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
-                "LoRA adapters on latent-attention or mixture-of-experts models are not \
-                 supported"
+                "LoRA adapters on latent-attention, mixture-of-experts or partial-RoPE models \
+                 are not supported"
                     .into(),
             ));
         }
@@ -219,6 +221,23 @@ impl<B: Backend> DecoderModel<B> {
         self.lora = Some(stack).filter(|s| !s.is_empty());
         self.lora_slots = slots;
         Ok(())
+    }
+
+    /// Serve contexts of up to `tokens`: a LongRoPE model takes its long factors past its
+    /// original context, its short ones within it (the weights do not change: the attention
+    /// factor is the same for both). Call before the first forward pass; the cache must not
+    /// hold keys rotated the other way.
+    pub fn use_context(&mut self, tokens: usize) {
+        if !matches!(
+            self.spec.rope.scaling,
+            crate::spec::RopeScaling::LongRope { .. }
+        ) {
+            return;
+        }
+        self.spec.rope.scaling = self.spec.rope.scaling.for_context(tokens);
+        if let Some(global) = self.ropes.first_mut() {
+            *global = global_rope(&self.spec).0;
+        }
     }
 
     /// LoRA slots so far (loaded or emptied).
@@ -439,6 +458,69 @@ fn heads_q<B: Backend>(
     }
 }
 
+/// The RoPE of the global layers, and the factor folded into the q/k weights' rotated rows
+/// where RoPE covers part of each head (`rope::partial_rope_spec`; 1 otherwise).
+fn global_rope(spec: &ModelSpec) -> (RopeSpec, f32) {
+    let (d, theta, scaling) = (spec.head_dim, spec.rope.theta, &spec.rope.scaling);
+    match spec.rotary_dim {
+        Some(r) => crate::rope::partial_rope_spec(d, r, theta, scaling),
+        None => (rope_spec(d, theta, scaling, spec.rope.style), 1.0),
+    }
+}
+
+/// Row sources of a q/k/v weight (q's `heads`, then k's `kv_heads` heads of `head_dim`, then
+/// v) laid out for a RoPE over the first `rotary` dimensions of each head
+/// (`rope::partial_head_sources`): q's and k's heads permuted, their rotated rows times
+/// `factor`, v as it is. `parts` says which of q, k, v the weight holds.
+fn partial_rope_rows(
+    spec: &ModelSpec,
+    rotary: usize,
+    factor: f32,
+    parts: [bool; 3],
+) -> (Vec<Option<usize>>, Vec<f32>) {
+    let d = spec.head_dim;
+    let head = crate::rope::partial_head_sources(d, rotary);
+    let (mut rows, mut scales) = (Vec::new(), Vec::new());
+    let counts = [spec.num_heads, spec.num_kv_heads, spec.num_kv_heads];
+    for (part, (&held, &heads)) in parts.iter().zip(&counts).enumerate() {
+        if !held {
+            continue;
+        }
+        let base = rows.len();
+        for h in 0..heads {
+            for (p, &(j, rotated)) in head.iter().enumerate() {
+                // q and k (parts 0 and 1) are laid out; v keeps its order.
+                let permuted = part < 2;
+                rows.push(Some(base + h * d + if permuted { j } else { p }));
+                scales.push(if permuted && rotated { factor } else { 1.0 });
+            }
+        }
+    }
+    (rows, scales)
+}
+
+/// `w`'s rows by `rows`, times `scales`: exact row picks in the weight's own storage where
+/// every scale is 1, a rebuilt dense weight otherwise.
+fn fold_rows(w: HostWeight, rows: &[Option<usize>], scales: &[f32]) -> Result<HostWeight> {
+    if scales.iter().all(|&s| s == 1.0) {
+        return w.pick_rows(rows);
+    }
+    let source = w.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+    let t = w.to_f32()?;
+    let (n, cols) = t.dims2()?;
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows.len() * cols];
+    for ((dst, src), &scale) in out.chunks_exact_mut(cols.max(1)).zip(rows).zip(scales) {
+        if let Some(r) = src.filter(|&r| r < n) {
+            for (o, &v) in dst.iter_mut().zip(&values[r * cols..(r + 1) * cols]) {
+                *o = v * scale;
+            }
+        }
+    }
+    let t = candle_core::Tensor::from_vec(out, (rows.len(), cols), &candle_core::Device::Cpu)?;
+    HostWeight::stored_like(t, source)
+}
+
 /// Layer `l`'s q/k/v projections (q, k and v stored apart or joined) and per-head norms.
 fn heads_attention<B: Backend>(
     ld: &Loader<'_, B>,
@@ -464,7 +546,31 @@ fn heads_attention<B: Backend>(
     } else {
         (None, None)
     };
-    let qkv = match ld.opt_weight(&n("attn_qkv.weight"), &[q + 2 * kv, h])? {
+    if spec.rotary_dim.is_some() && (spec.qkv_bias || spec.qk_norm) {
+        return Err(ModelError::Config(
+            "RoPE over part of each head with q/k/v biases or q/k norms is not supported".into(),
+        ));
+    }
+    // RoPE over part of each head: q's and k's rows laid out for a whole-head rotation.
+    let fold = |w: HostWeight, parts: [bool; 3]| -> Result<B::Weight> {
+        let w = match spec.rotary_dim {
+            Some(r) => {
+                let (rows, scales) = partial_rope_rows(spec, r, global_rope(spec).1, parts);
+                fold_rows(w, &rows, &scales)?
+            }
+            None => w,
+        };
+        ld.backend.load_weight(w)
+    };
+    let joined_name = n("attn_qkv.weight");
+    let joined = match ld.src.contains(&joined_name) {
+        true => Some(fold(
+            ld.checked(&joined_name, &[q + 2 * kv, h])?,
+            [true; 3],
+        )?),
+        false => None,
+    };
+    let qkv = match joined {
         Some(joined) if !spec.qkv_bias => Projections::joined(ld.backend, joined, vec![q, kv, kv])?,
         Some(_) => {
             return Err(ModelError::Config(
@@ -474,8 +580,20 @@ fn heads_attention<B: Backend>(
         None => Projections::new(
             ld.backend,
             vec![
-                (ld.weight(&n("attn_q.weight"), &[q, h])?, bq),
-                (ld.weight(&n("attn_k.weight"), &[kv, h])?, bk),
+                (
+                    fold(
+                        ld.checked(&n("attn_q.weight"), &[q, h])?,
+                        [true, false, false],
+                    )?,
+                    bq,
+                ),
+                (
+                    fold(
+                        ld.checked(&n("attn_k.weight"), &[kv, h])?,
+                        [false, true, false],
+                    )?,
+                    bk,
+                ),
                 (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
             ],
         )?,

@@ -71,17 +71,69 @@ pub fn inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Vec<f32> 
                 })
                 .collect()
         }
+        RopeScaling::LongRope {
+            ref short_factor,
+            ref long_factor,
+            long,
+            ..
+        } => {
+            let factors = if long { long_factor } else { short_factor };
+            base.into_iter()
+                .zip(factors.iter().chain(std::iter::repeat(&1.0)))
+                .map(|(f, k)| f / k)
+                .collect()
+        }
     }
 }
 
-/// The factor YaRN multiplies cos/sin by (1 for every other scheme).
+/// The factor YaRN and LongRoPE multiply cos/sin by (1 for every other scheme).
 pub fn attention_factor(scaling: &RopeScaling) -> f32 {
     match *scaling {
         RopeScaling::Yarn {
             attention_factor, ..
+        }
+        | RopeScaling::LongRope {
+            attention_factor, ..
         } => attention_factor,
         _ => 1.0,
     }
+}
+
+/// RoPE of heads of `head_dim` rotating their first `rotary` dimensions (NeoX pairs `(i, i +
+/// rotary/2)`), run as a rotation of the whole head: with the heads' dimensions laid out by
+/// `partial_head_sources` the rotated pairs sit at `(i, i + head_dim/2)` and the others get a
+/// frequency of 0 (a rotation by 0 leaves them exactly as they are), so every backend's RoPE
+/// serves. The attention factor then goes into the q/k weights' rotated rows (returned), as
+/// it must not scale the other dimensions.
+pub fn partial_rope_spec(
+    head_dim: usize,
+    rotary: usize,
+    theta: f32,
+    scaling: &RopeScaling,
+) -> (RopeSpec, f32) {
+    let mut freqs = inv_freq(rotary, theta, scaling);
+    freqs.resize(head_dim / 2, 0.0);
+    let spec = RopeSpec {
+        inv_freq: freqs,
+        style: RopeStyle::Neox,
+        mscale: 1.0,
+    };
+    (spec, attention_factor(scaling))
+}
+
+/// For each position of a head laid out for `partial_rope_spec`, the HF dimension it holds
+/// (HF heads: the `rotary` dimensions first) and whether it rotates.
+pub fn partial_head_sources(head_dim: usize, rotary: usize) -> Vec<(usize, bool)> {
+    let (half, rhalf) = (head_dim / 2, rotary / 2);
+    let mut out: Vec<Option<(usize, bool)>> = vec![None; head_dim];
+    for j in 0..rotary {
+        let p = if j < rhalf { j } else { half + j - rhalf };
+        out[p] = Some((j, true));
+    }
+    let mut rest = rotary..head_dim;
+    out.into_iter()
+        .map(|s| s.unwrap_or_else(|| (rest.next().unwrap_or(0), false)))
+        .collect()
 }
 
 pub fn rope_spec(head_dim: usize, theta: f32, scaling: &RopeScaling, style: RopeStyle) -> RopeSpec {
@@ -117,6 +169,54 @@ mod tests {
         assert_eq!(scaled[0], base[0]);
         let last = base.len() - 1;
         assert!((scaled[last] - base[last] / 8.0).abs() < 1e-12);
+    }
+
+    /// A NeoX rotation of half a head, as HF rotates it, equals the whole laid-out head's
+    /// rotation with zero frequencies past the rotated pairs.
+    #[test]
+    fn partial_rotation_as_a_whole_head_rotation() {
+        let (d, r, pos) = (8, 4, 5.0f32);
+        let hf: Vec<f32> = (0..d).map(|i| i as f32 * 0.3 - 1.0).collect();
+        let (spec, factor) = partial_rope_spec(d, r, 100.0, &RopeScaling::None);
+        assert_eq!(factor, 1.0);
+        let freqs = inv_freq(r, 100.0, &RopeScaling::None);
+        let mut want = hf.clone();
+        for (i, f) in freqs.iter().enumerate() {
+            let (s, c) = (pos * f).sin_cos();
+            want[i] = hf[i] * c - hf[i + r / 2] * s;
+            want[i + r / 2] = hf[i + r / 2] * c + hf[i] * s;
+        }
+        let sources = partial_head_sources(d, r);
+        let mut head: Vec<f32> = sources.iter().map(|&(j, _)| hf[j]).collect();
+        for (i, f) in spec.inv_freq.iter().enumerate() {
+            let (s, c) = (pos * f).sin_cos();
+            let (x, y) = (head[i], head[i + d / 2]);
+            head[i] = x * c - y * s;
+            head[i + d / 2] = y * c + x * s;
+        }
+        for (p, &(j, _)) in sources.iter().enumerate() {
+            assert!((head[p] - want[j]).abs() < 1e-6, "dim {j}");
+        }
+        let mut seen: Vec<usize> = sources.iter().map(|s| s.0).collect();
+        seen.sort();
+        assert_eq!(seen, (0..d).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn longrope_divides_by_the_factors_of_the_context_served() {
+        let s = RopeScaling::LongRope {
+            short_factor: vec![1.0, 2.0],
+            long_factor: vec![4.0, 8.0],
+            original_max_position: 32,
+            attention_factor: 1.2,
+            long: false,
+        };
+        let base = inv_freq(4, 100.0, &RopeScaling::None);
+        let short = inv_freq(4, 100.0, &s.for_context(32));
+        let long = inv_freq(4, 100.0, &s.for_context(33));
+        assert_eq!(short, vec![base[0], base[1] / 2.0]);
+        assert_eq!(long, vec![base[0] / 4.0, base[1] / 8.0]);
+        assert_eq!(attention_factor(&s), 1.2);
     }
 
     /// Qwen2.5's long-context config (factor 4 over 32768 positions, head_dim 128, theta 1e6),

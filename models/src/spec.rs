@@ -55,6 +55,35 @@ pub enum RopeScaling {
         truncate: bool,
         attention_factor: f32,
     },
+    /// LongRoPE (HF "longrope"; Phi-3 128k, Phi-3.5, Phi-4-mini): each frequency divided by
+    /// its own factor, from `long_factor` when the context served passes
+    /// `original_max_position` (`long`), else `short_factor`; cos/sin times
+    /// `attention_factor` either way.
+    LongRope {
+        short_factor: Vec<f32>,
+        long_factor: Vec<f32>,
+        original_max_position: usize,
+        attention_factor: f32,
+        long: bool,
+    },
+}
+
+impl RopeScaling {
+    /// The scaling for a served context of `tokens`: LongRoPE's long factors past its original
+    /// context, the short ones within it (as llama.cpp chooses, once, by the context it
+    /// serves: a cache never mixes keys rotated both ways); the others as they are.
+    pub fn for_context(&self, tokens: usize) -> RopeScaling {
+        let mut out = self.clone();
+        if let RopeScaling::LongRope {
+            original_max_position,
+            ref mut long,
+            ..
+        } = out
+        {
+            *long = tokens > original_max_position;
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -152,6 +181,9 @@ pub struct ModelSpec {
     /// Embeddings multiplied by this (gemma: sqrt(hidden)).
     pub embed_scale: Option<f32>,
     pub activation: Activation,
+    /// RoPE over the first this many dimensions of each head (HF `partial_rotary_factor`,
+    /// llama.cpp's `rope.dimension_count`); None: the whole head.
+    pub rotary_dim: Option<usize>,
     /// Latent attention in every layer instead of q/k/v projections (DeepSeek). `head_dim`
     /// and `num_kv_heads` are then the cache's: every head, `max(qk, v)` wide.
     pub latent_attention: Option<LatentAttention>,
@@ -203,6 +235,18 @@ impl ModelSpec {
             || self.rope.theta <= 0.0
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
+        }
+        if let Some(r) = self.rotary_dim {
+            if r == 0
+                || r > self.head_dim
+                || !r.is_multiple_of(2)
+                || self.latent_attention.is_some()
+            {
+                return bad(format!(
+                    "RoPE over {r} of {} dimensions per head",
+                    self.head_dim
+                ));
+            }
         }
         if let Some(m) = &self.experts {
             m.validate(self.num_layers)?;
@@ -382,10 +426,60 @@ impl HfConfig<'_> {
                     attention_factor,
                 })
             }
+            "longrope" | "su" => {
+                let factors = |key: &str| -> Result<Vec<f32>> {
+                    sub.0
+                        .get(key)
+                        .and_then(|v| v.as_array())
+                        .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect())
+                        .ok_or_else(|| {
+                            ModelError::Config(format!(
+                                "config.json: longrope rope_scaling needs a list `{key}`"
+                            ))
+                        })
+                };
+                let max_position = self.opt_usize("max_position_embeddings")?;
+                let original = sub
+                    .opt_usize("original_max_position_embeddings")?
+                    .or(self.opt_usize("original_max_position_embeddings")?)
+                    .or(max_position)
+                    .ok_or_else(|| {
+                        ModelError::Config(
+                            "config.json: longrope without `original_max_position_embeddings`"
+                                .into(),
+                        )
+                    })?;
+                let factor = match (sub.opt_f32("factor")?, max_position) {
+                    (Some(f), _) => f,
+                    (None, Some(max)) => max as f32 / original as f32,
+                    (None, None) => 1.0,
+                };
+                let attention_factor = match sub.opt_f32("attention_factor")? {
+                    Some(a) => a,
+                    None => longrope_attention_factor(factor, original),
+                };
+                Ok(RopeScaling::LongRope {
+                    short_factor: factors("short_factor")?,
+                    long_factor: factors("long_factor")?,
+                    original_max_position: original,
+                    attention_factor,
+                    long: max_position.is_some_and(|m| m > original),
+                })
+            }
             other => Err(ModelError::Config(format!(
                 "unsupported rope_scaling type `{other}`"
             ))),
         }
+    }
+}
+
+/// LongRoPE's attention factor for a context stretched `factor` times over `original`
+/// positions: `sqrt(1 + ln factor / ln original)` (1 when not stretched).
+pub fn longrope_attention_factor(factor: f32, original: usize) -> f32 {
+    if factor <= 1.0 || original < 2 {
+        1.0
+    } else {
+        (1.0 + factor.ln() / (original as f32).ln()).sqrt()
     }
 }
 

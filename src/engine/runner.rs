@@ -79,6 +79,11 @@ pub trait Runner: Send {
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
     fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
+    /// Serve contexts of up to `tokens` (a LongRoPE model picks its factors by it; see
+    /// `DecoderModel::use_context`). Before the first request.
+    fn use_context(&mut self, tokens: usize) {
+        let _ = tokens;
+    }
     /// LoRA slots so far (the adapters attached at load, then those loaded or emptied since).
     fn lora_slots(&self) -> usize;
     /// Put a LoRA adapter in `slot` (the next new one, or one to empty with None) while
@@ -139,6 +144,10 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         self.backend.fallback_ops()
+    }
+
+    fn use_context(&mut self, tokens: usize) {
+        self.model.use_context(tokens);
     }
 
     fn lora_slots(&self) -> usize {

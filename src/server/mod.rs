@@ -243,6 +243,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .unwrap_or(4096)
         .min(model.spec.max_position)
         .min(kv_tokens);
+    // The warm-up pass above wrote position 0 only, where every rotation is the identity.
+    model.runner.use_context(context);
     let limits = Limits {
         context,
         vocab: model.spec.vocab_size,

@@ -55,6 +55,7 @@ fn base_spec(
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation: Activation::Silu,
+        rotary_dim: None,
         latent_attention: None,
         experts: None,
         bos_token_id: Some(1),
