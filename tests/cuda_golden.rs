@@ -19,7 +19,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 11] = [
+const ARCHS: [&str; 13] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -31,6 +31,8 @@ const ARCHS: [&str; 11] = [
     "deepseek_v2",
     "qwen2_yarn",
     "phi3_longrope",
+    "qwen3_moe",
+    "mixtral",
 ];
 const TOL: f32 = 1e-3;
 

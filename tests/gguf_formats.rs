@@ -61,6 +61,9 @@ fn gguf_name(hf: &str) -> String {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
+        "mlp.gate.weight" | "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
         other => panic!("unexpected tensor {other}"),
     };
     format!("blk.{l}.{g}")
@@ -69,13 +72,40 @@ fn gguf_name(hf: &str) -> String {
 /// The tiny `arch` model as llama.cpp's converter writes it: llama's Q/K rows permuted for
 /// its interleaved RoPE (phi3's are not), weights of rank 2 in `dtype`.
 fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
-    write_gguf_of(arch, arch, path, dtype);
+    write_gguf_of(arch, arch, path, dtype, Experts::Stacked);
+}
+
+/// How a GGUF holds a layer's experts: stacked in one `[experts, rows, cols]` tensor per
+/// projection (llama.cpp's converter since 2024), or one tensor per expert (early Mixtral
+/// GGUFs).
+#[derive(Clone, Copy, PartialEq)]
+enum Experts {
+    Stacked,
+    Apart,
+}
+
+/// Layer, projection (gate/up/down) and expert of an HF expert tensor (Qwen's
+/// `mlp.experts.E.gate_proj`, Mixtral's `block_sparse_moe.experts.E.w1`).
+fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (l, part) = rest.split_once('.')?;
+    let part = part
+        .strip_prefix("mlp.experts.")
+        .or_else(|| part.strip_prefix("block_sparse_moe.experts."))?;
+    let (e, proj) = part.split_once('.')?;
+    let proj = match proj {
+        "gate_proj.weight" | "w1.weight" => "gate",
+        "up_proj.weight" | "w3.weight" => "up",
+        "down_proj.weight" | "w2.weight" => "down",
+        _ => return None,
+    };
+    Some((l.to_string(), proj, e.parse().ok()?))
 }
 
 /// `write_gguf` of the tiny model in `fixture` as an `arch` GGUF. A Phi-3 with RoPE over
 /// part of each head and LongRoPE gets llama.cpp's keys and tensors for them
 /// (`rope.dimension_count`, `rope_factors_short`/`_long`, `rope.scaling.*`).
-fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType) {
+fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, experts: Experts) {
     let src = fixtures().join("tiny").join(fixture);
     let permuted = arch == "llama";
     let cfg = read_json(&src.join("config.json"));
@@ -84,18 +114,55 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType) {
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut stacks: HashMap<(String, &str), Vec<(usize, Tensor)>> = HashMap::new();
     for (name, t) in &tensors {
+        if let Some((l, proj, e)) = hf_expert(name) {
+            match experts {
+                Experts::Stacked => stacks.entry((l, proj)).or_default().push((e, t.clone())),
+                Experts::Apart => q.push((
+                    format!("blk.{l}.ffn_{proj}.{e}.weight"),
+                    QTensor::quantize(t, dtype).unwrap(),
+                )),
+            }
+            continue;
+        }
         let mut t = t.clone();
         if permuted && name.ends_with("q_proj.weight") {
             t = permute_rope_rows(&t, heads);
         } else if permuted && name.ends_with("k_proj.weight") {
             t = permute_rope_rows(&t, kv_heads);
         }
-        let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
+        // llama.cpp keeps experts' routers in F32 whatever the type asked for.
+        let router = name.ends_with(".gate.weight");
+        let ty = if t.rank() == 2 && !router {
+            dtype
+        } else {
+            GgmlDType::F32
+        };
         q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));
+    }
+    for ((l, proj), mut parts) in stacks {
+        parts.sort_by_key(|(e, _)| *e);
+        let stacked = Tensor::stack(&parts.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0).unwrap();
+        let name = format!("blk.{l}.ffn_{proj}_exps.weight");
+        q.push((name, QTensor::quantize(&stacked, dtype).unwrap()));
     }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
+    let experts_key = ["num_experts", "num_local_experts"]
+        .into_iter()
+        .find(|k| cfg[k].is_u64());
+    if let Some(key) = experts_key {
+        extra.push(("expert_count", u(key)));
+        extra.push(("expert_used_count", u("num_experts_per_tok")));
+        if cfg["moe_intermediate_size"].is_u64() {
+            extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
+        }
+    }
+    if cfg["head_dim"].is_u64() {
+        extra.push(("attention.key_length", u("head_dim")));
+        extra.push(("attention.value_length", u("head_dim")));
+    }
     if let Some(partial) = cfg["partial_rotary_factor"].as_f64().filter(|&p| p < 1.0) {
         let head_dim = cfg["hidden_size"].as_u64().unwrap() as f64 / heads as f64;
         extra.push((
@@ -164,9 +231,33 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
     let dir = tempfile::tempdir().unwrap();
     for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
         let path = dir.path().join(format!("phi3-longrope-{dtype:?}.gguf"));
-        write_gguf_of("phi3_longrope", "phi3", &path, dtype);
+        write_gguf_of("phi3_longrope", "phi3", &path, dtype, Experts::Stacked);
         let d = max_abs_diff(&logits(&path), &reference);
         assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
+    }
+}
+
+/// Qwen3-MoE (`qwen3moe`, a dense layer among them) and Mixtral (converted as `llama`, q/k
+/// rows permuted) with their experts stacked per layer, and Mixtral with one tensor per expert
+/// as the first GGUFs had it: the HF checkouts' logits.
+#[test]
+fn mixtures_of_experts_load_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, arch, experts) in [
+        ("qwen3_moe", "qwen3moe", Experts::Stacked),
+        ("mixtral", "llama", Experts::Stacked),
+        ("mixtral", "llama", Experts::Apart),
+    ] {
+        let reference = logits(&fixtures().join("tiny").join(fixture));
+        for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
+            let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
+            write_gguf_of(fixture, arch, &path, dtype, experts);
+            let d = max_abs_diff(&logits(&path), &reference);
+            assert!(
+                d < tol,
+                "{fixture} {dtype:?}: logits differ by {d} (tolerance {tol})"
+            );
+        }
     }
 }
 
@@ -273,7 +364,13 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
                 q.push((format!("blk.{l}.{what}.weight"), quantize(&t)));
             }
         } else {
-            q.push((deepseek_gguf_name(name), quantize(t)));
+            // llama.cpp keeps experts' routers in F32 whatever the type asked for.
+            let router = name.ends_with("mlp.gate.weight");
+            let t = match router {
+                true => QTensor::quantize(t, GgmlDType::F32).unwrap(),
+                false => quantize(t),
+            };
+            q.push((deepseek_gguf_name(name), t));
         }
     }
     for ((l, proj), mut parts) in experts {

@@ -1,6 +1,7 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
 pub mod deepseek;
+pub mod experts;
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
@@ -25,6 +26,16 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "mistral" => mistral::from_hf(&c)?,
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
+        "qwen3_moe" => {
+            let mut spec = qwen3::from_hf(&c)?;
+            spec.experts = Some(experts::qwen3_moe_from_hf(&c, spec.num_layers)?);
+            spec
+        }
+        "mixtral" => {
+            let mut spec = mistral::from_hf(&c)?;
+            spec.experts = Some(experts::mixtral_from_hf(&c, spec.num_layers)?);
+            spec
+        }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
@@ -38,16 +49,20 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
 /// The spec of a GGUF file, by `general.architecture`.
 pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let arch = g.architecture()?;
-    let spec = match arch.as_str() {
+    let mut spec = match arch.as_str() {
         "llama" => llama::from_gguf(g)?,
         "mistral" => mistral::from_gguf(g)?,
         "qwen2" => qwen2::from_gguf(g)?,
-        "qwen3" => qwen3::from_gguf(g)?,
+        "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
+    if spec.experts.is_none() && arch != "deepseek2" {
+        // Mixtral (as `llama`), Qwen3-MoE (`qwen3moe`): the plain mixture of experts.
+        spec.experts = experts::from_gguf(g, spec.num_layers)?;
+    }
     spec.validate()?;
     Ok(spec)
 }

@@ -346,6 +346,14 @@ fn expert_of(name: &str) -> Option<(String, usize)> {
     Some((format!("{whole}.weight"), e.parse().ok()?))
 }
 
+/// The name early Mixtral GGUFs gave expert E's tensor (`blk.L.ffn_up.E.weight`) for a
+/// per-expert name (`blk.L.ffn_up_exps.E.weight`).
+fn legacy_expert(name: &str) -> Option<String> {
+    let (whole, e) = expert_of(name)?;
+    let stem = whole.strip_suffix("_exps.weight")?;
+    Some(format!("{stem}.{e}.weight"))
+}
+
 impl GgufFile {
     /// The info of the whole-experts tensor behind a per-expert name, with the expert's index
     /// and the bytes each expert takes; None when `name` is not one or is out of range.
@@ -402,6 +410,10 @@ impl GgufFile {
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let Some(info) = self.content.tensor_infos.get(name) else {
+            if let Some(legacy) = legacy_expert(name).filter(|l| self.contains(l)) {
+                // Early Mixtral GGUFs: one tensor per expert.
+                return self.get(&legacy);
+            }
             return self.expert_slice(name);
         };
         // Block types the CPU kernels read in place are served from the huge-page arena (or
@@ -445,7 +457,9 @@ impl WeightSource for GgufFile {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(name) || self.expert_info(name).is_some()
+        self.content.tensor_infos.contains_key(name)
+            || self.expert_info(name).is_some()
+            || legacy_expert(name).is_some_and(|l| self.content.tensor_infos.contains_key(&l))
     }
 }
 

@@ -63,6 +63,29 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
     Some(format!("model.layers.{l}.{hf}.{suffix}"))
 }
 
+/// Mixtral's HF name of a tensor `to_hf` names the Qwen/DeepSeek way (`mlp.gate`,
+/// `mlp.experts.E.{gate,up,down}_proj`): `block_sparse_moe.gate`,
+/// `block_sparse_moe.experts.E.{w1,w3,w2}`.
+pub fn mixtral_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.")?;
+    let rest = match rest.strip_prefix("experts.") {
+        Some(expert) => {
+            let (e, proj) = expert.split_once('.')?;
+            let (proj, suffix) = proj.split_once('.')?;
+            let w = match proj {
+                "gate_proj" => "w1",
+                "up_proj" => "w3",
+                "down_proj" => "w2",
+                _ => return None,
+            };
+            format!("experts.{e}.{w}.{suffix}")
+        }
+        None if rest == "gate.weight" => rest.to_string(),
+        None => return None,
+    };
+    Some(format!("{head}.block_sparse_moe.{rest}"))
+}
+
 /// Canonical name of expert `e`'s `what` (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`) in
 /// layer `l`: llama.cpp's name of the tensor holding every expert, with the expert's index.
 pub fn expert(l: usize, what: &str, e: usize) -> String {
@@ -146,5 +169,14 @@ mod tests {
             Some("model.layers.0.self_attn.kv_a_proj_with_mqa.weight")
         );
         assert_eq!(hf("blk.0.ffn_gate_exps.x.weight"), None);
+        assert_eq!(
+            mixtral_hf("model.layers.2.mlp.experts.5.up_proj.weight").as_deref(),
+            Some("model.layers.2.block_sparse_moe.experts.5.w3.weight")
+        );
+        assert_eq!(
+            mixtral_hf("model.layers.2.mlp.gate.weight").as_deref(),
+            Some("model.layers.2.block_sparse_moe.gate.weight")
+        );
+        assert_eq!(mixtral_hf("model.layers.2.mlp.up_proj.weight"), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::names::{to_hf, HfNormNaming};
+use super::names::{mixtral_hf, to_hf, HfNormNaming};
 use super::{HostWeight, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -79,9 +79,21 @@ impl SafetensorsDir {
     }
 }
 
+impl SafetensorsDir {
+    /// The HF name this checkout holds a canonical tensor under: the usual one, or Mixtral's
+    /// for its experts.
+    fn hf_name(&self, name: &str) -> Option<String> {
+        let hf = to_hf(name, self.naming)?;
+        if self.tensors.get(&hf).is_ok() {
+            return Some(hf);
+        }
+        mixtral_hf(&hf).filter(|m| self.tensors.get(m).is_ok())
+    }
+}
+
 impl WeightSource for SafetensorsDir {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
-        let Some(hf) = to_hf(name, self.naming) else {
+        let Some(hf) = self.hf_name(name) else {
             return Ok(None);
         };
         let view = match self.tensors.get(&hf) {
@@ -110,6 +122,6 @@ impl WeightSource for SafetensorsDir {
     }
 
     fn contains(&self, name: &str) -> bool {
-        to_hf(name, self.naming).is_some_and(|hf| self.tensors.get(&hf).is_ok())
+        self.hf_name(name).is_some()
     }
 }

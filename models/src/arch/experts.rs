@@ -1,0 +1,111 @@
+//! The plain mixture of experts of Mixtral and Qwen3-MoE (and llama.cpp GGUFs of either): a
+//! softmax over the router's logits, the top k experts, their weights renormalized to sum to 1
+//! where the model says so, no shared experts, no groups.
+use crate::error::{ModelError, Result};
+use crate::spec::{ExpertScoring, GroupScore, HfConfig, MixtureOfExperts};
+use crate::weights::gguf::GgufFile;
+use crate::weights::names::layer;
+use crate::weights::WeightSource;
+
+/// `experts_per_token` of `num_experts` experts of intermediate size `intermediate`, in the
+/// layers `layers` flags.
+pub fn softmax_top_k(
+    num_experts: usize,
+    experts_per_token: usize,
+    intermediate: usize,
+    normalize: bool,
+    layers: Vec<bool>,
+) -> MixtureOfExperts {
+    MixtureOfExperts {
+        num_experts,
+        experts_per_token,
+        expert_intermediate_size: intermediate,
+        shared_intermediate_size: 0,
+        layers,
+        scoring: ExpertScoring::Softmax,
+        groups: 1,
+        topk_groups: 1,
+        group_score: GroupScore::Max,
+        correction_bias: false,
+        normalize,
+        routed_scaling: 1.0,
+    }
+}
+
+/// Qwen3-MoE's experts (`qwen3_moe`): in the layers `decoder_sparse_step` selects that
+/// `mlp_only_layers` does not list.
+pub fn qwen3_moe_from_hf(c: &HfConfig, num_layers: usize) -> Result<MixtureOfExperts> {
+    let step = c.opt_usize("decoder_sparse_step")?.unwrap_or(1).max(1);
+    let dense: Vec<usize> = match c.0.get("mlp_only_layers") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
+            .ok_or_else(|| {
+                ModelError::Config("config.json: `mlp_only_layers` must list layers".into())
+            })?,
+    };
+    let num_experts = c.usize("num_experts")?;
+    let layers = (0..num_layers)
+        .map(|l| !dense.contains(&l) && num_experts > 0 && (l + 1) % step == 0)
+        .collect();
+    Ok(softmax_top_k(
+        num_experts,
+        c.usize("num_experts_per_tok")?,
+        c.usize("moe_intermediate_size")?,
+        c.bool("norm_topk_prob", false),
+        layers,
+    ))
+}
+
+/// Mixtral's experts: every layer, of the config's `intermediate_size`, weights renormalized.
+pub fn mixtral_from_hf(c: &HfConfig, num_layers: usize) -> Result<MixtureOfExperts> {
+    Ok(softmax_top_k(
+        c.usize("num_local_experts")?,
+        c.usize("num_experts_per_tok")?,
+        c.usize("intermediate_size")?,
+        true,
+        vec![true; num_layers],
+    ))
+}
+
+/// The experts a GGUF's `{arch}.expert_count` announces (None without), in the layers that
+/// have a router (`ffn_gate_inp`): Mixtral converted as `llama` (experts of
+/// `feed_forward_length`), `qwen3moe` (of `expert_feed_forward_length`). llama.cpp
+/// renormalizes both models' weights.
+pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExperts>> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let Some(num_experts) = g.get_usize(&k("expert_count")).filter(|&n| n > 0) else {
+        return Ok(None);
+    };
+    let intermediate = match g.get_usize(&k("expert_feed_forward_length")) {
+        Some(f) => f,
+        None => g.require_usize(&k("feed_forward_length"))?,
+    };
+    Ok(Some(softmax_top_k(
+        num_experts,
+        g.require_usize(&k("expert_used_count"))?,
+        intermediate,
+        true,
+        (0..num_layers)
+            .map(|l| g.contains(&layer(l, "ffn_gate_inp.weight")))
+            .collect(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn qwen3_moe_layers_follow_the_step_and_the_dense_list() {
+        let cfg = json!({"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
+                         "decoder_sparse_step": 2, "mlp_only_layers": [3], "norm_topk_prob": true});
+        let m = qwen3_moe_from_hf(&HfConfig(&cfg), 6).unwrap();
+        assert_eq!(m.layers, vec![false, true, false, false, false, true]);
+        assert!(m.normalize);
+        assert_eq!(m.scoring, ExpertScoring::Softmax);
+    }
+}
