@@ -23,7 +23,9 @@ fn logits(arch: &str, dtype: WeightDtype, seed: u64) -> Vec<f32> {
 
 #[test]
 fn tiny_dummy_models_run_and_are_reproducible() {
-    for arch in ["llama", "qwen2"] {
+    // The mixtures of experts too: Qwen3-MoE's softmax experts, DeepSeek's latent attention
+    // with grouped sigmoid routing and a shared expert.
+    for arch in ["llama", "qwen2", "qwen3-moe", "deepseek"] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);
         assert!(a.iter().all(|v| v.is_finite()), "{arch}");

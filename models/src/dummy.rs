@@ -7,7 +7,7 @@ use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::loader::{ModelFormat, OpenedModel};
 use crate::spec::ModelSpec;
-use crate::weights::names::layer;
+use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{tensor_seed, SyntheticWeight};
 use crate::weights::{HostWeight, WeightSource};
 use serde_json::json;
@@ -24,10 +24,13 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 3] = [
+const ARCH_ALIASES: [(&str, &str); 6] = [
     ("qwen2.5", "qwen2"),
     ("llama3", "llama"),
     ("llama-3", "llama"),
+    ("qwen3moe", "qwen3-moe"),
+    ("qwen3_moe", "qwen3-moe"),
+    ("deepseek-v2", "deepseek"),
 ];
 
 fn llama3_rope() -> serde_json::Value {
@@ -111,6 +114,73 @@ pub const SHAPES: &[DummyShape] = &[
                    "max_position_embeddings": 2048, "tie_word_embeddings": true})
         },
     },
+    DummyShape {
+        arch: "qwen3-moe",
+        size: "30b-a3b",
+        source: "Qwen/Qwen3-30B-A3B",
+        config: || {
+            json!({"model_type": "qwen3_moe", "vocab_size": 151936, "hidden_size": 2048,
+                   "intermediate_size": 6144, "moe_intermediate_size": 768,
+                   "num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4,
+                   "head_dim": 128, "num_experts": 128, "num_experts_per_tok": 8,
+                   "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [],
+                   "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "max_position_embeddings": 40960, "tie_word_embeddings": false,
+                   "bos_token_id": 151643, "eos_token_id": 151645})
+        },
+    },
+    DummyShape {
+        arch: "qwen3-moe",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            json!({"model_type": "qwen3_moe", "vocab_size": 256, "hidden_size": 64,
+                   "intermediate_size": 128, "moe_intermediate_size": 32,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "head_dim": 16, "num_experts": 8, "num_experts_per_tok": 2,
+                   "norm_topk_prob": true, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "max_position_embeddings": 2048, "tie_word_embeddings": false})
+        },
+    },
+    DummyShape {
+        arch: "deepseek",
+        size: "v2-lite",
+        source: "deepseek-ai/DeepSeek-V2-Lite",
+        config: || {
+            json!({"model_type": "deepseek_v2", "vocab_size": 102400, "hidden_size": 2048,
+                   "intermediate_size": 10944, "moe_intermediate_size": 1408,
+                   "num_hidden_layers": 27, "num_attention_heads": 16,
+                   "num_key_value_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2,
+                   "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+                   "kv_lora_rank": 512, "q_lora_rank": null, "qk_nope_head_dim": 128,
+                   "qk_rope_head_dim": 64, "v_head_dim": 128, "topk_method": "greedy",
+                   "n_group": 1, "topk_group": 1, "norm_topk_prob": false,
+                   "routed_scaling_factor": 1.0, "scoring_func": "softmax",
+                   "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                   "max_position_embeddings": 163840,
+                   "rope_scaling": {"type": "yarn", "factor": 40, "beta_fast": 32,
+                                    "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707,
+                                    "original_max_position_embeddings": 4096},
+                   "tie_word_embeddings": false, "bos_token_id": 100000,
+                   "eos_token_id": 100001})
+        },
+    },
+    DummyShape {
+        arch: "deepseek",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            json!({"model_type": "deepseek_v3", "vocab_size": 256, "hidden_size": 64,
+                   "intermediate_size": 128, "moe_intermediate_size": 32,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+                   "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2,
+                   "first_k_dense_replace": 1, "kv_lora_rank": 32, "q_lora_rank": 48,
+                   "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+                   "n_group": 2, "topk_group": 1, "norm_topk_prob": true,
+                   "routed_scaling_factor": 2.5, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                   "max_position_embeddings": 2048, "tie_word_embeddings": false})
+        },
+    },
 ];
 
 /// The table entry for `--arch` / `--size` (case-insensitive, with aliases such as `qwen2.5`).
@@ -155,13 +225,7 @@ impl DummyShape {
 
 /// Every tensor a decoder of `spec` loads, by canonical name, with its shape and value range.
 fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f32, f32)> {
-    let (h, q, kv, f, d) = (
-        spec.hidden_size,
-        spec.q_dim(),
-        spec.kv_dim(),
-        spec.intermediate_size,
-        spec.head_dim,
-    );
+    let (h, q, kv, d) = (spec.hidden_size, spec.q_dim(), spec.kv_dim(), spec.head_dim);
     // Matrices: uniform with std 0.02 (HF's initializer_range); norms near 1; small biases.
     let a = 0.02 * 3f32.sqrt();
     let matrix = |shape: Vec<usize>| (shape, -a, a);
@@ -176,6 +240,32 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     for l in 0..spec.num_layers {
         let n = |s: &str| layer(l, s);
         t.insert(n("attn_norm.weight"), norm(h));
+        t.insert(n("ffn_norm.weight"), norm(h));
+        ffn_tensors(spec, l, &mut t);
+        if let Some(a) = &spec.latent_attention {
+            let heads = spec.num_heads;
+            let (qk, rank) = (a.qk_head_dim(), a.kv_lora_rank);
+            match a.q_lora_rank {
+                Some(qr) => {
+                    t.insert(n("attn_q_a.weight"), matrix(vec![qr, h]));
+                    t.insert(n("attn_q_a_norm.weight"), norm(qr));
+                    t.insert(n("attn_q_b.weight"), matrix(vec![heads * qk, qr]));
+                }
+                None => {
+                    t.insert(n("attn_q.weight"), matrix(vec![heads * qk, h]));
+                }
+            }
+            let kv_a = rank + a.qk_rope_head_dim;
+            t.insert(n("attn_kv_a_mqa.weight"), matrix(vec![kv_a, h]));
+            t.insert(n("attn_kv_a_norm.weight"), norm(rank));
+            let kv_b = heads * (a.qk_nope_head_dim + a.v_head_dim);
+            t.insert(n("attn_kv_b.weight"), matrix(vec![kv_b, rank]));
+            t.insert(
+                n("attn_output.weight"),
+                matrix(vec![h, heads * a.v_head_dim]),
+            );
+            continue;
+        }
         t.insert(n("attn_q.weight"), matrix(vec![q, h]));
         t.insert(n("attn_k.weight"), matrix(vec![kv, h]));
         t.insert(n("attn_v.weight"), matrix(vec![kv, h]));
@@ -193,12 +283,48 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("post_attention_norm.weight"), norm(h));
             t.insert(n("post_ffw_norm.weight"), norm(h));
         }
-        t.insert(n("ffn_norm.weight"), norm(h));
-        t.insert(n("ffn_gate.weight"), matrix(vec![f, h]));
-        t.insert(n("ffn_up.weight"), matrix(vec![f, h]));
-        t.insert(n("ffn_down.weight"), matrix(vec![h, f]));
     }
     t
+}
+
+/// Layer `l`'s FFN tensors: its experts (router, each expert's three matrices, the shared
+/// experts', DeepSeek-V3's correction bias) or its dense MLP.
+fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>, f32, f32)>) {
+    let (h, f) = (spec.hidden_size, spec.intermediate_size);
+    let a = 0.02 * 3f32.sqrt();
+    let matrix = |shape: Vec<usize>| (shape, -a, a);
+    let n = |s: &str| layer(l, s);
+    let mlp = |t: &mut BTreeMap<_, _>, names: [String; 3], f: usize| {
+        let [gate, up, down] = names;
+        t.insert(gate, matrix(vec![f, h]));
+        t.insert(up, matrix(vec![f, h]));
+        t.insert(down, matrix(vec![h, f]));
+    };
+    let Some(m) = spec.experts.as_ref().filter(|m| m.layers[l]) else {
+        mlp(
+            t,
+            [
+                n("ffn_gate.weight"),
+                n("ffn_up.weight"),
+                n("ffn_down.weight"),
+            ],
+            f,
+        );
+        return;
+    };
+    t.insert(n("ffn_gate_inp.weight"), matrix(vec![m.num_experts, h]));
+    if m.correction_bias {
+        t.insert(n("exp_probs_b.bias"), (vec![m.num_experts], -0.1, 0.1));
+    }
+    for e in 0..m.num_experts {
+        let names = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"].map(|w| expert(l, w, e));
+        mlp(t, names, m.expert_intermediate_size);
+    }
+    if m.shared_intermediate_size > 0 {
+        let names =
+            ["ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"].map(|w| n(&format!("{w}.weight")));
+        mlp(t, names, m.shared_intermediate_size);
+    }
 }
 
 /// Serves `HostWeight::Synthetic` for every tensor of the model.
@@ -287,6 +413,8 @@ mod tests {
         assert_eq!(params("llama", "1b"), 1_235_814_400);
         assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
+        assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
+        assert_eq!(params("deepseek", "v2-lite"), 15_706_484_224);
     }
 
     #[test]
