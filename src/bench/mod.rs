@@ -2,6 +2,7 @@
 //! (`tg N`, optionally B sequences at once) are timed over R repetitions after a warm-up, and
 //! reported as mean ± sd tok/s with every raw repetition kept.
 pub mod claims;
+pub mod experts;
 pub mod hardware;
 pub mod kv_traffic;
 pub mod measure;

@@ -1,6 +1,7 @@
 //! Projections for devices nobody measured: the efficiency (MBU, MFU) a measured device reached,
 //! applied to another device's roofs from the spec database. A projection is a statement of
 //! "if it were as well used as the measured device", never a measurement; reports label it so.
+use super::experts::ExpertShape;
 use super::roofline;
 
 /// What the model costs per token (the bytes a decoded token reads depend on the test: see
@@ -9,6 +10,29 @@ use super::roofline;
 pub struct Workload {
     pub weight_bytes: f64,
     pub flops_per_token: f64,
+    /// A mixture of experts reads only the experts its tokens chose (with the parameters
+    /// they are a share of): see [`super::experts`].
+    pub experts: Option<(ExpertShape, f64)>,
+}
+
+impl Workload {
+    /// A model of `parameters` stored in `weight_bytes`, with its experts if it has some.
+    pub fn of_model(weight_bytes: f64, parameters: f64, experts: Option<ExpertShape>) -> Self {
+        let active = experts.map_or(parameters, |e| e.active_parameters(parameters));
+        Workload {
+            weight_bytes,
+            flops_per_token: roofline::flops_per_token(active),
+            experts: experts.map(|e| (e, parameters)),
+        }
+    }
+
+    /// Weight bytes a step of `tokens` tokens reads: all of them for a dense model.
+    pub fn weight_bytes_read(&self, tokens: usize) -> f64 {
+        match self.experts {
+            Some((e, total)) => self.weight_bytes * e.read_fraction(total, tokens),
+            None => self.weight_bytes,
+        }
+    }
 }
 
 /// The roofs of the device projected onto.
@@ -71,7 +95,7 @@ pub fn prefill(w: &Workload, chunk: usize, mfu: f64, mbu: Option<f64>, t: &Targe
         return Projection::NoRoof("peak FLOPS at this dtype");
     };
     let by_compute = mfu * peak / w.flops_per_token;
-    let bytes = roofline::prefill_bytes_per_token(w.weight_bytes, chunk);
+    let bytes = roofline::prefill_bytes_per_token(w.weight_bytes_read(chunk), chunk);
     let by_bandwidth = mbu.zip(t.bandwidth_bytes_s).map(|(e, bw)| e * bw / bytes);
     lower(
         (by_compute, Bound::Compute),
@@ -122,6 +146,7 @@ mod tests {
     const W: Workload = Workload {
         weight_bytes: 0.5e9,
         flops_per_token: 1.0e9,
+        experts: None,
     };
     /// Batch-1 decode reading the weights and no cache.
     const B1: f64 = 0.5e9;

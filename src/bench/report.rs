@@ -23,6 +23,9 @@ pub struct ModelInfo {
     /// `--lora`: the LoRA adapter every measured sequence ran with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<String>,
+    /// A mixture of experts' shape: its MBU and MFU count the experts its tokens ran, not all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts: Option<super::experts::ExpertShape>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -385,6 +385,7 @@ fn file_model_info(
         quantization: model.quantization.clone(),
         parameters: model.parameters,
         lora: None,
+        experts: crate::bench::experts::ExpertShape::of_model(&model.spec),
     }
 }
 
@@ -412,6 +413,7 @@ fn dummy_model_info(
         quantization: Some(dtype.to_string()),
         parameters: Some(parameters),
         lora: None,
+        experts: crate::bench::experts::ExpertShape::of_model(spec),
     })
 }
 

@@ -149,10 +149,11 @@ fn system_label(run: &LocalRun) -> String {
 
 fn workload(run: &LocalRun) -> Option<Workload> {
     let p = run.model.parameters? as f64;
-    Some(Workload {
-        weight_bytes: run.model.size_bytes as f64,
-        flops_per_token: roofline::flops_per_token(p),
-    })
+    Some(Workload::of_model(
+        run.model.size_bytes as f64,
+        p,
+        run.model.experts,
+    ))
 }
 
 /// Bytes one token of test `t` reads: for decode the weights (shared by the batch) and each
@@ -160,10 +161,13 @@ fn workload(run: &LocalRun) -> Option<Workload> {
 /// for prefill the weights once per chunk.
 fn bytes_per_token(w: &Workload, kv: Option<&KvShape>, t: &TestRow) -> f64 {
     match t.phase {
-        Phase::Prefill => roofline::prefill_bytes_per_token(w.weight_bytes, t.n.min(t.ubatch)),
+        Phase::Prefill => {
+            let chunk = t.n.min(t.ubatch);
+            roofline::prefill_bytes_per_token(w.weight_bytes_read(chunk), chunk)
+        }
         Phase::Decode => {
             let kv_bytes = kv.map_or(0.0, |k| k.decode_bytes_per_sequence(t.depth, t.n));
-            roofline::decode_bytes_per_token(w.weight_bytes, kv_bytes, t.batch)
+            roofline::decode_bytes_per_token(w.weight_bytes_read(t.batch), kv_bytes, t.batch)
         }
     }
 }
@@ -573,6 +577,7 @@ pub(crate) mod tests {
                 quantization: Some("Q4_K_M".into()),
                 parameters: Some(500_000_000),
                 size_bytes: 400_000_000,
+                experts: None,
             },
             backend: "cpu".into(),
             device_name: "AMD EPYC".into(),
@@ -601,6 +606,31 @@ pub(crate) mod tests {
             tok_s_sd: 0.0,
             repetitions: 3,
         }
+    }
+
+    /// A mixture of experts' decode reads the experts its tokens chose: at batch 1 the active
+    /// share of the weights, more at batch 8; its FLOPs count the active parameters.
+    #[test]
+    fn mixtures_of_experts_count_the_experts_their_tokens_ran() {
+        let experts = crate::bench::experts::ExpertShape {
+            experts: 64,
+            per_token: 4,
+            layers: 10,
+            parameters_per_expert: 1_000_000,
+        };
+        let (total, bytes) = (1.0e9, 5.0e8);
+        let w = Workload::of_model(bytes, total, Some(experts));
+        // 10 layers × 60 skipped experts × 1M parameters: 0.6 of the model unread at batch 1.
+        assert!((w.flops_per_token - 2.0 * 0.4e9).abs() < 1.0);
+        let tg = row("tg128", Phase::Decode, 128, 10.0);
+        assert!((bytes_per_token(&w, None, &tg) - 0.4 * bytes).abs() < 1.0);
+        let batch8 = TestRow { batch: 8, ..tg };
+        assert!(bytes_per_token(&w, None, &batch8) * 8.0 > 0.4 * bytes);
+        let dense = Workload::of_model(bytes, total, None);
+        assert_eq!(
+            bytes_per_token(&dense, None, &row("tg128", Phase::Decode, 128, 10.0)),
+            bytes
+        );
     }
 
     /// A Xeon run whose flags list amx-bf16 (candor's AMX prefill kernels ran): its long

@@ -4,6 +4,7 @@
 //! transformers on the same shapes), each turned into one neutral shape. Fields are read
 //! leniently (new optional fields may appear), but a file that is none of these is an error,
 //! not an empty report.
+use crate::bench::experts::ExpertShape;
 use crate::bench::kv_traffic::KvShape;
 use crate::bench::TestProfile;
 use serde::Deserialize;
@@ -56,6 +57,8 @@ pub struct ModelRef {
     pub quantization: Option<String>,
     pub parameters: Option<u64>,
     pub size_bytes: u64,
+    /// A mixture of experts' shape, where the result recorded it (candor's `model.experts`).
+    pub experts: Option<ExpertShape>,
 }
 
 /// A local pp/tg run: one model on one device.
@@ -225,6 +228,8 @@ struct CandorModel {
     /// The LoRA adapter the run's sequences used (`candor bench --lora`).
     #[serde(default)]
     lora: Option<String>,
+    #[serde(default)]
+    experts: Option<ExpertShape>,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +423,7 @@ fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
             quantization: llama_quant_name(&first.model_type),
             parameters: Some(first.model_n_params),
             size_bytes: first.model_size,
+            experts: None,
         },
         backend: first.backends.to_lowercase(),
         device_name: if gpu {
@@ -525,6 +531,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
             quantization: model.quantization,
             parameters: model.parameters,
             size_bytes: model.size_bytes,
+            experts: model.experts,
         },
         device_name: match (is_cpu, &hw.gpu) {
             (true, _) => hw.cpu_model,
@@ -634,6 +641,7 @@ fn from_hf(file: &str, d: HfDoc) -> Result<LocalRun, String> {
             size_bytes: parameters * dtype_bytes(d.model.quantization.as_deref()),
             quantization: d.model.quantization,
             parameters: Some(parameters),
+            experts: None,
         },
         backend: if gpu.is_some() { "cuda" } else { "cpu" }.into(),
         device_name: gpu
