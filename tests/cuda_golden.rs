@@ -19,21 +19,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 13] = [
-    "llama",
-    "llama3_rope",
-    "qwen2",
-    "qwen3",
-    "mistral",
-    "gemma3",
-    "phi3",
-    "deepseek_v3",
-    "deepseek_v2",
-    "qwen2_yarn",
-    "phi3_longrope",
-    "qwen3_moe",
-    "mixtral",
-];
+const ARCHS: [&str; 13] = TINY_ARCHS;
 const TOL: f32 = 1e-3;
 
 fn have_gpu() -> bool {

@@ -102,6 +102,37 @@ fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
     Some((l.to_string(), proj, e.parse().ok()?))
 }
 
+/// Each layer's experts by projection: (layer, gate/up/down) → (expert, matrix).
+type ExpertStacks = HashMap<(String, &'static str), Vec<(usize, Tensor)>>;
+
+/// The `[experts, rows, cols]` tensors of `stacks`, as llama.cpp names them.
+fn stacked(stacks: ExpertStacks, quantize: impl Fn(&Tensor) -> QTensor) -> Vec<(String, QTensor)> {
+    stacks
+        .into_iter()
+        .map(|((l, proj), mut parts)| {
+            parts.sort_by_key(|(e, _)| *e);
+            let t = Tensor::stack(&parts.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0).unwrap();
+            (format!("blk.{l}.ffn_{proj}_exps.weight"), quantize(&t))
+        })
+        .collect()
+}
+
+/// A GGUF of `arch` with metadata `md` (keys under `{arch}.`) and `tensors`.
+fn write_file(path: &Path, arch: &str, md: Vec<(&str, Value)>, tensors: &[(String, QTensor)]) {
+    let md: Vec<(String, Value)> = md
+        .into_iter()
+        .map(|(k, v)| (format!("{arch}.{k}"), v))
+        .chain([(
+            "general.architecture".to_string(),
+            Value::String(arch.into()),
+        )])
+        .collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}
+
 /// `write_gguf` of the tiny model in `fixture` as an `arch` GGUF. A Phi-3 with RoPE over
 /// part of each head and LongRoPE gets llama.cpp's keys and tensors for them
 /// (`rope.dimension_count`, `rope_factors_short`/`_long`, `rope.scaling.*`).
@@ -114,7 +145,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
-    let mut stacks: HashMap<(String, &str), Vec<(usize, Tensor)>> = HashMap::new();
+    let mut stacks = ExpertStacks::default();
     for (name, t) in &tensors {
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
@@ -141,12 +172,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         };
         q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));
     }
-    for ((l, proj), mut parts) in stacks {
-        parts.sort_by_key(|(e, _)| *e);
-        let stacked = Tensor::stack(&parts.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0).unwrap();
-        let name = format!("blk.{l}.ffn_{proj}_exps.weight");
-        q.push((name, QTensor::quantize(&stacked, dtype).unwrap()));
-    }
+    q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
     let experts_key = ["num_experts", "num_local_experts"]
@@ -192,7 +218,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ));
         extra.push(("rope.scaling.attn_factor", Value::F32(attn)));
     }
-    let md: Vec<(String, Value)> = vec![
+    let md: Vec<(&str, Value)> = vec![
         ("embedding_length", u("hidden_size")),
         ("block_count", u("num_hidden_layers")),
         ("feed_forward_length", u("intermediate_size")),
@@ -211,16 +237,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     ]
     .into_iter()
     .chain(extra)
-    .map(|(k, v)| (format!("{arch}.{k}"), v))
-    .chain([(
-        "general.architecture".to_string(),
-        Value::String(arch.into()),
-    )])
     .collect();
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = q.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    write_file(path, arch, md, &q);
 }
 
 /// Phi-3.5/Phi-4-mini style: RoPE over half of each head and LongRoPE, as llama.cpp's GGUF
@@ -341,17 +359,10 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
         QTensor::quantize(t, if whole { dtype } else { GgmlDType::F32 }).unwrap()
     };
     let mut q: Vec<(String, QTensor)> = Vec::new();
-    let mut experts: HashMap<(String, String), Vec<(usize, Tensor)>> = HashMap::new();
+    let mut experts = ExpertStacks::default();
     for (name, t) in &tensors {
-        let rest = name.strip_prefix("model.layers.").unwrap_or("");
-        if let Some((l, part)) = rest.split_once(".mlp.experts.") {
-            let (e, proj) = part.split_once('.').unwrap();
-            let proj = proj.trim_end_matches("_proj.weight").to_string();
-            let key = (l.to_string(), proj);
-            experts
-                .entry(key)
-                .or_default()
-                .push((e.parse().unwrap(), t.clone()));
+        if let Some((l, proj, e)) = hf_expert(name) {
+            experts.entry((l, proj)).or_default().push((e, t.clone()));
         } else if let Some(l) = name
             .strip_suffix(".self_attn.kv_b_proj.weight")
             .and_then(|n| n.strip_prefix("model.layers."))
@@ -373,16 +384,9 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
             q.push((deepseek_gguf_name(name), t));
         }
     }
-    for ((l, proj), mut parts) in experts {
-        parts.sort_by_key(|(e, _)| *e);
-        let stacked = Tensor::stack(&parts.iter().map(|(_, t)| t).collect::<Vec<_>>(), 0).unwrap();
-        q.push((
-            format!("blk.{l}.ffn_{proj}_exps.weight"),
-            quantize(&stacked),
-        ));
-    }
+    q.extend(stacked(experts, quantize));
     let n = |k: &str| Value::U32(u(k) as u32);
-    let md: Vec<(String, Value)> = vec![
+    let md: Vec<(&str, Value)> = vec![
         ("embedding_length", n("hidden_size")),
         ("block_count", n("num_hidden_layers")),
         ("feed_forward_length", n("intermediate_size")),
@@ -412,18 +416,8 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
         ("expert_gating_func", Value::U32(2)),
         ("expert_group_count", n("n_group")),
         ("expert_group_used_count", n("topk_group")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("deepseek2.{k}"), v))
-    .chain([(
-        "general.architecture".to_string(),
-        Value::String("deepseek2".into()),
-    )])
-    .collect();
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = q.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    ];
+    write_file(path, "deepseek2", md, &q);
 }
 
 /// A deepseek2 GGUF (latent attention split for llama.cpp's absorption, experts stacked per

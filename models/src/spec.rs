@@ -380,22 +380,7 @@ impl HfConfig<'_> {
                 original_max_position: sub.usize("original_max_position_embeddings")?,
             }),
             "yarn" => {
-                let max_position = self.opt_usize("max_position_embeddings")?;
-                let original = sub
-                    .opt_usize("original_max_position_embeddings")?
-                    .or(max_position)
-                    .ok_or_else(|| {
-                        ModelError::Config(
-                            "config.json: yarn rope_scaling without \
-                             `original_max_position_embeddings`"
-                                .into(),
-                        )
-                    })?;
-                let factor = match (sub.opt_f32("factor")?, max_position) {
-                    (Some(f), _) => f,
-                    (None, Some(max)) => max as f32 / original as f32,
-                    (None, None) => 1.0,
-                };
+                let (original, factor) = self.stretch(&sub, "yarn")?;
                 let attention_factor = match sub.opt_f32("attention_factor")? {
                     Some(a) => a,
                     None => match (sub.opt_f32("mscale")?, sub.opt_f32("mscale_all_dim")?) {
@@ -438,22 +423,8 @@ impl HfConfig<'_> {
                             ))
                         })
                 };
+                let (original, factor) = self.stretch(&sub, "longrope")?;
                 let max_position = self.opt_usize("max_position_embeddings")?;
-                let original = sub
-                    .opt_usize("original_max_position_embeddings")?
-                    .or(self.opt_usize("original_max_position_embeddings")?)
-                    .or(max_position)
-                    .ok_or_else(|| {
-                        ModelError::Config(
-                            "config.json: longrope without `original_max_position_embeddings`"
-                                .into(),
-                        )
-                    })?;
-                let factor = match (sub.opt_f32("factor")?, max_position) {
-                    (Some(f), _) => f,
-                    (None, Some(max)) => max as f32 / original as f32,
-                    (None, None) => 1.0,
-                };
                 let attention_factor = match sub.opt_f32("attention_factor")? {
                     Some(a) => a,
                     None => longrope_attention_factor(factor, original),
@@ -470,6 +441,31 @@ impl HfConfig<'_> {
                 "unsupported rope_scaling type `{other}`"
             ))),
         }
+    }
+}
+
+impl HfConfig<'_> {
+    /// The original context a `rope_scaling` (`sub`, of `kind`) stretches (its
+    /// `original_max_position_embeddings`, the config's, else `max_position_embeddings`) and
+    /// by how much (its `factor`, else the ratio of the two contexts), as transformers reads
+    /// them.
+    fn stretch(&self, sub: &HfConfig, kind: &str) -> Result<(usize, f32)> {
+        let max_position = self.opt_usize("max_position_embeddings")?;
+        let original = sub
+            .opt_usize("original_max_position_embeddings")?
+            .or(self.opt_usize("original_max_position_embeddings")?)
+            .or(max_position)
+            .ok_or_else(|| {
+                ModelError::Config(format!(
+                    "config.json: {kind} rope_scaling without `original_max_position_embeddings`"
+                ))
+            })?;
+        let factor = match (sub.opt_f32("factor")?, max_position) {
+            (Some(f), _) => f,
+            (None, Some(max)) => max as f32 / original as f32,
+            (None, None) => 1.0,
+        };
+        Ok((original, factor))
     }
 }
 

@@ -124,6 +124,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let mut model = args
         .model
         .load(&path, prompt_ids.len() + args.max_tokens, threads)?;
+    // The request is the whole context (LongRoPE picks its factors by it).
+    model.runner.use_context(prompt_ids.len() + args.max_tokens);
     let mut eos_ids = model
         .tokenizer
         .as_ref()

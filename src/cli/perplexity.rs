@@ -137,6 +137,8 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         .max_position;
     check_ctx(args.ctx, context)?;
     let mut model = args.model.load(&path, args.ctx, threads)?;
+    // Each window is the context (LongRoPE picks its factors by it).
+    model.runner.use_context(args.ctx);
     let progress = args.format == OutputFormat::Text;
     let Measured {
         result,

@@ -6,6 +6,24 @@ pub mod python;
 pub mod server;
 use std::path::PathBuf;
 
+/// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
+/// architecture variant candor runs.
+pub const TINY_ARCHS: [&str; 13] = [
+    "llama",
+    "llama3_rope",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma3",
+    "phi3",
+    "deepseek_v3",
+    "deepseek_v2",
+    "qwen2_yarn",
+    "phi3_longrope",
+    "qwen3_moe",
+    "mixtral",
+];
+
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine
 /// (the GPU runs of docs/cuda.md), where the compiled-in checkout path does not exist.
 pub fn fixtures() -> PathBuf {
@@ -92,4 +110,31 @@ pub fn weather_call_chat(call_id: &str, arguments: &str) -> serde_json::Value {
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
         "tool_choice": "none", "max_tokens": 24, "temperature": 0,
     })
+}
+
+/// The largest difference from transformers' logits over a tiny golden's positions (`g`, its
+/// golden.json), for the whole input in one forward pass of `r`.
+pub fn tiny_golden_distance(r: &mut dyn candor::engine::Runner, g: &serde_json::Value) -> f32 {
+    let ids = as_u32s(&g["input_ids"]);
+    let mut bm = candor::engine::BlockManager::new(r.num_blocks(), r.block_size(), false);
+    let mut table = candor::engine::BlockTable::default();
+    bm.ensure(&mut table, ids.len()).unwrap();
+    let out = r
+        .forward(&candor_models::Batch {
+            seqs: vec![candor_models::SeqInput {
+                tokens: ids,
+                start_pos: 0,
+                block_table: table.ids,
+                logits: candor_models::LogitsWanted::All,
+                adapter: None,
+            }],
+        })
+        .unwrap();
+    as_u32s(&g["positions"])
+        .into_iter()
+        .map(|p| {
+            let want = as_f32s(&g["float32"]["logits"][p.to_string()]);
+            max_abs_diff(out.row(p as usize), &want)
+        })
+        .fold(0.0, f32::max)
 }
