@@ -53,6 +53,9 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
         // Phi-3's joined tensors, as llama.cpp's converter names them (gate and up in one
         // double-height `ffn_up`).
         "self_attn.qkv_proj.weight" => "attn_qkv.weight",
@@ -64,6 +67,10 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.q_norm.weight" => "attn_q_norm.weight",
         "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "mlp.gate.weight" | "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
+        "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
+        "mlp.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",
+        "mlp.shared_expert.up_proj.weight" => "ffn_up_shexp.weight",
+        "mlp.shared_expert.down_proj.weight" => "ffn_down_shexp.weight",
         other => panic!("unexpected tensor {other}"),
     };
     format!("blk.{l}.{g}")
@@ -184,6 +191,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
         }
+        if cfg["shared_expert_intermediate_size"].is_u64() {
+            let shared = u("shared_expert_intermediate_size");
+            extra.push(("expert_shared_feed_forward_length", shared));
+        }
     }
     if cfg["head_dim"].is_u64() {
         extra.push(("attention.key_length", u("head_dim")));
@@ -255,7 +266,8 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
     }
 }
 
-/// Qwen3-MoE (`qwen3moe`, a dense layer among them) and Mixtral (converted as `llama`, q/k
+/// Qwen3-MoE (`qwen3moe`, a dense layer among them), Qwen2-MoE (`qwen2moe`, a gated shared
+/// expert) and Mixtral (converted as `llama`, q/k
 /// rows permuted) with their experts stacked per layer, and Mixtral with one tensor per expert
 /// as the first GGUFs had it: the HF checkouts' logits.
 #[test]
@@ -263,6 +275,7 @@ fn mixtures_of_experts_load_from_gguf() {
     let dir = tempfile::tempdir().unwrap();
     for (fixture, arch, experts) in [
         ("qwen3_moe", "qwen3moe", Experts::Stacked),
+        ("qwen2_moe", "qwen2moe", Experts::Stacked),
         ("mixtral", "llama", Experts::Stacked),
         ("mixtral", "llama", Experts::Apart),
     ] {

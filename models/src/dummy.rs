@@ -320,6 +320,9 @@ fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>,
         let names = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"].map(|w| expert(l, w, e));
         mlp(t, names, m.expert_intermediate_size);
     }
+    if m.shared_gate {
+        t.insert(n("ffn_gate_inp_shexp.weight"), matrix(vec![1, h]));
+    }
     if m.shared_intermediate_size > 0 {
         let names =
             ["ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"].map(|w| n(&format!("{w}.weight")));

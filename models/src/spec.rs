@@ -137,6 +137,9 @@ pub struct MixtureOfExperts {
     pub expert_intermediate_size: usize,
     /// Intermediate size of the shared experts, run as one FFN (0: none).
     pub shared_intermediate_size: usize,
+    /// The shared experts' output scaled per token by a sigmoid gate of its own (Qwen2-MoE's
+    /// `shared_expert_gate`).
+    pub shared_gate: bool,
     /// Whether each layer runs experts; the others run a dense FFN of `intermediate_size`.
     pub layers: Vec<bool>,
     pub scoring: ExpertScoring,

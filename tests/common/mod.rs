@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 13] = [
+pub const TINY_ARCHS: [&str; 14] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -22,6 +22,7 @@ pub const TINY_ARCHS: [&str; 13] = [
     "phi3_longrope",
     "qwen3_moe",
     "mixtral",
+    "qwen2_moe",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

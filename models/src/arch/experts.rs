@@ -21,6 +21,7 @@ pub fn softmax_top_k(
         experts_per_token,
         expert_intermediate_size: intermediate,
         shared_intermediate_size: 0,
+        shared_gate: false,
         layers,
         scoring: ExpertScoring::Softmax,
         groups: 1,
@@ -30,6 +31,15 @@ pub fn softmax_top_k(
         normalize,
         routed_scaling: 1.0,
     }
+}
+
+/// Qwen2-MoE's experts (`qwen2_moe`: Qwen1.5-MoE, Qwen2-57B-A14B): Qwen3-MoE's, plus a shared
+/// expert behind a sigmoid gate.
+pub fn qwen2_moe_from_hf(c: &HfConfig, num_layers: usize) -> Result<MixtureOfExperts> {
+    let mut m = qwen3_moe_from_hf(c, num_layers)?;
+    m.shared_intermediate_size = c.usize("shared_expert_intermediate_size")?;
+    m.shared_gate = m.shared_intermediate_size > 0;
+    Ok(m)
 }
 
 /// Qwen3-MoE's experts (`qwen3_moe`): in the layers `decoder_sparse_step` selects that
@@ -71,8 +81,8 @@ pub fn mixtral_from_hf(c: &HfConfig, num_layers: usize) -> Result<MixtureOfExper
 
 /// The experts a GGUF's `{arch}.expert_count` announces (None without), in the layers that
 /// have a router (`ffn_gate_inp`): Mixtral converted as `llama` (experts of
-/// `feed_forward_length`), `qwen3moe` (of `expert_feed_forward_length`). llama.cpp
-/// renormalizes both models' weights.
+/// `feed_forward_length`), `qwen3moe` and `qwen2moe` (of `expert_feed_forward_length`; the
+/// latter's gated shared expert of `expert_shared_feed_forward_length`).
 pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExperts>> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
@@ -83,15 +93,23 @@ pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExpe
         Some(f) => f,
         None => g.require_usize(&k("feed_forward_length"))?,
     };
-    Ok(Some(softmax_top_k(
+    let layers: Vec<bool> = (0..num_layers)
+        .map(|l| g.contains(&layer(l, "ffn_gate_inp.weight")))
+        .collect();
+    // llama.cpp renormalizes Mixtral's and Qwen3-MoE's weights, not Qwen2-MoE's.
+    let normalize = a != "qwen2moe";
+    let mut m = softmax_top_k(
         num_experts,
         g.require_usize(&k("expert_used_count"))?,
         intermediate,
-        true,
-        (0..num_layers)
-            .map(|l| g.contains(&layer(l, "ffn_gate_inp.weight")))
-            .collect(),
-    )))
+        normalize,
+        layers,
+    );
+    if let Some(shared) = g.get_usize(&k("expert_shared_feed_forward_length")) {
+        m.shared_intermediate_size = shared;
+        m.shared_gate = (0..num_layers).any(|l| g.contains(&layer(l, "ffn_gate_inp_shexp.weight")));
+    }
+    Ok(Some(m))
 }
 
 #[cfg(test)]

@@ -26,6 +26,11 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "mistral" => mistral::from_hf(&c)?,
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
+        "qwen2_moe" => {
+            let mut spec = qwen2::from_hf(&c)?;
+            spec.experts = Some(experts::qwen2_moe_from_hf(&c, spec.num_layers)?);
+            spec
+        }
         "qwen3_moe" => {
             let mut spec = qwen3::from_hf(&c)?;
             spec.experts = Some(experts::qwen3_moe_from_hf(&c, spec.num_layers)?);
@@ -52,7 +57,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = match arch.as_str() {
         "llama" => llama::from_gguf(g)?,
         "mistral" => mistral::from_gguf(g)?,
-        "qwen2" => qwen2::from_gguf(g)?,
+        "qwen2" | "qwen2moe" => qwen2::from_gguf(g)?,
         "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,

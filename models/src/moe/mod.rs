@@ -52,6 +52,8 @@ pub struct Experts<B: Backend> {
     correction_bias: Option<Vec<f32>>,
     experts: Vec<Mlp<B>>,
     shared: Option<Mlp<B>>,
+    /// `[1, hidden]`: the shared experts' sigmoid gate, where the model has one.
+    shared_gate: Option<B::Weight>,
     spec: MixtureOfExperts,
     hidden: usize,
 }
@@ -95,11 +97,16 @@ impl<B: Backend> Experts<B> {
                 h,
             )?),
         };
+        let shared_gate = match spec.shared_gate {
+            true => Some(ld.weight(&layer(l, "ffn_gate_inp_shexp.weight"), &[1, h])?),
+            false => None,
+        };
         Ok(Experts {
             router: ld.weight(&layer(l, "ffn_gate_inp.weight"), &[n, h])?,
             correction_bias,
             experts,
             shared,
+            shared_gate,
             spec: spec.clone(),
             hidden,
         })
@@ -111,9 +118,19 @@ impl<B: Backend> Experts<B> {
         let tokens = b.shape(x).first().copied().unwrap_or(0);
         let logits = b.download(&b.linear(x, &self.router, None)?)?;
         let routes = route(&logits, tokens, self.correction_bias.as_deref(), &self.spec)?;
-        let mut out = match &self.shared {
-            Some(shared) => shared.forward(b, x, act)?,
-            None => b.upload(&vec![0.0; tokens * self.hidden], &[tokens, self.hidden])?,
+        let zeros = || b.upload(&vec![0.0; tokens * self.hidden], &[tokens, self.hidden]);
+        let mut out = match (&self.shared, &self.shared_gate) {
+            (Some(shared), None) => shared.forward(b, x, act)?,
+            (Some(shared), Some(gate)) => {
+                // Each token's shared output times sigmoid(x · gate): a weighted add of every
+                // row (the gate is one number a token, read back like the router's logits).
+                let y = shared.forward(b, x, act)?;
+                let g = b.download(&b.linear(x, gate, None)?)?;
+                let weights: Vec<f32> = g.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+                let rows: Vec<u32> = (0..tokens as u32).collect();
+                b.add_rows_scaled(&zeros()?, &rows, &y, &weights)?
+            }
+            (None, _) => zeros()?,
         };
         for (mlp, routed) in self.experts.iter().zip(&routes) {
             if routed.rows.is_empty() {

@@ -118,6 +118,7 @@ mod tests {
             experts_per_token: 2,
             expert_intermediate_size: 8,
             shared_intermediate_size: 0,
+            shared_gate: false,
             layers: vec![true],
             scoring: ExpertScoring::Sigmoid,
             groups,

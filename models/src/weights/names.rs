@@ -86,6 +86,13 @@ pub fn mixtral_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.block_sparse_moe.{rest}"))
 }
 
+/// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way
+/// (`mlp.shared_experts.*`): `mlp.shared_expert.*`.
+pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.shared_experts.")?;
+    Some(format!("{head}.mlp.shared_expert.{rest}"))
+}
+
 /// Canonical name of expert `e`'s `what` (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`) in
 /// layer `l`: llama.cpp's name of the tensor holding every expert, with the expert's index.
 pub fn expert(l: usize, what: &str, e: usize) -> String {
@@ -105,6 +112,7 @@ fn expert_to_hf(part: &str, suffix: &str) -> Option<String> {
     match (part, suffix) {
         ("ffn_gate_inp", "weight") => return Some("mlp.gate.weight".into()),
         ("exp_probs_b", "bias") => return Some("mlp.gate.e_score_correction_bias".into()),
+        ("ffn_gate_inp_shexp", "weight") => return Some("mlp.shared_expert_gate.weight".into()),
         _ => {}
     }
     if let Some(p) = part.strip_suffix("_shexp").and_then(projection) {

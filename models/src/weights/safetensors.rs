@@ -1,7 +1,7 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::names::{mixtral_hf, to_hf, HfNormNaming};
+use super::names::{mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
 use super::{HostWeight, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -81,13 +81,16 @@ impl SafetensorsDir {
 
 impl SafetensorsDir {
     /// The HF name this checkout holds a canonical tensor under: the usual one, or Mixtral's
-    /// for its experts.
+    /// or Qwen2-MoE's for their experts.
     fn hf_name(&self, name: &str) -> Option<String> {
         let hf = to_hf(name, self.naming)?;
         if self.tensors.get(&hf).is_ok() {
             return Some(hf);
         }
-        mixtral_hf(&hf).filter(|m| self.tensors.get(m).is_ok())
+        [mixtral_hf(&hf), qwen2_moe_hf(&hf)]
+            .into_iter()
+            .flatten()
+            .find(|m| self.tensors.get(m).is_ok())
     }
 }
 
