@@ -94,7 +94,11 @@ fn wrong_numbers_are_caught() {
 }
 
 fn generated_ids(backend: &str) -> (Vec<u64>, serde_json::Value, String) {
-    let fixture = common::fixtures().join("tiny/llama");
+    generated_ids_of("llama", backend)
+}
+
+fn generated_ids_of(model: &str, backend: &str) -> (Vec<u64>, serde_json::Value, String) {
+    let fixture = common::fixtures().join("tiny").join(model);
     let out = candor(&[
         "generate",
         "--model",
@@ -143,4 +147,16 @@ fn generate_on_the_reference_plugin_matches_the_cpu() {
         stderr.contains("ops the plugin lacks (CPU fallback): gather_rows"),
         "{stderr}"
     );
+}
+
+/// DeepSeek's latent attention and experts on a plugin: the plugin has no per-head products,
+/// so latent attention runs expanded there (every head cached) while the CPU caches the latent
+/// once; the experts' outputs are added back through host memory. The same greedy tokens.
+#[test]
+fn latent_attention_and_experts_on_the_reference_plugin_match_the_cpu() {
+    let (cpu, _, _) = generated_ids_of("deepseek_v3", "cpu");
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (on_plugin, _, stderr) = generated_ids_of("deepseek_v3", &plugin);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
 }
