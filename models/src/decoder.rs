@@ -10,6 +10,7 @@ use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
+use crate::partial_rope::{PartialRope, QkvPart};
 use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
@@ -468,59 +469,6 @@ fn global_rope(spec: &ModelSpec) -> (RopeSpec, f32) {
     }
 }
 
-/// Row sources of a q/k/v weight (q's `heads`, then k's `kv_heads` heads of `head_dim`, then
-/// v) laid out for a RoPE over the first `rotary` dimensions of each head
-/// (`rope::partial_head_sources`): q's and k's heads permuted, their rotated rows times
-/// `factor`, v as it is. `parts` says which of q, k, v the weight holds.
-fn partial_rope_rows(
-    spec: &ModelSpec,
-    rotary: usize,
-    factor: f32,
-    parts: [bool; 3],
-) -> (Vec<Option<usize>>, Vec<f32>) {
-    let d = spec.head_dim;
-    let head = crate::rope::partial_head_sources(d, rotary);
-    let (mut rows, mut scales) = (Vec::new(), Vec::new());
-    let counts = [spec.num_heads, spec.num_kv_heads, spec.num_kv_heads];
-    for (part, (&held, &heads)) in parts.iter().zip(&counts).enumerate() {
-        if !held {
-            continue;
-        }
-        let base = rows.len();
-        for h in 0..heads {
-            for (p, &(j, rotated)) in head.iter().enumerate() {
-                // q and k (parts 0 and 1) are laid out; v keeps its order.
-                let permuted = part < 2;
-                rows.push(Some(base + h * d + if permuted { j } else { p }));
-                scales.push(if permuted && rotated { factor } else { 1.0 });
-            }
-        }
-    }
-    (rows, scales)
-}
-
-/// `w`'s rows by `rows`, times `scales`: exact row picks in the weight's own storage where
-/// every scale is 1, a rebuilt dense weight otherwise.
-fn fold_rows(w: HostWeight, rows: &[Option<usize>], scales: &[f32]) -> Result<HostWeight> {
-    if scales.iter().all(|&s| s == 1.0) {
-        return w.pick_rows(rows);
-    }
-    let source = w.dtype().unwrap_or(crate::backend::WeightDtype::F32);
-    let t = w.to_f32()?;
-    let (n, cols) = t.dims2()?;
-    let values = t.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; rows.len() * cols];
-    for ((dst, src), &scale) in out.chunks_exact_mut(cols.max(1)).zip(rows).zip(scales) {
-        if let Some(r) = src.filter(|&r| r < n) {
-            for (o, &v) in dst.iter_mut().zip(&values[r * cols..(r + 1) * cols]) {
-                *o = v * scale;
-            }
-        }
-    }
-    let t = candle_core::Tensor::from_vec(out, (rows.len(), cols), &candle_core::Device::Cpu)?;
-    HostWeight::stored_like(t, source)
-}
-
 /// Layer `l`'s q/k/v projections (q, k and v stored apart or joined) and per-head norms.
 fn heads_attention<B: Backend>(
     ld: &Loader<'_, B>,
@@ -529,44 +477,66 @@ fn heads_attention<B: Backend>(
 ) -> Result<Attention<B>> {
     let (h, q, kv, d) = (spec.hidden_size, spec.q_dim(), spec.kv_dim(), spec.head_dim);
     let n = |s: &str| layer(l, s);
+    // RoPE over part of each head: q's and k's rows (and biases, norms) laid out for a
+    // whole-head rotation.
+    let partial = spec
+        .rotary_dim
+        .map(|r| PartialRope::new(spec, r, global_rope(spec).1));
+    let fold = |w: HostWeight, part: QkvPart| -> Result<B::Weight> {
+        let w = match &partial {
+            Some(p) => p.fold_rows(w, part)?,
+            None => w,
+        };
+        ld.backend.load_weight(w)
+    };
+    let bias = |name: &str, len: usize, part: QkvPart| -> Result<Option<B::Weight>> {
+        if !ld.src.contains(name) {
+            return Ok(None);
+        }
+        let b = ld.checked(name, &[len])?;
+        let b = match &partial {
+            Some(p) => p.fold_bias(b, part)?,
+            None => b,
+        };
+        Ok(Some(ld.backend.load_weight(b)?))
+    };
     let (bq, bk, bv) = if spec.qkv_bias {
         (
-            ld.opt_weight(&n("attn_q.bias"), &[q])?,
-            ld.opt_weight(&n("attn_k.bias"), &[kv])?,
-            ld.opt_weight(&n("attn_v.bias"), &[kv])?,
+            bias(&n("attn_q.bias"), q, QkvPart::Q)?,
+            bias(&n("attn_k.bias"), kv, QkvPart::K)?,
+            bias(&n("attn_v.bias"), kv, QkvPart::V)?,
         )
     } else {
         (None, None, None)
     };
+    let norm = |name: &str| -> Result<B::Weight> {
+        match &partial {
+            Some(p) => {
+                let w = ld.checked(name, &[d])?;
+                let w = if ld.norm_offset != 0.0 {
+                    let off = ld.norm_offset as f64;
+                    w.map_dense(|t| t.affine(1.0, off))?
+                } else {
+                    w
+                };
+                ld.backend.load_weight(p.fold_norm(w)?)
+            }
+            None => ld.norm(name, d),
+        }
+    };
     let (q_norm, k_norm) = if spec.qk_norm {
         (
-            Some(ld.norm(&n("attn_q_norm.weight"), d)?),
-            Some(ld.norm(&n("attn_k_norm.weight"), d)?),
+            Some(norm(&n("attn_q_norm.weight"))?),
+            Some(norm(&n("attn_k_norm.weight"))?),
         )
     } else {
         (None, None)
-    };
-    if spec.rotary_dim.is_some() && (spec.qkv_bias || spec.qk_norm) {
-        return Err(ModelError::Config(
-            "RoPE over part of each head with q/k/v biases or q/k norms is not supported".into(),
-        ));
-    }
-    // RoPE over part of each head: q's and k's rows laid out for a whole-head rotation.
-    let fold = |w: HostWeight, parts: [bool; 3]| -> Result<B::Weight> {
-        let w = match spec.rotary_dim {
-            Some(r) => {
-                let (rows, scales) = partial_rope_rows(spec, r, global_rope(spec).1, parts);
-                fold_rows(w, &rows, &scales)?
-            }
-            None => w,
-        };
-        ld.backend.load_weight(w)
     };
     let joined_name = n("attn_qkv.weight");
     let joined = match ld.src.contains(&joined_name) {
         true => Some(fold(
             ld.checked(&joined_name, &[q + 2 * kv, h])?,
-            [true; 3],
+            QkvPart::Joined,
         )?),
         false => None,
     };
@@ -581,17 +551,11 @@ fn heads_attention<B: Backend>(
             ld.backend,
             vec![
                 (
-                    fold(
-                        ld.checked(&n("attn_q.weight"), &[q, h])?,
-                        [true, false, false],
-                    )?,
+                    fold(ld.checked(&n("attn_q.weight"), &[q, h])?, QkvPart::Q)?,
                     bq,
                 ),
                 (
-                    fold(
-                        ld.checked(&n("attn_k.weight"), &[kv, h])?,
-                        [false, true, false],
-                    )?,
+                    fold(ld.checked(&n("attn_k.weight"), &[kv, h])?, QkvPart::K)?,
                     bk,
                 ),
                 (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),

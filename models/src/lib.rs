@@ -12,6 +12,7 @@ pub mod loader;
 pub mod lora;
 pub mod mla;
 pub mod moe;
+pub mod partial_rope;
 pub mod projection;
 pub mod py_json;
 pub mod rope;

@@ -12,6 +12,9 @@ pub enum Arch {
     Phi3,
     /// DeepSeek-V2 and V3 (and their kin: Kimi K2, Moonlight): latent attention and experts.
     Deepseek,
+    /// GLM-4.5 / 4.6 (and -Air): DeepSeek-V3's experts behind grouped-query attention with
+    /// biases, RoPE over half of each head.
+    Glm4Moe,
 }
 
 impl Arch {
@@ -24,6 +27,7 @@ impl Arch {
             Arch::Gemma3 => "gemma3",
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
+            Arch::Glm4Moe => "glm4moe",
         }
     }
 }

@@ -154,7 +154,11 @@ fn gguf_experts(g: &GgufFile, num_experts: usize, num_layers: usize) -> Result<M
 }
 
 /// The mixture of experts, when `n_routed_experts` is set.
-fn experts(c: &HfConfig, v3: bool, num_layers: usize) -> Result<Option<MixtureOfExperts>> {
+pub(crate) fn experts(
+    c: &HfConfig,
+    v3: bool,
+    num_layers: usize,
+) -> Result<Option<MixtureOfExperts>> {
     let Some(num_experts) = c.opt_usize("n_routed_experts")? else {
         return Ok(None);
     };

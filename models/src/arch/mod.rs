@@ -3,6 +3,7 @@
 pub mod deepseek;
 pub mod experts;
 pub mod gemma3;
+pub mod glm4_moe;
 pub mod llama;
 pub mod mistral;
 pub mod phi3;
@@ -43,6 +44,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
+        "glm4_moe" => glm4_moe::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),

@@ -1,0 +1,53 @@
+//! GLM-4.5 / 4.6 and GLM-4.5-Air (`glm4_moe`): grouped-query attention with q/k/v biases and
+//! optionally per-head q/k norms, RoPE over the first half of each head (`partial_rotary_factor`,
+//! 0.5), and DeepSeek-V3's experts (sigmoid scores with a correction bias, group-limited
+//! choice, normalized and scaled weights, shared experts) past `first_k_dense_replace` dense
+//! layers. The multi-token-prediction layers past `num_hidden_layers` are not loaded.
+use super::base_from_hf;
+use crate::error::{ModelError, Result};
+use crate::spec::{Arch, HfConfig, ModelSpec};
+
+pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::Glm4Moe)?;
+    spec.qkv_bias = c.bool("attention_bias", false);
+    spec.qk_norm = c.bool("use_qk_norm", false);
+    let partial = c.f32("partial_rotary_factor", 0.5)?;
+    if !(partial > 0.0 && partial <= 1.0) {
+        return Err(ModelError::Config(format!(
+            "glm4_moe: partial_rotary_factor {partial} outside (0, 1]"
+        )));
+    }
+    let rotary = (spec.head_dim as f32 * partial) as usize;
+    spec.rotary_dim = Some(rotary).filter(|&r| r != spec.head_dim);
+    spec.experts = super::deepseek::experts(c, true, spec.num_layers)?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::GroupScore;
+    use serde_json::json;
+
+    /// GLM-4.5-Air's config.json (fewer layers).
+    #[test]
+    fn air_shapes() {
+        let cfg = json!({"model_type": "glm4_moe", "hidden_size": 4096, "intermediate_size": 10944,
+            "moe_intermediate_size": 1408, "num_hidden_layers": 4, "num_attention_heads": 96,
+            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151552,
+            "partial_rotary_factor": 0.5, "attention_bias": true, "use_qk_norm": false,
+            "n_routed_experts": 128, "num_experts_per_tok": 8, "n_shared_experts": 1,
+            "first_k_dense_replace": 1, "n_group": 1, "topk_group": 1, "norm_topk_prob": true,
+            "routed_scaling_factor": 1.0, "rope_theta": 1000000, "max_position_embeddings": 131072});
+        let spec = from_hf(&HfConfig(&cfg)).unwrap();
+        assert_eq!((spec.head_dim, spec.rotary_dim), (128, Some(64)));
+        assert!(spec.qkv_bias && !spec.qk_norm);
+        let e = spec.experts.unwrap();
+        assert_eq!(e.layers, vec![false, true, true, true]);
+        assert_eq!(
+            (e.group_score, e.correction_bias),
+            (GroupScore::TopTwoSum, true)
+        );
+        assert_eq!(e.shared_intermediate_size, 1408);
+    }
+}
