@@ -68,6 +68,10 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "mlp.gate.weight" | "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
+        "mlp.gate.e_score_correction_bias" => "exp_probs_b.bias",
+        "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
+        "mlp.shared_experts.up_proj.weight" => "ffn_up_shexp.weight",
+        "mlp.shared_experts.down_proj.weight" => "ffn_down_shexp.weight",
         "mlp.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",
         "mlp.shared_expert.up_proj.weight" => "ffn_up_shexp.weight",
         "mlp.shared_expert.down_proj.weight" => "ffn_down_shexp.weight",
@@ -182,7 +186,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
-    let experts_key = ["num_experts", "num_local_experts"]
+    let experts_key = ["num_experts", "num_local_experts", "n_routed_experts"]
         .into_iter()
         .find(|k| cfg[k].is_u64());
     if let Some(key) = experts_key {
@@ -190,6 +194,22 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.push(("expert_used_count", u("num_experts_per_tok")));
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
+        }
+        if cfg["first_k_dense_replace"].is_u64() {
+            // DeepSeek-style routing, as llama.cpp's deepseek2 and glm4moe keys say it.
+            let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
+            extra.extend([
+                ("leading_dense_block_count", u("first_k_dense_replace")),
+                ("expert_shared_count", u("n_shared_experts")),
+                ("expert_weights_scale", f("routed_scaling_factor")),
+                (
+                    "expert_weights_norm",
+                    Value::Bool(cfg["norm_topk_prob"] == true),
+                ),
+                ("expert_gating_func", Value::U32(2)),
+                ("expert_group_count", u("n_group")),
+                ("expert_group_used_count", u("topk_group")),
+            ]);
         }
         if cfg["shared_expert_intermediate_size"].is_u64() {
             let shared = u("shared_expert_intermediate_size");
@@ -267,20 +287,23 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
 }
 
 /// Qwen3-MoE (`qwen3moe`, a dense layer among them), Qwen2-MoE (`qwen2moe`, a gated shared
-/// expert) and Mixtral (converted as `llama`, q/k
-/// rows permuted) with their experts stacked per layer, and Mixtral with one tensor per expert
-/// as the first GGUFs had it: the HF checkouts' logits.
+/// expert), GLM-4.5 (`glm4moe`: DeepSeek-V3 routing, biases, q/k norms, half-head RoPE) and
+/// Mixtral (converted as `llama`, q/k rows permuted) with their experts stacked per layer, and
+/// Mixtral with one tensor per expert as the first GGUFs had it: the HF checkouts' logits
+/// (exactly in F32; Q8_0 within its rounding, which sigmoid routers over q/k-normed attention
+/// carry further, as for DeepSeek).
 #[test]
 fn mixtures_of_experts_load_from_gguf() {
     let dir = tempfile::tempdir().unwrap();
-    for (fixture, arch, experts) in [
-        ("qwen3_moe", "qwen3moe", Experts::Stacked),
-        ("qwen2_moe", "qwen2moe", Experts::Stacked),
-        ("mixtral", "llama", Experts::Stacked),
-        ("mixtral", "llama", Experts::Apart),
+    for (fixture, arch, experts, q8_tol) in [
+        ("qwen3_moe", "qwen3moe", Experts::Stacked, 0.3),
+        ("qwen2_moe", "qwen2moe", Experts::Stacked, 0.3),
+        ("glm4_moe", "glm4moe", Experts::Stacked, 0.6),
+        ("mixtral", "llama", Experts::Stacked, 0.3),
+        ("mixtral", "llama", Experts::Apart, 0.3),
     ] {
         let reference = logits(&fixtures().join("tiny").join(fixture));
-        for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
+        for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, q8_tol)] {
             let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
             write_gguf_of(fixture, arch, &path, dtype, experts);
             let d = max_abs_diff(&logits(&path), &reference);

@@ -114,8 +114,14 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-fn gguf_experts(g: &GgufFile, num_experts: usize, num_layers: usize) -> Result<MixtureOfExperts> {
-    let k = |s: &str| format!("deepseek2.{s}");
+/// DeepSeek-style experts from a GGUF's `{arch}.*` keys (`deepseek2`, `glm4moe`).
+pub(crate) fn gguf_experts(
+    g: &GgufFile,
+    num_experts: usize,
+    num_layers: usize,
+) -> Result<MixtureOfExperts> {
+    let arch = g.architecture()?;
+    let k = |s: &str| format!("{arch}.{s}");
     let first_dense = g.get_usize(&k("leading_dense_block_count")).unwrap_or(0);
     let ff = g.require_usize(&k("expert_feed_forward_length"))?;
     // llama.cpp's gating function ids: 1 softmax, 2 sigmoid (V3).
@@ -124,7 +130,7 @@ fn gguf_experts(g: &GgufFile, num_experts: usize, num_layers: usize) -> Result<M
         2 => ExpertScoring::Sigmoid,
         other => {
             return Err(ModelError::Config(format!(
-                "deepseek2: unsupported expert gating function {other}"
+                "{arch}: unsupported expert gating function {other}"
             )))
         }
     };

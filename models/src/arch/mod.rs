@@ -64,9 +64,10 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gemma3" => gemma3::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
+        "glm4moe" => glm4_moe::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
-    if spec.experts.is_none() && arch != "deepseek2" {
+    if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe") {
         // Mixtral (as `llama`), Qwen3-MoE (`qwen3moe`): the plain mixture of experts.
         spec.experts = experts::from_gguf(g, spec.num_layers)?;
     }
