@@ -75,7 +75,8 @@ impl PreTokenizer {
             "qwen2" => of(&[QWEN2], false, true),
             "deepseek-r1-qwen" | "stablelm2" => of(&[QWEN2], false, false),
             "llama-bpe" | "llama3" => of(&[LLAMA3], true, false),
-            "dbrx" | "smaug-bpe" => of(&[LLAMA3], false, false),
+            // GLM-4 and GLM-4.5 split as Llama 3 does (llama.cpp's CHATGLM4 pre-tokenizer).
+            "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => of(&[LLAMA3], false, false),
             "tekken" => of(&[TEKKEN], true, false),
             "gpt-4o" => of(&[GPT4O], false, false),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" => {
