@@ -287,7 +287,8 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
 }
 
 /// Qwen3-MoE (`qwen3moe`, a dense layer among them), Qwen2-MoE (`qwen2moe`, a gated shared
-/// expert), GLM-4.5 (`glm4moe`: DeepSeek-V3 routing, biases, q/k norms, half-head RoPE) and
+/// expert), GLM-4.5 (`glm4moe`: DeepSeek-V3 routing, biases, q/k norms, half-head RoPE),
+/// OLMoE (`olmoe`: q/k norms over the whole projections) and
 /// Mixtral (converted as `llama`, q/k rows permuted) with their experts stacked per layer, and
 /// Mixtral with one tensor per expert as the first GGUFs had it: the HF checkouts' logits
 /// (exactly in F32; Q8_0 within its rounding, which sigmoid routers over q/k-normed attention
@@ -299,6 +300,7 @@ fn mixtures_of_experts_load_from_gguf() {
         ("qwen3_moe", "qwen3moe", Experts::Stacked, 0.3),
         ("qwen2_moe", "qwen2moe", Experts::Stacked, 0.3),
         ("glm4_moe", "glm4moe", Experts::Stacked, 0.6),
+        ("olmoe", "olmoe", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Apart, 0.3),
     ] {

@@ -446,12 +446,19 @@ fn heads_q<B: Backend>(
                 None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
             };
             let [q, k, v] = members(parts)?;
-            // Per-head norms of q and k (qwen3, gemma3) come between the product and RoPE.
+            // Norms of q and k (qwen3, gemma3: per head; OLMoE: over the whole projection)
+            // come between the product and RoPE.
+            let norm = |x: &B::Tensor, w: &B::Weight| -> Result<B::Tensor> {
+                if !s.qk_norm_whole {
+                    return b.rms_norm(x, w, s.rms_eps);
+                }
+                let shape = b.shape(x);
+                let tokens = shape.first().copied().unwrap_or(0);
+                let flat = b.reshape(x, &[tokens, shape.iter().skip(1).product()])?;
+                b.reshape(&b.rms_norm(&flat, w, s.rms_eps)?, &shape)
+            };
             let (q, k) = match (q_norm, k_norm) {
-                (Some(qn), Some(kn)) => (
-                    b.rms_norm(&q, qn, s.rms_eps)?,
-                    b.rms_norm(&k, kn, s.rms_eps)?,
-                ),
+                (Some(qn), Some(kn)) => (norm(&q, qn)?, norm(&k, kn)?),
                 _ => (q, k),
             };
             Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
@@ -524,13 +531,16 @@ fn heads_attention<B: Backend>(
             None => ld.norm(name, d),
         }
     };
-    let (q_norm, k_norm) = if spec.qk_norm {
-        (
+    let (q_norm, k_norm) = match (spec.qk_norm, spec.qk_norm_whole) {
+        (true, false) => (
             Some(norm(&n("attn_q_norm.weight"))?),
             Some(norm(&n("attn_k_norm.weight"))?),
-        )
-    } else {
-        (None, None)
+        ),
+        (true, true) => (
+            Some(ld.norm(&n("attn_q_norm.weight"), q)?),
+            Some(ld.norm(&n("attn_k_norm.weight"), kv)?),
+        ),
+        (false, _) => (None, None),
     };
     let joined_name = n("attn_qkv.weight");
     let joined = match ld.src.contains(&joined_name) {

@@ -15,6 +15,8 @@ pub enum Arch {
     /// GLM-4.5 / 4.6 (and -Air): DeepSeek-V3's experts behind grouped-query attention with
     /// biases, RoPE over half of each head.
     Glm4Moe,
+    /// OLMoE: llama with q/k norms over the whole projections and softmax experts.
+    Olmoe,
 }
 
 impl Arch {
@@ -28,6 +30,7 @@ impl Arch {
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
             Arch::Glm4Moe => "glm4moe",
+            Arch::Olmoe => "olmoe",
         }
     }
 }
@@ -181,6 +184,9 @@ pub struct ModelSpec {
     pub final_softcap: Option<f32>,
     pub qkv_bias: bool,
     pub qk_norm: bool,
+    /// The q and k norms span the whole projection (`[heads × head_dim]`, OLMoE) rather than
+    /// each head.
+    pub qk_norm_whole: bool,
     /// Gemma-style norms after attention and after the FFN.
     pub sandwich_norms: bool,
     /// HF Gemma stores RMSNorm weights as `w` for `(1 + w)`; GGUF stores `1 + w` already.
@@ -242,6 +248,9 @@ impl ModelSpec {
             || self.rope.theta <= 0.0
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
+        }
+        if self.qk_norm_whole && self.rotary_dim.is_some() {
+            return bad("q/k norms over whole projections with RoPE over part of each head".into());
         }
         if let Some(r) = self.rotary_dim {
             if r == 0

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 15] = [
+pub const TINY_ARCHS: [&str; 16] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -24,6 +24,7 @@ pub const TINY_ARCHS: [&str; 15] = [
     "mixtral",
     "qwen2_moe",
     "glm4_moe",
+    "olmoe",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

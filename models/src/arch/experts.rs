@@ -96,8 +96,8 @@ pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExpe
     let layers: Vec<bool> = (0..num_layers)
         .map(|l| g.contains(&layer(l, "ffn_gate_inp.weight")))
         .collect();
-    // llama.cpp renormalizes Mixtral's and Qwen3-MoE's weights, not Qwen2-MoE's.
-    let normalize = a != "qwen2moe";
+    // llama.cpp renormalizes Mixtral's and Qwen3-MoE's weights, not Qwen2-MoE's or OLMoE's.
+    let normalize = !matches!(a.as_str(), "qwen2moe" | "olmoe");
     let mut m = softmax_top_k(
         num_experts,
         g.require_usize(&k("expert_used_count"))?,

@@ -6,6 +6,7 @@ pub mod gemma3;
 pub mod glm4_moe;
 pub mod llama;
 pub mod mistral;
+pub mod olmoe;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
@@ -45,6 +46,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
+        "olmoe" => olmoe::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
@@ -65,6 +67,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
+        "olmoe" => olmoe::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe") {
@@ -147,6 +150,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         final_softcap: c.opt_f32("final_logit_softcapping")?,
         qkv_bias: c.bool("attention_bias", false),
         qk_norm: false,
+        qk_norm_whole: false,
         sandwich_norms: false,
         norm_weight_offset: 0.0,
         embed_scale: None,
@@ -247,6 +251,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         final_softcap: None,
         qkv_bias: false,
         qk_norm: false,
+        qk_norm_whole: false,
         sandwich_norms: false,
         norm_weight_offset: 0.0,
         embed_scale: None,

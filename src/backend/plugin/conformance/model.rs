@@ -51,6 +51,7 @@ fn base_spec(
         final_softcap: None,
         qkv_bias: false,
         qk_norm: false,
+        qk_norm_whole: false,
         sandwich_norms: false,
         norm_weight_offset: 0.0,
         embed_scale: None,
