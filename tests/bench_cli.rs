@@ -458,3 +458,45 @@ fn bench_runs_a_dummy_model_of_known_shapes() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("llama 8b"), "{err}");
 }
+
+/// A mixture of experts records its experts (reports count the active ones), and DeepSeek's
+/// latent attention its cache as the CPU holds it: one KV head of kv_lora_rank + rope.
+#[test]
+fn bench_records_experts_and_the_latent_cache() {
+    let args = |arch: &'static str| {
+        [
+            "--load-format",
+            "dummy",
+            "--arch",
+            arch,
+            "--size",
+            "tiny",
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "-t",
+            "2",
+        ]
+    };
+    let (_, moe) = bench_document(&args("qwen3-moe"));
+    let e = &moe["model"]["experts"];
+    assert_eq!(
+        (e["experts"].as_u64(), e["per_token"].as_u64()),
+        (Some(8), Some(2))
+    );
+    assert_eq!(e["parameters_per_expert"], 3 * 32 * 64);
+    let (_, ds) = bench_document(&args("deepseek"));
+    assert_eq!(ds["model"]["experts"]["layers"], 1);
+    assert_eq!(
+        (
+            ds["kv_cache"]["kv_heads"].as_u64(),
+            ds["kv_cache"]["head_dim"].as_u64()
+        ),
+        (Some(1), Some(40))
+    );
+    let (_, dense) = bench_document(&args("llama"));
+    assert!(dense["model"].get("experts").is_none());
+}
