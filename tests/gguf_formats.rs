@@ -95,6 +95,20 @@ enum Experts {
     Apart,
 }
 
+/// llama.cpp's name of a Gemma layer norm (HF's `post_attention_layernorm` is applied to the
+/// attention's output there, `pre_feedforward_layernorm` is the FFN's input norm).
+fn gemma_norm(hf: &str) -> Option<String> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (l, part) = rest.split_once('.')?;
+    let g = match part {
+        "post_attention_layernorm.weight" => "post_attention_norm.weight",
+        "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+        "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{l}.{g}"))
+}
+
 /// Layer, projection (gate/up/down) and expert of an HF expert tensor (Qwen's
 /// `mlp.experts.E.gate_proj`, Mixtral's `block_sparse_moe.experts.E.w1`).
 fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
@@ -169,6 +183,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             continue;
         }
         let mut t = t.clone();
+        let gemma = arch.starts_with("gemma");
+        if gemma && name.ends_with("norm.weight") {
+            // HF Gemma stores w for a (1 + w) scale; llama.cpp's converter writes 1 + w.
+            t = t.affine(1.0, 1.0).unwrap();
+        }
         if permuted && name.ends_with("q_proj.weight") {
             t = permute_rope_rows(&t, heads);
         } else if permuted && name.ends_with("k_proj.weight") {
@@ -181,7 +200,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         } else {
             GgmlDType::F32
         };
-        q.push((gguf_name(name), QTensor::quantize(&t, ty).unwrap()));
+        let gguf = match (gemma, gemma_norm(name)) {
+            (true, Some(g)) => g,
+            _ => gguf_name(name),
+        };
+        q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
@@ -214,6 +237,23 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if cfg["shared_expert_intermediate_size"].is_u64() {
             let shared = u("shared_expert_intermediate_size");
             extra.push(("expert_shared_feed_forward_length", shared));
+        }
+    }
+    for (key, hf) in [
+        ("attn_logit_softcapping", "attn_logit_softcapping"),
+        ("final_logit_softcapping", "final_logit_softcapping"),
+        ("attention.sliding_window", "sliding_window"),
+    ] {
+        if arch == "gemma2" && !cfg[hf].is_null() {
+            let v = cfg[hf].as_f64().unwrap();
+            extra.push((
+                key,
+                if key.contains("window") {
+                    Value::U32(v as u32)
+                } else {
+                    Value::F32(v as f32)
+                },
+            ));
         }
     }
     if cfg["head_dim"].is_u64() {
@@ -314,6 +354,23 @@ fn mixtures_of_experts_load_from_gguf() {
                 "{fixture} {dtype:?}: logits differ by {d} (tolerance {tol})"
             );
         }
+    }
+}
+
+/// Gemma 2 as llama.cpp's GGUF keeps it (norms as 1 + w, post norms by their own names,
+/// softcaps and the window in the metadata): the HF checkout's logits, exactly in F32. In
+/// Q8_0 the tied embedding, scaled by sqrt(hidden) on the way in and the head on the way out,
+/// carries its rounding into every logit: 0.66 with the rounded weights in f32 alone, about
+/// twice that with the 8-bit activations.
+#[test]
+fn gemma2_loads_from_gguf() {
+    let reference = logits(&fixtures().join("tiny/gemma2"));
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 1.5)] {
+        let path = dir.path().join(format!("gemma2-{dtype:?}.gguf"));
+        write_gguf("gemma2", &path, dtype);
+        let d = max_abs_diff(&logits(&path), &reference);
+        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
     }
 }
 

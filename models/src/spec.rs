@@ -9,6 +9,8 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    /// Gemma 2: Gemma 3 without q/k norms, with logit softcaps, one RoPE base.
+    Gemma2,
     Phi3,
     /// DeepSeek-V2 and V3 (and their kin: Kimi K2, Moonlight): latent attention and experts.
     Deepseek,
@@ -27,6 +29,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Gemma2 => "gemma2",
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
             Arch::Glm4Moe => "glm4moe",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 16] = [
+pub const TINY_ARCHS: [&str; 17] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -25,6 +25,7 @@ pub const TINY_ARCHS: [&str; 16] = [
     "qwen2_moe",
     "glm4_moe",
     "olmoe",
+    "gemma2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -1,6 +1,8 @@
 //! Gemma 3 (text): embeddings × sqrt(hidden), (1+w) RMSNorm, norms before and after attention
 //! and FFN, q/k norm, GeGLU (tanh), interleaved sliding/global layers with their own RoPE bases,
-//! attention scale `query_pre_attn_scalar^-0.5`, tied head.
+//! attention scale `query_pre_attn_scalar^-0.5`, tied head. Gemma 2 is the same without q/k
+//! norms, with one RoPE base, every other layer sliding, and tanh softcaps on the attention
+//! scores and the final logits.
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
@@ -27,6 +29,41 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         let window = c.opt_usize("sliding_window")?;
         let pattern = c.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
         spec.layer_windows = sliding_pattern(spec.num_layers, pattern, window);
+    }
+    Ok(spec)
+}
+
+/// Gemma 2 from an HF config: layers alternate sliding (even) and global (odd) unless the
+/// config lists `layer_types`; the softcaps come from the base.
+pub fn gemma2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::Gemma2)?;
+    gemma_common(&mut spec);
+    spec.qk_norm = false;
+    spec.norm_weight_offset = 1.0;
+    let scalar = c
+        .opt_f32("query_pre_attn_scalar")?
+        .unwrap_or(spec.head_dim as f32);
+    spec.attn_scale = 1.0 / scalar.sqrt();
+    if c.0.get("layer_types").is_none() {
+        let window = c.opt_usize("sliding_window")?;
+        spec.layer_windows = sliding_pattern(spec.num_layers, 2, window);
+    }
+    Ok(spec)
+}
+
+/// Gemma 2 from llama.cpp's `gemma2` keys.
+pub fn gemma2_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let mut spec = base_from_gguf(g, Arch::Gemma2, RopeStyle::Neox)?;
+    gemma_common(&mut spec);
+    spec.qk_norm = false;
+    let window = g.get_usize("gemma2.attention.sliding_window");
+    spec.layer_windows = sliding_pattern(spec.num_layers, 2, window);
+    let cap = |k: &str| g.get_f64(k).map(|v| v as f32).filter(|&v| v > 0.0);
+    spec.attn_softcap = cap("gemma2.attn_logit_softcapping");
+    spec.final_softcap = cap("gemma2.final_logit_softcapping");
+    // Gemma 2 27B (46 layers) scales queries by (hidden / heads)^-0.5, as llama.cpp does.
+    if spec.num_layers == 46 {
+        spec.attn_scale = 1.0 / ((spec.hidden_size / spec.num_heads) as f32).sqrt();
     }
     Ok(spec)
 }

@@ -44,6 +44,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
             spec
         }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
+        "gemma2" => gemma3::gemma2_from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
@@ -64,6 +65,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen2" | "qwen2moe" => qwen2::from_gguf(g)?,
         "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
+        "gemma2" => gemma3::gemma2_from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
@@ -80,7 +82,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 
 pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     match arch {
-        Arch::Gemma3 => HfNormNaming::Gemma,
+        Arch::Gemma3 | Arch::Gemma2 => HfNormNaming::Gemma,
         _ => HfNormNaming::Llama,
     }
 }
