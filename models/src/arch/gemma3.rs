@@ -16,15 +16,22 @@ fn gemma_common(spec: &mut ModelSpec) {
     spec.embed_scale = Some((spec.hidden_size as f32).sqrt());
 }
 
-pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    let mut spec = base_from_hf(c, Arch::Gemma3)?;
+/// What Gemma 2 and 3 read alike from an HF config: `w` stored for `1 + w` norms, and the
+/// attention scale `query_pre_attn_scalar^-0.5`.
+fn gemma_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, arch)?;
     gemma_common(&mut spec);
     spec.norm_weight_offset = 1.0;
-    spec.rope_local_theta = Some(c.f32("rope_local_base_freq", 10000.0)?);
     let scalar = c
         .opt_f32("query_pre_attn_scalar")?
         .unwrap_or(spec.head_dim as f32);
     spec.attn_scale = 1.0 / scalar.sqrt();
+    Ok(spec)
+}
+
+pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = gemma_from_hf(c, Arch::Gemma3)?;
+    spec.rope_local_theta = Some(c.f32("rope_local_base_freq", 10000.0)?);
     if c.0.get("layer_types").is_none() {
         let window = c.opt_usize("sliding_window")?;
         let pattern = c.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
@@ -36,14 +43,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// Gemma 2 from an HF config: layers alternate sliding (even) and global (odd) unless the
 /// config lists `layer_types`; the softcaps come from the base.
 pub fn gemma2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    let mut spec = base_from_hf(c, Arch::Gemma2)?;
-    gemma_common(&mut spec);
+    let mut spec = gemma_from_hf(c, Arch::Gemma2)?;
     spec.qk_norm = false;
-    spec.norm_weight_offset = 1.0;
-    let scalar = c
-        .opt_f32("query_pre_attn_scalar")?
-        .unwrap_or(spec.head_dim as f32);
-    spec.attn_scale = 1.0 / scalar.sqrt();
     if c.0.get("layer_types").is_none() {
         let window = c.opt_usize("sliding_window")?;
         spec.layer_windows = sliding_pattern(spec.num_layers, 2, window);
