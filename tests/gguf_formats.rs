@@ -95,8 +95,9 @@ enum Experts {
     Apart,
 }
 
-/// llama.cpp's name of a Gemma layer norm (HF's `post_attention_layernorm` is applied to the
-/// attention's output there, `pre_feedforward_layernorm` is the FFN's input norm).
+/// llama.cpp's name of a Gemma (or OLMo 2) layer norm (HF's `post_attention_layernorm` is
+/// applied to the attention's output there, `pre_feedforward_layernorm` is the FFN's input
+/// norm).
 fn gemma_norm(hf: &str) -> Option<String> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (l, part) = rest.split_once('.')?;
@@ -200,7 +201,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         } else {
             GgmlDType::F32
         };
-        let gguf = match (gemma, gemma_norm(name)) {
+        let post_norms = gemma || arch == "olmo2";
+        let gguf = match (post_norms, gemma_norm(name)) {
             (true, Some(g)) => g,
             _ => gguf_name(name),
         };
@@ -369,6 +371,20 @@ fn gemma2_loads_from_gguf() {
     for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 1.5)] {
         let path = dir.path().join(format!("gemma2-{dtype:?}.gguf"));
         write_gguf("gemma2", &path, dtype);
+        let d = max_abs_diff(&logits(&path), &reference);
+        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
+    }
+}
+
+/// OLMo 2 (norms after attention and the FFN only, q/k norms over whole projections) as
+/// llama.cpp's `olmo2` GGUF keeps it: the HF checkout's logits.
+#[test]
+fn olmo2_loads_from_gguf() {
+    let reference = logits(&fixtures().join("tiny/olmo2"));
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
+        let path = dir.path().join(format!("olmo2-{dtype:?}.gguf"));
+        write_gguf("olmo2", &path, dtype);
         let d = max_abs_diff(&logits(&path), &reference);
         assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
     }

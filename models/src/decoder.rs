@@ -18,13 +18,15 @@ use crate::weights::names::layer;
 use crate::weights::{HostWeight, WeightSource};
 
 struct Layer<B: Backend> {
-    attn_norm: B::Weight,
+    /// The norms of the residual stream before attention and the FFN; None where the model
+    /// norms only their outputs (OLMo 2).
+    attn_norm: Option<B::Weight>,
     attention: Attention<B>,
     /// The output projection (for latent attention, with zero columns for the values'
     /// padding).
     wo: B::Weight,
     post_attn_norm: Option<B::Weight>,
-    ffn_norm: B::Weight,
+    ffn_norm: Option<B::Weight>,
     ffn: Ffn<B>,
     post_ffn_norm: Option<B::Weight>,
     attn: AttentionParams,
@@ -143,11 +145,17 @@ impl<B: Backend> DecoderModel<B> {
             };
             let window = spec.layer_windows[l];
             layers.push(Layer {
-                attn_norm: ld.norm(&n("attn_norm.weight"), h)?,
+                attn_norm: match spec.pre_norms {
+                    true => Some(ld.norm(&n("attn_norm.weight"), h)?),
+                    false => None,
+                },
                 attention,
                 wo,
                 post_attn_norm,
-                ffn_norm: ld.norm(&n("ffn_norm.weight"), h)?,
+                ffn_norm: match spec.pre_norms {
+                    true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
+                    false => None,
+                },
                 ffn: Ffn::load(&ld, l, spec.experts.as_ref(), f, h)?,
                 post_ffn_norm,
                 attn: AttentionParams {
@@ -210,11 +218,12 @@ impl<B: Backend> DecoderModel<B> {
     fn use_lora_slots(&mut self, backend: &B, slots: Vec<Option<LoraAdapter>>) -> Result<()> {
         let plain = self.spec.latent_attention.is_none()
             && self.spec.experts.is_none()
-            && self.spec.rotary_dim.is_none();
+            && self.spec.rotary_dim.is_none()
+            && self.spec.pre_norms;
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
-                "LoRA adapters on latent-attention, mixture-of-experts or partial-RoPE models \
-                 are not supported"
+                "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE or \
+                 post-norm-only models are not supported"
                     .into(),
             ));
         }
@@ -310,12 +319,6 @@ impl<B: Backend> DecoderModel<B> {
         let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
             let down = pending.take();
-            let attn_in = NormedInput {
-                x: down.as_ref().unwrap_or(&x),
-                residual: down.as_ref().map(|_| &x),
-                norm: &layer.attn_norm,
-                eps,
-            };
             let kv_write = RopeKvWrite {
                 positions: &batch.positions,
                 rope: &self.ropes[layer.rope],
@@ -323,25 +326,57 @@ impl<B: Backend> DecoderModel<B> {
                 layer: li,
                 slots: &batch.slots,
             };
-            let (stream, q) = match &layer.attention {
-                Attention::Latent(latent) => {
-                    let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
+            let (stream, q) = match (&layer.attn_norm, &layer.attention) {
+                (Some(norm), attention) => {
+                    let attn_in = NormedInput {
+                        x: down.as_ref().unwrap_or(&x),
+                        residual: down.as_ref().map(|_| &x),
+                        norm,
+                        eps,
+                    };
+                    match attention {
+                        Attention::Latent(latent) => {
+                            let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
+                            (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
+                        }
+                        Attention::Heads {
+                            qkv,
+                            q_norm,
+                            k_norm,
+                        } => heads_q(
+                            b,
+                            s,
+                            li,
+                            qkv,
+                            (q_norm, k_norm),
+                            lora.as_ref(),
+                            &attn_in,
+                            kv_write,
+                        )?,
+                    }
+                }
+                // No norm before attention (OLMo 2): the projections read the stream itself.
+                (
+                    None,
+                    Attention::Heads {
+                        qkv,
+                        q_norm,
+                        k_norm,
+                    },
+                ) => {
+                    let stream = match &down {
+                        Some(d) => b.add(&x, d)?,
+                        None => x.clone(),
+                    };
+                    let [q, k, v] = members(qkv.apply(b, &stream, Some(s.head_dim))?)?;
+                    let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
                     (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
                 }
-                Attention::Heads {
-                    qkv,
-                    q_norm,
-                    k_norm,
-                } => heads_q(
-                    b,
-                    s,
-                    li,
-                    qkv,
-                    (q_norm, k_norm),
-                    lora.as_ref(),
-                    &attn_in,
-                    kv_write,
-                )?,
+                (None, Attention::Latent(_)) => {
+                    return Err(ModelError::Config(
+                        "latent attention without a norm before it is not supported".into(),
+                    ))
+                }
             };
             x = stream;
             let mut attn =
@@ -356,15 +391,29 @@ impl<B: Backend> DecoderModel<B> {
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;
             }
+            let Some(ffn_norm) = &layer.ffn_norm else {
+                // No norm before the FFN (OLMo 2): it reads the stream itself.
+                let stream = b.add(&o, &x)?;
+                let mut down = match &layer.ffn {
+                    Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
+                    Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
+                };
+                x = stream;
+                if let Some(pn) = &layer.post_ffn_norm {
+                    down = b.rms_norm(&down, pn, eps)?;
+                }
+                pending = Some(down);
+                continue;
+            };
             let ffn_in = NormedInput {
                 x: &o,
                 residual: Some(&x),
-                norm: &layer.ffn_norm,
+                norm: ffn_norm,
                 eps,
             };
             let (stream, mut down) = match (&layer.ffn, &lora) {
                 (Ffn::Experts(experts), _) => {
-                    let (stream, h) = rms_norm_maybe_add(b, &o, Some(&x), &layer.ffn_norm, eps)?;
+                    let (stream, h) = rms_norm_maybe_add(b, &o, Some(&x), ffn_norm, eps)?;
                     (stream, experts.forward(b, &h, s.activation)?)
                 }
                 (Ffn::Dense(mlp), Some(lora)) => {
@@ -446,21 +495,7 @@ fn heads_q<B: Backend>(
                 None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
             };
             let [q, k, v] = members(parts)?;
-            // Norms of q and k (qwen3, gemma3: per head; OLMoE: over the whole projection)
-            // come between the product and RoPE.
-            let norm = |x: &B::Tensor, w: &B::Weight| -> Result<B::Tensor> {
-                if !s.qk_norm_whole {
-                    return b.rms_norm(x, w, s.rms_eps);
-                }
-                let shape = b.shape(x);
-                let tokens = shape.first().copied().unwrap_or(0);
-                let flat = b.reshape(x, &[tokens, shape.iter().skip(1).product()])?;
-                b.reshape(&b.rms_norm(&flat, w, s.rms_eps)?, &shape)
-            };
-            let (q, k) = match (q_norm, k_norm) {
-                (Some(qn), Some(kn)) => (norm(&q, qn)?, norm(&k, kn)?),
-                _ => (q, k),
-            };
+            let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
             Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
         }
     }
@@ -473,6 +508,30 @@ fn global_rope(spec: &ModelSpec) -> (RopeSpec, f32) {
     match spec.rotary_dim {
         Some(r) => crate::rope::partial_rope_spec(d, r, theta, scaling),
         None => (rope_spec(d, theta, scaling, spec.rope.style), 1.0),
+    }
+}
+
+/// The norms of q and k (`[tokens, heads, head_dim]`) where the model has them, between the
+/// products and RoPE: per head (qwen3, gemma3) or over the whole projection (OLMoE, OLMo 2).
+fn qk_norms<B: Backend>(
+    b: &B,
+    s: &ModelSpec,
+    q: B::Tensor,
+    k: B::Tensor,
+    (q_norm, k_norm): (&Option<B::Weight>, &Option<B::Weight>),
+) -> Result<(B::Tensor, B::Tensor)> {
+    let norm = |x: &B::Tensor, w: &B::Weight| -> Result<B::Tensor> {
+        if !s.qk_norm_whole {
+            return b.rms_norm(x, w, s.rms_eps);
+        }
+        let shape = b.shape(x);
+        let tokens = shape.first().copied().unwrap_or(0);
+        let flat = b.reshape(x, &[tokens, shape.iter().skip(1).product()])?;
+        b.reshape(&b.rms_norm(&flat, w, s.rms_eps)?, &shape)
+    };
+    match (q_norm, k_norm) {
+        (Some(qn), Some(kn)) => Ok((norm(&q, qn)?, norm(&k, kn)?)),
+        _ => Ok((q, k)),
     }
 }
 

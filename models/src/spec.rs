@@ -19,6 +19,8 @@ pub enum Arch {
     Glm4Moe,
     /// OLMoE: llama with q/k norms over the whole projections and softmax experts.
     Olmoe,
+    /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
+    Olmo2,
 }
 
 impl Arch {
@@ -34,6 +36,7 @@ impl Arch {
             Arch::Deepseek => "deepseek",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
+            Arch::Olmo2 => "olmo2",
         }
     }
 }
@@ -192,6 +195,9 @@ pub struct ModelSpec {
     pub qk_norm_whole: bool,
     /// Gemma-style norms after attention and after the FFN.
     pub sandwich_norms: bool,
+    /// RMSNorms of the residual stream before attention and before the FFN (every family but
+    /// OLMo 2, which norms only their outputs: `sandwich_norms` without these).
+    pub pre_norms: bool,
     /// HF Gemma stores RMSNorm weights as `w` for `(1 + w)`; GGUF stores `1 + w` already.
     pub norm_weight_offset: f32,
     /// Embeddings multiplied by this (gemma: sqrt(hidden)).

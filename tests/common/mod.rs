@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 17] = [
+pub const TINY_ARCHS: [&str; 18] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -26,6 +26,7 @@ pub const TINY_ARCHS: [&str; 17] = [
     "glm4_moe",
     "olmoe",
     "gemma2",
+    "olmo2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

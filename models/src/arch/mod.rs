@@ -6,6 +6,7 @@ pub mod gemma3;
 pub mod glm4_moe;
 pub mod llama;
 pub mod mistral;
+pub mod olmo2;
 pub mod olmoe;
 pub mod phi3;
 pub mod qwen2;
@@ -48,6 +49,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "phi3" => phi3::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
+        "olmo2" => olmo2::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
@@ -70,6 +72,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
+        "olmo2" => olmo2::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe") {
@@ -82,7 +85,8 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 
 pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     match arch {
-        Arch::Gemma3 | Arch::Gemma2 => HfNormNaming::Gemma,
+        // OLMo 2's `post_attention_layernorm` norms the attention's output, as Gemma's.
+        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 => HfNormNaming::Gemma,
         _ => HfNormNaming::Llama,
     }
 }
@@ -154,6 +158,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         qk_norm: false,
         qk_norm_whole: false,
         sandwich_norms: false,
+        pre_norms: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation,
@@ -255,6 +260,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         qk_norm: false,
         qk_norm_whole: false,
         sandwich_norms: false,
+        pre_norms: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation: Activation::Silu,

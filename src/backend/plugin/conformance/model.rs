@@ -53,6 +53,7 @@ fn base_spec(
         qk_norm: false,
         qk_norm_whole: false,
         sandwich_norms: false,
+        pre_norms: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         activation: Activation::Silu,
