@@ -314,18 +314,27 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     write_file(path, arch, md, &q);
 }
 
+/// The tiny model in `fixture`, written as an `arch` GGUF (experts held as `experts` says),
+/// gives the checkout's logits: within 1e-4 in F32, within `q8_tol` in Q8_0.
+fn gguf_matches_checkout(fixture: &str, arch: &str, experts: Experts, q8_tol: f32) {
+    let reference = logits(&fixtures().join("tiny").join(fixture));
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, q8_tol)] {
+        let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
+        write_gguf_of(fixture, arch, &path, dtype, experts);
+        let d = max_abs_diff(&logits(&path), &reference);
+        assert!(
+            d < tol,
+            "{fixture} as {arch} {dtype:?}: logits differ by {d} (tolerance {tol})"
+        );
+    }
+}
+
 /// Phi-3.5/Phi-4-mini style: RoPE over half of each head and LongRoPE, as llama.cpp's GGUF
 /// keeps them, give the HF checkout's logits (the q/k rows laid out at load stay Q8_0 blocks).
 #[test]
 fn phi3_partial_rope_and_longrope_load_from_gguf() {
-    let reference = logits(&fixtures().join("tiny/phi3_longrope"));
-    let dir = tempfile::tempdir().unwrap();
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
-        let path = dir.path().join(format!("phi3-longrope-{dtype:?}.gguf"));
-        write_gguf_of("phi3_longrope", "phi3", &path, dtype, Experts::Stacked);
-        let d = max_abs_diff(&logits(&path), &reference);
-        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
-    }
+    gguf_matches_checkout("phi3_longrope", "phi3", Experts::Stacked, 0.3);
 }
 
 /// Qwen3-MoE (`qwen3moe`, a dense layer among them), Qwen2-MoE (`qwen2moe`, a gated shared
@@ -337,7 +346,6 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
 /// carry further, as for DeepSeek).
 #[test]
 fn mixtures_of_experts_load_from_gguf() {
-    let dir = tempfile::tempdir().unwrap();
     for (fixture, arch, experts, q8_tol) in [
         ("qwen3_moe", "qwen3moe", Experts::Stacked, 0.3),
         ("qwen2_moe", "qwen2moe", Experts::Stacked, 0.3),
@@ -346,16 +354,7 @@ fn mixtures_of_experts_load_from_gguf() {
         ("mixtral", "llama", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Apart, 0.3),
     ] {
-        let reference = logits(&fixtures().join("tiny").join(fixture));
-        for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, q8_tol)] {
-            let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
-            write_gguf_of(fixture, arch, &path, dtype, experts);
-            let d = max_abs_diff(&logits(&path), &reference);
-            assert!(
-                d < tol,
-                "{fixture} {dtype:?}: logits differ by {d} (tolerance {tol})"
-            );
-        }
+        gguf_matches_checkout(fixture, arch, experts, q8_tol);
     }
 }
 
@@ -366,28 +365,14 @@ fn mixtures_of_experts_load_from_gguf() {
 /// twice that with the 8-bit activations.
 #[test]
 fn gemma2_loads_from_gguf() {
-    let reference = logits(&fixtures().join("tiny/gemma2"));
-    let dir = tempfile::tempdir().unwrap();
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 1.5)] {
-        let path = dir.path().join(format!("gemma2-{dtype:?}.gguf"));
-        write_gguf("gemma2", &path, dtype);
-        let d = max_abs_diff(&logits(&path), &reference);
-        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
-    }
+    gguf_matches_checkout("gemma2", "gemma2", Experts::Stacked, 1.5);
 }
 
 /// OLMo 2 (norms after attention and the FFN only, q/k norms over whole projections) as
 /// llama.cpp's `olmo2` GGUF keeps it: the HF checkout's logits.
 #[test]
 fn olmo2_loads_from_gguf() {
-    let reference = logits(&fixtures().join("tiny/olmo2"));
-    let dir = tempfile::tempdir().unwrap();
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
-        let path = dir.path().join(format!("olmo2-{dtype:?}.gguf"));
-        write_gguf("olmo2", &path, dtype);
-        let d = max_abs_diff(&logits(&path), &reference);
-        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
-    }
+    gguf_matches_checkout("olmo2", "olmo2", Experts::Stacked, 0.3);
 }
 
 #[test]
@@ -415,14 +400,7 @@ fn every_tensor_type_loads_and_matches_within_its_rounding() {
 /// joined products they are: the same logits as the HF checkout.
 #[test]
 fn phi3_joined_tensors_load_from_gguf() {
-    let reference = logits(&fixtures().join("tiny/phi3"));
-    let dir = tempfile::tempdir().unwrap();
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.3)] {
-        let path = dir.path().join(format!("phi3-{dtype:?}.gguf"));
-        write_gguf("phi3", &path, dtype);
-        let d = max_abs_diff(&logits(&path), &reference);
-        assert!(d < tol, "{dtype:?}: logits differ by {d} (tolerance {tol})");
-    }
+    gguf_matches_checkout("phi3", "phi3", Experts::Stacked, 0.3);
 }
 
 /// A deepseek2 tensor's llama.cpp name (the experts and kv_b are handled apart).

@@ -128,16 +128,7 @@ pub(crate) fn heads_attention<B: Backend>(
     };
     let norm = |name: &str| -> Result<B::Weight> {
         match &partial {
-            Some(p) => {
-                let w = ld.checked(name, &[d])?;
-                let w = if ld.norm_offset != 0.0 {
-                    let off = ld.norm_offset as f64;
-                    w.map_dense(|t| t.affine(1.0, off))?
-                } else {
-                    w
-                };
-                ld.backend.load_weight(p.fold_norm(w)?)
-            }
+            Some(p) => ld.backend.load_weight(p.fold_norm(ld.norm_host(name, d)?)?),
             None => ld.norm(name, d),
         }
     };

@@ -391,44 +391,24 @@ impl<B: Backend> DecoderModel<B> {
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;
             }
-            let Some(ffn_norm) = &layer.ffn_norm else {
+            let (stream, mut down) = match &layer.ffn_norm {
                 // No norm before the FFN (OLMo 2): it reads the stream itself.
-                let stream = b.add(&o, &x)?;
-                let mut down = match &layer.ffn {
-                    Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
-                    Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
-                };
-                x = stream;
-                if let Some(pn) = &layer.post_ffn_norm {
-                    down = b.rms_norm(&down, pn, eps)?;
-                }
-                pending = Some(down);
-                continue;
-            };
-            let ffn_in = NormedInput {
-                x: &o,
-                residual: Some(&x),
-                norm: ffn_norm,
-                eps,
-            };
-            let (stream, mut down) = match (&layer.ffn, &lora) {
-                (Ffn::Experts(experts), _) => {
-                    let (stream, h) = rms_norm_maybe_add(b, &o, Some(&x), ffn_norm, eps)?;
-                    (stream, experts.forward(b, &h, s.activation)?)
-                }
-                (Ffn::Dense(mlp), Some(lora)) => {
-                    let (stream, gate_up) =
-                        mlp.gate_up.apply_normed_then(b, &ffn_in, None, |i, h, y| {
-                            lora.add(b, li, LoraTarget::GATE_UP[i], h, y)
-                        })?;
-                    let [gate, up] = members(gate_up)?;
-                    let down = down_with_lora(b, lora, li, &gate, &up, s.activation, &mlp.down)?;
+                None => {
+                    let stream = b.add(&o, &x)?;
+                    let down = match &layer.ffn {
+                        Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
+                        Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
+                    };
                     (stream, down)
                 }
-                (Ffn::Dense(mlp), None) => {
-                    let (stream, gate_up) = mlp.gate_up.apply_normed(b, &ffn_in, None)?;
-                    let [gate, up] = members(gate_up)?;
-                    (stream, b.glu_linear(&gate, &up, s.activation, &mlp.down)?)
+                Some(norm) => {
+                    let ffn_in = NormedInput {
+                        x: &o,
+                        residual: Some(&x),
+                        norm,
+                        eps,
+                    };
+                    normed_ffn(b, s, li, &layer.ffn, lora.as_ref(), &ffn_in)?
                 }
             };
             x = stream;
@@ -460,6 +440,39 @@ impl<B: Backend> DecoderModel<B> {
             None => logits,
         };
         Ok(StepOutputs { logits, hidden })
+    }
+}
+
+/// A layer's FFN on its normed input (the attention's output joining the residual stream):
+/// the stream's next value and the FFN's output, the norm fused into the products where no
+/// LoRA update or router needs the normed rows apart.
+fn normed_ffn<B: Backend>(
+    b: &B,
+    s: &ModelSpec,
+    li: usize,
+    ffn: &Ffn<B>,
+    lora: Option<&BatchLora<'_, B>>,
+    ffn_in: &NormedInput<'_, B>,
+) -> Result<(B::Tensor, B::Tensor)> {
+    match (ffn, lora) {
+        (Ffn::Experts(experts), _) => {
+            let (stream, h) =
+                rms_norm_maybe_add(b, ffn_in.x, ffn_in.residual, ffn_in.norm, ffn_in.eps)?;
+            Ok((stream, experts.forward(b, &h, s.activation)?))
+        }
+        (Ffn::Dense(mlp), Some(lora)) => {
+            let (stream, gate_up) = mlp.gate_up.apply_normed_then(b, ffn_in, None, |i, h, y| {
+                lora.add(b, li, LoraTarget::GATE_UP[i], h, y)
+            })?;
+            let [gate, up] = members(gate_up)?;
+            let down = down_with_lora(b, lora, li, &gate, &up, s.activation, &mlp.down)?;
+            Ok((stream, down))
+        }
+        (Ffn::Dense(mlp), None) => {
+            let (stream, gate_up) = mlp.gate_up.apply_normed(b, ffn_in, None)?;
+            let [gate, up] = members(gate_up)?;
+            Ok((stream, b.glu_linear(&gate, &up, s.activation, &mlp.down)?))
+        }
     }
 }
 

@@ -53,13 +53,16 @@ impl<B: Backend> Loader<'_, B> {
 
     /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).
     pub fn norm(&self, name: &str, dim: usize) -> Result<B::Weight> {
+        self.backend.load_weight(self.norm_host(name, dim)?)
+    }
+
+    /// `norm` before it goes to the device (for a rewrite of its layout first).
+    pub fn norm_host(&self, name: &str, dim: usize) -> Result<HostWeight> {
         let w = self.checked(name, &[dim])?;
-        let w = if self.norm_offset != 0.0 {
-            let off = self.norm_offset as f64;
-            w.map_dense(|t| t.affine(1.0, off))?
-        } else {
-            w
-        };
-        self.backend.load_weight(w)
+        if self.norm_offset == 0.0 {
+            return Ok(w);
+        }
+        let off = self.norm_offset as f64;
+        w.map_dense(|t| t.affine(1.0, off))
     }
 }

@@ -1,13 +1,13 @@
-//! Multi-head latent attention (DeepSeek-V2/V3), run as multi-head attention over the paged
-//! cache.
+//! Multi-head latent attention (DeepSeek-V2/V3), run on the paged attention every backend has.
 //!
 //! Each token's keys and values come from a small latent (`kv_lora_rank` wide, normed, then
-//! one up-projection per head) plus one rotated key part shared by every head. candor expands
-//! them per head when they are written, so attention is the paged attention every backend
-//! already runs (its fused norm/RoPE/KV-write kernels included): vLLM ran MLA the same way
-//! before its latent-space kernels. The price is cache memory: `2 × heads × max(qk, v)`
-//! values per token and layer instead of `kv_lora_rank + qk_rope_head_dim`; attending in the
-//! latent space (the up-projections absorbed into q and the output) is the next step.
+//! one up-projection per head) plus one rotated key part shared by every head. The cache holds
+//! them in one of two forms (`CacheForm`): the latent itself with the rotary part, once per
+//! token as one KV head shared by every query head, queries taken into the latent space and
+//! outputs out of it by per-head matrices (`Backend::heads_linear`), where the backend has
+//! those products and attention over heads that wide; else every head's key and value
+//! expanded when written (as vLLM first ran MLA), at `2 × heads × max(qk, v)` values per token
+//! and layer instead of `kv_lora_rank + qk_rope_head_dim`.
 //!
 //! Everything that differs from plain attention is folded into the weights at load:
 //! - each head's dimensions are laid out so RoPE of the whole head rotates exactly its rotary
@@ -26,7 +26,7 @@ use crate::projection::{members, NormedInput, Projections};
 use crate::rope::{attention_factor, inv_freq};
 use crate::spec::{LatentAttention, ModelSpec};
 use crate::weights::names::layer;
-use crate::weights::HostWeight;
+use crate::weights::{pick_tensor_rows, HostWeight};
 use candle_core::{Device, Tensor};
 
 /// transformers builds the latent norms with RMSNorm's default epsilon, not the config's.
@@ -303,7 +303,7 @@ impl<B: Backend> LatentAttentionWeights<B> {
             .collect();
         let source = o.dtype().unwrap_or(crate::backend::WeightDtype::F32);
         let t = o.to_f32()?.t()?.contiguous()?;
-        let folded = pick_rows(&t, &sources, None)?.t()?.contiguous()?;
+        let folded = pick_tensor_rows(&t, &sources, None)?.t()?.contiguous()?;
         ld.backend
             .load_weight(HostWeight::stored_like(folded, source)?)
     }
@@ -425,11 +425,7 @@ impl Fold {
                 });
             }
         }
-        if self.temperature == 1.0 {
-            return q.pick_rows(&sources);
-        }
-        let source = q.dtype().unwrap_or(crate::backend::WeightDtype::F32);
-        HostWeight::stored_like(pick_rows(&q.to_f32()?, &sources, Some(&scales))?, source)
+        q.pick_rows_scaled(&sources, &scales)
     }
 
     /// kv_b (`[heads × (nope + v), kv_rank]`) as the key's up-projection (its part without
@@ -527,26 +523,6 @@ impl Fold {
             source: crate::backend::WeightDtype::F32,
         })
     }
-}
-
-/// Rows of `w` (`[rows, cols]`) by `sources` (None: a row of zeros), each times its scale.
-fn pick_rows(w: &Tensor, sources: &[Option<usize>], scales: Option<&[f32]>) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    let values = w.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; sources.len() * cols];
-    for (i, (dst, src)) in out.chunks_exact_mut(cols.max(1)).zip(sources).enumerate() {
-        let Some(src) = *src else { continue };
-        if src >= rows {
-            return Err(ModelError::Config(format!(
-                "latent attention fold: row {src} of {rows}"
-            )));
-        }
-        let scale = scales.map_or(1.0, |s| s[i]);
-        for (d, &v) in dst.iter_mut().zip(&values[src * cols..(src + 1) * cols]) {
-            *d = v * scale;
-        }
-    }
-    Ok(Tensor::from_vec(out, (sources.len(), cols), &Device::Cpu)?)
 }
 
 /// `w`'s rows cut in two consecutive parts.
@@ -647,16 +623,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn picked_rows_are_scaled_and_padded() {
-        let w = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (2, 2), &Device::Cpu).unwrap();
-        let p = pick_rows(&w, &[Some(1), None, Some(0)], Some(&[2.0, 1.0, 1.0])).unwrap();
-        assert_eq!(
-            p.to_vec2::<f32>().unwrap(),
-            vec![vec![6.0, 8.0], vec![0.0, 0.0], vec![1.0, 2.0]]
-        );
-        assert!(pick_rows(&w, &[Some(2)], None).is_err());
     }
 }

@@ -8,11 +8,10 @@
 //! A scaled RoPE's attention factor (LongRoPE, YaRN) must multiply the rotated dimensions
 //! only, so it is folded too: into the rotated rows, or, where a per-head norm comes between
 //! the product and RoPE (and would undo a scale of its input), into the norm's weights.
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::rope::partial_head_sources;
 use crate::spec::ModelSpec;
-use crate::weights::HostWeight;
-use candle_core::{Device, Tensor};
+use crate::weights::{pick_tensor_rows, HostWeight};
 
 /// Which of q, k, v a weight holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,72 +78,44 @@ impl PartialRope {
     /// where every scale is 1, a rebuilt dense weight otherwise.
     pub fn fold_rows(&self, w: HostWeight, part: QkvPart) -> Result<HostWeight> {
         let (rows, scales) = self.rows(part);
-        if scales.iter().all(|&s| s == 1.0) {
-            return w.pick_rows(&rows.into_iter().map(Some).collect::<Vec<_>>());
-        }
-        let source = w.dtype().unwrap_or(crate::backend::WeightDtype::F32);
-        let t = w.to_f32()?;
-        let (n, cols) = t.dims2()?;
-        let values = t.flatten_all()?.to_vec1::<f32>()?;
-        let out = picked(&values, n, cols, &rows, &scales)?;
-        let t = Tensor::from_vec(out, (rows.len(), cols), &Device::Cpu)?;
-        HostWeight::stored_like(t, source)
+        w.pick_rows_scaled(&rows.into_iter().map(Some).collect::<Vec<_>>(), &scales)
     }
 
     /// A q/k/v bias laid out as its weight's rows.
     pub fn fold_bias(&self, b: HostWeight, part: QkvPart) -> Result<HostWeight> {
         let (rows, scales) = self.rows(part);
-        let values = b.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
-        let out = picked(&values, values.len(), 1, &rows, &scales)?;
-        dense(out, b.dtype())
+        fold_vector(b, &rows, &scales)
     }
 
     /// A per-head q or k norm's weight (`[head_dim]`) laid out as the heads, its rotated
     /// dimensions times the attention factor.
     pub fn fold_norm(&self, w: HostWeight) -> Result<HostWeight> {
-        let values = w.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
         let rows: Vec<usize> = self.head.iter().map(|&(j, _)| j).collect();
         let scales: Vec<f32> = self
             .head
             .iter()
             .map(|&(_, rotated)| if rotated { self.factor } else { 1.0 })
             .collect();
-        let out = picked(&values, values.len(), 1, &rows, &scales)?;
-        dense(out, w.dtype())
+        fold_vector(w, &rows, &scales)
     }
 }
 
-/// Rows `rows` of a `[n, cols]` matrix of `values`, each times its scale.
-fn picked(
-    values: &[f32],
-    n: usize,
-    cols: usize,
-    rows: &[usize],
-    scales: &[f32],
-) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(rows.len() * cols);
-    for (&r, &s) in rows.iter().zip(scales) {
-        if r >= n || values.len() < (r + 1) * cols {
-            return Err(ModelError::Config(format!(
-                "partial RoPE layout: row {r} of {n}"
-            )));
-        }
-        out.extend(values[r * cols..(r + 1) * cols].iter().map(|v| v * s));
-    }
-    Ok(out)
-}
-
-fn dense(values: Vec<f32>, source: Option<crate::backend::WeightDtype>) -> Result<HostWeight> {
-    let n = values.len();
+/// Elements `rows` of the vector `w`, each times its scale (kept dense, its source dtype
+/// recorded).
+fn fold_vector(w: HostWeight, rows: &[usize], scales: &[f32]) -> Result<HostWeight> {
+    let values = w.to_f32()?;
+    let column = values.reshape((values.elem_count(), 1))?;
+    let sources: Vec<Option<usize>> = rows.iter().copied().map(Some).collect();
     Ok(HostWeight::Dense {
-        tensor: Tensor::from_vec(values, n, &Device::Cpu)?,
-        source: source.unwrap_or(crate::backend::WeightDtype::F32),
+        tensor: pick_tensor_rows(&column, &sources, Some(scales))?.flatten_all()?,
+        source: w.dtype().unwrap_or(crate::backend::WeightDtype::F32),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
     fn layout(normed: bool) -> PartialRope {
         // head_dim 4, rotary 2: HF dims [r0, r1, p0, p1] → positions [r0, p0, r1, p1].

@@ -107,21 +107,18 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     }
     spec.attn_scale = scale;
     spec.latent_attention = Some(latent);
-    spec.experts = match g.get_usize(&k("expert_count")) {
-        None | Some(0) => None,
-        Some(num_experts) => Some(gguf_experts(g, num_experts, spec.num_layers)?),
-    };
+    spec.experts = gguf_experts(g, spec.num_layers)?;
     Ok(spec)
 }
 
 /// DeepSeek-style experts from a GGUF's `{arch}.*` keys (`deepseek2`, `glm4moe`).
-pub(crate) fn gguf_experts(
-    g: &GgufFile,
-    num_experts: usize,
-    num_layers: usize,
-) -> Result<MixtureOfExperts> {
+/// None where the file has no `{arch}.expert_count`.
+pub(crate) fn gguf_experts(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExperts>> {
     let arch = g.architecture()?;
     let k = |s: &str| format!("{arch}.{s}");
+    let Some(num_experts) = g.get_usize(&k("expert_count")).filter(|&n| n > 0) else {
+        return Ok(None);
+    };
     let first_dense = g.get_usize(&k("leading_dense_block_count")).unwrap_or(0);
     let ff = g.require_usize(&k("expert_feed_forward_length"))?;
     // llama.cpp's gating function ids: 1 softmax, 2 sigmoid (V3).
@@ -137,7 +134,7 @@ pub(crate) fn gguf_experts(
     let correction_bias =
         (first_dense..num_layers).any(|l| g.contains(&layer(l, "exp_probs_b.bias")));
     let groups = g.get_usize(&k("expert_group_count")).unwrap_or(1).max(1);
-    Ok(MixtureOfExperts {
+    Ok(Some(MixtureOfExperts {
         num_experts,
         experts_per_token: g.require_usize(&k("expert_used_count"))?,
         expert_intermediate_size: ff,
@@ -156,7 +153,7 @@ pub(crate) fn gguf_experts(
         correction_bias,
         normalize: g.get_bool(&k("expert_weights_norm")).unwrap_or(false),
         routed_scaling: g.get_f64(&k("expert_weights_scale")).unwrap_or(1.0) as f32,
-    })
+    }))
 }
 
 /// The mixture of experts, when `n_routed_experts` is set.

@@ -3,7 +3,7 @@
 //! 0.5), and DeepSeek-V3's experts (sigmoid scores with a correction bias, group-limited
 //! choice, normalized and scaled weights, shared experts) past `first_k_dense_replace` dense
 //! layers. The multi-token-prediction layers past `num_hidden_layers` are not loaded.
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, rotary_dim_from_gguf, rotary_dim_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec};
@@ -15,14 +15,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Glm4Moe)?;
     spec.qkv_bias = c.bool("attention_bias", false);
     spec.qk_norm = c.bool("use_qk_norm", false);
-    let partial = c.f32("partial_rotary_factor", 0.5)?;
-    if !(partial > 0.0 && partial <= 1.0) {
-        return Err(ModelError::Config(format!(
-            "glm4_moe: partial_rotary_factor {partial} outside (0, 1]"
-        )));
-    }
-    let rotary = (spec.head_dim as f32 * partial) as usize;
-    spec.rotary_dim = Some(rotary).filter(|&r| r != spec.head_dim);
+    spec.rotary_dim = rotary_dim_from_hf(c, spec.head_dim, Some(0.5))?;
     spec.experts = super::deepseek::experts(c, true, spec.num_layers)?;
     Ok(spec)
 }
@@ -46,13 +39,8 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     spec.layer_windows.truncate(spec.num_layers);
     spec.qkv_bias = g.contains(&layer(0, "attn_q.bias"));
     spec.qk_norm = g.contains(&layer(0, "attn_q_norm.weight"));
-    if let Some(r) = g.get_usize(&k("rope.dimension_count")) {
-        spec.rotary_dim = Some(r).filter(|&r| r != spec.head_dim);
-    }
-    spec.experts = match g.get_usize(&k("expert_count")) {
-        None | Some(0) => None,
-        Some(n) => Some(super::deepseek::gguf_experts(g, n, spec.num_layers)?),
-    };
+    spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;
+    spec.experts = super::deepseek::gguf_experts(g, spec.num_layers)?;
     Ok(spec)
 }
 

@@ -91,6 +91,33 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     }
 }
 
+/// Dimensions of each head RoPE rotates, from `partial_rotary_factor` (`default` when the
+/// config has none; None: the whole head), truncated as transformers does
+/// (`int(head_dim * factor)`).
+pub(crate) fn rotary_dim_from_hf(
+    c: &HfConfig,
+    head_dim: usize,
+    default: Option<f32>,
+) -> Result<Option<usize>> {
+    let Some(partial) = c.opt_f32("partial_rotary_factor")?.or(default) else {
+        return Ok(None);
+    };
+    if !(partial > 0.0 && partial <= 1.0) {
+        return Err(ModelError::Config(format!(
+            "config.json: partial_rotary_factor {partial} outside (0, 1]"
+        )));
+    }
+    let rotary = (head_dim as f32 * partial) as usize;
+    Ok(Some(rotary).filter(|&r| r != head_dim))
+}
+
+/// Dimensions of each head RoPE rotates, from a GGUF's `{arch}.rope.dimension_count` (None:
+/// the whole head).
+pub(crate) fn rotary_dim_from_gguf(g: &GgufFile, head_dim: usize) -> Result<Option<usize>> {
+    let key = format!("{}.rope.dimension_count", g.architecture()?);
+    Ok(g.get_usize(&key).filter(|&r| r != head_dim))
+}
+
 /// The llama-shaped base every supported HF family starts from.
 pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
     let hidden = c.usize("hidden_size")?;

@@ -5,7 +5,7 @@
 //! part of each head where `partial_rotary_factor` says (Phi-4-mini: 96 of 128), and LongRoPE
 //! (`rope_scaling` `longrope`; llama.cpp's `rope_factors_long`/`_short` tensors) for the
 //! 128k-context models.
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, rotary_dim_from_gguf, rotary_dim_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{longrope_attention_factor, Arch, HfConfig, ModelSpec, RopeScaling};
@@ -16,25 +16,14 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Phi3)?;
     let window = c.opt_usize("sliding_window")?;
     spec.layer_windows = vec![window; spec.num_layers];
-    if let Some(partial) = c.opt_f32("partial_rotary_factor")? {
-        if !(partial > 0.0 && partial <= 1.0) {
-            return Err(ModelError::Config(format!(
-                "phi3: partial_rotary_factor {partial} outside (0, 1]"
-            )));
-        }
-        // transformers truncates: int(head_dim * factor).
-        let rotary = (spec.head_dim as f32 * partial) as usize;
-        spec.rotary_dim = Some(rotary).filter(|&r| r != spec.head_dim);
-    }
+    spec.rotary_dim = rotary_dim_from_hf(c, spec.head_dim, None)?;
     check_longrope(&spec)?;
     Ok(spec)
 }
 
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Phi3, RopeStyle::Neox)?;
-    if let Some(r) = g.get_usize("phi3.rope.dimension_count") {
-        spec.rotary_dim = Some(r).filter(|&r| r != spec.head_dim);
-    }
+    spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;
     let window = g.get_usize("phi3.attention.sliding_window");
     spec.layer_windows = vec![window; spec.num_layers];
     if g.contains("rope_factors_long.weight") || g.contains("rope_factors_short.weight") {

@@ -126,7 +126,7 @@ impl<B: Backend> Experts<B> {
                 // row (the gate is one number a token, read back like the router's logits).
                 let y = shared.forward(b, x, act)?;
                 let g = b.download(&b.linear(x, gate, None)?)?;
-                let weights: Vec<f32> = g.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+                let weights: Vec<f32> = g.iter().map(|&v| route::sigmoid(v)).collect();
                 let rows: Vec<u32> = (0..tokens as u32).collect();
                 b.add_rows_scaled(&zeros()?, &rows, &y, &weights)?
             }

@@ -57,7 +57,7 @@ fn score(logits: &[f32], scoring: ExpertScoring, out: &mut [f32]) {
     match scoring {
         ExpertScoring::Sigmoid => {
             for (o, &l) in out.iter_mut().zip(logits) {
-                *o = 1.0 / (1.0 + (-l).exp());
+                *o = sigmoid(l);
             }
         }
         ExpertScoring::Softmax => {
@@ -70,6 +70,10 @@ fn score(logits: &[f32], scoring: ExpertScoring, out: &mut [f32]) {
             out.iter_mut().for_each(|o| *o /= sum);
         }
     }
+}
+
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// Zero the choice scores of experts outside the `topk_groups` best groups (zero, not minus
@@ -128,10 +132,6 @@ mod tests {
             normalize: true,
             routed_scaling: 2.5,
         }
-    }
-
-    fn sigmoid(x: f32) -> f32 {
-        1.0 / (1.0 + (-x).exp())
     }
 
     #[test]

@@ -376,12 +376,9 @@ impl GgufFile {
         };
         let dims = info.shape.dims()[1..].to_vec();
         let in_place = !self.dequantize && used_in_place(info);
-        let (map, start) = match self.arena().filter(|_| in_place) {
-            Some(arena) => match arena.offset(&whole) {
-                Some(at) => (arena.map.clone(), at),
-                None => (self.map.clone(), self.file_offset(info)),
-            },
-            None => (self.map.clone(), self.file_offset(info)),
+        let (map, start) = match in_place {
+            true => self.in_place_start(&whole, info),
+            false => (self.map.clone(), self.file_offset(info)),
         };
         let blocks = MappedBlocks::new(map, start + e * bytes, bytes, info.ggml_dtype, dims)
             .ok_or_else(|| {
@@ -392,18 +389,36 @@ impl GgufFile {
         if in_place {
             return Ok(Some(HostWeight::Mapped(blocks)));
         }
-        let q = blocks.to_qtensor()?;
+        self.loaded(&whole, blocks.to_qtensor()?).map(Some)
+    }
+
+    /// Where the blocks of tensor `name`, read in place, start: in the huge-page arena, or in
+    /// the mapped file where the arena could not be made.
+    fn in_place_start(
+        &self,
+        name: &str,
+        info: &TensorInfo,
+    ) -> (std::sync::Arc<memmap2::Mmap>, usize) {
+        match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
+            Some((arena, at)) => (arena.map.clone(), at),
+            None => (self.map.clone(), self.file_offset(info)),
+        }
+    }
+
+    /// A tensor read out of the file as `q`: dequantized to f32 when the file is opened so,
+    /// else its blocks as they are.
+    fn loaded(&self, name: &str, q: candle_core::quantized::QTensor) -> Result<HostWeight> {
         let Some(source) = weight_dtype_of(q.dtype()) else {
             return Err(ModelError::UnsupportedDtype {
-                tensor: whole,
+                tensor: name.to_string(),
                 dtype: format!("{:?}", q.dtype()),
             });
         };
         if self.dequantize {
             let tensor = q.dequantize(&Device::Cpu)?;
-            return Ok(Some(HostWeight::Dense { tensor, source }));
+            return Ok(HostWeight::Dense { tensor, source });
         }
-        Ok(Some(HostWeight::Quant(q)))
+        Ok(HostWeight::Quant(q))
     }
 }
 
@@ -419,10 +434,7 @@ impl WeightSource for GgufFile {
         // Block types the CPU kernels read in place are served from the huge-page arena (or
         // the mapped file where the arena could not be made).
         if !self.dequantize && used_in_place(info) {
-            let (map, offset) = match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
-                Some((arena, at)) => (arena.map.clone(), at),
-                None => (self.map.clone(), self.file_offset(info)),
-            };
+            let (map, offset) = self.in_place_start(name, info);
             let dims = info.shape.dims().to_vec();
             let blocks = MappedBlocks::new(map, offset, tensor_bytes(info), info.ggml_dtype, dims)
                 .ok_or_else(|| {
@@ -443,17 +455,7 @@ impl WeightSource for GgufFile {
                 ))
             })?;
         self.release_pages(info);
-        let Some(source) = weight_dtype_of(q.dtype()) else {
-            return Err(ModelError::UnsupportedDtype {
-                tensor: name.to_string(),
-                dtype: format!("{:?}", q.dtype()),
-            });
-        };
-        if self.dequantize {
-            let tensor = q.dequantize(&Device::Cpu)?;
-            return Ok(Some(HostWeight::Dense { tensor, source }));
-        }
-        Ok(Some(HostWeight::Quant(q)))
+        self.loaded(name, q).map(Some)
     }
 
     fn contains(&self, name: &str) -> bool {

@@ -166,15 +166,21 @@ impl HostWeight {
             return Ok(HostWeight::Quant(q));
         }
         let source = self.dtype().unwrap_or(WeightDtype::F32);
-        let t = self.to_f32()?;
-        let values = t.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; sources.len() * cols];
-        for (dst, src) in out.chunks_exact_mut(cols.max(1)).zip(sources) {
-            if let Some(r) = *src {
-                dst.copy_from_slice(&values[r * cols..(r + 1) * cols]);
-            }
+        HostWeight::stored_like(pick_tensor_rows(&self.to_f32()?, sources, None)?, source)
+    }
+
+    /// `pick_rows` with each picked row times its scale: exact picks in the weight's own
+    /// storage where every scale is 1, a weight rebuilt from f32 (`stored_like`) otherwise.
+    pub fn pick_rows_scaled(
+        &self,
+        sources: &[Option<usize>],
+        scales: &[f32],
+    ) -> Result<HostWeight> {
+        if scales.iter().all(|&s| s == 1.0) {
+            return self.pick_rows(sources);
         }
-        let t = Tensor::from_vec(out, (sources.len(), cols), &candle_core::Device::Cpu)?;
+        let source = self.dtype().unwrap_or(WeightDtype::F32);
+        let t = pick_tensor_rows(&self.to_f32()?, sources, Some(scales))?;
         HostWeight::stored_like(t, source)
     }
 
@@ -199,6 +205,36 @@ impl HostWeight {
         };
         Ok(HostWeight::Dense { tensor, source })
     }
+}
+
+/// Rows of the host f32 matrix `t` (`[rows, cols]`) by `sources` (None: a row of zeros),
+/// each times its scale where `scales` are given: the load-time rewrites of weights into the
+/// layouts candor runs (latent attention's heads, partial RoPE's rows).
+pub fn pick_tensor_rows(
+    t: &Tensor,
+    sources: &[Option<usize>],
+    scales: Option<&[f32]>,
+) -> Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; sources.len() * cols];
+    for (i, (dst, src)) in out.chunks_exact_mut(cols.max(1)).zip(sources).enumerate() {
+        let Some(src) = *src else { continue };
+        if src >= rows {
+            return Err(ModelError::Config(format!(
+                "row pick: row {src} of a {rows}-row weight"
+            )));
+        }
+        let scale = scales.and_then(|s| s.get(i)).copied().unwrap_or(1.0);
+        for (d, &v) in dst.iter_mut().zip(&values[src * cols..(src + 1) * cols]) {
+            *d = v * scale;
+        }
+    }
+    Ok(Tensor::from_vec(
+        out,
+        (sources.len(), cols),
+        &candle_core::Device::Cpu,
+    )?)
 }
 
 pub fn weight_dtype_of(d: GgmlDType) -> Option<WeightDtype> {
@@ -261,6 +297,17 @@ mod tests {
         };
         assert_eq!(tensor.dtype(), candle_core::DType::BF16);
         assert!(q.pick_rows(&[Some(3)]).is_err());
+    }
+
+    #[test]
+    fn picked_rows_are_scaled_and_padded() {
+        let w = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (2, 2), &Device::Cpu).unwrap();
+        let p = pick_tensor_rows(&w, &[Some(1), None, Some(0)], Some(&[2.0, 1.0, 1.0])).unwrap();
+        assert_eq!(
+            p.to_vec2::<f32>().unwrap(),
+            vec![vec![6.0, 8.0], vec![0.0, 0.0], vec![1.0, 2.0]]
+        );
+        assert!(pick_tensor_rows(&w, &[Some(2)], None).is_err());
     }
 
     #[test]

@@ -255,18 +255,14 @@ fn check_rows(dims: &[usize], cols: usize, op: &str) -> Result<()> {
 }
 
 /// Elementwise operands must agree exactly (no broadcasting in the decoder).
-/// The kernels' name for a GLU activation.
 /// `Backend::heads_linear` with candle's batched product: `[heads, tokens, in]` times
 /// `[heads, in, out]`.
-pub(crate) fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (&[_, h, k], &[wh, _, wk]) = (x.dims(), w.dims()) else {
-        return Err(err(format!(
-            "heads_linear: x {:?} by w {:?}",
-            x.dims(),
-            w.dims()
-        )));
+fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let fits = match (x.dims(), w.dims()) {
+        (&[_, h, k], &[wh, _, wk]) => (wh, wk) == (h, k),
+        _ => false,
     };
-    if (wh, wk) != (h, k) {
+    if !fits {
         return Err(err(format!(
             "heads_linear: x {:?} by w {:?}",
             x.dims(),
@@ -280,6 +276,7 @@ pub(crate) fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(y.transpose(0, 1)?.contiguous()?)
 }
 
+/// The kernels' name for a GLU activation.
 fn kernel_act(act: Activation) -> Act {
     match act {
         Activation::Silu => Act::Silu,
