@@ -60,6 +60,7 @@ fn attention(c: &mut Criterion) {
         scale: 1.0 / (d as f32).sqrt(),
         window: None,
         softcap: None,
+        sinks: None,
     };
     // The same cache in f16 (what quantized models use on the CPU).
     let (k16, v16) = (to_f16(&k), to_f16(&v));

@@ -14,6 +14,21 @@ pub enum Act {
     Silu,
     /// `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))` (`gelu_pytorch_tanh`).
     GeluTanh,
+    /// gpt-oss's clamped SwiGLU: `g · sigmoid(1.702·g) · (u + 1)` with `g = min(gate, 7)`,
+    /// `u = clamp(up, -7, 7)`, the up factor included (`glu` computes `act(g, u)` whole).
+    SwigluOai,
+}
+
+/// `Act::SwigluOai`'s sigmoid slope and clamp (the model's constants, in no config).
+const SWIGLU_OAI_ALPHA: f32 = 1.702;
+const SWIGLU_OAI_LIMIT: f32 = 7.0;
+
+/// `Act::SwigluOai` of one gate and up value.
+#[inline(always)]
+fn swiglu_oai(g: f32, u: f32) -> f32 {
+    let g = g.min(SWIGLU_OAI_LIMIT);
+    let u = u.clamp(-SWIGLU_OAI_LIMIT, SWIGLU_OAI_LIMIT);
+    g / (1.0 + exp(-SWIGLU_OAI_ALPHA * g)) * (u + 1.0)
 }
 
 /// e^x for finite x; below e^-87.3 the result is a tiny positive number instead of 0, above
@@ -131,6 +146,11 @@ pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
                 *o = gelu_tanh(g) * u;
             }
         }),
+        Act::SwigluOai => dispatch!(swiglu_oai_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = swiglu_oai(g, u);
+            }
+        }),
     }
 }
 
@@ -240,6 +260,17 @@ mod tests {
             assert!(
                 (o as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
                 "gelu {g}"
+            );
+        }
+        // Gates and ups past the clamp (±7) on both sides: `u` spans [-12, 12] here.
+        let u: Vec<f32> = g.iter().map(|v| 12.0 - v * 2.4).collect();
+        glu(&g, &u, Act::SwigluOai, &mut out);
+        for ((&o, &g), &u) in out.iter().zip(&g).zip(&u) {
+            let (g, u) = ((g as f64).min(7.0), (u as f64).clamp(-7.0, 7.0));
+            let want = g / (1.0 + (-1.702 * g).exp()) * (u + 1.0);
+            assert!(
+                (o as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "swiglu_oai {g} {u}"
             );
         }
     }

@@ -254,12 +254,28 @@ pub struct SeqQueries<'a> {
     pub block_table: &'a [u32],
 }
 
-pub struct AttnShape {
+pub struct AttnShape<'a> {
     pub heads: usize,
     pub scale: f32,
     /// A query at position i sees keys j with `i - window < j <= i`.
     pub window: Option<usize>,
     pub softcap: Option<f32>,
+    /// One logit per query head (`heads` of them) that joins each of its softmaxes as a key
+    /// without a value (gpt-oss's sinks): the weights are `exp(s_j - m) / (exp(sink - m) +
+    /// Σ exp(s_j - m))`. In the units of the scaled, capped scores.
+    pub sinks: Option<&'a [f32]>,
+}
+
+impl AttnShape<'_> {
+    /// The running max and sum an online softmax of `head` starts from: the sink as a score
+    /// already seen (its weight e^0 = 1 at its own max), or nothing.
+    #[inline(always)]
+    pub(crate) fn softmax_start(&self, head: usize) -> (f32, f32) {
+        match self.sinks.and_then(|s| s.get(head)) {
+            Some(&sink) => (sink, 1.0),
+            None => (f32::NEG_INFINITY, 0.0),
+        }
+    }
 }
 
 /// `out[t, h, :] = softmax(q[t,h,:] · K[j] * scale) · V[j]` over the visible keys of row t's
@@ -270,7 +286,7 @@ pub fn paged_attention<E: KvElement>(
     out: &mut [f32],
     kv: &PagedKv<'_, E>,
     seqs: &[SeqQueries],
-    shape: &AttnShape,
+    shape: &AttnShape<'_>,
 ) {
     let d = kv.head_dim;
     let row = shape.heads * d;
@@ -313,6 +329,7 @@ pub fn paged_attention<E: KvElement>(
                 pos,
                 scale: shape.scale,
                 softcap: shape.softcap,
+                sinks: shape.sinks.map(|s| &s[h0..h0 + heads_per_task]),
             };
             attend(&heads, scratch, oh);
         });
@@ -351,7 +368,7 @@ fn attend_prefill_blocks<E: KvElement>(
     out: &mut [f32],
     kv: &PagedKv<'_, E>,
     seqs: &[SeqQueries],
-    shape: &AttnShape,
+    shape: &AttnShape<'_>,
     owner: &mut [usize],
 ) {
     let d = kv.head_dim;
@@ -431,6 +448,8 @@ pub struct Heads<'a, E> {
     pos: usize,
     scale: f32,
     softcap: Option<f32>,
+    /// The `count` heads' sinks (`AttnShape::sinks`).
+    sinks: Option<&'a [f32]>,
 }
 
 /// One compiled instance of `attend` for caches of `E`.
@@ -481,12 +500,14 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
             scores[c * n + i] = sc;
         }
     }
-    for sc in scores.chunks_exact_mut(n.max(1)) {
+    for (c, sc) in scores.chunks_exact_mut(n.max(1)).enumerate() {
         // Max, exponents and sum as three loops: each vectorizes (one loop carrying the
-        // running sum would not).
-        let max = prefill::lane_max(sc);
+        // running sum would not). A sink joins the max and the sum, not the weights.
+        let sink = h.sinks.and_then(|s| s.get(c)).copied();
+        let max = prefill::lane_max(sc).max(sink.unwrap_or(f32::NEG_INFINITY));
         sc.iter_mut().for_each(|x| *x = exp(*x - max));
-        let inv = 1.0 / prefill::lane_sum(sc);
+        let sunk = sink.map_or(0.0, |s| exp(s - max));
+        let inv = 1.0 / (prefill::lane_sum(sc) + sunk);
         sc.iter_mut().for_each(|x| *x *= inv);
     }
     // SAFETY (each arm): forwarded from this function's contract.
@@ -654,6 +675,7 @@ mod tests {
                 scale: 0.5,
                 window: None,
                 softcap: None,
+                sinks: None,
             },
         );
         let r0 = dense(&q[0..3], &ks[..4], &vs[..4], 0.5);
@@ -671,6 +693,7 @@ mod tests {
                 scale: 0.5,
                 window: Some(2),
                 softcap: None,
+                sinks: None,
             },
         );
         let w1 = dense(&q[3..6], &ks[3..5], &vs[3..5], 0.5);
@@ -728,6 +751,7 @@ mod tests {
             scale: 0.125,
             window: None,
             softcap: None,
+            sinks: None,
         };
         paged_attention(&q, &mut out, &kv, &seqs, &shape);
         for h in 0..heads {
@@ -798,6 +822,7 @@ mod tests {
             scale: 0.3,
             window: None,
             softcap: None,
+            sinks: None,
         };
         // Sequence 0 prefills positions 3..11 (8 rows); sequence 1 decodes at position 5.
         for (s, rows, start_pos) in [(0usize, 8usize, 3usize), (1, 1, 5)] {
@@ -829,13 +854,16 @@ mod tests {
         }
     }
 
-    /// Dense attention of one query over keys `ks[lo..=pos]`, scores capped as `softcap` says.
+    /// Dense attention of one query over keys `ks[lo..=pos]`, scores capped as `softcap` says,
+    /// a sink logit in the softmax where given (transformers' gpt-oss: a column concatenated
+    /// to the scores, softmaxed, dropped).
     fn dense_capped(
         q: &[f32],
         ks: &[Vec<f32>],
         vs: &[Vec<f32>],
         scale: f32,
         cap: Option<f32>,
+        sink: Option<f32>,
     ) -> Vec<f32> {
         let s: Vec<f64> = ks
             .iter()
@@ -847,9 +875,14 @@ mod tests {
                 }
             })
             .collect();
-        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sink = sink.map(f64::from);
+        let m = s
+            .iter()
+            .chain(&sink)
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-        let z: f64 = e.iter().sum();
+        let z: f64 = e.iter().sum::<f64>() + sink.map_or(0.0, |x| (x - m).exp());
         let mut o = vec![0f64; q.len()];
         for (p, v) in e.iter().zip(vs) {
             for (oi, vi) in o.iter_mut().zip(v) {
@@ -932,17 +965,22 @@ mod tests {
             });
             q_start += rows;
         }
-        for (window, softcap) in [
-            (None, None),
-            (Some(50), None),
-            (None, Some(2.0)),
-            (Some(20), Some(2.0)),
+        // Sinks spread over [-3, 3): some below every score, some above most.
+        let sinks: Vec<f32> = (0..heads).map(|h| 3.0 * noise(9_000_000 + h)).collect();
+        for (window, softcap, sinks) in [
+            (None, None, None),
+            (Some(50), None, None),
+            (None, Some(2.0), None),
+            (Some(20), Some(2.0), None),
+            (None, None, Some(&sinks[..])),
+            (Some(20), None, Some(&sinks[..])),
         ] {
             let shape = AttnShape {
                 heads,
                 scale: 0.3,
                 window,
                 softcap,
+                sinks,
             };
             for half in [false, true] {
                 let mut out = vec![f32::NAN; q.len()];
@@ -993,12 +1031,14 @@ mod tests {
                                 .iter()
                                 .map(|&x| if bf16 { to_bf16(x) } else { x })
                                 .collect();
-                            let want = dense_capped(&qr, &ks, &vs, 0.3, softcap);
+                            let sink = sinks.map(|s| s[h]);
+                            let want = dense_capped(&qr, &ks, &vs, 0.3, softcap, sink);
                             let tol = if bf16 { 4e-3 } else { 2e-5 };
                             for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
                                 assert!(
                                     (a - b).abs() < tol,
-                                    "window {window:?} cap {softcap:?} f16 {half} seq {s} row {r} head {h} [{e}]: {a} vs {b}"
+                                    "window {window:?} cap {softcap:?} sinks {} f16 {half} seq {s} row {r} head {h} [{e}]: {a} vs {b}",
+                                    sinks.is_some()
                                 );
                             }
                         }

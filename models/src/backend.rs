@@ -41,6 +41,8 @@ pub enum OpDesc {
         head_dim: usize,
         sliding_window: bool,
         softcap: bool,
+        /// A learned logit per head in every softmax (`AttentionParams::sinks`).
+        sinks: bool,
     },
     Glu {
         act: Activation,
@@ -91,6 +93,11 @@ pub enum Activation {
     Silu,
     /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
     GeluTanh,
+    /// gpt-oss's clamped SwiGLU: with g = min(gate, 7) and u = clamp(up, -7, 7),
+    /// `g · sigmoid(1.702 g) · (u + 1)`. The constants are the model's, fixed in transformers'
+    /// and llama.cpp's code alike (no config or GGUF key carries them), so each kernel holds
+    /// them as they do.
+    SwigluOai,
 }
 
 /// How rotary embeddings pair the dimensions of a head.
@@ -163,6 +170,23 @@ pub struct AttentionParams {
     /// Keys visible to a query at position i: `i - W < j <= i` (HF semantics).
     pub sliding_window: Option<usize>,
     pub softcap: Option<f32>,
+    /// One learned logit per query head that joins every softmax of that head as a key with
+    /// no value (gpt-oss's "attention sinks"): each row's weights are
+    /// `exp(s_j - m) / (exp(sink - m) + Σ exp(s_j - m))`, so a head may attend to nothing.
+    /// In the units of the scaled (and capped) scores.
+    pub sinks: Option<std::sync::Arc<[f32]>>,
+}
+
+impl AttentionParams {
+    /// The `OpDesc` a backend is asked about for these parameters.
+    pub fn op_desc(&self) -> OpDesc {
+        OpDesc::PagedAttention {
+            head_dim: self.head_dim,
+            sliding_window: self.sliding_window.is_some(),
+            softcap: self.softcap.is_some(),
+            sinks: self.sinks.is_some(),
+        }
+    }
 }
 
 /// Shape of the paged KV cache.

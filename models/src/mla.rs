@@ -107,6 +107,7 @@ impl CacheForm {
             head_dim: a.kv_lora_rank + a.qk_rope_head_dim,
             sliding_window: false,
             softcap: false,
+            sinks: false,
         };
         let even = (a.kv_lora_rank + a.qk_rope_head_dim).is_multiple_of(2);
         if !forced && even && b.supports(&OpDesc::HeadsLinear) && b.supports(&attention) {

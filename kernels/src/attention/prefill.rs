@@ -38,7 +38,7 @@ pub struct RowBlock<'a, E> {
     pub group: usize,
     pub kv: &'a PagedKv<'a, E>,
     pub table: &'a [u32],
-    pub shape: &'a AttnShape,
+    pub shape: &'a AttnShape<'a>,
 }
 
 impl<E> RowBlock<'_, E> {
@@ -91,14 +91,19 @@ pub(super) struct Running {
 }
 
 impl Running {
-    /// Empty state for `queries` queries of `d` values.
-    pub fn reset(&mut self, queries: usize, d: usize) {
+    /// The start state of block `b`'s queries (`rows × group`, query qv of head `kv_head ·
+    /// group + qv % group`): nothing seen, or each head's sink (`AttnShape::softmax_start`).
+    pub fn reset<E>(&mut self, b: &RowBlock<'_, E>) {
+        let queries = b.rows * b.group;
         self.max.clear();
-        self.max.resize(queries, f32::NEG_INFINITY);
         self.sum.clear();
-        self.sum.resize(queries, 0.0);
+        for qv in 0..queries {
+            let (max, sum) = b.shape.softmax_start(b.kv_head * b.group + qv % b.group);
+            self.max.push(max);
+            self.sum.push(sum);
+        }
         self.acc.clear();
-        self.acc.resize(queries * d, 0.0);
+        self.acc.resize(queries * b.kv.head_dim, 0.0);
     }
 
     /// Normalise every query's output and send it to `emit(row, head, values)`.
@@ -153,7 +158,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
     s.kt.resize(KEYS * d, 0.0);
     s.v.resize(KEYS * d, 0.0);
     s.row.resize(d, 0.0);
-    s.run.reset(b.rows * b.group, d);
+    s.run.reset(b);
     for chunk in b.chunks() {
         for (i, j) in chunk.clone().enumerate() {
             let at = b.kv_offset(j);
@@ -195,7 +200,12 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
 /// becomes the unnormalised weights e^(score − max), `max` and `sum` move on, and the factor
 /// that rescales what was summed before (e^(old max − new max)) is returned.
 #[inline(always)]
-pub(super) fn softmax_step(sc: &mut [f32], shape: &AttnShape, max: &mut f32, sum: &mut f32) -> f32 {
+pub(super) fn softmax_step(
+    sc: &mut [f32],
+    shape: &AttnShape<'_>,
+    max: &mut f32,
+    sum: &mut f32,
+) -> f32 {
     let scale = shape.scale;
     match shape.softcap {
         Some(cap) => sc

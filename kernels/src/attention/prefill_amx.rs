@@ -70,7 +70,7 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
     s.p.clear();
     s.p.resize(padded * KEYS, 0);
     s.o.resize(padded * d, 0.0);
-    s.run.reset(queries, d);
+    s.run.reset(b);
     s.alpha.resize(queries, 1.0);
     for r in 0..b.rows {
         for g in 0..b.group {

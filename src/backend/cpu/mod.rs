@@ -281,6 +281,7 @@ fn kernel_act(act: Activation) -> Act {
     match act {
         Activation::Silu => Act::Silu,
         Activation::GeluTanh => Act::GeluTanh,
+        Activation::SwigluOai => Act::SwigluOai,
     }
 }
 
@@ -574,7 +575,11 @@ impl Backend for CpuBackend {
             scale: params.scale,
             window: params.sliding_window,
             softcap: params.softcap,
+            sinks: params.sinks.as_deref(),
         };
+        if shape.sinks.is_some_and(|s| s.len() != params.num_heads) {
+            return Err(err("attention: one sink per head expected"));
+        }
         let kv = cache.layer(layer)?;
         with_values(q, |qv| match &kv {
             LayerView::F32(kv) => paged_attention(qv, &mut out, kv, &views, &shape),

@@ -306,6 +306,7 @@ impl PluginBackend {
                 head_dim,
                 sliding_window,
                 softcap,
+                sinks: _,
             } => {
                 d.op = ffi::OP_PAGED_ATTENTION;
                 d.dims[3] = *head_dim as i64;
@@ -313,7 +314,7 @@ impl PluginBackend {
             }
             OpDesc::Glu { act } => {
                 d.op = ffi::OP_GLU;
-                d.variant = activation_code(*act);
+                d.variant = activation_code(*act).unwrap_or(u32::MAX);
             }
             OpDesc::Add => d.op = ffi::OP_ADD,
             OpDesc::Mul => d.op = ffi::OP_MUL,
@@ -334,10 +335,13 @@ fn rope_pairing(style: RopeStyle) -> u32 {
     }
 }
 
-fn activation_code(act: Activation) -> u32 {
+/// The ABI's code of an activation; None for those the ABI has none for (gpt-oss's clamped
+/// SwiGLU), which run on the CPU fallback.
+fn activation_code(act: Activation) -> Option<u32> {
     match act {
-        Activation::Silu => ffi::ACT_SILU,
-        Activation::GeluTanh => ffi::ACT_GELU_TANH,
+        Activation::Silu => Some(ffi::ACT_SILU),
+        Activation::GeluTanh => Some(ffi::ACT_GELU_TANH),
+        Activation::SwigluOai => None,
     }
 }
 
@@ -377,9 +381,15 @@ impl Backend for PluginBackend {
     }
 
     fn supports(&self, op: &OpDesc) -> bool {
-        // No ABI function: latent attention runs expanded on plugins.
-        if *op == OpDesc::HeadsLinear {
-            return false;
+        // No ABI function: latent attention runs expanded on plugins. No ABI field for sinks
+        // or code for the clamped SwiGLU: those run on the CPU fallback.
+        match op {
+            OpDesc::HeadsLinear
+            | OpDesc::PagedAttention { sinks: true, .. }
+            | OpDesc::Glu {
+                act: Activation::SwigluOai,
+            } => return false,
+            _ => {}
         }
         let d = Self::abi_desc(op);
         let dtype_ok = match op {
@@ -725,7 +735,7 @@ impl Backend for PluginBackend {
             &[t, params.num_heads, params.num_kv_heads, params.head_dim],
         );
         desc.flags = attn_flags(params.sliding_window.is_some(), params.softcap.is_some());
-        if let Some(f) = self.api().paged_attention {
+        if let (Some(f), None) = (self.api().paged_attention, &params.sinks) {
             if self.plugin.supports(&desc) {
                 let abi_seqs = seqs
                     .iter()
@@ -801,13 +811,14 @@ impl Backend for PluginBackend {
         }
         let (rows, cols) = gate.rows_cols();
         let mut desc = op_desc(ffi::OP_GLU, &[rows, cols]);
-        desc.variant = activation_code(act);
+        let code = activation_code(act);
+        desc.variant = code.unwrap_or(u32::MAX);
         let (gd, ud) = (gate.desc(), up.desc());
         let f = self.api().glu;
         self.run(
             Op::Glu,
             &desc,
-            f.is_some(),
+            f.is_some() && code.is_some(),
             &gate.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&gd, &ud, desc.variant, od) }),
             |c| c.glu(&self.download_host(gate)?, &self.download_host(up)?, act),

@@ -535,6 +535,8 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         scale: a.scale,
         sliding_window: a.window,
         softcap: a.softcap,
+        // The ABI has no sinks: attention with them runs on the CPU fallback, never here.
+        sinks: None,
     };
     b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
 }

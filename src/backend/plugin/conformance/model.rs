@@ -49,6 +49,7 @@ fn base_spec(
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
         attn_softcap: None,
         final_softcap: None,
+        attn_sinks: false,
         qkv_bias: false,
         qk_norm: false,
         qk_norm_whole: false,
