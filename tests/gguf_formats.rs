@@ -128,6 +128,55 @@ fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
     Some((l.to_string(), proj, e.parse().ok()?))
 }
 
+/// gpt-oss's tensors as llama.cpp's converter writes them, for an HF tensor that is one of
+/// its own: the sinks and the router (F32), the pre-FFN norm (`post_attention_norm` there),
+/// and the stacked experts (`[experts, in, out]`, gate and up interleaved) split and
+/// transposed into `ffn_{gate,up,down}_exps` weights and biases. None for the others.
+fn gpt_oss_tensors(name: &str, t: &Tensor) -> Option<Vec<(String, Tensor, bool)>> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (l, part) = rest.split_once('.')?;
+    let one = |g: &str, quantized: bool| Some(vec![(format!("blk.{l}.{g}"), t.clone(), quantized)]);
+    // Columns 2i (gate) and 2i + 1 (up) of the last dimension.
+    let halves = |t: &Tensor| -> [Tensor; 2] {
+        let mut dims = t.dims().to_vec();
+        let last = dims.len() - 1;
+        dims[last] /= 2;
+        dims.push(2);
+        let pairs = t.reshape(dims).unwrap();
+        [0, 1].map(|k| {
+            pairs
+                .narrow(last + 1, k, 1)
+                .unwrap()
+                .squeeze(last + 1)
+                .unwrap()
+        })
+    };
+    let exps = |what: &str, t: Tensor, bias: bool| {
+        let t = if bias { t } else { t.transpose(1, 2).unwrap() };
+        let suffix = if bias { "bias" } else { "weight" };
+        (
+            format!("blk.{l}.ffn_{what}_exps.{suffix}"),
+            t.contiguous().unwrap(),
+            !bias,
+        )
+    };
+    match part {
+        "self_attn.sinks" => one("attn_sinks.weight", false),
+        "self_attn.o_proj.bias" => one("attn_output.bias", false),
+        "mlp.router.weight" => one("ffn_gate_inp.weight", false),
+        "mlp.router.bias" => one("ffn_gate_inp.bias", false),
+        "post_attention_layernorm.weight" => one("post_attention_norm.weight", false),
+        "mlp.experts.gate_up_proj" | "mlp.experts.gate_up_proj_bias" => {
+            let bias = part.ends_with("_bias");
+            let [gate, up] = halves(t);
+            Some(vec![exps("gate", gate, bias), exps("up", up, bias)])
+        }
+        "mlp.experts.down_proj" => Some(vec![exps("down", t.clone(), false)]),
+        "mlp.experts.down_proj_bias" => Some(vec![exps("down", t.clone(), true)]),
+        _ => None,
+    }
+}
+
 /// Each layer's experts by projection: (layer, gate/up/down) → (expert, matrix).
 type ExpertStacks = HashMap<(String, &'static str), Vec<(usize, Tensor)>>;
 
@@ -173,6 +222,13 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
     for (name, t) in &tensors {
+        if let Some(parts) = gpt_oss_tensors(name, t).filter(|_| arch == "gpt-oss") {
+            for (gguf, t, quantized) in parts {
+                let ty = if quantized { dtype } else { GgmlDType::F32 };
+                q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+            }
+            continue;
+        }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
                 Experts::Stacked => stacks.entry((l, proj)).or_default().push((e, t.clone())),
@@ -220,6 +276,9 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
         }
+        if arch == "gpt-oss" {
+            extra.push(("expert_feed_forward_length", u("intermediate_size")));
+        }
         if cfg["first_k_dense_replace"].is_u64() {
             // DeepSeek-style routing, as llama.cpp's deepseek2 and glm4moe keys say it.
             let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
@@ -246,7 +305,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("final_logit_softcapping", "final_logit_softcapping"),
         ("attention.sliding_window", "sliding_window"),
     ] {
-        if arch == "gemma2" && !cfg[hf].is_null() {
+        if matches!(arch, "gemma2" | "gpt-oss") && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
             extra.push((
                 key,
@@ -269,7 +328,21 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             Value::U32((head_dim * partial) as u32),
         ));
     }
-    if let Some(rs) = cfg["rope_scaling"].as_object() {
+    let rope_scaling = cfg["rope_scaling"].as_object();
+    if let Some(rs) = rope_scaling.filter(|rs| rs.get("rope_type").is_some_and(|t| t == "yarn")) {
+        let f = |k: &str| Value::F32(rs[k].as_f64().unwrap() as f32);
+        extra.extend([
+            ("rope.scaling.type", Value::String("yarn".into())),
+            ("rope.scaling.factor", f("factor")),
+            ("rope.scaling.yarn_beta_fast", f("beta_fast")),
+            ("rope.scaling.yarn_beta_slow", f("beta_slow")),
+            (
+                "rope.scaling.original_context_length",
+                Value::U32(rs["original_max_position_embeddings"].as_u64().unwrap() as u32),
+            ),
+        ]);
+    }
+    if let Some(rs) = rope_scaling.filter(|rs| rs.contains_key("short_factor")) {
         for (key, name) in [
             ("short_factor", "rope_factors_short.weight"),
             ("long_factor", "rope_factors_long.weight"),
@@ -366,6 +439,14 @@ fn mixtures_of_experts_load_from_gguf() {
 #[test]
 fn gemma2_loads_from_gguf() {
     gguf_matches_checkout("gemma2", "gemma2", Experts::Stacked, 1.5);
+}
+
+/// gpt-oss as llama.cpp's `gpt-oss` GGUF keeps it (sinks, biased router and experts split out
+/// of their interleaved HF stack, the pre-FFN norm as `post_attention_norm`, YaRN and the
+/// window in the metadata): the HF checkout's logits.
+#[test]
+fn gpt_oss_loads_from_gguf() {
+    gguf_matches_checkout("gpt_oss", "gpt-oss", Experts::Stacked, 0.3);
 }
 
 /// OLMo 2 (norms after attention and the FFN only, q/k norms over whole projections) as

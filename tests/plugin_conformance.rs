@@ -160,3 +160,20 @@ fn latent_attention_and_experts_on_the_reference_plugin_match_the_cpu() {
     assert_eq!(cpu.len(), 12);
     assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
 }
+
+/// gpt-oss on a plugin: the ABI has no attention sinks and no clamped SwiGLU, so those two
+/// ops run on the CPU fallback (and say so), the rest on the plugin. The same greedy tokens.
+#[test]
+fn attention_sinks_and_clamped_swiglu_fall_back_to_the_cpu_on_a_plugin() {
+    let (cpu, _, _) = generated_ids_of("gpt_oss", "cpu");
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (on_plugin, fallbacks, stderr) = generated_ids_of("gpt_oss", &plugin);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    for op in ["paged_attention", "glu"] {
+        assert!(
+            fallbacks[op].as_u64().is_some_and(|n| n > 0),
+            "{op}: {fallbacks}"
+        );
+    }
+}

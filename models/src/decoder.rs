@@ -23,8 +23,9 @@ struct Layer<B: Backend> {
     attn_norm: Option<B::Weight>,
     attention: Attention<B>,
     /// The output projection (for latent attention, with zero columns for the values'
-    /// padding).
+    /// padding), and its bias where the model has one (gpt-oss).
     wo: B::Weight,
+    wo_bias: Option<B::Weight>,
     post_attn_norm: Option<B::Weight>,
     ffn_norm: Option<B::Weight>,
     ffn: Ffn<B>,
@@ -144,6 +145,13 @@ impl<B: Backend> DecoderModel<B> {
                 ),
             };
             let window = spec.layer_windows[l];
+            let sinks = match spec.attn_sinks {
+                true => {
+                    let s = ld.checked(&n("attn_sinks.weight"), &[spec.num_heads])?;
+                    Some(s.to_f32()?.to_vec1::<f32>()?.into())
+                }
+                false => None,
+            };
             layers.push(Layer {
                 attn_norm: match spec.pre_norms {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
@@ -151,6 +159,7 @@ impl<B: Backend> DecoderModel<B> {
                 },
                 attention,
                 wo,
+                wo_bias: ld.opt_weight(&n("attn_output.bias"), &[h])?,
                 post_attn_norm,
                 ffn_norm: match spec.pre_norms {
                     true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
@@ -165,6 +174,7 @@ impl<B: Backend> DecoderModel<B> {
                     scale: spec.attn_scale,
                     sliding_window: window,
                     softcap: spec.attn_softcap,
+                    sinks,
                 },
                 rope: if window.is_some() && ropes.len() > 1 {
                     1
@@ -384,7 +394,7 @@ impl<B: Backend> DecoderModel<B> {
             if let Attention::Latent(latent) = &layer.attention {
                 attn = latent.attention_output(b, attn)?;
             }
-            let mut o = b.linear(&attn, &layer.wo, None)?;
+            let mut o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
             if let Some(lora) = &lora {
                 o = lora.add(b, li, LoraTarget::O, &attn, o)?;
             }

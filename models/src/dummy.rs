@@ -6,7 +6,7 @@ use crate::arch::spec_from_hf;
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::loader::{ModelFormat, OpenedModel};
-use crate::spec::ModelSpec;
+use crate::spec::{Arch, ModelSpec};
 use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{tensor_seed, SyntheticWeight};
 use crate::weights::{HostWeight, WeightSource};
@@ -24,14 +24,30 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 6] = [
+const ARCH_ALIASES: [(&str, &str); 8] = [
     ("qwen2.5", "qwen2"),
     ("llama3", "llama"),
     ("llama-3", "llama"),
     ("qwen3moe", "qwen3-moe"),
     ("qwen3_moe", "qwen3-moe"),
     ("deepseek-v2", "deepseek"),
+    ("gpt_oss", "gpt-oss"),
+    ("gptoss", "gpt-oss"),
 ];
+
+/// gpt-oss's published config, `layers` deep with `experts` experts (the 20B and the 120B
+/// differ in nothing else).
+fn gpt_oss(layers: usize, experts: usize) -> serde_json::Value {
+    json!({"model_type": "gpt_oss", "vocab_size": 201088, "hidden_size": 2880,
+           "intermediate_size": 2880, "num_hidden_layers": layers, "num_attention_heads": 64,
+           "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": experts,
+           "num_experts_per_tok": 4, "sliding_window": 128, "rms_norm_eps": 1e-5,
+           "rope_theta": 150000.0, "max_position_embeddings": 131072,
+           "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                            "beta_slow": 1.0, "truncate": false,
+                            "original_max_position_embeddings": 4096},
+           "tie_word_embeddings": false, "bos_token_id": 199998, "eos_token_id": 200002})
+}
 
 fn llama3_rope() -> serde_json::Value {
     json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -166,6 +182,38 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "gpt-oss",
+        size: "20b",
+        source: "openai/gpt-oss-20b",
+        config: || gpt_oss(24, 32),
+    },
+    DummyShape {
+        arch: "gpt-oss",
+        size: "120b",
+        source: "openai/gpt-oss-120b",
+        config: || gpt_oss(36, 128),
+    },
+    DummyShape {
+        arch: "gpt-oss",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = gpt_oss(2, 4);
+            for (k, v) in [
+                ("vocab_size", 256),
+                ("hidden_size", 64),
+                ("intermediate_size", 32),
+                ("num_attention_heads", 4),
+                ("num_key_value_heads", 2),
+                ("head_dim", 16),
+                ("sliding_window", 16),
+            ] {
+                c[k] = json!(v);
+            }
+            c
+        },
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -279,6 +327,12 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("attn_k_norm.weight"), norm(d));
         }
         t.insert(n("attn_output.weight"), matrix(vec![h, q]));
+        if spec.arch == Arch::GptOss {
+            t.insert(n("attn_output.bias"), bias(h));
+        }
+        if spec.attn_sinks {
+            t.insert(n("attn_sinks.weight"), (vec![spec.num_heads], -1.0, 1.0));
+        }
         if spec.sandwich_norms {
             t.insert(n("post_attention_norm.weight"), norm(h));
             t.insert(n("post_ffw_norm.weight"), norm(h));
@@ -313,11 +367,23 @@ fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>,
         return;
     };
     t.insert(n("ffn_gate_inp.weight"), matrix(vec![m.num_experts, h]));
+    // gpt-oss: biases on the router and on each expert's three projections.
+    let biased = spec.arch == Arch::GptOss;
+    let bias = |n: usize| (vec![n], -0.1, 0.1);
+    if biased {
+        t.insert(n("ffn_gate_inp.bias"), bias(m.num_experts));
+    }
     if m.correction_bias {
         t.insert(n("exp_probs_b.bias"), (vec![m.num_experts], -0.1, 0.1));
     }
     for e in 0..m.num_experts {
         let names = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"].map(|w| expert(l, w, e));
+        if biased {
+            let f = m.expert_intermediate_size;
+            for (name, rows) in names.iter().zip([f, f, h]) {
+                t.insert(name.replace(".weight", ".bias"), bias(rows));
+            }
+        }
         mlp(t, names, m.expert_intermediate_size);
     }
     if m.shared_gate {
@@ -418,6 +484,18 @@ mod tests {
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
         assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
         assert_eq!(params("deepseek", "v2-lite"), 15_706_484_224);
+        // The model card gives gpt-oss's totals to 10M: 20.91B and 116.83B.
+        let near = |p: u64, billions: f64| ((p as f64 / 1e9) - billions).abs() < 0.005;
+        assert!(
+            near(params("gpt-oss", "20b"), 20.91),
+            "{}",
+            params("gpt-oss", "20b")
+        );
+        assert!(
+            near(params("gpt_oss", "120b"), 116.83),
+            "{}",
+            params("gpt-oss", "120b")
+        );
     }
 
     #[test]

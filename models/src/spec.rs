@@ -21,6 +21,9 @@ pub enum Arch {
     Olmoe,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
+    /// gpt-oss: attention sinks, alternating sliding-window layers, biased experts with a
+    /// clamped SwiGLU.
+    GptOss,
 }
 
 impl Arch {
@@ -37,6 +40,7 @@ impl Arch {
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",
+            Arch::GptOss => "gpt-oss",
         }
     }
 }
@@ -188,6 +192,8 @@ pub struct ModelSpec {
     pub attn_scale: f32,
     pub attn_softcap: Option<f32>,
     pub final_softcap: Option<f32>,
+    /// A learned sink logit per head in every attention softmax (`attn_sinks`, gpt-oss).
+    pub attn_sinks: bool,
     pub qkv_bias: bool,
     pub qk_norm: bool,
     /// The q and k norms span the whole projection (`[heads × head_dim]`, OLMoE) rather than

@@ -4,6 +4,7 @@ pub mod deepseek;
 pub mod experts;
 pub mod gemma3;
 pub mod glm4_moe;
+pub mod gpt_oss;
 pub mod llama;
 pub mod mistral;
 pub mod olmo2;
@@ -50,6 +51,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
+        "gpt_oss" => gpt_oss::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
@@ -73,9 +75,10 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
+        "gpt-oss" => gpt_oss::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
-    if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe") {
+    if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe" | "gpt-oss") {
         // Mixtral (as `llama`), Qwen3-MoE (`qwen3moe`): the plain mixture of experts.
         spec.experts = experts::from_gguf(g, spec.num_layers)?;
     }
@@ -181,6 +184,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
         attn_softcap: c.opt_f32("attn_logit_softcapping")?,
         final_softcap: c.opt_f32("final_logit_softcapping")?,
+        attn_sinks: false,
         qkv_bias: c.bool("attention_bias", false),
         qk_norm: false,
         qk_norm_whole: false,
@@ -283,6 +287,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
         attn_softcap: None,
         final_softcap: None,
+        attn_sinks: false,
         qkv_bias: false,
         qk_norm: false,
         qk_norm_whole: false,

@@ -15,39 +15,51 @@ use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
 use route::route;
 
-/// A gated MLP: `down(act(gate(x)) * up(x))`, gate and up joined where the backend allows.
+/// A gated MLP: `down(act(gate(x)) * up(x))`, gate and up joined where the backend allows;
+/// with biases where the model has them (gpt-oss's experts).
 pub struct Mlp<B: Backend> {
     pub(crate) gate_up: Projections<B>,
     pub(crate) down: B::Weight,
+    pub(crate) down_bias: Option<B::Weight>,
 }
 
 impl<B: Backend> Mlp<B> {
-    /// The MLP of `gate`, `up` (`[f, h]`) and `down` (`[h, f]`) by canonical name.
+    /// The MLP of `gate`, `up` (`[f, h]`) and `down` (`[h, f]`) by canonical name, each with
+    /// the bias of the same name (`.bias` for `.weight`) where the file has one.
     fn load(ld: &Loader<'_, B>, names: [&str; 3], f: usize, h: usize) -> Result<Self> {
         let [gate, up, down] = names;
+        let bias = |name: &str, rows: usize| match name.strip_suffix(".weight") {
+            Some(stem) => ld.opt_weight(&format!("{stem}.bias"), &[rows]),
+            None => Ok(None),
+        };
         Ok(Mlp {
             gate_up: Projections::new(
                 ld.backend,
                 vec![
-                    (ld.weight(gate, &[f, h])?, None),
-                    (ld.weight(up, &[f, h])?, None),
+                    (ld.weight(gate, &[f, h])?, bias(gate, f)?),
+                    (ld.weight(up, &[f, h])?, bias(up, f)?),
                 ],
             )?,
             down: ld.weight(down, &[h, f])?,
+            down_bias: bias(down, h)?,
         })
     }
 
     /// `x` (`[tokens, hidden]`, already normed) through the MLP.
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
         let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
-        b.glu_linear(&gate, &up, act, &self.down)
+        match &self.down_bias {
+            Some(bias) => b.linear(&b.glu(&gate, &up, act)?, &self.down, Some(bias)),
+            None => b.glu_linear(&gate, &up, act, &self.down),
+        }
     }
 }
 
 /// One layer's mixture of experts.
 pub struct Experts<B: Backend> {
-    /// `[num_experts, hidden]`: the router's logits are `x @ router^T`.
+    /// `[num_experts, hidden]`: the router's logits are `x @ router^T` (+ `router_bias`).
     router: B::Weight,
+    router_bias: Option<B::Weight>,
     /// DeepSeek-V3's per-expert correction of the scores, for the choice only.
     correction_bias: Option<Vec<f32>>,
     experts: Vec<Mlp<B>>,
@@ -75,6 +87,7 @@ impl<B: Backend> Experts<B> {
         };
         let experts = (0..n)
             .map(|e| {
+                // Expert biases (gpt-oss) by the names `Mlp::load` derives from these.
                 let [g, u, d] = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"];
                 Mlp::load(
                     ld,
@@ -103,6 +116,7 @@ impl<B: Backend> Experts<B> {
         };
         Ok(Experts {
             router: ld.weight(&layer(l, "ffn_gate_inp.weight"), &[n, h])?,
+            router_bias: ld.opt_weight(&layer(l, "ffn_gate_inp.bias"), &[n])?,
             correction_bias,
             experts,
             shared,
@@ -116,7 +130,7 @@ impl<B: Backend> Experts<B> {
     /// weighted, plus the shared experts.
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
         let tokens = b.shape(x).first().copied().unwrap_or(0);
-        let logits = b.download(&b.linear(x, &self.router, None)?)?;
+        let logits = b.download(&b.linear(x, &self.router, self.router_bias.as_ref())?)?;
         let routes = route(&logits, tokens, self.correction_bias.as_deref(), &self.spec)?;
         let zeros = || b.upload(&vec![0.0; tokens * self.hidden], &[tokens, self.hidden]);
         let mut out = match (&self.shared, &self.shared_gate) {
@@ -204,6 +218,7 @@ impl<B: Backend> Ffn<B> {
             return Ok(Ffn::Dense(Mlp {
                 gate_up: Projections::joined(ld.backend, joined, vec![f, f])?,
                 down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
+                down_bias: None,
             }));
         }
         let n = |s: &str| layer(l, s);

@@ -337,13 +337,14 @@ impl GgufFile {
 /// The tensor holding every expert of a layer and the expert's index, for a per-expert name
 /// (`blk.L.ffn_up_exps.E.weight`, `names::expert`): llama.cpp stores a layer's experts as one
 /// `[experts, rows, cols]` tensor.
+/// A per-expert bias (`blk.L.ffn_up_exps.E.bias`, gpt-oss) likewise: `[experts, rows]`.
 fn expert_of(name: &str) -> Option<(String, usize)> {
-    let stem = name.strip_suffix(".weight")?;
+    let (stem, suffix) = name.rsplit_once('.')?;
     let (whole, e) = stem.rsplit_once('.')?;
-    if !whole.ends_with("_exps") {
+    if !whole.ends_with("_exps") || !matches!(suffix, "weight" | "bias") {
         return None;
     }
-    Some((format!("{whole}.weight"), e.parse().ok()?))
+    Some((format!("{whole}.{suffix}"), e.parse().ok()?))
 }
 
 /// The name early Mixtral GGUFs gave expert E's tensor (`blk.L.ffn_up.E.weight`) for a
@@ -363,7 +364,9 @@ impl GgufFile {
         let dims = info.shape.dims();
         let per_expert: usize = dims.iter().skip(1).product();
         let whole_blocks = per_expert.is_multiple_of(info.ggml_dtype.block_size());
-        (dims.len() == 3 && e < dims[0] && whole_blocks)
+        // Weights `[experts, rows, cols]`, biases `[experts, rows]`.
+        let rank = if whole.ends_with(".bias") { 2 } else { 3 };
+        (dims.len() == rank && e < dims[0] && whole_blocks)
             .then(|| (info, whole, e, tensor_bytes(info) / dims[0]))
     }
 
@@ -422,8 +425,25 @@ impl GgufFile {
     }
 }
 
+impl GgufFile {
+    /// The file's name for a canonical tensor name, where an architecture's converter chose
+    /// another: gpt-oss's norm before the FFN (`ffn_norm`) is `post_attention_norm`, HF's name
+    /// for it carried over.
+    fn file_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        let renamed = match name.strip_prefix("blk.") {
+            Some(rest) if rest.ends_with(".ffn_norm.weight") => {
+                (self.get_str("general.architecture").as_deref() == Some("gpt-oss"))
+                    .then(|| name.replace(".ffn_norm.", ".post_attention_norm."))
+            }
+            _ => None,
+        };
+        renamed.map_or(std::borrow::Cow::Borrowed(name), std::borrow::Cow::Owned)
+    }
+}
+
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
+        let name = &*self.file_name(name);
         let Some(info) = self.content.tensor_infos.get(name) else {
             if let Some(legacy) = legacy_expert(name).filter(|l| self.contains(l)) {
                 // Early Mixtral GGUFs: one tensor per expert.
@@ -459,6 +479,7 @@ impl WeightSource for GgufFile {
     }
 
     fn contains(&self, name: &str) -> bool {
+        let name = &*self.file_name(name);
         self.content.tensor_infos.contains_key(name)
             || self.expert_info(name).is_some()
             || legacy_expert(name).is_some_and(|l| self.content.tensor_infos.contains_key(&l))

@@ -32,6 +32,10 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
     if let Some(hf) = expert_to_hf(part, suffix) {
         return Some(format!("model.layers.{l}.{hf}"));
     }
+    if (part, suffix) == ("attn_sinks", "weight") {
+        // gpt-oss: a parameter of the attention, not of a module.
+        return Some(format!("model.layers.{l}.self_attn.sinks"));
+    }
     let hf = match (part, naming) {
         ("attn_norm", _) => "input_layernorm",
         ("attn_q", _) => "self_attn.q_proj",
@@ -86,6 +90,13 @@ pub fn mixtral_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.block_sparse_moe.{rest}"))
 }
 
+/// gpt-oss's HF name of its router's tensors, which `to_hf` names the Qwen way (`mlp.gate`):
+/// `mlp.router`.
+pub fn gpt_oss_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.gate.")?;
+    Some(format!("{head}.mlp.router.{rest}"))
+}
+
 /// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way
 /// (`mlp.shared_experts.*`): `mlp.shared_expert.*`.
 pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
@@ -111,6 +122,7 @@ fn expert_to_hf(part: &str, suffix: &str) -> Option<String> {
     };
     match (part, suffix) {
         ("ffn_gate_inp", "weight") => return Some("mlp.gate.weight".into()),
+        ("ffn_gate_inp", "bias") => return Some("mlp.gate.bias".into()),
         ("exp_probs_b", "bias") => return Some("mlp.gate.e_score_correction_bias".into()),
         ("ffn_gate_inp_shexp", "weight") => return Some("mlp.shared_expert_gate.weight".into()),
         _ => {}
@@ -186,5 +198,13 @@ mod tests {
             Some("model.layers.2.block_sparse_moe.gate.weight")
         );
         assert_eq!(mixtral_hf("model.layers.2.mlp.up_proj.weight"), None);
+        assert_eq!(
+            hf("blk.3.attn_sinks.weight").as_deref(),
+            Some("model.layers.3.self_attn.sinks")
+        );
+        assert_eq!(
+            gpt_oss_hf(&hf("blk.3.ffn_gate_inp.bias").unwrap()).as_deref(),
+            Some("model.layers.3.mlp.router.bias")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::names::{mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
+use super::names::{gpt_oss_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
 use super::{HostWeight, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -87,15 +87,125 @@ impl SafetensorsDir {
         if self.tensors.get(&hf).is_ok() {
             return Some(hf);
         }
-        [mixtral_hf(&hf), qwen2_moe_hf(&hf)]
+        [mixtral_hf(&hf), qwen2_moe_hf(&hf), gpt_oss_hf(&hf)]
             .into_iter()
             .flatten()
             .find(|m| self.tensors.get(m).is_ok())
     }
 }
 
+/// Where one expert's tensor lies in gpt-oss's stacked `mlp.experts.*` tensors (every
+/// expert's projections in one tensor each, `[experts, in, out]`, gate and up interleaved).
+struct StackedExpert {
+    /// The stacked tensor's HF name.
+    hf: String,
+    expert: usize,
+    /// Of gate/up: which of each interleaved pair (0 gate, 1 up); None: the down projection.
+    pair: Option<usize>,
+    bias: bool,
+}
+
+impl StackedExpert {
+    /// The stacked tensor behind a canonical per-expert name (`names::expert`,
+    /// `names::expert_bias`), in layer terms gpt-oss's checkouts use.
+    fn of(name: &str) -> Option<Self> {
+        let (stem, suffix) = name.rsplit_once('.')?;
+        let (whole, e) = stem.rsplit_once('.')?;
+        let (layer, what) = whole.strip_prefix("blk.")?.split_once('.')?;
+        let (stack, pair) = match what {
+            "ffn_gate_exps" => ("gate_up_proj", Some(0)),
+            "ffn_up_exps" => ("gate_up_proj", Some(1)),
+            "ffn_down_exps" => ("down_proj", None),
+            _ => return None,
+        };
+        let bias = match suffix {
+            "weight" => false,
+            "bias" => true,
+            _ => return None,
+        };
+        let tail = if bias { "_bias" } else { "" };
+        Some(StackedExpert {
+            hf: format!("model.layers.{layer}.mlp.experts.{stack}{tail}"),
+            expert: e.parse().ok()?,
+            pair,
+            bias,
+        })
+    }
+}
+
+/// The candle dtype and the file's weight type of a safetensors dtype candor reads.
+fn dtypes(tensor: &str, d: safetensors::Dtype) -> Result<(candle_core::DType, WeightDtype)> {
+    use candle_core::DType;
+    match d {
+        safetensors::Dtype::F32 => Ok((DType::F32, WeightDtype::F32)),
+        safetensors::Dtype::F16 => Ok((DType::F16, WeightDtype::F16)),
+        safetensors::Dtype::BF16 => Ok((DType::BF16, WeightDtype::BF16)),
+        other => Err(ModelError::UnsupportedDtype {
+            tensor: tensor.to_string(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+impl SafetensorsDir {
+    /// One expert's weight or bias out of gpt-oss's stacked tensors, as candor runs it
+    /// (`[out, in]`, gate and up apart): only that expert's bytes are read. None when the
+    /// checkout has no such stack.
+    fn stacked_expert(&self, name: &str) -> Result<Option<HostWeight>> {
+        let Some(at) = StackedExpert::of(name) else {
+            return Ok(None);
+        };
+        let Ok(view) = self.tensors.get(&at.hf) else {
+            if self.tensors.get(&format!("{}_blocks", at.hf)).is_ok() {
+                return Err(ModelError::UnsupportedDtype {
+                    tensor: format!("{}_blocks", at.hf),
+                    dtype: "MXFP4 (use a checkout dequantized to bf16)".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let (dtype, source) = dtypes(&at.hf, view.dtype())?;
+        let shape = view.shape();
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{}: {reason}", at.hf),
+        };
+        let (&experts, per) = shape.split_first().ok_or_else(|| bad("a scalar".into()))?;
+        if at.expert >= experts || per.len() != if at.bias { 1 } else { 2 } {
+            return Err(bad(format!("shape {shape:?} has no expert {}", at.expert)));
+        }
+        let bytes = view.data().len() / experts;
+        let data = &view.data()[at.expert * bytes..(at.expert + 1) * bytes];
+        let t = candle_core::Tensor::from_raw_buffer(data, dtype, per, &Device::Cpu)?;
+        let t = match at.pair {
+            // Columns 2i (gate) or 2i + 1 (up) of the last dimension.
+            Some(k) => {
+                let last = t.rank() - 1;
+                let cols = per[last] / 2;
+                let mut pairs = per.to_vec();
+                pairs[last] = cols;
+                pairs.push(2);
+                t.reshape(pairs)?
+                    .narrow(last + 1, k, 1)?
+                    .squeeze(last + 1)?
+            }
+            None => t,
+        };
+        // Stored `[in, out]`: candor's products take `[out, in]`.
+        let t = if at.bias {
+            t.contiguous()?
+        } else {
+            t.t()?.contiguous()?
+        };
+        Ok(Some(HostWeight::Dense { tensor: t, source }))
+    }
+}
+
 impl WeightSource for SafetensorsDir {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
+        if let Some(w) = self.stacked_expert(name)? {
+            return Ok(Some(w));
+        }
         let Some(hf) = self.hf_name(name) else {
             return Ok(None);
         };
@@ -103,17 +213,7 @@ impl WeightSource for SafetensorsDir {
             Ok(v) => v,
             Err(_) => return Ok(None),
         };
-        let source = match view.dtype() {
-            safetensors::Dtype::F32 => WeightDtype::F32,
-            safetensors::Dtype::F16 => WeightDtype::F16,
-            safetensors::Dtype::BF16 => WeightDtype::BF16,
-            other => {
-                return Err(ModelError::UnsupportedDtype {
-                    tensor: hf,
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let (_, source) = dtypes(&hf, view.dtype())?;
         let tensor =
             self.tensors
                 .load(&hf, &Device::Cpu)
@@ -126,5 +226,6 @@ impl WeightSource for SafetensorsDir {
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
+            || StackedExpert::of(name).is_some_and(|at| self.tensors.get(&at.hf).is_ok())
     }
 }
