@@ -52,6 +52,17 @@ SHAPES = {
         "max_position_embeddings": 32768, "use_sliding_window": False,
         "tie_word_embeddings": True,
     },
+    "gpt-oss-20b": {  # openai/gpt-oss-20b (its MXFP4 experts as bf16 here)
+        "model_type": "gpt_oss", "vocab_size": 201088, "hidden_size": 2880,
+        "intermediate_size": 2880, "num_hidden_layers": 24, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 32,
+        "num_experts_per_tok": 4, "sliding_window": 128, "rms_norm_eps": 1e-5,
+        "rope_theta": 150000.0, "max_position_embeddings": 131072,
+        "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                         "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        "tie_word_embeddings": False,
+    },
     "gemma3-270m": {  # google/gemma-3-270m (the shapes of the Q4_K_M test model)
         "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 640,
         "intermediate_size": 2048, "num_hidden_layers": 18, "num_attention_heads": 4,
@@ -138,7 +149,8 @@ def main():
     elif name is None:
         # As `candor bench --load-format dummy` names the same shapes (`dummy-qwen2-0.5b`), so
         # `candor report` puts both runs under one model.
-        name = f"dummy-{model_type}-{args.shapes.rsplit('-', 1)[-1]}"
+        # (`gpt_oss` is `gpt-oss` there).
+        name = f"dummy-{model_type.replace('_', '-')}-{args.shapes.rsplit('-', 1)[-1]}"
     config = AutoConfig.for_model(model_type, **cfg_dict)
     torch.manual_seed(args.seed)
     # transformers 5 names the argument `dtype`; 4.x called it `torch_dtype`.

@@ -18,8 +18,9 @@
 #        with matvec.cu and with cuBLAS alone), gguf (each GGUF skeleton of the kit filled back:
 #        candor on it, with the README's perplexity on the GPU and on the CPU; transformers on
 #        its shapes in bf16), qwen2.5-0.5b, qwen2.5-7b, split (8B
-#        decode after 4096 tokens with and without the attention's key splits), ptx (the kernel
-#        tests on their PTX). A rerun names the parts the first run's budget skipped.
+#        decode after 4096 tokens with and without the attention's key splits), gpt-oss-20b (the
+#        mixture of experts with sinks, candor and transformers), ptx (the kernel tests on their
+#        PTX). A rerun names the parts the first run's budget skipped.
 #
 # Writes OUT_DIR/proof.log (everything, with a summary at the end) and OUT_DIR/results.tar: one
 # JSON per benchmark named like benches/results/ (…-LABEL.json, LABEL from the GPU's name: h100,
@@ -30,7 +31,7 @@ kit="${1:-.gpu-kit}"
 out="${2:-${OUT:-gpu-proof-out}}"
 budget="${GPU_PROOF_BUDGET_S:-400}"
 reps="${GPU_PROOF_REPS:-3}"
-parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec gguf qwen2.5-0.5b qwen2.5-7b split ptx} "
+parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec gguf qwen2.5-0.5b qwen2.5-7b split gpt-oss-20b ptx} "
 start=$SECONDS
 results=/tmp/candor-proof-results
 rm -rf "$results" && mkdir -p "$results" "$out"
@@ -156,6 +157,8 @@ if part split; then
   decode_8b split 4096 1 CANDOR_CUDA_ATTENTION=auto
   decode_8b one-pass 4096 1 CANDOR_CUDA_ATTENTION=simple
 fi
+# gpt-oss-20b's shapes (42 GB in bf16): experts routed on the host, sinks in the attention.
+part gpt-oss-20b && bench_pair "--arch gpt-oss --size 20b" gpt-oss-20b gpt-oss-20b 150
 # The kernels once more from their PTX (the fallback of a cubin the driver refuses, and what
 # GPUs newer than sm_90 run), JIT-compiled by the driver.
 part ptx && step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}" "$bin/cuda_kernels"
