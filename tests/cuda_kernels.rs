@@ -124,14 +124,23 @@ fn glu<B: Backend>(b: &B, gate: &[f32], up: &[f32], act: Activation) -> Vec<f32>
 }
 
 #[test]
-fn glu_both_activations_match_the_cpu() {
+fn glu_every_activation_matches_the_cpu() {
     let cpu = CpuBackend::new(2);
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
         let (gate, up) = (random(3 * 1000, 5), random(3 * 1000, 6));
-        for a in [Activation::Silu, Activation::GeluTanh] {
-            let d = rel_diff(&glu(&g, &gate, &up, a), &glu(&cpu, &gate, &up, a));
-            assert!(d < tol(act), "{act:?} {a:?}: {d}");
+        // Gate and up in [-10, 10) too: past the clamped SwiGLU's ±7 on both sides.
+        let wide = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| 10.0 * x).collect() };
+        let (gate_wide, up_wide) = (wide(&gate), wide(&up));
+        for a in [
+            Activation::Silu,
+            Activation::GeluTanh,
+            Activation::SwigluOai,
+        ] {
+            for (gate, up) in [(&gate, &up), (&gate_wide, &up_wide)] {
+                let d = rel_diff(&glu(&g, gate, up, a), &glu(&cpu, gate, up, a));
+                assert!(d < tol(act), "{act:?} {a:?}: {d}");
+            }
         }
     }
 }
@@ -145,6 +154,15 @@ struct AttnCase {
 /// Fill the cache with every sequence's keys (the history and the new tokens) through
 /// `kv_write`, then attend: the result of `paged_attention` for the new tokens.
 fn attention<B: Backend>(b: &B, case: &AttnCase, block_size: usize) -> Vec<f32> {
+    try_attention(b, case, block_size).unwrap()
+}
+
+/// `attention`, its error where `paged_attention` refuses the case.
+fn try_attention<B: Backend>(
+    b: &B,
+    case: &AttnCase,
+    block_size: usize,
+) -> candor_models::error::Result<Vec<f32>> {
     let p = &case.params;
     let row = p.num_kv_heads * p.head_dim;
     let blocks_per_seq: Vec<usize> = case
@@ -201,14 +219,25 @@ fn attention<B: Backend>(b: &B, case: &AttnCase, block_size: usize) -> Vec<f32> 
             &[q_start, p.num_heads, p.head_dim],
         )
         .unwrap();
-    let out = b
-        .paged_attention(&q, &cache, 1, &metas, block_size, p)
-        .unwrap();
-    b.download(&out).unwrap()
+    let out = b.paged_attention(&q, &cache, 1, &metas, block_size, p)?;
+    b.download(&out)
+}
+
+/// `p` with a sink per head, spread over [-1, 5): from below every score to the weight of
+/// ~150 keys at the top score, so the sinks matter at short and long contexts alike.
+fn with_sinks(p: AttentionParams, seed: u64) -> AttentionParams {
+    let sinks: Vec<f32> = random(p.num_heads, seed)
+        .iter()
+        .map(|v| 2.0 + 3.0 * v)
+        .collect();
+    AttentionParams {
+        sinks: Some(sinks.into()),
+        ..p
+    }
 }
 
 #[test]
-fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
+fn paged_attention_prefill_decode_window_gqa_softcap_sinks_match_the_cpu() {
     let cpu = CpuBackend::new(2);
     let params = |heads, kv_heads, head_dim: usize, window, softcap| AttentionParams {
         num_heads: heads,
@@ -217,6 +246,7 @@ fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
         scale: 1.0 / (head_dim as f32).sqrt(),
         sliding_window: window,
         softcap,
+        sinks: None,
     };
     let cases = [
         // A prefill chunk longer than a tile, mixed with a decode token deep in its context.
@@ -264,6 +294,29 @@ fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
             seqs: vec![(1, 4000)],
             params: params(4, 1, 256, Some(1024), Some(50.0)),
         },
+        // Sinks (gpt-oss): on the tensor-core kernel (prompt chunks) and the simple one (the
+        // decode token), with a window (gpt-oss's sliding layers, head_dim 64), and on key
+        // ranges, where the sink joins the combination once.
+        AttnCase {
+            seqs: vec![(150, 0), (1, 300)],
+            params: with_sinks(params(8, 2, 64, None, None), 40),
+        },
+        AttnCase {
+            seqs: vec![(70, 10), (1, 200)],
+            params: with_sinks(params(8, 1, 64, Some(32), None), 41),
+        },
+        AttnCase {
+            seqs: vec![(65, 3), (33, 45)],
+            params: with_sinks(params(4, 2, 128, None, None), 42),
+        },
+        AttnCase {
+            seqs: vec![(1, 3000)],
+            params: with_sinks(params(64, 8, 64, None, None), 43),
+        },
+        AttnCase {
+            seqs: vec![(1, 2500), (1, 700)],
+            params: with_sinks(params(8, 2, 256, Some(1024), Some(50.0)), 44),
+        },
     ];
     // Half-precision caches run prompt chunks on the tensor-core kernel, and long decode rows
     // split their keys; each case also runs on the one-pass simple kernel alone, so every
@@ -278,6 +331,15 @@ fn paged_attention_prefill_decode_window_gqa_softcap_match_the_cpu() {
             }
         }
     }
+    // A sink count other than the heads' is an error, not a read past the array.
+    let Some(g) = gpu(DType::BF16) else { return };
+    let mut bad = with_sinks(params(8, 2, 64, None, None), 45);
+    bad.sinks = bad.sinks.map(|s| s[..7].into());
+    let case = AttnCase {
+        seqs: vec![(20, 0)],
+        params: bad,
+    };
+    assert!(try_attention(&g, &case, 16).is_err(), "7 sinks for 8 heads");
 }
 
 fn linear<B: Backend>(b: &B, x: &[f32], w: HostWeight, bias: &[f32], dims: [usize; 2]) -> Vec<f32> {
@@ -489,6 +551,7 @@ fn attend_one_sequence<B: Backend>(
         scale: 1.0 / (heads.head_dim as f32).sqrt(),
         sliding_window: None,
         softcap: None,
+        sinks: None,
     };
     let seq = SeqAttention {
         q_start: 0,
@@ -604,7 +667,7 @@ fn decode_product(
                 up: &up,
                 act,
             },
-            kernels.glu(&x, &up, act == Activation::GeluTanh).unwrap(),
+            kernels.glu(&x, &up, act).unwrap(),
             None,
             None,
         ),
@@ -666,6 +729,7 @@ fn decode_products_match_cublas_and_the_cpu() {
         Input::Rows,
         Input::Glu(Activation::Silu),
         Input::Glu(Activation::GeluTanh),
+        Input::Glu(Activation::SwigluOai),
         Input::RmsNorm { residual: false },
         Input::RmsNorm { residual: true },
     ];

@@ -26,6 +26,28 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+// gpt-oss's clamped SwiGLU of a gate and an up value, the up factor included: with
+// g = min(gate, 7) and u = clamp(up, -7, 7), g sigmoid(1.702 g) (u + 1). The model's constants,
+// in the CPU kernel's order of operations (candor_kernels::activation::swiglu_oai).
+__device__ __forceinline__ float swiglu_oai(float gate, float up) {
+  const float g = fminf(gate, 7.0f), u = fminf(fmaxf(up, -7.0f), 7.0f);
+  return g / (1.0f + expf(-1.702f * g)) * (u + 1.0f);
+}
+
+// A gated linear unit's activation, as candor_models::backend::Activation lists them, and the
+// whole unit act(gate, up): SiLU and GELU times up, the clamped SwiGLU as above.
+enum class GluAct { Silu, GeluTanh, SwigluOai };
+
+template <GluAct A> __device__ __forceinline__ float glu_unit(float gate, float up) {
+  if constexpr (A == GluAct::Silu) {
+    return silu(gate) * up;
+  } else if constexpr (A == GluAct::GeluTanh) {
+    return gelu_tanh(gate) * up;
+  } else {
+    return swiglu_oai(gate, up);
+  }
+}
+
 // RoPE's rotation of the pair (a, b) at position `pos` by frequency `freq`, scaled by `mscale`
 // (1 unless the RoPE scaling has an attention factor), into (ra, rb). The angle is formed in
 // double precision as the CPU kernel forms it: pos * freq exceeds 1e5 rad at long contexts,

@@ -8,7 +8,7 @@
 // CANDOR_CUDA_MATMUL=cublas turns it off, so the GPU proof measures one against the other.
 //
 // x can also be what the op before the product would have written, computed as it is read: the
-// FFN's GLU act(gate) * up (the down product; rounded to T as glu.cu leaves it), or the RMSNorm
+// FFN's GLU act(gate, up) (the down product; rounded to T as glu.cu leaves it), or the RMSNorm
 // of x (+ a residual) (the q/k/v and gate/up products). The norm costs no pass of its own: a row
 // normalized is v · g · rsqrt(mean(v²) + eps), so each warp sums v² beside its dot products
 // with v · g and scales its sums once at the end (the normalized row is never rounded to T, as
@@ -56,9 +56,22 @@ __device__ __forceinline__ void store16(T* __restrict__ p, const T (&e)[16 / siz
   *reinterpret_cast<uint4*>(p) = raw;
 }
 
-// What x is: rows as they are; the gated linear unit act(gate = x) * up; the RMSNorm of x; the
-// RMSNorm of x + residual.
-enum MatvecInput { PLAIN = 0, GLU_SILU = 1, GLU_GELU = 2, NORM = 3, ADD_NORM = 4 };
+// What x is: rows as they are; the gated linear unit act(gate = x, up) (SiLU, GELU-tanh or
+// gpt-oss's clamped SwiGLU); the RMSNorm of x; the RMSNorm of x + residual.
+enum MatvecInput {
+  PLAIN = 0,
+  GLU_SILU = 1,
+  GLU_GELU = 2,
+  NORM = 3,
+  ADD_NORM = 4,
+  GLU_SWIGLU_OAI = 5,
+};
+
+// The GLU inputs and their activations.
+constexpr bool is_glu(int In) { return In == GLU_SILU || In == GLU_GELU || In == GLU_SWIGLU_OAI; }
+constexpr GluAct glu_act(int In) {
+  return In == GLU_SILU ? GluAct::Silu : In == GLU_GELU ? GluAct::GeluTanh : GluAct::SwigluOai;
+}
 
 // The R rows of x a product reads, and how to make them: pointers and strides; for the RMSNorm
 // inputs, each row's sum of squares so far (`ss`, this lane's share) and, in one warp of the
@@ -80,14 +93,11 @@ template <typename T, int R, int In> struct XRows {
   // once per warp, so the RMSNorm inputs count their squares here.
   __device__ __forceinline__ void load(float (&xv)[V], int r, int e) {
     unpack<T>(load16(x + real(r) * x_stride + e), xv);
-    if constexpr (In == GLU_SILU || In == GLU_GELU) {
+    if constexpr (is_glu(In)) {
       float u[V];
       unpack<T>(load16(up + real(r) * up_stride + e), u);
 #pragma unroll
-      for (int i = 0; i < V; ++i) {
-        const float g = In == GLU_SILU ? silu(xv[i]) : gelu_tanh(xv[i]);
-        xv[i] = to_f32(from_f32<T>(g * u[i]));
-      }
+      for (int i = 0; i < V; ++i) xv[i] = to_f32(from_f32<T>(glu_unit<glu_act(In)>(xv[i], u[i])));
     }
     if constexpr (In == ADD_NORM) {
       // The sum as the fused add stores it (in T), and normalized as stored.
@@ -300,8 +310,8 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   out.template store<R>(acc, pair, lane, xs.rows, bias, has_bias);
 }
 
-// matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh}_<dtype>_r<R> (the GLU of `x`
-// and `up`), matvec_rms_norm_<dtype>_r<R> (the RMSNorm of x by `norm`) and
+// matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh,swiglu_oai}_<dtype>_r<R> (the
+// GLU of `x` and `up`), matvec_rms_norm_<dtype>_r<R> (the RMSNorm of x by `norm`) and
 // matvec_add_rms_norm_<dtype>_r<R> (of x + `residual`, the sum written to `sum_out`): one entry
 // point per R, so each keeps its accumulators in registers. Pointers an entry point does not
 // read (no bias, no up, ...) may be any valid pointer.
@@ -327,10 +337,11 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
                            q_width,  kv_width, head_dim, interleaved, mscale, num_slots};         \
     matvec_rows<T, R, IN>(w, bias, has_bias, xs, out, eps, sum_out);                              \
   }
-#define MATVEC_ROWS(T, SUFFIX, R)                                    \
-  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                  \
-  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)      \
-  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R) \
+#define MATVEC_ROWS(T, SUFFIX, R)                                           \
+  MATVEC_ENTRY(matvec_##SUFFIX##_r##R, PLAIN, T, R)                         \
+  MATVEC_ENTRY(matvec_glu_silu_##SUFFIX##_r##R, GLU_SILU, T, R)             \
+  MATVEC_ENTRY(matvec_glu_gelu_tanh_##SUFFIX##_r##R, GLU_GELU, T, R)        \
+  MATVEC_ENTRY(matvec_glu_swiglu_oai_##SUFFIX##_r##R, GLU_SWIGLU_OAI, T, R) \
   MATVEC_ROPE_KV_ENTRY(matvec_rope_kv_##SUFFIX##_r##R, PLAIN, T, R)
 // The RMSNorm inputs for 1 and 2 rows only (launch::MATVEC_MAX_NORM_ROWS): from 4 rows their
 // extra registers (the residual, the sums of squares, the sum's stores) cut the warps an SM

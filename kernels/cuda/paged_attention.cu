@@ -6,7 +6,10 @@
 // tile's scores (lanes split head_dim, so K rows are read coalesced), then every thread
 // accumulates P.V for the output dimensions it owns (V rows read coalesced across threads).
 // GQA: query head h reads KV head h / (heads / kv_heads). Sliding window: a query at position i
-// sees keys i - window < j <= i. Softcap: score = cap * tanh(score / cap). All math in f32.
+// sees keys i - window < j <= i. Softcap: score = cap * tanh(score / cap). Sinks (gpt-oss; null:
+// none): one logit per query head that joins each softmax of the head as a key with no value,
+// so the online softmax starts from it (max = sink, sum = e^0 = 1) instead of from nothing.
+// All math in f32.
 //
 // Long contexts with few blocks (decode of one or a few sequences: tokens × heads blocks cannot
 // fill the GPU, and each would walk thousands of keys alone) split each row's keys into ranges,
@@ -49,6 +52,18 @@ __device__ __forceinline__ bool row_keys(const uint32_t* __restrict__ row_seq,
   return true;
 }
 
+// Head h's sink logit, -inf for none (a key of weight 0: the softmax as without sinks).
+__device__ __forceinline__ float sink_of(const float* __restrict__ sinks, int h) {
+  return sinks != nullptr ? sinks[h] : -INFINITY;
+}
+
+// The online softmax's start: the sink as a score already seen (its term e^(sink - m) = 1 at
+// its own max), or nothing (-inf, 0).
+__device__ __forceinline__ void softmax_start(float sink, float& m, float& l) {
+  m = sink;
+  l = sink > -INFINITY ? 1.0f : 0.0f;
+}
+
 // The online softmax of the block's query row (`qs`, in shared memory) over keys [lo, hi) of
 // its sequence, folded into the running max `m`, sum `l` and unnormalised output `acc` (the
 // dimensions threadIdx.x + i * blockDim.x). `p` and `slot_of` are the block's shared tile.
@@ -78,7 +93,7 @@ __device__ void attend_keys(const float* qs, const T* __restrict__ k_cache,
     float tile_max = -INFINITY;
     for (int j = 0; j < n; ++j) tile_max = fmaxf(tile_max, p[j]);
     const float m_new = fmaxf(m, tile_max);
-    const float correction = expf(m - m_new);  // 0 on the first tile (m = -inf)
+    const float correction = expf(m - m_new);  // 0 on the first tile without a sink (m = -inf)
     __syncthreads();  // every thread has read the raw scores
     for (int j = threadIdx.x; j < n; j += blockDim.x) p[j] = expf(p[j] - m_new);
     __syncthreads();
@@ -111,7 +126,8 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
                        const T* __restrict__ v_cache, T* __restrict__ out,
                        const uint32_t* __restrict__ row_seq, const uint32_t* __restrict__ seq_meta,
                        const uint32_t* __restrict__ tables, int heads, int kv_heads, int head_dim,
-                       int block_size, float scale, int window, float softcap) {
+                       int block_size, float scale, int window, float softcap,
+                       const float* __restrict__ sinks) {
   __shared__ float qs[ATTN_MAX_HEAD_DIM];
   __shared__ float p[ATTN_TILE];
   __shared__ size_t slot_of[ATTN_TILE];
@@ -125,7 +141,8 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
   float acc[ATTN_MAX_DIMS_PER_THREAD];
 #pragma unroll
   for (int i = 0; i < ATTN_MAX_DIMS_PER_THREAD; ++i) acc[i] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
+  float m, l;
+  softmax_start(sink_of(sinks, blockIdx.y), m, l);
   attend_keys(qs, k_cache, v_cache, r, kv_heads, head_dim, block_size, scale, softcap, r.first,
               r.pos + 1, p, slot_of, m, l, acc);
   const float inv = 1.0f / l;
@@ -137,16 +154,17 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
 }
 
 // One (row, head)'s ranges, their partials rescaled to the common max and summed:
-// out = Σ acc_s e^(m_s - M) / Σ l_s e^(m_s - M). A row whose ranges are all empty (no sequence)
-// is zero. The partials were written by other blocks of the launch: read through L2 (`__ldcg`),
-// never a cache that might predate them.
+// out = Σ acc_s e^(m_s - M) / (e^(sink - M) + Σ l_s e^(m_s - M)), M the largest of the m_s and
+// the sink: the sink joins the softmax once here, not once per range. A row whose ranges are
+// all empty (no sequence) is zero. The partials were written by other blocks of the launch:
+// read through L2 (`__ldcg`), never a cache that might predate them.
 template <typename T>
 __device__ void combine_splits(const float* part_ml, const float* part_acc, T* __restrict__ out,
-                               size_t pair, int head_dim, int splits) {
+                               size_t pair, int head_dim, int splits, float sink) {
   const size_t first = pair * splits;
-  float m = -INFINITY;
+  float m = sink;
   for (int s = 0; s < splits; ++s) m = fmaxf(m, __ldcg(&part_ml[2 * (first + s)]));
-  float l = 0.0f;
+  float l = sink > -INFINITY ? expf(sink - m) : 0.0f;
   for (int s = 0; s < splits; ++s) {
     const float ms = __ldcg(&part_ml[2 * (first + s)]);
     if (ms > -INFINITY) l += __ldcg(&part_ml[2 * (first + s) + 1]) * expf(ms - m);
@@ -176,7 +194,7 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
                              const uint32_t* __restrict__ seq_meta,
                              const uint32_t* __restrict__ tables, int heads, int kv_heads,
                              int head_dim, int block_size, float scale, int window, float softcap,
-                             int split_keys) {
+                             const float* __restrict__ sinks, int split_keys) {
   __shared__ float qs[ATTN_MAX_HEAD_DIM];
   __shared__ float p[ATTN_TILE];
   __shared__ size_t slot_of[ATTN_TILE];
@@ -214,25 +232,28 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
   __syncthreads();
   if (!last) return;
   __threadfence();
-  combine_splits<T>(part_ml, part_acc, out, pair, head_dim, gridDim.z);
+  combine_splits<T>(part_ml, part_acc, out, pair, head_dim, gridDim.z,
+                    sink_of(sinks, blockIdx.y));
   if (threadIdx.x == 0) arrivals[pair] = 0;
 }
 
+// Argument order as src/backend/cuda/kernels.rs pushes it (AttentionScalars::push_simple, then
+// the sinks); `sinks` is null or `heads` floats.
 #define PAGED_ATTENTION(T, SUFFIX)                                                              \
   extern "C" __global__ void paged_attention_##SUFFIX(                                          \
       const T* q, const T* k_cache, const T* v_cache, T* out, const uint32_t* row_seq,         \
       const uint32_t* seq_meta, const uint32_t* tables, int heads, int kv_heads, int head_dim, \
-      int block_size, float scale, int window, float softcap) {                                 \
+      int block_size, float scale, int window, float softcap, const float* sinks) {             \
     attend<T>(q, k_cache, v_cache, out, row_seq, seq_meta, tables, heads, kv_heads, head_dim,  \
-              block_size, scale, window, softcap);                                              \
+              block_size, scale, window, softcap, sinks);                                       \
   }                                                                                             \
   extern "C" __global__ void paged_attention_split_##SUFFIX(                                    \
       const T* q, const T* k_cache, const T* v_cache, float* part_ml, float* part_acc, T* out,  \
       unsigned* arrivals, const uint32_t* row_seq, const uint32_t* seq_meta,                    \
       const uint32_t* tables, int heads, int kv_heads, int head_dim, int block_size,            \
-      float scale, int window, float softcap, int split_keys) {                                 \
+      float scale, int window, float softcap, const float* sinks, int split_keys) {             \
     attend_split<T>(q, k_cache, v_cache, part_ml, part_acc, out, arrivals, row_seq, seq_meta,   \
                     tables, heads, kv_heads, head_dim, block_size, scale, window, softcap,      \
-                    split_keys);                                                                \
+                    sinks, split_keys);                                                         \
   }
 CANDOR_FOR_EACH_DTYPE(PAGED_ATTENTION)

@@ -19,7 +19,9 @@
 // Same batch metadata as the simple kernel (row_seq is not needed), plus `tiles`: one triple
 // (sequence, first flattened row, rows) per block, packed by src/backend/cuda/block_table.rs.
 // Masking is the CPU backend's: a query at position p sees keys p - window < j <= p (window 0:
-// none); score = softcap * tanh(score / softcap) when softcap > 0.
+// none); score = softcap * tanh(score / softcap) when softcap > 0. Sinks (gpt-oss; null: none):
+// head h's logit sinks[h] joins each of its rows' softmax as a key with no value, so each row's
+// online softmax starts from it (max = sink, sum = e^0 = 1).
 //
 // kernels/cuda/emulation runs this source on CPU threads against a reference (CI, no GPU).
 #include "common.cuh"
@@ -90,7 +92,8 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
                            const uint32_t* __restrict__ seq_meta,
                            const uint32_t* __restrict__ tables,
                            const uint32_t* __restrict__ tiles, int heads, int kv_heads,
-                           int block_size, float scale, int window, float softcap) {
+                           int block_size, float scale, int window, float softcap,
+                           const float* __restrict__ sinks) {
   static_assert(D % 16 == 0 && BK % 16 == 0 && BQ % 16 == 0, "mma tile multiples");
   __shared__ __align__(16) T qs[BQ * kPadded<D>];
   __shared__ __align__(16) T ks[BK * kPadded<D>];
@@ -129,8 +132,12 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
   float o[D / 8][4];
 #pragma unroll
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY};
-  float l[2] = {0.0f, 0.0f};  // this thread's share of each row's sum (quad-reduced at the end)
+  // This thread's share of each row's sum (quad-reduced at the end): the sink's term, e^0 at
+  // the sink's own max, is one share's only, so it counts once per row.
+  const float sink = sinks != nullptr ? sinks[h] : -INFINITY;
+  const float sink_share = sink > -INFINITY && qd == 0 ? 1.0f : 0.0f;
+  float m[2] = {sink, sink};
+  float l[2] = {sink_share, sink_share};
 
   for (int base = key_first; base <= pos_last; base += BK) {
     __syncthreads();  // the previous step's K/V reads are done (and Q is loaded, first time)
@@ -189,7 +196,8 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
       tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 1));
       tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 2));
       const float m_new = fmaxf(m[i], tile_max[i]);
-      // A row that has seen no visible key yet keeps m = -inf: nothing to rescale, p = 0.
+      // A row that has seen no visible key (nor a sink) keeps m = -inf: nothing to rescale,
+      // p = 0.
       corr[i] = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
       m[i] = m_new;
       l[i] *= corr[i];
@@ -253,15 +261,16 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
 
 // Entry points per storage type and head size; the host picks BQ/BK to match
 // (launch.rs, `mma_attention_tile`): (64, 64) for head_dim 64, (64, 32) for 128, (32, 16) for
-// 256, which keeps the three shared tiles under the 48 KiB of static shared memory.
+// 256, which keeps the three shared tiles under the 48 KiB of static shared memory. `sinks` is
+// null or `heads` floats.
 #define PAGED_ATTENTION_MMA(T, SUFFIX, D, BQ, BK)                                               \
   extern "C" __global__ void __launch_bounds__(BQ * 2)                                          \
       paged_attention_mma_##SUFFIX##_d##D(                                                      \
           const T* q, const T* k_cache, const T* v_cache, T* out, const uint32_t* seq_meta,    \
           const uint32_t* tables, const uint32_t* tiles, int heads, int kv_heads,             \
-          int block_size, float scale, int window, float softcap) {                             \
+          int block_size, float scale, int window, float softcap, const float* sinks) {         \
     attend_mma<T, D, BQ, BK>(q, k_cache, v_cache, out, seq_meta, tables, tiles, heads,         \
-                             kv_heads, block_size, scale, window, softcap);                     \
+                             kv_heads, block_size, scale, window, softcap, sinks);              \
   }
 
 PAGED_ATTENTION_MMA(__half, f16, 64, 64, 64)

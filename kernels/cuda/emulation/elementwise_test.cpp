@@ -1,8 +1,8 @@
 // The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
 // references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
-// both pairings, both GLU activations, the KV scatter (a slot past the cache is skipped) and the
-// row argmax (ties to the first index across threads, NaN passed over), and the fused RoPE + KV
-// write of a joined q/k/v product;
+// both pairings, every GLU activation (gpt-oss's clamped SwiGLU past its clamps), the KV
+// scatter (a slot past the cache is skipped) and the row argmax (ties to the first index across
+// threads, NaN passed over), and the fused RoPE + KV write of a joined q/k/v product;
 // RoPE, GLU and the KV write also with input rows further apart than their length (members of a
 // joined projection, read in place).
 // Launch shapes as src/backend/cuda/launch.rs makes them. Exit status: failed checks.
@@ -112,12 +112,17 @@ void rope_checks() {
     }
 }
 
-void glu_checks() {
+// One GLU entry point on gate and up values in [-amp, amp), contiguous and as the two halves of
+// a joined [rows, 2 * cols] gate/up product, against `want(gate, up)` in double precision: the
+// largest error relative to max(1, |want|).
+template <typename Kernel, typename Want>
+void glu_check(const char* name, Kernel kernel, Want want, float amp) {
   // 10 rows of 100: launch::elementwise gives 4 blocks of 256, the last one partly idle.
   const int rows = 10, cols = 100;
   const size_t n = size_t(rows) * cols;
-  const auto g = random(n, 5), u = random(n, 6);
-  // Contiguous, then as the two halves of a joined [rows, 2 * cols] gate/up product.
+  auto g = random(n, 5), u = random(n, 6);
+  for (float& v : g) v *= amp / 2;
+  for (float& v : u) v *= amp / 2;
   for (int stride : {cols, 2 * cols}) {
     std::vector<float> joined(size_t(rows) * 2 * cols);
     for (int r = 0; r < rows; ++r)
@@ -127,25 +132,39 @@ void glu_checks() {
       }
     const float* gp = stride == cols ? g.data() : joined.data();
     const float* up = stride == cols ? u.data() : joined.data() + cols;
-    std::vector<float> silu_out(n), gelu_out(n);
-    emulate_launch(4, 1, 256, [&] { glu_silu_f32(gp, up, silu_out.data(), n, cols, stride, stride); });
-    emulate_launch(4, 1, 256,
-                   [&] { glu_gelu_tanh_f32(gp, up, gelu_out.data(), n, cols, stride, stride); });
-    double err_silu = 0, err_gelu = 0;
+    std::vector<float> out(n);
+    emulate_launch(4, 1, 256, [&] { kernel(gp, up, out.data(), n, cols, stride, stride); });
+    double err = 0;
     for (size_t i = 0; i < n; ++i) {
-      const double x = g[i];
-      const double silu = x / (1.0 + std::exp(-x));
-      const double gelu = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-      err_silu = std::max(err_silu, std::fabs(silu_out[i] - silu * u[i]));
-      err_gelu = std::max(err_gelu, std::fabs(gelu_out[i] - gelu * u[i]));
+      const double w = want(double(g[i]), double(u[i]));
+      err = std::max(err, std::fabs(out[i] - w) / std::max(1.0, std::fabs(w)));
     }
-    const char* how = stride == cols ? "contiguous" : "halves of a joined product";
-    char what[80];
-    std::snprintf(what, sizeof what, "glu silu f32, %s", how);
-    expect(what, err_silu, 1e-5);
-    std::snprintf(what, sizeof what, "glu gelu_tanh f32, %s", how);
-    expect(what, err_gelu, 1e-5);
+    char what[96];
+    std::snprintf(what, sizeof what, "%s f32, %s", name,
+                  stride == cols ? "contiguous" : "halves of a joined product");
+    expect(what, err, 1e-5);
   }
+}
+
+void glu_checks() {
+  glu_check(
+      "glu silu", glu_silu_f32, [](double g, double u) { return g / (1.0 + std::exp(-g)) * u; },
+      2.0f);
+  glu_check(
+      "glu gelu_tanh", glu_gelu_tanh_f32,
+      [](double g, double u) {
+        return 0.5 * g * (1.0 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * u;
+      },
+      2.0f);
+  // gpt-oss's clamped SwiGLU, on values past its clamp (gate above 7, up beyond ±7).
+  glu_check(
+      "glu swiglu_oai", glu_swiglu_oai_f32,
+      [](double g, double u) {
+        g = std::min(g, 7.0);
+        u = std::clamp(u, -7.0, 7.0);
+        return g / (1.0 + std::exp(-1.702 * g)) * (u + 1.0);
+      },
+      10.0f);
 }
 
 void kv_write_checks() {

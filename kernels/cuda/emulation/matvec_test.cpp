@@ -1,9 +1,10 @@
 // The skinny decode product (matvec.cu) on CPU threads (warp_emulation.h) against a plain
-// reference: every row count it takes (1 to 8, on the 1, 2, 4 and 8-row instances), both
-// storage types, with and without a bias, x as it is, the GLU of two row sets (SiLU and GELU)
-// or the RMSNorm of x (+ a residual, the sum written out; 1 and 2 rows), on shapes that leave the last warp's columns and the last 16-byte sweep of each row
-// partly empty, rows long enough for whole trips of several sweeps before the last ones, and
-// with input rows further apart than their length. Launch shape as launch::matvec makes it.
+// reference: every row count it takes (1 to 8, on the 1, 2, 4 and 8-row instances), both storage
+// types, with and without a bias, x as it is, the GLU of two row sets (SiLU, GELU and gpt-oss's
+// clamped SwiGLU, past its clamps) or the RMSNorm of x (+ a residual, the sum written out; 1 and 2
+// rows), on shapes that leave the last warp's columns and the last 16-byte sweep of each row partly
+// empty, rows long enough for whole trips of several sweeps before the last ones, and with input
+// rows further apart than their length. Launch shape as launch::matvec makes it.
 // The q/k/v product finished by RoPE and the KV write (RopeKvOut) against the product then
 // rope_kv_write.cu, bit for bit. Exit status: failed checks.
 #include "warp_emulation.h"
@@ -66,10 +67,12 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
   for (auto& v : b) v = from_f32<T>(u(rng));
   for (auto& v : g) v = from_f32<T>(1.0f + 0.5f * u(rng));
   for (auto& v : res) v = from_f32<T>(u(rng));
+  // The clamped SwiGLU's gate and up also past its clamp (±7).
+  const float amp = In == GLU_SWIGLU_OAI ? 10.0f : 1.0f;
   for (int r = 0; r < s.rows; ++r) {
     for (int i = 0; i < s.k; ++i) {
-      x[size_t(r) * s.x_stride + i] = from_f32<T>(2 * u(rng));
-      up[size_t(r) * s.x_stride + i] = from_f32<T>(u(rng));
+      x[size_t(r) * s.x_stride + i] = from_f32<T>(2 * amp * u(rng));
+      up[size_t(r) * s.x_stride + i] = from_f32<T>(amp * u(rng));
     }
   }
   // Sentinels past the outputs: a store out of bounds shows.
@@ -91,6 +94,7 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
         const float a = In == GLU_SILU ? silu(xi) : gelu_tanh(xi);
         xi = to_f32(from_f32<T>(a * to_f32(up[at])));  // rounded as glu.cu leaves it
       }
+      if (In == GLU_SWIGLU_OAI) xi = to_f32(from_f32<T>(swiglu_oai(xi, to_f32(up[at]))));
       if (In == ADD_NORM) {
         const T sumi = from_f32<T>(xi + to_f32(res[size_t(r) * s.k + i]));  // as stored
         sums_ok &= to_f32(sum[size_t(r) * s.k + i]) == to_f32(sumi);
@@ -223,6 +227,7 @@ template <typename T> void all_inputs(const char* type, double tol) {
   checks<T, PLAIN>(type, "x", tol);
   checks<T, GLU_SILU>(type, "glu silu", tol);
   checks<T, GLU_GELU>(type, "glu gelu", tol);
+  checks<T, GLU_SWIGLU_OAI>(type, "glu swiglu_oai", tol);
   checks<T, NORM>(type, "rms_norm", tol);
   checks<T, ADD_NORM>(type, "add_rms_norm", tol);
   rope_kv_checks<T, PLAIN>(type, "x");

@@ -4,7 +4,8 @@
 // The tensor-core kernel (paged_attention_mma.cu) at every head size it is instantiated for in
 // bf16 and f16; the simple one (paged_attention.cu) in f32 at a head size the tensor-core kernel
 // has no instance for, and in bf16 on the window/softcap case; and the simple one's key ranges
-// (long-context decode) with their combination. Exit status: failed cases.
+// (long-context decode) with their combination. Each also with attention sinks (gpt-oss: a
+// logit per head in every softmax, with no value). Exit status: failed cases.
 #include "warp_emulation.h"
 
 #include "../paged_attention.cu"
@@ -18,7 +19,7 @@ namespace {
 
 template <typename T>
 using Kernel = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
-                        const uint32_t*, int, int, int, float, int, float);
+                        const uint32_t*, int, int, int, float, int, float, const float*);
 
 struct Seq {
   int q_len, start;  // new query rows, tokens already cached before them
@@ -28,6 +29,7 @@ struct Case {
   std::vector<Seq> seqs;
   int heads, kv_heads, window;
   float softcap;
+  bool sinks = false;  // a sink logit per head, else none (a null pointer to the kernels)
 };
 
 constexpr int BLOCK_SIZE = 16;
@@ -35,12 +37,12 @@ constexpr int BLOCK_SIZE = 16;
 // Largest |kernel - reference| over the largest |reference| (1 at least).
 template <typename T>
 using Simple = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
-                        const uint32_t*, int, int, int, int, float, int, float);
+                        const uint32_t*, int, int, int, int, float, int, float, const float*);
 
 template <typename T>
 using Split = void (*)(const T*, const T*, const T*, float*, float*, T*, unsigned*,
                        const uint32_t*, const uint32_t*, const uint32_t*, int, int, int, int,
-                       float, int, float, int);
+                       float, int, float, const float*, int);
 
 // Which kernel a run launches: the tensor-core one over tiles of `tile_rows`, the simple one
 // (one block of 128 threads per row and head), or with `split_keys`, the simple one's key
@@ -85,6 +87,12 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
   std::vector<T> q((size_t)q_start * heads * D), out(q.size(), T(1e4f));
   for (T& v : q) v = T(uniform(rng));
   const float scale = 1.0f / std::sqrt(float(D));
+  // Sinks spread over [-1, 5): from below every score to the weight of ~150 keys at the top
+  // score, so they matter at short and long contexts alike.
+  std::vector<float> sink_values;
+  if (c.sinks)
+    for (int h = 0; h < heads; ++h) sink_values.push_back(2.0f + 3.0f * uniform(rng));
+  const float* sinks = c.sinks ? sink_values.data() : nullptr;
   if (launch.split_keys > 0) {
     // As the host: ranges cover the most keys a row sees (its context, or its window).
     int longest = 0;
@@ -104,7 +112,7 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
           [&] {
             launch.split(q.data(), k_cache.data(), v_cache.data(), ml.data(), acc.data(),
                          out.data(), arrivals.data(), row_seq.data(), meta.data(), tables.data(),
-                         heads, kvh_n, D, BLOCK_SIZE, scale, c.window, c.softcap,
+                         heads, kvh_n, D, BLOCK_SIZE, scale, c.window, c.softcap, sinks,
                          launch.split_keys);
           },
           splits);
@@ -119,13 +127,13 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
     emulate_launch(q_start, heads, 128, [&] {
       launch.simple(q.data(), k_cache.data(), v_cache.data(), out.data(), row_seq.data(),
                     meta.data(), tables.data(), heads, kvh_n, D, BLOCK_SIZE, scale, c.window,
-                    c.softcap);
+                    c.softcap, sinks);
     });
   } else {
     emulate_launch(tiles.size() / 3, heads, tile_rows * 2, [&] {
       launch.mma(q.data(), k_cache.data(), v_cache.data(), out.data(), meta.data(),
                  tables.data(), tiles.data(), heads, kvh_n, BLOCK_SIZE, scale, c.window,
-                 c.softcap);
+                 c.softcap, sinks);
     });
   }
 
@@ -152,8 +160,10 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
           keys.push_back(key);
           p.push_back(dot);
         }
-        const double m = *std::max_element(p.begin(), p.end());
-        double l = 0.0;
+        // The sink joins the max and the sum, never the output.
+        double m = *std::max_element(p.begin(), p.end());
+        if (sinks) m = std::max(m, double(sinks[h]));
+        double l = sinks ? std::exp(sinks[h] - m) : 0.0;
         for (double& v : p) l += (v = std::exp(v - m));
         for (int d = 0; d < D; ++d) {
           double want = 0.0;
@@ -200,10 +210,11 @@ int tile_rows(int head_dim) { return head_dim == 256 ? 32 : 64; }
 
 // P is rounded to T before P·V on tensor cores (bf16: 8 bits of mantissa); the tolerances are
 // tight enough that one key too many or too few in a row's softmax (~1/context) fails.
-int report(const char* kernel, const char* type, size_t index, int d, double err, double tol) {
+int report(const char* kernel, const char* type, const Case& c, size_t index, int d, double err,
+           double tol) {
   const bool ok = err < tol;
-  std::printf("case %zu %s %s head_dim %d: relative error %.5f %s\n", index, kernel, type, d, err,
-              ok ? "ok" : "FAILED");
+  std::printf("case %zu %s %s head_dim %d%s: relative error %.5f %s\n", index, kernel, type, d,
+              c.sinks ? " sinks" : "", err, ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
 }
 
@@ -211,7 +222,8 @@ template <typename T> int check_mma(const Case& c, size_t index) {
   int failures = 0;
   for (int d : {64, 128, 256}) {
     const double err = run<T>(c, d, {Instances<T>::mma(d), tile_rows(d), nullptr});
-    failures += report("tensor-core", Instances<T>::name, index, d, err, Instances<T>::tolerance);
+    failures +=
+        report("tensor-core", Instances<T>::name, c, index, d, err, Instances<T>::tolerance);
   }
   return failures;
 }
@@ -220,7 +232,7 @@ template <typename T> int check_mma(const Case& c, size_t index) {
 // key tile): a head size the tensor-core kernel lacks, in f32 everywhere.
 template <typename T> int check_simple(const Case& c, size_t index, int d) {
   const double err = run<T>(c, d, {nullptr, 0, Instances<T>::simple});
-  return report("simple", Instances<T>::name, index, d, err, Instances<T>::tolerance);
+  return report("simple", Instances<T>::name, c, index, d, err, Instances<T>::tolerance);
 }
 
 // The simple kernel's keys cut into ranges of `split_keys` (launch::attention_key_splits):
@@ -231,7 +243,7 @@ template <typename T> int check_split(const Case& c, size_t index, int d, int sp
       run<T>(c, d, {nullptr, 0, nullptr, split_keys, Instances<T>::split});
   char kernel[48];
   std::snprintf(kernel, sizeof kernel, "split by %d keys", split_keys);
-  return report(kernel, Instances<T>::name, index, d, err, Instances<T>::tolerance);
+  return report(kernel, Instances<T>::name, c, index, d, err, Instances<T>::tolerance);
 }
 
 }  // namespace
@@ -248,6 +260,11 @@ int main() {
       {{{65, 3}, {33, 45}}, 4, 2, 0, 0.0f},
       // A window shorter than the chunk: early key steps are masked for the later rows.
       {{{33, 45}}, 2, 1, 40, 0.0f},
+      // Sinks (gpt-oss): a prompt beside a decode token; a window shorter than the chunk (rows
+      // that see none of a key step keep the sink as their max); window and softcap.
+      {{{150, 0}, {1, 300}}, 8, 2, 0, 0.0f, true},
+      {{{33, 45}}, 2, 1, 40, 0.0f, true},
+      {{{70, 10}, {1, 200}}, 4, 1, 32, 50.0f, true},
   };
   int failures = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -264,6 +281,9 @@ int main() {
   failures += check_split<float>(cases[0], 0, 80, 100);
   failures += check_split<float>(cases[2], 2, 80, 16);
   failures += check_split<__nv_bfloat16>(cases[2], 2, 256, 20);
+  // ... with sinks, which join each (row, head)'s combination once, not once per range.
+  failures += check_split<float>(cases[5], 5, 80, 100);
+  failures += check_split<__nv_bfloat16>(cases[7], 7, 256, 20);
   std::printf("%s\n", failures == 0 ? "all cases match" : "FAILURES");
   return failures;
 }

@@ -164,6 +164,23 @@ impl CudaBackend {
         Ok((rope, target))
     }
 
+    /// The attention sinks on the device, one per query head (else an error), uploaded once per
+    /// distinct set: a model's layers each have theirs, the same on every forward pass.
+    fn sinks(&self, params: &AttentionParams) -> Result<Option<Tensor>> {
+        let Some(sinks) = &params.sinks else {
+            return Ok(None);
+        };
+        if sinks.len() != params.num_heads {
+            return Err(CudaError::Launch(format!(
+                "attention: {} sinks for {} heads",
+                sinks.len(),
+                params.num_heads
+            ))
+            .into());
+        }
+        Ok(Some(self.uploads.f32s(&self.device, sinks)?))
+    }
+
     /// KV slots on the device, each checked against the cache's `num_slots`.
     fn slots(&self, slots: &[u32], num_slots: usize) -> Result<Tensor> {
         if let Some(&bad) = slots.iter().find(|&&s| s as usize >= num_slots) {
@@ -359,6 +376,7 @@ impl Backend for CudaBackend {
             ))
             .into());
         }
+        let sinks = self.sinks(params)?;
         let tokens = q.dims().first().copied().unwrap_or(0);
         let mut packed = pack(seqs, tokens, block_size, spec.num_blocks)?;
         if let Some(rows) = self.mma_tile_rows(params.head_dim, seqs) {
@@ -387,12 +405,13 @@ impl Backend for CudaBackend {
             } else {
                 (1, visible.max(1))
             },
+            sinks,
         };
         self.kernels.paged_attention(q, kc, vc, &batch, &args)
     }
 
     fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-        self.kernels.glu(gate, up, act == Activation::GeluTanh)
+        self.kernels.glu(gate, up, act)
     }
 
     fn glu_linear(
@@ -526,11 +545,9 @@ impl Backend for CudaBackend {
             ))
             .into());
         }
-        let w = self
-            .uploads
-            .f32s(&self.device, weights)?
-            .reshape((rows.len(), 1))?
-            .to_dtype(x.dtype())?;
+        // Uploaded each call, not through `UploadCache::f32s`: routing weights differ on every
+        // step, and that cache keeps each distinct content for good.
+        let w = Tensor::from_slice(weights, (rows.len(), 1), &self.device)?.to_dtype(x.dtype())?;
         let scaled = x.broadcast_mul(&w)?;
         Ok(acc.index_add(&self.ids("expert rows", rows)?, &scaled, 0)?)
     }

@@ -10,12 +10,12 @@ use super::tensors::{
     alloc_out, config, rows_view, view, with_contiguous_rows, with_kernel_dtype, wrap, KernelDType,
 };
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaModule, CudaSlice, LaunchArgs, PushKernelArg,
+    CudaFunction, CudaModule, CudaSlice, CudaView, LaunchArgs, PushKernelArg,
 };
 use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, StorageRef, Tensor};
 use candor_kernels::cuda_ptx::{pick_arch, pick_cubin, PtxModule, MODULES};
-use candor_models::backend::RopeStyle;
+use candor_models::backend::{Activation, RopeStyle};
 use candor_models::error::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,6 +66,15 @@ pub struct RopeArgs {
     pub mscale: f32,
 }
 
+/// glu.cu's entry point for `act`, before the dtype suffix.
+fn glu_name(act: Activation) -> &'static str {
+    match act {
+        Activation::Silu => "glu_silu",
+        Activation::GeluTanh => "glu_gelu_tanh",
+        Activation::SwigluOai => "glu_swiglu_oai",
+    }
+}
+
 /// Static shape of one attention call.
 pub struct AttentionArgs {
     pub heads: usize,
@@ -78,6 +87,27 @@ pub struct AttentionArgs {
     /// Key ranges per row of the simple kernel and keys per range
     /// (`launch::attention_key_splits`); 1 range: one pass.
     pub key_ranges: (usize, usize),
+    /// The heads' sink logits (`AttentionParams::sinks`), f32 on the device, one per query
+    /// head (checked by `paged_attention`); None: no sinks.
+    pub sinks: Option<Tensor>,
+}
+
+/// The null device pointer: what the attention kernels read as "no sinks".
+const NO_SINKS: u64 = 0;
+
+/// The sinks as a kernel argument (None: none), from their read-locked storage.
+fn sinks_view<'a>(
+    locked: &'a Option<(StorageRef<'a>, &'a Layout)>,
+) -> Result<Option<CudaView<'a, f32>>> {
+    locked.as_ref().map(|(s, l)| view::<f32>(s, l)).transpose()
+}
+
+/// Push the attention kernels' `sinks` argument: the device array, or null.
+fn push_sinks<'a>(b: &mut LaunchArgs<'a>, sinks: &'a Option<CudaView<'a, f32>>) {
+    match sinks {
+        Some(v) => b.arg(v),
+        None => b.arg(&NO_SINKS),
+    };
 }
 
 /// `AttentionArgs` as the `int`/`float` parameters both attention kernels declare.
@@ -95,7 +125,8 @@ struct AttentionScalars {
 
 impl AttentionScalars {
     /// The parameters both simple kernels (paged_attention.cu) take after the batch metadata:
-    /// heads, KV heads, head_dim, block size, scale, window, softcap.
+    /// heads, KV heads, head_dim, block size, scale, window, softcap (then the sinks:
+    /// `push_sinks`).
     fn push_simple<'a>(&'a self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.heads)
             .arg(&self.kv_heads)
@@ -363,12 +394,13 @@ impl Kernels {
         Ok(wrap(out, &self.dev, &dims))
     }
 
-    /// `act(gate) * up` with act = SiLU (`gelu` false) or GELU-tanh.
-    pub fn glu(&self, gate: &Tensor, up: &Tensor, gelu: bool) -> Result<Tensor> {
-        with_kernel_dtype!(gate.dtype(), T, { self.glu_t::<T>(gate, up, gelu) })
+    /// The gated linear unit `act(gate, up)`: SiLU or GELU-tanh of gate times up, or gpt-oss's
+    /// clamped SwiGLU.
+    pub fn glu(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        with_kernel_dtype!(gate.dtype(), T, { self.glu_t::<T>(gate, up, act) })
     }
 
-    fn glu_t<T: KernelDType>(&self, gate: &Tensor, up: &Tensor, gelu: bool) -> Result<Tensor> {
+    fn glu_t<T: KernelDType>(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
         if gate.dims() != up.dims() || gate.dtype() != up.dtype() {
             return Err(CudaError::Launch(format!(
                 "glu: gate {:?} and up {:?}",
@@ -386,8 +418,7 @@ impl Kernels {
         let (us, ul) = u.storage_and_layout();
         let ((gv, g_rows), (uv, u_rows)) = (rows_view::<T>(&gs, gl)?, rows_view::<T>(&us, ul)?);
         let mut out = alloc_out::<T>(&self.dev, n)?;
-        let name = if gelu { "glu_gelu_tanh" } else { "glu_silu" };
-        let f = self.func("glu", &format!("{name}_{}", T::SUFFIX))?;
+        let f = self.func("glu", &format!("{}_{}", glu_name(act), T::SUFFIX))?;
         let n64 = n as u64;
         let cols = as_i32(g_rows.row, "glu columns")?;
         let gate_stride = as_i32(g_rows.stride, "glu gate stride")?;
@@ -522,6 +553,17 @@ impl Kernels {
             ))
             .into());
         }
+        if let Some(sinks) = &a.sinks {
+            if sinks.elem_count() != a.heads || sinks.dtype() != DType::F32 {
+                return Err(CudaError::Launch(format!(
+                    "attention: {} {:?} sinks for {} heads",
+                    sinks.elem_count(),
+                    sinks.dtype(),
+                    a.heads
+                ))
+                .into());
+            }
+        }
         let shape = [tokens, row];
         if tokens == 0 {
             return Ok(q.reshape(&shape[..])?);
@@ -549,6 +591,8 @@ impl Kernels {
         let (kc, vc) = (k_cache.as_cuda_slice::<T>()?, v_cache.as_cuda_slice::<T>()?);
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
         let s = a.scalars()?;
+        let sinks_locked = a.sinks.as_ref().map(Tensor::storage_and_layout);
+        let sinks = sinks_view(&sinks_locked)?;
         let stream = self.dev.cuda_stream();
         if ranges == 1 {
             let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
@@ -561,8 +605,10 @@ impl Kernels {
                 .arg(&mv)
                 .arg(&tv);
             s.push_simple(&mut b);
+            push_sinks(&mut b, &sinks);
             // SAFETY: argument types and order match paged_attention_<T>; every index the
-            // kernel forms was validated by block_table::pack against the cache's size.
+            // kernel forms was validated by block_table::pack against the cache's size; the
+            // sinks (null, or one per head) were checked by `paged_attention`.
             unsafe { b.launch(cfg) }.map_err(launch_err)?;
             return Ok(wrap(out, &self.dev, &shape));
         }
@@ -592,6 +638,7 @@ impl Kernels {
             .arg(&mv)
             .arg(&tv);
         s.push_simple(&mut b);
+        push_sinks(&mut b, &sinks);
         b.arg(&keys_i);
         // SAFETY: argument types and order match paged_attention_split_<T>; indices as the
         // one-pass kernel's, validated by block_table::pack; partials sized for the grid; the
@@ -647,6 +694,8 @@ impl Kernels {
             self.dev.alloc_zeros::<T>(tokens * row)?
         };
         let s = a.scalars()?;
+        let sinks_locked = a.sinks.as_ref().map(Tensor::storage_and_layout);
+        let sinks = sinks_view(&sinks_locked)?;
         let name = format!("paged_attention_mma_{}_d{}", T::SUFFIX, a.head_dim);
         let f = self.func("paged_attention_mma", &name)?;
         let stream = self.dev.cuda_stream();
@@ -664,6 +713,7 @@ impl Kernels {
             .arg(&a.scale)
             .arg(&s.window)
             .arg(&s.softcap);
+        push_sinks(&mut b, &sinks);
         // SAFETY: argument types and order match paged_attention_mma_<T>_d<D>; the tiles come
         // from block_table::query_tiles over sequences block_table::pack validated against the
         // cache, and the launch's block size is the one the instance was compiled for.

@@ -14,7 +14,7 @@ use candor_models::backend::{Activation, QkvHeads, RopeStyle};
 use candor_models::error::Result;
 
 /// The rows a product reads, `[rows, k]`, each row contiguous (rows at any stride where the
-/// kernel reads them in place): `x` as it is; `act(gate) * up`; or `x` (+ `residual`)
+/// kernel reads them in place): `x` as it is; the GLU `act(gate, up)`; or `x` (+ `residual`)
 /// normalized by `weight`. Computed as they are read, rounded to the activation dtype where the
 /// GLU and RMSNorm kernels round.
 #[derive(Clone, Copy)]
@@ -94,6 +94,10 @@ impl MatvecInput<'_> {
                 act: Activation::GeluTanh,
                 ..
             } => "matvec_glu_gelu_tanh",
+            MatvecInput::Glu {
+                act: Activation::SwigluOai,
+                ..
+            } => "matvec_glu_swiglu_oai",
             MatvecInput::RmsNorm { residual: None, .. } => "matvec_rms_norm",
             MatvecInput::RmsNorm {
                 residual: Some(_), ..
