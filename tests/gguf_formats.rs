@@ -3,12 +3,14 @@
 //! logits exactly, the other types within their rounding.
 mod common;
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candor::backend::cpu::KvDtype;
 use candor::engine::load::cpu_runner;
 use candor_models::loader::open_model;
+use candor_models::weights::mxfp4;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use std::collections::HashMap;
@@ -93,6 +95,60 @@ fn write_gguf(arch: &str, path: &Path, dtype: GgmlDType) {
 enum Experts {
     Stacked,
     Apart,
+    /// Stacked, the expert matrices in MXFP4 (gpt-oss GGUFs).
+    Mxfp4,
+    /// Stacked, the expert matrices holding what MXFP4 rounds them to (in the type asked).
+    Mxfp4Rounded,
+}
+
+/// An MXFP4 tensor to write: its name, shape and ggml blocks.
+type Mxfp4Tensor = (String, Vec<usize>, Vec<u8>);
+
+/// The values of `t` rounded as MXFP4 stores them, and its MXFP4 blocks.
+fn mxfp4_of(t: &Tensor) -> (Tensor, Vec<u8>) {
+    let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let blocks = mxfp4::quantize_ggml(&values);
+    let rounded = Tensor::from_vec(mxfp4::dequantize_ggml(&blocks), t.dims(), &Device::Cpu);
+    (rounded.unwrap(), blocks)
+}
+
+/// Writes a GGUF holding `mxfp4` tensors: candle's writer has no MXFP4, so each goes in as an
+/// F16 tensor of the same bytes (`[.., rows / 2, cols / 32 · 17]`), and its info is then
+/// patched to ggml type 39 and its real two inner dimensions.
+fn write_file_with_mxfp4(
+    path: &Path,
+    arch: &str,
+    md: Vec<(&str, Value)>,
+    tensors: &mut Vec<(String, QTensor)>,
+    mxfp4: Vec<Mxfp4Tensor>,
+) {
+    for (name, shape, blocks) in &mxfp4 {
+        let mut carrier = shape.clone();
+        let (cols, rows) = (carrier.pop().unwrap(), carrier.pop().unwrap());
+        carrier.extend([rows / 2, cols / 32 * 17]);
+        let q = qtensor_from_ggml(GgmlDType::F16, blocks, carrier, &Device::Cpu).unwrap();
+        tensors.push((name.clone(), q));
+    }
+    write_file(path, arch, md, tensors);
+    let mut bytes = std::fs::read(path).unwrap();
+    for (name, shape, _) in &mxfp4 {
+        // The info: name (u64 length + bytes), u32 dims, u64 dims innermost first, u32 type.
+        let mut key = (name.len() as u64).to_le_bytes().to_vec();
+        key.extend_from_slice(name.as_bytes());
+        let at = bytes
+            .windows(key.len())
+            .position(|w| w == key.as_slice())
+            .unwrap()
+            + key.len();
+        assert_eq!(bytes[at..at + 4], (shape.len() as u32).to_le_bytes());
+        let (cols, rows) = (shape[shape.len() - 1] as u64, shape[shape.len() - 2] as u64);
+        bytes[at + 4..at + 12].copy_from_slice(&cols.to_le_bytes());
+        bytes[at + 12..at + 20].copy_from_slice(&rows.to_le_bytes());
+        let ty = at + 4 + 8 * shape.len();
+        assert_eq!(bytes[ty..ty + 4], 1u32.to_le_bytes(), "an F16 carrier");
+        bytes[ty..ty + 4].copy_from_slice(&39u32.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// llama.cpp's name of a Gemma (or OLMo 2) layer norm (HF's `post_attention_layernorm` is
@@ -221,21 +277,33 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
+    let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
         if let Some(parts) = gpt_oss_tensors(name, t).filter(|_| arch == "gpt-oss") {
             for (gguf, t, quantized) in parts {
-                let ty = if quantized { dtype } else { GgmlDType::F32 };
-                q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+                match (quantized, experts) {
+                    (true, Experts::Mxfp4) => {
+                        mxfp4_tensors.push((gguf, t.dims().to_vec(), mxfp4_of(&t).1));
+                    }
+                    (true, Experts::Mxfp4Rounded) => {
+                        let rounded = mxfp4_of(&t).0;
+                        q.push((gguf, QTensor::quantize(&rounded, dtype).unwrap()));
+                    }
+                    _ => {
+                        let ty = if quantized { dtype } else { GgmlDType::F32 };
+                        q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+                    }
+                }
             }
             continue;
         }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
-                Experts::Stacked => stacks.entry((l, proj)).or_default().push((e, t.clone())),
                 Experts::Apart => q.push((
                     format!("blk.{l}.ffn_{proj}.{e}.weight"),
                     QTensor::quantize(t, dtype).unwrap(),
                 )),
+                _ => stacks.entry((l, proj)).or_default().push((e, t.clone())),
             }
             continue;
         }
@@ -384,7 +452,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     .into_iter()
     .chain(extra)
     .collect();
-    write_file(path, arch, md, &q);
+    write_file_with_mxfp4(path, arch, md, &mut q, mxfp4_tensors);
 }
 
 /// The tiny model in `fixture`, written as an `arch` GGUF (experts held as `experts` says),
@@ -447,6 +515,115 @@ fn gemma2_loads_from_gguf() {
 #[test]
 fn gpt_oss_loads_from_gguf() {
     gguf_matches_checkout("gpt_oss", "gpt-oss", Experts::Stacked, 0.3);
+}
+
+/// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), read as the Q8_0
+/// blocks they are exactly. Dequantized at load, the logits of a GGUF holding the same rounded
+/// values in F32 (1e-4). Through the Q8_0 kernels (8-bit activations) no further from them
+/// than a Q8_0 GGUF of those values is: this tiny model's routers sit near ties that the
+/// activations' rounding tips, so that distance is large (~3), and the only fair bound.
+#[test]
+fn gpt_oss_mxfp4_experts_load_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (mx, rounded, q8) = (path("mxfp4.gguf"), path("rounded.gguf"), path("q8.gguf"));
+    write_gguf_of("gpt_oss", "gpt-oss", &mx, GgmlDType::F32, Experts::Mxfp4);
+    write_gguf_of(
+        "gpt_oss",
+        "gpt-oss",
+        &rounded,
+        GgmlDType::F32,
+        Experts::Mxfp4Rounded,
+    );
+    write_gguf_of(
+        "gpt_oss",
+        "gpt-oss",
+        &q8,
+        GgmlDType::Q8_0,
+        Experts::Mxfp4Rounded,
+    );
+    let reference = logits(&rounded);
+    let exact = max_abs_diff(&logits_of(&mx, true), &reference);
+    assert!(exact < 1e-4, "MXFP4 dequantized: logits differ by {exact}");
+    let q8_0 = max_abs_diff(&logits(&q8), &reference);
+    let kernels = max_abs_diff(&logits(&mx), &reference);
+    assert!(
+        kernels <= 1.5 * q8_0 + 0.05,
+        "MXFP4 as Q8_0: logits differ by {kernels}, a Q8_0 GGUF by {q8_0}"
+    );
+    // The rounding is real: the checkout's own logits are further off.
+    let checkout = logits(&fixtures().join("tiny/gpt_oss"));
+    assert!(max_abs_diff(&checkout, &reference) > 10.0 * exact.max(1e-6));
+}
+
+/// The tiny gpt-oss as OpenAI's own checkpoints store it: each expert stack transposed to
+/// `[experts, out, in]` and kept as MXFP4 codes and scales (`{stack}_blocks`, `{stack}_scales`,
+/// u8; byte j of a block holding elements 2j and 2j + 1), the rest as it is.
+fn write_mxfp4_checkout(dir: &Path) {
+    let src = fixtures().join("tiny/gpt_oss");
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut out = HashMap::new();
+    for (name, t) in tensors {
+        if !(name.ends_with("experts.gate_up_proj") || name.ends_with("experts.down_proj")) {
+            out.insert(name, t);
+            continue;
+        }
+        let t = t.transpose(1, 2).unwrap().contiguous().unwrap();
+        let (experts, rows, cols) = t.dims3().unwrap();
+        let blocks = mxfp4_of(&t).1;
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
+        for b in blocks.chunks_exact(mxfp4::GGML_BLOCK_BYTES) {
+            scales.push(b[0]);
+            let nib = |i: usize| match i < 16 {
+                true => b[1 + i] & 0x0f,
+                false => b[1 + i - 16] >> 4,
+            };
+            codes.extend((0..16).map(|j| nib(2 * j) | (nib(2 * j + 1) << 4)));
+        }
+        let nb = cols / 32;
+        let u8s = |v: Vec<u8>, shape: &[usize]| Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+        out.insert(
+            format!("{name}_blocks"),
+            u8s(codes, &[experts, rows, nb, 16]),
+        );
+        out.insert(format!("{name}_scales"), u8s(scales, &[experts, rows, nb]));
+    }
+    candle_core::safetensors::save(&out, dir.join("model.safetensors")).unwrap();
+}
+
+/// OpenAI's MXFP4 checkpoint layout loads as exactly the values llama.cpp's MXFP4 GGUF holds:
+/// dequantized, the logits of the rounded values (1e-4); through the kernels, the MXFP4 GGUF's
+/// logits (the same Q8_0 blocks, every other weight the same).
+#[test]
+fn gpt_oss_mxfp4_checkout_loads_like_its_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = dir.path().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    write_mxfp4_checkout(&checkout);
+    let (mx, rounded) = (
+        dir.path().join("mxfp4.gguf"),
+        dir.path().join("rounded.gguf"),
+    );
+    write_gguf_of("gpt_oss", "gpt-oss", &mx, GgmlDType::F32, Experts::Mxfp4);
+    write_gguf_of(
+        "gpt_oss",
+        "gpt-oss",
+        &rounded,
+        GgmlDType::F32,
+        Experts::Mxfp4Rounded,
+    );
+    let exact = max_abs_diff(&logits_of(&checkout, true), &logits(&rounded));
+    assert!(
+        exact < 1e-4,
+        "MXFP4 checkout dequantized: logits differ by {exact}"
+    );
+    let blocks = max_abs_diff(&logits(&checkout), &logits(&mx));
+    assert!(
+        blocks < 1e-4,
+        "MXFP4 checkout and GGUF: logits differ by {blocks}"
+    );
 }
 
 /// OLMo 2 (norms after attention and the FFN only, q/k norms over whole projections) as

@@ -122,7 +122,7 @@ fn half_weights_in_16_bits_match_the_same_values_in_f32() {
         // The checkout's matrices reach the backend in their 16 bits, not widened on load.
         use candor_models::weights::safetensors::SafetensorsDir;
         use candor_models::weights::{names::HfNormNaming, HostWeight, WeightSource};
-        let dir = SafetensorsDir::open(half_dir.path(), HfNormNaming::Gemma).unwrap();
+        let dir = SafetensorsDir::open(half_dir.path(), HfNormNaming::Gemma, false).unwrap();
         match dir.get("blk.0.attn_q.weight").unwrap() {
             Some(HostWeight::Dense { tensor, .. }) => assert_eq!(tensor.dtype(), dtype),
             other => panic!("{dtype:?}: q weight read as {other:?}"),

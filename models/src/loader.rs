@@ -43,7 +43,8 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 /// Open `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.
-/// `dequantize` turns every GGUF weight into f32 (the reference path).
+/// `dequantize` turns every quantized weight (GGUF blocks, a checkout's MXFP4 experts) into
+/// f32 (the reference path).
 pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|source| ModelError::Io {
@@ -70,7 +71,7 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 }
             }
         }
-        let source = SafetensorsDir::open(path, hf_norm_naming(spec.arch))?;
+        let source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?;
         return Ok(OpenedModel {
             path: path.to_path_buf(),
             format: ModelFormat::Safetensors,

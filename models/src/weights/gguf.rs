@@ -1,6 +1,7 @@
-//! GGUF v2/v3 files: header and metadata through candle's reader, tensor data from a memory map:
-//! the types the CPU kernels read in place are copied once into a huge-page arena (`arena`), the
-//! rest into each weight's own storage; the map is dropped when loading ends.
+//! GGUF v1-v3 files: header and metadata (`gguf_header`), tensor data from a memory map: the
+//! types the CPU kernels read in place are copied once into a huge-page arena (`arena`), the
+//! rest into each weight's own storage (MXFP4 as the Q8_0 blocks it is exactly, `mxfp4`); the
+//! map is dropped when loading ends.
 use super::arena::{Arena, Placement};
 use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
@@ -12,6 +13,8 @@ const MAPPED_TYPES: [GgmlDType; 4] = [
     GgmlDType::Q4K,
     GgmlDType::Q6K,
 ];
+use super::gguf_header::{self, Mxfp4Info};
+use super::mxfp4;
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::Device;
@@ -23,6 +26,8 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
+    /// The MXFP4 tensors (candle has no block type for them), read as Q8_0.
+    mxfp4: HashMap<String, Mxfp4Info>,
     /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
     /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
     /// vocabulary they are ~25 MB of `Value`s that would otherwise stay resident while the
@@ -37,8 +42,6 @@ pub struct GgufFile {
     pub dequantize: bool,
 }
 
-const GGUF_MAGIC: &[u8; 4] = b"GGUF";
-
 /// The tokenizer's per-token arrays: by far the largest metadata.
 const VOCABULARY_KEYS: [&str; 4] = [
     "tokenizer.ggml.tokens",
@@ -46,32 +49,6 @@ const VOCABULARY_KEYS: [&str; 4] = [
     "tokenizer.ggml.token_type",
     "tokenizer.ggml.merges",
 ];
-
-/// GGML type ids candle cannot read, by name, so errors can say which type it was.
-fn ggml_type_name(id: u32) -> &'static str {
-    match id {
-        4 => "Q4_2 (removed)",
-        5 => "Q4_3 (removed)",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        20 => "IQ4_NL",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
-        23 => "IQ4_XS",
-        24 => "I8",
-        25 => "I16",
-        26 => "I32",
-        27 => "I64",
-        28 => "F64",
-        29 => "IQ1_M",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
-        39 => "MXFP4",
-        _ => "unknown",
-    }
-}
 
 impl GgufFile {
     pub fn open(path: &Path, dequantize: bool) -> Result<Self> {
@@ -86,29 +63,12 @@ impl GgufFile {
             path: shown.clone(),
             source,
         })?;
-        if map.len() < 4 || &map[..4] != GGUF_MAGIC {
-            return Err(ModelError::BadGguf {
-                path: shown,
-                reason: "wrong magic (expected `GGUF`); not a GGUF file".into(),
-            });
-        }
-        let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| {
-            let msg = crate::error::candle_message(&e);
-            let reason = match msg
-                .strip_prefix("unknown dtype for tensor ")
-                .and_then(|n| n.trim().parse::<u32>().ok())
-            {
-                Some(id) => format!(
-                    "unsupported tensor type {} (ggml type {id})",
-                    ggml_type_name(id)
-                ),
-                None => format!("{msg} (truncated or corrupt file?)"),
-            };
-            ModelError::BadGguf {
-                path: shown.clone(),
-                reason,
-            }
+        let header = gguf_header::read(&map).map_err(|reason| ModelError::BadGguf {
+            path: shown.clone(),
+            reason,
         })?;
+        let mxfp4 = header.mxfp4;
+        let content = header.content;
         let mut content = content;
         let vocabulary: HashMap<String, Value> = VOCABULARY_KEYS
             .iter()
@@ -125,6 +85,7 @@ impl GgufFile {
             path: shown,
             map: std::sync::Arc::new(map),
             content,
+            mxfp4,
             vocabulary: std::sync::Mutex::new(vocabulary),
             vocabulary_lens,
             arena: std::sync::OnceLock::new(),
@@ -155,7 +116,7 @@ impl GgufFile {
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
-        self.content.tensor_infos.keys()
+        self.content.tensor_infos.keys().chain(self.mxfp4.keys())
     }
 
     /// Elements over all tensors (the model's parameter count).
@@ -164,6 +125,11 @@ impl GgufFile {
             .tensor_infos
             .values()
             .map(|t| t.shape.elem_count() as u64)
+            .chain(
+                self.mxfp4
+                    .values()
+                    .map(|t| t.shape.iter().product::<usize>() as u64),
+            )
             .sum()
     }
 
@@ -187,6 +153,7 @@ impl GgufFile {
             17 => "Q5_K_M",
             18 => "Q6_K",
             32 => "BF16",
+            38 => "MXFP4_MOE",
             _ => return None,
         })
     }
@@ -425,7 +392,70 @@ impl GgufFile {
     }
 }
 
+/// Bytes of `elems` values of MXFP4 blocks.
+fn mxfp4_bytes(elems: usize) -> usize {
+    elems / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES
+}
+
 impl GgufFile {
+    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`, as the Q8_0
+    /// weight they are exactly (dequantized when the file is opened so); their mapped pages
+    /// are dropped once read.
+    fn mxfp4_weight(
+        &self,
+        name: &str,
+        info: &Mxfp4Info,
+        skip: usize,
+        shape: Vec<usize>,
+    ) -> Result<HostWeight> {
+        if !shape.last().is_some_and(|c| c.is_multiple_of(mxfp4::BLOCK)) {
+            return Err(self.bad(&format!(
+                "MXFP4 tensor `{name}` of shape {shape:?}: rows are not whole blocks"
+            )));
+        }
+        let len = mxfp4_bytes(shape.iter().product());
+        let start = (self.content.tensor_data_offset + info.offset) as usize + skip;
+        let bytes = start
+            .checked_add(len)
+            .and_then(|end| self.map.get(start..end))
+            .ok_or_else(|| {
+                self.bad(&format!("tensor `{name}` extends past the end of the file"))
+            })?;
+        let q8 =
+            mxfp4::ggml_to_q8_0(bytes).map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+            GgmlDType::Q8_0,
+            &q8,
+            shape,
+            &Device::Cpu,
+        )?;
+        self.release_range(start, len);
+        self.loaded(name, q)
+    }
+
+    /// The MXFP4 tensor `name`, or expert E of a stacked one (`[experts, rows, cols]`, for a
+    /// per-expert name); None when neither is in the file.
+    fn mxfp4_get(&self, name: &str) -> Result<Option<HostWeight>> {
+        if let Some(info) = self.mxfp4.get(name) {
+            return self
+                .mxfp4_weight(name, info, 0, info.shape.clone())
+                .map(Some);
+        }
+        let Some((whole, e, info)) = self.mxfp4_expert(name) else {
+            return Ok(None);
+        };
+        let per = info.shape[1..].to_vec();
+        let skip = e * mxfp4_bytes(per.iter().product());
+        self.mxfp4_weight(&whole, info, skip, per).map(Some)
+    }
+
+    /// The stacked MXFP4 tensor behind a per-expert name and the expert's index.
+    fn mxfp4_expert(&self, name: &str) -> Option<(String, usize, &Mxfp4Info)> {
+        let (whole, e) = expert_of(name)?;
+        let info = self.mxfp4.get(&whole)?;
+        (info.shape.len() == 3 && e < info.shape[0]).then_some((whole, e, info))
+    }
+
     /// The file's name for a canonical tensor name, where an architecture's converter chose
     /// another: gpt-oss's norm before the FFN (`ffn_norm`) is `post_attention_norm`, HF's name
     /// for it carried over.
@@ -444,6 +474,9 @@ impl GgufFile {
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let name = &*self.file_name(name);
+        if let Some(w) = self.mxfp4_get(name)? {
+            return Ok(Some(w));
+        }
         let Some(info) = self.content.tensor_infos.get(name) else {
             if let Some(legacy) = legacy_expert(name).filter(|l| self.contains(l)) {
                 // Early Mixtral GGUFs: one tensor per expert.
@@ -481,6 +514,8 @@ impl WeightSource for GgufFile {
     fn contains(&self, name: &str) -> bool {
         let name = &*self.file_name(name);
         self.content.tensor_infos.contains_key(name)
+            || self.mxfp4.contains_key(name)
+            || self.mxfp4_expert(name).is_some()
             || self.expert_info(name).is_some()
             || legacy_expert(name).is_some_and(|l| self.content.tensor_infos.contains_key(&l))
     }

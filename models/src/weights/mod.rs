@@ -4,6 +4,8 @@
 //! maps that to its own naming.
 mod arena;
 pub mod gguf;
+pub mod gguf_header;
+pub mod mxfp4;
 pub mod names;
 pub mod safetensors;
 pub mod synthetic;

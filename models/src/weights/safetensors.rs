@@ -13,6 +13,9 @@ pub struct SafetensorsDir {
     path: String,
     tensors: MmapedSafetensors,
     naming: HfNormNaming,
+    /// MXFP4 experts dequantized to f32 rather than kept as their Q8_0 blocks (the reference
+    /// path, as for GGUFs).
+    dequantize: bool,
 }
 
 /// The weight files of a checkout: the shards of the index, or `model.safetensors`.
@@ -54,7 +57,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl SafetensorsDir {
-    pub fn open(dir: &Path, naming: HfNormNaming) -> Result<Self> {
+    pub fn open(dir: &Path, naming: HfNormNaming, dequantize: bool) -> Result<Self> {
         let files = weight_files(dir)?;
         for f in &files {
             if !f.exists() {
@@ -75,6 +78,7 @@ impl SafetensorsDir {
             path: dir.display().to_string(),
             tensors,
             naming,
+            dequantize,
         })
     }
 }
@@ -156,13 +160,7 @@ impl SafetensorsDir {
             return Ok(None);
         };
         let Ok(view) = self.tensors.get(&at.hf) else {
-            if self.tensors.get(&format!("{}_blocks", at.hf)).is_ok() {
-                return Err(ModelError::UnsupportedDtype {
-                    tensor: format!("{}_blocks", at.hf),
-                    dtype: "MXFP4 (use a checkout dequantized to bf16)".into(),
-                });
-            }
-            return Ok(None);
+            return self.mxfp4_expert(&at);
         };
         let (dtype, source) = dtypes(&at.hf, view.dtype())?;
         let shape = view.shape();
@@ -201,6 +199,72 @@ impl SafetensorsDir {
     }
 }
 
+impl SafetensorsDir {
+    /// One expert's matrix out of OpenAI's MXFP4 stacks (`{stack}_blocks` `[experts, out,
+    /// in / 32, 16]` codes and `{stack}_scales` `[experts, out, in / 32]`, gate and up rows
+    /// interleaved), as the Q8_0 blocks it is exactly (`mxfp4`), or in f32 when the checkout
+    /// is opened dequantized. None without such a stack.
+    fn mxfp4_expert(&self, at: &StackedExpert) -> Result<Option<HostWeight>> {
+        let (blocks, scales) = (format!("{}_blocks", at.hf), format!("{}_scales", at.hf));
+        let (Ok(codes), Ok(exps), false) = (
+            self.tensors.get(&blocks),
+            self.tensors.get(&scales),
+            at.bias,
+        ) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{blocks}: {reason}"),
+        };
+        let &[experts, out, nb, 16] = codes.shape() else {
+            return Err(bad(format!("shape {:?} is not MXFP4 codes", codes.shape())));
+        };
+        if exps.shape() != [experts, out, nb] {
+            return Err(bad(format!(
+                "scales of shape {:?} for codes of {:?}",
+                exps.shape(),
+                codes.shape()
+            )));
+        }
+        let u8s = safetensors::Dtype::U8;
+        if codes.dtype() != u8s || exps.dtype() != u8s || at.expert >= experts {
+            return Err(bad(format!(
+                "no expert {} of {experts} in u8 blocks",
+                at.expert
+            )));
+        }
+        let rows: Vec<usize> = match at.pair {
+            Some(k) => (k..out).step_by(2).collect(),
+            None => (0..out).collect(),
+        };
+        let row = |r: usize| at.expert * out + r;
+        let picked_codes: Vec<u8> = rows
+            .iter()
+            .flat_map(|&r| &codes.data()[row(r) * nb * 16..(row(r) + 1) * nb * 16])
+            .copied()
+            .collect();
+        let picked_scales: Vec<u8> = rows
+            .iter()
+            .flat_map(|&r| &exps.data()[row(r) * nb..(row(r) + 1) * nb])
+            .copied()
+            .collect();
+        let q8 = super::mxfp4::split_to_q8_0(&picked_codes, &picked_scales)?;
+        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+            candle_core::quantized::GgmlDType::Q8_0,
+            &q8,
+            vec![rows.len(), nb * super::mxfp4::BLOCK],
+            &Device::Cpu,
+        )?;
+        if self.dequantize {
+            let tensor = q.dequantize(&Device::Cpu)?;
+            let source = WeightDtype::Q8_0;
+            return Ok(Some(HostWeight::Dense { tensor, source }));
+        }
+        Ok(Some(HostWeight::Quant(q)))
+    }
+}
+
 impl WeightSource for SafetensorsDir {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         if let Some(w) = self.stacked_expert(name)? {
@@ -226,6 +290,9 @@ impl WeightSource for SafetensorsDir {
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
-            || StackedExpert::of(name).is_some_and(|at| self.tensors.get(&at.hf).is_ok())
+            || StackedExpert::of(name).is_some_and(|at| {
+                self.tensors.get(&at.hf).is_ok()
+                    || (!at.bias && self.tensors.get(&format!("{}_blocks", at.hf)).is_ok())
+            })
     }
 }

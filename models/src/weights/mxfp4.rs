@@ -1,0 +1,230 @@
+//! MXFP4 weights (OCP microscaling FP4: gpt-oss's experts) read as Q8_0 blocks, exactly.
+//!
+//! An MXFP4 block is 32 FP4 (e2m1) codes and one power-of-two scale (E8M0): each value is
+//! `code_value · 2^(e - 127)`, the code values ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}. Doubled they are
+//! the integers ±{0, 1, 2, 3, 4, 6, 8, 12}, so a block is exactly the Q8_0 block with those
+//! integers and the scale `2^(e - 128)`, which f16 holds exactly for `e` in 104..=143 (every
+//! weight scale in practice; below that the values are under 4e-7 and round to f16's
+//! subnormals). Every kernel candor has for Q8_0 (CPU, CUDA through candle, plugins) then runs
+//! MXFP4 models unchanged, at twice MXFP4's bytes: native MXFP4 products, which would read
+//! half as much, are the next step for decode speed.
+//!
+//! Two layouts of the codes within a block's 16 bytes: ggml's (GGUF type 39: byte j holds
+//! elements j (low nibble) and j + 16 (high)) and OpenAI's checkpoints' (`*_blocks`: byte j
+//! holds elements 2j (low) and 2j + 1 (high), the scales in a tensor of their own).
+use crate::error::{ModelError, Result};
+use half::f16;
+
+/// The FP4 (e2m1) codes' values, doubled: the Q8_0 integers.
+const DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Values per block.
+pub const BLOCK: usize = 32;
+/// Bytes of a ggml MXFP4 block: the scale, then 16 bytes of codes.
+pub const GGML_BLOCK_BYTES: usize = 17;
+/// Bytes of a Q8_0 block: an f16 scale, then 32 int8 values.
+const Q8_0_BLOCK_BYTES: usize = 34;
+
+/// Which element each nibble of a block's 16 code bytes holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nibbles {
+    /// ggml: byte j = element j (low nibble), element j + 16 (high).
+    Halves,
+    /// OpenAI's checkpoints: byte j = element 2j (low), element 2j + 1 (high).
+    Pairs,
+}
+
+/// One block (scale `e`, 16 code bytes) as a Q8_0 block, appended to `out`.
+fn block_to_q8_0(e: u8, codes: &[u8], nibbles: Nibbles, out: &mut Vec<u8>) -> Result<()> {
+    if e == 0xff {
+        return Err(ModelError::Config("an MXFP4 block with a NaN scale".into()));
+    }
+    // 2^(e - 128): exact in f16 down to 2^-24 (subnormal) and up to 2^15.
+    let exp = e as i32 - 128;
+    if exp > 15 {
+        return Err(ModelError::Config(format!(
+            "an MXFP4 scale of 2^{} is past f16's range",
+            exp + 1
+        )));
+    }
+    let (scale, shift) = match exp {
+        // Under f16's smallest subnormal: scale 2^-24 and the integers scaled down (values
+        // under 12 · 2^-25 ≈ 4e-7, rounded to the nearest step of 2^-24).
+        e if e < -24 => (f16::from_f32(2f32.powi(-24)), -24 - e),
+        e => (f16::from_f32(2f32.powi(e)), 0),
+    };
+    out.extend_from_slice(&scale.to_le_bytes());
+    let mut q = [0i8; BLOCK];
+    for (j, &byte) in codes.iter().enumerate() {
+        let (lo, hi) = (
+            DOUBLED[(byte & 0x0f) as usize],
+            DOUBLED[(byte >> 4) as usize],
+        );
+        let (a, b) = match nibbles {
+            Nibbles::Halves => (j, j + 16),
+            Nibbles::Pairs => (2 * j, 2 * j + 1),
+        };
+        q[a] = lo;
+        q[b] = hi;
+    }
+    if shift > 0 {
+        let div = 2f32.powi(shift.min(30));
+        q.iter_mut()
+            .for_each(|v| *v = (*v as f32 / div).round() as i8);
+    }
+    out.extend(q.iter().map(|&v| v as u8));
+    Ok(())
+}
+
+/// ggml MXFP4 blocks (GGUF type 39, `GGML_BLOCK_BYTES` each) as Q8_0 blocks.
+pub fn ggml_to_q8_0(blocks: &[u8]) -> Result<Vec<u8>> {
+    if !blocks.len().is_multiple_of(GGML_BLOCK_BYTES) {
+        return Err(ModelError::Config(format!(
+            "{} bytes are not whole MXFP4 blocks",
+            blocks.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(blocks.len() / GGML_BLOCK_BYTES * Q8_0_BLOCK_BYTES);
+    for b in blocks.chunks_exact(GGML_BLOCK_BYTES) {
+        block_to_q8_0(b[0], &b[1..], Nibbles::Halves, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// OpenAI's MXFP4 (`codes`: 16 bytes a block, `scales`: one byte a block, in the same order)
+/// as Q8_0 blocks.
+pub fn split_to_q8_0(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
+    if codes.len() != scales.len() * 16 {
+        return Err(ModelError::Config(format!(
+            "{} MXFP4 code bytes for {} scales",
+            codes.len(),
+            scales.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(scales.len() * Q8_0_BLOCK_BYTES);
+    for (c, &e) in codes.chunks_exact(16).zip(scales) {
+        block_to_q8_0(e, c, Nibbles::Pairs, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The values of ggml MXFP4 blocks, for tests and references: `code · 2^(e - 127)`.
+pub fn dequantize_ggml(blocks: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(blocks.len() / GGML_BLOCK_BYTES * BLOCK);
+    for b in blocks.chunks_exact(GGML_BLOCK_BYTES) {
+        let scale = 2f32.powi(b[0] as i32 - 128);
+        let mut v = [0f32; BLOCK];
+        for (j, &byte) in b[1..].iter().enumerate() {
+            v[j] = DOUBLED[(byte & 0x0f) as usize] as f32 * scale;
+            v[j + 16] = DOUBLED[(byte >> 4) as usize] as f32 * scale;
+        }
+        out.extend_from_slice(&v);
+    }
+    out
+}
+
+/// `values` (a whole number of 32-value blocks) as ggml MXFP4 blocks: each block's scale the
+/// power of two that puts its largest magnitude at or under 6, each value the nearest code.
+/// What llama.cpp's quantizer does, for writing test files.
+pub fn quantize_ggml(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / BLOCK * GGML_BLOCK_BYTES);
+    for block in values.chunks_exact(BLOCK) {
+        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // Smallest e with max / 2^(e-127) <= 6.
+        let e = if max == 0.0 {
+            0u8
+        } else {
+            ((max / 6.0).log2().ceil() as i32 + 127).clamp(1, 254) as u8
+        };
+        let scale = 2f32.powi(e as i32 - 128);
+        let code = |v: f32| -> u8 {
+            let target = v / scale;
+            (0..16u8)
+                .min_by(|&a, &b| {
+                    let da = (DOUBLED[a as usize] as f32 - target).abs();
+                    let db = (DOUBLED[b as usize] as f32 - target).abs();
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(0)
+        };
+        out.push(e);
+        for j in 0..16 {
+            out.push(code(block[j]) | (code(block[j + 16]) << 4));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+    use candle_core::Device;
+
+    fn q8_values(q8: &[u8], n: usize) -> Vec<f32> {
+        let q = qtensor_from_ggml(GgmlDType::Q8_0, q8, vec![n], &Device::Cpu).unwrap();
+        q.dequantize(&Device::Cpu).unwrap().to_vec1().unwrap()
+    }
+
+    /// Every code at scales across f16's range: the Q8_0 block holds the same values, bit for
+    /// bit.
+    #[test]
+    fn blocks_become_the_same_values_in_q8_0() {
+        let mut blocks = Vec::new();
+        for e in [104u8, 110, 120, 127, 128, 135, 143] {
+            blocks.push(e);
+            // Codes 0..16 in the low nibbles, 15..=0 in the high ones.
+            blocks.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        }
+        let want = dequantize_ggml(&blocks);
+        let q8 = ggml_to_q8_0(&blocks).unwrap();
+        assert_eq!(q8_values(&q8, want.len()), want);
+        // Value j < 16 of block 0: code j; value j + 16: code 15 - j; times 2^(104 - 128).
+        assert_eq!(want[3], 3.0 * 2f32.powi(-24));
+        assert_eq!(want[16], -12.0 * 2f32.powi(-24));
+    }
+
+    #[test]
+    fn openai_pairs_and_ggml_halves_agree() {
+        let values: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let ggml = quantize_ggml(&values);
+        // The same blocks in OpenAI's layout: codes re-paired, scales apart.
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
+        for b in ggml.chunks_exact(GGML_BLOCK_BYTES) {
+            scales.push(b[0]);
+            let nib = |i: usize| {
+                if i < 16 {
+                    b[1 + i] & 0x0f
+                } else {
+                    b[1 + i - 16] >> 4
+                }
+            };
+            codes.extend((0..16).map(|j| nib(2 * j) | (nib(2 * j + 1) << 4)));
+        }
+        let a = q8_values(&ggml_to_q8_0(&ggml).unwrap(), 64);
+        let b = q8_values(&split_to_q8_0(&codes, &scales).unwrap(), 64);
+        assert_eq!(a, b);
+        // Within the quantization's step of the input.
+        for (x, y) in values.iter().zip(&a) {
+            assert!((x - y).abs() <= 0.5 * x.abs().max(0.5), "{x} → {y}");
+        }
+    }
+
+    #[test]
+    fn bad_blocks_are_errors() {
+        assert!(ggml_to_q8_0(&[0u8; 16]).is_err());
+        let mut nan = vec![0xffu8];
+        nan.extend([0u8; 16]);
+        assert!(ggml_to_q8_0(&nan).is_err());
+        let mut huge = vec![200u8];
+        huge.extend([0u8; 16]);
+        assert!(ggml_to_q8_0(&huge).is_err());
+        assert!(split_to_q8_0(&[0u8; 16], &[1, 2]).is_err());
+        // A scale under f16's range still loads (as f16 subnormal steps).
+        let mut tiny = vec![90u8];
+        tiny.extend([0x77u8; 16]);
+        assert!(ggml_to_q8_0(&tiny).is_ok());
+    }
+}
