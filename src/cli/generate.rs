@@ -126,16 +126,10 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .load(&path, prompt_ids.len() + args.max_tokens, threads)?;
     // The request is the whole context (LongRoPE picks its factors by it).
     model.runner.use_context(prompt_ids.len() + args.max_tokens);
-    let mut eos_ids = model
-        .tokenizer
-        .as_ref()
-        .map(|t| t.eos_ids())
-        .unwrap_or_default();
-    for id in &model.spec.eos_token_ids {
-        if !eos_ids.contains(id) {
-            eos_ids.push(*id);
-        }
-    }
+    let eos_ids = match &model.tokenizer {
+        Some(t) => t.generation_end_ids(&model.spec.eos_token_ids),
+        None => model.spec.eos_token_ids.clone(),
+    };
     let req = GenerateRequest {
         prompt_ids: prompt_ids.clone(),
         max_tokens: args.max_tokens,

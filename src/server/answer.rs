@@ -1,7 +1,8 @@
 //! Reads one choice's chat answer, streamed or whole: thinking apart from the answer
 //! (`reasoning`), then tool calls out of the answer (`tools`), each released as soon as it is
 //! settled; `parallel_tool_calls: false` applied, and the finish reason a call turns into.
-use super::reasoning::ReasoningSplitter;
+use super::harmony::HarmonySplitter;
+use super::reasoning::{ReasoningSplitter, Split};
 use super::tools::extract::{Piece, ToolCallExtractor};
 use super::tools::format::ParsedCall;
 use super::tools::ToolOutput;
@@ -10,8 +11,46 @@ use super::tools::ToolOutput;
 #[derive(Debug, Clone, Default)]
 pub struct AnswerSetup {
     pub tools: Option<ToolOutput>,
-    /// A thinking model's answer; `Some(true)` when the prompt left it inside a thought.
-    pub reasoning: Option<bool>,
+    /// A thinking model's answer, and how it writes its thought.
+    pub reasoning: Option<Reasoning>,
+}
+
+/// How a thinking model sets its thought apart from its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    /// In `<think>` ... `</think>`; `in_thought`: the prompt left the answer inside one.
+    Think { in_thought: bool },
+    /// On harmony's `analysis` channel (gpt-oss).
+    Harmony,
+}
+
+/// The reader of one of those.
+enum Splitter {
+    Think(ReasoningSplitter),
+    Harmony(HarmonySplitter),
+}
+
+impl Splitter {
+    fn new(r: Reasoning) -> Self {
+        match r {
+            Reasoning::Think { in_thought } => Splitter::Think(ReasoningSplitter::new(in_thought)),
+            Reasoning::Harmony => Splitter::Harmony(HarmonySplitter::default()),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> Split {
+        match self {
+            Splitter::Think(s) => s.push(text),
+            Splitter::Harmony(s) => s.push(text),
+        }
+    }
+
+    fn finish(&mut self) -> Split {
+        match self {
+            Splitter::Think(s) => s.finish(),
+            Splitter::Harmony(s) => s.finish(),
+        }
+    }
 }
 
 /// What a piece of generated text released.
@@ -32,7 +71,7 @@ impl Released {
 }
 
 pub struct AnswerReader {
-    reasoning: Option<ReasoningSplitter>,
+    reasoning: Option<Splitter>,
     extractor: Option<ToolCallExtractor>,
     parallel: bool,
     calls: usize,
@@ -41,7 +80,7 @@ pub struct AnswerReader {
 impl AnswerReader {
     pub fn new(setup: &AnswerSetup) -> Self {
         AnswerReader {
-            reasoning: setup.reasoning.map(ReasoningSplitter::new),
+            reasoning: setup.reasoning.map(Splitter::new),
             extractor: setup.tools.as_ref().map(ToolOutput::extractor),
             parallel: setup.tools.as_ref().is_none_or(|t| t.parallel),
             calls: 0,
@@ -174,7 +213,7 @@ mod tests {
     #[test]
     fn calls_are_read_from_the_answer_not_the_thought() {
         let mut setup = output(true, "");
-        setup.reasoning = Some(false);
+        setup.reasoning = Some(Reasoning::Think { in_thought: false });
         let mut r = AnswerReader::new(&setup);
         let got = r.read_all(
             "<think>Maybe <tool_call> get_weather?</think>\n<tool_call>\n{\"name\": \"a\"}\n</tool_call>",
@@ -183,5 +222,43 @@ mod tests {
         assert_eq!(got.content, "");
         assert_eq!(got.calls.len(), 1);
         assert_eq!(r.finish_reason("stop"), "tool_calls");
+    }
+
+    /// gpt-oss: the analysis channel is the thought, the final channel the answer, streamed
+    /// token by token (each marker one token) as whole.
+    #[test]
+    fn harmony_channels_split_into_thought_and_answer() {
+        let setup = AnswerSetup {
+            tools: None,
+            reasoning: Some(Reasoning::Harmony),
+        };
+        let tokens = [
+            "<|channel|>",
+            "analysis",
+            "<|message|>",
+            "Greet",
+            " back.",
+            "<|end|>",
+            "<|start|>",
+            "assistant",
+            "<|channel|>",
+            "final",
+            "<|message|>",
+            "Hello",
+            "!",
+        ];
+        let mut streamed = Released::default();
+        let mut r = AnswerReader::new(&setup);
+        for t in tokens {
+            streamed.append(r.push(t));
+        }
+        streamed.append(r.finish());
+        let whole = AnswerReader::new(&setup).read_all(&tokens.concat());
+        for got in [streamed, whole] {
+            assert_eq!(
+                (got.reasoning.as_str(), got.content.as_str()),
+                ("Greet back.", "Hello!")
+            );
+        }
     }
 }

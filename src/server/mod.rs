@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod gbnf;
 pub mod generation;
 pub mod guide;
+pub mod harmony;
 pub mod infill;
 pub mod json;
 pub mod marker;
@@ -231,12 +232,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         )),
         None => None,
     };
-    let mut eos_ids = tokenizer.eos_ids();
-    for id in &model.spec.eos_token_ids {
-        if !eos_ids.contains(id) {
-            eos_ids.push(*id);
-        }
-    }
+    let eos_ids = tokenizer.generation_end_ids(&model.spec.eos_token_ids);
     let kv_tokens = model.runner.num_blocks() * model.runner.block_size();
     let context = config
         .max_model_len

@@ -356,6 +356,34 @@ mod tests {
         Tokenizer::from_gguf_metadata(&bpe_md(pre)).expect("tokenizer")
     }
 
+    /// gpt-oss's vocabulary: `<|end|>` (which the GGUF may name its end of turn) closes a
+    /// message, not the answer; `<|return|>` and `<|call|>` end generation. Elsewhere `<|end|>`
+    /// still ends it (Phi-3's turns).
+    #[test]
+    fn harmony_vocabularies_end_on_return_and_call_not_end() {
+        let vocab = |tokens: &[&str], eot: u32| -> Tokenizer {
+            let mut md = bpe_md("gpt-4o");
+            let all: Vec<Value> = ["a", "b", "c", "bc", "abc"]
+                .iter()
+                .chain(tokens)
+                .map(|t| Value::String(t.to_string()))
+                .collect();
+            let types = (0..all.len())
+                .map(|i| Value::I32(if i < 5 { 1 } else { 3 }))
+                .collect();
+            md.insert("tokenizer.ggml.tokens".into(), Value::Array(all));
+            md.insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+            md.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(eot));
+            Tokenizer::from_gguf_metadata(&md).expect("tokenizer")
+        };
+        let oss = vocab(&["<|end|>", "<|return|>", "<|call|>"], 5);
+        let mut ends = oss.generation_end_ids(&[5, 2]);
+        ends.sort();
+        assert_eq!(ends, [2, 6, 7]);
+        let phi = vocab(&["<|end|>"], 5);
+        assert_eq!(phi.generation_end_ids(&[5]), [5]);
+    }
+
     /// Llama 3's and Tekken's vocabularies take a whole piece found in the vocabulary as it is
     /// (their tokenizer.json's `ignore_merges`); others build it from the merges.
     #[test]

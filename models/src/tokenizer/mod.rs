@@ -98,6 +98,32 @@ impl Tokenizer {
         v
     }
 
+    /// Ids that end generation for a model whose config or GGUF names `model_eos`: those and
+    /// `eos_ids`. A harmony vocabulary (gpt-oss: `<|return|>` and `<|call|>` beside `<|end|>`)
+    /// ends on `<|return|>` and `<|call|>` only: its `<|end|>` closes one message (the thought)
+    /// and the model goes on to the next, so it must not stop generation even where the file
+    /// names it the end of a turn (llama.cpp drops it from its end tokens likewise).
+    pub fn generation_end_ids(&self, model_eos: &[u32]) -> Vec<u32> {
+        let mut v = self.eos_ids();
+        let harmony = [self.token_id("<|return|>"), self.token_id("<|call|>")];
+        let extra = harmony
+            .iter()
+            .flatten()
+            .filter(|_| harmony.iter().all(Option::is_some));
+        for &id in model_eos.iter().chain(extra) {
+            if !v.contains(&id) {
+                v.push(id);
+            }
+        }
+        if let (true, Some(end)) = (
+            harmony.iter().all(Option::is_some),
+            self.token_id("<|end|>"),
+        ) {
+            v.retain(|&id| id != end);
+        }
+        v
+    }
+
     /// The stored piece of a token (byte-level or `▁` form, as in the vocabulary).
     pub fn token_to_piece(&self, id: u32) -> Option<String> {
         match &self.model {

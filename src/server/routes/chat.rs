@@ -1,5 +1,5 @@
 //! `POST /v1/chat/completions`.
-use crate::server::answer::AnswerSetup;
+use crate::server::answer::{AnswerSetup, Reasoning};
 use crate::server::error::ApiError;
 use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::guide;
@@ -12,7 +12,7 @@ use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::truncation;
 use crate::server::validate::{no_nul, plan, top_logprobs};
-use crate::server::{reasoning, thinking};
+use crate::server::{harmony, reasoning, thinking};
 use axum::extract::State;
 use axum::response::Response;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
@@ -288,27 +288,36 @@ pub async fn start_chat(
     };
     // A thinking model's thought is split from its answer; the engine follows it where a
     // budget caps it or a grammar must wait for the answer (`thinking.rs`).
-    let reasoning = reasoning::template_thinks(chat_template(ready)?.source())
-        .then(|| reasoning::prompt_opens_thought(&prompt_text));
+    // gpt-oss's thought is on a channel of its own (`harmony`): no budget applies.
+    let source = chat_template(ready)?.source();
+    let reasoning = if harmony::template_harmony(source) {
+        Some(Reasoning::Harmony)
+    } else {
+        reasoning::template_thinks(source).then(|| Reasoning::Think {
+            in_thought: reasoning::prompt_opens_thought(&prompt_text),
+        })
+    };
     let (budget, budget_message) = thinking::budget(&req.thinking_budget, &ready.limits.thinking)?;
     let thought = match reasoning {
-        Some(in_thought) => thinking::thought(
+        Some(Reasoning::Think { in_thought }) => thinking::thought(
             ready,
             in_thought,
             budget,
             &budget_message,
             constraint.is_some(),
         )?,
-        None => None,
+        Some(Reasoning::Harmony) | None => None,
     };
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());
     }
-    // Mistral's call marker is a special token: decoding must keep it to see the calls.
+    // Mistral's call marker and harmony's channels are special tokens: decoding must keep
+    // them to see the calls and the channels.
     p.keep_special_tokens |= tools
         .as_ref()
-        .is_some_and(|t| t.output.format.needs_special_tokens());
+        .is_some_and(|t| t.output.format.needs_special_tokens())
+        || reasoning == Some(Reasoning::Harmony);
     let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;
     let rx = generation::start(
         ready,

@@ -294,10 +294,9 @@ pub async fn show(
     if template.as_deref().is_some_and(|t| t.contains("tools")) {
         capabilities.push("tools");
     }
-    if template
-        .as_deref()
-        .is_some_and(crate::server::reasoning::template_thinks)
-    {
+    if template.as_deref().is_some_and(|t| {
+        crate::server::reasoning::template_thinks(t) || crate::server::harmony::template_harmony(t)
+    }) {
         capabilities.push("thinking");
     }
     Ok(axum::Json(json!({
