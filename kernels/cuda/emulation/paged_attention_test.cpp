@@ -260,11 +260,11 @@ int main() {
       {{{65, 3}, {33, 45}}, 4, 2, 0, 0.0f},
       // A window shorter than the chunk: early key steps are masked for the later rows.
       {{{33, 45}}, 2, 1, 40, 0.0f},
-      // Sinks (gpt-oss): a prompt beside a decode token; a window shorter than the chunk (rows
-      // that see none of a key step keep the sink as their max); window and softcap.
-      {{{150, 0}, {1, 300}}, 8, 2, 0, 0.0f, true},
-      {{{33, 45}}, 2, 1, 40, 0.0f, true},
-      {{{70, 10}, {1, 200}}, 4, 1, 32, 50.0f, true},
+      // Sinks (gpt-oss): a prompt longer than a tile beside a decode token; a window shorter
+      // than the chunk (rows that see none of a key step keep the sink as their max), with a
+      // softcap. Kept small: the sink is one start value, and CI runs this on two cores.
+      {{{70, 0}, {1, 150}}, 4, 2, 0, 0.0f, true},
+      {{{33, 45}}, 2, 1, 40, 50.0f, true},
   };
   int failures = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -283,7 +283,7 @@ int main() {
   failures += check_split<__nv_bfloat16>(cases[2], 2, 256, 20);
   // ... with sinks, which join each (row, head)'s combination once, not once per range.
   failures += check_split<float>(cases[5], 5, 80, 100);
-  failures += check_split<__nv_bfloat16>(cases[7], 7, 256, 20);
+  failures += check_split<__nv_bfloat16>(cases[6], 6, 256, 20);
   std::printf("%s\n", failures == 0 ? "all cases match" : "FAILURES");
   return failures;
 }
