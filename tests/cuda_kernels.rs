@@ -37,15 +37,10 @@ fn dense(data: Vec<f32>, shape: &[usize]) -> HostWeight {
     }
 }
 
-/// Largest |a - b| relative to the largest |b| (1 at least).
+/// Largest |a - b| relative to the largest |b| (1 at least); infinite for a NaN.
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
+    common::max_abs_diff(a, b) / scale
 }
 
 /// Tolerance of an op computed with activations in `act` against the f32 CPU reference.

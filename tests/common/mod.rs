@@ -82,11 +82,16 @@ pub fn permute_rope_rows(w: &candle_core::Tensor, heads: usize) -> candle_core::
         .unwrap()
 }
 
+/// The largest |a - b|; infinite where either side is NaN (`f32::max` would skip a NaN, and a
+/// forward pass that made NaNs would pass every tolerance).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length differs");
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        .map(|(x, y)| match (x - y).abs() {
+            d if d.is_nan() => f32::INFINITY,
+            d => d,
+        })
         .fold(0.0, f32::max)
 }
 
