@@ -517,10 +517,10 @@ fn gpt_oss_loads_from_gguf() {
     gguf_matches_checkout("gpt_oss", "gpt-oss", Experts::Stacked, 0.3);
 }
 
-/// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), read as the Q8_0
+/// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), read as the Q5_0
 /// blocks they are exactly. Dequantized at load, the logits of a GGUF holding the same rounded
-/// values in F32 (1e-4). Through the Q8_0 kernels (8-bit activations) no further from them
-/// than a Q8_0 GGUF of those values is: this tiny model's routers sit near ties that the
+/// values in F32 (1e-4). Through the kernels (8-bit activations) no further from them than a
+/// Q8_0 GGUF of those values is: this tiny model's routers sit near ties that the
 /// activations' rounding tips, so that distance is large (~3), and the only fair bound.
 #[test]
 fn gpt_oss_mxfp4_experts_load_exactly() {
@@ -549,7 +549,7 @@ fn gpt_oss_mxfp4_experts_load_exactly() {
     let kernels = max_abs_diff(&logits(&mx), &reference);
     assert!(
         kernels <= 1.5 * q8_0 + 0.05,
-        "MXFP4 as Q8_0: logits differ by {kernels}, a Q8_0 GGUF by {q8_0}"
+        "MXFP4 as Q5_0: logits differ by {kernels}, a Q8_0 GGUF by {q8_0}"
     );
     // The rounding is real: the checkout's own logits are further off.
     let checkout = logits(&fixtures().join("tiny/gpt_oss"));
@@ -595,7 +595,7 @@ fn write_mxfp4_checkout(dir: &Path) {
 
 /// OpenAI's MXFP4 checkpoint layout loads as exactly the values llama.cpp's MXFP4 GGUF holds:
 /// dequantized, the logits of the rounded values (1e-4); through the kernels, the MXFP4 GGUF's
-/// logits (the same Q8_0 blocks, every other weight the same).
+/// logits (the same Q5_0 blocks, every other weight the same).
 #[test]
 fn gpt_oss_mxfp4_checkout_loads_like_its_gguf() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! GGUF v1-v3 files: header and metadata (`gguf_header`), tensor data from a memory map: the
 //! types the CPU kernels read in place are copied once into a huge-page arena (`arena`), the
-//! rest into each weight's own storage (MXFP4 as the Q8_0 blocks it is exactly, `mxfp4`); the
+//! rest into each weight's own storage (MXFP4 as the Q5_0 blocks it is exactly, `mxfp4`); the
 //! map is dropped when loading ends.
 use super::arena::{Arena, Placement};
 use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
@@ -26,7 +26,7 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
-    /// The MXFP4 tensors (candle has no block type for them), read as Q8_0.
+    /// The MXFP4 tensors (candle has no block type for them), read as Q5_0.
     mxfp4: HashMap<String, Mxfp4Info>,
     /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
     /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
@@ -398,7 +398,7 @@ fn mxfp4_bytes(elems: usize) -> usize {
 }
 
 impl GgufFile {
-    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`, as the Q8_0
+    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`, as the Q5_0
     /// weight they are exactly (dequantized when the file is opened so); their mapped pages
     /// are dropped once read.
     fn mxfp4_weight(
@@ -421,11 +421,11 @@ impl GgufFile {
             .ok_or_else(|| {
                 self.bad(&format!("tensor `{name}` extends past the end of the file"))
             })?;
-        let q8 =
-            mxfp4::ggml_to_q8_0(bytes).map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        let q5 =
+            mxfp4::ggml_to_q5_0(bytes).map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
         let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-            GgmlDType::Q8_0,
-            &q8,
+            GgmlDType::Q5_0,
+            &q5,
             shape,
             &Device::Cpu,
         )?;

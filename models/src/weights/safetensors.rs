@@ -13,7 +13,7 @@ pub struct SafetensorsDir {
     path: String,
     tensors: MmapedSafetensors,
     naming: HfNormNaming,
-    /// MXFP4 experts dequantized to f32 rather than kept as their Q8_0 blocks (the reference
+    /// MXFP4 experts dequantized to f32 rather than kept as their Q5_0 blocks (the reference
     /// path, as for GGUFs).
     dequantize: bool,
 }
@@ -202,7 +202,7 @@ impl SafetensorsDir {
 impl SafetensorsDir {
     /// One expert's matrix out of OpenAI's MXFP4 stacks (`{stack}_blocks` `[experts, out,
     /// in / 32, 16]` codes and `{stack}_scales` `[experts, out, in / 32]`, gate and up rows
-    /// interleaved), as the Q8_0 blocks it is exactly (`mxfp4`), or in f32 when the checkout
+    /// interleaved), as the Q5_0 blocks it is exactly (`mxfp4`), or in f32 when the checkout
     /// is opened dequantized. None without such a stack.
     fn mxfp4_expert(&self, at: &StackedExpert) -> Result<Option<HostWeight>> {
         let (blocks, scales) = (format!("{}_blocks", at.hf), format!("{}_scales", at.hf));
@@ -249,16 +249,16 @@ impl SafetensorsDir {
             .flat_map(|&r| &exps.data()[row(r) * nb..(row(r) + 1) * nb])
             .copied()
             .collect();
-        let q8 = super::mxfp4::split_to_q8_0(&picked_codes, &picked_scales)?;
+        let q5 = super::mxfp4::split_to_q5_0(&picked_codes, &picked_scales)?;
         let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-            candle_core::quantized::GgmlDType::Q8_0,
-            &q8,
+            candle_core::quantized::GgmlDType::Q5_0,
+            &q5,
             vec![rows.len(), nb * super::mxfp4::BLOCK],
             &Device::Cpu,
         )?;
         if self.dequantize {
             let tensor = q.dequantize(&Device::Cpu)?;
-            let source = WeightDtype::Q8_0;
+            let source = WeightDtype::Q5_0;
             return Ok(Some(HostWeight::Dense { tensor, source }));
         }
         Ok(Some(HostWeight::Quant(q)))
