@@ -21,6 +21,8 @@ pub enum Arch {
     Olmoe,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
+    /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
+    Olmo3,
     /// gpt-oss: attention sinks, alternating sliding-window layers, biased experts with a
     /// clamped SwiGLU.
     GptOss,
@@ -40,6 +42,7 @@ impl Arch {
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",
+            Arch::Olmo3 => "olmo3",
             Arch::GptOss => "gpt-oss",
         }
     }

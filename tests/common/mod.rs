@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 19] = [
+pub const TINY_ARCHS: [&str; 20] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -28,6 +28,7 @@ pub const TINY_ARCHS: [&str; 19] = [
     "gemma2",
     "olmo2",
     "gpt_oss",
+    "olmo3",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

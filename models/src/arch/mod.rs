@@ -51,6 +51,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
+        "olmo3" => olmo2::olmo3_from_hf(&c)?,
         "gpt_oss" => gpt_oss::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
@@ -89,7 +90,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     match arch {
         // OLMo 2's `post_attention_layernorm` norms the attention's output, as Gemma's.
-        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 => HfNormNaming::Gemma,
+        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 | Arch::Olmo3 => HfNormNaming::Gemma,
         _ => HfNormNaming::Llama,
     }
 }

@@ -1,10 +1,13 @@
 //! OLMo 2 (`olmo2`): llama whose layers norm the outputs of attention and of the FFN
 //! (`post_attention_layernorm`, `post_feedforward_layernorm`) rather than their inputs, with
-//! RMSNorms of q and k over their whole projections before RoPE.
+//! RMSNorms of q and k over their whole projections before RoPE. OLMo 3 (`olmo3`): the same
+//! with sliding-window layers (`layer_types`; three of four by default) whose RoPE stays
+//! unscaled where the global layers' is scaled (transformers gives them a default rotary
+//! embedding of their own).
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::Result;
-use crate::spec::{Arch, HfConfig, ModelSpec};
+use crate::spec::{Arch, HfConfig, ModelSpec, RopeScaling};
 use crate::weights::gguf::GgufFile;
 
 fn olmo2_common(spec: &mut ModelSpec) {
@@ -17,6 +20,23 @@ fn olmo2_common(spec: &mut ModelSpec) {
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Olmo2)?;
     olmo2_common(&mut spec);
+    Ok(spec)
+}
+
+pub fn olmo3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::Olmo3)?;
+    olmo2_common(&mut spec);
+    if c.0.get("layer_types").is_none() {
+        let window = c.opt_usize("sliding_window")?.unwrap_or(4096);
+        spec.layer_windows = (0..spec.num_layers)
+            .map(|l| ((l + 1) % 4 != 0).then_some(window))
+            .collect();
+    }
+    // The sliding layers' RoPE: the same base, never scaled (`rope_local_theta` selects an
+    // unscaled table for windowed layers).
+    if spec.rope.scaling != RopeScaling::None {
+        spec.rope_local_theta = Some(spec.rope.theta);
+    }
     Ok(spec)
 }
 
