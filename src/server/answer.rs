@@ -5,7 +5,7 @@ use super::harmony::HarmonySplitter;
 use super::reasoning::{ReasoningSplitter, Split};
 use super::tools::extract::{Piece, ToolCallExtractor};
 use super::tools::format::ParsedCall;
-use super::tools::ToolOutput;
+use super::tools::{CallSyntax, ToolOutput};
 
 /// How a request's answers are read (`None` in `Meta`: plain text).
 #[derive(Debug, Clone, Default)]
@@ -31,10 +31,11 @@ enum Splitter {
 }
 
 impl Splitter {
-    fn new(r: Reasoning) -> Self {
+    /// `calls`: harmony calls are read (the request offered tools to a harmony model).
+    fn new(r: Reasoning, calls: bool) -> Self {
         match r {
             Reasoning::Think { in_thought } => Splitter::Think(ReasoningSplitter::new(in_thought)),
-            Reasoning::Harmony => Splitter::Harmony(HarmonySplitter::default()),
+            Reasoning::Harmony => Splitter::Harmony(HarmonySplitter::new(calls)),
         }
     }
 
@@ -80,34 +81,37 @@ pub struct AnswerReader {
 impl AnswerReader {
     pub fn new(setup: &AnswerSetup) -> Self {
         AnswerReader {
-            reasoning: setup.reasoning.map(Splitter::new),
-            extractor: setup.tools.as_ref().map(ToolOutput::extractor),
+            reasoning: setup.reasoning.map(|r| {
+                let harmony_calls = setup
+                    .tools
+                    .as_ref()
+                    .is_some_and(|t| t.syntax == CallSyntax::Harmony);
+                Splitter::new(r, harmony_calls)
+            }),
+            extractor: setup.tools.as_ref().and_then(ToolOutput::extractor),
             parallel: setup.tools.as_ref().is_none_or(|t| t.parallel),
             calls: 0,
         }
     }
 
     pub fn push(&mut self, text: &str) -> Released {
-        let (reasoning, content) = match &mut self.reasoning {
-            Some(r) => {
-                let split = r.push(text);
-                (split.reasoning, split.content)
-            }
-            None => (String::new(), text.to_string()),
+        let split = match &mut self.reasoning {
+            Some(r) => r.push(text),
+            None => Split {
+                content: text.to_string(),
+                ..Split::default()
+            },
         };
-        self.read_content(reasoning, &content, false)
+        self.read_content(split, false)
     }
 
     /// The answer ended.
     pub fn finish(&mut self) -> Released {
-        let (reasoning, content) = match &mut self.reasoning {
-            Some(r) => {
-                let split = r.finish();
-                (split.reasoning, split.content)
-            }
-            None => (String::new(), String::new()),
+        let split = match &mut self.reasoning {
+            Some(r) => r.finish(),
+            None => Split::default(),
         };
-        self.read_content(reasoning, &content, true)
+        self.read_content(split, true)
     }
 
     /// A whole answer at once (non-streaming responses).
@@ -126,19 +130,29 @@ impl AnswerReader {
         }
     }
 
-    fn read_content(&mut self, reasoning: String, content: &str, last: bool) -> Released {
+    /// The answer part of `split` through the call extractor (calls the splitter read, from
+    /// harmony messages, come with it).
+    fn read_content(&mut self, split: Split, last: bool) -> Released {
+        let Split {
+            reasoning,
+            content,
+            calls,
+        } = split;
         let mut out = Released {
             reasoning,
             ..Released::default()
         };
-        let Some(extractor) = &mut self.extractor else {
-            out.content = content.to_string();
-            return out;
+        let mut pieces: Vec<Piece> = match &mut self.extractor {
+            Some(extractor) => {
+                let mut pieces = extractor.push(&content);
+                if last {
+                    pieces.extend(extractor.finish());
+                }
+                pieces
+            }
+            None => vec![Piece::Content(content)],
         };
-        let mut pieces = extractor.push(content);
-        if last {
-            pieces.extend(extractor.finish());
-        }
+        pieces.extend(calls.into_iter().map(Piece::Call));
         for piece in pieces {
             match piece {
                 Piece::Content(text) => out.content.push_str(&text),
@@ -162,7 +176,7 @@ mod tests {
     fn output(parallel: bool, forced_prefix: &str) -> AnswerSetup {
         AnswerSetup {
             tools: Some(ToolOutput {
-                format: ToolFormat::Hermes,
+                syntax: CallSyntax::Blocks(ToolFormat::Hermes),
                 forced_prefix: forced_prefix.into(),
                 parallel,
             }),
@@ -260,5 +274,43 @@ mod tests {
                 ("Greet back.", "Hello!")
             );
         }
+    }
+
+    /// gpt-oss calling a tool offered to it: the thought, then the call (its arguments made
+    /// compact), numbered and turning the finish reason; a second call is dropped without
+    /// parallel calls.
+    #[test]
+    fn harmony_calls_are_read_as_tool_calls() {
+        let setup = |parallel: bool| AnswerSetup {
+            tools: Some(ToolOutput {
+                syntax: CallSyntax::Harmony,
+                forced_prefix: String::new(),
+                parallel,
+            }),
+            reasoning: Some(Reasoning::Harmony),
+        };
+        let call = |f: &str| {
+            format!(
+                "<|start|>assistant<|channel|>commentary to=functions.{f} <|constrain|>json\
+                 <|message|>{{ \"x\": 1 }}<|call|>"
+            )
+        };
+        let text = format!(
+            "<|channel|>analysis<|message|>Check.<|end|>{}{}",
+            call("a"),
+            call("b")
+        );
+        let mut r = AnswerReader::new(&setup(true));
+        let got = r.read_all(&text);
+        assert_eq!(got.reasoning, "Check.");
+        let names: Vec<(usize, &str, &str)> = got
+            .calls
+            .iter()
+            .map(|(i, c)| (*i, c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(names, [(0, "a", "{\"x\":1}"), (1, "b", "{\"x\":1}")]);
+        assert_eq!(r.finish_reason("stop"), "tool_calls");
+        let mut one = AnswerReader::new(&setup(false));
+        assert_eq!(one.read_all(&text).calls.len(), 1);
     }
 }

@@ -2,11 +2,14 @@
 //! `<|channel|>NAME[ to=RECIPIENT][ <|constrain|>TYPE]<|message|>BODY<|end|>`, the next one
 //! opened by `<|start|>assistant`, the last ended by `<|return|>` (or `<|call|>` after a tool
 //! call). The `analysis` channel is the model's thought: it comes back as `reasoning_content`;
-//! `final` (and `commentary`, the preambles it writes between tool calls) as `content`; the
-//! markers never reach the client. Decoding keeps the special tokens for this (they are the
-//! markers), and text that opens with no marker at all is plain content.
+//! `final` (and `commentary`, the preambles it writes between tool calls) as `content`; a
+//! message to `functions.NAME` is a call of tool NAME, its body the arguments (when the
+//! request offered tools); the markers never reach the client. Decoding keeps the special
+//! tokens for this (they are the markers), and text that opens with no marker at all is plain
+//! content.
 use super::marker::held_back;
 use super::reasoning::Split;
+use super::tools::format::ParsedCall;
 
 const CHANNEL: &str = "<|channel|>";
 const MESSAGE: &str = "<|message|>";
@@ -20,10 +23,12 @@ pub fn template_harmony(template: &str) -> bool {
 }
 
 /// Where a message's body goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Reasoning,
     Content,
+    /// The arguments of a call of this function, gathered until the message ends.
+    Call(String),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +36,8 @@ enum State {
     /// Before a message: its header (`<|start|>assistant<|channel|>...`) until `<|message|>`.
     Header,
     Body(Route),
+    /// A call's arguments so far.
+    CallBody(String, String),
     /// Text that opened with no marker: all of it is content.
     Plain,
 }
@@ -38,27 +45,46 @@ enum State {
 pub struct HarmonySplitter {
     state: State,
     pending: String,
+    /// Whether messages to `functions.*` are calls (the request offered tools), else content.
+    calls: bool,
 }
 
-impl Default for HarmonySplitter {
-    fn default() -> Self {
+impl HarmonySplitter {
+    /// `calls`: the request offered tools, so messages to them are read as calls.
+    pub fn new(calls: bool) -> Self {
         HarmonySplitter {
             state: State::Header,
             pending: String::new(),
+            calls,
         }
     }
 }
 
-/// The route of a message by its header: the `analysis` channel is thought, the rest answer.
-fn route(header: &str) -> Route {
-    let channel = header
-        .rsplit_once(CHANNEL)
-        .map(|(_, c)| c.split(|ch: char| ch.is_whitespace() || ch == '<').next())
-        .unwrap_or_default();
-    match channel {
-        Some("analysis") => Route::Reasoning,
+/// The word after `key` in a message header (`<|channel|>analysis`, `to=functions.f`).
+fn header_word<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let (_, rest) = header.rsplit_once(key)?;
+    rest.split(|ch: char| ch.is_whitespace() || ch == '<')
+        .next()
+}
+
+/// The route of a message by its header: to a function, a call (where calls are read); the
+/// `analysis` channel, thought; the rest, answer.
+fn route(header: &str, calls: bool) -> Route {
+    let function = header_word(header, "to=").and_then(|r| r.strip_prefix("functions."));
+    match (function, header_word(header, CHANNEL)) {
+        (Some(name), _) if calls && !name.is_empty() => Route::Call(name.to_string()),
+        (_, Some("analysis")) => Route::Reasoning,
         _ => Route::Content,
     }
+}
+
+/// A call's arguments as the API returns them: the body's JSON, compact; the body as written
+/// where it is not JSON (as vLLM returns it).
+fn call(name: String, body: &str) -> ParsedCall {
+    let arguments = serde_json::from_str::<serde_json::Value>(body.trim())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| body.trim().to_string());
+    ParsedCall { name, arguments }
 }
 
 impl HarmonySplitter {
@@ -81,10 +107,27 @@ impl HarmonySplitter {
                     let Some(at) = self.pending.find(MESSAGE) else {
                         return out;
                     };
-                    self.state = State::Body(route(&self.pending[..at]));
+                    self.state = match route(&self.pending[..at], self.calls) {
+                        Route::Call(name) => State::CallBody(name, String::new()),
+                        to => State::Body(to),
+                    };
                     self.pending.drain(..at + MESSAGE.len());
                 }
-                State::Body(to) => {
+                State::CallBody(ref name, ref mut body) => {
+                    let end = ENDS
+                        .iter()
+                        .filter_map(|m| self.pending.find(m).map(|at| (at, m.len())))
+                        .min();
+                    let Some((at, len)) = end else {
+                        return out;
+                    };
+                    body.push_str(&self.pending[..at]);
+                    out.calls.push(call(name.clone(), body));
+                    self.pending.drain(..at + len);
+                    self.state = State::Header;
+                }
+                State::Body(ref to) => {
+                    let to = to.clone();
                     let end = ENDS
                         .iter()
                         .filter_map(|m| self.pending.find(m).map(|at| (at, m.len())))
@@ -96,10 +139,10 @@ impl HarmonySplitter {
                             .max()
                             .unwrap_or(0);
                         let cut = self.pending.len() - keep;
-                        release(&mut out, to, self.pending.drain(..cut).as_str());
+                        release(&mut out, &to, self.pending.drain(..cut).as_str());
                         return out;
                     };
-                    release(&mut out, to, &self.pending[..at]);
+                    release(&mut out, &to, &self.pending[..at]);
                     self.pending.drain(..at + len);
                     self.state = State::Header;
                 }
@@ -118,8 +161,10 @@ impl HarmonySplitter {
     pub fn finish(&mut self) -> Split {
         let rest = std::mem::take(&mut self.pending);
         let mut out = Split::default();
-        match self.state {
-            State::Body(to) => release(&mut out, to, &rest),
+        match std::mem::replace(&mut self.state, State::Header) {
+            State::Body(to) => release(&mut out, &to, &rest),
+            // `<|call|>` ends generation: a call's body usually runs to the end.
+            State::CallBody(name, body) => out.calls.push(call(name, &(body + &rest))),
             State::Plain => out.content = rest,
             State::Header => {
                 let head = rest.trim_start();
@@ -132,10 +177,11 @@ impl HarmonySplitter {
     }
 }
 
-fn release(out: &mut Split, to: Route, text: &str) {
+fn release(out: &mut Split, to: &Route, text: &str) {
     match to {
         Route::Reasoning => out.reasoning.push_str(text),
-        Route::Content => out.content.push_str(text),
+        // A call's body never comes here (`State::CallBody` gathers it).
+        Route::Content | Route::Call(_) => out.content.push_str(text),
     }
 }
 
@@ -145,7 +191,7 @@ mod tests {
 
     /// Feed `output` in pieces of `step` characters; (reasoning, content).
     fn run(output: &str, step: usize) -> (String, String) {
-        let mut s = HarmonySplitter::default();
+        let mut s = HarmonySplitter::new(true);
         let chars: Vec<char> = output.chars().collect();
         let (mut reasoning, mut content) = (String::new(), String::new());
         for chunk in chars.chunks(step) {
@@ -200,6 +246,48 @@ mod tests {
     fn text_without_markers_is_plain_content() {
         every_step("Hello <|channel|> there", ("", "Hello <|channel|> there"));
         every_step("  <", ("", "  <"));
+    }
+
+    /// A message to `functions.NAME` is a call, in either header order, its body the
+    /// arguments (JSON made compact), ended by `<|call|>` or by the end of generation.
+    #[test]
+    fn messages_to_functions_are_calls() {
+        let calls = |output: &str, read: bool| {
+            let mut s = HarmonySplitter::new(read);
+            let mut all = s.push(output);
+            let rest = s.finish();
+            all.calls.extend(rest.calls);
+            all.content.push_str(&rest.content);
+            all
+        };
+        let out = calls(
+            "<|channel|>analysis<|message|>Need weather.<|end|>\
+             <|start|>assistant<|channel|>commentary to=functions.get_weather \
+             <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>",
+            true,
+        );
+        assert_eq!(out.reasoning, "Need weather.");
+        assert_eq!(
+            out.calls,
+            vec![ParsedCall {
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Paris\"}".into()
+            }]
+        );
+        // The recipient before the channel; the body cut by the end of generation.
+        let out = calls(
+            "<|start|>assistant to=functions.f<|channel|>commentary json<|message|>{\"a\":1}",
+            true,
+        );
+        assert_eq!(out.calls[0].name, "f");
+        assert_eq!(out.calls[0].arguments, "{\"a\":1}");
+        // Without tools offered, the same message is text.
+        let out = calls(
+            "<|channel|>commentary to=functions.f<|message|>{\"a\":1}<|call|>",
+            false,
+        );
+        assert!(out.calls.is_empty());
+        assert_eq!(out.content, "{\"a\":1}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ enum State {
 pub struct Split {
     pub reasoning: String,
     pub content: String,
+    /// Tool calls read on the way (harmony writes them as messages of their own).
+    pub calls: Vec<super::tools::format::ParsedCall>,
 }
 
 pub struct ReasoningSplitter {
@@ -108,12 +110,12 @@ impl ReasoningSplitter {
         match self.state {
             State::Thinking => Split {
                 reasoning: rest,
-                content: String::new(),
+                ..Split::default()
             },
             State::AfterThought => Split::default(),
             State::Start | State::Answer => Split {
-                reasoning: String::new(),
                 content: rest,
+                ..Split::default()
             },
         }
     }

@@ -234,7 +234,10 @@ pub async fn start_chat(
     let lazy_call = tools
         .as_ref()
         .filter(|_| !req.common.ignore_eos)
-        .and_then(|t| Some((t.output.format, t.lazy_call_grammar.clone()?)));
+        .and_then(|t| match t.output.syntax {
+            tools::CallSyntax::Blocks(format) => Some((format, t.lazy_call_grammar.clone()?)),
+            tools::CallSyntax::Harmony => None,
+        });
     let format = req.response_format.clone();
     let guide = guide::guide(&req.common)?;
     let constrained =
@@ -316,7 +319,7 @@ pub async fn start_chat(
     // them to see the calls and the channels.
     p.keep_special_tokens |= tools
         .as_ref()
-        .is_some_and(|t| t.output.format.needs_special_tokens())
+        .is_some_and(|t| t.output.syntax.needs_special_tokens())
         || reasoning == Some(Reasoning::Harmony);
     let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;
     let rx = generation::start(

@@ -17,10 +17,29 @@ use super::error::ApiError;
 use format::{ParsedCall, ToolFormat};
 use serde_json::{json, Value};
 
+/// How a model writes its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallSyntax {
+    /// In blocks of its answer, in one of the formats of `format`.
+    Blocks(ToolFormat),
+    /// As harmony messages to `functions.NAME` (gpt-oss), read by `harmony`.
+    Harmony,
+}
+
+impl CallSyntax {
+    /// Whether the calls' markers are special tokens the decoder must keep.
+    pub fn needs_special_tokens(self) -> bool {
+        match self {
+            CallSyntax::Blocks(f) => f.needs_special_tokens(),
+            CallSyntax::Harmony => true,
+        }
+    }
+}
+
 /// What the response side needs to turn generated text into tool calls.
 #[derive(Debug, Clone)]
 pub struct ToolOutput {
-    pub format: ToolFormat,
+    pub syntax: CallSyntax,
     /// Put in front of the generated text before reading it (it ends the prompt).
     pub forced_prefix: String,
     /// `parallel_tool_calls: false`: only the first call is returned.
@@ -28,13 +47,17 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
-    /// An extractor that has read the forced prefix.
-    pub fn extractor(&self) -> extract::ToolCallExtractor {
-        let mut x = extract::ToolCallExtractor::new(self.format);
+    /// An extractor of call blocks that has read the forced prefix; None for harmony, whose
+    /// calls the reasoning splitter reads.
+    pub fn extractor(&self) -> Option<extract::ToolCallExtractor> {
+        let CallSyntax::Blocks(format) = self.syntax else {
+            return None;
+        };
+        let mut x = extract::ToolCallExtractor::new(format);
         // The prefix opens a call block, so nothing comes out of it yet.
         let early = x.push(&self.forced_prefix);
         debug_assert!(early.is_empty(), "{early:?}");
-        x
+        Some(x)
     }
 }
 
@@ -165,10 +188,13 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
             Some(Some(name))
         }
     };
+    let parallel = req.parallel_tool_calls.unwrap_or(true);
+    if super::harmony::template_harmony(template_source) {
+        return harmony_plan(tools, forced.is_some(), parallel).map(Some);
+    }
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
     let invalid = |e: String| ApiError::invalid("tools", e);
-    let parallel = req.parallel_tool_calls.unwrap_or(true);
     let (call_grammar, lazy_call_grammar) = match forced {
         Some(f) => (
             Some(format.call_grammar(&functions, f).map_err(invalid)?),
@@ -186,13 +212,36 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     Ok(Some(ToolPlan {
         tools: Value::Array(tools.to_vec()),
         output: ToolOutput {
-            format,
+            syntax: CallSyntax::Blocks(format),
             forced_prefix: forced.map(|f| format.forced_prefix(f)).unwrap_or_default(),
             parallel,
         },
         call_grammar,
         lazy_call_grammar,
     }))
+}
+
+/// The plan of a harmony model (gpt-oss): its template shows the tools, its calls are
+/// messages read by `harmony`. A demanded call (`required`, a named function) would need its
+/// harmony header forced and its arguments constrained: not there yet, so refused.
+fn harmony_plan(tools: &[Value], forced: bool, parallel: bool) -> Result<ToolPlan, ApiError> {
+    if forced {
+        return Err(ApiError::invalid(
+            "tool_choice",
+            "this model writes calls as harmony messages (gpt-oss), for which candor cannot \
+             demand a call yet: use `tool_choice: \"auto\"`",
+        ));
+    }
+    Ok(ToolPlan {
+        tools: Value::Array(tools.to_vec()),
+        output: ToolOutput {
+            syntax: CallSyntax::Harmony,
+            forced_prefix: String::new(),
+            parallel,
+        },
+        call_grammar: None,
+        lazy_call_grammar: None,
+    })
 }
 
 /// A call as OpenAI returns it; `index` is set in stream deltas.
@@ -284,9 +333,31 @@ mod tests {
         // cut off right there comes back as text.
         let prefix = named.output.forced_prefix.clone();
         assert_eq!(
-            named.output.extractor().finish(),
-            vec![extract::Piece::Content(prefix)]
+            named.output.extractor().map(|mut x| x.finish()),
+            Some(vec![extract::Piece::Content(prefix)])
         );
+    }
+
+    /// A harmony template (gpt-oss): tools go to it, calls are read from harmony messages (no
+    /// extractor, no grammar); a demanded call is refused, naming the parameter.
+    #[test]
+    fn harmony_templates_take_tools_under_auto_only() {
+        let template = "{{ tools }}<|start|>assistant<|channel|>final<|message|>";
+        let tools = [weather()];
+        let req = |choice: Option<Value>| {
+            let r = ToolRequest {
+                tools: Some(&tools),
+                tool_choice: choice.as_ref(),
+                parallel_tool_calls: None,
+            };
+            plan(&r, template)
+        };
+        let auto = req(None).unwrap().unwrap();
+        assert_eq!(auto.output.syntax, CallSyntax::Harmony);
+        assert!(auto.output.extractor().is_none());
+        assert!(auto.call_grammar.is_none() && auto.lazy_call_grammar.is_none());
+        let e = req(Some(json!("required"))).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tool_choice"), "{e:?}");
     }
 
     #[test]
