@@ -14,7 +14,7 @@ use candor_models::weights::mxfp4;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const TOKENS: [u32; 8] = [5, 17, 300, 42, 7, 99, 256, 3];
 
@@ -517,6 +517,14 @@ fn gpt_oss_loads_from_gguf() {
     gguf_matches_checkout("gpt_oss", "gpt-oss", Experts::Stacked, 0.3);
 }
 
+/// The tiny gpt-oss as a GGUF at `dir/name`, its experts as `experts` says, the other
+/// matrices in `dtype`.
+fn gpt_oss_gguf(dir: &Path, name: &str, dtype: GgmlDType, experts: Experts) -> PathBuf {
+    let path = dir.join(name);
+    write_gguf_of("gpt_oss", "gpt-oss", &path, dtype, experts);
+    path
+}
+
 /// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), read as the Q5_0
 /// blocks they are exactly. Dequantized at load, the logits of a GGUF holding the same rounded
 /// values in F32 (1e-4). Through the kernels (8-bit activations) no further from them than a
@@ -525,20 +533,16 @@ fn gpt_oss_loads_from_gguf() {
 #[test]
 fn gpt_oss_mxfp4_experts_load_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name);
-    let (mx, rounded, q8) = (path("mxfp4.gguf"), path("rounded.gguf"), path("q8.gguf"));
-    write_gguf_of("gpt_oss", "gpt-oss", &mx, GgmlDType::F32, Experts::Mxfp4);
-    write_gguf_of(
-        "gpt_oss",
-        "gpt-oss",
-        &rounded,
+    let mx = gpt_oss_gguf(dir.path(), "mxfp4.gguf", GgmlDType::F32, Experts::Mxfp4);
+    let rounded = gpt_oss_gguf(
+        dir.path(),
+        "rounded.gguf",
         GgmlDType::F32,
         Experts::Mxfp4Rounded,
     );
-    write_gguf_of(
-        "gpt_oss",
-        "gpt-oss",
-        &q8,
+    let q8 = gpt_oss_gguf(
+        dir.path(),
+        "q8.gguf",
         GgmlDType::Q8_0,
         Experts::Mxfp4Rounded,
     );
@@ -572,16 +576,7 @@ fn write_mxfp4_checkout(dir: &Path) {
         }
         let t = t.transpose(1, 2).unwrap().contiguous().unwrap();
         let (experts, rows, cols) = t.dims3().unwrap();
-        let blocks = mxfp4_of(&t).1;
-        let (mut codes, mut scales) = (Vec::new(), Vec::new());
-        for b in blocks.chunks_exact(mxfp4::GGML_BLOCK_BYTES) {
-            scales.push(b[0]);
-            let nib = |i: usize| match i < 16 {
-                true => b[1 + i] & 0x0f,
-                false => b[1 + i - 16] >> 4,
-            };
-            codes.extend((0..16).map(|j| nib(2 * j) | (nib(2 * j + 1) << 4)));
-        }
+        let (codes, scales) = mxfp4::ggml_to_openai(&mxfp4_of(&t).1);
         let nb = cols / 32;
         let u8s = |v: Vec<u8>, shape: &[usize]| Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
         out.insert(
@@ -602,15 +597,10 @@ fn gpt_oss_mxfp4_checkout_loads_like_its_gguf() {
     let checkout = dir.path().join("checkout");
     std::fs::create_dir(&checkout).unwrap();
     write_mxfp4_checkout(&checkout);
-    let (mx, rounded) = (
-        dir.path().join("mxfp4.gguf"),
-        dir.path().join("rounded.gguf"),
-    );
-    write_gguf_of("gpt_oss", "gpt-oss", &mx, GgmlDType::F32, Experts::Mxfp4);
-    write_gguf_of(
-        "gpt_oss",
-        "gpt-oss",
-        &rounded,
+    let mx = gpt_oss_gguf(dir.path(), "mxfp4.gguf", GgmlDType::F32, Experts::Mxfp4);
+    let rounded = gpt_oss_gguf(
+        dir.path(),
+        "rounded.gguf",
         GgmlDType::F32,
         Experts::Mxfp4Rounded,
     );

@@ -130,6 +130,21 @@ pub fn dequantize_ggml(blocks: &[u8]) -> Vec<f32> {
     out
 }
 
+/// ggml MXFP4 blocks in OpenAI's layout: the codes re-paired per byte (elements 2j, 2j + 1)
+/// and the scales apart. For writing test checkouts.
+pub fn ggml_to_openai(blocks: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (mut codes, mut scales) = (Vec::new(), Vec::new());
+    for b in blocks.chunks_exact(GGML_BLOCK_BYTES) {
+        scales.push(b[0]);
+        let nib = |i: usize| match i < 16 {
+            true => b[1 + i] & 0x0f,
+            false => b[1 + i - 16] >> 4,
+        };
+        codes.extend((0..16).map(|j| nib(2 * j) | (nib(2 * j + 1) << 4)));
+    }
+    (codes, scales)
+}
+
 /// `values` (a whole number of 32-value blocks) as ggml MXFP4 blocks: each block's scale the
 /// power of two that puts its largest magnitude at or under 6, each value the nearest code.
 /// What llama.cpp's quantizer does, for writing test files.
@@ -198,18 +213,7 @@ mod tests {
             .collect();
         let ggml = quantize_ggml(&values);
         // The same blocks in OpenAI's layout: codes re-paired, scales apart.
-        let (mut codes, mut scales) = (Vec::new(), Vec::new());
-        for b in ggml.chunks_exact(GGML_BLOCK_BYTES) {
-            scales.push(b[0]);
-            let nib = |i: usize| {
-                if i < 16 {
-                    b[1 + i] & 0x0f
-                } else {
-                    b[1 + i - 16] >> 4
-                }
-            };
-            codes.extend((0..16).map(|j| nib(2 * j) | (nib(2 * j + 1) << 4)));
-        }
+        let (codes, scales) = ggml_to_openai(&ggml);
         let a = q5_values(&ggml_to_q5_0(&ggml).unwrap(), 64);
         let b = q5_values(&split_to_q5_0(&codes, &scales).unwrap(), 64);
         assert_eq!(a, b);
