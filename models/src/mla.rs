@@ -52,28 +52,15 @@ impl HeadLayout {
         }
     }
 
-    /// The position of rotary dimension `j`: pairs (2i, 2i+1) stay where they are
-    /// (interleaved); pairs (i, i + rope/2) move to (i, i + width/2) (neox).
+    /// The position of rotary dimension `j` (`rope::rotary_position`).
     fn rope_position(&self, j: usize) -> usize {
-        match self.style {
-            RopeStyle::Interleaved => j,
-            RopeStyle::Neox if j < self.rope / 2 => j,
-            RopeStyle::Neox => self.width / 2 + j - self.rope / 2,
-        }
+        crate::rope::rotary_position(j, self.rope, self.width, self.style)
     }
 
     /// For each position of a q/k head, the HF dimension it holds (HF heads are the part
     /// without RoPE, then the rotary part) and whether it rotates; None for padding.
     fn qk_sources(&self) -> Vec<Option<(usize, bool)>> {
-        let mut out = vec![None; self.width];
-        for j in 0..self.rope {
-            out[self.rope_position(j)] = Some((self.nope + j, true));
-        }
-        let free: Vec<usize> = (0..self.width).filter(|&p| out[p].is_none()).collect();
-        for (n, &p) in free.iter().take(self.nope).enumerate() {
-            out[p] = Some((n, false));
-        }
-        out
+        crate::rope::rotary_layout(self.width, self.rope, self.nope, 0..self.nope, self.style)
     }
 
     /// The frequencies of a whole head (`width / 2`): the rotary part's `freqs` on the pairs

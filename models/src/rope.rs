@@ -121,18 +121,50 @@ pub fn partial_rope_spec(
     (spec, attention_factor(scaling))
 }
 
+/// Where rotary dimension `j` of `rotary` sits in a head of `width` that RoPE rotates whole
+/// (the other dimensions given a frequency of 0, which leaves them as they are): interleaved
+/// pairs (2i, 2i+1) stay where they are; neox pairs (i, i + rotary/2) move to (i, i + width/2),
+/// where a whole-head rotation pairs them.
+pub fn rotary_position(j: usize, rotary: usize, width: usize, style: RopeStyle) -> usize {
+    match style {
+        RopeStyle::Interleaved => j,
+        RopeStyle::Neox if j < rotary / 2 => j,
+        RopeStyle::Neox => width / 2 + j - rotary / 2,
+    }
+}
+
+/// For each position of such a head, the stored dimension it holds and whether it rotates:
+/// the rotary dimensions (stored at `rotary_from..rotary_from + rotary`) at their
+/// `rotary_position`s, the `others` in the places left, in order; None past them (padding).
+/// Partial RoPE (Phi-3, GLM: rotary dimensions first) and latent attention (DeepSeek: after
+/// the others) lay their heads out by it.
+pub fn rotary_layout(
+    width: usize,
+    rotary: usize,
+    rotary_from: usize,
+    others: impl IntoIterator<Item = usize>,
+    style: RopeStyle,
+) -> Vec<Option<(usize, bool)>> {
+    let mut out = vec![None; width];
+    for j in 0..rotary {
+        out[rotary_position(j, rotary, width, style)] = Some((rotary_from + j, true));
+    }
+    let mut others = others.into_iter();
+    for place in out.iter_mut().filter(|p| p.is_none()) {
+        match others.next() {
+            Some(o) => *place = Some((o, false)),
+            None => break,
+        }
+    }
+    out
+}
+
 /// For each position of a head laid out for `partial_rope_spec`, the HF dimension it holds
 /// (HF heads: the `rotary` dimensions first) and whether it rotates.
 pub fn partial_head_sources(head_dim: usize, rotary: usize) -> Vec<(usize, bool)> {
-    let (half, rhalf) = (head_dim / 2, rotary / 2);
-    let mut out: Vec<Option<(usize, bool)>> = vec![None; head_dim];
-    for j in 0..rotary {
-        let p = if j < rhalf { j } else { half + j - rhalf };
-        out[p] = Some((j, true));
-    }
-    let mut rest = rotary..head_dim;
-    out.into_iter()
-        .map(|s| s.unwrap_or_else(|| (rest.next().unwrap_or(0), false)))
+    rotary_layout(head_dim, rotary, 0, rotary..head_dim, RopeStyle::Neox)
+        .into_iter()
+        .map(|s| s.unwrap_or((0, false)))
         .collect()
 }
 
