@@ -713,6 +713,61 @@ async fn structured_outputs_follow_the_schema() {
     }
 }
 
+/// A template in harmony's shape (gpt-oss's): the real model's vocabulary has none of its
+/// special tokens, so they are plain text here, but the server reads the template as harmony.
+const HARMONY_TEMPLATE: &str = "{% for m in messages %}{% if m.role == 'assistant' %}\
+<|start|>assistant<|channel|>final<|message|>{{ m.content }}<|end|>{% else %}\
+<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endif %}{% endfor %}\
+{% if tools %}<|start|>developer<|message|>{{ tools | tojson }}<|end|>{% endif %}\
+{% if add_generation_prompt %}<|start|>assistant{% endif %}";
+
+/// Through a harmony template: an answer that opens with no channel is plain content; a named
+/// `tool_choice` makes the answer the arguments of a message to that function, returned as
+/// its call; `required` (a call to any of several) is refused naming `tool_choice`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harmony_templates_read_channels_and_demanded_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("harmony.jinja");
+    std::fs::write(&template, HARMONY_TEMPLATE).unwrap();
+    let s = Server::start(
+        "qwen2.5-0.5b",
+        &["--chat-template", template.to_str().unwrap()],
+    )
+    .await;
+    let messages = json!([{"role": "user", "content": "What is the weather like in Paris?"}]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        json!({"messages": messages, "max_tokens": 12, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let content = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        !content.is_empty() && !content.contains("<|message|>"),
+        "{v}"
+    );
+
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let body = json!({"messages": messages, "tools": [weather_tool()], "tool_choice": named,
+                      "max_tokens": 40, "temperature": 0});
+    let (st, v) = post(&s, "/v1/chat/completions", body).await;
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{v}");
+    let args = call_arguments(call);
+    assert!(args["city"].is_string(), "{v}");
+
+    let body = json!({"messages": messages, "tools": [weather_tool()], "tool_choice": "required"});
+    let (st, v) = post(&s, "/v1/chat/completions", body).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "tool_choice", "{v}");
+}
+
 /// A ChatML template that opens a thought in the generation prompt (as DeepSeek-R1's does),
 /// or closes an empty one with `enable_thinking: false` (as Qwen3's does).
 const THINKING_TEMPLATE: &str =

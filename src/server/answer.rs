@@ -82,11 +82,17 @@ impl AnswerReader {
     pub fn new(setup: &AnswerSetup) -> Self {
         AnswerReader {
             reasoning: setup.reasoning.map(|r| {
-                let harmony_calls = setup
+                let harmony = setup
                     .tools
                     .as_ref()
-                    .is_some_and(|t| t.syntax == CallSyntax::Harmony);
-                Splitter::new(r, harmony_calls)
+                    .filter(|t| t.syntax == CallSyntax::Harmony);
+                let mut s = Splitter::new(r, harmony.is_some());
+                // A demanded call's header ends the prompt: the answer is its body.
+                if let Some(t) = harmony {
+                    let early = s.push(&t.forced_prefix);
+                    debug_assert_eq!(early, Split::default());
+                }
+                s
             }),
             extractor: setup.tools.as_ref().and_then(ToolOutput::extractor),
             parallel: setup.tools.as_ref().is_none_or(|t| t.parallel),
@@ -312,5 +318,14 @@ mod tests {
         assert_eq!(r.finish_reason("stop"), "tool_calls");
         let mut one = AnswerReader::new(&setup(false));
         assert_eq!(one.read_all(&text).calls.len(), 1);
+        // A demanded call: the prompt ended with its header, the answer is the arguments.
+        let mut forced = setup(true);
+        if let Some(t) = forced.tools.as_mut() {
+            t.forced_prefix = crate::server::harmony::call_header("get_weather");
+        }
+        let got = AnswerReader::new(&forced).read_all("{\"city\": \"Oslo\"}");
+        assert_eq!(got.calls.len(), 1);
+        assert_eq!(got.calls[0].1.name, "get_weather");
+        assert_eq!(got.calls[0].1.arguments, "{\"city\":\"Oslo\"}");
     }
 }

@@ -17,6 +17,12 @@ const START: &str = "<|start|>";
 /// What ends a message's body.
 const ENDS: [&str; 3] = ["<|end|>", "<|return|>", "<|call|>"];
 
+/// The header of a message calling function `name`, as gpt-oss writes it after
+/// `<|start|>assistant` (the generation prompt): a demanded call's forced opening.
+pub fn call_header(name: &str) -> String {
+    format!("{CHANNEL}commentary to=functions.{name} <|constrain|>json{MESSAGE}")
+}
+
 /// Whether a chat template writes harmony (gpt-oss's).
 pub fn template_harmony(template: &str) -> bool {
     template.contains(CHANNEL) && template.contains(MESSAGE)

@@ -172,16 +172,7 @@ impl ToolFormat {
     ) -> Result<String, String> {
         let tail = literal(self.call_tail());
         match function {
-            Some(name) => {
-                let (_, params) = functions
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .ok_or_else(|| format!("no function `{name}`"))?;
-                Ok(format!(
-                    "start: args {tail}\nargs: %json {}\n",
-                    schema_text(params)?
-                ))
-            }
+            Some(name) => arguments_grammar(functions, name, &format!(" {tail}")),
             // The prefix has opened the call object and its "name" key.
             None => Ok(format!(
                 "start: call {tail}\n{}",
@@ -289,6 +280,23 @@ impl ToolFormat {
         let name = serde_json::to_string(name).unwrap_or_default();
         format!("{name}, \"{}\": ", self.arguments_key())
     }
+}
+
+/// The lark grammar of function `name`'s arguments (its schema's JSON), then `tail` (lark
+/// items after `args`): what follows a prefix that has named the function.
+pub fn arguments_grammar(
+    functions: &[(String, Value)],
+    name: &str,
+    tail: &str,
+) -> Result<String, String> {
+    let (_, params) = functions
+        .iter()
+        .find(|(n, _)| n == name)
+        .ok_or_else(|| format!("no function `{name}`"))?;
+    Ok(format!(
+        "start: args{tail}\nargs: %json {}\n",
+        schema_text(params)?
+    ))
 }
 
 /// `text` as a lark string literal (JSON string syntax).

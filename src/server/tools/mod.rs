@@ -190,7 +190,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     };
     let parallel = req.parallel_tool_calls.unwrap_or(true);
     if super::harmony::template_harmony(template_source) {
-        return harmony_plan(tools, forced.is_some(), parallel).map(Some);
+        return harmony_plan(tools, &functions, forced, parallel).map(Some);
     }
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
@@ -222,24 +222,42 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
 }
 
 /// The plan of a harmony model (gpt-oss): its template shows the tools, its calls are
-/// messages read by `harmony`. A demanded call (`required`, a named function) would need its
-/// harmony header forced and its arguments constrained: not there yet, so refused.
-fn harmony_plan(tools: &[Value], forced: bool, parallel: bool) -> Result<ToolPlan, ApiError> {
-    if forced {
-        return Err(ApiError::invalid(
-            "tool_choice",
-            "this model writes calls as harmony messages (gpt-oss), for which candor cannot \
-             demand a call yet: use `tool_choice: \"auto\"`",
-        ));
-    }
+/// messages read by `harmony`. A named `tool_choice` ends the prompt with the header of a
+/// message to that function and holds the answer to its arguments (the message's body, which
+/// `<|call|>`, an end token, closes). `required` would need the function's name chosen under a
+/// grammar that spans the header's special tokens: refused for now.
+fn harmony_plan(
+    tools: &[Value],
+    functions: &[(String, Value)],
+    forced: Option<Option<&str>>,
+    parallel: bool,
+) -> Result<ToolPlan, ApiError> {
+    let (forced_prefix, call_grammar) = match forced {
+        None => (String::new(), None),
+        Some(None) => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "this model writes calls as harmony messages (gpt-oss), for which candor \
+                 cannot demand a call to any of several functions yet: name one, or use \
+                 `tool_choice: \"auto\"`",
+            ))
+        }
+        Some(Some(name)) => (
+            super::harmony::call_header(name),
+            Some(
+                format::arguments_grammar(functions, name, "")
+                    .map_err(|e| ApiError::invalid("tools", e))?,
+            ),
+        ),
+    };
     Ok(ToolPlan {
         tools: Value::Array(tools.to_vec()),
         output: ToolOutput {
             syntax: CallSyntax::Harmony,
-            forced_prefix: String::new(),
+            forced_prefix,
             parallel,
         },
-        call_grammar: None,
+        call_grammar,
         lazy_call_grammar: None,
     })
 }
@@ -358,6 +376,18 @@ mod tests {
         assert!(auto.call_grammar.is_none() && auto.lazy_call_grammar.is_none());
         let e = req(Some(json!("required"))).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("tool_choice"), "{e:?}");
+        // A named function: the prompt ends with the header of a message to it, and the
+        // answer is held to its arguments.
+        let named = json!({"type": "function", "function": {"name": "get_weather"}});
+        let named = req(Some(named)).unwrap().unwrap();
+        assert!(named
+            .output
+            .forced_prefix
+            .contains("to=functions.get_weather"));
+        assert!(named
+            .call_grammar
+            .unwrap()
+            .starts_with("start: args\nargs: %json"));
     }
 
     #[test]
