@@ -85,10 +85,16 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         })
     };
 
+    // gpt-oss's answers are harmony messages: their channel markers are special tokens, shown
+    // (as llama.cpp renders them) so the thought and the answer stay apart in the output.
+    let mut keep_special = false;
     let prompt_ids = match (&args.prompt_tokens, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) if args.chat => {
             let tokenizer = need_tokenizer()?;
+            keep_special = tokenizer
+                .chat_template()
+                .is_some_and(|t| crate::server::harmony::template_harmony(&t));
             let template = ChatTemplate::from_optional(
                 tokenizer.chat_template().as_deref(),
                 tokenizer.bos_token().as_deref(),
@@ -142,7 +148,10 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut stream = model.tokenizer.as_ref().map(StreamDecoder::new);
+    let mut stream = model.tokenizer.as_ref().map(|t| match keep_special {
+        true => StreamDecoder::new(t).with_special_tokens(),
+        false => StreamDecoder::new(t),
+    });
     let mut text = String::new();
     let mut write_err = None;
     let result = generate(model.runner.as_mut(), &req, |id| {
