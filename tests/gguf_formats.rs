@@ -24,13 +24,19 @@ fn logits(path: &Path) -> Vec<f32> {
 
 /// The logits of `TOKENS`, with every weight dequantized to f32 at load when `dequantize`.
 fn logits_of(path: &Path, dequantize: bool) -> Vec<f32> {
+    logits_of_tokens(path, &TOKENS, dequantize)
+}
+
+/// The logits of `tokens` (at most 64), likewise.
+fn logits_of_tokens(path: &Path, tokens: &[u32], dequantize: bool) -> Vec<f32> {
     let opened = open_model(path, dequantize).expect("open");
     let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
-            tokens: TOKENS.to_vec(),
+            tokens: tokens.to_vec(),
             start_pos: 0,
-            block_table: vec![0],
+            // Blocks of 16 tokens: 4 hold the 64.
+            block_table: vec![0, 1, 2, 3],
             logits: LogitsWanted::All,
             adapter: None,
         }],
@@ -373,7 +379,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("final_logit_softcapping", "final_logit_softcapping"),
         ("attention.sliding_window", "sliding_window"),
     ] {
-        if matches!(arch, "gemma2" | "gpt-oss") && !cfg[hf].is_null() {
+        let windowed = matches!(arch, "gemma2" | "gpt-oss") || fixture == "olmo3";
+        if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
             extra.push((
                 key,
@@ -402,13 +409,20 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.extend([
             ("rope.scaling.type", Value::String("yarn".into())),
             ("rope.scaling.factor", f("factor")),
-            ("rope.scaling.yarn_beta_fast", f("beta_fast")),
-            ("rope.scaling.yarn_beta_slow", f("beta_slow")),
             (
                 "rope.scaling.original_context_length",
                 Value::U32(rs["original_max_position_embeddings"].as_u64().unwrap() as u32),
             ),
         ]);
+        // The betas where the config sets them (else both sides take 32 and 1).
+        for (key, hf) in [
+            ("rope.scaling.yarn_beta_fast", "beta_fast"),
+            ("rope.scaling.yarn_beta_slow", "beta_slow"),
+        ] {
+            if rs.contains_key(hf) {
+                extra.push((key, f(hf)));
+            }
+        }
     }
     if let Some(rs) = rope_scaling.filter(|rs| rs.contains_key("short_factor")) {
         for (key, name) in [
@@ -617,10 +631,24 @@ fn gpt_oss_mxfp4_checkout_loads_like_its_gguf() {
 }
 
 /// OLMo 2 (norms after attention and the FFN only, q/k norms over whole projections) as
-/// llama.cpp's `olmo2` GGUF keeps it: the HF checkout's logits.
+/// llama.cpp's `olmo2` GGUF keeps it: the HF checkout's logits. OLMo 3 as an `olmo2` GGUF with
+/// a sliding window (three sliding layers to one global, their RoPE unscaled beside the
+/// global layer's YaRN): its checkout's logits.
 #[test]
 fn olmo2_loads_from_gguf() {
     gguf_matches_checkout("olmo2", "olmo2", Experts::Stacked, 0.3);
+    gguf_matches_checkout("olmo3", "olmo2", Experts::Stacked, 0.3);
+    // Past the window of 16: the sliding layers must see only their last 16 keys.
+    let long: Vec<u32> = (0..40).map(|i| 3 + (i * 37) % 500).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("olmo3.gguf");
+    write_gguf_of("olmo3", "olmo2", &path, GgmlDType::F32, Experts::Stacked);
+    let checkout = fixtures().join("tiny/olmo3");
+    let d = max_abs_diff(
+        &logits_of_tokens(&path, &long, false),
+        &logits_of_tokens(&checkout, &long, false),
+    );
+    assert!(d < 1e-4, "OLMo 3 GGUF over 40 tokens: logits differ by {d}");
 }
 
 #[test]

@@ -28,20 +28,43 @@ pub fn olmo3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     olmo2_common(&mut spec);
     if c.0.get("layer_types").is_none() {
         let window = c.opt_usize("sliding_window")?.unwrap_or(4096);
-        spec.layer_windows = (0..spec.num_layers)
-            .map(|l| ((l + 1) % 4 != 0).then_some(window))
-            .collect();
+        spec.layer_windows = olmo3_windows(spec.num_layers, window);
     }
-    // The sliding layers' RoPE: the same base, never scaled (`rope_local_theta` selects an
-    // unscaled table for windowed layers).
-    if spec.rope.scaling != RopeScaling::None {
-        spec.rope_local_theta = Some(spec.rope.theta);
-    }
+    olmo3_sliding_rope(&mut spec);
     Ok(spec)
 }
 
+/// OLMo 3's default layers: three sliding, then one global.
+fn olmo3_windows(layers: usize, window: usize) -> Vec<Option<usize>> {
+    (0..layers)
+        .map(|l| ((l + 1) % 4 != 0).then_some(window))
+        .collect()
+}
+
+/// The sliding layers' RoPE: the same base, never scaled (`rope_local_theta` selects an
+/// unscaled table for windowed layers).
+fn olmo3_sliding_rope(spec: &mut ModelSpec) {
+    if spec.rope.scaling != RopeScaling::None {
+        spec.rope_local_theta = Some(spec.rope.theta);
+    }
+}
+
+/// An `olmo2` GGUF; with `olmo2.attention.sliding_window` it is an OLMo 3 (llama.cpp converts
+/// OLMo 3 as olmo2 with a window, its layers three sliding to one global).
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::Olmo2, RopeStyle::Neox)?;
+    let window = g
+        .get_usize("olmo2.attention.sliding_window")
+        .filter(|&w| w > 0);
+    let arch = if window.is_some() {
+        Arch::Olmo3
+    } else {
+        Arch::Olmo2
+    };
+    let mut spec = base_from_gguf(g, arch, RopeStyle::Neox)?;
     olmo2_common(&mut spec);
+    if let Some(w) = window {
+        spec.layer_windows = olmo3_windows(spec.num_layers, w);
+        olmo3_sliding_rope(&mut spec);
+    }
     Ok(spec)
 }
