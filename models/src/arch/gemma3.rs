@@ -3,7 +3,7 @@
 //! attention scale `query_pre_attn_scalar^-0.5`, tied head. Gemma 2 is the same without q/k
 //! norms, with one RoPE base, every other layer sliding, and tanh softcaps on the attention
 //! scores and the final logits.
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, sliding_pattern};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec};
@@ -69,13 +69,6 @@ pub fn gemma2_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// Layer `l` is global when `(l + 1) % pattern == 0`, sliding otherwise (HF and llama.cpp).
-fn sliding_pattern(layers: usize, pattern: usize, window: Option<usize>) -> Vec<Option<usize>> {
-    (0..layers)
-        .map(|l| if (l + 1) % pattern == 0 { None } else { window })
-        .collect()
-}
-
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Gemma3, RopeStyle::Neox)?;
     gemma_common(&mut spec);
@@ -92,18 +85,4 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         spec.attn_scale = 1.0 / ((spec.hidden_size / spec.num_heads) as f32).sqrt();
     }
     Ok(spec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sliding_pattern;
-
-    #[test]
-    fn every_sixth_layer_is_global() {
-        let w = sliding_pattern(12, 6, Some(512));
-        assert_eq!(w.iter().filter(|x| x.is_none()).count(), 2);
-        assert_eq!(w[5], None);
-        assert_eq!(w[11], None);
-        assert_eq!(w[0], Some(512));
-    }
 }

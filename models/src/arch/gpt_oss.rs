@@ -4,7 +4,7 @@
 //! ramp's ends; every layer's FFN a softmax top-k of experts whose router and projections
 //! have biases, run through a clamped SwiGLU (`Activation::SwigluOai`).
 use super::experts::softmax_top_k;
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, sliding_pattern};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec, RopeScaling};
@@ -16,19 +16,12 @@ fn gpt_oss_common(spec: &mut ModelSpec) {
     spec.activation = Activation::SwigluOai;
 }
 
-/// Sliding layers alternating with global ones, the first sliding (transformers' default
-/// `layer_types` for gpt-oss, llama.cpp's SWA pattern 2).
-fn alternating_windows(layers: usize, window: usize) -> Vec<Option<usize>> {
-    (0..layers)
-        .map(|l| (l % 2 == 0).then_some(window))
-        .collect()
-}
-
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::GptOss)?;
     if c.0.get("layer_types").is_none() {
         let window = c.opt_usize("sliding_window")?.unwrap_or(128);
-        spec.layer_windows = alternating_windows(spec.num_layers, window);
+        // Sliding and global alternating, the first sliding (transformers' default).
+        spec.layer_windows = sliding_pattern(spec.num_layers, 2, Some(window));
     }
     gpt_oss_common(&mut spec);
     // The router softmaxes its top-k logits: the same weights as a softmax over all of them
@@ -48,7 +41,8 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let window = g
         .get_usize("gpt-oss.attention.sliding_window")
         .ok_or_else(|| ModelError::Config("GGUF: gpt-oss without a sliding window".into()))?;
-    spec.layer_windows = alternating_windows(spec.num_layers, window);
+    // llama.cpp's SWA pattern 2: the first layer sliding, every other after it.
+    spec.layer_windows = sliding_pattern(spec.num_layers, 2, Some(window));
     // The model's YaRN keeps the ramp's ends fractional (its config's `truncate: false`);
     // the GGUF has no key for it.
     if let RopeScaling::Yarn { truncate, .. } = &mut spec.rope.scaling {
@@ -62,17 +56,4 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         ));
     }
     Ok(spec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_layer_slides_and_every_other_after_it() {
-        assert_eq!(
-            alternating_windows(4, 128),
-            vec![Some(128), None, Some(128), None]
-        );
-    }
 }

@@ -95,6 +95,19 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     }
 }
 
+/// Each layer's window: layer `l` is global when `(l + 1) % pattern == 0`, sliding otherwise
+/// (HF's and llama.cpp's rule: Gemma 3 every sixth global, Gemma 2 and gpt-oss every other,
+/// OLMo 3 every fourth).
+pub(crate) fn sliding_pattern(
+    layers: usize,
+    pattern: usize,
+    window: Option<usize>,
+) -> Vec<Option<usize>> {
+    (0..layers)
+        .map(|l| if (l + 1) % pattern == 0 { None } else { window })
+        .collect()
+}
+
 /// Dimensions of each head RoPE rotates, from `partial_rotary_factor` (`default` when the
 /// config has none; None: the whole head), truncated as transformers does
 /// (`int(head_dim * factor)`).
@@ -303,4 +316,27 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sliding_pattern;
+
+    #[test]
+    fn every_sixth_layer_is_global() {
+        let w = sliding_pattern(12, 6, Some(512));
+        assert_eq!(w.iter().filter(|x| x.is_none()).count(), 2);
+        assert_eq!(w[5], None);
+        assert_eq!(w[11], None);
+        assert_eq!(w[0], Some(512));
+    }
+
+    /// gpt-oss's layers: the first sliding, every other after it.
+    #[test]
+    fn every_other_layer_is_global_from_the_second() {
+        assert_eq!(
+            sliding_pattern(4, 2, Some(128)),
+            vec![Some(128), None, Some(128), None]
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! with sliding-window layers (`layer_types`; three of four by default) whose RoPE stays
 //! unscaled where the global layers' is scaled (transformers gives them a default rotary
 //! embedding of their own).
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, sliding_pattern};
 use crate::backend::RopeStyle;
 use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec, RopeScaling};
@@ -36,9 +36,7 @@ pub fn olmo3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 
 /// OLMo 3's default layers: three sliding, then one global.
 fn olmo3_windows(layers: usize, window: usize) -> Vec<Option<usize>> {
-    (0..layers)
-        .map(|l| ((l + 1) % 4 != 0).then_some(window))
-        .collect()
+    sliding_pattern(layers, 4, Some(window))
 }
 
 /// The sliding layers' RoPE: the same base, never scaled (`rope_local_theta` selects an
