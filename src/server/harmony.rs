@@ -29,12 +29,10 @@ pub fn template_harmony(template: &str) -> bool {
 }
 
 /// Where a message's body goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Reasoning,
     Content,
-    /// The arguments of a call of this function, gathered until the message ends.
-    Call(String),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,8 +40,9 @@ enum State {
     /// Before a message: its header (`<|start|>assistant<|channel|>...`) until `<|message|>`.
     Header,
     Body(Route),
-    /// A call's arguments so far.
-    CallBody(String, String),
+    /// A call of this function: its arguments are the body, gathered in `pending` until the
+    /// message ends.
+    Call(String),
     /// Text that opened with no marker: all of it is content.
     Plain,
 }
@@ -73,15 +72,28 @@ fn header_word<'a>(header: &'a str, key: &str) -> Option<&'a str> {
         .next()
 }
 
-/// The route of a message by its header: to a function, a call (where calls are read); the
+/// The state a message's header leads to: to a function, a call (where calls are read); the
 /// `analysis` channel, thought; the rest, answer.
-fn route(header: &str, calls: bool) -> Route {
+fn message_state(header: &str, calls: bool) -> State {
     let function = header_word(header, "to=").and_then(|r| r.strip_prefix("functions."));
     match (function, header_word(header, CHANNEL)) {
-        (Some(name), _) if calls && !name.is_empty() => Route::Call(name.to_string()),
-        (_, Some("analysis")) => Route::Reasoning,
-        _ => Route::Content,
+        (Some(name), _) if calls && !name.is_empty() => State::Call(name.to_string()),
+        (_, Some("analysis")) => State::Body(Route::Reasoning),
+        _ => State::Body(Route::Content),
     }
+}
+
+/// Whether text (after whitespace) opens a message with a marker.
+fn opens_message(text: &str) -> bool {
+    let head = text.trim_start();
+    head.starts_with(CHANNEL) || head.starts_with(START)
+}
+
+/// Where the first end marker of a body is in `text`, and its length.
+fn first_end(text: &str) -> Option<(usize, usize)> {
+    ENDS.iter()
+        .filter_map(|m| text.find(m).map(|at| (at, m.len())))
+        .min()
 }
 
 /// A call's arguments as the API returns them: the body's JSON, compact; the body as written
@@ -98,13 +110,11 @@ impl HarmonySplitter {
         let mut out = Split::default();
         self.pending.push_str(text);
         loop {
-            match self.state {
+            match &self.state {
                 State::Header => {
-                    let head = self.pending.trim_start();
-                    let marked = head.starts_with(CHANNEL) || head.starts_with(START);
-                    let may_be = CHANNEL.starts_with(head) || START.starts_with(head);
-                    if !marked {
-                        if !may_be {
+                    if !opens_message(&self.pending) {
+                        let head = self.pending.trim_start();
+                        if !(CHANNEL.starts_with(head) || START.starts_with(head)) {
                             self.state = State::Plain;
                             continue;
                         }
@@ -113,42 +123,29 @@ impl HarmonySplitter {
                     let Some(at) = self.pending.find(MESSAGE) else {
                         return out;
                     };
-                    self.state = match route(&self.pending[..at], self.calls) {
-                        Route::Call(name) => State::CallBody(name, String::new()),
-                        to => State::Body(to),
-                    };
+                    self.state = message_state(&self.pending[..at], self.calls);
                     self.pending.drain(..at + MESSAGE.len());
                 }
-                State::CallBody(ref name, ref mut body) => {
-                    let end = ENDS
-                        .iter()
-                        .filter_map(|m| self.pending.find(m).map(|at| (at, m.len())))
-                        .min();
-                    let Some((at, len)) = end else {
+                State::Call(name) => {
+                    let Some((at, len)) = first_end(&self.pending) else {
                         return out;
                     };
-                    body.push_str(&self.pending[..at]);
-                    out.calls.push(call(name.clone(), body));
+                    out.calls.push(call(name.clone(), &self.pending[..at]));
                     self.pending.drain(..at + len);
                     self.state = State::Header;
                 }
-                State::Body(ref to) => {
-                    let to = to.clone();
-                    let end = ENDS
-                        .iter()
-                        .filter_map(|m| self.pending.find(m).map(|at| (at, m.len())))
-                        .min();
-                    let Some((at, len)) = end else {
+                &State::Body(to) => {
+                    let Some((at, len)) = first_end(&self.pending) else {
                         let keep = ENDS
                             .iter()
                             .map(|m| held_back(&self.pending, m))
                             .max()
                             .unwrap_or(0);
                         let cut = self.pending.len() - keep;
-                        release(&mut out, &to, self.pending.drain(..cut).as_str());
+                        release(&mut out, to, self.pending.drain(..cut).as_str());
                         return out;
                     };
-                    release(&mut out, &to, &self.pending[..at]);
+                    release(&mut out, to, &self.pending[..at]);
                     self.pending.drain(..at + len);
                     self.state = State::Header;
                 }
@@ -168,26 +165,21 @@ impl HarmonySplitter {
         let rest = std::mem::take(&mut self.pending);
         let mut out = Split::default();
         match std::mem::replace(&mut self.state, State::Header) {
-            State::Body(to) => release(&mut out, &to, &rest),
+            State::Body(to) => release(&mut out, to, &rest),
             // `<|call|>` ends generation: a call's body usually runs to the end.
-            State::CallBody(name, body) => out.calls.push(call(name, &(body + &rest))),
+            State::Call(name) => out.calls.push(call(name, &rest)),
             State::Plain => out.content = rest,
-            State::Header => {
-                let head = rest.trim_start();
-                if !(head.starts_with(CHANNEL) || head.starts_with(START)) {
-                    out.content = rest;
-                }
-            }
+            State::Header if !opens_message(&rest) => out.content = rest,
+            State::Header => {}
         }
         out
     }
 }
 
-fn release(out: &mut Split, to: &Route, text: &str) {
+fn release(out: &mut Split, to: Route, text: &str) {
     match to {
         Route::Reasoning => out.reasoning.push_str(text),
-        // A call's body never comes here (`State::CallBody` gathers it).
-        Route::Content | Route::Call(_) => out.content.push_str(text),
+        Route::Content => out.content.push_str(text),
     }
 }
 
