@@ -177,18 +177,6 @@ pub struct AttentionParams {
     pub sinks: Option<std::sync::Arc<[f32]>>,
 }
 
-impl AttentionParams {
-    /// The `OpDesc` a backend is asked about for these parameters.
-    pub fn op_desc(&self) -> OpDesc {
-        OpDesc::PagedAttention {
-            head_dim: self.head_dim,
-            sliding_window: self.sliding_window.is_some(),
-            softcap: self.softcap.is_some(),
-            sinks: self.sinks.is_some(),
-        }
-    }
-}
-
 /// Shape of the paged KV cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvCacheSpec {

@@ -3,7 +3,7 @@
 //! rest into each weight's own storage (MXFP4 as the Q5_0 blocks it is exactly, `mxfp4`); the
 //! map is dropped when loading ends.
 use super::arena::{Arena, Placement};
-use super::{weight_dtype_of, HostWeight, MappedBlocks, WeightSource};
+use super::{HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
 
 /// Quantized types used in place (the CPU backend's own kernels read them), from the arena.
@@ -67,9 +67,7 @@ impl GgufFile {
             path: shown.clone(),
             reason,
         })?;
-        let mxfp4 = header.mxfp4;
-        let content = header.content;
-        let mut content = content;
+        let (mut content, mxfp4) = (header.content, header.mxfp4);
         let vocabulary: HashMap<String, Value> = VOCABULARY_KEYS
             .iter()
             .filter_map(|&k| Some((k.to_string(), content.metadata.remove(k)?)))
@@ -375,20 +373,9 @@ impl GgufFile {
         }
     }
 
-    /// A tensor read out of the file as `q`: dequantized to f32 when the file is opened so,
-    /// else its blocks as they are.
+    /// A tensor read out of the file as `q` (`HostWeight::from_blocks`).
     fn loaded(&self, name: &str, q: candle_core::quantized::QTensor) -> Result<HostWeight> {
-        let Some(source) = weight_dtype_of(q.dtype()) else {
-            return Err(ModelError::UnsupportedDtype {
-                tensor: name.to_string(),
-                dtype: format!("{:?}", q.dtype()),
-            });
-        };
-        if self.dequantize {
-            let tensor = q.dequantize(&Device::Cpu)?;
-            return Ok(HostWeight::Dense { tensor, source });
-        }
-        Ok(HostWeight::Quant(q))
+        HostWeight::from_blocks(name, q, self.dequantize)
     }
 }
 
@@ -423,12 +410,7 @@ impl GgufFile {
             })?;
         let q5 =
             mxfp4::ggml_to_q5_0(bytes).map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
-        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-            GgmlDType::Q5_0,
-            &q5,
-            shape,
-            &Device::Cpu,
-        )?;
+        let q = mxfp4::q5_0_tensor(&q5, shape)?;
         self.release_range(start, len);
         self.loaded(name, q)
     }

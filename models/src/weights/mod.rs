@@ -128,6 +128,24 @@ impl HostWeight {
     }
 }
 
+impl HostWeight {
+    /// GGML blocks read out of a file as `q` (tensor `name`): f32 where the file is opened
+    /// dequantized, else the blocks as they are.
+    pub fn from_blocks(name: &str, q: QTensor, dequantize: bool) -> Result<HostWeight> {
+        let Some(source) = weight_dtype_of(q.dtype()) else {
+            return Err(ModelError::UnsupportedDtype {
+                tensor: name.to_string(),
+                dtype: format!("{:?}", q.dtype()),
+            });
+        };
+        if dequantize {
+            let tensor = q.dequantize(&candle_core::Device::Cpu)?;
+            return Ok(HostWeight::Dense { tensor, source });
+        }
+        Ok(HostWeight::Quant(q))
+    }
+}
+
 /// Rows of a weight rebuilt on the host (a model's load-time rewrites of its tensors),
 /// stored as close to how the file stored them as the rewrite allows.
 impl HostWeight {

@@ -14,6 +14,8 @@
 //! elements j (low nibble) and j + 16 (high)) and OpenAI's checkpoints' (`*_blocks`: byte j
 //! holds elements 2j (low) and 2j + 1 (high), the scales in a tensor of their own).
 use crate::error::{ModelError, Result};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
+use candle_core::Device;
 use half::f16;
 
 /// The FP4 (e2m1) codes' values, doubled: the Q8_0 integers.
@@ -115,6 +117,18 @@ pub fn split_to_q5_0(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Q5_0 block bytes (as `ggml_to_q5_0` and `split_to_q5_0` make them) as a tensor of `shape`.
+pub fn q5_0_tensor(q5: &[u8], shape: Vec<usize>) -> Result<QTensor> {
+    let elems: usize = shape.iter().product();
+    if q5.len() != elems / BLOCK * Q5_0_BLOCK_BYTES || !elems.is_multiple_of(BLOCK) {
+        return Err(ModelError::Config(format!(
+            "{} bytes of Q5_0 blocks for a tensor of shape {shape:?}",
+            q5.len()
+        )));
+    }
+    Ok(qtensor_from_ggml(GgmlDType::Q5_0, q5, shape, &Device::Cpu)?)
+}
+
 /// The values of ggml MXFP4 blocks, for tests and references: `code · 2^(e - 127)`.
 pub fn dequantize_ggml(blocks: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(blocks.len() / GGML_BLOCK_BYTES * BLOCK);
@@ -180,11 +194,9 @@ pub fn quantize_ggml(values: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
-    use candle_core::Device;
 
     fn q5_values(q5: &[u8], n: usize) -> Vec<f32> {
-        let q = qtensor_from_ggml(GgmlDType::Q5_0, q5, vec![n], &Device::Cpu).unwrap();
+        let q = q5_0_tensor(q5, vec![n]).unwrap();
         q.dequantize(&Device::Cpu).unwrap().to_vec1().unwrap()
     }
 

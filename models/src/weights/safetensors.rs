@@ -110,8 +110,8 @@ struct StackedExpert {
 }
 
 impl StackedExpert {
-    /// The stacked tensor behind a canonical per-expert name (`names::expert`,
-    /// `names::expert_bias`), in layer terms gpt-oss's checkouts use.
+    /// The stacked tensor behind a canonical per-expert name (`names::expert`, or the same
+    /// with `.bias` for `.weight`), in the names gpt-oss's checkouts use.
     fn of(name: &str) -> Option<Self> {
         let (stem, suffix) = name.rsplit_once('.')?;
         let (whole, e) = stem.rsplit_once('.')?;
@@ -250,18 +250,8 @@ impl SafetensorsDir {
             .copied()
             .collect();
         let q5 = super::mxfp4::split_to_q5_0(&picked_codes, &picked_scales)?;
-        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-            candle_core::quantized::GgmlDType::Q5_0,
-            &q5,
-            vec![rows.len(), nb * super::mxfp4::BLOCK],
-            &Device::Cpu,
-        )?;
-        if self.dequantize {
-            let tensor = q.dequantize(&Device::Cpu)?;
-            let source = WeightDtype::Q5_0;
-            return Ok(Some(HostWeight::Dense { tensor, source }));
-        }
-        Ok(Some(HostWeight::Quant(q)))
+        let q = super::mxfp4::q5_0_tensor(&q5, vec![rows.len(), nb * super::mxfp4::BLOCK])?;
+        HostWeight::from_blocks(&blocks, q, self.dequantize).map(Some)
     }
 }
 
