@@ -164,21 +164,15 @@ impl CudaBackend {
         Ok((rope, target))
     }
 
-    /// The attention sinks on the device, one per query head (else an error), uploaded once per
-    /// distinct set: a model's layers each have theirs, the same on every forward pass.
+    /// The attention sinks on the device, uploaded once per distinct set: a model's layers
+    /// each have theirs, the same on every forward pass. Their count is checked where the
+    /// kernels launch (`Kernels::paged_attention`).
     fn sinks(&self, params: &AttentionParams) -> Result<Option<Tensor>> {
-        let Some(sinks) = &params.sinks else {
-            return Ok(None);
-        };
-        if sinks.len() != params.num_heads {
-            return Err(CudaError::Launch(format!(
-                "attention: {} sinks for {} heads",
-                sinks.len(),
-                params.num_heads
-            ))
-            .into());
-        }
-        Ok(Some(self.uploads.f32s(&self.device, sinks)?))
+        params
+            .sinks
+            .as_ref()
+            .map(|s| self.uploads.f32s(&self.device, s))
+            .transpose()
     }
 
     /// KV slots on the device, each checked against the cache's `num_slots`.
