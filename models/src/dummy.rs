@@ -369,12 +369,12 @@ fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>,
     t.insert(n("ffn_gate_inp.weight"), matrix(vec![m.num_experts, h]));
     // gpt-oss: biases on the router and on each expert's three projections.
     let biased = spec.arch == Arch::GptOss;
-    let bias = |n: usize| (vec![n], -0.1, 0.1);
+    let bias = |len: usize| (vec![len], -0.1, 0.1);
     if biased {
         t.insert(n("ffn_gate_inp.bias"), bias(m.num_experts));
     }
     if m.correction_bias {
-        t.insert(n("exp_probs_b.bias"), (vec![m.num_experts], -0.1, 0.1));
+        t.insert(n("exp_probs_b.bias"), bias(m.num_experts));
     }
     for e in 0..m.num_experts {
         let names = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"].map(|w| expert(l, w, e));

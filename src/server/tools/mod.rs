@@ -357,9 +357,10 @@ mod tests {
     }
 
     /// A harmony template (gpt-oss): tools go to it, calls are read from harmony messages (no
-    /// extractor, no grammar); a demanded call is refused, naming the parameter.
+    /// extractor, no grammar under auto); `required` is refused naming the parameter, a named
+    /// function forces its message's header and holds the arguments to a grammar.
     #[test]
-    fn harmony_templates_take_tools_under_auto_only() {
+    fn harmony_templates_take_tools_auto_and_named() {
         let template = "{{ tools }}<|start|>assistant<|channel|>final<|message|>";
         let tools = [weather()];
         let req = |choice: Option<Value>| {
