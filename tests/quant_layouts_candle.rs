@@ -1,19 +1,26 @@
 //! candor-kernels' block layouts, checked against an independent implementation: candle's GGML
-//! dequantization of the same bytes. (Here rather than in the kernels crate, which then needs
+//! dequantization of the same bytes (MXFP4, which candle lacks: candor-models' own reading of
+//! ggml's MXFP4 blocks). (Here rather than in the kernels crate, which then needs
 //! no candle to build its tests, e.g. cross-built for aarch64 and run under emulation.)
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
 use candle_core::Device;
 use candor_kernels::quant::{dequantize, QuantType};
+use candor_models::weights::mxfp4;
 
-fn ggml(ty: QuantType) -> GgmlDType {
-    match ty {
+/// The values of `bytes` (blocks of `ty`) as the independent implementation reads them.
+fn independent(ty: QuantType, bytes: &[u8], shape: Vec<usize>) -> Vec<f32> {
+    let ggml = match ty {
         QuantType::Q4_0 => GgmlDType::Q4_0,
         QuantType::Q5_0 => GgmlDType::Q5_0,
         QuantType::Q8_0 => GgmlDType::Q8_0,
         QuantType::Q4K => GgmlDType::Q4K,
         QuantType::Q5K => GgmlDType::Q5K,
         QuantType::Q6K => GgmlDType::Q6K,
-    }
+        QuantType::Mxfp4 => return mxfp4::dequantize_ggml(bytes),
+    };
+    qtensor_from_ggml(ggml, bytes, shape, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1())
+        .expect("candle reads and dequantizes the blocks")
 }
 
 #[test]
@@ -34,6 +41,8 @@ fn dequantization_matches_candle() {
         let scales: &[usize] = match ty {
             QuantType::Q6K => &[208],
             QuantType::Q4K | QuantType::Q5K => &[0, 2],
+            // MXFP4's exponent byte: every value but 255 (NaN) is a scale, subnormal ones too.
+            QuantType::Mxfp4 => &[],
             _ => &[0],
         };
         for b in bytes.chunks_exact_mut(ty.block_bytes()) {
@@ -41,13 +50,11 @@ fn dequantization_matches_candle() {
                 let d = half::f16::from_f32((next() % 1000) as f32 / 1e5 - 0.005);
                 b[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
             }
+            if ty == QuantType::Mxfp4 {
+                b[0] = (next() % 255) as u8;
+            }
         }
-        let q = qtensor_from_ggml(ggml(ty), &bytes, vec![rows, k], &Device::Cpu)
-            .expect("candle reads the blocks");
-        let want: Vec<f32> = q
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all()?.to_vec1())
-            .expect("candle dequantizes");
+        let want = independent(ty, &bytes, vec![rows, k]);
         let mut got = vec![0f32; rows * k];
         dequantize(ty, &bytes, &mut got);
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {

@@ -5,17 +5,11 @@
 //! the baseline. `CANDOR_BENCH_QUICK=1` shortens every measurement.
 mod common;
 
-use candor_kernels::quant::{dequantize, matmul_with, Isa, QuantType};
+use candor_kernels::quant::{dequantize, matmul_with, set_scales, Isa, QuantType};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-/// Deterministic filler bytes with small valid f16 scales.
+/// Deterministic filler bytes with small valid scales.
 fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
-    let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
-    let scale_at: &[usize] = match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4K | QuantType::Q5K => &[0, 2],
-        QuantType::Q6K => &[208],
-    };
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let blocks = n * k / ty.block_elems();
     let mut w = Vec::with_capacity(blocks * ty.block_bytes());
@@ -27,9 +21,7 @@ fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
             state ^= state << 17;
             w.push(state as u8);
         }
-        for &at in scale_at {
-            w[start + at..start + at + 2].copy_from_slice(&scale);
-        }
+        set_scales(ty, &mut w[start..], 0.01);
     }
     w
 }

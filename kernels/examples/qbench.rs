@@ -1,12 +1,11 @@
 //! Best-of-N timing of one quantized product, for quick kernel tuning on a noisy machine:
 //! `cargo run -p candor-kernels --release --example qbench -- [m] [reps]`
 //! (thread count from RAYON_NUM_THREADS).
-use candor_kernels::quant::{matmul_with, Isa, QuantType};
+use candor_kernels::quant::{matmul_with, set_scales, Isa, QuantType};
 use std::time::Instant;
 
 fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
     let mut w: Vec<u8> = (0..n * k / ty.block_elems() * ty.block_bytes())
         .map(|_| {
             state ^= state << 13;
@@ -15,15 +14,8 @@ fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
             state as u8
         })
         .collect();
-    let at: &[usize] = match ty {
-        QuantType::Q6K => &[208],
-        QuantType::Q4K | QuantType::Q5K => &[0, 2],
-        _ => &[0],
-    };
     for b in w.chunks_exact_mut(ty.block_bytes()) {
-        for &a in at {
-            b[a..a + 2].copy_from_slice(&scale);
-        }
+        set_scales(ty, b, 0.01);
     }
     w
 }

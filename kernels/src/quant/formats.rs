@@ -12,6 +12,7 @@
 //! | Q4_K | 256   | 144   | d, dmin: f16, scales[12] (8 six-bit scales + 8 mins), qs[128]     |
 //! | Q5_K | 256   | 176   | d, dmin: f16, scales[12], qh[32], qs[128]                         |
 //! | Q6_K | 256   | 210   | ql[128], qh[64], scales[16]: i8, d: f16                           |
+//! | MXFP4| 32    | 17    | e: u8 (E8M0 scale), qs[16]: e2m1 codes laid out as Q4_0's nibbles |
 use super::activations::QuantizedRows;
 use half::f16;
 
@@ -30,6 +31,25 @@ pub enum QuantType {
     Q5K,
     /// value = d·sc_j·(q − 32) for 16-element sub-block j, q six bits.
     Q6K,
+    /// OCP microscaling FP4 (gpt-oss's experts, GGUF type 39): value = 2^(e − 128)·c, c the
+    /// e2m1 code doubled (`MXFP4_DOUBLED`: integers in −12..=12, so the products stay in
+    /// integers like every other format's), e the block's E8M0 exponent byte.
+    Mxfp4,
+}
+
+/// The e2m1 codes' values, doubled: ±{0, 0.5, 1, 1.5, 2, 3, 4, 6} × 2, sign in bit 3.
+pub const MXFP4_DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// An MXFP4 block's scale for its doubled codes: 2^(e − 128), exact in f32 for every byte
+/// (e < 2 gives subnormals; 255, which the OCP format reserves for NaN, gives 2^127 as ggml's
+/// conversion does).
+#[inline]
+pub fn e8m0_half(e: u8) -> f32 {
+    if e < 2 {
+        f32::from_bits(0x0020_0000 << e)
+    } else {
+        f32::from_bits((e as u32 - 1) << 23)
+    }
 }
 
 /// How activations are quantized for a weight type: per 32 elements (one scale per block,
@@ -53,19 +73,20 @@ pub enum ActFormat {
 }
 
 impl QuantType {
-    pub const ALL: [QuantType; 6] = [
+    pub const ALL: [QuantType; 7] = [
         QuantType::Q4_0,
         QuantType::Q5_0,
         QuantType::Q8_0,
         QuantType::Q4K,
         QuantType::Q5K,
         QuantType::Q6K,
+        QuantType::Mxfp4,
     ];
 
     /// Elements per block.
     pub fn block_elems(self) -> usize {
         match self {
-            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => 32,
+            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => 32,
             QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => 256,
         }
     }
@@ -79,6 +100,7 @@ impl QuantType {
             QuantType::Q4K => 144,
             QuantType::Q5K => 176,
             QuantType::Q6K => 210,
+            QuantType::Mxfp4 => 17,
         }
     }
 
@@ -100,6 +122,26 @@ impl QuantType {
     pub fn row_bytes(self, k: usize) -> Option<usize> {
         k.is_multiple_of(self.block_elems())
             .then(|| k / self.block_elems() * self.block_bytes())
+    }
+}
+
+/// Set every scale of a block of `ty` to about `d`: the f16 fields (a K-quant's d and dmin
+/// both) to `d`, MXFP4's exponent byte to the power of two at or under |d|. For writing valid
+/// blocks in tests and benchmarks, over random bytes whose scale fields could be NaN or huge.
+pub fn set_scales(ty: QuantType, block: &mut [u8], d: f32) {
+    let f16_fields: &[usize] = match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        QuantType::Q6K => &[208],
+        QuantType::Mxfp4 => {
+            let exp = d.abs().max(1e-30).log2().floor() as i32;
+            block[0] = (exp + 128).clamp(0, 254) as u8;
+            return;
+        }
+    };
+    let bits = f16::from_f32(d).to_bits().to_le_bytes();
+    for &at in f16_fields {
+        block[at..at + 2].copy_from_slice(&bits);
     }
 }
 
@@ -169,6 +211,14 @@ pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
                 out.q[i + 16] = (byte >> 4) as i32 + fifth(i + 16) - offset;
             }
             out.scale[..2].fill(d);
+            out.min[..2].fill(0.0);
+        }
+        QuantType::Mxfp4 => {
+            for (i, &byte) in block[1..17].iter().enumerate() {
+                out.q[i] = MXFP4_DOUBLED[(byte & 0x0f) as usize] as i32;
+                out.q[i + 16] = MXFP4_DOUBLED[(byte >> 4) as usize] as i32;
+            }
+            out.scale[..2].fill(e8m0_half(block[0]));
             out.min[..2].fill(0.0);
         }
         QuantType::Q8_0 => {

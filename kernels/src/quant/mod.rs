@@ -1,6 +1,6 @@
 //! Matrix products against GGML block-quantized weights, with the activations quantized to
 //! 8-bit blocks (llama.cpp's approach): y[M×N] = x[M×K] · Wᵀ, W being N rows of K elements
-//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K), read in place.
+//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, MXFP4), read in place.
 //!
 //! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
 //! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
@@ -28,7 +28,10 @@ pub(crate) mod x86;
 
 use crate::activation::Act;
 pub use activations::{QuantizedRows, RowsView};
-pub use formats::{decode_block, dequantize, k_scales_mins, ActFormat, IntBlock, QuantType};
+pub use formats::{
+    decode_block, dequantize, e8m0_half, k_scales_mins, set_scales, ActFormat, IntBlock, QuantType,
+    MXFP4_DOUBLED,
+};
 pub use matmul::AMX_MIN_ROWS;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,25 +15,13 @@ impl Gen {
     }
 }
 
-/// Where each format keeps its f16 scales.
-pub(crate) fn f16_fields(ty: QuantType) -> &'static [usize] {
-    match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4K | QuantType::Q5K => &[0, 2],
-        QuantType::Q6K => &[208],
-    }
-}
-
 /// Random but valid blocks: random bytes everywhere (every bit pattern of the quant and
-/// sub-scale fields is meaningful), then small f16 scales (random bytes there could be NaN).
+/// sub-scale fields is meaningful), then small scales.
 pub(crate) fn random_weights(g: &mut Gen, ty: QuantType, n: usize, k: usize) -> Vec<u8> {
     let mut w = Vec::new();
     for _ in 0..n * k / ty.block_elems() {
         let mut block: Vec<u8> = (0..ty.block_bytes()).map(|_| g.next() as u8).collect();
-        for &at in f16_fields(ty) {
-            let d = half::f16::from_f32(g.f32() * 0.01);
-            block[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
-        }
+        set_scales(ty, &mut block, g.f32() * 0.01);
         w.extend(block);
     }
     w
@@ -195,9 +183,7 @@ fn simd_kernels_are_exact_at_the_extremes() {
         // All-ones bytes: the largest unsigned quants, scale bytes aside.
         let mut w = vec![0xffu8; n * k / ty.block_elems() * ty.block_bytes()];
         for b in w.chunks_exact_mut(ty.block_bytes()) {
-            for &at in f16_fields(ty) {
-                b[at..at + 2].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
-            }
+            set_scales(ty, b, 0.5);
         }
         // Q8_0's most negative weight (−128) is 0x80.
         if ty == QuantType::Q8_0 {
@@ -319,6 +305,24 @@ fn layouts_decode_to_known_values() {
     b[192 + 12] = (-3i8) as u8;
     dequantize(QuantType::Q6K, &b, &mut v);
     assert_eq!(v[128 + 64 + 5], -3.0 * ((9 | (2 << 4)) as f32 - 32.0));
+    // MXFP4: e = 127 is a scale of 1 on the e2m1 values (codes 0x7 = 6, 0x9 = -0.5, 0xf =
+    // -6); element i is byte 1 + i's low nibble, element i + 16 its high one. e = 0 and 1
+    // are subnormal scales (2^-127 and 2^-126 on the values).
+    let mut b = vec![0u8; 17];
+    b[0] = 127;
+    b[1] = 0xf7;
+    b[2] = 0x09;
+    let mut v = vec![0f32; 32];
+    dequantize(QuantType::Mxfp4, &b, &mut v);
+    assert_eq!(
+        (v[0], v[16], v[1], v[17], v[2]),
+        (6.0, -6.0, -0.5, 0.0, 0.0)
+    );
+    b[0] = 0;
+    dequantize(QuantType::Mxfp4, &b, &mut v);
+    assert_eq!(v[0], 6.0 * 2f32.powi(-127));
+    assert_eq!(e8m0_half(1), 2f32.powi(-127));
+    assert_eq!(e8m0_half(255), 2f32.powi(127));
 }
 
 /// A row's product does not depend on how many rows share the call (decode GEMV, prefill

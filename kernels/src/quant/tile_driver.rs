@@ -17,6 +17,7 @@ macro_rules! tile_driver {
         const Q4K: u8 = 3;
         const Q5K: u8 = 4;
         const Q6K: u8 = 5;
+        const MXFP4: u8 = 6;
 
         /// Bytes per block of type `t`.
         const fn block_bytes(t: u8) -> usize {
@@ -26,8 +27,14 @@ macro_rules! tile_driver {
                 Q8_0 => 34,
                 Q4K => 144,
                 Q5K => 176,
+                MXFP4 => 17,
                 _ => 210,
             }
+        }
+
+        /// Whether type `t` is a 256-element K-quant.
+        const fn is_k_quant(t: u8) -> bool {
+            matches!(t, Q4K | Q5K | Q6K)
         }
 
         /// Activation row pointers of one tile.
@@ -60,6 +67,7 @@ macro_rules! tile_driver {
                 QuantType::Q4K => panel_of::<Q4K>(w, row_bytes, x, out, stride),
                 QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, stride),
                 QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, stride),
+                QuantType::Mxfp4 => panel_of::<MXFP4>(w, row_bytes, x, out, stride),
             }
         }
 
@@ -123,15 +131,15 @@ macro_rules! tile_driver {
             r0: usize,
             res: &mut [[f32; $rb]; C],
         ) {
-            let block = if T >= Q4K { 256 } else { 32 };
-            let span = if T >= Q4K { 16 } else { 32 };
+            let block = if is_k_quant(T) { 256 } else { 32 };
+            let span = if is_k_quant(T) { 16 } else { 32 };
             let xr = XRows::<R> {
                 qs: std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr()),
                 d: std::array::from_fn(|r| x.d[(r0 + r) * x.k / block..].as_ptr()),
                 sums: std::array::from_fn(|r| x.sums[(r0 + r) * x.k / span..].as_ptr()),
             };
             let mut acc = [[acc_zero(); R]; C];
-            if T >= Q4K {
+            if is_k_quant(T) {
                 tile_k::<T, C, R>(w, x.k / 256, &xr, &mut acc);
             } else {
                 tile_b32::<T, C, R>(w, x.k / 32, &xr, &mut acc);

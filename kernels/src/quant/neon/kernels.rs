@@ -8,7 +8,7 @@
 //! each activation block is loaded once for all C weight rows. Products are byte dot products
 //! into i32 lanes; the lanes of an accumulator are summed only once per tile, at the end.
 //!
-//! * 32-element formats (Q4_0/Q5_0/Q8_0): per block, the i32 dot product converted and
+//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4): per block, the i32 dot product converted and
 //!   multiplied by d_w·d_x into f32 accumulators (what llama.cpp's ARM path does per block).
 //! * K-quants: a whole 256-element super-block accumulates in i32, each sub-block's dot
 //!   product multiplied by its 6- or 8-bit scale with one `mla` (a vector multiply, not a
@@ -20,7 +20,7 @@
 macro_rules! neon_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, QuantType};
+        use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
         use super::decode;
         use std::arch::aarch64::*;
 
@@ -55,7 +55,7 @@ macro_rules! neon_kernels {
             prim::dot16(prim::dot16(vdupq_n_s32(0), w[0], x[0]), w[1], x[1])
         }
 
-        /// Q4_0 / Q5_0 / Q8_0: `nb` blocks of 32 per row.
+        /// Q4_0 / Q5_0 / Q8_0 / MXFP4: `nb` blocks of 32 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
@@ -73,9 +73,13 @@ macro_rules! neon_kernels {
                     wq[c] = match T {
                         Q4_0 => decode::q4_0(p),
                         Q5_0 => decode::q5_0(p),
+                        MXFP4 => decode::mxfp4(p),
                         _ => decode::q8_0(p),
                     };
-                    dw[c] = decode::f16_at(p);
+                    dw[c] = match T {
+                        MXFP4 => e8m0_half(*p),
+                        _ => decode::f16_at(p),
+                    };
                 }
                 for r in 0..R {
                     let xq = x32(x, r, 32 * b);

@@ -8,15 +8,15 @@
 //! block is loaded once for all C weight rows. Weight quants are unsigned bytes (formats with
 //! signed values are read with their offset, which is removed through the activation sums).
 //!
-//! * 32-element formats (Q4_0/Q5_0/Q8_0): per block, an i32 dot product per lane, converted
-//!   and multiplied by d_w·d_x into f32 accumulators.
+//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4): per block, an i32 dot product per lane,
+//!   converted and multiplied by d_w·d_x into f32 accumulators.
 //! * K-quants: a whole 256-element super-block accumulates in i32, the 6/8-bit sub-block scales
 //!   applied in the i16→i32 multiply-add; one conversion per super-block, where the Q4_K/Q5_K
 //!   minimums (dmin·m_j·Σx) or Q6_K's −32·Σ sc·x come in from the activations' 16-sums.
 macro_rules! x86_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, QuantType};
+        use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
         use std::arch::x86_64::*;
 
         super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
@@ -66,6 +66,7 @@ macro_rules! x86_kernels {
         unsafe fn decode_b32<const T: u8>(p: *const u8) -> __m256i {
             let low4 = _mm256_set1_epi8(0x0f);
             match T {
+                MXFP4 => super::mxfp4_quants(p),
                 Q8_0 => {
                     let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
                     if prim::Q8_BIASED {
@@ -90,7 +91,17 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_0 / Q5_0 / Q8_0: `nb` blocks of 32 per row.
+        /// The scale of the 32-element block at `p`, as eight equal f32 lanes.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn scale_b32<const T: u8>(p: *const u8) -> __m256 {
+            match T {
+                MXFP4 => _mm256_set1_ps(e8m0_half(*p)),
+                _ => f16x8(p),
+            }
+        }
+
+        /// Q4_0 / Q5_0 / Q8_0 / MXFP4: `nb` blocks of 32 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
@@ -105,6 +116,7 @@ macro_rules! x86_kernels {
             let offset: i32 = match T {
                 Q4_0 => 8,
                 Q5_0 => 16,
+                MXFP4 => super::MXFP4_OFFSET,
                 _ => 128,
             };
             for b in 0..nb {
@@ -118,7 +130,7 @@ macro_rules! x86_kernels {
                     if signed_q8 {
                         wabs[c] = _mm256_sign_epi8(wq[c], wq[c]);
                     }
-                    dw[c] = f16x8(p);
+                    dw[c] = scale_b32::<T>(p);
                 }
                 for r in 0..R {
                     let xq = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);

@@ -27,6 +27,37 @@ pub mod vnni {
     );
 }
 
+/// The 32 quants of the MXFP4 block at `p` as unsigned bytes: each doubled e2m1 code plus
+/// 12 (0..=24), looked up by nibble (element i is the low nibble of byte i of the codes,
+/// element i + 16 the high one). Shared by the tile kernels and the VNNI panel repack.
+///
+/// # Safety
+/// The CPU must have AVX2 and a whole MXFP4 block must start at `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn mxfp4_quants(p: *const u8) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let table =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_BIASED.as_ptr() as *const __m128i));
+    let qs = _mm_loadu_si128(p.add(1) as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+    _mm256_shuffle_epi8(table, _mm256_and_si256(both, _mm256_set1_epi8(0x0f)))
+}
+
+/// The offset `mxfp4_quants` adds to the doubled codes (removed through the activation sums).
+pub(crate) const MXFP4_OFFSET: i32 = 12;
+
+/// `MXFP4_DOUBLED` plus the offset: the lookup table of `mxfp4_quants`.
+const MXFP4_BIASED: [i8; 16] = {
+    let mut table = [0i8; 16];
+    let mut i = 0;
+    while i < 16 {
+        table[i] = super::formats::MXFP4_DOUBLED[i] + MXFP4_OFFSET as i8;
+        i += 1;
+    }
+    table
+};
+
 pub fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")

@@ -11,10 +11,11 @@
 //! quants 4v..4v+4 of each row, as unsigned bytes) and four f32 vectors over the rows: scale
 //! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16, Q6_K).
 //! Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0 is read biased
-//! by 128 (min = 128d), Q4_K/Q5_K carry dmin·m_j, Q6_K 32·scale. The activations come in the
+//! by 128 (min = 128d), MXFP4's doubled codes by 12 (min = 12d), Q4_K/Q5_K carry dmin·m_j,
+//! Q6_K 32·scale. The activations come in the
 //! `Panel` format: per 32 a scale and, per 16 and 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
-use super::super::formats::{k_scales_mins, QuantType};
+use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -64,17 +65,26 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
         let off = match ty {
             QuantType::Q4_0 => 8.0,
             QuantType::Q5_0 => 16.0,
+            QuantType::Mxfp4 => super::MXFP4_OFFSET as f32,
             _ => 128.0,
         };
+        let mxfp4 = ty == QuantType::Mxfp4;
         for u in 0..k / 32 {
             let dst = out[u * BLOCK..(u + 1) * BLOCK].as_mut_ptr();
             let mut bits = [0u16; ROWS];
-            for (c, b) in bits.iter_mut().enumerate().take(rows) {
+            let mut exps = [0f32; ROWS];
+            for c in 0..rows {
                 let p = w.as_ptr().add(c * row_bytes + u * bb);
                 q[0][c] = quants_b32(ty, p);
-                *b = u16::from_le_bytes([*p, *p.add(1)]);
+                match mxfp4 {
+                    true => exps[c] = e8m0_half(*p),
+                    false => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
+                }
             }
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i));
+            let d = match mxfp4 {
+                true => _mm256_loadu_ps(exps.as_ptr()),
+                false => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
+            };
             let m = _mm256_mul_ps(d, _mm256_set1_ps(off));
             for (i, v) in [d, d, m, m].into_iter().enumerate() {
                 _mm256_storeu_ps(dst.add(256 + 32 * i) as *mut f32, v);
@@ -132,10 +142,14 @@ fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 block at `p` as unsigned bytes (value + offset).
+/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 / MXFP4 block at `p` as unsigned bytes (value +
+/// offset).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
+    if ty == QuantType::Mxfp4 {
+        return super::mxfp4_quants(p);
+    }
     if ty == QuantType::Q8_0 {
         return _mm256_xor_si256(
             _mm256_loadu_si256(p.add(2) as *const __m256i),
@@ -178,7 +192,7 @@ unsafe fn decode_unit(
     };
     match ty {
         // `repack` takes the 32-element formats in its own loop.
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => {
             unreachable!("32-element blocks are not decoded per unit")
         }
         QuantType::Q4K | QuantType::Q5K => {
