@@ -10,7 +10,8 @@ use candle_core::{Device, Tensor};
 use candor::backend::cpu::KvDtype;
 use candor::engine::load::cpu_runner;
 use candor_models::loader::open_model;
-use candor_models::weights::mxfp4;
+use candor_models::weights::gguf::GgufFile;
+use candor_models::weights::{mxfp4, BlockType, HostWeight, WeightSource};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use std::collections::HashMap;
@@ -539,11 +540,12 @@ fn gpt_oss_gguf(dir: &Path, name: &str, dtype: GgmlDType, experts: Experts) -> P
     path
 }
 
-/// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), read as the Q5_0
-/// blocks they are exactly. Dequantized at load, the logits of a GGUF holding the same rounded
-/// values in F32 (1e-4). Through the kernels (8-bit activations) no further from them than a
-/// Q8_0 GGUF of those values is: this tiny model's routers sit near ties that the
-/// activations' rounding tips, so that distance is large (~3), and the only fair bound.
+/// gpt-oss as its GGUFs are published: the experts in MXFP4 (ggml type 39), multiplied by the
+/// CPU kernels as the blocks they are (read in place, 17 bytes a block). Dequantized at load,
+/// the logits of a GGUF holding the same rounded values in F32 (1e-4). Through the kernels
+/// (8-bit activations) no further from them than a Q8_0 GGUF of those values is: this tiny
+/// model's routers sit near ties that the activations' rounding tips, so that distance is
+/// large (~3), and the only fair bound.
 #[test]
 fn gpt_oss_mxfp4_experts_load_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -560,6 +562,14 @@ fn gpt_oss_mxfp4_experts_load_exactly() {
         GgmlDType::Q8_0,
         Experts::Mxfp4Rounded,
     );
+    // Expert 1's up projection: the file's own MXFP4 blocks, not a converted copy.
+    let file = GgufFile::open(&mx, false).unwrap();
+    let Ok(Some(HostWeight::Mapped(up))) = file.get("blk.0.ffn_up_exps.1.weight") else {
+        panic!("MXFP4 experts are not read in place");
+    };
+    assert_eq!(up.dtype, BlockType::Mxfp4);
+    let elems: usize = up.shape.iter().product();
+    assert_eq!(up.bytes().len(), elems / 32 * 17);
     let reference = logits(&rounded);
     let exact = max_abs_diff(&logits_of(&mx, true), &reference);
     assert!(exact < 1e-4, "MXFP4 dequantized: logits differ by {exact}");
@@ -567,7 +577,7 @@ fn gpt_oss_mxfp4_experts_load_exactly() {
     let kernels = max_abs_diff(&logits(&mx), &reference);
     assert!(
         kernels <= 1.5 * q8_0 + 0.05,
-        "MXFP4 as Q5_0: logits differ by {kernels}, a Q8_0 GGUF by {q8_0}"
+        "MXFP4 through the kernels: logits differ by {kernels}, a Q8_0 GGUF by {q8_0}"
     );
     // The rounding is real: the checkout's own logits are further off.
     let checkout = logits(&fixtures().join("tiny/gpt_oss"));
@@ -604,7 +614,7 @@ fn write_mxfp4_checkout(dir: &Path) {
 
 /// OpenAI's MXFP4 checkpoint layout loads as exactly the values llama.cpp's MXFP4 GGUF holds:
 /// dequantized, the logits of the rounded values (1e-4); through the kernels, the MXFP4 GGUF's
-/// logits (the same Q5_0 blocks, every other weight the same).
+/// logits (the same MXFP4 blocks, every other weight the same).
 #[test]
 fn gpt_oss_mxfp4_checkout_loads_like_its_gguf() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,9 @@
 //! GGUF v1-v3 files: header and metadata (`gguf_header`), tensor data from a memory map: the
-//! types the CPU kernels read in place are copied once into a huge-page arena (`arena`), the
-//! rest into each weight's own storage (MXFP4 as the Q5_0 blocks it is exactly, `mxfp4`); the
-//! map is dropped when loading ends.
+//! types the CPU kernels read in place (MXFP4 among them, `mxfp4`) are copied once into a
+//! huge-page arena (`arena`), the rest into each weight's own storage; the map is dropped when
+//! loading ends.
 use super::arena::{Arena, Placement};
-use super::{HostWeight, MappedBlocks, WeightSource};
+use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
 
 /// Quantized types used in place (the CPU backend's own kernels read them), from the arena.
@@ -26,7 +26,7 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
-    /// The MXFP4 tensors (candle has no block type for them), read as Q5_0.
+    /// The MXFP4 tensors (candle has no block type for them).
     mxfp4: HashMap<String, Mxfp4Info>,
     /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
     /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
@@ -258,6 +258,13 @@ impl GgufFile {
                 len: tensor_bytes(info),
             })
             .collect();
+        out.extend(self.mxfp4.iter().filter_map(|(name, info)| {
+            Some(Placement {
+                name: name.clone(),
+                file_offset: self.mxfp4_offset(info),
+                len: mxfp4_bytes(&info.shape)?,
+            })
+        }));
         // File order: the copy reads the file front to back.
         out.sort_by_key(|p| p.file_offset);
         out
@@ -348,8 +355,9 @@ impl GgufFile {
             true => self.in_place_start(&whole, info),
             false => (self.map.clone(), self.file_offset(info)),
         };
-        let blocks = MappedBlocks::new(map, start + e * bytes, bytes, info.ggml_dtype, dims)
-            .ok_or_else(|| {
+        let dtype = BlockType::Ggml(info.ggml_dtype);
+        let blocks =
+            MappedBlocks::new(map, start + e * bytes, bytes, dtype, dims).ok_or_else(|| {
                 self.bad(&format!(
                     "tensor `{whole}` extends past the end of the file"
                 ))
@@ -379,15 +387,21 @@ impl GgufFile {
     }
 }
 
-/// Bytes of `elems` values of MXFP4 blocks.
-fn mxfp4_bytes(elems: usize) -> usize {
-    elems / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES
+/// Bytes of an MXFP4 tensor of `shape`; None when its rows are not whole blocks.
+fn mxfp4_bytes(shape: &[usize]) -> Option<usize> {
+    shape.last().filter(|c| c.is_multiple_of(mxfp4::BLOCK))?;
+    BlockType::Mxfp4.bytes_of(shape.iter().product())
 }
 
 impl GgufFile {
-    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`, as the Q5_0
-    /// weight they are exactly (dequantized when the file is opened so); their mapped pages
-    /// are dropped once read.
+    /// Where an MXFP4 tensor's blocks start in the file.
+    fn mxfp4_offset(&self, info: &Mxfp4Info) -> usize {
+        (self.content.tensor_data_offset + info.offset) as usize
+    }
+
+    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`: read in place
+    /// (from the arena, or the mapped file where it could not be made), or in f32 when the
+    /// file is opened dequantized (their mapped pages then dropped once read).
     fn mxfp4_weight(
         &self,
         name: &str,
@@ -395,23 +409,29 @@ impl GgufFile {
         skip: usize,
         shape: Vec<usize>,
     ) -> Result<HostWeight> {
-        if !shape.last().is_some_and(|c| c.is_multiple_of(mxfp4::BLOCK)) {
+        let Some(len) = mxfp4_bytes(&shape) else {
             return Err(self.bad(&format!(
                 "MXFP4 tensor `{name}` of shape {shape:?}: rows are not whole blocks"
             )));
-        }
-        let len = mxfp4_bytes(shape.iter().product());
-        let start = (self.content.tensor_data_offset + info.offset) as usize + skip;
-        let bytes = start
-            .checked_add(len)
-            .and_then(|end| self.map.get(start..end))
+        };
+        let in_arena = match self.dequantize {
+            false => self
+                .arena()
+                .and_then(|a| Some((a.map.clone(), a.offset(name)?))),
+            true => None,
+        };
+        let (map, start) = in_arena.unwrap_or((self.map.clone(), self.mxfp4_offset(info)));
+        let blocks = MappedBlocks::new(map, start + skip, len, BlockType::Mxfp4, shape)
             .ok_or_else(|| {
                 self.bad(&format!("tensor `{name}` extends past the end of the file"))
             })?;
-        let q5 =
-            mxfp4::ggml_to_q5_0(bytes).map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
-        let q = mxfp4::q5_0_tensor(&q5, shape)?;
-        self.release_range(start, len);
+        if !self.dequantize {
+            return Ok(HostWeight::Mapped(blocks));
+        }
+        let q = blocks
+            .to_qtensor()
+            .map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        self.release_range(start + skip, len);
         self.loaded(name, q)
     }
 
@@ -427,7 +447,7 @@ impl GgufFile {
             return Ok(None);
         };
         let per = info.shape[1..].to_vec();
-        let skip = e * mxfp4_bytes(per.iter().product());
+        let skip = e * mxfp4_bytes(&per).unwrap_or(0);
         self.mxfp4_weight(&whole, info, skip, per).map(Some)
     }
 
@@ -471,7 +491,8 @@ impl WeightSource for GgufFile {
         if !self.dequantize && used_in_place(info) {
             let (map, offset) = self.in_place_start(name, info);
             let dims = info.shape.dims().to_vec();
-            let blocks = MappedBlocks::new(map, offset, tensor_bytes(info), info.ggml_dtype, dims)
+            let dtype = BlockType::Ggml(info.ggml_dtype);
+            let blocks = MappedBlocks::new(map, offset, tensor_bytes(info), dtype, dims)
                 .ok_or_else(|| {
                     self.bad(&format!("tensor `{name}` extends past the end of the file"))
                 })?;

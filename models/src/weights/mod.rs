@@ -17,15 +17,34 @@ use candle_core::Tensor;
 use std::sync::Arc;
 pub use synthetic::SyntheticWeight;
 
-/// The GGML blocks of one tensor, used in place: in the huge-page arena the GGUF loader copies
-/// them into (`arena`), or in the memory-mapped file where that arena could not be made.
-/// Either way resident memory holds each weight once.
+/// The layout of a tensor's blocks: one of candle's GGML types, or MXFP4 (GGUF type 39,
+/// gpt-oss's experts), which candle has no type for (`mxfp4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockType {
+    Ggml(GgmlDType),
+    Mxfp4,
+}
+
+impl BlockType {
+    /// Bytes of `elems` values, or None when they are not whole blocks.
+    pub fn bytes_of(self, elems: usize) -> Option<usize> {
+        let (block, bytes) = match self {
+            BlockType::Ggml(d) => (d.block_size(), d.type_size()),
+            BlockType::Mxfp4 => (mxfp4::BLOCK, mxfp4::GGML_BLOCK_BYTES),
+        };
+        elems.is_multiple_of(block).then(|| elems / block * bytes)
+    }
+}
+
+/// The blocks of one tensor, used in place: in the huge-page arena the GGUF loader copies them
+/// into (`arena`), or in the memory-mapped file where that arena could not be made (either way
+/// resident memory holds each weight once), or in an anonymous map of their own (`owned`).
 #[derive(Clone)]
 pub struct MappedBlocks {
     map: Arc<memmap2::Mmap>,
     offset: usize,
     len: usize,
-    pub dtype: GgmlDType,
+    pub dtype: BlockType,
     pub shape: Vec<usize>,
 }
 
@@ -45,7 +64,7 @@ impl MappedBlocks {
         map: Arc<memmap2::Mmap>,
         offset: usize,
         len: usize,
-        dtype: GgmlDType,
+        dtype: BlockType,
         shape: Vec<usize>,
     ) -> Option<Self> {
         (offset.checked_add(len)? <= map.len()).then_some(MappedBlocks {
@@ -57,15 +76,48 @@ impl MappedBlocks {
         })
     }
 
+    /// A copy of `bytes` in an anonymous map of its own: blocks rebuilt on the host (picked
+    /// rows, a checkout's MXFP4 re-laid as ggml's blocks) that candle cannot hold.
+    pub fn owned(bytes: &[u8], dtype: BlockType, shape: Vec<usize>) -> Result<Self> {
+        if dtype.bytes_of(shape.iter().product()) != Some(bytes.len()) {
+            return Err(ModelError::Config(format!(
+                "{} bytes of {dtype:?} blocks for a tensor of shape {shape:?}",
+                bytes.len()
+            )));
+        }
+        let no_map = |e: std::io::Error| ModelError::Backend(format!("a weight's memory: {e}"));
+        // A map is never empty; a weight of no bytes keeps one unused byte.
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(no_map)?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        let map = Arc::new(map.make_read_only().map_err(no_map)?);
+        Ok(MappedBlocks {
+            map,
+            offset: 0,
+            len: bytes.len(),
+            dtype,
+            shape,
+        })
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.map[self.offset..self.offset + self.len]
     }
 
-    /// A candle block tensor (a copy), for the paths candle serves.
+    /// The blocks in a GGML type candle reads: as they are, or MXFP4's as the Q5_0 blocks
+    /// they are exactly (a copy; for CUDA and plugins, which have no MXFP4 products).
+    pub fn ggml_blocks(&self) -> Result<(GgmlDType, std::borrow::Cow<'_, [u8]>)> {
+        Ok(match self.dtype {
+            BlockType::Ggml(d) => (d, self.bytes().into()),
+            BlockType::Mxfp4 => (GgmlDType::Q5_0, mxfp4::ggml_to_q5_0(self.bytes())?.into()),
+        })
+    }
+
+    /// A candle block tensor (a copy, `ggml_blocks`), for the paths candle serves.
     pub fn to_qtensor(&self) -> Result<QTensor> {
+        let (dtype, bytes) = self.ggml_blocks()?;
         Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(
-            self.dtype,
-            self.bytes(),
+            dtype,
+            &bytes,
             self.shape.clone(),
             &candle_core::Device::Cpu,
         )?)
@@ -99,7 +151,12 @@ impl HostWeight {
         match self {
             HostWeight::Dense { source, .. } => Some(*source),
             HostWeight::Quant(q) => weight_dtype_of(q.dtype()),
-            HostWeight::Mapped(m) => weight_dtype_of(m.dtype),
+            HostWeight::Mapped(m) => match m.dtype {
+                BlockType::Ggml(d) => weight_dtype_of(d),
+                // No backend-facing type names MXFP4: its blocks reach backends as they are
+                // (CPU) or as Q5_0 (`MappedBlocks::ggml_blocks`).
+                BlockType::Mxfp4 => None,
+            },
             HostWeight::Synthetic(s) => Some(s.dtype),
         }
     }
@@ -146,6 +203,24 @@ impl HostWeight {
     }
 }
 
+impl HostWeight {
+    /// Block bytes rebuilt on the host as a weight: a candle tensor for GGML types, blocks of
+    /// their own for MXFP4.
+    pub fn from_block_bytes(dtype: BlockType, bytes: &[u8], shape: Vec<usize>) -> Result<Self> {
+        Ok(match dtype {
+            BlockType::Ggml(d) => {
+                HostWeight::Quant(candle_core::quantized::ggml_file::qtensor_from_ggml(
+                    d,
+                    bytes,
+                    shape,
+                    &candle_core::Device::Cpu,
+                )?)
+            }
+            BlockType::Mxfp4 => HostWeight::Mapped(MappedBlocks::owned(bytes, dtype, shape)?),
+        })
+    }
+}
+
 /// Rows of a weight rebuilt on the host (a model's load-time rewrites of its tensors),
 /// stored as close to how the file stored them as the rewrite allows.
 impl HostWeight {
@@ -165,7 +240,7 @@ impl HostWeight {
             )));
         }
         let blocks = match self {
-            HostWeight::Quant(q) => Some((q.dtype(), q.data()?.into_owned())),
+            HostWeight::Quant(q) => Some((BlockType::Ggml(q.dtype()), q.data()?.into_owned())),
             HostWeight::Mapped(m) => Some((m.dtype, m.bytes().to_vec())),
             _ => None,
         };
@@ -177,13 +252,8 @@ impl HostWeight {
                     dst.copy_from_slice(&bytes[r * row_bytes..(r + 1) * row_bytes]);
                 }
             }
-            let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
-                dtype,
-                &out,
-                vec![sources.len(), cols],
-                &candle_core::Device::Cpu,
-            )?;
-            return Ok(HostWeight::Quant(q));
+            let shape = vec![sources.len(), cols];
+            return HostWeight::from_block_bytes(dtype, &out, shape);
         }
         let source = self.dtype().unwrap_or(WeightDtype::F32);
         HostWeight::stored_like(pick_tensor_rows(&self.to_f32()?, sources, None)?, source)
@@ -317,6 +387,26 @@ mod tests {
         };
         assert_eq!(tensor.dtype(), candle_core::DType::BF16);
         assert!(q.pick_rows(&[Some(3)]).is_err());
+    }
+
+    /// MXFP4 blocks, which candle cannot hold, live in memory of their own: picked rows stay
+    /// MXFP4 blocks, exactly, and a byte count that does not fit the shape is refused.
+    #[test]
+    fn mxfp4_blocks_keep_their_own_storage() {
+        let values: Vec<f32> = ramp(3, 64).flatten_all().unwrap().to_vec1().unwrap();
+        let blocks = mxfp4::quantize_ggml(&values);
+        let w = MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![3, 64]).unwrap();
+        assert!(MappedBlocks::owned(&blocks[1..], BlockType::Mxfp4, vec![3, 64]).is_err());
+        let w = HostWeight::Mapped(w);
+        assert_eq!(w.dtype(), None);
+        let all = w.to_f32().unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(all.concat(), mxfp4::dequantize_ggml(&blocks));
+        let HostWeight::Mapped(picked) = w.pick_rows(&[Some(2), None]).unwrap() else {
+            panic!("MXFP4 rows stay blocks");
+        };
+        assert_eq!(picked.dtype, BlockType::Mxfp4);
+        assert_eq!(&picked.bytes()[..34], &blocks[4 * 17..6 * 17]);
+        assert!(picked.bytes()[34..].iter().all(|&b| b == 0));
     }
 
     #[test]

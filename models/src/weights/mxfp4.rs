@@ -1,14 +1,15 @@
-//! MXFP4 weights (OCP microscaling FP4: gpt-oss's experts) read as Q5_0 blocks, exactly.
+//! MXFP4 weights (OCP microscaling FP4: gpt-oss's experts): ggml's block layout, and the same
+//! blocks as Q5_0, exactly, for the backends without MXFP4 products.
 //!
 //! An MXFP4 block is 32 FP4 (e2m1) codes and one power-of-two scale (E8M0): each value is
 //! `code_value · 2^(e - 127)`, the code values ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}. Doubled they are
-//! the integers ±{0, 1, 2, 3, 4, 6, 8, 12}, which Q5_0's five-bit quants (value `d·(q - 16)`,
-//! q in 0..32) hold exactly as q = v + 16, with the scale `d = 2^(e - 128)`, which f16 holds
-//! exactly for `e` in 104..=143 (every weight scale in practice; below that the values are
-//! under 4e-7 and round to f16's subnormal steps). Every kernel candor has for Q5_0 (the CPU's
-//! own, candle's on CUDA, plugins') then runs MXFP4 models unchanged, at 22 bytes a block
-//! where MXFP4 takes 17 (gpt-oss-20b's experts: 13 GB where Q8_0 would take 20): native MXFP4
-//! products would read the last 23% less.
+//! the integers ±{0, 1, 2, 3, 4, 6, 8, 12}. The CPU kernels multiply ggml's blocks as they are
+//! (17 bytes a block; gpt-oss-20b's experts take 10 GB). Candle (CUDA) and plugins have no
+//! MXFP4 type: for them the blocks become Q5_0 (`ggml_to_q5_0`), whose five-bit quants (value
+//! `d·(q - 16)`, q in 0..32) hold the doubled codes exactly as q = v + 16, with the scale
+//! `d = 2^(e - 128)`, which f16 holds exactly for `e` in 104..=143 (every weight scale in
+//! practice; below that the values are under 4e-7 and round to f16's subnormal steps), at 22
+//! bytes a block.
 //!
 //! Two layouts of the codes within a block's 16 bytes: ggml's (GGUF type 39: byte j holds
 //! elements j (low nibble) and j + 16 (high)) and OpenAI's checkpoints' (`*_blocks`: byte j
@@ -28,19 +29,11 @@ pub const GGML_BLOCK_BYTES: usize = 17;
 /// Bytes of a Q5_0 block: an f16 scale, the 32 fifth bits (u32), 16 bytes of low nibbles.
 const Q5_0_BLOCK_BYTES: usize = 22;
 
-/// Which element each nibble of a block's 16 code bytes holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nibbles {
-    /// ggml: byte j = element j (low nibble), element j + 16 (high).
-    Halves,
-    /// OpenAI's checkpoints: byte j = element 2j (low), element 2j + 1 (high).
-    Pairs,
-}
-
-/// One block (scale `e`, 16 code bytes) as a Q5_0 block, appended to `out`: element j's
+/// One block (scale `e`, 16 code bytes in ggml's layout: byte j holds element j in its low
+/// nibble, element j + 16 in its high one) as a Q5_0 block, appended to `out`: element j's
 /// quant (value + 16) has its low four bits in byte j's low nibble (j < 16) or byte j - 16's
 /// high one, its fifth in bit j of `qh`, as ggml lays Q5_0 out.
-fn block_to_q5_0(e: u8, codes: &[u8], nibbles: Nibbles, out: &mut Vec<u8>) -> Result<()> {
+fn block_to_q5_0(e: u8, codes: &[u8], out: &mut Vec<u8>) -> Result<()> {
     if e == 0xff {
         return Err(ModelError::Config("an MXFP4 block with a NaN scale".into()));
     }
@@ -60,16 +53,8 @@ fn block_to_q5_0(e: u8, codes: &[u8], nibbles: Nibbles, out: &mut Vec<u8>) -> Re
     };
     let mut q = [0i8; BLOCK];
     for (j, &byte) in codes.iter().enumerate() {
-        let (lo, hi) = (
-            DOUBLED[(byte & 0x0f) as usize],
-            DOUBLED[(byte >> 4) as usize],
-        );
-        let (a, b) = match nibbles {
-            Nibbles::Halves => (j, j + 16),
-            Nibbles::Pairs => (2 * j, 2 * j + 1),
-        };
-        q[a] = lo;
-        q[b] = hi;
+        q[j] = DOUBLED[(byte & 0x0f) as usize];
+        q[j + 16] = DOUBLED[(byte >> 4) as usize];
     }
     if shift > 0 {
         let div = 2f32.powi(shift.min(30));
@@ -95,14 +80,14 @@ pub fn ggml_to_q5_0(blocks: &[u8]) -> Result<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(blocks.len() / GGML_BLOCK_BYTES * Q5_0_BLOCK_BYTES);
     for b in blocks.chunks_exact(GGML_BLOCK_BYTES) {
-        block_to_q5_0(b[0], &b[1..], Nibbles::Halves, &mut out)?;
+        block_to_q5_0(b[0], &b[1..], &mut out)?;
     }
     Ok(out)
 }
 
 /// OpenAI's MXFP4 (`codes`: 16 bytes a block, `scales`: one byte a block, in the same order)
-/// as Q5_0 blocks.
-pub fn split_to_q5_0(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
+/// as ggml's blocks: the scale first, the codes re-paired (the inverse of `ggml_to_openai`).
+pub fn openai_to_ggml(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
     if codes.len() != scales.len() * 16 {
         return Err(ModelError::Config(format!(
             "{} MXFP4 code bytes for {} scales",
@@ -110,14 +95,17 @@ pub fn split_to_q5_0(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
             scales.len()
         )));
     }
-    let mut out = Vec::with_capacity(scales.len() * Q5_0_BLOCK_BYTES);
+    let mut out = Vec::with_capacity(scales.len() * GGML_BLOCK_BYTES);
     for (c, &e) in codes.chunks_exact(16).zip(scales) {
-        block_to_q5_0(e, c, Nibbles::Pairs, &mut out)?;
+        // Element i is byte i/2's low (even i) or high (odd i) nibble.
+        let nib = |i: usize| (c[i / 2] >> (4 * (i % 2))) & 0x0f;
+        out.push(e);
+        out.extend((0..16).map(|j| nib(j) | (nib(j + 16) << 4)));
     }
     Ok(out)
 }
 
-/// Q5_0 block bytes (as `ggml_to_q5_0` and `split_to_q5_0` make them) as a tensor of `shape`.
+/// Q5_0 block bytes (as `ggml_to_q5_0` makes them) as a tensor of `shape`.
 pub fn q5_0_tensor(q5: &[u8], shape: Vec<usize>) -> Result<QTensor> {
     let elems: usize = shape.iter().product();
     if q5.len() != elems / BLOCK * Q5_0_BLOCK_BYTES || !elems.is_multiple_of(BLOCK) {
@@ -226,9 +214,8 @@ mod tests {
         let ggml = quantize_ggml(&values);
         // The same blocks in OpenAI's layout: codes re-paired, scales apart.
         let (codes, scales) = ggml_to_openai(&ggml);
+        assert_eq!(openai_to_ggml(&codes, &scales).unwrap(), ggml);
         let a = q5_values(&ggml_to_q5_0(&ggml).unwrap(), 64);
-        let b = q5_values(&split_to_q5_0(&codes, &scales).unwrap(), 64);
-        assert_eq!(a, b);
         // Within the quantization's step of the input.
         for (x, y) in values.iter().zip(&a) {
             assert!((x - y).abs() <= 0.5 * x.abs().max(0.5), "{x} → {y}");
@@ -244,7 +231,7 @@ mod tests {
         let mut huge = vec![200u8];
         huge.extend([0u8; 16]);
         assert!(ggml_to_q5_0(&huge).is_err());
-        assert!(split_to_q5_0(&[0u8; 16], &[1, 2]).is_err());
+        assert!(openai_to_ggml(&[0u8; 16], &[1, 2]).is_err());
         // A scale under f16's range still loads (as f16 subnormal steps).
         let mut tiny = vec![90u8];
         tiny.extend([0x77u8; 16]);

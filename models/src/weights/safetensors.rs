@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{gpt_oss_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
-use super::{HostWeight, WeightSource};
+use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use candle_core::safetensors::MmapedSafetensors;
@@ -202,8 +202,8 @@ impl SafetensorsDir {
 impl SafetensorsDir {
     /// One expert's matrix out of OpenAI's MXFP4 stacks (`{stack}_blocks` `[experts, out,
     /// in / 32, 16]` codes and `{stack}_scales` `[experts, out, in / 32]`, gate and up rows
-    /// interleaved), as the Q5_0 blocks it is exactly (`mxfp4`), or in f32 when the checkout
-    /// is opened dequantized. None without such a stack.
+    /// interleaved), as ggml's MXFP4 blocks in memory of their own (`mxfp4`), or in f32 when
+    /// the checkout is opened dequantized. None without such a stack.
     fn mxfp4_expert(&self, at: &StackedExpert) -> Result<Option<HostWeight>> {
         let (blocks, scales) = (format!("{}_blocks", at.hf), format!("{}_scales", at.hf));
         let (Ok(codes), Ok(exps), false) = (
@@ -249,9 +249,13 @@ impl SafetensorsDir {
             .flat_map(|&r| &exps.data()[row(r) * nb..(row(r) + 1) * nb])
             .copied()
             .collect();
-        let q5 = super::mxfp4::split_to_q5_0(&picked_codes, &picked_scales)?;
-        let q = super::mxfp4::q5_0_tensor(&q5, vec![rows.len(), nb * super::mxfp4::BLOCK])?;
-        HostWeight::from_blocks(&blocks, q, self.dequantize).map(Some)
+        let ggml = super::mxfp4::openai_to_ggml(&picked_codes, &picked_scales)?;
+        let shape = vec![rows.len(), nb * super::mxfp4::BLOCK];
+        let w = MappedBlocks::owned(&ggml, BlockType::Mxfp4, shape)?;
+        match self.dequantize {
+            true => HostWeight::from_blocks(&blocks, w.to_qtensor()?, true).map(Some),
+            false => Ok(Some(HostWeight::Mapped(w))),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use candor_kernels::half_matmul::HalfType;
 use candor_kernels::quant::QuantType;
 use candor_models::backend::WeightDtype;
 use candor_models::error::{ModelError, Result};
-use candor_models::weights::{weight_dtype_of, HostWeight, MappedBlocks};
+use candor_models::weights::{weight_dtype_of, BlockType, HostWeight, MappedBlocks};
 use std::sync::Arc;
 
 pub enum CpuWeight {
@@ -58,6 +58,14 @@ fn kernel_type(d: GgmlDType) -> Option<QuantType> {
     }
 }
 
+/// The candor-kernels type for mapped blocks, where it has one (MXFP4 always).
+fn blocks_type(d: BlockType) -> Option<QuantType> {
+    match d {
+        BlockType::Ggml(d) => kernel_type(d),
+        BlockType::Mxfp4 => Some(QuantType::Mxfp4),
+    }
+}
+
 impl CpuWeight {
     pub fn from_host(w: HostWeight) -> Result<Self> {
         match w {
@@ -78,7 +86,7 @@ impl CpuWeight {
                 }
                 _ => Ok(CpuWeight::Dense(s.to_f32_tensor()?)),
             },
-            HostWeight::Mapped(blocks) => match kernel_type(blocks.dtype) {
+            HostWeight::Mapped(blocks) => match blocks_type(blocks.dtype) {
                 Some(ty) => Ok(CpuWeight::Mapped { blocks, ty }),
                 // A type the kernels do not read: candle's copy.
                 None => CpuWeight::from_host(HostWeight::Quant(blocks.to_qtensor()?)),

@@ -44,12 +44,16 @@ impl CudaWeight {
                     device,
                 )?))),
             },
-            HostWeight::Mapped(b) => Ok(CudaWeight::Quant(Arc::new(qtensor_from_ggml(
-                b.dtype,
-                b.bytes(),
-                b.shape.clone(),
-                device,
-            )?))),
+            HostWeight::Mapped(b) => {
+                // MXFP4 arrives as the Q5_0 blocks it is exactly (candle has no MXFP4 type).
+                let (dtype, bytes) = b.ggml_blocks()?;
+                Ok(CudaWeight::Quant(Arc::new(qtensor_from_ggml(
+                    dtype,
+                    &bytes,
+                    b.shape.clone(),
+                    device,
+                )?)))
+            }
             HostWeight::Synthetic(s) => Self::synthetic(&s, act, kernels),
         }
     }

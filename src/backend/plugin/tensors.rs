@@ -3,6 +3,7 @@
 use super::buffer::DeviceBuffer;
 use super::ffi::{self, CandorDtype, CandorTensor};
 use crate::backend::cpu::CpuWeight;
+use candle_core::quantized::GgmlDType;
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
 use candor_models::weights::{weight_dtype_of, HostWeight};
@@ -64,20 +65,20 @@ impl PluginWeight {
 /// The bytes to upload for a host weight and their ABI dtype. Rank-1 weights (norms, biases)
 /// are always f32, as the header promises; matrices keep their stored type.
 pub(super) fn weight_bytes(w: &HostWeight) -> Result<(CandorDtype, Vec<u8>)> {
-    let dtype = w.dtype().map(ffi::dtype_code);
+    let code = |ggml: GgmlDType| {
+        weight_dtype_of(ggml)
+            .map(ffi::dtype_code)
+            .ok_or_else(|| err(format!("weight type {ggml:?} has no ABI code")))
+    };
     match w {
         HostWeight::Dense { tensor, .. } => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(tensor)?))),
         _ if w.shape().len() == 1 => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
-        HostWeight::Quant(q) => {
-            let dtype = weight_dtype_of(q.dtype())
-                .map(ffi::dtype_code)
-                .ok_or_else(|| err(format!("weight type {:?} has no ABI code", q.dtype())))?;
-            Ok((dtype, q.data()?.into_owned()))
+        HostWeight::Quant(q) => Ok((code(q.dtype())?, q.data()?.into_owned())),
+        // MXFP4, which the ABI has no code for, goes as the Q5_0 blocks it is exactly.
+        HostWeight::Mapped(m) => {
+            let (ggml, bytes) = m.ggml_blocks()?;
+            Ok((code(ggml)?, bytes.into_owned()))
         }
-        HostWeight::Mapped(m) => Ok((
-            dtype.ok_or_else(|| err(format!("weight type {:?} has no ABI code", m.dtype)))?,
-            m.bytes().to_vec(),
-        )),
         // Dummy weights (`--load-format dummy`) are made on the host for a plugin, as f32.
         HostWeight::Synthetic(_) => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
     }
@@ -110,5 +111,33 @@ impl PluginKvCache {
         self.layers
             .get(layer)
             .ok_or_else(|| err(format!("KV cache has no layer {layer}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_models::weights::{mxfp4, BlockType, MappedBlocks};
+
+    /// MXFP4 blocks, which the ABI has no code for, go to a plugin as the Q5_0 blocks they are
+    /// exactly (the values a plugin's Q5_0 dequantization reads are MXFP4's).
+    #[test]
+    fn mxfp4_blocks_go_as_q5_0() {
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) / 9.0).collect();
+        let blocks = mxfp4::quantize_ggml(&values);
+        let w = MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![2, 32]).unwrap();
+        let (dtype, bytes) = weight_bytes(&HostWeight::Mapped(w)).unwrap();
+        assert_eq!(
+            dtype,
+            ffi::dtype_code(candor_models::backend::WeightDtype::Q5_0)
+        );
+        assert_eq!(bytes, mxfp4::ggml_to_q5_0(&blocks).unwrap());
+        let q5 = mxfp4::q5_0_tensor(&bytes, vec![64]).unwrap();
+        let got: Vec<f32> = q5
+            .dequantize(&candle_core::Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got, mxfp4::dequantize_ggml(&blocks));
     }
 }
