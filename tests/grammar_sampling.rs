@@ -719,3 +719,88 @@ fn under_a_grammar_a_single_token_opening_is_still_allowed() {
     let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(json.is_object());
 }
+
+/// Qwen's vocabulary with harmony's markers added as control tokens (gpt-oss's vocabulary
+/// holds them so; no real harmony model is reachable here).
+fn harmony_vocabulary() -> Arc<Tokenizer> {
+    use candle_core::quantized::gguf_file::Value as Md;
+    let path = common::real_model("qwen2.5-0.5b");
+    let mut f = std::fs::File::open(&path).expect("open model");
+    let mut md = Content::read(&mut f).expect("read gguf").metadata;
+    for (key, added) in [
+        (
+            "tokenizer.ggml.tokens",
+            HARMONY_MARKERS.map(|m| Md::String(m.into())),
+        ),
+        ("tokenizer.ggml.token_type", [0; 3].map(|_| Md::I32(3))),
+    ] {
+        let Some(Md::Array(values)) = md.get_mut(key) else {
+            panic!("no {key}");
+        };
+        values.extend(added);
+    }
+    Arc::new(Tokenizer::from_gguf_metadata(&md).expect("tokenizer"))
+}
+
+const HARMONY_MARKERS: [&str; 3] = ["<|constrain|>", "<|message|>", "<|call|>"];
+
+/// `tool_choice: "required"` on a harmony model: after the forced opening the grammar picks a
+/// function by name, then demands the header's markers as the special tokens they are (never
+/// spelled out in text), then arguments of that function's schema. Random logits stand in
+/// for the model; the harmony reader returns each answer as a call with valid arguments.
+#[test]
+fn harmony_required_calls_name_a_function_then_its_markers_as_tokens() {
+    use candor::server::harmony::{any_call_grammar, any_call_opening, HarmonySplitter};
+    let tok = harmony_vocabulary();
+    let call_end = tok.token_id("<|call|>").unwrap();
+    let compiler = GrammarCompiler::new(tok.clone(), call_end, tok.vocab_size()).unwrap();
+    let functions = vec![
+        ("get_weather".to_string(), small_object()),
+        (
+            "get_time".to_string(),
+            json!({"type": "object", "properties": {"zone": {"enum": ["utc", "cet"]}},
+                   "required": ["zone"], "additionalProperties": false}),
+        ),
+    ];
+    let special = |t: &str| tok.token_id(t).is_some_and(|id| tok.is_special(id));
+    let grammar = any_call_grammar(&functions, &special).unwrap();
+    let marker_ids: Vec<u32> = HARMONY_MARKERS[..2]
+        .iter()
+        .map(|m| tok.token_id(m).unwrap())
+        .collect();
+    let mut names = std::collections::HashSet::new();
+    for seed in 0..12 {
+        let constraint = compiler.lark(grammar.clone()).expect("grammar compiles");
+        let mut sampler = seeded_sampler(seed, constraint);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tokens = Vec::new();
+        while tokens.len() < 300 {
+            let next = sampler.sample(&random_logits(&mut rng, tok.vocab_size()), &tokens);
+            if next == call_end {
+                break;
+            }
+            tokens.push(next);
+        }
+        let text = tok.decode(&tokens, false).unwrap();
+        for id in &marker_ids {
+            assert_eq!(tokens.iter().filter(|&t| t == id).count(), 1, "{text}");
+        }
+        let mut reader = HarmonySplitter::new(true);
+        let mut split = reader.push(&format!("{}{text}", any_call_opening()));
+        split.calls.extend(reader.finish().calls);
+        assert_eq!(split.calls.len(), 1, "{text}");
+        let call = &split.calls[0];
+        let args: Value = serde_json::from_str(&call.arguments).expect("JSON arguments");
+        let valid = match call.name.as_str() {
+            "get_weather" => {
+                matches!(args["unit"].as_str(), Some("celsius" | "fahrenheit"))
+                    && args["days"].as_i64().is_some_and(|d| (1..=14).contains(&d))
+            }
+            "get_time" => matches!(args["zone"].as_str(), Some("utc" | "cet")),
+            _ => false,
+        };
+        assert!(valid, "{text}");
+        names.insert(call.name.clone());
+    }
+    assert_eq!(names.len(), 2, "both functions are reachable: {names:?}");
+}

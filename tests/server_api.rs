@@ -723,7 +723,7 @@ const HARMONY_TEMPLATE: &str = "{% for m in messages %}{% if m.role == 'assistan
 
 /// Through a harmony template: an answer that opens with no channel is plain content; a named
 /// `tool_choice` makes the answer the arguments of a message to that function, returned as
-/// its call; `required` (a call to any of several) is refused naming `tool_choice`.
+/// its call; `required` a message to one of the functions offered, chosen by the model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harmony_templates_read_channels_and_demanded_calls() {
     let dir = tempfile::tempdir().unwrap();
@@ -762,10 +762,24 @@ async fn harmony_templates_read_channels_and_demanded_calls() {
     let args = call_arguments(call);
     assert!(args["city"].is_string(), "{v}");
 
-    let body = json!({"messages": messages, "tools": [weather_tool()], "tool_choice": "required"});
+    // `required`: the model picks the function (its name, then the header's markers, text in
+    // this vocabulary, then its arguments under the grammar).
+    let clock = json!({"type": "function", "function": {"name": "get_time", "parameters":
+        {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}});
+    let body = json!({"messages": messages, "tools": [clock, weather_tool()],
+                      "tool_choice": "required", "max_tokens": 60, "temperature": 0});
     let (st, v) = post(&s, "/v1/chat/completions", body).await;
-    assert_eq!(st, 400, "{v}");
-    assert_eq!(v["error"]["param"], "tool_choice", "{v}");
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    let args = call_arguments(call);
+    match call["function"]["name"].as_str() {
+        Some("get_weather") => assert!(args["city"].is_string(), "{v}"),
+        Some("get_time") => assert!(args["zone"].is_string(), "{v}"),
+        _ => panic!("not a call to an offered function: {v}"),
+    }
+    assert!(choice["message"]["content"].is_null(), "{v}");
 }
 
 /// A ChatML template that opens a thought in the generation prompt (as DeepSeek-R1's does),

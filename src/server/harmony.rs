@@ -9,18 +9,52 @@
 //! content.
 use super::marker::held_back;
 use super::reasoning::Split;
-use super::tools::format::ParsedCall;
+use super::tools::format::{self, ParsedCall};
+use serde_json::Value;
 
 const CHANNEL: &str = "<|channel|>";
 const MESSAGE: &str = "<|message|>";
 const START: &str = "<|start|>";
+const CONSTRAIN: &str = "<|constrain|>";
 /// What ends a message's body.
 const ENDS: [&str; 3] = ["<|end|>", "<|return|>", "<|call|>"];
 
 /// The header of a message calling function `name`, as gpt-oss writes it after
 /// `<|start|>assistant` (the generation prompt): a demanded call's forced opening.
 pub fn call_header(name: &str) -> String {
-    format!("{CHANNEL}commentary to=functions.{name} <|constrain|>json{MESSAGE}")
+    format!("{}{name} {CONSTRAIN}json{MESSAGE}", any_call_opening())
+}
+
+/// The header of a message calling a function, up to the function's name: a demanded call
+/// (`tool_choice: "required"`) whose function the model picks under `any_call_grammar`.
+pub fn any_call_opening() -> String {
+    format!("{CHANNEL}commentary to=functions.")
+}
+
+/// The lark grammar of the rest of a call that `any_call_opening` opened: one function's name,
+/// the header's end (` <|constrain|>json<|message|>`), then arguments following that
+/// function's schema (`<|call|>`, an end token, closes the message). The markers are special
+/// tokens where the vocabulary holds them so (`special`; gpt-oss's does), text elsewhere.
+pub fn any_call_grammar(
+    functions: &[(String, Value)],
+    special: &dyn Fn(&str) -> bool,
+) -> Result<String, String> {
+    let marker = |m: &str| match special(m) {
+        true => m.to_string(),
+        false => format::literal(m),
+    };
+    let (constrain, message) = (marker(CONSTRAIN), marker(MESSAGE));
+    let mut calls = Vec::with_capacity(functions.len());
+    let mut rules = String::new();
+    for (i, (name, params)) in functions.iter().enumerate() {
+        calls.push(format!("call_{i}"));
+        rules += &format!(
+            "call_{i}: {} \" \" {constrain} \"json\" {message} args_{i}\nargs_{i}: %json {}\n",
+            format::literal(name),
+            format::schema_text(params)?
+        );
+    }
+    Ok(format!("start: {}\n{rules}", calls.join(" | ")))
 }
 
 /// Whether a chat template writes harmony (gpt-oss's).

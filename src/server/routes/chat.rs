@@ -97,6 +97,17 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
     Ok(out)
 }
 
+/// A request's tool plan against the model's chat template and vocabulary.
+pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolPlan>, ApiError> {
+    let tokenizer = &ready.tokenizer;
+    let special = |text: &str| {
+        tokenizer
+            .token_id(text)
+            .is_some_and(|id| tokenizer.is_special(id))
+    };
+    tools::plan(req, chat_template(ready)?.source(), &special)
+}
+
 pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
     ready.template.as_deref().ok_or_else(|| {
         ApiError::bad_request(
@@ -228,7 +239,7 @@ pub async fn start_chat(
         tool_choice: req.tool_choice.as_ref(),
         parallel_tool_calls: req.parallel_tool_calls,
     };
-    let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+    let tools = tool_plan(ready, &tool_request)?;
     let call_grammar = tools.as_ref().and_then(|t| t.call_grammar.clone());
     // `ignore_eos` runs past the end token, which a grammar may demand: no lazy grammar then.
     let lazy_call = tools

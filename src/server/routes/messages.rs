@@ -1,12 +1,12 @@
 //! `POST /v1/messages` and `POST /v1/messages/count_tokens` (Anthropic's Messages API).
-use super::chat::{chat_prompt_text, chat_template, encode_prompt, start_chat};
+use super::chat::{chat_prompt_text, encode_prompt, start_chat, tool_plan};
 use crate::server::error::{AnthropicError, ApiError};
 use crate::server::json::Json;
 use crate::server::messages::reply;
 use crate::server::messages::request::{CountRequest, MessagesRequest};
 use crate::server::prompt_end::PromptEnd;
 use crate::server::state::{new_item_id, SharedState};
-use crate::server::tools::{self, ToolRequest};
+use crate::server::tools::ToolRequest;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -44,7 +44,7 @@ pub async fn count_tokens(
         tool_choice: chat.tool_choice.as_ref(),
         parallel_tool_calls: chat.parallel_tool_calls,
     };
-    let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+    let tools = tool_plan(ready, &tool_request)?;
     let text = chat_prompt_text(
         ready,
         &chat.messages,

@@ -1,11 +1,11 @@
 //! `/v1/models` (and one by id), `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
-use super::chat::{chat_prompt_text, chat_template, encode_prompt};
+use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
 use crate::server::error::{ApiError, OllamaError};
 use crate::server::json::Json;
 use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
 use crate::server::prompt_end::PromptEnd;
 use crate::server::state::SharedState;
-use crate::server::tools::{self, ToolRequest};
+use crate::server::tools::ToolRequest;
 use crate::server::validate::no_nul;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
@@ -104,7 +104,7 @@ pub async fn tokenize(
                 tool_choice: None,
                 parallel_tool_calls: None,
             };
-            let tools = tools::plan(&tool_request, chat_template(ready)?.source())?;
+            let tools = tool_plan(ready, &tool_request)?;
             let end = PromptEnd::of(req.add_generation_prompt, req.continue_final_message, m)?;
             let kwargs = req.chat_template_kwargs.as_ref();
             let text = chat_prompt_text(ready, m, tools.as_ref(), kwargs, end)?;

@@ -300,12 +300,12 @@ pub fn arguments_grammar(
 }
 
 /// `text` as a lark string literal (JSON string syntax).
-fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }
 
 /// A parameters schema for `%json`, whitespace bounded as in response formats.
-fn schema_text(params: &Value) -> Result<String, String> {
+pub(crate) fn schema_text(params: &Value) -> Result<String, String> {
     let bounded = crate::engine::grammar::bounded_whitespace(params.clone())?;
     serde_json::to_string(&bounded).map_err(|e| e.to_string())
 }

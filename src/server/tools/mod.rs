@@ -138,7 +138,13 @@ pub struct ToolRequest<'a> {
 }
 
 /// Check the tool fields against each other and the template; `None`: no tools this time.
-pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>, ApiError> {
+/// `special` says which texts are one special token of the model's vocabulary (a grammar
+/// names those as tokens).
+pub fn plan(
+    req: &ToolRequest,
+    template_source: &str,
+    special: &dyn Fn(&str) -> bool,
+) -> Result<Option<ToolPlan>, ApiError> {
     let tools = req.tools.unwrap_or_default();
     let choice = req.tool_choice;
     if tools.is_empty() {
@@ -190,7 +196,7 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
     };
     let parallel = req.parallel_tool_calls.unwrap_or(true);
     if super::harmony::template_harmony(template_source) {
-        return harmony_plan(tools, &functions, forced, parallel).map(Some);
+        return harmony_plan(tools, &functions, forced, parallel, special).map(Some);
     }
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
@@ -224,30 +230,25 @@ pub fn plan(req: &ToolRequest, template_source: &str) -> Result<Option<ToolPlan>
 /// The plan of a harmony model (gpt-oss): its template shows the tools, its calls are
 /// messages read by `harmony`. A named `tool_choice` ends the prompt with the header of a
 /// message to that function and holds the answer to its arguments (the message's body, which
-/// `<|call|>`, an end token, closes). `required` would need the function's name chosen under a
-/// grammar that spans the header's special tokens: refused for now.
+/// `<|call|>`, an end token, closes); `required` ends it with the header up to the function's
+/// name and holds the answer to a function's name, the header's end and its arguments.
 fn harmony_plan(
     tools: &[Value],
     functions: &[(String, Value)],
     forced: Option<Option<&str>>,
     parallel: bool,
+    special: &dyn Fn(&str) -> bool,
 ) -> Result<ToolPlan, ApiError> {
+    let invalid = |e: String| ApiError::invalid("tools", e);
     let (forced_prefix, call_grammar) = match forced {
         None => (String::new(), None),
-        Some(None) => {
-            return Err(ApiError::invalid(
-                "tool_choice",
-                "this model writes calls as harmony messages (gpt-oss), for which candor \
-                 cannot demand a call to any of several functions yet: name one, or use \
-                 `tool_choice: \"auto\"`",
-            ))
-        }
+        Some(None) => (
+            super::harmony::any_call_opening(),
+            Some(super::harmony::any_call_grammar(functions, special).map_err(invalid)?),
+        ),
         Some(Some(name)) => (
             super::harmony::call_header(name),
-            Some(
-                format::arguments_grammar(functions, name, "")
-                    .map_err(|e| ApiError::invalid("tools", e))?,
-            ),
+            Some(format::arguments_grammar(functions, name, "").map_err(invalid)?),
         ),
     };
     Ok(ToolPlan {
@@ -321,7 +322,7 @@ mod tests {
             tool_choice: choice.as_ref(),
             parallel_tool_calls: None,
         };
-        plan(&req, HERMES)
+        plan(&req, HERMES, &|_| false)
     }
 
     #[test]
@@ -357,8 +358,10 @@ mod tests {
     }
 
     /// A harmony template (gpt-oss): tools go to it, calls are read from harmony messages (no
-    /// extractor, no grammar under auto); `required` is refused naming the parameter, a named
-    /// function forces its message's header and holds the arguments to a grammar.
+    /// extractor, no grammar under auto); a named function forces its message's header and
+    /// holds the arguments to a grammar; `required` forces the header up to the name and lets
+    /// a grammar choose among the functions, naming the vocabulary's special markers as
+    /// tokens.
     #[test]
     fn harmony_templates_take_tools_auto_and_named() {
         let template = "{{ tools }}<|start|>assistant<|channel|>final<|message|>";
@@ -369,14 +372,37 @@ mod tests {
                 tool_choice: choice.as_ref(),
                 parallel_tool_calls: None,
             };
-            plan(&r, template)
+            plan(&r, template, &|t| t.starts_with("<|"))
         };
         let auto = req(None).unwrap().unwrap();
         assert_eq!(auto.output.syntax, CallSyntax::Harmony);
         assert!(auto.output.extractor().is_none());
         assert!(auto.call_grammar.is_none() && auto.lazy_call_grammar.is_none());
-        let e = req(Some(json!("required"))).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("tool_choice"), "{e:?}");
+        let two = [
+            weather(),
+            json!({"type": "function", "function": {"name": "get_time"}}),
+        ];
+        let r = ToolRequest {
+            tools: Some(&two),
+            tool_choice: Some(&json!("required")),
+            parallel_tool_calls: None,
+        };
+        let required = plan(&r, template, &|t| t == "<|message|>")
+            .unwrap()
+            .unwrap();
+        assert!(required
+            .output
+            .forced_prefix
+            .ends_with("<|channel|>commentary to=functions."));
+        let grammar = required.call_grammar.unwrap();
+        assert!(grammar.starts_with("start: call_0 | call_1\n"), "{grammar}");
+        // `<|message|>` is a special token of this vocabulary, `<|constrain|>` text.
+        assert!(
+            grammar.contains(
+                "call_1: \"get_time\" \" \" \"<|constrain|>\" \"json\" <|message|> args_1"
+            ),
+            "{grammar}"
+        );
         // A named function: the prompt ends with the header of a message to it, and the
         // answer is held to its arguments.
         let named = json!({"type": "function", "function": {"name": "get_weather"}});
@@ -425,7 +451,7 @@ mod tests {
             tool_choice: None,
             parallel_tool_calls: None,
         };
-        let err = plan(&req, "{{ messages }}").unwrap_err();
+        let err = plan(&req, "{{ messages }}", &|_| false).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("tools"));
         assert!(
             err.message.contains("does not take tools"),
