@@ -4,11 +4,13 @@
 mod common;
 
 use candle_core::quantized::gguf_file::Content;
-use candor::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
+use candor::engine::grammar::{
+    AddressedMessages, BareOpening, Constraint, GrammarCompiler, LazyGrammar,
+};
 use candor::engine::sampler::{Sampler, SamplingParams};
 use candor::engine::thought::{Thought, ThoughtMarkers};
 use candor::server::tools::extract::{Piece, ToolCallExtractor};
-use candor::server::tools::format::ToolFormat;
+use candor::server::tools::format::{arguments_grammar, ToolFormat};
 use candor_models::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -202,6 +204,7 @@ fn lazy_constraint_with(
             grammar,
             marker: format.bare_call_marker().to_string(),
         }),
+        addressed: None,
     };
     compiler
         .lazy(spec)
@@ -732,7 +735,10 @@ fn harmony_vocabulary() -> Arc<Tokenizer> {
             "tokenizer.ggml.tokens",
             HARMONY_MARKERS.map(|m| Md::String(m.into())),
         ),
-        ("tokenizer.ggml.token_type", [0; 3].map(|_| Md::I32(3))),
+        (
+            "tokenizer.ggml.token_type",
+            HARMONY_MARKERS.map(|_| Md::I32(3)),
+        ),
     ] {
         let Some(Md::Array(values)) = md.get_mut(key) else {
             panic!("no {key}");
@@ -742,7 +748,14 @@ fn harmony_vocabulary() -> Arc<Tokenizer> {
     Arc::new(Tokenizer::from_gguf_metadata(&md).expect("tokenizer"))
 }
 
-const HARMONY_MARKERS: [&str; 3] = ["<|constrain|>", "<|message|>", "<|call|>"];
+const HARMONY_MARKERS: [&str; 6] = [
+    "<|constrain|>",
+    "<|message|>",
+    "<|call|>",
+    "<|channel|>",
+    "<|start|>",
+    "<|end|>",
+];
 
 /// `tool_choice: "required"` on a harmony model: after the forced opening the grammar picks a
 /// function by name, then demands the header's markers as the special tokens they are (never
@@ -803,4 +816,97 @@ fn harmony_required_calls_name_a_function_then_its_markers_as_tokens() {
         names.insert(call.name.clone());
     }
     assert_eq!(names.len(), 2, "both functions are reachable: {names:?}");
+}
+
+/// `tool_choice: "auto"` on a harmony model: text stays free (a thought that even mentions a
+/// recipient, a final answer) until a header addressed to a function ends; that message's
+/// body is then held to the function's arguments, and the text is free again after it.
+#[test]
+fn harmony_messages_to_functions_hold_their_bodies_to_the_arguments() {
+    use candor::server::harmony::HarmonySplitter;
+    let tok = harmony_vocabulary();
+    let id = |m: &str| tok.token_id(m).unwrap();
+    let call_end = id("<|call|>");
+    let compiler = GrammarCompiler::new(tok.clone(), call_end, tok.vocab_size()).unwrap();
+    let get_time = json!({"type": "object", "properties": {"zone": {"enum": ["utc", "cet"]}},
+                          "required": ["zone"], "additionalProperties": false});
+    let functions = vec![
+        ("get_weather".to_string(), small_object()),
+        ("get_time".to_string(), get_time),
+    ];
+    let lazy = || -> Constraint {
+        let spec = LazyGrammar {
+            after_trigger: None,
+            rearm: true,
+            bare: None,
+            addressed: Some(AddressedMessages {
+                body_opening: id("<|message|>"),
+                body_ends: vec![id("<|end|>"), call_end],
+                grammars: functions
+                    .iter()
+                    .map(|(name, _)| {
+                        let args = arguments_grammar(&functions, name, "").unwrap();
+                        (format!("functions.{name}"), args)
+                    })
+                    .collect(),
+            }),
+        };
+        compiler.lazy(spec).expect("lazy grammar compiles")
+    };
+    let prefix = "<|channel|>analysis<|message|>I could ask to=functions.get_weather here.<|end|>\
+                  <|start|>assistant<|channel|>commentary to=functions.get_time \
+                  <|constrain|>json<|message|>";
+    let prefix_ids = tok.encode(prefix, false).unwrap();
+    assert_eq!(
+        prefix_ids
+            .iter()
+            .filter(|&&t| t == id("<|message|>"))
+            .count(),
+        2,
+        "the markers are single tokens"
+    );
+    for seed in 0..6 {
+        let mut constraint = lazy();
+        for (i, &t) in prefix_ids.iter().enumerate() {
+            assert!(
+                !constraint.is_active(),
+                "held before token {i} of the header"
+            );
+            constraint.accept(t);
+        }
+        assert!(constraint.is_active(), "the call's body is not held");
+        let mut sampler = seeded_sampler(seed, constraint);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tokens = prefix_ids.clone();
+        while tokens.len() < prefix_ids.len() + 400 {
+            let mut logits = random_logits(&mut rng, tok.vocab_size());
+            // A model ends its call once the arguments are written.
+            logits[call_end as usize] = 100.0;
+            let next = sampler.sample(&logits, &tokens);
+            if next == call_end {
+                break;
+            }
+            tokens.push(next);
+        }
+        let text = tok.decode(&tokens, false).unwrap();
+        let mut reader = HarmonySplitter::new(true);
+        let mut split = reader.push(&text);
+        split.calls.extend(reader.finish().calls);
+        assert_eq!(split.calls.len(), 1, "{text}");
+        assert_eq!(split.calls[0].name, "get_time", "{text}");
+        let args: Value = serde_json::from_str(&split.calls[0].arguments).expect("JSON");
+        assert!(
+            matches!(args["zone"].as_str(), Some("utc" | "cet")),
+            "{text}"
+        );
+    }
+    // A message to no function (the final answer) stays free, even after a thought that
+    // named one in its text.
+    let mut constraint = lazy();
+    let free = "<|channel|>analysis<|message|>ask to=functions.get_time<|end|>\
+                <|start|>assistant<|channel|>final<|message|>Hello";
+    for t in tok.encode(free, false).unwrap() {
+        constraint.accept(t);
+        assert!(!constraint.is_active());
+    }
 }

@@ -13,11 +13,11 @@ use super::tools::format::{self, ParsedCall};
 use serde_json::Value;
 
 const CHANNEL: &str = "<|channel|>";
-const MESSAGE: &str = "<|message|>";
+pub const MESSAGE: &str = "<|message|>";
 const START: &str = "<|start|>";
 const CONSTRAIN: &str = "<|constrain|>";
 /// What ends a message's body.
-const ENDS: [&str; 3] = ["<|end|>", "<|return|>", "<|call|>"];
+pub const ENDS: [&str; 3] = ["<|end|>", "<|return|>", "<|call|>"];
 
 /// The header of a message calling function `name`, as gpt-oss writes it after
 /// `<|start|>assistant` (the generation prompt): a demanded call's forced opening.

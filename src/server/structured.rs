@@ -3,9 +3,12 @@
 //! it short: `length`).
 use super::error::ApiError;
 use super::guide::{Guide, GuideGrammar};
+use super::harmony;
 use super::state::{Ready, SharedState};
-use super::tools::format::{LazyCall, ToolFormat};
-use crate::engine::grammar::{BareOpening, Constraint, GrammarCompiler, LazyGrammar};
+use super::tools::LazyCalls;
+use crate::engine::grammar::{
+    AddressedMessages, BareOpening, Constraint, GrammarCompiler, LazyGrammar,
+};
 use serde_json::Value;
 
 /// Run grammar work off the async workers: the first use builds the vocabulary trie (~1 s for
@@ -117,28 +120,37 @@ pub fn tool_call(ready: &Ready, grammar: String) -> Result<Constraint, ApiError>
 }
 
 /// The lazy constraint of `tool_choice: "auto"`: free text until the model opens a call (with
-/// `format`'s opening token, or as the answer's bare call object), then the call's grammar to
-/// the end of the call. `None` where neither way in exists for this vocabulary or the schemas
-/// cannot be compiled (the calls are then read as written).
-pub fn lazy_tool_call(
-    ready: &Ready,
-    format: ToolFormat,
-    grammars: LazyCall,
-) -> Result<Option<Constraint>, ApiError> {
-    let trigger = ready.tokenizer.token_id(format.trigger_text());
-    let after_trigger = trigger.zip(grammars.after_trigger);
-    let bare = grammars.bare.map(|grammar| BareOpening {
-        grammar,
-        marker: format.bare_call_marker().to_string(),
-    });
-    if after_trigger.is_none() && bare.is_none() {
+/// its format's opening token, as the answer's bare call object, or as a harmony message to a
+/// function), then the call's grammar to the end of the call. `None` where no way in exists
+/// for this vocabulary or the schemas cannot be compiled (the calls are then read as written).
+pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constraint>, ApiError> {
+    let token = |text: &str| ready.tokenizer.token_id(text);
+    let spec = match calls {
+        LazyCalls::Blocks(format, grammars) => LazyGrammar {
+            after_trigger: token(format.trigger_text()).zip(grammars.after_trigger),
+            rearm: grammars.rearm,
+            bare: grammars.bare.map(|grammar| BareOpening {
+                grammar,
+                marker: format.bare_call_marker().to_string(),
+            }),
+            addressed: None,
+        },
+        // Harmony's markers are tokens of gpt-oss's vocabulary; elsewhere there is no header
+        // to watch.
+        LazyCalls::Harmony(grammars) => LazyGrammar {
+            after_trigger: None,
+            rearm: true,
+            bare: None,
+            addressed: token(harmony::MESSAGE).map(|body_opening| AddressedMessages {
+                body_opening,
+                body_ends: harmony::ENDS.iter().filter_map(|e| token(e)).collect(),
+                grammars,
+            }),
+        },
+    };
+    if spec.after_trigger.is_none() && spec.bare.is_none() && spec.addressed.is_none() {
         return Ok(None);
     }
-    let spec = LazyGrammar {
-        after_trigger,
-        rearm: grammars.rearm,
-        bare,
-    };
     // Under auto a grammar is a help, not a demand: a schema llguidance cannot follow leaves
     // the calls free (read as written, as before lazy grammars) instead of refusing the request.
     match compiler(ready)?.lazy(spec) {

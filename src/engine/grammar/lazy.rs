@@ -2,11 +2,13 @@
 //! to its end. llama.cpp has the same idea for tool calls (its grammar triggers); llguidance,
 //! which does the matching here, has no triggers, so they are watched here, token by token.
 //!
-//! Two ways in: a trigger token anywhere (`<tool_call>`), after which the grammar follows it
-//! and, once complete, the text may be free again; and a bare opening at the answer's start
+//! Three ways in: a trigger token anywhere (`<tool_call>`), after which the grammar follows it
+//! and, once complete, the text may be free again; a bare opening at the answer's start
 //! (`{"name"` from a model that leaves the marker out): the grammar follows the answer from
 //! its first token, unconstrained, and holds it only once the answer has spelled the marker,
-//! so an answer that merely starts like it is never bent.
+//! so an answer that merely starts like it is never bent; and a message whose header names
+//! its recipient (harmony's `to=functions.NAME ... <|message|>`, gpt-oss): that recipient's
+//! grammar holds the body from the token that ends the header.
 use llguidance::Matcher;
 
 /// What a lazy constraint is built from (lark grammars).
@@ -17,6 +19,19 @@ pub struct LazyGrammar {
     /// may follow).
     pub rearm: bool,
     pub bare: Option<BareOpening>,
+    pub addressed: Option<AddressedMessages>,
+}
+
+/// Messages addressed in their header (harmony's): the header runs from the answer's start or
+/// a body's end to `body_opening`; a header naming a recipient of `grammars` (`to=RECIPIENT`)
+/// holds the body to its grammar, and the text is free again once that is complete.
+pub struct AddressedMessages {
+    /// The token that ends a header and opens the body (`<|message|>`).
+    pub body_opening: u32,
+    /// The tokens that end a body (`<|end|>`, `<|call|>`, `<|return|>`).
+    pub body_ends: Vec<u32>,
+    /// Each recipient (`functions.get_weather`) and the lark grammar of its message's body.
+    pub grammars: Vec<(String, String)>,
 }
 
 /// An answer that opens with the structure without its trigger.
@@ -34,6 +49,7 @@ pub(super) struct Lazy {
     rearm: bool,
     /// While the answer may still open bare: that grammar, following the text so far.
     probe: Option<Probe>,
+    addressed: Option<Headers>,
     /// Whether a grammar shapes the next token.
     pub(super) active: bool,
     /// Whether the active grammar lets the text go free once complete.
@@ -46,11 +62,91 @@ struct Probe {
     text: Vec<u8>,
 }
 
+/// The watch of addressed messages: the current header's bytes, or a body being skipped.
+pub(super) struct Headers {
+    body_opening: u32,
+    body_ends: Vec<u32>,
+    grammars: Vec<(String, Matcher)>,
+    header: Vec<u8>,
+    in_body: bool,
+}
+
+/// Bytes of a header kept: a harmony header is a few dozen.
+const HEADER_BYTES: usize = 512;
+
+impl Headers {
+    pub(super) fn new(
+        body_opening: u32,
+        body_ends: Vec<u32>,
+        grammars: Vec<(String, Matcher)>,
+    ) -> Self {
+        Headers {
+            body_opening,
+            body_ends,
+            grammars,
+            header: Vec::new(),
+            in_body: false,
+        }
+    }
+
+    fn fork(&self) -> Self {
+        Headers {
+            body_opening: self.body_opening,
+            body_ends: self.body_ends.clone(),
+            grammars: self
+                .grammars
+                .iter()
+                .map(|(r, m)| (r.clone(), m.deep_clone()))
+                .collect(),
+            header: self.header.clone(),
+            in_body: self.in_body,
+        }
+    }
+
+    /// A token taken while the text is free: the grammar of the body it opens, where its
+    /// header names a recipient that has one. A body's text is never read as a header.
+    fn watch(&mut self, token: u32) -> Option<Matcher> {
+        if self.body_ends.contains(&token) {
+            self.in_body = false;
+            self.header.clear();
+            return None;
+        }
+        if self.in_body {
+            return None;
+        }
+        if token == self.body_opening {
+            self.in_body = true;
+            let header = String::from_utf8_lossy(&self.header).into_owned();
+            self.header.clear();
+            let recipient = recipient(&header)?;
+            let (_, grammar) = self.grammars.iter().find(|(r, _)| r == recipient)?;
+            return Some(grammar.deep_clone());
+        }
+        let (_, any) = self.grammars.first()?;
+        let env = any.tok_env().ok()?;
+        self.header.extend_from_slice(env.tok_trie().token(token));
+        if self.header.len() > HEADER_BYTES {
+            self.header.drain(..self.header.len() - HEADER_BYTES);
+        }
+        None
+    }
+}
+
+/// The recipient a header names (`to=functions.f`: `functions.f`), up to a space or a marker
+/// (special tokens' bytes start with a byte that is not UTF-8: read as U+FFFD).
+fn recipient(header: &str) -> Option<&str> {
+    let (_, rest) = header.rsplit_once("to=")?;
+    rest.split(|c: char| c.is_whitespace() || c == '<' || c == char::REPLACEMENT_CHARACTER)
+        .next()
+        .filter(|r| !r.is_empty())
+}
+
 impl Lazy {
     pub(super) fn new(
         after_trigger: Option<(u32, Matcher)>,
         rearm: bool,
         bare: Option<(Matcher, String)>,
+        addressed: Option<Headers>,
     ) -> Lazy {
         Lazy {
             after_trigger,
@@ -60,6 +156,7 @@ impl Lazy {
                 marker,
                 text: Vec::new(),
             }),
+            addressed,
             active: false,
             active_rearms: false,
         }
@@ -77,6 +174,7 @@ impl Lazy {
                 marker: p.marker.clone(),
                 text: p.text.clone(),
             }),
+            addressed: self.addressed.as_ref().map(Headers::fork),
             active: self.active,
             active_rearms: self.active_rearms,
         }
@@ -85,6 +183,11 @@ impl Lazy {
     /// A token taken while the text is free: the grammar that shapes the tokens after it, when
     /// it opens one (the matcher has consumed up to and including it).
     pub(super) fn watch(&mut self, token: u32) -> Option<Matcher> {
+        if let Some(grammar) = self.addressed.as_mut().and_then(|a| a.watch(token)) {
+            self.probe = None;
+            self.active_rearms = true;
+            return Some(grammar);
+        }
         if let Some((trigger, grammar)) = &self.after_trigger {
             if token == *trigger {
                 self.probe = None;

@@ -6,14 +6,14 @@
 //! (`Tokenizer::token_bytes`) and the tokenizer it uses to split grammar literals.
 //!
 //! A grammar may also be lazy (as llama.cpp's tool-call grammars are): the text stays free
-//! until the model opens the structure (a trigger token such as `<tool_call>`, or an answer
-//! that starts as the structure), the grammar then shapes the rest of it, and once complete
-//! the text may be free again. llguidance has no triggers of its own, hence `lazy`.
+//! until the model opens the structure (a trigger token such as `<tool_call>`, an answer that
+//! starts as the structure, or a harmony message addressed to a function), the grammar then
+//! shapes the rest of it, and once complete the text may be free again. llguidance has no triggers of its own, hence `lazy`.
 mod lazy;
 
 use candor_models::tokenizer::Tokenizer;
-use lazy::Lazy;
-pub use lazy::{BareOpening, LazyGrammar};
+pub use lazy::{AddressedMessages, BareOpening, LazyGrammar};
+use lazy::{Headers, Lazy};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
@@ -109,9 +109,20 @@ impl GrammarCompiler {
             Some((trigger, grammar)) => Some((trigger, matcher(grammar)?)),
             None => None,
         };
+        let addressed = match spec.addressed {
+            Some(a) => {
+                let grammars = a
+                    .grammars
+                    .into_iter()
+                    .map(|(recipient, g)| Ok((recipient, matcher(g)?)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                Some(Headers::new(a.body_opening, a.body_ends, grammars))
+            }
+            None => None,
+        };
         // Until a grammar is triggered `matcher` is unused; one that matches nothing stands in.
         let mut constraint = self.compile(TopLevelGrammar::from_lark("start: \"\"".into()))?;
-        constraint.lazy = Some(Lazy::new(after_trigger, spec.rearm, bare));
+        constraint.lazy = Some(Lazy::new(after_trigger, spec.rearm, bare, addressed));
         Ok(constraint)
     }
 

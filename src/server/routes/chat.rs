@@ -245,10 +245,7 @@ pub async fn start_chat(
     let lazy_call = tools
         .as_ref()
         .filter(|_| !req.common.ignore_eos)
-        .and_then(|t| match t.output.syntax {
-            tools::CallSyntax::Blocks(format) => Some((format, t.lazy_call_grammar.clone()?)),
-            tools::CallSyntax::Harmony => None,
-        });
+        .and_then(|t| t.lazy_calls.clone());
     let format = req.response_format.clone();
     let guide = guide::guide(&req.common)?;
     let constrained =
@@ -269,7 +266,7 @@ pub async fn start_chat(
             (Some(json), None) => Ok(Some(json)),
             (None, Some(grammar)) => structured::tool_call(ready, grammar).map(Some),
             (None, None) => match lazy_call {
-                Some((format, grammar)) => structured::lazy_tool_call(ready, format, grammar),
+                Some(calls) => structured::lazy_tool_call(ready, calls),
                 None => Ok(None),
             },
         }

@@ -4,9 +4,9 @@
 //! `finish_reason: "tool_calls"`.
 //!
 //! `tool_choice`: `"auto"` (default) lets the model choose, and a call it opens (its opening
-//! token, or an answer starting as a bare call object) follows a lazy grammar from there
-//! (`format::ToolFormat::lazy_call_grammar`); a call written otherwise and malformed comes back
-//! as text. `"none"` neither shows the tools nor reads calls. `"required"` and a named
+//! token, an answer starting as a bare call object, a harmony message to a function) follows
+//! a lazy grammar from there (`format::ToolFormat::lazy_call_grammar`, `LazyCalls`); a call
+//! written otherwise and malformed comes back as text. `"none"` neither shows the tools nor reads calls. `"required"` and a named
 //! function start the answer with the opening of a call in the model's format and constrain
 //! the rest to a grammar (`format::ToolFormat::call_grammar`): one call to a function offered,
 //! with arguments following its schema.
@@ -69,9 +69,18 @@ pub struct ToolPlan {
     pub output: ToolOutput,
     /// With a demanded call: the lark grammar the rest of the call follows.
     pub call_grammar: Option<String>,
-    /// With `tool_choice: "auto"`: the lark grammar a call follows once the model opens one
-    /// (`format::ToolFormat::lazy_call_grammar`).
-    pub lazy_call_grammar: Option<format::LazyCall>,
+    /// With `tool_choice: "auto"`: the grammars a call follows once the model opens one.
+    pub lazy_calls: Option<LazyCalls>,
+}
+
+/// The grammars of calls a model opens by itself (`tool_choice: "auto"`).
+#[derive(Debug, Clone)]
+pub enum LazyCalls {
+    /// Call blocks of a format (`format::ToolFormat::lazy_call_grammar`).
+    Blocks(ToolFormat, format::LazyCall),
+    /// Harmony messages (gpt-oss): per function, the recipient its messages name
+    /// (`functions.NAME`) and the lark grammar of their body, its arguments.
+    Harmony(Vec<(String, String)>),
 }
 
 static FUNCTION_NAME_HELP: &str = "letters, digits, `_` and `-`, at most 64";
@@ -201,19 +210,17 @@ pub fn plan(
     let format = ToolFormat::detect(template_source)
         .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
     let invalid = |e: String| ApiError::invalid("tools", e);
-    let (call_grammar, lazy_call_grammar) = match forced {
+    let (call_grammar, lazy_calls) = match forced {
         Some(f) => (
             Some(format.call_grammar(&functions, f).map_err(invalid)?),
             None,
         ),
-        None => (
-            None,
-            Some(
-                format
-                    .lazy_call_grammar(&functions, parallel)
-                    .map_err(invalid)?,
-            ),
-        ),
+        None => {
+            let lazy = format
+                .lazy_call_grammar(&functions, parallel)
+                .map_err(invalid)?;
+            (None, Some(LazyCalls::Blocks(format, lazy)))
+        }
     };
     Ok(Some(ToolPlan {
         tools: Value::Array(tools.to_vec()),
@@ -223,15 +230,17 @@ pub fn plan(
             parallel,
         },
         call_grammar,
-        lazy_call_grammar,
+        lazy_calls,
     }))
 }
 
 /// The plan of a harmony model (gpt-oss): its template shows the tools, its calls are
-/// messages read by `harmony`. A named `tool_choice` ends the prompt with the header of a
-/// message to that function and holds the answer to its arguments (the message's body, which
-/// `<|call|>`, an end token, closes); `required` ends it with the header up to the function's
-/// name and holds the answer to a function's name, the header's end and its arguments.
+/// messages read by `harmony`. Under auto a message to a function has its body (the
+/// arguments) held to its schema from its header's end. A named `tool_choice` ends the prompt
+/// with the header of a message to that function and holds the answer to its arguments (the
+/// message's body, which `<|call|>`, an end token, closes); `required` ends it with the
+/// header up to the function's name and holds the answer to a function's name, the header's
+/// end and its arguments.
 fn harmony_plan(
     tools: &[Value],
     functions: &[(String, Value)],
@@ -240,6 +249,20 @@ fn harmony_plan(
     special: &dyn Fn(&str) -> bool,
 ) -> Result<ToolPlan, ApiError> {
     let invalid = |e: String| ApiError::invalid("tools", e);
+    // Under auto, a message the model addresses to a function holds its body to the arguments.
+    let lazy_calls = match forced {
+        None => Some(LazyCalls::Harmony(
+            functions
+                .iter()
+                .map(|(name, _)| {
+                    let grammar = format::arguments_grammar(functions, name, "")?;
+                    Ok((format!("functions.{name}"), grammar))
+                })
+                .collect::<Result<_, String>>()
+                .map_err(invalid)?,
+        )),
+        Some(_) => None,
+    };
     let (forced_prefix, call_grammar) = match forced {
         None => (String::new(), None),
         Some(None) => (
@@ -259,7 +282,7 @@ fn harmony_plan(
             parallel,
         },
         call_grammar,
-        lazy_call_grammar: None,
+        lazy_calls,
     })
 }
 
@@ -377,7 +400,12 @@ mod tests {
         let auto = req(None).unwrap().unwrap();
         assert_eq!(auto.output.syntax, CallSyntax::Harmony);
         assert!(auto.output.extractor().is_none());
-        assert!(auto.call_grammar.is_none() && auto.lazy_call_grammar.is_none());
+        assert!(auto.call_grammar.is_none());
+        let Some(LazyCalls::Harmony(lazy)) = &auto.lazy_calls else {
+            panic!("no lazy grammar for harmony calls");
+        };
+        assert_eq!(lazy[0].0, "functions.get_weather");
+        assert!(lazy[0].1.starts_with("start: args\nargs: %json"));
         let two = [
             weather(),
             json!({"type": "function", "function": {"name": "get_time"}}),
