@@ -77,6 +77,19 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
+    /// The template asks whether a message has content (`"content" in message`, then looks
+    /// inside it: gpt-oss's): a message without any (an assistant turn that only calls
+    /// tools) then has no `content` key, where other templates get `none` (which some test
+    /// with `is none`, DeepSeek-V3's); searching `none` would be an error.
+    omits_missing_content: bool,
+}
+
+/// Whether a template tests a message for a `content` key (`"content" in message`, whatever
+/// its loop variable is called).
+fn tests_content_key(source: &str) -> bool {
+    ["\"content\" in ", "'content' in "]
+        .iter()
+        .any(|t| source.contains(t))
 }
 
 const NAME: &str = "chat";
@@ -145,6 +158,7 @@ impl ChatTemplate {
             source: source.to_string(),
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
+            omits_missing_content: tests_content_key(source),
         })
     }
 
@@ -188,6 +202,10 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
+        let messages = match self.omits_missing_content {
+            false => Value::from_serialize(messages),
+            true => Value::from_serialize(without_missing_content(messages)),
+        };
         let ctx = context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -208,6 +226,22 @@ impl ChatTemplate {
             }
         })
     }
+}
+
+/// `messages` as JSON objects, the `content` key left out where there is none.
+fn without_missing_content(messages: &[ChatMessage]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(m).unwrap_or_default();
+            if let Some(fields) = v.as_object_mut() {
+                if fields.get("content").is_some_and(|c| c.is_null()) {
+                    fields.remove("content");
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 /// The error with its causes and line, on one line.
@@ -337,5 +371,35 @@ mod tests {
             Err(TemplateError::Missing)
         ));
         assert!(validate_roles(&[msg("robot", "x")], &["user", "assistant", "system"]).is_err());
+    }
+
+    /// An assistant turn that only calls tools: `content` is `none` where a template tests
+    /// for it so (DeepSeek-V3's), and absent where a template asks whether the key is there
+    /// before searching it (gpt-oss's: `"content" in message`, then `... in message.content`).
+    #[test]
+    fn a_missing_content_is_none_or_absent_as_the_template_asks() {
+        let mut call = msg("assistant", "");
+        call.content = None;
+        call.tool_calls = Some(vec![serde_json::json!({"function": {"name": "f"}})]);
+        let by_none = ChatTemplate::new(
+            "{% for m in messages %}{% if m.content is none %}call{% endif %}{% endfor %}",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(by_none.render(&[call.clone()], false).unwrap(), "call");
+        let by_key = ChatTemplate::new(
+            "{% for m in messages %}{% if 'content' in m %}\
+             {% if '<|channel|>' in m.content %}raw{% endif %}{% else %}call{% endif %}\
+             {% endfor %}",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(by_key.render(&[call], false).unwrap(), "call");
+        assert_eq!(
+            by_key.render(&[msg("user", "<|channel|>")], false).unwrap(),
+            "raw"
+        );
     }
 }
