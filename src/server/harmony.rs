@@ -117,10 +117,15 @@ fn message_state(header: &str, calls: bool) -> State {
     }
 }
 
-/// Whether text (after whitespace) opens a message with a marker.
+/// How a message opens: with a marker, or (the first one, after the generation prompt's
+/// `<|start|>assistant`) with its recipient, as gpt-oss's template writes calls in the history
+/// (`<|start|>assistant to=functions.f<|channel|>commentary json<|message|>`).
+const OPENINGS: [&str; 3] = [CHANNEL, START, "to="];
+
+/// Whether text (after whitespace) opens a message.
 fn opens_message(text: &str) -> bool {
     let head = text.trim_start();
-    head.starts_with(CHANNEL) || head.starts_with(START)
+    OPENINGS.iter().any(|o| head.starts_with(o))
 }
 
 /// Where the first end marker of a body is in `text`, and its length.
@@ -148,7 +153,7 @@ impl HarmonySplitter {
                 State::Header => {
                     if !opens_message(&self.pending) {
                         let head = self.pending.trim_start();
-                        if !(CHANNEL.starts_with(head) || START.starts_with(head)) {
+                        if !OPENINGS.iter().any(|o| o.starts_with(head)) {
                             self.state = State::Plain;
                             continue;
                         }
@@ -277,6 +282,7 @@ mod tests {
     #[test]
     fn text_without_markers_is_plain_content() {
         every_step("Hello <|channel|> there", ("", "Hello <|channel|> there"));
+        every_step("tomorrow, to=", ("", "tomorrow, to="));
         every_step("  <", ("", "  <"));
     }
 
@@ -313,6 +319,22 @@ mod tests {
         );
         assert_eq!(out.calls[0].name, "f");
         assert_eq!(out.calls[0].arguments, "{\"a\":1}");
+        // So as the answer's first message, right after the prompt's `<|start|>assistant`
+        // (gpt-oss's template writes its history's calls this way), fed a character at a time.
+        for step in [1, 4, 1000] {
+            let mut s = HarmonySplitter::new(true);
+            let text = " to=functions.f<|channel|>commentary json<|message|>{\"a\":2}<|call|>";
+            let chars: Vec<char> = text.chars().collect();
+            let mut got = Vec::new();
+            for chunk in chars.chunks(step) {
+                let out = s.push(&chunk.iter().collect::<String>());
+                assert!(out.content.is_empty(), "step {step}: {out:?}");
+                got.extend(out.calls);
+            }
+            got.extend(s.finish().calls);
+            assert_eq!(got.len(), 1, "step {step}");
+            assert_eq!(got[0].arguments, "{\"a\":2}");
+        }
         // Without tools offered, the same message is text.
         let out = calls(
             "<|channel|>commentary to=functions.f<|message|>{\"a\":1}<|call|>",
