@@ -867,7 +867,10 @@ fn harmony_messages_to_functions_hold_their_bodies_to_the_arguments() {
     );
     // The recipient first, as the answer's first message (gpt-oss's template writes calls so).
     let first = tok
-        .encode(" to=functions.get_time<|channel|>commentary json<|message|>", false)
+        .encode(
+            " to=functions.get_time<|channel|>commentary json<|message|>",
+            false,
+        )
         .unwrap();
     for seed in 0..6 {
         let prefix_ids = if seed % 2 == 0 { &prefix_ids } else { &first };

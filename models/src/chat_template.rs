@@ -43,6 +43,27 @@ pub struct ChatMessage {
     /// The tool's name on a `tool` message (some templates print it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant turn's thought, as a client sends it back: templates read it under one of
+    /// two names (Qwen3's `reasoning_content`, gpt-oss's `thinking`, which keeps the analysis
+    /// before a call in the history), so both carry it.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Thought>,
+}
+
+/// A thought under both names templates read it by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thought {
+    pub reasoning_content: String,
+    pub thinking: String,
+}
+
+impl Thought {
+    pub fn new(text: &str) -> Self {
+        Thought {
+            reasoning_content: text.to_string(),
+            thinking: text.to_string(),
+        }
+    }
 }
 
 impl ChatMessage {
@@ -54,6 +75,7 @@ impl ChatMessage {
             tool_calls: None,
             tool_call_id: None,
             name: None,
+            reasoning: None,
         }
     }
 }

@@ -94,6 +94,10 @@ pub struct Message {
     /// On a `tool` message: the call it answers.
     pub tool_call_id: Option<String>,
     pub name: Option<String>,
+    /// An assistant turn's thought sent back (vLLM's and DeepSeek's field; `reasoning` as
+    /// some clients name it), shown to templates that render thoughts in the history.
+    #[serde(alias = "reasoning")]
+    pub reasoning_content: Option<String>,
 }
 
 impl Message {
@@ -105,6 +109,7 @@ impl Message {
             tool_calls: None,
             tool_call_id: None,
             name: None,
+            reasoning_content: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! before the new input. What candor cannot honour (conversation objects, stored prompts,
 //! built-in tools, images) is refused with the field that asked for it.
 use crate::server::error::ApiError;
-use crate::server::openai::{called_function, ChatRequest, CommonParams, Message};
+use crate::server::openai::{called_function, ChatRequest, CommonParams, Content, Message};
 use crate::server::validate::{no_nul, string_field};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -213,7 +213,8 @@ impl ResponsesRequest {
 
 /// One input item onto the messages: a message, a call the assistant made (joined to the
 /// assistant turn before it, as chat templates want a turn's calls together), a call's output,
-/// or an earlier thought (dropped: templates do not show past thoughts).
+/// or an earlier thought (the thought of the assistant turn it opens: templates that keep the
+/// thought before a call show it, gpt-oss's; the others leave past thoughts out).
 pub fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Result<(), ApiError> {
     let kind = item
         .get("type")
@@ -223,7 +224,13 @@ pub fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Resul
         "message" => {
             let role = string_field(item, "role", param)?;
             let content = item_text(item.get("content"), &format!("{param}.content"))?;
-            messages.push(Message::new(role, Some(content)));
+            match messages.last_mut() {
+                // The answer after a thought: the same turn.
+                Some(m) if role == "assistant" && opened_by_thought(m) => {
+                    m.content = Some(Content::Text(content))
+                }
+                _ => messages.push(Message::new(role, Some(content))),
+            }
         }
         "function_call" => {
             let call_id = string_field(item, "call_id", param)?;
@@ -248,7 +255,14 @@ pub fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Resul
             m.name = called_function(messages, call_id);
             messages.push(m);
         }
-        "reasoning" => {}
+        "reasoning" => {
+            let text = thought_text(item, param)?;
+            if !text.is_empty() {
+                let mut m = Message::new("assistant", None);
+                m.reasoning_content = Some(text);
+                messages.push(m);
+            }
+        }
         "item_reference" => {
             return Err(ApiError::invalid(
                 param,
@@ -266,6 +280,35 @@ pub fn add_item(messages: &mut Vec<Message>, item: &Value, param: &str) -> Resul
 }
 
 /// A message's content or a call's output: text, or a list of text parts joined.
+/// Whether `m` is an assistant turn a thought opened and nothing else has joined yet.
+fn opened_by_thought(m: &Message) -> bool {
+    m.role == "assistant"
+        && m.reasoning_content.is_some()
+        && m.content.is_none()
+        && m.tool_calls.is_none()
+}
+
+/// A reasoning item's text: its `reasoning_text` parts (what candor returns), else its
+/// summary's `summary_text` parts, one per line.
+fn thought_text(item: &Value, param: &str) -> Result<String, ApiError> {
+    let texts = |key: &str, kind: &str| -> Vec<&str> {
+        item.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some(kind))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect()
+    };
+    let content = texts("content", "reasoning_text");
+    let text = match content.is_empty() {
+        false => content.concat(),
+        true => texts("summary", "summary_text").join("\n"),
+    };
+    no_nul(param, &text)?;
+    Ok(text)
+}
+
 fn item_text(content: Option<&Value>, param: &str) -> Result<String, ApiError> {
     let text = match content {
         Some(Value::String(t)) => t.clone(),
@@ -404,6 +447,30 @@ mod tests {
         assert!(chat.messages[1].content.is_none());
         assert_eq!(chat.messages[2].tool_call_id.as_deref(), Some("c2"));
         assert_eq!(chat.messages[2].name.as_deref(), Some("get_time"));
+    }
+
+    /// A thought item opens the assistant turn whose calls or answer follow it, as that
+    /// turn's thought (gpt-oss's template shows the thought before a call).
+    #[test]
+    fn thoughts_open_the_assistant_turn_that_follows() {
+        let chat = request(json!({"input": [
+            {"role": "user", "content": "Weather?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [],
+             "content": [{"type": "reasoning_text", "text": "Need the weather."}]},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sun"},
+            {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "Answer."}]},
+            {"type": "message", "role": "assistant", "content": "Sunny."},
+        ]}))
+        .to_chat(&[])
+        .unwrap();
+        let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+        let thought = |i: usize| chat.messages[i].reasoning_content.as_deref();
+        assert_eq!(thought(1), Some("Need the weather."));
+        assert!(chat.messages[1].tool_calls.is_some());
+        assert_eq!(thought(3), Some("Answer."));
+        assert_eq!(roles_and_texts(&chat)[3].1.as_deref(), Some("Sunny."));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::server::validate::{no_nul, plan, top_logprobs};
 use crate::server::{harmony, reasoning, thinking};
 use axum::extract::State;
 use axum::response::Response;
-use candor_models::chat_template::{ChatMessage, ChatTemplate};
+use candor_models::chat_template::{ChatMessage, ChatTemplate, Thought};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
@@ -86,12 +86,26 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
         } else {
             m.role.clone()
         };
+        let reasoning = match (&m.reasoning_content, m.role.as_str()) {
+            (Some(text), "assistant") => {
+                no_nul(&format!("{param}.reasoning_content"), text)?;
+                Some(Thought::new(text))
+            }
+            (Some(_), _) => {
+                return Err(ApiError::invalid(
+                    &format!("{param}.reasoning_content"),
+                    "only assistant messages carry a thought",
+                ))
+            }
+            (None, _) => None,
+        };
         out.push(ChatMessage {
             role,
             content,
             tool_calls,
             tool_call_id: m.tool_call_id.clone(),
             name: m.name.clone(),
+            reasoning,
         });
     }
     Ok(out)
@@ -362,4 +376,41 @@ pub async fn start_chat(
         rx,
         stream: p.stream,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thought sent back on an assistant turn reaches templates under both names they read
+    /// (`reasoning_content`, gpt-oss's `thinking`); on another role it is a 400 naming it.
+    #[test]
+    fn thoughts_sent_back_reach_the_template() {
+        let parse = |v: serde_json::Value| -> Vec<Message> { serde_json::from_value(v).unwrap() };
+        let messages = parse(serde_json::json!([
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "reasoning_content": "Need a call.",
+             "tool_calls": [{"id": "c1", "type": "function",
+                             "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "assistant", "content": "ok", "reasoning": "Short."}
+        ]));
+        let out = to_chat_messages(&messages).unwrap();
+        assert_eq!(out[0].reasoning, None);
+        assert_eq!(out[1].reasoning, Some(Thought::new("Need a call.")));
+        assert_eq!(out[2].reasoning, Some(Thought::new("Short.")));
+        let t = ChatTemplate::new(
+            "{% for m in messages %}[{{ m.thinking }}|{{ m.reasoning_content }}]{% endfor %}",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&out[1..2], false).unwrap(),
+            "[Need a call.|Need a call.]"
+        );
+        let bad =
+            parse(serde_json::json!([{"role": "user", "content": "x", "reasoning_content": "y"}]));
+        let e = to_chat_messages(&bad).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].reasoning_content"));
+    }
 }
