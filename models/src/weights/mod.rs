@@ -88,6 +88,10 @@ impl MappedBlocks {
         let no_map = |e: std::io::Error| ModelError::Backend(format!("a weight's memory: {e}"));
         // A map is never empty; a weight of no bytes keeps one unused byte.
         let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(no_map)?;
+        // Huge pages where the kernel has them, as the GGUF arena's (`arena`): decode streams
+        // these blocks from memory every token. Advice only.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         map[..bytes.len()].copy_from_slice(bytes);
         let map = Arc::new(map.make_read_only().map_err(no_map)?);
         Ok(MappedBlocks {
