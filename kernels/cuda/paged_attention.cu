@@ -25,8 +25,10 @@
 #include "common.cuh"
 
 #define ATTN_TILE 64
-#define ATTN_MAX_HEAD_DIM 512
-#define ATTN_MAX_DIMS_PER_THREAD 4  // ATTN_MAX_HEAD_DIM / the 128 threads of a block
+// 640: DeepSeek's latent heads (multi-head latent attention cached as its latent, 512 wide, and
+// the 64 rotary dimensions: 576) fit, not only the widest plain heads (Gemma's 256, 512).
+#define ATTN_MAX_HEAD_DIM 640
+#define ATTN_MAX_DIMS_PER_THREAD 5  // ATTN_MAX_HEAD_DIM / the 128 threads of a block
 
 // Where a block's query row attends: its output offset, position, first visible key, KV head
 // and block table. False for a row with no sequence.

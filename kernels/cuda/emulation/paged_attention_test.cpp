@@ -284,6 +284,11 @@ int main() {
   // ... with sinks, which join each (row, head)'s combination once, not once per range.
   failures += check_split<float>(cases[5], 5, 80, 100);
   failures += check_split<__nv_bfloat16>(cases[6], 6, 256, 20);
+  // DeepSeek's latent heads (576: five dimensions per thread, the last one for 64 threads
+  // only), all query heads on the one latent KV head, whole and cut into ranges.
+  const Case latent = {{{20, 0}, {1, 90}}, 4, 1, 0, 0.0f};
+  failures += check_simple<__nv_bfloat16>(latent, cases.size(), 576);
+  failures += check_split<float>(latent, cases.size(), 576, 64);
   std::printf("%s\n", failures == 0 ? "all cases match" : "FAILURES");
   return failures;
 }

@@ -21,8 +21,10 @@ const ELEMENTWISE_MAX_BLOCKS: usize = 65_536;
 
 /// Threads of one paged-attention block (four warps; kernels/cuda/paged_attention.cu).
 pub const ATTENTION_THREADS: u32 = 128;
-/// The largest head_dim the attention kernel takes (`ATTN_MAX_HEAD_DIM` in the kernel).
-pub const ATTENTION_MAX_HEAD_DIM: usize = 512;
+/// The largest head_dim the attention kernel takes (`ATTN_MAX_HEAD_DIM` in the kernel): room
+/// for DeepSeek's latent heads (576), which `supports` then reports, so multi-head latent
+/// attention caches its latent on CUDA too instead of every head's keys and values.
+pub const ATTENTION_MAX_HEAD_DIM: usize = 640;
 
 fn grid_x(rows: usize, what: &str) -> Result<u32, CudaError> {
     if rows > MAX_GRID_X {
@@ -333,6 +335,7 @@ mod tests {
         assert_eq!(l.grid, (512, 32, 1));
         assert_eq!(l.block, (ATTENTION_THREADS, 1, 1));
         assert!(attention(1, 32, 8, 1024).is_err());
+        assert!(attention(1, 128, 1, 576).is_ok(), "DeepSeek's latent heads");
         assert!(attention(1, 32, 0, 128).is_err());
         assert!(
             attention(1, 30, 8, 128).is_err(),
