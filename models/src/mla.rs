@@ -86,8 +86,8 @@ pub enum CacheForm {
 
 impl CacheForm {
     /// The latent form where the backend has per-head products and attention over heads that
-    /// wide (the CPU; CUDA's kernels stop at 512), else expanded. `CANDOR_MLA_CACHE=expanded`
-    /// forces the expanded form (to compare the two).
+    /// wide (the CPU; CUDA up to 640, DeepSeek's being 576), else expanded.
+    /// `CANDOR_MLA_CACHE=expanded` forces the expanded form (to compare the two).
     pub fn for_backend<B: Backend + ?Sized>(b: &B, a: &LatentAttention) -> Self {
         let forced = std::env::var("CANDOR_MLA_CACHE").is_ok_and(|v| v == "expanded");
         let attention = OpDesc::PagedAttention {
