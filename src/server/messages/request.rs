@@ -247,8 +247,8 @@ fn add_user(messages: &mut Vec<Message>, content: &Blocks, param: &str) -> Resul
     Ok(())
 }
 
-/// An assistant turn: its text and its calls (`tool_use`); earlier thoughts are dropped, as
-/// templates drop them.
+/// An assistant turn: its text, its calls (`tool_use`) and its thought (`thinking` blocks,
+/// for templates that show the thought before a call; redacted ones hold nothing readable).
 fn assistant(content: &Blocks, param: &str) -> Result<Message, ApiError> {
     let list = match content {
         Blocks::Text(_) => {
@@ -258,6 +258,7 @@ fn assistant(content: &Blocks, param: &str) -> Result<Message, ApiError> {
         Blocks::List(list) => list,
     };
     let mut text = String::new();
+    let mut thought = String::new();
     let mut calls = Vec::new();
     for (j, block) in list.iter().enumerate() {
         let param = format!("{param}.content[{j}]");
@@ -270,11 +271,13 @@ fn assistant(content: &Blocks, param: &str) -> Result<Message, ApiError> {
                 calls.push(json!({"id": id, "type": "function",
                                   "function": {"name": name, "arguments": input.to_string()}}));
             }
-            "thinking" | "redacted_thinking" => {}
+            "thinking" => thought.push_str(string_field(block, "thinking", &param)?),
+            "redacted_thinking" => {}
             kind => return Err(unsupported(kind, &param)),
         }
     }
     no_nul(param, &text)?;
+    no_nul(param, &thought)?;
     let mut m = Message::new(
         "assistant",
         (!text.is_empty() || calls.is_empty()).then_some(text),
@@ -282,6 +285,7 @@ fn assistant(content: &Blocks, param: &str) -> Result<Message, ApiError> {
     if !calls.is_empty() {
         m.tool_calls = Some(calls);
     }
+    m.reasoning_content = (!thought.is_empty()).then_some(thought);
     Ok(m)
 }
 
@@ -413,6 +417,10 @@ mod tests {
         let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "tool", "user"]);
         assert_eq!(text(&chat.messages[2]), Some("Let me check."));
+        assert_eq!(
+            chat.messages[2].reasoning_content.as_deref(),
+            Some("I should call.")
+        );
         let call = &chat.messages[2].tool_calls.as_ref().unwrap()[0];
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(text(&chat.messages[3]), Some("sunny"));

@@ -62,6 +62,8 @@ pub struct OllamaMessage {
     pub tool_calls: Option<Vec<Value>>,
     /// On a `tool` message: the function whose result it is.
     pub tool_name: Option<String>,
+    /// On an assistant message: its thought, as Ollama returns it.
+    pub thinking: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +277,9 @@ impl ChatBody {
             let param = format!("messages[{i}]");
             no_images(&m.images, &format!("{param}.images"))?;
             let mut message = Message::new(&m.role, Some(m.content.clone()));
+            if m.role == "assistant" {
+                message.reasoning_content = m.thinking.clone().filter(|t| !t.is_empty());
+            }
             match m.role.as_str() {
                 "system" | "user" => {}
                 "assistant" => {
@@ -428,7 +433,7 @@ mod tests {
     fn calls_with_object_arguments_and_their_results_pair_up() {
         let c = chat(json!({"messages": [
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "", "tool_calls": [
+            {"role": "assistant", "content": "", "thinking": "Two calls.", "tool_calls": [
                 {"function": {"name": "get_time", "arguments": {}}},
                 {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
             {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
@@ -438,6 +443,10 @@ mod tests {
         let calls = c.messages[1].tool_calls.as_ref().unwrap();
         assert_eq!(calls[1]["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert!(c.messages[1].content.is_none());
+        assert_eq!(
+            c.messages[1].reasoning_content.as_deref(),
+            Some("Two calls.")
+        );
         assert_eq!(c.messages[2].tool_call_id.as_deref(), Some("call_1_1"));
         assert_eq!(c.messages[2].name.as_deref(), Some("get_weather"));
         assert_eq!(c.messages[3].tool_call_id.as_deref(), Some("call_1_0"));
