@@ -94,3 +94,47 @@ fn joined_projections_give_the_logits_of_separate_ones() {
         }
     }
 }
+
+/// gpt-oss as it is published: the experts' matrices as MXFP4 blocks (read in place by the CPU
+/// kernels), the rest bf16. The tiny shapes run, reproducibly, in less memory than all-bf16
+/// takes; a model without experts is refused.
+#[test]
+fn dummy_mxfp4_experts_run_from_blocks() {
+    use candor_models::dummy::{DummySource, DummyWeights};
+    use candor_models::weights::{BlockType, HostWeight};
+    let shape = find("gpt-oss", "tiny").unwrap();
+    let run = |seed: u64| {
+        let opened = open_dummy(shape, DummyWeights::Mxfp4Experts, seed).unwrap();
+        let Ok(Some(HostWeight::Mapped(up))) = opened.source.get("blk.0.ffn_up_exps.1.weight")
+        else {
+            panic!("the experts are not MXFP4 blocks");
+        };
+        assert_eq!(up.dtype, BlockType::Mxfp4);
+        let kv = KvCacheDtype::Auto.resolve(&opened, false).unwrap();
+        let mut r = cpu_runner(&opened, 2, 256, kv).unwrap();
+        let batch = Batch {
+            seqs: vec![SeqInput {
+                tokens: (0..20).map(|i| i * 11 % 256).collect(),
+                start_pos: 0,
+                block_table: vec![0, 1],
+                logits: LogitsWanted::All,
+                adapter: None,
+            }],
+        };
+        r.forward(&batch).unwrap().data
+    };
+    let a = run(1);
+    assert!(a.iter().all(|v| v.is_finite()));
+    assert_eq!(a, run(1), "same seed");
+    assert_ne!(a, run(2), "other seed");
+    let spec = shape.spec().unwrap();
+    let bytes =
+        |w: DummyWeights| DummySource::new(&spec, shape.tied_embeddings(), w, 0).stored_bytes();
+    assert!(bytes(DummyWeights::Mxfp4Experts) < bytes(WeightDtype::BF16.into()));
+    assert!(open_dummy(
+        find("llama", "tiny").unwrap(),
+        DummyWeights::Mxfp4Experts,
+        0
+    )
+    .is_err());
+}

@@ -8,7 +8,7 @@ use crate::error::{ModelError, Result};
 use crate::loader::{ModelFormat, OpenedModel};
 use crate::spec::{Arch, ModelSpec};
 use crate::weights::names::{expert, layer};
-use crate::weights::synthetic::{tensor_seed, SyntheticWeight};
+use crate::weights::synthetic::{mxfp4_blocks, tensor_seed, SyntheticWeight};
 use crate::weights::{HostWeight, WeightSource};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -396,18 +396,59 @@ fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>,
     }
 }
 
-/// Serves `HostWeight::Synthetic` for every tensor of the model.
+/// How a dummy model's weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DummyWeights {
+    /// Every weight in one float type (F32, F16 or BF16).
+    Float(WeightDtype),
+    /// As gpt-oss is published: the experts' matrices in MXFP4 (random blocks, read in place
+    /// on the CPU), every other weight bf16. Memory as the real model's (gpt-oss-20b: 13 GB).
+    Mxfp4Experts,
+}
+
+impl From<WeightDtype> for DummyWeights {
+    fn from(d: WeightDtype) -> Self {
+        DummyWeights::Float(d)
+    }
+}
+
+impl std::fmt::Display for DummyWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DummyWeights::Float(d) => write!(f, "{d}"),
+            DummyWeights::Mxfp4Experts => f.write_str("MXFP4 experts, BF16"),
+        }
+    }
+}
+
+impl DummyWeights {
+    /// The float type of the weights not stored as blocks.
+    fn float(self) -> WeightDtype {
+        match self {
+            DummyWeights::Float(d) => d,
+            DummyWeights::Mxfp4Experts => WeightDtype::BF16,
+        }
+    }
+}
+
+/// Whether tensor `name` is one expert's matrix (`blk.L.ffn_up_exps.E.weight`).
+fn expert_matrix(name: &str) -> bool {
+    name.contains("_exps.") && name.ends_with(".weight")
+}
+
+/// Serves `HostWeight::Synthetic` for every tensor of the model (and MXFP4 blocks for the
+/// experts' matrices where the weights say so).
 pub struct DummySource {
     tensors: BTreeMap<String, (Vec<usize>, f32, f32)>,
-    dtype: WeightDtype,
+    weights: DummyWeights,
     seed: u64,
 }
 
 impl DummySource {
-    pub fn new(spec: &ModelSpec, tied: bool, dtype: WeightDtype, seed: u64) -> Self {
+    pub fn new(spec: &ModelSpec, tied: bool, weights: impl Into<DummyWeights>, seed: u64) -> Self {
         DummySource {
             tensors: tensor_table(spec, tied),
-            dtype,
+            weights: weights.into(),
             seed,
         }
     }
@@ -419,19 +460,47 @@ impl DummySource {
             .map(|(shape, _, _)| shape.iter().product::<usize>() as u64)
             .sum()
     }
+
+    /// Bytes the weights take as stored.
+    pub fn stored_bytes(&self) -> u64 {
+        let float = match self.weights.float() {
+            WeightDtype::F32 => 4,
+            _ => 2,
+        };
+        self.tensors
+            .iter()
+            .map(|(name, (shape, _, _))| {
+                let elems = shape.iter().product::<usize>() as u64;
+                match self.in_mxfp4(name) {
+                    true => elems / 32 * 17,
+                    false => elems * float,
+                }
+            })
+            .sum()
+    }
+
+    fn in_mxfp4(&self, name: &str) -> bool {
+        self.weights == DummyWeights::Mxfp4Experts && expert_matrix(name)
+    }
 }
 
 impl WeightSource for DummySource {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
-        Ok(self.tensors.get(name).map(|(shape, lo, hi)| {
-            HostWeight::Synthetic(SyntheticWeight {
-                shape: shape.clone(),
-                dtype: self.dtype,
-                seed: tensor_seed(self.seed, name),
-                lo: *lo,
-                hi: *hi,
-            })
-        }))
+        let Some((shape, lo, hi)) = self.tensors.get(name) else {
+            return Ok(None);
+        };
+        let seed = tensor_seed(self.seed, name);
+        if self.in_mxfp4(name) {
+            let blocks = mxfp4_blocks(seed, shape.clone(), lo.abs().max(hi.abs()))?;
+            return Ok(Some(HostWeight::Mapped(blocks)));
+        }
+        Ok(Some(HostWeight::Synthetic(SyntheticWeight {
+            shape: shape.clone(),
+            dtype: self.weights.float(),
+            seed,
+            lo: *lo,
+            hi: *hi,
+        })))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -439,17 +508,30 @@ impl WeightSource for DummySource {
     }
 }
 
-/// A dummy model, opened like a file: `weights` is F32, F16 or BF16.
-pub fn open_dummy(shape: &DummyShape, weights: WeightDtype, seed: u64) -> Result<OpenedModel> {
+/// A dummy model, opened like a file: float weights are F32, F16 or BF16; MXFP4 experts need
+/// a mixture of experts whose rows are whole blocks.
+pub fn open_dummy(
+    shape: &DummyShape,
+    weights: impl Into<DummyWeights>,
+    seed: u64,
+) -> Result<OpenedModel> {
+    let weights = weights.into();
+    let float = weights.float();
     if !matches!(
-        weights,
+        float,
         WeightDtype::F32 | WeightDtype::F16 | WeightDtype::BF16
     ) {
         return Err(ModelError::Config(format!(
-            "dummy weights are f32, f16 or bf16, not {weights}"
+            "dummy weights are f32, f16 or bf16, not {float}"
         )));
     }
     let spec = shape.spec()?;
+    if weights == DummyWeights::Mxfp4Experts && spec.experts.is_none() {
+        return Err(ModelError::Config(format!(
+            "{} has no experts to store in MXFP4",
+            shape.name()
+        )));
+    }
     let source = DummySource::new(&spec, shape.tied_embeddings(), weights, seed);
     Ok(OpenedModel {
         path: shape.name().into(),

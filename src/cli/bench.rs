@@ -395,22 +395,17 @@ fn dummy_model_info(
     dummy: &DummyArgs,
     spec: &candor_models::ModelSpec,
 ) -> Result<ModelInfo, CliError> {
-    let dtype = dummy.weight_dtype();
-    let parameters =
-        candor_models::dummy::DummySource::new(spec, shape.tied_embeddings(), dtype, 0)
-            .parameter_count();
-    let bytes_per_param = match dtype {
-        candor_models::backend::WeightDtype::F32 => 4,
-        _ => 2,
-    };
+    let weights = dummy.weights();
+    let source = candor_models::dummy::DummySource::new(spec, shape.tied_embeddings(), weights, 0);
+    let parameters = source.parameter_count();
     Ok(ModelInfo {
         name: shape.name(),
         path: format!("dummy weights with the shapes of {}", shape.source),
         sha256: None,
-        size_bytes: parameters * bytes_per_param,
+        size_bytes: source.stored_bytes(),
         format: "dummy".into(),
         arch: format!("{:?}", spec.arch).to_lowercase(),
-        quantization: Some(dtype.to_string()),
+        quantization: Some(weights.to_string()),
         parameters: Some(parameters),
         lora: None,
         experts: crate::bench::experts::ExpertShape::of_model(spec),

@@ -2,7 +2,7 @@
 //! backend's device (candor_models::dummy), for measuring speed without the weights.
 use crate::error::CliError;
 use candor_models::backend::WeightDtype;
-use candor_models::dummy::{self, DummyShape};
+use candor_models::dummy::{self, DummyShape, DummyWeights};
 use candor_models::loader::OpenedModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +18,8 @@ pub enum DummyDtype {
     F32,
     F16,
     Bf16,
+    /// The experts' matrices in MXFP4, the rest bf16: gpt-oss as it is published.
+    Mxfp4,
 }
 
 #[derive(Debug, clap::Args)]
@@ -25,11 +27,11 @@ pub struct DummyArgs {
     #[arg(long, value_enum, default_value_t = LoadFormat::Auto)]
     pub load_format: LoadFormat,
     /// With --load-format dummy: the architecture (llama, qwen2 / qwen2.5, qwen3-moe,
-    /// deepseek).
+    /// deepseek, gpt-oss).
     #[arg(long, default_value = "llama")]
     pub arch: String,
     /// With --load-format dummy: the size (llama: 8b, 1b, tiny; qwen2: 7b, 0.5b, tiny;
-    /// qwen3-moe: 30b-a3b, tiny; deepseek: v2-lite, tiny).
+    /// qwen3-moe: 30b-a3b, tiny; deepseek: v2-lite, tiny; gpt-oss: 20b, 120b, tiny).
     #[arg(long, default_value = "8b")]
     pub size: String,
     /// With --load-format dummy: the weights' type.
@@ -46,15 +48,16 @@ impl DummyArgs {
         }
     }
 
-    pub fn weight_dtype(&self) -> WeightDtype {
+    pub fn weights(&self) -> DummyWeights {
         match self.dummy_dtype {
-            DummyDtype::F32 => WeightDtype::F32,
-            DummyDtype::F16 => WeightDtype::F16,
-            DummyDtype::Bf16 => WeightDtype::BF16,
+            DummyDtype::F32 => WeightDtype::F32.into(),
+            DummyDtype::F16 => WeightDtype::F16.into(),
+            DummyDtype::Bf16 => WeightDtype::BF16.into(),
+            DummyDtype::Mxfp4 => DummyWeights::Mxfp4Experts,
         }
     }
 
     pub fn open(&self, shape: &DummyShape, seed: u64) -> Result<OpenedModel, CliError> {
-        Ok(dummy::open_dummy(shape, self.weight_dtype(), seed)?)
+        Ok(dummy::open_dummy(shape, self.weights(), seed)?)
     }
 }

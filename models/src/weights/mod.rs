@@ -79,25 +79,35 @@ impl MappedBlocks {
     /// A copy of `bytes` in an anonymous map of its own: blocks rebuilt on the host (picked
     /// rows, a checkout's MXFP4 re-laid as ggml's blocks) that candle cannot hold.
     pub fn owned(bytes: &[u8], dtype: BlockType, shape: Vec<usize>) -> Result<Self> {
-        if dtype.bytes_of(shape.iter().product()) != Some(bytes.len()) {
+        Self::owned_with(bytes.len(), dtype, shape, |out| out.copy_from_slice(bytes))
+    }
+
+    /// `len` bytes of blocks of `dtype` and `shape` written by `fill` straight into a map of
+    /// their own (no copy: synthetic weights).
+    pub fn owned_with(
+        len: usize,
+        dtype: BlockType,
+        shape: Vec<usize>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Self> {
+        if dtype.bytes_of(shape.iter().product()) != Some(len) {
             return Err(ModelError::Config(format!(
-                "{} bytes of {dtype:?} blocks for a tensor of shape {shape:?}",
-                bytes.len()
+                "{len} bytes of {dtype:?} blocks for a tensor of shape {shape:?}"
             )));
         }
         let no_map = |e: std::io::Error| ModelError::Backend(format!("a weight's memory: {e}"));
         // A map is never empty; a weight of no bytes keeps one unused byte.
-        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(no_map)?;
+        let mut map = memmap2::MmapMut::map_anon(len.max(1)).map_err(no_map)?;
         // Huge pages where the kernel has them, as the GGUF arena's (`arena`): decode streams
         // these blocks from memory every token. Advice only.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
-        map[..bytes.len()].copy_from_slice(bytes);
+        fill(&mut map[..len]);
         let map = Arc::new(map.make_read_only().map_err(no_map)?);
         Ok(MappedBlocks {
             map,
             offset: 0,
-            len: bytes.len(),
+            len,
             dtype,
             shape,
         })

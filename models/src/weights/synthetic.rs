@@ -6,6 +6,7 @@
 //! the CPU and the CUDA kernel (kernels/cuda/fill.cu, same formula, same f32 rounding steps)
 //! produce identical weights and a dummy model can be compared across devices. No RNG crate is
 //! used because none guarantees the same stream on the device.
+use super::{mxfp4, BlockType, MappedBlocks};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use candle_core::{Device, Tensor};
@@ -21,15 +22,44 @@ pub struct SyntheticWeight {
     pub hi: f32,
 }
 
-/// The `i`-th value of the stream `seed`, uniform in `[lo, hi)`.
-pub fn uniform_at(seed: u64, i: u64, lo: f32, hi: f32) -> f32 {
+/// The `i`-th 64 random bits of the stream `seed`.
+fn bits_at(seed: u64, i: u64) -> u64 {
     let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    z ^ (z >> 31)
+}
+
+/// The `i`-th value of the stream `seed`, uniform in `[lo, hi)`.
+pub fn uniform_at(seed: u64, i: u64, lo: f32, hi: f32) -> f32 {
     // 24 random bits: exactly representable in f32.
-    let u = (z >> 40) as f32 * (1.0 / 16_777_216.0);
+    let u = (bits_at(seed, i) >> 40) as f32 * (1.0 / 16_777_216.0);
     lo + (hi - lo) * u
+}
+
+/// Random MXFP4 blocks (ggml's layout) of `shape`, rows whole blocks: every block's scale puts
+/// its largest code (6) at the power of two nearest `max_abs`, its codes uniform over the 16;
+/// block b's bytes a pure function of (seed, b), as float values are of (seed, i). For dummy
+/// models stored as gpt-oss is published (`dummy::DummyWeights::Mxfp4Experts`): made straight
+/// into the weight's memory, 17 bytes a block.
+pub fn mxfp4_blocks(seed: u64, shape: Vec<usize>, max_abs: f32) -> Result<MappedBlocks> {
+    let elems: usize = shape.iter().product();
+    if !shape.last().is_some_and(|c| c.is_multiple_of(mxfp4::BLOCK)) {
+        return Err(ModelError::Config(format!(
+            "MXFP4 weights of shape {shape:?}: rows are not whole blocks"
+        )));
+    }
+    // 6 · 2^(e - 127) ≈ max_abs.
+    let e = ((max_abs / 6.0).max(1e-30).log2().round() as i32 + 127).clamp(1, 254) as u8;
+    let len = elems / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
+    MappedBlocks::owned_with(len, BlockType::Mxfp4, shape, |out| {
+        for (b, block) in out.chunks_exact_mut(mxfp4::GGML_BLOCK_BYTES).enumerate() {
+            block[0] = e;
+            let codes = [bits_at(seed, 2 * b as u64), bits_at(seed, 2 * b as u64 + 1)];
+            block[1..9].copy_from_slice(&codes[0].to_le_bytes());
+            block[9..17].copy_from_slice(&codes[1].to_le_bytes());
+        }
+    })
 }
 
 /// A stable per-tensor seed: FNV-1a of the name, mixed with the model seed.
@@ -101,6 +131,33 @@ mod tests {
             ..w.clone()
         };
         assert_ne!(other.value(0), w.value(0));
+    }
+
+    /// MXFP4 blocks: deterministic, every code about as frequent, the largest value at the
+    /// range asked (to a power of two), and a row that is not whole blocks refused.
+    #[test]
+    fn mxfp4_blocks_are_reproducible_and_in_range() {
+        let a = mxfp4_blocks(3, vec![8, 64], 0.1).unwrap();
+        assert_eq!(
+            a.bytes(),
+            mxfp4_blocks(3, vec![8, 64], 0.1).unwrap().bytes()
+        );
+        assert_ne!(
+            a.bytes(),
+            mxfp4_blocks(4, vec![8, 64], 0.1).unwrap().bytes()
+        );
+        let values = mxfp4::dequantize_ggml(a.bytes());
+        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((0.06..=0.14).contains(&max), "largest {max}");
+        let mut counts = [0usize; 16];
+        for b in a.bytes().chunks_exact(17) {
+            for byte in &b[1..] {
+                counts[(byte & 15) as usize] += 1;
+                counts[(byte >> 4) as usize] += 1;
+            }
+        }
+        assert!(counts.iter().all(|&c| (16..=48).contains(&c)), "{counts:?}");
+        assert!(mxfp4_blocks(0, vec![2, 40], 0.1).is_err());
     }
 
     #[test]
