@@ -6,9 +6,13 @@ use candor_models::dummy::{find, open_dummy};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 
 fn logits(arch: &str, dtype: WeightDtype, seed: u64) -> Vec<f32> {
-    let opened = open_dummy(find(arch, "tiny").unwrap(), dtype, seed).unwrap();
-    let kv = KvCacheDtype::Auto.resolve(&opened, false).unwrap();
-    let mut r = cpu_runner(&opened, 2, 256, kv).unwrap();
+    forward(&open_dummy(find(arch, "tiny").unwrap(), dtype, seed).unwrap())
+}
+
+/// The logits of 20 tokens through `opened` on a CPU runner.
+fn forward(opened: &candor_models::loader::OpenedModel) -> Vec<f32> {
+    let kv = KvCacheDtype::Auto.resolve(opened, false).unwrap();
+    let mut r = cpu_runner(opened, 2, 256, kv).unwrap();
     let batch = Batch {
         seqs: vec![SeqInput {
             tokens: (0..20).map(|i| i * 11 % 256).collect(),
@@ -110,18 +114,7 @@ fn dummy_mxfp4_experts_run_from_blocks() {
             panic!("the experts are not MXFP4 blocks");
         };
         assert_eq!(up.dtype, BlockType::Mxfp4);
-        let kv = KvCacheDtype::Auto.resolve(&opened, false).unwrap();
-        let mut r = cpu_runner(&opened, 2, 256, kv).unwrap();
-        let batch = Batch {
-            seqs: vec![SeqInput {
-                tokens: (0..20).map(|i| i * 11 % 256).collect(),
-                start_pos: 0,
-                block_table: vec![0, 1],
-                logits: LogitsWanted::All,
-                adapter: None,
-            }],
-        };
-        r.forward(&batch).unwrap().data
+        forward(&opened)
     };
     let a = run(1);
     assert!(a.iter().all(|v| v.is_finite()));
