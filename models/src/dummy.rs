@@ -7,6 +7,7 @@ use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::loader::{ModelFormat, OpenedModel};
 use crate::spec::{Arch, ModelSpec};
+use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{mxfp4_blocks, tensor_seed, SyntheticWeight};
 use crate::weights::{HostWeight, WeightSource};
@@ -471,9 +472,13 @@ impl DummySource {
             .iter()
             .map(|(name, (shape, _, _))| {
                 let elems = shape.iter().product::<usize>() as u64;
-                match self.in_mxfp4(name) {
-                    true => elems / 32 * 17,
-                    false => elems * float,
+                match self
+                    .in_mxfp4(name)
+                    .then(|| mxfp4::tensor_bytes(shape))
+                    .flatten()
+                {
+                    Some(bytes) => bytes as u64,
+                    None => elems * float,
                 }
             })
             .sum()

@@ -262,7 +262,7 @@ impl GgufFile {
             Some(Placement {
                 name: name.clone(),
                 file_offset: self.mxfp4_offset(info),
-                len: mxfp4_bytes(&info.shape)?,
+                len: mxfp4::tensor_bytes(&info.shape)?,
             })
         }));
         // File order: the copy reads the file front to back.
@@ -352,7 +352,7 @@ impl GgufFile {
         let dims = info.shape.dims()[1..].to_vec();
         let in_place = !self.dequantize && used_in_place(info);
         let (map, start) = match in_place {
-            true => self.in_place_start(&whole, info),
+            true => self.in_place_start(&whole, self.file_offset(info)),
             false => (self.map.clone(), self.file_offset(info)),
         };
         let dtype = BlockType::Ggml(info.ggml_dtype);
@@ -368,16 +368,16 @@ impl GgufFile {
         self.loaded(&whole, blocks.to_qtensor()?).map(Some)
     }
 
-    /// Where the blocks of tensor `name`, read in place, start: in the huge-page arena, or in
-    /// the mapped file where the arena could not be made.
+    /// Where the blocks of tensor `name` (at `file_offset` in the file), read in place, start:
+    /// in the huge-page arena, or in the mapped file where the arena could not be made.
     fn in_place_start(
         &self,
         name: &str,
-        info: &TensorInfo,
+        file_offset: usize,
     ) -> (std::sync::Arc<memmap2::Mmap>, usize) {
         match self.arena().and_then(|a| Some((a, a.offset(name)?))) {
             Some((arena, at)) => (arena.map.clone(), at),
-            None => (self.map.clone(), self.file_offset(info)),
+            None => (self.map.clone(), file_offset),
         }
     }
 
@@ -385,12 +385,6 @@ impl GgufFile {
     fn loaded(&self, name: &str, q: candle_core::quantized::QTensor) -> Result<HostWeight> {
         HostWeight::from_blocks(name, q, self.dequantize)
     }
-}
-
-/// Bytes of an MXFP4 tensor of `shape`; None when its rows are not whole blocks.
-fn mxfp4_bytes(shape: &[usize]) -> Option<usize> {
-    shape.last().filter(|c| c.is_multiple_of(mxfp4::BLOCK))?;
-    BlockType::Mxfp4.bytes_of(shape.iter().product())
 }
 
 impl GgufFile {
@@ -409,18 +403,15 @@ impl GgufFile {
         skip: usize,
         shape: Vec<usize>,
     ) -> Result<HostWeight> {
-        let Some(len) = mxfp4_bytes(&shape) else {
+        let Some(len) = mxfp4::tensor_bytes(&shape) else {
             return Err(self.bad(&format!(
                 "MXFP4 tensor `{name}` of shape {shape:?}: rows are not whole blocks"
             )));
         };
-        let in_arena = match self.dequantize {
-            false => self
-                .arena()
-                .and_then(|a| Some((a.map.clone(), a.offset(name)?))),
-            true => None,
+        let (map, start) = match self.dequantize {
+            false => self.in_place_start(name, self.mxfp4_offset(info)),
+            true => (self.map.clone(), self.mxfp4_offset(info)),
         };
-        let (map, start) = in_arena.unwrap_or((self.map.clone(), self.mxfp4_offset(info)));
         let blocks = MappedBlocks::new(map, start + skip, len, BlockType::Mxfp4, shape)
             .ok_or_else(|| {
                 self.bad(&format!("tensor `{name}` extends past the end of the file"))
@@ -447,7 +438,7 @@ impl GgufFile {
             return Ok(None);
         };
         let per = info.shape[1..].to_vec();
-        let skip = e * mxfp4_bytes(&per).unwrap_or(0);
+        let skip = e * mxfp4::tensor_bytes(&per).unwrap_or(0);
         self.mxfp4_weight(&whole, info, skip, per).map(Some)
     }
 
@@ -489,7 +480,7 @@ impl WeightSource for GgufFile {
         // Block types the CPU kernels read in place are served from the huge-page arena (or
         // the mapped file where the arena could not be made).
         if !self.dequantize && used_in_place(info) {
-            let (map, offset) = self.in_place_start(name, info);
+            let (map, offset) = self.in_place_start(name, self.file_offset(info));
             let dims = info.shape.dims().to_vec();
             let dtype = BlockType::Ggml(info.ggml_dtype);
             let blocks = MappedBlocks::new(map, offset, tensor_bytes(info), dtype, dims)

@@ -26,6 +26,13 @@ const DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -
 pub const BLOCK: usize = 32;
 /// Bytes of a ggml MXFP4 block: the scale, then 16 bytes of codes.
 pub const GGML_BLOCK_BYTES: usize = 17;
+/// Bytes of an MXFP4 tensor of `shape` in ggml's blocks; None when its rows are not whole
+/// blocks.
+pub fn tensor_bytes(shape: &[usize]) -> Option<usize> {
+    shape.last().filter(|c| c.is_multiple_of(BLOCK))?;
+    Some(shape.iter().product::<usize>() / BLOCK * GGML_BLOCK_BYTES)
+}
+
 /// Bytes of a Q5_0 block: an f16 scale, the 32 fifth bits (u32), 16 bytes of low nibbles.
 const Q5_0_BLOCK_BYTES: usize = 22;
 

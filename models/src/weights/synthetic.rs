@@ -43,15 +43,13 @@ pub fn uniform_at(seed: u64, i: u64, lo: f32, hi: f32) -> f32 {
 /// models stored as gpt-oss is published (`dummy::DummyWeights::Mxfp4Experts`): made straight
 /// into the weight's memory, 17 bytes a block.
 pub fn mxfp4_blocks(seed: u64, shape: Vec<usize>, max_abs: f32) -> Result<MappedBlocks> {
-    let elems: usize = shape.iter().product();
-    if !shape.last().is_some_and(|c| c.is_multiple_of(mxfp4::BLOCK)) {
+    let Some(len) = mxfp4::tensor_bytes(&shape) else {
         return Err(ModelError::Config(format!(
             "MXFP4 weights of shape {shape:?}: rows are not whole blocks"
         )));
-    }
+    };
     // 6 · 2^(e - 127) ≈ max_abs.
     let e = ((max_abs / 6.0).max(1e-30).log2().round() as i32 + 127).clamp(1, 254) as u8;
-    let len = elems / mxfp4::BLOCK * mxfp4::GGML_BLOCK_BYTES;
     MappedBlocks::owned_with(len, BlockType::Mxfp4, shape, |out| {
         for (b, block) in out.chunks_exact_mut(mxfp4::GGML_BLOCK_BYTES).enumerate() {
             block[0] = e;
