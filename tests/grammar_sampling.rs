@@ -842,6 +842,7 @@ fn harmony_messages_to_functions_hold_their_bodies_to_the_arguments() {
             addressed: Some(AddressedMessages {
                 body_opening: id("<|message|>"),
                 body_ends: vec![id("<|end|>"), call_end],
+                recipient: candor::server::harmony::recipient,
                 grammars: functions
                     .iter()
                     .map(|(name, _)| {

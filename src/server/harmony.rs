@@ -99,17 +99,25 @@ impl HarmonySplitter {
     }
 }
 
-/// The word after `key` in a message header (`<|channel|>analysis`, `to=functions.f`).
+/// The word after `key` in a message header (`<|channel|>analysis`, `to=functions.f`), up to
+/// a space or a marker (as text, or as a grammar sees a special token: its bytes start with one
+/// that is not UTF-8, read as U+FFFD).
 fn header_word<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let (_, rest) = header.rsplit_once(key)?;
-    rest.split(|ch: char| ch.is_whitespace() || ch == '<')
+    rest.split(|ch: char| ch.is_whitespace() || ch == '<' || ch == char::REPLACEMENT_CHARACTER)
         .next()
+}
+
+/// The recipient a message header names (`to=functions.f`: `functions.f`). The lazy grammar of
+/// calls under `tool_choice: "auto"` reads headers with it too.
+pub fn recipient(header: &str) -> Option<&str> {
+    header_word(header, "to=").filter(|r| !r.is_empty())
 }
 
 /// The state a message's header leads to: to a function, a call (where calls are read); the
 /// `analysis` channel, thought; the rest, answer.
 fn message_state(header: &str, calls: bool) -> State {
-    let function = header_word(header, "to=").and_then(|r| r.strip_prefix("functions."));
+    let function = recipient(header).and_then(|r| r.strip_prefix("functions."));
     match (function, header_word(header, CHANNEL)) {
         (Some(name), _) if calls && !name.is_empty() => State::Call(name.to_string()),
         (_, Some("analysis")) => State::Body(Route::Reasoning),

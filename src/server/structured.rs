@@ -145,6 +145,7 @@ pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constrai
                 body_opening,
                 body_ends: harmony::ENDS.iter().filter_map(|e| token(e)).collect(),
                 grammars,
+                recipient: harmony::recipient,
             }),
         },
     };

@@ -32,6 +32,8 @@ pub struct AddressedMessages {
     pub body_ends: Vec<u32>,
     /// Each recipient (`functions.get_weather`) and the lark grammar of its message's body.
     pub grammars: Vec<(String, String)>,
+    /// The recipient a header's text names (special tokens' bytes start with U+FFFD there).
+    pub recipient: fn(&str) -> Option<&str>,
 }
 
 /// An answer that opens with the structure without its trigger.
@@ -67,6 +69,7 @@ pub(super) struct Headers {
     body_opening: u32,
     body_ends: Vec<u32>,
     grammars: Vec<(String, Matcher)>,
+    recipient: fn(&str) -> Option<&str>,
     header: Vec<u8>,
     in_body: bool,
 }
@@ -79,11 +82,13 @@ impl Headers {
         body_opening: u32,
         body_ends: Vec<u32>,
         grammars: Vec<(String, Matcher)>,
+        recipient: fn(&str) -> Option<&str>,
     ) -> Self {
         Headers {
             body_opening,
             body_ends,
             grammars,
+            recipient,
             header: Vec::new(),
             in_body: false,
         }
@@ -98,6 +103,7 @@ impl Headers {
                 .iter()
                 .map(|(r, m)| (r.clone(), m.deep_clone()))
                 .collect(),
+            recipient: self.recipient,
             header: self.header.clone(),
             in_body: self.in_body,
         }
@@ -118,7 +124,7 @@ impl Headers {
             self.in_body = true;
             let header = String::from_utf8_lossy(&self.header).into_owned();
             self.header.clear();
-            let recipient = recipient(&header)?;
+            let recipient = (self.recipient)(&header)?;
             let (_, grammar) = self.grammars.iter().find(|(r, _)| r == recipient)?;
             return Some(grammar.deep_clone());
         }
@@ -130,15 +136,6 @@ impl Headers {
         }
         None
     }
-}
-
-/// The recipient a header names (`to=functions.f`: `functions.f`), up to a space or a marker
-/// (special tokens' bytes start with a byte that is not UTF-8: read as U+FFFD).
-fn recipient(header: &str) -> Option<&str> {
-    let (_, rest) = header.rsplit_once("to=")?;
-    rest.split(|c: char| c.is_whitespace() || c == '<' || c == char::REPLACEMENT_CHARACTER)
-        .next()
-        .filter(|r| !r.is_empty())
 }
 
 impl Lazy {

@@ -116,7 +116,12 @@ impl GrammarCompiler {
                     .into_iter()
                     .map(|(recipient, g)| Ok((recipient, matcher(g)?)))
                     .collect::<Result<Vec<_>, String>>()?;
-                Some(Headers::new(a.body_opening, a.body_ends, grammars))
+                Some(Headers::new(
+                    a.body_opening,
+                    a.body_ends,
+                    grammars,
+                    a.recipient,
+                ))
             }
             None => None,
         };
