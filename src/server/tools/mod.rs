@@ -6,10 +6,10 @@
 //! `tool_choice`: `"auto"` (default) lets the model choose, and a call it opens (its opening
 //! token, an answer starting as a bare call object, a harmony message to a function) follows
 //! a lazy grammar from there (`format::ToolFormat::lazy_call_grammar`, `LazyCalls`); a call
-//! written otherwise and malformed comes back as text. `"none"` neither shows the tools nor reads calls. `"required"` and a named
-//! function start the answer with the opening of a call in the model's format and constrain
-//! the rest to a grammar (`format::ToolFormat::call_grammar`): one call to a function offered,
-//! with arguments following its schema.
+//! written otherwise and malformed comes back as text. `"none"` neither shows the tools nor
+//! reads calls. `"required"` and a named function start the answer with the opening of a call
+//! in the model's format and constrain the rest to a grammar (`format::ToolFormat::call_grammar`,
+//! harmony's own): one call to a function offered, with arguments following its schema.
 pub mod extract;
 pub mod format;
 

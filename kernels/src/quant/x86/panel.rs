@@ -12,8 +12,8 @@
 //! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16, Q6_K).
 //! Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0 is read biased
 //! by 128 (min = 128d), MXFP4's doubled codes by 12 (min = 12d), Q4_K/Q5_K carry dmin·m_j,
-//! Q6_K 32·scale. The activations come in the
-//! `Panel` format: per 32 a scale and, per 16 and 32, scale × quant sum, which the mins multiply.
+//! Q6_K 32·scale. The activations come in the `Panel` format: per 32 a scale and, per 16 and
+//! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
 use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
 use std::arch::x86_64::*;
