@@ -389,6 +389,15 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Run `step` (one model step: a forward and the reading back of its outputs) where this
+    /// backend issues its ops best. The CPU runs it on a thread of its compute pool, so each
+    /// parallel op inside starts on a thread that is already awake, where from any other
+    /// thread every op would wake a worker and put the caller to sleep until the op ends (two
+    /// wake-ups an op, hundreds of ops a token); others run it in place (the default).
+    fn run_step<R: Send>(&self, step: impl FnOnce() -> R + Send) -> R {
+        step()
+    }
+
     /// Ops this backend handed to another device since it was created (a plugin's CPU
     /// fallback), as (op name, count) for those that did; empty for a backend that runs every
     /// op itself.

@@ -179,6 +179,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.inner.concat_weights(parts)
     }
 
+    fn run_step<R: Send>(&self, step: impl FnOnce() -> R + Send) -> R {
+        self.inner.run_step(step)
+    }
+
     fn split(&self, x: &Self::Tensor, sizes: &[usize]) -> Result<Vec<Self::Tensor>> {
         self.timed(op("split"), |b| b.split(x, sizes))
     }

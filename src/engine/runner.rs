@@ -163,26 +163,44 @@ impl<B: Backend> Runner for ModelRunner<B> {
     }
 
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
-        let vocab = self.model.spec().vocab_size;
-        let flat = FlatBatch::new(batch, self.block_size, self.num_blocks, vocab)?;
-        let out = self
-            .model
-            .forward_outputs(&self.backend, &mut self.kv, &flat)?;
-        let mut logits = bring_back(&self.backend, &out.logits, &flat.argmax_only, vocab)?;
-        if let Some(hidden) = out.hidden {
-            logits.hidden = self.backend.download(&hidden)?;
-            logits.hidden_size = self.model.spec().hidden_size;
-            if logits.hidden.len() != flat.hidden_rows.len() * logits.hidden_size {
-                return Err(EngineError::Backend(format!(
-                    "{} hidden values came back for {} rows of {}",
-                    logits.hidden.len(),
-                    flat.hidden_rows.len(),
-                    logits.hidden_size
-                )));
-            }
-        }
-        Ok(logits)
+        let ModelRunner {
+            backend,
+            model,
+            kv,
+            block_size,
+            num_blocks,
+        } = self;
+        backend.run_step(|| step(backend, model, kv, batch, *block_size, *num_blocks))
     }
+}
+
+/// One step of `model` over `batch`: the forward, then its logits (and hidden states where
+/// asked) on the host.
+fn step<B: Backend>(
+    backend: &B,
+    model: &DecoderModel<B>,
+    kv: &mut B::KvCache,
+    batch: &Batch,
+    block_size: usize,
+    num_blocks: usize,
+) -> Result<Logits, EngineError> {
+    let vocab = model.spec().vocab_size;
+    let flat = FlatBatch::new(batch, block_size, num_blocks, vocab)?;
+    let out = model.forward_outputs(backend, kv, &flat)?;
+    let mut logits = bring_back(backend, &out.logits, &flat.argmax_only, vocab)?;
+    if let Some(hidden) = out.hidden {
+        logits.hidden = backend.download(&hidden)?;
+        logits.hidden_size = model.spec().hidden_size;
+        if logits.hidden.len() != flat.hidden_rows.len() * logits.hidden_size {
+            return Err(EngineError::Backend(format!(
+                "{} hidden values came back for {} rows of {}",
+                logits.hidden.len(),
+                flat.hidden_rows.len(),
+                logits.hidden_size
+            )));
+        }
+    }
+    Ok(logits)
 }
 
 /// The logits of a step on the host: rows that want only their argmax get it on the device,
