@@ -7,20 +7,22 @@
 //! * Many rows (prefill): split over activation rows; every task writes its own rows of y and
 //!   walks all of W a few weight rows at a time, reusing each from L1 across its activation
 //!   tiles (W itself stays in L3 between tasks).
-use super::activations::QuantizedRows;
+//! * Several products at once (`run_many`): the ones split over weight rows put all their
+//!   tasks in one parallel region.
+use super::activations::{QuantizedRows, RowsView};
 use super::formats::{ActFormat, QuantType};
-use super::{panel, Input, Isa, QuantError};
+use super::{panel, Input, Isa, Product, QuantError};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// From this many activation rows on, VNNI CPUs repack all of W into lane-interleaved panels
 /// first and split the product over activation rows (`by_panels`). Below it they repack one
-/// panel at a time inside a split over weight rows (`by_fused_panels`): no W-sized scratch is
+/// panel at a time inside a split over weight rows (`RowSplit`): no W-sized scratch is
 /// written and read back, which made 32-64 rows 1.5-3x faster (an LM head of 152k rows most),
 /// while from a few hundred rows on the whole-W repack is 5-15% faster (`qbench`, Xeon VNNI,
 /// 2 threads).
 const PANEL_MIN_ROWS: usize = 256;
-/// From this many activation rows on, VNNI CPUs use the panel kernels (`by_fused_panels`):
+/// From this many activation rows on, VNNI CPUs use the panel kernels (a fused `RowSplit`):
 /// with fewer rows the row tiles, which need no repack, are as fast or faster.
 const FUSED_PANEL_MIN_ROWS: usize = 8;
 /// From this many activation rows on, AMX CPUs (`Isa::AmxBf16`) run the product on tiles in
@@ -50,7 +52,9 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-    /// The one weight panel a `by_fused_panels` task has repacked (per worker thread).
+    /// One `Scratch` per product of a `run_many` call.
+    static SCRATCHES: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+    /// The one weight panel a fused `RowSplit` task has repacked (per worker thread).
     #[cfg(target_arch = "x86_64")]
     static PANEL: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -67,33 +71,7 @@ pub(super) fn run(
     m: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
-    let row_bytes = ty.row_bytes(k).ok_or(QuantError::RowLength {
-        k,
-        block: ty.block_elems(),
-    })?;
-    if w.len() != n * row_bytes {
-        return Err(QuantError::WeightSize {
-            got: w.len(),
-            want: n * row_bytes,
-            n,
-            k,
-            ty,
-        });
-    }
-    if let Some(got) = x.wrong_length(m * k) {
-        return Err(QuantError::InputSize {
-            got,
-            want: m * k,
-            m,
-            k,
-        });
-    }
-    if y.len() != m * n {
-        return Err(QuantError::OutputSize {
-            got: y.len(),
-            want: m * n,
-        });
-    }
+    let row_bytes = check(ty, w, n, k, &x, m, y.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -125,21 +103,12 @@ pub(super) fn run(
     };
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
-    let panels = matches!(format, ActFormat::Panel { .. });
-    if panels && m < PANEL_MIN_ROWS {
-        #[cfg(target_arch = "x86_64")]
-        by_fused_panels(
-            ty,
-            w,
-            n,
-            k,
-            row_bytes,
-            &scratch.act,
-            y,
-            &mut scratch.yt,
-            threads,
-        );
-    } else if panels {
+    if splits_weight_rows(format, m) {
+        let plan = RowSplit::new(isa, ty, w, n, k, row_bytes, &scratch.act, threads);
+        over_weight_row_runs(y, &mut scratch.yt, n, m, plan.chunk, |t, out, stride| {
+            plan.run(t, out, stride)
+        });
+    } else if matches!(format, ActFormat::Panel { .. }) {
         #[cfg(target_arch = "x86_64")]
         by_panels(
             ty,
@@ -152,22 +121,109 @@ pub(super) fn run(
             &mut scratch.panels,
             threads,
         );
-    } else if m >= ROW_SPLIT_MIN {
-        by_activation_rows(isa, ty, w, n, row_bytes, &scratch.act, y, threads);
     } else {
-        by_weight_rows(
-            isa,
-            ty,
-            w,
-            n,
-            row_bytes,
-            &scratch.act,
-            y,
-            &mut scratch.yt,
-            threads,
-        );
+        by_activation_rows(isa, ty, w, n, row_bytes, &scratch.act, y, threads);
     }
     SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    Ok(())
+}
+
+/// The row length in bytes of a product's weights, or the error its buffers' sizes give.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    ty: QuantType,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &Input<'_>,
+    m: usize,
+    y_len: usize,
+) -> Result<usize, QuantError> {
+    let row_bytes = ty.row_bytes(k).ok_or(QuantError::RowLength {
+        k,
+        block: ty.block_elems(),
+    })?;
+    if w.len() != n * row_bytes {
+        return Err(QuantError::WeightSize {
+            got: w.len(),
+            want: n * row_bytes,
+            n,
+            k,
+            ty,
+        });
+    }
+    if let Some(got) = x.wrong_length(m * k) {
+        return Err(QuantError::InputSize {
+            got,
+            want: m * k,
+            m,
+            k,
+        });
+    }
+    if y_len != m * n {
+        return Err(QuantError::OutputSize {
+            got: y_len,
+            want: m * n,
+        });
+    }
+    Ok(row_bytes)
+}
+
+/// Check every product, then run them: those split over weight rows (`RowSplit`: decode, short
+/// prompts) in one parallel region over all their runs, each into its own buffers; the others
+/// one after another, each large enough to fill the threads alone. Every product's runs are
+/// cut as `run` cuts them, so each result has the bits `run` gives it.
+pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), QuantError> {
+    let row_bytes = products
+        .iter()
+        .map(|p| check(p.ty, p.w, p.n, p.k, &p.x, p.m, p.y.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let threads = rayon::current_num_threads().max(1);
+    let kernels = match isa {
+        Isa::AmxBf16 => Isa::Avx512Vnni,
+        other => other,
+    };
+    let mut scratch = SCRATCHES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    scratch.resize_with(products.len(), Scratch::default);
+    let (mut plans, mut outs) = (Vec::new(), Vec::new());
+    for ((p, s), &rb) in products.iter_mut().zip(scratch.iter_mut()).zip(&row_bytes) {
+        let format = activation_format(kernels, p.ty, p.m);
+        let empty = p.m == 0 || p.n == 0 || p.k == 0;
+        if empty || takes_amx(isa, p.m) || !splits_weight_rows(format, p.m) {
+            run(isa, p.ty, p.w, p.n, p.k, p.x, p.m, p.y)?;
+            continue;
+        }
+        let Scratch { act, glu, yt, .. } = s;
+        let x = match p.x {
+            Input::Rows(x) => x,
+            Input::Glu { gate, up, act } => {
+                glu.resize(p.m * p.k, 0.0);
+                crate::activation::glu(gate, up, act, glu);
+                &glu[..]
+            }
+        };
+        act.quantize(format, x, p.m, p.k);
+        let plan = RowSplit::new(kernels, p.ty, p.w, p.n, p.k, rb, act, threads);
+        outs.push((&mut *p.y, yt, p.n, p.m, plan.chunk));
+        plans.push(plan);
+    }
+    let runs: Vec<_> = outs
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(i, (y, yt, n, m, chunk))| {
+            weight_row_runs(y, yt, *n, *m, *chunk)
+                .into_iter()
+                .map(move |(t, out, stride)| (i, t, out, stride))
+        })
+        .collect();
+    runs.into_par_iter()
+        .for_each(|(i, t, out, stride)| plans[i].run(t, out, stride));
+    for (y, yt, n, m, chunk) in outs {
+        if runs_in_scratch(n, m, chunk) {
+            gather_parts(&yt[..n * m], y, chunk, m, n);
+        }
+    }
+    SCRATCHES.with(|s| *s.borrow_mut() = scratch);
     Ok(())
 }
 
@@ -198,32 +254,8 @@ fn rows_per_task(total: usize, work_per_row: usize, threads: usize, multiple: us
         .min(total.next_multiple_of(multiple))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn by_weight_rows(
-    isa: Isa,
-    ty: QuantType,
-    w: &[u8],
-    n: usize,
-    row_bytes: usize,
-    act: &QuantizedRows,
-    y: &mut [f32],
-    yt: &mut Vec<f32>,
-    threads: usize,
-) {
-    let m = act.m;
-    let x = act.rows(0, m);
-    let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, 4);
-    let task = |t: usize, out: &mut [f32], stride: usize| {
-        let rows = out.len() / m;
-        let wt = &w[t * chunk * row_bytes..(t * chunk + rows) * row_bytes];
-        panel(isa, ty, wt, row_bytes, &x, out, stride);
-    };
-    over_weight_row_runs(y, yt, n, m, chunk, task);
-}
-
-/// Run `task(t, out, stride)` for each run t of `chunk` weight rows (the last may be shorter),
-/// where activation row r's products with the run's weight rows go to `out[r * stride..]`,
-/// and put the results into y (`m` × `n`).
+/// Run `task(t, out, stride)` for each run t of `chunk` weight rows (`weight_row_runs`) and
+/// put the results into y (`m` × `n`).
 fn over_weight_row_runs<F>(
     y: &mut [f32],
     yt: &mut Vec<f32>,
@@ -234,25 +266,55 @@ fn over_weight_row_runs<F>(
 ) where
     F: Fn(usize, &mut [f32], usize) + Sync,
 {
+    let runs = weight_row_runs(y, yt, n, m, chunk);
+    if runs.len() == 1 {
+        runs.into_iter()
+            .for_each(|(t, out, stride)| task(t, out, stride));
+    } else {
+        runs.into_par_iter()
+            .for_each(|(t, out, stride)| task(t, out, stride));
+    }
+    if runs_in_scratch(n, m, chunk) {
+        gather_parts(&yt[..n * m], y, chunk, m, n);
+    }
+}
+
+/// The runs of `chunk` weight rows (the last may be shorter) a product split over weight rows
+/// is cut into, as (run t, where its products go, the stride between activation rows there):
+/// y itself, row-major, when there is one run; each run's own part of y when there is one
+/// activation row; otherwise each run's own part of the scratch `yt`, row-major over its weight
+/// rows (activation row r's outputs contiguous), which `gather_parts` copies into y as whole
+/// runs rather than element by element.
+fn weight_row_runs<'y>(
+    y: &'y mut [f32],
+    yt: &'y mut Vec<f32>,
+    n: usize,
+    m: usize,
+    chunk: usize,
+) -> Vec<(usize, &'y mut [f32], usize)> {
     if chunk >= n {
-        // One task: it writes y in place, row-major.
-        task(0, y, n);
-        return;
+        return vec![(0, y, n)];
     }
     if m == 1 {
-        // One row: each task's part is already its run of y.
-        y.par_chunks_mut(chunk)
+        return y
+            .chunks_mut(chunk)
             .enumerate()
-            .for_each(|(t, out)| task(t, out, 1));
-        return;
+            .map(|(t, out)| (t, out, 1))
+            .collect();
     }
-    // Each task fills its own part of the scratch row-major over its weight rows (activation
-    // row r's outputs contiguous), so the parts go into y as whole runs, not element by element.
-    let yt = task_parts(yt, n * m);
-    yt.par_chunks_mut(chunk * m)
+    task_parts(yt, n * m)
+        .chunks_mut(chunk * m)
         .enumerate()
-        .for_each(|(t, out)| task(t, out, out.len() / m));
-    gather_parts(yt, y, chunk, m, n);
+        .map(|(t, out)| {
+            let stride = out.len() / m;
+            (t, out, stride)
+        })
+        .collect()
+}
+
+/// Whether `weight_row_runs` puts a product's results in the scratch (then `gather_parts`).
+fn runs_in_scratch(n: usize, m: usize, chunk: usize) -> bool {
+    chunk < n && m > 1
 }
 
 /// The first `len` values of the scratch, grown if needed but not cleared: the tasks write
@@ -276,54 +338,91 @@ fn gather_parts(yt: &[f32], y: &mut [f32], chunk: usize, m: usize, n: usize) {
     }
 }
 
-/// A decode batch on VNNI: split over weight rows like `by_weight_rows`, each task repacking
-/// one panel of 8 weight rows at a time into a buffer that stays in L1/L2 and running it
-/// against all activation rows at once. W is read from memory and decoded once, and the
-/// product runs at the panel kernel's rate (the row tiles decode every weight block once per
-/// four activation rows and convert every block product to float on its own).
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn by_fused_panels(
+/// Whether a product of `m` activation rows quantized to `format` is split over weight rows
+/// (`RowSplit`): below `ROW_SPLIT_MIN` rows, or `PANEL_MIN_ROWS` for the panel kernels.
+fn splits_weight_rows(format: ActFormat, m: usize) -> bool {
+    match format {
+        ActFormat::Panel { .. } => m < PANEL_MIN_ROWS,
+        _ => m < ROW_SPLIT_MIN,
+    }
+}
+
+/// A product split over runs of `chunk` weight rows (decode, short prompts): every weight byte
+/// is read from memory once however many threads share the work. On VNNI from
+/// `FUSED_PANEL_MIN_ROWS` rows on (`fused`), each task repacks one panel of 8 weight rows at a
+/// time into a buffer that stays in L1/L2 and runs it against all activation rows at once: W
+/// is read and decoded once, and the product runs at the panel kernel's rate (the row tiles
+/// decode every weight block once per four activation rows and convert every block product to
+/// float on its own).
+struct RowSplit<'a> {
+    isa: Isa,
     ty: QuantType,
-    w: &[u8],
+    w: &'a [u8],
     n: usize,
     k: usize,
     row_bytes: usize,
-    act: &QuantizedRows,
-    y: &mut [f32],
-    yt: &mut Vec<f32>,
-    threads: usize,
-) {
-    use super::x86::{panel, panel_gemm, prefetch, repack_panel};
-    let m = act.m;
-    let x = act.rows(0, m);
-    let pb = panel::panel_bytes(k);
-    let chunk = rows_per_task(n, row_bytes * m.div_ceil(4), threads, panel::ROWS);
-    // Task t's weight rows into `out` (row r of the task at `r * stride`).
-    let task = |t: usize, out: &mut [f32], stride: usize| {
-        let first = t * chunk;
-        let rows = chunk.min(n - first);
-        PANEL.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            buf.resize(pb, 0);
-            for p in 0..rows.div_ceil(panel::ROWS) {
-                let lo = first + p * panel::ROWS;
-                let hi = (lo + panel::ROWS).min(first + rows);
-                repack_panel(
-                    ty,
-                    &w[lo * row_bytes..hi * row_bytes],
-                    row_bytes,
-                    k,
-                    &mut buf,
-                );
-                let next = (hi + panel::ROWS).min(first + rows);
-                prefetch(&w[hi * row_bytes..next * row_bytes]);
-                let cols = &mut out[p * panel::ROWS..];
-                panel_gemm(ty, &buf, hi - lo, k, &x, cols, stride);
-            }
-        });
-    };
-    over_weight_row_runs(y, yt, n, m, chunk, task);
+    x: RowsView<'a>,
+    chunk: usize,
+    fused: bool,
+}
+
+impl<'a> RowSplit<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        isa: Isa,
+        ty: QuantType,
+        w: &'a [u8],
+        n: usize,
+        k: usize,
+        row_bytes: usize,
+        act: &'a QuantizedRows,
+        threads: usize,
+    ) -> Self {
+        let m = act.m;
+        let fused = matches!(act.format, Some(ActFormat::Panel { .. }));
+        #[cfg(target_arch = "x86_64")]
+        let multiple = if fused { super::x86::panel::ROWS } else { 4 };
+        #[cfg(not(target_arch = "x86_64"))]
+        let multiple = 4;
+        RowSplit {
+            isa,
+            ty,
+            w,
+            n,
+            k,
+            row_bytes,
+            x: act.rows(0, m),
+            chunk: rows_per_task(n, row_bytes * m.div_ceil(4), threads, multiple),
+            fused,
+        }
+    }
+
+    /// Task t's weight rows into `out` (activation row r's products at `r * stride`).
+    fn run(&self, t: usize, out: &mut [f32], stride: usize) {
+        let first = t * self.chunk;
+        let rows = self.chunk.min(self.n - first);
+        let w = &self.w[first * self.row_bytes..(first + rows) * self.row_bytes];
+        #[cfg(target_arch = "x86_64")]
+        if self.fused {
+            use super::x86::{panel, panel_gemm, prefetch, repack_panel};
+            let rb = self.row_bytes;
+            PANEL.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.resize(panel::panel_bytes(self.k), 0);
+                for p in 0..rows.div_ceil(panel::ROWS) {
+                    let lo = p * panel::ROWS;
+                    let hi = (lo + panel::ROWS).min(rows);
+                    repack_panel(self.ty, &w[lo * rb..hi * rb], rb, self.k, &mut buf);
+                    let next = (hi + panel::ROWS).min(rows);
+                    prefetch(&w[hi * rb..next * rb]);
+                    let cols = &mut out[lo..];
+                    panel_gemm(self.ty, &buf, hi - lo, self.k, &self.x, cols, stride);
+                }
+            });
+            return;
+        }
+        panel(self.isa, self.ty, w, self.row_bytes, &self.x, out, stride);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -164,6 +164,28 @@ pub fn glu_matmul(
     matmul::run(Isa::best(), ty, w, n, k, Input::Glu { gate, up, act }, m, y)
 }
 
+/// One product of `matmul_many`: y (m × n) = x (m × k) · Wᵀ, `w` holding n rows of k
+/// elements of type `ty`.
+pub struct Product<'a> {
+    pub ty: QuantType,
+    pub w: &'a [u8],
+    pub n: usize,
+    pub k: usize,
+    pub x: Input<'a>,
+    pub m: usize,
+    pub y: &'a mut [f32],
+}
+
+/// Several products in one call, each with the bits `matmul` (or `glu_matmul`) gives it. Those
+/// split over weight rows (decode) share one parallel region instead of one each: a mixture of
+/// experts' chosen experts, or projections of one input kept apart (q, k and v read in place
+/// from a GGUF), where one small product after another would each wake the threads, wait for
+/// the slowest and leave the memory bus idle in between. Errors (nothing written) as `matmul`
+/// for the first product it rejects.
+pub fn matmul_many(products: &mut [Product<'_>]) -> Result<(), QuantError> {
+    matmul::run_many(Isa::best(), products)
+}
+
 /// The activations a product reads: rows as they are, or a gated linear unit's two inputs,
 /// `act(gate) · up` computed where the rows are read.
 #[derive(Clone, Copy)]

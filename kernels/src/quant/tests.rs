@@ -449,3 +449,108 @@ fn glu_input_matches_glu_then_product() {
         assert!(y.iter().all(|&v| v == 7.0));
     }
 }
+
+/// Products run together give each the bits it gets alone: decode-sized ones (one activation
+/// row, a few, the fused panels' sizes), split into many runs of weight rows or fitting in
+/// one, a GLU input, and ones that take the other strategies (many rows) or are empty.
+#[test]
+fn products_run_together_give_the_bits_of_each_alone() {
+    use crate::activation::Act;
+    let mut g = Gen(0x3a11_7063_7e70);
+    // (type, n, k in blocks, m, GLU input)
+    let shapes = [
+        (QuantType::Mxfp4, 203, 64, 1, false),
+        (QuantType::Q4K, 203, 8, 1, false),
+        (QuantType::Q8_0, 7, 2, 1, false),
+        (QuantType::Q6K, 130, 4, 3, false),
+        (QuantType::Q4_0, 203, 64, 9, false),
+        (QuantType::Q5K, 64, 4, 5, true),
+        (QuantType::Q5_0, 41, 8, 40, false),
+        (QuantType::Q4K, 17, 2, 300, false),
+        (QuantType::Q8_0, 5, 2, 0, false),
+    ];
+    let inputs: Vec<_> = shapes
+        .iter()
+        .map(|&(ty, n, blocks, m, glu)| {
+            let k = blocks * ty.block_elems();
+            let w = random_weights(&mut g, ty, n, k);
+            let x = random_x(&mut g, m * k);
+            let up = if glu {
+                random_x(&mut g, m * k)
+            } else {
+                Vec::new()
+            };
+            (ty, n, k, m, w, x, up)
+        })
+        .collect();
+    let mut alone: Vec<Vec<f32>> = Vec::new();
+    for (ty, n, k, m, w, x, up) in &inputs {
+        let mut y = vec![f32::NAN; m * n];
+        match up.is_empty() {
+            true => matmul(*ty, w, *n, *k, x, *m, &mut y).unwrap(),
+            false => glu_matmul(*ty, w, *n, *k, x, up, Act::Silu, *m, &mut y).unwrap(),
+        }
+        alone.push(y);
+    }
+    let mut together: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|(_, n, _, m, ..)| vec![f32::NAN; m * n])
+        .collect();
+    let mut products: Vec<Product<'_>> = inputs
+        .iter()
+        .zip(together.iter_mut())
+        .map(|((ty, n, k, m, w, x, up), y)| Product {
+            ty: *ty,
+            w,
+            n: *n,
+            k: *k,
+            x: match up.is_empty() {
+                true => Input::Rows(x),
+                false => Input::Glu {
+                    gate: x,
+                    up,
+                    act: Act::Silu,
+                },
+            },
+            m: *m,
+            y,
+        })
+        .collect();
+    matmul_many(&mut products).unwrap();
+    drop(products);
+    for (i, (got, want)) in together.iter().zip(&alone).enumerate() {
+        let same = got
+            .iter()
+            .zip(want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "product {i} ({:?}) differs", shapes[i]);
+    }
+
+    // One wrong buffer: an error, and nothing written to any output.
+    let (ty, n, k, m, w, x, _) = &inputs[0];
+    let mut ok = vec![7f32; m * n];
+    let mut short = vec![7f32; m * n - 1];
+    let mut products = [
+        Product {
+            ty: *ty,
+            w,
+            n: *n,
+            k: *k,
+            x: Input::Rows(x),
+            m: *m,
+            y: &mut ok,
+        },
+        Product {
+            ty: *ty,
+            w,
+            n: *n,
+            k: *k,
+            x: Input::Rows(x),
+            m: *m,
+            y: &mut short,
+        },
+    ];
+    let e = matmul_many(&mut products).unwrap_err();
+    assert!(matches!(e, QuantError::OutputSize { .. }), "{e}");
+    assert!(ok.iter().chain(&short).all(|&v| v == 7.0));
+}
