@@ -6,7 +6,7 @@
 //! read only through `kv_write` and `paged_attention`.
 use crate::batch::SeqAttention;
 use crate::error::Result;
-use crate::projection::{split_heads, NormedInput};
+use crate::projection::{run_linear_job, split_heads, LinearJob, NormedInput};
 use crate::weights::HostWeight;
 
 /// Facts about a device, for logs, `candor devices` and benchmark fingerprints.
@@ -341,6 +341,14 @@ pub trait Backend: Send + Sync + 'static {
         Err(crate::error::ModelError::Backend(
             "this backend has no per-head products (heads_linear)".into(),
         ))
+    }
+    /// Each job's product (`linear`, or `glu_linear` for a GLU input), in order. The CPU runs
+    /// the quantized ones the kernels take in one parallel region (a mixture of experts'
+    /// chosen experts; q, k and v or gate and up kept apart), where one small product after
+    /// another would each wake the threads and wait for the slowest; the default runs them
+    /// one by one (`run_linear_job`).
+    fn linear_many(&self, jobs: &[LinearJob<'_, Self>]) -> Result<Vec<Self::Tensor>> {
+        jobs.iter().map(|j| run_linear_job(self, j)).collect()
     }
     /// `acc` (`[rows, width]`) with row i of `x` (`[rows.len(), width]`) times `weights[i]`
     /// added to its row `rows[i]`: a mixture of experts adding one expert's output to the

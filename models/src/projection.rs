@@ -5,7 +5,7 @@
 //! on a GPU that is one launch instead of three (decode of an 8B model is bound by ~15 launches
 //! per layer as much as by bandwidth) and a wider GEMM for the small k/v products. The values
 //! are the same either way: every output column is its own dot product.
-use crate::backend::{rms_norm_maybe_add, Backend, QkvHeads, RopeKvWrite};
+use crate::backend::{rms_norm_maybe_add, Activation, Backend, QkvHeads, RopeKvWrite};
 use crate::error::{ModelError, Result};
 
 /// A projection group's input when it is the RMSNorm of `x` (with `residual`: of
@@ -23,6 +23,61 @@ impl<B: Backend + ?Sized> Clone for NormedInput<'_, B> {
     }
 }
 impl<B: Backend + ?Sized> Copy for NormedInput<'_, B> {}
+
+/// What one product of `Backend::linear_many` multiplies: rows, or a gated linear unit's two
+/// halves, `act(gate) · up`, as `Backend::glu_linear` reads them.
+pub enum ProductInput<'a, T> {
+    Rows(&'a T),
+    Glu {
+        gate: &'a T,
+        up: &'a T,
+        act: Activation,
+    },
+}
+
+impl<T> Clone for ProductInput<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ProductInput<'_, T> {}
+
+/// One product of `Backend::linear_many`: its input times the transpose of `w` (+ `bias`).
+pub struct LinearJob<'a, B: Backend + ?Sized> {
+    pub input: ProductInput<'a, B::Tensor>,
+    pub w: &'a B::Weight,
+    pub bias: Option<&'a B::Weight>,
+}
+
+impl<B: Backend + ?Sized> Clone for LinearJob<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for LinearJob<'_, B> {}
+
+impl<'a, B: Backend + ?Sized> LinearJob<'a, B> {
+    /// `x @ w^T (+ bias)`.
+    pub fn rows(x: &'a B::Tensor, w: &'a B::Weight, bias: Option<&'a B::Weight>) -> Self {
+        LinearJob {
+            input: ProductInput::Rows(x),
+            w,
+            bias,
+        }
+    }
+}
+
+/// One job as `Backend::linear_many`'s default runs it: `linear`, or `glu_linear` (with a bias:
+/// `glu`, then `linear`).
+pub fn run_linear_job<B: Backend + ?Sized>(b: &B, job: &LinearJob<'_, B>) -> Result<B::Tensor> {
+    match (job.input, job.bias) {
+        (ProductInput::Rows(x), bias) => b.linear(x, job.w, bias),
+        (ProductInput::Glu { gate, up, act }, None) => b.glu_linear(gate, up, act, job.w),
+        (ProductInput::Glu { gate, up, act }, Some(bias)) => {
+            b.linear(&b.glu(gate, up, act)?, job.w, Some(bias))
+        }
+    }
+}
 
 /// The `N` outputs of a projection group.
 pub(crate) fn members<T, const N: usize>(parts: Vec<T>) -> Result<[T; N]> {
@@ -54,6 +109,10 @@ pub(crate) fn split_columns<B: Backend + ?Sized>(
         )));
     }
     Ok(parts)
+}
+
+fn no_output() -> ModelError {
+    ModelError::Backend("a product came back empty".into())
 }
 
 /// `split_columns` into exactly `N` members, in `unit`-wide heads.
@@ -244,15 +303,42 @@ impl<B: Backend> Projections<B> {
 
     /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
     fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
+        self.members_of(b, b.linear_many(&self.jobs(x))?, unit)
+    }
+
+    /// This group's products with `x` for `Backend::linear_many`: the joined one, or one per
+    /// member (run in one call, not one after another).
+    pub(crate) fn jobs<'a>(&'a self, x: &'a B::Tensor) -> Vec<LinearJob<'a, B>> {
         match &self.weights {
-            Weights::Joined { weight, bias } => {
-                split_columns(b, &b.linear(x, weight, bias.as_ref())?, &self.widths, unit)
-            }
+            Weights::Joined { weight, bias } => vec![LinearJob::rows(x, weight, bias.as_ref())],
             Weights::Separate(members) => members
                 .iter()
-                .zip(&self.widths)
-                .map(|((w, bias), &width)| as_heads(b, b.linear(x, w, bias.as_ref())?, width, unit))
+                .map(|(w, bias)| LinearJob::rows(x, w, bias.as_ref()))
                 .collect(),
+        }
+    }
+
+    /// The members, in `unit`-wide heads (2-D with `unit` 1), from the outputs of `jobs`.
+    pub(crate) fn members_of(
+        &self,
+        b: &B,
+        outputs: Vec<B::Tensor>,
+        unit: usize,
+    ) -> Result<Vec<B::Tensor>> {
+        match (&self.weights, outputs.len()) {
+            (Weights::Joined { .. }, 1) => {
+                let y = outputs.into_iter().next().ok_or_else(no_output)?;
+                split_columns(b, &y, &self.widths, unit)
+            }
+            (Weights::Separate(members), n) if n == members.len() => outputs
+                .into_iter()
+                .zip(&self.widths)
+                .map(|(y, &width)| as_heads(b, y, width, unit))
+                .collect(),
+            (_, n) => Err(ModelError::Backend(format!(
+                "{n} products came back for a projection group of {} members",
+                self.widths.len()
+            ))),
         }
     }
 

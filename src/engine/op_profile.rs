@@ -17,7 +17,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
-use candor_models::projection::NormedInput;
+use candor_models::projection::{LinearJob, NormedInput};
 use candor_models::weights::HostWeight;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -216,6 +216,30 @@ impl<B: Backend> Backend for Profiled<B> {
         bias: Option<&Self::Weight>,
     ) -> Result<Self::Tensor> {
         self.timed(|| self.product_name("linear", w), |b| b.linear(x, w, bias))
+    }
+
+    fn linear_many(&self, jobs: &[LinearJob<'_, Self>]) -> Result<Vec<Self::Tensor>> {
+        let inner: Vec<LinearJob<'_, B>> = jobs
+            .iter()
+            .map(|j| LinearJob {
+                input: j.input,
+                w: j.w,
+                bias: j.bias,
+            })
+            .collect();
+        let name = || {
+            let shapes: Vec<String> = jobs
+                .iter()
+                .map(|j| self.product_name("", j.w).trim().to_string())
+                .collect();
+            match shapes.split_first() {
+                Some((first, rest)) if rest.iter().all(|s| s == first) => {
+                    format!("linear_many {}x {first}", shapes.len())
+                }
+                _ => format!("linear_many {}", shapes.join("+")),
+            }
+        };
+        self.timed(name, |b| b.linear_many(&inner))
     }
 
     fn rms_norm_linear(

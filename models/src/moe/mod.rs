@@ -10,7 +10,7 @@ pub mod route;
 use crate::backend::{Activation, Backend};
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
-use crate::projection::{members, Projections};
+use crate::projection::{members, LinearJob, ProductInput, Projections};
 use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
 use route::route;
@@ -146,16 +146,57 @@ impl<B: Backend> Experts<B> {
             }
             (None, _) => zeros()?,
         };
-        for (mlp, routed) in self.experts.iter().zip(&routes) {
-            if routed.rows.is_empty() {
-                continue;
-            }
-            let rows = b.gather_rows(x, &routed.rows)?;
-            let y = mlp.forward(b, &rows, act)?;
+        let chosen: Vec<(&Mlp<B>, &route::ExpertRows)> = self
+            .experts
+            .iter()
+            .zip(&routes)
+            .filter(|(_, routed)| !routed.rows.is_empty())
+            .collect();
+        for ((_, routed), y) in chosen.iter().zip(routed_experts(b, x, &chosen, act)?) {
             out = b.add_rows_scaled(&out, &routed.rows, &y, &routed.weights)?;
         }
         Ok(out)
     }
+}
+
+/// Each chosen expert's MLP over the rows routed to it, as two grouped calls
+/// (`Backend::linear_many`): every expert's gate and up products, then every down product.
+fn routed_experts<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    chosen: &[(&Mlp<B>, &route::ExpertRows)],
+    act: Activation,
+) -> Result<Vec<B::Tensor>> {
+    let rows = chosen
+        .iter()
+        .map(|(_, routed)| b.gather_rows(x, &routed.rows))
+        .collect::<Result<Vec<_>>>()?;
+    let jobs: Vec<Vec<LinearJob<'_, B>>> = chosen
+        .iter()
+        .zip(&rows)
+        .map(|((mlp, _), x)| mlp.gate_up.jobs(x))
+        .collect();
+    let mut products = b
+        .linear_many(&jobs.iter().flatten().copied().collect::<Vec<_>>())?
+        .into_iter();
+    let halves = chosen
+        .iter()
+        .zip(&jobs)
+        .map(|((mlp, _), own)| {
+            let outputs = products.by_ref().take(own.len()).collect();
+            members::<_, 2>(mlp.gate_up.members_of(b, outputs, 1)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let downs: Vec<LinearJob<'_, B>> = chosen
+        .iter()
+        .zip(&halves)
+        .map(|((mlp, _), [gate, up])| LinearJob {
+            input: ProductInput::Glu { gate, up, act },
+            w: &mlp.down,
+            bias: mlp.down_bias.as_ref(),
+        })
+        .collect();
+    b.linear_many(&downs)
 }
 
 /// `Backend::add_rows_scaled` on host slices: `acc` of `shape` (`[rows, width]`), `x` of

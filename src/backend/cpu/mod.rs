@@ -3,6 +3,7 @@
 //! matmuls and the block types the kernels do not read. Threads come from rayon, which parks
 //! when idle.
 mod kv;
+mod many;
 mod values;
 mod weight;
 
@@ -23,6 +24,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
+use candor_models::projection::LinearJob;
 use candor_models::weights::{HostWeight, MappedBlocks};
 use rayon::prelude::*;
 use values::{new_tensor, with_values};
@@ -138,24 +140,51 @@ fn quant_product(
         &mut [f32],
     ) -> Result<std::result::Result<(), quant::QuantError>>,
 ) -> Result<Tensor> {
-    let [n, k] = shape[..] else {
-        return Err(err(format!(
-            "linear: weight of shape {shape:?} is not a matrix"
-        )));
-    };
-    if dims.last() != Some(&k) {
-        return Err(err(format!(
-            "linear: input {dims:?} against weight [{n}, {k}]"
-        )));
-    }
-    let m = dims.iter().product::<usize>() / k.max(1);
+    let ProductDims { n, k, m, out } = ProductDims::new(dims, shape)?;
     let mut y = vec![0f32; m * n];
     run(n, k, m, &mut y)?.map_err(err)?;
-    let mut out_dims = dims.to_vec();
-    if let Some(last) = out_dims.last_mut() {
-        *last = n;
+    Ok(Tensor::from_vec(y, out, &Device::Cpu)?)
+}
+
+/// The sizes of a product of inputs of some dims (last K) with a weight of shape [N, K]: M rows
+/// in all, and the output's dims (the input's, last N).
+struct ProductDims {
+    n: usize,
+    k: usize,
+    m: usize,
+    out: Vec<usize>,
+}
+
+impl ProductDims {
+    fn new(dims: &[usize], shape: &[usize]) -> Result<Self> {
+        let [n, k] = shape[..] else {
+            return Err(err(format!(
+                "linear: weight of shape {shape:?} is not a matrix"
+            )));
+        };
+        if dims.last() != Some(&k) {
+            return Err(err(format!(
+                "linear: input {dims:?} against weight [{n}, {k}]"
+            )));
+        }
+        let m = dims.iter().product::<usize>() / k.max(1);
+        let mut out = dims.to_vec();
+        if let Some(last) = out.last_mut() {
+            *last = n;
+        }
+        Ok(ProductDims { n, k, m, out })
     }
-    Ok(Tensor::from_vec(y, out_dims, &Device::Cpu)?)
+}
+
+/// `y` plus `bias` (a dense vector) on every row, where there is one.
+fn with_bias(y: Tensor, bias: Option<&CpuWeight>) -> Result<Tensor> {
+    match bias {
+        None => Ok(y),
+        Some(b) => {
+            let b = b.dense().ok_or_else(|| err("bias must be dense"))?;
+            Ok(y.broadcast_add(b)?)
+        }
+    }
 }
 
 /// From this many activation rows a product with an f16/bf16 weight widens it to f32 a panel at
@@ -475,13 +504,11 @@ impl Backend for CpuBackend {
             }
             CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
         };
-        match bias {
-            None => Ok(y),
-            Some(b) => {
-                let b = b.dense().ok_or_else(|| err("bias must be dense"))?;
-                Ok(y.broadcast_add(b)?)
-            }
-        }
+        with_bias(y, bias)
+    }
+
+    fn linear_many(&self, jobs: &[LinearJob<'_, Self>]) -> Result<Vec<Tensor>> {
+        many::linear_many(self, jobs)
     }
 
     fn rope(&self, x: &Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Tensor> {

@@ -1,19 +1,61 @@
 //! Plain-slice access to candle CPU tensors, so candor-kernels can work on them without a copy.
 use candle_core::{DType, Device, Storage, Tensor};
 use candor_models::error::Result;
+use std::ops::Deref;
 
 /// `f` over the f32 values of `t` in row-major order: borrowed when `t` is a contiguous f32
 /// CPU tensor (every activation the decoder makes), copied otherwise.
 pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    Ok(f(values(t)?.get()))
+}
+
+/// The f32 values of a tensor held for as long as needed: `with_values` for several tensors
+/// at once.
+pub enum Values<'a> {
+    /// A contiguous f32 CPU tensor's storage, read-locked (candle's lock guard), and its range.
+    Borrowed {
+        storage: Box<dyn Deref<Target = Storage> + 'a>,
+        start: usize,
+        end: usize,
+    },
+    Owned(Vec<f32>),
+}
+
+impl Values<'_> {
+    pub fn get(&self) -> &[f32] {
+        match self {
+            // `values` checked that the storage holds f32 and the range.
+            Values::Borrowed {
+                storage,
+                start,
+                end,
+            } => match &***storage {
+                Storage::Cpu(cpu) => cpu
+                    .as_slice::<f32>()
+                    .map_or(&[][..], |all| &all[*start..*end]),
+                _ => &[],
+            },
+            Values::Owned(v) => v,
+        }
+    }
+}
+
+/// The values of `t` in row-major order, borrowed or copied as `with_values` says.
+pub fn values(t: &Tensor) -> Result<Values<'_>> {
     if t.dtype() == DType::F32 {
         let (storage, layout) = t.storage_and_layout();
         if let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
-            let all = cpu.as_slice::<f32>()?;
-            return Ok(f(&all[start..end]));
+            if cpu.as_slice::<f32>().is_ok_and(|all| end <= all.len()) {
+                return Ok(Values::Borrowed {
+                    storage: Box::new(storage),
+                    start,
+                    end,
+                });
+            }
         }
     }
     let copy = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    Ok(f(&copy))
+    Ok(Values::Owned(copy))
 }
 
 /// A new tensor of shape `dims` filled by `fill` (which writes every element).
