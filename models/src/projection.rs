@@ -79,6 +79,18 @@ pub fn run_linear_job<B: Backend + ?Sized>(b: &B, job: &LinearJob<'_, B>) -> Res
     }
 }
 
+/// The products of `jobs` in order: `Backend::linear_many`, or a lone job as the plain op it
+/// is (`linear`, `glu_linear`: one op in profiles, a backend's fused form).
+pub(crate) fn run_jobs<B: Backend + ?Sized>(
+    b: &B,
+    jobs: &[LinearJob<'_, B>],
+) -> Result<Vec<B::Tensor>> {
+    match jobs {
+        [one] => Ok(vec![run_linear_job(b, one)?]),
+        _ => b.linear_many(jobs),
+    }
+}
+
 /// The `N` outputs of a projection group.
 pub(crate) fn members<T, const N: usize>(parts: Vec<T>) -> Result<[T; N]> {
     parts.try_into().map_err(|p: Vec<T>| {
@@ -303,7 +315,7 @@ impl<B: Backend> Projections<B> {
 
     /// `unit` 1: 2-D outputs; otherwise outputs of `unit`-wide heads.
     fn apply_in(&self, b: &B, x: &B::Tensor, unit: usize) -> Result<Vec<B::Tensor>> {
-        self.members_of(b, b.linear_many(&self.jobs(x))?, unit)
+        self.members_of(b, run_jobs(b, &self.jobs(x))?, unit)
     }
 
     /// This group's products with `x` for `Backend::linear_many`: the joined one, or one per

@@ -528,28 +528,17 @@ fn products_run_together_give_the_bits_of_each_alone() {
 
     // One wrong buffer: an error, and nothing written to any output.
     let (ty, n, k, m, w, x, _) = &inputs[0];
-    let mut ok = vec![7f32; m * n];
-    let mut short = vec![7f32; m * n - 1];
-    let mut products = [
-        Product {
-            ty: *ty,
-            w,
-            n: *n,
-            k: *k,
-            x: Input::Rows(x),
-            m: *m,
-            y: &mut ok,
-        },
-        Product {
-            ty: *ty,
-            w,
-            n: *n,
-            k: *k,
-            x: Input::Rows(x),
-            m: *m,
-            y: &mut short,
-        },
-    ];
+    let (mut ok, mut short) = (vec![7f32; m * n], vec![7f32; m * n - 1]);
+    let product = |y| Product {
+        ty: *ty,
+        w,
+        n: *n,
+        k: *k,
+        x: Input::Rows(x),
+        m: *m,
+        y,
+    };
+    let mut products = [product(&mut ok), product(&mut short)];
     let e = matmul_many(&mut products).unwrap_err();
     assert!(matches!(e, QuantError::OutputSize { .. }), "{e}");
     assert!(ok.iter().chain(&short).all(|&v| v == 7.0));

@@ -10,7 +10,7 @@ pub mod route;
 use crate::backend::{Activation, Backend};
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
-use crate::projection::{members, LinearJob, ProductInput, Projections};
+use crate::projection::{members, run_jobs, LinearJob, ProductInput, Projections};
 use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
 use route::route;
@@ -160,7 +160,8 @@ impl<B: Backend> Experts<B> {
 }
 
 /// Each chosen expert's MLP over the rows routed to it, as two grouped calls
-/// (`Backend::linear_many`): every expert's gate and up products, then every down product.
+/// (`Backend::linear_many`, `run_jobs`): every expert's gate and up products, then every down
+/// product.
 fn routed_experts<B: Backend>(
     b: &B,
     x: &B::Tensor,
@@ -176,9 +177,8 @@ fn routed_experts<B: Backend>(
         .zip(&rows)
         .map(|((mlp, _), x)| mlp.gate_up.jobs(x))
         .collect();
-    let mut products = b
-        .linear_many(&jobs.iter().flatten().copied().collect::<Vec<_>>())?
-        .into_iter();
+    let mut products =
+        run_jobs(b, &jobs.iter().flatten().copied().collect::<Vec<_>>())?.into_iter();
     let halves = chosen
         .iter()
         .zip(&jobs)
@@ -196,7 +196,7 @@ fn routed_experts<B: Backend>(
             bias: mlp.down_bias.as_ref(),
         })
         .collect();
-    b.linear_many(&downs)
+    run_jobs(b, &downs)
 }
 
 /// `Backend::add_rows_scaled` on host slices: `acc` of `shape` (`[rows, width]`), `x` of
