@@ -104,7 +104,7 @@ pub(super) fn run(
     let format = activation_format(isa, ty, m);
     scratch.act.quantize(format, x, m, k);
     if splits_weight_rows(format, m) {
-        let plan = RowSplit::new(isa, ty, w, n, k, row_bytes, &scratch.act, threads);
+        let plan = RowSplit::new(isa, ty, w, n, row_bytes, &scratch.act, threads);
         over_weight_row_runs(y, &mut scratch.yt, n, m, plan.chunk, |t, out, stride| {
             plan.run(t, out, stride)
         });
@@ -203,7 +203,7 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
             }
         };
         act.quantize(format, x, p.m, p.k);
-        let plan = RowSplit::new(kernels, p.ty, p.w, p.n, p.k, rb, act, threads);
+        let plan = RowSplit::new(kernels, p.ty, p.w, p.n, rb, act, threads);
         outs.push((&mut *p.y, yt, p.n, p.m, plan.chunk));
         plans.push(plan);
     }
@@ -359,21 +359,19 @@ struct RowSplit<'a> {
     ty: QuantType,
     w: &'a [u8],
     n: usize,
-    k: usize,
     row_bytes: usize,
+    /// The quantized activations (`x.k` is K).
     x: RowsView<'a>,
     chunk: usize,
     fused: bool,
 }
 
 impl<'a> RowSplit<'a> {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         isa: Isa,
         ty: QuantType,
         w: &'a [u8],
         n: usize,
-        k: usize,
         row_bytes: usize,
         act: &'a QuantizedRows,
         threads: usize,
@@ -389,7 +387,6 @@ impl<'a> RowSplit<'a> {
             ty,
             w,
             n,
-            k,
             row_bytes,
             x: act.rows(0, m),
             chunk: rows_per_task(n, row_bytes * m.div_ceil(4), threads, multiple),
@@ -402,26 +399,34 @@ impl<'a> RowSplit<'a> {
         let first = t * self.chunk;
         let rows = self.chunk.min(self.n - first);
         let w = &self.w[first * self.row_bytes..(first + rows) * self.row_bytes];
-        #[cfg(target_arch = "x86_64")]
         if self.fused {
-            use super::x86::{panel, panel_gemm, prefetch, repack_panel};
-            let rb = self.row_bytes;
-            PANEL.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                buf.resize(panel::panel_bytes(self.k), 0);
-                for p in 0..rows.div_ceil(panel::ROWS) {
-                    let lo = p * panel::ROWS;
-                    let hi = (lo + panel::ROWS).min(rows);
-                    repack_panel(self.ty, &w[lo * rb..hi * rb], rb, self.k, &mut buf);
-                    let next = (hi + panel::ROWS).min(rows);
-                    prefetch(&w[hi * rb..next * rb]);
-                    let cols = &mut out[lo..];
-                    panel_gemm(self.ty, &buf, hi - lo, self.k, &self.x, cols, stride);
-                }
-            });
+            // Only VNNI quantizes activations for panels.
+            #[cfg(target_arch = "x86_64")]
+            self.fused_panels(w, rows, out, stride);
             return;
         }
         panel(self.isa, self.ty, w, self.row_bytes, &self.x, out, stride);
+    }
+
+    /// `run` on VNNI from `FUSED_PANEL_MIN_ROWS` rows on: `rows` weight rows `w`, repacked a
+    /// panel at a time.
+    #[cfg(target_arch = "x86_64")]
+    fn fused_panels(&self, w: &[u8], rows: usize, out: &mut [f32], stride: usize) {
+        use super::x86::{panel, panel_gemm, prefetch, repack_panel};
+        let (rb, k) = (self.row_bytes, self.x.k);
+        PANEL.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.resize(panel::panel_bytes(k), 0);
+            for p in 0..rows.div_ceil(panel::ROWS) {
+                let lo = p * panel::ROWS;
+                let hi = (lo + panel::ROWS).min(rows);
+                repack_panel(self.ty, &w[lo * rb..hi * rb], rb, k, &mut buf);
+                let next = (hi + panel::ROWS).min(rows);
+                prefetch(&w[hi * rb..next * rb]);
+                let cols = &mut out[lo..];
+                panel_gemm(self.ty, &buf, hi - lo, k, &self.x, cols, stride);
+            }
+        });
     }
 }
 
