@@ -725,6 +725,20 @@ impl Backend for CpuBackend {
 mod tests {
     use super::*;
 
+    /// A step runs on a thread of the compute pool, from a thread outside it, and its value
+    /// comes back.
+    #[test]
+    fn steps_run_on_a_pool_worker() {
+        let b = CpuBackend::new(2);
+        let outside = std::thread::spawn(move || {
+            assert_eq!(rayon::current_thread_index(), None);
+            b.run_step(|| (rayon::current_thread_index(), 7))
+        });
+        let (worker, value) = outside.join().unwrap();
+        assert!(worker.is_some(), "the step ran outside the pool");
+        assert_eq!(value, 7);
+    }
+
     /// Long prompts take the widened panels; they must give the tiles' products, across
     /// several panels and a short last one.
     #[test]
