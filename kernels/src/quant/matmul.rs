@@ -50,6 +50,30 @@ struct Scratch {
     panels: Vec<u8>,
 }
 
+impl Scratch {
+    /// Quantize the `m` × `k` input to `format` into `act` (a GLU input computed into `glu`
+    /// first, for the kernels that read rows).
+    fn quantize_input(&mut self, format: ActFormat, x: Input<'_>, m: usize, k: usize) {
+        let rows = match x {
+            Input::Rows(x) => x,
+            Input::Glu { gate, up, act } => {
+                self.glu.resize(m * k, 0.0);
+                crate::activation::glu(gate, up, act, &mut self.glu);
+                &self.glu
+            }
+        };
+        self.act.quantize(format, rows, m, k);
+    }
+}
+
+/// The kernels that run products of fewer rows than `takes_amx` takes: VNNI on AMX CPUs.
+fn row_kernels(isa: Isa) -> Isa {
+    match isa {
+        Isa::AmxBf16 => Isa::Avx512Vnni,
+        other => other,
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
     /// One `Scratch` per product of a `run_many` call.
@@ -88,21 +112,9 @@ pub(super) fn run(
         gemm(Weights::Quant { ty, w, row_bytes }, n, k, x, m, y, threads);
         return Ok(());
     }
-    // Fewer rows on AMX CPUs: the VNNI kernels.
-    let isa = match isa {
-        Isa::AmxBf16 => Isa::Avx512Vnni,
-        other => other,
-    };
-    let x = match x {
-        Input::Rows(x) => x,
-        Input::Glu { gate, up, act } => {
-            scratch.glu.resize(m * k, 0.0);
-            crate::activation::glu(gate, up, act, &mut scratch.glu);
-            &scratch.glu
-        }
-    };
+    let isa = row_kernels(isa);
     let format = activation_format(isa, ty, m);
-    scratch.act.quantize(format, x, m, k);
+    scratch.quantize_input(format, x, m, k);
     if splits_weight_rows(format, m) {
         let plan = RowSplit::new(isa, ty, w, n, row_bytes, &scratch.act, threads);
         over_weight_row_runs(y, &mut scratch.yt, n, m, plan.chunk, |t, out, stride| {
@@ -179,10 +191,7 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
         .map(|p| check(p.ty, p.w, p.n, p.k, &p.x, p.m, p.y.len()))
         .collect::<Result<Vec<_>, _>>()?;
     let threads = rayon::current_num_threads().max(1);
-    let kernels = match isa {
-        Isa::AmxBf16 => Isa::Avx512Vnni,
-        other => other,
-    };
+    let kernels = row_kernels(isa);
     let mut scratch = SCRATCHES.with(|s| std::mem::take(&mut *s.borrow_mut()));
     scratch.resize_with(products.len(), Scratch::default);
     let (mut plans, mut outs) = (Vec::new(), Vec::new());
@@ -193,16 +202,8 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
             run(isa, p.ty, p.w, p.n, p.k, p.x, p.m, p.y)?;
             continue;
         }
-        let Scratch { act, glu, yt, .. } = s;
-        let x = match p.x {
-            Input::Rows(x) => x,
-            Input::Glu { gate, up, act } => {
-                glu.resize(p.m * p.k, 0.0);
-                crate::activation::glu(gate, up, act, glu);
-                &glu[..]
-            }
-        };
-        act.quantize(format, x, p.m, p.k);
+        s.quantize_input(format, p.x, p.m, p.k);
+        let Scratch { act, yt, .. } = s;
         let plan = RowSplit::new(kernels, p.ty, p.w, p.n, rb, act, threads);
         outs.push((&mut *p.y, yt, p.n, p.m, plan.chunk));
         plans.push(plan);
