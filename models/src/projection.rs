@@ -123,10 +123,6 @@ pub(crate) fn split_columns<B: Backend + ?Sized>(
     Ok(parts)
 }
 
-fn no_output() -> ModelError {
-    ModelError::Backend("a product came back empty".into())
-}
-
 /// `split_columns` into exactly `N` members, in `unit`-wide heads.
 pub(crate) fn split_heads<B: Backend + ?Sized, const N: usize>(
     b: &B,
@@ -337,18 +333,19 @@ impl<B: Backend> Projections<B> {
         outputs: Vec<B::Tensor>,
         unit: usize,
     ) -> Result<Vec<B::Tensor>> {
-        match (&self.weights, outputs.len()) {
-            (Weights::Joined { .. }, 1) => {
-                let y = outputs.into_iter().next().ok_or_else(no_output)?;
+        match &self.weights {
+            Weights::Joined { .. } => {
+                let [y] = members(outputs)?;
                 split_columns(b, &y, &self.widths, unit)
             }
-            (Weights::Separate(members), n) if n == members.len() => outputs
+            Weights::Separate(_) if outputs.len() == self.widths.len() => outputs
                 .into_iter()
                 .zip(&self.widths)
                 .map(|(y, &width)| as_heads(b, y, width, unit))
                 .collect(),
-            (_, n) => Err(ModelError::Backend(format!(
-                "{n} products came back for a projection group of {} members",
+            Weights::Separate(_) => Err(ModelError::Backend(format!(
+                "{} products came back for a projection group of {} members",
+                outputs.len(),
                 self.widths.len()
             ))),
         }

@@ -110,13 +110,18 @@ impl<B: Backend> Profiled<B> {
 
     /// A matrix product's row: `kind` and the weight's shape (`linear 14336x4096`).
     fn product_name(&self, kind: &str, w: &B::Weight) -> String {
+        format!("{kind} {}", self.weight_dims(w))
+    }
+
+    /// A weight's shape as `14336x4096`.
+    fn weight_dims(&self, w: &B::Weight) -> String {
         let dims: Vec<String> = self
             .inner
             .weight_shape(w)
             .iter()
             .map(usize::to_string)
             .collect();
-        format!("{kind} {}", dims.join("x"))
+        dims.join("x")
     }
 }
 
@@ -228,10 +233,7 @@ impl<B: Backend> Backend for Profiled<B> {
             })
             .collect();
         let name = || {
-            let shapes: Vec<String> = jobs
-                .iter()
-                .map(|j| self.product_name("", j.w).trim().to_string())
-                .collect();
+            let shapes: Vec<String> = jobs.iter().map(|j| self.weight_dims(j.w)).collect();
             match shapes.split_first() {
                 Some((first, rest)) if rest.iter().all(|s| s == first) => {
                     format!("linear_many {}x {first}", shapes.len())

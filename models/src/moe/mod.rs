@@ -10,7 +10,7 @@ pub mod route;
 use crate::backend::{Activation, Backend};
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
-use crate::projection::{members, run_jobs, LinearJob, ProductInput, Projections};
+use crate::projection::{members, run_jobs, run_linear_job, LinearJob, ProductInput, Projections};
 use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
 use route::route;
@@ -48,9 +48,20 @@ impl<B: Backend> Mlp<B> {
     /// `x` (`[tokens, hidden]`, already normed) through the MLP.
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
         let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
-        match &self.down_bias {
-            Some(bias) => b.linear(&b.glu(&gate, &up, act)?, &self.down, Some(bias)),
-            None => b.glu_linear(&gate, &up, act, &self.down),
+        run_linear_job(b, &self.down_job(&gate, &up, act))
+    }
+
+    /// The down projection of `act(gate) · up` (+ the down bias).
+    fn down_job<'a>(
+        &'a self,
+        gate: &'a B::Tensor,
+        up: &'a B::Tensor,
+        act: Activation,
+    ) -> LinearJob<'a, B> {
+        LinearJob {
+            input: ProductInput::Glu { gate, up, act },
+            w: &self.down,
+            bias: self.down_bias.as_ref(),
         }
     }
 }
@@ -190,11 +201,7 @@ fn routed_experts<B: Backend>(
     let downs: Vec<LinearJob<'_, B>> = chosen
         .iter()
         .zip(&halves)
-        .map(|((mlp, _), [gate, up])| LinearJob {
-            input: ProductInput::Glu { gate, up, act },
-            w: &mlp.down,
-            bias: mlp.down_bias.as_ref(),
-        })
+        .map(|((mlp, _), [gate, up])| mlp.down_job(gate, up, act))
         .collect();
     run_jobs(b, &downs)
 }
