@@ -380,7 +380,11 @@ impl<'a> RowSplit<'a> {
         let m = act.m;
         let fused = matches!(act.format, Some(ActFormat::Panel { .. }));
         #[cfg(target_arch = "x86_64")]
-        let multiple = if fused { super::x86::panel::ROWS } else { 4 };
+        let multiple = if fused {
+            super::x86::panel::GEMM_ROWS
+        } else {
+            4
+        };
         #[cfg(not(target_arch = "x86_64"))]
         let multiple = 4;
         RowSplit {
@@ -409,23 +413,29 @@ impl<'a> RowSplit<'a> {
         panel(self.isa, self.ty, w, self.row_bytes, &self.x, out, stride);
     }
 
-    /// `run` on VNNI from `FUSED_PANEL_MIN_ROWS` rows on: `rows` weight rows `w`, repacked a
-    /// panel at a time.
+    /// `run` on VNNI from `FUSED_PANEL_MIN_ROWS` rows on: `rows` weight rows `w`, repacked
+    /// the two panels of a `panel_gemm` step at a time.
     #[cfg(target_arch = "x86_64")]
     fn fused_panels(&self, w: &[u8], rows: usize, out: &mut [f32], stride: usize) {
         use super::x86::{panel, panel_gemm, prefetch, repack_panel};
         let (rb, k) = (self.row_bytes, self.x.k);
+        let pb = panel::panel_bytes(k);
         PANEL.with(|buf| {
             let mut buf = buf.borrow_mut();
-            buf.resize(panel::panel_bytes(k), 0);
-            for p in 0..rows.div_ceil(panel::ROWS) {
-                let lo = p * panel::ROWS;
-                let hi = (lo + panel::ROWS).min(rows);
-                repack_panel(self.ty, &w[lo * rb..hi * rb], rb, k, &mut buf);
-                let next = (hi + panel::ROWS).min(rows);
+            buf.resize(2 * pb, 0);
+            for step in 0..rows.div_ceil(panel::GEMM_ROWS) {
+                let lo = step * panel::GEMM_ROWS;
+                let hi = (lo + panel::GEMM_ROWS).min(rows);
+                let mut filled = 0;
+                for (first, out) in (lo..hi).step_by(panel::ROWS).zip(buf.chunks_exact_mut(pb)) {
+                    let last = (first + panel::ROWS).min(hi);
+                    repack_panel(self.ty, &w[first * rb..last * rb], rb, k, out);
+                    filled += pb;
+                }
+                let next = (hi + panel::GEMM_ROWS).min(rows);
                 prefetch(&w[hi * rb..next * rb]);
                 let cols = &mut out[lo..];
-                panel_gemm(self.ty, &buf, hi - lo, k, &self.x, cols, stride);
+                panel_gemm(self.ty, &buf[..filled], hi - lo, k, &self.x, cols, stride);
             }
         });
     }

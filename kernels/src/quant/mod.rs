@@ -65,7 +65,7 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX-512 F/BW/VL/VNNI (on 256-bit vectors).
+    /// AVX-512 F/BW/VL/VNNI.
     Avx512Vnni,
     /// AVX-512 VNNI, and AMX tiles in bf16 for products of `AMX_MIN_ROWS` activation rows or
     /// more (prefill; Sapphire Rapids and later, Linux). Off with `CANDOR_CPU_AMX=0`.
@@ -278,7 +278,12 @@ fn panel(
         // checked it) or `matmul_with` (which checks `supported`); `run` checked that `w` is
         // whole rows of `row_bytes` = K/block blocks and quantized x to `ty.act_format()`
         // with the same K.
-        Isa::Avx512Vnni => unsafe { x86::vnni::panel(ty, w, row_bytes, x, out, stride) },
+        // One activation row (decode): the 512-bit kernels where they exist.
+        Isa::Avx512Vnni => unsafe {
+            if !(x.rows == 1 && x86::wide_row::row_product(ty, w, row_bytes, x, out)) {
+                x86::vnni::panel(ty, w, row_bytes, x, out, stride)
+            }
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, stride) },

@@ -543,3 +543,72 @@ fn products_run_together_give_the_bits_of_each_alone() {
     assert!(matches!(e, QuantError::OutputSize { .. }), "{e}");
     assert!(ok.iter().chain(&short).all(|&v| v == 7.0));
 }
+
+/// A decode step's one activation row gets the very bits it gets among a few rows (a small
+/// batch of the same step), on every kernel set: on AVX-512 the one row runs the 512-bit
+/// K-quant kernels (`x86::wide_row`), the few rows the 256-bit tiles, which must agree lane
+/// for lane. Weight row counts leave both a whole group of four and a tail.
+#[test]
+fn one_row_gets_the_bits_it_gets_among_a_few() {
+    let mut g = Gen(0x0e0e_1dea_5eed);
+    for isa in Isa::all_supported() {
+        for ty in QuantType::ALL {
+            for (n, blocks) in [(1, 1), (6, 3), (11, 2)] {
+                let k = blocks * ty.block_elems();
+                let w = random_weights(&mut g, ty, n, k);
+                let m = 3;
+                let x = random_x(&mut g, m * k);
+                let mut few = vec![0f32; m * n];
+                matmul_with(isa, ty, &w, n, k, &x, m, &mut few).unwrap();
+                for r in 0..m {
+                    let mut one = vec![0f32; n];
+                    matmul_with(isa, ty, &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
+                    for (j, v) in one.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            few[r * n + j].to_bits(),
+                            "{isa:?} {ty:?} n{n} k{k} row {r} [{j}]: {v} alone vs {} among {m}",
+                            few[r * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A weight row's products do not depend on which other weight rows share the call: the same
+/// bits alone, among a few, or in a whole matrix (the tiles' tail rows, the VNNI panels paired
+/// into 512-bit vectors or left alone at the end, work split into tasks by weight rows).
+#[test]
+fn weight_rows_get_the_same_bits_in_any_company() {
+    let mut g = Gen(0x7a11_c0de_5eed);
+    for isa in Isa::all_supported() {
+        for ty in QuantType::ALL {
+            let (n, k) = (40, 2 * ty.block_elems());
+            let w = random_weights(&mut g, ty, n, k);
+            let rb = ty.row_bytes(k).unwrap();
+            for m in [1, 3, 8, 16, 40, 300] {
+                let x = random_x(&mut g, m * k);
+                let mut all = vec![0f32; m * n];
+                matmul_with(isa, ty, &w, n, k, &x, m, &mut all).unwrap();
+                for (first, rows) in [(8, 8), (8, 1), (16, 24), (0, 17)] {
+                    let part_w = &w[first * rb..(first + rows) * rb];
+                    let mut part = vec![0f32; m * rows];
+                    matmul_with(isa, ty, part_w, rows, k, &x, m, &mut part).unwrap();
+                    for r in 0..m {
+                        for j in 0..rows {
+                            let (v, want) = (part[r * rows + j], all[r * n + first + j]);
+                            assert_eq!(
+                                v.to_bits(),
+                                want.to_bits(),
+                                "{isa:?} {ty:?} m{m} weight rows {first}..+{rows}: row {r} \
+                                 col {j}: {v} vs {want} in the whole matrix"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

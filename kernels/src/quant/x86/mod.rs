@@ -1,7 +1,9 @@
 //! x86_64 SIMD kernels, chosen at run time: AVX-512 VNNI (with VL/BW, e.g. Zen 4, Ice Lake and
 //! later) or AVX2+FMA+F16C (Haswell and later). Older CPUs use the scalar reference. On CPUs
 //! with AMX (Sapphire Rapids and later) prefill products run on its tiles in bf16
-//! (`amx_gemm`).
+//! (`amx_gemm`). On AVX-512 the row tiles keep 256-bit vectors; the products that run whole
+//! 512-bit operations best use them: one activation row with K-quant weights (`wide_row`,
+//! decode) and the repacked panels of eight or more rows (`panel`, prefill and batches).
 pub mod amx;
 pub mod amx_gemm;
 pub(crate) mod bf16_tiles;
@@ -10,6 +12,7 @@ pub mod panel;
 mod prim_avx2;
 mod prim_vnni;
 mod quantize;
+pub(crate) mod wide_row;
 
 /// AVX2 + FMA + F16C: 16 vector registers, so tiles of 2 weight rows × 4 activation rows.
 pub mod avx2 {
@@ -17,7 +20,7 @@ pub mod avx2 {
     super::kernels::x86_kernels!("avx2,fma,f16c", C = 2, R = 4);
 }
 
-/// AVX-512 VNNI on 256-bit vectors: 32 registers, so 4 × 4 tiles.
+/// AVX-512 VNNI tiles on 256-bit vectors: 32 registers, so 4 × 4 tiles.
 pub mod vnni {
     use super::prim_vnni as prim;
     super::kernels::x86_kernels!(

@@ -1,4 +1,4 @@
-//! Prefill GEMM with weight rows in vector lanes (AVX-512 VNNI on 256-bit vectors).
+//! Prefill GEMM with weight rows in vector lanes (AVX-512 VNNI).
 //!
 //! The tile kernels reduce each weight-row × activation-row block product across the eight
 //! lanes of a vector, so every block pays a conversion and two float multiplies per pair of
@@ -247,8 +247,17 @@ unsafe fn decode_unit(
     }
 }
 
+/// Weight rows one step of `gemm` covers: two panels side by side in 512-bit vectors.
+pub const GEMM_ROWS: usize = 2 * ROWS;
+
 /// y rows (`x.rows` of them, `n` wide, `ystride` apart) = x · Wᵀ from repacked panels
 /// (`n.div_ceil(8)` of `panel_bytes(k)` bytes, in order).
+///
+/// Two panels at a time: lane c of a 512-bit vector is row c of the first panel for c < 8 and
+/// row c − 8 of the second, so each broadcast activation quad advances 16 weight rows (twice
+/// the work per instruction of a 256-bit vector, on CPUs that run 512-bit operations whole).
+/// A lone last panel fills both halves (the upper results are dropped). Every lane computes
+/// what a 256-bit lane would, operation for operation, so the bits do not depend on pairing.
 ///
 /// # Safety
 /// As `repack`; `x` must be in the `Panel` format with `x.k == k`, `ystride >= n` and
@@ -265,25 +274,30 @@ pub unsafe fn gemm(
 ) {
     let split = ty == QuantType::Q6K;
     let pb = panel_bytes(k);
-    for p in 0..n.div_ceil(ROWS) {
-        let panel = panels[p * pb..(p + 1) * pb].as_ptr();
-        let cols = (n - ROWS * p).min(ROWS);
+    let count = n.div_ceil(ROWS);
+    for q in 0..count.div_ceil(2) {
+        let first = panels[2 * q * pb..].as_ptr();
+        let second = match 2 * q + 1 < count {
+            true => panels[(2 * q + 1) * pb..].as_ptr(),
+            false => first,
+        };
+        let cols = (n - GEMM_ROWS * q).min(GEMM_ROWS);
         let mut r = 0;
         while r < x.rows {
             let cnt = (x.rows - r).min(R_TILE);
-            let mut res = [[0f32; ROWS]; R_TILE];
+            let mut res = [[0f32; GEMM_ROWS]; R_TILE];
             macro_rules! go {
                 ($($n:literal)*) => {
                     match (split, cnt) {
-                        $((false, $n) => tile::<false, $n>(panel, k / 32, x, r, &mut res),)*
-                        $((true, $n) => tile::<true, $n>(panel, k / 32, x, r, &mut res),)*
+                        $((false, $n) => tile::<false, $n>([first, second], k / 32, x, r, &mut res),)*
+                        $((true, $n) => tile::<true, $n>([first, second], k / 32, x, r, &mut res),)*
                         _ => unreachable!("tile of {cnt} rows"),
                     }
                 };
             }
             go!(1 2 3 4 5 6 7 8);
             for (i, row) in res.iter().enumerate().take(cnt) {
-                let at = (r + i) * ystride + ROWS * p;
+                let at = (r + i) * ystride + GEMM_ROWS * q;
                 y[at..at + cols].copy_from_slice(&row[..cols]);
             }
             r += cnt;
@@ -291,55 +305,63 @@ pub unsafe fn gemm(
     }
 }
 
-/// R activation rows (from r0) × one panel over all `nb` blocks.
+/// The 32 bytes at `offset` of both panels' blocks, as the halves of one vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn both(blk: [*const u8; 2], offset: usize) -> __m512i {
+    let lo = _mm256_loadu_si256(blk[0].add(offset) as *const __m256i);
+    let hi = _mm256_loadu_si256(blk[1].add(offset) as *const __m256i);
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// R activation rows (from r0) × two panels over all `nb` blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile<const SPLIT: bool, const R: usize>(
-    panel: *const u8,
+    panels: [*const u8; 2],
     nb: usize,
     x: &RowsView<'_>,
     r0: usize,
-    res: &mut [[f32; ROWS]; R_TILE],
+    res: &mut [[f32; GEMM_ROWS]; R_TILE],
 ) {
     let qs: [*const i8; R] = std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr());
     let d: [*const f32; R] = std::array::from_fn(|r| x.d[(r0 + r) * nb..].as_ptr());
     let fs16: [*const f32; R] = std::array::from_fn(|r| x.fs16[(r0 + r) * 2 * nb..].as_ptr());
     let fs32: [*const f32; R] = std::array::from_fn(|r| x.fs32[(r0 + r) * nb..].as_ptr());
-    let mut acc = [_mm256_setzero_ps(); R];
+    let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
-        let blk = panel.add(b * BLOCK);
-        let w: [__m256i; 8] =
-            std::array::from_fn(|v| _mm256_loadu_si256(blk.add(32 * v) as *const __m256i));
-        let s_a = _mm256_loadu_ps(blk.add(256) as *const f32);
-        let s_b = _mm256_loadu_ps(blk.add(288) as *const f32);
-        let m_a = _mm256_loadu_ps(blk.add(320) as *const f32);
-        let m_b = _mm256_loadu_ps(blk.add(352) as *const f32);
+        let blk = panels.map(|p| p.add(b * BLOCK));
+        let w: [__m512i; 8] = std::array::from_fn(|v| both(blk, 32 * v));
+        let s_a = _mm512_castsi512_ps(both(blk, 256));
+        let s_b = _mm512_castsi512_ps(both(blk, 288));
+        let m_a = _mm512_castsi512_ps(both(blk, 320));
+        let m_b = _mm512_castsi512_ps(both(blk, 352));
         for r in 0..R {
             let xb = qs[r].add(32 * b) as *const i32;
-            let xv = |v: usize| _mm256_set1_epi32(std::ptr::read_unaligned(xb.add(v)));
-            let dx = _mm256_set1_ps(*d[r].add(b));
+            let xv = |v: usize| _mm512_set1_epi32(std::ptr::read_unaligned(xb.add(v)));
+            let dx = _mm512_set1_ps(*d[r].add(b));
             if SPLIT {
-                let mut ia = _mm256_setzero_si256();
-                let mut ib = _mm256_setzero_si256();
+                let mut ia = _mm512_setzero_si512();
+                let mut ib = _mm512_setzero_si512();
                 for v in 0..4 {
-                    ia = _mm256_dpbusd_epi32(ia, w[v], xv(v));
-                    ib = _mm256_dpbusd_epi32(ib, w[v + 4], xv(v + 4));
+                    ia = _mm512_dpbusd_epi32(ia, w[v], xv(v));
+                    ib = _mm512_dpbusd_epi32(ib, w[v + 4], xv(v + 4));
                 }
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), acc[r]);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), acc[r]);
-                acc[r] = _mm256_fnmadd_ps(m_a, _mm256_set1_ps(*fs16[r].add(2 * b)), acc[r]);
-                acc[r] = _mm256_fnmadd_ps(m_b, _mm256_set1_ps(*fs16[r].add(2 * b + 1)), acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_mul_ps(s_a, dx), acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_mul_ps(s_b, dx), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(m_a, _mm512_set1_ps(*fs16[r].add(2 * b)), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(m_b, _mm512_set1_ps(*fs16[r].add(2 * b + 1)), acc[r]);
             } else {
-                let mut i = _mm256_setzero_si256();
+                let mut i = _mm512_setzero_si512();
                 for (v, wv) in w.iter().enumerate() {
-                    i = _mm256_dpbusd_epi32(i, *wv, xv(v));
+                    i = _mm512_dpbusd_epi32(i, *wv, xv(v));
                 }
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s_a, dx), acc[r]);
-                acc[r] = _mm256_fnmadd_ps(m_a, _mm256_set1_ps(*fs32[r].add(b)), acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(s_a, dx), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(m_a, _mm512_set1_ps(*fs32[r].add(b)), acc[r]);
             }
         }
     }
     for (o, a) in res.iter_mut().zip(&acc) {
-        _mm256_storeu_ps(o.as_mut_ptr(), *a);
+        _mm512_storeu_ps(o.as_mut_ptr(), *a);
     }
 }

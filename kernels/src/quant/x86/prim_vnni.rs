@@ -1,7 +1,7 @@
 //! The few operations where AVX2 and AVX-512 VNNI differ, VNNI flavour: `vpdpbusd` sums four
 //! byte products into each i32 lane in one instruction without saturating, `vpdpwssd` fuses
-//! the i16 multiply-add, and byte masks come straight from a u32. Still 256-bit vectors (on
-//! Zen 4 a 512-bit operation costs two 256-bit ones) but with AVX-512VL's 32 registers.
+//! the i16 multiply-add, and byte masks come straight from a u32. The tiles stay on 256-bit
+//! vectors (on Zen 4 a 512-bit operation costs two 256-bit ones) with AVX-512VL's 32 registers.
 use std::arch::x86_64::*;
 
 /// `vpdpbusd` does not saturate, so Q8_0 weights are read biased by 128 (xor 0x80) and the

@@ -1,0 +1,241 @@
+//! Products of ONE activation row (a decode step) with K-quant weights on 512-bit vectors.
+//!
+//! The VNNI tiles (`kernels.rs`) run 256-bit vectors so that CPUs which split 512-bit
+//! operations lose nothing, and they decode each 32-element chunk of weights separately. With
+//! one activation row nothing amortizes that decode: every weight byte costs its mask, shift
+//! and scale shuffle for one multiply-add, and with two threads sharing a memory bus that is
+//! on the same order as waiting for the bytes. Here two chunks share each operation: a Q4_K
+//! pair of chunks is 32 bytes of nibbles (low nibbles one chunk, high the next) against 64
+//! contiguous activation bytes, so the 32 bytes are broadcast to both halves of a register,
+//! the upper half shifted by four, masked once, and multiplied with one load of activations
+//! (Q5_K adds its fifth bits to both halves at once); Q6_K's half super-block works the same
+//! way on its low-nibble and high-bit-pair bytes. About
+//! half the operations per weight byte of the 256-bit tile.
+//!
+//! Same bits as the tiles: the i32 sums of a super-block are exact, and the halves that held
+//! alternate chunks are added before the per-super-block float steps, which follow `tile_k`
+//! lane for lane (`wide_row_gives_the_bits_of_the_tiles` checks it).
+use super::super::activations::RowsView;
+use super::super::formats::{k_scales_mins, QuantType};
+use std::arch::x86_64::*;
+
+/// Weight rows read side by side: each activation load serves all of them (as the VNNI tile's
+/// four weight rows do).
+const C: usize = 4;
+
+/// Bytes ahead of the super-block being read that are asked for (see `kernels.rs`).
+const PREFETCH_AHEAD: usize = 8192;
+
+/// `out[j]` = weight row j · the one row of `x`, for every row of `w`; false (nothing
+/// written) for types other than the K-quants, which stay with the tiles.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW/VL/VNNI, `x` one row quantized in the B256 format, `w` whole
+/// rows of `row_bytes` = K/256 super-blocks of `ty`, `out` at least as long as `w` has rows.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn row_product(
+    ty: QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    x: &RowsView<'_>,
+    out: &mut [f32],
+) -> bool {
+    match ty {
+        QuantType::Q4K => rows_of_type::<Q4>(w, row_bytes, x, out),
+        QuantType::Q5K => rows_of_type::<Q5>(w, row_bytes, x, out),
+        QuantType::Q6K => rows_of_type::<Q6>(w, row_bytes, x, out),
+        _ => return false,
+    }
+    true
+}
+
+/// The K-quant kinds, as the const parameter of the kernels.
+const Q4: u8 = 4;
+const Q5: u8 = 5;
+const Q6: u8 = 6;
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows_of_type<const T: u8>(w: &[u8], row_bytes: usize, x: &RowsView<'_>, out: &mut [f32]) {
+    let nrows = w.len() / row_bytes;
+    let nsb = x.k / 256;
+    let mut j = 0;
+    while j + C <= nrows {
+        let rows: [*const u8; C] = std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
+        out[j..j + C].copy_from_slice(&rows_product::<T, C>(rows, nsb, x));
+        j += C;
+    }
+    while j < nrows {
+        out[j] = rows_product::<T, 1>([w[j * row_bytes..].as_ptr()], nsb, x)[0];
+        j += 1;
+    }
+}
+
+/// A 512-bit vector holding `lo` in its lower half and `hi` in its upper half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn halves(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// The 32 bytes at `p` in both halves of a vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn both_halves(p: *const u8) -> __m512i {
+    _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i))
+}
+
+/// The i16 shuffle that fills each 128-bit lane with i16 number `pick[lane]` of that lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn scale_pick(pick: [i16; 4]) -> __m512i {
+    let word = |i: i16| _mm_set1_epi16((2 * i) | ((2 * i + 1) << 8));
+    let lo = _mm256_setr_m128i(word(pick[0]), word(pick[1]));
+    let hi = _mm256_setr_m128i(word(pick[2]), word(pick[3]));
+    halves(lo, hi)
+}
+
+/// The f16 at `p`, as eight equal f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+}
+
+/// Σ over 8 lanes in the order of the tiles' `hsum`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Products of the R weight rows at `w` (`nsb` super-blocks each) with the activation row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows_product<const T: u8, const R: usize>(
+    w: [*const u8; R],
+    nsb: usize,
+    x: &RowsView<'_>,
+) -> [f32; R] {
+    let block_bytes = match T {
+        Q4 => 144,
+        Q5 => 176,
+        _ => 210,
+    };
+    let low4 = _mm512_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for sb in 0..nsb {
+        let p: [*const u8; R] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
+        for &pc in &p {
+            for line in (0..block_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(pc.wrapping_add(line + PREFETCH_AHEAD) as *const i8);
+            }
+        }
+        let xq = x.qs.as_ptr().add(256 * sb);
+        let mut iacc = [_mm512_setzero_si512(); R];
+        // Per weight row: d (and dmin) and the i16 vector multiplied with the 16-sums.
+        let mut d = [_mm256_setzero_ps(); R];
+        let mut dmin = [_mm256_setzero_ps(); R];
+        let mut per16 = [_mm256_setzero_si256(); R];
+        if T == Q6 {
+            let mask = _mm512_set1_epi8(0x30);
+            // qh's bits for the four chunks of a half: shifted into bits 4..6 of each byte.
+            let lo_shift = halves(_mm256_set1_epi16(4), _mm256_set1_epi16(2));
+            let hi_shift = halves(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+            let pick_lo = scale_pick([0, 1, 2, 3]);
+            let pick_hi = scale_pick([4, 5, 6, 7]);
+            // Per half of the super-block, per weight row: its eight scales in every lane.
+            let mut scales = [[_mm512_setzero_si512(); R]; 2];
+            for c in 0..R {
+                d[c] = f16x8(p[c].add(208));
+                let all = _mm256_cvtepi8_epi16(_mm_loadu_si128(p[c].add(192) as *const __m128i));
+                per16[c] = all;
+                scales[0][c] = _mm512_broadcast_i32x4(_mm256_castsi256_si128(all));
+                scales[1][c] = _mm512_broadcast_i32x4(_mm256_extracti128_si256(all, 1));
+            }
+            for (h, scales) in scales.iter().enumerate() {
+                // Elements 128h..128h+64 (the low nibbles) and 128h+64..128h+128 (the high).
+                let x_lo = _mm512_loadu_si512(xq.add(128 * h) as *const _);
+                let x_hi = _mm512_loadu_si512(xq.add(128 * h + 64) as *const _);
+                for c in 0..R {
+                    let ql = _mm512_loadu_si512(p[c].add(64 * h) as *const _);
+                    let qh = both_halves(p[c].add(128 + 32 * h));
+                    let lo = _mm512_or_si512(
+                        _mm512_and_si512(ql, low4),
+                        _mm512_and_si512(_mm512_sllv_epi16(qh, lo_shift), mask),
+                    );
+                    let hi = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                        _mm512_and_si512(_mm512_srlv_epi16(qh, hi_shift), mask),
+                    );
+                    let sc_lo = _mm512_shuffle_epi8(scales[c], pick_lo);
+                    let sc_hi = _mm512_shuffle_epi8(scales[c], pick_hi);
+                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(lo, x_lo), sc_lo);
+                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(hi, x_hi), sc_hi);
+                }
+            }
+        } else {
+            // The high nibbles (the second chunk of a pair) moved down in the upper half.
+            let shift = halves(_mm256_setzero_si256(), _mm256_set1_epi16(4));
+            // Q5_K: chunk j's fifth bits are bit j of each qh byte; with qh moved right two
+            // bits per pair they are bits 0 (lower half) and 1 (upper), moved to bit 4.
+            let fifth_shift = halves(_mm256_set1_epi16(4), _mm256_set1_epi16(3));
+            let bit4 = _mm512_set1_epi8(0x10);
+            let qs_at = if T == Q5 { 48 } else { 16 };
+            let mut qh = [_mm512_setzero_si512(); R];
+            let mut scales = [_mm512_setzero_si512(); R];
+            for c in 0..R {
+                d[c] = f16x8(p[c]);
+                dmin[c] = f16x8(p[c].add(2));
+                let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p[c].add(4), 12));
+                let sc = _mm_cvtepu8_epi16(_mm_set1_epi64x(i64::from_le_bytes(sc)));
+                scales[c] = _mm512_broadcast_i32x4(sc);
+                // Each min twice: it applies to two 16-sums.
+                let mn = _mm_set1_epi64x(i64::from_le_bytes(mn));
+                per16[c] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+                if T == Q5 {
+                    qh[c] = both_halves(p[c].add(16));
+                }
+            }
+            for pair in 0..4 {
+                let xp = _mm512_loadu_si512(xq.add(64 * pair) as *const _);
+                let s = 2 * pair as i16;
+                let pick = scale_pick([s, s, s + 1, s + 1]);
+                for c in 0..R {
+                    let q = both_halves(p[c].add(qs_at + 32 * pair));
+                    let mut nib = _mm512_and_si512(_mm512_srlv_epi16(q, shift), low4);
+                    if T == Q5 {
+                        let fifth = _mm512_and_si512(_mm512_sllv_epi16(qh[c], fifth_shift), bit4);
+                        nib = _mm512_or_si512(nib, fifth);
+                        qh[c] = _mm512_srli_epi16(qh[c], 2);
+                    }
+                    let sc = _mm512_shuffle_epi8(scales[c], pick);
+                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(nib, xp), sc);
+                }
+            }
+        }
+        // From here on `tile_k`'s steps for one activation row, lane for lane.
+        let sums = _mm256_loadu_si256(x.sums.as_ptr().add(16 * sb) as *const __m256i);
+        let dx = _mm256_set1_ps(*x.d.as_ptr().add(sb));
+        for c in 0..R {
+            let i = _mm256_add_epi32(
+                _mm512_castsi512_si256(iacc[c]),
+                _mm512_extracti64x4_epi64(iacc[c], 1),
+            );
+            let fix = _mm256_madd_epi16(per16[c], sums);
+            let s = _mm256_mul_ps(d[c], dx);
+            if T == Q6 {
+                let i = _mm256_sub_epi32(i, _mm256_slli_epi32(fix, 5));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c]);
+            } else {
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c]);
+                let m = _mm256_mul_ps(dmin[c], dx);
+                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(fix), m, acc[c]);
+            }
+        }
+    }
+    std::array::from_fn(|c| hsum(acc[c]))
+}
