@@ -23,8 +23,17 @@ use std::cell::RefCell;
 /// 2 threads).
 const PANEL_MIN_ROWS: usize = 256;
 /// From this many activation rows on, VNNI CPUs use the panel kernels (a fused `RowSplit`):
-/// with fewer rows the row tiles, which need no repack, are as fast or faster.
-const FUSED_PANEL_MIN_ROWS: usize = 8;
+/// with fewer rows the row tiles, which need no repack, are as fast or faster. Formats whose
+/// blocks cost most to decode (Q5_0's fifth bits, MXFP4's lookup) gain from the repack sooner
+/// (`qbench`, EPYC Zen 5, 1 thread, panels over tiles: Q5_0 4 rows 1.1-1.4x, 6 rows 1.5x;
+/// MXFP4 4 rows 1.15x; Q8_0 / Q4_K / Q6_K 4 rows 0.7-0.9x, 6 rows 1.1-1.2x). On Zen 4, which
+/// splits the panels' 512-bit operations, the crossover is likely later.
+fn fused_panel_min_rows(ty: QuantType) -> usize {
+    match ty {
+        QuantType::Q5_0 | QuantType::Mxfp4 => 4,
+        _ => 6,
+    }
+}
 /// From this many activation rows on, AMX CPUs (`Isa::AmxBf16`) run the product on tiles in
 /// bf16 (`x86::amx_gemm`); fewer run the VNNI kernels. Each task decodes its weight rows to
 /// bf16 tiles, which at few rows costs as much as the tiles save (`qbench`, Xeon SPR VM, 2
@@ -234,9 +243,9 @@ pub(super) fn takes_amx(isa: Isa, m: usize) -> bool {
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
-/// format, except from `FUSED_PANEL_MIN_ROWS` rows on VNNI CPUs (repacked panels, `x86::panel`).
+/// format, except from `fused_panel_min_rows` rows on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    if matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && m >= FUSED_PANEL_MIN_ROWS {
+    if matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && m >= fused_panel_min_rows(ty) {
         ty.panel_format()
     } else {
         ty.act_format()
@@ -350,7 +359,7 @@ fn splits_weight_rows(format: ActFormat, m: usize) -> bool {
 
 /// A product split over runs of `chunk` weight rows (decode, short prompts): every weight byte
 /// is read from memory once however many threads share the work. On VNNI from
-/// `FUSED_PANEL_MIN_ROWS` rows on (`fused`), each task repacks one panel of 8 weight rows at a
+/// `fused_panel_min_rows` on (`fused`), each task repacks two panels of 8 weight rows at a
 /// time into a buffer that stays in L1/L2 and runs it against all activation rows at once: W
 /// is read and decoded once, and the product runs at the panel kernel's rate (the row tiles
 /// decode every weight block once per four activation rows and convert every block product to
@@ -413,7 +422,7 @@ impl<'a> RowSplit<'a> {
         panel(self.isa, self.ty, w, self.row_bytes, &self.x, out, stride);
     }
 
-    /// `run` on VNNI from `FUSED_PANEL_MIN_ROWS` rows on: `rows` weight rows `w`, repacked
+    /// `run` on VNNI from `fused_panel_min_rows` on: `rows` weight rows `w`, repacked
     /// the two panels of a `panel_gemm` step at a time.
     #[cfg(target_arch = "x86_64")]
     fn fused_panels(&self, w: &[u8], rows: usize, out: &mut [f32], stride: usize) {
