@@ -12,19 +12,34 @@ fn main() {
     build_plugins();
 }
 
+/// The commit, with `-dirty` when tracked files differ from it: a result document must not
+/// credit a commit with numbers measured on code that was never committed. The sources are
+/// watched as well as HEAD so an edit (or its undoing) reruns this.
 fn record_git_commit() {
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
+    for watched in [
+        ".git/HEAD",
+        ".git/refs/heads",
+        ".git/index",
+        "src",
+        "kernels/src",
+        "kernels/cuda",
+        "models/src",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
+    let git = |args: &[&str]| Command::new("git").args(args).output().ok();
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    // `git diff --quiet HEAD` exits 1 when a tracked file differs (staged or not).
+    let dirty = git(&["diff", "--quiet", "HEAD", "--"]).is_some_and(|o| o.status.code() == Some(1));
     if let Some(c) = commit {
-        println!("cargo:rustc-env=CANDOR_GIT_COMMIT={c}");
+        let suffix = if dirty { "-dirty" } else { "" };
+        println!("cargo:rustc-env=CANDOR_GIT_COMMIT={c}{suffix}");
     }
 }
 

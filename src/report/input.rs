@@ -406,9 +406,16 @@ fn llama_quant_name(model_type: &str) -> Option<String> {
     Some(short)
 }
 
+/// A commit as reports show it: 7 hex digits, and a build from modified sources still says so.
 fn short_commit(c: Option<String>) -> String {
-    c.map(|c| c.chars().take(7).collect())
-        .unwrap_or_else(|| "unknown".into())
+    let Some(c) = c else {
+        return "unknown".into();
+    };
+    let (hash, dirty) = match c.strip_suffix("-dirty") {
+        Some(hash) => (hash, "-dirty"),
+        None => (c.as_str(), ""),
+    };
+    format!("{}{dirty}", hash.chars().take(7).collect::<String>())
 }
 
 fn from_llama(file: &str, tests: Vec<LlamaTest>) -> Result<LocalRun, String> {
@@ -969,5 +976,15 @@ mod tests {
         assert!(parse("x", r#"{"tool":"candor bench"}"#).is_err());
         let e = parse("x", r#"[{"n_prompt":1}]"#).unwrap_err().to_string();
         assert!(e.contains("llama-bench"), "{e}");
+    }
+
+    #[test]
+    fn short_commits_keep_the_dirty_mark() {
+        assert_eq!(short_commit(Some("7d69b6820c8c".into())), "7d69b68");
+        assert_eq!(
+            short_commit(Some("7d69b6820c8c-dirty".into())),
+            "7d69b68-dirty"
+        );
+        assert_eq!(short_commit(None), "unknown");
     }
 }
