@@ -278,9 +278,9 @@ fn panel(
         // checked it) or `matmul_with` (which checks `supported`); `run` checked that `w` is
         // whole rows of `row_bytes` = K/block blocks and quantized x to `ty.act_format()`
         // with the same K.
-        // One activation row (decode): the 512-bit kernels where they exist.
+        // K-quants on 512-bit vectors, the other formats on the tiles.
         Isa::Avx512Vnni => unsafe {
-            if !(x.rows == 1 && x86::wide_row::row_product(ty, w, row_bytes, x, out)) {
+            if !x86::wide_kquant::product(ty, w, row_bytes, x, out, stride) {
                 x86::vnni::panel(ty, w, row_bytes, x, out, stride)
             }
         },

@@ -545,9 +545,9 @@ fn products_run_together_give_the_bits_of_each_alone() {
 }
 
 /// A decode step's one activation row gets the very bits it gets among a few rows (a small
-/// batch of the same step), on every kernel set: on AVX-512 the one row runs the 512-bit
-/// K-quant kernels (`x86::wide_row`), the few rows the 256-bit tiles, which must agree lane
-/// for lane. Weight row counts leave both a whole group of four and a tail.
+/// batch of the same step), on every kernel set, and on AVX-512 the 512-bit K-quant kernels
+/// (`x86::wide_kquant`) give the bits of the 256-bit tiles, lane for lane. Weight row counts
+/// leave both a whole group of four and a tail.
 #[test]
 fn one_row_gets_the_bits_it_gets_among_a_few() {
     let mut g = Gen(0x0e0e_1dea_5eed);
@@ -607,6 +607,48 @@ fn weight_rows_get_the_same_bits_in_any_company() {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// On AVX-512 the 512-bit K-quant kernels (`x86::wide_kquant`) give the bits of the 256-bit
+/// VNNI tiles they stand in for, for every activation row count (whole tiles of four and
+/// tails) and weight row count (groups of four and tails).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn wide_kquant_kernels_give_the_bits_of_the_tiles() {
+    if !super::x86::has_vnni() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let mut g = Gen(0x51de_b1de_5eed);
+    for ty in [QuantType::Q4K, QuantType::Q5K, QuantType::Q6K] {
+        for (n, blocks) in [(1, 1), (6, 3), (11, 2)] {
+            let k = blocks * 256;
+            let w = random_weights(&mut g, ty, n, k);
+            let rb = ty.row_bytes(k).unwrap();
+            for m in [1, 2, 3, 4, 5, 7, 9] {
+                let x = random_x(&mut g, m * k);
+                let mut act = QuantizedRows::default();
+                act.quantize(ty.act_format(), &x, m, k);
+                let view = act.rows(0, m);
+                let mut tiles = vec![0f32; m * n];
+                let mut wide = vec![f32::NAN; m * n];
+                // SAFETY: VNNI checked above; w is n whole rows of `rb` bytes, x quantized in
+                // the K-quants' B256 format, the outputs m rows of n.
+                let handled = unsafe {
+                    super::x86::vnni::panel(ty, &w, rb, &view, &mut tiles, n);
+                    super::x86::wide_kquant::product(ty, &w, rb, &view, &mut wide, n)
+                };
+                assert!(handled, "{ty:?} has a 512-bit kernel");
+                for (i, (a, b)) in wide.iter().zip(&tiles).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{ty:?} n{n} k{k} m{m} [{i}]: {a} vs {b}"
+                    );
                 }
             }
         }

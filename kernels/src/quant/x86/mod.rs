@@ -2,8 +2,8 @@
 //! later) or AVX2+FMA+F16C (Haswell and later). Older CPUs use the scalar reference. On CPUs
 //! with AMX (Sapphire Rapids and later) prefill products run on its tiles in bf16
 //! (`amx_gemm`). On AVX-512 the row tiles keep 256-bit vectors; the products that run whole
-//! 512-bit operations best use them: one activation row with K-quant weights (`wide_row`,
-//! decode) and the repacked panels of eight or more rows (`panel`, prefill and batches).
+//! 512-bit operations best use them: a few activation rows with K-quant weights
+//! (`wide_kquant`, decode and small batches) and the repacked panels of eight or more rows (`panel`, prefill and batches).
 pub mod amx;
 pub mod amx_gemm;
 pub(crate) mod bf16_tiles;
@@ -12,7 +12,7 @@ pub mod panel;
 mod prim_avx2;
 mod prim_vnni;
 mod quantize;
-pub(crate) mod wide_row;
+pub(crate) mod wide_kquant;
 
 /// AVX2 + FMA + F16C: 16 vector registers, so tiles of 2 weight rows × 4 activation rows.
 pub mod avx2 {

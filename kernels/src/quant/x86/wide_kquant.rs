@@ -1,20 +1,21 @@
-//! Products of ONE activation row (a decode step) with K-quant weights on 512-bit vectors.
+//! Products of a few activation rows (decode, small batches) with K-quant weights on 512-bit
+//! vectors.
 //!
 //! The VNNI tiles (`kernels.rs`) run 256-bit vectors so that CPUs which split 512-bit
 //! operations lose nothing, and they decode each 32-element chunk of weights separately. With
-//! one activation row nothing amortizes that decode: every weight byte costs its mask, shift
-//! and scale shuffle for one multiply-add, and with two threads sharing a memory bus that is
+//! few activation rows little amortizes that decode: every weight byte costs its mask, shift
+//! and scale shuffle for a few multiply-adds, and with two threads sharing a memory bus that is
 //! on the same order as waiting for the bytes. Here two chunks share each operation: a Q4_K
 //! pair of chunks is 32 bytes of nibbles (low nibbles one chunk, high the next) against 64
 //! contiguous activation bytes, so the 32 bytes are broadcast to both halves of a register,
-//! the upper half shifted by four, masked once, and multiplied with one load of activations
-//! (Q5_K adds its fifth bits to both halves at once); Q6_K's half super-block works the same
-//! way on its low-nibble and high-bit-pair bytes. About
-//! half the operations per weight byte of the 256-bit tile.
+//! the upper half shifted by four, masked once, and multiplied with one load of each row's
+//! activations (Q5_K adds its fifth bits to both halves at once); Q6_K's half super-block works
+//! the same way on its low-nibble and high-bit-pair bytes. About half the operations per
+//! weight byte of the 256-bit tile, fewer still per activation row.
 //!
 //! Same bits as the tiles: the i32 sums of a super-block are exact, and the halves that held
 //! alternate chunks are added before the per-super-block float steps, which follow `tile_k`
-//! lane for lane (`wide_row_gives_the_bits_of_the_tiles` checks it).
+//! lane for lane (`one_row_gets_the_bits_it_gets_among_a_few` checks it).
 use super::super::activations::RowsView;
 use super::super::formats::{k_scales_mins, QuantType};
 use std::arch::x86_64::*;
@@ -22,28 +23,33 @@ use std::arch::x86_64::*;
 /// Weight rows read side by side: each activation load serves all of them (as the VNNI tile's
 /// four weight rows do).
 const C: usize = 4;
+/// Activation rows per tile: C × R accumulators, C weight vectors and R activation vectors
+/// fit the 32 registers.
+const R: usize = 4;
 
 /// Bytes ahead of the super-block being read that are asked for (see `kernels.rs`).
 const PREFETCH_AHEAD: usize = 8192;
 
-/// `out[j]` = weight row j · the one row of `x`, for every row of `w`; false (nothing
-/// written) for types other than the K-quants, which stay with the tiles.
+/// The products of the weight rows `w` with every row of `x`: weight row j times activation
+/// row r to `out[j + r·stride]`; false (nothing written) for types other than the K-quants,
+/// which stay with the tiles.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F/BW/VL/VNNI, `x` one row quantized in the B256 format, `w` whole
-/// rows of `row_bytes` = K/256 super-blocks of `ty`, `out` at least as long as `w` has rows.
+/// The CPU must have AVX-512 F/BW/VL/VNNI, `x` be quantized in the B256 format, `w` hold whole
+/// rows of `row_bytes` = K/256 super-blocks of `ty`, and `out` every `j + r·stride`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn row_product(
+pub unsafe fn product(
     ty: QuantType,
     w: &[u8],
     row_bytes: usize,
     x: &RowsView<'_>,
     out: &mut [f32],
+    stride: usize,
 ) -> bool {
     match ty {
-        QuantType::Q4K => rows_of_type::<Q4>(w, row_bytes, x, out),
-        QuantType::Q5K => rows_of_type::<Q5>(w, row_bytes, x, out),
-        QuantType::Q6K => rows_of_type::<Q6>(w, row_bytes, x, out),
+        QuantType::Q4K => rows_of_type::<Q4>(w, row_bytes, x, out, stride),
+        QuantType::Q5K => rows_of_type::<Q5>(w, row_bytes, x, out, stride),
+        QuantType::Q6K => rows_of_type::<Q6>(w, row_bytes, x, out, stride),
         _ => return false,
     }
     true
@@ -55,18 +61,52 @@ const Q5: u8 = 5;
 const Q6: u8 = 6;
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rows_of_type<const T: u8>(w: &[u8], row_bytes: usize, x: &RowsView<'_>, out: &mut [f32]) {
+unsafe fn rows_of_type<const T: u8>(
+    w: &[u8],
+    row_bytes: usize,
+    x: &RowsView<'_>,
+    out: &mut [f32],
+    stride: usize,
+) {
     let nrows = w.len() / row_bytes;
-    let nsb = x.k / 256;
     let mut j = 0;
-    while j + C <= nrows {
-        let rows: [*const u8; C] = std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
-        out[j..j + C].copy_from_slice(&rows_product::<T, C>(rows, nsb, x));
-        j += C;
-    }
     while j < nrows {
-        out[j] = rows_product::<T, 1>([w[j * row_bytes..].as_ptr()], nsb, x)[0];
-        j += 1;
+        if nrows - j >= C {
+            let rows: [*const u8; C] = std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
+            weight_rows::<T, C>(rows, x, out, j, stride);
+            j += C;
+        } else {
+            weight_rows::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, stride);
+            j += 1;
+        }
+    }
+}
+
+/// CW weight rows (from row j) against every row of x, up to R at a time.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn weight_rows<const T: u8, const CW: usize>(
+    w: [*const u8; CW],
+    x: &RowsView<'_>,
+    out: &mut [f32],
+    j: usize,
+    stride: usize,
+) {
+    let mut r = 0;
+    while r < x.rows {
+        let n = (x.rows - r).min(R);
+        let mut res = [[0f32; R]; CW];
+        match n {
+            1 => tile::<T, CW, 1>(w, x, r, &mut res),
+            2 => tile::<T, CW, 2>(w, x, r, &mut res),
+            3 => tile::<T, CW, 3>(w, x, r, &mut res),
+            _ => tile::<T, CW, R>(w, x, r, &mut res),
+        }
+        for (c, rc) in res.iter().enumerate() {
+            for (i, v) in rc.iter().enumerate().take(n) {
+                out[j + c + (r + i) * stride] = *v;
+            }
+        }
+        r += n;
     }
 }
 
@@ -112,34 +152,40 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// Products of the R weight rows at `w` (`nsb` super-blocks each) with the activation row.
+/// The products of CW weight rows (`w`) with RA activation rows (from `r0`), into
+/// `res[c][r]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rows_product<const T: u8, const R: usize>(
-    w: [*const u8; R],
-    nsb: usize,
+unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
+    w: [*const u8; CW],
     x: &RowsView<'_>,
-) -> [f32; R] {
+    r0: usize,
+    res: &mut [[f32; R]; CW],
+) {
     let block_bytes = match T {
         Q4 => 144,
         Q5 => 176,
         _ => 210,
     };
+    let nsb = x.k / 256;
+    let xq: [*const i8; RA] = std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr());
+    let xd: [*const f32; RA] = std::array::from_fn(|r| x.d[(r0 + r) * nsb..].as_ptr());
+    let xs: [*const i16; RA] = std::array::from_fn(|r| x.sums[(r0 + r) * 16 * nsb..].as_ptr());
     let low4 = _mm512_set1_epi8(0x0f);
-    let mut acc = [_mm256_setzero_ps(); R];
+    let mut acc = [[_mm256_setzero_ps(); RA]; CW];
     for sb in 0..nsb {
-        let p: [*const u8; R] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
+        let p: [*const u8; CW] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
         for &pc in &p {
             for line in (0..block_bytes).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(pc.wrapping_add(line + PREFETCH_AHEAD) as *const i8);
             }
         }
-        let xq = x.qs.as_ptr().add(256 * sb);
-        let mut iacc = [_mm512_setzero_si512(); R];
+        let at = 256 * sb;
+        let mut iacc = [[_mm512_setzero_si512(); RA]; CW];
         // Per weight row: d (and dmin) and the i16 vector multiplied with the 16-sums.
-        let mut d = [_mm256_setzero_ps(); R];
-        let mut dmin = [_mm256_setzero_ps(); R];
-        let mut per16 = [_mm256_setzero_si256(); R];
+        let mut d = [_mm256_setzero_ps(); CW];
+        let mut dmin = [_mm256_setzero_ps(); CW];
+        let mut per16 = [_mm256_setzero_si256(); CW];
         if T == Q6 {
             let mask = _mm512_set1_epi8(0x30);
             // qh's bits for the four chunks of a half: shifted into bits 4..6 of each byte.
@@ -148,8 +194,8 @@ unsafe fn rows_product<const T: u8, const R: usize>(
             let pick_lo = scale_pick([0, 1, 2, 3]);
             let pick_hi = scale_pick([4, 5, 6, 7]);
             // Per half of the super-block, per weight row: its eight scales in every lane.
-            let mut scales = [[_mm512_setzero_si512(); R]; 2];
-            for c in 0..R {
+            let mut scales = [[_mm512_setzero_si512(); CW]; 2];
+            for c in 0..CW {
                 d[c] = f16x8(p[c].add(208));
                 let all = _mm256_cvtepi8_epi16(_mm_loadu_si128(p[c].add(192) as *const __m128i));
                 per16[c] = all;
@@ -158,9 +204,14 @@ unsafe fn rows_product<const T: u8, const R: usize>(
             }
             for (h, scales) in scales.iter().enumerate() {
                 // Elements 128h..128h+64 (the low nibbles) and 128h+64..128h+128 (the high).
-                let x_lo = _mm512_loadu_si512(xq.add(128 * h) as *const _);
-                let x_hi = _mm512_loadu_si512(xq.add(128 * h + 64) as *const _);
-                for c in 0..R {
+                let x_lo: [__m512i; RA] =
+                    std::array::from_fn(
+                        |r| _mm512_loadu_si512(xq[r].add(at + 128 * h) as *const _),
+                    );
+                let x_hi: [__m512i; RA] = std::array::from_fn(|r| {
+                    _mm512_loadu_si512(xq[r].add(at + 128 * h + 64) as *const _)
+                });
+                for c in 0..CW {
                     let ql = _mm512_loadu_si512(p[c].add(64 * h) as *const _);
                     let qh = both_halves(p[c].add(128 + 32 * h));
                     let lo = _mm512_or_si512(
@@ -173,8 +224,15 @@ unsafe fn rows_product<const T: u8, const R: usize>(
                     );
                     let sc_lo = _mm512_shuffle_epi8(scales[c], pick_lo);
                     let sc_hi = _mm512_shuffle_epi8(scales[c], pick_hi);
-                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(lo, x_lo), sc_lo);
-                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(hi, x_hi), sc_hi);
+                    for r in 0..RA {
+                        let a = _mm512_dpwssd_epi32(
+                            iacc[c][r],
+                            _mm512_maddubs_epi16(lo, x_lo[r]),
+                            sc_lo,
+                        );
+                        iacc[c][r] =
+                            _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(hi, x_hi[r]), sc_hi);
+                    }
                 }
             }
         } else {
@@ -185,9 +243,9 @@ unsafe fn rows_product<const T: u8, const R: usize>(
             let fifth_shift = halves(_mm256_set1_epi16(4), _mm256_set1_epi16(3));
             let bit4 = _mm512_set1_epi8(0x10);
             let qs_at = if T == Q5 { 48 } else { 16 };
-            let mut qh = [_mm512_setzero_si512(); R];
-            let mut scales = [_mm512_setzero_si512(); R];
-            for c in 0..R {
+            let mut qh = [_mm512_setzero_si512(); CW];
+            let mut scales = [_mm512_setzero_si512(); CW];
+            for c in 0..CW {
                 d[c] = f16x8(p[c]);
                 dmin[c] = f16x8(p[c].add(2));
                 let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p[c].add(4), 12));
@@ -201,10 +259,12 @@ unsafe fn rows_product<const T: u8, const R: usize>(
                 }
             }
             for pair in 0..4 {
-                let xp = _mm512_loadu_si512(xq.add(64 * pair) as *const _);
+                let xp: [__m512i; RA] = std::array::from_fn(|r| {
+                    _mm512_loadu_si512(xq[r].add(at + 64 * pair) as *const _)
+                });
                 let s = 2 * pair as i16;
                 let pick = scale_pick([s, s, s + 1, s + 1]);
-                for c in 0..R {
+                for c in 0..CW {
                     let q = both_halves(p[c].add(qs_at + 32 * pair));
                     let mut nib = _mm512_and_si512(_mm512_srlv_epi16(q, shift), low4);
                     if T == Q5 {
@@ -213,29 +273,38 @@ unsafe fn rows_product<const T: u8, const R: usize>(
                         qh[c] = _mm512_srli_epi16(qh[c], 2);
                     }
                     let sc = _mm512_shuffle_epi8(scales[c], pick);
-                    iacc[c] = _mm512_dpwssd_epi32(iacc[c], _mm512_maddubs_epi16(nib, xp), sc);
+                    for r in 0..RA {
+                        iacc[c][r] =
+                            _mm512_dpwssd_epi32(iacc[c][r], _mm512_maddubs_epi16(nib, xp[r]), sc);
+                    }
                 }
             }
         }
-        // From here on `tile_k`'s steps for one activation row, lane for lane.
-        let sums = _mm256_loadu_si256(x.sums.as_ptr().add(16 * sb) as *const __m256i);
-        let dx = _mm256_set1_ps(*x.d.as_ptr().add(sb));
-        for c in 0..R {
-            let i = _mm256_add_epi32(
-                _mm512_castsi512_si256(iacc[c]),
-                _mm512_extracti64x4_epi64(iacc[c], 1),
-            );
-            let fix = _mm256_madd_epi16(per16[c], sums);
-            let s = _mm256_mul_ps(d[c], dx);
-            if T == Q6 {
-                let i = _mm256_sub_epi32(i, _mm256_slli_epi32(fix, 5));
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c]);
-            } else {
-                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c]);
-                let m = _mm256_mul_ps(dmin[c], dx);
-                acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(fix), m, acc[c]);
+        // From here on `tile_k`'s steps, lane for lane.
+        for r in 0..RA {
+            let sums = _mm256_loadu_si256(xs[r].add(16 * sb) as *const __m256i);
+            let dx = _mm256_set1_ps(*xd[r].add(sb));
+            for c in 0..CW {
+                let i = _mm256_add_epi32(
+                    _mm512_castsi512_si256(iacc[c][r]),
+                    _mm512_extracti64x4_epi64(iacc[c][r], 1),
+                );
+                let fix = _mm256_madd_epi16(per16[c], sums);
+                let s = _mm256_mul_ps(d[c], dx);
+                if T == Q6 {
+                    let i = _mm256_sub_epi32(i, _mm256_slli_epi32(fix, 5));
+                    acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
+                } else {
+                    acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
+                    let m = _mm256_mul_ps(dmin[c], dx);
+                    acc[c][r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(fix), m, acc[c][r]);
+                }
             }
         }
     }
-    std::array::from_fn(|c| hsum(acc[c]))
+    for c in 0..CW {
+        for r in 0..RA {
+            res[c][r] = hsum(acc[c][r]);
+        }
+    }
 }
