@@ -278,12 +278,7 @@ fn panel(
         // checked it) or `matmul_with` (which checks `supported`); `run` checked that `w` is
         // whole rows of `row_bytes` = K/block blocks and quantized x to `ty.act_format()`
         // with the same K.
-        // K-quants on 512-bit vectors, the other formats on the tiles.
-        Isa::Avx512Vnni => unsafe {
-            if !x86::wide_kquant::product(ty, w, row_bytes, x, out, stride) {
-                x86::vnni::panel(ty, w, row_bytes, x, out, stride)
-            }
-        },
+        Isa::Avx512Vnni => unsafe { x86::vnni::panel(ty, w, row_bytes, x, out, stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::avx2::panel(ty, w, row_bytes, x, out, stride) },

@@ -614,7 +614,7 @@ fn weight_rows_get_the_same_bits_in_any_company() {
 }
 
 /// On AVX-512 the 512-bit K-quant kernels (`x86::wide_kquant`) give the bits of the 256-bit
-/// VNNI tiles they stand in for, for every activation row count (whole tiles of four and
+/// VNNI tiles they stand in for (`x86::vnni256`), for every activation row count (whole tiles of four and
 /// tails) and weight row count (groups of four and tails).
 #[cfg(target_arch = "x86_64")]
 #[test]
@@ -636,13 +636,12 @@ fn wide_kquant_kernels_give_the_bits_of_the_tiles() {
                 let view = act.rows(0, m);
                 let mut tiles = vec![0f32; m * n];
                 let mut wide = vec![f32::NAN; m * n];
-                // SAFETY: VNNI checked above; w is n whole rows of `rb` bytes, x quantized in
-                // the K-quants' B256 format, the outputs m rows of n.
-                let handled = unsafe {
-                    super::x86::vnni::panel(ty, &w, rb, &view, &mut tiles, n);
-                    super::x86::wide_kquant::product(ty, &w, rb, &view, &mut wide, n)
-                };
-                assert!(handled, "{ty:?} has a 512-bit kernel");
+                // SAFETY: VNNI checked above; w is n whole rows of `rb` bytes, x
+                // quantized in the K-quants' B256 format, the outputs m rows of n.
+                unsafe {
+                    super::x86::vnni256::panel(ty, &w, rb, &view, &mut tiles, n);
+                    super::x86::vnni::panel(ty, &w, rb, &view, &mut wide, n);
+                }
                 for (i, (a, b)) in wide.iter().zip(&tiles).enumerate() {
                     assert_eq!(
                         a.to_bits(),

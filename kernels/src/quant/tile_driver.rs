@@ -9,15 +9,21 @@
 //! `unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(w: [*const u8; C],
 //! nblocks: usize, x: &XRows<R>, acc: &mut [[Acc; R]; C])` for 32-element blocks, `tile_k`
 //! likewise for 256-element super-blocks, `acc_zero() -> Acc` and `hsum(Acc) -> f32`.
+/// The weight types as the kernels' const parameter (`QuantType` cannot be one).
+pub(crate) mod kind {
+    pub const Q4_0: u8 = 0;
+    pub const Q5_0: u8 = 1;
+    pub const Q8_0: u8 = 2;
+    pub const Q4K: u8 = 3;
+    pub const Q5K: u8 = 4;
+    pub const Q6K: u8 = 5;
+    pub const MXFP4: u8 = 6;
+}
+
 macro_rules! tile_driver {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
-        const Q4_0: u8 = 0;
-        const Q5_0: u8 = 1;
-        const Q8_0: u8 = 2;
-        const Q4K: u8 = 3;
-        const Q5K: u8 = 4;
-        const Q6K: u8 = 5;
-        const MXFP4: u8 = 6;
+        #[allow(unused_imports)]
+        use super::super::tile_driver::kind::*;
 
         /// Bytes per block of type `t`.
         const fn block_bytes(t: u8) -> usize {

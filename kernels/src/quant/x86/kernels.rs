@@ -14,7 +14,7 @@
 //!   applied in the i16→i32 multiply-add; one conversion per super-block, where the Q4_K/Q5_K
 //!   minimums (dmin·m_j·Σx) or Q6_K's −32·Σ sc·x come in from the activations' 16-sums.
 macro_rules! x86_kernels {
-    ($features:literal, C = $cb:literal, R = $rb:literal) => {
+    ($features:literal, C = $cb:literal, R = $rb:literal $(, tile_k from $wide_k:ident)?) => {
         use super::super::activations::RowsView;
         use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
         use std::arch::x86_64::*;
@@ -188,8 +188,10 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row.
+        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row (or, where the invocation
+        /// names one, its kernel of the same contract and bits).
         #[inline]
+        #[allow(unreachable_code)]
         #[target_feature(enable = $features)]
         unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
             w: [*const u8; C],
@@ -197,6 +199,9 @@ macro_rules! x86_kernels {
             x: &XRows<R>,
             acc: &mut [[__m256; R]; C],
         ) {
+            $(
+                return super::$wide_k::tile_k::<T, C, R>(w, nsb, x.qs, x.d, x.sums, acc);
+            )?
             let bb = block_bytes(T);
             let low4 = _mm256_set1_epi8(0x0f);
             for sb in 0..nsb {

@@ -12,7 +12,7 @@ pub mod panel;
 mod prim_avx2;
 mod prim_vnni;
 mod quantize;
-pub(crate) mod wide_kquant;
+mod wide_kquant;
 
 /// AVX2 + FMA + F16C: 16 vector registers, so tiles of 2 weight rows × 4 activation rows.
 pub mod avx2 {
@@ -20,13 +20,15 @@ pub mod avx2 {
     super::kernels::x86_kernels!("avx2,fma,f16c", C = 2, R = 4);
 }
 
-/// AVX-512 VNNI tiles on 256-bit vectors: 32 registers, so 4 × 4 tiles.
+/// AVX-512 VNNI tiles: 32 registers, so 4 × 4 tiles; 256-bit vectors, but K-quants on 512-bit
+/// ones (`wide_kquant`).
 pub mod vnni {
     use super::prim_vnni as prim;
     super::kernels::x86_kernels!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
         C = 4,
-        R = 4
+        R = 4,
+        tile_k from wide_kquant
     );
 }
 
@@ -155,4 +157,16 @@ pub fn quantize(x: &[f32], block: usize, qs: &mut [i8], d: &mut [f32], s16: &mut
     // SAFETY: AVX2 and FMA are present; the buffer sizes were checked above.
     unsafe { quantize::quantize(x, block, qs, d, s16) };
     true
+}
+
+/// The VNNI tiles with their K-quants on 256-bit vectors too: what `wide_kquant` must match
+/// bit for bit (tests only).
+#[cfg(test)]
+pub mod vnni256 {
+    use super::prim_vnni as prim;
+    super::kernels::x86_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        C = 4,
+        R = 4
+    );
 }

@@ -13,102 +13,17 @@
 //! the same way on its low-nibble and high-bit-pair bytes. About half the operations per
 //! weight byte of the 256-bit tile, fewer still per activation row.
 //!
-//! Same bits as the tiles: the i32 sums of a super-block are exact, and the halves that held
-//! alternate chunks are added before the per-super-block float steps, which follow `tile_k`
-//! lane for lane (`one_row_gets_the_bits_it_gets_among_a_few` checks it).
-use super::super::activations::RowsView;
-use super::super::formats::{k_scales_mins, QuantType};
+//! It is the VNNI tile driver's `tile_k` (same contract: accumulators of C weight rows × R
+//! activation rows) and gives the same bits as the 256-bit one: the i32 sums of a super-block
+//! are exact, and the halves that held alternate chunks are added before the per-super-block
+//! float steps, which follow the 256-bit kernel lane for lane
+//! (`wide_kquant_kernels_give_the_bits_of_the_tiles` checks it).
+use super::super::formats::k_scales_mins;
+use super::super::tile_driver::kind::{Q4K, Q5K, Q6K};
 use std::arch::x86_64::*;
-
-/// Weight rows read side by side: each activation load serves all of them (as the VNNI tile's
-/// four weight rows do).
-const C: usize = 4;
-/// Activation rows per tile: C × R accumulators, C weight vectors and R activation vectors
-/// fit the 32 registers.
-const R: usize = 4;
 
 /// Bytes ahead of the super-block being read that are asked for (see `kernels.rs`).
 const PREFETCH_AHEAD: usize = 8192;
-
-/// The products of the weight rows `w` with every row of `x`: weight row j times activation
-/// row r to `out[j + r·stride]`; false (nothing written) for types other than the K-quants,
-/// which stay with the tiles.
-///
-/// # Safety
-/// The CPU must have AVX-512 F/BW/VL/VNNI, `x` be quantized in the B256 format, `w` hold whole
-/// rows of `row_bytes` = K/256 super-blocks of `ty`, and `out` every `j + r·stride`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn product(
-    ty: QuantType,
-    w: &[u8],
-    row_bytes: usize,
-    x: &RowsView<'_>,
-    out: &mut [f32],
-    stride: usize,
-) -> bool {
-    match ty {
-        QuantType::Q4K => rows_of_type::<Q4>(w, row_bytes, x, out, stride),
-        QuantType::Q5K => rows_of_type::<Q5>(w, row_bytes, x, out, stride),
-        QuantType::Q6K => rows_of_type::<Q6>(w, row_bytes, x, out, stride),
-        _ => return false,
-    }
-    true
-}
-
-/// The K-quant kinds, as the const parameter of the kernels.
-const Q4: u8 = 4;
-const Q5: u8 = 5;
-const Q6: u8 = 6;
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rows_of_type<const T: u8>(
-    w: &[u8],
-    row_bytes: usize,
-    x: &RowsView<'_>,
-    out: &mut [f32],
-    stride: usize,
-) {
-    let nrows = w.len() / row_bytes;
-    let mut j = 0;
-    while j < nrows {
-        if nrows - j >= C {
-            let rows: [*const u8; C] = std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
-            weight_rows::<T, C>(rows, x, out, j, stride);
-            j += C;
-        } else {
-            weight_rows::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, stride);
-            j += 1;
-        }
-    }
-}
-
-/// CW weight rows (from row j) against every row of x, up to R at a time.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn weight_rows<const T: u8, const CW: usize>(
-    w: [*const u8; CW],
-    x: &RowsView<'_>,
-    out: &mut [f32],
-    j: usize,
-    stride: usize,
-) {
-    let mut r = 0;
-    while r < x.rows {
-        let n = (x.rows - r).min(R);
-        let mut res = [[0f32; R]; CW];
-        match n {
-            1 => tile::<T, CW, 1>(w, x, r, &mut res),
-            2 => tile::<T, CW, 2>(w, x, r, &mut res),
-            3 => tile::<T, CW, 3>(w, x, r, &mut res),
-            _ => tile::<T, CW, R>(w, x, r, &mut res),
-        }
-        for (c, rc) in res.iter().enumerate() {
-            for (i, v) in rc.iter().enumerate().take(n) {
-                out[j + c + (r + i) * stride] = *v;
-            }
-        }
-        r += n;
-    }
-}
 
 /// A 512-bit vector holding `lo` in its lower half and `hi` in its upper half.
 #[inline]
@@ -142,51 +57,43 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
 }
 
-/// Σ over 8 lanes in the order of the tiles' `hsum`.
+/// `acc[c][r]` += the products of C weight rows (`w`, `nsb` super-blocks of type T each) with
+/// R activation rows (quants `xq`, per-256 scales `xd`, per-16 sums `xs`), as f32 lanes whose
+/// sum is the product.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW/VL/VNNI; T must be Q4K, Q5K or Q6K; each pointer must
+/// address `nsb` super-blocks of its data.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-/// The products of CW weight rows (`w`) with RA activation rows (from `r0`), into
-/// `res[c][r]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
-    w: [*const u8; CW],
-    x: &RowsView<'_>,
-    r0: usize,
-    res: &mut [[f32; R]; CW],
+pub(super) unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
+    w: [*const u8; C],
+    nsb: usize,
+    xq: [*const i8; R],
+    xd: [*const f32; R],
+    xs: [*const i16; R],
+    acc: &mut [[__m256; R]; C],
 ) {
     let block_bytes = match T {
-        Q4 => 144,
-        Q5 => 176,
+        Q4K => 144,
+        Q5K => 176,
         _ => 210,
     };
-    let nsb = x.k / 256;
-    let xq: [*const i8; RA] = std::array::from_fn(|r| x.qs[(r0 + r) * x.k..].as_ptr());
-    let xd: [*const f32; RA] = std::array::from_fn(|r| x.d[(r0 + r) * nsb..].as_ptr());
-    let xs: [*const i16; RA] = std::array::from_fn(|r| x.sums[(r0 + r) * 16 * nsb..].as_ptr());
     let low4 = _mm512_set1_epi8(0x0f);
-    let mut acc = [[_mm256_setzero_ps(); RA]; CW];
     for sb in 0..nsb {
-        let p: [*const u8; CW] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
+        let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
         for &pc in &p {
             for line in (0..block_bytes).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(pc.wrapping_add(line + PREFETCH_AHEAD) as *const i8);
             }
         }
         let at = 256 * sb;
-        let mut iacc = [[_mm512_setzero_si512(); RA]; CW];
+        let mut iacc = [[_mm512_setzero_si512(); R]; C];
         // Per weight row: d (and dmin) and the i16 vector multiplied with the 16-sums.
-        let mut d = [_mm256_setzero_ps(); CW];
-        let mut dmin = [_mm256_setzero_ps(); CW];
-        let mut per16 = [_mm256_setzero_si256(); CW];
-        if T == Q6 {
+        let mut d = [_mm256_setzero_ps(); C];
+        let mut dmin = [_mm256_setzero_ps(); C];
+        let mut per16 = [_mm256_setzero_si256(); C];
+        if T == Q6K {
             let mask = _mm512_set1_epi8(0x30);
             // qh's bits for the four chunks of a half: shifted into bits 4..6 of each byte.
             let lo_shift = halves(_mm256_set1_epi16(4), _mm256_set1_epi16(2));
@@ -194,8 +101,8 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
             let pick_lo = scale_pick([0, 1, 2, 3]);
             let pick_hi = scale_pick([4, 5, 6, 7]);
             // Per half of the super-block, per weight row: its eight scales in every lane.
-            let mut scales = [[_mm512_setzero_si512(); CW]; 2];
-            for c in 0..CW {
+            let mut scales = [[_mm512_setzero_si512(); C]; 2];
+            for c in 0..C {
                 d[c] = f16x8(p[c].add(208));
                 let all = _mm256_cvtepi8_epi16(_mm_loadu_si128(p[c].add(192) as *const __m128i));
                 per16[c] = all;
@@ -204,14 +111,14 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
             }
             for (h, scales) in scales.iter().enumerate() {
                 // Elements 128h..128h+64 (the low nibbles) and 128h+64..128h+128 (the high).
-                let x_lo: [__m512i; RA] =
+                let x_lo: [__m512i; R] =
                     std::array::from_fn(
                         |r| _mm512_loadu_si512(xq[r].add(at + 128 * h) as *const _),
                     );
-                let x_hi: [__m512i; RA] = std::array::from_fn(|r| {
+                let x_hi: [__m512i; R] = std::array::from_fn(|r| {
                     _mm512_loadu_si512(xq[r].add(at + 128 * h + 64) as *const _)
                 });
-                for c in 0..CW {
+                for c in 0..C {
                     let ql = _mm512_loadu_si512(p[c].add(64 * h) as *const _);
                     let qh = both_halves(p[c].add(128 + 32 * h));
                     let lo = _mm512_or_si512(
@@ -224,7 +131,7 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
                     );
                     let sc_lo = _mm512_shuffle_epi8(scales[c], pick_lo);
                     let sc_hi = _mm512_shuffle_epi8(scales[c], pick_hi);
-                    for r in 0..RA {
+                    for r in 0..R {
                         let a = _mm512_dpwssd_epi32(
                             iacc[c][r],
                             _mm512_maddubs_epi16(lo, x_lo[r]),
@@ -242,10 +149,10 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
             // bits per pair they are bits 0 (lower half) and 1 (upper), moved to bit 4.
             let fifth_shift = halves(_mm256_set1_epi16(4), _mm256_set1_epi16(3));
             let bit4 = _mm512_set1_epi8(0x10);
-            let qs_at = if T == Q5 { 48 } else { 16 };
-            let mut qh = [_mm512_setzero_si512(); CW];
-            let mut scales = [_mm512_setzero_si512(); CW];
-            for c in 0..CW {
+            let qs_at = if T == Q5K { 48 } else { 16 };
+            let mut qh = [_mm512_setzero_si512(); C];
+            let mut scales = [_mm512_setzero_si512(); C];
+            for c in 0..C {
                 d[c] = f16x8(p[c]);
                 dmin[c] = f16x8(p[c].add(2));
                 let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p[c].add(4), 12));
@@ -254,26 +161,26 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
                 // Each min twice: it applies to two 16-sums.
                 let mn = _mm_set1_epi64x(i64::from_le_bytes(mn));
                 per16[c] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
-                if T == Q5 {
+                if T == Q5K {
                     qh[c] = both_halves(p[c].add(16));
                 }
             }
             for pair in 0..4 {
-                let xp: [__m512i; RA] = std::array::from_fn(|r| {
+                let xp: [__m512i; R] = std::array::from_fn(|r| {
                     _mm512_loadu_si512(xq[r].add(at + 64 * pair) as *const _)
                 });
                 let s = 2 * pair as i16;
                 let pick = scale_pick([s, s, s + 1, s + 1]);
-                for c in 0..CW {
+                for c in 0..C {
                     let q = both_halves(p[c].add(qs_at + 32 * pair));
                     let mut nib = _mm512_and_si512(_mm512_srlv_epi16(q, shift), low4);
-                    if T == Q5 {
+                    if T == Q5K {
                         let fifth = _mm512_and_si512(_mm512_sllv_epi16(qh[c], fifth_shift), bit4);
                         nib = _mm512_or_si512(nib, fifth);
                         qh[c] = _mm512_srli_epi16(qh[c], 2);
                     }
                     let sc = _mm512_shuffle_epi8(scales[c], pick);
-                    for r in 0..RA {
+                    for r in 0..R {
                         iacc[c][r] =
                             _mm512_dpwssd_epi32(iacc[c][r], _mm512_maddubs_epi16(nib, xp[r]), sc);
                     }
@@ -281,17 +188,17 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
             }
         }
         // From here on `tile_k`'s steps, lane for lane.
-        for r in 0..RA {
+        for r in 0..R {
             let sums = _mm256_loadu_si256(xs[r].add(16 * sb) as *const __m256i);
             let dx = _mm256_set1_ps(*xd[r].add(sb));
-            for c in 0..CW {
+            for c in 0..C {
                 let i = _mm256_add_epi32(
                     _mm512_castsi512_si256(iacc[c][r]),
                     _mm512_extracti64x4_epi64(iacc[c][r], 1),
                 );
                 let fix = _mm256_madd_epi16(per16[c], sums);
                 let s = _mm256_mul_ps(d[c], dx);
-                if T == Q6 {
+                if T == Q6K {
                     let i = _mm256_sub_epi32(i, _mm256_slli_epi32(fix, 5));
                     acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
                 } else {
@@ -300,11 +207,6 @@ unsafe fn tile<const T: u8, const CW: usize, const RA: usize>(
                     acc[c][r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(fix), m, acc[c][r]);
                 }
             }
-        }
-    }
-    for c in 0..CW {
-        for r in 0..RA {
-            res[c][r] = hsum(acc[c][r]);
         }
     }
 }
