@@ -21,18 +21,15 @@ macro_rules! x86_kernels {
 
         super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
 
-        /// Bytes ahead of the block being read that `prefetch_ahead` asks for.
-        const PREFETCH_AHEAD: usize = 8192;
-
-        /// Ask for the weight bytes `PREFETCH_AHEAD` past `p`. Rows are read as a few
-        /// interleaved streams of a few hundred bytes each, too short for the hardware
-        /// prefetchers to lock on before they end (and they stop at every 4 KiB boundary), so
-        /// decode, which streams all weights from memory, would wait on each line. A hint only:
-        /// it never faults, even past the end of the weights.
+        /// Ask for the weight bytes `ahead` past `p` (`super::prefetch_distance`). Rows are
+        /// read as a few interleaved streams of a few hundred bytes each, too short for the
+        /// hardware prefetchers to lock on before they end (and they stop at every 4 KiB
+        /// boundary), so decode, which streams all weights from memory, would wait on each
+        /// line. A hint only: it never faults, even past the end of the weights.
         #[inline]
         #[target_feature(enable = $features)]
-        unsafe fn prefetch_ahead(p: *const u8) {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD) as *const i8);
+        unsafe fn prefetch_ahead(p: *const u8, ahead: usize) {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead) as *const i8);
         }
 
         type Acc = __m256;
@@ -119,13 +116,14 @@ macro_rules! x86_kernels {
                 MXFP4 => super::MXFP4_OFFSET,
                 _ => 128,
             };
+            let ahead = super::prefetch_distance(C, nb * bb);
             for b in 0..nb {
                 let mut wq = [_mm256_setzero_si256(); C];
                 let mut wabs = [_mm256_setzero_si256(); C];
                 let mut dw = [_mm256_setzero_ps(); C];
                 for c in 0..C {
                     let p = w[c].add(b * bb);
-                    prefetch_ahead(p);
+                    prefetch_ahead(p, ahead);
                     wq[c] = decode_b32::<T>(p);
                     if signed_q8 {
                         wabs[c] = _mm256_sign_epi8(wq[c], wq[c]);
@@ -204,12 +202,13 @@ macro_rules! x86_kernels {
             )?
             let bb = block_bytes(T);
             let low4 = _mm256_set1_epi8(0x0f);
+            let ahead = super::prefetch_distance(C, nsb * bb);
             for sb in 0..nsb {
                 let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * bb));
                 for &pc in &p {
                     // A super-block spans several lines: fetch each one ahead.
                     for line in (0..bb).step_by(64) {
-                        prefetch_ahead(pc.add(line));
+                        prefetch_ahead(pc.add(line), ahead);
                     }
                 }
                 // Per weight row: d (and dmin), the scales to shuffle chunk scales from, and

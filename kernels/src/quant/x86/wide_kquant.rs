@@ -22,9 +22,6 @@ use super::super::formats::k_scales_mins;
 use super::super::tile_driver::kind::{Q4K, Q5K, Q6K};
 use std::arch::x86_64::*;
 
-/// Bytes ahead of the super-block being read that are asked for (see `kernels.rs`).
-const PREFETCH_AHEAD: usize = 8192;
-
 /// A 512-bit vector holding `lo` in its lower half and `hi` in its upper half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -80,11 +77,13 @@ pub(super) unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
         _ => 210,
     };
     let low4 = _mm512_set1_epi8(0x0f);
+    // Weight bytes asked for ahead of the ones read (see `kernels.rs`).
+    let ahead = super::prefetch_distance(C, nsb * block_bytes);
     for sb in 0..nsb {
         let p: [*const u8; C] = std::array::from_fn(|c| w[c].add(sb * block_bytes));
         for &pc in &p {
             for line in (0..block_bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(pc.wrapping_add(line + PREFETCH_AHEAD) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(pc.wrapping_add(line + ahead) as *const i8);
             }
         }
         let at = 256 * sb;
