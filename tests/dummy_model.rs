@@ -131,3 +131,49 @@ fn dummy_mxfp4_experts_run_from_blocks() {
     )
     .is_err());
 }
+
+/// Dummy models quantized as llama.cpp quantizes to one type: every matrix whose rows are whole
+/// blocks is random blocks of that type (run in place by the CPU kernels), vectors stay f32;
+/// they run, reproducibly, in fewer bytes than f32, and a type dummy blocks do not come in is
+/// refused.
+#[test]
+fn dummy_quantized_models_run_from_blocks() {
+    use candle_core::quantized::GgmlDType;
+    use candor_models::dummy::{DummySource, DummyWeights};
+    use candor_models::weights::{BlockType, HostWeight};
+    let shape = find("llama", "tiny").unwrap();
+    let spec = shape.spec().unwrap();
+    let bytes =
+        |w: DummyWeights| DummySource::new(&spec, shape.tied_embeddings(), w, 0).stored_bytes();
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        let weights = DummyWeights::Quantized(dtype);
+        let run = |seed: u64| {
+            let opened = open_dummy(shape, weights, seed).unwrap();
+            let Ok(Some(HostWeight::Mapped(up))) = opened.source.get("blk.0.ffn_up.weight") else {
+                panic!("{dtype:?}: the matrices are not blocks");
+            };
+            assert_eq!(up.dtype, BlockType::Ggml(dtype));
+            let Ok(Some(HostWeight::Synthetic(norm))) = opened.source.get("blk.0.attn_norm.weight")
+            else {
+                panic!("{dtype:?}: a norm's weight is not float");
+            };
+            assert_eq!(norm.dtype, WeightDtype::F32);
+            forward(&opened)
+        };
+        let a = run(1);
+        assert!(a.iter().all(|v| v.is_finite()), "{dtype:?}");
+        assert_eq!(a, run(1), "{dtype:?}: same seed");
+        assert_ne!(a, run(2), "{dtype:?}: other seed");
+        assert!(
+            bytes(weights) < bytes(WeightDtype::F32.into()) / 3,
+            "{dtype:?}"
+        );
+    }
+    // The tiny rows (64 and 128 values) are no whole Q4_K blocks: those matrices stay f32.
+    let opened = open_dummy(shape, DummyWeights::Quantized(GgmlDType::Q4K), 1).unwrap();
+    assert!(matches!(
+        opened.source.get("blk.0.ffn_up.weight"),
+        Ok(Some(HostWeight::Synthetic(_)))
+    ));
+    assert!(open_dummy(shape, DummyWeights::Quantized(GgmlDType::F16), 0).is_err());
+}

@@ -9,8 +9,9 @@ use crate::loader::{ModelFormat, OpenedModel};
 use crate::spec::{Arch, ModelSpec};
 use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
-use crate::weights::synthetic::{mxfp4_blocks, tensor_seed, SyntheticWeight};
-use crate::weights::{HostWeight, WeightSource};
+use crate::weights::synthetic::{ggml_blocks, mxfp4_blocks, tensor_seed, SyntheticWeight};
+use crate::weights::{BlockType, HostWeight, WeightSource};
+use candle_core::quantized::GgmlDType;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -405,6 +406,9 @@ pub enum DummyWeights {
     /// As gpt-oss is published: the experts' matrices in MXFP4 (random blocks, read in place
     /// on the CPU), every other weight bf16. Memory as the real model's (gpt-oss-20b: 13 GB).
     Mxfp4Experts,
+    /// As llama.cpp quantizes a model to one type: every matrix whose rows are whole blocks
+    /// in random blocks of this type (Q4_0, Q8_0, Q4_K or Q6_K), routers and vectors f32.
+    Quantized(GgmlDType),
 }
 
 impl From<WeightDtype> for DummyWeights {
@@ -418,6 +422,7 @@ impl std::fmt::Display for DummyWeights {
         match self {
             DummyWeights::Float(d) => write!(f, "{d}"),
             DummyWeights::Mxfp4Experts => f.write_str("MXFP4 experts, BF16"),
+            DummyWeights::Quantized(d) => write!(f, "{}", ggml_name(*d)),
         }
     }
 }
@@ -428,7 +433,17 @@ impl DummyWeights {
         match self {
             DummyWeights::Float(d) => d,
             DummyWeights::Mxfp4Experts => WeightDtype::BF16,
+            DummyWeights::Quantized(_) => WeightDtype::F32,
         }
+    }
+}
+
+/// A GGML type as llama.cpp names it (`Q4_K`), for result documents.
+fn ggml_name(d: GgmlDType) -> String {
+    let debug = format!("{d:?}").to_uppercase();
+    match debug.strip_suffix('K') {
+        Some(base) if !base.ends_with('_') => format!("{base}_K"),
+        _ => debug,
     }
 }
 
@@ -472,11 +487,12 @@ impl DummySource {
             .iter()
             .map(|(name, (shape, _, _))| {
                 let elems = shape.iter().product::<usize>() as u64;
-                match self
-                    .in_mxfp4(name)
-                    .then(|| mxfp4::tensor_bytes(shape))
-                    .flatten()
-                {
+                let blocks = match self.block_type(name, shape) {
+                    Some(BlockType::Mxfp4) => mxfp4::tensor_bytes(shape),
+                    Some(dtype) => dtype.bytes_of(shape.iter().product()),
+                    None => None,
+                };
+                match blocks {
                     Some(bytes) => bytes as u64,
                     None => elems * float,
                 }
@@ -484,8 +500,20 @@ impl DummySource {
             .sum()
     }
 
-    fn in_mxfp4(&self, name: &str) -> bool {
-        self.weights == DummyWeights::Mxfp4Experts && expert_matrix(name)
+    /// The blocks tensor `name` is stored in, or None for a float tensor.
+    fn block_type(&self, name: &str, shape: &[usize]) -> Option<BlockType> {
+        match self.weights {
+            DummyWeights::Mxfp4Experts if expert_matrix(name) => Some(BlockType::Mxfp4),
+            // Matrices only, and not the routers (llama.cpp keeps those f32 too).
+            DummyWeights::Quantized(d)
+                if shape.len() == 2
+                    && shape[1].is_multiple_of(d.block_size())
+                    && !name.contains("ffn_gate_inp") =>
+            {
+                Some(BlockType::Ggml(d))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -495,9 +523,17 @@ impl WeightSource for DummySource {
             return Ok(None);
         };
         let seed = tensor_seed(self.seed, name);
-        if self.in_mxfp4(name) {
-            let blocks = mxfp4_blocks(seed, shape.clone(), lo.abs().max(hi.abs()))?;
-            return Ok(Some(HostWeight::Mapped(blocks)));
+        let max_abs = lo.abs().max(hi.abs());
+        match self.block_type(name, shape) {
+            Some(BlockType::Mxfp4) => {
+                let blocks = mxfp4_blocks(seed, shape.clone(), max_abs)?;
+                return Ok(Some(HostWeight::Mapped(blocks)));
+            }
+            Some(BlockType::Ggml(d)) => {
+                let blocks = ggml_blocks(seed, shape.clone(), d, max_abs)?;
+                return Ok(Some(HostWeight::Mapped(blocks)));
+            }
+            None => {}
         }
         Ok(Some(HostWeight::Synthetic(SyntheticWeight {
             shape: shape.clone(),
@@ -514,7 +550,7 @@ impl WeightSource for DummySource {
 }
 
 /// A dummy model, opened like a file: float weights are F32, F16 or BF16; MXFP4 experts need
-/// a mixture of experts whose rows are whole blocks.
+/// a mixture of experts whose rows are whole blocks; quantized ones a type dummy blocks come in.
 pub fn open_dummy(
     shape: &DummyShape,
     weights: impl Into<DummyWeights>,
@@ -536,6 +572,17 @@ pub fn open_dummy(
             "{} has no experts to store in MXFP4",
             shape.name()
         )));
+    }
+    if let DummyWeights::Quantized(d) = weights {
+        if !matches!(
+            d,
+            GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K
+        ) {
+            return Err(ModelError::Config(format!(
+                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {}",
+                ggml_name(d)
+            )));
+        }
     }
     let source = DummySource::new(&spec, shape.tied_embeddings(), weights, seed);
     Ok(OpenedModel {

@@ -1,6 +1,7 @@
 //! `--load-format dummy --arch A --size S`: a known model's shapes with random weights made on the
 //! backend's device (candor_models::dummy), for measuring speed without the weights.
 use crate::error::CliError;
+use candle_core::quantized::GgmlDType;
 use candor_models::backend::WeightDtype;
 use candor_models::dummy::{self, DummyShape, DummyWeights};
 use candor_models::loader::OpenedModel;
@@ -20,6 +21,18 @@ pub enum DummyDtype {
     Bf16,
     /// The experts' matrices in MXFP4, the rest bf16: gpt-oss as it is published.
     Mxfp4,
+    /// Every matrix in Q4_0 blocks (vectors f32), as llama.cpp's quantize makes it.
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// Every matrix in Q8_0 blocks.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Every matrix in Q4_K blocks (where rows are whole 256-element blocks, else f32).
+    #[value(name = "q4_k")]
+    Q4K,
+    /// Every matrix in Q6_K blocks (likewise).
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +67,10 @@ impl DummyArgs {
             DummyDtype::F16 => WeightDtype::F16.into(),
             DummyDtype::Bf16 => WeightDtype::BF16.into(),
             DummyDtype::Mxfp4 => DummyWeights::Mxfp4Experts,
+            DummyDtype::Q4_0 => DummyWeights::Quantized(GgmlDType::Q4_0),
+            DummyDtype::Q8_0 => DummyWeights::Quantized(GgmlDType::Q8_0),
+            DummyDtype::Q4K => DummyWeights::Quantized(GgmlDType::Q4K),
+            DummyDtype::Q6K => DummyWeights::Quantized(GgmlDType::Q6K),
         }
     }
 

@@ -9,6 +9,7 @@
 use super::{mxfp4, BlockType, MappedBlocks};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,51 @@ pub fn mxfp4_blocks(seed: u64, shape: Vec<usize>, max_abs: f32) -> Result<Mapped
     })
 }
 
+/// Random blocks of a GGML type (`shape`'s rows whole blocks), for dummy models quantized as
+/// llama.cpp quantizes: quants random over their range, every scale set so that the largest
+/// values are about `max_abs` (Q4_0, Q8_0, Q4_K, Q6_K; Q4_K's minimums and Q6_K's sub-block
+/// scales random too). Block b's bytes are a pure function of (seed, b).
+pub fn ggml_blocks(
+    seed: u64,
+    shape: Vec<usize>,
+    dtype: GgmlDType,
+    max_abs: f32,
+) -> Result<MappedBlocks> {
+    // Per type: the offsets of its f16 scales, each one's value, and the block's bytes.
+    let (scales, block_bytes): (&[(usize, f32)], usize) = match dtype {
+        // d·(q − 8), q in 0..16.
+        GgmlDType::Q4_0 => (&[(0, max_abs / 8.0)], 18),
+        // d·q, q in −128..128.
+        GgmlDType::Q8_0 => (&[(0, max_abs / 127.0)], 34),
+        // d·sc·q − dmin·m, sc and m 6-bit, q 4-bit: values in about [−max/2, max].
+        GgmlDType::Q4K => (&[(0, max_abs / 945.0), (2, max_abs / 126.0)], 144),
+        // d·sc·(q − 32), sc a signed byte, q 6-bit.
+        GgmlDType::Q6K => (&[(208, max_abs / 4096.0)], 210),
+        other => {
+            return Err(ModelError::Config(format!(
+                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {other:?}"
+            )))
+        }
+    };
+    let dtype = BlockType::Ggml(dtype);
+    let Some(len) = dtype.bytes_of(shape.iter().product()) else {
+        return Err(ModelError::Config(format!(
+            "{dtype:?} weights of shape {shape:?}: rows are not whole blocks"
+        )));
+    };
+    MappedBlocks::owned_with(len, dtype, shape, |out| {
+        for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
+            for (i, chunk) in block.chunks_mut(8).enumerate() {
+                let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
+                chunk.copy_from_slice(&bits[..chunk.len()]);
+            }
+            for &(at, value) in scales {
+                block[at..at + 2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes());
+            }
+        }
+    })
+}
+
 /// A stable per-tensor seed: FNV-1a of the name, mixed with the model seed.
 pub fn tensor_seed(model_seed: u64, name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -105,6 +151,42 @@ impl SyntheticWeight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random blocks of every dummy type decode to values within about the range asked for,
+    /// spread over it, the same for the same seed.
+    #[test]
+    fn ggml_blocks_decode_to_values_of_the_range() {
+        let max_abs = 0.5;
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
+            let blocks = ggml_blocks(3, vec![4, 512], dtype, max_abs).unwrap();
+            assert_eq!(blocks.dtype, BlockType::Ggml(dtype));
+            let again = ggml_blocks(3, vec![4, 512], dtype, max_abs).unwrap();
+            assert_eq!(blocks.bytes(), again.bytes(), "{dtype:?}: same seed");
+            let other = ggml_blocks(4, vec![4, 512], dtype, max_abs).unwrap();
+            assert_ne!(blocks.bytes(), other.bytes(), "{dtype:?}: other seed");
+            let values: Vec<f32> = blocks
+                .to_qtensor()
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let mean_abs = values.iter().map(|v| v.abs()).sum::<f32>() / values.len() as f32;
+            assert!(values.iter().all(|v| v.is_finite()), "{dtype:?}");
+            assert!(largest <= 1.01 * max_abs, "{dtype:?}: {largest}");
+            assert!(mean_abs > max_abs / 50.0, "{dtype:?}: mean |v| {mean_abs}");
+        }
+        assert!(ggml_blocks(3, vec![4, 512], GgmlDType::F16, max_abs).is_err());
+        assert!(ggml_blocks(3, vec![4, 100], GgmlDType::Q8_0, max_abs).is_err());
+    }
 
     #[test]
     fn values_are_deterministic_in_range_and_spread() {
