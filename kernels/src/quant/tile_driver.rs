@@ -18,25 +18,25 @@ pub(crate) mod kind {
     pub const Q5K: u8 = 4;
     pub const Q6K: u8 = 5;
     pub const MXFP4: u8 = 6;
+
+    /// Bytes per block of type `t`.
+    pub const fn block_bytes(t: u8) -> usize {
+        match t {
+            Q4_0 => 18,
+            Q5_0 => 22,
+            Q8_0 => 34,
+            Q4K => 144,
+            Q5K => 176,
+            MXFP4 => 17,
+            _ => 210,
+        }
+    }
 }
 
 macro_rules! tile_driver {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         #[allow(unused_imports)]
         use super::super::tile_driver::kind::*;
-
-        /// Bytes per block of type `t`.
-        const fn block_bytes(t: u8) -> usize {
-            match t {
-                Q4_0 => 18,
-                Q5_0 => 22,
-                Q8_0 => 34,
-                Q4K => 144,
-                Q5K => 176,
-                MXFP4 => 17,
-                _ => 210,
-            }
-        }
 
         /// Whether type `t` is a 256-element K-quant.
         const fn is_k_quant(t: u8) -> bool {

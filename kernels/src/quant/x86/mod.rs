@@ -3,7 +3,8 @@
 //! with AMX (Sapphire Rapids and later) prefill products run on its tiles in bf16
 //! (`amx_gemm`). On AVX-512 the row tiles keep 256-bit vectors; the products that run whole
 //! 512-bit operations best use them: a few activation rows with K-quant weights
-//! (`wide_kquant`, decode and small batches) and the repacked panels of eight or more rows (`panel`, prefill and batches).
+//! (`wide_kquant`, decode and small batches) and the repacked panels (`panel`, prefill and
+//! batches from `matmul::fused_panel_min_rows` rows on).
 pub mod amx;
 pub mod amx_gemm;
 pub(crate) mod bf16_tiles;

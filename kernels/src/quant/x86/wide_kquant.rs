@@ -19,7 +19,7 @@
 //! float steps, which follow the 256-bit kernel lane for lane
 //! (`wide_kquant_kernels_give_the_bits_of_the_tiles` checks it).
 use super::super::formats::k_scales_mins;
-use super::super::tile_driver::kind::{Q4K, Q5K, Q6K};
+use super::super::tile_driver::kind::{block_bytes, Q5K, Q6K};
 use std::arch::x86_64::*;
 
 /// A 512-bit vector holding `lo` in its lower half and `hi` in its upper half.
@@ -71,11 +71,7 @@ pub(super) unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
     xs: [*const i16; R],
     acc: &mut [[__m256; R]; C],
 ) {
-    let block_bytes = match T {
-        Q4K => 144,
-        Q5K => 176,
-        _ => 210,
-    };
+    let block_bytes = block_bytes(T);
     let low4 = _mm512_set1_epi8(0x0f);
     // Weight bytes asked for ahead of the ones read (see `kernels.rs`).
     let ahead = super::prefetch_distance(C, nsb * block_bytes);
