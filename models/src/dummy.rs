@@ -9,7 +9,9 @@ use crate::loader::{ModelFormat, OpenedModel};
 use crate::spec::{Arch, ModelSpec};
 use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
-use crate::weights::synthetic::{ggml_blocks, mxfp4_blocks, tensor_seed, SyntheticWeight};
+use crate::weights::synthetic::{
+    block_scales, ggml_blocks, ggml_name, mxfp4_blocks, tensor_seed, SyntheticWeight,
+};
 use crate::weights::{BlockType, HostWeight, WeightSource};
 use candle_core::quantized::GgmlDType;
 use serde_json::json;
@@ -438,15 +440,6 @@ impl DummyWeights {
     }
 }
 
-/// A GGML type as llama.cpp names it (`Q4_K`), for result documents.
-fn ggml_name(d: GgmlDType) -> String {
-    let debug = format!("{d:?}").to_uppercase();
-    match debug.strip_suffix('K') {
-        Some(base) if !base.ends_with('_') => format!("{base}_K"),
-        _ => debug,
-    }
-}
-
 /// Whether tensor `name` is one expert's matrix (`blk.L.ffn_up_exps.E.weight`).
 fn expert_matrix(name: &str) -> bool {
     name.contains("_exps.") && name.ends_with(".weight")
@@ -574,15 +567,8 @@ pub fn open_dummy(
         )));
     }
     if let DummyWeights::Quantized(d) = weights {
-        if !matches!(
-            d,
-            GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K
-        ) {
-            return Err(ModelError::Config(format!(
-                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {}",
-                ggml_name(d)
-            )));
-        }
+        // A type dummy blocks do not come in is refused here, before any weight is made.
+        block_scales(d, 1.0)?;
     }
     let source = DummySource::new(&spec, shape.tied_embeddings(), weights, seed);
     Ok(OpenedModel {

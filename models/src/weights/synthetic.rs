@@ -71,22 +71,8 @@ pub fn ggml_blocks(
     dtype: GgmlDType,
     max_abs: f32,
 ) -> Result<MappedBlocks> {
-    // Per type: the offsets of its f16 scales, each one's value, and the block's bytes.
-    let (scales, block_bytes): (&[(usize, f32)], usize) = match dtype {
-        // d·(q − 8), q in 0..16.
-        GgmlDType::Q4_0 => (&[(0, max_abs / 8.0)], 18),
-        // d·q, q in −128..128.
-        GgmlDType::Q8_0 => (&[(0, max_abs / 127.0)], 34),
-        // d·sc·q − dmin·m, sc and m 6-bit, q 4-bit: values in about [−max/2, max].
-        GgmlDType::Q4K => (&[(0, max_abs / 945.0), (2, max_abs / 126.0)], 144),
-        // d·sc·(q − 32), sc a signed byte, q 6-bit.
-        GgmlDType::Q6K => (&[(208, max_abs / 4096.0)], 210),
-        other => {
-            return Err(ModelError::Config(format!(
-                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {other:?}"
-            )))
-        }
-    };
+    let scales = block_scales(dtype, max_abs)?;
+    let block_bytes = dtype.type_size();
     let dtype = BlockType::Ggml(dtype);
     let Some(len) = dtype.bytes_of(shape.iter().product()) else {
         return Err(ModelError::Config(format!(
@@ -99,11 +85,41 @@ pub fn ggml_blocks(
                 let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
                 chunk.copy_from_slice(&bits[..chunk.len()]);
             }
-            for &(at, value) in scales {
+            for &(at, value) in &scales {
                 block[at..at + 2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes());
             }
         }
     })
+}
+
+/// The f16 scale fields of a dummy block of `dtype` (byte offset, value) that put its largest
+/// values at about `max_abs`; an error for a type dummy blocks do not come in.
+pub(crate) fn block_scales(dtype: GgmlDType, max_abs: f32) -> Result<Vec<(usize, f32)>> {
+    Ok(match dtype {
+        // d·(q − 8), q in 0..16.
+        GgmlDType::Q4_0 => vec![(0, max_abs / 8.0)],
+        // d·q, q in −128..128.
+        GgmlDType::Q8_0 => vec![(0, max_abs / 127.0)],
+        // d·sc·q − dmin·m, sc and m 6-bit, q 4-bit: values in about [−max/2, max].
+        GgmlDType::Q4K => vec![(0, max_abs / 945.0), (2, max_abs / 126.0)],
+        // d·sc·(q − 32), sc a signed byte, q 6-bit.
+        GgmlDType::Q6K => vec![(208, max_abs / 4096.0)],
+        other => {
+            return Err(ModelError::Config(format!(
+                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {}",
+                ggml_name(other)
+            )))
+        }
+    })
+}
+
+/// A GGML type as llama.cpp names it (`Q4_K`).
+pub(crate) fn ggml_name(d: GgmlDType) -> String {
+    let debug = format!("{d:?}").to_uppercase();
+    match debug.strip_suffix('K') {
+        Some(base) if !base.ends_with('_') => format!("{base}_K"),
+        _ => debug,
+    }
 }
 
 /// A stable per-tensor seed: FNV-1a of the name, mixed with the model seed.
