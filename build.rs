@@ -100,6 +100,12 @@ const PLUGINS: &[PluginBuild] = &[
         sources: REFERENCE_SOURCES,
         defines: &["CANDOR_FAULT_WRONG_GLU"],
     },
+    // A plugin written against ABI 1.0, for the tests that a newer candor keeps it correct.
+    PluginBuild {
+        name: "candor_reference_abi_1_0",
+        sources: REFERENCE_SOURCES,
+        defines: &["CANDOR_REFERENCE_ABI_1_0"],
+    },
     PluginBuild {
         name: "candor_layout_probe",
         sources: &["kernels/include/layout_probe.c"],

@@ -584,6 +584,62 @@ fn gpt_oss_mxfp4_experts_load_exactly() {
     assert!(max_abs_diff(&checkout, &reference) > 10.0 * exact.max(1e-6));
 }
 
+/// The logits of `TOKENS` from `path` on the device plugin at `plugin`, and the plugin's
+/// placement report (where each weight type went).
+#[cfg(unix)]
+fn plugin_logits(path: &Path, plugin: &Path) -> (Vec<f32>, String) {
+    use candor::backend::cpu::CpuBackend;
+    use candor::backend::plugin::PluginBackend;
+    use candor::engine::runner::{ModelRunner, Runner};
+    let opened = open_model(path, false).expect("open");
+    let backend = PluginBackend::load(plugin, CpuBackend::new(2)).expect("plugin");
+    let model = candor_models::DecoderModel::load(&backend, opened.spec.clone(), &*opened.source)
+        .expect("load on the plugin");
+    let report = backend.startup_report();
+    let mut runner = ModelRunner::new(backend, model, 4, 16).expect("runner");
+    let batch = Batch {
+        seqs: vec![SeqInput {
+            tokens: TOKENS.to_vec(),
+            start_pos: 0,
+            block_table: vec![0],
+            logits: LogitsWanted::All,
+            adapter: None,
+        }],
+    };
+    (runner.forward(&batch).expect("forward").data, report)
+}
+
+/// gpt-oss's MXFP4 experts on a device plugin: one of ABI 1.1 that keeps MXFP4 gets the
+/// blocks as they are (17 bytes a block); one of 1.0 gets them as the Q5_0 blocks they are
+/// exactly (22). Both compute in f32 what the CPU computes from the file dequantized.
+#[cfg(unix)]
+#[test]
+fn mxfp4_experts_reach_a_plugin_as_mxfp4_where_it_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mx = gpt_oss_gguf(dir.path(), "mxfp4.gguf", GgmlDType::F32, Experts::Mxfp4);
+    let want = logits_of(&mx, true);
+    let on_device = |report: &str| {
+        report
+            .split("weights on the device: ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (current, report) = plugin_logits(&mx, &plugins::reference());
+    assert!(on_device(&report).contains("MXFP4"), "{report}");
+    let (older, report) = plugin_logits(&mx, &plugins::variant("reference_abi_1_0"));
+    let placed = on_device(&report);
+    assert!(
+        placed.contains("Q5_0") && !placed.contains("MXFP4"),
+        "{report}"
+    );
+    for (name, got) in [("1.1", current), ("1.0", older)] {
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 1e-4, "ABI {name} plugin: logits differ by {diff}");
+    }
+}
+
 /// The tiny gpt-oss as OpenAI's own checkpoints store it: each expert stack transposed to
 /// `[experts, out, in]` and kept as MXFP4 codes and scales (`{stack}_blocks`, `{stack}_scales`,
 /// u8; byte j of a block holding elements 2j and 2j + 1), the rest as it is.

@@ -93,6 +93,42 @@ fn wrong_numbers_are_caught() {
     assert!(text(&out.stderr).contains("conformance case(s) failed"));
 }
 
+/// A plugin of ABI 1.0 still passes: the cases of 1.1's codes (attention sinks, the clamped
+/// SwiGLU) are reported as running on the CPU fallback, and MXFP4 products run on it as Q5_0.
+#[test]
+fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
+    let out = candor(&[
+        "devices",
+        "--conformance",
+        plugins::variant("reference_abi_1_0").to_str().unwrap(),
+    ]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{table}\n{}", text(&out.stderr));
+    assert!(table.contains(" 0 FAIL"), "{table}");
+    let sinks: Vec<&str> = rows(&table, "paged_attention")
+        .into_iter()
+        .filter(|l| l.contains("sinks"))
+        .collect();
+    let swiglu: Vec<&str> = rows(&table, "glu")
+        .into_iter()
+        .filter(|l| l.contains("SwigluOai"))
+        .collect();
+    for r in [&sinks, &swiglu] {
+        assert!(
+            !r.is_empty() && r.iter().all(|l| l.contains("unsupported")),
+            "{table}"
+        );
+    }
+    let mxfp4: Vec<&str> = rows(&table, "linear")
+        .into_iter()
+        .filter(|l| l.contains("MXFP4"))
+        .collect();
+    assert!(
+        !mxfp4.is_empty() && mxfp4.iter().all(|l| l.contains(" ok ")),
+        "{table}"
+    );
+}
+
 fn generated_ids(backend: &str) -> (Vec<u64>, serde_json::Value, String) {
     generated_ids_of("llama", backend)
 }
@@ -161,14 +197,33 @@ fn latent_attention_and_experts_on_the_reference_plugin_match_the_cpu() {
     assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
 }
 
-/// gpt-oss on a plugin: the ABI has no attention sinks and no clamped SwiGLU, so those two
-/// ops run on the CPU fallback (and say so), the rest on the plugin. The same greedy tokens.
+/// gpt-oss on a plugin of ABI 1.1: attention with sinks and the clamped SwiGLU run on the
+/// plugin (only the reference's deliberately missing gather_rows falls back). The same greedy
+/// tokens as the CPU.
 #[test]
-fn attention_sinks_and_clamped_swiglu_fall_back_to_the_cpu_on_a_plugin() {
+fn attention_sinks_and_clamped_swiglu_run_on_a_plugin() {
     let (cpu, _, _) = generated_ids_of("gpt_oss", "cpu");
     let plugin = format!("plugin:{}", plugins::reference().display());
     let (on_plugin, fallbacks, stderr) = generated_ids_of("gpt_oss", &plugin);
     assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    let ops: Vec<&str> = fallbacks
+        .as_object()
+        .expect("fallback counts")
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(ops, ["gather_rows"], "{fallbacks}");
+}
+
+/// A plugin written against ABI 1.0 (whose `supports_op` never looked at GLU variants or
+/// attention flags) is not asked about 1.1's: gpt-oss's sinks and clamped SwiGLU run on the
+/// CPU fallback there (and are counted), with the same greedy tokens.
+#[test]
+fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
+    let (cpu, _, _) = generated_ids_of("gpt_oss", "cpu");
+    let plugin = format!("plugin:{}", plugins::variant("reference_abi_1_0").display());
+    let (on_plugin, fallbacks, stderr) = generated_ids_of("gpt_oss", &plugin);
     assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
     for op in ["paged_attention", "glu"] {
         assert!(

@@ -1,5 +1,5 @@
 /*
- * candor_device.h — the custom-device C ABI of candor (version 1.0).
+ * candor_device.h — the custom-device C ABI of candor (version 1.1).
  *
  * A device plugin is a shared library (.so / .dylib / .dll) that exports ONE symbol:
  *
@@ -27,7 +27,11 @@
  *  - A function pointer may be NULL: the op is then unsupported, and candor runs it on its CPU
  *    backend with explicit copies (counted and reported as "fallback" ops).
  *  - `supports_op` must never crash, and must answer for the shapes given (a dimension of 0
- *    means "not known yet": answer for the op in general).
+ *    means "not known yet": answer for the op in general). Answer 0 for a variant, flag or dtype
+ *    you do not know: later minors add codes.
+ *  - Codes, flags and dtypes marked "(1.1)" are asked of, passed to and uploaded to a plugin only
+ *    when its table says abi_minor >= 1, so a plugin written against 1.0 that never checked
+ *    `variant` or `flags` is not misread.
  *
  * Layouts
  *  - Activations are F32, row-major and contiguous in candor 1.0: `[tokens, features]` or
@@ -49,7 +53,7 @@ extern "C" {
 #endif
 
 #define CANDOR_DEVICE_ABI_MAJOR 1u
-#define CANDOR_DEVICE_ABI_MINOR 0u
+#define CANDOR_DEVICE_ABI_MINOR 1u
 
 /* Name of the one exported symbol. */
 #define CANDOR_DEVICE_ENTRY_POINT "candor_device_get_api"
@@ -74,7 +78,11 @@ typedef uint32_t CandorDtype;
 #define CANDOR_DTYPE_Q4_K 7u /* 256 values, 144 bytes */
 #define CANDOR_DTYPE_Q5_K 8u /* 256 values, 176 bytes */
 #define CANDOR_DTYPE_Q6_K 9u /* 256 values, 210 bytes */
-#define CANDOR_DTYPE_COUNT 10u
+/* (1.1) 32 values: an e8m0 scale byte (2^(e-127)), 16 bytes of e2m1 nibbles, element i the low
+ * nibble of byte i and element i + 16 its high nibble (17 bytes; GGUF type 39, gpt-oss's
+ * experts). A plugin without it receives MXFP4 weights as the Q5_0 blocks they are exactly. */
+#define CANDOR_DTYPE_MXFP4 10u
+#define CANDOR_DTYPE_COUNT 11u
 /* Bit of a dtype in `CandorDeviceApi.dtype_mask`. */
 #define CANDOR_DTYPE_BIT(d) (UINT64_C(1) << (d))
 
@@ -124,10 +132,15 @@ typedef uint32_t CandorOp;
 /* GLU activation (`variant` of CANDOR_OP_GLU). */
 #define CANDOR_ACT_SILU 0u
 #define CANDOR_ACT_GELU_TANH 1u
+/* (1.1) gpt-oss's clamped SwiGLU: g = min(gate, 7), u = clamp(up, -7, 7),
+ * out = g * sigmoid(1.702 * g) * (u + 1). */
+#define CANDOR_ACT_SWIGLU_OAI 2u
 
 /* `flags` of CANDOR_OP_PAGED_ATTENTION. */
 #define CANDOR_ATTN_SLIDING_WINDOW 1u
 #define CANDOR_ATTN_SOFTCAP 2u
+/* (1.1) a learned sink logit per head: asked with `paged_attention_sinks` in mind. */
+#define CANDOR_ATTN_SINKS 4u
 /* `flags` of CANDOR_OP_LINEAR. */
 #define CANDOR_LINEAR_BIAS 1u
 
@@ -246,6 +259,17 @@ typedef struct CandorDeviceApi {
     CandorStatus (*argmax)(const CandorTensor *x, uint32_t *out_host);
     /* Element-wise copy with conversion between F32, F16 and BF16 (same shape). */
     CandorStatus (*cast)(const CandorTensor *src, const CandorTensor *dst);
+
+    /* ---- appended in 1.1 ---- */
+    /* paged_attention with a sink logit per head (gpt-oss): sinks is host memory, num_heads
+     * floats. Head h's weights over its scores s_j (after scale and softcap) become
+     * exp(s_j - m) / (exp(sinks[h] - m) + sum_i exp(s_i - m)), m = max(sinks[h], max_j s_j):
+     * the sink takes a share of the softmax and adds no value. The sink is neither scaled nor
+     * capped. */
+    CandorStatus (*paged_attention_sinks)(const CandorTensor *q, const CandorTensor *k_cache,
+                                          const CandorTensor *v_cache, const CandorSeq *seqs,
+                                          uint64_t n_seqs, const CandorAttention *params,
+                                          const float *sinks, const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -3,7 +3,7 @@
 //! `CANDOR_PLUGINS`; each CUDA GPU when built with CUDA (a CPU-only build shows one `cuda` row
 //! saying how to build with it; a CUDA build with no usable driver says why).
 use super::cpu::CpuBackend;
-use super::plugin::{ffi, Plugin};
+use super::plugin::Plugin;
 use candor_models::backend::Backend;
 use std::path::{Path, PathBuf};
 
@@ -102,14 +102,7 @@ fn plugin_row(path: &Path) -> DeviceRow {
     match Plugin::load(path) {
         Ok(p) => {
             let memory = p.memory();
-            let (major, minor) = p.abi();
-            let mut details = vec![format!("abi {major}.{minor}")];
-            details.extend(
-                ffi::WEIGHT_DTYPES
-                    .iter()
-                    .filter(|d| p.has_dtype(ffi::dtype_code(**d)))
-                    .map(|d| d.to_string()),
-            );
+            let details = p.features();
             DeviceRow {
                 backend,
                 name: p.name().to_string(),

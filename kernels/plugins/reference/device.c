@@ -18,6 +18,10 @@
  *   CANDOR_FAULT_FAIL_AT_CALL=N  the N-th rms_norm call fails (once) with a device error
  *   CANDOR_FAULT_CLAIMS_ALL      supports_op says yes to everything; gather_rows then fails
  *   CANDOR_FAULT_WRONG_GLU       glu returns numbers 1% off (the conformance suite must see it)
+ *   CANDOR_REFERENCE_ABI_1_0     a plugin written against ABI 1.0: minor 0, the 1.0 table (no
+ *                                paged_attention_sinks), no MXFP4, and a supports_op that, as a
+ *                                1.0 plugin might, never looks at GLU variants or attention
+ *                                flags (candor must not ask it about 1.1 codes)
  */
 #include "reference.h"
 
@@ -213,8 +217,18 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
                (op->dims[2] == 0 || ref_row_bytes(op->dtype, op->dims[2]) != 0);
     case CANDOR_OP_ROPE:
         return op->variant == CANDOR_ROPE_NEOX || op->variant == CANDOR_ROPE_INTERLEAVED;
+#ifdef CANDOR_REFERENCE_ABI_1_0
     case CANDOR_OP_GLU:
-        return op->variant == CANDOR_ACT_SILU || op->variant == CANDOR_ACT_GELU_TANH;
+    case CANDOR_OP_PAGED_ATTENTION:
+        return 1;
+#else
+    case CANDOR_OP_GLU:
+        return op->variant == CANDOR_ACT_SILU || op->variant == CANDOR_ACT_GELU_TANH ||
+               op->variant == CANDOR_ACT_SWIGLU_OAI;
+    case CANDOR_OP_PAGED_ATTENTION:
+        return (op->flags & ~(CANDOR_ATTN_SLIDING_WINDOW | CANDOR_ATTN_SOFTCAP |
+                              CANDOR_ATTN_SINKS)) == 0;
+#endif
     case CANDOR_OP_CAST: {
         int in = op->dtype <= CANDOR_DTYPE_BF16, out = op->dtype_out <= CANDOR_DTYPE_BF16;
         return in && out;
@@ -222,7 +236,6 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
     case CANDOR_OP_RMS_NORM:
     case CANDOR_OP_ADD_RMS_NORM:
     case CANDOR_OP_KV_WRITE:
-    case CANDOR_OP_PAGED_ATTENTION:
     case CANDOR_OP_ADD:
     case CANDOR_OP_MUL:
     case CANDOR_OP_SCALE:
@@ -275,23 +288,34 @@ static CandorStatus claimed_gather_rows(const CandorTensor *x, const uint32_t *r
 
 #ifdef CANDOR_FAULT_SMALL_STRUCT
 #define REF_STRUCT_SIZE ((uint32_t)offsetof(CandorDeviceApi, name))
+#elif defined(CANDOR_REFERENCE_ABI_1_0)
+#define REF_STRUCT_SIZE ((uint32_t)offsetof(CandorDeviceApi, paged_attention_sinks))
 #else
 #define REF_STRUCT_SIZE ((uint32_t)sizeof(CandorDeviceApi))
 #endif
 
 /* ---- the table ---- */
 
+#ifdef CANDOR_REFERENCE_ABI_1_0
+#define REF_ABI_MINOR 0u
+#define REF_MXFP4_BIT 0u
+#else
+#define REF_ABI_MINOR CANDOR_DEVICE_ABI_MINOR
+#define REF_MXFP4_BIT CANDOR_DTYPE_BIT(CANDOR_DTYPE_MXFP4)
+#endif
+
 static const CandorDeviceApi g_api = {
     REF_STRUCT_SIZE,
     REF_ABI_MAJOR,
-    CANDOR_DEVICE_ABI_MINOR,
+    REF_ABI_MINOR,
     0,
     "candor reference (host C)",
     "candor",
     CANDOR_DTYPE_BIT(CANDOR_DTYPE_F32) | CANDOR_DTYPE_BIT(CANDOR_DTYPE_F16) |
         CANDOR_DTYPE_BIT(CANDOR_DTYPE_BF16) | CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q4_0) |
         CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q5_0) | CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q8_0) |
-        CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q4_K) | CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q6_K),
+        CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q4_K) | CANDOR_DTYPE_BIT(CANDOR_DTYPE_Q6_K) |
+        REF_MXFP4_BIT,
     ref_memory_info,
     ref_last_error,
     ref_supports_op,
@@ -316,6 +340,7 @@ static const CandorDeviceApi g_api = {
     GATHER_ROWS_ENTRY,
     ref_argmax,
     ref_cast,
+    ref_paged_attention_sinks, /* past REF_STRUCT_SIZE in the 1.0 variant: candor never sees it */
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

@@ -5,6 +5,7 @@
  */
 #include "reference.h"
 
+#include <math.h>
 #include <string.h>
 
 static uint32_t bits_of(float f) {
@@ -87,6 +88,7 @@ size_t ref_block_elems(CandorDtype d) {
     case CANDOR_DTYPE_Q4_0:
     case CANDOR_DTYPE_Q5_0:
     case CANDOR_DTYPE_Q8_0:
+    case CANDOR_DTYPE_MXFP4:
         return 32;
     case CANDOR_DTYPE_Q4_K:
     case CANDOR_DTYPE_Q5_K:
@@ -117,6 +119,8 @@ size_t ref_block_bytes(CandorDtype d) {
         return 176;
     case CANDOR_DTYPE_Q6_K:
         return 210;
+    case CANDOR_DTYPE_MXFP4:
+        return 17;
     default:
         return 0;
     }
@@ -159,6 +163,19 @@ static void dequant_q8_0(const uint8_t *b, float *y) {
     const int8_t *qs = (const int8_t *)(b + 2);
     for (int j = 0; j < 32; j++) {
         y[j] = (float)qs[j] * d;
+    }
+}
+
+/* The e2m1 values doubled (0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives), so that with the
+ * e8m0 scale halved each element is an integer times a power of two, as ggml computes it. */
+static const int8_t k_mxfp4_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+static void dequant_mxfp4(const uint8_t *b, float *y) {
+    float d = ldexpf(1.0f, (int)b[0] - 128); /* 2^(e - 127), halved */
+    const uint8_t *qs = b + 1;
+    for (int j = 0; j < 16; j++) {
+        y[j] = (float)k_mxfp4_doubled[qs[j] & 0x0f] * d;
+        y[j + 16] = (float)k_mxfp4_doubled[qs[j] >> 4] * d;
     }
 }
 
@@ -231,6 +248,9 @@ int ref_weight_dtype_supported(CandorDtype d) {
     case CANDOR_DTYPE_Q8_0:
     case CANDOR_DTYPE_Q4_K:
     case CANDOR_DTYPE_Q6_K:
+#ifndef CANDOR_REFERENCE_ABI_1_0
+    case CANDOR_DTYPE_MXFP4:
+#endif
         return 1;
     default:
         return 0;
@@ -269,6 +289,9 @@ int ref_dequantize_row(CandorDtype d, const void *src, float *dst, int64_t n) {
             break;
         case CANDOR_DTYPE_Q6_K:
             dequant_q6_k(p, dst);
+            break;
+        case CANDOR_DTYPE_MXFP4:
+            dequant_mxfp4(p, dst);
             break;
         default:
             return -1;

@@ -246,10 +246,12 @@ CandorStatus ref_kv_write(const CandorTensor *k_cache, const CandorTensor *v_cac
     return CANDOR_OK;
 }
 
-CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_cache,
-                                 const CandorTensor *v_cache, const CandorSeq *seqs,
-                                 uint64_t n_seqs, const CandorAttention *p,
-                                 const CandorTensor *out) {
+/* Attention of both entries: `sinks` is NULL or one logit per head that joins each softmax's
+ * maximum and denominator (and adds no value). */
+static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
+                           const CandorTensor *v_cache, const CandorSeq *seqs, uint64_t n_seqs,
+                           const CandorAttention *p, const float *sinks,
+                           const CandorTensor *out) {
     F32_OR_FAIL(qs, q, "attention q");
     F32_OR_FAIL(kc, k_cache, "attention k_cache");
     F32_OR_FAIL(vc, v_cache, "attention v_cache");
@@ -297,7 +299,7 @@ CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_ca
             for (int64_t h = 0; h < heads; h++) {
                 const float *qh = qs + r * row + h * d;
                 int64_t kh = h / group;
-                float max = -INFINITY;
+                float max = sinks != NULL ? sinks[h] : -INFINITY;
                 for (int64_t j = first; j <= pos; j++) {
                     int64_t slot = (int64_t)s->block_table[j / p->block_size] * p->block_size +
                                    j % p->block_size;
@@ -315,7 +317,7 @@ CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_ca
                         max = sc;
                     }
                 }
-                float sum = 0.0f;
+                float sum = sinks != NULL ? expf(sinks[h] - max) : 0.0f;
                 for (int64_t j = first; j <= pos; j++) {
                     scores[j - first] = expf(scores[j - first] - max);
                     sum += scores[j - first];
@@ -337,7 +339,30 @@ CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_ca
     return CANDOR_OK;
 }
 
+CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_cache,
+                                 const CandorTensor *v_cache, const CandorSeq *seqs,
+                                 uint64_t n_seqs, const CandorAttention *params,
+                                 const CandorTensor *out) {
+    return attend(q, k_cache, v_cache, seqs, n_seqs, params, NULL, out);
+}
+
+CandorStatus ref_paged_attention_sinks(const CandorTensor *q, const CandorTensor *k_cache,
+                                       const CandorTensor *v_cache, const CandorSeq *seqs,
+                                       uint64_t n_seqs, const CandorAttention *params,
+                                       const float *sinks, const CandorTensor *out) {
+    REQUIRE(sinks != NULL, "attention: NULL sinks");
+    return attend(q, k_cache, v_cache, seqs, n_seqs, params, sinks, out);
+}
+
 static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* gpt-oss's clamped SwiGLU (the model's constants, as transformers and llama.cpp hold them). */
+static float swiglu_oai(float gate, float up) {
+    const float limit = 7.0f, alpha = 1.702f;
+    float g = gate < limit ? gate : limit;
+    float u = up < -limit ? -limit : (up > limit ? limit : up);
+    return g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
+}
 
 static float gelu_tanh(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
@@ -351,11 +376,16 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
     F32_OR_FAIL(o, out, "glu out");
     int64_t n = elems_of(gate);
     REQUIRE(elems_of(up) == n && elems_of(out) == n, "glu: shapes do not match");
-    REQUIRE(activation == CANDOR_ACT_SILU || activation == CANDOR_ACT_GELU_TANH,
+    REQUIRE(activation == CANDOR_ACT_SILU || activation == CANDOR_ACT_GELU_TANH ||
+                activation == CANDOR_ACT_SWIGLU_OAI,
             "glu: unknown activation %u", activation);
     for (int64_t i = 0; i < n; i++) {
-        float a = activation == CANDOR_ACT_SILU ? silu(g[i]) : gelu_tanh(g[i]);
-        o[i] = a * u[i];
+        if (activation == CANDOR_ACT_SWIGLU_OAI) {
+            o[i] = swiglu_oai(g[i], u[i]);
+        } else {
+            float a = activation == CANDOR_ACT_SILU ? silu(g[i]) : gelu_tanh(g[i]);
+            o[i] = a * u[i];
+        }
 #ifdef CANDOR_FAULT_WRONG_GLU
         o[i] *= 1.01f;
 #endif

@@ -49,6 +49,37 @@ fn op_desc(op: ffi::CandorOp, dims: &[usize]) -> CandorOpDesc {
     d
 }
 
+type Tp = *const CandorTensor;
+
+/// The attention entry a call goes to: the 1.0 function, or the 1.1 one with the sinks (host
+/// memory, one per head) it is passed.
+enum AttentionFn {
+    Plain(
+        unsafe extern "C" fn(
+            Tp,
+            Tp,
+            Tp,
+            *const ffi::CandorSeq,
+            u64,
+            *const ffi::CandorAttention,
+            Tp,
+        ) -> CandorStatus,
+    ),
+    Sinks(
+        unsafe extern "C" fn(
+            Tp,
+            Tp,
+            Tp,
+            *const ffi::CandorSeq,
+            u64,
+            *const ffi::CandorAttention,
+            *const f32,
+            Tp,
+        ) -> CandorStatus,
+        Arc<[f32]>,
+    ),
+}
+
 fn to_u32(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| err(format!("{what} {v} does not fit the plugin ABI (u32)")))
 }
@@ -261,6 +292,11 @@ impl PluginBackend {
         )
     }
 
+    /// Whether attention with sink logits can run on the plugin (ABI 1.1).
+    fn has_sinks(&self) -> bool {
+        self.plugin.speaks_minor(1) && self.api().paged_attention_sinks.is_some()
+    }
+
     fn has_function(&self, op: ffi::CandorOp) -> bool {
         let a = self.api();
         match op {
@@ -306,15 +342,15 @@ impl PluginBackend {
                 head_dim,
                 sliding_window,
                 softcap,
-                sinks: _,
+                sinks,
             } => {
                 d.op = ffi::OP_PAGED_ATTENTION;
                 d.dims[3] = *head_dim as i64;
-                d.flags = attn_flags(*sliding_window, *softcap);
+                d.flags = attn_flags(*sliding_window, *softcap, *sinks);
             }
             OpDesc::Glu { act } => {
                 d.op = ffi::OP_GLU;
-                d.variant = activation_code(*act).unwrap_or(u32::MAX);
+                d.variant = activation_code(*act);
             }
             OpDesc::Add => d.op = ffi::OP_ADD,
             OpDesc::Mul => d.op = ffi::OP_MUL,
@@ -335,22 +371,28 @@ fn rope_pairing(style: RopeStyle) -> u32 {
     }
 }
 
-/// The ABI's code of an activation; None for those the ABI has none for (gpt-oss's clamped
-/// SwiGLU), which run on the CPU fallback.
-fn activation_code(act: Activation) -> Option<u32> {
+/// The ABI's code of an activation.
+fn activation_code(act: Activation) -> u32 {
     match act {
-        Activation::Silu => Some(ffi::ACT_SILU),
-        Activation::GeluTanh => Some(ffi::ACT_GELU_TANH),
-        Activation::SwigluOai => None,
+        Activation::Silu => ffi::ACT_SILU,
+        Activation::GeluTanh => ffi::ACT_GELU_TANH,
+        Activation::SwigluOai => ffi::ACT_SWIGLU_OAI,
     }
 }
 
-fn attn_flags(sliding_window: bool, softcap: bool) -> u32 {
-    (if sliding_window {
-        ffi::ATTN_SLIDING_WINDOW
-    } else {
-        0
-    }) | (if softcap { ffi::ATTN_SOFTCAP } else { 0 })
+/// The ABI minor that gave an activation its code: a plugin of an older one is not asked.
+fn activation_minor(act: Activation) -> u32 {
+    match act {
+        Activation::Silu | Activation::GeluTanh => 0,
+        Activation::SwigluOai => 1,
+    }
+}
+
+fn attn_flags(sliding_window: bool, softcap: bool, sinks: bool) -> u32 {
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    flag(sliding_window, ffi::ATTN_SLIDING_WINDOW)
+        | flag(softcap, ffi::ATTN_SOFTCAP)
+        | flag(sinks, ffi::ATTN_SINKS)
 }
 
 impl Backend for PluginBackend {
@@ -360,14 +402,7 @@ impl Backend for PluginBackend {
 
     fn info(&self) -> DeviceInfo {
         let memory = self.plugin.memory();
-        let (major, minor) = self.plugin.abi();
-        let mut features = vec![format!("abi {major}.{minor}")];
-        features.extend(
-            ffi::WEIGHT_DTYPES
-                .iter()
-                .filter(|d| self.plugin.has_dtype(ffi::dtype_code(**d)))
-                .map(|d| d.to_string()),
-        );
+        let features = self.plugin.features();
         let vendor = self.plugin.vendor();
         DeviceInfo {
             name: self.plugin.name().to_string(),
@@ -381,14 +416,14 @@ impl Backend for PluginBackend {
     }
 
     fn supports(&self, op: &OpDesc) -> bool {
-        // No ABI function: latent attention runs expanded on plugins. No ABI field for sinks
-        // or code for the clamped SwiGLU: those run on the CPU fallback.
+        // No ABI function: latent attention runs expanded on plugins. Sinks and the clamped
+        // SwiGLU came in 1.1: a plugin of 1.0 runs them on the CPU fallback.
         match op {
-            OpDesc::HeadsLinear
-            | OpDesc::PagedAttention { sinks: true, .. }
-            | OpDesc::Glu {
-                act: Activation::SwigluOai,
-            } => return false,
+            OpDesc::HeadsLinear => return false,
+            OpDesc::PagedAttention { sinks: true, .. } if !self.has_sinks() => return false,
+            OpDesc::Glu { act } if !self.plugin.speaks_minor(activation_minor(*act)) => {
+                return false
+            }
             _ => {}
         }
         let d = Self::abi_desc(op);
@@ -435,7 +470,7 @@ impl Backend for PluginBackend {
 
     fn load_weight(&self, w: HostWeight) -> Result<PluginWeight> {
         let shape = w.shape();
-        let (dtype, bytes) = weight_bytes(&w)?;
+        let (dtype, bytes) = weight_bytes(&w, self.plugin.keeps_mxfp4())?;
         let device = if self.plugin.has_dtype(dtype) && !shape.is_empty() && shape.len() <= 4 {
             let buf = DeviceBuffer::alloc(&self.plugin, bytes.len() as u64)?;
             buf.write(0, &bytes)?;
@@ -443,10 +478,7 @@ impl Backend for PluginBackend {
         } else {
             None
         };
-        let name = ffi::WEIGHT_DTYPES
-            .iter()
-            .find(|d| ffi::dtype_code(**d) == dtype)
-            .map_or_else(|| format!("dtype {dtype}"), |d| d.to_string());
+        let name = ffi::dtype_name(dtype).unwrap_or_else(|| format!("dtype {dtype}"));
         if let Ok(mut p) = self.placement.lock() {
             let entry = p.entry(name).or_default();
             if device.is_some() {
@@ -734,8 +766,28 @@ impl Backend for PluginBackend {
             ffi::OP_PAGED_ATTENTION,
             &[t, params.num_heads, params.num_kv_heads, params.head_dim],
         );
-        desc.flags = attn_flags(params.sliding_window.is_some(), params.softcap.is_some());
-        if let (Some(f), None) = (self.api().paged_attention, &params.sinks) {
+        desc.flags = attn_flags(
+            params.sliding_window.is_some(),
+            params.softcap.is_some(),
+            params.sinks.is_some(),
+        );
+        // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head.
+        let (plain, with_sinks) = (self.api().paged_attention, self.api().paged_attention_sinks);
+        let call = match &params.sinks {
+            None => plain.map(AttentionFn::Plain),
+            Some(s) if s.len() == params.num_heads && self.has_sinks() => {
+                with_sinks.map(|f| AttentionFn::Sinks(f, s.clone()))
+            }
+            Some(s) if s.len() != params.num_heads => {
+                return Err(err(format!(
+                    "attention: {} sinks for {} heads",
+                    s.len(),
+                    params.num_heads
+                )))
+            }
+            Some(_) => None,
+        };
+        if let Some(f) = call {
             if self.plugin.supports(&desc) {
                 let abi_seqs = seqs
                     .iter()
@@ -766,16 +818,14 @@ impl Backend for PluginBackend {
                 );
                 let out = self.alloc(&[t, row])?;
                 let (qd, od) = (q.desc(), out.desc());
+                let (seqs_ptr, n_seqs) = (abi_seqs.as_ptr(), abi_seqs.len() as u64);
                 self.call(Op::PagedAttention, |_| unsafe {
-                    f(
-                        &qd,
-                        &kcd,
-                        &vcd,
-                        abi_seqs.as_ptr(),
-                        abi_seqs.len() as u64,
-                        &p,
-                        &od,
-                    )
+                    match &f {
+                        AttentionFn::Plain(f) => f(&qd, &kcd, &vcd, seqs_ptr, n_seqs, &p, &od),
+                        AttentionFn::Sinks(f, sinks) => {
+                            f(&qd, &kcd, &vcd, seqs_ptr, n_seqs, &p, sinks.as_ptr(), &od)
+                        }
+                    }
                 })?;
                 return Ok(out);
             }
@@ -811,14 +861,13 @@ impl Backend for PluginBackend {
         }
         let (rows, cols) = gate.rows_cols();
         let mut desc = op_desc(ffi::OP_GLU, &[rows, cols]);
-        let code = activation_code(act);
-        desc.variant = code.unwrap_or(u32::MAX);
+        desc.variant = activation_code(act);
         let (gd, ud) = (gate.desc(), up.desc());
         let f = self.api().glu;
         self.run(
             Op::Glu,
             &desc,
-            f.is_some() && code.is_some(),
+            f.is_some() && self.plugin.speaks_minor(activation_minor(act)),
             &gate.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&gd, &ud, desc.variant, od) }),
             |c| c.glu(&self.download_host(gate)?, &self.download_host(up)?, act),

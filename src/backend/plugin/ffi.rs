@@ -1,4 +1,4 @@
-//! The Rust mirror of `kernels/include/candor_device.h` (ABI 1.0). Field order, types and
+//! The Rust mirror of `kernels/include/candor_device.h` (ABI 1.1). Field order, types and
 //! constants follow the header exactly; the `layout` test checks sizes and offsets against what
 //! the C compiler makes of the header.
 #![allow(non_camel_case_types)]
@@ -6,7 +6,7 @@ use candor_models::backend::WeightDtype;
 use std::ffi::{c_char, c_void};
 
 pub const ABI_MAJOR: u32 = 1;
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 pub const ENTRY_POINT: &str = "candor_device_get_api";
 pub const MAX_RANK: usize = 4;
 
@@ -36,6 +36,8 @@ pub const DTYPE_Q8_0: CandorDtype = 6;
 pub const DTYPE_Q4_K: CandorDtype = 7;
 pub const DTYPE_Q5_K: CandorDtype = 8;
 pub const DTYPE_Q6_K: CandorDtype = 9;
+/// (1.1) gpt-oss's experts, as stored in GGUF (type 39).
+pub const DTYPE_MXFP4: CandorDtype = 10;
 
 /// The ABI code of a weight storage type.
 pub fn dtype_code(d: WeightDtype) -> CandorDtype {
@@ -50,6 +52,17 @@ pub fn dtype_code(d: WeightDtype) -> CandorDtype {
         WeightDtype::Q5K => DTYPE_Q5_K,
         WeightDtype::Q6K => DTYPE_Q6_K,
     }
+}
+
+/// The name of an ABI weight dtype, for listings and logs.
+pub fn dtype_name(code: CandorDtype) -> Option<String> {
+    if code == DTYPE_MXFP4 {
+        return Some("MXFP4".into());
+    }
+    WEIGHT_DTYPES
+        .iter()
+        .find(|d| dtype_code(**d) == code)
+        .map(|d| d.to_string())
 }
 
 /// Every weight dtype with its ABI code, for listings.
@@ -87,8 +100,12 @@ pub const ROPE_NEOX: u32 = 0;
 pub const ROPE_INTERLEAVED: u32 = 1;
 pub const ACT_SILU: u32 = 0;
 pub const ACT_GELU_TANH: u32 = 1;
+/// (1.1) gpt-oss's clamped SwiGLU.
+pub const ACT_SWIGLU_OAI: u32 = 2;
 pub const ATTN_SLIDING_WINDOW: u32 = 1;
 pub const ATTN_SOFTCAP: u32 = 2;
+/// (1.1) a sink logit per head (`paged_attention_sinks`).
+pub const ATTN_SINKS: u32 = 4;
 pub const LINEAR_BIAS: u32 = 1;
 
 /// `struct CandorBufferImpl *`: opaque to candor.
@@ -181,6 +198,19 @@ pub struct CandorDeviceApi {
     pub gather_rows: Option<unsafe extern "C" fn(T, *const u32, u64, T) -> S>,
     pub argmax: Option<unsafe extern "C" fn(T, *mut u32) -> S>,
     pub cast: Option<unsafe extern "C" fn(T, T) -> S>,
+    // Appended in 1.1.
+    pub paged_attention_sinks: Option<
+        unsafe extern "C" fn(
+            T,
+            T,
+            T,
+            *const CandorSeq,
+            u64,
+            *const CandorAttention,
+            *const f32,
+            T,
+        ) -> S,
+    >,
 }
 
 /// `candor_device_get_api`.
@@ -223,6 +253,7 @@ mod tests {
             offset_of!(CandorDeviceApi, embedding),
             offset_of!(CandorDeviceApi, paged_attention),
             offset_of!(CandorDeviceApi, cast),
+            offset_of!(CandorDeviceApi, paged_attention_sinks),
         ]
         .iter()
         .map(|&n| n as u64)

@@ -182,12 +182,40 @@ impl Plugin {
     pub fn abi(&self) -> (u32, u32) {
         (self.api.abi_major, self.api.abi_minor)
     }
+    /// Whether the plugin was written against ABI minor `minor` or later: the codes, flags and
+    /// dtypes that minor added may be asked of it (a plugin of an older minor may never have
+    /// checked `variant` or `flags`, so it is not asked about codes it cannot know).
+    pub fn speaks_minor(&self, minor: u32) -> bool {
+        self.api.abi_minor >= minor
+    }
     pub fn dtype_mask(&self) -> u64 {
         self.api.dtype_mask
     }
     /// Whether the device keeps buffers of this ABI dtype.
     pub fn has_dtype(&self, dtype: ffi::CandorDtype) -> bool {
         dtype < 64 && self.api.dtype_mask & (1u64 << dtype) != 0
+    }
+
+    /// Whether MXFP4 weights go to the device as they are (ABI 1.1 and the dtype's bit).
+    pub fn keeps_mxfp4(&self) -> bool {
+        self.speaks_minor(1) && self.has_dtype(ffi::DTYPE_MXFP4)
+    }
+
+    /// What `candor devices` and result documents say of the plugin: its ABI version and the
+    /// weight types it keeps.
+    pub fn features(&self) -> Vec<String> {
+        let (major, minor) = self.abi();
+        let mut features = vec![format!("abi {major}.{minor}")];
+        features.extend(
+            ffi::WEIGHT_DTYPES
+                .iter()
+                .filter(|d| self.has_dtype(ffi::dtype_code(**d)))
+                .map(|d| d.to_string()),
+        );
+        if self.keeps_mxfp4() {
+            features.push("MXFP4".into());
+        }
+        features
     }
 
     /// The checked table (functions past the plugin's struct_size are `None`).

@@ -6,7 +6,7 @@ use crate::backend::cpu::CpuWeight;
 use candle_core::quantized::GgmlDType;
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
-use candor_models::weights::{weight_dtype_of, HostWeight};
+use candor_models::weights::{weight_dtype_of, BlockType, HostWeight};
 use std::sync::Arc;
 
 pub(super) fn err(e: impl std::fmt::Display) -> ModelError {
@@ -64,7 +64,9 @@ impl PluginWeight {
 
 /// The bytes to upload for a host weight and their ABI dtype. Rank-1 weights (norms, biases)
 /// are always f32, as the header promises; matrices keep their stored type.
-pub(super) fn weight_bytes(w: &HostWeight) -> Result<(CandorDtype, Vec<u8>)> {
+/// MXFP4 goes as it is to a plugin that keeps it (`mxfp4`: ABI 1.1 and the dtype's bit), else
+/// as the Q5_0 blocks it is exactly (29% more bytes, the same values).
+pub(super) fn weight_bytes(w: &HostWeight, mxfp4: bool) -> Result<(CandorDtype, Vec<u8>)> {
     let code = |ggml: GgmlDType| {
         weight_dtype_of(ggml)
             .map(ffi::dtype_code)
@@ -74,7 +76,9 @@ pub(super) fn weight_bytes(w: &HostWeight) -> Result<(CandorDtype, Vec<u8>)> {
         HostWeight::Dense { tensor, .. } => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(tensor)?))),
         _ if w.shape().len() == 1 => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
         HostWeight::Quant(q) => Ok((code(q.dtype())?, q.data()?.into_owned())),
-        // MXFP4, which the ABI has no code for, goes as the Q5_0 blocks it is exactly.
+        HostWeight::Mapped(m) if mxfp4 && m.dtype == BlockType::Mxfp4 => {
+            Ok((ffi::DTYPE_MXFP4, m.bytes().to_vec()))
+        }
         HostWeight::Mapped(m) => {
             let (ggml, bytes) = m.ggml_blocks()?;
             Ok((code(ggml)?, bytes.into_owned()))
@@ -117,16 +121,32 @@ impl PluginKvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candor_models::weights::{mxfp4, BlockType, MappedBlocks};
+    use candor_models::weights::{mxfp4, MappedBlocks};
 
-    /// MXFP4 blocks, which the ABI has no code for, go to a plugin as the Q5_0 blocks they are
-    /// exactly (the values a plugin's Q5_0 dequantization reads are MXFP4's).
-    #[test]
-    fn mxfp4_blocks_go_as_q5_0() {
+    fn mxfp4_weight() -> (Vec<u8>, HostWeight) {
         let values: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) / 9.0).collect();
         let blocks = mxfp4::quantize_ggml(&values);
         let w = MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![2, 32]).unwrap();
-        let (dtype, bytes) = weight_bytes(&HostWeight::Mapped(w)).unwrap();
+        (blocks, HostWeight::Mapped(w))
+    }
+
+    /// A plugin that keeps MXFP4 (ABI 1.1) gets the blocks byte for byte.
+    #[test]
+    fn mxfp4_blocks_go_as_they_are_where_kept() {
+        let (blocks, w) = mxfp4_weight();
+        assert_eq!(
+            weight_bytes(&w, true).unwrap(),
+            (ffi::DTYPE_MXFP4, blocks.clone())
+        );
+        assert_eq!(blocks.len(), 2 * 17, "17 bytes a block of 32");
+    }
+
+    /// Elsewhere MXFP4 blocks go as the Q5_0 blocks they are exactly (the values a plugin's
+    /// Q5_0 dequantization reads are MXFP4's).
+    #[test]
+    fn mxfp4_blocks_go_as_q5_0_elsewhere() {
+        let (blocks, w) = mxfp4_weight();
+        let (dtype, bytes) = weight_bytes(&w, false).unwrap();
         assert_eq!(
             dtype,
             ffi::dtype_code(candor_models::backend::WeightDtype::Q5_0)

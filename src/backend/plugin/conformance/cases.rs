@@ -9,6 +9,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
+use candor_models::weights::{mxfp4, BlockType, HostWeight, MappedBlocks};
 
 /// NMSE bounds: float ops agree to rounding; the CPU backend's quantized products quantize the
 /// activations to 8 bits (as llama.cpp does) while a plugin may not, so they get ggml's bound
@@ -41,6 +42,13 @@ pub enum Case {
         n: usize,
         k: usize,
         bias: bool,
+    },
+    /// A product with MXFP4 weights (gpt-oss's experts; ABI 1.1), which reach a plugin without
+    /// the dtype as Q5_0 blocks.
+    LinearMxfp4 {
+        m: usize,
+        n: usize,
+        k: usize,
     },
     Rope {
         style: RopeStyle,
@@ -103,6 +111,8 @@ pub struct AttnCase {
     pub window: Option<usize>,
     pub softcap: Option<f32>,
     pub scale: f32,
+    /// A sink logit per head (gpt-oss; ABI 1.1).
+    pub sinks: bool,
 }
 
 impl AttnCase {
@@ -115,6 +125,7 @@ impl AttnCase {
             window: None,
             softcap: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            sinks: false,
         }
     }
 }
@@ -200,7 +211,24 @@ pub fn all_cases() -> Vec<Case> {
         scale: 2.0,
         ..AttnCase::new(vec![(0, 12), (30, 2)], 4, 2, 16)
     }));
-    for act in [Activation::Silu, Activation::GeluTanh] {
+    // gpt-oss's layers: sinks on full attention and on a window, prefill and decode together.
+    v.push(Attention(AttnCase {
+        sinks: true,
+        ..AttnCase::new(vec![(0, 29), (40, 1)], 8, 2, 64)
+    }));
+    v.push(Attention(AttnCase {
+        sinks: true,
+        window: Some(16),
+        ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
+    }));
+    for (m, n, k) in [(1, 67, 256), (7, 33, 512)] {
+        v.push(LinearMxfp4 { m, n, k });
+    }
+    for act in [
+        Activation::Silu,
+        Activation::GeluTanh,
+        Activation::SwigluOai,
+    ] {
         for (rows, cols) in [(1, 128), (7, 333)] {
             v.push(Glu { act, rows, cols });
         }
@@ -244,7 +272,7 @@ impl Case {
             Case::Embedding { .. } => Op::Embedding,
             Case::RmsNorm { .. } => Op::RmsNorm,
             Case::AddRmsNorm { .. } => Op::AddRmsNorm,
-            Case::Linear { .. } => Op::Linear,
+            Case::Linear { .. } | Case::LinearMxfp4 { .. } => Op::Linear,
             Case::Rope { .. } => Op::Rope,
             Case::KvWrite { .. } => Op::KvWrite,
             Case::Attention(_) => Op::PagedAttention,
@@ -262,6 +290,7 @@ impl Case {
     pub fn dtype(&self) -> String {
         match self {
             Case::Embedding { dtype, .. } | Case::Linear { dtype, .. } => dtype.to_string(),
+            Case::LinearMxfp4 { .. } => "MXFP4".into(),
             Case::Rope { style, .. } => match style {
                 RopeStyle::Neox => "F32 neox".into(),
                 RopeStyle::Interleaved => "F32 interleaved".into(),
@@ -285,6 +314,7 @@ impl Case {
                     if *bias { " + bias" } else { "" }
                 )
             }
+            Case::LinearMxfp4 { m, n, k } => format!("[{m}, {k}] x [{n}, {k}]ᵀ"),
             Case::Rope {
                 tokens,
                 heads,
@@ -317,6 +347,9 @@ impl Case {
                 if let Some(c) = a.softcap {
                     d.push_str(&format!(" softcap {c}"));
                 }
+                if a.sinks {
+                    d.push_str(" sinks");
+                }
                 d
             }
             Case::GatherRows { rows, cols, pick } => format!("[{rows}, {cols}] rows {pick:?}"),
@@ -336,6 +369,7 @@ impl Case {
     pub fn bound(&self) -> f64 {
         match self {
             Case::Linear { dtype, .. } if block_elems(*dtype) > 1 => QUANT_BOUND,
+            Case::LinearMxfp4 { .. } => QUANT_BOUND,
             Case::Linear {
                 dtype: WeightDtype::BF16,
                 ..
@@ -415,6 +449,13 @@ impl Case {
                 };
                 b.download(&b.linear(&x, &w, bias.as_ref())?)
             }
+            Case::LinearMxfp4 { m, n, k } => {
+                let x = up(b, &r.values(m * k, 1.0), &[*m, *k])?;
+                let blocks = mxfp4::quantize_ggml(&r.values(n * k, 0.5));
+                let w = MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![*n, *k])?;
+                let w = b.load_weight(HostWeight::Mapped(w))?;
+                b.download(&b.linear(&x, &w, None)?)
+            }
             Case::Rope {
                 style,
                 tokens,
@@ -442,8 +483,13 @@ impl Case {
             ),
             Case::Attention(a) => attention(b, &mut r, a),
             Case::Glu { act, rows, cols } => {
-                let g = up(b, &r.values(rows * cols, 4.0), &[*rows, *cols])?;
-                let u = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
+                // The clamped SwiGLU's inputs reach past its limits (±7) on both sides.
+                let (gs, us) = match act {
+                    Activation::SwigluOai => (10.0, 10.0),
+                    _ => (4.0, 1.0),
+                };
+                let g = up(b, &r.values(rows * cols, gs), &[*rows, *cols])?;
+                let u = up(b, &r.values(rows * cols, us), &[*rows, *cols])?;
                 b.download(&b.glu(&g, &u, *act)?)
             }
             Case::Add { rows, cols } | Case::Mul { rows, cols } => {
@@ -535,8 +581,8 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         scale: a.scale,
         sliding_window: a.window,
         softcap: a.softcap,
-        // The ABI has no sinks: attention with them runs on the CPU fallback, never here.
-        sinks: None,
+        // Large enough to take a real share of each softmax.
+        sinks: a.sinks.then(|| r.values(heads, 3.0).into()),
     };
     b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
 }
