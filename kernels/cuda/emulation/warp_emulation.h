@@ -80,6 +80,19 @@ inline unsigned atomicAdd(unsigned* p, unsigned v) {
   return std::atomic_ref<unsigned>(*p).fetch_add(v);
 }
 inline float __ldcg(const float* p) { return *p; }
+// prmt.b32 in its default mode: byte i of the result is byte (s >> 4i) & 7 of y:x, or, where
+// bit 3 of that selector is set, that byte's sign bit replicated.
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const uint64_t both = (uint64_t(y) << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) {
+    const unsigned sel = (s >> (4 * i)) & 0xfu;
+    unsigned byte = unsigned(both >> (8 * (sel & 7u))) & 0xffu;
+    if (sel & 8u) byte = (byte & 0x80u) ? 0xffu : 0u;
+    r |= byte << (8 * i);
+  }
+  return r;
+}
 template <typename T> inline T __ldg(const T* p) { return *p; }
 
 inline float __shfl_xor_sync(unsigned, float v, int mask) {
