@@ -373,6 +373,32 @@ fn dense_and_quantized_linear_match_the_cpu() {
     }
 }
 
+/// gpt-oss's MXFP4 experts kept as their blocks on the GPU: read directly for decode's few rows
+/// (1 to 8, each instance), expanded for cuBLAS beyond; against the CPU multiplying the same
+/// values as dense f32 weights (the blocks' values are exact in f32).
+#[test]
+fn mxfp4_linear_matches_the_cpu_on_the_values_of_its_blocks() {
+    use candor_models::weights::{mxfp4, BlockType, MappedBlocks};
+    let cpu = CpuBackend::new(2);
+    let (n, k) = (67, 512);
+    let blocks = mxfp4::quantize_ggml(&random(n * k, 21));
+    let values = mxfp4::dequantize_ggml(&blocks);
+    let mapped =
+        || HostWeight::Mapped(MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![n, k]).unwrap());
+    let bias = random(n, 22);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        for m in [1, 3, 8, 24] {
+            let x = random(m * k, 23 + m as u64);
+            let d = rel_diff(
+                &linear(&g, &x, mapped(), &bias, [m, k]),
+                &linear(&cpu, &x, dense(values.clone(), &[n, k]), &bias, [m, k]),
+            );
+            assert!(d < tol(act), "MXFP4 {act:?}, {m} rows: {d}");
+        }
+    }
+}
+
 #[test]
 fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
     let cpu = CpuBackend::new(2);

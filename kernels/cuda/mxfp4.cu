@@ -3,7 +3,7 @@
 // the Q5_0 blocks they are exactly they take 22 bytes: gpt-oss-120b's experts would need 80 GB
 // of an 80 GB H100 instead of 62.
 //
-// Layout on the device (src/backend/cuda/mxfp4.rs repacks the file's blocks at upload): every
+// Layout on the device (candor_models::weights::mxfp4::codes_then_scales, at upload): every
 // block's 16 code bytes first, row after row ([n, k/2] bytes, so a block's codes are one aligned
 // 16-byte load), then the scales ([n, k/32] bytes). Element i of a block is the low nibble of code
 // byte i, element i + 16 its high nibble (the file's order).
@@ -126,11 +126,11 @@ __device__ void mxfp4_expand(const uint8_t* __restrict__ codes, const uint8_t* _
   }
 }
 
-// mxfp4_matvec_<dtype>_<R> (R = 1, 2, 4, 8: the host picks the next power of two of the rows)
+// mxfp4_matvec_<dtype>_r<R> (R = 1, 2, 4, 8: the host picks the next power of two of the rows)
 // and mxfp4_expand_<dtype>.
 #define MXFP4_MATVEC(T, SUFFIX, R)                                                                \
   extern "C" __global__ void __launch_bounds__(MXFP4_WARPS * 32)                                  \
-      mxfp4_matvec_##SUFFIX##_##R(const uint8_t* codes, const uint8_t* scales, const T* bias,     \
+      mxfp4_matvec_##SUFFIX##_r##R(const uint8_t* codes, const uint8_t* scales, const T* bias,     \
                                   int has_bias, const T* x, T* y, int rows, int n, int k,         \
                                   int x_stride) {                                                 \
     mxfp4_matvec_rows<T, R>(codes, scales, bias, has_bias, x, y, rows, n, k, x_stride);           \

@@ -3,9 +3,9 @@
 // product of 1 to 8 rows on the 1, 2, 4 and 8-row instances, f32, f16 and bf16, with and without
 // a bias, on shapes that leave the last warp's columns partly past n and lanes without a block,
 // rows of x further apart than their length, every code, and scales from the subnormal
-// halves of e = 0 and 1 to 2^8; and the weight expanded to each dtype, bit for bit. The repack is the
-// one src/backend/cuda/mxfp4.rs makes (codes of every block, then the scales). Exit status:
-// failed checks.
+// halves of e = 0 and 1 to 2^8; and the weight expanded to each dtype, bit for bit. The repack is
+// mxfp4::codes_then_scales (models/src/weights/mxfp4.rs): codes of every block, then the scales.
+// Exit status: failed checks.
 #include "warp_emulation.h"
 
 #include "../mxfp4.cu"

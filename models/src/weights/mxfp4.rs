@@ -112,6 +112,30 @@ pub fn openai_to_ggml(codes: &[u8], scales: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// ggml MXFP4 blocks as the CUDA kernels keep them (kernels/cuda/mxfp4.cu): every block's 16
+/// code bytes first, in order, then every scale byte, so that a block's codes are one aligned
+/// 16-byte load.
+pub fn codes_then_scales(blocks: &[u8]) -> Result<Vec<u8>> {
+    if !blocks.len().is_multiple_of(GGML_BLOCK_BYTES) {
+        return Err(ModelError::Config(format!(
+            "{} bytes are not whole MXFP4 blocks",
+            blocks.len()
+        )));
+    }
+    let count = blocks.len() / GGML_BLOCK_BYTES;
+    let mut out = vec![0u8; blocks.len()];
+    let (codes, scales) = out.split_at_mut(count * (GGML_BLOCK_BYTES - 1));
+    for ((b, code), scale) in blocks
+        .chunks_exact(GGML_BLOCK_BYTES)
+        .zip(codes.chunks_exact_mut(GGML_BLOCK_BYTES - 1))
+        .zip(scales.iter_mut())
+    {
+        *scale = b[0];
+        code.copy_from_slice(&b[1..]);
+    }
+    Ok(out)
+}
+
 /// Q5_0 block bytes (as `ggml_to_q5_0` makes them) as a tensor of `shape`.
 pub fn q5_0_tensor(q5: &[u8], shape: Vec<usize>) -> Result<QTensor> {
     let elems: usize = shape.iter().product();
@@ -227,6 +251,20 @@ mod tests {
         for (x, y) in values.iter().zip(&a) {
             assert!((x - y).abs() <= 0.5 * x.abs().max(0.5), "{x} → {y}");
         }
+    }
+
+    /// Block i's 16 code bytes at 16·i, its scale after all the codes.
+    #[test]
+    fn codes_come_first_and_scales_after() {
+        let values: Vec<f32> = (0..96).map(|i| (i as f32 - 40.0) / 7.0).collect();
+        let file = quantize_ggml(&values);
+        let dev = codes_then_scales(&file).unwrap();
+        assert_eq!(dev.len(), file.len());
+        for (i, block) in file.chunks_exact(GGML_BLOCK_BYTES).enumerate() {
+            assert_eq!(&dev[16 * i..16 * (i + 1)], &block[1..]);
+            assert_eq!(dev[3 * 16 + i], block[0]);
+        }
+        assert!(codes_then_scales(&file[1..]).is_err());
     }
 
     #[test]

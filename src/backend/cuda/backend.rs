@@ -287,7 +287,7 @@ impl Backend for CudaBackend {
             ))
             .into());
         }
-        table.rows(&self.ids("embedding ids", ids)?, self.act)
+        table.rows(&self.ids("embedding ids", ids)?, self.act, &self.kernels)
     }
 
     fn rms_norm(&self, x: &Tensor, w: &CudaWeight, eps: f32) -> Result<Tensor> {
@@ -315,7 +315,7 @@ impl Backend for CudaBackend {
         if let Some(out) = self.matvec(MatvecInput::Rows(x), w, bias, MatvecTarget::Rows)? {
             return Ok(out.y);
         }
-        let y = w.matmul_t(x)?;
+        let y = w.matmul_t(x, &self.kernels)?;
         match bias {
             None => Ok(y),
             Some(b) => Ok(y.broadcast_add(dense(b, "bias")?)?),

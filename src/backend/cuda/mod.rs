@@ -22,6 +22,8 @@ mod kv;
 #[cfg(feature = "cuda")]
 pub mod matvec;
 #[cfg(feature = "cuda")]
+mod mxfp4;
+#[cfg(feature = "cuda")]
 mod rope_kv_write;
 #[cfg(feature = "cuda")]
 mod tensors;

@@ -1,16 +1,20 @@
 //! Weights on the GPU: dense matrices in the backend's activation dtype (cuBLAS through candle's
-//! matmul), or GGML blocks kept quantized for candle's quantized CUDA matmul.
+//! matmul), GGML blocks kept quantized for candle's quantized CUDA matmul, or MXFP4 blocks for
+//! candor's own kernels (`mxfp4`).
 use super::kernels::Kernels;
+use super::mxfp4::Mxfp4Weight;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candor_models::backend::WeightDtype;
 use candor_models::error::{ModelError, Result};
-use candor_models::weights::{HostWeight, SyntheticWeight};
+use candor_models::weights::{BlockType, HostWeight, SyntheticWeight};
 use std::sync::Arc;
 
 pub enum CudaWeight {
     Dense(Tensor),
     Quant(Arc<QTensor>),
+    /// gpt-oss's experts as the file's blocks (17 bytes a block of 32).
+    Mxfp4(Mxfp4Weight),
 }
 
 fn storage_dtype(d: WeightDtype) -> Result<DType> {
@@ -44,8 +48,10 @@ impl CudaWeight {
                     device,
                 )?))),
             },
+            HostWeight::Mapped(b) if b.dtype == BlockType::Mxfp4 => Ok(CudaWeight::Mxfp4(
+                Mxfp4Weight::load(b.bytes(), &b.shape, device)?,
+            )),
             HostWeight::Mapped(b) => {
-                // MXFP4 arrives as the Q5_0 blocks it is exactly (candle has no MXFP4 type).
                 let (dtype, bytes) = b.ggml_blocks()?;
                 Ok(CudaWeight::Quant(Arc::new(qtensor_from_ggml(
                     dtype,
@@ -74,7 +80,7 @@ impl CudaWeight {
         for p in parts {
             match p {
                 CudaWeight::Dense(t) => tensors.push(t),
-                CudaWeight::Quant(_) => return Ok(None),
+                CudaWeight::Quant(_) | CudaWeight::Mxfp4(_) => return Ok(None),
             }
         }
         let Some(first) = tensors.first() else {
@@ -89,7 +95,7 @@ impl CudaWeight {
     pub fn dense(&self) -> Option<&Tensor> {
         match self {
             CudaWeight::Dense(t) => Some(t),
-            CudaWeight::Quant(_) => None,
+            CudaWeight::Quant(_) | CudaWeight::Mxfp4(_) => None,
         }
     }
 
@@ -97,12 +103,14 @@ impl CudaWeight {
         match self {
             CudaWeight::Dense(t) => t.dims().to_vec(),
             CudaWeight::Quant(q) => q.shape().dims().to_vec(),
+            CudaWeight::Mxfp4(m) => m.shape().to_vec(),
         }
     }
 
     /// `x @ self^T` for `x` `[tokens, in]` in `act`.
-    pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn matmul_t(&self, x: &Tensor, kernels: &Kernels) -> Result<Tensor> {
         match self {
+            CudaWeight::Mxfp4(m) => kernels.mxfp4_matmul_t(x, m),
             CudaWeight::Dense(w) => Ok(x.matmul(&w.t()?)?),
             // candle's quantized CUDA kernels take f32 activations.
             CudaWeight::Quant(q) => {
@@ -114,10 +122,12 @@ impl CudaWeight {
     }
 
     /// Rows `ids` (u32 on the device) of an embedding table, in `act`.
-    pub fn rows(&self, ids: &Tensor, act: DType) -> Result<Tensor> {
+    pub fn rows(&self, ids: &Tensor, act: DType, kernels: &Kernels) -> Result<Tensor> {
         match self {
             CudaWeight::Dense(t) => Ok(t.index_select(ids, 0)?),
             CudaWeight::Quant(q) => Ok(q.embedding(ids)?.to_dtype(act)?),
+            // No model stores its embedding in MXFP4; expanded, should one ever.
+            CudaWeight::Mxfp4(m) => Ok(kernels.mxfp4_expand(m, act)?.index_select(ids, 0)?),
         }
     }
 }
