@@ -19,8 +19,8 @@
 #        candor on it, with the README's perplexity on the GPU and on the CPU; transformers on
 #        its shapes in bf16), qwen2.5-0.5b, qwen2.5-7b, split (8B
 #        decode after 4096 tokens with and without the attention's key splits), gpt-oss-20b (the
-#        mixture of experts with sinks, candor and transformers), ptx (the kernel tests on their
-#        PTX). A rerun names the parts the first run's budget skipped.
+#        mixture of experts with sinks, candor and transformers), gpt-oss-20b-mxfp4 (candor with
+#        the experts in MXFP4), ptx (the kernel tests on their PTX). A rerun names the parts the first run's budget skipped.
 #
 # Writes OUT_DIR/proof.log (everything, with a summary at the end) and OUT_DIR/results.tar: one
 # JSON per benchmark named like benches/results/ (…-LABEL.json, LABEL from the GPU's name: h100,
@@ -31,7 +31,7 @@ kit="${1:-.gpu-kit}"
 out="${2:-${OUT:-gpu-proof-out}}"
 budget="${GPU_PROOF_BUDGET_S:-400}"
 reps="${GPU_PROOF_REPS:-3}"
-parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec gguf qwen2.5-0.5b qwen2.5-7b split gpt-oss-20b ptx} "
+parts=" ${GPU_PROOF_PARTS:-tests llama-8b matvec gguf qwen2.5-0.5b qwen2.5-7b split gpt-oss-20b gpt-oss-20b-mxfp4 ptx} "
 start=$SECONDS
 results=/tmp/candor-proof-results
 rm -rf "$results" && mkdir -p "$results" "$out"
@@ -159,6 +159,13 @@ if part split; then
 fi
 # gpt-oss-20b's shapes (42 GB in bf16): experts routed on the host, sinks in the attention.
 part gpt-oss-20b && bench_pair "--arch gpt-oss --size 20b" gpt-oss-20b gpt-oss-20b 150
+# The same shapes as gpt-oss is published: experts in MXFP4 (mxfp4.cu: 17 bytes a block of 32 read
+# by the decode product, expanded for cuBLAS at prefill), the rest bf16. candor only: transformers'
+# MXFP4 path needs the triton kernels package, so its bf16 run above is the comparison.
+part gpt-oss-20b-mxfp4 && step "candor gpt-oss-20b-mxfp4" 150 "${gpu[@]}" "$bin/candor" bench \
+  --backend cuda --load-format dummy --arch gpt-oss --size 20b --dummy-dtype mxfp4 \
+  -p 512 -n 128 -b 1,8,32 -r "$reps" --profile-ops \
+  --json "$results/candor-bench-dummy-gpt-oss-20b-mxfp4-$label.json"
 # The kernels once more from their PTX (the fallback of a cubin the driver refuses, and what
 # GPUs newer than sm_90 run), JIT-compiled by the driver.
 part ptx && step "cuda_kernels (PTX)" 120 env CANDOR_CUDA_KERNELS=ptx "${gpu[@]}" "$bin/cuda_kernels"
