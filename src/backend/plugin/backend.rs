@@ -49,35 +49,11 @@ fn op_desc(op: ffi::CandorOp, dims: &[usize]) -> CandorOpDesc {
     d
 }
 
-type Tp = *const CandorTensor;
-
 /// The attention entry a call goes to: the 1.0 function, or the 1.1 one with the sinks (host
 /// memory, one per head) it is passed.
 enum AttentionFn {
-    Plain(
-        unsafe extern "C" fn(
-            Tp,
-            Tp,
-            Tp,
-            *const ffi::CandorSeq,
-            u64,
-            *const ffi::CandorAttention,
-            Tp,
-        ) -> CandorStatus,
-    ),
-    Sinks(
-        unsafe extern "C" fn(
-            Tp,
-            Tp,
-            Tp,
-            *const ffi::CandorSeq,
-            u64,
-            *const ffi::CandorAttention,
-            *const f32,
-            Tp,
-        ) -> CandorStatus,
-        Arc<[f32]>,
-    ),
+    Plain(ffi::PagedAttentionFn),
+    Sinks(ffi::PagedAttentionSinksFn, Arc<[f32]>),
 }
 
 fn to_u32(v: usize, what: &str) -> Result<u32> {

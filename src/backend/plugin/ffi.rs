@@ -160,6 +160,21 @@ pub struct CandorAttention {
 type T = *const CandorTensor;
 type S = CandorStatus;
 
+/// `paged_attention`: q, k cache, v cache, sequences, their count, parameters, out.
+pub type PagedAttentionFn =
+    unsafe extern "C" fn(T, T, T, *const CandorSeq, u64, *const CandorAttention, T) -> S;
+/// `paged_attention_sinks` (1.1): `PagedAttentionFn` with the sinks (host, one per head).
+pub type PagedAttentionSinksFn = unsafe extern "C" fn(
+    T,
+    T,
+    T,
+    *const CandorSeq,
+    u64,
+    *const CandorAttention,
+    *const f32,
+    T,
+) -> S;
+
 /// The function table. Every pointer is an `Option` so that a table zero-filled past the
 /// plugin's `struct_size` reads as "not provided".
 #[repr(C)]
@@ -186,9 +201,7 @@ pub struct CandorDeviceApi {
     pub linear: Option<unsafe extern "C" fn(T, T, T, T) -> S>,
     pub rope: Option<unsafe extern "C" fn(T, *const u32, *const f32, u32, u32, f32, T) -> S>,
     pub kv_write: Option<unsafe extern "C" fn(T, T, T, T, *const u32, u64) -> S>,
-    pub paged_attention: Option<
-        unsafe extern "C" fn(T, T, T, *const CandorSeq, u64, *const CandorAttention, T) -> S,
-    >,
+    pub paged_attention: Option<PagedAttentionFn>,
     pub glu: Option<unsafe extern "C" fn(T, T, u32, T) -> S>,
     pub add: Option<unsafe extern "C" fn(T, T, T) -> S>,
     pub mul: Option<unsafe extern "C" fn(T, T, T) -> S>,
@@ -199,18 +212,7 @@ pub struct CandorDeviceApi {
     pub argmax: Option<unsafe extern "C" fn(T, *mut u32) -> S>,
     pub cast: Option<unsafe extern "C" fn(T, T) -> S>,
     // Appended in 1.1.
-    pub paged_attention_sinks: Option<
-        unsafe extern "C" fn(
-            T,
-            T,
-            T,
-            *const CandorSeq,
-            u64,
-            *const CandorAttention,
-            *const f32,
-            T,
-        ) -> S,
-    >,
+    pub paged_attention_sinks: Option<PagedAttentionSinksFn>,
 }
 
 /// `candor_device_get_api`.
