@@ -47,6 +47,7 @@ fn reference_plugin_passes_conformance() {
         "softmax",
         "argmax",
         "cast",
+        "heads_linear",
     ] {
         let r = rows(&table, op);
         assert!(!r.is_empty(), "no rows for {op}:\n{table}");
@@ -94,7 +95,8 @@ fn wrong_numbers_are_caught() {
 }
 
 /// A plugin of ABI 1.0 still passes: the cases of 1.1's codes (attention sinks, the clamped
-/// SwiGLU) are reported as running on the CPU fallback, and MXFP4 products run on it as Q5_0.
+/// SwiGLU, per-head products) are reported as running on the CPU fallback, and MXFP4 products
+/// run on it as Q5_0.
 #[test]
 fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
     let out = candor(&[
@@ -113,7 +115,8 @@ fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
         .into_iter()
         .filter(|l| l.contains("SwigluOai"))
         .collect();
-    for r in [&sinks, &swiglu] {
+    let per_head = rows(&table, "heads_linear");
+    for r in [&sinks, &swiglu, &per_head] {
         assert!(
             !r.is_empty() && r.iter().all(|l| l.contains("unsupported")),
             "{table}"
@@ -185,16 +188,48 @@ fn generate_on_the_reference_plugin_matches_the_cpu() {
     );
 }
 
-/// DeepSeek's latent attention and experts on a plugin: the plugin has no per-head products,
-/// so latent attention runs expanded there (every head cached) while the CPU caches the latent
-/// once; the experts' outputs are added back through host memory. The same greedy tokens.
+/// DeepSeek's latent attention and experts on a plugin: with ABI 1.1's per-head products it
+/// caches the latent once per token as the CPU does; a 1.0 plugin has none, so there latent
+/// attention runs expanded (every head cached). The experts' outputs are added back through
+/// host memory. The same greedy tokens everywhere.
 #[test]
 fn latent_attention_and_experts_on_the_reference_plugin_match_the_cpu() {
     let (cpu, _, _) = generated_ids_of("deepseek_v3", "cpu");
-    let plugin = format!("plugin:{}", plugins::reference().display());
-    let (on_plugin, _, stderr) = generated_ids_of("deepseek_v3", &plugin);
     assert_eq!(cpu.len(), 12);
-    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    for path in [plugins::reference(), plugins::variant("reference_abi_1_0")] {
+        let plugin = format!("plugin:{}", path.display());
+        let (on_plugin, fallbacks, stderr) = generated_ids_of("deepseek_v3", &plugin);
+        assert_eq!(on_plugin, cpu, "{plugin}: greedy tokens differ: {stderr}");
+        assert!(fallbacks.get("heads_linear").is_none(), "{fallbacks}");
+    }
+}
+
+/// Which form latent attention takes on each plugin: the latent once per token where the
+/// plugin has per-head products (ABI 1.1), every head expanded where it has not (1.0).
+#[test]
+fn a_plugin_with_per_head_products_caches_the_latent() {
+    use candor::backend::cpu::CpuBackend;
+    use candor::backend::plugin::PluginBackend;
+    use candor_models::mla::CacheForm;
+    let opened =
+        candor_models::loader::open_model(&common::fixtures().join("tiny/deepseek_v3"), false)
+            .expect("open the fixture");
+    let latent = opened
+        .spec
+        .latent_attention
+        .expect("a latent-attention model");
+    for (path, form) in [
+        (plugins::reference(), CacheForm::Latent),
+        (plugins::variant("reference_abi_1_0"), CacheForm::Expanded),
+    ] {
+        let backend = PluginBackend::load(&path, CpuBackend::new(1)).expect("load the plugin");
+        assert_eq!(
+            CacheForm::for_backend(&backend, &latent),
+            form,
+            "{}",
+            path.display()
+        );
+    }
 }
 
 /// gpt-oss on a plugin of ABI 1.1: attention with sinks and the clamped SwiGLU run on the

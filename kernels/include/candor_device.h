@@ -123,7 +123,8 @@ typedef uint32_t CandorOp;
 #define CANDOR_OP_GATHER_ROWS 13u
 #define CANDOR_OP_ARGMAX 14u
 #define CANDOR_OP_CAST 15u
-#define CANDOR_OP_COUNT 16u
+#define CANDOR_OP_HEADS_LINEAR 16u /* (1.1) */
+#define CANDOR_OP_COUNT 17u
 
 /* RoPE pairing (`variant` of CANDOR_OP_ROPE). */
 #define CANDOR_ROPE_NEOX 0u        /* dimension i pairs with i + d/2 (HF rotate_half) */
@@ -154,6 +155,7 @@ typedef uint32_t CandorOp;
  *   KV_WRITE         {tokens, kv_heads, head_dim, slots in cache}
  *   PAGED_ATTENTION  {tokens, heads, kv_heads, head_dim}  flags = CANDOR_ATTN_*
  *   CAST             {elements}                     dtype = source, dtype_out = target
+ *   HEADS_LINEAR     {tokens, heads, out, in}       dtype = weight dtype
  */
 typedef struct CandorOpDesc {
     CandorOp op;
@@ -270,6 +272,14 @@ typedef struct CandorDeviceApi {
                                           const CandorTensor *v_cache, const CandorSeq *seqs,
                                           uint64_t n_seqs, const CandorAttention *params,
                                           const float *sinks, const CandorTensor *out);
+    /* A product per head: out[t, h, :] = w[h] . x[t, h, :], x [tokens, heads, in], w [heads,
+     * out, in] in any weight dtype, out [tokens, heads, out]. DeepSeek's latent attention takes
+     * its queries into the latent space and its outputs out of it with these, and caches the
+     * 576-wide latent once per token; without it candor caches every head's keys and values
+     * (DeepSeek-V3: 49152 values per token and layer) to run latent attention with the other
+     * ops. */
+    CandorStatus (*heads_linear)(const CandorTensor *x, const CandorTensor *w,
+                                 const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -27,7 +27,7 @@ PROBE_EXPORT uint64_t candor_layout_probe(uint64_t *out, uint64_t cap) {
         FIELD(CandorDeviceApi, supports_op), FIELD(CandorDeviceApi, buffer_alloc),
         FIELD(CandorDeviceApi, synchronize), FIELD(CandorDeviceApi, embedding),
         FIELD(CandorDeviceApi, paged_attention), FIELD(CandorDeviceApi, cast),
-        FIELD(CandorDeviceApi, paged_attention_sinks),
+        FIELD(CandorDeviceApi, paged_attention_sinks), FIELD(CandorDeviceApi, heads_linear),
     };
     uint64_t n = sizeof v / sizeof v[0];
     for (uint64_t i = 0; i < n && i < cap; i++) {

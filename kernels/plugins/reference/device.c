@@ -19,9 +19,10 @@
  *   CANDOR_FAULT_CLAIMS_ALL      supports_op says yes to everything; gather_rows then fails
  *   CANDOR_FAULT_WRONG_GLU       glu returns numbers 1% off (the conformance suite must see it)
  *   CANDOR_REFERENCE_ABI_1_0     a plugin written against ABI 1.0: minor 0, the 1.0 table (no
- *                                paged_attention_sinks), no MXFP4, and a supports_op that, as a
- *                                1.0 plugin might, never looks at GLU variants or attention
- *                                flags (candor must not ask it about 1.1 codes)
+ *                                paged_attention_sinks or heads_linear), no MXFP4, and a
+ *                                supports_op that, as a 1.0 plugin might, never looks at GLU
+ *                                variants or attention flags (candor must not ask it about
+ *                                1.1 codes)
  */
 #include "reference.h"
 
@@ -215,6 +216,11 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
         /* a block weight needs whole blocks per row (dims[2] = K; 0 = not known yet) */
         return ref_weight_dtype_supported(op->dtype) &&
                (op->dims[2] == 0 || ref_row_bytes(op->dtype, op->dims[2]) != 0);
+#ifndef CANDOR_REFERENCE_ABI_1_0
+    case CANDOR_OP_HEADS_LINEAR: /* the weight's dtype is 0 (F32) while not known yet */
+        return ref_weight_dtype_supported(op->dtype) &&
+               (op->dims[3] == 0 || ref_row_bytes(op->dtype, op->dims[3]) != 0);
+#endif
     case CANDOR_OP_ROPE:
         return op->variant == CANDOR_ROPE_NEOX || op->variant == CANDOR_ROPE_INTERLEAVED;
 #ifdef CANDOR_REFERENCE_ABI_1_0
@@ -340,7 +346,9 @@ static const CandorDeviceApi g_api = {
     GATHER_ROWS_ENTRY,
     ref_argmax,
     ref_cast,
-    ref_paged_attention_sinks, /* past REF_STRUCT_SIZE in the 1.0 variant: candor never sees it */
+    /* past REF_STRUCT_SIZE in the 1.0 variant: candor never sees these */
+    ref_paged_attention_sinks,
+    ref_heads_linear,
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

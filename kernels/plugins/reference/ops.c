@@ -194,6 +194,47 @@ CandorStatus ref_linear(const CandorTensor *x, const CandorTensor *w, const Cand
     return CANDOR_OK;
 }
 
+CandorStatus ref_heads_linear(const CandorTensor *x, const CandorTensor *w,
+                              const CandorTensor *out) {
+    REQUIRE(w != NULL && w->rank == 3 && ref_weight_dtype_supported(w->dtype),
+            "heads_linear: weight must be a 3-D tensor of a supported dtype");
+    int64_t heads = w->shape[0], n = w->shape[1], k = w->shape[2];
+    size_t row_bytes = ref_row_bytes(w->dtype, k);
+    REQUIRE(heads >= 0 && n >= 0 && row_bytes != 0,
+            "heads_linear: a row of %lld values is not whole blocks of dtype %u", (long long)k,
+            w->dtype);
+    const unsigned char *wd =
+        ref_tensor_data(w, (uint64_t)heads * (uint64_t)n * row_bytes, "heads_linear weight");
+    if (wd == NULL) {
+        return CANDOR_ERR_INVALID_ARGUMENT;
+    }
+    F32_OR_FAIL(xs, x, "heads_linear x");
+    F32_OR_FAIL(os, out, "heads_linear out");
+    REQUIRE(x->rank == 3 && x->shape[1] == heads && x->shape[2] == k,
+            "heads_linear: x is not [tokens, %lld, %lld]", (long long)heads, (long long)k);
+    int64_t tokens = x->shape[0];
+    REQUIRE(elems_of(out) == tokens * heads * n, "heads_linear: out has the wrong size");
+    float *row = malloc((size_t)(k > 0 ? k : 1) * sizeof *row);
+    if (row == NULL) {
+        return ref_fail(CANDOR_ERR_OUT_OF_MEMORY, "heads_linear: no memory for a weight row");
+    }
+    for (int64_t h = 0; h < heads; h++) {
+        for (int64_t j = 0; j < n; j++) {
+            ref_dequantize_row(w->dtype, wd + (size_t)(h * n + j) * row_bytes, row, k);
+            for (int64_t t = 0; t < tokens; t++) {
+                const float *xr = xs + (t * heads + h) * k;
+                float acc = 0.0f;
+                for (int64_t e = 0; e < k; e++) {
+                    acc += xr[e] * row[e];
+                }
+                os[(t * heads + h) * n + j] = acc;
+            }
+        }
+    }
+    free(row);
+    return CANDOR_OK;
+}
+
 CandorStatus ref_rope(const CandorTensor *x, const uint32_t *positions, const float *inv_freq,
                       uint32_t n_freq, uint32_t pairing, float mscale, const CandorTensor *out) {
     F32_OR_FAIL(xs, x, "rope x");

@@ -44,6 +44,8 @@ CandorStatus ref_add_rms_norm(const CandorTensor *x, const CandorTensor *residua
                               const CandorTensor *norm_out);
 CandorStatus ref_linear(const CandorTensor *x, const CandorTensor *w, const CandorTensor *bias,
                         const CandorTensor *out);
+CandorStatus ref_heads_linear(const CandorTensor *x, const CandorTensor *w,
+                              const CandorTensor *out);
 CandorStatus ref_rope(const CandorTensor *x, const uint32_t *positions, const float *inv_freq,
                       uint32_t n_freq, uint32_t pairing, float mscale, const CandorTensor *out);
 CandorStatus ref_kv_write(const CandorTensor *k_cache, const CandorTensor *v_cache,

@@ -283,7 +283,6 @@ fn check_rows(dims: &[usize], cols: usize, op: &str) -> Result<()> {
     Ok(())
 }
 
-/// Elementwise operands must agree exactly (no broadcasting in the decoder).
 /// `Backend::heads_linear` with candle's batched product: `[heads, tokens, in]` times
 /// `[heads, in, out]`.
 fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {

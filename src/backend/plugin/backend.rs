@@ -292,6 +292,7 @@ impl PluginBackend {
             ffi::OP_GATHER_ROWS => a.gather_rows.is_some(),
             ffi::OP_ARGMAX => a.argmax.is_some(),
             ffi::OP_CAST => a.cast.is_some(),
+            ffi::OP_HEADS_LINEAR => a.heads_linear.is_some(),
             _ => false,
         }
     }
@@ -334,7 +335,7 @@ impl PluginBackend {
             OpDesc::Softmax => d.op = ffi::OP_SOFTMAX,
             OpDesc::GatherRows => d.op = ffi::OP_GATHER_ROWS,
             OpDesc::Argmax => d.op = ffi::OP_ARGMAX,
-            OpDesc::HeadsLinear => {}
+            OpDesc::HeadsLinear => d.op = ffi::OP_HEADS_LINEAR,
         }
         d
     }
@@ -392,10 +393,10 @@ impl Backend for PluginBackend {
     }
 
     fn supports(&self, op: &OpDesc) -> bool {
-        // No ABI function: latent attention runs expanded on plugins. Sinks and the clamped
-        // SwiGLU came in 1.1: a plugin of 1.0 runs them on the CPU fallback.
+        // Per-head products, sinks and the clamped SwiGLU came in 1.1: on a plugin of 1.0,
+        // latent attention runs expanded and the others on the CPU fallback.
         match op {
-            OpDesc::HeadsLinear => return false,
+            OpDesc::HeadsLinear if !self.plugin.speaks_minor(1) => return false,
             OpDesc::PagedAttention { sinks: true, .. } if !self.has_sinks() => return false,
             OpDesc::Glu { act } if !self.plugin.speaks_minor(activation_minor(*act)) => {
                 return false
@@ -847,6 +848,33 @@ impl Backend for PluginBackend {
             &gate.shape,
             |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&gd, &ud, desc.variant, od) }),
             |c| c.glu(&self.download_host(gate)?, &self.download_host(up)?, act),
+        )
+    }
+
+    fn heads_linear(&self, x: &PluginTensor, w: &PluginWeight) -> Result<PluginTensor> {
+        let (t, h, n, k) = match (&x.shape[..], &w.shape[..]) {
+            (&[t, h, k], &[wh, n, wk]) if (wh, wk) == (h, k) => (t, h, n, k),
+            _ => {
+                return Err(err(format!(
+                    "heads_linear: x {:?} by w {:?}",
+                    x.shape, w.shape
+                )))
+            }
+        };
+        let mut desc = op_desc(ffi::OP_HEADS_LINEAR, &[t, h, n, k]);
+        desc.dtype = w.dtype;
+        let (xd, wd) = (x.desc(), w.desc());
+        let f = self.api().heads_linear;
+        self.run(
+            Op::HeadsLinear,
+            &desc,
+            f.is_some() && wd.is_some() && self.plugin.speaks_minor(1),
+            &[t, h, n],
+            |_, od| match (f, &wd) {
+                (Some(f), Some(wd)) => unsafe { f(&xd, wd, od) },
+                _ => UNSUPPORTED,
+            },
+            |c| c.heads_linear(&self.download_host(x)?, &w.host),
         )
     }
 

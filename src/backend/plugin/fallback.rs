@@ -21,10 +21,11 @@ pub enum Op {
     Softmax,
     GatherRows,
     Argmax,
+    HeadsLinear,
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -40,6 +41,7 @@ impl Op {
         Op::Softmax,
         Op::GatherRows,
         Op::Argmax,
+        Op::HeadsLinear,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +61,7 @@ impl Op {
             Op::Softmax => "softmax",
             Op::GatherRows => "gather_rows",
             Op::Argmax => "argmax",
+            Op::HeadsLinear => "heads_linear",
         }
     }
 }
@@ -66,7 +69,7 @@ impl Op {
 /// Per-op counts of CPU fallbacks; lock-free, shared by clones of the backend.
 #[derive(Debug, Default)]
 pub struct FallbackCounts {
-    counts: [AtomicU64; 15],
+    counts: [AtomicU64; Op::ALL.len()],
 }
 
 impl FallbackCounts {

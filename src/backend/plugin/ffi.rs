@@ -95,6 +95,8 @@ pub const OP_SOFTMAX: CandorOp = 12;
 pub const OP_GATHER_ROWS: CandorOp = 13;
 pub const OP_ARGMAX: CandorOp = 14;
 pub const OP_CAST: CandorOp = 15;
+/// (1.1) a product per head (`heads_linear`).
+pub const OP_HEADS_LINEAR: CandorOp = 16;
 
 pub const ROPE_NEOX: u32 = 0;
 pub const ROPE_INTERLEAVED: u32 = 1;
@@ -213,6 +215,7 @@ pub struct CandorDeviceApi {
     pub cast: Option<unsafe extern "C" fn(T, T) -> S>,
     // Appended in 1.1.
     pub paged_attention_sinks: Option<PagedAttentionSinksFn>,
+    pub heads_linear: Option<unsafe extern "C" fn(T, T, T) -> S>,
 }
 
 /// `candor_device_get_api`.
@@ -256,6 +259,7 @@ mod tests {
             offset_of!(CandorDeviceApi, paged_attention),
             offset_of!(CandorDeviceApi, cast),
             offset_of!(CandorDeviceApi, paged_attention_sinks),
+            offset_of!(CandorDeviceApi, heads_linear),
         ]
         .iter()
         .map(|&n| n as u64)

@@ -99,6 +99,14 @@ pub enum Case {
         rows: usize,
         cols: usize,
     },
+    /// A product per head (DeepSeek's latent attention; ABI 1.1): x `[tokens, heads, k]`, w
+    /// `[heads, n, k]` (f32: the matrices made from the model's at load).
+    HeadsLinear {
+        tokens: usize,
+        heads: usize,
+        n: usize,
+        k: usize,
+    },
 }
 
 /// One paged-attention check: `(start_pos, q_len)` per sequence of the batch.
@@ -253,6 +261,16 @@ pub fn all_cases() -> Vec<Case> {
         rows: 4,
         cols: 1000,
     });
+    // Latent attention's products in small: queries into the latent space, outputs out of it;
+    // one token and a prompt's worth.
+    for (tokens, heads, n, k) in [(1, 4, 72, 40), (9, 3, 40, 72)] {
+        v.push(HeadsLinear {
+            tokens,
+            heads,
+            n,
+            k,
+        });
+    }
     v
 }
 
@@ -284,6 +302,7 @@ impl Case {
             Case::Softmax { .. } => Op::Softmax,
             Case::GatherRows { .. } => Op::GatherRows,
             Case::Argmax { .. } => Op::Argmax,
+            Case::HeadsLinear { .. } => Op::HeadsLinear,
         }
     }
 
@@ -353,6 +372,12 @@ impl Case {
                 d
             }
             Case::GatherRows { rows, cols, pick } => format!("[{rows}, {cols}] rows {pick:?}"),
+            Case::HeadsLinear {
+                tokens,
+                heads,
+                n,
+                k,
+            } => format!("[{tokens}, {heads}, {k}] x [{heads}, {n}, {k}]ᵀ per head"),
             Case::RmsNorm { rows, cols }
             | Case::AddRmsNorm { rows, cols }
             | Case::Glu { rows, cols, .. }
@@ -521,6 +546,24 @@ impl Case {
             Case::Argmax { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
                 Ok(b.argmax(&x)?.into_iter().map(|i| i as f32).collect())
+            }
+            Case::HeadsLinear {
+                tokens,
+                heads,
+                n,
+                k,
+            } => {
+                let x = up(
+                    b,
+                    &r.values(tokens * heads * k, 1.0),
+                    &[*tokens, *heads, *k],
+                )?;
+                let w = b.load_weight(host_weight(
+                    &r.values(heads * n * k, 0.5),
+                    &[*heads, *n, *k],
+                    WeightDtype::F32,
+                )?)?;
+                b.download(&b.heads_linear(&x, &w)?)
             }
         }
     }
