@@ -30,7 +30,7 @@ use crate::activation::Act;
 pub use activations::{QuantizedRows, RowsView};
 pub use formats::{
     decode_block, dequantize, e8m0_half, k_scales_mins, set_scales, ActFormat, IntBlock, QuantType,
-    MXFP4_DOUBLED,
+    E8M0_HALF, MXFP4_DOUBLED,
 };
 pub use matmul::AMX_MIN_ROWS;
 

@@ -323,6 +323,10 @@ fn layouts_decode_to_known_values() {
     assert_eq!(v[0], 6.0 * 2f32.powi(-127));
     assert_eq!(e8m0_half(1), 2f32.powi(-127));
     assert_eq!(e8m0_half(255), 2f32.powi(127));
+    // The kernels' table holds the same bits for every byte.
+    for e in 0..=255u8 {
+        assert_eq!(E8M0_HALF[e as usize].to_bits(), e8m0_half(e).to_bits());
+    }
 }
 
 /// A row's product does not depend on how many rows share the call (decode GEMV, prefill

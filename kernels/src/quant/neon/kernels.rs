@@ -20,7 +20,7 @@
 macro_rules! neon_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
+        use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
         use super::decode;
         use std::arch::aarch64::*;
 
@@ -77,7 +77,7 @@ macro_rules! neon_kernels {
                         _ => decode::q8_0(p),
                     };
                     dw[c] = match T {
-                        MXFP4 => e8m0_half(*p),
+                        MXFP4 => E8M0_HALF[*p as usize],
                         _ => decode::f16_at(p),
                     };
                 }

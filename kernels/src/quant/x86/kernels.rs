@@ -16,7 +16,7 @@
 macro_rules! x86_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal $(, tile_k from $wide_k:ident)?) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
+        use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
         use std::arch::x86_64::*;
 
         super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
@@ -93,7 +93,7 @@ macro_rules! x86_kernels {
         #[target_feature(enable = $features)]
         unsafe fn scale_b32<const T: u8>(p: *const u8) -> __m256 {
             match T {
-                MXFP4 => _mm256_set1_ps(e8m0_half(*p)),
+                MXFP4 => _mm256_broadcast_ss(&E8M0_HALF[*p as usize]),
                 _ => f16x8(p),
             }
         }

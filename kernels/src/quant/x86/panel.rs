@@ -15,7 +15,7 @@
 //! Q6_K 32·scale. The activations come in the `Panel` format: per 32 a scale and, per 16 and
 //! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
-use super::super::formats::{e8m0_half, k_scales_mins, QuantType};
+use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -77,7 +77,7 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
                 let p = w.as_ptr().add(c * row_bytes + u * bb);
                 q[0][c] = quants_b32(ty, p);
                 match mxfp4 {
-                    true => exps[c] = e8m0_half(*p),
+                    true => exps[c] = E8M0_HALF[*p as usize],
                     false => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
                 }
             }
