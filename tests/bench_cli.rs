@@ -237,15 +237,35 @@ fn a_plugin_run_describes_the_plugins_device() {
     assert!(gpu["details"][0].as_str().unwrap().starts_with("abi 1."));
     // The host is described as the host, not as the plugin's device.
     assert_ne!(doc["hardware"]["cpu_model"], gpu["name"]);
-    // The plugin ABI has no device-to-device copy to time; its cache is F32 by the ABI.
+    // The plugin ABI has no device-to-device copy to time; an f32 model's cache is F32.
     assert!(doc["hardware"]["device_bandwidth_gbs"].is_null());
     assert_eq!(doc["kv_cache"]["element_bytes"], 4);
+    // Asked for f16, a plugin that keeps such caches (ABI 1.1) holds half the bytes.
+    let (_, doc) = bench_document(&[
+        "--offline",
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--backend",
+        &plugin,
+        "--kv-cache-dtype",
+        "f16",
+        "-m",
+        &model,
+    ]);
+    assert_eq!(doc["kv_cache"]["element_bytes"], 2);
 }
 
 #[test]
 fn bad_bench_arguments_are_clear_errors() {
     let model = common::fixtures().join("tiny/llama");
-    let plugin = format!("plugin:{}", common::plugins::reference().display());
+    let older_plugin = format!(
+        "plugin:{}",
+        common::plugins::variant("reference_abi_1_0").display()
+    );
     for (args, needle) in [
         (vec!["-r", "0"], "repetitions"),
         (vec!["-p", "0", "-n", "0"], "nothing to measure"),
@@ -255,8 +275,8 @@ fn bad_bench_arguments_are_clear_errors() {
         (vec!["-p", "999999"], "context"),
         (vec!["--serve", "localhost:1"], "base URL"),
         (
-            vec!["--backend", &plugin, "--kv-cache-dtype", "f16"],
-            "keeps this model's KV cache in f32",
+            vec!["--backend", &older_plugin, "--kv-cache-dtype", "f16"],
+            "keeps KV caches in f32 only",
         ),
         (vec!["--perplexity", "/nonexistent/text.txt"], "cannot read"),
         (

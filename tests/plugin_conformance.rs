@@ -137,8 +137,17 @@ fn generated_ids(backend: &str) -> (Vec<u64>, serde_json::Value, String) {
 }
 
 fn generated_ids_of(model: &str, backend: &str) -> (Vec<u64>, serde_json::Value, String) {
+    generated_ids_with(model, backend, &[])
+}
+
+/// `generated_ids_of` with `extra` arguments to `candor generate`.
+fn generated_ids_with(
+    model: &str,
+    backend: &str,
+    extra: &[&str],
+) -> (Vec<u64>, serde_json::Value, String) {
     let fixture = common::fixtures().join("tiny").join(model);
-    let out = candor(&[
+    let mut args = vec![
         "generate",
         "--model",
         fixture.to_str().unwrap(),
@@ -154,7 +163,9 @@ fn generated_ids_of(model: &str, backend: &str) -> (Vec<u64>, serde_json::Value,
         "json",
         "--backend",
         backend,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = candor(&args);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{backend}: {stderr}");
     let last = text(&out.stdout).lines().last().unwrap_or("").to_string();
@@ -185,6 +196,44 @@ fn generate_on_the_reference_plugin_matches_the_cpu() {
     assert!(
         stderr.contains("ops the plugin lacks (CPU fallback): gather_rows"),
         "{stderr}"
+    );
+}
+
+/// An f16 KV cache on a plugin that keeps one (ABI 1.1): the same greedy tokens as the CPU's
+/// f16 cache (the cache's rounding is the same; the plugin attends over the same values). A
+/// 1.0 plugin asked for one by name refuses, saying why.
+#[test]
+fn an_f16_cache_on_a_plugin_matches_the_cpus() {
+    let f16 = ["--kv-cache-dtype", "f16"];
+    let (cpu, _, _) = generated_ids_with("gemma3", "cpu", &f16);
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (on_plugin, fallbacks, stderr) = generated_ids_with("gemma3", &plugin, &f16);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    for op in ["kv_write", "paged_attention"] {
+        assert!(fallbacks.get(op).is_none(), "{op}: {fallbacks}");
+    }
+    let older = format!("plugin:{}", plugins::variant("reference_abi_1_0").display());
+    let fixture = common::fixtures().join("tiny/gemma3");
+    let out = candor(&[
+        "generate",
+        "--model",
+        fixture.to_str().unwrap(),
+        "--offline",
+        "--prompt-tokens",
+        "1,45",
+        "--max-tokens",
+        "2",
+        "--backend",
+        &older,
+        "--kv-cache-dtype",
+        "f16",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("keeps KV caches in f32 only"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -41,7 +41,10 @@
  *    Only dtypes whose bit is set in `dtype_mask` are uploaded; others stay on the host and every
  *    op that uses them falls back to the CPU. Rank-1 weights (norms, biases) are always F32.
  *  - The paged KV cache of a layer is two F32 tensors `[num_slots, kv_heads, head_dim]` with
- *    `slot = block_table[pos / block_size] * block_size + pos % block_size`.
+ *    `slot = block_table[pos / block_size] * block_size + pos % block_size`. (1.1) Or two F16
+ *    tensors, half the bytes, where `supports_op` says yes to KV_WRITE and PAGED_ATTENTION with
+ *    `dtype` = CANDOR_DTYPE_F16 (`dtype` is the cache's in those two descriptors: F32 in every
+ *    1.0 call): kv_write rounds k and v to nearest even, attention reads them widened to f32.
  */
 #ifndef CANDOR_DEVICE_H
 #define CANDOR_DEVICE_H
@@ -152,8 +155,8 @@ typedef uint32_t CandorOp;
  *   RMS_NORM, ADD_RMS_NORM, SOFTMAX, ARGMAX, GATHER_ROWS, GLU, ADD, MUL, SCALE, SOFTCAP
  *                    {rows, cols}
  *   ROPE             {tokens, heads, head_dim}      variant = pairing
- *   KV_WRITE         {tokens, kv_heads, head_dim, slots in cache}
- *   PAGED_ATTENTION  {tokens, heads, kv_heads, head_dim}  flags = CANDOR_ATTN_*
+ *   KV_WRITE         {tokens, kv_heads, head_dim, slots in cache}  dtype = cache (1.1)
+ *   PAGED_ATTENTION  {tokens, heads, kv_heads, head_dim}  flags = CANDOR_ATTN_*, dtype = cache
  *   CAST             {elements}                     dtype = source, dtype_out = target
  *   HEADS_LINEAR     {tokens, heads, out, in}       dtype = weight dtype
  */

@@ -64,8 +64,9 @@ pub struct BenchArgs {
     pub backend: BackendChoice,
     #[arg(long)]
     pub dequantize: bool,
-    /// KV cache element type: auto (CPU: f16 for quantized weights; CUDA: the activation
-    /// dtype; plugins: f32), f32, f16. Only the CPU can change it; elsewhere another is an error.
+    /// KV cache element type: auto (CPU, and plugins that keep f16 caches: f16 for quantized
+    /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16. CUDA keeps its one
+    /// type, and a plugin without f16 caches f32: another asked of them is an error.
     #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
     pub kv_cache_dtype: KvCacheDtype,
     #[arg(long, default_value_t = 42)]

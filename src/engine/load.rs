@@ -220,7 +220,12 @@ pub fn runner_for(
             crate::backend::cuda::CudaError::NotBuilt.to_string(),
         )),
         BackendChoice::Plugin(path) => runner_on(
-            plugin_backend(path, opts.threads, asked)?,
+            plugin_backend(
+                path,
+                opts.threads,
+                asked.resolve(opened, opts.dequantize)?,
+                asked,
+            )?,
             opened,
             opts.kv_tokens,
             profiler,
@@ -231,7 +236,9 @@ pub fn runner_for(
 }
 
 /// `--kv-cache-dtype` on a backend whose cache element type is fixed (`fixed`: f32, f16, bf16):
-/// `auto` or that very type; another is refused rather than silently ignored.
+/// `auto` or that very type; another is refused rather than silently ignored (CUDA, which
+/// keeps the activation dtype).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn check_fixed_kv_dtype(
     asked: KvCacheDtype,
     backend: &str,
@@ -259,19 +266,33 @@ pub fn plugin_runner(
     threads: usize,
     kv_tokens: usize,
 ) -> Result<Box<dyn Runner>, EngineError> {
-    let backend = plugin_backend(path, threads, KvCacheDtype::Auto)?;
+    let auto = KvCacheDtype::Auto;
+    let backend = plugin_backend(path, threads, auto.resolve(opened, false)?, auto)?;
     runner_on(backend, opened, kv_tokens, None, &[], log_plugin_placement)
 }
 
-/// Plugin caches are F32 by the ABI: `asked` must be auto or f32.
+/// A plugin backend whose KV cache holds `wanted` (the CPU's choice for the model: f16 for
+/// quantized or half-precision weights) where the plugin keeps that type (F16 caches came in
+/// ABI 1.1), else f32; f16 `asked` for by name and not kept is an error, not ignored.
 fn plugin_backend(
     path: &std::path::Path,
     threads: usize,
+    wanted: KvDtype,
     asked: KvCacheDtype,
 ) -> Result<PluginBackend, EngineError> {
-    check_fixed_kv_dtype(asked, "plugin", "f32")?;
-    PluginBackend::load(path, CpuBackend::new(threads))
-        .map_err(|e| EngineError::Backend(e.to_string()))
+    use crate::backend::plugin::ffi;
+    let backend = PluginBackend::load(path, CpuBackend::new(threads))
+        .map_err(|e| EngineError::Backend(e.to_string()))?;
+    let f16 = wanted == KvDtype::F16;
+    match (f16, backend.keeps_kv_cache(ffi::DTYPE_F16), asked) {
+        (true, true, _) => Ok(backend.with_kv_cache(ffi::DTYPE_F16)?),
+        (true, false, KvCacheDtype::F16) => Err(EngineError::Backend(format!(
+            "--kv-cache-dtype f16: the plugin `{}` keeps KV caches in f32 only (an f16 cache \
+             needs ABI 1.1 and its yes to kv_write and paged_attention in f16); use f32 or auto",
+            backend.plugin().name()
+        ))),
+        _ => Ok(backend),
+    }
 }
 
 /// Once the weights are loaded: where they went and which ops fall back to the CPU.
@@ -350,10 +371,10 @@ mod tests {
 
     #[test]
     fn a_fixed_cache_type_takes_auto_or_itself_only() {
-        assert!(check_fixed_kv_dtype(KvCacheDtype::Auto, "plugin", "f32").is_ok());
-        assert!(check_fixed_kv_dtype(KvCacheDtype::F32, "plugin", "f32").is_ok());
-        let e = check_fixed_kv_dtype(KvCacheDtype::F16, "plugin", "f32").unwrap_err();
-        assert!(e.to_string().contains("plugin backend keeps"), "{e}");
+        assert!(check_fixed_kv_dtype(KvCacheDtype::Auto, "CUDA", "f32").is_ok());
+        assert!(check_fixed_kv_dtype(KvCacheDtype::F32, "CUDA", "f32").is_ok());
+        let e = check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "f32").unwrap_err();
+        assert!(e.to_string().contains("CUDA backend keeps"), "{e}");
         assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "bf16").is_err());
         assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "f16").is_ok());
     }

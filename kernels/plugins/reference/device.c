@@ -21,8 +21,8 @@
  *   CANDOR_REFERENCE_ABI_1_0     a plugin written against ABI 1.0: minor 0, the 1.0 table (no
  *                                paged_attention_sinks or heads_linear), no MXFP4, and a
  *                                supports_op that, as a 1.0 plugin might, never looks at GLU
- *                                variants or attention flags (candor must not ask it about
- *                                1.1 codes)
+ *                                variants, attention flags or cache dtypes (candor must not
+ *                                ask it about 1.1 codes); F32 KV caches only
  */
 #include "reference.h"
 
@@ -233,7 +233,10 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
                op->variant == CANDOR_ACT_SWIGLU_OAI;
     case CANDOR_OP_PAGED_ATTENTION:
         return (op->flags & ~(CANDOR_ATTN_SLIDING_WINDOW | CANDOR_ATTN_SOFTCAP |
-                              CANDOR_ATTN_SINKS)) == 0;
+                              CANDOR_ATTN_SINKS)) == 0 &&
+               (op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16);
+    case CANDOR_OP_KV_WRITE: /* dtype: the cache's, F32 or F16 */
+        return op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16;
 #endif
     case CANDOR_OP_CAST: {
         int in = op->dtype <= CANDOR_DTYPE_BF16, out = op->dtype_out <= CANDOR_DTYPE_BF16;
@@ -241,7 +244,9 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
     }
     case CANDOR_OP_RMS_NORM:
     case CANDOR_OP_ADD_RMS_NORM:
+#ifdef CANDOR_REFERENCE_ABI_1_0
     case CANDOR_OP_KV_WRITE:
+#endif
     case CANDOR_OP_ADD:
     case CANDOR_OP_MUL:
     case CANDOR_OP_SCALE:

@@ -54,6 +54,37 @@ static float *f32_data(const CandorTensor *t, const char *what) {
 
 static int64_t last_dim(const CandorTensor *t) { return t->shape[t->rank - 1]; }
 
+/* A KV cache layer [slots, kv_heads, head_dim]: F32, or F16 (ABI 1.1), contiguous. Its data,
+ * or NULL with an error recorded. */
+static void *cache_data(const CandorTensor *t, const char *what) {
+    if (t == NULL || t->rank != 3 || !is_contiguous(t) || t->shape[0] < 0 || t->shape[1] < 0 ||
+        t->shape[2] < 0 ||
+        !(t->dtype == CANDOR_DTYPE_F32 || (REF_KV_F16 && t->dtype == CANDOR_DTYPE_F16))) {
+        ref_fail(CANDOR_ERR_INVALID_ARGUMENT, "%s: expected a contiguous [slots, heads, dim] cache",
+                 what);
+        return NULL;
+    }
+    uint64_t bytes = (uint64_t)elems_of(t) * (t->dtype == CANDOR_DTYPE_F16 ? 2u : 4u);
+    return ref_tensor_data(t, bytes, what);
+}
+
+/* Element i of a cache of dtype d, as f32 (f16 widens exactly). */
+static float kv_get(const void *cache, CandorDtype d, int64_t i) {
+    if (d == CANDOR_DTYPE_F16) {
+        return ref_f16_to_f32(((const uint16_t *)cache)[i]);
+    }
+    return ((const float *)cache)[i];
+}
+
+/* Store v as element i of a cache of dtype d (f16 rounded to nearest even). */
+static void kv_put(void *cache, CandorDtype d, int64_t i, float v) {
+    if (d == CANDOR_DTYPE_F16) {
+        ((uint16_t *)cache)[i] = ref_f32_to_f16(v);
+    } else {
+        ((float *)cache)[i] = v;
+    }
+}
+
 #define REQUIRE(cond, ...)                                                                    \
     do {                                                                                      \
         if (!(cond)) {                                                                        \
@@ -268,12 +299,16 @@ CandorStatus ref_rope(const CandorTensor *x, const uint32_t *positions, const fl
 CandorStatus ref_kv_write(const CandorTensor *k_cache, const CandorTensor *v_cache,
                           const CandorTensor *k, const CandorTensor *v, const uint32_t *slots,
                           uint64_t n_slots) {
-    F32_OR_FAIL(kc, k_cache, "kv_write k_cache");
-    F32_OR_FAIL(vc, v_cache, "kv_write v_cache");
+    void *kc = cache_data(k_cache, "kv_write k_cache");
+    void *vc = cache_data(v_cache, "kv_write v_cache");
+    if (kc == NULL || vc == NULL) {
+        return CANDOR_ERR_INVALID_ARGUMENT;
+    }
     F32_OR_FAIL(ks, k, "kv_write k");
     F32_OR_FAIL(vs, v, "kv_write v");
-    REQUIRE(k_cache->rank == 3 && elems_of(v_cache) == elems_of(k_cache),
-            "kv_write: caches must be [slots, kv_heads, head_dim]");
+    CandorDtype dt = k_cache->dtype;
+    REQUIRE(elems_of(v_cache) == elems_of(k_cache) && v_cache->dtype == dt,
+            "kv_write: the caches differ");
     int64_t num_slots = k_cache->shape[0], row = k_cache->shape[1] * k_cache->shape[2];
     REQUIRE(elems_of(k) == (int64_t)n_slots * row && elems_of(v) == elems_of(k),
             "kv_write: %llu slots for %lld values", (unsigned long long)n_slots,
@@ -281,8 +316,10 @@ CandorStatus ref_kv_write(const CandorTensor *k_cache, const CandorTensor *v_cac
     for (uint64_t i = 0; i < n_slots; i++) {
         REQUIRE(slots[i] < (uint64_t)num_slots, "kv_write: slot %u past the cache (%lld)",
                 slots[i], (long long)num_slots);
-        memcpy(kc + slots[i] * row, ks + i * row, (size_t)row * 4);
-        memcpy(vc + slots[i] * row, vs + i * row, (size_t)row * 4);
+        for (int64_t e = 0; e < row; e++) {
+            kv_put(kc, dt, (int64_t)slots[i] * row + e, ks[(int64_t)i * row + e]);
+            kv_put(vc, dt, (int64_t)slots[i] * row + e, vs[(int64_t)i * row + e]);
+        }
     }
     return CANDOR_OK;
 }
@@ -294,9 +331,13 @@ static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
                            const CandorAttention *p, const float *sinks,
                            const CandorTensor *out) {
     F32_OR_FAIL(qs, q, "attention q");
-    F32_OR_FAIL(kc, k_cache, "attention k_cache");
-    F32_OR_FAIL(vc, v_cache, "attention v_cache");
+    const void *kc = cache_data(k_cache, "attention k_cache");
+    const void *vc = cache_data(v_cache, "attention v_cache");
+    if (kc == NULL || vc == NULL) {
+        return CANDOR_ERR_INVALID_ARGUMENT;
+    }
     F32_OR_FAIL(os, out, "attention out");
+    CandorDtype dt = k_cache->dtype;
     REQUIRE(p != NULL && p->num_heads > 0 && p->num_kv_heads > 0 && p->head_dim > 0 &&
                 p->block_size > 0 && p->num_heads % p->num_kv_heads == 0,
             "attention: bad parameters");
@@ -304,8 +345,8 @@ static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
     int64_t row = heads * d, tokens = q->shape[0];
     REQUIRE(elems_of(q) == tokens * row && elems_of(out) == tokens * row,
             "attention: q/out do not match %u heads x %u", p->num_heads, p->head_dim);
-    REQUIRE(k_cache->rank == 3 && k_cache->shape[1] == kvh && k_cache->shape[2] == d &&
-                elems_of(v_cache) == elems_of(k_cache),
+    REQUIRE(k_cache->shape[1] == kvh && k_cache->shape[2] == d &&
+                elems_of(v_cache) == elems_of(k_cache) && v_cache->dtype == dt,
             "attention: cache is not [slots, %u, %u]", p->num_kv_heads, p->head_dim);
     int64_t num_slots = k_cache->shape[0];
     memset(os, 0, (size_t)(tokens * row) * 4);
@@ -344,10 +385,10 @@ static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
                 for (int64_t j = first; j <= pos; j++) {
                     int64_t slot = (int64_t)s->block_table[j / p->block_size] * p->block_size +
                                    j % p->block_size;
-                    const float *kr = kc + (slot * kvh + kh) * d;
+                    const int64_t kr = (slot * kvh + kh) * d;
                     float sc = 0.0f;
                     for (int64_t e = 0; e < d; e++) {
-                        sc += qh[e] * kr[e];
+                        sc += qh[e] * kv_get(kc, dt, kr + e);
                     }
                     sc *= p->scale;
                     if (p->softcap > 0.0f) {
@@ -367,10 +408,10 @@ static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
                 for (int64_t j = first; j <= pos; j++) {
                     int64_t slot = (int64_t)s->block_table[j / p->block_size] * p->block_size +
                                    j % p->block_size;
-                    const float *vr = vc + (slot * kvh + kh) * d;
+                    const int64_t vr = (slot * kvh + kh) * d;
                     float pj = scores[j - first] / sum;
                     for (int64_t e = 0; e < d; e++) {
-                        oh[e] += pj * vr[e];
+                        oh[e] += pj * kv_get(vc, dt, vr + e);
                     }
                 }
             }

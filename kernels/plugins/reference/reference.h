@@ -9,6 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* KV caches in F16 besides F32 (ABI 1.1); the 1.0 test variant keeps F32 only. */
+#ifdef CANDOR_REFERENCE_ABI_1_0
+#define REF_KV_F16 0
+#else
+#define REF_KV_F16 1
+#endif
+
 /* ---- errors (device.c) ---- */
 /* Record a printf-style message for last_error() and return `status`. */
 CandorStatus ref_fail(CandorStatus status, const char *fmt, ...);

@@ -7,7 +7,10 @@ use super::fallback::{FallbackCounts, Op};
 use super::ffi::{self, CandorDeviceApi, CandorOpDesc, CandorStatus, CandorTensor};
 use super::loader::{Plugin, PluginError};
 use super::tensors::PluginWeight;
-use super::tensors::{err, f32_bytes, weight_bytes, DeviceWeight, PluginKvCache, PluginTensor};
+use super::tensors::{
+    err, f32_bytes, kv_bytes, kv_element_bytes, kv_values, weight_bytes, DeviceWeight,
+    PluginKvCache, PluginTensor,
+};
 use crate::backend::cpu::{CpuBackend, CpuKvCache, CpuWeight};
 use candle_core::{Device, Tensor};
 use candor_models::backend::{
@@ -30,6 +33,8 @@ pub struct PluginBackend {
     fallbacks: Arc<FallbackCounts>,
     /// Weights loaded so far by dtype name: (on the device, on the host only).
     placement: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+    /// The KV cache's element type: F32 (ABI 1.0), or F16 where the plugin keeps it.
+    kv_dtype: ffi::CandorDtype,
 }
 
 impl From<PluginError> for ModelError {
@@ -72,7 +77,43 @@ impl PluginBackend {
             cpu,
             fallbacks: Arc::new(FallbackCounts::default()),
             placement: Arc::default(),
+            kv_dtype: ffi::DTYPE_F32,
         }
+    }
+
+    /// Whether the plugin keeps KV caches of `dtype`: F32 always; F16 (ABI 1.1) where it says
+    /// yes to both the KV write and attention with that `dtype`.
+    pub fn keeps_kv_cache(&self, dtype: ffi::CandorDtype) -> bool {
+        if dtype == ffi::DTYPE_F32 {
+            return true;
+        }
+        dtype == ffi::DTYPE_F16
+            && self.plugin.speaks_minor(1)
+            && [ffi::OP_KV_WRITE, ffi::OP_PAGED_ATTENTION]
+                .iter()
+                .all(|&op| {
+                    self.has_function(op)
+                        && self.plugin.supports(&CandorOpDesc {
+                            op,
+                            dtype,
+                            ..Default::default()
+                        })
+                })
+    }
+
+    /// This backend with KV caches of `dtype` (`keeps_kv_cache` must hold).
+    pub fn with_kv_cache(mut self, dtype: ffi::CandorDtype) -> Result<Self> {
+        if !self.keeps_kv_cache(dtype) {
+            return Err(err(format!(
+                "the plugin `{}` keeps no KV cache of {} (ABI {}.{})",
+                self.plugin.name(),
+                ffi::dtype_name(dtype).unwrap_or_else(|| format!("dtype {dtype}")),
+                self.plugin.abi().0,
+                self.plugin.abi().1
+            )));
+        }
+        self.kv_dtype = dtype;
+        Ok(self)
     }
 
     /// One line for the start-up log: where the weights went and which ops the plugin lacks
@@ -480,7 +521,9 @@ impl Backend for PluginBackend {
         let bytes = spec
             .num_blocks
             .checked_mul(spec.block_size)
-            .and_then(|s| s.checked_mul(spec.num_kv_heads * spec.head_dim * 4))
+            .and_then(|s| {
+                s.checked_mul(spec.num_kv_heads * spec.head_dim * kv_element_bytes(self.kv_dtype))
+            })
             .ok_or_else(|| err("KV cache size overflows"))? as u64;
         let mut layers = Vec::with_capacity(spec.num_layers);
         for _ in 0..spec.num_layers {
@@ -495,13 +538,13 @@ impl Backend for PluginBackend {
         }
         Ok(PluginKvCache {
             spec: spec.clone(),
+            dtype: self.kv_dtype,
             layers,
         })
     }
 
     fn kv_element_bytes(&self) -> usize {
-        // The ABI fixes the cache as F32 tensors (candor_device.h, "Layouts").
-        4
+        kv_element_bytes(self.kv_dtype)
     }
 
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {
@@ -683,16 +726,17 @@ impl Backend for PluginBackend {
             )));
         }
         let (kc, vc) = cache.layer(layer)?;
-        let desc = op_desc(
+        let mut desc = op_desc(
             ffi::OP_KV_WRITE,
             &[slots.len(), kv_heads, head_dim, num_slots],
         );
+        desc.dtype = cache.dtype;
         if let Some(f) = self.api().kv_write {
             if self.plugin.supports(&desc) {
                 let shape = cache.layer_shape();
                 let (kcd, vcd) = (
-                    kc.tensor(ffi::DTYPE_F32, &shape),
-                    vc.tensor(ffi::DTYPE_F32, &shape),
+                    kc.tensor(cache.dtype, &shape),
+                    vc.tensor(cache.dtype, &shape),
                 );
                 let (kd, vd) = (k.desc(), v.desc());
                 return self.call(Op::KvWrite, |_| unsafe {
@@ -710,9 +754,9 @@ impl Backend for PluginBackend {
                     "kv_write: slot {slot} past the cache ({num_slots})"
                 )));
             }
-            let at = (slot * row * 4) as u64;
-            kc.write(at, &f32_bytes(&kh[i * row..(i + 1) * row]))?;
-            vc.write(at, &f32_bytes(&vh[i * row..(i + 1) * row]))?;
+            let at = (slot * row * kv_element_bytes(cache.dtype)) as u64;
+            kc.write(at, &kv_bytes(&kh[i * row..(i + 1) * row], cache.dtype))?;
+            vc.write(at, &kv_bytes(&vh[i * row..(i + 1) * row], cache.dtype))?;
         }
         Ok(())
     }
@@ -748,6 +792,7 @@ impl Backend for PluginBackend {
             params.softcap.is_some(),
             params.sinks.is_some(),
         );
+        desc.dtype = cache.dtype;
         // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head.
         let (plain, with_sinks) = (self.api().paged_attention, self.api().paged_attention_sinks);
         let call = match &params.sinks {
@@ -790,8 +835,8 @@ impl Backend for PluginBackend {
                 };
                 let shape = cache.layer_shape();
                 let (kcd, vcd) = (
-                    kc.tensor(ffi::DTYPE_F32, &shape),
-                    vc.tensor(ffi::DTYPE_F32, &shape),
+                    kc.tensor(cache.dtype, &shape),
+                    vc.tensor(cache.dtype, &shape),
                 );
                 let out = self.alloc(&[t, row])?;
                 let (qd, od) = (q.desc(), out.desc());
@@ -809,13 +854,11 @@ impl Backend for PluginBackend {
         }
         // Fallback: this layer's cache comes to the host for the CPU kernel.
         self.fallbacks.record(Op::PagedAttention);
+        // As f32 values: an f16 cache widens exactly, so the CPU attends over the same values.
         let read_layer = |b: &DeviceBuffer| -> Result<Vec<f32>> {
-            let mut v = vec![0f32; b.bytes() as usize / 4];
-            // SAFETY: any byte pattern is a valid f32; the slice covers exactly `v`.
-            let bytes =
-                unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) };
-            b.read(0, bytes)?;
-            Ok(v)
+            let mut bytes = vec![0u8; b.bytes() as usize];
+            b.read(0, &mut bytes)?;
+            Ok(kv_values(&bytes, cache.dtype))
         };
         let host_cache = CpuKvCache::from_layer(&cache.spec, read_layer(kc)?, read_layer(vc)?)?;
         let y = self.cpu.paged_attention(

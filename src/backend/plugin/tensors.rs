@@ -98,10 +98,48 @@ pub(super) fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_ne_bytes()).collect()
 }
 
-/// The paged KV cache: per layer, K and V as `[slots, kv_heads, head_dim]` f32 device buffers.
+/// The paged KV cache: per layer, K and V as `[slots, kv_heads, head_dim]` device buffers of
+/// `dtype` (F32, or F16 where the plugin keeps it: ABI 1.1).
 pub struct PluginKvCache {
     pub(super) spec: KvCacheSpec,
+    pub(super) dtype: CandorDtype,
     pub(super) layers: Vec<(DeviceBuffer, DeviceBuffer)>,
+}
+
+/// Bytes of one cache element of `dtype` (F32 or F16).
+pub(super) fn kv_element_bytes(dtype: CandorDtype) -> usize {
+    if dtype == ffi::DTYPE_F16 {
+        2
+    } else {
+        4
+    }
+}
+
+/// `values` as the cache's elements of `dtype` (native byte order, as the device holds them).
+pub(super) fn kv_bytes(values: &[f32], dtype: CandorDtype) -> Vec<u8> {
+    if dtype == ffi::DTYPE_F16 {
+        values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_bits().to_ne_bytes())
+            .collect()
+    } else {
+        f32_bytes(values)
+    }
+}
+
+/// Cache elements of `dtype` as f32 (exact: f16 widens without rounding).
+pub(super) fn kv_values(bytes: &[u8], dtype: CandorDtype) -> Vec<f32> {
+    if dtype == ffi::DTYPE_F16 {
+        bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_bits(u16::from_ne_bytes([c[0], c[1]])).to_f32())
+            .collect()
+    } else {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
 }
 
 impl PluginKvCache {
@@ -131,6 +169,25 @@ mod tests {
     }
 
     /// A plugin that keeps MXFP4 (ABI 1.1) gets the blocks byte for byte.
+    /// The fallbacks' conversions between f32 and the cache's elements: f16 rounds to nearest
+    /// and widens back exactly; f32 is the bytes as they are.
+    #[test]
+    fn cache_elements_convert_both_ways() {
+        let values = [1.0f32, -2.5, 65504.0, 1e-8, 0.1];
+        for dtype in [ffi::DTYPE_F32, ffi::DTYPE_F16] {
+            let bytes = kv_bytes(&values, dtype);
+            assert_eq!(bytes.len(), values.len() * kv_element_bytes(dtype));
+            let back = kv_values(&bytes, dtype);
+            for (v, b) in values.iter().zip(&back) {
+                let want = match dtype {
+                    ffi::DTYPE_F16 => half::f16::from_f32(*v).to_f32(),
+                    _ => *v,
+                };
+                assert_eq!(b.to_bits(), want.to_bits(), "{v} as dtype {dtype}");
+            }
+        }
+    }
+
     #[test]
     fn mxfp4_blocks_go_as_they_are_where_kept() {
         let (blocks, w) = mxfp4_weight();

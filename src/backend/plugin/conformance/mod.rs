@@ -158,6 +158,35 @@ fn run_case(plugin: &PluginBackend, cpu: &CpuBackend, case: &Case, seed: u64) ->
     }
 }
 
+/// The KV write and attention cases again over an F16 cache (ABI 1.1), against the CPU's f16
+/// cache; `unsupported` rows where the plugin keeps none.
+fn f16_cache_rows(plugin: &PluginBackend, cpu: &CpuBackend) -> Vec<Row> {
+    let on_f16 = plugin
+        .keeps_kv_cache(ffi::DTYPE_F16)
+        .then(|| plugin.clone().with_kv_cache(ffi::DTYPE_F16));
+    let cpu = cpu.clone().with_kv_dtype(crate::backend::cpu::KvDtype::F16);
+    cases::all_cases()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Case::KvWrite { .. } | Case::Attention(_)))
+        .map(|(i, case)| {
+            let status = match &on_f16 {
+                Some(Ok(b)) => run_case(b, &cpu, case, i as u64).status,
+                Some(Err(e)) => Status::Fail {
+                    error: e.to_string(),
+                },
+                None => Status::Unsupported,
+            };
+            Row {
+                op: case.op().name().into(),
+                dtype: "F16 cache".into(),
+                shape: case.shape(),
+                status,
+            }
+        })
+        .collect()
+}
+
 /// `cast` is in the ABI but not in the Backend trait: checked directly as f32 → T → f32 round
 /// trips against `half`'s conversions.
 fn cast_rows(plugin: &Arc<Plugin>) -> Vec<Row> {
@@ -300,6 +329,7 @@ pub fn run(path: &Path, opts: &Options) -> Result<Report, PluginError> {
         .enumerate()
         .map(|(i, case)| run_case(&backend, &cpu, case, i as u64))
         .collect();
+    rows.extend(f16_cache_rows(&backend, &cpu));
     rows.extend(cast_rows(&plugin));
     for m in model::synthetic_models() {
         let src = m.source();
