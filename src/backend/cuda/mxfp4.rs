@@ -25,12 +25,11 @@ pub struct Mxfp4Weight {
 }
 
 impl Mxfp4Weight {
-    /// The file's blocks of an `[n, k]` weight (`shape`: any leading dimensions folded into n),
-    /// repacked and copied to `device`.
+    /// The file's blocks of an `[n, k]` weight (each expert's matrix: the loader splits the
+    /// stacks), repacked and copied to `device`.
     pub fn load(file: &[u8], shape: &[usize], device: &Device) -> Result<Self> {
-        let (k, n) = match shape.split_last() {
-            Some((&k, rest)) => (k, rest.iter().product::<usize>()),
-            None => (0, 0),
+        let &[n, k] = shape else {
+            return Err(CudaError::Launch(format!("an MXFP4 weight of shape {shape:?}")).into());
         };
         if k == 0 || !k.is_multiple_of(BLOCK) || n * k / BLOCK * GGML_BLOCK_BYTES != file.len() {
             return Err(CudaError::Launch(format!(
