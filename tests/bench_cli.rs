@@ -204,22 +204,27 @@ fn a_plugin_run_logs_where_the_loaded_weights_went() {
 fn a_plugin_run_describes_the_plugins_device() {
     let model = tiny_llama();
     let plugin = format!("plugin:{}", common::plugins::reference().display());
-    let (_, doc) = bench_document(&[
-        "--offline",
-        "-p",
-        "8",
-        "-n",
-        "2",
-        "-r",
-        "1",
-        "-t",
-        "2",
-        "--backend",
-        &plugin,
-        "--profile-ops",
-        "-m",
-        &model,
-    ]);
+    // pp8 and tg2 of the tiny llama on the reference plugin, with `extra` arguments.
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "--offline",
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-r",
+            "1",
+            "-t",
+            "2",
+            "--backend",
+            &plugin,
+            "-m",
+            &model,
+        ];
+        args.extend_from_slice(extra);
+        bench_document(&args).1
+    };
+    let doc = bench(&["--profile-ops"]);
     // Profiling waits on the plugin's `synchronize` after each op; the pass still counts right.
     let tg2 = &doc["op_profile"][1];
     assert_eq!(tg2["test"], "tg2");
@@ -241,21 +246,7 @@ fn a_plugin_run_describes_the_plugins_device() {
     assert!(doc["hardware"]["device_bandwidth_gbs"].is_null());
     assert_eq!(doc["kv_cache"]["element_bytes"], 4);
     // Asked for f16, a plugin that keeps such caches (ABI 1.1) holds half the bytes.
-    let (_, doc) = bench_document(&[
-        "--offline",
-        "-p",
-        "8",
-        "-n",
-        "2",
-        "-r",
-        "1",
-        "--backend",
-        &plugin,
-        "--kv-cache-dtype",
-        "f16",
-        "-m",
-        &model,
-    ]);
+    let doc = bench(&["--kv-cache-dtype", "f16"]);
     assert_eq!(doc["kv_cache"]["element_bytes"], 2);
 }
 
