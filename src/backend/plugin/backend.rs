@@ -309,11 +309,6 @@ impl PluginBackend {
         )
     }
 
-    /// Whether attention with sink logits can run on the plugin (ABI 1.1).
-    fn has_sinks(&self) -> bool {
-        self.plugin.speaks_minor(1) && self.api().paged_attention_sinks.is_some()
-    }
-
     fn has_function(&self, op: ffi::CandorOp) -> bool {
         let a = self.api();
         match op {
@@ -338,8 +333,9 @@ impl PluginBackend {
         }
     }
 
-    /// The ABI descriptor of a trait-level op (shapes unknown: dims 0).
-    fn abi_desc(op: &OpDesc) -> CandorOpDesc {
+    /// The ABI descriptor of a trait-level op (shapes unknown: dims 0), with this backend's
+    /// cache dtype for the ops that read or write the cache, as their calls will carry it.
+    fn abi_desc(&self, op: &OpDesc) -> CandorOpDesc {
         let mut d = CandorOpDesc::default();
         match op {
             OpDesc::Embedding { weight_dtype } => {
@@ -355,7 +351,10 @@ impl PluginBackend {
                 d.op = ffi::OP_ROPE;
                 d.variant = rope_pairing(*style);
             }
-            OpDesc::KvWrite => d.op = ffi::OP_KV_WRITE,
+            OpDesc::KvWrite => {
+                d.op = ffi::OP_KV_WRITE;
+                d.dtype = self.kv_dtype;
+            }
             OpDesc::PagedAttention {
                 head_dim,
                 sliding_window,
@@ -363,6 +362,7 @@ impl PluginBackend {
                 sinks,
             } => {
                 d.op = ffi::OP_PAGED_ATTENTION;
+                d.dtype = self.kv_dtype;
                 d.dims[3] = *head_dim as i64;
                 d.flags = attn_flags(*sliding_window, *softcap, *sinks);
             }
@@ -435,16 +435,20 @@ impl Backend for PluginBackend {
 
     fn supports(&self, op: &OpDesc) -> bool {
         // Per-head products, sinks and the clamped SwiGLU came in 1.1: on a plugin of 1.0,
-        // latent attention runs expanded and the others on the CPU fallback.
+        // latent attention runs expanded and the others on the CPU fallback (the loader drops
+        // the 1.1 functions of a 1.0 table; the GLU's code is asked of 1.1 plugins only).
         match op {
-            OpDesc::HeadsLinear if !self.plugin.speaks_minor(1) => return false,
-            OpDesc::PagedAttention { sinks: true, .. } if !self.has_sinks() => return false,
+            OpDesc::PagedAttention { sinks: true, .. }
+                if self.api().paged_attention_sinks.is_none() =>
+            {
+                return false
+            }
             OpDesc::Glu { act } if !self.plugin.speaks_minor(activation_minor(*act)) => {
                 return false
             }
             _ => {}
         }
-        let d = Self::abi_desc(op);
+        let d = self.abi_desc(op);
         let dtype_ok = match op {
             OpDesc::Embedding { .. } | OpDesc::Linear { .. } => self.plugin.has_dtype(d.dtype),
             _ => true,
@@ -793,21 +797,24 @@ impl Backend for PluginBackend {
             params.sinks.is_some(),
         );
         desc.dtype = cache.dtype;
+        if let Some(s) = params
+            .sinks
+            .as_ref()
+            .filter(|s| s.len() != params.num_heads)
+        {
+            return Err(err(format!(
+                "attention: {} sinks for {} heads",
+                s.len(),
+                params.num_heads
+            )));
+        }
         // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head.
-        let (plain, with_sinks) = (self.api().paged_attention, self.api().paged_attention_sinks);
         let call = match &params.sinks {
-            None => plain.map(AttentionFn::Plain),
-            Some(s) if s.len() == params.num_heads && self.has_sinks() => {
-                with_sinks.map(|f| AttentionFn::Sinks(f, s.clone()))
+            None => self.api().paged_attention.map(AttentionFn::Plain),
+            Some(s) => {
+                let f = self.api().paged_attention_sinks;
+                f.map(|f| AttentionFn::Sinks(f, s.clone()))
             }
-            Some(s) if s.len() != params.num_heads => {
-                return Err(err(format!(
-                    "attention: {} sinks for {} heads",
-                    s.len(),
-                    params.num_heads
-                )))
-            }
-            Some(_) => None,
         };
         if let Some(f) = call {
             if self.plugin.supports(&desc) {
@@ -911,7 +918,7 @@ impl Backend for PluginBackend {
         self.run(
             Op::HeadsLinear,
             &desc,
-            f.is_some() && wd.is_some() && self.plugin.speaks_minor(1),
+            f.is_some() && wd.is_some(),
             &[t, h, n],
             |_, od| match (f, &wd) {
                 (Some(f), Some(wd)) => unsafe { f(&xd, wd, od) },

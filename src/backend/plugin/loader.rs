@@ -140,7 +140,7 @@ impl Plugin {
                 min: ffi::MIN_STRUCT_SIZE,
             });
         }
-        let api = copy_table(table, size as usize);
+        let api = without_newer_functions(copy_table(table, size as usize));
         let required: [(&'static str, bool); 7] = [
             ("last_error", api.last_error.is_some()),
             ("supports_op", api.supports_op.is_some()),
@@ -280,6 +280,17 @@ impl Plugin {
     }
 }
 
+/// The table without the functions of minors later than the one it reports: a table that
+/// says 1.0 but runs longer (built against a newer header) has them dropped, so candor calls
+/// no function whose contract the plugin did not claim, and asks `is_some` alone of them.
+fn without_newer_functions(mut api: CandorDeviceApi) -> CandorDeviceApi {
+    if api.abi_minor < 1 {
+        api.paged_attention_sinks = None;
+        api.heads_linear = None;
+    }
+    api
+}
+
 /// Copy the first `size` bytes of the plugin's table into a zeroed mirror: fields the plugin
 /// does not have (a table from an older minor version) read as NULL / None.
 fn copy_table(table: *const CandorDeviceApi, size: usize) -> CandorDeviceApi {
@@ -290,5 +301,30 @@ fn copy_table(table: *const CandorDeviceApi, size: usize) -> CandorDeviceApi {
     unsafe {
         std::ptr::copy_nonoverlapping(table as *const u8, api.as_mut_ptr() as *mut u8, n);
         api.assume_init()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn heads_linear(
+        _: *const ffi::CandorTensor,
+        _: *const ffi::CandorTensor,
+        _: *const ffi::CandorTensor,
+    ) -> CandorStatus {
+        ffi::OK
+    }
+
+    /// A table reporting minor 0 keeps no 1.1 function, whatever its tail holds; one reporting
+    /// 1.1 keeps them.
+    #[test]
+    fn a_1_0_table_has_no_1_1_functions() {
+        // SAFETY: all-zero bytes are a valid table (NULL pointers, None functions).
+        let mut api: CandorDeviceApi = unsafe { std::mem::zeroed() };
+        api.heads_linear = Some(heads_linear);
+        assert!(without_newer_functions(api).heads_linear.is_none());
+        api.abi_minor = 1;
+        assert!(without_newer_functions(api).heads_linear.is_some());
     }
 }
