@@ -283,15 +283,18 @@ fn plugin_backend(
     use crate::backend::plugin::ffi;
     let backend = PluginBackend::load(path, CpuBackend::new(threads))
         .map_err(|e| EngineError::Backend(e.to_string()))?;
-    let f16 = wanted == KvDtype::F16;
-    match (f16, backend.keeps_kv_cache(ffi::DTYPE_F16), asked) {
-        (true, true, _) => Ok(backend.with_kv_cache(ffi::DTYPE_F16)?),
-        (true, false, KvCacheDtype::F16) => Err(EngineError::Backend(format!(
+    if wanted != KvDtype::F16 {
+        return Ok(backend);
+    }
+    // `with_kv_cache` refuses only a cache the plugin does not keep.
+    match (backend.clone().with_kv_cache(ffi::DTYPE_F16), asked) {
+        (Ok(on_f16), _) => Ok(on_f16),
+        (Err(_), KvCacheDtype::F16) => Err(EngineError::Backend(format!(
             "--kv-cache-dtype f16: the plugin `{}` keeps KV caches in f32 only (an f16 cache \
              needs ABI 1.1 and its yes to kv_write and paged_attention in f16); use f32 or auto",
             backend.plugin().name()
         ))),
-        _ => Ok(backend),
+        (Err(_), _) => Ok(backend),
     }
 }
 

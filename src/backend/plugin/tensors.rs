@@ -168,7 +168,6 @@ mod tests {
         (blocks, HostWeight::Mapped(w))
     }
 
-    /// A plugin that keeps MXFP4 (ABI 1.1) gets the blocks byte for byte.
     /// The fallbacks' conversions between f32 and the cache's elements: f16 rounds to nearest
     /// and widens back exactly; f32 is the bytes as they are.
     #[test]
@@ -188,6 +187,7 @@ mod tests {
         }
     }
 
+    /// A plugin that keeps MXFP4 (ABI 1.1) gets the blocks byte for byte.
     #[test]
     fn mxfp4_blocks_go_as_they_are_where_kept() {
         let (blocks, w) = mxfp4_weight();
