@@ -182,6 +182,26 @@ CandorStatus ref_add_rms_norm(const CandorTensor *x, const CandorTensor *residua
     return CANDOR_OK;
 }
 
+/* out[i * out_stride + j] = x[i * x_stride ..][..k] . w_j (+ bias[j]) for m rows of x and the
+ * n weight rows of `wd` (dtype d, row_bytes each): linear's product, and each head's of
+ * heads_linear. Each weight row is expanded once (into `row`, k floats) and used for every row
+ * of x. */
+static void rows_times_weight(CandorDtype d, const unsigned char *wd, size_t row_bytes, int64_t n,
+                              int64_t k, const float *x, int64_t x_stride, int64_t m, float *out,
+                              int64_t out_stride, const float *bias, float *row) {
+    for (int64_t j = 0; j < n; j++) {
+        ref_dequantize_row(d, wd + (size_t)j * row_bytes, row, k);
+        for (int64_t i = 0; i < m; i++) {
+            const float *xr = x + i * x_stride;
+            float acc = 0.0f;
+            for (int64_t e = 0; e < k; e++) {
+                acc += xr[e] * row[e];
+            }
+            out[i * out_stride + j] = acc + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+
 CandorStatus ref_linear(const CandorTensor *x, const CandorTensor *w, const CandorTensor *bias,
                         const CandorTensor *out) {
     int64_t n, k;
@@ -205,22 +225,11 @@ CandorStatus ref_linear(const CandorTensor *x, const CandorTensor *w, const Cand
         REQUIRE(elems_of(bias) == n, "linear: bias of %lld for %lld outputs",
                 (long long)elems_of(bias), (long long)n);
     }
-    /* Each weight row is expanded once and used for every token. */
     float *row = malloc((size_t)(k > 0 ? k : 1) * sizeof *row);
     if (row == NULL) {
         return ref_fail(CANDOR_ERR_OUT_OF_MEMORY, "linear: no memory for a weight row");
     }
-    for (int64_t j = 0; j < n; j++) {
-        ref_dequantize_row(w->dtype, wd + (size_t)j * row_bytes, row, k);
-        for (int64_t i = 0; i < m; i++) {
-            const float *xr = xs + i * k;
-            float acc = 0.0f;
-            for (int64_t e = 0; e < k; e++) {
-                acc += xr[e] * row[e];
-            }
-            os[i * n + j] = acc + (b ? b[j] : 0.0f);
-        }
-    }
+    rows_times_weight(w->dtype, wd, row_bytes, n, k, xs, k, m, os, n, b, row);
     free(row);
     return CANDOR_OK;
 }
@@ -249,18 +258,10 @@ CandorStatus ref_heads_linear(const CandorTensor *x, const CandorTensor *w,
     if (row == NULL) {
         return ref_fail(CANDOR_ERR_OUT_OF_MEMORY, "heads_linear: no memory for a weight row");
     }
+    /* Head h: its matrix against the h-th head of every token. */
     for (int64_t h = 0; h < heads; h++) {
-        for (int64_t j = 0; j < n; j++) {
-            ref_dequantize_row(w->dtype, wd + (size_t)(h * n + j) * row_bytes, row, k);
-            for (int64_t t = 0; t < tokens; t++) {
-                const float *xr = xs + (t * heads + h) * k;
-                float acc = 0.0f;
-                for (int64_t e = 0; e < k; e++) {
-                    acc += xr[e] * row[e];
-                }
-                os[(t * heads + h) * n + j] = acc;
-            }
-        }
+        rows_times_weight(w->dtype, wd + (size_t)(h * n) * row_bytes, row_bytes, n, k, xs + h * k,
+                          heads * k, tokens, os + h * n, heads * n, NULL, row);
     }
     free(row);
     return CANDOR_OK;
