@@ -17,6 +17,37 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
   return __float2bfloat16_rn(x);
 }
 
+// 16-byte vectors of a storage type: loads through the read-only path and their elements in
+// f32 (matvec.cu's rows and weights, mxfp4.cu's activation blocks).
+// Elements of T in 16 bytes (8 f16 / bf16).
+template <typename T> struct Vec16 {
+  static constexpr int N = 16 / sizeof(T);
+};
+
+// Through the read-only data path (ld.global.nc): no input is written by the kernel that reads
+// it. Explicit, because nvcc infers it only where it can prove that no store of the kernel
+// aliases the load, which the RoPE + KV write stores (through a struct) defeat.
+template <typename T> __device__ __forceinline__ uint4 load16(const T* __restrict__ p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+// memcpy between registers, not pointer casts: well defined in C++ (the emulator's host
+// compiler relies on strict aliasing) and the same register moves in nvcc's output.
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[16 / sizeof(T)]) {
+  T e[16 / sizeof(T)];
+  memcpy(e, &raw, sizeof raw);
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::N; ++i) v[i] = to_f32(e[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void store16(T* __restrict__ p, const T (&e)[16 / sizeof(T)]) {
+  uint4 raw;
+  memcpy(&raw, e, sizeof raw);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
 // The gated linear units' activations (glu.cu, and matvec.cu's fused GLU).
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 

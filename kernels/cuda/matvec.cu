@@ -27,35 +27,6 @@ constexpr int MATVEC_WARPS = 4;
 // Output columns (weight rows) per warp: each x element a warp loads serves both.
 constexpr int MATVEC_COLUMNS = 2;
 
-// Elements of T in 16 bytes (8 f16 / bf16).
-template <typename T> struct Vec16 {
-  static constexpr int N = 16 / sizeof(T);
-};
-
-// Through the read-only data path (ld.global.nc): no input is written by the kernel that reads
-// it. Explicit, because nvcc infers it only where it can prove that no store of the kernel
-// aliases the load, which the RoPE + KV write stores (through a struct) defeat.
-template <typename T> __device__ __forceinline__ uint4 load16(const T* __restrict__ p) {
-  return __ldg(reinterpret_cast<const uint4*>(p));
-}
-
-// memcpy between registers, not pointer casts: well defined in C++ (the emulator's host
-// compiler relies on strict aliasing) and the same register moves in nvcc's output.
-template <typename T>
-__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[16 / sizeof(T)]) {
-  T e[16 / sizeof(T)];
-  memcpy(e, &raw, sizeof raw);
-#pragma unroll
-  for (int i = 0; i < Vec16<T>::N; ++i) v[i] = to_f32(e[i]);
-}
-
-template <typename T>
-__device__ __forceinline__ void store16(T* __restrict__ p, const T (&e)[16 / sizeof(T)]) {
-  uint4 raw;
-  memcpy(&raw, e, sizeof raw);
-  *reinterpret_cast<uint4*>(p) = raw;
-}
-
 // What x is: rows as they are; the gated linear unit act(gate = x, up) (SiLU, GELU-tanh or
 // gpt-oss's clamped SwiGLU); the RMSNorm of x; the RMSNorm of x + residual.
 enum MatvecInput {

@@ -52,21 +52,22 @@ __device__ __forceinline__ void mxfp4_block(float (&v)[32], const uint4& codes, 
 }
 
 // The 32 elements of x at p (16-byte aligned: the host checks) in f32, in 16-byte loads.
-template <typename T> __device__ __forceinline__ void load_x_block(const T* __restrict__ p, float (&v)[32]) {
-  constexpr int per_load = 16 / sizeof(T);
+template <typename T>
+__device__ __forceinline__ void load_x_block(const T* __restrict__ p, float (&v)[32]) {
+  constexpr int N = Vec16<T>::N;
 #pragma unroll
-  for (int l = 0; l < 32 / per_load; ++l) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p) + l);
-    T e[per_load];
-    memcpy(e, &raw, sizeof raw);
+  for (int l = 0; l < 32 / N; ++l) {
+    float u[N];
+    unpack<T>(load16(p + l * N), u);
 #pragma unroll
-    for (int i = 0; i < per_load; ++i) v[l * per_load + i] = to_f32(e[i]);
+    for (int i = 0; i < N; ++i) v[l * N + i] = u[i];
   }
 }
 
 // y[r, c] = sum_j x[r, j] w[c, j] (+ bias[c]) for the `rows` (1 to R) rows of x, `x_stride`
-// elements apart (16-byte aligned rows); y [rows, n] contiguous. Rows past `rows` re-read the last real one, columns
-// past n the last weight row (in bounds, never stored), so the loops have no branch.
+// elements apart (16-byte aligned rows); y [rows, n] contiguous. Rows past `rows` re-read the
+// last real one, columns past n the last weight row (in bounds, never stored), so the loops
+// have no branch.
 template <typename T, int R>
 __device__ void mxfp4_matvec_rows(const uint8_t* __restrict__ codes, const uint8_t* __restrict__ scales,
                                   const T* __restrict__ bias, int has_bias,
