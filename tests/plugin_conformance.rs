@@ -17,6 +17,14 @@ fn rows<'a>(table: &'a str, op: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Rows of `op` whose line mentions `needle` (a dtype, a variant, a flag).
+fn rows_with<'a>(table: &'a str, op: &str, needle: &str) -> Vec<&'a str> {
+    rows(table, op)
+        .into_iter()
+        .filter(|l| l.contains(needle))
+        .collect()
+}
+
 #[test]
 fn reference_plugin_passes_conformance() {
     let fixture = common::fixtures().join("tiny/qwen2");
@@ -57,10 +65,7 @@ fn reference_plugin_passes_conformance() {
     }
     let gather = rows(&table, "gather_rows");
     assert!(gather.iter().all(|l| l.contains("unsupported")), "{table}");
-    let q5k: Vec<&str> = rows(&table, "linear")
-        .into_iter()
-        .filter(|l| l.contains("Q5_K"))
-        .collect();
+    let q5k = rows_with(&table, "linear", "Q5_K");
     assert!(
         !q5k.is_empty() && q5k.iter().all(|l| l.contains("unsupported")),
         "{table}"
@@ -107,14 +112,8 @@ fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
     let table = text(&out.stdout);
     assert!(out.status.success(), "{table}\n{}", text(&out.stderr));
     assert!(table.contains(" 0 FAIL"), "{table}");
-    let sinks: Vec<&str> = rows(&table, "paged_attention")
-        .into_iter()
-        .filter(|l| l.contains("sinks"))
-        .collect();
-    let swiglu: Vec<&str> = rows(&table, "glu")
-        .into_iter()
-        .filter(|l| l.contains("SwigluOai"))
-        .collect();
+    let sinks = rows_with(&table, "paged_attention", "sinks");
+    let swiglu = rows_with(&table, "glu", "SwigluOai");
     let per_head = rows(&table, "heads_linear");
     for r in [&sinks, &swiglu, &per_head] {
         assert!(
@@ -122,10 +121,7 @@ fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
             "{table}"
         );
     }
-    let mxfp4: Vec<&str> = rows(&table, "linear")
-        .into_iter()
-        .filter(|l| l.contains("MXFP4"))
-        .collect();
+    let mxfp4 = rows_with(&table, "linear", "MXFP4");
     assert!(
         !mxfp4.is_empty() && mxfp4.iter().all(|l| l.contains(" ok ")),
         "{table}"
