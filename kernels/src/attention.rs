@@ -5,19 +5,97 @@
 //!
 //! An f16 cache halves the KV memory and the bytes decode reads per token (llama.cpp's default
 //! for quantized models); its rows are widened to f32 one key at a time (F16C on x86), and all
-//! arithmetic stays in f32.
+//! arithmetic stays in f32. A q8_0 cache (`q8`: blocks of 32 bytes and an f16 scale, llama.cpp's
+//! `-ctk q8_0 -ctv q8_0`) halves them again, its rows dequantized the same way.
 use crate::activation::{exp, tanh};
 use half::f16;
 use prefill::{AttendRowsFn, BlockScratch, RowBlock};
 use rayon::prelude::*;
 
+/// `attend_fn` and `attend_rows_fn` of a cache type whose rows are widened to f32 on read (f16,
+/// q8_0): with `$x86` (a reader using F16C) where the CPU has AVX2, FMA and F16C, prefill on AMX
+/// tiles or 512-bit vectors where it has those; else with `$portable`.
+macro_rules! widened_kernels {
+    ($e:ty, $x86:path, $portable:ty) => {
+        fn attend_fn() -> $crate::attention::AttendFn<$e> {
+            use $crate::attention::{attend, Heads, Scratch};
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn attend_f16c(h: &Heads<'_, $e>, scratch: &mut Scratch, out: &mut [f32]) {
+                    attend::<$e, $x86>(h, scratch, out)
+                }
+                if $crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
+                {
+                    // SAFETY: the CPU has the features `attend_f16c` is compiled for, which
+                    // are also what the reader needs.
+                    return |h, scratch, out| unsafe { attend_f16c(h, scratch, out) };
+                }
+            }
+            // SAFETY: the portable reader needs no CPU feature.
+            |h, scratch, out| unsafe { attend::<$e, $portable>(h, scratch, out) }
+        }
+
+        fn attend_rows_fn(head_dim: usize) -> $crate::attention::AttendRowsFn<$e> {
+            use $crate::attention::prefill::{self, BlockScratch, RowBlock};
+            use $crate::attention::Emit;
+            // Only x86_64 has a kernel that depends on it (AMX).
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = head_dim;
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
+                unsafe fn rows_amx(b: &RowBlock<'_, $e>, s: &mut BlockScratch, emit: Emit<'_>) {
+                    $crate::attention::prefill_amx::attend_rows::<$e, $x86>(b, s, emit)
+                }
+                if $crate::attention::prefill_amx::usable(head_dim) {
+                    // SAFETY: `usable` checked AMX-BF16, which comes with these features (and
+                    // F16C, which the reader needs).
+                    return |b, s, emit| unsafe { rows_amx(b, s, emit) };
+                }
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn rows_f16c(b: &RowBlock<'_, $e>, s: &mut BlockScratch, emit: Emit<'_>) {
+                    prefill::attend_rows::<$e, $x86, true, false>(b, s, emit)
+                }
+                #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+                unsafe fn rows_avx512(
+                    b: &RowBlock<'_, $e>,
+                    s: &mut BlockScratch,
+                    emit: Emit<'_>,
+                ) {
+                    prefill::attend_rows::<$e, $x86, true, true>(b, s, emit)
+                }
+                if $crate::activation::has_avx512f() {
+                    // SAFETY: the CPU has the features `rows_avx512` is compiled for, which
+                    // include what the reader needs.
+                    return |b, s, emit| unsafe { rows_avx512(b, s, emit) };
+                }
+                if $crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
+                {
+                    // SAFETY: the CPU has the features `rows_f16c` is compiled for, which are
+                    // also what the reader needs.
+                    return |b, s, emit| unsafe { rows_f16c(b, s, emit) };
+                }
+            }
+            // SAFETY: the portable reader needs no CPU feature.
+            |b, s, emit| unsafe { prefill::attend_rows::<$e, $portable, false, false>(b, s, emit) }
+        }
+    };
+}
+
 mod prefill;
 #[cfg(target_arch = "x86_64")]
 mod prefill_amx;
+mod q8;
 
-/// What a KV cache may hold: f32, or f16 widened on read.
+pub use q8::KvQ8;
+
+/// What a KV cache may hold: f32, f16 widened on read, or q8_0 blocks dequantized on read.
 pub trait KvElement: Copy + Default + Send + Sync + 'static {
-    /// Store `src` as this type (rounding to nearest for f16).
+    /// Values one element holds (32 for a q8_0 block): a head row of `head_dim` values is
+    /// `head_dim / VALUES` elements, so `head_dim` must be a multiple of it.
+    const VALUES: usize = 1;
+    /// Store `src` (`dst.len() * VALUES` values) as this type (rounding to nearest for f16).
     fn narrow(src: &[f32], dst: &mut [Self]);
     /// The fastest `attend` instance this CPU runs for caches of this type.
     fn attend_fn() -> AttendFn<Self>;
@@ -83,60 +161,7 @@ impl KvElement for f16 {
         dst.convert_from_f32_slice(src);
     }
 
-    fn attend_fn() -> AttendFn<f16> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn attend_f16c(h: &Heads<'_, f16>, scratch: &mut Scratch, out: &mut [f32]) {
-                attend::<f16, x86_f16c::Widen>(h, scratch, out)
-            }
-            if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
-                // SAFETY: the CPU has the features `attend_f16c` is compiled for, which are
-                // also what `x86_f16c::Widen` needs.
-                return |h, scratch, out| unsafe { attend_f16c(h, scratch, out) };
-            }
-        }
-        // SAFETY: `Portable` needs no CPU feature.
-        |h, scratch, out| unsafe { attend::<f16, Portable>(h, scratch, out) }
-    }
-
-    fn attend_rows_fn(head_dim: usize) -> AttendRowsFn<f16> {
-        // Only x86_64 has a kernel that depends on it (AMX).
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = head_dim;
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
-            unsafe fn rows_amx(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill_amx::attend_rows::<f16, x86_f16c::Widen>(b, s, emit)
-            }
-            if prefill_amx::usable(head_dim) {
-                // SAFETY: `usable` checked AMX-BF16, which comes with these features (and
-                // F16C, which `x86_f16c::Widen` needs).
-                return |b, s, emit| unsafe { rows_amx(b, s, emit) };
-            }
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows_f16c(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill::attend_rows::<f16, x86_f16c::Widen, true, false>(b, s, emit)
-            }
-            #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-            unsafe fn rows_avx512(b: &RowBlock<'_, f16>, s: &mut BlockScratch, emit: Emit<'_>) {
-                prefill::attend_rows::<f16, x86_f16c::Widen, true, true>(b, s, emit)
-            }
-            if crate::activation::has_avx512f() {
-                // SAFETY: the CPU has the features `rows_avx512` is compiled for, which
-                // include what `x86_f16c::Widen` needs.
-                return |b, s, emit| unsafe { rows_avx512(b, s, emit) };
-            }
-            if crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c") {
-                // SAFETY: the CPU has the features `rows_f16c` is compiled for, which are
-                // also what `x86_f16c::Widen` needs.
-                return |b, s, emit| unsafe { rows_f16c(b, s, emit) };
-            }
-        }
-        // SAFETY: `Portable` needs no CPU feature.
-        |b, s, emit| unsafe { prefill::attend_rows::<f16, Portable, false, false>(b, s, emit) }
-    }
+    widened_kernels!(f16, x86_f16c::Widen, Portable);
 }
 
 /// How `attend` reads one cached K or V row as f32.
@@ -148,11 +173,12 @@ trait RowReader<E> {
     /// The CPU must have the features the implementation uses (see each type).
     unsafe fn read<'b>(src: &'b [E], buf: &'b mut [f32]) -> &'b [f32];
 
-    /// The first `STRIP` values of `src` (at least that long) as f32, in registers.
+    /// Values `e..e + STRIP` of the head row `row` as f32, in registers (`e` a multiple of
+    /// `STRIP`, the row at least `e + STRIP` values long).
     ///
     /// # Safety
     /// As for `read`.
-    unsafe fn strip(src: &[E]) -> [f32; STRIP];
+    unsafe fn strip(row: &[E], e: usize) -> [f32; STRIP];
 }
 
 /// Columns of V per strip in `weighted_v`: two 256-bit vectors per head.
@@ -166,8 +192,8 @@ impl RowReader<f32> for Borrowed {
         src
     }
     #[inline(always)]
-    unsafe fn strip(src: &[f32]) -> [f32; STRIP] {
-        std::array::from_fn(|t| src[t])
+    unsafe fn strip(row: &[f32], e: usize) -> [f32; STRIP] {
+        std::array::from_fn(|t| row[e + t])
     }
 }
 
@@ -182,10 +208,10 @@ impl RowReader<f16> for Portable {
         buf
     }
     #[inline(always)]
-    unsafe fn strip(src: &[f16]) -> [f32; STRIP] {
+    unsafe fn strip(row: &[f16], e: usize) -> [f32; STRIP] {
         use half::slice::HalfFloatSliceExt;
         let mut out = [0f32; STRIP];
-        src[..STRIP].convert_to_f32_slice(&mut out);
+        row[e..e + STRIP].convert_to_f32_slice(&mut out);
         out
     }
 }
@@ -222,8 +248,8 @@ mod x86_f16c {
         /// # Safety
         /// As for `read`.
         #[inline(always)]
-        unsafe fn strip(src: &[f16]) -> [f32; super::STRIP] {
-            let src = &src[..16];
+        unsafe fn strip(row: &[f16], e: usize) -> [f32; super::STRIP] {
+            let src = &row[e..e + 16];
             let mut out = [0f32; 16];
             // SAFETY: 16 halves in, 16 floats out; the caller guarantees F16C.
             unsafe {
@@ -243,6 +269,18 @@ pub struct PagedKv<'a, E = f32> {
     pub block_size: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+}
+
+impl<E: KvElement> PagedKv<'_, E> {
+    /// Elements of one head row (`head_dim` values).
+    pub fn row_elems(&self) -> usize {
+        self.head_dim / E::VALUES
+    }
+
+    /// Where the row of `kv_head` at `slot` starts in `k` and `v`, in elements.
+    pub fn row_offset(&self, slot: usize, kv_head: usize) -> usize {
+        (slot * self.kv_heads + kv_head) * self.row_elems()
+    }
 }
 
 /// One sequence's queries in the flattened batch.
@@ -472,9 +510,13 @@ pub struct Scratch {
 /// # Safety
 /// The CPU must have the features `R` needs (the instances in `KvElement::attend_fn` check).
 #[inline(always)]
-unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, out: &mut [f32]) {
+unsafe fn attend<E: KvElement, R: RowReader<E>>(
+    h: &Heads<'_, E>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
     let kv = h.kv;
-    let d = kv.head_dim;
+    let (d, re) = (kv.head_dim, kv.row_elems());
     let n = h.pos + 1 - h.first;
     let Scratch { scores, row, offs } = scratch;
     if row.len() < d {
@@ -487,9 +529,9 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
     scores.clear();
     scores.resize(h.count * n, 0.0);
     offs.clear();
-    offs.extend((h.first..=h.pos).map(|j| (slot_of(j) * kv.kv_heads + h.kv_head) * d));
+    offs.extend((h.first..=h.pos).map(|j| kv.row_offset(slot_of(j), h.kv_head)));
     for (i, &o) in offs.iter().enumerate() {
-        let kh = &kv.k[o..o + d];
+        let kh = &kv.k[o..o + re];
         // SAFETY: forwarded from this function's contract.
         let kh = unsafe { R::read(kh, buf) };
         for (c, qc) in h.q.chunks_exact(d).enumerate() {
@@ -514,11 +556,11 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
     macro_rules! strips {
         ($($c:literal)*) => {
             match h.count {
-                $($c => unsafe { weighted_v::<E, R, $c>(kv.v, offs, scores, d, out, buf) },)*
+                $($c => unsafe { weighted_v::<E, R, $c>(kv, offs, scores, out, buf) },)*
                 _ => {
                     out.fill(0.0);
                     for (i, &o) in offs.iter().enumerate() {
-                        let vh = unsafe { R::read(&kv.v[o..o + d], buf) };
+                        let vh = unsafe { R::read(&kv.v[o..o + re], buf) };
                         for (c, oc) in out.chunks_exact_mut(d).enumerate() {
                             axpy(scores[c * n + i], vh, oc);
                         }
@@ -537,14 +579,14 @@ unsafe fn attend<E, R: RowReader<E>>(h: &Heads<'_, E>, scratch: &mut Scratch, ou
 /// # Safety
 /// As `attend`.
 #[inline(always)]
-unsafe fn weighted_v<E, R: RowReader<E>, const C: usize>(
-    v: &[E],
+unsafe fn weighted_v<E: KvElement, R: RowReader<E>, const C: usize>(
+    kv: &PagedKv<'_, E>,
     offs: &[usize],
     scores: &[f32],
-    d: usize,
     out: &mut [f32],
     buf: &mut [f32],
 ) {
+    let (v, d, re) = (kv.v, kv.head_dim, kv.row_elems());
     let n = offs.len();
     let mut e = 0;
     while e < d {
@@ -553,7 +595,7 @@ unsafe fn weighted_v<E, R: RowReader<E>, const C: usize>(
         if w == STRIP {
             for (i, &o) in offs.iter().enumerate() {
                 // SAFETY: forwarded from this function's contract.
-                let vr = unsafe { R::strip(&v[o + e..o + d]) };
+                let vr = unsafe { R::strip(&v[o..o + re], e) };
                 for (c, ac) in acc.iter_mut().enumerate() {
                     let p = scores[c * n + i];
                     for t in 0..STRIP {
@@ -564,7 +606,7 @@ unsafe fn weighted_v<E, R: RowReader<E>, const C: usize>(
         } else {
             for (i, &o) in offs.iter().enumerate() {
                 // SAFETY: as above.
-                let vr = unsafe { R::read(&v[o + e..o + d], buf) };
+                let vr = &unsafe { R::read(&v[o..o + re], buf) }[e..];
                 for (c, ac) in acc.iter_mut().enumerate() {
                     let p = scores[c * n + i];
                     for (a, x) in ac.iter_mut().zip(vr) {
@@ -894,20 +936,21 @@ mod tests {
 
     /// Prefill rows in blocks (`prefill`): several sequences in one batch (a long chunk
     /// starting mid-context, a short prompt, a decode row), head_dim 80 (a 64-column strip and
-    /// a 16-column one), grouped heads, sliding window and score cap, f32 and f16 caches, keys
-    /// over several chunks: every row and head against dense attention over its visible keys.
+    /// a 16-column one), grouped heads, sliding window and score cap, f32 and f16 caches (q8_0
+    /// ones at the dims below, multiples of its blocks), keys over several chunks: every row
+    /// and head against dense attention over its visible keys.
     #[test]
     fn prefill_blocks_match_dense_attention() {
         check_prefill_blocks(80, false);
     }
 
-    /// Head dims the AMX instance takes (`prefill_amx`, f16 caches on CPUs with AMX; elsewhere
-    /// the f32 kernels, held to the tight bound): Q, K, V and the softmax weights rounded to
-    /// bf16, so the reference rounds Q, K and V too and the bound is the weights' half ulp
-    /// (2⁻⁹ of |v| ≤ 1) plus float sums.
+    /// Head dims the AMX instance takes (`prefill_amx`, f16 and q8_0 caches on CPUs with AMX;
+    /// elsewhere the f32 kernels, held to the tight bound): Q, K, V and the softmax weights
+    /// rounded to bf16, so the reference rounds Q, K and V too and the bound is the weights'
+    /// half ulp (2⁻⁹ of |v| ≤ 1) plus float sums.
     #[test]
     fn prefill_blocks_on_amx_match_dense_attention_over_bf16_values() {
-        for d in [64, 128] {
+        for d in [64, 96, 128] {
             #[cfg(target_arch = "x86_64")]
             let amx = prefill_amx::usable(d);
             #[cfg(not(target_arch = "x86_64"))]
@@ -917,8 +960,9 @@ mod tests {
         }
     }
 
-    /// Every row and head of a mixed batch against dense attention; `bf16`: with an f16 cache
-    /// the kernel rounds Q, K, V and the weights to bf16.
+    /// Every row and head of a mixed batch against dense attention over the values the cache
+    /// holds; `bf16`: with an f16 or q8_0 cache the kernel rounds Q, K, V and the weights to
+    /// bf16.
     fn check_prefill_blocks(d: usize, bf16: bool) {
         let (bs, heads, kv_heads) = (16usize, 6usize, 2usize);
         let to_bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
@@ -950,6 +994,21 @@ mod tests {
             kf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
             vf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
         );
+        // q8_0: each head row (d values, all in one slice) as d / 32 blocks.
+        let q8 = |x: &[f32]| -> Vec<KvQ8> { x.chunks_exact(32).map(KvQ8::quantize).collect() };
+        let (k8, v8) = if d % 32 == 0 {
+            (q8(&kf), q8(&vf))
+        } else {
+            (vec![], vec![])
+        };
+        // What each cache holds, as f32.
+        let held = |cache: &str, src: &[f32], q8: &[KvQ8]| -> Vec<f32> {
+            match cache {
+                "f16" => src.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
+                "q8_0" => q8.iter().flat_map(KvQ8::values).collect(),
+                _ => src.to_vec(),
+            }
+        };
         let tokens: usize = seqs_spec.iter().map(|s| s.1).sum();
         let q: Vec<f32> = (0..tokens * heads * d)
             .map(|i| noise(5_000_000 + i))
@@ -982,37 +1041,39 @@ mod tests {
                 softcap,
                 sinks,
             };
-            for half in [false, true] {
+            let caches: &[&str] = if d % 32 == 0 {
+                &["f32", "f16", "q8_0"]
+            } else {
+                &["f32", "f16"]
+            };
+            for &cache in caches {
                 let mut out = vec![f32::NAN; q.len()];
-                // The AMX instance serves f16 caches only (f32 ones stay precise).
-                let bf16 = bf16 && half;
-                let round = |x: f32| {
-                    let x = if half { f16::from_f32(x).to_f32() } else { x };
-                    if bf16 {
-                        to_bf16(x)
-                    } else {
-                        x
-                    }
-                };
-                if half {
+                // The AMX instance serves f16 and q8_0 caches (f32 ones stay precise).
+                let bf16 = bf16 && cache != "f32";
+                let round = |x: f32| if bf16 { to_bf16(x) } else { x };
+                fn run<E: KvElement>(
+                    (k, v): (&[E], &[E]),
+                    (bs, kv_heads, d): (usize, usize, usize),
+                    (q, out): (&[f32], &mut [f32]),
+                    seqs: &[SeqQueries],
+                    shape: &AttnShape,
+                ) {
                     let kv = PagedKv {
-                        k: &k16,
-                        v: &v16,
+                        k,
+                        v,
                         block_size: bs,
                         kv_heads,
                         head_dim: d,
                     };
-                    paged_attention(&q, &mut out, &kv, &seqs, &shape);
-                } else {
-                    let kv = PagedKv {
-                        k: &kf,
-                        v: &vf,
-                        block_size: bs,
-                        kv_heads,
-                        head_dim: d,
-                    };
-                    paged_attention(&q, &mut out, &kv, &seqs, &shape);
+                    paged_attention(q, out, &kv, seqs, shape);
                 }
+                let dims = (bs, kv_heads, d);
+                match cache {
+                    "f16" => run((&k16, &v16), dims, (&q, &mut out), &seqs, &shape),
+                    "q8_0" => run((&k8, &v8), dims, (&q, &mut out), &seqs, &shape),
+                    _ => run((&kf, &vf), dims, (&q, &mut out), &seqs, &shape),
+                }
+                let (kh, vh) = (held(cache, &kf, &k8), held(cache, &vf, &v8));
                 for (s, seq) in seqs.iter().enumerate() {
                     for r in 0..seq.q_len {
                         let pos = seq.start_pos + r;
@@ -1024,8 +1085,8 @@ mod tests {
                                 let at = (slot * kv_heads + g) * d;
                                 src[at..at + d].iter().map(|&x| round(x)).collect()
                             };
-                            let ks: Vec<_> = (lo..=pos).map(|j| row(&kf, j)).collect();
-                            let vs: Vec<_> = (lo..=pos).map(|j| row(&vf, j)).collect();
+                            let ks: Vec<_> = (lo..=pos).map(|j| row(&kh, j)).collect();
+                            let vs: Vec<_> = (lo..=pos).map(|j| row(&vh, j)).collect();
                             let at = ((seq.q_start + r) * heads + h) * d;
                             let qr: Vec<f32> = q[at..at + d]
                                 .iter()
@@ -1037,7 +1098,7 @@ mod tests {
                             for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
                                 assert!(
                                     (a - b).abs() < tol,
-                                    "window {window:?} cap {softcap:?} sinks {} f16 {half} seq {s} row {r} head {h} [{e}]: {a} vs {b}",
+                                    "window {window:?} cap {softcap:?} sinks {} {cache} seq {s} row {r} head {h} [{e}]: {a} vs {b}",
                                     sinks.is_some()
                                 );
                             }

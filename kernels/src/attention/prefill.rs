@@ -10,7 +10,7 @@
 //! time in registers.
 //!
 //! Results equal the per-row kernel's within float rounding (the sums run in another order).
-use super::{AttnShape, Emit, PagedKv, RowReader, STRIP};
+use super::{AttnShape, Emit, KvElement, PagedKv, RowReader, STRIP};
 use crate::activation::{exp, tanh};
 use std::ops::Range;
 
@@ -41,7 +41,7 @@ pub struct RowBlock<'a, E> {
     pub shape: &'a AttnShape<'a>,
 }
 
-impl<E> RowBlock<'_, E> {
+impl<E: KvElement> RowBlock<'_, E> {
     /// The first key position the row at `pos` sees (its window's start, else 0).
     fn first_visible(&self, pos: usize) -> usize {
         match self.shape.window {
@@ -70,7 +70,7 @@ impl<E> RowBlock<'_, E> {
     pub(super) fn kv_offset(&self, j: usize) -> usize {
         let bs = self.kv.block_size;
         let slot = self.table[j / bs] as usize * bs + j % bs;
-        (slot * self.kv.kv_heads + self.kv_head) * self.kv.head_dim
+        self.kv.row_offset(slot, self.kv_head)
     }
 
     /// The query vector of row `r`, group head `g`.
@@ -148,13 +148,13 @@ pub type AttendRowsFn<E> = fn(&RowBlock<'_, E>, &mut BlockScratch, Emit<'_>);
 /// The CPU must have the features `R` needs, and FMA if `FMA` (the instances in
 /// `KvElement::attend_rows_fn`).
 #[inline(always)]
-pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>(
+pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>, const FMA: bool, const WIDE: bool>(
     b: &RowBlock<'_, E>,
     s: &mut BlockScratch,
     emit: Emit<'_>,
 ) {
     let kv = b.kv;
-    let d = kv.head_dim;
+    let (d, re) = (kv.head_dim, kv.row_elems());
     s.kt.resize(KEYS * d, 0.0);
     s.v.resize(KEYS * d, 0.0);
     s.row.resize(d, 0.0);
@@ -163,10 +163,10 @@ pub unsafe fn attend_rows<E, R: RowReader<E>, const FMA: bool, const WIDE: bool>
         for (i, j) in chunk.clone().enumerate() {
             let at = b.kv_offset(j);
             // SAFETY (both): forwarded from this function's contract.
-            unsafe { widen_into::<E, R>(&kv.v[at..at + d], &mut s.v[i * d..(i + 1) * d]) };
+            unsafe { widen_into::<E, R>(&kv.v[at..at + re], &mut s.v[i * d..(i + 1) * d]) };
             // K transposed (kt[e·KEYS + i]): a query's scores over the chunk are then
             // KEYS-wide multiply-adds, one per dimension, with no horizontal sums.
-            unsafe { widen_into::<E, R>(&kv.k[at..at + d], &mut s.row) };
+            unsafe { widen_into::<E, R>(&kv.k[at..at + re], &mut s.row) };
             for (e, &x) in s.row.iter().enumerate() {
                 s.kt[e * KEYS + i] = x;
             }

@@ -8,7 +8,7 @@
 //! (2⁻⁹) relative, the rounding GPU attention kernels make. Only f16 caches come here (those of
 //! quantized and half-precision models); f32 caches are the precise path and stay on f32.
 use super::prefill::{softmax_step, BlockScratch, RowBlock, Running, KEYS};
-use super::{Emit, RowReader};
+use super::{Emit, KvElement, RowReader};
 use crate::quant::x86::amx::{has_amx_bf16, ARows, Tiles, TILE_K};
 use crate::quant::x86::bf16_tiles::{b_tiles_bytes, bf16_b_tiles, row_pair_b_tiles, to_bf16};
 
@@ -48,13 +48,13 @@ pub struct AmxScratch {
 /// # Safety
 /// `usable(head_dim)` must hold, and the CPU have the features `R` needs.
 #[inline(always)]
-pub unsafe fn attend_rows<E, R: RowReader<E>>(
+pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
     b: &RowBlock<'_, E>,
     scratch: &mut BlockScratch,
     emit: Emit<'_>,
 ) {
     let kv = b.kv;
-    let d = kv.head_dim;
+    let (d, re) = (kv.head_dim, kv.row_elems());
     let queries = b.rows * b.group;
     let padded = queries.next_multiple_of(BLOCK);
     let s = &mut scratch.amx;
@@ -88,9 +88,9 @@ pub unsafe fn attend_rows<E, R: RowReader<E>>(
             // SAFETY (each): forwarded from this function's contract; rows of d values, and
             // the CPU has AVX-512 BF16 (`usable`).
             unsafe {
-                let k = R::read(&kv.k[at..at + d], &mut s.row);
+                let k = R::read(&kv.k[at..at + re], &mut s.row);
                 to_bf16(k, &mut s.k[i * d..(i + 1) * d]);
-                let v = R::read(&kv.v[at..at + d], &mut s.row);
+                let v = R::read(&kv.v[at..at + re], &mut s.row);
                 to_bf16(v, &mut s.v[i * d..(i + 1) * d]);
             }
         }
