@@ -72,9 +72,9 @@ fn bench_writes_a_table_and_a_complete_result_document() {
             &kv["layers"],
             &kv["kv_heads"],
             &kv["head_dim"],
-            &kv["element_bytes"]
+            kv["element_bytes"].as_f64()
         ),
-        (&2.into(), &2.into(), &16.into(), &4.into())
+        (&2.into(), &2.into(), &16.into(), Some(4.0))
     );
     assert_eq!(kv["layer_windows"], serde_json::json!([null, null]));
     assert!(doc["hardware"]["logical_cores"].as_u64().unwrap() >= 1);
@@ -244,10 +244,10 @@ fn a_plugin_run_describes_the_plugins_device() {
     assert_ne!(doc["hardware"]["cpu_model"], gpu["name"]);
     // The plugin ABI has no device-to-device copy to time; an f32 model's cache is F32.
     assert!(doc["hardware"]["device_bandwidth_gbs"].is_null());
-    assert_eq!(doc["kv_cache"]["element_bytes"], 4);
+    assert_eq!(doc["kv_cache"]["element_bytes"].as_f64(), Some(4.0));
     // Asked for f16, a plugin that keeps such caches (ABI 1.1) holds half the bytes.
     let doc = bench(&["--kv-cache-dtype", "f16"]);
-    assert_eq!(doc["kv_cache"]["element_bytes"], 2);
+    assert_eq!(doc["kv_cache"]["element_bytes"].as_f64(), Some(2.0));
 }
 
 #[test]

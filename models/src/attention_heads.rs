@@ -5,6 +5,7 @@
 use crate::backend::{Backend, QkvHeads, RopeKvWrite, RopeSpec};
 use crate::decoder::Attention;
 use crate::error::{ModelError, Result};
+use crate::key_offset;
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraTarget};
 use crate::partial_rope::{PartialRope, QkvPart};
@@ -106,25 +107,35 @@ pub(crate) fn heads_attention<B: Backend>(
         };
         ld.backend.load_weight(w)
     };
-    let bias = |name: &str, len: usize, part: QkvPart| -> Result<Option<B::Weight>> {
+    let bias = |name: &str, len: usize, part: QkvPart| -> Result<Option<HostWeight>> {
         if !ld.src.contains(name) {
             return Ok(None);
         }
         let b = ld.checked(name, &[len])?;
-        let b = match &partial {
+        Ok(Some(match &partial {
             Some(p) => p.fold_bias(b, part)?,
             None => b,
-        };
-        Ok(Some(ld.backend.load_weight(b)?))
+        }))
     };
-    let (bq, bk, bv) = if spec.qkv_bias {
+    let load = |b: Option<HostWeight>| b.map(|b| ld.backend.load_weight(b)).transpose();
+    let (bq, bk, bv, k_offset) = if spec.qkv_bias {
+        let bk = bias(&n("attn_k.bias"), kv, QkvPart::K)?;
+        let k_offset = match &bk {
+            Some(b) if key_offset::applies(spec) => {
+                let values = b.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
+                let rope = global_rope(spec).0;
+                Some(key_offset::key_offset(&values, &rope, d, spec.max_position))
+            }
+            _ => None,
+        };
         (
-            bias(&n("attn_q.bias"), q, QkvPart::Q)?,
-            bias(&n("attn_k.bias"), kv, QkvPart::K)?,
-            bias(&n("attn_v.bias"), kv, QkvPart::V)?,
+            load(bias(&n("attn_q.bias"), q, QkvPart::Q)?)?,
+            load(bk)?,
+            load(bias(&n("attn_v.bias"), kv, QkvPart::V)?)?,
+            k_offset,
         )
     } else {
-        (None, None, None)
+        (None, None, None, None)
     };
     let norm = |name: &str| -> Result<B::Weight> {
         match &partial {
@@ -177,5 +188,6 @@ pub(crate) fn heads_attention<B: Backend>(
         qkv,
         q_norm,
         k_norm,
+        k_offset,
     })
 }

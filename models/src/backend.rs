@@ -178,13 +178,17 @@ pub struct AttentionParams {
 }
 
 /// Shape of the paged KV cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KvCacheSpec {
     pub num_layers: usize,
     pub num_blocks: usize,
     pub block_size: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Per layer (or none at all), a vector of `num_kv_heads × head_dim` a cache that rounds
+    /// keys coarsely may subtract from every key row it stores: attention over the shifted
+    /// keys is the same (`key_offset`), their rounding finer.
+    pub key_offsets: Vec<Option<Vec<f32>>>,
 }
 
 /// The op-level device interface. Every op has a CPU reference implementation.
@@ -209,10 +213,10 @@ pub trait Backend: Send + Sync + 'static {
     fn load_weight(&self, w: HostWeight) -> Result<Self::Weight>;
     fn weight_shape(&self, w: &Self::Weight) -> Vec<usize>;
     fn alloc_kv_cache(&self, spec: &KvCacheSpec) -> Result<Self::KvCache>;
-    /// Bytes of one K or V element in the caches `alloc_kv_cache` makes (4 for f32). Decode
-    /// reads the whole cache of each sequence every step, so benchmark reports count it in the
-    /// bytes a token costs.
-    fn kv_element_bytes(&self) -> usize;
+    /// Bytes per cached K or V value in the caches `alloc_kv_cache` makes (4 for f32, 34/32
+    /// for q8_0 blocks). Decode reads the whole cache of each sequence every step, so
+    /// benchmark reports count it in the bytes a token costs.
+    fn kv_bytes_per_value(&self) -> f64;
 
     // ---- ops ----
     /// Rows of `table` ([vocab, hidden]) for `ids` → `[ids.len(), hidden]`.

@@ -43,6 +43,8 @@ pub(crate) enum Attention<B: Backend> {
         qkv: Projections<B>,
         q_norm: Option<B::Weight>,
         k_norm: Option<B::Weight>,
+        /// What a quantized cache may subtract from this layer's keys (`key_offset`).
+        k_offset: Option<Vec<f32>>,
     },
     /// DeepSeek's latent attention.
     Latent(Box<LatentAttentionWeights<B>>),
@@ -290,6 +292,14 @@ impl<B: Backend> DecoderModel<B> {
             block_size,
             num_kv_heads: self.spec.num_kv_heads,
             head_dim: self.spec.head_dim,
+            key_offsets: self
+                .layers
+                .iter()
+                .map(|l| match &l.attention {
+                    Attention::Heads { k_offset, .. } => k_offset.clone(),
+                    Attention::Latent(_) => None,
+                })
+                .collect(),
         }
     }
 
@@ -353,6 +363,7 @@ impl<B: Backend> DecoderModel<B> {
                             qkv,
                             q_norm,
                             k_norm,
+                            ..
                         } => heads_q(
                             b,
                             s,
@@ -372,6 +383,7 @@ impl<B: Backend> DecoderModel<B> {
                         qkv,
                         q_norm,
                         k_norm,
+                        ..
                     },
                 ) => {
                     let stream = match &down {

@@ -12,21 +12,22 @@ use candor_models::ModelSpec;
 use serde::{Deserialize, Serialize};
 
 /// The shape of a KV cache as a result document records it (`kv_cache`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvShape {
     pub layers: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
-    /// Bytes of one K or V element as the backend stored the cache (4 for f32).
-    pub element_bytes: usize,
+    /// Bytes per K or V value as the backend stored the cache (4 for f32, 1.0625 for q8_0's
+    /// blocks of 32 bytes and an f16 scale).
+    pub element_bytes: f64,
     /// Sliding window of each layer (null: global attention); empty means all global.
     #[serde(default)]
     pub layer_windows: Vec<Option<usize>>,
 }
 
 impl KvShape {
-    /// The cache of a model whose backend stores `element_bytes` per K or V element.
-    pub fn of_model(spec: &ModelSpec, element_bytes: usize) -> Self {
+    /// The cache of a model whose backend stores `element_bytes` per K or V value.
+    pub fn of_model(spec: &ModelSpec, element_bytes: f64) -> Self {
         KvShape {
             layers: spec.num_layers,
             kv_heads: spec.num_kv_heads,
@@ -50,7 +51,7 @@ impl KvShape {
 
     /// K and V bytes of one cached position in one layer.
     pub fn bytes_per_position(&self) -> f64 {
-        2.0 * self.kv_heads as f64 * self.head_dim as f64 * self.element_bytes as f64
+        2.0 * self.kv_heads as f64 * self.head_dim as f64 * self.element_bytes
     }
 
     /// Mean KV bytes one sequence reads per step over `n` decode steps after `depth` tokens.
@@ -125,7 +126,7 @@ mod tests {
             layers: 24,
             kv_heads: 2,
             head_dim: 64,
-            element_bytes: 4,
+            element_bytes: 4.0,
             layer_windows: Vec::new(),
         };
         assert_eq!(qwen.bytes_per_position(), 1024.0);
@@ -133,7 +134,7 @@ mod tests {
         assert_eq!(qwen.decode_bytes_per_sequence(0, 128), 24.0 * 64.5 * 1024.0);
         // The same cache at f16 reads half.
         let f16 = KvShape {
-            element_bytes: 2,
+            element_bytes: 2.0,
             ..qwen.clone()
         };
         assert_eq!(
@@ -145,7 +146,7 @@ mod tests {
             layers: 2,
             kv_heads: 1,
             head_dim: 1,
-            element_bytes: 1,
+            element_bytes: 1.0,
             layer_windows: vec![None, Some(4)],
         };
         assert_eq!(mixed.decode_bytes_per_sequence(10, 10), 2.0 * (15.5 + 4.0));

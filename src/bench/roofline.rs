@@ -80,7 +80,7 @@ mod tests {
             layers: 24,
             kv_heads: 2,
             head_dim: 64,
-            element_bytes: 4,
+            element_bytes: 4.0,
             layer_windows: Vec::new(),
         };
         // tg128 at depth 1024: 1088.5 positions × 24 layers × 1 KiB = 26.75 MB per sequence.

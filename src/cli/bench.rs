@@ -65,8 +65,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub dequantize: bool,
     /// KV cache element type: auto (CPU, and plugins that keep f16 caches: f16 for quantized
-    /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16. CUDA keeps its one
-    /// type, and a plugin without f16 caches f32: another asked of them is an error.
+    /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16, q8_0 (CPU: blocks of
+    /// 32 bytes and a scale, about half f16's memory). CUDA keeps its one type, and a plugin
+    /// f32 or f16: another asked of them is an error.
     #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
     pub kv_cache_dtype: KvCacheDtype,
     #[arg(long, default_value_t = 42)]
@@ -240,7 +241,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         }
     }
     let device = model.runner.device();
-    let kv_cache = KvShape::of_model(model.runner.spec(), model.runner.kv_element_bytes());
+    let kv_cache = KvShape::of_model(model.runner.spec(), model.runner.kv_bytes_per_value());
     let device_bandwidth_gbs = device_bandwidth(&args.backend);
     let pb = bar((tests.len() * config.repetitions) as u64);
     let results = bench::run(model.runner.as_mut(), &config, |t, r| {

@@ -15,8 +15,9 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dequantize: bool,
     /// KV cache element type: auto (CPU, and plugins that keep f16 caches: f16 for quantized
-    /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16. CUDA keeps its one
-    /// type, and a plugin without f16 caches f32: another asked of them is an error.
+    /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16, q8_0 (CPU: blocks of
+    /// 32 bytes and a scale, about half f16's memory). CUDA keeps its one type, and a plugin
+    /// f32 or f16: another asked of them is an error.
     #[arg(long, env = "CANDOR_KV_CACHE_DTYPE", value_enum, default_value_t)]
     pub kv_cache_dtype: KvCacheDtype,
     /// Compute threads (default: all cores).

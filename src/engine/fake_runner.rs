@@ -54,8 +54,8 @@ impl Runner for FakeRunner {
     fn num_blocks(&self) -> usize {
         self.num_blocks
     }
-    fn kv_element_bytes(&self) -> usize {
-        4
+    fn kv_bytes_per_value(&self) -> f64 {
+        4.0
     }
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
         let absent = |a: u32| !self.lora.get(a as usize).copied().unwrap_or(false);

@@ -23,6 +23,11 @@ pub enum KvCacheDtype {
     Auto,
     F32,
     F16,
+    /// Blocks of 32 bytes and an f16 scale along each head (llama.cpp's `q8_0` cache): about
+    /// half the memory and decode-attention bytes of f16, the values within half a step of
+    /// max|x|/127 (CPU backend; heads a multiple of 32 wide).
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 impl KvCacheDtype {
@@ -32,6 +37,7 @@ impl KvCacheDtype {
         Ok(match self {
             KvCacheDtype::F32 => KvDtype::F32,
             KvCacheDtype::F16 => KvDtype::F16,
+            KvCacheDtype::Q8_0 => KvDtype::Q8_0,
             KvCacheDtype::Auto if dequantize => KvDtype::F32,
             KvCacheDtype::Auto => match embedding_dtype(opened)? {
                 Some(WeightDtype::F32) | None => KvDtype::F32,
@@ -179,8 +185,7 @@ pub struct LoadOptions {
     pub kv_tokens: usize,
     pub backend: BackendChoice,
     /// The KV cache's element type on the CPU backend. CUDA keeps the model's activation dtype
-    /// and plugin caches are f32 by the plugin ABI: there, anything but auto or that type is an
-    /// error.
+    /// and plugins f32 or (ABI 1.1) f16: there, a type the backend does not keep is an error.
     pub kv_cache_dtype: KvCacheDtype,
     /// Times every op while switched on (`candor bench --profile-ops`); None runs the backend
     /// unwrapped.
@@ -248,6 +253,7 @@ fn check_fixed_kv_dtype(
         KvCacheDtype::Auto => return Ok(()),
         KvCacheDtype::F32 => "f32",
         KvCacheDtype::F16 => "f16",
+        KvCacheDtype::Q8_0 => "q8_0",
     };
     if name == fixed {
         return Ok(());
@@ -273,7 +279,8 @@ pub fn plugin_runner(
 
 /// A plugin backend whose KV cache holds `wanted` (the CPU's choice for the model: f16 for
 /// quantized or half-precision weights) where the plugin keeps that type (F16 caches came in
-/// ABI 1.1), else f32; f16 `asked` for by name and not kept is an error, not ignored.
+/// ABI 1.1), else f32; f16 `asked` for by name and not kept is an error, not ignored, and so
+/// is q8_0, which the plugin ABI has no cache type for.
 fn plugin_backend(
     path: &std::path::Path,
     threads: usize,
@@ -281,6 +288,13 @@ fn plugin_backend(
     asked: KvCacheDtype,
 ) -> Result<PluginBackend, EngineError> {
     use crate::backend::plugin::ffi;
+    if wanted == KvDtype::Q8_0 {
+        return Err(EngineError::Backend(
+            "--kv-cache-dtype q8_0: plugin KV caches are f32 or f16 (the plugin ABI has no \
+             8-bit cache type); q8_0 is the CPU backend's"
+                .into(),
+        ));
+    }
     let backend = PluginBackend::load(path, CpuBackend::new(threads))
         .map_err(|e| EngineError::Backend(e.to_string()))?;
     if wanted != KvDtype::F16 {
@@ -380,5 +394,15 @@ mod tests {
         assert!(e.to_string().contains("CUDA backend keeps"), "{e}");
         assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "bf16").is_err());
         assert!(check_fixed_kv_dtype(KvCacheDtype::F16, "CUDA", "f16").is_ok());
+        let e = check_fixed_kv_dtype(KvCacheDtype::Q8_0, "CUDA", "bf16").unwrap_err();
+        assert!(e.to_string().contains("--kv-cache-dtype q8_0"), "{e}");
+    }
+
+    #[test]
+    fn q8_0_is_asked_by_llama_cpp_s_name() {
+        use clap::ValueEnum;
+        let q8 = KvCacheDtype::from_str("q8_0", true).unwrap();
+        assert_eq!(q8, KvCacheDtype::Q8_0);
+        assert!(KvCacheDtype::from_str("q8-0", true).is_err());
     }
 }

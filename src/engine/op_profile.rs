@@ -192,8 +192,8 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("split"), |b| b.split(x, sizes))
     }
 
-    fn kv_element_bytes(&self) -> usize {
-        self.inner.kv_element_bytes()
+    fn kv_bytes_per_value(&self) -> f64 {
+        self.inner.kv_bytes_per_value()
     }
 
     fn embedding(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor> {

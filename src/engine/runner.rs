@@ -73,8 +73,8 @@ pub trait Runner: Send {
     fn device(&self) -> DeviceInfo;
     fn block_size(&self) -> usize;
     fn num_blocks(&self) -> usize;
-    /// Bytes of one K or V element as the backend stores its KV cache.
-    fn kv_element_bytes(&self) -> usize;
+    /// Bytes per K or V value as the backend stores its KV cache (`Backend::kv_bytes_per_value`).
+    fn kv_bytes_per_value(&self) -> f64;
     /// Run one batched step (prefill chunks and decode tokens mixed).
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
@@ -138,8 +138,8 @@ impl<B: Backend> Runner for ModelRunner<B> {
         self.num_blocks
     }
 
-    fn kv_element_bytes(&self) -> usize {
-        self.backend.kv_element_bytes()
+    fn kv_bytes_per_value(&self) -> f64 {
+        self.backend.kv_bytes_per_value()
     }
 
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {

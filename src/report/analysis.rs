@@ -774,7 +774,7 @@ pub(crate) mod tests {
             layers: 24,
             kv_heads: 2,
             head_dim: 64,
-            element_bytes: 4,
+            element_bytes: 4.0,
             layer_windows: Vec::new(),
         };
         with_kv.kv = Some(kv.clone());

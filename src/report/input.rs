@@ -857,7 +857,7 @@ mod tests {
             Some("NVIDIA H200, 150.0 GB, compute capability 9.0, driver CUDA 13.0")
         );
         let kv = run.kv.unwrap();
-        assert_eq!((kv.element_bytes, kv.layer_windows[1]), (2, Some(512)));
+        assert_eq!((kv.element_bytes, kv.layer_windows[1]), (2.0, Some(512)));
         // Schema 1 (no kv_cache, no gpu) still loads, with nothing made up.
         let old = text
             .replace(r#""kv_cache":{"layers":2,"kv_heads":2,"head_dim":64,"element_bytes":2,"layer_windows":[null,512]},"#, "")

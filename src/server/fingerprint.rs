@@ -11,7 +11,7 @@ use std::path::Path;
 pub fn system_fingerprint(
     model: &Path,
     device: &DeviceInfo,
-    kv_element_bytes: usize,
+    kv_bytes_per_value: f64,
     speculative_tokens: usize,
 ) -> String {
     let mut h = DefaultHasher::new();
@@ -24,7 +24,7 @@ pub fn system_fingerprint(
     device.kind.hash(&mut h);
     device.features.hash(&mut h);
     device.threads.hash(&mut h);
-    kv_element_bytes.hash(&mut h);
+    kv_bytes_per_value.to_bits().hash(&mut h);
     speculative_tokens.hash(&mut h);
     format!("fp_{:016x}", h.finish())
 }
@@ -46,23 +46,23 @@ mod tests {
     #[test]
     fn the_same_configuration_gives_the_same_fingerprint_and_a_change_another() {
         let model = Path::new("/models/a.gguf");
-        let fp = system_fingerprint(model, &device(2), 2, 4);
+        let fp = system_fingerprint(model, &device(2), 2.0, 4);
         assert!(fp.starts_with("fp_") && fp.len() == 19, "{fp}");
-        assert_eq!(fp, system_fingerprint(model, &device(2), 2, 4));
-        assert_ne!(fp, system_fingerprint(model, &device(4), 2, 4), "threads");
+        assert_eq!(fp, system_fingerprint(model, &device(2), 2.0, 4));
+        assert_ne!(fp, system_fingerprint(model, &device(4), 2.0, 4), "threads");
         assert_ne!(
             fp,
-            system_fingerprint(model, &device(2), 4, 4),
+            system_fingerprint(model, &device(2), 4.0, 4),
             "KV cache type"
         );
         assert_ne!(
             fp,
-            system_fingerprint(Path::new("/models/b.gguf"), &device(2), 2, 4),
+            system_fingerprint(Path::new("/models/b.gguf"), &device(2), 2.0, 4),
             "model"
         );
         assert_ne!(
             fp,
-            system_fingerprint(model, &device(2), 2, 0),
+            system_fingerprint(model, &device(2), 2.0, 0),
             "speculative decoding"
         );
     }

@@ -263,7 +263,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     let system_fingerprint = fingerprint::system_fingerprint(
         &model.path,
         &model.runner.device(),
-        model.runner.kv_element_bytes(),
+        model.runner.kv_bytes_per_value(),
         config.speculative_tokens,
     );
     let hidden_size = model.spec.hidden_size;

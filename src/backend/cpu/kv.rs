@@ -1,7 +1,8 @@
-//! The paged KV cache on the host: per layer, K and V as `[slots, kv_heads, head_dim]`, in f32
-//! or f16 (half the memory and half the bytes decode attention reads; values are rounded once,
-//! when written, and all arithmetic stays in f32).
-use candor_kernels::attention::{KvElement, PagedKv};
+//! The paged KV cache on the host: per layer, K and V as `[slots, kv_heads, head_dim]`, in f32,
+//! f16 (half the memory and half the bytes decode attention reads) or q8_0 (blocks of 32 bytes
+//! and a scale: a little over a quarter). Values are rounded once, when written, and all
+//! arithmetic stays in f32.
+use candor_kernels::attention::{KvElement, KvQ8, PagedKv};
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
 use half::f16;
@@ -13,13 +14,26 @@ pub enum KvDtype {
     #[default]
     F32,
     F16,
+    /// Blocks of 32 signed bytes and an f16 scale along each head row (`KvQ8`).
+    Q8_0,
 }
 
 impl KvDtype {
-    pub fn bytes(self) -> usize {
+    /// Bytes per cached value (34 / 32 for q8_0 blocks).
+    pub fn bytes_per_value(self) -> f64 {
         match self {
-            KvDtype::F32 => 4,
-            KvDtype::F16 => 2,
+            KvDtype::F32 => 4.0,
+            KvDtype::F16 => 2.0,
+            KvDtype::Q8_0 => std::mem::size_of::<KvQ8>() as f64 / KvQ8::VALUES as f64,
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+            KvDtype::Q8_0 => "q8_0",
         }
     }
 }
@@ -28,12 +42,14 @@ impl KvDtype {
 enum Layers {
     F32(Vec<(Vec<f32>, Vec<f32>)>),
     F16(Vec<(Vec<f16>, Vec<f16>)>),
+    Q8(Vec<(Vec<KvQ8>, Vec<KvQ8>)>),
 }
 
 /// One layer of the cache, as the attention kernel reads it.
 pub enum LayerView<'a> {
     F32(PagedKv<'a, f32>),
     F16(PagedKv<'a, f16>),
+    Q8(PagedKv<'a, KvQ8>),
 }
 
 pub struct CpuKvCache {
@@ -43,20 +59,37 @@ pub struct CpuKvCache {
 
 impl CpuKvCache {
     pub fn new(spec: &KvCacheSpec, dtype: KvDtype) -> Result<Self> {
-        let per_layer = spec
+        if dtype == KvDtype::Q8_0 && !spec.head_dim.is_multiple_of(KvQ8::VALUES) {
+            return Err(ModelError::Backend(format!(
+                "a q8_0 KV cache keeps heads in blocks of {} values; this model's heads are {} \
+                 wide (use f16 or f32)",
+                KvQ8::VALUES,
+                spec.head_dim
+            )));
+        }
+        let row = spec.num_kv_heads * spec.head_dim;
+        if let Some(bad) = spec.key_offsets.iter().flatten().find(|o| o.len() != row) {
+            return Err(ModelError::Backend(format!(
+                "a key offset of {} values for rows of {row}",
+                bad.len()
+            )));
+        }
+        let values = spec
             .num_blocks
             .checked_mul(spec.block_size)
             .and_then(|s| s.checked_mul(spec.num_kv_heads * spec.head_dim))
             .ok_or_else(|| ModelError::Backend("KV cache size overflows".into()))?;
         // Zeroed vectors come from calloc: pages no sequence has reached are never resident.
-        fn alloc<E: KvElement>(layers: usize, len: usize) -> Vec<(Vec<E>, Vec<E>)> {
+        fn alloc<E: KvElement>(layers: usize, values: usize) -> Vec<(Vec<E>, Vec<E>)> {
+            let len = values / E::VALUES;
             (0..layers)
                 .map(|_| (vec![E::default(); len], vec![E::default(); len]))
                 .collect()
         }
         let layers = match dtype {
-            KvDtype::F32 => Layers::F32(alloc(spec.num_layers, per_layer)),
-            KvDtype::F16 => Layers::F16(alloc(spec.num_layers, per_layer)),
+            KvDtype::F32 => Layers::F32(alloc(spec.num_layers, values)),
+            KvDtype::F16 => Layers::F16(alloc(spec.num_layers, values)),
+            KvDtype::Q8_0 => Layers::Q8(alloc(spec.num_layers, values)),
         };
         Ok(CpuKvCache {
             spec: spec.clone(),
@@ -78,6 +111,7 @@ impl CpuKvCache {
         Ok(CpuKvCache {
             spec: KvCacheSpec {
                 num_layers: 1,
+                key_offsets: vec![],
                 ..spec.clone()
             },
             layers: Layers::F32(vec![(k, v)]),
@@ -88,6 +122,7 @@ impl CpuKvCache {
         match self.layers {
             Layers::F32(_) => KvDtype::F32,
             Layers::F16(_) => KvDtype::F16,
+            Layers::Q8(_) => KvDtype::Q8_0,
         }
     }
     pub fn kv_heads(&self) -> usize {
@@ -122,6 +157,7 @@ impl CpuKvCache {
         Ok(match &self.layers {
             Layers::F32(l) => LayerView::F32(view(l, layer, &self.spec)?),
             Layers::F16(l) => LayerView::F16(view(l, layer, &self.spec)?),
+            Layers::Q8(l) => LayerView::Q8(view(l, layer, &self.spec)?),
         })
     }
 
@@ -150,16 +186,30 @@ impl CpuKvCache {
             row: usize,
         ) -> Result<()> {
             let (kc, vc) = layers.get_mut(layer).ok_or_else(|| no_layer(layer))?;
+            // A slot's heads in elements (whole q8_0 blocks: `new` checked the head width).
+            let elems = row / E::VALUES;
             for (i, &slot) in slots.iter().enumerate() {
-                let s = slot as usize * row;
-                E::narrow(&k[i * row..][..row], &mut kc[s..s + row]);
-                E::narrow(&v[i * row..][..row], &mut vc[s..s + row]);
+                let s = slot as usize * elems;
+                E::narrow(&k[i * row..][..row], &mut kc[s..s + elems]);
+                E::narrow(&v[i * row..][..row], &mut vc[s..s + elems]);
             }
             Ok(())
         }
         match &mut self.layers {
             Layers::F32(l) => scatter(l, layer, k, v, slots, row),
             Layers::F16(l) => scatter(l, layer, k, v, slots, row),
+            Layers::Q8(l) => match self.spec.key_offsets.get(layer) {
+                // Keys shifted by the layer's offset (`KvCacheSpec::key_offsets`), so a few
+                // large, nearly constant channels do not set the step of their blocks.
+                Some(Some(offset)) => {
+                    let shifted: Vec<f32> = k
+                        .chunks_exact(row)
+                        .flat_map(|r| r.iter().zip(offset).map(|(x, c)| x - c))
+                        .collect();
+                    scatter(l, layer, &shifted, v, slots, row)
+                }
+                _ => scatter(l, layer, k, v, slots, row),
+            },
         }
     }
 }
@@ -179,6 +229,7 @@ mod tests {
             block_size: 2,
             num_kv_heads: 2,
             head_dim: 4,
+            key_offsets: vec![],
         }
     }
 
@@ -190,6 +241,7 @@ mod tests {
     }
 
     fn stored(cache: &CpuKvCache, layer: usize, slot: usize) -> (Vec<f32>, Vec<f32>) {
+        let width = cache.kv_heads() * cache.head_dim();
         let row = |s: &[f32]| s[slot * 8..(slot + 1) * 8].to_vec();
         let widen = |s: &[f16]| {
             s[slot * 8..(slot + 1) * 8]
@@ -200,7 +252,84 @@ mod tests {
         match cache.layer(layer).unwrap() {
             LayerView::F32(kv) => (row(kv.k), row(kv.v)),
             LayerView::F16(kv) => (widen(kv.k), widen(kv.v)),
+            LayerView::Q8(kv) => {
+                let blocks = width / 32;
+                let values = |s: &[KvQ8]| -> Vec<f32> {
+                    s[slot * blocks..(slot + 1) * blocks]
+                        .iter()
+                        .flat_map(KvQ8::values)
+                        .collect()
+                };
+                (values(kv.k), values(kv.v))
+            }
         }
+    }
+
+    /// A q8_0 cache keeps each head row as its blocks: what `KvQ8::quantize` makes of them, in
+    /// the slot written; heads that are no whole number of blocks are refused.
+    #[test]
+    fn q8_rows_are_quantized_into_their_slots() {
+        let spec = KvCacheSpec {
+            head_dim: 64,
+            ..spec()
+        };
+        let mut cache = CpuKvCache::new(&spec, KvDtype::Q8_0).unwrap();
+        assert_eq!(cache.dtype(), KvDtype::Q8_0);
+        let k: Vec<f32> = (0..2 * 128).map(|i| (i as f32 * 0.7).sin() * 5.0).collect();
+        let v: Vec<f32> = k.iter().map(|x| x * -0.5).collect();
+        cache.write(1, &k, &v, &[4, 1]).unwrap();
+        for (i, slot) in [(0usize, 4usize), (1, 1)] {
+            let (ks, vs) = stored(&cache, 1, slot);
+            let want = |x: &[f32]| -> Vec<f32> {
+                x[i * 128..(i + 1) * 128]
+                    .chunks_exact(32)
+                    .flat_map(|c| KvQ8::quantize(c).values())
+                    .collect()
+            };
+            assert_eq!((ks, vs), (want(&k), want(&v)), "slot {slot}");
+        }
+        assert!(stored(&cache, 1, 0).0.iter().all(|&x| x == 0.0));
+        assert!(
+            cache.write(1, &k, &v, &[6, 1]).is_err(),
+            "slot past the cache"
+        );
+        // A layer's key offset is subtracted from its keys before they are rounded; values
+        // and the other layers keep theirs.
+        let offset: Vec<f32> = (0..128)
+            .map(|i| if i % 64 == 63 { 150.0 } else { 0.5 })
+            .collect();
+        let shifted = KvCacheSpec {
+            key_offsets: vec![None, Some(offset.clone())],
+            ..spec.clone()
+        };
+        let mut cache = CpuKvCache::new(&shifted, KvDtype::Q8_0).unwrap();
+        cache.write(1, &k, &v, &[4, 1]).unwrap();
+        cache.write(0, &k, &v, &[4, 1]).unwrap();
+        let (ks, vs) = stored(&cache, 1, 4);
+        let minus: Vec<f32> = k[..128].iter().zip(&offset).map(|(x, c)| x - c).collect();
+        let want: Vec<f32> = minus
+            .chunks_exact(32)
+            .flat_map(|c| KvQ8::quantize(c).values())
+            .collect();
+        assert_eq!(ks, want);
+        assert_eq!(vs, stored(&cache, 0, 4).1);
+        assert_ne!(ks, stored(&cache, 0, 4).0);
+        let wrong = KvCacheSpec {
+            key_offsets: vec![None, Some(vec![0.0; 3])],
+            ..spec.clone()
+        };
+        assert!(
+            CpuKvCache::new(&wrong, KvDtype::Q8_0).is_err(),
+            "offset length"
+        );
+        let odd = KvCacheSpec {
+            head_dim: 48,
+            ..spec
+        };
+        let e = CpuKvCache::new(&odd, KvDtype::Q8_0).err().expect("refused");
+        assert!(e.to_string().contains("48 wide"), "{e}");
+        assert!(CpuKvCache::new(&odd, KvDtype::F16).is_ok());
+        assert_eq!(KvDtype::Q8_0.bytes_per_value(), 34.0 / 32.0);
     }
 
     #[test]
@@ -217,6 +346,7 @@ mod tests {
                     let want = match dtype {
                         KvDtype::F32 => want,
                         KvDtype::F16 => f16::from_f32(want).to_f32(),
+                        KvDtype::Q8_0 => unreachable!("heads of 4 are no q8_0 block"),
                     };
                     assert_eq!((*a, *b), (want, -want), "{dtype:?} slot {slot}");
                 }

@@ -434,8 +434,8 @@ impl Backend for CpuBackend {
         CpuKvCache::new(spec, self.kv_dtype)
     }
 
-    fn kv_element_bytes(&self) -> usize {
-        self.kv_dtype.bytes()
+    fn kv_bytes_per_value(&self) -> f64 {
+        self.kv_dtype.bytes_per_value()
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {
@@ -610,6 +610,7 @@ impl Backend for CpuBackend {
         with_values(q, |qv| match &kv {
             LayerView::F32(kv) => paged_attention(qv, &mut out, kv, &views, &shape),
             LayerView::F16(kv) => paged_attention(qv, &mut out, kv, &views, &shape),
+            LayerView::Q8(kv) => paged_attention(qv, &mut out, kv, &views, &shape),
         })?;
         Ok(Tensor::from_vec(out, (t, row), &Device::Cpu)?)
     }

@@ -274,9 +274,9 @@ impl Backend for CudaBackend {
         CudaKvCache::new(self.device.as_cuda_device()?, spec, self.act)
     }
 
-    fn kv_element_bytes(&self) -> usize {
+    fn kv_bytes_per_value(&self) -> f64 {
         // The cache is kept in the activation dtype (kv.rs).
-        self.act.size_in_bytes()
+        self.act.size_in_bytes() as f64
     }
 
     fn embedding(&self, table: &CudaWeight, ids: &[u32]) -> Result<Tensor> {

@@ -547,8 +547,8 @@ impl Backend for PluginBackend {
         })
     }
 
-    fn kv_element_bytes(&self) -> usize {
-        kv_element_bytes(self.kv_dtype)
+    fn kv_bytes_per_value(&self) -> f64 {
+        kv_element_bytes(self.kv_dtype) as f64
     }
 
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {

@@ -585,6 +585,7 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         block_size: BLOCK_SIZE,
         num_kv_heads: kv_heads,
         head_dim,
+        key_offsets: vec![],
     };
     let mut cache = b.alloc_kv_cache(&spec)?;
     let mut next = num_blocks;
