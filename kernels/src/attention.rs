@@ -87,6 +87,7 @@ mod prefill;
 #[cfg(target_arch = "x86_64")]
 mod prefill_amx;
 mod q8;
+mod split_keys;
 
 pub use q8::KvQ8;
 
@@ -336,6 +337,9 @@ pub fn paged_attention<E: KvElement>(
         owner[s.q_start.min(end)..end].fill(si);
     }
     attend_prefill_blocks(q, out, kv, seqs, shape, &mut owner);
+    if split_keys::attend_decode_rows(q, out, kv, seqs, shape, &owner) {
+        return;
+    }
     let attend = E::attend_fn();
     let rows = owner.len();
     let heads_per_task = heads_per_task(rows, kv.kv_heads, group);
@@ -501,6 +505,8 @@ pub struct Scratch {
     row: Vec<f32>,
     /// Offset of each visible key's row for this KV head in the layer's K and V.
     offs: Vec<usize>,
+    /// Per head of the last `attend`: the softmax's maximum and sum (a sink included).
+    stats: Vec<(f32, f32)>,
 }
 
 /// For each head c: `out[c] = softmax(q[c] · K[j] · scale) · V[j]` over the visible keys,
@@ -518,7 +524,12 @@ unsafe fn attend<E: KvElement, R: RowReader<E>>(
     let kv = h.kv;
     let (d, re) = (kv.head_dim, kv.row_elems());
     let n = h.pos + 1 - h.first;
-    let Scratch { scores, row, offs } = scratch;
+    let Scratch {
+        scores,
+        row,
+        offs,
+        stats,
+    } = scratch;
     if row.len() < d {
         row.resize(d, 0.0);
     }
@@ -526,6 +537,7 @@ unsafe fn attend<E: KvElement, R: RowReader<E>>(
     let slot_of =
         |j: usize| h.table[j / kv.block_size] as usize * kv.block_size + j % kv.block_size;
     // scores[c * n + i]: head c, key first + i.
+    stats.clear();
     scores.clear();
     scores.resize(h.count * n, 0.0);
     offs.clear();
@@ -549,7 +561,9 @@ unsafe fn attend<E: KvElement, R: RowReader<E>>(
         let max = prefill::lane_max(sc).max(sink.unwrap_or(f32::NEG_INFINITY));
         sc.iter_mut().for_each(|x| *x = exp(*x - max));
         let sunk = sink.map_or(0.0, |s| exp(s - max));
-        let inv = 1.0 / (prefill::lane_sum(sc) + sunk);
+        let sum = prefill::lane_sum(sc) + sunk;
+        stats.push((max, sum));
+        let inv = 1.0 / sum;
         sc.iter_mut().for_each(|x| *x *= inv);
     }
     // SAFETY (each arm): forwarded from this function's contract.
@@ -960,6 +974,39 @@ mod tests {
         }
     }
 
+    /// `paged_attention` over a cache of `k` and `v` of blocks of `bs` slots, `kv_heads`
+    /// heads of `d`.
+    fn run<E: KvElement>(
+        (k, v): (&[E], &[E]),
+        (bs, kv_heads, d): (usize, usize, usize),
+        (q, out): (&[f32], &mut [f32]),
+        seqs: &[SeqQueries],
+        shape: &AttnShape,
+    ) {
+        let kv = PagedKv {
+            k,
+            v,
+            block_size: bs,
+            kv_heads,
+            head_dim: d,
+        };
+        paged_attention(q, out, &kv, seqs, shape);
+    }
+
+    /// `x` (head rows of a multiple of 32 values) as q8_0 blocks.
+    fn q8_blocks(x: &[f32]) -> Vec<KvQ8> {
+        x.chunks_exact(32).map(KvQ8::quantize).collect()
+    }
+
+    /// What a cache of `cache` holds of `src` (q8_0: `q8`, its blocks), as f32.
+    fn held(cache: &str, src: &[f32], q8: &[KvQ8]) -> Vec<f32> {
+        match cache {
+            "f16" => src.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
+            "q8_0" => q8.iter().flat_map(KvQ8::values).collect(),
+            _ => src.to_vec(),
+        }
+    }
+
     /// Every row and head of a mixed batch against dense attention over the values the cache
     /// holds; `bf16`: with an f16 or q8_0 cache the kernel rounds Q, K, V and the weights to
     /// bf16.
@@ -994,20 +1041,10 @@ mod tests {
             kf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
             vf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
         );
-        // q8_0: each head row (d values, all in one slice) as d / 32 blocks.
-        let q8 = |x: &[f32]| -> Vec<KvQ8> { x.chunks_exact(32).map(KvQ8::quantize).collect() };
         let (k8, v8) = if d % 32 == 0 {
-            (q8(&kf), q8(&vf))
+            (q8_blocks(&kf), q8_blocks(&vf))
         } else {
             (vec![], vec![])
-        };
-        // What each cache holds, as f32.
-        let held = |cache: &str, src: &[f32], q8: &[KvQ8]| -> Vec<f32> {
-            match cache {
-                "f16" => src.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
-                "q8_0" => q8.iter().flat_map(KvQ8::values).collect(),
-                _ => src.to_vec(),
-            }
         };
         let tokens: usize = seqs_spec.iter().map(|s| s.1).sum();
         let q: Vec<f32> = (0..tokens * heads * d)
@@ -1051,22 +1088,6 @@ mod tests {
                 // The AMX instance serves f16 and q8_0 caches (f32 ones stay precise).
                 let bf16 = bf16 && cache != "f32";
                 let round = |x: f32| if bf16 { to_bf16(x) } else { x };
-                fn run<E: KvElement>(
-                    (k, v): (&[E], &[E]),
-                    (bs, kv_heads, d): (usize, usize, usize),
-                    (q, out): (&[f32], &mut [f32]),
-                    seqs: &[SeqQueries],
-                    shape: &AttnShape,
-                ) {
-                    let kv = PagedKv {
-                        k,
-                        v,
-                        block_size: bs,
-                        kv_heads,
-                        head_dim: d,
-                    };
-                    paged_attention(q, out, &kv, seqs, shape);
-                }
                 let dims = (bs, kv_heads, d);
                 match cache {
                     "f16" => run((&k16, &v16), dims, (&q, &mut out), &seqs, &shape),
@@ -1102,6 +1123,95 @@ mod tests {
                                     sinks.is_some()
                                 );
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decode rows over long contexts, split over their keys (`split_keys`) in a pool of four
+    /// threads: one row of a sequence 1500 tokens long and one of another 700 long, grouped
+    /// heads, window, cap and sinks, f32, f16 and q8_0 caches, against dense attention.
+    #[test]
+    fn long_decode_rows_split_over_keys_match_dense_attention() {
+        let (bs, d, heads, kv_heads) = (16usize, 64usize, 6usize, 2usize);
+        let group = heads / kv_heads;
+        let lens = [1500usize, 700];
+        let tables: Vec<Vec<u32>> = vec![
+            (0..94).rev().map(|b| 2 * b as u32).collect(),
+            (0..44).map(|b| 2 * b as u32 + 1).collect(),
+        ];
+        let slots = 188 * bs;
+        let kf: Vec<f32> = (0..slots * kv_heads * d).map(|i| 2.0 * noise(i)).collect();
+        let vf: Vec<f32> = (0..slots * kv_heads * d)
+            .map(|i| noise(3_000_000 + i))
+            .collect();
+        let k16: Vec<f16> = kf.iter().map(|&x| f16::from_f32(x)).collect();
+        let v16: Vec<f16> = vf.iter().map(|&x| f16::from_f32(x)).collect();
+        let (k8, v8) = (q8_blocks(&kf), q8_blocks(&vf));
+        let seqs: Vec<SeqQueries> = (0..2)
+            .map(|s| SeqQueries {
+                q_start: s,
+                q_len: 1,
+                start_pos: lens[s] - 1,
+                block_table: &tables[s],
+            })
+            .collect();
+        let q: Vec<f32> = (0..2 * heads * d).map(|i| noise(7_000_000 + i)).collect();
+        let sinks: Vec<f32> = (0..heads).map(|h| 4.0 * noise(8_000_000 + h)).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for (window, softcap, sinks) in [
+            (None, None, None),
+            (Some(1000), Some(3.0), None),
+            (None, None, Some(&sinks[..])),
+        ] {
+            let shape = AttnShape {
+                heads,
+                scale: 0.2,
+                window,
+                softcap,
+                sinks,
+            };
+            let owner = [0usize, 1];
+            pool.install(|| {
+                let threads = rayon::current_num_threads();
+                let (_, tasks) =
+                    split_keys::plan(&owner, &seqs, &shape, kv_heads, threads).expect("split");
+                assert!(tasks.len() > 2 * kv_heads, "{} tasks", tasks.len());
+            });
+            for cache in ["f32", "f16", "q8_0"] {
+                let mut out = vec![f32::NAN; q.len()];
+                let dims = (bs, kv_heads, d);
+                pool.install(|| match cache {
+                    "f16" => run((&k16, &v16), dims, (&q, &mut out), &seqs, &shape),
+                    "q8_0" => run((&k8, &v8), dims, (&q, &mut out), &seqs, &shape),
+                    _ => run((&kf, &vf), dims, (&q, &mut out), &seqs, &shape),
+                });
+                let (kh, vh) = (held(cache, &kf, &k8), held(cache, &vf, &v8));
+                for (s, seq) in seqs.iter().enumerate() {
+                    let pos = seq.start_pos;
+                    let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    for h in 0..heads {
+                        let g = h / group;
+                        let row = |src: &[f32], j: usize| -> Vec<f32> {
+                            let slot = tables[s][j / bs] as usize * bs + j % bs;
+                            src[(slot * kv_heads + g) * d..][..d].to_vec()
+                        };
+                        let ks: Vec<_> = (lo..=pos).map(|j| row(&kh, j)).collect();
+                        let vs: Vec<_> = (lo..=pos).map(|j| row(&vh, j)).collect();
+                        let at = (s * heads + h) * d;
+                        let sink = sinks.map(|x| x[h]);
+                        let want = dense_capped(&q[at..at + d], &ks, &vs, 0.2, softcap, sink);
+                        for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
+                            assert!(
+                                (a - b).abs() < 2e-5,
+                                "{cache} window {window:?} cap {softcap:?} sinks {} seq {s} head {h} [{e}]: {a} vs {b}",
+                                sinks.is_some()
+                            );
                         }
                     }
                 }
