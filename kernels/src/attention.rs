@@ -378,8 +378,9 @@ pub fn paged_attention<E: KvElement>(
 }
 
 /// Sequences with at least this many rows in the batch (prefill chunks) run in blocks of up to
-/// `prefill::ROWS` rows (`prefill`); fewer (decode) one row at a time, whose tasks can split a
-/// KV group's heads to keep every thread busy.
+/// `prefill::ROWS` rows (`prefill`); fewer (decode) one row at a time, whose tasks split long
+/// contexts over their keys (`split_keys`) or else a KV group's heads to keep every thread
+/// busy.
 const BLOCK_MIN_ROWS: usize = 8;
 
 /// y rows written by block tasks at disjoint (row, head) places.
