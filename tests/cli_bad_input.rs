@@ -177,6 +177,19 @@ fn prompt_and_flag_errors() {
         &["--model", &llama, "--no-such-flag"],
         "unexpected argument",
     );
+    // A q8_0 cache needs heads of whole 32-value blocks (the tiny llama's are 16), and is the
+    // CPU's: a plugin is refused before it is even opened.
+    let q8 = [
+        "--model",
+        &llama,
+        "--prompt-tokens",
+        "5",
+        "--kv-cache-dtype",
+        "q8_0",
+    ];
+    expect_error(&q8, "heads are 16 wide (use f16 or f32)");
+    let on_plugin = [&q8[..], &["--backend", "plugin:/nonexistent"]].concat();
+    expect_error(&on_plugin, "the plugin ABI has no 8-bit cache type");
 }
 
 #[test]
