@@ -105,7 +105,8 @@ mod tests {
         // Interleaved pairs (0, 1) fast and (2, 3) slow.
         assert!(inter[0].abs() < 0.01 && inter[1].abs() < 0.01, "{inter:?}");
         assert!(
-            (inter[2] - 2.0).abs() < 0.01 && (inter[3] + 50.0).abs() < 0.01,
+            // Turned by the mean angle, 1.6e-3: the 50 moves the 2 by 0.08.
+            (inter[2] - 2.0).abs() < 0.1 && (inter[3] + 50.0).abs() < 0.01,
             "{inter:?}"
         );
         assert_eq!(&inter[..4], &inter[4..]);
