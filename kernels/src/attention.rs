@@ -1042,7 +1042,7 @@ mod tests {
             kf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
             vf.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(),
         );
-        let (k8, v8) = if d % 32 == 0 {
+        let (k8, v8) = if d.is_multiple_of(32) {
             (q8_blocks(&kf), q8_blocks(&vf))
         } else {
             (vec![], vec![])
@@ -1079,7 +1079,7 @@ mod tests {
                 softcap,
                 sinks,
             };
-            let caches: &[&str] = if d % 32 == 0 {
+            let caches: &[&str] = if d.is_multiple_of(32) {
                 &["f32", "f16", "q8_0"]
             } else {
                 &["f32", "f16"]
