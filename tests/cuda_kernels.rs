@@ -173,6 +173,7 @@ fn try_attention<B: Backend>(
             block_size,
             num_kv_heads: p.num_kv_heads,
             head_dim: p.head_dim,
+            key_offsets: vec![],
         })
         .unwrap();
     // Scattered, descending block ids so tables are not contiguous.
@@ -522,6 +523,7 @@ fn joined_projections<B: Backend>(b: &B, tokens: usize, fused: bool) -> Vec<f32>
             block_size,
             num_kv_heads: kv_heads,
             head_dim: d,
+            key_offsets: vec![],
         })
         .unwrap();
     let q = if fused {
@@ -858,6 +860,7 @@ fn attention_input<B: Backend>(b: &B, case: AttentionInputCase, one_op: bool) ->
             block_size,
             num_kv_heads: heads.kv_heads,
             head_dim: heads.head_dim,
+            key_offsets: vec![],
         })
         .unwrap();
     let block_table: Vec<u32> = (0..num_blocks as u32).rev().collect();
