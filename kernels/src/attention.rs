@@ -313,6 +313,15 @@ pub struct AttnShape<'a> {
 }
 
 impl AttnShape<'_> {
+    /// The first key position a query at `pos` sees: its window's start, else 0.
+    #[inline(always)]
+    pub(crate) fn first_visible(&self, pos: usize) -> usize {
+        match self.window {
+            Some(w) if w > 0 => (pos + 1).saturating_sub(w),
+            _ => 0,
+        }
+    }
+
     /// The running max and sum an online softmax of `head` starts from: the sink as a score
     /// already seen (its weight e^0 = 1 at its own max), or nothing.
     #[inline(always)]
@@ -364,10 +373,7 @@ pub fn paged_attention<E: KvElement>(
             }
             let s = &seqs[si];
             let pos = s.start_pos + (r - s.q_start);
-            let first = match shape.window {
-                Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-                _ => 0,
-            };
+            let first = shape.first_visible(pos);
             let heads = Heads {
                 q: &q[r * row + h0 * d..r * row + (h0 + heads_per_task) * d],
                 count: heads_per_task,

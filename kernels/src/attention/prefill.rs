@@ -42,18 +42,10 @@ pub struct RowBlock<'a, E> {
 }
 
 impl<E: KvElement> RowBlock<'_, E> {
-    /// The first key position the row at `pos` sees (its window's start, else 0).
-    fn first_visible(&self, pos: usize) -> usize {
-        match self.shape.window {
-            Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-            _ => 0,
-        }
-    }
-
     /// The key positions the block's rows see, in chunks of `KEYS`.
     pub(super) fn chunks(&self) -> impl Iterator<Item = Range<usize>> {
         let end = self.pos0 + self.rows;
-        (self.first_visible(self.pos0)..end)
+        (self.shape.first_visible(self.pos0)..end)
             .step_by(KEYS)
             .map(move |start| start..(start + KEYS).min(end))
     }
@@ -61,7 +53,7 @@ impl<E: KvElement> RowBlock<'_, E> {
     /// The keys of `chunk` that row `r` sees, as indices into the chunk (empty if none).
     pub(super) fn row_keys(&self, r: usize, chunk: &Range<usize>) -> Range<usize> {
         let pos = self.pos0 + r;
-        let lo = self.first_visible(pos).clamp(chunk.start, chunk.end);
+        let lo = self.shape.first_visible(pos).clamp(chunk.start, chunk.end);
         let hi = (pos + 1).clamp(lo, chunk.end);
         lo - chunk.start..hi - chunk.start
     }

@@ -47,14 +47,10 @@ pub(super) fn plan(
         .map(|(index, &seq)| {
             let s = &seqs[seq];
             let pos = s.start_pos + (index - s.q_start);
-            let first = match shape.window {
-                Some(w) if w > 0 => (pos + 1).saturating_sub(w),
-                _ => 0,
-            };
             Row {
                 index,
                 seq,
-                first,
+                first: shape.first_visible(pos),
                 pos,
             }
         })

@@ -27,15 +27,6 @@ impl KvDtype {
             KvDtype::Q8_0 => std::mem::size_of::<KvQ8>() as f64 / KvQ8::VALUES as f64,
         }
     }
-
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            KvDtype::F32 => "f32",
-            KvDtype::F16 => "f16",
-            KvDtype::Q8_0 => "q8_0",
-        }
-    }
 }
 
 /// (K, V) per layer, of one element type.
@@ -77,7 +68,7 @@ impl CpuKvCache {
         let values = spec
             .num_blocks
             .checked_mul(spec.block_size)
-            .and_then(|s| s.checked_mul(spec.num_kv_heads * spec.head_dim))
+            .and_then(|s| s.checked_mul(row))
             .ok_or_else(|| ModelError::Backend("KV cache size overflows".into()))?;
         // Zeroed vectors come from calloc: pages no sequence has reached are never resident.
         fn alloc<E: KvElement>(layers: usize, values: usize) -> Vec<(Vec<E>, Vec<E>)> {
