@@ -167,6 +167,22 @@ pub fn softcap(x: &[f32], cap: f32, out: &mut [f32]) {
     });
 }
 
+/// `out = e^((x - max)·scale)`: a row's softmax weights (`scale` the inverse temperature,
+/// `max` the row's largest value), exactly 0 below e^-87 (a masked token's -inf, a NaN), so
+/// such tokens weigh nothing. On the calling thread: a row is one sampler's, which may run
+/// beside others'.
+pub fn softmax_weights(x: &[f32], max: f32, scale: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "softmax_weights: sizes differ");
+    dispatch!(softmax_weights_row(x: &[f32], out: &mut [f32], max: f32, scale: f32) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            let z = (v - max) * scale;
+            let w = exp(z);
+            // NaN compares false too.
+            *o = if z >= -87.0 { w } else { 0.0 };
+        }
+    })
+}
+
 /// `out = a + b`, `out = a · b` or `out = a · s`: what the decoder needs between kernels.
 #[derive(Debug, Clone, Copy)]
 pub enum Binary<'a> {
@@ -202,6 +218,19 @@ mod tests {
 
     fn grid() -> Vec<f32> {
         (-4000..=4000).map(|i| i as f32 / 40.0).collect()
+    }
+
+    #[test]
+    fn softmax_weights_are_exponentials_and_zero_where_masked() {
+        let x = [2.0f32, 1.0, f32::NEG_INFINITY, f32::NAN, -300.0, 0.5];
+        let mut w = [9.0f32; 6];
+        softmax_weights(&x, 2.0, 1.0 / 0.7, &mut w);
+        for (&v, &got) in x.iter().zip(&w) {
+            let want = ((v - 2.0) / 0.7).exp();
+            let want = if want.is_nan() { 0.0 } else { want };
+            assert!((got - want).abs() <= 1e-6 * want, "{v}: {got} vs {want}");
+        }
+        assert_eq!(&w[2..5], &[0.0, 0.0, 0.0]);
     }
 
     #[test]

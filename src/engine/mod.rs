@@ -8,6 +8,7 @@ pub mod grammar;
 pub mod load;
 pub mod op_profile;
 pub mod perplexity;
+pub mod pick;
 pub mod pooling;
 pub mod runner;
 pub mod sampler;

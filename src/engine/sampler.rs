@@ -2,6 +2,7 @@
 //! repetition / presence / frequency penalties. Seeded runs are reproducible (ChaCha8).
 use super::error::EngineError;
 use super::grammar::Constraint;
+use super::pick::{pick, Truncation};
 use super::runner::Logits;
 use super::thought::Thought;
 use candor_models::LogitsWanted;
@@ -326,44 +327,13 @@ impl Sampler {
         if p.temperature == 0.0 {
             return argmax(logits);
         }
-        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        if p.top_k > 0 && p.top_k < idx.len() {
-            idx.truncate(p.top_k);
-        }
-        let max = logits[idx[0] as usize];
-        let mut probs: Vec<f32> = idx
-            .iter()
-            .map(|&i| ((logits[i as usize] - max) / p.temperature).exp())
-            .collect();
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|x| *x /= total);
-        if p.min_p > 0.0 {
-            let floor = p.min_p * probs[0];
-            let keep = probs.iter().take_while(|&&x| x >= floor).count().max(1);
-            probs.truncate(keep);
-        }
-        if p.top_p < 1.0 {
-            let mut acc = 0.0;
-            let mut keep = probs.len();
-            for (i, &x) in probs.iter().enumerate() {
-                acc += x;
-                if acc >= p.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-        }
-        let total: f32 = probs.iter().sum();
-        let mut r = self.rng.random::<f32>() * total;
-        for (i, &x) in probs.iter().enumerate() {
-            r -= x;
-            if r <= 0.0 {
-                return idx[i];
-            }
-        }
-        idx[probs.len() - 1]
+        let truncation = Truncation {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            min_p: p.min_p,
+            top_p: p.top_p,
+        };
+        pick(logits, &truncation, self.rng.random::<f32>())
     }
 }
 
