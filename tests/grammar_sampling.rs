@@ -620,6 +620,18 @@ fn sample_after(
     written: &[u32],
     seed: u64,
 ) -> String {
+    let tokens = sample_tokens_after(tok, sampler, eos, written, seed);
+    tok.decode(&tokens, false).unwrap()
+}
+
+/// `sample_after`'s tokens, the end token left out.
+fn sample_tokens_after(
+    tok: &Tokenizer,
+    sampler: &mut Sampler,
+    eos: u32,
+    written: &[u32],
+    seed: u64,
+) -> Vec<u32> {
     let vocab = tok.vocab_size();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tokens: Vec<u32> = Vec::new();
@@ -634,7 +646,7 @@ fn sample_after(
     for _ in 0..400 {
         let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
         if next == eos {
-            return tok.decode(&tokens, false).unwrap();
+            return tokens;
         }
         tokens.push(next);
     }
@@ -674,10 +686,12 @@ fn a_budgeted_thought_closes_then_the_grammar_shapes_the_answer() {
         let thought = thought_of(&tok, markers, true, Some(6), " Time is up.");
         let constraint = compiler.json_schema(small_object()).unwrap();
         let mut sampler = seeded_sampler(seed, constraint).thinking(Some(thought));
-        let text = sample_after(&tok, &mut sampler, eos, &[], seed);
-        let (thought, _) = thought_and_json(&text, "</think>");
-        let spent = thought.strip_suffix(" Time is up.").expect("the message");
-        assert_eq!(tok.encode(spent, false).unwrap().len(), 6, "{text:?}");
+        let tokens = sample_tokens_after(&tok, &mut sampler, eos, &[], seed);
+        let text = tok.decode(&tokens, false).unwrap();
+        thought_and_json(&text, "</think>");
+        // Six picks, then the closing forced (random tokens need not re-encode as six).
+        let closing = tok.encode(" Time is up.</think>", false).unwrap();
+        assert_eq!(&tokens[6..6 + closing.len()], &closing[..], "{text:?}");
     }
 }
 
