@@ -859,7 +859,8 @@ impl Engine {
         };
         let mut row = 0;
         let mut hidden_row = 0;
-        let mut finished = Vec::new();
+        // Who takes tokens from this step: (sequence, its first row, its drafts).
+        let mut takers: Vec<(usize, usize, &[u32])> = Vec::new();
         for (input, sch) in batch.seqs.iter().zip(&order) {
             let seq = &mut self.running[sch.idx];
             seq.computed += sch.len;
@@ -881,29 +882,36 @@ impl Engine {
             if sch.wants {
                 let draft = &input.tokens[sch.len..];
                 // The row of its last own token: the last row but the drafts'.
-                let first = row + rows - 1 - draft.len();
-                let (finish, accepted) = take_tokens(seq, &out, first, draft, &self.stats);
-                // The kept drafts' K/V, computed in this pass, now belong to the sequence.
-                seq.computed += accepted;
-                seq.draft.update(draft.len(), accepted);
-                seq.drafted += draft.len();
-                seq.kept += accepted;
-                // The server's record is prompt lookup's: a prediction's drafts say nothing of
-                // how other requests' would fare.
-                if !draft.is_empty() && seq.req.prediction.is_empty() {
-                    self.acceptance
-                        .record(draft.len(), accepted, speculate::SERVER_FADE);
-                }
-                if !draft.is_empty() {
-                    self.stats.spec_drafts.inc();
-                    self.stats.spec_draft_tokens.inc_by(draft.len() as u64);
-                    self.stats.spec_accepted_tokens.inc_by(accepted as u64);
-                }
-                if let Some(reason) = finish {
-                    finished.push((sch.idx, reason));
-                }
+                takers.push((sch.idx, row + rows - 1 - draft.len(), draft));
             }
             row += rows;
+        }
+        let taken = take_all_tokens(&mut self.running, &takers, &out, &self.stats);
+        let mut finished = Vec::new();
+        for (&(idx, _, draft), (finish, accepted)) in takers.iter().zip(taken) {
+            let seq = &mut self.running[idx];
+            // The kept drafts' K/V, computed in this pass, now belong to the sequence.
+            seq.computed += accepted;
+            seq.draft.update(draft.len(), accepted);
+            seq.drafted += draft.len();
+            seq.kept += accepted;
+            // The server's record is prompt lookup's: a prediction's drafts say nothing of
+            // how other requests' would fare.
+            if !draft.is_empty() && seq.req.prediction.is_empty() {
+                self.acceptance
+                    .record(draft.len(), accepted, speculate::SERVER_FADE);
+            }
+            if !draft.is_empty() {
+                self.stats.spec_drafts.inc();
+                self.stats.spec_draft_tokens.inc_by(draft.len() as u64);
+                self.stats.spec_accepted_tokens.inc_by(accepted as u64);
+            }
+            if let Some(reason) = finish {
+                finished.push((idx, reason));
+            }
+        }
+        for sch in &order {
+            let seq = &mut self.running[sch.idx];
             self.blocks
                 .register_computed(&mut seq.table, &seq.tokens, seq.computed);
         }
@@ -1076,6 +1084,44 @@ fn note_prefilled(seq: &mut Seq, stats: &EngineStats) {
     stats
         .ttft
         .observe(now.duration_since(seq.arrived).as_secs_f64());
+}
+
+/// `take_tokens` for each of `takers` (a running sequence's index, its first row, its drafts;
+/// each sequence once), in their order. Sampling a row from its logits (a 150k vocabulary:
+/// penalties, truncation, logprobs, a grammar's mask) costs a fraction of a millisecond, which
+/// a batch of sampled requests paid one after another; where two or more sample from logits
+/// they run in parallel (device picks take nothing to read).
+fn take_all_tokens(
+    running: &mut [Seq],
+    takers: &[(usize, usize, &[u32])],
+    out: &Logits,
+    stats: &EngineStats,
+) -> Vec<(Option<FinishReason>, usize)> {
+    let mut slots: Vec<Option<&mut Seq>> = running.iter_mut().map(Some).collect();
+    let mut work: Vec<(usize, &mut Seq, usize, &[u32])> = Vec::with_capacity(takers.len());
+    for (k, &(idx, first, draft)) in takers.iter().enumerate() {
+        // Each sequence is scheduled once a step; a second entry would take nothing.
+        if let Some(seq) = slots.get_mut(idx).and_then(Option::take) {
+            work.push((k, seq, first, draft));
+        }
+    }
+    let sampled = work
+        .iter()
+        .filter(|(_, _, first, _)| out.token(*first).is_none())
+        .count();
+    let take = |(k, seq, first, draft): (usize, &mut Seq, usize, &[u32])| {
+        (k, take_tokens(seq, out, first, draft, stats))
+    };
+    let taken: Vec<_> = if sampled >= 2 {
+        work.into_par_iter().map(take).collect()
+    } else {
+        work.into_iter().map(take).collect()
+    };
+    let mut results = vec![(None, 0); takers.len()];
+    for (k, result) in taken {
+        results[k] = result;
+    }
+    results
 }
 
 /// Sample a sequence's tokens from its rows of a step, starting at `row`: the row of its last
