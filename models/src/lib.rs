@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod decoder;
 pub mod dummy;
 pub mod error;
+pub mod generation_config;
 pub mod key_offset;
 mod layer_loader;
 pub mod loader;

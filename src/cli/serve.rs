@@ -116,6 +116,17 @@ pub struct ServeArgs {
     /// "... time is up, let me answer."), unless a request sets `thinking_budget_message`.
     #[arg(long, env = "CANDOR_REASONING_BUDGET_MESSAGE", default_value = "")]
     pub reasoning_budget_message: String,
+    /// Sampling defaults of requests that leave a field out (temperature, top_p, top_k,
+    /// min_p, repetition_penalty): `auto` takes the model's (its checkout's
+    /// generation_config.json or its GGUF's `general.sampling.*` keys), as vLLM and
+    /// llama-server do; `vllm` (or `none`) keeps the server's own (temperature 1, nothing
+    /// truncated); a folder takes its generation_config.json.
+    #[arg(long, env = "CANDOR_GENERATION_CONFIG", default_value = "auto")]
+    pub generation_config: crate::server::generation_defaults::GenerationConfigSource,
+    /// Sampling defaults set over those, as a JSON object of the same fields (e.g.
+    /// '{"temperature": 0.6, "top_p": 0.95}').
+    #[arg(long, env = "CANDOR_OVERRIDE_GENERATION_CONFIG")]
+    pub override_generation_config: Option<String>,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "CANDOR_CORS")]
     pub cors: bool,
@@ -147,6 +158,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         budget: crate::server::thinking::parse_default_budget(args.reasoning_budget)
             .map_err(CliError::Usage)?,
         message: args.reasoning_budget_message.clone(),
+    };
+    let generation_overrides = match &args.override_generation_config {
+        Some(json) => {
+            crate::server::generation_defaults::parse_overrides(json).map_err(CliError::Usage)?
+        }
+        None => Default::default(),
     };
     let chat_template = args
         .chat_template
@@ -183,6 +200,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         max_lora_adapters: args.max_lora_adapters,
         scheduling: args.scheduling_policy,
         thinking,
+        generation_config: args.generation_config,
+        generation_overrides,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

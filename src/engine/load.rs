@@ -7,7 +7,8 @@ use crate::backend::cpu::{CpuBackend, KvDtype};
 use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::backend::Backend;
-use candor_models::loader::OpenedModel;
+use candor_models::generation_config::GenerationDefaults;
+use candor_models::loader::{ModelFormat, OpenedModel};
 use candor_models::lora::LoraAdapter;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::DecoderModel;
@@ -167,6 +168,10 @@ pub struct LoadedModel {
     pub parameters: Option<u64>,
     /// How the model's file says to pool an embedding (a GGUF's `{arch}.pooling_type`).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// The sampling settings the model ships (`generation_config.json`, a GGUF's
+    /// `general.sampling.*`), or why they could not be read: only the server uses them, so
+    /// a broken file fails `candor serve` (which names a way around it), not the other tools.
+    pub generation: Result<GenerationDefaults, String>,
 }
 
 impl LoadedModel {
@@ -375,6 +380,12 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
             let code = g.get_usize(&format!("{arch}.pooling_type"))?;
             crate::engine::pooling::Pooling::from_gguf_code(code as u64)
         }),
+        generation: match (&opened.gguf, opened.format) {
+            (Some(gguf), _) => GenerationDefaults::from_gguf(gguf),
+            (None, ModelFormat::Safetensors) => GenerationDefaults::from_hf_dir(&opened.path),
+            (None, _) => Ok(GenerationDefaults::default()),
+        }
+        .map_err(|e| e.to_string()),
     };
     // The file's metadata and every load-time buffer are gone now: return their pages.
     drop(opened);

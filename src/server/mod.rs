@@ -10,6 +10,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod gbnf;
 pub mod generation;
+pub mod generation_defaults;
 pub mod guide;
 pub mod harmony;
 pub mod infill;
@@ -86,6 +87,10 @@ pub struct ServeConfig {
     pub scheduling: validate::SchedulingPolicy,
     /// The thinking budget of requests that set none (`--reasoning-budget`).
     pub thinking: thinking::ThinkingDefaults,
+    /// Where the sampling defaults of requests come from (`--generation-config`).
+    pub generation_config: generation_defaults::GenerationConfigSource,
+    /// Sampling defaults set over those (`--override-generation-config`).
+    pub generation_overrides: candor_models::generation_config::GenerationDefaults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +237,16 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         )),
         None => None,
     };
+    let sampling = generation_defaults::resolve(
+        &config.generation_config,
+        &model,
+        &config.generation_overrides,
+    )?;
+    if !sampling.is_empty() {
+        let shown = generation_defaults::describe(&sampling);
+        tracing::info!(defaults = %shown, "sampling defaults for fields a request leaves out");
+        eprintln!("candor: sampling defaults for fields a request leaves out: {shown} (--generation-config vllm: none)");
+    }
     let eos_ids = tokenizer.generation_end_ids(&model.spec.eos_token_ids);
     let kv_tokens = model.runner.num_blocks() * model.runner.block_size();
     let context = config
@@ -251,6 +266,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         default_max_tokens: config.default_max_tokens,
         scheduling: config.scheduling,
         thinking: config.thinking.clone(),
+        sampling,
     };
     let stats = Arc::new(EngineStats::new(model.runner.num_blocks()).map_err(|e| e.to_string())?);
     let sched = SchedulerConfig {

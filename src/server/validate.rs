@@ -2,6 +2,7 @@
 use super::error::ApiError;
 use super::openai::CommonParams;
 use crate::engine::sampler::SamplingParams;
+use candor_models::generation_config::GenerationDefaults;
 
 /// Limits the server enforces.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Limits {
     pub scheduling: SchedulingPolicy,
     /// The thinking budget of requests that set none (`--reasoning-budget`).
     pub thinking: super::thinking::ThinkingDefaults,
+    /// Sampling values of the fields a request leaves out (the model's, `--generation-config`).
+    pub sampling: GenerationDefaults,
 }
 
 /// vLLM's `--scheduling-policy`: whether a request's `priority` orders the queue.
@@ -162,8 +165,10 @@ fn plan_with(
             "stop sequences must not be empty",
         ));
     }
+    let defaults = &limits.sampling;
     let top_k = match p.top_k {
-        None | Some(-1) | Some(0) => 0,
+        None => defaults.top_k.unwrap_or(0),
+        Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => k as usize,
         Some(k) => {
             return Err(ApiError::invalid(
@@ -198,7 +203,7 @@ fn plan_with(
         logit_bias.push((id, v as f32));
     }
     let repetition_penalty = match p.repetition_penalty {
-        None => 1.0,
+        None => defaults.repetition_penalty.unwrap_or(1.0) as f32,
         Some(x) if x.is_finite() && x > 0.0 && x <= 10.0 => x as f32,
         Some(x) => {
             return Err(ApiError::invalid(
@@ -208,7 +213,7 @@ fn plan_with(
         }
     };
     let top_p = match p.top_p {
-        None => 1.0,
+        None => defaults.top_p.unwrap_or(1.0) as f32,
         Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
         Some(x) => {
             return Err(ApiError::invalid(
@@ -243,10 +248,16 @@ fn plan_with(
         stop_token_ids.push(id as u32);
     }
     let sampling = SamplingParams {
-        temperature: range("temperature", p.temperature, 0.0, 2.0, 1.0)?,
+        temperature: range(
+            "temperature",
+            p.temperature,
+            0.0,
+            2.0,
+            defaults.temperature.unwrap_or(1.0),
+        )?,
         top_p,
         top_k,
-        min_p: range("min_p", p.min_p, 0.0, 1.0, 0.0)?,
+        min_p: range("min_p", p.min_p, 0.0, 1.0, defaults.min_p.unwrap_or(0.0))?,
         presence_penalty: range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
         frequency_penalty: range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
         repetition_penalty,
@@ -361,7 +372,57 @@ mod tests {
             default_max_tokens: 16,
             scheduling: SchedulingPolicy::Priority,
             thinking: Default::default(),
+            sampling: Default::default(),
         }
+    }
+
+    /// The model's defaults fill the fields a request leaves out; a field sent wins, and
+    /// `top_k: -1` turns the model's top-k off.
+    #[test]
+    fn model_defaults_fill_what_a_request_leaves_out() {
+        let qwen = Limits {
+            sampling: GenerationDefaults {
+                temperature: Some(0.7),
+                top_p: Some(0.8),
+                top_k: Some(20),
+                min_p: None,
+                repetition_penalty: Some(1.05),
+            },
+            ..limits()
+        };
+        let s = plan(&CommonParams::default(), 10, &qwen).unwrap().sampling;
+        assert_eq!(
+            (
+                s.temperature,
+                s.top_p,
+                s.top_k,
+                s.min_p,
+                s.repetition_penalty
+            ),
+            (0.7, 0.8, 20, 0.0, 1.05)
+        );
+        let sent = CommonParams {
+            temperature: Some(0.0),
+            top_k: Some(-1),
+            repetition_penalty: Some(1.0),
+            min_p: Some(0.1),
+            ..Default::default()
+        };
+        let s = plan(&sent, 10, &qwen).unwrap().sampling;
+        assert_eq!(
+            (
+                s.temperature,
+                s.top_p,
+                s.top_k,
+                s.min_p,
+                s.repetition_penalty
+            ),
+            (0.0, 0.8, 0, 0.1, 1.0)
+        );
+        let plain = plan(&CommonParams::default(), 10, &limits())
+            .unwrap()
+            .sampling;
+        assert_eq!((plain.temperature, plain.top_p, plain.top_k), (1.0, 1.0, 0));
     }
 
     #[test]

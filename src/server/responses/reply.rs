@@ -14,6 +14,7 @@ use crate::server::routes::chat::StartedChat;
 use crate::server::state::unix_now;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use candor_models::generation_config::GenerationDefaults;
 use candor_models::tokenizer::Tokenizer;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -51,10 +52,12 @@ pub struct Shell {
 
 impl Shell {
     /// `keep`: `None` when the response is not to be kept (`store: false`, or no store).
+    /// `defaults`: the sampling values of the fields the request left out (shown as used).
     pub fn new(
         id: String,
         model: &str,
         req: &ResponsesRequest,
+        defaults: &GenerationDefaults,
         keep: Option<Keep>,
         joins: Option<Joins>,
     ) -> Self {
@@ -65,8 +68,8 @@ impl Shell {
             "max_output_tokens": req.max_output_tokens,
             "metadata": or(req.metadata.clone().map(Value::Object), json!({})),
             "parallel_tool_calls": req.parallel_tool_calls.unwrap_or(true),
-            "temperature": req.common.temperature.unwrap_or(1.0),
-            "top_p": req.common.top_p.unwrap_or(1.0),
+            "temperature": req.common.temperature.or(defaults.temperature).unwrap_or(1.0),
+            "top_p": req.common.top_p.or(defaults.top_p).unwrap_or(1.0),
             "top_logprobs": req.top_logprobs.unwrap_or(0),
             "tool_choice": or(req.tool_choice.clone(), json!("auto")),
             "tools": or(req.tools.clone().map(Value::Array), json!([])),

@@ -34,13 +34,22 @@ pub async fn models(State(state): State<SharedState>) -> Response {
 }
 
 /// `GET /props` (llama-server's): what its clients read to size their requests: the context,
-/// the parallel sequences, the chat template, the build.
+/// the parallel sequences, the sampling a request gets for the fields it leaves out, the chat
+/// template, the build.
 pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let ready = state.ready()?;
+    let d = &ready.limits.sampling;
     Ok(axum::Json(json!({
         "default_generation_settings": {
             "n_ctx": ready.limits.context,
-            "params": {"n_predict": ready.limits.default_max_tokens},
+            "params": {
+                "n_predict": ready.limits.default_max_tokens,
+                "temperature": d.temperature.unwrap_or(1.0),
+                "top_k": d.top_k.unwrap_or(0),
+                "top_p": d.top_p.unwrap_or(1.0),
+                "min_p": d.min_p.unwrap_or(0.0),
+                "repeat_penalty": d.repetition_penalty.unwrap_or(1.0),
+            },
         },
         "total_slots": ready.max_num_seqs,
         "model_alias": state.model_name,
