@@ -24,6 +24,11 @@ pub struct GenerationDefaults {
     pub min_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repetition_penalty: Option<f64>,
+    /// XTC (llama.cpp's sampler; GGUF keys only, transformers has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xtc_probability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xtc_threshold: Option<f64>,
 }
 
 impl GenerationDefaults {
@@ -75,6 +80,16 @@ impl GenerationDefaults {
                 |x| x > 0.0 && x <= 10.0,
                 "must be in (0, 10]",
             )?,
+            xtc_probability: within(
+                "xtc_probability",
+                |x| (0.0..=1.0).contains(&x),
+                "must be in [0, 1]",
+            )?,
+            xtc_threshold: within(
+                "xtc_threshold",
+                |x| (0.0..=1.0).contains(&x),
+                "must be in [0, 1]",
+            )?,
         })
     }
 
@@ -108,6 +123,8 @@ impl GenerationDefaults {
             ("top_k", "top_k"),
             ("min_p", "min_p"),
             ("penalty_repeat", "repetition_penalty"),
+            ("xtc_probability", "xtc_probability"),
+            ("xtc_threshold", "xtc_threshold"),
         ] {
             if let Some(v) = gguf.get_f64(&format!("general.sampling.{key}")) {
                 json.insert(field.into(), serde_json::json!(shortest_f32(v)));
@@ -124,6 +141,8 @@ impl GenerationDefaults {
             top_k: over.top_k.or(self.top_k),
             min_p: over.min_p.or(self.min_p),
             repetition_penalty: over.repetition_penalty.or(self.repetition_penalty),
+            xtc_probability: over.xtc_probability.or(self.xtc_probability),
+            xtc_threshold: over.xtc_threshold.or(self.xtc_threshold),
         }
     }
 }
@@ -160,6 +179,7 @@ mod tests {
                 top_k: Some(20),
                 min_p: None,
                 repetition_penalty: Some(1.05),
+                ..Default::default()
             }
         );
         let none = json!({"_from_model_config": true, "bos_token_id": 1, "eos_token_id": 2});
@@ -232,6 +252,7 @@ mod gguf_tests {
                 ("general.sampling.top_k", Value::I32(20)),
                 ("general.sampling.top_p", Value::F32(0.8)),
                 ("general.sampling.penalty_repeat", Value::F32(1.05)),
+                ("general.sampling.xtc_probability", Value::F32(0.5)),
             ],
         );
         let d = GenerationDefaults::from_gguf(&gguf).unwrap();
@@ -240,6 +261,7 @@ mod gguf_tests {
         assert_eq!(d.top_p, Some(0.8));
         assert_eq!(d.repetition_penalty, Some(1.05));
         assert_eq!(d.min_p, None);
+        assert_eq!((d.xtc_probability, d.xtc_threshold), (Some(0.5), None));
         let bare = gguf_with(
             "bare",
             &[("general.architecture", Value::String("qwen2".into()))],

@@ -25,6 +25,10 @@ pub struct Truncation {
     pub min_p: f32,
     /// 1: no top-p. The shortest run of most likely tokens whose mass reaches `top_p` stays.
     pub top_p: f32,
+    /// XTC ("exclude top choices") for this pick: when two or more of the kept tokens have at
+    /// least this probability (among the kept), all of them but the least likely go, so the
+    /// draw falls among less obvious but still likely tokens. None: not this pick.
+    pub xtc_threshold: Option<f32>,
 }
 
 /// A top-k larger than this ranks the whole vocabulary (a heap of it would cost more).
@@ -61,12 +65,15 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         let weights = weights_of(&head);
         let total = weights.iter().sum();
         let kept = kept_of(&weights, total, t, true).unwrap_or(1);
-        return draw_kept(&ranked, &weights, kept, draw);
+        return draw_kept(&ranked, &weights, kept, t, draw);
     }
-    let weights = weights_of(logits);
-    let total = sum(&weights);
+    let mut weights = weights_of(logits);
+    let mut total = sum(&weights);
     if t.min_p <= 0.0 && t.top_p >= 1.0 {
         // Nothing truncated: draw over the row as it lies, no ranking needed.
+        if let Some(threshold) = t.xtc_threshold {
+            total -= exclude_top_choices(logits, &mut weights, total, threshold);
+        }
         return draw_unranked(&weights, total, draw);
     }
     for margin in MARGINS {
@@ -77,14 +84,14 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         // candidates when that floor is within the margin.
         let holds_min_p = t.min_p > 0.0 && t.min_p >= within;
         if let Some(kept) = kept_of(&w, total, t, holds_min_p) {
-            return draw_kept(&ranked, &w, kept, draw);
+            return draw_kept(&ranked, &w, kept, t, draw);
         }
     }
     // Tokens that weigh nothing (underflowed, masked, NaN) can never be drawn.
     let ranked = rank(logits, |i| weights[i] > 0.0);
     let w: Vec<f32> = ranked.iter().map(|&i| weights[i as usize]).collect();
     let kept = kept_of(&w, total, t, true).unwrap_or(1);
-    draw_kept(&ranked, &w, kept, draw)
+    draw_kept(&ranked, &w, kept, t, draw)
 }
 
 /// The sum of a row's weights, in 16 lanes (a sum in order waits on each addition).
@@ -139,13 +146,27 @@ fn top_p_kept(w: &[f32], total: f32, top_p: f32) -> Option<usize> {
     None
 }
 
-/// The draw among the first `kept` ranked tokens, in proportion to their weights.
-fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, draw: f32) -> u32 {
+/// The draw among the first `kept` ranked tokens, in proportion to their weights (past the
+/// top choices XTC excludes).
+fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) -> u32 {
     let kept = kept.clamp(1, ranked.len());
-    let total: f32 = w[..kept].iter().sum();
+    let mut from = 0;
+    if let Some(threshold) = t.xtc_threshold {
+        let total: f32 = w[..kept].iter().sum();
+        let top = w[..kept]
+            .iter()
+            .take_while(|&&x| x >= threshold * total)
+            .count();
+        // Two or more above the threshold: keep only the least likely of them.
+        if top >= 2 {
+            from = top - 1;
+        }
+    }
+    let (ranked, w) = (&ranked[from..kept], &w[from..kept]);
+    let total: f32 = w.iter().sum();
     let mut r = draw * total;
     let mut last = ranked[0];
-    for (&token, &x) in ranked[..kept].iter().zip(w) {
+    for (&token, &x) in ranked.iter().zip(w) {
         if x > 0.0 {
             r -= x;
             last = token;
@@ -155,6 +176,25 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, draw: f32) -> u32 {
         }
     }
     last
+}
+
+/// XTC over a whole row: when two or more tokens weigh at least `threshold` of `total`, all
+/// but the least likely of them get weight 0. Returns the weight taken out.
+fn exclude_top_choices(logits: &[f32], weights: &mut [f32], total: f32, threshold: f32) -> f32 {
+    let floor = threshold * total;
+    let mut top: Vec<u32> = (0..weights.len() as u32)
+        .filter(|&i| weights[i as usize] >= floor && weights[i as usize] > 0.0)
+        .collect();
+    if top.len() < 2 {
+        return 0.0;
+    }
+    top.sort_unstable_by(|&a, &b| rank_order(logits, a, b));
+    let mut removed = 0.0;
+    for &i in &top[..top.len() - 1] {
+        removed += weights[i as usize];
+        weights[i as usize] = 0.0;
+    }
+    removed
 }
 
 /// The draw over every token, in id order (no truncation: the order changes nothing of the
@@ -291,9 +331,32 @@ mod tests {
                 }
             }
         }
-        let kept_total: f64 = w[..kept].iter().sum();
+        let (mut ids, mut w) = (ids[..kept].to_vec(), w[..kept].to_vec());
+        if let Some(threshold) = t.xtc_threshold {
+            // Every kept token at or above the threshold but the least likely goes.
+            let total: f64 = w.iter().sum();
+            let mut top: Vec<usize> = (0..w.len())
+                .filter(|&i| w[i] > 0.0 && w[i] >= threshold as f64 * total)
+                .collect();
+            top.sort_by(|&a, &b| rank_order(logits, ids[a], ids[b]));
+            if top.len() >= 2 {
+                for &i in &top[..top.len() - 1] {
+                    w[i] = 0.0;
+                }
+            }
+            let keep: Vec<bool> = w.iter().map(|&x| x > 0.0).collect();
+            ids = ids
+                .iter()
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .map(|(&i, _)| i)
+                .collect();
+            w.retain(|&x| x > 0.0);
+        }
+        let kept = ids.len();
+        let kept_total: f64 = w.iter().sum();
         let mut r = draw as f64 * kept_total;
-        for (&id, &x) in ids[..kept].iter().zip(&w) {
+        for (&id, &x) in ids.iter().zip(&w) {
             r -= x;
             if x > 0.0 && r <= 0.0 {
                 return id;
@@ -343,6 +406,7 @@ mod tests {
                 top_k: [0, 0, 1, 3, 50, 6000][case % 6],
                 min_p: [0.0, 0.0, 0.05, 0.3, 0.001][(case / 2) % 5],
                 top_p: [1.0, 0.9, 0.5, 0.99][(case / 3) % 4],
+                xtc_threshold: [None, Some(0.1), Some(0.02)][(case / 7) % 3],
             };
             let draw = rng.random::<f32>();
             if !clear_of_boundaries(&logits, &t, draw) {
@@ -368,6 +432,7 @@ mod tests {
                 top_k: 0,
                 min_p: 0.0,
                 top_p,
+                xtc_threshold: None,
             };
             for k in 0..50 {
                 let draw = k as f32 / 50.0 + 0.0071;
@@ -387,6 +452,7 @@ mod tests {
             top_k: 0,
             min_p: 0.0,
             top_p: 0.95,
+            xtc_threshold: None,
         };
         let picked: std::collections::HashSet<u32> = (0..200)
             .map(|i| pick(&logits, &t, i as f32 / 200.0))
@@ -402,6 +468,7 @@ mod tests {
             top_k: 0,
             min_p: 0.1,
             top_p: 0.9,
+            xtc_threshold: None,
         };
         assert_eq!(
             pick(&[f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY], &t, 0.5),

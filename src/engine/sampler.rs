@@ -1,5 +1,7 @@
-//! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p filtering and
-//! repetition / presence / frequency penalties. Seeded runs are reproducible (ChaCha8).
+//! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p / top-n-sigma
+//! filtering and XTC, after repetition / presence / frequency penalties and DRY. Seeded runs
+//! are reproducible (ChaCha8).
+use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
 use super::pick::{pick, Truncation};
@@ -8,6 +10,7 @@ use super::thought::Thought;
 use candor_models::LogitsWanted;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -28,6 +31,15 @@ pub struct SamplingParams {
     /// The request's end tokens (`Sampler::ending_with`) cannot be sampled before this many
     /// tokens (vLLM's `min_tokens`).
     pub min_tokens: usize,
+    /// llama.cpp's top-n-sigma: only tokens whose logit is within this many standard
+    /// deviations (of the row's finite logits) of the largest stay. 0: off.
+    pub top_n_sigma: f32,
+    /// XTC: with this probability a pick drops every token of at least `xtc_threshold`
+    /// probability but the least likely of them (when there are two or more). 0: off.
+    pub xtc_probability: f32,
+    pub xtc_threshold: f32,
+    /// DRY's repeat penalty (`dry.rs`); None: off.
+    pub dry: Option<Arc<DryParams>>,
 }
 
 impl Default for SamplingParams {
@@ -43,6 +55,10 @@ impl Default for SamplingParams {
             seed: None,
             logit_bias: Vec::new(),
             min_tokens: 0,
+            top_n_sigma: 0.0,
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
+            dry: None,
         }
     }
 }
@@ -54,6 +70,7 @@ impl SamplingParams {
         self.temperature == 0.0
             && self.logit_bias.is_empty()
             && self.min_tokens == 0
+            && self.dry.is_none()
             && self.repetition_penalty == 1.0
             && self.presence_penalty == 0.0
             && self.frequency_penalty == 0.0
@@ -84,6 +101,23 @@ impl SamplingParams {
             || !(-2.0..=2.0).contains(&self.frequency_penalty)
         {
             return bad("presence_penalty and frequency_penalty must be in [-2, 2]");
+        }
+        if !(self.top_n_sigma.is_finite() && self.top_n_sigma >= 0.0) {
+            return bad("top_n_sigma must be >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.xtc_probability)
+            || !(0.0..=1.0).contains(&self.xtc_threshold)
+        {
+            return bad("xtc_probability and xtc_threshold must be in [0, 1]");
+        }
+        if let Some(d) = &self.dry {
+            if !(d.multiplier.is_finite()
+                && d.multiplier > 0.0
+                && d.base.is_finite()
+                && d.base >= 1.0)
+            {
+                return bad("dry_multiplier must be > 0 and dry_base >= 1");
+            }
         }
         Ok(())
     }
@@ -269,6 +303,9 @@ impl Sampler {
             }
         }
         self.penalize(&mut logits, history);
+        if let Some(dry) = &self.params.dry {
+            dry.apply(&mut logits, history);
+        }
         if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
             self.accept(token);
             return token;
@@ -285,7 +322,7 @@ impl Sampler {
                 }
                 let token = if allowed {
                     self.hold_back_the_end(&mut logits, history);
-                    self.pick(&logits)
+                    self.pick(&mut logits)
                 } else {
                     constraint.eos()
                 };
@@ -295,7 +332,7 @@ impl Sampler {
             unshaped => {
                 self.constraint = unshaped;
                 self.hold_back_the_end(&mut logits, history);
-                self.pick(&logits)
+                self.pick(&mut logits)
             }
         };
         self.accept(token);
@@ -322,18 +359,51 @@ impl Sampler {
         }
     }
 
-    fn pick(&mut self, logits: &[f32]) -> u32 {
+    fn pick(&mut self, logits: &mut [f32]) -> u32 {
         let p = &self.params;
         if p.temperature == 0.0 {
             return argmax(logits);
         }
+        if p.top_n_sigma > 0.0 {
+            keep_within_sigmas(logits, p.top_n_sigma);
+        }
+        // The coin is tossed only where XTC is on, so other requests' draws stay as they were.
+        let xtc = p.xtc_probability > 0.0 && self.rng.random::<f32>() < p.xtc_probability;
         let truncation = Truncation {
             temperature: p.temperature,
             top_k: p.top_k,
             min_p: p.min_p,
             top_p: p.top_p,
+            xtc_threshold: xtc.then_some(p.xtc_threshold),
         };
         pick(logits, &truncation, self.rng.random::<f32>())
+    }
+}
+
+/// top-n-sigma: the logits below `max − n·σ` (σ the standard deviation of the finite ones) are
+/// masked. Scaling by a temperature scales max and σ alike, so it is the same before or after.
+fn keep_within_sigmas(logits: &mut [f32], n: f32) {
+    let (mut count, mut sum, mut max) = (0usize, 0f64, f32::NEG_INFINITY);
+    for &l in logits.iter().filter(|l| l.is_finite()) {
+        count += 1;
+        sum += l as f64;
+        max = max.max(l);
+    }
+    if count < 2 {
+        return;
+    }
+    let mean = sum / count as f64;
+    let var = logits
+        .iter()
+        .filter(|l| l.is_finite())
+        .map(|&l| (l as f64 - mean).powi(2))
+        .sum::<f64>()
+        / count as f64;
+    let floor = max - n * var.sqrt() as f32;
+    for l in logits.iter_mut() {
+        if *l < floor {
+            *l = f32::NEG_INFINITY;
+        }
     }
 }
 
@@ -446,6 +516,67 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.sample(&[0.0, 1.0, 2.0], &[]), 0);
+    }
+
+    #[test]
+    fn top_n_sigma_and_xtc_cut_where_they_say() {
+        // Two likely tokens over a flat tail.
+        let mut logits = vec![0.0f32; 64];
+        logits[5] = 6.0;
+        logits[9] = 5.5;
+        let sigma = SamplingParams {
+            temperature: 1.5,
+            top_n_sigma: 1.0,
+            seed: Some(4),
+            ..Default::default()
+        };
+        let mut s = Sampler::new(sigma).unwrap();
+        let picks: Vec<u32> = (0..50).map(|_| s.sample(&logits, &[])).collect();
+        assert!(picks.iter().all(|&t| t == 5 || t == 9), "{picks:?}");
+        assert!(picks.contains(&9), "both stay within a sigma: {picks:?}");
+        let xtc = SamplingParams {
+            temperature: 1.0,
+            xtc_probability: 1.0,
+            xtc_threshold: 0.1,
+            seed: Some(4),
+            ..Default::default()
+        };
+        let mut s = Sampler::new(xtc).unwrap();
+        let picks: Vec<u32> = (0..50).map(|_| s.sample(&logits, &[])).collect();
+        assert!(!picks.contains(&5), "the top choice goes: {picks:?}");
+        assert!(
+            picks.contains(&9),
+            "the least of the top choices stays: {picks:?}"
+        );
+    }
+
+    #[test]
+    fn dry_turns_greedy_away_from_a_repeat() {
+        let mut breakers = vec![false; 8];
+        breakers[7] = true;
+        let dry = DryParams {
+            multiplier: 2.0,
+            base: 1.75,
+            allowed_length: 2,
+            last_n: None,
+            breakers: super::super::dry::Breakers(Arc::new(breakers)),
+            prompt: Arc::from(vec![1, 2, 3, 4]),
+        };
+        let mut logits = vec![0.0f32; 8];
+        logits[4] = 1.0;
+        logits[6] = 0.5;
+        let mut plain = Sampler::new(SamplingParams::greedy()).unwrap();
+        assert_eq!(plain.sample(&logits, &[1, 2, 3]), 4);
+        let params = SamplingParams {
+            dry: Some(Arc::new(dry)),
+            ..SamplingParams::greedy()
+        };
+        assert!(
+            !params.is_plain_greedy(),
+            "the device's argmax would miss DRY"
+        );
+        let mut s = Sampler::new(params).unwrap();
+        assert_eq!(s.sample(&logits, &[1, 2, 3]), 6);
     }
 
     #[test]

@@ -41,12 +41,14 @@ pub fn parse_overrides(json: &str) -> Result<GenerationDefaults, String> {
     let Some(object) = value.as_object() else {
         return Err("--override-generation-config: a JSON object of sampling fields".into());
     };
-    const KNOWN: [&str; 5] = [
+    const KNOWN: [&str; 7] = [
         "temperature",
         "top_p",
         "top_k",
         "min_p",
         "repetition_penalty",
+        "xtc_probability",
+        "xtc_threshold",
     ];
     if let Some(unknown) = object.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!(

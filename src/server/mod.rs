@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
+pub mod dry;
 pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
@@ -326,6 +327,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         hidden_size,
         facts,
         adapters: state.adapters.clone(),
+        dry_breakers: Default::default(),
     });
     Ok(())
 }

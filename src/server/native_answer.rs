@@ -46,6 +46,14 @@ pub struct NativeSampling {
     /// Least indentation (spaces and tabs) of the answer's lines after its first: the answer
     /// ends before the first that has less (llama.vim sends the cursor line's).
     pub n_indent: Option<i64>,
+    pub top_n_sigma: Option<f64>,
+    pub xtc_probability: Option<f64>,
+    pub xtc_threshold: Option<f64>,
+    pub dry_multiplier: Option<f64>,
+    pub dry_base: Option<f64>,
+    pub dry_allowed_length: Option<i64>,
+    pub dry_penalty_last_n: Option<i64>,
+    pub dry_sequence_breakers: Option<Vec<String>>,
 }
 
 impl NativeSampling {
@@ -85,6 +93,14 @@ impl NativeSampling {
             stream: self.stream,
             grammar: self.grammar.clone(),
             json_schema: self.json_schema.clone(),
+            top_n_sigma: self.top_n_sigma,
+            xtc_probability: self.xtc_probability,
+            xtc_threshold: self.xtc_threshold,
+            dry_multiplier: self.dry_multiplier,
+            dry_base: self.dry_base,
+            dry_allowed_length: self.dry_allowed_length,
+            dry_penalty_last_n: self.dry_penalty_last_n,
+            dry_sequence_breakers: self.dry_sequence_breakers.clone(),
             ..CommonParams::default()
         }
     }

@@ -68,6 +68,16 @@ pub struct CommonParams {
     pub prediction: Option<serde_json::Value>,
     /// vLLM's scheduling priority: lower goes first, 0 by default.
     pub priority: Option<i64>,
+    /// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too):
+    /// top-n-sigma, XTC and DRY (`server/dry.rs`).
+    pub top_n_sigma: Option<f64>,
+    pub xtc_probability: Option<f64>,
+    pub xtc_threshold: Option<f64>,
+    pub dry_multiplier: Option<f64>,
+    pub dry_base: Option<f64>,
+    pub dry_allowed_length: Option<i64>,
+    pub dry_penalty_last_n: Option<i64>,
+    pub dry_sequence_breakers: Option<Vec<String>>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

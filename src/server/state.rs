@@ -34,6 +34,8 @@ pub struct Ready {
     pub facts: ModelFacts,
     /// The LoRA adapters served beside the model (the state's), by the engine's slot.
     pub adapters: Arc<Adapters>,
+    /// DRY's sequence breakers as token sets, built on first use.
+    pub dry_breakers: super::dry::BreakerSets,
 }
 
 impl Ready {

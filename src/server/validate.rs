@@ -53,7 +53,9 @@ pub fn priority(limits: &Limits, sent: Option<i64>) -> Result<i64, ApiError> {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub max_tokens: usize,
+    /// Without DRY, which needs the prompt and the vocabulary (`dry`, `generation::start`).
     pub sampling: SamplingParams,
+    pub dry: Option<super::dry::DryRequest>,
     pub stop: Vec<String>,
     /// A stop string that ends the answer stays in it (`include_stop_str_in_output`).
     pub include_stop: bool,
@@ -264,10 +266,38 @@ fn plan_with(
         seed: p.seed.map(|s| s as u64),
         logit_bias,
         min_tokens,
+        // llama.cpp's -1 (or any value <= 0) is off.
+        top_n_sigma: match p.top_n_sigma {
+            Some(n) if n.is_finite() && n > 0.0 => n as f32,
+            Some(n) if n.is_finite() => 0.0,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "top_n_sigma",
+                    format!("`top_n_sigma` must be a number, got {n}"),
+                ))
+            }
+            None => 0.0,
+        },
+        xtc_probability: range(
+            "xtc_probability",
+            p.xtc_probability,
+            0.0,
+            1.0,
+            defaults.xtc_probability.unwrap_or(0.0),
+        )?,
+        xtc_threshold: range(
+            "xtc_threshold",
+            p.xtc_threshold,
+            0.0,
+            1.0,
+            defaults.xtc_threshold.unwrap_or(0.1),
+        )?,
+        dry: None,
     };
     Ok(Plan {
         max_tokens,
         sampling,
+        dry: super::dry::dry_request(p)?,
         stop,
         include_stop: p.include_stop_str_in_output,
         stop_token_ids,
@@ -387,6 +417,7 @@ mod tests {
                 top_k: Some(20),
                 min_p: None,
                 repetition_penalty: Some(1.05),
+                ..Default::default()
             },
             ..limits()
         };

@@ -49,6 +49,8 @@ pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiErro
                 "top_p": d.top_p.unwrap_or(1.0),
                 "min_p": d.min_p.unwrap_or(0.0),
                 "repeat_penalty": d.repetition_penalty.unwrap_or(1.0),
+                "xtc_probability": d.xtc_probability.unwrap_or(0.0),
+                "xtc_threshold": d.xtc_threshold.unwrap_or(0.1),
             },
         },
         "total_slots": ready.max_num_seqs,
