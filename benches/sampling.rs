@@ -1,6 +1,7 @@
 //! `cargo bench --bench sampling`: what the sampler costs each sampled token, on a row of
 //! Qwen2.5's vocabulary (151,936 logits): a few likely tokens over a long tail, as a model's
-//! rows are. Temperature alone, with top-p, min-p and top-k, with penalties over a history,
+//! rows are. Temperature alone, with top-p, min-p, top-k or typical-p, with penalties over a
+//! history,
 //! and greedy for scale (a 0.5B model's decode step is ~12 ms on 2 Xeon threads).
 use candor::engine::sampler::{Sampler, SamplingParams};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -49,6 +50,13 @@ fn sampling(c: &mut Criterion) {
             "top_k_40",
             SamplingParams {
                 top_k: 40,
+                ..warm.clone()
+            },
+        ),
+        (
+            "typical_p_0.9",
+            SamplingParams {
+                typical_p: 0.9,
                 ..warm.clone()
             },
         ),

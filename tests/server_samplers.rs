@@ -59,6 +59,17 @@ async fn dry_breaks_a_repeat_the_model_would_copy() {
     }
 }
 
+/// Three answers of Ollama's `/api/generate` to `body`.
+async fn ollama_answers(s: &Server, body: &Value) -> Vec<String> {
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (status, v) = s.post("/api/generate", body).await;
+        assert_eq!(status, 200, "{v}");
+        answers.push(v["response"].as_str().unwrap().to_string());
+    }
+    answers
+}
+
 /// Whether the four choices of a sampled completion came out the same.
 async fn choices_agree(s: &Server, extra: Value) -> bool {
     let mut body = json!({"prompt": "t5 t6 t7", "max_tokens": 10, "n": 4, "temperature": 1.5, "ignore_eos": true});
@@ -99,4 +110,26 @@ async fn top_n_sigma_and_xtc_cut_the_row() {
         !choices_agree(&s, json!({"xtc_probability": 0, "xtc_threshold": 0})).await,
         "XTC that never fires"
     );
+    // The single token whose surprise is nearest the entropy.
+    assert!(
+        choices_agree(&s, json!({"typical_p": 0.0001})).await,
+        "typical_p keeps the most typical token"
+    );
+    assert!(
+        !choices_agree(&s, json!({"typical_p": 1})).await,
+        "1 is off"
+    );
+    let (status, v) = s
+        .post("/v1/completions", &json!({"prompt": "t5", "typical_p": 0}))
+        .await;
+    assert_eq!(
+        (status, &v["error"]["param"]),
+        (400, &json!("typical_p")),
+        "{v}"
+    );
+    // Ollama's option reaches the same sampler.
+    let body = json!({"model": "tiny", "prompt": "t5 t6", "raw": true, "stream": false,
+                      "options": {"typical_p": 0.0001, "temperature": 1.5, "num_predict": 8}});
+    let answers: Vec<String> = ollama_answers(&s, &body).await;
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
 }

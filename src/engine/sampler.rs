@@ -4,7 +4,7 @@
 use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
-use super::pick::{pick, Truncation};
+use super::pick::{keep_typical, pick, Truncation};
 use super::runner::Logits;
 use super::thought::Thought;
 use candor_models::LogitsWanted;
@@ -34,6 +34,8 @@ pub struct SamplingParams {
     /// llama.cpp's top-n-sigma: only tokens whose logit is within this many standard
     /// deviations (of the row's finite logits) of the largest stay. 0: off.
     pub top_n_sigma: f32,
+    /// Locally typical sampling's mass (`pick::keep_typical`). 1: off.
+    pub typical_p: f32,
     /// XTC: with this probability a pick drops every token of at least `xtc_threshold`
     /// probability but the least likely of them (when there are two or more). 0: off.
     pub xtc_probability: f32,
@@ -56,6 +58,7 @@ impl Default for SamplingParams {
             logit_bias: Vec::new(),
             min_tokens: 0,
             top_n_sigma: 0.0,
+            typical_p: 1.0,
             xtc_probability: 0.0,
             xtc_threshold: 0.1,
             dry: None,
@@ -101,6 +104,9 @@ impl SamplingParams {
             || !(-2.0..=2.0).contains(&self.frequency_penalty)
         {
             return bad("presence_penalty and frequency_penalty must be in [-2, 2]");
+        }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            return bad("typical_p must be in (0, 1]");
         }
         if !(self.top_n_sigma.is_finite() && self.top_n_sigma >= 0.0) {
             return bad("top_n_sigma must be >= 0");
@@ -366,6 +372,9 @@ impl Sampler {
         }
         if p.top_n_sigma > 0.0 {
             keep_within_sigmas(logits, p.top_n_sigma);
+        }
+        if p.typical_p < 1.0 {
+            keep_typical(logits, p.temperature, p.typical_p);
         }
         // The coin is tossed only where XTC is on, so other requests' draws stay as they were.
         let xtc = p.xtc_probability > 0.0 && self.rng.random::<f32>() < p.xtc_probability;

@@ -47,6 +47,7 @@ pub struct NativeSampling {
     /// ends before the first that has less (llama.vim sends the cursor line's).
     pub n_indent: Option<i64>,
     pub top_n_sigma: Option<f64>,
+    pub typical_p: Option<f64>,
     pub xtc_probability: Option<f64>,
     pub xtc_threshold: Option<f64>,
     pub dry_multiplier: Option<f64>,
@@ -94,6 +95,7 @@ impl NativeSampling {
             grammar: self.grammar.clone(),
             json_schema: self.json_schema.clone(),
             top_n_sigma: self.top_n_sigma,
+            typical_p: self.typical_p,
             xtc_probability: self.xtc_probability,
             xtc_threshold: self.xtc_threshold,
             dry_multiplier: self.dry_multiplier,

@@ -71,6 +71,8 @@ pub struct CommonParams {
     /// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too):
     /// top-n-sigma, XTC and DRY (`server/dry.rs`).
     pub top_n_sigma: Option<f64>,
+    /// Locally typical sampling (transformers', TGI's, llama.cpp's `typical_p`).
+    pub typical_p: Option<f64>,
     pub xtc_probability: Option<f64>,
     pub xtc_threshold: Option<f64>,
     pub dry_multiplier: Option<f64>,

@@ -278,6 +278,16 @@ fn plan_with(
             }
             None => 0.0,
         },
+        typical_p: match p.typical_p {
+            None => 1.0,
+            Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
+            Some(x) => {
+                return Err(ApiError::invalid(
+                    "typical_p",
+                    format!("`typical_p` must be in (0, 1], got {x}"),
+                ))
+            }
+        },
         xtc_probability: range(
             "xtc_probability",
             p.xtc_probability,

@@ -14,6 +14,7 @@ pub struct Options {
     pub top_p: Option<f64>,
     pub top_k: Option<i64>,
     pub min_p: Option<f64>,
+    pub typical_p: Option<f64>,
     /// Tokens to generate; -1 (none): as many as the server's default, -2: fill the context.
     pub num_predict: Option<i64>,
     pub stop: Option<Vec<String>>,
@@ -159,6 +160,7 @@ impl Shared {
             top_p: o.top_p,
             top_k: o.top_k,
             min_p: o.min_p,
+            typical_p: o.typical_p,
             repetition_penalty: o.repeat_penalty,
             presence_penalty: o.presence_penalty,
             frequency_penalty: o.frequency_penalty,
