@@ -4,7 +4,7 @@
 //! `\n\n` token breaks as `\n` does). The sets are built from the vocabulary once per list
 //! and kept: a 150k vocabulary takes a few milliseconds to scan.
 use super::error::ApiError;
-use super::openai::CommonParams;
+use super::openai::LlamaSamplers;
 use crate::engine::dry::{Breakers, DryParams};
 use candor_models::tokenizer::Tokenizer;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +30,7 @@ pub struct DryRequest {
 
 /// DRY as the request asks, or None when off (`dry_multiplier` absent or 0, or
 /// `dry_penalty_last_n` 0, as in llama.cpp).
-pub fn dry_request(p: &CommonParams) -> Result<Option<DryRequest>, ApiError> {
+pub fn dry_request(p: &LlamaSamplers) -> Result<Option<DryRequest>, ApiError> {
     let multiplier = match p.dry_multiplier {
         None => return Ok(None),
         Some(m) if m.is_finite() && m >= 0.0 => m,
@@ -151,20 +151,20 @@ mod tests {
 
     #[test]
     fn off_unless_a_multiplier_is_sent() {
-        assert_eq!(dry_request(&CommonParams::default()).unwrap(), None);
-        let zero = CommonParams {
+        assert_eq!(dry_request(&LlamaSamplers::default()).unwrap(), None);
+        let zero = LlamaSamplers {
             dry_multiplier: Some(0.0),
             ..Default::default()
         };
         assert_eq!(dry_request(&zero).unwrap(), None);
-        let on = CommonParams {
+        let on = LlamaSamplers {
             dry_multiplier: Some(0.8),
             ..Default::default()
         };
         let d = dry_request(&on).unwrap().unwrap();
         assert_eq!((d.base, d.allowed_length, d.last_n), (1.75, 2, None));
         assert_eq!(d.breaker_strings(), ["\n", ":", "\"", "*"]);
-        let no_window = CommonParams {
+        let no_window = LlamaSamplers {
             dry_penalty_last_n: Some(0),
             ..on.clone()
         };
@@ -173,41 +173,41 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let on = CommonParams {
+        let on = LlamaSamplers {
             dry_multiplier: Some(0.8),
             ..Default::default()
         };
         for (p, field) in [
             (
-                CommonParams {
+                LlamaSamplers {
                     dry_multiplier: Some(-1.0),
                     ..Default::default()
                 },
                 "dry_multiplier",
             ),
             (
-                CommonParams {
+                LlamaSamplers {
                     dry_base: Some(0.5),
                     ..on.clone()
                 },
                 "dry_base",
             ),
             (
-                CommonParams {
+                LlamaSamplers {
                     dry_allowed_length: Some(-2),
                     ..on.clone()
                 },
                 "dry_allowed_length",
             ),
             (
-                CommonParams {
+                LlamaSamplers {
                     dry_penalty_last_n: Some(-5),
                     ..on.clone()
                 },
                 "dry_penalty_last_n",
             ),
             (
-                CommonParams {
+                LlamaSamplers {
                     dry_sequence_breakers: Some(vec![String::new()]),
                     ..on.clone()
                 },

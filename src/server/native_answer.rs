@@ -7,7 +7,7 @@
 //! it before a later line that starts less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
 use super::generation::ChoiceEvent;
-use super::openai::{CommonParams, Stop};
+use super::openai::{CommonParams, LlamaSamplers, Stop};
 use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
 use super::validate::Limits;
@@ -46,15 +46,8 @@ pub struct NativeSampling {
     /// Least indentation (spaces and tabs) of the answer's lines after its first: the answer
     /// ends before the first that has less (llama.vim sends the cursor line's).
     pub n_indent: Option<i64>,
-    pub top_n_sigma: Option<f64>,
-    pub typical_p: Option<f64>,
-    pub xtc_probability: Option<f64>,
-    pub xtc_threshold: Option<f64>,
-    pub dry_multiplier: Option<f64>,
-    pub dry_base: Option<f64>,
-    pub dry_allowed_length: Option<i64>,
-    pub dry_penalty_last_n: Option<i64>,
-    pub dry_sequence_breakers: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub samplers: LlamaSamplers,
 }
 
 impl NativeSampling {
@@ -94,15 +87,7 @@ impl NativeSampling {
             stream: self.stream,
             grammar: self.grammar.clone(),
             json_schema: self.json_schema.clone(),
-            top_n_sigma: self.top_n_sigma,
-            typical_p: self.typical_p,
-            xtc_probability: self.xtc_probability,
-            xtc_threshold: self.xtc_threshold,
-            dry_multiplier: self.dry_multiplier,
-            dry_base: self.dry_base,
-            dry_allowed_length: self.dry_allowed_length,
-            dry_penalty_last_n: self.dry_penalty_last_n,
-            dry_sequence_breakers: self.dry_sequence_breakers.clone(),
+            samplers: self.samplers.clone(),
             ..CommonParams::default()
         }
     }

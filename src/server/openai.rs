@@ -68,8 +68,14 @@ pub struct CommonParams {
     pub prediction: Option<serde_json::Value>,
     /// vLLM's scheduling priority: lower goes first, 0 by default.
     pub priority: Option<i64>,
-    /// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too):
-    /// top-n-sigma, XTC and DRY (`server/dry.rs`).
+    #[serde(flatten)]
+    pub samplers: LlamaSamplers,
+}
+
+/// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too, and
+/// `/completion` here shares them): top-n-sigma, typical-p, XTC and DRY (`server/dry.rs`).
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct LlamaSamplers {
     pub top_n_sigma: Option<f64>,
     /// Locally typical sampling (transformers', TGI's, llama.cpp's `typical_p`).
     pub typical_p: Option<f64>,

@@ -267,7 +267,7 @@ fn plan_with(
         logit_bias,
         min_tokens,
         // llama.cpp's -1 (or any value <= 0) is off.
-        top_n_sigma: match p.top_n_sigma {
+        top_n_sigma: match p.samplers.top_n_sigma {
             Some(n) if n.is_finite() && n > 0.0 => n as f32,
             Some(n) if n.is_finite() => 0.0,
             Some(n) => {
@@ -278,7 +278,7 @@ fn plan_with(
             }
             None => 0.0,
         },
-        typical_p: match p.typical_p {
+        typical_p: match p.samplers.typical_p {
             None => 1.0,
             Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
             Some(x) => {
@@ -290,14 +290,14 @@ fn plan_with(
         },
         xtc_probability: range(
             "xtc_probability",
-            p.xtc_probability,
+            p.samplers.xtc_probability,
             0.0,
             1.0,
             defaults.xtc_probability.unwrap_or(0.0),
         )?,
         xtc_threshold: range(
             "xtc_threshold",
-            p.xtc_threshold,
+            p.samplers.xtc_threshold,
             0.0,
             1.0,
             defaults.xtc_threshold.unwrap_or(0.1),
@@ -307,7 +307,7 @@ fn plan_with(
     Ok(Plan {
         max_tokens,
         sampling,
-        dry: super::dry::dry_request(p)?,
+        dry: super::dry::dry_request(&p.samplers)?,
         stop,
         include_stop: p.include_stop_str_in_output,
         stop_token_ids,

@@ -98,6 +98,18 @@ impl Server {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// The texts of the choices of a `/v1/completions` request that must succeed.
+    pub async fn completion_texts(&self, body: &serde_json::Value) -> Vec<String> {
+        let (status, v) = self.post("/v1/completions", body).await;
+        assert_eq!(status, 200, "{v}");
+        v["choices"]
+            .as_array()
+            .expect("choices")
+            .iter()
+            .map(|c| c["text"].as_str().expect("text").to_string())
+            .collect()
+    }
+
     /// GET `path`: the status and the JSON answer (null when it is none).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         self.call(reqwest::Method::GET, path).await

@@ -2,7 +2,7 @@
 //! reads: `options` into sampling fields, `format` into a response format, `think` into the
 //! template's switch, messages with object-valued call arguments into chat messages.
 use crate::server::error::ApiError;
-use crate::server::openai::{ChatRequest, CommonParams, Message, Stop};
+use crate::server::openai::{ChatRequest, CommonParams, LlamaSamplers, Message, Stop};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -160,7 +160,10 @@ impl Shared {
             top_p: o.top_p,
             top_k: o.top_k,
             min_p: o.min_p,
-            typical_p: o.typical_p,
+            samplers: LlamaSamplers {
+                typical_p: o.typical_p,
+                ..Default::default()
+            },
             repetition_penalty: o.repeat_penalty,
             presence_penalty: o.presence_penalty,
             frequency_penalty: o.frequency_penalty,
