@@ -49,6 +49,12 @@ async fn the_model_s_defaults_fill_what_requests_leave_out() {
         !s.log_lines("sampling defaults").is_empty(),
         "the server says what it applies"
     );
+    let (_, show) = s.post("/api/show", &json!({"model": "tiny"})).await;
+    assert_eq!(
+        show["parameters"],
+        format!("{:<30} 0.0\n{:<30} 0.9", "temperature", "top_p"),
+        "Ollama's listing"
+    );
     assert!(
         choices_agree(&s, json!({})).await,
         "the model's temperature 0"

@@ -301,7 +301,7 @@ pub async fn show(
     }
     Ok(axum::Json(json!({
         "modelfile": "",
-        "parameters": "",
+        "parameters": parameters(&ready.limits.sampling),
         "template": template.unwrap_or_default(),
         "details": details(ready),
         "model_info": {
@@ -314,6 +314,23 @@ pub async fn show(
         "modified_at": modified_at(ready),
     }))
     .into_response())
+}
+
+/// The sampling defaults as Ollama lists a Modelfile's parameters: a line each, the name
+/// padded to 30 columns (`temperature                    0.7`).
+fn parameters(d: &candor_models::generation_config::GenerationDefaults) -> String {
+    let number = |v: f64| serde_json::Number::from_f64(v).map_or(v.to_string(), |n| n.to_string());
+    [
+        ("temperature", d.temperature.map(number)),
+        ("top_p", d.top_p.map(number)),
+        ("top_k", d.top_k.map(|k| k.to_string())),
+        ("min_p", d.min_p.map(number)),
+        ("repeat_penalty", d.repetition_penalty.map(number)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some(format!("{name:<30} {}", value?)))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// `GET /api/version`.
