@@ -1,11 +1,12 @@
 //! `cargo bench --bench kernels`: the CPU attention, RoPE, RMSNorm and GLU kernels — paged
-//! attention (decode over 1024 cached tokens with f32 and f16 caches, and a 512-token causal
+//! attention (decode over 1024 cached tokens with f32 and f16 caches, over 4096 with f16 and
+//! q8_0 ones, and a 512-token causal
 //! prefill), RoPE, RMSNorm fused with the residual add, and tanh-GELU GLU. The quantized matmul
 //! has its groups per weight type in `kernels/benches/quant.rs` (`cargo bench -p
 //! candor-kernels`). `CANDOR_BENCH_QUICK=1` shortens every measurement so the suite runs in CI
 //! on 2 cores in well under a minute.
 use candor_kernels::activation::{glu, Act};
-use candor_kernels::attention::{paged_attention, AttnShape, PagedKv, SeqQueries};
+use candor_kernels::attention::{paged_attention, AttnShape, KvQ8, PagedKv, SeqQueries};
 use candor_kernels::norm::{add_rms_norm, rms_norm};
 use candor_kernels::rope::{apply_rope, Pairing};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -28,6 +29,48 @@ fn config() -> Criterion {
 
 fn to_f16(x: &[f32]) -> Vec<half::f16> {
     x.iter().map(|&v| half::f16::from_f32(v)).collect()
+}
+
+/// One sequence decoding at 4096 tokens of context over f16 and q8_0 caches (the keys split
+/// over threads, `split_keys.rs`): where a long chat's decode spends its attention time.
+fn decode_long(c: &mut Criterion, q: &[f32], shape: &AttnShape<'_>) {
+    let (kv_heads, d, block, ctx) = (2, 64, 16, 4096);
+    let k: Vec<f32> = (0..ctx * kv_heads * d)
+        .map(|i| ((i * 7 % 29) as f32 - 14.0) / 9.0)
+        .collect();
+    let table: Vec<u32> = (0..(ctx / block) as u32).collect();
+    let seqs = [SeqQueries {
+        q_start: 0,
+        q_len: 1,
+        start_pos: ctx - 1,
+        block_table: &table,
+    }];
+    let mut out = vec![0f32; q.len()];
+    let k16 = to_f16(&k);
+    let k8: Vec<KvQ8> = k.chunks_exact(32).map(KvQ8::quantize).collect();
+    let mut g = c.benchmark_group("paged_attention_long");
+    g.throughput(Throughput::Elements(ctx as u64));
+    let kv16 = PagedKv {
+        k: &k16,
+        v: &k16,
+        block_size: block,
+        kv_heads,
+        head_dim: d,
+    };
+    g.bench_function("decode_ctx4096_f16", |b| {
+        b.iter(|| paged_attention(q, &mut out, &kv16, &seqs, shape))
+    });
+    let kv8 = PagedKv {
+        k: &k8,
+        v: &k8,
+        block_size: block,
+        kv_heads,
+        head_dim: d,
+    };
+    g.bench_function("decode_ctx4096_q8_0", |b| {
+        b.iter(|| paged_attention(q, &mut out, &kv8, &seqs, shape))
+    });
+    g.finish();
 }
 
 fn attention(c: &mut Criterion) {
@@ -80,6 +123,7 @@ fn attention(c: &mut Criterion) {
         b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &shape))
     });
     g.finish();
+    decode_long(c, &q, &shape);
     // Prefill: 512 causal rows over the same cache (each row sees positions 0..=its own).
     let rows = 512;
     let qp: Vec<f32> = (0..rows * heads * d)
