@@ -2,8 +2,9 @@
 //! Qwen2.5's vocabulary (151,936 logits): a few likely tokens over a long tail, as a model's
 //! rows are. Temperature alone, with top-p, min-p, top-k or typical-p, with penalties over a
 //! history,
-//! and greedy for scale (a 0.5B model's decode step is ~12 ms on 2 Xeon threads).
-use candor::engine::sampler::{Sampler, SamplingParams};
+//! and greedy for scale (a 0.5B model's decode step is ~12 ms on 2 Xeon threads); and the
+//! logprobs of a row with 0, 5 and 20 alternatives (`logprobs`, prompt scoring).
+use candor::engine::sampler::{logprobs, Sampler, SamplingParams};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -74,6 +75,12 @@ fn sampling(c: &mut Criterion) {
     for (name, params) in cases {
         let mut sampler = Sampler::new(params).expect("valid parameters");
         g.bench_function(name, |b| b.iter(|| sampler.sample(&logits, &history)));
+    }
+    // What `logprobs` / `top_logprobs` add to each token, and each scored prompt token.
+    for k in [0, 5, 20] {
+        g.bench_function(format!("logprobs_top{k}"), |b| {
+            b.iter(|| logprobs(&logits, 77, k))
+        });
     }
     g.finish();
 }

@@ -183,6 +183,34 @@ pub fn softmax_weights(x: &[f32], max: f32, scale: f32, out: &mut [f32]) {
     })
 }
 
+/// `Σ e^(x − max)`: a row's softmax denominator (`max` its largest value), terms below e^-87
+/// (a masked -inf, a NaN) counting 0. On the calling thread, summed in 16 lanes.
+pub fn sum_exp(x: &[f32], max: f32) -> f32 {
+    let mut total = 0.0;
+    sum_exp_into(x, max, &mut total);
+    total
+}
+
+/// `sum_exp` for `dispatch!` (which returns from the function it is in).
+fn sum_exp_into(x: &[f32], max: f32, total: &mut f32) {
+    dispatch!(sum_exp_row(x: &[f32], max: f32, total: &mut f32) {
+        let term = |v: f32| {
+            let z = v - max;
+            let w = exp(z);
+            if z >= -87.0 { w } else { 0.0 }
+        };
+        let mut lanes = [0f32; 16];
+        let chunks = x.chunks_exact(16);
+        let tail: f32 = chunks.remainder().iter().map(|&v| term(v)).sum();
+        for chunk in chunks {
+            for (l, &v) in lanes.iter_mut().zip(chunk) {
+                *l += term(v);
+            }
+        }
+        *total = lanes.iter().sum::<f32>() + tail;
+    })
+}
+
 /// `out = a + b`, `out = a · b` or `out = a · s`: what the decoder needs between kernels.
 #[derive(Debug, Clone, Copy)]
 pub enum Binary<'a> {
@@ -231,6 +259,22 @@ mod tests {
             assert!((got - want).abs() <= 1e-6 * want, "{v}: {got} vs {want}");
         }
         assert_eq!(&w[2..5], &[0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn sum_exp_is_the_softmax_denominator() {
+        let x: Vec<f32> = (0..1000)
+            .map(|i| (i % 37) as f32 * 0.3 - 4.0)
+            .chain([f32::NEG_INFINITY, f32::NAN])
+            .collect();
+        let max = 6.8;
+        let want: f64 = x
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| ((v - max) as f64).exp())
+            .sum();
+        let got = sum_exp(&x, max) as f64;
+        assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
     }
 
     #[test]

@@ -315,8 +315,13 @@ fn rank(logits: &[f32], keep: impl Fn(usize) -> bool) -> Vec<u32> {
     ids
 }
 
+/// Every id, ranked.
+pub(crate) fn ranked(logits: &[f32]) -> Vec<u32> {
+    rank(logits, |_| true)
+}
+
 /// The `k` first-ranked ids, ranked (k < the row's length).
-fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
+pub(crate) fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     if k > HEAP_TOP_K {
         let mut ids = rank(logits, |_| true);
         ids.truncate(k);
