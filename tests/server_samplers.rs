@@ -50,6 +50,9 @@ async fn dry_breaks_a_repeat_the_model_would_copy() {
         (json!({"dry_multiplier": -1}), "dry_multiplier"),
         (json!({"xtc_probability": 1.5}), "xtc_probability"),
         (json!({"xtc_threshold": -0.1}), "xtc_threshold"),
+        (json!({"typical_p": 1e-300}), "typical_p"),
+        (json!({"top_n_sigma": 1e300}), "top_n_sigma"),
+        (json!({"dry_multiplier": 1e300}), "dry_multiplier"),
     ] {
         let mut body = body;
         body["prompt"] = json!("hi");

@@ -33,8 +33,13 @@ pub struct DryRequest {
 pub fn dry_request(p: &LlamaSamplers) -> Result<Option<DryRequest>, ApiError> {
     let multiplier = match p.dry_multiplier {
         None => return Ok(None),
-        Some(m) if m.is_finite() && m >= 0.0 => m,
-        Some(m) => return Err(bad("dry_multiplier", format!("must be >= 0, got {m}"))),
+        Some(m) if (0.0..=1000.0).contains(&m) => m,
+        Some(m) => {
+            return Err(bad(
+                "dry_multiplier",
+                format!("must be in [0, 1000], got {m}"),
+            ))
+        }
     };
     let base = match p.dry_base.unwrap_or(DEFAULT_BASE) {
         b if b.is_finite() && (1.0..=100.0).contains(&b) => b,

@@ -268,19 +268,20 @@ fn plan_with(
         min_tokens,
         // llama.cpp's -1 (or any value <= 0) is off.
         top_n_sigma: match p.samplers.top_n_sigma {
-            Some(n) if n.is_finite() && n > 0.0 => n as f32,
-            Some(n) if n.is_finite() => 0.0,
+            Some(n) if n > 0.0 && n <= 1e6 => n as f32,
+            Some(n) if n <= 0.0 && n.is_finite() => 0.0,
             Some(n) => {
                 return Err(ApiError::invalid(
                     "top_n_sigma",
-                    format!("`top_n_sigma` must be a number, got {n}"),
+                    format!("`top_n_sigma` must be at most 1e6 (-1 or 0: off), got {n}"),
                 ))
             }
             None => 0.0,
         },
         typical_p: match p.samplers.typical_p {
             None => 1.0,
-            Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
+            // Small enough to round to 0 in f32 is 0.
+            Some(x) if (x as f32) > 0.0 && x <= 1.0 => x as f32,
             Some(x) => {
                 return Err(ApiError::invalid(
                     "typical_p",
