@@ -21,6 +21,9 @@ pub struct EmbeddingRequest {
     pub dimensions: Option<i64>,
     /// vLLM's scheduling priority: lower goes first.
     pub priority: Option<i64>,
+    /// vLLM's: embed only each input's last this many tokens (-1: as many as the context
+    /// holds, the context less one).
+    pub truncate_prompt_tokens: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,12 +72,16 @@ impl EmbeddingRequest {
             text_tokens(ready, t)
         };
         let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
-        let lists = match &self.input {
+        let mut lists: Vec<Vec<u32>> = match &self.input {
             EmbeddingInput::Text(t) => vec![text(t)?],
             EmbeddingInput::Texts(v) => v.iter().map(text).collect::<Result<_, _>>()?,
             EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
             EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
         };
+        for ids in &mut lists {
+            let k = self.truncate_prompt_tokens;
+            crate::server::validate::truncate_prompt(ids, k, &ready.limits)?;
+        }
         checked_inputs(ready, lists, |_| "input", false)
     }
 }

@@ -68,6 +68,9 @@ pub struct CommonParams {
     pub prediction: Option<serde_json::Value>,
     /// vLLM's scheduling priority: lower goes first, 0 by default.
     pub priority: Option<i64>,
+    /// vLLM's left truncation: only the prompt's last this many tokens are run (-1: as many
+    /// as the context holds beside one new token). `validate::truncate_prompt`.
+    pub truncate_prompt_tokens: Option<i64>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
 }

@@ -87,6 +87,34 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<
     }
 }
 
+/// vLLM's `truncate_prompt_tokens`: keep the prompt's last `k` tokens (-1: the context less
+/// one, room for a token of answer). Returns whether tokens were dropped.
+pub fn truncate_prompt(
+    ids: &mut Vec<u32>,
+    k: Option<i64>,
+    limits: &Limits,
+) -> Result<bool, ApiError> {
+    let keep = match k {
+        None => return Ok(false),
+        Some(-1) => limits.context.saturating_sub(1),
+        Some(k) if k >= 1 && k as u64 <= limits.context as u64 => k as usize,
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "truncate_prompt_tokens",
+                format!(
+                    "`truncate_prompt_tokens` must be -1 or in [1, {}] (the context), got {k}",
+                    limits.context
+                ),
+            ))
+        }
+    };
+    if ids.len() <= keep {
+        return Ok(false);
+    }
+    ids.drain(..ids.len() - keep);
+    Ok(true)
+}
+
 /// The plan of a chat request (its prompt is `messages`).
 pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan, ApiError> {
     plan_with(p, prompt_len, limits, 1, "messages")
@@ -414,6 +442,30 @@ mod tests {
             scheduling: SchedulingPolicy::Priority,
             thinking: Default::default(),
             sampling: Default::default(),
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_the_prompt_s_end() {
+        let l = limits();
+        let mut ids: Vec<u32> = (0..10).collect();
+        assert!(!truncate_prompt(&mut ids, None, &l).unwrap());
+        assert!(truncate_prompt(&mut ids, Some(3), &l).unwrap());
+        assert_eq!(ids, [7, 8, 9]);
+        assert!(
+            !truncate_prompt(&mut ids, Some(5), &l).unwrap(),
+            "already shorter"
+        );
+        let mut long: Vec<u32> = (0..150).collect();
+        assert!(truncate_prompt(&mut long, Some(-1), &l).unwrap());
+        assert_eq!(
+            (long.len(), long[0]),
+            (99, 51),
+            "the context (100) less one"
+        );
+        for bad in [0, -2, 101] {
+            let e = truncate_prompt(&mut ids, Some(bad), &l).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("truncate_prompt_tokens"));
         }
     }
 

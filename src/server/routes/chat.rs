@@ -11,7 +11,7 @@ use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::truncation;
-use crate::server::validate::{no_nul, plan, top_logprobs};
+use crate::server::validate::{self, no_nul, plan, top_logprobs};
 use crate::server::{harmony, reasoning, thinking};
 use axum::extract::State;
 use axum::response::Response;
@@ -333,6 +333,12 @@ pub async fn start_chat(
         )?,
         Some(Reasoning::Harmony) | None => None,
     };
+    let mut prompt = prompt;
+    validate::truncate_prompt(
+        &mut prompt,
+        req.common.truncate_prompt_tokens,
+        &ready.limits,
+    )?;
     let mut p = plan(&req.common, prompt.len(), &ready.limits)?;
     if p.ignore_eos && constraint.is_some() {
         return Err(structured::ignore_eos_conflict());

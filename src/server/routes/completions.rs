@@ -7,7 +7,7 @@ use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
-use crate::server::validate::{completion_plan, no_nul, Plan};
+use crate::server::validate::{self, completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -175,13 +175,27 @@ pub async fn completions(
             ),
         ));
     }
-    let sent = match &req.suffix {
+    if req.suffix.is_some() && req.common.truncate_prompt_tokens.is_some() {
+        return Err(ApiError::invalid(
+            "truncate_prompt_tokens",
+            "`truncate_prompt_tokens` cannot cut a fill-in-the-middle prompt (`suffix`): its \
+             start holds the prefix marker",
+        ));
+    }
+    let mut sent = match &req.suffix {
         Some(suffix) => vec![Sent {
             text: None,
             ids: fill_in_the_middle(ready, &req.prompt, suffix)?,
         }],
         None => sent_prompts(ready, &req.prompt)?,
     };
+    for s in &mut sent {
+        if validate::truncate_prompt(&mut s.ids, req.common.truncate_prompt_tokens, &ready.limits)?
+        {
+            // An echo shows the tokens that ran, not the text sent.
+            s.text = None;
+        }
+    }
     if sent.len() > 1 {
         if let Some(i) = sent.iter().position(|s| s.ids.is_empty()) {
             return Err(ApiError::invalid("prompt", format!("prompt {i} is empty")));
