@@ -175,12 +175,21 @@ pub fn softmax_weights(x: &[f32], max: f32, scale: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "softmax_weights: sizes differ");
     dispatch!(softmax_weights_row(x: &[f32], out: &mut [f32], max: f32, scale: f32) {
         for (o, &v) in out.iter_mut().zip(x) {
-            let z = (v - max) * scale;
-            let w = exp(z);
-            // NaN compares false too.
-            *o = if z >= -87.0 { w } else { 0.0 };
+            *o = weight((v - max) * scale);
         }
     })
+}
+
+/// e^z for a softmax weight, exactly 0 below e^-87 (where `exp` would give a tiny positive
+/// number) and for a NaN, which compares false too.
+#[inline(always)]
+fn weight(z: f32) -> f32 {
+    let w = exp(z);
+    if z >= -87.0 {
+        w
+    } else {
+        0.0
+    }
 }
 
 /// `Σ e^(x − max)`: a row's softmax denominator (`max` its largest value), terms below e^-87
@@ -194,11 +203,7 @@ pub fn sum_exp(x: &[f32], max: f32) -> f32 {
 /// `sum_exp` for `dispatch!` (which returns from the function it is in).
 fn sum_exp_into(x: &[f32], max: f32, total: &mut f32) {
     dispatch!(sum_exp_row(x: &[f32], max: f32, total: &mut f32) {
-        let term = |v: f32| {
-            let z = v - max;
-            let w = exp(z);
-            if z >= -87.0 { w } else { 0.0 }
-        };
+        let term = |v: f32| weight(v - max);
         let mut lanes = [0f32; 16];
         let chunks = x.chunks_exact(16);
         let tail: f32 = chunks.remainder().iter().map(|&v| term(v)).sum();
