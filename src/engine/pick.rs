@@ -53,33 +53,26 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         return candor_kernels::argmax(logits);
     }
     let inv_t = 1.0 / t.temperature;
-    // Masked tokens (-inf) and NaN logits (a broken row) weigh exactly nothing.
-    let weights_of = |row: &[f32]| {
-        let mut w = vec![0.0; row.len()];
-        softmax_weights(row, max, inv_t, &mut w);
-        w
-    };
     if t.top_k > 0 && t.top_k < logits.len() {
         let ranked = top_k(logits, t.top_k);
         let head: Vec<f32> = ranked.iter().map(|&i| logits[i as usize]).collect();
-        let weights = weights_of(&head);
+        let weights = weights_of(&head, max, inv_t);
         let total = weights.iter().sum();
         let kept = kept_of(&weights, total, t, true).unwrap_or(1);
         return draw_kept(&ranked, &weights, kept, t, draw);
     }
-    let mut weights = weights_of(logits);
+    let mut weights = weights_of(logits, max, inv_t);
     let mut total = sum(&weights);
     if t.min_p <= 0.0 && t.top_p >= 1.0 {
         // Nothing truncated: draw over the row as it lies, no ranking needed.
         if let Some(threshold) = t.xtc_threshold {
             total -= exclude_top_choices(logits, &mut weights, total, threshold);
         }
-        return draw_unranked(&weights, total, draw);
+        return draw_among((0..).zip(weights.iter().copied()), total, draw).unwrap_or(0);
     }
     for margin in MARGINS {
         let within = (-margin).exp();
-        let ranked = rank(logits, |i| weights[i] >= within);
-        let w: Vec<f32> = ranked.iter().map(|&i| weights[i as usize]).collect();
+        let (ranked, w) = candidates(logits, &weights, |x| x >= within);
         // The largest weighs 1, so min-p keeps the weights from `min_p` up: all of them are
         // candidates when that floor is within the margin.
         let holds_min_p = t.min_p > 0.0 && t.min_p >= within;
@@ -88,10 +81,23 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         }
     }
     // Tokens that weigh nothing (underflowed, masked, NaN) can never be drawn.
-    let ranked = rank(logits, |i| weights[i] > 0.0);
-    let w: Vec<f32> = ranked.iter().map(|&i| weights[i as usize]).collect();
+    let (ranked, w) = candidates(logits, &weights, |x| x > 0.0);
     let kept = kept_of(&w, total, t, true).unwrap_or(1);
     draw_kept(&ranked, &w, kept, t, draw)
+}
+
+/// The ids whose weight `keep` takes, ranked, and their weights.
+fn candidates(logits: &[f32], weights: &[f32], keep: impl Fn(f32) -> bool) -> (Vec<u32>, Vec<f32>) {
+    let ranked = rank(logits, |i| keep(weights[i]));
+    let w = ranked.iter().map(|&i| weights[i as usize]).collect();
+    (ranked, w)
+}
+
+/// The softmax weights of `row` (masked tokens and NaN logits weigh exactly nothing).
+fn weights_of(row: &[f32], max: f32, inv_t: f32) -> Vec<f32> {
+    let mut w = vec![0.0; row.len()];
+    softmax_weights(row, max, inv_t, &mut w);
+    w
 }
 
 /// The half-widths of the bands `keep_typical` tries around the row's expected logit, in
@@ -112,8 +118,7 @@ pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
         return;
     }
     let inv_t = 1.0 / temperature;
-    let mut w = vec![0.0; logits.len()];
-    softmax_weights(logits, max, inv_t, &mut w);
+    let w = weights_of(logits, max, inv_t);
     let total = sum(&w);
     // z relative to the largest (0 there); weightless tokens never count.
     let z = |i: usize| (logits[i] - max) * inv_t;
@@ -124,45 +129,42 @@ pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
     let centre = (weighted / total as f64) as f32;
     let goal = mass * total;
     let deviation = |i: usize| (z(i) - centre).abs();
-    let mut kept: Option<Vec<u32>> = None;
-    for band in TYPICAL_BANDS.iter().copied().chain([f32::INFINITY]) {
-        let mut ids: Vec<u32> = (0..logits.len() as u32)
+    let band_ids = |band: f32| -> Vec<u32> {
+        (0..logits.len() as u32)
             .filter(|&i| w[i as usize] > 0.0 && deviation(i as usize) <= band)
-            .collect();
-        let inside: f32 = ids.iter().map(|&i| w[i as usize]).sum();
-        if inside < goal && band.is_finite() {
-            continue;
-        }
-        ids.sort_unstable_by(|&a, &b| {
-            deviation(a as usize)
-                .total_cmp(&deviation(b as usize))
-                .then(a.cmp(&b))
-        });
-        let mut acc = 0.0;
-        let mut crossing = ids.len();
-        for (k, &i) in ids.iter().enumerate() {
-            acc += w[i as usize];
-            if acc >= goal {
-                crossing = k + 1;
-                break;
-            }
-        }
-        let crossing = crossing.max(1).min(ids.len());
-        let last = deviation(ids[crossing - 1] as usize);
-        let end = crossing
-            + ids[crossing..]
-                .iter()
-                .take_while(|&&i| deviation(i as usize) <= last)
-                .count();
-        ids.truncate(end);
-        kept = Some(ids);
-        break;
-    }
-    let Some(kept) = kept else {
-        return;
+            .collect()
     };
+    // The narrowest band holding the mass (the whole row holds it all).
+    let mut ids = TYPICAL_BANDS
+        .iter()
+        .map(|&band| band_ids(band))
+        .find(|ids| ids.iter().map(|&i| w[i as usize]).sum::<f32>() >= goal)
+        .unwrap_or_else(|| band_ids(f32::INFINITY));
+    if ids.is_empty() {
+        return;
+    }
+    ids.sort_unstable_by(|&a, &b| {
+        deviation(a as usize)
+            .total_cmp(&deviation(b as usize))
+            .then(a.cmp(&b))
+    });
+    let mut acc = 0.0;
+    let crossing = ids
+        .iter()
+        .position(|&i| {
+            acc += w[i as usize];
+            acc >= goal
+        })
+        .map_or(ids.len(), |k| k + 1);
+    // Ties with the last kept stay too.
+    let last = deviation(ids[crossing - 1] as usize);
+    let end = crossing
+        + ids[crossing..]
+            .iter()
+            .take_while(|&&i| deviation(i as usize) <= last)
+            .count();
     let mut keep = vec![false; logits.len()];
-    for i in kept {
+    for &i in &ids[..end] {
         keep[i as usize] = true;
     }
     for (l, keep) in logits.iter_mut().zip(keep) {
@@ -251,15 +253,21 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) 
     }
     let (ranked, w) = (&ranked[from..kept], &w[from..kept]);
     let total: f32 = w.iter().sum();
+    let pairs = ranked.iter().copied().zip(w.iter().copied());
+    draw_among(pairs, total, draw).unwrap_or(ranked[0])
+}
+
+/// The draw among `(token, weight)` pairs in their order, in proportion to their weights
+/// (`total` their sum): the last that weighs anything when rounding leaves the draw past the
+/// end, None when none does.
+fn draw_among(pairs: impl Iterator<Item = (u32, f32)>, total: f32, draw: f32) -> Option<u32> {
     let mut r = draw * total;
-    let mut last = ranked[0];
-    for (&token, &x) in ranked.iter().zip(w) {
-        if x > 0.0 {
-            r -= x;
-            last = token;
-            if r <= 0.0 {
-                return token;
-            }
+    let mut last = None;
+    for (token, x) in pairs.filter(|&(_, x)| x > 0.0) {
+        r -= x;
+        last = Some(token);
+        if r <= 0.0 {
+            break;
         }
     }
     last
@@ -282,23 +290,6 @@ fn exclude_top_choices(logits: &[f32], weights: &mut [f32], total: f32, threshol
         weights[i as usize] = 0.0;
     }
     removed
-}
-
-/// The draw over every token, in id order (no truncation: the order changes nothing of the
-/// distribution).
-fn draw_unranked(w: &[f32], total: f32, draw: f32) -> u32 {
-    let mut r = draw * total;
-    let mut last = 0;
-    for (i, &x) in w.iter().enumerate() {
-        if x > 0.0 {
-            r -= x;
-            last = i;
-            if r <= 0.0 {
-                return i as u32;
-            }
-        }
-    }
-    last as u32
 }
 
 /// Rank order: larger logit first (NaN last), then lower id.
