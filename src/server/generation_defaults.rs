@@ -86,6 +86,32 @@ pub fn resolve(
     Ok(base.overridden_by(overrides))
 }
 
+/// What a request that sends none of the sampling fields samples with: the defaults where
+/// they are set, else the server's own (OpenAI's: temperature 1, nothing truncated, no
+/// penalty; XTC off, at llama.cpp's threshold of 0.1 when a request turns it on).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Applied {
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: usize,
+    pub min_p: f64,
+    pub repetition_penalty: f64,
+    pub xtc_probability: f64,
+    pub xtc_threshold: f64,
+}
+
+pub fn applied(d: &GenerationDefaults) -> Applied {
+    Applied {
+        temperature: d.temperature.unwrap_or(1.0),
+        top_p: d.top_p.unwrap_or(1.0),
+        top_k: d.top_k.unwrap_or(0),
+        min_p: d.min_p.unwrap_or(0.0),
+        repetition_penalty: d.repetition_penalty.unwrap_or(1.0),
+        xtc_probability: d.xtc_probability.unwrap_or(0.0),
+        xtc_threshold: d.xtc_threshold.unwrap_or(0.1),
+    }
+}
+
 /// The defaults as a log line's text (`temperature=0.7 top_p=0.8`).
 pub fn describe(d: &GenerationDefaults) -> String {
     match serde_json::to_value(d) {

@@ -195,9 +195,9 @@ fn plan_with(
             "stop sequences must not be empty",
         ));
     }
-    let defaults = &limits.sampling;
+    let defaults = super::generation_defaults::applied(&limits.sampling);
     let top_k = match p.top_k {
-        None => defaults.top_k.unwrap_or(0),
+        None => defaults.top_k,
         Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => k as usize,
         Some(k) => {
@@ -233,7 +233,7 @@ fn plan_with(
         logit_bias.push((id, v as f32));
     }
     let repetition_penalty = match p.repetition_penalty {
-        None => defaults.repetition_penalty.unwrap_or(1.0) as f32,
+        None => defaults.repetition_penalty as f32,
         Some(x) if x.is_finite() && x > 0.0 && x <= 10.0 => x as f32,
         Some(x) => {
             return Err(ApiError::invalid(
@@ -243,7 +243,7 @@ fn plan_with(
         }
     };
     let top_p = match p.top_p {
-        None => defaults.top_p.unwrap_or(1.0) as f32,
+        None => defaults.top_p as f32,
         Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
         Some(x) => {
             return Err(ApiError::invalid(
@@ -278,16 +278,10 @@ fn plan_with(
         stop_token_ids.push(id as u32);
     }
     let sampling = SamplingParams {
-        temperature: range(
-            "temperature",
-            p.temperature,
-            0.0,
-            2.0,
-            defaults.temperature.unwrap_or(1.0),
-        )?,
+        temperature: range("temperature", p.temperature, 0.0, 2.0, defaults.temperature)?,
         top_p,
         top_k,
-        min_p: range("min_p", p.min_p, 0.0, 1.0, defaults.min_p.unwrap_or(0.0))?,
+        min_p: range("min_p", p.min_p, 0.0, 1.0, defaults.min_p)?,
         presence_penalty: range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
         frequency_penalty: range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
         repetition_penalty,
@@ -322,14 +316,14 @@ fn plan_with(
             p.samplers.xtc_probability,
             0.0,
             1.0,
-            defaults.xtc_probability.unwrap_or(0.0),
+            defaults.xtc_probability,
         )?,
         xtc_threshold: range(
             "xtc_threshold",
             p.samplers.xtc_threshold,
             0.0,
             1.0,
-            defaults.xtc_threshold.unwrap_or(0.1),
+            defaults.xtc_threshold,
         )?,
         dry: None,
     };

@@ -9,12 +9,12 @@ use super::store::{ResponseStore, Stored};
 use crate::server::answer_parts::{ChoiceReading, Ending};
 use crate::server::error::ApiError;
 use crate::server::generation::ChoiceEvent;
+use crate::server::generation_defaults::Applied;
 use crate::server::respond::typed_event;
 use crate::server::routes::chat::StartedChat;
 use crate::server::state::unix_now;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use candor_models::generation_config::GenerationDefaults;
 use candor_models::tokenizer::Tokenizer;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -57,7 +57,7 @@ impl Shell {
         id: String,
         model: &str,
         req: &ResponsesRequest,
-        defaults: &GenerationDefaults,
+        defaults: &Applied,
         keep: Option<Keep>,
         joins: Option<Joins>,
     ) -> Self {
@@ -68,8 +68,8 @@ impl Shell {
             "max_output_tokens": req.max_output_tokens,
             "metadata": or(req.metadata.clone().map(Value::Object), json!({})),
             "parallel_tool_calls": req.parallel_tool_calls.unwrap_or(true),
-            "temperature": req.common.temperature.or(defaults.temperature).unwrap_or(1.0),
-            "top_p": req.common.top_p.or(defaults.top_p).unwrap_or(1.0),
+            "temperature": req.common.temperature.unwrap_or(defaults.temperature),
+            "top_p": req.common.top_p.unwrap_or(defaults.top_p),
             "top_logprobs": req.top_logprobs.unwrap_or(0),
             "tool_choice": or(req.tool_choice.clone(), json!("auto")),
             "tools": or(req.tools.clone().map(Value::Array), json!([])),

@@ -38,19 +38,19 @@ pub async fn models(State(state): State<SharedState>) -> Response {
 /// template, the build.
 pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let ready = state.ready()?;
-    let d = &ready.limits.sampling;
+    let d = crate::server::generation_defaults::applied(&ready.limits.sampling);
     Ok(axum::Json(json!({
         "default_generation_settings": {
             "n_ctx": ready.limits.context,
             "params": {
                 "n_predict": ready.limits.default_max_tokens,
-                "temperature": d.temperature.unwrap_or(1.0),
-                "top_k": d.top_k.unwrap_or(0),
-                "top_p": d.top_p.unwrap_or(1.0),
-                "min_p": d.min_p.unwrap_or(0.0),
-                "repeat_penalty": d.repetition_penalty.unwrap_or(1.0),
-                "xtc_probability": d.xtc_probability.unwrap_or(0.0),
-                "xtc_threshold": d.xtc_threshold.unwrap_or(0.1),
+                "temperature": d.temperature,
+                "top_k": d.top_k,
+                "top_p": d.top_p,
+                "min_p": d.min_p,
+                "repeat_penalty": d.repetition_penalty,
+                "xtc_probability": d.xtc_probability,
+                "xtc_threshold": d.xtc_threshold,
             },
         },
         "total_slots": ready.max_num_seqs,

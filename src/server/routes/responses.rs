@@ -63,7 +63,7 @@ pub async fn responses(
         ));
     }
     let model = state.answering_model(req.common.model.as_deref());
-    let defaults = &state.ready()?.limits.sampling;
+    let defaults = &crate::server::generation_defaults::applied(&state.ready()?.limits.sampling);
     let shell = Shell::new(id, &model, &req, defaults, keep, joins);
     if req.background == Some(true) {
         Ok(reply::background(shell, started, tokenizer))
