@@ -1,10 +1,12 @@
 //! `cargo bench --bench sampling`: what the sampler costs each sampled token, on a row of
 //! Qwen2.5's vocabulary (151,936 logits): a few likely tokens over a long tail, as a model's
 //! rows are. Temperature alone, with top-p, min-p, top-k or typical-p, with penalties over a
-//! history,
-//! and greedy for scale (a 0.5B model's decode step is ~12 ms on 2 Xeon threads); and the
-//! logprobs of a row with 0, 5 and 20 alternatives (`logprobs`, prompt scoring).
-use candor::engine::sampler::{logprobs, Sampler, SamplingParams};
+//! history (and over a 4k-token prompt), mirostat 1 and 2, and greedy for scale (a 0.5B
+//! model's decode step is ~12 ms on 2 Xeon threads); and the logprobs of a row with 0, 5 and
+//! 20 alternatives (`logprobs`, prompt scoring).
+use candor::engine::mirostat::{Mirostat, MirostatVersion};
+use candor::engine::penalties::Penalties;
+use candor::engine::sampler::{logprobs, History, Sampler, SamplingParams};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -20,6 +22,15 @@ fn row() -> Vec<f32> {
         logits[i] = l;
     }
     logits
+}
+
+/// llama.cpp's defaults.
+fn mirostat(version: MirostatVersion) -> Mirostat {
+    Mirostat {
+        version,
+        tau: 5.0,
+        eta: 0.1,
+    }
 }
 
 fn sampling(c: &mut Criterion) {
@@ -65,8 +76,25 @@ fn sampling(c: &mut Criterion) {
             "top_p_penalties",
             SamplingParams {
                 top_p: 0.95,
-                repetition_penalty: 1.1,
-                frequency_penalty: 0.3,
+                penalties: Penalties {
+                    repetition: 1.1,
+                    frequency: 0.3,
+                    ..Default::default()
+                },
+                ..warm.clone()
+            },
+        ),
+        (
+            "mirostat_v1",
+            SamplingParams {
+                mirostat: Some(mirostat(MirostatVersion::V1)),
+                ..warm.clone()
+            },
+        ),
+        (
+            "mirostat_v2",
+            SamplingParams {
+                mirostat: Some(mirostat(MirostatVersion::V2)),
                 ..warm.clone()
             },
         ),
@@ -76,6 +104,21 @@ fn sampling(c: &mut Criterion) {
         let mut sampler = Sampler::new(params).expect("valid parameters");
         g.bench_function(name, |b| b.iter(|| sampler.sample(&logits, &history)));
     }
+    // vLLM's repetition penalty over a 4k-token prompt as well as the answer: the prompt's
+    // distinct tokens are kept between picks, not counted again.
+    let context: Vec<u32> = (0..4096).map(|i| (i * 7919 % VOCAB) as u32).collect();
+    let mut sampler = Sampler::new(SamplingParams {
+        top_p: 0.95,
+        penalties: Penalties {
+            repetition: 1.1,
+            ..Default::default()
+        },
+        ..warm.clone()
+    })
+    .expect("valid parameters");
+    g.bench_function("top_p_repetition_prompt_4k", |b| {
+        b.iter(|| sampler.sample(&logits, History::new(&context, 3840)))
+    });
     // What `logprobs` / `top_logprobs` add to each token, and each scored prompt token.
     for k in [0, 5, 20] {
         g.bench_function(format!("logprobs_top{k}"), |b| {

@@ -1,7 +1,8 @@
 //! llama-server's samplers over HTTP, under its names, on the OpenAI endpoints and its own
 //! `/completion`: DRY turns the real model away from a repeat it would copy greedily (and its
-//! sequence breakers let the repeat be), top-n-sigma and XTC cut the tiny model's near-uniform
-//! rows to one token, bad values are a 400 naming the field.
+//! sequence breakers let the repeat be), the penalties count the prompt as vLLM or llama.cpp
+//! does, top-n-sigma, XTC and mirostat cut the tiny model's near-uniform rows to one token,
+//! bad values are a 400 naming the field.
 mod common;
 
 use common::plugins;
@@ -59,6 +60,64 @@ async fn dry_breaks_a_repeat_the_model_would_copy() {
         let (status, v) = s.post("/v1/completions", &body).await;
         assert_eq!(status, 400, "{body}: {v}");
         assert_eq!(v["error"]["param"], field, "{v}");
+    }
+}
+
+/// The penalties read as each API's peer reads them: on the OpenAI endpoints vLLM's reading
+/// (repetition counts the prompt, presence and frequency the answer alone), on llama-server's
+/// `/completion` llama.cpp's (all three over the last `repeat_last_n` tokens of both).
+#[tokio::test]
+async fn penalties_count_the_prompt_as_each_api_does() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let plain = completion_text(&s, json!({})).await;
+    assert!(plain.starts_with(" 5 1"), "{plain:?}");
+    let repeated = completion_text(&s, json!({"repetition_penalty": 2})).await;
+    assert!(
+        !repeated.starts_with(" 5"),
+        "the count's tokens are the prompt's, penalized from the first token: {repeated:?}"
+    );
+    let present = completion_text(&s, json!({"presence_penalty": 2})).await;
+    assert!(
+        present.starts_with(" 5"),
+        "presence counts the answer only: {present:?}"
+    );
+    let native = |extra: Value| {
+        let mut body = json!({"prompt": COUNTING, "n_predict": 6, "temperature": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/completion", &body).await;
+            assert_eq!(status, 200, "{v}");
+            v["content"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(native(json!({})).await, plain);
+    let windowed = native(json!({"repeat_penalty": 2})).await;
+    assert!(
+        !windowed.starts_with(" 5"),
+        "the last 64 tokens hold the prompt: {windowed:?}"
+    );
+    assert_eq!(
+        native(json!({"repeat_penalty": 2, "repeat_last_n": 0})).await,
+        plain,
+        "a window of 0 counts nothing"
+    );
+    // On an OpenAI endpoint, `repeat_last_n` asks for llama.cpp's reading.
+    let asked = json!({"repetition_penalty": 2, "repeat_last_n": 0});
+    assert_eq!(completion_text(&s, asked).await, plain);
+    for (body, field) in [
+        (json!({"repeat_last_n": -2}), "repeat_last_n"),
+        (json!({"mirostat": 3}), "mirostat"),
+        (json!({"mirostat": 2, "mirostat_tau": -1}), "mirostat_tau"),
+        (json!({"mirostat": 1, "mirostat_eta": 1e9}), "mirostat_eta"),
+    ] {
+        let mut body = body;
+        body["prompt"] = json!("hi");
+        let (status, v) = s.post("/completion", &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(v.to_string().contains(field), "{body}: {v}");
     }
 }
 
@@ -129,4 +188,40 @@ async fn top_n_sigma_and_xtc_cut_the_row() {
                       "options": {"typical_p": 0.0001, "temperature": 1.5, "num_predict": 8}});
     let answers: Vec<String> = ollama_answers(&s, &body).await;
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+}
+
+/// Mirostat with a target surprise of 0 that never learns (`mu` stays 0) keeps the most likely
+/// token alone; each version, on the OpenAI endpoints, `/completion` and Ollama's options.
+#[tokio::test]
+async fn mirostat_keeps_what_its_target_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = plugins::servable_tiny("llama", dir.path());
+    let s = Server::start_path(&model, "tiny", &["--generation-config", "vllm"]).await;
+    let strict = |version: u8| json!({"mirostat": version, "mirostat_tau": 0, "mirostat_eta": 0});
+    assert!(
+        choices_agree(&s, strict(2)).await,
+        "v2: surprise 0 is the top token"
+    );
+    assert!(choices_agree(&s, strict(1)).await, "v1: k = 1 at mu 0");
+    assert!(
+        !choices_agree(&s, json!({"mirostat": 0, "mirostat_tau": 0})).await,
+        "0 is off"
+    );
+    assert!(
+        !choices_agree(&s, json!({"mirostat": 2})).await,
+        "llama.cpp's tau of 5 bits keeps many of a near-uniform row"
+    );
+    let body = json!({"model": "tiny", "prompt": "t5 t6", "raw": true, "stream": false,
+                      "options": {"mirostat": 2, "mirostat_tau": 0, "mirostat_eta": 0,
+                                  "temperature": 1.5, "num_predict": 8}});
+    let answers: Vec<String> = ollama_answers(&s, &body).await;
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let (status, props) = s.get("/props").await;
+    assert_eq!(status, 200);
+    let params = &props["default_generation_settings"]["params"];
+    assert_eq!(
+        (&params["mirostat"], &params["repeat_last_n"]),
+        (&json!(0), &json!(64)),
+        "{params}"
+    );
 }

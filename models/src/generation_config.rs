@@ -29,7 +29,23 @@ pub struct GenerationDefaults {
     pub xtc_probability: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xtc_threshold: Option<f64>,
+    /// How many of the last tokens llama.cpp's penalties count (-1: the whole context, 0:
+    /// none). llama.cpp's reading of the penalties (GGUF `penalty_last_n`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_last_n: Option<i64>,
+    /// Mirostat: 0 off, 1 or 2 its version (GGUF keys only, as XTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirostat: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirostat_tau: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirostat_eta: Option<f64>,
 }
+
+/// The largest mirostat target (bits; a token's surprise over a 2^100 vocabulary) and
+/// learning rate a model or a request may set.
+pub const MIROSTAT_TAU_MAX: f64 = 100.0;
+pub const MIROSTAT_ETA_MAX: f64 = 10.0;
 
 impl GenerationDefaults {
     pub fn is_empty(&self) -> bool {
@@ -66,6 +82,13 @@ impl GenerationDefaults {
             Some(k) if k > 0.0 && k.fract() == 0.0 => Some(k as usize),
             Some(_) => return Err(bad("top_k", "must be a positive integer, 0 or -1")),
         };
+        let integer = |key: &str, ok: fn(f64) -> bool, why: &str| -> Result<Option<i64>> {
+            match number(key)? {
+                Some(x) if x.fract() == 0.0 && ok(x) => Ok(Some(x as i64)),
+                Some(_) => Err(bad(key, why)),
+                None => Ok(None),
+            }
+        };
         Ok(GenerationDefaults {
             temperature: within(
                 "temperature",
@@ -89,6 +112,27 @@ impl GenerationDefaults {
                 "xtc_threshold",
                 |x| (0.0..=1.0).contains(&x),
                 "must be in [0, 1]",
+            )?,
+            repeat_last_n: integer(
+                "repeat_last_n",
+                |x| x >= -1.0 && x <= i32::MAX as f64,
+                "must be an integer >= -1",
+            )?,
+            mirostat: integer(
+                "mirostat",
+                |x| (0.0..=2.0).contains(&x),
+                "must be 0, 1 or 2",
+            )?
+            .map(|m| m as u8),
+            mirostat_tau: within(
+                "mirostat_tau",
+                |x| (0.0..=MIROSTAT_TAU_MAX).contains(&x),
+                "must be in [0, 100]",
+            )?,
+            mirostat_eta: within(
+                "mirostat_eta",
+                |x| (0.0..=MIROSTAT_ETA_MAX).contains(&x),
+                "must be in [0, 10]",
             )?,
         })
     }
@@ -125,6 +169,10 @@ impl GenerationDefaults {
             ("penalty_repeat", "repetition_penalty"),
             ("xtc_probability", "xtc_probability"),
             ("xtc_threshold", "xtc_threshold"),
+            ("penalty_last_n", "repeat_last_n"),
+            ("mirostat", "mirostat"),
+            ("mirostat_tau", "mirostat_tau"),
+            ("mirostat_eta", "mirostat_eta"),
         ] {
             if let Some(v) = gguf.get_f64(&format!("general.sampling.{key}")) {
                 json.insert(field.into(), serde_json::json!(shortest_f32(v)));
@@ -143,6 +191,10 @@ impl GenerationDefaults {
             repetition_penalty: over.repetition_penalty.or(self.repetition_penalty),
             xtc_probability: over.xtc_probability.or(self.xtc_probability),
             xtc_threshold: over.xtc_threshold.or(self.xtc_threshold),
+            repeat_last_n: over.repeat_last_n.or(self.repeat_last_n),
+            mirostat: over.mirostat.or(self.mirostat),
+            mirostat_tau: over.mirostat_tau.or(self.mirostat_tau),
+            mirostat_eta: over.mirostat_eta.or(self.mirostat_eta),
         }
     }
 }
@@ -253,6 +305,9 @@ mod gguf_tests {
                 ("general.sampling.top_p", Value::F32(0.8)),
                 ("general.sampling.penalty_repeat", Value::F32(1.05)),
                 ("general.sampling.xtc_probability", Value::F32(0.5)),
+                ("general.sampling.penalty_last_n", Value::I32(128)),
+                ("general.sampling.mirostat", Value::I32(2)),
+                ("general.sampling.mirostat_tau", Value::F32(4.5)),
             ],
         );
         let d = GenerationDefaults::from_gguf(&gguf).unwrap();
@@ -262,6 +317,11 @@ mod gguf_tests {
         assert_eq!(d.repetition_penalty, Some(1.05));
         assert_eq!(d.min_p, None);
         assert_eq!((d.xtc_probability, d.xtc_threshold), (Some(0.5), None));
+        assert_eq!(d.repeat_last_n, Some(128));
+        assert_eq!(
+            (d.mirostat, d.mirostat_tau, d.mirostat_eta),
+            (Some(2), Some(4.5), None)
+        );
         let bare = gguf_with(
             "bare",
             &[("general.architecture", Value::String("qwen2".into()))],
@@ -270,5 +330,8 @@ mod gguf_tests {
         let broken = gguf_with("broken", &[("general.sampling.top_p", Value::F32(1.5))]);
         let e = GenerationDefaults::from_gguf(&broken).unwrap_err();
         assert!(e.to_string().contains("`top_p`"), "{e}");
+        let broken = gguf_with("mirostat", &[("general.sampling.mirostat", Value::I32(3))]);
+        let e = GenerationDefaults::from_gguf(&broken).unwrap_err();
+        assert!(e.to_string().contains("`mirostat`"), "{e}");
     }
 }

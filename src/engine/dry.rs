@@ -40,8 +40,6 @@ pub struct DryParams {
     /// The last this many tokens of prompt and answer are searched (None: all).
     pub last_n: Option<usize>,
     pub breakers: Breakers,
-    /// The prompt's tokens (its last `last_n`), which the answer continues.
-    pub prompt: Arc<[u32]>,
 }
 
 /// The exponent stops here: past it the penalty (1.75^40 ≈ 5·10⁹) already bans the token, and
@@ -49,20 +47,12 @@ pub struct DryParams {
 const MAX_EXPONENT: usize = 40;
 
 impl DryParams {
-    /// Lower the logits of the tokens that would extend a repeat of the context's end, the
-    /// context being the prompt followed by `generated`.
-    pub fn apply(&self, logits: &mut [f32], generated: &[u32]) {
-        let all = self.prompt.len() + generated.len();
-        let keep = self.last_n.map_or(all, |n| n.min(all));
-        let skip = all - keep;
-        let context: Vec<u32> = self
-            .prompt
-            .iter()
-            .chain(generated)
-            .skip(skip)
-            .copied()
-            .collect();
-        for (token, length) in self.repeats(&context) {
+    /// Lower the logits of the tokens that would extend a repeat of the end of `context`
+    /// (the prompt and the tokens generated so far; its last `last_n` are searched).
+    pub fn apply(&self, logits: &mut [f32], context: &[u32]) {
+        let keep = self.last_n.map_or(context.len(), |n| n.min(context.len()));
+        let context = &context[context.len() - keep..];
+        for (token, length) in self.repeats(context) {
             if length < self.allowed_length {
                 continue;
             }
@@ -172,7 +162,6 @@ mod tests {
             allowed_length: 2,
             last_n: None,
             breakers: Breakers(Arc::new(set)),
-            prompt: Arc::from(Vec::new()),
         }
     }
 
@@ -195,40 +184,38 @@ mod tests {
     fn a_longer_copy_costs_more_and_breakers_stop_it() {
         let mut p = params(&[9], 16);
         // "1 2 3 4 5 ... 1 2 3": 4 would continue a repeat of length 3.
-        p.prompt = Arc::from(vec![1, 2, 3, 4, 5, 6]);
         let mut logits = vec![0.0f32; 16];
-        p.apply(&mut logits, &[1, 2, 3]);
+        p.apply(&mut logits, &[1, 2, 3, 4, 5, 6, 1, 2, 3]);
         let expected = 0.8 * 1.75f32.powi(1);
         assert!((logits[4] + expected).abs() < 1e-6, "{logits:?}");
         assert!(logits.iter().enumerate().all(|(i, &l)| i == 4 || l == 0.0));
         // A repeat as long as the allowed length costs the multiplier; a shorter one nothing.
         let mut logits = vec![0.0f32; 16];
-        p.apply(&mut logits, &[7, 2, 3]);
+        p.apply(&mut logits, &[1, 2, 3, 4, 5, 6, 7, 2, 3]);
         assert!((logits[4] + 0.8).abs() < 1e-6, "{logits:?}");
         let mut logits = vec![0.0f32; 16];
-        p.apply(&mut logits, &[7, 8, 3]);
+        p.apply(&mut logits, &[1, 2, 3, 4, 5, 6, 7, 8, 3]);
         assert!(logits.iter().all(|&l| l == 0.0), "{logits:?}");
         // A breaker inside the end cuts the repeat to what follows it.
-        p.prompt = Arc::from(vec![1, 9, 2, 3, 4]);
+        let context = [1, 9, 2, 3, 4, 1, 9, 2, 3];
         let mut logits = vec![0.0f32; 16];
-        p.apply(&mut logits, &[1, 9, 2, 3]);
+        p.apply(&mut logits, &context);
         assert!(
             (logits[4] + 0.8).abs() < 1e-6,
             "length 2, not 4: {logits:?}"
         );
         // Only the last `last_n` tokens are searched.
-        p.last_n = Some(3);
+        p.last_n = Some(4);
         let mut logits = vec![0.0f32; 16];
-        p.apply(&mut logits, &[1, 9, 2, 3]);
+        p.apply(&mut logits, &context);
         assert!(logits.iter().all(|&l| l == 0.0), "{logits:?}");
     }
 
     #[test]
     fn endless_repeats_stay_finite() {
-        let mut p = params(&[], 4);
-        p.prompt = Arc::from(vec![1u32; 3000]);
+        let p = params(&[], 4);
         let mut logits = vec![0.0f32; 4];
-        p.apply(&mut logits, &[1; 10]);
+        p.apply(&mut logits, &[1; 3010]);
         assert!(logits[1].is_finite() && logits[1] < -1e9, "{logits:?}");
     }
 }

@@ -3,7 +3,7 @@
 use super::block_manager::{BlockManager, BlockTable};
 use super::error::EngineError;
 use super::runner::Runner;
-use super::sampler::{Sampler, SamplingParams};
+use super::sampler::{History, Sampler, SamplingParams};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use std::time::Instant;
 
@@ -152,25 +152,26 @@ fn run(
     }
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let mut generated: Vec<u32> = Vec::new();
+    // The prompt, then the tokens generated (the penalties and DRY read both).
+    let mut tokens = prompt.clone();
+    let generated = |tokens: &Vec<u32>| tokens.len() - prompt.len();
     let mut finish = FinishReason::Length;
-    let mut len = prompt.len();
-    while generated.len() < req.max_tokens {
+    while generated(&tokens) < req.max_tokens {
         let Some(out) = logits.take() else { break };
-        let next = sampler.next_token(&out, 0, &generated);
+        let next = sampler.next_token(&out, 0, History::new(&tokens, prompt.len()));
         if !req.ignore_eos && req.eos_ids.contains(&next) {
             finish = FinishReason::Stop;
             break;
         }
-        generated.push(next);
+        tokens.push(next);
         if !on_token(next) {
             finish = FinishReason::Cancelled;
             break;
         }
-        if generated.len() == req.max_tokens {
+        if generated(&tokens) == req.max_tokens {
             break;
         }
-        len += 1;
+        let len = tokens.len();
         blocks.ensure(table, len)?;
         logits = Some(runner.forward(&Batch {
             seqs: vec![SeqInput {
@@ -183,7 +184,7 @@ fn run(
         })?);
     }
     Ok(GenerateOutput {
-        generated_ids: generated,
+        generated_ids: tokens.split_off(prompt.len()),
         finish_reason: finish,
         prefill_seconds,
         decode_seconds: t1.elapsed().as_secs_f64(),

@@ -94,7 +94,7 @@ fn candidates(logits: &[f32], weights: &[f32], keep: impl Fn(f32) -> bool) -> (V
 }
 
 /// The softmax weights of `row` (masked tokens and NaN logits weigh exactly nothing).
-fn weights_of(row: &[f32], max: f32, inv_t: f32) -> Vec<f32> {
+pub(crate) fn weights_of(row: &[f32], max: f32, inv_t: f32) -> Vec<f32> {
     let mut w = vec![0.0; row.len()];
     softmax_weights(row, max, inv_t, &mut w);
     w
@@ -176,7 +176,7 @@ pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
 
 /// The largest value of a row, NaN passed over (the vectorized argmax's; a fold through
 /// `f32::max` is a scalar chain).
-fn row_max(logits: &[f32]) -> f32 {
+pub(crate) fn row_max(logits: &[f32]) -> f32 {
     logits
         .get(candor_kernels::argmax(logits) as usize)
         .copied()
@@ -184,7 +184,7 @@ fn row_max(logits: &[f32]) -> f32 {
 }
 
 /// The sum of a row's weights, in 16 lanes (a sum in order waits on each addition).
-fn sum(w: &[f32]) -> f32 {
+pub(crate) fn sum(w: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 16];
     let chunks = w.chunks_exact(16);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -260,7 +260,11 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) 
 /// The draw among `(token, weight)` pairs in their order, in proportion to their weights
 /// (`total` their sum): the last that weighs anything when rounding leaves the draw past the
 /// end, None when none does.
-fn draw_among(pairs: impl Iterator<Item = (u32, f32)>, total: f32, draw: f32) -> Option<u32> {
+pub(crate) fn draw_among(
+    pairs: impl Iterator<Item = (u32, f32)>,
+    total: f32,
+    draw: f32,
+) -> Option<u32> {
     let mut r = draw * total;
     let mut last = None;
     for (token, x) in pairs.filter(|&(_, x)| x > 0.0) {

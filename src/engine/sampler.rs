@@ -1,9 +1,11 @@
 //! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p / typical-p /
-//! top-n-sigma filtering and XTC, after repetition / presence / frequency penalties and DRY.
-//! Seeded runs are reproducible (ChaCha8).
+//! top-n-sigma filtering and XTC, or mirostat, after repetition / presence / frequency
+//! penalties and DRY. Seeded runs are reproducible (ChaCha8).
 use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
+use super::mirostat::{Mirostat, MirostatState};
+use super::penalties::{Penalizer, Penalties};
 use super::pick::{keep_typical, pick, ranked, top_k, Truncation};
 use super::runner::Logits;
 use super::thought::Thought;
@@ -23,9 +25,8 @@ pub struct SamplingParams {
     pub top_k: usize,
     /// 0.0 disables min-p filtering.
     pub min_p: f32,
-    pub repetition_penalty: f32,
-    pub presence_penalty: f32,
-    pub frequency_penalty: f32,
+    /// Repetition, presence and frequency penalties, and the tokens they count.
+    pub penalties: Penalties,
     pub seed: Option<u64>,
     /// Added to the logits of these tokens before sampling (OpenAI `logit_bias`).
     pub logit_bias: Vec<(u32, f32)>,
@@ -43,6 +44,8 @@ pub struct SamplingParams {
     pub xtc_threshold: f32,
     /// DRY's repeat penalty (`dry.rs`); None: off.
     pub dry: Option<Arc<DryParams>>,
+    /// Mirostat in place of the truncations above (`mirostat.rs`); None: off.
+    pub mirostat: Option<Mirostat>,
 }
 
 impl Default for SamplingParams {
@@ -52,9 +55,7 @@ impl Default for SamplingParams {
             top_p: 1.0,
             top_k: 0,
             min_p: 0.0,
-            repetition_penalty: 1.0,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
+            penalties: Penalties::default(),
             seed: None,
             logit_bias: Vec::new(),
             min_tokens: 0,
@@ -63,6 +64,7 @@ impl Default for SamplingParams {
             xtc_probability: 0.0,
             xtc_threshold: 0.1,
             dry: None,
+            mirostat: None,
         }
     }
 }
@@ -75,9 +77,7 @@ impl SamplingParams {
             && self.logit_bias.is_empty()
             && self.min_tokens == 0
             && self.dry.is_none()
-            && self.repetition_penalty == 1.0
-            && self.presence_penalty == 0.0
-            && self.frequency_penalty == 0.0
+            && self.penalties.are_off()
     }
 
     pub fn greedy() -> Self {
@@ -98,11 +98,12 @@ impl SamplingParams {
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad("min_p must be in [0, 1]");
         }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+        let penalties = &self.penalties;
+        if !(penalties.repetition.is_finite() && penalties.repetition > 0.0) {
             return bad("repetition_penalty must be > 0");
         }
-        if !(-2.0..=2.0).contains(&self.presence_penalty)
-            || !(-2.0..=2.0).contains(&self.frequency_penalty)
+        if !(-2.0..=2.0).contains(&penalties.presence)
+            || !(-2.0..=2.0).contains(&penalties.frequency)
         {
             return bad("presence_penalty and frequency_penalty must be in [-2, 2]");
         }
@@ -126,6 +127,11 @@ impl SamplingParams {
                 return bad("dry_multiplier must be > 0 and dry_base >= 1");
             }
         }
+        if let Some(m) = &self.mirostat {
+            if !(m.tau.is_finite() && m.tau >= 0.0 && m.eta.is_finite() && m.eta >= 0.0) {
+                return bad("mirostat_tau and mirostat_eta must be finite and >= 0");
+            }
+        }
         Ok(())
     }
 }
@@ -138,6 +144,53 @@ pub struct Sampler {
     thought: Option<Thought>,
     /// The tokens that end the request (held back before `min_tokens`).
     end_ids: Vec<u32>,
+    penalizer: Penalizer,
+    /// The sequence's mirostat and its `mu`, when the request asks for it.
+    mirostat: Option<MirostatState>,
+}
+
+/// The tokens a pick follows: the prompt's, then those generated so far.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub tokens: &'a [u32],
+    pub prompt_len: usize,
+}
+
+impl<'a> History<'a> {
+    /// `tokens`, of which the first `prompt_len` are the prompt's (all of them at most).
+    pub fn new(tokens: &'a [u32], prompt_len: usize) -> Self {
+        History {
+            tokens,
+            prompt_len: prompt_len.min(tokens.len()),
+        }
+    }
+
+    pub fn prompt(&self) -> &'a [u32] {
+        &self.tokens[..self.prompt_len]
+    }
+
+    pub fn generated(&self) -> &'a [u32] {
+        &self.tokens[self.prompt_len..]
+    }
+}
+
+/// Tokens generated after a prompt the penalties and DRY do not see.
+impl<'a> From<&'a [u32]> for History<'a> {
+    fn from(generated: &'a [u32]) -> Self {
+        History::new(generated, 0)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u32; N]> for History<'a> {
+    fn from(generated: &'a [u32; N]) -> Self {
+        History::new(generated, 0)
+    }
+}
+
+impl<'a> From<&'a Vec<u32>> for History<'a> {
+    fn from(generated: &'a Vec<u32>) -> Self {
+        History::new(generated, 0)
+    }
 }
 
 /// The greedy pick, shared with the CPU backend's `argmax` so a token picked on the backend
@@ -152,11 +205,13 @@ impl Sampler {
             None => ChaCha8Rng::from_os_rng(),
         };
         Ok(Sampler {
+            mirostat: params.mirostat.map(MirostatState::new),
             params,
             rng,
             constraint: None,
             thought: None,
             end_ids: Vec::new(),
+            penalizer: Penalizer::default(),
         })
     }
 
@@ -242,9 +297,14 @@ impl Sampler {
     }
 
     /// The next token from row `row` of a step's output: the device's pick where it made one,
-    /// else sampled from the row's logits after `history` (the tokens generated so far).
-    /// A thought's forced closing comes first, whatever the row says.
-    pub fn next_token(&mut self, out: &Logits, row: usize, history: &[u32]) -> u32 {
+    /// else sampled from the row's logits after `history`. A thought's forced closing comes
+    /// first, whatever the row says.
+    pub fn next_token<'a>(
+        &mut self,
+        out: &Logits,
+        row: usize,
+        history: impl Into<History<'a>>,
+    ) -> u32 {
         if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
             self.accept(token);
             return token;
@@ -272,46 +332,21 @@ impl Sampler {
         }
     }
 
-    /// Apply penalties for the tokens generated so far (`history`) to `logits` in place.
-    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
-        let p = &self.params;
-        if history.is_empty()
-            || (p.repetition_penalty == 1.0
-                && p.presence_penalty == 0.0
-                && p.frequency_penalty == 0.0)
-        {
-            return;
-        }
-        let mut counts = std::collections::HashMap::<u32, u32>::new();
-        for &t in history {
-            *counts.entry(t).or_default() += 1;
-        }
-        for (&t, &c) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else {
-                continue;
-            };
-            if p.repetition_penalty != 1.0 {
-                *l = if *l > 0.0 {
-                    *l / p.repetition_penalty
-                } else {
-                    *l * p.repetition_penalty
-                };
-            }
-            *l -= p.presence_penalty + p.frequency_penalty * c as f32;
-        }
-    }
-
-    /// Choose the next token from one row of logits (among those the constraint allows).
-    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+    /// Choose the next token from one row of logits (among those the constraint allows),
+    /// after `history`: the tokens generated so far, and the prompt before them where the
+    /// penalties and DRY should see it.
+    pub fn sample<'a>(&mut self, logits: &[f32], history: impl Into<History<'a>>) -> u32 {
+        let history = history.into();
         let mut logits = logits.to_vec();
         for &(t, b) in &self.params.logit_bias {
             if let Some(l) = logits.get_mut(t as usize) {
                 *l += b;
             }
         }
-        self.penalize(&mut logits, history);
+        self.penalizer
+            .apply(&self.params.penalties, &mut logits, history);
         if let Some(dry) = &self.params.dry {
-            dry.apply(&mut logits, history);
+            dry.apply(&mut logits, history.tokens);
         }
         if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
             self.accept(token);
@@ -348,8 +383,8 @@ impl Sampler {
 
     /// Before `min_tokens`, the end tokens are out, unless nothing else is left (a grammar
     /// that is complete allows only the end).
-    fn hold_back_the_end(&self, logits: &mut [f32], history: &[u32]) {
-        if history.len() >= self.params.min_tokens || self.end_ids.is_empty() {
+    fn hold_back_the_end(&self, logits: &mut [f32], history: History) {
+        if history.generated().len() >= self.params.min_tokens || self.end_ids.is_empty() {
             return;
         }
         let is_end = |i: usize| self.end_ids.iter().any(|&e| e as usize == i);
@@ -370,6 +405,9 @@ impl Sampler {
         let p = &self.params;
         if p.temperature == 0.0 {
             return argmax(logits);
+        }
+        if let Some(mirostat) = &mut self.mirostat {
+            return mirostat.pick(logits, p.temperature, self.rng.random::<f32>());
         }
         if p.top_n_sigma > 0.0 {
             keep_within_sigmas(logits, p.top_n_sigma);
@@ -505,11 +543,16 @@ mod tests {
         assert!((0..10).all(|_| s.sample(&logits, &[]) == 1));
         let mut g = Sampler::new(SamplingParams {
             temperature: 0.0,
-            repetition_penalty: 2.0,
+            penalties: Penalties {
+                repetition: 2.0,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
         assert_eq!(g.sample(&logits, &[1]), 2);
+        // A token of the prompt is repeated as well (vLLM's reading).
+        assert_eq!(g.sample(&logits, History::new(&[1], 1)), 2);
     }
 
     #[test]
@@ -569,13 +612,14 @@ mod tests {
             allowed_length: 2,
             last_n: None,
             breakers: super::super::dry::Breakers(Arc::new(breakers)),
-            prompt: Arc::from(vec![1, 2, 3, 4]),
         };
         let mut logits = vec![0.0f32; 8];
         logits[4] = 1.0;
         logits[6] = 0.5;
         let mut plain = Sampler::new(SamplingParams::greedy()).unwrap();
-        assert_eq!(plain.sample(&logits, &[1, 2, 3]), 4);
+        let context = [1, 2, 3, 4, 1, 2, 3];
+        let history = History::new(&context, 4);
+        assert_eq!(plain.sample(&logits, history), 4);
         let params = SamplingParams {
             dry: Some(Arc::new(dry)),
             ..SamplingParams::greedy()
@@ -585,7 +629,12 @@ mod tests {
             "the device's argmax would miss DRY"
         );
         let mut s = Sampler::new(params).unwrap();
-        assert_eq!(s.sample(&logits, &[1, 2, 3]), 6);
+        assert_eq!(s.sample(&logits, history), 6);
+        assert_eq!(
+            s.sample(&logits, History::new(&context[4..], 0)),
+            4,
+            "the repeat is of the prompt"
+        );
     }
 
     #[test]

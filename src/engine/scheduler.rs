@@ -10,7 +10,7 @@ use super::generate::FinishReason;
 use super::grammar::Constraint;
 use super::pooling::{Pool, Pooling};
 use super::runner::{Logits, Runner};
-use super::sampler::{logprobs, Sampler, SamplingParams};
+use super::sampler::{logprobs, History, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::EngineStats;
 use super::thought::Thought;
@@ -1151,7 +1151,7 @@ fn take_tokens(
         }
         let next = seq
             .sampler
-            .next_token(out, r, &seq.tokens[seq.prompt_len..]);
+            .next_token(out, r, History::new(&seq.tokens, seq.prompt_len));
         let lp = seq.req.logprobs.map(|k| {
             let (logprob, top) = logprobs(out.row(r), next, k);
             TokenLogprobs { logprob, top }

@@ -18,7 +18,7 @@ const MAX_BREAKERS: usize = 32;
 /// Breaker lists whose token sets are kept.
 const KEPT_SETS: usize = 8;
 
-/// A request's DRY, checked; the prompt and the breakers' tokens come later.
+/// A request's DRY, checked; the breakers' tokens come later.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DryRequest {
     multiplier: f32,
@@ -92,16 +92,14 @@ fn bad(param: &str, why: String) -> ApiError {
 }
 
 impl DryRequest {
-    /// The engine's DRY for an answer to `prompt`.
-    pub fn params(&self, breakers: Breakers, prompt: &[u32]) -> Arc<DryParams> {
-        let keep = self.last_n.map_or(prompt.len(), |n| n.min(prompt.len()));
+    /// The engine's DRY, with the breakers' tokens.
+    pub fn params(&self, breakers: Breakers) -> Arc<DryParams> {
         Arc::new(DryParams {
             multiplier: self.multiplier,
             base: self.base,
             allowed_length: self.allowed_length,
             last_n: self.last_n,
             breakers,
-            prompt: Arc::from(&prompt[prompt.len() - keep..]),
         })
     }
 
@@ -225,16 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn the_prompt_kept_is_the_window_s_share() {
-        let d = DryRequest {
-            multiplier: 1.0,
-            base: 2.0,
-            allowed_length: 1,
-            last_n: Some(3),
-            breakers: vec![],
-        };
-        let p = d.params(Breakers(Arc::new(vec![])), &[1, 2, 3, 4, 5]);
-        assert_eq!(&p.prompt[..], &[3, 4, 5]);
+    fn breaker_strings_match_inside_a_token() {
         assert!(contains(b"a:\n", b"\n") && !contains(b"ab", b"abc"));
     }
 }

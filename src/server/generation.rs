@@ -230,10 +230,10 @@ pub fn start(
         None => Arc::default(),
     };
     let adapter = ready.adapter_of(plan.model.as_deref());
-    let breakers = plan
+    let dry = plan
         .dry
         .as_ref()
-        .map(|d| ready.dry_breakers.of(&ready.tokenizer, d.breaker_strings()));
+        .map(|d| d.params(ready.dry_breakers.of(&ready.tokenizer, d.breaker_strings())));
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
     let mut echoes = Vec::with_capacity(total);
@@ -242,9 +242,7 @@ pub fn start(
             let (tx, rx) = mpsc::unbounded_channel();
             let mut sampling = plan.sampling.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
-            if let (Some(dry), Some(breakers)) = (&plan.dry, &breakers) {
-                sampling.dry = Some(dry.params(breakers.clone(), &prompt.ids));
-            }
+            sampling.dry = dry.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {
                     format!("{request_id}/{}", requests.len())

@@ -41,7 +41,7 @@ pub fn parse_overrides(json: &str) -> Result<GenerationDefaults, String> {
     let Some(object) = value.as_object() else {
         return Err("--override-generation-config: a JSON object of sampling fields".into());
     };
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 11] = [
         "temperature",
         "top_p",
         "top_k",
@@ -49,6 +49,10 @@ pub fn parse_overrides(json: &str) -> Result<GenerationDefaults, String> {
         "repetition_penalty",
         "xtc_probability",
         "xtc_threshold",
+        "repeat_last_n",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
     ];
     if let Some(unknown) = object.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!(
@@ -88,7 +92,10 @@ pub fn resolve(
 
 /// What a request that sends none of the sampling fields samples with: the defaults where
 /// they are set, else the server's own (OpenAI's: temperature 1, nothing truncated, no
-/// penalty; XTC off, at llama.cpp's threshold of 0.1 when a request turns it on).
+/// penalty; XTC off, at llama.cpp's threshold of 0.1 when a request turns it on; llama.cpp's
+/// penalty window of 64 on its endpoints; mirostat off, at llama.cpp's tau 5 and eta 0.1).
+/// The model's `repeat_last_n` applies where llama.cpp's reading of the penalties does (the
+/// llama-server and Ollama endpoints): the OpenAI endpoints read them as vLLM does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Applied {
     pub temperature: f64,
@@ -98,6 +105,10 @@ pub struct Applied {
     pub repetition_penalty: f64,
     pub xtc_probability: f64,
     pub xtc_threshold: f64,
+    pub repeat_last_n: i64,
+    pub mirostat: u8,
+    pub mirostat_tau: f64,
+    pub mirostat_eta: f64,
 }
 
 pub fn applied(d: &GenerationDefaults) -> Applied {
@@ -109,6 +120,10 @@ pub fn applied(d: &GenerationDefaults) -> Applied {
         repetition_penalty: d.repetition_penalty.unwrap_or(1.0),
         xtc_probability: d.xtc_probability.unwrap_or(0.0),
         xtc_threshold: d.xtc_threshold.unwrap_or(0.1),
+        repeat_last_n: d.repeat_last_n.unwrap_or(64),
+        mirostat: d.mirostat.unwrap_or(0),
+        mirostat_tau: d.mirostat_tau.unwrap_or(5.0),
+        mirostat_eta: d.mirostat_eta.unwrap_or(0.1),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod guide;
 pub mod harmony;
 pub mod infill;
 pub mod json;
+pub mod llama_samplers;
 pub mod marker;
 pub mod messages;
 pub mod native_answer;

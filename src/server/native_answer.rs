@@ -88,6 +88,7 @@ impl NativeSampling {
             grammar: self.grammar.clone(),
             json_schema: self.json_schema.clone(),
             samplers: self.samplers.clone(),
+            llama_cpp_penalties: true,
             ..CommonParams::default()
         }
     }

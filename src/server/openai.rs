@@ -73,10 +73,16 @@ pub struct CommonParams {
     pub truncate_prompt_tokens: Option<i64>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
+    /// Set by the llama-server and Ollama endpoints: a request without `repeat_last_n` gets
+    /// llama.cpp's reading of the penalties (the last 64 tokens of prompt and answer, or the
+    /// model's `penalty_last_n`), not vLLM's (`engine::penalties`).
+    #[serde(skip)]
+    pub llama_cpp_penalties: bool,
 }
 
 /// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too, and
-/// `/completion` here shares them): top-n-sigma, typical-p, XTC and DRY (`server/dry.rs`).
+/// `/completion` here shares them): top-n-sigma, typical-p, XTC, DRY (`server/dry.rs`), the
+/// penalties' window and mirostat.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct LlamaSamplers {
     pub top_n_sigma: Option<f64>,
@@ -89,6 +95,14 @@ pub struct LlamaSamplers {
     pub dry_allowed_length: Option<i64>,
     pub dry_penalty_last_n: Option<i64>,
     pub dry_sequence_breakers: Option<Vec<String>>,
+    /// The penalties count the last this many tokens of prompt and answer (-1: all of them,
+    /// 0: none); absent on an OpenAI endpoint, vLLM's reading (`engine::penalties`).
+    pub repeat_last_n: Option<i64>,
+    /// 0: off, 1 or 2: mirostat's version (`engine::mirostat`), with its target surprise and
+    /// learning rate.
+    pub mirostat: Option<i64>,
+    pub mirostat_tau: Option<f64>,
+    pub mirostat_eta: Option<f64>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

@@ -76,7 +76,14 @@ pub struct Plan {
     pub model: Option<String>,
 }
 
-fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f32, ApiError> {
+/// `v` (or `default`) as an f32 within [lo, hi]; out of it a 400 naming `param`.
+pub(super) fn range(
+    param: &str,
+    v: Option<f64>,
+    lo: f64,
+    hi: f64,
+    default: f64,
+) -> Result<f32, ApiError> {
     match v {
         None => Ok(default as f32),
         Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(x as f32),
@@ -232,16 +239,6 @@ fn plan_with(
         }
         logit_bias.push((id, v as f32));
     }
-    let repetition_penalty = match p.repetition_penalty {
-        None => defaults.repetition_penalty as f32,
-        Some(x) if x.is_finite() && x > 0.0 && x <= 10.0 => x as f32,
-        Some(x) => {
-            return Err(ApiError::invalid(
-                "repetition_penalty",
-                format!("`repetition_penalty` must be in (0, 10], got {x}"),
-            ))
-        }
-    };
     let top_p = match p.top_p {
         None => defaults.top_p as f32,
         Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
@@ -282,9 +279,7 @@ fn plan_with(
         top_p,
         top_k,
         min_p: range("min_p", p.min_p, 0.0, 1.0, defaults.min_p)?,
-        presence_penalty: range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
-        frequency_penalty: range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
-        repetition_penalty,
+        penalties: super::llama_samplers::penalties(p, &defaults)?,
         seed: p.seed.map(|s| s as u64),
         logit_bias,
         min_tokens,
@@ -326,6 +321,7 @@ fn plan_with(
             defaults.xtc_threshold,
         )?,
         dry: None,
+        mirostat: super::llama_samplers::mirostat(p, &defaults)?,
     };
     Ok(Plan {
         max_tokens,
@@ -485,7 +481,7 @@ mod tests {
                 s.top_p,
                 s.top_k,
                 s.min_p,
-                s.repetition_penalty
+                s.penalties.repetition
             ),
             (0.7, 0.8, 20, 0.0, 1.05)
         );
@@ -503,7 +499,7 @@ mod tests {
                 s.top_p,
                 s.top_k,
                 s.min_p,
-                s.repetition_penalty
+                s.penalties.repetition
             ),
             (0.0, 0.8, 0, 0.1, 1.0)
         );

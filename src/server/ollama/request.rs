@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// `options`: the sampling fields of a Modelfile's parameters. Others (`num_ctx`, `num_gpu`,
-/// `mirostat`...) are accepted and ignored, as Ollama ignores what a runner does not use.
+/// `num_thread`...) are accepted and ignored, as Ollama ignores what a runner does not use.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Options {
     pub temperature: Option<f64>,
@@ -20,8 +20,13 @@ pub struct Options {
     pub stop: Option<Vec<String>>,
     pub seed: Option<i64>,
     pub repeat_penalty: Option<f64>,
+    /// The penalties count the last this many tokens (64 by default; -1: the whole context).
+    pub repeat_last_n: Option<i64>,
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
+    pub mirostat: Option<i64>,
+    pub mirostat_tau: Option<f64>,
+    pub mirostat_eta: Option<f64>,
 }
 
 /// The fields `/api/chat` and `/api/generate` share.
@@ -162,8 +167,13 @@ impl Shared {
             min_p: o.min_p,
             samplers: LlamaSamplers {
                 typical_p: o.typical_p,
+                repeat_last_n: o.repeat_last_n,
+                mirostat: o.mirostat,
+                mirostat_tau: o.mirostat_tau,
+                mirostat_eta: o.mirostat_eta,
                 ..Default::default()
             },
+            llama_cpp_penalties: true,
             repetition_penalty: o.repeat_penalty,
             presence_penalty: o.presence_penalty,
             frequency_penalty: o.frequency_penalty,

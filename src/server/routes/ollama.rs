@@ -326,6 +326,10 @@ fn parameters(d: &candor_models::generation_config::GenerationDefaults) -> Strin
         ("top_k", d.top_k.map(|k| k.to_string())),
         ("min_p", d.min_p.map(number)),
         ("repeat_penalty", d.repetition_penalty.map(number)),
+        ("repeat_last_n", d.repeat_last_n.map(|n| n.to_string())),
+        ("mirostat", d.mirostat.map(|m| m.to_string())),
+        ("mirostat_tau", d.mirostat_tau.map(number)),
+        ("mirostat_eta", d.mirostat_eta.map(number)),
     ]
     .into_iter()
     .filter_map(|(name, value)| Some(format!("{name:<30} {}", value?)))
