@@ -605,8 +605,7 @@ fn thought_of(
     budget: Option<usize>,
     message: &str,
 ) -> Thought {
-    let vocab = tok.token_bytes().into_iter().map(|t| t.bytes).collect();
-    let markers = Arc::new(ThoughtMarkers::new(open, close, vocab));
+    let markers = Arc::new(ThoughtMarkers::new(open, close, tok.token_bytes()));
     let closing = tok.encode(&format!("{message}{close}"), false).unwrap();
     Thought::new(markers, in_thought, budget, Arc::new(closing))
 }

@@ -12,6 +12,7 @@
 //! Markers are matched on the text (the vocabulary's bytes), not on token ids: `</think>` is
 //! one token in Qwen3's and DeepSeek-R1's vocabularies, but several in others, where a model
 //! may spell it with any split (`>` may merge with the newlines after it).
+use candor_models::tokenizer::TokenBytes;
 use std::sync::Arc;
 
 /// The markers of a model's thoughts and every token's bytes; built once per model.
@@ -21,15 +22,16 @@ pub struct ThoughtMarkers {
     /// The opening as a single token, if the vocabulary has it: under a grammar, the first
     /// token decides whether the answer opens with a thought (allowed beside the grammar's).
     open_token: Option<u32>,
-    vocab: Vec<Vec<u8>>,
+    /// The tokenizer's table, shared (`Tokenizer::token_bytes`).
+    vocab: Arc<[TokenBytes]>,
 }
 
 impl ThoughtMarkers {
     /// `vocab`: each token id's bytes; `open_token`: the id whose bytes are exactly `open`.
-    pub fn new(open: &str, close: &str, vocab: Vec<Vec<u8>>) -> Self {
+    pub fn new(open: &str, close: &str, vocab: Arc<[TokenBytes]>) -> Self {
         let open_token = vocab
             .iter()
-            .position(|b| b.as_slice() == open.as_bytes())
+            .position(|t| t.bytes == open.as_bytes())
             .map(|id| id as u32);
         ThoughtMarkers {
             open: open.as_bytes().to_vec(),
@@ -40,7 +42,9 @@ impl ThoughtMarkers {
     }
 
     fn bytes(&self, token: u32) -> &[u8] {
-        self.vocab.get(token as usize).map_or(&[], Vec::as_slice)
+        self.vocab
+            .get(token as usize)
+            .map_or(&[], |t| t.bytes.as_slice())
     }
 }
 
@@ -226,17 +230,23 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn vocab(pieces: &[&str]) -> Arc<[TokenBytes]> {
+        pieces
+            .iter()
+            .map(|p| TokenBytes {
+                bytes: p.as_bytes().to_vec(),
+                special: false,
+            })
+            .collect()
+    }
+
     /// A vocabulary where `<think>` and `</think>` are single tokens (ids 0 and 1), and also
     /// spelled in pieces (`</`, `think`, `>`, `>\n\n`), with words and whitespace.
     fn markers() -> Arc<ThoughtMarkers> {
         let pieces = [
             "<think>", "</think>", "</", "think", ">", ">\n\n", "a", " b", "\n", "{", "<",
         ];
-        Arc::new(ThoughtMarkers::new(
-            "<think>",
-            "</think>",
-            pieces.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        ))
+        Arc::new(ThoughtMarkers::new("<think>", "</think>", vocab(&pieces)))
     }
 
     const OPEN: u32 = 0;
@@ -333,8 +343,7 @@ mod tests {
 
     #[test]
     fn a_vocabulary_without_a_single_opening_token_has_none_to_offer() {
-        let vocab = ["<", "think", ">"].iter().map(|p| p.as_bytes().to_vec());
-        let m = ThoughtMarkers::new("<think>", "</think>", vocab.collect());
+        let m = ThoughtMarkers::new("<think>", "</think>", vocab(&["<", "think", ">"]));
         let t = Thought::new(Arc::new(m), false, None, Arc::new(vec![]));
         assert_eq!(t.opening_token(), None);
         // With nothing to force, a spent budget leaves the thought to the model.

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::openai::LlamaSamplers;
 use crate::engine::dry::{Breakers, DryParams};
 use candor_models::tokenizer::Tokenizer;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// llama.cpp's defaults.
 const DEFAULT_BASE: f64 = 1.75;
@@ -60,7 +60,7 @@ pub fn dry_request(p: &LlamaSamplers) -> Result<Option<DryRequest>, ApiError> {
         }
     };
     let breakers = match &p.dry_sequence_breakers {
-        None => DEFAULT_BREAKERS.iter().map(|s| s.to_string()).collect(),
+        None => default_breakers(),
         Some(list) if list.len() > MAX_BREAKERS => {
             return Err(bad(
                 "dry_sequence_breakers",
@@ -108,10 +108,20 @@ impl DryRequest {
     }
 }
 
-/// The token sets of breaker lists, built from the vocabulary on first use.
+/// llama.cpp's default breakers, whose set a server builds at its start (`warm_up`).
+pub fn default_breakers() -> Vec<String> {
+    DEFAULT_BREAKERS.iter().map(|s| s.to_string()).collect()
+}
+
+/// Build the vocabulary's bytes and the default breakers' set off the request path, so the
+/// first DRY request does not spend ~70 ms of an async worker on them.
+pub fn warm_up(sets: &BreakerSets, tokenizer: &Tokenizer) {
+    sets.of(tokenizer, &default_breakers());
+}
+
+/// The token sets of breaker lists, built from the vocabulary's bytes on first use.
 #[derive(Default)]
 pub struct BreakerSets {
-    vocabulary: OnceLock<Vec<Vec<u8>>>,
     kept: Mutex<Vec<(Vec<String>, Breakers)>>,
 }
 
@@ -123,17 +133,11 @@ impl BreakerSets {
         if let Some((_, set)) = kept.iter().find(|(s, _)| s == strings) {
             return set.clone();
         }
-        let vocabulary = self.vocabulary.get_or_init(|| {
+        let set = Breakers(Arc::new(
             tokenizer
                 .token_bytes()
-                .into_iter()
-                .map(|t| t.bytes)
-                .collect()
-        });
-        let set = Breakers(Arc::new(
-            vocabulary
                 .iter()
-                .map(|text| strings.iter().any(|s| contains(text, s.as_bytes())))
+                .map(|t| strings.iter().any(|s| contains(&t.bytes, s.as_bytes())))
                 .collect(),
         ));
         if kept.len() == KEPT_SETS {

@@ -115,15 +115,10 @@ pub fn parse_default_budget(arg: i64) -> Result<Option<usize>, String> {
     }
 }
 
-/// A thinking model's markers over its vocabulary (~60 ms for 150k tokens: the server builds
-/// them while loading a thinking model, not in a request).
+/// A thinking model's markers over its vocabulary (its bytes take ~60 ms for 150k tokens: the
+/// server builds them while loading a thinking model, not in a request).
 pub fn markers(tokenizer: &Tokenizer) -> Arc<ThoughtMarkers> {
-    let vocab = tokenizer
-        .token_bytes()
-        .into_iter()
-        .map(|t| t.bytes)
-        .collect();
-    Arc::new(ThoughtMarkers::new(OPEN, CLOSE, vocab))
+    Arc::new(ThoughtMarkers::new(OPEN, CLOSE, tokenizer.token_bytes()))
 }
 
 /// The thought the engine follows for an answer to `prompt_text`, when the model thinks and

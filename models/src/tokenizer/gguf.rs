@@ -269,6 +269,7 @@ impl Tokenizer {
             add_eos: flag(md, "tokenizer.ggml.add_eos_token").unwrap_or(false),
             add_space_prefix,
             chat_template,
+            token_bytes: Default::default(),
         };
         let mut extra = generation_end_tokens(&t);
         extra.extend(eot);

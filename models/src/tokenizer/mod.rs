@@ -53,6 +53,10 @@ pub struct Tokenizer {
     add_eos: bool,
     add_space_prefix: bool,
     chat_template: Option<String>,
+    /// Every token's bytes, built on first use (`token_bytes.rs`) and shared by the grammar
+    /// compiler, the thought markers and DRY's breakers: ~60 ms and ~2 MB for a 150k
+    /// vocabulary, once instead of once each.
+    token_bytes: std::sync::OnceLock<std::sync::Arc<[token_bytes::TokenBytes]>>,
 }
 
 impl Tokenizer {
@@ -338,6 +342,7 @@ impl Tokenizer {
             add_eos,
             add_space_prefix: false,
             chat_template,
+            token_bytes: Default::default(),
         };
         t.extra_eos = gguf::generation_end_tokens(&t);
         Ok(t)

@@ -8,6 +8,7 @@
 //! tokens as their byte. (llguidance's own helper for this wraps an older `tokenizers` and
 //! cannot see candor's SentencePiece tokenizer, hence this file.)
 use super::{Model, Tokenizer};
+use std::sync::Arc;
 use tokenizers::DecoderWrapper;
 
 /// One token's bytes, and whether it is a control token (never produced by text).
@@ -55,8 +56,15 @@ fn byte_token(piece: &str) -> Option<u8> {
 }
 
 impl Tokenizer {
-    /// Every token's bytes, indexed by id (an id with no piece gets no bytes).
-    pub fn token_bytes(&self) -> Vec<TokenBytes> {
+    /// Every token's bytes, indexed by id (an id with no piece gets no bytes); built on the
+    /// first call, shared after.
+    pub fn token_bytes(&self) -> Arc<[TokenBytes]> {
+        self.token_bytes
+            .get_or_init(|| self.build_token_bytes().into())
+            .clone()
+    }
+
+    fn build_token_bytes(&self) -> Vec<TokenBytes> {
         let entry = |id: usize, bytes: Vec<u8>| TokenBytes {
             bytes,
             special: self.special.get(id).copied().unwrap_or(false),

@@ -55,14 +55,14 @@ impl GrammarCompiler {
     pub fn new(tokenizer: Arc<Tokenizer>, eos: u32, logits_len: usize) -> Result<Self, String> {
         let words: Vec<Vec<u8>> = tokenizer
             .token_bytes()
-            .into_iter()
+            .iter()
             .map(|t| {
                 if t.special {
                     let mut marked = vec![TokTrie::SPECIAL_TOKEN_MARKER];
                     marked.extend_from_slice(&t.bytes);
                     marked
                 } else {
-                    t.bytes
+                    t.bytes.clone()
                 }
             })
             .collect();
