@@ -42,10 +42,64 @@ pub struct GenerationDefaults {
     pub mirostat_eta: Option<f64>,
 }
 
-/// The largest mirostat target (bits; a token's surprise over a 2^100 vocabulary) and
-/// learning rate a model or a request may set.
-pub const MIROSTAT_TAU_MAX: f64 = 100.0;
-pub const MIROSTAT_ETA_MAX: f64 = 10.0;
+/// The values a sampling field may take. A model's defaults and a request's fields are checked
+/// against the same ranges (the server names the request's field, this file the model's), so
+/// a bound changed once changes for both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldRange {
+    pub lo: f64,
+    pub hi: f64,
+    /// `lo` itself is out.
+    pub lo_open: bool,
+}
+
+impl FieldRange {
+    const fn closed(lo: f64, hi: f64) -> Self {
+        FieldRange {
+            lo,
+            hi,
+            lo_open: false,
+        }
+    }
+
+    const fn above(lo: f64, hi: f64) -> Self {
+        FieldRange {
+            lo,
+            hi,
+            lo_open: true,
+        }
+    }
+
+    pub fn contains(&self, x: f64) -> bool {
+        x.is_finite() && (x > self.lo || (!self.lo_open && x == self.lo)) && x <= self.hi
+    }
+}
+
+/// `in (0, 1]`.
+impl std::fmt::Display for FieldRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = if self.lo_open { '(' } else { '[' };
+        write!(f, "in {open}{}, {}]", self.lo, self.hi)
+    }
+}
+
+/// The ranges of the sampling fields, by the request's name.
+pub mod ranges {
+    use super::FieldRange;
+
+    pub const TEMPERATURE: FieldRange = FieldRange::closed(0.0, 2.0);
+    pub const TOP_P: FieldRange = FieldRange::above(0.0, 1.0);
+    pub const MIN_P: FieldRange = FieldRange::closed(0.0, 1.0);
+    pub const REPETITION_PENALTY: FieldRange = FieldRange::above(0.0, 10.0);
+    /// OpenAI's.
+    pub const PRESENCE_PENALTY: FieldRange = FieldRange::closed(-2.0, 2.0);
+    pub const FREQUENCY_PENALTY: FieldRange = FieldRange::closed(-2.0, 2.0);
+    pub const XTC_PROBABILITY: FieldRange = FieldRange::closed(0.0, 1.0);
+    pub const XTC_THRESHOLD: FieldRange = FieldRange::closed(0.0, 1.0);
+    /// Bits: a token's surprise over a 2^100 vocabulary.
+    pub const MIROSTAT_TAU: FieldRange = FieldRange::closed(0.0, 100.0);
+    pub const MIROSTAT_ETA: FieldRange = FieldRange::closed(0.0, 10.0);
+}
 
 impl GenerationDefaults {
     pub fn is_empty(&self) -> bool {
@@ -69,9 +123,9 @@ impl GenerationDefaults {
                     .ok_or_else(|| bad(key, "must be a number")),
             }
         };
-        let within = |key: &str, ok: fn(f64) -> bool, why: &str| -> Result<Option<f64>> {
+        let within = |key: &str, range: FieldRange| -> Result<Option<f64>> {
             match number(key)? {
-                Some(x) if !ok(x) => Err(bad(key, why)),
+                Some(x) if !range.contains(x) => Err(bad(key, &format!("must be {range}"))),
                 x => Ok(x),
             }
         };
@@ -90,29 +144,13 @@ impl GenerationDefaults {
             }
         };
         Ok(GenerationDefaults {
-            temperature: within(
-                "temperature",
-                |x| (0.0..=2.0).contains(&x),
-                "must be in [0, 2]",
-            )?,
-            top_p: within("top_p", |x| x > 0.0 && x <= 1.0, "must be in (0, 1]")?,
+            temperature: within("temperature", ranges::TEMPERATURE)?,
+            top_p: within("top_p", ranges::TOP_P)?,
             top_k,
-            min_p: within("min_p", |x| (0.0..=1.0).contains(&x), "must be in [0, 1]")?,
-            repetition_penalty: within(
-                "repetition_penalty",
-                |x| x > 0.0 && x <= 10.0,
-                "must be in (0, 10]",
-            )?,
-            xtc_probability: within(
-                "xtc_probability",
-                |x| (0.0..=1.0).contains(&x),
-                "must be in [0, 1]",
-            )?,
-            xtc_threshold: within(
-                "xtc_threshold",
-                |x| (0.0..=1.0).contains(&x),
-                "must be in [0, 1]",
-            )?,
+            min_p: within("min_p", ranges::MIN_P)?,
+            repetition_penalty: within("repetition_penalty", ranges::REPETITION_PENALTY)?,
+            xtc_probability: within("xtc_probability", ranges::XTC_PROBABILITY)?,
+            xtc_threshold: within("xtc_threshold", ranges::XTC_THRESHOLD)?,
             repeat_last_n: integer(
                 "repeat_last_n",
                 |x| x >= -1.0 && x <= i32::MAX as f64,
@@ -124,16 +162,8 @@ impl GenerationDefaults {
                 "must be 0, 1 or 2",
             )?
             .map(|m| m as u8),
-            mirostat_tau: within(
-                "mirostat_tau",
-                |x| (0.0..=MIROSTAT_TAU_MAX).contains(&x),
-                "must be in [0, 100]",
-            )?,
-            mirostat_eta: within(
-                "mirostat_eta",
-                |x| (0.0..=MIROSTAT_ETA_MAX).contains(&x),
-                "must be in [0, 10]",
-            )?,
+            mirostat_tau: within("mirostat_tau", ranges::MIROSTAT_TAU)?,
+            mirostat_eta: within("mirostat_eta", ranges::MIROSTAT_ETA)?,
         })
     }
 
@@ -240,6 +270,15 @@ mod tests {
             .is_empty());
         let off = GenerationDefaults::from_json(&json!({"top_k": -1}), "x").unwrap();
         assert_eq!(off.top_k, Some(0));
+    }
+
+    #[test]
+    fn ranges_say_which_ends_are_in() {
+        assert_eq!(ranges::TOP_P.to_string(), "in (0, 1]");
+        assert_eq!(ranges::TEMPERATURE.to_string(), "in [0, 2]");
+        assert!(!ranges::TOP_P.contains(0.0) && ranges::TOP_P.contains(1.0));
+        assert!(ranges::MIN_P.contains(0.0) && !ranges::MIN_P.contains(1.0 + 1e-9));
+        assert!(!ranges::MIN_P.contains(f64::NAN));
     }
 
     #[test]

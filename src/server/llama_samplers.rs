@@ -8,20 +8,16 @@ use super::openai::CommonParams;
 use super::validate::range;
 use crate::engine::mirostat::{Mirostat, MirostatVersion};
 use crate::engine::penalties::{Penalties, PenaltyScope};
-use candor_models::generation_config::{MIROSTAT_ETA_MAX, MIROSTAT_TAU_MAX};
+use candor_models::generation_config::ranges;
 
 /// The request's penalties; a field left out gets the model's default (repetition) or none.
 pub fn penalties(p: &CommonParams, defaults: &Applied) -> Result<Penalties, ApiError> {
-    let repetition = match p.repetition_penalty {
-        None => defaults.repetition_penalty as f32,
-        Some(x) if x.is_finite() && x > 0.0 && x <= 10.0 => x as f32,
-        Some(x) => {
-            return Err(ApiError::invalid(
-                "repetition_penalty",
-                format!("`repetition_penalty` must be in (0, 10], got {x}"),
-            ))
-        }
-    };
+    let repetition = range(
+        "repetition_penalty",
+        p.repetition_penalty,
+        ranges::REPETITION_PENALTY,
+        defaults.repetition_penalty,
+    )?;
     let last_n = match (p.samplers.repeat_last_n, p.llama_cpp_penalties) {
         (Some(n), _) => Some(n),
         (None, true) => Some(defaults.repeat_last_n),
@@ -40,8 +36,18 @@ pub fn penalties(p: &CommonParams, defaults: &Applied) -> Result<Penalties, ApiE
     };
     Ok(Penalties {
         repetition,
-        presence: range("presence_penalty", p.presence_penalty, -2.0, 2.0, 0.0)?,
-        frequency: range("frequency_penalty", p.frequency_penalty, -2.0, 2.0, 0.0)?,
+        presence: range(
+            "presence_penalty",
+            p.presence_penalty,
+            ranges::PRESENCE_PENALTY,
+            0.0,
+        )?,
+        frequency: range(
+            "frequency_penalty",
+            p.frequency_penalty,
+            ranges::FREQUENCY_PENALTY,
+            0.0,
+        )?,
         scope,
     })
 }
@@ -65,15 +71,13 @@ pub fn mirostat(p: &CommonParams, defaults: &Applied) -> Result<Option<Mirostat>
         tau: range(
             "mirostat_tau",
             s.mirostat_tau,
-            0.0,
-            MIROSTAT_TAU_MAX,
+            ranges::MIROSTAT_TAU,
             defaults.mirostat_tau,
         )?,
         eta: range(
             "mirostat_eta",
             s.mirostat_eta,
-            0.0,
-            MIROSTAT_ETA_MAX,
+            ranges::MIROSTAT_ETA,
             defaults.mirostat_eta,
         )?,
     }))

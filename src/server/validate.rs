@@ -2,7 +2,7 @@
 use super::error::ApiError;
 use super::openai::CommonParams;
 use crate::engine::sampler::SamplingParams;
-use candor_models::generation_config::GenerationDefaults;
+use candor_models::generation_config::{ranges, FieldRange, GenerationDefaults};
 
 /// Limits the server enforces.
 #[derive(Debug, Clone)]
@@ -76,20 +76,19 @@ pub struct Plan {
     pub model: Option<String>,
 }
 
-/// `v` (or `default`) as an f32 within [lo, hi]; out of it a 400 naming `param`.
+/// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
 pub(super) fn range(
     param: &str,
     v: Option<f64>,
-    lo: f64,
-    hi: f64,
+    range: FieldRange,
     default: f64,
 ) -> Result<f32, ApiError> {
     match v {
         None => Ok(default as f32),
-        Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(x as f32),
+        Some(x) if range.contains(x) => Ok(x as f32),
         Some(x) => Err(ApiError::invalid(
             param,
-            format!("`{param}` must be in [{lo}, {hi}], got {x}"),
+            format!("`{param}` must be {range}, got {x}"),
         )),
     }
 }
@@ -239,16 +238,6 @@ fn plan_with(
         }
         logit_bias.push((id, v as f32));
     }
-    let top_p = match p.top_p {
-        None => defaults.top_p as f32,
-        Some(x) if x.is_finite() && x > 0.0 && x <= 1.0 => x as f32,
-        Some(x) => {
-            return Err(ApiError::invalid(
-                "top_p",
-                format!("`top_p` must be in (0, 1], got {x}"),
-            ))
-        }
-    };
     let min_tokens = match p.min_tokens {
         None => 0,
         Some(m) if m >= 0 && m as u64 <= max_tokens as u64 => m as usize,
@@ -275,10 +264,15 @@ fn plan_with(
         stop_token_ids.push(id as u32);
     }
     let sampling = SamplingParams {
-        temperature: range("temperature", p.temperature, 0.0, 2.0, defaults.temperature)?,
-        top_p,
+        temperature: range(
+            "temperature",
+            p.temperature,
+            ranges::TEMPERATURE,
+            defaults.temperature,
+        )?,
+        top_p: range("top_p", p.top_p, ranges::TOP_P, defaults.top_p)?,
         top_k,
-        min_p: range("min_p", p.min_p, 0.0, 1.0, defaults.min_p)?,
+        min_p: range("min_p", p.min_p, ranges::MIN_P, defaults.min_p)?,
         penalties: super::llama_samplers::penalties(p, &defaults)?,
         seed: p.seed.map(|s| s as u64),
         logit_bias,
@@ -309,15 +303,13 @@ fn plan_with(
         xtc_probability: range(
             "xtc_probability",
             p.samplers.xtc_probability,
-            0.0,
-            1.0,
+            ranges::XTC_PROBABILITY,
             defaults.xtc_probability,
         )?,
         xtc_threshold: range(
             "xtc_threshold",
             p.samplers.xtc_threshold,
-            0.0,
-            1.0,
+            ranges::XTC_THRESHOLD,
             defaults.xtc_threshold,
         )?,
         dry: None,
