@@ -1653,3 +1653,154 @@ async fn llama_server_native_endpoints() {
         "{props}"
     );
 }
+
+/// The bytes of a chat answer's tokens, joined: its text's bytes, even where one character
+/// (an emoji) spans tokens whose own text cannot show it.
+fn joined_bytes(logprobs: &Value) -> (Vec<u8>, bool) {
+    let mut joined = Vec::new();
+    let mut split = false;
+    for t in logprobs["content"].as_array().unwrap() {
+        let bytes: Vec<u8> = t["bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        split |= std::str::from_utf8(&bytes).is_err();
+        joined.extend(bytes);
+    }
+    (joined, split)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_ids_probabilities_and_bytes() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    // llama-server's `n_probs` and `return_tokens` on /completion.
+    let ask = json!({"prompt": "1, 2, 3, 4,", "n_predict": 4, "temperature": 0,
+                     "n_probs": 3, "return_tokens": true});
+    let (st, v) = post(&s, "/completion", ask.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<u64> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len() as u64, v["tokens_predicted"].as_u64().unwrap());
+    let probs = v["completion_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), ids.len(), "{v}");
+    let mut bytes = Vec::new();
+    for (p, &id) in probs.iter().zip(&ids) {
+        assert_eq!(p["id"], id, "{p}");
+        let top = p["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{p}");
+        assert_eq!(top[0]["id"], id, "greedy picks the first: {p}");
+        assert_eq!(top[0]["logprob"], p["logprob"], "{p}");
+        assert!(p["logprob"].as_f64().unwrap() <= 0.0, "{p}");
+        bytes.extend(
+            p["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8),
+        );
+    }
+    assert_eq!(bytes, v["content"].as_str().unwrap().as_bytes());
+    // The same log-probabilities as the OpenAI endpoint's.
+    let (_, openai) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "1, 2, 3, 4,", "max_tokens": 4, "temperature": 0, "logprobs": 3}),
+    )
+    .await;
+    let want = openai["choices"][0]["logprobs"]["token_logprobs"]
+        .as_array()
+        .unwrap();
+    for (p, w) in probs.iter().zip(want) {
+        let (p, w) = (p["logprob"].as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((p - w).abs() < 1e-5, "{p} vs {w}");
+    }
+    // Streamed: each piece carries its tokens, the closing object none left.
+    let pieces: Vec<Value> = sse(&s, "/completion", with_fields(ask, json!({"stream": true})))
+        .await
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let streamed: Vec<u64> = pieces
+        .iter()
+        .flat_map(|p| p["tokens"].as_array().unwrap().clone())
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(streamed, ids);
+    let listed: usize = pieces
+        .iter()
+        .map(|p| p["completion_probabilities"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(listed, ids.len());
+    // Ids alone; neither: `tokens` empty, no probabilities.
+    let (_, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2,", "n_predict": 3, "temperature": 0, "return_tokens": true}),
+    )
+    .await;
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 3, "{v}");
+    assert!(v.get("completion_probabilities").is_none(), "{v}");
+    let (_, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2,", "n_predict": 3}),
+    )
+    .await;
+    assert_eq!(v["tokens"], json!([]), "{v}");
+    for (body, field) in [
+        (
+            json!({"n_probs": 5, "post_sampling_probs": true}),
+            "post_sampling_probs",
+        ),
+        (json!({"n_probs": 1000}), "n_probs"),
+    ] {
+        let (st, e) = post(&s, "/completion", with_fields(json!({"prompt": "x"}), body)).await;
+        assert_eq!((st, &e["error"]["param"]), (400, &json!(field)), "{e}");
+    }
+
+    // A flamingo is two tokens in Qwen's vocabulary, neither a whole character: each lists
+    // its own bytes, and as `token` the text they hold whole (none).
+    let (_, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "Flamingos: 🦩🦩🦩🦩🦩🦩", "n_predict": 4, "temperature": 0, "n_probs": 1}),
+    )
+    .await;
+    let probs = v["completion_probabilities"].as_array().unwrap();
+    let bytes: Vec<u8> = probs
+        .iter()
+        .flat_map(|p| p["bytes"].as_array().unwrap().clone())
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(bytes, v["content"].as_str().unwrap().as_bytes(), "{v}");
+    assert!(
+        probs
+            .iter()
+            .any(|p| p["token"] == "" && p["bytes"] != json!([])),
+        "{v}"
+    );
+
+    // Chat logprobs give each token's own bytes too: joined, they spell the answer.
+    let messages = json!([
+        {"role": "user", "content": "Draw some flamingos."},
+        {"role": "assistant", "content": "🦩🦩🦩"},
+    ]);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        json!({"messages": messages, "continue_final_message": true, "add_generation_prompt": false,
+               "max_tokens": 6, "temperature": 0, "logprobs": true}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let (joined, split) = joined_bytes(&v["choices"][0]["logprobs"]);
+    assert_eq!(joined, content.as_bytes(), "{v}");
+    assert!(split, "a flamingo spans byte tokens: {v}");
+}

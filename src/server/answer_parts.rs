@@ -271,8 +271,9 @@ pub(crate) mod tests {
     fn token(text: &str) -> TokenInfo {
         TokenInfo {
             text: text.into(),
+            bytes: text.as_bytes().to_vec(),
             logprob: Some(-0.5),
-            top: None,
+            ..Default::default()
         }
     }
 

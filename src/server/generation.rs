@@ -15,13 +15,34 @@ use candor_models::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One token with its logprobs, as text. An echoed prompt's first token has none (null), as
-/// nothing comes before it.
-#[derive(Debug, Clone)]
+/// One token with its logprobs: its id, its text, and its bytes (a token holding part of a
+/// UTF-8 character has text that cannot show it; its bytes can, and a client joins them). An
+/// echoed prompt's first token has no logprob (null), as nothing comes before it.
+#[derive(Debug, Clone, Default)]
 pub struct TokenInfo {
+    pub id: u32,
     pub text: String,
+    pub bytes: Vec<u8>,
     pub logprob: Option<f32>,
-    pub top: Option<Vec<(String, f32)>>,
+    /// The most likely tokens at its place (`logprob` always set on them, `top` never).
+    pub top: Option<Vec<TokenInfo>>,
+}
+
+impl TokenInfo {
+    /// Token `id` of `tok`, with no logprob.
+    pub fn of(tok: &Tokenizer, id: u32) -> Self {
+        TokenInfo {
+            id,
+            text: tok.decode_fragment(&[id], false).unwrap_or_default(),
+            bytes: tok
+                .token_bytes()
+                .get(id as usize)
+                .map(|t| t.bytes.clone())
+                .unwrap_or_default(),
+            logprob: None,
+            top: None,
+        }
+    }
 }
 
 /// One prompt of a request: its tokens, and with `echo` the text that starts each of its
@@ -123,20 +144,14 @@ fn finish_name(r: FinishReason) -> &'static str {
     }
 }
 
-fn token_text(tok: &Tokenizer, id: u32) -> String {
-    tok.decode_fragment(&[id], false).unwrap_or_default()
-}
-
 fn token_info(tok: &Tokenizer, id: u32, lp: TokenLogprobs) -> TokenInfo {
+    let scored = |id: u32, logprob: f32| TokenInfo {
+        logprob: Some(logprob),
+        ..TokenInfo::of(tok, id)
+    };
     TokenInfo {
-        text: token_text(tok, id),
-        logprob: Some(lp.logprob),
-        top: Some(
-            lp.top
-                .into_iter()
-                .map(|(t, l)| (token_text(tok, t), l))
-                .collect(),
-        ),
+        top: Some(lp.top.into_iter().map(|(t, l)| scored(t, l)).collect()),
+        ..scored(id, lp.logprob)
     }
 }
 
@@ -163,11 +178,7 @@ impl EchoOut {
         };
         if tokens.is_empty() {
             if let Some(&first) = self.ids.first() {
-                tokens.push(TokenInfo {
-                    text: token_text(tok, first),
-                    logprob: None,
-                    top: None,
-                });
+                tokens.push(TokenInfo::of(tok, first));
             }
         }
         for lp in scored {

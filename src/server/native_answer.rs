@@ -1,12 +1,13 @@
 //! llama-server's native endpoints (`/completion`, `/infill`): their sampling fields under
 //! llama.cpp's names, and their answer: `content`, `stop_type`
 //! (`eos`, `limit`, `word`), `tokens_predicted`, `tokens_evaluated`, `tokens_cached`,
-//! `truncated`, `timings`; whole, or streamed as `data: {"content": ..., "stop": false}` lines
-//! and the closing object. `t_max_predict_ms` ends an answer at a finished line once that long
+//! `truncated`, `timings`, the tokens' ids (`return_tokens`) and their probabilities
+//! (`n_probs`: `completion_probabilities`); whole, or streamed as
+//! `data: {"content": ..., "stop": false}` lines and the closing object. `t_max_predict_ms` ends an answer at a finished line once that long
 //! has passed since its first token, as llama-server bounds an editor's wait; `n_indent` ends
 //! it before a later line that starts less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
-use super::generation::ChoiceEvent;
+use super::generation::{ChoiceEvent, TokenInfo};
 use super::openai::{CommonParams, LlamaSamplers, Stop};
 use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
@@ -46,6 +47,16 @@ pub struct NativeSampling {
     /// Least indentation (spaces and tabs) of the answer's lines after its first: the answer
     /// ends before the first that has less (llama.vim sends the cursor line's).
     pub n_indent: Option<i64>,
+    /// The most likely tokens listed at each generated token, with their log-probabilities
+    /// (`completion_probabilities`); 0: none.
+    pub n_probs: Option<i64>,
+    /// The generated tokens' ids in `tokens`.
+    #[serde(default)]
+    pub return_tokens: bool,
+    /// llama-server's probabilities after its sampling chain instead of the model's; refused
+    /// beside `n_probs` (`NativeSampling::scored`).
+    #[serde(default)]
+    pub post_sampling_probs: bool,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
 }
@@ -93,6 +104,32 @@ impl NativeSampling {
         }
     }
 
+    /// What the answer shows of its tokens, and so how many alternatives the engine scores
+    /// at each (none but the token itself where only the ids are wanted).
+    pub fn shown(&self, limits: &Limits) -> Result<Shown, ApiError> {
+        let n_probs = match self.n_probs {
+            None => 0,
+            Some(n) if n >= 0 && n as u64 <= limits.max_logprobs as u64 => n as usize,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "n_probs",
+                    format!("`n_probs` must be in [0, {}], got {n}", limits.max_logprobs),
+                ))
+            }
+        };
+        if n_probs > 0 && self.post_sampling_probs {
+            return Err(ApiError::invalid(
+                "post_sampling_probs",
+                "`post_sampling_probs` is not supported: `n_probs` lists the model's \
+                 log-probabilities before sampling (send `post_sampling_probs: false`)",
+            ));
+        }
+        Ok(Shown {
+            n_probs,
+            ids: self.return_tokens,
+        })
+    }
+
     /// Where an answer ends besides its tokens: `t_max_predict_ms`, `n_indent`.
     pub fn ends(&self) -> Ends {
         Ends {
@@ -100,6 +137,36 @@ impl NativeSampling {
             n_indent: self.n_indent.map_or(0, |n| n.max(0) as usize),
         }
     }
+}
+
+/// What an answer shows of its tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown {
+    /// Alternatives listed per token in `completion_probabilities` (0: no list).
+    pub n_probs: usize,
+    /// The ids in `tokens`.
+    pub ids: bool,
+}
+
+impl Shown {
+    /// The alternatives the engine scores at each token, if it scores them at all.
+    fn logprobs(&self) -> Option<usize> {
+        (self.n_probs > 0 || self.ids).then_some(self.n_probs)
+    }
+}
+
+/// One token as `completion_probabilities` lists it (and its alternatives, without theirs):
+/// `token` is the text of its bytes up to an incomplete character, as llama-server has it.
+fn probability(t: &TokenInfo) -> Value {
+    let valid = match std::str::from_utf8(&t.bytes) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&t.bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let mut entry = json!({"id": t.id, "token": valid, "bytes": t.bytes, "logprob": t.logprob});
+    if let Some(top) = &t.top {
+        entry["top_logprobs"] = top.iter().map(probability).collect();
+    }
+    entry
 }
 
 /// Where an answer ends besides its tokens and stop strings.
@@ -152,13 +219,14 @@ pub async fn answer(
     id_prefix: &str,
 ) -> Result<Response, ApiError> {
     let common = sampling.common(max_new);
+    let shown = sampling.shown(&state.ready()?.limits)?;
     let prompt_tokens = ids.len();
     let id = new_id(id_prefix);
-    let (rx, plan) = start_text(state, &common, ids, None, None, &id)
+    let (rx, plan) = start_text(state, &common, ids, None, shown.logprobs(), &id)
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let model = state.answering_model(common.model.as_deref());
-    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends());
+    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends()).showing(shown);
     if plan.stream {
         Ok(stream(run))
     } else {
@@ -179,6 +247,9 @@ pub struct NativeRun {
     /// Pieces of text received (about a token each).
     pieces: usize,
     content: String,
+    shown: Shown,
+    /// Tokens not yet shown: a stream shows them with each piece, a whole answer at its end.
+    tokens: Vec<TokenInfo>,
 }
 
 impl NativeRun {
@@ -201,6 +272,30 @@ impl NativeRun {
             first_token: None,
             pieces: 0,
             content: String::new(),
+            shown: Shown::default(),
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Show the tokens' ids or probabilities as `shown` says (the engine must score them:
+    /// `Shown::logprobs`).
+    pub fn showing(mut self, shown: Shown) -> Self {
+        self.shown = shown;
+        self
+    }
+
+    /// The tokens received since the last call, as `tokens` and `completion_probabilities`
+    /// set on `object` (`tokens` always, empty unless asked for, as llama-server sends it).
+    fn show_tokens(&mut self, object: &mut Value) {
+        let tokens = std::mem::take(&mut self.tokens);
+        let ids: Vec<u32> = if self.shown.ids {
+            tokens.iter().map(|t| t.id).collect()
+        } else {
+            Vec::new()
+        };
+        object["tokens"] = json!(ids);
+        if self.shown.n_probs > 0 {
+            object["completion_probabilities"] = tokens.iter().map(probability).collect();
         }
     }
 
@@ -208,8 +303,15 @@ impl NativeRun {
     pub async fn complete(mut self) -> Result<Response, ApiError> {
         loop {
             match self.next().await {
-                Step::Done(summary) => return Ok(axum::Json(summary?).into_response()),
-                Step::Last(_, summary) => return Ok(axum::Json(summary).into_response()),
+                Step::Done(summary) => {
+                    let mut summary = summary?;
+                    self.show_tokens(&mut summary);
+                    return Ok(axum::Json(summary).into_response());
+                }
+                Step::Last(_, mut summary) => {
+                    self.show_tokens(&mut summary);
+                    return Ok(axum::Json(summary).into_response());
+                }
                 Step::Text(_) => {}
             }
         }
@@ -242,9 +344,10 @@ impl NativeRun {
             _ => self.rx.recv().await,
         };
         match event {
-            Some(ChoiceEvent::Delta { text, .. }) => {
+            Some(ChoiceEvent::Delta { text, tokens, .. }) => {
                 self.first_token.get_or_insert_with(Instant::now);
                 self.pieces += 1;
+                self.tokens.extend(tokens);
                 let before = self.content.len();
                 self.content.push_str(&text);
                 if self.ends.n_indent > 0 {
@@ -328,15 +431,21 @@ pub fn stream(run: NativeRun) -> Response {
     let events = futures::stream::unfold(Some(run), |run| async move {
         let mut run = run?;
         let (event, next) = match run.next().await {
-            Step::Text(text) => (json!({"content": text, "stop": false}), Some(run)),
+            Step::Text(text) => {
+                let mut piece = json!({"content": text, "stop": false});
+                run.show_tokens(&mut piece);
+                (piece, Some(run))
+            }
             Step::Last(text, mut summary) => {
                 // The last text rides in the closing object.
                 summary["content"] = json!(text);
+                run.show_tokens(&mut summary);
                 (summary, None)
             }
             Step::Done(Ok(mut summary)) => {
                 // The pieces carried the text already.
                 summary["content"] = json!("");
+                run.show_tokens(&mut summary);
                 (summary, None)
             }
             Step::Done(Err(e)) => (e.body(), None),

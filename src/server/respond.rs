@@ -68,11 +68,13 @@ impl Counts {
 
 /// One token's logprobs as chat (and responses) give them: text, bytes, and the top tokens.
 pub fn token_logprob(t: &TokenInfo) -> Value {
+    let alternative =
+        |a: &TokenInfo| json!({"token": a.text, "logprob": a.logprob, "bytes": a.bytes});
     json!({
         "token": t.text,
         "logprob": t.logprob,
-        "bytes": t.text.as_bytes(),
-        "top_logprobs": t.top.iter().flatten().map(|(s, l)| json!({"token": s, "logprob": l, "bytes": s.as_bytes()})).collect::<Vec<_>>(),
+        "bytes": t.bytes,
+        "top_logprobs": t.top.iter().flatten().map(alternative).collect::<Vec<_>>(),
     })
 }
 
@@ -90,7 +92,7 @@ fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
     json!({
         "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-        "top_logprobs": tokens.iter().map(|t| t.top.as_ref().map(|top| top.iter().map(|(s, l)| (s.clone(), json!(l))).collect::<serde_json::Map<String, Value>>())).collect::<Vec<_>>(),
+        "top_logprobs": tokens.iter().map(|t| t.top.as_ref().map(|top| top.iter().map(|a| (a.text.clone(), json!(a.logprob))).collect::<serde_json::Map<String, Value>>())).collect::<Vec<_>>(),
         "text_offset": offsets,
     })
 }

@@ -70,9 +70,9 @@ fn logprob(t: &TokenInfo) -> Value {
         .top
         .iter()
         .flatten()
-        .map(|(token, logprob)| json!({"token": token, "logprob": logprob}))
+        .map(|a| json!({"token": a.text, "logprob": a.logprob, "bytes": a.bytes}))
         .collect();
-    json!({"token": t.text, "logprob": t.logprob, "top_logprobs": top})
+    json!({"token": t.text, "logprob": t.logprob, "bytes": t.bytes, "top_logprobs": top})
 }
 
 impl Pieces {

@@ -202,10 +202,15 @@ mod tests {
     use crate::server::answer_parts::tests::released;
 
     fn token(text: &str) -> TokenInfo {
-        TokenInfo {
+        let scored = TokenInfo {
             text: text.into(),
+            bytes: text.as_bytes().to_vec(),
             logprob: Some(-0.5),
-            top: Some(vec![(text.into(), -0.5)]),
+            ..Default::default()
+        };
+        TokenInfo {
+            top: Some(vec![scored.clone()]),
+            ..scored
         }
     }
 
