@@ -1,12 +1,14 @@
 //! `cargo bench --bench sampling`: what the sampler costs each sampled token, on a row of
 //! Qwen2.5's vocabulary (151,936 logits): a few likely tokens over a long tail, as a model's
 //! rows are. Temperature alone, with top-p, min-p, top-k or typical-p, with penalties over a
-//! history (and over a 4k-token prompt), mirostat 1 and 2, and greedy for scale (a 0.5B
+//! history (and over a 4k-token prompt), min-p with the temperature last, a dynamic
+//! temperature, mirostat 1 and 2, and greedy for scale (a 0.5B
 //! model's decode step is ~12 ms on 2 Xeon threads); and the logprobs of a row with 0, 5 and
 //! 20 alternatives (`logprobs`, prompt scoring).
 use candor::engine::mirostat::{Mirostat, MirostatVersion};
 use candor::engine::penalties::Penalties;
 use candor::engine::sampler::{logprobs, History, Sampler, SamplingParams};
+use candor::engine::temperature::DynamicTemperature;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -81,6 +83,24 @@ fn sampling(c: &mut Criterion) {
                     frequency: 0.3,
                     ..Default::default()
                 },
+                ..warm.clone()
+            },
+        ),
+        (
+            "min_p_0.05_temperature_last",
+            SamplingParams {
+                min_p: 0.05,
+                temperature_last: true,
+                ..warm.clone()
+            },
+        ),
+        (
+            "dynatemp_0.5",
+            SamplingParams {
+                dynamic_temperature: Some(DynamicTemperature {
+                    range: 0.5,
+                    exponent: 1.0,
+                }),
                 ..warm.clone()
             },
         ),

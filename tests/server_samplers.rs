@@ -2,7 +2,8 @@
 //! `/completion`: DRY turns the real model away from a repeat it would copy greedily (and its
 //! sequence breakers let the repeat be), the penalties count the prompt as vLLM or llama.cpp
 //! does, top-n-sigma, XTC and mirostat cut the tiny model's near-uniform rows to one token,
-//! bad values are a 400 naming the field.
+//! the temperature stands where each API's chain puts it (`samplers` moves it), dynamic
+//! temperature cools a confident row, bad values are a 400 naming the field.
 mod common;
 
 use common::plugins;
@@ -224,4 +225,83 @@ async fn mirostat_keeps_what_its_target_allows() {
         (&json!(0), &json!(64)),
         "{params}"
     );
+}
+
+/// The first tokens of four seeded answers to the count, by `path` (`/completion` or
+/// `/v1/completions`), with `extra` fields.
+async fn seeded_answers(s: &Server, path: &str, extra: Value) -> Vec<String> {
+    let mut answers = Vec::new();
+    for seed in 0..4 {
+        let mut body = json!({"prompt": COUNTING, "max_tokens": 3, "n_predict": 3, "seed": seed});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = s.post(path, &body).await;
+        assert_eq!(status, 200, "{v}");
+        let text = v["content"].as_str().or(v["choices"][0]["text"].as_str());
+        answers.push(text.unwrap().to_string());
+    }
+    answers
+}
+
+fn all_alike(answers: &[String]) -> bool {
+    answers.iter().all(|a| *a == answers[0])
+}
+
+/// The count's next token is near certain at temperature 1 and far from it at 2, where the
+/// vocabulary's long tail takes most of the mass. Top-p 0.5 read before the temperature (as
+/// llama-server's chain has it) keeps that token alone; read after it (vLLM's order), many.
+/// Dynamic temperature cools the confident row to near greedy.
+#[tokio::test]
+async fn the_temperature_stands_where_each_api_puts_it() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let hot = json!({"temperature": 2, "top_p": 0.5});
+    assert!(all_alike(
+        &seeded_answers(&s, "/completion", hot.clone()).await
+    ));
+    let openai = seeded_answers(&s, "/v1/completions", hot.clone()).await;
+    assert!(!all_alike(&openai), "{openai:?}");
+    let mut last = hot.clone();
+    last["samplers"] = json!(["top_p", "temperature"]);
+    assert!(all_alike(
+        &seeded_answers(&s, "/v1/completions", last).await
+    ));
+    let mut first = hot;
+    first["samplers"] = json!("tp");
+    let native = seeded_answers(&s, "/completion", first).await;
+    assert!(!all_alike(&native), "{native:?}");
+    // Left out of `samplers`, top-p is off.
+    let off = json!({"temperature": 2, "top_p": 0.5, "samplers": ["top_k", "temperature"]});
+    assert!(!all_alike(&seeded_answers(&s, "/completion", off).await));
+
+    let hot = json!({"temperature": 2});
+    assert!(!all_alike(&seeded_answers(&s, "/completion", hot).await));
+    let cooled = json!({"temperature": 2, "dynatemp_range": 2, "dynatemp_exponent": 10});
+    assert!(all_alike(
+        &seeded_answers(&s, "/completion", cooled.clone()).await
+    ));
+    assert!(all_alike(
+        &seeded_answers(&s, "/v1/completions", cooled).await
+    ));
+    for (body, field) in [
+        (json!({"dynatemp_range": -1}), "dynatemp_range"),
+        (
+            json!({"dynatemp_range": 1, "dynatemp_exponent": 1e9}),
+            "dynatemp_exponent",
+        ),
+        (
+            json!({"samplers": ["top_p", "temperature", "min_p"]}),
+            "samplers",
+        ),
+        (json!({"samplers": ["adaptive_p"]}), "samplers"),
+    ] {
+        let mut body = body;
+        body["prompt"] = json!("hi");
+        let (status, v) = s.post("/completion", &body).await;
+        assert_eq!(
+            (status, &v["error"]["param"]),
+            (400, &json!(field)),
+            "{body}: {v}"
+        );
+    }
 }

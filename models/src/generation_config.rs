@@ -99,6 +99,9 @@ pub mod ranges {
     /// Bits: a token's surprise over a 2^100 vocabulary.
     pub const MIROSTAT_TAU: FieldRange = FieldRange::closed(0.0, 100.0);
     pub const MIROSTAT_ETA: FieldRange = FieldRange::closed(0.0, 10.0);
+    /// The dynamic temperature's reach around the temperature, and its exponent.
+    pub const DYNATEMP_RANGE: FieldRange = FieldRange::closed(0.0, 2.0);
+    pub const DYNATEMP_EXPONENT: FieldRange = FieldRange::closed(0.0, 10.0);
 }
 
 impl GenerationDefaults {

@@ -18,6 +18,7 @@ pub mod sampler;
 pub mod scheduler;
 pub mod speculate;
 pub mod stats;
+pub mod temperature;
 pub mod thought;
 
 pub use block_manager::{BlockManager, BlockTable};

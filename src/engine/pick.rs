@@ -9,6 +9,7 @@
 //! kept set provably lies inside (the top-p mass reached, or the min-p floor inside the
 //! margin). A flat distribution widens it to the whole vocabulary, which is the old cost.
 //! top-k takes its k tokens with a bounded heap instead of a sort.
+use super::temperature::DynamicTemperature;
 use candor_kernels::activation::softmax_weights;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -29,6 +30,52 @@ pub struct Truncation {
     /// least this probability (among the kept), all of them but the least likely go, so the
     /// draw falls among less obvious but still likely tokens. None: not this pick.
     pub xtc_threshold: Option<f32>,
+    /// llama.cpp's order: top-k, min-p, top-p and XTC read the probabilities at temperature
+    /// 1, and the temperature shapes only the draw among the tokens they keep (its default
+    /// chain ends with the temperature). false: transformers' and vLLM's order, the
+    /// temperature first.
+    pub temperature_last: bool,
+    /// The temperature follows the candidates' entropy (`temperature.rs`): over the tokens
+    /// the truncations keep when the temperature comes last, else over top-k's (the row's).
+    pub dynamic: Option<DynamicTemperature>,
+}
+
+impl Truncation {
+    /// The temperature the truncations read the probabilities at: 1 when the temperature
+    /// comes last, else the pick's own (dynamic: over top-k's candidates, or the row's).
+    fn first_temperature(&self, logits: &[f32], max: f32) -> f32 {
+        let Some(dynamic) = self.dynamic.filter(|_| !self.temperature_last) else {
+            return if self.temperature_last {
+                1.0
+            } else {
+                self.temperature
+            };
+        };
+        let at_one = |l: f32| {
+            let ln_w = l - max;
+            (ln_w.exp(), ln_w)
+        };
+        if self.top_k > 0 && self.top_k < logits.len() {
+            let head = top_k(logits, self.top_k);
+            dynamic.temperature(
+                self.temperature,
+                head.iter().map(|&i| at_one(logits[i as usize])),
+            )
+        } else {
+            let w = weights_of(logits, max, 1.0);
+            let pairs = w.iter().zip(logits).map(|(&w, &l)| (w, l - max));
+            dynamic.temperature(self.temperature, pairs)
+        }
+    }
+
+    /// The temperature of the draw among candidates of weights `w` (at temperature 1, as the
+    /// truncations saw them) when the temperature comes last.
+    fn last_temperature(&self, w: &[f32]) -> f32 {
+        match self.dynamic {
+            Some(d) => d.temperature(self.temperature, w.iter().map(|&x| (x, x.ln()))),
+            None => self.temperature,
+        }
+    }
 }
 
 /// A top-k larger than this ranks the whole vocabulary (a heap of it would cost more).
@@ -52,7 +99,19 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         // Nothing finite to weigh (every token masked, or an infinite logit).
         return candor_kernels::argmax(logits);
     }
-    let inv_t = 1.0 / t.temperature;
+    // The temperature's place matters only to what reads the probabilities; elsewhere the
+    // temperature first costs one weighing of the row instead of two.
+    let reads = t.min_p > 0.0 || t.top_p < 1.0 || t.xtc_threshold.is_some() || t.dynamic.is_some();
+    let t = &Truncation {
+        temperature_last: t.temperature_last && reads,
+        ..*t
+    };
+    let seen_at = t.first_temperature(logits, max);
+    if seen_at <= 0.0 {
+        // A dynamic temperature that reached 0.
+        return candor_kernels::argmax(logits);
+    }
+    let inv_t = 1.0 / seen_at;
     if t.top_k > 0 && t.top_k < logits.len() {
         let ranked = top_k(logits, t.top_k);
         let head: Vec<f32> = ranked.iter().map(|&i| logits[i as usize]).collect();
@@ -61,14 +120,10 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         let kept = kept_of(&weights, total, t, true).unwrap_or(1);
         return draw_kept(&ranked, &weights, kept, t, draw);
     }
-    let mut weights = weights_of(logits, max, inv_t);
-    let mut total = sum(&weights);
+    let weights = weights_of(logits, max, inv_t);
+    let total = sum(&weights);
     if t.min_p <= 0.0 && t.top_p >= 1.0 {
-        // Nothing truncated: draw over the row as it lies, no ranking needed.
-        if let Some(threshold) = t.xtc_threshold {
-            total -= exclude_top_choices(logits, &mut weights, total, threshold);
-        }
-        return draw_among((0..).zip(weights.iter().copied()), total, draw).unwrap_or(0);
+        return draw_whole_row(logits, max, weights, total, t, draw);
     }
     for margin in MARGINS {
         let within = (-margin).exp();
@@ -84,6 +139,47 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
     let (ranked, w) = candidates(logits, &weights, |x| x > 0.0);
     let kept = kept_of(&w, total, t, true).unwrap_or(1);
     draw_kept(&ranked, &w, kept, t, draw)
+}
+
+/// The draw when nothing is truncated: over the row as it lies, no ranking needed. `weights`
+/// are at the temperature the truncations see (`Truncation::first_temperature`); XTC drops
+/// its top choices by them; when the temperature comes last it then shapes the rest.
+fn draw_whole_row(
+    logits: &[f32],
+    max: f32,
+    mut weights: Vec<f32>,
+    mut total: f32,
+    t: &Truncation,
+    draw: f32,
+) -> u32 {
+    let mut excluded = Excluded::default();
+    if let Some(threshold) = t.xtc_threshold {
+        excluded = exclude_top_choices(logits, &mut weights, total, threshold);
+        total -= excluded.weight;
+    }
+    let temperature = match (t.temperature_last, t.dynamic) {
+        (false, _) => 1.0,
+        (true, None) => t.temperature,
+        (true, Some(d)) => {
+            let pairs = weights.iter().zip(logits).map(|(&w, &l)| (w, l - max));
+            d.temperature(t.temperature, pairs)
+        }
+    };
+    if temperature != 1.0 {
+        if temperature <= 0.0 {
+            return excluded
+                .left
+                .unwrap_or_else(|| candor_kernels::argmax(logits));
+        }
+        // Weighed from the largest left, so a cold pick does not underflow them all.
+        let top = excluded.left.map_or(max, |i| logits[i as usize]);
+        weights = weights_of(logits, top, 1.0 / temperature);
+        for &i in &excluded.ids {
+            weights[i as usize] = 0.0;
+        }
+        total = sum(&weights);
+    }
+    draw_among((0..).zip(weights.iter().copied()), total, draw).unwrap_or(0)
 }
 
 /// The ids whose weight `keep` takes, ranked, and their weights.
@@ -252,6 +348,20 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) 
         }
     }
     let (ranked, w) = (&ranked[from..kept], &w[from..kept]);
+    let shaped: Vec<f32>;
+    let w = if t.temperature_last {
+        // The temperature comes last: on the kept tokens' weights at temperature 1, scaled
+        // by the first (the largest) so a cold pick does not underflow them all.
+        let temperature = t.last_temperature(w);
+        if temperature <= 0.0 {
+            return ranked[0];
+        }
+        let inv_t = 1.0 / temperature;
+        shaped = w.iter().map(|&x| (x / w[0]).powf(inv_t)).collect();
+        &shaped[..]
+    } else {
+        w
+    };
     let total: f32 = w.iter().sum();
     let pairs = ranked.iter().copied().zip(w.iter().copied());
     draw_among(pairs, total, draw).unwrap_or(ranked[0])
@@ -277,23 +387,42 @@ pub(crate) fn draw_among(
     last
 }
 
+/// The top choices XTC took out of a row.
+#[derive(Debug, Default)]
+struct Excluded {
+    ids: Vec<u32>,
+    /// Their weights' sum.
+    weight: f32,
+    /// The least likely top choice, which stays: the largest weight left.
+    left: Option<u32>,
+}
+
 /// XTC over a whole row: when two or more tokens weigh at least `threshold` of `total`, all
-/// but the least likely of them get weight 0. Returns the weight taken out.
-fn exclude_top_choices(logits: &[f32], weights: &mut [f32], total: f32, threshold: f32) -> f32 {
+/// but the least likely of them get weight 0.
+fn exclude_top_choices(
+    logits: &[f32],
+    weights: &mut [f32],
+    total: f32,
+    threshold: f32,
+) -> Excluded {
     let floor = threshold * total;
     let mut top: Vec<u32> = (0..weights.len() as u32)
         .filter(|&i| weights[i as usize] >= floor && weights[i as usize] > 0.0)
         .collect();
     if top.len() < 2 {
-        return 0.0;
+        return Excluded::default();
     }
     top.sort_unstable_by(|&a, &b| rank_order(logits, a, b));
-    let mut removed = 0.0;
-    for &i in &top[..top.len() - 1] {
-        removed += weights[i as usize];
-        weights[i as usize] = 0.0;
+    let left = top.pop();
+    let weight = top
+        .iter()
+        .map(|&i| std::mem::take(&mut weights[i as usize]))
+        .sum();
+    Excluded {
+        ids: top,
+        weight,
+        left,
     }
-    removed
 }
 
 /// Rank order: larger logit first (NaN last), then lower id.
@@ -383,8 +512,22 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// llama.cpp's dynamic temperature, written plainly over probabilities in f64.
+    fn dynamic_reference(base: f32, d: &DynamicTemperature, w: &[f64]) -> f64 {
+        let w: Vec<f64> = w.iter().copied().filter(|&x| x > 0.0).collect();
+        if w.len() <= 1 {
+            return base as f64;
+        }
+        let total: f64 = w.iter().sum();
+        let entropy: f64 = w.iter().map(|x| -(x / total) * (x / total).ln()).sum();
+        let h = entropy / (w.len() as f64).ln();
+        let lo = (base - d.range).max(0.0) as f64;
+        lo + ((base + d.range) as f64 - lo) * h.powf(d.exponent as f64)
+    }
+
     /// The definition, written plainly: rank everything, truncate, draw (in id order when
-    /// nothing is truncated).
+    /// nothing is truncated). The truncations read the probabilities at the temperature, or
+    /// at 1 with the temperature last, which then shapes the kept tokens' draw.
     fn reference(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
         let truncates = (t.top_k > 0 && t.top_k < ids.len()) || t.min_p > 0.0 || t.top_p < 1.0;
@@ -395,10 +538,20 @@ mod tests {
             ids.truncate(t.top_k);
         }
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let w: Vec<f64> = ids
-            .iter()
-            .map(|&i| (((logits[i as usize] - max) / t.temperature) as f64).exp())
-            .collect();
+        let at = |ids: &[u32], temperature: f64| -> Vec<f64> {
+            ids.iter()
+                .map(|&i| ((logits[i as usize] - max) as f64 / temperature).exp())
+                .collect()
+        };
+        let seen_at = match (t.temperature_last, t.dynamic) {
+            (true, _) => 1.0,
+            (false, None) => t.temperature as f64,
+            (false, Some(d)) => dynamic_reference(t.temperature, &d, &at(&ids, 1.0)),
+        };
+        if seen_at <= 0.0 {
+            return candor_kernels::argmax(logits);
+        }
+        let w = at(&ids, seen_at);
         let total: f64 = w.iter().sum();
         let mut kept = w.len();
         if t.min_p > 0.0 {
@@ -439,6 +592,21 @@ mod tests {
                 .map(|(&i, _)| i)
                 .collect();
             w.retain(|&x| x > 0.0);
+        }
+        if t.temperature_last {
+            let temperature = match t.dynamic {
+                Some(d) => dynamic_reference(t.temperature, &d, &w),
+                None => t.temperature as f64,
+            };
+            let largest = w.iter().copied().fold(0.0, f64::max);
+            if temperature <= 0.0 {
+                let first = ids.iter().zip(&w).find(|(_, &x)| x == largest);
+                return *first.map_or(&ids[0], |(id, _)| id);
+            }
+            w = w
+                .iter()
+                .map(|x| (x / largest).powf(1.0 / temperature))
+                .collect();
         }
         let kept = ids.len();
         let kept_total: f64 = w.iter().sum();
@@ -494,6 +662,18 @@ mod tests {
                 min_p: [0.0, 0.0, 0.05, 0.3, 0.001][(case / 2) % 5],
                 top_p: [1.0, 0.9, 0.5, 0.99][(case / 3) % 4],
                 xtc_threshold: [None, Some(0.1), Some(0.02)][(case / 7) % 3],
+                temperature_last: (case / 11) % 2 == 1,
+                dynamic: [
+                    None,
+                    Some(DynamicTemperature {
+                        range: 0.5,
+                        exponent: 1.0,
+                    }),
+                    Some(DynamicTemperature {
+                        range: 1.5,
+                        exponent: 0.5,
+                    }),
+                ][(case / 13) % 3],
             };
             let draw = rng.random::<f32>();
             if !clear_of_boundaries(&logits, &t, draw) {
@@ -520,6 +700,8 @@ mod tests {
                 min_p: 0.0,
                 top_p,
                 xtc_threshold: None,
+                temperature_last: false,
+                dynamic: None,
             };
             for k in 0..50 {
                 let draw = k as f32 / 50.0 + 0.0071;
@@ -593,6 +775,8 @@ mod tests {
             min_p: 0.0,
             top_p: 0.95,
             xtc_threshold: None,
+            temperature_last: false,
+            dynamic: None,
         };
         let picked: std::collections::HashSet<u32> = (0..200)
             .map(|i| pick(&logits, &t, i as f32 / 200.0))
@@ -609,6 +793,8 @@ mod tests {
             min_p: 0.1,
             top_p: 0.9,
             xtc_threshold: None,
+            temperature_last: false,
+            dynamic: None,
         };
         assert_eq!(
             pick(&[f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY], &t, 0.5),

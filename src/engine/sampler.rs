@@ -1,6 +1,7 @@
-//! Token sampling on the host: greedy, or temperature with top-k / top-p / min-p / typical-p /
-//! top-n-sigma filtering and XTC, or mirostat, after repetition / presence / frequency
-//! penalties and DRY. Seeded runs are reproducible (ChaCha8).
+//! Token sampling on the host: greedy, or temperature (fixed or dynamic, before the
+//! truncations or after them) with top-k / top-p / min-p / typical-p / top-n-sigma filtering
+//! and XTC, or mirostat, after repetition / presence / frequency penalties and DRY. Seeded runs
+//! are reproducible (ChaCha8).
 use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
@@ -8,6 +9,7 @@ use super::mirostat::{Mirostat, MirostatState};
 use super::penalties::{Penalizer, Penalties};
 use super::pick::{keep_typical, pick, ranked, top_k, Truncation};
 use super::runner::Logits;
+use super::temperature::DynamicTemperature;
 use super::thought::Thought;
 use candor_kernels::activation::sum_exp;
 use candor_models::LogitsWanted;
@@ -46,6 +48,12 @@ pub struct SamplingParams {
     pub dry: Option<Arc<DryParams>>,
     /// Mirostat in place of the truncations above (`mirostat.rs`); None: off.
     pub mirostat: Option<Mirostat>,
+    /// llama.cpp's order: the truncations (top-k, typical-p, top-p, min-p, XTC) read the
+    /// probabilities at temperature 1 and the temperature shapes only the draw among what
+    /// they keep. false: transformers' and vLLM's, the temperature first.
+    pub temperature_last: bool,
+    /// llama.cpp's dynamic temperature around `temperature` (`temperature.rs`); None: off.
+    pub dynamic_temperature: Option<DynamicTemperature>,
 }
 
 impl Default for SamplingParams {
@@ -65,6 +73,8 @@ impl Default for SamplingParams {
             xtc_threshold: 0.1,
             dry: None,
             mirostat: None,
+            temperature_last: false,
+            dynamic_temperature: None,
         }
     }
 }
@@ -125,6 +135,11 @@ impl SamplingParams {
                 && d.base >= 1.0)
             {
                 return bad("dry_multiplier must be > 0 and dry_base >= 1");
+            }
+        }
+        if let Some(d) = &self.dynamic_temperature {
+            if !(d.range.is_finite() && d.range >= 0.0 && d.exponent.is_finite()) {
+                return bad("dynatemp_range must be >= 0 and dynatemp_exponent finite");
             }
         }
         if let Some(m) = &self.mirostat {
@@ -413,7 +428,12 @@ impl Sampler {
             keep_within_sigmas(logits, p.top_n_sigma);
         }
         if p.typical_p < 1.0 {
-            keep_typical(logits, p.temperature, p.typical_p);
+            let seen_at = if p.temperature_last {
+                1.0
+            } else {
+                p.temperature
+            };
+            keep_typical(logits, seen_at, p.typical_p);
         }
         // The coin is tossed only where XTC is on, so other requests' draws stay as they were.
         let xtc = p.xtc_probability > 0.0 && self.rng.random::<f32>() < p.xtc_probability;
@@ -423,6 +443,8 @@ impl Sampler {
             min_p: p.min_p,
             top_p: p.top_p,
             xtc_threshold: xtc.then_some(p.xtc_threshold),
+            temperature_last: p.temperature_last,
+            dynamic: p.dynamic_temperature,
         };
         pick(logits, &truncation, self.rng.random::<f32>())
     }

@@ -1,13 +1,15 @@
-//! The penalties and mirostat of a request, from OpenAI's, vLLM's and llama.cpp's fields:
-//! `repetition_penalty` / `presence_penalty` / `frequency_penalty` over the tokens
-//! `repeat_last_n` names (`engine::penalties`), and `mirostat`, `mirostat_tau`,
-//! `mirostat_eta` (`engine::mirostat`).
+//! The penalties, mirostat and dynamic temperature of a request, from OpenAI's, vLLM's and
+//! llama.cpp's fields: `repetition_penalty` / `presence_penalty` / `frequency_penalty` over
+//! the tokens `repeat_last_n` names (`engine::penalties`), `mirostat`, `mirostat_tau`,
+//! `mirostat_eta` (`engine::mirostat`), `dynatemp_range`, `dynatemp_exponent`
+//! (`engine::temperature`).
 use super::error::ApiError;
 use super::generation_defaults::Applied;
-use super::openai::CommonParams;
+use super::openai::{CommonParams, Dialect};
 use super::validate::range;
 use crate::engine::mirostat::{Mirostat, MirostatVersion};
 use crate::engine::penalties::{Penalties, PenaltyScope};
+use crate::engine::temperature::DynamicTemperature;
 use candor_models::generation_config::ranges;
 
 /// The request's penalties; a field left out gets the model's default (repetition) or none.
@@ -18,10 +20,10 @@ pub fn penalties(p: &CommonParams, defaults: &Applied) -> Result<Penalties, ApiE
         ranges::REPETITION_PENALTY,
         defaults.repetition_penalty,
     )?;
-    let last_n = match (p.samplers.repeat_last_n, p.llama_cpp_penalties) {
+    let last_n = match (p.samplers.repeat_last_n, p.dialect) {
         (Some(n), _) => Some(n),
-        (None, true) => Some(defaults.repeat_last_n),
-        (None, false) => None,
+        (None, Dialect::LlamaServer | Dialect::Ollama) => Some(defaults.repeat_last_n),
+        (None, Dialect::OpenAi) => None,
     };
     let scope = match last_n {
         None => PenaltyScope::PromptAndAnswer,
@@ -83,6 +85,27 @@ pub fn mirostat(p: &CommonParams, defaults: &Applied) -> Result<Option<Mirostat>
     }))
 }
 
+/// The request's dynamic temperature, or None when off (`dynatemp_range` absent or 0).
+pub fn dynamic_temperature(p: &CommonParams) -> Result<Option<DynamicTemperature>, ApiError> {
+    let s = &p.samplers;
+    let reach = range(
+        "dynatemp_range",
+        s.dynatemp_range,
+        ranges::DYNATEMP_RANGE,
+        0.0,
+    )?;
+    let exponent = range(
+        "dynatemp_exponent",
+        s.dynatemp_exponent,
+        ranges::DYNATEMP_EXPONENT,
+        1.0,
+    )?;
+    Ok((reach > 0.0).then_some(DynamicTemperature {
+        range: reach,
+        exponent,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +125,7 @@ mod tests {
         assert_eq!(got.scope, PenaltyScope::PromptAndAnswer);
         assert_eq!(got.repetition, 1.2);
         let native = CommonParams {
-            llama_cpp_penalties: true,
+            dialect: Dialect::LlamaServer,
             ..openai.clone()
         };
         assert_eq!(

@@ -28,6 +28,7 @@ pub mod reasoning;
 pub mod respond;
 pub mod responses;
 pub mod routes;
+pub mod sampler_chain;
 pub mod state;
 pub mod structured;
 pub mod thinking;

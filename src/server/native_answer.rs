@@ -8,7 +8,7 @@
 //! it before a later line that starts less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
-use super::openai::{CommonParams, LlamaSamplers, Stop};
+use super::openai::{CommonParams, Dialect, LlamaSamplers, Stop};
 use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
 use super::validate::Limits;
@@ -99,7 +99,7 @@ impl NativeSampling {
             grammar: self.grammar.clone(),
             json_schema: self.json_schema.clone(),
             samplers: self.samplers.clone(),
-            llama_cpp_penalties: true,
+            dialect: Dialect::LlamaServer,
             ..CommonParams::default()
         }
     }

@@ -73,11 +73,23 @@ pub struct CommonParams {
     pub truncate_prompt_tokens: Option<i64>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
-    /// Set by the llama-server and Ollama endpoints: a request without `repeat_last_n` gets
-    /// llama.cpp's reading of the penalties (the last 64 tokens of prompt and answer, or the
-    /// model's `penalty_last_n`), not vLLM's (`engine::penalties`).
+    /// Whose reading of the sampling fields the endpoint follows where peers differ.
     #[serde(skip)]
-    pub llama_cpp_penalties: bool,
+    pub dialect: Dialect,
+}
+
+/// Whose reading of the sampling fields a request gets where peers differ, by its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// vLLM's: penalties over the prompt (repetition) and the answer (presence,
+    /// frequency); the temperature before the truncations.
+    #[default]
+    OpenAi,
+    /// llama-server's: penalties over the last `repeat_last_n` tokens (64); the temperature
+    /// after the truncations (its default `samplers`).
+    LlamaServer,
+    /// Ollama's: the penalties as llama-server's, the temperature first (its engine's order).
+    Ollama,
 }
 
 /// llama-server's samplers, under its names (it takes them on its OpenAI endpoints too, and
@@ -103,6 +115,11 @@ pub struct LlamaSamplers {
     pub mirostat: Option<i64>,
     pub mirostat_tau: Option<f64>,
     pub mirostat_eta: Option<f64>,
+    /// llama.cpp's dynamic temperature (`engine::temperature`): 0 is off.
+    pub dynatemp_range: Option<f64>,
+    pub dynatemp_exponent: Option<f64>,
+    /// Which samplers run and where the temperature stands (`server::sampler_chain`).
+    pub samplers: Option<serde_json::Value>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

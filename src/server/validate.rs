@@ -1,6 +1,7 @@
 //! Range checks of request fields and their translation into engine parameters.
 use super::error::ApiError;
-use super::openai::CommonParams;
+use super::openai::{CommonParams, Dialect};
+use super::sampler_chain;
 use crate::engine::sampler::SamplingParams;
 use candor_models::generation_config::{ranges, FieldRange, GenerationDefaults};
 
@@ -263,7 +264,7 @@ fn plan_with(
         }
         stop_token_ids.push(id as u32);
     }
-    let sampling = SamplingParams {
+    let mut sampling = SamplingParams {
         temperature: range(
             "temperature",
             p.temperature,
@@ -314,11 +315,23 @@ fn plan_with(
         )?,
         dry: None,
         mirostat: super::llama_samplers::mirostat(p, &defaults)?,
+        temperature_last: false,
+        dynamic_temperature: super::llama_samplers::dynamic_temperature(p)?,
     };
+    let mut dry = super::dry::dry_request(&p.samplers)?;
+    let chain = match sampler_chain::chain(p.samplers.samplers.as_ref())? {
+        None if p.dialect == Dialect::LlamaServer => Some(sampler_chain::Chain::llama_cpp()),
+        chain => chain,
+    };
+    if let Some(chain) = chain {
+        if !chain.apply(&mut sampling)? {
+            dry = None;
+        }
+    }
     Ok(Plan {
         max_tokens,
         sampling,
-        dry: super::dry::dry_request(&p.samplers)?,
+        dry,
         stop,
         include_stop: p.include_stop_str_in_output,
         stop_token_ids,

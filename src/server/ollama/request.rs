@@ -2,7 +2,7 @@
 //! reads: `options` into sampling fields, `format` into a response format, `think` into the
 //! template's switch, messages with object-valued call arguments into chat messages.
 use crate::server::error::ApiError;
-use crate::server::openai::{ChatRequest, CommonParams, LlamaSamplers, Message, Stop};
+use crate::server::openai::{ChatRequest, CommonParams, Dialect, LlamaSamplers, Message, Stop};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -173,7 +173,7 @@ impl Shared {
                 mirostat_eta: o.mirostat_eta,
                 ..Default::default()
             },
-            llama_cpp_penalties: true,
+            dialect: Dialect::Ollama,
             repetition_penalty: o.repeat_penalty,
             presence_penalty: o.presence_penalty,
             frequency_penalty: o.frequency_penalty,

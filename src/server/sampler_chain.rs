@@ -1,0 +1,244 @@
+//! llama-server's `samplers`: which samplers run, and where the temperature stands among
+//! them. Given as names (`["top_k", "top_p", "temperature"]`, with llama.cpp's aliases:
+//! `top-k`, `topk`, `nucleus`, `temp`, `typ`...) or as a string of its letters (`"kpt"`).
+//!
+//! A sampler left out is off, whatever its fields say, as in llama.cpp. The truncations run in
+//! one fixed order here (top-n-sigma, typical-p, top-k, top-p and min-p, XTC); what an order
+//! changes is where the temperature stands: after the truncations that read probabilities
+//! (typical-p, top-p, min-p, XTC; top-k and top-n-sigma do not change with it), as in
+//! llama.cpp's default chain, or before them all, as transformers and vLLM have it. A list
+//! that puts it between them is refused. `infill` (llama.vim sends it) is accepted and does
+//! nothing here: `/infill` ends its answers by its own rules.
+use super::error::ApiError;
+use crate::engine::sampler::SamplingParams;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Penalties,
+    Dry,
+    TopNSigma,
+    TopK,
+    TypicalP,
+    TopP,
+    MinP,
+    Xtc,
+    Temperature,
+    Infill,
+}
+
+/// llama.cpp's names and letters.
+const KINDS: [(&str, char, Kind); 10] = [
+    ("penalties", 'e', Kind::Penalties),
+    ("dry", 'd', Kind::Dry),
+    ("top_n_sigma", 's', Kind::TopNSigma),
+    ("top_k", 'k', Kind::TopK),
+    ("typ_p", 'y', Kind::TypicalP),
+    ("top_p", 'p', Kind::TopP),
+    ("min_p", 'm', Kind::MinP),
+    ("xtc", 'x', Kind::Xtc),
+    ("temperature", 't', Kind::Temperature),
+    ("infill", 'i', Kind::Infill),
+];
+
+/// The samplers of a request, in its order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain(Vec<Kind>);
+
+impl Chain {
+    /// llama.cpp's default chain: every sampler, the temperature last.
+    pub fn llama_cpp() -> Self {
+        Chain(KINDS[..9].iter().map(|&(_, _, k)| k).collect())
+    }
+
+    /// llama.cpp's names of the chain, as `/props` lists them.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter_map(|k| KINDS.iter().find(|(_, _, kind)| kind == k))
+            .map(|&(name, _, _)| name)
+            .collect()
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// Whether the temperature comes after the truncations that read probabilities; an
+    /// error where it stands between them.
+    fn temperature_last(&self) -> Result<bool, ApiError> {
+        let Some(at) = self.0.iter().position(|&k| k == Kind::Temperature) else {
+            // No temperature sampler: nothing to place.
+            return Ok(false);
+        };
+        let reads = |k: &Kind| matches!(k, Kind::TypicalP | Kind::TopP | Kind::MinP | Kind::Xtc);
+        let before = self.0[..at].iter().any(reads);
+        let after = self.0[at + 1..].iter().any(reads);
+        if before && after {
+            return Err(ApiError::invalid(
+                "samplers",
+                "`samplers` puts the temperature between typ_p, top_p, min_p and xtc: it can \
+                 come before all of them or after all of them",
+            ));
+        }
+        Ok(before)
+    }
+
+    /// Turn off what the chain leaves out and place the temperature. Returns whether DRY
+    /// stays on.
+    pub fn apply(&self, s: &mut SamplingParams) -> Result<bool, ApiError> {
+        s.temperature_last = self.temperature_last()?;
+        if !self.has(Kind::Penalties) {
+            s.penalties.repetition = 1.0;
+            s.penalties.presence = 0.0;
+            s.penalties.frequency = 0.0;
+        }
+        if !self.has(Kind::TopNSigma) {
+            s.top_n_sigma = 0.0;
+        }
+        if !self.has(Kind::TopK) {
+            s.top_k = 0;
+        }
+        if !self.has(Kind::TypicalP) {
+            s.typical_p = 1.0;
+        }
+        if !self.has(Kind::TopP) {
+            s.top_p = 1.0;
+        }
+        if !self.has(Kind::MinP) {
+            s.min_p = 0.0;
+        }
+        if !self.has(Kind::Xtc) {
+            s.xtc_probability = 0.0;
+        }
+        Ok(self.has(Kind::Dry))
+    }
+}
+
+/// A request's `samplers`, or None when it sends none.
+pub fn chain(samplers: Option<&Value>) -> Result<Option<Chain>, ApiError> {
+    let bad = |why: String| ApiError::invalid("samplers", format!("`samplers`: {why}"));
+    let kinds: Vec<Kind> = match samplers {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(letters)) => letters
+            .chars()
+            .map(|c| {
+                KINDS
+                    .iter()
+                    .find(|&&(_, letter, _)| letter == c)
+                    .map(|&(_, _, k)| k)
+                    .ok_or_else(|| bad(format!("unknown sampler letter `{c}`")))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::Array(names)) => names
+            .iter()
+            .map(|n| {
+                let name = n
+                    .as_str()
+                    .ok_or_else(|| bad(format!("{n} is not a name")))?;
+                kind_named(name).ok_or_else(|| {
+                    bad(format!(
+                        "unknown sampler `{name}` (known: {})",
+                        KINDS.map(|(n, _, _)| n).join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(bad(format!(
+                "a list of names or a string of letters, got {other}"
+            )))
+        }
+    };
+    Ok(Some(Chain(kinds)))
+}
+
+/// llama.cpp's name, or one of its aliases (kebab-case, without underscores, `nucleus`,
+/// `temp`, `typ`, `typical_p`).
+fn kind_named(name: &str) -> Option<Kind> {
+    let plain = name.to_ascii_lowercase().replace(['-', '_'], "");
+    let alias = match plain.as_str() {
+        "nucleus" => Some(Kind::TopP),
+        "temp" => Some(Kind::Temperature),
+        "typ" | "typicalp" => Some(Kind::TypicalP),
+        _ => None,
+    };
+    alias.or_else(|| {
+        KINDS
+            .iter()
+            .find(|(n, _, _)| n.replace('_', "") == plain)
+            .map(|&(_, _, k)| k)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn applied(samplers: Value, s: &SamplingParams) -> Result<(SamplingParams, bool), ApiError> {
+        let mut s = s.clone();
+        let chain = chain(Some(&samplers))?.unwrap();
+        let dry = chain.apply(&mut s)?;
+        Ok((s, dry))
+    }
+
+    #[test]
+    fn names_letters_and_aliases_read_alike() {
+        let names = chain(Some(&json!(["top-k", "nucleus", "typ", "MinP", "temp"]))).unwrap();
+        let letters = chain(Some(&json!("kpymt"))).unwrap();
+        assert_eq!(
+            names.unwrap().0,
+            vec![
+                Kind::TopK,
+                Kind::TopP,
+                Kind::TypicalP,
+                Kind::MinP,
+                Kind::Temperature
+            ]
+        );
+        assert_eq!(
+            letters.unwrap().0,
+            vec![
+                Kind::TopK,
+                Kind::TopP,
+                Kind::TypicalP,
+                Kind::MinP,
+                Kind::Temperature
+            ]
+        );
+        assert_eq!(chain(None).unwrap(), None);
+        for bad in [json!(["top_q"]), json!("kz"), json!(3), json!([1])] {
+            let e = chain(Some(&bad)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("samplers"), "{bad}");
+        }
+        assert_eq!(Chain::llama_cpp().names().last(), Some(&"temperature"));
+    }
+
+    #[test]
+    fn samplers_left_out_are_off_and_the_temperature_is_placed() {
+        let sent = SamplingParams {
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.05,
+            xtc_probability: 0.5,
+            ..Default::default()
+        };
+        let (s, dry) = applied(json!(["top_k", "min_p", "temperature"]), &sent).unwrap();
+        assert_eq!(
+            (s.top_k, s.top_p, s.min_p, s.xtc_probability),
+            (40, 1.0, 0.05, 0.0)
+        );
+        assert!(s.temperature_last && !dry);
+        let (s, dry) = applied(json!(["dry", "temperature", "top_p", "top_k"]), &sent).unwrap();
+        assert!(!s.temperature_last && dry);
+        // top-k does not read probabilities: it may stand on either side.
+        let (s, _) = applied(json!(["top_k", "temperature", "top_p"]), &sent).unwrap();
+        assert!(!s.temperature_last);
+        let e = applied(json!(["top_p", "temperature", "min_p"]), &sent).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("samplers"));
+        // llama.vim's list.
+        let (s, _) = applied(json!(["top_k", "top_p", "infill"]), &sent).unwrap();
+        assert_eq!((s.top_k, s.top_p, s.min_p), (40, 0.9, 0.0));
+    }
+}
