@@ -1804,3 +1804,76 @@ async fn token_ids_probabilities_and_bytes() {
     assert_eq!(joined, content.as_bytes(), "{v}");
     assert!(split, "a flamingo spans byte tokens: {v}");
 }
+
+/// llama-server's `/tokenize` (`content`, mixed lists, `with_pieces`), `/detokenize`'s
+/// `content` and `/apply-template`, beside vLLM's forms of the first two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_tokenize_and_apply_template() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let (st, vllm) = post(&s, "/tokenize", json!({"prompt": "Hello world"})).await;
+    assert_eq!(st, 200, "{vllm}");
+    let (st, llama) = post(&s, "/tokenize", json!({"content": "Hello world"})).await;
+    assert_eq!(st, 200, "{llama}");
+    assert_eq!(llama["tokens"], vllm["tokens"], "{llama}");
+    let ids = vllm["tokens"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2, "{vllm}");
+    let (_, pieces) = post(
+        &s,
+        "/tokenize",
+        json!({"content": "Hello world", "with_pieces": true}),
+    )
+    .await;
+    assert_eq!(
+        pieces["tokens"],
+        json!([{"id": ids[0], "piece": "Hello"}, {"id": ids[1], "piece": " world"}]),
+        "{pieces}"
+    );
+    // Texts and ids mixed.
+    let (_, mixed) = post(&s, "/tokenize", json!({"content": ["Hello", ids[1]]})).await;
+    assert_eq!(mixed["tokens"], vllm["tokens"], "{mixed}");
+    // A piece that is part of a character comes as its bytes.
+    let (_, flamingo) = post(
+        &s,
+        "/tokenize",
+        json!({"content": "🦩", "with_pieces": true}),
+    )
+    .await;
+    let bytes: Vec<u8> = flamingo["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["piece"].as_array().unwrap().clone())
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(bytes, "🦩".as_bytes(), "{flamingo}");
+    let (_, text) = post(&s, "/detokenize", json!({"tokens": ids})).await;
+    assert_eq!(
+        (&text["content"], &text["prompt"]),
+        (&json!("Hello world"), &json!("Hello world"))
+    );
+    for (body, field) in [
+        (
+            json!({"content": "x", "parse_special": false}),
+            json!("parse_special"),
+        ),
+        (json!({"content": [true]}), json!("content")),
+        (json!({"content": [1_000_000_000]}), json!("content")),
+    ] {
+        let (st, e) = post(&s, "/tokenize", body.clone()).await;
+        assert_eq!((st, &e["error"]["param"]), (400, &field), "{body}: {e}");
+    }
+
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let (st, v) = post(&s, "/apply-template", json!({"messages": messages})).await;
+    assert_eq!(st, 200, "{v}");
+    let prompt = v["prompt"].as_str().unwrap();
+    assert!(
+        prompt.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
+        "{prompt:?}"
+    );
+    let (_, chat) = post(&s, "/tokenize", json!({"messages": messages})).await;
+    let (_, templated) = post(&s, "/tokenize", json!({"content": prompt})).await;
+    assert_eq!(chat["tokens"], templated["tokens"]);
+    let (st, e) = post(&s, "/apply-template", json!({"prompt": "hi"})).await;
+    assert_eq!((st, &e["error"]["param"]), (400, &json!("messages")), "{e}");
+}

@@ -165,8 +165,9 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/", get(routes::misc::root))
         .route("/health", get(routes::misc::health))
         .route("/metrics", get(routes::misc::metrics))
-        .route("/tokenize", post(routes::misc::tokenize))
-        .route("/detokenize", post(routes::misc::detokenize))
+        .route("/tokenize", post(routes::tokens::tokenize))
+        .route("/detokenize", post(routes::tokens::detokenize))
+        .route("/apply-template", post(routes::tokens::apply_template))
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

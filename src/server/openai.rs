@@ -277,6 +277,18 @@ pub struct TokenizeRequest {
     pub continue_final_message: bool,
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
+    /// llama-server's form: a text, or a list of texts and token ids, tokenized without the
+    /// model's special tokens unless `add_special`.
+    pub content: Option<serde_json::Value>,
+    #[serde(default)]
+    pub add_special: bool,
+    /// Special tokens written in the text are read as themselves (llama-server's default);
+    /// false is refused: this tokenizer always reads them.
+    pub parse_special: Option<bool>,
+    /// Each token as `{"id", "piece"}`, the piece its text (or its bytes where they are not
+    /// UTF-8 on their own), as llama-server answers.
+    #[serde(default)]
+    pub with_pieces: bool,
 }
 
 fn yes() -> bool {

@@ -1,12 +1,6 @@
-//! `/v1/models` (and one by id), `/health`, `/metrics`, `/tokenize`, `/detokenize`, and the JSON 404/405.
-use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
+//! `/v1/models` (and one by id), `/props`, `/health`, `/metrics`, and the JSON 404/405.
 use crate::server::error::{ApiError, OllamaError};
-use crate::server::json::Json;
-use crate::server::openai::{DetokenizeRequest, TokenizeRequest};
-use crate::server::prompt_end::PromptEnd;
 use crate::server::state::SharedState;
-use crate::server::tools::ToolRequest;
-use crate::server::validate::no_nul;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -100,70 +94,6 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
         None => String::new(),
     };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-pub async fn tokenize(
-    State(state): State<SharedState>,
-    Json(req): Json<TokenizeRequest>,
-) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
-    let tokens = match (&req.prompt, &req.messages) {
-        (Some(p), None) => {
-            no_nul("prompt", p)?;
-            ready
-                .tokenizer
-                .encode(p, req.add_special_tokens)
-                .map_err(|e| ApiError::internal(e.to_string()))?
-        }
-        (None, Some(m)) => {
-            let tool_request = ToolRequest {
-                tools: req.tools.as_deref(),
-                tool_choice: None,
-                parallel_tool_calls: None,
-            };
-            let tools = tool_plan(ready, &tool_request)?;
-            let end = PromptEnd::of(req.add_generation_prompt, req.continue_final_message, m)?;
-            let kwargs = req.chat_template_kwargs.as_ref();
-            let text = chat_prompt_text(ready, m, tools.as_ref(), kwargs, end)?;
-            encode_prompt(ready, &text)?
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "give exactly one of `prompt` or `messages`",
-            ))
-        }
-    };
-    Ok(axum::Json(
-        json!({"tokens": tokens, "count": tokens.len(), "max_model_len": ready.limits.context}),
-    )
-    .into_response())
-}
-
-pub async fn detokenize(
-    State(state): State<SharedState>,
-    Json(req): Json<DetokenizeRequest>,
-) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
-    let mut ids = Vec::with_capacity(req.tokens.len());
-    for &t in &req.tokens {
-        if t < 0 || t as u64 >= ready.tokenizer.vocab_size() as u64 {
-            return Err(ApiError::invalid(
-                "tokens",
-                format!(
-                    "token id {t} is out of the vocabulary ({})",
-                    ready.tokenizer.vocab_size()
-                ),
-            ));
-        }
-        ids.push(t as u32);
-    }
-    let prompt = ready
-        .tokenizer
-        .decode(&ids, false)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(axum::Json(json!({"prompt": prompt})).into_response())
 }
 
 /// `GET /`: a line saying the server runs (what Ollama's clients and people probe first).

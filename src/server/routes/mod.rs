@@ -11,3 +11,4 @@ pub mod misc;
 pub mod ollama;
 pub mod responses;
 pub mod similarity;
+pub mod tokens;

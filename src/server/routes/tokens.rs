@@ -1,0 +1,178 @@
+//! `/tokenize`, `/detokenize` and `/apply-template`, in vLLM's shape and llama-server's:
+//! a `prompt` or chat `messages` (vLLM: `{"tokens", "count", "max_model_len"}`), or
+//! llama-server's `content` (a text, or texts and token ids mixed) with `add_special` and
+//! `with_pieces`; the text back as vLLM's `prompt` and llama-server's `content`; the chat
+//! template's text for `messages` (llama-server's `/apply-template`).
+use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
+use super::completions::token_ids;
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::openai::{DetokenizeRequest, Message, TokenizeRequest};
+use crate::server::prompt_end::PromptEnd;
+use crate::server::state::{Ready, SharedState};
+use crate::server::tools::ToolRequest;
+use crate::server::validate::no_nul;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+pub async fn tokenize(
+    State(state): State<SharedState>,
+    Json(req): Json<TokenizeRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    if req.parse_special == Some(false) {
+        return Err(ApiError::invalid(
+            "parse_special",
+            "`parse_special: false` is not supported: special tokens written in the text are \
+             read as themselves",
+        ));
+    }
+    let tokens = match (&req.prompt, &req.messages, &req.content) {
+        (Some(p), None, None) => encode(ready, "prompt", p, req.add_special_tokens)?,
+        (None, Some(m), None) => encode(ready, "messages", &chat_text(ready, &req, m)?, false)?,
+        (None, None, Some(content)) => {
+            let tokens = mixed(ready, content, req.add_special)?;
+            return Ok(
+                axum::Json(json!({"tokens": shown(ready, &tokens, req.with_pieces)}))
+                    .into_response(),
+            );
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `prompt`, `messages` or `content`",
+            ))
+        }
+    };
+    Ok(axum::Json(json!({
+        "tokens": shown(ready, &tokens, req.with_pieces),
+        "count": tokens.len(),
+        "max_model_len": ready.limits.context,
+    }))
+    .into_response())
+}
+
+/// `POST /apply-template`: the prompt text the chat template makes of `messages`.
+pub async fn apply_template(
+    State(state): State<SharedState>,
+    Json(req): Json<TokenizeRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let Some(messages) = &req.messages else {
+        return Err(ApiError::invalid("messages", "`messages` is required"));
+    };
+    let prompt = chat_text(ready, &req, messages)?;
+    Ok(axum::Json(json!({"prompt": prompt})).into_response())
+}
+
+pub async fn detokenize(
+    State(state): State<SharedState>,
+    Json(req): Json<DetokenizeRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let mut ids = Vec::with_capacity(req.tokens.len());
+    for &t in &req.tokens {
+        if t < 0 || t as u64 >= ready.tokenizer.vocab_size() as u64 {
+            return Err(ApiError::invalid(
+                "tokens",
+                format!(
+                    "token id {t} is out of the vocabulary ({})",
+                    ready.tokenizer.vocab_size()
+                ),
+            ));
+        }
+        ids.push(t as u32);
+    }
+    let text = ready
+        .tokenizer
+        .decode(&ids, false)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // vLLM's name and llama-server's.
+    Ok(axum::Json(json!({"prompt": text, "content": text})).into_response())
+}
+
+/// The chat template's text for `messages`, with the request's tools and switches.
+fn chat_text(
+    ready: &Ready,
+    req: &TokenizeRequest,
+    messages: &[Message],
+) -> Result<String, ApiError> {
+    let tool_request = ToolRequest {
+        tools: req.tools.as_deref(),
+        tool_choice: None,
+        parallel_tool_calls: None,
+    };
+    let tools = tool_plan(ready, &tool_request)?;
+    let end = PromptEnd::of(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        messages,
+    )?;
+    let kwargs = req.chat_template_kwargs.as_ref();
+    chat_prompt_text(ready, messages, tools.as_ref(), kwargs, end)
+}
+
+fn encode(ready: &Ready, param: &str, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    no_nul(param, text)?;
+    if param == "messages" {
+        // The template wrote the special tokens it wants.
+        return encode_prompt(ready, text);
+    }
+    ready
+        .tokenizer
+        .encode(text, add_special)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// llama-server's `content`: a text, or a list of texts and token ids; `add_special` adds the
+/// model's special tokens at the start only.
+fn mixed(ready: &Ready, content: &Value, add_special: bool) -> Result<Vec<u32>, ApiError> {
+    let parts = match content {
+        Value::Array(parts) => parts.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    let mut tokens = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        match part {
+            Value::String(text) => {
+                tokens.extend(encode(ready, "content", text, add_special && i == 0)?)
+            }
+            Value::Number(n) => {
+                let id = n.as_i64().unwrap_or(-1);
+                tokens.extend(token_ids(ready, "content", &[id])?)
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "content",
+                    format!("`content` holds texts and token ids, got {other}"),
+                ))
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// The ids, or with `with_pieces` each as `{"id", "piece"}`: its text, or its bytes where they
+/// are not UTF-8 on their own (part of a character).
+fn shown(ready: &Ready, tokens: &[u32], with_pieces: bool) -> Value {
+    if !with_pieces {
+        return json!(tokens);
+    }
+    let table = ready.tokenizer.token_bytes();
+    tokens
+        .iter()
+        .map(|&id| {
+            let bytes = table
+                .get(id as usize)
+                .map_or(&[][..], |t| t.bytes.as_slice());
+            let piece = match std::str::from_utf8(bytes) {
+                Ok(text) => json!(text),
+                Err(_) => json!(bytes),
+            };
+            json!({"id": id, "piece": piece})
+        })
+        .collect()
+}
