@@ -1578,6 +1578,18 @@ async fn llama_server_native_endpoints() {
         .collect();
     assert_eq!(streamed, bounded);
 
+    // llama.vim's request: its samplers end with llama.cpp's infill sampler, its fields
+    // besides (`cache_prompt`, `t_max_prompt_ms`, `response_fields`) are read or let be.
+    let vim = json!({"input_prefix": "def add(a, b):\n", "prompt": "    return ",
+                     "input_suffix": "\n\n\nprint(add(2, 3))\n", "input_extra": [],
+                     "n_predict": 32, "n_indent": 4, "top_k": 40, "top_p": 0.99,
+                     "samplers": ["top_k", "top_p", "infill"], "stream": false, "seed": 1,
+                     "cache_prompt": true, "t_max_prompt_ms": 500, "t_max_predict_ms": 1000,
+                     "response_fields": ["content", "timings/prompt_n"]});
+    let (st, w) = post(&s, "/infill", vim).await;
+    assert_eq!(st, 200, "{w}");
+    assert!(w["content"].as_str().unwrap().contains("a + b"), "{w}");
+
     // Too much asked for is the client's error.
     let (st, w) = post(
         &s,

@@ -6,6 +6,7 @@ pub mod error;
 pub(crate) mod fake_runner;
 pub mod generate;
 pub mod grammar;
+pub mod infill;
 pub mod load;
 pub mod mirostat;
 pub mod op_profile;

@@ -9,6 +9,7 @@
 //! kept set provably lies inside (the top-p mass reached, or the min-p floor inside the
 //! margin). A flat distribution widens it to the whole vocabulary, which is the old cost.
 //! top-k takes its k tokens with a bounded heap instead of a sort.
+use super::infill::{Infill, CANDIDATES};
 use super::temperature::DynamicTemperature;
 use candor_kernels::activation::softmax_weights;
 use std::cmp::Ordering;
@@ -94,6 +95,22 @@ const MARGINS: [f32; 5] = [4.0, 8.0, 16.0, 32.0, 64.0];
 /// prefix of those whose probabilities sum to `top_p` or more (all of them if none does);
 /// the draw falls among the kept tokens in rank order, in proportion to their probabilities.
 pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
+    pick_shaped(logits, t, None, draw)
+}
+
+/// The draw as `pick` makes it, with llama.cpp's infill sampler over the candidates the
+/// truncations keep: top-k caps them at `infill::CANDIDATES` (the sampler compares every
+/// pair).
+pub fn pick_infill(logits: &[f32], t: &Truncation, infill: &Infill, draw: f32) -> u32 {
+    let cap = match t.top_k {
+        0 => CANDIDATES,
+        k => k.min(CANDIDATES),
+    };
+    let t = Truncation { top_k: cap, ..*t };
+    pick_shaped(logits, &t, Some(infill), draw)
+}
+
+fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f32) -> u32 {
     let max = row_max(logits);
     if !max.is_finite() {
         // Nothing finite to weigh (every token masked, or an infinite logit).
@@ -112,12 +129,17 @@ pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
         return candor_kernels::argmax(logits);
     }
     let inv_t = 1.0 / seen_at;
-    if t.top_k > 0 && t.top_k < logits.len() {
+    if t.top_k > 0 && (t.top_k < logits.len() || infill.is_some()) {
         let ranked = top_k(logits, t.top_k);
         let head: Vec<f32> = ranked.iter().map(|&i| logits[i as usize]).collect();
         let weights = weights_of(&head, max, inv_t);
         let total = weights.iter().sum();
         let kept = kept_of(&weights, total, t, true).unwrap_or(1);
+        if let Some(infill) = infill {
+            let kept = kept.clamp(1, ranked.len());
+            let (ids, p) = infill.reshape(&ranked[..kept], &weights[..kept]);
+            return draw_kept(&ids, &p, ids.len(), t, draw);
+        }
         return draw_kept(&ranked, &weights, kept, t, draw);
     }
     let weights = weights_of(logits, max, inv_t);

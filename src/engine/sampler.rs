@@ -5,9 +5,10 @@
 use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
+use super::infill::Infill;
 use super::mirostat::{Mirostat, MirostatState};
 use super::penalties::{Penalizer, Penalties};
-use super::pick::{keep_typical, pick, ranked, top_k, Truncation};
+use super::pick::{keep_typical, pick, pick_infill, ranked, top_k, Truncation};
 use super::runner::Logits;
 use super::temperature::DynamicTemperature;
 use super::thought::Thought;
@@ -54,6 +55,8 @@ pub struct SamplingParams {
     pub temperature_last: bool,
     /// llama.cpp's dynamic temperature around `temperature` (`temperature.rs`); None: off.
     pub dynamic_temperature: Option<DynamicTemperature>,
+    /// llama.cpp's infill sampler after the truncations (`infill.rs`); None: off.
+    pub infill: Option<Arc<Infill>>,
 }
 
 impl Default for SamplingParams {
@@ -75,6 +78,7 @@ impl Default for SamplingParams {
             mirostat: None,
             temperature_last: false,
             dynamic_temperature: None,
+            infill: None,
         }
     }
 }
@@ -446,7 +450,11 @@ impl Sampler {
             temperature_last: p.temperature_last,
             dynamic: p.dynamic_temperature,
         };
-        pick(logits, &truncation, self.rng.random::<f32>())
+        let draw = self.rng.random::<f32>();
+        match &p.infill {
+            Some(infill) => pick_infill(logits, &truncation, infill, draw),
+            None => pick(logits, &truncation, draw),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use super::state::Ready;
 use super::validate::Plan;
 use crate::engine::generate::FinishReason;
 use crate::engine::grammar::Constraint;
+use crate::engine::infill::Infill;
 use crate::engine::scheduler::{EngineEvent, EngineRequest, TokenLogprobs};
 use crate::engine::thought::Thought;
 use candor_models::tokenizer::{StreamDecoder, Tokenizer};
@@ -245,6 +246,12 @@ pub fn start(
         .dry
         .as_ref()
         .map(|d| d.params(ready.dry_breakers.of(&ready.tokenizer, d.breaker_strings())));
+    let infill = plan.infill.then(|| {
+        Arc::new(Infill {
+            vocab: ready.tokenizer.token_bytes(),
+            ends: eos_ids.clone(),
+        })
+    });
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
     let mut echoes = Vec::with_capacity(total);
@@ -254,6 +261,7 @@ pub fn start(
             let mut sampling = plan.sampling.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
             sampling.dry = dry.clone();
+            sampling.infill = infill.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {
                     format!("{request_id}/{}", requests.len())

@@ -7,8 +7,9 @@
 //! changes is where the temperature stands: after the truncations that read probabilities
 //! (typical-p, top-p, min-p, XTC; top-k and top-n-sigma do not change with it), as in
 //! llama.cpp's default chain, or before them all, as transformers and vLLM have it. A list
-//! that puts it between them is refused. `infill` (llama.vim sends it) is accepted and does
-//! nothing here: `/infill` ends its answers by its own rules.
+//! that puts it between them is refused. Without `temperature` the draw is at temperature 1
+//! (a request's 0 stays greedy). `infill` (llama.vim sends it) runs llama.cpp's infill
+//! sampler after the truncations (`engine::infill`).
 use super::error::ApiError;
 use crate::engine::sampler::SamplingParams;
 use serde_json::Value;
@@ -84,10 +85,14 @@ impl Chain {
         Ok(before)
     }
 
-    /// Turn off what the chain leaves out and place the temperature. Returns whether DRY
-    /// stays on.
-    pub fn apply(&self, s: &mut SamplingParams) -> Result<bool, ApiError> {
+    /// Turn off what the chain leaves out and place the temperature. Returns what the engine
+    /// needs the model for: DRY's breakers and the infill sampler's vocabulary.
+    pub fn apply(&self, s: &mut SamplingParams) -> Result<Needs, ApiError> {
         s.temperature_last = self.temperature_last()?;
+        if !self.has(Kind::Temperature) && s.temperature > 0.0 {
+            s.temperature = 1.0;
+            s.dynamic_temperature = None;
+        }
         if !self.has(Kind::Penalties) {
             s.penalties.repetition = 1.0;
             s.penalties.presence = 0.0;
@@ -111,8 +116,18 @@ impl Chain {
         if !self.has(Kind::Xtc) {
             s.xtc_probability = 0.0;
         }
-        Ok(self.has(Kind::Dry))
+        Ok(Needs {
+            dry: self.has(Kind::Dry),
+            infill: self.has(Kind::Infill),
+        })
     }
+}
+
+/// What a chain keeps that the engine needs the model for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub dry: bool,
+    pub infill: bool,
 }
 
 /// A request's `samplers`, or None when it sends none.
@@ -179,8 +194,8 @@ mod tests {
     fn applied(samplers: Value, s: &SamplingParams) -> Result<(SamplingParams, bool), ApiError> {
         let mut s = s.clone();
         let chain = chain(Some(&samplers))?.unwrap();
-        let dry = chain.apply(&mut s)?;
-        Ok((s, dry))
+        let needs = chain.apply(&mut s)?;
+        Ok((s, needs.dry))
     }
 
     #[test]
@@ -237,8 +252,20 @@ mod tests {
         assert!(!s.temperature_last);
         let e = applied(json!(["top_p", "temperature", "min_p"]), &sent).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("samplers"));
-        // llama.vim's list.
-        let (s, _) = applied(json!(["top_k", "top_p", "infill"]), &sent).unwrap();
-        assert_eq!((s.top_k, s.top_p, s.min_p), (40, 0.9, 0.0));
+        // llama.vim's list: no temperature sampler, a draw at 1.
+        let hot = SamplingParams {
+            temperature: 0.8,
+            ..sent.clone()
+        };
+        let (s, _) = applied(json!(["top_k", "top_p", "infill"]), &hot).unwrap();
+        assert_eq!(
+            (s.top_k, s.top_p, s.min_p, s.temperature),
+            (40, 0.9, 0.0, 1.0)
+        );
+        let needs = chain(Some(&json!("kpi")))
+            .unwrap()
+            .unwrap()
+            .apply(&mut hot.clone());
+        assert!(needs.unwrap().infill);
     }
 }

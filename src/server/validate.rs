@@ -57,6 +57,8 @@ pub struct Plan {
     /// Without DRY, which needs the prompt and the vocabulary (`dry`, `generation::start`).
     pub sampling: SamplingParams,
     pub dry: Option<super::dry::DryRequest>,
+    /// llama.cpp's infill sampler, which needs the vocabulary's bytes (`generation::start`).
+    pub infill: bool,
     pub stop: Vec<String>,
     /// A stop string that ends the answer stays in it (`include_stop_str_in_output`).
     pub include_stop: bool,
@@ -317,14 +319,19 @@ fn plan_with(
         mirostat: super::llama_samplers::mirostat(p, &defaults)?,
         temperature_last: false,
         dynamic_temperature: super::llama_samplers::dynamic_temperature(p)?,
+        // Built with the vocabulary at the start (`generation::start`).
+        infill: None,
     };
     let mut dry = super::dry::dry_request(&p.samplers)?;
     let chain = match sampler_chain::chain(p.samplers.samplers.as_ref())? {
         None if p.dialect == Dialect::LlamaServer => Some(sampler_chain::Chain::llama_cpp()),
         chain => chain,
     };
+    let mut infill = false;
     if let Some(chain) = chain {
-        if !chain.apply(&mut sampling)? {
+        let needs = chain.apply(&mut sampling)?;
+        infill = needs.infill;
+        if !needs.dry {
             dry = None;
         }
     }
@@ -332,6 +339,7 @@ fn plan_with(
         max_tokens,
         sampling,
         dry,
+        infill,
         stop,
         include_stop: p.include_stop_str_in_output,
         stop_token_ids,
