@@ -118,7 +118,11 @@ fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f3
     }
     // The temperature's place matters only to what reads the probabilities; elsewhere the
     // temperature first costs one weighing of the row instead of two.
-    let reads = t.min_p > 0.0 || t.top_p < 1.0 || t.xtc_threshold.is_some() || t.dynamic.is_some();
+    let reads = t.min_p > 0.0
+        || t.top_p < 1.0
+        || t.xtc_threshold.is_some()
+        || t.dynamic.is_some()
+        || infill.is_some();
     let t = &Truncation {
         temperature_last: t.temperature_last && reads,
         ..*t
@@ -373,13 +377,15 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) 
     let shaped: Vec<f32>;
     let w = if t.temperature_last {
         // The temperature comes last: on the kept tokens' weights at temperature 1, scaled
-        // by the first (the largest) so a cold pick does not underflow them all.
+        // by the largest so a cold pick does not underflow them all (the infill sampler's
+        // merges may have made a later one the largest).
         let temperature = t.last_temperature(w);
+        let largest = (0..w.len()).fold(0, |best, i| if w[i] > w[best] { i } else { best });
         if temperature <= 0.0 {
-            return ranked[0];
+            return ranked[largest];
         }
         let inv_t = 1.0 / temperature;
-        shaped = w.iter().map(|&x| (x / w[0]).powf(inv_t)).collect();
+        shaped = w.iter().map(|&x| (x / w[largest]).powf(inv_t)).collect();
         &shaped[..]
     } else {
         w

@@ -11,6 +11,7 @@
 //! (a request's 0 stays greedy). `infill` (llama.vim sends it) runs llama.cpp's infill
 //! sampler after the truncations (`engine::infill`).
 use super::error::ApiError;
+use crate::engine::penalties::Penalties;
 use crate::engine::sampler::SamplingParams;
 use serde_json::Value;
 
@@ -93,29 +94,25 @@ impl Chain {
             s.temperature = 1.0;
             s.dynamic_temperature = None;
         }
+        // The engine's defaults are every sampler off.
+        let off = SamplingParams::default();
         if !self.has(Kind::Penalties) {
-            s.penalties.repetition = 1.0;
-            s.penalties.presence = 0.0;
-            s.penalties.frequency = 0.0;
+            s.penalties = Penalties {
+                scope: s.penalties.scope,
+                ..off.penalties
+            };
         }
-        if !self.has(Kind::TopNSigma) {
-            s.top_n_sigma = 0.0;
-        }
-        if !self.has(Kind::TopK) {
-            s.top_k = 0;
-        }
-        if !self.has(Kind::TypicalP) {
-            s.typical_p = 1.0;
-        }
-        if !self.has(Kind::TopP) {
-            s.top_p = 1.0;
-        }
-        if !self.has(Kind::MinP) {
-            s.min_p = 0.0;
-        }
-        if !self.has(Kind::Xtc) {
-            s.xtc_probability = 0.0;
-        }
+        let mut unless = |kind: Kind, turn_off: &dyn Fn(&mut SamplingParams)| {
+            if !self.has(kind) {
+                turn_off(s);
+            }
+        };
+        unless(Kind::TopNSigma, &|s| s.top_n_sigma = off.top_n_sigma);
+        unless(Kind::TopK, &|s| s.top_k = off.top_k);
+        unless(Kind::TypicalP, &|s| s.typical_p = off.typical_p);
+        unless(Kind::TopP, &|s| s.top_p = off.top_p);
+        unless(Kind::MinP, &|s| s.min_p = off.min_p);
+        unless(Kind::Xtc, &|s| s.xtc_probability = off.xtc_probability);
         Ok(Needs {
             dry: self.has(Kind::Dry),
             infill: self.has(Kind::Infill),
