@@ -31,7 +31,8 @@ pub async fn tokenize(
     }
     let tokens = match (&req.prompt, &req.messages, &req.content) {
         (Some(p), None, None) => encode(ready, "prompt", p, req.add_special_tokens)?,
-        (None, Some(m), None) => encode(ready, "messages", &chat_text(ready, &req, m)?, false)?,
+        // The template wrote the special tokens it wants.
+        (None, Some(m), None) => encode_prompt(ready, &chat_text(ready, &req, m)?)?,
         (None, None, Some(content)) => {
             let tokens = mixed(ready, content, req.add_special)?;
             return Ok(
@@ -115,12 +116,10 @@ fn chat_text(
     chat_prompt_text(ready, messages, tools.as_ref(), kwargs, end)
 }
 
+/// A text's tokens (`param` names it in an error), with the model's special tokens around it
+/// when `add_special`.
 fn encode(ready: &Ready, param: &str, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
     no_nul(param, text)?;
-    if param == "messages" {
-        // The template wrote the special tokens it wants.
-        return encode_prompt(ready, text);
-    }
     ready
         .tokenizer
         .encode(text, add_special)
