@@ -1578,8 +1578,9 @@ async fn llama_server_native_endpoints() {
         .collect();
     assert_eq!(streamed, bounded);
 
-    // llama.vim's request: its samplers end with llama.cpp's infill sampler, its fields
-    // besides (`cache_prompt`, `t_max_prompt_ms`, `response_fields`) are read or let be.
+    // llama.vim's request: its samplers end with llama.cpp's infill sampler, the closing
+    // object holds the `response_fields` it reads; `cache_prompt` and `t_max_prompt_ms` are
+    // let be (the prefix cache always serves, prompts are not cut short).
     let vim = json!({"input_prefix": "def add(a, b):\n", "prompt": "    return ",
                      "input_suffix": "\n\n\nprint(add(2, 3))\n", "input_extra": [],
                      "n_predict": 32, "n_indent": 4, "top_k": 40, "top_p": 0.99,
@@ -1589,6 +1590,9 @@ async fn llama_server_native_endpoints() {
     let (st, w) = post(&s, "/infill", vim).await;
     assert_eq!(st, 200, "{w}");
     assert!(w["content"].as_str().unwrap().contains("a + b"), "{w}");
+    // `response_fields`: those fields alone, nested ones under their path.
+    assert_eq!(w.as_object().unwrap().len(), 2, "{w}");
+    assert!(w["timings/prompt_n"].as_u64().unwrap() > 0, "{w}");
 
     // Too much asked for is the client's error.
     let (st, w) = post(

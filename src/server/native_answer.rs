@@ -54,9 +54,12 @@ pub struct NativeSampling {
     #[serde(default)]
     pub return_tokens: bool,
     /// llama-server's probabilities after its sampling chain instead of the model's; refused
-    /// beside `n_probs` (`NativeSampling::scored`).
+    /// beside `n_probs` (`NativeSampling::shown`).
     #[serde(default)]
     pub post_sampling_probs: bool,
+    /// Only these fields of the closing object, by path (`timings/prompt_n`), each under its
+    /// path as a flat key, as llama-server answers (llama.vim reads them so).
+    pub response_fields: Option<Vec<String>>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
 }
@@ -127,6 +130,7 @@ impl NativeSampling {
         Ok(Shown {
             n_probs,
             ids: self.return_tokens,
+            fields: self.response_fields.clone(),
         })
     }
 
@@ -139,19 +143,36 @@ impl NativeSampling {
     }
 }
 
-/// What an answer shows of its tokens.
-#[derive(Debug, Clone, Copy, Default)]
+/// What an answer shows of its tokens, and of its closing object.
+#[derive(Debug, Clone, Default)]
 pub struct Shown {
     /// Alternatives listed per token in `completion_probabilities` (0: no list).
     pub n_probs: usize,
     /// The ids in `tokens`.
     pub ids: bool,
+    /// `response_fields`: the closing object's fields shown, by path.
+    pub fields: Option<Vec<String>>,
 }
 
 impl Shown {
     /// The alternatives the engine scores at each token, if it scores them at all.
     fn logprobs(&self) -> Option<usize> {
         (self.n_probs > 0 || self.ids).then_some(self.n_probs)
+    }
+
+    /// The closing object, or with `response_fields` the value at each path that has one,
+    /// under the path (`{"timings/prompt_n": 12}`).
+    fn closing(&self, object: Value) -> Value {
+        let Some(paths) = &self.fields else {
+            return object;
+        };
+        let found = paths.iter().filter_map(|path| {
+            let value = path
+                .split('/')
+                .try_fold(&object, |at, key| at.as_object()?.get(key))?;
+            Some((path.clone(), value.clone()))
+        });
+        Value::Object(found.collect())
     }
 }
 
@@ -306,11 +327,11 @@ impl NativeRun {
                 Step::Done(summary) => {
                     let mut summary = summary?;
                     self.show_tokens(&mut summary);
-                    return Ok(axum::Json(summary).into_response());
+                    return Ok(axum::Json(self.shown.closing(summary)).into_response());
                 }
                 Step::Last(_, mut summary) => {
                     self.show_tokens(&mut summary);
-                    return Ok(axum::Json(summary).into_response());
+                    return Ok(axum::Json(self.shown.closing(summary)).into_response());
                 }
                 Step::Text(_) => {}
             }
@@ -440,13 +461,13 @@ pub fn stream(run: NativeRun) -> Response {
                 // The last text rides in the closing object.
                 summary["content"] = json!(text);
                 run.show_tokens(&mut summary);
-                (summary, None)
+                (run.shown.closing(summary), None)
             }
             Step::Done(Ok(mut summary)) => {
                 // The pieces carried the text already.
                 summary["content"] = json!("");
                 run.show_tokens(&mut summary);
-                (summary, None)
+                (run.shown.closing(summary), None)
             }
             Step::Done(Err(e)) => (e.body(), None),
         };
