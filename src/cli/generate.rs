@@ -1,10 +1,8 @@
 //! `candor generate`: one prompt, streamed to stdout, speed and memory on stderr (or one JSON
 //! object as the last stdout line).
 use super::model_args::ModelArgs;
+use super::sampling_args::SamplingArgs;
 use crate::engine::generate::{generate, GenerateRequest};
-use crate::engine::mirostat::{Mirostat, MirostatVersion};
-use crate::engine::penalties::{Penalties, PenaltyScope};
-use crate::engine::sampler::SamplingParams;
 use crate::error::CliError;
 use candor_models::chat_template::{ChatMessage, ChatTemplate};
 use candor_models::tokenizer::StreamDecoder;
@@ -38,40 +36,8 @@ pub struct GenerateArgs {
     pub system: Option<String>,
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.8, allow_hyphen_values = true)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    /// 0 = off.
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    /// Divides the logits of tokens already in the prompt or the answer (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    /// Subtracted from the logit of each token the answer holds (OpenAI's; 0 = off).
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    pub presence_penalty: f32,
-    /// Subtracted per time the answer holds a token (OpenAI's; 0 = off).
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    pub frequency_penalty: f32,
-    /// Count the penalties over the last N tokens of prompt and answer, as llama.cpp does
-    /// (-1 = all); unset, vLLM's reading: repetition over both, the others over the answer.
-    #[arg(long, allow_hyphen_values = true)]
-    pub repeat_last_n: Option<i64>,
-    /// Mirostat's version (1 or 2) in place of top-k / top-p / min-p (0 = off).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
-    pub mirostat: u8,
-    /// Mirostat's target surprise in bits.
-    #[arg(long, default_value_t = 5.0)]
-    pub mirostat_tau: f32,
-    /// Mirostat's learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    pub mirostat_eta: f32,
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
@@ -82,36 +48,7 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let threads = args.model.configure_threads();
     let path = args.model.resolve()?;
-    let sampling = SamplingParams {
-        temperature: args.temperature,
-        top_p: args.top_p,
-        top_k: args.top_k,
-        min_p: args.min_p,
-        penalties: Penalties {
-            repetition: args.repetition_penalty,
-            presence: args.presence_penalty,
-            frequency: args.frequency_penalty,
-            scope: match args.repeat_last_n {
-                None => PenaltyScope::PromptAndAnswer,
-                Some(-1) => PenaltyScope::LastN(usize::MAX),
-                Some(n) => PenaltyScope::LastN(usize::try_from(n).map_err(|_| {
-                    CliError::Usage(format!("--repeat-last-n {n}: -1 (all), 0 (off) or more"))
-                })?),
-            },
-        },
-        mirostat: match args.mirostat {
-            1 => Some(MirostatVersion::V1),
-            2 => Some(MirostatVersion::V2),
-            _ => None,
-        }
-        .map(|version| Mirostat {
-            version,
-            tau: args.mirostat_tau,
-            eta: args.mirostat_eta,
-        }),
-        seed: args.seed,
-        ..Default::default()
-    };
+    let sampling = args.sampling.params()?;
     sampling.validate()?;
     // The KV cache holds the request: the prompt is known only after tokenizing, so size it for
     // the model's context bound after loading the tokenizer (cheap) via a first pass.

@@ -8,6 +8,7 @@ pub mod model_args;
 pub mod perplexity;
 pub mod pull;
 pub mod report;
+pub mod sampling_args;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
