@@ -1822,7 +1822,8 @@ async fn token_ids_probabilities_and_bytes() {
 }
 
 /// llama-server's `/tokenize` (`content`, mixed lists, `with_pieces`), `/detokenize`'s
-/// `content` and `/apply-template`, beside vLLM's forms of the first two.
+/// `content`, `/apply-template` and `input_tokens`, beside vLLM's forms of the first two; its
+/// other names for endpoints (`/completions`, `/chat/completions`, `/models`, `/v1/health`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_tokenize_and_apply_template() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;
@@ -1892,4 +1893,35 @@ async fn llama_server_tokenize_and_apply_template() {
     assert_eq!(chat["tokens"], templated["tokens"]);
     let (st, e) = post(&s, "/apply-template", json!({"prompt": "hi"})).await;
     assert_eq!((st, &e["error"]["param"]), (400, &json!("messages")), "{e}");
+    let (st, n) = post(
+        &s,
+        "/v1/chat/completions/input_tokens",
+        json!({"messages": messages}),
+    )
+    .await;
+    assert_eq!(st, 200, "{n}");
+    assert_eq!(n["input_tokens"], chat["count"], "{n}");
+
+    // llama-server's other names for the same endpoints.
+    let (st, _) = s.get("/v1/health").await;
+    assert_eq!(st, 200);
+    let (_, listed) = s.get("/models").await;
+    let (_, v1) = s.get("/v1/models").await;
+    assert_eq!(listed["data"], v1["data"]);
+    let ask = json!({"prompt": "1, 2, 3,", "n_predict": 4, "temperature": 0});
+    let (_, legacy) = post(&s, "/completion", ask.clone()).await;
+    let (st, plural) = post(&s, "/completions", ask).await;
+    assert_eq!(
+        (st, &plural["content"]),
+        (200, &legacy["content"]),
+        "{plural}"
+    );
+    let chat_body = json!({"messages": messages, "max_tokens": 4, "temperature": 0});
+    let (st, short) = post(&s, "/chat/completions", chat_body.clone()).await;
+    let (_, long) = post(&s, "/v1/chat/completions", chat_body).await;
+    assert_eq!(st, 200, "{short}");
+    assert_eq!(
+        short["choices"][0]["message"]["content"],
+        long["choices"][0]["message"]["content"]
+    );
 }

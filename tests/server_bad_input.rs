@@ -751,9 +751,13 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     );
 
     // /health and /metrics stay open without a key; the API needs it; the server still works.
+    for open in ["/health", "/v1/health"] {
+        assert_eq!(client.get(s.url(open)).send().await.unwrap().status(), 200);
+    }
     assert_eq!(
-        client.get(s.url("/health")).send().await.unwrap().status(),
-        200
+        client.get(s.url("/models")).send().await.unwrap().status(),
+        401,
+        "llama-server's name for /v1/models needs the key too"
     );
     assert_eq!(
         client.get(s.url("/metrics")).send().await.unwrap().status(),

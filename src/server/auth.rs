@@ -1,5 +1,6 @@
 //! API keys, compared in constant time: `Authorization: Bearer KEY`, or `x-api-key: KEY` as
-//! Anthropic's clients send it. /, /health and /metrics stay open.
+//! Anthropic's clients send it. /, /health (and llama-server's /v1/health) and /metrics stay
+//! open.
 use super::error::{AnthropicError, ApiError, OllamaError};
 use super::state::SharedState;
 use axum::extract::{Request, State};
@@ -12,7 +13,7 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/" || path == "/health" || path == "/metrics" {
+    if matches!(path, "/" | "/health" | "/v1/health" | "/metrics") {
         return next.run(req).await;
     }
     let headers = req.headers();

@@ -168,6 +168,22 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/tokenize", post(routes::tokens::tokenize))
         .route("/detokenize", post(routes::tokens::detokenize))
         .route("/apply-template", post(routes::tokens::apply_template))
+        // llama-server's other names for the same endpoints.
+        .route("/v1/health", get(routes::misc::health))
+        .route("/models", get(routes::misc::models))
+        .route("/completions", post(routes::llama_completion::completion))
+        .route("/chat/completions", post(routes::chat::chat_completions))
+        .route("/responses", post(routes::responses::responses))
+        .route("/reranking", post(routes::similarity::rerank))
+        .route("/v1/reranking", post(routes::similarity::rerank))
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(routes::tokens::chat_input_tokens),
+        )
+        .route(
+            "/chat/completions/input_tokens",
+            post(routes::tokens::chat_input_tokens),
+        )
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
