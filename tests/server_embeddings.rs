@@ -1,7 +1,8 @@
 //! `/v1/embeddings` on the real server: one unit vector per input, in order, the same for an
 //! input alone or in a batch, sent as text or as its token ids, as floats or base64;
 //! `dimensions` cuts and normalises again; `--pooling` chooses the last token or the mean;
-//! `/score` and `/rerank` are the cosines of those embeddings.
+//! `/score` and `/rerank` are the cosines of those embeddings; llama-server's `/embedding`
+//! answers its `content` in its shape, scaled by `embd_normalize`.
 mod common;
 
 use base64::Engine as _;
@@ -96,6 +97,56 @@ async fn embeddings_are_unit_vectors_the_same_however_they_are_asked_for() {
     for (x, y) in cut.iter().zip(&alone[..64]) {
         assert!((x - y / norm).abs() < 1e-3, "{x} vs {}", y / norm);
     }
+
+    // llama-server's `/embedding` with its `content`: one-row matrices, scaled as
+    // `embd_normalize` says; with `input`, the OpenAI answer.
+    let llama = |body: Value| {
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/embedding", &body).await;
+            assert_eq!(status, 200, "{v}");
+            v[0]["embedding"][0]
+                .as_array()
+                .expect("a one-row matrix")
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>()
+        }
+    };
+    let unit = llama(json!({"content": cat})).await;
+    assert!(dot(&unit, &alone) > SAME_TEXT, "{}", dot(&unit, &alone));
+    let raw = llama(json!({"content": cat, "embd_normalize": -1})).await;
+    let length = dot(&raw, &raw).sqrt();
+    assert!(length > 1.5, "not scaled: {length}");
+    assert!(dot(&raw, &unit) / length > SAME_TEXT);
+    let int16 = llama(json!({"content": cat, "embd_normalize": 0})).await;
+    let largest = int16.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!((largest - 32760.0).abs() < 0.1, "{largest}");
+    let taxicab = llama(json!({"content": cat, "embd_normalize": 1})).await;
+    let l1: f32 = taxicab.iter().map(|x| x.abs()).sum();
+    assert!((l1 - 1.0).abs() < 1e-3, "{l1}");
+    let (status, both) = s
+        .post("/embeddings", &json!({"content": [cat, code]}))
+        .await;
+    assert_eq!(status, 200, "{both}");
+    assert_eq!(
+        (both[0]["index"].clone(), both[1]["index"].clone()),
+        (json!(0), json!(1))
+    );
+    let (status, openai) = s.post("/embeddings", &json!({"input": cat})).await;
+    assert_eq!(status, 200, "{openai}");
+    assert!(dot(&vectors(&openai)[0], &alone) > SAME_TEXT);
+    let (status, e) = s
+        .post(
+            "/embedding",
+            &json!({"content": cat, "embd_normalize": "l2"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &e["error"]["param"]),
+        (400, &json!("embd_normalize")),
+        "{e}"
+    );
 
     // Nothing is left running, and a chat still works beside it.
     assert_eq!(s.metric("candor:num_requests_running").await, 0.0);

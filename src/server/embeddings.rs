@@ -171,16 +171,31 @@ pub fn text_tokens(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
 
 /// The first `dimensions` values of a pooled vector, scaled to unit length (a zero vector
 /// stays zero).
-pub fn normalised(mut v: Vec<f32>, dimensions: usize) -> Vec<f32> {
+pub fn normalised(v: Vec<f32>, dimensions: usize) -> Vec<f32> {
+    normalised_by(v, dimensions, EUCLIDEAN)
+}
+
+/// llama-server's `embd_normalize` for the Euclidean norm, its default.
+pub const EUCLIDEAN: i64 = 2;
+
+/// The first `dimensions` values of a pooled vector, scaled as llama-server's
+/// `embd_normalize` says: -1 not at all, 0 the largest magnitude to 32760 (an int16's
+/// range), p > 0 to unit p-norm (1 taxicab, 2 Euclidean). A zero vector stays zero.
+pub fn normalised_by(mut v: Vec<f32>, dimensions: usize, norm: i64) -> Vec<f32> {
     v.truncate(dimensions);
-    let norm = v
-        .iter()
-        .map(|x| (*x as f64) * (*x as f64))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 {
+    let magnitude = |x: &f32| (*x as f64).abs();
+    let size = match norm {
+        -1 => return v,
+        0 => v.iter().map(magnitude).fold(0.0, f64::max) / 32760.0,
+        p => {
+            let p = p as i32;
+            let sum: f64 = v.iter().map(|x| magnitude(x).powi(p)).sum();
+            sum.powf(1.0 / p as f64)
+        }
+    };
+    if size > 0.0 {
         for x in &mut v {
-            *x = (*x as f64 / norm) as f32;
+            *x = (*x as f64 / size) as f32;
         }
     }
     v

@@ -175,6 +175,8 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/chat/completions", post(routes::chat::chat_completions))
         .route("/responses", post(routes::responses::responses))
         .route("/reranking", post(routes::similarity::rerank))
+        .route("/embedding", post(routes::embeddings::llama_embeddings))
+        .route("/embeddings", post(routes::embeddings::llama_embeddings))
         .route("/v1/reranking", post(routes::similarity::rerank))
         .route(
             "/v1/chat/completions/input_tokens",

@@ -1,5 +1,6 @@
-//! `POST /v1/embeddings`: each input runs as a prompt-only engine request that pools its
-//! final hidden states (`--pooling`), all of them queued together.
+//! `POST /v1/embeddings` (and llama-server's `/embedding`, `/embeddings`): each input runs as a
+//! prompt-only engine request that pools its final hidden states (`--pooling`), all of them
+//! queued together.
 use crate::engine::sampler::SamplingParams;
 use crate::engine::scheduler::{EngineEvent, EngineRequest};
 use crate::server::embeddings::{self, EmbeddingRequest};
@@ -9,12 +10,68 @@ use crate::server::json::Json;
 use crate::server::state::{new_id, Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 pub async fn embeddings(
     State(state): State<SharedState>,
     Json(req): Json<EmbeddingRequest>,
 ) -> Result<Response, ApiError> {
+    openai_answer(&state, req).await
+}
+
+/// `POST /embedding` and `/embeddings` (llama-server's): `input` is answered as
+/// `/v1/embeddings` answers it; `content`, llama-server's own field, as llama-server does,
+/// `[{"index": 0, "embedding": [[...]]}]` (a pooled vector as a one-row matrix), each vector
+/// scaled as `embd_normalize` says (Euclidean by default, `normalised_by`).
+pub async fn llama_embeddings(
+    State(state): State<SharedState>,
+    Json(mut body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let Some(fields) = body.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    let norm = match fields.remove("embd_normalize") {
+        None => embeddings::EUCLIDEAN,
+        Some(n) => match n.as_i64() {
+            Some(n) if (-1..=64).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(
+                    "embd_normalize",
+                    format!("`embd_normalize` must be -1 (none), 0 (int16 range) or a p-norm's p up to 64, got {n}"),
+                ))
+            }
+        },
+    };
+    let content = fields.remove("content");
+    let as_request = |body: Value| {
+        serde_json::from_value::<EmbeddingRequest>(body)
+            .map_err(|e| ApiError::invalid("input", e.to_string()))
+    };
+    let Some(content) = content else {
+        return openai_answer(&state, as_request(body)?).await;
+    };
+    body["input"] = content;
+    let req = as_request(body)?;
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let dimensions = req.dimensions(ready.hidden_size)?;
+    let inputs = req.token_lists(ready)?;
+    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
+    let answers: Vec<Value> = pooled(ready, &inputs, priority, req.model.as_deref())
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let v = embeddings::normalised_by(v, dimensions, norm);
+            json!({"index": index, "embedding": [v]})
+        })
+        .collect();
+    Ok(axum::Json(answers).into_response())
+}
+
+/// The OpenAI answer to an embeddings request.
+async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     let encoding = req.encoding()?;
