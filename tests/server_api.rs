@@ -1901,6 +1901,25 @@ async fn llama_server_tokenize_and_apply_template() {
     .await;
     assert_eq!(st, 200, "{n}");
     assert_eq!(n["input_tokens"], chat["count"], "{n}");
+    // The Responses form of the same prompt.
+    let (st, r) = post(&s, "/v1/responses/input_tokens", json!({"input": "hi"})).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (&r["object"], &r["input_tokens"]),
+        (&json!("response.input_tokens"), &chat["count"]),
+        "{r}"
+    );
+    let (st, e) = post(
+        &s,
+        "/v1/responses/input_tokens",
+        json!({"input": "hi", "previous_response_id": "resp_missing"}),
+    )
+    .await;
+    assert_eq!(
+        (st, &e["error"]["param"]),
+        (400, &json!("previous_response_id")),
+        "{e}"
+    );
 
     // llama-server's other names for the same endpoints.
     let (st, _) = s.get("/v1/health").await;

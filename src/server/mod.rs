@@ -180,11 +180,19 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/reranking", post(routes::similarity::rerank))
         .route(
             "/v1/chat/completions/input_tokens",
-            post(routes::tokens::chat_input_tokens),
+            post(routes::chat::input_tokens),
         )
         .route(
             "/chat/completions/input_tokens",
-            post(routes::tokens::chat_input_tokens),
+            post(routes::chat::input_tokens),
+        )
+        .route(
+            "/v1/responses/input_tokens",
+            post(routes::responses::input_tokens),
+        )
+        .route(
+            "/responses/input_tokens",
+            post(routes::responses::input_tokens),
         )
         .fallback(routes::misc::not_found)
         .method_not_allowed_fallback(routes::misc::method_not_allowed)

@@ -188,6 +188,39 @@ pub fn chat_prompt_text(
     Ok(text)
 }
 
+/// A chat request's prompt as `start_chat` renders it with every turn kept: its tokens.
+pub fn chat_prompt_tokens(ready: &Ready, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
+    let tools = tool_plan(
+        ready,
+        &ToolRequest {
+            tools: req.tools.as_deref(),
+            tool_choice: req.tool_choice.as_ref(),
+            parallel_tool_calls: req.parallel_tool_calls,
+        },
+    )?;
+    let kwargs = req.template_kwargs()?;
+    let end = PromptEnd::of(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        &req.messages,
+    )?;
+    let text = chat_prompt_text(ready, &req.messages, tools.as_ref(), kwargs.as_ref(), end)?;
+    encode_prompt(ready, &text)
+}
+
+/// `POST /v1/chat/completions/input_tokens` (llama-server's): how many tokens a chat
+/// request's prompt takes, `{"input_tokens": n}`.
+pub async fn input_tokens(
+    State(state): State<SharedState>,
+    Json(req): Json<ChatRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.common.model.as_deref())?;
+    let tokens = chat_prompt_tokens(state.ready()?, &req)?;
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        serde_json::json!({"input_tokens": tokens.len()}),
+    )))
+}
+
 pub fn encode_prompt(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
     ready
         .tokenizer

@@ -6,11 +6,11 @@ use crate::server::json::Json;
 use crate::server::responses::reply::{self, Joins, Keep, Shell};
 use crate::server::responses::request::{ResponsesRequest, FIELD_NAMES};
 use crate::server::responses::store::{ChainError, Stored};
-use crate::server::routes::chat::start_chat;
+use crate::server::routes::chat::{chat_prompt_tokens, start_chat};
 use crate::server::state::{new_item_id, SharedState};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,25 +19,7 @@ pub async fn responses(
     Json(req): Json<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let conversation = req.conversation_id()?;
-    let history = match (&req.previous_response_id, &conversation) {
-        (Some(previous), _) => state.responses.conversation(previous).map_err(|e| {
-            let error = ApiError::invalid("previous_response_id", e.to_string());
-            match e {
-                ChainError::Missing(_) => error.with_code("not_found"),
-                ChainError::TooLong(..) => error,
-            }
-        })?,
-        (None, Some(id)) => {
-            state
-                .conversations
-                .get(id)
-                .map_err(|e| {
-                    ApiError::invalid("conversation", e.to_string()).with_code("not_found")
-                })?
-                .items
-        }
-        (None, None) => Vec::new(),
-    };
+    let history = history(&state, &req, conversation.as_deref())?;
     let chat = req.to_chat(&history)?;
     let id = new_item_id("resp");
     let started = start_chat(&state, &chat, id.clone())
@@ -72,6 +54,50 @@ pub async fn responses(
     } else {
         reply::complete(shell, started, tokenizer).await
     }
+}
+
+/// The items a request continues: its previous response's chain, or its conversation's.
+fn history(
+    state: &SharedState,
+    req: &ResponsesRequest,
+    conversation: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    Ok(match (&req.previous_response_id, conversation) {
+        (Some(previous), _) => state.responses.conversation(previous).map_err(|e| {
+            let error = ApiError::invalid("previous_response_id", e.to_string());
+            match e {
+                ChainError::Missing(_) => error.with_code("not_found"),
+                ChainError::TooLong(..) => error,
+            }
+        })?,
+        (None, Some(id)) => {
+            state
+                .conversations
+                .get(id)
+                .map_err(|e| {
+                    ApiError::invalid("conversation", e.to_string()).with_code("not_found")
+                })?
+                .items
+        }
+        (None, None) => Vec::new(),
+    })
+}
+
+/// `POST /v1/responses/input_tokens` (OpenAI's, llama-server's): how many tokens the prompt of
+/// a Responses request would take, its history included.
+pub async fn input_tokens(
+    State(state): State<SharedState>,
+    Json(req): Json<ResponsesRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.common.model.as_deref())?;
+    let conversation = req.conversation_id()?;
+    let history = history(&state, &req, conversation.as_deref())?;
+    let chat = req.to_chat(&history)?;
+    let tokens = chat_prompt_tokens(state.ready()?, &chat)?;
+    Ok(
+        axum::Json(json!({"object": "response.input_tokens", "input_tokens": tokens.len()}))
+            .into_response(),
+    )
 }
 
 fn missing(id: &str) -> ApiError {

@@ -54,21 +54,6 @@ pub async fn tokenize(
     .into_response())
 }
 
-/// `POST /v1/chat/completions/input_tokens` (llama-server's): how many tokens the prompt of
-/// a chat request (its messages, tools and switches) takes, `{"input_tokens": n}`.
-pub async fn chat_input_tokens(
-    State(state): State<SharedState>,
-    Json(req): Json<TokenizeRequest>,
-) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
-    let Some(messages) = &req.messages else {
-        return Err(ApiError::invalid("messages", "`messages` is required"));
-    };
-    let tokens = encode_prompt(ready, &chat_text(ready, &req, messages)?)?;
-    Ok(axum::Json(json!({"input_tokens": tokens.len()})).into_response())
-}
-
 /// `POST /apply-template`: the prompt text the chat template makes of `messages`.
 pub async fn apply_template(
     State(state): State<SharedState>,
