@@ -199,26 +199,15 @@ mod tests {
     fn names_letters_and_aliases_read_alike() {
         let names = chain(Some(&json!(["top-k", "nucleus", "typ", "MinP", "temp"]))).unwrap();
         let letters = chain(Some(&json!("kpymt"))).unwrap();
-        assert_eq!(
-            names.unwrap().0,
-            vec![
-                Kind::TopK,
-                Kind::TopP,
-                Kind::TypicalP,
-                Kind::MinP,
-                Kind::Temperature
-            ]
-        );
-        assert_eq!(
-            letters.unwrap().0,
-            vec![
-                Kind::TopK,
-                Kind::TopP,
-                Kind::TypicalP,
-                Kind::MinP,
-                Kind::Temperature
-            ]
-        );
+        let want = [
+            Kind::TopK,
+            Kind::TopP,
+            Kind::TypicalP,
+            Kind::MinP,
+            Kind::Temperature,
+        ];
+        assert_eq!(names.unwrap().0, want);
+        assert_eq!(letters.unwrap().0, want);
         assert_eq!(chain(None).unwrap(), None);
         for bad in [json!(["top_q"]), json!("kz"), json!(3), json!([1])] {
             let e = chain(Some(&bad)).unwrap_err();

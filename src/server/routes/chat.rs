@@ -190,22 +190,34 @@ pub fn chat_prompt_text(
 
 /// A chat request's prompt as `start_chat` renders it with every turn kept: its tokens.
 pub fn chat_prompt_tokens(ready: &Ready, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
-    let tools = tool_plan(
-        ready,
-        &ToolRequest {
-            tools: req.tools.as_deref(),
-            tool_choice: req.tool_choice.as_ref(),
-            parallel_tool_calls: req.parallel_tool_calls,
-        },
-    )?;
+    let tools = tool_plan(ready, &tool_request(req))?;
     let kwargs = req.template_kwargs()?;
-    let end = PromptEnd::of(
+    let text = chat_prompt_text(
+        ready,
+        &req.messages,
+        tools.as_ref(),
+        kwargs.as_ref(),
+        prompt_end(req)?,
+    )?;
+    encode_prompt(ready, &text)
+}
+
+/// The request's tools and how it asks for calls.
+fn tool_request(req: &ChatRequest) -> ToolRequest<'_> {
+    ToolRequest {
+        tools: req.tools.as_deref(),
+        tool_choice: req.tool_choice.as_ref(),
+        parallel_tool_calls: req.parallel_tool_calls,
+    }
+}
+
+/// Where the request's prompt ends (a new assistant turn, or inside the final message).
+fn prompt_end(req: &ChatRequest) -> Result<PromptEnd, ApiError> {
+    PromptEnd::of(
         req.add_generation_prompt,
         req.continue_final_message,
         &req.messages,
-    )?;
-    let text = chat_prompt_text(ready, &req.messages, tools.as_ref(), kwargs.as_ref(), end)?;
-    encode_prompt(ready, &text)
+    )
 }
 
 /// `POST /v1/chat/completions/input_tokens` (llama-server's): how many tokens a chat
@@ -281,12 +293,7 @@ pub async fn start_chat(
     state.check_model(req.common.model.as_deref())?;
     let ready = state.ready()?;
     refuse_unsupported(req)?;
-    let tool_request = ToolRequest {
-        tools: req.tools.as_deref(),
-        tool_choice: req.tool_choice.as_ref(),
-        parallel_tool_calls: req.parallel_tool_calls,
-    };
-    let tools = tool_plan(ready, &tool_request)?;
+    let tools = tool_plan(ready, &tool_request(req))?;
     let call_grammar = tools.as_ref().and_then(|t| t.call_grammar.clone());
     // `ignore_eos` runs past the end token, which a grammar may demand: no lazy grammar then.
     let lazy_call = tools
@@ -320,11 +327,7 @@ pub async fn start_chat(
     })
     .await?;
     let kwargs = req.template_kwargs()?;
-    let end = PromptEnd::of(
-        req.add_generation_prompt,
-        req.continue_final_message,
-        &req.messages,
-    )?;
+    let end = prompt_end(req)?;
     let render = |messages: &[Message]| -> Result<(String, Vec<u32>), ApiError> {
         let text = chat_prompt_text(ready, messages, tools.as_ref(), kwargs.as_ref(), end)?;
         let ids = encode_prompt(ready, &text)?;
