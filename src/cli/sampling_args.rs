@@ -73,16 +73,11 @@ impl SamplingArgs {
     pub fn params(&self) -> Result<SamplingParams, CliError> {
         let scope = match self.repeat_last_n {
             None => PenaltyScope::PromptAndAnswer,
-            Some(-1) => PenaltyScope::LastN(usize::MAX),
-            Some(n) => PenaltyScope::LastN(usize::try_from(n).map_err(|_| {
+            Some(n) => PenaltyScope::last_n(n).ok_or_else(|| {
                 CliError::Usage(format!("--repeat-last-n {n}: -1 (all), 0 (off) or more"))
-            })?),
+            })?,
         };
-        let mirostat = match self.mirostat {
-            1 => Some(MirostatVersion::V1),
-            2 => Some(MirostatVersion::V2),
-            _ => None,
-        };
+        let mirostat = MirostatVersion::numbered(self.mirostat.into());
         Ok(SamplingParams {
             temperature: self.temperature,
             temperature_last: self.temperature_last,

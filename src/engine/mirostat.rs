@@ -20,6 +20,17 @@ pub enum MirostatVersion {
     V2,
 }
 
+impl MirostatVersion {
+    /// The version llama.cpp's `mirostat: 1 | 2` names (0, off, and others: None).
+    pub fn numbered(n: i64) -> Option<Self> {
+        match n {
+            1 => Some(MirostatVersion::V1),
+            2 => Some(MirostatVersion::V2),
+            _ => None,
+        }
+    }
+}
+
 /// A request's mirostat.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mirostat {

@@ -21,6 +21,17 @@ pub enum PenaltyScope {
     LastN(usize),
 }
 
+impl PenaltyScope {
+    /// llama.cpp's `repeat_last_n`: -1 the whole context, 0 none, n the last n; None for
+    /// anything below -1.
+    pub fn last_n(n: i64) -> Option<Self> {
+        match n {
+            -1 => Some(PenaltyScope::LastN(usize::MAX)),
+            n => usize::try_from(n).ok().map(PenaltyScope::LastN),
+        }
+    }
+}
+
 /// The penalties of one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Penalties {

@@ -43,8 +43,9 @@ pub struct Truncation {
 
 impl Truncation {
     /// The temperature the truncations read the probabilities at: 1 when the temperature
-    /// comes last, else the pick's own (dynamic: over top-k's candidates, or the row's).
-    fn first_temperature(&self, logits: &[f32], max: f32) -> f32 {
+    /// comes last, else the pick's own (dynamic: over top-k's candidates `head`, ranked by
+    /// the caller, or the row's).
+    fn first_temperature(&self, logits: &[f32], max: f32, head: Option<&[u32]>) -> f32 {
         let Some(dynamic) = self.dynamic.filter(|_| !self.temperature_last) else {
             return if self.temperature_last {
                 1.0
@@ -56,8 +57,7 @@ impl Truncation {
             let ln_w = l - max;
             (ln_w.exp(), ln_w)
         };
-        if self.top_k > 0 && self.top_k < logits.len() {
-            let head = top_k(logits, self.top_k);
+        if let Some(head) = head {
             dynamic.temperature(
                 self.temperature,
                 head.iter().map(|&i| at_one(logits[i as usize])),
@@ -127,14 +127,16 @@ fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f3
         temperature_last: t.temperature_last && reads,
         ..*t
     };
-    let seen_at = t.first_temperature(logits, max);
+    // Top-k's candidates, ranked once for the temperature and the draw.
+    let top = (t.top_k > 0 && (t.top_k < logits.len() || infill.is_some()))
+        .then(|| top_k(logits, t.top_k));
+    let seen_at = t.first_temperature(logits, max, top.as_deref());
     if seen_at <= 0.0 {
         // A dynamic temperature that reached 0.
         return candor_kernels::argmax(logits);
     }
     let inv_t = 1.0 / seen_at;
-    if t.top_k > 0 && (t.top_k < logits.len() || infill.is_some()) {
-        let ranked = top_k(logits, t.top_k);
+    if let Some(ranked) = top {
         let head: Vec<f32> = ranked.iter().map(|&i| logits[i as usize]).collect();
         let weights = weights_of(&head, max, inv_t);
         let total = weights.iter().sum();

@@ -193,22 +193,11 @@ impl<'a> History<'a> {
     }
 }
 
-/// Tokens generated after a prompt the penalties and DRY do not see.
-impl<'a> From<&'a [u32]> for History<'a> {
-    fn from(generated: &'a [u32]) -> Self {
-        History::new(generated, 0)
-    }
-}
-
-impl<'a, const N: usize> From<&'a [u32; N]> for History<'a> {
-    fn from(generated: &'a [u32; N]) -> Self {
-        History::new(generated, 0)
-    }
-}
-
-impl<'a> From<&'a Vec<u32>> for History<'a> {
-    fn from(generated: &'a Vec<u32>) -> Self {
-        History::new(generated, 0)
+/// Tokens generated after a prompt the penalties and DRY do not see (a slice, an array, a
+/// Vec).
+impl<'a, T: AsRef<[u32]> + ?Sized> From<&'a T> for History<'a> {
+    fn from(generated: &'a T) -> Self {
+        History::new(generated.as_ref(), 0)
     }
 }
 

@@ -27,14 +27,12 @@ pub fn penalties(p: &CommonParams, defaults: &Applied) -> Result<Penalties, ApiE
     };
     let scope = match last_n {
         None => PenaltyScope::PromptAndAnswer,
-        Some(-1) => PenaltyScope::LastN(usize::MAX),
-        Some(n) if n >= 0 => PenaltyScope::LastN(usize::try_from(n).unwrap_or(usize::MAX)),
-        Some(n) => {
-            return Err(ApiError::invalid(
+        Some(n) => PenaltyScope::last_n(n).ok_or_else(|| {
+            ApiError::invalid(
                 "repeat_last_n",
                 format!("`repeat_last_n` must be -1 (the whole context), 0 (off) or more, got {n}"),
-            ))
-        }
+            )
+        })?,
     };
     Ok(Penalties {
         repetition,
@@ -59,14 +57,12 @@ pub fn mirostat(p: &CommonParams, defaults: &Applied) -> Result<Option<Mirostat>
     let s = &p.samplers;
     let version = match s.mirostat.unwrap_or(defaults.mirostat as i64) {
         0 => return Ok(None),
-        1 => MirostatVersion::V1,
-        2 => MirostatVersion::V2,
-        v => {
-            return Err(ApiError::invalid(
+        v => MirostatVersion::numbered(v).ok_or_else(|| {
+            ApiError::invalid(
                 "mirostat",
                 format!("`mirostat` must be 0 (off), 1 or 2 (its version), got {v}"),
-            ))
-        }
+            )
+        })?,
     };
     Ok(Some(Mirostat {
         version,

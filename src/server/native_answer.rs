@@ -3,9 +3,10 @@
 //! (`eos`, `limit`, `word`), `tokens_predicted`, `tokens_evaluated`, `tokens_cached`,
 //! `truncated`, `timings`, the tokens' ids (`return_tokens`) and their probabilities
 //! (`n_probs`: `completion_probabilities`); whole, or streamed as
-//! `data: {"content": ..., "stop": false}` lines and the closing object. `t_max_predict_ms` ends an answer at a finished line once that long
-//! has passed since its first token, as llama-server bounds an editor's wait; `n_indent` ends
-//! it before a later line that starts less indented, so an editor's fill stays in its block.
+//! `data: {"content": ..., "stop": false}` lines and the closing object. `t_max_predict_ms`
+//! ends an answer at a finished line once that long has passed since its first token, as
+//! llama-server bounds an editor's wait; `n_indent` ends it before a later line that starts
+//! less indented, so an editor's fill stays in its block.
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
 use super::openai::{CommonParams, Dialect, LlamaSamplers, Stop};

@@ -11,7 +11,6 @@
 //! (a request's 0 stays greedy). `infill` (llama.vim sends it) runs llama.cpp's infill
 //! sampler after the truncations (`engine::infill`).
 use super::error::ApiError;
-use crate::engine::penalties::Penalties;
 use crate::engine::sampler::SamplingParams;
 use serde_json::Value;
 
@@ -48,9 +47,10 @@ const KINDS: [(&str, char, Kind); 10] = [
 pub struct Chain(Vec<Kind>);
 
 impl Chain {
-    /// llama.cpp's default chain: every sampler, the temperature last.
+    /// llama.cpp's default chain: every sampler but infill, the temperature last.
     pub fn llama_cpp() -> Self {
-        Chain(KINDS[..9].iter().map(|&(_, _, k)| k).collect())
+        let kinds = KINDS.iter().map(|&(_, _, k)| k);
+        Chain(kinds.filter(|&k| k != Kind::Infill).collect())
     }
 
     /// llama.cpp's names of the chain, as `/props` lists them.
@@ -97,10 +97,7 @@ impl Chain {
         // The engine's defaults are every sampler off.
         let off = SamplingParams::default();
         if !self.has(Kind::Penalties) {
-            s.penalties = Penalties {
-                scope: s.penalties.scope,
-                ..off.penalties
-            };
+            s.penalties = off.penalties;
         }
         let mut unless = |kind: Kind, turn_off: &dyn Fn(&mut SamplingParams)| {
             if !self.has(kind) {

@@ -38,7 +38,10 @@ pub async fn llama_embeddings(
             _ => {
                 return Err(ApiError::invalid(
                     "embd_normalize",
-                    format!("`embd_normalize` must be -1 (none), 0 (int16 range) or a p-norm's p up to 64, got {n}"),
+                    format!(
+                        "`embd_normalize` must be -1 (none), 0 (int16 range) or a p-norm's p \
+                         up to 64, got {n}"
+                    ),
                 ))
             }
         },
@@ -52,18 +55,10 @@ pub async fn llama_embeddings(
         return openai_answer(&state, as_request(body)?).await;
     };
     body["input"] = content;
-    let req = as_request(body)?;
-    state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
-    let dimensions = req.dimensions(ready.hidden_size)?;
-    let inputs = req.token_lists(ready)?;
-    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
-    let answers: Vec<Value> = pooled(ready, &inputs, priority, req.model.as_deref())
-        .await?
-        .into_iter()
-        .enumerate()
+    let pooled = pool(&state, &as_request(body)?).await?;
+    let answers: Vec<Value> = (pooled.vectors.into_iter().enumerate())
         .map(|(index, v)| {
-            let v = embeddings::normalised_by(v, dimensions, norm);
+            let v = embeddings::normalised_by(v, pooled.dimensions, norm);
             json!({"index": index, "embedding": [v]})
         })
         .collect();
@@ -72,24 +67,41 @@ pub async fn llama_embeddings(
 
 /// The OpenAI answer to an embeddings request.
 async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Response, ApiError> {
+    // A model it does not serve is said before a bad encoding, as it always was.
     state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
     let encoding = req.encoding()?;
-    let dimensions = req.dimensions(ready.hidden_size)?;
-    let inputs = req.token_lists(ready)?;
-    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
-    let vectors = pooled(ready, &inputs, priority, req.model.as_deref())
-        .await?
-        .into_iter()
-        .map(|v| embeddings::encoded(&embeddings::normalised(v, dimensions), encoding))
+    let pooled = pool(state, &req).await?;
+    let vectors = (pooled.vectors.into_iter())
+        .map(|v| embeddings::encoded(&embeddings::normalised(v, pooled.dimensions), encoding))
         .collect();
-    let tokens = inputs.iter().map(Vec::len).sum();
     Ok(axum::Json(embeddings::response(
         &state.answering_model(req.model.as_deref()),
         vectors,
-        tokens,
+        pooled.tokens,
     ))
     .into_response())
+}
+
+/// A request's pooled vectors (not normalised), the dimensions it keeps, the tokens it read.
+struct Pooled {
+    vectors: Vec<Vec<f32>>,
+    dimensions: usize,
+    tokens: usize,
+}
+
+/// Check an embeddings request and pool each of its inputs.
+async fn pool(state: &SharedState, req: &EmbeddingRequest) -> Result<Pooled, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let dimensions = req.dimensions(ready.hidden_size)?;
+    let inputs = req.token_lists(ready)?;
+    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
+    let vectors = pooled(ready, &inputs, priority, req.model.as_deref()).await?;
+    Ok(Pooled {
+        vectors,
+        dimensions,
+        tokens: inputs.iter().map(Vec::len).sum(),
+    })
 }
 
 /// Each input's pooled final hidden state (not normalised), in order; `priority` as the
