@@ -1769,15 +1769,46 @@ async fn token_ids_probabilities_and_bytes() {
     )
     .await;
     assert_eq!(v["tokens"], json!([]), "{v}");
-    for (body, field) in [
-        (
-            json!({"n_probs": 5, "post_sampling_probs": true}),
-            "post_sampling_probs",
-        ),
-        (json!({"n_probs": 1000}), "n_probs"),
-    ] {
-        let (st, e) = post(&s, "/completion", with_fields(json!({"prompt": "x"}), body)).await;
-        assert_eq!((st, &e["error"]["param"]), (400, &json!(field)), "{e}");
+    let (st, e) = post(&s, "/completion", json!({"prompt": "x", "n_probs": 1000})).await;
+    assert_eq!((st, &e["error"]["param"]), (400, &json!("n_probs")), "{e}");
+
+    // `post_sampling_probs`: the probabilities each token was drawn with. Top-k 3 leaves
+    // three candidates, whose probabilities (at temperature 0.7) make the whole; a greedy
+    // pick is certain.
+    let (st, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "My favourite colour is", "n_predict": 6, "temperature": 0.7,
+               "top_k": 3, "seed": 5, "n_probs": 5, "post_sampling_probs": true}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    for p in v["completion_probabilities"].as_array().unwrap() {
+        assert!(p.get("logprob").is_none(), "{p}");
+        let top = p["top_probs"].as_array().unwrap();
+        assert!((1..=3).contains(&top.len()), "{p}");
+        let total: f64 = top.iter().map(|t| t["prob"].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{p}");
+        let chosen = top
+            .iter()
+            .find(|t| t["id"] == p["id"])
+            .expect("drawn among them");
+        assert_eq!(chosen["prob"], p["prob"], "{p}");
+    }
+    let (_, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2, 3, 4,", "n_predict": 2, "temperature": 0, "n_probs": 2,
+               "post_sampling_probs": true}),
+    )
+    .await;
+    for p in v["completion_probabilities"].as_array().unwrap() {
+        assert_eq!(p["prob"], 1.0, "{p}");
+        assert_eq!(
+            p["top_probs"],
+            json!([{"id": p["id"], "token": p["token"],
+                                           "bytes": p["bytes"], "prob": 1.0}])
+        );
     }
 
     // A flamingo is two tokens in Qwen's vocabulary, neither a whole character: each lists

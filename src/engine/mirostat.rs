@@ -12,7 +12,8 @@
 //!
 //! Neither version ranks the whole vocabulary: version 2's kept set is a probability floor, and
 //! version 1 ranks 100 tokens, then k of them when its law asks for more.
-use super::pick::{draw_among, row_max, sum, top_k, weights_of};
+use super::candidates::Candidates;
+use super::pick::{row_max, sum, top_k, weights_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MirostatVersion {
@@ -76,20 +77,34 @@ impl MirostatState {
     /// The token drawn from `logits` at `temperature` (> 0), for a uniform `draw` in [0, 1);
     /// `mu` then moves toward the target.
     pub fn pick(&mut self, logits: &[f32], temperature: f32, draw: f32) -> u32 {
+        let candidates = self.candidates(logits, temperature);
+        self.draw(&candidates, draw)
+    }
+
+    /// What the next pick draws from: the tokens its `mu` keeps of `logits` at `temperature`
+    /// (> 0), and their weights.
+    pub fn candidates(&self, logits: &[f32], temperature: f32) -> Candidates {
         let max = row_max(logits);
         if !max.is_finite() {
-            // Nothing finite to weigh: the argmax, and nothing learnt.
-            return candor_kernels::argmax(logits);
+            // Nothing finite to weigh: the argmax.
+            return Candidates::Only(candor_kernels::argmax(logits));
         }
         let weights = weights_of(logits, max, 1.0 / temperature);
-        let kept = match self.params.version {
+        match self.params.version {
             MirostatVersion::V1 => self.v1_kept(logits, &weights),
             MirostatVersion::V2 => self.v2_kept(&weights),
-        };
-        let (token, p) =
-            draw_kept(&kept, &weights, draw).unwrap_or((candor_kernels::argmax(logits), 1.0));
-        let surprise = -p.log2();
-        self.mu -= self.params.eta * (surprise - self.params.tau);
+        }
+        .of(weights)
+    }
+
+    /// The token `draw` falls on among `candidates` (this state's); `mu` then moves by its
+    /// surprise. A row with nothing finite to weigh (`Only`) teaches nothing.
+    pub fn draw(&mut self, candidates: &Candidates, draw: f32) -> u32 {
+        let token = candidates.draw(draw);
+        if !matches!(candidates, Candidates::Only(_)) {
+            let surprise = -candidates.probability(token).log2();
+            self.mu -= self.params.eta * (surprise - self.params.tau);
+        }
         token
     }
 
@@ -142,23 +157,23 @@ impl MirostatState {
     }
 }
 
-/// The draw among the kept tokens in proportion to their weights, and the drawn token's
-/// probability among them; None when none weighs anything.
-fn draw_kept(kept: &Kept, weights: &[f32], draw: f32) -> Option<(u32, f32)> {
-    let (token, total) = match kept {
-        Kept::Floor(floor) => {
-            let kept = |&x: &f32| if x >= *floor { x } else { 0.0 };
-            let total = sum(&weights.iter().map(kept).collect::<Vec<_>>());
-            let pairs = (0..).zip(weights.iter().map(kept));
-            (draw_among(pairs, total, draw)?, total)
+impl Kept {
+    /// The kept tokens with their weights, of the row's `weights`.
+    fn of(self, mut weights: Vec<f32>) -> Candidates {
+        match self {
+            Kept::Floor(floor) => {
+                for w in weights.iter_mut().filter(|w| **w < floor) {
+                    *w = 0.0;
+                }
+                let total = sum(&weights);
+                Candidates::Row { weights, total }
+            }
+            Kept::Ids(ids) => {
+                let weights = ids.iter().map(|&i| weights[i as usize]).collect();
+                Candidates::Ranked { ids, weights }
+            }
         }
-        Kept::Ids(ids) => {
-            let pairs = ids.iter().map(|&i| (i, weights[i as usize]));
-            let total = pairs.clone().map(|(_, x)| x).sum();
-            (draw_among(pairs, total, draw)?, total)
-        }
-    };
-    Some((token, weights[token as usize] / total))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The engine: runners over a paged KV cache, block allocation, sampling, generation.
 pub mod block_manager;
+pub mod candidates;
 pub mod dry;
 pub mod error;
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! kept set provably lies inside (the top-p mass reached, or the min-p floor inside the
 //! margin). A flat distribution widens it to the whole vocabulary, which is the old cost.
 //! top-k takes its k tokens with a bounded heap instead of a sort.
+use super::candidates::Candidates;
 use super::infill::{Infill, CANDIDATES};
 use super::temperature::DynamicTemperature;
 use candor_kernels::activation::softmax_weights;
@@ -95,26 +96,35 @@ const MARGINS: [f32; 5] = [4.0, 8.0, 16.0, 32.0, 64.0];
 /// prefix of those whose probabilities sum to `top_p` or more (all of them if none does);
 /// the draw falls among the kept tokens in rank order, in proportion to their probabilities.
 pub fn pick(logits: &[f32], t: &Truncation, draw: f32) -> u32 {
-    pick_shaped(logits, t, None, draw)
+    candidates(logits, t).draw(draw)
 }
 
-/// The draw as `pick` makes it, with llama.cpp's infill sampler over the candidates the
-/// truncations keep: top-k caps them at `infill::CANDIDATES` (the sampler compares every
-/// pair).
+/// The draw as `pick` makes it, with llama.cpp's infill sampler (`infill_candidates`).
 pub fn pick_infill(logits: &[f32], t: &Truncation, infill: &Infill, draw: f32) -> u32 {
+    infill_candidates(logits, t, infill).draw(draw)
+}
+
+/// What `pick` draws from: the tokens `t` keeps of `logits` and their weights.
+pub fn candidates(logits: &[f32], t: &Truncation) -> Candidates {
+    shaped(logits, t, None)
+}
+
+/// The candidates as `candidates` keeps them, then reshaped by llama.cpp's infill sampler:
+/// top-k caps them at `infill::CANDIDATES` (the sampler compares every pair).
+pub fn infill_candidates(logits: &[f32], t: &Truncation, infill: &Infill) -> Candidates {
     let cap = match t.top_k {
         0 => CANDIDATES,
         k => k.min(CANDIDATES),
     };
     let t = Truncation { top_k: cap, ..*t };
-    pick_shaped(logits, &t, Some(infill), draw)
+    shaped(logits, &t, Some(infill))
 }
 
-fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f32) -> u32 {
+fn shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>) -> Candidates {
     let max = row_max(logits);
     if !max.is_finite() {
         // Nothing finite to weigh (every token masked, or an infinite logit).
-        return candor_kernels::argmax(logits);
+        return Candidates::Only(candor_kernels::argmax(logits));
     }
     // The temperature's place matters only to what reads the probabilities; elsewhere the
     // temperature first costs one weighing of the row instead of two.
@@ -133,7 +143,7 @@ fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f3
     let seen_at = t.first_temperature(logits, max, top.as_deref());
     if seen_at <= 0.0 {
         // A dynamic temperature that reached 0.
-        return candor_kernels::argmax(logits);
+        return Candidates::Only(candor_kernels::argmax(logits));
     }
     let inv_t = 1.0 / seen_at;
     if let Some(ranked) = top {
@@ -144,42 +154,41 @@ fn pick_shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>, draw: f3
         if let Some(infill) = infill {
             let kept = kept.clamp(1, ranked.len());
             let (ids, p) = infill.reshape(&ranked[..kept], &weights[..kept]);
-            return draw_kept(&ids, &p, ids.len(), t, draw);
+            return kept_candidates(&ids, &p, ids.len(), t);
         }
-        return draw_kept(&ranked, &weights, kept, t, draw);
+        return kept_candidates(&ranked, &weights, kept, t);
     }
     let weights = weights_of(logits, max, inv_t);
     let total = sum(&weights);
     if t.min_p <= 0.0 && t.top_p >= 1.0 {
-        return draw_whole_row(logits, max, weights, total, t, draw);
+        return whole_row(logits, max, weights, total, t);
     }
     for margin in MARGINS {
         let within = (-margin).exp();
-        let (ranked, w) = candidates(logits, &weights, |x| x >= within);
+        let (ranked, w) = ranked_within(logits, &weights, |x| x >= within);
         // The largest weighs 1, so min-p keeps the weights from `min_p` up: all of them are
         // candidates when that floor is within the margin.
         let holds_min_p = t.min_p > 0.0 && t.min_p >= within;
         if let Some(kept) = kept_of(&w, total, t, holds_min_p) {
-            return draw_kept(&ranked, &w, kept, t, draw);
+            return kept_candidates(&ranked, &w, kept, t);
         }
     }
     // Tokens that weigh nothing (underflowed, masked, NaN) can never be drawn.
-    let (ranked, w) = candidates(logits, &weights, |x| x > 0.0);
+    let (ranked, w) = ranked_within(logits, &weights, |x| x > 0.0);
     let kept = kept_of(&w, total, t, true).unwrap_or(1);
-    draw_kept(&ranked, &w, kept, t, draw)
+    kept_candidates(&ranked, &w, kept, t)
 }
 
-/// The draw when nothing is truncated: over the row as it lies, no ranking needed. `weights`
+/// The candidates when nothing is truncated: the row as it lies, no ranking needed. `weights`
 /// are at the temperature the truncations see (`Truncation::first_temperature`); XTC drops
 /// its top choices by them; when the temperature comes last it then shapes the rest.
-fn draw_whole_row(
+fn whole_row(
     logits: &[f32],
     max: f32,
     mut weights: Vec<f32>,
     mut total: f32,
     t: &Truncation,
-    draw: f32,
-) -> u32 {
+) -> Candidates {
     let mut excluded = Excluded::default();
     if let Some(threshold) = t.xtc_threshold {
         excluded = exclude_top_choices(logits, &mut weights, total, threshold);
@@ -195,9 +204,10 @@ fn draw_whole_row(
     };
     if temperature != 1.0 {
         if temperature <= 0.0 {
-            return excluded
+            let only = excluded
                 .left
                 .unwrap_or_else(|| candor_kernels::argmax(logits));
+            return Candidates::Only(only);
         }
         // Weighed from the largest left, so a cold pick does not underflow them all.
         let top = excluded.left.map_or(max, |i| logits[i as usize]);
@@ -207,11 +217,15 @@ fn draw_whole_row(
         }
         total = sum(&weights);
     }
-    draw_among((0..).zip(weights.iter().copied()), total, draw).unwrap_or(0)
+    Candidates::Row { weights, total }
 }
 
 /// The ids whose weight `keep` takes, ranked, and their weights.
-fn candidates(logits: &[f32], weights: &[f32], keep: impl Fn(f32) -> bool) -> (Vec<u32>, Vec<f32>) {
+fn ranked_within(
+    logits: &[f32],
+    weights: &[f32],
+    keep: impl Fn(f32) -> bool,
+) -> (Vec<u32>, Vec<f32>) {
     let ranked = rank(logits, |i| keep(weights[i]));
     let w = ranked.iter().map(|&i| weights[i as usize]).collect();
     (ranked, w)
@@ -359,9 +373,9 @@ fn top_p_kept(w: &[f32], total: f32, top_p: f32) -> Option<usize> {
     None
 }
 
-/// The draw among the first `kept` ranked tokens, in proportion to their weights (past the
-/// top choices XTC excludes).
-fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) -> u32 {
+/// The first `kept` ranked tokens and their weights, past the top choices XTC excludes, at
+/// the draw's temperature.
+fn kept_candidates(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation) -> Candidates {
     let kept = kept.clamp(1, ranked.len());
     let mut from = 0;
     if let Some(threshold) = t.xtc_threshold {
@@ -375,26 +389,25 @@ fn draw_kept(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation, draw: f32) 
             from = top - 1;
         }
     }
-    let (ranked, w) = (&ranked[from..kept], &w[from..kept]);
-    let shaped: Vec<f32>;
-    let w = if t.temperature_last {
+    let (ids, w) = (&ranked[from..kept], &w[from..kept]);
+    let weights = if t.temperature_last {
         // The temperature comes last: on the kept tokens' weights at temperature 1, scaled
         // by the largest so a cold pick does not underflow them all (the infill sampler's
         // merges may have made a later one the largest).
         let temperature = t.last_temperature(w);
         let largest = (0..w.len()).fold(0, |best, i| if w[i] > w[best] { i } else { best });
         if temperature <= 0.0 {
-            return ranked[largest];
+            return Candidates::Only(ids[largest]);
         }
         let inv_t = 1.0 / temperature;
-        shaped = w.iter().map(|&x| (x / w[largest]).powf(inv_t)).collect();
-        &shaped[..]
+        w.iter().map(|&x| (x / w[largest]).powf(inv_t)).collect()
     } else {
-        w
+        w.to_vec()
     };
-    let total: f32 = w.iter().sum();
-    let pairs = ranked.iter().copied().zip(w.iter().copied());
-    draw_among(pairs, total, draw).unwrap_or(ranked[0])
+    Candidates::Ranked {
+        ids: ids.to_vec(),
+        weights,
+    }
 }
 
 /// The draw among `(token, weight)` pairs in their order, in proportion to their weights

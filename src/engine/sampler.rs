@@ -2,13 +2,14 @@
 //! truncations or after them) with top-k / top-p / min-p / typical-p / top-n-sigma filtering
 //! and XTC, or mirostat, after repetition / presence / frequency penalties and DRY. Seeded runs
 //! are reproducible (ChaCha8).
+use super::candidates::Candidates;
 use super::dry::DryParams;
 use super::error::EngineError;
 use super::grammar::Constraint;
 use super::infill::Infill;
 use super::mirostat::{Mirostat, MirostatState};
 use super::penalties::{Penalizer, Penalties};
-use super::pick::{keep_typical, pick, pick_infill, ranked, top_k, Truncation};
+use super::pick::{candidates, infill_candidates, keep_typical, ranked, top_k, Truncation};
 use super::runner::Logits;
 use super::temperature::DynamicTemperature;
 use super::thought::Thought;
@@ -166,6 +167,10 @@ pub struct Sampler {
     penalizer: Penalizer,
     /// The sequence's mirostat and its `mu`, when the request asks for it.
     mirostat: Option<MirostatState>,
+    /// Whether each pick keeps what it drew from (`drawn_from`).
+    keeps_candidates: bool,
+    /// What the last pick drew from, when kept.
+    drawn: Option<Candidates>,
 }
 
 /// The tokens a pick follows: the prompt's, then those generated so far.
@@ -220,7 +225,29 @@ impl Sampler {
             thought: None,
             end_ids: Vec::new(),
             penalizer: Penalizer::default(),
+            keeps_candidates: false,
+            drawn: None,
         })
+    }
+
+    /// Keep what each pick draws from, after every sampler (`drawn_from`): llama-server's
+    /// `post_sampling_probs` reports those probabilities instead of the model's.
+    pub fn keeping_candidates(mut self, keep: bool) -> Self {
+        self.keeps_candidates = keep;
+        self
+    }
+
+    /// What the last pick drew from, if this sampler keeps it (`keeping_candidates`).
+    pub fn drawn_from(&self) -> Option<&Candidates> {
+        self.drawn.as_ref()
+    }
+
+    /// The token of a pick from `candidates`, kept if asked to.
+    fn took(&mut self, candidates: Candidates, token: u32) -> u32 {
+        if self.keeps_candidates {
+            self.drawn = Some(candidates);
+        }
+        token
     }
 
     /// Sample only tokens `constraint` allows (it then needs the logits every step).
@@ -315,13 +342,13 @@ impl Sampler {
     ) -> u32 {
         if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
             self.accept(token);
-            return token;
+            return self.took(Candidates::Only(token), token);
         }
         match out.token(row) {
             Some(id) => {
                 // A lazy grammar waiting for its trigger still watches the tokens.
                 self.accept(id);
-                id
+                self.took(Candidates::Only(id), id)
             }
             None => self.sample(out.row(row), history),
         }
@@ -358,10 +385,10 @@ impl Sampler {
         }
         if let Some(token) = self.thought.as_ref().and_then(Thought::forced) {
             self.accept(token);
-            return token;
+            return self.took(Candidates::Only(token), token);
         }
         let shaping = self.grammar_applies();
-        let token = match self.constraint.take() {
+        let candidates = match self.constraint.take() {
             Some(mut constraint) if shaping => {
                 // At the answer's start a thought may open beside what the grammar allows.
                 let opening = self.thought.as_ref().and_then(Thought::opening_token);
@@ -370,23 +397,24 @@ impl Sampler {
                 if let Some((t, l)) = kept {
                     logits[t as usize] = l;
                 }
-                let token = if allowed {
+                let candidates = if allowed {
                     self.hold_back_the_end(&mut logits, history);
-                    self.pick(&mut logits)
+                    self.candidates(&mut logits)
                 } else {
-                    constraint.eos()
+                    Candidates::Only(constraint.eos())
                 };
                 self.constraint = Some(constraint);
-                token
+                candidates
             }
             unshaped => {
                 self.constraint = unshaped;
                 self.hold_back_the_end(&mut logits, history);
-                self.pick(&mut logits)
+                self.candidates(&mut logits)
             }
         };
+        let token = self.draw(&candidates);
         self.accept(token);
-        token
+        self.took(candidates, token)
     }
 
     /// Before `min_tokens`, the end tokens are out, unless nothing else is left (a grammar
@@ -409,13 +437,15 @@ impl Sampler {
         }
     }
 
-    fn pick(&mut self, logits: &mut [f32]) -> u32 {
+    /// What the pick draws from: the tokens every sampler keeps of `logits` (masked in place
+    /// by top-n-sigma and typical-p; the coin of XTC, when on, is tossed here).
+    fn candidates(&mut self, logits: &mut [f32]) -> Candidates {
         let p = &self.params;
         if p.temperature == 0.0 {
-            return argmax(logits);
+            return Candidates::Only(argmax(logits));
         }
-        if let Some(mirostat) = &mut self.mirostat {
-            return mirostat.pick(logits, p.temperature, self.rng.random::<f32>());
+        if let Some(mirostat) = &self.mirostat {
+            return mirostat.candidates(logits, p.temperature);
         }
         if p.top_n_sigma > 0.0 {
             keep_within_sigmas(logits, p.top_n_sigma);
@@ -439,10 +469,22 @@ impl Sampler {
             temperature_last: p.temperature_last,
             dynamic: p.dynamic_temperature,
         };
-        let draw = self.rng.random::<f32>();
         match &p.infill {
-            Some(infill) => pick_infill(logits, &truncation, infill, draw),
-            None => pick(logits, &truncation, draw),
+            Some(infill) => infill_candidates(logits, &truncation, infill),
+            None => candidates(logits, &truncation),
+        }
+    }
+
+    /// The token drawn among `candidates` (mirostat's `mu` learns from it); a certain one
+    /// takes no draw.
+    fn draw(&mut self, candidates: &Candidates) -> u32 {
+        if let Candidates::Only(token) = candidates {
+            return *token;
+        }
+        let draw = self.rng.random::<f32>();
+        match &mut self.mirostat {
+            Some(mirostat) => mirostat.draw(candidates, draw),
+            None => candidates.draw(draw),
         }
     }
 }
@@ -572,6 +614,55 @@ mod tests {
         assert_eq!(g.sample(&logits, &[1]), 2);
         // A token of the prompt is repeated as well (vLLM's reading).
         assert_eq!(g.sample(&logits, History::new(&[1], 1)), 2);
+    }
+
+    /// What a pick drew from, kept when asked: the truncated, tempered distribution (top-k
+    /// two of four at temperature 0.5, a logit bias and a penalty applied first), which a
+    /// seeded run follows in proportion; a greedy pick is certain.
+    #[test]
+    fn a_pick_keeps_what_it_drew_from_when_asked() {
+        let logits = [0.1, 2.0, 1.9, -1.0];
+        let params = SamplingParams {
+            temperature: 0.5,
+            top_k: 2,
+            seed: Some(3),
+            logit_bias: vec![(0, 1.85)],
+            penalties: Penalties {
+                repetition: 2.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut plain = Sampler::new(params.clone()).unwrap();
+        let mut keeping = Sampler::new(params).unwrap().keeping_candidates(true);
+        let history = History::new(&[2], 1);
+        let picks: Vec<u32> = (0..400).map(|_| keeping.sample(&logits, history)).collect();
+        assert_eq!(
+            picks,
+            (0..400)
+                .map(|_| plain.sample(&logits, history))
+                .collect::<Vec<_>>(),
+            "keeping the candidates changes no draw"
+        );
+        assert!(plain.drawn_from().is_none());
+        // Token 2 repeated: 1.9 / 2 = 0.95; token 0 biased: 1.95; token 1: 2.0.
+        let drawn = keeping.drawn_from().unwrap();
+        let expected = 1.0 / (1.0 + (-(2.0f32 - 1.95) / 0.5).exp());
+        let top = drawn.most_likely(4);
+        assert_eq!(top.len(), 2, "{top:?}");
+        assert_eq!(top[0].0, 1);
+        assert!((top[0].1 - expected).abs() < 1e-6, "{top:?}");
+        assert_eq!(top[1].0, 0);
+        let ones = picks.iter().filter(|&&t| t == 1).count() as f32 / 400.0;
+        assert!((ones - expected).abs() < 0.08, "{ones} vs {expected}");
+        let (lp, _) = drawn.logprobs(2, 1);
+        assert_eq!(lp, f32::NEG_INFINITY, "out of the candidates");
+
+        let mut greedy = Sampler::new(SamplingParams::greedy())
+            .unwrap()
+            .keeping_candidates(true);
+        assert_eq!(greedy.sample(&logits, &[]), 1);
+        assert_eq!(greedy.drawn_from(), Some(&Candidates::Only(1)));
     }
 
     #[test]

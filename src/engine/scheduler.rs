@@ -95,6 +95,9 @@ pub struct EngineRequest {
     pub ignore_eos: bool,
     /// Number of top alternatives to report per token (None: no logprobs).
     pub logprobs: Option<usize>,
+    /// The logprobs reported are those of the distribution each token was drawn from, after
+    /// every sampler (llama-server's `post_sampling_probs`), not the model's.
+    pub logprobs_after_sampling: bool,
     /// Score the prompt: the logprob of each prompt token after the first, with this many top
     /// alternatives (`echo` with `logprobs`). `max_tokens` 0 then only scores.
     pub prompt_logprobs: Option<usize>,
@@ -329,6 +332,7 @@ impl EngineHandle {
                     s.constrained(r.constraint.take())
                         .thinking(r.thought.take())
                         .ending_with(&r.eos_ids, r.ignore_eos)
+                        .keeping_candidates(r.logprobs.is_some() && r.logprobs_after_sampling)
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -1153,7 +1157,10 @@ fn take_tokens(
             .sampler
             .next_token(out, r, History::new(&seq.tokens, seq.prompt_len));
         let lp = seq.req.logprobs.map(|k| {
-            let (logprob, top) = logprobs(out.row(r), next, k);
+            let (logprob, top) = match seq.sampler.drawn_from() {
+                Some(drawn) => drawn.logprobs(next, k),
+                None => logprobs(out.row(r), next, k),
+            };
             TokenLogprobs { logprob, top }
         });
         note_prefilled(seq, stats);

@@ -116,6 +116,7 @@ fn request_with_prompt(
         eos_ids: Vec::new(),
         ignore_eos: true,
         logprobs: None,
+        logprobs_after_sampling: false,
         prompt_logprobs: None,
         pooling: None,
         prediction: Arc::default(),

@@ -275,6 +275,7 @@ pub fn start(
                 // `end_tokens` left the model's out already.
                 ignore_eos: false,
                 logprobs,
+                logprobs_after_sampling: plan.logprobs_after_sampling,
                 prompt_logprobs: prompt.echo.as_ref().and(logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
                 thought: thought.clone(),

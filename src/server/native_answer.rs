@@ -54,8 +54,8 @@ pub struct NativeSampling {
     /// The generated tokens' ids in `tokens`.
     #[serde(default)]
     pub return_tokens: bool,
-    /// llama-server's probabilities after its sampling chain instead of the model's; refused
-    /// beside `n_probs` (`NativeSampling::shown`).
+    /// `completion_probabilities` shows the probabilities each token was drawn with, after
+    /// every sampler (`prob`, `top_probs`), instead of the model's log-probabilities.
     #[serde(default)]
     pub post_sampling_probs: bool,
     /// Only these fields of the closing object, by path (`timings/prompt_n`), each under its
@@ -104,6 +104,7 @@ impl NativeSampling {
             json_schema: self.json_schema.clone(),
             samplers: self.samplers.clone(),
             dialect: Dialect::LlamaServer,
+            logprobs_after_sampling: self.post_sampling_probs,
             ..CommonParams::default()
         }
     }
@@ -121,15 +122,9 @@ impl NativeSampling {
                 ))
             }
         };
-        if n_probs > 0 && self.post_sampling_probs {
-            return Err(ApiError::invalid(
-                "post_sampling_probs",
-                "`post_sampling_probs` is not supported: `n_probs` lists the model's \
-                 log-probabilities before sampling (send `post_sampling_probs: false`)",
-            ));
-        }
         Ok(Shown {
             n_probs,
+            after_sampling: self.post_sampling_probs,
             ids: self.return_tokens,
             fields: self.response_fields.clone(),
         })
@@ -149,6 +144,8 @@ impl NativeSampling {
 pub struct Shown {
     /// Alternatives listed per token in `completion_probabilities` (0: no list).
     pub n_probs: usize,
+    /// They are the probabilities after sampling (`prob`, `top_probs`), not logprobs.
+    pub after_sampling: bool,
     /// The ids in `tokens`.
     pub ids: bool,
     /// `response_fields`: the closing object's fields shown, by path.
@@ -178,15 +175,23 @@ impl Shown {
 }
 
 /// One token as `completion_probabilities` lists it (and its alternatives, without theirs):
-/// `token` is the text of its bytes up to an incomplete character, as llama-server has it.
-fn probability(t: &TokenInfo) -> Value {
+/// `token` is the text of its bytes up to an incomplete character, as llama-server has it;
+/// its `logprob` and `top_logprobs`, or after sampling its `prob` and `top_probs`.
+fn probability(t: &TokenInfo, after_sampling: bool) -> Value {
     let valid = match std::str::from_utf8(&t.bytes) {
         Ok(text) => text,
         Err(e) => std::str::from_utf8(&t.bytes[..e.valid_up_to()]).unwrap_or_default(),
     };
-    let mut entry = json!({"id": t.id, "token": valid, "bytes": t.bytes, "logprob": t.logprob});
-    if let Some(top) = &t.top {
-        entry["top_logprobs"] = top.iter().map(probability).collect();
+    let mut entry = json!({"id": t.id, "token": valid, "bytes": t.bytes});
+    let (value, top) = if after_sampling {
+        (json!(t.logprob.map(f32::exp)), "top_probs")
+    } else {
+        (json!(t.logprob), "top_logprobs")
+    };
+    entry[if after_sampling { "prob" } else { "logprob" }] = value;
+    if let Some(alternatives) = &t.top {
+        let listed = alternatives.iter().map(|a| probability(a, after_sampling));
+        entry[top] = listed.collect();
     }
     entry
 }
@@ -317,7 +322,10 @@ impl NativeRun {
         };
         object["tokens"] = json!(ids);
         if self.shown.n_probs > 0 {
-            object["completion_probabilities"] = tokens.iter().map(probability).collect();
+            let listed = tokens
+                .iter()
+                .map(|t| probability(t, self.shown.after_sampling));
+            object["completion_probabilities"] = listed.collect();
         }
     }
 

@@ -76,6 +76,10 @@ pub struct CommonParams {
     /// Whose reading of the sampling fields the endpoint follows where peers differ.
     #[serde(skip)]
     pub dialect: Dialect,
+    /// The logprobs are those each token was drawn with, after every sampler (llama-server's
+    /// `post_sampling_probs`, on its native endpoints), not the model's.
+    #[serde(skip)]
+    pub logprobs_after_sampling: bool,
 }
 
 /// Whose reading of the sampling fields a request gets where peers differ, by its endpoint.

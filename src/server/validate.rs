@@ -77,6 +77,8 @@ pub struct Plan {
     /// The model the request named (the base model or one of its LoRA adapters; checked
     /// before the plan is made).
     pub model: Option<String>,
+    /// `CommonParams::logprobs_after_sampling`.
+    pub logprobs_after_sampling: bool,
 }
 
 /// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
@@ -351,6 +353,7 @@ fn plan_with(
         prediction: prediction(p.prediction.as_ref())?,
         priority: priority(limits, p.priority)?,
         model: p.model.clone(),
+        logprobs_after_sampling: p.logprobs_after_sampling,
     })
 }
 

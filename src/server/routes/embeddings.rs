@@ -130,6 +130,7 @@ pub async fn pooled(
             eos_ids: Vec::new(),
             ignore_eos: true,
             logprobs: None,
+            logprobs_after_sampling: false,
             prompt_logprobs: None,
             constraint: None,
             thought: None,
