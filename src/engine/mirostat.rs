@@ -162,8 +162,9 @@ impl Kept {
     fn of(self, mut weights: Vec<f32>) -> Candidates {
         match self {
             Kept::Floor(floor) => {
-                for w in weights.iter_mut().filter(|w| **w < floor) {
-                    *w = 0.0;
+                // A select over every weight (a branch per weight does not vectorize).
+                for w in weights.iter_mut() {
+                    *w = if *w >= floor { *w } else { 0.0 };
                 }
                 let total = sum(&weights);
                 Candidates::Row { weights, total }
