@@ -1644,13 +1644,67 @@ async fn llama_server_native_endpoints() {
         ["yes", "no"].contains(&g["content"].as_str().unwrap().trim()),
         "{g}"
     );
-    let (st, g) = post(
+    // A list of prompts is answered as a list, each as it would be alone, in order; a list
+    // of texts and ids mixed is one prompt.
+    let second = json!({"prompt": "a, b, c,", "n_predict": 8, "temperature": 0});
+    let (_, alone) = post(&s, "/completion", second).await;
+    let ids = t["tokens"].as_array().unwrap();
+    let (st, both) = post(
         &s,
         "/completion",
-        json!({"prompt": ["a", "b"], "n_predict": 4}),
+        json!({"prompt": [[ids[0], ids[1]], "a, b, c,"], "n_predict": 8, "temperature": 0}),
     )
     .await;
-    assert_eq!((st, &g["error"]["param"]), (400, &json!("prompt")), "{g}");
+    assert_eq!(st, 200, "{both}");
+    let both = both.as_array().expect("one answer per prompt");
+    assert_eq!(both.len(), 2);
+    assert_eq!(
+        (&both[0]["index"], &both[1]["index"]),
+        (&json!(0), &json!(1))
+    );
+    assert_eq!(both[0]["tokens_evaluated"], 2);
+    assert_eq!(both[1]["content"], alone["content"], "{both:?}");
+    let mut mixed = vec![json!("1, 2,")];
+    let (_, tail) = post(&s, "/tokenize", json!({"content": " 3, 4,"})).await;
+    mixed.extend(tail["tokens"].as_array().unwrap().iter().cloned());
+    let (st, m) = post(
+        &s,
+        "/completion",
+        json!({"prompt": mixed, "n_predict": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["content"], v["content"], "{m}");
+    // Streamed: every piece names its prompt; each prompt's pieces spell its answer.
+    let pieces: Vec<Value> = sse(
+        &s,
+        "/completion",
+        json!({"prompt": ["1, 2, 3, 4,", "a, b, c,"], "n_predict": 8, "temperature": 0,
+               "stream": true}),
+    )
+    .await
+    .iter()
+    .map(|e| serde_json::from_str(e).unwrap())
+    .collect();
+    for (index, want) in [(0, &v), (1, &alone)] {
+        let own = pieces.iter().filter(|p| p["index"] == index);
+        let text: String = own.clone().filter_map(|p| p["content"].as_str()).collect();
+        assert_eq!(text, want["content"].as_str().unwrap(), "{pieces:?}");
+        assert_eq!(own.filter(|p| p["stop"] == true).count(), 1, "{pieces:?}");
+    }
+    for bad in [
+        json!([]),
+        json!([{"a": 1}]),
+        json!(null),
+        json!([["a", [1]]]),
+    ] {
+        let (st, g) = post(&s, "/completion", json!({"prompt": bad, "n_predict": 4})).await;
+        assert_eq!(
+            (st, &g["error"]["param"]),
+            (400, &json!("prompt")),
+            "{bad}: {g}"
+        );
+    }
 
     // /props tells llama-server's clients the context and the parallel sequences.
     let (st, props) = s.get("/props").await;
@@ -1899,11 +1953,17 @@ async fn llama_server_tokenize_and_apply_template() {
         (&text["content"], &text["prompt"]),
         (&json!("Hello world"), &json!("Hello world"))
     );
+    // A special token's text is that token, or with `parse_special: false` its characters.
+    for (form, text) in [("content", "<|im_end|>"), ("prompt", "<|im_end|>")] {
+        let (_, special) = post(&s, "/tokenize", json!({form: text})).await;
+        assert_eq!(special["tokens"].as_array().unwrap().len(), 1, "{special}");
+        let (st, plain) = post(&s, "/tokenize", json!({form: text, "parse_special": false})).await;
+        assert_eq!(st, 200, "{plain}");
+        assert!(plain["tokens"].as_array().unwrap().len() > 1, "{plain}");
+        let (_, back) = post(&s, "/detokenize", json!({"tokens": plain["tokens"]})).await;
+        assert_eq!(back["content"], text);
+    }
     for (body, field) in [
-        (
-            json!({"content": "x", "parse_special": false}),
-            json!("parse_special"),
-        ),
         (json!({"content": [true]}), json!("content")),
         (json!({"content": [1_000_000_000]}), json!("content")),
     ] {

@@ -20,6 +20,7 @@ pub mod llama_samplers;
 pub mod marker;
 pub mod messages;
 pub mod native_answer;
+pub mod native_prompt;
 pub mod ollama;
 pub mod openai;
 pub mod prediction;

@@ -15,6 +15,7 @@ use super::state::{new_id, SharedState};
 use super::validate::Limits;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -245,20 +246,57 @@ pub async fn answer(
     max_new: usize,
     id_prefix: &str,
 ) -> Result<Response, ApiError> {
+    let run = start(state, sampling, ids, truncated, max_new, id_prefix, 0).await?;
+    if sampling.stream {
+        Ok(sse(events(run)))
+    } else {
+        Ok(axum::Json(run.finish().await?).into_response())
+    }
+}
+
+/// Run each of `prompts` as `sampling` asks (`/completion` with a list of prompts), and
+/// answer as llama-server does: their closing objects in a list, or one stream of all their
+/// pieces, each object naming its prompt's `index`. Every prompt is queued before any answer
+/// is awaited, so they run side by side.
+pub async fn answer_each(
+    state: &SharedState,
+    sampling: &NativeSampling,
+    prompts: Vec<Vec<u32>>,
+    max_new: usize,
+    id_prefix: &str,
+) -> Result<Response, ApiError> {
+    let mut runs = Vec::with_capacity(prompts.len());
+    for (index, ids) in prompts.into_iter().enumerate() {
+        runs.push(start(state, sampling, ids, false, max_new, id_prefix, index).await?);
+    }
+    if sampling.stream {
+        let all = futures::stream::select_all(runs.into_iter().map(|run| Box::pin(events(run))));
+        return Ok(sse(all));
+    }
+    let answers = futures::future::try_join_all(runs.into_iter().map(NativeRun::finish)).await?;
+    Ok(axum::Json(answers).into_response())
+}
+
+/// Queue one prompt, answered as prompt `index` of the request.
+async fn start(
+    state: &SharedState,
+    sampling: &NativeSampling,
+    ids: Vec<u32>,
+    truncated: bool,
+    max_new: usize,
+    id_prefix: &str,
+    index: usize,
+) -> Result<NativeRun, ApiError> {
     let common = sampling.common(max_new);
     let shown = sampling.shown(&state.ready()?.limits)?;
     let prompt_tokens = ids.len();
     let id = new_id(id_prefix);
-    let (rx, plan) = start_text(state, &common, ids, None, shown.logprobs(), &id)
+    let (rx, _) = start_text(state, &common, ids, None, shown.logprobs(), &id)
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let model = state.answering_model(common.model.as_deref());
-    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends()).showing(shown);
-    if plan.stream {
-        Ok(stream(run))
-    } else {
-        run.complete().await
-    }
+    let run = NativeRun::new(rx, model, prompt_tokens, truncated, sampling.ends());
+    Ok(run.showing(shown).answering(index))
 }
 
 pub struct NativeRun {
@@ -277,6 +315,8 @@ pub struct NativeRun {
     shown: Shown,
     /// Tokens not yet shown: a stream shows them with each piece, a whole answer at its end.
     tokens: Vec<TokenInfo>,
+    /// The prompt's place in the request (`index` of each object sent).
+    index: usize,
 }
 
 impl NativeRun {
@@ -301,7 +341,14 @@ impl NativeRun {
             content: String::new(),
             shown: Shown::default(),
             tokens: Vec::new(),
+            index: 0,
         }
+    }
+
+    /// Answer as prompt `index` of the request.
+    pub fn answering(mut self, index: usize) -> Self {
+        self.index = index;
+        self
     }
 
     /// Show the tokens' ids or probabilities as `shown` says (the engine must score them:
@@ -330,17 +377,17 @@ impl NativeRun {
     }
 
     /// Run to the end: the closing object.
-    pub async fn complete(mut self) -> Result<Response, ApiError> {
+    pub async fn finish(mut self) -> Result<Value, ApiError> {
         loop {
             match self.next().await {
                 Step::Done(summary) => {
                     let mut summary = summary?;
                     self.show_tokens(&mut summary);
-                    return Ok(axum::Json(self.shown.closing(summary)).into_response());
+                    return Ok(self.shown.closing(summary));
                 }
                 Step::Last(_, mut summary) => {
                     self.show_tokens(&mut summary);
-                    return Ok(axum::Json(self.shown.closing(summary)).into_response());
+                    return Ok(self.shown.closing(summary));
                 }
                 Step::Text(_) => {}
             }
@@ -435,6 +482,7 @@ impl NativeRun {
         let prompt_ms = ms(first.duration_since(self.started));
         let predicted_ms = ms(now.duration_since(first));
         json!({
+            "index": self.index,
             "content": self.content,
             "stop": true,
             "stop_type": stop_type,
@@ -455,14 +503,14 @@ impl NativeRun {
     }
 }
 
-/// `data: {"content": ..., "stop": false}` per piece, then the closing object; the stream owns
-/// the receiver, so a client that goes away ends the generation.
-pub fn stream(run: NativeRun) -> Response {
-    let events = futures::stream::unfold(Some(run), |run| async move {
+/// `{"content": ..., "stop": false}` per piece, then the closing object; the stream owns the
+/// receiver, so a client that goes away ends the generation.
+fn events(run: NativeRun) -> impl futures::Stream<Item = Value> {
+    futures::stream::unfold(Some(run), |run| async move {
         let mut run = run?;
         let (event, next) = match run.next().await {
             Step::Text(text) => {
-                let mut piece = json!({"content": text, "stop": false});
+                let mut piece = json!({"index": run.index, "content": text, "stop": false});
                 run.show_tokens(&mut piece);
                 (piece, Some(run))
             }
@@ -480,9 +528,13 @@ pub fn stream(run: NativeRun) -> Response {
             }
             Step::Done(Err(e)) => (e.body(), None),
         };
-        let sse = Event::default().data(event.to_string());
-        Some((Ok::<_, Infallible>(sse), next))
-    });
+        Some((event, next))
+    })
+}
+
+/// Objects sent as server-sent events, `data: {...}` each.
+fn sse(events: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
+    let events = events.map(|event| Ok::<_, Infallible>(Event::default().data(event.to_string())));
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -286,8 +286,8 @@ pub struct TokenizeRequest {
     pub content: Option<serde_json::Value>,
     #[serde(default)]
     pub add_special: bool,
-    /// Special tokens written in the text are read as themselves (llama-server's default);
-    /// false is refused: this tokenizer always reads them.
+    /// Special tokens written in `prompt` or `content` are read as themselves (llama-server's
+    /// default), or with false as their characters. A chat template's are always tokens.
     pub parse_special: Option<bool>,
     /// Each token as `{"id", "piece"}`, the piece its text (or its bytes where they are not
     /// UTF-8 on their own), as llama-server answers.

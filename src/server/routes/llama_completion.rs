@@ -1,20 +1,21 @@
 //! `POST /completion`: llama-server's native text completion, for clients written against it:
-//! `prompt` as text (tokenized as `/v1/completions` does it) or token ids, llama.cpp's
-//! sampling names, and llama-server's answer (`server::native_answer`).
-use super::completions::token_ids;
+//! `prompt` in llama-server's forms (a text, token ids, both mixed, or a list of prompts
+//! answered side by side), llama.cpp's sampling names, and llama-server's answer
+//! (`server::native_answer`).
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::native_answer::{self, NativeSampling};
-use crate::server::openai::Prompt;
+use crate::server::native_prompt::prompts;
 use crate::server::state::SharedState;
-use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
 pub struct NativeCompletionRequest {
-    pub prompt: Prompt,
+    /// A text, token ids, both mixed, or a list of prompts (`native_prompt::prompts`).
+    pub prompt: Value,
     #[serde(flatten)]
     pub sampling: NativeSampling,
 }
@@ -25,22 +26,14 @@ pub async fn completion(
 ) -> Result<Response, ApiError> {
     state.check_model(req.sampling.model.as_deref())?;
     let ready = state.ready()?;
-    let ids = match &req.prompt {
-        Prompt::Text(text) => {
-            no_nul("prompt", text)?;
-            ready
-                .tokenizer
-                .encode(text, true)
-                .map_err(|e| ApiError::internal(e.to_string()))?
-        }
-        Prompt::Tokens(ids) => token_ids(ready, "prompt", ids)?,
-        _ => {
-            return Err(ApiError::invalid(
-                "prompt",
-                "`prompt` is one text or one list of token ids here",
-            ))
-        }
-    };
+    let mut prompts = prompts(ready, "prompt", &req.prompt)?;
     let max_new = req.sampling.max_new(&ready.limits)?;
-    native_answer::answer(&state, &req.sampling, ids, false, max_new, "completion").await
+    let (sampling, id) = (&req.sampling, "completion");
+    match prompts.len() {
+        1 => {
+            let ids = prompts.pop().unwrap_or_default();
+            native_answer::answer(&state, sampling, ids, false, max_new, id).await
+        }
+        _ => native_answer::answer_each(&state, sampling, prompts, max_new, id).await,
+    }
 }

@@ -4,14 +4,13 @@
 //! `with_pieces`; the text back as vLLM's `prompt` and llama-server's `content`; the chat
 //! template's text for `messages` (llama-server's `/apply-template`).
 use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
-use super::completions::token_ids;
 use crate::server::error::ApiError;
 use crate::server::json::Json;
+use crate::server::native_prompt::{encode, mixed, Reading};
 use crate::server::openai::{DetokenizeRequest, Message, TokenizeRequest};
 use crate::server::prompt_end::PromptEnd;
 use crate::server::state::{Ready, SharedState};
 use crate::server::tools::ToolRequest;
-use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -22,19 +21,24 @@ pub async fn tokenize(
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
-    if req.parse_special == Some(false) {
-        return Err(ApiError::invalid(
-            "parse_special",
-            "`parse_special: false` is not supported: special tokens written in the text are \
-             read as themselves",
-        ));
-    }
+    // Special tokens written in a text are read as themselves unless `parse_special: false`.
+    let parse_special = req.parse_special.unwrap_or(true);
     let tokens = match (&req.prompt, &req.messages, &req.content) {
-        (Some(p), None, None) => encode(ready, "prompt", p, req.add_special_tokens)?,
+        (Some(p), None, None) => {
+            let reading = Reading {
+                add_special: req.add_special_tokens,
+                parse_special,
+            };
+            encode(ready, "prompt", p, reading)?
+        }
         // The template wrote the special tokens it wants.
         (None, Some(m), None) => encode_prompt(ready, &chat_text(ready, &req, m)?)?,
         (None, None, Some(content)) => {
-            let tokens = mixed(ready, content, req.add_special)?;
+            let reading = Reading {
+                add_special: req.add_special,
+                parse_special,
+            };
+            let tokens = mixed(ready, "content", content, reading)?;
             return Ok(
                 axum::Json(json!({"tokens": shown(ready, &tokens, req.with_pieces)}))
                     .into_response(),
@@ -114,44 +118,6 @@ fn chat_text(
     )?;
     let kwargs = req.chat_template_kwargs.as_ref();
     chat_prompt_text(ready, messages, tools.as_ref(), kwargs, end)
-}
-
-/// A text's tokens (`param` names it in an error), with the model's special tokens around it
-/// when `add_special`.
-fn encode(ready: &Ready, param: &str, text: &str, add_special: bool) -> Result<Vec<u32>, ApiError> {
-    no_nul(param, text)?;
-    ready
-        .tokenizer
-        .encode(text, add_special)
-        .map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// llama-server's `content`: a text, or a list of texts and token ids; `add_special` adds the
-/// model's special tokens at the start only.
-fn mixed(ready: &Ready, content: &Value, add_special: bool) -> Result<Vec<u32>, ApiError> {
-    let parts = match content {
-        Value::Array(parts) => parts.as_slice(),
-        one => std::slice::from_ref(one),
-    };
-    let mut tokens = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        match part {
-            Value::String(text) => {
-                tokens.extend(encode(ready, "content", text, add_special && i == 0)?)
-            }
-            Value::Number(n) => {
-                let id = n.as_i64().unwrap_or(-1);
-                tokens.extend(token_ids(ready, "content", &[id])?)
-            }
-            other => {
-                return Err(ApiError::invalid(
-                    "content",
-                    format!("`content` holds texts and token ids, got {other}"),
-                ))
-            }
-        }
-    }
-    Ok(tokens)
 }
 
 /// The ids, or with `with_pieces` each as `{"id", "piece"}`: its text, or its bytes where they
