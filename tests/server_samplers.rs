@@ -55,6 +55,7 @@ async fn dry_breaks_a_repeat_the_model_would_copy() {
         (json!({"typical_p": 1e-300}), "typical_p"),
         (json!({"top_n_sigma": 1e300}), "top_n_sigma"),
         (json!({"dry_multiplier": 1e300}), "dry_multiplier"),
+        (json!({"min_keep": -1}), "min_keep"),
     ] {
         let mut body = body;
         body["prompt"] = json!("hi");
@@ -172,6 +173,23 @@ async fn top_n_sigma_and_xtc_cut_the_row() {
         choices_agree(&s, json!({"typical_p": 0.0001})).await,
         "typical_p keeps the most typical token"
     );
+    assert!(
+        choices_agree(&s, json!({"typ_p": 0.0001})).await,
+        "llama.cpp's web UI's name"
+    );
+    // `min_keep`: the truncations leave at least that many.
+    for cut in [
+        json!({"typical_p": 0.0001}),
+        json!({"min_p": 1}),
+        json!({"top_p": 0.0001}),
+        json!({"xtc_probability": 1, "xtc_threshold": 0}),
+    ] {
+        let mut kept = cut.clone();
+        kept["min_keep"] = json!(40);
+        assert!(!choices_agree(&s, kept.clone()).await, "{cut} keeps 40");
+        kept["min_keep"] = json!(1);
+        assert!(choices_agree(&s, kept).await, "{cut} keeps 1");
+    }
     assert!(
         !choices_agree(&s, json!({"typical_p": 1})).await,
         "1 is off"

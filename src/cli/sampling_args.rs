@@ -33,6 +33,9 @@ pub struct SamplingArgs {
     /// Locally typical sampling's mass (1 = off).
     #[arg(long, default_value_t = 1.0)]
     pub typical_p: f32,
+    /// Typical-p, min-p, top-p and XTC leave at least this many tokens (0 = no floor).
+    #[arg(long, default_value_t = 0)]
+    pub min_keep: usize,
     /// Keep the tokens within this many standard deviations of the largest logit (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub top_n_sigma: f32,
@@ -89,6 +92,7 @@ impl SamplingArgs {
             top_k: self.top_k,
             min_p: self.min_p,
             typical_p: self.typical_p,
+            min_keep: self.min_keep,
             top_n_sigma: self.top_n_sigma,
             xtc_probability: self.xtc_probability,
             xtc_threshold: self.xtc_threshold,

@@ -162,6 +162,7 @@ mod tests {
             xtc_threshold: None,
             temperature_last: false,
             dynamic: None,
+            min_keep: 0,
         };
         let draws = (0..50).map(|i| i as f32 / 50.0);
         // The end holds half the row: every pick ends, where a plain pick often would not.

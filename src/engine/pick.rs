@@ -40,6 +40,9 @@ pub struct Truncation {
     /// The temperature follows the candidates' entropy (`temperature.rs`): over the tokens
     /// the truncations keep when the temperature comes last, else over top-k's (the row's).
     pub dynamic: Option<DynamicTemperature>,
+    /// llama.cpp's `min_keep`: min-p, top-p and XTC leave at least this many tokens that can
+    /// be drawn (when the row, or top-k, has them). 0 and 1: no floor.
+    pub min_keep: usize,
 }
 
 impl Truncation {
@@ -168,7 +171,7 @@ fn shaped(logits: &[f32], t: &Truncation, infill: Option<&Infill>) -> Candidates
         let (ranked, w) = ranked_within(logits, &weights, |x| x >= within);
         // The largest weighs 1, so min-p keeps the weights from `min_p` up: all of them are
         // candidates when that floor is within the margin.
-        let holds_min_p = t.min_p > 0.0 && t.min_p >= within;
+        let holds_min_p = t.min_p > 0.0 && t.min_p >= within && w.len() >= t.min_keep;
         if let Some(kept) = kept_of(&w, total, t, holds_min_p) {
             return kept_candidates(&ranked, &w, kept, t);
         }
@@ -191,7 +194,7 @@ fn whole_row(
 ) -> Candidates {
     let mut excluded = Excluded::default();
     if let Some(threshold) = t.xtc_threshold {
-        excluded = exclude_top_choices(logits, &mut weights, total, threshold);
+        excluded = exclude_top_choices(logits, &mut weights, total, threshold, t.min_keep);
         total -= excluded.weight;
     }
     let temperature = match (t.temperature_last, t.dynamic) {
@@ -244,13 +247,14 @@ const TYPICAL_BANDS: [f32; 8] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
 /// Locally typical sampling (`typical_p`, as transformers, llama.cpp and TGI have it): only
 /// the tokens whose surprise `-log p` is nearest the row's entropy stay, the fewest of them
-/// whose probabilities reach `mass` (ties with the last kept stay too); the others' logits
-/// become -inf. The probabilities are the row's softmax at `temperature`.
+/// whose probabilities reach `mass` and at least `min_keep` of them (ties with the last kept
+/// stay too); the others' logits become -inf. The probabilities are the row's softmax at
+/// `temperature`.
 ///
 /// With `z = logit / temperature`, surprise minus entropy is `E[z] − z`: the kept tokens are
 /// a band of logits around their mean. Bands are widened until the mass is inside, so only the
 /// tokens near the mean are ranked (a whole 150k row took ~5 ms to rank).
-pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
+pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32, min_keep: usize) {
     let max = row_max(logits);
     if !max.is_finite() || mass >= 1.0 {
         return;
@@ -276,7 +280,9 @@ pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
     let mut ids = TYPICAL_BANDS
         .iter()
         .map(|&band| band_ids(band))
-        .find(|ids| ids.iter().map(|&i| w[i as usize]).sum::<f32>() >= goal)
+        .find(|ids| {
+            ids.len() >= min_keep && ids.iter().map(|&i| w[i as usize]).sum::<f32>() >= goal
+        })
         .unwrap_or_else(|| band_ids(f32::INFINITY));
     if ids.is_empty() {
         return;
@@ -293,7 +299,9 @@ pub fn keep_typical(logits: &mut [f32], temperature: f32, mass: f32) {
             acc += w[i as usize];
             acc >= goal
         })
-        .map_or(ids.len(), |k| k + 1);
+        .map_or(ids.len(), |k| k + 1)
+        .max(min_keep)
+        .min(ids.len());
     // Ties with the last kept stay too.
     let last = deviation(ids[crossing - 1] as usize);
     let end = crossing
@@ -335,13 +343,18 @@ pub(crate) fn sum(w: &[f32]) -> f32 {
 }
 
 /// How many of the ranked candidates (weights `w`, probabilities `w / total`) stay: min-p's
-/// prefix, cut where top-p's mass is reached. When the mass is not reached within them, the
-/// answer is min-p's prefix if the candidates hold every token it could keep (`whole`), else
-/// unknown (`None`: there may be more candidates to rank).
+/// prefix, cut where top-p's mass is reached, each at least `min_keep` long. When the mass is
+/// not reached within them, the answer is min-p's prefix if the candidates hold every token
+/// it could keep (`whole`), else unknown (`None`: there may be more candidates to rank; so
+/// too when fewer than `min_keep` are at hand).
 fn kept_of(w: &[f32], total: f32, t: &Truncation, whole: bool) -> Option<usize> {
-    let by_min_p = min_p_kept(w, t.min_p);
+    if !whole && w.len() < t.min_keep {
+        return None;
+    }
+    let floor = t.min_keep.min(w.len());
+    let by_min_p = min_p_kept(w, t.min_p).max(floor);
     match top_p_kept(&w[..by_min_p], total, t.top_p) {
-        Some(n) => Some(n),
+        Some(n) => Some(n.max(floor)),
         None if whole => Some(by_min_p),
         None => None,
     }
@@ -384,8 +397,10 @@ fn kept_candidates(ranked: &[u32], w: &[f32], kept: usize, t: &Truncation) -> Ca
             .iter()
             .take_while(|&&x| x >= threshold * total)
             .count();
-        // Two or more above the threshold: keep only the least likely of them.
-        if top >= 2 {
+        // Two or more above the threshold: keep only the least likely of them, if that
+        // leaves `min_keep` that can be drawn.
+        let left = || w[top - 1..kept].iter().filter(|&&x| x > 0.0).count();
+        if top >= 2 && left() >= t.min_keep {
             from = top - 1;
         }
     }
@@ -441,12 +456,13 @@ struct Excluded {
 }
 
 /// XTC over a whole row: when two or more tokens weigh at least `threshold` of `total`, all
-/// but the least likely of them get weight 0.
+/// but the least likely of them get weight 0, if that leaves `min_keep` that weigh anything.
 fn exclude_top_choices(
     logits: &[f32],
     weights: &mut [f32],
     total: f32,
     threshold: f32,
+    min_keep: usize,
 ) -> Excluded {
     let floor = threshold * total;
     let mut top: Vec<u32> = (0..weights.len() as u32)
@@ -454,6 +470,12 @@ fn exclude_top_choices(
         .collect();
     if top.len() < 2 {
         return Excluded::default();
+    }
+    if min_keep > 1 {
+        let weighing = weights.iter().filter(|&&x| x > 0.0).count();
+        if weighing - (top.len() - 1) < min_keep {
+            return Excluded::default();
+        }
     }
     top.sort_unstable_by(|&a, &b| rank_order(logits, a, b));
     let left = top.pop();
@@ -596,19 +618,22 @@ mod tests {
         }
         let w = at(&ids, seen_at);
         let total: f64 = w.iter().sum();
+        // `min_keep` counts the tokens that can be drawn.
+        let floor = t.min_keep.min(w.iter().filter(|&&x| x > 0.0).count());
         let mut kept = w.len();
         if t.min_p > 0.0 {
             kept = w
                 .iter()
                 .take_while(|&&x| x >= t.min_p as f64)
                 .count()
-                .max(1);
+                .max(1)
+                .max(floor);
         }
         if t.top_p < 1.0 {
             let mut acc = 0.0;
             for (i, x) in w[..kept].iter().enumerate() {
                 acc += x / total;
-                if acc >= t.top_p as f64 {
+                if acc >= t.top_p as f64 && i + 1 >= floor {
                     kept = i + 1;
                     break;
                 }
@@ -622,7 +647,8 @@ mod tests {
                 .filter(|&i| w[i] > 0.0 && w[i] >= threshold as f64 * total)
                 .collect();
             top.sort_by(|&a, &b| rank_order(logits, ids[a], ids[b]));
-            if top.len() >= 2 {
+            let weighing = w.iter().filter(|&&x| x > 0.0).count();
+            if top.len() >= 2 && weighing - (top.len() - 1) >= t.min_keep {
                 for &i in &top[..top.len() - 1] {
                     w[i] = 0.0;
                 }
@@ -717,6 +743,7 @@ mod tests {
                         exponent: 0.5,
                     }),
                 ][(case / 13) % 3],
+                min_keep: [0, 0, 1, 3, 40][(case / 17) % 5],
             };
             let draw = rng.random::<f32>();
             if !clear_of_boundaries(&logits, &t, draw) {
@@ -745,6 +772,7 @@ mod tests {
                 xtc_threshold: None,
                 temperature_last: false,
                 dynamic: None,
+                min_keep: 0,
             };
             for k in 0..50 {
                 let draw = k as f32 / 50.0 + 0.0071;
@@ -757,7 +785,12 @@ mod tests {
 
     /// transformers' TypicalLogitsWarper, written plainly: every token ranked by how far its
     /// surprise is from the entropy.
-    fn typical_reference(logits: &[f32], temperature: f32, mass: f32) -> Vec<bool> {
+    fn typical_reference(
+        logits: &[f32],
+        temperature: f32,
+        mass: f32,
+        min_keep: usize,
+    ) -> Vec<bool> {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let z: Vec<f64> = logits
             .iter()
@@ -778,6 +811,7 @@ mod tests {
                 break;
             }
         }
+        let crossing = crossing.max(min_keep.saturating_sub(1)).min(ids.len() - 1);
         let limit = dev[ids[crossing]];
         dev.iter().map(|&d| d <= limit).collect()
     }
@@ -791,17 +825,18 @@ mod tests {
             let logits = row(&mut rng, vocab, [2.0, 10.0, 25.0][(case / 27) % 3]);
             let temperature = [0.5, 1.0, 1.3][(case / 3) % 3];
             let mass = [0.2, 0.6, 0.95][(case / 9) % 3];
-            let want = typical_reference(&logits, temperature, mass);
+            let min_keep = [0, 5][(case / 81) % 2];
+            let want = typical_reference(&logits, temperature, mass, min_keep);
             // Leave out rows where f32 and f64 sums may disagree on the crossing token.
             let near = [mass - 2e-4, mass + 2e-4]
                 .iter()
-                .any(|&m| typical_reference(&logits, temperature, m) != want);
+                .any(|&m| typical_reference(&logits, temperature, m, min_keep) != want);
             if near {
                 continue;
             }
             checked += 1;
             let mut got = logits.clone();
-            keep_typical(&mut got, temperature, mass);
+            keep_typical(&mut got, temperature, mass, min_keep);
             let got: Vec<bool> = got.iter().map(|l| l.is_finite()).collect();
             assert_eq!(got, want, "case {case}");
         }
@@ -820,6 +855,7 @@ mod tests {
             xtc_threshold: None,
             temperature_last: false,
             dynamic: None,
+            min_keep: 0,
         };
         let picked: std::collections::HashSet<u32> = (0..200)
             .map(|i| pick(&logits, &t, i as f32 / 200.0))
@@ -838,6 +874,7 @@ mod tests {
             xtc_threshold: None,
             temperature_last: false,
             dynamic: None,
+            min_keep: 0,
         };
         assert_eq!(
             pick(&[f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY], &t, 0.5),

@@ -58,6 +58,9 @@ pub struct SamplingParams {
     pub dynamic_temperature: Option<DynamicTemperature>,
     /// llama.cpp's infill sampler after the truncations (`infill.rs`); None: off.
     pub infill: Option<Arc<Infill>>,
+    /// llama.cpp's `min_keep`: typical-p, min-p, top-p and XTC leave at least this many
+    /// tokens (`pick::Truncation::min_keep`). 0: no floor.
+    pub min_keep: usize,
 }
 
 impl Default for SamplingParams {
@@ -80,6 +83,7 @@ impl Default for SamplingParams {
             temperature_last: false,
             dynamic_temperature: None,
             infill: None,
+            min_keep: 0,
         }
     }
 }
@@ -456,7 +460,7 @@ impl Sampler {
             } else {
                 p.temperature
             };
-            keep_typical(logits, seen_at, p.typical_p);
+            keep_typical(logits, seen_at, p.typical_p, p.min_keep);
         }
         // The coin is tossed only where XTC is on, so other requests' draws stay as they were.
         let xtc = p.xtc_probability > 0.0 && self.rng.random::<f32>() < p.xtc_probability;
@@ -468,6 +472,7 @@ impl Sampler {
             xtc_threshold: xtc.then_some(p.xtc_threshold),
             temperature_last: p.temperature_last,
             dynamic: p.dynamic_temperature,
+            min_keep: p.min_keep,
         };
         match &p.infill {
             Some(infill) => infill_candidates(logits, &truncation, infill),

@@ -102,7 +102,9 @@ pub enum Dialect {
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct LlamaSamplers {
     pub top_n_sigma: Option<f64>,
-    /// Locally typical sampling (transformers', TGI's, llama.cpp's `typical_p`).
+    /// Locally typical sampling (transformers', TGI's, llama.cpp's `typical_p`; `typ_p`, the
+    /// name of llama.cpp's setting, which its web UI sends).
+    #[serde(alias = "typ_p")]
     pub typical_p: Option<f64>,
     pub xtc_probability: Option<f64>,
     pub xtc_threshold: Option<f64>,
@@ -124,6 +126,9 @@ pub struct LlamaSamplers {
     pub dynatemp_exponent: Option<f64>,
     /// Which samplers run and where the temperature stands (`server::sampler_chain`).
     pub samplers: Option<serde_json::Value>,
+    /// Typical-p, min-p, top-p and XTC leave at least this many tokens (llama.cpp's; 0 and 1:
+    /// no floor).
+    pub min_keep: Option<i64>,
 }
 
 /// Chat message content: a string or a list of parts (`{"type": "text", "text": ...}`).

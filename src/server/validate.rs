@@ -323,6 +323,17 @@ fn plan_with(
         dynamic_temperature: super::llama_samplers::dynamic_temperature(p)?,
         // Built with the vocabulary at the start (`generation::start`).
         infill: None,
+        min_keep: match p.samplers.min_keep {
+            None => 0,
+            // More than the vocabulary keeps it all.
+            Some(n) if n >= 0 => (n as u64).min(limits.vocab as u64) as usize,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "min_keep",
+                    format!("`min_keep` must be 0 or more, got {n}"),
+                ))
+            }
+        },
     };
     let mut dry = super::dry::dry_request(&p.samplers)?;
     let chain = match sampler_chain::chain(p.samplers.samplers.as_ref())? {

@@ -42,6 +42,7 @@ pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiErro
                 "top_k": d.top_k,
                 "top_p": d.top_p,
                 "min_p": d.min_p,
+                "min_keep": 0,
                 "repeat_penalty": d.repetition_penalty,
                 "xtc_probability": d.xtc_probability,
                 "xtc_threshold": d.xtc_threshold,
