@@ -2035,3 +2035,118 @@ async fn llama_server_tokenize_and_apply_template() {
         long["choices"][0]["message"]["content"]
     );
 }
+
+/// llama-server's `timings` (its web UI and proxies read tokens/s from them): on the whole
+/// answer and the last streamed chunk of every endpoint, on each chunk with
+/// `timings_per_token`; their counts are the usage's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_timings() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let chat = json!({"messages": [{"role": "user", "content": "Count to twenty."}],
+                      "max_tokens": 12, "temperature": 0});
+    let agree = |t: &Value, usage: &Value| {
+        assert_eq!(t["predicted_n"], usage["completion_tokens"], "{t} {usage}");
+        let prompt = t["prompt_n"].as_u64().unwrap() + t["cache_n"].as_u64().unwrap();
+        assert_eq!(
+            prompt,
+            usage["prompt_tokens"].as_u64().unwrap(),
+            "{t} {usage}"
+        );
+        assert!(t["predicted_per_second"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(t["prompt_ms"].as_f64().unwrap() > 0.0, "{t}");
+    };
+    let (st, v) = post(&s, "/v1/chat/completions", chat.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    agree(&v["timings"], &v["usage"]);
+    let (_, v) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "1, 2, 3,", "max_tokens": 6, "temperature": 0}),
+    )
+    .await;
+    agree(&v["timings"], &v["usage"]);
+
+    let chunks = |events: Vec<String>| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect()
+    };
+    // Streamed: the last chunk alone (the usage chunk when asked for).
+    let plain = chunks(
+        sse(
+            &s,
+            "/v1/chat/completions",
+            with_fields(chat.clone(), json!({"stream": true})),
+        )
+        .await,
+    );
+    let timed: Vec<&Value> = plain
+        .iter()
+        .filter(|c| c.get("timings").is_some())
+        .collect();
+    assert_eq!(timed.len(), 1, "{plain:?}");
+    assert!(std::ptr::eq(timed[0], plain.last().unwrap()));
+    assert_eq!(timed[0]["timings"]["predicted_n"], 12, "{plain:?}");
+    let with_usage = chunks(
+        sse(
+            &s,
+            "/v1/chat/completions",
+            with_fields(
+                chat.clone(),
+                json!({"stream": true, "stream_options": {"include_usage": true}}),
+            ),
+        )
+        .await,
+    );
+    let last = with_usage.last().unwrap();
+    agree(&last["timings"], &last["usage"]);
+    assert_eq!(
+        with_usage
+            .iter()
+            .filter(|c| c.get("timings").is_some())
+            .count(),
+        1
+    );
+    // Every chunk with `timings_per_token`, counting up to the answer's length.
+    let each = chunks(
+        sse(
+            &s,
+            "/v1/chat/completions",
+            with_fields(chat, json!({"stream": true, "timings_per_token": true})),
+        )
+        .await,
+    );
+    let counts: Vec<u64> = each
+        .iter()
+        .skip(1) // the role's opening chunk comes before any token
+        .map(|c| {
+            c["timings"]["predicted_n"]
+                .as_u64()
+                .expect("timings on every chunk")
+        })
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert_eq!((counts[0], *counts.last().unwrap()), (1, 12), "{counts:?}");
+
+    // llama-server's own endpoint: its pieces too.
+    let pieces = chunks(
+        sse(
+            &s,
+            "/completion",
+            json!({"prompt": "1, 2, 3,", "n_predict": 6, "temperature": 0, "stream": true,
+                   "timings_per_token": true}),
+        )
+        .await,
+    );
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p["timings"]["predicted_n"].as_u64().is_some()),
+        "{pieces:?}"
+    );
+    let last = pieces.last().unwrap();
+    assert_eq!(last["timings"]["predicted_n"], last["tokens_predicted"]);
+    assert_eq!(last["timings"]["predicted_n"], 6);
+}

@@ -66,6 +66,10 @@ pub enum ChoiceEvent {
         index: usize,
         text: String,
         tokens: Vec<TokenInfo>,
+        /// The choice's tokens generated so far, and its prompt's tokens served from the
+        /// prefix cache (for `timings` as the answer goes).
+        generated: usize,
+        cached_tokens: usize,
     },
     Finish {
         index: usize,
@@ -190,13 +194,16 @@ impl EchoOut {
         }
     }
 
-    /// The delta that opens the choice (a one-token prompt has no scores to wait for).
-    fn delta(mut self, tok: &Tokenizer, index: usize) -> ChoiceEvent {
+    /// The delta that opens the choice (a one-token prompt has no scores to wait for), once
+    /// the prompt is in (`cached_tokens` of it from the prefix cache).
+    fn delta(mut self, tok: &Tokenizer, index: usize, cached_tokens: usize) -> ChoiceEvent {
         self.scored(tok, Vec::new());
         ChoiceEvent::Delta {
             index,
             text: self.text,
             tokens: self.tokens.unwrap_or_default(),
+            generated: 0,
+            cached_tokens,
         }
     }
 }
@@ -369,7 +376,7 @@ async fn drive(
             EngineEvent::Prefilled { cached_tokens: c } => {
                 cached_tokens = c;
                 if let Some(echo) = echo.take() {
-                    if out.send(echo.delta(&tok, index)).is_err() {
+                    if out.send(echo.delta(&tok, index, cached_tokens)).is_err() {
                         return;
                     }
                 }
@@ -391,6 +398,8 @@ async fn drive(
                             index,
                             text,
                             tokens,
+                            generated: completion,
+                            cached_tokens,
                         })
                         .is_err()
                 {
@@ -418,6 +427,8 @@ async fn drive(
                         index,
                         text: rest,
                         tokens: Vec::new(),
+                        generated: completion,
+                        cached_tokens,
                     });
                 }
                 let reason = if hit { "stop" } else { finish_name(reason) };

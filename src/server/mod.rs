@@ -33,6 +33,7 @@ pub mod sampler_chain;
 pub mod state;
 pub mod structured;
 pub mod thinking;
+pub mod timings;
 pub mod tools;
 pub mod truncation;
 pub mod validate;

@@ -12,6 +12,7 @@ use super::generation::{ChoiceEvent, TokenInfo};
 use super::openai::{CommonParams, Dialect, LlamaSamplers, Stop};
 use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
+use super::timings::{Clock, Counted};
 use super::validate::Limits;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The generation fields both endpoints take.
@@ -55,6 +56,9 @@ pub struct NativeSampling {
     /// The generated tokens' ids in `tokens`.
     #[serde(default)]
     pub return_tokens: bool,
+    /// Each streamed piece carries `timings` so far (the closing object always does).
+    #[serde(default)]
+    pub timings_per_token: bool,
     /// `completion_probabilities` shows the probabilities each token was drawn with, after
     /// every sampler (`prob`, `top_probs`), instead of the model's log-probabilities.
     #[serde(default)]
@@ -128,6 +132,7 @@ impl NativeSampling {
             after_sampling: self.post_sampling_probs,
             ids: self.return_tokens,
             fields: self.response_fields.clone(),
+            timings_per_token: self.timings_per_token,
         })
     }
 
@@ -151,6 +156,8 @@ pub struct Shown {
     pub ids: bool,
     /// `response_fields`: the closing object's fields shown, by path.
     pub fields: Option<Vec<String>>,
+    /// Each streamed piece carries the timings so far.
+    pub timings_per_token: bool,
 }
 
 impl Shown {
@@ -307,10 +314,12 @@ pub struct NativeRun {
     ends: Ends,
     /// Where `n_indent` looks for the next new line in `content`.
     indent_from: usize,
-    started: Instant,
-    first_token: Option<Instant>,
+    clock: Clock,
     /// Pieces of text received (about a token each).
     pieces: usize,
+    /// Tokens generated so far and the prompt's from the prefix cache, as the pieces said.
+    generated: usize,
+    cached: usize,
     content: String,
     shown: Shown,
     /// Tokens not yet shown: a stream shows them with each piece, a whole answer at its end.
@@ -335,9 +344,10 @@ impl NativeRun {
             truncated,
             ends,
             indent_from: 0,
-            started: Instant::now(),
-            first_token: None,
+            clock: Clock::start(),
             pieces: 0,
+            generated: 0,
+            cached: 0,
             content: String::new(),
             shown: Shown::default(),
             tokens: Vec::new(),
@@ -405,7 +415,7 @@ enum Step {
 
 impl NativeRun {
     async fn next(&mut self) -> Step {
-        let event = match (self.ends.time_limit, self.first_token) {
+        let event = match (self.ends.time_limit, self.clock.first_token()) {
             // The time limit counts from the first token and ends a finished line only.
             (Some(limit), Some(first)) if self.content.contains('\n') => {
                 let left = limit.saturating_sub(first.elapsed());
@@ -421,9 +431,16 @@ impl NativeRun {
             _ => self.rx.recv().await,
         };
         match event {
-            Some(ChoiceEvent::Delta { text, tokens, .. }) => {
-                self.first_token.get_or_insert_with(Instant::now);
+            Some(ChoiceEvent::Delta {
+                text,
+                tokens,
+                generated,
+                cached_tokens,
+                ..
+            }) => {
+                self.clock.token();
                 self.pieces += 1;
+                (self.generated, self.cached) = (generated, cached_tokens);
                 self.tokens.extend(tokens);
                 let before = self.content.len();
                 self.content.push_str(&text);
@@ -476,11 +493,11 @@ impl NativeRun {
         predicted_n: usize,
         cached: usize,
     ) -> Value {
-        let now = Instant::now();
-        let first = self.first_token.unwrap_or(now);
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let prompt_ms = ms(first.duration_since(self.started));
-        let predicted_ms = ms(now.duration_since(first));
+        let counted = Counted {
+            prompt: self.prompt_tokens,
+            cached,
+            predicted: predicted_n,
+        };
         json!({
             "index": self.index,
             "content": self.content,
@@ -492,13 +509,16 @@ impl NativeRun {
             "tokens_evaluated": self.prompt_tokens,
             "tokens_cached": cached,
             "truncated": self.truncated,
-            "timings": {
-                "prompt_n": self.prompt_tokens - cached.min(self.prompt_tokens),
-                "prompt_ms": prompt_ms,
-                "predicted_n": predicted_n,
-                "predicted_ms": predicted_ms,
-                "predicted_per_second": if predicted_ms > 0.0 { predicted_n as f64 * 1e3 / predicted_ms } else { 0.0 },
-            },
+            "timings": self.clock.timings(counted),
+        })
+    }
+
+    /// The timings so far, as the pieces counted them.
+    fn timings_now(&self) -> Value {
+        self.clock.timings(Counted {
+            prompt: self.prompt_tokens,
+            cached: self.cached,
+            predicted: self.generated,
         })
     }
 }
@@ -512,6 +532,9 @@ fn events(run: NativeRun) -> impl futures::Stream<Item = Value> {
             Step::Text(text) => {
                 let mut piece = json!({"index": run.index, "content": text, "stop": false});
                 run.show_tokens(&mut piece);
+                if run.shown.timings_per_token {
+                    piece["timings"] = run.timings_now();
+                }
                 (piece, Some(run))
             }
             Step::Last(text, mut summary) => {

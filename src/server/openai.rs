@@ -76,6 +76,10 @@ pub struct CommonParams {
     /// Whose reading of the sampling fields the endpoint follows where peers differ.
     #[serde(skip)]
     pub dialect: Dialect,
+    /// Every streamed chunk carries llama-server's `timings` so far (the last one always
+    /// does, and a whole answer).
+    #[serde(default)]
+    pub timings_per_token: bool,
     /// The logprobs are those each token was drawn with, after every sampler (llama-server's
     /// `post_sampling_probs`, on its native endpoints), not the model's.
     #[serde(skip)]

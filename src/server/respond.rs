@@ -5,6 +5,7 @@ use super::answer::{AnswerReader, AnswerSetup, Released};
 use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
 use super::prediction::PredictionUsage;
+use super::timings::{Clock, Counted};
 use super::tools::call_json;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +31,10 @@ pub struct Meta {
     pub include_usage: bool,
     /// Chat answers read for thinking and tool calls (`None`: plain text).
     pub answer: Option<AnswerSetup>,
+    /// Since the request came, for llama-server's `timings` (the whole answer's, and with
+    /// `timings_per_token` each chunk's).
+    pub clock: Clock,
+    pub timings_per_token: bool,
 }
 
 /// What the choices' ends add up to, for `usage`.
@@ -42,6 +47,15 @@ struct Counts {
 }
 
 impl Counts {
+    /// What `timings` counts for a prompt of `prompt` tokens.
+    fn counted(&self, prompt: usize) -> Counted {
+        Counted {
+            prompt,
+            cached: self.cached,
+            predicted: self.completion,
+        }
+    }
+
     fn add(&mut self, completion: usize, cached: usize, prediction: Option<PredictionUsage>) {
         self.completion += completion;
         self.cached = self.cached.max(cached);
@@ -99,7 +113,7 @@ fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
 
 /// Collect every choice, then answer with one JSON object.
 pub async fn complete(
-    meta: Meta,
+    mut meta: Meta,
     mut rx: UnboundedReceiver<ChoiceEvent>,
 ) -> Result<Response, ApiError> {
     let mut text = vec![String::new(); meta.n];
@@ -112,7 +126,9 @@ pub async fn complete(
                 index,
                 text: t,
                 tokens: mut tk,
+                ..
             }) => {
+                meta.clock.token();
                 text[index].push_str(&t);
                 tokens[index].append(&mut tk);
             }
@@ -162,6 +178,7 @@ pub async fn complete(
         "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
         "system_fingerprint": meta.system_fingerprint,
         "choices": choices, "usage": counts.usage(meta.prompt_tokens),
+        "timings": meta.clock.timings(counts.counted(meta.prompt_tokens)),
     }))
     .into_response())
 }
@@ -206,7 +223,12 @@ fn answer_deltas(released: Released) -> Vec<Value> {
     deltas
 }
 
-fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event {
+fn chunk(
+    meta: &Meta,
+    choices: Vec<Value>,
+    usage_value: Option<Value>,
+    timings: Option<Value>,
+) -> Event {
     let object = match meta.kind {
         Kind::Chat => "chat.completion.chunk",
         Kind::Text => "text_completion",
@@ -217,6 +239,9 @@ fn chunk(meta: &Meta, choices: Vec<Value>, usage_value: Option<Value>) -> Event 
         v["usage"] = u;
     } else if meta.include_usage {
         v["usage"] = Value::Null;
+    }
+    if let Some(t) = timings {
+        v["timings"] = t;
     }
     Event::default().data(v.to_string())
 }
@@ -245,11 +270,24 @@ fn async_stream(
         started: bool,
         finished: usize,
         counts: Counts,
+        /// Each choice's tokens so far, and the prompt's from the prefix cache.
+        generated: Vec<usize>,
+        cached: usize,
         offsets: Vec<usize>,
         /// Per choice, when the answers are read for thinking or tool calls.
         readers: Vec<Option<AnswerReader>>,
         done: bool,
         queue: std::collections::VecDeque<Event>,
+    }
+    impl St {
+        /// What the timings count so far.
+        fn progress(&self) -> Counted {
+            Counted {
+                prompt: self.meta.prompt_tokens,
+                cached: self.cached,
+                predicted: self.generated.iter().sum(),
+            }
+        }
     }
     let n = meta.n;
     let readers = (0..n)
@@ -261,6 +299,8 @@ fn async_stream(
         started: false,
         finished: 0,
         counts: Counts::default(),
+        generated: vec![0; n],
+        cached: 0,
         offsets: vec![0; n],
         readers,
         done: false,
@@ -279,13 +319,15 @@ fn async_stream(
                 let first: Vec<Value> = (0..st.meta.n)
                     .map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
                     .collect();
-                st.queue.push_back(chunk(&st.meta, first, None));
+                st.queue.push_back(chunk(&st.meta, first, None, None));
                 continue;
             }
             if st.finished == st.meta.n {
                 if st.meta.include_usage {
                     let u = st.counts.usage(st.meta.prompt_tokens);
-                    st.queue.push_back(chunk(&st.meta, Vec::new(), Some(u)));
+                    let timings = st.meta.clock.timings(st.progress());
+                    st.queue
+                        .push_back(chunk(&st.meta, Vec::new(), Some(u), Some(timings)));
                 }
                 st.queue.push_back(Event::default().data("[DONE]"));
                 st.done = true;
@@ -299,12 +341,39 @@ fn async_stream(
                     continue;
                 }
             };
+            match &ev {
+                ChoiceEvent::Delta {
+                    index,
+                    generated,
+                    cached_tokens,
+                    ..
+                } => {
+                    st.meta.clock.token();
+                    st.generated[*index] = *generated;
+                    st.cached = st.cached.max(*cached_tokens);
+                }
+                ChoiceEvent::Finish {
+                    index,
+                    completion_tokens,
+                    cached_tokens,
+                    ..
+                } => {
+                    st.generated[*index] = *completion_tokens;
+                    st.cached = st.cached.max(*cached_tokens);
+                }
+                ChoiceEvent::Error { .. } => {}
+            }
+            // The answer's last chunk carries the timings, each chunk with `timings_per_token`.
+            let last = matches!(ev, ChoiceEvent::Finish { .. })
+                && st.finished + 1 == st.meta.n
+                && !st.meta.include_usage;
             let choices: Vec<Value> = match (ev, st.meta.kind) {
                 (
                     ChoiceEvent::Delta {
                         index,
                         text,
                         tokens,
+                        ..
                     },
                     Kind::Chat,
                 ) => {
@@ -336,6 +405,7 @@ fn async_stream(
                         index,
                         text,
                         tokens,
+                        ..
                     },
                     Kind::Text,
                 ) => {
@@ -391,8 +461,12 @@ fn async_stream(
                     continue;
                 }
             };
-            for choice in choices {
-                st.queue.push_back(chunk(&st.meta, vec![choice], None));
+            let count = choices.len();
+            for (i, choice) in choices.into_iter().enumerate() {
+                let timed = st.meta.timings_per_token || (last && i + 1 == count);
+                let timings = timed.then(|| st.meta.clock.timings(st.progress()));
+                st.queue
+                    .push_back(chunk(&st.meta, vec![choice], None, timings));
             }
         }
     })

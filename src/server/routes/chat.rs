@@ -9,6 +9,7 @@ use crate::server::prompt_end::{cut_after_final, final_text, PromptEnd};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
+use crate::server::timings::Clock;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
 use crate::server::truncation;
 use crate::server::validate::{self, no_nul, plan, top_logprobs};
@@ -405,6 +406,8 @@ pub async fn start_chat(
         n: p.n,
         logprobs: top.is_some(),
         include_usage: p.include_usage,
+        clock: Clock::start(),
+        timings_per_token: req.common.timings_per_token,
         answer: match (tools, reasoning) {
             (None, None) => None,
             (tools, reasoning) => Some(AnswerSetup {

@@ -7,6 +7,7 @@ use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
 use crate::server::structured;
+use crate::server::timings::Clock;
 use crate::server::validate::{self, completion_plan, no_nul, Plan};
 use axum::extract::State;
 use axum::response::Response;
@@ -256,6 +257,8 @@ pub async fn completions(
         n: choices,
         logprobs: logprobs.is_some(),
         include_usage: p.include_usage,
+        clock: Clock::start(),
+        timings_per_token: req.common.timings_per_token,
         answer: None,
     };
     if p.stream {
