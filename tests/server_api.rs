@@ -2150,3 +2150,106 @@ async fn llama_server_timings() {
     assert_eq!(last["timings"]["predicted_n"], last["tokens_predicted"]);
     assert_eq!(last["timings"]["predicted_n"], 6);
 }
+
+/// `return_progress`: a stream tells how much of a long prompt is computed, chunk by chunk,
+/// before the answer (llama-server's `prompt_progress`); a stream that does not ask is not told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_prompts_tell_their_progress() {
+    let s = Server::start("qwen2.5-0.5b", &["--max-num-batched-tokens", "64"]).await;
+    let long: String = (1..=90).map(|i| format!("{i}, ")).collect();
+    let chunks = |events: Vec<String>| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect()
+    };
+    let ask = json!({"prompt": long, "max_tokens": 3, "temperature": 0, "stream": true,
+                     "stream_options": {"include_usage": true}});
+    let told = chunks(
+        sse(
+            &s,
+            "/v1/completions",
+            with_fields(ask.clone(), json!({"return_progress": true})),
+        )
+        .await,
+    );
+    let progress: Vec<&Value> = told
+        .iter()
+        .filter_map(|c| c.get("prompt_progress"))
+        .collect();
+    let total = told.last().unwrap()["usage"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(total > 64 * 3, "{total}");
+    assert!(progress.len() as u64 >= total / 64, "{progress:?}");
+    let processed: Vec<u64> = progress
+        .iter()
+        .map(|p| p["processed"].as_u64().unwrap())
+        .collect();
+    assert!(processed.windows(2).all(|w| w[0] < w[1]), "{processed:?}");
+    assert_eq!(*processed.last().unwrap(), total);
+    assert!(progress
+        .iter()
+        .all(|p| p["total"] == total && p["time_ms"].as_f64().is_some()));
+    let first_text = told
+        .iter()
+        .position(|c| c["choices"][0]["text"].is_string())
+        .unwrap();
+    let last_progress = told
+        .iter()
+        .rposition(|c| c.get("prompt_progress").is_some())
+        .unwrap();
+    assert!(
+        last_progress < first_text,
+        "progress comes before the answer"
+    );
+    // The prompt again: the prefix cache serves most of it, and the progress says so.
+    let again = chunks(
+        sse(
+            &s,
+            "/v1/completions",
+            with_fields(ask.clone(), json!({"return_progress": true})),
+        )
+        .await,
+    );
+    let first = again.iter().find_map(|c| c.get("prompt_progress")).unwrap();
+    assert!(first["cache"].as_u64().unwrap() >= 64, "{first}");
+    // Not asked: not told.
+    let quiet = chunks(sse(&s, "/v1/completions", ask).await);
+    assert!(quiet.iter().all(|c| c.get("prompt_progress").is_none()));
+    // Chat and llama-server's /completion tell it too.
+    let chat = chunks(
+        sse(
+            &s,
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": format!("Continue: {long}")}],
+                   "max_tokens": 2, "stream": true, "return_progress": true}),
+        )
+        .await,
+    );
+    assert!(
+        chat.iter()
+            .filter(|c| c.get("prompt_progress").is_some())
+            .count()
+            >= 3,
+        "{chat:?}"
+    );
+    let native = chunks(
+        sse(
+            &s,
+            "/completion",
+            json!({"prompt": format!("{long}91,"), "n_predict": 2, "stream": true, "return_progress": true}),
+        )
+        .await,
+    );
+    let native_progress: Vec<&Value> = native
+        .iter()
+        .filter_map(|c| c.get("prompt_progress"))
+        .collect();
+    assert!(!native_progress.is_empty(), "{native:?}");
+    assert_eq!(
+        native_progress.last().unwrap()["processed"],
+        native_progress.last().unwrap()["total"]
+    );
+}

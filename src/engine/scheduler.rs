@@ -70,6 +70,14 @@ pub enum EngineEvent {
         prompt_tokens: usize,
         completion_tokens: usize,
     },
+    /// A prefill chunk is done: `computed` of the prompt's tokens are in the cache (of which
+    /// `cached_tokens` came from the prefix cache). One per chunk until the first token, the
+    /// last with the whole prompt; a long prompt's progress for the client.
+    PromptProgress {
+        computed: usize,
+        cached_tokens: usize,
+        prompt_len: usize,
+    },
     /// The prompt is in the cache and the first token is next; `cached_tokens` of it came
     /// from the prefix cache.
     Prefilled {
@@ -868,6 +876,14 @@ impl Engine {
         for (input, sch) in batch.seqs.iter().zip(&order) {
             let seq = &mut self.running[sch.idx];
             seq.computed += sch.len;
+            if seq.first_token_at.is_none() && sch.len > 0 {
+                // Not again for a preempted sequence's recompute: its client has its answer.
+                let _ = seq.req.events.send(EngineEvent::PromptProgress {
+                    computed: seq.computed.min(seq.prompt_len),
+                    cached_tokens: seq.cached_tokens,
+                    prompt_len: seq.prompt_len,
+                });
+            }
             if seq.computed >= seq.prompt_len {
                 if let Some(gate) = &seq.prompt_gate {
                     gate.open();

@@ -139,6 +139,7 @@ fn finish(mut rx: UnboundedReceiverOf) -> Vec<u32> {
             Some(EngineEvent::Error(e)) => panic!("request failed: {e}"),
             Some(
                 EngineEvent::Prefilled { .. }
+                | EngineEvent::PromptProgress { .. }
                 | EngineEvent::PromptLogprobs(_)
                 | EngineEvent::Embedding(_),
             ) => {}
@@ -365,7 +366,7 @@ fn events(mut rx: UnboundedReceiverOf) -> Vec<String> {
                 break;
             }
             EngineEvent::Error(e) => panic!("request failed: {e}"),
-            EngineEvent::Prefilled { .. } => {}
+            EngineEvent::Prefilled { .. } | EngineEvent::PromptProgress { .. } => {}
             EngineEvent::Embedding(v) => out.push(format!("embedding {v:?}")),
             EngineEvent::PromptLogprobs(scored) => out.extend(
                 scored

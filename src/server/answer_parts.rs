@@ -66,6 +66,8 @@ impl<R: RenderParts> ChoiceReading<R> {
                 })
             }
             Some(ChoiceEvent::Error { message, .. }) => Some(Ending::Failed(message)),
+            // Not asked for here.
+            Some(ChoiceEvent::Progress { .. }) => None,
             None => Some(Ending::Failed("generation ended unexpectedly".into())),
         }
     }

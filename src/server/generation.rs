@@ -86,6 +86,14 @@ pub enum ChoiceEvent {
         index: usize,
         message: String,
     },
+    /// `processed` of the prompt's `total` tokens are computed (`cached` of them from the
+    /// prefix cache); only where the plan asks (`return_progress`).
+    Progress {
+        index: usize,
+        processed: usize,
+        cached: usize,
+        total: usize,
+    },
 }
 
 /// Holds back text that could still become a stop string.
@@ -307,6 +315,7 @@ pub fn start(
             stop: StopMatcher::new(plan.stop.clone(), plan.include_stop),
             keep_special_tokens: plan.keep_special_tokens,
             prediction: plan.prediction.is_some().then(|| prediction.clone()),
+            progress: plan.return_progress,
         };
         tokio::spawn(drive(
             index,
@@ -326,6 +335,8 @@ struct Reading {
     keep_special_tokens: bool,
     /// The prediction's tokens, to count what the answer used of them.
     prediction: Option<Arc<Vec<u32>>>,
+    /// Tell the prompt's progress (`ChoiceEvent::Progress`).
+    progress: bool,
 }
 
 async fn drive(
@@ -340,6 +351,7 @@ async fn drive(
         mut stop,
         keep_special_tokens,
         prediction,
+        progress,
     } = reading;
     let mut decoder = StreamDecoder::new(&tok);
     if keep_special_tokens {
@@ -371,6 +383,21 @@ async fn drive(
             EngineEvent::PromptLogprobs(scored) => {
                 if let Some(echo) = &mut echo {
                     echo.scored(&tok, scored);
+                }
+            }
+            EngineEvent::PromptProgress {
+                computed,
+                cached_tokens: cached,
+                prompt_len,
+            } => {
+                let told = ChoiceEvent::Progress {
+                    index,
+                    processed: computed,
+                    cached,
+                    total: prompt_len,
+                };
+                if progress && out.send(told).is_err() {
+                    return;
                 }
             }
             EngineEvent::Prefilled { cached_tokens: c } => {

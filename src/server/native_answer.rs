@@ -59,6 +59,9 @@ pub struct NativeSampling {
     /// Each streamed piece carries `timings` so far (the closing object always does).
     #[serde(default)]
     pub timings_per_token: bool,
+    /// A stream tells the prompt's progress first (`prompt_progress` pieces).
+    #[serde(default)]
+    pub return_progress: bool,
     /// `completion_probabilities` shows the probabilities each token was drawn with, after
     /// every sampler (`prob`, `top_probs`), instead of the model's log-probabilities.
     #[serde(default)]
@@ -110,6 +113,7 @@ impl NativeSampling {
             samplers: self.samplers.clone(),
             dialect: Dialect::LlamaServer,
             logprobs_after_sampling: self.post_sampling_probs,
+            return_progress: self.return_progress,
             ..CommonParams::default()
         }
     }
@@ -399,7 +403,7 @@ impl NativeRun {
                     self.show_tokens(&mut summary);
                     return Ok(self.shown.closing(summary));
                 }
-                Step::Text(_) => {}
+                Step::Text(_) | Step::Progress(_) => {}
             }
         }
     }
@@ -407,6 +411,8 @@ impl NativeRun {
 
 enum Step {
     Text(String),
+    /// The prompt's progress (`prompt_progress`), before any text.
+    Progress(Value),
     /// The last text, and the closing object (`n_indent` cut the answer there).
     Last(String, Value),
     /// The closing object (or the failure).
@@ -481,6 +487,12 @@ impl NativeRun {
             Some(ChoiceEvent::Error { message, .. }) => {
                 Step::Done(Err(ApiError::internal(message)))
             }
+            Some(ChoiceEvent::Progress {
+                processed,
+                cached,
+                total,
+                ..
+            }) => Step::Progress(self.clock.progress(processed, cached, total)),
             None => Step::Done(Err(ApiError::internal("generation ended unexpectedly"))),
         }
     }
@@ -535,6 +547,11 @@ fn events(run: NativeRun) -> impl futures::Stream<Item = Value> {
                 if run.shown.timings_per_token {
                     piece["timings"] = run.timings_now();
                 }
+                (piece, Some(run))
+            }
+            Step::Progress(progress) => {
+                let piece = json!({"index": run.index, "content": "", "tokens": [],
+                                   "stop": false, "prompt_progress": progress});
                 (piece, Some(run))
             }
             Step::Last(text, mut summary) => {

@@ -76,6 +76,10 @@ pub struct CommonParams {
     /// Whose reading of the sampling fields the endpoint follows where peers differ.
     #[serde(skip)]
     pub dialect: Dialect,
+    /// A stream tells the prompt's progress as its chunks are computed (llama-server's
+    /// `prompt_progress`: total, cache, processed, time_ms), before the answer.
+    #[serde(default)]
+    pub return_progress: bool,
     /// Every streamed chunk carries llama-server's `timings` so far (the last one always
     /// does, and a whole answer).
     #[serde(default)]

@@ -144,6 +144,8 @@ pub async fn complete(
                 counts.add(completion_tokens, cached_tokens, prediction);
             }
             Some(ChoiceEvent::Error { message, .. }) => return Err(ApiError::internal(message)),
+            // Told in a stream only.
+            Some(ChoiceEvent::Progress { .. }) => {}
             None => return Err(ApiError::internal("generation ended unexpectedly")),
         }
     }
@@ -243,6 +245,18 @@ fn chunk(
     if let Some(t) = timings {
         v["timings"] = t;
     }
+    Event::default().data(v.to_string())
+}
+
+/// llama-server's `prompt_progress` chunk: no choices, the prompt's progress.
+fn progress_chunk(meta: &Meta, progress: Value) -> Event {
+    let object = match meta.kind {
+        Kind::Chat => "chat.completion.chunk",
+        Kind::Text => "text_completion",
+    };
+    let v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+                   "system_fingerprint": meta.system_fingerprint, "choices": [],
+                   "prompt_progress": progress});
     Event::default().data(v.to_string())
 }
 
@@ -362,6 +376,17 @@ fn async_stream(
                     st.cached = st.cached.max(*cached_tokens);
                 }
                 ChoiceEvent::Error { .. } => {}
+                &ChoiceEvent::Progress {
+                    processed,
+                    cached,
+                    total,
+                    ..
+                } => {
+                    // A chunk of its own, with no choices (as usage's), before any token.
+                    let progress = st.meta.clock.progress(processed, cached, total);
+                    st.queue.push_back(progress_chunk(&st.meta, progress));
+                    continue;
+                }
             }
             // The answer's last chunk carries the timings, each chunk with `timings_per_token`.
             let last = matches!(ev, ChoiceEvent::Finish { .. })
@@ -454,6 +479,7 @@ fn async_stream(
                         }
                     }
                 }
+                (ChoiceEvent::Progress { .. }, _) => continue,
                 (ChoiceEvent::Error { message, .. }, _) => {
                     // Headers are sent already: report in-band, as OpenAI-compatible servers do.
                     st.queue.push_back(Event::default().data(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string()));

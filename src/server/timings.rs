@@ -38,6 +38,13 @@ impl Clock {
         self.first_token
     }
 
+    /// llama-server's `prompt_progress`: `processed` of the prompt's `total` tokens computed
+    /// (`cache` of them from the prefix cache), `time_ms` since the request came.
+    pub fn progress(&self, processed: usize, cache: usize, total: usize) -> Value {
+        let time_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        json!({"total": total, "cache": cache, "processed": processed, "time_ms": time_ms})
+    }
+
     /// The timings now, in llama-server's fields.
     pub fn timings(&self, counted: Counted) -> Value {
         let now = Instant::now();

@@ -79,6 +79,8 @@ pub struct Plan {
     pub model: Option<String>,
     /// `CommonParams::logprobs_after_sampling`.
     pub logprobs_after_sampling: bool,
+    /// `CommonParams::return_progress`, for a stream.
+    pub return_progress: bool,
 }
 
 /// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
@@ -365,6 +367,7 @@ fn plan_with(
         priority: priority(limits, p.priority)?,
         model: p.model.clone(),
         logprobs_after_sampling: p.logprobs_after_sampling,
+        return_progress: p.return_progress && p.stream,
     })
 }
 
