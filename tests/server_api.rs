@@ -2253,3 +2253,103 @@ async fn long_prompts_tell_their_progress() {
         native_progress.last().unwrap()["total"]
     );
 }
+
+/// llama-server's `/slots`: a slot per sequence the engine runs at once; a running request
+/// holds one (its progress in `next_token`), `fail_on_no_slot` answers 503 when none is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_show_the_running_requests() {
+    let s = Server::start("qwen2.5-0.5b", &["--max-num-seqs", "2"]).await;
+    let (st, idle) = s.get("/slots").await;
+    assert_eq!(st, 200, "{idle}");
+    let idle = idle.as_array().unwrap().clone();
+    assert_eq!(idle.len(), 2);
+    for (i, slot) in idle.iter().enumerate() {
+        assert_eq!(
+            (&slot["id"], &slot["is_processing"]),
+            (&json!(i), &json!(false))
+        );
+        assert!(slot["n_ctx"].as_u64().unwrap() > 0, "{slot}");
+    }
+    let (st, _) = s.get("/slots?fail_on_no_slot=1").await;
+    assert_eq!(st, 200);
+
+    let long = json!({"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true,
+                      "temperature": 0.7, "top_k": 20, "stream": true});
+    let client = reqwest::Client::new();
+    let run = |seed: u64| {
+        let request = client
+            .post(s.url("/v1/completions"))
+            .json(&with_fields(long.clone(), json!({"seed": seed})));
+        tokio::spawn(async move { request.send().await.unwrap().text().await })
+    };
+    let first = run(1);
+    let mut seen = None;
+    for _ in 0..400 {
+        let (_, slots) = s.get("/slots").await;
+        let busy: Vec<Value> = slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["is_processing"] == true)
+            .cloned()
+            .collect();
+        if busy.len() == 1 && busy[0]["next_token"][0]["n_decoded"].as_u64() > Some(0) {
+            seen = Some(busy[0].clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let busy = seen.expect("the running request holds a slot");
+    assert_eq!(busy["id"], 0, "the lowest free slot: {busy}");
+    assert_eq!(busy["params"]["n_predict"], 400, "{busy}");
+    assert_eq!(busy["params"]["top_k"], 20, "{busy}");
+    let remain = busy["next_token"][0]["n_remain"].as_u64().unwrap();
+    let decoded = busy["next_token"][0]["n_decoded"].as_u64().unwrap();
+    assert_eq!(remain + decoded, 400, "{busy}");
+    assert!(
+        busy["request_id"].as_str().unwrap().starts_with("cmpl-"),
+        "{busy}"
+    );
+
+    // Both slots busy: no slot for a load balancer's probe.
+    let second = run(2);
+    let mut full = false;
+    for _ in 0..400 {
+        let (st, v) = s.get("/slots?fail_on_no_slot=1").await;
+        if st == 503 {
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("no slot"),
+                "{v}"
+            );
+            full = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(full, "two running requests fill two slots");
+    let (_, slots) = s.get("/slots").await;
+    let first_holder = slots[0]["id_task"].clone();
+    assert_eq!(slots[1]["is_processing"], true, "{slots}");
+    assert_eq!(
+        first_holder, busy["id_task"],
+        "a request keeps its slot: {slots}"
+    );
+    // Clients that go away free their slots.
+    first.abort();
+    second.abort();
+    let mut freed = false;
+    for _ in 0..400 {
+        let (_, slots) = s.get("/slots").await;
+        if slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["is_processing"] == false)
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(freed, "the slots are free again");
+}

@@ -12,7 +12,7 @@ use super::pooling::{Pool, Pooling};
 use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, History, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
-use super::stats::EngineStats;
+use super::stats::{EngineStats, RunningSeq};
 use super::thought::Thought;
 use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, LogitsWanted, SeqInput};
@@ -194,6 +194,28 @@ struct Seq {
     scored: usize,
     /// Its embedding so far (`pooling`).
     pool: Pool,
+}
+
+impl Seq {
+    /// What `/slots` shows of it.
+    fn snapshot(&self) -> RunningSeq {
+        let p = self.sampler.params();
+        RunningSeq {
+            // Given by `EngineStats::set_running_seqs`.
+            slot: 0,
+            request_id: self.req.id.clone(),
+            admitted: self.admitted,
+            prompt_tokens: self.prompt_len,
+            computed: self.computed,
+            generated: self.generated(),
+            max_tokens: self.req.max_tokens,
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            min_p: p.min_p,
+            seed: p.seed,
+        }
+    }
 }
 
 /// A sequence's part of a step: `len` of its own tokens from `start`, then `draft`.
@@ -1054,6 +1076,8 @@ impl Engine {
         self.stats.running.set(self.running.len() as i64);
         self.stats
             .set_lora_running(self.running.iter().filter_map(|s| s.req.adapter));
+        self.stats
+            .set_running_seqs(self.running.iter().map(Seq::snapshot));
         let total = self.blocks.num_blocks().max(1);
         self.stats
             .kv_blocks_used

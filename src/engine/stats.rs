@@ -36,6 +36,30 @@ pub struct EngineStats {
     fallback_seen: Mutex<HashMap<&'static str, u64>>,
     /// The LoRA adapters running and waiting requests use (the server names them).
     lora_in_use: Mutex<LoraInUse>,
+    /// The running sequences as of the last step (llama-server's `/slots`).
+    running_seqs: Mutex<Vec<RunningSeq>>,
+}
+
+/// A running sequence as the last step left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningSeq {
+    /// Its place among the running sequences (`set_running_seqs`): the lowest free when it
+    /// started, the same until it ends.
+    pub slot: usize,
+    /// The request's id (`cmpl-…`, `/i` for choice i).
+    pub request_id: String,
+    /// Its admission number: unique, increasing.
+    pub admitted: u64,
+    pub prompt_tokens: usize,
+    /// Tokens (prompt and answer) whose K/V are in the cache.
+    pub computed: usize,
+    pub generated: usize,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub seed: Option<u64>,
 }
 
 /// The engine slots of the LoRA adapters requests use, each listed once, in slot order.
@@ -43,6 +67,31 @@ pub struct EngineStats {
 pub struct LoraInUse {
     pub running: Vec<u32>,
     pub waiting: Vec<u32>,
+}
+
+/// `now`'s sequences in slots: those running before keep theirs (known by admission), each
+/// new one takes the lowest left free, oldest admission first.
+fn with_slots(before: &[RunningSeq], mut now: Vec<RunningSeq>) -> Vec<RunningSeq> {
+    now.sort_by_key(|s| s.admitted);
+    let kept = |s: &RunningSeq| {
+        before
+            .iter()
+            .find(|b| b.admitted == s.admitted)
+            .map(|b| b.slot)
+    };
+    let mut taken: Vec<usize> = now.iter().filter_map(kept).collect();
+    for s in now.iter_mut() {
+        s.slot = match kept(s) {
+            Some(slot) => slot,
+            None => {
+                let free = (0..).find(|i| !taken.contains(i)).unwrap_or(0);
+                taken.push(free);
+                free
+            }
+        };
+    }
+    now.sort_by_key(|s| s.slot);
+    now
 }
 
 /// Each slot once, in order.
@@ -167,6 +216,7 @@ impl EngineStats {
             backend_fallback_ops,
             fallback_seen: Mutex::new(HashMap::new()),
             lora_in_use: Mutex::default(),
+            running_seqs: Mutex::default(),
             registry,
         };
         stats.kv_blocks_total.set(kv_blocks_total as i64);
@@ -203,6 +253,21 @@ impl EngineStats {
         }
     }
 
+    /// The running sequences now (their `slot` is set here), in slot order.
+    pub fn set_running_seqs(&self, seqs: impl Iterator<Item = RunningSeq>) {
+        if let Ok(mut running) = self.running_seqs.lock() {
+            let now = with_slots(&running, seqs.collect());
+            *running = now;
+        }
+    }
+
+    pub fn running_seqs(&self) -> Vec<RunningSeq> {
+        self.running_seqs
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     pub fn lora_in_use(&self) -> LoraInUse {
         self.lora_in_use
             .lock()
@@ -224,6 +289,42 @@ impl EngineStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seq(admitted: u64) -> RunningSeq {
+        RunningSeq {
+            slot: usize::MAX,
+            request_id: format!("cmpl-{admitted}"),
+            admitted,
+            prompt_tokens: 4,
+            computed: 4,
+            generated: 0,
+            max_tokens: 8,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn a_sequence_keeps_its_slot_and_a_new_one_takes_the_lowest_free() {
+        let stats = EngineStats::new(4).unwrap();
+        let slots = |stats: &EngineStats| -> Vec<(usize, u64)> {
+            stats
+                .running_seqs()
+                .iter()
+                .map(|s| (s.slot, s.admitted))
+                .collect()
+        };
+        stats.set_running_seqs([seq(3), seq(1), seq(2)].into_iter());
+        assert_eq!(slots(&stats), vec![(0, 1), (1, 2), (2, 3)]);
+        // 1 ends, 4 and 5 come: 4 takes slot 0, 5 the next after 3's.
+        stats.set_running_seqs([seq(2), seq(3), seq(5), seq(4)].into_iter());
+        assert_eq!(slots(&stats), vec![(0, 4), (1, 2), (2, 3), (3, 5)]);
+        stats.set_running_seqs(std::iter::empty());
+        assert!(stats.running_seqs().is_empty());
+    }
 
     #[test]
     fn fallback_counters_follow_the_runner_totals() {

@@ -133,6 +133,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))
         .route("/props", get(routes::misc::props))
+        .route("/slots", get(routes::slots::slots))
         .route("/completion", post(routes::llama_completion::completion))
         .route(
             "/v1/messages/count_tokens",

@@ -1,6 +1,6 @@
 //! `/v1/models` (and one by id), `/props`, `/health`, `/metrics`, and the JSON 404/405.
 use crate::server::error::{ApiError, OllamaError};
-use crate::server::state::SharedState;
+use crate::server::state::{Ready, SharedState};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -32,28 +32,10 @@ pub async fn models(State(state): State<SharedState>) -> Response {
 /// template, the build.
 pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let ready = state.ready()?;
-    let d = crate::server::generation_defaults::applied(&ready.limits.sampling);
     Ok(axum::Json(json!({
         "default_generation_settings": {
             "n_ctx": ready.limits.context,
-            "params": {
-                "n_predict": ready.limits.default_max_tokens,
-                "temperature": d.temperature,
-                "top_k": d.top_k,
-                "top_p": d.top_p,
-                "min_p": d.min_p,
-                "min_keep": 0,
-                "repeat_penalty": d.repetition_penalty,
-                "xtc_probability": d.xtc_probability,
-                "xtc_threshold": d.xtc_threshold,
-                "repeat_last_n": d.repeat_last_n,
-                "mirostat": d.mirostat,
-                "mirostat_tau": d.mirostat_tau,
-                "mirostat_eta": d.mirostat_eta,
-                "dynatemp_range": 0.0,
-                "dynatemp_exponent": 1.0,
-                "samplers": crate::server::sampler_chain::Chain::llama_cpp().names(),
-            },
+            "params": default_params(ready),
         },
         "total_slots": ready.max_num_seqs,
         "model_alias": state.model_name,
@@ -62,6 +44,29 @@ pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiErro
         "build_info": format!("candor {}", crate::bench::report::git_commit()),
     }))
     .into_response())
+}
+
+/// The sampling a request gets for the fields it leaves out, under llama.cpp's names.
+pub fn default_params(ready: &Ready) -> serde_json::Value {
+    let d = crate::server::generation_defaults::applied(&ready.limits.sampling);
+    json!({
+        "n_predict": ready.limits.default_max_tokens,
+        "temperature": d.temperature,
+        "top_k": d.top_k,
+        "top_p": d.top_p,
+        "min_p": d.min_p,
+        "min_keep": 0,
+        "repeat_penalty": d.repetition_penalty,
+        "xtc_probability": d.xtc_probability,
+        "xtc_threshold": d.xtc_threshold,
+        "repeat_last_n": d.repeat_last_n,
+        "mirostat": d.mirostat,
+        "mirostat_tau": d.mirostat_tau,
+        "mirostat_eta": d.mirostat_eta,
+        "dynatemp_range": 0.0,
+        "dynatemp_exponent": 1.0,
+        "samplers": crate::server::sampler_chain::Chain::llama_cpp().names(),
+    })
 }
 
 /// `GET /v1/models/{id}` (`client.models.retrieve`); the id may hold slashes (`org/name`).

@@ -11,4 +11,5 @@ pub mod misc;
 pub mod ollama;
 pub mod responses;
 pub mod similarity;
+pub mod slots;
 pub mod tokens;
