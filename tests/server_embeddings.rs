@@ -171,9 +171,71 @@ async fn mean_pooling_averages_what_last_pooling_takes_from_the_end() {
     // Longer (past one prefill chunk of the mean's every-row steps): they differ.
     let text = json!({"input": "word ".repeat(300)});
     let a = vectors(&embed(&last, text.clone()).await).remove(0);
-    let b = vectors(&embed(&mean, text).await).remove(0);
+    let b = vectors(&embed(&mean, text.clone()).await).remove(0);
     assert!(dot(&a, &b) < 0.99, "{}", dot(&a, &b));
     assert!((dot(&b, &b) - 1.0).abs() < 1e-4);
+
+    // No pooling: /embedding gives a row per token (each scaled), whose last is what last
+    // pooling takes and whose mean is mean pooling's.
+    let none = Server::start("qwen2.5-0.5b", &["--pooling", "none"]).await;
+    let content = json!({"content": text["input"], "embd_normalize": -1});
+    let (status, v) = none.post("/embedding", &content).await;
+    assert_eq!(status, 200, "{v}");
+    let rows: Vec<Vec<f32>> = v[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let (_, tokens) = none
+        .post("/tokenize", &json!({"prompt": text["input"]}))
+        .await;
+    assert_eq!(rows.len(), tokens["count"].as_u64().unwrap() as usize);
+    let unit = |v: &[f32]| {
+        let n = dot(v, v).sqrt();
+        v.iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let last_row = unit(rows.last().unwrap());
+    assert!(dot(&last_row, &a) > SAME_TEXT, "{}", dot(&last_row, &a));
+    let width = rows[0].len();
+    let sum: Vec<f32> = (0..width)
+        .map(|i| rows.iter().map(|r| r[i]).sum())
+        .collect();
+    let averaged = unit(&sum);
+    assert!(dot(&averaged, &b) > SAME_TEXT, "{}", dot(&averaged, &b));
+    let (_, scaled) = none.post("/embedding", &json!({"content": "a cat"})).await;
+    for row in scaled[0]["embedding"].as_array().unwrap() {
+        let row: Vec<f32> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert!((dot(&row, &row) - 1.0).abs() < 1e-4);
+    }
+    // What pools a vector per input has none to give.
+    for (path, body) in [
+        ("/v1/embeddings", json!({"input": "a cat"})),
+        ("/embedding", json!({"input": "a cat"})),
+        (
+            "/api/embed",
+            json!({"model": "qwen2.5-0.5b", "input": "a cat"}),
+        ),
+        (
+            "/v1/rerank",
+            json!({"query": "a cat", "documents": ["a dog"]}),
+        ),
+    ] {
+        let (status, e) = none.post(path, &body).await;
+        assert_eq!(status, 400, "{path}: {e}");
+        assert!(e.to_string().contains("pooling none"), "{path}: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! One embedding from a prompt's final hidden states (`/v1/embeddings`): the last token's
 //! (decoder embedding models such as Qwen3-Embedding, and vLLM's default for a generative
-//! model) or the mean over every token. The engine pools as prefill chunks compute the states,
-//! so a long prompt never holds all its rows at once.
+//! model) or the mean over every token; or none, every token's state kept (llama-server's
+//! `--pooling none`, for late-interaction retrieval). The engine pools as prefill chunks
+//! compute the states, so a long prompt pooled never holds all its rows at once.
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +11,8 @@ pub enum Pooling {
     Last,
     /// The mean of every prompt token's state.
     Mean,
+    /// Every prompt token's state, one after another.
+    None,
 }
 
 impl Pooling {
@@ -23,10 +26,16 @@ impl Pooling {
         }
     }
 
+    /// Whether it reads every prompt position's state (not the last alone).
+    pub fn reads_every_row(self) -> bool {
+        matches!(self, Pooling::Mean | Pooling::None)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Pooling::Last => "last",
             Pooling::Mean => "mean",
+            Pooling::None => "none",
         }
     }
 }
@@ -44,7 +53,8 @@ impl std::str::FromStr for Pooling {
         match s {
             "last" => Ok(Pooling::Last),
             "mean" => Ok(Pooling::Mean),
-            other => Err(format!("unknown pooling `{other}` (last, mean)")),
+            "none" => Ok(Pooling::None),
+            other => Err(format!("unknown pooling `{other}` (last, mean, none)")),
         }
     }
 }
@@ -83,15 +93,17 @@ impl Pool {
                         *a += x;
                     }
                 }
+                Pooling::None => self.acc.extend_from_slice(row),
             }
             self.upto = pos + 1;
         }
     }
 
-    /// The embedding of the `prompt_len` positions taken in (not yet normalised).
+    /// The embedding of the `prompt_len` positions taken in (not yet normalised); without
+    /// pooling, each position's in turn.
     pub fn embedding(&self, pooling: Pooling, prompt_len: usize) -> Vec<f32> {
         match pooling {
-            Pooling::Last => self.acc.clone(),
+            Pooling::Last | Pooling::None => self.acc.clone(),
             Pooling::Mean => {
                 let n = prompt_len.max(1) as f32;
                 self.acc.iter().map(|x| x / n).collect()
@@ -113,6 +125,19 @@ mod tests {
         pool.take_in(Pooling::Mean, 0, rows.iter().map(|r| &r[..]));
         assert_eq!(pool.upto(), 3);
         assert_eq!(pool.embedding(Pooling::Mean, 3), [3.0, 4.0]);
+    }
+
+    #[test]
+    fn none_keeps_every_position_once() {
+        let mut pool = Pool::default();
+        let rows = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        pool.take_in(Pooling::None, 0, rows[..2].iter().map(|r| &r[..]));
+        pool.take_in(Pooling::None, 0, rows.iter().map(|r| &r[..]));
+        assert_eq!(
+            pool.embedding(Pooling::None, 3),
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!("none".parse::<Pooling>(), Ok(Pooling::None));
     }
 
     #[test]

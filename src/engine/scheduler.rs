@@ -287,11 +287,11 @@ impl Seq {
     fn scoring(&self) -> bool {
         self.req.prompt_logprobs.is_some() && self.scored < self.prompt_len
     }
-    /// Whether prompt positions are still to be pooled by their mean: its steps bring back
-    /// the hidden state of every prompt row, and (as for scoring) it takes nothing from the
-    /// prefix cache.
+    /// Whether prompt positions are still to be pooled by their mean (or each kept): its
+    /// steps bring back the hidden state of every prompt row, and (as for scoring) it takes
+    /// nothing from the prefix cache.
     fn pooling_every_row(&self) -> bool {
-        self.req.pooling == Some(Pooling::Mean) && self.pool.upto() < self.prompt_len
+        self.req.pooling.is_some_and(Pooling::reads_every_row) && self.pool.upto() < self.prompt_len
     }
     /// Whether it needs a row computed for every prompt position.
     fn needs_every_row(&self) -> bool {
@@ -387,9 +387,9 @@ impl EngineHandle {
         // nothing to share.
         let shares_prompt = self.config.prefix_caching
             && reqs.len() > 1
-            && reqs
-                .iter()
-                .all(|r| r.prompt_logprobs.is_none() && r.pooling != Some(Pooling::Mean))
+            && reqs.iter().all(|r| {
+                r.prompt_logprobs.is_none() && !r.pooling.is_some_and(Pooling::reads_every_row)
+            })
             && reqs[0].prompt_ids.len() > self.block_size
             && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
         let gate = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,7 @@
 //! `POST /v1/embeddings` (and llama-server's `/embedding`, `/embeddings`): each input runs as a
 //! prompt-only engine request that pools its final hidden states (`--pooling`), all of them
 //! queued together.
+use crate::engine::pooling::Pooling;
 use crate::engine::sampler::SamplingParams;
 use crate::engine::scheduler::{EngineEvent, EngineRequest};
 use crate::server::embeddings::{self, EmbeddingRequest};
@@ -22,8 +23,9 @@ pub async fn embeddings(
 
 /// `POST /embedding` and `/embeddings` (llama-server's): `input` is answered as
 /// `/v1/embeddings` answers it; `content`, llama-server's own field, as llama-server does,
-/// `[{"index": 0, "embedding": [[...]]}]` (a pooled vector as a one-row matrix), each vector
-/// scaled as `embd_normalize` says (Euclidean by default, `normalised_by`).
+/// `[{"index": 0, "embedding": [[...]]}]` (a pooled vector as a one-row matrix, or under
+/// `--pooling none` a row per token), each vector scaled as `embd_normalize` says (Euclidean
+/// by default, `normalised_by`).
 pub async fn llama_embeddings(
     State(state): State<SharedState>,
     Json(mut body): Json<Value>,
@@ -55,11 +57,41 @@ pub async fn llama_embeddings(
         return openai_answer(&state, as_request(body)?).await;
     };
     body["input"] = content;
-    let pooled = pool(&state, &as_request(body)?).await?;
+    let req = as_request(body)?;
+    let ready = state.ready()?;
+    if ready.pooling == Pooling::None {
+        return per_token_answer(&state, &req, norm).await;
+    }
+    let pooled = pool(&state, &req).await?;
     let answers: Vec<Value> = (pooled.vectors.into_iter().enumerate())
         .map(|(index, v)| {
             let v = embeddings::normalised_by(v, pooled.dimensions, norm);
             json!({"index": index, "embedding": [v]})
+        })
+        .collect();
+    Ok(axum::Json(answers).into_response())
+}
+
+/// llama-server's answer under `--pooling none`: each input's tokens' final states, a row per
+/// token, each scaled as `norm` says.
+async fn per_token_answer(
+    state: &SharedState,
+    req: &EmbeddingRequest,
+    norm: i64,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let width = ready.hidden_size;
+    let inputs = req.token_lists(ready)?;
+    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
+    let states = run_pooling(ready, &inputs, priority, req.model.as_deref()).await?;
+    let answers: Vec<Value> = (states.into_iter().enumerate())
+        .map(|(index, all)| {
+            let rows: Vec<Vec<f32>> = all
+                .chunks(width.max(1))
+                .map(|row| embeddings::normalised_by(row.to_vec(), width, norm))
+                .collect();
+            json!({"index": index, "embedding": rows})
         })
         .collect();
     Ok(axum::Json(answers).into_response())
@@ -105,8 +137,26 @@ async fn pool(state: &SharedState, req: &EmbeddingRequest) -> Result<Pooled, Api
 }
 
 /// Each input's pooled final hidden state (not normalised), in order; `priority` as the
-/// engine reads it (lower first); with the LoRA adapter `model` names, if it names one.
+/// engine reads it (lower first); with the LoRA adapter `model` names, if it names one. A
+/// server that pools nothing has no such vector: a 400 that says where its rows are.
 pub async fn pooled(
+    ready: &Ready,
+    inputs: &[Vec<u32>],
+    priority: i64,
+    model: Option<&str>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    if ready.pooling == Pooling::None {
+        return Err(ApiError::bad_request(
+            "this server pools nothing (`--pooling none`): each token's vector comes from \
+             /embedding with `content`; serve with `--pooling last` or `mean` for one vector \
+             per input",
+        ));
+    }
+    run_pooling(ready, inputs, priority, model).await
+}
+
+/// Each input's states as the server's `--pooling` keeps them (not normalised).
+async fn run_pooling(
     ready: &Ready,
     inputs: &[Vec<u32>],
     priority: i64,
