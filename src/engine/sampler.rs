@@ -455,6 +455,11 @@ impl Sampler {
             keep_within_sigmas(logits, p.top_n_sigma);
         }
         if p.typical_p < 1.0 {
+            // After top-k, over its candidates, as llama.cpp's chain and transformers' warpers
+            // both run it.
+            if p.top_k > 0 && p.top_k < logits.len() {
+                keep_top_k(logits, p.top_k);
+            }
             let seen_at = if p.temperature_last {
                 1.0
             } else {
@@ -490,6 +495,19 @@ impl Sampler {
         match &mut self.mirostat {
             Some(mirostat) => mirostat.draw(candidates, draw),
             None => candidates.draw(draw),
+        }
+    }
+}
+
+/// Only the `k` first-ranked logits stay; the others become -inf.
+fn keep_top_k(logits: &mut [f32], k: usize) {
+    let mut keep = vec![false; logits.len()];
+    for i in top_k(logits, k) {
+        keep[i as usize] = true;
+    }
+    for (l, keep) in logits.iter_mut().zip(keep) {
+        if !keep {
+            *l = f32::NEG_INFINITY;
         }
     }
 }
@@ -668,6 +686,33 @@ mod tests {
             .keeping_candidates(true);
         assert_eq!(greedy.sample(&logits, &[]), 1);
         assert_eq!(greedy.drawn_from(), Some(&Candidates::Only(1)));
+    }
+
+    /// Typical-p reads top-k's candidates, not the row: over a long flat tail the row's most
+    /// typical token is in the tail, over the two first the likelier is.
+    #[test]
+    fn typical_p_follows_top_k() {
+        let mut logits = vec![3.0f32; 1002];
+        logits[0] = 5.0;
+        logits[1] = 4.0;
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 2,
+            typical_p: 0.0001,
+            seed: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!((0..20).all(|_| s.sample(&logits, &[]) == 0));
+        let mut row_wide = Sampler::new(SamplingParams {
+            typical_p: 0.0001,
+            seed: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            row_wide.sample(&logits, &[]) >= 2,
+            "the tail is the row's typical"
+        );
     }
 
     #[test]
