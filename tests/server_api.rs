@@ -2353,3 +2353,71 @@ async fn slots_show_the_running_requests() {
     }
     assert!(freed, "the slots are free again");
 }
+
+/// `logit_bias` in llama-server's forms beside OpenAI's: pairs, a text for its tokens,
+/// `false` to ban; on `/completion` as on the OpenAI endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logit_bias_in_every_form() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let ask =
+        json!({"prompt": "1, 2, 3, 4,", "n_predict": 1, "temperature": 0, "return_tokens": true});
+    let (_, plain) = post(&s, "/completion", ask.clone()).await;
+    let first = plain["tokens"][0].clone();
+    let text = plain["content"].as_str().unwrap().to_string();
+    let banned = |bias: Value| with_fields(ask.clone(), json!({"logit_bias": bias}));
+    for bias in [
+        json!([[first, false]]),
+        json!({first.to_string(): false}),
+        json!([[text, false]]),
+        json!([[first, -100]]),
+    ] {
+        let (st, v) = post(&s, "/completion", banned(bias.clone())).await;
+        assert_eq!(st, 200, "{v}");
+        assert_ne!(v["tokens"][0], first, "{bias}: {v}");
+    }
+    // A text's bias raises its tokens: " 7" over " 5".
+    let (_, seven) = post(&s, "/tokenize", json!({"content": " 7"})).await;
+    let (st, v) = post(&s, "/completion", banned(json!([[" 7", 30]]))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["tokens"][0], seven["tokens"][0], "{v}");
+    // The OpenAI endpoint reads the same forms.
+    let (st, v) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": "1, 2, 3, 4,", "max_tokens": 1, "temperature": 0,
+               "logit_bias": [[first, false]]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_ne!(v["choices"][0]["text"], text.as_str(), "{v}");
+    let (st, e) = post(&s, "/completion", banned(json!([[first, true]]))).await;
+    assert_eq!(st, 400, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("logit_bias"), "{e}");
+
+    // llama-server's endpoints read a body whatever its type says (`curl -d` sends a form's);
+    // the OpenAI ones keep to JSON.
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        ("/completion", json!({"prompt": "1, 2,", "n_predict": 1})),
+        ("/tokenize", json!({"content": "hi"})),
+        ("/embedding", json!({"content": "hi"})),
+    ] {
+        let r = client
+            .post(s.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = client
+        .post(s.url("/v1/completions"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(json!({"prompt": "1, 2,", "max_tokens": 1}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}

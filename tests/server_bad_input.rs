@@ -224,9 +224,16 @@ fn cases() -> Vec<Case> {
             "stop",
         ),
         case(
-            "logit_bias with a bad key",
+            "logit_bias with a bad value",
             chat_path,
-            chat(json!({"logit_bias": {"hello": 1}})),
+            chat(json!({"logit_bias": {"hello": true}})),
+            400,
+            "logit_bias",
+        ),
+        case(
+            "logit_bias pair of three",
+            chat_path,
+            chat(json!({"logit_bias": [[1, 2, 3]]})),
             400,
             "logit_bias",
         ),

@@ -261,6 +261,15 @@ pub fn start(
         .dry
         .as_ref()
         .map(|d| d.params(ready.dry_breakers.of(&ready.tokenizer, d.breaker_strings())));
+    // A bias named by a text goes to each of its tokens, read as plain text (llama-server's).
+    let mut logit_bias = plan.sampling.logit_bias.clone();
+    for (text, bias) in &plan.text_bias {
+        let ids = ready
+            .tokenizer
+            .encode_text(text, false)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        logit_bias.extend(ids.into_iter().map(|id| (id, *bias)));
+    }
     let infill = plan.infill.then(|| {
         Arc::new(Infill {
             vocab: ready.tokenizer.token_bytes(),
@@ -276,6 +285,7 @@ pub fn start(
             let mut sampling = plan.sampling.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
             sampling.dry = dry.clone();
+            sampling.logit_bias.clone_from(&logit_bias);
             sampling.infill = infill.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {

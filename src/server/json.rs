@@ -38,7 +38,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// A JSON body whatever its `Content-Type` says: Ollama's clients and its documented `curl -d`
-/// examples send none, or curl's form type. Every other failure is as `Json`'s.
+/// examples send none, or curl's form type, and llama-server reads any (its own endpoints
+/// take this one too). Every other failure is as `Json`'s.
 pub struct AnyJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AnyJson<T> {

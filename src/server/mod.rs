@@ -17,6 +17,7 @@ pub mod harmony;
 pub mod infill;
 pub mod json;
 pub mod llama_samplers;
+pub mod logit_bias;
 pub mod marker;
 pub mod messages;
 pub mod native_answer;

@@ -56,6 +56,8 @@ pub struct NativeSampling {
     /// The generated tokens' ids in `tokens`.
     #[serde(default)]
     pub return_tokens: bool,
+    /// llama-server's forms or OpenAI's (`server::logit_bias`).
+    pub logit_bias: Option<super::logit_bias::LogitBias>,
     /// Each streamed piece carries `timings` so far (the closing object always does).
     #[serde(default)]
     pub timings_per_token: bool,
@@ -113,6 +115,7 @@ impl NativeSampling {
             samplers: self.samplers.clone(),
             dialect: Dialect::LlamaServer,
             logprobs_after_sampling: self.post_sampling_probs,
+            logit_bias: self.logit_bias.clone(),
             return_progress: self.return_progress,
             ..CommonParams::default()
         }

@@ -2,7 +2,6 @@
 //! ignored (clients send `user`, `metadata`...), fields it uses are type-checked by serde and
 //! range-checked in `validate.rs` (tool fields in `tools/`).
 use serde::Deserialize;
-use std::collections::HashMap;
 
 /// `stop`: a string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,7 +47,8 @@ pub struct CommonParams {
     pub stream_options: Option<StreamOptions>,
     #[serde(default)]
     pub ignore_eos: bool,
-    pub logit_bias: Option<HashMap<String, f64>>,
+    /// OpenAI's object of token ids, or llama-server's forms (`server::logit_bias`).
+    pub logit_bias: Option<super::logit_bias::LogitBias>,
     /// vLLM's sampling extensions: no end before `min_tokens`, more end tokens, the stop
     /// string kept in the answer, special tokens written out.
     pub min_tokens: Option<i64>,

@@ -81,6 +81,8 @@ pub struct Plan {
     pub logprobs_after_sampling: bool,
     /// `CommonParams::return_progress`, for a stream.
     pub return_progress: bool,
+    /// Biases named by a text: each of its tokens gets it (`generation::start` tokenizes).
+    pub text_bias: Vec<(String, f32)>,
 }
 
 /// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
@@ -220,31 +222,10 @@ fn plan_with(
             ))
         }
     };
-    let mut logit_bias = Vec::new();
-    for (k, &v) in p.logit_bias.iter().flatten() {
-        let id: u32 = k.parse().map_err(|_| {
-            ApiError::invalid(
-                "logit_bias",
-                format!("logit_bias key `{k}` is not a token id"),
-            )
-        })?;
-        if id as usize >= limits.vocab {
-            return Err(ApiError::invalid(
-                "logit_bias",
-                format!(
-                    "logit_bias token {id} is out of the vocabulary ({})",
-                    limits.vocab
-                ),
-            ));
-        }
-        if !(v.is_finite() && (-100.0..=100.0).contains(&v)) {
-            return Err(ApiError::invalid(
-                "logit_bias",
-                format!("logit_bias values must be in [-100, 100], got {v}"),
-            ));
-        }
-        logit_bias.push((id, v as f32));
-    }
+    let (logit_bias, text_bias) = match &p.logit_bias {
+        Some(bias) => bias.split(limits.vocab)?,
+        None => Default::default(),
+    };
     let min_tokens = match p.min_tokens {
         None => 0,
         Some(m) if m >= 0 && m as u64 <= max_tokens as u64 => m as usize,
@@ -368,6 +349,7 @@ fn plan_with(
         model: p.model.clone(),
         logprobs_after_sampling: p.logprobs_after_sampling,
         return_progress: p.return_progress && p.stream,
+        text_bias,
     })
 }
 
@@ -607,7 +589,7 @@ mod tests {
             Some(Some("prompt".into()))
         );
         let bias = CommonParams {
-            logit_bias: Some([("60".to_string(), 1.0)].into()),
+            logit_bias: serde_json::from_value(serde_json::json!({"60": 1.0})).ok(),
             ..Default::default()
         };
         assert!(plan(&bias, 10, &limits()).is_err());

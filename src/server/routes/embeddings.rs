@@ -7,7 +7,7 @@ use crate::engine::scheduler::{EngineEvent, EngineRequest};
 use crate::server::embeddings::{self, EmbeddingRequest};
 use crate::server::error::ApiError;
 use crate::server::generation::submit;
-use crate::server::json::Json;
+use crate::server::json::{AnyJson, Json};
 use crate::server::state::{new_id, Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ pub async fn embeddings(
 /// by default, `normalised_by`).
 pub async fn llama_embeddings(
     State(state): State<SharedState>,
-    Json(mut body): Json<Value>,
+    AnyJson(mut body): AnyJson<Value>,
 ) -> Result<Response, ApiError> {
     let Some(fields) = body.as_object_mut() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));

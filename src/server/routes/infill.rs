@@ -3,7 +3,7 @@
 //! llama.cpp names, and llama-server's answer (`server::native_answer`).
 use crate::server::error::ApiError;
 use crate::server::infill::{parts, Chunk, FimTokens, InfillText};
-use crate::server::json::Json;
+use crate::server::json::AnyJson;
 use crate::server::native_answer::{self, NativeSampling};
 use crate::server::state::SharedState;
 use crate::server::validate::no_nul;
@@ -28,7 +28,7 @@ pub struct InfillRequest {
 
 pub async fn infill(
     State(state): State<SharedState>,
-    Json(req): Json<InfillRequest>,
+    AnyJson(req): AnyJson<InfillRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.sampling.model.as_deref())?;
     let ready = state.ready()?;

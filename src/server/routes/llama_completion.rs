@@ -3,7 +3,7 @@
 //! answered side by side), llama.cpp's sampling names, and llama-server's answer
 //! (`server::native_answer`).
 use crate::server::error::ApiError;
-use crate::server::json::Json;
+use crate::server::json::AnyJson;
 use crate::server::native_answer::{self, NativeSampling};
 use crate::server::native_prompt::prompts;
 use crate::server::state::SharedState;
@@ -22,7 +22,7 @@ pub struct NativeCompletionRequest {
 
 pub async fn completion(
     State(state): State<SharedState>,
-    Json(req): Json<NativeCompletionRequest>,
+    AnyJson(req): AnyJson<NativeCompletionRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.sampling.model.as_deref())?;
     let ready = state.ready()?;

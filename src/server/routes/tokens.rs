@@ -5,7 +5,7 @@
 //! template's text for `messages` (llama-server's `/apply-template`).
 use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
 use crate::server::error::ApiError;
-use crate::server::json::Json;
+use crate::server::json::AnyJson;
 use crate::server::native_prompt::{encode, mixed, Reading};
 use crate::server::openai::{DetokenizeRequest, Message, TokenizeRequest};
 use crate::server::prompt_end::PromptEnd;
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 pub async fn tokenize(
     State(state): State<SharedState>,
-    Json(req): Json<TokenizeRequest>,
+    AnyJson(req): AnyJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
@@ -61,7 +61,7 @@ pub async fn tokenize(
 /// `POST /apply-template`: the prompt text the chat template makes of `messages`.
 pub async fn apply_template(
     State(state): State<SharedState>,
-    Json(req): Json<TokenizeRequest>,
+    AnyJson(req): AnyJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
@@ -74,7 +74,7 @@ pub async fn apply_template(
 
 pub async fn detokenize(
     State(state): State<SharedState>,
-    Json(req): Json<DetokenizeRequest>,
+    AnyJson(req): AnyJson<DetokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
