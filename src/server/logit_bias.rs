@@ -89,10 +89,16 @@ fn bias_of<E: de::Error>(bias: Value) -> Result<f32, E> {
     }
 }
 
+/// The biases by token id, and those named by a text (tokenized later).
+#[derive(Debug, Default, PartialEq)]
+pub struct Split {
+    pub by_id: Vec<(u32, f32)>,
+    pub by_text: Vec<(String, f32)>,
+}
+
 impl LogitBias {
-    /// The biases by token id, checked against a vocabulary of `vocab`, and those named by a
-    /// text (tokenized later).
-    pub fn split(&self, vocab: usize) -> Result<(Vec<(u32, f32)>, Vec<(String, f32)>), ApiError> {
+    /// The biases by token id, checked against a vocabulary of `vocab`, and by text.
+    pub fn split(&self, vocab: usize) -> Result<Split, ApiError> {
         let (mut ids, mut texts) = (Vec::new(), Vec::new());
         for (key, bias) in &self.0 {
             match key {
@@ -114,7 +120,10 @@ impl LogitBias {
                 BiasKey::Text(text) => texts.push((text.clone(), *bias)),
             }
         }
-        Ok((ids, texts))
+        Ok(Split {
+            by_id: ids,
+            by_text: texts,
+        })
     }
 }
 
@@ -166,8 +175,9 @@ mod tests {
         ] {
             assert!(read(bad.clone()).is_err(), "{bad}");
         }
-        let (ids, texts) = read(json!([[3, 1], ["a", 2]])).unwrap().split(10).unwrap();
-        assert_eq!((ids, texts), (vec![(3, 1.0)], vec![("a".to_string(), 2.0)]));
+        let split = read(json!([[3, 1], ["a", 2]])).unwrap().split(10).unwrap();
+        assert_eq!(split.by_id, vec![(3, 1.0)]);
+        assert_eq!(split.by_text, vec![("a".to_string(), 2.0)]);
         assert!(read(json!({"10": 1})).unwrap().split(10).is_err());
         assert!(read(json!({"-1": 1})).unwrap().split(10).is_err());
         assert!(read(json!([["", 1]])).unwrap().split(10).is_err());

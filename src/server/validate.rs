@@ -222,10 +222,11 @@ fn plan_with(
             ))
         }
     };
-    let (logit_bias, text_bias) = match &p.logit_bias {
+    let bias = match &p.logit_bias {
         Some(bias) => bias.split(limits.vocab)?,
         None => Default::default(),
     };
+    let (logit_bias, text_bias) = (bias.by_id, bias.by_text);
     let min_tokens = match p.min_tokens {
         None => 0,
         Some(m) if m >= 0 && m as u64 <= max_tokens as u64 => m as usize,
