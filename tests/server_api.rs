@@ -845,6 +845,22 @@ async fn thinking_goes_to_reasoning_content() {
             Some(want_content.as_str()),
             "{v} vs {raw:?}"
         );
+        // llama-server's `reasoning_format: none`: the text as written, thought and all.
+        let unsplit = with_fields(body.clone(), json!({"reasoning_format": "none"}));
+        let (st, v) = post(&s, "/v1/chat/completions", unsplit.clone()).await;
+        assert_eq!(st, 200, "{v}");
+        let message = &v["choices"][0]["message"];
+        assert_eq!(message["content"].as_str(), Some(raw.as_str()), "{v}");
+        assert!(message.get("reasoning_content").is_none(), "{v}");
+        let streamed = streamed_content(
+            &sse(
+                &s,
+                "/v1/chat/completions",
+                with_fields(unsplit, json!({"stream": true})),
+            )
+            .await,
+        );
+        assert_eq!(streamed, raw);
 
         // Through /v1/responses the thought is a reasoning item, the answer a message.
         let (st, r) = post(

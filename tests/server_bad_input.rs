@@ -231,6 +231,13 @@ fn cases() -> Vec<Case> {
             "logit_bias",
         ),
         case(
+            "unknown reasoning_format",
+            chat_path,
+            chat(json!({"reasoning_format": "deepseek-legacy"})),
+            400,
+            "reasoning_format",
+        ),
+        case(
             "logit_bias pair of three",
             chat_path,
             chat(json!({"logit_bias": [[1, 2, 3]]})),

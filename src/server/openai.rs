@@ -216,6 +216,10 @@ pub struct ChatRequest {
     /// A budget on the thought of a thinking model (`thinking.rs`).
     #[serde(flatten)]
     pub thinking_budget: super::thinking::BudgetAsked,
+    /// llama-server's `reasoning_format`: `auto` or `deepseek` (the thought in
+    /// `reasoning_content`, the default) or `none` (the text as written, thought and all, in
+    /// `content`).
+    pub reasoning_format: Option<String>,
     /// Drop the oldest turns of a conversation that does not fit (`truncation.rs`; set by
     /// the Responses API's `truncation: "auto"`, not by chat clients).
     #[serde(skip)]

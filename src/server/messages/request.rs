@@ -139,6 +139,7 @@ impl MessagesRequest {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             thinking_budget: self.thinking_budget()?,
+            reasoning_format: None,
             truncate_oldest_turns: false,
             add_generation_prompt: None,
             continue_final_message: false,

@@ -257,6 +257,7 @@ impl Shared {
             chat_template_kwargs,
             reasoning_effort,
             thinking_budget: Default::default(),
+            reasoning_format: None,
             truncate_oldest_turns: false,
             add_generation_prompt: None,
             continue_final_message: false,

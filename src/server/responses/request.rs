@@ -116,6 +116,7 @@ impl ResponsesRequest {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             thinking_budget: self.thinking_budget.clone(),
+            reasoning_format: None,
             truncate_oldest_turns: self.truncation.as_deref() == Some("auto"),
             add_generation_prompt: None,
             continue_final_message: false,

@@ -359,6 +359,20 @@ pub async fn start_chat(
             in_thought: reasoning::prompt_opens_thought(&prompt_text),
         })
     };
+    // `reasoning_format: none`: the thought stays in the text (the engine still follows it).
+    let split_thought = match req.reasoning_format.as_deref() {
+        None | Some("auto" | "deepseek") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "reasoning_format",
+                format!(
+                    "`reasoning_format` must be auto, deepseek or none (the thought kept in \
+                     the content), got `{other}`"
+                ),
+            ))
+        }
+    };
     let (budget, budget_message) = thinking::budget(&req.thinking_budget, &ready.limits.thinking)?;
     let thought = match reasoning {
         Some(Reasoning::Think { in_thought }) => thinking::thought(
@@ -408,7 +422,7 @@ pub async fn start_chat(
         include_usage: p.include_usage,
         clock: Clock::start(),
         timings_per_token: req.common.timings_per_token,
-        answer: match (tools, reasoning) {
+        answer: match (tools, reasoning.filter(|_| split_thought)) {
             (None, None) => None,
             (tools, reasoning) => Some(AnswerSetup {
                 tools: tools.map(|t| t.output),
