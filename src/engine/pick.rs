@@ -759,6 +759,47 @@ mod tests {
         assert!(checked > 2500, "{checked} cases clear of boundaries");
     }
 
+    /// What `post_sampling_probs` reports is what the draw does: a draw inside a candidate's
+    /// share of the cumulative probabilities (in the draw's order) falls on that candidate, and
+    /// the shares make the whole.
+    #[test]
+    fn the_candidates_probabilities_are_the_draws() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for case in 0..400 {
+            let logits = row(&mut rng, [40, 1000][case % 2], [2.0, 10.0][(case / 2) % 2]);
+            let t = Truncation {
+                temperature: [0.5, 1.0, 1.5][case % 3],
+                top_k: [0, 5, 60][(case / 3) % 3],
+                min_p: [0.0, 0.05][(case / 9) % 2],
+                top_p: [1.0, 0.9][(case / 18) % 2],
+                xtc_threshold: [None, Some(0.1)][(case / 36) % 2],
+                temperature_last: (case / 72) % 2 == 1,
+                dynamic: None,
+                min_keep: 0,
+            };
+            let c = candidates(&logits, &t);
+            let order: Vec<u32> = match &c {
+                Candidates::Only(id) => vec![*id],
+                Candidates::Ranked { ids, .. } => ids.clone(),
+                Candidates::Row { weights, .. } => (0..weights.len() as u32)
+                    .filter(|&i| weights[i as usize] > 0.0)
+                    .collect(),
+            };
+            let total: f32 = order.iter().map(|&i| c.probability(i)).sum();
+            assert!((total - 1.0).abs() < 1e-4, "case {case}: {total}");
+            let mut below = 0.0f32;
+            for &id in &order {
+                let share = c.probability(id);
+                if share > 1e-3 {
+                    let middle = below + share / 2.0;
+                    assert_eq!(c.draw(middle), id, "case {case}: {t:?}");
+                    assert_eq!(pick(&logits, &t, middle), id, "case {case}");
+                }
+                below += share;
+            }
+        }
+    }
+
     /// Rows whose nucleus reaches past the first margins, or past all of them.
     #[test]
     fn long_nuclei_widen_the_margin() {
