@@ -35,6 +35,16 @@ fn with_fields(mut body: Value, extra: Value) -> Value {
     body
 }
 
+/// The JSON objects of an SSE response (`[DONE]` left out).
+async fn sse_json(s: &Server, path: &str, body: Value) -> Vec<Value> {
+    sse(s, path, body)
+        .await
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|err| panic!("{err}: {e}")))
+        .collect()
+}
+
 /// The `data:` payloads of an SSE response, until `[DONE]`.
 async fn sse(s: &Server, path: &str, body: Value) -> Vec<String> {
     let r = reqwest::Client::new()
@@ -2082,22 +2092,13 @@ async fn llama_server_timings() {
     .await;
     agree(&v["timings"], &v["usage"]);
 
-    let chunks = |events: Vec<String>| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| *e != "[DONE]")
-            .map(|e| serde_json::from_str(e).unwrap())
-            .collect()
-    };
     // Streamed: the last chunk alone (the usage chunk when asked for).
-    let plain = chunks(
-        sse(
-            &s,
-            "/v1/chat/completions",
-            with_fields(chat.clone(), json!({"stream": true})),
-        )
-        .await,
-    );
+    let plain = sse_json(
+        &s,
+        "/v1/chat/completions",
+        with_fields(chat.clone(), json!({"stream": true})),
+    )
+    .await;
     let timed: Vec<&Value> = plain
         .iter()
         .filter(|c| c.get("timings").is_some())
@@ -2105,17 +2106,15 @@ async fn llama_server_timings() {
     assert_eq!(timed.len(), 1, "{plain:?}");
     assert!(std::ptr::eq(timed[0], plain.last().unwrap()));
     assert_eq!(timed[0]["timings"]["predicted_n"], 12, "{plain:?}");
-    let with_usage = chunks(
-        sse(
-            &s,
-            "/v1/chat/completions",
-            with_fields(
-                chat.clone(),
-                json!({"stream": true, "stream_options": {"include_usage": true}}),
-            ),
-        )
-        .await,
-    );
+    let with_usage = sse_json(
+        &s,
+        "/v1/chat/completions",
+        with_fields(
+            chat.clone(),
+            json!({"stream": true, "stream_options": {"include_usage": true}}),
+        ),
+    )
+    .await;
     let last = with_usage.last().unwrap();
     agree(&last["timings"], &last["usage"]);
     assert_eq!(
@@ -2126,14 +2125,12 @@ async fn llama_server_timings() {
         1
     );
     // Every chunk with `timings_per_token`, counting up to the answer's length.
-    let each = chunks(
-        sse(
-            &s,
-            "/v1/chat/completions",
-            with_fields(chat, json!({"stream": true, "timings_per_token": true})),
-        )
-        .await,
-    );
+    let each = sse_json(
+        &s,
+        "/v1/chat/completions",
+        with_fields(chat, json!({"stream": true, "timings_per_token": true})),
+    )
+    .await;
     let counts: Vec<u64> = each
         .iter()
         .skip(1) // the role's opening chunk comes before any token
@@ -2147,15 +2144,13 @@ async fn llama_server_timings() {
     assert_eq!((counts[0], *counts.last().unwrap()), (1, 12), "{counts:?}");
 
     // llama-server's own endpoint: its pieces too.
-    let pieces = chunks(
-        sse(
-            &s,
-            "/completion",
-            json!({"prompt": "1, 2, 3,", "n_predict": 6, "temperature": 0, "stream": true,
+    let pieces = sse_json(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2, 3,", "n_predict": 6, "temperature": 0, "stream": true,
                    "timings_per_token": true}),
-        )
-        .await,
-    );
+    )
+    .await;
     assert!(
         pieces
             .iter()
@@ -2173,23 +2168,14 @@ async fn llama_server_timings() {
 async fn long_prompts_tell_their_progress() {
     let s = Server::start("qwen2.5-0.5b", &["--max-num-batched-tokens", "64"]).await;
     let long: String = (1..=90).map(|i| format!("{i}, ")).collect();
-    let chunks = |events: Vec<String>| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| *e != "[DONE]")
-            .map(|e| serde_json::from_str(e).unwrap())
-            .collect()
-    };
     let ask = json!({"prompt": long, "max_tokens": 3, "temperature": 0, "stream": true,
                      "stream_options": {"include_usage": true}});
-    let told = chunks(
-        sse(
-            &s,
-            "/v1/completions",
-            with_fields(ask.clone(), json!({"return_progress": true})),
-        )
-        .await,
-    );
+    let told = sse_json(
+        &s,
+        "/v1/completions",
+        with_fields(ask.clone(), json!({"return_progress": true})),
+    )
+    .await;
     let progress: Vec<&Value> = told
         .iter()
         .filter_map(|c| c.get("prompt_progress"))
@@ -2221,29 +2207,25 @@ async fn long_prompts_tell_their_progress() {
         "progress comes before the answer"
     );
     // The prompt again: the prefix cache serves most of it, and the progress says so.
-    let again = chunks(
-        sse(
-            &s,
-            "/v1/completions",
-            with_fields(ask.clone(), json!({"return_progress": true})),
-        )
-        .await,
-    );
+    let again = sse_json(
+        &s,
+        "/v1/completions",
+        with_fields(ask.clone(), json!({"return_progress": true})),
+    )
+    .await;
     let first = again.iter().find_map(|c| c.get("prompt_progress")).unwrap();
     assert!(first["cache"].as_u64().unwrap() >= 64, "{first}");
     // Not asked: not told.
-    let quiet = chunks(sse(&s, "/v1/completions", ask).await);
+    let quiet = sse_json(&s, "/v1/completions", ask).await;
     assert!(quiet.iter().all(|c| c.get("prompt_progress").is_none()));
     // Chat and llama-server's /completion tell it too.
-    let chat = chunks(
-        sse(
-            &s,
-            "/v1/chat/completions",
-            json!({"messages": [{"role": "user", "content": format!("Continue: {long}")}],
+    let chat = sse_json(
+        &s,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": format!("Continue: {long}")}],
                    "max_tokens": 2, "stream": true, "return_progress": true}),
-        )
-        .await,
-    );
+    )
+    .await;
     assert!(
         chat.iter()
             .filter(|c| c.get("prompt_progress").is_some())
@@ -2251,14 +2233,11 @@ async fn long_prompts_tell_their_progress() {
             >= 3,
         "{chat:?}"
     );
-    let native = chunks(
-        sse(
+    let native = sse_json(
             &s,
             "/completion",
             json!({"prompt": format!("{long}91,"), "n_predict": 2, "stream": true, "return_progress": true}),
-        )
-        .await,
-    );
+        ).await;
     let native_progress: Vec<&Value> = native
         .iter()
         .filter_map(|c| c.get("prompt_progress"))
