@@ -2347,6 +2347,18 @@ async fn slots_show_the_running_requests() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(freed, "the slots are free again");
+
+    // `--no-slots`: the endpoint is off, as llama-server answers it then.
+    let off = Server::start("qwen2.5-0.5b", &["--no-slots"]).await;
+    let (st, e) = off.get("/slots").await;
+    assert_eq!(st, 501, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-slots"),
+        "{e}"
+    );
 }
 
 /// `logit_bias` in llama-server's forms beside OpenAI's: pairs, a text for its tokens,

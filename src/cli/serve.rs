@@ -81,8 +81,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
     pub chat_template: Option<String>,
     /// How `/v1/embeddings` pools a text's final hidden states into one vector: `last` (the
-    /// last token's, as decoder embedding models are trained) or `mean`. Default: what the
-    /// model's file says (a GGUF's `pooling_type`), else `last`.
+    /// last token's, as decoder embedding models are trained) or `mean`; `none` keeps every
+    /// token's (llama-server's `/embedding` answers a row per token; the APIs that want one
+    /// vector refuse). Default: what the model's file says (a GGUF's `pooling_type`), else
+    /// `last`.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
     /// LoRA adapters to serve beside the model, each as a model of its own: `NAME=PATH`
@@ -97,6 +99,10 @@ pub struct ServeArgs {
     /// reads any path the server can.
     #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA")]
     pub allow_runtime_lora: bool,
+    /// Turn llama-server's `GET /slots` off (it lists the running requests' ids, progress and
+    /// sampling to any client with the API key).
+    #[arg(long, env = "CANDOR_NO_SLOTS")]
+    pub no_slots: bool,
     /// Most LoRA adapters served at once, those of --lora included: a load past it is
     /// refused (409) until one is unloaded. Each adapter keeps its weights on the device and
     /// the host, and each load rebuilds the stacks of all.
@@ -197,6 +203,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         pooling: args.pooling,
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
+        slots: !args.no_slots,
         max_lora_adapters: args.max_lora_adapters,
         scheduling: args.scheduling_policy,
         thinking,

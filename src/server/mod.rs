@@ -87,6 +87,8 @@ pub struct ServeConfig {
     pub adapters: Vec<adapters::ServedAdapter>,
     /// Let `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` change them while serving.
     pub runtime_lora: bool,
+    /// Offer `GET /slots` (`--no-slots` turns it off).
+    pub slots: bool,
     /// Most adapters served at once (`--max-lora-adapters`), those of `--lora` included.
     pub max_lora_adapters: usize,
     /// Whether requests' `priority` orders the queue (`--scheduling-policy`).
@@ -408,6 +410,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             config.max_lora_adapters,
         )),
         runtime_lora: config.runtime_lora,
+        slots: config.slots,
         api_key: config.api_key.clone(),
         created: state::unix_now(),
         ready: OnceLock::new(),

@@ -69,6 +69,8 @@ pub struct AppState {
     /// Whether `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` may change them
     /// (`--allow-runtime-lora`).
     pub runtime_lora: bool,
+    /// Whether `GET /slots` answers (`--no-slots`).
+    pub slots: bool,
     pub api_key: Option<String>,
     pub created: u64,
     pub ready: OnceLock<Ready>,

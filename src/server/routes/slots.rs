@@ -7,6 +7,7 @@ use crate::engine::stats::RunningSeq;
 use crate::server::error::ApiError;
 use crate::server::state::{Ready, SharedState};
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -22,6 +23,13 @@ pub async fn slots(
     State(state): State<SharedState>,
     Query(query): Query<SlotsQuery>,
 ) -> Result<Response, ApiError> {
+    if !state.slots {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_supported_error",
+            "the slots endpoint is off on this server (started with --no-slots)",
+        ));
+    }
     let ready = state.ready()?;
     let running = ready.stats.running_seqs();
     let total = ready.max_num_seqs.max(running.len());
