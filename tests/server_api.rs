@@ -1620,6 +1620,35 @@ async fn llama_server_native_endpoints() {
     assert_eq!(w.as_object().unwrap().len(), 2, "{w}");
     assert!(w["timings/prompt_n"].as_u64().unwrap() > 0, "{w}");
 
+    // llama.vim's ring buffer: context chunks sent with `n_predict: 0` are computed into the
+    // cache and nothing is generated; the fill that follows finds them there.
+    let chunk = "def mul(a, b):\n    return a * b\n\n\ndef div(a, b):\n    return a / b\n";
+    let extra = json!([{"filename": "ops.py", "text": chunk.repeat(4)}]);
+    let ring = json!({"input_prefix": "", "input_suffix": "", "input_extra": extra, "prompt": "",
+                      "n_predict": 0, "temperature": 0.0, "samplers": ["temperature"],
+                      "cache_prompt": true, "t_max_prompt_ms": 1, "t_max_predict_ms": 1,
+                      "response_fields": [""]});
+    let (st, w) = post(&s, "/infill", ring).await;
+    assert_eq!((st, &w), (200, &json!({})), "{w}");
+    let fill = with_fields(ask.clone(), json!({"input_extra": extra}));
+    let (st, w) = post(&s, "/infill", fill).await;
+    assert_eq!(st, 200, "{w}");
+    assert!(
+        w["tokens_cached"].as_u64().unwrap() >= 32,
+        "the ring's chunk was cached: {w}"
+    );
+    let (_, w) = post(
+        &s,
+        "/completion",
+        json!({"prompt": "1, 2, 3,", "n_predict": 0}),
+    )
+    .await;
+    assert_eq!(
+        (&w["content"], &w["tokens_predicted"]),
+        (&json!(""), &json!(0)),
+        "{w}"
+    );
+
     // Too much asked for is the client's error.
     let (st, w) = post(
         &s,

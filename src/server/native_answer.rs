@@ -27,7 +27,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 #[derive(Debug, Clone, Deserialize)]
 pub struct NativeSampling {
     pub model: Option<String>,
-    /// Tokens to generate; -1 (or none): the server's default.
+    /// Tokens to generate; -1 (or none): the server's default; 0: none, the prompt only
+    /// computed into the cache.
     pub n_predict: Option<i64>,
     pub temperature: Option<f64>,
     pub top_k: Option<i64>,
@@ -79,7 +80,7 @@ impl NativeSampling {
     /// The tokens to generate; as many as the context is long is the client's error.
     pub fn max_new(&self, limits: &Limits) -> Result<usize, ApiError> {
         let n = match self.n_predict {
-            Some(n) if n > 0 => n as usize,
+            Some(n) if n >= 0 => n as usize,
             _ => limits.default_max_tokens,
         };
         if n >= limits.context {

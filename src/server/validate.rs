@@ -136,14 +136,17 @@ pub fn plan(p: &CommonParams, prompt_len: usize, limits: &Limits) -> Result<Plan
 }
 
 /// The plan of a text completion (its prompt is `prompt`). One that echoes its prompt (`echo`)
-/// may ask for no new tokens at all, to have the prompt scored only, as evaluation harnesses do.
+/// may ask for no new tokens at all, to have the prompt scored only, as evaluation harnesses do;
+/// so may llama-server's `/completion`, whose `n_predict: 0` only computes the prompt into the
+/// cache (llama.vim warms it so with the text around the cursor).
 pub fn completion_plan(
     p: &CommonParams,
     prompt_len: usize,
     limits: &Limits,
     echo: bool,
 ) -> Result<Plan, ApiError> {
-    plan_with(p, prompt_len, limits, i64::from(!echo), "prompt")
+    let prompt_only = echo || p.dialect == Dialect::LlamaServer;
+    plan_with(p, prompt_len, limits, i64::from(!prompt_only), "prompt")
 }
 
 fn plan_with(
