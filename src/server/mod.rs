@@ -343,6 +343,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     // are built here, while loading, not by the first request that needs them.
     let dry_breakers = dry::BreakerSets::default();
     dry::warm_up(&dry_breakers, &tokenizer);
+    // So is the tokenizer that reads control tokens' text as text, which every `/infill`
+    // uses, on a model that fills in the middle.
+    if tokenizer.fim_tokens().is_some() {
+        let _ = tokenizer.encode_text("", false);
+    }
     let thought_markers = OnceLock::new();
     if template
         .as_ref()

@@ -270,6 +270,7 @@ impl Tokenizer {
             add_space_prefix,
             chat_template,
             token_bytes: Default::default(),
+            plain: Default::default(),
         };
         let mut extra = generation_end_tokens(&t);
         extra.extend(eot);

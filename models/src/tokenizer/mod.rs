@@ -57,6 +57,10 @@ pub struct Tokenizer {
     /// compiler, the thought markers and DRY's breakers: ~60 ms and ~2 MB for a 150k
     /// vocabulary, once instead of once each.
     token_bytes: std::sync::OnceLock<std::sync::Arc<[token_bytes::TokenBytes]>>,
+    /// The HF tokenizer set to read control tokens' text as text (`encode_text`), built on
+    /// first use: the setting lives in the tokenizer, and a copy of a 150k vocabulary's took
+    /// ~60 ms, which every `/infill` paid three times or more.
+    plain: std::sync::OnceLock<Box<tokenizers::Tokenizer>>,
 }
 
 impl Tokenizer {
@@ -190,13 +194,14 @@ impl Tokenizer {
             Model::Hf(t) => {
                 let enc = match control_tokens {
                     true => t.encode_fast(text, false),
-                    // The setting lives in the tokenizer, which is shared: a copy for a corpus
-                    // (one call per perplexity run).
-                    false => {
-                        let mut plain = t.as_ref().clone();
-                        plain.set_encode_special_tokens(true);
-                        plain.encode_fast(text, false)
-                    }
+                    false => self
+                        .plain
+                        .get_or_init(|| {
+                            let mut plain = t.as_ref().clone();
+                            plain.set_encode_special_tokens(true);
+                            Box::new(plain)
+                        })
+                        .encode_fast(text, false),
                 }
                 .map_err(|e| TokenizerError::Backend(e.to_string()))?;
                 out.extend_from_slice(enc.get_ids());
@@ -343,6 +348,7 @@ impl Tokenizer {
             add_space_prefix: false,
             chat_template,
             token_bytes: Default::default(),
+            plain: Default::default(),
         };
         t.extra_eos = gguf::generation_end_tokens(&t);
         Ok(t)
