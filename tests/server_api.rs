@@ -1518,6 +1518,8 @@ async fn llama_server_native_endpoints() {
     assert_eq!(v["tokens_evaluated"], completion["usage"]["prompt_tokens"]);
     assert_eq!(v["stop"], true);
     assert_eq!(v["stop_type"], "eos", "{v}");
+    let content = v["content"].as_str().unwrap();
+    assert_eq!(v["has_new_line"], content.contains('\n'), "{v}");
     assert!(v["timings"]["predicted_n"].as_u64().unwrap() > 0, "{v}");
 
     // Streamed: `data:` pieces, then the closing object.
@@ -1561,6 +1563,7 @@ async fn llama_server_native_endpoints() {
     assert_eq!(st, 200, "{w}");
     assert_eq!(w["stop_type"], "limit", "{w}");
     assert!(w["content"].as_str().unwrap().contains('\n'), "{w}");
+    assert_eq!(w["has_new_line"], true, "{w}");
     assert!(w["timings"]["predicted_n"].as_u64().unwrap() < 2000, "{w}");
 
     // `n_indent`: the fill ends before a later line that starts further left than asked, so

@@ -520,6 +520,8 @@ impl NativeRun {
             "stop": true,
             "stop_type": stop_type,
             "stopping_word": stopping_word.unwrap_or_default(),
+            // Editor plugins read it to tell a one-line fill from a block.
+            "has_new_line": self.content.contains('\n'),
             "model": self.model,
             "tokens_predicted": predicted_n,
             "tokens_evaluated": self.prompt_tokens,
