@@ -1733,6 +1733,23 @@ async fn llama_server_native_endpoints() {
     .await;
     assert_eq!(st, 200, "{m}");
     assert_eq!(m["content"], v["content"], "{m}");
+    // The OpenAI endpoint reads the same forms, as llama-server's does.
+    let (st, o) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": [mixed.clone(), [ids[0], ids[1]]], "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(o["choices"][0]["text"], v["content"], "{o}");
+    assert_eq!(o["choices"][1]["index"], 1, "{o}");
+    let (st, o) = post(
+        &s,
+        "/v1/completions",
+        json!({"prompt": mixed, "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!((st, &o["choices"][0]["text"]), (200, &v["content"]), "{o}");
     // Streamed: every piece names its prompt; each prompt's pieces spell its answer.
     let pieces: Vec<Value> = sse(
         &s,

@@ -260,7 +260,8 @@ impl ChatRequest {
     }
 }
 
-/// `prompt`: text, token ids, or a one-element list of either.
+/// `prompt`: text, token ids, or a list of either; or in llama-server's forms, texts and ids
+/// mixed in one prompt or a list of such (`server::native_prompt`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
@@ -268,6 +269,7 @@ pub enum Prompt {
     Tokens(Vec<i64>),
     Texts(Vec<String>),
     TokenLists(Vec<Vec<i64>>),
+    Mixed(Vec<serde_json::Value>),
 }
 
 #[derive(Debug, Clone, Deserialize)]

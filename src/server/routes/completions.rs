@@ -3,6 +3,7 @@ use crate::server::error::ApiError;
 use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::guide;
 use crate::server::json::Json;
+use crate::server::native_prompt::prompts;
 use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
@@ -39,7 +40,8 @@ struct Sent {
 }
 
 /// The request's prompts: one text or token list, or a list of them (a batch, each prompt
-/// answered as if alone, its choices after the previous prompt's).
+/// answered as if alone, its choices after the previous prompt's); llama-server's mixed
+/// forms read as its `/completion` reads them.
 fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
     let text = |t: &String| -> Result<Sent, ApiError> {
         no_nul("prompt", t)?;
@@ -63,6 +65,13 @@ fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
         Prompt::Tokens(ids) => Ok(vec![tokens(ids)?]),
         Prompt::Texts(v) => v.iter().map(text).collect(),
         Prompt::TokenLists(v) => v.iter().map(tokens).collect(),
+        Prompt::Mixed(items) => {
+            let many = prompts(ready, "prompt", &serde_json::Value::Array(items.clone()))?;
+            Ok(many
+                .into_iter()
+                .map(|ids| Sent { text: None, ids })
+                .collect())
+        }
     }
 }
 
