@@ -257,20 +257,23 @@ pub fn start(
         None => Arc::default(),
     };
     let adapter = ready.adapter_of(plan.model.as_deref());
-    let dry = plan
+    // The plan's sampling with what needs the vocabulary, shared by every choice.
+    let mut shared = plan.sampling.clone();
+    shared.dry = plan
         .dry
         .as_ref()
         .map(|d| d.params(ready.dry_breakers.of(&ready.tokenizer, d.breaker_strings())));
     // A bias named by a text goes to each of its tokens, read as plain text (llama-server's).
-    let mut logit_bias = plan.sampling.logit_bias.clone();
     for (text, bias) in &plan.text_bias {
         let ids = ready
             .tokenizer
             .encode_text(text, false)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        logit_bias.extend(ids.into_iter().map(|id| (id, *bias)));
+        shared
+            .logit_bias
+            .extend(ids.into_iter().map(|id| (id, *bias)));
     }
-    let infill = plan.infill.then(|| {
+    shared.infill = plan.infill.then(|| {
         Arc::new(Infill {
             vocab: ready.tokenizer.token_bytes(),
             ends: eos_ids.clone(),
@@ -282,11 +285,8 @@ pub fn start(
     for prompt in &prompts {
         for i in 0..plan.n {
             let (tx, rx) = mpsc::unbounded_channel();
-            let mut sampling = plan.sampling.clone();
+            let mut sampling = shared.clone();
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(i as u64));
-            sampling.dry = dry.clone();
-            sampling.logit_bias.clone_from(&logit_bias);
-            sampling.infill = infill.clone();
             requests.push(EngineRequest {
                 id: if total > 1 {
                     format!("{request_id}/{}", requests.len())

@@ -16,6 +16,14 @@ pub struct Reading {
     pub parse_special: bool,
 }
 
+impl Reading {
+    /// A completion's prompt: the model's special tokens first, those written read as tokens.
+    pub const PROMPT: Reading = Reading {
+        add_special: true,
+        parse_special: true,
+    };
+}
+
 /// `text`'s tokens as `reading` says.
 pub fn encode(
     ready: &Ready,
@@ -72,10 +80,7 @@ pub fn mixed(
 /// The prompts of `/completion`'s `prompt`: one, or a list of them (texts, id lists, mixed
 /// lists). Texts start with the model's special tokens, as llama-server tokenizes them.
 pub fn prompts(ready: &Ready, param: &str, prompt: &Value) -> Result<Vec<Vec<u32>>, ApiError> {
-    let reading = Reading {
-        add_special: true,
-        parse_special: true,
-    };
+    let reading = Reading::PROMPT;
     let Value::Array(items) = prompt else {
         return Ok(vec![mixed(ready, param, prompt, reading)?]);
     };

@@ -225,18 +225,23 @@ fn answer_deltas(released: Released) -> Vec<Value> {
     deltas
 }
 
+/// A stream chunk's common fields around `choices`.
+fn chunk_object(meta: &Meta, choices: Vec<Value>) -> Value {
+    let object = match meta.kind {
+        Kind::Chat => "chat.completion.chunk",
+        Kind::Text => "text_completion",
+    };
+    json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model,
+           "system_fingerprint": meta.system_fingerprint, "choices": choices})
+}
+
 fn chunk(
     meta: &Meta,
     choices: Vec<Value>,
     usage_value: Option<Value>,
     timings: Option<Value>,
 ) -> Event {
-    let object = match meta.kind {
-        Kind::Chat => "chat.completion.chunk",
-        Kind::Text => "text_completion",
-    };
-    let mut v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model,
-                       "system_fingerprint": meta.system_fingerprint, "choices": choices});
+    let mut v = chunk_object(meta, choices);
     if let Some(u) = usage_value {
         v["usage"] = u;
     } else if meta.include_usage {
@@ -250,13 +255,8 @@ fn chunk(
 
 /// llama-server's `prompt_progress` chunk: no choices, the prompt's progress.
 fn progress_chunk(meta: &Meta, progress: Value) -> Event {
-    let object = match meta.kind {
-        Kind::Chat => "chat.completion.chunk",
-        Kind::Text => "text_completion",
-    };
-    let v = json!({"id": meta.id, "object": object, "created": meta.created, "model": meta.model,
-                   "system_fingerprint": meta.system_fingerprint, "choices": [],
-                   "prompt_progress": progress});
+    let mut v = chunk_object(meta, Vec::new());
+    v["prompt_progress"] = progress;
     Event::default().data(v.to_string())
 }
 
@@ -375,18 +375,7 @@ fn async_stream(
                     st.generated[*index] = *completion_tokens;
                     st.cached = st.cached.max(*cached_tokens);
                 }
-                ChoiceEvent::Error { .. } => {}
-                &ChoiceEvent::Progress {
-                    processed,
-                    cached,
-                    total,
-                    ..
-                } => {
-                    // A chunk of its own, with no choices (as usage's), before any token.
-                    let progress = st.meta.clock.progress(processed, cached, total);
-                    st.queue.push_back(progress_chunk(&st.meta, progress));
-                    continue;
-                }
+                ChoiceEvent::Error { .. } | ChoiceEvent::Progress { .. } => {}
             }
             // The answer's last chunk carries the timings, each chunk with `timings_per_token`.
             let last = matches!(ev, ChoiceEvent::Finish { .. })
@@ -479,7 +468,20 @@ fn async_stream(
                         }
                     }
                 }
-                (ChoiceEvent::Progress { .. }, _) => continue,
+                (
+                    ChoiceEvent::Progress {
+                        processed,
+                        cached,
+                        total,
+                        ..
+                    },
+                    _,
+                ) => {
+                    // A chunk of its own, with no choices (as usage's), before any token.
+                    let progress = st.meta.clock.progress(processed, cached, total);
+                    st.queue.push_back(progress_chunk(&st.meta, progress));
+                    continue;
+                }
                 (ChoiceEvent::Error { message, .. }, _) => {
                     // Headers are sent already: report in-band, as OpenAI-compatible servers do.
                     st.queue.push_back(Event::default().data(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string()));

@@ -3,7 +3,7 @@ use crate::server::error::ApiError;
 use crate::server::generation::{self, ChoiceEvent, PromptIn};
 use crate::server::guide;
 use crate::server::json::Json;
-use crate::server::native_prompt::prompts;
+use crate::server::native_prompt::{encode, prompts, Reading};
 use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
 use crate::server::state::{new_id, unix_now, Ready, SharedState};
@@ -44,14 +44,9 @@ struct Sent {
 /// forms read as its `/completion` reads them.
 fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
     let text = |t: &String| -> Result<Sent, ApiError> {
-        no_nul("prompt", t)?;
-        let ids = ready
-            .tokenizer
-            .encode(t, true)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Sent {
             text: Some(t.clone()),
-            ids,
+            ids: encode(ready, "prompt", t, Reading::PROMPT)?,
         })
     };
     let tokens = |ids: &Vec<i64>| -> Result<Sent, ApiError> {

@@ -62,7 +62,7 @@ pub async fn llama_embeddings(
     if ready.pooling == Pooling::None {
         return per_token_answer(&state, &req, norm).await;
     }
-    let pooled = pool(&state, &req).await?;
+    let pooled = pool(&state, &req, Vectors::PerInput).await?;
     let answers: Vec<Value> = (pooled.vectors.into_iter().enumerate())
         .map(|(index, v)| {
             let v = embeddings::normalised_by(v, pooled.dimensions, norm);
@@ -79,13 +79,9 @@ async fn per_token_answer(
     req: &EmbeddingRequest,
     norm: i64,
 ) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let ready = state.ready()?;
-    let width = ready.hidden_size;
-    let inputs = req.token_lists(ready)?;
-    let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
-    let states = run_pooling(ready, &inputs, priority, req.model.as_deref()).await?;
-    let answers: Vec<Value> = (states.into_iter().enumerate())
+    let width = state.ready()?.hidden_size;
+    let states = pool(state, req, Vectors::PerToken).await?;
+    let answers: Vec<Value> = (states.vectors.into_iter().enumerate())
         .map(|(index, all)| {
             let rows: Vec<Vec<f32>> = all
                 .chunks(width.max(1))
@@ -102,7 +98,7 @@ async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Res
     // A model it does not serve is said before a bad encoding, as it always was.
     state.check_model(req.model.as_deref())?;
     let encoding = req.encoding()?;
-    let pooled = pool(state, &req).await?;
+    let pooled = pool(state, &req, Vectors::PerInput).await?;
     let vectors = (pooled.vectors.into_iter())
         .map(|v| embeddings::encoded(&embeddings::normalised(v, pooled.dimensions), encoding))
         .collect();
@@ -114,21 +110,38 @@ async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Res
     .into_response())
 }
 
-/// A request's pooled vectors (not normalised), the dimensions it keeps, the tokens it read.
+/// A request's vectors (pooled, or every token's; not normalised), the dimensions it keeps,
+/// the tokens it read.
 struct Pooled {
     vectors: Vec<Vec<f32>>,
     dimensions: usize,
     tokens: usize,
 }
 
-/// Check an embeddings request and pool each of its inputs.
-async fn pool(state: &SharedState, req: &EmbeddingRequest) -> Result<Pooled, ApiError> {
+/// What a request wants of its inputs' states.
+enum Vectors {
+    /// One vector each (`pooled`: refused by a server that pools nothing).
+    PerInput,
+    /// Every token's, one after another (`--pooling none`).
+    PerToken,
+}
+
+/// Check an embeddings request and pool each of its inputs (or keep each token's state).
+async fn pool(
+    state: &SharedState,
+    req: &EmbeddingRequest,
+    vectors: Vectors,
+) -> Result<Pooled, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     let dimensions = req.dimensions(ready.hidden_size)?;
     let inputs = req.token_lists(ready)?;
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
-    let vectors = pooled(ready, &inputs, priority, req.model.as_deref()).await?;
+    let model = req.model.as_deref();
+    let vectors = match vectors {
+        Vectors::PerInput => pooled(ready, &inputs, priority, model).await?,
+        Vectors::PerToken => run_pooling(ready, &inputs, priority, model).await?,
+    };
     Ok(Pooled {
         vectors,
         dimensions,

@@ -40,10 +40,12 @@ pub async fn slots(
     if wants_free && running.len() >= total {
         return Err(ApiError::unavailable("no slot available"));
     }
+    // An idle slot shows the defaults a request would get: the same for every one.
+    let defaults = default_params(ready);
     let slots: Vec<Value> = (0..total)
         .map(|id| match running.iter().find(|s| s.slot == id) {
             Some(seq) => busy(ready, id, seq),
-            None => idle(ready, id),
+            None => idle(ready, id, &defaults),
         })
         .collect();
     Ok(axum::Json(slots).into_response())
@@ -58,11 +60,11 @@ fn slot(ready: &Ready, id: usize) -> Value {
     })
 }
 
-fn idle(ready: &Ready, id: usize) -> Value {
+fn idle(ready: &Ready, id: usize, defaults: &Value) -> Value {
     let mut s = slot(ready, id);
     s["id_task"] = json!(-1);
     s["is_processing"] = json!(false);
-    s["params"] = default_params(ready);
+    s["params"] = defaults.clone();
     s["next_token"] = json!([{"has_next_token": false, "has_new_line": false, "n_remain": -1,
                               "n_decoded": 0, "stopping_word": ""}]);
     s
