@@ -217,6 +217,11 @@ pub trait Backend: Send + Sync + 'static {
     /// for q8_0 blocks). Decode reads the whole cache of each sequence every step, so
     /// benchmark reports count it in the bytes a token costs.
     fn kv_bytes_per_value(&self) -> f64;
+    /// For each `(src, dst)` pair, every layer's K and V of cache block `src` copied over block
+    /// `dst` (blocks of `KvCacheSpec::block_size` slots). The prefix cache gives a sequence
+    /// whose prompt starts like a cached block, without filling it, a private copy to write
+    /// its own tokens into past the shared ones. An error leaves `dst` unspecified.
+    fn copy_kv_blocks(&self, cache: &mut Self::KvCache, copies: &[(u32, u32)]) -> Result<()>;
 
     // ---- ops ----
     /// Rows of `table` ([vocab, hidden]) for `ids` → `[ids.len(), hidden]`.

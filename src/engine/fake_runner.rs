@@ -4,6 +4,10 @@ use super::error::EngineError;
 use super::runner::{Logits, Runner};
 use candor_models::backend::DeviceInfo;
 use candor_models::{Batch, ModelSpec};
+use std::sync::{Arc, Mutex};
+
+/// The `(src, dst)` block copies a runner was asked for, in order.
+pub type CopyLog = Arc<Mutex<Vec<(u32, u32)>>>;
 
 pub struct FakeRunner {
     spec: ModelSpec,
@@ -13,6 +17,8 @@ pub struct FakeRunner {
     /// Per LoRA slot: whether an adapter is in it (a step naming an empty one fails, as the
     /// model's does).
     lora: Vec<bool>,
+    /// Every block copy asked for, in order; None makes copies fail.
+    copies: Option<CopyLog>,
 }
 
 impl FakeRunner {
@@ -26,7 +32,19 @@ impl FakeRunner {
             block_size: 16,
             forward: Box::new(forward),
             lora: Vec::new(),
+            copies: Some(Arc::default()),
         }
+    }
+
+    /// The block copies this runner will be asked for (`Runner::copy_blocks`), in order.
+    pub fn copies(&self) -> CopyLog {
+        self.copies.clone().unwrap_or_default()
+    }
+
+    /// A runner whose block copies fail (a device error).
+    pub fn failing_copies(mut self) -> Self {
+        self.copies = None;
+        self
     }
 
     pub fn with_block_size(mut self, block_size: usize) -> Self {
@@ -71,6 +89,16 @@ impl Runner for FakeRunner {
     }
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+    fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<(), EngineError> {
+        let log = self
+            .copies
+            .as_ref()
+            .ok_or_else(|| EngineError::Backend("block copies fail on this runner".into()))?;
+        log.lock()
+            .map_err(|_| EngineError::Backend("copy log poisoned".into()))?
+            .extend_from_slice(copies);
+        Ok(())
     }
     fn lora_slots(&self) -> usize {
         self.lora.len()

@@ -180,6 +180,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.inner.alloc_kv_cache(spec)
     }
 
+    fn copy_kv_blocks(&self, cache: &mut Self::KvCache, copies: &[(u32, u32)]) -> Result<()> {
+        self.timed(op("copy_kv_blocks"), |b| b.copy_kv_blocks(cache, copies))
+    }
+
     fn concat_weights(&self, parts: &[&Self::Weight]) -> Result<Option<Self::Weight>> {
         self.inner.concat_weights(parts)
     }

@@ -77,6 +77,8 @@ pub trait Runner: Send {
     fn kv_bytes_per_value(&self) -> f64;
     /// Run one batched step (prefill chunks and decode tokens mixed).
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
+    /// Copy KV blocks `(src, dst)` (`Backend::copy_kv_blocks`), before the next step.
+    fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<(), EngineError>;
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
     fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
     /// Serve contexts of up to `tokens` (a LongRoPE model picks its factors by it; see
@@ -144,6 +146,10 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn fallback_ops(&self) -> Vec<(&'static str, u64)> {
         self.backend.fallback_ops()
+    }
+
+    fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<(), EngineError> {
+        Ok(self.backend.copy_kv_blocks(&mut self.kv, copies)?)
     }
 
     fn use_context(&mut self, tokens: usize) {

@@ -203,6 +203,41 @@ impl CpuKvCache {
             },
         }
     }
+
+    /// Every layer's block `src` copied over block `dst`, for each pair (blocks are
+    /// contiguous runs of slots, so one `copy_within` per layer and side).
+    pub fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<()> {
+        let num_blocks = self.spec.num_blocks;
+        if let Some(&(s, d)) = copies
+            .iter()
+            .find(|&&(s, d)| s as usize >= num_blocks || d as usize >= num_blocks)
+        {
+            return Err(ModelError::Backend(format!(
+                "copy_kv_blocks: block {s} to {d} in a cache of {num_blocks}"
+            )));
+        }
+        fn copy<E: KvElement>(
+            layers: &mut [(Vec<E>, Vec<E>)],
+            copies: &[(u32, u32)],
+            values: usize,
+        ) {
+            let len = values / E::VALUES;
+            for (k, v) in layers {
+                for &(src, dst) in copies {
+                    let (src, dst) = (src as usize * len, dst as usize * len);
+                    k.copy_within(src..src + len, dst);
+                    v.copy_within(src..src + len, dst);
+                }
+            }
+        }
+        let values = self.spec.block_size * self.spec.num_kv_heads * self.spec.head_dim;
+        match &mut self.layers {
+            Layers::F32(l) => copy(l, copies, values),
+            Layers::F16(l) => copy(l, copies, values),
+            Layers::Q8(l) => copy(l, copies, values),
+        }
+        Ok(())
+    }
 }
 
 fn no_layer(layer: usize) -> ModelError {
@@ -233,9 +268,9 @@ mod tests {
 
     fn stored(cache: &CpuKvCache, layer: usize, slot: usize) -> (Vec<f32>, Vec<f32>) {
         let width = cache.kv_heads() * cache.head_dim();
-        let row = |s: &[f32]| s[slot * 8..(slot + 1) * 8].to_vec();
+        let row = |s: &[f32]| s[slot * width..(slot + 1) * width].to_vec();
         let widen = |s: &[f16]| {
-            s[slot * 8..(slot + 1) * 8]
+            s[slot * width..(slot + 1) * width]
                 .iter()
                 .map(|x| x.to_f32())
                 .collect()
@@ -360,5 +395,39 @@ mod tests {
         assert!(cache.write(2, &k, &v, &[0, 1]).is_err(), "no such layer");
         assert!(cache.write(0, &k, &v, &[0]).is_err(), "row count");
         assert!(cache.layer(2).is_err());
+    }
+
+    /// A copied block holds its source's rows in every layer, in every element type; the
+    /// other blocks keep theirs; a block past the cache is an error that changes nothing.
+    #[test]
+    fn copied_blocks_hold_their_sources_rows_in_every_layer() {
+        for (dtype, head_dim) in [(KvDtype::F32, 4), (KvDtype::F16, 4), (KvDtype::Q8_0, 64)] {
+            let spec = KvCacheSpec { head_dim, ..spec() };
+            let width = spec.num_kv_heads * head_dim;
+            let mut cache = CpuKvCache::new(&spec, dtype).unwrap();
+            // Block 0 is slots 0 and 1; block 1 holds one row, in slot 2.
+            for layer in 0..2 {
+                let k: Vec<f32> = (0..3 * width)
+                    .map(|i| ((i + 7 * layer) as f32 * 0.37).sin() * 3.0)
+                    .collect();
+                let v: Vec<f32> = k.iter().map(|x| 0.5 - x).collect();
+                cache.write(layer, &k, &v, &[0, 1, 2]).unwrap();
+            }
+            let before: Vec<_> = (0..2)
+                .flat_map(|l| (0..6).map(move |s| (l, s)))
+                .map(|(l, s)| stored(&cache, l, s))
+                .collect();
+            cache.copy_blocks(&[(0, 2)]).unwrap();
+            for layer in 0..2 {
+                let at = |s: usize| before[layer * 6 + s].clone();
+                assert_eq!(stored(&cache, layer, 4), at(0), "{dtype:?} layer {layer}");
+                assert_eq!(stored(&cache, layer, 5), at(1), "{dtype:?} layer {layer}");
+                for slot in 0..4 {
+                    assert_eq!(stored(&cache, layer, slot), at(slot), "{dtype:?}");
+                }
+            }
+            assert!(cache.copy_blocks(&[(1, 0), (0, 3)]).is_err());
+            assert_eq!(stored(&cache, 0, 0), before[0], "{dtype:?}: nothing copied");
+        }
     }
 }

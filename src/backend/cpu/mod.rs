@@ -434,6 +434,10 @@ impl Backend for CpuBackend {
         CpuKvCache::new(spec, self.kv_dtype)
     }
 
+    fn copy_kv_blocks(&self, cache: &mut CpuKvCache, copies: &[(u32, u32)]) -> Result<()> {
+        cache.copy_blocks(copies)
+    }
+
     fn kv_bytes_per_value(&self) -> f64 {
         self.kv_dtype.bytes_per_value()
     }

@@ -274,6 +274,10 @@ impl Backend for CudaBackend {
         CudaKvCache::new(self.device.as_cuda_device()?, spec, self.act)
     }
 
+    fn copy_kv_blocks(&self, cache: &mut CudaKvCache, copies: &[(u32, u32)]) -> Result<()> {
+        cache.copy_blocks(copies)
+    }
+
     fn kv_bytes_per_value(&self) -> f64 {
         // The cache is kept in the activation dtype (kv.rs).
         self.act.size_in_bytes() as f64

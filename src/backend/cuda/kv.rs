@@ -3,6 +3,7 @@
 //! keeps them bit-comparable with the CPU backend).
 use super::error::CudaError;
 use super::tensors::{with_kernel_dtype, KernelDType};
+use candle_core::backend::BackendStorage;
 use candle_core::{CudaDevice, CudaStorage, DType};
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::Result;
@@ -55,4 +56,57 @@ impl CudaKvCache {
             .get_mut(layer)
             .ok_or_else(|| CudaError::Launch(format!("KV cache has no layer {layer}")).into())
     }
+
+    /// Every layer's block `src` copied over block `dst`, for each pair: device-to-device
+    /// copies on the device's stream, ordered with the kernels before and after them.
+    pub fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<()> {
+        let num_blocks = self.spec.num_blocks;
+        if let Some(&(s, d)) = copies
+            .iter()
+            .find(|&&(s, d)| s as usize >= num_blocks || d as usize >= num_blocks)
+        {
+            return Err(CudaError::Launch(format!(
+                "copy_kv_blocks: block {s} to {d} in a cache of {num_blocks}"
+            ))
+            .into());
+        }
+        let len = self.spec.block_size * self.spec.num_kv_heads * self.spec.head_dim;
+        for (k, v) in &mut self.layers {
+            for side in [k, v] {
+                with_kernel_dtype!(side.dtype(), T, { copy_within::<T>(side, copies, len) })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs of `len` elements of `storage` copied from `src * len` to `dst * len` for each pair.
+fn copy_within<T: KernelDType>(
+    storage: &mut CudaStorage,
+    copies: &[(u32, u32)],
+    len: usize,
+) -> Result<()> {
+    let stream = storage.device().cuda_stream();
+    let slice = storage.as_cuda_slice_mut::<T>()?;
+    let launch = |e: candle_core::cuda_backend::cudarc::driver::DriverError| {
+        CudaError::Launch(format!("copy_kv_blocks: {e}"))
+    };
+    for &(src, dst) in copies {
+        let (s, d) = (src as usize * len, dst as usize * len);
+        if s == d {
+            continue;
+        }
+        // Two views of one buffer, one read and one written: split it between them.
+        let (mut low, mut high) = slice.split_at_mut(s.max(d));
+        if s < d {
+            stream
+                .memcpy_dtod(&low.slice(s..s + len), &mut high.slice_mut(..len))
+                .map_err(launch)?;
+        } else {
+            stream
+                .memcpy_dtod(&high.slice(..len), &mut low.slice_mut(d..d + len))
+                .map_err(launch)?;
+        }
+    }
+    Ok(())
 }

@@ -551,6 +551,10 @@ impl Backend for PluginBackend {
         kv_element_bytes(self.kv_dtype) as f64
     }
 
+    fn copy_kv_blocks(&self, cache: &mut PluginKvCache, copies: &[(u32, u32)]) -> Result<()> {
+        cache.copy_blocks(copies)
+    }
+
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {
         let [vocab, hidden] = table.shape[..] else {
             return Err(err(format!("embedding table of shape {:?}", table.shape)));

@@ -121,6 +121,9 @@ pub struct AttnCase {
     pub scale: f32,
     /// A sink logit per head (gpt-oss; ABI 1.1).
     pub sinks: bool,
+    /// Attend over copies of the blocks written (`copy_kv_blocks`, as the prefix cache makes
+    /// them), the originals left in place.
+    pub copied: bool,
 }
 
 impl AttnCase {
@@ -134,6 +137,7 @@ impl AttnCase {
             softcap: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
             sinks: false,
+            copied: false,
         }
     }
 }
@@ -228,6 +232,10 @@ pub fn all_cases() -> Vec<Case> {
         sinks: true,
         window: Some(16),
         ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
+    }));
+    v.push(Attention(AttnCase {
+        copied: true,
+        ..AttnCase::new(vec![(0, 37), (20, 1)], 4, 2, 32)
     }));
     for (m, n, k) in [(1, 67, 256), (7, 33, 512)] {
         v.push(LinearMxfp4 { m, n, k });
@@ -368,6 +376,9 @@ impl Case {
                 }
                 if a.sinks {
                     d.push_str(" sinks");
+                }
+                if a.copied {
+                    d.push_str(" copied blocks");
                 }
                 d
             }
@@ -578,7 +589,10 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         .iter()
         .map(|(p, q)| (p + q).div_ceil(BLOCK_SIZE))
         .collect();
-    let num_blocks: usize = blocks_per.iter().sum::<usize>() + 1;
+    let written: usize = blocks_per.iter().sum();
+    // Copies (`copied`) go to the blocks below the ones written.
+    let copies = if a.copied { written } else { 0 };
+    let num_blocks = written + copies + 1;
     let spec = KvCacheSpec {
         num_layers: 1,
         num_blocks,
@@ -589,6 +603,7 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
     };
     let mut cache = b.alloc_kv_cache(&spec)?;
     let mut next = num_blocks;
+    let mut spare = copies;
     let mut metas = Vec::new();
     let mut q_start = 0;
     for (&(start_pos, q_len), &nb) in a.seqs.iter().zip(&blocks_per) {
@@ -606,11 +621,24 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         let k = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
         let v = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
         b.kv_write(&mut cache, 0, &k, &v, &slots)?;
+        let block_table = if a.copied {
+            let moved: Vec<(u32, u32)> = table
+                .iter()
+                .map(|&src| {
+                    spare -= 1;
+                    (src, spare as u32)
+                })
+                .collect();
+            b.copy_kv_blocks(&mut cache, &moved)?;
+            moved.iter().map(|&(_, dst)| dst).collect()
+        } else {
+            table
+        };
         metas.push(SeqAttention {
             q_start,
             q_len,
             start_pos,
-            block_table: table,
+            block_table,
         });
         q_start += q_len;
     }
