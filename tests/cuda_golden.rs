@@ -78,6 +78,26 @@ fn tiny_models_match_transformers_on_the_gpu() {
     }
 }
 
+/// The prefix cache's block copies on the device (`CudaKvCache::copy_blocks`): prompts
+/// continued from copied blocks give the logits of one whole pass.
+#[test]
+fn prompts_continued_from_copied_blocks_match_on_the_gpu() {
+    if !have_gpu() {
+        return;
+    }
+    for arch in ARCHS {
+        let g = read_json(&fixtures().join("tiny").join(arch).join("golden.json"));
+        let ids = as_u32s(&g["input_ids"]);
+        let opened = open_model(&fixtures().join("tiny").join(arch), false).unwrap();
+        let whole = cuda_runner(&opened, 0, 4096)
+            .unwrap()
+            .forward(&seq(ids.clone(), 0, ids.len(), LogitsWanted::All))
+            .unwrap();
+        let r = cuda_runner(&opened, 0, 4096).unwrap();
+        prefix_copy::check(arch, r, &ids, &whole, TOL);
+    }
+}
+
 #[test]
 fn a_dummy_model_gives_the_same_logits_on_gpu_and_cpu() {
     if !have_gpu() {

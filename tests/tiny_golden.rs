@@ -275,3 +275,15 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
         }
     }
 }
+
+/// The prefix cache's copies of partly shared blocks (a finished sequence's kept tail, a full
+/// block a prompt leaves before its end) hold every layer's K/V as computed, in every
+/// architecture (sliding windows, latent attention, sinks).
+#[test]
+fn prompts_continued_from_copied_blocks_match_the_whole_computation() {
+    for arch in ARCHS {
+        let g = golden(arch);
+        let whole = whole_input(arch, &g, LogitsWanted::All);
+        prefix_copy::check(arch, runner(arch), &g.input_ids, &whole, TOL);
+    }
+}

@@ -12,6 +12,15 @@
 //! positions past its matched prefix). A block whose last user leaves stays cached and is
 //! evicted least recently used first, and the tail of a sequence before its head, so that
 //! shared prefixes outlive their private continuations.
+//!
+//! The prefix cache is exact to the token, not only to the block: a sequence that ends (or is
+//! preempted) leaves its last, partly filled block cached too (`keep_tail`), and a prompt that
+//! goes on from its matched full blocks with the first tokens of a cached block (a partial
+//! tail, or a full block it leaves before its end) takes a private copy of that block
+//! (`PrefixMatch::copy`) and computes only past the shared tokens. A chat's next turn then
+//! recomputes none of the conversation so far, where whole-block matching (vLLM's) recomputes
+//! up to 15 tokens of it every turn; llama-server keeps a slot's exact tokens, but one
+//! conversation per slot.
 use super::error::EngineError;
 use std::collections::{BTreeMap, HashMap};
 
@@ -53,6 +62,8 @@ impl BlockTable {
     }
 }
 
+/// `(parent uid, the block's tokens)`: all of them for a full block, fewer for a sequence's
+/// kept tail (`keep_tail`), so the two kinds never share a key.
 type BlockKey = (u64, Box<[u32]>);
 
 /// What a block holds in the cache.
@@ -60,6 +71,27 @@ type BlockKey = (u64, Box<[u32]>);
 struct Registered {
     key: BlockKey,
     uid: u64,
+}
+
+/// What `match_prefix` found.
+#[derive(Debug)]
+pub struct PrefixMatch {
+    /// The shared full blocks, then the copy's destination where there is one.
+    pub table: BlockTable,
+    /// Tokens whose K/V the sequence starts with (those of the copy included).
+    pub tokens: usize,
+    /// A cached block whose first tokens the prompt goes on with: its K/V must be copied into
+    /// the table's last block (`Runner::copy_blocks`) before the sequence runs. If the copy
+    /// cannot be made, the sequence starts at `tokens - copy.tokens` instead.
+    pub copy: Option<BlockCopy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockCopy {
+    pub src: u32,
+    pub dst: u32,
+    /// Tokens of `src` the sequence shares.
+    pub tokens: usize,
 }
 
 /// Reference-counted allocator of physical KV blocks with a prefix cache.
@@ -73,6 +105,9 @@ pub struct BlockManager {
     refs: Vec<u32>,
     registered: Vec<Option<Registered>>,
     cache: HashMap<BlockKey, u32>,
+    /// The cached blocks (full and kept tails) under each parent uid: where a prompt that
+    /// leaves the exact chain of full blocks looks for a block it shares the start of.
+    children: HashMap<u64, Vec<u32>>,
     /// Cached blocks nobody uses, by release tick (oldest first): evicted in this order.
     evictable: BTreeMap<u64, u32>,
     evict_tick: Vec<u64>,
@@ -91,6 +126,7 @@ impl BlockManager {
             refs: vec![0; num_blocks],
             registered: (0..num_blocks).map(|_| None).collect(),
             cache: HashMap::new(),
+            children: HashMap::new(),
             evictable: BTreeMap::new(),
             evict_tick: vec![0; num_blocks],
             tick: 0,
@@ -119,12 +155,26 @@ impl BlockManager {
     }
 
     /// Take the cached blocks that hold a prefix of `tokens` under `root` (`prefix_root`),
-    /// leaving at least the last token to compute (its logits are needed). Returns the table
-    /// and the number of tokens covered.
-    pub fn match_prefix(&mut self, tokens: &[u32], root: u64) -> (BlockTable, usize) {
+    /// leaving the last token to compute (its logits are needed): the full blocks shared as
+    /// they are, then a private copy of the cached block that shares the most of the tokens
+    /// after them.
+    pub fn match_prefix(&mut self, tokens: &[u32], root: u64) -> PrefixMatch {
+        self.match_with(tokens, root, true)
+    }
+
+    /// `match_prefix` without the copy: the shared full blocks only.
+    pub fn match_full_blocks(&mut self, tokens: &[u32], root: u64) -> PrefixMatch {
+        self.match_with(tokens, root, false)
+    }
+
+    fn match_with(&mut self, tokens: &[u32], root: u64, copies: bool) -> PrefixMatch {
         let mut table = BlockTable::rooted(root);
         if !self.caching || tokens.is_empty() {
-            return (table, 0);
+            return PrefixMatch {
+                table,
+                tokens: 0,
+                copy: None,
+            };
         }
         let max_blocks = (tokens.len() - 1) / self.block_size;
         let mut parent = root;
@@ -133,18 +183,119 @@ impl BlockManager {
             let Some(&block) = self.cache.get(&key) else {
                 break;
             };
-            let b = block as usize;
-            if self.refs[b] == 0 {
-                self.evictable.remove(&self.evict_tick[b]);
-            }
-            self.refs[b] += 1;
-            let uid = self.registered[b].as_ref().map_or(0, |r| r.uid);
+            self.take(block);
+            let uid = self.registered[block as usize]
+                .as_ref()
+                .map_or(0, |r| r.uid);
             table.ids.push(block);
             table.uids.push(uid);
             parent = uid;
         }
         let covered = table.ids.len() * self.block_size;
-        (table, covered)
+        let rest = &tokens[covered..tokens.len() - 1];
+        let next = &rest[..rest.len().min(self.block_size)];
+        let copy = copies
+            .then(|| self.copy_of_best_child(parent, next))
+            .flatten();
+        if let Some(c) = copy {
+            table.ids.push(c.dst);
+        }
+        PrefixMatch {
+            table,
+            tokens: covered + copy.map_or(0, |c| c.tokens),
+            copy,
+        }
+    }
+
+    /// Of the cached blocks under `parent`, the one whose tokens start with the longest run of
+    /// `next`, and a fresh block to copy it into (none when no block shares a token, or none
+    /// is free).
+    fn copy_of_best_child(&mut self, parent: u64, next: &[u32]) -> Option<BlockCopy> {
+        let shared = |b: &u32| {
+            let key = &self.registered[*b as usize].as_ref()?.key.1;
+            let n = key.iter().zip(next).take_while(|(a, b)| a == b).count();
+            Some((n, *b))
+        };
+        let (tokens, src) = self
+            .children
+            .get(&parent)?
+            .iter()
+            .filter_map(shared)
+            .max_by_key(|&(n, _)| n)?;
+        if tokens == 0 {
+            return None;
+        }
+        // Hold the source while taking the destination, so it cannot be the block evicted.
+        self.take(src);
+        let dst = self.alloc();
+        self.put_back(src);
+        let dst = dst?;
+        self.refs[dst as usize] = 1;
+        Some(BlockCopy { src, dst, tokens })
+    }
+
+    /// One more user of cached block `b` (out of the evictable ones if it was idle).
+    fn take(&mut self, b: u32) {
+        let i = b as usize;
+        if self.refs[i] == 0 {
+            self.evictable.remove(&self.evict_tick[i]);
+        }
+        self.refs[i] += 1;
+    }
+
+    /// One user fewer of block `b`; with none left it stays cached as the most recently used
+    /// idle block if it is registered, and is free otherwise.
+    fn put_back(&mut self, b: u32) {
+        let i = b as usize;
+        self.refs[i] = self.refs[i].saturating_sub(1);
+        if self.refs[i] > 0 {
+            return;
+        }
+        if self.registered[i].is_some() {
+            self.tick += 1;
+            self.evict_tick[i] = self.tick;
+            self.evictable.insert(self.tick, b);
+        } else {
+            self.free.push(b);
+        }
+    }
+
+    /// Keep the last, partly filled block of a sequence about to be released (`computed`
+    /// tokens of `tokens` have K/V) in the cache, under the full block before it, so a
+    /// prompt that goes on from the same tokens can copy it (`match_prefix`).
+    pub fn keep_tail(&mut self, table: &BlockTable, tokens: &[u32], computed: usize) {
+        let computed = computed.min(tokens.len());
+        let (j, part) = (computed / self.block_size, computed % self.block_size);
+        if !self.caching || part == 0 || table.uids.len() != j {
+            return;
+        }
+        let Some(&block) = table.ids.get(j) else {
+            return;
+        };
+        let b = block as usize;
+        if self.refs[b] != 1 || self.registered[b].is_some() {
+            return;
+        }
+        let parent = if j == 0 {
+            table.root
+        } else {
+            table.uids[j - 1]
+        };
+        let key: BlockKey = (parent, tokens[j * self.block_size..computed].into());
+        if self.cache.contains_key(&key) {
+            return;
+        }
+        self.register(block, key);
+    }
+
+    /// Put `block` in the cache under `key`; returns its new uid.
+    fn register(&mut self, block: u32, key: BlockKey) -> u64 {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        self.children.entry(key.0).or_default().push(block);
+        self.cache.insert(key.clone(), block);
+        self.registered[block as usize] = Some(Registered { key, uid });
+        uid
     }
 
     /// Register the full blocks of `table` whose K/V are computed (`computed` tokens of
@@ -174,11 +325,7 @@ impl BlockManager {
                 table.uids.push(uid);
                 continue;
             }
-            let block = table.ids[j];
-            let uid = self.next_uid;
-            self.next_uid += 1;
-            self.cache.insert(key.clone(), block);
-            self.registered[block as usize] = Some(Registered { key, uid });
+            let uid = self.register(table.ids[j], key);
             table.uids.push(uid);
         }
     }
@@ -190,6 +337,12 @@ impl BlockManager {
         let (_, b) = self.evictable.pop_first()?;
         if let Some(r) = self.registered[b as usize].take() {
             self.cache.remove(&r.key);
+            if let Some(siblings) = self.children.get_mut(&r.key.0) {
+                siblings.retain(|&s| s != b);
+                if siblings.is_empty() {
+                    self.children.remove(&r.key.0);
+                }
+            }
         }
         Some(b)
     }
@@ -216,18 +369,7 @@ impl BlockManager {
     /// released first so it is evicted before the prefix it extends.
     pub fn release(&mut self, table: &mut BlockTable) {
         for &b in table.ids.iter().rev() {
-            let i = b as usize;
-            self.refs[i] = self.refs[i].saturating_sub(1);
-            if self.refs[i] > 0 {
-                continue;
-            }
-            if self.registered[i].is_some() {
-                self.tick += 1;
-                self.evict_tick[i] = self.tick;
-                self.evictable.insert(self.tick, b);
-            } else {
-                self.free.push(b);
-            }
+            self.put_back(b);
         }
         table.ids.clear();
         table.uids.clear();
@@ -237,6 +379,12 @@ impl BlockManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `match_prefix`'s table and tokens.
+    fn matched(m: &mut BlockManager, tokens: &[u32], root: u64) -> (BlockTable, usize) {
+        let found = m.match_prefix(tokens, root);
+        (found.table, found.tokens)
+    }
 
     fn toks(n: usize, salt: u32) -> Vec<u32> {
         (0..n as u32).map(|i| i * 7 + salt).collect()
@@ -266,38 +414,154 @@ mod tests {
     fn a_computed_prefix_is_shared_and_the_last_token_is_left_to_compute() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(12, 1);
-        let (mut a, hit) = m.match_prefix(&prompt, 0);
+        let (mut a, hit) = matched(&mut m, &prompt, 0);
         assert_eq!(hit, 0);
         m.ensure(&mut a, 13).unwrap();
         m.register_computed(&mut a, &prompt, 12);
-        // Same 12 tokens: only the first two blocks are taken (the last token must be run).
-        let (b, hit) = m.match_prefix(&prompt, 0);
-        assert_eq!(hit, 8);
-        assert_eq!(b.ids, a.ids[..2].to_vec());
-        // Longer prompt with the same head: all three blocks.
+        // Same 12 tokens: the first two blocks are shared and the third's first three tokens
+        // copied (the last token must be run).
+        let found = m.match_prefix(&prompt, 0);
+        assert_eq!(found.tokens, 11);
+        assert_eq!(found.table.ids[..2], a.ids[..2]);
+        let copy = found.copy.expect("a copy of the third block");
+        assert_eq!((copy.src, copy.tokens), (a.ids[2], 3));
+        assert_eq!(found.table.ids[2], copy.dst);
+        assert!(!a.ids.contains(&copy.dst));
+        // Full blocks only: the first two.
+        let found = m.match_full_blocks(&prompt, 0);
+        assert_eq!((found.tokens, found.copy), (8, None));
+        assert_eq!(found.table.ids, a.ids[..2].to_vec());
+        // Longer prompt with the same head: all three blocks, nothing to copy.
         let mut longer = prompt.clone();
         longer.extend([99, 98]);
-        let (c, hit) = m.match_prefix(&longer, 0);
-        assert_eq!(hit, 12);
-        assert_eq!(c.ids, a.ids[..3].to_vec());
-        // A different second block stops the match after the first.
+        let found = m.match_prefix(&longer, 0);
+        assert_eq!((found.tokens, found.copy), (12, None));
+        assert_eq!(found.table.ids, a.ids[..3].to_vec());
+        // A different second block stops the shared blocks after the first; the second's
+        // token before the difference is copied.
         let mut other = prompt.clone();
         other[5] = 1000;
-        let (d, hit) = m.match_prefix(&other, 0);
-        assert_eq!((hit, d.ids.len()), (4, 1));
+        let found = m.match_prefix(&other, 0);
+        assert_eq!(found.tokens, 5);
+        assert_eq!(found.table.ids[0], a.ids[0]);
+        assert_eq!(found.copy.map(|c| (c.src, c.tokens)), Some((a.ids[1], 1)));
+        // Nothing in common after the first block: no copy.
+        other[4] = 1000;
+        let found = m.match_prefix(&other, 0);
+        assert_eq!((found.tokens, found.copy, found.table.len()), (4, None, 1));
+    }
+
+    /// A conversation's next turn: the blocks of the turn before, then its kept tail (a
+    /// partly filled block) copied, so only the new tokens are computed.
+    #[test]
+    fn a_kept_tail_is_copied_by_a_prompt_that_goes_on_from_it() {
+        let mut m = BlockManager::new(8, 4, true);
+        // 10 tokens, the last just sampled: 9 computed, the tail block holds one.
+        let turn = toks(10, 2);
+        let (mut a, _) = matched(&mut m, &turn, 0);
+        m.ensure(&mut a, 10).unwrap();
+        m.register_computed(&mut a, &turn, 9);
+        m.keep_tail(&a, &turn, 9);
+        let tail = a.ids[2];
+        m.release(&mut a);
+        assert_eq!(m.num_cached_idle(), 3, "two full blocks and the tail");
+        let mut next = turn.clone();
+        next.extend([50, 51]);
+        let found = m.match_prefix(&next, 0);
+        assert_eq!(found.tokens, 9);
+        assert_eq!(found.copy.map(|c| (c.src, c.tokens)), Some((tail, 1)));
+        assert_eq!(found.table.len(), 3);
+        // The tail is not the sequence's: it stays cached for others.
+        assert_eq!(
+            m.num_cached_idle(),
+            1,
+            "the tail, idle; the full blocks are held"
+        );
+        // The same tail again is not kept twice; a different one under the same block is,
+        // and the prompt takes the one it shares more of.
+        let mut b = found.table;
+        m.ensure(&mut b, 11).unwrap();
+        m.register_computed(&mut b, &next, 9);
+        m.keep_tail(&b, &next, 9);
+        m.release(&mut b);
+        assert_eq!(m.num_cached_idle(), 3);
+        let mut c = matched(&mut m, &next, 0).0;
+        m.ensure(&mut c, 12).unwrap();
+        m.register_computed(&mut c, &next, 11);
+        m.keep_tail(&c, &next, 11);
+        let longer_tail = c.ids[2];
+        m.release(&mut c);
+        assert_eq!(m.num_cached_idle(), 4);
+        let mut again = next.clone();
+        again.push(60);
+        let found = m.match_prefix(&again, 0);
+        assert_eq!(found.tokens, 11);
+        assert_eq!(
+            found.copy.map(|c| (c.src, c.tokens)),
+            Some((longer_tail, 3))
+        );
+    }
+
+    #[test]
+    fn no_tail_is_kept_of_a_full_block_or_without_caching() {
+        let prompt = toks(9, 4);
+        for (caching, computed, kept) in [(true, 8, 2), (false, 7, 0), (true, 7, 2)] {
+            let mut m = BlockManager::new(8, 4, caching);
+            let (mut a, _) = matched(&mut m, &prompt, 0);
+            m.ensure(&mut a, 9).unwrap();
+            m.register_computed(&mut a, &prompt, computed);
+            m.keep_tail(&a, &prompt, computed);
+            m.release(&mut a);
+            // 7 computed: one full block and a tail of three; 8: two full blocks, no tail.
+            assert_eq!(m.num_cached_idle(), kept, "{caching} {computed}");
+        }
+    }
+
+    /// The copy's destination may evict an idle cached block, never the source.
+    #[test]
+    fn the_copied_block_is_not_the_one_evicted_for_its_copy() {
+        let mut m = BlockManager::new(4, 4, true);
+        // A: one full block and a tail of one token; B: two full blocks of other tokens.
+        let a_tokens = toks(6, 1);
+        let (mut a, _) = matched(&mut m, &a_tokens, 0);
+        m.ensure(&mut a, 6).unwrap();
+        m.register_computed(&mut a, &a_tokens, 5);
+        m.keep_tail(&a, &a_tokens, 5);
+        let b_tokens = toks(9, 100);
+        let (mut b, _) = matched(&mut m, &b_tokens, 0);
+        m.ensure(&mut b, 8).unwrap();
+        m.register_computed(&mut b, &b_tokens, 8);
+        let (tail, b_second) = (a.ids[1], b.ids[1]);
+        m.release(&mut a);
+        m.release(&mut b);
+        // Nothing free: A's tail is the oldest idle block, B's last the next.
+        assert_eq!((m.num_free(), m.num_cached_idle()), (4, 4));
+        let mut next = a_tokens[..5].to_vec();
+        next.extend([77, 78]);
+        let found = m.match_prefix(&next, 0);
+        assert_eq!(found.tokens, 5);
+        let copy = found.copy.expect("a copy");
+        assert_eq!((copy.src, copy.dst), (tail, b_second));
+        // B's second block is gone, its first still found; the tail is still cached.
+        assert_eq!(matched(&mut m, &b_tokens, 0).1, 4);
+        assert_eq!(m.num_cached_idle(), 1);
+        assert!(m.children.values().flatten().any(|&c| c == tail));
     }
 
     #[test]
     fn released_blocks_stay_cached_until_space_is_needed() {
         let mut m = BlockManager::new(4, 4, true);
         let prompt = toks(9, 3);
-        let (mut a, _) = m.match_prefix(&prompt, 0);
+        let (mut a, _) = matched(&mut m, &prompt, 0);
         m.ensure(&mut a, 9).unwrap();
         m.register_computed(&mut a, &prompt, 9);
         m.release(&mut a);
         assert_eq!(m.num_free(), 4);
         assert_eq!(m.num_cached_idle(), 2);
-        let (mut b, hit) = m.match_prefix(&prompt, 0);
+        // The prompt and a token more: both full blocks, nothing to copy.
+        let mut prompt = prompt;
+        prompt.push(999);
+        let (mut b, hit) = matched(&mut m, &prompt, 0);
         assert_eq!(hit, 8);
         assert_eq!(m.num_free(), 2);
         m.release(&mut b);
@@ -305,28 +569,28 @@ mod tests {
         let mut big = BlockTable::default();
         m.ensure(&mut big, 12).unwrap();
         assert_eq!(m.num_cached_idle(), 1);
-        let (e, hit) = m.match_prefix(&prompt, 0);
+        let (e, hit) = matched(&mut m, &prompt, 0);
         assert_eq!(hit, 4, "the head block survives the tail");
         let mut e = e;
         m.release(&mut e);
         m.ensure(&mut big, 16).unwrap();
-        assert_eq!(m.match_prefix(&prompt, 0).1, 0);
+        assert_eq!(matched(&mut m, &prompt, 0).1, 0);
     }
 
     #[test]
     fn identical_blocks_computed_twice_chain_on_one_identity() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(8, 5);
-        let (mut a, _) = m.match_prefix(&prompt, 0);
-        let (mut b, _) = m.match_prefix(&prompt, 0);
+        let (mut a, _) = matched(&mut m, &prompt, 0);
+        let (mut b, _) = matched(&mut m, &prompt, 0);
         m.ensure(&mut a, 8).unwrap();
         m.ensure(&mut b, 8).unwrap();
         m.register_computed(&mut a, &prompt, 4);
         m.register_computed(&mut b, &prompt, 8);
         m.register_computed(&mut a, &prompt, 8);
         let mut longer = prompt.clone();
-        longer.push(1);
-        let (c, hit) = m.match_prefix(&longer, 0);
+        longer.extend([1, 2]);
+        let (c, hit) = matched(&mut m, &longer, 0);
         assert_eq!(hit, 8);
         assert_eq!(c.ids, vec![a.ids[0], b.ids[1]]);
     }
@@ -334,13 +598,13 @@ mod tests {
     #[test]
     fn shared_blocks_return_to_the_pool_only_after_the_last_user() {
         let mut m = BlockManager::new(4, 4, true);
-        let prompt = toks(5, 0);
-        let (mut a, _) = m.match_prefix(&prompt, 0);
-        m.ensure(&mut a, 5).unwrap();
-        m.register_computed(&mut a, &prompt, 5);
-        let (mut b, hit) = m.match_prefix(&prompt, 0);
+        let prompt = toks(6, 0);
+        let (mut a, _) = matched(&mut m, &prompt, 0);
+        m.ensure(&mut a, 6).unwrap();
+        m.register_computed(&mut a, &prompt, 6);
+        let (mut b, hit) = matched(&mut m, &prompt, 0);
         assert_eq!(hit, 4);
-        m.ensure(&mut b, 5).unwrap();
+        m.ensure(&mut b, 6).unwrap();
         assert_eq!(m.num_free(), 1);
         m.release(&mut a);
         assert_eq!(m.num_free(), 2, "the shared block is still held by b");
@@ -351,30 +615,30 @@ mod tests {
     #[test]
     fn each_root_caches_apart() {
         let mut m = BlockManager::new(8, 4, true);
-        let prompt = toks(9, 1);
-        let (mut base, _) = m.match_prefix(&prompt, prefix_root(None));
-        m.ensure(&mut base, 9).unwrap();
-        m.register_computed(&mut base, &prompt, 9);
+        let prompt = toks(10, 1);
+        let (mut base, _) = matched(&mut m, &prompt, prefix_root(None));
+        m.ensure(&mut base, 10).unwrap();
+        m.register_computed(&mut base, &prompt, 10);
         // The same tokens under an adapter's root find nothing of the base model's...
-        let (mut tuned, hit) = m.match_prefix(&prompt, prefix_root(Some(0)));
+        let (mut tuned, hit) = matched(&mut m, &prompt, prefix_root(Some(0)));
         assert_eq!(hit, 0);
-        m.ensure(&mut tuned, 9).unwrap();
-        m.register_computed(&mut tuned, &prompt, 9);
+        m.ensure(&mut tuned, 10).unwrap();
+        m.register_computed(&mut tuned, &prompt, 10);
         // ...and each finds its own afterwards, the second adapter still nothing.
-        assert_eq!(m.match_prefix(&prompt, prefix_root(None)).1, 8);
-        assert_eq!(m.match_prefix(&prompt, prefix_root(Some(0))).1, 8);
-        assert_eq!(m.match_prefix(&prompt, prefix_root(Some(1))).1, 0);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(None)).1, 8);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(Some(0))).1, 8);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(Some(1))).1, 0);
     }
 
     #[test]
     fn caching_off_matches_nothing() {
         let mut m = BlockManager::new(4, 4, false);
         let prompt = toks(9, 0);
-        let (mut a, _) = m.match_prefix(&prompt, 0);
+        let (mut a, _) = matched(&mut m, &prompt, 0);
         m.ensure(&mut a, 9).unwrap();
         m.register_computed(&mut a, &prompt, 9);
         m.release(&mut a);
-        assert_eq!(m.match_prefix(&prompt, 0).1, 0);
+        assert_eq!(matched(&mut m, &prompt, 0).1, 0);
         assert_eq!(m.num_cached_idle(), 0);
     }
 }

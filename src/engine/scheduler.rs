@@ -4,7 +4,7 @@
 //! out, the newest sequence is preempted and later recomputed (never an error for an accepted
 //! request). A request whose receiver is gone (client disconnected, stop string matched) is
 //! dropped and its blocks freed at the next step.
-use super::block_manager::{prefix_root, BlockManager, BlockTable};
+use super::block_manager::{prefix_root, BlockCopy, BlockManager, BlockTable, PrefixMatch};
 use super::error::EngineError;
 use super::generate::FinishReason;
 use super::grammar::Constraint;
@@ -125,6 +125,13 @@ pub struct EngineRequest {
     /// The LoRA adapter it runs with (an index into the served adapters), None for the base
     /// model. Its prompt shares cached blocks only with requests of the same adapter.
     pub adapter: Option<u32>,
+    /// Start from the prefix cache's K/V of its prompt (llama-server's `cache_prompt`, on by
+    /// default). The cached part is then never recomputed: the answer's first logits come from
+    /// a pass over fewer rows, whose kernels round differently from the pass that computed the
+    /// prompt first (close logprobs, possibly another token at a near-tie). Off, the whole
+    /// prompt is computed, and a seeded request repeats its answer exactly on an idle server.
+    /// Its blocks join the cache either way.
+    pub cache_prompt: bool,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -345,7 +352,8 @@ impl EngineHandle {
     /// With prefix caching, members that share a prompt of a full block or more compute it
     /// once: the first is prefilled, the others are admitted when its prompt is in the cache
     /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
-    /// prompt the same way). Always in that order, so an idle server still repeats itself.
+    /// prompt the same way). Not for requests that take nothing from the cache
+    /// (`cache_prompt` off): each computes the whole prompt.
     pub fn submit_group(&self, mut reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
         if reqs
             .iter()
@@ -388,7 +396,9 @@ impl EngineHandle {
         let shares_prompt = self.config.prefix_caching
             && reqs.len() > 1
             && reqs.iter().all(|r| {
-                r.prompt_logprobs.is_none() && !r.pooling.is_some_and(Pooling::reads_every_row)
+                r.cache_prompt
+                    && r.prompt_logprobs.is_none()
+                    && !r.pooling.is_some_and(Pooling::reads_every_row)
             })
             && reqs[0].prompt_ids.len() > self.block_size
             && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
@@ -608,8 +618,22 @@ impl Engine {
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
                 let root = prefix_root(front.req.adapter);
-                let (table, hit) = if front.needs_every_row() {
-                    (BlockTable::rooted(root), 0)
+                let PrefixMatch {
+                    table,
+                    tokens: hit,
+                    copy,
+                } = if front.needs_every_row() || !front.req.cache_prompt {
+                    PrefixMatch {
+                        table: BlockTable::rooted(root),
+                        tokens: 0,
+                        copy: None,
+                    }
+                } else if front.req.pooling.is_some() {
+                    // Embeddings take whole blocks only: a text embedded again is computed
+                    // over the same rows as the first time (its vector repeats exactly for
+                    // a text under 17 tokens), and a query shared by many reranked documents
+                    // is still computed once.
+                    self.blocks.match_full_blocks(&front.tokens, root)
                 } else {
                     self.blocks.match_prefix(&front.tokens, root)
                 };
@@ -637,6 +661,7 @@ impl Engine {
                     continue;
                 }
                 if let Some(mut seq) = q.waiting.pop_front() {
+                    let hit = hit - self.copy_shared_start(copy, &seq.req.id);
                     self.admissions += 1;
                     seq.admitted = self.admissions;
                     if seq.first_token_at.is_none() {
@@ -684,6 +709,22 @@ impl Engine {
         }
     }
 
+    /// Make the block copy a prefix match asked for (`PrefixMatch::copy`). Returns the tokens
+    /// the sequence must compute after all: none, or the copy's when the device failed it
+    /// (the destination block is then written from its start, as a fresh one).
+    fn copy_shared_start(&mut self, copy: Option<BlockCopy>, request: &str) -> usize {
+        let Some(c) = copy else {
+            return 0;
+        };
+        match self.runner.copy_blocks(&[(c.src, c.dst)]) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::warn!(request, error = %e, "prefix cache block copy failed; recomputing");
+                c.tokens
+            }
+        }
+    }
+
     /// Load the adapters asked for; empty the slots asked for that no sequence (running or
     /// waiting) uses any more, keeping the others for a later step.
     fn apply_lora_changes(&mut self, q: &mut Queue) {
@@ -725,6 +766,7 @@ impl Engine {
         while i < self.running.len() {
             if self.running[i].cancelled() {
                 let mut seq = self.running.swap_remove(i);
+                self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
                 self.blocks.release(&mut seq.table);
                 self.stats.cancelled.inc();
                 seq.log("cancelled", Instant::now());
@@ -738,6 +780,7 @@ impl Engine {
     /// when it is computed again.
     fn evict(&mut self, idx: usize) -> Seq {
         let mut seq = self.running.remove(idx);
+        self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
         self.blocks.release(&mut seq.table);
         seq.computed = 0;
         self.stats.preemptions.inc();
@@ -923,8 +966,10 @@ impl Engine {
             hidden_row += hidden.len();
             if sch.wants {
                 let draft = &input.tokens[sch.len..];
-                // The row of its last own token: the last row but the drafts'.
-                takers.push((sch.idx, row + rows - 1 - draft.len(), draft));
+                // The row of its last own token: the last row but the drafts'. A prompt-only
+                // request (an embedding) has no rows, and none is read.
+                let last = (row + rows).saturating_sub(1 + draft.len());
+                takers.push((sch.idx, last, draft));
             }
             row += rows;
         }
@@ -963,6 +1008,7 @@ impl Engine {
         let mut done_seqs = Vec::with_capacity(finished.len());
         for (idx, reason) in finished {
             let mut seq = self.running.remove(idx);
+            self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
             self.blocks.release(&mut seq.table);
             done_seqs.push((seq, reason));
         }

@@ -122,6 +122,7 @@ fn request_with_prompt(
         prediction: Arc::default(),
         priority: 0,
         adapter: None,
+        cache_prompt: true,
         events,
     };
     (req, rx)
@@ -280,6 +281,60 @@ fn later_members_do_not_wait_on_a_first_member_that_left() {
     assert_eq!(steps[0], (1, 256));
     assert_eq!(steps.iter().skip(1).map(|s| s.1).sum::<usize>(), 600 - 256);
     h.handle.shutdown();
+}
+
+/// A conversation's second turn (the first's prompt and answer, then three new tokens) starts
+/// where the first turn's K/V end: its last, partly filled block is copied from the cache.
+/// When the copy fails, the turn computes that block again from its start.
+#[test]
+fn a_conversations_next_turn_computes_only_its_new_tokens() {
+    for copies_work in [true, false] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let runner = FakeRunner::new(64, move |batch| {
+            for s in &batch.seqs {
+                record.lock().unwrap().push((s.start_pos, s.tokens.len()));
+            }
+            scripted_logits(batch)
+        });
+        let runner = if copies_work {
+            runner
+        } else {
+            runner.failing_copies()
+        };
+        let copies = runner.copies();
+        let config = SchedulerConfig {
+            max_num_seqs: 4,
+            max_num_batched_tokens: 256,
+            max_waiting: 4,
+            prefix_caching: true,
+            speculative_tokens: 0,
+        };
+        let stats = Arc::new(EngineStats::new(64).expect("stats"));
+        let (handle, _thread) = spawn(Box::new(runner), config, stats);
+        // Turn one: 20 prompt tokens and 5 answered (the last never computed): 24 tokens of
+        // K/V, a full block and 8 tokens of the next.
+        let first: Vec<u32> = (0..20).map(|i| 3 + i % 5).collect();
+        let (req, rx) = request_with_prompt("turn/1", 5, first.clone());
+        handle.submit(req).expect("queued");
+        let answer = finish(rx);
+        let mut second = first;
+        second.extend(&answer);
+        second.extend([4, 5, 6]);
+        seen.lock().unwrap().clear();
+        let (req, rx) = request_with_prompt("turn/2", 1, second);
+        handle.submit(req).expect("queued");
+        finish(rx);
+        let starts = seen.lock().unwrap().clone();
+        let logged = copies.lock().unwrap().clone();
+        if copies_work {
+            assert_eq!(starts, vec![(24, 4)]);
+            assert_eq!(logged.len(), 1, "{logged:?}");
+        } else {
+            assert_eq!(starts, vec![(16, 12)]);
+        }
+        handle.shutdown();
+    }
 }
 
 /// A model whose next-token logits depend only on a token and its position: it counts 1..5 in

@@ -308,6 +308,7 @@ pub fn start(
                 prediction: prediction.clone(),
                 priority: plan.priority,
                 adapter,
+                cache_prompt: plan.cache_prompt,
                 events: tx,
             });
             engines.push(rx);

@@ -128,6 +128,10 @@ pub struct LlamaSamplers {
     /// learning rate.
     pub mirostat: Option<i64>,
     pub mirostat_tau: Option<f64>,
+    /// Start from the prefix cache's K/V of the prompt (true, the default); false computes
+    /// the whole prompt, so a seeded request repeats itself exactly (`EngineRequest::
+    /// cache_prompt`).
+    pub cache_prompt: Option<bool>,
     pub mirostat_eta: Option<f64>,
     /// llama.cpp's dynamic temperature (`engine::temperature`): 0 is off.
     pub dynatemp_range: Option<f64>,

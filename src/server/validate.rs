@@ -83,6 +83,8 @@ pub struct Plan {
     pub return_progress: bool,
     /// Biases named by a text: each of its tokens gets it (`generation::start` tokenizes).
     pub text_bias: Vec<(String, f32)>,
+    /// `EngineRequest::cache_prompt`.
+    pub cache_prompt: bool,
 }
 
 /// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
@@ -354,6 +356,7 @@ fn plan_with(
         logprobs_after_sampling: p.logprobs_after_sampling,
         return_progress: p.return_progress && p.stream,
         text_bias,
+        cache_prompt: p.samplers.cache_prompt.unwrap_or(true),
     })
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 pub mod gpu;
 pub mod plugins;
+pub mod prefix_copy;
 pub mod python;
 pub mod server;
 use std::path::PathBuf;

@@ -201,6 +201,7 @@ async fn run_pooling(
             prediction: Default::default(),
             priority,
             adapter,
+            cache_prompt: true,
             events,
         });
     }
