@@ -191,6 +191,25 @@ pub struct KvCacheSpec {
     pub key_offsets: Vec<Option<Vec<f32>>>,
 }
 
+impl KvCacheSpec {
+    /// Values of K (or V) one block holds in one layer.
+    pub fn block_values(&self) -> usize {
+        self.block_size * self.num_kv_heads * self.head_dim
+    }
+
+    /// `copy_kv_blocks`' pairs, refused whole if one names a block past the cache.
+    pub fn check_block_copies(&self, copies: &[(u32, u32)]) -> Result<()> {
+        let past = |b: u32| b as usize >= self.num_blocks;
+        match copies.iter().find(|&&(s, d)| past(s) || past(d)) {
+            Some((s, d)) => Err(crate::error::ModelError::Backend(format!(
+                "copy_kv_blocks: block {s} to {d} in a cache of {}",
+                self.num_blocks
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The op-level device interface. Every op has a CPU reference implementation.
 ///
 /// Shapes: activations are 2-D `[tokens, features]` or 3-D `[tokens, heads, head_dim]`,

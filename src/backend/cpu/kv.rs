@@ -207,15 +207,7 @@ impl CpuKvCache {
     /// Every layer's block `src` copied over block `dst`, for each pair (blocks are
     /// contiguous runs of slots, so one `copy_within` per layer and side).
     pub fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<()> {
-        let num_blocks = self.spec.num_blocks;
-        if let Some(&(s, d)) = copies
-            .iter()
-            .find(|&&(s, d)| s as usize >= num_blocks || d as usize >= num_blocks)
-        {
-            return Err(ModelError::Backend(format!(
-                "copy_kv_blocks: block {s} to {d} in a cache of {num_blocks}"
-            )));
-        }
+        self.spec.check_block_copies(copies)?;
         fn copy<E: KvElement>(
             layers: &mut [(Vec<E>, Vec<E>)],
             copies: &[(u32, u32)],
@@ -230,7 +222,7 @@ impl CpuKvCache {
                 }
             }
         }
-        let values = self.spec.block_size * self.spec.num_kv_heads * self.spec.head_dim;
+        let values = self.spec.block_values();
         match &mut self.layers {
             Layers::F32(l) => copy(l, copies, values),
             Layers::F16(l) => copy(l, copies, values),

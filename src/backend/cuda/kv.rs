@@ -60,17 +60,8 @@ impl CudaKvCache {
     /// Every layer's block `src` copied over block `dst`, for each pair: device-to-device
     /// copies on the device's stream, ordered with the kernels before and after them.
     pub fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<()> {
-        let num_blocks = self.spec.num_blocks;
-        if let Some(&(s, d)) = copies
-            .iter()
-            .find(|&&(s, d)| s as usize >= num_blocks || d as usize >= num_blocks)
-        {
-            return Err(CudaError::Launch(format!(
-                "copy_kv_blocks: block {s} to {d} in a cache of {num_blocks}"
-            ))
-            .into());
-        }
-        let len = self.spec.block_size * self.spec.num_kv_heads * self.spec.head_dim;
+        self.spec.check_block_copies(copies)?;
+        let len = self.spec.block_values();
         for (k, v) in &mut self.layers {
             for side in [k, v] {
                 with_kernel_dtype!(side.dtype(), T, { copy_within::<T>(side, copies, len) })?;

@@ -159,19 +159,8 @@ impl PluginKvCache {
     /// the plugin ABI moves bytes only between host and device (a block is a few KiB per
     /// layer, and copies happen once per admitted request at most).
     pub(super) fn copy_blocks(&self, copies: &[(u32, u32)]) -> Result<()> {
-        let num_blocks = self.spec.num_blocks;
-        if let Some(&(s, d)) = copies
-            .iter()
-            .find(|&&(s, d)| s as usize >= num_blocks || d as usize >= num_blocks)
-        {
-            return Err(err(format!(
-                "copy_kv_blocks: block {s} to {d} in a cache of {num_blocks}"
-            )));
-        }
-        let len = self.spec.block_size
-            * self.spec.num_kv_heads
-            * self.spec.head_dim
-            * kv_element_bytes(self.dtype);
+        self.spec.check_block_copies(copies)?;
+        let len = self.spec.block_values() * kv_element_bytes(self.dtype);
         let mut block = vec![0u8; len];
         for (k, v) in &self.layers {
             for side in [k, v] {
