@@ -160,9 +160,18 @@ async fn openai_api_end_to_end() {
     let (_, turn) = post(
         &s,
         "/v1/chat/completions",
-        with_fields(next, json!({"cache_prompt": false})),
+        with_fields(next.clone(), json!({"cache_prompt": false})),
     )
     .await;
+    assert_eq!(
+        turn["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
+        "{turn}"
+    );
+    // vLLM's `/reset_prefix_cache` empties the cache: the same turn again finds nothing.
+    let (st, reset) = post(&s, "/reset_prefix_cache", json!({})).await;
+    assert_eq!(st, 200, "{reset}");
+    assert!(reset["cached_blocks"].as_u64().unwrap() > 0, "{reset}");
+    let (_, turn) = post(&s, "/v1/chat/completions", next).await;
     assert_eq!(
         turn["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
         "{turn}"

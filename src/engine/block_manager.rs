@@ -288,6 +288,18 @@ impl BlockManager {
         self.register(block, key);
     }
 
+    /// Forget every cached block, so nothing computed so far is shared with later sequences
+    /// (a cold prompt measured again). Blocks in use stay with their sequences, private from
+    /// now on. Returns how many blocks were cached.
+    pub fn forget_cached(&mut self) -> usize {
+        let cached = self.registered.iter_mut().filter_map(Option::take).count();
+        self.cache.clear();
+        self.children.clear();
+        let idle = std::mem::take(&mut self.evictable);
+        self.free.extend(idle.into_values());
+        cached
+    }
+
     /// Put `block` in the cache under `key`; returns its new uid.
     fn register(&mut self, block: u32, key: BlockKey) -> u64 {
         let uid = self.next_uid;
@@ -628,6 +640,26 @@ mod tests {
         assert_eq!(matched(&mut m, &prompt, prefix_root(None)).1, 8);
         assert_eq!(matched(&mut m, &prompt, prefix_root(Some(0))).1, 8);
         assert_eq!(matched(&mut m, &prompt, prefix_root(Some(1))).1, 0);
+    }
+
+    #[test]
+    fn a_forgotten_cache_matches_nothing_and_frees_its_idle_blocks() {
+        let mut m = BlockManager::new(8, 4, true);
+        let prompt = toks(10, 3);
+        let (mut a, _) = matched(&mut m, &prompt, 0);
+        m.ensure(&mut a, 10).unwrap();
+        m.register_computed(&mut a, &prompt, 9);
+        m.keep_tail(&a, &prompt, 9);
+        m.release(&mut a);
+        let (mut b, hit) = matched(&mut m, &prompt, 0);
+        assert_eq!(hit, 9);
+        // b holds two full blocks and a copy; the tail is cached and idle.
+        assert_eq!(m.forget_cached(), 3);
+        assert_eq!((m.num_cached_idle(), m.num_free()), (0, 5));
+        assert_eq!(matched(&mut m, &prompt, 0).1, 0);
+        // b's blocks are its own now: released, they are free, not cached.
+        m.release(&mut b);
+        assert_eq!((m.num_cached_idle(), m.num_free()), (0, 8));
     }
 
     #[test]

@@ -158,6 +158,9 @@ struct Queue {
     /// Adapters to load, slots to empty: applied by the engine between steps (an unload once
     /// no sequence uses the slot).
     lora_changes: Vec<LoraChange>,
+    /// Who waits for the prefix cache to be emptied (`EngineHandle::reset_prefix_cache`):
+    /// told how many blocks it held.
+    cache_resets: Vec<tokio::sync::oneshot::Sender<usize>>,
 }
 
 /// A change of the served LoRA adapters, and who waits for its outcome (the slot).
@@ -474,6 +477,20 @@ impl EngineHandle {
         self.change_lora(LoraEdit::Unload(slot))
     }
 
+    /// Empty the prefix cache before the next step (vLLM's `reset_prefix_cache`): no request
+    /// admitted after it takes K/V computed before it. The answer is how many blocks were
+    /// cached.
+    pub fn reset_prefix_cache(&self) -> Result<tokio::sync::oneshot::Receiver<usize>, SubmitError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
+        if q.stopped {
+            return Err(SubmitError::Stopped);
+        }
+        q.cache_resets.push(done);
+        self.shared.wake.notify_all();
+        Ok(answer)
+    }
+
     fn change_lora(
         &self,
         change: LoraEdit,
@@ -511,6 +528,7 @@ pub fn spawn(
             stopped: false,
             lora_open: vec![true; runner.lora_slots()],
             lora_changes: Vec::new(),
+            cache_resets: Vec::new(),
         }),
         wake: Condvar::new(),
     });
@@ -593,6 +611,9 @@ impl Engine {
         };
         loop {
             self.apply_lora_changes(&mut q);
+            for done in std::mem::take(&mut q.cache_resets) {
+                let _ = done.send(self.blocks.forget_cached());
+            }
             while let Some(front) = q.waiting.front() {
                 if front.cancelled() {
                     q.waiting.pop_front();

@@ -132,6 +132,10 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/api/version", get(routes::ollama::version))
         .route("/v1/load_lora_adapter", post(routes::lora::load))
         .route("/v1/unload_lora_adapter", post(routes::lora::unload))
+        .route(
+            "/reset_prefix_cache",
+            post(routes::cache::reset_prefix_cache),
+        )
         .route("/v1/responses", post(routes::responses::responses))
         .route("/v1/messages", post(routes::messages::messages))
         .route("/infill", post(routes::infill::infill))

@@ -1,4 +1,5 @@
 //! HTTP handlers.
+pub mod cache;
 pub mod chat;
 pub mod completions;
 pub mod conversations;
