@@ -66,6 +66,12 @@ impl BlockTable {
 /// kept tail (`keep_tail`), so the two kinds never share a key.
 type BlockKey = (u64, Box<[u32]>);
 
+/// Where a block is listed in `BlockManager::children`: its parent and first token (every
+/// registered block holds at least one token).
+fn children_key(key: &BlockKey) -> (u64, u32) {
+    (key.0, key.1.first().copied().unwrap_or(u32::MAX))
+}
+
 /// What a block holds in the cache.
 #[derive(Debug)]
 struct Registered {
@@ -105,9 +111,10 @@ pub struct BlockManager {
     refs: Vec<u32>,
     registered: Vec<Option<Registered>>,
     cache: HashMap<BlockKey, u32>,
-    /// The cached blocks (full and kept tails) under each parent uid: where a prompt that
-    /// leaves the exact chain of full blocks looks for a block it shares the start of.
-    children: HashMap<u64, Vec<u32>>,
+    /// The cached blocks (full and kept tails) under each parent uid, by their first token:
+    /// where a prompt that leaves the exact chain of full blocks looks for a block it shares
+    /// the start of (only those that start with its next token can share any).
+    children: HashMap<(u64, u32), Vec<u32>>,
     /// Cached blocks nobody uses, by release tick (oldest first): evicted in this order.
     evictable: BTreeMap<u64, u32>,
     evict_tick: Vec<u64>,
@@ -211,6 +218,7 @@ impl BlockManager {
     /// `next`, and a fresh block to copy it into (none when no block shares a token, or none
     /// is free).
     fn copy_of_best_child(&mut self, parent: u64, next: &[u32]) -> Option<BlockCopy> {
+        let first = *next.first()?;
         let shared = |b: &u32| {
             let key = &self.registered[*b as usize].as_ref()?.key.1;
             let n = key.iter().zip(next).take_while(|(a, b)| a == b).count();
@@ -218,7 +226,7 @@ impl BlockManager {
         };
         let (tokens, src) = self
             .children
-            .get(&parent)?
+            .get(&(parent, first))?
             .iter()
             .filter_map(shared)
             .max_by_key(|&(n, _)| n)?;
@@ -304,7 +312,10 @@ impl BlockManager {
     fn register(&mut self, block: u32, key: BlockKey) -> u64 {
         let uid = self.next_uid;
         self.next_uid += 1;
-        self.children.entry(key.0).or_default().push(block);
+        self.children
+            .entry(children_key(&key))
+            .or_default()
+            .push(block);
         self.cache.insert(key.clone(), block);
         self.registered[block as usize] = Some(Registered { key, uid });
         uid
@@ -349,10 +360,11 @@ impl BlockManager {
         let (_, b) = self.evictable.pop_first()?;
         if let Some(r) = self.registered[b as usize].take() {
             self.cache.remove(&r.key);
-            if let Some(siblings) = self.children.get_mut(&r.key.0) {
+            let slot = children_key(&r.key);
+            if let Some(siblings) = self.children.get_mut(&slot) {
                 siblings.retain(|&s| s != b);
                 if siblings.is_empty() {
-                    self.children.remove(&r.key.0);
+                    self.children.remove(&slot);
                 }
             }
         }
