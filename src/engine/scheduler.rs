@@ -18,8 +18,9 @@ use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -545,6 +546,35 @@ pub fn spawn(
     (handle, thread)
 }
 
+/// Fails the requests still waiting when the engine thread ends however it ends (a panic
+/// outside a step included), and refuses new ones: a request never waits on a dead engine.
+struct FailWaitingOnExit(Arc<Shared>);
+
+impl Drop for FailWaitingOnExit {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.stopped = true;
+        for seq in q.waiting.drain(..) {
+            let _ = seq
+                .req
+                .events
+                .send(EngineEvent::Error("the engine stopped".into()));
+        }
+        // Their senders dropped, LoRA changes and cache resets waiting are told it stopped.
+        q.lora_changes.clear();
+        q.cache_resets.clear();
+    }
+}
+
+/// What a caught panic says (its `&str` or `String` payload).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 struct Engine {
     runner: Box<dyn Runner>,
     blocks: BlockManager,
@@ -588,6 +618,7 @@ impl Engine {
     }
 
     fn run(mut self) {
+        let _exit = FailWaitingOnExit(self.shared.clone());
         loop {
             if !self.admit() {
                 return;
@@ -597,9 +628,34 @@ impl Engine {
                 self.publish();
                 continue;
             }
-            self.step();
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.step())) {
+                self.recover_from_panic(&panic_message(panic.as_ref()));
+            }
             self.publish();
         }
+    }
+
+    /// A step panicked (a bug, in the engine, a model or a backend): it may have left the
+    /// sequences and their blocks half updated, so the requests it ran are failed and the
+    /// block manager starts over empty (the cached prefixes go with it). Waiting requests are
+    /// served as usual: one bad step costs its own requests, not the server.
+    fn recover_from_panic(&mut self, message: &str) {
+        tracing::error!(
+            error = %message,
+            requests = self.running.len(),
+            "an engine step panicked: its requests failed, the KV cache emptied, serving on"
+        );
+        for seq in self.running.drain(..) {
+            let _ = seq.req.events.send(EngineEvent::Error(format!(
+                "internal error in the engine step: {message}"
+            )));
+        }
+        self.blocks = BlockManager::new(
+            self.blocks.num_blocks(),
+            self.blocks.block_size(),
+            self.config.prefix_caching,
+        );
+        self.stats.errors.inc();
     }
 
     /// Move waiting requests into the running set while there is room. Blocks (idle) when

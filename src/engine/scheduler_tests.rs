@@ -337,6 +337,45 @@ fn a_conversations_next_turn_computes_only_its_new_tokens() {
     }
 }
 
+/// A step that panics (a bug somewhere below the engine) fails the requests it ran, with an
+/// error each; the engine serves the next request as before, from an empty cache.
+#[test]
+fn a_panicking_step_fails_its_requests_and_the_engine_serves_on() {
+    let runner = FakeRunner::new(64, |batch| {
+        if batch.seqs.iter().any(|s| s.tokens.contains(&7)) {
+            panic!("token 7 breaks this model");
+        }
+        scripted_logits(batch)
+    });
+    let config = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 256,
+        max_waiting: 4,
+        prefix_caching: true,
+        speculative_tokens: 0,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
+    let (warm, rx) = request_with_prompt("warm", 2, (2..40).map(|i| 2 + i % 5).collect());
+    handle.submit(warm).expect("queued");
+    assert_eq!(finish(rx), vec![2, 2]);
+    let (bad, mut rx) = request_with_prompt("bad", 3, vec![2, 7, 3]);
+    handle.submit(bad).expect("queued");
+    let mut failed = None;
+    while let Some(event) = rx.blocking_recv() {
+        if let EngineEvent::Error(e) = event {
+            failed = Some(e);
+        }
+    }
+    let failed = failed.expect("the request was told it failed");
+    assert!(failed.contains("token 7 breaks this model"), "{failed}");
+    let (good, rx) = request("good", 3);
+    handle.submit(good).expect("queued after the panic");
+    assert_eq!(finish(rx), vec![2, 2, 2]);
+    assert_eq!(stats.errors.get(), 1);
+    handle.shutdown();
+}
+
 /// A model whose next-token logits depend only on a token and its position: it counts 1..5 in
 /// a cycle (so prompt lookup drafts the cycle), except after every 11th position, where it
 /// favours token 7 (so some drafts are wrong). Rows that ask for the argmax get this row's.
