@@ -2185,6 +2185,21 @@ async fn llama_server_timings() {
     )
     .await;
     agree(&v["timings"], &v["usage"]);
+    // An answer that repeats its prompt is drafted by prompt lookup: `draft_n` tells how many
+    // tokens were drafted and `draft_n_accepted` how many of them were kept.
+    let cycle = "red, green, blue, red, green, blue, red, green, blue, red, green, blue,";
+    let (_, v) = post(
+        &s,
+        "/completion",
+        json!({"prompt": cycle, "n_predict": 24, "temperature": 0}),
+    )
+    .await;
+    let t = &v["timings"];
+    let (drafted, kept) = (t["draft_n"].as_u64(), t["draft_n_accepted"].as_u64());
+    assert!(
+        drafted.is_some_and(|d| d > 0) && kept.is_some_and(|k| k > 0 && k <= drafted.unwrap()),
+        "{v}"
+    );
 
     // Streamed: the last chunk alone (the usage chunk when asked for).
     let plain = sse_json(

@@ -60,11 +60,21 @@ pub struct TokenLogprobs {
     pub top: Vec<(u32, f32)>,
 }
 
+/// A sequence's speculative drafts so far: tokens drafted (each run as a row of some step)
+/// and those the sampler kept (llama-server's `draft_n` and `draft_n_accepted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drafts {
+    pub drafted: usize,
+    pub accepted: usize,
+}
+
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     Token {
         id: u32,
         logprobs: Option<TokenLogprobs>,
+        /// The request's drafts, this token's step included.
+        drafts: Drafts,
     },
     Finished {
         reason: FinishReason,
@@ -1335,6 +1345,11 @@ fn take_tokens(
         let sent = seq.req.events.send(EngineEvent::Token {
             id: next,
             logprobs: lp,
+            // The drafts before row i were kept to get here (as `accepted` counts them).
+            drafts: Drafts {
+                drafted: seq.drafted + draft.len(),
+                accepted: seq.kept + i,
+            },
         });
         if sent.is_err() {
             return (None, i); // dropped at the next step

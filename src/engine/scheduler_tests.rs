@@ -448,7 +448,7 @@ fn events(mut rx: UnboundedReceiverOf) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(e) = rx.blocking_recv() {
         match e {
-            EngineEvent::Token { id, logprobs } => {
+            EngineEvent::Token { id, logprobs, .. } => {
                 out.push(format!("{id} {:?}", logprobs.map(|l| (l.logprob, l.top))))
             }
             EngineEvent::Finished {
@@ -495,6 +495,33 @@ fn speculation_requests() -> Vec<(EngineRequest, UnboundedReceiverOf)> {
     let (r, rx) = request_with_prompt("short", 6, prompt);
     out.push((r, rx));
     out
+}
+
+/// Each token tells the request's drafts so far (llama-server's `draft_n`,
+/// `draft_n_accepted`): never fewer than before, and at the end what the engine counted.
+#[test]
+fn tokens_tell_the_drafts_so_far() {
+    let (handle, _steps, stats) = counting_engine(4);
+    let (req, mut rx) = request_with_prompt("drafting", 40, vec![1, 2, 3, 4, 5, 1, 2]);
+    handle.submit(req).expect("queued");
+    let mut told = Vec::new();
+    while let Some(event) = rx.blocking_recv() {
+        if let EngineEvent::Token { drafts, .. } = event {
+            told.push(drafts);
+        }
+    }
+    assert_eq!(told.len(), 40);
+    for pair in told.windows(2) {
+        assert!(pair[0].drafted <= pair[1].drafted && pair[0].accepted <= pair[1].accepted);
+    }
+    let last = told[told.len() - 1];
+    assert!(
+        last.accepted > 0 && last.accepted < last.drafted,
+        "{last:?}"
+    );
+    assert_eq!(last.drafted as u64, stats.spec_draft_tokens.get());
+    assert_eq!(last.accepted as u64, stats.spec_accepted_tokens.get());
+    handle.shutdown();
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::validate::Plan;
 use crate::engine::generate::FinishReason;
 use crate::engine::grammar::Constraint;
 use crate::engine::infill::Infill;
-use crate::engine::scheduler::{EngineEvent, EngineRequest, TokenLogprobs};
+use crate::engine::scheduler::{Drafts, EngineEvent, EngineRequest, TokenLogprobs};
 use crate::engine::thought::Thought;
 use candor_models::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::Arc;
@@ -66,10 +66,11 @@ pub enum ChoiceEvent {
         index: usize,
         text: String,
         tokens: Vec<TokenInfo>,
-        /// The choice's tokens generated so far, and its prompt's tokens served from the
-        /// prefix cache (for `timings` as the answer goes).
+        /// The choice's tokens generated so far, its prompt's tokens served from the prefix
+        /// cache and its speculative drafts (for `timings` as the answer goes).
         generated: usize,
         cached_tokens: usize,
+        drafts: Drafts,
     },
     Finish {
         index: usize,
@@ -212,6 +213,7 @@ impl EchoOut {
             tokens: self.tokens.unwrap_or_default(),
             generated: 0,
             cached_tokens,
+            drafts: Drafts::default(),
         }
     }
 }
@@ -375,6 +377,7 @@ async fn drive(
             .map(|p| crate::server::prediction::usage(p, generated))
     };
     let mut completion = 0usize;
+    let mut drafts = Drafts::default();
     let mut cached_tokens = 0usize;
     loop {
         let event = tokio::select! {
@@ -419,8 +422,13 @@ async fn drive(
                     }
                 }
             }
-            EngineEvent::Token { id, logprobs } => {
+            EngineEvent::Token {
+                id,
+                logprobs,
+                drafts: so_far,
+            } => {
                 completion += 1;
+                drafts = so_far;
                 if prediction.is_some() {
                     generated.push(id);
                 }
@@ -438,6 +446,7 @@ async fn drive(
                             tokens,
                             generated: completion,
                             cached_tokens,
+                            drafts,
                         })
                         .is_err()
                 {
@@ -467,6 +476,7 @@ async fn drive(
                         tokens: Vec::new(),
                         generated: completion,
                         cached_tokens,
+                        drafts,
                     });
                 }
                 let reason = if hit { "stop" } else { finish_name(reason) };

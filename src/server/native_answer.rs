@@ -14,6 +14,7 @@ use super::routes::completions::start_text;
 use super::state::{new_id, SharedState};
 use super::timings::{Clock, Counted};
 use super::validate::Limits;
+use crate::engine::scheduler::Drafts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -325,9 +326,11 @@ pub struct NativeRun {
     clock: Clock,
     /// Pieces of text received (about a token each).
     pieces: usize,
-    /// Tokens generated so far and the prompt's from the prefix cache, as the pieces said.
+    /// Tokens generated so far, the prompt's from the prefix cache and the drafts, as the
+    /// pieces said.
     generated: usize,
     cached: usize,
+    drafts: Drafts,
     content: String,
     shown: Shown,
     /// Tokens not yet shown: a stream shows them with each piece, a whole answer at its end.
@@ -356,6 +359,7 @@ impl NativeRun {
             pieces: 0,
             generated: 0,
             cached: 0,
+            drafts: Drafts::default(),
             content: String::new(),
             shown: Shown::default(),
             tokens: Vec::new(),
@@ -446,11 +450,12 @@ impl NativeRun {
                 tokens,
                 generated,
                 cached_tokens,
+                drafts,
                 ..
             }) => {
                 self.clock.token();
                 self.pieces += 1;
-                (self.generated, self.cached) = (generated, cached_tokens);
+                (self.generated, self.cached, self.drafts) = (generated, cached_tokens, drafts);
                 self.tokens.extend(tokens);
                 let before = self.content.len();
                 self.content.push_str(&text);
@@ -513,6 +518,7 @@ impl NativeRun {
             prompt: self.prompt_tokens,
             cached,
             predicted: predicted_n,
+            drafts: self.drafts,
         };
         json!({
             "index": self.index,
@@ -537,6 +543,7 @@ impl NativeRun {
             prompt: self.prompt_tokens,
             cached: self.cached,
             predicted: self.generated,
+            drafts: self.drafts,
         })
     }
 }

@@ -7,6 +7,7 @@ use super::generation::{ChoiceEvent, TokenInfo};
 use super::prediction::PredictionUsage;
 use super::timings::{Clock, Counted};
 use super::tools::call_json;
+use crate::engine::scheduler::Drafts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -37,6 +38,14 @@ pub struct Meta {
     pub timings_per_token: bool,
 }
 
+/// The drafts of every choice together.
+fn total(drafts: &[Drafts]) -> Drafts {
+    drafts.iter().fold(Drafts::default(), |sum, d| Drafts {
+        drafted: sum.drafted + d.drafted,
+        accepted: sum.accepted + d.accepted,
+    })
+}
+
 /// What the choices' ends add up to, for `usage`.
 #[derive(Default)]
 struct Counts {
@@ -44,6 +53,8 @@ struct Counts {
     /// Prompt tokens from the prefix cache (the choices share the prompt: the most of them).
     cached: usize,
     prediction: Option<PredictionUsage>,
+    /// Each choice's speculative drafts (the last count its deltas told).
+    drafts: Vec<Drafts>,
 }
 
 impl Counts {
@@ -53,7 +64,16 @@ impl Counts {
             prompt,
             cached: self.cached,
             predicted: self.completion,
+            drafts: total(&self.drafts),
         }
+    }
+
+    /// Choice `index` has drafted this much so far.
+    fn drafted(&mut self, index: usize, drafts: Drafts) {
+        if self.drafts.len() <= index {
+            self.drafts.resize(index + 1, Drafts::default());
+        }
+        self.drafts[index] = drafts;
     }
 
     fn add(&mut self, completion: usize, cached: usize, prediction: Option<PredictionUsage>) {
@@ -126,9 +146,11 @@ pub async fn complete(
                 index,
                 text: t,
                 tokens: mut tk,
+                drafts,
                 ..
             }) => {
                 meta.clock.token();
+                counts.drafted(index, drafts);
                 text[index].push_str(&t);
                 tokens[index].append(&mut tk);
             }
@@ -300,6 +322,7 @@ fn async_stream(
                 prompt: self.meta.prompt_tokens,
                 cached: self.cached,
                 predicted: self.generated.iter().sum(),
+                drafts: total(&self.counts.drafts),
             }
         }
     }
@@ -360,9 +383,11 @@ fn async_stream(
                     index,
                     generated,
                     cached_tokens,
+                    drafts,
                     ..
                 } => {
                     st.meta.clock.token();
+                    st.counts.drafted(*index, *drafts);
                     st.generated[*index] = *generated;
                     st.cached = st.cached.max(*cached_tokens);
                 }

@@ -2,6 +2,7 @@
 //! tokens/s) read from every answer: how long the prompt took and how many of its tokens were
 //! computed (the rest came from the prefix cache), how long the answer has taken since its
 //! first token and how many tokens it holds.
+use crate::engine::scheduler::Drafts;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -12,13 +13,14 @@ pub struct Clock {
     first_token: Option<Instant>,
 }
 
-/// What the timings count: the prompt's tokens, those served from the prefix cache, and the
-/// tokens generated so far.
+/// What the timings count: the prompt's tokens, those served from the prefix cache, the
+/// tokens generated so far and the speculative drafts (all choices').
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counted {
     pub prompt: usize,
     pub cached: usize,
     pub predicted: usize,
+    pub drafts: Drafts,
 }
 
 impl Clock {
@@ -55,7 +57,7 @@ impl Clock {
         let prompt_n = counted.prompt - counted.cached.min(counted.prompt);
         let per_token = |ms: f64, n: usize| if n > 0 { ms / n as f64 } else { 0.0 };
         let per_second = |ms: f64, n: usize| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
-        json!({
+        let mut timings = json!({
             "cache_n": counted.cached,
             "prompt_n": prompt_n,
             "prompt_ms": prompt_ms,
@@ -65,7 +67,13 @@ impl Clock {
             "predicted_ms": predicted_ms,
             "predicted_per_token_ms": per_token(predicted_ms, counted.predicted),
             "predicted_per_second": per_second(predicted_ms, counted.predicted),
-        })
+        });
+        // As llama-server: only where the answer was drafted at all.
+        if counted.drafts.drafted > 0 {
+            timings["draft_n"] = json!(counted.drafts.drafted);
+            timings["draft_n_accepted"] = json!(counted.drafts.accepted);
+        }
+        timings
     }
 }
 
@@ -83,7 +91,9 @@ mod tests {
             prompt: 10,
             cached: 4,
             predicted: 3,
+            drafts: Drafts::default(),
         });
+        assert!(t.get("draft_n").is_none(), "nothing drafted: {t}");
         assert_eq!(
             (t["prompt_n"].as_u64(), t["cache_n"].as_u64()),
             (Some(6), Some(4))
@@ -95,6 +105,20 @@ mod tests {
         let predicted_ms = t["predicted_ms"].as_f64().unwrap();
         let per_second = t["predicted_per_second"].as_f64().unwrap();
         assert!((per_second - 3e3 / predicted_ms).abs() < 1e-6, "{t}");
+        let drafted = clock.timings(Counted {
+            drafts: Drafts {
+                drafted: 7,
+                accepted: 3,
+            },
+            ..Counted::default()
+        });
+        assert_eq!(
+            (
+                drafted["draft_n"].as_u64(),
+                drafted["draft_n_accepted"].as_u64()
+            ),
+            (Some(7), Some(3))
+        );
         // Before any token: nothing predicted, no division by zero.
         let t = Clock::start().timings(Counted::default());
         assert_eq!(t["predicted_per_second"], 0.0);
