@@ -423,6 +423,29 @@ async fn serve_mode_measures_a_real_server() {
         let (drafted, kept) = (&l["drafts"]["drafted"], &l["drafts"]["kept"]);
         assert!(kept.as_u64().unwrap() <= drafted.as_u64().unwrap(), "{l}");
     }
+    assert_eq!(doc["unique_prompts"], false);
+    // Unique prompts: the server's prefix cache serves a token or two of each at most.
+    let hits = s.metric("candor:prefix_cache_hits_total").await;
+    let (_, doc) = tokio::task::block_in_place(|| {
+        bench_document(&[
+            "--serve",
+            &s.base,
+            "-n",
+            "2",
+            "--concurrency",
+            "2",
+            "--requests-per-client",
+            "2",
+            "--unique-prompts",
+        ])
+    });
+    assert_eq!(doc["unique_prompts"], true);
+    assert_eq!(doc["levels"][0]["errors"], 0, "{doc}");
+    let served = s.metric("candor:prefix_cache_hits_total").await - hits;
+    assert!(
+        served <= 2.0 * 4.0,
+        "{served} prompt tokens came from the cache"
+    );
 }
 
 #[test]

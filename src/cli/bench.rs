@@ -89,6 +89,12 @@ pub struct BenchArgs {
     /// With --serve: the prompt (default: a fixed paragraph of about 100 tokens).
     #[arg(long)]
     pub prompt: Option<String>,
+    /// With --serve: start each request's prompt with a tag of its own (its number, level and
+    /// run), so a server's prefix cache serves a token or two of it at most and TTFT counts the
+    /// whole prefill. Without it every request sends the same prompt, and a caching server
+    /// (candor, vLLM, llama-server) computes little of it after the first.
+    #[arg(long)]
+    pub unique_prompts: bool,
     /// With --serve: the `model` field of requests (default: none, the server's own).
     #[arg(long)]
     pub served_model: Option<String>,
@@ -440,6 +446,8 @@ struct ServeDocument {
     model: Option<String>,
     max_tokens: usize,
     prompt_chars: usize,
+    /// Whether each request's prompt began with a tag of its own (`--unique-prompts`).
+    unique_prompts: bool,
     requests_per_client: usize,
     /// The machine the load generator ran on, which need not be the server's.
     load_generator_hardware: Hardware,
@@ -506,6 +514,7 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
             prompt: prompt.clone(),
             max_tokens,
             api_key: args.api_key.clone(),
+            unique_prompts: args.unique_prompts,
         },
         concurrency: args.concurrency.clone(),
         requests_per_client: args.requests_per_client,
@@ -564,6 +573,7 @@ fn run_serve(args: &BenchArgs, url: &str) -> Result<(), CliError> {
             model: args.served_model.clone(),
             max_tokens,
             prompt_chars: prompt.len(),
+            unique_prompts: args.unique_prompts,
             requests_per_client: args.requests_per_client,
             load_generator_hardware: hardware::fingerprint(None),
             server: ServerDescription {

@@ -44,8 +44,13 @@ pub async fn run(config: &LoadConfig, mut on_done: impl FnMut(&LevelReport)) -> 
         .build()
         .unwrap_or_default();
     let mut reports = Vec::new();
+    // Unique prompts are unique across runs too: a second run against the same server finds
+    // none of the first's in its cache.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     for &c in &config.concurrency {
-        let report = run_level(&client, config, c.max(1)).await;
+        let report = run_level(&client, config, c.max(1), run).await;
         on_done(&report);
         reports.push(report);
     }
@@ -56,6 +61,7 @@ async fn run_level(
     client: &reqwest::Client,
     config: &LoadConfig,
     concurrency: usize,
+    run: u64,
 ) -> LevelReport {
     let total = concurrency * config.requests_per_client.max(1);
     let (url, key) = (&config.request.url, config.request.api_key.as_deref());
@@ -69,8 +75,13 @@ async fn run_level(
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             let mut results = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < total {
-                results.push(timed_completion(&client, &spec).await);
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let prompt = spec.tagged_prompt(&format!("{n}-{concurrency}-{run:x}"));
+                results.push(timed_completion(&client, &spec, &prompt).await);
             }
             results
         }));

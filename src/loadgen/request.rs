@@ -21,15 +21,30 @@ pub struct RequestSpec {
     pub prompt: String,
     pub max_tokens: usize,
     pub api_key: Option<String>,
+    /// Each request's prompt starts with a tag of its own (`tagged_prompt`).
+    pub unique_prompts: bool,
 }
 
-/// Send one streaming `/v1/completions` request and time its chunks.
+impl RequestSpec {
+    /// The prompt of request `tag` names (with `unique_prompts`): the tag first (its own
+    /// number leading), so the prompt differs from every other within its first tokens and a
+    /// prefix cache serves a token or two of it at most; the spec's prompt as it is otherwise.
+    pub fn tagged_prompt(&self, tag: &str) -> String {
+        match self.unique_prompts {
+            true => format!("{tag}: {}", self.prompt),
+            false => self.prompt.clone(),
+        }
+    }
+}
+
+/// Send one streaming `/v1/completions` request of `prompt` and time its chunks.
 pub async fn timed_completion(
     client: &reqwest::Client,
     spec: &RequestSpec,
+    prompt: &str,
 ) -> Result<RequestTiming, String> {
     let mut body = json!({
-        "prompt": spec.prompt,
+        "prompt": prompt,
         "max_tokens": spec.max_tokens,
         "temperature": 0,
         "ignore_eos": true,
