@@ -283,6 +283,20 @@ fn later_members_do_not_wait_on_a_first_member_that_left() {
     h.handle.shutdown();
 }
 
+/// An engine over `runner` (64 blocks): 4 sequences, prefix caching, no drafts.
+fn small_engine(runner: FakeRunner) -> (EngineHandle, Arc<EngineStats>) {
+    let config = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 256,
+        max_waiting: 4,
+        prefix_caching: true,
+        speculative_tokens: 0,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
+    (handle, stats)
+}
+
 /// A conversation's second turn (the first's prompt and answer, then three new tokens) starts
 /// where the first turn's K/V end: its last, partly filled block is copied from the cache.
 /// When the copy fails, the turn computes that block again from its start.
@@ -303,15 +317,7 @@ fn a_conversations_next_turn_computes_only_its_new_tokens() {
             runner.failing_copies()
         };
         let copies = runner.copies();
-        let config = SchedulerConfig {
-            max_num_seqs: 4,
-            max_num_batched_tokens: 256,
-            max_waiting: 4,
-            prefix_caching: true,
-            speculative_tokens: 0,
-        };
-        let stats = Arc::new(EngineStats::new(64).expect("stats"));
-        let (handle, _thread) = spawn(Box::new(runner), config, stats);
+        let (handle, _stats) = small_engine(runner);
         // Turn one: 20 prompt tokens and 5 answered (the last never computed): 24 tokens of
         // K/V, a full block and 8 tokens of the next.
         let first: Vec<u32> = (0..20).map(|i| 3 + i % 5).collect();
@@ -347,15 +353,7 @@ fn a_panicking_step_fails_its_requests_and_the_engine_serves_on() {
         }
         scripted_logits(batch)
     });
-    let config = SchedulerConfig {
-        max_num_seqs: 4,
-        max_num_batched_tokens: 256,
-        max_waiting: 4,
-        prefix_caching: true,
-        speculative_tokens: 0,
-    };
-    let stats = Arc::new(EngineStats::new(64).expect("stats"));
-    let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
+    let (handle, stats) = small_engine(runner);
     let (warm, rx) = request_with_prompt("warm", 2, (2..40).map(|i| 2 + i % 5).collect());
     handle.submit(warm).expect("queued");
     assert_eq!(finish(rx), vec![2, 2]);
