@@ -577,7 +577,7 @@ impl Drop for FailWaitingOnExit {
 }
 
 /// What a caught panic says (its `&str` or `String` payload).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

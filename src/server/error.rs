@@ -180,9 +180,42 @@ impl From<crate::engine::scheduler::SubmitError> for ApiError {
     }
 }
 
+/// The answer to a request whose handler panicked (`CatchPanicLayer`): a 500 in the OpenAI
+/// error shape, naming the panic.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = crate::engine::scheduler::panic_message(payload.as_ref());
+    tracing::error!(error = %message, "a request handler panicked");
+    ApiError::internal(format!("internal error: {message}")).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::ApiError;
+
+    /// A panicking handler behind the server's layer answers a 500 in the error JSON.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_error_json() {
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    let words: Vec<&str> = Vec::new();
+                    words[3].to_string()
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                super::panic_response,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+        assert_eq!(r.status(), 500);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("index out of bounds"), "{body}");
+        assert_eq!(body["error"]["type"], "server_error");
+    }
 
     #[test]
     fn renaming_changes_the_parameter_and_its_mentions_only() {

@@ -211,6 +211,11 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
             auth::require_key,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        // A handler that panics (a bug) answers a 500 in the error JSON, logged like every
+        // failure, instead of a dropped connection; the server serves on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
         .layer(axum::middleware::from_fn(access_log::log_failures));
     if cors {
         r = r.layer(tower_http::cors::CorsLayer::permissive());
