@@ -214,6 +214,25 @@ impl BlockManager {
         }
     }
 
+    /// `found` (full blocks only) and a copy of the first `tokens` of block `src`, which a
+    /// running sequence computed and is still filling (the first of `n` choices, whose partly
+    /// filled prompt block is not cached yet), appended to it. `found` as it is when no block
+    /// is free.
+    pub fn with_copy_of(&mut self, mut found: PrefixMatch, src: u32, tokens: usize) -> PrefixMatch {
+        if tokens == 0 || found.copy.is_some() {
+            return found;
+        }
+        // The source is in use (its sequence runs), so no allocation can evict it.
+        let Some(dst) = self.alloc() else {
+            return found;
+        };
+        self.refs[dst as usize] = 1;
+        found.table.ids.push(dst);
+        found.tokens += tokens;
+        found.copy = Some(BlockCopy { src, dst, tokens });
+        found
+    }
+
     /// Of the cached blocks under `parent`, the one whose tokens start with the longest run of
     /// `next`, and a fresh block to copy it into (none when no block shares a token, or none
     /// is free).

@@ -364,9 +364,9 @@ impl EngineHandle {
     /// queue is taken when the queue is empty, so a large `n` is slow, never refused forever.
     ///
     /// With prefix caching, members that share a prompt of a full block or more compute it
-    /// once: the first is prefilled, the others are admitted when its prompt is in the cache
-    /// and compute only what its full blocks do not cover (vLLM forks `n` choices after the
-    /// prompt the same way). Not for requests that take nothing from the cache
+    /// once: the first is prefilled, the others are admitted when its prompt is in the cache,
+    /// take its full blocks and a copy of its partly filled one, and compute only the prompt's
+    /// last token (vLLM forks `n` choices after the prompt the same way). Not for requests that take nothing from the cache
     /// (`cache_prompt` off): each computes the whole prompt.
     pub fn submit_group(&self, mut reqs: Vec<EngineRequest>) -> Result<(), SubmitError> {
         if reqs
@@ -715,6 +715,14 @@ impl Engine {
                         tokens: 0,
                         copy: None,
                     }
+                } else if let Some((src, tokens)) = self.first_members_prompt_block(front) {
+                    // A later member of `n` choices: the first member's full prompt blocks,
+                    // then its partly filled one, copied while it runs.
+                    let found = self.blocks.match_full_blocks(&front.tokens, root);
+                    match found.tokens + tokens + 1 == front.tokens.len() {
+                        true => self.blocks.with_copy_of(found, src, tokens),
+                        false => found,
+                    }
                 } else if front.req.pooling.is_some() {
                     // Embeddings take whole blocks only: a text embedded again is computed
                     // over the same rows as the first time (its vector repeats exactly for
@@ -793,6 +801,27 @@ impl Engine {
                 Ok(q) => q,
                 Err(_) => return false,
             };
+        }
+    }
+
+    /// For a later member of a group whose first member runs with its prompt computed: the
+    /// first member's partly filled prompt block and how many of its tokens the member can
+    /// take (all but the prompt's last, which the member computes for its own logits).
+    fn first_members_prompt_block(&self, member: &Seq) -> Option<(u32, usize)> {
+        let gate = member.after_gate.as_ref()?;
+        let first = self.running.iter().find(|s| {
+            s.prompt_gate
+                .as_ref()
+                .is_some_and(|g| Arc::ptr_eq(&g.0, gate))
+        })?;
+        let bs = self.blocks.block_size();
+        let last = member.tokens.len().checked_sub(1)?;
+        let (j, tokens) = (last / bs, last % bs);
+        let computed =
+            first.computed >= member.tokens.len() && first.tokens.starts_with(&member.tokens);
+        match computed && tokens > 0 {
+            true => first.table.ids.get(j).map(|&src| (src, tokens)),
+            false => None,
         }
     }
 

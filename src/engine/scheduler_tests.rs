@@ -234,14 +234,15 @@ fn greedy_tokens_are_picked_on_the_backend_unless_logprobs_need_the_values() {
 
 #[test]
 fn a_group_sharing_a_long_prompt_computes_it_once() {
-    // 40 tokens: two full blocks of 16 to share, 8 tokens each member computes itself.
+    // 40 tokens: two full blocks of 16 to share, and 7 tokens of the third copied from the
+    // first member's, which it is still filling; each member computes the last token itself.
     let prompt: Vec<u32> = (0..40).map(|i| 1 + i % 7).collect();
     for _ in 0..5 {
         let h = harness_with(8, 16, false, true);
         run_group(&h, "n", 3, 2, &prompt, &[2, 2]);
-        // The first member's prompt alone; then its decode token with the others' last 8
-        // prompt tokens each; then the others' decode tokens.
-        assert_eq!(*h.steps.lock().unwrap(), vec![(1, 40), (3, 17), (2, 2)]);
+        // The first member's prompt alone; then its decode token with the others' last
+        // prompt token each; then the others' decode tokens.
+        assert_eq!(*h.steps.lock().unwrap(), vec![(1, 40), (3, 3), (2, 2)]);
         h.handle.shutdown();
     }
     // Without prefix caching there is nothing to share: the three prefill together.

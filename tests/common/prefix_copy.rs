@@ -39,6 +39,21 @@ pub fn check(arch: &str, mut r: Box<dyn Runner>, ids: &[u32], whole: &Logits, to
     bm.ensure(&mut a, 27).unwrap();
     step_from(r.as_mut(), &ids[..27], 0, &a, LogitsWanted::None);
     bm.register_computed(&mut a, &ids[..27], 27);
+    // D, the first 24 tokens while A runs (a later choice of `n`): A's full block, then 7
+    // tokens of the block A is still filling, copied.
+    let full = bm.match_full_blocks(&ids[..24], 0);
+    assert_eq!(full.tokens, 16, "{arch}");
+    let found = bm.with_copy_of(full, a.ids[1], 7);
+    let copy = found.copy.expect("A's block is copied");
+    r.copy_blocks(&[(copy.src, copy.dst)]).unwrap();
+    let out = step_from(r.as_mut(), &ids[..24], 23, &found.table, LogitsWanted::Last);
+    let d = max_abs_diff(out.row(0), whole.row(23));
+    assert!(
+        d < tol,
+        "{arch}: position 23 after a running block's copy: {d}"
+    );
+    let mut d_table = found.table;
+    bm.release(&mut d_table);
     bm.keep_tail(&a, &ids[..27], 27);
     bm.release(&mut a);
     // B, the whole input: the full block shared, A's tail copied, the rest computed.
