@@ -2185,13 +2185,15 @@ async fn llama_server_timings() {
     )
     .await;
     agree(&v["timings"], &v["usage"]);
-    // An answer that repeats its prompt is drafted by prompt lookup: `draft_n` tells how many
-    // tokens were drafted and `draft_n_accepted` how many of them were kept.
+    // A drafted answer (a prediction's drafts start trusted, where prompt lookup's depend on
+    // how earlier drafts fared): `draft_n` tells how many tokens were drafted and
+    // `draft_n_accepted` how many of them were kept.
     let cycle = "red, green, blue, red, green, blue, red, green, blue, red, green, blue,";
     let (_, v) = post(
         &s,
-        "/completion",
-        json!({"prompt": cycle, "n_predict": 24, "temperature": 0}),
+        "/v1/completions",
+        json!({"prompt": cycle, "max_tokens": 24, "temperature": 0,
+               "prediction": {"type": "content", "content": format!(" {cycle}")}}),
     )
     .await;
     let t = &v["timings"];
