@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # serve-side-by-side.sh — `candor serve` and llama.cpp's `llama-server` on the same GGUF file and
 # threads, loaded one after the other in one run by the same client (`candor bench --serve`:
-# streaming clients, fixed prompt, `ignore_eos`), alternating for ROUNDS rounds.
+# streaming clients, one fixed prompt unless UNIQUE=1, `ignore_eos`), alternating for ROUNDS
+# rounds.
 #
 # Usage: benches/serve-side-by-side.sh LLAMA_SERVER LABEL [THREADS] [CONCURRENCY] [ROUNDS]
 #   LLAMA_SERVER  path to a llama-server built locally (never committed)
 #   LABEL         machine label for the result file names, e.g. xeon-2t
 #   defaults: THREADS=2 CONCURRENCY=1,16 ROUNDS=2; MODEL=qwen2.5-0.5b, TOKENS=64, REQUESTS=2
+#   UNIQUE=1: each request's prompt starts with a tag of its own (`--unique-prompts`), so
+#   neither server's prefix cache serves it and TTFT counts the whole prefill; the result
+#   files then end in -unique.
 # llama-server runs with one slot per client of the highest level (-np), continuous batching
 # (-cb, its default) and a context of 512 tokens per slot. Writes
 # benches/results/serve-MODEL-{candor,llama-server}-LABEL-rN.json. Run it on an idle machine.
@@ -21,6 +25,10 @@ MODEL=${MODEL:-qwen2.5-0.5b}
 TOKENS=${TOKENS:-64}
 REQUESTS=${REQUESTS:-2}
 PORT=${PORT:-18181}
+UNIQUE=${UNIQUE:-0}
+unique=()
+suffix=
+if [ "$UNIQUE" = 1 ]; then unique=(--unique-prompts); suffix=-unique; fi
 CANDOR=target/release/candor
 [ -x "$CANDOR" ] || cargo build --release --bin candor
 file=$("$CANDOR" pull "$MODEL" | tail -1)
@@ -41,7 +49,8 @@ measure() { # NAME: wait for the server, load it, stop it
   echo "== $name, round $round"
   "$CANDOR" bench --serve "http://localhost:$PORT" --concurrency "$CONCURRENCY" \
     --requests-per-client "$REQUESTS" -n "$TOKENS" --server-label "$name, $THREADS threads" \
-    --json "$out/serve-$MODEL-$name-$LABEL-r$round.json" 2>/dev/null | grep -v '^wrote'
+    "${unique[@]}" --json "$out/serve-$MODEL-$name-$LABEL-r$round$suffix.json" 2>/dev/null |
+    grep -v '^wrote'
   stop
 }
 
