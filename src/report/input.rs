@@ -148,6 +148,9 @@ pub struct ServeRun {
     pub server_models: Option<Vec<String>>,
     /// The machine that sent the requests (CPU model, cores).
     pub load_generator: Option<String>,
+    /// Each request sent a prompt of its own (`--unique-prompts`), so no prefix cache served
+    /// it; false: one prompt for every request.
+    pub unique_prompts: bool,
     pub levels: Vec<Level>,
 }
 
@@ -198,6 +201,9 @@ struct CandorDoc {
     // --serve documents
     url: Option<String>,
     max_tokens: Option<usize>,
+    /// `--unique-prompts` (absent before it existed: one prompt for every request).
+    #[serde(default)]
+    unique_prompts: bool,
     #[serde(default)]
     levels: Vec<CandorLevel>,
     #[serde(default)]
@@ -567,6 +573,7 @@ fn from_candor_serve(file: &str, d: CandorDoc) -> Result<ServeRun, String> {
         url: d.url.ok_or("no `url`")?,
         date: d.date,
         max_tokens: d.max_tokens.unwrap_or(0),
+        unique_prompts: d.unique_prompts,
         server_label: d.server.as_ref().and_then(|s| s.label.clone()),
         server_models: d.server.and_then(|s| s.models),
         load_generator: d.load_generator_hardware.map(|h| match h.logical_cores {

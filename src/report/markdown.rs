@@ -305,9 +305,13 @@ fn serve_description(s: &ServeRun) -> String {
         None => "not reported".into(),
     };
     let client = s.load_generator.as_deref().unwrap_or("not recorded");
+    let prompts = match s.unique_prompts {
+        true => "a prompt of its own per request (`--unique-prompts`: TTFT is the whole prefill)",
+        false => "one prompt for every request (a caching server serves most of it from its prefix cache)",
+    };
     format!(
         "Server: {server}; models (`/v1/models`): {models}. Load generator's machine: \
-         {client}.{}",
+         {client}. Prompts: {prompts}.{}",
         drafts_note(&s.levels)
     )
 }
@@ -767,6 +771,26 @@ mod tests {
         assert!(note.contains("kept 30 of 40 at 1 clients."), "{note}");
         assert!(!note.contains("16 clients"), "{note}");
         assert_eq!(drafts_note(&[level(1, None), level(4, Some((0, 0)))]), "");
+    }
+
+    /// A described sweep says whether its requests shared one prompt (served mostly from a
+    /// caching server's prefix cache) or each sent its own.
+    #[test]
+    fn a_described_sweep_says_how_its_prompts_were_sent() {
+        let run = |unique_prompts| ServeRun {
+            file: "serve.json".into(),
+            label: "serve".into(),
+            url: "http://localhost:1".into(),
+            date: None,
+            max_tokens: 8,
+            server_label: Some("candor".into()),
+            server_models: Some(vec!["m".into()]),
+            load_generator: None,
+            unique_prompts,
+            levels: Vec::new(),
+        };
+        assert!(serve_description(&run(true)).contains("a prompt of its own per request"));
+        assert!(serve_description(&run(false)).contains("one prompt for every request"));
     }
 
     #[test]
