@@ -60,6 +60,15 @@ impl BlockTable {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
+
+    /// The cache identity block `j` is keyed under: the root for the first block, else the
+    /// uid of the full block before it (registered: `j <= uids.len()`).
+    fn parent_of(&self, j: usize) -> u64 {
+        match j {
+            0 => self.root,
+            _ => self.uids[j - 1],
+        }
+    }
 }
 
 /// `(parent uid, the block's tokens)`: all of them for a full block, fewer for a sequence's
@@ -90,6 +99,28 @@ pub struct PrefixMatch {
     /// the table's last block (`Runner::copy_blocks`) before the sequence runs. If the copy
     /// cannot be made, the sequence starts at `tokens - copy.tokens` instead.
     pub copy: Option<BlockCopy>,
+}
+
+impl PrefixMatch {
+    /// Nothing taken from the cache: an empty table under `root`.
+    pub fn none(root: u64) -> Self {
+        PrefixMatch {
+            table: BlockTable::rooted(root),
+            tokens: 0,
+            copy: None,
+        }
+    }
+
+    /// This match with `copy` (if any) appended: its destination as the table's next block,
+    /// its tokens counted.
+    fn with(mut self, copy: Option<BlockCopy>) -> Self {
+        if let Some(c) = copy {
+            self.table.ids.push(c.dst);
+            self.tokens += c.tokens;
+            self.copy = Some(c);
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +208,7 @@ impl BlockManager {
     fn match_with(&mut self, tokens: &[u32], root: u64, copies: bool) -> PrefixMatch {
         let mut table = BlockTable::rooted(root);
         if !self.caching || tokens.is_empty() {
-            return PrefixMatch {
-                table,
-                tokens: 0,
-                copy: None,
-            };
+            return PrefixMatch::none(root);
         }
         let max_blocks = (tokens.len() - 1) / self.block_size;
         let mut parent = root;
@@ -191,9 +218,7 @@ impl BlockManager {
                 break;
             };
             self.take(block);
-            let uid = self.registered[block as usize]
-                .as_ref()
-                .map_or(0, |r| r.uid);
+            let uid = self.uid_of(block);
             table.ids.push(block);
             table.uids.push(uid);
             parent = uid;
@@ -202,41 +227,47 @@ impl BlockManager {
         let rest = &tokens[covered..tokens.len() - 1];
         let next = &rest[..rest.len().min(self.block_size)];
         let copy = copies
-            .then(|| self.copy_of_best_child(parent, next))
-            .flatten();
-        if let Some(c) = copy {
-            table.ids.push(c.dst);
-        }
+            .then(|| self.best_child(parent, next))
+            .flatten()
+            .and_then(|(src, shared)| self.fresh_copy_of(src, shared));
         PrefixMatch {
             table,
-            tokens: covered + copy.map_or(0, |c| c.tokens),
-            copy,
+            tokens: covered,
+            copy: None,
         }
+        .with(copy)
     }
 
     /// `found` (full blocks only) and a copy of the first `tokens` of block `src`, which a
     /// running sequence computed and is still filling (the first of `n` choices, whose partly
     /// filled prompt block is not cached yet), appended to it. `found` as it is when no block
     /// is free.
-    pub fn with_copy_of(&mut self, mut found: PrefixMatch, src: u32, tokens: usize) -> PrefixMatch {
-        if tokens == 0 || found.copy.is_some() {
+    pub fn with_copy_of(&mut self, found: PrefixMatch, src: u32, tokens: usize) -> PrefixMatch {
+        if found.copy.is_some() {
             return found;
         }
-        // The source is in use (its sequence runs), so no allocation can evict it.
-        let Some(dst) = self.alloc() else {
-            return found;
-        };
+        let copy = self.fresh_copy_of(src, tokens);
+        found.with(copy)
+    }
+
+    /// A fresh block to copy the first `tokens` of `src` into (none for no tokens, or when no
+    /// block is free). The source is held while the destination is taken, so it cannot be
+    /// the block evicted for it.
+    fn fresh_copy_of(&mut self, src: u32, tokens: usize) -> Option<BlockCopy> {
+        if tokens == 0 {
+            return None;
+        }
+        self.take(src);
+        let dst = self.alloc();
+        self.put_back(src);
+        let dst = dst?;
         self.refs[dst as usize] = 1;
-        found.table.ids.push(dst);
-        found.tokens += tokens;
-        found.copy = Some(BlockCopy { src, dst, tokens });
-        found
+        Some(BlockCopy { src, dst, tokens })
     }
 
     /// Of the cached blocks under `parent`, the one whose tokens start with the longest run of
-    /// `next`, and a fresh block to copy it into (none when no block shares a token, or none
-    /// is free).
-    fn copy_of_best_child(&mut self, parent: u64, next: &[u32]) -> Option<BlockCopy> {
+    /// `next`, and how many of them it shares (none when no block starts with `next`'s first).
+    fn best_child(&self, parent: u64, next: &[u32]) -> Option<(u32, usize)> {
         let first = *next.first()?;
         let shared = |b: &u32| {
             let key = &self.registered[*b as usize].as_ref()?.key.1;
@@ -249,16 +280,12 @@ impl BlockManager {
             .iter()
             .filter_map(shared)
             .max_by_key(|&(n, _)| n)?;
-        if tokens == 0 {
-            return None;
-        }
-        // Hold the source while taking the destination, so it cannot be the block evicted.
-        self.take(src);
-        let dst = self.alloc();
-        self.put_back(src);
-        let dst = dst?;
-        self.refs[dst as usize] = 1;
-        Some(BlockCopy { src, dst, tokens })
+        Some((src, tokens))
+    }
+
+    /// The cache uid of registered block `b`.
+    fn uid_of(&self, b: u32) -> u64 {
+        self.registered[b as usize].as_ref().map_or(0, |r| r.uid)
     }
 
     /// One more user of cached block `b` (out of the evictable ones if it was idle).
@@ -287,10 +314,17 @@ impl BlockManager {
         }
     }
 
-    /// Keep the last, partly filled block of a sequence about to be released (`computed`
-    /// tokens of `tokens` have K/V) in the cache, under the full block before it, so a
-    /// prompt that goes on from the same tokens can copy it (`match_prefix`).
-    pub fn keep_tail(&mut self, table: &BlockTable, tokens: &[u32], computed: usize) {
+    /// Release a sequence that ends or leaves (`computed` tokens of `tokens` have K/V),
+    /// keeping its last, partly filled block in the cache (`keep_tail`).
+    pub fn retire(&mut self, table: &mut BlockTable, tokens: &[u32], computed: usize) {
+        self.keep_tail(table, tokens, computed);
+        self.release(table);
+    }
+
+    /// Keep the last, partly filled block of a sequence about to be released in the cache,
+    /// under the full block before it, so a prompt that goes on from the same tokens can copy
+    /// it (`match_prefix`).
+    fn keep_tail(&mut self, table: &BlockTable, tokens: &[u32], computed: usize) {
         let computed = computed.min(tokens.len());
         let (j, part) = (computed / self.block_size, computed % self.block_size);
         if !self.caching || part == 0 || table.uids.len() != j {
@@ -303,12 +337,10 @@ impl BlockManager {
         if self.refs[b] != 1 || self.registered[b].is_some() {
             return;
         }
-        let parent = if j == 0 {
-            table.root
-        } else {
-            table.uids[j - 1]
-        };
-        let key: BlockKey = (parent, tokens[j * self.block_size..computed].into());
+        let key: BlockKey = (
+            table.parent_of(j),
+            tokens[j * self.block_size..computed].into(),
+        );
         if self.cache.contains_key(&key) {
             return;
         }
@@ -349,22 +381,14 @@ impl BlockManager {
         let full = (computed.min(tokens.len()) / self.block_size).min(table.ids.len());
         while table.uids.len() < full {
             let j = table.uids.len();
-            let parent = if j == 0 {
-                table.root
-            } else {
-                table.uids[j - 1]
-            };
             let key: BlockKey = (
-                parent,
+                table.parent_of(j),
                 tokens[j * self.block_size..(j + 1) * self.block_size].into(),
             );
             if let Some(&existing) = self.cache.get(&key) {
                 // Another sequence computed the same block first: chain on its identity so
                 // this sequence's later blocks are found by the same lookups.
-                let uid = self.registered[existing as usize]
-                    .as_ref()
-                    .map_or(0, |r| r.uid);
-                table.uids.push(uid);
+                table.uids.push(self.uid_of(existing));
                 continue;
             }
             let uid = self.register(table.ids[j], key);
@@ -504,9 +528,8 @@ mod tests {
         let (mut a, _) = matched(&mut m, &turn, 0);
         m.ensure(&mut a, 10).unwrap();
         m.register_computed(&mut a, &turn, 9);
-        m.keep_tail(&a, &turn, 9);
         let tail = a.ids[2];
-        m.release(&mut a);
+        m.retire(&mut a, &turn, 9);
         assert_eq!(m.num_cached_idle(), 3, "two full blocks and the tail");
         let mut next = turn.clone();
         next.extend([50, 51]);
@@ -525,15 +548,13 @@ mod tests {
         let mut b = found.table;
         m.ensure(&mut b, 11).unwrap();
         m.register_computed(&mut b, &next, 9);
-        m.keep_tail(&b, &next, 9);
-        m.release(&mut b);
+        m.retire(&mut b, &next, 9);
         assert_eq!(m.num_cached_idle(), 3);
         let mut c = matched(&mut m, &next, 0).0;
         m.ensure(&mut c, 12).unwrap();
         m.register_computed(&mut c, &next, 11);
-        m.keep_tail(&c, &next, 11);
         let longer_tail = c.ids[2];
-        m.release(&mut c);
+        m.retire(&mut c, &next, 11);
         assert_eq!(m.num_cached_idle(), 4);
         let mut again = next.clone();
         again.push(60);
@@ -553,8 +574,7 @@ mod tests {
             let (mut a, _) = matched(&mut m, &prompt, 0);
             m.ensure(&mut a, 9).unwrap();
             m.register_computed(&mut a, &prompt, computed);
-            m.keep_tail(&a, &prompt, computed);
-            m.release(&mut a);
+            m.retire(&mut a, &prompt, computed);
             // 7 computed: one full block and a tail of three; 8: two full blocks, no tail.
             assert_eq!(m.num_cached_idle(), kept, "{caching} {computed}");
         }
@@ -569,13 +589,12 @@ mod tests {
         let (mut a, _) = matched(&mut m, &a_tokens, 0);
         m.ensure(&mut a, 6).unwrap();
         m.register_computed(&mut a, &a_tokens, 5);
-        m.keep_tail(&a, &a_tokens, 5);
         let b_tokens = toks(9, 100);
         let (mut b, _) = matched(&mut m, &b_tokens, 0);
         m.ensure(&mut b, 8).unwrap();
         m.register_computed(&mut b, &b_tokens, 8);
         let (tail, b_second) = (a.ids[1], b.ids[1]);
-        m.release(&mut a);
+        m.retire(&mut a, &a_tokens, 5);
         m.release(&mut b);
         // Nothing free: A's tail is the oldest idle block, B's last the next.
         assert_eq!((m.num_free(), m.num_cached_idle()), (4, 4));
@@ -680,8 +699,7 @@ mod tests {
         let (mut a, _) = matched(&mut m, &prompt, 0);
         m.ensure(&mut a, 10).unwrap();
         m.register_computed(&mut a, &prompt, 9);
-        m.keep_tail(&a, &prompt, 9);
-        m.release(&mut a);
+        m.retire(&mut a, &prompt, 9);
         let (mut b, hit) = matched(&mut m, &prompt, 0);
         assert_eq!(hit, 9);
         // b holds two full blocks and a copy; the tail is cached and idle.

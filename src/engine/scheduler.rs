@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -389,10 +389,7 @@ impl EngineHandle {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
-        if q.stopped {
-            return Err(SubmitError::Stopped);
-        }
+        let mut q = self.open_queue()?;
         let closed = |a: u32| !q.lora_open.get(a as usize).copied().unwrap_or(false);
         if let Some(a) = reqs.iter().filter_map(|r| r.adapter).find(|&a| closed(a)) {
             return Err(SubmitError::Invalid(format!(
@@ -488,15 +485,21 @@ impl EngineHandle {
         self.change_lora(LoraEdit::Unload(slot))
     }
 
+    /// The queue, locked, while the engine takes requests (`Stopped` once it does not).
+    fn open_queue(&self) -> Result<MutexGuard<'_, Queue>, SubmitError> {
+        let q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
+        match q.stopped {
+            true => Err(SubmitError::Stopped),
+            false => Ok(q),
+        }
+    }
+
     /// Empty the prefix cache before the next step (vLLM's `reset_prefix_cache`): no request
     /// admitted after it takes K/V computed before it. The answer is how many blocks were
     /// cached.
     pub fn reset_prefix_cache(&self) -> Result<tokio::sync::oneshot::Receiver<usize>, SubmitError> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
-        if q.stopped {
-            return Err(SubmitError::Stopped);
-        }
+        let mut q = self.open_queue()?;
         q.cache_resets.push(done);
         self.shared.wake.notify_all();
         Ok(answer)
@@ -507,10 +510,7 @@ impl EngineHandle {
         change: LoraEdit,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<u32, String>>, SubmitError> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let mut q = self.shared.queue.lock().map_err(|_| SubmitError::Stopped)?;
-        if q.stopped {
-            return Err(SubmitError::Stopped);
-        }
+        let mut q = self.open_queue()?;
         if let LoraEdit::Unload(slot) = change {
             match q.lora_open.get_mut(slot as usize) {
                 Some(open) if *open => *open = false,
@@ -710,11 +710,13 @@ impl Engine {
                     tokens: hit,
                     copy,
                 } = if front.needs_every_row() || !front.req.cache_prompt {
-                    PrefixMatch {
-                        table: BlockTable::rooted(root),
-                        tokens: 0,
-                        copy: None,
-                    }
+                    PrefixMatch::none(root)
+                } else if front.req.pooling.is_some() {
+                    // Embeddings take whole blocks only: a text embedded again is computed
+                    // over the same rows as the first time (its vector repeats exactly for
+                    // a text under 17 tokens), and a query shared by many reranked documents
+                    // is still computed once.
+                    self.blocks.match_full_blocks(&front.tokens, root)
                 } else if let Some((src, tokens)) = self.first_members_prompt_block(front) {
                     // A later member of `n` choices: the first member's full prompt blocks,
                     // then its partly filled one, copied while it runs.
@@ -723,12 +725,6 @@ impl Engine {
                         true => self.blocks.with_copy_of(found, src, tokens),
                         false => found,
                     }
-                } else if front.req.pooling.is_some() {
-                    // Embeddings take whole blocks only: a text embedded again is computed
-                    // over the same rows as the first time (its vector repeats exactly for
-                    // a text under 17 tokens), and a query shared by many reranked documents
-                    // is still computed once.
-                    self.blocks.match_full_blocks(&front.tokens, root)
                 } else {
                     self.blocks.match_prefix(&front.tokens, root)
                 };
@@ -882,8 +878,8 @@ impl Engine {
         while i < self.running.len() {
             if self.running[i].cancelled() {
                 let mut seq = self.running.swap_remove(i);
-                self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
-                self.blocks.release(&mut seq.table);
+                self.blocks
+                    .retire(&mut seq.table, &seq.tokens, seq.computed);
                 self.stats.cancelled.inc();
                 seq.log("cancelled", Instant::now());
             } else {
@@ -896,8 +892,8 @@ impl Engine {
     /// when it is computed again.
     fn evict(&mut self, idx: usize) -> Seq {
         let mut seq = self.running.remove(idx);
-        self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
-        self.blocks.release(&mut seq.table);
+        self.blocks
+            .retire(&mut seq.table, &seq.tokens, seq.computed);
         seq.computed = 0;
         self.stats.preemptions.inc();
         seq
@@ -1124,8 +1120,8 @@ impl Engine {
         let mut done_seqs = Vec::with_capacity(finished.len());
         for (idx, reason) in finished {
             let mut seq = self.running.remove(idx);
-            self.blocks.keep_tail(&seq.table, &seq.tokens, seq.computed);
-            self.blocks.release(&mut seq.table);
+            self.blocks
+                .retire(&mut seq.table, &seq.tokens, seq.computed);
             done_seqs.push((seq, reason));
         }
         self.publish();

@@ -54,8 +54,7 @@ pub fn check(arch: &str, mut r: Box<dyn Runner>, ids: &[u32], whole: &Logits, to
     );
     let mut d_table = found.table;
     bm.release(&mut d_table);
-    bm.keep_tail(&a, &ids[..27], 27);
-    bm.release(&mut a);
+    bm.retire(&mut a, &ids[..27], 27);
     // B, the whole input: the full block shared, A's tail copied, the rest computed.
     let found = bm.match_prefix(ids, 0);
     let copy = found.copy.expect("A's tail is copied");
