@@ -16,6 +16,7 @@ use candor::engine::sampler::argmax;
 use candor_models::backend::WeightDtype;
 use candor_models::dummy::{find, open_dummy};
 use candor_models::loader::open_model;
+use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
@@ -34,7 +35,7 @@ fn seq(tokens: Vec<u32>, start_pos: usize, len: usize, logits: LogitsWanted) -> 
             start_pos,
             block_table: (0..len.div_ceil(16) as u32).collect(),
             logits,
-            adapter: None,
+            lora: LoraMix::BASE,
         }],
     }
 }
@@ -127,7 +128,7 @@ fn seqs(tokens: Vec<Vec<u32>>, start: &[usize], logits: LogitsWanted) -> Batch {
                 start_pos,
                 block_table: (4 * j as u32..4 * j as u32 + 4).collect(),
                 logits,
-                adapter: None,
+                lora: LoraMix::BASE,
             })
             .collect(),
     }
@@ -192,7 +193,7 @@ fn lora_batch_logits(
     model: &std::path::Path,
     backend: candor::backend::BackendChoice,
     lora: Vec<candor_models::lora::LoraAdapter>,
-    adapters: &[Option<u32>],
+    adapters: &[LoraMix],
 ) -> Vec<f32> {
     use candor::engine::load::{runner_for, KvCacheDtype, LoadOptions};
     let opened = open_model(model, false).unwrap();
@@ -211,12 +212,12 @@ fn lora_batch_logits(
         seqs: adapters
             .iter()
             .enumerate()
-            .map(|(j, &adapter)| SeqInput {
+            .map(|(j, mix)| SeqInput {
                 tokens: prompt.clone(),
                 start_pos: 0,
                 block_table: vec![j as u32],
                 logits: LogitsWanted::All,
-                adapter,
+                lora: mix.clone(),
             })
             .collect(),
     };
@@ -235,7 +236,13 @@ fn lora_adapters_in_a_mixed_batch_match_the_cpu_on_the_gpu() {
         let lora = lora_files::Lora::random(&base, &lora_files::ALL_MODULES, 4, 8.0, 7);
         let adapter =
             candor_models::lora::read_adapter(&lora.write_peft(&dir.path().join("a"))).unwrap();
-        let adapters = [None, Some(0), None, Some(0)];
+        // The adapter at its own scale, at half of it (llama-server's `lora` list), and not.
+        let adapters = [
+            LoraMix::BASE,
+            LoraMix::one(0),
+            LoraMix::BASE,
+            LoraMix::scaled([(0, 0.5)]),
+        ];
         let run = |backend| lora_batch_logits(&base, backend, vec![adapter.clone()], &adapters);
         let gpu = run(candor::backend::BackendChoice::Cuda(0));
         let cpu = run(candor::backend::BackendChoice::Cpu);

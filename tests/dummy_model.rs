@@ -19,7 +19,7 @@ fn forward(opened: &candor_models::loader::OpenedModel) -> Vec<f32> {
             start_pos: 0,
             block_table: vec![0, 1],
             logits: LogitsWanted::All,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     r.forward(&batch).unwrap().data
@@ -61,14 +61,14 @@ fn logits_with(arch: &str, dtype: WeightDtype, join: bool) -> (Vec<f32>, usize) 
                 start_pos: 0,
                 block_table: vec![0, 1],
                 logits: LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             },
             SeqInput {
                 tokens: (0..5).map(|i| i * 13 % 256).collect(),
                 start_pos: 0,
                 block_table: vec![2],
                 logits: LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             },
         ],
     };

@@ -39,7 +39,7 @@ fn logits_of_tokens(path: &Path, tokens: &[u32], dequantize: bool) -> Vec<f32> {
             // Blocks of 16 tokens: 4 hold the 64.
             block_table: vec![0, 1, 2, 3],
             logits: LogitsWanted::All,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     r.forward(&batch).expect("forward").data
@@ -603,7 +603,7 @@ fn plugin_logits(path: &Path, plugin: &Path) -> (Vec<f32>, String) {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::All,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     (runner.forward(&batch).expect("forward").data, report)

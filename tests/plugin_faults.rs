@@ -159,7 +159,7 @@ fn every_device_buffer_is_freed_exactly_once() {
                 start_pos: 0,
                 block_table: vec![0],
                 logits: LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             }],
         };
         for _ in 0..3 {

@@ -86,7 +86,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                         start_pos: 0,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
-                        adapter: None,
+                        lora: candor_models::lora::LoraMix::BASE,
                     }],
                 })
                 .unwrap();
@@ -114,7 +114,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                             start_pos: len - 1,
                             block_table: table.ids.clone(),
                             logits: LogitsWanted::Last,
-                            adapter: None,
+                            lora: candor_models::lora::LoraMix::BASE,
                         }],
                     })
                     .unwrap();
@@ -185,7 +185,7 @@ fn teacher_forced(
                     start_pos: 0,
                     block_table: table.ids.clone(),
                     logits: LogitsWanted::All,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 }],
             })
             .unwrap();
@@ -285,7 +285,7 @@ fn quantized_teacher_forced_top1_agrees_with_all_cases_in_one_batch() {
                 start_pos: 0,
                 block_table: table.ids.clone(),
                 logits: LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             });
             tables.push(table);
         }

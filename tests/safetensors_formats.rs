@@ -20,7 +20,7 @@ fn logits(dir: &Path) -> Vec<f32> {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::All,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     r.forward(&batch).expect("forward").data

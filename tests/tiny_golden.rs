@@ -60,7 +60,7 @@ fn whole_input(arch: &str, g: &Golden, wanted: LogitsWanted) -> Logits {
             start_pos: 0,
             block_table: table.ids,
             logits: wanted,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     r.forward(&batch).unwrap()
@@ -95,7 +95,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                     start_pos: 0,
                     block_table: table.ids.clone(),
                     logits: LogitsWanted::Last,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 }],
             })
             .unwrap();
@@ -122,7 +122,7 @@ fn greedy_decoding_through_the_kv_cache_matches() {
                         start_pos: tokens.len() - 1,
                         block_table: table.ids.clone(),
                         logits: LogitsWanted::Last,
-                        adapter: None,
+                        lora: candor_models::lora::LoraMix::BASE,
                     }],
                 })
                 .unwrap();
@@ -154,14 +154,14 @@ fn batched_variable_length_forward_matches() {
                     start_pos: 0,
                     block_table: ta.ids.clone(),
                     logits: LogitsWanted::All,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
                 SeqInput {
                     tokens: ids[..7].to_vec(),
                     start_pos: 0,
                     block_table: tb.ids.clone(),
                     logits: LogitsWanted::None,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
             ],
         };
@@ -184,21 +184,21 @@ fn batched_variable_length_forward_matches() {
                     start_pos: 20,
                     block_table: ta.ids.clone(),
                     logits: LogitsWanted::Last,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
                 SeqInput {
                     tokens: ids[7..33].to_vec(),
                     start_pos: 7,
                     block_table: tb.ids.clone(),
                     logits: LogitsWanted::All,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
                 SeqInput {
                     tokens: ids.to_vec(),
                     start_pos: 0,
                     block_table: tc.ids.clone(),
                     logits: LogitsWanted::All,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
             ],
         };

@@ -1,6 +1,7 @@
 //! A batched, variable-length forward request: several sequences, each a chunk of new tokens
 //! (a prefill chunk or one decode token) appended after the tokens already in its paged KV cache.
 use crate::error::{ModelError, Result};
+use crate::lora::LoraMix;
 
 /// Which logits a sequence wants back from a forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,9 @@ pub struct SeqInput {
     /// Physical KV block of each logical block; must cover `start_pos + tokens.len()` tokens.
     pub block_table: Vec<u32>,
     pub logits: LogitsWanted,
-    /// The LoRA adapter it runs with (an index into the model's adapters), or None for the
-    /// base model alone.
-    pub adapter: Option<u32>,
+    /// The LoRA adapters it runs with, at their scales (`LoraMix::BASE`: the base model
+    /// alone).
+    pub lora: LoraMix,
 }
 
 impl SeqInput {
@@ -106,8 +107,8 @@ pub struct FlatBatch {
     pub argmax_only: Vec<bool>,
     /// Rows of the flattened batch whose final hidden states are brought back, in order.
     pub hidden_rows: Vec<u32>,
-    /// Each sequence's LoRA adapter (`SeqInput::adapter`), in the order of `seqs`.
-    pub adapters: Vec<Option<u32>>,
+    /// Each sequence's LoRA adapters (`SeqInput::lora`), in the order of `seqs`.
+    pub adapters: Vec<LoraMix>,
     pub block_size: usize,
 }
 
@@ -166,7 +167,7 @@ impl FlatBatch {
             for r in seq.hidden_rows() {
                 flat.hidden_rows.push((q_start + r) as u32);
             }
-            flat.adapters.push(seq.adapter);
+            flat.adapters.push(seq.lora.clone());
             flat.seqs.push(SeqAttention {
                 q_start,
                 q_len: seq.tokens.len(),
@@ -192,7 +193,7 @@ mod tests {
             start_pos,
             block_table: table,
             logits,
-            adapter: None,
+            lora: LoraMix::BASE,
         }
     }
 

@@ -67,7 +67,7 @@ pub struct DecoderModel<B: Backend> {
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
-    /// The LoRA adapters sequences may run with (`SeqInput::adapter`), on the device.
+    /// The LoRA adapters sequences may run with (`SeqInput::lora`), on the device.
     lora: Option<LoraStack<B>>,
     /// The same in host memory, by slot (None: a slot unloaded): the stacks are rebuilt from
     /// them when an adapter comes or goes.
@@ -323,7 +323,7 @@ impl<B: Backend> DecoderModel<B> {
         // this batch uses one (the base model's fused path then runs unchanged).
         let lora = match &self.lora {
             Some(stack) => stack.for_batch(b, batch)?,
-            None if batch.adapters.iter().any(Option::is_some) => {
+            None if !batch.adapters.iter().all(crate::lora::LoraMix::is_base) => {
                 return Err(ModelError::InvalidBatch(
                     "a sequence asks for a LoRA adapter; the model has none".into(),
                 ))

@@ -1,6 +1,7 @@
 //! Timed passes through the batched runner: a prefill of N tokens after D tokens of context,
 //! and N decode steps of B sequences together (llama-bench's pp and tg, plus batching).
 use crate::engine::{BlockManager, BlockTable, EngineError, Runner};
+use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,7 +51,7 @@ fn fill(
                 } else {
                     LogitsWanted::None
                 },
-                adapter,
+                lora: LoraMix::of(adapter),
             }],
         })?;
         pos += chunk.len();
@@ -109,7 +110,7 @@ pub fn time_decode(
                 // Each step picks its tokens on the backend, as greedy serving does and as
                 // the transformers side (`generate`, greedy) does.
                 logits: LogitsWanted::Argmax,
-                adapter,
+                lora: LoraMix::of(adapter),
             })
             .collect();
         runner.forward(&Batch { seqs })?;

@@ -22,7 +22,9 @@
 //! up to 15 tokens of it every turn; llama-server keeps a slot's exact tokens, but one
 //! conversation per slot.
 use super::error::EngineError;
+use candor_models::lora::LoraMix;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 
 pub const BLOCK_SIZE: usize = 16;
 
@@ -38,11 +40,26 @@ pub struct BlockTable {
     root: u64,
 }
 
-/// The prefix cache's root for sequences of `adapter`: the base model's is 0; an adapter's is
-/// a uid the cache never hands out (uids count up from 1), so each adapter's blocks form a
-/// tree of their own.
-pub fn prefix_root(adapter: Option<u32>) -> u64 {
-    adapter.map_or(0, |a| u64::MAX - u64::from(a))
+/// The prefix cache's root for sequences running with `lora`: the base model's is 0; one
+/// adapter's at its own scale is a uid the cache never hands out (uids count up from 1; these
+/// are the top 2^32 values), so each adapter's blocks form a tree of their own. Any other mix
+/// (scales, several adapters: llama-server's per-request `lora`) is rooted at a hash of its
+/// pairs in [2^62, 2^63), below those and far above any uid: two mixes share blocks only if
+/// their 62-bit hashes collide, as likely as two random 62-bit numbers being equal. A slot is
+/// never reused for another adapter (`EngineHandle::load_lora` takes a new one), so a root
+/// never outlives what it names.
+pub fn prefix_root(lora: &LoraMix) -> u64 {
+    if lora.is_base() {
+        return 0;
+    }
+    if let Some(a) = lora.single() {
+        return u64::MAX - u64::from(a);
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    for &(slot, scale) in lora.scales() {
+        (slot, scale.to_bits()).hash(&mut hasher);
+    }
+    (1 << 62) | (hasher.finish() >> 2)
 }
 
 impl BlockTable {
@@ -678,18 +695,46 @@ mod tests {
     fn each_root_caches_apart() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(10, 1);
-        let (mut base, _) = matched(&mut m, &prompt, prefix_root(None));
+        let (mut base, _) = matched(&mut m, &prompt, prefix_root(&LoraMix::BASE));
         m.ensure(&mut base, 10).unwrap();
         m.register_computed(&mut base, &prompt, 10);
         // The same tokens under an adapter's root find nothing of the base model's...
-        let (mut tuned, hit) = matched(&mut m, &prompt, prefix_root(Some(0)));
+        let (mut tuned, hit) = matched(&mut m, &prompt, prefix_root(&LoraMix::one(0)));
         assert_eq!(hit, 0);
         m.ensure(&mut tuned, 10).unwrap();
         m.register_computed(&mut tuned, &prompt, 10);
         // ...and each finds its own afterwards, the second adapter still nothing.
-        assert_eq!(matched(&mut m, &prompt, prefix_root(None)).1, 8);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(Some(0))).1, 8);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(Some(1))).1, 0);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::BASE)).1, 8);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::one(0))).1, 8);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::one(1))).1, 0);
+        // The same adapter at another scale, or beside another, computes other K/V.
+        let half = LoraMix::scaled([(0, 0.5)]);
+        let both = LoraMix::scaled([(0, 1.0), (1, 1.0)]);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&half)).1, 0);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&both)).1, 0);
+    }
+
+    #[test]
+    fn roots_of_mixes_stay_apart_from_uids_and_from_single_adapters() {
+        let roots = [
+            prefix_root(&LoraMix::BASE),
+            prefix_root(&LoraMix::one(0)),
+            prefix_root(&LoraMix::one(1)),
+            prefix_root(&LoraMix::scaled([(0, 0.5)])),
+            prefix_root(&LoraMix::scaled([(0, 0.25)])),
+            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 1.0)])),
+            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 0.5)])),
+        ];
+        let distinct: std::collections::HashSet<u64> = roots.iter().copied().collect();
+        assert_eq!(distinct.len(), roots.len(), "{roots:x?}");
+        for root in &roots[3..] {
+            assert!((1 << 62..1 << 63).contains(root), "{root:x}");
+        }
+        // A list's order and zero scales do not change what it computes, nor its root.
+        assert_eq!(
+            prefix_root(&LoraMix::scaled([(1, 0.5), (0, 1.0), (2, 0.0)])),
+            roots[6]
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl Runner for FakeRunner {
         if let Some(a) = batch
             .seqs
             .iter()
-            .filter_map(|s| s.adapter)
+            .flat_map(|s| s.lora.slots())
             .find(|&a| absent(a))
         {
             return Err(EngineError::Backend(format!("LoRA slot {a} is empty")));

@@ -4,6 +4,7 @@ use super::block_manager::{BlockManager, BlockTable};
 use super::error::EngineError;
 use super::runner::Runner;
 use super::sampler::{History, Sampler, SamplingParams};
+use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// Largest number of prompt tokens run in one forward call.
     pub prefill_chunk: usize,
-    /// The LoRA adapter it runs with (`SeqInput::adapter`).
+    /// The LoRA adapter it runs with at its own scale (`SeqInput::lora`).
     pub adapter: Option<u32>,
 }
 
@@ -142,7 +143,7 @@ fn run(
                 start_pos: start,
                 block_table: table.ids.clone(),
                 logits: if last { wanted } else { LogitsWanted::None },
-                adapter: req.adapter,
+                lora: LoraMix::of(req.adapter),
             }],
         })?;
         if last {
@@ -179,7 +180,7 @@ fn run(
                 start_pos: len - 1,
                 block_table: table.ids.clone(),
                 logits: wanted,
-                adapter: req.adapter,
+                lora: LoraMix::of(req.adapter),
             }],
         })?);
     }

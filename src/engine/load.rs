@@ -196,7 +196,7 @@ pub struct LoadOptions {
     /// unwrapped.
     pub op_profiler: Option<Arc<OpProfiler>>,
     /// LoRA adapters served beside the model: a sequence naming adapter `i`
-    /// (`SeqInput::adapter`) runs with `lora[i]`.
+    /// (`SeqInput::lora`) runs with `lora[i]`.
     pub lora: Vec<LoraAdapter>,
 }
 

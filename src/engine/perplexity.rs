@@ -8,6 +8,7 @@ use super::block_manager::{BlockManager, BlockTable};
 use super::error::EngineError;
 use super::runner::Runner;
 use super::sampler::logprobs;
+use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -26,7 +27,7 @@ pub struct PerplexityOptions {
     pub bos: Option<u32>,
     /// Most prompt rows run in one forward pass where no logits are needed.
     pub prefill_chunk: usize,
-    /// The LoRA adapter the text is scored with (`SeqInput::adapter`).
+    /// The LoRA adapter the text is scored with at its own scale (`SeqInput::lora`).
     pub adapter: Option<u32>,
 }
 
@@ -229,7 +230,7 @@ fn score_chunk(
                     true => LogitsWanted::All,
                     false => LogitsWanted::None,
                 },
-                adapter: opts.adapter,
+                lora: LoraMix::of(opts.adapter),
             }],
         })?;
         if scoring {

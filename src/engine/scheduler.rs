@@ -14,7 +14,7 @@ use super::sampler::{logprobs, History, Sampler, SamplingParams};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::{EngineStats, RunningSeq};
 use super::thought::Thought;
-use candor_models::lora::LoraAdapter;
+use candor_models::lora::{LoraAdapter, LoraMix};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -133,9 +133,10 @@ pub struct EngineRequest {
     /// Lower goes first (vLLM's `priority`; 0 by default): it is admitted before waiting
     /// requests of higher values, and a running one of a higher value gives way to it.
     pub priority: i64,
-    /// The LoRA adapter it runs with (an index into the served adapters), None for the base
-    /// model. Its prompt shares cached blocks only with requests of the same adapter.
-    pub adapter: Option<u32>,
+    /// The LoRA adapters it runs with (slots of the served adapters), at their scales; none
+    /// for the base model. Its prompt shares cached blocks only with requests of the same
+    /// adapters at the same scales.
+    pub lora: LoraMix,
     /// Start from the prefix cache's K/V of its prompt (llama-server's `cache_prompt`, on by
     /// default). The cached part is then never recomputed: the answer's first logits come from
     /// a pass over fewer rows, whose kernels round differently from the pass that computed the
@@ -235,6 +236,8 @@ impl Seq {
             top_p: p.top_p,
             min_p: p.min_p,
             seed: p.seed,
+            lora: self.req.lora.clone(),
+            cache_prompt: self.req.cache_prompt,
         }
     }
 }
@@ -391,7 +394,11 @@ impl EngineHandle {
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut q = self.open_queue()?;
         let closed = |a: u32| !q.lora_open.get(a as usize).copied().unwrap_or(false);
-        if let Some(a) = reqs.iter().filter_map(|r| r.adapter).find(|&a| closed(a)) {
+        if let Some(a) = reqs
+            .iter()
+            .flat_map(|r| r.lora.slots())
+            .find(|&a| closed(a))
+        {
             return Err(SubmitError::Invalid(format!(
                 "LoRA adapter {a} is not loaded (unloaded since the request was read?)"
             )));
@@ -421,7 +428,7 @@ impl EngineHandle {
                 (true, _) => (None, Some(gate.clone())),
             };
             let tokens = req.prompt_ids.clone();
-            let root = prefix_root(req.adapter);
+            let root = prefix_root(&req.lora);
             let seq = Seq {
                 prompt_len: tokens.len(),
                 tokens,
@@ -449,7 +456,7 @@ impl EngineHandle {
         }
         self.stats.waiting.set(q.waiting.len() as i64);
         self.stats
-            .set_lora_waiting(q.waiting.iter().filter_map(|s| s.req.adapter));
+            .set_lora_waiting(q.waiting.iter().flat_map(|s| s.req.lora.slots()));
         drop(q);
         self.shared.wake.notify_one();
         Ok(())
@@ -704,7 +711,7 @@ impl Engine {
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
-                let root = prefix_root(front.req.adapter);
+                let root = prefix_root(&front.req.lora);
                 let PrefixMatch {
                     table,
                     tokens: hit,
@@ -783,9 +790,9 @@ impl Engine {
             }
             self.stats.waiting.set(q.waiting.len() as i64);
             self.stats
-                .set_lora_waiting(q.waiting.iter().filter_map(|s| s.req.adapter));
+                .set_lora_waiting(q.waiting.iter().flat_map(|s| s.req.lora.slots()));
             self.stats
-                .set_lora_running(self.running.iter().filter_map(|s| s.req.adapter));
+                .set_lora_running(self.running.iter().flat_map(|s| s.req.lora.slots()));
             if !self.running.is_empty() {
                 return true;
             }
@@ -855,7 +862,7 @@ impl Engine {
                         .map_err(|e| e.to_string())
                 }
                 LoraEdit::Unload(slot) => {
-                    let uses = |s: &Seq| s.req.adapter == Some(slot);
+                    let uses = |s: &Seq| s.req.lora.uses(slot);
                     if self.running.iter().any(uses) || q.waiting.iter().any(uses) {
                         q.lora_changes.push(LoraChange {
                             change: LoraEdit::Unload(slot),
@@ -1004,7 +1011,7 @@ impl Engine {
                 tokens,
                 start_pos: p.start,
                 block_table: s.table.ids.clone(),
-                adapter: s.req.adapter,
+                lora: s.req.lora.clone(),
                 logits: match (finishes_prompt, p.draft.is_empty()) {
                     _ if s.scoring() => LogitsWanted::All,
                     _ if s.pooling_every_row() => LogitsWanted::HiddenAll,
@@ -1233,7 +1240,7 @@ impl Engine {
         self.stats.record_fallbacks(&self.runner.fallback_ops());
         self.stats.running.set(self.running.len() as i64);
         self.stats
-            .set_lora_running(self.running.iter().filter_map(|s| s.req.adapter));
+            .set_lora_running(self.running.iter().flat_map(|s| s.req.lora.slots()));
         self.stats
             .set_running_seqs(self.running.iter().map(Seq::snapshot));
         let total = self.blocks.num_blocks().max(1);

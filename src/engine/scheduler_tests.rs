@@ -121,7 +121,7 @@ fn request_with_prompt(
         pooling: None,
         prediction: Arc::default(),
         priority: 0,
-        adapter: None,
+        lora: LoraMix::BASE,
         cache_prompt: true,
         events,
     };
@@ -782,7 +782,7 @@ fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
         .expect("loaded");
     assert_eq!(slot, 0);
     let (mut tuned, tuned_rx) = request("tuned", 3);
-    tuned.adapter = Some(slot);
+    tuned.lora = LoraMix::one(slot);
     h.handle.submit(tuned).expect("queued");
     h.entered
         .recv_timeout(Duration::from_secs(10))
@@ -793,7 +793,7 @@ fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
     let mut unloaded = h.handle.unload_lora(slot).expect("asked");
     // From now on the adapter is refused to new requests, and asked twice it is not there.
     let (mut late, _late_rx) = request("late", 1);
-    late.adapter = Some(slot);
+    late.lora = LoraMix::one(slot);
     assert!(matches!(
         h.handle.submit(late),
         Err(SubmitError::Invalid(_))

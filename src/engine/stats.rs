@@ -1,5 +1,6 @@
 //! Engine metrics, exported as Prometheus text at /metrics. Names follow vLLM's where the
 //! concept matches (`candor:` instead of `vllm:`).
+use candor_models::lora::LoraMix;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -60,6 +61,10 @@ pub struct RunningSeq {
     pub top_p: f32,
     pub min_p: f32,
     pub seed: Option<u64>,
+    /// The LoRA adapters it runs with, at their scales.
+    pub lora: LoraMix,
+    /// Whether it started from the prefix cache (`EngineRequest::cache_prompt`).
+    pub cache_prompt: bool,
 }
 
 /// The engine slots of the LoRA adapters requests use, each listed once, in slot order.
@@ -304,6 +309,8 @@ mod tests {
             top_p: 1.0,
             min_p: 0.0,
             seed: None,
+            lora: LoraMix::BASE,
+            cache_prompt: true,
         }
     }
 

@@ -1,7 +1,10 @@
 //! LoRA adapters offered as models of their own (vLLM's `--lora-modules`, llama-server's
 //! `--lora`): a request that names one in `model` runs with it; the base model's name (or no
-//! name) runs without. All run in the same batches over the same base weights.
+//! name) runs without, unless it sends llama-server's `lora` list of adapters and scales or
+//! `POST /lora-adapters` set scales for such requests. All run in the same batches over the
+//! same base weights.
 use crate::engine::stats::LoraInUse;
+use candor_models::lora::LoraMix;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::RwLock;
@@ -100,6 +103,10 @@ pub enum LoadRefused {
 #[derive(Debug, Default)]
 struct Slots {
     served: Vec<Option<ServedAdapter>>,
+    /// By slot: the scale a request for the base model runs the adapter at when it sends no
+    /// `lora` list of its own (llama-server's global scales, `POST /lora-adapters`); 0 until
+    /// set, so the base model answers as itself (vLLM's reading of `--lora`).
+    scales: Vec<f32>,
     /// Names being loaded (not served yet, not to be taken by another load).
     loading: HashSet<String>,
 }
@@ -108,6 +115,7 @@ impl Adapters {
     pub fn new(initial: Vec<ServedAdapter>, max: usize) -> Self {
         Adapters {
             inner: RwLock::new(Slots {
+                scales: vec![0.0; initial.len()],
                 served: initial.into_iter().map(Some).collect(),
                 loading: HashSet::new(),
             }),
@@ -207,8 +215,10 @@ impl Adapters {
             let at = slot as usize;
             if slots.served.len() <= at {
                 slots.served.resize(at + 1, None);
+                slots.scales.resize(at + 1, 0.0);
             }
             slots.served[at] = Some(adapter);
+            slots.scales[at] = 0.0;
         }
     }
 
@@ -220,9 +230,69 @@ impl Adapters {
             .iter()
             .position(|a| a.as_ref().is_some_and(|a| a.name == name))?;
         slots.served[i] = None;
+        slots.scales[i] = 0.0;
         u32::try_from(i).ok()
     }
+
+    /// The adapters served now with their slots and the scales base-model requests run them
+    /// at (`GET /lora-adapters`).
+    pub fn with_scales(&self) -> Vec<(u32, ServedAdapter, f32)> {
+        let slots = self.read();
+        slots
+            .served
+            .iter()
+            .zip(&slots.scales)
+            .enumerate()
+            .filter_map(|(i, (a, &scale))| Some((u32::try_from(i).ok()?, a.clone()?, scale)))
+            .collect()
+    }
+
+    /// llama-server's list of `(id, scale)` as the adapters it runs: every id must be a
+    /// served adapter's slot; adapters not named are not run.
+    pub fn mix_of(&self, list: &[(u32, f32)]) -> Result<LoraMix, UnknownAdapter> {
+        let slots = self.read();
+        match list.iter().find(|(id, _)| !slots.is_served(*id)) {
+            Some(&(id, _)) => Err(UnknownAdapter(id)),
+            None => Ok(LoraMix::scaled(list.iter().copied())),
+        }
+    }
+
+    /// Run base-model requests with the adapters of `list` at their scales from now on, the
+    /// others at 0 (`POST /lora-adapters`); nothing changes if an id is not served.
+    pub fn set_scales(&self, list: &[(u32, f32)]) -> Result<(), UnknownAdapter> {
+        let mut slots = self.write();
+        if let Some(&(id, _)) = list.iter().find(|(id, _)| !slots.is_served(*id)) {
+            return Err(UnknownAdapter(id));
+        }
+        slots.scales.fill(0.0);
+        for &(id, scale) in list {
+            slots.scales[id as usize] = scale;
+        }
+        Ok(())
+    }
+
+    /// What a base-model request without a `lora` list runs with (`set_scales`).
+    pub fn base_mix(&self) -> LoraMix {
+        let slots = self.read();
+        LoraMix::scaled(
+            (0u32..)
+                .zip(&slots.scales)
+                .filter(|&(id, _)| slots.is_served(id))
+                .map(|(id, &scale)| (id, scale)),
+        )
+    }
 }
+
+impl Slots {
+    fn is_served(&self, slot: u32) -> bool {
+        self.served.get(slot as usize).is_some_and(Option::is_some)
+    }
+}
+
+/// A LoRA adapter id that names no adapter served.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no LoRA adapter has id {0} (GET /lora-adapters lists those served)")]
+pub struct UnknownAdapter(pub u32);
 
 #[cfg(test)]
 mod tests {
@@ -295,6 +365,52 @@ mod tests {
         served.begin_load("z").unwrap();
         let names: Vec<String> = served.served().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["y"]);
+    }
+
+    #[test]
+    fn scales_for_the_base_model_name_served_adapters_only_and_leave_the_rest_at_0() {
+        let a = |n: &str| ServedAdapter {
+            name: n.into(),
+            path: "/p".into(),
+        };
+        let served = Adapters::new(vec![a("x"), a("y")], 8);
+        assert!(served.base_mix().is_base(), "off until set");
+        served.set_scales(&[(1, 0.5)]).unwrap();
+        assert_eq!(served.base_mix().scales(), &[(1, 0.5)]);
+        served.set_scales(&[(0, 2.0), (0, -1.0)]).unwrap();
+        assert_eq!(
+            served.base_mix().scales(),
+            &[(0, -1.0)],
+            "the last one named"
+        );
+        assert_eq!(
+            served.set_scales(&[(0, 1.0), (2, 1.0)]),
+            Err(UnknownAdapter(2))
+        );
+        assert_eq!(
+            served.base_mix().scales(),
+            &[(0, -1.0)],
+            "unchanged on error"
+        );
+        let listed: Vec<(u32, String, f32)> = served
+            .with_scales()
+            .into_iter()
+            .map(|(id, a, scale)| (id, a.name, scale))
+            .collect();
+        assert_eq!(listed, [(0, "x".into(), -1.0), (1, "y".into(), 0.0)]);
+        assert_eq!(
+            served.mix_of(&[(1, 0.25), (0, 0.0)]).unwrap().scales(),
+            &[(1, 0.25)]
+        );
+        assert_eq!(served.mix_of(&[(7, 1.0)]), Err(UnknownAdapter(7)));
+        // An unloaded adapter is neither listed nor run, and a new one starts at 0.
+        served.remove("x");
+        assert!(served.base_mix().is_base());
+        assert_eq!(served.mix_of(&[(0, 1.0)]), Err(UnknownAdapter(0)));
+        served.begin_load("z").unwrap();
+        served.end_load(a("z"), Some(2));
+        assert_eq!(served.with_scales().len(), 2);
+        assert!(served.base_mix().is_base());
     }
 
     #[test]

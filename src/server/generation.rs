@@ -258,7 +258,7 @@ pub fn start(
         ),
         None => Arc::default(),
     };
-    let adapter = ready.adapter_of(plan.model.as_deref());
+    let lora = ready.lora_of(plan.model.as_deref(), plan.lora.as_deref())?;
     // The plan's sampling with what needs the vocabulary, shared by every choice.
     let mut shared = plan.sampling.clone();
     shared.dry = plan
@@ -309,7 +309,7 @@ pub fn start(
                 pooling: None,
                 prediction: prediction.clone(),
                 priority: plan.priority,
-                adapter,
+                lora: lora.clone(),
                 cache_prompt: plan.cache_prompt,
                 events: tx,
             });

@@ -18,6 +18,7 @@ pub mod infill;
 pub mod json;
 pub mod llama_samplers;
 pub mod logit_bias;
+pub mod lora_list;
 pub mod marker;
 pub mod messages;
 pub mod native_answer;
@@ -132,6 +133,10 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/api/version", get(routes::ollama::version))
         .route("/v1/load_lora_adapter", post(routes::lora::load))
         .route("/v1/unload_lora_adapter", post(routes::lora::unload))
+        .route(
+            "/lora-adapters",
+            get(routes::lora_adapters::list).post(routes::lora_adapters::set_scales),
+        )
         .route(
             "/reset_prefix_cache",
             post(routes::cache::reset_prefix_cache),
@@ -254,7 +259,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
             start_pos: 0,
             block_table: vec![0],
             logits: LogitsWanted::Last,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     };
     model

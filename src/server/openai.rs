@@ -132,6 +132,9 @@ pub struct LlamaSamplers {
     /// the whole prompt, so a seeded request repeats itself exactly (`EngineRequest::
     /// cache_prompt`).
     pub cache_prompt: Option<bool>,
+    /// The LoRA adapters to run with and their scales, `[{"id", "scale"}]` (the others not
+    /// at all), for a request naming the base model (`server::lora_list`).
+    pub lora: Option<Vec<super::lora_list::LoraScale>>,
     pub mirostat_eta: Option<f64>,
     /// llama.cpp's dynamic temperature (`engine::temperature`): 0 is off.
     pub dynatemp_range: Option<f64>,

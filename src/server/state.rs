@@ -6,6 +6,7 @@ use crate::engine::grammar::GrammarCompiler;
 use crate::engine::scheduler::EngineHandle;
 use crate::engine::stats::EngineStats;
 use candor_models::chat_template::ChatTemplate;
+use candor_models::lora::LoraMix;
 use candor_models::tokenizer::Tokenizer;
 use std::sync::{Arc, OnceLock};
 
@@ -39,9 +40,27 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// The engine's slot of the adapter `model` names (None: the base model).
-    pub fn adapter_of(&self, model: Option<&str>) -> Option<u32> {
-        self.adapters.slot_of(model)
+    /// The adapters a request runs with: the one its `model` names, at its own scale; for
+    /// the base model, those of its `lora` list (llama-server's), else those `POST
+    /// /lora-adapters` set for it (none unless set).
+    pub fn lora_of(
+        &self,
+        model: Option<&str>,
+        list: Option<&[(u32, f32)]>,
+    ) -> Result<LoraMix, ApiError> {
+        match (self.adapters.slot_of(model), list) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "lora",
+                "`lora` lists adapters to run over the base model: send it with the base \
+                 model's name in `model` (or none), or name the adapter in `model` alone",
+            )),
+            (Some(slot), None) => Ok(LoraMix::one(slot)),
+            (None, Some(list)) => self
+                .adapters
+                .mix_of(list)
+                .map_err(|e| ApiError::invalid("lora", e.to_string())),
+            (None, None) => Ok(self.adapters.base_mix()),
+        }
     }
 }
 

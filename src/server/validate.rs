@@ -85,6 +85,9 @@ pub struct Plan {
     pub text_bias: Vec<(String, f32)>,
     /// `EngineRequest::cache_prompt`.
     pub cache_prompt: bool,
+    /// llama-server's `lora` list, checked as numbers (the ids against the served adapters
+    /// when the request starts: `Ready::lora_of`).
+    pub lora: Option<Vec<(u32, f32)>>,
 }
 
 /// `v` (or `default`) as an f32 within `range`; out of it a 400 naming `param`.
@@ -357,6 +360,12 @@ fn plan_with(
         return_progress: p.return_progress && p.stream,
         text_bias,
         cache_prompt: p.samplers.cache_prompt.unwrap_or(true),
+        lora: p
+            .samplers
+            .lora
+            .as_deref()
+            .map(|list| super::lora_list::checked("lora", list))
+            .transpose()?,
     })
 }
 

@@ -139,7 +139,7 @@ pub fn tiny_golden_distance(r: &mut dyn candor::engine::Runner, g: &serde_json::
                 start_pos: 0,
                 block_table: table.ids,
                 logits: candor_models::LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             }],
         })
         .unwrap();

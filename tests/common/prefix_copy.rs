@@ -18,7 +18,7 @@ fn step_from(
             start_pos: start,
             block_table: table.ids.clone(),
             logits: wanted,
-            adapter: None,
+            lora: candor_models::lora::LoraMix::BASE,
         }],
     })
     .unwrap()

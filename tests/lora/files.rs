@@ -103,6 +103,24 @@ impl Lora {
         }
     }
 
+    /// The same updates times `s` (what a server running this adapter at scale `s` computes).
+    pub fn scaled(&self, s: f64) -> Self {
+        Lora {
+            rank: self.rank,
+            alpha: self.alpha * s,
+            updates: self
+                .updates
+                .iter()
+                .map(|u| Update {
+                    layer: u.layer,
+                    module: u.module,
+                    a: u.a.clone(),
+                    b: u.b.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The same updates rounded to `dtype` and written in it (as adapters trained in half
     /// precision ship).
     pub fn rounded_to(mut self, dtype: DType) -> Self {
@@ -213,12 +231,17 @@ impl Lora {
     }
 }
 
+/// The adapter `tuned_tiny` writes for the model at `base` with `seed`.
+pub fn tuned_tiny_lora(base: &Path, seed: u64) -> Lora {
+    Lora::random(base, &ALL_MODULES, 4, 8.0, seed)
+}
+
 /// A tiny llama `candor serve` can run, under `dir`; a random rank-4 adapter of it on every
 /// projection (`seed`), as PEFT writes it; and the model merged with it: (base, adapter,
 /// merged).
 pub fn tuned_tiny(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
     let base = servable_tiny("llama", &dir.join("base"));
-    let lora = Lora::random(&base, &ALL_MODULES, 4, 8.0, seed);
+    let lora = tuned_tiny_lora(&base, seed);
     let peft = lora.write_peft(&dir.join("tuned"));
     let merged = lora.write_merged(&base, &dir.join("merged"));
     (base, peft, merged)

@@ -2,7 +2,7 @@
 //! as the merged model would, beside the base model in the same engine.
 use super::common::plugins::servable_tiny;
 use super::common::server::Server;
-use super::files::{tuned_tiny, Lora};
+use super::files::{tuned_tiny, tuned_tiny_lora, Lora};
 use serde_json::{json, Value};
 
 /// A prompt longer than a KV block, so the base model's answer leaves a cached block an
@@ -14,7 +14,12 @@ fn completion(model: &str) -> Value {
 }
 
 async fn text_of(server: &Server, model: &str) -> String {
-    let (status, body) = server.post("/v1/completions", &completion(model)).await;
+    text_with(server, completion(model)).await
+}
+
+async fn text_with(server: &Server, body: Value) -> String {
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let (status, body) = server.post("/v1/completions", &body).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"], model, "the answer names the model asked for");
     body["choices"][0]["text"].as_str().unwrap().to_string()
@@ -259,4 +264,129 @@ async fn adapters_load_and_unload_while_serving() {
         .await;
     assert_eq!(status, 200);
     loads("third").await;
+}
+
+/// llama-server's LoRA API: `GET /lora-adapters`, a request's `lora` list of ids and scales,
+/// and `POST /lora-adapters` for requests that send none.
+#[tokio::test]
+async fn lora_lists_scale_and_blend_adapters_as_llama_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, peft, _) = tuned_tiny(dir.path(), 13);
+    let half = tuned_tiny_lora(&base, 13)
+        .scaled(0.5)
+        .write_merged(&base, &dir.path().join("half"));
+    let server = Server::start_path(
+        &base,
+        "tiny",
+        &["--lora", &format!("tuned={}", peft.display())],
+    )
+    .await;
+    let reference = Server::start_path(&half, "tiny", &[]).await;
+
+    let (status, listed) = server.get("/lora-adapters").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed[0]["id"], 0, "{listed}");
+    assert_eq!(listed[0]["name"], "tuned", "{listed}");
+    assert_eq!(
+        listed[0]["scale"], 0.0,
+        "off for the base model until set: {listed}"
+    );
+    assert_eq!(listed[0]["path"], peft.display().to_string(), "{listed}");
+
+    let with = |lora: Value| {
+        let mut body = completion("tiny");
+        body["lora"] = lora;
+        body
+    };
+    // The base model first, so its prompt blocks are cached for the scaled runs to avoid.
+    let plain = text_of(&server, "tiny").await;
+    let tuned = text_of(&server, "tuned").await;
+    assert_ne!(plain, tuned, "the adapter changes the answer");
+    let at = |scale: f64| with(json!([{"id": 0, "scale": scale}]));
+    assert_eq!(
+        text_with(&server, at(1.0)).await,
+        tuned,
+        "scale 1: the adapter as a model"
+    );
+    assert_eq!(
+        text_with(&server, at(0.0)).await,
+        plain,
+        "scale 0: the base model"
+    );
+    let expected_half = text_of(&reference, "tiny").await;
+    assert_ne!(expected_half, plain);
+    assert_ne!(expected_half, tuned);
+    assert_eq!(
+        text_with(&server, at(0.5)).await,
+        expected_half,
+        "half the update"
+    );
+    // Another scale in the same engine at once: each keeps its own K/V.
+    let (a, b, c) = tokio::join!(
+        text_with(&server, at(0.5)),
+        text_with(&server, at(1.0)),
+        text_with(&server, with(json!([]))),
+    );
+    assert_eq!(
+        (a, b, c),
+        (expected_half.clone(), tuned.clone(), plain.clone())
+    );
+    // llama-server's own endpoint takes it too.
+    let native = |lora: Option<Value>| {
+        let mut body = json!({"prompt": PROMPT, "n_predict": 8, "temperature": 0});
+        if let Some(lora) = lora {
+            body["lora"] = lora;
+        }
+        body
+    };
+    let content = |(status, body): (u16, Value)| {
+        assert_eq!(status, 200, "{body}");
+        body["content"].clone()
+    };
+    let half_native = json!([{"id": 0, "scale": 0.5}]);
+    assert_eq!(
+        content(server.post("/completion", &native(Some(half_native))).await),
+        content(reference.post("/completion", &native(None)).await)
+    );
+
+    // Refused, naming the field: no such adapter, a negative id, a scale that is no number
+    // in range, a list that is not one, and a list beside an adapter named as the model.
+    for (lora, model, what) in [
+        (json!([{"id": 3, "scale": 1}]), "tiny", "id 3"),
+        (json!([{"id": -1, "scale": 1}]), "tiny", "lora[0].id"),
+        (json!([{"id": 0, "scale": 1e9}]), "tiny", "lora[0].scale"),
+        (json!([{"id": 0, "scale": 1}]), "tuned", "base model"),
+    ] {
+        let mut body = completion(model);
+        body["lora"] = lora;
+        let (status, answer) = server.post("/v1/completions", &body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["param"], "lora", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(what), "{what}: {message}");
+    }
+    let (status, answer) = server
+        .post("/v1/completions", &with(json!({"id": 0})))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    // Scales for requests that send no list: set, listed, used; the adapter by name and an
+    // empty list are unchanged.
+    let (status, answer) = server
+        .post("/lora-adapters", &json!([{"id": 0, "scale": 0.5}]))
+        .await;
+    assert_eq!((status, &answer), (200, &json!({"success": true})));
+    let (_, listed) = server.get("/lora-adapters").await;
+    assert_eq!(listed[0]["scale"], 0.5, "{listed}");
+    assert_eq!(text_of(&server, "tiny").await, expected_half);
+    assert_eq!(text_of(&server, "tuned").await, tuned);
+    assert_eq!(text_with(&server, with(json!([]))).await, plain);
+    let (status, answer) = server
+        .post("/lora-adapters", &json!([{"id": 1, "scale": 1}]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(text_of(&server, "tiny").await, expected_half, "unchanged");
+    let (status, _) = server.post("/lora-adapters", &json!([])).await;
+    assert_eq!(status, 200);
+    assert_eq!(text_of(&server, "tiny").await, plain, "all back to 0");
 }

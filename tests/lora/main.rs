@@ -12,7 +12,7 @@ use candor::backend::BackendChoice;
 use candor::engine::load::{runner_for, KvCacheDtype, LoadOptions};
 use candor::engine::{BlockManager, BlockTable, Logits, Runner};
 use candor_models::loader::open_model;
-use candor_models::lora::{read_adapter, LoraAdapter};
+use candor_models::lora::{read_adapter, LoraAdapter, LoraMix};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use files::*;
@@ -36,8 +36,15 @@ const PROMPT: [u32; 7] = [1, 17, 230, 5, 99, 411, 3];
 const NEXT: u32 = 42;
 
 /// Every row's logits of each sequence: the prompt in one step (all rows), then one more token;
-/// the sequences run together, sequence `i` with `adapters[i]`.
+/// the sequences run together, sequence `i` with `adapters[i]` (a slot, or None for the base
+/// model).
 fn run(r: &mut dyn Runner, adapters: &[Option<u32>]) -> Vec<Vec<Vec<f32>>> {
+    let mixes: Vec<LoraMix> = adapters.iter().map(|&a| LoraMix::of(a)).collect();
+    run_mixes(r, &mixes)
+}
+
+/// `run` with each sequence's adapters and scales.
+fn run_mixes(r: &mut dyn Runner, adapters: &[LoraMix]) -> Vec<Vec<Vec<f32>>> {
     let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
     let tables: Vec<BlockTable> = adapters
         .iter()
@@ -51,12 +58,12 @@ fn run(r: &mut dyn Runner, adapters: &[Option<u32>]) -> Vec<Vec<Vec<f32>>> {
         let seqs = adapters
             .iter()
             .zip(&tables)
-            .map(|(&adapter, t)| SeqInput {
+            .map(|(mix, t)| SeqInput {
                 tokens: tokens.to_vec(),
                 start_pos: start,
                 block_table: t.ids.clone(),
                 logits: LogitsWanted::All,
-                adapter,
+                lora: mix.clone(),
             })
             .collect();
         r.forward(&Batch { seqs }).expect("forward")
@@ -128,6 +135,49 @@ fn each_sequence_gets_its_adapters_merged_weights_in_a_mixed_batch() {
         assert!(max_diff(&merged_every, &plain) > 100.0 * TOL, "{arch}");
         assert!(max_diff(&merged_qv, &plain) > 100.0 * TOL, "{arch}");
     }
+}
+
+#[test]
+fn adapters_at_scales_give_the_model_merged_at_those_scales() {
+    // llama-server's `lora` list: each adapter's update times its scale, several adapters in
+    // one sequence, beside sequences of the base model and of one adapter alone.
+    let dir = tempfile::tempdir().unwrap();
+    let base = fixtures().join("tiny").join("qwen3");
+    let every = Lora::random(&base, &ALL_MODULES, 4, 8.0, 8);
+    let qv = Lora::random(&base, &["self_attn.q_proj", "self_attn.v_proj"], 2, 32.0, 9);
+    let adapters = vec![
+        read_adapter(&every.write_peft(&dir.path().join("every"))).unwrap(),
+        read_adapter(&qv.write_peft(&dir.path().join("qv"))).unwrap(),
+    ];
+    let half = LoraMix::scaled([(0, 0.5)]);
+    let blend = LoraMix::scaled([(0, -0.75), (1, 1.5)]);
+    let out = run_mixes(
+        runner(&base, adapters).as_mut(),
+        &[half, LoraMix::BASE, blend, LoraMix::one(1)],
+    );
+    let alone = |model: &Path| run(runner(model, vec![]).as_mut(), &[None]).remove(0);
+    let merged =
+        |lora: &Lora, from: &Path, name: &str| lora.write_merged(from, &dir.path().join(name));
+    let plain = alone(&base);
+    let merged_half = alone(&merged(&every.scaled(0.5), &base, "half"));
+    let blend_first = merged(&every.scaled(-0.75), &base, "blend-first");
+    let merged_blend = alone(&merged(&qv.scaled(1.5), &blend_first, "blend"));
+    let merged_qv = alone(&merged(&qv, &base, "qv-merged"));
+    for (seq, expected, what) in [
+        (0, &merged_half, "the adapter at half its scale"),
+        (1, &plain, "the base model"),
+        (2, &merged_blend, "two adapters at -0.75 and 1.5"),
+        (3, &merged_qv, "the q/v adapter at its own scale"),
+    ] {
+        let d = max_diff(&out[seq], expected);
+        assert!(d < TOL, "sequence {seq} ({what}) is off by {d}");
+    }
+    let full = alone(&merged(&every, &base, "every-merged"));
+    assert!(
+        max_diff(&merged_half, &full) > 100.0 * TOL,
+        "the scale matters"
+    );
+    assert!(max_diff(&merged_blend, &plain) > 100.0 * TOL);
 }
 
 #[test]

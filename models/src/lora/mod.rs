@@ -1,13 +1,15 @@
 //! LoRA adapters served beside their base model, unmerged: each sequence of a batch runs with
-//! the adapter it asked for (or none), so one server answers for the base model and for each
+//! the adapters it asked for, at their scales (or none), so one server answers for the base model and for each
 //! fine-tune of it, sharing the base weights.
 mod adapter;
 mod gguf;
+mod mix;
 mod peft;
 mod stack;
 
 pub use adapter::{JoinedTarget, LoraAdapter, LoraPair, LoraTarget};
 pub use gguf::read_gguf_adapter;
+pub use mix::LoraMix;
 pub use peft::read_peft;
 pub use stack::{BatchLora, LoraStack};
 

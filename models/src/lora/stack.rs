@@ -3,7 +3,8 @@
 //! For each projection the adapters' `A`s are stacked into one `[Σ r, in]` weight and their
 //! `B`s side by side into one `[out, Σ r]`, so a batch's update is three ops whatever mix of
 //! adapters its sequences use: `t = x · Aᵀ`, `t ⊙ mask`, `y += t · Bᵀ`, where the mask keeps, in
-//! each row, only the columns of that row's adapter (all zero for rows of the base model).
+//! each row, only the columns of that row's adapters, each times its scale (all zero for rows
+//! of the base model).
 //! That is the "gather by mask" form of multi-LoRA batching (vLLM's punica kernels select rows
 //! instead); it needs no op beyond the Backend's products and elementwise ones, so every
 //! backend serves adapters. Its arithmetic is `Σ r / in` of the base product per projection
@@ -13,6 +14,7 @@
 //! path cost more than that (~15-20% of a decode step, README). A batch of base-model
 //! sequences takes the unchanged fused path.
 use super::adapter::{LoraAdapter, LoraTarget};
+use super::mix::LoraMix;
 use crate::backend::{Backend, WeightDtype};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
@@ -96,11 +98,16 @@ impl<B: Backend> LoraStack<B> {
     /// The masks of `batch` (`FlatBatch::adapters`), or None when none of its sequences uses
     /// an adapter (the step then runs as the base model alone).
     pub fn for_batch(&self, b: &B, batch: &FlatBatch) -> Result<Option<BatchLora<'_, B>>> {
-        if batch.adapters.iter().all(Option::is_none) {
+        if batch.adapters.iter().all(LoraMix::is_base) {
             return Ok(None);
         }
         let absent = |a: u32| !self.present.get(a as usize).copied().unwrap_or(false);
-        if let Some(&a) = batch.adapters.iter().flatten().find(|&&a| absent(a)) {
+        if let Some(a) = batch
+            .adapters
+            .iter()
+            .flat_map(LoraMix::slots)
+            .find(|&a| absent(a))
+        {
             return Err(ModelError::InvalidBatch(format!(
                 "a sequence uses LoRA adapter {a}, which is not loaded"
             )));
@@ -110,23 +117,29 @@ impl<B: Backend> LoraStack<B> {
         for (mask, layout) in masks.iter_mut().zip(&self.layouts) {
             let Some(layout) = layout else { continue };
             let mut values = vec![0f32; rows * layout.width];
+            // Whether some row keeps a column, and whether every row keeps every column at
+            // scale 1.
             let (mut any, mut every) = (false, true);
-            for (seq, adapter) in batch.seqs.iter().zip(&batch.adapters) {
-                let Some(cols) = adapter.and_then(|a| layout.columns[a as usize].clone()) else {
-                    every &= seq.q_len == 0;
-                    continue;
-                };
-                any = true;
-                every &= cols == (0..layout.width);
-                for row in seq.q_start..seq.q_start + seq.q_len {
-                    let start = row * layout.width;
-                    values[start + cols.start..start + cols.end].fill(1.0);
+            for (seq, mix) in batch.seqs.iter().zip(&batch.adapters) {
+                let mut covered = 0;
+                for &(slot, scale) in mix.scales() {
+                    let Some(cols) = layout.columns[slot as usize].clone() else {
+                        continue;
+                    };
+                    any = true;
+                    covered += cols.len();
+                    every &= scale == 1.0;
+                    for row in seq.q_start..seq.q_start + seq.q_len {
+                        let start = row * layout.width;
+                        values[start + cols.start..start + cols.end].fill(scale);
+                    }
                 }
+                every &= covered == layout.width || seq.q_len == 0;
             }
             *mask = match (any, every) {
                 (false, _) => None,
-                // Every row uses every column (one adapter, and all sequences run with it):
-                // nothing to mask, one op less per projection.
+                // Every row uses every column at its own scale (one adapter, and all
+                // sequences run with it): nothing to mask, one op less per projection.
                 (true, true) => Some(Mask::Every),
                 (true, false) => Some(Mask::Rows(b.upload(&values, &[rows, layout.width])?)),
             };
@@ -202,7 +215,7 @@ fn pad_dim(t: &Tensor, dim: usize, pad: usize) -> Result<Tensor> {
 enum Mask<B: Backend> {
     /// All of them, in every row.
     Every,
-    /// `[rows, width]` of ones (a row's adapter's columns) and zeros.
+    /// `[rows, width]`: a row's adapters' scales over their columns, zeros elsewhere.
     Rows(B::Tensor),
 }
 

@@ -188,14 +188,14 @@ mod tests {
                     start_pos: 0,
                     block_table: vec![5, 1],
                     logits: LogitsWanted::Last,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
                 SeqInput {
                     tokens: vec![2, 3],
                     start_pos: 30,
                     block_table: vec![0, 4],
                     logits: LogitsWanted::All,
-                    adapter: None,
+                    lora: candor_models::lora::LoraMix::BASE,
                 },
             ],
         };

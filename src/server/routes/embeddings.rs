@@ -178,7 +178,7 @@ async fn run_pooling(
     let id = new_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
     let mut requests = Vec::with_capacity(inputs.len());
-    let adapter = ready.adapter_of(model);
+    let lora = ready.lora_of(model, None)?;
     for (i, ids) in inputs.iter().enumerate() {
         let (events, rx) = mpsc::unbounded_channel();
         receivers.push(rx);
@@ -200,7 +200,7 @@ async fn run_pooling(
             pooling: Some(ready.pooling),
             prediction: Default::default(),
             priority,
-            adapter,
+            lora: lora.clone(),
             cache_prompt: true,
             events,
         });

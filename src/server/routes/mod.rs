@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod infill;
 pub mod llama_completion;
 pub mod lora;
+pub mod lora_adapters;
 pub mod messages;
 pub mod misc;
 pub mod ollama;

@@ -84,6 +84,10 @@ fn busy(ready: &Ready, id: usize, seq: &RunningSeq) -> Value {
         "top_p": seq.top_p,
         "min_p": seq.min_p,
         "seed": seq.seed.map_or(-1, |s| s as i128),
+        "cache_prompt": seq.cache_prompt,
+        "lora": seq.lora.scales().iter()
+            .map(|&(id, scale)| json!({"id": id, "scale": scale}))
+            .collect::<Vec<_>>(),
     });
     s["next_token"] = json!([{
         "has_next_token": true,

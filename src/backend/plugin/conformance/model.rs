@@ -225,14 +225,14 @@ pub fn run_schedule(runner: &mut dyn Runner, vocab: usize) -> Result<Vec<f32>, E
                 start_pos: 0,
                 block_table: vec![0, 1],
                 logits: LogitsWanted::All,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             },
             SeqInput {
                 tokens: b.clone(),
                 start_pos: 0,
                 block_table: vec![2],
                 logits: LogitsWanted::Last,
-                adapter: None,
+                lora: candor_models::lora::LoraMix::BASE,
             },
         ],
     };

@@ -1,0 +1,74 @@
+//! llama-server's list of LoRA adapters and scales, `[{"id": 0, "scale": 0.5}, ...]`: a
+//! request's `lora` field (the adapters it runs with, the others not at all) and the body of
+//! `POST /lora-adapters` (the scales base-model requests run at). An id is the adapter's place
+//! in `GET /lora-adapters`, which is its engine slot here (slots never move: an unloaded
+//! adapter leaves a hole, as llama-server's list has none to leave).
+use super::error::ApiError;
+use serde::Deserialize;
+
+/// One entry as sent: numbers checked by `checked`, so that a negative id or an infinite scale
+/// is a 400 naming the field rather than a parse error.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoraScale {
+    pub id: i64,
+    pub scale: f64,
+}
+
+/// The most a scale may be either way: far past any useful blend (llama.cpp takes any float;
+/// an overflowing update would only turn the logits into infinities).
+const MAX_SCALE: f64 = 1e4;
+
+/// `list` as `(slot, scale)` pairs, each id a slot number and each scale finite, or a 400
+/// naming `param` and the entry.
+pub fn checked(param: &str, list: &[LoraScale]) -> Result<Vec<(u32, f32)>, ApiError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let id = u32::try_from(entry.id).map_err(|_| {
+                ApiError::invalid(
+                    param,
+                    format!("`{param}[{i}].id` must be an adapter's id (0 or more), got {}", entry.id),
+                )
+            })?;
+            if !entry.scale.is_finite() || entry.scale.abs() > MAX_SCALE {
+                return Err(ApiError::invalid(
+                    param,
+                    format!(
+                        "`{param}[{i}].scale` must be a number in [-{MAX_SCALE}, {MAX_SCALE}], got {}",
+                        entry.scale
+                    ),
+                ));
+            }
+            Ok((id, entry.scale as f32))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(v: serde_json::Value) -> Vec<LoraScale> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ids_and_scales_are_checked_by_entry() {
+        let ok = checked(
+            "lora",
+            &list(serde_json::json!([{"id": 1, "scale": 0.5}, {"id": 0, "scale": -2}])),
+        )
+        .unwrap();
+        assert_eq!(ok, [(1, 0.5), (0, -2.0)]);
+        let e = checked(
+            "lora",
+            &list(serde_json::json!([{"id": 0, "scale": 1}, {"id": -1, "scale": 1}])),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("`lora[1].id`"), "{}", e.message);
+        let e = checked("lora", &list(serde_json::json!([{"id": 0, "scale": 1e30}]))).unwrap_err();
+        assert!(e.message.contains("`lora[0].scale`"), "{}", e.message);
+        assert!(checked("lora", &[]).unwrap().is_empty());
+    }
+}
