@@ -80,6 +80,9 @@ pub enum EngineEvent {
         reason: FinishReason,
         prompt_tokens: usize,
         completion_tokens: usize,
+        /// The request's drafts in all: a stop token drawn after kept drafts of its step
+        /// ends it with one more kept than its last `Token` could tell.
+        drafts: Drafts,
     },
     /// A prefill chunk is done: `computed` of the prompt's tokens are in the cache (of which
     /// `cached_tokens` came from the prefix cache). One per chunk until the first token, the
@@ -1150,6 +1153,10 @@ impl Engine {
                 reason,
                 prompt_tokens: seq.prompt_len,
                 completion_tokens: completion,
+                drafts: Drafts {
+                    drafted: seq.drafted,
+                    accepted: seq.kept,
+                },
             });
         }
     }

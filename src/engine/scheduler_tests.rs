@@ -523,6 +523,39 @@ fn tokens_tell_the_drafts_so_far() {
     handle.shutdown();
 }
 
+/// A stop token drawn after drafts kept in its step: the finish tells them (its last token
+/// could not, the drafts before the stop being kept only once it was drawn).
+#[test]
+fn the_finish_tells_the_drafts_kept_before_a_stop_token() {
+    let (handle, _steps, stats) = counting_engine(4);
+    // The counting model writes 3, 4, 5, 1 after this prompt, then its token 7 (the end):
+    // prompt lookup drafts 4, 5, 1, 2 after the 3, of which the first three are kept.
+    let (mut req, mut rx) = request_with_prompt("stop", 40, vec![1, 2, 3, 4, 5, 1, 2]);
+    (req.ignore_eos, req.eos_ids) = (false, vec![7]);
+    handle.submit(req).expect("queued");
+    let mut last_token = Drafts::default();
+    let mut finished = None;
+    while let Some(event) = rx.blocking_recv() {
+        match event {
+            EngineEvent::Token { drafts, .. } => last_token = drafts,
+            EngineEvent::Finished { reason, drafts, .. } => {
+                assert_eq!(reason, FinishReason::Stop);
+                finished = Some(drafts);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let finished = finished.expect("finished");
+    assert_eq!(finished.drafted as u64, stats.spec_draft_tokens.get());
+    assert_eq!(finished.accepted as u64, stats.spec_accepted_tokens.get());
+    assert!(
+        finished.accepted > last_token.accepted,
+        "{finished:?} after {last_token:?}"
+    );
+    handle.shutdown();
+}
+
 #[test]
 fn drafted_tokens_change_no_answer_and_save_steps() {
     let run = |speculative_tokens: usize, together: bool| {

@@ -82,6 +82,8 @@ pub enum ChoiceEvent {
         stop_string: Option<String>,
         /// With a `prediction`: how much of it the answer used.
         prediction: Option<PredictionUsage>,
+        /// Its drafts in all (`EngineEvent::Finished`).
+        drafts: Drafts,
     },
     Error {
         index: usize,
@@ -461,11 +463,17 @@ async fn drive(
                         cached_tokens,
                         stop_string: stop.matched.take(),
                         prediction: used(&generated),
+                        drafts,
                     });
                     return;
                 }
             }
-            EngineEvent::Finished { reason, .. } => {
+            EngineEvent::Finished {
+                reason,
+                drafts: in_all,
+                ..
+            } => {
+                drafts = in_all;
                 let mut rest = decoder.flush().unwrap_or_default();
                 let (text, hit) = stop.push(&rest);
                 rest = if hit { text } else { text + &stop.flush() };
@@ -487,6 +495,7 @@ async fn drive(
                     cached_tokens,
                     stop_string: stop.matched.take(),
                     prediction: used(&generated),
+                    drafts,
                 });
                 return;
             }

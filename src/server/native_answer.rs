@@ -479,8 +479,10 @@ impl NativeRun {
                 completion_tokens,
                 cached_tokens,
                 stop_string,
+                drafts,
                 ..
             }) => {
+                self.drafts = drafts;
                 let stop_type = match (reason, &stop_string) {
                     ("length", _) => "limit",
                     (_, Some(_)) => "word",

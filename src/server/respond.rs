@@ -160,8 +160,10 @@ pub async fn complete(
                 completion_tokens,
                 cached_tokens,
                 prediction,
+                drafts,
                 ..
             }) => {
+                counts.drafted(index, drafts);
                 finish[index] = Some(reason);
                 counts.add(completion_tokens, cached_tokens, prediction);
             }
@@ -395,8 +397,10 @@ fn async_stream(
                     index,
                     completion_tokens,
                     cached_tokens,
+                    drafts,
                     ..
                 } => {
+                    st.counts.drafted(*index, *drafts);
                     st.generated[*index] = *completion_tokens;
                     st.cached = st.cached.max(*cached_tokens);
                 }
