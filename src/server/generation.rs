@@ -379,7 +379,6 @@ async fn drive(
             .map(|p| crate::server::prediction::usage(p, generated))
     };
     let mut completion = 0usize;
-    let mut drafts = Drafts::default();
     let mut cached_tokens = 0usize;
     loop {
         let event = tokio::select! {
@@ -427,10 +426,9 @@ async fn drive(
             EngineEvent::Token {
                 id,
                 logprobs,
-                drafts: so_far,
+                drafts,
             } => {
                 completion += 1;
-                drafts = so_far;
                 if prediction.is_some() {
                     generated.push(id);
                 }
@@ -468,12 +466,7 @@ async fn drive(
                     return;
                 }
             }
-            EngineEvent::Finished {
-                reason,
-                drafts: in_all,
-                ..
-            } => {
-                drafts = in_all;
+            EngineEvent::Finished { reason, drafts, .. } => {
                 let mut rest = decoder.flush().unwrap_or_default();
                 let (text, hit) = stop.push(&rest);
                 rest = if hit { text } else { text + &stop.flush() };
