@@ -22,6 +22,23 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on the API routes.
     #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first), beside
+    /// --ssl-keyfile (vLLM's names; llama-server's --ssl-cert-file works too).
+    #[arg(
+        long,
+        env = "CANDOR_SSL_CERTFILE",
+        alias = "ssl-cert-file",
+        requires = "ssl_keyfile"
+    )]
+    pub ssl_certfile: Option<std::path::PathBuf>,
+    /// The PEM private key of --ssl-certfile (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "CANDOR_SSL_KEYFILE",
+        alias = "ssl-key-file",
+        requires = "ssl_certfile"
+    )]
+    pub ssl_keyfile: Option<std::path::PathBuf>,
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
     /// cpu, cuda[:N] or plugin:PATH.
@@ -182,6 +199,10 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         host: args.host,
         port: args.port,
         api_key: args.api_key.filter(|k| !k.is_empty()),
+        tls: args
+            .ssl_certfile
+            .zip(args.ssl_keyfile)
+            .map(|(cert, key)| crate::server::TlsFiles { cert, key }),
         threads,
         backend: args.backend,
         dequantize: args.dequantize,

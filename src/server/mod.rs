@@ -36,6 +36,7 @@ pub mod state;
 pub mod structured;
 pub mod thinking;
 pub mod timings;
+pub mod tls;
 pub mod tools;
 pub mod truncation;
 pub mod validate;
@@ -61,6 +62,8 @@ pub struct ServeConfig {
     pub host: String,
     pub port: u16,
     pub api_key: Option<String>,
+    /// Serve HTTPS with these files (`--ssl-certfile`, `--ssl-keyfile`); None: plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub threads: usize,
     pub backend: crate::backend::BackendChoice,
     pub dequantize: bool,
@@ -102,8 +105,17 @@ pub struct ServeConfig {
     pub generation_overrides: candor_models::generation_config::GenerationDefaults,
 }
 
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -414,6 +426,11 @@ async fn shutdown_signal() {
 /// Serve until SIGTERM/Ctrl-C: then stop accepting, let running requests finish within the
 /// deadline, and return.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    // The certificate is read before anything listens: a typo fails at once, not per client.
+    let acceptor = match &config.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -441,8 +458,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             config.responses_store_bytes,
         )),
     });
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     eprintln!(
-        "candor: listening on http://{local} (model `{}` loading)",
+        "candor: listening on {scheme}://{local} (model `{}` loading)",
         config.model_name
     );
     {
@@ -463,24 +481,34 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let app = router(state.clone(), config.body_limit, config.cors);
     let deadline = config.shutdown_timeout;
     let engine_state = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            eprintln!(
-                "candor: shutting down (finishing running requests, up to {}s)",
-                deadline.as_secs()
-            );
-            if let Some(r) = engine_state.ready.get() {
-                r.engine.shutdown();
-            }
-            // Past the deadline, leave anyway: streams still open are cut.
-            tokio::spawn(async move {
-                tokio::time::sleep(deadline).await;
-                eprintln!("candor: shutdown deadline reached");
-                std::process::exit(0);
-            });
-        })
-        .await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        eprintln!(
+            "candor: shutting down (finishing running requests, up to {}s)",
+            deadline.as_secs()
+        );
+        if let Some(r) = engine_state.ready.get() {
+            r.engine.shutdown();
+        }
+        // Past the deadline, leave anyway: streams still open are cut.
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            eprintln!("candor: shutdown deadline reached");
+            std::process::exit(0);
+        });
+    };
+    match acceptor {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     // Background responses belong to no connection: the server waits for them as for a
     // stream (the deadline above still holds).
     let running = state.responses.running_count();

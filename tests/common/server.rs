@@ -17,8 +17,9 @@ impl Server {
         Self::start_path(&super::real_model(model), model, args).await
     }
 
-    /// Start `candor serve` on the model at `path`, served as `name`.
-    pub async fn start_path(path: &std::path::Path, name: &str, args: &[&str]) -> Server {
+    /// Start `candor serve` on the model at `path`, served as `name`, and return once it says
+    /// where it listens (`base`: its scheme and address), not waiting for the model.
+    pub fn launch(path: &std::path::Path, name: &str, args: &[&str]) -> Server {
         let model = name;
         let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
             .args([
@@ -60,7 +61,12 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not report its address");
-        let server = Server { child, base, log };
+        Server { child, base, log }
+    }
+
+    /// Start `candor serve` on the model at `path`, served as `name`.
+    pub async fn start_path(path: &std::path::Path, name: &str, args: &[&str]) -> Server {
+        let server = Self::launch(path, name, args);
         let client = reqwest::Client::new();
         let t0 = Instant::now();
         loop {

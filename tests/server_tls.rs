@@ -1,0 +1,154 @@
+//! `candor serve --ssl-certfile --ssl-keyfile`: the API over HTTPS, a client that stalls in
+//! its handshake holding no one else back, plain HTTP on the port refused, and certificate
+//! files that are wrong or missing named before anything listens.
+mod common;
+
+use common::plugins::servable_tiny;
+use common::server::Server;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+fn tls_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A client trusting only the test CA (which issued the server's certificate to `localhost`).
+fn connector() -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(tls_fixture("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // As browsers and curl offer them: the server must pick what it speaks.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+/// `method path` with `body` over HTTPS at `addr`: the status and the body of the answer.
+async fn https(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector().connect(name, tcp).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // A peer that closes without TLS's close_notify is still a whole HTTP/1.1 answer here.
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_api_answers_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
+    let args = [
+        "--ssl-certfile",
+        cert.to_str().unwrap(),
+        "--ssl-keyfile",
+        key.to_str().unwrap(),
+    ];
+    let server = Server::launch(&model, "tiny", &args);
+    let addr = server
+        .base
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("not told as https: {}", server.base))
+        .to_string();
+    let t0 = Instant::now();
+    while https(&addr, "GET", "/health", "").await.0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "not healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A client that connects and never starts its handshake holds no one else back: the
+    // next request is answered long before that handshake's 10 s run out.
+    let _stalled = TcpStream::connect(&addr).await.unwrap();
+    let body = r#"{"model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 4, "temperature": 0}"#;
+    let (status, answer) = tokio::time::timeout(
+        Duration::from_secs(5),
+        https(&addr, "POST", "/v1/completions", body),
+    )
+    .await
+    .expect("answered while another client stalls in its handshake");
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["usage"]["completion_tokens"], 4, "{answer}");
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut got)).await;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn certificate_files_are_checked_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let serve = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+            .args(args)
+            .output()
+            .expect("run candor serve");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
+    let missing = dir.path().join("missing-key.pem");
+    let told = serve(&[
+        "--ssl-certfile",
+        cert.to_str().unwrap(),
+        "--ssl-keyfile",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(told.contains("missing-key.pem"), "{told}");
+    assert!(!told.contains("listening"), "{told}");
+    // The key given as the certificate.
+    let told = serve(&[
+        "--ssl-certfile",
+        key.to_str().unwrap(),
+        "--ssl-keyfile",
+        key.to_str().unwrap(),
+    ]);
+    assert!(told.contains("no certificate"), "{told}");
+    // One without the other.
+    let told = serve(&["--ssl-certfile", cert.to_str().unwrap()]);
+    assert!(told.contains("--ssl-keyfile"), "{told}");
+}
