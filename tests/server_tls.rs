@@ -102,6 +102,55 @@ async fn the_api_answers_over_https() {
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["usage"]["completion_tokens"], 4, "{answer}");
 
+    // `candor bench --serve` measures it over HTTPS, trusting the test CA by SSL_CERT_FILE
+    // (as the system's store would hold a real one).
+    let bench = |trust: bool| {
+        let json = dir.path().join(format!("bench-{trust}.json"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
+        cmd.args(["bench", "--serve", &server.base, "-n", "4"])
+            .args(["--concurrency", "1", "--requests-per-client", "2", "--json"])
+            .arg(&json);
+        if trust {
+            cmd.env("SSL_CERT_FILE", tls_fixture("ca.pem"));
+        }
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            let told = String::from_utf8_lossy(&out.stderr).into_owned();
+            let doc: Option<serde_json::Value> = std::fs::read_to_string(&json)
+                .ok()
+                .map(|text| serde_json::from_str(&text).unwrap());
+            (out.status.success(), told, doc)
+        }
+    };
+    let (ok, told, doc) = bench(true).await;
+    assert!(ok, "{told}");
+    let doc = doc.expect("a result");
+    assert_eq!(
+        doc["server"]["models"],
+        serde_json::json!(["tiny"]),
+        "{doc}"
+    );
+    let level = &doc["levels"][0];
+    assert_eq!(
+        (&level["errors"], &level["output_tokens"]),
+        (&0.into(), &8.into()),
+        "{level}"
+    );
+    // Not trusted, every request fails and says why.
+    let (_, told, doc) = bench(false).await;
+    let doc = doc.expect("a result");
+    let level = &doc["levels"][0];
+    assert_eq!(level["errors"], 2, "{level}");
+    let sample = level["error_samples"][0].as_str().unwrap();
+    assert!(sample.contains("UnknownIssuer"), "{sample}");
+    let models_error = doc["server"]["models_error"].as_str().unwrap();
+    assert!(
+        models_error.contains("certificate"),
+        "{models_error}\n{told}"
+    );
+
     // Plain HTTP on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(&addr).await.unwrap();
     plain

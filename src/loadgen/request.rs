@@ -139,8 +139,9 @@ pub async fn timed_completion(
     })
 }
 
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `a: b: c`: reqwest's own text says only that sending failed,
+/// its causes say why (refused, a certificate not trusted...).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

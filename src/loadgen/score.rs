@@ -42,9 +42,10 @@ async fn post(
     if let Some(k) = &s.api_key {
         req = req.bearer_auth(k);
     }
-    let resp = req.send().await.map_err(|e| format!("POST {path}: {e}"))?;
+    let failed = |e: reqwest::Error| format!("POST {path}: {}", super::request::chain(&e));
+    let resp = req.send().await.map_err(failed)?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| format!("POST {path}: {e}"))?;
+    let text = resp.text().await.map_err(failed)?;
     if !status.is_success() {
         let excerpt: String = text.chars().take(300).collect();
         return Err(format!("POST {path}: HTTP {status}: {excerpt}"));

@@ -37,12 +37,12 @@ pub async fn served_model_ids(
     let resp = req
         .send()
         .await
-        .map_err(|e| format!("GET /v1/models failed: {e}"))?;
+        .map_err(|e| format!("GET /v1/models failed: {}", super::request::chain(&e)))?;
     let status = resp.status();
     let body = resp
         .text()
         .await
-        .map_err(|e| format!("GET /v1/models: {e}"))?;
+        .map_err(|e| format!("GET /v1/models: {}", super::request::chain(&e)))?;
     if !status.is_success() {
         return Err(format!("GET /v1/models: HTTP {status}: {}", excerpt(&body)));
     }
