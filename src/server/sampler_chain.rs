@@ -3,7 +3,8 @@
 //! `top-k`, `topk`, `nucleus`, `temp`, `typ`...) or as a string of its letters (`"kpt"`).
 //!
 //! A sampler left out is off, whatever its fields say, as in llama.cpp. The truncations run in
-//! one fixed order here (top-n-sigma, typical-p, top-k, top-p and min-p, XTC); what an order
+//! one fixed order here, llama.cpp's default (top-n-sigma, top-k, typical-p, top-p and min-p,
+//! XTC; `engine::sampler`); what an order
 //! changes is where the temperature stands: after the truncations that read probabilities
 //! (typical-p, top-p, min-p, XTC; top-k and top-n-sigma do not change with it), as in
 //! llama.cpp's default chain, or before them all, as transformers and vLLM have it. A list
