@@ -19,9 +19,20 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, env = "CANDOR_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on the API routes.
-    #[arg(long, env = "CANDOR_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// Require `Authorization: Bearer KEY` (or `x-api-key: KEY`) on the API routes; several
+    /// keys as a comma-separated list or the flag repeated, any of them accepted (to rotate
+    /// one without a restart of every client).
+    #[arg(
+        long,
+        env = "CANDOR_API_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_key: Vec<String>,
+    /// More API keys, one a line (blank lines and `#` comments skipped): llama-server's
+    /// --api-key-file, keeping keys off the command line.
+    #[arg(long, env = "CANDOR_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (the server's certificate first), beside
     /// --ssl-keyfile (vLLM's names; llama-server's --ssl-cert-file works too).
     #[arg(
@@ -198,7 +209,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         model_name,
         host: args.host,
         port: args.port,
-        api_key: args.api_key.filter(|k| !k.is_empty()),
+        api_keys: crate::server::auth::ApiKeys::new(args.api_key, args.api_key_file.as_deref())
+            .map_err(CliError::Usage)?,
         tls: args
             .ssl_certfile
             .zip(args.ssl_keyfile)

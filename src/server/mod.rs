@@ -61,7 +61,8 @@ pub struct ServeConfig {
     pub model_name: String,
     pub host: String,
     pub port: u16,
-    pub api_key: Option<String>,
+    /// The keys a request may give (none: no key asked for).
+    pub api_keys: auth::ApiKeys,
     /// Serve HTTPS with these files (`--ssl-certfile`, `--ssl-keyfile`); None: plain HTTP.
     pub tls: Option<TlsFiles>,
     pub threads: usize,
@@ -447,7 +448,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         )),
         runtime_lora: config.runtime_lora,
         slots: config.slots,
-        api_key: config.api_key.clone(),
+        api_keys: config.api_keys.clone(),
         created: state::unix_now(),
         ready: OnceLock::new(),
         load_error: OnceLock::new(),

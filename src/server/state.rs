@@ -90,7 +90,8 @@ pub struct AppState {
     pub runtime_lora: bool,
     /// Whether `GET /slots` answers (`--no-slots`).
     pub slots: bool,
-    pub api_key: Option<String>,
+    /// The keys a request may give (none: no key asked for).
+    pub api_keys: super::auth::ApiKeys,
     pub created: u64,
     pub ready: OnceLock<Ready>,
     /// Why loading failed, for /health.

@@ -1,6 +1,8 @@
-//! `candor serve --ssl-certfile --ssl-keyfile`: the API over HTTPS, a client that stalls in
-//! its handshake holding no one else back, plain HTTP on the port refused, and certificate
-//! files that are wrong or missing named before anything listens.
+//! Who may reach the server. `candor serve --ssl-certfile --ssl-keyfile`: the API over HTTPS,
+//! a client that stalls in its handshake holding no one else back, plain HTTP on the port
+//! refused, certificate files that are wrong or missing named before anything listens, and
+//! `candor bench --serve` measuring it over HTTPS. `--api-key` (several) and `--api-key-file`:
+//! any of the keys opens the API.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -200,4 +202,33 @@ fn certificate_files_are_checked_before_listening() {
     // One without the other.
     let told = serve(&["--ssl-certfile", cert.to_str().unwrap()]);
     assert!(told.contains("--ssl-keyfile"), "{told}");
+}
+
+#[tokio::test]
+async fn any_of_several_api_keys_opens_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let file = dir.path().join("keys");
+    std::fs::write(&file, "# the new key\nsk-three\n").unwrap();
+    let args = [
+        "--api-key",
+        "sk-one,sk-two",
+        "--api-key-file",
+        file.to_str().unwrap(),
+    ];
+    let server = Server::start_path(&model, "tiny", &args).await;
+    let client = reqwest::Client::new();
+    let status = |key: Option<&'static str>| {
+        let mut req = client.get(server.url("/v1/models"));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for key in ["sk-one", "sk-two", "sk-three"] {
+        assert_eq!(status(Some(key)).await, 200, "{key}");
+    }
+    for key in [None, Some("sk-four"), Some("sk-one,sk-two")] {
+        assert_eq!(status(key).await, 401, "{key:?}");
+    }
 }
