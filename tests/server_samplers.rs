@@ -2,8 +2,9 @@
 //! `/completion`: DRY turns the real model away from a repeat it would copy greedily (and its
 //! sequence breakers let the repeat be), the penalties count the prompt as vLLM or llama.cpp
 //! does, top-n-sigma, XTC and mirostat cut the tiny model's near-uniform rows to one token,
-//! the temperature stands where each API's chain puts it (`samplers` moves it), dynamic
-//! temperature cools a confident row, bad values are a 400 naming the field.
+//! the temperature stands where each API's chain puts it (`samplers` moves it, between two
+//! truncations too), dynamic temperature cools a confident row, bad values are a 400 naming
+//! the field.
 mod common;
 
 use common::plugins;
@@ -288,6 +289,11 @@ async fn the_temperature_stands_where_each_api_puts_it() {
     first["samplers"] = json!("tp");
     let native = seeded_answers(&s, "/completion", first).await;
     assert!(!all_alike(&native), "{native:?}");
+    // The temperature between two truncations (stage by stage, as llama.cpp runs a chain):
+    // top-p read at temperature 1 keeps the near-certain token alone, whatever follows.
+    let between = json!({"temperature": 2, "top_p": 0.5, "min_p": 0.01,
+                         "samplers": ["top_p", "temperature", "min_p"]});
+    assert!(all_alike(&seeded_answers(&s, "/completion", between).await));
     // Left out of `samplers`, top-p is off.
     let off = json!({"temperature": 2, "top_p": 0.5, "samplers": ["top_k", "temperature"]});
     assert!(!all_alike(&seeded_answers(&s, "/completion", off).await));
@@ -308,7 +314,7 @@ async fn the_temperature_stands_where_each_api_puts_it() {
             "dynatemp_exponent",
         ),
         (
-            json!({"samplers": ["top_p", "temperature", "min_p"]}),
+            json!({"top_p": 0.9, "top_k": 5, "samplers": ["top_p", "top_k", "infill"]}),
             "samplers",
         ),
         (json!({"samplers": ["adaptive_p"]}), "samplers"),

@@ -17,6 +17,7 @@ pub mod pick;
 pub mod pooling;
 pub mod runner;
 pub mod sampler;
+pub mod sampler_order;
 pub mod scheduler;
 pub mod speculate;
 pub mod stats;

@@ -11,6 +11,7 @@ use super::mirostat::{Mirostat, MirostatState};
 use super::penalties::{Penalizer, Penalties};
 use super::pick::{candidates, infill_candidates, keep_typical, ranked, top_k, Truncation};
 use super::runner::Logits;
+use super::sampler_order::{ordered_candidates, Stage};
 use super::temperature::DynamicTemperature;
 use super::thought::Thought;
 use candor_kernels::activation::sum_exp;
@@ -61,6 +62,9 @@ pub struct SamplingParams {
     /// llama.cpp's `min_keep`: typical-p, min-p, top-p and XTC leave at least this many
     /// tokens (`pick::Truncation::min_keep`). 0: no floor.
     pub min_keep: usize,
+    /// The request's chain in its own order, where the fixed pipeline cannot follow it
+    /// (`sampler_order`); None: the fixed pipeline.
+    pub order: Option<Arc<[Stage]>>,
 }
 
 impl Default for SamplingParams {
@@ -84,6 +88,7 @@ impl Default for SamplingParams {
             dynamic_temperature: None,
             infill: None,
             min_keep: 0,
+            order: None,
         }
     }
 }
@@ -442,7 +447,8 @@ impl Sampler {
     }
 
     /// What the pick draws from: the tokens every sampler keeps of `logits` (masked in place
-    /// by top-n-sigma and typical-p; the coin of XTC, when on, is tossed here).
+    /// by top-n-sigma and typical-p, or by every stage of a reordered chain; the coin of XTC,
+    /// when on, is tossed here).
     fn candidates(&mut self, logits: &mut [f32]) -> Candidates {
         let p = &self.params;
         if p.temperature == 0.0 {
@@ -451,37 +457,11 @@ impl Sampler {
         if let Some(mirostat) = &self.mirostat {
             return mirostat.candidates(logits, p.temperature);
         }
-        if p.top_n_sigma > 0.0 {
-            keep_within_sigmas(logits, p.top_n_sigma);
-        }
-        if p.typical_p < 1.0 {
-            // After top-k, over its candidates, as llama.cpp's chain and transformers' warpers
-            // both run it.
-            if p.top_k > 0 && p.top_k < logits.len() {
-                keep_top_k(logits, p.top_k);
-            }
-            let seen_at = if p.temperature_last {
-                1.0
-            } else {
-                p.temperature
-            };
-            keep_typical(logits, seen_at, p.typical_p, p.min_keep);
-        }
         // The coin is tossed only where XTC is on, so other requests' draws stay as they were.
         let xtc = p.xtc_probability > 0.0 && self.rng.random::<f32>() < p.xtc_probability;
-        let truncation = Truncation {
-            temperature: p.temperature,
-            top_k: p.top_k,
-            min_p: p.min_p,
-            top_p: p.top_p,
-            xtc_threshold: xtc.then_some(p.xtc_threshold),
-            temperature_last: p.temperature_last,
-            dynamic: p.dynamic_temperature,
-            min_keep: p.min_keep,
-        };
-        match &p.infill {
-            Some(infill) => infill_candidates(logits, &truncation, infill),
-            None => candidates(logits, &truncation),
+        match &p.order {
+            Some(order) => ordered_candidates(logits, p, order, xtc),
+            None => fixed_candidates(logits, p, xtc),
         }
     }
 
@@ -499,8 +479,45 @@ impl Sampler {
     }
 }
 
+/// The fixed pipeline of truncations, in llama.cpp's default order (top-n-sigma, top-k,
+/// typical-p, top-p and min-p, XTC when `xtc` came up), the temperature first or last
+/// (`SamplingParams::temperature_last`): what a pick draws from when the request's chain
+/// keeps that order. Masks `logits` in place (top-n-sigma, typical-p).
+pub(crate) fn fixed_candidates(logits: &mut [f32], p: &SamplingParams, xtc: bool) -> Candidates {
+    if p.top_n_sigma > 0.0 {
+        keep_within_sigmas(logits, p.top_n_sigma);
+    }
+    if p.typical_p < 1.0 {
+        // After top-k, over its candidates, as llama.cpp's chain and transformers' warpers
+        // both run it.
+        if p.top_k > 0 && p.top_k < logits.len() {
+            keep_top_k(logits, p.top_k);
+        }
+        let seen_at = if p.temperature_last {
+            1.0
+        } else {
+            p.temperature
+        };
+        keep_typical(logits, seen_at, p.typical_p, p.min_keep);
+    }
+    let truncation = Truncation {
+        temperature: p.temperature,
+        top_k: p.top_k,
+        min_p: p.min_p,
+        top_p: p.top_p,
+        xtc_threshold: xtc.then_some(p.xtc_threshold),
+        temperature_last: p.temperature_last,
+        dynamic: p.dynamic_temperature,
+        min_keep: p.min_keep,
+    };
+    match &p.infill {
+        Some(infill) => infill_candidates(logits, &truncation, infill),
+        None => candidates(logits, &truncation),
+    }
+}
+
 /// Only the `k` first-ranked logits stay; the others become -inf.
-fn keep_top_k(logits: &mut [f32], k: usize) {
+pub(crate) fn keep_top_k(logits: &mut [f32], k: usize) {
     let mut keep = vec![false; logits.len()];
     for i in top_k(logits, k) {
         keep[i as usize] = true;
@@ -514,7 +531,7 @@ fn keep_top_k(logits: &mut [f32], k: usize) {
 
 /// top-n-sigma: the logits below `max − n·σ` (σ the standard deviation of the finite ones) are
 /// masked. Scaling by a temperature scales max and σ alike, so it is the same before or after.
-fn keep_within_sigmas(logits: &mut [f32], n: f32) {
+pub(crate) fn keep_within_sigmas(logits: &mut [f32], n: f32) {
     let (mut count, mut sum, mut max) = (0usize, 0f64, f32::NEG_INFINITY);
     for &l in logits.iter().filter(|l| l.is_finite()) {
         count += 1;

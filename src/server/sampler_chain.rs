@@ -2,17 +2,18 @@
 //! them. Given as names (`["top_k", "top_p", "temperature"]`, with llama.cpp's aliases:
 //! `top-k`, `topk`, `nucleus`, `temp`, `typ`...) or as a string of its letters (`"kpt"`).
 //!
-//! A sampler left out is off, whatever its fields say, as in llama.cpp. The truncations run in
-//! one fixed order here, llama.cpp's default (top-n-sigma, top-k, typical-p, top-p and min-p,
-//! XTC; `engine::sampler`); what an order
-//! changes is where the temperature stands: after the truncations that read probabilities
-//! (typical-p, top-p, min-p, XTC; top-k and top-n-sigma do not change with it), as in
-//! llama.cpp's default chain, or before them all, as transformers and vLLM have it. A list
-//! that puts it between them is refused. Without `temperature` the draw is at temperature 1
-//! (a request's 0 stays greedy). `infill` (llama.vim sends it) runs llama.cpp's infill
-//! sampler after the truncations (`engine::infill`).
+//! A sampler left out is off, whatever its fields say, as in llama.cpp, and the others run in
+//! the list's order. The truncations in llama.cpp's default order (top-n-sigma, top-k,
+//! typical-p, top-p and min-p, XTC) with the temperature before or after all that read
+//! probabilities (typical-p, top-p, min-p, XTC; top-k and top-n-sigma do not change with it)
+//! run the fixed pipeline of `engine::sampler`; any other order (top-p before top-k, the
+//! temperature between min-p and top-p...) runs stage by stage (`engine::sampler_order`), as
+//! llama.cpp's chain does. Without `temperature` the draw is at temperature 1 (a request's 0
+//! stays greedy). `infill` (llama.vim sends it) runs llama.cpp's infill sampler after the
+//! truncations (`engine::infill`), in the default order only.
 use super::error::ApiError;
 use crate::engine::sampler::SamplingParams;
+use crate::engine::sampler_order::{fixed_pipeline_for, Stage};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,30 +68,26 @@ impl Chain {
         self.0.contains(&kind)
     }
 
-    /// Whether the temperature comes after the truncations that read probabilities; an
-    /// error where it stands between them.
-    fn temperature_last(&self) -> Result<bool, ApiError> {
-        let Some(at) = self.0.iter().position(|&k| k == Kind::Temperature) else {
-            // No temperature sampler: nothing to place.
-            return Ok(false);
-        };
-        let reads = |k: &Kind| matches!(k, Kind::TypicalP | Kind::TopP | Kind::MinP | Kind::Xtc);
-        let before = self.0[..at].iter().any(reads);
-        let after = self.0[at + 1..].iter().any(reads);
-        if before && after {
-            return Err(ApiError::invalid(
-                "samplers",
-                "`samplers` puts the temperature between typ_p, top_p, min_p and xtc: it can \
-                 come before all of them or after all of them",
-            ));
-        }
-        Ok(before)
+    /// The chain's stages that are on with `s`'s settings, in its order.
+    fn active_stages(&self, s: &SamplingParams) -> Vec<Stage> {
+        self.0
+            .iter()
+            .filter_map(|k| match k {
+                Kind::TopNSigma if s.top_n_sigma > 0.0 => Some(Stage::TopNSigma),
+                Kind::TopK if s.top_k > 0 => Some(Stage::TopK),
+                Kind::TypicalP if s.typical_p < 1.0 => Some(Stage::TypicalP),
+                Kind::TopP if s.top_p < 1.0 => Some(Stage::TopP),
+                Kind::MinP if s.min_p > 0.0 => Some(Stage::MinP),
+                Kind::Xtc if s.xtc_probability > 0.0 => Some(Stage::Xtc),
+                Kind::Temperature => Some(Stage::Temperature),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Turn off what the chain leaves out and place the temperature. Returns what the engine
     /// needs the model for: DRY's breakers and the infill sampler's vocabulary.
     pub fn apply(&self, s: &mut SamplingParams) -> Result<Needs, ApiError> {
-        s.temperature_last = self.temperature_last()?;
         if !self.has(Kind::Temperature) && s.temperature > 0.0 {
             s.temperature = 1.0;
             s.dynamic_temperature = None;
@@ -111,6 +108,19 @@ impl Chain {
         unless(Kind::TopP, &|s| s.top_p = off.top_p);
         unless(Kind::MinP, &|s| s.min_p = off.min_p);
         unless(Kind::Xtc, &|s| s.xtc_probability = off.xtc_probability);
+        let stages = self.active_stages(s);
+        match fixed_pipeline_for(&stages) {
+            Some(temperature_last) => s.temperature_last = temperature_last,
+            None if self.has(Kind::Infill) => {
+                return Err(ApiError::invalid(
+                    "samplers",
+                    "`samplers` with `infill` must keep llama.cpp's order of the truncations \
+                     (top_n_sigma, top_k, typ_p, top_p, min_p, xtc) and the temperature \
+                     before or after all of typ_p, top_p, min_p and xtc",
+                ))
+            }
+            None => s.order = Some(stages.into()),
+        }
         Ok(Needs {
             dry: self.has(Kind::Dry),
             infill: self.has(Kind::Infill),
@@ -234,7 +244,24 @@ mod tests {
         // top-k does not read probabilities: it may stand on either side.
         let (s, _) = applied(json!(["top_k", "temperature", "top_p"]), &sent).unwrap();
         assert!(!s.temperature_last);
-        let e = applied(json!(["top_p", "temperature", "min_p"]), &sent).unwrap_err();
+        // Orders the fixed pipeline cannot follow run stage by stage.
+        let (s, _) = applied(json!(["top_p", "temperature", "min_p"]), &sent).unwrap();
+        assert_eq!(
+            s.order.as_deref(),
+            Some(&[Stage::TopP, Stage::Temperature, Stage::MinP][..])
+        );
+        let (s, _) = applied(json!(["top_p", "top_k"]), &sent).unwrap();
+        assert_eq!(s.order.as_deref(), Some(&[Stage::TopP, Stage::TopK][..]));
+        let (s, _) = applied(json!(["top_k", "top_p", "min_p", "temperature"]), &sent).unwrap();
+        assert_eq!(s.order, None);
+        // A stage that is off has no place to keep: min-p before top-p with top-p at 1.
+        let no_top_p = SamplingParams {
+            top_p: 1.0,
+            ..sent.clone()
+        };
+        let (s, _) = applied(json!(["min_p", "top_p", "top_k"]), &no_top_p).unwrap();
+        assert_eq!(s.order.as_deref(), Some(&[Stage::MinP, Stage::TopK][..]));
+        let e = applied(json!(["top_p", "top_k", "infill"]), &sent).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("samplers"));
         // llama.vim's list: no temperature sampler, a draw at 1.
         let hot = SamplingParams {

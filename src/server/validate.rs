@@ -326,6 +326,8 @@ fn plan_with(
                 ))
             }
         },
+        // Set by the request's `samplers` where the fixed order cannot follow it.
+        order: None,
     };
     let mut dry = super::dry::dry_request(&p.samplers)?;
     let chain = match sampler_chain::chain(p.samplers.samplers.as_ref())? {
