@@ -154,16 +154,7 @@ mod tests {
     #[test]
     fn picks_draw_among_the_reshaped_candidates() {
         use crate::engine::pick::{pick, pick_infill, Truncation};
-        let t = Truncation {
-            temperature: 1.0,
-            top_k: 0,
-            min_p: 0.0,
-            top_p: 1.0,
-            xtc_threshold: None,
-            temperature_last: false,
-            dynamic: None,
-            min_keep: 0,
-        };
+        let t = Truncation::only_temperature(1.0);
         let draws = (0..50).map(|i| i as f32 / 50.0);
         // The end holds half the row: every pick ends, where a plain pick often would not.
         let ending = [3.0, 0.0, 0.0, 2.5, 0.0, 0.0, 0.0, 0.0, 0.0];

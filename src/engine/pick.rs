@@ -46,6 +46,20 @@ pub struct Truncation {
 }
 
 impl Truncation {
+    /// A pick at `temperature` that truncates nothing (callers set what they want on top).
+    pub(crate) fn only_temperature(temperature: f32) -> Self {
+        Truncation {
+            temperature,
+            top_k: 0,
+            min_p: 0.0,
+            top_p: 1.0,
+            xtc_threshold: None,
+            temperature_last: false,
+            dynamic: None,
+            min_keep: 0,
+        }
+    }
+
     /// The temperature the truncations read the probabilities at: 1 when the temperature
     /// comes last, else the pick's own (dynamic: over top-k's candidates `head`, ranked by
     /// the caller, or the row's).

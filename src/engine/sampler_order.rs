@@ -51,10 +51,14 @@ impl Stage {
 }
 
 /// How the fixed pipeline runs `active` (the stages of a chain that are on, in its order):
-/// `Some(temperature_last)`, or None when only this module's path follows the order.
+/// `Some(temperature_last)`, or None when only this module's path follows the order (a
+/// stage named twice too: a second top-p keeps fewer, a second temperature squares it).
 pub fn fixed_pipeline_for(active: &[Stage]) -> Option<bool> {
     let ranks: Vec<usize> = active.iter().filter_map(|s| s.default_rank()).collect();
-    if ranks.windows(2).any(|w| w[0] > w[1]) {
+    if ranks.windows(2).any(|w| w[0] >= w[1]) {
+        return None;
+    }
+    if active.iter().filter(|&&s| s == Stage::Temperature).count() > 1 {
         return None;
     }
     let Some(at) = active.iter().position(|&s| s == Stage::Temperature) else {
@@ -91,19 +95,22 @@ pub fn ordered_candidates(
                 logits,
                 Truncation {
                     top_p: p.top_p,
-                    ..alone(temperature, p.min_keep)
+                    min_keep: p.min_keep,
+                    ..Truncation::only_temperature(temperature)
                 },
             ),
             Stage::MinP if p.min_p > 0.0 => keep_only(
                 logits,
                 Truncation {
                     min_p: p.min_p,
-                    ..alone(temperature, p.min_keep)
+                    min_keep: p.min_keep,
+                    ..Truncation::only_temperature(temperature)
                 },
             ),
             Stage::Xtc if xtc_now => drop_top_choices(logits, temperature, p),
             Stage::Temperature => {
-                temperature = match &p.dynamic_temperature {
+                // A second temperature stage divides the logits again, as llama.cpp's would.
+                temperature *= match &p.dynamic_temperature {
                     // Over the candidates left, at temperature 1, as llama.cpp's stage reads
                     // them.
                     Some(dynamic) => {
@@ -125,21 +132,7 @@ pub fn ordered_candidates(
             _ => {}
         }
     }
-    candidates(logits, &alone(temperature, 0))
-}
-
-/// A truncation that does nothing at `temperature` but what the caller sets.
-fn alone(temperature: f32, min_keep: usize) -> Truncation {
-    Truncation {
-        temperature,
-        top_k: 0,
-        min_p: 0.0,
-        top_p: 1.0,
-        xtc_threshold: None,
-        temperature_last: false,
-        dynamic: None,
-        min_keep,
-    }
+    candidates(logits, &Truncation::only_temperature(temperature))
 }
 
 /// Mask every token `t` does not keep.
@@ -220,6 +213,16 @@ mod tests {
         assert_eq!(fixed_pipeline_for(&[TopP, Temperature, MinP]), None);
         assert_eq!(fixed_pipeline_for(&[TypicalP, TopK]), None);
         assert_eq!(fixed_pipeline_for(&[]), Some(false));
+        assert_eq!(fixed_pipeline_for(&[Temperature, TopK, Temperature]), None);
+    }
+
+    /// How many tokens can be drawn after `order` ran over `logits` with `p`.
+    fn kept(logits: &[f32], p: &SamplingParams, order: &[Stage]) -> usize {
+        let c = ordered_candidates(&mut logits.to_vec(), p, order, false);
+        probabilities(&c, logits.len())
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .count()
     }
 
     #[test]
@@ -232,12 +235,8 @@ mod tests {
             top_p: 0.75,
             ..Default::default()
         };
-        let kept = |order: &[Stage]| {
-            let c = ordered_candidates(&mut logits.clone(), &p, order, false);
-            probabilities(&c, 4).iter().filter(|&&p| p > 0.0).count()
-        };
-        assert_eq!(kept(&[Stage::TopK, Stage::TopP]), 2);
-        assert_eq!(kept(&[Stage::TopP, Stage::TopK]), 3);
+        assert_eq!(kept(&logits, &p, &[Stage::TopK, Stage::TopP]), 2);
+        assert_eq!(kept(&logits, &p, &[Stage::TopP, Stage::TopK]), 3);
         // min-p before top-p: 0.4 · 0.3 = 0.12 drops the last, and top-p 0.75 over the
         // three left (0.44, 0.33, 0.22) keeps two; after it, top-p keeps three of the row.
         let p = SamplingParams {
@@ -245,12 +244,16 @@ mod tests {
             top_p: 0.75,
             ..Default::default()
         };
-        let kept = |order: &[Stage]| {
-            let c = ordered_candidates(&mut logits.clone(), &p, order, false);
-            probabilities(&c, 4).iter().filter(|&&p| p > 0.0).count()
+        assert_eq!(kept(&logits, &p, &[Stage::MinP, Stage::TopP]), 2);
+        assert_eq!(kept(&logits, &p, &[Stage::TopP, Stage::MinP]), 3);
+        // Top-p twice: 0.75 of the row is three tokens, then 0.75 of those (0.44, 0.33,
+        // 0.22) is two.
+        let p = SamplingParams {
+            top_p: 0.75,
+            ..Default::default()
         };
-        assert_eq!(kept(&[Stage::MinP, Stage::TopP]), 2);
-        assert_eq!(kept(&[Stage::TopP, Stage::MinP]), 3);
+        assert_eq!(kept(&logits, &p, &[Stage::TopP, Stage::TopP]), 2);
+        assert_eq!(fixed_pipeline_for(&[Stage::TopP, Stage::TopP]), None);
     }
 
     #[test]
@@ -274,6 +277,16 @@ mod tests {
         let want = 0.4f32.powi(4) / (0.4f32.powi(4) + 0.3f32.powi(4));
         assert!((got[0] - want).abs() < 1e-5, "{got:?}");
         assert_eq!((got[2], got[3]), (0.0, 0.0));
+        // Two temperature stages of 0.5 draw at 0.25, as llama.cpp's would.
+        let p = SamplingParams {
+            temperature: 0.5,
+            ..Default::default()
+        };
+        let order = [Stage::Temperature, Stage::Temperature];
+        let c = ordered_candidates(&mut logits.clone(), &p, &order, false);
+        let got = probabilities(&c, 4);
+        let total: f32 = [0.4f32, 0.3, 0.2, 0.1].iter().map(|p| p.powi(4)).sum();
+        assert!((got[1] - 0.3f32.powi(4) / total).abs() < 1e-5, "{got:?}");
     }
 
     #[test]
