@@ -232,3 +232,33 @@ async fn any_of_several_api_keys_opens_the_api() {
         assert_eq!(status(key).await, 401, "{key:?}");
     }
 }
+
+/// A system certificate store holding an unreadable certificate stops nothing: the load
+/// generator builds its client (Mozilla's roots alone where reqwest would refuse the store,
+/// `loadgen::http_client`) and its requests fail for their own reason (nothing listens here).
+#[test]
+fn unreadable_system_certificates_do_not_stop_the_load_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["bench", "--serve", "https://127.0.0.1:9", "-n", "2"])
+        .args(["--concurrency", "1", "--requests-per-client", "1", "--json"])
+        .arg(&json)
+        .env("SSL_CERT_FILE", &bad)
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(!told.contains("panicked"), "{told}");
+    assert!(out.status.success(), "{told}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["levels"][0]["errors"], 1, "{doc}");
+    let sample = doc["levels"][0]["error_samples"][0].as_str().unwrap();
+    assert!(!sample.contains("set up the HTTP client"), "{sample}");
+}

@@ -482,10 +482,8 @@ fn level_row(r: &LevelReport) -> String {
 }
 
 async fn served_models(url: &str, api_key: Option<&str>) -> Result<Vec<String>, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client =
+        loadgen::http_client(|| reqwest::Client::builder().timeout(Duration::from_secs(30)))?;
     loadgen::served_model_ids(&client, url, api_key).await
 }
 

@@ -189,7 +189,10 @@ fn run_remote(args: &PerplexityArgs, url: &str) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Failed(format!("cannot start the HTTP client: {e}")))?;
     let (scored, models) = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = match crate::loadgen::http_client(reqwest::Client::builder) {
+            Ok(client) => client,
+            Err(e) => return (Err(e.clone()), Err(e)),
+        };
         let models = served_model_ids(&client, url, args.api_key.as_deref()).await;
         let scored = remote_perplexity(&scoring, &text, |p| {
             if progress {

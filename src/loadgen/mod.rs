@@ -36,13 +36,39 @@ pub struct LoadConfig {
     pub timeout: Duration,
 }
 
+/// An HTTP client as `builder` makes it. reqwest refuses to build one over a system
+/// certificate store whose every certificate is unreadable (and `Client::new` panics there):
+/// Mozilla's roots alone then, rather than no client.
+pub fn http_client(
+    builder: impl Fn() -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, String> {
+    builder()
+        .build()
+        .or_else(|_| builder().tls_built_in_native_certs(false).build())
+        .map_err(|e| format!("cannot set up the HTTP client: {}", request::chain(&e)))
+}
+
 /// Run every level in turn; `on_done` sees each finished level.
 pub async fn run(config: &LoadConfig, mut on_done: impl FnMut(&LevelReport)) -> Vec<LevelReport> {
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .pool_max_idle_per_host(config.concurrency.iter().copied().max().unwrap_or(1))
-        .build()
-        .unwrap_or_default();
+    let idle_per_host = config.concurrency.iter().copied().max().unwrap_or(1);
+    let client = match http_client(|| {
+        reqwest::Client::builder()
+            .timeout(config.timeout)
+            .pool_max_idle_per_host(idle_per_host)
+    }) {
+        Ok(client) => client,
+        // Every request of every level fails the same way, and says so.
+        Err(e) => {
+            return config
+                .concurrency
+                .iter()
+                .map(|&c| {
+                    let total = c * config.requests_per_client.max(1);
+                    summarize(c, vec![Err(e.clone()); total], Duration::ZERO)
+                })
+                .collect()
+        }
+    };
     let mut reports = Vec::new();
     // Unique prompts are unique across runs too: a second run against the same server finds
     // none of the first's in its cache.

@@ -106,7 +106,7 @@ pub async fn remote_perplexity(
 ) -> Result<RemotePerplexity, String> {
     // Before any request: a chunk size that scores nothing fails at once.
     check_chunk_size(s.ctx)?;
-    let client = reqwest::Client::new();
+    let client = super::http_client(reqwest::Client::builder)?;
     let tokenize = |prompt: &str, special: bool| {
         let body = json!({"prompt": prompt, "add_special_tokens": special});
         let client = &client;
