@@ -250,20 +250,15 @@ impl Adapters {
     /// llama-server's list of `(id, scale)` as the adapters it runs: every id must be a
     /// served adapter's slot; adapters not named are not run.
     pub fn mix_of(&self, list: &[(u32, f32)]) -> Result<LoraMix, UnknownAdapter> {
-        let slots = self.read();
-        match list.iter().find(|(id, _)| !slots.is_served(*id)) {
-            Some(&(id, _)) => Err(UnknownAdapter(id)),
-            None => Ok(LoraMix::scaled(list.iter().copied())),
-        }
+        self.read().check_served(list)?;
+        Ok(LoraMix::scaled(list.iter().copied()))
     }
 
     /// Run base-model requests with the adapters of `list` at their scales from now on, the
     /// others at 0 (`POST /lora-adapters`); nothing changes if an id is not served.
     pub fn set_scales(&self, list: &[(u32, f32)]) -> Result<(), UnknownAdapter> {
         let mut slots = self.write();
-        if let Some(&(id, _)) = list.iter().find(|(id, _)| !slots.is_served(*id)) {
-            return Err(UnknownAdapter(id));
-        }
+        slots.check_served(list)?;
         slots.scales.fill(0.0);
         for &(id, scale) in list {
             slots.scales[id as usize] = scale;
@@ -286,6 +281,14 @@ impl Adapters {
 impl Slots {
     fn is_served(&self, slot: u32) -> bool {
         self.served.get(slot as usize).is_some_and(Option::is_some)
+    }
+
+    /// Every id of an `(id, scale)` list names an adapter served, or the first that does not.
+    fn check_served(&self, list: &[(u32, f32)]) -> Result<(), UnknownAdapter> {
+        match list.iter().find(|&&(id, _)| !self.is_served(id)) {
+            Some(&(id, _)) => Err(UnknownAdapter(id)),
+            None => Ok(()),
+        }
     }
 }
 
