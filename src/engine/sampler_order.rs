@@ -41,6 +41,39 @@ impl Stage {
         .position(|&s| s == self)
     }
 
+    /// Whether `p`'s settings turn it on (the temperature stage always is: at 0 it picks
+    /// greedily).
+    pub fn is_on(self, p: &SamplingParams) -> bool {
+        match self {
+            Stage::TopNSigma => p.top_n_sigma > 0.0,
+            Stage::TopK => p.top_k > 0,
+            Stage::TypicalP => p.typical_p < 1.0,
+            Stage::TopP => p.top_p < 1.0,
+            Stage::MinP => p.min_p > 0.0,
+            Stage::Xtc => p.xtc_probability > 0.0,
+            Stage::Temperature => true,
+        }
+    }
+
+    /// Set `p` as a chain that leaves the stage out runs: the truncation off (the engine's
+    /// default), the temperature at 1 (a greedy request stays greedy).
+    pub fn turn_off(self, p: &mut SamplingParams) {
+        let off = SamplingParams::default();
+        match self {
+            Stage::TopNSigma => p.top_n_sigma = off.top_n_sigma,
+            Stage::TopK => p.top_k = off.top_k,
+            Stage::TypicalP => p.typical_p = off.typical_p,
+            Stage::TopP => p.top_p = off.top_p,
+            Stage::MinP => p.min_p = off.min_p,
+            Stage::Xtc => p.xtc_probability = off.xtc_probability,
+            Stage::Temperature if p.temperature > 0.0 => {
+                p.temperature = 1.0;
+                p.dynamic_temperature = None;
+            }
+            Stage::Temperature => {}
+        }
+    }
+
     /// Whether it reads probabilities, which the temperature changes.
     fn reads_probabilities(self) -> bool {
         matches!(
@@ -85,13 +118,14 @@ pub fn ordered_candidates(
         if !row_max(logits).is_finite() {
             break;
         }
+        if !stage.is_on(p) {
+            continue;
+        }
         match stage {
-            Stage::TopNSigma if p.top_n_sigma > 0.0 => keep_within_sigmas(logits, p.top_n_sigma),
-            Stage::TopK if p.top_k > 0 && p.top_k < logits.len() => keep_top_k(logits, p.top_k),
-            Stage::TypicalP if p.typical_p < 1.0 => {
-                keep_typical(logits, temperature, p.typical_p, p.min_keep)
-            }
-            Stage::TopP if p.top_p < 1.0 => keep_only(
+            Stage::TopNSigma => keep_within_sigmas(logits, p.top_n_sigma),
+            Stage::TopK if p.top_k < logits.len() => keep_top_k(logits, p.top_k),
+            Stage::TypicalP => keep_typical(logits, temperature, p.typical_p, p.min_keep),
+            Stage::TopP => keep_only(
                 logits,
                 Truncation {
                     top_p: p.top_p,
@@ -99,7 +133,7 @@ pub fn ordered_candidates(
                     ..Truncation::only_temperature(temperature)
                 },
             ),
-            Stage::MinP if p.min_p > 0.0 => keep_only(
+            Stage::MinP => keep_only(
                 logits,
                 Truncation {
                     min_p: p.min_p,

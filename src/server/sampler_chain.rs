@@ -20,27 +20,22 @@ use serde_json::Value;
 pub enum Kind {
     Penalties,
     Dry,
-    TopNSigma,
-    TopK,
-    TypicalP,
-    TopP,
-    MinP,
-    Xtc,
-    Temperature,
+    /// A truncation or the temperature: what `engine::sampler_order` runs in any order.
+    Stage(Stage),
     Infill,
 }
 
-/// llama.cpp's names and letters.
+/// llama.cpp's names and letters, in its default order.
 const KINDS: [(&str, char, Kind); 10] = [
     ("penalties", 'e', Kind::Penalties),
     ("dry", 'd', Kind::Dry),
-    ("top_n_sigma", 's', Kind::TopNSigma),
-    ("top_k", 'k', Kind::TopK),
-    ("typ_p", 'y', Kind::TypicalP),
-    ("top_p", 'p', Kind::TopP),
-    ("min_p", 'm', Kind::MinP),
-    ("xtc", 'x', Kind::Xtc),
-    ("temperature", 't', Kind::Temperature),
+    ("top_n_sigma", 's', Kind::Stage(Stage::TopNSigma)),
+    ("top_k", 'k', Kind::Stage(Stage::TopK)),
+    ("typ_p", 'y', Kind::Stage(Stage::TypicalP)),
+    ("top_p", 'p', Kind::Stage(Stage::TopP)),
+    ("min_p", 'm', Kind::Stage(Stage::MinP)),
+    ("xtc", 'x', Kind::Stage(Stage::Xtc)),
+    ("temperature", 't', Kind::Stage(Stage::Temperature)),
     ("infill", 'i', Kind::Infill),
 ];
 
@@ -73,13 +68,7 @@ impl Chain {
         self.0
             .iter()
             .filter_map(|k| match k {
-                Kind::TopNSigma if s.top_n_sigma > 0.0 => Some(Stage::TopNSigma),
-                Kind::TopK if s.top_k > 0 => Some(Stage::TopK),
-                Kind::TypicalP if s.typical_p < 1.0 => Some(Stage::TypicalP),
-                Kind::TopP if s.top_p < 1.0 => Some(Stage::TopP),
-                Kind::MinP if s.min_p > 0.0 => Some(Stage::MinP),
-                Kind::Xtc if s.xtc_probability > 0.0 => Some(Stage::Xtc),
-                Kind::Temperature => Some(Stage::Temperature),
+                Kind::Stage(stage) if stage.is_on(s) => Some(*stage),
                 _ => None,
             })
             .collect()
@@ -88,26 +77,17 @@ impl Chain {
     /// Turn off what the chain leaves out and place the temperature. Returns what the engine
     /// needs the model for: DRY's breakers and the infill sampler's vocabulary.
     pub fn apply(&self, s: &mut SamplingParams) -> Result<Needs, ApiError> {
-        if !self.has(Kind::Temperature) && s.temperature > 0.0 {
-            s.temperature = 1.0;
-            s.dynamic_temperature = None;
-        }
-        // The engine's defaults are every sampler off.
-        let off = SamplingParams::default();
         if !self.has(Kind::Penalties) {
-            s.penalties = off.penalties;
+            // The engine's defaults are every sampler off.
+            s.penalties = SamplingParams::default().penalties;
         }
-        let mut unless = |kind: Kind, turn_off: &dyn Fn(&mut SamplingParams)| {
-            if !self.has(kind) {
-                turn_off(s);
+        for &(_, _, kind) in &KINDS {
+            if let Kind::Stage(stage) = kind {
+                if !self.has(kind) {
+                    stage.turn_off(s);
+                }
             }
-        };
-        unless(Kind::TopNSigma, &|s| s.top_n_sigma = off.top_n_sigma);
-        unless(Kind::TopK, &|s| s.top_k = off.top_k);
-        unless(Kind::TypicalP, &|s| s.typical_p = off.typical_p);
-        unless(Kind::TopP, &|s| s.top_p = off.top_p);
-        unless(Kind::MinP, &|s| s.min_p = off.min_p);
-        unless(Kind::Xtc, &|s| s.xtc_probability = off.xtc_probability);
+        }
         let stages = self.active_stages(s);
         match fixed_pipeline_for(&stages) {
             Some(temperature_last) => s.temperature_last = temperature_last,
@@ -178,9 +158,9 @@ pub fn chain(samplers: Option<&Value>) -> Result<Option<Chain>, ApiError> {
 fn kind_named(name: &str) -> Option<Kind> {
     let plain = name.to_ascii_lowercase().replace(['-', '_'], "");
     let alias = match plain.as_str() {
-        "nucleus" => Some(Kind::TopP),
-        "temp" => Some(Kind::Temperature),
-        "typ" | "typicalp" => Some(Kind::TypicalP),
+        "nucleus" => Some(Kind::Stage(Stage::TopP)),
+        "temp" => Some(Kind::Stage(Stage::Temperature)),
+        "typ" | "typicalp" => Some(Kind::Stage(Stage::TypicalP)),
         _ => None,
     };
     alias.or_else(|| {
@@ -208,11 +188,11 @@ mod tests {
         let names = chain(Some(&json!(["top-k", "nucleus", "typ", "MinP", "temp"]))).unwrap();
         let letters = chain(Some(&json!("kpymt"))).unwrap();
         let want = [
-            Kind::TopK,
-            Kind::TopP,
-            Kind::TypicalP,
-            Kind::MinP,
-            Kind::Temperature,
+            Kind::Stage(Stage::TopK),
+            Kind::Stage(Stage::TopP),
+            Kind::Stage(Stage::TypicalP),
+            Kind::Stage(Stage::MinP),
+            Kind::Stage(Stage::Temperature),
         ];
         assert_eq!(names.unwrap().0, want);
         assert_eq!(letters.unwrap().0, want);
