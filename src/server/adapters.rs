@@ -102,21 +102,36 @@ pub enum LoadRefused {
 
 #[derive(Debug, Default)]
 struct Slots {
-    served: Vec<Option<ServedAdapter>>,
-    /// By slot: the scale a request for the base model runs the adapter at when it sends no
-    /// `lora` list of its own (llama-server's global scales, `POST /lora-adapters`); 0 until
-    /// set, so the base model answers as itself (vLLM's reading of `--lora`).
-    scales: Vec<f32>,
+    /// By the engine's slot; None once unloaded (slots never move).
+    served: Vec<Option<Slot>>,
     /// Names being loaded (not served yet, not to be taken by another load).
     loading: HashSet<String>,
+}
+
+/// A served adapter.
+#[derive(Debug, Clone)]
+struct Slot {
+    adapter: ServedAdapter,
+    /// The scale a request for the base model runs it at when it sends no `lora` list of its
+    /// own (llama-server's global scales, `POST /lora-adapters`); 0 until set, so the base
+    /// model answers as itself (vLLM's reading of `--lora`).
+    base_scale: f32,
+}
+
+impl Slot {
+    fn new(adapter: ServedAdapter) -> Self {
+        Slot {
+            adapter,
+            base_scale: 0.0,
+        }
+    }
 }
 
 impl Adapters {
     pub fn new(initial: Vec<ServedAdapter>, max: usize) -> Self {
         Adapters {
             inner: RwLock::new(Slots {
-                scales: vec![0.0; initial.len()],
-                served: initial.into_iter().map(Some).collect(),
+                served: initial.into_iter().map(|a| Some(Slot::new(a))).collect(),
                 loading: HashSet::new(),
             }),
             max,
@@ -133,7 +148,10 @@ impl Adapters {
 
     /// The adapters served now, in slot order.
     pub fn served(&self) -> Vec<ServedAdapter> {
-        self.read().served.iter().flatten().cloned().collect()
+        self.read()
+            .adapters()
+            .map(|(_, s)| s.adapter.clone())
+            .collect()
     }
 
     /// The most served at once (`--max-lora-adapters`).
@@ -147,7 +165,7 @@ impl Adapters {
             .served
             .get(slot as usize)?
             .as_ref()
-            .map(|a| a.name.clone())
+            .map(|s| s.adapter.name.clone())
     }
 
     /// vLLM's `lora_requests_info` gauge, as its production-stack router reads it to send a
@@ -171,35 +189,26 @@ impl Adapters {
 
     /// The adapter `model` names, if it names one.
     pub fn get(&self, model: &str) -> Option<ServedAdapter> {
-        self.read()
-            .served
-            .iter()
-            .flatten()
-            .find(|a| a.name == model)
-            .cloned()
+        let slots = self.read();
+        let (_, found) = slots.named(model)?;
+        Some(found.adapter.clone())
     }
 
     /// The engine's slot of the adapter `model` names (None: the base model, or a name that
     /// is not an adapter's).
     pub fn slot_of(&self, model: Option<&str>) -> Option<u32> {
-        let model = model?;
         let slots = self.read();
-        let i = slots
-            .served
-            .iter()
-            .position(|a| a.as_ref().is_some_and(|a| a.name == model))?;
-        u32::try_from(i).ok()
+        slots.named(model?).map(|(slot, _)| slot)
     }
 
     /// Claim `name` for a load; refused while it is served or being loaded, and while as
     /// many adapters as the server serves are.
     pub fn begin_load(&self, name: &str) -> Result<(), LoadRefused> {
         let mut slots = self.write();
-        let served = slots.served.iter().flatten().any(|a| a.name == name);
-        if served || slots.loading.contains(name) {
+        if slots.named(name).is_some() || slots.loading.contains(name) {
             return Err(LoadRefused::Loaded(name.to_string()));
         }
-        let taken = slots.served.iter().flatten().count() + slots.loading.len();
+        let taken = slots.adapters().count() + slots.loading.len();
         if taken >= self.max {
             return Err(LoadRefused::Full(taken));
         }
@@ -215,23 +224,17 @@ impl Adapters {
             let at = slot as usize;
             if slots.served.len() <= at {
                 slots.served.resize(at + 1, None);
-                slots.scales.resize(at + 1, 0.0);
             }
-            slots.served[at] = Some(adapter);
-            slots.scales[at] = 0.0;
+            slots.served[at] = Some(Slot::new(adapter));
         }
     }
 
     /// Stop serving the adapter named `name`: its slot, or None when none is.
     pub fn remove(&self, name: &str) -> Option<u32> {
         let mut slots = self.write();
-        let i = slots
-            .served
-            .iter()
-            .position(|a| a.as_ref().is_some_and(|a| a.name == name))?;
-        slots.served[i] = None;
-        slots.scales[i] = 0.0;
-        u32::try_from(i).ok()
+        let (slot, _) = slots.named(name)?;
+        slots.served[slot as usize] = None;
+        Some(slot)
     }
 
     /// The adapters served now with their slots and the scales base-model requests run them
@@ -239,11 +242,8 @@ impl Adapters {
     pub fn with_scales(&self) -> Vec<(u32, ServedAdapter, f32)> {
         let slots = self.read();
         slots
-            .served
-            .iter()
-            .zip(&slots.scales)
-            .enumerate()
-            .filter_map(|(i, (a, &scale))| Some((u32::try_from(i).ok()?, a.clone()?, scale)))
+            .adapters()
+            .map(|(slot, s)| (slot, s.adapter.clone(), s.base_scale))
             .collect()
     }
 
@@ -259,9 +259,12 @@ impl Adapters {
     pub fn set_scales(&self, list: &[(u32, f32)]) -> Result<(), UnknownAdapter> {
         let mut slots = self.write();
         slots.check_served(list)?;
-        slots.scales.fill(0.0);
-        for &(id, scale) in list {
-            slots.scales[id as usize] = scale;
+        for (slot, served) in slots.served.iter_mut().enumerate() {
+            if let Some(served) = served {
+                // The last entry naming a slot wins, as in a request's `lora` list.
+                let named = list.iter().rev().find(|&&(id, _)| id as usize == slot);
+                served.base_scale = named.map_or(0.0, |&(_, scale)| scale);
+            }
         }
         Ok(())
     }
@@ -269,16 +272,23 @@ impl Adapters {
     /// What a base-model request without a `lora` list runs with (`set_scales`).
     pub fn base_mix(&self) -> LoraMix {
         let slots = self.read();
-        LoraMix::scaled(
-            (0u32..)
-                .zip(&slots.scales)
-                .filter(|&(id, _)| slots.is_served(id))
-                .map(|(id, &scale)| (id, scale)),
-        )
+        LoraMix::scaled(slots.adapters().map(|(slot, s)| (slot, s.base_scale)))
     }
 }
 
 impl Slots {
+    /// The adapters served, with their slots.
+    fn adapters(&self) -> impl Iterator<Item = (u32, &Slot)> {
+        (0u32..)
+            .zip(&self.served)
+            .filter_map(|(slot, s)| Some((slot, s.as_ref()?)))
+    }
+
+    /// The adapter served under `name`, with its slot.
+    fn named(&self, name: &str) -> Option<(u32, &Slot)> {
+        self.adapters().find(|(_, s)| s.adapter.name == name)
+    }
+
     fn is_served(&self, slot: u32) -> bool {
         self.served.get(slot as usize).is_some_and(Option::is_some)
     }
