@@ -295,17 +295,34 @@ impl Slots {
 
     /// Every id of an `(id, scale)` list names an adapter served, or the first that does not.
     fn check_served(&self, list: &[(u32, f32)]) -> Result<(), UnknownAdapter> {
-        match list.iter().find(|&&(id, _)| !self.is_served(id)) {
-            Some(&(id, _)) => Err(UnknownAdapter(id)),
+        match list.iter().position(|&(id, _)| !self.is_served(id)) {
+            Some(entry) => Err(UnknownAdapter {
+                entry,
+                id: list[entry].0,
+            }),
             None => Ok(()),
         }
     }
 }
 
-/// A LoRA adapter id that names no adapter served.
+/// A LoRA adapter id that names no adapter served: the list's `entry` says `id`.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no LoRA adapter has id {0} (GET /lora-adapters lists those served)")]
-pub struct UnknownAdapter(pub u32);
+#[error("no LoRA adapter has id {id} (GET /lora-adapters lists those served)")]
+pub struct UnknownAdapter {
+    pub entry: usize,
+    pub id: u32,
+}
+
+impl UnknownAdapter {
+    /// The 400 naming the entry of the list sent at `at`.
+    pub fn for_list(&self, at: crate::server::lora_list::ListAt) -> crate::server::error::ApiError {
+        let why = format_args!(
+            "is {}, which no adapter served has (GET /lora-adapters lists them)",
+            self.id
+        );
+        at.invalid(self.entry, "id", why)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -398,7 +415,7 @@ mod tests {
         );
         assert_eq!(
             served.set_scales(&[(0, 1.0), (2, 1.0)]),
-            Err(UnknownAdapter(2))
+            Err(UnknownAdapter { entry: 1, id: 2 })
         );
         assert_eq!(
             served.base_mix().scales(),
@@ -415,11 +432,17 @@ mod tests {
             served.mix_of(&[(1, 0.25), (0, 0.0)]).unwrap().scales(),
             &[(1, 0.25)]
         );
-        assert_eq!(served.mix_of(&[(7, 1.0)]), Err(UnknownAdapter(7)));
+        assert_eq!(
+            served.mix_of(&[(7, 1.0)]),
+            Err(UnknownAdapter { entry: 0, id: 7 })
+        );
         // An unloaded adapter is neither listed nor run, and a new one starts at 0.
         served.remove("x");
         assert!(served.base_mix().is_base());
-        assert_eq!(served.mix_of(&[(0, 1.0)]), Err(UnknownAdapter(0)));
+        assert_eq!(
+            served.mix_of(&[(0, 1.0)]),
+            Err(UnknownAdapter { entry: 0, id: 0 })
+        );
         served.begin_load("z").unwrap();
         served.end_load(a("z"), Some(2));
         assert_eq!(served.with_scales().len(), 2);

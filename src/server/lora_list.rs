@@ -18,23 +18,44 @@ pub struct LoraScale {
 /// an overflowing update would only turn the logits into infinities).
 const MAX_SCALE: f64 = 1e4;
 
+/// Where a list was sent: a request's field, or the whole body of `POST /lora-adapters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAt {
+    Field(&'static str),
+    Body,
+}
+
+impl ListAt {
+    /// A 400 about entry `i`'s `part` (`lora[1].id`, or `[1].id` for the body).
+    pub fn invalid(self, i: usize, part: &str, why: impl std::fmt::Display) -> ApiError {
+        match self {
+            ListAt::Field(field) => {
+                ApiError::invalid(field, format!("`{field}[{i}].{part}` {why}"))
+            }
+            ListAt::Body => ApiError::bad_request(format!("`[{i}].{part}` of the body {why}")),
+        }
+    }
+}
+
 /// `list` as `(slot, scale)` pairs, each id a slot number and each scale finite, or a 400
-/// naming `param` and the entry.
-pub fn checked(param: &str, list: &[LoraScale]) -> Result<Vec<(u32, f32)>, ApiError> {
+/// naming the entry.
+pub fn checked(at: ListAt, list: &[LoraScale]) -> Result<Vec<(u32, f32)>, ApiError> {
     list.iter()
         .enumerate()
         .map(|(i, entry)| {
             let id = u32::try_from(entry.id).map_err(|_| {
-                ApiError::invalid(
-                    param,
-                    format!("`{param}[{i}].id` must be an adapter's id (0 or more), got {}", entry.id),
+                at.invalid(
+                    i,
+                    "id",
+                    format_args!("must be an adapter's id (0 or more), got {}", entry.id),
                 )
             })?;
             if !entry.scale.is_finite() || entry.scale.abs() > MAX_SCALE {
-                return Err(ApiError::invalid(
-                    param,
-                    format!(
-                        "`{param}[{i}].scale` must be a number in [-{MAX_SCALE}, {MAX_SCALE}], got {}",
+                return Err(at.invalid(
+                    i,
+                    "scale",
+                    format_args!(
+                        "must be a number in [-{MAX_SCALE}, {MAX_SCALE}], got {}",
                         entry.scale
                     ),
                 ));
@@ -48,6 +69,8 @@ pub fn checked(param: &str, list: &[LoraScale]) -> Result<Vec<(u32, f32)>, ApiEr
 mod tests {
     use super::*;
 
+    const LORA: ListAt = ListAt::Field("lora");
+
     fn list(v: serde_json::Value) -> Vec<LoraScale> {
         serde_json::from_value(v).unwrap()
     }
@@ -55,20 +78,31 @@ mod tests {
     #[test]
     fn ids_and_scales_are_checked_by_entry() {
         let ok = checked(
-            "lora",
+            LORA,
             &list(serde_json::json!([{"id": 1, "scale": 0.5}, {"id": 0, "scale": -2}])),
         )
         .unwrap();
         assert_eq!(ok, [(1, 0.5), (0, -2.0)]);
         let e = checked(
-            "lora",
+            LORA,
             &list(serde_json::json!([{"id": 0, "scale": 1}, {"id": -1, "scale": 1}])),
         )
         .unwrap_err();
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(e.message.contains("`lora[1].id`"), "{}", e.message);
-        let e = checked("lora", &list(serde_json::json!([{"id": 0, "scale": 1e30}]))).unwrap_err();
+        let e = checked(LORA, &list(serde_json::json!([{"id": 0, "scale": 1e30}]))).unwrap_err();
         assert!(e.message.contains("`lora[0].scale`"), "{}", e.message);
-        assert!(checked("lora", &[]).unwrap().is_empty());
+        assert!(checked(LORA, &[]).unwrap().is_empty());
+        let e = checked(
+            ListAt::Body,
+            &list(serde_json::json!([{"id": -2, "scale": 1}])),
+        )
+        .unwrap_err();
+        assert_eq!(e.param, None);
+        assert!(
+            e.message.starts_with("`[0].id` of the body"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Shared server state: configuration, and the loaded model once it is ready.
 use super::adapters::Adapters;
 use super::error::ApiError;
+use super::lora_list::ListAt;
 use super::validate::Limits;
 use crate::engine::grammar::GrammarCompiler;
 use crate::engine::scheduler::EngineHandle;
@@ -58,7 +59,7 @@ impl Ready {
             (None, Some(list)) => self
                 .adapters
                 .mix_of(list)
-                .map_err(|e| ApiError::invalid("lora", e.to_string())),
+                .map_err(|e| e.for_list(ListAt::Field("lora"))),
             (None, None) => Ok(self.adapters.base_mix()),
         }
     }

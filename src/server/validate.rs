@@ -366,7 +366,7 @@ fn plan_with(
             .samplers
             .lora
             .as_deref()
-            .map(|list| super::lora_list::checked("lora", list))
+            .map(|list| super::lora_list::checked(super::lora_list::ListAt::Field("lora"), list))
             .transpose()?,
     })
 }

@@ -352,7 +352,7 @@ async fn lora_lists_scale_and_blend_adapters_as_llama_server_does() {
     // Refused, naming the field: no such adapter, a negative id, a scale that is no number
     // in range, a list that is not one, and a list beside an adapter named as the model.
     for (lora, model, what) in [
-        (json!([{"id": 3, "scale": 1}]), "tiny", "id 3"),
+        (json!([{"id": 3, "scale": 1}]), "tiny", "`lora[0].id` is 3"),
         (json!([{"id": -1, "scale": 1}]), "tiny", "lora[0].id"),
         (json!([{"id": 0, "scale": 1e9}]), "tiny", "lora[0].scale"),
         (json!([{"id": 0, "scale": 1}]), "tuned", "base model"),
@@ -382,9 +382,17 @@ async fn lora_lists_scale_and_blend_adapters_as_llama_server_does() {
     assert_eq!(text_of(&server, "tuned").await, tuned);
     assert_eq!(text_with(&server, with(json!([]))).await, plain);
     let (status, answer) = server
-        .post("/lora-adapters", &json!([{"id": 1, "scale": 1}]))
+        .post(
+            "/lora-adapters",
+            &json!([{"id": 0, "scale": 1}, {"id": 1, "scale": 1}]),
+        )
         .await;
     assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("`[1].id` of the body is 1"),
+        "{message}"
+    );
     assert_eq!(text_of(&server, "tiny").await, expected_half, "unchanged");
     let (status, _) = server.post("/lora-adapters", &json!([])).await;
     assert_eq!(status, 200);

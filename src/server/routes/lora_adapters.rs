@@ -7,7 +7,7 @@
 //! way, and the base model answers as itself until a client asks otherwise.
 use crate::server::error::ApiError;
 use crate::server::json::Json;
-use crate::server::lora_list::{checked, LoraScale};
+use crate::server::lora_list::{checked, ListAt, LoraScale};
 use crate::server::state::SharedState;
 use axum::extract::State;
 use serde_json::{json, Value};
@@ -33,11 +33,11 @@ pub async fn set_scales(
     State(state): State<SharedState>,
     Json(body): Json<Vec<LoraScale>>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let list = checked("lora", &body)?;
+    let list = checked(ListAt::Body, &body)?;
     state
         .adapters
         .set_scales(&list)
-        .map_err(|e| ApiError::invalid("id", e.to_string()))?;
+        .map_err(|e| e.for_list(ListAt::Body))?;
     tracing::info!(?list, "LoRA scales for base-model requests set");
     Ok(axum::Json(json!({"success": true})))
 }
