@@ -6,6 +6,7 @@ use candor::backend::cpu::configure_threads;
 use candor::bench::measure::{time_decode, time_prefill, TokenSource};
 use candor::engine::load::{load_model, LoadOptions};
 use candor::pull;
+use candor_models::lora::LoraMix;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,7 +69,9 @@ fn backend(c: &mut Criterion) {
     g.bench_function(format!("prefill_{prompt}"), |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| time_prefill(runner, prompt, 0, 512, None, &mut src).expect("prefill"))
+                .map(|_| {
+                    time_prefill(runner, prompt, 0, 512, &LoraMix::BASE, &mut src).expect("prefill")
+                })
                 .sum()
         })
     });
@@ -78,7 +81,8 @@ fn backend(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| {
-                        time_decode(runner, steps, 0, bsz, 512, None, &mut src).expect("decode")
+                        time_decode(runner, steps, 0, bsz, 512, &LoraMix::BASE, &mut src)
+                            .expect("decode")
                     })
                     .sum()
             })

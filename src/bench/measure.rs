@@ -28,7 +28,7 @@ impl TokenSource {
     }
 }
 
-/// Run `tokens` of one sequence (with LoRA `adapter`) from position `start` in chunks of at
+/// Run `tokens` of one sequence (with the adapters of `lora`) from position `start` in chunks of at
 /// most `ubatch`; logits only for the very last position.
 fn fill(
     runner: &mut dyn Runner,
@@ -36,7 +36,7 @@ fn fill(
     start: usize,
     tokens: &[u32],
     ubatch: usize,
-    adapter: Option<u32>,
+    lora: &LoraMix,
 ) -> Result<(), EngineError> {
     let mut pos = start;
     for chunk in tokens.chunks(ubatch.max(1)) {
@@ -51,7 +51,7 @@ fn fill(
                 } else {
                     LogitsWanted::None
                 },
-                lora: LoraMix::of(adapter),
+                lora: lora.clone(),
             }],
         })?;
         pos += chunk.len();
@@ -59,36 +59,36 @@ fn fill(
     Ok(())
 }
 
-/// Time a prefill of `n` tokens with `depth` tokens already in the cache (with LoRA `adapter`).
+/// Time a prefill of `n` tokens with `depth` tokens already in the cache (with the adapters of `lora`).
 pub fn time_prefill(
     runner: &mut dyn Runner,
     n: usize,
     depth: usize,
     ubatch: usize,
-    adapter: Option<u32>,
+    lora: &LoraMix,
     src: &mut TokenSource,
 ) -> Result<Duration, EngineError> {
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
     let mut table = BlockTable::default();
     blocks.ensure(&mut table, depth + n)?;
     if depth > 0 {
-        fill(runner, &table, 0, &src.take(depth), ubatch, adapter)?;
+        fill(runner, &table, 0, &src.take(depth), ubatch, lora)?;
     }
     let prompt = src.take(n);
     let t0 = Instant::now();
-    fill(runner, &table, depth, &prompt, ubatch, adapter)?;
+    fill(runner, &table, depth, &prompt, ubatch, lora)?;
     Ok(t0.elapsed())
 }
 
 /// Time `n` decode steps of `batch` sequences together, each with `depth` tokens of context
-/// (with LoRA `adapter`).
+/// (with the adapters of `lora`).
 pub fn time_decode(
     runner: &mut dyn Runner,
     n: usize,
     depth: usize,
     batch: usize,
     ubatch: usize,
-    adapter: Option<u32>,
+    lora: &LoraMix,
     src: &mut TokenSource,
 ) -> Result<Duration, EngineError> {
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
@@ -96,7 +96,7 @@ pub fn time_decode(
     for t in &mut tables {
         blocks.ensure(t, depth + n)?;
         if depth > 0 {
-            fill(runner, t, 0, &src.take(depth), ubatch, adapter)?;
+            fill(runner, t, 0, &src.take(depth), ubatch, lora)?;
         }
     }
     let t0 = Instant::now();
@@ -110,7 +110,7 @@ pub fn time_decode(
                 // Each step picks its tokens on the backend, as greedy serving does and as
                 // the transformers side (`generate`, greedy) does.
                 logits: LogitsWanted::Argmax,
-                lora: LoraMix::of(adapter),
+                lora: lora.clone(),
             })
             .collect();
         runner.forward(&Batch { seqs })?;

@@ -5,6 +5,7 @@ pub mod claims;
 pub mod experts;
 pub mod hardware;
 pub mod kv_traffic;
+pub mod lora_label;
 pub mod measure;
 pub mod projection;
 pub mod report;
@@ -14,6 +15,7 @@ pub mod stats;
 
 use crate::engine::op_profile::{OpProfiler, OpTime};
 use crate::engine::{EngineError, Runner};
+use candor_models::lora::LoraMix;
 use measure::{time_decode, time_prefill, TokenSource};
 use serde::{Deserialize, Serialize};
 
@@ -27,17 +29,16 @@ pub struct BenchConfig {
     /// Largest prefill chunk per forward pass.
     pub ubatch: usize,
     pub seed: u64,
-    /// `--lora`: the LoRA adapter every sequence runs with (the engine's adapter 0).
+    /// `--lora` / `--lora-scaled`: the LoRA adapters every sequence runs with, as
+    /// `lora_label` writes them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<String>,
+    /// Those adapters by the runner's slots, at their scales.
+    #[serde(skip)]
+    pub lora_mix: LoraMix,
 }
 
 impl BenchConfig {
-    /// The adapter the measured sequences name.
-    fn adapter(&self) -> Option<u32> {
-        self.lora.as_ref().map(|_| 0)
-    }
-
     /// KV tokens the runner must hold for every test.
     pub fn kv_tokens(&self) -> usize {
         let pp = self
@@ -115,9 +116,9 @@ fn time(
     src: &mut TokenSource,
 ) -> Result<f64, EngineError> {
     let d = match test {
-        Test::Prefill { n } => time_prefill(runner, n, c.depth, c.ubatch, c.adapter(), src)?,
+        Test::Prefill { n } => time_prefill(runner, n, c.depth, c.ubatch, &c.lora_mix, src)?,
         Test::Decode { n, batch } => {
-            time_decode(runner, n, c.depth, batch, c.ubatch, c.adapter(), src)?
+            time_decode(runner, n, c.depth, batch, c.ubatch, &c.lora_mix, src)?
         }
     };
     Ok(d.as_secs_f64())
@@ -248,6 +249,7 @@ mod tests {
             ubatch: 512,
             seed: 1,
             lora: None,
+            lora_mix: LoraMix::BASE,
         };
         let names: Vec<String> = c.tests().iter().map(Test::name).collect();
         assert_eq!(names, ["pp512", "tg128", "tg128@b16"]);

@@ -7,6 +7,7 @@ use crate::bench::kv_traffic::KvShape;
 use crate::bench::report::{self, BackendInfo, BenchDocument, ModelInfo, PerplexityResult};
 use crate::bench::{self, BenchConfig};
 use crate::cli::dummy::DummyArgs;
+use crate::cli::lora_args::LoraArgs;
 use crate::cli::perplexity::{check_ctx, measure, read_text};
 use crate::engine::load::{load_model, load_opened, KvCacheDtype, LoadOptions};
 use crate::engine::op_profile::OpProfiler;
@@ -113,12 +114,11 @@ pub struct BenchArgs {
     /// speed, so a report can check that devices compute the same model.
     #[arg(long, value_name = "FILE")]
     pub perplexity: Option<String>,
-    /// Run every measured sequence with this LoRA adapter (a PEFT directory or a llama.cpp
-    /// LoRA GGUF), as `candor serve --lora` serves it: what an adapter costs beside the base
-    /// model's run (`--perplexity` scores with it too). Recorded as `model.lora`; reports keep
-    /// such runs apart.
-    #[arg(long, value_name = "PATH")]
-    pub lora: Option<PathBuf>,
+    /// Run every measured sequence with these LoRA adapters: what adapters cost beside the
+    /// base model's run (`--perplexity` scores with them too). Recorded as `model.lora`;
+    /// reports keep such runs apart.
+    #[command(flatten)]
+    pub lora: LoraArgs,
     /// With --perplexity: tokens per chunk.
     #[arg(long, default_value_t = 512)]
     pub perplexity_ctx: usize,
@@ -177,7 +177,8 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         batch: args.batch.clone(),
         ubatch: args.ubatch,
         seed: args.seed,
-        lora: args.lora.as_ref().map(|p| p.display().to_string()),
+        lora: args.lora.label()?,
+        lora_mix: args.lora.mix()?,
     };
     let tests = config.tests();
     if tests.is_empty() {
@@ -187,11 +188,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
     }
     let threads = configure_threads(args.threads);
     let dummy_shape = args.dummy.shape()?;
-    let lora = match &args.lora {
-        Some(path) => vec![candor_models::lora::read_adapter(path)
-            .map_err(|e| CliError::Usage(format!("--lora: {e}")))?],
-        None => Vec::new(),
-    };
+    let lora = args.lora.read()?;
     if args.perplexity.is_some() && dummy_shape.is_some() {
         return Err(CliError::Usage(
             "--perplexity needs real weights: random ones have no perplexity worth recording"
@@ -328,6 +325,7 @@ fn perplexity_result(
     eprintln!("perplexity of {file}:");
     let m = measure(
         model,
+        &args.lora.mix()?,
         text,
         args.perplexity_ctx,
         args.perplexity_chunks,

@@ -123,7 +123,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         eos_ids,
         ignore_eos: args.ignore_eos,
         prefill_chunk: 512,
-        adapter: model.cli_adapter(),
+        lora: args.model.lora.mix()?,
     };
 
     let stdout = std::io::stdout();

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod devices;
 pub mod dummy;
 pub mod generate;
+pub mod lora_args;
 pub mod model_args;
 pub mod perplexity;
 pub mod pull;

@@ -1,5 +1,6 @@
 //! The options every command that loads a model for one local run shares (`candor generate`,
 //! `candor perplexity`; flattened into their arguments).
+use super::lora_args::LoraArgs;
 use crate::backend::cpu::configure_threads;
 use crate::backend::BackendChoice;
 use crate::engine::load::{load_model, KvCacheDtype, LoadOptions, LoadedModel};
@@ -29,10 +30,8 @@ pub struct ModelArgs {
     /// Never download: fail if the model is not on disk.
     #[arg(long)]
     pub offline: bool,
-    /// Run with this LoRA adapter (a PEFT directory or a llama.cpp LoRA GGUF), as `candor
-    /// serve --lora` serves it.
-    #[arg(long, value_name = "PATH")]
-    pub lora: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub lora: LoraArgs,
 }
 
 impl ModelArgs {
@@ -61,11 +60,7 @@ impl ModelArgs {
                 dequantize: self.dequantize,
                 kv_cache_dtype: self.kv_cache_dtype,
                 op_profiler: None,
-                lora: match &self.lora {
-                    Some(path) => vec![candor_models::lora::read_adapter(path)
-                        .map_err(|e| CliError::Usage(format!("--lora: {e}")))?],
-                    None => Vec::new(),
-                },
+                lora: self.lora.read()?,
                 threads,
                 kv_tokens,
                 backend: self.backend.clone(),

@@ -3,11 +3,13 @@
 //! reported beside proof that it computes the same model.
 use super::generate::OutputFormat;
 use super::model_args::ModelArgs;
+use crate::bench::lora_label::key_suffix as lora_key_suffix;
 use crate::engine::load::LoadedModel;
 use crate::engine::perplexity::{perplexity, Perplexity, PerplexityOptions};
 use crate::error::CliError;
 use crate::loadgen::score::{remote_perplexity, RemoteScoring};
 use crate::loadgen::server_models::served_model_ids;
+use candor_models::lora::LoraMix;
 use std::io::{Read, Write};
 
 #[derive(Debug, clap::Args)]
@@ -73,10 +75,12 @@ pub struct Measured {
     pub text_tokens: usize,
 }
 
-/// Score `text` on `model` in chunks of `ctx` (at most `chunks`); `progress` prints the running
-/// perplexity after each chunk on stderr, llama-perplexity style.
+/// Score `text` on `model` (with the adapters of `lora`) in chunks of `ctx` (at most
+/// `chunks`); `progress` prints the running perplexity after each chunk on stderr,
+/// llama-perplexity style.
 pub fn measure(
     model: &mut LoadedModel,
+    lora: &LoraMix,
     text: &str,
     ctx: usize,
     chunks: Option<usize>,
@@ -95,7 +99,7 @@ pub fn measure(
         .map_err(candor_models::ModelError::from)?;
     let bos = tokenizer.added_bos();
     let opts = PerplexityOptions {
-        adapter: model.cli_adapter(),
+        lora: lora.clone(),
         ctx,
         max_chunks: chunks,
         bos,
@@ -136,6 +140,8 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
         .spec
         .max_position;
     check_ctx(args.ctx, context)?;
+    let lora = args.model.lora.mix()?;
+    let lora_label = args.model.lora.label()?;
     let mut model = args.model.load(&path, args.ctx, threads)?;
     // Each window is the context (LongRoPE picks its factors by it).
     model.runner.use_context(args.ctx);
@@ -143,21 +149,15 @@ pub fn run(args: PerplexityArgs) -> Result<(), CliError> {
     let Measured {
         result,
         text_tokens,
-    } = measure(&mut model, &text, args.ctx, args.chunks, progress)?;
+    } = measure(&mut model, &lora, &text, args.ctx, args.chunks, progress)?;
     let device = model.runner.device();
     let fields = serde_json::json!({
         "model": model.path.display().to_string(),
         "model_key": args.model_key.clone().unwrap_or_else(|| {
             // A run with an adapter is another model's (as `candor report` keys bench runs).
-            file_stem(&model.path)
-                + &args
-                    .model
-                    .lora
-                    .as_deref()
-                    .map(|l| format!(" + LoRA {}", file_stem(l)))
-                    .unwrap_or_default()
+            file_stem(&model.path) + &lora_key_suffix(lora_label.as_deref())
         }),
-        "lora": args.model.lora.as_ref().map(|l| l.display().to_string()),
+        "lora": lora_label,
         "quantization": model.quantization,
         "dequantize": args.model.dequantize,
         "device": device.name,

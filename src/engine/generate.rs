@@ -18,8 +18,8 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// Largest number of prompt tokens run in one forward call.
     pub prefill_chunk: usize,
-    /// The LoRA adapter it runs with at its own scale (`SeqInput::lora`).
-    pub adapter: Option<u32>,
+    /// The LoRA adapters it runs with, at their scales (`SeqInput::lora`).
+    pub lora: LoraMix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -143,7 +143,7 @@ fn run(
                 start_pos: start,
                 block_table: table.ids.clone(),
                 logits: if last { wanted } else { LogitsWanted::None },
-                lora: LoraMix::of(req.adapter),
+                lora: req.lora.clone(),
             }],
         })?;
         if last {
@@ -180,7 +180,7 @@ fn run(
                 start_pos: len - 1,
                 block_table: table.ids.clone(),
                 logits: wanted,
-                lora: LoraMix::of(req.adapter),
+                lora: req.lora.clone(),
             }],
         })?);
     }

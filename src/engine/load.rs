@@ -174,14 +174,6 @@ pub struct LoadedModel {
     pub generation: Result<GenerationDefaults, String>,
 }
 
-impl LoadedModel {
-    /// The adapter the command-line tools run with: the first loaded with the model (their
-    /// `--lora`), if any.
-    pub fn cli_adapter(&self) -> Option<u32> {
-        (self.runner.lora_slots() > 0).then_some(0)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub dequantize: bool,

@@ -27,8 +27,8 @@ pub struct PerplexityOptions {
     pub bos: Option<u32>,
     /// Most prompt rows run in one forward pass where no logits are needed.
     pub prefill_chunk: usize,
-    /// The LoRA adapter the text is scored with at its own scale (`SeqInput::lora`).
-    pub adapter: Option<u32>,
+    /// The LoRA adapters the text is scored with, at their scales (`SeqInput::lora`).
+    pub lora: LoraMix,
 }
 
 /// Scored tokens whose model's pick and logprob a result keeps, for comparing devices token by
@@ -230,7 +230,7 @@ fn score_chunk(
                     true => LogitsWanted::All,
                     false => LogitsWanted::None,
                 },
-                lora: LoraMix::of(opts.adapter),
+                lora: opts.lora.clone(),
             }],
         })?;
         if scoring {
@@ -307,7 +307,7 @@ mod tests {
             max_chunks: None,
             bos: Some(5),
             prefill_chunk: 4,
-            adapter: None,
+            lora: LoraMix::BASE,
         };
         let (mut r, batches) = runner();
         let mut seen = Vec::new();
@@ -362,7 +362,7 @@ mod tests {
             max_chunks,
             bos: None,
             prefill_chunk: 512,
-            adapter: None,
+            lora: LoraMix::BASE,
         };
         let tokens = vec![1u32; 30];
         let (mut r, _) = runner();

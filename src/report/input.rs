@@ -536,11 +536,7 @@ fn from_candor_local(file: &str, d: CandorDoc) -> Result<LocalRun, String> {
             key: match (model.format.as_deref(), model.path.as_deref()) {
                 (Some("dummy"), _) | (_, None) => model.name,
                 (_, Some(path)) => stem(path),
-            } + &model
-                .lora
-                .as_deref()
-                .map(|l| format!(" + LoRA {}", stem(l)))
-                .unwrap_or_default(),
+            } + &crate::bench::lora_label::key_suffix(model.lora.as_deref()),
             quantization: model.quantization,
             parameters: model.parameters,
             size_bytes: model.size_bytes,

@@ -4,6 +4,7 @@
 //! in `GET /lora-adapters`, which is its engine slot here (slots never move: an unloaded
 //! adapter leaves a hole, as llama-server's list has none to leave).
 use super::error::ApiError;
+use candor_models::lora::MAX_LORA_SCALE as MAX_SCALE;
 use serde::Deserialize;
 
 /// One entry as sent: numbers checked by `checked`, so that a negative id or an infinite scale
@@ -13,10 +14,6 @@ pub struct LoraScale {
     pub id: i64,
     pub scale: f64,
 }
-
-/// The most a scale may be either way: far past any useful blend (llama.cpp takes any float;
-/// an overflowing update would only turn the logits into infinities).
-const MAX_SCALE: f64 = 1e4;
 
 /// Where a list was sent: a request's field, or the whole body of `POST /lora-adapters`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

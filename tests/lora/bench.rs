@@ -1,7 +1,8 @@
 //! `candor bench --lora`: every measured sequence runs with the adapter, and the result says so
 //! (in the table, `model.lora` and `config.lora`), so it is never read as the base model's.
 use super::common::fixtures;
-use super::files::{tuned_tiny, Lora, ALL_MODULES};
+use super::files::{tuned_tiny, tuned_tiny_lora, Lora, ALL_MODULES};
+use std::path::Path;
 
 fn bench(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candor"))
@@ -90,7 +91,7 @@ fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
         .map(|i| format!("t{}", 5 + (i * 37) % 400))
         .collect();
     std::fs::write(&text, words.join(" ")).unwrap();
-    let ppl = |model: &std::path::Path, lora: Option<&std::path::Path>| -> (f64, String) {
+    let ppl = |model: &Path, lora: &[&str]| -> (f64, String) {
         let mut args = vec![
             "perplexity",
             "--offline",
@@ -98,22 +99,19 @@ fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
             model.to_str().unwrap(),
         ];
         args.extend(["-f", text.to_str().unwrap(), "-c", "16", "--format", "json"]);
-        if let Some(l) = lora {
-            args.extend(["--lora", l.to_str().unwrap()]);
-        }
+        args.extend(lora);
         let doc: serde_json::Value = serde_json::from_str(&candor(&args)).unwrap();
         (
             doc["ppl"].as_f64().unwrap(),
             doc["model_key"].as_str().unwrap().to_string(),
         )
     };
-    let (tuned, key) = ppl(&base, Some(&peft));
-    let (expected, _) = ppl(&merged, None);
-    let (plain, plain_key) = ppl(&base, None);
-    assert!(
-        (tuned - expected).abs() < 1e-3 * expected,
-        "{tuned} vs {expected}"
-    );
+    let peft_arg = peft.to_str().unwrap();
+    let (tuned, key) = ppl(&base, &["--lora", peft_arg]);
+    let (expected, _) = ppl(&merged, &[]);
+    let (plain, plain_key) = ppl(&base, &[]);
+    let close = |got: f64, want: f64| (got - want).abs() < 1e-3 * want;
+    assert!(close(tuned, expected), "{tuned} vs {expected}");
     assert!(
         (tuned - plain).abs() > 1e-2 * plain,
         "the adapter changes the perplexity"
@@ -123,7 +121,28 @@ fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
         ("llama + LoRA tuned", "llama")
     );
 
-    let generate = |model: &std::path::Path, lora: Option<&std::path::Path>| {
+    // llama.cpp's --lora-scaled, beside --lora: both run, each at its scale, as the model
+    // merged with both.
+    let second = tuned_tiny_lora(&base, 14);
+    let second_peft = second.write_peft(&dir.path().join("second"));
+    let both_merged = second
+        .scaled(-0.5)
+        .write_merged(&merged, &dir.path().join("both"));
+    let (blend, blend_key) = ppl(
+        &base,
+        &[
+            "--lora",
+            peft_arg,
+            "--lora-scaled",
+            second_peft.to_str().unwrap(),
+            "-0.5",
+        ],
+    );
+    let (expected, _) = ppl(&both_merged, &[]);
+    assert!(close(blend, expected), "{blend} vs {expected}");
+    assert_eq!(blend_key, "llama + LoRA tuned + second@-0.5");
+
+    let generate = |model: &Path, lora: &[&str]| {
         let mut args = vec!["generate", "--offline", "--model", model.to_str().unwrap()];
         args.extend([
             "--prompt",
@@ -134,10 +153,18 @@ fn generate_and_perplexity_run_with_the_adapter_as_the_merged_model() {
             "0",
         ]);
         args.push("--ignore-eos");
-        if let Some(l) = lora {
-            args.extend(["--lora", l.to_str().unwrap()]);
-        }
+        args.extend(lora);
         candor(&args)
     };
-    assert_eq!(generate(&base, Some(&peft)), generate(&merged, None));
+    assert_eq!(
+        generate(&base, &["--lora", peft_arg]),
+        generate(&merged, &[])
+    );
+    let half_merged = tuned_tiny_lora(&base, 13)
+        .scaled(0.5)
+        .write_merged(&base, &dir.path().join("half"));
+    assert_eq!(
+        generate(&base, &["--lora-scaled", peft_arg, "0.5"]),
+        generate(&half_merged, &[])
+    );
 }

@@ -4,6 +4,10 @@
 //! the adapter's update `(alpha / r)·B·A` on top of what its file already folds in, as
 //! llama.cpp's `--lora-scaled` does.
 
+/// The most a scale may be either way: far past any useful blend (llama.cpp takes any float;
+/// an overflowing update would only turn the logits into infinities).
+pub const MAX_LORA_SCALE: f64 = 1e4;
+
 /// The adapters of one sequence, by slot (an index into the model's adapters), each with its
 /// scale: sorted by slot, no slot twice, no zero scale (an adapter at scale 0 is not run).
 #[derive(Debug, Clone, Default, PartialEq)]
