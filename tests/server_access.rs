@@ -1,8 +1,10 @@
-//! Who may reach the server. `candor serve --ssl-certfile --ssl-keyfile`: the API over HTTPS,
-//! a client that stalls in its handshake holding no one else back, plain HTTP on the port
-//! refused, certificate files that are wrong or missing named before anything listens, and
-//! `candor bench --serve` measuring it over HTTPS. `--api-key` (several) and `--api-key-file`:
-//! any of the keys opens the API.
+//! Who may reach the server, and how. `candor serve --ssl-certfile --ssl-keyfile`: the API over
+//! HTTPS, a client that stalls in its handshake holding no one else back, plain HTTP on the
+//! port refused, certificate files that are wrong or missing named before anything listens,
+//! and `candor bench --serve` measuring it over HTTPS. HTTP/2 over TLS (ALPN) and in clear
+//! text (prior knowledge), streams included. `--ssl-ca-certs`: client certificates required or
+//! optional. `--enable-ssl-refresh`: renewed files served without a restart. `--api-key`
+//! (several) and `--api-key-file`: any of the keys opens the API.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -23,7 +25,8 @@ fn tls_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A client trusting only the test CA (which issued the server's certificate to `localhost`).
+/// A client trusting only the test CA (which issued the server's certificate to `localhost`),
+/// speaking HTTP/1.1 only.
 fn connector() -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(tls_fixture("ca.pem")).unwrap() {
@@ -35,8 +38,7 @@ fn connector() -> TlsConnector {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // As browsers and curl offer them: the server must pick what it speaks.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TlsConnector::from(Arc::new(config))
 }
 
@@ -261,4 +263,164 @@ fn unreadable_system_certificates_do_not_stop_the_load_generator() {
     assert_eq!(doc["levels"][0]["errors"], 1, "{doc}");
     let sample = doc["levels"][0]["error_samples"][0].as_str().unwrap();
     assert!(!sample.contains("set up the HTTP client"), "{sample}");
+}
+
+/// A reqwest client trusting only the CA in `ca`, showing the certificate and key in
+/// `identity` when asked for one; no pooled connections (each request a new handshake).
+fn tls_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls_fixture(ca)).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .pool_max_idle_per_host(0);
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(tls_fixture(cert)).unwrap();
+        pem.extend(std::fs::read(tls_fixture(key)).unwrap());
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// `GET /health` with `client`: its status and HTTP version, or why it failed.
+async fn health(client: &reqwest::Client, base: &str) -> Result<(u16, reqwest::Version), String> {
+    let answer = client.get(format!("{base}/health")).send().await;
+    answer
+        .map(|r| (r.status().as_u16(), r.version()))
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Wait until the model answers `/health` over `client`.
+async fn until_healthy(client: &reqwest::Client, base: &str) {
+    let t0 = Instant::now();
+    while !matches!(health(client, base).await, Ok((200, _))) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "not healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A streamed completion over `client`: its HTTP version and the text of the stream.
+async fn streamed(client: &reqwest::Client, base: &str) -> (reqwest::Version, String) {
+    let body = serde_json::json!({
+        "model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 4, "temperature": 0, "stream": true
+    });
+    let answer = client
+        .post(format!("{base}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    (answer.version(), answer.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn http2_is_spoken_over_tls_and_in_clear_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    // Clear text: HTTP/1.1, or HTTP/2 to a client that starts with its preface (h2c).
+    let plain = Server::start_path(&model, "tiny", &[]).await;
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let (version, stream) = streamed(&h2c, &plain.base).await;
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert!(stream.trim_end().ends_with("data: [DONE]"), "{stream}");
+    let (version, _) = streamed(&reqwest::Client::new(), &plain.base).await;
+    assert_eq!(version, reqwest::Version::HTTP_11);
+
+    // Over TLS, ALPN picks h2 for a client offering it; several streams share its connection.
+    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
+    let args = ["--ssl-certfile", cert.to_str().unwrap()];
+    let args = [&args[..], &["--ssl-keyfile", key.to_str().unwrap()]].concat();
+    let server = Server::launch(&model, "tiny", &args);
+    let client = tls_client("ca.pem", None);
+    until_healthy(&client, &server.base).await;
+    let (a, b) = tokio::join!(
+        streamed(&client, &server.base),
+        streamed(&client, &server.base)
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (reqwest::Version::HTTP_2, reqwest::Version::HTTP_2)
+    );
+    assert_eq!(a.1.matches("data: ").count(), b.1.matches("data: ").count());
+    assert!(a.1.trim_end().ends_with("data: [DONE]"), "{}", a.1);
+}
+
+#[tokio::test]
+async fn client_certificates_from_the_ca_given_are_required_or_optional() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let (cert, key, ca) = (
+        tls_fixture("cert.pem"),
+        tls_fixture("key.pem"),
+        tls_fixture("ca2.pem"),
+    );
+    let tls = [
+        "--ssl-certfile",
+        cert.to_str().unwrap(),
+        "--ssl-keyfile",
+        key.to_str().unwrap(),
+        "--ssl-ca-certs",
+        ca.to_str().unwrap(),
+    ];
+    // The client certificate ca2.pem issued; the server's own, from another CA, shown as a
+    // client's; none.
+    let known = tls_client("ca.pem", Some(("client.pem", "client-key.pem")));
+    let stranger = tls_client("ca.pem", Some(("cert.pem", "key.pem")));
+    let anonymous = tls_client("ca.pem", None);
+
+    // Required by default once a CA is given.
+    let server = Server::launch(&model, "tiny", &tls);
+    until_healthy(&known, &server.base).await;
+    assert!(health(&stranger, &server.base).await.is_err());
+    assert!(health(&anonymous, &server.base).await.is_err());
+    drop(server);
+
+    // Optional (vLLM's number 1): anyone without one, no one with another CA's.
+    let server = Server::launch(
+        &model,
+        "tiny",
+        &[&tls[..], &["--ssl-cert-reqs", "1"]].concat(),
+    );
+    until_healthy(&known, &server.base).await;
+    assert!(matches!(
+        health(&anonymous, &server.base).await,
+        Ok((200, _))
+    ));
+    assert!(health(&stranger, &server.base).await.is_err());
+}
+
+#[tokio::test]
+async fn renewed_certificate_files_are_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(tls_fixture("cert.pem"), &cert).unwrap();
+    std::fs::copy(tls_fixture("key.pem"), &key).unwrap();
+    let args = [
+        "--ssl-certfile",
+        cert.to_str().unwrap(),
+        "--ssl-keyfile",
+        key.to_str().unwrap(),
+        "--enable-ssl-refresh",
+    ];
+    let server = Server::launch(&model, "tiny", &args);
+    let (first_ca, second_ca) = (tls_client("ca.pem", None), tls_client("ca2.pem", None));
+    until_healthy(&first_ca, &server.base).await;
+    assert!(health(&second_ca, &server.base).await.is_err());
+    // The renewal: a certificate from another CA, as a rotation to a new issuer would bring.
+    std::fs::copy(tls_fixture("cert2.pem"), &cert).unwrap();
+    std::fs::copy(tls_fixture("key2.pem"), &key).unwrap();
+    let t0 = Instant::now();
+    while health(&second_ca, &server.base).await.is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the renewed files are not served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(health(&first_ca, &server.base).await.is_err());
+    assert_eq!(server.log_lines("TLS files read again").len(), 1);
 }

@@ -50,6 +50,25 @@ pub struct ServeArgs {
         requires = "ssl_certfile"
     )]
     pub ssl_keyfile: Option<std::path::PathBuf>,
+    /// PEM CA certificates that client certificates are checked against (mutual TLS: only
+    /// clients holding a certificate this CA issued get through, see --ssl-cert-reqs).
+    #[arg(long, env = "CANDOR_SSL_CA_CERTS", requires = "ssl_certfile")]
+    pub ssl_ca_certs: Option<std::path::PathBuf>,
+    /// What is asked of clients with --ssl-ca-certs: none, optional (a certificate shown must
+    /// be the CA's) or required (vLLM's numbers 0, 1, 2 too). Default: required, where vLLM's
+    /// default (none) would serve anyone despite the CA given.
+    #[arg(
+        long,
+        env = "CANDOR_SSL_CERT_REQS",
+        value_enum,
+        requires = "ssl_ca_certs"
+    )]
+    pub ssl_cert_reqs: Option<crate::server::tls_config::ClientCerts>,
+    /// Read the certificate, key and CA files again when they change (checked at most once a
+    /// second, as connections arrive): a renewed certificate is served without a restart,
+    /// to new connections.
+    #[arg(long, env = "CANDOR_ENABLE_SSL_REFRESH", requires = "ssl_certfile")]
+    pub enable_ssl_refresh: bool,
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
     /// cpu, cuda[:N] or plugin:PATH.
@@ -214,7 +233,18 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         tls: args
             .ssl_certfile
             .zip(args.ssl_keyfile)
-            .map(|(cert, key)| crate::server::TlsFiles { cert, key }),
+            .map(|(cert, key)| crate::server::TlsFiles {
+                cert,
+                key,
+                client_ca: args.ssl_ca_certs.map(|ca| {
+                    let asked = args.ssl_cert_reqs;
+                    (
+                        ca,
+                        asked.unwrap_or(crate::server::tls_config::ClientCerts::Required),
+                    )
+                }),
+                refresh: args.enable_ssl_refresh,
+            }),
         threads,
         backend: args.backend,
         dequantize: args.dequantize,

@@ -36,12 +36,16 @@ pub struct LoadConfig {
     pub timeout: Duration,
 }
 
-/// An HTTP client as `builder` makes it. reqwest refuses to build one over a system
-/// certificate store whose every certificate is unreadable (and `Client::new` panics there):
-/// Mozilla's roots alone then, rather than no client.
+/// An HTTP client as `builder` makes it, speaking HTTP/1.1 only: one connection per client
+/// as the benchmarks of vLLM and llama.cpp open them, so a server offering HTTP/2 (candor over
+/// TLS) is not measured through one multiplexed connection where the others get one each.
+/// reqwest refuses to build one over a system certificate store whose every certificate is
+/// unreadable (and `Client::new` panics there): Mozilla's roots alone then, rather than no
+/// client.
 pub fn http_client(
     builder: impl Fn() -> reqwest::ClientBuilder,
 ) -> Result<reqwest::Client, String> {
+    let builder = || builder().http1_only();
     builder()
         .build()
         .or_else(|_| builder().tls_built_in_native_certs(false).build())

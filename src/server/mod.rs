@@ -37,6 +37,7 @@ pub mod structured;
 pub mod thinking;
 pub mod timings;
 pub mod tls;
+pub mod tls_config;
 pub mod tools;
 pub mod truncation;
 pub mod validate;
@@ -53,6 +54,7 @@ use state::{AppState, Ready, SharedState};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+pub use tls_config::TlsFiles;
 use validate::Limits;
 
 #[derive(Debug, Clone)]
@@ -63,7 +65,8 @@ pub struct ServeConfig {
     pub port: u16,
     /// The keys a request may give (none: no key asked for).
     pub api_keys: auth::ApiKeys,
-    /// Serve HTTPS with these files (`--ssl-certfile`, `--ssl-keyfile`); None: plain HTTP.
+    /// Serve HTTPS with these files (`--ssl-certfile`, `--ssl-keyfile`, `--ssl-ca-certs`);
+    /// None: plain HTTP.
     pub tls: Option<TlsFiles>,
     pub threads: usize,
     pub backend: crate::backend::BackendChoice,
@@ -106,17 +109,10 @@ pub struct ServeConfig {
     pub generation_overrides: candor_models::generation_config::GenerationDefaults,
 }
 
-/// A PEM certificate chain and its private key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] tls_config::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -429,7 +425,7 @@ async fn shutdown_signal() {
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // The certificate is read before anything listens: a typo fails at once, not per client.
     let acceptor = match &config.tls {
-        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+        Some(files) => Some(tls_config::CurrentAcceptor::new(files.clone())?),
         None => None,
     };
     let addr = format!("{}:{}", config.host, config.port);
