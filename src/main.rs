@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => candor::cli::pull::run(args),
         Command::Perplexity(args) => candor::cli::perplexity::run(args),
         Command::Serve(args) => candor::cli::serve::run(args),
+        Command::RunBatch(args) => candor::cli::run_batch::run(args),
         Command::Bench(args) => candor::cli::bench::run(args),
         Command::Report(args) => candor::cli::report::run(args),
         Command::Devices(args) => candor::cli::devices::run(args),

@@ -1,5 +1,5 @@
-//! Command-line interface: `candor serve`, `candor generate`, `candor bench`, `candor report`,
-//! `candor pull`, `candor devices`, `candor perplexity`.
+//! Command-line interface: `candor serve`, `candor run-batch`, `candor generate`, `candor
+//! bench`, `candor report`, `candor pull`, `candor devices`, `candor perplexity`.
 pub mod bench;
 pub mod devices;
 pub mod dummy;
@@ -9,6 +9,7 @@ pub mod model_args;
 pub mod perplexity;
 pub mod pull;
 pub mod report;
+pub mod run_batch;
 pub mod sampling_args;
 pub mod serve;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(serve::ServeArgs),
+    /// Run a file of requests in OpenAI's Batch API format offline (`vllm run-batch`): one
+    /// result line per request line, in order.
+    RunBatch(run_batch::RunBatchArgs),
     /// Measure prefill/decode tok/s (llama-bench style), or load-test a server with --serve.
     Bench(bench::BenchArgs),
     /// Write report.md and a self-contained report.html from result JSON files.

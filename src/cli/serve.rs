@@ -188,6 +188,24 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let config = config(args)?;
+    runtime()?
+        .block_on(serve(config))
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The tokio runtime the server's handlers run on (the engine has threads of its own).
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(CliError::Output)
+}
+
+/// What `args` ask of the server: the model resolved (pulled if missing and allowed), the
+/// compute threads fixed, every option checked.
+pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
     let threads = configure_threads(args.threads);
     let path = pull::resolve_model(&args.model, !args.offline)?;
     let model_name = args.served_model_name.clone().unwrap_or_else(|| {
@@ -273,13 +291,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         generation_config: args.generation_config,
         generation_overrides,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(CliError::Output)?;
-    rt.block_on(serve(config))
-        .map_err(|e| CliError::Usage(e.to_string()))
+    Ok(config)
 }
 
 /// `--chat-template`: a file's contents, or the argument itself when it is a template.

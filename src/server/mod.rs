@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
+pub mod batch;
 pub mod dry;
 pub mod embeddings;
 pub mod error;
@@ -237,6 +238,29 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
     r.with_state(state)
 }
 
+/// The server's state before its model is loaded (`load` fills `ready`).
+fn new_state(config: &ServeConfig) -> SharedState {
+    Arc::new(AppState {
+        model_name: config.model_name.clone(),
+        adapters: Arc::new(adapters::Adapters::new(
+            config.adapters.clone(),
+            config.max_lora_adapters,
+        )),
+        runtime_lora: config.runtime_lora,
+        slots: config.slots,
+        api_keys: config.api_keys.clone(),
+        created: state::unix_now(),
+        ready: OnceLock::new(),
+        load_error: OnceLock::new(),
+        responses: Arc::new(responses::store::ResponseStore::new(
+            config.responses_store_bytes,
+        )),
+        conversations: Arc::new(responses::conversations::ConversationStore::new(
+            config.responses_store_bytes,
+        )),
+    })
+}
+
 /// Load the model, start the engine, and run one forward pass; fills `state.ready`.
 fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     let lora = config
@@ -436,25 +460,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     let local = listener.local_addr()?;
-    let state: SharedState = Arc::new(AppState {
-        model_name: config.model_name.clone(),
-        adapters: Arc::new(adapters::Adapters::new(
-            config.adapters.clone(),
-            config.max_lora_adapters,
-        )),
-        runtime_lora: config.runtime_lora,
-        slots: config.slots,
-        api_keys: config.api_keys.clone(),
-        created: state::unix_now(),
-        ready: OnceLock::new(),
-        load_error: OnceLock::new(),
-        responses: Arc::new(responses::store::ResponseStore::new(
-            config.responses_store_bytes,
-        )),
-        conversations: Arc::new(responses::conversations::ConversationStore::new(
-            config.responses_store_bytes,
-        )),
-    });
+    let state = new_state(&config);
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     eprintln!(
         "candor: listening on {scheme}://{local} (model `{}` loading)",

@@ -1,0 +1,190 @@
+//! `candor run-batch`: a file of requests in OpenAI's Batch API format run offline, as
+//! `vllm run-batch` does: the model loaded as `candor serve` loads it, every line sent to the
+//! same handlers a server runs (so an answer is byte for byte what the endpoint returns), many
+//! at once so the engine batches them, and one output line per input line, in input order.
+pub mod line;
+
+use super::{load, new_state, router, ServeConfig};
+use axum::body::Body;
+use futures::StreamExt;
+use line::{Refused, Request};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the model failed to load: {0}")]
+    Load(String),
+    #[error("cannot write the results: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchSummary {
+    pub lines: usize,
+    /// Lines answered 200.
+    pub succeeded: usize,
+    /// Lines not sent, or answered with an error.
+    pub failed: usize,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub seconds: f64,
+}
+
+/// Run the request `lines` on the model of `config` and write each result, in their order,
+/// to `out` (one JSON line each); `on_done` sees every finished line. Blank lines are skipped.
+pub async fn run_batch(
+    config: ServeConfig,
+    lines: Vec<String>,
+    out: &mut (dyn Write + Send),
+    on_done: impl Fn(),
+) -> Result<BatchSummary, BatchError> {
+    // Nothing listens: the lines come from whoever may read the file, with no key to show.
+    let config = ServeConfig {
+        api_keys: super::auth::ApiKeys::default(),
+        ..config
+    };
+    let state = new_state(&config);
+    {
+        let (config, state) = (config.clone(), state.clone());
+        tokio::task::spawn_blocking(move || load(&config, &state))
+            .await
+            .map_err(|e| BatchError::Load(e.to_string()))?
+            .map_err(BatchError::Load)?;
+    }
+    let app = router(state, config.body_limit, false);
+    let t0 = Instant::now();
+    // Enough in flight to fill the engine's batch and keep its queue fed.
+    let in_flight = config.max_num_seqs + config.max_waiting.min(config.max_num_seqs);
+    let mut seen = HashMap::new();
+    let parsed: Vec<(usize, Result<Request, Refused>)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(i, text)| (i, line::parse(text, i + 1, &mut seen)))
+        .collect();
+    let mut results = futures::stream::iter(parsed.into_iter().enumerate())
+        .map(|(order, (_, parsed))| {
+            let app = app.clone();
+            async move {
+                let id = super::state::new_item_id("batch_req");
+                let written = match parsed {
+                    Ok(request) => {
+                        let (status, body) = send(app, &request).await;
+                        Outcome::Answered {
+                            line: line::answered(
+                                &id,
+                                &request.custom_id,
+                                status,
+                                &request_id(&body),
+                                body.clone(),
+                            ),
+                            ok: status == 200,
+                            usage: body.get("usage").cloned(),
+                        }
+                    }
+                    Err(why) => Outcome::Refused(line::refused(&id, &why)),
+                };
+                (order, written)
+            }
+        })
+        .buffer_unordered(in_flight.max(1));
+    let mut summary = BatchSummary::default();
+    let mut waiting: BTreeMap<usize, Value> = BTreeMap::new();
+    let mut next = 0;
+    while let Some((order, outcome)) = results.next().await {
+        summary.lines += 1;
+        let line = match outcome {
+            Outcome::Answered { line, ok, usage } => {
+                if ok {
+                    summary.succeeded += 1;
+                } else {
+                    summary.failed += 1;
+                }
+                let count = |key: &str| {
+                    usage
+                        .as_ref()
+                        .and_then(|u| u.get(key))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
+                };
+                // Chat and completions count prompt and completion tokens; the Responses
+                // API input and output tokens.
+                summary.prompt_tokens += count("prompt_tokens") + count("input_tokens");
+                summary.completion_tokens += count("completion_tokens") + count("output_tokens");
+                line
+            }
+            Outcome::Refused(line) => {
+                summary.failed += 1;
+                line
+            }
+        };
+        waiting.insert(order, line);
+        while let Some(line) = waiting.remove(&next) {
+            writeln!(out, "{line}")?;
+            next += 1;
+        }
+        on_done();
+    }
+    out.flush()?;
+    summary.seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+enum Outcome {
+    Answered {
+        line: Value,
+        ok: bool,
+        usage: Option<Value>,
+    },
+    Refused(Value),
+}
+
+/// The answer's own id (`chatcmpl-…`, `resp_…`) where it has one, else a new one.
+fn request_id(body: &Value) -> String {
+    match body.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => super::state::new_id("batch"),
+    }
+}
+
+/// POST `request` to its endpoint: the status and the JSON answer. A full queue (429) is
+/// tried again shortly: every line waits its turn, none is dropped for the batch's size.
+async fn send(app: axum::Router, request: &Request) -> (u16, Value) {
+    let body = request.body.to_string();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let http = axum::http::Request::post(&request.url)
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.clone()));
+        let http = match http {
+            Ok(http) => http,
+            Err(e) => return (400, error_body(&format!("not a request: {e}"))),
+        };
+        let response = match app.clone().oneshot(http).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        if status == 429 {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            continue;
+        }
+        let bytes = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+            Ok(bytes) => bytes,
+            Err(e) => return (500, error_body(&format!("the answer broke off: {e}"))),
+        };
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        return (status, body);
+    }
+}
+
+fn error_body(message: &str) -> Value {
+    super::error::ApiError::internal(message).body()
+}

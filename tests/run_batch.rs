@@ -1,0 +1,163 @@
+//! `candor run-batch`: OpenAI's Batch API file run offline. Every line gets one result line,
+//! in input order; answers equal what `candor serve` answers to the same bodies; lines that
+//! cannot be sent say why in `error`, and answered errors keep their status and error JSON.
+mod common;
+
+use common::plugins::servable_tiny;
+use common::server::Server;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const TEMPLATE: &str = "{% for m in messages %}{{ m.content }} {% endfor %}";
+
+fn line(custom_id: &str, url: &str, body: Value) -> String {
+    json!({"custom_id": custom_id, "method": "POST", "url": url, "body": body}).to_string()
+}
+
+fn completion(prompt: &str, max_tokens: usize) -> Value {
+    json!({"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
+}
+
+#[tokio::test]
+async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let chat = json!({
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "t8 t9 t10"}],
+        "max_tokens": 5,
+        "temperature": 0
+    });
+    let embed = json!({"model": "tiny", "input": "t5 t6"});
+    let many: Vec<(String, Value)> = (0..12)
+        .map(|i| {
+            let prompt = format!("t{} t{} t{}", 20 + i, 40 + 3 * i, 7 + i);
+            (format!("many-{i}"), completion(&prompt, 3 + i % 5))
+        })
+        .collect();
+    let mut lines = vec![
+        line("c1", "/v1/completions", completion("t5 t6 t7", 6)),
+        line("ch", "/v1/chat/completions", chat.clone()),
+        String::new(),
+        "{not json".to_string(),
+        line("e1", "/v1/embeddings", embed.clone()),
+        line(
+            "other-model",
+            "/v1/completions",
+            json!({"model": "nope", "prompt": "t5"}),
+        ),
+        line("c1", "/v1/completions", completion("t9", 2)),
+        line(
+            "s",
+            "/v1/completions",
+            json!({"model": "tiny", "prompt": "t5", "stream": true}),
+        ),
+    ];
+    lines.extend(
+        many.iter()
+            .map(|(id, body)| line(id, "/v1/completions", body.clone())),
+    );
+    let input = dir.path().join("batch.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let output = dir.path().join("results.jsonl");
+    let shared = ["--chat-template", TEMPLATE, "--max-num-seqs", "4"];
+    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["run-batch", "-i", input.to_str().unwrap()])
+        .args(["-o", output.to_str().unwrap()])
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--served-model-name",
+            "tiny",
+        ])
+        .args(["--threads", "2"])
+        .args(shared)
+        // A key in the environment guards a server; nothing listens here.
+        .env("CANDOR_API_KEY", "sk-server-only")
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{told}");
+    assert!(told.contains("19 request(s) in"), "{told}");
+    assert!(told.contains("15 succeeded, 4 failed"), "{told}");
+
+    let results: Vec<Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = results
+        .iter()
+        .map(|r| r["custom_id"].as_str().unwrap_or("-"))
+        .collect();
+    let mut expected = vec!["c1", "ch", "-", "e1", "other-model", "c1", "s"];
+    expected.extend(many.iter().map(|(id, _)| id.as_str()));
+    assert_eq!(ids, expected, "one result per line, in order");
+    for r in &results {
+        assert!(r["id"].as_str().unwrap().starts_with("batch_req_"), "{r}");
+    }
+    let code = |i: usize| {
+        results[i]["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(code(2), "invalid_json_line");
+    assert_eq!(code(5), "duplicate_custom_id");
+    assert_eq!(code(6), "invalid_request");
+    assert_eq!(results[4]["response"]["status_code"], 404, "{}", results[4]);
+    assert!(results[4]["response"]["body"]["error"]["message"].is_string());
+
+    // The same bodies sent to the server get the same answers.
+    let server = Server::start_path(&model, "tiny", &shared).await;
+    let body = |i: usize| &results[i]["response"]["body"];
+    let (status, served) = server
+        .post("/v1/completions", &completion("t5 t6 t7", 6))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body(0)["choices"], served["choices"]);
+    assert_eq!(body(0)["usage"], served["usage"]);
+    assert_eq!(results[0]["response"]["request_id"], body(0)["id"]);
+    let (_, served) = server.post("/v1/chat/completions", &chat).await;
+    assert_eq!(body(1)["choices"], served["choices"]);
+    // Within rounding: the batch computed it beside other rows (the kernels' reductions
+    // depend on the batch, see README's prefix-cache notes).
+    let (_, served) = server.post("/v1/embeddings", &embed).await;
+    let vector = |v: &Value| -> Vec<f64> {
+        let values = v[0]["embedding"].as_array().unwrap();
+        values.iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (batched, alone) = (vector(&body(3)["data"]), vector(&served["data"]));
+    assert_eq!(batched.len(), alone.len());
+    for (a, b) in batched.iter().zip(&alone) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    for (i, (_, sent)) in many.iter().enumerate() {
+        let (_, served) = server.post("/v1/completions", sent).await;
+        assert_eq!(body(7 + i)["choices"], served["choices"], "many-{i}");
+        assert_eq!(results[7 + i]["response"]["status_code"], 200);
+    }
+}
+
+#[test]
+fn unreadable_input_and_unwritable_output_fail_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |input: &str, output: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["run-batch", "-i", input, "-o", output])
+            .args(["--model", "/nowhere/model.gguf", "--offline"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let told = run("/nowhere/batch.jsonl", "-");
+    assert!(told.contains("cannot read /nowhere/batch.jsonl"), "{told}");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let told = run(input.to_str().unwrap(), "/nowhere/out.jsonl");
+    assert!(
+        told.contains("cannot write the results to /nowhere/out.jsonl"),
+        "{told}"
+    );
+}
