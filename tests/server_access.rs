@@ -424,3 +424,45 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
     assert!(health(&first_ca, &server.base).await.is_err());
     assert_eq!(server.log_lines("TLS files read again").len(), 1);
 }
+
+#[tokio::test]
+async fn the_model_answers_to_each_of_its_served_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    // `Server` names it `tiny`; the names given here come after (vLLM's list, or commas).
+    let server =
+        Server::start_path(&model, "tiny", &["--served-model-name", "alias-a,alias-b"]).await;
+    let (_, listed) = server.get("/v1/models").await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tiny", "alias-a", "alias-b"]);
+    let body = |model: &str| serde_json::json!({"model": model, "prompt": "t5 t6", "max_tokens": 2, "temperature": 0});
+    let (status, answer) = server.post("/v1/completions", &body("alias-b")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], "tiny", "answers carry the first name");
+    let (status, answer) = server.post("/v1/completions", &body("other")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`alias-a`"),
+        "{answer}"
+    );
+
+    // A name given twice, or empty, is refused before anything listens.
+    for names in ["x,x", "x,"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+            .args(["--served-model-name", names])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let told = String::from_utf8_lossy(&out.stderr);
+        assert!(told.contains("--served-model-name"), "{names}: {told}");
+    }
+}

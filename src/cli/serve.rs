@@ -12,9 +12,16 @@ pub struct ServeArgs {
     /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
     #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
     pub model: String,
-    /// Name clients use in `model` (default: the catalogue name or file stem).
-    #[arg(long, env = "CANDOR_SERVED_MODEL_NAME")]
-    pub served_model_name: Option<String>,
+    /// Name clients use in `model` (default: the catalogue name or file stem). Several names
+    /// (vLLM's `--served-model-name a b`, or comma-separated) are all accepted and listed;
+    /// answers carry the first.
+    #[arg(
+        long,
+        env = "CANDOR_SERVED_MODEL_NAME",
+        num_args = 1..,
+        value_delimiter = ','
+    )]
+    pub served_model_name: Vec<String>,
     #[arg(long, env = "CANDOR_HOST", default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, env = "CANDOR_PORT", default_value_t = 8080)]
@@ -208,7 +215,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
     let threads = configure_threads(args.threads);
     let path = pull::resolve_model(&args.model, !args.offline)?;
-    let model_name = args.served_model_name.clone().unwrap_or_else(|| {
+    let mut names = args.served_model_name.clone().into_iter();
+    let model_name = names.next().unwrap_or_else(|| {
         if pull::find(&args.model).is_some() {
             args.model.clone()
         } else {
@@ -223,7 +231,12 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
                 .into(),
         ));
     }
-    crate::server::adapters::check(&model_name, &args.lora, args.max_lora_adapters)
+    let model_aliases: Vec<String> = names.collect();
+    check_names(&model_name, &model_aliases)?;
+    let base_names: Vec<&str> = std::iter::once(model_name.as_str())
+        .chain(model_aliases.iter().map(String::as_str))
+        .collect();
+    crate::server::adapters::check(&base_names, &args.lora, args.max_lora_adapters)
         .map_err(CliError::Usage)?;
     let thinking = crate::server::thinking::ThinkingDefaults {
         budget: crate::server::thinking::parse_default_budget(args.reasoning_budget)
@@ -244,6 +257,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
     let config = ServeConfig {
         model_path: path,
         model_name,
+        model_aliases,
         host: args.host,
         port: args.port,
         api_keys: crate::server::auth::ApiKeys::new(args.api_key, args.api_key_file.as_deref())
@@ -292,6 +306,26 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         generation_overrides,
     };
     Ok(config)
+}
+
+/// The served names are not empty and not given twice.
+fn check_names(first: &str, aliases: &[String]) -> Result<(), CliError> {
+    let all: Vec<&str> = std::iter::once(first)
+        .chain(aliases.iter().map(String::as_str))
+        .collect();
+    for (i, name) in all.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(CliError::Usage(
+                "--served-model-name: a name cannot be empty".into(),
+            ));
+        }
+        if all[..i].contains(name) {
+            return Err(CliError::Usage(format!(
+                "--served-model-name: `{name}` is given twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--chat-template`: a file's contents, or the argument itself when it is a template.

@@ -39,10 +39,10 @@ impl std::str::FromStr for ServedAdapter {
     }
 }
 
-/// Adapters' names must differ from each other and from the base model's (a name picks one
-/// model), and their paths must exist (checked before the server listens, not after).
+/// Adapters' names must differ from each other and from the base model's names (a name picks
+/// one model), and their paths must exist (checked before the server listens, not after).
 /// No more than `max` of them (`--max-lora-adapters`).
-pub fn check(base: &str, adapters: &[ServedAdapter], max: usize) -> Result<(), String> {
+pub fn check(base: &[&str], adapters: &[ServedAdapter], max: usize) -> Result<(), String> {
     if adapters.len() > max {
         return Err(format!(
             "{} LoRA adapters named, more than --max-lora-adapters {max}",
@@ -57,7 +57,7 @@ pub fn check(base: &str, adapters: &[ServedAdapter], max: usize) -> Result<(), S
                 a.path.display()
             ));
         }
-        if a.name == base {
+        if base.contains(&a.name.as_str()) {
             return Err(format!(
                 "the adapter `{}` has the base model's name; name it apart (NAME=PATH)",
                 a.name
@@ -347,21 +347,24 @@ mod tests {
             name: n.into(),
             path: std::env::temp_dir(),
         };
-        assert!(check("base", &[a("x"), a("y")], 2).is_ok());
-        assert!(check("base", &[a("x"), a("y")], 1)
+        assert!(check(&["base"], &[a("x"), a("y")], 2).is_ok());
+        assert!(check(&["base"], &[a("x"), a("y")], 1)
             .unwrap_err()
             .contains("--max-lora-adapters 1"));
-        assert!(check("base", &[a("base")], 8)
+        assert!(check(&["base"], &[a("base")], 8)
             .unwrap_err()
             .contains("base model's name"));
-        assert!(check("base", &[a("x"), a("x")], 8)
+        assert!(check(&["base", "alias"], &[a("alias")], 8)
+            .unwrap_err()
+            .contains("base model's name"));
+        assert!(check(&["base"], &[a("x"), a("x")], 8)
             .unwrap_err()
             .contains("two adapters"));
         let missing = ServedAdapter {
             name: "m".into(),
             path: "/nowhere/m".into(),
         };
-        assert!(check("base", &[missing], 8)
+        assert!(check(&["base"], &[missing], 8)
             .unwrap_err()
             .contains("/nowhere/m"));
         let served = Adapters::new(vec![a("x"), a("y")], 8);

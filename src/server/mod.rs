@@ -62,6 +62,9 @@ use validate::Limits;
 pub struct ServeConfig {
     pub model_path: PathBuf,
     pub model_name: String,
+    /// Other names requests may give the model (`--served-model-name a b`); answers carry
+    /// `model_name`.
+    pub model_aliases: Vec<String>,
     pub host: String,
     pub port: u16,
     /// The keys a request may give (none: no key asked for).
@@ -242,6 +245,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
 fn new_state(config: &ServeConfig) -> SharedState {
     Arc::new(AppState {
         model_name: config.model_name.clone(),
+        model_aliases: config.model_aliases.clone(),
         adapters: Arc::new(adapters::Adapters::new(
             config.adapters.clone(),
             config.max_lora_adapters,

@@ -83,6 +83,9 @@ pub struct ModelFacts {
 
 pub struct AppState {
     pub model_name: String,
+    /// The model's other names (`--served-model-name a b`): accepted and listed, answered as
+    /// `model_name`.
+    pub model_aliases: Vec<String>,
     /// LoRA adapters requests may name instead of the base model (`--lora`, and those
     /// loaded while serving).
     pub adapters: Arc<Adapters>,
@@ -118,7 +121,7 @@ impl AppState {
     pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
         match model {
             None => Ok(()),
-            Some(m) if m == self.model_name => Ok(()),
+            Some(m) if self.names_base_model(m) => Ok(()),
             Some(m) if self.adapters.get(m).is_some() => Ok(()),
             Some(m) => Err(ApiError::not_found(format!(
                 "the model `{m}` does not exist; this server serves {}",
@@ -132,9 +135,15 @@ impl AppState {
         }
     }
 
-    /// The base model's name, then its adapters'.
+    /// Whether `name` is one of the base model's names.
+    pub fn names_base_model(&self, name: &str) -> bool {
+        name == self.model_name || self.model_aliases.iter().any(|a| a == name)
+    }
+
+    /// The base model's names, then its adapters'.
     pub fn model_names(&self) -> Vec<String> {
         std::iter::once(self.model_name.clone())
+            .chain(self.model_aliases.iter().cloned())
             .chain(self.adapters.served().into_iter().map(|a| a.name))
             .collect()
     }

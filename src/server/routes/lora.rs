@@ -42,10 +42,10 @@ pub async fn load(
 ) -> Result<Response, ApiError> {
     allowed(&state)?;
     let name = req.lora_name.trim().to_string();
-    if name.is_empty() || name == state.model_name {
+    if name.is_empty() || state.names_base_model(&name) {
         return Err(ApiError::invalid(
             "lora_name",
-            "`lora_name` must be a name of its own (not empty, not the base model's)",
+            "`lora_name` must be a name of its own (not empty, not one of the base model's)",
         ));
     }
     let served = ServedAdapter {
