@@ -466,3 +466,47 @@ async fn the_model_answers_to_each_of_its_served_names() {
         assert!(told.contains("--served-model-name"), "{names}: {told}");
     }
 }
+
+/// vLLM's `cache_salt`: a tenant's salted prompts share cached blocks only with requests of the
+/// same salt, so another cannot learn them by timing its own requests' cache hits.
+#[tokio::test]
+async fn salted_prompts_share_cached_blocks_only_under_their_salt() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &[]).await;
+    let prompt: Vec<String> = (0..40).map(|i| format!("t{}", 5 + i)).collect();
+    let prompt = prompt.join(" ");
+    let cached = |salt: Option<&str>| {
+        let mut body = serde_json::json!({
+            "model": "tiny", "prompt": prompt, "max_tokens": 1, "temperature": 0
+        });
+        if let Some(salt) = salt {
+            body["cache_salt"] = salt.into();
+        }
+        let server = &server;
+        async move {
+            let (status, answer) = server.post("/v1/completions", &body).await;
+            assert_eq!(status, 200, "{answer}");
+            answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(cached(Some("tenant-a")).await, 0);
+    assert!(cached(Some("tenant-a")).await >= 32, "the salt's own cache");
+    assert_eq!(
+        cached(Some("tenant-b")).await,
+        0,
+        "another salt finds nothing"
+    );
+    assert_eq!(cached(None).await, 0, "nor does the shared cache");
+    assert!(cached(None).await >= 32);
+    let (status, answer) = server
+        .post(
+            "/v1/completions",
+            &serde_json::json!({"model": "tiny", "prompt": "t5", "cache_salt": ""}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["param"], "cache_salt");
+}

@@ -24,7 +24,7 @@
 use super::error::EngineError;
 use candor_models::lora::LoraMix;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 pub const BLOCK_SIZE: usize = 16;
 
@@ -48,17 +48,29 @@ pub struct BlockTable {
 /// their 62-bit hashes collide, as likely as two random 62-bit numbers being equal. A slot is
 /// never reused for another adapter (`EngineHandle::load_lora` takes a new one), so a root
 /// never outlives what it names.
-pub fn prefix_root(lora: &LoraMix) -> u64 {
-    if lora.is_base() {
-        return 0;
+///
+/// A request's `cache_salt` roots its blocks at a hash of the mix and the salt, in the same
+/// range, keyed with a secret drawn per process: a tenant without the salt cannot reach that
+/// tree, nor compute where it lies from the salt alone.
+pub fn prefix_root(lora: &LoraMix, salt: Option<&str>) -> u64 {
+    match salt {
+        None if lora.is_base() => return 0,
+        None => {
+            if let Some(a) = lora.single() {
+                return u64::MAX - u64::from(a);
+            }
+        }
+        Some(_) => {}
     }
-    if let Some(a) = lora.single() {
-        return u64::MAX - u64::from(a);
-    }
-    let mut hasher = std::hash::DefaultHasher::new();
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut hasher = match salt {
+        Some(_) => KEY.get_or_init(std::hash::RandomState::new).build_hasher(),
+        None => std::hash::DefaultHasher::new(),
+    };
     for &(slot, scale) in lora.scales() {
         (slot, scale.to_bits()).hash(&mut hasher);
     }
+    salt.hash(&mut hasher);
     (1 << 62) | (hasher.finish() >> 2)
 }
 
@@ -695,35 +707,44 @@ mod tests {
     fn each_root_caches_apart() {
         let mut m = BlockManager::new(8, 4, true);
         let prompt = toks(10, 1);
-        let (mut base, _) = matched(&mut m, &prompt, prefix_root(&LoraMix::BASE));
+        let (mut base, _) = matched(&mut m, &prompt, prefix_root(&LoraMix::BASE, None));
         m.ensure(&mut base, 10).unwrap();
         m.register_computed(&mut base, &prompt, 10);
         // The same tokens under an adapter's root find nothing of the base model's...
-        let (mut tuned, hit) = matched(&mut m, &prompt, prefix_root(&LoraMix::one(0)));
+        let (mut tuned, hit) = matched(&mut m, &prompt, prefix_root(&LoraMix::one(0), None));
         assert_eq!(hit, 0);
         m.ensure(&mut tuned, 10).unwrap();
         m.register_computed(&mut tuned, &prompt, 10);
         // ...and each finds its own afterwards, the second adapter still nothing.
-        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::BASE)).1, 8);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::one(0))).1, 8);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(&LoraMix::one(1))).1, 0);
+        assert_eq!(
+            matched(&mut m, &prompt, prefix_root(&LoraMix::BASE, None)).1,
+            8
+        );
+        assert_eq!(
+            matched(&mut m, &prompt, prefix_root(&LoraMix::one(0), None)).1,
+            8
+        );
+        assert_eq!(
+            matched(&mut m, &prompt, prefix_root(&LoraMix::one(1), None)).1,
+            0
+        );
         // The same adapter at another scale, or beside another, computes other K/V.
         let half = LoraMix::scaled([(0, 0.5)]);
         let both = LoraMix::scaled([(0, 1.0), (1, 1.0)]);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(&half)).1, 0);
-        assert_eq!(matched(&mut m, &prompt, prefix_root(&both)).1, 0);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&half, None)).1, 0);
+        assert_eq!(matched(&mut m, &prompt, prefix_root(&both, None)).1, 0);
     }
 
     #[test]
     fn roots_of_mixes_stay_apart_from_uids_and_from_single_adapters() {
         let roots = [
-            prefix_root(&LoraMix::BASE),
-            prefix_root(&LoraMix::one(0)),
-            prefix_root(&LoraMix::one(1)),
-            prefix_root(&LoraMix::scaled([(0, 0.5)])),
-            prefix_root(&LoraMix::scaled([(0, 0.25)])),
-            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 1.0)])),
-            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 0.5)])),
+            prefix_root(&LoraMix::BASE, None),
+            prefix_root(&LoraMix::one(0), None),
+            prefix_root(&LoraMix::one(1), None),
+            prefix_root(&LoraMix::scaled([(0, 0.5)]), None),
+            prefix_root(&LoraMix::scaled([(0, 0.25)]), None),
+            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 1.0)]), None),
+            prefix_root(&LoraMix::scaled([(0, 1.0), (1, 0.5)]), None),
         ];
         let distinct: std::collections::HashSet<u64> = roots.iter().copied().collect();
         assert_eq!(distinct.len(), roots.len(), "{roots:x?}");
@@ -732,9 +753,39 @@ mod tests {
         }
         // A list's order and zero scales do not change what it computes, nor its root.
         assert_eq!(
-            prefix_root(&LoraMix::scaled([(1, 0.5), (0, 1.0), (2, 0.0)])),
+            prefix_root(&LoraMix::scaled([(1, 0.5), (0, 1.0), (2, 0.0)]), None),
             roots[6]
         );
+    }
+
+    #[test]
+    fn a_salt_roots_its_own_tree_whatever_the_adapters() {
+        let salted = [
+            prefix_root(&LoraMix::BASE, Some("tenant-a")),
+            prefix_root(&LoraMix::BASE, Some("tenant-b")),
+            prefix_root(&LoraMix::one(0), Some("tenant-a")),
+            prefix_root(&LoraMix::scaled([(0, 0.5)]), Some("tenant-a")),
+        ];
+        let unsalted = [
+            prefix_root(&LoraMix::BASE, None),
+            prefix_root(&LoraMix::one(0), None),
+            prefix_root(&LoraMix::scaled([(0, 0.5)]), None),
+        ];
+        let distinct: std::collections::HashSet<u64> =
+            salted.iter().chain(&unsalted).copied().collect();
+        assert_eq!(distinct.len(), 7, "{salted:x?} {unsalted:x?}");
+        for root in &salted {
+            assert!((1 << 62..1 << 63).contains(root), "{root:x}");
+        }
+        assert_eq!(prefix_root(&LoraMix::BASE, Some("tenant-a")), salted[0]);
+        // A salted tree shares nothing with the shared one.
+        let mut m = BlockManager::new(16, 4, true);
+        let prompt = toks(9, 5);
+        let (mut shared, _) = matched(&mut m, &prompt, unsalted[0]);
+        m.ensure(&mut shared, 9).unwrap();
+        m.register_computed(&mut shared, &prompt, 9);
+        assert_eq!(matched(&mut m, &prompt, salted[0]).1, 0);
+        assert_eq!(matched(&mut m, &prompt, unsalted[0]).1, 8);
     }
 
     #[test]

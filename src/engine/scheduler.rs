@@ -147,6 +147,9 @@ pub struct EngineRequest {
     /// prompt is computed, and a seeded request repeats its answer exactly on an idle server.
     /// Its blocks join the cache either way.
     pub cache_prompt: bool,
+    /// vLLM's `cache_salt`: its prompt shares cached blocks only with requests of the same
+    /// salt (a tenant's secret), so no other can learn its prompts by timing cache hits.
+    pub cache_salt: Option<Arc<str>>,
     pub events: UnboundedSender<EngineEvent>,
 }
 
@@ -431,7 +434,7 @@ impl EngineHandle {
                 (true, _) => (None, Some(gate.clone())),
             };
             let tokens = req.prompt_ids.clone();
-            let root = prefix_root(&req.lora);
+            let root = prefix_root(&req.lora, req.cache_salt.as_deref());
             let seq = Seq {
                 prompt_len: tokens.len(),
                 tokens,
@@ -714,7 +717,7 @@ impl Engine {
                 // Admit when the whole prompt (+1 token) fits in free blocks beside its cached
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
-                let root = prefix_root(&front.req.lora);
+                let root = prefix_root(&front.req.lora, front.req.cache_salt.as_deref());
                 let PrefixMatch {
                     table,
                     tokens: hit,

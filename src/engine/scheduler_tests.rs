@@ -123,6 +123,7 @@ fn request_with_prompt(
         priority: 0,
         lora: LoraMix::BASE,
         cache_prompt: true,
+        cache_salt: None,
         events,
     };
     (req, rx)

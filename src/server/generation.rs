@@ -313,6 +313,7 @@ pub fn start(
                 priority: plan.priority,
                 lora: lora.clone(),
                 cache_prompt: plan.cache_prompt,
+                cache_salt: plan.cache_salt.clone(),
                 events: tx,
             });
             engines.push(rx);

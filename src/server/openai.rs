@@ -71,6 +71,9 @@ pub struct CommonParams {
     /// vLLM's left truncation: only the prompt's last this many tokens are run (-1: as many
     /// as the context holds beside one new token). `validate::truncate_prompt`.
     pub truncate_prompt_tokens: Option<i64>,
+    /// vLLM's prefix-cache salt: cached blocks are shared only among requests sending the
+    /// same one (`EngineRequest::cache_salt`).
+    pub cache_salt: Option<String>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
     /// Whose reading of the sampling fields the endpoint follows where peers differ.

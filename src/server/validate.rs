@@ -85,6 +85,8 @@ pub struct Plan {
     pub text_bias: Vec<(String, f32)>,
     /// `EngineRequest::cache_prompt`.
     pub cache_prompt: bool,
+    /// `EngineRequest::cache_salt`.
+    pub cache_salt: Option<std::sync::Arc<str>>,
     /// llama-server's `lora` list, checked as numbers (the ids against the served adapters
     /// when the request starts: `Ready::lora_of`).
     pub lora: Option<Vec<(u32, f32)>>,
@@ -362,6 +364,7 @@ fn plan_with(
         return_progress: p.return_progress && p.stream,
         text_bias,
         cache_prompt: p.samplers.cache_prompt.unwrap_or(true),
+        cache_salt: cache_salt(p.cache_salt.as_deref())?,
         lora: p
             .samplers
             .lora
@@ -369,6 +372,18 @@ fn plan_with(
             .map(|list| super::lora_list::checked(super::lora_list::ListAt::Field("lora"), list))
             .transpose()?,
     })
+}
+
+/// vLLM's `cache_salt`: any non-empty string (a random one of 256 bits, as vLLM advises, is
+/// what keeps tenants apart).
+fn cache_salt(salt: Option<&str>) -> Result<Option<std::sync::Arc<str>>, ApiError> {
+    match salt {
+        Some("") => Err(ApiError::invalid(
+            "cache_salt",
+            "`cache_salt` must be a non-empty string (leave it out for the shared cache)",
+        )),
+        other => Ok(other.map(std::sync::Arc::from)),
+    }
 }
 
 /// How many top alternatives each answer token reports: `top_logprobs` (0 by default) when

@@ -202,6 +202,7 @@ async fn run_pooling(
             priority,
             lora: lora.clone(),
             cache_prompt: true,
+            cache_salt: None,
             events,
         });
     }
