@@ -83,6 +83,8 @@ pub enum EngineEvent {
         /// The request's drafts in all: a stop token drawn after kept drafts of its step
         /// ends it with one more kept than its last `Token` could tell.
         drafts: Drafts,
+        /// The end token that stopped it (never sent as a `Token`), when one did.
+        stop_token: Option<u32>,
     },
     /// A prefill chunk is done: `computed` of the prompt's tokens are in the cache (of which
     /// `cached_tokens` came from the prefix cache). One per chunk until the first token, the
@@ -222,6 +224,8 @@ struct Seq {
     scored: usize,
     /// Its embedding so far (`pooling`).
     pool: Pool,
+    /// The end token it drew, which stopped it.
+    stop_token: Option<u32>,
 }
 
 impl Seq {
@@ -457,6 +461,7 @@ impl EngineHandle {
                 kept: 0,
                 scored: 1,
                 pool: Pool::default(),
+                stop_token: None,
             };
             enqueue(&mut q.waiting, seq, false);
         }
@@ -1160,6 +1165,7 @@ impl Engine {
                     drafted: seq.drafted,
                     accepted: seq.kept,
                 },
+                stop_token: seq.stop_token,
             });
         }
     }
@@ -1380,6 +1386,7 @@ fn take_tokens(
         });
         note_prefilled(seq, stats);
         if !seq.req.ignore_eos && seq.req.eos_ids.contains(&next) {
+            seq.stop_token = Some(next);
             return (Some(FinishReason::Stop), i);
         }
         seq.tokens.push(next);

@@ -525,7 +525,7 @@ fn tokens_tell_the_drafts_so_far() {
 }
 
 /// A stop token drawn after drafts kept in its step: the finish tells them (its last token
-/// could not, the drafts before the stop being kept only once it was drawn).
+/// could not, the drafts before the stop being kept only once it was drawn), and the token.
 #[test]
 fn the_finish_tells_the_drafts_kept_before_a_stop_token() {
     let (handle, _steps, stats) = counting_engine(4);
@@ -539,8 +539,13 @@ fn the_finish_tells_the_drafts_kept_before_a_stop_token() {
     while let Some(event) = rx.blocking_recv() {
         match event {
             EngineEvent::Token { drafts, .. } => last_token = drafts,
-            EngineEvent::Finished { reason, drafts, .. } => {
-                assert_eq!(reason, FinishReason::Stop);
+            EngineEvent::Finished {
+                reason,
+                drafts,
+                stop_token,
+                ..
+            } => {
+                assert_eq!((reason, stop_token), (FinishReason::Stop, Some(7)));
                 finished = Some(drafts);
                 break;
             }

@@ -66,6 +66,9 @@ pub enum ChoiceEvent {
         index: usize,
         text: String,
         tokens: Vec<TokenInfo>,
+        /// The ids of the tokens generated since the last delta (vLLM's `token_ids`): with
+        /// the text they became, or before it where a stop string holds it back.
+        ids: Vec<u32>,
         /// The choice's tokens generated so far, its prompt's tokens served from the prefix
         /// cache and its speculative drafts (for `timings` as the answer goes).
         generated: usize,
@@ -84,6 +87,8 @@ pub enum ChoiceEvent {
         prediction: Option<PredictionUsage>,
         /// Its drafts in all (`EngineEvent::Finished`).
         drafts: Drafts,
+        /// Token ids no delta told, and the end token that stopped it (which has no text).
+        ids: Vec<u32>,
     },
     Error {
         index: usize,
@@ -213,6 +218,7 @@ impl EchoOut {
             index,
             text: self.text,
             tokens: self.tokens.unwrap_or_default(),
+            ids: Vec::new(),
             generated: 0,
             cached_tokens,
             drafts: Drafts::default(),
@@ -381,6 +387,8 @@ async fn drive(
     };
     let mut completion = 0usize;
     let mut cached_tokens = 0usize;
+    // Ids of tokens whose delta is not sent yet (their text held back, or none).
+    let mut ids: Vec<u32> = Vec::new();
     loop {
         let event = tokio::select! {
             e = rx.recv() => e,
@@ -430,6 +438,7 @@ async fn drive(
                 drafts,
             } => {
                 completion += 1;
+                ids.push(id);
                 if prediction.is_some() {
                     generated.push(id);
                 }
@@ -445,6 +454,7 @@ async fn drive(
                             index,
                             text,
                             tokens,
+                            ids: std::mem::take(&mut ids),
                             generated: completion,
                             cached_tokens,
                             drafts,
@@ -463,11 +473,18 @@ async fn drive(
                         stop_string: stop.matched.take(),
                         prediction: used(&generated),
                         drafts,
+                        ids,
                     });
                     return;
                 }
             }
-            EngineEvent::Finished { reason, drafts, .. } => {
+            EngineEvent::Finished {
+                reason,
+                drafts,
+                stop_token,
+                ..
+            } => {
+                ids.extend(stop_token);
                 let mut rest = decoder.flush().unwrap_or_default();
                 let (text, hit) = stop.push(&rest);
                 rest = if hit { text } else { text + &stop.flush() };
@@ -476,6 +493,7 @@ async fn drive(
                         index,
                         text: rest,
                         tokens: Vec::new(),
+                        ids: Vec::new(),
                         generated: completion,
                         cached_tokens,
                         drafts,
@@ -490,6 +508,7 @@ async fn drive(
                     stop_string: stop.matched.take(),
                     prediction: used(&generated),
                     drafts,
+                    ids,
                 });
                 return;
             }

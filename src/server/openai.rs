@@ -74,6 +74,13 @@ pub struct CommonParams {
     /// vLLM's prefix-cache salt: cached blocks are shared only among requests sending the
     /// same one (`EngineRequest::cache_salt`).
     pub cache_salt: Option<String>,
+    /// vLLM's `return_token_ids`: the prompt's token ids and each answer's beside the text
+    /// (`respond::Meta::token_ids`).
+    #[serde(default)]
+    pub return_token_ids: bool,
+    /// vLLM's `return_tokens_as_token_ids`: logprobs name tokens `token_id:N`.
+    #[serde(default)]
+    pub return_tokens_as_token_ids: bool,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
     /// Whose reading of the sampling fields the endpoint follows where peers differ.

@@ -12,6 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,29 @@ pub struct Meta {
     /// `timings_per_token` each chunk's).
     pub clock: Clock,
     pub timings_per_token: bool,
+    /// vLLM's `return_token_ids`: each choice's prompt ids (a chat's one prompt, for every
+    /// choice) and, with every answer, its ids. None when not asked.
+    pub token_ids: Option<Vec<Arc<Vec<u32>>>>,
+    /// vLLM's `return_tokens_as_token_ids`: logprobs name tokens `token_id:N`.
+    pub tokens_as_ids: bool,
+}
+
+/// Tokens as logprobs name them with `return_tokens_as_token_ids` (`token_id:N`, its bytes
+/// those of that name, as vLLM's), the alternatives too.
+fn named_by_id(tokens: &[TokenInfo]) -> Vec<TokenInfo> {
+    tokens
+        .iter()
+        .map(|t| {
+            let text = format!("token_id:{}", t.id);
+            TokenInfo {
+                id: t.id,
+                bytes: text.clone().into_bytes(),
+                text,
+                logprob: t.logprob,
+                top: t.top.as_deref().map(named_by_id),
+            }
+        })
+        .collect()
 }
 
 /// The drafts of every choice together.
@@ -112,17 +136,34 @@ pub fn token_logprob(t: &TokenInfo) -> Value {
     })
 }
 
-fn chat_logprobs(tokens: &[TokenInfo]) -> Value {
+fn chat_logprobs(tokens: &[TokenInfo], by_id: bool) -> Value {
+    let renamed;
+    let tokens = match by_id {
+        true => {
+            renamed = named_by_id(tokens);
+            &renamed
+        }
+        false => tokens,
+    };
     json!({"content": tokens.iter().map(token_logprob).collect::<Vec<_>>()})
 }
 
-fn text_logprobs(tokens: &[TokenInfo], offset: usize) -> Value {
+/// `text_offset` counts the text's own bytes whatever the tokens are named.
+fn text_logprobs(tokens: &[TokenInfo], offset: usize, by_id: bool) -> Value {
     let mut offsets = Vec::with_capacity(tokens.len());
     let mut at = offset;
     for t in tokens {
         offsets.push(at);
         at += t.text.len();
     }
+    let renamed;
+    let tokens = match by_id {
+        true => {
+            renamed = named_by_id(tokens);
+            &renamed
+        }
+        false => tokens,
+    };
     json!({
         "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
@@ -138,6 +179,7 @@ pub async fn complete(
 ) -> Result<Response, ApiError> {
     let mut text = vec![String::new(); meta.n];
     let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); meta.n];
     let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
     let mut counts = Counts::default();
     while finish.iter().any(|f| f.is_none()) {
@@ -146,6 +188,7 @@ pub async fn complete(
                 index,
                 text: t,
                 tokens: mut tk,
+                ids: mut new_ids,
                 drafts,
                 ..
             }) => {
@@ -153,6 +196,7 @@ pub async fn complete(
                 counts.drafted(index, drafts);
                 text[index].push_str(&t);
                 tokens[index].append(&mut tk);
+                ids[index].append(&mut new_ids);
             }
             Some(ChoiceEvent::Finish {
                 index,
@@ -161,9 +205,11 @@ pub async fn complete(
                 cached_tokens,
                 prediction,
                 drafts,
+                ids: mut last_ids,
                 ..
             }) => {
                 counts.drafted(index, drafts);
+                ids[index].append(&mut last_ids);
                 finish[index] = Some(reason);
                 counts.add(completion_tokens, cached_tokens, prediction);
             }
@@ -177,13 +223,13 @@ pub async fn complete(
         .map(|i| {
             let lp = if meta.logprobs {
                 match meta.kind {
-                    Kind::Chat => chat_logprobs(&tokens[i]),
-                    Kind::Text => text_logprobs(&tokens[i], 0),
+                    Kind::Chat => chat_logprobs(&tokens[i], meta.tokens_as_ids),
+                    Kind::Text => text_logprobs(&tokens[i], 0, meta.tokens_as_ids),
                 }
             } else {
                 Value::Null
             };
-            match (meta.kind, &meta.answer) {
+            let mut choice = match (meta.kind, &meta.answer) {
                 (Kind::Chat, None) => json!({"index": i, "message": {"role": "assistant", "content": text[i]}, "logprobs": lp, "finish_reason": finish[i]}),
                 (Kind::Chat, Some(setup)) => {
                     let mut reader = AnswerReader::new(setup);
@@ -193,20 +239,30 @@ pub async fn complete(
                     json!({"index": i, "message": message, "logprobs": lp, "finish_reason": reason})
                 }
                 (Kind::Text, _) => json!({"index": i, "text": text[i], "logprobs": lp, "finish_reason": finish[i]}),
+            };
+            if let Some(prompts) = &meta.token_ids {
+                if meta.kind == Kind::Text {
+                    choice["prompt_token_ids"] = json!(prompts.get(i).map(|p| p.as_slice()));
+                }
+                choice["token_ids"] = json!(ids[i]);
             }
+            choice
         })
         .collect();
     let object = match meta.kind {
         Kind::Chat => "chat.completion",
         Kind::Text => "text_completion",
     };
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "id": meta.id, "object": object, "created": meta.created, "model": meta.model,
         "system_fingerprint": meta.system_fingerprint,
         "choices": choices, "usage": counts.usage(meta.prompt_tokens),
         "timings": meta.clock.timings(counts.counted(meta.prompt_tokens)),
-    }))
-    .into_response())
+    });
+    if let (Kind::Chat, Some(prompts)) = (meta.kind, &meta.token_ids) {
+        answer["prompt_token_ids"] = json!(prompts.first().map(|p| p.as_slice()));
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// An assistant message read for thinking and calls: `content` is null when the answer is
@@ -265,7 +321,16 @@ fn chunk(
     usage_value: Option<Value>,
     timings: Option<Value>,
 ) -> Event {
-    let mut v = chunk_object(meta, choices);
+    chunk_event(meta, chunk_object(meta, choices), usage_value, timings)
+}
+
+/// A chunk's event, its usage (null until the last with `include_usage`) and timings added.
+fn chunk_event(
+    meta: &Meta,
+    mut v: Value,
+    usage_value: Option<Value>,
+    timings: Option<Value>,
+) -> Event {
     if let Some(u) = usage_value {
         v["usage"] = u;
     } else if meta.include_usage {
@@ -314,10 +379,24 @@ fn async_stream(
         offsets: Vec<usize>,
         /// Per choice, when the answers are read for thinking or tool calls.
         readers: Vec<Option<AnswerReader>>,
+        /// Per text choice, whether a chunk told its prompt's ids (`return_token_ids`).
+        prompt_told: Vec<bool>,
         done: bool,
         queue: std::collections::VecDeque<Event>,
     }
     impl St {
+        /// With `return_token_ids`, a text choice's chunk carries the ids of its tokens, and
+        /// its first chunk its prompt's.
+        fn tell_ids(&mut self, choice: &mut Value, index: usize, ids: Vec<u32>) {
+            let Some(prompts) = &self.meta.token_ids else {
+                return;
+            };
+            if !std::mem::replace(&mut self.prompt_told[index], true) {
+                choice["prompt_token_ids"] = json!(prompts.get(index).map(|p| p.as_slice()));
+            }
+            choice["token_ids"] = json!(ids);
+        }
+
         /// What the timings count so far.
         fn progress(&self) -> Counted {
             Counted {
@@ -342,6 +421,7 @@ fn async_stream(
         cached: 0,
         offsets: vec![0; n],
         readers,
+        prompt_told: vec![false; n],
         done: false,
         queue: Default::default(),
     };
@@ -358,7 +438,12 @@ fn async_stream(
                 let first: Vec<Value> = (0..st.meta.n)
                     .map(|i| json!({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
                     .collect();
-                st.queue.push_back(chunk(&st.meta, first, None, None));
+                let mut v = chunk_object(&st.meta, first);
+                // A chat's prompt ids go in the first chunk only, as vLLM's.
+                if let Some(prompts) = &st.meta.token_ids {
+                    v["prompt_token_ids"] = json!(prompts.first().map(|p| p.as_slice()));
+                }
+                st.queue.push_back(chunk_event(&st.meta, v, None, None));
                 continue;
             }
             if st.finished == st.meta.n {
@@ -416,12 +501,13 @@ fn async_stream(
                         index,
                         text,
                         tokens,
+                        ids,
                         ..
                     },
                     Kind::Chat,
                 ) => {
                     let mut lp = if st.meta.logprobs {
-                        chat_logprobs(&tokens)
+                        chat_logprobs(&tokens, st.meta.tokens_as_ids)
                     } else {
                         Value::Null
                     };
@@ -429,8 +515,10 @@ fn async_stream(
                         Some(reader) => answer_deltas(reader.push(&text)),
                         None => vec![json!({"content": text})],
                     };
-                    // Tokens held inside a call still report their logprobs.
-                    let deltas = if deltas.is_empty() && !lp.is_null() {
+                    let mut ids = st.meta.token_ids.as_ref().map(|_| ids);
+                    // Tokens held inside a call still report their logprobs and ids.
+                    let held = !lp.is_null() || ids.as_ref().is_some_and(|ids| !ids.is_empty());
+                    let deltas = if deltas.is_empty() && held {
                         vec![json!({})]
                     } else {
                         deltas
@@ -439,7 +527,11 @@ fn async_stream(
                         .into_iter()
                         .map(|delta| {
                             let lp = std::mem::take(&mut lp);
-                            json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": null})
+                            let mut choice = json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": null});
+                            if let Some(ids) = &mut ids {
+                                choice["token_ids"] = json!(std::mem::take(ids));
+                            }
+                            choice
                         })
                         .collect()
                 }
@@ -448,19 +540,20 @@ fn async_stream(
                         index,
                         text,
                         tokens,
+                        ids,
                         ..
                     },
                     Kind::Text,
                 ) => {
                     let lp = if st.meta.logprobs {
-                        text_logprobs(&tokens, st.offsets[index])
+                        text_logprobs(&tokens, st.offsets[index], st.meta.tokens_as_ids)
                     } else {
                         Value::Null
                     };
                     st.offsets[index] += text.len();
-                    vec![
-                        json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null}),
-                    ]
+                    let mut choice = json!({"index": index, "text": text, "logprobs": lp, "finish_reason": null});
+                    st.tell_ids(&mut choice, index, ids);
+                    vec![choice]
                 }
                 (
                     ChoiceEvent::Finish {
@@ -469,6 +562,7 @@ fn async_stream(
                         completion_tokens,
                         cached_tokens,
                         prediction,
+                        ids,
                         ..
                     },
                     kind,
@@ -483,17 +577,28 @@ fn async_stream(
                                 }
                                 None => (Vec::new(), reason),
                             };
+                            let asked = st.meta.token_ids.is_some();
                             let mut choices: Vec<Value> = rest
                                 .into_iter()
-                                .map(|delta| json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": null}))
+                                .map(|delta| {
+                                    let mut choice = json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": null});
+                                    if asked {
+                                        choice["token_ids"] = json!([]);
+                                    }
+                                    choice
+                                })
                                 .collect();
-                            choices.push(json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason}));
+                            let mut last = json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": reason});
+                            if asked {
+                                last["token_ids"] = json!(ids);
+                            }
+                            choices.push(last);
                             choices
                         }
                         Kind::Text => {
-                            vec![
-                                json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason}),
-                            ]
+                            let mut choice = json!({"index": index, "text": "", "logprobs": null, "finish_reason": reason});
+                            st.tell_ids(&mut choice, index, ids);
+                            vec![choice]
                         }
                     }
                 }

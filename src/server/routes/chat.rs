@@ -422,6 +422,12 @@ pub async fn start_chat(
         include_usage: p.include_usage,
         clock: Clock::start(),
         timings_per_token: req.common.timings_per_token,
+        // One prompt, shared by every choice.
+        token_ids: req.common.return_token_ids.then(|| {
+            let shared = std::sync::Arc::new(prompt.clone());
+            std::iter::repeat_n(shared, p.n).collect()
+        }),
+        tokens_as_ids: req.common.return_tokens_as_token_ids,
         answer: match (tools, reasoning.filter(|_| split_thought)) {
             (None, None) => None,
             (tools, reasoning) => Some(AnswerSetup {

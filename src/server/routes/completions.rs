@@ -243,6 +243,12 @@ pub async fn completions(
     };
     let id = new_id("cmpl");
     let prompt_tokens = sent.iter().map(|s| s.ids.len()).sum();
+    // Choice `k` answers prompt `k / n` (`generation::start` runs each prompt's n together).
+    let token_ids = req.common.return_token_ids.then(|| {
+        sent.iter()
+            .flat_map(|s| std::iter::repeat_n(std::sync::Arc::new(s.ids.clone()), p.n))
+            .collect()
+    });
     let prompts = sent
         .into_iter()
         .map(|s| PromptIn {
@@ -263,6 +269,8 @@ pub async fn completions(
         include_usage: p.include_usage,
         clock: Clock::start(),
         timings_per_token: req.common.timings_per_token,
+        token_ids,
+        tokens_as_ids: req.common.return_tokens_as_token_ids,
         answer: None,
     };
     if p.stream {

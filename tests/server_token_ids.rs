@@ -1,0 +1,141 @@
+//! vLLM's `return_token_ids` and `return_tokens_as_token_ids`: the prompt's ids and each
+//! answer's (its end token included) beside the text, whole or streamed, on chat and text
+//! completions; logprobs naming tokens `token_id:N`.
+mod common;
+
+use common::plugins::servable_tiny;
+use common::server::Server;
+use serde_json::{json, Value};
+
+const TEMPLATE: &str = "{% for m in messages %}{{ m.content }} {% endfor %}";
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+/// The `data:` objects of an SSE answer, `[DONE]` left out.
+fn events(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn token_ids_come_beside_the_text_whole_and_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+
+    // Text completions: two prompts, two choices each; the vocabulary is `tN` for id N.
+    let body = json!({
+        "model": "tiny", "prompt": ["t5 t6 t7", "t9 t10"], "n": 2, "max_tokens": 4,
+        "temperature": 0, "logprobs": 1, "return_token_ids": true,
+        "return_tokens_as_token_ids": true, "ignore_eos": true
+    });
+    let (status, whole) = server.post("/v1/completions", &body).await;
+    assert_eq!(status, 200, "{whole}");
+    let choices = whole["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    for (k, choice) in choices.iter().enumerate() {
+        let prompt = if k < 2 { vec![5, 6, 7] } else { vec![9, 10] };
+        assert_eq!(ids(&choice["prompt_token_ids"]), prompt, "{choice}");
+        let answer = ids(&choice["token_ids"]);
+        assert_eq!(answer.len(), 4);
+        let named: Vec<String> = answer.iter().map(|id| format!("token_id:{id}")).collect();
+        assert_eq!(choice["logprobs"]["tokens"], json!(named), "{choice}");
+        // The offsets still count the text's bytes.
+        let offsets = ids(&choice["logprobs"]["text_offset"]);
+        assert_eq!(offsets[0], 0);
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    }
+
+    // Streamed: the prompt's ids in each choice's first chunk, the answer's across chunks.
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let (status, text) = server.post_for_text("/v1/completions", &streamed).await;
+    assert_eq!(status, 200, "{text}");
+    let mut told = vec![Vec::new(); 4];
+    let mut prompts = vec![None; 4];
+    for event in events(&text) {
+        for choice in event["choices"].as_array().unwrap() {
+            let k = choice["index"].as_u64().unwrap() as usize;
+            told[k].extend(ids(&choice["token_ids"]));
+            if let Some(p) = choice.get("prompt_token_ids") {
+                assert!(prompts[k].is_none(), "told twice: {event}");
+                prompts[k] = Some(ids(p));
+            }
+        }
+    }
+    for (k, choice) in choices.iter().enumerate() {
+        assert_eq!(told[k], ids(&choice["token_ids"]), "choice {k}");
+        assert_eq!(
+            prompts[k].as_deref(),
+            Some(&ids(&choice["prompt_token_ids"])[..])
+        );
+    }
+
+    // The end token that stopped an answer is its last id (it has no text).
+    let first = ids(&choices[0]["token_ids"])[0];
+    let stopped = json!({
+        "model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 4, "temperature": 0,
+        "stop_token_ids": [first], "return_token_ids": true
+    });
+    let (_, answer) = server.post("/v1/completions", &stopped).await;
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "stop", "{answer}");
+    assert_eq!(ids(&choice["token_ids"]), [first]);
+    assert_eq!(choice["text"], "");
+
+    // Chat: the prompt's ids once, at the top (the first chunk of a stream); then the
+    // answer's in every choice.
+    let chat = json!({
+        "model": "tiny", "messages": [{"role": "user", "content": "t20 t21 t22"}],
+        "max_tokens": 5, "temperature": 0, "return_token_ids": true, "ignore_eos": true
+    });
+    let (status, whole) = server.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{whole}");
+    let prompt = ids(&whole["prompt_token_ids"]);
+    assert_eq!(
+        prompt.len() as u64,
+        whole["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(&prompt[..3], [20, 21, 22]);
+    let answer = ids(&whole["choices"][0]["token_ids"]);
+    assert_eq!(answer.len(), 5);
+    let mut streamed = chat.clone();
+    streamed["stream"] = true.into();
+    let (_, text) = server
+        .post_for_text("/v1/chat/completions", &streamed)
+        .await;
+    let events = events(&text);
+    assert_eq!(ids(&events[0]["prompt_token_ids"]), prompt);
+    assert!(events[1..]
+        .iter()
+        .all(|e| e.get("prompt_token_ids").is_none()));
+    let told: Vec<u64> = events
+        .iter()
+        .flat_map(|e| e["choices"].as_array().unwrap().clone())
+        .filter_map(|c| c.get("token_ids").map(ids))
+        .flatten()
+        .collect();
+    assert_eq!(told, answer);
+
+    // Not asked, not there.
+    let (_, plain) = server
+        .post(
+            "/v1/completions",
+            &json!({"model": "tiny", "prompt": "t5", "max_tokens": 2}),
+        )
+        .await;
+    assert!(plain["choices"][0].get("token_ids").is_none(), "{plain}");
+    assert!(
+        plain["choices"][0].get("prompt_token_ids").is_none(),
+        "{plain}"
+    );
+}
