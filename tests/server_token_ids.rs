@@ -1,6 +1,7 @@
 //! vLLM's `return_token_ids` and `return_tokens_as_token_ids`: the prompt's ids and each
 //! answer's (its end token included) beside the text, whole or streamed, on chat and text
-//! completions; logprobs naming tokens `token_id:N`.
+//! completions; logprobs naming tokens `token_id:N`. vLLM's `allowed_token_ids` and
+//! `bad_words`: tokens an answer may not draw.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -138,4 +139,58 @@ async fn token_ids_come_beside_the_text_whole_and_streamed() {
         plain["choices"][0].get("prompt_token_ids").is_none(),
         "{plain}"
     );
+}
+
+#[tokio::test]
+async fn answers_keep_to_allowed_tokens_and_never_write_a_bad_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &[]).await;
+    let answer = |extra: Value| {
+        let mut body = json!({
+            "model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 12, "temperature": 0,
+            "ignore_eos": true, "return_token_ids": true
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let server = &server;
+        async move {
+            let (status, answer) = server.post("/v1/completions", &body).await;
+            (status, answer)
+        }
+    };
+    let (_, free) = answer(json!({})).await;
+    let free = ids(&free["choices"][0]["token_ids"]);
+
+    let (status, kept) = answer(json!({"allowed_token_ids": [7, 300, 8]})).await;
+    assert_eq!(status, 200, "{kept}");
+    let kept = ids(&kept["choices"][0]["token_ids"]);
+    assert_eq!(kept.len(), 12);
+    assert!(kept.iter().all(|id| [7, 300, 8].contains(id)), "{kept:?}");
+
+    // The greedy answer's first two tokens as one bad word: that pair never comes again; its
+    // first token as a word of its own: never at all.
+    let pair = format!("t{} t{}", free[0], free[1]);
+    let (_, no_pair) = answer(json!({"bad_words": [pair]})).await;
+    let no_pair = ids(&no_pair["choices"][0]["token_ids"]);
+    assert_ne!(no_pair, free);
+    assert!(
+        !no_pair.windows(2).any(|w| w == [free[0], free[1]]),
+        "{no_pair:?}"
+    );
+    let single = format!("t{}", free[0]);
+    let (_, none) = answer(json!({"bad_words": [single]})).await;
+    let none = ids(&none["choices"][0]["token_ids"]);
+    assert!(!none.contains(&free[0]), "{none:?}");
+
+    for (field, bad) in [
+        ("allowed_token_ids", json!([])),
+        ("allowed_token_ids", json!([100000])),
+        ("bad_words", json!([" "])),
+    ] {
+        let (status, refused) = answer(json!({ field: bad })).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["error"]["param"], field, "{refused}");
+    }
 }

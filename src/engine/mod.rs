@@ -1,4 +1,5 @@
 //! The engine: runners over a paged KV cache, block allocation, sampling, generation.
+pub mod banned;
 pub mod block_manager;
 pub mod candidates;
 pub mod dry;

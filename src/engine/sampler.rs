@@ -2,6 +2,7 @@
 //! truncations or after them) with top-k / top-p / min-p / typical-p / top-n-sigma filtering
 //! and XTC, or mirostat, after repetition / presence / frequency penalties and DRY. Seeded runs
 //! are reproducible (ChaCha8).
+use super::banned::Banned;
 use super::candidates::Candidates;
 use super::dry::DryParams;
 use super::error::EngineError;
@@ -65,6 +66,8 @@ pub struct SamplingParams {
     /// The request's chain in its own order, where the fixed pipeline cannot follow it
     /// (`sampler_order`); None: the fixed pipeline.
     pub order: Option<Arc<[Stage]>>,
+    /// Tokens it may not draw (vLLM's `allowed_token_ids` and `bad_words`); None: any.
+    pub banned: Option<Arc<Banned>>,
 }
 
 impl Default for SamplingParams {
@@ -89,6 +92,7 @@ impl Default for SamplingParams {
             infill: None,
             min_keep: 0,
             order: None,
+            banned: None,
         }
     }
 }
@@ -99,6 +103,7 @@ impl SamplingParams {
     pub fn is_plain_greedy(&self) -> bool {
         self.temperature == 0.0
             && self.logit_bias.is_empty()
+            && self.banned.is_none()
             && self.min_tokens == 0
             && self.dry.is_none()
             && self.penalties.are_off()
@@ -386,6 +391,9 @@ impl Sampler {
             if let Some(l) = logits.get_mut(t as usize) {
                 *l += b;
             }
+        }
+        if let Some(banned) = &self.params.banned {
+            banned.apply(&mut logits, history.generated());
         }
         self.penalizer
             .apply(&self.params.penalties, &mut logits, history);

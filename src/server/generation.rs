@@ -283,6 +283,11 @@ pub fn start(
             .logit_bias
             .extend(ids.into_iter().map(|id| (id, *bias)));
     }
+    shared.banned = super::banned_words::banned(
+        &ready.tokenizer,
+        plan.allowed_token_ids.as_deref(),
+        &plan.bad_words,
+    )?;
     shared.infill = plan.infill.then(|| {
         Arc::new(Infill {
             vocab: ready.tokenizer.token_bytes(),

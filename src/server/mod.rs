@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod answer;
 pub mod answer_parts;
 pub mod auth;
+pub mod banned_words;
 pub mod batch;
 pub mod dry;
 pub mod embeddings;

@@ -81,6 +81,10 @@ pub struct CommonParams {
     /// vLLM's `return_tokens_as_token_ids`: logprobs name tokens `token_id:N`.
     #[serde(default)]
     pub return_tokens_as_token_ids: bool,
+    /// vLLM's `allowed_token_ids`: the only tokens the answer may hold.
+    pub allowed_token_ids: Option<Vec<i64>>,
+    /// vLLM's `bad_words`: words the answer never writes whole (`engine::banned`).
+    pub bad_words: Option<Vec<String>>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
     /// Whose reading of the sampling fields the endpoint follows where peers differ.

@@ -87,6 +87,10 @@ pub struct Plan {
     pub cache_prompt: bool,
     /// `EngineRequest::cache_salt`.
     pub cache_salt: Option<std::sync::Arc<str>>,
+    /// vLLM's `allowed_token_ids`, checked against the vocabulary.
+    pub allowed_token_ids: Option<Vec<u32>>,
+    /// vLLM's `bad_words`, tokenized by `generation::start` (`banned_words::banned`).
+    pub bad_words: Vec<String>,
     /// llama-server's `lora` list, checked as numbers (the ids against the served adapters
     /// when the request starts: `Ready::lora_of`).
     pub lora: Option<Vec<(u32, f32)>>,
@@ -276,6 +280,8 @@ fn plan_with(
         seed: p.seed.map(|s| s as u64),
         logit_bias,
         min_tokens,
+        // Set by `generation::start` with the tokenizer (`banned_words::banned`).
+        banned: None,
         // llama.cpp's -1 (or any value <= 0) is off.
         top_n_sigma: match p.samplers.top_n_sigma {
             Some(n) if n > 0.0 && n <= 1e6 => n as f32,
@@ -365,6 +371,11 @@ fn plan_with(
         text_bias,
         cache_prompt: p.samplers.cache_prompt.unwrap_or(true),
         cache_salt: cache_salt(p.cache_salt.as_deref())?,
+        allowed_token_ids: super::banned_words::allowed_ids(
+            p.allowed_token_ids.as_deref(),
+            limits.vocab,
+        )?,
+        bad_words: super::banned_words::bad_words(p.bad_words.as_deref())?,
         lora: p
             .samplers
             .lora
