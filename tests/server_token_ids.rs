@@ -1,7 +1,8 @@
 //! vLLM's `return_token_ids` and `return_tokens_as_token_ids`: the prompt's ids and each
 //! answer's (its end token included) beside the text, whole or streamed, on chat and text
 //! completions; logprobs naming tokens `token_id:N`. vLLM's `allowed_token_ids` and
-//! `bad_words`: tokens an answer may not draw.
+//! `bad_words`: tokens an answer may not draw. vLLM's `continuous_usage_stats`: the usage so
+//! far in every chunk.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -192,5 +193,51 @@ async fn answers_keep_to_allowed_tokens_and_never_write_a_bad_word() {
         let (status, refused) = answer(json!({ field: bad })).await;
         assert_eq!(status, 400, "{refused}");
         assert_eq!(refused["error"]["param"], field, "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn every_chunk_tells_the_usage_so_far_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+    for (path, body) in [
+        (
+            "/v1/completions",
+            json!({"model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 5}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "tiny", "messages": [{"role": "user", "content": "t5"}], "max_tokens": 5}),
+        ),
+    ] {
+        let mut body = body;
+        body["stream"] = true.into();
+        body["ignore_eos"] = true.into();
+        body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+        let (status, text) = server.post_for_text(path, &body).await;
+        assert_eq!(status, 200, "{text}");
+        let told = events(&text);
+        let (last, chunks) = told.split_last().unwrap();
+        assert!(last["choices"].as_array().unwrap().is_empty(), "{last}");
+        assert_eq!(last["usage"]["completion_tokens"], 5, "{last}");
+        let prompt = last["usage"]["prompt_tokens"].as_u64().unwrap();
+        let mut before = 0;
+        for chunk in chunks {
+            let usage = &chunk["usage"];
+            let completion = usage["completion_tokens"].as_u64().unwrap();
+            assert!(completion >= before, "{path}: {chunk}");
+            assert_eq!(usage["prompt_tokens"].as_u64(), Some(prompt), "{chunk}");
+            assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
+            before = completion;
+        }
+        assert_eq!(before, 5, "{path}");
+        // Without it, the chunks' usage stays null.
+        body["stream_options"] = json!({"include_usage": true});
+        let (_, text) = server.post_for_text(path, &body).await;
+        let events = events(&text);
+        assert!(events[..events.len() - 1]
+            .iter()
+            .all(|e| e["usage"].is_null()));
     }
 }

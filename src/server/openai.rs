@@ -24,6 +24,9 @@ impl Stop {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
+    /// vLLM's: with `include_usage`, the usage so far in every chunk.
+    #[serde(default)]
+    pub continuous_usage_stats: bool,
 }
 
 /// Sampling and length fields shared by both endpoints.

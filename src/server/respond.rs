@@ -31,6 +31,9 @@ pub struct Meta {
     pub n: usize,
     pub logprobs: bool,
     pub include_usage: bool,
+    /// vLLM's `continuous_usage_stats` (with `include_usage`): every chunk tells the usage so
+    /// far, its choice's tokens as its completion.
+    pub continuous_usage: bool,
     /// Chat answers read for thinking and tool calls (`None`: plain text).
     pub answer: Option<AnswerSetup>,
     /// Since the request came, for llama-server's `timings` (the whole answer's, and with
@@ -385,6 +388,13 @@ fn async_stream(
         queue: std::collections::VecDeque<Event>,
     }
     impl St {
+        /// The usage a chunk tells with `continuous_usage_stats`: the prompt's and the
+        /// `completion` tokens of its choice so far, as vLLM counts them.
+        fn usage_so_far(&self, completion: usize) -> Value {
+            let prompt = self.meta.prompt_tokens;
+            json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+        }
+
         /// With `return_token_ids`, a text choice's chunk carries the ids of its tokens, and
         /// its first chunk its prompt's.
         fn tell_ids(&mut self, choice: &mut Value, index: usize, ids: Vec<u32>) {
@@ -443,7 +453,8 @@ fn async_stream(
                 if let Some(prompts) = &st.meta.token_ids {
                     v["prompt_token_ids"] = json!(prompts.first().map(|p| p.as_slice()));
                 }
-                st.queue.push_back(chunk_event(&st.meta, v, None, None));
+                let usage = st.meta.continuous_usage.then(|| st.usage_so_far(0));
+                st.queue.push_back(chunk_event(&st.meta, v, usage, None));
                 continue;
             }
             if st.finished == st.meta.n {
@@ -627,8 +638,12 @@ fn async_stream(
             for (i, choice) in choices.into_iter().enumerate() {
                 let timed = st.meta.timings_per_token || (last && i + 1 == count);
                 let timings = timed.then(|| st.meta.clock.timings(st.progress()));
+                let usage = st.meta.continuous_usage.then(|| {
+                    let index = choice["index"].as_u64().unwrap_or(0) as usize;
+                    st.usage_so_far(st.generated.get(index).copied().unwrap_or(0))
+                });
                 st.queue
-                    .push_back(chunk(&st.meta, vec![choice], None, timings));
+                    .push_back(chunk(&st.meta, vec![choice], usage, timings));
             }
         }
     })

@@ -68,6 +68,8 @@ pub struct Plan {
     pub ignore_eos: bool,
     pub stream: bool,
     pub include_usage: bool,
+    /// `respond::Meta::continuous_usage`.
+    pub continuous_usage: bool,
     /// Decode special tokens into the text (tool-call markers that are special tokens).
     pub keep_special_tokens: bool,
     /// The answer as the client expects it (`prediction`, OpenAI's Predicted Outputs).
@@ -362,6 +364,10 @@ fn plan_with(
         ignore_eos: p.ignore_eos,
         stream: p.stream,
         include_usage: p.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        continuous_usage: p
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage && o.continuous_usage_stats),
         keep_special_tokens: p.skip_special_tokens == Some(false),
         prediction: prediction(p.prediction.as_ref())?,
         priority: priority(limits, p.priority)?,

@@ -420,6 +420,7 @@ pub async fn start_chat(
         n: p.n,
         logprobs: top.is_some(),
         include_usage: p.include_usage,
+        continuous_usage: p.continuous_usage,
         clock: Clock::start(),
         timings_per_token: req.common.timings_per_token,
         // One prompt, shared by every choice.

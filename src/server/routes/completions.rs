@@ -267,6 +267,7 @@ pub async fn completions(
         n: choices,
         logprobs: logprobs.is_some(),
         include_usage: p.include_usage,
+        continuous_usage: p.continuous_usage,
         clock: Clock::start(),
         timings_per_token: req.common.timings_per_token,
         token_ids,
