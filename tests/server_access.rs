@@ -510,3 +510,46 @@ async fn salted_prompts_share_cached_blocks_only_under_their_salt() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["param"], "cache_salt");
 }
+
+/// A client's `X-Request-Id` names its request: in the answer's id (`cmpl-<id>`, as vLLM's)
+/// and header; without one (or with one unfit for logs) the server draws one and tells it.
+#[tokio::test]
+async fn request_ids_come_back_in_the_header_and_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &[]).await;
+    let client = reqwest::Client::new();
+    let send = |path: &'static str, id: Option<&'static str>| {
+        let mut req = client.post(server.url(path)).json(&serde_json::json!({
+            "model": "tiny", "prompt": "t5 t6", "max_tokens": 2, "input": "t5"
+        }));
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        async move {
+            let answer = req.send().await.unwrap();
+            let told = answer.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body: serde_json::Value = answer.json().await.unwrap();
+            (told, body)
+        }
+    };
+    let (told, body) = send("/v1/completions", Some("trace-7.a")).await;
+    assert_eq!(told, "trace-7.a");
+    assert_eq!(body["id"], "cmpl-trace-7.a", "{body}");
+    // An embedding answer has no id of its own (OpenAI's shape): the header tells it.
+    let (told, body) = send("/v1/embeddings", Some("trace-8")).await;
+    assert_eq!(told, "trace-8");
+    assert!(body["data"].is_array(), "{body}");
+    let (told, body) = send("/v1/completions", None).await;
+    assert_eq!(body["id"], format!("cmpl-{told}"));
+    assert_eq!(told.len(), 32);
+    let (told, _) = send("/v1/completions", Some("two words")).await;
+    assert_eq!(told.len(), 32, "an id unfit for logs is replaced");
+    // Refusals carry it too.
+    let (told, body) = send("/v1/nowhere", Some("trace-9")).await;
+    assert_eq!(told, "trace-9");
+    assert!(body["error"].is_object(), "{body}");
+}

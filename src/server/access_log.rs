@@ -14,7 +14,8 @@ pub async fn log_failures(req: Request, next: Next) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         let ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
-        tracing::info!(%method, %path, status = status.as_u16(), duration_ms = ms, "request refused");
+        let id = super::request_id::current().unwrap_or_default();
+        tracing::info!(%method, %path, status = status.as_u16(), duration_ms = ms, request_id = %id, "request refused");
     }
     response
 }

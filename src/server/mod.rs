@@ -30,6 +30,7 @@ pub mod openai;
 pub mod prediction;
 pub mod prompt_end;
 pub mod reasoning;
+pub mod request_id;
 pub mod respond;
 pub mod responses;
 pub mod routes;
@@ -235,7 +236,9 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
-        .layer(axum::middleware::from_fn(access_log::log_failures));
+        .layer(axum::middleware::from_fn(access_log::log_failures))
+        // Outermost: every answer, a refusal too, carries the request's id.
+        .layer(axum::middleware::from_fn(request_id::tag));
     if cors {
         r = r.layer(tower_http::cors::CorsLayer::permissive());
     }

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::generation::{ChoiceEvent, TokenInfo};
 use super::openai::{CommonParams, Dialect, LlamaSamplers, Stop};
 use super::routes::completions::start_text;
-use super::state::{new_id, SharedState};
+use super::state::SharedState;
 use super::timings::{Clock, Counted};
 use super::validate::Limits;
 use crate::engine::scheduler::Drafts;
@@ -306,7 +306,7 @@ async fn start(
     let common = sampling.common(max_new);
     let shown = sampling.shown(&state.ready()?.limits)?;
     let prompt_tokens = ids.len();
-    let id = new_id(id_prefix);
+    let id = crate::server::request_id::answer_id(id_prefix);
     let (rx, _) = start_text(state, &common, ids, None, shown.logprobs(), &id)
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;

@@ -7,7 +7,7 @@ use crate::server::json::Json;
 use crate::server::openai::{ChatRequest, Content, Message};
 use crate::server::prompt_end::{cut_after_final, final_text, PromptEnd};
 use crate::server::respond::{self, Kind, Meta};
-use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::state::{unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::timings::Clock;
 use crate::server::tools::{self, ToolPlan, ToolRequest};
@@ -268,7 +268,12 @@ pub async fn chat_completions(
     State(state): State<SharedState>,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let started = start_chat(&state, &req, new_id("chatcmpl")).await?;
+    let started = start_chat(
+        &state,
+        &req,
+        crate::server::request_id::answer_id("chatcmpl"),
+    )
+    .await?;
     if started.stream {
         Ok(respond::stream(started.meta, started.rx))
     } else {

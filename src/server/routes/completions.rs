@@ -6,7 +6,7 @@ use crate::server::json::Json;
 use crate::server::native_prompt::{encode, prompts, Reading};
 use crate::server::openai::{CommonParams, CompletionRequest, Prompt};
 use crate::server::respond::{self, Kind, Meta};
-use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::state::{unix_now, Ready, SharedState};
 use crate::server::structured;
 use crate::server::timings::Clock;
 use crate::server::validate::{self, completion_plan, no_nul, Plan};
@@ -241,7 +241,7 @@ pub async fn completions(
             ))
         }
     };
-    let id = new_id("cmpl");
+    let id = crate::server::request_id::answer_id("cmpl");
     let prompt_tokens = sent.iter().map(|s| s.ids.len()).sum();
     // Choice `k` answers prompt `k / n` (`generation::start` runs each prompt's n together).
     let token_ids = req.common.return_token_ids.then(|| {

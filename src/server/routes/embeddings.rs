@@ -8,7 +8,7 @@ use crate::server::embeddings::{self, EmbeddingRequest};
 use crate::server::error::ApiError;
 use crate::server::generation::submit;
 use crate::server::json::{AnyJson, Json};
-use crate::server::state::{new_id, Ready, SharedState};
+use crate::server::state::{Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -175,7 +175,7 @@ async fn run_pooling(
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    let id = new_id("embd");
+    let id = crate::server::request_id::answer_id("embd");
     let mut receivers = Vec::with_capacity(inputs.len());
     let mut requests = Vec::with_capacity(inputs.len());
     let lora = ready.lora_of(model, None)?;

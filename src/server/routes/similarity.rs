@@ -8,7 +8,7 @@ use super::embeddings::pooled;
 use crate::server::embeddings::{checked_inputs, normalised, text_tokens};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
-use crate::server::state::{new_id, unix_now, Ready, SharedState};
+use crate::server::state::{unix_now, Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -130,7 +130,7 @@ pub async fn score(
         })
         .collect();
     Ok(axum::Json(json!({
-        "id": new_id("score"), "object": "list", "created": unix_now(), "model": state.answering_model(req.model.as_deref()),
+        "id": crate::server::request_id::answer_id("score"), "object": "list", "created": unix_now(), "model": state.answering_model(req.model.as_deref()),
         "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
     .into_response())
@@ -184,7 +184,7 @@ pub async fn rerank(
         })
         .collect();
     Ok(axum::Json(json!({
-        "id": new_id("rerank"), "model": state.answering_model(req.model.as_deref()),
+        "id": crate::server::request_id::answer_id("rerank"), "model": state.answering_model(req.model.as_deref()),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         "results": results,
     }))
