@@ -139,15 +139,16 @@ pub fn token_logprob(t: &TokenInfo) -> Value {
     })
 }
 
+/// `tokens` as logprobs name them: by their text, or `by_id`.
+fn as_named(tokens: &[TokenInfo], by_id: bool) -> std::borrow::Cow<'_, [TokenInfo]> {
+    match by_id {
+        true => std::borrow::Cow::Owned(named_by_id(tokens)),
+        false => std::borrow::Cow::Borrowed(tokens),
+    }
+}
+
 fn chat_logprobs(tokens: &[TokenInfo], by_id: bool) -> Value {
-    let renamed;
-    let tokens = match by_id {
-        true => {
-            renamed = named_by_id(tokens);
-            &renamed
-        }
-        false => tokens,
-    };
+    let tokens = as_named(tokens, by_id);
     json!({"content": tokens.iter().map(token_logprob).collect::<Vec<_>>()})
 }
 
@@ -159,14 +160,7 @@ fn text_logprobs(tokens: &[TokenInfo], offset: usize, by_id: bool) -> Value {
         offsets.push(at);
         at += t.text.len();
     }
-    let renamed;
-    let tokens = match by_id {
-        true => {
-            renamed = named_by_id(tokens);
-            &renamed
-        }
-        false => tokens,
-    };
+    let tokens = as_named(tokens, by_id);
     json!({
         "tokens": tokens.iter().map(|t| &t.text).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
