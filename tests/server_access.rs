@@ -553,3 +553,73 @@ async fn request_ids_come_back_in_the_header_and_the_answer() {
     assert_eq!(told, "trace-9");
     assert!(body["error"].is_object(), "{body}");
 }
+
+/// SageMaker's routes as vLLM serves them: `/ping` (and vLLM's `/version`) open as `/health`
+/// is; `/invocations` behind the key, running the request its body is.
+#[tokio::test]
+async fn sagemaker_routes_probe_and_dispatch_by_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let template = "{% for m in messages %}{{ m.content }} {% endfor %}";
+    let args = ["--api-key", "sk-1", "--chat-template", template];
+    let server = Server::start_path(&model, "tiny", &args).await;
+    let client = reqwest::Client::new();
+    let ping = client.get(server.url("/ping")).send().await.unwrap();
+    assert_eq!(ping.status(), 200);
+    let ping = client.post(server.url("/ping")).send().await.unwrap();
+    assert_eq!(ping.status(), 200);
+    let version: serde_json::Value = client
+        .get(server.url("/version"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    let invoke = |body: serde_json::Value, key: Option<&'static str>| {
+        let mut req = client.post(server.url("/invocations")).json(&body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move {
+            let answer = req.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let chat = serde_json::json!({
+        "messages": [{"role": "user", "content": "t5 t6"}], "max_tokens": 2
+    });
+    assert_eq!(invoke(chat.clone(), None).await.0, 401);
+    let (status, answer) = invoke(chat, Some("sk-1")).await;
+    assert_eq!(
+        (status, &answer["object"]),
+        (200, &"chat.completion".into())
+    );
+    let (_, answer) = invoke(
+        serde_json::json!({"prompt": "t5", "max_tokens": 2}),
+        Some("sk-1"),
+    )
+    .await;
+    assert_eq!(answer["object"], "text_completion", "{answer}");
+    let (_, answer) = invoke(serde_json::json!({"input": "t5 t6"}), Some("sk-1")).await;
+    assert!(answer["data"][0]["embedding"].is_array(), "{answer}");
+    // A bad field is refused as that endpoint refuses it.
+    let bad = serde_json::json!({"prompt": "t5", "max_tokens": "two"});
+    let (status, answer) = invoke(bad.clone(), Some("sk-1")).await;
+    assert_eq!(status, 400, "{answer}");
+    let direct: serde_json::Value = client
+        .post(server.url("/v1/completions"))
+        .bearer_auth("sk-1")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, direct);
+    let (status, answer) = invoke(serde_json::json!({"question": "?"}), Some("sk-1")).await;
+    assert_eq!(status, 400, "{answer}");
+}

@@ -62,7 +62,11 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
         return next.run(req).await;
     }
     let path = req.uri().path();
-    if matches!(path, "/" | "/health" | "/v1/health" | "/metrics") {
+    // Probes: load balancers and SageMaker ask these without a key.
+    if matches!(
+        path,
+        "/" | "/health" | "/v1/health" | "/metrics" | "/ping" | "/version"
+    ) {
         return next.run(req).await;
     }
     let headers = req.headers();

@@ -194,6 +194,12 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/models/{*id}", get(routes::misc::model))
         .route("/", get(routes::misc::root))
         .route("/health", get(routes::misc::health))
+        .route(
+            "/ping",
+            get(routes::sagemaker::ping).post(routes::sagemaker::ping),
+        )
+        .route("/invocations", post(routes::sagemaker::invocations))
+        .route("/version", get(routes::sagemaker::version))
         .route("/metrics", get(routes::misc::metrics))
         .route("/tokenize", post(routes::tokens::tokenize))
         .route("/detokenize", post(routes::tokens::detokenize))

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod misc;
 pub mod ollama;
 pub mod responses;
+pub mod sagemaker;
 pub mod similarity;
 pub mod slots;
 pub mod tokens;
