@@ -2,7 +2,8 @@
 //! answer's (its end token included) beside the text, whole or streamed, on chat and text
 //! completions; logprobs naming tokens `token_id:N`. vLLM's `allowed_token_ids` and
 //! `bad_words`: tokens an answer may not draw. vLLM's `continuous_usage_stats`: the usage so
-//! far in every chunk.
+//! far in every chunk. vLLM's `prompt_logprobs`: each prompt token's logprob, rank and
+//! likeliest alternatives.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -240,4 +241,64 @@ async fn every_chunk_tells_the_usage_so_far_when_asked() {
             .iter()
             .all(|e| e["usage"].is_null()));
     }
+}
+
+#[tokio::test]
+async fn prompt_logprobs_score_each_prompt_token_as_vllm_shapes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+    let body = json!({
+        "model": "tiny", "prompt": "t5 t6 t7 t8", "max_tokens": 1, "temperature": 0,
+        "prompt_logprobs": 2
+    });
+    let (status, answer) = server.post("/v1/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let scores = answer["choices"][0]["prompt_logprobs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(scores.len(), 4);
+    assert!(scores[0].is_null());
+    // Against the echoed logprobs of the same prompt.
+    let echo = json!({
+        "model": "tiny", "prompt": "t5 t6 t7 t8", "max_tokens": 0, "echo": true, "logprobs": 1
+    });
+    let (_, echoed) = server.post("/v1/completions", &echo).await;
+    let echoed = &echoed["choices"][0]["logprobs"]["token_logprobs"];
+    for (i, (place, token)) in scores.iter().zip([5, 6, 7, 8]).enumerate().skip(1) {
+        let place = place.as_object().unwrap();
+        let own = &place[&token.to_string()];
+        let want = echoed[i].as_f64().unwrap();
+        assert!(
+            (own["logprob"].as_f64().unwrap() - want).abs() < 1e-4,
+            "{own} vs {want}"
+        );
+        assert_eq!(own["decoded_token"], format!("t{token}"));
+        let rank = own["rank"].as_u64().unwrap();
+        // The two likeliest, ranked 1 and 2, and the prompt's token (one of them or not).
+        let ranks: Vec<u64> = place
+            .values()
+            .map(|e| e["rank"].as_u64().unwrap())
+            .collect();
+        assert!(ranks.contains(&1) && ranks.contains(&2), "{place:?}");
+        assert_eq!(place.len(), if rank <= 2 { 2 } else { 3 }, "{place:?}");
+        let best = place.values().find(|e| e["rank"] == 1).unwrap();
+        assert!(best["logprob"].as_f64() >= own["logprob"].as_f64());
+    }
+    // A chat's scores once, at the top; none in a stream.
+    let chat = json!({
+        "model": "tiny", "messages": [{"role": "user", "content": "t5 t6"}], "max_tokens": 1,
+        "prompt_logprobs": 0
+    });
+    let (status, answer) = server.post("/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{answer}");
+    let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    assert_eq!(answer["prompt_logprobs"].as_array().unwrap().len(), prompt);
+    assert_eq!(answer["prompt_logprobs"][1].as_object().unwrap().len(), 1);
+    let mut streamed = chat.clone();
+    streamed["stream"] = true.into();
+    let (status, refused) = server.post("/v1/chat/completions", &streamed).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "prompt_logprobs");
 }

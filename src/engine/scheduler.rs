@@ -58,6 +58,9 @@ const SCORE_LOGITS_BYTES: usize = 64 << 20;
 pub struct TokenLogprobs {
     pub logprob: f32,
     pub top: Vec<(u32, f32)>,
+    /// Where the token ranks in its row, 1 for the most likely (ties share the better rank);
+    /// told for prompt tokens only (vLLM's `prompt_logprobs` give it).
+    pub rank: Option<u32>,
 }
 
 /// A sequence's speculative drafts so far: tokens drafted (each run as a row of some step)
@@ -1286,12 +1289,25 @@ fn score_prompt(seq: &mut Seq, out: &Logits, row: usize, start: usize, rows: usi
         .clone()
         .into_par_iter()
         .map(|t| {
-            let (logprob, top) = logprobs(out.row(row + t - 1 - start), tokens[t], k);
-            TokenLogprobs { logprob, top }
+            let logits = out.row(row + t - 1 - start);
+            let (logprob, top) = logprobs(logits, tokens[t], k);
+            TokenLogprobs {
+                logprob,
+                top,
+                rank: Some(rank_in(logits, tokens[t])),
+            }
         })
         .collect();
     seq.scored = targets.end;
     let _ = seq.req.events.send(EngineEvent::PromptLogprobs(scored));
+}
+
+/// 1 + how many tokens of `logits` are likelier than `token`.
+fn rank_in(logits: &[f32], token: u32) -> u32 {
+    let Some(&own) = logits.get(token as usize) else {
+        return logits.len() as u32 + 1;
+    };
+    1 + logits.iter().filter(|&&l| l > own).count() as u32
 }
 
 /// The prompt is in the cache: tell the client and count it (once, not again after a
@@ -1382,7 +1398,11 @@ fn take_tokens(
                 Some(drawn) => drawn.logprobs(next, k),
                 None => logprobs(out.row(r), next, k),
             };
-            TokenLogprobs { logprob, top }
+            TokenLogprobs {
+                logprob,
+                top,
+                rank: None,
+            }
         });
         note_prefilled(seq, stats);
         if !seq.req.ignore_eos && seq.req.eos_ids.contains(&next) {

@@ -857,3 +857,13 @@ fn an_adapter_is_unloaded_only_once_its_requests_are_done() {
     assert_eq!(finish(plain_rx), vec![2, 2]);
     h.handle.shutdown();
 }
+
+#[test]
+fn a_prompt_token_ranks_after_the_likelier_ones_and_ties_share_a_rank() {
+    let logits = [0.5, 2.0, 0.5, -1.0, 2.0];
+    assert_eq!(rank_in(&logits, 1), 1);
+    assert_eq!(rank_in(&logits, 4), 1);
+    assert_eq!(rank_in(&logits, 0), 3);
+    assert_eq!(rank_in(&logits, 3), 5);
+    assert_eq!(rank_in(&logits, 9), 6, "outside the row: past every token");
+}

@@ -5,6 +5,7 @@
 use super::error::ApiError;
 use super::marker::held_back;
 use super::prediction::PredictionUsage;
+use super::prompt_logprobs::PromptScores;
 use super::state::Ready;
 use super::validate::Plan;
 use crate::engine::generate::FinishReason;
@@ -89,6 +90,8 @@ pub enum ChoiceEvent {
         drafts: Drafts,
         /// Token ids no delta told, and the end token that stopped it (which has no text).
         ids: Vec<u32>,
+        /// vLLM's `prompt_logprobs` of its prompt, when asked (`server::prompt_logprobs`).
+        prompt_logprobs: Option<serde_json::Value>,
     },
     Error {
         index: usize,
@@ -182,14 +185,18 @@ struct EchoOut {
     text: String,
     ids: Vec<u32>,
     tokens: Option<Vec<TokenInfo>>,
+    /// Alternatives shown per token (the engine may score more for `prompt_logprobs`).
+    top: usize,
 }
 
 impl EchoOut {
-    fn new(text: String, ids: Vec<u32>, logprobs: bool) -> Self {
+    /// `logprobs`: the alternatives per token when the echo shows logprobs.
+    fn new(text: String, ids: Vec<u32>, logprobs: Option<usize>) -> Self {
         EchoOut {
             text,
             ids,
-            tokens: logprobs.then(Vec::new),
+            tokens: logprobs.map(|_| Vec::new()),
+            top: logprobs.unwrap_or(0),
         }
     }
 
@@ -202,10 +209,11 @@ impl EchoOut {
                 tokens.push(TokenInfo::of(tok, first));
             }
         }
-        for lp in scored {
+        for mut lp in scored {
             let Some(&id) = self.ids.get(tokens.len()) else {
                 break;
             };
+            lp.top.truncate(self.top);
             tokens.push(token_info(tok, id, lp));
         }
     }
@@ -297,6 +305,7 @@ pub fn start(
     let mut engines = Vec::with_capacity(total);
     let mut requests = Vec::with_capacity(total);
     let mut echoes = Vec::with_capacity(total);
+    let mut scores = Vec::with_capacity(total);
     for prompt in &prompts {
         for i in 0..plan.n {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -316,7 +325,9 @@ pub fn start(
                 ignore_eos: false,
                 logprobs,
                 logprobs_after_sampling: plan.logprobs_after_sampling,
-                prompt_logprobs: prompt.echo.as_ref().and(logprobs),
+                // Echoed logprobs and vLLM's `prompt_logprobs` read the same scores, each
+                // keeping its own number of alternatives.
+                prompt_logprobs: prompt.echo.as_ref().and(logprobs).max(plan.prompt_logprobs),
                 constraint: constraint.as_ref().map(Constraint::fork),
                 thought: thought.clone(),
                 pooling: None,
@@ -332,13 +343,19 @@ pub fn start(
                 prompt
                     .echo
                     .clone()
-                    .map(|text| EchoOut::new(text, prompt.ids.clone(), logprobs.is_some())),
+                    .map(|text| EchoOut::new(text, prompt.ids.clone(), logprobs)),
+            );
+            scores.push(
+                plan.prompt_logprobs
+                    .map(|k| PromptScores::new(k, prompt.ids.clone())),
             );
         }
     }
     submit(ready, requests)?;
-    for (index, (rx, echo)) in engines.into_iter().zip(echoes).enumerate() {
+    let choices = engines.into_iter().zip(echoes).zip(scores);
+    for (index, ((rx, echo), prompt_scores)) in choices.enumerate() {
         let reading = Reading {
+            prompt_scores,
             stop: StopMatcher::new(plan.stop.clone(), plan.include_stop),
             keep_special_tokens: plan.keep_special_tokens,
             prediction: plan.prediction.is_some().then(|| prediction.clone()),
@@ -358,6 +375,8 @@ pub fn start(
 
 /// How a choice's tokens become its text and its end.
 struct Reading {
+    /// vLLM's `prompt_logprobs`, collected as the engine scores the prompt.
+    prompt_scores: Option<PromptScores>,
     stop: StopMatcher,
     keep_special_tokens: bool,
     /// The prediction's tokens, to count what the answer used of them.
@@ -375,6 +394,7 @@ async fn drive(
     out: mpsc::UnboundedSender<ChoiceEvent>,
 ) {
     let Reading {
+        mut prompt_scores,
         mut stop,
         keep_special_tokens,
         prediction,
@@ -410,6 +430,9 @@ async fn drive(
             // Generation requests pool nothing (`/v1/embeddings` reads its own events).
             EngineEvent::Embedding(_) => {}
             EngineEvent::PromptLogprobs(scored) => {
+                if let Some(scores) = &mut prompt_scores {
+                    scores.add(&scored);
+                }
                 if let Some(echo) = &mut echo {
                     echo.scored(&tok, scored);
                 }
@@ -479,6 +502,7 @@ async fn drive(
                         prediction: used(&generated),
                         drafts,
                         ids,
+                        prompt_logprobs: prompt_scores.as_ref().map(|s| s.to_json(&tok)),
                     });
                     return;
                 }
@@ -514,6 +538,7 @@ async fn drive(
                     prediction: used(&generated),
                     drafts,
                     ids,
+                    prompt_logprobs: prompt_scores.as_ref().map(|s| s.to_json(&tok)),
                 });
                 return;
             }

@@ -29,6 +29,7 @@ pub mod ollama;
 pub mod openai;
 pub mod prediction;
 pub mod prompt_end;
+pub mod prompt_logprobs;
 pub mod reasoning;
 pub mod request_id;
 pub mod respond;

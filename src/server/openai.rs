@@ -88,6 +88,8 @@ pub struct CommonParams {
     pub allowed_token_ids: Option<Vec<i64>>,
     /// vLLM's `bad_words`: words the answer never writes whole (`engine::banned`).
     pub bad_words: Option<Vec<String>>,
+    /// vLLM's `prompt_logprobs`: the prompt tokens' logprobs with this many alternatives.
+    pub prompt_logprobs: Option<i64>,
     #[serde(flatten)]
     pub samplers: LlamaSamplers,
     /// Whose reading of the sampling fields the endpoint follows where peers differ.

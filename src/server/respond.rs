@@ -177,6 +177,7 @@ pub async fn complete(
     let mut text = vec![String::new(); meta.n];
     let mut tokens: Vec<Vec<TokenInfo>> = vec![Vec::new(); meta.n];
     let mut ids: Vec<Vec<u32>> = vec![Vec::new(); meta.n];
+    let mut prompt_logprobs: Vec<Option<Value>> = vec![None; meta.n];
     let mut finish: Vec<Option<&'static str>> = vec![None; meta.n];
     let mut counts = Counts::default();
     while finish.iter().any(|f| f.is_none()) {
@@ -203,10 +204,12 @@ pub async fn complete(
                 prediction,
                 drafts,
                 ids: mut last_ids,
+                prompt_logprobs: scores,
                 ..
             }) => {
                 counts.drafted(index, drafts);
                 ids[index].append(&mut last_ids);
+                prompt_logprobs[index] = scores;
                 finish[index] = Some(reason);
                 counts.add(completion_tokens, cached_tokens, prediction);
             }
@@ -243,6 +246,9 @@ pub async fn complete(
                 }
                 choice["token_ids"] = json!(ids[i]);
             }
+            if let (Kind::Text, Some(scores)) = (meta.kind, &mut prompt_logprobs[i]) {
+                choice["prompt_logprobs"] = std::mem::take(scores);
+            }
             choice
         })
         .collect();
@@ -258,6 +264,10 @@ pub async fn complete(
     });
     if let (Kind::Chat, Some(prompts)) = (meta.kind, &meta.token_ids) {
         answer["prompt_token_ids"] = json!(prompts.first().map(|p| p.as_slice()));
+    }
+    // A chat's choices share its prompt: its scores once, at the top, as vLLM's.
+    if let (Kind::Chat, Some(Some(scores))) = (meta.kind, prompt_logprobs.first_mut()) {
+        answer["prompt_logprobs"] = std::mem::take(scores);
     }
     Ok(axum::Json(answer).into_response())
 }

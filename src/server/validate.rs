@@ -93,6 +93,8 @@ pub struct Plan {
     pub allowed_token_ids: Option<Vec<u32>>,
     /// vLLM's `bad_words`, tokenized by `generation::start` (`banned_words::banned`).
     pub bad_words: Vec<String>,
+    /// vLLM's `prompt_logprobs`: alternatives per prompt token (`server::prompt_logprobs`).
+    pub prompt_logprobs: Option<usize>,
     /// llama-server's `lora` list, checked as numbers (the ids against the served adapters
     /// when the request starts: `Ready::lora_of`).
     pub lora: Option<Vec<(u32, f32)>>,
@@ -382,6 +384,7 @@ fn plan_with(
             limits.vocab,
         )?,
         bad_words: super::banned_words::bad_words(p.bad_words.as_deref())?,
+        prompt_logprobs: prompt_logprobs(limits, p.prompt_logprobs, p.stream)?,
         lora: p
             .samplers
             .lora
@@ -401,6 +404,31 @@ fn cache_salt(salt: Option<&str>) -> Result<Option<std::sync::Arc<str>>, ApiErro
         )),
         other => Ok(other.map(std::sync::Arc::from)),
     }
+}
+
+/// vLLM's `prompt_logprobs`: 0 to the most logprobs (-1, vLLM's "all", is refused: a 150k
+/// vocabulary per prompt token), and not in a stream, as vLLM refuses it there.
+fn prompt_logprobs(
+    limits: &Limits,
+    sent: Option<i64>,
+    stream: bool,
+) -> Result<Option<usize>, ApiError> {
+    let Some(k) = sent else {
+        return Ok(None);
+    };
+    if k < 0 || k as u64 > limits.max_logprobs as u64 {
+        return Err(ApiError::invalid(
+            "prompt_logprobs",
+            format!("`prompt_logprobs` must be in [0, {}]", limits.max_logprobs),
+        ));
+    }
+    if stream {
+        return Err(ApiError::invalid(
+            "prompt_logprobs",
+            "`prompt_logprobs` are not available with `stream: true`",
+        ));
+    }
+    Ok(Some(k as usize))
 }
 
 /// How many top alternatives each answer token reports: `top_logprobs` (0 by default) when
