@@ -297,6 +297,15 @@ async fn openai_api_end_to_end() {
     // tokenize / detokenize round trip; chat messages through the template.
     let (_, t) = post(&s, "/tokenize", json!({"prompt": "Hello, world!"})).await;
     assert_eq!(t["tokens"], json!([9707, 11, 1879, 0]));
+    assert!(t.get("token_strs").is_none(), "{t}");
+    // vLLM's `return_token_strs`: the vocabulary's strings (byte-level BPE's `Ġ` for a space).
+    let (_, strs) = post(
+        &s,
+        "/tokenize",
+        json!({"prompt": "Hello, world!", "return_token_strs": true}),
+    )
+    .await;
+    assert_eq!(strs["token_strs"], json!(["Hello", ",", "Ġworld", "!"]));
     let (_, d) = post(&s, "/detokenize", json!({"tokens": t["tokens"]})).await;
     assert_eq!(d["prompt"], "Hello, world!");
     let (_, t) = post(

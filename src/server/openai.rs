@@ -338,6 +338,10 @@ pub struct TokenizeRequest {
     /// UTF-8 on their own), as llama-server answers.
     #[serde(default)]
     pub with_pieces: bool,
+    /// vLLM's: each token's vocabulary string too (`token_strs`, as the tokenizer's
+    /// `convert_ids_to_tokens` writes them: `Ġhello` for a byte-level BPE).
+    #[serde(default)]
+    pub return_token_strs: bool,
 }
 
 fn yes() -> bool {

@@ -2,7 +2,8 @@
 //! a `prompt` or chat `messages` (vLLM: `{"tokens", "count", "max_model_len"}`), or
 //! llama-server's `content` (a text, or texts and token ids mixed) with `add_special` and
 //! `with_pieces`; the text back as vLLM's `prompt` and llama-server's `content`; the chat
-//! template's text for `messages` (llama-server's `/apply-template`).
+//! template's text for `messages` (llama-server's `/apply-template`). vLLM's
+//! `return_token_strs` adds each token's vocabulary string.
 use super::chat::{chat_prompt_text, encode_prompt, tool_plan};
 use crate::server::error::ApiError;
 use crate::server::json::AnyJson;
@@ -50,12 +51,19 @@ pub async fn tokenize(
             ))
         }
     };
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "tokens": shown(ready, &tokens, req.with_pieces),
         "count": tokens.len(),
         "max_model_len": ready.limits.context,
-    }))
-    .into_response())
+    });
+    if req.return_token_strs {
+        let strs: Vec<Option<String>> = tokens
+            .iter()
+            .map(|&id| ready.tokenizer.token_to_piece(id))
+            .collect();
+        answer["token_strs"] = json!(strs);
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `POST /apply-template`: the prompt text the chat template makes of `messages`.
