@@ -25,6 +25,23 @@ fn tls_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `candor serve`'s flags for HTTPS with the certificate and key at these paths.
+fn tls_flags(cert: &std::path::Path, key: &std::path::Path) -> Vec<String> {
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let flags = [
+        "--ssl-certfile".into(),
+        path(cert),
+        "--ssl-keyfile".into(),
+        path(key),
+    ];
+    flags.to_vec()
+}
+
+/// Flags as `Server::launch` takes them.
+fn as_args(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
 /// A client trusting only the test CA (which issued the server's certificate to `localhost`),
 /// speaking HTTP/1.1 only.
 fn connector() -> TlsConnector {
@@ -74,14 +91,8 @@ async fn https(addr: &str, method: &str, path: &str, body: &str) -> (u16, String
 async fn the_api_answers_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
-    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
-    let args = [
-        "--ssl-certfile",
-        cert.to_str().unwrap(),
-        "--ssl-keyfile",
-        key.to_str().unwrap(),
-    ];
-    let server = Server::launch(&model, "tiny", &args);
+    let flags = tls_flags(&tls_fixture("cert.pem"), &tls_fixture("key.pem"));
+    let server = Server::launch(&model, "tiny", &as_args(&flags));
     let addr = server
         .base
         .strip_prefix("https://")
@@ -330,10 +341,8 @@ async fn http2_is_spoken_over_tls_and_in_clear_text() {
     assert_eq!(version, reqwest::Version::HTTP_11);
 
     // Over TLS, ALPN picks h2 for a client offering it; several streams share its connection.
-    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
-    let args = ["--ssl-certfile", cert.to_str().unwrap()];
-    let args = [&args[..], &["--ssl-keyfile", key.to_str().unwrap()]].concat();
-    let server = Server::launch(&model, "tiny", &args);
+    let flags = tls_flags(&tls_fixture("cert.pem"), &tls_fixture("key.pem"));
+    let server = Server::launch(&model, "tiny", &as_args(&flags));
     let client = tls_client("ca.pem", None);
     until_healthy(&client, &server.base).await;
     let (a, b) = tokio::join!(
@@ -352,19 +361,12 @@ async fn http2_is_spoken_over_tls_and_in_clear_text() {
 async fn client_certificates_from_the_ca_given_are_required_or_optional() {
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
-    let (cert, key, ca) = (
-        tls_fixture("cert.pem"),
-        tls_fixture("key.pem"),
-        tls_fixture("ca2.pem"),
-    );
-    let tls = [
-        "--ssl-certfile",
-        cert.to_str().unwrap(),
-        "--ssl-keyfile",
-        key.to_str().unwrap(),
-        "--ssl-ca-certs",
-        ca.to_str().unwrap(),
-    ];
+    let mut flags = tls_flags(&tls_fixture("cert.pem"), &tls_fixture("key.pem"));
+    flags.extend([
+        "--ssl-ca-certs".into(),
+        tls_fixture("ca2.pem").display().to_string(),
+    ]);
+    let tls = as_args(&flags);
     // The client certificate ca2.pem issued; the server's own, from another CA, shown as a
     // client's; none.
     let known = tls_client("ca.pem", Some(("client.pem", "client-key.pem")));
@@ -399,14 +401,9 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::copy(tls_fixture("cert.pem"), &cert).unwrap();
     std::fs::copy(tls_fixture("key.pem"), &key).unwrap();
-    let args = [
-        "--ssl-certfile",
-        cert.to_str().unwrap(),
-        "--ssl-keyfile",
-        key.to_str().unwrap(),
-        "--enable-ssl-refresh",
-    ];
-    let server = Server::launch(&model, "tiny", &args);
+    let mut flags = tls_flags(&cert, &key);
+    flags.push("--enable-ssl-refresh".into());
+    let server = Server::launch(&model, "tiny", &as_args(&flags));
     let (first_ca, second_ca) = (tls_client("ca.pem", None), tls_client("ca2.pem", None));
     until_healthy(&first_ca, &server.base).await;
     assert!(health(&second_ca, &server.base).await.is_err());
