@@ -149,18 +149,29 @@ impl ResponsesRequest {
                 format!("`truncation` must be `auto` or `disabled`, got `{t}`"),
             ));
         }
+        const LENGTH: &str = "responses take `max_output_tokens` and answer once";
+        const NO_PLACE: &str = "a response has no place for what it asks";
         let chat_only = [
-            ("max_tokens", self.common.max_tokens.is_some()),
+            ("max_tokens", self.common.max_tokens.is_some(), LENGTH),
             (
                 "max_completion_tokens",
                 self.common.max_completion_tokens.is_some(),
+                LENGTH,
             ),
-            ("n", self.common.n.is_some_and(|n| n != 1)),
+            ("n", self.common.n.is_some_and(|n| n != 1), LENGTH),
+            // vLLM's answer fields: refused rather than computed for nothing (prompt scores
+            // would also keep the prompt from the prefix cache).
+            (
+                "prompt_logprobs",
+                self.common.prompt_logprobs.is_some(),
+                NO_PLACE,
+            ),
+            ("return_token_ids", self.common.return_token_ids, NO_PLACE),
         ];
-        if let Some((field, _)) = chat_only.iter().find(|(_, sent)| *sent) {
+        if let Some((field, _, why)) = chat_only.iter().find(|(_, sent, _)| *sent) {
             return Err(ApiError::invalid(
                 field,
-                format!("`{field}` is a chat completions field; responses take `max_output_tokens` and answer once"),
+                format!("`{field}` is a chat completions field; {why}"),
             ));
         }
         Ok(())
@@ -545,6 +556,14 @@ mod tests {
             ),
             (json!({"input": "x", "max_tokens": 5}), "max_tokens"),
             (json!({"input": "x", "n": 2}), "n"),
+            (
+                json!({"input": "x", "prompt_logprobs": 1}),
+                "prompt_logprobs",
+            ),
+            (
+                json!({"input": "x", "return_token_ids": true}),
+                "return_token_ids",
+            ),
             (json!({"input": []}), "input"),
             (
                 json!({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]}),
