@@ -16,20 +16,7 @@ pub fn allowed_ids(sent: Option<&[i64]>, vocab: usize) -> Result<Option<Vec<u32>
             "`allowed_token_ids` must hold at least one token id (leave it out for any)",
         ));
     }
-    sent.iter()
-        .map(|&id| {
-            u32::try_from(id)
-                .ok()
-                .filter(|&id| (id as usize) < vocab)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "allowed_token_ids",
-                        format!("token {id} is out of the vocabulary ({vocab})"),
-                    )
-                })
-        })
-        .collect::<Result<_, _>>()
-        .map(Some)
+    super::validate::vocab_ids("allowed_token_ids", sent, vocab).map(Some)
 }
 
 /// `bad_words`: words with something besides spaces in them.

@@ -257,19 +257,11 @@ fn plan_with(
             ))
         }
     };
-    let mut stop_token_ids = Vec::new();
-    for &id in p.stop_token_ids.iter().flatten() {
-        if id < 0 || id as u64 >= limits.vocab as u64 {
-            return Err(ApiError::invalid(
-                "stop_token_ids",
-                format!(
-                    "stop token {id} is out of the vocabulary ({})",
-                    limits.vocab
-                ),
-            ));
-        }
-        stop_token_ids.push(id as u32);
-    }
+    let stop_token_ids = vocab_ids(
+        "stop_token_ids",
+        p.stop_token_ids.as_deref().unwrap_or_default(),
+        limits.vocab,
+    )?;
     let mut sampling = SamplingParams {
         temperature: range(
             "temperature",
@@ -392,6 +384,23 @@ fn plan_with(
             .map(|list| super::lora_list::checked(super::lora_list::ListAt::Field("lora"), list))
             .transpose()?,
     })
+}
+
+/// Token ids sent as `param`, each checked against a vocabulary of `vocab` tokens.
+pub fn vocab_ids(param: &str, ids: &[i64], vocab: usize) -> Result<Vec<u32>, ApiError> {
+    ids.iter()
+        .map(|&t| {
+            u32::try_from(t)
+                .ok()
+                .filter(|&id| (id as usize) < vocab)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        param,
+                        format!("token id {t} is out of the vocabulary ({vocab})"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// vLLM's `cache_salt`: any non-empty string (a random one of 256 bits, as vLLM advises, is

@@ -16,21 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Token ids sent as `param` (a prompt, an input), checked against the vocabulary.
 pub fn token_ids(ready: &Ready, param: &str, ids: &[i64]) -> Result<Vec<u32>, ApiError> {
-    ids.iter()
-        .map(|&t| {
-            if t < 0 || t as u64 >= ready.limits.vocab as u64 {
-                Err(ApiError::invalid(
-                    param,
-                    format!(
-                        "token id {t} is out of the vocabulary ({})",
-                        ready.limits.vocab
-                    ),
-                ))
-            } else {
-                Ok(t as u32)
-            }
-        })
-        .collect()
+    validate::vocab_ids(param, ids, ready.limits.vocab)
 }
 
 /// One prompt of the request as sent: its text (None when sent as token ids) and its tokens.
