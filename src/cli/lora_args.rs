@@ -3,7 +3,7 @@
 //! `--lora-scaled PATH SCALE`, each repeatable, all adapters run together over the base model
 //! as `candor serve` runs a request's `lora` list.
 use crate::error::CliError;
-use candor_models::lora::{read_adapter, LoraAdapter, LoraMix, MAX_LORA_SCALE};
+use candor_models::lora::{read_adapter, usable_scale, LoraAdapter, LoraMix, MAX_LORA_SCALE};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -29,14 +29,14 @@ impl LoraArgs {
             let scale = scale
                 .parse::<f64>()
                 .ok()
-                .filter(|s| s.is_finite() && s.abs() <= MAX_LORA_SCALE)
+                .and_then(usable_scale)
                 .ok_or_else(|| {
                     CliError::Usage(format!(
                         "--lora-scaled {path} {scale}: the scale must be a number in \
                          [-{MAX_LORA_SCALE}, {MAX_LORA_SCALE}]"
                     ))
                 })?;
-            all.push((PathBuf::from(path), scale as f32));
+            all.push((PathBuf::from(path), scale));
         }
         Ok(all)
     }

@@ -4,7 +4,7 @@
 //! in `GET /lora-adapters`, which is its engine slot here (slots never move: an unloaded
 //! adapter leaves a hole, as llama-server's list has none to leave).
 use super::error::ApiError;
-use candor_models::lora::MAX_LORA_SCALE as MAX_SCALE;
+use candor_models::lora::{usable_scale, MAX_LORA_SCALE as MAX_SCALE};
 use serde::Deserialize;
 
 /// One entry as sent: numbers checked by `checked`, so that a negative id or an infinite scale
@@ -47,17 +47,17 @@ pub fn checked(at: ListAt, list: &[LoraScale]) -> Result<Vec<(u32, f32)>, ApiErr
                     format_args!("must be an adapter's id (0 or more), got {}", entry.id),
                 )
             })?;
-            if !entry.scale.is_finite() || entry.scale.abs() > MAX_SCALE {
-                return Err(at.invalid(
+            let scale = usable_scale(entry.scale).ok_or_else(|| {
+                at.invalid(
                     i,
                     "scale",
                     format_args!(
                         "must be a number in [-{MAX_SCALE}, {MAX_SCALE}], got {}",
                         entry.scale
                     ),
-                ));
-            }
-            Ok((id, entry.scale as f32))
+                )
+            })?;
+            Ok((id, scale))
         })
         .collect()
 }

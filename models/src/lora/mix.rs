@@ -8,6 +8,11 @@
 /// an overflowing update would only turn the logits into infinities).
 pub const MAX_LORA_SCALE: f64 = 1e4;
 
+/// A scale as sent, if it is one: finite and at most `MAX_LORA_SCALE` either way.
+pub fn usable_scale(scale: f64) -> Option<f32> {
+    (scale.is_finite() && scale.abs() <= MAX_LORA_SCALE).then_some(scale as f32)
+}
+
 /// The adapters of one sequence, by slot (an index into the model's adapters), each with its
 /// scale: sorted by slot, no slot twice, no zero scale (an adapter at scale 0 is not run).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -9,7 +9,7 @@ mod stack;
 
 pub use adapter::{JoinedTarget, LoraAdapter, LoraPair, LoraTarget};
 pub use gguf::read_gguf_adapter;
-pub use mix::{LoraMix, MAX_LORA_SCALE};
+pub use mix::{usable_scale, LoraMix, MAX_LORA_SCALE};
 pub use peft::read_peft;
 pub use stack::{BatchLora, LoraStack};
 
