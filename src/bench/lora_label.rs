@@ -2,7 +2,8 @@
 //! `lora` of `candor perplexity`) and keyed in reports: each adapter's path, with `@SCALE`
 //! when it ran at another scale than its own, joined by ` + `. One adapter at scale 1 reads
 //! as its path alone, as results written before scales were offered do.
-use std::path::{Path, PathBuf};
+use crate::report::input::stem;
+use std::path::PathBuf;
 
 const JOIN: &str = " + ";
 
@@ -35,13 +36,6 @@ pub fn key_suffix(label: Option<&str>) -> String {
         })
         .collect();
     format!(" + LoRA {}", stems.join(JOIN))
-}
-
-fn stem(path: &str) -> String {
-    Path::new(path)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
 }
 
 #[cfg(test)]

@@ -146,7 +146,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
 }
 
-fn bar(len: u64) -> ProgressBar {
+/// A progress bar of `len` steps on stderr (hidden where stderr is no terminal).
+pub(crate) fn bar(len: u64) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")

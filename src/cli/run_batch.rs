@@ -3,7 +3,6 @@
 use super::serve::{config, runtime, ServeArgs};
 use crate::error::CliError;
 use crate::server::batch::run_batch;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, Write};
 
 #[derive(Debug, clap::Args)]
@@ -40,11 +39,7 @@ pub fn run(args: RunBatchArgs) -> Result<(), CliError> {
         "candor: {requests} request(s) from {} for model `{}`",
         args.input, config.model_name
     );
-    let bar = ProgressBar::new(requests);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = super::bench::bar(requests);
     let summary = runtime()?
         .block_on(run_batch(config, lines, &mut out, || bar.inc(1)))
         .map_err(|e| CliError::Usage(e.to_string()))?;

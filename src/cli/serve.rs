@@ -232,11 +232,11 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         ));
     }
     let model_aliases: Vec<String> = names.collect();
-    check_names(&model_name, &model_aliases)?;
-    let base_names: Vec<&str> = std::iter::once(model_name.as_str())
+    let served_names: Vec<&str> = std::iter::once(model_name.as_str())
         .chain(model_aliases.iter().map(String::as_str))
         .collect();
-    crate::server::adapters::check(&base_names, &args.lora, args.max_lora_adapters)
+    check_names(&served_names)?;
+    crate::server::adapters::check(&served_names, &args.lora, args.max_lora_adapters)
         .map_err(CliError::Usage)?;
     let thinking = crate::server::thinking::ThinkingDefaults {
         budget: crate::server::thinking::parse_default_budget(args.reasoning_budget)
@@ -309,10 +309,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
 }
 
 /// The served names are not empty and not given twice.
-fn check_names(first: &str, aliases: &[String]) -> Result<(), CliError> {
-    let all: Vec<&str> = std::iter::once(first)
-        .chain(aliases.iter().map(String::as_str))
-        .collect();
+fn check_names(all: &[&str]) -> Result<(), CliError> {
     for (i, name) in all.iter().enumerate() {
         if name.trim().is_empty() {
             return Err(CliError::Usage(

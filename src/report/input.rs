@@ -390,7 +390,8 @@ struct LlamaTest {
     samples_ts: Vec<f64>,
 }
 
-fn stem(path: &str) -> String {
+/// A file's name without its extension (the path itself where it has none).
+pub(crate) fn stem(path: &str) -> String {
     Path::new(path)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
