@@ -118,6 +118,9 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
     assert_eq!(body(0)["choices"], served["choices"]);
     assert_eq!(body(0)["usage"], served["usage"]);
     assert_eq!(results[0]["response"]["request_id"], body(0)["id"]);
+    // An embedding answer has no id: the request's, as the server's header told it.
+    let embedded = results[3]["response"]["request_id"].as_str().unwrap();
+    assert_eq!(embedded.len(), 32, "{}", results[3]);
     let (_, served) = server.post("/v1/chat/completions", &chat).await;
     assert_eq!(body(1)["choices"], served["choices"]);
     // Within rounding: the batch computed it beside other rows (the kernels' reductions

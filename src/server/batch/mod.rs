@@ -61,30 +61,37 @@ pub async fn run_batch(
     // Enough in flight to fill the engine's batch and keep its queue fed.
     let in_flight = config.max_num_seqs + config.max_waiting.min(config.max_num_seqs);
     let mut seen = HashMap::new();
-    let parsed: Vec<(usize, Result<Request, Refused>)> = lines
+    let parsed: Vec<Result<Request, Refused>> = lines
         .iter()
         .enumerate()
         .filter(|(_, text)| !text.trim().is_empty())
-        .map(|(i, text)| (i, line::parse(text, i + 1, &mut seen)))
+        .map(|(i, text)| line::parse(text, i + 1, &mut seen))
         .collect();
     let mut results = futures::stream::iter(parsed.into_iter().enumerate())
-        .map(|(order, (_, parsed))| {
+        .map(|(order, parsed)| {
             let app = app.clone();
             async move {
                 let id = super::state::new_item_id("batch_req");
                 let written = match parsed {
                     Ok(request) => {
-                        let (status, body) = send(app, &request).await;
+                        let sent = send(app, &request).await;
+                        let usage = sent.body.get("usage").cloned();
+                        // The answer's own id (`chatcmpl-…`) where it has one, else the
+                        // request's, as the server's log names it.
+                        let request_id = match sent.body.get("id").and_then(Value::as_str) {
+                            Some(id) => id.to_string(),
+                            None => sent.request_id,
+                        };
                         Outcome::Answered {
                             line: line::answered(
                                 &id,
                                 &request.custom_id,
-                                status,
-                                &request_id(&body),
-                                body.clone(),
+                                sent.status,
+                                &request_id,
+                                sent.body,
                             ),
-                            ok: status == 200,
-                            usage: body.get("usage").cloned(),
+                            ok: sent.status == 200,
+                            usage,
                         }
                     }
                     Err(why) => Outcome::Refused(line::refused(&id, &why)),
@@ -144,17 +151,23 @@ enum Outcome {
     Refused(Value),
 }
 
-/// The answer's own id (`chatcmpl-…`, `resp_…`) where it has one, else a new one.
-fn request_id(body: &Value) -> String {
-    match body.get("id").and_then(Value::as_str) {
-        Some(id) => id.to_string(),
-        None => super::state::new_id("batch"),
-    }
+/// What the server answered a line.
+struct Sent {
+    status: u16,
+    /// The request's id (`X-Request-Id` of the answer).
+    request_id: String,
+    body: Value,
 }
 
-/// POST `request` to its endpoint: the status and the JSON answer. A full queue (429) is
-/// tried again shortly: every line waits its turn, none is dropped for the batch's size.
-async fn send(app: axum::Router, request: &Request) -> (u16, Value) {
+/// POST `request` to its endpoint: the status, the request's id and the JSON answer. A full
+/// queue (429) is tried again shortly: every line waits its turn, none is dropped for the
+/// batch's size.
+async fn send(app: axum::Router, request: &Request) -> Sent {
+    let failed = |status: u16, message: String| Sent {
+        status,
+        request_id: String::new(),
+        body: error_body(&message),
+    };
     let body = request.body.to_string();
     let mut pause = Duration::from_millis(10);
     loop {
@@ -163,7 +176,7 @@ async fn send(app: axum::Router, request: &Request) -> (u16, Value) {
             .body(Body::from(body.clone()));
         let http = match http {
             Ok(http) => http,
-            Err(e) => return (400, error_body(&format!("not a request: {e}"))),
+            Err(e) => return failed(400, format!("not a request: {e}")),
         };
         let response = match app.clone().oneshot(http).await {
             Ok(response) => response,
@@ -175,13 +188,23 @@ async fn send(app: axum::Router, request: &Request) -> (u16, Value) {
             pause = (pause * 2).min(Duration::from_secs(1));
             continue;
         }
+        let request_id = response
+            .headers()
+            .get(super::request_id::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let bytes = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
             Ok(bytes) => bytes,
-            Err(e) => return (500, error_body(&format!("the answer broke off: {e}"))),
+            Err(e) => return failed(500, format!("the answer broke off: {e}")),
         };
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        return (status, body);
+        return Sent {
+            status,
+            request_id,
+            body,
+        };
     }
 }
 
