@@ -565,17 +565,11 @@ async fn sagemaker_routes_probe_and_dispatch_by_the_body() {
     assert_eq!(ping.status(), 200);
     let ping = client.post(server.url("/ping")).send().await.unwrap();
     assert_eq!(ping.status(), 200);
-    let version: serde_json::Value = client
-        .get(server.url("/version"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, version) = server.get("/version").await;
+    assert_eq!(status, 200);
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
-    let invoke = |body: serde_json::Value, key: Option<&'static str>| {
-        let mut req = client.post(server.url("/invocations")).json(&body);
+    let post = |path: &str, body: serde_json::Value, key: Option<&'static str>| {
+        let mut req = client.post(server.url(path)).json(&body);
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
@@ -585,6 +579,7 @@ async fn sagemaker_routes_probe_and_dispatch_by_the_body() {
             (status, answer.json::<serde_json::Value>().await.unwrap())
         }
     };
+    let invoke = |body, key| post("/invocations", body, key);
     let chat = serde_json::json!({
         "messages": [{"role": "user", "content": "t5 t6"}], "max_tokens": 2
     });
@@ -606,16 +601,7 @@ async fn sagemaker_routes_probe_and_dispatch_by_the_body() {
     let bad = serde_json::json!({"prompt": "t5", "max_tokens": "two"});
     let (status, answer) = invoke(bad.clone(), Some("sk-1")).await;
     assert_eq!(status, 400, "{answer}");
-    let direct: serde_json::Value = client
-        .post(server.url("/v1/completions"))
-        .bearer_auth("sk-1")
-        .json(&bad)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, direct) = post("/v1/completions", bad, Some("sk-1")).await;
     assert_eq!(answer, direct);
     let (status, answer) = invoke(serde_json::json!({"question": "?"}), Some("sk-1")).await;
     assert_eq!(status, 400, "{answer}");

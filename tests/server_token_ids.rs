@@ -29,11 +29,17 @@ fn events(text: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn token_ids_come_beside_the_text_whole_and_streamed() {
+/// The tiny llama served as `tiny`, chatting through `TEMPLATE` (kept alive by the dir).
+async fn tiny_server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
     let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn token_ids_come_beside_the_text_whole_and_streamed() {
+    let (_dir, server) = tiny_server().await;
 
     // Text completions: two prompts, two choices each; the vocabulary is `tN` for id N.
     let body = json!({
@@ -145,9 +151,7 @@ async fn token_ids_come_beside_the_text_whole_and_streamed() {
 
 #[tokio::test]
 async fn answers_keep_to_allowed_tokens_and_never_write_a_bad_word() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = servable_tiny("llama", dir.path());
-    let server = Server::start_path(&model, "tiny", &[]).await;
+    let (_dir, server) = tiny_server().await;
     let answer = |extra: Value| {
         let mut body = json!({
             "model": "tiny", "prompt": "t5 t6 t7", "max_tokens": 12, "temperature": 0,
@@ -199,9 +203,7 @@ async fn answers_keep_to_allowed_tokens_and_never_write_a_bad_word() {
 
 #[tokio::test]
 async fn every_chunk_tells_the_usage_so_far_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = servable_tiny("llama", dir.path());
-    let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+    let (_dir, server) = tiny_server().await;
     for (path, body) in [
         (
             "/v1/completions",
@@ -245,9 +247,7 @@ async fn every_chunk_tells_the_usage_so_far_when_asked() {
 
 #[tokio::test]
 async fn prompt_logprobs_score_each_prompt_token_as_vllm_shapes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = servable_tiny("llama", dir.path());
-    let server = Server::start_path(&model, "tiny", &["--chat-template", TEMPLATE]).await;
+    let (_dir, server) = tiny_server().await;
     let body = json!({
         "model": "tiny", "prompt": "t5 t6 t7 t8", "max_tokens": 1, "temperature": 0,
         "prompt_logprobs": 2
