@@ -276,7 +276,8 @@ fn write_file(path: &Path, arch: &str, md: Vec<(&str, Value)>, tensors: &[(Strin
 /// (`rope.dimension_count`, `rope_factors_short`/`_long`, `rope.scaling.*`).
 fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, experts: Experts) {
     let src = fixtures().join("tiny").join(fixture);
-    let permuted = arch == "llama";
+    // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
+    let permuted = matches!(arch, "llama" | "granite" | "smollm3");
     let cfg = read_json(&src.join("config.json"));
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
@@ -391,6 +392,17 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
                     Value::F32(v as f32)
                 },
             ));
+        }
+    }
+    // Granite's scalars, as llama.cpp's converter names them.
+    for (key, hf) in [
+        ("embedding_scale", "embedding_multiplier"),
+        ("attention.scale", "attention_multiplier"),
+        ("residual_scale", "residual_multiplier"),
+        ("logit_scale", "logits_scaling"),
+    ] {
+        if let Some(v) = cfg[hf].as_f64().filter(|_| arch == "granite") {
+            extra.push((key, Value::F32(v as f32)));
         }
     }
     if cfg["head_dim"].is_u64() {
@@ -715,6 +727,15 @@ fn olmo2_loads_from_gguf() {
         &logits_of_tokens(&checkout, &long, false),
     );
     assert!(d < 1e-4, "OLMo 3 GGUF over 40 tokens: logits differ by {d}");
+}
+
+/// Granite (its four scalars in `granite.*` keys) and SmolLM3 (every fourth layer without
+/// RoPE, which its GGUFs leave to the architecture) as llama.cpp converts them, Q/K rows
+/// permuted: their checkouts' logits.
+#[test]
+fn granite_and_smollm3_load_from_gguf() {
+    gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
+    gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 20] = TINY_ARCHS;
+const ARCHS: [&str; 22] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -257,14 +257,16 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
         assert_eq!(out.rows(), 0, "{arch}: no logits were asked for");
         let (w, hidden) = output_rows(arch);
         assert_eq!(out.hidden_size, hidden, "{arch}");
-        // Gemma 2 caps its logits after the product: cap × tanh(logit / cap).
+        // Gemma 2 caps its logits after the product: cap × tanh(logit / cap); Granite divides
+        // them by its `logits_scaling`.
         let cfg = read_json(&fixtures().join("tiny").join(arch).join("config.json"));
         let cap = cfg["final_logit_softcapping"].as_f64().map(|c| c as f32);
+        let divisor = cfg["logits_scaling"].as_f64().unwrap_or(1.0) as f32;
         for &p in &g.positions {
             let h = out.hidden_row(p);
             let logits: Vec<f32> = w
                 .chunks_exact(hidden)
-                .map(|row| row.iter().zip(h).map(|(a, b)| a * b).sum::<f32>())
+                .map(|row| row.iter().zip(h).map(|(a, b)| a * b).sum::<f32>() / divisor)
                 .map(|l| cap.map_or(l, |c| c * (l / c).tanh()))
                 .collect();
             let d = max_abs_diff(&logits, &golden_logits(&g, p));

@@ -121,6 +121,9 @@ impl<B: Backend> DecoderModel<B> {
                         spec.rope.style,
                     ));
                 }
+                if spec.unrotated_layers.contains(&true) {
+                    ropes.push(unrotated(d, spec.rope.style));
+                }
                 ropes
             }
         };
@@ -178,7 +181,9 @@ impl<B: Backend> DecoderModel<B> {
                     softcap: spec.attn_softcap,
                     sinks,
                 },
-                rope: if window.is_some() && ropes.len() > 1 {
+                rope: if spec.unrotated_layers.get(l) == Some(&true) {
+                    ropes.len() - 1
+                } else if window.is_some() && spec.rope_local_theta.is_some() {
                     1
                 } else {
                     0
@@ -413,6 +418,9 @@ impl<B: Backend> DecoderModel<B> {
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;
             }
+            if let Some(r) = s.residual_scale {
+                o = b.scale(&o, r)?;
+            }
             let (stream, mut down) = match &layer.ffn_norm {
                 // No norm before the FFN (OLMo 2): it reads the stream itself.
                 None => {
@@ -437,6 +445,9 @@ impl<B: Backend> DecoderModel<B> {
             if let Some(pn) = &layer.post_ffn_norm {
                 down = b.rms_norm(&down, pn, eps)?;
             }
+            if let Some(r) = s.residual_scale {
+                down = b.scale(&down, r)?;
+            }
             pending = Some(down);
         }
         if let Some(down) = pending {
@@ -456,12 +467,26 @@ impl<B: Backend> DecoderModel<B> {
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
         let x = b.rms_norm(&x, &self.final_norm, eps)?;
-        let logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
+        let mut logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
+        if let Some(divisor) = s.logit_divisor {
+            logits = b.scale(&logits, 1.0 / divisor)?;
+        }
         let logits = match s.final_softcap {
             Some(cap) => b.softcap(&logits, cap)?,
             None => logits,
         };
         Ok(StepOutputs { logits, hidden })
+    }
+}
+
+/// RoPE that leaves every pair as it is (all frequencies 0: cos 1, sin 0), for the layers
+/// that run without it: one spec every backend's RoPE and fused kernels already take, at the
+/// cost of a rotation by nothing where a backend has no way to skip it.
+fn unrotated(head_dim: usize, style: crate::backend::RopeStyle) -> RopeSpec {
+    RopeSpec {
+        inv_freq: vec![0.0; head_dim / 2],
+        style,
+        mscale: 1.0,
     }
 }
 

@@ -26,6 +26,11 @@ pub enum Arch {
     /// gpt-oss: attention sinks, alternating sliding-window layers, biased experts with a
     /// clamped SwiGLU.
     GptOss,
+    /// IBM Granite 3.x: llama with scaled embeddings, attention scores, residual branches and
+    /// logits.
+    Granite,
+    /// SmolLM3: llama whose every fourth layer runs without RoPE.
+    Smollm3,
 }
 
 impl Arch {
@@ -44,6 +49,8 @@ impl Arch {
             Arch::Olmo2 => "olmo2",
             Arch::Olmo3 => "olmo3",
             Arch::GptOss => "gpt-oss",
+            Arch::Granite => "granite",
+            Arch::Smollm3 => "smollm3",
         }
     }
 }
@@ -209,8 +216,16 @@ pub struct ModelSpec {
     pub pre_norms: bool,
     /// HF Gemma stores RMSNorm weights as `w` for `(1 + w)`; GGUF stores `1 + w` already.
     pub norm_weight_offset: f32,
-    /// Embeddings multiplied by this (gemma: sqrt(hidden)).
+    /// Embeddings multiplied by this (gemma: sqrt(hidden); Granite's `embedding_multiplier`).
     pub embed_scale: Option<f32>,
+    /// The attention's and the FFN's outputs multiplied by this before they join the residual
+    /// stream (Granite's `residual_multiplier`).
+    pub residual_scale: Option<f32>,
+    /// The logits divided by this (Granite's `logits_scaling`).
+    pub logit_divisor: Option<f32>,
+    /// The layers whose attention reads positions from nothing but the causal mask: no RoPE
+    /// (SmolLM3's NoPE layers, every fourth). Empty: every layer rotates.
+    pub unrotated_layers: Vec<bool>,
     pub activation: Activation,
     /// RoPE over the first this many dimensions of each head (HF `partial_rotary_factor`,
     /// llama.cpp's `rope.dimension_count`); None: the whole head.
@@ -266,6 +281,21 @@ impl ModelSpec {
             || self.rope.theta <= 0.0
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
+        }
+        if !self.unrotated_layers.is_empty() && self.unrotated_layers.len() != self.num_layers {
+            return bad(format!(
+                "{} RoPE flags for {} layers",
+                self.unrotated_layers.len(),
+                self.num_layers
+            ));
+        }
+        let usable = |v: Option<f32>| v.is_none_or(|v| v.is_finite() && v != 0.0);
+        if !usable(self.embed_scale) || !usable(self.residual_scale) || !usable(self.logit_divisor)
+        {
+            return bad("embedding, residual and logit scales must be finite and non-zero".into());
+        }
+        if self.unrotated_layers.contains(&true) && self.latent_attention.is_some() {
+            return bad("layers without RoPE in latent attention".into());
         }
         if self.qk_norm_whole && self.rotary_dim.is_some() {
             return bad("q/k norms over whole projections with RoPE over part of each head".into());

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 20] = [
+pub const TINY_ARCHS: [&str; 22] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -30,6 +30,8 @@ pub const TINY_ARCHS: [&str; 20] = [
     "olmo2",
     "gpt_oss",
     "olmo3",
+    "granite",
+    "smollm3",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

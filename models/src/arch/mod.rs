@@ -5,6 +5,7 @@ pub mod experts;
 pub mod gemma3;
 pub mod glm4_moe;
 pub mod gpt_oss;
+pub mod granite;
 pub mod llama;
 pub mod mistral;
 pub mod olmo2;
@@ -12,6 +13,7 @@ pub mod olmoe;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod smollm3;
 
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
@@ -53,6 +55,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
         "gpt_oss" => gpt_oss::from_hf(&c)?,
+        "granite" => granite::from_hf(&c)?,
+        "smollm3" => smollm3::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
@@ -77,6 +81,8 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
+        "granite" => granite::from_gguf(g)?,
+        "smollm3" => smollm3::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe" | "gpt-oss") {
@@ -206,6 +212,9 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         pre_norms: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
+        residual_scale: None,
+        logit_divisor: None,
+        unrotated_layers: Vec::new(),
         activation,
         rotary_dim: None,
         latent_attention: None,
@@ -309,6 +318,9 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         pre_norms: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
+        residual_scale: None,
+        logit_divisor: None,
+        unrotated_layers: Vec::new(),
         activation: Activation::Silu,
         rotary_dim: None,
         latent_attention: None,
