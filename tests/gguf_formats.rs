@@ -333,7 +333,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         } else {
             GgmlDType::F32
         };
-        let post_norms = gemma || arch == "olmo2";
+        let post_norms = gemma || matches!(arch, "olmo2" | "exaone4");
         let gguf = match (post_norms, gemma_norm(name)) {
             (true, Some(g)) => g,
             _ => gguf_name(name),
@@ -381,7 +381,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("final_logit_softcapping", "final_logit_softcapping"),
         ("attention.sliding_window", "sliding_window"),
     ] {
-        let windowed = matches!(arch, "gemma2" | "gpt-oss") || fixture == "olmo3";
+        let windowed = matches!(arch, "gemma2" | "gpt-oss" | "exaone4") || fixture == "olmo3";
         if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
             extra.push((
@@ -731,11 +731,13 @@ fn olmo2_loads_from_gguf() {
 
 /// Granite (its four scalars in `granite.*` keys) and SmolLM3 (every fourth layer without
 /// RoPE, which its GGUFs leave to the architecture) as llama.cpp converts them, Q/K rows
-/// permuted: their checkouts' logits.
+/// permuted; EXAONE 4 (post-norms, the window in the metadata, global layers without RoPE,
+/// rows as they are): their checkouts' logits.
 #[test]
-fn granite_and_smollm3_load_from_gguf() {
+fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
+    gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub enum Arch {
     Granite,
     /// SmolLM3: llama whose every fourth layer runs without RoPE.
     Smollm3,
+    /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
+    /// layers without RoPE.
+    Exaone4,
 }
 
 impl Arch {
@@ -51,6 +54,7 @@ impl Arch {
             Arch::GptOss => "gpt-oss",
             Arch::Granite => "granite",
             Arch::Smollm3 => "smollm3",
+            Arch::Exaone4 => "exaone4",
         }
     }
 }

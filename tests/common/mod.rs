@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 22] = [
+pub const TINY_ARCHS: [&str; 23] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -32,6 +32,7 @@ pub const TINY_ARCHS: [&str; 22] = [
     "olmo3",
     "granite",
     "smollm3",
+    "exaone4",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

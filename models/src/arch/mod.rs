@@ -1,6 +1,7 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
 pub mod deepseek;
+pub mod exaone4;
 pub mod experts;
 pub mod gemma3;
 pub mod glm4_moe;
@@ -57,6 +58,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gpt_oss" => gpt_oss::from_hf(&c)?,
         "granite" => granite::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
+        "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
@@ -83,6 +85,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gpt-oss" => gpt_oss::from_gguf(g)?,
         "granite" => granite::from_gguf(g)?,
         "smollm3" => smollm3::from_gguf(g)?,
+        "exaone4" => exaone4::from_gguf(g)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     if spec.experts.is_none() && !matches!(arch.as_str(), "deepseek2" | "glm4moe" | "gpt-oss") {
@@ -95,8 +98,11 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 
 pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     match arch {
-        // OLMo 2's `post_attention_layernorm` norms the attention's output, as Gemma's.
-        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 | Arch::Olmo3 => HfNormNaming::Gemma,
+        // OLMo 2's and EXAONE 4's `post_attention_layernorm` norm the attention's output, as
+        // Gemma's.
+        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => {
+            HfNormNaming::Gemma
+        }
         _ => HfNormNaming::Llama,
     }
 }
