@@ -16,6 +16,11 @@ type Md = HashMap<String, Value>;
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
 
+/// A `tokenizers` failure while assembling the tokenizer, named by the step.
+fn backend(step: &'static str) -> impl Fn(tokenizers::Error) -> TokenizerError {
+    move |e| TokenizerError::Backend(format!("{step}: {e}"))
+}
+
 fn strings(md: &Md, key: &str) -> Result<Vec<String>, TokenizerError> {
     match md.get(key) {
         None => Err(TokenizerError::MissingKey(key.into())),
@@ -177,10 +182,11 @@ impl Tokenizer {
                     .vocab_and_merges(vocab, merges)
                     .ignore_merges(pre.ignore_merges)
                     .build()
-                    .map_err(|e| TokenizerError::Backend(format!("BPE: {e}")))?;
+                    .map_err(backend("BPE"))?;
                 let mut tk = tokenizers::Tokenizer::new(bpe);
                 if pre.nfc {
-                    tk.with_normalizer(Some(NFC));
+                    tk.with_normalizer(Some(NFC))
+                        .map_err(backend("NFC normalizer"))?;
                 }
                 let mut steps = pre.splits()?;
                 steps.push(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
@@ -194,7 +200,8 @@ impl Tokenizer {
                     .filter(|(_, s)| **s)
                     .map(|(t, _)| AddedToken::from(t.clone(), true))
                     .collect();
-                tk.add_special_tokens(&added);
+                tk.add_special_tokens(added)
+                    .map_err(backend("special tokens"))?;
                 // User-defined tokens (Qwen's `<tool_call>`, `</tool_call>`) are added tokens
                 // that are not special: matched whole in the text (as by the model's own
                 // tokenizer.json, llama.cpp and transformers' GGUF loader since 5.x), kept on
@@ -205,7 +212,8 @@ impl Tokenizer {
                     .filter(|(_, &t)| t == TYPE_USER_DEFINED)
                     .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
                     .collect();
-                tk.add_tokens(&user_defined);
+                tk.add_tokens(user_defined)
+                    .map_err(backend("user-defined tokens"))?;
                 let add_bos = flag(md, "tokenizer.ggml.add_bos_token").unwrap_or(false);
                 (
                     Model::Hf(Box::new(tk)),
