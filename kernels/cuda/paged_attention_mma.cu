@@ -23,7 +23,7 @@
 // head h's logit sinks[h] joins each of its rows' softmax as a key with no value, so each row's
 // online softmax starts from it (max = sink, sum = e^0 = 1).
 //
-// kernels/cuda/emulation runs this source on CPU threads against a reference (CI, no GPU).
+// kernels/cuda/emulation runs this source on the CPU against a reference (CI, no GPU).
 #include "common.cuh"
 
 namespace {
@@ -32,7 +32,7 @@ template <typename T> struct Tc;
 
 // Tc<T>: the tensor-core product for storage type T (PTX type name PTX) and the packing of two
 // f32 values into one register of T (lower half first), through T's paired type PAIR.
-#ifdef CANDOR_WARP_EMULATION  // on CPU threads (kernels/cuda/emulation)
+#ifdef CANDOR_WARP_EMULATION  // on the CPU (kernels/cuda/emulation)
 #define CANDOR_MMA_BODY(T, PTX) emulated_mma<T>(c, a, b);
 #else
 #define CANDOR_MMA_BODY(T, PTX)                                                          \

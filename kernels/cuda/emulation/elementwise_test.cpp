@@ -1,4 +1,4 @@
-// The per-row and elementwise CUDA kernels on CPU threads (warp_emulation.h) against plain
+// The per-row and elementwise CUDA kernels on the CPU (warp_emulation.h) against plain
 // references: RMSNorm alone and fused with the residual add (a block-wide reduction), RoPE in
 // both pairings, every GLU activation (gpt-oss's clamped SwiGLU past its clamps), the KV
 // scatter (a slot past the cache is skipped) and the row argmax (ties to the first index across

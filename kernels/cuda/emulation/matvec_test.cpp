@@ -1,4 +1,4 @@
-// The skinny decode product (matvec.cu) on CPU threads (warp_emulation.h) against a plain
+// The skinny decode product (matvec.cu) on the CPU (warp_emulation.h) against a plain
 // reference: every row count it takes (1 to 8, on the 1, 2, 4 and 8-row instances), both storage
 // types, with and without a bias, x as it is, the GLU of two row sets (SiLU, GELU and gpt-oss's
 // clamped SwiGLU, past its clamps) or the RMSNorm of x (+ a residual, the sum written out; 1 and 2

@@ -1,4 +1,4 @@
-// The MXFP4 kernels (mxfp4.cu) on CPU threads (warp_emulation.h) against a plain reference that
+// The MXFP4 kernels (mxfp4.cu) on the CPU (warp_emulation.h) against a plain reference that
 // reads the file's blocks (scale byte, then 16 code bytes) with a lookup table and ldexp: the
 // product of 1 to 8 rows on the 1, 2, 4 and 8-row instances, f32, f16 and bf16, with and without
 // a bias, on shapes that leave the last warp's columns partly past n and lanes without a block,

@@ -1,4 +1,4 @@
-// Both paged-attention kernels on CPU threads (warp_emulation.h) against a double-precision
+// Both paged-attention kernels on the CPU (warp_emulation.h) against a double-precision
 // reference of the CPU backend's semantics: paged keys through scattered block tables, causal
 // masks, sliding windows, softcap, GQA, tiles cut mid-sequence, prompts after cached history.
 // The tensor-core kernel (paged_attention_mma.cu) at every head size it is instantiated for in
