@@ -58,6 +58,7 @@ fn backend(c: &mut Criterion) {
         kv_cache_dtype: Default::default(),
         op_profiler: None,
         lora: Vec::new(),
+        classifier_tokens: Vec::new(),
     };
     let mut m =
         load_model(&path, &opts).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));

@@ -205,6 +205,7 @@ fn lora_batch_logits(
         kv_cache_dtype: KvCacheDtype::Auto,
         op_profiler: None,
         lora,
+        classifier_tokens: Vec::new(),
     };
     let mut r = runner_for(&opened, &opts).unwrap();
     let prompt = vec![1u32, 17, 230, 5, 99, 411, 3];

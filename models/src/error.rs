@@ -15,7 +15,11 @@ pub enum ModelError {
     BadGguf { path: String, reason: String },
     #[error("invalid safetensors model {path}: {reason}")]
     BadSafetensors { path: String, reason: String },
-    #[error("unsupported architecture `{0}` (supported: llama, mistral, qwen2, qwen3, gemma3)")]
+    #[error(
+        "unsupported architecture `{0}` (supported: llama, mistral, mixtral, qwen2, qwen2_moe, \
+         qwen3, qwen3_moe, gemma2, gemma3, phi3, deepseek_v2, deepseek_v3, glm4_moe, olmo2, \
+         olmo3, olmoe, gpt_oss, granite, smollm3, exaone4)"
+    )]
     UnsupportedArch(String),
     #[error("unsupported tensor type {dtype} for tensor {tensor}")]
     UnsupportedDtype { tensor: String, dtype: String },

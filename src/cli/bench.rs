@@ -216,6 +216,7 @@ fn run_local(args: &BenchArgs) -> Result<(), CliError> {
         backend: args.backend.clone(),
         op_profiler: args.profile_ops.then(OpProfiler::new),
         lora,
+        classifier_tokens: Vec::new(),
     };
     let mut model = match dummy_shape {
         Some(shape) => load_opened(args.dummy.open(shape, args.seed)?, &load_options)?,

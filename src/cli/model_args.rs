@@ -64,6 +64,7 @@ impl ModelArgs {
                 threads,
                 kv_tokens,
                 backend: self.backend.clone(),
+                classifier_tokens: Vec::new(),
             },
         )?)
     }

@@ -141,6 +141,14 @@ pub struct ServeArgs {
     /// `last`.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// Serve a classifier made of the LM head's rows for these vocabulary strings (vLLM's
+    /// `classifier_from_token`): `no,yes` serves Qwen3-Reranker as a cross-encoder (the score
+    /// is yes minus no: its sigmoid is P(yes) between the two) for `/score` and `/rerank`;
+    /// one token scores its logit; more, one label each for `/classify`. The model still
+    /// generates. A model whose file has a classification head (a
+    /// `*ForSequenceClassification` checkout, a reranker GGUF) is served as one without it.
+    #[arg(long, env = "CANDOR_CLASSIFIER_FROM_TOKENS", value_delimiter = ',', num_args = 1..)]
+    pub classifier_from_tokens: Vec<String>,
     /// LoRA adapters to serve beside the model, each as a model of its own: `NAME=PATH`
     /// (a PEFT directory with adapter_config.json and adapter_model.safetensors, or a
     /// llama.cpp LoRA GGUF). Requests naming NAME in `model` run with that adapter, in the
@@ -296,6 +304,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         speculative_tokens: args.speculative_tokens,
         chat_template,
         pooling: args.pooling,
+        classifier_tokens: args.classifier_from_tokens,
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
         slots: !args.no_slots,

@@ -7,6 +7,7 @@ use crate::backend::cpu::{CpuBackend, KvDtype};
 use crate::backend::plugin::PluginBackend;
 use crate::backend::BackendChoice;
 use candor_models::backend::Backend;
+use candor_models::classifier::Classifier;
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::{ModelFormat, OpenedModel};
 use candor_models::lora::LoraAdapter;
@@ -168,6 +169,13 @@ pub struct LoadedModel {
     pub parameters: Option<u64>,
     /// How the model's file says to pool an embedding (a GGUF's `{arch}.pooling_type`).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// The sequence classifier's head: the file's own (a `*ForSequenceClassification`
+    /// checkout, a reranker GGUF), or one from the LM head's rows of
+    /// `LoadOptions::classifier_tokens`.
+    pub classifier: Option<candor_models::classifier::Classifier>,
+    /// Whether the model generates: not when its file's head is a classifier (its language
+    /// model head is absent or not what it was trained with).
+    pub generates: bool,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.
@@ -190,6 +198,9 @@ pub struct LoadOptions {
     /// LoRA adapters served beside the model: a sequence naming adapter `i`
     /// (`SeqInput::lora`) runs with `lora[i]`.
     pub lora: Vec<LoraAdapter>,
+    /// Vocabulary strings whose LM-head rows make a classifier (vLLM's
+    /// `classifier_from_token`: `no`, `yes` for Qwen3-Reranker); empty: the file's head, if any.
+    pub classifier_tokens: Vec<String>,
 }
 
 /// A runner for `opened` on the backend the options name.
@@ -343,6 +354,31 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
     Ok(Some(tok))
 }
 
+/// A classifier from the LM head's rows of `tokens`, each a vocabulary string of its own.
+fn classifier_from_tokens(
+    opened: &OpenedModel,
+    tokenizer: Option<&Tokenizer>,
+    tokens: &[String],
+) -> Result<Classifier, EngineError> {
+    let Some(tokenizer) = tokenizer else {
+        return Err(candor_models::ModelError::Config(
+            "--classifier-from-tokens names tokens by their text: this model has no tokenizer"
+                .into(),
+        )
+        .into());
+    };
+    let ids = tokens
+        .iter()
+        .map(|t| match tokenizer.token_id(t) {
+            Some(id) => Ok((t.clone(), id)),
+            None => Err(candor_models::ModelError::Config(format!(
+                "--classifier-from-tokens: `{t}` is not a token of this model's vocabulary"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Classifier::from_tokens(opened, &ids)?)
+}
+
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     load_opened(
         candor_models::loader::open_model(path, opts.dequantize)?,
@@ -353,8 +389,16 @@ pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedMo
 /// A model already opened (a file, or `--load-format dummy`), on the backend the options name.
 pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     let tokenizer = load_tokenizer(&opened)?;
+    let file_head = Classifier::from_file(&opened)?;
+    let generates = file_head.is_none();
+    let classifier = match opts.classifier_tokens.as_slice() {
+        [] => file_head,
+        tokens => Some(classifier_from_tokens(&opened, tokenizer.as_ref(), tokens)?),
+    };
     let runner = runner_for(&opened, opts)?;
     let loaded = LoadedModel {
+        classifier,
+        generates,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,

@@ -65,25 +65,35 @@ impl EmbeddingRequest {
     /// EOS last where it asks for it, as embedding models pooling the last token do), token
     /// ids as sent. Each must be non-empty and fit the context.
     pub fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
-        let text = |t: &String| -> Result<Vec<u32>, ApiError> {
-            if t.is_empty() {
-                return Err(ApiError::invalid("input", "an input text is empty"));
-            }
-            text_tokens(ready, t)
-        };
-        let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
-        let mut lists: Vec<Vec<u32>> = match &self.input {
-            EmbeddingInput::Text(t) => vec![text(t)?],
-            EmbeddingInput::Texts(v) => v.iter().map(text).collect::<Result<_, _>>()?,
-            EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
-            EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
-        };
-        for ids in &mut lists {
-            let k = self.truncate_prompt_tokens;
-            crate::server::validate::truncate_prompt(ids, k, &ready.limits)?;
-        }
-        checked_inputs(ready, lists, |_| "input", false)
+        input_token_lists(ready, &self.input, self.truncate_prompt_tokens)
     }
+}
+
+/// The token lists of an `input` as the pooling endpoints take it (embeddings, `/classify`):
+/// see `EmbeddingRequest::token_lists`; `truncate` keeps each one's last tokens (vLLM's
+/// `truncate_prompt_tokens`).
+pub fn input_token_lists(
+    ready: &Ready,
+    input: &EmbeddingInput,
+    truncate: Option<i64>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let text = |t: &String| -> Result<Vec<u32>, ApiError> {
+        if t.is_empty() {
+            return Err(ApiError::invalid("input", "an input text is empty"));
+        }
+        text_tokens(ready, t)
+    };
+    let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
+    let mut lists: Vec<Vec<u32>> = match input {
+        EmbeddingInput::Text(t) => vec![text(t)?],
+        EmbeddingInput::Texts(v) => v.iter().map(text).collect::<Result<_, _>>()?,
+        EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
+        EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
+    };
+    for ids in &mut lists {
+        crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?;
+    }
+    checked_inputs(ready, lists, |_| "input", false)
 }
 
 /// Inputs to pool, checked as every endpoint that pools checks them: at least one, at most

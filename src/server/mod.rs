@@ -98,6 +98,9 @@ pub struct ServeConfig {
     pub chat_template: Option<String>,
     /// How embeddings are pooled (`--pooling`; None: as the model's file says, else last).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// Vocabulary strings whose LM-head rows make the served classifier
+    /// (`--classifier-from-tokens`); empty: the model file's classification head, if any.
+    pub classifier_tokens: Vec<String>,
     /// LoRA adapters offered as models of their own (`--lora`), names checked apart.
     pub adapters: Vec<adapters::ServedAdapter>,
     /// Let `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` change them while serving.
@@ -134,6 +137,8 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/classify", post(routes::classify::classify))
+        .route("/v1/classify", post(routes::classify::classify))
         .route("/score", post(routes::similarity::score))
         .route("/v1/score", post(routes::similarity::score))
         .route("/rerank", post(routes::similarity::rerank))
@@ -294,6 +299,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         threads: config.threads,
         kv_tokens: config.kv_cache_tokens,
         backend: config.backend.clone(),
+        classifier_tokens: config.classifier_tokens.clone(),
     };
     let mut model = load_model(&config.model_path, &opts).map_err(|e| e.to_string())?;
     let tokenizer = model
@@ -431,6 +437,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,
+        classifier: model.classifier.take().map(Arc::new),
+        generates: model.generates,
         facts,
         adapters: state.adapters.clone(),
         dry_breakers,

@@ -32,6 +32,10 @@ pub struct Ready {
     pub pooling: crate::engine::pooling::Pooling,
     /// Dimensions of an embedding (the model's hidden size).
     pub hidden_size: usize,
+    /// The classification head `/classify`, `/score` and `/rerank` run (`server::classify`).
+    pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
+    /// False for a model served for its classification head alone: generation is refused.
+    pub generates: bool,
     /// What the model is, for clients that list models with their details (Ollama's).
     pub facts: ModelFacts,
     /// The LoRA adapters served beside the model (the state's), by the engine's slot.

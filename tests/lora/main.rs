@@ -28,6 +28,7 @@ fn runner(model: &Path, lora: Vec<LoraAdapter>) -> Box<dyn Runner> {
         kv_cache_dtype: KvCacheDtype::Auto,
         op_profiler: None,
         lora,
+        classifier_tokens: Vec::new(),
     };
     runner_for(&opened, &opts).expect("build runner")
 }
@@ -236,6 +237,7 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
             kv_cache_dtype: KvCacheDtype::Auto,
             op_profiler: None,
             lora: vec![adapter],
+            classifier_tokens: Vec::new(),
         },
     )
     .err()

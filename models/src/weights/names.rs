@@ -21,6 +21,8 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         "token_embd" => Some("model.embed_tokens".to_string()),
         "output_norm" => Some("model.norm".to_string()),
         "output" => Some("lm_head".to_string()),
+        // A `*ForSequenceClassification` checkout's head (llama.cpp's name for a reranker's).
+        "cls.output" => Some("score".to_string()),
         _ => None,
     };
     if let Some(t) = top {
@@ -161,6 +163,10 @@ mod tests {
         assert_eq!(
             to_hf("output.weight", HfNormNaming::Llama).as_deref(),
             Some("lm_head.weight")
+        );
+        assert_eq!(
+            to_hf("cls.output.weight", HfNormNaming::Llama).as_deref(),
+            Some("score.weight")
         );
         assert_eq!(to_hf("blk.x.attn_q.weight", HfNormNaming::Llama), None);
     }

@@ -140,7 +140,7 @@ async fn pool(
     let model = req.model.as_deref();
     let vectors = match vectors {
         Vectors::PerInput => pooled(ready, &inputs, priority, model).await?,
-        Vectors::PerToken => run_pooling(ready, &inputs, priority, model).await?,
+        Vectors::PerToken => run_pooling(ready, &inputs, ready.pooling, priority, model).await?,
     };
     Ok(Pooled {
         vectors,
@@ -165,13 +165,14 @@ pub async fn pooled(
              per input",
         ));
     }
-    run_pooling(ready, inputs, priority, model).await
+    run_pooling(ready, inputs, ready.pooling, priority, model).await
 }
 
-/// Each input's states as the server's `--pooling` keeps them (not normalised).
-async fn run_pooling(
+/// Each input's states as `pooling` keeps them (not normalised).
+pub async fn run_pooling(
     ready: &Ready,
     inputs: &[Vec<u32>],
+    pooling: Pooling,
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
@@ -197,7 +198,7 @@ async fn run_pooling(
             prompt_logprobs: None,
             constraint: None,
             thought: None,
-            pooling: Some(ready.pooling),
+            pooling: Some(pooling),
             prediction: Default::default(),
             priority,
             lora: lora.clone(),

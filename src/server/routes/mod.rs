@@ -1,6 +1,7 @@
 //! HTTP handlers.
 pub mod cache;
 pub mod chat;
+pub mod classify;
 pub mod completions;
 pub mod conversations;
 pub mod embeddings;

@@ -1,14 +1,18 @@
-//! Scoring texts against each other with the served model's embeddings: vLLM's `/score`
-//! (`text_1` against `text_2`, one to many or pair by pair) and the rerank API of Jina, Cohere
-//! and vLLM (`/rerank`, `/v1/rerank`, `/v2/rerank`: documents ordered by their relevance to a
-//! query), which RAG front ends call. A score is the cosine similarity of the two texts'
-//! pooled embeddings (a bi-encoder), as vLLM scores with an embedding model; a cross-encoder
-//! reranker is not what this is, and the response says nothing else.
+//! Scoring texts against each other: vLLM's `/score` (`text_1` against `text_2`, one to many or
+//! pair by pair) and the rerank API of Jina, Cohere and vLLM (`/rerank`, `/v1/rerank`,
+//! `/v2/rerank`: documents ordered by their relevance to a query), which RAG front ends call.
+//! A server with a one-score classification head (a cross-encoder reranker checkout or GGUF,
+//! or `--classifier-from-tokens no,yes` for Qwen3-Reranker) reads each pair as one sequence,
+//! the first text then the second, and scores it with the sigmoid of the head's logit, as
+//! vLLM does; any other server scores the cosine similarity of the two texts' pooled
+//! embeddings (a bi-encoder), as vLLM scores with an embedding model.
+use super::classify::{classifier, classifier_logits};
 use super::embeddings::pooled;
 use crate::server::embeddings::{checked_inputs, normalised, text_tokens};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
+use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -64,6 +68,71 @@ pub struct RerankRequest {
     pub return_documents: Option<bool>,
 }
 
+/// Which two fields a pair's texts come from (`text_1`, `text_2`; `query`, `documents`).
+type Params = (&'static str, &'static str);
+
+/// The score of each pair `(i, j)` of `first[i]` and `second[j]`, and the tokens read.
+async fn pair_scores(
+    ready: &Ready,
+    model: Option<&str>,
+    (first, second): (&[String], &[String]),
+    pairs: &[(usize, usize)],
+    params: Params,
+) -> Result<(Vec<f64>, usize), ApiError> {
+    if ready.classifier.is_some() {
+        return cross_encoded(ready, model, (first, second), pairs, params).await;
+    }
+    let texts: Vec<String> = first.iter().chain(second).cloned().collect();
+    let split = first.len();
+    let param_of = move |i: usize| if i < split { params.0 } else { params.1 };
+    let (vectors, tokens) = unit_vectors(ready, model, &texts, param_of).await?;
+    let scores = (pairs.iter())
+        .map(|&(i, j)| cosine(&vectors[i], &vectors[split + j]))
+        .collect();
+    Ok((scores, tokens))
+}
+
+/// Pairs scored by the served classifier, each read as one sequence: the first text as a
+/// prompt is encoded (BOS where the model adds one), the second after it without a BOS of
+/// its own, EOS last where the model asks for it.
+async fn cross_encoded(
+    ready: &Ready,
+    model: Option<&str>,
+    (first, second): (&[String], &[String]),
+    pairs: &[(usize, usize)],
+    params: Params,
+) -> Result<(Vec<f64>, usize), ApiError> {
+    let head = classifier(ready)?;
+    if head.labels().len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "the served classifier scores {} labels; scoring pairs needs a head of one score              (a cross-encoder reranker, or `--classifier-from-tokens no,yes`): /classify              answers each label's probability",
+            head.labels().len()
+        )));
+    }
+    let encode = |param: &str, text: &str, special: bool| -> Result<Vec<u32>, ApiError> {
+        no_nul(param, text)?;
+        (ready.tokenizer.encode(text, special)).map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let mut lists = Vec::with_capacity(pairs.len());
+    for &(i, j) in pairs {
+        let mut ids = encode(params.0, &first[i], true)?;
+        ids.extend(encode(params.1, &second[j], false)?);
+        if let Some(eos) = ready.tokenizer.added_eos() {
+            if ids.last() != Some(&eos) {
+                ids.push(eos);
+            }
+        }
+        lists.push(ids);
+    }
+    let inputs = checked_inputs(ready, lists, |_| params.1, false)?;
+    let tokens = inputs.iter().map(Vec::len).sum();
+    let logits = classifier_logits(ready, head, &inputs, 0, model).await?;
+    let scores = (logits.iter())
+        .map(|l| candor_models::classifier::sigmoid(l[0]) as f64)
+        .collect();
+    Ok((scores, tokens))
+}
+
 /// The unit embeddings of `texts`, and the tokens read; `param_of(i)` names the field text `i`
 /// came from.
 async fn unit_vectors(
@@ -117,17 +186,12 @@ pub async fn score(
             ))
         }
     };
-    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
-    let split = first.len();
-    let param_of = move |i: usize| if i < split { "text_1" } else { "text_2" };
-    let (vectors, tokens) = unit_vectors(ready, req.model.as_deref(), &all, param_of).await?;
-    let data: Vec<Value> = pairs
-        .iter()
-        .enumerate()
-        .map(|(index, &(i, j))| {
-            let score = cosine(&vectors[i], &vectors[first.len() + j]);
-            json!({"index": index, "object": "score", "score": score})
-        })
+    let texts = (first.as_slice(), second.as_slice());
+    let model = req.model.as_deref();
+    let params = ("text_1", "text_2");
+    let (scores, tokens) = pair_scores(ready, model, texts, &pairs, params).await?;
+    let data: Vec<Value> = (scores.iter().enumerate())
+        .map(|(index, score)| json!({"index": index, "object": "score", "score": score}))
         .collect();
     Ok(axum::Json(json!({
         "id": crate::server::request_id::answer_id("score"), "object": "list", "created": unix_now(), "model": state.answering_model(req.model.as_deref()),
@@ -163,13 +227,13 @@ pub async fn rerank(
             ))
         }
     };
-    let mut texts = vec![req.query.clone()];
-    texts.extend(req.documents.iter().map(|d| d.text().to_string()));
-    let param_of = |i: usize| if i == 0 { "query" } else { "documents" };
-    let (vectors, tokens) = unit_vectors(ready, req.model.as_deref(), &texts, param_of).await?;
-    let mut scored: Vec<(usize, f64)> = (1..vectors.len())
-        .map(|d| (d - 1, cosine(&vectors[0], &vectors[d])))
-        .collect();
+    let documents: Vec<String> = req.documents.iter().map(|d| d.text().to_string()).collect();
+    let texts = (std::slice::from_ref(&req.query), documents.as_slice());
+    let pairs: Vec<(usize, usize)> = (0..documents.len()).map(|d| (0, d)).collect();
+    let params = ("query", "documents");
+    let model = req.model.as_deref();
+    let (scores, tokens) = pair_scores(ready, model, texts, &pairs, params).await?;
+    let mut scored: Vec<(usize, f64)> = scores.into_iter().enumerate().collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let echo = req.return_documents != Some(false);
     let results: Vec<Value> = scored

@@ -1,0 +1,244 @@
+//! A sequence classifier's head: labels scored from the last token's final hidden state (after
+//! the final norm), as transformers' `*ForSequenceClassification` pools a causal model. The
+//! head is the file's own (`score.weight` of a checkout, llama.cpp's `cls.output.weight` in a
+//! GGUF) or rows of the language-model head picked by token (vLLM's `classifier_from_token`,
+//! how Qwen3-Reranker is served as a cross-encoder: the "yes" row minus the "no" row, whose
+//! sigmoid is the two-way softmax of "no" and "yes").
+//!
+//! A head of `labels` rows of `hidden` values is small (a few rows): it runs on the host over
+//! the pooled state the engine already returns for embeddings.
+use crate::error::{ModelError, Result};
+use crate::loader::OpenedModel;
+use crate::weights::HostWeight;
+
+/// The canonical name of a classification head (llama.cpp's; `score.weight` in a checkout).
+pub const HEAD: &str = "cls.output.weight";
+
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// `[labels, hidden]`, row-major.
+    weight: Vec<f32>,
+    hidden: usize,
+    labels: Vec<String>,
+}
+
+impl Classifier {
+    /// The head a model file carries, if it carries one: its rows and label names
+    /// (`id2label` of config.json, `{arch}.classifier.output_labels` of a GGUF, else
+    /// `LABEL_i` as transformers names them).
+    pub fn from_file(opened: &OpenedModel) -> Result<Option<Classifier>> {
+        if !opened.source.contains(HEAD) {
+            return Ok(None);
+        }
+        let hidden = opened.spec.hidden_size;
+        let weight = rows_f32(crate::weights::require(opened.source.as_ref(), HEAD)?)?;
+        if weight.is_empty() || weight.len() % hidden != 0 {
+            return Err(ModelError::ShapeMismatch {
+                tensor: HEAD.into(),
+                expected: vec![0, hidden],
+                actual: vec![weight.len() / hidden.max(1), weight.len() % hidden.max(1)],
+            });
+        }
+        let count = weight.len() / hidden;
+        let named = match &opened.gguf {
+            Some(g) => gguf_labels(g),
+            None => hf_labels(&opened.path)?,
+        };
+        let labels = (0..count)
+            .map(|i| {
+                named
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| format!("LABEL_{i}"))
+            })
+            .collect();
+        Ok(Some(Classifier {
+            weight,
+            hidden,
+            labels,
+        }))
+    }
+
+    /// A head from the language-model head's rows of `tokens` (label, id): one token scores
+    /// its logit; two (`no`, `yes`) score `yes - no`, labelled as the second (the sigmoid of
+    /// that is the second's probability between the two); more, one label per token (their
+    /// softmax is the model's distribution over those tokens alone). Logits a model divides
+    /// (Granite) are divided here too; a final softcap (Gemma 2) cannot be folded into rows.
+    pub fn from_tokens(opened: &OpenedModel, tokens: &[(String, u32)]) -> Result<Classifier> {
+        let spec = &opened.spec;
+        if spec.final_softcap.is_some() {
+            return Err(ModelError::Config(
+                "a classifier from tokens cannot run on a model whose logits pass a softcap \
+                 (Gemma 2): the rows of its head are not its logits"
+                    .into(),
+            ));
+        }
+        if tokens.is_empty() {
+            return Err(ModelError::Config(
+                "a classifier needs at least one token".into(),
+            ));
+        }
+        for (label, id) in tokens {
+            if *id as usize >= spec.vocab_size {
+                return Err(ModelError::Config(format!(
+                    "classifier token `{label}` (id {id}) is out of the vocabulary ({})",
+                    spec.vocab_size
+                )));
+            }
+        }
+        let source = opened.source.as_ref();
+        let head = match source.get("output.weight")? {
+            Some(w) => w,
+            None => crate::weights::require(source, "token_embd.weight")?,
+        };
+        let picked: Vec<Option<usize>> = tokens.iter().map(|(_, id)| Some(*id as usize)).collect();
+        let mut rows = rows_f32(head.pick_rows(&picked)?)?;
+        let hidden = spec.hidden_size;
+        if rows.len() != tokens.len() * hidden {
+            return Err(ModelError::ShapeMismatch {
+                tensor: "output.weight".into(),
+                expected: vec![tokens.len(), hidden],
+                actual: vec![rows.len() / hidden.max(1)],
+            });
+        }
+        if let Some(d) = spec.logit_divisor {
+            rows.iter_mut().for_each(|v| *v /= d);
+        }
+        let (weight, labels) = match tokens {
+            [_, (yes, _)] => {
+                let (no_row, yes_row) = rows.split_at(hidden);
+                let diff = yes_row.iter().zip(no_row).map(|(y, n)| y - n).collect();
+                (diff, vec![yes.clone()])
+            }
+            _ => (rows, tokens.iter().map(|(l, _)| l.clone()).collect()),
+        };
+        Ok(Classifier {
+            weight,
+            hidden,
+            labels,
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The head's logits over one pooled hidden state (`hidden` values).
+    pub fn logits(&self, state: &[f32]) -> Result<Vec<f32>> {
+        if state.len() != self.hidden {
+            return Err(ModelError::InvalidBatch(format!(
+                "a classifier over {} values got a state of {}",
+                self.hidden,
+                state.len()
+            )));
+        }
+        Ok(self
+            .weight
+            .chunks_exact(self.hidden)
+            .map(|row| row.iter().zip(state).map(|(w, x)| w * x).sum())
+            .collect())
+    }
+}
+
+/// The labels' probabilities from their logits, as vLLM's classify answers them: the sigmoid
+/// of a single score, the softmax of several.
+pub fn probabilities(logits: &[f32]) -> Vec<f32> {
+    if let [one] = logits {
+        return vec![sigmoid(*one)];
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn rows_f32(w: HostWeight) -> Result<Vec<f32>> {
+    Ok(w.to_f32()?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `id2label` of config.json: `{"0": "negative", ...}`, by index.
+fn hf_labels(dir: &std::path::Path) -> Result<Vec<Option<String>>> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+    let Some(map) = config.get("id2label").and_then(|m| m.as_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut labels = Vec::new();
+    for (index, name) in map {
+        let (Ok(i), Some(name)) = (index.parse::<usize>(), name.as_str()) else {
+            return Err(ModelError::Config(format!(
+                "config.json: `id2label` maps indices to names, got {index:?}: {name}"
+            )));
+        };
+        if i >= 4096 {
+            return Err(ModelError::Config(format!(
+                "config.json: `id2label` index {i} is past any head"
+            )));
+        }
+        if labels.len() <= i {
+            labels.resize(i + 1, None);
+        }
+        labels[i] = Some(name.to_string());
+    }
+    Ok(labels)
+}
+
+/// `{arch}.classifier.output_labels` of a GGUF (llama.cpp's converter writes `id2label` there).
+fn gguf_labels(g: &crate::weights::gguf::GgufFile) -> Vec<Option<String>> {
+    use candle_core::quantized::gguf_file::Value;
+    let Ok(arch) = g.architecture() else {
+        return Vec::new();
+    };
+    match g
+        .metadata()
+        .get(&format!("{arch}.classifier.output_labels"))
+    {
+        Some(Value::Array(names)) => names
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_score_is_a_sigmoid_and_several_a_softmax() {
+        assert!((probabilities(&[0.0])[0] - 0.5).abs() < 1e-6);
+        let p = probabilities(&[1.0, 2.0, 3.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[2] > p[1] && p[1] > p[0]);
+        // The yes-minus-no score's sigmoid is the two-way softmax's second value.
+        let (no, yes) = (0.3f32, 1.7f32);
+        assert!((sigmoid(yes - no) - probabilities(&[no, yes])[1]).abs() < 1e-6);
+        // Large logits do not overflow.
+        assert!(probabilities(&[1000.0, 0.0])[0] > 0.999);
+    }
+
+    #[test]
+    fn logits_are_the_rows_dot_the_state() {
+        let c = Classifier {
+            weight: vec![1.0, 0.0, 0.5, 2.0],
+            hidden: 2,
+            labels: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(c.logits(&[2.0, 3.0]).unwrap(), [2.0, 7.0]);
+        assert!(c.logits(&[1.0]).is_err());
+    }
+}
