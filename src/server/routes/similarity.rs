@@ -105,7 +105,9 @@ async fn cross_encoded(
     let head = classifier(ready)?;
     if head.labels().len() != 1 {
         return Err(ApiError::bad_request(format!(
-            "the served classifier scores {} labels; scoring pairs needs a head of one score              (a cross-encoder reranker, or `--classifier-from-tokens no,yes`): /classify              answers each label's probability",
+            "the served classifier scores {} labels; scoring pairs needs a head of one score \
+             (a cross-encoder reranker, or `--classifier-from-tokens no,yes`): /classify \
+             answers each label's probability",
             head.labels().len()
         )));
     }
