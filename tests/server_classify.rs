@@ -267,3 +267,49 @@ async fn a_generative_model_without_a_head_says_how_to_serve_one() {
     let message = error_of(&s, "/classify", json!({"input": "t5"})).await;
     assert!(message.contains("--classifier-from-tokens"), "{message}");
 }
+
+#[test]
+fn run_batch_classifies_lines_as_the_server_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = servable_tiny("qwen3_classifier", dir.path());
+    let g = golden("qwen3_classifier");
+    let line = |id: &str, url: &str, body: Value| {
+        json!({"custom_id": id, "method": "POST", "url": url, "body": body}).to_string()
+    };
+    let lines = [
+        line("c", "/v1/classify", json!({"input": g["inputs"]})),
+        line("gen", "/v1/completions", json!({"prompt": "t5"})),
+    ];
+    let input = dir.path().join("batch.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
+    let output = dir.path().join("results.jsonl");
+    let out = common::plugins::candor(&[
+        "run-batch",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = (std::fs::read_to_string(&output).expect("results").lines())
+        .map(|l| serde_json::from_str(l).expect("a result line"))
+        .collect();
+    let body = &results[0]["response"]["body"];
+    assert_eq!(results[0]["response"]["status_code"], 200, "{}", results[0]);
+    for (item, logits) in
+        (body["data"].as_array().unwrap().iter()).zip(g["logits"].as_array().unwrap())
+    {
+        assert_close(
+            &floats(&item["probs"]),
+            &softmax(&floats(logits)),
+            "run-batch",
+        );
+    }
+    assert_eq!(results[1]["response"]["status_code"], 400, "{}", results[1]);
+}

@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 pub struct RunBatchArgs {
     /// The requests, one JSON object a line: `{"custom_id", "method": "POST", "url":
     /// "/v1/chat/completions", "body": {...}}` (also /v1/completions, /v1/embeddings,
-    /// /v1/responses, /v1/score, /v1/rerank); `-` reads stdin.
+    /// /v1/responses, /v1/score, /v1/rerank, /v1/classify); `-` reads stdin.
     #[arg(short = 'i', long = "input-file", value_name = "FILE")]
     pub input: String,
     /// Where the results go, one line per request in input order: `{"id", "custom_id",

@@ -7,14 +7,15 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// The endpoints a batch line may name: OpenAI's batchable ones this server has, and vLLM's
-/// scoring ones.
-pub const URLS: [&str; 6] = [
+/// scoring and classifying ones.
+pub const URLS: [&str; 7] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
     "/v1/responses",
     "/v1/score",
     "/v1/rerank",
+    "/v1/classify",
 ];
 
 /// A line that can be sent.
