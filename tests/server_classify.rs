@@ -111,6 +111,9 @@ async fn a_checkouts_head_classifies_as_transformers_does() {
     assert!(refused.contains("sequence classifier"), "{refused}");
     let refused = error_of(&s, "/completion", json!({"prompt": "t5", "n_predict": 2})).await;
     assert!(refused.contains("/classify"), "{refused}");
+    let chat = json!({"messages": [{"role": "user", "content": "t5"}]});
+    let refused = error_of(&s, "/v1/chat/completions", chat).await;
+    assert!(refused.contains("sequence classifier"), "{refused}");
     // Its pooled states are still embeddings.
     let (status, e) = s.post("/v1/embeddings", &json!({"input": "t5 t6"})).await;
     assert_eq!(status, 200, "{e}");

@@ -550,14 +550,19 @@ async fn drive(
     }
 }
 
+/// The refusal of a generation by a server whose model is a sequence classifier alone.
+pub fn classifier_only() -> ApiError {
+    ApiError::bad_request(
+        "the served model is a sequence classifier (its file's head scores labels, it has no \
+         language-model head to generate or score tokens with): it answers /classify, /score, \
+         /rerank and embeddings",
+    )
+}
+
 /// Queue a request's engine requests together, counting a refusal for lack of room.
 pub fn submit(ready: &Ready, requests: Vec<EngineRequest>) -> Result<(), ApiError> {
     if !ready.generates && requests.iter().any(|r| r.pooling.is_none()) {
-        return Err(ApiError::bad_request(
-            "the served model is a sequence classifier (its file's head scores labels, it has \
-             no language-model head to generate or score tokens with): it answers /classify, \
-             /score, /rerank and embeddings",
-        ));
+        return Err(classifier_only());
     }
     ready.engine.submit_group(requests).map_err(|e| {
         if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {

@@ -123,12 +123,18 @@ pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolP
     tools::plan(req, chat_template(ready)?.source(), &special)
 }
 
+/// The model's chat template; without one, a 400 that says what the server can do instead (a
+/// classifier's own refusal where the model generates nothing at all).
 pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
-    ready.template.as_deref().ok_or_else(|| {
-        ApiError::bad_request(
-            "this model has no chat template; use /v1/completions with a plain prompt",
-        )
-    })
+    ready
+        .template
+        .as_deref()
+        .ok_or_else(|| match ready.generates {
+            true => ApiError::bad_request(
+                "this model has no chat template; use /v1/completions with a plain prompt",
+            ),
+            false => crate::server::generation::classifier_only(),
+        })
 }
 
 /// Variables a request may not set through `chat_template_kwargs`: the server sets them.
