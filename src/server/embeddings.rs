@@ -166,17 +166,31 @@ pub fn dimensions(asked: Option<i64>, hidden: usize) -> Result<usize, ApiError> 
 /// A text input's tokens as the model wants them embedded: BOS first where it adds one, EOS
 /// last where it asks for it (embedding models pooling the last token read it there).
 pub fn text_tokens(ready: &Ready, text: &str) -> Result<Vec<u32>, ApiError> {
-    no_nul("input", text)?;
-    let mut ids = ready
-        .tokenizer
-        .encode(text, true)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut ids = encoded_text(ready, "input", text, true)?;
+    end_as_asked(ready, &mut ids);
+    Ok(ids)
+}
+
+/// A text's tokens (no NUL in it: `param` names where it came from), with the special tokens
+/// the model adds (BOS) when `special`.
+pub fn encoded_text(
+    ready: &Ready,
+    param: &str,
+    text: &str,
+    special: bool,
+) -> Result<Vec<u32>, ApiError> {
+    no_nul(param, text)?;
+    (ready.tokenizer.encode(text, special)).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The EOS last, where the model's tokenizer asks to append one (`add_eos_token`) and it is
+/// not there yet.
+pub fn end_as_asked(ready: &Ready, ids: &mut Vec<u32>) {
     if let Some(eos) = ready.tokenizer.added_eos() {
         if ids.last() != Some(&eos) {
             ids.push(eos);
         }
     }
-    Ok(ids)
 }
 
 /// The first `dimensions` values of a pooled vector, scaled to unit length (a zero vector

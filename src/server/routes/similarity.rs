@@ -8,11 +8,12 @@
 //! embeddings (a bi-encoder), as vLLM scores with an embedding model.
 use super::classify::{classifier, classifier_logits};
 use super::embeddings::pooled;
-use crate::server::embeddings::{checked_inputs, normalised, text_tokens};
+use crate::server::embeddings::{
+    checked_inputs, encoded_text, end_as_asked, normalised, text_tokens,
+};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
-use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -68,25 +69,30 @@ pub struct RerankRequest {
     pub return_documents: Option<bool>,
 }
 
-/// Which two fields a pair's texts come from (`text_1`, `text_2`; `query`, `documents`).
-type Params = (&'static str, &'static str);
+/// Pairs of texts to score: `first[i]` with `second[j]` for each `(i, j)` of `pairs`, the two
+/// lists from the fields `params` names (`text_1`, `text_2`; `query`, `documents`).
+struct Pairs<'a> {
+    first: &'a [String],
+    second: &'a [String],
+    pairs: Vec<(usize, usize)>,
+    params: (&'static str, &'static str),
+}
 
-/// The score of each pair `(i, j)` of `first[i]` and `second[j]`, and the tokens read.
+/// The score of each pair, in order, and the tokens read.
 async fn pair_scores(
     ready: &Ready,
     model: Option<&str>,
-    (first, second): (&[String], &[String]),
-    pairs: &[(usize, usize)],
-    params: Params,
+    p: &Pairs<'_>,
 ) -> Result<(Vec<f64>, usize), ApiError> {
     if ready.classifier.is_some() {
-        return cross_encoded(ready, model, (first, second), pairs, params).await;
+        return cross_encoded(ready, model, p).await;
     }
-    let texts: Vec<String> = first.iter().chain(second).cloned().collect();
-    let split = first.len();
+    let texts: Vec<String> = p.first.iter().chain(p.second).cloned().collect();
+    let split = p.first.len();
+    let params = p.params;
     let param_of = move |i: usize| if i < split { params.0 } else { params.1 };
     let (vectors, tokens) = unit_vectors(ready, model, &texts, param_of).await?;
-    let scores = (pairs.iter())
+    let scores = (p.pairs.iter())
         .map(|&(i, j)| cosine(&vectors[i], &vectors[split + j]))
         .collect();
     Ok((scores, tokens))
@@ -94,13 +100,12 @@ async fn pair_scores(
 
 /// Pairs scored by the served classifier, each read as one sequence: the first text as a
 /// prompt is encoded (BOS where the model adds one), the second after it without a BOS of
-/// its own, EOS last where the model asks for it.
+/// its own, EOS last where the model asks for it. Each text is encoded once, however many
+/// pairs it is in.
 async fn cross_encoded(
     ready: &Ready,
     model: Option<&str>,
-    (first, second): (&[String], &[String]),
-    pairs: &[(usize, usize)],
-    params: Params,
+    p: &Pairs<'_>,
 ) -> Result<(Vec<f64>, usize), ApiError> {
     let head = classifier(ready)?;
     if head.labels().len() != 1 {
@@ -111,22 +116,21 @@ async fn cross_encoded(
             head.labels().len()
         )));
     }
-    let encode = |param: &str, text: &str, special: bool| -> Result<Vec<u32>, ApiError> {
-        no_nul(param, text)?;
-        (ready.tokenizer.encode(text, special)).map_err(|e| ApiError::internal(e.to_string()))
+    let encode_all = |param: &str, texts: &[String], special: bool| {
+        (texts.iter())
+            .map(|t| encoded_text(ready, param, t, special))
+            .collect::<Result<Vec<_>, _>>()
     };
-    let mut lists = Vec::with_capacity(pairs.len());
-    for &(i, j) in pairs {
-        let mut ids = encode(params.0, &first[i], true)?;
-        ids.extend(encode(params.1, &second[j], false)?);
-        if let Some(eos) = ready.tokenizer.added_eos() {
-            if ids.last() != Some(&eos) {
-                ids.push(eos);
-            }
-        }
-        lists.push(ids);
-    }
-    let inputs = checked_inputs(ready, lists, |_| params.1, false)?;
+    let firsts = encode_all(p.params.0, p.first, true)?;
+    let seconds = encode_all(p.params.1, p.second, false)?;
+    let lists = (p.pairs.iter())
+        .map(|&(i, j)| {
+            let mut ids = [firsts[i].as_slice(), &seconds[j]].concat();
+            end_as_asked(ready, &mut ids);
+            ids
+        })
+        .collect();
+    let inputs = checked_inputs(ready, lists, |_| p.params.1, false)?;
     let tokens = inputs.iter().map(Vec::len).sum();
     let logits = classifier_logits(ready, head, &inputs, 0, model).await?;
     let scores = (logits.iter())
@@ -188,10 +192,13 @@ pub async fn score(
             ))
         }
     };
-    let texts = (first.as_slice(), second.as_slice());
-    let model = req.model.as_deref();
-    let params = ("text_1", "text_2");
-    let (scores, tokens) = pair_scores(ready, model, texts, &pairs, params).await?;
+    let texts = Pairs {
+        first: &first,
+        second: &second,
+        pairs,
+        params: ("text_1", "text_2"),
+    };
+    let (scores, tokens) = pair_scores(ready, req.model.as_deref(), &texts).await?;
     let data: Vec<Value> = (scores.iter().enumerate())
         .map(|(index, score)| json!({"index": index, "object": "score", "score": score}))
         .collect();
@@ -230,11 +237,13 @@ pub async fn rerank(
         }
     };
     let documents: Vec<String> = req.documents.iter().map(|d| d.text().to_string()).collect();
-    let texts = (std::slice::from_ref(&req.query), documents.as_slice());
-    let pairs: Vec<(usize, usize)> = (0..documents.len()).map(|d| (0, d)).collect();
-    let params = ("query", "documents");
-    let model = req.model.as_deref();
-    let (scores, tokens) = pair_scores(ready, model, texts, &pairs, params).await?;
+    let texts = Pairs {
+        first: std::slice::from_ref(&req.query),
+        second: &documents,
+        pairs: (0..documents.len()).map(|d| (0, d)).collect(),
+        params: ("query", "documents"),
+    };
+    let (scores, tokens) = pair_scores(ready, req.model.as_deref(), &texts).await?;
     let mut scored: Vec<(usize, f64)> = scores.into_iter().enumerate().collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let echo = req.return_documents != Some(false);
