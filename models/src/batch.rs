@@ -24,6 +24,9 @@ pub enum LogitsWanted {
     HiddenLast,
     /// No logits: every new token's final hidden state, for an embedding pooled over all.
     HiddenAll,
+    /// No logits; the final hidden state of the chunk's first row (a prompt's first token,
+    /// for `[CLS]` pooling: asked of the chunk that starts the prompt).
+    HiddenFirst,
 }
 
 /// One sequence's part of a batch.
@@ -47,7 +50,10 @@ impl SeqInput {
     pub fn logit_rows(&self) -> std::ops::Range<usize> {
         let n = self.tokens.len();
         match self.logits {
-            LogitsWanted::None | LogitsWanted::HiddenLast | LogitsWanted::HiddenAll => n..n,
+            LogitsWanted::None
+            | LogitsWanted::HiddenLast
+            | LogitsWanted::HiddenAll
+            | LogitsWanted::HiddenFirst => n..n,
             LogitsWanted::Last | LogitsWanted::Argmax => n.saturating_sub(1)..n,
             LogitsWanted::All | LogitsWanted::ArgmaxAll => 0..n,
         }
@@ -60,6 +66,7 @@ impl SeqInput {
         match self.logits {
             LogitsWanted::HiddenLast => n.saturating_sub(1)..n,
             LogitsWanted::HiddenAll => 0..n,
+            LogitsWanted::HiddenFirst => 0..n.min(1),
             _ => n..n,
         }
     }
@@ -238,11 +245,12 @@ mod tests {
                 seq(vec![5, 6, 7], 0, vec![0], LogitsWanted::HiddenLast),
                 seq(vec![9], 4, vec![1], LogitsWanted::Last),
                 seq(vec![4, 3], 0, vec![2], LogitsWanted::HiddenAll),
+                seq(vec![8, 2, 1], 0, vec![3], LogitsWanted::HiddenFirst),
             ],
         };
         let f = FlatBatch::new(&batch, 16, 4, 100).unwrap();
         assert_eq!(f.logit_rows, vec![3]);
-        assert_eq!(f.hidden_rows, vec![2, 4, 5]);
+        assert_eq!(f.hidden_rows, vec![2, 4, 5, 6]);
     }
 
     #[test]

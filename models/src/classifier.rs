@@ -5,8 +5,12 @@
 //! how Qwen3-Reranker is served as a cross-encoder: the "yes" row minus the "no" row, whose
 //! sigmoid is the two-way softmax of "no" and "yes").
 //!
-//! A head of `labels` rows of `hidden` values is small (a few rows): it runs on the host over
-//! the pooled state the engine already returns for embeddings.
+//! An encoder's head (BERT's pooler then classifier, RoBERTa's dense then out_proj) reads the
+//! first token's state (`[CLS]`, `<s>`) through a tanh layer before its rows, with biases.
+//!
+//! A head of `labels` rows of `hidden` values is small (a few rows, and an encoder's one
+//! `hidden`-square layer): it runs on the host over the pooled state the engine already
+//! returns for embeddings.
 use crate::error::{ModelError, Result};
 use crate::loader::OpenedModel;
 use crate::weights::HostWeight;
@@ -20,6 +24,19 @@ pub struct Classifier {
     weight: Vec<f32>,
     hidden: usize,
     labels: Vec<String>,
+    /// Added to the logits (an encoder's head; none for a decoder's `score`).
+    bias: Vec<f32>,
+    /// A `hidden`-square layer and tanh before the rows (an encoder's pooler).
+    pre: Option<Dense>,
+    /// Whether it reads the first token's state (an encoder's `[CLS]`) rather than the last.
+    reads_first: bool,
+}
+
+/// A layer `tanh(W x + b)`, `W` `[hidden, hidden]` row-major.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 impl Classifier {
@@ -44,20 +61,54 @@ impl Classifier {
             Some(g) => gguf_labels(g),
             None => hf_labels(&opened.path)?,
         };
-        let labels = (0..count)
-            .map(|i| {
-                named
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| format!("LABEL_{i}"))
-            })
-            .collect();
         Ok(Some(Classifier {
             weight,
             hidden,
-            labels,
+            labels: labels_for(count, &named),
+            bias: Vec::new(),
+            pre: None,
+            reads_first: false,
         }))
+    }
+
+    /// An encoder's head over its `[CLS]` state: `weight · tanh(pre.weight · x + pre.bias) +
+    /// bias`, `weight` `[labels, hidden]`; labels named by `named` where it names them.
+    pub fn encoder_head(
+        pre: Dense,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        hidden: usize,
+        named: &[Option<String>],
+    ) -> Result<Classifier> {
+        let count = weight.len() / hidden.max(1);
+        let square = hidden * hidden;
+        if count == 0
+            || weight.len() != count * hidden
+            || bias.len() != count
+            || pre.weight.len() != square
+            || pre.bias.len() != hidden
+        {
+            return Err(ModelError::Config(format!(
+                "an encoder's classification head over {hidden} values: {} weights, {} biases,                  a pooler of {} weights and {} biases",
+                weight.len(),
+                bias.len(),
+                pre.weight.len(),
+                pre.bias.len()
+            )));
+        }
+        Ok(Classifier {
+            weight,
+            hidden,
+            labels: labels_for(count, named),
+            bias,
+            pre: Some(pre),
+            reads_first: true,
+        })
+    }
+
+    /// Whether the head reads the first token's state (an encoder's `[CLS]`), not the last.
+    pub fn reads_first(&self) -> bool {
+        self.reads_first
     }
 
     /// A head from the language-model head's rows of `tokens` (label, id): one token scores
@@ -117,6 +168,9 @@ impl Classifier {
             weight,
             hidden,
             labels,
+            bias: Vec::new(),
+            pre: None,
+            reads_first: false,
         })
     }
 
@@ -133,11 +187,23 @@ impl Classifier {
                 state.len()
             )));
         }
-        Ok(self
-            .weight
-            .chunks_exact(self.hidden)
-            .map(|row| row.iter().zip(state).map(|(w, x)| w * x).sum())
-            .collect())
+        let pooled;
+        let state = match &self.pre {
+            Some(pre) => {
+                pooled = (pre.weight.chunks_exact(self.hidden).zip(&pre.bias))
+                    .map(|(row, b)| (dot(row, state) + b).tanh())
+                    .collect::<Vec<f32>>();
+                &pooled[..]
+            }
+            None => state,
+        };
+        let mut logits: Vec<f32> = (self.weight.chunks_exact(self.hidden))
+            .map(|row| dot(row, state))
+            .collect();
+        for (l, b) in logits.iter_mut().zip(&self.bias) {
+            *l += b;
+        }
+        Ok(logits)
     }
 }
 
@@ -153,6 +219,23 @@ pub fn probabilities(logits: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `count` label names: those `named` gives, else `LABEL_i` as transformers names them.
+fn labels_for(count: usize, named: &[Option<String>]) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            named
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| format!("LABEL_{i}"))
+        })
+        .collect()
+}
+
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -162,7 +245,7 @@ fn rows_f32(w: HostWeight) -> Result<Vec<f32>> {
 }
 
 /// `id2label` of config.json: `{"0": "negative", ...}`, by index.
-fn hf_labels(dir: &std::path::Path) -> Result<Vec<Option<String>>> {
+pub fn hf_labels(dir: &std::path::Path) -> Result<Vec<Option<String>>> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
         path: path.display().to_string(),
@@ -237,8 +320,30 @@ mod tests {
             weight: vec![1.0, 0.0, 0.5, 2.0],
             hidden: 2,
             labels: vec!["a".into(), "b".into()],
+            bias: Vec::new(),
+            pre: None,
+            reads_first: false,
         };
         assert_eq!(c.logits(&[2.0, 3.0]).unwrap(), [2.0, 7.0]);
         assert!(c.logits(&[1.0]).is_err());
+    }
+
+    #[test]
+    fn an_encoder_head_runs_its_tanh_layer_then_its_rows_and_biases() {
+        // tanh(I·x + [0, 0]) then [1, 1]·h + 0.5.
+        let pre = Dense {
+            weight: vec![1.0, 0.0, 0.0, 1.0],
+            bias: vec![0.0, 0.0],
+        };
+        let c = Classifier::encoder_head(pre.clone(), vec![1.0, 1.0], vec![0.5], 2, &[]).unwrap();
+        let got = c.logits(&[0.5, -1.0]).unwrap();
+        let want = 0.5f32.tanh() + (-1.0f32).tanh() + 0.5;
+        assert!((got[0] - want).abs() < 1e-6, "{got:?}");
+        assert_eq!(c.labels(), ["LABEL_0"]);
+        assert!(c.reads_first());
+        let named = [None, Some("yes".to_string())];
+        let two = Classifier::encoder_head(pre.clone(), vec![0.0; 4], vec![0.0; 2], 2, &named);
+        assert_eq!(two.unwrap().labels(), ["LABEL_0", "yes"]);
+        assert!(Classifier::encoder_head(pre, vec![1.0; 4], vec![0.5], 2, &[]).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod classifier;
 pub mod decoder;
 pub mod dummy;
+pub mod encoder;
 pub mod error;
 pub mod generation_config;
 pub mod key_offset;

@@ -34,6 +34,9 @@ pub enum Arch {
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
+    /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
+    /// classifiers, no generation (`crate::encoder`).
+    Bert,
 }
 
 impl Arch {
@@ -55,6 +58,7 @@ impl Arch {
             Arch::Granite => "granite",
             Arch::Smollm3 => "smollm3",
             Arch::Exaone4 => "exaone4",
+            Arch::Bert => "bert",
         }
     }
 }

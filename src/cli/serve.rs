@@ -135,10 +135,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
     pub chat_template: Option<String>,
     /// How `/v1/embeddings` pools a text's final hidden states into one vector: `last` (the
-    /// last token's, as decoder embedding models are trained) or `mean`; `none` keeps every
-    /// token's (llama-server's `/embedding` answers a row per token; the APIs that want one
-    /// vector refuse). Default: what the model's file says (a GGUF's `pooling_type`), else
-    /// `last`.
+    /// last token's, as decoder embedding models are trained), `mean`, or `cls` (the first
+    /// token's, as BERT-style encoders are trained); `none` keeps every token's
+    /// (llama-server's `/embedding` answers a row per token; the APIs that want one vector
+    /// refuse). Default: what the model's files say (a GGUF's `pooling_type`, a
+    /// sentence-transformers checkout's `1_Pooling/config.json`), else `cls` for an encoder
+    /// and `last` for a decoder.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
     /// Serve a classifier made of the LM head's rows for these vocabulary strings (vLLM's

@@ -19,6 +19,8 @@ pub struct FakeRunner {
     lora: Vec<bool>,
     /// Every block copy asked for, in order; None makes copies fail.
     copies: Option<CopyLog>,
+    /// Whether it asks for whole prompts (`Runner::whole_prompts`, an encoder's).
+    whole_prompts: bool,
 }
 
 impl FakeRunner {
@@ -33,7 +35,14 @@ impl FakeRunner {
             forward: Box::new(forward),
             lora: Vec::new(),
             copies: Some(Arc::default()),
+            whole_prompts: false,
         }
+    }
+
+    /// A runner that reads each prompt whole, in one step (an encoder's).
+    pub fn reading_whole_prompts(mut self) -> Self {
+        self.whole_prompts = true;
+        self
     }
 
     /// The block copies this runner will be asked for (`Runner::copy_blocks`), in order.
@@ -74,6 +83,9 @@ impl Runner for FakeRunner {
     }
     fn kv_bytes_per_value(&self) -> f64 {
         4.0
+    }
+    fn whole_prompts(&self) -> bool {
+        self.whole_prompts
     }
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError> {
         let absent = |a: u32| !self.lora.get(a as usize).copied().unwrap_or(false);

@@ -380,6 +380,9 @@ fn classifier_from_tokens(
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
+    if let Some(config) = candor_models::encoder::EncoderConfig::from_dir(path)? {
+        return super::load_encoder::load_encoder(path, config, opts);
+    }
     load_opened(
         candor_models::loader::open_model(path, opts.dequantize)?,
         opts,
@@ -411,11 +414,13 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
             .and_then(|g| g.file_type_name())
             .map(str::to_string),
         parameters: opened.gguf.as_ref().map(|g| g.parameter_count()),
-        pooling: opened.gguf.as_ref().and_then(|g| {
-            let arch = g.architecture().ok()?;
-            let code = g.get_usize(&format!("{arch}.pooling_type"))?;
-            crate::engine::pooling::Pooling::from_gguf_code(code as u64)
-        }),
+        pooling: match &opened.gguf {
+            Some(g) => g.architecture().ok().and_then(|arch| {
+                let code = g.get_usize(&format!("{arch}.pooling_type"))?;
+                crate::engine::pooling::Pooling::from_gguf_code(code as u64)
+            }),
+            None => checkout_pooling(&opened.path),
+        },
         generation: match (&opened.gguf, opened.format) {
             (Some(gguf), _) => GenerationDefaults::from_gguf(gguf),
             (None, ModelFormat::Safetensors) => GenerationDefaults::from_hf_dir(&opened.path),
@@ -427,6 +432,20 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
     drop(opened);
     crate::rss::release_freed_heap();
     Ok(loaded)
+}
+
+/// The pooling a checkout's sentence-transformers files name (Qwen3-Embedding's last token,
+/// gte-Qwen2's mean), if they name one candor pools by; one it does not is said, not served
+/// silently otherwise.
+fn checkout_pooling(dir: &std::path::Path) -> Option<crate::engine::pooling::Pooling> {
+    match crate::engine::pooling::from_sentence_transformers(dir) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling by the default");
+            eprintln!("candor: {e}; pooling by the default unless --pooling says");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

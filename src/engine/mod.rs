@@ -3,6 +3,7 @@ pub mod banned;
 pub mod block_manager;
 pub mod candidates;
 pub mod dry;
+pub mod encoder_runner;
 pub mod error;
 #[cfg(test)]
 pub(crate) mod fake_runner;
@@ -10,6 +11,7 @@ pub mod generate;
 pub mod grammar;
 pub mod infill;
 pub mod load;
+pub mod load_encoder;
 pub mod mirostat;
 pub mod op_profile;
 pub mod penalties;

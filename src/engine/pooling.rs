@@ -1,6 +1,7 @@
 //! One embedding from a prompt's final hidden states (`/v1/embeddings`): the last token's
 //! (decoder embedding models such as Qwen3-Embedding, and vLLM's default for a generative
-//! model) or the mean over every token; or none, every token's state kept (llama-server's
+//! model), the first token's (`[CLS]`, as BERT-style encoders such as BGE are trained), or the
+//! mean over every token; or none, every token's state kept (llama-server's
 //! `--pooling none`, for late-interaction retrieval). The engine pools as prefill chunks
 //! compute the states, so a long prompt pooled never holds all its rows at once.
 use std::fmt;
@@ -11,6 +12,8 @@ pub enum Pooling {
     Last,
     /// The mean of every prompt token's state.
     Mean,
+    /// The first prompt token's state: an encoder's `[CLS]` (`<s>`), which sees every token.
+    Cls,
     /// Every prompt token's state, one after another.
     None,
 }
@@ -21,6 +24,7 @@ impl Pooling {
     pub fn from_gguf_code(code: u64) -> Option<Pooling> {
         match code {
             1 => Some(Pooling::Mean),
+            2 => Some(Pooling::Cls),
             3 => Some(Pooling::Last),
             _ => None,
         }
@@ -31,10 +35,17 @@ impl Pooling {
         matches!(self, Pooling::Mean | Pooling::None)
     }
 
+    /// Whether a sequence pooled so may start from cached prompt blocks: not when it reads
+    /// the rows they hold (every row, or the first).
+    pub fn takes_from_cache(self) -> bool {
+        self == Pooling::Last
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Pooling::Last => "last",
             Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
             Pooling::None => "none",
         }
     }
@@ -53,9 +64,62 @@ impl std::str::FromStr for Pooling {
         match s {
             "last" => Ok(Pooling::Last),
             "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
             "none" => Ok(Pooling::None),
-            other => Err(format!("unknown pooling `{other}` (last, mean, none)")),
+            other => Err(format!("unknown pooling `{other}` (last, mean, cls, none)")),
         }
+    }
+}
+
+/// The pooling a sentence-transformers checkout names: its `modules.json` lists a `Pooling`
+/// module whose `config.json` says the mode (`pooling_mode_cls_token`, `_mean_tokens`,
+/// `_lasttoken`). None where the checkout has no such files; an error for a mode candor does
+/// not pool by (max, mean over the square root of the length, weighted mean, several at once).
+pub fn from_sentence_transformers(dir: &std::path::Path) -> Result<Option<Pooling>, String> {
+    let read = |path: std::path::PathBuf| -> Result<Option<serde_json::Value>, String> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    };
+    let Some(modules) = read(dir.join("modules.json"))? else {
+        return Ok(None);
+    };
+    let pooling_module = (modules.as_array().into_iter().flatten()).find(|m| {
+        (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(".Pooling"))
+    });
+    let Some(module_path) = pooling_module.and_then(|m| m.get("path")?.as_str()) else {
+        return Ok(None);
+    };
+    let config_path = dir.join(module_path).join("config.json");
+    let Some(config) = read(config_path.clone())? else {
+        return Ok(None);
+    };
+    let on = |key: &str| config.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+    let modes: Vec<&str> = [
+        "cls_token",
+        "mean_tokens",
+        "lasttoken",
+        "max_tokens",
+        "mean_sqrt_len_tokens",
+        "weightedmean_tokens",
+    ]
+    .into_iter()
+    .filter(|m| on(&format!("pooling_mode_{m}")))
+    .collect();
+    match modes.as_slice() {
+        [] => Ok(None),
+        ["cls_token"] => Ok(Some(Pooling::Cls)),
+        ["mean_tokens"] => Ok(Some(Pooling::Mean)),
+        ["lasttoken"] => Ok(Some(Pooling::Last)),
+        other => Err(format!(
+            "{}: sentence-transformers pooling {} is not served (cls, mean, last)",
+            config_path.display(),
+            other.join(" + ")
+        )),
     }
 }
 
@@ -87,6 +151,8 @@ impl Pool {
             }
             match pooling {
                 Pooling::Last => self.acc = row.to_vec(),
+                Pooling::Cls if pos == 0 => self.acc = row.to_vec(),
+                Pooling::Cls => {}
                 Pooling::Mean if self.acc.is_empty() => self.acc = row.to_vec(),
                 Pooling::Mean => {
                     for (a, x) in self.acc.iter_mut().zip(row) {
@@ -103,7 +169,7 @@ impl Pool {
     /// pooling, each position's in turn.
     pub fn embedding(&self, pooling: Pooling, prompt_len: usize) -> Vec<f32> {
         match pooling {
-            Pooling::Last | Pooling::None => self.acc.clone(),
+            Pooling::Last | Pooling::Cls | Pooling::None => self.acc.clone(),
             Pooling::Mean => {
                 let n = prompt_len.max(1) as f32;
                 self.acc.iter().map(|x| x / n).collect()
@@ -149,11 +215,45 @@ mod tests {
     }
 
     #[test]
+    fn cls_keeps_the_first_position_only() {
+        let mut pool = Pool::default();
+        pool.take_in(Pooling::Cls, 0, [&[1.0, 2.0][..], &[3.0, 4.0][..]]);
+        pool.take_in(Pooling::Cls, 2, [&[5.0, 6.0][..]]);
+        assert_eq!(pool.embedding(Pooling::Cls, 3), [1.0, 2.0]);
+    }
+
+    #[test]
+    fn sentence_transformers_files_name_the_pooling() {
+        let dir = std::env::temp_dir().join(format!("candor-st-pooling-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        assert_eq!(from_sentence_transformers(&dir), Ok(None));
+        let modules = r#"[{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+        std::fs::write(dir.join("modules.json"), modules).unwrap();
+        let config =
+            |modes: &str| std::fs::write(dir.join("1_Pooling/config.json"), modes).unwrap();
+        config(r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#);
+        assert_eq!(from_sentence_transformers(&dir), Ok(Some(Pooling::Cls)));
+        config(r#"{"pooling_mode_mean_tokens": true}"#);
+        assert_eq!(from_sentence_transformers(&dir), Ok(Some(Pooling::Mean)));
+        config(r#"{"pooling_mode_lasttoken": true}"#);
+        assert_eq!(from_sentence_transformers(&dir), Ok(Some(Pooling::Last)));
+        config(r#"{"pooling_mode_max_tokens": true}"#);
+        let e = from_sentence_transformers(&dir).unwrap_err();
+        assert!(e.contains("max_tokens"), "{e}");
+        config("{not json");
+        assert!(from_sentence_transformers(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn gguf_codes_and_names() {
         assert_eq!(Pooling::from_gguf_code(1), Some(Pooling::Mean));
         assert_eq!(Pooling::from_gguf_code(3), Some(Pooling::Last));
-        assert_eq!(Pooling::from_gguf_code(2), None);
+        assert_eq!(Pooling::from_gguf_code(2), Some(Pooling::Cls));
+        assert_eq!(Pooling::from_gguf_code(4), None);
         assert_eq!("mean".parse::<Pooling>(), Ok(Pooling::Mean));
-        assert!("cls".parse::<Pooling>().is_err());
+        assert_eq!("cls".parse::<Pooling>(), Ok(Pooling::Cls));
+        assert!("first".parse::<Pooling>().is_err());
     }
 }

@@ -86,6 +86,11 @@ pub trait Runner: Send {
     fn use_context(&mut self, tokens: usize) {
         let _ = tokens;
     }
+    /// Whether each prompt must come in one step, whole (an encoder: every token attends to
+    /// every other, so a prompt cannot be cut into chunks over a KV cache).
+    fn whole_prompts(&self) -> bool {
+        false
+    }
     /// LoRA slots so far (the adapters attached at load, then those loaded or emptied since).
     fn lora_slots(&self) -> usize;
     /// Put a LoRA adapter in `slot` (the next new one, or one to empty with None) while

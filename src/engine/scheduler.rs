@@ -422,14 +422,14 @@ impl EngineHandle {
             return Err(SubmitError::QueueFull(waiting));
         }
         let arrived = Instant::now();
-        // A scoring or mean-pooling member takes nothing from the cache, so there would be
-        // nothing to share.
+        // A scoring member, or one pooling rows the cache holds (mean, first), takes nothing
+        // from the cache, so there would be nothing to share.
         let shares_prompt = self.config.prefix_caching
             && reqs.len() > 1
             && reqs.iter().all(|r| {
                 r.cache_prompt
                     && r.prompt_logprobs.is_none()
-                    && !r.pooling.is_some_and(Pooling::reads_every_row)
+                    && r.pooling.is_none_or(Pooling::takes_from_cache)
             })
             && reqs[0].prompt_ids.len() > self.block_size
             && reqs.iter().all(|r| r.prompt_ids == reqs[0].prompt_ids);
@@ -730,7 +730,10 @@ impl Engine {
                     table,
                     tokens: hit,
                     copy,
-                } = if front.needs_every_row() || !front.req.cache_prompt {
+                } = if front.needs_every_row()
+                    || !front.req.cache_prompt
+                    || !front.req.pooling.is_none_or(Pooling::takes_from_cache)
+                {
                     PrefixMatch::none(root)
                 } else if front.req.pooling.is_some() {
                     // Embeddings take whole blocks only: a text embedded again is computed
@@ -973,6 +976,7 @@ impl Engine {
         // are the worst ranked, which `reserve` preempts first.
         self.running.sort_by_key(|s| s.rank());
         let decoding = self.running.iter().filter(|s| s.decoding()).count();
+        let whole_prompts = self.runner.whole_prompts();
         let mut plan: Vec<Planned> = Vec::new();
         let mut i = 0;
         while i < self.running.len() && budget > 0 {
@@ -980,10 +984,18 @@ impl Engine {
                 let s = &self.running[i];
                 (s.computed, s.tokens.len() - s.computed, s.scoring())
             };
-            let len = match scoring {
+            let mut len = match scoring {
                 true => pending.min(budget).min(self.score_rows),
                 false => pending.min(budget),
             };
+            if whole_prompts && len < pending {
+                // An encoder reads its whole prompt at once: one that does not fit this
+                // step's budget waits for the next, unless nothing else would run.
+                match plan.is_empty() {
+                    true => len = pending,
+                    false => len = 0,
+                }
+            }
             if len == 0 {
                 i += 1;
                 continue;
@@ -991,7 +1003,7 @@ impl Engine {
             let admitted = self.running[i].admitted;
             match self.reserve(admitted, start + len) {
                 Some(j) => {
-                    budget -= len;
+                    budget = budget.saturating_sub(len);
                     let draft = self.draft(j, decoding, budget);
                     budget -= draft.len();
                     plan.push(Planned {
@@ -1029,6 +1041,10 @@ impl Engine {
                 logits: match (finishes_prompt, p.draft.is_empty()) {
                     _ if s.scoring() => LogitsWanted::All,
                     _ if s.pooling_every_row() => LogitsWanted::HiddenAll,
+                    _ if s.req.pooling == Some(Pooling::Cls) => match p.start {
+                        0 => LogitsWanted::HiddenFirst,
+                        _ => LogitsWanted::None,
+                    },
                     (false, _) => LogitsWanted::None,
                     (true, _) if s.req.pooling.is_some() => LogitsWanted::HiddenLast,
                     (true, true) => s.sampler.logits_wanted(logprobs),

@@ -21,7 +21,10 @@ fn scripted_logits(batch: &Batch) -> Logits {
             hidden.extend([s.tokens[r] as f32, 1.0, 0.0, 0.0]);
         }
         match s.logits {
-            LogitsWanted::None | LogitsWanted::HiddenLast | LogitsWanted::HiddenAll => {}
+            LogitsWanted::None
+            | LogitsWanted::HiddenLast
+            | LogitsWanted::HiddenAll
+            | LogitsWanted::HiddenFirst => {}
             LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
             LogitsWanted::ArgmaxAll => kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2))),
             LogitsWanted::Last | LogitsWanted::All => {
@@ -735,6 +738,12 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
         embed("last", Pooling::Last),
         [format!("embedding {last:?}"), "length 0".into()]
     );
+    // The first row is in the cache's first block: computed again, not taken from it.
+    let first = vec![prompt[0] as f32, 1.0, 0.0, 0.0];
+    assert_eq!(
+        embed("cls", Pooling::Cls),
+        [format!("embedding {first:?}"), "length 0".into()]
+    );
     let (mut both, _rx) = request_with_prompt("both", 3, prompt.clone());
     both.pooling = Some(Pooling::Last);
     assert!(matches!(
@@ -742,6 +751,50 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
         Err(SubmitError::Invalid(_))
     ));
     h.handle.shutdown();
+}
+
+#[test]
+fn a_runner_of_whole_prompts_gets_each_prompt_in_one_step() {
+    // Prompts of 200, 150 and 300 tokens under a 256-token budget: the first runs alone
+    // (150 more would cut the second), the second alone, and the third, over the budget,
+    // alone and whole rather than in chunks.
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let record = steps.clone();
+    let runner = FakeRunner::new(64, move |batch| {
+        let sizes: Vec<(usize, usize)> = (batch.seqs.iter())
+            .map(|s| (s.start_pos, s.tokens.len()))
+            .collect();
+        record.lock().unwrap().push(sizes);
+        scripted_logits(batch)
+    })
+    .reading_whole_prompts();
+    let config = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 256,
+        max_waiting: 16,
+        prefix_caching: false,
+        speculative_tokens: 0,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats);
+    let reqs: Vec<(EngineRequest, UnboundedReceiverOf)> = [200usize, 150, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let (mut r, rx) = request_with_prompt(&format!("e{i}"), 0, vec![3; n]);
+            r.pooling = Some(Pooling::Cls);
+            (r, rx)
+        })
+        .collect();
+    let (reqs, rxs): (Vec<_>, Vec<_>) = reqs.into_iter().unzip();
+    handle.submit_group(reqs).expect("queued");
+    for rx in rxs {
+        let got = events(rx);
+        assert_eq!(got.last().map(String::as_str), Some("length 0"), "{got:?}");
+    }
+    let steps = steps.lock().unwrap().clone();
+    assert_eq!(steps, [vec![(0, 200)], vec![(0, 150)], vec![(0, 300)]]);
+    handle.shutdown();
 }
 
 #[test]

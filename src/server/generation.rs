@@ -550,8 +550,20 @@ async fn drive(
     }
 }
 
-/// The refusal of a generation by a server whose model is a sequence classifier alone.
-pub fn classifier_only() -> ApiError {
+/// The refusal of a generation by a server whose model generates nothing: a sequence
+/// classifier (its file's head scores labels), or an encoder (it reads text whole and has no
+/// language-model head).
+pub fn generation_refused(ready: &Ready) -> ApiError {
+    if ready.facts.arch == candor_models::spec::Arch::Bert.name() {
+        let head = match ready.classifier {
+            Some(_) => "; its classification head answers /classify, /score and /rerank",
+            None => "",
+        };
+        return ApiError::bad_request(format!(
+            "the served model is an encoder (it reads a text whole, it has no language-model \
+             head to generate or score tokens with): it answers embeddings{head}"
+        ));
+    }
     ApiError::bad_request(
         "the served model is a sequence classifier (its file's head scores labels, it has no \
          language-model head to generate or score tokens with): it answers /classify, /score, \
@@ -562,7 +574,7 @@ pub fn classifier_only() -> ApiError {
 /// Queue a request's engine requests together, counting a refusal for lack of room.
 pub fn submit(ready: &Ready, requests: Vec<EngineRequest>) -> Result<(), ApiError> {
     if !ready.generates && requests.iter().any(|r| r.pooling.is_none()) {
-        return Err(classifier_only());
+        return Err(generation_refused(ready));
     }
     ready.engine.submit_group(requests).map_err(|e| {
         if matches!(e, crate::engine::scheduler::SubmitError::QueueFull(_)) {

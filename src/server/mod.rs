@@ -312,7 +312,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
             tokens: vec![model.spec.bos_token_id.unwrap_or(0)],
             start_pos: 0,
             block_table: vec![0],
-            logits: LogitsWanted::Last,
+            // An encoder has no language-model head: its first pass brings back a state.
+            logits: match model.runner.whole_prompts() {
+                true => LogitsWanted::HiddenFirst,
+                false => LogitsWanted::Last,
+            },
             lora: candor_models::lora::LoraMix::BASE,
         }],
     };
@@ -377,7 +381,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_seqs: config.max_num_seqs,
         max_num_batched_tokens: config.max_num_batched_tokens,
         max_waiting: config.max_waiting,
-        prefix_caching: config.prefix_caching,
+        // An encoder's blocks hold nothing a later prompt could start from.
+        prefix_caching: config.prefix_caching && !model.runner.whole_prompts(),
         speculative_tokens: config.speculative_tokens,
     };
     let system_fingerprint = fingerprint::system_fingerprint(

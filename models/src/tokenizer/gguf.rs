@@ -279,6 +279,8 @@ impl Tokenizer {
             chat_template,
             token_bytes: Default::default(),
             plain: Default::default(),
+            post_process: false,
+            sep: None,
         };
         let mut extra = generation_end_tokens(&t);
         extra.extend(eot);

@@ -61,6 +61,11 @@ pub struct Tokenizer {
     /// first use: the setting lives in the tokenizer, and a copy of a 150k vocabulary's took
     /// ~60 ms, which every `/infill` paid three times or more.
     plain: std::sync::OnceLock<Box<tokenizers::Tokenizer>>,
+    /// Special tokens come from the tokenizer's own post-processor (an encoder's `[CLS] $A
+    /// [SEP]`, `<s> $A </s></s> $B </s>` for pairs) instead of the BOS rule (`for_encoder`).
+    post_process: bool,
+    /// The separator between a pair's texts (`sep_token` of tokenizer_config.json).
+    sep: Option<u32>,
 }
 
 impl Tokenizer {
@@ -184,16 +189,50 @@ impl Tokenizer {
         self.encode_with(text, add_special, false)
     }
 
+    /// An encoder's tokenizer: `encode` with special tokens runs the tokenizer's
+    /// post-processor (`[CLS] text [SEP]`), `encode_pair` makes its pairs, and no truncation
+    /// or padding the file sets applies (an input too long is refused, as elsewhere, not cut
+    /// silently). Only a `tokenizer.json` has a post-processor; another is kept as it is.
+    pub fn for_encoder(mut self) -> Result<Self> {
+        if let Model::Hf(t) = &mut self.model {
+            t.with_truncation(None)
+                .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+            t.with_padding(None);
+            self.post_process = true;
+            self.add_bos = false;
+        }
+        Ok(self)
+    }
+
+    /// The separator between a pair's texts (`[SEP]`, `</s>`), where the tokenizer names one.
+    pub fn separator(&self) -> Option<u32> {
+        self.sep
+    }
+
+    /// A pair of texts as the encoder's tokenizer joins them (`[CLS] a [SEP] b [SEP]`); None
+    /// for a tokenizer without a post-processor (`for_encoder`), whose caller joins them.
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Option<Vec<u32>>> {
+        match &self.model {
+            Model::Hf(t) if self.post_process => {
+                let enc = (t.encode_fast((first, second), true))
+                    .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+                Ok(Some(enc.get_ids().to_vec()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn encode_with(&self, text: &str, add_special: bool, control_tokens: bool) -> Result<Vec<u32>> {
         let mut out: Vec<u32> = self
             .added_bos()
             .filter(|_| add_special)
             .into_iter()
             .collect();
+        let post_process = add_special && self.post_process;
         match &self.model {
             Model::Hf(t) => {
                 let enc = match control_tokens {
-                    true => t.encode_fast(text, false),
+                    true => t.encode_fast(text, post_process),
                     false => self
                         .plain
                         .get_or_init(|| {
@@ -201,7 +240,7 @@ impl Tokenizer {
                             plain.set_encode_special_tokens(true);
                             Box::new(plain)
                         })
-                        .encode_fast(text, false),
+                        .encode_fast(text, post_process),
                 }
                 .map_err(|e| TokenizerError::Backend(e.to_string()))?;
                 out.extend_from_slice(enc.get_ids());
@@ -314,6 +353,7 @@ impl Tokenizer {
             }
         };
         let bos = token_text("bos_token").and_then(|t| tok.token_to_id(&t));
+        let sep = token_text("sep_token").and_then(|t| tok.token_to_id(&t));
         let eos = token_text("eos_token").and_then(|t| tok.token_to_id(&t));
         let chat_template = match cfg.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -349,6 +389,8 @@ impl Tokenizer {
             chat_template,
             token_bytes: Default::default(),
             plain: Default::default(),
+            post_process: false,
+            sep,
         };
         t.extra_eos = gguf::generation_end_tokens(&t);
         Ok(t)

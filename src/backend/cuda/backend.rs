@@ -49,6 +49,11 @@ const MMA_MIN_QUERY_ROWS: usize = 16;
 
 impl CudaBackend {
     /// The backend on GPU `ordinal`, computing in `act` (F32, F16 or BF16).
+    /// The candle device its tensors live on (an encoder runs candle's ops there).
+    pub fn candle_device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn new(ordinal: usize, act: DType) -> Result<Self> {
         if !matches!(act, DType::F32 | DType::F16 | DType::BF16) {
             return Err(CudaError::Launch(format!("activation dtype {act:?}")).into());

@@ -124,7 +124,7 @@ pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolP
 }
 
 /// The model's chat template; without one, a 400 that says what the server can do instead (a
-/// classifier's own refusal where the model generates nothing at all).
+/// classifier's or encoder's own refusal where the model generates nothing at all).
 pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
     ready
         .template
@@ -133,7 +133,7 @@ pub fn chat_template(ready: &Ready) -> Result<&ChatTemplate, ApiError> {
             true => ApiError::bad_request(
                 "this model has no chat template; use /v1/completions with a plain prompt",
             ),
-            false => crate::server::generation::classifier_only(),
+            false => crate::server::generation::generation_refused(ready),
         })
 }
 

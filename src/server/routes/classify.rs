@@ -48,7 +48,13 @@ pub async fn classifier_logits(
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    let states = run_pooling(ready, inputs, Pooling::Last, priority, model).await?;
+    // A decoder's head reads the last token's state, the only one that saw the whole text;
+    // an encoder's reads `[CLS]`.
+    let pooling = match head.reads_first() {
+        true => Pooling::Cls,
+        false => Pooling::Last,
+    };
+    let states = run_pooling(ready, inputs, pooling, priority, model).await?;
     states
         .iter()
         .map(|state| {

@@ -14,6 +14,7 @@ use crate::server::embeddings::{
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
+use crate::server::validate::no_nul;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -116,6 +117,9 @@ async fn cross_encoded(
             head.labels().len()
         )));
     }
+    if let Some(lists) = tokenizer_pairs(ready, p)? {
+        return scored_pairs(ready, model, head, p, lists).await;
+    }
     let encode_all = |param: &str, texts: &[String], special: bool| {
         (texts.iter())
             .map(|t| encoded_text(ready, param, t, special))
@@ -130,6 +134,35 @@ async fn cross_encoded(
             ids
         })
         .collect();
+    scored_pairs(ready, model, head, p, lists).await
+}
+
+/// The pairs as the tokenizer's own post-processor joins them (an encoder's `[CLS] a [SEP] b
+/// [SEP]`, `<s> a </s></s> b </s>`); None for a tokenizer that has no pair template.
+fn tokenizer_pairs(ready: &Ready, p: &Pairs<'_>) -> Result<Option<Vec<Vec<u32>>>, ApiError> {
+    let mut lists = Vec::with_capacity(p.pairs.len());
+    for &(i, j) in &p.pairs {
+        let (first, second) = (&p.first[i], &p.second[j]);
+        no_nul(p.params.0, first)?;
+        no_nul(p.params.1, second)?;
+        let joined = (ready.tokenizer.encode_pair(first, second))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        match joined {
+            Some(ids) => lists.push(ids),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(lists))
+}
+
+/// Each pair's score: the sigmoid of the one-score head over it, and the tokens read.
+async fn scored_pairs(
+    ready: &Ready,
+    model: Option<&str>,
+    head: &candor_models::classifier::Classifier,
+    p: &Pairs<'_>,
+    lists: Vec<Vec<u32>>,
+) -> Result<(Vec<f64>, usize), ApiError> {
     let inputs = checked_inputs(ready, lists, |_| p.params.1, false)?;
     let tokens = inputs.iter().map(Vec::len).sum();
     let logits = classifier_logits(ready, head, &inputs, 0, model).await?;

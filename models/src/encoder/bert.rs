@@ -1,0 +1,278 @@
+//! The BERT encoder as transformers runs it (`BertModel`, `RobertaModel`,
+//! `XLMRobertaModel`): token, position and token-type embeddings summed and normed; then per
+//! layer bidirectional attention and a feed-forward block, each added to its input and normed
+//! after (post-norm). Candle tensors on a candle device (CPU or CUDA), f32.
+//!
+//! Several inputs run in one pass without padding: the projections see every input's rows
+//! stacked, attention runs over each input's own rows. An encoder reads whole inputs, so it
+//! keeps no KV cache.
+use super::config::{EncoderActivation, EncoderConfig, Family};
+use crate::classifier::{Classifier, Dense};
+use crate::error::{ModelError, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use std::path::{Path, PathBuf};
+
+/// One input: its token ids and each token's type (segment: 0 for a single text, 0 then 1
+/// over a BERT pair).
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderInput<'a> {
+    pub ids: &'a [u32],
+    pub type_ids: &'a [u32],
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    output_norm: LayerNorm,
+}
+
+pub struct BertEncoder {
+    config: EncoderConfig,
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
+/// Where the encoder's tensors sit in a checkout: at the top (`BertModel`, a
+/// sentence-transformers checkout) or under the task model's prefix.
+const PREFIXES: [&str; 3] = ["", "bert.", "roberta."];
+
+impl BertEncoder {
+    /// The encoder of the checkout `dir` (its `*.safetensors` files) on `device`, and its
+    /// classification head where the checkout is a sequence classifier (`labels` named by
+    /// `id2label`).
+    pub fn load(
+        config: &EncoderConfig,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(BertEncoder, Option<Classifier>)> {
+        let files = safetensors_files(dir)?;
+        // Safety: the files are mapped read-only for as long as the weights are read from
+        // them, as every loader here maps model files; they are not written while served.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+        let prefix = PREFIXES
+            .into_iter()
+            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")))
+            .ok_or_else(|| ModelError::MissingTensor("embeddings.word_embeddings.weight".into()))?;
+        let base = match prefix {
+            "" => vb.clone(),
+            p => vb.pp(p.trim_end_matches('.')),
+        };
+        let h = config.hidden_size;
+        let e = base.pp("embeddings");
+        let embedding = |rows: usize, name: &str| -> Result<Embedding> {
+            Ok(Embedding::new(
+                e.get((rows, h), &format!("{name}.weight"))?,
+                h,
+            ))
+        };
+        let words = embedding(config.vocab_size, "word_embeddings")?;
+        let positions = embedding(config.max_position_embeddings, "position_embeddings")?;
+        let token_types = embedding(config.type_vocab_size, "token_type_embeddings")?;
+        let eps = config.layer_norm_eps;
+        let embedding_norm = layer_norm(&e.pp("LayerNorm"), h, eps)?;
+        let layers = (0..config.num_layers)
+            .map(|i| load_layer(&base.pp(format!("encoder.layer.{i}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        let head = match config.classifies {
+            true => Some(load_head(&vb, &base, config, dir)?),
+            false => None,
+        };
+        let encoder = BertEncoder {
+            config: config.clone(),
+            words,
+            positions,
+            token_types,
+            embedding_norm,
+            layers,
+            device: device.clone(),
+        };
+        Ok((encoder, head))
+    }
+
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every input's final hidden states, stacked in input order: `[total tokens, hidden]`.
+    pub fn forward(&self, inputs: &[EncoderInput]) -> Result<Tensor> {
+        let c = &self.config;
+        let total: usize = inputs.iter().map(|i| i.ids.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        let mut types = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(inputs.len());
+        for (n, input) in inputs.iter().enumerate() {
+            let len = input.ids.len();
+            if len == 0 || len > c.context() || input.type_ids.len() != len {
+                return Err(ModelError::InvalidBatch(format!(
+                    "encoder input {n}: {len} tokens and {} types (1 to {} tokens, a type each)",
+                    input.type_ids.len(),
+                    c.context()
+                )));
+            }
+            if let Some(&id) = input.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+                return Err(ModelError::TokenOutOfVocab {
+                    id,
+                    vocab: c.vocab_size,
+                });
+            }
+            if let Some(&t) = (input.type_ids.iter()).find(|&&t| t as usize >= c.type_vocab_size) {
+                return Err(ModelError::InvalidBatch(format!(
+                    "encoder input {n}: token type {t}, the model has {}",
+                    c.type_vocab_size
+                )));
+            }
+            spans.push((ids.len(), len));
+            ids.extend_from_slice(input.ids);
+            types.extend_from_slice(input.type_ids);
+            positions.extend((0..len).map(|p| (p + c.position_offset) as u32));
+        }
+        let tensor = |v: Vec<u32>| Tensor::from_vec(v, total, &self.device);
+        let x = ((self.words.forward(&tensor(ids)?)?
+            + self.positions.forward(&tensor(positions)?)?)?
+            + self.token_types.forward(&tensor(types)?)?)?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &spans, c)?;
+        }
+        Ok(x)
+    }
+}
+
+impl Layer {
+    fn forward(&self, x: &Tensor, spans: &[(usize, usize)], c: &EncoderConfig) -> Result<Tensor> {
+        let (heads, head_dim) = (c.num_heads, c.head_dim());
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let q = self.query.forward(x)?;
+        let k = self.key.forward(x)?;
+        let v = self.value.forward(x)?;
+        let mut context = Vec::with_capacity(spans.len());
+        for &(start, len) in spans {
+            // [len, hidden] → [heads, len, head_dim]
+            let split = |t: &Tensor| -> candle_core::Result<Tensor> {
+                t.narrow(0, start, len)?
+                    .reshape((len, heads, head_dim))?
+                    .transpose(0, 1)?
+                    .contiguous()
+            };
+            let (q, k, v) = (split(&q)?, split(&k)?, split(&v)?);
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let out = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?;
+            context.push(out.reshape((len, heads * head_dim))?);
+        }
+        let context = Tensor::cat(&context, 0)?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let up = self.up.forward(&attended)?;
+        let up = match c.activation {
+            EncoderActivation::GeluErf => up.gelu_erf()?,
+            EncoderActivation::GeluTanh => up.gelu()?,
+            EncoderActivation::Relu => up.relu()?,
+            EncoderActivation::Silu => up.silu()?,
+        };
+        Ok(self
+            .output_norm
+            .forward(&(self.down.forward(&up)? + attended)?)?)
+    }
+}
+
+fn load_layer(vb: &VarBuilder, c: &EncoderConfig) -> Result<Layer> {
+    let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
+    let attention = vb.pp("attention");
+    let own = attention.pp("self");
+    Ok(Layer {
+        query: candle_nn::linear(h, h, own.pp("query"))?,
+        key: candle_nn::linear(h, h, own.pp("key"))?,
+        value: candle_nn::linear(h, h, own.pp("value"))?,
+        attention_out: candle_nn::linear(h, h, attention.pp("output").pp("dense"))?,
+        attention_norm: layer_norm(&attention.pp("output").pp("LayerNorm"), h, eps)?,
+        up: candle_nn::linear(h, i, vb.pp("intermediate").pp("dense"))?,
+        down: candle_nn::linear(i, h, vb.pp("output").pp("dense"))?,
+        output_norm: layer_norm(&vb.pp("output").pp("LayerNorm"), h, eps)?,
+    })
+}
+
+/// A LayerNorm saved as `weight`/`bias`, or as `gamma`/`beta` (checkpoints converted from the
+/// original TensorFlow BERT).
+fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+    let (w, b) = match vb.contains_tensor("weight") {
+        true => ("weight", "bias"),
+        false => ("gamma", "beta"),
+    };
+    Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
+}
+
+/// The head of a sequence classifier: BERT's pooler (`bert.pooler.dense`) and `classifier`,
+/// or RoBERTa's `classifier.dense` and `classifier.out_proj`; both a tanh layer over the
+/// `[CLS]` state, then the label rows.
+fn load_head(
+    top: &VarBuilder,
+    base: &VarBuilder,
+    c: &EncoderConfig,
+    dir: &Path,
+) -> Result<Classifier> {
+    let h = c.hidden_size;
+    let (pre, out) = match c.family {
+        Family::Bert => (base.pp("pooler").pp("dense"), top.pp("classifier")),
+        Family::Roberta => {
+            let head = top.pp("classifier");
+            (head.pp("dense"), head.pp("out_proj"))
+        }
+    };
+    let labels = crate::classifier::hf_labels(dir)?;
+    let count = match labels.len() {
+        0 => 2,
+        n => n,
+    };
+    let host = |t: Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let dense = Dense {
+        weight: host(pre.get((h, h), "weight")?)?,
+        bias: host(pre.get(h, "bias")?)?,
+    };
+    let weight = host(out.get((count, h), "weight")?)?;
+    let bias = host(out.get(count, "bias")?)?;
+    Classifier::encoder_head(dense, weight, bias, h, &labels)
+}
+
+/// The checkout's weight files: `model.safetensors`, or the shards its index names (every
+/// `*.safetensors` at the top of the directory; an adapter's file is not the model's).
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "safetensors")
+                && p.file_name()
+                    .is_some_and(|n| n != "adapter_model.safetensors")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ModelError::NotAModel {
+            path: dir.display().to_string(),
+            reason: "an encoder checkout without *.safetensors weights".into(),
+        });
+    }
+    Ok(files)
+}

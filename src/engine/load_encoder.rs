@@ -1,0 +1,119 @@
+//! Loading a bidirectional encoder checkout (BERT, RoBERTa, XLM-RoBERTa) for serving: its
+//! weights on the CPU or a CUDA device, its tokenizer in encoder mode (the file's own
+//! `[CLS] … [SEP]` post-processor), its head where it is a classifier, and the pooling its
+//! sentence-transformers files name (`[CLS]` otherwise, as BERT embedders are trained).
+use super::block_manager::BLOCK_SIZE;
+use super::encoder_runner::EncoderRunner;
+use super::error::EngineError;
+use super::load::{LoadOptions, LoadedModel};
+use super::pooling::Pooling;
+use crate::backend::BackendChoice;
+use candor_models::backend::{Backend, DeviceInfo};
+use candor_models::encoder::{BertEncoder, EncoderConfig};
+use candor_models::generation_config::GenerationDefaults;
+use candor_models::tokenizer::Tokenizer;
+use candor_models::ModelError;
+use std::path::Path;
+
+pub fn load_encoder(
+    path: &Path,
+    config: EncoderConfig,
+    opts: &LoadOptions,
+) -> Result<LoadedModel, EngineError> {
+    if !opts.lora.is_empty() {
+        return Err(refused(
+            "LoRA adapters run on decoders; this model is an encoder",
+        ));
+    }
+    if !opts.classifier_tokens.is_empty() {
+        return Err(refused(
+            "--classifier-from-tokens picks rows of a language-model head; an encoder has none \
+             (a `*ForSequenceClassification` checkout brings its own head)",
+        ));
+    }
+    let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
+    let (encoder, head) = BertEncoder::load(&config, path, &device)?;
+    let tokenizer = encoder_tokenizer(path, config.vocab_size)?;
+    let separator = tokenizer.as_ref().and_then(Tokenizer::separator);
+    let blocks = opts.kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+    let runner = EncoderRunner::new(encoder, info, separator, blocks, BLOCK_SIZE, threads);
+    let pooling = match super::pooling::from_sentence_transformers(path) {
+        Ok(found) => found.unwrap_or(Pooling::Cls),
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling by the first token ([CLS])");
+            eprintln!("candor: {e}; pooling by the first token ([CLS]) unless --pooling says");
+            Pooling::Cls
+        }
+    };
+    Ok(LoadedModel {
+        runner: Box::new(runner),
+        tokenizer,
+        chat_template: None,
+        spec: config.spec(),
+        path: path.to_path_buf(),
+        format: candor_models::loader::ModelFormat::Safetensors,
+        quantization: None,
+        parameters: None,
+        pooling: Some(pooling),
+        classifier: head,
+        generates: false,
+        generation: Ok(GenerationDefaults::default()),
+    })
+}
+
+fn refused(message: &str) -> EngineError {
+    EngineError::Model(ModelError::Config(message.into()))
+}
+
+/// The checkout's tokenizer.json in encoder mode, if it has one.
+fn encoder_tokenizer(dir: &Path, vocab: usize) -> Result<Option<Tokenizer>, EngineError> {
+    let file = dir.join("tokenizer.json");
+    if !file.exists() {
+        return Ok(None);
+    }
+    let config = dir.join("tokenizer_config.json");
+    let tok = Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
+        .and_then(Tokenizer::for_encoder)
+        .map_err(ModelError::from)?;
+    if tok.vocab_size() > vocab {
+        return Err(EngineError::Model(ModelError::Config(format!(
+            "the tokenizer has {} tokens, the model's vocabulary {vocab}",
+            tok.vocab_size()
+        ))));
+    }
+    Ok(Some(tok))
+}
+
+/// Where an encoder runs: candle's CPU (in a pool of `threads`) or a CUDA device. Device
+/// plugins implement the decoder's ops (paged attention over a KV cache), not an encoder's.
+fn encoder_device(
+    choice: &BackendChoice,
+    threads: usize,
+) -> Result<(candle_core::Device, DeviceInfo, Option<rayon::ThreadPool>), EngineError> {
+    match choice {
+        BackendChoice::Cpu => {
+            let info = crate::backend::cpu::CpuBackend::new(threads).info();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.max(1))
+                .thread_name(|i| format!("candor-encoder-{i}"))
+                .build()
+                .map_err(|e| EngineError::Backend(format!("encoder threads: {e}")))?;
+            Ok((candle_core::Device::Cpu, info, Some(pool)))
+        }
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(ordinal) => {
+            let backend =
+                crate::backend::cuda::CudaBackend::new(*ordinal, candle_core::DType::F32)?;
+            Ok((backend.candle_device().clone(), backend.info(), None))
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendChoice::Cuda(_) => Err(EngineError::Backend(
+            crate::backend::cuda::CudaError::NotBuilt.to_string(),
+        )),
+        BackendChoice::Plugin(path) => Err(EngineError::Backend(format!(
+            "{}: device plugins run decoders (paged attention over a KV cache); serve this \
+             encoder on the CPU or CUDA backend",
+            path.display()
+        ))),
+    }
+}

@@ -1,0 +1,136 @@
+//! BERT-style encoders against transformers (tests/fixtures/tiny/make_encoders.py): the
+//! tokenizer's ids for texts and pairs, each token's type as the engine derives it, every
+//! final hidden state of every input run together in one pass (within 1e-4), and the
+//! classifier heads' logits from the `[CLS]` state.
+mod common;
+
+use candle_core::Device;
+use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInput};
+use candor_models::tokenizer::Tokenizer;
+use common::{as_f32s, as_u32s, max_abs_diff, read_json};
+
+const MODELS: [&str; 3] = ["bert_embed", "bert_classifier", "xlmr_reranker"];
+
+fn dir(name: &str) -> std::path::PathBuf {
+    common::fixtures().join("tiny").join(name)
+}
+
+fn tokenizer(name: &str) -> Tokenizer {
+    let d = dir(name);
+    let config = d.join("tokenizer_config.json");
+    Tokenizer::from_file(&d.join("tokenizer.json"), Some(&config))
+        .expect("tokenizer")
+        .for_encoder()
+        .expect("encoder tokenizer")
+}
+
+#[test]
+fn the_encoder_tokenizer_makes_transformers_ids_and_types() {
+    for name in MODELS {
+        let tok = tokenizer(name);
+        let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
+        let golden = read_json(&dir(name).join("golden.json"));
+        for case in golden["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let ids = match case["text_pair"].as_str() {
+                Some(second) => tok.encode_pair(text, second).unwrap().expect("a pair"),
+                None => tok.encode(text, true).unwrap(),
+            };
+            assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
+            let types = token_types(&ids, tok.separator(), config.type_vocab_size);
+            assert_eq!(types, as_u32s(&case["type_ids"]), "{name}: {text}");
+        }
+    }
+}
+
+#[test]
+fn every_hidden_state_and_head_matches_transformers() {
+    for name in MODELS {
+        let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
+        let (encoder, head) = BertEncoder::load(&config, &dir(name), &Device::Cpu).unwrap();
+        assert_eq!(head.is_some(), name != "bert_embed", "{name}");
+        let golden = read_json(&dir(name).join("golden.json"));
+        let cases = golden["cases"].as_array().unwrap();
+        let ids: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["ids"])).collect();
+        let types: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["type_ids"])).collect();
+        let inputs: Vec<EncoderInput> = (ids.iter().zip(&types))
+            .map(|(ids, type_ids)| EncoderInput { ids, type_ids })
+            .collect();
+        // All inputs in one pass: each attends over its own rows only.
+        let out = encoder.forward(&inputs).unwrap();
+        let rows = out.to_vec2::<f32>().unwrap();
+        let mut at = 0;
+        for (case, ids) in cases.iter().zip(&ids) {
+            let got: Vec<f32> = rows[at..at + ids.len()].concat();
+            let want = as_f32s(&case["hidden"]);
+            let diff = max_abs_diff(&got, &want);
+            assert!(
+                diff < 1e-4,
+                "{name} {}: hidden differs by {diff}",
+                case["text"]
+            );
+            if let Some(head) = &head {
+                let logits = head.logits(&rows[at]).unwrap();
+                let diff = max_abs_diff(&logits, &as_f32s(&case["logits"]));
+                assert!(
+                    diff < 1e-4,
+                    "{name} {}: logits differ by {diff}",
+                    case["text"]
+                );
+            }
+            at += ids.len();
+        }
+        // One input alone gives what it gave among the others.
+        let alone = encoder
+            .forward(&inputs[1..2])
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let first_len = ids[0].len();
+        let among = &rows[first_len..first_len + ids[1].len()];
+        assert!(
+            max_abs_diff(&alone.concat(), &among.concat()) < 1e-5,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_classifier_heads_are_labelled_from_the_config() {
+    let labels = |name: &str| {
+        let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
+        let (_, head) = BertEncoder::load(&config, &dir(name), &Device::Cpu).unwrap();
+        head.expect("a head").labels().to_vec()
+    };
+    assert_eq!(
+        labels("bert_classifier"),
+        ["negative", "neutral", "positive"]
+    );
+    assert_eq!(labels("xlmr_reranker"), ["LABEL_0"]);
+}
+
+#[test]
+fn inputs_past_the_positions_or_the_vocabulary_are_refused() {
+    let config = EncoderConfig::from_dir(&dir("bert_embed"))
+        .unwrap()
+        .unwrap();
+    let (encoder, _) = BertEncoder::load(&config, &dir("bert_embed"), &Device::Cpu).unwrap();
+    let long = vec![5u32; config.context() + 1];
+    let types = vec![0u32; long.len()];
+    let input = EncoderInput {
+        ids: &long,
+        type_ids: &types,
+    };
+    assert!(encoder.forward(&[input]).is_err());
+    let bad = [config.vocab_size as u32];
+    let input = EncoderInput {
+        ids: &bad,
+        type_ids: &[0],
+    };
+    assert!(encoder.forward(&[input]).is_err());
+    let input = EncoderInput {
+        ids: &[2, 3],
+        type_ids: &[0, 2],
+    };
+    assert!(encoder.forward(&[input]).is_err());
+}

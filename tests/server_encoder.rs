@@ -1,0 +1,240 @@
+//! BERT-style encoders served over HTTP, against transformers' goldens
+//! (tests/fixtures/tiny/make_encoders.py): embeddings pooled as the checkout's
+//! sentence-transformers files say (mean) or as `--pooling cls` asks, a BERT classifier's
+//! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
+//! generation refused with a message that says what an encoder answers; bad input a 400.
+mod common;
+
+use common::server::Server;
+use serde_json::{json, Value};
+
+/// transformers' f32 states against candle's f32 CPU ops.
+const TOLERANCE: f64 = 1e-4;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    common::fixtures().join("tiny").join(name)
+}
+
+fn cases(name: &str) -> (usize, Vec<Value>) {
+    let g = common::read_json(&dir(name).join("golden.json"));
+    let hidden = g["hidden_size"].as_u64().unwrap() as usize;
+    (hidden, g["cases"].as_array().unwrap().clone())
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    (v.as_array().expect("a list").iter())
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+fn unit(v: Vec<f64>) -> Vec<f64> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// A case's rows of final states pooled: their mean, or the first.
+fn pooled(case: &Value, hidden: usize, mean: bool) -> Vec<f64> {
+    let all = floats(&case["hidden"]);
+    let rows: Vec<&[f64]> = all.chunks(hidden).collect();
+    match mean {
+        true => (0..hidden)
+            .map(|d| rows.iter().map(|r| r[d]).sum::<f64>() / rows.len() as f64)
+            .collect(),
+        false => rows[0].to_vec(),
+    }
+}
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < TOLERANCE, "{what}: {got:?} vs {want:?}");
+    }
+}
+
+async fn error_of(s: &Server, path: &str, body: Value) -> String {
+    let (status, v) = s.post(path, &body).await;
+    assert_eq!(status, 400, "{path} {body}: {v}");
+    v["error"]["message"].as_str().expect("message").to_string()
+}
+
+fn texts(cases: &[Value]) -> Vec<String> {
+    (cases.iter().filter(|c| c["kind"] == "text"))
+        .map(|c| c["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
+    let (hidden, cases) = cases("bert_embed");
+    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let s = Server::start_path(&dir("bert_embed"), "minilm", &[]).await;
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let tokens: usize = singles
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
+        let want = unit(pooled(case, hidden, true));
+        assert_close(&floats(&item["embedding"]), &want, "mean pooling");
+    }
+
+    // Token ids go in as sent (the tokenizer's [CLS] and [SEP] included).
+    let ids = &singles[1]["ids"];
+    let (status, v) = s.post("/v1/embeddings", &json!({"input": ids})).await;
+    assert_eq!(status, 200, "{v}");
+    let want = unit(pooled(singles[1], hidden, true));
+    assert_close(&floats(&v["data"][0]["embedding"]), &want, "ids");
+
+    // Without a head, /score is the embeddings' cosine.
+    let (status, v) = s
+        .post(
+            "/score",
+            &json!({"text_1": singles[0]["text"], "text_2": singles[1]["text"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (a, b) = (
+        unit(pooled(singles[0], hidden, true)),
+        unit(pooled(singles[1], hidden, true)),
+    );
+    let cosine: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(
+        (v["data"][0]["score"].as_f64().unwrap() - cosine).abs() < TOLERANCE,
+        "{v}"
+    );
+
+    // An encoder generates nothing; it says what it answers.
+    let refused = error_of(&s, "/v1/completions", json!({"prompt": "the cat"})).await;
+    assert!(refused.contains("encoder"), "{refused}");
+    let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
+    let refused = error_of(&s, "/v1/chat/completions", chat).await;
+    assert!(refused.contains("embeddings"), "{refused}");
+    let refused = error_of(&s, "/v1/classify", json!({"input": "the cat"})).await;
+    assert!(refused.contains("no classification head"), "{refused}");
+
+    // Past the 64 positions: refused, and the server goes on.
+    let long = vec!["cat"; 80].join(" ");
+    let (status, v) = s.post("/v1/embeddings", &json!({"input": long})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": [[2, 9999]]}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = s.post("/v1/embeddings", &json!({"input": "the mat"})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.get("/v1/models").await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cls_pooling_reads_the_first_state() {
+    let (hidden, cases) = cases("bert_embed");
+    let s = Server::start_path(&dir("bert_embed"), "bge", &["--pooling", "cls"]).await;
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let want = unit(pooled(case, hidden, false));
+        assert_close(&floats(&item["embedding"]), &want, "cls pooling");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bert_classifier_labels_texts_from_its_cls_state() {
+    let (_, cases) = cases("bert_classifier");
+    let s = Server::start_path(&dir("bert_classifier"), "sentiment", &[]).await;
+    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let (status, v) = s
+        .post("/v1/classify", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let labels = ["negative", "neutral", "positive"];
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
+        let logits = floats(&case["logits"]);
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let want: Vec<f64> = exp.iter().map(|e| e / exp.iter().sum::<f64>()).collect();
+        assert_close(&floats(&item["probs"]), &want, "probs");
+        let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+        assert_eq!(item["label"], labels[best], "{v}");
+    }
+    // Three labels are no pair score.
+    let refused = error_of(&s, "/score", json!({"text_1": "a", "text_2": "b"})).await;
+    assert!(refused.contains("3 labels"), "{refused}");
+    let refused = error_of(&s, "/v1/completions", json!({"prompt": "the cat"})).await;
+    assert!(refused.contains("/classify"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xlm_roberta_cross_encoder_reranks_its_own_pairs() {
+    let (_, cases) = cases("xlmr_reranker");
+    let pairs: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "pair").collect();
+    let query = pairs[0]["text"].as_str().unwrap();
+    let documents: Vec<&str> = pairs
+        .iter()
+        .map(|c| c["text_pair"].as_str().unwrap())
+        .collect();
+    let want: Vec<f64> = (pairs.iter())
+        .map(|c| 1.0 / (1.0 + (-floats(&c["logits"])[0]).exp()))
+        .collect();
+    let s = Server::start_path(&dir("xlmr_reranker"), "bge-reranker", &[]).await;
+
+    let (status, v) = s
+        .post("/score", &json!({"text_1": query, "text_2": documents}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let scores: Vec<f64> = (v["data"].as_array().unwrap().iter())
+        .map(|d| d["score"].as_f64().unwrap())
+        .collect();
+    assert_close(&scores, &want, "/score");
+    let tokens: usize = pairs
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+
+    let (status, v) = s
+        .post(
+            "/v1/rerank",
+            &json!({"query": query, "documents": documents, "top_n": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut order: Vec<usize> = (0..want.len()).collect();
+    order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{v}");
+    for (r, &d) in results.iter().zip(&order) {
+        assert_eq!(r["index"], d, "{v}");
+        assert!((r["relevance_score"].as_f64().unwrap() - want[d]).abs() < TOLERANCE);
+    }
+
+    // A single text through the head: its `<s>` state's score.
+    let single = cases.iter().find(|c| c["kind"] == "text").unwrap();
+    let (status, v) = s.post("/classify", &json!({"input": single["text"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let want = 1.0 / (1.0 + (-floats(&single["logits"])[0]).exp());
+    assert!(
+        (v["data"][0]["probs"][0].as_f64().unwrap() - want).abs() < TOLERANCE,
+        "{v}"
+    );
+
+    error_of(
+        &s,
+        "/v1/rerank",
+        json!({"query": "a\u{0}b", "documents": ["c"]}),
+    )
+    .await;
+    error_of(&s, "/v1/rerank", json!({"query": "a", "documents": []})).await;
+    let (status, v) = s
+        .post("/v1/rerank", &json!({"query": "a", "documents": ["b"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+}
