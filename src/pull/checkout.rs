@@ -1,0 +1,146 @@
+//! Whole safetensors checkouts from the Hub (`hf:ORG/REPO` of a repository without a GGUF):
+//! the files a model needs (config, tokenizer, weights, sentence-transformers pooling, chat
+//! template) land in `DIR/hf/ORG/REPO/`, each checked against the Hub's listed sha256 as a
+//! single file is, and a marker written last says the checkout is whole. READMEs, ONNX and
+//! PyTorch copies of the weights, and training leftovers are not fetched.
+use super::progress::Meter;
+use super::verify::{with_suffix, Expect};
+use super::{hub, io_err, lock_for, one_line, PullError, PullOptions};
+use std::path::{Path, PathBuf};
+
+/// Written into a checkout directory once every file is in place (the files, one a line).
+pub const MARKER: &str = ".candor-checkout";
+
+/// Files at the top of a checkout that a model may need.
+const NAMED: [&str; 12] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "model.safetensors.index.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "added_tokens.json",
+];
+
+/// The files of a repository listing that make a servable checkout: config.json, the
+/// top-level `*.safetensors` and the named extras, and a sentence-transformers pooling
+/// module's config (`1_Pooling/config.json`). Empty where the listing is no such checkout
+/// (no config.json, or no safetensors weights).
+pub fn checkout_files(listed: &[String]) -> Vec<String> {
+    let wanted = |f: &str| match f.split_once('/') {
+        None => {
+            NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
+        }
+        Some((dir, rest)) => dir.ends_with("_Pooling") && rest == "config.json",
+    };
+    let files: Vec<String> = listed.iter().filter(|f| wanted(f)).cloned().collect();
+    let complete = files.iter().any(|f| f == "config.json")
+        && files.iter().any(|f| f.ends_with(".safetensors"));
+    match complete {
+        true => files,
+        false => Vec::new(),
+    }
+}
+
+/// A checkout already whole in `dir` (its marker written).
+pub fn is_whole(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+}
+
+/// Fetch `files` of `repo` into `dir` (those already there from an interrupted pull are
+/// kept), then write the marker.
+pub fn pull_checkout(
+    spec: &str,
+    repo: &str,
+    files: &[String],
+    dir: &Path,
+    opts: &PullOptions,
+) -> Result<PathBuf, PullError> {
+    let failed = |reasons: String| PullError::Failed {
+        name: spec.to_string(),
+        reasons,
+    };
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _lock = lock_for(&dir.join(MARKER), spec)?;
+    if is_whole(dir) {
+        return Ok(dir.to_path_buf());
+    }
+    eprintln!(
+        "pulling the checkout {repo} ({} files) into {}",
+        files.len(),
+        dir.display()
+    );
+    for file in files {
+        let dest = dir.join(file);
+        if dest.is_file() {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let partial = with_suffix(&dest, ".partial");
+        let mut meter = Meter::new(opts.progress, file);
+        let got = hub::fetch(
+            &[(repo, file.as_str())],
+            Expect::default(),
+            &partial,
+            opts,
+            &mut meter,
+        );
+        drop(meter);
+        if let Err(r) = got {
+            let _ = std::fs::remove_file(&partial);
+            return Err(failed(format!("Hugging Face: {}", one_line(&r))));
+        }
+        std::fs::rename(&partial, &dest).map_err(io_err(&dest))?;
+    }
+    let marker = dir.join(MARKER);
+    std::fs::write(&marker, files.join("\n") + "\n").map_err(io_err(&marker))?;
+    eprintln!("pulled {spec} -> {}", dir.display());
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkout_files;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_checkout_is_its_config_weights_tokenizer_and_pooling() {
+        let listed = names(&[
+            "README.md",
+            "config.json",
+            "model.safetensors",
+            "pytorch_model.bin",
+            "onnx/model.onnx",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.txt",
+            "modules.json",
+            "1_Pooling/config.json",
+            "2_Normalize/config.json",
+            "adapter_model.safetensors",
+        ]);
+        assert_eq!(
+            checkout_files(&listed),
+            names(&[
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "modules.json",
+                "1_Pooling/config.json",
+            ])
+        );
+        assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());
+        assert!(checkout_files(&names(&["model.safetensors"])).is_empty());
+    }
+}
