@@ -121,6 +121,26 @@ async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
     let (status, v) = s.post("/v1/embeddings", &json!({"input": long})).await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+    // Truncated, an input keeps its [CLS] and its closing [SEP]: the same vector as those
+    // tokens sent as ids.
+    let cut = json!({"input": long, "truncate_prompt_tokens": 5});
+    let (status, v) = s.post("/v1/embeddings", &cut).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 5, "{v}");
+    let cat = singles[0]["ids"][2].clone();
+    let (status, same) = s
+        .post("/v1/embeddings", &json!({"input": [2, cat, cat, cat, 3]}))
+        .await;
+    assert_eq!(status, 200, "{same}");
+    assert_close(
+        &floats(&v["data"][0]["embedding"]),
+        &floats(&same["data"][0]["embedding"]),
+        "truncated",
+    );
+    let whole = json!({"input": long, "truncate_prompt_tokens": -1});
+    let (status, v) = s.post("/v1/embeddings", &whole).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 64, "the whole context: {v}");
     let (status, v) = s
         .post("/v1/embeddings", &json!({"input": [[2, 9999]]}))
         .await;

@@ -91,7 +91,10 @@ pub fn input_token_lists(
         EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
     };
     for ids in &mut lists {
-        crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?;
+        match ready.encoder {
+            true => crate::server::validate::truncate_encoder_input(ids, truncate, &ready.limits)?,
+            false => crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?,
+        };
     }
     checked_inputs(ready, lists, |_| "input", false)
 }
@@ -125,6 +128,11 @@ pub fn checked_inputs(
         ));
     }
     let context = ready.limits.context;
+    // A decoder's prompt leaves room for a token of answer; an encoder's fills the context.
+    let most = match ready.encoder {
+        true => context,
+        false => context.saturating_sub(1),
+    };
     for (i, ids) in lists.iter_mut().enumerate() {
         let param = param_of(i);
         if ids.is_empty() {
@@ -133,9 +141,15 @@ pub fn checked_inputs(
                 format!("`{param}` item {i} has no tokens"),
             ));
         }
-        if ids.len() >= context {
+        if ids.len() > most {
             if cut {
-                ids.truncate(context - 1);
+                match ready.encoder {
+                    true => crate::server::validate::cut_encoder_input(ids, most),
+                    false => {
+                        ids.truncate(most);
+                        true
+                    }
+                };
                 continue;
             }
             return Err(ApiError::invalid(

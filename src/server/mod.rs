@@ -411,6 +411,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .pooling
         .or(model.pooling)
         .unwrap_or(crate::engine::pooling::Pooling::Last);
+    let encoder = model.runner.whole_prompts();
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     // The vocabulary's bytes (~60 ms for 150k tokens) and llama.cpp's default DRY breakers
     // are built here, while loading, not by the first request that needs them.
@@ -444,6 +445,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         hidden_size,
         classifier: model.classifier.take().map(Arc::new),
         generates: model.generates,
+        encoder,
         facts,
         adapters: state.adapters.clone(),
         dry_breakers,

@@ -36,6 +36,9 @@ pub struct Ready {
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// False for a model served for its classification head alone: generation is refused.
     pub generates: bool,
+    /// An encoder (BERT-style): inputs fill the whole context and are cut at their tail,
+    /// keeping `[CLS]` and the closing `[SEP]`.
+    pub encoder: bool,
     /// What the model is, for clients that list models with their details (Ollama's).
     pub facts: ModelFacts,
     /// The LoRA adapters served beside the model (the state's), by the engine's slot.

@@ -124,25 +124,60 @@ pub fn truncate_prompt(
     k: Option<i64>,
     limits: &Limits,
 ) -> Result<bool, ApiError> {
-    let keep = match k {
-        None => return Ok(false),
-        Some(-1) => limits.context.saturating_sub(1),
-        Some(k) if k >= 1 && k as u64 <= limits.context as u64 => k as usize,
-        Some(k) => {
-            return Err(ApiError::invalid(
-                "truncate_prompt_tokens",
-                format!(
-                    "`truncate_prompt_tokens` must be -1 or in [1, {}] (the context), got {k}",
-                    limits.context
-                ),
-            ))
-        }
+    let Some(keep) = kept_tokens(k, limits, limits.context.saturating_sub(1))? else {
+        return Ok(false);
     };
     if ids.len() <= keep {
         return Ok(false);
     }
     ids.drain(..ids.len() - keep);
     Ok(true)
+}
+
+/// `truncate_prompt_tokens` of an encoder's input: its first `k` tokens, the last of them its
+/// closing special token (`[SEP]`), as the tokenizer truncates (-1: the whole context, an
+/// encoder answers no token). Cutting its head instead would drop `[CLS]`, whose state many
+/// encoders pool. Returns whether tokens were dropped.
+pub fn truncate_encoder_input(
+    ids: &mut Vec<u32>,
+    k: Option<i64>,
+    limits: &Limits,
+) -> Result<bool, ApiError> {
+    let Some(keep) = kept_tokens(k, limits, limits.context)? else {
+        return Ok(false);
+    };
+    Ok(cut_encoder_input(ids, keep))
+}
+
+/// An encoder's input cut to its first `keep` tokens, its last token (the closing `[SEP]`)
+/// kept last. Returns whether tokens were dropped.
+pub fn cut_encoder_input(ids: &mut Vec<u32>, keep: usize) -> bool {
+    if ids.len() <= keep {
+        return false;
+    }
+    let last = ids[ids.len() - 1];
+    ids.truncate(keep.saturating_sub(1).max(1));
+    if keep >= 2 {
+        ids.push(last);
+    }
+    true
+}
+
+/// How many tokens `truncate_prompt_tokens` keeps (None: no truncation asked); -1 keeps
+/// `whole`.
+fn kept_tokens(k: Option<i64>, limits: &Limits, whole: usize) -> Result<Option<usize>, ApiError> {
+    match k {
+        None => Ok(None),
+        Some(-1) => Ok(Some(whole)),
+        Some(k) if k >= 1 && k as u64 <= limits.context as u64 => Ok(Some(k as usize)),
+        Some(k) => Err(ApiError::invalid(
+            "truncate_prompt_tokens",
+            format!(
+                "`truncate_prompt_tokens` must be -1 or in [1, {}] (the context), got {k}",
+                limits.context
+            ),
+        )),
+    }
 }
 
 /// The plan of a chat request (its prompt is `messages`).
@@ -556,6 +591,27 @@ mod tests {
             let e = truncate_prompt(&mut ids, Some(bad), &l).unwrap_err();
             assert_eq!(e.param.as_deref(), Some("truncate_prompt_tokens"));
         }
+    }
+
+    #[test]
+    fn an_encoder_input_keeps_its_head_and_its_closing_token() {
+        let l = limits();
+        // [CLS]=2 t t t t [SEP]=3
+        let mut ids = vec![2, 10, 11, 12, 13, 3];
+        assert!(truncate_encoder_input(&mut ids, Some(4), &l).unwrap());
+        assert_eq!(ids, [2, 10, 11, 3]);
+        assert!(!truncate_encoder_input(&mut ids, Some(4), &l).unwrap());
+        let mut long: Vec<u32> = (0..150).collect();
+        assert!(truncate_encoder_input(&mut long, Some(-1), &l).unwrap());
+        assert_eq!(
+            (long.len(), long[0], long[99]),
+            (100, 0, 149),
+            "the whole context"
+        );
+        let mut one = vec![2, 10, 3];
+        assert!(cut_encoder_input(&mut one, 1));
+        assert_eq!(one, [2]);
+        assert!(truncate_encoder_input(&mut ids, Some(0), &l).is_err());
     }
 
     /// The model's defaults fill the fields a request leaves out; a field sent wins, and
