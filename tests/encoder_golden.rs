@@ -134,3 +134,47 @@ fn inputs_past_the_positions_or_the_vocabulary_are_refused() {
     };
     assert!(encoder.forward(&[input]).is_err());
 }
+
+/// A GGUF as llama.cpp's converter writes it (tests/fixtures/tiny/make_encoder_ggufs.py).
+fn gguf(name: &str) -> candor_models::weights::gguf::GgufFile {
+    let path = common::fixtures().join("tiny").join(format!("{name}.gguf"));
+    candor_models::weights::gguf::GgufFile::open(&path, true).expect("gguf")
+}
+
+#[test]
+fn a_llama_cpp_gguf_encodes_as_its_checkout_does() {
+    for name in ["bert_embed", "bert_classifier"] {
+        let file = gguf(name);
+        let config = EncoderConfig::from_gguf(&file).unwrap();
+        let tok = Tokenizer::from_gguf_metadata(&file.take_tokenizer_metadata()).unwrap();
+        let (encoder, head) =
+            candor_models::encoder::load_gguf(&config, &file, &Device::Cpu).unwrap();
+        let golden = read_json(&dir(name).join("golden.json"));
+        for case in golden["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            // The phantom-space vocabulary spelled back: the checkout's ids, types and states.
+            let ids = match case["text_pair"].as_str() {
+                Some(second) => tok.encode_pair(text, second).unwrap().expect("a pair"),
+                None => tok.encode(text, true).unwrap(),
+            };
+            assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
+            let types = token_types(&ids, tok.separator(), config.type_vocab_size);
+            assert_eq!(types, as_u32s(&case["type_ids"]), "{name}: {text}");
+            let input = EncoderInput {
+                ids: &ids,
+                type_ids: &types,
+            };
+            let rows = encoder.forward(&[input]).unwrap().to_vec2::<f32>().unwrap();
+            let diff = max_abs_diff(&rows.concat(), &as_f32s(&case["hidden"]));
+            assert!(diff < 1e-4, "{name} {text}: hidden differs by {diff}");
+            if let Some(head) = &head {
+                // The converter drops BERT's pooler: the head projects [CLS] directly.
+                let logits = head.logits(&rows[0]).unwrap();
+                let diff = max_abs_diff(&logits, &as_f32s(&case["gguf_logits"]));
+                assert!(diff < 1e-4, "{name} {text}: logits differ by {diff}");
+                assert_eq!(head.labels(), ["negative", "neutral", "positive"]);
+            }
+        }
+        assert_eq!(head.is_some(), name == "bert_classifier");
+    }
+}

@@ -258,3 +258,37 @@ async fn an_xlm_roberta_cross_encoder_reranks_its_own_pairs() {
         .await;
     assert_eq!(status, 200, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llama_cpp_gguf_embeds_and_classifies() {
+    let gguf = |name: &str| common::fixtures().join("tiny").join(format!("{name}.gguf"));
+    // Mean pooling, as its `bert.pooling_type` says.
+    let (hidden, embedded) = cases("bert_embed");
+    let s = Server::start_path(&gguf("bert_embed"), "minilm-gguf", &[]).await;
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&embedded)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let singles = embedded.iter().filter(|c| c["kind"] == "text");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let want = unit(pooled(case, hidden, true));
+        assert_close(&floats(&item["embedding"]), &want, "gguf mean pooling");
+    }
+    let refused = error_of(&s, "/v1/completions", json!({"prompt": "the cat"})).await;
+    assert!(refused.contains("encoder"), "{refused}");
+
+    let (_, cases) = cases("bert_classifier");
+    let s = Server::start_path(&gguf("bert_classifier"), "sentiment-gguf", &[]).await;
+    let (status, v) = s
+        .post("/v1/classify", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let logits = floats(&case["gguf_logits"]);
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let want: Vec<f64> = exp.iter().map(|e| e / exp.iter().sum::<f64>()).collect();
+        assert_close(&floats(&item["probs"]), &want, "gguf probs");
+    }
+}

@@ -72,9 +72,10 @@ impl Classifier {
     }
 
     /// An encoder's head over its `[CLS]` state: `weight · tanh(pre.weight · x + pre.bias) +
-    /// bias`, `weight` `[labels, hidden]`; labels named by `named` where it names them.
+    /// bias` (without `pre`, `weight · x + bias`), `weight` `[labels, hidden]`; labels named by
+    /// `named` where it names them.
     pub fn encoder_head(
-        pre: Dense,
+        pre: Option<Dense>,
         weight: Vec<f32>,
         bias: Vec<f32>,
         hidden: usize,
@@ -82,18 +83,19 @@ impl Classifier {
     ) -> Result<Classifier> {
         let count = weight.len() / hidden.max(1);
         let square = hidden * hidden;
+        let (pre_weights, pre_biases) =
+            (pre.as_ref()).map_or((square, hidden), |p| (p.weight.len(), p.bias.len()));
         if count == 0
             || weight.len() != count * hidden
             || bias.len() != count
-            || pre.weight.len() != square
-            || pre.bias.len() != hidden
+            || pre_weights != square
+            || pre_biases != hidden
         {
             return Err(ModelError::Config(format!(
-                "an encoder's classification head over {hidden} values: {} weights, {} biases,                  a pooler of {} weights and {} biases",
+                "an encoder's classification head over {hidden} values: {} weights, {} biases, \
+                 a pooler of {pre_weights} weights and {pre_biases} biases",
                 weight.len(),
                 bias.len(),
-                pre.weight.len(),
-                pre.bias.len()
             )));
         }
         Ok(Classifier {
@@ -101,7 +103,7 @@ impl Classifier {
             hidden,
             labels: labels_for(count, named),
             bias,
-            pre: Some(pre),
+            pre,
             reads_first: true,
         })
     }
@@ -277,7 +279,7 @@ pub fn hf_labels(dir: &std::path::Path) -> Result<Vec<Option<String>>> {
 }
 
 /// `{arch}.classifier.output_labels` of a GGUF (llama.cpp's converter writes `id2label` there).
-fn gguf_labels(g: &crate::weights::gguf::GgufFile) -> Vec<Option<String>> {
+pub(crate) fn gguf_labels(g: &crate::weights::gguf::GgufFile) -> Vec<Option<String>> {
     use candle_core::quantized::gguf_file::Value;
     let Ok(arch) = g.architecture() else {
         return Vec::new();
@@ -335,15 +337,22 @@ mod tests {
             weight: vec![1.0, 0.0, 0.0, 1.0],
             bias: vec![0.0, 0.0],
         };
-        let c = Classifier::encoder_head(pre.clone(), vec![1.0, 1.0], vec![0.5], 2, &[]).unwrap();
+        let c = Classifier::encoder_head(Some(pre.clone()), vec![1.0, 1.0], vec![0.5], 2, &[]);
+        let c = c.unwrap();
         let got = c.logits(&[0.5, -1.0]).unwrap();
         let want = 0.5f32.tanh() + (-1.0f32).tanh() + 0.5;
         assert!((got[0] - want).abs() < 1e-6, "{got:?}");
         assert_eq!(c.labels(), ["LABEL_0"]);
         assert!(c.reads_first());
         let named = [None, Some("yes".to_string())];
-        let two = Classifier::encoder_head(pre.clone(), vec![0.0; 4], vec![0.0; 2], 2, &named);
-        assert_eq!(two.unwrap().labels(), ["LABEL_0", "yes"]);
-        assert!(Classifier::encoder_head(pre, vec![1.0; 4], vec![0.5], 2, &[]).is_err());
+        let two = Classifier::encoder_head(None, vec![1.0, 0.0, 0.0, 1.0], vec![0.0; 2], 2, &named);
+        let two = two.unwrap();
+        assert_eq!(two.labels(), ["LABEL_0", "yes"]);
+        assert_eq!(
+            two.logits(&[0.5, -1.0]).unwrap(),
+            [0.5, -1.0],
+            "no tanh layer"
+        );
+        assert!(Classifier::encoder_head(Some(pre), vec![1.0; 4], vec![0.5], 2, &[]).is_err());
     }
 }

@@ -383,10 +383,15 @@ pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedMo
     if let Some(config) = candor_models::encoder::EncoderConfig::from_dir(path)? {
         return super::load_encoder::load_encoder(path, config, opts);
     }
-    load_opened(
-        candor_models::loader::open_model(path, opts.dequantize)?,
-        opts,
-    )
+    match candor_models::loader::open_model(path, opts.dequantize) {
+        // A GGUF of a BERT-style encoder is not a decoder: its own loader reads it.
+        Err(candor_models::ModelError::UnsupportedArch(arch))
+            if arch == candor_models::encoder::GGUF_ARCH =>
+        {
+            super::load_encoder::load_encoder_gguf(path, opts)
+        }
+        opened => load_opened(opened?, opts),
+    }
 }
 
 /// A model already opened (a file, or `--load-format dummy`), on the backend the options name.

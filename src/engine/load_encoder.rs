@@ -11,15 +11,83 @@ use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::encoder::{BertEncoder, EncoderConfig};
 use candor_models::generation_config::GenerationDefaults;
+use candor_models::loader::ModelFormat;
 use candor_models::tokenizer::Tokenizer;
+use candor_models::weights::gguf::GgufFile;
 use candor_models::ModelError;
 use std::path::Path;
 
+/// A checkout (`config.json` of an encoder, `*.safetensors`, `tokenizer.json`).
 pub fn load_encoder(
     path: &Path,
     config: EncoderConfig,
     opts: &LoadOptions,
 ) -> Result<LoadedModel, EngineError> {
+    check_options(opts)?;
+    let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
+    let (encoder, head) = BertEncoder::load(&config, path, &device)?;
+    let tokenizer = encoder_tokenizer(path, config.vocab_size)?;
+    let pooling = match super::pooling::from_sentence_transformers(path) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling by the first token ([CLS])");
+            eprintln!("candor: {e}; pooling by the first token ([CLS]) unless --pooling says");
+            None
+        }
+    };
+    let loaded = Encoder {
+        encoder,
+        head,
+        tokenizer,
+        pooling,
+        format: ModelFormat::Safetensors,
+        quantization: None,
+    };
+    Ok(loaded.serving(path, info, threads, opts))
+}
+
+/// A GGUF of architecture `bert` (llama.cpp's converter's: its tokenizer a WordPiece
+/// vocabulary, its pooling `bert.pooling_type`).
+pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
+    check_options(opts)?;
+    let gguf = GgufFile::open(path, true)?;
+    let config = EncoderConfig::from_gguf(&gguf)?;
+    let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
+    let tokenizer =
+        Tokenizer::from_gguf_metadata(&gguf.take_tokenizer_metadata()).map_err(ModelError::from)?;
+    if tokenizer.separator().is_none() {
+        return Err(refused(
+            "this GGUF's tokenizer is not a WordPiece vocabulary (tokenizer model `bert`); an \
+             encoder with another one (XLM-RoBERTa's `t5`) is served from its checkout",
+        ));
+    }
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(refused(&format!(
+            "the tokenizer has {} tokens, the model's vocabulary {}",
+            tokenizer.vocab_size(),
+            config.vocab_size
+        )));
+    }
+    let (encoder, head) = candor_models::encoder::load_gguf(&config, &gguf, &device)?;
+    let pooling = gguf
+        .get_usize(&format!(
+            "{}.pooling_type",
+            candor_models::encoder::GGUF_ARCH
+        ))
+        .and_then(|code| Pooling::from_gguf_code(code as u64));
+    let loaded = Encoder {
+        encoder,
+        head,
+        tokenizer: Some(tokenizer),
+        pooling,
+        format: ModelFormat::Gguf,
+        quantization: gguf.file_type_name().map(str::to_string),
+    };
+    Ok(loaded.serving(path, info, threads, opts))
+}
+
+/// What the options may ask of an encoder: not what only a decoder has.
+fn check_options(opts: &LoadOptions) -> Result<(), EngineError> {
     if !opts.lora.is_empty() {
         return Err(refused(
             "LoRA adapters run on decoders; this model is an encoder",
@@ -31,34 +99,47 @@ pub fn load_encoder(
              (a `*ForSequenceClassification` checkout brings its own head)",
         ));
     }
-    let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
-    let (encoder, head) = BertEncoder::load(&config, path, &device)?;
-    let tokenizer = encoder_tokenizer(path, config.vocab_size)?;
-    let separator = tokenizer.as_ref().and_then(Tokenizer::separator);
-    let blocks = opts.kv_tokens.div_ceil(BLOCK_SIZE).max(1);
-    let runner = EncoderRunner::new(encoder, info, separator, blocks, BLOCK_SIZE, threads);
-    let pooling = match super::pooling::from_sentence_transformers(path) {
-        Ok(found) => found.unwrap_or(Pooling::Cls),
-        Err(e) => {
-            tracing::warn!(error = %e, "pooling by the first token ([CLS])");
-            eprintln!("candor: {e}; pooling by the first token ([CLS]) unless --pooling says");
-            Pooling::Cls
+    Ok(())
+}
+
+/// An encoder loaded from either format, before it becomes a runner.
+struct Encoder {
+    encoder: BertEncoder,
+    head: Option<candor_models::classifier::Classifier>,
+    tokenizer: Option<Tokenizer>,
+    /// The pooling its files name (else `[CLS]`).
+    pooling: Option<Pooling>,
+    format: ModelFormat,
+    quantization: Option<String>,
+}
+
+impl Encoder {
+    fn serving(
+        self,
+        path: &Path,
+        info: DeviceInfo,
+        threads: Option<rayon::ThreadPool>,
+        opts: &LoadOptions,
+    ) -> LoadedModel {
+        let separator = self.tokenizer.as_ref().and_then(Tokenizer::separator);
+        let spec = self.encoder.config().spec();
+        let blocks = opts.kv_tokens.div_ceil(BLOCK_SIZE).max(1);
+        let runner = EncoderRunner::new(self.encoder, info, separator, blocks, BLOCK_SIZE, threads);
+        LoadedModel {
+            runner: Box::new(runner),
+            tokenizer: self.tokenizer,
+            chat_template: None,
+            spec,
+            path: path.to_path_buf(),
+            format: self.format,
+            quantization: self.quantization,
+            parameters: None,
+            pooling: Some(self.pooling.unwrap_or(Pooling::Cls)),
+            classifier: self.head,
+            generates: false,
+            generation: Ok(GenerationDefaults::default()),
         }
-    };
-    Ok(LoadedModel {
-        runner: Box::new(runner),
-        tokenizer,
-        chat_template: None,
-        spec: config.spec(),
-        path: path.to_path_buf(),
-        format: candor_models::loader::ModelFormat::Safetensors,
-        quantization: None,
-        parameters: None,
-        pooling: Some(pooling),
-        classifier: head,
-        generates: false,
-        generation: Ok(GenerationDefaults::default()),
-    })
+    }
 }
 
 fn refused(message: &str) -> EngineError {

@@ -67,8 +67,33 @@ impl BertEncoder {
             "" => vb.clone(),
             p => vb.pp(p.trim_end_matches('.')),
         };
+        let encoder = BertEncoder::from_vb(config, &base, device)?;
+        let head = match config.classifies {
+            true => {
+                let (pre, out) = match config.family {
+                    Family::Bert => (base.pp("pooler").pp("dense"), vb.pp("classifier")),
+                    Family::Roberta => {
+                        let head = vb.pp("classifier");
+                        (head.pp("dense"), head.pp("out_proj"))
+                    }
+                };
+                let labels = crate::classifier::hf_labels(dir)?;
+                Some(load_head(config, Some(&pre), &out, &labels)?)
+            }
+            false => None,
+        };
+        Ok((encoder, head))
+    }
+
+    /// The encoder whose tensors `vb` holds under transformers' names (`embeddings.*`,
+    /// `encoder.layer.N.*`), on `device`.
+    pub(crate) fn from_vb(
+        config: &EncoderConfig,
+        vb: &VarBuilder,
+        device: &Device,
+    ) -> Result<BertEncoder> {
         let h = config.hidden_size;
-        let e = base.pp("embeddings");
+        let e = vb.pp("embeddings");
         let embedding = |rows: usize, name: &str| -> Result<Embedding> {
             Ok(Embedding::new(
                 e.get((rows, h), &format!("{name}.weight"))?,
@@ -81,13 +106,9 @@ impl BertEncoder {
         let eps = config.layer_norm_eps;
         let embedding_norm = layer_norm(&e.pp("LayerNorm"), h, eps)?;
         let layers = (0..config.num_layers)
-            .map(|i| load_layer(&base.pp(format!("encoder.layer.{i}")), config))
+            .map(|i| load_layer(&vb.pp(format!("encoder.layer.{i}")), config))
             .collect::<Result<Vec<_>>>()?;
-        let head = match config.classifies {
-            true => Some(load_head(&vb, &base, config, dir)?),
-            false => None,
-        };
-        let encoder = BertEncoder {
+        Ok(BertEncoder {
             config: config.clone(),
             words,
             positions,
@@ -95,8 +116,7 @@ impl BertEncoder {
             embedding_norm,
             layers,
             device: device.clone(),
-        };
-        Ok((encoder, head))
+        })
     }
 
     pub fn config(&self) -> &EncoderConfig {
@@ -218,24 +238,17 @@ fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
 }
 
-/// The head of a sequence classifier: BERT's pooler (`bert.pooler.dense`) and `classifier`,
-/// or RoBERTa's `classifier.dense` and `classifier.out_proj`; both a tanh layer over the
-/// `[CLS]` state, then the label rows.
-fn load_head(
-    top: &VarBuilder,
-    base: &VarBuilder,
+/// A sequence classifier's head over the `[CLS]` state: a tanh layer `pre` (BERT's pooler,
+/// RoBERTa's `classifier.dense`; absent from a GGUF of a BERT classifier, whose converter drops
+/// the pooler) then the label rows `out`, `labels.len()` of them (2 where the config names
+/// none, transformers' default).
+pub(crate) fn load_head(
     c: &EncoderConfig,
-    dir: &Path,
+    pre: Option<&VarBuilder>,
+    out: &VarBuilder,
+    labels: &[Option<String>],
 ) -> Result<Classifier> {
     let h = c.hidden_size;
-    let (pre, out) = match c.family {
-        Family::Bert => (base.pp("pooler").pp("dense"), top.pp("classifier")),
-        Family::Roberta => {
-            let head = top.pp("classifier");
-            (head.pp("dense"), head.pp("out_proj"))
-        }
-    };
-    let labels = crate::classifier::hf_labels(dir)?;
     let count = match labels.len() {
         0 => 2,
         n => n,
@@ -243,13 +256,16 @@ fn load_head(
     let host = |t: Tensor| -> Result<Vec<f32>> {
         Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     };
-    let dense = Dense {
-        weight: host(pre.get((h, h), "weight")?)?,
-        bias: host(pre.get(h, "bias")?)?,
+    let pre = match pre {
+        Some(pre) => Some(Dense {
+            weight: host(pre.get((h, h), "weight")?)?,
+            bias: host(pre.get(h, "bias")?)?,
+        }),
+        None => None,
     };
     let weight = host(out.get((count, h), "weight")?)?;
     let bias = host(out.get(count, "bias")?)?;
-    Classifier::encoder_head(dense, weight, bias, h, &labels)
+    Classifier::encoder_head(pre, weight, bias, h, labels)
 }
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every

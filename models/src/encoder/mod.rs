@@ -5,9 +5,11 @@
 //! embed and classify; they do not generate.
 mod bert;
 mod config;
+mod gguf;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use config::{EncoderActivation, EncoderConfig, Family};
+pub use gguf::{load_gguf, ARCH as GGUF_ARCH};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

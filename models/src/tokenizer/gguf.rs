@@ -153,6 +153,8 @@ impl Tokenizer {
             }
         }
 
+        // A BERT vocabulary's separator: its special tokens come from its post-processor.
+        let mut encoder = None;
         let (model, special, verbatim, add_bos, add_space_prefix) = match model.as_str() {
             "gpt2" => {
                 // Special (matched whole in the text, skippable on decode): every control
@@ -263,6 +265,22 @@ impl Tokenizer {
                     add_space_prefix,
                 )
             }
+            "bert" => {
+                let ids = super::wordpiece::WordPieceIds {
+                    cls: id(md, "tokenizer.ggml.cls_token_id").or(bos),
+                    sep: id(md, "tokenizer.ggml.seperator_token_id"),
+                    unk,
+                };
+                let built = super::wordpiece::from_gguf(&tokens, &types, ids)?;
+                encoder = Some(built.sep);
+                (
+                    Model::Hf(Box::new(built.tokenizer)),
+                    built.special,
+                    Verbatim::default(),
+                    false,
+                    false,
+                )
+            }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let mut t = Tokenizer {
@@ -279,8 +297,8 @@ impl Tokenizer {
             chat_template,
             token_bytes: Default::default(),
             plain: Default::default(),
-            post_process: false,
-            sep: None,
+            post_process: encoder.is_some(),
+            sep: encoder,
         };
         let mut extra = generation_end_tokens(&t);
         extra.extend(eot);

@@ -1,0 +1,148 @@
+//! A BERT-style encoder from a GGUF as llama.cpp's converter writes it (architecture `bert`:
+//! all-MiniLM, BGE, mxbai-embed, snowflake-arctic-embed as Ollama ships them; reranker GGUFs
+//! with `cls.output`). The converter already cut RoBERTa's position table to start at 0 and
+//! dropped BERT's pooler; its tensors are renamed back to transformers' names and dequantized
+//! to f32 for the same encoder a checkout loads into.
+use super::bert::{load_head, BertEncoder};
+use super::config::{EncoderActivation, EncoderConfig, Family};
+use crate::classifier::Classifier;
+use crate::error::{ModelError, Result};
+use crate::weights::gguf::GgufFile;
+use crate::weights::WeightSource;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+
+/// The architecture name llama.cpp gives these encoders.
+pub const ARCH: &str = "bert";
+
+impl EncoderConfig {
+    /// The encoder a `bert` GGUF's metadata and tensor shapes describe.
+    pub fn from_gguf(g: &GgufFile) -> Result<EncoderConfig> {
+        let key = |k: &str| format!("{ARCH}.{k}");
+        let rows = |name: &str| -> Result<Option<usize>> {
+            Ok(g.get(name)?
+                .map(|w| w.shape().first().copied().unwrap_or(0)))
+        };
+        let hidden_size = g.require_usize(&key("embedding_length"))?;
+        let num_heads = g.require_usize(&key("attention.head_count"))?;
+        if num_heads == 0 || hidden_size % num_heads != 0 {
+            return Err(ModelError::Config(format!(
+                "GGUF: {num_heads} attention heads do not divide a hidden size of {hidden_size}"
+            )));
+        }
+        let vocab_size = rows("token_embd.weight")?
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let positions = rows("position_embd.weight")?
+            .ok_or_else(|| ModelError::MissingTensor("position_embd.weight".into()))?;
+        Ok(EncoderConfig {
+            family: Family::Bert,
+            vocab_size,
+            hidden_size,
+            num_layers: g.require_usize(&key("block_count"))?,
+            num_heads,
+            intermediate_size: g.require_usize(&key("feed_forward_length"))?,
+            max_position_embeddings: positions,
+            type_vocab_size: rows("token_types.weight")?.unwrap_or(1).max(1),
+            layer_norm_eps: g
+                .get_f64(&key("attention.layer_norm_epsilon"))
+                .unwrap_or(1e-12),
+            activation: EncoderActivation::GeluErf,
+            position_offset: 0,
+            classifies: g.contains("cls.output.weight"),
+        })
+    }
+}
+
+/// The encoder of a `bert` GGUF on `device`, and its classification head (`cls.output`, after
+/// `cls` where the converter kept a tanh layer) where it has one.
+pub fn load_gguf(
+    config: &EncoderConfig,
+    g: &GgufFile,
+    device: &Device,
+) -> Result<(BertEncoder, Option<Classifier>)> {
+    let mut tensors = HashMap::new();
+    for name in g.tensor_names() {
+        let Some(hf) = transformers_name(name) else {
+            continue;
+        };
+        let weight = crate::weights::require(g, name)?;
+        let t: Tensor = weight.to_f32()?.to_device(device)?;
+        tensors.insert(hf, t);
+    }
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    let encoder = BertEncoder::from_vb(config, &vb, device)?;
+    let head = match config.classifies {
+        true => {
+            let head = vb.pp("classifier");
+            let pre = head.pp("dense");
+            let pre = pre.contains_tensor("weight").then_some(&pre);
+            let labels = crate::classifier::gguf_labels(g);
+            let out = head.pp("out_proj");
+            let count = out.get_unchecked("bias")?.dims1()?;
+            // The labels the file names, else `LABEL_i` for each row of the head.
+            let mut named = labels;
+            named.resize(count, None);
+            Some(load_head(config, pre, &out, &named)?)
+        }
+        false => None,
+    };
+    Ok((encoder, head))
+}
+
+/// A llama.cpp tensor name in transformers' spelling (None for one the encoder does not use).
+fn transformers_name(gguf: &str) -> Option<String> {
+    let (stem, suffix) = gguf.rsplit_once('.')?;
+    let top = match stem {
+        "token_embd" => Some("embeddings.word_embeddings"),
+        "position_embd" => Some("embeddings.position_embeddings"),
+        "token_types" => Some("embeddings.token_type_embeddings"),
+        "token_embd_norm" => Some("embeddings.LayerNorm"),
+        "cls" => Some("classifier.dense"),
+        "cls.output" => Some("classifier.out_proj"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(format!("{top}.{suffix}"));
+    }
+    let rest = stem.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match part {
+        "attn_q" => "attention.self.query",
+        "attn_k" => "attention.self.key",
+        "attn_v" => "attention.self.value",
+        "attn_output" => "attention.output.dense",
+        "attn_output_norm" => "attention.output.LayerNorm",
+        "ffn_up" => "intermediate.dense",
+        "ffn_down" => "output.dense",
+        "layer_output_norm" => "output.LayerNorm",
+        _ => return None,
+    };
+    Some(format!("encoder.layer.{layer}.{hf}.{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transformers_name;
+
+    #[test]
+    fn llama_cpp_names_map_back_to_transformers() {
+        let name = |n: &str| transformers_name(n);
+        assert_eq!(
+            name("token_embd.weight").as_deref(),
+            Some("embeddings.word_embeddings.weight")
+        );
+        assert_eq!(
+            name("blk.11.attn_output_norm.bias").as_deref(),
+            Some("encoder.layer.11.attention.output.LayerNorm.bias")
+        );
+        assert_eq!(
+            name("cls.output.weight").as_deref(),
+            Some("classifier.out_proj.weight")
+        );
+        assert_eq!(name("cls.bias").as_deref(), Some("classifier.dense.bias"));
+        assert_eq!(name("blk.0.attn_qkv.weight"), None);
+        assert_eq!(name("output_norm.weight"), None);
+    }
+}
