@@ -68,7 +68,7 @@ fn silu(g: f32) -> f32 {
 /// `0.5·g·(1 + tanh(z))` written as `g · sigmoid(2z)`: the same value without the
 /// cancellation of `1 + tanh(z)` near -1.
 #[inline(always)]
-fn gelu_tanh(g: f32) -> f32 {
+pub(crate) fn gelu_tanh(g: f32) -> f32 {
     const K: f32 = 0.797_884_6; // √(2/π)
     let z = K * (g + 0.044_715 * g * g * g);
     g / (1.0 + exp(-2.0 * z))
@@ -82,7 +82,7 @@ pub fn tanh(y: f32) -> f32 {
 
 /// Whether the CPU can run the AVX2+FMA instances of the pointwise and attention kernels.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
+pub fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
@@ -152,6 +152,62 @@ pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
             }
         }),
     }
+}
+
+/// Each row of `width` values replaced by its softmax, rows in parallel: an encoder's
+/// attention weights over all of an input's keys (no mask). A row's max is subtracted first;
+/// a row of -inf or NaN gives zeros.
+pub fn softmax_rows(x: &mut [f32], width: usize) {
+    use rayon::prelude::*;
+    if width == 0 {
+        return;
+    }
+    // Enough rows per task to amortise the scheduling (at least ~16k values).
+    let rows_per_task = (16_384 / width).max(1);
+    x.par_chunks_mut(rows_per_task * width).for_each(|rows| {
+        for row in rows.chunks_mut(width) {
+            softmax_row(row);
+        }
+    });
+}
+
+fn softmax_row(x: &mut [f32]) {
+    dispatch!(softmax_row_in_place(x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut lanes = [0f32; 16];
+        for chunk in x.chunks_mut(16) {
+            for (l, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
+                *v = weight(*v - max);
+                *l += *v;
+            }
+        }
+        let sum: f32 = lanes.iter().sum();
+        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+    })
+}
+
+/// `0.5·x·(1 + erf(x/√2))`, the exact GELU BERT-style encoders use, erf by Abramowitz and
+/// Stegun 7.1.26 (absolute error under 1.5e-7), branch-free so that it vectorizes (candle's
+/// scalar erf took as long as the projection before it).
+#[inline(always)]
+pub(crate) fn gelu_erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152,
+        1.061_405_4,
+    ];
+    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+    let a = z.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let erf_abs = 1.0 - poly * exp(-a * a);
+    0.5 * x * (1.0 + erf_abs.copysign(z))
 }
 
 /// `out = cap · tanh(x / cap)`.
@@ -243,6 +299,79 @@ pub fn binary(a: &[f32], op: Binary<'_>, out: &mut [f32]) {
             Binary::Scale(s) => o.iter_mut().zip(a).for_each(|(o, x)| *o = x * s),
         }
     });
+}
+
+#[cfg(test)]
+mod gelu_tests {
+    use super::*;
+
+    /// erf by its series (|x| < 3) or its asymptotic complement, in f64.
+    fn erf_reference(x: f64) -> f64 {
+        let a = x.abs();
+        let v = if a < 3.0 {
+            let (mut term, mut sum, mut n) = (a, a, 0.0);
+            while term.abs() > 1e-17 {
+                n += 1.0;
+                term *= -a * a / n;
+                sum += term / (2.0 * n + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            1.0 - (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
+                * (1.0 - 1.0 / (2.0 * a * a) + 3.0 / (4.0 * a.powi(4)))
+        };
+        v.copysign(x)
+    }
+
+    #[test]
+    fn gelu_is_within_a_few_ulps_of_its_definition() {
+        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+        let mut erf = xs.clone();
+        crate::encoder::bias_rows(&mut erf, &[0.0], Some(false));
+        let mut tanh = xs.clone();
+        crate::encoder::bias_rows(&mut tanh, &[0.0], Some(true));
+        for ((&x, &e), &t) in xs.iter().zip(&erf).zip(&tanh) {
+            let x64 = x as f64;
+            let want = 0.5 * x64 * (1.0 + erf_reference(x64 / 2f64.sqrt()));
+            assert!(
+                (e as f64 - want).abs() < 2e-6 * (1.0 + x64.abs()),
+                "erf form at {x}"
+            );
+            let z = (2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64.powi(3));
+            let want = 0.5 * x64 * (1.0 + z.tanh());
+            assert!(
+                (t as f64 - want).abs() < 2e-6 * (1.0 + x64.abs()),
+                "tanh form at {x}"
+            );
+        }
+        // Large inputs saturate without NaN.
+        let mut far = vec![-100.0f32, 100.0];
+        crate::encoder::bias_rows(&mut far, &[0.0], Some(false));
+        assert_eq!(far, [0.0, 100.0]);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_keep_their_order() {
+        let width = 37;
+        let mut x: Vec<f32> = (0..width * 3)
+            .map(|i| ((i * 7919) % 97) as f32 * 0.1)
+            .collect();
+        let original = x.clone();
+        softmax_rows(&mut x, width);
+        for (row, orig) in x.chunks(width).zip(original.chunks(width)) {
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+            let max = orig.iter().copied().fold(f32::MIN, f32::max);
+            let denom: f64 = orig.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            for (&p, &v) in row.iter().zip(orig) {
+                let want = ((v - max) as f64).exp() / denom;
+                assert!((p as f64 - want).abs() < 1e-6, "{p} vs {want}");
+            }
+        }
+        let mut dead = vec![f32::NEG_INFINITY; 4];
+        softmax_rows(&mut dead, 4);
+        assert_eq!(dead, [0.0; 4]);
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //! Several inputs run in one pass without padding: the projections see every input's rows
 //! stacked, attention runs over each input's own rows. An encoder reads whole inputs, so it
 //! keeps no KV cache.
-use super::config::{EncoderActivation, EncoderConfig, Family};
+use super::config::{EncoderConfig, Family};
+use super::layer::{layer_norm, Layer};
 use crate::classifier::{Classifier, Dense};
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use std::path::{Path, PathBuf};
 
 /// One input: its token ids and each token's type (segment: 0 for a single text, 0 then 1
@@ -19,17 +20,6 @@ use std::path::{Path, PathBuf};
 pub struct EncoderInput<'a> {
     pub ids: &'a [u32],
     pub type_ids: &'a [u32],
-}
-
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
-    attention_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
-    output_norm: LayerNorm,
 }
 
 pub struct BertEncoder {
@@ -106,7 +96,7 @@ impl BertEncoder {
         let eps = config.layer_norm_eps;
         let embedding_norm = layer_norm(&e.pp("LayerNorm"), h, eps)?;
         let layers = (0..config.num_layers)
-            .map(|i| load_layer(&vb.pp(format!("encoder.layer.{i}")), config))
+            .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
             .collect::<Result<Vec<_>>>()?;
         Ok(BertEncoder {
             config: config.clone(),
@@ -171,71 +161,6 @@ impl BertEncoder {
         }
         Ok(x)
     }
-}
-
-impl Layer {
-    fn forward(&self, x: &Tensor, spans: &[(usize, usize)], c: &EncoderConfig) -> Result<Tensor> {
-        let (heads, head_dim) = (c.num_heads, c.head_dim());
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = self.query.forward(x)?;
-        let k = self.key.forward(x)?;
-        let v = self.value.forward(x)?;
-        let mut context = Vec::with_capacity(spans.len());
-        for &(start, len) in spans {
-            // [len, hidden] → [heads, len, head_dim]
-            let split = |t: &Tensor| -> candle_core::Result<Tensor> {
-                t.narrow(0, start, len)?
-                    .reshape((len, heads, head_dim))?
-                    .transpose(0, 1)?
-                    .contiguous()
-            };
-            let (q, k, v) = (split(&q)?, split(&k)?, split(&v)?);
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let out = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?;
-            context.push(out.reshape((len, heads * head_dim))?);
-        }
-        let context = Tensor::cat(&context, 0)?;
-        let attended = self
-            .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let up = self.up.forward(&attended)?;
-        let up = match c.activation {
-            EncoderActivation::GeluErf => up.gelu_erf()?,
-            EncoderActivation::GeluTanh => up.gelu()?,
-            EncoderActivation::Relu => up.relu()?,
-            EncoderActivation::Silu => up.silu()?,
-        };
-        Ok(self
-            .output_norm
-            .forward(&(self.down.forward(&up)? + attended)?)?)
-    }
-}
-
-fn load_layer(vb: &VarBuilder, c: &EncoderConfig) -> Result<Layer> {
-    let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
-    let attention = vb.pp("attention");
-    let own = attention.pp("self");
-    Ok(Layer {
-        query: candle_nn::linear(h, h, own.pp("query"))?,
-        key: candle_nn::linear(h, h, own.pp("key"))?,
-        value: candle_nn::linear(h, h, own.pp("value"))?,
-        attention_out: candle_nn::linear(h, h, attention.pp("output").pp("dense"))?,
-        attention_norm: layer_norm(&attention.pp("output").pp("LayerNorm"), h, eps)?,
-        up: candle_nn::linear(h, i, vb.pp("intermediate").pp("dense"))?,
-        down: candle_nn::linear(i, h, vb.pp("output").pp("dense"))?,
-        output_norm: layer_norm(&vb.pp("output").pp("LayerNorm"), h, eps)?,
-    })
-}
-
-/// A LayerNorm saved as `weight`/`bias`, or as `gamma`/`beta` (checkpoints converted from the
-/// original TensorFlow BERT).
-fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
-    let (w, b) = match vb.contains_tensor("weight") {
-        true => ("weight", "bias"),
-        false => ("gamma", "beta"),
-    };
-    Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
 }
 
 /// A sequence classifier's head over the `[CLS]` state: a tanh layer `pre` (BERT's pooler,

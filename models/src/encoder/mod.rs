@@ -5,7 +5,9 @@
 //! embed and classify; they do not generate.
 mod bert;
 mod config;
+mod cpu_ops;
 mod gguf;
+mod layer;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use config::{EncoderActivation, EncoderConfig, Family};

@@ -1,0 +1,118 @@
+//! candle ops backed by candor's encoder kernels (`candor_kernels::encoder`) on the CPU:
+//! candle's own took as long as the products around them (a scalar erf, single-threaded bias
+//! adds, a softmax and a dozen small products and copies per input and head).
+use candle_core::{CpuStorage, Layout, Shape};
+
+/// A projection's bias added to each row in place, then GELU where asked (`Some(tanh form)`).
+pub(super) struct Bias<'a> {
+    pub bias: &'a [f32],
+    pub gelu: Option<bool>,
+}
+
+impl candle_core::InplaceOp1 for Bias<'_> {
+    fn name(&self) -> &'static str {
+        "bias"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let values = contiguous_mut(storage, layout, "bias")?;
+        if values.len() % self.bias.len().max(1) != 0 || self.bias.is_empty() {
+            candle_core::bail!(
+                "bias: {} values are no rows of {}",
+                values.len(),
+                self.bias.len()
+            );
+        }
+        candor_kernels::encoder::bias_rows(values, self.bias, self.gelu);
+        Ok(())
+    }
+}
+
+/// Softmax over the last dimension in place, rows in parallel.
+pub(super) struct Softmax;
+
+impl candle_core::InplaceOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let width = layout.dims().last().copied().unwrap_or(1);
+        let values = contiguous_mut(storage, layout, "softmax")?;
+        candor_kernels::activation::softmax_rows(values, width);
+        Ok(())
+    }
+}
+
+/// `LayerNorm(x + residual)` over rows of `weight.len()`: a post-norm layer's residual add
+/// and norm in one pass.
+pub(super) struct AddLayerNorm<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub eps: f32,
+}
+
+impl candle_core::CustomOp2 for AddLayerNorm<'_> {
+    fn name(&self) -> &'static str {
+        "add-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        residual: &CpuStorage,
+        residual_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x_values = contiguous(x, x_layout, "add-layer-norm")?;
+        let residual = contiguous(residual, residual_layout, "add-layer-norm")?;
+        let width = self.weight.len();
+        if width == 0
+            || x_values.len() % width != 0
+            || residual.len() != x_values.len()
+            || self.bias.len() != width
+        {
+            candle_core::bail!(
+                "add-layer-norm: {} values for rows of {width}",
+                x_values.len()
+            );
+        }
+        let mut out = x_values.to_vec();
+        candor_kernels::encoder::add_layer_norm(
+            &mut out,
+            residual,
+            self.weight,
+            self.bias,
+            self.eps,
+        );
+        Ok((CpuStorage::F32(out), x_layout.shape().clone()))
+    }
+}
+
+fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("{op}: f32 values only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous values only");
+    };
+    Ok(&values[start..end])
+}
+
+fn contiguous_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("{op}: f32 values only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous values only");
+    };
+    Ok(&mut values[start..end])
+}
