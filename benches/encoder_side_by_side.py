@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Encoder throughput side by side: candor's /v1/embeddings against transformers' BertModel
+on the same CPU threads, for a bge-small-en-v1.5-shaped BERT (12 layers, 384 wide, 1536 FFN,
+random weights: nothing to download) over the same token ids. Needs the versions of
+../shared/fixtures/requirements.txt (torch, transformers) and a release build of candor:
+
+    python3 benches/encoder_side_by_side.py [--candor target/release/candor] [--threads 2]
+        [--shapes 32x128,8x512] [--json FILE]
+
+Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
+"""
+import argparse
+import json
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOKENIZER = HERE.parent / "tests" / "fixtures" / "tiny" / "bert_embed"
+
+
+def make_checkout(out: Path):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+        intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
+    )
+    BertModel(config, add_pooling_layer=False).eval().save_pretrained(out, safe_serialization=True)
+    for name in ["tokenizer.json", "tokenizer_config.json"]:
+        (out / name).write_text((TOKENIZER / name).read_text())
+
+
+def inputs(n, length):
+    random.seed(0)
+    return [[2] + [random.randint(5, 30000) for _ in range(length - 2)] + [3] for _ in range(n)]
+
+
+def best_of_three(run):
+    run()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_transformers(checkout, threads, ids):
+    import torch
+    from transformers import BertModel
+
+    torch.set_num_threads(threads)
+    model = BertModel.from_pretrained(checkout, add_pooling_layer=False).eval()
+    batch = torch.tensor(ids)
+    with torch.no_grad():
+        return best_of_three(lambda: model(input_ids=batch))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_candor(url, ids):
+    body = json.dumps({"input": ids}).encode()
+
+    def post():
+        req = urllib.request.Request(url + "/v1/embeddings", data=body,
+                                     headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(req).read())
+        assert len(answer["data"]) == len(ids)
+
+    return best_of_three(post)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shapes", default="32x128,8x512")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="candor-encoder-bench-") as tmp:
+        checkout = Path(tmp) / "bge-small-shaped"
+        make_checkout(checkout)
+        port = free_port()
+        server = subprocess.Popen(
+            [args.candor, "serve", "--model", str(checkout), "--port", str(port),
+             "--threads", str(args.threads), "--max-waiting", "256"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if urllib.request.urlopen(url + "/health").status == 200:
+                        break
+                except Exception:
+                    time.sleep(0.1)
+            for n, length in shapes:
+                ids = inputs(n, length)
+                candor = time_candor(url, ids)
+                hf = time_transformers(checkout, args.threads, ids)
+                rows.append({"inputs": n, "tokens_each": length,
+                             "candor_tok_s": n * length / candor,
+                             "transformers_tok_s": n * length / hf})
+        finally:
+            server.terminate()
+            server.wait()
+    import torch
+    import transformers
+    for r in rows:
+        print(f"{r['inputs']:>3} x {r['tokens_each']:<4} candor {r['candor_tok_s']:7.0f} tok/s   "
+              f"transformers {r['transformers_tok_s']:7.0f} tok/s   "
+              f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
+    doc = {"model": "bge-small-en-v1.5 shapes, random weights", "threads": args.threads,
+           "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
