@@ -67,7 +67,10 @@ two_instances!(fn add_layer_norm_of(
 pub fn add_layer_norm(x: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32) {
     let width = weight.len();
     assert!(
-        width > 0 && x.len().is_multiple_of(width) && residual.len() == x.len() && bias.len() == width,
+        width > 0
+            && x.len().is_multiple_of(width)
+            && residual.len() == x.len()
+            && bias.len() == width,
         "add_layer_norm: {} values, {} residual values, rows of {width}",
         x.len(),
         residual.len()
