@@ -24,6 +24,25 @@ fn tokenizer(name: &str) -> Tokenizer {
         .expect("encoder tokenizer")
 }
 
+/// A golden case (a text or a pair) through `tok`: its ids and token types, checked against
+/// transformers'.
+fn checked_tokens(
+    tok: &Tokenizer,
+    config: &EncoderConfig,
+    case: &serde_json::Value,
+    name: &str,
+) -> (Vec<u32>, Vec<u32>) {
+    let text = case["text"].as_str().unwrap();
+    let ids = match case["text_pair"].as_str() {
+        Some(second) => tok.encode_pair(text, second).unwrap().expect("a pair"),
+        None => tok.encode(text, true).unwrap(),
+    };
+    assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
+    let types = token_types(&ids, tok.separator(), config.type_vocab_size);
+    assert_eq!(types, as_u32s(&case["type_ids"]), "{name}: {text}");
+    (ids, types)
+}
+
 #[test]
 fn the_encoder_tokenizer_makes_transformers_ids_and_types() {
     for name in MODELS {
@@ -31,14 +50,7 @@ fn the_encoder_tokenizer_makes_transformers_ids_and_types() {
         let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
         let golden = read_json(&dir(name).join("golden.json"));
         for case in golden["cases"].as_array().unwrap() {
-            let text = case["text"].as_str().unwrap();
-            let ids = match case["text_pair"].as_str() {
-                Some(second) => tok.encode_pair(text, second).unwrap().expect("a pair"),
-                None => tok.encode(text, true).unwrap(),
-            };
-            assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
-            let types = token_types(&ids, tok.separator(), config.type_vocab_size);
-            assert_eq!(types, as_u32s(&case["type_ids"]), "{name}: {text}");
+            checked_tokens(&tok, &config, case, name);
         }
     }
 }
@@ -153,13 +165,7 @@ fn a_llama_cpp_gguf_encodes_as_its_checkout_does() {
         for case in golden["cases"].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
             // The phantom-space vocabulary spelled back: the checkout's ids, types and states.
-            let ids = match case["text_pair"].as_str() {
-                Some(second) => tok.encode_pair(text, second).unwrap().expect("a pair"),
-                None => tok.encode(text, true).unwrap(),
-            };
-            assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
-            let types = token_types(&ids, tok.separator(), config.type_vocab_size);
-            assert_eq!(types, as_u32s(&case["type_ids"]), "{name}: {text}");
+            let (ids, types) = checked_tokens(&tok, &config, case, name);
             let input = EncoderInput {
                 ids: &ids,
                 type_ids: &types,

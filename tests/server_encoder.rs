@@ -51,6 +51,47 @@ fn assert_close(got: &[f64], want: &[f64], what: &str) {
     }
 }
 
+/// The texts of `cases` embedded by `s`, each within the tolerance of its golden states
+/// pooled (`mean`, else the first).
+async fn assert_embeds(s: &Server, cases: &[Value], hidden: usize, mean: bool, what: &str) {
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let tokens: usize = singles
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let want = unit(pooled(case, hidden, mean));
+        assert_close(&floats(&item["embedding"]), &want, what);
+    }
+}
+
+/// `/v1/classify` of the texts of `cases` by `s`: each label's probability the softmax of the
+/// golden `logits_key`.
+async fn assert_classifies(s: &Server, cases: &[Value], logits_key: &str) -> Value {
+    let (status, v) = s
+        .post("/v1/classify", &json!({"input": texts(cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let want = softmax(&floats(&case[logits_key]));
+        assert_close(&floats(&item["probs"]), &want, logits_key);
+    }
+    v
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::MIN, f64::max);
+    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
 async fn error_of(s: &Server, path: &str, body: Value) -> String {
     let (status, v) = s.post(path, &body).await;
     assert_eq!(status, 400, "{path} {body}: {v}");
@@ -68,19 +109,7 @@ async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
     let (hidden, cases) = cases("bert_embed");
     let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
     let s = Server::start_path(&dir("bert_embed"), "minilm", &[]).await;
-    let (status, v) = s
-        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let tokens: usize = singles
-        .iter()
-        .map(|c| c["ids"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
-    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
-        let want = unit(pooled(case, hidden, true));
-        assert_close(&floats(&item["embedding"]), &want, "mean pooling");
-    }
+    assert_embeds(&s, &cases, hidden, true, "mean pooling").await;
 
     // Token ids go in as sent (the tokenizer's [CLS] and [SEP] included).
     let ids = &singles[1]["ids"];
@@ -155,33 +184,18 @@ async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
 async fn cls_pooling_reads_the_first_state() {
     let (hidden, cases) = cases("bert_embed");
     let s = Server::start_path(&dir("bert_embed"), "bge", &["--pooling", "cls"]).await;
-    let (status, v) = s
-        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let singles = cases.iter().filter(|c| c["kind"] == "text");
-    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
-        let want = unit(pooled(case, hidden, false));
-        assert_close(&floats(&item["embedding"]), &want, "cls pooling");
-    }
+    assert_embeds(&s, &cases, hidden, false, "cls pooling").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bert_classifier_labels_texts_from_its_cls_state() {
     let (_, cases) = cases("bert_classifier");
     let s = Server::start_path(&dir("bert_classifier"), "sentiment", &[]).await;
-    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
-    let (status, v) = s
-        .post("/v1/classify", &json!({"input": texts(&cases)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
+    let v = assert_classifies(&s, &cases, "logits").await;
     let labels = ["negative", "neutral", "positive"];
-    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
-        let logits = floats(&case["logits"]);
-        let max = logits.iter().copied().fold(f64::MIN, f64::max);
-        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-        let want: Vec<f64> = exp.iter().map(|e| e / exp.iter().sum::<f64>()).collect();
-        assert_close(&floats(&item["probs"]), &want, "probs");
+    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
+        let want = softmax(&floats(&case["logits"]));
         let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
         assert_eq!(item["label"], labels[best], "{v}");
     }
@@ -265,30 +279,12 @@ async fn a_llama_cpp_gguf_embeds_and_classifies() {
     // Mean pooling, as its `bert.pooling_type` says.
     let (hidden, embedded) = cases("bert_embed");
     let s = Server::start_path(&gguf("bert_embed"), "minilm-gguf", &[]).await;
-    let (status, v) = s
-        .post("/v1/embeddings", &json!({"input": texts(&embedded)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let singles = embedded.iter().filter(|c| c["kind"] == "text");
-    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
-        let want = unit(pooled(case, hidden, true));
-        assert_close(&floats(&item["embedding"]), &want, "gguf mean pooling");
-    }
+    assert_embeds(&s, &embedded, hidden, true, "gguf mean pooling").await;
     let refused = error_of(&s, "/v1/completions", json!({"prompt": "the cat"})).await;
     assert!(refused.contains("encoder"), "{refused}");
 
+    // Without BERT's pooler, which the converter drops.
     let (_, cases) = cases("bert_classifier");
     let s = Server::start_path(&gguf("bert_classifier"), "sentiment-gguf", &[]).await;
-    let (status, v) = s
-        .post("/v1/classify", &json!({"input": texts(&cases)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let singles = cases.iter().filter(|c| c["kind"] == "text");
-    for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
-        let logits = floats(&case["gguf_logits"]);
-        let max = logits.iter().copied().fold(f64::MIN, f64::max);
-        let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-        let want: Vec<f64> = exp.iter().map(|e| e / exp.iter().sum::<f64>()).collect();
-        assert_close(&floats(&item["probs"]), &want, "gguf probs");
-    }
+    assert_classifies(&s, &cases, "gguf_logits").await;
 }

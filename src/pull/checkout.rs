@@ -3,9 +3,7 @@
 //! template) land in `DIR/hf/ORG/REPO/`, each checked against the Hub's listed sha256 as a
 //! single file is, and a marker written last says the checkout is whole. READMEs, ONNX and
 //! PyTorch copies of the weights, and training leftovers are not fetched.
-use super::progress::Meter;
-use super::verify::{with_suffix, Expect};
-use super::{hub, io_err, lock_for, one_line, PullError, PullOptions};
+use super::{fetch_hub_file, io_err, lock_for, one_line, PullError, PullOptions};
 use std::path::{Path, PathBuf};
 
 /// Written into a checkout directory once every file is in place (the files, one a line).
@@ -83,21 +81,8 @@ pub fn pull_checkout(
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        let partial = with_suffix(&dest, ".partial");
-        let mut meter = Meter::new(opts.progress, file);
-        let got = hub::fetch(
-            &[(repo, file.as_str())],
-            Expect::default(),
-            &partial,
-            opts,
-            &mut meter,
-        );
-        drop(meter);
-        if let Err(r) = got {
-            let _ = std::fs::remove_file(&partial);
-            return Err(failed(format!("Hugging Face: {}", one_line(&r))));
-        }
-        std::fs::rename(&partial, &dest).map_err(io_err(&dest))?;
+        fetch_hub_file(repo, file, &dest, opts)?
+            .map_err(|r| failed(format!("Hugging Face: {}", one_line(&r))))?;
     }
     let marker = dir.join(MARKER);
     std::fs::write(&marker, files.join("\n") + "\n").map_err(io_err(&marker))?;

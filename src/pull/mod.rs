@@ -500,10 +500,26 @@ fn resolve_hub(
     if dest.is_file() {
         return Ok(dest);
     }
-    let partial = with_suffix(&dest, ".partial");
-    let mut meter = Meter::new(opts.progress, &file);
+    let d = fetch_hub_file(repo, &file, &dest, opts)?
+        .map_err(|r| failed(format!("Hugging Face: {}", one_line(&r))))?;
+    verify::write_stamp(&dest, &d.sha256);
+    eprintln!("pulled {spec} -> {}", dest.display());
+    Ok(dest)
+}
+
+/// Fetch `file` of `repo` from the Hub into `dest` by way of `dest.partial` (renamed into
+/// place, or removed when the fetch fails): the outer error is the filesystem's, the inner
+/// why the Hub gave no such file.
+fn fetch_hub_file(
+    repo: &str,
+    file: &str,
+    dest: &Path,
+    opts: &PullOptions,
+) -> Result<Result<verify::Digest, String>, PullError> {
+    let partial = with_suffix(dest, ".partial");
+    let mut meter = Meter::new(opts.progress, file);
     let got = hub::fetch(
-        &[(repo, file.as_str())],
+        &[(repo, file)],
         Expect::default(),
         &partial,
         opts,
@@ -512,14 +528,12 @@ fn resolve_hub(
     drop(meter);
     match got {
         Ok(d) => {
-            std::fs::rename(&partial, &dest).map_err(io_err(&dest))?;
-            verify::write_stamp(&dest, &d.sha256);
-            eprintln!("pulled {spec} -> {}", dest.display());
-            Ok(dest)
+            std::fs::rename(&partial, dest).map_err(io_err(dest))?;
+            Ok(Ok(d))
         }
         Err(r) => {
             let _ = std::fs::remove_file(&partial);
-            Err(failed(format!("Hugging Face: {}", one_line(&r))))
+            Ok(Err(r))
         }
     }
 }
