@@ -260,7 +260,12 @@ fn encoders_match_transformers_on_the_gpu() {
         return;
     }
     let device = candle_core::Device::new_cuda(0).unwrap();
-    for name in ["bert_embed", "bert_classifier", "xlmr_reranker"] {
+    for name in [
+        "bert_embed",
+        "bert_classifier",
+        "xlmr_reranker",
+        "xlmr_spm_reranker",
+    ] {
         let dir = fixtures().join("tiny").join(name);
         let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
         let (encoder, head) = BertEncoder::load(&config, &dir, &device).unwrap();
@@ -268,7 +273,7 @@ fn encoders_match_transformers_on_the_gpu() {
         let cases = g["cases"].as_array().unwrap();
         let ids: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["ids"])).collect();
         let separator = match name {
-            "xlmr_reranker" => Some(2),
+            "xlmr_reranker" | "xlmr_spm_reranker" => Some(2),
             _ => Some(3),
         };
         let types: Vec<Vec<u32>> = (ids.iter())

@@ -288,3 +288,41 @@ async fn a_llama_cpp_gguf_embeds_and_classifies() {
     let s = Server::start_path(&gguf("bert_classifier"), "sentiment-gguf", &[]).await;
     assert_classifies(&s, &cases, "gguf_logits").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xlm_roberta_gguf_reranks_with_its_sentencepiece_vocabulary() {
+    let (_, cases) = cases("xlmr_spm_reranker");
+    let pairs: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "pair").collect();
+    let query = pairs[0]["text"].as_str().unwrap();
+    let documents: Vec<&str> = (pairs.iter())
+        .map(|c| c["text_pair"].as_str().unwrap())
+        .collect();
+    let want: Vec<f64> = (pairs.iter())
+        .map(|c| 1.0 / (1.0 + (-floats(&c["logits"])[0]).exp()))
+        .collect();
+    let gguf = common::fixtures()
+        .join("tiny")
+        .join("xlmr_spm_reranker.gguf");
+    let s = Server::start_path(&gguf, "bge-reranker-gguf", &[]).await;
+    let (status, v) = s
+        .post("/v1/score", &json!({"text_1": query, "text_2": documents}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let scores: Vec<f64> = (v["data"].as_array().unwrap().iter())
+        .map(|d| d["score"].as_f64().unwrap())
+        .collect();
+    assert_close(&scores, &want, "/v1/score over the GGUF");
+    let tokens: usize = pairs
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    let (status, v) = s
+        .post("/rerank", &json!({"query": query, "documents": documents}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let best = (0..want.len())
+        .max_by(|&a, &b| want[a].total_cmp(&want[b]))
+        .unwrap();
+    assert_eq!(v["results"][0]["index"], best, "{v}");
+}

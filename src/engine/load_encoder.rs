@@ -47,7 +47,7 @@ pub fn load_encoder(
 }
 
 /// A GGUF of architecture `bert` (llama.cpp's converter's: its tokenizer a WordPiece
-/// vocabulary, its pooling `bert.pooling_type`).
+/// vocabulary, or XLM-R's Unigram one; its pooling `bert.pooling_type`).
 pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     check_options(opts)?;
     let gguf = GgufFile::open(path, true)?;
@@ -57,8 +57,8 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         Tokenizer::from_gguf_metadata(&gguf.take_tokenizer_metadata()).map_err(ModelError::from)?;
     if tokenizer.separator().is_none() {
         return Err(refused(
-            "this GGUF's tokenizer is not a WordPiece vocabulary (tokenizer model `bert`); an \
-             encoder with another one (XLM-RoBERTa's `t5`) is served from its checkout",
+            "this GGUF's tokenizer is neither a WordPiece vocabulary (tokenizer model `bert`) \
+             nor a SentencePiece Unigram one (`t5`), the two an encoder is served with",
         ));
     }
     if tokenizer.vocab_size() > config.vocab_size {

@@ -281,6 +281,33 @@ impl Tokenizer {
                     false,
                 )
             }
+            "t5" => {
+                let scores: Vec<f32> = numbers(md, "tokenizer.ggml.scores")?
+                    .map(|v| v.into_iter().map(|x| x as f32).collect())
+                    .ok_or_else(|| TokenizerError::MissingKey("tokenizer.ggml.scores".into()))?;
+                let charsmap: Option<Vec<u8>> = numbers(md, "tokenizer.ggml.precompiled_charsmap")?
+                    .map(|v| v.into_iter().map(|x| x as u8).collect());
+                let spec = super::unigram::UnigramSpec {
+                    scores: &scores,
+                    charsmap: charsmap.as_deref(),
+                    add_space_prefix: flag(md, "tokenizer.ggml.add_space_prefix").unwrap_or(true),
+                    remove_extra_whitespaces: flag(md, "tokenizer.ggml.remove_extra_whitespaces")
+                        .unwrap_or(true),
+                    bos,
+                    eos,
+                    sep: id(md, "tokenizer.ggml.seperator_token_id"),
+                    unk,
+                };
+                let built = super::unigram::from_gguf(&tokens, &types, spec)?;
+                encoder = Some(built.sep);
+                (
+                    Model::Hf(Box::new(built.tokenizer)),
+                    built.special,
+                    Verbatim::default(),
+                    false,
+                    false,
+                )
+            }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let mut t = Tokenizer {

@@ -6,6 +6,7 @@ mod pre;
 mod spm;
 mod stream;
 mod token_bytes;
+mod unigram;
 mod wordpiece;
 pub use token_bytes::TokenBytes;
 
@@ -19,7 +20,7 @@ pub enum TokenizerError {
     MissingKey(String),
     #[error("tokenizer metadata: `{key}` has the wrong type ({expected} expected)")]
     WrongType { key: String, expected: &'static str },
-    #[error("unsupported tokenizer model `{0}` (supported: gpt2, llama, bert)")]
+    #[error("unsupported tokenizer model `{0}` (supported: gpt2, llama, bert, t5)")]
     UnsupportedModel(String),
     #[error("token id {id} is out of the vocabulary (size {vocab})")]
     OutOfVocab { id: u32, vocab: usize },
