@@ -273,13 +273,7 @@ impl Tokenizer {
                 };
                 let built = super::wordpiece::from_gguf(&tokens, &types, ids)?;
                 encoder = Some(built.sep);
-                (
-                    Model::Hf(Box::new(built.tokenizer)),
-                    built.special,
-                    Verbatim::default(),
-                    false,
-                    false,
-                )
+                built.parts()
             }
             "t5" => {
                 let scores: Vec<f32> = numbers(md, "tokenizer.ggml.scores")?
@@ -300,13 +294,7 @@ impl Tokenizer {
                 };
                 let built = super::unigram::from_gguf(&tokens, &types, spec)?;
                 encoder = Some(built.sep);
-                (
-                    Model::Hf(Box::new(built.tokenizer)),
-                    built.special,
-                    Verbatim::default(),
-                    false,
-                    false,
-                )
+                built.parts()
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };

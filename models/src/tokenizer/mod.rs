@@ -399,6 +399,25 @@ impl Tokenizer {
     }
 }
 
+/// An encoder's tokenizer built from a GGUF vocabulary (`wordpiece`, `unigram`): special
+/// tokens come from its post-processor.
+pub(crate) struct EncoderVocab {
+    pub tokenizer: tokenizers::Tokenizer,
+    /// Per token: whether it is a control token (matched whole, skipped on decode).
+    pub special: Vec<bool>,
+    /// The separator between a pair's texts.
+    pub sep: u32,
+}
+
+impl EncoderVocab {
+    /// What `Tokenizer::from_gguf_metadata` assembles: the model, the special flags, no
+    /// verbatim pieces, no BOS rule (the post-processor adds `[CLS]`), no space prefix.
+    pub(crate) fn parts(self) -> (Model, Vec<bool>, Verbatim, bool, bool) {
+        let model = Model::Hf(Box::new(self.tokenizer));
+        (model, self.special, Verbatim::default(), false, false)
+    }
+}
+
 /// Tokens matched verbatim in text, indexed by first byte, longest first.
 #[derive(Default)]
 pub(crate) struct Verbatim {

@@ -4,7 +4,7 @@
 //! own precompiled normalization map, trailing spaces stripped and runs of spaces joined where
 //! it removes extra whitespace, `▁` before each word, `<s> a </s>` and pairs
 //! `<s> a </s></s> b </s>`.
-use super::TokenizerError;
+use super::{EncoderVocab, TokenizerError};
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::precompiled::Precompiled;
@@ -29,12 +29,6 @@ pub(super) struct UnigramSpec<'a> {
     pub unk: Option<u32>,
 }
 
-pub(super) struct Built {
-    pub tokenizer: tokenizers::Tokenizer,
-    pub special: Vec<bool>,
-    pub sep: u32,
-}
-
 fn failed(step: &str, e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Backend(format!("Unigram {step}: {e}"))
 }
@@ -43,7 +37,7 @@ pub(super) fn from_gguf(
     tokens: &[String],
     types: &[i32],
     spec: UnigramSpec<'_>,
-) -> Result<Built, TokenizerError> {
+) -> Result<EncoderVocab, TokenizerError> {
     if spec.scores.len() != tokens.len() {
         return Err(TokenizerError::WrongType {
             key: "tokenizer.ggml.scores".into(),
@@ -111,7 +105,7 @@ pub(super) fn from_gguf(
         .collect();
     tk.add_special_tokens(added)
         .map_err(|e| failed("special tokens", e))?;
-    Ok(Built {
+    Ok(EncoderVocab {
         tokenizer: tk,
         special,
         sep,

@@ -6,7 +6,7 @@
 //! model's (llama.cpp lowercases every BERT; a cased model such as bert-base-cased would lose
 //! its case there). Special tokens come from the post-processor: `[CLS] a [SEP]`, pairs
 //! `[CLS] a [SEP] b [SEP]` with the second text of type 1.
-use super::TokenizerError;
+use super::{EncoderVocab, TokenizerError};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
@@ -23,13 +23,6 @@ pub(super) struct WordPieceIds {
     pub cls: Option<u32>,
     pub sep: Option<u32>,
     pub unk: Option<u32>,
-}
-
-pub(super) struct Built {
-    pub tokenizer: tokenizers::Tokenizer,
-    /// Per token: whether it is a control token (matched whole, skipped on decode).
-    pub special: Vec<bool>,
-    pub sep: u32,
 }
 
 fn backend(step: &'static str) -> impl Fn(tokenizers::Error) -> TokenizerError {
@@ -51,7 +44,7 @@ pub(super) fn from_gguf(
     tokens: &[String],
     types: &[i32],
     ids: WordPieceIds,
-) -> Result<Built, TokenizerError> {
+) -> Result<EncoderVocab, TokenizerError> {
     let pieces: Vec<String> = (tokens.iter().zip(types))
         .map(|(t, &kind)| unphantom(t, kind))
         .collect();
@@ -100,7 +93,7 @@ pub(super) fn from_gguf(
         .collect();
     tk.add_special_tokens(added)
         .map_err(backend("special tokens"))?;
-    Ok(Built {
+    Ok(EncoderVocab {
         tokenizer: tk,
         special,
         sep,
