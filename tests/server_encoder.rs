@@ -92,6 +92,38 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
     exp.iter().map(|e| e / sum).collect()
 }
 
+/// The golden pairs of `cases` (one query, its documents) scored by `s` at `path`: each the
+/// sigmoid of its golden logit, the tokens read all the pairs'. Returns the query, the
+/// documents and those scores.
+async fn assert_scores_pairs<'a>(
+    s: &Server,
+    path: &str,
+    cases: &'a [Value],
+) -> (&'a str, Vec<&'a str>, Vec<f64>) {
+    let pairs: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "pair").collect();
+    let query = pairs[0]["text"].as_str().unwrap();
+    let documents: Vec<&str> = (pairs.iter())
+        .map(|c| c["text_pair"].as_str().unwrap())
+        .collect();
+    let want: Vec<f64> = (pairs.iter())
+        .map(|c| 1.0 / (1.0 + (-floats(&c["logits"])[0]).exp()))
+        .collect();
+    let (status, v) = s
+        .post(path, &json!({"text_1": query, "text_2": documents}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let scores: Vec<f64> = (v["data"].as_array().unwrap().iter())
+        .map(|d| d["score"].as_f64().unwrap())
+        .collect();
+    assert_close(&scores, &want, path);
+    let tokens: usize = pairs
+        .iter()
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    (query, documents, want)
+}
+
 async fn error_of(s: &Server, path: &str, body: Value) -> String {
     let (status, v) = s.post(path, &body).await;
     assert_eq!(status, 400, "{path} {body}: {v}");
@@ -209,30 +241,8 @@ async fn a_bert_classifier_labels_texts_from_its_cls_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xlm_roberta_cross_encoder_reranks_its_own_pairs() {
     let (_, cases) = cases("xlmr_reranker");
-    let pairs: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "pair").collect();
-    let query = pairs[0]["text"].as_str().unwrap();
-    let documents: Vec<&str> = pairs
-        .iter()
-        .map(|c| c["text_pair"].as_str().unwrap())
-        .collect();
-    let want: Vec<f64> = (pairs.iter())
-        .map(|c| 1.0 / (1.0 + (-floats(&c["logits"])[0]).exp()))
-        .collect();
     let s = Server::start_path(&dir("xlmr_reranker"), "bge-reranker", &[]).await;
-
-    let (status, v) = s
-        .post("/score", &json!({"text_1": query, "text_2": documents}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let scores: Vec<f64> = (v["data"].as_array().unwrap().iter())
-        .map(|d| d["score"].as_f64().unwrap())
-        .collect();
-    assert_close(&scores, &want, "/score");
-    let tokens: usize = pairs
-        .iter()
-        .map(|c| c["ids"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    let (query, documents, want) = assert_scores_pairs(&s, "/score", &cases).await;
 
     let (status, v) = s
         .post(
@@ -292,31 +302,11 @@ async fn a_llama_cpp_gguf_embeds_and_classifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xlm_roberta_gguf_reranks_with_its_sentencepiece_vocabulary() {
     let (_, cases) = cases("xlmr_spm_reranker");
-    let pairs: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "pair").collect();
-    let query = pairs[0]["text"].as_str().unwrap();
-    let documents: Vec<&str> = (pairs.iter())
-        .map(|c| c["text_pair"].as_str().unwrap())
-        .collect();
-    let want: Vec<f64> = (pairs.iter())
-        .map(|c| 1.0 / (1.0 + (-floats(&c["logits"])[0]).exp()))
-        .collect();
     let gguf = common::fixtures()
         .join("tiny")
         .join("xlmr_spm_reranker.gguf");
     let s = Server::start_path(&gguf, "bge-reranker-gguf", &[]).await;
-    let (status, v) = s
-        .post("/v1/score", &json!({"text_1": query, "text_2": documents}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let scores: Vec<f64> = (v["data"].as_array().unwrap().iter())
-        .map(|d| d["score"].as_f64().unwrap())
-        .collect();
-    assert_close(&scores, &want, "/v1/score over the GGUF");
-    let tokens: usize = pairs
-        .iter()
-        .map(|c| c["ids"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    let (query, documents, want) = assert_scores_pairs(&s, "/v1/score", &cases).await;
     let (status, v) = s
         .post("/rerank", &json!({"query": query, "documents": documents}))
         .await;

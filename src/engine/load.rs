@@ -332,26 +332,38 @@ fn log_plugin_placement(backend: &PluginBackend) {
 pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineError> {
     let tok = match &opened.gguf {
         // Takes the vocabulary arrays out of the file's metadata: the tokenizer keeps its own.
-        Some(g) => Tokenizer::from_gguf_metadata(&g.take_tokenizer_metadata()),
-        None => {
-            let file = opened.path.join("tokenizer.json");
-            if !file.exists() {
-                return Ok(None);
-            }
-            let config = opened.path.join("tokenizer_config.json");
-            Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
-        }
+        Some(g) => Tokenizer::from_gguf_metadata(&g.take_tokenizer_metadata())
+            .map_err(candor_models::ModelError::from)?,
+        None => match checkout_tokenizer(&opened.path)? {
+            Some(tok) => tok,
+            None => return Ok(None),
+        },
     };
-    let tok = tok.map_err(candor_models::ModelError::from)?;
-    if tok.vocab_size() > opened.spec.vocab_size {
+    fitting(tok, opened.spec.vocab_size).map(Some)
+}
+
+/// A checkout's `tokenizer.json` (with its `tokenizer_config.json`), if it has one.
+pub fn checkout_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>, EngineError> {
+    let file = dir.join("tokenizer.json");
+    if !file.exists() {
+        return Ok(None);
+    }
+    let config = dir.join("tokenizer_config.json");
+    let tok = Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
+        .map_err(candor_models::ModelError::from)?;
+    Ok(Some(tok))
+}
+
+/// `tok`, if its ids all fall within the model's vocabulary of `vocab` rows.
+pub fn fitting(tok: Tokenizer, vocab: usize) -> Result<Tokenizer, EngineError> {
+    if tok.vocab_size() > vocab {
         return Err(candor_models::ModelError::Config(format!(
-            "the tokenizer has {} tokens, the model's vocabulary {}",
-            tok.vocab_size(),
-            opened.spec.vocab_size
+            "the tokenizer has {} tokens, the model's vocabulary {vocab}",
+            tok.vocab_size()
         ))
         .into());
     }
-    Ok(Some(tok))
+    Ok(tok)
 }
 
 /// A classifier from the LM head's rows of `tokens`, each a vocabulary string of its own.

@@ -5,7 +5,7 @@
 use super::block_manager::BLOCK_SIZE;
 use super::encoder_runner::EncoderRunner;
 use super::error::EngineError;
-use super::load::{LoadOptions, LoadedModel};
+use super::load::{checkout_tokenizer, fitting, LoadOptions, LoadedModel};
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
@@ -26,7 +26,13 @@ pub fn load_encoder(
     check_options(opts)?;
     let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
     let (encoder, head) = BertEncoder::load(&config, path, &device)?;
-    let tokenizer = encoder_tokenizer(path, config.vocab_size)?;
+    let tokenizer = match checkout_tokenizer(path)? {
+        Some(tok) => Some(fitting(
+            tok.for_encoder().map_err(ModelError::from)?,
+            config.vocab_size,
+        )?),
+        None => None,
+    };
     let pooling = match super::pooling::from_sentence_transformers(path) {
         Ok(found) => found,
         Err(e) => {
@@ -61,13 +67,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
              nor a SentencePiece Unigram one (`t5`), the two an encoder is served with",
         ));
     }
-    if tokenizer.vocab_size() > config.vocab_size {
-        return Err(refused(&format!(
-            "the tokenizer has {} tokens, the model's vocabulary {}",
-            tokenizer.vocab_size(),
-            config.vocab_size
-        )));
-    }
+    let tokenizer = fitting(tokenizer, config.vocab_size)?;
     let (encoder, head) = candor_models::encoder::load_gguf(&config, &gguf, &device)?;
     let pooling = gguf
         .get_usize(&format!(
@@ -144,25 +144,6 @@ impl Encoder {
 
 fn refused(message: &str) -> EngineError {
     EngineError::Model(ModelError::Config(message.into()))
-}
-
-/// The checkout's tokenizer.json in encoder mode, if it has one.
-fn encoder_tokenizer(dir: &Path, vocab: usize) -> Result<Option<Tokenizer>, EngineError> {
-    let file = dir.join("tokenizer.json");
-    if !file.exists() {
-        return Ok(None);
-    }
-    let config = dir.join("tokenizer_config.json");
-    let tok = Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
-        .and_then(Tokenizer::for_encoder)
-        .map_err(ModelError::from)?;
-    if tok.vocab_size() > vocab {
-        return Err(EngineError::Model(ModelError::Config(format!(
-            "the tokenizer has {} tokens, the model's vocabulary {vocab}",
-            tok.vocab_size()
-        ))));
-    }
-    Ok(Some(tok))
 }
 
 /// Where an encoder runs: candle's CPU (in a pool of `threads`) or a CUDA device. Device

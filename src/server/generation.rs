@@ -554,7 +554,7 @@ async fn drive(
 /// classifier (its file's head scores labels), or an encoder (it reads text whole and has no
 /// language-model head).
 pub fn generation_refused(ready: &Ready) -> ApiError {
-    if ready.facts.arch == candor_models::spec::Arch::Bert.name() {
+    if ready.encoder {
         let head = match ready.classifier {
             Some(_) => "; its classification head answers /classify, /score and /rerank",
             None => "",
