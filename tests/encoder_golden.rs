@@ -1,4 +1,5 @@
-//! BERT-style encoders against transformers (tests/fixtures/tiny/make_encoders.py): the
+//! BERT-style encoders against transformers (tests/fixtures/tiny/make_encoders.py, and
+//! make_nomic.py for NomicBERT: rotary positions, SwiGLU, the remote code's names): the
 //! tokenizer's ids for texts and pairs, each token's type as the engine derives it, every
 //! final hidden state of every input run together in one pass (within 1e-4), and the
 //! classifier heads' logits from the `[CLS]` state.
@@ -9,12 +10,18 @@ use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInp
 use candor_models::tokenizer::Tokenizer;
 use common::{as_f32s, as_u32s, max_abs_diff, read_json};
 
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 5] = [
     "bert_embed",
     "bert_classifier",
     "xlmr_reranker",
     "xlmr_spm_reranker",
+    "nomic_embed",
 ];
+
+/// Whether the fixture is a sequence classifier (a head over `[CLS]`).
+fn has_head(name: &str) -> bool {
+    !name.ends_with("_embed")
+}
 
 fn dir(name: &str) -> std::path::PathBuf {
     common::fixtures().join("tiny").join(name)
@@ -65,7 +72,7 @@ fn every_hidden_state_and_head_matches_transformers() {
     for name in MODELS {
         let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
         let (encoder, head) = BertEncoder::load(&config, &dir(name), &Device::Cpu).unwrap();
-        assert_eq!(head.is_some(), name != "bert_embed", "{name}");
+        assert_eq!(head.is_some(), has_head(name), "{name}");
         let golden = read_json(&dir(name).join("golden.json"));
         let cases = golden["cases"].as_array().unwrap();
         let ids: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["ids"])).collect();
@@ -160,7 +167,12 @@ fn gguf(name: &str) -> candor_models::weights::gguf::GgufFile {
 
 #[test]
 fn a_llama_cpp_gguf_encodes_as_its_checkout_does() {
-    for name in ["bert_embed", "bert_classifier", "xlmr_spm_reranker"] {
+    for name in [
+        "bert_embed",
+        "bert_classifier",
+        "xlmr_spm_reranker",
+        "nomic_embed",
+    ] {
         let file = gguf(name);
         let config = EncoderConfig::from_gguf(&file).unwrap();
         let tok = Tokenizer::from_gguf_metadata(&file.take_tokenizer_metadata()).unwrap();
@@ -191,6 +203,32 @@ fn a_llama_cpp_gguf_encodes_as_its_checkout_does() {
                 assert!(diff < 1e-4, "{name} {text}: logits differ by {diff}");
             }
         }
-        assert_eq!(head.is_some(), name != "bert_embed");
+        assert_eq!(head.is_some(), has_head(name), "{name}");
+    }
+}
+
+#[test]
+fn nomic_bert_serves_the_positions_it_was_trained_at() {
+    // The checkout's `n_positions` is 8192; it was trained at 48 (`max_trained_positions`),
+    // as the GGUF's `context_length` says too.
+    let config = EncoderConfig::from_dir(&dir("nomic_embed"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(config.context(), 48);
+    assert_eq!(
+        EncoderConfig::from_gguf(&gguf("nomic_embed"))
+            .unwrap()
+            .context(),
+        48
+    );
+    let (encoder, _) = BertEncoder::load(&config, &dir("nomic_embed"), &Device::Cpu).unwrap();
+    for (len, fits) in [(48, true), (49, false)] {
+        let ids = vec![7u32; len];
+        let types = vec![0u32; len];
+        let input = EncoderInput {
+            ids: &ids,
+            type_ids: &types,
+        };
+        assert_eq!(encoder.forward(&[input]).is_ok(), fits, "{len} tokens");
     }
 }

@@ -1,5 +1,5 @@
 //! BERT-style encoders served over HTTP, against transformers' goldens
-//! (tests/fixtures/tiny/make_encoders.py): embeddings pooled as the checkout's
+//! (tests/fixtures/tiny/make_encoders.py, make_nomic.py): embeddings pooled as the checkout's
 //! sentence-transformers files say (mean) or as `--pooling cls` asks, a BERT classifier's
 //! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
 //! generation refused with a message that says what an encoder answers; bad input a 400.
@@ -315,4 +315,28 @@ async fn an_xlm_roberta_gguf_reranks_with_its_sentencepiece_vocabulary() {
         .max_by(|&a, &b| want[a].total_cmp(&want[b]))
         .unwrap();
     assert_eq!(v["results"][0]["index"], best, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nomic_embed_text_embeds_from_its_checkout_and_its_gguf() {
+    // NomicBERT (tests/fixtures/tiny/make_nomic.py): rotary positions and SwiGLU, mean pooling
+    // by its sentence-transformers files and by the GGUF's `nomic-bert.pooling_type`.
+    let (hidden, cases) = cases("nomic_embed");
+    let gguf = common::fixtures().join("tiny").join("nomic_embed.gguf");
+    for (path, name) in [(dir("nomic_embed"), "nomic"), (gguf, "nomic-gguf")] {
+        let s = Server::start_path(&path, name, &[]).await;
+        assert_embeds(&s, &cases, hidden, true, name).await;
+        // Trained at 48 positions: a longer input is refused, or cut when asked.
+        let long = vec!["cat"; 60].join(" ");
+        let (status, v) = s.post("/v1/embeddings", &json!({"input": long})).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        let (status, v) = s
+            .post(
+                "/v1/embeddings",
+                &json!({"input": long, "truncate_prompt_tokens": 48}),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {v}");
+        assert_eq!(v["usage"]["prompt_tokens"], 48, "{name}: {v}");
+    }
 }

@@ -57,6 +57,30 @@ fn bias_rows_body(rows: &mut [f32], bias: &[f32], gelu: Option<bool>) {
     }
 }
 
+/// `out[r] = silu(gate[r]) ⊙ up[r]` where each row of `gate_up` is `[gate | up]`, `2 · width`
+/// wide (a gated feed-forward's two projections as one product): rows in parallel.
+pub fn gated_silu_rows(gate_up: &[f32], out: &mut [f32], width: usize) {
+    if width == 0 || gate_up.len() != 2 * out.len() || !out.len().is_multiple_of(width) {
+        panic!(
+            "gated_silu_rows: {} values are no rows of gate|up for {} outputs of {width}",
+            gate_up.len(),
+            out.len()
+        );
+    }
+    let rows = rows_per_task(2 * width);
+    out.par_chunks_mut(rows * width)
+        .zip(gate_up.par_chunks(rows * 2 * width))
+        .for_each(|(out, gate_up)| {
+            for (o, gu) in out
+                .chunks_exact_mut(width)
+                .zip(gate_up.chunks_exact(2 * width))
+            {
+                let (gate, up) = gu.split_at(width);
+                crate::activation::glu_chunk(gate, up, crate::activation::Act::Silu, o);
+            }
+        });
+}
+
 two_instances!(fn add_layer_norm_of(
     rows: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32
 ) => add_layer_norm_body);
@@ -141,6 +165,30 @@ mod tests {
                 let want = (row[i] - mean) / var.sqrt() * weight[i] as f64 + bias[i] as f64;
                 let g = got[r * width + i] as f64;
                 assert!((g - want).abs() < 1e-5, "row {r} value {i}: {g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn gated_silu_reads_each_row_as_gate_then_up() {
+        let width = 5;
+        // Enough rows for several parallel tasks.
+        let rows = 2 * rows_per_task(2 * width) + 3;
+        let gate_up: Vec<f32> = (0..rows * 2 * width)
+            .map(|i| ((i * 37) % 23) as f32 / 4.0 - 2.5)
+            .collect();
+        let mut out = vec![f32::NAN; rows * width];
+        gated_silu_rows(&gate_up, &mut out, width);
+        for r in 0..rows {
+            for i in 0..width {
+                let g = gate_up[r * 2 * width + i] as f64;
+                let u = gate_up[r * 2 * width + width + i] as f64;
+                let want = g / (1.0 + (-g).exp()) * u;
+                let got = out[r * width + i] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "row {r} value {i}: {got} vs {want}"
+                );
             }
         }
     }

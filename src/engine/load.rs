@@ -398,7 +398,7 @@ pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedMo
     match candor_models::loader::open_model(path, opts.dequantize) {
         // A GGUF of a BERT-style encoder is not a decoder: its own loader reads it.
         Err(candor_models::ModelError::UnsupportedArch(arch))
-            if arch == candor_models::encoder::GGUF_ARCH =>
+            if candor_models::encoder::GGUF_ARCHS.contains(&arch.as_str()) =>
         {
             super::load_encoder::load_encoder_gguf(path, opts)
         }

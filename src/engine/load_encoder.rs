@@ -52,8 +52,8 @@ pub fn load_encoder(
     Ok(loaded.serving(path, info, threads, opts))
 }
 
-/// A GGUF of architecture `bert` (llama.cpp's converter's: its tokenizer a WordPiece
-/// vocabulary, or XLM-R's Unigram one; its pooling `bert.pooling_type`).
+/// A GGUF of architecture `bert` or `nomic-bert` (llama.cpp's converter's: its tokenizer a
+/// WordPiece vocabulary, or XLM-R's Unigram one; its pooling `<arch>.pooling_type`).
 pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
     check_options(opts)?;
     let gguf = GgufFile::open(path, true)?;
@@ -70,10 +70,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
     let tokenizer = fitting(tokenizer, config.vocab_size)?;
     let (encoder, head) = candor_models::encoder::load_gguf(&config, &gguf, &device)?;
     let pooling = gguf
-        .get_usize(&format!(
-            "{}.pooling_type",
-            candor_models::encoder::GGUF_ARCH
-        ))
+        .get_usize(&format!("{}.pooling_type", gguf.architecture()?))
         .and_then(|code| Pooling::from_gguf_code(code as u64));
     let loaded = Encoder {
         encoder,

@@ -1,13 +1,15 @@
 //! The BERT encoder as transformers runs it (`BertModel`, `RobertaModel`,
-//! `XLMRobertaModel`): token, position and token-type embeddings summed and normed; then per
-//! layer bidirectional attention and a feed-forward block, each added to its input and normed
-//! after (post-norm). Candle tensors on a candle device (CPU or CUDA), f32.
+//! `XLMRobertaModel`, `NomicBertModel`): token, position and token-type embeddings summed and
+//! normed (NomicBERT: no position table, its queries and keys turned by position instead);
+//! then per layer bidirectional attention and a feed-forward block, each added to its input
+//! and normed after (post-norm). Candle tensors on a candle device (CPU or CUDA), f32.
 //!
 //! Several inputs run in one pass without padding: the projections see every input's rows
 //! stacked, attention runs over each input's own rows. An encoder reads whole inputs, so it
 //! keeps no KV cache.
 use super::config::{EncoderConfig, Family};
 use super::layer::{layer_norm, Layer};
+use super::rotary::Rotary;
 use crate::classifier::{Classifier, Dense};
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -25,7 +27,9 @@ pub struct EncoderInput<'a> {
 pub struct BertEncoder {
     config: EncoderConfig,
     words: Embedding,
-    positions: Embedding,
+    /// The position table; None where positions are rotary (`rotary`).
+    positions: Option<Embedding>,
+    rotary: Option<Rotary>,
     token_types: Embedding,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
@@ -66,6 +70,11 @@ impl BertEncoder {
                         let head = vb.pp("classifier");
                         (head.pp("dense"), head.pp("out_proj"))
                     }
+                    Family::Nomic => {
+                        return Err(ModelError::Config(
+                            "a NomicBERT classifier's head is not served".into(),
+                        ))
+                    }
                 };
                 let labels = crate::classifier::hf_labels(dir)?;
                 Some(load_head(config, Some(&pre), &out, &labels)?)
@@ -76,7 +85,8 @@ impl BertEncoder {
     }
 
     /// The encoder whose tensors `vb` holds under transformers' names (`embeddings.*`,
-    /// `encoder.layer.N.*`), on `device`.
+    /// `encoder.layer.N.*`; NomicBERT's remote code's: `emb_ln`, `encoder.layers.N.*`), on
+    /// `device`.
     pub(crate) fn from_vb(
         config: &EncoderConfig,
         vb: &VarBuilder,
@@ -91,17 +101,40 @@ impl BertEncoder {
             ))
         };
         let words = embedding(config.vocab_size, "word_embeddings")?;
-        let positions = embedding(config.max_position_embeddings, "position_embeddings")?;
         let token_types = embedding(config.type_vocab_size, "token_type_embeddings")?;
         let eps = config.layer_norm_eps;
-        let embedding_norm = layer_norm(&e.pp("LayerNorm"), h, eps)?;
-        let layers = (0..config.num_layers)
-            .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
-            .collect::<Result<Vec<_>>>()?;
+        let (positions, rotary, embedding_norm, layers) = match config.family {
+            Family::Bert | Family::Roberta => (
+                Some(embedding(
+                    config.max_position_embeddings,
+                    "position_embeddings",
+                )?),
+                None,
+                layer_norm(&e.pp("LayerNorm"), h, eps)?,
+                (0..config.num_layers)
+                    .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Family::Nomic => {
+                let theta = config
+                    .rotary_theta
+                    .ok_or_else(|| ModelError::Config("NomicBERT without a rotary base".into()))?;
+                let rotary = Rotary::new(theta, config.head_dim(), config.context(), device)?;
+                (
+                    None,
+                    Some(rotary),
+                    layer_norm(&vb.pp("emb_ln"), h, eps)?,
+                    (0..config.num_layers)
+                        .map(|i| super::nomic::layer(&vb.pp(format!("encoder.layers.{i}")), config))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+        };
         Ok(BertEncoder {
             config: config.clone(),
             words,
             positions,
+            rotary,
             token_types,
             embedding_norm,
             layers,
@@ -152,12 +185,14 @@ impl BertEncoder {
             positions.extend((0..len).map(|p| (p + c.position_offset) as u32));
         }
         let tensor = |v: Vec<u32>| Tensor::from_vec(v, total, &self.device);
-        let x = ((self.words.forward(&tensor(ids)?)?
-            + self.positions.forward(&tensor(positions)?)?)?
-            + self.token_types.forward(&tensor(types)?)?)?;
+        let mut x =
+            (self.words.forward(&tensor(ids)?)? + self.token_types.forward(&tensor(types)?)?)?;
+        if let Some(table) = &self.positions {
+            x = (x + table.forward(&tensor(positions)?)?)?;
+        }
         let mut x = self.embedding_norm.forward(&x)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &spans, c)?;
+            x = layer.forward(&x, &spans, self.rotary.as_ref(), c)?;
         }
         Ok(x)
     }

@@ -1,6 +1,7 @@
 //! An encoder checkout's config.json: BERT (`model_type` `bert`: BGE, E5, GTE, MiniLM,
 //! ms-marco cross-encoders) and RoBERTa (`roberta`, `xlm-roberta`, `camembert`: multilingual
-//! E5, BGE-M3, bge-reranker), which differ in where positions start and in their heads.
+//! E5, BGE-M3, bge-reranker), which differ in where positions start and in their heads, and
+//! NomicBERT (`nomic_bert`: nomic-embed-text; its config in `super::nomic`).
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
@@ -15,6 +16,9 @@ pub enum Family {
     /// Positions from `pad_token_id + 1` (fairseq's convention, kept by transformers); a
     /// classifier reads `classifier.dense` then `classifier.out_proj`.
     Roberta,
+    /// NomicBERT's checkout: rotary positions, a SwiGLU feed-forward, the remote code's tensor
+    /// names (`emb_ln`, `encoder.layers.N.attn.Wqkv`, `mlp.fc11`…); an embedder, no head.
+    Nomic,
 }
 
 /// The feed-forward activation (`hidden_act`).
@@ -46,6 +50,13 @@ pub struct EncoderConfig {
     pub position_offset: usize,
     /// Whether the checkout is a sequence classifier (`*ForSequenceClassification`).
     pub classifies: bool,
+    /// Rotary positions at this base (NomicBERT): each query and key turned by its position,
+    /// the halves rotated as GPT-NeoX does; no position table. None: learned absolute
+    /// positions (BERT, RoBERTa).
+    pub rotary_theta: Option<f32>,
+    /// A gated feed-forward, `down(silu(gate · x) ⊙ (up · x))` (NomicBERT's SwiGLU), where
+    /// BERT's is `down(act(up · x))`.
+    pub gated: bool,
 }
 
 impl EncoderConfig {
@@ -70,6 +81,7 @@ impl EncoderConfig {
         let family = match c.str("model_type") {
             Some("bert") => Family::Bert,
             Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
+            Some("nomic_bert") => return super::nomic::config(&c, classifies(json)).map(Some),
             _ => return Ok(None),
         };
         if let Some(kind) = c.str("position_embedding_type") {
@@ -80,29 +92,13 @@ impl EncoderConfig {
                 )));
             }
         }
-        let activation = match c.str("hidden_act").unwrap_or("gelu") {
-            "gelu" => EncoderActivation::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => EncoderActivation::GeluTanh,
-            "relu" => EncoderActivation::Relu,
-            "silu" | "swish" => EncoderActivation::Silu,
-            other => {
-                return Err(ModelError::Config(format!(
-                    "config.json: unsupported encoder activation `{other}`"
-                )))
-            }
-        };
+        let activation = activation(c.str("hidden_act").unwrap_or("gelu"))?;
         let position_offset = match family {
-            Family::Bert => 0,
+            Family::Bert | Family::Nomic => 0,
             Family::Roberta => c.opt_usize("pad_token_id")?.unwrap_or(1) + 1,
         };
         let hidden_size = c.usize("hidden_size")?;
-        let num_heads = c.usize("num_attention_heads")?;
-        if num_heads == 0 || hidden_size % num_heads != 0 {
-            return Err(ModelError::Config(format!(
-                "config.json: {num_heads} attention heads do not divide a hidden size of \
-                 {hidden_size}"
-            )));
-        }
+        let num_heads = heads_dividing(c.usize("num_attention_heads")?, hidden_size)?;
         let max_position_embeddings = c.usize("max_position_embeddings")?;
         if max_position_embeddings <= position_offset + 1 {
             return Err(ModelError::Config(format!(
@@ -110,14 +106,6 @@ impl EncoderConfig {
                  at {position_offset}"
             )));
         }
-        let classifies = json
-            .get("architectures")
-            .and_then(|a| a.as_array())
-            .is_some_and(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .any(|name| name.ends_with("ForSequenceClassification"))
-            });
         Ok(Some(EncoderConfig {
             family,
             vocab_size: c.usize("vocab_size")?,
@@ -130,7 +118,9 @@ impl EncoderConfig {
             layer_norm_eps: c.f32("layer_norm_eps", 1e-12)? as f64,
             activation,
             position_offset,
-            classifies,
+            classifies: classifies(json),
+            rotary_theta: None,
+            gated: false,
         }))
     }
 
@@ -141,6 +131,12 @@ impl EncoderConfig {
 
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
+    }
+
+    /// What attention scales q·k by, 1/√head_dim: folded into the query projection once at
+    /// load, which spares a pass over every score of every step.
+    pub(super) fn query_scale(&self) -> f64 {
+        1.0 / (self.head_dim() as f64).sqrt()
     }
 
     /// The model as the engine and server read any model: its sizes and context. An encoder
@@ -159,7 +155,7 @@ impl EncoderConfig {
             rms_eps: self.layer_norm_eps as f32,
             max_position: self.context(),
             rope: RopeConfig {
-                theta: 10000.0,
+                theta: self.rotary_theta.unwrap_or(10000.0),
                 scaling: RopeScaling::None,
                 style: RopeStyle::Neox,
             },
@@ -190,6 +186,42 @@ impl EncoderConfig {
             eos_token_ids: Vec::new(),
         }
     }
+}
+
+/// The feed-forward activation a config names (`hidden_act`).
+pub(super) fn activation(name: &str) -> Result<EncoderActivation> {
+    Ok(match name {
+        "gelu" => EncoderActivation::GeluErf,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => EncoderActivation::GeluTanh,
+        "relu" => EncoderActivation::Relu,
+        "silu" | "swish" => EncoderActivation::Silu,
+        other => {
+            return Err(ModelError::Config(format!(
+                "config.json: unsupported encoder activation `{other}`"
+            )))
+        }
+    })
+}
+
+/// `heads`, where they split the hidden size evenly.
+pub(super) fn heads_dividing(heads: usize, hidden_size: usize) -> Result<usize> {
+    if heads == 0 || !hidden_size.is_multiple_of(heads) {
+        return Err(ModelError::Config(format!(
+            "{heads} attention heads do not divide a hidden size of {hidden_size}"
+        )));
+    }
+    Ok(heads)
+}
+
+/// Whether the checkout is a sequence classifier (`*ForSequenceClassification`).
+fn classifies(json: &serde_json::Value) -> bool {
+    json.get("architectures")
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .any(|name| name.ends_with("ForSequenceClassification"))
+        })
 }
 
 #[cfg(test)]

@@ -28,6 +28,36 @@ impl candle_core::InplaceOp1 for Bias<'_> {
     }
 }
 
+/// A gated feed-forward's middle: rows of `[gate | up]`, `2 · width` wide, to rows of
+/// `silu(gate) ⊙ up`, `width` wide.
+pub(super) struct GatedSilu {
+    pub width: usize,
+}
+
+impl candle_core::CustomOp1 for GatedSilu {
+    fn name(&self) -> &'static str {
+        "gated-silu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let values = contiguous(storage, layout, "gated-silu")?;
+        let (rows, wide) = layout.shape().dims2()?;
+        if self.width == 0 || wide != 2 * self.width {
+            candle_core::bail!(
+                "gated-silu: rows of {wide} are not gate|up of {}",
+                self.width
+            );
+        }
+        let mut out = vec![0.0; rows * self.width];
+        candor_kernels::encoder::gated_silu_rows(values, &mut out, self.width);
+        Ok((CpuStorage::F32(out), Shape::from((rows, self.width))))
+    }
+}
+
 /// Softmax over the last dimension in place, rows in parallel.
 pub(super) struct Softmax;
 

@@ -1,10 +1,11 @@
 //! A BERT-style encoder from a GGUF as llama.cpp's converter writes it (architecture `bert`:
 //! all-MiniLM, BGE, mxbai-embed, snowflake-arctic-embed as Ollama ships them; reranker GGUFs
-//! with `cls.output`). The converter already cut RoBERTa's position table to start at 0 and
-//! dropped BERT's pooler; its tensors are renamed back to transformers' names and dequantized
-//! to f32 for the same encoder a checkout loads into.
+//! with `cls.output`; architecture `nomic-bert`: nomic-embed-text). The converter already cut
+//! RoBERTa's position table to start at 0 and dropped BERT's pooler; its tensors are renamed
+//! back to the checkout's names and dequantized to f32 for the same encoder a checkout loads
+//! into.
 use super::bert::{load_head, BertEncoder};
-use super::config::{EncoderActivation, EncoderConfig, Family};
+use super::config::{heads_dividing, EncoderActivation, EncoderConfig, Family};
 use crate::classifier::Classifier;
 use crate::error::{ModelError, Result};
 use crate::weights::gguf::GgufFile;
@@ -13,30 +14,41 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 
-/// The architecture name llama.cpp gives these encoders.
-pub const ARCH: &str = "bert";
+/// The architecture names llama.cpp gives the encoders served here.
+pub const ARCHS: [&str; 2] = ["bert", NOMIC];
+
+const NOMIC: &str = "nomic-bert";
 
 impl EncoderConfig {
-    /// The encoder a `bert` GGUF's metadata and tensor shapes describe.
+    /// The encoder a `bert` or `nomic-bert` GGUF's metadata and tensor shapes describe.
     pub fn from_gguf(g: &GgufFile) -> Result<EncoderConfig> {
-        let key = |k: &str| format!("{ARCH}.{k}");
+        let arch = g.architecture()?;
+        let nomic = arch == NOMIC;
+        let key = |k: &str| format!("{arch}.{k}");
         let rows = |name: &str| -> Result<Option<usize>> {
             Ok(g.get(name)?
                 .map(|w| w.shape().first().copied().unwrap_or(0)))
         };
         let hidden_size = g.require_usize(&key("embedding_length"))?;
-        let num_heads = g.require_usize(&key("attention.head_count"))?;
-        if num_heads == 0 || hidden_size % num_heads != 0 {
-            return Err(ModelError::Config(format!(
-                "GGUF: {num_heads} attention heads do not divide a hidden size of {hidden_size}"
-            )));
-        }
+        let num_heads =
+            heads_dividing(g.require_usize(&key("attention.head_count"))?, hidden_size)?;
         let vocab_size = rows("token_embd.weight")?
             .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
-        let positions = rows("position_embd.weight")?
-            .ok_or_else(|| ModelError::MissingTensor("position_embd.weight".into()))?;
+        // A position table's rows; NomicBERT's positions are rotary, as many as it was
+        // trained at (`context_length`).
+        let positions = match nomic {
+            true => g.require_usize(&key("context_length"))?,
+            false => rows("position_embd.weight")?
+                .ok_or_else(|| ModelError::MissingTensor("position_embd.weight".into()))?,
+        };
+        let classifies = g.contains("cls.output.weight");
+        if nomic && classifies {
+            return Err(ModelError::Config(
+                "a NomicBERT classifier's head is not served (its embedder is)".into(),
+            ));
+        }
         Ok(EncoderConfig {
-            family: Family::Bert,
+            family: if nomic { Family::Nomic } else { Family::Bert },
             vocab_size,
             hidden_size,
             num_layers: g.require_usize(&key("block_count"))?,
@@ -47,9 +59,17 @@ impl EncoderConfig {
             layer_norm_eps: g
                 .get_f64(&key("attention.layer_norm_epsilon"))
                 .unwrap_or(1e-12),
-            activation: EncoderActivation::GeluErf,
+            activation: match nomic {
+                true => EncoderActivation::Silu,
+                false => EncoderActivation::GeluErf,
+            },
             position_offset: 0,
-            classifies: g.contains("cls.output.weight"),
+            classifies,
+            rotary_theta: match nomic {
+                true => Some(g.get_f64(&key("rope.freq_base")).unwrap_or(1000.0) as f32),
+                false => None,
+            },
+            gated: nomic,
         })
     }
 }
@@ -63,7 +83,11 @@ pub fn load_gguf(
 ) -> Result<(BertEncoder, Option<Classifier>)> {
     let mut tensors = HashMap::new();
     for name in g.tensor_names() {
-        let Some(hf) = transformers_name(name) else {
+        let renamed = match config.family {
+            Family::Nomic => nomic_name(name),
+            Family::Bert | Family::Roberta => transformers_name(name),
+        };
+        let Some(hf) = renamed else {
             continue;
         };
         let weight = crate::weights::require(g, name)?;
@@ -122,9 +146,54 @@ fn transformers_name(gguf: &str) -> Option<String> {
     Some(format!("encoder.layer.{layer}.{hf}.{suffix}"))
 }
 
+/// A llama.cpp `nomic-bert` tensor name in the remote code's spelling (None for one the
+/// encoder does not use).
+fn nomic_name(gguf: &str) -> Option<String> {
+    let (stem, suffix) = gguf.rsplit_once('.')?;
+    let top = match stem {
+        "token_embd" => Some("embeddings.word_embeddings"),
+        "token_types" => Some("embeddings.token_type_embeddings"),
+        "token_embd_norm" => Some("emb_ln"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(format!("{top}.{suffix}"));
+    }
+    let (layer, part) = stem.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let name = match part {
+        "attn_qkv" => "attn.Wqkv",
+        "attn_output" => "attn.out_proj",
+        "attn_output_norm" => "norm1",
+        "ffn_up" => "mlp.fc11",
+        "ffn_gate" => "mlp.fc12",
+        "ffn_down" => "mlp.fc2",
+        "layer_output_norm" => "norm2",
+        _ => return None,
+    };
+    Some(format!("encoder.layers.{layer}.{name}.{suffix}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::transformers_name;
+    use super::{nomic_name, transformers_name};
+
+    #[test]
+    fn nomic_bert_names_map_back_to_the_remote_code() {
+        assert_eq!(
+            nomic_name("token_embd_norm.bias").as_deref(),
+            Some("emb_ln.bias")
+        );
+        assert_eq!(
+            nomic_name("blk.3.ffn_gate.weight").as_deref(),
+            Some("encoder.layers.3.mlp.fc12.weight")
+        );
+        assert_eq!(
+            nomic_name("blk.0.attn_qkv.weight").as_deref(),
+            Some("encoder.layers.0.attn.Wqkv.weight")
+        );
+        assert_eq!(nomic_name("position_embd.weight"), None);
+    }
 
     #[test]
     fn llama_cpp_names_map_back_to_transformers() {

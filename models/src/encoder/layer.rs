@@ -1,9 +1,10 @@
 //! One encoder layer: bidirectional attention over each input's own rows, then the
-//! feed-forward block, each added to its input and normed after (post-norm), as BERT runs
-//! them. On the CPU the q|k|v projection is one product and attention, bias adds and GELU are
-//! candor's kernels (`cpu_ops`); on a GPU they are candle's ops.
+//! feed-forward block, each added to its input and normed after (post-norm), as BERT and
+//! NomicBERT run them. On the CPU the q|k|v projection is one product and attention, bias
+//! adds, GELU and SwiGLU are candor's kernels (`cpu_ops`); on a GPU they are candle's ops.
 use super::config::{EncoderActivation, EncoderConfig};
-use super::cpu_ops::{AddLayerNorm, Bias, Softmax};
+use super::cpu_ops::{AddLayerNorm, Bias, GatedSilu, Softmax};
+use super::rotary::Rotary;
 use crate::error::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
@@ -12,47 +13,73 @@ use candle_nn::{LayerNorm, VarBuilder};
 /// that layout ran 20% faster than of the stored `[out, in]` seen through a transpose.
 pub(super) struct Projection {
     wt: Tensor,
-    bias: Tensor,
-    /// The bias on the host, for the CPU kernel that adds it.
-    bias_host: Vec<f32>,
+    /// The bias, with a copy on the host for the CPU kernel that adds it; None where the
+    /// checkout's projections have none (NomicBERT's).
+    bias: Option<(Tensor, Vec<f32>)>,
 }
 
 impl Projection {
-    fn load(vb: &VarBuilder, inputs: usize, outputs: usize, scale: f64) -> Result<Projection> {
+    /// The projection `vb` holds (`weight`, and `bias` where `biased`), times `scale`.
+    pub(super) fn load(
+        vb: &VarBuilder,
+        inputs: usize,
+        outputs: usize,
+        scale: f64,
+        biased: bool,
+    ) -> Result<Projection> {
         let w = (vb.get((outputs, inputs), "weight")? * scale)?;
-        let bias = (vb.get(outputs, "bias")? * scale)?;
-        Projection::new(w.t()?.contiguous()?, bias)
+        let bias = match biased {
+            true => Some((vb.get(outputs, "bias")? * scale)?),
+            false => None,
+        };
+        Projection::from_weight(w, bias)
     }
 
-    fn new(wt: Tensor, bias: Tensor) -> Result<Projection> {
-        let bias_host = bias
-            .to_device(&candle_core::Device::Cpu)?
-            .to_vec1::<f32>()?;
-        Ok(Projection {
-            wt,
-            bias,
-            bias_host,
-        })
+    /// The projection of a stored weight (`[out, in]`) and bias.
+    pub(super) fn from_weight(weight: Tensor, bias: Option<Tensor>) -> Result<Projection> {
+        Projection::new(weight.t()?.contiguous()?, bias)
+    }
+
+    fn new(wt: Tensor, bias: Option<Tensor>) -> Result<Projection> {
+        let bias = match bias {
+            Some(b) => {
+                let host = b.to_device(&candle_core::Device::Cpu)?.to_vec1::<f32>()?;
+                Some((b, host))
+            }
+            None => None,
+        };
+        Ok(Projection { wt, bias })
     }
 
     /// Projections of the same input side by side: one product.
-    fn joined(parts: &[Projection]) -> Result<Projection> {
+    pub(super) fn joined(parts: &[Projection]) -> Result<Projection> {
         let wts: Vec<&Tensor> = parts.iter().map(|p| &p.wt).collect();
-        let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Projection::new(Tensor::cat(&wts, 1)?, Tensor::cat(&biases, 0)?)
+        let biases: Option<Vec<&Tensor>> = parts
+            .iter()
+            .map(|p| p.bias.as_ref().map(|b| &b.0))
+            .collect();
+        let bias = biases.map(|b| Tensor::cat(&b, 0)).transpose()?;
+        Projection::new(Tensor::cat(&wts, 1)?, bias)
     }
 
     /// `x · W + b`, then GELU where asked (`Some(tanh form)`).
     fn forward(&self, x: &Tensor, gelu: Option<bool>) -> Result<Tensor> {
         let y = x.matmul(&self.wt)?;
         if y.device().is_cpu() {
-            y.inplace_op1(&Bias {
-                bias: &self.bias_host,
-                gelu,
-            })?;
+            match (&self.bias, gelu) {
+                (None, None) => {}
+                (Some((_, bias)), _) => y.inplace_op1(&Bias { bias, gelu })?,
+                (None, Some(_)) => {
+                    let zeros = vec![0.0; self.wt.dim(1)?];
+                    y.inplace_op1(&Bias { bias: &zeros, gelu })?
+                }
+            }
             return Ok(y);
         }
-        let y = y.broadcast_add(&self.bias)?;
+        let y = match &self.bias {
+            Some((bias, _)) => y.broadcast_add(bias)?,
+            None => y,
+        };
         Ok(match gelu {
             None => y,
             Some(true) => y.gelu()?,
@@ -63,12 +90,14 @@ impl Projection {
 
 pub(super) struct Layer {
     /// Queries (scaled by 1/√head_dim), keys and values in one product.
-    qkv: Projection,
-    attention_out: Projection,
-    attention_norm: PostNorm,
-    up: Projection,
-    down: Projection,
-    output_norm: PostNorm,
+    pub(super) qkv: Projection,
+    pub(super) attention_out: Projection,
+    pub(super) attention_norm: PostNorm,
+    /// The up projection; for a gated feed-forward the gate's then the up's columns, one
+    /// product.
+    pub(super) up: Projection,
+    pub(super) down: Projection,
+    pub(super) output_norm: PostNorm,
 }
 
 /// A post-norm: `LayerNorm(x + residual)`.
@@ -116,21 +145,19 @@ impl Layer {
         let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
         let attention = vb.pp("attention");
         let own = attention.pp("self");
-        // Attention scales q·k by 1/√head_dim: scaling the query projection once here spares
-        // a pass over every score of every step.
-        let scale = 1.0 / (c.head_dim() as f64).sqrt();
+        let scale = c.query_scale();
         let qkv = Projection::joined(&[
-            Projection::load(&own.pp("query"), h, h, scale)?,
-            Projection::load(&own.pp("key"), h, h, 1.0)?,
-            Projection::load(&own.pp("value"), h, h, 1.0)?,
+            Projection::load(&own.pp("query"), h, h, scale, true)?,
+            Projection::load(&own.pp("key"), h, h, 1.0, true)?,
+            Projection::load(&own.pp("value"), h, h, 1.0, true)?,
         ])?;
         let output = attention.pp("output");
         Ok(Layer {
             qkv,
-            attention_out: Projection::load(&output.pp("dense"), h, h, 1.0)?,
+            attention_out: Projection::load(&output.pp("dense"), h, h, 1.0, true)?,
             attention_norm: PostNorm::load(&output.pp("LayerNorm"), h, eps)?,
-            up: Projection::load(&vb.pp("intermediate").pp("dense"), h, i, 1.0)?,
-            down: Projection::load(&vb.pp("output").pp("dense"), i, h, 1.0)?,
+            up: Projection::load(&vb.pp("intermediate").pp("dense"), h, i, 1.0, true)?,
+            down: Projection::load(&vb.pp("output").pp("dense"), i, h, 1.0, true)?,
             output_norm: PostNorm::load(&vb.pp("output").pp("LayerNorm"), h, eps)?,
         })
     }
@@ -139,32 +166,58 @@ impl Layer {
         &self,
         x: &Tensor,
         spans: &[(usize, usize)],
+        rotary: Option<&Rotary>,
         c: &EncoderConfig,
     ) -> Result<Tensor> {
         let qkv = self.qkv.forward(x, None)?;
-        let context = attention(&qkv, spans, c)?;
+        let context = attention(&qkv, spans, rotary, c)?;
         let attended =
             (self.attention_norm).forward(&self.attention_out.forward(&context, None)?, x)?;
+        let hidden = match c.gated {
+            true => gated(&self.up.forward(&attended, None)?, c)?,
+            false => self.activated_up(&attended, c)?,
+        };
+        self.output_norm
+            .forward(&self.down.forward(&hidden, None)?, &attended)
+    }
+
+    /// BERT's feed-forward middle: `act(up · x + b)`.
+    fn activated_up(&self, attended: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
         let gelu = match c.activation {
             EncoderActivation::GeluErf => Some(false),
             EncoderActivation::GeluTanh => Some(true),
             EncoderActivation::Relu | EncoderActivation::Silu => None,
         };
-        let up = self.up.forward(&attended, gelu)?;
-        let up = match c.activation {
+        let up = self.up.forward(attended, gelu)?;
+        Ok(match c.activation {
             EncoderActivation::Relu => up.relu()?,
             EncoderActivation::Silu => up.silu()?,
             EncoderActivation::GeluErf | EncoderActivation::GeluTanh => up,
-        };
-        self.output_norm
-            .forward(&self.down.forward(&up, None)?, &attended)
+        })
     }
+}
+
+/// A gated feed-forward's middle from its joined `[gate | up]` columns: `silu(gate) ⊙ up`.
+fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
+    let width = c.intermediate_size;
+    if gate_up.device().is_cpu() {
+        return Ok(gate_up.apply_op1_no_bwd(&GatedSilu { width })?);
+    }
+    let gate = gate_up.narrow(1, 0, width)?;
+    let up = gate_up.narrow(1, width, width)?;
+    Ok((gate.silu()? * up)?)
 }
 
 /// Per input, `softmax(q · kᵀ) · v` over its rows: candle's products (on the CPU faster than
 /// a hand-written loop over each head's keys and values, and than one batched product over
-/// several inputs of a length), the softmax candor's kernel on the CPU.
-fn attention(qkv: &Tensor, spans: &[(usize, usize)], c: &EncoderConfig) -> Result<Tensor> {
+/// several inputs of a length), the softmax candor's kernel on the CPU. With rotary
+/// positions each input's queries and keys are turned by their positions from 0 first.
+fn attention(
+    qkv: &Tensor,
+    spans: &[(usize, usize)],
+    rotary: Option<&Rotary>,
+    c: &EncoderConfig,
+) -> Result<Tensor> {
     let (heads, head_dim) = (c.num_heads, c.head_dim());
     let width = heads * head_dim;
     let mut context = Vec::with_capacity(spans.len());
@@ -177,7 +230,11 @@ fn attention(qkv: &Tensor, spans: &[(usize, usize)], c: &EncoderConfig) -> Resul
                 .transpose(0, 1)?
                 .contiguous()
         };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let (mut q, mut k, v) = (split(0)?, split(1)?, split(2)?);
+        if let Some(rotary) = rotary {
+            q = rotary.turn(&q)?;
+            k = rotary.turn(&k)?;
+        }
         let scores = q.matmul(&k.t()?.contiguous()?)?;
         let probs = match scores.device().is_cpu() {
             true => {

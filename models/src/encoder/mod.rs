@@ -1,6 +1,6 @@
 //! Bidirectional encoders: BERT and RoBERTa checkouts (sentence-transformers embedders such as
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
-//! MiniLMs). Every token attends to every other, so an input is read whole, in one pass, with
+//! MiniLMs) and NomicBERT's (nomic-embed-text). Every token attends to every other, so an input is read whole, in one pass, with
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
@@ -8,10 +8,12 @@ mod config;
 mod cpu_ops;
 mod gguf;
 mod layer;
+mod nomic;
+mod rotary;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use config::{EncoderActivation, EncoderConfig, Family};
-pub use gguf::{load_gguf, ARCH as GGUF_ARCH};
+pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

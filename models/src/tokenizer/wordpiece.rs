@@ -14,6 +14,8 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::AddedToken;
 
+const TYPE_UNDEFINED: i32 = 0;
+const TYPE_NORMAL: i32 = 1;
 const TYPE_UNKNOWN: i32 = 2;
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
@@ -29,9 +31,15 @@ fn backend(step: &'static str) -> impl Fn(tokenizers::Error) -> TokenizerError {
     move |e| TokenizerError::Backend(format!("WordPiece {step}: {e}"))
 }
 
+/// Whether the converter kept the token as it is: `[...]` (BERT's `[unusedN]`, the `[PADn]`
+/// rows it pads a vocabulary to the embedding's size with).
+fn bracketed(token: &str) -> bool {
+    token.len() >= 2 && token.starts_with('[') && token.ends_with(']')
+}
+
 /// A piece as BERT's own vocabulary spells it.
 fn unphantom(token: &str, kind: i32) -> String {
-    if matches!(kind, TYPE_UNKNOWN | TYPE_CONTROL | TYPE_USER_DEFINED) {
+    if matches!(kind, TYPE_UNKNOWN | TYPE_CONTROL | TYPE_USER_DEFINED) || bracketed(token) {
         return token.to_string();
     }
     match token.strip_prefix('\u{2581}') {
@@ -58,8 +66,12 @@ pub(super) fn from_gguf(
     let sep = named(ids.sep, "[SEP]", "tokenizer.ggml.seperator_token_id")?;
     let unk = named(ids.unk, "[UNK]", "tokenizer.ggml.unknown_token_id")?;
     let special: Vec<bool> = types.iter().map(|&t| t == TYPE_CONTROL).collect();
-    let lowercase =
-        !(pieces.iter().zip(&special)).any(|(p, &s)| !s && p.chars().any(char::is_uppercase));
+    // Only a word's pieces tell the case: `[CLS]`, `[unused0]` or the `[PAD30522]` padding rows
+    // (nomic-embed-text's GGUF) are spelled in capitals by an uncased model too.
+    let word =
+        |p: &String, kind: i32| matches!(kind, TYPE_NORMAL | TYPE_UNDEFINED) && !bracketed(p);
+    let lowercase = !(pieces.iter().zip(types))
+        .any(|(p, &kind)| word(p, kind) && p.chars().any(char::is_uppercase));
     // The first of two pieces spelled alike keeps the text (as a dictionary built in order
     // would not): llama.cpp's lookup finds the first too.
     let mut vocab = tokenizers::models::bpe::Vocab::default();
@@ -109,16 +121,28 @@ mod tests {
         assert_eq!(unphantom("\u{2581}cat", 1), "cat");
         assert_eq!(unphantom("s", 1), "##s");
         assert_eq!(unphantom("[CLS]", TYPE_CONTROL), "[CLS]");
+        assert_eq!(unphantom("[unused0]", TYPE_NORMAL), "[unused0]");
     }
 
     #[test]
     fn a_wordpiece_vocabulary_tokenizes_with_its_template() {
         let tokens: Vec<String> = [
-            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁the", "▁cat", "s", "▁sat",
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "▁the",
+            "▁cat",
+            "s",
+            "▁sat",
+            "[unused0]",
+            "[PAD9]",
         ]
         .map(String::from)
         .to_vec();
-        let types = [3, 3, 3, 3, 1, 1, 1, 1];
+        // `[unused0]` a normal token, `[PAD9]` a row the converter padded the vocabulary with
+        // (unused): capitals in brackets do not make the model a cased one.
+        let types = [3, 3, 3, 3, 1, 1, 1, 1, 1, 5];
         let ids = WordPieceIds {
             cls: None,
             sep: Some(3),
