@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Encoder throughput side by side: candor's /v1/embeddings against transformers' BertModel
-on the same CPU threads, for a bge-small-en-v1.5-shaped BERT (12 layers, 384 wide, 1536 FFN,
-random weights: nothing to download) over the same token ids. Needs the versions of
-../shared/fixtures/requirements.txt (torch, transformers) and a release build of candor:
+"""Encoder throughput side by side: candor's /v1/embeddings against transformers on the same
+CPU threads, over the same token ids, random weights (nothing to download):
 
-    python3 benches/encoder_side_by_side.py [--candor target/release/candor] [--threads 2]
-        [--shapes 32x128,8x512] [--json FILE]
+- `--arch bert` (default): a bge-small-en-v1.5-shaped BertModel (12 layers, 384 wide, 1536
+  FFN), with the versions of ../shared/fixtures/requirements.txt (torch, transformers 4.57);
+- `--arch nomic`: a nomic-embed-text-v1.5-shaped NomicBertModel (12 layers, 768 wide, 3072
+  SwiGLU FFN, rotary positions), which needs transformers 5 (see
+  tests/fixtures/tiny/make_nomic.py's header for installing it beside the pinned venv).
+
+    python3 benches/encoder_side_by_side.py [--arch bert|nomic] [--candor target/release/candor]
+        [--threads 2] [--shapes 32x128,8x512] [--json FILE]
 
 Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
 """
@@ -24,18 +28,41 @@ HERE = Path(__file__).resolve().parent
 TOKENIZER = HERE.parent / "tests" / "fixtures" / "tiny" / "bert_embed"
 
 
-def make_checkout(out: Path):
+def make_checkout(out: Path, arch: str):
+    """The model transformers times, saved as the checkout candor serves."""
     import torch
-    from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-        intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
-    )
-    BertModel(config, add_pooling_layer=False).eval().save_pretrained(out, safe_serialization=True)
+    if arch == "nomic":
+        sys.path.insert(0, str(TOKENIZER.parent))
+        from make_nomic import hub_config, original_names
+        from safetensors.torch import save_file
+        from transformers import NomicBertConfig, NomicBertModel
+
+        config = NomicBertConfig(
+            vocab_size=30528, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+            intermediate_size=3072, max_position_embeddings=2048,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+        )
+        model = NomicBertModel(config).eval()
+        out.mkdir()
+        save_file(original_names(model.state_dict()), str(out / "model.safetensors"))
+        hub = hub_config(30528)
+        hub.update(n_embd=768, n_head=12, n_inner=3072, n_layer=12, max_trained_positions=2048)
+        (out / "config.json").write_text(json.dumps(hub))
+    else:
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(
+            vocab_size=30522, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+            intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2,
+            hidden_act="gelu",
+        )
+        model = BertModel(config, add_pooling_layer=False).eval()
+        model.save_pretrained(out, safe_serialization=True)
     for name in ["tokenizer.json", "tokenizer_config.json"]:
         (out / name).write_text((TOKENIZER / name).read_text())
+    return model
 
 
 def inputs(n, length):
@@ -53,12 +80,10 @@ def best_of_three(run):
     return best
 
 
-def time_transformers(checkout, threads, ids):
+def time_transformers(model, threads, ids):
     import torch
-    from transformers import BertModel
 
     torch.set_num_threads(threads)
-    model = BertModel.from_pretrained(checkout, add_pooling_layer=False).eval()
     batch = torch.tensor(ids)
     with torch.no_grad():
         return best_of_three(lambda: model(input_ids=batch))
@@ -87,13 +112,14 @@ def main():
     ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="32x128,8x512")
+    ap.add_argument("--arch", choices=["bert", "nomic"], default="bert")
     ap.add_argument("--json")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="candor-encoder-bench-") as tmp:
-        checkout = Path(tmp) / "bge-small-shaped"
-        make_checkout(checkout)
+        checkout = Path(tmp) / f"{args.arch}-shaped"
+        model = make_checkout(checkout, args.arch)
         port = free_port()
         server = subprocess.Popen(
             [args.candor, "serve", "--model", str(checkout), "--port", str(port),
@@ -110,7 +136,7 @@ def main():
             for n, length in shapes:
                 ids = inputs(n, length)
                 candor = time_candor(url, ids)
-                hf = time_transformers(checkout, args.threads, ids)
+                hf = time_transformers(model, args.threads, ids)
                 rows.append({"inputs": n, "tokens_each": length,
                              "candor_tok_s": n * length / candor,
                              "transformers_tok_s": n * length / hf})
@@ -123,7 +149,8 @@ def main():
         print(f"{r['inputs']:>3} x {r['tokens_each']:<4} candor {r['candor_tok_s']:7.0f} tok/s   "
               f"transformers {r['transformers_tok_s']:7.0f} tok/s   "
               f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
-    doc = {"model": "bge-small-en-v1.5 shapes, random weights", "threads": args.threads,
+    shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5"}[args.arch]
+    doc = {"model": f"{shaped} shapes, random weights", "threads": args.threads,
            "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
