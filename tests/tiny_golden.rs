@@ -289,3 +289,37 @@ fn prompts_continued_from_copied_blocks_match_the_whole_computation() {
         prefix_copy::check(arch, runner(arch), &g.input_ids, &whole, TOL);
     }
 }
+
+/// Every fixture a test reads is in the repository: a generated file that `.gitignore`
+/// matches (the `*.gguf` rule once hid three) is there in this checkout but not in CI's clean
+/// clone. Checked where the checkout is a git work tree with git at hand.
+#[test]
+fn no_fixture_is_left_out_of_the_repository() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let listed = std::process::Command::new("git")
+        .args([
+            "-C",
+            root,
+            "ls-files",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+        ])
+        .args(["--", "tests/fixtures"])
+        .output();
+    let Ok(out) = listed else {
+        return;
+    };
+    if !out.status.success() {
+        return;
+    }
+    let ignored: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("__pycache__"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        ignored.is_empty(),
+        "fixtures ignored by .gitignore: {ignored:?}"
+    );
+}
