@@ -338,5 +338,13 @@ async fn nomic_embed_text_embeds_from_its_checkout_and_its_gguf() {
             .await;
         assert_eq!(status, 200, "{name}: {v}");
         assert_eq!(v["usage"]["prompt_tokens"], 48, "{name}: {v}");
+        // Named as Ollama names nomic-embed-text's family.
+        let (status, shown) = s.post("/api/show", &json!({"model": name})).await;
+        assert_eq!(status, 200, "{name}: {shown}");
+        assert_eq!(shown["details"]["family"], "nomic-bert", "{shown}");
+        assert_eq!(
+            shown["model_info"]["nomic-bert.context_length"], 48,
+            "{shown}"
+        );
     }
 }

@@ -37,6 +37,9 @@ pub enum Arch {
     /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
     /// classifiers, no generation (`crate::encoder`).
     Bert,
+    /// NomicBERT (nomic-embed-text): a BERT-style encoder with rotary positions and SwiGLU;
+    /// named as llama.cpp and Ollama name it.
+    NomicBert,
 }
 
 impl Arch {
@@ -59,6 +62,7 @@ impl Arch {
             Arch::Smollm3 => "smollm3",
             Arch::Exaone4 => "exaone4",
             Arch::Bert => "bert",
+            Arch::NomicBert => "nomic-bert",
         }
     }
 }

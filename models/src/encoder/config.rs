@@ -144,7 +144,10 @@ impl EncoderConfig {
     pub fn spec(&self) -> ModelSpec {
         let head_dim = self.head_dim();
         ModelSpec {
-            arch: Arch::Bert,
+            arch: match self.family {
+                Family::Nomic => Arch::NomicBert,
+                Family::Bert | Family::Roberta => Arch::Bert,
+            },
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
             intermediate_size: self.intermediate_size,

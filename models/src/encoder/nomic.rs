@@ -171,6 +171,7 @@ mod tests {
         );
         assert_eq!((r.rotary_theta, r.gated), (Some(1000.0), true));
         assert_eq!(r.spec().rope.theta, 1000.0);
+        assert_eq!(r.spec().arch.name(), "nomic-bert");
         let native = json!({
             "model_type": "nomic_bert", "hidden_size": 32, "num_attention_heads": 4,
             "intermediate_size": 48, "num_hidden_layers": 2, "max_position_embeddings": 2048,
