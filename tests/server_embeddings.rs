@@ -119,6 +119,18 @@ async fn embeddings_are_unit_vectors_the_same_however_they_are_asked_for() {
     let length = dot(&raw, &raw).sqrt();
     assert!(length > 1.5, "not scaled: {length}");
     assert!(dot(&raw, &unit) / length > SAME_TEXT);
+    // vLLM's `normalize: false` on the OpenAI route: that same unscaled vector.
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": cat, "normalize": false}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let unscaled: Vec<f32> = (v["data"][0]["embedding"].as_array().unwrap().iter())
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(unscaled.len(), raw.len());
+    for (a, b) in unscaled.iter().zip(&raw) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+    }
     let int16 = llama(json!({"content": cat, "embd_normalize": 0})).await;
     let largest = int16.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!((largest - 32760.0).abs() < 0.1, "{largest}");

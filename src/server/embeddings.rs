@@ -24,6 +24,9 @@ pub struct EmbeddingRequest {
     /// vLLM's: embed only each input's last this many tokens (-1: as many as the context
     /// holds, the context less one).
     pub truncate_prompt_tokens: Option<i64>,
+    /// vLLM's: `false` answers the pooled vectors as the model made them, not scaled to unit
+    /// length (OpenAI's always are).
+    pub normalize: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +62,15 @@ impl EmbeddingRequest {
     /// How many dimensions to answer with, out of the model's `hidden`.
     pub fn dimensions(&self, hidden: usize) -> Result<usize, ApiError> {
         dimensions(self.dimensions, hidden)
+    }
+
+    /// The norm each vector is scaled to, as `normalised_by` takes it: Euclidean unless
+    /// `normalize` is false.
+    pub fn norm(&self) -> i64 {
+        match self.normalize {
+            Some(false) => NOT_SCALED,
+            _ => EUCLIDEAN,
+        }
     }
 
     /// Each input's tokens: a text encoded as the model wants (BOS first where it adds one,
@@ -216,6 +228,9 @@ pub fn normalised(v: Vec<f32>, dimensions: usize) -> Vec<f32> {
 /// llama-server's `embd_normalize` for the Euclidean norm, its default.
 pub const EUCLIDEAN: i64 = 2;
 
+/// llama-server's `embd_normalize` for vectors left as pooled.
+pub const NOT_SCALED: i64 = -1;
+
 /// The first `dimensions` values of a pooled vector, scaled as llama-server's
 /// `embd_normalize` says: -1 not at all, 0 the largest magnitude to 32760 (an int16's
 /// range), p > 0 to unit p-norm (1 taxicab, 2 Euclidean). A zero vector stays zero.
@@ -310,6 +325,13 @@ mod tests {
         assert_eq!(req(json!({"dimensions": 3})).dimensions(8).unwrap(), 3);
         assert!(req(json!({"dimensions": 0})).dimensions(8).is_err());
         assert!(req(json!({"dimensions": 9})).dimensions(8).is_err());
+        assert_eq!(req(json!({})).norm(), EUCLIDEAN);
+        assert_eq!(req(json!({"normalize": true})).norm(), EUCLIDEAN);
+        assert_eq!(req(json!({"normalize": false})).norm(), NOT_SCALED);
+        assert!(
+            serde_json::from_value::<EmbeddingRequest>(json!({"input": "x", "normalize": 1}))
+                .is_err()
+        );
         let lists: EmbeddingRequest =
             serde_json::from_value(json!({"input": [[1, 2], [3]]})).unwrap();
         assert!(matches!(lists.input, EmbeddingInput::TokenLists(_)));

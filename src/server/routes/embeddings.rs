@@ -100,7 +100,8 @@ async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Res
     let encoding = req.encoding()?;
     let pooled = pool(state, &req, Vectors::PerInput).await?;
     let vectors = (pooled.vectors.into_iter())
-        .map(|v| embeddings::encoded(&embeddings::normalised(v, pooled.dimensions), encoding))
+        .map(|v| embeddings::normalised_by(v, pooled.dimensions, req.norm()))
+        .map(|v| embeddings::encoded(&v, encoding))
         .collect();
     Ok(axum::Json(embeddings::response(
         &state.answering_model(req.model.as_deref()),
