@@ -83,11 +83,11 @@ pub fn load_gguf(
 ) -> Result<(BertEncoder, Option<Classifier>)> {
     let mut tensors = HashMap::new();
     for name in g.tensor_names() {
-        let renamed = match config.family {
-            Family::Nomic => nomic_name(name),
-            Family::Bert | Family::Roberta => transformers_name(name),
+        let names = match config.family {
+            Family::Nomic => &NOMIC_NAMES,
+            Family::Bert | Family::Roberta => &BERT_NAMES,
         };
-        let Some(hf) = renamed else {
+        let Some(hf) = checkout_name(name, names) else {
             continue;
         };
         let weight = crate::weights::require(g, name)?;
@@ -114,69 +114,82 @@ pub fn load_gguf(
     Ok((encoder, head))
 }
 
-/// A llama.cpp tensor name in transformers' spelling (None for one the encoder does not use).
-fn transformers_name(gguf: &str) -> Option<String> {
-    let (stem, suffix) = gguf.rsplit_once('.')?;
-    let top = match stem {
-        "token_embd" => Some("embeddings.word_embeddings"),
-        "position_embd" => Some("embeddings.position_embeddings"),
-        "token_types" => Some("embeddings.token_type_embeddings"),
-        "token_embd_norm" => Some("embeddings.LayerNorm"),
-        "cls" => Some("classifier.dense"),
-        "cls.output" => Some("classifier.out_proj"),
-        _ => None,
-    };
-    if let Some(top) = top {
-        return Some(format!("{top}.{suffix}"));
-    }
-    let rest = stem.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let hf = match part {
-        "attn_q" => "attention.self.query",
-        "attn_k" => "attention.self.key",
-        "attn_v" => "attention.self.value",
-        "attn_output" => "attention.output.dense",
-        "attn_output_norm" => "attention.output.LayerNorm",
-        "ffn_up" => "intermediate.dense",
-        "ffn_down" => "output.dense",
-        "layer_output_norm" => "output.LayerNorm",
-        _ => return None,
-    };
-    Some(format!("encoder.layer.{layer}.{hf}.{suffix}"))
+/// How a llama.cpp encoder's tensors are named in the checkout the encoder loads: the
+/// top-level stems, where the layers sit, and each layer part's name.
+struct CheckoutNames {
+    top: &'static [(&'static str, &'static str)],
+    layers: &'static str,
+    parts: &'static [(&'static str, &'static str)],
 }
 
-/// A llama.cpp `nomic-bert` tensor name in the remote code's spelling (None for one the
-/// encoder does not use).
-fn nomic_name(gguf: &str) -> Option<String> {
+/// `bert`: transformers' `BertModel` names (a classifier's head as RoBERTa's).
+const BERT_NAMES: CheckoutNames = CheckoutNames {
+    top: &[
+        ("token_embd", "embeddings.word_embeddings"),
+        ("position_embd", "embeddings.position_embeddings"),
+        ("token_types", "embeddings.token_type_embeddings"),
+        ("token_embd_norm", "embeddings.LayerNorm"),
+        ("cls", "classifier.dense"),
+        ("cls.output", "classifier.out_proj"),
+    ],
+    layers: "encoder.layer",
+    parts: &[
+        ("attn_q", "attention.self.query"),
+        ("attn_k", "attention.self.key"),
+        ("attn_v", "attention.self.value"),
+        ("attn_output", "attention.output.dense"),
+        ("attn_output_norm", "attention.output.LayerNorm"),
+        ("ffn_up", "intermediate.dense"),
+        ("ffn_down", "output.dense"),
+        ("layer_output_norm", "output.LayerNorm"),
+    ],
+};
+
+/// `nomic-bert`: the remote code's names.
+const NOMIC_NAMES: CheckoutNames = CheckoutNames {
+    top: &[
+        ("token_embd", "embeddings.word_embeddings"),
+        ("token_types", "embeddings.token_type_embeddings"),
+        ("token_embd_norm", "emb_ln"),
+    ],
+    layers: "encoder.layers",
+    parts: &[
+        ("attn_qkv", "attn.Wqkv"),
+        ("attn_output", "attn.out_proj"),
+        ("attn_output_norm", "norm1"),
+        ("ffn_up", "mlp.fc11"),
+        ("ffn_gate", "mlp.fc12"),
+        ("ffn_down", "mlp.fc2"),
+        ("layer_output_norm", "norm2"),
+    ],
+};
+
+/// A llama.cpp tensor name in the checkout's spelling (None for one the encoder does not use).
+fn checkout_name(gguf: &str, names: &CheckoutNames) -> Option<String> {
     let (stem, suffix) = gguf.rsplit_once('.')?;
-    let top = match stem {
-        "token_embd" => Some("embeddings.word_embeddings"),
-        "token_types" => Some("embeddings.token_type_embeddings"),
-        "token_embd_norm" => Some("emb_ln"),
-        _ => None,
+    let find = |table: &[(&str, &'static str)], key: &str| {
+        table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     };
-    if let Some(top) = top {
+    if let Some(top) = find(names.top, stem) {
         return Some(format!("{top}.{suffix}"));
     }
     let (layer, part) = stem.strip_prefix("blk.")?.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let name = match part {
-        "attn_qkv" => "attn.Wqkv",
-        "attn_output" => "attn.out_proj",
-        "attn_output_norm" => "norm1",
-        "ffn_up" => "mlp.fc11",
-        "ffn_gate" => "mlp.fc12",
-        "ffn_down" => "mlp.fc2",
-        "layer_output_norm" => "norm2",
-        _ => return None,
-    };
-    Some(format!("encoder.layers.{layer}.{name}.{suffix}"))
+    let part = find(names.parts, part)?;
+    Some(format!("{}.{layer}.{part}.{suffix}", names.layers))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{nomic_name, transformers_name};
+    use super::{checkout_name, BERT_NAMES, NOMIC_NAMES};
+
+    fn nomic_name(gguf: &str) -> Option<String> {
+        checkout_name(gguf, &NOMIC_NAMES)
+    }
+
+    fn transformers_name(gguf: &str) -> Option<String> {
+        checkout_name(gguf, &BERT_NAMES)
+    }
 
     #[test]
     fn nomic_bert_names_map_back_to_the_remote_code() {
