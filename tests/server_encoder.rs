@@ -198,6 +198,21 @@ async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
         &floats(&same["data"][0]["embedding"]),
         "truncated",
     );
+    // vLLM's `add_special_tokens: false`: the text's tokens alone, without [CLS] and [SEP]
+    // (and truncated to its first ones, none kept for a [SEP] it lacks): as those ids sent.
+    let bare = json!({"input": long, "add_special_tokens": false, "truncate_prompt_tokens": 3});
+    let (status, v) = s.post("/v1/embeddings", &bare).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 3, "{v}");
+    let (status, same) = s
+        .post("/v1/embeddings", &json!({"input": [cat, cat, cat]}))
+        .await;
+    assert_eq!(status, 200, "{same}");
+    assert_close(
+        &floats(&v["data"][0]["embedding"]),
+        &floats(&same["data"][0]["embedding"]),
+        "without special tokens",
+    );
     let whole = json!({"input": long, "truncate_prompt_tokens": -1});
     let (status, v) = s.post("/v1/embeddings", &whole).await;
     assert_eq!(status, 200, "{v}");
@@ -231,6 +246,13 @@ async fn a_bert_classifier_labels_texts_from_its_cls_state() {
         let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
         assert_eq!(item["label"], labels[best], "{v}");
     }
+    // `add_special_tokens: false` classifies the text's own tokens, [CLS] and [SEP] left out.
+    let first = &cases[0];
+    let body = json!({"input": first["text"], "add_special_tokens": false});
+    let (status, v) = s.post("/classify", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let with_specials = first["ids"].as_array().unwrap().len();
+    assert_eq!(v["usage"]["prompt_tokens"], with_specials - 2, "{v}");
     // Three labels are no pair score.
     let refused = error_of(&s, "/score", json!({"text_1": "a", "text_2": "b"})).await;
     assert!(refused.contains("3 labels"), "{refused}");

@@ -27,6 +27,9 @@ pub struct EmbeddingRequest {
     /// vLLM's: `false` answers the pooled vectors as the model made them, not scaled to unit
     /// length (OpenAI's always are).
     pub normalize: Option<bool>,
+    /// vLLM's: `false` encodes a text without the special tokens the tokenizer adds (BOS, an
+    /// encoder's `[CLS]` and `[SEP]`, an appended EOS).
+    pub add_special_tokens: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,23 +80,29 @@ impl EmbeddingRequest {
     /// EOS last where it asks for it, as embedding models pooling the last token do), token
     /// ids as sent. Each must be non-empty and fit the context.
     pub fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
-        input_token_lists(ready, &self.input, self.truncate_prompt_tokens)
+        let special = self.add_special_tokens.unwrap_or(true);
+        input_token_lists(ready, &self.input, self.truncate_prompt_tokens, special)
     }
 }
 
 /// The token lists of an `input` as the pooling endpoints take it (embeddings, `/classify`):
 /// see `EmbeddingRequest::token_lists`; `truncate` keeps each one's last tokens (vLLM's
-/// `truncate_prompt_tokens`).
+/// `truncate_prompt_tokens`; an encoder's first ones); texts without the tokenizer's special
+/// tokens unless `special` (vLLM's `add_special_tokens`).
 pub fn input_token_lists(
     ready: &Ready,
     input: &EmbeddingInput,
     truncate: Option<i64>,
+    special: bool,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
     let text = |t: &String| -> Result<Vec<u32>, ApiError> {
         if t.is_empty() {
             return Err(ApiError::invalid("input", "an input text is empty"));
         }
-        text_tokens(ready, t)
+        match special {
+            true => text_tokens(ready, t),
+            false => encoded_text(ready, "input", t, false),
+        }
     };
     let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
     let mut lists: Vec<Vec<u32>> = match input {
@@ -104,7 +113,12 @@ pub fn input_token_lists(
     };
     for ids in &mut lists {
         match ready.encoder {
-            true => crate::server::validate::truncate_encoder_input(ids, truncate, &ready.limits)?,
+            true => crate::server::validate::truncate_encoder_input(
+                ids,
+                truncate,
+                &ready.limits,
+                special,
+            )?,
             false => crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?,
         };
     }

@@ -135,17 +135,23 @@ pub fn truncate_prompt(
 }
 
 /// `truncate_prompt_tokens` of an encoder's input: its first `k` tokens, the last of them its
-/// closing special token (`[SEP]`), as the tokenizer truncates (-1: the whole context, an
-/// encoder answers no token). Cutting its head instead would drop `[CLS]`, whose state many
-/// encoders pool. Returns whether tokens were dropped.
+/// closing special token (`[SEP]`) where it has one (`closed`), as the tokenizer truncates
+/// (-1: the whole context, an encoder answers no token). Cutting its head instead would drop
+/// `[CLS]`, whose state many encoders pool. Returns whether tokens were dropped.
 pub fn truncate_encoder_input(
     ids: &mut Vec<u32>,
     k: Option<i64>,
     limits: &Limits,
+    closed: bool,
 ) -> Result<bool, ApiError> {
     let Some(keep) = kept_tokens(k, limits, limits.context)? else {
         return Ok(false);
     };
+    if !closed {
+        let cut = ids.len() > keep;
+        ids.truncate(keep);
+        return Ok(cut);
+    }
     Ok(cut_encoder_input(ids, keep))
 }
 
@@ -598,11 +604,11 @@ mod tests {
         let l = limits();
         // [CLS]=2 t t t t [SEP]=3
         let mut ids = vec![2, 10, 11, 12, 13, 3];
-        assert!(truncate_encoder_input(&mut ids, Some(4), &l).unwrap());
+        assert!(truncate_encoder_input(&mut ids, Some(4), &l, true).unwrap());
         assert_eq!(ids, [2, 10, 11, 3]);
-        assert!(!truncate_encoder_input(&mut ids, Some(4), &l).unwrap());
+        assert!(!truncate_encoder_input(&mut ids, Some(4), &l, true).unwrap());
         let mut long: Vec<u32> = (0..150).collect();
-        assert!(truncate_encoder_input(&mut long, Some(-1), &l).unwrap());
+        assert!(truncate_encoder_input(&mut long, Some(-1), &l, true).unwrap());
         assert_eq!(
             (long.len(), long[0], long[99]),
             (100, 0, 149),
@@ -611,7 +617,11 @@ mod tests {
         let mut one = vec![2, 10, 3];
         assert!(cut_encoder_input(&mut one, 1));
         assert_eq!(one, [2]);
-        assert!(truncate_encoder_input(&mut ids, Some(0), &l).is_err());
+        assert!(truncate_encoder_input(&mut ids, Some(0), &l, true).is_err());
+        // Without its special tokens (`add_special_tokens: false`) the text's first tokens.
+        let mut text = vec![10, 11, 12, 13];
+        assert!(truncate_encoder_input(&mut text, Some(2), &l, false).unwrap());
+        assert_eq!(text, [10, 11]);
     }
 
     /// The model's defaults fill the fields a request leaves out; a field sent wins, and

@@ -23,6 +23,8 @@ pub struct ClassifyRequest {
     pub priority: Option<i64>,
     /// Classify only each input's last this many tokens (-1: as many as the context holds).
     pub truncate_prompt_tokens: Option<i64>,
+    /// vLLM's: `false` encodes a text without the tokenizer's special tokens.
+    pub add_special_tokens: Option<bool>,
     /// OpenAI's end-user tag: accepted, not used.
     #[allow(dead_code)]
     pub user: Option<String>,
@@ -71,7 +73,8 @@ pub async fn classify(
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     let head = classifier(ready)?;
-    let inputs = input_token_lists(ready, &req.input, req.truncate_prompt_tokens)?;
+    let special = req.add_special_tokens.unwrap_or(true);
+    let inputs = input_token_lists(ready, &req.input, req.truncate_prompt_tokens, special)?;
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
     let model = req.model.as_deref();
     let logits = classifier_logits(ready, head, &inputs, priority, model).await?;
