@@ -370,3 +370,100 @@ async fn nomic_embed_text_embeds_from_its_checkout_and_its_gguf() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dense_module_projects_the_pooled_embedding() {
+    // bert_embed with a sentence-transformers Dense module after its mean pooling (32 -> 8,
+    // tanh, as LaBSE's): each embedding is tanh(W · mean + b), normalised.
+    let (hidden, cases) = cases("bert_embed");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for entry in std::fs::read_dir(dir("bert_embed")).unwrap() {
+        let from = entry.unwrap().path();
+        if from.is_file() {
+            std::fs::copy(&from, d.join(from.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::create_dir(d.join("1_Pooling")).unwrap();
+    std::fs::copy(
+        dir("bert_embed").join("1_Pooling/config.json"),
+        d.join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    let modules = json!([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+        {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"}
+    ]);
+    std::fs::write(d.join("modules.json"), modules.to_string()).unwrap();
+    let out = 8;
+    let weight: Vec<f32> = (0..out * hidden)
+        .map(|i| ((i * 37 % 29) as f32 - 14.0) / 20.0)
+        .collect();
+    let bias: Vec<f32> = (0..out).map(|o| o as f32 / 10.0 - 0.3).collect();
+    std::fs::create_dir(d.join("2_Dense")).unwrap();
+    let config = json!({"in_features": hidden, "out_features": out, "bias": true,
+        "activation_function": "torch.nn.modules.activation.Tanh"});
+    std::fs::write(d.join("2_Dense/config.json"), config.to_string()).unwrap();
+    let cpu = candle_core::Device::Cpu;
+    let tensors = std::collections::HashMap::from([
+        (
+            "linear.weight".to_string(),
+            candle_core::Tensor::from_vec(weight.clone(), (out, hidden), &cpu).unwrap(),
+        ),
+        (
+            "linear.bias".to_string(),
+            candle_core::Tensor::from_vec(bias.clone(), out, &cpu).unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, d.join("2_Dense/model.safetensors")).unwrap();
+
+    let s = Server::start_path(d, "labse-like", &[]).await;
+    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
+        let mean = pooled(case, hidden, true);
+        let projected: Vec<f64> = (0..out)
+            .map(|o| {
+                let row = &weight[o * hidden..(o + 1) * hidden];
+                let dot: f64 = row.iter().zip(&mean).map(|(w, x)| *w as f64 * x).sum();
+                (dot + bias[o] as f64).tanh()
+            })
+            .collect();
+        assert_close(&floats(&item["embedding"]), &unit(projected), "dense");
+    }
+    // `dimensions` counts the Dense module's outputs.
+    let (status, v) = s
+        .post(
+            "/v1/embeddings",
+            &json!({"input": "the cat", "dimensions": 4}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 4);
+    let (status, v) = s
+        .post(
+            "/v1/embeddings",
+            &json!({"input": "the cat", "dimensions": 9}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    drop(s);
+
+    // A module candor cannot run refuses the model rather than answer other vectors.
+    let relu = json!({"in_features": hidden, "out_features": out,
+        "activation_function": "torch.nn.modules.activation.ReLU"});
+    std::fs::write(d.join("2_Dense/config.json"), relu.to_string()).unwrap();
+    let s = Server::launch(d, "labse-like", &[]);
+    let t0 = std::time::Instant::now();
+    while s.log_lines("model failed to load").is_empty() {
+        assert!(t0.elapsed().as_secs() < 60, "the load did not fail");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let failure = s.log_lines("model failed to load").remove(0);
+    assert!(failure.contains("ReLU"), "{failure}");
+}

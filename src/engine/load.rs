@@ -169,6 +169,8 @@ pub struct LoadedModel {
     pub parameters: Option<u64>,
     /// How the model's file says to pool an embedding (a GGUF's `{arch}.pooling_type`).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// The sentence-transformers `Dense` modules a checkout runs on its pooled embedding.
+    pub dense: Option<crate::engine::dense::DenseModules>,
     /// The sequence classifier's head: the file's own (a `*ForSequenceClassification`
     /// checkout, a reranker GGUF), or one from the LM head's rows of
     /// `LoadOptions::classifier_tokens`.
@@ -438,6 +440,10 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
             }),
             None => checkout_pooling(&opened.path),
         },
+        dense: match &opened.gguf {
+            Some(_) => None,
+            None => checkout_dense(&opened.path, opened.spec.hidden_size)?,
+        },
         generation: match (&opened.gguf, opened.format) {
             (Some(gguf), _) => GenerationDefaults::from_gguf(gguf),
             (None, ModelFormat::Safetensors) => GenerationDefaults::from_hf_dir(&opened.path),
@@ -463,6 +469,20 @@ fn checkout_pooling(dir: &std::path::Path) -> Option<crate::engine::pooling::Poo
             None
         }
     }
+}
+
+/// The sentence-transformers `Dense` modules of a checkout (`dir` a directory), chained onto
+/// its `hidden`-wide pooled vector: one candor cannot run refuses the model, whose embeddings
+/// would not be the model's without it.
+pub(crate) fn checkout_dense(
+    dir: &std::path::Path,
+    hidden: usize,
+) -> Result<Option<crate::engine::dense::DenseModules>, EngineError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    crate::engine::dense::from_sentence_transformers(dir, hidden)
+        .map_err(|e| EngineError::Model(candor_models::ModelError::Config(e)))
 }
 
 #[cfg(test)]

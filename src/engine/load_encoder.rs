@@ -5,7 +5,7 @@
 use super::block_manager::BLOCK_SIZE;
 use super::encoder_runner::EncoderRunner;
 use super::error::EngineError;
-use super::load::{checkout_tokenizer, fitting, LoadOptions, LoadedModel};
+use super::load::{checkout_dense, checkout_tokenizer, fitting, LoadOptions, LoadedModel};
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
@@ -41,11 +41,13 @@ pub fn load_encoder(
             None
         }
     };
+    let dense = checkout_dense(path, config.hidden_size)?;
     let loaded = Encoder {
         encoder,
         head,
         tokenizer,
         pooling,
+        dense,
         format: ModelFormat::Safetensors,
         quantization: None,
     };
@@ -77,6 +79,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         head,
         tokenizer: Some(tokenizer),
         pooling,
+        dense: None,
         format: ModelFormat::Gguf,
         quantization: gguf.file_type_name().map(str::to_string),
     };
@@ -106,6 +109,8 @@ struct Encoder {
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,
+    /// Its sentence-transformers `Dense` modules, run on the pooled vector.
+    dense: Option<crate::engine::dense::DenseModules>,
     format: ModelFormat,
     quantization: Option<String>,
 }
@@ -132,6 +137,7 @@ impl Encoder {
             quantization: self.quantization,
             parameters: None,
             pooling: Some(self.pooling.unwrap_or(Pooling::Cls)),
+            dense: self.dense,
             classifier: self.head,
             generates: false,
             generation: Ok(GenerationDefaults::default()),

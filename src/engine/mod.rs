@@ -2,6 +2,7 @@
 pub mod banned;
 pub mod block_manager;
 pub mod candidates;
+pub mod dense;
 pub mod dry;
 pub mod encoder_runner;
 pub mod error;

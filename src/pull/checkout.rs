@@ -26,15 +26,20 @@ const NAMED: [&str; 12] = [
 ];
 
 /// The files of a repository listing that make a servable checkout: config.json, the
-/// top-level `*.safetensors` and the named extras, and a sentence-transformers pooling
-/// module's config (`1_Pooling/config.json`). Empty where the listing is no such checkout
-/// (no config.json, or no safetensors weights).
+/// top-level `*.safetensors` and the named extras, a sentence-transformers pooling module's
+/// config (`1_Pooling/config.json`) and its Dense modules' config and weights (`2_Dense/`;
+/// every `*_Dense*` directory, since which of several stella's modules.json runs is only
+/// known once it is read). Empty where the listing is no such checkout (no config.json, or
+/// no safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
     let wanted = |f: &str| match f.split_once('/') {
         None => {
             NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
         }
-        Some((dir, rest)) => dir.ends_with("_Pooling") && rest == "config.json",
+        Some((dir, rest)) => {
+            dir.ends_with("_Pooling") && rest == "config.json"
+                || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
+        }
     };
     let files: Vec<String> = listed.iter().filter(|f| wanted(f)).cloned().collect();
     let complete = files.iter().any(|f| f == "config.json")
@@ -111,7 +116,10 @@ mod tests {
             "vocab.txt",
             "modules.json",
             "1_Pooling/config.json",
-            "2_Normalize/config.json",
+            "2_Dense/config.json",
+            "2_Dense/model.safetensors",
+            "2_Dense/pytorch_model.bin",
+            "3_Normalize/config.json",
             "adapter_model.safetensors",
         ]);
         assert_eq!(
@@ -123,6 +131,8 @@ mod tests {
                 "tokenizer_config.json",
                 "modules.json",
                 "1_Pooling/config.json",
+                "2_Dense/config.json",
+                "2_Dense/model.safetensors",
             ])
         );
         assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());

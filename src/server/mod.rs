@@ -443,6 +443,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,
+        dense: model.dense.take().map(Arc::new),
         classifier: model.classifier.take().map(Arc::new),
         generates: model.generates,
         encoder,

@@ -30,8 +30,10 @@ pub struct Ready {
     pub max_num_seqs: usize,
     /// How `/v1/embeddings` pools a text's final hidden states.
     pub pooling: crate::engine::pooling::Pooling,
-    /// Dimensions of an embedding (the model's hidden size).
+    /// The model's hidden size: the width of a token's state.
     pub hidden_size: usize,
+    /// The sentence-transformers `Dense` modules every pooled embedding runs through.
+    pub dense: Option<Arc<crate::engine::dense::DenseModules>>,
     /// The classification head `/classify`, `/score` and `/rerank` run (`server::classify`).
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// False for a model served for its classification head alone: generation is refused.
@@ -48,6 +50,13 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Dimensions of a pooled embedding: the hidden size, or the last `Dense` module's.
+    pub fn embedding_size(&self) -> usize {
+        self.dense
+            .as_ref()
+            .map_or(self.hidden_size, |d| d.outputs())
+    }
+
     /// The adapters a request runs with: the one its `model` names, at its own scale; for
     /// the base model, those of its `lora` list (llama-server's), else those `POST
     /// /lora-adapters` set for it (none unless set).

@@ -135,7 +135,7 @@ async fn pool(
 ) -> Result<Pooled, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
-    let dimensions = req.dimensions(ready.hidden_size)?;
+    let dimensions = req.dimensions(ready.embedding_size())?;
     let inputs = req.token_lists(ready)?;
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
     let model = req.model.as_deref();
@@ -150,8 +150,9 @@ async fn pool(
     })
 }
 
-/// Each input's pooled final hidden state (not normalised), in order; `priority` as the
-/// engine reads it (lower first); with the LoRA adapter `model` names, if it names one. A
+/// Each input's pooled final hidden state (not normalised), through the checkout's
+/// sentence-transformers Dense modules where it has them, in order; `priority` as the engine
+/// reads it (lower first); with the LoRA adapter `model` names, if it names one. A
 /// server that pools nothing has no such vector: a 400 that says where its rows are.
 pub async fn pooled(
     ready: &Ready,
@@ -166,7 +167,11 @@ pub async fn pooled(
              per input",
         ));
     }
-    run_pooling(ready, inputs, ready.pooling, priority, model).await
+    let vectors = run_pooling(ready, inputs, ready.pooling, priority, model).await?;
+    Ok(match &ready.dense {
+        Some(dense) => vectors.into_iter().map(|v| dense.apply(v)).collect(),
+        None => vectors,
+    })
 }
 
 /// Each input's states as `pooling` keeps them (not normalised).

@@ -166,7 +166,7 @@ pub async fn embed(
         EmbedInput::Text(t) => vec![t.clone()],
         EmbedInput::Texts(v) => v.clone(),
     };
-    let dimensions = dimensions(req.dimensions, ready.hidden_size)?;
+    let dimensions = dimensions(req.dimensions, ready.embedding_size())?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
     let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
         .await?
