@@ -193,6 +193,18 @@ impl Server {
             .map(|l| l.iter().filter(|x| x.contains(needle)).cloned().collect())
             .unwrap_or_default()
     }
+
+    /// The log line saying the model failed to load, once it is there (within a minute).
+    pub async fn load_failure(&self) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(line) = self.log_lines("model failed to load").into_iter().next() {
+                return line;
+            }
+            assert!(t0.elapsed().as_secs() < 60, "the load did not fail");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Server {
