@@ -267,6 +267,8 @@ fn encoders_match_transformers_on_the_gpu() {
         "xlmr_spm_reranker",
         // Rotary positions (candle's CUDA rope) and the gated feed-forward on the GPU.
         "nomic_embed",
+        // Pre-norm, GeGLU and the local layers' window mask on the GPU.
+        "modernbert_embed",
     ] {
         let dir = fixtures().join("tiny").join(name);
         let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();

@@ -1,5 +1,6 @@
 //! BERT-style encoders against transformers (tests/fixtures/tiny/make_encoders.py, and
-//! make_nomic.py for NomicBERT: rotary positions, SwiGLU, the remote code's names): the
+//! make_nomic.py for NomicBERT: rotary positions, SwiGLU, the remote code's names;
+//! make_modernbert.py for ModernBERT: pre-norm, GeGLU, local and global attention): the
 //! tokenizer's ids for texts and pairs, each token's type as the engine derives it, every
 //! final hidden state of every input run together in one pass (within 1e-4), and the
 //! classifier heads' logits from the `[CLS]` state.
@@ -10,12 +11,13 @@ use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInp
 use candor_models::tokenizer::Tokenizer;
 use common::{as_f32s, as_u32s, max_abs_diff, read_json};
 
-const MODELS: [&str; 5] = [
+const MODELS: [&str; 6] = [
     "bert_embed",
     "bert_classifier",
     "xlmr_reranker",
     "xlmr_spm_reranker",
     "nomic_embed",
+    "modernbert_embed",
 ];
 
 /// Whether the fixture is a sequence classifier (a head over `[CLS]`).

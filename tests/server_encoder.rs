@@ -462,3 +462,15 @@ async fn a_dense_module_projects_the_pooled_embedding() {
     let failure = s.load_failure().await;
     assert!(failure.contains("ReLU"), "{failure}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modernbert_checkout_embeds_as_its_pooling_says() {
+    // ModernBERT (tests/fixtures/tiny/make_modernbert.py): pre-norm, GeGLU, local layers
+    // attending within 4 positions each side; mean pooling by its sentence-transformers files.
+    let (hidden, cases) = cases("modernbert_embed");
+    let s = Server::start_path(&dir("modernbert_embed"), "modernbert", &[]).await;
+    assert_embeds(&s, &cases, hidden, true, "modernbert").await;
+    let (status, shown) = s.post("/api/show", &json!({"model": "modernbert"})).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["details"]["family"], "modern-bert", "{shown}");
+}

@@ -57,12 +57,13 @@ fn bias_rows_body(rows: &mut [f32], bias: &[f32], gelu: Option<bool>) {
     }
 }
 
-/// `out[r] = silu(gate[r]) ⊙ up[r]` where each row of `gate_up` is `[gate | up]`, `2 · width`
-/// wide (a gated feed-forward's two projections as one product): rows in parallel.
-pub fn gated_silu_rows(gate_up: &[f32], out: &mut [f32], width: usize) {
+/// `out[r] = act(gate[r]) ⊙ up[r]` where each row of `gate_up` is `[gate | up]`, `2 · width`
+/// wide (a gated feed-forward's two projections as one product), `act` SiLU (NomicBERT's
+/// SwiGLU) or, with `gelu`, the exact erf GELU (ModernBERT's GeGLU): rows in parallel.
+pub fn gated_rows(gate_up: &[f32], out: &mut [f32], width: usize, gelu: bool) {
     if width == 0 || gate_up.len() != 2 * out.len() || !out.len().is_multiple_of(width) {
         panic!(
-            "gated_silu_rows: {} values are no rows of gate|up for {} outputs of {width}",
+            "gated_rows: {} values are no rows of gate|up for {} outputs of {width}",
             gate_up.len(),
             out.len()
         );
@@ -76,9 +77,23 @@ pub fn gated_silu_rows(gate_up: &[f32], out: &mut [f32], width: usize) {
                 .zip(gate_up.chunks_exact(2 * width))
             {
                 let (gate, up) = gu.split_at(width);
-                crate::activation::glu_chunk(gate, up, crate::activation::Act::Silu, o);
+                match gelu {
+                    true => gelu_glu_of(gate, up, o),
+                    false => {
+                        crate::activation::glu_chunk(gate, up, crate::activation::Act::Silu, o)
+                    }
+                }
             }
         });
+}
+
+two_instances!(fn gelu_glu_of(gate: &[f32], up: &[f32], out: &mut [f32]) => gelu_glu_body);
+
+#[inline(always)]
+fn gelu_glu_body(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = gelu_erf(g) * u;
+    }
 }
 
 two_instances!(fn add_layer_norm_of(
@@ -170,25 +185,28 @@ mod tests {
     }
 
     #[test]
-    fn gated_silu_reads_each_row_as_gate_then_up() {
+    fn a_gated_row_reads_gate_then_up() {
         let width = 5;
         // Enough rows for several parallel tasks.
         let rows = 2 * rows_per_task(2 * width) + 3;
         let gate_up: Vec<f32> = (0..rows * 2 * width)
             .map(|i| ((i * 37) % 23) as f32 / 4.0 - 2.5)
             .collect();
-        let mut out = vec![f32::NAN; rows * width];
-        gated_silu_rows(&gate_up, &mut out, width);
-        for r in 0..rows {
-            for i in 0..width {
-                let g = gate_up[r * 2 * width + i] as f64;
-                let u = gate_up[r * 2 * width + width + i] as f64;
-                let want = g / (1.0 + (-g).exp()) * u;
-                let got = out[r * width + i] as f64;
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "row {r} value {i}: {got} vs {want}"
-                );
+        for gelu in [false, true] {
+            let mut out = vec![f32::NAN; rows * width];
+            gated_rows(&gate_up, &mut out, width, gelu);
+            for r in 0..rows {
+                for i in 0..width {
+                    let g = gate_up[r * 2 * width + i];
+                    let u = gate_up[r * 2 * width + width + i] as f64;
+                    // The activations' own values are checked in `activation`.
+                    let act = match gelu {
+                        true => gelu_erf(g) as f64,
+                        false => g as f64 / (1.0 + (-g as f64).exp()),
+                    };
+                    let (got, want) = (out[r * width + i] as f64, act * u);
+                    assert!((got - want).abs() < 1e-5, "{gelu} {r} {i}: {got} vs {want}");
+                }
             }
         }
     }

@@ -40,6 +40,8 @@ pub enum Arch {
     /// NomicBERT (nomic-embed-text): a BERT-style encoder with rotary positions and SwiGLU;
     /// named as llama.cpp and Ollama name it.
     NomicBert,
+    /// ModernBERT: a pre-norm encoder with GeGLU and local/global attention.
+    ModernBert,
 }
 
 impl Arch {
@@ -63,6 +65,7 @@ impl Arch {
             Arch::Exaone4 => "exaone4",
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
+            Arch::ModernBert => "modern-bert",
         }
     }
 }

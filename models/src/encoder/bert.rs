@@ -30,15 +30,23 @@ pub struct BertEncoder {
     /// The position table; None where positions are rotary (`rotary`).
     positions: Option<Embedding>,
     rotary: Option<Rotary>,
-    token_types: Embedding,
+    /// The token-type table; None where the model has none (ModernBERT).
+    token_types: Option<Embedding>,
     embedding_norm: LayerNorm,
-    layers: Vec<Layer>,
+    stack: Stack,
     device: Device,
+}
+
+/// The layers: BERT's post-norm ones, or ModernBERT's stack (its own rotary tables and final
+/// norm).
+enum Stack {
+    PostNorm(Vec<Layer>),
+    Modern(super::modern::Stack),
 }
 
 /// Where the encoder's tensors sit in a checkout: at the top (`BertModel`, a
 /// sentence-transformers checkout) or under the task model's prefix.
-const PREFIXES: [&str; 3] = ["", "bert.", "roberta."];
+const PREFIXES: [&str; 4] = ["", "bert.", "roberta.", "model."];
 
 impl BertEncoder {
     /// The encoder of the checkout `dir` (its `*.safetensors` files) on `device`, and its
@@ -53,10 +61,14 @@ impl BertEncoder {
         // Safety: the files are mapped read-only for as long as the weights are read from
         // them, as every loader here maps model files; they are not written while served.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+        let words = match config.family {
+            Family::Modern => "embeddings.tok_embeddings.weight",
+            Family::Bert | Family::Roberta | Family::Nomic => "embeddings.word_embeddings.weight",
+        };
         let prefix = PREFIXES
             .into_iter()
-            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")))
-            .ok_or_else(|| ModelError::MissingTensor("embeddings.word_embeddings.weight".into()))?;
+            .find(|p| vb.contains_tensor(&format!("{p}{words}")))
+            .ok_or_else(|| ModelError::MissingTensor(words.into()))?;
         let base = match prefix {
             "" => vb.clone(),
             p => vb.pp(p.trim_end_matches('.')),
@@ -70,10 +82,11 @@ impl BertEncoder {
                         let head = vb.pp("classifier");
                         (head.pp("dense"), head.pp("out_proj"))
                     }
-                    Family::Nomic => {
-                        return Err(ModelError::Config(
-                            "a NomicBERT classifier's head is not served".into(),
-                        ))
+                    Family::Nomic | Family::Modern => {
+                        return Err(ModelError::Config(format!(
+                            "a {:?} classifier's head is not served",
+                            config.family
+                        )))
                     }
                 };
                 let labels = crate::classifier::hf_labels(dir)?;
@@ -100,11 +113,23 @@ impl BertEncoder {
                 h,
             ))
         };
-        let words = embedding(config.vocab_size, "word_embeddings")?;
-        let token_types = embedding(config.type_vocab_size, "token_type_embeddings")?;
         let eps = config.layer_norm_eps;
+        if config.family == Family::Modern {
+            return Ok(BertEncoder {
+                config: config.clone(),
+                words: embedding(config.vocab_size, "tok_embeddings")?,
+                positions: None,
+                rotary: None,
+                token_types: None,
+                embedding_norm: super::modern::norm(&e.pp("norm"), h, eps)?,
+                stack: Stack::Modern(super::modern::Stack::load(vb, config, device)?),
+                device: device.clone(),
+            });
+        }
+        let words = embedding(config.vocab_size, "word_embeddings")?;
+        let token_types = Some(embedding(config.type_vocab_size, "token_type_embeddings")?);
         let (positions, rotary, embedding_norm, layers) = match config.family {
-            Family::Bert | Family::Roberta => (
+            Family::Bert | Family::Roberta | Family::Modern => (
                 Some(embedding(
                     config.max_position_embeddings,
                     "position_embeddings",
@@ -137,7 +162,7 @@ impl BertEncoder {
             rotary,
             token_types,
             embedding_norm,
-            layers,
+            stack: Stack::PostNorm(layers),
             device: device.clone(),
         })
     }
@@ -185,16 +210,23 @@ impl BertEncoder {
             positions.extend((0..len).map(|p| (p + c.position_offset) as u32));
         }
         let tensor = |v: Vec<u32>| Tensor::from_vec(v, total, &self.device);
-        let mut x =
-            (self.words.forward(&tensor(ids)?)? + self.token_types.forward(&tensor(types)?)?)?;
+        let mut x = self.words.forward(&tensor(ids)?)?;
+        if let Some(table) = &self.token_types {
+            x = (x + table.forward(&tensor(types)?)?)?;
+        }
         if let Some(table) = &self.positions {
             x = (x + table.forward(&tensor(positions)?)?)?;
         }
         let mut x = self.embedding_norm.forward(&x)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &spans, self.rotary.as_ref(), c)?;
+        match &self.stack {
+            Stack::PostNorm(layers) => {
+                for layer in layers {
+                    x = layer.forward(&x, &spans, self.rotary.as_ref(), c)?;
+                }
+                Ok(x)
+            }
+            Stack::Modern(stack) => stack.forward(x, &spans, c),
         }
-        Ok(x)
     }
 }
 

@@ -19,6 +19,19 @@ pub enum Family {
     /// NomicBERT's checkout: rotary positions, a SwiGLU feed-forward, the remote code's tensor
     /// names (`emb_ln`, `encoder.layers.N.attn.Wqkv`, `mlp.fc11`…); an embedder, no head.
     Nomic,
+    /// ModernBERT's checkout: pre-norm layers, GeGLU, rotary positions, local and global
+    /// attention (`super::modern`); an embedder, no head.
+    Modern,
+}
+
+/// ModernBERT's alternating attention: every `global_every`-th layer (from the first) attends
+/// over the whole input, its rotary base `rotary_theta`; the others only `window` positions
+/// each side, turned at `local_theta`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalAttention {
+    pub global_every: usize,
+    pub window: usize,
+    pub local_theta: f32,
 }
 
 /// The feed-forward activation (`hidden_act`).
@@ -57,6 +70,8 @@ pub struct EncoderConfig {
     /// A gated feed-forward, `down(silu(gate · x) ⊙ (up · x))` (NomicBERT's SwiGLU), where
     /// BERT's is `down(act(up · x))`.
     pub gated: bool,
+    /// Layers attending within a window (ModernBERT's).
+    pub local_attention: Option<LocalAttention>,
 }
 
 impl EncoderConfig {
@@ -82,6 +97,7 @@ impl EncoderConfig {
             Some("bert") => Family::Bert,
             Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
             Some("nomic_bert") => return super::nomic::config(&c, classifies(json)).map(Some),
+            Some("modernbert") => return super::modern::config(&c, classifies(json)).map(Some),
             _ => return Ok(None),
         };
         if let Some(kind) = c.str("position_embedding_type") {
@@ -94,7 +110,7 @@ impl EncoderConfig {
         }
         let activation = activation(c.str("hidden_act").unwrap_or("gelu"))?;
         let position_offset = match family {
-            Family::Bert | Family::Nomic => 0,
+            Family::Bert | Family::Nomic | Family::Modern => 0,
             Family::Roberta => c.opt_usize("pad_token_id")?.unwrap_or(1) + 1,
         };
         let hidden_size = c.usize("hidden_size")?;
@@ -121,6 +137,7 @@ impl EncoderConfig {
             classifies: classifies(json),
             rotary_theta: None,
             gated: false,
+            local_attention: None,
         }))
     }
 
@@ -146,6 +163,7 @@ impl EncoderConfig {
         ModelSpec {
             arch: match self.family {
                 Family::Nomic => Arch::NomicBert,
+                Family::Modern => Arch::ModernBert,
                 Family::Bert | Family::Roberta => Arch::Bert,
             },
             vocab_size: self.vocab_size,

@@ -29,14 +29,15 @@ impl candle_core::InplaceOp1 for Bias<'_> {
 }
 
 /// A gated feed-forward's middle: rows of `[gate | up]`, `2 · width` wide, to rows of
-/// `silu(gate) ⊙ up`, `width` wide.
-pub(super) struct GatedSilu {
+/// `act(gate) ⊙ up`, `width` wide; `act` SiLU, or the erf GELU with `gelu`.
+pub(super) struct Gated {
     pub width: usize,
+    pub gelu: bool,
 }
 
-impl candle_core::CustomOp1 for GatedSilu {
+impl candle_core::CustomOp1 for Gated {
     fn name(&self) -> &'static str {
-        "gated-silu"
+        "gated"
     }
 
     fn cpu_fwd(
@@ -44,16 +45,13 @@ impl candle_core::CustomOp1 for GatedSilu {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let values = contiguous(storage, layout, "gated-silu")?;
+        let values = contiguous(storage, layout, "gated")?;
         let (rows, wide) = layout.shape().dims2()?;
         if self.width == 0 || wide != 2 * self.width {
-            candle_core::bail!(
-                "gated-silu: rows of {wide} are not gate|up of {}",
-                self.width
-            );
+            candle_core::bail!("gated: rows of {wide} are not gate|up of {}", self.width);
         }
         let mut out = vec![0.0; rows * self.width];
-        candor_kernels::encoder::gated_silu_rows(values, &mut out, self.width);
+        candor_kernels::encoder::gated_rows(values, &mut out, self.width, self.gelu);
         Ok((CpuStorage::F32(out), Shape::from((rows, self.width))))
     }
 }

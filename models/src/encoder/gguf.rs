@@ -70,6 +70,7 @@ impl EncoderConfig {
                 false => None,
             },
             gated: nomic,
+            local_attention: None,
         })
     }
 }
@@ -86,6 +87,9 @@ pub fn load_gguf(
         let names = match config.family {
             Family::Nomic => &NOMIC_NAMES,
             Family::Bert | Family::Roberta => &BERT_NAMES,
+            Family::Modern => {
+                return Err(ModelError::Config("a ModernBERT GGUF is not served".into()))
+            }
         };
         let Some(hf) = checkout_name(name, names) else {
             continue;

@@ -3,7 +3,7 @@
 //! NomicBERT run them. On the CPU the q|k|v projection is one product and attention, bias
 //! adds, GELU and SwiGLU are candor's kernels (`cpu_ops`); on a GPU they are candle's ops.
 use super::config::{EncoderActivation, EncoderConfig};
-use super::cpu_ops::{AddLayerNorm, Bias, GatedSilu, Softmax};
+use super::cpu_ops::{AddLayerNorm, Bias, Gated, Softmax};
 use super::rotary::Rotary;
 use crate::error::Result;
 use candle_core::{Module, Tensor};
@@ -63,7 +63,7 @@ impl Projection {
     }
 
     /// `x · W + b`, then GELU where asked (`Some(tanh form)`).
-    fn forward(&self, x: &Tensor, gelu: Option<bool>) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor, gelu: Option<bool>) -> Result<Tensor> {
         let y = x.matmul(&self.wt)?;
         if y.device().is_cpu() {
             match (&self.bias, gelu) {
@@ -170,7 +170,7 @@ impl Layer {
         c: &EncoderConfig,
     ) -> Result<Tensor> {
         let qkv = self.qkv.forward(x, None)?;
-        let context = attention(&qkv, spans, rotary, c)?;
+        let context = attention(&qkv, spans, rotary, None, c)?;
         let attended =
             (self.attention_norm).forward(&self.attention_out.forward(&context, None)?, x)?;
         let hidden = match c.gated {
@@ -197,25 +197,34 @@ impl Layer {
     }
 }
 
-/// A gated feed-forward's middle from its joined `[gate | up]` columns: `silu(gate) ⊙ up`.
-fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
+/// A gated feed-forward's middle from its joined `[gate | up]` columns: `act(gate) ⊙ up`,
+/// `act` SiLU (NomicBERT) or the erf GELU (ModernBERT) as the config's activation says.
+pub(super) fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
     let width = c.intermediate_size;
+    let gelu = c.activation == EncoderActivation::GeluErf;
     if gate_up.device().is_cpu() {
-        return Ok(gate_up.apply_op1_no_bwd(&GatedSilu { width })?);
+        return Ok(gate_up.apply_op1_no_bwd(&Gated { width, gelu })?);
     }
     let gate = gate_up.narrow(1, 0, width)?;
     let up = gate_up.narrow(1, width, width)?;
-    Ok((gate.silu()? * up)?)
+    let gate = match gelu {
+        true => gate.gelu_erf()?,
+        false => gate.silu()?,
+    };
+    Ok((gate * up)?)
 }
 
 /// Per input, `softmax(q · kᵀ) · v` over its rows: candle's products (on the CPU faster than
 /// a hand-written loop over each head's keys and values, and than one batched product over
 /// several inputs of a length), the softmax candor's kernel on the CPU. With rotary
-/// positions each input's queries and keys are turned by their positions from 0 first.
-fn attention(
+/// positions each input's queries and keys are turned by their positions from 0 first; with a
+/// `window`, a token attends only to those at most that many positions away (ModernBERT's
+/// local layers).
+pub(super) fn attention(
     qkv: &Tensor,
     spans: &[(usize, usize)],
     rotary: Option<&Rotary>,
+    window: Option<usize>,
     c: &EncoderConfig,
 ) -> Result<Tensor> {
     let (heads, head_dim) = (c.num_heads, c.head_dim());
@@ -236,6 +245,12 @@ fn attention(
             k = rotary.turn(&k)?;
         }
         let scores = q.matmul(&k.t()?.contiguous()?)?;
+        let scores = match window {
+            Some(w) if len > w + 1 => {
+                scores.broadcast_add(&outside_window(len, w, qkv.device())?)?
+            }
+            _ => scores,
+        };
         let probs = match scores.device().is_cpu() {
             true => {
                 scores.inplace_op1(&Softmax)?;
@@ -247,6 +262,31 @@ fn attention(
         context.push(out.reshape((len, width))?);
     }
     Ok(Tensor::cat(&context, 0)?)
+}
+
+/// The fused q|k|v projection `[3h, h]` with its query rows (and bias) scaled.
+pub(super) fn fused_qkv(vb: &VarBuilder, h: usize, scale: f64) -> Result<Projection> {
+    let scale_first = |t: Tensor| -> Result<Tensor> {
+        let q = (t.narrow(0, 0, h)? * scale)?;
+        Ok(Tensor::cat(&[q, t.narrow(0, h, 2 * h)?], 0)?)
+    };
+    let weight = scale_first(vb.get((3 * h, h), "weight")?)?;
+    let bias = match vb.contains_tensor("bias") {
+        true => Some(scale_first(vb.get(3 * h, "bias")?)?),
+        false => None,
+    };
+    Projection::from_weight(weight, bias)
+}
+
+/// `[len, len]`: 0 where two positions are at most `window` apart, -inf where further.
+fn outside_window(len: usize, window: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..len * len)
+        .map(|at| match (at / len).abs_diff(at % len) <= window {
+            true => 0.0,
+            false => f32::NEG_INFINITY,
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (len, len), device)?)
 }
 
 /// A LayerNorm saved as `weight`/`bias`, or as `gamma`/`beta` (checkpoints converted from the

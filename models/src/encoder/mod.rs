@@ -1,6 +1,7 @@
 //! Bidirectional encoders: BERT and RoBERTa checkouts (sentence-transformers embedders such as
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
-//! MiniLMs) and NomicBERT's (nomic-embed-text). Every token attends to every other, so an input is read whole, in one pass, with
+//! MiniLMs), NomicBERT's (nomic-embed-text) and ModernBERT's (modernbert-embed,
+//! gte-modernbert). Every token attends to every other, so an input is read whole, in one pass, with
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
@@ -8,11 +9,12 @@ mod config;
 mod cpu_ops;
 mod gguf;
 mod layer;
+mod modern;
 mod nomic;
 mod rotary;
 
 pub use bert::{BertEncoder, EncoderInput};
-pub use config::{EncoderActivation, EncoderConfig, Family};
+pub use config::{EncoderActivation, EncoderConfig, Family, LocalAttention};
 pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,

@@ -6,10 +6,9 @@
 //! transformers' own conversion and llama.cpp's converter read them); transformers 5's native
 //! keys (`hidden_size`, `rope_parameters`…) are read too.
 use super::config::{heads_dividing, EncoderActivation, EncoderConfig, Family};
-use super::layer::{Layer, PostNorm, Projection};
+use super::layer::{fused_qkv, Layer, PostNorm, Projection};
 use crate::error::{ModelError, Result};
 use crate::spec::HfConfig;
-use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 /// The encoder a `nomic_bert` config.json describes; `classifies` where its architectures
@@ -99,6 +98,7 @@ pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
         classifies: false,
         rotary_theta: Some(theta),
         gated: true,
+        local_attention: None,
     })
 }
 
@@ -113,7 +113,7 @@ pub(super) fn layer(vb: &VarBuilder, c: &EncoderConfig) -> Result<Layer> {
     let attn = vb.pp("attn");
     let mlp = vb.pp("mlp");
     Ok(Layer {
-        qkv: scaled_queries(&attn.pp("Wqkv"), h, c.query_scale())?,
+        qkv: fused_qkv(&attn.pp("Wqkv"), h, c.query_scale())?,
         attention_out: projection(attn.pp("out_proj"), h, h)?,
         attention_norm: PostNorm::load(&vb.pp("norm1"), h, eps)?,
         // The gate's columns first, as the gated middle reads them.
@@ -124,20 +124,6 @@ pub(super) fn layer(vb: &VarBuilder, c: &EncoderConfig) -> Result<Layer> {
         down: projection(mlp.pp("fc2"), i, h)?,
         output_norm: PostNorm::load(&vb.pp("norm2"), h, eps)?,
     })
-}
-
-/// The fused q|k|v projection `[3h, h]` with its query rows (and bias) scaled.
-fn scaled_queries(vb: &VarBuilder, h: usize, scale: f64) -> Result<Projection> {
-    let scale_first = |t: Tensor| -> Result<Tensor> {
-        let q = (t.narrow(0, 0, h)? * scale)?;
-        Ok(Tensor::cat(&[q, t.narrow(0, h, 2 * h)?], 0)?)
-    };
-    let weight = scale_first(vb.get((3 * h, h), "weight")?)?;
-    let bias = match vb.contains_tensor("bias") {
-        true => Some(scale_first(vb.get(3 * h, "bias")?)?),
-        false => None,
-    };
-    Projection::from_weight(weight, bias)
 }
 
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! ModernBERT (`model_type` `modernbert`: answerdotai/ModernBERT, modernbert-embed,
+//! gte-modernbert) as transformers' `ModernBertModel` runs it: token embeddings normed; per
+//! layer a pre-norm (none before the first layer's attention) then attention over rotary
+//! positions, every `global_attn_every_n_layers`-th layer over the whole input at
+//! `global_rope_theta`, the others within `local_attention / 2` positions each side at
+//! `local_rope_theta`; a pre-normed GeGLU feed-forward (`Wi` → `act(input) ⊙ gate` → `Wo`);
+//! residual adds; a final norm. Norms and projections without biases unless the config says.
+use super::config::{
+    activation, heads_dividing, EncoderActivation, EncoderConfig, Family, LocalAttention,
+};
+use super::layer::{attention, fused_qkv, gated, Projection};
+use super::rotary::Rotary;
+use crate::error::{ModelError, Result};
+use crate::spec::HfConfig;
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+
+/// The encoder a `modernbert` config.json describes.
+pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
+    if classifies {
+        return Err(ModelError::Config(
+            "config.json: a ModernBERT sequence classifier's head (dense, activation, norm over \
+             the pooled state) is not served yet; its embedder is"
+                .into(),
+        ));
+    }
+    let hidden_size = c.usize("hidden_size")?;
+    let num_heads = heads_dividing(c.usize("num_attention_heads")?, hidden_size)?;
+    let act = activation(c.str("hidden_activation").unwrap_or("gelu"))?;
+    if !matches!(act, EncoderActivation::GeluErf | EncoderActivation::Silu) {
+        return Err(ModelError::Config(
+            "config.json: ModernBERT's GLU is served with `gelu` or `silu`".into(),
+        ));
+    }
+    let global_every = c
+        .opt_usize("global_attn_every_n_layers")?
+        .unwrap_or(1)
+        .max(1);
+    let window = c.opt_usize("local_attention")?.unwrap_or(128) / 2;
+    let global_theta = c.f32("global_rope_theta", 160_000.0)?;
+    Ok(EncoderConfig {
+        family: Family::Modern,
+        vocab_size: c.usize("vocab_size")?,
+        hidden_size,
+        num_layers: c.usize("num_hidden_layers")?,
+        num_heads,
+        intermediate_size: c.usize("intermediate_size")?,
+        max_position_embeddings: c.opt_usize("max_position_embeddings")?.unwrap_or(8192),
+        type_vocab_size: 1,
+        layer_norm_eps: c.f32("norm_eps", 1e-5)? as f64,
+        activation: act,
+        position_offset: 0,
+        classifies: false,
+        rotary_theta: Some(global_theta),
+        gated: true,
+        local_attention: Some(LocalAttention {
+            global_every,
+            window,
+            local_theta: match c.opt_f32("local_rope_theta")? {
+                Some(t) => t,
+                None => global_theta,
+            },
+        }),
+    })
+}
+
+struct ModernLayer {
+    /// None before the first layer's attention (its input is the normed embeddings).
+    attention_norm: Option<LayerNorm>,
+    /// Queries (scaled by 1/√head_dim), keys and values in one product.
+    qkv: Projection,
+    attention_out: Projection,
+    mlp_norm: LayerNorm,
+    /// `[input | gate]` columns: the activated half first.
+    wi: Projection,
+    wo: Projection,
+    /// Attends within the window (else over the whole input).
+    local: bool,
+}
+
+/// The layers, their two rotary tables and the final norm.
+pub(super) struct Stack {
+    layers: Vec<ModernLayer>,
+    final_norm: LayerNorm,
+    global: Rotary,
+    local: Rotary,
+    window: usize,
+}
+
+impl Stack {
+    /// The stack `vb` holds (`layers.N.*`, `final_norm`) on `device`.
+    pub(super) fn load(vb: &VarBuilder, c: &EncoderConfig, device: &Device) -> Result<Stack> {
+        let local = c.local_attention.ok_or_else(|| {
+            ModelError::Config("ModernBERT without its local attention settings".into())
+        })?;
+        let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
+        let projection = |vb: VarBuilder, inputs: usize, outputs: usize, scale: f64| {
+            let biased = vb.contains_tensor("bias");
+            Projection::load(&vb, inputs, outputs, scale, biased)
+        };
+        let layers = (0..c.num_layers)
+            .map(|n| -> Result<ModernLayer> {
+                let l = vb.pp(format!("layers.{n}"));
+                let attn = l.pp("attn");
+                Ok(ModernLayer {
+                    attention_norm: match n {
+                        0 => None,
+                        _ => Some(norm(&l.pp("attn_norm"), h, eps)?),
+                    },
+                    qkv: fused_qkv(&attn.pp("Wqkv"), h, c.query_scale())?,
+                    attention_out: projection(attn.pp("Wo"), h, h, 1.0)?,
+                    mlp_norm: norm(&l.pp("mlp_norm"), h, eps)?,
+                    wi: projection(l.pp("mlp").pp("Wi"), h, 2 * i, 1.0)?,
+                    wo: projection(l.pp("mlp").pp("Wo"), i, h, 1.0)?,
+                    local: n % local.global_every != 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let theta = c.rotary_theta.unwrap_or(160_000.0);
+        Ok(Stack {
+            layers,
+            final_norm: norm(&vb.pp("final_norm"), h, eps)?,
+            global: Rotary::new(theta, c.head_dim(), c.context(), device)?,
+            local: Rotary::new(local.local_theta, c.head_dim(), c.context(), device)?,
+            window: local.window,
+        })
+    }
+
+    /// The normed embeddings `x` of every input (stacked, `spans` each input's rows) through
+    /// every layer and the final norm.
+    pub(super) fn forward(
+        &self,
+        mut x: Tensor,
+        spans: &[(usize, usize)],
+        c: &EncoderConfig,
+    ) -> Result<Tensor> {
+        for layer in &self.layers {
+            let normed = match &layer.attention_norm {
+                Some(n) => n.forward(&x)?,
+                None => x.clone(),
+            };
+            let qkv = layer.qkv.forward(&normed, None)?;
+            let (rotary, window) = match layer.local {
+                true => (&self.local, Some(self.window)),
+                false => (&self.global, None),
+            };
+            let context = attention(&qkv, spans, Some(rotary), window, c)?;
+            x = (x + layer.attention_out.forward(&context, None)?)?;
+            let middle = gated(&layer.wi.forward(&layer.mlp_norm.forward(&x)?, None)?, c)?;
+            x = (x + layer.wo.forward(&middle, None)?)?;
+        }
+        Ok(self.final_norm.forward(&x)?)
+    }
+}
+
+/// A LayerNorm whose bias is there only where the config's `norm_bias` kept it.
+pub(super) fn norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+    let weight = vb.get(size, "weight")?;
+    Ok(match vb.contains_tensor("bias") {
+        true => LayerNorm::new(weight, vb.get(size, "bias")?, eps),
+        false => LayerNorm::new_no_bias(weight, eps),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_third_layer_is_global_and_the_window_is_half_each_side() {
+        let c = json!({
+            "model_type": "modernbert", "architectures": ["ModernBertModel"], "vocab_size": 100,
+            "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4,
+            "num_attention_heads": 4, "max_position_embeddings": 64, "local_attention": 8,
+            "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0,
+            "local_rope_theta": 10000.0, "norm_eps": 1e-5, "hidden_activation": "gelu"
+        });
+        let config = EncoderConfig::from_json(&c).unwrap().unwrap();
+        assert_eq!(config.family, Family::Modern);
+        assert_eq!(
+            config.local_attention,
+            Some(LocalAttention {
+                global_every: 3,
+                window: 4,
+                local_theta: 10000.0
+            })
+        );
+        assert_eq!((config.context(), config.type_vocab_size), (64, 1));
+        assert_eq!(config.spec().arch.name(), "modern-bert");
+        let mut classifier = c.clone();
+        classifier["architectures"] = json!(["ModernBertForSequenceClassification"]);
+        assert!(EncoderConfig::from_json(&classifier).is_err());
+    }
+}
