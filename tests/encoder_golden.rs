@@ -7,18 +7,30 @@
 mod common;
 
 use candle_core::Device;
+use candor_models::classifier::HeadInput;
 use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInput};
 use candor_models::tokenizer::Tokenizer;
 use common::{as_f32s, as_u32s, max_abs_diff, read_json};
 
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "bert_embed",
     "bert_classifier",
     "xlmr_reranker",
     "xlmr_spm_reranker",
     "nomic_embed",
     "modernbert_embed",
+    "modernbert_classifier",
 ];
+
+/// The state a head reads of an input's rows: the first, or their mean.
+fn head_input(head: &candor_models::classifier::Classifier, rows: &[Vec<f32>]) -> Vec<f32> {
+    match head.reads() {
+        HeadInput::Mean => (0..rows[0].len())
+            .map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / rows.len() as f32)
+            .collect(),
+        _ => rows[0].clone(),
+    }
+}
 
 /// Whether the fixture is a sequence classifier (a head over `[CLS]`).
 fn has_head(name: &str) -> bool {
@@ -96,7 +108,8 @@ fn every_hidden_state_and_head_matches_transformers() {
                 case["text"]
             );
             if let Some(head) = &head {
-                let logits = head.logits(&rows[at]).unwrap();
+                let state = head_input(head, &rows[at..at + ids.len()]);
+                let logits = head.logits(&state).unwrap();
                 let diff = max_abs_diff(&logits, &as_f32s(&case["logits"]));
                 assert!(
                     diff < 1e-4,
@@ -133,6 +146,10 @@ fn the_classifier_heads_are_labelled_from_the_config() {
         ["negative", "neutral", "positive"]
     );
     assert_eq!(labels("xlmr_reranker"), ["LABEL_0"]);
+    assert_eq!(
+        labels("modernbert_classifier"),
+        ["negative", "neutral", "positive"]
+    );
 }
 
 #[test]

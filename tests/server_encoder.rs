@@ -464,7 +464,7 @@ async fn a_dense_module_projects_the_pooled_embedding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modernbert_checkout_embeds_as_its_pooling_says() {
+async fn modernbert_checkouts_embed_and_classify() {
     // ModernBERT (tests/fixtures/tiny/make_modernbert.py): pre-norm, GeGLU, local layers
     // attending within 4 positions each side; mean pooling by its sentence-transformers files.
     let (hidden, cases) = cases("modernbert_embed");
@@ -473,4 +473,10 @@ async fn a_modernbert_checkout_embeds_as_its_pooling_says() {
     let (status, shown) = s.post("/api/show", &json!({"model": "modernbert"})).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["details"]["family"], "modern-bert", "{shown}");
+
+    // A ModernBERT classifier: its head (dense, GELU, norm) over the mean state, as its
+    // `classifier_pooling` says.
+    let (_, labelled) = self::cases("modernbert_classifier");
+    let s = Server::start_path(&dir("modernbert_classifier"), "modern-sentiment", &[]).await;
+    assert_classifies(&s, &labelled, "logits").await;
 }

@@ -193,7 +193,7 @@ fn softmax_row(x: &mut [f32]) {
 /// Stegun 7.1.26 (absolute error under 1.5e-7), branch-free so that it vectorizes (candle's
 /// scalar erf took as long as the projection before it).
 #[inline(always)]
-pub(crate) fn gelu_erf(x: f32) -> f32 {
+pub fn gelu_erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,

@@ -6,7 +6,8 @@
 //! sigmoid is the two-way softmax of "no" and "yes").
 //!
 //! An encoder's head (BERT's pooler then classifier, RoBERTa's dense then out_proj) reads the
-//! first token's state (`[CLS]`, `<s>`) through a tanh layer before its rows, with biases.
+//! first token's state (`[CLS]`, `<s>`) through a tanh layer before its rows, with biases;
+//! ModernBERT's reads the first or the mean state through a GELU layer and a LayerNorm.
 //!
 //! A head of `labels` rows of `hidden` values is small (a few rows, and an encoder's one
 //! `hidden`-square layer): it runs on the host over the pooled state the engine already
@@ -26,17 +27,70 @@ pub struct Classifier {
     labels: Vec<String>,
     /// Added to the logits (an encoder's head; none for a decoder's `score`).
     bias: Vec<f32>,
-    /// A `hidden`-square layer and tanh before the rows (an encoder's pooler).
+    /// A `hidden`-square layer before the rows (an encoder's pooler).
     pre: Option<Dense>,
-    /// Whether it reads the first token's state (an encoder's `[CLS]`) rather than the last.
-    reads_first: bool,
+    /// Which state of an input it reads.
+    reads: HeadInput,
 }
 
-/// A layer `tanh(W x + b)`, `W` `[hidden, hidden]` row-major.
+/// Which of an input's final states a head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadInput {
+    /// The last token's (a decoder's head: the only state that saw the whole text).
+    Last,
+    /// The first token's (an encoder's `[CLS]`).
+    First,
+    /// The mean of every token's (ModernBERT's `classifier_pooling: mean`).
+    Mean,
+}
+
+/// A layer `act(W x + b)`, `W` `[hidden, hidden]` row-major, `act` tanh (BERT's pooler) or
+/// the erf GELU, then a LayerNorm where it has one (ModernBERT's head).
 #[derive(Debug, Clone)]
 pub struct Dense {
     pub weight: Vec<f32>,
+    /// Empty where the layer has none.
     pub bias: Vec<f32>,
+    pub gelu: bool,
+    /// The LayerNorm's weight, bias (empty: none) and epsilon.
+    pub norm: Option<(Vec<f32>, Vec<f32>, f32)>,
+}
+
+impl Dense {
+    /// BERT's pooler and RoBERTa's classifier dense layer: `tanh(W x + b)`.
+    pub fn tanh(weight: Vec<f32>, bias: Vec<f32>) -> Dense {
+        Dense {
+            weight,
+            bias,
+            gelu: false,
+            norm: None,
+        }
+    }
+
+    fn apply(&self, x: &[f32], hidden: usize) -> Vec<f32> {
+        let y: Vec<f32> = (self.weight.chunks_exact(hidden).enumerate())
+            .map(|(o, row)| {
+                let v = dot(row, x) + self.bias.get(o).copied().unwrap_or(0.0);
+                match self.gelu {
+                    true => candor_kernels::activation::gelu_erf(v),
+                    false => v.tanh(),
+                }
+            })
+            .collect();
+        let Some((weight, bias, eps)) = &self.norm else {
+            return y;
+        };
+        let n = y.len().max(1) as f64;
+        let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let scale = 1.0 / (var + *eps as f64).sqrt();
+        (y.iter().enumerate())
+            .map(|(i, &v)| {
+                let b = bias.get(i).copied().unwrap_or(0.0);
+                ((v as f64 - mean) * scale) as f32 * weight[i] + b
+            })
+            .collect()
+    }
 }
 
 impl Classifier {
@@ -67,29 +121,33 @@ impl Classifier {
             labels: labels_for(count, &named),
             bias: Vec::new(),
             pre: None,
-            reads_first: false,
+            reads: HeadInput::Last,
         }))
     }
 
-    /// An encoder's head over its `[CLS]` state: `weight · tanh(pre.weight · x + pre.bias) +
-    /// bias` (without `pre`, `weight · x + bias`), `weight` `[labels, hidden]`; labels named by
-    /// `named` where it names them.
+    /// An encoder's head over the state `reads` says: `weight · pre(x) + bias` (without
+    /// `pre`, `weight · x + bias`), `weight` `[labels, hidden]`; labels named by `named` where
+    /// it names them.
     pub fn encoder_head(
         pre: Option<Dense>,
         weight: Vec<f32>,
         bias: Vec<f32>,
         hidden: usize,
         named: &[Option<String>],
+        reads: HeadInput,
     ) -> Result<Classifier> {
         let count = weight.len() / hidden.max(1);
         let square = hidden * hidden;
         let (pre_weights, pre_biases) =
             (pre.as_ref()).map_or((square, hidden), |p| (p.weight.len(), p.bias.len()));
+        let norm_fits = (pre.as_ref().and_then(|p| p.norm.as_ref()))
+            .is_none_or(|(w, b, _)| w.len() == hidden && (b.is_empty() || b.len() == hidden));
         if count == 0
             || weight.len() != count * hidden
             || bias.len() != count
             || pre_weights != square
-            || pre_biases != hidden
+            || (pre_biases != hidden && pre_biases != 0)
+            || !norm_fits
         {
             return Err(ModelError::Config(format!(
                 "an encoder's classification head over {hidden} values: {} weights, {} biases, \
@@ -104,13 +162,13 @@ impl Classifier {
             labels: labels_for(count, named),
             bias,
             pre,
-            reads_first: true,
+            reads,
         })
     }
 
-    /// Whether the head reads the first token's state (an encoder's `[CLS]`), not the last.
-    pub fn reads_first(&self) -> bool {
-        self.reads_first
+    /// Which state of an input the head reads.
+    pub fn reads(&self) -> HeadInput {
+        self.reads
     }
 
     /// A head from the language-model head's rows of `tokens` (label, id): one token scores
@@ -172,7 +230,7 @@ impl Classifier {
             labels,
             bias: Vec::new(),
             pre: None,
-            reads_first: false,
+            reads: HeadInput::Last,
         })
     }
 
@@ -192,9 +250,7 @@ impl Classifier {
         let pooled;
         let state = match &self.pre {
             Some(pre) => {
-                pooled = (pre.weight.chunks_exact(self.hidden).zip(&pre.bias))
-                    .map(|(row, b)| (dot(row, state) + b).tanh())
-                    .collect::<Vec<f32>>();
+                pooled = pre.apply(state, self.hidden);
                 &pooled[..]
             }
             None => state,
@@ -324,7 +380,7 @@ mod tests {
             labels: vec!["a".into(), "b".into()],
             bias: Vec::new(),
             pre: None,
-            reads_first: false,
+            reads: HeadInput::Last,
         };
         assert_eq!(c.logits(&[2.0, 3.0]).unwrap(), [2.0, 7.0]);
         assert!(c.logits(&[1.0]).is_err());
@@ -333,19 +389,25 @@ mod tests {
     #[test]
     fn an_encoder_head_runs_its_tanh_layer_then_its_rows_and_biases() {
         // tanh(I·x + [0, 0]) then [1, 1]·h + 0.5.
-        let pre = Dense {
-            weight: vec![1.0, 0.0, 0.0, 1.0],
-            bias: vec![0.0, 0.0],
-        };
-        let c = Classifier::encoder_head(Some(pre.clone()), vec![1.0, 1.0], vec![0.5], 2, &[]);
+        let pre = Dense::tanh(vec![1.0, 0.0, 0.0, 1.0], vec![0.0, 0.0]);
+        let first = HeadInput::First;
+        let c =
+            Classifier::encoder_head(Some(pre.clone()), vec![1.0, 1.0], vec![0.5], 2, &[], first);
         let c = c.unwrap();
         let got = c.logits(&[0.5, -1.0]).unwrap();
         let want = 0.5f32.tanh() + (-1.0f32).tanh() + 0.5;
         assert!((got[0] - want).abs() < 1e-6, "{got:?}");
         assert_eq!(c.labels(), ["LABEL_0"]);
-        assert!(c.reads_first());
+        assert_eq!(c.reads(), HeadInput::First);
         let named = [None, Some("yes".to_string())];
-        let two = Classifier::encoder_head(None, vec![1.0, 0.0, 0.0, 1.0], vec![0.0; 2], 2, &named);
+        let two = Classifier::encoder_head(
+            None,
+            vec![1.0, 0.0, 0.0, 1.0],
+            vec![0.0; 2],
+            2,
+            &named,
+            first,
+        );
         let two = two.unwrap();
         assert_eq!(two.labels(), ["LABEL_0", "yes"]);
         assert_eq!(
@@ -353,6 +415,26 @@ mod tests {
             [0.5, -1.0],
             "no tanh layer"
         );
-        assert!(Classifier::encoder_head(Some(pre), vec![1.0; 4], vec![0.5], 2, &[]).is_err());
+        assert!(
+            Classifier::encoder_head(Some(pre), vec![1.0; 4], vec![0.5], 2, &[], first).is_err()
+        );
+        // ModernBERT's: GELU without a bias, then a LayerNorm without one: of [a, b] the
+        // norm is [-1, 1] where a < b.
+        let modern = Dense {
+            weight: vec![1.0, 0.0, 0.0, 1.0],
+            bias: Vec::new(),
+            gelu: true,
+            norm: Some((vec![1.0, 1.0], Vec::new(), 0.0)),
+        };
+        let c = Classifier::encoder_head(
+            Some(modern),
+            vec![2.0, 0.0],
+            vec![0.0],
+            2,
+            &[],
+            HeadInput::Mean,
+        );
+        let got = c.unwrap().logits(&[0.5, 1.5]).unwrap();
+        assert!((got[0] + 2.0).abs() < 1e-5, "{got:?}");
     }
 }

@@ -10,7 +10,7 @@
 use super::config::{EncoderConfig, Family};
 use super::layer::{layer_norm, Layer};
 use super::rotary::Rotary;
-use crate::classifier::{Classifier, Dense};
+use crate::classifier::{Classifier, Dense, HeadInput};
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
@@ -82,11 +82,16 @@ impl BertEncoder {
                         let head = vb.pp("classifier");
                         (head.pp("dense"), head.pp("out_proj"))
                     }
-                    Family::Nomic | Family::Modern => {
-                        return Err(ModelError::Config(format!(
-                            "a {:?} classifier's head is not served",
-                            config.family
-                        )))
+                    Family::Modern => {
+                        let labels = crate::classifier::hf_labels(dir)?;
+                        let json = read_config(dir)?;
+                        let head = super::modern::load_head(&vb, config, &json, &labels)?;
+                        return Ok((encoder, Some(head)));
+                    }
+                    Family::Nomic => {
+                        return Err(ModelError::Config(
+                            "a NomicBERT classifier's head is not served".into(),
+                        ))
                     }
                 };
                 let labels = crate::classifier::hf_labels(dir)?;
@@ -249,15 +254,25 @@ pub(crate) fn load_head(
         Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     };
     let pre = match pre {
-        Some(pre) => Some(Dense {
-            weight: host(pre.get((h, h), "weight")?)?,
-            bias: host(pre.get(h, "bias")?)?,
-        }),
+        Some(pre) => Some(Dense::tanh(
+            host(pre.get((h, h), "weight")?)?,
+            host(pre.get(h, "bias")?)?,
+        )),
         None => None,
     };
     let weight = host(out.get((count, h), "weight")?)?;
     let bias = host(out.get(count, "bias")?)?;
-    Classifier::encoder_head(pre, weight, bias, h, labels)
+    Classifier::encoder_head(pre, weight, bias, h, labels, HeadInput::First)
+}
+
+/// The checkout's config.json (a ModernBERT head's settings are read from it).
+fn read_config(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every

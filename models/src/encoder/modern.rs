@@ -5,11 +5,14 @@
 //! `global_rope_theta`, the others within `local_attention / 2` positions each side at
 //! `local_rope_theta`; a pre-normed GeGLU feed-forward (`Wi` → `act(input) ⊙ gate` → `Wo`);
 //! residual adds; a final norm. Norms and projections without biases unless the config says.
+//! A sequence classifier's head (`head.dense`, GELU, `head.norm`, `classifier`) reads the
+//! `[CLS]` state or the mean of all (`classifier_pooling`).
 use super::config::{
     activation, heads_dividing, EncoderActivation, EncoderConfig, Family, LocalAttention,
 };
 use super::layer::{attention, fused_qkv, gated, Projection};
 use super::rotary::Rotary;
+use crate::classifier::{Classifier, Dense, HeadInput};
 use crate::error::{ModelError, Result};
 use crate::spec::HfConfig;
 use candle_core::{Device, Module, Tensor};
@@ -18,11 +21,7 @@ use candle_nn::{LayerNorm, VarBuilder};
 /// The encoder a `modernbert` config.json describes.
 pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
     if classifies {
-        return Err(ModelError::Config(
-            "config.json: a ModernBERT sequence classifier's head (dense, activation, norm over \
-             the pooled state) is not served yet; its embedder is"
-                .into(),
-        ));
+        head_pooling(c)?;
     }
     let hidden_size = c.usize("hidden_size")?;
     let num_heads = heads_dividing(c.usize("num_attention_heads")?, hidden_size)?;
@@ -50,7 +49,7 @@ pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
         layer_norm_eps: c.f32("norm_eps", 1e-5)? as f64,
         activation: act,
         position_offset: 0,
-        classifies: false,
+        classifies,
         rotary_theta: Some(global_theta),
         gated: true,
         local_attention: Some(LocalAttention {
@@ -153,6 +152,67 @@ impl Stack {
     }
 }
 
+/// What a ModernBERT classifier's head reads (`classifier_pooling`: the `[CLS]` state or the
+/// mean of all); its activation must be GELU (`classifier_activation`).
+fn head_pooling(c: &HfConfig) -> Result<HeadInput> {
+    let act = c.str("classifier_activation").unwrap_or("gelu");
+    if act != "gelu" {
+        return Err(ModelError::Config(format!(
+            "config.json: a ModernBERT head with `classifier_activation` `{act}` is not served \
+             (gelu is)"
+        )));
+    }
+    match c.str("classifier_pooling").unwrap_or("cls") {
+        "cls" => Ok(HeadInput::First),
+        "mean" => Ok(HeadInput::Mean),
+        other => Err(ModelError::Config(format!(
+            "config.json: `classifier_pooling` `{other}` is not served (cls, mean)"
+        ))),
+    }
+}
+
+/// A `ModernBertForSequenceClassification` head from the checkout's root (`head.dense`,
+/// `head.norm`, `classifier`): `classifier(norm(gelu(dense(x))))` over the state its
+/// `classifier_pooling` names; labels from `id2label`.
+pub(super) fn load_head(
+    vb: &VarBuilder,
+    c: &EncoderConfig,
+    json: &serde_json::Value,
+    labels: &[Option<String>],
+) -> Result<Classifier> {
+    let h = c.hidden_size;
+    let reads = head_pooling(&HfConfig(json))?;
+    let host = |t: Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let optional = |vb: &VarBuilder, name: &str| -> Result<Vec<f32>> {
+        match vb.contains_tensor(name) {
+            true => host(vb.get(h, name)?),
+            false => Ok(Vec::new()),
+        }
+    };
+    let dense = vb.pp("head").pp("dense");
+    let norm = vb.pp("head").pp("norm");
+    let pre = Dense {
+        weight: host(dense.get((h, h), "weight")?)?,
+        bias: optional(&dense, "bias")?,
+        gelu: true,
+        norm: Some((
+            host(norm.get(h, "weight")?)?,
+            optional(&norm, "bias")?,
+            c.layer_norm_eps as f32,
+        )),
+    };
+    let out = vb.pp("classifier");
+    let count = match labels.len() {
+        0 => 2,
+        n => n,
+    };
+    let weight = host(out.get((count, h), "weight")?)?;
+    let bias = host(out.get(count, "bias")?)?;
+    Classifier::encoder_head(Some(pre), weight, bias, h, labels, reads)
+}
+
 /// A LayerNorm whose bias is there only where the config's `norm_bias` kept it.
 pub(super) fn norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     let weight = vb.get(size, "weight")?;
@@ -190,6 +250,16 @@ mod tests {
         assert_eq!(config.spec().arch.name(), "modern-bert");
         let mut classifier = c.clone();
         classifier["architectures"] = json!(["ModernBertForSequenceClassification"]);
+        assert!(
+            EncoderConfig::from_json(&classifier)
+                .unwrap()
+                .unwrap()
+                .classifies
+        );
+        classifier["classifier_pooling"] = json!("max");
+        assert!(EncoderConfig::from_json(&classifier).is_err());
+        classifier["classifier_pooling"] = json!("mean");
+        classifier["classifier_activation"] = json!("relu");
         assert!(EncoderConfig::from_json(&classifier).is_err());
     }
 }

@@ -11,7 +11,7 @@ use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use candor_models::classifier::{probabilities, Classifier};
+use candor_models::classifier::{probabilities, Classifier, HeadInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -51,10 +51,11 @@ pub async fn classifier_logits(
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     // A decoder's head reads the last token's state, the only one that saw the whole text;
-    // an encoder's reads `[CLS]`.
-    let pooling = match head.reads_first() {
-        true => Pooling::Cls,
-        false => Pooling::Last,
+    // an encoder's reads `[CLS]` (ModernBERT's may read the mean).
+    let pooling = match head.reads() {
+        HeadInput::First => Pooling::Cls,
+        HeadInput::Last => Pooling::Last,
+        HeadInput::Mean => Pooling::Mean,
     };
     let states = run_pooling(ready, inputs, pooling, priority, model).await?;
     states
