@@ -84,7 +84,7 @@ impl BertEncoder {
                     }
                     Family::Modern => {
                         let labels = crate::classifier::hf_labels(dir)?;
-                        let json = read_config(dir)?;
+                        let json = super::config::config_json(dir)?;
                         let head = super::modern::load_head(&vb, config, &json, &labels)?;
                         return Ok((encoder, Some(head)));
                     }
@@ -263,16 +263,6 @@ pub(crate) fn load_head(
     let weight = host(out.get((count, h), "weight")?)?;
     let bias = host(out.get(count, "bias")?)?;
     Classifier::encoder_head(pre, weight, bias, h, labels, HeadInput::First)
-}
-
-/// The checkout's config.json (a ModernBERT head's settings are read from it).
-fn read_config(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every

@@ -78,17 +78,10 @@ impl EncoderConfig {
     /// The encoder a checkout's `config.json` describes, or None for another kind of model
     /// (a decoder, served by `spec_from_hf`).
     pub fn from_dir(dir: &Path) -> Result<Option<EncoderConfig>> {
-        let path = dir.join("config.json");
-        if !dir.is_dir() || !path.exists() {
+        if !dir.is_dir() || !dir.join("config.json").exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
-        EncoderConfig::from_json(&json)
+        EncoderConfig::from_json(&config_json(dir)?)
     }
 
     pub fn from_json(json: &serde_json::Value) -> Result<Option<EncoderConfig>> {
@@ -207,6 +200,16 @@ impl EncoderConfig {
             eos_token_ids: Vec::new(),
         }
     }
+}
+
+/// A checkout's config.json.
+pub(super) fn config_json(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The feed-forward activation a config names (`hidden_act`).
