@@ -6,9 +6,11 @@ CPU threads, over the same token ids, random weights (nothing to download):
   FFN), with the versions of ../shared/fixtures/requirements.txt (torch, transformers 4.57);
 - `--arch nomic`: a nomic-embed-text-v1.5-shaped NomicBertModel (12 layers, 768 wide, 3072
   SwiGLU FFN, rotary positions), which needs transformers 5 (see
-  tests/fixtures/tiny/make_nomic.py's header for installing it beside the pinned venv).
+  tests/fixtures/tiny/make_nomic.py's header for installing it beside the pinned venv);
+- `--arch modernbert`: a ModernBERT-base-shaped ModernBertModel (22 layers, 768 wide, 1152
+  GeGLU FFN, a 128-token window on two layers of three), pinned transformers.
 
-    python3 benches/encoder_side_by_side.py [--arch bert|nomic] [--candor target/release/candor]
+    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert] [--candor target/release/candor]
         [--threads 2] [--shapes 32x128,8x512] [--json FILE]
 
 Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
@@ -50,6 +52,13 @@ def make_checkout(out: Path, arch: str):
         hub = hub_config(30528)
         hub.update(n_embd=768, n_head=12, n_inner=3072, n_layer=12, max_trained_positions=2048)
         (out / "config.json").write_text(json.dumps(hub))
+    elif arch == "modernbert":
+        from transformers import ModernBertConfig, ModernBertModel
+
+        config = ModernBertConfig(vocab_size=30522, pad_token_id=0, cls_token_id=2, sep_token_id=3,
+                                  bos_token_id=2, eos_token_id=3)
+        model = ModernBertModel(config).eval()
+        model.save_pretrained(out, safe_serialization=True)
     else:
         from transformers import BertConfig, BertModel
 
@@ -112,7 +121,7 @@ def main():
     ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="32x128,8x512")
-    ap.add_argument("--arch", choices=["bert", "nomic"], default="bert")
+    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert"], default="bert")
     ap.add_argument("--json")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -149,7 +158,8 @@ def main():
         print(f"{r['inputs']:>3} x {r['tokens_each']:<4} candor {r['candor_tok_s']:7.0f} tok/s   "
               f"transformers {r['transformers_tok_s']:7.0f} tok/s   "
               f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
-    shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5"}[args.arch]
+    shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5",
+              "modernbert": "ModernBERT-base"}[args.arch]
     doc = {"model": f"{shaped} shapes, random weights", "threads": args.threads,
            "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
     if args.json:
