@@ -255,48 +255,13 @@ fn lora_adapters_in_a_mixed_batch_match_the_cpu_on_the_gpu() {
 
 #[test]
 fn encoders_match_transformers_on_the_gpu() {
-    use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInput};
     if !have_gpu() {
         return;
     }
     let device = candle_core::Device::new_cuda(0).unwrap();
-    for name in [
-        "bert_embed",
-        "bert_classifier",
-        "xlmr_reranker",
-        "xlmr_spm_reranker",
-        // Rotary positions (candle's CUDA rope) and the gated feed-forward on the GPU.
-        "nomic_embed",
-        // Pre-norm, GeGLU and the local layers' window mask on the GPU.
-        "modernbert_embed",
-    ] {
-        let dir = fixtures().join("tiny").join(name);
-        let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
-        let (encoder, head) = BertEncoder::load(&config, &dir, &device).unwrap();
-        let g = read_json(&dir.join("golden.json"));
-        let cases = g["cases"].as_array().unwrap();
-        let ids: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["ids"])).collect();
-        let separator = match name {
-            "xlmr_reranker" | "xlmr_spm_reranker" => Some(2),
-            _ => Some(3),
-        };
-        let types: Vec<Vec<u32>> = (ids.iter())
-            .map(|ids| token_types(ids, separator, config.type_vocab_size))
-            .collect();
-        let inputs: Vec<EncoderInput> = (ids.iter().zip(&types))
-            .map(|(ids, type_ids)| EncoderInput { ids, type_ids })
-            .collect();
-        let rows = encoder.forward(&inputs).unwrap().to_vec2::<f32>().unwrap();
-        let mut at = 0;
-        for (case, ids) in cases.iter().zip(&ids) {
-            let got: Vec<f32> = rows[at..at + ids.len()].concat();
-            let d = max_abs_diff(&got, &as_f32s(&case["hidden"]));
-            assert!(d < 1e-4, "{name}: hidden states differ by {d} on the GPU");
-            if let Some(head) = &head {
-                let d = max_abs_diff(&head.logits(&rows[at]).unwrap(), &as_f32s(&case["logits"]));
-                assert!(d < 1e-4, "{name}: logits differ by {d} on the GPU");
-            }
-            at += ids.len();
-        }
+    // BERT, RoBERTa, NomicBERT's rotary positions and SwiGLU, ModernBERT's window mask, GeGLU
+    // and mean-reading head: candle's CUDA ops against transformers.
+    for name in common::encoder::ENCODERS {
+        common::encoder::assert_matches_golden(name, &device);
     }
 }

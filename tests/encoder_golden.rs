@@ -2,43 +2,19 @@
 //! make_nomic.py for NomicBERT: rotary positions, SwiGLU, the remote code's names;
 //! make_modernbert.py for ModernBERT: pre-norm, GeGLU, local and global attention): the
 //! tokenizer's ids for texts and pairs, each token's type as the engine derives it, every
-//! final hidden state of every input run together in one pass (within 1e-4), and the
-//! classifier heads' logits from the `[CLS]` state.
+//! final hidden state of every input run together in one pass (within 1e-4,
+//! `common::encoder::assert_matches_golden`, which the GPU's test runs too), and the
+//! classifier heads' logits from the state they read.
 mod common;
 
 use candle_core::Device;
-use candor_models::classifier::HeadInput;
 use candor_models::encoder::{token_types, BertEncoder, EncoderConfig, EncoderInput};
 use candor_models::tokenizer::Tokenizer;
+use common::encoder::{assert_matches_golden, has_head, ENCODERS};
 use common::{as_f32s, as_u32s, max_abs_diff, read_json};
 
-const MODELS: [&str; 7] = [
-    "bert_embed",
-    "bert_classifier",
-    "xlmr_reranker",
-    "xlmr_spm_reranker",
-    "nomic_embed",
-    "modernbert_embed",
-    "modernbert_classifier",
-];
-
-/// The state a head reads of an input's rows: the first, or their mean.
-fn head_input(head: &candor_models::classifier::Classifier, rows: &[Vec<f32>]) -> Vec<f32> {
-    match head.reads() {
-        HeadInput::Mean => (0..rows[0].len())
-            .map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / rows.len() as f32)
-            .collect(),
-        _ => rows[0].clone(),
-    }
-}
-
-/// Whether the fixture is a sequence classifier (a head over `[CLS]`).
-fn has_head(name: &str) -> bool {
-    !name.ends_with("_embed")
-}
-
 fn dir(name: &str) -> std::path::PathBuf {
-    common::fixtures().join("tiny").join(name)
+    common::encoder::encoder_dir(name)
 }
 
 fn tokenizer(name: &str) -> Tokenizer {
@@ -71,7 +47,7 @@ fn checked_tokens(
 
 #[test]
 fn the_encoder_tokenizer_makes_transformers_ids_and_types() {
-    for name in MODELS {
+    for name in ENCODERS {
         let tok = tokenizer(name);
         let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
         let golden = read_json(&dir(name).join("golden.json"));
@@ -83,50 +59,16 @@ fn the_encoder_tokenizer_makes_transformers_ids_and_types() {
 
 #[test]
 fn every_hidden_state_and_head_matches_transformers() {
-    for name in MODELS {
-        let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();
-        let (encoder, head) = BertEncoder::load(&config, &dir(name), &Device::Cpu).unwrap();
-        assert_eq!(head.is_some(), has_head(name), "{name}");
-        let golden = read_json(&dir(name).join("golden.json"));
-        let cases = golden["cases"].as_array().unwrap();
-        let ids: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["ids"])).collect();
-        let types: Vec<Vec<u32>> = cases.iter().map(|c| as_u32s(&c["type_ids"])).collect();
-        let inputs: Vec<EncoderInput> = (ids.iter().zip(&types))
-            .map(|(ids, type_ids)| EncoderInput { ids, type_ids })
-            .collect();
-        // All inputs in one pass: each attends over its own rows only.
-        let out = encoder.forward(&inputs).unwrap();
-        let rows = out.to_vec2::<f32>().unwrap();
-        let mut at = 0;
-        for (case, ids) in cases.iter().zip(&ids) {
-            let got: Vec<f32> = rows[at..at + ids.len()].concat();
-            let want = as_f32s(&case["hidden"]);
-            let diff = max_abs_diff(&got, &want);
-            assert!(
-                diff < 1e-4,
-                "{name} {}: hidden differs by {diff}",
-                case["text"]
-            );
-            if let Some(head) = &head {
-                let state = head_input(head, &rows[at..at + ids.len()]);
-                let logits = head.logits(&state).unwrap();
-                let diff = max_abs_diff(&logits, &as_f32s(&case["logits"]));
-                assert!(
-                    diff < 1e-4,
-                    "{name} {}: logits differ by {diff}",
-                    case["text"]
-                );
-            }
-            at += ids.len();
-        }
+    for name in ENCODERS {
+        let (encoder, inputs, rows) = assert_matches_golden(name, &Device::Cpu);
         // One input alone gives what it gave among the others.
         let alone = encoder
-            .forward(&inputs[1..2])
+            .forward(&inputs.inputs()[1..2])
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
-        let first_len = ids[0].len();
-        let among = &rows[first_len..first_len + ids[1].len()];
+        let first_len = inputs.ids[0].len();
+        let among = &rows[first_len..first_len + inputs.ids[1].len()];
         assert!(
             max_abs_diff(&alone.concat(), &among.concat()) < 1e-5,
             "{name}"

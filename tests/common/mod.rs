@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod encoder;
 pub mod gpu;
 pub mod plugins;
 pub mod prefix_copy;

@@ -1,0 +1,94 @@
+//! The tiny encoder fixtures against their transformers goldens, on any candle device: one
+//! check for the CPU's golden test and the GPU's.
+use super::{as_f32s, as_u32s, fixtures, max_abs_diff, read_json};
+use candle_core::Device;
+use candor_models::classifier::{Classifier, HeadInput};
+use candor_models::encoder::{BertEncoder, EncoderConfig, EncoderInput};
+use std::path::PathBuf;
+
+/// Every tiny encoder fixture (tests/fixtures/tiny/make_encoders.py, make_xlmr_gguf.py,
+/// make_nomic.py, make_modernbert.py).
+pub const ENCODERS: [&str; 7] = [
+    "bert_embed",
+    "bert_classifier",
+    "xlmr_reranker",
+    "xlmr_spm_reranker",
+    "nomic_embed",
+    "modernbert_embed",
+    "modernbert_classifier",
+];
+
+pub fn encoder_dir(name: &str) -> PathBuf {
+    fixtures().join("tiny").join(name)
+}
+
+/// Whether the fixture is a sequence classifier (a head over its pooled state).
+pub fn has_head(name: &str) -> bool {
+    !name.ends_with("_embed")
+}
+
+/// The state a head reads of an input's rows: the first, or their mean.
+pub fn head_input(head: &Classifier, rows: &[Vec<f32>]) -> Vec<f32> {
+    match head.reads() {
+        HeadInput::Mean => (0..rows[0].len())
+            .map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / rows.len() as f32)
+            .collect(),
+        HeadInput::First | HeadInput::Last => rows[0].clone(),
+    }
+}
+
+/// A fixture's golden inputs: each case's ids and token types.
+pub struct GoldenInputs {
+    pub ids: Vec<Vec<u32>>,
+    pub types: Vec<Vec<u32>>,
+}
+
+impl GoldenInputs {
+    pub fn inputs(&self) -> Vec<EncoderInput<'_>> {
+        (self.ids.iter().zip(&self.types))
+            .map(|(ids, type_ids)| EncoderInput { ids, type_ids })
+            .collect()
+    }
+}
+
+/// Fixture `name` loaded on `device`, every golden case run in one pass (each input attends
+/// over its own rows only): each final state within 1e-4 of transformers', and the head's
+/// logits over the state it reads. Returns the encoder, the inputs and the stacked rows.
+pub fn assert_matches_golden(
+    name: &str,
+    device: &Device,
+) -> (BertEncoder, GoldenInputs, Vec<Vec<f32>>) {
+    let dir = encoder_dir(name);
+    let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
+    let (encoder, head) = BertEncoder::load(&config, &dir, device).unwrap();
+    assert_eq!(head.is_some(), has_head(name), "{name}");
+    let golden = read_json(&dir.join("golden.json"));
+    let cases = golden["cases"].as_array().unwrap();
+    let inputs = GoldenInputs {
+        ids: cases.iter().map(|c| as_u32s(&c["ids"])).collect(),
+        types: cases.iter().map(|c| as_u32s(&c["type_ids"])).collect(),
+    };
+    let rows = (encoder.forward(&inputs.inputs()).unwrap())
+        .to_vec2::<f32>()
+        .unwrap();
+    let mut at = 0;
+    for (case, ids) in cases.iter().zip(&inputs.ids) {
+        let own = &rows[at..at + ids.len()];
+        let diff = max_abs_diff(&own.concat(), &as_f32s(&case["hidden"]));
+        let text = &case["text"];
+        assert!(
+            diff < 1e-4,
+            "{name} {text}: hidden differs by {diff} on {device:?}"
+        );
+        if let Some(head) = &head {
+            let logits = head.logits(&head_input(head, own)).unwrap();
+            let diff = max_abs_diff(&logits, &as_f32s(&case["logits"]));
+            assert!(
+                diff < 1e-4,
+                "{name} {text}: logits differ by {diff} on {device:?}"
+            );
+        }
+        at += ids.len();
+    }
+    (encoder, inputs, rows)
+}
