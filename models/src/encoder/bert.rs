@@ -185,7 +185,6 @@ impl BertEncoder {
         let c = &self.config;
         let total: usize = inputs.iter().map(|i| i.ids.len()).sum();
         let mut ids = Vec::with_capacity(total);
-        let mut positions = Vec::with_capacity(total);
         let mut types = Vec::with_capacity(total);
         let mut spans = Vec::with_capacity(inputs.len());
         for (n, input) in inputs.iter().enumerate() {
@@ -212,7 +211,6 @@ impl BertEncoder {
             spans.push((ids.len(), len));
             ids.extend_from_slice(input.ids);
             types.extend_from_slice(input.type_ids);
-            positions.extend((0..len).map(|p| (p + c.position_offset) as u32));
         }
         let tensor = |v: Vec<u32>| Tensor::from_vec(v, total, &self.device);
         let mut x = self.words.forward(&tensor(ids)?)?;
@@ -220,6 +218,9 @@ impl BertEncoder {
             x = (x + table.forward(&tensor(types)?)?)?;
         }
         if let Some(table) = &self.positions {
+            let positions = (spans.iter())
+                .flat_map(|&(_, len)| (0..len).map(|p| (p + c.position_offset) as u32))
+                .collect();
             x = (x + table.forward(&tensor(positions)?)?)?;
         }
         let mut x = self.embedding_norm.forward(&x)?;

@@ -35,6 +35,16 @@ impl Projection {
         Projection::from_weight(w, bias)
     }
 
+    /// The projection `vb` holds, with its bias where the file has one (NomicBERT's and
+    /// ModernBERT's checkouts leave them out).
+    pub(super) fn load_as_stored(
+        vb: &VarBuilder,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<Projection> {
+        Projection::load(vb, inputs, outputs, 1.0, vb.contains_tensor("bias"))
+    }
+
     /// The projection of a stored weight (`[out, in]`) and bias.
     pub(super) fn from_weight(weight: Tensor, bias: Option<Tensor>) -> Result<Projection> {
         Projection::new(weight.t()?.contiguous()?, bias)
@@ -217,20 +227,20 @@ pub(super) fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
 /// Per input, `softmax(q · kᵀ) · v` over its rows: candle's products (on the CPU faster than
 /// a hand-written loop over each head's keys and values, and than one batched product over
 /// several inputs of a length), the softmax candor's kernel on the CPU. With rotary
-/// positions each input's queries and keys are turned by their positions from 0 first; with a
-/// `window`, a token attends only to those at most that many positions away (ModernBERT's
-/// local layers).
+/// positions each input's queries and keys are turned by their positions from 0 first; with
+/// `masks` (`window_masks`, one per input), a token attends only to those within the window
+/// (ModernBERT's local layers).
 pub(super) fn attention(
     qkv: &Tensor,
     spans: &[(usize, usize)],
     rotary: Option<&Rotary>,
-    window: Option<usize>,
+    masks: Option<&[Option<Tensor>]>,
     c: &EncoderConfig,
 ) -> Result<Tensor> {
     let (heads, head_dim) = (c.num_heads, c.head_dim());
     let width = heads * head_dim;
     let mut context = Vec::with_capacity(spans.len());
-    for &(start, len) in spans {
+    for (n, &(start, len)) in spans.iter().enumerate() {
         // Part `part` of the input's rows as [heads, len, head_dim].
         let split = |part: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(0, start, len)?
@@ -245,11 +255,9 @@ pub(super) fn attention(
             k = rotary.turn(&k)?;
         }
         let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let scores = match window {
-            Some(w) if len > w + 1 => {
-                scores.broadcast_add(&outside_window(len, w, qkv.device())?)?
-            }
-            _ => scores,
+        let scores = match masks.and_then(|m| m.get(n)?.as_ref()) {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
         };
         let probs = match scores.device().is_cpu() {
             true => {
@@ -276,6 +284,22 @@ pub(super) fn fused_qkv(vb: &VarBuilder, h: usize, scale: f64) -> Result<Project
         false => None,
     };
     Projection::from_weight(weight, bias)
+}
+
+/// Per input (`spans`), the mask `attention` adds to its scores for a window of `window`
+/// positions each side: None where the input is no longer than the window, whose every token
+/// sees every other. Built once per forward pass, for every local layer.
+pub(super) fn window_masks(
+    spans: &[(usize, usize)],
+    window: usize,
+    device: &candle_core::Device,
+) -> Result<Vec<Option<Tensor>>> {
+    (spans.iter())
+        .map(|&(_, len)| match len > window + 1 {
+            true => outside_window(len, window, device).map(Some),
+            false => Ok(None),
+        })
+        .collect()
 }
 
 /// `[len, len]`: 0 where two positions are at most `window` apart, -inf where further.

@@ -10,7 +10,7 @@
 use super::config::{
     activation, heads_dividing, EncoderActivation, EncoderConfig, Family, LocalAttention,
 };
-use super::layer::{attention, fused_qkv, gated, Projection};
+use super::layer::{attention, fused_qkv, gated, window_masks, Projection};
 use super::rotary::Rotary;
 use crate::classifier::{Classifier, Dense, HeadInput};
 use crate::error::{ModelError, Result};
@@ -93,10 +93,6 @@ impl Stack {
             ModelError::Config("ModernBERT without its local attention settings".into())
         })?;
         let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
-        let projection = |vb: VarBuilder, inputs: usize, outputs: usize, scale: f64| {
-            let biased = vb.contains_tensor("bias");
-            Projection::load(&vb, inputs, outputs, scale, biased)
-        };
         let layers = (0..c.num_layers)
             .map(|n| -> Result<ModernLayer> {
                 let l = vb.pp(format!("layers.{n}"));
@@ -107,10 +103,10 @@ impl Stack {
                         _ => Some(norm(&l.pp("attn_norm"), h, eps)?),
                     },
                     qkv: fused_qkv(&attn.pp("Wqkv"), h, c.query_scale())?,
-                    attention_out: projection(attn.pp("Wo"), h, h, 1.0)?,
+                    attention_out: Projection::load_as_stored(&attn.pp("Wo"), h, h)?,
                     mlp_norm: norm(&l.pp("mlp_norm"), h, eps)?,
-                    wi: projection(l.pp("mlp").pp("Wi"), h, 2 * i, 1.0)?,
-                    wo: projection(l.pp("mlp").pp("Wo"), i, h, 1.0)?,
+                    wi: Projection::load_as_stored(&l.pp("mlp").pp("Wi"), h, 2 * i)?,
+                    wo: Projection::load_as_stored(&l.pp("mlp").pp("Wo"), i, h)?,
                     local: n % local.global_every != 0,
                 })
             })
@@ -133,17 +129,18 @@ impl Stack {
         spans: &[(usize, usize)],
         c: &EncoderConfig,
     ) -> Result<Tensor> {
+        let masks = window_masks(spans, self.window, x.device())?;
         for layer in &self.layers {
             let normed = match &layer.attention_norm {
                 Some(n) => n.forward(&x)?,
                 None => x.clone(),
             };
             let qkv = layer.qkv.forward(&normed, None)?;
-            let (rotary, window) = match layer.local {
-                true => (&self.local, Some(self.window)),
+            let (rotary, masks) = match layer.local {
+                true => (&self.local, Some(&masks[..])),
                 false => (&self.global, None),
             };
-            let context = attention(&qkv, spans, Some(rotary), window, c)?;
+            let context = attention(&qkv, spans, Some(rotary), masks, c)?;
             x = (x + layer.attention_out.forward(&context, None)?)?;
             let middle = gated(&layer.wi.forward(&layer.mlp_norm.forward(&x)?, None)?, c)?;
             x = (x + layer.wo.forward(&middle, None)?)?;

@@ -106,22 +106,18 @@ pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
 /// where the file has one (nomic-embed-text's have none).
 pub(super) fn layer(vb: &VarBuilder, c: &EncoderConfig) -> Result<Layer> {
     let (h, i, eps) = (c.hidden_size, c.intermediate_size, c.layer_norm_eps);
-    let projection = |vb: VarBuilder, inputs: usize, outputs: usize| {
-        let biased = vb.contains_tensor("bias");
-        Projection::load(&vb, inputs, outputs, 1.0, biased)
-    };
     let attn = vb.pp("attn");
     let mlp = vb.pp("mlp");
     Ok(Layer {
         qkv: fused_qkv(&attn.pp("Wqkv"), h, c.query_scale())?,
-        attention_out: projection(attn.pp("out_proj"), h, h)?,
+        attention_out: Projection::load_as_stored(&attn.pp("out_proj"), h, h)?,
         attention_norm: PostNorm::load(&vb.pp("norm1"), h, eps)?,
         // The gate's columns first, as the gated middle reads them.
         up: Projection::joined(&[
-            projection(mlp.pp("fc12"), h, i)?,
-            projection(mlp.pp("fc11"), h, i)?,
+            Projection::load_as_stored(&mlp.pp("fc12"), h, i)?,
+            Projection::load_as_stored(&mlp.pp("fc11"), h, i)?,
         ])?,
-        down: projection(mlp.pp("fc2"), i, h)?,
+        down: Projection::load_as_stored(&mlp.pp("fc2"), i, h)?,
         output_norm: PostNorm::load(&vb.pp("norm2"), h, eps)?,
     })
 }
