@@ -416,6 +416,19 @@ impl EncoderVocab {
         let model = Model::Hf(Box::new(self.tokenizer));
         (model, self.special, Verbatim::default(), false, false)
     }
+
+    /// A special token's id in `pieces`: the one the file names (`key`) where it is inside the
+    /// vocabulary, else the piece spelled `text`, else an error naming both.
+    pub(crate) fn special_id(
+        pieces: &[String],
+        id: Option<u32>,
+        text: &str,
+        key: &str,
+    ) -> Result<u32> {
+        id.filter(|&i| (i as usize) < pieces.len())
+            .or_else(|| pieces.iter().position(|p| p == text).map(|i| i as u32))
+            .ok_or_else(|| TokenizerError::MissingKey(format!("{key} (no {text} token either)")))
+    }
 }
 
 /// Tokens matched verbatim in text, indexed by first byte, longest first.

@@ -44,12 +44,7 @@ pub(super) fn from_gguf(
             expected: "one score per token",
         });
     }
-    let by_text = |text: &str| tokens.iter().position(|p| p == text).map(|i| i as u32);
-    let named = |id: Option<u32>, text: &str, key: &str| {
-        id.filter(|&i| (i as usize) < tokens.len())
-            .or_else(|| by_text(text))
-            .ok_or_else(|| TokenizerError::MissingKey(format!("{key} (no {text} token either)")))
-    };
+    let named = |id, text, key| EncoderVocab::special_id(tokens, id, text, key);
     let bos = named(spec.bos, "<s>", "tokenizer.ggml.bos_token_id")?;
     let eos = named(spec.eos, "</s>", "tokenizer.ggml.eos_token_id")?;
     let sep = spec

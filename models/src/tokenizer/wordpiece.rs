@@ -56,12 +56,7 @@ pub(super) fn from_gguf(
     let pieces: Vec<String> = (tokens.iter().zip(types))
         .map(|(t, &kind)| unphantom(t, kind))
         .collect();
-    let by_text = |text: &str| pieces.iter().position(|p| p == text).map(|i| i as u32);
-    let named = |id: Option<u32>, text: &str, key: &str| {
-        id.filter(|&i| (i as usize) < pieces.len())
-            .or_else(|| by_text(text))
-            .ok_or_else(|| TokenizerError::MissingKey(format!("{key} (no {text} token either)")))
-    };
+    let named = |id, text, key| EncoderVocab::special_id(&pieces, id, text, key);
     let cls = named(ids.cls, "[CLS]", "tokenizer.ggml.bos_token_id")?;
     let sep = named(ids.sep, "[SEP]", "tokenizer.ggml.seperator_token_id")?;
     let unk = named(ids.unk, "[UNK]", "tokenizer.ggml.unknown_token_id")?;
