@@ -156,9 +156,21 @@ def main():
     # transformers 5 names the argument `dtype`; 4.x called it `torch_dtype`.
     dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     dev = args.device
+    attn = args.attn
     with torch.device(dev):
-        model = AutoModelForCausalLM.from_config(
-            config, attn_implementation=args.attn, **{dtype_kw: torch.bfloat16})
+        try:
+            model = AutoModelForCausalLM.from_config(
+                config, attn_implementation=attn, **{dtype_kw: torch.bfloat16})
+        except ValueError as refused:
+            # Some architectures have no SDPA path (gpt-oss: its attention sinks); transformers
+            # then refuses the request rather than falling back, so fall back here, and say so
+            # in the result.
+            if attn == "eager":
+                raise
+            print(f"{model_type}: attn_implementation={attn} refused ({refused}); using eager")
+            attn = "eager"
+            model = AutoModelForCausalLM.from_config(
+                config, attn_implementation=attn, **{dtype_kw: torch.bfloat16})
     model.eval()
     params = sum(p.numel() for p in model.parameters())
     vocab = config.vocab_size
@@ -190,7 +202,7 @@ def main():
         "transformers_version": transformers.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"name": name, "format": "dummy", "arch": model_type,
-                  "quantization": "BF16", "parameters": params, "attn_implementation": args.attn},
+                  "quantization": "BF16", "parameters": params, "attn_implementation": attn},
         "hardware": gpu_facts(torch) if dev.startswith("cuda") else {"device": dev},
         "config": {"n_prompt": args.n_prompt, "n_gen": args.n_gen,
                    "repetitions": args.repetitions, "batch": args.batch, "seed": args.seed},
