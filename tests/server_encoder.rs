@@ -1,6 +1,7 @@
 //! BERT-style encoders served over HTTP, against transformers' goldens
-//! (tests/fixtures/tiny/make_encoders.py, make_nomic.py): embeddings pooled as the checkout's
-//! sentence-transformers files say (mean) or as `--pooling cls` asks, a BERT classifier's
+//! (tests/fixtures/tiny/make_encoders.py, make_nomic.py, make_modernbert.py, make_gte.py):
+//! embeddings pooled as the checkout's sentence-transformers files say (mean, CLS) or as
+//! `--pooling cls` asks, a BERT classifier's
 //! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
 //! generation refused with a message that says what an encoder answers; bad input a 400.
 mod common;
@@ -479,4 +480,43 @@ async fn modernbert_checkouts_embed_and_classify() {
     let (_, labelled) = self::cases("modernbert_classifier");
     let s = Server::start_path(&dir("modernbert_classifier"), "modern-sentiment", &[]).await;
     assert_classifies(&s, &labelled, "logits").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gte_checkouts_embed_and_rerank() {
+    // GTE (tests/fixtures/tiny/make_gte.py): rotary positions NTK-scaled, GeGLU, no token-type
+    // table; CLS pooling by its sentence-transformers files, from the remote code's checkout
+    // and from transformers 5's.
+    let (hidden, cases) = cases("gte_embed");
+    for name in ["gte_embed", "gte_native_embed"] {
+        let s = Server::start_path(&dir(name), name, &[]).await;
+        assert_embeds(&s, &cases, hidden, false, name).await;
+        let (status, shown) = s.post("/api/show", &json!({"model": name})).await;
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(shown["details"]["family"], "gte", "{shown}");
+        // 64 positions: a longer input is refused, or cut when asked.
+        let long = vec!["cat"; 70].join(" ");
+        let (status, v) = s.post("/v1/embeddings", &json!({"input": long})).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        let body = json!({"input": long, "truncate_prompt_tokens": 64});
+        let (status, v) = s.post("/v1/embeddings", &body).await;
+        assert_eq!(status, 200, "{name}: {v}");
+        assert_eq!(v["usage"]["prompt_tokens"], 64, "{name}: {v}");
+    }
+
+    // gte-multilingual-reranker-base's shape: BERT's pooler and one label under `new.`.
+    let (_, cases) = self::cases("gte_reranker");
+    let s = Server::start_path(&dir("gte_reranker"), "gte-reranker", &[]).await;
+    let (query, documents, want) = assert_scores_pairs(&s, "/v1/score", &cases).await;
+    let (status, v) = s
+        .post(
+            "/v1/rerank",
+            &json!({"query": query, "documents": documents}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let best = (0..want.len())
+        .max_by(|&a, &b| want[a].total_cmp(&want[b]))
+        .unwrap();
+    assert_eq!(v["results"][0]["index"], best, "{v}");
 }

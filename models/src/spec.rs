@@ -42,6 +42,8 @@ pub enum Arch {
     NomicBert,
     /// ModernBERT: a pre-norm encoder with GeGLU and local/global attention.
     ModernBert,
+    /// GTE (Alibaba's `NewModel`): a BERT-style encoder with rotary positions and GeGLU.
+    Gte,
 }
 
 impl Arch {
@@ -66,6 +68,7 @@ impl Arch {
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",
+            Arch::Gte => "gte",
         }
     }
 }

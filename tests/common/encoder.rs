@@ -7,8 +7,8 @@ use candor_models::encoder::{BertEncoder, EncoderConfig, EncoderInput};
 use std::path::PathBuf;
 
 /// Every tiny encoder fixture (tests/fixtures/tiny/make_encoders.py, make_xlmr_gguf.py,
-/// make_nomic.py, make_modernbert.py).
-pub const ENCODERS: [&str; 7] = [
+/// make_nomic.py, make_modernbert.py, make_gte.py).
+pub const ENCODERS: [&str; 10] = [
     "bert_embed",
     "bert_classifier",
     "xlmr_reranker",
@@ -16,6 +16,9 @@ pub const ENCODERS: [&str; 7] = [
     "nomic_embed",
     "modernbert_embed",
     "modernbert_classifier",
+    "gte_embed",
+    "gte_native_embed",
+    "gte_reranker",
 ];
 
 pub fn encoder_dir(name: &str) -> PathBuf {

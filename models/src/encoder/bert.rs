@@ -1,6 +1,7 @@
 //! The BERT encoder as transformers runs it (`BertModel`, `RobertaModel`,
-//! `XLMRobertaModel`, `NomicBertModel`): token, position and token-type embeddings summed and
-//! normed (NomicBERT: no position table, its queries and keys turned by position instead);
+//! `XLMRobertaModel`, `NomicBertModel`, `GteModel`): token, position and token-type embeddings
+//! summed and normed (NomicBERT, GTE: no position table, their queries and keys turned by
+//! position instead);
 //! then per layer bidirectional attention and a feed-forward block, each added to its input
 //! and normed after (post-norm). Candle tensors on a candle device (CPU or CUDA), f32.
 //!
@@ -45,8 +46,9 @@ enum Stack {
 }
 
 /// Where the encoder's tensors sit in a checkout: at the top (`BertModel`, a
-/// sentence-transformers checkout) or under the task model's prefix.
-const PREFIXES: [&str; 4] = ["", "bert.", "roberta.", "model."];
+/// sentence-transformers checkout) or under the task model's prefix (GTE's remote code's
+/// classifier: `new.`).
+const PREFIXES: [&str; 6] = ["", "bert.", "roberta.", "model.", "new.", "gte."];
 
 impl BertEncoder {
     /// The encoder of the checkout `dir` (its `*.safetensors` files) on `device`, and its
@@ -63,7 +65,9 @@ impl BertEncoder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
         let words = match config.family {
             Family::Modern => "embeddings.tok_embeddings.weight",
-            Family::Bert | Family::Roberta | Family::Nomic => "embeddings.word_embeddings.weight",
+            Family::Bert | Family::Roberta | Family::Nomic | Family::Gte => {
+                "embeddings.word_embeddings.weight"
+            }
         };
         let prefix = PREFIXES
             .into_iter()
@@ -77,7 +81,9 @@ impl BertEncoder {
         let head = match config.classifies {
             true => {
                 let (pre, out) = match config.family {
-                    Family::Bert => (base.pp("pooler").pp("dense"), vb.pp("classifier")),
+                    Family::Bert | Family::Gte => {
+                        (base.pp("pooler").pp("dense"), vb.pp("classifier"))
+                    }
                     Family::Roberta => {
                         let head = vb.pp("classifier");
                         (head.pp("dense"), head.pp("out_proj"))
@@ -132,7 +138,20 @@ impl BertEncoder {
             });
         }
         let words = embedding(config.vocab_size, "word_embeddings")?;
-        let token_types = Some(embedding(config.type_vocab_size, "token_type_embeddings")?);
+        // GTE's checkouts with `type_vocab_size: 0` (gte-base-en-v1.5) have no table: every
+        // token is type 0 and adds nothing.
+        let token_types = match config.family == Family::Gte
+            && !e.contains_tensor("token_type_embeddings.weight")
+        {
+            true => None,
+            false => Some(embedding(config.type_vocab_size, "token_type_embeddings")?),
+        };
+        let rotary = |family: &str| -> Result<Rotary> {
+            let theta = (config.rotary_theta)
+                .ok_or_else(|| ModelError::Config(format!("{family} without a rotary base")))?;
+            let (dim, context) = (config.head_dim(), config.context());
+            Rotary::new(theta, config.rotary_divisor, dim, context, device)
+        };
         let (positions, rotary, embedding_norm, layers) = match config.family {
             Family::Bert | Family::Roberta | Family::Modern => (
                 Some(embedding(
@@ -145,20 +164,20 @@ impl BertEncoder {
                     .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
                     .collect::<Result<Vec<_>>>()?,
             ),
-            Family::Nomic => {
-                let theta = config
-                    .rotary_theta
-                    .ok_or_else(|| ModelError::Config("NomicBERT without a rotary base".into()))?;
-                let rotary = Rotary::new(theta, config.head_dim(), config.context(), device)?;
-                (
-                    None,
-                    Some(rotary),
-                    layer_norm(&vb.pp("emb_ln"), h, eps)?,
-                    (0..config.num_layers)
-                        .map(|i| super::nomic::layer(&vb.pp(format!("encoder.layers.{i}")), config))
-                        .collect::<Result<Vec<_>>>()?,
-                )
-            }
+            Family::Nomic => (
+                None,
+                Some(rotary("NomicBERT")?),
+                layer_norm(&vb.pp("emb_ln"), h, eps)?,
+                (0..config.num_layers)
+                    .map(|i| super::nomic::layer(&vb.pp(format!("encoder.layers.{i}")), config))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Family::Gte => (
+                None,
+                Some(rotary("GTE")?),
+                layer_norm(&e.pp("LayerNorm"), h, eps)?,
+                super::gte::layers(vb, config)?,
+            ),
         };
         Ok(BertEncoder {
             config: config.clone(),

@@ -1,7 +1,8 @@
 //! An encoder checkout's config.json: BERT (`model_type` `bert`: BGE, E5, GTE, MiniLM,
 //! ms-marco cross-encoders) and RoBERTa (`roberta`, `xlm-roberta`, `camembert`: multilingual
-//! E5, BGE-M3, bge-reranker), which differ in where positions start and in their heads, and
-//! NomicBERT (`nomic_bert`: nomic-embed-text; its config in `super::nomic`).
+//! E5, BGE-M3, bge-reranker), which differ in where positions start and in their heads,
+//! NomicBERT (`nomic_bert`: nomic-embed-text; its config in `super::nomic`), ModernBERT
+//! (`super::modern`) and GTE (`new`, `gte`: `super::gte`).
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
@@ -22,6 +23,10 @@ pub enum Family {
     /// ModernBERT's checkout: pre-norm layers, GeGLU, rotary positions, local and global
     /// attention (`super::modern`); an embedder, no head.
     Modern,
+    /// GTE's checkout (Alibaba's `NewModel`): rotary positions (NTK-scaled), GeGLU, the remote
+    /// code's or transformers 5's tensor names (`super::gte`); a classifier reads BERT's pooler
+    /// then `classifier`.
+    Gte,
 }
 
 /// ModernBERT's alternating attention: every `global_every`-th layer (from the first) attends
@@ -67,6 +72,9 @@ pub struct EncoderConfig {
     /// the halves rotated as GPT-NeoX does; no position table. None: learned absolute
     /// positions (BERT, RoBERTa).
     pub rotary_theta: Option<f32>,
+    /// What every rotary frequency is divided by: 1, or GTE's fixed NTK scaling (transformers'
+    /// `linear` factor).
+    pub rotary_divisor: f32,
     /// A gated feed-forward, `down(silu(gate · x) ⊙ (up · x))` (NomicBERT's SwiGLU), where
     /// BERT's is `down(act(up · x))`.
     pub gated: bool,
@@ -91,6 +99,7 @@ impl EncoderConfig {
             Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
             Some("nomic_bert") => return super::nomic::config(&c, classifies(json)).map(Some),
             Some("modernbert") => return super::modern::config(&c, classifies(json)).map(Some),
+            Some("new" | "gte") => return super::gte::config(&c, classifies(json)).map(Some),
             _ => return Ok(None),
         };
         if let Some(kind) = c.str("position_embedding_type") {
@@ -103,7 +112,7 @@ impl EncoderConfig {
         }
         let activation = activation(c.str("hidden_act").unwrap_or("gelu"))?;
         let position_offset = match family {
-            Family::Bert | Family::Nomic | Family::Modern => 0,
+            Family::Bert | Family::Nomic | Family::Modern | Family::Gte => 0,
             Family::Roberta => c.opt_usize("pad_token_id")?.unwrap_or(1) + 1,
         };
         let hidden_size = c.usize("hidden_size")?;
@@ -129,6 +138,7 @@ impl EncoderConfig {
             position_offset,
             classifies: classifies(json),
             rotary_theta: None,
+            rotary_divisor: 1.0,
             gated: false,
             local_attention: None,
         }))
@@ -157,6 +167,7 @@ impl EncoderConfig {
             arch: match self.family {
                 Family::Nomic => Arch::NomicBert,
                 Family::Modern => Arch::ModernBert,
+                Family::Gte => Arch::Gte,
                 Family::Bert | Family::Roberta => Arch::Bert,
             },
             vocab_size: self.vocab_size,
@@ -170,7 +181,10 @@ impl EncoderConfig {
             max_position: self.context(),
             rope: RopeConfig {
                 theta: self.rotary_theta.unwrap_or(10000.0),
-                scaling: RopeScaling::None,
+                scaling: match self.rotary_divisor {
+                    1.0 => RopeScaling::None,
+                    factor => RopeScaling::Linear { factor },
+                },
                 style: RopeStyle::Neox,
             },
             rope_local_theta: None,

@@ -69,6 +69,7 @@ impl EncoderConfig {
                 true => Some(g.get_f64(&key("rope.freq_base")).unwrap_or(1000.0) as f32),
                 false => None,
             },
+            rotary_divisor: 1.0,
             gated: nomic,
             local_attention: None,
         })
@@ -87,8 +88,10 @@ pub fn load_gguf(
         let names = match config.family {
             Family::Nomic => &NOMIC_NAMES,
             Family::Bert | Family::Roberta => &BERT_NAMES,
-            Family::Modern => {
-                return Err(ModelError::Config("a ModernBERT GGUF is not served".into()))
+            Family::Modern | Family::Gte => {
+                return Err(ModelError::Config(
+                    "a ModernBERT or GTE GGUF is not served".into(),
+                ))
             }
         };
         let Some(hf) = checkout_name(name, names) else {

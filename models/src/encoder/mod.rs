@@ -1,13 +1,15 @@
 //! Bidirectional encoders: BERT and RoBERTa checkouts (sentence-transformers embedders such as
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
-//! MiniLMs), NomicBERT's (nomic-embed-text) and ModernBERT's (modernbert-embed,
-//! gte-modernbert). Every token attends to every other, so an input is read whole, in one pass, with
+//! MiniLMs), NomicBERT's (nomic-embed-text), ModernBERT's (modernbert-embed,
+//! gte-modernbert) and GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
+//! snowflake-arctic-embed-m-v2.0). Every token attends to every other, so an input is read whole, in one pass, with
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
 mod config;
 mod cpu_ops;
 mod gguf;
+mod gte;
 mod layer;
 mod modern;
 mod nomic;

@@ -51,6 +51,7 @@ pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
         position_offset: 0,
         classifies,
         rotary_theta: Some(global_theta),
+        rotary_divisor: 1.0,
         gated: true,
         local_attention: Some(LocalAttention {
             global_every,
@@ -115,8 +116,8 @@ impl Stack {
         Ok(Stack {
             layers,
             final_norm: norm(&vb.pp("final_norm"), h, eps)?,
-            global: Rotary::new(theta, c.head_dim(), c.context(), device)?,
-            local: Rotary::new(local.local_theta, c.head_dim(), c.context(), device)?,
+            global: Rotary::new(theta, 1.0, c.head_dim(), c.context(), device)?,
+            local: Rotary::new(local.local_theta, 1.0, c.head_dim(), c.context(), device)?,
             window: local.window,
         })
     }

@@ -97,6 +97,7 @@ pub(super) fn config(c: &HfConfig, classifies: bool) -> Result<EncoderConfig> {
         position_offset: 0,
         classifies: false,
         rotary_theta: Some(theta),
+        rotary_divisor: 1.0,
         gated: true,
         local_attention: None,
     })

@@ -1,4 +1,4 @@
-//! Rotary positions for an encoder (NomicBERT): each query and key of an input turned by its
+//! Rotary positions for an encoder (NomicBERT, ModernBERT, GTE): each query and key of an input turned by its
 //! position from 0, the two halves of a head rotated together (GPT-NeoX's layout, the one
 //! transformers' `rotate_half` computes). The angles are tabled once for the whole context.
 use crate::error::Result;
@@ -11,18 +11,20 @@ pub(super) struct Rotary {
 }
 
 impl Rotary {
-    /// The table for `context` positions of heads `head_dim` wide at base `theta`.
+    /// The table for `context` positions of heads `head_dim` wide at base `theta`, every
+    /// frequency divided by `divisor` (GTE's NTK scaling; 1 for none).
     pub(super) fn new(
         theta: f32,
+        divisor: f32,
         head_dim: usize,
         context: usize,
         device: &Device,
     ) -> Result<Self> {
         let half = head_dim / 2;
-        // As transformers computes them: the inverse frequencies in f32, each angle the f32
-        // product of a position and one of them.
+        // As transformers computes them: the inverse frequencies in f32 (then divided, as its
+        // `linear` rope divides them), each angle the f32 product of a position and one.
         let inv_freq: Vec<f32> = (0..half)
-            .map(|j| 1.0 / theta.powf((2 * j) as f32 / head_dim as f32))
+            .map(|j| 1.0 / theta.powf((2 * j) as f32 / head_dim as f32) / divisor)
             .collect();
         let mut cos = Vec::with_capacity(context * half);
         let mut sin = Vec::with_capacity(context * half);
@@ -60,7 +62,7 @@ mod tests {
             .map(|i| i as f32 / 7.0 - 1.0)
             .collect();
         let x = Tensor::from_vec(values.clone(), (heads, len, dim), &Device::Cpu).unwrap();
-        let rotary = Rotary::new(100.0, dim, 8, &Device::Cpu).unwrap();
+        let rotary = Rotary::new(100.0, 1.0, dim, 8, &Device::Cpu).unwrap();
         let got: Vec<f32> = rotary
             .turn(&x)
             .unwrap()
