@@ -8,9 +8,12 @@ CPU threads, over the same token ids, random weights (nothing to download):
   SwiGLU FFN, rotary positions), which needs transformers 5 (see
   tests/fixtures/tiny/make_nomic.py's header for installing it beside the pinned venv);
 - `--arch modernbert`: a ModernBERT-base-shaped ModernBertModel (22 layers, 768 wide, 1152
-  GeGLU FFN, a 128-token window on two layers of three), pinned transformers.
+  GeGLU FFN, a 128-token window on two layers of three), pinned transformers;
+- `--arch gte`: a gte-base-en-v1.5-shaped GteModel (12 layers, 768 wide, 3072 GeGLU FFN,
+  NTK-scaled rotary positions, no token types), served from the remote code's checkout, which
+  needs transformers 5 like `nomic`.
 
-    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert] [--candor target/release/candor]
+    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert|gte] [--candor target/release/candor]
         [--threads 2] [--shapes 32x128,8x512] [--json FILE]
 
 Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
@@ -51,6 +54,23 @@ def make_checkout(out: Path, arch: str):
         save_file(original_names(model.state_dict()), str(out / "model.safetensors"))
         hub = hub_config(30528)
         hub.update(n_embd=768, n_head=12, n_inner=3072, n_layer=12, max_trained_positions=2048)
+        (out / "config.json").write_text(json.dumps(hub))
+    elif arch == "gte":
+        sys.path.insert(0, str(TOKENIZER.parent))
+        from make_gte import remote_config, remote_names
+        from safetensors.torch import save_file
+        from transformers import GteConfig, GteModel
+
+        theta, ntk, head_dim = 500000.0, 2.0, 64
+        sizes = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                     intermediate_size=3072, max_position_embeddings=8192)
+        config = GteConfig(vocab_size=30528, type_vocab_size=0, hidden_act="gelu", **sizes,
+                           rope_parameters={"rope_type": "linear", "rope_theta": theta * ntk,
+                                            "factor": ntk ** (2 / head_dim)})
+        model = GteModel(config).eval()
+        out.mkdir()
+        save_file(remote_names(model.state_dict(), ""), str(out / "model.safetensors"))
+        hub = remote_config("NewModel", 30528, theta, ntk, 0, **sizes)
         (out / "config.json").write_text(json.dumps(hub))
     elif arch == "modernbert":
         from transformers import ModernBertConfig, ModernBertModel
@@ -121,7 +141,7 @@ def main():
     ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="32x128,8x512")
-    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert"], default="bert")
+    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert", "gte"], default="bert")
     ap.add_argument("--json")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -159,7 +179,7 @@ def main():
               f"transformers {r['transformers_tok_s']:7.0f} tok/s   "
               f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
     shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5",
-              "modernbert": "ModernBERT-base"}[args.arch]
+              "modernbert": "ModernBERT-base", "gte": "gte-base-en-v1.5"}[args.arch]
     doc = {"model": f"{shaped} shapes, random weights", "threads": args.threads,
            "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
     if args.json:
