@@ -209,6 +209,17 @@ async fn mean_pooling_averages_what_last_pooling_takes_from_the_end() {
         .post("/tokenize", &json!({"prompt": text["input"]}))
         .await;
     assert_eq!(rows.len(), tokens["count"].as_u64().unwrap() as usize);
+    // vLLM's /pooling answers the same rows: this server's own task is `token_embed`.
+    let body = json!({"input": text["input"], "normalize": false});
+    let (status, pooled) = none.post("/pooling", &body).await;
+    assert_eq!(status, 200, "{pooled}");
+    let pooled_rows = pooled["data"][0]["data"].as_array().unwrap();
+    assert_eq!(pooled_rows.len(), rows.len());
+    for (p, r) in pooled_rows.iter().zip(&rows) {
+        for (x, y) in p.as_array().unwrap().iter().zip(r) {
+            assert!((x.as_f64().unwrap() as f32 - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
     let unit = |v: &[f32]| {
         let n = dot(v, v).sqrt();
         v.iter().map(|x| x / n).collect::<Vec<f32>>()

@@ -520,3 +520,89 @@ async fn gte_checkouts_embed_and_rerank() {
         .unwrap();
     assert_eq!(v["results"][0]["index"], best, "{v}");
 }
+
+/// Little-endian f32s from base64, as vLLM and OpenAI encode them.
+fn from_base64(v: &Value) -> Vec<f64> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("a base64 string"))
+        .unwrap();
+    (bytes.chunks(4))
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooling_answers_each_task_as_vllm_does() {
+    // An embedder's own task is `embed`: the vector /v1/embeddings answers (mean pooling).
+    let (hidden, cases) = cases("bert_embed");
+    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let s = Server::start_path(&dir("bert_embed"), "minilm", &[]).await;
+    let (status, v) = s.post("/pooling", &json!({"input": texts(&cases)})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "list", "{v}");
+    let tokens: usize = (singles.iter())
+        .map(|c| c["ids"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&singles) {
+        assert_eq!(item["object"], "pooling", "{v}");
+        let want = unit(pooled(case, hidden, true));
+        assert_close(&floats(&item["data"]), &want, "embed");
+    }
+
+    // `token_embed`: each token's final state, normalised unless `normalize: false`, as
+    // base64 the rows one after another.
+    let case = singles[0];
+    let golden = floats(&case["hidden"]);
+    let rows: Vec<&[f64]> = golden.chunks(hidden).collect();
+    for normalize in [true, false] {
+        let body = json!({"input": case["text"], "task": "token_embed", "normalize": normalize});
+        let (status, v) = s.post("/pooling", &body).await;
+        assert_eq!(status, 200, "{v}");
+        let got = v["data"][0]["data"].as_array().unwrap();
+        assert_eq!(got.len(), rows.len(), "{v}");
+        for (g, w) in got.iter().zip(&rows) {
+            let want = match normalize {
+                true => unit(w.to_vec()),
+                false => w.to_vec(),
+            };
+            assert_close(&floats(g), &want, "token_embed");
+        }
+    }
+    let body = json!({"input": case["text"], "task": "token_embed", "encoding_format": "base64"});
+    let (status, v) = s.post("/pooling", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let flat: Vec<f64> = rows.iter().flat_map(|r| unit(r.to_vec())).collect();
+    assert_close(
+        &from_base64(&v["data"][0]["data"]),
+        &flat,
+        "token_embed base64",
+    );
+
+    // What this model cannot do is a 400 that says what it can.
+    let bad = |task: &str| json!({"input": "the cat", "task": task});
+    let refused = error_of(&s, "/pooling", bad("token_classify")).await;
+    assert!(refused.contains("token_embed"), "{refused}");
+    let refused = error_of(&s, "/pooling", bad("classify")).await;
+    assert!(refused.contains("classification head"), "{refused}");
+    let body = json!({"input": "the cat", "task": "token_embed", "dimensions": 4});
+    error_of(&s, "/pooling", body).await;
+
+    // A classifier's own task is `classify`: the labels' probabilities, or its logits.
+    let (_, labelled) = self::cases("bert_classifier");
+    let s = Server::start_path(&dir("bert_classifier"), "sentiment", &[]).await;
+    let text = labelled.iter().find(|c| c["kind"] == "text").unwrap();
+    let logits = floats(&text["logits"]);
+    let (status, v) = s.post("/pooling", &json!({"input": text["text"]})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(
+        &floats(&v["data"][0]["data"]),
+        &softmax(&logits),
+        "classify",
+    );
+    let body = json!({"input": text["text"], "task": "classify", "use_activation": false});
+    let (status, v) = s.post("/pooling", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(&floats(&v["data"][0]["data"]), &logits, "classify logits");
+}

@@ -139,6 +139,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/classify", post(routes::classify::classify))
         .route("/v1/classify", post(routes::classify::classify))
+        .route("/pooling", post(routes::pooling::pooling))
         .route("/score", post(routes::similarity::score))
         .route("/v1/score", post(routes::similarity::score))
         .route("/rerank", post(routes::similarity::rerank))

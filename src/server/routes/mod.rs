@@ -12,6 +12,7 @@ pub mod lora_adapters;
 pub mod messages;
 pub mod misc;
 pub mod ollama;
+pub mod pooling;
 pub mod responses;
 pub mod sagemaker;
 pub mod similarity;

@@ -1,0 +1,153 @@
+//! `POST /pooling` (vLLM's): the served model's raw pooling output for each input, by `task`:
+//! `embed` the pooled vector `/v1/embeddings` answers, `classify` the head's label
+//! probabilities (its logits with `use_activation: false`), `token_embed` every token's final
+//! state; by default the model's own task (a classifier classifies, a server pooling nothing
+//! answers each token's state, any other model embeds). Answered as vLLM does: a list of
+//! `{"object": "pooling", "data": ...}` items.
+use super::classify::{classifier, classifier_logits};
+use super::embeddings::{pooled, run_pooling};
+use crate::engine::pooling::Pooling;
+use crate::server::embeddings::{self, EmbeddingInput, EmbeddingRequest, Encoding};
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::state::{unix_now, Ready, SharedState};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use candor_models::classifier::probabilities;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+pub struct PoolingRequest {
+    pub input: EmbeddingInput,
+    pub model: Option<String>,
+    /// `embed`, `classify` or `token_embed`; the model's own when absent.
+    pub task: Option<String>,
+    /// `float` (default) or `base64` (little-endian f32; a `token_embed` input's rows one
+    /// after another).
+    pub encoding_format: Option<String>,
+    /// `embed`: keep the first this many dimensions (normalised again).
+    pub dimensions: Option<i64>,
+    /// `embed`, `token_embed`: `false` answers the states as pooled, not scaled to unit
+    /// length.
+    pub normalize: Option<bool>,
+    /// `classify`: `false` answers the head's logits, not their softmax.
+    pub use_activation: Option<bool>,
+    pub priority: Option<i64>,
+    pub truncate_prompt_tokens: Option<i64>,
+    pub add_special_tokens: Option<bool>,
+    /// OpenAI's end-user tag: accepted, not used.
+    #[allow(dead_code)]
+    pub user: Option<String>,
+}
+
+/// What a pooling request computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Embed,
+    Classify,
+    TokenEmbed,
+}
+
+impl Task {
+    const NAMES: &'static str = "`embed`, `classify` (a model with a classification head), \
+                                 `token_embed`";
+
+    /// The task a request names, or the model's own.
+    fn of(asked: Option<&str>, ready: &Ready) -> Result<Task, ApiError> {
+        match asked {
+            None if ready.classifier.is_some() => Ok(Task::Classify),
+            None if ready.pooling == Pooling::None => Ok(Task::TokenEmbed),
+            None | Some("embed") => Ok(Task::Embed),
+            Some("classify") => Ok(Task::Classify),
+            Some("token_embed") => Ok(Task::TokenEmbed),
+            Some(other) => Err(ApiError::invalid(
+                "task",
+                format!(
+                    "unsupported pooling task `{other}`: candor pools {}",
+                    Task::NAMES
+                ),
+            )),
+        }
+    }
+}
+
+pub async fn pooling(
+    State(state): State<SharedState>,
+    Json(req): Json<PoolingRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let ready = state.ready()?;
+    let task = Task::of(req.task.as_deref(), ready)?;
+    // The embeddings request the same fields make: one reader of inputs, encoding and norms.
+    let as_embedding = EmbeddingRequest {
+        input: req.input,
+        model: req.model,
+        encoding_format: req.encoding_format,
+        dimensions: req.dimensions,
+        priority: req.priority,
+        truncate_prompt_tokens: req.truncate_prompt_tokens,
+        normalize: req.normalize,
+        add_special_tokens: req.add_special_tokens,
+    };
+    let encoding = as_embedding.encoding()?;
+    if task != Task::Embed && as_embedding.dimensions.is_some() {
+        return Err(ApiError::invalid(
+            "dimensions",
+            "`dimensions` applies to the `embed` task only",
+        ));
+    }
+    let inputs = as_embedding.token_lists(ready)?;
+    let priority = crate::server::validate::priority(&ready.limits, as_embedding.priority)?;
+    let model = as_embedding.model.as_deref();
+    let data: Vec<Value> = match task {
+        Task::Embed => {
+            let dimensions = as_embedding.dimensions(ready.embedding_size())?;
+            let vectors = pooled(ready, &inputs, priority, model).await?;
+            (vectors.into_iter())
+                .map(|v| embeddings::normalised_by(v, dimensions, as_embedding.norm()))
+                .map(|v| embeddings::encoded(&v, encoding))
+                .collect()
+        }
+        Task::Classify => {
+            let head = classifier(ready)?;
+            let logits = classifier_logits(ready, head, &inputs, priority, model).await?;
+            (logits.iter())
+                .map(|l| match req.use_activation {
+                    Some(false) => embeddings::encoded(l, encoding),
+                    _ => embeddings::encoded(&probabilities(l), encoding),
+                })
+                .collect()
+        }
+        Task::TokenEmbed => {
+            let width = ready.hidden_size.max(1);
+            let states = run_pooling(ready, &inputs, Pooling::None, priority, model).await?;
+            (states.iter())
+                .map(|all| {
+                    let rows = all.chunks(width).map(|row| {
+                        embeddings::normalised_by(row.to_vec(), width, as_embedding.norm())
+                    });
+                    match encoding {
+                        Encoding::Float => Value::Array(rows.map(|r| json!(r)).collect()),
+                        Encoding::Base64 => {
+                            embeddings::encoded(&rows.flatten().collect::<Vec<_>>(), encoding)
+                        }
+                    }
+                })
+                .collect()
+        }
+    };
+    let tokens: usize = inputs.iter().map(Vec::len).sum();
+    let data: Vec<Value> = (data.into_iter().enumerate())
+        .map(|(index, data)| json!({"index": index, "object": "pooling", "data": data}))
+        .collect();
+    Ok(axum::Json(json!({
+        "id": crate::server::request_id::answer_id("pool"),
+        "object": "list",
+        "created": unix_now(),
+        "model": state.answering_model(model),
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+    }))
+    .into_response())
+}
