@@ -214,6 +214,23 @@ mod tests {
     }
 
     #[test]
+    fn snowflake_arctic_embed_v2_spells_the_remote_keys_under_gte() {
+        // Snowflake's checkout names its remote code `gte` but keeps the remote keys.
+        let mut c = remote();
+        c["model_type"] = json!("gte");
+        c["architectures"] = json!(["GteModel"]);
+        c["rope_scaling"] = json!(null);
+        c["rope_theta"] = json!(160000);
+        c["type_vocab_size"] = json!(1);
+        let s = read(&c);
+        assert_eq!(
+            (s.family, s.rotary_theta, s.rotary_divisor),
+            (Family::Gte, Some(160_000.0), 1.0)
+        );
+        assert!(!s.classifies);
+    }
+
+    #[test]
     fn transformers_spells_the_same_scaling_as_a_linear_rope() {
         let native = json!({
             "model_type": "gte", "hidden_act": "gelu", "hidden_size": 32,
