@@ -58,7 +58,10 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
             .map(|(id, body)| line(id, "/v1/completions", body.clone())),
     );
     let input = dir.path().join("batch.jsonl");
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    // Last, a line that is not UTF-8: refused alone.
+    let mut bytes = (lines.join("\n") + "\n").into_bytes();
+    bytes.extend_from_slice(b"{\"custom_id\": \"\xff\xfe\"}\n");
+    std::fs::write(&input, bytes).unwrap();
     let output = dir.path().join("results.jsonl");
     let shared = ["--chat-template", TEMPLATE, "--max-num-seqs", "4"];
     let out = Command::new(env!("CARGO_BIN_EXE_candor"))
@@ -78,8 +81,8 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
         .unwrap();
     let told = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{told}");
-    assert!(told.contains("19 request(s) in"), "{told}");
-    assert!(told.contains("15 succeeded, 4 failed"), "{told}");
+    assert!(told.contains("20 request(s) in"), "{told}");
+    assert!(told.contains("15 succeeded, 5 failed"), "{told}");
 
     let results: Vec<Value> = std::fs::read_to_string(&output)
         .unwrap()
@@ -92,6 +95,7 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
         .collect();
     let mut expected = vec!["c1", "ch", "-", "e1", "other-model", "c1", "s"];
     expected.extend(many.iter().map(|(id, _)| id.as_str()));
+    expected.push("-");
     assert_eq!(ids, expected, "one result per line, in order");
     for r in &results {
         assert!(r["id"].as_str().unwrap().starts_with("batch_req_"), "{r}");
@@ -105,6 +109,9 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
     assert_eq!(code(2), "invalid_json_line");
     assert_eq!(code(5), "duplicate_custom_id");
     assert_eq!(code(6), "invalid_request");
+    assert_eq!(code(19), "invalid_json_line");
+    let why = results[19]["error"]["message"].as_str().unwrap();
+    assert!(why.contains("line 21 is not UTF-8"), "{why}");
     assert_eq!(results[4]["response"]["status_code"], 404, "{}", results[4]);
     assert!(results[4]["response"]["body"]["error"]["message"].is_string());
 
@@ -140,6 +147,45 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
         assert_eq!(body(7 + i)["choices"], served["choices"], "many-{i}");
         assert_eq!(results[7 + i]["response"]["status_code"], 200);
     }
+
+    // From stdin to stdout, read as it comes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["run-batch", "-i", "-", "-o", "-"])
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--served-model-name",
+            "tiny",
+        ])
+        .args(["--threads", "2"])
+        .args(shared)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            "{}",
+            line("a", "/v1/completions", completion("t5 t6 t7", 6))
+        )
+        .unwrap();
+        writeln!(stdin, "{}", line("b", "/v1/embeddings", embed.clone())).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{told}");
+    assert!(told.contains("2 request(s) in"), "{told}");
+    let piped: Vec<Value> = (String::from_utf8(out.stdout).unwrap().lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(piped.len(), 2);
+    assert_eq!(piped[0]["custom_id"], "a");
+    assert_eq!(piped[0]["response"]["body"]["choices"], body(0)["choices"]);
+    assert_eq!(piped[1]["response"]["status_code"], 200);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::serve::{config, runtime, ServeArgs};
 use crate::error::CliError;
 use crate::server::batch::run_batch;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 #[derive(Debug, clap::Args)]
 pub struct RunBatchArgs {
@@ -23,7 +23,7 @@ pub struct RunBatchArgs {
 }
 
 pub fn run(args: RunBatchArgs) -> Result<(), CliError> {
-    let lines = read_lines(&args.input)?;
+    let input = open(&args.input)?;
     // The output is opened before the model loads: a path that cannot be written fails now.
     let mut out: Box<dyn Write + Send> = match args.output.as_str() {
         "-" => Box::new(std::io::stdout()),
@@ -34,15 +34,29 @@ pub fn run(args: RunBatchArgs) -> Result<(), CliError> {
     };
     let mut out = std::io::BufWriter::new(&mut out);
     let config = config(args.serve)?;
-    let requests = lines.iter().filter(|l| !l.trim().is_empty()).count() as u64;
-    eprintln!(
-        "candor: {requests} request(s) from {} for model `{}`",
-        args.input, config.model_name
-    );
-    let bar = super::bench::bar(requests);
+    let bar = match &input {
+        Input::File { requests, .. } => {
+            eprintln!(
+                "candor: {requests} request(s) from {} for model `{}`",
+                args.input, config.model_name
+            );
+            super::bench::bar(*requests)
+        }
+        Input::Stdin => {
+            eprintln!(
+                "candor: requests from stdin for model `{}`",
+                config.model_name
+            );
+            indicatif::ProgressBar::no_length()
+        }
+    };
+    let lines: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + Send> = match input {
+        Input::File { file, .. } => Box::new(lines_of(file)),
+        Input::Stdin => Box::new(lines_of(std::io::stdin())),
+    };
     let summary = runtime()?
         .block_on(run_batch(config, lines, &mut out, || bar.inc(1)))
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Usage(format!("{}: {e}", args.input)))?;
     bar.finish_and_clear();
     let per_s = |n: u64| n as f64 / summary.seconds.max(1e-9);
     eprintln!(
@@ -60,14 +74,31 @@ pub fn run(args: RunBatchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Every line of `input` (`-`: stdin).
-fn read_lines(input: &str) -> Result<Vec<String>, CliError> {
-    let cannot = |e: std::io::Error| CliError::Usage(format!("cannot read {input}: {e}"));
-    match input {
-        "-" => std::io::stdin().lock().lines().collect::<Result<_, _>>(),
-        path => std::fs::File::open(path)
-            .map(std::io::BufReader::new)
-            .and_then(|f| f.lines().collect::<Result<_, _>>()),
+/// Where the requests come from. A file's are counted first (one pass that keeps nothing), so
+/// that the progress bar knows its length; the batch then reads it again as it runs.
+enum Input {
+    File { file: std::fs::File, requests: u64 },
+    Stdin,
+}
+
+fn open(input: &str) -> Result<Input, CliError> {
+    if input == "-" {
+        return Ok(Input::Stdin);
     }
-    .map_err(cannot)
+    let cannot = |e: std::io::Error| CliError::Usage(format!("cannot read {input}: {e}"));
+    let file = std::fs::File::open(input).map_err(cannot)?;
+    let mut requests = 0;
+    for line in lines_of(file.try_clone().map_err(cannot)?) {
+        requests += u64::from(!line.map_err(cannot)?.iter().all(u8::is_ascii_whitespace));
+    }
+    use std::io::Seek;
+    let mut file = file;
+    file.rewind().map_err(cannot)?;
+    Ok(Input::File { file, requests })
+}
+
+/// The lines of `source` as bytes, without their newlines (a line that is not UTF-8 is that
+/// line's error, not the file's).
+fn lines_of(source: impl Read) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    BufReader::new(source).split(b'\n')
 }

@@ -43,6 +43,21 @@ struct Sent {
     body: Value,
 }
 
+/// Line `number` (from 1) as the file holds it: one that is not UTF-8 is refused as not JSON,
+/// alone (the lines around it run).
+pub fn parse_bytes(
+    bytes: &[u8],
+    number: usize,
+    seen: &mut HashMap<String, usize>,
+) -> Result<Request, Refused> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Refused {
+        custom_id: None,
+        code: "invalid_json_line",
+        message: format!("line {number} is not UTF-8 text: {e}"),
+    })?;
+    parse(text, number, seen)
+}
+
 /// Read line `number` (from 1), refusing a `custom_id` an earlier line in `seen` used (as
 /// OpenAI does: results are matched to requests by it).
 pub fn parse(

@@ -2,6 +2,8 @@
 //! `vllm run-batch` does: the model loaded as `candor serve` loads it, every line sent to the
 //! same handlers a server runs (so an answer is byte for byte what the endpoint returns), many
 //! at once so the engine batches them, and one output line per input line, in input order.
+//! The input is read as the batch needs it, a few batches ahead of what runs: a file larger
+//! than memory runs in the memory its lines in flight take.
 pub mod line;
 
 use super::{load, new_state, router, ServeConfig};
@@ -11,6 +13,7 @@ use line::{Refused, Request};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
@@ -20,6 +23,9 @@ pub enum BatchError {
     Load(String),
     #[error("cannot write the results: {0}")]
     Write(#[from] std::io::Error),
+    /// Every line before it was run and its result written.
+    #[error("cannot read line {line} of the input: {source}")]
+    Read { line: usize, source: std::io::Error },
 }
 
 /// What a batch did.
@@ -35,11 +41,14 @@ pub struct BatchSummary {
     pub seconds: f64,
 }
 
-/// Run the request `lines` on the model of `config` and write each result, in their order,
-/// to `out` (one JSON line each); `on_done` sees every finished line. Blank lines are skipped.
+/// Run the request `lines` (each without its newline, as `BufRead::split` gives them) on the
+/// model of `config` and write each result, in their order, to `out` (one JSON line each);
+/// `on_done` sees every finished line. Blank lines are skipped. A line that cannot be read
+/// ends the batch there: the lines before it are answered and written, then `Read` says
+/// where it stopped.
 pub async fn run_batch(
     config: ServeConfig,
-    lines: Vec<String>,
+    lines: impl Iterator<Item = std::io::Result<Vec<u8>>> + Send + 'static,
     out: &mut (dyn Write + Send),
     on_done: impl Fn(),
 ) -> Result<BatchSummary, BatchError> {
@@ -60,14 +69,10 @@ pub async fn run_batch(
     let t0 = Instant::now();
     // Enough in flight to fill the engine's batch and keep its queue fed.
     let in_flight = config.max_num_seqs + config.max_waiting.min(config.max_num_seqs);
-    let mut seen = HashMap::new();
-    let parsed: Vec<Result<Request, Refused>> = lines
-        .iter()
+    let unread = Arc::new(Mutex::new(None));
+    let parsed = Box::pin(read_ahead(lines, in_flight.max(1) * 2, unread.clone()));
+    let mut results = parsed
         .enumerate()
-        .filter(|(_, text)| !text.trim().is_empty())
-        .map(|(i, text)| line::parse(text, i + 1, &mut seen))
-        .collect();
-    let mut results = futures::stream::iter(parsed.into_iter().enumerate())
         .map(|(order, parsed)| {
             let app = app.clone();
             async move {
@@ -139,7 +144,54 @@ pub async fn run_batch(
     }
     out.flush()?;
     summary.seconds = t0.elapsed().as_secs_f64();
-    Ok(summary)
+    let unread = unread.lock().map(|mut u| u.take()).unwrap_or(None);
+    match unread {
+        Some((line, source)) => Err(BatchError::Read { line, source }),
+        None => Ok(summary),
+    }
+}
+
+/// The input's lines parsed in order (blank ones skipped), read on a thread of their own at
+/// most `ahead` lines before the batch asks for them. Reading stops at the first line that
+/// cannot be read; `unread` then holds its number and why.
+fn read_ahead(
+    lines: impl Iterator<Item = std::io::Result<Vec<u8>>> + Send + 'static,
+    ahead: usize,
+    unread: Arc<Mutex<Option<(usize, std::io::Error)>>>,
+) -> impl futures::Stream<Item = Result<Request, Refused>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead);
+    // A thread, not the runtime's: reading a file or stdin blocks.
+    std::thread::spawn(move || {
+        for line in lines {
+            let failed = line.is_err();
+            // The batch stopped listening, or there is nothing after an unreadable line.
+            if tx.blocking_send(line).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let start = (rx, HashMap::new(), 0usize);
+    futures::stream::unfold(start, move |(mut rx, mut seen, mut number)| {
+        let unread = unread.clone();
+        async move {
+            loop {
+                number += 1;
+                match rx.recv().await? {
+                    Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
+                    Ok(bytes) => {
+                        let parsed = line::parse_bytes(&bytes, number, &mut seen);
+                        return Some((parsed, (rx, seen, number)));
+                    }
+                    Err(e) => {
+                        if let Ok(mut slot) = unread.lock() {
+                            *slot = Some((number, e));
+                        }
+                        return None;
+                    }
+                }
+            }
+        }
+    })
 }
 
 enum Outcome {
@@ -210,4 +262,36 @@ async fn send(app: axum::Router, request: &Request) -> Sent {
 
 fn error_body(message: &str) -> Value {
     super::error::ApiError::internal(message).body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_stops_at_an_unreadable_line_after_the_lines_before_it() {
+        let line = |id: &str| {
+            let body = serde_json::json!({"custom_id": id, "method": "POST",
+                "url": "/v1/completions", "body": {"prompt": "a"}});
+            Ok(body.to_string().into_bytes())
+        };
+        let lines = vec![
+            line("a"),
+            Ok(b"  ".to_vec()),
+            line("b"),
+            Err(std::io::Error::other("disk gone")),
+            line("c"),
+        ];
+        let unread = Arc::new(Mutex::new(None));
+        let parsed: Vec<_> = read_ahead(lines.into_iter(), 1, unread.clone())
+            .collect()
+            .await;
+        let ids: Vec<String> = parsed
+            .into_iter()
+            .map(|p| p.map(|r| r.custom_id).unwrap_or_default())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        let (number, why) = unread.lock().unwrap().take().unwrap();
+        assert_eq!((number, why.to_string()), (4, "disk gone".to_string()));
+    }
 }
