@@ -125,6 +125,22 @@ async fn assert_scores_pairs<'a>(
     (query, documents, want)
 }
 
+/// A writable copy of fixture `name`'s checkout (its files and its pooling config).
+fn checkout_copy(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for entry in std::fs::read_dir(dir(name)).unwrap() {
+        let from = entry.unwrap().path();
+        if from.is_file() {
+            std::fs::copy(&from, d.join(from.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::create_dir(d.join("1_Pooling")).unwrap();
+    let pooling = "1_Pooling/config.json";
+    std::fs::copy(dir(name).join(pooling), d.join(pooling)).unwrap();
+    tmp
+}
+
 async fn error_of(s: &Server, path: &str, body: Value) -> String {
     let (status, v) = s.post(path, &body).await;
     assert_eq!(status, 400, "{path} {body}: {v}");
@@ -377,20 +393,8 @@ async fn a_dense_module_projects_the_pooled_embedding() {
     // bert_embed with a sentence-transformers Dense module after its mean pooling (32 -> 8,
     // tanh, as LaBSE's): each embedding is tanh(W · mean + b), normalised.
     let (hidden, cases) = cases("bert_embed");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = checkout_copy("bert_embed");
     let d = tmp.path();
-    for entry in std::fs::read_dir(dir("bert_embed")).unwrap() {
-        let from = entry.unwrap().path();
-        if from.is_file() {
-            std::fs::copy(&from, d.join(from.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::create_dir(d.join("1_Pooling")).unwrap();
-    std::fs::copy(
-        dir("bert_embed").join("1_Pooling/config.json"),
-        d.join("1_Pooling/config.json"),
-    )
-    .unwrap();
     let modules = json!([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -605,4 +609,75 @@ async fn pooling_answers_each_task_as_vllm_does() {
     let (status, v) = s.post("/pooling", &body).await;
     assert_eq!(status, 200, "{v}");
     assert_close(&floats(&v["data"][0]["data"]), &logits, "classify logits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentence_transformers_prompts_go_before_the_texts() {
+    // bert_embed with prompts: "what is " + "the capital of france" is a golden text.
+    let (hidden, cases) = cases("bert_embed");
+    let case = (cases.iter())
+        .find(|c| c["text"] == "what is the capital of france")
+        .unwrap();
+    let want = unit(pooled(case, hidden, true));
+    let tokens = case["ids"].as_array().unwrap().len();
+    let tmp = checkout_copy("bert_embed");
+    let config = tmp.path().join("config_sentence_transformers.json");
+    let prompts = json!({"query": "what is ", "document": ""});
+    let write = |default: Value| {
+        let json = json!({"prompts": prompts, "default_prompt_name": default});
+        std::fs::write(&config, json.to_string()).unwrap();
+    };
+    write(Value::Null);
+    let s = Server::start_path(tmp.path(), "prompted", &[]).await;
+    let bare = "the capital of france";
+    let body = json!({"input": bare, "prompt_name": "query"});
+    let (status, v) = s.post("/v1/embeddings", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(&floats(&v["data"][0]["embedding"]), &want, "prompt_name");
+    assert_eq!(v["usage"]["prompt_tokens"], tokens, "{v}");
+    let (status, v) = s.post("/pooling", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(
+        &floats(&v["data"][0]["data"]),
+        &want,
+        "/pooling prompt_name",
+    );
+    // No default prompt: the text as sent.
+    let (_, v) = s.post("/v1/embeddings", &json!({"input": bare})).await;
+    assert_eq!(v["usage"]["prompt_tokens"], tokens - 2, "{v}");
+    let refused = error_of(
+        &s,
+        "/v1/embeddings",
+        json!({"input": bare, "prompt_name": "passage"}),
+    )
+    .await;
+    assert!(refused.contains("`document`, `query`"), "{refused}");
+    let ids = json!({"input": [2, 7, 3], "prompt_name": "query"});
+    error_of(&s, "/v1/embeddings", ids).await;
+
+    // A default prompt goes before every text, Ollama's too.
+    write(json!("query"));
+    let s = Server::start_path(tmp.path(), "prompted", &[]).await;
+    let (status, v) = s.post("/v1/embeddings", &json!({"input": bare})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(&floats(&v["data"][0]["embedding"]), &want, "default prompt");
+    let (status, v) = s
+        .post("/api/embed", &json!({"model": "prompted", "input": bare}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(
+        &floats(&v["embeddings"][0]),
+        &want,
+        "Ollama's default prompt",
+    );
+    // `document`'s empty prompt overrides the default.
+    let body = json!({"input": bare, "prompt_name": "document"});
+    let (_, v) = s.post("/v1/embeddings", &body).await;
+    assert_eq!(v["usage"]["prompt_tokens"], tokens - 2, "{v}");
+
+    // A default that names no prompt is refused at load, as sentence-transformers refuses it.
+    write(json!("passage"));
+    let s = Server::launch(tmp.path(), "prompted", &[]);
+    let failure = s.load_failure().await;
+    assert!(failure.contains("default_prompt_name"), "{failure}");
 }

@@ -30,6 +30,9 @@ pub struct EmbeddingRequest {
     /// vLLM's: `false` encodes a text without the special tokens the tokenizer adds (BOS, an
     /// encoder's `[CLS]` and `[SEP]`, an appended EOS).
     pub add_special_tokens: Option<bool>,
+    /// text-embeddings-inference's: the checkout's sentence-transformers prompt to put
+    /// before each text (`query`, `document`…); without it, its default prompt, if any.
+    pub prompt_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,24 +84,47 @@ impl EmbeddingRequest {
     /// ids as sent. Each must be non-empty and fit the context.
     pub fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
         let special = self.add_special_tokens.unwrap_or(true);
-        input_token_lists(ready, &self.input, self.truncate_prompt_tokens, special)
+        let named = self.prompt_name.as_deref();
+        let texts = matches!(
+            self.input,
+            EmbeddingInput::Text(_) | EmbeddingInput::Texts(_)
+        );
+        if named.is_some() && !texts {
+            return Err(ApiError::invalid(
+                "prompt_name",
+                "`prompt_name` goes before text inputs; token ids are embedded as sent",
+            ));
+        }
+        let prompt = ready.prompts.text_for(named)?;
+        let input = &self.input;
+        input_token_lists(ready, input, self.truncate_prompt_tokens, special, prompt)
     }
 }
 
 /// The token lists of an `input` as the pooling endpoints take it (embeddings, `/classify`):
 /// see `EmbeddingRequest::token_lists`; `truncate` keeps each one's last tokens (vLLM's
 /// `truncate_prompt_tokens`; an encoder's first ones); texts without the tokenizer's special
-/// tokens unless `special` (vLLM's `add_special_tokens`).
+/// tokens unless `special` (vLLM's `add_special_tokens`); each text after `prompt` where there
+/// is one (`EmbeddingPrompts`).
 pub fn input_token_lists(
     ready: &Ready,
     input: &EmbeddingInput,
     truncate: Option<i64>,
     special: bool,
+    prompt: Option<&str>,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
     let text = |t: &String| -> Result<Vec<u32>, ApiError> {
         if t.is_empty() {
             return Err(ApiError::invalid("input", "an input text is empty"));
         }
+        let prompted;
+        let t = match prompt {
+            Some(p) => {
+                prompted = format!("{p}{t}");
+                &prompted
+            }
+            None => t,
+        };
         match special {
             true => text_tokens(ready, t),
             false => encoded_text(ready, "input", t, false),

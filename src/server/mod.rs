@@ -8,6 +8,7 @@ pub mod auth;
 pub mod banned_words;
 pub mod batch;
 pub mod dry;
+pub mod embedding_prompts;
 pub mod embeddings;
 pub mod error;
 pub mod fingerprint;
@@ -393,6 +394,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         config.speculative_tokens,
     );
     let hidden_size = model.spec.hidden_size;
+    let prompts = embedding_prompts::EmbeddingPrompts::from_dir(&model.path)?;
     let metadata = std::fs::metadata(&model.path).ok();
     let facts = state::ModelFacts {
         arch: model.spec.arch.name(),
@@ -445,6 +447,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         pooling,
         hidden_size,
         dense: model.dense.take().map(Arc::new),
+        prompts,
         classifier: model.classifier.take().map(Arc::new),
         generates: model.generates,
         encoder,

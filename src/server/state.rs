@@ -34,6 +34,8 @@ pub struct Ready {
     pub hidden_size: usize,
     /// The sentence-transformers `Dense` modules every pooled embedding runs through.
     pub dense: Option<Arc<crate::engine::dense::DenseModules>>,
+    /// The checkout's sentence-transformers prompts, put before embedded texts.
+    pub prompts: crate::server::embedding_prompts::EmbeddingPrompts,
     /// The classification head `/classify`, `/score` and `/rerank` run (`server::classify`).
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// False for a model served for its classification head alone: generation is refused.

@@ -75,7 +75,8 @@ pub async fn classify(
     let ready = state.ready()?;
     let head = classifier(ready)?;
     let special = req.add_special_tokens.unwrap_or(true);
-    let inputs = input_token_lists(ready, &req.input, req.truncate_prompt_tokens, special)?;
+    let truncate = req.truncate_prompt_tokens;
+    let inputs = input_token_lists(ready, &req.input, truncate, special, None)?;
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
     let model = req.model.as_deref();
     let logits = classifier_logits(ready, head, &inputs, priority, model).await?;

@@ -135,16 +135,18 @@ fn served_name(state: &SharedState, sent: Option<&str>) -> String {
         .unwrap_or_else(|| state.model_name.clone())
 }
 
-/// `texts` as token lists for pooling: encoded as `/v1/embeddings` does, cut to the context
-/// when `truncate` (Ollama's default), else refused when too long.
+/// `texts` as token lists for pooling: encoded as `/v1/embeddings` does (after the checkout's
+/// default prompt, if it has one), cut to the context when `truncate` (Ollama's default), else
+/// refused when too long.
 fn embed_inputs(
     ready: &Ready,
     texts: &[String],
     truncate: bool,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
+    let prompt = ready.prompts.text_for(None)?.unwrap_or_default();
     let lists = texts
         .iter()
-        .map(|text| text_tokens(ready, text))
+        .map(|text| text_tokens(ready, &format!("{prompt}{text}")))
         .collect::<Result<Vec<_>, _>>()?;
     checked_inputs(ready, lists, |_| "input", truncate).map_err(|mut e| {
         if e.code == Some("context_length_exceeded") {

@@ -7,7 +7,9 @@
 use super::classify::{classifier, classifier_logits};
 use super::embeddings::{pooled, run_pooling};
 use crate::engine::pooling::Pooling;
-use crate::server::embeddings::{self, EmbeddingInput, EmbeddingRequest, Encoding};
+use crate::server::embeddings::{
+    self, input_token_lists, EmbeddingInput, EmbeddingRequest, Encoding,
+};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
@@ -36,6 +38,8 @@ pub struct PoolingRequest {
     pub priority: Option<i64>,
     pub truncate_prompt_tokens: Option<i64>,
     pub add_special_tokens: Option<bool>,
+    /// The checkout's sentence-transformers prompt before each text (`EmbeddingPrompts`).
+    pub prompt_name: Option<String>,
     /// OpenAI's end-user tag: accepted, not used.
     #[allow(dead_code)]
     pub user: Option<String>,
@@ -89,6 +93,7 @@ pub async fn pooling(
         truncate_prompt_tokens: req.truncate_prompt_tokens,
         normalize: req.normalize,
         add_special_tokens: req.add_special_tokens,
+        prompt_name: req.prompt_name,
     };
     let encoding = as_embedding.encoding()?;
     if task != Task::Embed && as_embedding.dimensions.is_some() {
@@ -97,7 +102,23 @@ pub async fn pooling(
             "`dimensions` applies to the `embed` task only",
         ));
     }
-    let inputs = as_embedding.token_lists(ready)?;
+    // The checkout's prompts are an embedder's (as `/classify` reads texts bare).
+    let inputs = match task {
+        Task::Classify if as_embedding.prompt_name.is_some() => {
+            return Err(ApiError::invalid(
+                "prompt_name",
+                "`prompt_name` applies to the `embed` and `token_embed` tasks",
+            ))
+        }
+        Task::Classify => input_token_lists(
+            ready,
+            &as_embedding.input,
+            as_embedding.truncate_prompt_tokens,
+            as_embedding.add_special_tokens.unwrap_or(true),
+            None,
+        )?,
+        Task::Embed | Task::TokenEmbed => as_embedding.token_lists(ready)?,
+    };
     let priority = crate::server::validate::priority(&ready.limits, as_embedding.priority)?;
     let model = as_embedding.model.as_deref();
     let data: Vec<Value> = match task {
