@@ -14,6 +14,18 @@ fn line(custom_id: &str, url: &str, body: Value) -> String {
     json!({"custom_id": custom_id, "method": "POST", "url": url, "body": body}).to_string()
 }
 
+/// `candor run-batch` from `input` to `output` on the tiny `model`, with the options `shared`
+/// with the server it is compared to.
+fn run_batch(input: &str, output: &str, model: &std::path::Path, shared: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_candor"));
+    command
+        .args(["run-batch", "-i", input, "-o", output])
+        .args(["--model", model.to_str().unwrap()])
+        .args(["--served-model-name", "tiny", "--threads", "2"])
+        .args(shared);
+    command
+}
+
 fn completion(prompt: &str, max_tokens: usize) -> Value {
     json!({"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
 }
@@ -64,17 +76,8 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
     std::fs::write(&input, bytes).unwrap();
     let output = dir.path().join("results.jsonl");
     let shared = ["--chat-template", TEMPLATE, "--max-num-seqs", "4"];
-    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(["run-batch", "-i", input.to_str().unwrap()])
-        .args(["-o", output.to_str().unwrap()])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "--served-model-name",
-            "tiny",
-        ])
-        .args(["--threads", "2"])
-        .args(shared)
+    let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+    let out = run_batch(input, output, &model, &shared)
         // A key in the environment guards a server; nothing listens here.
         .env("CANDOR_API_KEY", "sk-server-only")
         .output()
@@ -84,7 +87,7 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
     assert!(told.contains("20 request(s) in"), "{told}");
     assert!(told.contains("15 succeeded, 5 failed"), "{told}");
 
-    let results: Vec<Value> = std::fs::read_to_string(&output)
+    let results: Vec<Value> = std::fs::read_to_string(output)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -149,16 +152,7 @@ async fn a_batch_file_is_answered_line_by_line_as_the_server_answers() {
     }
 
     // From stdin to stdout, read as it comes.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(["run-batch", "-i", "-", "-o", "-"])
-        .args([
-            "--model",
-            model.to_str().unwrap(),
-            "--served-model-name",
-            "tiny",
-        ])
-        .args(["--threads", "2"])
-        .args(shared)
+    let mut child = run_batch("-", "-", &model, &shared)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

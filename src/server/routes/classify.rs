@@ -92,16 +92,22 @@ pub async fn classify(
             })
         })
         .collect();
+    let answer = list_answer("classify", &state.answering_model(model), data, &inputs);
+    Ok(axum::Json(answer).into_response())
+}
+
+/// vLLM's answer of a pooling endpoint (`/classify`, `/pooling`): `data` in input order, the
+/// tokens `inputs` read, an id with `prefix`.
+pub fn list_answer(prefix: &str, model: &str, data: Vec<Value>, inputs: &[Vec<u32>]) -> Value {
     let tokens: usize = inputs.iter().map(Vec::len).sum();
-    Ok(axum::Json(json!({
-        "id": crate::server::request_id::answer_id("classify"),
+    json!({
+        "id": crate::server::request_id::answer_id(prefix),
         "object": "list",
         "created": unix_now(),
-        "model": state.answering_model(model),
+        "model": model,
         "data": data,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
-    }))
-    .into_response())
+    })
 }
 
 /// The label of the highest logit (a single-score head's one label, as vLLM answers it: its

@@ -4,7 +4,7 @@
 //! state; by default the model's own task (a classifier classifies, a server pooling nothing
 //! answers each token's state, any other model embeds). Answered as vLLM does: a list of
 //! `{"object": "pooling", "data": ...}` items.
-use super::classify::{classifier, classifier_logits};
+use super::classify::{classifier, classifier_logits, list_answer};
 use super::embeddings::{pooled, run_pooling};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
@@ -12,7 +12,7 @@ use crate::server::embeddings::{
 };
 use crate::server::error::ApiError;
 use crate::server::json::Json;
-use crate::server::state::{unix_now, Ready, SharedState};
+use crate::server::state::{Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use candor_models::classifier::probabilities;
@@ -158,17 +158,9 @@ pub async fn pooling(
                 .collect()
         }
     };
-    let tokens: usize = inputs.iter().map(Vec::len).sum();
     let data: Vec<Value> = (data.into_iter().enumerate())
         .map(|(index, data)| json!({"index": index, "object": "pooling", "data": data}))
         .collect();
-    Ok(axum::Json(json!({
-        "id": crate::server::request_id::answer_id("pool"),
-        "object": "list",
-        "created": unix_now(),
-        "model": state.answering_model(model),
-        "data": data,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
-    }))
-    .into_response())
+    let answer = list_answer("pool", &state.answering_model(model), data, &inputs);
+    Ok(axum::Json(answer).into_response())
 }
