@@ -56,7 +56,12 @@ pub fn run(args: RunBatchArgs) -> Result<(), CliError> {
     };
     let summary = runtime()?
         .block_on(run_batch(config, lines, &mut out, || bar.inc(1)))
-        .map_err(|e| CliError::Usage(format!("{}: {e}", args.input)))?;
+        .map_err(|e| match e {
+            crate::server::batch::BatchError::Read { .. } => {
+                CliError::Usage(format!("{}: {e}", args.input))
+            }
+            other => CliError::Usage(other.to_string()),
+        })?;
     bar.finish_and_clear();
     let per_s = |n: u64| n as f64 / summary.seconds.max(1e-9);
     eprintln!(

@@ -7,9 +7,7 @@
 use super::classify::{classifier, classifier_logits, list_answer};
 use super::embeddings::{pooled, run_pooling};
 use crate::engine::pooling::Pooling;
-use crate::server::embeddings::{
-    self, input_token_lists, EmbeddingInput, EmbeddingRequest, Encoding,
-};
+use crate::server::embeddings::{self, input_token_lists, EmbeddingRequest, Encoding};
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{Ready, SharedState};
@@ -21,28 +19,16 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Deserialize)]
 pub struct PoolingRequest {
-    pub input: EmbeddingInput,
-    pub model: Option<String>,
+    /// What `/v1/embeddings` reads: `input`, `model`, `encoding_format` (as base64 a
+    /// `token_embed` input's rows one after another), `dimensions` (`embed` only), `normalize`
+    /// (`embed`, `token_embed`), `prompt_name` (`embed`, `token_embed`), `priority`,
+    /// `truncate_prompt_tokens`, `add_special_tokens`.
+    #[serde(flatten)]
+    pub embedding: EmbeddingRequest,
     /// `embed`, `classify` or `token_embed`; the model's own when absent.
     pub task: Option<String>,
-    /// `float` (default) or `base64` (little-endian f32; a `token_embed` input's rows one
-    /// after another).
-    pub encoding_format: Option<String>,
-    /// `embed`: keep the first this many dimensions (normalised again).
-    pub dimensions: Option<i64>,
-    /// `embed`, `token_embed`: `false` answers the states as pooled, not scaled to unit
-    /// length.
-    pub normalize: Option<bool>,
     /// `classify`: `false` answers the head's logits, not their softmax.
     pub use_activation: Option<bool>,
-    pub priority: Option<i64>,
-    pub truncate_prompt_tokens: Option<i64>,
-    pub add_special_tokens: Option<bool>,
-    /// The checkout's sentence-transformers prompt before each text (`EmbeddingPrompts`).
-    pub prompt_name: Option<String>,
-    /// OpenAI's end-user tag: accepted, not used.
-    #[allow(dead_code)]
-    pub user: Option<String>,
 }
 
 /// What a pooling request computes.
@@ -80,21 +66,10 @@ pub async fn pooling(
     State(state): State<SharedState>,
     Json(req): Json<PoolingRequest>,
 ) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
+    state.check_model(req.embedding.model.as_deref())?;
     let ready = state.ready()?;
     let task = Task::of(req.task.as_deref(), ready)?;
-    // The embeddings request the same fields make: one reader of inputs, encoding and norms.
-    let as_embedding = EmbeddingRequest {
-        input: req.input,
-        model: req.model,
-        encoding_format: req.encoding_format,
-        dimensions: req.dimensions,
-        priority: req.priority,
-        truncate_prompt_tokens: req.truncate_prompt_tokens,
-        normalize: req.normalize,
-        add_special_tokens: req.add_special_tokens,
-        prompt_name: req.prompt_name,
-    };
+    let as_embedding = req.embedding;
     let encoding = as_embedding.encoding()?;
     if task != Task::Embed && as_embedding.dimensions.is_some() {
         return Err(ApiError::invalid(
