@@ -171,6 +171,29 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
     });
 }
 
+/// Each row of square score matrices `[.., width, width]` (row `r` the query at position
+/// `r % width`) replaced by its softmax over the keys at most `window` positions from it, zero
+/// elsewhere, rows in parallel: ModernBERT's local attention, as a softmax after adding -inf
+/// outside the window computes it, without a mask to build, add and read (on two cores that
+/// add took longer than the score product).
+pub fn softmax_band_rows(x: &mut [f32], width: usize, window: usize) {
+    use rayon::prelude::*;
+    if width == 0 {
+        return;
+    }
+    let rows_per_task = (16_384 / width).max(1);
+    (x.par_chunks_mut(rows_per_task * width).enumerate()).for_each(|(task, rows)| {
+        for (i, row) in rows.chunks_mut(width).enumerate() {
+            let position = (task * rows_per_task + i) % width;
+            let first = position.saturating_sub(window);
+            let end = (position + window + 1).min(width);
+            row[..first].fill(0.0);
+            row[end..].fill(0.0);
+            softmax_row(&mut row[first..end]);
+        }
+    });
+}
+
 fn softmax_row(x: &mut [f32]) {
     dispatch!(softmax_row_in_place(x: &mut [f32]) {
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -371,6 +394,31 @@ mod gelu_tests {
         let mut dead = vec![f32::NEG_INFINITY; 4];
         softmax_rows(&mut dead, 4);
         assert_eq!(dead, [0.0; 4]);
+    }
+
+    #[test]
+    fn a_band_softmax_is_the_softmax_of_the_scores_masked_outside_the_window() {
+        // Two heads of 40 positions (more than one task's rows), a window of 3 each side.
+        let (heads, width, window) = (2, 40, 3);
+        let scores: Vec<f32> = (0..heads * width * width)
+            .map(|i| ((i * 7919) % 97) as f32 * 0.05 - 2.0)
+            .collect();
+        let mut masked = scores.clone();
+        for (r, row) in masked.chunks_mut(width).enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                if (r % width).abs_diff(k) > window {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+        softmax_rows(&mut masked, width);
+        let mut band = scores;
+        softmax_band_rows(&mut band, width, window);
+        for (i, (b, m)) in band.iter().zip(&masked).enumerate() {
+            assert!((b - m).abs() < 1e-6, "value {i}: {b} vs {m}");
+        }
+        // The first query's row: its own key and three after it, nothing else.
+        assert_eq!(band[..width].iter().filter(|&&p| p > 0.0).count(), 4);
     }
 }
 

@@ -72,6 +72,29 @@ impl candle_core::InplaceOp1 for Softmax {
     }
 }
 
+/// Softmax of square score matrices in place over the keys within `window` positions of each
+/// query, zero elsewhere (`softmax_band_rows`): local attention without a mask.
+pub(super) struct BandSoftmax {
+    pub window: usize,
+}
+
+impl candle_core::InplaceOp1 for BandSoftmax {
+    fn name(&self) -> &'static str {
+        "band-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let dims = layout.dims();
+        let width = dims.last().copied().unwrap_or(1);
+        if dims.len() < 2 || dims[dims.len() - 2] != width {
+            candle_core::bail!("band-softmax: scores {dims:?} are not square");
+        }
+        let values = contiguous_mut(storage, layout, "band-softmax")?;
+        candor_kernels::activation::softmax_band_rows(values, width, self.window);
+        Ok(())
+    }
+}
+
 /// `LayerNorm(x + residual)` over rows of `weight.len()`: a post-norm layer's residual add
 /// and norm in one pass.
 pub(super) struct AddLayerNorm<'a> {

@@ -3,7 +3,7 @@
 //! NomicBERT run them. On the CPU the q|k|v projection is one product and attention, bias
 //! adds, GELU and SwiGLU are candor's kernels (`cpu_ops`); on a GPU they are candle's ops.
 use super::config::{EncoderActivation, EncoderConfig};
-use super::cpu_ops::{AddLayerNorm, Bias, Gated, Softmax};
+use super::cpu_ops::{AddLayerNorm, BandSoftmax, Bias, Gated, Softmax};
 use super::rotary::Rotary;
 use crate::error::Result;
 use candle_core::{Module, Tensor};
@@ -224,17 +224,25 @@ pub(super) fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
     Ok((gate * up)?)
 }
 
+/// Attention within `window` positions each side of a token (ModernBERT's local layers): on
+/// the CPU the softmax skips the keys outside it (`BandSoftmax`); elsewhere `masks`
+/// (`window_masks`, one per input) add -inf to their scores.
+#[derive(Clone, Copy)]
+pub(super) struct Local<'a> {
+    pub window: usize,
+    pub masks: &'a [Option<Tensor>],
+}
+
 /// Per input, `softmax(q · kᵀ) · v` over its rows: candle's products (on the CPU faster than
 /// a hand-written loop over each head's keys and values, and than one batched product over
 /// several inputs of a length), the softmax candor's kernel on the CPU. With rotary
 /// positions each input's queries and keys are turned by their positions from 0 first; with
-/// `masks` (`window_masks`, one per input), a token attends only to those within the window
-/// (ModernBERT's local layers).
+/// `local`, a token attends only to those within its window.
 pub(super) fn attention(
     qkv: &Tensor,
     spans: &[(usize, usize)],
     rotary: Option<&Rotary>,
-    masks: Option<&[Option<Tensor>]>,
+    local: Option<Local>,
     c: &EncoderConfig,
 ) -> Result<Tensor> {
     let (heads, head_dim) = (c.num_heads, c.head_dim());
@@ -255,16 +263,21 @@ pub(super) fn attention(
             k = rotary.turn(&k)?;
         }
         let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let scores = match masks.and_then(|m| m.get(n)?.as_ref()) {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
         let probs = match scores.device().is_cpu() {
             true => {
-                scores.inplace_op1(&Softmax)?;
+                match local.filter(|l| len > l.window + 1) {
+                    Some(l) => scores.inplace_op1(&BandSoftmax { window: l.window })?,
+                    None => scores.inplace_op1(&Softmax)?,
+                }
                 scores
             }
-            false => candle_nn::ops::softmax_last_dim(&scores)?,
+            false => {
+                let scores = match local.and_then(|l| l.masks.get(n)?.as_ref()) {
+                    Some(mask) => scores.broadcast_add(mask)?,
+                    None => scores,
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
         };
         let out = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?;
         context.push(out.reshape((len, width))?);
@@ -286,9 +299,9 @@ pub(super) fn fused_qkv(vb: &VarBuilder, h: usize, scale: f64) -> Result<Project
     Projection::from_weight(weight, bias)
 }
 
-/// Per input (`spans`), the mask `attention` adds to its scores for a window of `window`
-/// positions each side: None where the input is no longer than the window, whose every token
-/// sees every other. Built once per forward pass, for every local layer.
+/// Per input (`spans`), the mask `attention` adds to its scores off the CPU for a window of
+/// `window` positions each side: None where the input is no longer than the window, whose
+/// every token sees every other. Built once per forward pass, for every local layer.
 pub(super) fn window_masks(
     spans: &[(usize, usize)],
     window: usize,

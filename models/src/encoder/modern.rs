@@ -10,7 +10,7 @@
 use super::config::{
     activation, heads_dividing, EncoderActivation, EncoderConfig, Family, LocalAttention,
 };
-use super::layer::{attention, fused_qkv, gated, window_masks, Projection};
+use super::layer::{attention, fused_qkv, gated, window_masks, Local, Projection};
 use super::rotary::Rotary;
 use crate::classifier::{Classifier, Dense, HeadInput};
 use crate::error::{ModelError, Result};
@@ -130,18 +130,31 @@ impl Stack {
         spans: &[(usize, usize)],
         c: &EncoderConfig,
     ) -> Result<Tensor> {
-        let masks = window_masks(spans, self.window, x.device())?;
+        // The CPU's softmax keeps to the window itself; a GPU adds these masks.
+        let masks = match x.device().is_cpu() {
+            true => Vec::new(),
+            false => window_masks(spans, self.window, x.device())?,
+        };
         for layer in &self.layers {
             let normed = match &layer.attention_norm {
                 Some(n) => n.forward(&x)?,
                 None => x.clone(),
             };
             let qkv = layer.qkv.forward(&normed, None)?;
-            let (rotary, masks) = match layer.local {
-                true => (&self.local, Some(&masks[..])),
+            let (rotary, local) = match layer.local {
+                true => {
+                    let masks = &masks[..];
+                    (
+                        &self.local,
+                        Some(Local {
+                            window: self.window,
+                            masks,
+                        }),
+                    )
+                }
                 false => (&self.global, None),
             };
-            let context = attention(&qkv, spans, Some(rotary), masks, c)?;
+            let context = attention(&qkv, spans, Some(rotary), local, c)?;
             x = (x + layer.attention_out.forward(&context, None)?)?;
             let middle = gated(&layer.wi.forward(&layer.mlp_norm.forward(&x)?, None)?, c)?;
             x = (x + layer.wo.forward(&middle, None)?)?;
