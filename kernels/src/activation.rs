@@ -177,16 +177,34 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
 /// outside the window computes it, without a mask to build, add and read (on two cores that
 /// add took longer than the score product).
 pub fn softmax_band_rows(x: &mut [f32], width: usize, window: usize) {
+    softmax_band_block(x, width, width, 0, 0, window);
+}
+
+/// `softmax_band_rows` for a block of a score matrix: `[.., queries, keys]`, row `r` the query
+/// at position `first_query + r % queries`, column `j` the key at `first_key + j`. A query
+/// whose window holds none of the block's keys gets a row of zeros.
+pub fn softmax_band_block(
+    x: &mut [f32],
+    queries: usize,
+    keys: usize,
+    first_query: usize,
+    first_key: usize,
+    window: usize,
+) {
     use rayon::prelude::*;
-    if width == 0 {
+    if keys == 0 || queries == 0 {
         return;
     }
-    let rows_per_task = (16_384 / width).max(1);
-    (x.par_chunks_mut(rows_per_task * width).enumerate()).for_each(|(task, rows)| {
-        for (i, row) in rows.chunks_mut(width).enumerate() {
-            let position = (task * rows_per_task + i) % width;
-            let first = position.saturating_sub(window);
-            let end = (position + window + 1).min(width);
+    let rows_per_task = (16_384 / keys).max(1);
+    (x.par_chunks_mut(rows_per_task * keys).enumerate()).for_each(|(task, rows)| {
+        for (i, row) in rows.chunks_mut(keys).enumerate() {
+            let position = first_query + (task * rows_per_task + i) % queries;
+            let first = (position.saturating_sub(window)).saturating_sub(first_key);
+            let end = (position + window + 1).saturating_sub(first_key).min(keys);
+            if first >= end {
+                row.fill(0.0);
+                continue;
+            }
             row[..first].fill(0.0);
             row[end..].fill(0.0);
             softmax_row(&mut row[first..end]);
@@ -419,6 +437,31 @@ mod gelu_tests {
         }
         // The first query's row: its own key and three after it, nothing else.
         assert_eq!(band[..width].iter().filter(|&&p| p > 0.0).count(), 4);
+
+        // Blocks of 8 queries against the keys their windows reach give the same rows.
+        let block = 8;
+        for head in 0..heads {
+            for q0 in (0..width).step_by(block) {
+                let (k0, k1) = (q0.saturating_sub(window), (q0 + block + window).min(width));
+                let mut x: Vec<f32> = (q0..q0 + block)
+                    .flat_map(|q| {
+                        let row = (head * width + q) * width;
+                        (k0..k1).map(move |k| row + k)
+                    })
+                    .map(|at| ((at * 7919) % 97) as f32 * 0.05 - 2.0)
+                    .collect();
+                softmax_band_block(&mut x, block, k1 - k0, q0, k0, window);
+                for (r, row) in x.chunks(k1 - k0).enumerate() {
+                    let whole = &masked[(head * width + q0 + r) * width..][..width];
+                    for (j, p) in row.iter().enumerate() {
+                        let want = whole[k0 + j];
+                        assert!((p - want).abs() < 1e-6, "head {head} query {}", q0 + r);
+                    }
+                    let outside: f32 = whole[..k0].iter().chain(&whole[k1..]).sum();
+                    assert_eq!(outside, 0.0, "the block's keys hold the whole window");
+                }
+            }
+        }
     }
 }
 

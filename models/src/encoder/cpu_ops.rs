@@ -72,10 +72,13 @@ impl candle_core::InplaceOp1 for Softmax {
     }
 }
 
-/// Softmax of square score matrices in place over the keys within `window` positions of each
-/// query, zero elsewhere (`softmax_band_rows`): local attention without a mask.
+/// Softmax of a block of score matrices (`[heads, queries, keys]`, its queries from position
+/// `first_query`, its keys from `first_key`) in place over the keys within `window` positions
+/// of each query, zero elsewhere (`softmax_band_block`): local attention without a mask.
 pub(super) struct BandSoftmax {
     pub window: usize,
+    pub first_query: usize,
+    pub first_key: usize,
 }
 
 impl candle_core::InplaceOp1 for BandSoftmax {
@@ -85,12 +88,12 @@ impl candle_core::InplaceOp1 for BandSoftmax {
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let dims = layout.dims();
-        let width = dims.last().copied().unwrap_or(1);
-        if dims.len() < 2 || dims[dims.len() - 2] != width {
-            candle_core::bail!("band-softmax: scores {dims:?} are not square");
-        }
+        let [.., queries, keys] = *dims else {
+            candle_core::bail!("band-softmax: scores {dims:?} have no query and key dimensions");
+        };
         let values = contiguous_mut(storage, layout, "band-softmax")?;
-        candor_kernels::activation::softmax_band_rows(values, width, self.window);
+        let (q0, k0) = (self.first_query, self.first_key);
+        candor_kernels::activation::softmax_band_block(values, queries, keys, q0, k0, self.window);
         Ok(())
     }
 }

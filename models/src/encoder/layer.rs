@@ -262,27 +262,83 @@ pub(super) fn attention(
             q = rotary.turn(&q)?;
             k = rotary.turn(&k)?;
         }
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let probs = match scores.device().is_cpu() {
+        let out = match q.device().is_cpu() {
             true => {
-                match local.filter(|l| len > l.window + 1) {
-                    Some(l) => scores.inplace_op1(&BandSoftmax { window: l.window })?,
-                    None => scores.inplace_op1(&Softmax)?,
-                }
-                scores
+                let window = local.map(|l| l.window).filter(|&w| len > w + 1);
+                cpu_attention(&q, &k, &v, window)?
             }
             false => {
+                let scores = q.matmul(&k.t()?.contiguous()?)?;
                 let scores = match local.and_then(|l| l.masks.get(n)?.as_ref()) {
                     Some(mask) => scores.broadcast_add(mask)?,
                     None => scores,
                 };
-                candle_nn::ops::softmax_last_dim(&scores)?
+                candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
             }
         };
-        let out = probs.matmul(&v)?.transpose(0, 1)?.contiguous()?;
+        let out = out.transpose(0, 1)?.contiguous()?;
         context.push(out.reshape((len, width))?);
     }
     Ok(Tensor::cat(&context, 0)?)
+}
+
+/// The most score values one block of queries holds on the CPU (32 MB of f32): a longer input
+/// runs its queries in blocks, each against every key it may see, so that an 8192-token input
+/// never holds `[heads, 8192, 8192]` scores (3.2 GB at 12 heads) at once. Each block's rows are
+/// whole softmax rows: the result is the same.
+const SCORE_BLOCK_VALUES: usize = 1 << 23;
+
+/// One input's attention on the CPU from `q`, `k`, `v` (`[heads, len, head_dim]`), the same
+/// shape out. Its queries run in blocks: under a `window` (local attention) of twice the window,
+/// each against only the keys its window reaches (at 512 tokens and a window of 64, half the
+/// score products of the whole matrix); else of as many rows as `SCORE_BLOCK_VALUES` holds (one
+/// block up to ~1.3k tokens at 12 heads).
+fn cpu_attention(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
+    cpu_attention_in_blocks(q, k, v, window, SCORE_BLOCK_VALUES)
+}
+
+/// `cpu_attention` with blocks of at most `budget` score values (outside a window).
+fn cpu_attention_in_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    window: Option<usize>,
+    budget: usize,
+) -> Result<Tensor> {
+    let (heads, len, _) = q.dims3()?;
+    let rows = match window {
+        Some(w) => 2 * w,
+        None => budget / (heads * len).max(1),
+    };
+    let rows = rows.clamp(16, len.max(16)).min(len);
+    let kt = k.t()?.contiguous()?;
+    let mut blocks = Vec::with_capacity(len.div_ceil(rows.max(1)));
+    for first_query in (0..len).step_by(rows.max(1)) {
+        let n = rows.min(len - first_query);
+        let (first_key, end) = match window {
+            Some(w) => (
+                first_query.saturating_sub(w),
+                (first_query + n + w).min(len),
+            ),
+            None => (0, len),
+        };
+        let keys = end - first_key;
+        let qb = q.narrow(1, first_query, n)?.contiguous()?;
+        let scores = qb.matmul(&kt.narrow(2, first_key, keys)?.contiguous()?)?;
+        match window {
+            Some(window) => scores.inplace_op1(&BandSoftmax {
+                window,
+                first_query,
+                first_key,
+            })?,
+            None => scores.inplace_op1(&Softmax)?,
+        }
+        blocks.push(scores.matmul(&v.narrow(1, first_key, keys)?.contiguous()?)?);
+    }
+    match blocks.len() {
+        1 => Ok(blocks.remove(0)),
+        _ => Ok(Tensor::cat(&blocks, 1)?),
+    }
 }
 
 /// The fused q|k|v projection `[3h, h]` with its query rows (and bias) scaled.
@@ -334,4 +390,75 @@ pub(super) fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<Layer
         false => ("gamma", "beta"),
     };
     Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// `[heads, len, dim]` of values from `seed`.
+    fn tensor(heads: usize, len: usize, dim: usize, seed: usize) -> Tensor {
+        let values: Vec<f32> = (0..heads * len * dim)
+            .map(|i| (((i + seed) * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        Tensor::from_vec(values, (heads, len, dim), &Device::Cpu).unwrap()
+    }
+
+    /// `softmax(q·kᵀ + mask)·v` over the whole matrix, -inf outside `window`, in f64.
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Vec<f64> {
+        let [q, k, v] = [q, k, v].map(|t| t.to_vec3::<f32>().unwrap());
+        let mut out = Vec::new();
+        for h in 0..q.len() {
+            for (i, qi) in q[h].iter().enumerate() {
+                let seen = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w);
+                let scores: Vec<f64> = (k[h].iter().enumerate())
+                    .map(|(j, kj)| match seen(j) {
+                        true => qi.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum(),
+                        false => f64::NEG_INFINITY,
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = weights.iter().sum();
+                for d in 0..v[h][0].len() {
+                    let mixed: f64 = (weights.iter().zip(&v[h]))
+                        .map(|(w, vj)| w * vj[d] as f64)
+                        .sum();
+                    out.push(mixed / sum);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn queries_in_blocks_attend_as_the_whole_matrix_does() {
+        let (heads, len, dim) = (3, 70, 8);
+        let (q, k, v) = (
+            tensor(heads, len, dim, 1),
+            tensor(heads, len, dim, 2),
+            tensor(heads, len, dim, 3),
+        );
+        // Whole rows (one block, then blocks of 16 and of 23 queries), and windows of 5 and 20
+        // (blocks of 16 and 40 queries against the keys they reach).
+        for (window, budget) in [
+            (None, usize::MAX),
+            (None, heads * len * 16),
+            (None, heads * len * 23),
+            (Some(5), usize::MAX),
+            (Some(20), usize::MAX),
+        ] {
+            let got = cpu_attention_in_blocks(&q, &k, &v, window, budget).unwrap();
+            assert_eq!(got.dims(), [heads, len, dim]);
+            let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+            let want = reference(&q, &k, &v, window);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-5,
+                    "{window:?} {budget}: value {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
 }
