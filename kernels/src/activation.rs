@@ -171,18 +171,12 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
     });
 }
 
-/// Each row of square score matrices `[.., width, width]` (row `r` the query at position
-/// `r % width`) replaced by its softmax over the keys at most `window` positions from it, zero
-/// elsewhere, rows in parallel: ModernBERT's local attention, as a softmax after adding -inf
-/// outside the window computes it, without a mask to build, add and read (on two cores that
-/// add took longer than the score product).
-pub fn softmax_band_rows(x: &mut [f32], width: usize, window: usize) {
-    softmax_band_block(x, width, width, 0, 0, window);
-}
-
-/// `softmax_band_rows` for a block of a score matrix: `[.., queries, keys]`, row `r` the query
-/// at position `first_query + r % queries`, column `j` the key at `first_key + j`. A query
-/// whose window holds none of the block's keys gets a row of zeros.
+/// Each row of a block of score matrices `[.., queries, keys]` (row `r` the query at position
+/// `first_query + r % queries`, column `j` the key at `first_key + j`) replaced by its softmax
+/// over the keys at most `window` positions from it, zero elsewhere, rows in parallel:
+/// ModernBERT's local attention, as a softmax after adding -inf outside the window computes
+/// it, without a mask to build, add and read (on two cores that add took longer than the
+/// score product). A query whose window holds none of the block's keys gets a row of zeros.
 pub fn softmax_band_block(
     x: &mut [f32],
     queries: usize,
@@ -431,7 +425,8 @@ mod gelu_tests {
         }
         softmax_rows(&mut masked, width);
         let mut band = scores;
-        softmax_band_rows(&mut band, width, window);
+        // The whole matrix as one block.
+        softmax_band_block(&mut band, width, width, 0, 0, window);
         for (i, (b, m)) in band.iter().zip(&masked).enumerate() {
             assert!((b - m).abs() < 1e-6, "value {i}: {b} vs {m}");
         }

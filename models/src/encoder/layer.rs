@@ -310,10 +310,11 @@ fn cpu_attention_in_blocks(
         Some(w) => 2 * w,
         None => budget / (heads * len).max(1),
     };
-    let rows = rows.clamp(16, len.max(16)).min(len);
+    // At least 16 rows a block, at most the input, and never 0 (an empty input).
+    let rows = rows.clamp(16, len.max(16)).min(len).max(1);
     let kt = k.t()?.contiguous()?;
-    let mut blocks = Vec::with_capacity(len.div_ceil(rows.max(1)));
-    for first_query in (0..len).step_by(rows.max(1)) {
+    let mut blocks = Vec::with_capacity(len.div_ceil(rows));
+    for first_query in (0..len).step_by(rows) {
         let n = rows.min(len - first_query);
         let (first_key, end) = match window {
             Some(w) => (
