@@ -59,7 +59,7 @@ async fn assert_embeds(s: &Server, cases: &[Value], hidden: usize, mean: bool, w
         .post("/v1/embeddings", &json!({"input": texts(cases)}))
         .await;
     assert_eq!(status, 200, "{v}");
-    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let singles = singles(cases);
     let tokens: usize = singles
         .iter()
         .map(|c| c["ids"].as_array().unwrap().len())
@@ -78,7 +78,7 @@ async fn assert_classifies(s: &Server, cases: &[Value], logits_key: &str) -> Val
         .post("/v1/classify", &json!({"input": texts(cases)}))
         .await;
     assert_eq!(status, 200, "{v}");
-    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    let singles = singles(cases);
     for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
         let want = softmax(&floats(&case[logits_key]));
         assert_close(&floats(&item["probs"]), &want, logits_key);
@@ -147,8 +147,13 @@ async fn error_of(s: &Server, path: &str, body: Value) -> String {
     v["error"]["message"].as_str().expect("message").to_string()
 }
 
+/// The cases of single texts (not pairs), in order.
+fn singles(cases: &[Value]) -> Vec<&Value> {
+    cases.iter().filter(|c| c["kind"] == "text").collect()
+}
+
 fn texts(cases: &[Value]) -> Vec<String> {
-    (cases.iter().filter(|c| c["kind"] == "text"))
+    (singles(cases).iter())
         .map(|c| c["text"].as_str().unwrap().to_string())
         .collect()
 }
@@ -156,7 +161,7 @@ fn texts(cases: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encoder_embeds_as_sentence_transformers_pools_it() {
     let (hidden, cases) = cases("bert_embed");
-    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let singles = singles(&cases);
     let s = Server::start_path(&dir("bert_embed"), "minilm", &[]).await;
     assert_embeds(&s, &cases, hidden, true, "mean pooling").await;
 
@@ -257,7 +262,7 @@ async fn a_bert_classifier_labels_texts_from_its_cls_state() {
     let s = Server::start_path(&dir("bert_classifier"), "sentiment", &[]).await;
     let v = assert_classifies(&s, &cases, "logits").await;
     let labels = ["negative", "neutral", "positive"];
-    let singles = cases.iter().filter(|c| c["kind"] == "text");
+    let singles = singles(&cases);
     for (item, case) in v["data"].as_array().unwrap().iter().zip(singles) {
         let want = softmax(&floats(&case["logits"]));
         let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
@@ -425,7 +430,7 @@ async fn a_dense_module_projects_the_pooled_embedding() {
     candle_core::safetensors::save(&tensors, d.join("2_Dense/model.safetensors")).unwrap();
 
     let s = Server::start_path(d, "labse-like", &[]).await;
-    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let singles = singles(&cases);
     let (status, v) = s
         .post("/v1/embeddings", &json!({"input": texts(&cases)}))
         .await;
@@ -540,7 +545,7 @@ fn from_base64(v: &Value) -> Vec<f64> {
 async fn pooling_answers_each_task_as_vllm_does() {
     // An embedder's own task is `embed`: the vector /v1/embeddings answers (mean pooling).
     let (hidden, cases) = cases("bert_embed");
-    let singles: Vec<&Value> = cases.iter().filter(|c| c["kind"] == "text").collect();
+    let singles = singles(&cases);
     let s = Server::start_path(&dir("bert_embed"), "minilm", &[]).await;
     let (status, v) = s.post("/pooling", &json!({"input": texts(&cases)})).await;
     assert_eq!(status, 200, "{v}");
