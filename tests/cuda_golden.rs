@@ -264,4 +264,9 @@ fn encoders_match_transformers_on_the_gpu() {
     for name in common::encoder::ENCODERS {
         common::encoder::assert_matches_golden(name, &device);
     }
+    // SPLADE's masked-LM heads and pooling (max of log(1 + relu), and the sum of
+    // log(1 + log(1 + relu)) on the device) against sentence-transformers.
+    for name in common::encoder::SPLADE_ENCODERS {
+        common::encoder::assert_splade_matches_golden(name, &device);
+    }
 }

@@ -77,6 +77,24 @@ fn every_hidden_state_and_head_matches_transformers() {
 }
 
 #[test]
+fn splade_vectors_match_sentence_transformers() {
+    for name in common::encoder::SPLADE_ENCODERS {
+        // The tokenizer sentence-transformers saved makes the ids the golden ran.
+        let tok = tokenizer(name);
+        let golden = read_json(&dir(name).join("golden.json"));
+        for case in golden["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(
+                tok.encode(text, true).unwrap(),
+                as_u32s(&case["ids"]),
+                "{name}"
+            );
+        }
+        common::encoder::assert_splade_matches_golden(name, &Device::Cpu);
+    }
+}
+
+#[test]
 fn the_classifier_heads_are_labelled_from_the_config() {
     let labels = |name: &str| {
         let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();

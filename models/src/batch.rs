@@ -27,6 +27,10 @@ pub enum LogitsWanted {
     /// No logits; the final hidden state of the chunk's first row (a prompt's first token,
     /// for `[CLS]` pooling: asked of the chunk that starts the prompt).
     HiddenFirst,
+    /// No logits, no states: the sequence's SPLADE vector over the vocabulary (its masked-LM
+    /// head's scores of every token, pooled), one row of the step's `splade` output; asked of
+    /// an encoder's whole prompt.
+    Splade,
 }
 
 /// One sequence's part of a batch.
@@ -53,7 +57,8 @@ impl SeqInput {
             LogitsWanted::None
             | LogitsWanted::HiddenLast
             | LogitsWanted::HiddenAll
-            | LogitsWanted::HiddenFirst => n..n,
+            | LogitsWanted::HiddenFirst
+            | LogitsWanted::Splade => n..n,
             LogitsWanted::Last | LogitsWanted::Argmax => n.saturating_sub(1)..n,
             LogitsWanted::All | LogitsWanted::ArgmaxAll => 0..n,
         }

@@ -2,7 +2,8 @@
 //! (decoder embedding models such as Qwen3-Embedding, and vLLM's default for a generative
 //! model), the first token's (`[CLS]`, as BERT-style encoders such as BGE are trained), or the
 //! mean over every token; or none, every token's state kept (llama-server's
-//! `--pooling none`, for late-interaction retrieval). The engine pools as prefill chunks
+//! `--pooling none`, for late-interaction retrieval); or a masked LM's SPLADE vector over the
+//! vocabulary, which the encoder's runner pools itself. The engine pools as prefill chunks
 //! compute the states, so a long prompt pooled never holds all its rows at once.
 use std::fmt;
 
@@ -16,6 +17,9 @@ pub enum Pooling {
     Cls,
     /// Every prompt token's state, one after another.
     None,
+    /// A SPLADE vector over the vocabulary: a masked LM's scores of every token,
+    /// `log(1 + relu)`, pooled (`candor_models::encoder::Splade`), computed by the runner.
+    Splade,
 }
 
 impl Pooling {
@@ -47,6 +51,7 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
             Pooling::None => "none",
+            Pooling::Splade => "splade",
         }
     }
 }
@@ -66,7 +71,10 @@ impl std::str::FromStr for Pooling {
             "mean" => Ok(Pooling::Mean),
             "cls" => Ok(Pooling::Cls),
             "none" => Ok(Pooling::None),
-            other => Err(format!("unknown pooling `{other}` (last, mean, cls, none)")),
+            "splade" => Ok(Pooling::Splade),
+            other => Err(format!(
+                "unknown pooling `{other}` (last, mean, cls, none, splade)"
+            )),
         }
     }
 }
@@ -88,6 +96,18 @@ pub fn from_sentence_transformers(dir: &std::path::Path) -> Result<Option<Poolin
     let Some(modules) = read(dir.join("modules.json"))? else {
         return Ok(None);
     };
+    let typed = |suffix: &str| {
+        (modules.as_array().into_iter().flatten())
+            .any(|m| (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(suffix)))
+    };
+    // Inference-free SPLADE: queries weighed by an IDF table, documents by the encoder.
+    if typed(".Router") {
+        return Err(format!(
+            "{}: a sentence-transformers Router (its queries and documents encoded apart) is \
+             not served; `--pooling splade` encodes documents with the checkout's masked LM",
+            dir.join("modules.json").display()
+        ));
+    }
     let pooling_module = (modules.as_array().into_iter().flatten()).find(|m| {
         (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(".Pooling"))
     });
@@ -151,8 +171,8 @@ impl Pool {
             }
             match pooling {
                 Pooling::Last => self.acc = row.to_vec(),
-                Pooling::Cls if pos == 0 => self.acc = row.to_vec(),
-                Pooling::Cls => {}
+                Pooling::Cls | Pooling::Splade if pos == 0 => self.acc = row.to_vec(),
+                Pooling::Cls | Pooling::Splade => {}
                 Pooling::Mean if self.acc.is_empty() => self.acc = row.to_vec(),
                 Pooling::Mean => {
                     for (a, x) in self.acc.iter_mut().zip(row) {
@@ -169,7 +189,7 @@ impl Pool {
     /// pooling, each position's in turn.
     pub fn embedding(&self, pooling: Pooling, prompt_len: usize) -> Vec<f32> {
         match pooling {
-            Pooling::Last | Pooling::Cls | Pooling::None => self.acc.clone(),
+            Pooling::Last | Pooling::Cls | Pooling::None | Pooling::Splade => self.acc.clone(),
             Pooling::Mean => {
                 let n = prompt_len.max(1) as f32;
                 self.acc.iter().map(|x| x / n).collect()
@@ -243,6 +263,10 @@ mod tests {
         assert!(e.contains("max_tokens"), "{e}");
         config("{not json");
         assert!(from_sentence_transformers(&dir).is_err());
+        let router = r#"[{"idx": 0, "path": "", "type": "sentence_transformers.models.Router"}]"#;
+        std::fs::write(dir.join("modules.json"), router).unwrap();
+        let e = from_sentence_transformers(&dir).unwrap_err();
+        assert!(e.contains("Router"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

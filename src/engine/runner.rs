@@ -27,6 +27,9 @@ pub struct Logits {
     /// (`LogitsWanted::HiddenLast` / `HiddenAll`).
     pub hidden: Vec<f32>,
     pub hidden_size: usize,
+    /// SPLADE vectors, `vocab` values each, one per sequence that asked
+    /// (`LogitsWanted::Splade`), in batch order.
+    pub splade: Vec<f32>,
 }
 
 impl Logits {
@@ -44,6 +47,12 @@ impl Logits {
     pub fn hidden_row(&self, i: usize) -> &[f32] {
         let h = self.hidden_size;
         self.hidden.get(i * h..(i + 1) * h).unwrap_or(&[])
+    }
+
+    /// The SPLADE vector of the step's `i`-th sequence that asked for one; empty past the last.
+    pub fn splade_row(&self, i: usize) -> &[f32] {
+        let v = self.vocab;
+        self.splade.get(i * v..(i + 1) * v).unwrap_or(&[])
     }
 
     /// Rows the step returned (one per requested position).

@@ -1041,6 +1041,11 @@ impl Engine {
                 logits: match (finishes_prompt, p.draft.is_empty()) {
                     _ if s.scoring() => LogitsWanted::All,
                     _ if s.pooling_every_row() => LogitsWanted::HiddenAll,
+                    // An encoder's runner pools the whole prompt it is handed.
+                    _ if s.req.pooling == Some(Pooling::Splade) => match p.start {
+                        0 => LogitsWanted::Splade,
+                        _ => LogitsWanted::None,
+                    },
                     _ if s.req.pooling == Some(Pooling::Cls) => match p.start {
                         0 => LogitsWanted::HiddenFirst,
                         _ => LogitsWanted::None,
@@ -1085,6 +1090,7 @@ impl Engine {
         };
         let mut row = 0;
         let mut hidden_row = 0;
+        let mut splade_row = 0;
         // Who takes tokens from this step: (sequence, its first row, its drafts).
         let mut takers: Vec<(usize, usize, &[u32])> = Vec::new();
         for (input, sch) in batch.seqs.iter().zip(&order) {
@@ -1113,6 +1119,12 @@ impl Engine {
                 seq.pool.take_in(pooling, sch.start + hidden.start, states);
             }
             hidden_row += hidden.len();
+            if input.logits == LogitsWanted::Splade {
+                if let Some(pooling) = seq.req.pooling {
+                    seq.pool.take_in(pooling, 0, [out.splade_row(splade_row)]);
+                }
+                splade_row += 1;
+            }
             if sch.wants {
                 let draft = &input.tokens[sch.len..];
                 // The row of its last own token: the last row but the drafts'. A prompt-only

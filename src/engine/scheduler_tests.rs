@@ -15,6 +15,7 @@ fn scripted_logits(batch: &Batch) -> Logits {
     let mut data = Vec::new();
     let mut kinds = Vec::new();
     let mut hidden = Vec::new();
+    let mut splade = Vec::new();
     for s in &batch.seqs {
         // A hidden state names its token: `[token, 1, 0, 0]`.
         for r in s.hidden_rows() {
@@ -25,6 +26,14 @@ fn scripted_logits(batch: &Batch) -> Logits {
             | LogitsWanted::HiddenLast
             | LogitsWanted::HiddenAll
             | LogitsWanted::HiddenFirst => {}
+            // A SPLADE vector counts the sequence's tokens.
+            LogitsWanted::Splade => {
+                let mut row = [0.0; VOCAB];
+                for &t in &s.tokens {
+                    row[t as usize % VOCAB] += 1.0;
+                }
+                splade.extend(row);
+            }
             LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
             LogitsWanted::ArgmaxAll => kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2))),
             LogitsWanted::Last | LogitsWanted::All => {
@@ -41,6 +50,7 @@ fn scripted_logits(batch: &Batch) -> Logits {
         kinds,
         hidden,
         hidden_size: 4,
+        splade,
     }
 }
 
@@ -751,6 +761,55 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
         Err(SubmitError::Invalid(_))
     ));
     h.handle.shutdown();
+}
+
+#[test]
+fn splade_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let record = steps.clone();
+    let runner = FakeRunner::new(64, move |batch| {
+        let wanted: Vec<LogitsWanted> = batch.seqs.iter().map(|s| s.logits).collect();
+        record.lock().unwrap().push(wanted);
+        scripted_logits(batch)
+    })
+    .reading_whole_prompts();
+    let config = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 256,
+        max_waiting: 16,
+        prefix_caching: false,
+        speculative_tokens: 0,
+    };
+    let stats = Arc::new(EngineStats::new(64).expect("stats"));
+    let (handle, _thread) = spawn(Box::new(runner), config, stats);
+    let asks = [
+        (vec![1, 3, 3, 5], Pooling::Splade),
+        (vec![6, 2], Pooling::Cls),
+        (vec![2, 2, 2], Pooling::Splade),
+    ];
+    let (reqs, rxs): (Vec<_>, Vec<_>) = (asks.iter().enumerate())
+        .map(|(i, (prompt, pooling))| {
+            let (mut r, rx) = request_with_prompt(&format!("s{i}"), 0, prompt.clone());
+            r.pooling = Some(*pooling);
+            (r, rx)
+        })
+        .unzip();
+    handle.submit_group(reqs).expect("queued");
+    let want = [
+        vec![0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0],
+        vec![6.0, 1.0, 0.0, 0.0],
+        vec![0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    ];
+    for (rx, want) in rxs.into_iter().zip(want) {
+        assert_eq!(
+            events(rx),
+            [format!("embedding {want:?}"), "length 0".into()]
+        );
+    }
+    let steps = steps.lock().unwrap().clone();
+    use LogitsWanted::{HiddenFirst, Splade};
+    assert_eq!(steps, [vec![Splade, HiddenFirst, Splade]]);
+    handle.shutdown();
 }
 
 #[test]

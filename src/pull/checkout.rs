@@ -27,17 +27,17 @@ const NAMED: [&str; 12] = [
 
 /// The files of a repository listing that make a servable checkout: config.json, the
 /// top-level `*.safetensors` and the named extras, a sentence-transformers pooling module's
-/// config (`1_Pooling/config.json`) and its Dense modules' config and weights (`2_Dense/`;
-/// every `*_Dense*` directory, since which of several stella's modules.json runs is only
-/// known once it is read). Empty where the listing is no such checkout (no config.json, or
-/// no safetensors weights).
+/// config (`1_Pooling/config.json`; a sparse encoder's `1_SpladePooling/config.json`) and its
+/// Dense modules' config and weights (`2_Dense/`; every `*_Dense*` directory, since which of
+/// several stella's modules.json runs is only known once it is read). Empty where the listing
+/// is no such checkout (no config.json, or no safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
     let wanted = |f: &str| match f.split_once('/') {
         None => {
             NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
         }
         Some((dir, rest)) => {
-            dir.ends_with("_Pooling") && rest == "config.json"
+            dir.ends_with("Pooling") && rest == "config.json"
                 || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
         }
     };
@@ -135,6 +135,14 @@ mod tests {
                 "2_Dense/model.safetensors",
             ])
         );
+        // A SPLADE sparse encoder's pooling (sentence-transformers' `SparseEncoder`).
+        let sparse = names(&[
+            "config.json",
+            "model.safetensors",
+            "modules.json",
+            "1_SpladePooling/config.json",
+        ]);
+        assert_eq!(checkout_files(&sparse), sparse);
         assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());
         assert!(checkout_files(&names(&["model.safetensors"])).is_empty());
     }

@@ -2,6 +2,7 @@
 //! `encoding_format`, `dimensions`) read into the token lists the engine pools, and the
 //! pooled vectors answered as OpenAI does: L2-normalised, as floats or as base64 of
 //! little-endian f32 (what the official Python client asks for by default).
+use crate::engine::pooling::Pooling;
 use crate::server::error::ApiError;
 use crate::server::routes::completions::token_ids;
 use crate::server::state::Ready;
@@ -65,17 +66,29 @@ impl EmbeddingRequest {
         }
     }
 
-    /// How many dimensions to answer with, out of the model's `hidden`.
-    pub fn dimensions(&self, hidden: usize) -> Result<usize, ApiError> {
-        dimensions(self.dimensions, hidden)
+    /// How many dimensions to answer with (`Ready::embedding_dimensions`).
+    pub fn dimensions(&self, ready: &Ready) -> Result<usize, ApiError> {
+        ready.embedding_dimensions(self.dimensions)
     }
 
-    /// The norm each vector is scaled to, as `normalised_by` takes it: Euclidean unless
-    /// `normalize` is false.
+    /// The norm each token's state is scaled to, as `normalised_by` takes it: Euclidean
+    /// unless `normalize` is false.
     pub fn norm(&self) -> i64 {
         match self.normalize {
             Some(false) => NOT_SCALED,
             _ => EUCLIDEAN,
+        }
+    }
+
+    /// The norm each vector pooled by `pooling` is scaled to: as `norm`, but a SPLADE vector
+    /// is left as pooled unless `normalize` is true (its entries are term weights, compared
+    /// by dot product, as sentence-transformers' `SparseEncoder` and text-embeddings-inference
+    /// answer them).
+    pub fn vector_norm(&self, pooling: Pooling) -> i64 {
+        match (pooling, self.normalize) {
+            (Pooling::Splade, Some(true)) => EUCLIDEAN,
+            (Pooling::Splade, _) => NOT_SCALED,
+            _ => self.norm(),
         }
     }
 
@@ -113,6 +126,29 @@ pub fn input_token_lists(
     special: bool,
     prompt: Option<&str>,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
+    let mut lists = tokenized_inputs(ready, input, special, prompt)?;
+    for ids in &mut lists {
+        match ready.encoder {
+            true => crate::server::validate::truncate_encoder_input(
+                ids,
+                truncate,
+                &ready.limits,
+                special,
+            )?,
+            false => crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?,
+        };
+    }
+    checked_inputs(ready, lists, |_| "input", false)
+}
+
+/// The token lists of an `input`, neither cut nor checked: texts encoded (after `prompt`,
+/// with the special tokens where `special`), token ids as sent (each within the vocabulary).
+pub fn tokenized_inputs(
+    ready: &Ready,
+    input: &EmbeddingInput,
+    special: bool,
+    prompt: Option<&str>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
     let text = |t: &String| -> Result<Vec<u32>, ApiError> {
         if t.is_empty() {
             return Err(ApiError::invalid("input", "an input text is empty"));
@@ -131,24 +167,12 @@ pub fn input_token_lists(
         }
     };
     let tokens = |ids: &Vec<i64>| token_ids(ready, "input", ids);
-    let mut lists: Vec<Vec<u32>> = match input {
+    Ok(match input {
         EmbeddingInput::Text(t) => vec![text(t)?],
         EmbeddingInput::Texts(v) => v.iter().map(text).collect::<Result<_, _>>()?,
         EmbeddingInput::Tokens(ids) => vec![tokens(ids)?],
         EmbeddingInput::TokenLists(v) => v.iter().map(tokens).collect::<Result<_, _>>()?,
-    };
-    for ids in &mut lists {
-        match ready.encoder {
-            true => crate::server::validate::truncate_encoder_input(
-                ids,
-                truncate,
-                &ready.limits,
-                special,
-            )?,
-            false => crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?,
-        };
-    }
-    checked_inputs(ready, lists, |_| "input", false)
+    })
 }
 
 /// Inputs to pool, checked as every endpoint that pools checks them: at least one, at most
@@ -361,13 +385,19 @@ mod tests {
         assert!(req(json!({"encoding_format": "binary"}))
             .encoding()
             .is_err());
-        assert_eq!(req(json!({})).dimensions(8).unwrap(), 8);
-        assert_eq!(req(json!({"dimensions": 3})).dimensions(8).unwrap(), 3);
-        assert!(req(json!({"dimensions": 0})).dimensions(8).is_err());
-        assert!(req(json!({"dimensions": 9})).dimensions(8).is_err());
+        assert_eq!(dimensions(req(json!({})).dimensions, 8).unwrap(), 8);
+        assert_eq!(dimensions(Some(3), 8).unwrap(), 3);
+        assert!(dimensions(Some(0), 8).is_err());
+        assert!(dimensions(Some(9), 8).is_err());
         assert_eq!(req(json!({})).norm(), EUCLIDEAN);
         assert_eq!(req(json!({"normalize": true})).norm(), EUCLIDEAN);
         assert_eq!(req(json!({"normalize": false})).norm(), NOT_SCALED);
+        // SPLADE's term weights are answered as pooled unless asked otherwise.
+        let splade = |body| req(body).vector_norm(Pooling::Splade);
+        assert_eq!(splade(json!({})), NOT_SCALED);
+        assert_eq!(splade(json!({"normalize": false})), NOT_SCALED);
+        assert_eq!(splade(json!({"normalize": true})), EUCLIDEAN);
+        assert_eq!(req(json!({})).vector_norm(Pooling::Mean), EUCLIDEAN);
         assert!(
             serde_json::from_value::<EmbeddingRequest>(json!({"input": "x", "normalize": 1}))
                 .is_err()

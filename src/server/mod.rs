@@ -141,6 +141,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/classify", post(routes::classify::classify))
         .route("/v1/classify", post(routes::classify::classify))
         .route("/pooling", post(routes::pooling::pooling))
+        .route("/embed_sparse", post(routes::sparse::embed_sparse))
         .route("/score", post(routes::similarity::score))
         .route("/v1/score", post(routes::similarity::score))
         .route("/rerank", post(routes::similarity::rerank))
@@ -414,6 +415,14 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .pooling
         .or(model.pooling)
         .unwrap_or(crate::engine::pooling::Pooling::Last);
+    if pooling == crate::engine::pooling::Pooling::Splade && !model.splade {
+        return Err(
+            "--pooling splade reads a masked LM's scores of the vocabulary: serve a \
+                    BERT or RoBERTa `*ForMaskedLM` checkout (a SPLADE model such as \
+                    naver/splade-v3)"
+                .into(),
+        );
+    }
     let encoder = model.runner.whole_prompts();
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     // The vocabulary's bytes (~60 ms for 150k tokens) and llama.cpp's default DRY breakers

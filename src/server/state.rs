@@ -52,11 +52,36 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Dimensions of a pooled embedding: the hidden size, or the last `Dense` module's.
+    /// Dimensions of a pooled embedding: the hidden size, or the last `Dense` module's; a
+    /// SPLADE vector's, the vocabulary's.
     pub fn embedding_size(&self) -> usize {
+        if self.pooling == crate::engine::pooling::Pooling::Splade {
+            return self.limits.vocab;
+        }
         self.dense
             .as_ref()
             .map_or(self.hidden_size, |d| d.outputs())
+    }
+
+    /// The dimensions a request's embeddings keep (`dimensions`; all where it asks none). A
+    /// SPLADE vector is a weight per vocabulary entry, not a Matryoshka embedding: its first
+    /// entries are no shorter version of it, so it is not cut.
+    pub fn embedding_dimensions(&self, asked: Option<i64>) -> Result<usize, ApiError> {
+        let all = self.embedding_size();
+        match asked {
+            Some(d)
+                if self.pooling == crate::engine::pooling::Pooling::Splade && d != all as i64 =>
+            {
+                Err(ApiError::invalid(
+                    "dimensions",
+                    format!(
+                        "this model's vectors are SPLADE's, a weight for each of the {all} \
+                         vocabulary entries: `dimensions` cannot shorten them"
+                    ),
+                ))
+            }
+            _ => crate::server::embeddings::dimensions(asked, all),
+        }
     }
 
     /// The adapters a request runs with: the one its `model` names, at its own scale; for

@@ -169,6 +169,18 @@ pub fn cut_encoder_input(ids: &mut Vec<u32>, keep: usize) -> bool {
     true
 }
 
+/// An encoder's input cut to `keep` tokens from its tail: its first token (`[CLS]`) then its
+/// last `keep - 1` (the closing `[SEP]` among them), as a tokenizer truncating from the left
+/// cuts a text between its special tokens. Returns whether tokens were dropped.
+pub fn cut_encoder_input_head(ids: &mut Vec<u32>, keep: usize) -> bool {
+    if ids.len() <= keep {
+        return false;
+    }
+    let tail = keep.saturating_sub(1);
+    ids.drain(1..ids.len() - tail);
+    true
+}
+
 /// How many tokens `truncate_prompt_tokens` keeps (None: no truncation asked); -1 keeps
 /// `whole`.
 fn kept_tokens(k: Option<i64>, limits: &Limits, whole: usize) -> Result<Option<usize>, ApiError> {
@@ -617,6 +629,13 @@ mod tests {
         let mut one = vec![2, 10, 3];
         assert!(cut_encoder_input(&mut one, 1));
         assert_eq!(one, [2]);
+        // From the left (text-embeddings-inference's `truncation_direction: left`).
+        let mut tail = vec![2, 10, 11, 12, 13, 3];
+        assert!(cut_encoder_input_head(&mut tail, 4));
+        assert_eq!(tail, [2, 12, 13, 3]);
+        assert!(!cut_encoder_input_head(&mut tail, 4));
+        assert!(cut_encoder_input_head(&mut tail, 1));
+        assert_eq!(tail, [2]);
         assert!(truncate_encoder_input(&mut ids, Some(0), &l, true).is_err());
         // Without its special tokens (`add_special_tokens: false`) the text's first tokens.
         let mut text = vec![10, 11, 12, 13];

@@ -95,3 +95,48 @@ pub fn assert_matches_golden(
     }
     (encoder, inputs, rows)
 }
+
+/// The tiny SPLADE fixtures (tests/fixtures/tiny/make_splade.py).
+pub const SPLADE_ENCODERS: [&str; 2] = ["bert_splade", "roberta_splade"];
+
+/// SPLADE fixture `name` on `device`: every golden text's vector over the vocabulary, from its
+/// masked-LM head and its sentence-transformers pooling, within 1e-4 of `SparseEncoder`'s
+/// (relative above 1), zero exactly where it is zero.
+pub fn assert_splade_matches_golden(name: &str, device: &Device) {
+    use candor_models::encoder::{MlmHead, Splade, SpladeConfig};
+    let dir = encoder_dir(name);
+    let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
+    let (encoder, head) = BertEncoder::load(&config, &dir, device).unwrap();
+    assert!(head.is_none(), "{name}");
+    assert!(
+        candor_models::encoder::is_masked_lm(&dir).unwrap(),
+        "{name}"
+    );
+    let splade = Splade {
+        head: MlmHead::load(&config, &dir, encoder.word_embeddings(), device).unwrap(),
+        config: SpladeConfig::from_dir(&dir)
+            .unwrap()
+            .expect("a SpladePooling module"),
+    };
+    let golden = read_json(&dir.join("golden.json"));
+    for case in golden["cases"].as_array().unwrap() {
+        let ids = as_u32s(&case["ids"]);
+        let types = vec![0; ids.len()];
+        let states = (encoder.forward(&[EncoderInput {
+            ids: &ids,
+            type_ids: &types,
+        }]))
+        .unwrap();
+        let got = splade.pool(&states).unwrap();
+        let want = as_f32s(&case["sparse"]);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let text = &case["text"];
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{name} {text}: entry {i} is {g}, SparseEncoder's {w} on {device:?}"
+            );
+            assert_eq!(*g == 0.0, *w == 0.0, "{name} {text}: entry {i}: {g} vs {w}");
+        }
+    }
+}

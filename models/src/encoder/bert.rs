@@ -199,6 +199,11 @@ impl BertEncoder {
         &self.device
     }
 
+    /// The word-embedding table, `[vocab, hidden]` (a masked LM's decoder where tied).
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.words.embeddings()
+    }
+
     /// Every input's final hidden states, stacked in input order: `[total tokens, hidden]`.
     pub fn forward(&self, inputs: &[EncoderInput]) -> Result<Tensor> {
         let c = &self.config;
@@ -287,7 +292,7 @@ pub(crate) fn load_head(
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every
 /// `*.safetensors` at the top of the directory; an adapter's file is not the model's).
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
         path: dir.display().to_string(),
         source,

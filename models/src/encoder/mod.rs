@@ -2,7 +2,8 @@
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
 //! MiniLMs), NomicBERT's (nomic-embed-text), ModernBERT's (modernbert-embed,
 //! gte-modernbert) and GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
-//! snowflake-arctic-embed-m-v2.0). Every token attends to every other, so an input is read whole, in one pass, with
+//! snowflake-arctic-embed-m-v2.0), and BERT's and RoBERTa's masked LMs as SPLADE sparse
+//! encoders (`splade`). Every token attends to every other, so an input is read whole, in one pass, with
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
@@ -14,10 +15,12 @@ mod layer;
 mod modern;
 mod nomic;
 mod rotary;
+mod splade;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use config::{EncoderActivation, EncoderConfig, Family, LocalAttention};
 pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
+pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

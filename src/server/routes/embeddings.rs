@@ -34,6 +34,8 @@ pub async fn llama_embeddings(
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };
     let norm = match fields.remove("embd_normalize") {
+        // SPLADE's term weights are compared as pooled (`EmbeddingRequest::vector_norm`).
+        None if state.ready()?.pooling == Pooling::Splade => embeddings::NOT_SCALED,
         None => embeddings::EUCLIDEAN,
         Some(n) => match n.as_i64() {
             Some(n) if (-1..=64).contains(&n) => n,
@@ -99,8 +101,9 @@ async fn openai_answer(state: &SharedState, req: EmbeddingRequest) -> Result<Res
     state.check_model(req.model.as_deref())?;
     let encoding = req.encoding()?;
     let pooled = pool(state, &req, Vectors::PerInput).await?;
+    let norm = req.vector_norm(state.ready()?.pooling);
     let vectors = (pooled.vectors.into_iter())
-        .map(|v| embeddings::normalised_by(v, pooled.dimensions, req.norm()))
+        .map(|v| embeddings::normalised_by(v, pooled.dimensions, norm))
         .map(|v| embeddings::encoded(&v, encoding))
         .collect();
     Ok(axum::Json(embeddings::response(
@@ -135,7 +138,7 @@ async fn pool(
 ) -> Result<Pooled, ApiError> {
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
-    let dimensions = req.dimensions(ready.embedding_size())?;
+    let dimensions = req.dimensions(ready)?;
     let inputs = req.token_lists(ready)?;
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
     let model = req.model.as_deref();

@@ -3,7 +3,7 @@
 use super::chat::start_chat;
 use super::completions::{fill_in_the_middle, start_text};
 use super::embeddings::pooled;
-use crate::server::embeddings::{checked_inputs, dimensions, normalised, text_tokens};
+use crate::server::embeddings::{checked_inputs, normalised, text_tokens};
 use crate::server::error::{ApiError, OllamaError};
 use crate::server::json::AnyJson;
 use crate::server::ollama::reply::{self, OllamaRun, Shape};
@@ -168,7 +168,7 @@ pub async fn embed(
         EmbedInput::Text(t) => vec![t.clone()],
         EmbedInput::Texts(v) => v.clone(),
     };
-    let dimensions = dimensions(req.dimensions, ready.embedding_size())?;
+    let dimensions = ready.embedding_dimensions(req.dimensions)?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
     let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
         .await?

@@ -98,10 +98,11 @@ pub async fn pooling(
     let model = as_embedding.model.as_deref();
     let data: Vec<Value> = match task {
         Task::Embed => {
-            let dimensions = as_embedding.dimensions(ready.embedding_size())?;
+            let dimensions = as_embedding.dimensions(ready)?;
             let vectors = pooled(ready, &inputs, priority, model).await?;
+            let norm = as_embedding.vector_norm(ready.pooling);
             (vectors.into_iter())
-                .map(|v| embeddings::normalised_by(v, dimensions, as_embedding.norm()))
+                .map(|v| embeddings::normalised_by(v, dimensions, norm))
                 .map(|v| embeddings::encoded(&v, encoding))
                 .collect()
         }

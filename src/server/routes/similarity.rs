@@ -5,9 +5,11 @@
 //! or `--classifier-from-tokens no,yes` for Qwen3-Reranker) reads each pair as one sequence,
 //! the first text then the second, and scores it with the sigmoid of the head's logit, as
 //! vLLM does; any other server scores the cosine similarity of the two texts' pooled
-//! embeddings (a bi-encoder), as vLLM scores with an embedding model.
+//! embeddings (a bi-encoder), as vLLM scores with an embedding model, or, pooling by SPLADE,
+//! the dot product of their sparse vectors.
 use super::classify::{classifier, classifier_logits};
 use super::embeddings::pooled;
+use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
     checked_inputs, encoded_text, end_as_asked, normalised, text_tokens,
 };
@@ -92,9 +94,9 @@ async fn pair_scores(
     let split = p.first.len();
     let params = p.params;
     let param_of = move |i: usize| if i < split { params.0 } else { params.1 };
-    let (vectors, tokens) = unit_vectors(ready, model, &texts, param_of).await?;
+    let (vectors, tokens) = scoring_vectors(ready, model, &texts, param_of).await?;
     let scores = (p.pairs.iter())
-        .map(|&(i, j)| cosine(&vectors[i], &vectors[split + j]))
+        .map(|&(i, j)| dot(&vectors[i], &vectors[split + j]))
         .collect();
     Ok((scores, tokens))
 }
@@ -172,9 +174,10 @@ async fn scored_pairs(
     Ok((scores, tokens))
 }
 
-/// The unit embeddings of `texts`, and the tokens read; `param_of(i)` names the field text `i`
-/// came from.
-async fn unit_vectors(
+/// The vectors of `texts` whose dot products score them, and the tokens read: unit embeddings
+/// (their cosine), or SPLADE vectors as pooled (their dot product, as sentence-transformers'
+/// `SparseEncoder` scores); `param_of(i)` names the field text `i` came from.
+async fn scoring_vectors(
     ready: &Ready,
     model: Option<&str>,
     texts: &[String],
@@ -189,12 +192,16 @@ async fn unit_vectors(
     let vectors = pooled(ready, &inputs, 0, model)
         .await?
         .into_iter()
-        .map(|v| normalised(v, usize::MAX))
+        .map(|v| match ready.pooling {
+            Pooling::Splade => v,
+            _ => normalised(v, usize::MAX),
+        })
         .collect();
     Ok((vectors, tokens))
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
+/// The dot product: the cosine of unit vectors.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
 

@@ -1,0 +1,140 @@
+//! `POST /embed_sparse` (text-embeddings-inference's): each input's SPLADE vector as its
+//! non-zero entries, `[[{"index": vocabulary id, "value": weight}, …], …]` in input order,
+//! each list by index; the vectors as pooled (term weights, compared by dot product), as
+//! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them. Served where the model pools
+//! by SPLADE (a sentence-transformers `SparseEncoder` checkout, or `--pooling splade` on a
+//! masked LM). `/v1/embeddings` answers the same vectors dense over the vocabulary.
+use super::embeddings::pooled;
+use crate::engine::pooling::Pooling;
+use crate::server::embeddings::{checked_inputs, tokenized_inputs, EmbeddingInput};
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::state::{Ready, SharedState};
+use crate::server::validate::{cut_encoder_input, cut_encoder_input_head};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+pub struct EmbedSparseRequest {
+    /// A text, a list of texts, token ids or lists of them (read as `EmbeddingInput`, so a bad
+    /// one is named `inputs`).
+    pub inputs: Value,
+    /// Cut an input longer than the context instead of refusing it.
+    pub truncate: Option<bool>,
+    /// Which end a cut input loses: `right` (its end, the default) or `left`.
+    pub truncation_direction: Option<Direction>,
+    /// The checkout's sentence-transformers prompt to put before each text.
+    pub prompt_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Direction {
+    #[serde(alias = "Right")]
+    #[serde(rename = "right")]
+    Right,
+    #[serde(alias = "Left")]
+    #[serde(rename = "left")]
+    Left,
+}
+
+/// One non-zero entry of a sparse vector.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SparseValue {
+    pub index: usize,
+    pub value: f32,
+}
+
+pub async fn embed_sparse(
+    State(state): State<SharedState>,
+    Json(req): Json<EmbedSparseRequest>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    if ready.pooling != Pooling::Splade {
+        return Err(ApiError::bad_request(format!(
+            "/embed_sparse answers SPLADE vectors; this server pools by `{}`: serve a SPLADE \
+             checkout (a sentence-transformers SparseEncoder such as naver/splade-v3) or a \
+             masked LM with `--pooling splade`",
+            ready.pooling
+        )));
+    }
+    let inputs = sparse_inputs(ready, &req)?;
+    let vectors = pooled(ready, &inputs, 0, None).await?;
+    let answer: Vec<Vec<SparseValue>> = vectors.iter().map(|v| sparsified(v)).collect();
+    Ok(axum::Json(answer).into_response())
+}
+
+/// The request's inputs as token lists, cut as `truncate` and `truncation_direction` say.
+fn sparse_inputs(ready: &Ready, req: &EmbedSparseRequest) -> Result<Vec<Vec<u32>>, ApiError> {
+    let input: EmbeddingInput = serde_json::from_value(req.inputs.clone()).map_err(|_| {
+        ApiError::invalid(
+            "inputs",
+            "`inputs` must be a string, a list of strings, a list of token ids or a list of \
+             token id lists",
+        )
+    })?;
+    let texts = matches!(input, EmbeddingInput::Text(_) | EmbeddingInput::Texts(_));
+    if req.prompt_name.is_some() && !texts {
+        return Err(ApiError::invalid(
+            "prompt_name",
+            "`prompt_name` goes before text inputs; token ids are embedded as sent",
+        ));
+    }
+    let prompt = ready.prompts.text_for(req.prompt_name.as_deref())?;
+    let mut lists = tokenized_inputs(ready, &input, true, prompt)?;
+    if req.truncate == Some(true) {
+        let context = ready.limits.context;
+        for ids in &mut lists {
+            match req.truncation_direction.unwrap_or(Direction::Right) {
+                Direction::Right => cut_encoder_input(ids, context),
+                Direction::Left => cut_encoder_input_head(ids, context),
+            };
+        }
+    }
+    checked_inputs(ready, lists, |_| "inputs", false)
+}
+
+/// A vector's non-zero entries, by index.
+fn sparsified(vector: &[f32]) -> Vec<SparseValue> {
+    (vector.iter().enumerate())
+        .filter(|(_, &value)| value != 0.0)
+        .map(|(index, &value)| SparseValue { index, value })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_non_zero_entries_are_answered() {
+        assert_eq!(
+            sparsified(&[0.0, 1.5, 0.0, 0.25]),
+            [
+                SparseValue {
+                    index: 1,
+                    value: 1.5
+                },
+                SparseValue {
+                    index: 3,
+                    value: 0.25
+                }
+            ]
+        );
+        assert!(sparsified(&[0.0; 4]).is_empty());
+    }
+
+    #[test]
+    fn the_direction_is_read_in_either_case() {
+        for (text, want) in [
+            ("\"right\"", Direction::Right),
+            ("\"Right\"", Direction::Right),
+            ("\"left\"", Direction::Left),
+            ("\"Left\"", Direction::Left),
+        ] {
+            assert_eq!(serde_json::from_str::<Direction>(text).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<Direction>("\"middle\"").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! SPLADE sparse encoders served over HTTP, against sentence-transformers' `SparseEncoder`
+//! (tests/fixtures/tiny/make_splade.py): text-embeddings-inference's `/embed_sparse` (the
+//! non-zero entries), `/v1/embeddings` and `/pooling` (the vector over the vocabulary, as
+//! pooled unless asked to normalise), `/score` (the dot product), Ollama's `/api/embed`
+//! (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM; what is
+//! refused, with a 400 or a load failure that says why.
+mod common;
+
+use common::server::Server;
+use serde_json::{json, Value};
+
+/// sentence-transformers' f32 against candle's f32 CPU ops, relative above 1.
+const TOLERANCE: f64 = 1e-4;
+
+fn dir(name: &str) -> std::path::PathBuf {
+    common::fixtures().join("tiny").join(name)
+}
+
+fn golden(name: &str) -> Vec<Value> {
+    let g = common::read_json(&dir(name).join("golden.json"));
+    g["cases"].as_array().unwrap().clone()
+}
+
+fn texts(cases: &[Value]) -> Vec<&str> {
+    cases.iter().map(|c| c["text"].as_str().unwrap()).collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    (v.as_array().expect("a list").iter())
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= TOLERANCE * w.abs().max(1.0),
+            "{what}: {got:?} vs {want:?}"
+        );
+    }
+}
+
+/// `/embed_sparse`'s answer for one input against the golden vector: the same non-zero
+/// entries, in index order, each within the tolerance.
+fn assert_sparse_matches(answer: &Value, want: &[f64], what: &str) {
+    let entries = answer.as_array().expect("a list of entries");
+    let indices: Vec<u64> = entries
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    let want_indices: Vec<u64> = (want.iter().enumerate())
+        .filter(|(_, &w)| w != 0.0)
+        .map(|(i, _)| i as u64)
+        .collect();
+    assert_eq!(indices, want_indices, "{what}");
+    let values: Vec<f64> = entries
+        .iter()
+        .map(|e| e["value"].as_f64().unwrap())
+        .collect();
+    let want_values: Vec<f64> = want.iter().copied().filter(|&w| w != 0.0).collect();
+    assert_close(&values, &want_values, what);
+}
+
+async fn error_of(s: &Server, path: &str, body: Value) -> String {
+    let (status, v) = s.post(path, &body).await;
+    assert_eq!(status, 400, "{path} {body}: {v}");
+    v["error"]["message"].as_str().expect("message").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_encoder_answers_its_splade_vectors() {
+    let cases = golden("bert_splade");
+    let want: Vec<Vec<f64>> = cases.iter().map(|c| floats(&c["sparse"])).collect();
+    let s = Server::start_path(&dir("bert_splade"), "splade", &[]).await;
+
+    let (status, v) = s
+        .post("/embed_sparse", &json!({"inputs": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let answers = v.as_array().expect("a list per input");
+    assert_eq!(answers.len(), cases.len());
+    for (answer, (case, want)) in answers.iter().zip(cases.iter().zip(&want)) {
+        assert_sparse_matches(answer, want, &case["text"].to_string());
+    }
+    // One text, and its token ids, answer the same.
+    let (_, one) = s
+        .post("/embed_sparse", &json!({"inputs": cases[1]["text"]}))
+        .await;
+    assert_sparse_matches(&one[0], &want[1], "one text");
+    let (_, ids) = s
+        .post("/embed_sparse", &json!({"inputs": cases[1]["ids"]}))
+        .await;
+    assert_eq!(ids, one);
+
+    // Dense over the vocabulary, as pooled; unit length when asked.
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, want) in v["data"].as_array().unwrap().iter().zip(&want) {
+        assert_close(&floats(&item["embedding"]), want, "/v1/embeddings");
+    }
+    let (_, v) = s
+        .post(
+            "/v1/embeddings",
+            &json!({"input": cases[0]["text"], "normalize": true}),
+        )
+        .await;
+    let norm = want[0].iter().map(|x| x * x).sum::<f64>().sqrt();
+    let unit: Vec<f64> = want[0].iter().map(|x| x / norm).collect();
+    assert_close(&floats(&v["data"][0]["embedding"]), &unit, "normalised");
+    let (_, p) = s
+        .post("/pooling", &json!({"input": [cases[2]["text"]]}))
+        .await;
+    assert_close(&floats(&p["data"][0]["data"]), &want[2], "/pooling");
+    let (_, o) = s
+        .post("/api/embed", &json!({"input": cases[0]["text"]}))
+        .await;
+    assert_close(&floats(&o["embeddings"][0]), &unit, "/api/embed");
+
+    // Two texts score by the dot product of their vectors.
+    let (status, v) = s
+        .post(
+            "/score",
+            &json!({"text_1": cases[0]["text"], "text_2": [cases[1]["text"], cases[2]["text"]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, other) in v["data"].as_array().unwrap().iter().zip([1, 2]) {
+        let dot: f64 = want[0].iter().zip(&want[other]).map(|(a, b)| a * b).sum();
+        assert_close(&[item["score"].as_f64().unwrap()], &[dot], "/score");
+    }
+
+    // What is refused.
+    let e = error_of(&s, "/v1/embeddings", json!({"input": "a", "dimensions": 8})).await;
+    assert!(e.contains("SPLADE") && e.contains("dimensions"), "{e}");
+    let e = error_of(&s, "/embed_sparse", json!({"inputs": 5})).await;
+    assert!(e.contains("`inputs`"), "{e}");
+    let e = error_of(&s, "/embed_sparse", json!({"inputs": []})).await;
+    assert!(e.contains("`inputs`"), "{e}");
+    let e = error_of(
+        &s,
+        "/embed_sparse",
+        json!({"inputs": "the cat", "truncation_direction": "middle"}),
+    )
+    .await;
+    assert!(e.contains("middle"), "{e}");
+    let e = error_of(
+        &s,
+        "/embed_sparse",
+        json!({"inputs": [1, 2], "prompt_name": "query"}),
+    )
+    .await;
+    assert!(e.contains("prompt_name"), "{e}");
+
+    // An input past the context (64 tokens) is refused unless cut; cut from either end.
+    let long = ["the cat sat on the mat"; 20].join(" ");
+    let e = error_of(&s, "/embed_sparse", json!({"inputs": long})).await;
+    assert!(e.contains("context"), "{e}");
+    let cut = |direction: &str| json!({"inputs": long, "truncate": true, "truncation_direction": direction});
+    let (status, right) = s.post("/embed_sparse", &cut("right")).await;
+    assert_eq!(status, 200, "{right}");
+    let (status, left) = s.post("/embed_sparse", &cut("Left")).await;
+    assert_eq!(status, 200, "{left}");
+    assert!(!right[0].as_array().unwrap().is_empty());
+    assert_ne!(right, left, "the two ends of the text differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sum_pooling_and_the_log1p_relu_activation_match_too() {
+    let cases = golden("roberta_splade");
+    let s = Server::start_path(&dir("roberta_splade"), "granite-sparse", &[]).await;
+    let (status, v) = s
+        .post("/embed_sparse", &json!({"inputs": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (answer, case) in v.as_array().unwrap().iter().zip(&cases) {
+        assert_sparse_matches(answer, &floats(&case["sparse"]), "roberta sum log1p_relu");
+    }
+}
+
+/// A copy of fixture `name`'s top-level files, without `left_out`.
+fn copy_without(name: &str, left_out: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir(name)).unwrap() {
+        let from = entry.unwrap().path();
+        let file = from.file_name().unwrap().to_str().unwrap().to_string();
+        if from.is_file() && !left_out.contains(&file.as_str()) {
+            std::fs::copy(&from, tmp.path().join(&file)).unwrap();
+        }
+    }
+    tmp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooling_splade_is_asked_of_a_masked_lm_and_refused_elsewhere() {
+    // A bare `BertForMaskedLM` (no sentence-transformers files) pools by SPLADE when asked,
+    // as max of log(1 + relu): what bert_splade's own files say.
+    let cases = golden("bert_splade");
+    let bare = copy_without("bert_splade", &["modules.json"]);
+    let s = Server::start_path(bare.path(), "bare", &["--pooling", "splade"]).await;
+    let (_, v) = s
+        .post("/embed_sparse", &json!({"inputs": cases[0]["text"]}))
+        .await;
+    assert_sparse_matches(&v[0], &floats(&cases[0]["sparse"]), "--pooling splade");
+    drop(s);
+
+    // Asked to pool otherwise, a SPLADE checkout embeds its [CLS] state: no sparse vectors.
+    let s = Server::start_path(&dir("bert_splade"), "cls", &["--pooling", "cls"]).await;
+    let (status, v) = s.post("/v1/embeddings", &json!({"input": "the cat"})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 32);
+    let e = error_of(&s, "/embed_sparse", json!({"inputs": "the cat"})).await;
+    assert!(e.contains("SPLADE") && e.contains("`cls`"), "{e}");
+    drop(s);
+
+    // A dense embedder has no head to pool by SPLADE with.
+    let s = Server::launch(&dir("bert_embed"), "dense", &["--pooling", "splade"]);
+    let failure = s.load_failure().await;
+    assert!(failure.contains("ForMaskedLM"), "{failure}");
+}
