@@ -11,9 +11,14 @@ CPU threads, over the same token ids, random weights (nothing to download):
   GeGLU FFN, a 128-token window on two layers of three), pinned transformers;
 - `--arch gte`: a gte-base-en-v1.5-shaped GteModel (12 layers, 768 wide, 3072 GeGLU FFN,
   NTK-scaled rotary positions, no token types), served from the remote code's checkout, which
-  needs transformers 5 like `nomic`.
+  needs transformers 5 like `nomic`;
+- `--arch splade`: a splade-v3-shaped BertForMaskedLM (bert-base: 12 layers, 768 wide, its
+  30522-entry masked-LM head) pooled by SPLADE (max of log(1 + relu)), timed as
+  sentence-transformers' SparseEncoder computes it against candor's `/embed_sparse`; its
+  output bias lowered so about 0.3% of the scores are positive, so each vector keeps a few
+  hundred entries, as a trained model's do.
 
-    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert|gte] [--candor target/release/candor]
+    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert|gte|splade] [--candor target/release/candor]
         [--threads 2] [--shapes 32x128,8x512] [--json FILE]
 
 Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
@@ -72,6 +77,26 @@ def make_checkout(out: Path, arch: str):
         save_file(remote_names(model.state_dict(), ""), str(out / "model.safetensors"))
         hub = remote_config("NewModel", 30528, theta, ntk, 0, **sizes)
         (out / "config.json").write_text(json.dumps(hub))
+    elif arch == "splade":
+        from transformers import BertConfig, BertForMaskedLM
+
+        config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
+                            num_attention_heads=12, intermediate_size=3072,
+                            max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu")
+        model = BertForMaskedLM(config).eval()
+        with torch.no_grad():
+            sample = model(input_ids=torch.tensor(inputs(4, 128))).logits
+            model.cls.predictions.bias -= torch.quantile(sample.flatten()[::97], 0.997)
+        model.save_pretrained(out, safe_serialization=True)
+        (out / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "",
+             "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
+            {"idx": 1, "name": "1", "path": "1_SpladePooling",
+             "type": "sentence_transformers.sparse_encoder.models.SpladePooling"}]))
+        (out / "1_SpladePooling").mkdir()
+        (out / "1_SpladePooling" / "config.json").write_text(
+            json.dumps({"pooling_strategy": "max", "activation_function": "relu"}))
+        model = SpladeTimed(model)
     elif arch == "modernbert":
         from transformers import ModernBertConfig, ModernBertModel
 
@@ -92,6 +117,19 @@ def make_checkout(out: Path, arch: str):
     for name in ["tokenizer.json", "tokenizer_config.json"]:
         (out / name).write_text((TOKENIZER / name).read_text())
     return model
+
+
+class SpladeTimed:
+    """A masked LM's SPLADE vectors as sentence-transformers' SpladePooling computes them."""
+
+    def __init__(self, mlm):
+        self.mlm = mlm
+
+    def __call__(self, input_ids):
+        import torch
+
+        logits = self.mlm(input_ids=input_ids).logits
+        return torch.max(torch.log1p(torch.relu(logits)), dim=1).values
 
 
 def inputs(n, length):
@@ -124,14 +162,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def time_candor(url, ids):
-    body = json.dumps({"input": ids}).encode()
+def time_candor(url, ids, sparse):
+    # A SPLADE vector is answered as its non-zero entries, as sparse-vector stores take it.
+    path, field = ("/embed_sparse", "inputs") if sparse else ("/v1/embeddings", "input")
+    body = json.dumps({field: ids}).encode()
 
     def post():
-        req = urllib.request.Request(url + "/v1/embeddings", data=body,
+        req = urllib.request.Request(url + path, data=body,
                                      headers={"Content-Type": "application/json"})
         answer = json.loads(urllib.request.urlopen(req).read())
-        assert len(answer["data"]) == len(ids)
+        assert len(answer if sparse else answer["data"]) == len(ids)
 
     return best_of_three(post)
 
@@ -141,7 +181,8 @@ def main():
     ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="32x128,8x512")
-    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert", "gte"], default="bert")
+    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert", "gte", "splade"],
+                    default="bert")
     ap.add_argument("--json")
     args = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -164,7 +205,7 @@ def main():
                     time.sleep(0.1)
             for n, length in shapes:
                 ids = inputs(n, length)
-                candor = time_candor(url, ids)
+                candor = time_candor(url, ids, args.arch == "splade")
                 hf = time_transformers(model, args.threads, ids)
                 rows.append({"inputs": n, "tokens_each": length,
                              "candor_tok_s": n * length / candor,
@@ -179,7 +220,8 @@ def main():
               f"transformers {r['transformers_tok_s']:7.0f} tok/s   "
               f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
     shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5",
-              "modernbert": "ModernBERT-base", "gte": "gte-base-en-v1.5"}[args.arch]
+              "modernbert": "ModernBERT-base", "gte": "gte-base-en-v1.5",
+              "splade": "splade-v3 (bert-base masked LM, SPLADE max pooling)"}[args.arch]
     doc = {"model": f"{shaped} shapes, random weights", "threads": args.threads,
            "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
     if args.json:
