@@ -269,4 +269,6 @@ fn encoders_match_transformers_on_the_gpu() {
     for name in common::encoder::SPLADE_ENCODERS {
         common::encoder::assert_splade_matches_golden(name, &device);
     }
+    // BGE-M3's lexical layer over the GPU's states.
+    common::encoder::assert_bge_m3_matches_golden(&device);
 }

@@ -95,6 +95,21 @@ fn splade_vectors_match_sentence_transformers() {
 }
 
 #[test]
+fn bge_m3_dense_and_lexical_weights_match_flag_embedding() {
+    let tok = tokenizer("bge_m3");
+    let golden = read_json(&dir("bge_m3").join("golden.json"));
+    for case in golden["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            as_u32s(&case["ids"]),
+            "{text}"
+        );
+    }
+    common::encoder::assert_bge_m3_matches_golden(&Device::Cpu);
+}
+
+#[test]
 fn the_classifier_heads_are_labelled_from_the_config() {
     let labels = |name: &str| {
         let config = EncoderConfig::from_dir(&dir(name)).unwrap().unwrap();

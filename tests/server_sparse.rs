@@ -3,7 +3,8 @@
 //! non-zero entries), `/v1/embeddings` and `/pooling` (the vector over the vocabulary, as
 //! pooled unless asked to normalise), `/score` (the dot product), Ollama's `/api/embed`
 //! (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM; what is
-//! refused, with a 400 or a load failure that says why.
+//! refused, with a 400 or a load failure that says why. BGE-M3 (tests/fixtures/tiny/
+//! make_bge_m3.py) against FlagEmbedding: its dense embedding and its lexical weights.
 mod common;
 
 use common::server::Server;
@@ -206,17 +207,72 @@ async fn pooling_splade_is_asked_of_a_masked_lm_and_refused_elsewhere() {
     assert_sparse_matches(&v[0], &floats(&cases[0]["sparse"]), "--pooling splade");
     drop(s);
 
-    // Asked to pool otherwise, a SPLADE checkout embeds its [CLS] state: no sparse vectors.
+    // Asked to pool otherwise, a SPLADE checkout embeds its [CLS] state, and its sparse
+    // vectors stay on /embed_sparse.
     let s = Server::start_path(&dir("bert_splade"), "cls", &["--pooling", "cls"]).await;
     let (status, v) = s.post("/v1/embeddings", &json!({"input": "the cat"})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 32);
+    let (_, v) = s
+        .post("/embed_sparse", &json!({"inputs": cases[1]["text"]}))
+        .await;
+    assert_sparse_matches(&v[0], &floats(&cases[1]["sparse"]), "beside cls");
+    drop(s);
+
+    // A dense embedder makes no sparse vectors.
+    let s = Server::start_path(&dir("bert_embed"), "dense", &[]).await;
     let e = error_of(&s, "/embed_sparse", json!({"inputs": "the cat"})).await;
-    assert!(e.contains("SPLADE") && e.contains("`cls`"), "{e}");
+    assert!(e.contains("sparse") && e.contains("BGE-M3"), "{e}");
     drop(s);
 
     // A dense embedder has no head to pool by SPLADE with.
     let s = Server::launch(&dir("bert_embed"), "dense", &["--pooling", "splade"]);
     let failure = s.load_failure().await;
     assert!(failure.contains("ForMaskedLM"), "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bge_m3_answers_its_dense_embedding_and_its_lexical_weights() {
+    let cases = golden("bge_m3");
+    let s = Server::start_path(&dir("bge_m3"), "bge-m3", &[]).await;
+    // The dense embedding its sentence-transformers files name: [CLS], normalised.
+    let (status, v) = s
+        .post("/v1/embeddings", &json!({"input": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&cases) {
+        assert_close(
+            &floats(&item["embedding"]),
+            &floats(&case["dense"]),
+            "dense",
+        );
+    }
+    // Its lexical weights, FlagEmbedding's `lexical_weights` by id.
+    let (status, v) = s
+        .post("/embed_sparse", &json!({"inputs": texts(&cases)}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let vocab = common::read_json(&dir("bge_m3").join("golden.json"))["vocab_size"]
+        .as_u64()
+        .unwrap() as usize;
+    for (answer, case) in v.as_array().unwrap().iter().zip(&cases) {
+        let mut want = vec![0.0; vocab];
+        for (id, w) in case["lexical_weights"].as_object().unwrap() {
+            want[id.parse::<usize>().unwrap()] = w.as_f64().unwrap();
+        }
+        assert_sparse_matches(answer, &want, &case["text"].to_string());
+    }
+    drop(s);
+
+    // `--pooling splade` makes the lexical weights its embeddings, dense over the vocabulary.
+    let s = Server::start_path(&dir("bge_m3"), "bge-m3", &["--pooling", "splade"]).await;
+    let (_, v) = s
+        .post("/v1/embeddings", &json!({"input": cases[0]["text"]}))
+        .await;
+    let embedding = floats(&v["data"][0]["embedding"]);
+    assert_eq!(embedding.len(), vocab);
+    for (id, w) in cases[0]["lexical_weights"].as_object().unwrap() {
+        let got = embedding[id.parse::<usize>().unwrap()];
+        assert_close(&[got], &[w.as_f64().unwrap()], "lexical as the embedding");
+    }
 }

@@ -27,10 +27,10 @@ pub enum LogitsWanted {
     /// No logits; the final hidden state of the chunk's first row (a prompt's first token,
     /// for `[CLS]` pooling: asked of the chunk that starts the prompt).
     HiddenFirst,
-    /// No logits, no states: the sequence's SPLADE vector over the vocabulary (its masked-LM
-    /// head's scores of every token, pooled), one row of the step's `splade` output; asked of
-    /// an encoder's whole prompt.
-    Splade,
+    /// No logits, no states: the sequence's sparse vector over the vocabulary (SPLADE's
+    /// pooled masked-LM scores, or BGE-M3's lexical weights), one row of the step's `sparse`
+    /// output; asked of an encoder's whole prompt.
+    Sparse,
 }
 
 /// One sequence's part of a batch.
@@ -58,7 +58,7 @@ impl SeqInput {
             | LogitsWanted::HiddenLast
             | LogitsWanted::HiddenAll
             | LogitsWanted::HiddenFirst
-            | LogitsWanted::Splade => n..n,
+            | LogitsWanted::Sparse => n..n,
             LogitsWanted::Last | LogitsWanted::Argmax => n.saturating_sub(1)..n,
             LogitsWanted::All | LogitsWanted::ArgmaxAll => 0..n,
         }

@@ -1,20 +1,21 @@
 //! The runner of a bidirectional encoder (`candor_models::encoder`): each step's prompts run
 //! whole, in one pass (the engine hands them so: `whole_prompts`), and the final hidden states
-//! the step asks for come back for pooling, or, for a masked LM served as a SPLADE encoder,
-//! each prompt's vector over the vocabulary, pooled on the device. An encoder has no KV cache, so the engine's blocks
+//! the step asks for come back for pooling, or each prompt's sparse vector over the
+//! vocabulary (a SPLADE masked LM's, pooled on the device; BGE-M3's lexical weights). An encoder has no KV cache, so the engine's blocks
 //! are bookkeeping only: nothing is stored or copied, and no prefix is cached.
 use super::error::EngineError;
 use super::runner::{Logits, Runner};
 use candle_core::Tensor;
 use candor_models::backend::DeviceInfo;
-use candor_models::encoder::{token_types, BertEncoder, EncoderInput, Splade};
+use candor_models::encoder::{token_types, BertEncoder, EncoderInput, SparseHead};
 use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, LogitsWanted, ModelSpec};
 
 pub struct EncoderRunner {
     encoder: BertEncoder,
-    /// The masked-LM head and pooling of a SPLADE checkout (`LogitsWanted::Splade`).
-    splade: Option<Splade>,
+    /// The head that makes sparse vectors (`LogitsWanted::Sparse`): a SPLADE checkout's
+    /// masked LM, BGE-M3's lexical layer.
+    sparse: Option<SparseHead>,
     spec: ModelSpec,
     device: DeviceInfo,
     /// The pair separator the token types are read from (`[SEP]`).
@@ -30,7 +31,7 @@ impl EncoderRunner {
     /// nothing); `threads` is the CPU pool a pass runs in, where it runs on the CPU.
     pub fn new(
         encoder: BertEncoder,
-        splade: Option<Splade>,
+        sparse: Option<SparseHead>,
         device: DeviceInfo,
         separator: Option<u32>,
         blocks: usize,
@@ -40,7 +41,7 @@ impl EncoderRunner {
         EncoderRunner {
             spec: encoder.config().spec(),
             encoder,
-            splade,
+            sparse,
             device,
             separator,
             block_size,
@@ -76,20 +77,21 @@ impl EncoderRunner {
             .collect();
         let states = self.encoder.forward(&inputs)?;
         let mut rows = Vec::new();
-        let mut splade = Vec::new();
+        let mut sparse = Vec::new();
         let mut first = 0u32;
         for seq in &batch.seqs {
             rows.extend(seq.hidden_rows().map(|r| first + r as u32));
-            if seq.logits == LogitsWanted::Splade {
-                let head = self.splade.as_ref().ok_or_else(|| {
+            if seq.logits == LogitsWanted::Sparse {
+                let head = self.sparse.as_ref().ok_or_else(|| {
                     EngineError::Backend(
-                        "a SPLADE vector needs a masked LM's head (`*ForMaskedLM`); this \
-                         encoder has none"
+                        "a sparse vector needs a SPLADE masked LM's or BGE-M3's lexical head; \
+                         this encoder has neither"
                             .into(),
                     )
                 })?;
                 let own = states.narrow(0, first as usize, seq.tokens.len());
-                splade.extend(head.pool(&own.map_err(model)?)?);
+                let vocab = self.spec.vocab_size;
+                sparse.extend(head.pool(&own.map_err(model)?, &seq.tokens, vocab)?);
             }
             first += seq.tokens.len() as u32;
         }
@@ -110,7 +112,7 @@ impl EncoderRunner {
             vocab: self.spec.vocab_size,
             hidden,
             hidden_size,
-            splade,
+            sparse,
             ..Default::default()
         })
     }

@@ -178,8 +178,9 @@ pub struct LoadedModel {
     /// Whether the model generates: not when its file's head is a classifier (its language
     /// model head is absent or not what it was trained with).
     pub generates: bool,
-    /// Whether it can pool by SPLADE (`Pooling::Splade`): a masked LM's head is loaded.
-    pub splade: bool,
+    /// Whether it makes sparse vectors (`Pooling::Sparse`): a SPLADE masked LM's head or
+    /// BGE-M3's lexical layer is loaded.
+    pub sparse: bool,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.
@@ -423,7 +424,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
     let loaded = LoadedModel {
         classifier,
         generates,
-        splade: false,
+        sparse: false,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,

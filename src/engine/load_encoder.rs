@@ -1,16 +1,17 @@
 //! Loading a bidirectional encoder checkout (BERT, RoBERTa, XLM-RoBERTa) for serving: its
 //! weights on the CPU or a CUDA device, its tokenizer in encoder mode (the file's own
-//! `[CLS] … [SEP]` post-processor), its head where it is a classifier or a masked LM (whose
-//! head makes SPLADE vectors), and the pooling its sentence-transformers files name (`[CLS]`
+//! `[CLS] … [SEP]` post-processor), its head where it is a classifier, its sparse head where
+//! it has one (`load_sparse`), and the pooling its sentence-transformers files name (`[CLS]`
 //! otherwise, as BERT embedders are trained).
 use super::block_manager::BLOCK_SIZE;
 use super::encoder_runner::EncoderRunner;
 use super::error::EngineError;
 use super::load::{checkout_dense, checkout_tokenizer, fitting, LoadOptions, LoadedModel};
+use super::load_sparse::sparse_head;
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
-use candor_models::encoder::{BertEncoder, EncoderConfig, Family, MlmHead, Splade, SpladeConfig};
+use candor_models::encoder::{BertEncoder, EncoderConfig, SparseHead};
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
 use candor_models::tokenizer::Tokenizer;
@@ -27,7 +28,6 @@ pub fn load_encoder(
     check_options(opts)?;
     let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
     let (encoder, head) = BertEncoder::load(&config, path, &device)?;
-    let splade = splade_head(&config, path, &encoder, &device)?;
     let tokenizer = match checkout_tokenizer(path)? {
         Some(tok) => Some(fitting(
             tok.for_encoder().map_err(ModelError::from)?,
@@ -35,8 +35,9 @@ pub fn load_encoder(
         )?),
         None => None,
     };
+    let sparse = sparse_head(&config, path, &encoder, tokenizer.as_ref(), &device)?;
     let pooling = match super::pooling::from_sentence_transformers(path) {
-        _ if splade.as_ref().is_some_and(|s| s.named) => Some(Pooling::Splade),
+        _ if sparse.as_ref().is_some_and(|s| s.pools) => Some(Pooling::Sparse),
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "pooling by the first token ([CLS])");
@@ -48,7 +49,7 @@ pub fn load_encoder(
     let loaded = Encoder {
         encoder,
         head,
-        splade: splade.map(|s| s.splade),
+        sparse: sparse.map(|s| s.head),
         tokenizer,
         pooling,
         dense,
@@ -81,7 +82,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
     let loaded = Encoder {
         encoder,
         head,
-        splade: None,
+        sparse: None,
         tokenizer: Some(tokenizer),
         pooling,
         dense: None,
@@ -89,50 +90,6 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         quantization: gguf.file_type_name().map(str::to_string),
     };
     Ok(loaded.serving(path, info, threads, opts))
-}
-
-/// A masked LM's head and SPLADE pooling, and whether the checkout's sentence-transformers
-/// files name that pooling (a `SparseEncoder`) rather than `--pooling splade` choosing it.
-struct SpladeHead {
-    splade: Splade,
-    named: bool,
-}
-
-/// The SPLADE head of a BERT or RoBERTa masked LM (`*ForMaskedLM`), pooling as its
-/// `SpladePooling` module says (else max of `log(1 + relu)`). A masked LM served as a dense
-/// embedder (bert-base-uncased is one) whose head does not load is still served, without it;
-/// a checkout whose files name SPLADE pooling is refused without it.
-fn splade_head(
-    config: &EncoderConfig,
-    path: &Path,
-    encoder: &BertEncoder,
-    device: &candle_core::Device,
-) -> Result<Option<SpladeHead>, EngineError> {
-    let named = SpladeConfig::from_dir(path)?;
-    let masked_lm = candor_models::encoder::is_masked_lm(path)?;
-    if !masked_lm || !matches!(config.family, Family::Bert | Family::Roberta) {
-        return match named {
-            Some(_) => Err(refused(
-                "the checkout's sentence-transformers files pool by SPLADE, which reads a \
-                 masked LM's head: its config.json must name a BERT or RoBERTa `*ForMaskedLM`",
-            )),
-            None => Ok(None),
-        };
-    }
-    match MlmHead::load(config, path, encoder.word_embeddings(), device) {
-        Ok(head) => Ok(Some(SpladeHead {
-            splade: Splade {
-                head,
-                config: named.unwrap_or_default(),
-            },
-            named: named.is_some(),
-        })),
-        Err(e) if named.is_none() => {
-            tracing::warn!(error = %e, "the masked LM's head is not loaded: no SPLADE pooling");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// What the options may ask of an encoder: not what only a decoder has.
@@ -155,8 +112,8 @@ fn check_options(opts: &LoadOptions) -> Result<(), EngineError> {
 struct Encoder {
     encoder: BertEncoder,
     head: Option<candor_models::classifier::Classifier>,
-    /// A masked LM's SPLADE head (`--pooling splade`).
-    splade: Option<Splade>,
+    /// Its sparse head (SPLADE's masked LM, BGE-M3's lexical layer).
+    sparse: Option<SparseHead>,
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,
@@ -177,10 +134,10 @@ impl Encoder {
         let separator = self.tokenizer.as_ref().and_then(Tokenizer::separator);
         let spec = self.encoder.config().spec();
         let blocks = opts.kv_tokens.div_ceil(BLOCK_SIZE).max(1);
-        let splade = self.splade.is_some();
+        let sparse = self.sparse.is_some();
         let runner = EncoderRunner::new(
             self.encoder,
-            self.splade,
+            self.sparse,
             info,
             separator,
             blocks,
@@ -200,7 +157,7 @@ impl Encoder {
             dense: self.dense,
             classifier: self.head,
             generates: false,
-            splade,
+            sparse,
             generation: Ok(GenerationDefaults::default()),
         }
     }

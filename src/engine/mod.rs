@@ -13,6 +13,7 @@ pub mod grammar;
 pub mod infill;
 pub mod load;
 pub mod load_encoder;
+mod load_sparse;
 pub mod mirostat;
 pub mod op_profile;
 pub mod penalties;

@@ -17,9 +17,10 @@ pub enum Pooling {
     Cls,
     /// Every prompt token's state, one after another.
     None,
-    /// A SPLADE vector over the vocabulary: a masked LM's scores of every token,
-    /// `log(1 + relu)`, pooled (`candor_models::encoder::Splade`), computed by the runner.
-    Splade,
+    /// A sparse vector over the vocabulary, computed by the runner's sparse head
+    /// (`candor_models::encoder::SparseHead`): SPLADE's (a masked LM's scores of every token,
+    /// `log(1 + relu)`, pooled) or BGE-M3's lexical weights.
+    Sparse,
 }
 
 impl Pooling {
@@ -51,7 +52,7 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
             Pooling::None => "none",
-            Pooling::Splade => "splade",
+            Pooling::Sparse => "sparse",
         }
     }
 }
@@ -71,7 +72,7 @@ impl std::str::FromStr for Pooling {
             "mean" => Ok(Pooling::Mean),
             "cls" => Ok(Pooling::Cls),
             "none" => Ok(Pooling::None),
-            "splade" => Ok(Pooling::Splade),
+            "splade" | "sparse" => Ok(Pooling::Sparse),
             other => Err(format!(
                 "unknown pooling `{other}` (last, mean, cls, none, splade)"
             )),
@@ -171,8 +172,8 @@ impl Pool {
             }
             match pooling {
                 Pooling::Last => self.acc = row.to_vec(),
-                Pooling::Cls | Pooling::Splade if pos == 0 => self.acc = row.to_vec(),
-                Pooling::Cls | Pooling::Splade => {}
+                Pooling::Cls | Pooling::Sparse if pos == 0 => self.acc = row.to_vec(),
+                Pooling::Cls | Pooling::Sparse => {}
                 Pooling::Mean if self.acc.is_empty() => self.acc = row.to_vec(),
                 Pooling::Mean => {
                     for (a, x) in self.acc.iter_mut().zip(row) {
@@ -189,7 +190,7 @@ impl Pool {
     /// pooling, each position's in turn.
     pub fn embedding(&self, pooling: Pooling, prompt_len: usize) -> Vec<f32> {
         match pooling {
-            Pooling::Last | Pooling::Cls | Pooling::None | Pooling::Splade => self.acc.clone(),
+            Pooling::Last | Pooling::Cls | Pooling::None | Pooling::Sparse => self.acc.clone(),
             Pooling::Mean => {
                 let n = prompt_len.max(1) as f32;
                 self.acc.iter().map(|x| x / n).collect()

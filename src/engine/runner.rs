@@ -27,9 +27,9 @@ pub struct Logits {
     /// (`LogitsWanted::HiddenLast` / `HiddenAll`).
     pub hidden: Vec<f32>,
     pub hidden_size: usize,
-    /// SPLADE vectors, `vocab` values each, one per sequence that asked
-    /// (`LogitsWanted::Splade`), in batch order.
-    pub splade: Vec<f32>,
+    /// Sparse vectors over the vocabulary, `vocab` values each, one per sequence that asked
+    /// (`LogitsWanted::Sparse`), in batch order.
+    pub sparse: Vec<f32>,
 }
 
 impl Logits {
@@ -49,10 +49,10 @@ impl Logits {
         self.hidden.get(i * h..(i + 1) * h).unwrap_or(&[])
     }
 
-    /// The SPLADE vector of the step's `i`-th sequence that asked for one; empty past the last.
-    pub fn splade_row(&self, i: usize) -> &[f32] {
+    /// The sparse vector of the step's `i`-th sequence that asked for one; empty past the last.
+    pub fn sparse_row(&self, i: usize) -> &[f32] {
         let v = self.vocab;
-        self.splade.get(i * v..(i + 1) * v).unwrap_or(&[])
+        self.sparse.get(i * v..(i + 1) * v).unwrap_or(&[])
     }
 
     /// Rows the step returned (one per requested position).

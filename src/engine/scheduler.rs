@@ -1042,8 +1042,8 @@ impl Engine {
                     _ if s.scoring() => LogitsWanted::All,
                     _ if s.pooling_every_row() => LogitsWanted::HiddenAll,
                     // An encoder's runner pools the whole prompt it is handed.
-                    _ if s.req.pooling == Some(Pooling::Splade) => match p.start {
-                        0 => LogitsWanted::Splade,
+                    _ if s.req.pooling == Some(Pooling::Sparse) => match p.start {
+                        0 => LogitsWanted::Sparse,
                         _ => LogitsWanted::None,
                     },
                     _ if s.req.pooling == Some(Pooling::Cls) => match p.start {
@@ -1090,7 +1090,7 @@ impl Engine {
         };
         let mut row = 0;
         let mut hidden_row = 0;
-        let mut splade_row = 0;
+        let mut sparse_row = 0;
         // Who takes tokens from this step: (sequence, its first row, its drafts).
         let mut takers: Vec<(usize, usize, &[u32])> = Vec::new();
         for (input, sch) in batch.seqs.iter().zip(&order) {
@@ -1119,11 +1119,11 @@ impl Engine {
                 seq.pool.take_in(pooling, sch.start + hidden.start, states);
             }
             hidden_row += hidden.len();
-            if input.logits == LogitsWanted::Splade {
+            if input.logits == LogitsWanted::Sparse {
                 if let Some(pooling) = seq.req.pooling {
-                    seq.pool.take_in(pooling, 0, [out.splade_row(splade_row)]);
+                    seq.pool.take_in(pooling, 0, [out.sparse_row(sparse_row)]);
                 }
-                splade_row += 1;
+                sparse_row += 1;
             }
             if sch.wants {
                 let draft = &input.tokens[sch.len..];

@@ -15,7 +15,7 @@ fn scripted_logits(batch: &Batch) -> Logits {
     let mut data = Vec::new();
     let mut kinds = Vec::new();
     let mut hidden = Vec::new();
-    let mut splade = Vec::new();
+    let mut sparse = Vec::new();
     for s in &batch.seqs {
         // A hidden state names its token: `[token, 1, 0, 0]`.
         for r in s.hidden_rows() {
@@ -26,13 +26,13 @@ fn scripted_logits(batch: &Batch) -> Logits {
             | LogitsWanted::HiddenLast
             | LogitsWanted::HiddenAll
             | LogitsWanted::HiddenFirst => {}
-            // A SPLADE vector counts the sequence's tokens.
-            LogitsWanted::Splade => {
+            // A sparse vector counts the sequence's tokens.
+            LogitsWanted::Sparse => {
                 let mut row = [0.0; VOCAB];
                 for &t in &s.tokens {
                     row[t as usize % VOCAB] += 1.0;
                 }
-                splade.extend(row);
+                sparse.extend(row);
             }
             LogitsWanted::Argmax => kinds.push(LogitRow::Argmax(2)),
             LogitsWanted::ArgmaxAll => kinds.extend(s.tokens.iter().map(|_| LogitRow::Argmax(2))),
@@ -50,7 +50,7 @@ fn scripted_logits(batch: &Batch) -> Logits {
         kinds,
         hidden,
         hidden_size: 4,
-        splade,
+        sparse,
     }
 }
 
@@ -764,7 +764,7 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
 }
 
 #[test]
-fn splade_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
+fn sparse_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
     let steps = Arc::new(Mutex::new(Vec::new()));
     let record = steps.clone();
     let runner = FakeRunner::new(64, move |batch| {
@@ -783,9 +783,9 @@ fn splade_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
     let asks = [
-        (vec![1, 3, 3, 5], Pooling::Splade),
+        (vec![1, 3, 3, 5], Pooling::Sparse),
         (vec![6, 2], Pooling::Cls),
-        (vec![2, 2, 2], Pooling::Splade),
+        (vec![2, 2, 2], Pooling::Sparse),
     ];
     let (reqs, rxs): (Vec<_>, Vec<_>) = (asks.iter().enumerate())
         .map(|(i, (prompt, pooling))| {
@@ -807,8 +807,8 @@ fn splade_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
         );
     }
     let steps = steps.lock().unwrap().clone();
-    use LogitsWanted::{HiddenFirst, Splade};
-    assert_eq!(steps, [vec![Splade, HiddenFirst, Splade]]);
+    use LogitsWanted::{HiddenFirst, Sparse};
+    assert_eq!(steps, [vec![Sparse, HiddenFirst, Sparse]]);
     handle.shutdown();
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const MARKER: &str = ".candor-checkout";
 
 /// Files at the top of a checkout that a model may need.
-const NAMED: [&str; 12] = [
+const NAMED: [&str; 13] = [
     "config.json",
     "generation_config.json",
     "tokenizer.json",
@@ -23,6 +23,8 @@ const NAMED: [&str; 12] = [
     "config_sentence_transformers.json",
     "sentence_bert_config.json",
     "added_tokens.json",
+    // BGE-M3's lexical layer (PyTorch's format, read without running code).
+    "sparse_linear.pt",
 ];
 
 /// The files of a repository listing that make a servable checkout: config.json, the
@@ -120,6 +122,8 @@ mod tests {
             "2_Dense/model.safetensors",
             "2_Dense/pytorch_model.bin",
             "3_Normalize/config.json",
+            "sparse_linear.pt",
+            "colbert_linear.pt",
             "adapter_model.safetensors",
         ]);
         assert_eq!(
@@ -133,6 +137,7 @@ mod tests {
                 "1_Pooling/config.json",
                 "2_Dense/config.json",
                 "2_Dense/model.safetensors",
+                "sparse_linear.pt",
             ])
         );
         // A SPLADE sparse encoder's pooling (sentence-transformers' `SparseEncoder`).

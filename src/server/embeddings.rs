@@ -86,8 +86,8 @@ impl EmbeddingRequest {
     /// answer them).
     pub fn vector_norm(&self, pooling: Pooling) -> i64 {
         match (pooling, self.normalize) {
-            (Pooling::Splade, Some(true)) => EUCLIDEAN,
-            (Pooling::Splade, _) => NOT_SCALED,
+            (Pooling::Sparse, Some(true)) => EUCLIDEAN,
+            (Pooling::Sparse, _) => NOT_SCALED,
             _ => self.norm(),
         }
     }
@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(req(json!({"normalize": true})).norm(), EUCLIDEAN);
         assert_eq!(req(json!({"normalize": false})).norm(), NOT_SCALED);
         // SPLADE's term weights are answered as pooled unless asked otherwise.
-        let splade = |body| req(body).vector_norm(Pooling::Splade);
+        let splade = |body| req(body).vector_norm(Pooling::Sparse);
         assert_eq!(splade(json!({})), NOT_SCALED);
         assert_eq!(splade(json!({"normalize": false})), NOT_SCALED);
         assert_eq!(splade(json!({"normalize": true})), EUCLIDEAN);

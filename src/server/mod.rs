@@ -415,11 +415,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .pooling
         .or(model.pooling)
         .unwrap_or(crate::engine::pooling::Pooling::Last);
-    if pooling == crate::engine::pooling::Pooling::Splade && !model.splade {
+    if pooling == crate::engine::pooling::Pooling::Sparse && !model.sparse {
         return Err(
-            "--pooling splade reads a masked LM's scores of the vocabulary: serve a \
-                    BERT or RoBERTa `*ForMaskedLM` checkout (a SPLADE model such as \
-                    naver/splade-v3)"
+            "--pooling splade makes sparse vectors over the vocabulary, from a BERT or \
+                    RoBERTa `*ForMaskedLM` checkout's head (a SPLADE model such as \
+                    naver/splade-v3) or BGE-M3's `sparse_linear.pt`: this model has neither"
                 .into(),
         );
     }
@@ -458,6 +458,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         dense: model.dense.take().map(Arc::new),
         prompts,
         classifier: model.classifier.take().map(Arc::new),
+        sparse: model.sparse,
         generates: model.generates,
         encoder,
         facts,

@@ -38,6 +38,9 @@ pub struct Ready {
     pub prompts: crate::server::embedding_prompts::EmbeddingPrompts,
     /// The classification head `/classify`, `/score` and `/rerank` run (`server::classify`).
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
+    /// Whether the model makes sparse vectors over the vocabulary (`/embed_sparse`): a SPLADE
+    /// masked LM's head or BGE-M3's lexical layer.
+    pub sparse: bool,
     /// False for a model served for its classification head alone: generation is refused.
     pub generates: bool,
     /// An encoder (BERT-style): inputs fill the whole context and are cut at their tail,
@@ -55,7 +58,7 @@ impl Ready {
     /// Dimensions of a pooled embedding: the hidden size, or the last `Dense` module's; a
     /// SPLADE vector's, the vocabulary's.
     pub fn embedding_size(&self) -> usize {
-        if self.pooling == crate::engine::pooling::Pooling::Splade {
+        if self.pooling == crate::engine::pooling::Pooling::Sparse {
             return self.limits.vocab;
         }
         self.dense
@@ -70,7 +73,7 @@ impl Ready {
         let all = self.embedding_size();
         match asked {
             Some(d)
-                if self.pooling == crate::engine::pooling::Pooling::Splade && d != all as i64 =>
+                if self.pooling == crate::engine::pooling::Pooling::Sparse && d != all as i64 =>
             {
                 Err(ApiError::invalid(
                     "dimensions",

@@ -140,3 +140,53 @@ pub fn assert_splade_matches_golden(name: &str, device: &Device) {
         }
     }
 }
+
+/// The tiny BGE-M3 (tests/fixtures/tiny/make_bge_m3.py) on `device`, against FlagEmbedding's
+/// `BGEM3FlagModel`: each text's dense embedding (its `[CLS]` state, normalised) within 1e-4,
+/// and its lexical weights (`sparse_linear.pt`, special tokens left out, each id's largest)
+/// the same ids within 1e-4.
+pub fn assert_bge_m3_matches_golden(device: &Device) {
+    use candor_models::encoder::LexicalHead;
+    let dir = encoder_dir("bge_m3");
+    let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
+    let (encoder, _) = BertEncoder::load(&config, &dir, device).unwrap();
+    // XLM-R's <s>, </s>, <pad> and <unk>, as FlagEmbedding leaves them out.
+    let head = LexicalHead::load(&dir, config.hidden_size, vec![0, 2, 1, 3], device)
+        .unwrap()
+        .expect("sparse_linear.pt");
+    let golden = read_json(&dir.join("golden.json"));
+    for case in golden["cases"].as_array().unwrap() {
+        let text = &case["text"];
+        let ids = as_u32s(&case["ids"]);
+        let types = vec![0; ids.len()];
+        let states = (encoder.forward(&[EncoderInput {
+            ids: &ids,
+            type_ids: &types,
+        }]))
+        .unwrap();
+        let cls = states.get(0).unwrap().to_vec1::<f32>().unwrap();
+        let norm = cls.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let dense: Vec<f32> = cls.iter().map(|x| x / norm).collect();
+        let diff = max_abs_diff(&dense, &as_f32s(&case["dense"]));
+        assert!(
+            diff < 1e-4,
+            "bge_m3 {text}: dense differs by {diff} on {device:?}"
+        );
+        let vocab = config.vocab_size;
+        let got = head.pool(&states, &ids, vocab).unwrap();
+        let want = case["lexical_weights"].as_object().unwrap();
+        let nonzero: Vec<(usize, f32)> = (got.iter().enumerate())
+            .filter(|(_, &v)| v != 0.0)
+            .map(|(i, &v)| (i, v))
+            .collect();
+        assert_eq!(
+            nonzero.len(),
+            want.len(),
+            "bge_m3 {text}: {nonzero:?} vs {want:?}"
+        );
+        for (id, v) in nonzero {
+            let w = want[&id.to_string()].as_f64().unwrap() as f32;
+            assert!((v - w).abs() < 1e-4, "bge_m3 {text}: id {id}: {v} vs {w}");
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
 //! MiniLMs), NomicBERT's (nomic-embed-text), ModernBERT's (modernbert-embed,
 //! gte-modernbert) and GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
-//! snowflake-arctic-embed-m-v2.0), and BERT's and RoBERTa's masked LMs as SPLADE sparse
-//! encoders (`splade`). Every token attends to every other, so an input is read whole, in one pass, with
+//! snowflake-arctic-embed-m-v2.0); sparse vectors from BERT's and RoBERTa's masked LMs
+//! (SPLADE: `splade`) and from BGE-M3's lexical head (`lexical`). Every token attends to every other, so an input is read whole, in one pass, with
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
@@ -12,14 +12,18 @@ mod cpu_ops;
 mod gguf;
 mod gte;
 mod layer;
+mod lexical;
 mod modern;
 mod nomic;
 mod rotary;
+mod sparse;
 mod splade;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use config::{EncoderActivation, EncoderConfig, Family, LocalAttention};
 pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
+pub use lexical::{LexicalHead, LEXICAL_FILE};
+pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,

@@ -35,7 +35,7 @@ pub async fn llama_embeddings(
     };
     let norm = match fields.remove("embd_normalize") {
         // SPLADE's term weights are compared as pooled (`EmbeddingRequest::vector_norm`).
-        None if state.ready()?.pooling == Pooling::Splade => embeddings::NOT_SCALED,
+        None if state.ready()?.pooling == Pooling::Sparse => embeddings::NOT_SCALED,
         None => embeddings::EUCLIDEAN,
         Some(n) => match n.as_i64() {
             Some(n) if (-1..=64).contains(&n) => n,

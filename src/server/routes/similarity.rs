@@ -193,7 +193,7 @@ async fn scoring_vectors(
         .await?
         .into_iter()
         .map(|v| match ready.pooling {
-            Pooling::Splade => v,
+            Pooling::Sparse => v,
             _ => normalised(v, usize::MAX),
         })
         .collect();

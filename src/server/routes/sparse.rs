@@ -1,10 +1,12 @@
-//! `POST /embed_sparse` (text-embeddings-inference's): each input's SPLADE vector as its
+//! `POST /embed_sparse` (text-embeddings-inference's): each input's sparse vector as its
 //! non-zero entries, `[[{"index": vocabulary id, "value": weight}, …], …]` in input order,
 //! each list by index; the vectors as pooled (term weights, compared by dot product), as
-//! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them. Served where the model pools
-//! by SPLADE (a sentence-transformers `SparseEncoder` checkout, or `--pooling splade` on a
-//! masked LM). `/v1/embeddings` answers the same vectors dense over the vocabulary.
-use super::embeddings::pooled;
+//! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them. Served where the model has a
+//! sparse head, whatever it pools its dense embeddings by: a SPLADE masked LM (a
+//! sentence-transformers `SparseEncoder` checkout, whose `/v1/embeddings` answers the same
+//! vectors dense over the vocabulary) or BGE-M3 (its lexical weights, beside the `[CLS]`
+//! embedding `/v1/embeddings` answers).
+use super::embeddings::run_pooling;
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{checked_inputs, tokenized_inputs, EmbeddingInput};
 use crate::server::error::ApiError;
@@ -51,16 +53,15 @@ pub async fn embed_sparse(
     Json(req): Json<EmbedSparseRequest>,
 ) -> Result<Response, ApiError> {
     let ready = state.ready()?;
-    if ready.pooling != Pooling::Splade {
-        return Err(ApiError::bad_request(format!(
-            "/embed_sparse answers SPLADE vectors; this server pools by `{}`: serve a SPLADE \
-             checkout (a sentence-transformers SparseEncoder such as naver/splade-v3) or a \
-             masked LM with `--pooling splade`",
-            ready.pooling
-        )));
+    if !ready.sparse {
+        return Err(ApiError::bad_request(
+            "/embed_sparse answers sparse vectors, which this model does not make: serve a \
+             SPLADE checkout (a BERT or RoBERTa masked LM, such as naver/splade-v3) or BGE-M3 \
+             (with its sparse_linear.pt)",
+        ));
     }
     let inputs = sparse_inputs(ready, &req)?;
-    let vectors = pooled(ready, &inputs, 0, None).await?;
+    let vectors = run_pooling(ready, &inputs, Pooling::Sparse, 0, None).await?;
     let answer: Vec<Vec<SparseValue>> = vectors.iter().map(|v| sparsified(v)).collect();
     Ok(axum::Json(answer).into_response())
 }

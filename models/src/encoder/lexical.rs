@@ -1,0 +1,113 @@
+//! BGE-M3's lexical weights: beside its dense `[CLS]` embedding, BAAI's checkout ships a
+//! one-output layer (`sparse_linear.pt`) that weighs each token, `relu(w · h + b)`; a text's
+//! sparse vector holds, for every vocabulary id it contains, the largest weight of its
+//! occurrences, leaving out the special tokens (`[CLS]`, EOS, padding, unknown), as
+//! FlagEmbedding's `BGEM3FlagModel` answers `lexical_weights`. The file is PyTorch's (a
+//! pickled state dict), read by candle's restricted unpickler: it runs no code.
+use crate::error::{ModelError, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::Path;
+
+/// The file BAAI's checkout keeps the lexical layer in.
+pub const LEXICAL_FILE: &str = "sparse_linear.pt";
+
+pub struct LexicalHead {
+    /// `[hidden, 1]`.
+    weight: Tensor,
+    bias: f32,
+    /// Token ids that weigh nothing whatever the layer says (the special tokens).
+    skipped: Vec<u32>,
+}
+
+impl LexicalHead {
+    /// The layer in `dir/sparse_linear.pt` for states `hidden` wide, on `device`; None where
+    /// the checkout has no such file. `skipped`: the ids of the tokenizer's `[CLS]`, EOS,
+    /// padding and unknown tokens.
+    pub fn load(
+        dir: &Path,
+        hidden: usize,
+        skipped: Vec<u32>,
+        device: &Device,
+    ) -> Result<Option<LexicalHead>> {
+        let path = dir.join(LEXICAL_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let bad = |why: String| ModelError::Config(format!("{}: {why}", path.display()));
+        let tensors = candle_core::pickle::read_all(&path).map_err(|e| bad(e.to_string()))?;
+        let named = |name: &str| -> Result<Tensor> {
+            let (_, t) = (tensors.iter())
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| bad(format!("no `{name}` tensor")))?;
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?)
+        };
+        let weight = named("weight")?;
+        let bias = named("bias")?.to_vec1::<f32>()?;
+        if weight.dim(0)? != hidden || bias.len() != 1 {
+            return Err(bad(format!(
+                "a layer of {} weights and {} biases; the model's states are {hidden} wide \
+                 and the layer has one output",
+                weight.dim(0)?,
+                bias.len()
+            )));
+        }
+        Ok(Some(LexicalHead {
+            weight: weight.reshape((hidden, 1))?.to_device(device)?,
+            bias: bias[0],
+            skipped,
+        }))
+    }
+
+    /// One input's sparse vector over a vocabulary of `vocab` entries from its tokens `ids`
+    /// and their final states (`[tokens, hidden]`), on the host.
+    pub fn pool(&self, states: &Tensor, ids: &[u32], vocab: usize) -> Result<Vec<f32>> {
+        let weights = states.matmul(&self.weight)?.flatten_all()?;
+        let weights = weights.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+        Ok(self.vector(&weights, ids, vocab))
+    }
+
+    /// The vector of tokens `ids` whose layer outputs (before the bias) are `weights`.
+    fn vector(&self, weights: &[f32], ids: &[u32], vocab: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; vocab];
+        for (&id, &w) in ids.iter().zip(weights) {
+            let w = (w + self.bias).max(0.0);
+            match out.get_mut(id as usize) {
+                Some(slot) if !self.skipped.contains(&id) => *slot = slot.max(w),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_id_keeps_its_largest_weight_and_special_tokens_none() {
+        let head = LexicalHead {
+            weight: Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+            bias: -0.5,
+            skipped: vec![0, 2],
+        };
+        // <s>=0 a=5 b=6 a=5 </s>=2, and an id past the vocabulary, which nothing counts.
+        let v = head.vector(&[3.0, 1.0, 0.25, 2.0, 9.0, 4.0], &[0, 5, 6, 5, 2, 99], 8);
+        assert_eq!(v, [0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_checkout_without_the_file_has_no_head_and_a_bad_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("candor-lexical-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(LexicalHead::load(&dir, 4, vec![], &Device::Cpu)
+            .unwrap()
+            .is_none());
+        std::fs::write(dir.join(LEXICAL_FILE), b"not a pickle").unwrap();
+        let e = LexicalHead::load(&dir, 4, vec![], &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains(LEXICAL_FILE), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
