@@ -763,13 +763,15 @@ fn an_embedding_pools_every_prompt_position_once_or_the_last() {
     h.handle.shutdown();
 }
 
-#[test]
-fn sparse_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
+/// An engine over a scripted runner that reads whole prompts (an encoder's), four sequences
+/// and 256 tokens a step, recording what `seen` makes of each step's batch.
+fn whole_prompt_engine<T: Send + 'static>(
+    seen: impl Fn(&Batch) -> T + Send + 'static,
+) -> (EngineHandle, Arc<Mutex<Vec<T>>>) {
     let steps = Arc::new(Mutex::new(Vec::new()));
     let record = steps.clone();
     let runner = FakeRunner::new(64, move |batch| {
-        let wanted: Vec<LogitsWanted> = batch.seqs.iter().map(|s| s.logits).collect();
-        record.lock().unwrap().push(wanted);
+        record.lock().unwrap().push(seen(batch));
         scripted_logits(batch)
     })
     .reading_whole_prompts();
@@ -782,6 +784,16 @@ fn sparse_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
+    (handle, steps)
+}
+
+#[test]
+fn sparse_vectors_and_hidden_states_of_one_step_reach_their_own_requests() {
+    let (handle, steps) = whole_prompt_engine(|batch| {
+        (batch.seqs.iter())
+            .map(|s| s.logits)
+            .collect::<Vec<LogitsWanted>>()
+    });
     let asks = [
         (vec![1, 3, 3, 5], Pooling::Sparse),
         (vec![6, 2], Pooling::Cls),
@@ -817,25 +829,11 @@ fn a_runner_of_whole_prompts_gets_each_prompt_in_one_step() {
     // Prompts of 200, 150 and 300 tokens under a 256-token budget: the first runs alone
     // (150 more would cut the second), the second alone, and the third, over the budget,
     // alone and whole rather than in chunks.
-    let steps = Arc::new(Mutex::new(Vec::new()));
-    let record = steps.clone();
-    let runner = FakeRunner::new(64, move |batch| {
-        let sizes: Vec<(usize, usize)> = (batch.seqs.iter())
+    let (handle, steps) = whole_prompt_engine(|batch| {
+        (batch.seqs.iter())
             .map(|s| (s.start_pos, s.tokens.len()))
-            .collect();
-        record.lock().unwrap().push(sizes);
-        scripted_logits(batch)
-    })
-    .reading_whole_prompts();
-    let config = SchedulerConfig {
-        max_num_seqs: 4,
-        max_num_batched_tokens: 256,
-        max_waiting: 16,
-        prefix_caching: false,
-        speculative_tokens: 0,
-    };
-    let stats = Arc::new(EngineStats::new(64).expect("stats"));
-    let (handle, _thread) = spawn(Box::new(runner), config, stats);
+            .collect::<Vec<_>>()
+    });
     let reqs: Vec<(EngineRequest, UnboundedReceiverOf)> = [200usize, 150, 300]
         .iter()
         .enumerate()

@@ -96,6 +96,16 @@ pub fn assert_matches_golden(
     (encoder, inputs, rows)
 }
 
+/// The final states of one input `ids` of a model without token types, run alone.
+fn states_alone(encoder: &BertEncoder, ids: &[u32]) -> candle_core::Tensor {
+    let types = vec![0; ids.len()];
+    (encoder.forward(&[EncoderInput {
+        ids,
+        type_ids: &types,
+    }]))
+    .unwrap()
+}
+
 /// The tiny SPLADE fixtures (tests/fixtures/tiny/make_splade.py).
 pub const SPLADE_ENCODERS: [&str; 2] = ["bert_splade", "roberta_splade"];
 
@@ -121,12 +131,7 @@ pub fn assert_splade_matches_golden(name: &str, device: &Device) {
     let golden = read_json(&dir.join("golden.json"));
     for case in golden["cases"].as_array().unwrap() {
         let ids = as_u32s(&case["ids"]);
-        let types = vec![0; ids.len()];
-        let states = (encoder.forward(&[EncoderInput {
-            ids: &ids,
-            type_ids: &types,
-        }]))
-        .unwrap();
+        let states = states_alone(&encoder, &ids);
         let got = splade.pool(&states).unwrap();
         let want = as_f32s(&case["sparse"]);
         assert_eq!(got.len(), want.len(), "{name}");
@@ -158,12 +163,7 @@ pub fn assert_bge_m3_matches_golden(device: &Device) {
     for case in golden["cases"].as_array().unwrap() {
         let text = &case["text"];
         let ids = as_u32s(&case["ids"]);
-        let types = vec![0; ids.len()];
-        let states = (encoder.forward(&[EncoderInput {
-            ids: &ids,
-            type_ids: &types,
-        }]))
-        .unwrap();
+        let states = states_alone(&encoder, &ids);
         let cls = states.get(0).unwrap().to_vec1::<f32>().unwrap();
         let norm = cls.iter().map(|x| x * x).sum::<f32>().sqrt();
         let dense: Vec<f32> = cls.iter().map(|x| x / norm).collect();
