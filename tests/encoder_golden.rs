@@ -95,7 +95,7 @@ fn splade_vectors_match_sentence_transformers() {
 }
 
 #[test]
-fn bge_m3_dense_and_lexical_weights_match_flag_embedding() {
+fn bge_m3_dense_lexical_and_colbert_vectors_match_flag_embedding() {
     let tok = tokenizer("bge_m3");
     let golden = read_json(&dir("bge_m3").join("golden.json"));
     for case in golden["cases"].as_array().unwrap() {

@@ -4,7 +4,8 @@
 //! pooled unless asked to normalise), `/score` (the dot product), Ollama's `/api/embed`
 //! (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM; what is
 //! refused, with a 400 or a load failure that says why. BGE-M3 (tests/fixtures/tiny/
-//! make_bge_m3.py) against FlagEmbedding: its dense embedding and its lexical weights.
+//! make_bge_m3.py) against FlagEmbedding: its dense embedding, its lexical weights and its
+//! ColBERT vectors.
 mod common;
 
 use common::server::Server;
@@ -232,7 +233,7 @@ async fn pooling_splade_is_asked_of_a_masked_lm_and_refused_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bge_m3_answers_its_dense_embedding_and_its_lexical_weights() {
+async fn bge_m3_answers_its_dense_embedding_lexical_weights_and_colbert_vectors() {
     let cases = golden("bge_m3");
     let s = Server::start_path(&dir("bge_m3"), "bge-m3", &[]).await;
     // The dense embedding its sentence-transformers files name: [CLS], normalised.
@@ -261,6 +262,23 @@ async fn bge_m3_answers_its_dense_embedding_and_its_lexical_weights() {
             want[id.parse::<usize>().unwrap()] = w.as_f64().unwrap();
         }
         assert_sparse_matches(answer, &want, &case["text"].to_string());
+    }
+    // Its ColBERT vectors are its tokens' (`token_embed`): one per token after [CLS],
+    // normalised.
+    let (status, v) = s
+        .post(
+            "/pooling",
+            &json!({"input": texts(&cases), "task": "token_embed"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, case) in v["data"].as_array().unwrap().iter().zip(&cases) {
+        let rows = item["data"].as_array().unwrap();
+        let want = case["colbert"].as_array().unwrap();
+        assert_eq!(rows.len(), want.len(), "{}", case["text"]);
+        for (row, w) in rows.iter().zip(want) {
+            assert_close(&floats(row), &floats(w), "ColBERT");
+        }
     }
     drop(s);
 

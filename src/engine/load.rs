@@ -181,6 +181,8 @@ pub struct LoadedModel {
     /// Whether it makes sparse vectors (`Pooling::Sparse`): a SPLADE masked LM's head or
     /// BGE-M3's lexical layer is loaded.
     pub sparse: bool,
+    /// BGE-M3's ColBERT head (`colbert_linear.pt`), whose vectors are its tokens'.
+    pub colbert: Option<candor_models::encoder::ColbertHead>,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.
@@ -425,6 +427,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         classifier,
         generates,
         sparse: false,
+        colbert: None,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,

@@ -11,7 +11,7 @@ use super::load_sparse::sparse_head;
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
-use candor_models::encoder::{BertEncoder, EncoderConfig, SparseHead};
+use candor_models::encoder::{BertEncoder, ColbertHead, EncoderConfig, SparseHead};
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
 use candor_models::tokenizer::Tokenizer;
@@ -46,7 +46,9 @@ pub fn load_encoder(
         }
     };
     let dense = checkout_dense(path, config.hidden_size)?;
+    let colbert = ColbertHead::load(path, config.hidden_size)?;
     let loaded = Encoder {
+        colbert,
         encoder,
         head,
         sparse: sparse.map(|s| s.head),
@@ -83,6 +85,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         encoder,
         head,
         sparse: None,
+        colbert: None,
         tokenizer: Some(tokenizer),
         pooling,
         dense: None,
@@ -114,6 +117,8 @@ struct Encoder {
     head: Option<candor_models::classifier::Classifier>,
     /// Its sparse head (SPLADE's masked LM, BGE-M3's lexical layer).
     sparse: Option<SparseHead>,
+    /// BGE-M3's ColBERT layer.
+    colbert: Option<ColbertHead>,
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,
@@ -158,6 +163,7 @@ impl Encoder {
             classifier: self.head,
             generates: false,
             sparse,
+            colbert: self.colbert,
             generation: Ok(GenerationDefaults::default()),
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const MARKER: &str = ".candor-checkout";
 
 /// Files at the top of a checkout that a model may need.
-const NAMED: [&str; 13] = [
+const NAMED: [&str; 14] = [
     "config.json",
     "generation_config.json",
     "tokenizer.json",
@@ -23,8 +23,9 @@ const NAMED: [&str; 13] = [
     "config_sentence_transformers.json",
     "sentence_bert_config.json",
     "added_tokens.json",
-    // BGE-M3's lexical layer (PyTorch's format, read without running code).
+    // BGE-M3's lexical and ColBERT layers (PyTorch's format, read without running code).
     "sparse_linear.pt",
+    "colbert_linear.pt",
 ];
 
 /// The files of a repository listing that make a servable checkout: config.json, the
@@ -138,6 +139,7 @@ mod tests {
                 "2_Dense/config.json",
                 "2_Dense/model.safetensors",
                 "sparse_linear.pt",
+                "colbert_linear.pt",
             ])
         );
         // A SPLADE sparse encoder's pooling (sentence-transformers' `SparseEncoder`).

@@ -459,6 +459,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         prompts,
         classifier: model.classifier.take().map(Arc::new),
         sparse: model.sparse,
+        colbert: model.colbert.take().map(Arc::new),
         generates: model.generates,
         encoder,
         facts,

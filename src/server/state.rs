@@ -38,6 +38,8 @@ pub struct Ready {
     pub prompts: crate::server::embedding_prompts::EmbeddingPrompts,
     /// The classification head `/classify`, `/score` and `/rerank` run (`server::classify`).
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
+    /// BGE-M3's ColBERT head: its vectors are a token's (`/pooling`'s `token_embed`).
+    pub colbert: Option<Arc<candor_models::encoder::ColbertHead>>,
     /// Whether the model makes sparse vectors over the vocabulary (`/embed_sparse`): a SPLADE
     /// masked LM's head or BGE-M3's lexical layer.
     pub sparse: bool,
@@ -64,6 +66,14 @@ impl Ready {
         self.dense
             .as_ref()
             .map_or(self.hidden_size, |d| d.outputs())
+    }
+
+    /// The width of a token's vector (`routes::embeddings::token_vectors`): the ColBERT
+    /// head's, or the hidden size.
+    pub fn token_width(&self) -> usize {
+        self.colbert
+            .as_ref()
+            .map_or(self.hidden_size, |c| c.width())
     }
 
     /// The dimensions a request's embeddings keep (`dimensions`; all where it asks none). A

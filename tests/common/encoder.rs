@@ -148,10 +148,11 @@ pub fn assert_splade_matches_golden(name: &str, device: &Device) {
 
 /// The tiny BGE-M3 (tests/fixtures/tiny/make_bge_m3.py) on `device`, against FlagEmbedding's
 /// `BGEM3FlagModel`: each text's dense embedding (its `[CLS]` state, normalised) within 1e-4,
-/// and its lexical weights (`sparse_linear.pt`, special tokens left out, each id's largest)
-/// the same ids within 1e-4.
+/// its lexical weights (`sparse_linear.pt`, special tokens left out, each id's largest) the
+/// same ids within 1e-4, and its ColBERT vectors (`colbert_linear.pt` over every token after
+/// the first, normalised) within 1e-4.
 pub fn assert_bge_m3_matches_golden(device: &Device) {
-    use candor_models::encoder::LexicalHead;
+    use candor_models::encoder::{ColbertHead, LexicalHead};
     let dir = encoder_dir("bge_m3");
     let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
     let (encoder, _) = BertEncoder::load(&config, &dir, device).unwrap();
@@ -159,6 +160,9 @@ pub fn assert_bge_m3_matches_golden(device: &Device) {
     let head = LexicalHead::load(&dir, config.hidden_size, vec![0, 2, 1, 3], device)
         .unwrap()
         .expect("sparse_linear.pt");
+    let colbert = ColbertHead::load(&dir, config.hidden_size)
+        .unwrap()
+        .expect("colbert_linear.pt");
     let golden = read_json(&dir.join("golden.json"));
     for case in golden["cases"].as_array().unwrap() {
         let text = &case["text"];
@@ -187,6 +191,23 @@ pub fn assert_bge_m3_matches_golden(device: &Device) {
         for (id, v) in nonzero {
             let w = want[&id.to_string()].as_f64().unwrap() as f32;
             assert!((v - w).abs() < 1e-4, "bge_m3 {text}: id {id}: {v} vs {w}");
+        }
+        let rows = states.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let vectors = colbert.vectors(&rows).unwrap();
+        let want = case["colbert"].as_array().unwrap();
+        assert_eq!(
+            vectors.len(),
+            want.len(),
+            "bge_m3 {text}: one per token after [CLS]"
+        );
+        for (v, w) in vectors.iter().zip(want) {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let unit: Vec<f32> = v.iter().map(|x| x / norm).collect();
+            let diff = max_abs_diff(&unit, &as_f32s(w));
+            assert!(
+                diff < 1e-4,
+                "bge_m3 {text}: ColBERT differs by {diff} on {device:?}"
+            );
         }
     }
 }

@@ -33,20 +33,14 @@ impl LexicalHead {
         if !path.is_file() {
             return Ok(None);
         }
-        let bad = |why: String| ModelError::Config(format!("{}: {why}", path.display()));
-        let tensors = candle_core::pickle::read_all(&path).map_err(|e| bad(e.to_string()))?;
-        let named = |name: &str| -> Result<Tensor> {
-            let (_, t) = (tensors.iter())
-                .find(|(n, _)| n == name)
-                .ok_or_else(|| bad(format!("no `{name}` tensor")))?;
-            Ok(t.to_dtype(DType::F32)?.flatten_all()?)
-        };
-        let weight = named("weight")?;
-        let bias = named("bias")?.to_vec1::<f32>()?;
+        let (weight, bias) = read_pt_layer(&path)?;
+        let weight = weight.flatten_all()?;
+        let bias = bias.to_vec1::<f32>()?;
         if weight.dim(0)? != hidden || bias.len() != 1 {
-            return Err(bad(format!(
-                "a layer of {} weights and {} biases; the model's states are {hidden} wide \
+            return Err(ModelError::Config(format!(
+                "{}: a layer of {} weights and {} biases; the model's states are {hidden} wide \
                  and the layer has one output",
+                path.display(),
                 weight.dim(0)?,
                 bias.len()
             )));
@@ -78,6 +72,20 @@ impl LexicalHead {
         }
         out
     }
+}
+
+/// The `weight` and `bias` of a linear layer's state dict saved by PyTorch (`torch.save`), as
+/// f32 on the host.
+pub(super) fn read_pt_layer(path: &Path) -> Result<(Tensor, Tensor)> {
+    let bad = |why: String| ModelError::Config(format!("{}: {why}", path.display()));
+    let tensors = candle_core::pickle::read_all(path).map_err(|e| bad(e.to_string()))?;
+    let named = |name: &str| -> Result<Tensor> {
+        let (_, t) = (tensors.iter())
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| bad(format!("no `{name}` tensor")))?;
+        Ok(t.to_dtype(DType::F32)?)
+    };
+    Ok((named("weight")?, named("bias")?))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
 //! embed and classify; they do not generate.
 mod bert;
+mod colbert;
 mod config;
 mod cpu_ops;
 mod gguf;
@@ -20,6 +21,7 @@ mod sparse;
 mod splade;
 
 pub use bert::{BertEncoder, EncoderInput};
+pub use colbert::{ColbertHead, COLBERT_FILE};
 pub use config::{EncoderActivation, EncoderConfig, Family, LocalAttention};
 pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 pub use lexical::{LexicalHead, LEXICAL_FILE};

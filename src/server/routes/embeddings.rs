@@ -81,7 +81,7 @@ async fn per_token_answer(
     req: &EmbeddingRequest,
     norm: i64,
 ) -> Result<Response, ApiError> {
-    let width = state.ready()?.hidden_size;
+    let width = state.ready()?.token_width();
     let states = pool(state, req, Vectors::PerToken).await?;
     let answers: Vec<Value> = (states.vectors.into_iter().enumerate())
         .map(|(index, all)| {
@@ -144,7 +144,7 @@ async fn pool(
     let model = req.model.as_deref();
     let vectors = match vectors {
         Vectors::PerInput => pooled(ready, &inputs, priority, model).await?,
-        Vectors::PerToken => run_pooling(ready, &inputs, ready.pooling, priority, model).await?,
+        Vectors::PerToken => token_vectors(ready, &inputs, priority, model).await?,
     };
     Ok(Pooled {
         vectors,
@@ -175,6 +175,31 @@ pub async fn pooled(
         Some(dense) => vectors.into_iter().map(|v| dense.apply(v)).collect(),
         None => vectors,
     })
+}
+
+/// Each input's token vectors, `Ready::token_width` values each, one after another (not
+/// normalised): every token's final state, or, for a model with a ColBERT head (BGE-M3),
+/// that head's vectors of its tokens after the first (`[CLS]`, whose state is the dense
+/// embedding), as FlagEmbedding's `colbert_vecs`.
+pub async fn token_vectors(
+    ready: &Ready,
+    inputs: &[Vec<u32>],
+    priority: i64,
+    model: Option<&str>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
+    let Some(head) = ready.colbert.clone() else {
+        return Ok(states);
+    };
+    // A product over every token: off the async workers.
+    let projected = tokio::task::spawn_blocking(move || {
+        (states.iter())
+            .map(|rows| head.vectors(rows).map(|v| v.concat()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    projected.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Each input's states as `pooling` keeps them (not normalised).

@@ -5,7 +5,7 @@
 //! answers each token's state, any other model embeds). Answered as vLLM does: a list of
 //! `{"object": "pooling", "data": ...}` items.
 use super::classify::{classifier, classifier_logits, list_answer};
-use super::embeddings::{pooled, run_pooling};
+use super::embeddings::{pooled, token_vectors};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{self, input_token_lists, EmbeddingRequest, Encoding};
 use crate::server::error::ApiError;
@@ -117,8 +117,8 @@ pub async fn pooling(
                 .collect()
         }
         Task::TokenEmbed => {
-            let width = ready.hidden_size.max(1);
-            let states = run_pooling(ready, &inputs, Pooling::None, priority, model).await?;
+            let width = ready.token_width().max(1);
+            let states = token_vectors(ready, &inputs, priority, model).await?;
             (states.iter())
                 .map(|all| {
                     let rows = all.chunks(width).map(|row| {
