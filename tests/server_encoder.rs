@@ -3,7 +3,8 @@
 //! embeddings pooled as the checkout's sentence-transformers files say (mean, CLS) or as
 //! `--pooling cls` asks, a BERT classifier's
 //! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
-//! generation refused with a message that says what an encoder answers; bad input a 400.
+//! text-embeddings-inference's `/embed` and `/embed_all`; generation refused with a message
+//! that says what an encoder answers; bad input a 400.
 mod common;
 
 use common::server::Server;
@@ -685,4 +686,43 @@ async fn sentence_transformers_prompts_go_before_the_texts() {
     let s = Server::launch(tmp.path(), "prompted", &[]);
     let failure = s.load_failure().await;
     assert!(failure.contains("default_prompt_name"), "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_embeddings_inference_endpoints_answer_in_its_shapes() {
+    let (hidden, cases) = cases("bert_embed");
+    let singles = singles(&cases);
+    let s = Server::start_path(&dir("bert_embed"), "tei", &[]).await;
+    // `/embed`: each input's pooled vector (mean, as the checkout says), normalised.
+    let (status, v) = s.post("/embed", &json!({"inputs": texts(&cases)})).await;
+    assert_eq!(status, 200, "{v}");
+    let rows = v.as_array().expect("a list of vectors");
+    assert_eq!(rows.len(), singles.len());
+    for (row, case) in rows.iter().zip(&singles) {
+        assert_close(&floats(row), &unit(pooled(case, hidden, true)), "/embed");
+    }
+    // As pooled, cut to `dimensions`, or of one text given alone.
+    let body = json!({"inputs": singles[0]["text"], "normalize": false, "dimensions": 8});
+    let (status, v) = s.post("/embed", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let want = pooled(singles[0], hidden, true);
+    assert_close(&floats(&v[0]), &want[..8], "/embed raw");
+    // `/embed_all`: every token's final state.
+    let (status, v) = s
+        .post("/embed_all", &json!({"inputs": [singles[1]["text"]]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let all = floats(&singles[1]["hidden"]);
+    let tokens = v[0].as_array().expect("a row per token");
+    assert_eq!(tokens.len(), all.len() / hidden);
+    for (row, want) in tokens.iter().zip(all.chunks(hidden)) {
+        assert_close(&floats(row), want, "/embed_all");
+    }
+    // What TEI's clients may send wrong.
+    let e = error_of(&s, "/embed", json!({"inputs": {"text": "a"}})).await;
+    assert!(e.contains("`inputs`"), "{e}");
+    let e = error_of(&s, "/embed", json!({"inputs": "a", "dimensions": 0})).await;
+    assert!(e.contains("dimensions"), "{e}");
+    let e = error_of(&s, "/embed_all", json!({"inputs": ""})).await;
+    assert!(e.contains("empty"), "{e}");
 }

@@ -1,9 +1,9 @@
 //! SPLADE sparse encoders served over HTTP, against sentence-transformers' `SparseEncoder`
 //! (tests/fixtures/tiny/make_splade.py): text-embeddings-inference's `/embed_sparse` (the
-//! non-zero entries), `/v1/embeddings` and `/pooling` (the vector over the vocabulary, as
-//! pooled unless asked to normalise), `/score` (the dot product), Ollama's `/api/embed`
-//! (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM; what is
-//! refused, with a 400 or a load failure that says why. BGE-M3 (tests/fixtures/tiny/
+//! non-zero entries), `/v1/embeddings`, `/pooling` and TEI's `/embed` (the vector over the
+//! vocabulary, as pooled unless asked to normalise), `/score` (the dot product), Ollama's
+//! `/api/embed` (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM;
+//! what is refused, with a 400 or a load failure that says why. BGE-M3 (tests/fixtures/tiny/
 //! make_bge_m3.py) against FlagEmbedding: its dense embedding, its lexical weights and its
 //! ColBERT vectors.
 mod common;
@@ -116,6 +116,8 @@ async fn a_sparse_encoder_answers_its_splade_vectors() {
         .post("/pooling", &json!({"input": [cases[2]["text"]]}))
         .await;
     assert_close(&floats(&p["data"][0]["data"]), &want[2], "/pooling");
+    let (_, e) = s.post("/embed", &json!({"inputs": cases[3]["text"]})).await;
+    assert_close(&floats(&e[0]), &want[3], "TEI's /embed");
     let (_, o) = s
         .post("/api/embed", &json!({"input": cases[0]["text"]}))
         .await;

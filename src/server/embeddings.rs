@@ -85,11 +85,7 @@ impl EmbeddingRequest {
     /// by dot product, as sentence-transformers' `SparseEncoder` and text-embeddings-inference
     /// answer them).
     pub fn vector_norm(&self, pooling: Pooling) -> i64 {
-        match (pooling, self.normalize) {
-            (Pooling::Sparse, Some(true)) => EUCLIDEAN,
-            (Pooling::Sparse, _) => NOT_SCALED,
-            _ => self.norm(),
-        }
+        vector_norm(pooling, self.normalize)
     }
 
     /// Each input's tokens: a text encoded as the model wants (BOS first where it adds one,
@@ -239,6 +235,16 @@ pub fn checked_inputs(
         }
     }
     Ok(lists)
+}
+
+/// The norm a vector pooled by `pooling` is scaled to where a request says `normalize` (or
+/// nothing): Euclidean unless false; a SPLADE vector as pooled unless true
+/// (`EmbeddingRequest::vector_norm`).
+pub fn vector_norm(pooling: Pooling, normalize: Option<bool>) -> i64 {
+    match (pooling, normalize) {
+        (_, Some(false)) | (Pooling::Sparse, None) => NOT_SCALED,
+        _ => EUCLIDEAN,
+    }
 }
 
 /// `dimensions` as asked (`None`: all), out of the model's `hidden`.

@@ -17,5 +17,5 @@ pub mod responses;
 pub mod sagemaker;
 pub mod similarity;
 pub mod slots;
-pub mod sparse;
+pub mod tei;
 pub mod tokens;

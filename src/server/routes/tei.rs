@@ -1,0 +1,194 @@
+//! text-embeddings-inference's own endpoints, for its clients (LangChain's and LlamaIndex's
+//! TEI embeddings, its Python client): `POST /embed` (each input's pooled embedding,
+//! `[[f32, …], …]`, normalised unless `normalize: false`, `dimensions` kept), `/embed_all`
+//! (every token's vector, `[[[f32, …], …], …]`, as computed) and `/embed_sparse` (each
+//! input's sparse vector as its non-zero entries, `[[{"index": vocabulary id, "value":
+//! weight}, …], …]`, each list by index, as pooled: term weights compared by dot product, as
+//! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them). They read TEI's `inputs`
+//! (texts or token ids), `truncate` with `truncation_direction` and `prompt_name`.
+//! `/embed_sparse` is served where the model has a sparse head, whatever it pools its dense
+//! embeddings by: a SPLADE masked LM (a sentence-transformers `SparseEncoder` checkout, whose
+//! `/embed` answers the same vectors dense over the vocabulary) or BGE-M3 (its lexical
+//! weights, beside the `[CLS]` embedding `/embed` answers).
+use super::embeddings::{pooled, run_pooling, token_vectors};
+use crate::engine::pooling::Pooling;
+use crate::server::embeddings::{
+    self, checked_inputs, tokenized_inputs, vector_norm, EmbeddingInput,
+};
+use crate::server::error::ApiError;
+use crate::server::json::Json;
+use crate::server::state::{Ready, SharedState};
+use crate::server::validate::{cut_encoder_input, cut_encoder_input_head};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The fields every TEI embedding request reads: all `/embed_all` and `/embed_sparse` read.
+#[derive(Debug, Deserialize)]
+pub struct TeiInputs {
+    /// A text, a list of texts, token ids or lists of them (read as `EmbeddingInput`, so a bad
+    /// one is named `inputs`).
+    pub inputs: Value,
+    /// Cut an input longer than the context instead of refusing it.
+    pub truncate: Option<bool>,
+    /// Which end a cut input loses: `right` (its end, the default) or `left`.
+    pub truncation_direction: Option<Direction>,
+    /// The checkout's sentence-transformers prompt to put before each text.
+    pub prompt_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbedRequest {
+    #[serde(flatten)]
+    pub base: TeiInputs,
+    /// Scale each vector to unit length (the default; a SPLADE vector's is off).
+    pub normalize: Option<bool>,
+    /// Keep each vector's first `dimensions` values (a Matryoshka embedding's).
+    pub dimensions: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Direction {
+    #[serde(alias = "Right")]
+    #[serde(rename = "right")]
+    Right,
+    #[serde(alias = "Left")]
+    #[serde(rename = "left")]
+    Left,
+}
+
+/// One non-zero entry of a sparse vector.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SparseValue {
+    pub index: usize,
+    pub value: f32,
+}
+
+pub async fn embed_sparse(
+    State(state): State<SharedState>,
+    Json(req): Json<TeiInputs>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    if !ready.sparse {
+        return Err(ApiError::bad_request(
+            "/embed_sparse answers sparse vectors, which this model does not make: serve a \
+             SPLADE checkout (a BERT or RoBERTa masked LM, such as naver/splade-v3) or BGE-M3 \
+             (with its sparse_linear.pt)",
+        ));
+    }
+    let inputs = req.token_lists(ready)?;
+    let vectors = run_pooling(ready, &inputs, Pooling::Sparse, 0, None).await?;
+    let answer: Vec<Vec<SparseValue>> = vectors.iter().map(|v| sparsified(v)).collect();
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /embed`: each input's pooled embedding, as `/v1/embeddings` pools it.
+pub async fn embed(
+    State(state): State<SharedState>,
+    Json(req): Json<EmbedRequest>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    let dimensions = ready.embedding_dimensions(req.dimensions)?;
+    let inputs = req.base.token_lists(ready)?;
+    let norm = vector_norm(ready.pooling, req.normalize);
+    let answer: Vec<Vec<f32>> = (pooled(ready, &inputs, 0, None).await?.into_iter())
+        .map(|v| embeddings::normalised_by(v, dimensions, norm))
+        .collect();
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /embed_all`: every token's vector of each input, as computed (not normalised).
+pub async fn embed_all(
+    State(state): State<SharedState>,
+    Json(req): Json<TeiInputs>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    let inputs = req.token_lists(ready)?;
+    let width = ready.token_width().max(1);
+    let vectors = token_vectors(ready, &inputs, 0, None).await?;
+    let answer: Vec<Vec<&[f32]>> = (vectors.iter())
+        .map(|rows| rows.chunks(width).collect())
+        .collect();
+    Ok(axum::Json(answer).into_response())
+}
+
+impl TeiInputs {
+    /// The inputs as token lists, cut as `truncate` and `truncation_direction` say.
+    fn token_lists(&self, ready: &Ready) -> Result<Vec<Vec<u32>>, ApiError> {
+        let input: EmbeddingInput = serde_json::from_value(self.inputs.clone()).map_err(|_| {
+            ApiError::invalid(
+                "inputs",
+                "`inputs` must be a string, a list of strings, a list of token ids or a list of \
+                 token id lists",
+            )
+        })?;
+        let texts = matches!(input, EmbeddingInput::Text(_) | EmbeddingInput::Texts(_));
+        if self.prompt_name.is_some() && !texts {
+            return Err(ApiError::invalid(
+                "prompt_name",
+                "`prompt_name` goes before text inputs; token ids are embedded as sent",
+            ));
+        }
+        let prompt = ready.prompts.text_for(self.prompt_name.as_deref())?;
+        let mut lists = tokenized_inputs(ready, &input, true, prompt)?;
+        if self.truncate == Some(true) {
+            // A decoder's input leaves room for a token, as `checked_inputs` reads it.
+            let most = match ready.encoder {
+                true => ready.limits.context,
+                false => ready.limits.context.saturating_sub(1),
+            };
+            for ids in &mut lists {
+                match self.truncation_direction.unwrap_or(Direction::Right) {
+                    Direction::Right => cut_encoder_input(ids, most),
+                    Direction::Left => cut_encoder_input_head(ids, most),
+                };
+            }
+        }
+        checked_inputs(ready, lists, |_| "inputs", false)
+    }
+}
+
+/// A vector's non-zero entries, by index.
+fn sparsified(vector: &[f32]) -> Vec<SparseValue> {
+    (vector.iter().enumerate())
+        .filter(|(_, &value)| value != 0.0)
+        .map(|(index, &value)| SparseValue { index, value })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_non_zero_entries_are_answered() {
+        assert_eq!(
+            sparsified(&[0.0, 1.5, 0.0, 0.25]),
+            [
+                SparseValue {
+                    index: 1,
+                    value: 1.5
+                },
+                SparseValue {
+                    index: 3,
+                    value: 0.25
+                }
+            ]
+        );
+        assert!(sparsified(&[0.0; 4]).is_empty());
+    }
+
+    #[test]
+    fn the_direction_is_read_in_either_case() {
+        for (text, want) in [
+            ("\"right\"", Direction::Right),
+            ("\"Right\"", Direction::Right),
+            ("\"left\"", Direction::Left),
+            ("\"Left\"", Direction::Left),
+        ] {
+            assert_eq!(serde_json::from_str::<Direction>(text).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<Direction>("\"middle\"").is_err());
+    }
+}
