@@ -3,7 +3,7 @@
 //! embeddings pooled as the checkout's sentence-transformers files say (mean, CLS) or as
 //! `--pooling cls` asks, a BERT classifier's
 //! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
-//! text-embeddings-inference's `/embed` and `/embed_all`; generation refused with a message
+//! text-embeddings-inference's `/embed`, `/embed_all` and `/rerank`; generation refused with a message
 //! that says what an encoder answers; bad input a 400.
 mod common;
 
@@ -304,6 +304,36 @@ async fn an_xlm_roberta_cross_encoder_reranks_its_own_pairs() {
         assert_eq!(r["index"], d, "{v}");
         assert!((r["relevance_score"].as_f64().unwrap() - want[d]).abs() < TOLERANCE);
     }
+
+    // text-embeddings-inference's body (`texts`) answered in its shape, best first: the
+    // sigmoid, or the head's logit with `raw_scores`; each text echoed with `return_text`.
+    let tei = json!({"query": query, "texts": documents, "return_text": true});
+    let (status, v) = s.post("/rerank", &tei).await;
+    assert_eq!(status, 200, "{v}");
+    let ranked = v.as_array().expect("TEI's list");
+    assert_eq!(ranked.len(), want.len(), "{v}");
+    for (r, &d) in ranked.iter().zip(&order) {
+        assert_eq!(r["index"], d, "{v}");
+        assert_eq!(r["text"], documents[d], "{v}");
+        assert_close(&[r["score"].as_f64().unwrap()], &[want[d]], "TEI rerank");
+    }
+    let raw = json!({"query": query, "texts": documents, "raw_scores": true});
+    let (_, v) = s.post("/rerank", &raw).await;
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    for r in v.as_array().unwrap() {
+        let d = r["index"].as_u64().unwrap() as usize;
+        assert_close(&[r["score"].as_f64().unwrap()], &[logit(want[d])], "raw");
+        assert!(r.get("text").is_none(), "{v}");
+    }
+    // Past the context (66 positions): refused, or cut with `truncate`.
+    let long = ["the cat sat on the mat"; 20].join(" ");
+    let e = error_of(&s, "/rerank", json!({"query": query, "texts": [long]})).await;
+    assert!(e.contains("context"), "{e}");
+    let cut = json!({"query": query, "texts": [long], "truncate": true});
+    let (status, v) = s.post("/rerank", &cut).await;
+    assert_eq!(status, 200, "{v}");
+    let e = error_of(&s, "/rerank", json!({"query": query, "texts": []})).await;
+    assert!(e.contains("`texts`"), "{e}");
 
     // A single text through the head: its `<s>` state's score.
     let single = cases.iter().find(|c| c["kind"] == "text").unwrap();

@@ -73,16 +73,20 @@ pub struct RerankRequest {
 }
 
 /// Pairs of texts to score: `first[i]` with `second[j]` for each `(i, j)` of `pairs`, the two
-/// lists from the fields `params` names (`text_1`, `text_2`; `query`, `documents`).
-struct Pairs<'a> {
-    first: &'a [String],
-    second: &'a [String],
-    pairs: Vec<(usize, usize)>,
-    params: (&'static str, &'static str),
+/// lists from the fields `params` names (`text_1`, `text_2`; `query`, `documents`). With
+/// `cut`, an input past the context is cut at its end rather than refused; with `raw`, a
+/// cross-encoder's score is its head's logit, not the logit's sigmoid.
+pub(super) struct Pairs<'a> {
+    pub first: &'a [String],
+    pub second: &'a [String],
+    pub pairs: Vec<(usize, usize)>,
+    pub params: (&'static str, &'static str),
+    pub cut: bool,
+    pub raw: bool,
 }
 
 /// The score of each pair, in order, and the tokens read.
-async fn pair_scores(
+pub(super) async fn pair_scores(
     ready: &Ready,
     model: Option<&str>,
     p: &Pairs<'_>,
@@ -94,7 +98,7 @@ async fn pair_scores(
     let split = p.first.len();
     let params = p.params;
     let param_of = move |i: usize| if i < split { params.0 } else { params.1 };
-    let (vectors, tokens) = scoring_vectors(ready, model, &texts, param_of).await?;
+    let (vectors, tokens) = scoring_vectors(ready, model, &texts, param_of, p.cut).await?;
     let scores = (p.pairs.iter())
         .map(|&(i, j)| dot(&vectors[i], &vectors[split + j]))
         .collect();
@@ -157,7 +161,8 @@ fn tokenizer_pairs(ready: &Ready, p: &Pairs<'_>) -> Result<Option<Vec<Vec<u32>>>
     Ok(Some(lists))
 }
 
-/// Each pair's score: the sigmoid of the one-score head over it, and the tokens read.
+/// Each pair's score: the sigmoid of the one-score head over it (its logit where `raw`), and
+/// the tokens read.
 async fn scored_pairs(
     ready: &Ready,
     model: Option<&str>,
@@ -165,29 +170,34 @@ async fn scored_pairs(
     p: &Pairs<'_>,
     lists: Vec<Vec<u32>>,
 ) -> Result<(Vec<f64>, usize), ApiError> {
-    let inputs = checked_inputs(ready, lists, |_| p.params.1, false)?;
+    let inputs = checked_inputs(ready, lists, |_| p.params.1, p.cut)?;
     let tokens = inputs.iter().map(Vec::len).sum();
     let logits = classifier_logits(ready, head, &inputs, 0, model).await?;
     let scores = (logits.iter())
-        .map(|l| candor_models::classifier::sigmoid(l[0]) as f64)
+        .map(|l| match p.raw {
+            true => l[0] as f64,
+            false => candor_models::classifier::sigmoid(l[0]) as f64,
+        })
         .collect();
     Ok((scores, tokens))
 }
 
 /// The vectors of `texts` whose dot products score them, and the tokens read: unit embeddings
 /// (their cosine), or SPLADE vectors as pooled (their dot product, as sentence-transformers'
-/// `SparseEncoder` scores); `param_of(i)` names the field text `i` came from.
+/// `SparseEncoder` scores); `param_of(i)` names the field text `i` came from; `cut` as
+/// `Pairs::cut`.
 async fn scoring_vectors(
     ready: &Ready,
     model: Option<&str>,
     texts: &[String],
     param_of: impl Fn(usize) -> &'static str,
+    cut: bool,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let lists = texts
         .iter()
         .map(|text| text_tokens(ready, text))
         .collect::<Result<Vec<_>, _>>()?;
-    let inputs = checked_inputs(ready, lists, param_of, false)?;
+    let inputs = checked_inputs(ready, lists, param_of, cut)?;
     let tokens = inputs.iter().map(Vec::len).sum();
     let vectors = pooled(ready, &inputs, 0, model)
         .await?
@@ -198,6 +208,12 @@ async fn scoring_vectors(
         })
         .collect();
     Ok((vectors, tokens))
+}
+
+/// A body read again as `T`, its errors named as `Json` names them.
+fn reread<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    crate::server::json::parse(&bytes)
 }
 
 /// The dot product: the cosine of unit vectors.
@@ -237,6 +253,8 @@ pub async fn score(
         second: &second,
         pairs,
         params: ("text_1", "text_2"),
+        cut: false,
+        raw: false,
     };
     let (scores, tokens) = pair_scores(ready, req.model.as_deref(), &texts).await?;
     let data: Vec<Value> = (scores.iter().enumerate())
@@ -253,8 +271,13 @@ pub async fn score(
 /// first.
 pub async fn rerank(
     State(state): State<SharedState>,
-    Json(req): Json<RerankRequest>,
+    Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
+    // text-embeddings-inference's clients send `texts` and read its own answer.
+    if body.get("texts").is_some() && body.get("documents").is_none() {
+        return super::tei::rerank(&state, reread(&body)?).await;
+    }
+    let req: RerankRequest = reread(&body)?;
     state.check_model(req.model.as_deref())?;
     let ready = state.ready()?;
     if req.documents.is_empty() {
@@ -282,6 +305,8 @@ pub async fn rerank(
         second: &documents,
         pairs: (0..documents.len()).map(|d| (0, d)).collect(),
         params: ("query", "documents"),
+        cut: false,
+        raw: false,
     };
     let (scores, tokens) = pair_scores(ready, req.model.as_deref(), &texts).await?;
     let mut scored: Vec<(usize, f64)> = scores.into_iter().enumerate().collect();

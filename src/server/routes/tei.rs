@@ -5,12 +5,15 @@
 //! input's sparse vector as its non-zero entries, `[[{"index": vocabulary id, "value":
 //! weight}, …], …]`, each list by index, as pooled: term weights compared by dot product, as
 //! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them). They read TEI's `inputs`
-//! (texts or token ids), `truncate` with `truncation_direction` and `prompt_name`.
+//! (texts or token ids), `truncate` with `truncation_direction` and `prompt_name`. Its
+//! `/rerank` body (`query`, `texts`, `raw_scores`, `return_text`, `truncate`) is told from
+//! Jina's and Cohere's (`documents`) by its fields, and answered in its shape.
 //! `/embed_sparse` is served where the model has a sparse head, whatever it pools its dense
 //! embeddings by: a SPLADE masked LM (a sentence-transformers `SparseEncoder` checkout, whose
 //! `/embed` answers the same vectors dense over the vocabulary) or BGE-M3 (its lexical
 //! weights, beside the `[CLS]` embedding `/embed` answers).
 use super::embeddings::{pooled, run_pooling, token_vectors};
+use super::similarity::{pair_scores, Pairs};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
     self, checked_inputs, tokenized_inputs, vector_norm, EmbeddingInput,
@@ -22,7 +25,7 @@ use crate::server::validate::{cut_encoder_input, cut_encoder_input_head};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The fields every TEI embedding request reads: all `/embed_all` and `/embed_sparse` read.
 #[derive(Debug, Deserialize)]
@@ -56,6 +59,56 @@ pub enum Direction {
     #[serde(alias = "Left")]
     #[serde(rename = "left")]
     Left,
+}
+
+/// TEI's `/rerank` (sent to `/rerank` with `texts`, not `documents`).
+#[derive(Debug, Deserialize)]
+pub struct RerankRequest {
+    pub query: String,
+    pub texts: Vec<String>,
+    /// Cut a pair past the context at its end instead of refusing it.
+    pub truncate: Option<bool>,
+    pub truncation_direction: Option<Direction>,
+    /// A cross-encoder's logit rather than its sigmoid.
+    pub raw_scores: Option<bool>,
+    /// Echo each text with its score.
+    pub return_text: Option<bool>,
+}
+
+/// TEI's rerank: `[{"index", "score", "text"?}]`, best first, scored as `/rerank` scores (a
+/// cross-encoder's sigmoid, else the embeddings' cosine).
+pub async fn rerank(state: &SharedState, req: RerankRequest) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    if req.texts.is_empty() {
+        return Err(ApiError::invalid("texts", "`texts` must not be empty"));
+    }
+    if req.query.is_empty() {
+        return Err(ApiError::invalid("query", "`query` must not be empty"));
+    }
+    if req.truncation_direction == Some(Direction::Left) {
+        return Err(ApiError::invalid(
+            "truncation_direction",
+            "a query and text pair is cut at its end (`right`)",
+        ));
+    }
+    let pairs = Pairs {
+        first: std::slice::from_ref(&req.query),
+        second: &req.texts,
+        pairs: (0..req.texts.len()).map(|d| (0, d)).collect(),
+        params: ("query", "texts"),
+        cut: req.truncate == Some(true),
+        raw: req.raw_scores == Some(true),
+    };
+    let (scores, _) = pair_scores(ready, None, &pairs).await?;
+    let mut scored: Vec<(usize, f64)> = scores.into_iter().enumerate().collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let answer: Vec<Value> = (scored.into_iter())
+        .map(|(index, score)| match req.return_text {
+            Some(true) => json!({"index": index, "score": score, "text": req.texts[index]}),
+            _ => json!({"index": index, "score": score}),
+        })
+        .collect();
+    Ok(axum::Json(answer).into_response())
 }
 
 /// One non-zero entry of a sparse vector.
