@@ -3,7 +3,7 @@
 //! embeddings pooled as the checkout's sentence-transformers files say (mean, CLS) or as
 //! `--pooling cls` asks, a BERT classifier's
 //! labels, an XLM-RoBERTa cross-encoder's `/score` and `/rerank` over the tokenizer's own pairs;
-//! text-embeddings-inference's `/embed`, `/embed_all` and `/rerank`; generation refused with a message
+//! text-embeddings-inference's `/embed`, `/embed_all`, `/rerank` and `/predict`; generation refused with a message
 //! that says what an encoder answers; bad input a 400.
 mod common;
 
@@ -276,6 +276,35 @@ async fn a_bert_classifier_labels_texts_from_its_cls_state() {
     assert_eq!(status, 200, "{v}");
     let with_specials = first["ids"].as_array().unwrap().len();
     assert_eq!(v["usage"]["prompt_tokens"], with_specials - 2, "{v}");
+    // text-embeddings-inference's `/predict`: every label with its probability, best first;
+    // a batch as a list of those; the logits with `raw_scores`.
+    let ranked = |answer: &Value, want: &[f64]| {
+        let mut order: Vec<usize> = (0..want.len()).collect();
+        order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
+        let got = answer.as_array().expect("a label list");
+        assert_eq!(got.len(), 3, "{answer}");
+        for (item, &l) in got.iter().zip(&order) {
+            assert_eq!(item["label"], labels[l], "{answer}");
+            assert_close(&[item["score"].as_f64().unwrap()], &[want[l]], "/predict");
+        }
+    };
+    let (status, v) = s
+        .post("/predict", &json!({"inputs": cases[0]["text"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    ranked(&v, &softmax(&floats(&cases[0]["logits"])));
+    let batch = json!({"inputs": [[cases[0]["text"]], [cases[1]["text"]]], "raw_scores": true});
+    let (status, v) = s.post("/predict", &batch).await;
+    assert_eq!(status, 200, "{v}");
+    ranked(&v[0], &floats(&cases[0]["logits"]));
+    ranked(&v[1], &floats(&cases[1]["logits"]));
+    // A pair is read as one sequence, as the tokenizer joins it.
+    let pair = cases.iter().find(|c| c["kind"] == "pair").unwrap();
+    let body = json!({"inputs": [pair["text"], pair["text_pair"]]});
+    let (_, v) = s.post("/predict", &body).await;
+    ranked(&v, &softmax(&floats(&pair["logits"])));
+    let e = error_of(&s, "/predict", json!({"inputs": ["a", "b", "c"]})).await;
+    assert!(e.contains("`inputs`"), "{e}");
     // Three labels are no pair score.
     let refused = error_of(&s, "/score", json!({"text_1": "a", "text_2": "b"})).await;
     assert!(refused.contains("3 labels"), "{refused}");

@@ -144,6 +144,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/embed", post(routes::tei::embed))
         .route("/embed_all", post(routes::tei::embed_all))
         .route("/embed_sparse", post(routes::tei::embed_sparse))
+        .route("/predict", post(routes::tei_predict::predict))
         .route("/score", post(routes::similarity::score))
         .route("/v1/score", post(routes::similarity::score))
         .route("/rerank", post(routes::similarity::rerank))

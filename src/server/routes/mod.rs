@@ -18,4 +18,5 @@ pub mod sagemaker;
 pub mod similarity;
 pub mod slots;
 pub mod tei;
+pub mod tei_predict;
 pub mod tokens;

@@ -143,6 +143,28 @@ async fn cross_encoded(
     scored_pairs(ready, model, head, p, lists).await
 }
 
+/// One pair as one sequence: the tokenizer's pair template where it has one, else the first
+/// text encoded as a prompt and the second after it (as `cross_encoded` joins them);
+/// `params` name the texts' fields.
+pub(super) fn pair_tokens(
+    ready: &Ready,
+    first: &str,
+    second: &str,
+    params: (&str, &str),
+) -> Result<Vec<u32>, ApiError> {
+    no_nul(params.0, first)?;
+    no_nul(params.1, second)?;
+    let joined = (ready.tokenizer.encode_pair(first, second))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(ids) = joined {
+        return Ok(ids);
+    }
+    let mut ids = encoded_text(ready, params.0, first, true)?;
+    ids.extend(encoded_text(ready, params.1, second, false)?);
+    end_as_asked(ready, &mut ids);
+    Ok(ids)
+}
+
 /// The pairs as the tokenizer's own post-processor joins them (an encoder's `[CLS] a [SEP] b
 /// [SEP]`, `<s> a </s></s> b </s>`); None for a tokenizer that has no pair template.
 fn tokenizer_pairs(ready: &Ready, p: &Pairs<'_>) -> Result<Option<Vec<Vec<u32>>>, ApiError> {

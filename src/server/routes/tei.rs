@@ -184,22 +184,33 @@ impl TeiInputs {
             ));
         }
         let prompt = ready.prompts.text_for(self.prompt_name.as_deref())?;
-        let mut lists = tokenized_inputs(ready, &input, true, prompt)?;
-        if self.truncate == Some(true) {
-            // A decoder's input leaves room for a token, as `checked_inputs` reads it.
-            let most = match ready.encoder {
-                true => ready.limits.context,
-                false => ready.limits.context.saturating_sub(1),
-            };
-            for ids in &mut lists {
-                match self.truncation_direction.unwrap_or(Direction::Right) {
-                    Direction::Right => cut_encoder_input(ids, most),
-                    Direction::Left => cut_encoder_input_head(ids, most),
-                };
-            }
-        }
-        checked_inputs(ready, lists, |_| "inputs", false)
+        let lists = tokenized_inputs(ready, &input, true, prompt)?;
+        cut_and_checked(ready, lists, self.truncate, self.truncation_direction)
     }
+}
+
+/// Token lists cut to the context where `truncate` says (at the end `direction` names, each
+/// keeping its special tokens), then checked as every pooling endpoint checks its inputs.
+pub fn cut_and_checked(
+    ready: &Ready,
+    mut lists: Vec<Vec<u32>>,
+    truncate: Option<bool>,
+    direction: Option<Direction>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    if truncate == Some(true) {
+        // A decoder's input leaves room for a token, as `checked_inputs` reads it.
+        let most = match ready.encoder {
+            true => ready.limits.context,
+            false => ready.limits.context.saturating_sub(1),
+        };
+        for ids in &mut lists {
+            match direction.unwrap_or(Direction::Right) {
+                Direction::Right => cut_encoder_input(ids, most),
+                Direction::Left => cut_encoder_input_head(ids, most),
+            };
+        }
+    }
+    checked_inputs(ready, lists, |_| "inputs", false)
 }
 
 /// A vector's non-zero entries, by index.
