@@ -64,6 +64,13 @@ async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError
     })
 }
 
+/// A body already read as JSON read again as `T` (an endpoint that tells requests apart by
+/// their fields), its errors named as `parse` names them.
+pub fn reread<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    parse(&bytes)
+}
+
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(ApiError::bad_request("the request body is not valid UTF-8"));

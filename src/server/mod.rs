@@ -145,6 +145,9 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/embed_all", post(routes::tei::embed_all))
         .route("/embed_sparse", post(routes::tei::embed_sparse))
         .route("/predict", post(routes::tei_predict::predict))
+        .route("/generate", post(routes::tgi::generate))
+        .route("/info", get(routes::info::info))
+        .route("/generate_stream", post(routes::tgi::generate_stream))
         .route("/score", post(routes::similarity::score))
         .route("/v1/score", post(routes::similarity::score))
         .route("/rerank", post(routes::similarity::rerank))
@@ -204,7 +207,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         )
         .route("/v1/models", get(routes::misc::models))
         .route("/v1/models/{*id}", get(routes::misc::model))
-        .route("/", get(routes::misc::root))
+        .route("/", get(routes::misc::root).post(routes::tgi::compat))
         .route("/health", get(routes::misc::health))
         .route(
             "/ping",

@@ -14,6 +14,7 @@ use crate::server::embeddings::{
     checked_inputs, encoded_text, end_as_asked, normalised, text_tokens,
 };
 use crate::server::error::ApiError;
+use crate::server::json::reread;
 use crate::server::json::Json;
 use crate::server::state::{unix_now, Ready, SharedState};
 use crate::server::validate::no_nul;
@@ -230,12 +231,6 @@ async fn scoring_vectors(
         })
         .collect();
     Ok((vectors, tokens))
-}
-
-/// A body read again as `T`, its errors named as `Json` names them.
-fn reread<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::internal(e.to_string()))?;
-    crate::server::json::parse(&bytes)
 }
 
 /// The dot product: the cosine of unit vectors.

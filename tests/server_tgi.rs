@@ -1,0 +1,103 @@
+//! text-generation-inference's native API over HTTP on the real Qwen2.5 model: `/generate`
+//! answers what `/v1/completions` answers greedily, with TGI's `details` (each token, why it
+//! ended); `/generate_stream` streams the same tokens, its last event carrying the whole text;
+//! `POST /` answers a one-item list or a stream; `/info` says what runs; what TGI has and
+//! candor does not run is a 400 naming the field.
+mod common;
+
+use common::server::Server;
+use serde_json::{json, Value};
+
+const PROMPT: &str = "1 2 3 4 5 1 2 3 4 5 1 2 3 4";
+
+/// The data objects of a server-sent event stream.
+fn events(body: &str) -> Vec<Value> {
+    (body.lines())
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).expect("a JSON event"))
+        .collect()
+}
+
+#[tokio::test]
+async fn text_generation_inference_clients_are_answered_in_its_shapes() {
+    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    let openai = json!({"prompt": PROMPT, "max_tokens": 6, "temperature": 0});
+    let (_, v) = s.post("/v1/completions", &openai).await;
+    let greedy = v["choices"][0]["text"].as_str().unwrap().to_string();
+
+    // Greedy unless asked to sample, as TGI decides.
+    let body = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 6, "details": true}});
+    let (status, v) = s.post("/generate", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["generated_text"], greedy.as_str(), "{v}");
+    let details = &v["details"];
+    assert_eq!(details["finish_reason"], "length", "{v}");
+    assert_eq!(details["generated_tokens"], 6, "{v}");
+    let tokens = details["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 6, "{v}");
+    let text: String = tokens.iter().map(|t| t["text"].as_str().unwrap()).collect();
+    assert_eq!(text, greedy);
+    assert!(
+        tokens.iter().all(|t| t["logprob"].as_f64().unwrap() <= 0.0),
+        "{v}"
+    );
+    assert!(tokens.iter().all(|t| t["special"] == false), "{v}");
+
+    // The stream: a token an event, the last with the whole text and why it ended.
+    let (status, text) = s.post_for_text("/generate_stream", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let streamed = events(&text);
+    assert_eq!(streamed.len(), 6, "{text}");
+    let pieces: String = (streamed.iter())
+        .map(|e| e["token"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(pieces, greedy);
+    let last = streamed.last().unwrap();
+    assert_eq!(last["generated_text"], greedy.as_str(), "{text}");
+    assert_eq!(last["details"]["finish_reason"], "length", "{text}");
+    assert!(streamed[0]["generated_text"].is_null(), "{text}");
+
+    // A stop sequence ends it there; `return_full_text` puts the prompt first.
+    let stop = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 6, "stop": [" 1"],
+                      "details": true, "return_full_text": true}});
+    let (_, v) = s.post("/generate", &stop).await;
+    assert_eq!(v["details"]["finish_reason"], "stop_sequence", "{v}");
+    let full = v["generated_text"].as_str().unwrap();
+    assert!(
+        full.starts_with(PROMPT) && full.len() < PROMPT.len() + greedy.len(),
+        "{v}"
+    );
+
+    // `POST /`: a one-item list, or the stream.
+    let (status, v) = s.post("/", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[0]["generated_text"], greedy.as_str(), "{v}");
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let (_, text) = s.post_for_text("/", &streaming).await;
+    assert_eq!(events(&text).len(), 6, "{text}");
+
+    let (status, v) = s.get("/info").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model_pipeline_tag"], "text-generation", "{v}");
+    assert_eq!(v["model_dtype"], "Q4_K_M", "{v}");
+    assert!(v["max_total_tokens"].as_u64().unwrap() > 0, "{v}");
+
+    for (parameters, field) in [
+        (json!({"best_of": 2}), "best_of"),
+        (json!({"watermark": true}), "watermark"),
+        (json!({"max_new_tokens": -1}), "max_new_tokens"),
+        (json!({"top_n_tokens": 1000}), "top_n_tokens"),
+        (json!({"grammar": {"type": "xml", "value": "a"}}), "grammar"),
+    ] {
+        let body = json!({"inputs": PROMPT, "parameters": parameters});
+        let (status, v) = s.post("/generate", &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        let param = v["error"]["param"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field) || param.contains(field),
+            "{body}: {v}"
+        );
+    }
+}
