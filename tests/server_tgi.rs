@@ -62,11 +62,23 @@ async fn text_generation_inference_clients_are_answered_in_its_shapes() {
                       "details": true, "return_full_text": true}});
     let (_, v) = s.post("/generate", &stop).await;
     assert_eq!(v["details"]["finish_reason"], "stop_sequence", "{v}");
+    // TGI keeps the stop sequence in its text.
     let full = v["generated_text"].as_str().unwrap();
-    assert!(
-        full.starts_with(PROMPT) && full.len() < PROMPT.len() + greedy.len(),
-        "{v}"
-    );
+    assert!(full.starts_with(PROMPT) && full.ends_with(" 1"), "{v}");
+    assert!(full.len() < PROMPT.len() + greedy.len(), "{v}");
+    // An end token is listed last, special; `top_n_tokens` lists alternatives per token.
+    let chat = "<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n";
+    let eos = json!({"inputs": chat, "parameters": {"details": true, "max_new_tokens": 50,
+                     "top_n_tokens": 2}});
+    let (_, v) = s.post("/generate", &eos).await;
+    let details = &v["details"];
+    assert_eq!(details["finish_reason"], "eos_token", "{v}");
+    let tokens = details["tokens"].as_array().unwrap();
+    assert_eq!(tokens.last().unwrap()["special"], true, "{v}");
+    assert_eq!(details["generated_tokens"], tokens.len(), "{v}");
+    let tops = details["top_tokens"].as_array().unwrap();
+    assert!(tops[0].as_array().unwrap().len() == 2, "{v}");
+    assert!(v["details"]["tokens"][0].get("top_tokens").is_none(), "{v}");
 
     // `POST /`: a one-item list, or the stream.
     let (status, v) = s.post("/", &body).await;

@@ -111,6 +111,8 @@ impl Parameters {
             seed: self.seed.map(|s| s as i64),
             stop: (!self.stop.is_empty()).then(|| Stop::Many(self.stop.clone())),
             stream,
+            // TGI's text keeps the stop sequence that ended it.
+            include_stop_str_in_output: true,
             truncate_prompt_tokens: self.truncate,
             ..CommonParams::default()
         };
@@ -223,8 +225,9 @@ struct Run {
 enum Next {
     /// New tokens (as TGI details them).
     Tokens(Vec<Value>),
-    /// The end: TGI's finish reason and how many tokens were generated.
-    End(&'static str, usize),
+    /// The end: TGI's finish reason, how many tokens were generated, and the tokens no text
+    /// told (the end token that stopped it, as TGI lists it last).
+    End(&'static str, usize, Vec<Value>),
 }
 
 impl Run {
@@ -276,6 +279,7 @@ impl Run {
                     reason,
                     completion_tokens,
                     stop_string,
+                    ids,
                     ..
                 }) => {
                     let why = match (reason, stop_string) {
@@ -283,7 +287,10 @@ impl Run {
                         (_, Some(_)) => "stop_sequence",
                         _ => "eos_token",
                     };
-                    return Ok(Next::End(why, completion_tokens));
+                    let tail = ids.iter().map(|&id| self.token(None, id)).collect();
+                    // TGI counts the end token among the generated ones.
+                    let generated = completion_tokens + usize::from(why == "eos_token");
+                    return Ok(Next::End(why, generated, tail));
                 }
                 Some(ChoiceEvent::Error { message, .. }) => {
                     return Err(ApiError::internal(message))
@@ -307,11 +314,18 @@ impl Run {
         loop {
             match self.next().await? {
                 Next::Tokens(new) => self.tokens.extend(new),
-                Next::End(why, generated) => {
+                Next::End(why, generated, tail) => {
+                    self.tokens.extend(tail);
                     let mut answer = json!({"generated_text": self.generated_text(req)});
                     if req.parameters.details {
                         let mut details = closing_details(why, generated, req);
                         details["prefill"] = json!([]);
+                        let tops: Vec<Value> = (self.tokens.iter_mut())
+                            .map(|t| take_top(t).unwrap_or_else(|| json!([])))
+                            .collect();
+                        if req.parameters.top_n_tokens.is_some_and(|n| n > 0) {
+                            details["top_tokens"] = json!(tops);
+                        }
                         details["tokens"] = json!(self.tokens);
                         answer["details"] = details;
                     }
@@ -331,6 +345,22 @@ impl Run {
             held: Option<Value>,
             index: usize,
         }
+        impl Streaming {
+            /// Send the held event and hold each new token's, the last kept back.
+            fn hold(&mut self, tokens: Vec<Value>, out: &mut Vec<Value>) {
+                for mut token in tokens {
+                    out.extend(self.held.take());
+                    self.index += 1;
+                    let top = take_top(&mut token);
+                    let mut event = json!({"index": self.index, "token": token,
+                                           "generated_text": null, "details": null});
+                    if self.req.parameters.top_n_tokens.is_some_and(|n| n > 0) {
+                        event["top_tokens"] = top.unwrap_or_else(|| json!([]));
+                    }
+                    self.held = Some(event);
+                }
+            }
+        }
         let start = Streaming {
             run: self,
             req,
@@ -342,15 +372,11 @@ impl Run {
             let mut out = Vec::new();
             match s.run.next().await {
                 Ok(Next::Tokens(new)) => {
-                    for token in new {
-                        out.extend(s.held.take());
-                        s.index += 1;
-                        s.held = Some(json!({"index": s.index, "token": token,
-                                             "generated_text": null, "details": null}));
-                    }
+                    s.hold(new, &mut out);
                     Some((out, Some(s)))
                 }
-                Ok(Next::End(why, generated)) => {
+                Ok(Next::End(why, generated, tail)) => {
+                    s.hold(tail, &mut out);
                     let mut last = (s.held.take())
                         .unwrap_or_else(|| json!({"index": s.index + 1, "token": null}));
                     last["generated_text"] = json!(s.run.generated_text(&s.req));
@@ -368,6 +394,11 @@ impl Run {
         })
         .flat_map(futures::stream::iter)
     }
+}
+
+/// A detailed token's alternatives, taken out of it: TGI lists them beside the tokens.
+fn take_top(token: &mut Value) -> Option<Value> {
+    token.as_object_mut()?.remove("top_tokens")
 }
 
 /// The `details` every answer closes with: why it ended, its tokens, its seed.
