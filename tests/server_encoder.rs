@@ -305,6 +305,14 @@ async fn a_bert_classifier_labels_texts_from_its_cls_state() {
     ranked(&v, &softmax(&floats(&pair["logits"])));
     let e = error_of(&s, "/predict", json!({"inputs": ["a", "b", "c"]})).await;
     assert!(e.contains("`inputs`"), "{e}");
+    let (_, v) = s.get("/info").await;
+    assert_eq!(
+        v["model_type"]["classifier"]["id2label"]["2"], "positive",
+        "{v}"
+    );
+    let (status, v) = s.post("/", &json!({"inputs": cases[0]["text"]})).await;
+    assert_eq!(status, 200, "{v}");
+    ranked(&v, &softmax(&floats(&cases[0]["logits"])));
     // Three labels are no pair score.
     let refused = error_of(&s, "/score", json!({"text_1": "a", "text_2": "b"})).await;
     assert!(refused.contains("3 labels"), "{refused}");
@@ -777,6 +785,18 @@ async fn text_embeddings_inference_endpoints_answer_in_its_shapes() {
     for (row, want) in tokens.iter().zip(all.chunks(hidden)) {
         assert_close(&floats(row), want, "/embed_all");
     }
+    // `POST /` is the model's own task, `/info` says what it is.
+    let (status, v) = s.post("/", &json!({"inputs": singles[0]["text"]})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(
+        &floats(&v[0]),
+        &unit(pooled(singles[0], hidden, true)),
+        "POST /",
+    );
+    let (status, v) = s.get("/info").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["model_type"]["embedding"]["pooling"], "mean", "{v}");
+    assert_eq!(v["max_input_length"], 64, "{v}");
     // What TEI's clients may send wrong.
     let e = error_of(&s, "/embed", json!({"inputs": {"text": "a"}})).await;
     assert!(e.contains("`inputs`"), "{e}");
