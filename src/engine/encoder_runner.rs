@@ -1,8 +1,9 @@
 //! The runner of a bidirectional encoder (`candor_models::encoder`): each step's prompts run
 //! whole, in one pass (the engine hands them so: `whole_prompts`), and the final hidden states
 //! the step asks for come back for pooling, or each prompt's sparse vector over the
-//! vocabulary (a SPLADE masked LM's, pooled on the device; BGE-M3's lexical weights). An encoder has no KV cache, so the engine's blocks
-//! are bookkeeping only: nothing is stored or copied, and no prefix is cached.
+//! vocabulary (a SPLADE masked LM's, pooled on the device; BGE-M3's lexical weights). An
+//! encoder has no KV cache, so the engine's blocks are bookkeeping only: nothing is stored or
+//! copied, and no prefix is cached.
 use super::error::EngineError;
 use super::runner::{Logits, Runner};
 use candle_core::Tensor;

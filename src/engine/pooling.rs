@@ -2,9 +2,10 @@
 //! (decoder embedding models such as Qwen3-Embedding, and vLLM's default for a generative
 //! model), the first token's (`[CLS]`, as BERT-style encoders such as BGE are trained), or the
 //! mean over every token; or none, every token's state kept (llama-server's
-//! `--pooling none`, for late-interaction retrieval); or a masked LM's SPLADE vector over the
-//! vocabulary, which the encoder's runner pools itself. The engine pools as prefill chunks
-//! compute the states, so a long prompt pooled never holds all its rows at once.
+//! `--pooling none`, for late-interaction retrieval); or a sparse vector over the vocabulary
+//! (a SPLADE masked LM's, BGE-M3's lexical weights), which the encoder's runner pools itself.
+//! The engine pools as prefill chunks compute the states, so a long prompt pooled never holds
+//! all its rows at once.
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,10 @@
 //! MiniLMs), NomicBERT's (nomic-embed-text), ModernBERT's (modernbert-embed,
 //! gte-modernbert) and GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
 //! snowflake-arctic-embed-m-v2.0); sparse vectors from BERT's and RoBERTa's masked LMs
-//! (SPLADE: `splade`) and from BGE-M3's lexical head (`lexical`). Every token attends to every other, so an input is read whole, in one pass, with
-//! no KV cache: the engine hands such a model whole prompts (`Runner::whole_prompts`). They
-//! embed and classify; they do not generate.
+//! (SPLADE: `splade`) and from BGE-M3's lexical head (`lexical`), and BGE-M3's ColBERT
+//! vectors (`colbert`). Every token attends to every other, so an input is read whole, in one
+//! pass, with no KV cache: the engine hands such a model whole prompts
+//! (`Runner::whole_prompts`). They embed and classify; they do not generate.
 mod bert;
 mod colbert;
 mod config;
