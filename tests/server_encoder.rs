@@ -793,6 +793,15 @@ async fn text_embeddings_inference_endpoints_answer_in_its_shapes() {
         &unit(pooled(singles[0], hidden, true)),
         "POST /",
     );
+    let (status, v) = s
+        .post("/invocations", &json!({"inputs": singles[0]["text"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(
+        &floats(&v[0]),
+        &unit(pooled(singles[0], hidden, true)),
+        "SageMaker",
+    );
     let (status, v) = s.get("/info").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["model_type"]["embedding"]["pooling"], "mean", "{v}");

@@ -88,6 +88,10 @@ async fn text_generation_inference_clients_are_answered_in_its_shapes() {
     streaming["stream"] = json!(true);
     let (_, text) = s.post_for_text("/", &streaming).await;
     assert_eq!(events(&text).len(), 6, "{text}");
+    // SageMaker's `/invocations` with Hugging Face's body runs the same.
+    let (status, v) = s.post("/invocations", &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[0]["generated_text"], greedy.as_str(), "{v}");
 
     let (status, v) = s.get("/info").await;
     assert_eq!(status, 200, "{v}");
