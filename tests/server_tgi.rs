@@ -93,6 +93,26 @@ async fn text_generation_inference_clients_are_answered_in_its_shapes() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v[0]["generated_text"], greedy.as_str(), "{v}");
 
+    // `decoder_input_details`: the prompt's tokens scored, as vLLM's `prompt_logprobs` scores
+    // them; a stream does not carry them (TGI refuses too).
+    let body = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 1, "details": true,
+                      "decoder_input_details": true}});
+    let (status, v) = s.post("/generate", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let prefill = v["details"]["prefill"].as_array().unwrap();
+    let vllm = json!({"prompt": PROMPT, "max_tokens": 1, "prompt_logprobs": 0});
+    let (_, w) = s.post("/v1/completions", &vllm).await;
+    let scored = w["choices"][0]["prompt_logprobs"].as_array().unwrap();
+    assert_eq!(prefill.len(), scored.len(), "{v} {w}");
+    assert!(prefill[0]["logprob"].is_null(), "{v}");
+    for (token, place) in prefill.iter().zip(scored).skip(1) {
+        let own = &place[token["id"].to_string()];
+        assert_eq!(token["logprob"], own["logprob"], "{v} {w}");
+        assert_eq!(token["text"], own["decoded_token"], "{v} {w}");
+    }
+    let (status, v) = s.post("/generate_stream", &body).await;
+    assert_eq!(status, 400, "{v}");
+
     let (status, v) = s.get("/info").await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["model_pipeline_tag"], "text-generation", "{v}");

@@ -10,8 +10,9 @@
 //! `frequency_penalty`, `seed`, `stop`, `truncate` (the prompt's last tokens), `grammar`
 //! (`{"type": "json" | "regex", "value"}`), `return_full_text`, `details` (each token's id,
 //! text and log-probability, `top_n_tokens` alternatives), `adapter_id` (a served LoRA
-//! adapter). What TGI has and candor does not run (`best_of` above 1, `watermark`,
-//! `decoder_input_details`) is a 400 that says so.
+//! adapter), `decoder_input_details` (the prompt's tokens with their log-probabilities in
+//! `details.prefill`, whole answers only, as TGI). What TGI has and candor does not run
+//! (`best_of` above 1, `watermark`) is a 400 that says so.
 use super::completions::start_text;
 use crate::server::error::ApiError;
 use crate::server::generation::{ChoiceEvent, TokenInfo};
@@ -88,8 +89,11 @@ impl Parameters {
         if self.watermark {
             return refused("watermark", "watermarking");
         }
-        if self.decoder_input_details {
-            return refused("decoder_input_details", "the prompt's token details");
+        if self.decoder_input_details && stream {
+            return refused(
+                "decoder_input_details",
+                "a streamed answer's prompt details",
+            );
         }
         // TGI samples where asked to, or where any sampling parameter is set; else greedy.
         let samples = self.do_sample == Some(true)
@@ -114,6 +118,8 @@ impl Parameters {
             // TGI's text keeps the stop sequence that ended it.
             include_stop_str_in_output: true,
             truncate_prompt_tokens: self.truncate,
+            // The prompt's tokens scored for `details.prefill` (vLLM's prompt logprobs).
+            prompt_logprobs: self.decoder_input_details.then_some(0),
             ..CommonParams::default()
         };
         common.samplers.typical_p = self.typical_p;
@@ -202,11 +208,14 @@ async fn start(state: &SharedState, req: &GenerateRequest, stream: bool) -> Resu
     )
     .map_err(|e| e.renamed(&FIELD_NAMES))?;
     let id = crate::server::request_id::answer_id("generate");
+    let prompt = ids.clone();
     let (rx, _) = start_text(state, &common, ids, None, logprobs, &id)
         .await
         .map_err(|e| e.renamed(&FIELD_NAMES))?;
     Ok(Run {
         rx,
+        prompt,
+        prefill: None,
         ready_tokenizer: ready.tokenizer.clone(),
         text: String::new(),
         tokens: Vec::new(),
@@ -215,6 +224,10 @@ async fn start(state: &SharedState, req: &GenerateRequest, stream: bool) -> Resu
 
 struct Run {
     rx: UnboundedReceiver<ChoiceEvent>,
+    /// The prompt's tokens, and their scores where `decoder_input_details` asked (vLLM's
+    /// `prompt_logprobs` shape, from the answer's end).
+    prompt: Vec<u32>,
+    prefill: Option<Value>,
     ready_tokenizer: std::sync::Arc<candor_models::tokenizer::Tokenizer>,
     text: String,
     /// The answer's tokens so far, as TGI details them.
@@ -280,8 +293,10 @@ impl Run {
                     completion_tokens,
                     stop_string,
                     ids,
+                    prompt_logprobs,
                     ..
                 }) => {
+                    self.prefill = prompt_logprobs;
                     let why = match (reason, stop_string) {
                         ("length", _) => "length",
                         (_, Some(_)) => "stop_sequence",
@@ -299,6 +314,25 @@ impl Run {
                 None => return Err(ApiError::internal("the engine stopped")),
             }
         }
+    }
+
+    /// The prompt's tokens as TGI's `details.prefill` lists them (each with its logprob
+    /// under the tokens before it, the first none); empty unless `decoder_input_details`.
+    fn prefill_tokens(&self) -> Value {
+        let Some(Value::Array(scored)) = &self.prefill else {
+            return json!([]);
+        };
+        let listed: Vec<Value> = (self.prompt.iter().enumerate())
+            .map(|(i, &id)| {
+                let own = scored.get(i).and_then(|place| place.get(id.to_string()));
+                let text = match own {
+                    Some(own) => own["decoded_token"].clone(),
+                    None => json!(TokenInfo::of(&self.ready_tokenizer, id).text),
+                };
+                json!({"id": id, "text": text, "logprob": own.map(|o| o["logprob"].clone())})
+            })
+            .collect();
+        json!(listed)
     }
 
     /// The answer's whole text as TGI gives it (after the prompt with `return_full_text`).
@@ -319,7 +353,7 @@ impl Run {
                     let mut answer = json!({"generated_text": self.generated_text(req)});
                     if req.parameters.details {
                         let mut details = closing_details(why, generated, req);
-                        details["prefill"] = json!([]);
+                        details["prefill"] = self.prefill_tokens();
                         let tops: Vec<Value> = (self.tokens.iter_mut())
                             .map(|t| take_top(t).unwrap_or_else(|| json!([])))
                             .collect();
