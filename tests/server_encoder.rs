@@ -785,6 +785,22 @@ async fn text_embeddings_inference_endpoints_answer_in_its_shapes() {
     for (row, want) in tokens.iter().zip(all.chunks(hidden)) {
         assert_close(&floats(row), want, "/embed_all");
     }
+    // `/similarity`: each sentence's cosine with the source.
+    let body = json!({"inputs": {"source_sentence": singles[0]["text"],
+                                 "sentences": [singles[1]["text"], singles[2]["text"]]}});
+    let (status, v) = s.post("/similarity", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let source = unit(pooled(singles[0], hidden, true));
+    let cosines: Vec<f64> = (singles[1..3].iter())
+        .map(|c| {
+            let other = unit(pooled(c, hidden, true));
+            source.iter().zip(&other).map(|(a, b)| a * b).sum()
+        })
+        .collect();
+    assert_close(&floats(&v), &cosines, "/similarity");
+    let empty = json!({"inputs": {"source_sentence": "a", "sentences": []}});
+    let e = error_of(&s, "/similarity", empty).await;
+    assert!(e.contains("`sentences`"), "{e}");
     // `POST /` is the model's own task, `/info` says what it is.
     let (status, v) = s.post("/", &json!({"inputs": singles[0]["text"]})).await;
     assert_eq!(status, 200, "{v}");

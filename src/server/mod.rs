@@ -145,6 +145,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/embed_all", post(routes::tei::embed_all))
         .route("/embed_sparse", post(routes::tei::embed_sparse))
         .route("/predict", post(routes::tei_predict::predict))
+        .route("/similarity", post(routes::tei::similarity))
         .route("/generate", post(routes::tgi::generate))
         .route("/info", get(routes::info::info))
         .route("/generate_stream", post(routes::tgi::generate_stream))

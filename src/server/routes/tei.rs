@@ -7,7 +7,9 @@
 //! sparse-vector stores (Qdrant, Milvus, OpenSearch) index them). They read TEI's `inputs`
 //! (texts or token ids), `truncate` with `truncation_direction` and `prompt_name`. Its
 //! `/rerank` body (`query`, `texts`, `raw_scores`, `return_text`, `truncate`) is told from
-//! Jina's and Cohere's (`documents`) by its fields, and answered in its shape.
+//! Jina's and Cohere's (`documents`) by its fields, and answered in its shape; its
+//! `/similarity` (`{"inputs": {"source_sentence", "sentences"}}`) scores each sentence
+//! against the source.
 //! `/embed_sparse` is served where the model has a sparse head, whatever it pools its dense
 //! embeddings by: a SPLADE masked LM (a sentence-transformers `SparseEncoder` checkout, whose
 //! `/embed` answers the same vectors dense over the vocabulary) or BGE-M3 (its lexical
@@ -109,6 +111,63 @@ pub async fn rerank(state: &SharedState, req: RerankRequest) -> Result<Response,
         })
         .collect();
     Ok(axum::Json(answer).into_response())
+}
+
+/// TEI's `/similarity` (the Hub's sentence-similarity task).
+#[derive(Debug, Deserialize)]
+pub struct SimilarityRequest {
+    pub inputs: SimilarityInputs,
+    #[serde(default)]
+    pub parameters: SimilarityParameters,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimilarityInputs {
+    pub source_sentence: String,
+    pub sentences: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SimilarityParameters {
+    pub truncate: Option<bool>,
+    pub truncation_direction: Option<Direction>,
+    pub prompt_name: Option<String>,
+}
+
+/// `POST /similarity`: each of `sentences` scored against `source_sentence`, in order, as
+/// `/score` scores two texts with an embedder (the cosine of their embeddings; a SPLADE
+/// model's dot product).
+pub async fn similarity(
+    State(state): State<SharedState>,
+    Json(req): Json<SimilarityRequest>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    let SimilarityInputs {
+        source_sentence,
+        sentences,
+    } = req.inputs;
+    if sentences.is_empty() {
+        return Err(ApiError::invalid(
+            "sentences",
+            "`sentences` must not be empty",
+        ));
+    }
+    let p = req.parameters;
+    let texts: Vec<String> = std::iter::once(source_sentence).chain(sentences).collect();
+    let as_inputs = TeiInputs {
+        inputs: json!(texts),
+        truncate: p.truncate,
+        truncation_direction: p.truncation_direction,
+        prompt_name: p.prompt_name,
+    };
+    let inputs = as_inputs.token_lists(ready)?;
+    let norm = vector_norm(ready.pooling, None);
+    let vectors: Vec<Vec<f32>> = (pooled(ready, &inputs, 0, None).await?.into_iter())
+        .map(|v| embeddings::normalised_by(v, usize::MAX, norm))
+        .collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let scores: Vec<f32> = vectors[1..].iter().map(|v| dot(&vectors[0], v)).collect();
+    Ok(axum::Json(scores).into_response())
 }
 
 /// One non-zero entry of a sparse vector.
