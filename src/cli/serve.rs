@@ -138,11 +138,11 @@ pub struct ServeArgs {
     /// last token's, as decoder embedding models are trained), `mean`, or `cls` (the first
     /// token's, as BERT-style encoders are trained); `none` keeps every token's
     /// (llama-server's `/embedding` answers a row per token; the APIs that want one vector
-    /// refuse); `splade` makes a masked LM's (`*ForMaskedLM`) sparse vector over the
-    /// vocabulary (`/embed_sparse`). Default: what the model's files say (a GGUF's
-    /// `pooling_type`, a sentence-transformers checkout's `1_Pooling/config.json`, a
-    /// SparseEncoder's `1_SpladePooling`), else `cls` for an encoder and `last` for a
-    /// decoder.
+    /// refuse); `splade` makes the model's sparse vector over the vocabulary (a SPLADE
+    /// masked LM's, BGE-M3's lexical weights; `/embed_sparse` answers it under any pooling).
+    /// Default: what the model's files say (a GGUF's `pooling_type`, a sentence-transformers
+    /// checkout's `1_Pooling/config.json`, a SparseEncoder's `1_SpladePooling`), else `cls`
+    /// for an encoder and `last` for a decoder.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
     /// Serve a classifier made of the LM head's rows for these vocabulary strings (vLLM's
