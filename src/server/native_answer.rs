@@ -588,7 +588,8 @@ fn events(run: NativeRun) -> impl futures::Stream<Item = Value> {
 }
 
 /// Objects sent as server-sent events, `data: {...}` each.
-fn sse(events: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
+/// Server-sent events of JSON objects, kept alive while the answer is quiet.
+pub fn sse(events: impl futures::Stream<Item = Value> + Send + 'static) -> Response {
     let events = events.map(|event| Ok::<_, Infallible>(Event::default().data(event.to_string())));
     Sse::new(events)
         .keep_alive(KeepAlive::default())

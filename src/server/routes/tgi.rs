@@ -17,15 +17,14 @@ use super::completions::start_text;
 use crate::server::error::ApiError;
 use crate::server::generation::{ChoiceEvent, TokenInfo};
 use crate::server::json::{reread, Json};
+use crate::server::native_answer::sse;
 use crate::server::openai::{CommonParams, Stop};
 use crate::server::state::{Ready, SharedState};
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::convert::Infallible;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +130,11 @@ impl Parameters {
         Ok(common)
     }
 
+    /// Whether the answer lists each token's alternatives (`top_n_tokens` above 0).
+    fn listing_top(&self) -> bool {
+        self.top_n_tokens.is_some_and(|n| n > 0)
+    }
+
     /// The alternatives scored at each token (`top_n_tokens`), if tokens are detailed.
     fn logprobs(&self, ready: &Ready) -> Result<Option<usize>, ApiError> {
         let most = ready.limits.max_logprobs;
@@ -230,47 +234,44 @@ struct Run {
     prefill: Option<Value>,
     ready_tokenizer: std::sync::Arc<candor_models::tokenizer::Tokenizer>,
     text: String,
-    /// The answer's tokens so far, as TGI details them.
-    tokens: Vec<Value>,
+    /// The answer's tokens so far.
+    tokens: Vec<Detailed>,
+}
+
+/// A token as TGI details it, and its alternatives (`top_n_tokens`; none where the engine
+/// scored none), which TGI lists beside the tokens.
+struct Detailed {
+    token: Value,
+    top: Vec<Value>,
 }
 
 /// What the engine said next.
 enum Next {
-    /// New tokens (as TGI details them).
-    Tokens(Vec<Value>),
+    Tokens(Vec<Detailed>),
     /// The end: TGI's finish reason, how many tokens were generated, and the tokens no text
     /// told (the end token that stopped it, as TGI lists it last).
-    End(&'static str, usize, Vec<Value>),
+    End(&'static str, usize, Vec<Detailed>),
 }
 
 impl Run {
-    /// A token as TGI details it; `info` has its text and log-probability where the engine
-    /// scored them, else only its id is known.
-    fn token(&self, info: Option<&TokenInfo>, id: u32) -> Value {
-        let owned;
-        let info = match info {
-            Some(info) => info,
-            None => {
-                owned = TokenInfo::of(&self.ready_tokenizer, id);
-                &owned
-            }
-        };
-        let mut token = json!({
-            "id": info.id,
-            "text": info.text,
-            "logprob": info.logprob,
-            "special": self.ready_tokenizer.is_special(info.id),
-        });
-        if let Some(top) = &info.top {
-            let listed: Vec<Value> = (top.iter())
-                .map(|t| {
-                    json!({"id": t.id, "text": t.text, "logprob": t.logprob,
-                           "special": self.ready_tokenizer.is_special(t.id)})
-                })
-                .collect();
-            token["top_tokens"] = json!(listed);
+    /// One token as TGI lists it: `{"id", "text", "logprob", "special"}`.
+    fn listed(&self, t: &TokenInfo) -> Value {
+        let special = self.ready_tokenizer.is_special(t.id);
+        json!({"id": t.id, "text": t.text, "logprob": t.logprob, "special": special})
+    }
+
+    /// A token the engine scored (its text, log-probability and alternatives).
+    fn scored(&self, info: &TokenInfo) -> Detailed {
+        let top = info.top.iter().flatten().map(|t| self.listed(t)).collect();
+        Detailed {
+            token: self.listed(info),
+            top,
         }
-        token
+    }
+
+    /// A token of which only its id is known.
+    fn bare(&self, id: u32) -> Detailed {
+        self.scored(&TokenInfo::of(&self.ready_tokenizer, id))
     }
 
     async fn next(&mut self) -> Result<Next, ApiError> {
@@ -280,9 +281,9 @@ impl Run {
                     text, tokens, ids, ..
                 }) => {
                     self.text.push_str(&text);
-                    let new: Vec<Value> = match tokens.is_empty() {
-                        false => tokens.iter().map(|t| self.token(Some(t), t.id)).collect(),
-                        true => ids.iter().map(|&id| self.token(None, id)).collect(),
+                    let new: Vec<Detailed> = match tokens.is_empty() {
+                        false => tokens.iter().map(|t| self.scored(t)).collect(),
+                        true => ids.iter().map(|&id| self.bare(id)).collect(),
                     };
                     if !new.is_empty() {
                         return Ok(Next::Tokens(new));
@@ -302,7 +303,7 @@ impl Run {
                         (_, Some(_)) => "stop_sequence",
                         _ => "eos_token",
                     };
-                    let tail = ids.iter().map(|&id| self.token(None, id)).collect();
+                    let tail = ids.iter().map(|&id| self.bare(id)).collect();
                     // TGI counts the end token among the generated ones.
                     let generated = completion_tokens + usize::from(why == "eos_token");
                     return Ok(Next::End(why, generated, tail));
@@ -354,13 +355,13 @@ impl Run {
                     if req.parameters.details {
                         let mut details = closing_details(why, generated, req);
                         details["prefill"] = self.prefill_tokens();
-                        let tops: Vec<Value> = (self.tokens.iter_mut())
-                            .map(|t| take_top(t).unwrap_or_else(|| json!([])))
-                            .collect();
-                        if req.parameters.top_n_tokens.is_some_and(|n| n > 0) {
+                        if req.parameters.listing_top() {
+                            let tops: Vec<&Vec<Value>> =
+                                self.tokens.iter().map(|d| &d.top).collect();
                             details["top_tokens"] = json!(tops);
                         }
-                        details["tokens"] = json!(self.tokens);
+                        let tokens: Vec<&Value> = self.tokens.iter().map(|d| &d.token).collect();
+                        details["tokens"] = json!(tokens);
                         answer["details"] = details;
                     }
                     return Ok(answer);
@@ -381,15 +382,14 @@ impl Run {
         }
         impl Streaming {
             /// Send the held event and hold each new token's, the last kept back.
-            fn hold(&mut self, tokens: Vec<Value>, out: &mut Vec<Value>) {
-                for mut token in tokens {
+            fn hold(&mut self, tokens: Vec<Detailed>, out: &mut Vec<Value>) {
+                for Detailed { token, top } in tokens {
                     out.extend(self.held.take());
                     self.index += 1;
-                    let top = take_top(&mut token);
                     let mut event = json!({"index": self.index, "token": token,
                                            "generated_text": null, "details": null});
-                    if self.req.parameters.top_n_tokens.is_some_and(|n| n > 0) {
-                        event["top_tokens"] = top.unwrap_or_else(|| json!([]));
+                    if self.req.parameters.listing_top() {
+                        event["top_tokens"] = json!(top);
                     }
                     self.held = Some(event);
                 }
@@ -430,11 +430,6 @@ impl Run {
     }
 }
 
-/// A detailed token's alternatives, taken out of it: TGI lists them beside the tokens.
-fn take_top(token: &mut Value) -> Option<Value> {
-    token.as_object_mut()?.remove("top_tokens")
-}
-
 /// The `details` every answer closes with: why it ended, its tokens, its seed.
 fn closing_details(why: &str, generated: usize, req: &GenerateRequest) -> Value {
     json!({
@@ -442,11 +437,4 @@ fn closing_details(why: &str, generated: usize, req: &GenerateRequest) -> Value 
         "generated_tokens": generated,
         "seed": req.parameters.seed,
     })
-}
-
-fn sse(events: impl Stream<Item = Value> + Send + 'static) -> Response {
-    let events = events.map(|v| Ok::<_, Infallible>(Event::default().data(v.to_string())));
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
 }
