@@ -98,22 +98,20 @@ pub fn from_sentence_transformers(dir: &std::path::Path) -> Result<Option<Poolin
     let Some(modules) = read(dir.join("modules.json"))? else {
         return Ok(None);
     };
-    let typed = |suffix: &str| {
+    // The first module of a type (`sentence_transformers.models.Pooling`) by its name's end.
+    let module = |suffix: &str| {
         (modules.as_array().into_iter().flatten())
-            .any(|m| (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(suffix)))
+            .find(|m| (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(suffix)))
     };
     // Inference-free SPLADE: queries weighed by an IDF table, documents by the encoder.
-    if typed(".Router") {
+    if module(".Router").is_some() {
         return Err(format!(
             "{}: a sentence-transformers Router (its queries and documents encoded apart) is \
              not served; `--pooling splade` encodes documents with the checkout's masked LM",
             dir.join("modules.json").display()
         ));
     }
-    let pooling_module = (modules.as_array().into_iter().flatten()).find(|m| {
-        (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(".Pooling"))
-    });
-    let Some(module_path) = pooling_module.and_then(|m| m.get("path")?.as_str()) else {
+    let Some(module_path) = module(".Pooling").and_then(|m| m.get("path")?.as_str()) else {
         return Ok(None);
     };
     let config_path = dir.join(module_path).join("config.json");

@@ -9,9 +9,8 @@
 //! the dot product of their sparse vectors.
 use super::classify::{classifier, classifier_logits};
 use super::embeddings::pooled;
-use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
-    checked_inputs, encoded_text, end_as_asked, normalised, text_tokens,
+    checked_inputs, encoded_text, end_as_asked, normalised_by, text_tokens, vector_norm,
 };
 use crate::server::error::ApiError;
 use crate::server::json::reread;
@@ -153,11 +152,7 @@ pub(super) fn pair_tokens(
     second: &str,
     params: (&str, &str),
 ) -> Result<Vec<u32>, ApiError> {
-    no_nul(params.0, first)?;
-    no_nul(params.1, second)?;
-    let joined = (ready.tokenizer.encode_pair(first, second))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(ids) = joined {
+    if let Some(ids) = template_pair(ready, first, second, params)? {
         return Ok(ids);
     }
     let mut ids = encoded_text(ready, params.0, first, true)?;
@@ -171,17 +166,24 @@ pub(super) fn pair_tokens(
 fn tokenizer_pairs(ready: &Ready, p: &Pairs<'_>) -> Result<Option<Vec<Vec<u32>>>, ApiError> {
     let mut lists = Vec::with_capacity(p.pairs.len());
     for &(i, j) in &p.pairs {
-        let (first, second) = (&p.first[i], &p.second[j]);
-        no_nul(p.params.0, first)?;
-        no_nul(p.params.1, second)?;
-        let joined = (ready.tokenizer.encode_pair(first, second))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        match joined {
+        match template_pair(ready, &p.first[i], &p.second[j], p.params)? {
             Some(ids) => lists.push(ids),
             None => return Ok(None),
         }
     }
     Ok(Some(lists))
+}
+
+/// One pair as the tokenizer's pair template joins it; None for a tokenizer without one.
+fn template_pair(
+    ready: &Ready,
+    first: &str,
+    second: &str,
+    params: (&str, &str),
+) -> Result<Option<Vec<u32>>, ApiError> {
+    no_nul(params.0, first)?;
+    no_nul(params.1, second)?;
+    (ready.tokenizer.encode_pair(first, second)).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Each pair's score: the sigmoid of the one-score head over it (its logit where `raw`), and
@@ -225,16 +227,13 @@ async fn scoring_vectors(
     let vectors = pooled(ready, &inputs, 0, model)
         .await?
         .into_iter()
-        .map(|v| match ready.pooling {
-            Pooling::Sparse => v,
-            _ => normalised(v, usize::MAX),
-        })
+        .map(|v| normalised_by(v, usize::MAX, vector_norm(ready.pooling, None)))
         .collect();
     Ok((vectors, tokens))
 }
 
 /// The dot product: the cosine of unit vectors.
-fn dot(a: &[f32], b: &[f32]) -> f64 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
 

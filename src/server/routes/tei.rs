@@ -15,7 +15,7 @@
 //! `/embed` answers the same vectors dense over the vocabulary) or BGE-M3 (its lexical
 //! weights, beside the `[CLS]` embedding `/embed` answers).
 use super::embeddings::{pooled, run_pooling, token_vectors};
-use super::similarity::{pair_scores, Pairs};
+use super::similarity::{dot, pair_scores, Pairs};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
     self, checked_inputs, tokenized_inputs, vector_norm, EmbeddingInput,
@@ -165,8 +165,7 @@ pub async fn similarity(
     let vectors: Vec<Vec<f32>> = (pooled(ready, &inputs, 0, None).await?.into_iter())
         .map(|v| embeddings::normalised_by(v, usize::MAX, norm))
         .collect();
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    let scores: Vec<f32> = vectors[1..].iter().map(|v| dot(&vectors[0], v)).collect();
+    let scores: Vec<f64> = vectors[1..].iter().map(|v| dot(&vectors[0], v)).collect();
     Ok(axum::Json(scores).into_response())
 }
 
