@@ -21,6 +21,7 @@ pub mod partial_rope;
 pub mod projection;
 pub mod py_json;
 pub mod rope;
+pub mod sentence_transformers;
 pub mod spec;
 pub mod tokenizer;
 pub mod weights;

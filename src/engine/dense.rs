@@ -62,23 +62,13 @@ pub fn from_sentence_transformers(
     dir: &Path,
     hidden: usize,
 ) -> Result<Option<DenseModules>, String> {
-    let listing = dir.join("modules.json");
-    let text = match std::fs::read_to_string(&listing) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", listing.display())),
+    let Some(modules) = candor_models::sentence_transformers::Modules::read(dir)? else {
+        return Ok(None);
     };
-    let modules: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", listing.display()))?;
     let mut dense = Vec::new();
     let mut width = hidden;
-    for module in modules.as_array().into_iter().flatten() {
-        let kind = module.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        if !kind.ends_with(".Dense") {
-            continue;
-        }
-        let path = module.get("path").and_then(|p| p.as_str()).unwrap_or("");
-        let layer = load(&dir.join(path), width)?;
+    for module in modules.dirs_of(".Dense") {
+        let layer = load(&module, width)?;
         width = layer.outputs;
         dense.push(layer);
     }

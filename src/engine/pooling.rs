@@ -6,6 +6,7 @@
 //! (a SPLADE masked LM's, BGE-M3's lexical weights), which the encoder's runner pools itself.
 //! The engine pools as prefill chunks compute the states, so a long prompt pooled never holds
 //! all its rows at once.
+use candor_models::sentence_transformers::{read_json, Modules};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,36 +87,22 @@ impl std::str::FromStr for Pooling {
 /// `_lasttoken`). None where the checkout has no such files; an error for a mode candor does
 /// not pool by (max, mean over the square root of the length, weighted mean, several at once).
 pub fn from_sentence_transformers(dir: &std::path::Path) -> Result<Option<Pooling>, String> {
-    let read = |path: std::path::PathBuf| -> Result<Option<serde_json::Value>, String> {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
-    };
-    let Some(modules) = read(dir.join("modules.json"))? else {
+    let Some(modules) = Modules::read(dir)? else {
         return Ok(None);
     };
-    // The first module of a type (`sentence_transformers.models.Pooling`) by its name's end.
-    let module = |suffix: &str| {
-        (modules.as_array().into_iter().flatten())
-            .find(|m| (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(suffix)))
-    };
     // Inference-free SPLADE: queries weighed by an IDF table, documents by the encoder.
-    if module(".Router").is_some() {
+    if modules.dir_of(".Router").is_some() {
         return Err(format!(
             "{}: a sentence-transformers Router (its queries and documents encoded apart) is \
              not served; `--pooling splade` encodes documents with the checkout's masked LM",
             dir.join("modules.json").display()
         ));
     }
-    let Some(module_path) = module(".Pooling").and_then(|m| m.get("path")?.as_str()) else {
+    let Some(module) = modules.dir_of(".Pooling") else {
         return Ok(None);
     };
-    let config_path = dir.join(module_path).join("config.json");
-    let Some(config) = read(config_path.clone())? else {
+    let config_path = module.join("config.json");
+    let Some(config) = read_json(&config_path)? else {
         return Ok(None);
     };
     let on = |key: &str| config.get(key).and_then(|v| v.as_bool()).unwrap_or(false);

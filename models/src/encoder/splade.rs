@@ -12,6 +12,7 @@
 use super::config::{config_json, EncoderActivation, EncoderConfig, Family};
 use super::layer::{layer_norm, Projection};
 use crate::error::{ModelError, Result};
+use crate::sentence_transformers::{read_json, Modules};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use std::path::Path;
@@ -54,17 +55,13 @@ impl SpladeConfig {
     /// The pooling a sentence-transformers checkout's `modules.json` names in a
     /// `SpladePooling` module; None where it names none.
     pub fn from_dir(dir: &Path) -> Result<Option<SpladeConfig>> {
-        let Some(modules) = read_json(&dir.join("modules.json"))? else {
+        let Some(modules) = Modules::read(dir).map_err(ModelError::Config)? else {
             return Ok(None);
         };
-        let module = (modules.as_array().into_iter().flatten()).find(|m| {
-            (m.get("type").and_then(|t| t.as_str())).is_some_and(|t| t.ends_with(".SpladePooling"))
-        });
-        let Some(module) = module else {
+        let Some(module) = modules.dir_of(".SpladePooling") else {
             return Ok(None);
         };
-        let path = module.get("path").and_then(|p| p.as_str()).unwrap_or("");
-        let config = read_json(&dir.join(path).join("config.json"))?;
+        let config = read_json(&module.join("config.json")).map_err(ModelError::Config)?;
         let field = |key: &str| {
             (config.as_ref())
                 .and_then(|c| c.get(key))
@@ -91,20 +88,6 @@ fn refused(what: String) -> ModelError {
     ModelError::Config(format!(
         "{what} is not served (strategies max and sum; activations relu and log1p_relu)"
     ))
-}
-
-/// A JSON file, or None where it does not exist.
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ModelError::Io {
-            path: path.display().to_string(),
-            source,
-        }),
-    }
 }
 
 /// Whether a checkout's `architectures` name a masked language model (`BertForMaskedLM`,
