@@ -7,6 +7,7 @@ use candor_models::encoder::{
     is_masked_lm, BertEncoder, EncoderConfig, Family, LexicalHead, MlmHead, SparseHead, Splade,
     SpladeConfig,
 };
+use candor_models::sentence_transformers::read_json;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::ModelError;
 use std::path::Path;
@@ -68,10 +69,8 @@ pub fn sparse_head(
 fn special_ids(path: &Path, tokenizer: &Tokenizer) -> Vec<u32> {
     let mut ids = Vec::new();
     for file in ["tokenizer_config.json", "special_tokens_map.json"] {
-        let Ok(text) = std::fs::read_to_string(path.join(file)) else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        // A file that is missing or unreadable names none, as the tokenizer reads it.
+        let Ok(Some(json)) = read_json(&path.join(file)) else {
             continue;
         };
         for key in ["cls_token", "eos_token", "pad_token", "unk_token"] {

@@ -20,13 +20,13 @@ impl EmbeddingPrompts {
     /// checkout too), or its default names no prompt.
     pub fn from_dir(dir: &Path) -> Result<EmbeddingPrompts, String> {
         let path = dir.join("config_sentence_transformers.json");
-        if !dir.is_dir() || !path.exists() {
+        if !dir.is_dir() {
             return Ok(EmbeddingPrompts::default());
         }
+        let Some(json) = candor_models::sentence_transformers::read_json(&path)? else {
+            return Ok(EmbeddingPrompts::default());
+        };
         let shown = path.display();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
         let prompts: BTreeMap<String, String> = match json.get("prompts") {
             None | Some(serde_json::Value::Null) => BTreeMap::new(),
             Some(p) => serde_json::from_value(p.clone())
