@@ -253,12 +253,17 @@ pub(super) fn heads_dividing(heads: usize, hidden_size: usize) -> Result<usize> 
 
 /// Whether the checkout is a sequence classifier (`*ForSequenceClassification`).
 fn classifies(json: &serde_json::Value) -> bool {
+    names_architecture(json, "ForSequenceClassification")
+}
+
+/// Whether a config's `architectures` name one ending with `suffix` (`ForMaskedLM`).
+pub(super) fn names_architecture(json: &serde_json::Value, suffix: &str) -> bool {
     json.get("architectures")
         .and_then(|a| a.as_array())
         .is_some_and(|a| {
             a.iter()
                 .filter_map(|v| v.as_str())
-                .any(|name| name.ends_with("ForSequenceClassification"))
+                .any(|name| name.ends_with(suffix))
         })
 }
 

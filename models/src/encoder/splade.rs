@@ -9,7 +9,7 @@
 //! The head is BERT's (`cls.predictions`: a dense layer, the config's activation, a
 //! LayerNorm, the decoder, its bias) or RoBERTa's (`lm_head`: the same, GELU always); the
 //! decoder is tied to the word embeddings unless the checkout stores its own.
-use super::config::{config_json, EncoderActivation, EncoderConfig, Family};
+use super::config::{config_json, names_architecture, EncoderActivation, EncoderConfig, Family};
 use super::layer::{layer_norm, Projection};
 use crate::error::{ModelError, Result};
 use crate::sentence_transformers::{read_json, Modules};
@@ -93,14 +93,7 @@ fn refused(what: String) -> ModelError {
 /// Whether a checkout's `architectures` name a masked language model (`BertForMaskedLM`,
 /// `XLMRobertaForMaskedLM`…): the only kind with a head that scores the vocabulary.
 pub fn is_masked_lm(dir: &Path) -> Result<bool> {
-    let json = config_json(dir)?;
-    Ok(
-        (json.get("architectures").and_then(|a| a.as_array())).is_some_and(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .any(|name| name.ends_with("ForMaskedLM"))
-        }),
-    )
+    Ok(names_architecture(&config_json(dir)?, "ForMaskedLM"))
 }
 
 /// A masked-language-model head: `decoder · norm(act(dense · x)) + bias`, a score per
