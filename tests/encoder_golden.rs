@@ -1,6 +1,7 @@
 //! BERT-style encoders against transformers (tests/fixtures/tiny/make_encoders.py, and
 //! make_nomic.py for NomicBERT: rotary positions, SwiGLU, the remote code's names;
-//! make_modernbert.py for ModernBERT: pre-norm, GeGLU, local and global attention): the
+//! make_modernbert.py for ModernBERT: pre-norm, GeGLU, local and global attention;
+//! make_distilbert.py for DistilBERT: its names, no token types, a ReLU head): the
 //! tokenizer's ids for texts and pairs, each token's type as the engine derives it, every
 //! final hidden state of every input run together in one pass (within 1e-4,
 //! `common::encoder::assert_matches_golden`, which the GPU's test runs too), and the
@@ -80,7 +81,12 @@ fn every_hidden_state_and_head_matches_transformers() {
 fn splade_vectors_match_sentence_transformers() {
     for name in common::encoder::SPLADE_ENCODERS {
         // The tokenizer sentence-transformers saved makes the ids the golden ran.
-        let tok = tokenizer(name);
+        let model = common::encoder::splade_model_dir(name);
+        let config = model.join("tokenizer_config.json");
+        let tok = Tokenizer::from_file(&model.join("tokenizer.json"), Some(&config))
+            .unwrap()
+            .for_encoder()
+            .unwrap();
         let golden = read_json(&dir(name).join("golden.json"));
         for case in golden["cases"].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
@@ -91,6 +97,25 @@ fn splade_vectors_match_sentence_transformers() {
             );
         }
         common::encoder::assert_splade_matches_golden(name, &Device::Cpu);
+    }
+}
+
+#[test]
+fn an_inference_free_splade_model_weighs_queries_by_its_table() {
+    let root = dir("distilbert_sparse");
+    let modules = candor_models::sentence_transformers::Modules::read(&root)
+        .unwrap()
+        .unwrap();
+    let (route, table) = modules.static_route().expect("a static route");
+    assert_eq!(route, "query");
+    let table = candor_models::encoder::StaticSparse::load(table).unwrap();
+    let golden = read_json(&root.join("golden.json"));
+    let vocab = golden["vocab_size"].as_u64().unwrap() as usize;
+    for case in golden["cases"].as_array().unwrap() {
+        let got = table.vector(&as_u32s(&case["ids"]), vocab);
+        let want = as_f32s(&case["query"]);
+        assert!(max_abs_diff(&got, &want) < 1e-6, "{}", case["text"]);
+        assert!(want.iter().any(|&w| w > 0.0), "{}", case["text"]);
     }
 }
 
@@ -125,6 +150,7 @@ fn the_classifier_heads_are_labelled_from_the_config() {
         labels("modernbert_classifier"),
         ["negative", "neutral", "positive"]
     );
+    assert_eq!(labels("distilbert_classifier"), ["NEGATIVE", "POSITIVE"]);
 }
 
 #[test]

@@ -598,6 +598,24 @@ async fn gte_checkouts_embed_and_rerank() {
     assert_eq!(v["results"][0]["index"], best, "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distilbert_checkouts_embed_and_classify() {
+    // DistilBERT (tests/fixtures/tiny/make_distilbert.py): its own tensor names, no token
+    // types; mean pooling by its sentence-transformers files.
+    let (hidden, cases) = cases("distilbert_embed");
+    let s = Server::start_path(&dir("distilbert_embed"), "distilbert", &[]).await;
+    assert_embeds(&s, &cases, hidden, true, "distilbert").await;
+    let (status, shown) = s.post("/api/show", &json!({"model": "distilbert"})).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["details"]["family"], "distilbert", "{shown}");
+
+    // An sst-2 style classifier: `pre_classifier`, a ReLU, then `classifier`, over [CLS].
+    let (_, labelled) = self::cases("distilbert_classifier");
+    let s = Server::start_path(&dir("distilbert_classifier"), "sst2", &[]).await;
+    let v = assert_classifies(&s, &labelled, "logits").await;
+    assert!(v.to_string().contains("POSITIVE"), "{v}");
+}
+
 /// Little-endian f32s from base64, as vLLM and OpenAI encode them.
 fn from_base64(v: &Value) -> Vec<f64> {
     use base64::Engine as _;

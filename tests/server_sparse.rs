@@ -5,7 +5,8 @@
 //! `/api/embed` (normalised, as Ollama's always are); `--pooling splade` on a bare masked LM;
 //! what is refused, with a 400 or a load failure that says why. BGE-M3 (tests/fixtures/tiny/
 //! make_bge_m3.py) against FlagEmbedding: its dense embedding, its lexical weights and its
-//! ColBERT vectors.
+//! ColBERT vectors. An inference-free model (make_distilbert.py: a Router over a DistilBERT
+//! masked LM and a static query table) against `encode_query` / `encode_document`.
 mod common;
 
 use common::server::Server;
@@ -182,6 +183,89 @@ async fn sum_pooling_and_the_log1p_relu_activation_match_too() {
     for (answer, case) in v.as_array().unwrap().iter().zip(&cases) {
         assert_sparse_matches(answer, &floats(&case["sparse"]), "roberta sum log1p_relu");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inference_free_model_weighs_queries_by_its_table_and_encodes_documents() {
+    let cases = golden("distilbert_sparse");
+    let query: Vec<Vec<f64>> = cases.iter().map(|c| floats(&c["query"])).collect();
+    let document: Vec<Vec<f64>> = cases.iter().map(|c| floats(&c["document"])).collect();
+    let s = Server::start_path(&dir("distilbert_sparse"), "opensearch-doc", &[]).await;
+
+    // Documents by default (the Router's default route) and by name; queries by name.
+    for (body, want, what) in [
+        (json!({"inputs": texts(&cases)}), &document, "default"),
+        (
+            json!({"inputs": texts(&cases), "prompt_name": "document"}),
+            &document,
+            "document",
+        ),
+        (
+            json!({"inputs": texts(&cases), "prompt_name": "query"}),
+            &query,
+            "query",
+        ),
+    ] {
+        let (status, v) = s.post("/embed_sparse", &body).await;
+        assert_eq!(status, 200, "{what}: {v}");
+        for (answer, want) in v.as_array().unwrap().iter().zip(want) {
+            assert_sparse_matches(answer, want, what);
+        }
+    }
+    let (status, v) = s
+        .post(
+            "/v1/embeddings",
+            &json!({"input": texts(&cases), "prompt_name": "query"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (item, want) in v["data"].as_array().unwrap().iter().zip(&query) {
+        assert_close(&floats(&item["embedding"]), want, "/v1/embeddings query");
+    }
+    let (_, p) = s
+        .post(
+            "/pooling",
+            &json!({"input": [cases[2]["text"]], "prompt_name": "query"}),
+        )
+        .await;
+    assert_close(&floats(&p["data"][0]["data"]), &query[2], "/pooling query");
+    let (_, e) = s.post("/embed", &json!({"inputs": cases[3]["text"]})).await;
+    assert_close(&floats(&e[0]), &document[3], "TEI's /embed");
+
+    // A query scored against documents: the query by the table, each document encoded.
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let (status, v) = s
+        .post(
+            "/rerank",
+            &json!({"query": cases[0]["text"], "documents": [cases[1]["text"], cases[0]["text"]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for item in v["results"].as_array().unwrap() {
+        let index = item["index"].as_u64().unwrap() as usize;
+        let want = dot(&query[0], &document[[1, 0][index]]);
+        let got = item["relevance_score"].as_f64().unwrap();
+        assert_close(&[got], &[want], "/rerank");
+    }
+    let (status, v) = s
+        .post(
+            "/similarity",
+            &json!({"inputs": {"source_sentence": cases[1]["text"],
+                               "sentences": [cases[2]["text"]]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let want = dot(&query[1], &document[2]);
+    assert_close(&[v[0].as_f64().unwrap()], &[want], "/similarity");
+
+    // A route it does not have is refused, naming those it has.
+    let e = error_of(
+        &s,
+        "/embed_sparse",
+        json!({"inputs": "a", "prompt_name": "passage"}),
+    )
+    .await;
+    assert!(e.contains("`query`") && e.contains("`document`"), "{e}");
 }
 
 /// A copy of fixture `name`'s top-level files, without `left_out`.

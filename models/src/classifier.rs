@@ -44,25 +44,35 @@ pub enum HeadInput {
     Mean,
 }
 
-/// A layer `act(W x + b)`, `W` `[hidden, hidden]` row-major, `act` tanh (BERT's pooler) or
-/// the erf GELU, then a LayerNorm where it has one (ModernBERT's head).
+/// A layer `act(W x + b)`, `W` `[hidden, hidden]` row-major, `act` tanh (BERT's pooler), the
+/// erf GELU (ModernBERT's head) or ReLU (DistilBERT's `pre_classifier`), then a LayerNorm where
+/// it has one (ModernBERT's head).
 #[derive(Debug, Clone)]
 pub struct Dense {
     pub weight: Vec<f32>,
     /// Empty where the layer has none.
     pub bias: Vec<f32>,
-    pub gelu: bool,
+    pub activation: DenseActivation,
     /// The LayerNorm's weight, bias (empty: none) and epsilon.
     pub norm: Option<(Vec<f32>, Vec<f32>, f32)>,
 }
 
+/// The activation of a head's dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseActivation {
+    Tanh,
+    GeluErf,
+    Relu,
+}
+
 impl Dense {
-    /// BERT's pooler and RoBERTa's classifier dense layer: `tanh(W x + b)`.
-    pub fn tanh(weight: Vec<f32>, bias: Vec<f32>) -> Dense {
+    /// A dense layer `act(W x + b)` without a norm: BERT's pooler and RoBERTa's classifier
+    /// dense layer (tanh), DistilBERT's `pre_classifier` (ReLU).
+    pub fn new(weight: Vec<f32>, bias: Vec<f32>, activation: DenseActivation) -> Dense {
         Dense {
             weight,
             bias,
-            gelu: false,
+            activation,
             norm: None,
         }
     }
@@ -71,9 +81,10 @@ impl Dense {
         let y: Vec<f32> = (self.weight.chunks_exact(hidden).enumerate())
             .map(|(o, row)| {
                 let v = dot(row, x) + self.bias.get(o).copied().unwrap_or(0.0);
-                match self.gelu {
-                    true => candor_kernels::activation::gelu_erf(v),
-                    false => v.tanh(),
+                match self.activation {
+                    DenseActivation::Tanh => v.tanh(),
+                    DenseActivation::GeluErf => candor_kernels::activation::gelu_erf(v),
+                    DenseActivation::Relu => v.max(0.0),
                 }
             })
             .collect();
@@ -389,7 +400,11 @@ mod tests {
     #[test]
     fn an_encoder_head_runs_its_tanh_layer_then_its_rows_and_biases() {
         // tanh(I·x + [0, 0]) then [1, 1]·h + 0.5.
-        let pre = Dense::tanh(vec![1.0, 0.0, 0.0, 1.0], vec![0.0, 0.0]);
+        let pre = Dense::new(
+            vec![1.0, 0.0, 0.0, 1.0],
+            vec![0.0, 0.0],
+            DenseActivation::Tanh,
+        );
         let first = HeadInput::First;
         let c =
             Classifier::encoder_head(Some(pre.clone()), vec![1.0, 1.0], vec![0.5], 2, &[], first);
@@ -423,7 +438,7 @@ mod tests {
         let modern = Dense {
             weight: vec![1.0, 0.0, 0.0, 1.0],
             bias: Vec::new(),
-            gelu: true,
+            activation: DenseActivation::GeluErf,
             norm: Some((vec![1.0, 1.0], Vec::new(), 0.0)),
         };
         let c = Classifier::encoder_head(

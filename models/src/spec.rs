@@ -44,6 +44,8 @@ pub enum Arch {
     ModernBert,
     /// GTE (Alibaba's `NewModel`): a BERT-style encoder with rotary positions and GeGLU.
     Gte,
+    /// DistilBERT: BERT's layers, six of them, no token types, its own tensor names.
+    DistilBert,
 }
 
 impl Arch {
@@ -69,6 +71,7 @@ impl Arch {
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",
             Arch::Gte => "gte",
+            Arch::DistilBert => "distilbert",
         }
     }
 }

@@ -183,6 +183,9 @@ pub struct LoadedModel {
     pub sparse: bool,
     /// BGE-M3's ColBERT head (`colbert_linear.pt`), whose vectors are its tokens'.
     pub colbert: Option<candor_models::encoder::ColbertHead>,
+    /// An inference-free SPLADE model's static route (its name, `query`, and its table): the
+    /// texts a request sends under that name are weighed by the table, not encoded.
+    pub static_sparse: Option<(String, candor_models::encoder::StaticSparse)>,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.
@@ -399,8 +402,22 @@ fn classifier_from_tokens(
 }
 
 pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedModel, EngineError> {
-    if let Some(config) = candor_models::encoder::EncoderConfig::from_dir(path)? {
-        return super::load_encoder::load_encoder(path, config, opts);
+    // A sentence-transformers Router keeps the model in its encoder route's directory.
+    let modules = match path.is_dir() {
+        true => candor_models::sentence_transformers::Modules::read(path)
+            .map_err(candor_models::ModelError::Config)?,
+        false => None,
+    };
+    let checkout = modules
+        .as_ref()
+        .map_or_else(|| path.to_path_buf(), |m| m.model_dir());
+    if let Some(config) = candor_models::encoder::EncoderConfig::from_dir(&checkout)? {
+        let found = super::load_encoder::Checkout {
+            root: path,
+            model: &checkout,
+            modules: modules.as_ref(),
+        };
+        return super::load_encoder::load_encoder(found, config, opts);
     }
     match candor_models::loader::open_model(path, opts.dequantize) {
         // A GGUF of a BERT-style encoder is not a decoder: its own loader reads it.
@@ -428,6 +445,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         generates,
         sparse: false,
         colbert: None,
+        static_sparse: None,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,

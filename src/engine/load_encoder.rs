@@ -11,21 +11,34 @@ use super::load_sparse::sparse_head;
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
-use candor_models::encoder::{BertEncoder, ColbertHead, EncoderConfig, SparseHead};
+use candor_models::encoder::{BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticSparse};
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
+use candor_models::sentence_transformers::Modules;
 use candor_models::tokenizer::Tokenizer;
 use candor_models::weights::gguf::GgufFile;
 use candor_models::ModelError;
 use std::path::Path;
 
+/// Where an encoder checkout's files are: its directory (`root`: its sentence-transformers
+/// files, modules.json and the prompts) and the model's own (`model`: config.json, weights,
+/// tokenizer), the same directory unless a Router keeps the model in a route's.
+#[derive(Clone, Copy)]
+pub struct Checkout<'a> {
+    pub root: &'a Path,
+    pub model: &'a Path,
+    /// The root's modules.json, where it has one.
+    pub modules: Option<&'a Modules>,
+}
+
 /// A checkout (`config.json` of an encoder, `*.safetensors`, `tokenizer.json`).
 pub fn load_encoder(
-    path: &Path,
+    checkout: Checkout,
     config: EncoderConfig,
     opts: &LoadOptions,
 ) -> Result<LoadedModel, EngineError> {
     check_options(opts)?;
+    let (path, root) = (checkout.model, checkout.root);
     let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
     let (encoder, head) = BertEncoder::load(&config, path, &device)?;
     let tokenizer = match checkout_tokenizer(path)? {
@@ -35,8 +48,15 @@ pub fn load_encoder(
         )?),
         None => None,
     };
-    let sparse = sparse_head(&config, path, &encoder, tokenizer.as_ref(), &device)?;
-    let pooling = match super::pooling::from_sentence_transformers(path) {
+    let sparse = sparse_head(&config, checkout, &encoder, tokenizer.as_ref(), &device)?;
+    let static_sparse = static_route(checkout)?;
+    if static_sparse.is_some() && sparse.as_ref().is_none_or(|s| !s.pools) {
+        return Err(refused(
+            "the checkout's Router weighs queries by a static table, but its encoder route \
+             makes no sparse vectors to compare them with (no SpladePooling over a masked LM)",
+        ));
+    }
+    let pooling = match super::pooling::from_sentence_transformers(root) {
         _ if sparse.as_ref().is_some_and(|s| s.pools) => Some(Pooling::Sparse),
         Ok(found) => found,
         Err(e) => {
@@ -45,20 +65,40 @@ pub fn load_encoder(
             None
         }
     };
-    let dense = checkout_dense(path, config.hidden_size)?;
+    let dense = checkout_dense(root, config.hidden_size)?;
     let colbert = ColbertHead::load(path, config.hidden_size)?;
     let loaded = Encoder {
         colbert,
         encoder,
         head,
         sparse: sparse.map(|s| s.head),
+        static_sparse,
         tokenizer,
         pooling,
         dense,
         format: ModelFormat::Safetensors,
         quantization: None,
     };
-    Ok(loaded.serving(path, info, threads, opts))
+    Ok(loaded.serving(root, info, threads, opts))
+}
+
+/// A Router's static route (`query`: a `SparseStaticEmbedding`), its name and table. Its
+/// texts are tokenized by the model's tokenizer; a module that saved another is said.
+fn static_route(checkout: Checkout) -> Result<Option<(String, StaticSparse)>, EngineError> {
+    let Some((name, dir)) = checkout.modules.and_then(|m| m.static_route()) else {
+        return Ok(None);
+    };
+    let table = StaticSparse::load(dir)?;
+    let own = std::fs::read(dir.join("tokenizer.json")).ok();
+    let model = std::fs::read(checkout.model.join("tokenizer.json")).ok();
+    if own.is_some() && own != model {
+        tracing::warn!(
+            route = name,
+            "the static route saved a tokenizer of its own: its texts are tokenized by the \
+             model's"
+        );
+    }
+    Ok(Some((name.to_string(), table)))
 }
 
 /// A GGUF of architecture `bert` or `nomic-bert` (llama.cpp's converter's: its tokenizer a
@@ -85,6 +125,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         encoder,
         head,
         sparse: None,
+        static_sparse: None,
         colbert: None,
         tokenizer: Some(tokenizer),
         pooling,
@@ -119,6 +160,8 @@ struct Encoder {
     sparse: Option<SparseHead>,
     /// BGE-M3's ColBERT layer.
     colbert: Option<ColbertHead>,
+    /// An inference-free SPLADE model's static query route.
+    static_sparse: Option<(String, StaticSparse)>,
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,
@@ -164,6 +207,7 @@ impl Encoder {
             generates: false,
             sparse,
             colbert: self.colbert,
+            static_sparse: self.static_sparse,
             generation: Ok(GenerationDefaults::default()),
         }
     }

@@ -1,8 +1,9 @@
-//! An encoder checkout's sparse head, where it has one: a BERT or RoBERTa masked LM
+//! An encoder checkout's sparse head, where it has one: a BERT, RoBERTa or DistilBERT masked LM
 //! (`*ForMaskedLM`) pools SPLADE vectors, as its sentence-transformers `SpladePooling` module
 //! says (else max of `log(1 + relu)`); BGE-M3's checkout weighs each token with the layer in
 //! its `sparse_linear.pt`.
 use super::error::EngineError;
+use super::load_encoder::Checkout;
 use candor_models::encoder::{
     is_masked_lm, BertEncoder, EncoderConfig, Family, LexicalHead, MlmHead, SparseHead, Splade,
     SpladeConfig,
@@ -25,13 +26,18 @@ pub struct FoundSparse {
 /// checkout whose files name SPLADE pooling is refused without it.
 pub fn sparse_head(
     config: &EncoderConfig,
-    path: &Path,
+    checkout: Checkout,
     encoder: &BertEncoder,
     tokenizer: Option<&Tokenizer>,
     device: &candle_core::Device,
 ) -> Result<Option<FoundSparse>, EngineError> {
-    let named = SpladeConfig::from_dir(path)?;
-    let splade_family = matches!(config.family, Family::Bert | Family::Roberta);
+    // The pooling module is the root's (a Router's route's); the head is in the model's files.
+    let named = SpladeConfig::from_dir(checkout.root)?;
+    let path = checkout.model;
+    let splade_family = matches!(
+        config.family,
+        Family::Bert | Family::Roberta | Family::DistilBert
+    );
     if is_masked_lm(path)? && splade_family {
         match MlmHead::load(config, path, encoder.word_embeddings(), device) {
             Ok(head) => {
@@ -50,7 +56,7 @@ pub fn sparse_head(
     if named.is_some() {
         return Err(EngineError::Model(ModelError::Config(
             "the checkout's sentence-transformers files pool by SPLADE, which reads a masked \
-             LM's head: its config.json must name a BERT or RoBERTa `*ForMaskedLM`"
+             LM's head: its config.json must name a BERT, RoBERTa or DistilBERT `*ForMaskedLM`"
                 .into(),
         )));
     }

@@ -90,14 +90,6 @@ pub fn from_sentence_transformers(dir: &std::path::Path) -> Result<Option<Poolin
     let Some(modules) = Modules::read(dir)? else {
         return Ok(None);
     };
-    // Inference-free SPLADE: queries weighed by an IDF table, documents by the encoder.
-    if modules.dir_of(".Router").is_some() {
-        return Err(format!(
-            "{}: a sentence-transformers Router (its queries and documents encoded apart) is \
-             not served; `--pooling splade` encodes documents with the checkout's masked LM",
-            dir.join("modules.json").display()
-        ));
-    }
     let Some(module) = modules.dir_of(".Pooling") else {
         return Ok(None);
     };
@@ -252,8 +244,9 @@ mod tests {
         assert!(from_sentence_transformers(&dir).is_err());
         let router = r#"[{"idx": 0, "path": "", "type": "sentence_transformers.models.Router"}]"#;
         std::fs::write(dir.join("modules.json"), router).unwrap();
+        // A Router's modules are its routes' (`Modules`): without its config, it is refused.
         let e = from_sentence_transformers(&dir).unwrap_err();
-        assert!(e.contains("Router"), "{e}");
+        assert!(e.contains("router_config.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -32,25 +32,45 @@ const NAMED: [&str; 14] = [
 /// top-level `*.safetensors` and the named extras, a sentence-transformers pooling module's
 /// config (`1_Pooling/config.json`; a sparse encoder's `1_SpladePooling/config.json`) and its
 /// Dense modules' config and weights (`2_Dense/`; every `*_Dense*` directory, since which of
-/// several stella's modules.json runs is only known once it is read). Empty where the listing
-/// is no such checkout (no config.json, or no safetensors weights).
+/// several stella's modules.json runs is only known once it is read). A sentence-transformers
+/// Router (inference-free SPLADE) keeps each module in a directory named by its route, its
+/// place and its type (`document_0_MLMTransformer/`, `query_0_SparseStaticEmbedding/`): their
+/// named files and weights come too, with `router_config.json`, and the model's config.json may
+/// be in one of them. Empty where the listing is no such checkout (no config.json, or no
+/// safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
+    let wanted_here = |f: &str| {
+        NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
+    };
     let wanted = |f: &str| match f.split_once('/') {
-        None => {
-            NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
-        }
+        None => wanted_here(f) || f == "router_config.json",
         Some((dir, rest)) => {
             dir.ends_with("Pooling") && rest == "config.json"
                 || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
+                || is_route_module(dir) && !rest.contains('/') && wanted_here(rest)
         }
     };
     let files: Vec<String> = listed.iter().filter(|f| wanted(f)).cloned().collect();
-    let complete = files.iter().any(|f| f == "config.json")
+    let complete = files
+        .iter()
+        .any(|f| f == "config.json" || f.ends_with("/config.json"))
         && files.iter().any(|f| f.ends_with(".safetensors"));
     match complete {
         true => files,
         false => Vec::new(),
     }
+}
+
+/// Whether a directory is named as a Router saves its modules: `<route>_<index>_<Type>`.
+fn is_route_module(dir: &str) -> bool {
+    let mut parts = dir.rsplitn(3, '_');
+    let (Some(kind), Some(index), Some(route)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !route.is_empty()
+        && !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && kind.starts_with(|c: char| c.is_ascii_uppercase())
 }
 
 /// A checkout already whole in `dir` (its marker written).
@@ -150,6 +170,27 @@ mod tests {
             "1_SpladePooling/config.json",
         ]);
         assert_eq!(checkout_files(&sparse), sparse);
+        // An inference-free one: a Router whose routes keep their modules apart.
+        let routed = names(&[
+            "modules.json",
+            "router_config.json",
+            "config_sentence_transformers.json",
+            "document_0_MLMTransformer/config.json",
+            "document_0_MLMTransformer/model.safetensors",
+            "document_0_MLMTransformer/tokenizer.json",
+            "document_1_SpladePooling/config.json",
+            "query_0_SparseStaticEmbedding/config.json",
+            "query_0_SparseStaticEmbedding/model.safetensors",
+            "query_0_SparseStaticEmbedding/tokenizer.json",
+        ]);
+        let mut listed = routed.clone();
+        listed.extend(names(&[
+            "idf.json",
+            "document_0_MLMTransformer/pytorch_model.bin",
+            "query_0_SparseStaticEmbedding/onnx/model.onnx",
+            "notes_v2/config.json",
+        ]));
+        assert_eq!(checkout_files(&listed), routed);
         assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());
         assert!(checkout_files(&names(&["model.safetensors"])).is_empty());
     }

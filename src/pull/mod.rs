@@ -251,7 +251,12 @@ fn check_path(spec: &str, p: &Path) -> Result<PathBuf, PullError> {
     let shown = p.display().to_string();
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => {
-            if p.join("config.json").is_file() {
+            // A sentence-transformers Router keeps the model in a route's directory.
+            let model = candor_models::sentence_transformers::Modules::read(p)
+                .ok()
+                .flatten()
+                .map_or_else(|| p.to_path_buf(), |m| m.model_dir());
+            if model.join("config.json").is_file() {
                 Ok(p.to_path_buf())
             } else {
                 Err(PullError::NotAModel {

@@ -47,6 +47,12 @@ impl EmbeddingPrompts {
         Ok(EmbeddingPrompts { prompts, default })
     }
 
+    /// Take `name` as a prompt name; without a prompt of its own, it puts no text before a
+    /// text input (a Router's route name, which picks an encoder, not a text).
+    pub fn name_without_text(&mut self, name: &str) {
+        self.prompts.entry(name.to_string()).or_default();
+    }
+
     /// The text to put before each text input: the prompt `name`d (a 400 naming the known ones
     /// where the checkout has no such prompt), else the default one.
     pub fn text_for(&self, name: Option<&str>) -> Result<Option<&str>, ApiError> {

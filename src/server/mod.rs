@@ -37,6 +37,7 @@ pub mod respond;
 pub mod responses;
 pub mod routes;
 pub mod sampler_chain;
+pub mod sparse_route;
 pub mod state;
 pub mod structured;
 pub mod thinking;
@@ -402,7 +403,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         config.speculative_tokens,
     );
     let hidden_size = model.spec.hidden_size;
-    let prompts = embedding_prompts::EmbeddingPrompts::from_dir(&model.path)?;
+    let mut prompts = embedding_prompts::EmbeddingPrompts::from_dir(&model.path)?;
+    if let Some((route, _)) = &model.static_sparse {
+        // The name that takes the static route is a prompt name, with or without a text.
+        prompts.name_without_text(route);
+    }
     let metadata = std::fs::metadata(&model.path).ok();
     let facts = state::ModelFacts {
         arch: model.spec.arch.name(),
@@ -424,8 +429,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         .unwrap_or(crate::engine::pooling::Pooling::Last);
     if pooling == crate::engine::pooling::Pooling::Sparse && !model.sparse {
         return Err(
-            "--pooling splade makes sparse vectors over the vocabulary, from a BERT or \
-                    RoBERTa `*ForMaskedLM` checkout's head (a SPLADE model such as \
+            "--pooling splade makes sparse vectors over the vocabulary, from a BERT, \
+                    RoBERTa or DistilBERT `*ForMaskedLM` checkout's head (a SPLADE model such as \
                     naver/splade-v3) or BGE-M3's `sparse_linear.pt`: this model has neither"
                 .into(),
         );
@@ -467,6 +472,8 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         classifier: model.classifier.take().map(Arc::new),
         sparse: model.sparse,
         colbert: model.colbert.take().map(Arc::new),
+        static_sparse: (model.static_sparse.take())
+            .map(|(name, table)| Arc::new(sparse_route::StaticRoute { name, table })),
         generates: model.generates,
         encoder,
         facts,

@@ -7,8 +7,8 @@ use candor_models::encoder::{BertEncoder, EncoderConfig, EncoderInput};
 use std::path::PathBuf;
 
 /// Every tiny encoder fixture (tests/fixtures/tiny/make_encoders.py, make_xlmr_gguf.py,
-/// make_nomic.py, make_modernbert.py, make_gte.py).
-pub const ENCODERS: [&str; 10] = [
+/// make_nomic.py, make_modernbert.py, make_gte.py, make_distilbert.py).
+pub const ENCODERS: [&str; 12] = [
     "bert_embed",
     "bert_classifier",
     "xlmr_reranker",
@@ -19,6 +19,8 @@ pub const ENCODERS: [&str; 10] = [
     "gte_embed",
     "gte_native_embed",
     "gte_reranker",
+    "distilbert_embed",
+    "distilbert_classifier",
 ];
 
 pub fn encoder_dir(name: &str) -> PathBuf {
@@ -106,15 +108,26 @@ fn states_alone(encoder: &BertEncoder, ids: &[u32]) -> candle_core::Tensor {
     .unwrap()
 }
 
-/// The tiny SPLADE fixtures (tests/fixtures/tiny/make_splade.py).
-pub const SPLADE_ENCODERS: [&str; 2] = ["bert_splade", "roberta_splade"];
+/// The tiny SPLADE fixtures (tests/fixtures/tiny/make_splade.py; make_distilbert.py's
+/// inference-free one, a Router over a DistilBERT masked LM and a static query table).
+pub const SPLADE_ENCODERS: [&str; 3] = ["bert_splade", "roberta_splade", "distilbert_sparse"];
+
+/// Where a SPLADE fixture keeps its model: its directory, or a Router's encoder route's.
+pub fn splade_model_dir(name: &str) -> PathBuf {
+    let dir = encoder_dir(name);
+    match candor_models::sentence_transformers::Modules::read(&dir).unwrap() {
+        Some(modules) => modules.model_dir(),
+        None => dir,
+    }
+}
 
 /// SPLADE fixture `name` on `device`: every golden text's vector over the vocabulary, from its
 /// masked-LM head and its sentence-transformers pooling, within 1e-4 of `SparseEncoder`'s
-/// (relative above 1), zero exactly where it is zero.
+/// (relative above 1), zero exactly where it is zero (an inference-free model's `document`
+/// vectors; its `query` vectors are checked by `encoder_golden`, they need no device).
 pub fn assert_splade_matches_golden(name: &str, device: &Device) {
     use candor_models::encoder::{MlmHead, Splade, SpladeConfig};
-    let dir = encoder_dir(name);
+    let (root, dir) = (encoder_dir(name), splade_model_dir(name));
     let config = EncoderConfig::from_dir(&dir).unwrap().unwrap();
     let (encoder, head) = BertEncoder::load(&config, &dir, device).unwrap();
     assert!(head.is_none(), "{name}");
@@ -124,16 +137,17 @@ pub fn assert_splade_matches_golden(name: &str, device: &Device) {
     );
     let splade = Splade {
         head: MlmHead::load(&config, &dir, encoder.word_embeddings(), device).unwrap(),
-        config: SpladeConfig::from_dir(&dir)
+        config: SpladeConfig::from_dir(&root)
             .unwrap()
             .expect("a SpladePooling module"),
     };
-    let golden = read_json(&dir.join("golden.json"));
+    let golden = read_json(&root.join("golden.json"));
     for case in golden["cases"].as_array().unwrap() {
         let ids = as_u32s(&case["ids"]);
         let states = states_alone(&encoder, &ids);
         let got = splade.pool(&states).unwrap();
-        let want = as_f32s(&case["sparse"]);
+        let routed = case.get("document").is_some();
+        let want = as_f32s(&case[if routed { "document" } else { "sparse" }]);
         assert_eq!(got.len(), want.len(), "{name}");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let text = &case["text"];

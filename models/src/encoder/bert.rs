@@ -1,7 +1,7 @@
 //! The BERT encoder as transformers runs it (`BertModel`, `RobertaModel`,
-//! `XLMRobertaModel`, `NomicBertModel`, `GteModel`): token, position and token-type embeddings
-//! summed and normed (NomicBERT, GTE: no position table, their queries and keys turned by
-//! position instead);
+//! `XLMRobertaModel`, `NomicBertModel`, `GteModel`, `DistilBertModel`): token, position and
+//! token-type embeddings summed and normed (NomicBERT, GTE: no position table, their queries
+//! and keys turned by position instead; DistilBERT: no token types);
 //! then per layer bidirectional attention and a feed-forward block, each added to its input
 //! and normed after (post-norm). Candle tensors on a candle device (CPU or CUDA), f32.
 //!
@@ -11,7 +11,7 @@
 use super::config::{EncoderConfig, Family};
 use super::layer::{layer_norm, Layer};
 use super::rotary::Rotary;
-use crate::classifier::{Classifier, Dense, HeadInput};
+use crate::classifier::{Classifier, Dense, DenseActivation, HeadInput};
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
@@ -48,7 +48,15 @@ enum Stack {
 /// Where the encoder's tensors sit in a checkout: at the top (`BertModel`, a
 /// sentence-transformers checkout) or under the task model's prefix (GTE's remote code's
 /// classifier: `new.`).
-const PREFIXES: [&str; 6] = ["", "bert.", "roberta.", "model.", "new.", "gte."];
+const PREFIXES: [&str; 7] = [
+    "",
+    "bert.",
+    "roberta.",
+    "model.",
+    "new.",
+    "gte.",
+    "distilbert.",
+];
 
 impl BertEncoder {
     /// The encoder of the checkout `dir` (its `*.safetensors` files) on `device`, and its
@@ -65,7 +73,7 @@ impl BertEncoder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
         let words = match config.family {
             Family::Modern => "embeddings.tok_embeddings.weight",
-            Family::Bert | Family::Roberta | Family::Nomic | Family::Gte => {
+            Family::Bert | Family::Roberta | Family::Nomic | Family::Gte | Family::DistilBert => {
                 "embeddings.word_embeddings.weight"
             }
         };
@@ -80,14 +88,21 @@ impl BertEncoder {
         let encoder = BertEncoder::from_vb(config, &base, device)?;
         let head = match config.classifies {
             true => {
-                let (pre, out) = match config.family {
-                    Family::Bert | Family::Gte => {
-                        (base.pp("pooler").pp("dense"), vb.pp("classifier"))
-                    }
+                let (pre, out, act) = match config.family {
+                    Family::Bert | Family::Gte => (
+                        base.pp("pooler").pp("dense"),
+                        vb.pp("classifier"),
+                        DenseActivation::Tanh,
+                    ),
                     Family::Roberta => {
                         let head = vb.pp("classifier");
-                        (head.pp("dense"), head.pp("out_proj"))
+                        (head.pp("dense"), head.pp("out_proj"), DenseActivation::Tanh)
                     }
+                    Family::DistilBert => (
+                        vb.pp("pre_classifier"),
+                        vb.pp("classifier"),
+                        DenseActivation::Relu,
+                    ),
                     Family::Modern => {
                         let labels = crate::classifier::hf_labels(dir)?;
                         let json = super::config::config_json(dir)?;
@@ -101,7 +116,7 @@ impl BertEncoder {
                     }
                 };
                 let labels = crate::classifier::hf_labels(dir)?;
-                Some(load_head(config, Some(&pre), &out, &labels)?)
+                Some(load_head(config, Some((&pre, act)), &out, &labels)?)
             }
             false => None,
         };
@@ -138,9 +153,9 @@ impl BertEncoder {
             });
         }
         let words = embedding(config.vocab_size, "word_embeddings")?;
-        // GTE's checkouts with `type_vocab_size: 0` (gte-base-en-v1.5) have no table: every
-        // token is type 0 and adds nothing.
-        let token_types = match config.family == Family::Gte
+        // GTE's checkouts with `type_vocab_size: 0` (gte-base-en-v1.5) and DistilBERT's have
+        // no table: every token is type 0 and adds nothing.
+        let token_types = match matches!(config.family, Family::Gte | Family::DistilBert)
             && !e.contains_tensor("token_type_embeddings.weight")
         {
             true => None,
@@ -163,6 +178,15 @@ impl BertEncoder {
                 (0..config.num_layers)
                     .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
                     .collect::<Result<Vec<_>>>()?,
+            ),
+            Family::DistilBert => (
+                Some(embedding(
+                    config.max_position_embeddings,
+                    "position_embeddings",
+                )?),
+                None,
+                layer_norm(&e.pp("LayerNorm"), h, eps)?,
+                super::distil::layers(vb, config)?,
             ),
             Family::Nomic => (
                 None,
@@ -260,13 +284,13 @@ impl BertEncoder {
     }
 }
 
-/// A sequence classifier's head over the `[CLS]` state: a tanh layer `pre` (BERT's pooler,
-/// RoBERTa's `classifier.dense`; absent from a GGUF of a BERT classifier, whose converter drops
-/// the pooler) then the label rows `out`, `labels.len()` of them (2 where the config names
-/// none, transformers' default).
+/// A sequence classifier's head over the `[CLS]` state: a layer `pre` and its activation
+/// (BERT's pooler and RoBERTa's `classifier.dense`, tanh; DistilBERT's `pre_classifier`, ReLU;
+/// absent from a GGUF of a BERT classifier, whose converter drops the pooler) then the label
+/// rows `out`, `labels.len()` of them (2 where the config names none, transformers' default).
 pub(crate) fn load_head(
     c: &EncoderConfig,
-    pre: Option<&VarBuilder>,
+    pre: Option<(&VarBuilder, DenseActivation)>,
     out: &VarBuilder,
     labels: &[Option<String>],
 ) -> Result<Classifier> {
@@ -279,9 +303,10 @@ pub(crate) fn load_head(
         Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     };
     let pre = match pre {
-        Some(pre) => Some(Dense::tanh(
+        Some((pre, activation)) => Some(Dense::new(
             host(pre.get((h, h), "weight")?)?,
             host(pre.get(h, "bias")?)?,
+            activation,
         )),
         None => None,
     };

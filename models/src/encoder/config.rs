@@ -2,7 +2,8 @@
 //! ms-marco cross-encoders) and RoBERTa (`roberta`, `xlm-roberta`, `camembert`: multilingual
 //! E5, BGE-M3, bge-reranker), which differ in where positions start and in their heads,
 //! NomicBERT (`nomic_bert`: nomic-embed-text; its config in `super::nomic`), ModernBERT
-//! (`super::modern`) and GTE (`new`, `gte`: `super::gte`).
+//! (`super::modern`), GTE (`new`, `gte`: `super::gte`) and DistilBERT (`distilbert`:
+//! `super::distil`).
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
@@ -27,6 +28,9 @@ pub enum Family {
     /// code's or transformers 5's tensor names (`super::gte`); a classifier reads BERT's pooler
     /// then `classifier`.
     Gte,
+    /// DistilBERT's checkout (`super::distil`): BERT's layers under their own names, no token
+    /// types; a classifier reads `pre_classifier` (ReLU) then `classifier`.
+    DistilBert,
 }
 
 /// ModernBERT's alternating attention: every `global_every`-th layer (from the first) attends
@@ -100,6 +104,7 @@ impl EncoderConfig {
             Some("nomic_bert") => return super::nomic::config(&c, classifies(json)).map(Some),
             Some("modernbert") => return super::modern::config(&c, classifies(json)).map(Some),
             Some("new" | "gte") => return super::gte::config(&c, classifies(json)).map(Some),
+            Some("distilbert") => return super::distil::config(&c, classifies(json)).map(Some),
             _ => return Ok(None),
         };
         if let Some(kind) = c.str("position_embedding_type") {
@@ -112,7 +117,7 @@ impl EncoderConfig {
         }
         let activation = activation(c.str("hidden_act").unwrap_or("gelu"))?;
         let position_offset = match family {
-            Family::Bert | Family::Nomic | Family::Modern | Family::Gte => 0,
+            Family::Bert | Family::Nomic | Family::Modern | Family::Gte | Family::DistilBert => 0,
             Family::Roberta => c.opt_usize("pad_token_id")?.unwrap_or(1) + 1,
         };
         let hidden_size = c.usize("hidden_size")?;
@@ -168,6 +173,7 @@ impl EncoderConfig {
                 Family::Nomic => Arch::NomicBert,
                 Family::Modern => Arch::ModernBert,
                 Family::Gte => Arch::Gte,
+                Family::DistilBert => Arch::DistilBert,
                 Family::Bert | Family::Roberta => Arch::Bert,
             },
             vocab_size: self.vocab_size,

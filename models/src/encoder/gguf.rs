@@ -6,7 +6,7 @@
 //! into.
 use super::bert::{load_head, BertEncoder};
 use super::config::{heads_dividing, EncoderActivation, EncoderConfig, Family};
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, DenseActivation};
 use crate::error::{ModelError, Result};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
@@ -88,7 +88,7 @@ pub fn load_gguf(
         let names = match config.family {
             Family::Nomic => &NOMIC_NAMES,
             Family::Bert | Family::Roberta => &BERT_NAMES,
-            Family::Modern | Family::Gte => {
+            Family::Modern | Family::Gte | Family::DistilBert => {
                 return Err(ModelError::Config(
                     "a ModernBERT or GTE GGUF is not served".into(),
                 ))
@@ -107,7 +107,7 @@ pub fn load_gguf(
         true => {
             let head = vb.pp("classifier");
             let pre = head.pp("dense");
-            let pre = pre.contains_tensor("weight").then_some(&pre);
+            let pre = (pre.contains_tensor("weight")).then_some((&pre, DenseActivation::Tanh));
             let labels = crate::classifier::gguf_labels(g);
             let out = head.pp("out_proj");
             let count = out.get_unchecked("bias")?.dims1()?;

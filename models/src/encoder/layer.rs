@@ -72,6 +72,21 @@ impl Projection {
         Projection::new(Tensor::cat(&wts, 1)?, bias)
     }
 
+    /// `act(x · W + b)`: a GELU fused with the bias add where it is one.
+    pub(super) fn activated(&self, x: &Tensor, act: EncoderActivation) -> Result<Tensor> {
+        let gelu = match act {
+            EncoderActivation::GeluErf => Some(false),
+            EncoderActivation::GeluTanh => Some(true),
+            EncoderActivation::Relu | EncoderActivation::Silu => None,
+        };
+        let y = self.forward(x, gelu)?;
+        Ok(match act {
+            EncoderActivation::Relu => y.relu()?,
+            EncoderActivation::Silu => y.silu()?,
+            EncoderActivation::GeluErf | EncoderActivation::GeluTanh => y,
+        })
+    }
+
     /// `x · W + b`, then GELU where asked (`Some(tanh form)`).
     pub(super) fn forward(&self, x: &Tensor, gelu: Option<bool>) -> Result<Tensor> {
         let y = x.matmul(&self.wt)?;
@@ -193,17 +208,7 @@ impl Layer {
 
     /// BERT's feed-forward middle: `act(up · x + b)`.
     fn activated_up(&self, attended: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
-        let gelu = match c.activation {
-            EncoderActivation::GeluErf => Some(false),
-            EncoderActivation::GeluTanh => Some(true),
-            EncoderActivation::Relu | EncoderActivation::Silu => None,
-        };
-        let up = self.up.forward(attended, gelu)?;
-        Ok(match c.activation {
-            EncoderActivation::Relu => up.relu()?,
-            EncoderActivation::Silu => up.silu()?,
-            EncoderActivation::GeluErf | EncoderActivation::GeluTanh => up,
-        })
+        self.up.activated(attended, c.activation)
     }
 }
 

@@ -1,16 +1,19 @@
 //! Bidirectional encoders: BERT and RoBERTa checkouts (sentence-transformers embedders such as
 //! BGE, E5, GTE and MiniLM; cross-encoder rerankers such as bge-reranker and the ms-marco
 //! MiniLMs), NomicBERT's (nomic-embed-text), ModernBERT's (modernbert-embed,
-//! gte-modernbert) and GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
-//! snowflake-arctic-embed-m-v2.0); sparse vectors from BERT's and RoBERTa's masked LMs
-//! (SPLADE: `splade`) and from BGE-M3's lexical head (`lexical`), and BGE-M3's ColBERT
-//! vectors (`colbert`). Every token attends to every other, so an input is read whole, in one
-//! pass, with no KV cache: the engine hands such a model whole prompts
-//! (`Runner::whole_prompts`). They embed and classify; they do not generate.
+//! gte-modernbert), GTE's (gte-base-en-v1.5, gte-multilingual-base and its reranker,
+//! snowflake-arctic-embed-m-v2.0) and DistilBERT's (`distil`: multi-qa-distilbert, sst-2
+//! classifiers); sparse vectors from BERT's, RoBERTa's and DistilBERT's masked LMs (SPLADE:
+//! `splade`), the static query table of an inference-free SPLADE model (`static_sparse`),
+//! BGE-M3's lexical head (`lexical`), and BGE-M3's ColBERT vectors (`colbert`). Every token
+//! attends to every other, so an input is read whole, in one pass, with no KV cache: the
+//! engine hands such a model whole prompts (`Runner::whole_prompts`). They embed and
+//! classify; they do not generate.
 mod bert;
 mod colbert;
 mod config;
 mod cpu_ops;
+mod distil;
 mod gguf;
 mod gte;
 mod layer;
@@ -20,6 +23,7 @@ mod nomic;
 mod rotary;
 mod sparse;
 mod splade;
+mod static_sparse;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use colbert::{ColbertHead, COLBERT_FILE};
@@ -28,6 +32,7 @@ pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 pub use lexical::{LexicalHead, LEXICAL_FILE};
 pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
+pub use static_sparse::{StaticSparse, STATIC_SPARSE_FILE};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

@@ -12,7 +12,7 @@ use super::config::{
 };
 use super::layer::{attention, fused_qkv, gated, window_masks, Local, Projection};
 use super::rotary::Rotary;
-use crate::classifier::{Classifier, Dense, HeadInput};
+use crate::classifier::{Classifier, Dense, DenseActivation, HeadInput};
 use crate::error::{ModelError, Result};
 use crate::spec::HfConfig;
 use candle_core::{Device, Module, Tensor};
@@ -207,7 +207,7 @@ pub(super) fn load_head(
     let pre = Dense {
         weight: host(dense.get((h, h), "weight")?)?,
         bias: optional(&dense, "bias")?,
-        gelu: true,
+        activation: DenseActivation::GeluErf,
         norm: Some((
             host(norm.get(h, "weight")?)?,
             optional(&norm, "bias")?,

@@ -7,7 +7,8 @@
 //! `MLMTransformer` then `SpladePooling`, and text-embeddings-inference's `--pooling splade`.
 //!
 //! The head is BERT's (`cls.predictions`: a dense layer, the config's activation, a
-//! LayerNorm, the decoder, its bias) or RoBERTa's (`lm_head`: the same, GELU always); the
+//! LayerNorm, the decoder, its bias), RoBERTa's (`lm_head`: the same, GELU always) or
+//! DistilBERT's (`vocab_transform`, the activation, `vocab_layer_norm`, `vocab_projector`); the
 //! decoder is tied to the word embeddings unless the checkout stores its own.
 use super::config::{config_json, names_architecture, EncoderActivation, EncoderConfig, Family};
 use super::layer::{layer_norm, Projection};
@@ -100,8 +101,8 @@ pub fn is_masked_lm(dir: &Path) -> Result<bool> {
 /// vocabulary entry.
 pub struct MlmHead {
     dense: Projection,
-    /// GELU's tanh form (true) or erf form (false) after `dense`.
-    gelu_tanh: bool,
+    /// What follows `dense`: a GELU (either form) or a ReLU.
+    activation: EncoderActivation,
     norm: LayerNorm,
     /// `[vocab, hidden]`, the word embeddings themselves where tied (no copy).
     decoder: Tensor,
@@ -109,7 +110,8 @@ pub struct MlmHead {
 }
 
 impl MlmHead {
-    /// The head of checkout `dir` (BERT's `cls.predictions`, RoBERTa's `lm_head`), tied to
+    /// The head of checkout `dir` (BERT's `cls.predictions`, RoBERTa's `lm_head`, DistilBERT's
+    /// `vocab_transform` … `vocab_projector`), tied to
     /// `words` (the encoder's word embeddings, on the device) where the checkout stores no
     /// decoder of its own.
     pub fn load(c: &EncoderConfig, dir: &Path, words: &Tensor, device: &Device) -> Result<MlmHead> {
@@ -118,64 +120,74 @@ impl MlmHead {
         // served.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
         let (h, v) = (c.hidden_size, c.vocab_size);
-        let (head, dense, norm, gelu_tanh) = match c.family {
+        // The dense layer, its activation, the norm, and where the decoder and its bias sit.
+        let (dense, activation, norm, decoder, bias) = match c.family {
             Family::Bert => {
                 let head = vb.pp("cls").pp("predictions");
                 let transform = head.pp("transform");
-                let gelu_tanh = match c.activation {
-                    EncoderActivation::GeluErf => false,
-                    EncoderActivation::GeluTanh => true,
-                    other => {
-                        return Err(ModelError::Config(format!(
-                            "a masked-LM head with activation {other:?} is not served (GELU)"
-                        )))
-                    }
+                // BERT's head keeps its bias beside the decoder, or (older checkouts) in it.
+                let bias = match head.contains_tensor("bias") {
+                    true => head.clone(),
+                    false => head.pp("decoder"),
                 };
-                (
-                    head,
-                    transform.pp("dense"),
-                    transform.pp("LayerNorm"),
-                    gelu_tanh,
-                )
+                let (dense, norm) = (transform.pp("dense"), transform.pp("LayerNorm"));
+                (dense, c.activation, norm, head.pp("decoder"), bias)
             }
             // transformers' `RobertaLMHead` applies the erf GELU whatever `hidden_act` says.
             Family::Roberta => {
                 let head = vb.pp("lm_head");
-                (head.clone(), head.pp("dense"), head.pp("layer_norm"), false)
+                let bias = match head.contains_tensor("bias") {
+                    true => head.clone(),
+                    false => head.pp("decoder"),
+                };
+                let (dense, norm) = (head.pp("dense"), head.pp("layer_norm"));
+                (
+                    dense,
+                    EncoderActivation::GeluErf,
+                    norm,
+                    head.pp("decoder"),
+                    bias,
+                )
+            }
+            Family::DistilBert => {
+                let projector = vb.pp("vocab_projector");
+                let (dense, norm) = (vb.pp("vocab_transform"), vb.pp("vocab_layer_norm"));
+                (dense, c.activation, norm, projector.clone(), projector)
             }
             other => {
                 return Err(ModelError::Config(format!(
-                    "a masked-LM head of a {other:?} checkout is not served (BERT's and \
-                     RoBERTa's are)"
+                    "a masked-LM head of a {other:?} checkout is not served (BERT's, \
+                     RoBERTa's and DistilBERT's are)"
                 )))
             }
         };
+        if activation == EncoderActivation::Silu {
+            return Err(ModelError::Config(
+                "a masked-LM head with a SiLU is not served (GELU, ReLU)".into(),
+            ));
+        }
         if !dense.contains_tensor("weight") {
             return Err(ModelError::MissingTensor(format!(
                 "{}: the checkout names a masked LM but has no head",
                 dir.display()
             )));
         }
-        let decoder = match head.pp("decoder").contains_tensor("weight") {
-            true => head.pp("decoder").get((v, h), "weight")?,
+        let decoder = match decoder.contains_tensor("weight") {
+            true => decoder.get((v, h), "weight")?,
             false => words.clone(),
-        };
-        let bias = match head.contains_tensor("bias") {
-            true => head.get(v, "bias")?,
-            false => head.pp("decoder").get(v, "bias")?,
         };
         Ok(MlmHead {
             dense: Projection::load(&dense, h, h, 1.0, true)?,
-            gelu_tanh,
+            activation,
             norm: layer_norm(&norm, h, c.layer_norm_eps)?,
             decoder,
-            bias,
+            bias: bias.get(v, "bias")?,
         })
     }
 
     /// Every row's score of every vocabulary entry: `[rows, vocab]`.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.dense.forward(x, Some(self.gelu_tanh))?;
+        let x = self.dense.activated(x, self.activation)?;
         let x = self.norm.forward(&x)?;
         Ok(x.matmul(&self.decoder.t()?)?.broadcast_add(&self.bias)?)
     }
@@ -318,7 +330,7 @@ mod tests {
         MlmHead {
             dense: Projection::from_weight(t(hidden * hidden, (hidden, hidden), 0.5), None)
                 .unwrap(),
-            gelu_tanh: false,
+            activation: EncoderActivation::GeluErf,
             norm: LayerNorm::new(
                 Tensor::ones(hidden, DType::F32, &dev).unwrap(),
                 Tensor::zeros(hidden, DType::F32, &dev).unwrap(),

@@ -8,6 +8,7 @@ use crate::server::embeddings::{self, EmbeddingRequest};
 use crate::server::error::ApiError;
 use crate::server::generation::submit;
 use crate::server::json::{AnyJson, Json};
+use crate::server::sparse_route::Route;
 use crate::server::state::{Ready, SharedState};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -143,7 +144,10 @@ async fn pool(
     let priority = crate::server::validate::priority(&ready.limits, req.priority)?;
     let model = req.model.as_deref();
     let vectors = match vectors {
-        Vectors::PerInput => pooled(ready, &inputs, priority, model).await?,
+        Vectors::PerInput => {
+            let route = ready.route(req.prompt_name.as_deref());
+            pooled(ready, &inputs, route, priority, model).await?
+        }
         Vectors::PerToken => token_vectors(ready, &inputs, priority, model).await?,
     };
     Ok(Pooled {
@@ -155,14 +159,20 @@ async fn pool(
 
 /// Each input's pooled final hidden state (not normalised), through the checkout's
 /// sentence-transformers Dense modules where it has them, in order; `priority` as the engine
-/// reads it (lower first); with the LoRA adapter `model` names, if it names one. A
-/// server that pools nothing has no such vector: a 400 that says where its rows are.
+/// reads it (lower first); with the LoRA adapter `model` names, if it names one. By the
+/// static `route` of an inference-free SPLADE model, each input's weights from its table
+/// instead (`server::sparse_route`). A server that pools nothing has no such vector: a 400
+/// that says where its rows are.
 pub async fn pooled(
     ready: &Ready,
     inputs: &[Vec<u32>],
+    route: Route,
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
+    if let Some(vectors) = ready.static_vectors(route, inputs) {
+        return Ok(vectors);
+    }
     if ready.pooling == Pooling::None {
         return Err(ApiError::bad_request(
             "this server pools nothing (`--pooling none`): each token's vector comes from \

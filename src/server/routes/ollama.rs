@@ -11,6 +11,7 @@ use crate::server::ollama::request::{
     model_name, ChatBody, EmbedBody, EmbedInput, EmbeddingsBody, GenerateBody, Shared, ShowBody,
 };
 use crate::server::openai::{ChatRequest, Prompt};
+use crate::server::sparse_route::Route;
 use crate::server::state::{new_id, Ready, SharedState};
 use crate::server::validate::{no_nul, top_logprobs};
 use axum::extract::State;
@@ -170,11 +171,17 @@ pub async fn embed(
     };
     let dimensions = ready.embedding_dimensions(req.dimensions)?;
     let inputs = embed_inputs(ready, &texts, req.truncate != Some(false))?;
-    let vectors: Vec<Vec<f32>> = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
-        .await?
-        .into_iter()
-        .map(|v| normalised(v, dimensions))
-        .collect();
+    let vectors: Vec<Vec<f32>> = pooled(
+        ready,
+        &inputs,
+        Route::Encoder,
+        0,
+        model_name(req.model.as_deref()),
+    )
+    .await?
+    .into_iter()
+    .map(|v| normalised(v, dimensions))
+    .collect();
     let tokens: usize = inputs.iter().map(Vec::len).sum();
     Ok(axum::Json(json!({
         "model": served_name(&state, req.model.as_deref()),
@@ -195,9 +202,15 @@ pub async fn embeddings(
     state.check_model(model_name(req.model.as_deref()))?;
     let ready = state.ready()?;
     let inputs = embed_inputs(ready, std::slice::from_ref(&req.prompt), true)?;
-    let vector = pooled(ready, &inputs, 0, model_name(req.model.as_deref()))
-        .await?
-        .remove(0);
+    let vector = pooled(
+        ready,
+        &inputs,
+        Route::Encoder,
+        0,
+        model_name(req.model.as_deref()),
+    )
+    .await?
+    .remove(0);
     Ok(axum::Json(json!({"embedding": vector})).into_response())
 }
 

@@ -99,7 +99,8 @@ pub async fn pooling(
     let data: Vec<Value> = match task {
         Task::Embed => {
             let dimensions = as_embedding.dimensions(ready)?;
-            let vectors = pooled(ready, &inputs, priority, model).await?;
+            let route = ready.route(as_embedding.prompt_name.as_deref());
+            let vectors = pooled(ready, &inputs, route, priority, model).await?;
             let norm = as_embedding.vector_norm(ready.pooling);
             (vectors.into_iter())
                 .map(|v| embeddings::normalised_by(v, dimensions, norm))

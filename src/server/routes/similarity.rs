@@ -15,6 +15,7 @@ use crate::server::embeddings::{
 use crate::server::error::ApiError;
 use crate::server::json::reread;
 use crate::server::json::Json;
+use crate::server::sparse_route::Route;
 use crate::server::state::{unix_now, Ready, SharedState};
 use crate::server::validate::no_nul;
 use axum::extract::State;
@@ -98,7 +99,7 @@ pub(super) async fn pair_scores(
     let split = p.first.len();
     let params = p.params;
     let param_of = move |i: usize| if i < split { params.0 } else { params.1 };
-    let (vectors, tokens) = scoring_vectors(ready, model, &texts, param_of, p.cut).await?;
+    let (vectors, tokens) = scoring_vectors(ready, model, &texts, split, param_of, p.cut).await?;
     let scores = (p.pairs.iter())
         .map(|&(i, j)| dot(&vectors[i], &vectors[split + j]))
         .collect();
@@ -209,12 +210,14 @@ async fn scored_pairs(
 
 /// The vectors of `texts` whose dot products score them, and the tokens read: unit embeddings
 /// (their cosine), or SPLADE vectors as pooled (their dot product, as sentence-transformers'
-/// `SparseEncoder` scores); `param_of(i)` names the field text `i` came from; `cut` as
+/// `SparseEncoder` scores); the first `queries` texts are queries, by the model's query route
+/// (`Ready::query_route`); `param_of(i)` names the field text `i` came from; `cut` as
 /// `Pairs::cut`.
 async fn scoring_vectors(
     ready: &Ready,
     model: Option<&str>,
     texts: &[String],
+    queries: usize,
     param_of: impl Fn(usize) -> &'static str,
     cut: bool,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
@@ -224,11 +227,22 @@ async fn scoring_vectors(
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = checked_inputs(ready, lists, param_of, cut)?;
     let tokens = inputs.iter().map(Vec::len).sum();
-    let vectors = pooled(ready, &inputs, 0, model)
-        .await?
-        .into_iter()
-        .map(|v| normalised_by(v, usize::MAX, vector_norm(ready.pooling, None)))
-        .collect();
+    let mut vectors = match ready.query_route() {
+        Route::Encoder => pooled(ready, &inputs, Route::Encoder, 0, model).await?,
+        route => {
+            let (asked, documents) = inputs.split_at(queries.min(inputs.len()));
+            let mut vectors = pooled(ready, asked, route, 0, model).await?;
+            vectors.extend(pooled(ready, documents, Route::Encoder, 0, model).await?);
+            vectors
+        }
+    };
+    for v in &mut vectors {
+        *v = normalised_by(
+            std::mem::take(v),
+            usize::MAX,
+            vector_norm(ready.pooling, None),
+        );
+    }
     Ok((vectors, tokens))
 }
 

@@ -22,6 +22,7 @@ use crate::server::embeddings::{
 };
 use crate::server::error::ApiError;
 use crate::server::json::Json;
+use crate::server::sparse_route::Route;
 use crate::server::state::{Ready, SharedState};
 use crate::server::validate::{cut_encoder_input, cut_encoder_input_head};
 use axum::extract::State;
@@ -160,9 +161,19 @@ pub async fn similarity(
         truncation_direction: p.truncation_direction,
         prompt_name: p.prompt_name,
     };
+    // The source sentence is the query: by the route a `prompt_name` names, else by the
+    // model's query route, the sentences by the named route or the encoder.
+    let named = as_inputs.prompt_name.as_deref();
+    let (source_route, route) = match named {
+        Some(name) => (ready.route(Some(name)), ready.route(Some(name))),
+        None => (ready.query_route(), Route::Encoder),
+    };
     let inputs = as_inputs.token_lists(ready)?;
     let norm = vector_norm(ready.pooling, None);
-    let vectors: Vec<Vec<f32>> = (pooled(ready, &inputs, 0, None).await?.into_iter())
+    let (source, sentences) = inputs.split_at(1);
+    let mut vectors = pooled(ready, source, source_route, 0, None).await?;
+    vectors.extend(pooled(ready, sentences, route, 0, None).await?);
+    let vectors: Vec<Vec<f32>> = (vectors.into_iter())
         .map(|v| embeddings::normalised_by(v, usize::MAX, norm))
         .collect();
     let scores: Vec<f64> = vectors[1..].iter().map(|v| dot(&vectors[0], v)).collect();
@@ -184,12 +195,15 @@ pub async fn embed_sparse(
     if !ready.sparse {
         return Err(ApiError::bad_request(
             "/embed_sparse answers sparse vectors, which this model does not make: serve a \
-             SPLADE checkout (a BERT or RoBERTa masked LM, such as naver/splade-v3) or BGE-M3 \
+             SPLADE checkout (a BERT, RoBERTa or DistilBERT masked LM, such as naver/splade-v3) or BGE-M3 \
              (with its sparse_linear.pt)",
         ));
     }
     let inputs = req.token_lists(ready)?;
-    let vectors = run_pooling(ready, &inputs, Pooling::Sparse, 0, None).await?;
+    let vectors = match ready.static_vectors(ready.route(req.prompt_name.as_deref()), &inputs) {
+        Some(vectors) => vectors,
+        None => run_pooling(ready, &inputs, Pooling::Sparse, 0, None).await?,
+    };
     let answer: Vec<Vec<SparseValue>> = vectors.iter().map(|v| sparsified(v)).collect();
     Ok(axum::Json(answer).into_response())
 }
@@ -203,7 +217,8 @@ pub async fn embed(
     let dimensions = ready.embedding_dimensions(req.dimensions)?;
     let inputs = req.base.token_lists(ready)?;
     let norm = vector_norm(ready.pooling, req.normalize);
-    let answer: Vec<Vec<f32>> = (pooled(ready, &inputs, 0, None).await?.into_iter())
+    let route = ready.route(req.base.prompt_name.as_deref());
+    let answer: Vec<Vec<f32>> = (pooled(ready, &inputs, route, 0, None).await?.into_iter())
         .map(|v| embeddings::normalised_by(v, dimensions, norm))
         .collect();
     Ok(axum::Json(answer).into_response())
