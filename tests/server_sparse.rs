@@ -266,6 +266,39 @@ async fn an_inference_free_model_weighs_queries_by_its_table_and_encodes_documen
     )
     .await;
     assert!(e.contains("`query`") && e.contains("`document`"), "{e}");
+    drop(s);
+
+    // A Router whose default route is the table's weighs a text whose task is not named.
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(&dir("distilbert_sparse"), copy.path());
+    let config = copy.path().join("router_config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        r#""default_route": "document""#,
+        r#""default_route": "query""#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let s = Server::start_path(copy.path(), "opensearch-doc", &[]).await;
+    let (status, v) = s
+        .post("/embed_sparse", &json!({"inputs": cases[0]["text"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_sparse_matches(&v[0], &query[0], "the default route");
+}
+
+/// A copy of directory `from`, its subdirectories too, into `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        match path.is_dir() {
+            true => copy_tree(&path, &dest),
+            false => {
+                std::fs::copy(&path, &dest).unwrap();
+            }
+        }
+    }
 }
 
 /// A copy of fixture `name`'s top-level files, without `left_out`.

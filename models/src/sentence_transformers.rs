@@ -20,6 +20,8 @@ pub struct Modules {
     routed: bool,
     /// A Router's route that weighs tokens by a static table: its name and directory.
     static_route: Option<(String, PathBuf)>,
+    /// The route a Router takes for a text whose task is not named.
+    default_route: Option<String>,
 }
 
 impl Modules {
@@ -43,6 +45,7 @@ impl Modules {
             list,
             routed: false,
             static_route: None,
+            default_route: None,
         };
         if let Some(router) = modules.dir_of(".Router") {
             modules.follow_router(&router)?;
@@ -78,6 +81,9 @@ impl Modules {
                 })
                 .collect()
         };
+        self.default_route = (config.pointer("/parameters/default_route"))
+            .and_then(|d| d.as_str())
+            .map(str::to_string);
         let mut encoder: Option<(&str, Vec<(String, PathBuf)>)> = None;
         for (name, ids) in structure {
             let modules = route(ids)?;
@@ -137,6 +143,11 @@ impl Modules {
     /// A Router's route that weighs tokens by a static table (`query`), and its directory.
     pub fn static_route(&self) -> Option<(&str, &Path)> {
         (self.static_route.as_ref()).map(|(name, dir)| (name.as_str(), dir.as_path()))
+    }
+
+    /// A Router's default route (`document`), where its config names one.
+    pub fn default_route(&self) -> Option<&str> {
+        self.default_route.as_deref()
     }
 }
 
@@ -203,6 +214,7 @@ mod tests {
         assert_eq!(modules.dir_of(".Router"), None);
         let query = dir.join("query_0_SparseStaticEmbedding");
         assert_eq!(modules.static_route(), Some(("query", query.as_path())));
+        assert_eq!(modules.default_route(), Some("document"));
         // A route of anything else is refused, naming the file.
         let odd = config.replace(r#"["query_0_SparseStaticEmbedding"]"#, "[]");
         std::fs::write(dir.join("router_config.json"), odd).unwrap();

@@ -185,7 +185,7 @@ pub struct LoadedModel {
     pub colbert: Option<candor_models::encoder::ColbertHead>,
     /// An inference-free SPLADE model's static route (its name, `query`, and its table): the
     /// texts a request sends under that name are weighed by the table, not encoded.
-    pub static_sparse: Option<(String, candor_models::encoder::StaticSparse)>,
+    pub static_sparse: Option<candor_models::encoder::StaticRoute>,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.

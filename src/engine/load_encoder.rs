@@ -11,7 +11,9 @@ use super::load_sparse::sparse_head;
 use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
-use candor_models::encoder::{BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticSparse};
+use candor_models::encoder::{
+    BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute, StaticSparse,
+};
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
 use candor_models::sentence_transformers::Modules;
@@ -82,10 +84,13 @@ pub fn load_encoder(
     Ok(loaded.serving(root, info, threads, opts))
 }
 
-/// A Router's static route (`query`: a `SparseStaticEmbedding`), its name and table. Its
-/// texts are tokenized by the model's tokenizer; a module that saved another is said.
-fn static_route(checkout: Checkout) -> Result<Option<(String, StaticSparse)>, EngineError> {
-    let Some((name, dir)) = checkout.modules.and_then(|m| m.static_route()) else {
+/// A Router's static route (`query`: a `SparseStaticEmbedding`). Its texts are tokenized by
+/// the model's tokenizer; a module that saved another is said.
+fn static_route(checkout: Checkout) -> Result<Option<StaticRoute>, EngineError> {
+    let Some(modules) = checkout.modules else {
+        return Ok(None);
+    };
+    let Some((name, dir)) = modules.static_route() else {
         return Ok(None);
     };
     let table = StaticSparse::load(dir)?;
@@ -98,7 +103,11 @@ fn static_route(checkout: Checkout) -> Result<Option<(String, StaticSparse)>, En
              model's"
         );
     }
-    Ok(Some((name.to_string(), table)))
+    Ok(Some(StaticRoute {
+        name: name.to_string(),
+        table,
+        default: modules.default_route() == Some(name),
+    }))
 }
 
 /// A GGUF of architecture `bert` or `nomic-bert` (llama.cpp's converter's: its tokenizer a
@@ -161,7 +170,7 @@ struct Encoder {
     /// BGE-M3's ColBERT layer.
     colbert: Option<ColbertHead>,
     /// An inference-free SPLADE model's static query route.
-    static_sparse: Option<(String, StaticSparse)>,
+    static_sparse: Option<StaticRoute>,
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,

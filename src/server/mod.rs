@@ -404,9 +404,9 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     );
     let hidden_size = model.spec.hidden_size;
     let mut prompts = embedding_prompts::EmbeddingPrompts::from_dir(&model.path)?;
-    if let Some((route, _)) = &model.static_sparse {
+    if let Some(route) = &model.static_sparse {
         // The name that takes the static route is a prompt name, with or without a text.
-        prompts.name_without_text(route);
+        prompts.name_without_text(&route.name);
     }
     let metadata = std::fs::metadata(&model.path).ok();
     let facts = state::ModelFacts {
@@ -472,8 +472,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         classifier: model.classifier.take().map(Arc::new),
         sparse: model.sparse,
         colbert: model.colbert.take().map(Arc::new),
-        static_sparse: (model.static_sparse.take())
-            .map(|(name, table)| Arc::new(sparse_route::StaticRoute { name, table })),
+        static_sparse: model.static_sparse.take().map(Arc::new),
         generates: model.generates,
         encoder,
         facts,

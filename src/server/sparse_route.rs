@@ -2,19 +2,13 @@
 //! sentence-transformers `Router`: opensearch's doc-only neural sparse encoders). Documents run
 //! through the masked LM; queries are weighed by the checkout's static table, as
 //! `SparseEncoder.encode_query` routes them, at the cost of a tokenization. A request names
-//! the route as sentence-transformers names it, by `prompt_name` (`query`, `document`);
+//! the route as sentence-transformers names it, by `prompt_name` (`query`, `document`; naming
+//! none, the Router's default route, the documents' as sentence-transformers saves it);
 //! `/score`, `/rerank` and TEI's `/similarity` weigh their query by the table and encode their
 //! documents. Any other model, or one served under another `--pooling`, has one route.
 use crate::engine::pooling::Pooling;
 use crate::server::state::Ready;
-use candor_models::encoder::StaticSparse;
-
-/// A Router's static route: its name (the `prompt_name` that takes it) and its table.
-#[derive(Debug)]
-pub struct StaticRoute {
-    pub name: String,
-    pub table: StaticSparse,
-}
+use candor_models::encoder::StaticRoute;
 
 /// The encoder a request's texts run through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +20,11 @@ pub enum Route {
 }
 
 impl Ready {
-    /// The route a request naming `prompt_name` takes.
+    /// The route a request naming `prompt_name` takes (naming none, the Router's default).
     pub fn route(&self, prompt_name: Option<&str>) -> Route {
-        match self.static_route() {
-            Some(route) if prompt_name == Some(route.name.as_str()) => Route::Static,
+        match (self.static_route(), prompt_name) {
+            (Some(route), Some(name)) if name == route.name => Route::Static,
+            (Some(route), None) if route.default => Route::Static,
             _ => Route::Encoder,
         }
     }

@@ -41,7 +41,7 @@ pub struct Ready {
     /// BGE-M3's ColBERT head: its vectors are a token's (`/pooling`'s `token_embed`).
     pub colbert: Option<Arc<candor_models::encoder::ColbertHead>>,
     /// An inference-free SPLADE model's static query route (`server::sparse_route`).
-    pub static_sparse: Option<Arc<crate::server::sparse_route::StaticRoute>>,
+    pub static_sparse: Option<Arc<candor_models::encoder::StaticRoute>>,
     /// Whether the model makes sparse vectors over the vocabulary (`/embed_sparse`): a SPLADE
     /// masked LM's head or BGE-M3's lexical layer.
     pub sparse: bool,

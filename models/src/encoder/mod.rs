@@ -32,7 +32,7 @@ pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 pub use lexical::{LexicalHead, LEXICAL_FILE};
 pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
-pub use static_sparse::{StaticSparse, STATIC_SPARSE_FILE};
+pub use static_sparse::{StaticRoute, StaticSparse, STATIC_SPARSE_FILE};
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

@@ -10,6 +10,16 @@ use std::path::Path;
 /// The file sentence-transformers saves the table in, under the module's directory.
 pub const STATIC_SPARSE_FILE: &str = "model.safetensors";
 
+/// A Router's static route: its name (`query`, the task a request names to take it), its
+/// table, and whether it is the Router's default route (taken by a text whose task is not
+/// named; sentence-transformers' own `for_query_document` defaults to the documents').
+#[derive(Debug, Clone)]
+pub struct StaticRoute {
+    pub name: String,
+    pub table: StaticSparse,
+    pub default: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct StaticSparse {
     /// A weight per token id; ids past its end weigh nothing.
