@@ -16,9 +16,12 @@ CPU threads, over the same token ids, random weights (nothing to download):
   30522-entry masked-LM head) pooled by SPLADE (max of log(1 + relu)), timed as
   sentence-transformers' SparseEncoder computes it against candor's `/embed_sparse`; its
   output bias lowered so about 0.3% of the scores are positive, so each vector keeps a few
-  hundred entries, as a trained model's do.
+  hundred entries, as a trained model's do;
+- `--arch distilbert-splade`: the same over an opensearch-neural-sparse-encoding-doc-v3-distill
+  shaped DistilBertForMaskedLM (distilbert-base: 6 layers, 768 wide, its 30522-entry head): the
+  document side of opensearch's inference-free encoders (their queries need no model).
 
-    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert|gte|splade] [--candor target/release/candor]
+    python3 benches/encoder_side_by_side.py [--arch bert|nomic|modernbert|gte|splade|distilbert-splade] [--candor target/release/candor]
         [--threads 2] [--shapes 32x128,8x512] [--json FILE]
 
 Each timing is the best of three after a warm-up; candor's includes HTTP and JSON.
@@ -77,16 +80,23 @@ def make_checkout(out: Path, arch: str):
         save_file(remote_names(model.state_dict(), ""), str(out / "model.safetensors"))
         hub = remote_config("NewModel", 30528, theta, ntk, 0, **sizes)
         (out / "config.json").write_text(json.dumps(hub))
-    elif arch == "splade":
-        from transformers import BertConfig, BertForMaskedLM
+    elif arch in ("splade", "distilbert-splade"):
+        from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
-        config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
-                            num_attention_heads=12, intermediate_size=3072,
-                            max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu")
-        model = BertForMaskedLM(config).eval()
+        if arch == "splade":
+            config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
+                                num_attention_heads=12, intermediate_size=3072,
+                                max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu")
+            model = BertForMaskedLM(config).eval()
+            bias = model.cls.predictions.bias
+        else:
+            config = DistilBertConfig(vocab_size=30522, dim=768, n_layers=6, n_heads=12,
+                                      hidden_dim=3072, max_position_embeddings=512)
+            model = DistilBertForMaskedLM(config).eval()
+            bias = model.vocab_projector.bias
         with torch.no_grad():
             sample = model(input_ids=torch.tensor(inputs(4, 128))).logits
-            model.cls.predictions.bias -= torch.quantile(sample.flatten()[::97], 0.997)
+            bias -= torch.quantile(sample.flatten()[::97], 0.997)
         model.save_pretrained(out, safe_serialization=True)
         (out / "modules.json").write_text(json.dumps([
             {"idx": 0, "name": "0", "path": "",
@@ -181,7 +191,8 @@ def main():
     ap.add_argument("--candor", default=str(HERE.parent / "target" / "release" / "candor"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", default="32x128,8x512")
-    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert", "gte", "splade"],
+    ap.add_argument("--arch", choices=["bert", "nomic", "modernbert", "gte", "splade",
+                                       "distilbert-splade"],
                     default="bert")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -205,7 +216,7 @@ def main():
                     time.sleep(0.1)
             for n, length in shapes:
                 ids = inputs(n, length)
-                candor = time_candor(url, ids, args.arch == "splade")
+                candor = time_candor(url, ids, args.arch.endswith("splade"))
                 hf = time_transformers(model, args.threads, ids)
                 rows.append({"inputs": n, "tokens_each": length,
                              "candor_tok_s": n * length / candor,
@@ -221,7 +232,9 @@ def main():
               f"({r['candor_tok_s'] / r['transformers_tok_s']:.2f}x)")
     shaped = {"bert": "bge-small-en-v1.5", "nomic": "nomic-embed-text-v1.5",
               "modernbert": "ModernBERT-base", "gte": "gte-base-en-v1.5",
-              "splade": "splade-v3 (bert-base masked LM, SPLADE max pooling)"}[args.arch]
+              "splade": "splade-v3 (bert-base masked LM, SPLADE max pooling)",
+              "distilbert-splade": "opensearch-neural-sparse-encoding-doc-v3-distill "
+                                   "(distilbert-base masked LM, SPLADE max pooling)"}[args.arch]
     doc = {"model": f"{shaped} shapes, random weights", "threads": args.threads,
            "transformers": transformers.__version__, "torch": torch.__version__, "results": rows}
     if args.json:
