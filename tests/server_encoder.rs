@@ -803,6 +803,63 @@ async fn text_embeddings_inference_endpoints_answer_in_its_shapes() {
     for (row, want) in tokens.iter().zip(all.chunks(hidden)) {
         assert_close(&floats(row), want, "/embed_all");
     }
+    // `/tokenize` in TEI's shape (by its `inputs`), as TEI reads the tokenizers crate's
+    // encoding: each token's bytes of the text, the special ones without.
+    let (status, v) = s
+        .post("/tokenize", &json!({"inputs": ["Hello, world!", "zyx"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let special = |id: u32, text: &str| json!({"id": id, "text": text, "special": true, "start": null, "stop": null});
+    let read = |id: u32, text: &str, start: usize, stop: usize| json!({"id": id, "text": text, "special": false, "start": start, "stop": stop});
+    assert_eq!(
+        v[0],
+        json!([
+            special(2, "[CLS]"),
+            read(88, "Hello", 0, 5),
+            read(5, ",", 5, 6),
+            read(89, "world", 7, 12),
+            read(7, "!", 12, 13),
+            special(3, "[SEP]")
+        ]),
+        "{v}"
+    );
+    assert_eq!(v[1].as_array().unwrap().len(), 5, "{v}");
+    let (_, bare) = s
+        .post(
+            "/tokenize",
+            &json!({"inputs": "zyx", "add_special_tokens": false}),
+        )
+        .await;
+    assert_eq!(bare[0][0], read(34, "z", 0, 1), "{bare}");
+    // `/decode`: id lists back to texts, special tokens left out unless asked for.
+    let (status, v) = s
+        .post("/decode", &json!({"ids": [[2, 88, 5, 89, 3], [34]]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!(["hello, world", "z"]));
+    let body = json!({"ids": [2, 88, 3], "skip_special_tokens": false});
+    let (_, v) = s.post("/decode", &body).await;
+    assert_eq!(v, json!(["[CLS] hello [SEP]"]));
+    for (path, body, field) in [
+        ("/tokenize", json!({"inputs": []}), "inputs"),
+        ("/tokenize", json!({"inputs": 3}), "inputs"),
+        (
+            "/tokenize",
+            json!({"inputs": "a", "prompt": "b"}),
+            "exactly one",
+        ),
+        (
+            "/tokenize",
+            json!({"inputs": "a", "prompt_name": "query"}),
+            "prompt",
+        ),
+        ("/decode", json!({"ids": []}), "ids"),
+        ("/decode", json!({"ids": [-1]}), "ids"),
+        ("/decode", json!({"ids": [100000]}), "vocabulary"),
+    ] {
+        let e = error_of(&s, path, body).await;
+        assert!(e.contains(field), "{path}: {e}");
+    }
     // `/similarity`: each sentence's cosine with the source.
     let body = json!({"inputs": {"source_sentence": singles[0]["text"],
                                  "sentences": [singles[1]["text"], singles[2]["text"]]}});

@@ -220,6 +220,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/metrics", get(routes::misc::metrics))
         .route("/tokenize", post(routes::tokens::tokenize))
         .route("/detokenize", post(routes::tokens::detokenize))
+        .route("/decode", post(routes::tei_tokens::decode))
         .route("/apply-template", post(routes::tokens::apply_template))
         // llama-server's other names for the same endpoints.
         .route("/v1/health", get(routes::misc::health))

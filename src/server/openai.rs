@@ -342,6 +342,11 @@ pub struct TokenizeRequest {
     /// `convert_ids_to_tokens` writes them: `Ġhello` for a byte-level BPE).
     #[serde(default)]
     pub return_token_strs: bool,
+    /// text-embeddings-inference's form (`routes::tei_tokens`): a text or texts, each
+    /// answered as its tokens with their bytes of the text.
+    pub inputs: Option<serde_json::Value>,
+    /// TEI's: the checkout's sentence-transformers prompt put before each of `inputs`.
+    pub prompt_name: Option<String>,
 }
 
 fn yes() -> bool {

@@ -3,11 +3,13 @@
 //! Special tokens in input text are always matched verbatim.
 mod gguf;
 mod pre;
+mod spans;
 mod spm;
 mod stream;
 mod token_bytes;
 mod unigram;
 mod wordpiece;
+pub use spans::TokenSpan;
 pub use token_bytes::TokenBytes;
 
 pub use stream::StreamDecoder;

@@ -20,5 +20,6 @@ pub mod similarity;
 pub mod slots;
 pub mod tei;
 pub mod tei_predict;
+pub mod tei_tokens;
 pub mod tgi;
 pub mod tokens;

@@ -1,4 +1,5 @@
-//! `/tokenize`, `/detokenize` and `/apply-template`, in vLLM's shape and llama-server's:
+//! `/tokenize`, `/detokenize` and `/apply-template`, in vLLM's shape and llama-server's (and
+//! text-embeddings-inference's `/tokenize`, by its `inputs`: `tei_tokens`):
 //! a `prompt` or chat `messages` (vLLM: `{"tokens", "count", "max_model_len"}`), or
 //! llama-server's `content` (a text, or texts and token ids mixed) with `add_special` and
 //! `with_pieces`; the text back as vLLM's `prompt` and llama-server's `content`; the chat
@@ -24,6 +25,21 @@ pub async fn tokenize(
     let ready = state.ready()?;
     // Special tokens written in a text are read as themselves unless `parse_special: false`.
     let parse_special = req.parse_special.unwrap_or(true);
+    if let Some(inputs) = &req.inputs {
+        if req.prompt.is_some() || req.messages.is_some() || req.content.is_some() {
+            return Err(ApiError::bad_request(
+                "give exactly one of `prompt`, `messages`, `content` or `inputs`",
+            ));
+        }
+        let prompt_name = req.prompt_name.as_deref();
+        return super::tei_tokens::tokenize(ready, inputs, req.add_special_tokens, prompt_name);
+    }
+    if req.prompt_name.is_some() {
+        return Err(ApiError::invalid(
+            "prompt_name",
+            "`prompt_name` goes with text-embeddings-inference's `inputs`",
+        ));
+    }
     let tokens = match (&req.prompt, &req.messages, &req.content) {
         (Some(p), None, None) => {
             let reading = Reading {
@@ -47,7 +63,7 @@ pub async fn tokenize(
         }
         _ => {
             return Err(ApiError::bad_request(
-                "give exactly one of `prompt`, `messages` or `content`",
+                "give exactly one of `prompt`, `messages`, `content` or `inputs`",
             ))
         }
     };
