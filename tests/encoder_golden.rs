@@ -154,6 +154,45 @@ fn the_classifier_heads_are_labelled_from_the_config() {
 }
 
 #[test]
+fn token_classifiers_label_every_token_as_transformers_does() {
+    // tests/fixtures/tiny/make_token_classifiers.py: BERT, XLM-R and DistilBERT NER heads.
+    for name in ["bert_ner", "xlmr_ner", "distilbert_ner"] {
+        let d = dir(name);
+        let config = EncoderConfig::from_dir(&d).unwrap().unwrap();
+        let (encoder, sequence_head) = BertEncoder::load(&config, &d, &Device::Cpu).unwrap();
+        assert!(sequence_head.is_none(), "{name}");
+        let head = candor_models::encoder::load_token_head(&config, &d)
+            .unwrap()
+            .expect("a token head");
+        assert_eq!(head.labels()[..3], ["O", "B-PER", "I-PER"], "{name}");
+        let tok = tokenizer(name);
+        let golden = read_json(&d.join("golden.json"));
+        for case in golden["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let ids = tok.encode(text, true).unwrap();
+            assert_eq!(ids, as_u32s(&case["ids"]), "{name}: {text}");
+            let types = vec![0; ids.len()];
+            let rows = (encoder.forward(&[EncoderInput {
+                ids: &ids,
+                type_ids: &types,
+            }]))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+            let logits: Vec<f32> = rows.iter().flat_map(|r| head.logits(r).unwrap()).collect();
+            let diff = max_abs_diff(&logits, &as_f32s(&case["logits"]));
+            assert!(diff < 1e-4, "{name} {text}: logits differ by {diff}");
+        }
+    }
+    // A sequence classifier has no token head.
+    let d = dir("bert_classifier");
+    let config = EncoderConfig::from_dir(&d).unwrap().unwrap();
+    assert!(candor_models::encoder::load_token_head(&config, &d)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
 fn inputs_past_the_positions_or_the_vocabulary_are_refused() {
     let config = EncoderConfig::from_dir(&dir("bert_embed"))
         .unwrap()

@@ -42,6 +42,8 @@ pub enum HeadInput {
     First,
     /// The mean of every token's (ModernBERT's `classifier_pooling: mean`).
     Mean,
+    /// Every token's, each scored apart (a token classifier: `*ForTokenClassification`).
+    EachToken,
 }
 
 /// A layer `act(W x + b)`, `W` `[hidden, hidden]` row-major, `act` tanh (BERT's pooler), the

@@ -186,6 +186,8 @@ pub struct LoadedModel {
     /// An inference-free SPLADE model's static route (its name, `query`, and its table): the
     /// texts a request sends under that name are weighed by the table, not encoded.
     pub static_sparse: Option<candor_models::encoder::StaticRoute>,
+    /// A token classifier's head (`*ForTokenClassification`: NER), scoring every token.
+    pub token_classifier: Option<Classifier>,
     /// The sampling settings the model ships (`generation_config.json`, a GGUF's
     /// `general.sampling.*`), or why they could not be read: only the server uses them, so
     /// a broken file fails `candor serve` (which names a way around it), not the other tools.
@@ -446,6 +448,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         sparse: false,
         colbert: None,
         static_sparse: None,
+        token_classifier: None,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
         tokenizer,

@@ -12,7 +12,7 @@ use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::encoder::{
-    BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute, StaticSparse,
+    load_token_head, BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute, StaticSparse,
 };
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
@@ -43,6 +43,7 @@ pub fn load_encoder(
     let (path, root) = (checkout.model, checkout.root);
     let (device, info, threads) = encoder_device(&opts.backend, opts.threads)?;
     let (encoder, head) = BertEncoder::load(&config, path, &device)?;
+    let token_head = load_token_head(&config, path)?;
     let tokenizer = match checkout_tokenizer(path)? {
         Some(tok) => Some(fitting(
             tok.for_encoder().map_err(ModelError::from)?,
@@ -75,6 +76,7 @@ pub fn load_encoder(
         head,
         sparse: sparse.map(|s| s.head),
         static_sparse,
+        token_head,
         tokenizer,
         pooling,
         dense,
@@ -135,6 +137,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         head,
         sparse: None,
         static_sparse: None,
+        token_head: None,
         colbert: None,
         tokenizer: Some(tokenizer),
         pooling,
@@ -171,6 +174,8 @@ struct Encoder {
     colbert: Option<ColbertHead>,
     /// An inference-free SPLADE model's static query route.
     static_sparse: Option<StaticRoute>,
+    /// A token classifier's head.
+    token_head: Option<candor_models::classifier::Classifier>,
     tokenizer: Option<Tokenizer>,
     /// The pooling its files name (else `[CLS]`).
     pooling: Option<Pooling>,
@@ -217,6 +222,7 @@ impl Encoder {
             sparse,
             colbert: self.colbert,
             static_sparse: self.static_sparse,
+            token_classifier: self.token_head,
             generation: Ok(GenerationDefaults::default()),
         }
     }

@@ -44,6 +44,7 @@ pub mod thinking;
 pub mod timings;
 pub mod tls;
 pub mod tls_config;
+pub mod token_classification;
 pub mod tools;
 pub mod truncation;
 pub mod validate;
@@ -474,6 +475,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         sparse: model.sparse,
         colbert: model.colbert.take().map(Arc::new),
         static_sparse: model.static_sparse.take().map(Arc::new),
+        token_classifier: model.token_classifier.take().map(Arc::new),
         generates: model.generates,
         encoder,
         facts,

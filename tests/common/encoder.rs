@@ -38,7 +38,7 @@ pub fn head_input(head: &Classifier, rows: &[Vec<f32>]) -> Vec<f32> {
         HeadInput::Mean => (0..rows[0].len())
             .map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / rows.len() as f32)
             .collect(),
-        HeadInput::First | HeadInput::Last => rows[0].clone(),
+        HeadInput::First | HeadInput::Last | HeadInput::EachToken => rows[0].clone(),
     }
 }
 

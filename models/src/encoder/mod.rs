@@ -5,7 +5,8 @@
 //! snowflake-arctic-embed-m-v2.0) and DistilBERT's (`distil`: multi-qa-distilbert, sst-2
 //! classifiers); sparse vectors from BERT's, RoBERTa's and DistilBERT's masked LMs (SPLADE:
 //! `splade`), the static query table of an inference-free SPLADE model (`static_sparse`),
-//! BGE-M3's lexical head (`lexical`), and BGE-M3's ColBERT vectors (`colbert`). Every token
+//! BGE-M3's lexical head (`lexical`), BGE-M3's ColBERT vectors (`colbert`), and token
+//! classifiers' labels for every token (`token_head`: NER models). Every token
 //! attends to every other, so an input is read whole, in one pass, with no KV cache: the
 //! engine hands such a model whole prompts (`Runner::whole_prompts`). They embed and
 //! classify; they do not generate.
@@ -24,6 +25,7 @@ mod rotary;
 mod sparse;
 mod splade;
 mod static_sparse;
+mod token_head;
 
 pub use bert::{BertEncoder, EncoderInput};
 pub use colbert::{ColbertHead, COLBERT_FILE};
@@ -33,6 +35,7 @@ pub use lexical::{LexicalHead, LEXICAL_FILE};
 pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
 pub use static_sparse::{StaticRoute, StaticSparse, STATIC_SPARSE_FILE};
+pub use token_head::load_token_head;
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,
 /// 1 after it, as BERT's tokenizer marks a pair's second text; all 0 for a single text (its

@@ -56,6 +56,9 @@ pub async fn classifier_logits(
         HeadInput::First => Pooling::Cls,
         HeadInput::Last => Pooling::Last,
         HeadInput::Mean => Pooling::Mean,
+        // A token classifier is not a sequence classifier (`Ready::token_classifier`): its
+        // states are every token's.
+        HeadInput::EachToken => Pooling::None,
     };
     let states = run_pooling(ready, inputs, pooling, priority, model).await?;
     states

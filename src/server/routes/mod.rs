@@ -22,4 +22,5 @@ pub mod tei;
 pub mod tei_predict;
 pub mod tei_tokens;
 pub mod tgi;
+pub mod token_classify;
 pub mod tokens;

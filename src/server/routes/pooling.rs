@@ -1,9 +1,10 @@
 //! `POST /pooling` (vLLM's): the served model's raw pooling output for each input, by `task`:
 //! `embed` the pooled vector `/v1/embeddings` answers, `classify` the head's label
 //! probabilities (its logits with `use_activation: false`), `token_embed` every token's final
-//! state; by default the model's own task (a classifier classifies, a server pooling nothing
-//! answers each token's state, any other model embeds). Answered as vLLM does: a list of
-//! `{"object": "pooling", "data": ...}` items.
+//! state, `token_classify` a token classifier's label probabilities at every token (logits
+//! likewise); by default the model's own task (a classifier classifies, a token classifier
+//! labels tokens, a server pooling nothing answers each token's state, any other model
+//! embeds). Answered as vLLM does: a list of `{"object": "pooling", "data": ...}` items.
 use super::classify::{classifier, classifier_logits, list_answer};
 use super::embeddings::{pooled, token_vectors};
 use crate::engine::pooling::Pooling;
@@ -11,6 +12,7 @@ use crate::server::embeddings::{self, input_token_lists, EmbeddingRequest, Encod
 use crate::server::error::ApiError;
 use crate::server::json::Json;
 use crate::server::state::{Ready, SharedState};
+use crate::server::token_classification::{token_classifier, token_logits};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use candor_models::classifier::probabilities;
@@ -25,9 +27,9 @@ pub struct PoolingRequest {
     /// `truncate_prompt_tokens`, `add_special_tokens`.
     #[serde(flatten)]
     pub embedding: EmbeddingRequest,
-    /// `embed`, `classify` or `token_embed`; the model's own when absent.
+    /// `embed`, `classify`, `token_embed` or `token_classify`; the model's own when absent.
     pub task: Option<String>,
-    /// `classify`: `false` answers the head's logits, not their softmax.
+    /// `classify`, `token_classify`: `false` answers the head's logits, not their softmax.
     pub use_activation: Option<bool>,
 }
 
@@ -37,20 +39,23 @@ enum Task {
     Embed,
     Classify,
     TokenEmbed,
+    TokenClassify,
 }
 
 impl Task {
     const NAMES: &'static str = "`embed`, `classify` (a model with a classification head), \
-                                 `token_embed`";
+                                 `token_embed`, `token_classify` (a token classifier)";
 
     /// The task a request names, or the model's own.
     fn of(asked: Option<&str>, ready: &Ready) -> Result<Task, ApiError> {
         match asked {
             None if ready.classifier.is_some() => Ok(Task::Classify),
+            None if ready.token_classifier.is_some() => Ok(Task::TokenClassify),
             None if ready.pooling == Pooling::None => Ok(Task::TokenEmbed),
             None | Some("embed") => Ok(Task::Embed),
             Some("classify") => Ok(Task::Classify),
             Some("token_embed") => Ok(Task::TokenEmbed),
+            Some("token_classify") => Ok(Task::TokenClassify),
             Some(other) => Err(ApiError::invalid(
                 "task",
                 format!(
@@ -79,13 +84,13 @@ pub async fn pooling(
     }
     // The checkout's prompts are an embedder's (as `/classify` reads texts bare).
     let inputs = match task {
-        Task::Classify if as_embedding.prompt_name.is_some() => {
+        Task::Classify | Task::TokenClassify if as_embedding.prompt_name.is_some() => {
             return Err(ApiError::invalid(
                 "prompt_name",
                 "`prompt_name` applies to the `embed` and `token_embed` tasks",
             ))
         }
-        Task::Classify => input_token_lists(
+        Task::Classify | Task::TokenClassify => input_token_lists(
             ready,
             &as_embedding.input,
             as_embedding.truncate_prompt_tokens,
@@ -114,6 +119,24 @@ pub async fn pooling(
                 .map(|l| match req.use_activation {
                     Some(false) => embeddings::encoded(l, encoding),
                     _ => embeddings::encoded(&probabilities(l), encoding),
+                })
+                .collect()
+        }
+        Task::TokenClassify => {
+            let head = token_classifier(ready)?;
+            let logits = token_logits(ready, &head, &inputs, priority, model).await?;
+            (logits.iter())
+                .map(|rows| {
+                    let rows = rows.iter().map(|l| match req.use_activation {
+                        Some(false) => l.clone(),
+                        _ => probabilities(l),
+                    });
+                    match encoding {
+                        Encoding::Float => Value::Array(rows.map(|r| json!(r)).collect()),
+                        Encoding::Base64 => {
+                            embeddings::encoded(&rows.flatten().collect::<Vec<_>>(), encoding)
+                        }
+                    }
                 })
                 .collect()
         }

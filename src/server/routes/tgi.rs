@@ -176,13 +176,18 @@ pub async fn generate_stream(
 
 /// `POST /`: for a model that generates, TGI's: a stream where `stream` says, else the whole
 /// answer as a one-item list; for one that does not, TEI's: its task (`/predict` for a
-/// classifier, else `/embed`).
+/// classifier, else `/embed`); for a token classifier, the token-classification pipeline's
+/// entities (`routes::token_classify`).
 pub async fn compat(
     State(state): State<SharedState>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let ready = state.ready()?;
     if !ready.generates {
+        if ready.token_classifier.is_some() {
+            let req = reread(&body)?;
+            return super::token_classify::token_classification(State(state), Json(req)).await;
+        }
         return match ready.classifier.is_some() {
             true => super::tei_predict::predict(State(state), Json(reread(&body)?)).await,
             false => super::tei::embed(State(state), Json(reread(&body)?)).await,
