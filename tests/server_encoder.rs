@@ -677,8 +677,10 @@ async fn pooling_answers_each_task_as_vllm_does() {
 
     // What this model cannot do is a 400 that says what it can.
     let bad = |task: &str| json!({"input": "the cat", "task": task});
-    let refused = error_of(&s, "/pooling", bad("token_classify")).await;
+    let refused = error_of(&s, "/pooling", bad("token_ner")).await;
     assert!(refused.contains("token_embed"), "{refused}");
+    let refused = error_of(&s, "/pooling", bad("token_classify")).await;
+    assert!(refused.contains("ForTokenClassification"), "{refused}");
     let refused = error_of(&s, "/pooling", bad("classify")).await;
     assert!(refused.contains("classification head"), "{refused}");
     let body = json!({"input": "the cat", "task": "token_embed", "dimensions": 4});

@@ -82,6 +82,19 @@ async fn ner_models_answer_as_the_token_classification_pipeline() {
             assert!((g - *w as f64).abs() < TOLERANCE, "{name}: {first:?}");
         }
 
+        // TEI's `/info` lists the labels, the pipeline tag saying they are the tokens'.
+        let info: Value = reqwest::get(s.url("/info"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["model_pipeline_tag"], "token-classification", "{info}");
+        assert_eq!(
+            info["model_type"]["classifier"]["id2label"]["1"], "B-PER",
+            "{info}"
+        );
+
         // What is refused.
         for (body, field) in [
             (

@@ -32,14 +32,22 @@ pub async fn info(State(state): State<SharedState>) -> Result<Response, ApiError
             "validation_workers": 1,
         }),
         false => {
-            let model_type = match &ready.classifier {
-                Some(head) if head.labels().len() == 1 => {
+            let model_type = match (&ready.classifier, &ready.token_classifier) {
+                (Some(head), _) if head.labels().len() == 1 => {
                     json!({"reranker": labels(head.labels())})
                 }
-                Some(head) => json!({"classifier": labels(head.labels())}),
-                None => json!({"embedding": {"pooling": ready.pooling.as_str()}}),
+                (Some(head), _) => json!({"classifier": labels(head.labels())}),
+                // TEI has no token classifier: its labels as a classifier's, the pipeline tag
+                // saying which.
+                (None, Some(head)) => json!({"classifier": labels(head.labels())}),
+                (None, None) => json!({"embedding": {"pooling": ready.pooling.as_str()}}),
             };
+            let tag = ready
+                .token_classifier
+                .as_ref()
+                .map(|_| "token-classification");
             json!({
+                "model_pipeline_tag": tag,
                 "model_type": model_type,
                 "max_input_length": limits.context,
                 "auto_truncate": false,
