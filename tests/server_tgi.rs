@@ -33,6 +33,25 @@ async fn text_generation_inference_clients_are_answered_in_its_shapes() {
     let details = &v["details"];
     assert_eq!(details["finish_reason"], "length", "{v}");
     assert_eq!(details["generated_tokens"], 6, "{v}");
+    assert_eq!(
+        details["seed"],
+        Value::Null,
+        "a greedy answer draws no seed: {v}"
+    );
+    // A sampled answer without a seed reports the one drawn, which replays it.
+    let sampled = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 8, "details": true,
+                         "do_sample": true, "temperature": 1.5}});
+    let (status, drawn) = s.post("/generate", &sampled).await;
+    assert_eq!(status, 200, "{drawn}");
+    let seed = drawn["details"]["seed"].as_u64().expect("the seed drawn");
+    let mut replay = sampled.clone();
+    replay["parameters"]["seed"] = json!(seed);
+    let (_, again) = s.post("/generate", &replay).await;
+    assert_eq!(
+        again["generated_text"], drawn["generated_text"],
+        "seed {seed}"
+    );
+    assert_eq!(again["details"]["seed"], seed, "{again}");
     let tokens = details["tokens"].as_array().unwrap();
     assert_eq!(tokens.len(), 6, "{v}");
     let text: String = tokens.iter().map(|t| t["text"].as_str().unwrap()).collect();

@@ -7,7 +7,8 @@
 //! prompt, tokenized with the model's special tokens; `parameters` take TGI's names:
 //! `max_new_tokens`, `do_sample` (greedy unless it or a sampling parameter is set, as TGI
 //! decides), `temperature`, `top_k`, `top_p`, `typical_p`, `repetition_penalty`,
-//! `frequency_penalty`, `seed`, `stop`, `truncate` (the prompt's last tokens), `grammar`
+//! `frequency_penalty`, `seed` (drawn where a sampled request sends none, and reported in
+//! `details.seed` as TGI reports it), `stop`, `truncate` (the prompt's last tokens), `grammar`
 //! (`{"type": "json" | "regex", "value"}`), `return_full_text`, `details` (each token's id,
 //! text and log-probability, `top_n_tokens` alternatives), `adapter_id` (a served LoRA
 //! adapter), `decoder_input_details` (the prompt's tokens with their log-probabilities in
@@ -74,6 +75,24 @@ pub enum Grammar {
 }
 
 impl Parameters {
+    /// Whether TGI samples: where asked to, or where any sampling parameter is set; else it
+    /// decodes greedily.
+    fn samples(&self) -> bool {
+        self.do_sample == Some(true)
+            || self.temperature.is_some()
+            || self.top_k.is_some()
+            || self.top_p.is_some()
+            || self.typical_p.is_some()
+    }
+
+    /// A sampled request without a seed gets one drawn here, as TGI draws it, so that its
+    /// `details.seed` says which (a greedy answer has none).
+    fn draw_seed(&mut self) {
+        if self.seed.is_none() && self.samples() {
+            self.seed = Some(rand::random::<u64>());
+        }
+    }
+
     /// The request in the fields the rest of the server reads.
     fn common(&self, stream: bool) -> Result<CommonParams, ApiError> {
         let refused = |param: &str, what: &str| {
@@ -94,12 +113,7 @@ impl Parameters {
                 "a streamed answer's prompt details",
             );
         }
-        // TGI samples where asked to, or where any sampling parameter is set; else greedy.
-        let samples = self.do_sample == Some(true)
-            || self.temperature.is_some()
-            || self.top_k.is_some()
-            || self.top_p.is_some()
-            || self.typical_p.is_some();
+        let samples = self.samples();
         let mut common = CommonParams {
             model: self.adapter_id.clone(),
             max_tokens: self.max_new_tokens,
@@ -160,16 +174,18 @@ const FIELD_NAMES: [(&str, &str); 2] = [
 
 pub async fn generate(
     State(state): State<SharedState>,
-    Json(req): Json<GenerateRequest>,
+    Json(mut req): Json<GenerateRequest>,
 ) -> Result<Response, ApiError> {
+    req.parameters.draw_seed();
     let run = start(&state, &req, false).await?;
     Ok(axum::Json(run.finish(&req).await?).into_response())
 }
 
 pub async fn generate_stream(
     State(state): State<SharedState>,
-    Json(req): Json<GenerateRequest>,
+    Json(mut req): Json<GenerateRequest>,
 ) -> Result<Response, ApiError> {
+    req.parameters.draw_seed();
     let run = start(&state, &req, true).await?;
     Ok(sse(run.events(req)))
 }
@@ -193,7 +209,8 @@ pub async fn compat(
             false => super::tei::embed(State(state), Json(reread(&body)?)).await,
         };
     }
-    let req: GenerateRequest = reread(&body)?;
+    let mut req: GenerateRequest = reread(&body)?;
+    req.parameters.draw_seed();
     let run = start(&state, &req, req.stream).await?;
     match req.stream {
         true => Ok(sse(run.events(req))),
