@@ -7,8 +7,8 @@
 //! `MLMTransformer` then `SpladePooling`, and text-embeddings-inference's `--pooling splade`.
 //!
 //! The head is BERT's (`cls.predictions`: a dense layer, the config's activation, a
-//! LayerNorm, the decoder, its bias), RoBERTa's (`lm_head`: the same, GELU always) or
-//! DistilBERT's (`vocab_transform`, the activation, `vocab_layer_norm`, `vocab_projector`); the
+//! LayerNorm, the decoder, its bias), RoBERTa's and GTE's (`lm_head`: the same, GELU always;
+//! opensearch's doc-v3-gte) or DistilBERT's (`vocab_transform`, the activation, `vocab_layer_norm`, `vocab_projector`); the
 //! decoder is tied to the word embeddings unless the checkout stores its own.
 use super::config::{config_json, names_architecture, EncoderActivation, EncoderConfig, Family};
 use super::layer::{layer_norm, Projection};
@@ -133,21 +133,21 @@ impl MlmHead {
                 let (dense, norm) = (transform.pp("dense"), transform.pp("LayerNorm"));
                 (dense, c.activation, norm, head.pp("decoder"), bias)
             }
-            // transformers' `RobertaLMHead` applies the erf GELU whatever `hidden_act` says.
-            Family::Roberta => {
+            // transformers' `RobertaLMHead` and `GteLMHead` apply the erf GELU whatever
+            // `hidden_act` says; GTE's remote code names the norm `norm`, transformers 5
+            // `layer_norm`.
+            Family::Roberta | Family::Gte => {
                 let head = vb.pp("lm_head");
                 let bias = match head.contains_tensor("bias") {
                     true => head.clone(),
                     false => head.pp("decoder"),
                 };
-                let (dense, norm) = (head.pp("dense"), head.pp("layer_norm"));
-                (
-                    dense,
-                    EncoderActivation::GeluErf,
-                    norm,
-                    head.pp("decoder"),
-                    bias,
-                )
+                let norm = match head.contains_tensor("norm.weight") {
+                    true => head.pp("norm"),
+                    false => head.pp("layer_norm"),
+                };
+                let (dense, decoder) = (head.pp("dense"), head.pp("decoder"));
+                (dense, EncoderActivation::GeluErf, norm, decoder, bias)
             }
             Family::DistilBert => {
                 let projector = vb.pp("vocab_projector");
@@ -157,7 +157,7 @@ impl MlmHead {
             other => {
                 return Err(ModelError::Config(format!(
                     "a masked-LM head of a {other:?} checkout is not served (BERT's, \
-                     RoBERTa's and DistilBERT's are)"
+                     RoBERTa's, DistilBERT's and GTE's are)"
                 )))
             }
         };
