@@ -616,6 +616,31 @@ async fn distilbert_checkouts_embed_and_classify() {
     assert!(v.to_string().contains("POSITIVE"), "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_truncate_cuts_tei_inputs_unless_a_request_says_not_to() {
+    let s = Server::start_path(&dir("bert_embed"), "tei", &["--auto-truncate"]).await;
+    let (_, info) = s.get("/info").await;
+    assert_eq!(info["auto_truncate"], true, "{info}");
+    // 64 positions: a longer input is cut to them, as TEI's `--auto-truncate` does.
+    let long = vec!["cat"; 80].join(" ");
+    let (status, v) = s.post("/embed", &json!({"inputs": long})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.post("/embed_sparse", &json!({"inputs": long})).await;
+    assert_eq!(status, 400, "no sparse head, whatever the length: {v}");
+    let body = json!({"inputs": long, "truncate": false});
+    let e = error_of(&s, "/embed", body).await;
+    assert!(e.contains("context"), "{e}");
+    let body = json!({"query": "cat", "texts": [long.clone(), "dog".to_string()]});
+    let (status, v) = s.post("/rerank", &body).await;
+    assert_eq!(status, 200, "{v}");
+    // Without the flag the same input is refused unless a request asks to cut it.
+    let s = Server::start_path(&dir("bert_embed"), "tei", &[]).await;
+    let (_, info) = s.get("/info").await;
+    assert_eq!(info["auto_truncate"], false, "{info}");
+    let e = error_of(&s, "/embed", json!({"inputs": long})).await;
+    assert!(e.contains("context"), "{e}");
+}
+
 /// Little-endian f32s from base64, as vLLM and OpenAI encode them.
 fn from_base64(v: &Value) -> Vec<f64> {
     use base64::Engine as _;

@@ -145,6 +145,12 @@ pub struct ServeArgs {
     /// for an encoder and `last` for a decoder.
     #[arg(long, env = "CANDOR_POOLING")]
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// text-embeddings-inference's `--auto-truncate`: its endpoints (`/embed`, `/embed_sparse`,
+    /// `/embed_all`, `/predict`, `/rerank`, `/similarity`) cut an input past the context to
+    /// fit unless a request says `truncate: false`, where without it they refuse it unless a
+    /// request says `truncate: true`.
+    #[arg(long, env = "CANDOR_AUTO_TRUNCATE")]
+    pub auto_truncate: bool,
     /// Serve a classifier made of the LM head's rows for these vocabulary strings (vLLM's
     /// `classifier_from_token`): `no,yes` serves Qwen3-Reranker as a cross-encoder (the score
     /// is yes minus no: its sigmoid is P(yes) between the two) for `/score` and `/rerank`;
@@ -308,6 +314,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         speculative_tokens: args.speculative_tokens,
         chat_template,
         pooling: args.pooling,
+        auto_truncate: args.auto_truncate,
         classifier_tokens: args.classifier_from_tokens,
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,

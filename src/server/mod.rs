@@ -101,6 +101,9 @@ pub struct ServeConfig {
     pub chat_template: Option<String>,
     /// How embeddings are pooled (`--pooling`; None: as the model's file says, else last).
     pub pooling: Option<crate::engine::pooling::Pooling>,
+    /// TEI's endpoints cut an input past the context unless a request says not to
+    /// (`--auto-truncate`).
+    pub auto_truncate: bool,
     /// Vocabulary strings whose LM-head rows make the served classifier
     /// (`--classifier-from-tokens`); empty: the model file's classification head, if any.
     pub classifier_tokens: Vec<String>,
@@ -476,6 +479,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         colbert: model.colbert.take().map(Arc::new),
         static_sparse: model.static_sparse.take().map(Arc::new),
         token_classifier: model.token_classifier.take().map(Arc::new),
+        auto_truncate: config.auto_truncate,
         generates: model.generates,
         encoder,
         facts,

@@ -40,6 +40,9 @@ pub struct Ready {
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// BGE-M3's ColBERT head: its vectors are a token's (`/pooling`'s `token_embed`).
     pub colbert: Option<Arc<candor_models::encoder::ColbertHead>>,
+    /// TEI's endpoints cut an input past the context where a request does not say
+    /// (`--auto-truncate`).
+    pub auto_truncate: bool,
     /// A token classifier's head (NER: `server::token_classification`), scoring every token.
     pub token_classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// An inference-free SPLADE model's static query route (`server::sparse_route`).

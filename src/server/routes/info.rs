@@ -50,7 +50,7 @@ pub async fn info(State(state): State<SharedState>) -> Result<Response, ApiError
                 "model_pipeline_tag": tag,
                 "model_type": model_type,
                 "max_input_length": limits.context,
-                "auto_truncate": false,
+                "auto_truncate": ready.auto_truncate,
                 "tokenization_workers": 1,
             })
         }

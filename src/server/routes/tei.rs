@@ -99,7 +99,7 @@ pub async fn rerank(state: &SharedState, req: RerankRequest) -> Result<Response,
         second: &req.texts,
         pairs: (0..req.texts.len()).map(|d| (0, d)).collect(),
         params: ("query", "texts"),
-        cut: req.truncate == Some(true),
+        cut: req.truncate.unwrap_or(ready.auto_truncate),
         raw: req.raw_scores == Some(true),
     };
     let (scores, _) = pair_scores(ready, None, &pairs).await?;
@@ -262,15 +262,16 @@ impl TeiInputs {
     }
 }
 
-/// Token lists cut to the context where `truncate` says (at the end `direction` names, each
-/// keeping its special tokens), then checked as every pooling endpoint checks its inputs.
+/// Token lists cut to the context where `truncate` says (unsaid, as `--auto-truncate` says; at
+/// the end `direction` names, each keeping its special tokens), then checked as every pooling
+/// endpoint checks its inputs.
 pub fn cut_and_checked(
     ready: &Ready,
     mut lists: Vec<Vec<u32>>,
     truncate: Option<bool>,
     direction: Option<Direction>,
 ) -> Result<Vec<Vec<u32>>, ApiError> {
-    if truncate == Some(true) {
+    if truncate.unwrap_or(ready.auto_truncate) {
         // A decoder's input leaves room for a token, as `checked_inputs` reads it.
         let most = match ready.encoder {
             true => ready.limits.context,
