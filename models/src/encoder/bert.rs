@@ -168,25 +168,19 @@ impl BertEncoder {
             Rotary::new(theta, config.rotary_divisor, dim, context, device)
         };
         let (positions, rotary, embedding_norm, layers) = match config.family {
-            Family::Bert | Family::Roberta | Family::Modern => (
+            Family::Bert | Family::Roberta | Family::Modern | Family::DistilBert => (
                 Some(embedding(
                     config.max_position_embeddings,
                     "position_embeddings",
                 )?),
                 None,
                 layer_norm(&e.pp("LayerNorm"), h, eps)?,
-                (0..config.num_layers)
-                    .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-            Family::DistilBert => (
-                Some(embedding(
-                    config.max_position_embeddings,
-                    "position_embeddings",
-                )?),
-                None,
-                layer_norm(&e.pp("LayerNorm"), h, eps)?,
-                super::distil::layers(vb, config)?,
+                match config.family {
+                    Family::DistilBert => super::distil::layers(vb, config)?,
+                    _ => (0..config.num_layers)
+                        .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config))
+                        .collect::<Result<Vec<_>>>()?,
+                },
             ),
             Family::Nomic => (
                 None,
