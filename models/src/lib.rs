@@ -23,6 +23,7 @@ pub mod py_json;
 pub mod rope;
 pub mod sentence_transformers;
 pub mod spec;
+pub mod static_embedding;
 pub mod tokenizer;
 pub mod weights;
 

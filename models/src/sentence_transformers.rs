@@ -126,6 +126,14 @@ impl Modules {
             .collect()
     }
 
+    /// The directory of the module that runs first, where its type ends with `suffix` (a
+    /// `StaticEmbedding` that replaces the transformer).
+    pub fn first_if(&self, suffix: &str) -> Option<PathBuf> {
+        (self.list.first())
+            .filter(|(kind, _)| kind.ends_with(suffix))
+            .map(|(_, dir)| dir.clone())
+    }
+
     /// The directory of the first module of that type, if there is one.
     pub fn dir_of(&self, suffix: &str) -> Option<PathBuf> {
         self.dirs_of(suffix).into_iter().next()

@@ -46,6 +46,9 @@ pub enum Arch {
     Gte,
     /// DistilBERT: BERT's layers, six of them, no token types, its own tensor names.
     DistilBert,
+    /// A static embedding model (Model2Vec, sentence-transformers' `StaticEmbedding`): a
+    /// table of token vectors and no layers (`crate::static_embedding`).
+    StaticEmbedding,
 }
 
 impl Arch {
@@ -72,6 +75,7 @@ impl Arch {
             Arch::ModernBert => "modern-bert",
             Arch::Gte => "gte",
             Arch::DistilBert => "distilbert",
+            Arch::StaticEmbedding => "static-embedding",
         }
     }
 }

@@ -410,6 +410,11 @@ pub fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LoadedMo
             .map_err(candor_models::ModelError::Config)?,
         false => None,
     };
+    if path.is_dir() {
+        if let Some(table) = candor_models::static_embedding::StaticEmbedding::from_dir(path)? {
+            return super::load_static::load_static(path, table, opts);
+        }
+    }
     let checkout = modules
         .as_ref()
         .map_or_else(|| path.to_path_buf(), |m| m.model_dir());

@@ -36,8 +36,9 @@ const NAMED: [&str; 14] = [
 /// Router (inference-free SPLADE) keeps each module in a directory named by its route, its
 /// place and its type (`document_0_MLMTransformer/`, `query_0_SparseStaticEmbedding/`): their
 /// named files and weights come too, with `router_config.json`, and the model's config.json may
-/// be in one of them. Empty where the listing is no such checkout (no config.json, or no
-/// safetensors weights).
+/// be in one of them. A static embedding model's table may be in `0_StaticEmbedding/`, beside
+/// its tokenizer. Empty where the listing is no such checkout (neither config.json nor
+/// modules.json, or no safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
     let wanted_here = |f: &str| {
         NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
@@ -47,13 +48,16 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
         Some((dir, rest)) => {
             dir.ends_with("Pooling") && rest == "config.json"
                 || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
-                || is_route_module(dir) && !rest.contains('/') && wanted_here(rest)
+                || (is_route_module(dir) || dir.ends_with("_StaticEmbedding"))
+                    && !rest.contains('/')
+                    && wanted_here(rest)
         }
     };
     let files: Vec<String> = listed.iter().filter(|f| wanted(f)).cloned().collect();
-    let complete = files
-        .iter()
-        .any(|f| f == "config.json" || f.ends_with("/config.json"))
+    // A static embedding model (sentence-transformers' `StaticEmbedding`) has no config.json:
+    // its modules.json says what it is.
+    let described = |f: &String| f == "config.json" || f.ends_with("/config.json");
+    let complete = files.iter().any(|f| described(f) || f == "modules.json")
         && files.iter().any(|f| f.ends_with(".safetensors"));
     match complete {
         true => files,
@@ -191,6 +195,14 @@ mod tests {
             "notes_v2/config.json",
         ]));
         assert_eq!(checkout_files(&listed), routed);
+        // A static embedding model keeps its table and tokenizer in its module's directory.
+        let table = names(&[
+            "modules.json",
+            "config_sentence_transformers.json",
+            "0_StaticEmbedding/model.safetensors",
+            "0_StaticEmbedding/tokenizer.json",
+        ]);
+        assert_eq!(checkout_files(&table), table);
         assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());
         assert!(checkout_files(&names(&["model.safetensors"])).is_empty());
     }

@@ -251,12 +251,16 @@ fn check_path(spec: &str, p: &Path) -> Result<PathBuf, PullError> {
     let shown = p.display().to_string();
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => {
-            // A sentence-transformers Router keeps the model in a route's directory.
-            let model = candor_models::sentence_transformers::Modules::read(p)
+            // A sentence-transformers Router keeps the model in a route's directory; a
+            // StaticEmbedding module is the model, in its own.
+            let modules = candor_models::sentence_transformers::Modules::read(p)
                 .ok()
-                .flatten()
-                .map_or_else(|| p.to_path_buf(), |m| m.model_dir());
-            if model.join("config.json").is_file() {
+                .flatten();
+            let model = (modules.as_ref()).map_or_else(|| p.to_path_buf(), |m| m.model_dir());
+            let table = (modules.as_ref()).and_then(|m| m.first_if(".StaticEmbedding"));
+            if model.join("config.json").is_file()
+                || table.is_some_and(|t| t.join("model.safetensors").is_file())
+            {
                 Ok(p.to_path_buf())
             } else {
                 Err(PullError::NotAModel {

@@ -129,7 +129,7 @@ pub fn input_token_lists(
                 ids,
                 truncate,
                 &ready.limits,
-                special,
+                special && ready.special_ends,
             )?,
             false => crate::server::validate::truncate_prompt(ids, truncate, &ready.limits)?,
         };

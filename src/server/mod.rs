@@ -480,6 +480,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         static_sparse: model.static_sparse.take().map(Arc::new),
         token_classifier: model.token_classifier.take().map(Arc::new),
         auto_truncate: config.auto_truncate,
+        special_ends: model.spec.arch != candor_models::spec::Arch::StaticEmbedding,
         generates: model.generates,
         encoder,
         facts,

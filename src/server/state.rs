@@ -55,6 +55,9 @@ pub struct Ready {
     /// An encoder (BERT-style): inputs fill the whole context and are cut at their tail,
     /// keeping `[CLS]` and the closing `[SEP]`.
     pub encoder: bool,
+    /// Whether a text's tokens end with the tokenizer's special tokens that a cut keeps (an
+    /// encoder's `[SEP]`); not a static embedding model's, whose texts have none.
+    pub special_ends: bool,
     /// What the model is, for clients that list models with their details (Ollama's).
     pub facts: ModelFacts,
     /// The LoRA adapters served beside the model (the state's), by the engine's slot.

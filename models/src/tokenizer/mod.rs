@@ -197,13 +197,23 @@ impl Tokenizer {
     /// post-processor (`[CLS] text [SEP]`), `encode_pair` makes its pairs, and no truncation
     /// or padding the file sets applies (an input too long is refused, as elsewhere, not cut
     /// silently). Only a `tokenizer.json` has a post-processor; another is kept as it is.
-    pub fn for_encoder(mut self) -> Result<Self> {
+    pub fn for_encoder(self) -> Result<Self> {
+        let mut this = self.without_truncation()?;
+        if let Model::Hf(_) = &this.model {
+            this.post_process = true;
+            this.add_bos = false;
+        }
+        Ok(this)
+    }
+
+    /// The tokenizer without the truncation and padding its file sets (Model2Vec saves one
+    /// that cuts at 512 tokens): an input too long is refused, or cut where a request asks,
+    /// never cut silently.
+    pub fn without_truncation(mut self) -> Result<Self> {
         if let Model::Hf(t) = &mut self.model {
             t.with_truncation(None)
                 .map_err(|e| TokenizerError::Backend(e.to_string()))?;
             t.with_padding(None);
-            self.post_process = true;
-            self.add_bos = false;
         }
         Ok(self)
     }

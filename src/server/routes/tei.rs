@@ -278,9 +278,18 @@ pub fn cut_and_checked(
             false => ready.limits.context.saturating_sub(1),
         };
         for ids in &mut lists {
-            match direction.unwrap_or(Direction::Right) {
-                Direction::Right => cut_encoder_input(ids, most),
-                Direction::Left => cut_encoder_input_head(ids, most),
+            match (direction.unwrap_or(Direction::Right), ready.special_ends) {
+                (Direction::Right, true) => cut_encoder_input(ids, most),
+                (Direction::Left, true) => cut_encoder_input_head(ids, most),
+                // Without special tokens to keep: the first or the last `most`.
+                (Direction::Right, false) => {
+                    ids.truncate(most);
+                    true
+                }
+                (Direction::Left, false) => {
+                    ids.drain(..ids.len().saturating_sub(most));
+                    true
+                }
             };
         }
     }
