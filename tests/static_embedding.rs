@@ -127,4 +127,10 @@ async fn static_models_embed_over_http() {
         .map(|x| x.as_f64().unwrap() as f32)
         .collect();
     assert!(max_abs_diff(&got, &want) < 1e-5, "TEI's cut");
+    drop(s);
+
+    // Its one pooling is the mean.
+    let s = Server::launch(&dir("static_embed"), "static", &["--pooling", "cls"]);
+    let failure = s.load_failure().await;
+    assert!(failure.contains("mean"), "{failure}");
 }

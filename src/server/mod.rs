@@ -440,6 +440,14 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
                 .into(),
         );
     }
+    if model.spec.arch == candor_models::spec::Arch::StaticEmbedding
+        && pooling != crate::engine::pooling::Pooling::Mean
+    {
+        return Err(format!(
+            "--pooling {pooling}: a static embedding model's vector is the mean of its tokens' \
+             rows (--pooling mean), the only pooling it has"
+        ));
+    }
     let encoder = model.runner.whole_prompts();
     let (engine, _thread) = scheduler::spawn(model.runner, sched, stats.clone());
     // The vocabulary's bytes (~60 ms for 150k tokens) and llama.cpp's default DRY breakers
