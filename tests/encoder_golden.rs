@@ -155,8 +155,9 @@ fn the_classifier_heads_are_labelled_from_the_config() {
 
 #[test]
 fn token_classifiers_label_every_token_as_transformers_does() {
-    // tests/fixtures/tiny/make_token_classifiers.py: BERT, XLM-R and DistilBERT NER heads.
-    for name in ["bert_ner", "xlmr_ner", "distilbert_ner"] {
+    // tests/fixtures/tiny/make_token_classifiers.py: BERT, XLM-R, DistilBERT and ModernBERT
+    // NER heads.
+    for name in ["bert_ner", "xlmr_ner", "distilbert_ner", "modernbert_ner"] {
         let d = dir(name);
         let config = EncoderConfig::from_dir(&d).unwrap().unwrap();
         let (encoder, sequence_head) = BertEncoder::load(&config, &d, &Device::Cpu).unwrap();

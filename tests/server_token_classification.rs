@@ -37,7 +37,7 @@ fn assert_entities(got: &Value, want: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ner_models_answer_as_the_token_classification_pipeline() {
-    for name in ["bert_ner", "xlmr_ner", "distilbert_ner"] {
+    for name in ["bert_ner", "xlmr_ner", "distilbert_ner", "modernbert_ner"] {
         let (labels, cases) = golden(name);
         let s = Server::start_path(&dir(name), name, &[]).await;
         let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();

@@ -106,7 +106,7 @@ impl BertEncoder {
                     Family::Modern => {
                         let labels = crate::classifier::hf_labels(dir)?;
                         let json = super::config::config_json(dir)?;
-                        let head = super::modern::load_head(&vb, config, &json, &labels)?;
+                        let head = super::modern::load_head(&vb, config, &json, &labels, false)?;
                         return Ok((encoder, Some(head)));
                     }
                     Family::Nomic => {

@@ -184,15 +184,21 @@ fn head_pooling(c: &HfConfig) -> Result<HeadInput> {
 
 /// A `ModernBertForSequenceClassification` head from the checkout's root (`head.dense`,
 /// `head.norm`, `classifier`): `classifier(norm(gelu(dense(x))))` over the state its
-/// `classifier_pooling` names; labels from `id2label`.
+/// `classifier_pooling` names, or over every token's (`per_token`: a
+/// `ModernBertForTokenClassification`); labels from `id2label`.
 pub(super) fn load_head(
     vb: &VarBuilder,
     c: &EncoderConfig,
     json: &serde_json::Value,
     labels: &[Option<String>],
+    per_token: bool,
 ) -> Result<Classifier> {
     let h = c.hidden_size;
-    let reads = head_pooling(&HfConfig(json))?;
+    let pooled = head_pooling(&HfConfig(json))?;
+    let reads = match per_token {
+        true => HeadInput::EachToken,
+        false => pooled,
+    };
     let host = |t: Tensor| -> Result<Vec<f32>> {
         Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     };
