@@ -302,16 +302,19 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gte_masked_lm_pools_as_opensearch_doc_v3_gte_does() {
-    // The remote code's `NewForMaskedLM` (make_gte_splade.py), max of `log1p_relu`.
-    let cases = golden("gte_splade");
-    let s = Server::start_path(&dir("gte_splade"), "opensearch-gte", &[]).await;
-    let (status, v) = s
-        .post("/embed_sparse", &json!({"inputs": texts(&cases)}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    for (answer, case) in v.as_array().unwrap().iter().zip(&cases) {
-        assert_sparse_matches(answer, &floats(&case["sparse"]), "gte max log1p_relu");
+async fn gte_and_modernbert_masked_lms_pool_too() {
+    // The remote code's GTE `NewForMaskedLM` (make_gte_splade.py, max of `log1p_relu`, as
+    // opensearch's doc-v3-gte) and a `ModernBertForMaskedLM` (make_splade.py).
+    for name in ["gte_splade", "modernbert_splade"] {
+        let cases = golden(name);
+        let s = Server::start_path(&dir(name), name, &[]).await;
+        let (status, v) = s
+            .post("/embed_sparse", &json!({"inputs": texts(&cases)}))
+            .await;
+        assert_eq!(status, 200, "{name}: {v}");
+        for (answer, case) in v.as_array().unwrap().iter().zip(&cases) {
+            assert_sparse_matches(answer, &floats(&case["sparse"]), name);
+        }
     }
 }
 

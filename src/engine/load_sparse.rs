@@ -36,7 +36,7 @@ pub fn sparse_head(
     let path = checkout.model;
     let splade_family = matches!(
         config.family,
-        Family::Bert | Family::Roberta | Family::DistilBert | Family::Gte
+        Family::Bert | Family::Roberta | Family::DistilBert | Family::Gte | Family::Modern
     );
     if is_masked_lm(path)? && splade_family {
         match MlmHead::load(config, path, encoder.word_embeddings(), device) {
@@ -56,8 +56,8 @@ pub fn sparse_head(
     if named.is_some() {
         return Err(EngineError::Model(ModelError::Config(
             "the checkout's sentence-transformers files pool by SPLADE, which reads a masked \
-             LM's head: its config.json must name a BERT, RoBERTa, DistilBERT or GTE \
-             `*ForMaskedLM`"
+             LM's head: its config.json must name a BERT, RoBERTa, DistilBERT, GTE or \
+             ModernBERT `*ForMaskedLM`"
                 .into(),
         )));
     }

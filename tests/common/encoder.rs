@@ -111,9 +111,10 @@ fn states_alone(encoder: &BertEncoder, ids: &[u32]) -> candle_core::Tensor {
 /// The tiny SPLADE fixtures (tests/fixtures/tiny/make_splade.py; make_distilbert.py's
 /// inference-free one, a Router over a DistilBERT masked LM and a static query table;
 /// make_gte_splade.py's GTE masked LM under the remote code's names).
-pub const SPLADE_ENCODERS: [&str; 4] = [
+pub const SPLADE_ENCODERS: [&str; 5] = [
     "bert_splade",
     "roberta_splade",
+    "modernbert_splade",
     "distilbert_sparse",
     "gte_splade",
 ];

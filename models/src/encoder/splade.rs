@@ -8,7 +8,7 @@
 //!
 //! The head is BERT's (`cls.predictions`: a dense layer, the config's activation, a
 //! LayerNorm, the decoder, its bias), RoBERTa's and GTE's (`lm_head`: the same, GELU always;
-//! opensearch's doc-v3-gte) or DistilBERT's (`vocab_transform`, the activation, `vocab_layer_norm`, `vocab_projector`); the
+//! opensearch's doc-v3-gte), ModernBERT's (`head` then `decoder`) or DistilBERT's (`vocab_transform`, the activation, `vocab_layer_norm`, `vocab_projector`); the
 //! decoder is tied to the word embeddings unless the checkout stores its own.
 use super::config::{config_json, names_architecture, EncoderActivation, EncoderConfig, Family};
 use super::layer::{layer_norm, Projection};
@@ -154,10 +154,33 @@ impl MlmHead {
                 let (dense, norm) = (vb.pp("vocab_transform"), vb.pp("vocab_layer_norm"));
                 (dense, c.activation, norm, projector.clone(), projector)
             }
+            // ModernBERT's `head` (its activation `classifier_activation`, GELU) then its
+            // `decoder`, whose bias is its own.
+            Family::Modern => {
+                let act = (config_json(dir)?.get("classifier_activation"))
+                    .and_then(|a| a.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "gelu".into());
+                if act != "gelu" {
+                    return Err(ModelError::Config(format!(
+                        "a ModernBERT masked-LM head with `classifier_activation` `{act}` is \
+                         not served (gelu is)"
+                    )));
+                }
+                let head = vb.pp("head");
+                let decoder = vb.pp("decoder");
+                let (dense, norm) = (head.pp("dense"), head.pp("norm"));
+                (
+                    dense,
+                    EncoderActivation::GeluErf,
+                    norm,
+                    decoder.clone(),
+                    decoder,
+                )
+            }
             other => {
                 return Err(ModelError::Config(format!(
                     "a masked-LM head of a {other:?} checkout is not served (BERT's, \
-                     RoBERTa's, DistilBERT's and GTE's are)"
+                     RoBERTa's, DistilBERT's, GTE's and ModernBERT's are)"
                 )))
             }
         };
@@ -177,9 +200,13 @@ impl MlmHead {
             false => words.clone(),
         };
         Ok(MlmHead {
-            dense: Projection::load(&dense, h, h, 1.0, true)?,
+            // ModernBERT's head has no biases unless its config keeps them.
+            dense: Projection::load_as_stored(&dense, h, h)?,
             activation,
-            norm: layer_norm(&norm, h, c.layer_norm_eps)?,
+            norm: match c.family {
+                Family::Modern => super::modern::norm(&norm, h, c.layer_norm_eps)?,
+                _ => layer_norm(&norm, h, c.layer_norm_eps)?,
+            },
             decoder,
             bias: bias.get(v, "bias")?,
         })
