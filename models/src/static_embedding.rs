@@ -153,7 +153,11 @@ impl StaticEmbedding {
             })?;
             let factor = match Some(id) == self.skipped {
                 true => 0.0,
-                false => scale * self.weights.as_ref().map_or(1.0, |w| w[token]),
+                false => {
+                    scale
+                        * (self.weights.as_ref())
+                            .map_or(1.0, |w| w.get(token).copied().unwrap_or(1.0))
+                }
             };
             let values = &self.table[row * self.dim..(row + 1) * self.dim];
             out.extend(values.iter().map(|v| v * factor));

@@ -1,7 +1,7 @@
-//! An encoder checkout's sparse head, where it has one: a BERT, RoBERTa or DistilBERT masked LM
-//! (`*ForMaskedLM`) pools SPLADE vectors, as its sentence-transformers `SpladePooling` module
-//! says (else max of `log(1 + relu)`); BGE-M3's checkout weighs each token with the layer in
-//! its `sparse_linear.pt`.
+//! An encoder checkout's sparse head, where it has one: a BERT, RoBERTa, DistilBERT,
+//! ModernBERT or GTE masked LM (`*ForMaskedLM`) pools SPLADE vectors, as its
+//! sentence-transformers `SpladePooling` module says (else max of `log(1 + relu)`); BGE-M3's
+//! checkout weighs each token with the layer in its `sparse_linear.pt`.
 use super::error::EngineError;
 use super::load_encoder::Checkout;
 use candor_models::encoder::{

@@ -435,8 +435,9 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     if pooling == crate::engine::pooling::Pooling::Sparse && !model.sparse {
         return Err(
             "--pooling splade makes sparse vectors over the vocabulary, from a BERT, \
-                    RoBERTa or DistilBERT `*ForMaskedLM` checkout's head (a SPLADE model such as \
-                    naver/splade-v3) or BGE-M3's `sparse_linear.pt`: this model has neither"
+                    RoBERTa, DistilBERT, ModernBERT or GTE `*ForMaskedLM` checkout's head (a \
+                    SPLADE model such as naver/splade-v3) or BGE-M3's `sparse_linear.pt`: this \
+                    model has neither"
                 .into(),
         );
     }

@@ -195,8 +195,8 @@ pub async fn embed_sparse(
     if !ready.sparse {
         return Err(ApiError::bad_request(
             "/embed_sparse answers sparse vectors, which this model does not make: serve a \
-             SPLADE checkout (a BERT, RoBERTa or DistilBERT masked LM, such as naver/splade-v3) or BGE-M3 \
-             (with its sparse_linear.pt)",
+             SPLADE checkout (a BERT, RoBERTa, DistilBERT, ModernBERT or GTE masked LM, such \
+             as naver/splade-v3) or BGE-M3 (with its sparse_linear.pt)",
         ));
     }
     let inputs = req.token_lists(ready)?;
