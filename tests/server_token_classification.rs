@@ -1,6 +1,6 @@
 //! Token classifiers (NER) served over HTTP against transformers (tests/fixtures/tiny/
 //! make_token_classifiers.py): `POST /` answers as `pipeline("token-classification")` does,
-//! under the aggregation strategies `none` and `simple`; vLLM's `/pooling` task
+//! under every aggregation strategy (`none`, `simple`, `first`, `average`, `max`); vLLM's `/pooling` task
 //! `token_classify` answers every token's label probabilities; what is refused.
 mod common;
 
@@ -41,7 +41,7 @@ async fn ner_models_answer_as_the_token_classification_pipeline() {
         let (labels, cases) = golden(name);
         let s = Server::start_path(&dir(name), name, &[]).await;
         let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
-        for strategy in ["none", "simple"] {
+        for strategy in ["none", "simple", "first", "average", "max"] {
             let body = json!({"inputs": texts, "parameters": {"aggregation_strategy": strategy}});
             let (status, v) = s.post("/", &body).await;
             assert_eq!(status, 200, "{name}: {v}");
@@ -98,8 +98,8 @@ async fn ner_models_answer_as_the_token_classification_pipeline() {
         // What is refused.
         for (body, field) in [
             (
-                json!({"inputs": "a", "parameters": {"aggregation_strategy": "first"}}),
-                "first",
+                json!({"inputs": "a", "parameters": {"aggregation_strategy": "longest"}}),
+                "longest",
             ),
             (json!({"inputs": 3}), "inputs"),
             (json!({"inputs": []}), "inputs"),

@@ -312,6 +312,7 @@ impl Tokenizer {
             chat_template,
             token_bytes: Default::default(),
             plain: Default::default(),
+            unknown: Default::default(),
             post_process: encoder.is_some(),
             sep: encoder,
         };

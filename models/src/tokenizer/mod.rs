@@ -65,6 +65,8 @@ pub struct Tokenizer {
     /// first use: the setting lives in the tokenizer, and a copy of a 150k vocabulary's took
     /// ~60 ms, which every `/infill` paid three times or more.
     plain: std::sync::OnceLock<Box<tokenizers::Tokenizer>>,
+    /// The unknown token's id, read from the model on first use (`unknown_id`).
+    unknown: std::sync::OnceLock<Option<u32>>,
     /// Special tokens come from the tokenizer's own post-processor (an encoder's `[CLS] $A
     /// [SEP]`, `<s> $A </s></s> $B </s>` for pairs) instead of the BOS rule (`for_encoder`).
     post_process: bool,
@@ -403,6 +405,7 @@ impl Tokenizer {
             chat_template,
             token_bytes: Default::default(),
             plain: Default::default(),
+            unknown: Default::default(),
             post_process: false,
             sep,
         };

@@ -19,6 +19,53 @@ pub struct TokenSpan {
 }
 
 impl Tokenizer {
+    /// The prefix a `tokenizer.json`'s model marks a word's continuing pieces with (WordPiece's
+    /// `##`), where it has one: how transformers tells a word's pieces apart.
+    pub fn continuing_subword_prefix(&self) -> Option<String> {
+        use tokenizers::models::ModelWrapper;
+        match &self.model {
+            Model::Hf(t) => match t.get_model() {
+                ModelWrapper::WordPiece(w) => Some(w.continuing_subword_prefix.clone()),
+                ModelWrapper::BPE(b) => b.continuing_subword_prefix.clone(),
+                _ => None,
+            },
+            Model::Spm(..) => None,
+        }
+        .filter(|p| !p.is_empty())
+    }
+
+    /// Pieces (token strings, or words already decoded) joined by the tokenizer's decoder, as
+    /// transformers' `convert_tokens_to_string` joins them: WordPiece's `["par", "##is"]` is
+    /// `paris`; a Metaspace decoder's `["big", "city"]` is `bigcity` (no `▁` to make a space).
+    pub fn decode_pieces(&self, pieces: Vec<String>) -> Result<String> {
+        use tokenizers::Decoder;
+        match &self.model {
+            Model::Hf(t) => match t.get_decoder() {
+                Some(decoder) => decoder
+                    .decode(pieces)
+                    .map_err(|e| TokenizerError::Backend(e.to_string())),
+                None => Ok(pieces.join(" ")),
+            },
+            Model::Spm(..) => Ok(pieces.concat().replace('\u{2581}', " ").trim_start().into()),
+        }
+    }
+
+    /// The unknown token's id (WordPiece's and BPE's `unk_token`, a Unigram's `unk_id`), read
+    /// from the model once.
+    pub fn unknown_id(&self) -> Option<u32> {
+        *self.unknown.get_or_init(|| match &self.model {
+            // The model's own JSON says it for every kind (a Unigram's id is not public).
+            Model::Hf(t) => {
+                let json = serde_json::to_value(t.get_model()).ok()?;
+                match json.get("unk_id").and_then(|i| i.as_u64()) {
+                    Some(id) => u32::try_from(id).ok(),
+                    None => self.token_id(json.get("unk_token")?.as_str()?),
+                }
+            }
+            Model::Spm(..) => None,
+        })
+    }
+
     /// `text`'s tokens as `encode` makes them, each with the bytes of `text` it came from.
     pub fn encode_spans(&self, text: &str, add_special: bool) -> Result<Vec<TokenSpan>> {
         let mut out: Vec<TokenSpan> = (self.added_bos().filter(|_| add_special))

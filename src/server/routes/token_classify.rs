@@ -1,6 +1,6 @@
 //! The token-classification pipeline's request and answer (`POST /` of a token classifier, as
 //! Hugging Face's inference containers take it): `inputs` a text or texts, `parameters`
-//! `aggregation_strategy` (`none`, `simple`) and `ignore_labels` (`["O"]` unless given);
+//! `aggregation_strategy` (`none`, `simple`, `first`, `average`, `max`) and `ignore_labels` (`["O"]` unless given);
 //! answered per text as `server::token_classification` reads its tokens (a text alone: its
 //! list of entities; texts: a list of those).
 use crate::server::embeddings::checked_inputs;
@@ -65,8 +65,8 @@ pub async fn token_classification(
     let inputs = checked_inputs(ready, lists, |_| "inputs", false)?;
     let logits = token_logits(ready, &head, &inputs, 0, None).await?;
     let mut answers = Vec::with_capacity(texts.len());
-    for (spans, logits) in spans.iter().zip(&logits) {
-        let found = entities(ready, &head, spans, logits, aggregation, &ignore)?;
+    for ((text, spans), logits) in texts.iter().zip(&spans).zip(&logits) {
+        let found = entities(ready, &head, text, spans, logits, aggregation, &ignore)?;
         answers.push(Value::Array(found));
     }
     let answer = match (alone, answers.pop()) {
