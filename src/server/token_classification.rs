@@ -91,9 +91,8 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 /// One token as the pipeline reads it before aggregating: its label scores, its text, its
 /// span in characters, and whether it continues a word.
-struct Token<'a> {
+struct Token {
     index: usize,
-    span: &'a TokenSpan,
     scores: Vec<f32>,
     /// Its piece (`##y`), or the text it stands for where it is the unknown token.
     word: String,
@@ -105,7 +104,7 @@ struct Token<'a> {
 /// A token or a word with its best label: what the strategies answer and group.
 struct Tagged<'a> {
     index: usize,
-    tokens: Vec<&'a Token<'a>>,
+    tokens: Vec<&'a Token>,
     word: String,
     label: &'a str,
     score: f32,
@@ -199,12 +198,7 @@ pub fn entities(
 /// a token continues a word where its piece is longer than its text (a tokenizer that marks
 /// continuing pieces, WordPiece's `##`), else where no space is on either side of its start;
 /// the unknown token stands for its text and starts a word.
-fn pre_entities<'a>(
-    ready: &Ready,
-    text: &str,
-    spans: &'a [TokenSpan],
-    logits: &[Vec<f32>],
-) -> Vec<Token<'a>> {
+fn pre_entities(ready: &Ready, text: &str, spans: &[TokenSpan], logits: &[Vec<f32>]) -> Vec<Token> {
     // Character positions of every byte boundary of the text.
     let mut chars = vec![0; text.len() + 1];
     let mut n = 0;
@@ -233,7 +227,6 @@ fn pre_entities<'a>(
             };
             Token {
                 index,
-                span,
                 scores: softmax(logits),
                 word: match Some(span.id) == unknown {
                     true => word_ref.to_string(),
@@ -248,7 +241,7 @@ fn pre_entities<'a>(
 }
 
 /// The tokens as words: each starts a word unless it continues the one before.
-fn words<'a>(tokens: &'a [Token<'a>]) -> Vec<Vec<&'a Token<'a>>> {
+fn words(tokens: &[Token]) -> Vec<Vec<&Token>> {
     let mut out: Vec<Vec<&Token>> = Vec::new();
     for t in tokens {
         match out.last_mut() {
@@ -350,15 +343,8 @@ mod tests {
     #[test]
     fn a_word_is_labelled_by_its_first_token_its_strongest_or_their_mean() {
         let labels = ["O".to_string(), "B-PER".to_string()];
-        let span = TokenSpan {
-            id: 0,
-            special: false,
-            piece: String::new(),
-            span: None,
-        };
         let token = |scores: Vec<f32>| Token {
             index: 0,
-            span: &span,
             scores,
             word: String::new(),
             start: None,
