@@ -156,8 +156,14 @@ fn the_classifier_heads_are_labelled_from_the_config() {
 #[test]
 fn token_classifiers_label_every_token_as_transformers_does() {
     // tests/fixtures/tiny/make_token_classifiers.py: BERT, XLM-R, DistilBERT and ModernBERT
-    // NER heads.
-    for name in ["bert_ner", "xlmr_ner", "distilbert_ner", "modernbert_ner"] {
+    // NER heads; make_gte.py's GTE one under the remote code's names.
+    for name in [
+        "bert_ner",
+        "xlmr_ner",
+        "distilbert_ner",
+        "modernbert_ner",
+        "gte_ner",
+    ] {
         let d = dir(name);
         let config = EncoderConfig::from_dir(&d).unwrap().unwrap();
         let (encoder, sequence_head) = BertEncoder::load(&config, &d, &Device::Cpu).unwrap();

@@ -1,5 +1,5 @@
 //! A token classifier's head (`*ForTokenClassification`: NER models such as dslim/bert-base-NER,
-//! xlm-roberta-large-finetuned-conll03, DistilBERT NER fine-tunes): one linear layer,
+//! xlm-roberta-large-finetuned-conll03, DistilBERT and GTE NER fine-tunes): one linear layer,
 //! `classifier`, scoring every label at every token's final state (ModernBERT's: its head's
 //! dense layer, GELU and norm before it). It runs on the host over
 //! the states the engine returns for each token (a few labels × the hidden size a token).
@@ -23,13 +23,13 @@ pub fn load_token_head(c: &EncoderConfig, dir: &Path) -> Result<Option<Classifie
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu)? };
     let labels = hf_labels(dir)?;
     match c.family {
-        Family::Bert | Family::Roberta | Family::DistilBert => {}
+        Family::Bert | Family::Roberta | Family::DistilBert | Family::Gte => {}
         // ModernBERT's head (dense, GELU, norm) before the rows, at every token.
         Family::Modern => return super::modern::load_head(&vb, c, &json, &labels, true).map(Some),
         other => {
             return Err(ModelError::Config(format!(
                 "a {other:?} token classifier's head is not served (BERT's, RoBERTa's, \
-                 DistilBERT's and ModernBERT's are)"
+                 DistilBERT's, GTE's and ModernBERT's are)"
             )))
         }
     }
