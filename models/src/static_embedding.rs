@@ -13,6 +13,7 @@
 //! Texts are tokenized without special tokens, as both do.
 use crate::error::{ModelError, Result};
 use crate::sentence_transformers::{read_json, Modules};
+use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,10 @@ pub struct StaticEmbedding {
     mapping: Option<Vec<u32>>,
     /// A factor per token.
     weights: Option<Vec<f32>>,
-    /// A token left out of the mean (Model2Vec's unknown token).
+    /// Whether the unknown token is left out of the mean (Model2Vec's checkouts), once its
+    /// tokenizer names it (`leave_out_unknown`).
+    skips_unknown: bool,
+    /// The token left out of the mean.
     skipped: Option<u32>,
     /// The longest input the model reads (Model2Vec's `max_length`).
     pub max_length: Option<usize>,
@@ -113,13 +117,19 @@ impl StaticEmbedding {
             tokens,
             mapping,
             weights,
-            skipped: match native {
-                true => unknown_token(&module.join("tokenizer.json")),
-                false => None,
-            },
+            skips_unknown: native,
+            skipped: None,
             max_length,
             tokenizer_dir: module,
         }))
+    }
+
+    /// Leave `tokenizer`'s unknown token out of every mean, where the model does (Model2Vec's
+    /// `encode` drops it before averaging; sentence-transformers' `StaticEmbedding` keeps it).
+    pub fn leave_out_unknown(&mut self, tokenizer: &Tokenizer) {
+        if self.skips_unknown {
+            self.skipped = tokenizer.unknown_id();
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -166,27 +176,6 @@ impl StaticEmbedding {
     }
 }
 
-/// The id of a `tokenizer.json`'s unknown token (its model's `unk_token`, or a Unigram's
-/// `unk_id`), as Model2Vec finds it; None where it names none.
-fn unknown_token(path: &Path) -> Option<u32> {
-    let json = read_json(path).ok().flatten()?;
-    let model = json.get("model")?;
-    if let Some(id) = model.get("unk_id").and_then(|i| i.as_u64()) {
-        return u32::try_from(id).ok();
-    }
-    let name = model.get("unk_token")?.as_str()?;
-    let id = (model.get("vocab")?.get(name))
-        .and_then(|i| i.as_u64())
-        .or_else(|| {
-            // Added tokens carry their own ids.
-            (json.get("added_tokens")?.as_array()?.iter())
-                .find(|t| t.get("content").and_then(|c| c.as_str()) == Some(name))?
-                .get("id")?
-                .as_u64()
-        })?;
-    u32::try_from(id).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +187,7 @@ mod tests {
             tokens: 4,
             mapping: Some(vec![0, 1, 2, 2]),
             weights,
+            skips_unknown: true,
             skipped,
             max_length: None,
             tokenizer_dir: PathBuf::new(),

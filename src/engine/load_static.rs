@@ -24,7 +24,7 @@ const UNBOUNDED: usize = 1 << 20;
 
 pub fn load_static(
     path: &Path,
-    model: StaticEmbedding,
+    mut model: StaticEmbedding,
     opts: &LoadOptions,
 ) -> Result<LoadedModel, EngineError> {
     if !matches!(opts.backend, BackendChoice::Cpu) {
@@ -50,6 +50,7 @@ pub fn load_static(
             ))
         }
     };
+    model.leave_out_unknown(&tokenizer);
     // The spec any model has: its width, vocabulary and context; no layers.
     let config = EncoderConfig {
         family: Family::Bert,
