@@ -284,6 +284,12 @@ pub fn probabilities(logits: &[f32]) -> Vec<f32> {
     if let [one] = logits {
         return vec![sigmoid(*one)];
     }
+    softmax(logits)
+}
+
+/// The softmax of `logits` (over one, 1: transformers' token-classification pipeline takes it
+/// even there).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let sum: f32 = exp.iter().sum();

@@ -12,7 +12,7 @@ use crate::engine::pooling::Pooling;
 use crate::server::error::ApiError;
 use crate::server::routes::embeddings::run_pooling;
 use crate::server::state::Ready;
-use candor_models::classifier::Classifier;
+use candor_models::classifier::{softmax, Classifier};
 use candor_models::tokenizer::TokenSpan;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -79,14 +79,6 @@ pub async fn token_logits(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     scored.map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// The softmax of one token's logits, as the pipeline computes it (even over one label).
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 /// One token as the pipeline reads it before aggregating: its label scores, its text, its
@@ -242,11 +234,17 @@ fn pre_entities(ready: &Ready, text: &str, spans: &[TokenSpan], logits: &[Vec<f3
 
 /// The tokens as words: each starts a word unless it continues the one before.
 fn words(tokens: &[Token]) -> Vec<Vec<&Token>> {
-    let mut out: Vec<Vec<&Token>> = Vec::new();
-    for t in tokens {
+    runs(tokens, |_, t| t.continues_word)
+}
+
+/// `items` in runs of neighbours: each joins the run before where `joins(last of the run,
+/// item)`, else starts one.
+fn runs<T>(items: &[T], joins: impl Fn(&T, &T) -> bool) -> Vec<Vec<&T>> {
+    let mut out: Vec<Vec<&T>> = Vec::new();
+    for item in items {
         match out.last_mut() {
-            Some(word) if t.continues_word => word.push(t),
-            _ => out.push(vec![t]),
+            Some(run) if joins(run[run.len() - 1], item) => run.push(item),
+            _ => out.push(vec![item]),
         }
     }
     out
@@ -275,17 +273,10 @@ fn word_label<'a>(labels: &'a [String], word: &[&Token], strategy: Aggregation) 
 /// Runs of tokens (or words) of one tag, each started anew by a `B-` tag (transformers'
 /// `group_entities`): `I-PER I-PER B-PER` is two groups, `O O` one.
 fn groups<'a, 'b>(tagged: &'b [Tagged<'a>]) -> Vec<Vec<&'b Tagged<'a>>> {
-    let mut out: Vec<Vec<&Tagged>> = Vec::new();
-    for t in tagged {
+    runs(tagged, |last, t| {
         let (bi, tag) = tag_of(t.label);
-        match out.last_mut() {
-            Some(group) if bi != "B" && tag_of(group[group.len() - 1].label).1 == tag => {
-                group.push(t)
-            }
-            _ => out.push(vec![t]),
-        }
-    }
-    out
+        bi != "B" && tag_of(last.label).1 == tag
+    })
 }
 
 /// A label's `B`/`I` part and its tag: `B-PER` is (`B`, `PER`); a label without a prefix
