@@ -18,20 +18,7 @@ pub fn tokenize(
     add_special_tokens: bool,
     prompt_name: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let texts: Vec<&str> = match inputs {
-        Value::String(text) => vec![text.as_str()],
-        Value::Array(list) if !list.is_empty() => (list.iter())
-            .map(|v| v.as_str())
-            .collect::<Option<_>>()
-            .ok_or_else(|| ApiError::invalid("inputs", "`inputs` must be a text or texts"))?,
-        Value::Array(_) => return Err(ApiError::invalid("inputs", "`inputs` cannot be empty")),
-        _ => {
-            return Err(ApiError::invalid(
-                "inputs",
-                "`inputs` must be a text or texts",
-            ))
-        }
-    };
+    let (texts, _) = text_or_texts(inputs)?;
     let prompt = ready.prompts.text_for(prompt_name)?.unwrap_or_default();
     let mut answer = Vec::with_capacity(texts.len());
     for text in texts {
@@ -56,6 +43,22 @@ pub fn tokenize(
         answer.push(tokens);
     }
     Ok(axum::Json(answer).into_response())
+}
+
+/// Hugging Face's `inputs`: a text, or a non-empty list of texts; and whether it was one text.
+pub(super) fn text_or_texts(inputs: &Value) -> Result<(Vec<&str>, bool), ApiError> {
+    let refused = || ApiError::invalid("inputs", "`inputs` must be a text or texts");
+    match inputs {
+        Value::String(text) => Ok((vec![text.as_str()], true)),
+        Value::Array(list) if list.is_empty() => {
+            Err(ApiError::invalid("inputs", "`inputs` cannot be empty"))
+        }
+        Value::Array(list) => {
+            let texts = list.iter().map(Value::as_str).collect::<Option<_>>();
+            Ok((texts.ok_or_else(refused)?, false))
+        }
+        _ => Err(refused()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,22 +35,7 @@ pub async fn token_classification(
     let head = token_classifier(ready)?;
     let aggregation = Aggregation::parse(req.parameters.aggregation_strategy.as_deref())?;
     let ignore = (req.parameters.ignore_labels).unwrap_or_else(|| vec!["O".to_string()]);
-    let (texts, alone) = match &req.inputs {
-        Value::String(text) => (vec![text.as_str()], true),
-        Value::Array(list) => (
-            (list.iter())
-                .map(Value::as_str)
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ApiError::invalid("inputs", "`inputs` must be a text or texts"))?,
-            false,
-        ),
-        _ => {
-            return Err(ApiError::invalid(
-                "inputs",
-                "`inputs` must be a text or texts",
-            ))
-        }
-    };
+    let (texts, alone) = super::tei_tokens::text_or_texts(&req.inputs)?;
     let mut spans = Vec::with_capacity(texts.len());
     for text in &texts {
         no_nul("inputs", text)?;
