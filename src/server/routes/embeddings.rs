@@ -187,6 +187,26 @@ pub async fn pooled(
     })
 }
 
+/// `pooled` of `inputs` whose first `queries` take the first of `routes` and the rest the
+/// second (a query against documents on an inference-free SPLADE model): one engine submission
+/// where the two are one route.
+pub async fn pooled_routed(
+    ready: &Ready,
+    inputs: &[Vec<u32>],
+    queries: usize,
+    routes: (Route, Route),
+    model: Option<&str>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let (query_route, route) = routes;
+    if query_route == route {
+        return pooled(ready, inputs, route, 0, model).await;
+    }
+    let (asked, rest) = inputs.split_at(queries.min(inputs.len()));
+    let mut vectors = pooled(ready, asked, query_route, 0, model).await?;
+    vectors.extend(pooled(ready, rest, route, 0, model).await?);
+    Ok(vectors)
+}
+
 /// Each input's token vectors, `Ready::token_width` values each, one after another (not
 /// normalised): every token's final state, or, for a model with a ColBERT head (BGE-M3),
 /// that head's vectors of its tokens after the first (`[CLS]`, whose state is the dense

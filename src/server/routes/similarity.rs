@@ -8,7 +8,7 @@
 //! embeddings (a bi-encoder), as vLLM scores with an embedding model, or, pooling by SPLADE,
 //! the dot product of their sparse vectors.
 use super::classify::{classifier, classifier_logits};
-use super::embeddings::pooled;
+use super::embeddings::pooled_routed;
 use crate::server::embeddings::{
     checked_inputs, encoded_text, end_as_asked, normalised_by, text_tokens, vector_norm,
 };
@@ -227,22 +227,13 @@ async fn scoring_vectors(
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = checked_inputs(ready, lists, param_of, cut)?;
     let tokens = inputs.iter().map(Vec::len).sum();
-    let mut vectors = match ready.query_route() {
-        Route::Encoder => pooled(ready, &inputs, Route::Encoder, 0, model).await?,
-        route => {
-            let (asked, documents) = inputs.split_at(queries.min(inputs.len()));
-            let mut vectors = pooled(ready, asked, route, 0, model).await?;
-            vectors.extend(pooled(ready, documents, Route::Encoder, 0, model).await?);
-            vectors
-        }
-    };
-    for v in &mut vectors {
-        *v = normalised_by(
-            std::mem::take(v),
-            usize::MAX,
-            vector_norm(ready.pooling, None),
-        );
-    }
+    let routes = (ready.query_route(), Route::Encoder);
+    let norm = vector_norm(ready.pooling, None);
+    let vectors = (pooled_routed(ready, &inputs, queries, routes, model)
+        .await?
+        .into_iter())
+    .map(|v| normalised_by(v, usize::MAX, norm))
+    .collect();
     Ok((vectors, tokens))
 }
 

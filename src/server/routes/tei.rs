@@ -14,7 +14,7 @@
 //! embeddings by: a SPLADE masked LM (a sentence-transformers `SparseEncoder` checkout, whose
 //! `/embed` answers the same vectors dense over the vocabulary) or BGE-M3 (its lexical
 //! weights, beside the `[CLS]` embedding `/embed` answers).
-use super::embeddings::{pooled, run_pooling, token_vectors};
+use super::embeddings::{pooled, pooled_routed, run_pooling, token_vectors};
 use super::similarity::{dot, pair_scores, Pairs};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{
@@ -170,10 +170,9 @@ pub async fn similarity(
     };
     let inputs = as_inputs.token_lists(ready)?;
     let norm = vector_norm(ready.pooling, None);
-    let (source, sentences) = inputs.split_at(1);
-    let mut vectors = pooled(ready, source, source_route, 0, None).await?;
-    vectors.extend(pooled(ready, sentences, route, 0, None).await?);
-    let vectors: Vec<Vec<f32>> = (vectors.into_iter())
+    let routes = (source_route, route);
+    let vectors: Vec<Vec<f32>> = (pooled_routed(ready, &inputs, 1, routes, None).await?)
+        .into_iter()
         .map(|v| embeddings::normalised_by(v, usize::MAX, norm))
         .collect();
     let scores: Vec<f64> = vectors[1..].iter().map(|v| dot(&vectors[0], v)).collect();
