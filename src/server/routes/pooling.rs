@@ -131,12 +131,7 @@ pub async fn pooling(
                         Some(false) => l.clone(),
                         _ => probabilities(l),
                     });
-                    match encoding {
-                        Encoding::Float => Value::Array(rows.map(|r| json!(r)).collect()),
-                        Encoding::Base64 => {
-                            embeddings::encoded(&rows.flatten().collect::<Vec<_>>(), encoding)
-                        }
-                    }
+                    token_rows(rows, encoding)
                 })
                 .collect()
         }
@@ -148,12 +143,7 @@ pub async fn pooling(
                     let rows = all.chunks(width).map(|row| {
                         embeddings::normalised_by(row.to_vec(), width, as_embedding.norm())
                     });
-                    match encoding {
-                        Encoding::Float => Value::Array(rows.map(|r| json!(r)).collect()),
-                        Encoding::Base64 => {
-                            embeddings::encoded(&rows.flatten().collect::<Vec<_>>(), encoding)
-                        }
-                    }
+                    token_rows(rows, encoding)
                 })
                 .collect()
         }
@@ -163,4 +153,13 @@ pub async fn pooling(
         .collect();
     let answer = list_answer("pool", &state.answering_model(model), data, &inputs);
     Ok(axum::Json(answer).into_response())
+}
+
+/// An input's rows, one per token: a list of lists, or as base64 their values one row after
+/// another.
+fn token_rows(rows: impl Iterator<Item = Vec<f32>>, encoding: Encoding) -> Value {
+    match encoding {
+        Encoding::Float => Value::Array(rows.map(|r| json!(r)).collect()),
+        Encoding::Base64 => embeddings::encoded(&rows.flatten().collect::<Vec<_>>(), encoding),
+    }
 }
