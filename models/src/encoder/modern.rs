@@ -166,13 +166,7 @@ impl Stack {
 /// What a ModernBERT classifier's head reads (`classifier_pooling`: the `[CLS]` state or the
 /// mean of all); its activation must be GELU (`classifier_activation`).
 fn head_pooling(c: &HfConfig) -> Result<HeadInput> {
-    let act = c.str("classifier_activation").unwrap_or("gelu");
-    if act != "gelu" {
-        return Err(ModelError::Config(format!(
-            "config.json: a ModernBERT head with `classifier_activation` `{act}` is not served \
-             (gelu is)"
-        )));
-    }
+    head_activation(c)?;
     match c.str("classifier_pooling").unwrap_or("cls") {
         "cls" => Ok(HeadInput::First),
         "mean" => Ok(HeadInput::Mean),
@@ -180,6 +174,19 @@ fn head_pooling(c: &HfConfig) -> Result<HeadInput> {
             "config.json: `classifier_pooling` `{other}` is not served (cls, mean)"
         ))),
     }
+}
+
+/// The activation of a ModernBERT head (a classifier's, the masked LM's): GELU
+/// (`classifier_activation`), the one served.
+pub(super) fn head_activation(c: &HfConfig) -> Result<EncoderActivation> {
+    let act = c.str("classifier_activation").unwrap_or("gelu");
+    if act != "gelu" {
+        return Err(ModelError::Config(format!(
+            "config.json: a ModernBERT head with `classifier_activation` `{act}` is not served \
+             (gelu is)"
+        )));
+    }
+    Ok(EncoderActivation::GeluErf)
 }
 
 /// A `ModernBertForSequenceClassification` head from the checkout's root (`head.dense`,

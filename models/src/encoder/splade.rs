@@ -14,6 +14,7 @@ use super::config::{config_json, names_architecture, EncoderActivation, EncoderC
 use super::layer::{layer_norm, Projection};
 use crate::error::{ModelError, Result};
 use crate::sentence_transformers::{read_json, Modules};
+use crate::spec::HfConfig;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use std::path::Path;
@@ -125,23 +126,21 @@ impl MlmHead {
             Family::Bert => {
                 let head = vb.pp("cls").pp("predictions");
                 let transform = head.pp("transform");
-                // BERT's head keeps its bias beside the decoder, or (older checkouts) in it.
-                let bias = match head.contains_tensor("bias") {
-                    true => head.clone(),
-                    false => head.pp("decoder"),
-                };
                 let (dense, norm) = (transform.pp("dense"), transform.pp("LayerNorm"));
-                (dense, c.activation, norm, head.pp("decoder"), bias)
+                (
+                    dense,
+                    c.activation,
+                    norm,
+                    head.pp("decoder"),
+                    decoder_bias(&head),
+                )
             }
             // transformers' `RobertaLMHead` and `GteLMHead` apply the erf GELU whatever
             // `hidden_act` says; GTE's remote code names the norm `norm`, transformers 5
             // `layer_norm`.
             Family::Roberta | Family::Gte => {
                 let head = vb.pp("lm_head");
-                let bias = match head.contains_tensor("bias") {
-                    true => head.clone(),
-                    false => head.pp("decoder"),
-                };
+                let bias = decoder_bias(&head);
                 let norm = match head.contains_tensor("norm.weight") {
                     true => head.pp("norm"),
                     false => head.pp("layer_norm"),
@@ -157,25 +156,11 @@ impl MlmHead {
             // ModernBERT's `head` (its activation `classifier_activation`, GELU) then its
             // `decoder`, whose bias is its own.
             Family::Modern => {
-                let act = (config_json(dir)?.get("classifier_activation"))
-                    .and_then(|a| a.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "gelu".into());
-                if act != "gelu" {
-                    return Err(ModelError::Config(format!(
-                        "a ModernBERT masked-LM head with `classifier_activation` `{act}` is \
-                         not served (gelu is)"
-                    )));
-                }
+                let act = super::modern::head_activation(&HfConfig(&config_json(dir)?))?;
                 let head = vb.pp("head");
                 let decoder = vb.pp("decoder");
                 let (dense, norm) = (head.pp("dense"), head.pp("norm"));
-                (
-                    dense,
-                    EncoderActivation::GeluErf,
-                    norm,
-                    decoder.clone(),
-                    decoder,
-                )
+                (dense, act, norm, decoder.clone(), decoder)
             }
             other => {
                 return Err(ModelError::Config(format!(
@@ -221,6 +206,15 @@ impl MlmHead {
 
     fn vocab_size(&self) -> Result<usize> {
         Ok(self.decoder.dim(0)?)
+    }
+}
+
+/// Where a BERT-style head keeps the decoder's bias: beside the decoder (`head.bias`), or
+/// (older checkouts) in it (`head.decoder.bias`).
+fn decoder_bias<'a>(head: &VarBuilder<'a>) -> VarBuilder<'a> {
+    match head.contains_tensor("bias") {
+        true => head.clone(),
+        false => head.pp("decoder"),
     }
 }
 
