@@ -116,7 +116,13 @@ impl BertEncoder {
                     }
                 };
                 let labels = crate::classifier::hf_labels(dir)?;
-                Some(load_head(config, Some((&pre, act)), &out, &labels)?)
+                Some(load_head(
+                    config,
+                    Some((&pre, act)),
+                    &out,
+                    &labels,
+                    HeadInput::First,
+                )?)
             }
             false => None,
         };
@@ -287,6 +293,7 @@ pub(crate) fn load_head(
     pre: Option<(&VarBuilder, DenseActivation)>,
     out: &VarBuilder,
     labels: &[Option<String>],
+    reads: HeadInput,
 ) -> Result<Classifier> {
     let h = c.hidden_size;
     let count = match labels.len() {
@@ -306,7 +313,7 @@ pub(crate) fn load_head(
     };
     let weight = host(out.get((count, h), "weight")?)?;
     let bias = host(out.get(count, "bias")?)?;
-    Classifier::encoder_head(pre, weight, bias, h, labels, HeadInput::First)
+    Classifier::encoder_head(pre, weight, bias, h, labels, reads)
 }
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every

@@ -6,7 +6,7 @@
 //! into.
 use super::bert::{load_head, BertEncoder};
 use super::config::{heads_dividing, EncoderActivation, EncoderConfig, Family};
-use crate::classifier::{Classifier, DenseActivation};
+use crate::classifier::{Classifier, DenseActivation, HeadInput};
 use crate::error::{ModelError, Result};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
@@ -114,7 +114,7 @@ pub fn load_gguf(
             // The labels the file names, else `LABEL_i` for each row of the head.
             let mut named = labels;
             named.resize(count, None);
-            Some(load_head(config, pre, &out, &named)?)
+            Some(load_head(config, pre, &out, &named, HeadInput::First)?)
         }
         false => None,
     };

@@ -3,11 +3,11 @@
 //! `classifier`, scoring every label at every token's final state (ModernBERT's: its head's
 //! dense layer, GELU and norm before it). It runs on the host over
 //! the states the engine returns for each token (a few labels × the hidden size a token).
-use super::bert::safetensors_files;
+use super::bert::{load_head, safetensors_files};
 use super::config::{config_json, names_architecture, EncoderConfig, Family};
 use crate::classifier::{hf_labels, Classifier, HeadInput};
 use crate::error::{ModelError, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
 
@@ -34,13 +34,5 @@ pub fn load_token_head(c: &EncoderConfig, dir: &Path) -> Result<Option<Classifie
         }
     }
     let head = vb.pp("classifier");
-    let h = c.hidden_size;
-    let count = match labels.len() {
-        0 => 2,
-        n => n,
-    };
-    let host = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
-    let weight = host(head.get((count, h), "weight")?)?;
-    let bias = host(head.get(count, "bias")?)?;
-    Classifier::encoder_head(None, weight, bias, h, &labels, HeadInput::EachToken).map(Some)
+    load_head(c, None, &head, &labels, HeadInput::EachToken).map(Some)
 }
