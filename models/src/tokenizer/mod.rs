@@ -322,15 +322,7 @@ impl Tokenizer {
                     if skip_special && self.is_special(id) {
                         continue;
                     }
-                    match s.byte_of(id) {
-                        Some(b) => bytes.push(b),
-                        None => bytes.extend_from_slice(
-                            s.piece(id)
-                                .unwrap_or("")
-                                .replace('\u{2581}', " ")
-                                .as_bytes(),
-                        ),
-                    }
+                    bytes.extend(s.bytes_of(id));
                 }
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }

@@ -94,15 +94,7 @@ impl Tokenizer {
                 let ids = self.encode(text, false)?;
                 let mut cursor = 0;
                 for id in ids {
-                    // A byte-fallback token is its byte (part of a character, maybe).
-                    let bytes = match spm.byte_of(id) {
-                        Some(b) => vec![b],
-                        None => spm
-                            .piece(id)
-                            .unwrap_or("")
-                            .replace('\u{2581}', " ")
-                            .into_bytes(),
-                    };
+                    let bytes = spm.bytes_of(id);
                     let span = spm_span(text.as_bytes(), cursor, &bytes);
                     if let Some((_, stop)) = span {
                         cursor = stop;

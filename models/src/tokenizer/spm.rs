@@ -86,6 +86,15 @@ impl Spm {
             .flatten()
     }
 
+    /// The bytes a token stands for: a byte-fallback token's byte (part of a character, maybe),
+    /// else its piece with `▁` as a space.
+    pub fn bytes_of(&self, id: u32) -> Vec<u8> {
+        match self.byte_of(id) {
+            Some(b) => vec![b],
+            None => (self.piece(id).unwrap_or("").replace('\u{2581}', " ")).into_bytes(),
+        }
+    }
+
     /// Encode text that has already had spaces replaced by `▁`.
     pub fn encode(&self, text: &str, out: &mut Vec<u32>) {
         if text.is_empty() {

@@ -71,17 +71,7 @@ impl Tokenizer {
         };
         match &self.model {
             Model::Spm(spm, _) => (0..self.vocab_size)
-                .map(|id| {
-                    let bytes = match spm.byte_of(id as u32) {
-                        Some(b) => vec![b],
-                        None => spm
-                            .piece(id as u32)
-                            .unwrap_or("")
-                            .replace('\u{2581}', " ")
-                            .into_bytes(),
-                    };
-                    entry(id, bytes)
-                })
+                .map(|id| entry(id, spm.bytes_of(id as u32)))
                 .collect(),
             Model::Hf(hf) => {
                 let added = hf.get_added_tokens_decoder();
