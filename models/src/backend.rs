@@ -6,6 +6,7 @@
 //! read only through `kv_write` and `paged_attention`.
 use crate::batch::SeqAttention;
 use crate::error::Result;
+use crate::kv_rows::KvRows;
 use crate::projection::{run_linear_job, split_heads, LinearJob, NormedInput};
 use crate::weights::HostWeight;
 
@@ -210,6 +211,13 @@ impl KvCacheSpec {
     }
 }
 
+fn no_kv_rows(device: &DeviceInfo) -> crate::error::ModelError {
+    crate::error::ModelError::Backend(format!(
+        "the {} backend cannot read or write its KV cache's rows",
+        device.kind
+    ))
+}
+
 /// The op-level device interface. Every op has a CPU reference implementation.
 ///
 /// Shapes: activations are 2-D `[tokens, features]` or 3-D `[tokens, heads, head_dim]`,
@@ -241,6 +249,18 @@ pub trait Backend: Send + Sync + 'static {
     /// whose prompt starts like a cached block, without filling it, a private copy to write
     /// its own tokens into past the shared ones. An error leaves `dst` unspecified.
     fn copy_kv_blocks(&self, cache: &mut Self::KvCache, copies: &[(u32, u32)]) -> Result<()>;
+    /// Every layer's K and V rows of cache `slots`, as the cache stores them (`KvRows`): a
+    /// prompt cache saved to disk. Backends that cannot (the default) say so.
+    fn read_kv_rows(&self, cache: &Self::KvCache, slots: &[u32]) -> Result<KvRows> {
+        let _ = (cache, slots);
+        Err(no_kv_rows(&self.info()))
+    }
+    /// `rows` (as `read_kv_rows` returned them, from a cache of the same encoding and row
+    /// width) written back to `slots`, one row per slot. Refused whole if they do not fit.
+    fn write_kv_rows(&self, cache: &mut Self::KvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
+        let _ = (cache, slots, rows);
+        Err(no_kv_rows(&self.info()))
+    }
 
     // ---- ops ----
     /// Rows of `table` ([vocab, hidden]) for `ids` → `[ids.len(), hidden]`.

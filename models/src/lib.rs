@@ -12,6 +12,7 @@ pub mod encoder;
 pub mod error;
 pub mod generation_config;
 pub mod key_offset;
+pub mod kv_rows;
 mod layer_loader;
 pub mod loader;
 pub mod lora;

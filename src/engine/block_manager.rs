@@ -83,6 +83,11 @@ impl BlockTable {
         }
     }
 
+    /// Its root in the prefix cache (`prefix_root`).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -430,17 +435,76 @@ impl BlockManager {
             return Some(b);
         }
         let (_, b) = self.evictable.pop_first()?;
-        if let Some(r) = self.registered[b as usize].take() {
-            self.cache.remove(&r.key);
-            let slot = children_key(&r.key);
-            if let Some(siblings) = self.children.get_mut(&slot) {
-                siblings.retain(|&s| s != b);
-                if siblings.is_empty() {
-                    self.children.remove(&slot);
-                }
+        self.unregister(b);
+        Some(b)
+    }
+
+    /// Take block `b` out of the cache (its children become unreachable); returns the tokens
+    /// it held.
+    fn unregister(&mut self, b: u32) -> usize {
+        let Some(r) = self.registered[b as usize].take() else {
+            return 0;
+        };
+        self.cache.remove(&r.key);
+        let slot = children_key(&r.key);
+        if let Some(siblings) = self.children.get_mut(&slot) {
+            siblings.retain(|&s| s != b);
+            if siblings.is_empty() {
+                self.children.remove(&slot);
             }
         }
-        Some(b)
+        r.key.1.len()
+    }
+
+    /// The cached blocks that hold the start of `tokens` under `root` exactly (its full blocks
+    /// along their chain, then a block holding its last, short chunk: a kept tail), and how
+    /// many tokens they hold. Takes nothing: what a saved prompt cache reads.
+    pub fn cached_start(&self, tokens: &[u32], root: u64) -> (Vec<u32>, usize) {
+        let (mut blocks, mut held, mut parent) = (Vec::new(), 0, root);
+        if !self.caching {
+            return (blocks, held);
+        }
+        for chunk in tokens.chunks(self.block_size) {
+            let Some(&b) = self.cache.get(&(parent, chunk.into())) else {
+                break;
+            };
+            blocks.push(b);
+            held += chunk.len();
+            parent = self.uid_of(b);
+        }
+        (blocks, held)
+    }
+
+    /// Drop `blocks` from the cache where no sequence uses them (those in use stay cached
+    /// until their users end); returns the tokens they held.
+    pub fn forget_idle(&mut self, blocks: &[u32]) -> usize {
+        let mut tokens = 0;
+        for &b in blocks {
+            let i = b as usize;
+            if self.refs.get(i) != Some(&0) || self.registered[i].is_none() {
+                continue;
+            }
+            self.evictable.remove(&self.evict_tick[i]);
+            tokens += self.unregister(b);
+            self.free.push(b);
+        }
+        tokens
+    }
+
+    /// The cache slots (`block × block_size + offset`) of positions `0..tokens` of `table`.
+    pub fn slots_of(&self, blocks: &[u32], tokens: usize) -> Vec<u32> {
+        let bs = self.block_size;
+        (0..tokens)
+            .filter_map(|p| {
+                blocks
+                    .get(p / bs)
+                    .map(|&b| (b as usize * bs + p % bs) as u32)
+            })
+            .collect()
+    }
+
+    pub fn caching(&self) -> bool {
+        self.caching
     }
 
     /// Grow `table` so it covers `tokens` tokens. All or nothing.

@@ -3,6 +3,7 @@
 use super::error::EngineError;
 use super::runner::{Logits, Runner};
 use candor_models::backend::DeviceInfo;
+use candor_models::kv_rows::KvRows;
 use candor_models::{Batch, ModelSpec};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,9 @@ pub struct FakeRunner {
     copies: Option<CopyLog>,
     /// Whether it asks for whole prompts (`Runner::whole_prompts`, an encoder's).
     whole_prompts: bool,
+    /// The K/V rows written to each cache slot (`Runner::write_kv_rows`, block copies); a
+    /// slot never written reads as its own number.
+    kv: std::collections::HashMap<u32, Vec<u8>>,
 }
 
 impl FakeRunner {
@@ -36,6 +40,7 @@ impl FakeRunner {
             lora: Vec::new(),
             copies: Some(Arc::default()),
             whole_prompts: false,
+            kv: Default::default(),
         }
     }
 
@@ -65,6 +70,15 @@ impl FakeRunner {
     pub fn with_vocab(mut self, vocab: usize) -> Self {
         self.spec.vocab_size = vocab;
         self
+    }
+}
+
+impl FakeRunner {
+    fn kv_row(&self, slot: u32) -> Vec<u8> {
+        self.kv
+            .get(&slot)
+            .cloned()
+            .unwrap_or_else(|| slot.to_le_bytes().to_vec())
     }
 }
 
@@ -110,6 +124,31 @@ impl Runner for FakeRunner {
         log.lock()
             .map_err(|_| EngineError::Backend("copy log poisoned".into()))?
             .extend_from_slice(copies);
+        let bs = self.block_size as u32;
+        for &(src, dst) in copies {
+            for o in 0..bs {
+                let row = self.kv_row(src * bs + o);
+                self.kv.insert(dst * bs + o, row);
+            }
+        }
+        Ok(())
+    }
+    fn read_kv_rows(&self, slots: &[u32]) -> Result<KvRows, EngineError> {
+        let mut rows = KvRows::new("fake", 4, 1);
+        for &slot in slots {
+            let row = self.kv_row(slot);
+            rows.layers[0].0.extend_from_slice(&row);
+            rows.layers[0].1.extend_from_slice(&row);
+        }
+        Ok(rows)
+    }
+    fn write_kv_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<(), EngineError> {
+        if rows.encoding != "fake" || rows.rows() != slots.len() {
+            return Err(EngineError::Backend("rows of another cache".into()));
+        }
+        for (&slot, row) in slots.iter().zip(rows.layers[0].0.chunks_exact(4)) {
+            self.kv.insert(slot, row.to_vec());
+        }
         Ok(())
     }
     fn lora_slots(&self) -> usize {

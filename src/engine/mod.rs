@@ -24,6 +24,7 @@ pub mod pooling;
 pub mod runner;
 pub mod sampler;
 pub mod sampler_order;
+pub mod saved_prompts;
 pub mod scheduler;
 pub mod speculate;
 pub mod static_runner;

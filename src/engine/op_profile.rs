@@ -17,6 +17,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
+use candor_models::kv_rows::KvRows;
 use candor_models::projection::{LinearJob, NormedInput};
 use candor_models::weights::HostWeight;
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,14 @@ impl<B: Backend> Backend for Profiled<B> {
 
     fn copy_kv_blocks(&self, cache: &mut Self::KvCache, copies: &[(u32, u32)]) -> Result<()> {
         self.timed(op("copy_kv_blocks"), |b| b.copy_kv_blocks(cache, copies))
+    }
+
+    fn read_kv_rows(&self, cache: &Self::KvCache, slots: &[u32]) -> Result<KvRows> {
+        self.inner.read_kv_rows(cache, slots)
+    }
+
+    fn write_kv_rows(&self, cache: &mut Self::KvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
+        self.inner.write_kv_rows(cache, slots, rows)
     }
 
     fn concat_weights(&self, parts: &[&Self::Weight]) -> Result<Option<Self::Weight>> {

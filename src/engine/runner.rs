@@ -2,6 +2,7 @@
 //! batched forward call, returning logits on the host. No generics leak past this point.
 use super::error::EngineError;
 use candor_models::backend::{Backend, DeviceInfo};
+use candor_models::kv_rows::KvRows;
 use candor_models::lora::LoraAdapter;
 use candor_models::{Batch, DecoderModel, FlatBatch, ModelSpec};
 
@@ -77,6 +78,10 @@ impl Logits {
     }
 }
 
+fn no_kv_cache() -> EngineError {
+    EngineError::Backend("this model keeps no KV cache whose rows could be saved".into())
+}
+
 pub trait Runner: Send {
     fn spec(&self) -> &ModelSpec;
     fn device(&self) -> DeviceInfo;
@@ -88,6 +93,17 @@ pub trait Runner: Send {
     fn forward(&mut self, batch: &Batch) -> Result<Logits, EngineError>;
     /// Copy KV blocks `(src, dst)` (`Backend::copy_kv_blocks`), before the next step.
     fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<(), EngineError>;
+    /// Every layer's K and V rows of KV cache `slots` (`Backend::read_kv_rows`): a prompt
+    /// cache to save. A runner without a KV cache (an encoder's) refuses.
+    fn read_kv_rows(&self, slots: &[u32]) -> Result<KvRows, EngineError> {
+        let _ = slots;
+        Err(no_kv_cache())
+    }
+    /// `rows` written back to `slots` (`Backend::write_kv_rows`).
+    fn write_kv_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<(), EngineError> {
+        let _ = (slots, rows);
+        Err(no_kv_cache())
+    }
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
     fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
     /// Serve contexts of up to `tokens` (a LongRoPE model picks its factors by it; see
@@ -164,6 +180,14 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn copy_blocks(&mut self, copies: &[(u32, u32)]) -> Result<(), EngineError> {
         Ok(self.backend.copy_kv_blocks(&mut self.kv, copies)?)
+    }
+
+    fn read_kv_rows(&self, slots: &[u32]) -> Result<KvRows, EngineError> {
+        Ok(self.backend.read_kv_rows(&self.kv, slots)?)
+    }
+
+    fn write_kv_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<(), EngineError> {
+        Ok(self.backend.write_kv_rows(&mut self.kv, slots, rows)?)
     }
 
     fn use_context(&mut self, tokens: usize) {

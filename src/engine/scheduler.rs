@@ -11,6 +11,7 @@ use super::grammar::Constraint;
 use super::pooling::{Pool, Pooling};
 use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, History, Sampler, SamplingParams};
+use super::saved_prompts::{SlotAction, SlotOutcome, SlotPrompts};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::{EngineStats, RunningSeq};
 use super::thought::Thought;
@@ -184,7 +185,11 @@ struct Queue {
     /// Who waits for the prefix cache to be emptied (`EngineHandle::reset_prefix_cache`):
     /// told how many blocks it held.
     cache_resets: Vec<tokio::sync::oneshot::Sender<usize>>,
+    /// Prompt caches to save, restore or erase between steps, and who waits for each.
+    slot_actions: Vec<(SlotAction, SlotAnswer)>,
 }
+
+type SlotAnswer = tokio::sync::oneshot::Sender<Result<SlotOutcome, String>>;
 
 /// A change of the served LoRA adapters, and who waits for its outcome (the slot).
 struct LoraChange {
@@ -229,6 +234,9 @@ struct Seq {
     pool: Pool,
     /// The end token it drew, which stopped it.
     stop_token: Option<u32>,
+    /// Its place among the running sequences (llama-server's slot): the lowest free one when
+    /// it was admitted.
+    slot: usize,
 }
 
 impl Seq {
@@ -236,8 +244,7 @@ impl Seq {
     fn snapshot(&self) -> RunningSeq {
         let p = self.sampler.params();
         RunningSeq {
-            // Given by `EngineStats::set_running_seqs`.
-            slot: 0,
+            slot: self.slot,
             request_id: self.req.id.clone(),
             admitted: self.admitted,
             prompt_tokens: self.prompt_len,
@@ -465,6 +472,7 @@ impl EngineHandle {
                 scored: 1,
                 pool: Pool::default(),
                 stop_token: None,
+                slot: 0,
             };
             enqueue(&mut q.waiting, seq, false);
         }
@@ -526,6 +534,19 @@ impl EngineHandle {
         Ok(answer)
     }
 
+    /// Save, restore or erase a prompt cache (llama-server's slot actions) before the next
+    /// step; the answer is what it did, or why it could not.
+    pub fn slot_action(
+        &self,
+        action: SlotAction,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<SlotOutcome, String>>, SubmitError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let mut q = self.open_queue()?;
+        q.slot_actions.push((action, done));
+        self.shared.wake.notify_all();
+        Ok(answer)
+    }
+
     fn change_lora(
         &self,
         change: LoraEdit,
@@ -561,6 +582,7 @@ pub fn spawn(
             lora_open: vec![true; runner.lora_slots()],
             lora_changes: Vec::new(),
             cache_resets: Vec::new(),
+            slot_actions: Vec::new(),
         }),
         wake: Condvar::new(),
     });
@@ -594,6 +616,7 @@ impl Drop for FailWaitingOnExit {
         // Their senders dropped, LoRA changes and cache resets waiting are told it stopped.
         q.lora_changes.clear();
         q.cache_resets.clear();
+        q.slot_actions.clear();
     }
 }
 
@@ -620,6 +643,8 @@ struct Engine {
     acceptance: Acceptance,
     /// Most prompt rows a scoring sequence computes per step (`SCORE_LOGITS_BYTES`).
     score_rows: usize,
+    /// Each slot's last prompt, for llama-server's slot actions.
+    slot_prompts: SlotPrompts,
 }
 
 impl Engine {
@@ -645,6 +670,7 @@ impl Engine {
             stats,
             running: Vec::new(),
             admissions: 0,
+            slot_prompts: SlotPrompts::default(),
         }
     }
 
@@ -700,6 +726,12 @@ impl Engine {
             self.apply_lora_changes(&mut q);
             for done in std::mem::take(&mut q.cache_resets) {
                 let _ = done.send(self.blocks.forget_cached());
+            }
+            for (action, done) in std::mem::take(&mut q.slot_actions) {
+                let outcome =
+                    self.slot_prompts
+                        .apply(action, &mut self.blocks, self.runner.as_mut());
+                let _ = done.send(outcome);
             }
             while let Some(front) = q.waiting.front() {
                 if front.cancelled() {
@@ -802,6 +834,9 @@ impl Engine {
                     }
                     seq.table = table;
                     seq.computed = hit;
+                    seq.slot = (0..)
+                        .find(|s| self.running.iter().all(|r| r.slot != *s))
+                        .unwrap_or(0);
                     self.running.push(seq);
                 }
             }
@@ -902,14 +937,23 @@ impl Engine {
         while i < self.running.len() {
             if self.running[i].cancelled() {
                 let mut seq = self.running.swap_remove(i);
-                self.blocks
-                    .retire(&mut seq.table, &seq.tokens, seq.computed);
+                self.end(&mut seq);
                 self.stats.cancelled.inc();
                 seq.log("cancelled", Instant::now());
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// A sequence leaves for good (finished or cancelled): its blocks are released, its last
+    /// block kept in the cache, and its slot remembers its tokens (a prompt cache to save).
+    fn end(&mut self, seq: &mut Seq) {
+        let computed = seq.computed.min(seq.tokens.len());
+        self.slot_prompts
+            .record(seq.slot, seq.table.root(), &seq.tokens[..computed]);
+        self.blocks
+            .retire(&mut seq.table, &seq.tokens, seq.computed);
     }
 
     /// Take running sequence `idx` out: free its blocks; its tokens so far become its prompt
@@ -1169,8 +1213,7 @@ impl Engine {
         let mut done_seqs = Vec::with_capacity(finished.len());
         for (idx, reason) in finished {
             let mut seq = self.running.remove(idx);
-            self.blocks
-                .retire(&mut seq.table, &seq.tokens, seq.computed);
+            self.end(&mut seq);
             done_seqs.push((seq, reason));
         }
         self.publish();

@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::fake_runner::FakeRunner;
 use crate::engine::pooling::Pooling;
 use crate::engine::runner::{LogitRow, Logits};
+use candor_models::kv_rows::KvRows;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -976,4 +977,81 @@ fn a_prompt_token_ranks_after_the_likelier_ones_and_ties_share_a_rank() {
     assert_eq!(rank_in(&logits, 0), 3);
     assert_eq!(rank_in(&logits, 3), 5);
     assert_eq!(rank_in(&logits, 9), 6, "outside the row: past every token");
+}
+
+/// What a slot action did (it must succeed).
+fn slot_action(handle: &EngineHandle, action: SlotAction) -> Result<SlotOutcome, String> {
+    handle
+        .slot_action(action)
+        .expect("queued")
+        .blocking_recv()
+        .expect("answered")
+}
+
+/// A slot's last prompt saved in one engine and restored in another is taken from the second
+/// one's prefix cache, rows and all: a conversation goes on from it computing only its new
+/// tokens. Erasing it drops it from the cache.
+#[test]
+fn a_saved_prompt_restored_in_another_engine_is_taken_from_its_cache() {
+    let prompt: Vec<u32> = (0..40).map(|i| 1 + i % 7).collect();
+    let (a, _) = small_engine(FakeRunner::new(64, scripted_logits));
+    let (req, rx) = request_with_prompt("a", 3, prompt.clone());
+    a.submit(req).expect("queued");
+    let answer = finish(rx);
+    let Ok(SlotOutcome::Saved(saved)) = slot_action(&a, SlotAction::Save(0)) else {
+        panic!("slot 0 saved");
+    };
+    // The prompt and the answer but its last token, whose K/V were never computed.
+    let mut want = prompt.clone();
+    want.extend(&answer[..2]);
+    assert_eq!(saved.tokens, want);
+    assert_eq!(saved.rows.rows(), 42);
+    let e = slot_action(&a, SlotAction::Save(1)).expect_err("slot 1 never ran");
+    assert!(e.contains("slot 1"), "{e}");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (b, _) = small_engine(FakeRunner::new(64, move |batch| {
+        for s in &batch.seqs {
+            record.lock().unwrap().push(s.start_pos);
+        }
+        scripted_logits(batch)
+    }));
+    assert_eq!(
+        slot_action(&b, SlotAction::Restore(saved.clone())),
+        Ok(SlotOutcome::Restored(42))
+    );
+    let mut next = saved.tokens.clone();
+    next.extend([5, 6]);
+    let (req, rx) = request_with_prompt("b", 1, next.clone());
+    b.submit(req).expect("queued");
+    finish(rx);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![42],
+        "only the new tokens computed"
+    );
+    let Ok(SlotOutcome::Saved(again)) = slot_action(&b, SlotAction::Save(0)) else {
+        panic!("slot 0 saved");
+    };
+    assert_eq!(again.tokens, next);
+    let restored = |rows: &KvRows| rows.layers[0].0[..42 * 4].to_vec();
+    assert_eq!(restored(&again.rows), restored(&saved.rows));
+
+    let Ok(SlotOutcome::Erased(erased)) = slot_action(&b, SlotAction::Erase(0)) else {
+        panic!("slot 0 erased");
+    };
+    assert!(erased >= 32, "{erased}");
+    assert!(slot_action(&b, SlotAction::Save(0)).is_err());
+    seen.lock().unwrap().clear();
+    let (req, rx) = request_with_prompt("c", 1, next);
+    b.submit(req).expect("queued");
+    finish(rx);
+    assert_eq!(*seen.lock().unwrap(), vec![0], "nothing cached any more");
+    // Rows of another cache, or fewer than the tokens, are refused.
+    let mut short = saved.clone();
+    short.tokens.push(1);
+    assert!(slot_action(&b, SlotAction::Restore(short)).is_err());
+    a.shutdown();
+    b.shutdown();
 }

@@ -44,8 +44,8 @@ pub struct EngineStats {
 /// A running sequence as the last step left it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunningSeq {
-    /// Its place among the running sequences (`set_running_seqs`): the lowest free when it
-    /// started, the same until it ends.
+    /// Its place among the running sequences: the lowest free when it was admitted, the same
+    /// until it ends.
     pub slot: usize,
     /// The request's id (`cmpl-…`, `/i` for choice i).
     pub request_id: String,
@@ -72,31 +72,6 @@ pub struct RunningSeq {
 pub struct LoraInUse {
     pub running: Vec<u32>,
     pub waiting: Vec<u32>,
-}
-
-/// `now`'s sequences in slots: those running before keep theirs (known by admission), each
-/// new one takes the lowest left free, oldest admission first.
-fn with_slots(before: &[RunningSeq], mut now: Vec<RunningSeq>) -> Vec<RunningSeq> {
-    now.sort_by_key(|s| s.admitted);
-    let kept = |s: &RunningSeq| {
-        before
-            .iter()
-            .find(|b| b.admitted == s.admitted)
-            .map(|b| b.slot)
-    };
-    let mut taken: Vec<usize> = now.iter().filter_map(kept).collect();
-    for s in now.iter_mut() {
-        s.slot = match kept(s) {
-            Some(slot) => slot,
-            None => {
-                let free = (0..).find(|i| !taken.contains(i)).unwrap_or(0);
-                taken.push(free);
-                free
-            }
-        };
-    }
-    now.sort_by_key(|s| s.slot);
-    now
 }
 
 /// Each slot once, in order.
@@ -258,10 +233,11 @@ impl EngineStats {
         }
     }
 
-    /// The running sequences now (their `slot` is set here), in slot order.
+    /// The running sequences now, in slot order.
     pub fn set_running_seqs(&self, seqs: impl Iterator<Item = RunningSeq>) {
         if let Ok(mut running) = self.running_seqs.lock() {
-            let now = with_slots(&running, seqs.collect());
+            let mut now: Vec<RunningSeq> = seqs.collect();
+            now.sort_by_key(|s| s.slot);
             *running = now;
         }
     }
@@ -294,44 +270,6 @@ impl EngineStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seq(admitted: u64) -> RunningSeq {
-        RunningSeq {
-            slot: usize::MAX,
-            request_id: format!("cmpl-{admitted}"),
-            admitted,
-            prompt_tokens: 4,
-            computed: 4,
-            generated: 0,
-            max_tokens: 8,
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            seed: None,
-            lora: LoraMix::BASE,
-            cache_prompt: true,
-        }
-    }
-
-    #[test]
-    fn a_sequence_keeps_its_slot_and_a_new_one_takes_the_lowest_free() {
-        let stats = EngineStats::new(4).unwrap();
-        let slots = |stats: &EngineStats| -> Vec<(usize, u64)> {
-            stats
-                .running_seqs()
-                .iter()
-                .map(|s| (s.slot, s.admitted))
-                .collect()
-        };
-        stats.set_running_seqs([seq(3), seq(1), seq(2)].into_iter());
-        assert_eq!(slots(&stats), vec![(0, 1), (1, 2), (2, 3)]);
-        // 1 ends, 4 and 5 come: 4 takes slot 0, 5 the next after 3's.
-        stats.set_running_seqs([seq(2), seq(3), seq(5), seq(4)].into_iter());
-        assert_eq!(slots(&stats), vec![(0, 4), (1, 2), (2, 3), (3, 5)]);
-        stats.set_running_seqs(std::iter::empty());
-        assert!(stats.running_seqs().is_empty());
-    }
 
     #[test]
     fn fallback_counters_follow_the_runner_totals() {

@@ -5,6 +5,7 @@
 use candor_kernels::attention::{KvElement, KvQ8, PagedKv};
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
+use candor_models::kv_rows::KvRows;
 use half::f16;
 
 /// The element type of a host KV cache.
@@ -232,6 +233,124 @@ impl CpuKvCache {
     }
 }
 
+impl CpuKvCache {
+    /// How `KvRows` name this cache's elements.
+    pub fn encoding(&self) -> &'static str {
+        match self.layers {
+            Layers::F32(_) => "f32",
+            Layers::F16(_) => "f16",
+            Layers::Q8(_) => "q8_0",
+        }
+    }
+
+    /// Bytes of one slot's K (or V) row in one layer.
+    fn row_bytes(&self) -> usize {
+        let row = self.spec.num_kv_heads * self.spec.head_dim;
+        match self.layers {
+            Layers::F32(_) => row * 4,
+            Layers::F16(_) => row * 2,
+            Layers::Q8(_) => row / KvQ8::VALUES * <KvQ8 as KvBytes>::BYTES,
+        }
+    }
+
+    /// Every layer's K and V rows of `slots`, as stored.
+    pub fn read_rows(&self, slots: &[u32]) -> Result<KvRows> {
+        self.spec.check_slots(slots)?;
+        fn gather<E: KvBytes>(layers: &[(Vec<E>, Vec<E>)], slots: &[u32], rows: &mut KvRows) {
+            let elems = rows.row_bytes / E::BYTES;
+            for ((k, v), (kb, vb)) in layers.iter().zip(&mut rows.layers) {
+                for &slot in slots {
+                    let s = slot as usize * elems;
+                    k[s..s + elems].iter().for_each(|e| e.put(kb));
+                    v[s..s + elems].iter().for_each(|e| e.put(vb));
+                }
+            }
+        }
+        let mut rows = KvRows::new(self.encoding(), self.row_bytes(), self.spec.num_layers);
+        match &self.layers {
+            Layers::F32(l) => gather(l, slots, &mut rows),
+            Layers::F16(l) => gather(l, slots, &mut rows),
+            Layers::Q8(l) => gather(l, slots, &mut rows),
+        }
+        Ok(rows)
+    }
+
+    /// `rows` (read from a cache like this one) written to `slots`; refused whole if they do
+    /// not fit.
+    pub fn write_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<()> {
+        rows.check_fits(&self.spec, self.encoding(), self.row_bytes(), slots)?;
+        fn scatter<E: KvBytes>(layers: &mut [(Vec<E>, Vec<E>)], slots: &[u32], rows: &KvRows) {
+            let elems = rows.row_bytes / E::BYTES;
+            for ((k, v), (kb, vb)) in layers.iter_mut().zip(&rows.layers) {
+                for (i, &slot) in slots.iter().enumerate() {
+                    let s = slot as usize * elems;
+                    let at = i * rows.row_bytes;
+                    E::take_all(&kb[at..at + rows.row_bytes], &mut k[s..s + elems]);
+                    E::take_all(&vb[at..at + rows.row_bytes], &mut v[s..s + elems]);
+                }
+            }
+        }
+        match &mut self.layers {
+            Layers::F32(l) => scatter(l, slots, rows),
+            Layers::F16(l) => scatter(l, slots, rows),
+            Layers::Q8(l) => scatter(l, slots, rows),
+        }
+        Ok(())
+    }
+}
+
+/// A cache element as little-endian bytes, for `KvRows`.
+trait KvBytes: Sized {
+    const BYTES: usize;
+    fn put(&self, out: &mut Vec<u8>);
+    /// The element `bytes` (`BYTES` of them) hold.
+    fn take(bytes: &[u8]) -> Self;
+    fn take_all(bytes: &[u8], dst: &mut [Self]) {
+        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
+            *d = Self::take(b);
+        }
+    }
+}
+
+impl KvBytes for f32 {
+    const BYTES: usize = 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn take(b: &[u8]) -> Self {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl KvBytes for f16 {
+    const BYTES: usize = 2;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn take(b: &[u8]) -> Self {
+        f16::from_le_bytes([b[0], b[1]])
+    }
+}
+
+/// Its scale, then its 32 quants (the layout of `KvQ8`'s fields, 34 bytes).
+impl KvBytes for KvQ8 {
+    const BYTES: usize = 2 + KvQ8::VALUES;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend(self.qs.iter().map(|&q| q as u8));
+    }
+    fn take(b: &[u8]) -> Self {
+        let mut qs = [0i8; KvQ8::VALUES];
+        for (q, &byte) in qs.iter_mut().zip(&b[2..]) {
+            *q = byte as i8;
+        }
+        KvQ8 {
+            d: f16::from_le_bytes([b[0], b[1]]),
+            qs,
+        }
+    }
+}
+
 fn no_layer(layer: usize) -> ModelError {
     ModelError::Backend(format!("KV cache has no layer {layer}"))
 }
@@ -421,5 +540,45 @@ mod tests {
             assert!(cache.copy_blocks(&[(1, 0), (0, 3)]).is_err());
             assert_eq!(stored(&cache, 0, 0), before[0], "{dtype:?}: nothing copied");
         }
+    }
+
+    /// Rows read from one cache and written to other slots of another of the same encoding
+    /// come back exactly as stored (q8_0's blocks, f16's rounding, every layer); a cache of
+    /// another encoding, or slots past it, refuse them.
+    #[test]
+    fn rows_read_are_written_back_exactly_into_a_cache_of_their_encoding() {
+        let spec = KvCacheSpec {
+            head_dim: 32,
+            ..spec()
+        };
+        let k: Vec<f32> = (0..3 * 64).map(|i| (i as f32 * 0.37).cos() * 3.0).collect();
+        let v: Vec<f32> = k.iter().map(|x| x * 0.25 - 1.0).collect();
+        for dtype in [KvDtype::F32, KvDtype::F16, KvDtype::Q8_0] {
+            let mut from = CpuKvCache::new(&spec, dtype).unwrap();
+            for layer in 0..2 {
+                let k: Vec<f32> = k.iter().map(|x| x + layer as f32).collect();
+                from.write(layer, &k, &v, &[1, 2, 3]).unwrap();
+            }
+            let rows = from.read_rows(&[1, 2, 3]).unwrap();
+            assert_eq!((rows.rows(), rows.encoding.as_str()), (3, from.encoding()));
+            let mut to = CpuKvCache::new(&spec, dtype).unwrap();
+            to.write_rows(&[5, 0, 4], &rows).unwrap();
+            for layer in 0..2 {
+                for (a, b) in [(1, 5), (2, 0), (3, 4)] {
+                    assert_eq!(
+                        stored(&from, layer, a),
+                        stored(&to, layer, b),
+                        "{dtype:?} {layer} {a}"
+                    );
+                }
+            }
+            assert_eq!(to.read_rows(&[5, 0, 4]).unwrap(), rows, "{dtype:?}");
+            assert!(to.write_rows(&[5, 0, 6], &rows).is_err(), "past the cache");
+            assert!(to.read_rows(&[6]).is_err(), "past the cache");
+        }
+        let f16 = CpuKvCache::new(&spec, KvDtype::F16).unwrap();
+        let rows = f16.read_rows(&[0]).unwrap();
+        let mut f32 = CpuKvCache::new(&spec, KvDtype::F32).unwrap();
+        assert!(f32.write_rows(&[0], &rows).is_err(), "another encoding");
     }
 }

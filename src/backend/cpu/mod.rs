@@ -24,6 +24,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
+use candor_models::kv_rows::KvRows;
 use candor_models::projection::LinearJob;
 use candor_models::weights::{HostWeight, MappedBlocks};
 use rayon::prelude::*;
@@ -436,6 +437,14 @@ impl Backend for CpuBackend {
 
     fn copy_kv_blocks(&self, cache: &mut CpuKvCache, copies: &[(u32, u32)]) -> Result<()> {
         cache.copy_blocks(copies)
+    }
+
+    fn read_kv_rows(&self, cache: &CpuKvCache, slots: &[u32]) -> Result<KvRows> {
+        cache.read_rows(slots)
+    }
+
+    fn write_kv_rows(&self, cache: &mut CpuKvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
+        cache.write_rows(slots, rows)
     }
 
     fn kv_bytes_per_value(&self) -> f64 {

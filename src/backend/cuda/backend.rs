@@ -21,6 +21,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
+use candor_models::kv_rows::KvRows;
 use candor_models::projection::NormedInput;
 use candor_models::weights::HostWeight;
 
@@ -281,6 +282,14 @@ impl Backend for CudaBackend {
 
     fn copy_kv_blocks(&self, cache: &mut CudaKvCache, copies: &[(u32, u32)]) -> Result<()> {
         cache.copy_blocks(copies)
+    }
+
+    fn read_kv_rows(&self, cache: &CudaKvCache, slots: &[u32]) -> Result<KvRows> {
+        cache.read_rows(slots)
+    }
+
+    fn write_kv_rows(&self, cache: &mut CudaKvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
+        cache.write_rows(slots, rows)
     }
 
     fn kv_bytes_per_value(&self) -> f64 {

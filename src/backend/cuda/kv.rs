@@ -7,6 +7,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaDevice, CudaStorage, DType};
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::Result;
+use candor_models::kv_rows::{slot_runs, KvRows};
 
 pub struct CudaKvCache {
     pub spec: KvCacheSpec,
@@ -69,6 +70,92 @@ impl CudaKvCache {
         }
         Ok(())
     }
+}
+
+impl CudaKvCache {
+    /// The cache's element type (that of its layers; f32 for a cache of none).
+    fn dtype(&self) -> DType {
+        self.layers.first().map_or(DType::F32, |(k, _)| k.dtype())
+    }
+
+    /// Every layer's K and V rows of `slots`, copied to the host a run of slots at a time.
+    pub fn read_rows(&self, slots: &[u32]) -> Result<KvRows> {
+        self.spec.check_slots(slots)?;
+        with_kernel_dtype!(self.dtype(), T, {
+            let row = self.spec.num_kv_heads * self.spec.head_dim;
+            let mut rows = KvRows::new(T::SUFFIX, row * T::BYTES, self.layers.len());
+            for ((k, v), (kb, vb)) in self.layers.iter().zip(&mut rows.layers) {
+                for (side, out) in [(k, kb), (v, vb)] {
+                    let values = read_runs::<T>(side, slots, row)?;
+                    out.reserve(values.len() * T::BYTES);
+                    values.iter().for_each(|x| x.put_le(out));
+                }
+            }
+            Ok(rows)
+        })
+    }
+
+    /// `rows` copied to `slots` a run at a time; refused whole if they do not fit.
+    pub fn write_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<()> {
+        with_kernel_dtype!(self.dtype(), T, {
+            let row = self.spec.num_kv_heads * self.spec.head_dim;
+            rows.check_fits(&self.spec, T::SUFFIX, row * T::BYTES, slots)?;
+            for ((k, v), (kb, vb)) in self.layers.iter_mut().zip(&rows.layers) {
+                for (side, bytes) in [(k, kb), (v, vb)] {
+                    let values: Vec<T> = bytes.chunks_exact(T::BYTES).map(T::from_le).collect();
+                    write_runs::<T>(side, slots, row, &values)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn rows_error(e: candle_core::cuda_backend::cudarc::driver::DriverError) -> CudaError {
+    CudaError::Launch(format!("KV rows: {e}"))
+}
+
+/// The rows (`row` elements each) of `slots` in `storage`, in slot order, on the host.
+fn read_runs<T: KernelDType>(storage: &CudaStorage, slots: &[u32], row: usize) -> Result<Vec<T>> {
+    let stream = storage.device().cuda_stream();
+    let slice = storage.as_cuda_slice::<T>()?;
+    let mut out = vec![T::from_f64(0.0); slots.len() * row];
+    let mut at = 0;
+    for (first, count) in slot_runs(slots) {
+        let n = count * row;
+        stream
+            .memcpy_dtoh(
+                &slice.slice(first * row..first * row + n),
+                &mut out[at..at + n],
+            )
+            .map_err(rows_error)?;
+        at += n;
+    }
+    stream.synchronize().map_err(rows_error)?;
+    Ok(out)
+}
+
+/// `values` (`row` elements a slot, in slot order) copied into the rows of `slots`.
+fn write_runs<T: KernelDType>(
+    storage: &mut CudaStorage,
+    slots: &[u32],
+    row: usize,
+    values: &[T],
+) -> Result<()> {
+    let stream = storage.device().cuda_stream();
+    let slice = storage.as_cuda_slice_mut::<T>()?;
+    let mut at = 0;
+    for (first, count) in slot_runs(slots) {
+        let n = count * row;
+        stream
+            .memcpy_htod(
+                &values[at..at + n],
+                &mut slice.slice_mut(first * row..first * row + n),
+            )
+            .map_err(rows_error)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// Runs of `len` elements of `storage` copied from `src * len` to `dst * len` for each pair.

@@ -15,16 +15,32 @@ use super::row_layout::{rows_of, Rows};
 /// Storage types the kernels are instantiated for (the `_f32`, `_f16`, `_bf16` entry points).
 pub trait KernelDType: CudaDType + DeviceRepr + ValidAsZeroBits + WithDType {
     const SUFFIX: &'static str;
+    /// Bytes of one value, as `KvRows` holds it (little-endian).
+    const BYTES: usize;
+    fn put_le(&self, out: &mut Vec<u8>);
+    /// The value `bytes` (`BYTES` of them) hold.
+    fn from_le(bytes: &[u8]) -> Self;
 }
-impl KernelDType for f32 {
-    const SUFFIX: &'static str = "f32";
+
+macro_rules! kernel_dtype {
+    ($T:ty, $suffix:literal, $bytes:literal) => {
+        impl KernelDType for $T {
+            const SUFFIX: &'static str = $suffix;
+            const BYTES: usize = $bytes;
+            fn put_le(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn from_le(bytes: &[u8]) -> Self {
+                let mut b = [0u8; $bytes];
+                b.copy_from_slice(&bytes[..$bytes]);
+                <$T>::from_le_bytes(b)
+            }
+        }
+    };
 }
-impl KernelDType for half::f16 {
-    const SUFFIX: &'static str = "f16";
-}
-impl KernelDType for half::bf16 {
-    const SUFFIX: &'static str = "bf16";
-}
+kernel_dtype!(f32, "f32", 4);
+kernel_dtype!(half::f16, "f16", 2);
+kernel_dtype!(half::bf16, "bf16", 2);
 
 /// Run `$body` with `$T` bound to the Rust type of a candle dtype the kernels take.
 macro_rules! with_kernel_dtype {

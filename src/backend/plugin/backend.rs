@@ -18,6 +18,7 @@ use candor_models::backend::{
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
+use candor_models::kv_rows::KvRows;
 use candor_models::weights::HostWeight;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -553,6 +554,14 @@ impl Backend for PluginBackend {
 
     fn copy_kv_blocks(&self, cache: &mut PluginKvCache, copies: &[(u32, u32)]) -> Result<()> {
         cache.copy_blocks(copies)
+    }
+
+    fn read_kv_rows(&self, cache: &PluginKvCache, slots: &[u32]) -> Result<KvRows> {
+        cache.read_rows(slots)
+    }
+
+    fn write_kv_rows(&self, cache: &mut PluginKvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
+        cache.write_rows(slots, rows)
     }
 
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {

@@ -6,6 +6,7 @@ use crate::backend::cpu::CpuWeight;
 use candle_core::quantized::GgmlDType;
 use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
+use candor_models::kv_rows::{slot_runs, KvRows};
 use candor_models::weights::{weight_dtype_of, BlockType, HostWeight};
 use std::sync::Arc;
 
@@ -153,6 +154,52 @@ impl PluginKvCache {
         self.layers
             .get(layer)
             .ok_or_else(|| err(format!("KV cache has no layer {layer}")))
+    }
+
+    /// How `KvRows` name this cache's elements.
+    pub(super) fn encoding(&self) -> &'static str {
+        match self.dtype == ffi::DTYPE_F16 {
+            true => "f16",
+            false => "f32",
+        }
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.spec.num_kv_heads * self.spec.head_dim * kv_element_bytes(self.dtype)
+    }
+
+    /// Every layer's K and V rows of `slots`, read from the device a run of slots at a time.
+    pub(super) fn read_rows(&self, slots: &[u32]) -> Result<KvRows> {
+        self.spec.check_slots(slots)?;
+        let row = self.row_bytes();
+        let mut rows = KvRows::new(self.encoding(), row, self.layers.len());
+        for ((k, v), (kb, vb)) in self.layers.iter().zip(&mut rows.layers) {
+            for (side, out) in [(k, kb), (v, vb)] {
+                out.resize(slots.len() * row, 0);
+                let mut at = 0;
+                for (first, count) in slot_runs(slots) {
+                    side.read((first * row) as u64, &mut out[at..at + count * row])?;
+                    at += count * row;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// `rows` written to `slots` a run at a time; refused whole if they do not fit.
+    pub(super) fn write_rows(&self, slots: &[u32], rows: &KvRows) -> Result<()> {
+        let row = self.row_bytes();
+        rows.check_fits(&self.spec, self.encoding(), row, slots)?;
+        for ((k, v), (kb, vb)) in self.layers.iter().zip(&rows.layers) {
+            for (side, bytes) in [(k, kb), (v, vb)] {
+                let mut at = 0;
+                for (first, count) in slot_runs(slots) {
+                    side.write((first * row) as u64, &bytes[at..at + count * row])?;
+                    at += count * row;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every layer's block `src` copied over block `dst`, for each pair, through the host:
