@@ -927,3 +927,55 @@ fn the_attention_input_in_one_op_is_its_parts_and_matches_the_cpu() {
         }
     }
 }
+
+/// KV rows read from the GPU's cache are the CPU cache's bytes for the same writes (f32), and
+/// rows written back to other slots read back the same (every activation dtype): what a saved
+/// prompt cache moves.
+#[test]
+fn kv_rows_read_and_written_back_match_the_cpu() {
+    let spec = KvCacheSpec {
+        num_layers: 2,
+        num_blocks: 4,
+        block_size: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        key_offsets: vec![],
+    };
+    fn written<B: Backend>(
+        b: &B,
+        spec: &KvCacheSpec,
+    ) -> (B::KvCache, candor_models::kv_rows::KvRows) {
+        let mut cache = b.alloc_kv_cache(spec).unwrap();
+        let slots = [3u32, 4, 5, 9];
+        for layer in 0..2 {
+            let k = b
+                .upload(&random(4 * 16, 40 + layer as u64), &[4, 2, 8])
+                .unwrap();
+            let v = b
+                .upload(&random(4 * 16, 50 + layer as u64), &[4, 2, 8])
+                .unwrap();
+            b.kv_write(&mut cache, layer, &k, &v, &slots).unwrap();
+        }
+        let rows = b.read_kv_rows(&cache, &slots).unwrap();
+        (cache, rows)
+    }
+    for act in ACTS {
+        let Some(gpu) = gpu(act) else { return };
+        let (mut cache, rows) = written(&gpu, &spec);
+        assert_eq!(rows.rows(), 4);
+        if act == DType::F32 {
+            let (_, cpu_rows) = written(&CpuBackend::new(2), &spec);
+            assert_eq!(rows, cpu_rows, "the same bytes as the CPU's f32 cache");
+        }
+        gpu.write_kv_rows(&mut cache, &[12, 13, 0, 15], &rows)
+            .unwrap();
+        assert_eq!(
+            gpu.read_kv_rows(&cache, &[12, 13, 0, 15]).unwrap(),
+            rows,
+            "{act:?}"
+        );
+        assert!(gpu
+            .write_kv_rows(&mut cache, &[12, 13, 0, 16], &rows)
+            .is_err());
+    }
+}

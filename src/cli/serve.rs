@@ -175,6 +175,12 @@ pub struct ServeArgs {
     /// sampling to any client with the API key).
     #[arg(long, env = "CANDOR_NO_SLOTS")]
     pub no_slots: bool,
+    /// A directory for llama-server's slot actions (`POST /slots/{id}?action=save|restore|
+    /// erase` with `{"filename"}`): a slot's last prompt and its K/V saved to a file there, and
+    /// restored into the prefix cache later, after a restart too, so a long prompt is not
+    /// computed again. Created if missing. Without it the actions are off.
+    #[arg(long, env = "CANDOR_SLOT_SAVE_PATH", value_name = "DIR")]
+    pub slot_save_path: Option<std::path::PathBuf>,
     /// Most LoRA adapters served at once, those of --lora included: a load past it is
     /// refused (409) until one is unloaded. Each adapter keeps its weights on the device and
     /// the host, and each load rebuilds the stacks of all.
@@ -319,6 +325,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         adapters: args.lora,
         runtime_lora: args.allow_runtime_lora,
         slots: !args.no_slots,
+        slot_save_path: args.slot_save_path.clone(),
         max_lora_adapters: args.max_lora_adapters,
         scheduling: args.scheduling_policy,
         thinking,

@@ -169,6 +169,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::server::slot_file::SlotFileError> for ApiError {
+    fn from(e: crate::server::slot_file::SlotFileError) -> Self {
+        use crate::server::slot_file::SlotFileError;
+        match e {
+            SlotFileError::BadName(_) => ApiError::invalid("filename", e.to_string()),
+            SlotFileError::Missing(_) => ApiError::not_found(e.to_string()),
+            SlotFileError::Unusable { .. } => ApiError::bad_request(e.to_string()),
+            SlotFileError::Io { .. } => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::engine::scheduler::SubmitError> for ApiError {
     fn from(e: crate::engine::scheduler::SubmitError) -> Self {
         use crate::engine::scheduler::SubmitError;

@@ -37,6 +37,7 @@ pub mod respond;
 pub mod responses;
 pub mod routes;
 pub mod sampler_chain;
+pub mod slot_file;
 pub mod sparse_route;
 pub mod state;
 pub mod structured;
@@ -113,6 +114,8 @@ pub struct ServeConfig {
     pub runtime_lora: bool,
     /// Offer `GET /slots` (`--no-slots` turns it off).
     pub slots: bool,
+    /// Where slot actions save and restore prompt caches (`--slot-save-path`); none: off.
+    pub slot_save_path: Option<std::path::PathBuf>,
     /// Most adapters served at once (`--max-lora-adapters`), those of `--lora` included.
     pub max_lora_adapters: usize,
     /// Whether requests' `priority` orders the queue (`--scheduling-policy`).
@@ -182,6 +185,7 @@ pub fn router(state: SharedState, body_limit: usize, cors: bool) -> Router {
         .route("/infill", post(routes::infill::infill))
         .route("/props", get(routes::misc::props))
         .route("/slots", get(routes::slots::slots))
+        .route("/slots/{id}", post(routes::slot_actions::slot_action))
         .route("/completion", post(routes::llama_completion::completion))
         .route(
             "/v1/messages/count_tokens",
@@ -284,6 +288,7 @@ fn new_state(config: &ServeConfig) -> SharedState {
         )),
         runtime_lora: config.runtime_lora,
         slots: config.slots,
+        slot_save_path: config.slot_save_path.clone(),
         api_keys: config.api_keys.clone(),
         created: state::unix_now(),
         ready: OnceLock::new(),

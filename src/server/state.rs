@@ -160,6 +160,8 @@ pub struct AppState {
     pub runtime_lora: bool,
     /// Whether `GET /slots` answers (`--no-slots`).
     pub slots: bool,
+    /// Where slot actions keep their files (`--slot-save-path`); none: they are off.
+    pub slot_save_path: Option<std::path::PathBuf>,
     /// The keys a request may give (none: no key asked for).
     pub api_keys: super::auth::ApiKeys,
     pub created: u64,

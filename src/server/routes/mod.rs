@@ -17,6 +17,7 @@ pub mod pooling;
 pub mod responses;
 pub mod sagemaker;
 pub mod similarity;
+pub mod slot_actions;
 pub mod slots;
 pub mod tei;
 pub mod tei_predict;
