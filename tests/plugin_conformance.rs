@@ -63,6 +63,15 @@ fn reference_plugin_passes_conformance() {
         let ok = |l: &&str| l.contains(" ok ") || (l.contains("Q5_K") && l.contains("unsupported"));
         assert!(r.iter().all(ok), "{op} not ok:\n{table}");
     }
+    // The prefix cache's block copies and a saved prompt cache's rows, read and written back,
+    // in an f32 and an f16 cache.
+    for moved in ["copied blocks", "blocks restored from their rows"] {
+        let r = rows_with(&table, "paged_attention", moved);
+        assert!(
+            r.len() == 2 && r.iter().all(|l| l.contains(" ok ")),
+            "{moved}:\n{table}"
+        );
+    }
     let gather = rows(&table, "gather_rows");
     assert!(gather.iter().all(|l| l.contains("unsupported")), "{table}");
     let q5k = rows_with(&table, "linear", "Q5_K");

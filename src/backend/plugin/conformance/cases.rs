@@ -121,9 +121,18 @@ pub struct AttnCase {
     pub scale: f32,
     /// A sink logit per head (gpt-oss; ABI 1.1).
     pub sinks: bool,
-    /// Attend over copies of the blocks written (`copy_kv_blocks`, as the prefix cache makes
-    /// them), the originals left in place.
-    pub copied: bool,
+    /// Attend over the blocks written moved to others, the originals left in place.
+    pub moved: Option<BlockMove>,
+}
+
+/// How `AttnCase::moved` moves the blocks written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMove {
+    /// `copy_kv_blocks`, as the prefix cache copies a block a prompt goes on from.
+    Copied,
+    /// Read out (`read_kv_rows`) and written back (`write_kv_rows`), as a saved prompt cache
+    /// is restored.
+    Restored,
 }
 
 impl AttnCase {
@@ -137,7 +146,7 @@ impl AttnCase {
             softcap: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
             sinks: false,
-            copied: false,
+            moved: None,
         }
     }
 }
@@ -233,10 +242,12 @@ pub fn all_cases() -> Vec<Case> {
         window: Some(16),
         ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
     }));
-    v.push(Attention(AttnCase {
-        copied: true,
-        ..AttnCase::new(vec![(0, 37), (20, 1)], 4, 2, 32)
-    }));
+    for moved in [BlockMove::Copied, BlockMove::Restored] {
+        v.push(Attention(AttnCase {
+            moved: Some(moved),
+            ..AttnCase::new(vec![(0, 37), (20, 1)], 4, 2, 32)
+        }));
+    }
     for (m, n, k) in [(1, 67, 256), (7, 33, 512)] {
         v.push(LinearMxfp4 { m, n, k });
     }
@@ -377,8 +388,10 @@ impl Case {
                 if a.sinks {
                     d.push_str(" sinks");
                 }
-                if a.copied {
-                    d.push_str(" copied blocks");
+                match a.moved {
+                    Some(BlockMove::Copied) => d.push_str(" copied blocks"),
+                    Some(BlockMove::Restored) => d.push_str(" blocks restored from their rows"),
+                    None => {}
                 }
                 d
             }
@@ -590,8 +603,8 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         .map(|(p, q)| (p + q).div_ceil(BLOCK_SIZE))
         .collect();
     let written: usize = blocks_per.iter().sum();
-    // Copies (`copied`) go to the blocks below the ones written.
-    let copies = if a.copied { written } else { 0 };
+    // Moved blocks (`moved`) go to the blocks below the ones written.
+    let copies = if a.moved.is_some() { written } else { 0 };
     let num_blocks = written + copies + 1;
     let spec = KvCacheSpec {
         num_layers: 1,
@@ -621,18 +634,31 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         let k = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
         let v = b.upload(&r.values(ctx * row, 1.0), &[ctx, kv_heads, head_dim])?;
         b.kv_write(&mut cache, 0, &k, &v, &slots)?;
-        let block_table = if a.copied {
-            let moved: Vec<(u32, u32)> = table
-                .iter()
-                .map(|&src| {
-                    spare -= 1;
-                    (src, spare as u32)
-                })
-                .collect();
-            b.copy_kv_blocks(&mut cache, &moved)?;
-            moved.iter().map(|&(_, dst)| dst).collect()
-        } else {
-            table
+        let block_table = match a.moved {
+            None => table,
+            Some(how) => {
+                let moved: Vec<(u32, u32)> = table
+                    .iter()
+                    .map(|&src| {
+                        spare -= 1;
+                        (src, spare as u32)
+                    })
+                    .collect();
+                let to: Vec<u32> = moved.iter().map(|&(_, dst)| dst).collect();
+                match how {
+                    BlockMove::Copied => b.copy_kv_blocks(&mut cache, &moved)?,
+                    BlockMove::Restored => {
+                        let rows = b.read_kv_rows(&cache, &slots)?;
+                        let new_slots: Vec<u32> = (0..ctx)
+                            .map(|p| {
+                                (to[p / BLOCK_SIZE] as usize * BLOCK_SIZE + p % BLOCK_SIZE) as u32
+                            })
+                            .collect();
+                        b.write_kv_rows(&mut cache, &new_slots, &rows)?;
+                    }
+                }
+                to
+            }
         };
         metas.push(SeqAttention {
             q_start,
