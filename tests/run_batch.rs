@@ -204,3 +204,112 @@ fn unreadable_input_and_unwritable_output_fail_before_the_model_loads() {
         "{told}"
     );
 }
+
+/// vLLM's URLs: the requests fetched with GET, the results sent with PUT once all are
+/// written, the same as a local run's; an input the server does not have, or an upload it
+/// refuses, fails saying so (the results kept in `--output-tmp-dir`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_files_come_from_and_go_to_urls() {
+    use axum::http::StatusCode;
+    use axum::routing::{get, put};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let requests = [
+        line("a", "/v1/completions", completion("t5 t6 t7", 4)),
+        line("b", "/v1/completions", completion("t9 t8", 3)),
+    ]
+    .join("\n");
+    let uploaded: Arc<Mutex<Option<String>>> = Arc::default();
+    let store = uploaded.clone();
+    let served = requests.clone();
+    let app = axum::Router::new()
+        .route("/in.jsonl", get(move || async move { served }))
+        .route(
+            "/out.jsonl",
+            put(move |body: String| async move {
+                *store.lock().unwrap() = Some(body);
+                StatusCode::CREATED
+            }),
+        )
+        .route("/locked.jsonl", put(|| async { StatusCode::FORBIDDEN }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let run = |input: String, output: String, extra: Vec<String>| {
+        let model = model.clone();
+        tokio::task::spawn_blocking(move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            run_batch(&input, &output, &model, &extra).output().unwrap()
+        })
+    };
+
+    let out = run(
+        format!("{base}/in.jsonl"),
+        format!("{base}/out.jsonl"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{told}");
+    assert!(told.contains("2 request(s) from"), "counted first: {told}");
+    let local_in = dir.path().join("in.jsonl");
+    std::fs::write(&local_in, &requests).unwrap();
+    let local_out = dir.path().join("out.jsonl");
+    let out = run(
+        local_in.to_str().unwrap().into(),
+        local_out.to_str().unwrap().into(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let answers = |text: &str| -> Vec<(Value, Value)> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|r| {
+                (
+                    r["custom_id"].clone(),
+                    r["response"]["body"]["choices"].clone(),
+                )
+            })
+            .collect()
+    };
+    let sent = uploaded
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the results were sent");
+    let local = std::fs::read_to_string(&local_out).unwrap();
+    assert_eq!(answers(&sent), answers(&local));
+    assert_eq!(answers(&sent).len(), 2);
+
+    let out = run(format!("{base}/missing.jsonl"), "-".into(), vec![])
+        .await
+        .unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        told.contains("cannot read the requests from") && told.contains("404"),
+        "{told}"
+    );
+
+    let kept = dir.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    let out = run(
+        local_in.to_str().unwrap().into(),
+        format!("{base}/locked.jsonl"),
+        vec!["--output-tmp-dir".into(), kept.to_str().unwrap().into()],
+    )
+    .await
+    .unwrap();
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        told.contains("cannot send the results") && told.contains("403"),
+        "{told}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&kept).unwrap().collect();
+    assert_eq!(left.len(), 1, "the results stay where the message says");
+}

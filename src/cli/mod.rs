@@ -1,5 +1,6 @@
 //! Command-line interface: `candor serve`, `candor run-batch`, `candor generate`, `candor
 //! bench`, `candor report`, `candor pull`, `candor devices`, `candor perplexity`.
+pub mod batch_urls;
 pub mod bench;
 pub mod devices;
 pub mod dummy;

@@ -2,6 +2,7 @@
 //! concurrency level, that many clients send streaming completions back to back; the level
 //! reports TTFT, TPOT and inter-token latency percentiles, aggregate output tok/s and errors.
 mod request;
+pub(crate) use request::chain;
 pub mod score;
 mod server_drafts;
 pub mod server_models;
