@@ -11,9 +11,10 @@ fn rows_per_task(width: usize) -> usize {
     (16_384 / width.max(1)).max(1)
 }
 
-/// `$name(args)` as an AVX2+FMA instance of the `#[inline(always)]` function `$body` where
-/// the CPU has them, else its baseline instance: one source, two instances.
-macro_rules! two_instances {
+/// `$name(args)` as an AVX-512 or AVX2+FMA instance of the `#[inline(always)]` function
+/// `$body` where the CPU has them, else its baseline instance: one source, three instances
+/// giving the same bits (as `dispatch!`'s).
+macro_rules! instances {
     (fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
@@ -21,6 +22,15 @@ macro_rules! two_instances {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if crate::activation::has_avx512f() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    unsafe { avx512($($arg),*) };
+                    return;
                 }
                 if crate::activation::has_avx2_fma() {
                     // SAFETY: the CPU has the features `avx2` is compiled for.
@@ -33,7 +43,7 @@ macro_rules! two_instances {
     };
 }
 
-two_instances!(fn bias_rows_of(rows: &mut [f32], bias: &[f32], gelu: Option<bool>) => bias_rows_body);
+instances!(fn bias_rows_of(rows: &mut [f32], bias: &[f32], gelu: Option<bool>) => bias_rows_body);
 
 /// `x[r, :] += bias` for each row of `bias.len()` values, then GELU where asked (`Some(tanh
 /// form)`): a projection's bias (and its activation) in one pass.
@@ -87,7 +97,7 @@ pub fn gated_rows(gate_up: &[f32], out: &mut [f32], width: usize, gelu: bool) {
         });
 }
 
-two_instances!(fn gelu_glu_of(gate: &[f32], up: &[f32], out: &mut [f32]) => gelu_glu_body);
+instances!(fn gelu_glu_of(gate: &[f32], up: &[f32], out: &mut [f32]) => gelu_glu_body);
 
 #[inline(always)]
 fn gelu_glu_body(gate: &[f32], up: &[f32], out: &mut [f32]) {
@@ -96,7 +106,7 @@ fn gelu_glu_body(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-two_instances!(fn add_layer_norm_of(
+instances!(fn add_layer_norm_of(
     rows: &mut [f32], residual: &[f32], weight: &[f32], bias: &[f32], eps: f32
 ) => add_layer_norm_body);
 

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod attention;
 pub mod cuda_ptx;
 pub mod encoder;
+pub mod encoder_attention;
 pub mod half_matmul;
 pub mod norm;
 pub mod quant;

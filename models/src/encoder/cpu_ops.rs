@@ -56,45 +56,57 @@ impl candle_core::CustomOp1 for Gated {
     }
 }
 
-/// Softmax over the last dimension in place, rows in parallel.
-pub(super) struct Softmax;
-
-impl candle_core::InplaceOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let width = layout.dims().last().copied().unwrap_or(1);
-        let values = contiguous_mut(storage, layout, "softmax")?;
-        candor_kernels::activation::softmax_rows(values, width);
-        Ok(())
-    }
+/// Each input's attention over its own rows of the fused q|k|v projection
+/// (`candor_kernels::encoder_attention`), its queries and keys turned by `rotary`'s angles
+/// first where given, within `window` positions where given: `[tokens, 3·width]` to
+/// `[tokens, width]`.
+pub(super) struct Attention<'a> {
+    pub spans: &'a [(usize, usize)],
+    pub heads: usize,
+    pub head_dim: usize,
+    /// The `cos` and `sin` tables of the rotary positions.
+    pub rotary: Option<(&'a [f32], &'a [f32])>,
+    pub window: Option<usize>,
 }
 
-/// Softmax of a block of score matrices (`[heads, queries, keys]`, its queries from position
-/// `first_query`, its keys from `first_key`) in place over the keys within `window` positions
-/// of each query, zero elsewhere (`softmax_band_block`): local attention without a mask.
-pub(super) struct BandSoftmax {
-    pub window: usize,
-    pub first_query: usize,
-    pub first_key: usize,
-}
-
-impl candle_core::InplaceOp1 for BandSoftmax {
+impl candle_core::CustomOp1 for Attention<'_> {
     fn name(&self) -> &'static str {
-        "band-softmax"
+        "encoder-attention"
     }
 
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let dims = layout.dims();
-        let [.., queries, keys] = *dims else {
-            candle_core::bail!("band-softmax: scores {dims:?} have no query and key dimensions");
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let qkv = contiguous(storage, layout, "encoder-attention")?;
+        let width = self.heads * self.head_dim;
+        let tokens = qkv.len() / (3 * width).max(1);
+        let turned;
+        let qkv = match self.rotary {
+            Some((cos, sin)) => {
+                let mut rows = qkv.to_vec();
+                let (spans, heads, dim) = (self.spans, self.heads, self.head_dim);
+                candor_kernels::encoder_attention::rotate_queries_and_keys(
+                    &mut rows, spans, heads, dim, cos, sin,
+                )
+                .map_err(candle_core::Error::msg)?;
+                turned = rows;
+                &turned[..]
+            }
+            None => qkv,
         };
-        let values = contiguous_mut(storage, layout, "band-softmax")?;
-        let (q0, k0) = (self.first_query, self.first_key);
-        candor_kernels::activation::softmax_band_block(values, queries, keys, q0, k0, self.window);
-        Ok(())
+        let mut out = vec![0f32; tokens * width];
+        candor_kernels::encoder_attention::encoder_attention(
+            qkv,
+            self.spans,
+            self.heads,
+            self.head_dim,
+            self.window,
+            &mut out,
+        )
+        .map_err(candle_core::Error::msg)?;
+        Ok((CpuStorage::F32(out), Shape::from((tokens, width))))
     }
 }
 

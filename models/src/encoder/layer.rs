@@ -3,7 +3,7 @@
 //! NomicBERT run them. On the CPU the q|k|v projection is one product and attention, bias
 //! adds, GELU and SwiGLU are candor's kernels (`cpu_ops`); on a GPU they are candle's ops.
 use super::config::{EncoderActivation, EncoderConfig};
-use super::cpu_ops::{AddLayerNorm, BandSoftmax, Bias, Gated, Softmax};
+use super::cpu_ops::{AddLayerNorm, Attention, Bias, Gated};
 use super::rotary::Rotary;
 use crate::error::Result;
 use candle_core::{Module, Tensor};
@@ -230,19 +230,18 @@ pub(super) fn gated(gate_up: &Tensor, c: &EncoderConfig) -> Result<Tensor> {
 }
 
 /// Attention within `window` positions each side of a token (ModernBERT's local layers): on
-/// the CPU the softmax skips the keys outside it (`BandSoftmax`); elsewhere `masks`
-/// (`window_masks`, one per input) add -inf to their scores.
+/// the CPU the softmax skips the keys outside it; elsewhere `masks` (`window_masks`, one per
+/// input) add -inf to their scores.
 #[derive(Clone, Copy)]
 pub(super) struct Local<'a> {
     pub window: usize,
     pub masks: &'a [Option<Tensor>],
 }
 
-/// Per input, `softmax(q · kᵀ) · v` over its rows: candle's products (on the CPU faster than
-/// a hand-written loop over each head's keys and values, and than one batched product over
-/// several inputs of a length), the softmax candor's kernel on the CPU. With rotary
-/// positions each input's queries and keys are turned by their positions from 0 first; with
-/// `local`, a token attends only to those within its window.
+/// Per input, `softmax(q · kᵀ) · v` over its rows (the queries already scaled), its queries
+/// and keys turned by `rotary`'s positions from 0 first where given, each token attending
+/// only to those within its window under `local`: on the CPU candor's kernel straight from
+/// the q|k|v rows (`cpu_ops::Attention`), elsewhere candle's products per input.
 pub(super) fn attention(
     qkv: &Tensor,
     spans: &[(usize, usize)],
@@ -250,7 +249,31 @@ pub(super) fn attention(
     local: Option<Local>,
     c: &EncoderConfig,
 ) -> Result<Tensor> {
-    let (heads, head_dim) = (c.num_heads, c.head_dim());
+    if !qkv.device().is_cpu() {
+        return tensor_attention(qkv, spans, rotary, local, c.num_heads, c.head_dim());
+    }
+    let op = Attention {
+        spans,
+        heads: c.num_heads,
+        head_dim: c.head_dim(),
+        rotary: rotary.and_then(Rotary::host),
+        window: local.map(|l| l.window),
+    };
+    if rotary.is_some() && op.rotary.is_none() {
+        return Err(candle_core::Error::msg("rotary angles missing on the CPU").into());
+    }
+    Ok(qkv.apply_op1_no_bwd(&op)?)
+}
+
+/// `attention` of candle's ops, one input at a time (the path off the CPU).
+fn tensor_attention(
+    qkv: &Tensor,
+    spans: &[(usize, usize)],
+    rotary: Option<&Rotary>,
+    local: Option<Local>,
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
     let width = heads * head_dim;
     let mut context = Vec::with_capacity(spans.len());
     for (n, &(start, len)) in spans.iter().enumerate() {
@@ -267,84 +290,16 @@ pub(super) fn attention(
             q = rotary.turn(&q)?;
             k = rotary.turn(&k)?;
         }
-        let out = match q.device().is_cpu() {
-            true => {
-                let window = local.map(|l| l.window).filter(|&w| len > w + 1);
-                cpu_attention(&q, &k, &v, window)?
-            }
-            false => {
-                let scores = q.matmul(&k.t()?.contiguous()?)?;
-                let scores = match local.and_then(|l| l.masks.get(n)?.as_ref()) {
-                    Some(mask) => scores.broadcast_add(mask)?,
-                    None => scores,
-                };
-                candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
-            }
+        let scores = q.matmul(&k.t()?.contiguous()?)?;
+        let scores = match local.and_then(|l| l.masks.get(n)?.as_ref()) {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
         };
+        let out = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
         let out = out.transpose(0, 1)?.contiguous()?;
         context.push(out.reshape((len, width))?);
     }
     Ok(Tensor::cat(&context, 0)?)
-}
-
-/// The most score values one block of queries holds on the CPU (32 MB of f32): a longer input
-/// runs its queries in blocks, each against every key it may see, so that an 8192-token input
-/// never holds `[heads, 8192, 8192]` scores (3.2 GB at 12 heads) at once. Each block's rows are
-/// whole softmax rows: the result is the same.
-const SCORE_BLOCK_VALUES: usize = 1 << 23;
-
-/// One input's attention on the CPU from `q`, `k`, `v` (`[heads, len, head_dim]`), the same
-/// shape out. Its queries run in blocks: under a `window` (local attention) of twice the window,
-/// each against only the keys its window reaches (at 512 tokens and a window of 64, half the
-/// score products of the whole matrix); else of as many rows as `SCORE_BLOCK_VALUES` holds (one
-/// block up to ~1.3k tokens at 12 heads).
-fn cpu_attention(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
-    cpu_attention_in_blocks(q, k, v, window, SCORE_BLOCK_VALUES)
-}
-
-/// `cpu_attention` with blocks of at most `budget` score values (outside a window).
-fn cpu_attention_in_blocks(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    window: Option<usize>,
-    budget: usize,
-) -> Result<Tensor> {
-    let (heads, len, _) = q.dims3()?;
-    let rows = match window {
-        Some(w) => 2 * w,
-        None => budget / (heads * len).max(1),
-    };
-    // At least 16 rows a block, at most the input, and never 0 (an empty input).
-    let rows = rows.clamp(16, len.max(16)).min(len).max(1);
-    let kt = k.t()?.contiguous()?;
-    let mut blocks = Vec::with_capacity(len.div_ceil(rows));
-    for first_query in (0..len).step_by(rows) {
-        let n = rows.min(len - first_query);
-        let (first_key, end) = match window {
-            Some(w) => (
-                first_query.saturating_sub(w),
-                (first_query + n + w).min(len),
-            ),
-            None => (0, len),
-        };
-        let keys = end - first_key;
-        let qb = q.narrow(1, first_query, n)?.contiguous()?;
-        let scores = qb.matmul(&kt.narrow(2, first_key, keys)?.contiguous()?)?;
-        match window {
-            Some(window) => scores.inplace_op1(&BandSoftmax {
-                window,
-                first_query,
-                first_key,
-            })?,
-            None => scores.inplace_op1(&Softmax)?,
-        }
-        blocks.push(scores.matmul(&v.narrow(1, first_key, keys)?.contiguous()?)?);
-    }
-    match blocks.len() {
-        1 => Ok(blocks.remove(0)),
-        _ => Ok(Tensor::cat(&blocks, 1)?),
-    }
 }
 
 /// The fused q|k|v projection `[3h, h]` with its query rows (and bias) scaled.
@@ -403,67 +358,50 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// `[heads, len, dim]` of values from `seed`.
-    fn tensor(heads: usize, len: usize, dim: usize, seed: usize) -> Tensor {
-        let values: Vec<f32> = (0..heads * len * dim)
-            .map(|i| (((i + seed) * 7919) % 101) as f32 / 50.0 - 1.0)
-            .collect();
-        Tensor::from_vec(values, (heads, len, dim), &Device::Cpu).unwrap()
-    }
-
-    /// `softmax(q·kᵀ + mask)·v` over the whole matrix, -inf outside `window`, in f64.
-    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Vec<f64> {
-        let [q, k, v] = [q, k, v].map(|t| t.to_vec3::<f32>().unwrap());
-        let mut out = Vec::new();
-        for h in 0..q.len() {
-            for (i, qi) in q[h].iter().enumerate() {
-                let seen = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w);
-                let scores: Vec<f64> = (k[h].iter().enumerate())
-                    .map(|(j, kj)| match seen(j) {
-                        true => qi.iter().zip(kj).map(|(a, b)| (a * b) as f64).sum(),
-                        false => f64::NEG_INFINITY,
-                    })
-                    .collect();
-                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f64 = weights.iter().sum();
-                for d in 0..v[h][0].len() {
-                    let mixed: f64 = (weights.iter().zip(&v[h]))
-                        .map(|(w, vj)| w * vj[d] as f64)
-                        .sum();
-                    out.push(mixed / sum);
-                }
-            }
-        }
-        out
-    }
-
+    /// The CPU kernel's attention against candle's ops (the GPU path, here on the CPU) over
+    /// inputs of 70, 5 and 1 rows: BERT's, with rotary positions, and within a window.
     #[test]
-    fn queries_in_blocks_attend_as_the_whole_matrix_does() {
-        let (heads, len, dim) = (3, 70, 8);
-        let (q, k, v) = (
-            tensor(heads, len, dim, 1),
-            tensor(heads, len, dim, 2),
-            tensor(heads, len, dim, 3),
-        );
-        // Whole rows (one block, then blocks of 16 and of 23 queries), and windows of 5 and 20
-        // (blocks of 16 and 40 queries against the keys they reach).
-        for (window, budget) in [
-            (None, usize::MAX),
-            (None, heads * len * 16),
-            (None, heads * len * 23),
-            (Some(5), usize::MAX),
-            (Some(20), usize::MAX),
+    fn the_cpu_kernel_attends_as_candles_products_do() {
+        let (heads, head_dim, tokens) = (3, 8, 76);
+        let spans = [(0, 70), (70, 5), (75, 1)];
+        let values: Vec<f32> = (0..tokens * 3 * heads * head_dim)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let qkv = Tensor::from_vec(values, (tokens, 3 * heads * head_dim), &Device::Cpu).unwrap();
+        let rotary = Rotary::new(10_000.0, 1.0, head_dim, 128, &Device::Cpu).unwrap();
+        let masks = window_masks(&spans, 6, &Device::Cpu).unwrap();
+        let local = Local {
+            window: 6,
+            masks: &masks,
+        };
+        for (rotary, local) in [
+            (None, None),
+            (Some(&rotary), None),
+            (Some(&rotary), Some(local)),
         ] {
-            let got = cpu_attention_in_blocks(&q, &k, &v, window, budget).unwrap();
-            assert_eq!(got.dims(), [heads, len, dim]);
-            let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-            let want = reference(&q, &k, &v, window);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (*g as f64 - w).abs() < 1e-5,
-                    "{window:?} {budget}: value {i}: {g} vs {w}"
-                );
+            let op = Attention {
+                spans: &spans,
+                heads,
+                head_dim,
+                rotary: rotary.and_then(Rotary::host),
+                window: local.map(|l| l.window),
+            };
+            let got = qkv.apply_op1_no_bwd(&op).unwrap();
+            let want = tensor_attention(&qkv, &spans, rotary, local, heads, head_dim).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let (got, want) = (
+                got.to_vec2::<f32>().unwrap(),
+                want.to_vec2::<f32>().unwrap(),
+            );
+            for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+                for (g, w) in g.iter().zip(w) {
+                    assert!(
+                        (g - w).abs() < 1e-5,
+                        "rotary {} window {}: row {row}: {g} vs {w}",
+                        rotary.is_some(),
+                        local.is_some()
+                    );
+                }
             }
         }
     }

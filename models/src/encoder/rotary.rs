@@ -8,6 +8,9 @@ pub(super) struct Rotary {
     /// `cos` and `sin` of every position's angles: `[context, head_dim / 2]`.
     cos: Tensor,
     sin: Tensor,
+    /// The same angles in host memory on the CPU, for `encoder_attention`'s turn of the q|k|v
+    /// rows; None on a GPU.
+    host: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Rotary {
@@ -35,10 +38,18 @@ impl Rotary {
                 sin.push(angle.sin());
             }
         }
+        let host = device.is_cpu().then(|| (cos.clone(), sin.clone()));
         Ok(Rotary {
             cos: Tensor::from_vec(cos, (context, half), device)?,
             sin: Tensor::from_vec(sin, (context, half), device)?,
+            host,
         })
+    }
+
+    /// The `cos` and `sin` tables on the host (`[context, head_dim / 2]` each), where the
+    /// angles live on the CPU.
+    pub(super) fn host(&self) -> Option<(&[f32], &[f32])> {
+        self.host.as_ref().map(|(c, s)| (&c[..], &s[..]))
     }
 
     /// `x` (`[heads, len, head_dim]`, one input's rows from position 0) turned by position.
