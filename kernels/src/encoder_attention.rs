@@ -60,20 +60,18 @@ pub fn rotate_queries_and_keys(
 ) -> Result<(), String> {
     let (width, half) = (heads * head_dim, head_dim / 2);
     let longest = spans.iter().map(|&(_, len)| len).max().unwrap_or(0);
-    if !head_dim.is_multiple_of(2) || cos.len() != sin.len() || cos.len() < longest * half {
+    if width == 0
+        || !head_dim.is_multiple_of(2)
+        || cos.len() != sin.len()
+        || cos.len() < longest * half
+    {
         return Err(format!(
             "{} angles for inputs of up to {longest} positions of heads of {head_dim}",
             cos.len()
         ));
     }
-    let tokens = qkv.len() / (3 * width).max(1);
+    check_spans(spans, qkv.len() / (3 * width))?;
     for &(start, len) in spans {
-        if start + len > tokens {
-            return Err(format!(
-                "input rows {start}..{} past the {tokens} rows",
-                start + len
-            ));
-        }
         let rows = &mut qkv[start * 3 * width..(start + len) * 3 * width];
         rows.par_chunks_mut(3 * width)
             .enumerate()
@@ -90,6 +88,21 @@ pub fn rotate_queries_and_keys(
                     }
                 }
             });
+    }
+    Ok(())
+}
+
+/// Whether `spans` are in order, apart, and within `tokens` rows.
+fn check_spans(spans: &[(usize, usize)], tokens: usize) -> Result<(), String> {
+    let mut row = 0;
+    for &(start, len) in spans {
+        if start < row || start + len > tokens {
+            return Err(format!(
+                "input rows {start}..{} are out of order or past the {tokens} rows",
+                start + len
+            ));
+        }
+        row = start + len;
     }
     Ok(())
 }
@@ -114,15 +127,10 @@ fn query_blocks<'a>(
     window: Option<usize>,
     mut out: &'a mut [f32],
 ) -> Result<Vec<QueryBlock<'a>>, String> {
+    check_spans(spans, tokens)?;
     let mut blocks = Vec::new();
     let mut row = 0;
     for &(start, len) in spans {
-        if start < row || start + len > tokens {
-            return Err(format!(
-                "input rows {start}..{} are out of order or past the {tokens} rows",
-                start + len
-            ));
-        }
         let rest = std::mem::take(&mut out);
         let (_, rest) = rest.split_at_mut((start - row) * width);
         let (mut input, rest) = rest.split_at_mut(len * width);
@@ -355,9 +363,13 @@ mod tests {
                 }
             }
         }
-        // Too few angles for the longest input.
-        let err = rotate_queries_and_keys(&mut qkv, &[(0, 4)], heads, head_dim, &cos, &sin);
-        assert!(err.is_err());
+        // Too few angles for the longest input; inputs out of order; heads of no width.
+        let turn = |qkv: &mut [f32], spans: &[(usize, usize)], heads| {
+            rotate_queries_and_keys(qkv, spans, heads, head_dim, &cos, &sin)
+        };
+        assert!(turn(&mut qkv, &[(0, 4)], heads).is_err());
+        assert!(turn(&mut qkv, &[(2, 3), (0, 2)], heads).is_err());
+        assert!(turn(&mut qkv, &[(0, 2)], 0).is_err());
     }
 
     #[test]
