@@ -190,34 +190,23 @@ fn attend_head(
             && block.out.len() == rows * width,
         "attention block out of its rows"
     );
-    let (s, q, k, v) = (stride as isize, rows, keys, head_dim);
-    // SAFETY: the assert above keeps every element the two products read or write inside
-    // its slice: the queries' `rows` rows and the keys' and values' `keys` rows, each
+    // SAFETY (both products): the assert above keeps every element they read or write
+    // inside its slice: the queries' `rows` rows and the keys' and values' `keys` rows, each
     // `head_dim` wide at `stride`; the scores `rows × keys`; the output `rows` rows of
-    // `width` from `column` (`column + head_dim ≤ width`). `scores` and `block.out` are
-    // this task's alone; nothing else writes `qkv`.
+    // `width` from `column` (`column + head_dim ≤ width`). `scores` and `block.out` are this
+    // task's alone; nothing else writes `qkv`.
     unsafe {
         // scores = q · kᵀ: the keys' rows read as the columns of the right-hand side.
-        gemm::gemm(
-            q,
-            k,
-            v,
+        let keys_t = Operand::columns(key_rows.as_ptr(), stride);
+        product(
+            rows,
+            keys,
+            head_dim,
             scores.as_mut_ptr(),
-            1,
-            k as isize,
-            false,
+            keys,
             queries.as_ptr(),
-            1,
-            s,
-            key_rows.as_ptr(),
-            s,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            stride,
+            keys_t,
         );
     }
     for (r, row) in scores.chunks_mut(keys).enumerate() {
@@ -226,27 +215,89 @@ fn attend_head(
     // SAFETY: as above.
     unsafe {
         // out[:, column..column + head_dim] = softmax · v.
-        gemm::gemm(
-            q,
-            v,
-            k,
-            block.out.as_mut_ptr().add(column),
-            1,
-            width as isize,
-            false,
+        let dst = block.out.as_mut_ptr().add(column);
+        let values = Operand::rows(value_rows.as_ptr(), stride);
+        product(
+            rows,
+            head_dim,
+            keys,
+            dst,
+            width,
             scores.as_ptr(),
+            keys,
+            values,
+        );
+    }
+}
+
+/// A right-hand side of `product`: `k × n` values from `at`, `row_step` apart down a column
+/// and `column_step` apart along a row.
+struct Operand {
+    at: *const f32,
+    row_step: isize,
+    column_step: isize,
+}
+
+impl Operand {
+    /// Rows `stride` apart, each row's values side by side.
+    fn rows(at: *const f32, stride: usize) -> Operand {
+        Operand {
+            at,
+            row_step: stride as isize,
+            column_step: 1,
+        }
+    }
+
+    /// The transpose of `rows`: each column's values side by side, columns `stride` apart.
+    fn columns(at: *const f32, stride: usize) -> Operand {
+        Operand {
+            at,
+            row_step: 1,
+            column_step: stride as isize,
+        }
+    }
+}
+
+/// `dst = lhs · rhs` on the calling thread: `dst` `m × n` and `lhs` `m × k`, each row-major
+/// with rows `dst_stride` and `lhs_stride` apart, `rhs` `k × n`.
+///
+/// # Safety
+/// Every element those shapes and steps address lies inside its allocation, and nothing else
+/// reads or writes `dst`'s while this runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    lhs: *const f32,
+    lhs_stride: usize,
+    rhs: Operand,
+) {
+    // SAFETY: the caller's promise covers the addresses gemm derives from these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
             1,
-            k as isize,
-            value_rows.as_ptr(),
+            dst_stride as isize,
+            false,
+            lhs,
             1,
-            s,
+            lhs_stride as isize,
+            rhs.at,
+            rhs.column_step,
+            rhs.row_step,
             0.0,
             1.0,
             false,
             false,
             false,
             gemm::Parallelism::None,
-        );
+        )
     }
 }
 
