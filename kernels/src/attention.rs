@@ -18,9 +18,10 @@ use rayon::prelude::*;
 macro_rules! widened_kernels {
     ($e:ty, $x86:path, $portable:ty) => {
         fn attend_fn() -> $crate::attention::AttendFn<$e> {
-            use $crate::attention::{attend, Heads, Scratch};
+            use $crate::attention::attend;
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::attention::{Heads, Scratch};
                 #[target_feature(enable = "avx2,fma,f16c")]
                 unsafe fn attend_f16c(h: &Heads<'_, $e>, scratch: &mut Scratch, out: &mut [f32]) {
                     attend::<$e, $x86>(h, scratch, out)
@@ -37,13 +38,14 @@ macro_rules! widened_kernels {
         }
 
         fn attend_rows_fn(head_dim: usize) -> $crate::attention::AttendRowsFn<$e> {
-            use $crate::attention::prefill::{self, BlockScratch, RowBlock};
-            use $crate::attention::Emit;
+            use $crate::attention::prefill;
             // Only x86_64 has a kernel that depends on it (AMX).
             #[cfg(not(target_arch = "x86_64"))]
             let _ = head_dim;
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::attention::prefill::{BlockScratch, RowBlock};
+                use $crate::attention::Emit;
                 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
                 unsafe fn rows_amx(b: &RowBlock<'_, $e>, s: &mut BlockScratch, emit: Emit<'_>) {
                     $crate::attention::prefill_amx::attend_rows::<$e, $x86>(b, s, emit)
