@@ -79,19 +79,35 @@ pub fn write(path: &Path, saved: &SavedPrompt, model: &str) -> Result<u64, SlotF
         ("row_bytes".to_string(), rows.row_bytes.to_string()),
         ("layers".to_string(), rows.layers.len().to_string()),
     ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| SlotFileError::Io {
-        doing: "encode",
-        name: name.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
     }
-    // A name no client can give (they never start with a dot).
+    // A name no client can give (they never start with a dot). Written straight from the
+    // rows, with no second copy of them in memory.
     let tmp = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&tmp, &bytes).map_err(io("write"))?;
+    let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(source) => SlotFileError::Io {
+                doing: "write",
+                name: name.clone(),
+                source,
+            },
+            other => SlotFileError::Io {
+                doing: "encode",
+                name: name.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })
+        .and_then(|()| std::fs::metadata(&tmp).map_err(io("write")));
+    let bytes = match written {
+        Ok(meta) => meta.len(),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     std::fs::rename(&tmp, path).map_err(io("write"))?;
-    Ok(bytes.len() as u64)
+    Ok(bytes)
 }
 
 fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>, SlotFileError> {
@@ -105,14 +121,21 @@ fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>, 
 /// The saved prompt in `path`, if it was saved for `model`; and the bytes read.
 pub fn read(path: &Path, model: &str) -> Result<(SavedPrompt, u64), SlotFileError> {
     let name = display_name(path);
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+    let failed = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => SlotFileError::Missing(name.clone()),
         _ => SlotFileError::Io {
             doing: "read",
             name: name.clone(),
             source,
         },
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(failed)?;
+    // Mapped, not read: each layer's rows are then copied once, from the page cache into
+    // their own buffer (a read into one buffer first doubled a restore's time).
+    // SAFETY: the map is read-only; the server writes these files through a temporary file
+    // renamed over the name, which leaves a mapped file as it was. Another process truncating
+    // it under us is the one hazard, as for every mmap-based loader.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(failed)?;
     let unusable = |why: String| SlotFileError::Unusable {
         name: name.clone(),
         why,

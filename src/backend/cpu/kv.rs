@@ -7,6 +7,7 @@ use candor_models::backend::KvCacheSpec;
 use candor_models::error::{ModelError, Result};
 use candor_models::kv_rows::KvRows;
 use half::f16;
+use rayon::prelude::*;
 
 /// The element type of a host KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -256,15 +257,27 @@ impl CpuKvCache {
     /// Every layer's K and V rows of `slots`, as stored.
     pub fn read_rows(&self, slots: &[u32]) -> Result<KvRows> {
         self.spec.check_slots(slots)?;
-        fn gather<E: KvBytes>(layers: &[(Vec<E>, Vec<E>)], slots: &[u32], rows: &mut KvRows) {
+        fn gather<E: KvBytes + Sync>(
+            layers: &[(Vec<E>, Vec<E>)],
+            slots: &[u32],
+            rows: &mut KvRows,
+        ) {
             let elems = rows.row_bytes / E::BYTES;
-            for ((k, v), (kb, vb)) in layers.iter().zip(&mut rows.layers) {
-                for &slot in slots {
-                    let s = slot as usize * elems;
-                    k[s..s + elems].iter().for_each(|e| e.put(kb));
-                    v[s..s + elems].iter().for_each(|e| e.put(vb));
+            // A prompt's slots run through whole blocks: each run is one slice to encode.
+            let runs = candor_models::kv_rows::slot_runs(slots);
+            let row_bytes = rows.row_bytes;
+            // Layers in parallel: the engine waits for the copy, and its first touch of the
+            // fresh pages is most of its time.
+            let pairs = layers.par_iter().zip(rows.layers.par_iter_mut());
+            pairs.for_each(|((k, v), (kb, vb))| {
+                kb.reserve_exact(slots.len() * row_bytes);
+                vb.reserve_exact(slots.len() * row_bytes);
+                for &(first, count) in &runs {
+                    let (s, end) = (first * elems, (first + count) * elems);
+                    E::put_all(&k[s..end], kb);
+                    E::put_all(&v[s..end], vb);
                 }
-            }
+            });
         }
         let mut rows = KvRows::new(self.encoding(), self.row_bytes(), self.spec.num_layers);
         match &self.layers {
@@ -279,16 +292,23 @@ impl CpuKvCache {
     /// not fit.
     pub fn write_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<()> {
         rows.check_fits(&self.spec, self.encoding(), self.row_bytes(), slots)?;
-        fn scatter<E: KvBytes>(layers: &mut [(Vec<E>, Vec<E>)], slots: &[u32], rows: &KvRows) {
+        fn scatter<E: KvBytes + Send>(
+            layers: &mut [(Vec<E>, Vec<E>)],
+            slots: &[u32],
+            rows: &KvRows,
+        ) {
             let elems = rows.row_bytes / E::BYTES;
-            for ((k, v), (kb, vb)) in layers.iter_mut().zip(&rows.layers) {
+            let row_bytes = rows.row_bytes;
+            // Layers in parallel, as `read_rows` gathers them.
+            let pairs = layers.par_iter_mut().zip(rows.layers.par_iter());
+            pairs.for_each(|((k, v), (kb, vb))| {
                 for (i, &slot) in slots.iter().enumerate() {
                     let s = slot as usize * elems;
-                    let at = i * rows.row_bytes;
-                    E::take_all(&kb[at..at + rows.row_bytes], &mut k[s..s + elems]);
-                    E::take_all(&vb[at..at + rows.row_bytes], &mut v[s..s + elems]);
+                    let at = i * row_bytes;
+                    E::take_all(&kb[at..at + row_bytes], &mut k[s..s + elems]);
+                    E::take_all(&vb[at..at + row_bytes], &mut v[s..s + elems]);
                 }
-            }
+            });
         }
         match &mut self.layers {
             Layers::F32(l) => scatter(l, slots, rows),
@@ -302,9 +322,19 @@ impl CpuKvCache {
 /// A cache element as little-endian bytes, for `KvRows`.
 trait KvBytes: Sized {
     const BYTES: usize;
-    fn put(&self, out: &mut Vec<u8>);
+    /// The element's `BYTES` bytes written to `bytes`.
+    fn write(&self, bytes: &mut [u8]);
     /// The element `bytes` (`BYTES` of them) hold.
     fn take(bytes: &[u8]) -> Self;
+    /// `src`'s bytes appended to `out` (sized once, then filled: a push per element took
+    /// most of a 33 MB slot save).
+    fn put_all(src: &[Self], out: &mut Vec<u8>) {
+        let at = out.len();
+        out.resize(at + src.len() * Self::BYTES, 0);
+        for (b, e) in out[at..].chunks_exact_mut(Self::BYTES).zip(src) {
+            e.write(b);
+        }
+    }
     fn take_all(bytes: &[u8], dst: &mut [Self]) {
         for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(Self::BYTES)) {
             *d = Self::take(b);
@@ -314,8 +344,8 @@ trait KvBytes: Sized {
 
 impl KvBytes for f32 {
     const BYTES: usize = 4;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
+    fn write(&self, bytes: &mut [u8]) {
+        bytes.copy_from_slice(&self.to_le_bytes());
     }
     fn take(b: &[u8]) -> Self {
         f32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -324,8 +354,8 @@ impl KvBytes for f32 {
 
 impl KvBytes for f16 {
     const BYTES: usize = 2;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
+    fn write(&self, bytes: &mut [u8]) {
+        bytes.copy_from_slice(&self.to_le_bytes());
     }
     fn take(b: &[u8]) -> Self {
         f16::from_le_bytes([b[0], b[1]])
@@ -335,9 +365,11 @@ impl KvBytes for f16 {
 /// Its scale, then its 32 quants (the layout of `KvQ8`'s fields, 34 bytes).
 impl KvBytes for KvQ8 {
     const BYTES: usize = 2 + KvQ8::VALUES;
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.d.to_le_bytes());
-        out.extend(self.qs.iter().map(|&q| q as u8));
+    fn write(&self, bytes: &mut [u8]) {
+        bytes[..2].copy_from_slice(&self.d.to_le_bytes());
+        for (b, &q) in bytes[2..].iter_mut().zip(&self.qs) {
+            *b = q as u8;
+        }
     }
     fn take(b: &[u8]) -> Self {
         let mut qs = [0i8; KvQ8::VALUES];
