@@ -26,19 +26,6 @@ macro_rules! widened_kernels {
                 unsafe fn attend_f16c(h: &Heads<'_, $e>, scratch: &mut Scratch, out: &mut [f32]) {
                     attend::<$e, $x86>(h, scratch, out)
                 }
-                #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-                unsafe fn attend_avx512(
-                    h: &Heads<'_, $e>,
-                    scratch: &mut Scratch,
-                    out: &mut [f32],
-                ) {
-                    attend::<$e, $x86>(h, scratch, out)
-                }
-                if $crate::activation::has_avx512f() {
-                    // SAFETY: the CPU has the features `attend_avx512` is compiled for, which
-                    // include what the reader needs.
-                    return |h, scratch, out| unsafe { attend_avx512(h, scratch, out) };
-                }
                 if $crate::activation::has_avx2_fma() && std::arch::is_x86_feature_detected!("f16c")
                 {
                     // SAFETY: the CPU has the features `attend_f16c` is compiled for, which
