@@ -93,6 +93,19 @@ mod split_keys;
 
 pub use q8::KvQ8;
 
+/// Whether prefill attention over f16 and q8_0 caches, heads `head_dim` wide, runs on AMX
+/// tiles on this CPU: its queries and weights rounded to bf16 there, as GPU tensor cores
+/// round them, so its results move by up to 2⁻⁹ relative from an f32 computation.
+pub fn prefill_on_amx(head_dim: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return prefill_amx::usable(head_dim);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = head_dim;
+        false
+    }
+}
+
 /// What a KV cache may hold: f32, f16 widened on read, or q8_0 blocks dequantized on read.
 pub trait KvElement: Copy + Default + Send + Sync + 'static {
     /// Values one element holds (32 for a q8_0 block): a head row of `head_dim` values is

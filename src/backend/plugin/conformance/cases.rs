@@ -427,6 +427,17 @@ impl Case {
         }
     }
 
+    /// The bound over an f16 cache: the CPU reference's prefill attention rounds its queries
+    /// and weights to bf16 where it runs on AMX tiles (an NMSE of ~3-5e-6 against f32 math).
+    pub fn f16_cache_bound(&self) -> f64 {
+        match self {
+            Case::Attention(a) if candor_kernels::attention::prefill_on_amx(a.head_dim) => {
+                BF16_PRODUCT_BOUND
+            }
+            _ => self.bound(),
+        }
+    }
+
     /// Whether a row of `dtype` weights can hold this case's width (whole blocks); cases that
     /// cannot are not generated, but a custom list might hold them.
     fn weight_fits(dtype: WeightDtype, cols: usize) -> bool {
