@@ -93,15 +93,16 @@ mod split_keys;
 
 pub use q8::KvQ8;
 
-/// Whether prefill attention over f16 and q8_0 caches, heads `head_dim` wide, runs on AMX
-/// tiles on this CPU: its queries and weights rounded to bf16 there, as GPU tensor cores
-/// round them, so its results move by up to 2⁻⁹ relative from an f32 computation.
-pub fn prefill_on_amx(head_dim: usize) -> bool {
+/// Whether a sequence's `rows` queries over an f16 or q8_0 cache, heads `head_dim` wide, are
+/// attended on AMX tiles on this CPU (prefill blocks, from `BLOCK_MIN_ROWS` rows): their
+/// queries and weights rounded to bf16 there, as GPU tensor cores round them, so the results
+/// move by up to 2⁻⁹ relative from an f32 computation.
+pub fn rows_on_amx(head_dim: usize, rows: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return prefill_amx::usable(head_dim);
+    return rows >= BLOCK_MIN_ROWS && prefill_amx::usable(head_dim);
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = head_dim;
+        let _ = (head_dim, rows);
         false
     }
 }

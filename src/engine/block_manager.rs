@@ -491,7 +491,7 @@ impl BlockManager {
         tokens
     }
 
-    /// The cache slots (`block × block_size + offset`) of positions `0..tokens` of `table`.
+    /// The cache slots (`block × block_size + offset`) of positions `0..tokens` over `blocks`.
     pub fn slots_of(&self, blocks: &[u32], tokens: usize) -> Vec<u32> {
         let bs = self.block_size;
         (0..tokens)

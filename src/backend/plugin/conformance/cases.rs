@@ -427,13 +427,16 @@ impl Case {
         }
     }
 
-    /// The bound over an f16 cache: the CPU reference's prefill attention rounds its queries
-    /// and weights to bf16 where it runs on AMX tiles (an NMSE of ~3-5e-6 against f32 math).
+    /// The bound over an f16 cache: the CPU reference's attention rounds a prefill's queries
+    /// and weights to bf16 where it runs on AMX tiles (an NMSE of ~3-5e-6 against f32 math);
+    /// decode rows stay in f32 and keep the float bound.
     pub fn f16_cache_bound(&self) -> f64 {
+        let on_amx = |a: &AttnCase| {
+            (a.seqs.iter())
+                .any(|&(_, rows)| candor_kernels::attention::rows_on_amx(a.head_dim, rows))
+        };
         match self {
-            Case::Attention(a) if candor_kernels::attention::prefill_on_amx(a.head_dim) => {
-                BF16_PRODUCT_BOUND
-            }
+            Case::Attention(a) if on_amx(a) => BF16_PRODUCT_BOUND,
             _ => self.bound(),
         }
     }
