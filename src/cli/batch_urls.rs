@@ -51,6 +51,8 @@ pub async fn upload(client: &reqwest::Client, path: &Path, url: &str) -> Result<
             path.display()
         ))
     };
+    // Sent whole, with its length: presigned object-store URLs refuse a chunked body (vLLM's
+    // run-batch reads the file into memory too).
     let body = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
     let answer = client
         .put(url)
