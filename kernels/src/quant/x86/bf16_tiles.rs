@@ -97,18 +97,6 @@ fn widen(bytes: __m128i, scale: __m512, min: __m512) -> __m512 {
     _mm512_fmsub_ps(q, scale, min)
 }
 
-/// `x` rounded to bf16 (nearest even) into `out`.
-///
-/// # Safety
-/// The CPU must have AVX-512 VNNI and BF16; `x.len() == out.len()`, a multiple of 32.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
-pub unsafe fn to_bf16(x: &[f32], out: &mut [u16]) {
-    debug_assert!(x.len() == out.len() && x.len().is_multiple_of(32));
-    for (src, dst) in x.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
-        round_32(src.as_ptr(), dst.as_mut_ptr());
-    }
-}
-
 /// The 32 f32 at `src` rounded to bf16 (nearest even) at `dst`.
 ///
 /// # Safety
@@ -120,6 +108,31 @@ unsafe fn round_32(src: *const f32, dst: *mut u16) {
     let hi = _mm512_loadu_ps(src.add(16));
     let z = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
     _mm512_storeu_si512(dst as *mut __m512i, z);
+}
+
+/// `x` as the sum of two bf16 values each: `hi` its rounding (nearest even), `lo` the rounding
+/// of what `hi` misses. hi + lo holds 16 of f32's 24 significant bits (relative error 2⁻¹⁷), and
+/// every f16 value exactly (11 bits), so products over the pairs (hi·hi + hi·lo + lo·hi) come
+/// near f32 ones at three times the tile work: what attention needs, whose scores over keys of
+/// a few hundred (Qwen2.5's key biases) lose whole units to bf16 alone.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW and BF16; the three slices one length, a multiple of 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub unsafe fn split_bf16(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
+    debug_assert!(x.len() == hi.len() && x.len() == lo.len() && x.len().is_multiple_of(16));
+    for i in (0..x.len()).step_by(16) {
+        let v = _mm512_loadu_ps(x.as_ptr().add(i));
+        let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+        // bf16 widens to f32 exactly: its bits in the high half.
+        let wide = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
+        let l = _mm512_cvtneps_pbh(_mm512_sub_ps(v, wide));
+        _mm256_storeu_si256(hi.as_mut_ptr().add(i) as *mut __m256i, h);
+        _mm256_storeu_si256(
+            lo.as_mut_ptr().add(i) as *mut __m256i,
+            std::mem::transmute::<__m256bh, __m256i>(l),
+        );
+    }
 }
 
 /// The A tiles of up to 16 activation rows (`rows`: whole rows of `k` values) rounded to bf16
@@ -282,6 +295,36 @@ mod tests {
     fn has_avx512_bf16() -> bool {
         std::arch::is_x86_feature_detected!("avx512bf16")
             && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+
+    #[test]
+    fn split_pairs_hold_f16_values_exactly_and_f32_ones_to_2_pow_minus_17() {
+        if !has_avx512_bf16() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16");
+            return;
+        }
+        let widen = |b: u16| f32::from_bits((b as u32) << 16);
+        // Keys of an f16 cache (here values a Qwen2.5 key bias reaches), then any f32.
+        let f16s: Vec<f32> = (0..64)
+            .map(|i| half::f16::from_f32(158.3 - 7.77 * i as f32).to_f32())
+            .collect();
+        let f32s: Vec<f32> = (0..64)
+            .map(|i| (i as f32 * 0.731).sin() * 1e3 + 1e-3)
+            .collect();
+        for (x, exact) in [(f16s, true), (f32s, false)] {
+            let (mut hi, mut lo) = (vec![0u16; x.len()], vec![0u16; x.len()]);
+            // SAFETY: AVX-512 BF16 checked; 64 values each.
+            unsafe { split_bf16(&x, &mut hi, &mut lo) };
+            for (i, &v) in x.iter().enumerate() {
+                let sum = widen(hi[i]) + widen(lo[i]);
+                assert_eq!(hi[i], half::bf16::from_f32(v).to_bits(), "{v}");
+                if exact {
+                    assert_eq!(sum, v);
+                } else {
+                    assert!((sum - v).abs() <= v.abs() * 2f32.powi(-17), "{v}: {sum}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -427,20 +427,6 @@ impl Case {
         }
     }
 
-    /// The bound over an f16 cache: the CPU reference's attention rounds a prefill's queries
-    /// and weights to bf16 where it runs on AMX tiles (an NMSE of ~3-5e-6 against f32 math);
-    /// decode rows stay in f32 and keep the float bound.
-    pub fn f16_cache_bound(&self) -> f64 {
-        let on_amx = |a: &AttnCase| {
-            (a.seqs.iter())
-                .any(|&(_, rows)| candor_kernels::attention::rows_on_amx(a.head_dim, rows))
-        };
-        match self {
-            Case::Attention(a) if on_amx(a) => BF16_PRODUCT_BOUND,
-            _ => self.bound(),
-        }
-    }
-
     /// Whether a row of `dtype` weights can hold this case's width (whole blocks); cases that
     /// cannot are not generated, but a custom list might hold them.
     fn weight_fits(dtype: WeightDtype, cols: usize) -> bool {

@@ -136,7 +136,7 @@ fn judge(
     }
 }
 
-fn run_case(plugin: &PluginBackend, cpu: &CpuBackend, case: &Case, seed: u64, bound: f64) -> Row {
+fn run_case(plugin: &PluginBackend, cpu: &CpuBackend, case: &Case, seed: u64) -> Row {
     let op = case.op();
     let status = match case.run(cpu, seed) {
         // A case the CPU reference cannot run is a bug of the suite, reported as such.
@@ -147,7 +147,7 @@ fn run_case(plugin: &PluginBackend, cpu: &CpuBackend, case: &Case, seed: u64, bo
             let before = plugin.fallback_counts().get(op);
             let got = case.run(plugin, seed);
             let fell_back = plugin.fallback_counts().get(op) > before;
-            judge(got, &want, bound, fell_back)
+            judge(got, &want, case.bound(), fell_back)
         }
     };
     Row {
@@ -170,7 +170,7 @@ fn f16_cache_rows(plugin: &PluginBackend, cpu: &CpuBackend) -> Vec<Row> {
         .filter(|(_, c)| matches!(c, Case::KvWrite { .. } | Case::Attention(_)))
         .map(|(i, case)| {
             let status = match &on_f16 {
-                Some(b) => run_case(b, &cpu, case, i as u64, case.f16_cache_bound()).status,
+                Some(b) => run_case(b, &cpu, case, i as u64).status,
                 None => Status::Unsupported,
             };
             Row {
@@ -323,7 +323,7 @@ pub fn run(path: &Path, opts: &Options) -> Result<Report, PluginError> {
     let mut rows: Vec<Row> = cases::all_cases()
         .iter()
         .enumerate()
-        .map(|(i, case)| run_case(&backend, &cpu, case, i as u64, case.bound()))
+        .map(|(i, case)| run_case(&backend, &cpu, case, i as u64))
         .collect();
     rows.extend(f16_cache_rows(&backend, &cpu));
     rows.extend(cast_rows(&plugin));
