@@ -211,10 +211,13 @@ fn logprob_distance(c: &Case, out: &Logits) -> f64 {
 }
 
 /// A q8_0 KV cache predicts as the f16 one does: the same top-1 agreement, and logprobs of
-/// the reference continuation about as near transformers' (here: Qwen2.5 0.0121 nats on
-/// average with f16, 0.0141 with q8_0; Gemma 3 0.0375 and 0.0378). Qwen2.5's key biases, up
-/// to 158 in a few channels, spoil its first layers' blocks without the key offset the cache
-/// subtracts (0.0299 without it, which this bound refuses).
+/// the reference continuation about as near transformers'. The cache's rounding is an error
+/// of its own beside the weights' and activations', so the distances add in quadrature: Qwen2.5
+/// 0.0121 nats on average with f16, 0.0141 with q8_0 on VNNI (the cache's own ~0.007), 0.0023
+/// and 0.0085 on AMX, whose prefill keeps activations in bf16 (~0.008); Gemma 3 0.0375 and
+/// 0.0378 on VNNI (~0.005), 0.0060 and 0.0120 on AMX (~0.010). Qwen2.5's key biases, up to 158
+/// in a few channels, spoil its first layers' blocks without the key offset the cache
+/// subtracts (0.0299 beside 0.0121: ~0.027 of its own), which the bound of 0.015 refuses.
 #[test]
 fn a_q8_0_kv_cache_predicts_as_the_f16_one() {
     for (name, file) in MODELS {
@@ -235,9 +238,10 @@ fn a_q8_0_kv_cache_predicts_as_the_f16_one() {
         let n = cases(file).len() as f64;
         let [f16, q8] = dist.map(|d| d / n);
         eprintln!("{name}: mean logprob distance from the reference, f16 {f16:.4}, q8_0 {q8:.4}");
+        let own = (q8 * q8 - f16 * f16).max(0.0).sqrt();
         assert!(
-            q8 <= 1.25 * f16 + 0.003,
-            "{name}: q8_0 {q8:.4} vs f16 {f16:.4} nats"
+            own <= 0.015,
+            "{name}: q8_0 {q8:.4} vs f16 {f16:.4} nats, {own:.4} of the cache's own"
         );
         assert_agreement_rate(agree, total, &format!("{name} with a q8_0 cache"));
     }

@@ -847,6 +847,14 @@ async fn harmony_templates_read_channels_and_demanded_calls() {
 
 /// A ChatML template that opens a thought in the generation prompt (as DeepSeek-R1's does),
 /// or closes an empty one with `enable_thinking: false` (as Qwen3's does).
+/// For tests that compare the answers of two requests for one prompt: without the prefix
+/// cache, each computes the whole prompt in one pass, so both run the same products. With it,
+/// the second computes only the last prompt token, on the one-row kernels, whose rounding
+/// differs from a multi-row pass's (another summation order; on AMX CPUs the tiles) and,
+/// through the next layers' activation quantization, moves logprobs by up to ~0.05: enough to
+/// tip the model's near ties ("Yes" / "7" within 0.03 nats as the thought's first token).
+const SAME_PASSES: &[&str] = &["--no-prefix-caching"];
+
 const THINKING_TEMPLATE: &str =
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
 {% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\
@@ -994,11 +1002,13 @@ async fn thinking_goes_to_reasoning_content() {
 /// it shaped the thought).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
+    // Each request computes its whole prompt (`SAME_PASSES`).
     let args = [
         "--reasoning-budget",
         "4",
         "--reasoning-budget-message",
         " Enough.",
+        SAME_PASSES[0],
     ];
     let (_dir, s) = thinking_server(&args).await;
     let messages = json!([{"role": "user", "content": "Is 7 a prime number?"}]);
@@ -1121,7 +1131,8 @@ async fn a_thinking_budget_cuts_the_thought_and_formats_wait_for_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_completions_fill_in_the_middle_and_follow_json() {
-    let s = Server::start("qwen2.5-0.5b", &[]).await;
+    // Each request computes its whole prompt (`SAME_PASSES`).
+    let s = Server::start("qwen2.5-0.5b", SAME_PASSES).await;
     // The code model fills the gap between the prompt and the suffix, and stops there.
     let (st, v) = post(
         &s,
@@ -1222,14 +1233,15 @@ fn tokens_and_gaps(v: &Value) -> Vec<(String, f64)> {
 fn assert_same_answer(want: &Value, got: &Value, what: &str) {
     let (want_tokens, got_tokens) = (tokens_and_gaps(want), tokens_and_gaps(got));
     for (i, (w, gap)) in want_tokens.iter().enumerate() {
+        // A near tie may tip either way (its own token included).
+        if *gap < 0.15 {
+            return;
+        }
         assert_eq!(
             got_tokens.get(i).map(|g| &g.0),
             Some(w),
             "{what}: token {i} differs:\n{want}\n{got}"
         );
-        if *gap < 0.15 {
-            return;
-        }
     }
     assert_eq!(got_tokens.len(), want_tokens.len(), "{what}");
     assert_eq!(
@@ -1555,16 +1567,19 @@ async fn vllm_sampling_extensions_shape_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_native_endpoints() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;
-    // The same gap as a text completion with `suffix`: the same prompt, the same fill.
+    // The same gap as a text completion with `suffix`: the same prompt, the same fill. Each
+    // computes its whole prompt (`cache_prompt: false`), so both run the same products
+    // (`SAME_PASSES`).
     let (_, completion) = post(
         &s,
         "/v1/completions",
         json!({"prompt": "def add(a, b):\n    return ", "suffix": "\n\n\nprint(add(2, 3))\n",
-               "max_tokens": 16, "temperature": 0}),
+               "max_tokens": 16, "temperature": 0, "cache_prompt": false}),
     )
     .await;
     let ask = json!({"input_prefix": "def add(a, b):\n", "prompt": "    return ",
-                     "input_suffix": "\n\n\nprint(add(2, 3))\n", "n_predict": 16, "temperature": 0});
+                     "input_suffix": "\n\n\nprint(add(2, 3))\n", "n_predict": 16, "temperature": 0,
+                     "cache_prompt": false});
     let (st, v) = post(&s, "/infill", ask.clone()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["content"], completion["choices"][0]["text"], "{v}");
@@ -1686,7 +1701,10 @@ async fn llama_server_native_endpoints() {
                       "response_fields": [""]});
     let (st, w) = post(&s, "/infill", ring).await;
     assert_eq!((st, &w), (200, &json!({})), "{w}");
-    let fill = with_fields(ask.clone(), json!({"input_extra": extra}));
+    let fill = with_fields(
+        ask.clone(),
+        json!({"input_extra": extra, "cache_prompt": true}),
+    );
     let (st, w) = post(&s, "/infill", fill).await;
     assert_eq!(st, 200, "{w}");
     assert!(
