@@ -107,8 +107,7 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
                 let v = R::read(&kv.v[at..at + re], &mut s.row);
                 let (hi, rest) = s.v[i * d..].split_at_mut(KEYS * d);
                 let (lo, hi2) = rest.split_at_mut(KEYS * d);
-                split_bf16(v, &mut hi[..d], &mut lo[..d]);
-                hi2[..d].copy_from_slice(&hi[..d]);
+                split_bf16(v, &mut hi[..d], &mut hi2[..d], &mut lo[..d]);
             }
         }
         // A last chunk's missing keys: zero V rows in each third (weighed by zeros, but rows
@@ -193,8 +192,7 @@ unsafe fn split_terms(x: &[f32], out: &mut [u16], second_hi: usize) {
         (b, c)
     };
     // SAFETY: forwarded.
-    unsafe { split_bf16(x, hi, lo) };
-    hi2.copy_from_slice(hi);
+    unsafe { split_bf16(x, hi, hi2, lo) };
 }
 
 /// C = A · Bᵀ on tiles, 32×32 at a time: A is `rows` rows of `a.1` bf16 at `a.0`, B the B-tile

@@ -114,13 +114,15 @@ unsafe fn round_32(src: *const f32, dst: *mut u16) {
 /// of what `hi` misses. hi + lo holds 16 of f32's 24 significant bits (relative error 2⁻¹⁷), and
 /// every f16 value exactly (11 bits), so products over the pairs (hi·hi + hi·lo + lo·hi) come
 /// near f32 ones at three times the tile work: what attention needs, whose scores over keys of
-/// a few hundred (Qwen2.5's key biases) lose whole units to bf16 alone.
+/// a few hundred (Qwen2.5's key biases) lose whole units to bf16 alone. The high terms go to
+/// `hi` and again to `hi_again`, as the three pair products lay them out.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F/BW and BF16; the three slices one length, a multiple of 16.
+/// The CPU must have AVX-512 F/BW and BF16; the four slices one length, a multiple of 16.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
-pub unsafe fn split_bf16(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
-    debug_assert!(x.len() == hi.len() && x.len() == lo.len() && x.len().is_multiple_of(16));
+pub unsafe fn split_bf16(x: &[f32], hi: &mut [u16], hi_again: &mut [u16], lo: &mut [u16]) {
+    let n = x.len();
+    debug_assert!(n == hi.len() && n == hi_again.len() && n == lo.len() && n % 16 == 0);
     for i in (0..x.len()).step_by(16) {
         let v = _mm512_loadu_ps(x.as_ptr().add(i));
         let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
@@ -128,6 +130,7 @@ pub unsafe fn split_bf16(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
         let wide = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
         let l = _mm512_cvtneps_pbh(_mm512_sub_ps(v, wide));
         _mm256_storeu_si256(hi.as_mut_ptr().add(i) as *mut __m256i, h);
+        _mm256_storeu_si256(hi_again.as_mut_ptr().add(i) as *mut __m256i, h);
         _mm256_storeu_si256(
             lo.as_mut_ptr().add(i) as *mut __m256i,
             std::mem::transmute::<__m256bh, __m256i>(l),
@@ -313,8 +316,10 @@ mod tests {
             .collect();
         for (x, exact) in [(f16s, true), (f32s, false)] {
             let (mut hi, mut lo) = (vec![0u16; x.len()], vec![0u16; x.len()]);
+            let mut again = vec![0u16; x.len()];
             // SAFETY: AVX-512 BF16 checked; 64 values each.
-            unsafe { split_bf16(&x, &mut hi, &mut lo) };
+            unsafe { split_bf16(&x, &mut hi, &mut again, &mut lo) };
+            assert_eq!(again, hi);
             for (i, &v) in x.iter().enumerate() {
                 let sum = widen(hi[i]) + widen(lo[i]);
                 assert_eq!(hi[i], half::bf16::from_f32(v).to_bits(), "{v}");
