@@ -240,3 +240,25 @@ fn serve_names_an_unreadable_chat_template() {
         "{stderr}"
     );
 }
+
+/// `serve --batch-invariant` is a mode of the CPU kernels: asked of another backend, the
+/// server refuses to start, saying so.
+#[test]
+fn batch_invariant_mode_on_another_backend_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args([
+            "serve",
+            "--model",
+            &tiny("llama"),
+            "--port",
+            "0",
+            "--batch-invariant",
+        ])
+        .args(["--backend", "plugin:/nonexistent/plugin.so"])
+        .output()
+        .expect("run candor");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("--batch-invariant"), "{stderr}");
+}

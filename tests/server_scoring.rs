@@ -314,3 +314,70 @@ async fn post_detokenize(s: &Server, id: u64) -> (u16, String) {
     let (status, v) = s.post("/detokenize", &json!({"tokens": [id]})).await;
     (status, v["prompt"].as_str().unwrap_or_default().to_string())
 }
+
+/// `--batch-invariant`: a seeded answer has the same tokens and the same logprob bits when its
+/// prompt is computed whole (40 rows: weight panels, AMX tiles and attention blocks by
+/// default), when it is found in the prefix cache (one row), and as one of six sequences
+/// decoding together (two prompts, three choices each, the first with the request's seed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_invariant_mode_answers_alike_in_any_batch() {
+    let s = Server::start("qwen2.5-0.5b", &["--batch-invariant"]).await;
+    let prompt = "Here is a list of the planets of the solar system, from the closest to the Sun \
+                  to the farthest, with one short and surprising fact about each of them:";
+    assert_answers_alike_in_any_batch(&s, prompt, "def fibonacci(n):").await;
+}
+
+/// The same over a model of f32 weights, whose products are candle's GEMM (each token alone
+/// in the mode): a tiny random Llama, whose near-uniform logits show any rounding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_invariant_mode_holds_for_dense_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::plugins::servable_tiny("llama", dir.path());
+    let s = Server::start_path(&model, "tiny", &["--batch-invariant"]).await;
+    let words = |from: usize| -> String {
+        (from..from + 40)
+            .map(|i| format!("t{}", 3 + i * 7 % 500))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_answers_alike_in_any_batch(&s, &words(0), &words(100)).await;
+}
+
+/// `prompt`'s seeded answer computed whole, found in the prefix cache, and beside five other
+/// sequences (`other` among them): the same text and logprobs, bit for bit.
+async fn assert_answers_alike_in_any_batch(s: &Server, prompt: &str, other: &str) {
+    let body = json!({"prompt": prompt, "max_tokens": 8, "temperature": 0.9, "seed": 11,
+                      "logprobs": 2, "cache_prompt": false});
+    let answer = |v: &Value, i: usize| -> (Value, Value) {
+        let c = &v["choices"][i];
+        assert!(c["text"].is_string(), "{v}");
+        (c["text"].clone(), c["logprobs"].clone())
+    };
+    let (st, whole) = post(s, body.clone()).await;
+    assert_eq!(st, 200, "{whole}");
+    assert!(
+        whole["usage"]["prompt_tokens"].as_u64().unwrap() >= 32,
+        "{whole}"
+    );
+    let want = answer(&whole, 0);
+    // Found in the prefix cache (the blocks the first request computed): one row computed.
+    let mut cached_body = body.clone();
+    cached_body["cache_prompt"] = json!(true);
+    let (_, cached) = post(s, cached_body).await;
+    assert!(
+        cached["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64() > Some(0),
+        "{cached}"
+    );
+    assert_eq!(answer(&cached, 0), want, "from the prefix cache");
+    // Beside five other sequences (its own two siblings and another prompt's three).
+    let mut batch = body.clone();
+    batch["prompt"] = json!([prompt, other]);
+    batch["n"] = json!(3);
+    let (st, v) = post(s, batch).await;
+    assert_eq!(st, 200, "{v}");
+    let mut choices = v["choices"].as_array().unwrap().clone();
+    choices.sort_by_key(|c| c["index"].as_u64());
+    assert_eq!(choices.len(), 6, "{v}");
+    let by_index = json!({"choices": choices});
+    assert_eq!(answer(&by_index, 0), want, "in a batch of six: {v}");
+}

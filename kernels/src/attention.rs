@@ -354,9 +354,12 @@ pub fn paged_attention<E: KvElement>(
         let end = (s.q_start + s.q_len).min(owner.len());
         owner[s.q_start.min(end)..end].fill(si);
     }
-    attend_prefill_blocks(q, out, kv, seqs, shape, &mut owner);
-    if split_keys::attend_decode_rows(q, out, kv, seqs, shape, &owner) {
-        return;
+    // Batch-invariant: every row alone over all its keys (`crate::invariance`).
+    if !crate::batch_invariant() {
+        attend_prefill_blocks(q, out, kv, seqs, shape, &mut owner);
+        if split_keys::attend_decode_rows(q, out, kv, seqs, shape, &owner) {
+            return;
+        }
     }
     let attend = E::attend_fn();
     let rows = owner.len();
@@ -1132,6 +1135,80 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Batch-invariant mode (`crate::invariance`): a row's output has the same bits whether it
+    /// comes in a prefill of 40 rows, alone as a decode row (a prefix-cache hit, or a long
+    /// context that would be split over its keys), or beside other sequences' rows; f16 and
+    /// f32 caches, grouped heads.
+    #[test]
+    fn in_batch_invariant_mode_a_row_attends_alike_in_any_batch() {
+        let _mode = crate::invariance::forced();
+        let (bs, d, heads, kv_heads) = (16usize, 64usize, 14usize, 2usize);
+        let ctx = 1600usize;
+        let table: Vec<u32> = (0..(ctx / bs) as u32).rev().collect();
+        let other: Vec<u32> = (0..4u32).collect();
+        let kf: Vec<f32> = (0..ctx * kv_heads * d).map(|i| 2.0 * noise(i)).collect();
+        let vf: Vec<f32> = (0..ctx * kv_heads * d)
+            .map(|i| noise(2_000_000 + i))
+            .collect();
+        let (k16, v16): (Vec<f16>, Vec<f16>) = (
+            kf.iter().map(|&x| f16::from_f32(x)).collect(),
+            vf.iter().map(|&x| f16::from_f32(x)).collect(),
+        );
+        let shape = AttnShape {
+            heads,
+            scale: 0.125,
+            window: None,
+            softcap: None,
+            sinks: None,
+        };
+        let row = heads * d;
+        let q: Vec<f32> = (0..ctx * row).map(|i| noise(7_000_000 + i)).collect();
+        let seq = |q_start, q_len, start_pos, block_table| SeqQueries {
+            q_start,
+            q_len,
+            start_pos,
+            block_table,
+        };
+        for cache in ["f16", "f32"] {
+            let dims = (bs, kv_heads, d);
+            let attend = |q: &[f32], seqs: &[SeqQueries]| {
+                let mut out = vec![f32::NAN; q.len()];
+                match cache {
+                    "f16" => run((&k16, &v16), dims, (q, &mut out), seqs, &shape),
+                    _ => run((&kf, &vf), dims, (q, &mut out), seqs, &shape),
+                }
+                out
+            };
+            // Rows 0..40 as one prefill; beside them a decode row of another sequence.
+            let mut batch = q[..40 * row].to_vec();
+            batch.extend_from_slice(&q[1000 * row..1001 * row]);
+            let prefill = attend(&batch, &[seq(0, 40, 0, &table), seq(40, 1, 50, &other)]);
+            for (r, pos) in [(39usize, 39usize), (5, 5)] {
+                let alone = attend(&q[r * row..(r + 1) * row], &[seq(0, 1, pos, &table)]);
+                assert!(
+                    alone
+                        .iter()
+                        .zip(&prefill[r * row..])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{cache}: row {r} in a prefill vs alone"
+                );
+            }
+            // A long context alone (split over its keys otherwise) and beside a short one.
+            let at = (ctx - 1) * row;
+            let alone = attend(&q[at..at + row], &[seq(0, 1, ctx - 1, &table)]);
+            let mut two = q[at..at + row].to_vec();
+            two.extend_from_slice(&q[..row]);
+            let beside = attend(&two, &[seq(0, 1, ctx - 1, &table), seq(1, 1, 20, &other)]);
+            assert!(
+                alone
+                    .iter()
+                    .zip(&beside)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{cache}: a long row alone vs beside another"
+            );
         }
     }
 

@@ -530,6 +530,31 @@ mod tests {
         }
     }
 
+    /// Batch-invariant mode (`crate::invariance`): a row gets its bits alone among any number
+    /// of rows (AMX's 32 and more included), for both types.
+    #[test]
+    fn in_batch_invariant_mode_a_row_gets_its_bits_among_any_rows() {
+        let _mode = crate::invariance::forced();
+        let mut g = Gen(0x5eed_1de4);
+        for ty in [HalfType::F16, HalfType::Bf16] {
+            let (n, k) = (37, 96);
+            let w: Vec<u16> = (0..n * k).map(|_| ty.from_f32(g.f32())).collect();
+            for m in [2, 5, 32, 70] {
+                let x: Vec<f32> = (0..m * k).map(|_| g.f32()).collect();
+                let mut all = vec![f32::NAN; m * n];
+                matmul(ty, &w, n, k, &x, m, &mut all).unwrap();
+                for r in [0, m / 2, m - 1] {
+                    let mut one = vec![f32::NAN; n];
+                    matmul(ty, &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
+                    for (j, v) in one.iter().enumerate() {
+                        let want = all[r * n + j];
+                        assert_eq!(v.to_bits(), want.to_bits(), "{ty:?} m{m} row {r} [{j}]");
+                    }
+                }
+            }
+        }
+    }
+
     /// bf16 weights on AMX tiles (CPUs that have them; elsewhere the same call takes the
     /// vector kernels and meets the same bound): against an f64 product of the weights and the
     /// activations rounded to bf16, over row and column tails and several weight blocks.

@@ -6,9 +6,11 @@ pub mod cuda_ptx;
 pub mod encoder;
 pub mod encoder_attention;
 pub mod half_matmul;
+mod invariance;
 pub mod norm;
 pub mod quant;
 pub mod rope;
 mod rows;
 
+pub use invariance::{batch_invariant, set_batch_invariant};
 pub use rows::argmax;

@@ -123,6 +123,13 @@ pub struct ServeArgs {
     /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
     #[arg(long, env = "CANDOR_NO_PREFIX_CACHING")]
     pub no_prefix_caching: bool,
+    /// Batch-invariant kernels (CPU backend): a request's logits, hence its answer for a seed,
+    /// do not depend on the requests computed beside it, on its prompt's chunks or on what the
+    /// prefix cache held; by default the kernels pick by row count and round a little
+    /// otherwise. Costs prefill speed (no weight panels, AMX tiles or attention blocks) and
+    /// long-context decode of few sequences (no split over keys).
+    #[arg(long, env = "CANDOR_BATCH_INVARIANT")]
+    pub batch_invariant: bool,
     /// Speculative decoding by prompt lookup: a decoding request drafts up to this many tokens
     /// per step by finding its last tokens earlier in its prompt or answer, and keeps those the
     /// model would have produced itself: the same answers, several tokens per forward pass
@@ -238,6 +245,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 /// compute threads fixed, every option checked.
 pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
     let threads = configure_threads(args.threads);
+    if args.batch_invariant {
+        if args.backend != BackendChoice::Cpu {
+            return Err(CliError::Usage(
+                "--batch-invariant is a mode of the CPU backend's kernels".into(),
+            ));
+        }
+        // Before any kernel runs: the first product fixes the mode for the process.
+        if !candor_kernels::set_batch_invariant(true) {
+            return Err(CliError::Usage(
+                "batch-invariant mode was asked for after the kernels started".into(),
+            ));
+        }
+    }
     let path = pull::resolve_model(&args.model, !args.offline)?;
     let mut names = args.served_model_name.clone().into_iter();
     let model_name = names.next().unwrap_or_else(|| {

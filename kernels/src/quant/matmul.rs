@@ -239,13 +239,14 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
 
 /// Whether `run` (and `reference_for`, which mirrors it) multiplies `m` rows on AMX tiles.
 pub(super) fn takes_amx(isa: Isa, m: usize) -> bool {
-    isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS
+    isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS && !crate::batch_invariant()
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
 /// format, except from `fused_panel_min_rows` rows on VNNI CPUs (repacked panels, `x86::panel`).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    if matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && m >= fused_panel_min_rows(ty) {
+    let panels = matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && !crate::batch_invariant();
+    if panels && m >= fused_panel_min_rows(ty) {
         ty.panel_format()
     } else {
         ty.act_format()

@@ -581,6 +581,38 @@ fn one_row_gets_the_bits_it_gets_among_a_few() {
     }
 }
 
+/// Batch-invariant mode (`crate::invariance`): a row gets its bits alone among any number of
+/// rows, on every kernel set (VNNI's panel counts, AMX's tile counts, the splits by weight
+/// rows and by activation rows all included).
+#[test]
+fn in_batch_invariant_mode_a_row_gets_its_bits_among_any_rows() {
+    let _mode = crate::invariance::forced();
+    let mut g = Gen(0x001d_e47e_5eed);
+    for isa in Isa::all_supported() {
+        for ty in QuantType::ALL {
+            let (n, k) = (19, 2 * ty.block_elems());
+            let w = random_weights(&mut g, ty, n, k);
+            for m in [2, 4, 6, 24, 32, 40, 300] {
+                let x = random_x(&mut g, m * k);
+                let mut all = vec![0f32; m * n];
+                matmul_with(isa, ty, &w, n, k, &x, m, &mut all).unwrap();
+                for r in [0, m / 2, m - 1] {
+                    let mut one = vec![0f32; n];
+                    matmul_with(isa, ty, &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
+                    for (j, v) in one.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            all[r * n + j].to_bits(),
+                            "{isa:?} {ty:?} m{m} row {r} [{j}]: {v} alone vs {}",
+                            all[r * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A weight row's products do not depend on which other weight rows share the call: the same
 /// bits alone, among a few, or in a whole matrix (the tiles' tail rows, the VNNI panels paired
 /// into 512-bit vectors or left alone at the end, work split into tasks by weight rows).

@@ -211,7 +211,9 @@ fn half_linear(x: &Tensor, bits: &[u16], [n, k]: [usize; 2], ty: HalfType) -> Re
     if let Some(last) = out_dims.last_mut() {
         *last = n;
     }
-    if m >= HALF_GEMM_MIN_ROWS && !half_matmul::runs_on_amx(ty, m, k) {
+    // The kernel's rows keep their bits in any company; candle's GEMM's do not.
+    let gemm = m >= HALF_GEMM_MIN_ROWS && !candor_kernels::batch_invariant();
+    if gemm && !half_matmul::runs_on_amx(ty, m, k) {
         let rows_per_panel = (HALF_PANEL_VALUES / k).max(1);
         let y = half_gemm_panels(&x.reshape((m, k))?, bits, [n, k], ty, rows_per_panel)?;
         return Ok(y.reshape(out_dims)?);
@@ -219,6 +221,22 @@ fn half_linear(x: &Tensor, bits: &[u16], [n, k]: [usize; 2], ty: HalfType) -> Re
     let mut y = vec![0f32; m * n];
     with_values(x, |xs| half_matmul::matmul(ty, bits, n, k, xs, m, &mut y))?.map_err(err)?;
     Ok(Tensor::from_vec(y, out_dims, &Device::Cpu)?)
+}
+
+/// `f(x)` for candle's products, which round a row otherwise among others than alone (the
+/// one-row case is another loop): in batch-invariant mode (`candor_kernels::batch_invariant`)
+/// each index of x's first dimension (a token) goes through `f` alone and the results are
+/// joined again, so a token's bits never depend on the batch. A pass over the weights per
+/// token: the reference path's prefill slows, which the mode accepts.
+fn tokens_alone(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let tokens = x.dims().first().copied().unwrap_or(0);
+    if tokens <= 1 || !candor_kernels::batch_invariant() {
+        return f(x);
+    }
+    let parts = (0..tokens)
+        .map(|t| f(&x.narrow(0, t, 1)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
 }
 
 /// `x2 @ wᵀ` (`[m, n]`) through candle's GEMM on `rows_per_panel` weight rows at a time,
@@ -298,11 +316,11 @@ fn heads_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             w.dims()
         )));
     }
-    let y = x
-        .transpose(0, 1)?
-        .contiguous()?
-        .matmul(&w.transpose(1, 2)?.to_dtype(x.dtype())?)?;
-    Ok(y.transpose(0, 1)?.contiguous()?)
+    let w = w.transpose(1, 2)?.to_dtype(x.dtype())?;
+    tokens_alone(x, |x| {
+        let y = x.transpose(0, 1)?.contiguous()?.matmul(&w)?;
+        Ok(y.transpose(0, 1)?.contiguous()?)
+    })
 }
 
 /// The kernels' name for a GLU activation.
@@ -327,6 +345,8 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
 
 /// The device feature that says the AMX prefill kernels run (reports key their bf16 roof on it).
 pub const AMX_FEATURE: &str = "amx-bf16";
+/// The device feature that says the kernels run batch-invariant (`serve --batch-invariant`).
+pub const BATCH_INVARIANT_FEATURE: &str = "batch-invariant";
 
 /// The SIMD features candor's kernels care about (avx2, fma, avx512f, avx512vnni, f16c,
 /// amx-bf16; neon, dotprod).
@@ -353,6 +373,10 @@ pub fn cpu_features() -> Vec<String> {
         if candor_kernels::quant::Isa::AmxBf16.supported() {
             f.push(AMX_FEATURE.to_string());
         }
+    }
+    // Batch-invariant kernels round otherwise (`candor_kernels::batch_invariant`).
+    if candor_kernels::batch_invariant() {
+        f.push(BATCH_INVARIANT_FEATURE.to_string());
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -498,8 +522,8 @@ impl Backend for CpuBackend {
 
     fn linear(&self, x: &Tensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<Tensor> {
         let y = match w {
-            CpuWeight::Dense(t) => x.matmul(&t.t()?)?,
-            CpuWeight::Skinny(t) => x.contiguous()?.matmul(t)?,
+            CpuWeight::Dense(t) => tokens_alone(x, |x| Ok(x.matmul(&t.t()?)?))?,
+            CpuWeight::Skinny(t) => tokens_alone(x, |x| Ok(x.contiguous()?.matmul(t)?))?,
             CpuWeight::Half { bits, ty, shape } => half_linear(x, bits, *shape, *ty)?,
             // candle's product serves what the kernels reject (e.g. a row length that is not
             // a whole number of blocks).
@@ -509,12 +533,14 @@ impl Backend for CpuBackend {
                 fast: Some(ty),
             } => match quant_linear(x, &q.data()?, q.shape().dims(), *ty) {
                 Ok(y) => y,
-                Err(_) => qmm.forward(&x.contiguous()?)?,
+                Err(_) => tokens_alone(x, |x| Ok(qmm.forward(&x.contiguous()?)?))?,
             },
             CpuWeight::Mapped { blocks, ty } => {
                 quant_linear(x, blocks.bytes(), &blocks.shape, *ty)?
             }
-            CpuWeight::Quant { qmm, .. } => qmm.forward(&x.contiguous()?)?,
+            CpuWeight::Quant { qmm, .. } => {
+                tokens_alone(x, |x| Ok(qmm.forward(&x.contiguous()?)?))?
+            }
         };
         with_bias(y, bias)
     }

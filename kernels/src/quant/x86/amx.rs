@@ -16,6 +16,10 @@
 /// off (`0`/`off`/`false`: the AVX-512 VNNI kernels then run prefill too, whose results do not
 /// depend on how many rows share a product). Asks Linux for the tile state once.
 pub fn has_amx_bf16() -> bool {
+    // Tiles round a prefill otherwise than the row kernels a decode step takes.
+    if crate::batch_invariant() {
+        return false;
+    }
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
         let off = std::env::var("CANDOR_CPU_AMX")

@@ -122,7 +122,7 @@ unsafe fn round_32(src: *const f32, dst: *mut u16) {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
 pub unsafe fn split_bf16(x: &[f32], hi: &mut [u16], hi_again: &mut [u16], lo: &mut [u16]) {
     let n = x.len();
-    debug_assert!(n == hi.len() && n == hi_again.len() && n == lo.len() && n % 16 == 0);
+    debug_assert!(n == hi.len() && n == hi_again.len() && n == lo.len() && n.is_multiple_of(16));
     for i in (0..x.len()).step_by(16) {
         let v = _mm512_loadu_ps(x.as_ptr().add(i));
         let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
