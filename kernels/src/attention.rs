@@ -968,7 +968,7 @@ mod tests {
     /// and head against dense attention over its visible keys.
     #[test]
     fn prefill_blocks_match_dense_attention() {
-        check_prefill_blocks(80, 2e-5);
+        check_prefill_blocks(80, FLOAT_SUMS);
     }
 
     /// Head dims the AMX instance takes (`prefill_amx`, f16 and q8_0 caches on CPUs with AMX;
@@ -984,7 +984,7 @@ mod tests {
             #[cfg(not(target_arch = "x86_64"))]
             let amx = false;
             eprintln!("head_dim {d}: AMX {amx}");
-            check_prefill_blocks(d, if amx { 5e-4 } else { 2e-5 });
+            check_prefill_blocks(d, if amx { 5e-4 } else { FLOAT_SUMS });
         }
     }
 
@@ -1021,10 +1021,14 @@ mod tests {
         }
     }
 
+    /// `check_prefill_blocks`' bound for the f32 kernels: float sums in another order than the
+    /// reference's, over scores of up to ~45 (the biased channel): 0.9-1.1e-5 measured (AVX2+FMA).
+    const FLOAT_SUMS: f32 = 4e-5;
+
     /// Every row and head of a mixed batch against dense attention over the values the cache
     /// holds. One channel of the keys carries a bias of 150 (as Qwen2.5's do), which rounding
     /// the keys to one bf16 each (ulp 1 there) would show. `tol`: per output value, for f16
-    /// and q8_0 caches (f32 ones are always held to float sums, 2e-5).
+    /// and q8_0 caches (f32 ones are always held to float sums, `FLOAT_SUMS`).
     fn check_prefill_blocks(d: usize, tol: f32) {
         let (bs, heads, kv_heads) = (16usize, 6usize, 2usize);
         let group = heads / kv_heads;
@@ -1099,7 +1103,7 @@ mod tests {
             };
             for &cache in caches {
                 let mut out = vec![f32::NAN; q.len()];
-                let tol = if cache == "f32" { 2e-5 } else { tol };
+                let tol = if cache == "f32" { FLOAT_SUMS } else { tol };
                 let dims = (bs, kv_heads, d);
                 match cache {
                     "f16" => run((&k16, &v16), dims, (&q, &mut out), &seqs, &shape),
