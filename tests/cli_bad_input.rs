@@ -261,4 +261,15 @@ fn batch_invariant_mode_on_another_backend_is_refused() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("--batch-invariant"), "{stderr}");
+    // The same asked through the environment, as `1` (every switch reads 1/0, yes/no, on/off).
+    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+        .args(["serve", "--model", &tiny("llama"), "--port", "0"])
+        .args(["--backend", "plugin:/nonexistent/plugin.so"])
+        .env("CANDOR_BATCH_INVARIANT", "1")
+        .env("CANDOR_CORS", "yes")
+        .output()
+        .expect("run candor");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("--batch-invariant"), "{stderr}");
 }

@@ -22,15 +22,17 @@ pub fn set_batch_invariant(on: bool) -> bool {
 }
 
 /// Whether the kernels run batch-invariant: `set_batch_invariant`, else `CANDOR_BATCH_INVARIANT`
-/// (`1`/`on`/`true`/`yes`).
+/// (`1`, `y`, `yes`, `on`, `true`, in any case: what `serve` reads it as).
 pub fn batch_invariant() -> bool {
     #[cfg(test)]
     if FORCED.with(|f| f.get()) {
         return true;
     }
     *MODE.get_or_init(|| {
-        std::env::var("CANDOR_BATCH_INVARIANT")
-            .is_ok_and(|v| matches!(v.trim(), "1" | "on" | "true" | "yes"))
+        std::env::var("CANDOR_BATCH_INVARIANT").is_ok_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            matches!(v.as_str(), "1" | "y" | "yes" | "on" | "true")
+        })
     })
 }
 

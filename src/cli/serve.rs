@@ -7,6 +7,12 @@ use crate::pull;
 use crate::server::{serve, ServeConfig};
 use std::time::Duration;
 
+/// How the switches read their `CANDOR_*` variables: 1/0, true/false, yes/no, on/off (clap's
+/// default for a flag takes only true/false, so `CANDOR_CORS=1` was refused).
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
@@ -74,14 +80,14 @@ pub struct ServeArgs {
     /// Read the certificate, key and CA files again when they change (checked at most once a
     /// second, as connections arrive): a renewed certificate is served without a restart,
     /// to new connections.
-    #[arg(long, env = "CANDOR_ENABLE_SSL_REFRESH", requires = "ssl_certfile")]
+    #[arg(long, env = "CANDOR_ENABLE_SSL_REFRESH", value_parser = boolish(), requires = "ssl_certfile")]
     pub enable_ssl_refresh: bool,
     #[arg(long, env = "CANDOR_THREADS")]
     pub threads: Option<usize>,
     /// cpu, cuda[:N] or plugin:PATH.
     #[arg(long, env = "CANDOR_BACKEND", default_value = "cpu")]
     pub backend: BackendChoice,
-    #[arg(long, env = "CANDOR_DEQUANTIZE")]
+    #[arg(long, env = "CANDOR_DEQUANTIZE", value_parser = boolish())]
     pub dequantize: bool,
     /// KV cache element type: auto (CPU, and plugins that keep f16 caches: f16 for quantized
     /// weights; CUDA: the activation dtype; other plugins: f32), f32, f16, q8_0 (CPU: blocks of
@@ -121,14 +127,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CANDOR_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
     /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
-    #[arg(long, env = "CANDOR_NO_PREFIX_CACHING")]
+    #[arg(long, env = "CANDOR_NO_PREFIX_CACHING", value_parser = boolish())]
     pub no_prefix_caching: bool,
     /// Batch-invariant kernels (CPU backend): a request's logits, hence its answer for a seed,
     /// do not depend on the requests computed beside it, on its prompt's chunks or on what the
     /// prefix cache held; by default the kernels pick by row count and round a little
     /// otherwise. Costs prefill speed (no weight panels, AMX tiles or attention blocks) and
     /// long-context decode of few sequences (no split over keys).
-    #[arg(long, env = "CANDOR_BATCH_INVARIANT")]
+    #[arg(long, env = "CANDOR_BATCH_INVARIANT", value_parser = boolish())]
     pub batch_invariant: bool,
     /// Speculative decoding by prompt lookup: a decoding request drafts up to this many tokens
     /// per step by finding its last tokens earlier in its prompt or answer, and keeps those the
@@ -156,7 +162,7 @@ pub struct ServeArgs {
     /// `/embed_all`, `/predict`, `/rerank`, `/similarity`) cut an input past the context to
     /// fit unless a request says `truncate: false`, where without it they refuse it unless a
     /// request says `truncate: true`.
-    #[arg(long, env = "CANDOR_AUTO_TRUNCATE")]
+    #[arg(long, env = "CANDOR_AUTO_TRUNCATE", value_parser = boolish())]
     pub auto_truncate: bool,
     /// Serve a classifier made of the LM head's rows for these vocabulary strings (vLLM's
     /// `classifier_from_token`): `no,yes` serves Qwen3-Reranker as a cross-encoder (the score
@@ -176,11 +182,11 @@ pub struct ServeArgs {
     /// (`POST /v1/load_lora_adapter` with `lora_name` and `lora_path`, `POST
     /// /v1/unload_lora_adapter` with `lora_name`, as vLLM's): off by default, since a load
     /// reads any path the server can.
-    #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA")]
+    #[arg(long, env = "CANDOR_ALLOW_RUNTIME_LORA", value_parser = boolish())]
     pub allow_runtime_lora: bool,
     /// Turn llama-server's `GET /slots` off (it lists the running requests' ids, progress and
     /// sampling to any client with the API key).
-    #[arg(long, env = "CANDOR_NO_SLOTS")]
+    #[arg(long, env = "CANDOR_NO_SLOTS", value_parser = boolish())]
     pub no_slots: bool,
     /// A directory for llama-server's slot actions (`POST /slots/{id}?action=save|restore|
     /// erase` with `{"filename"}`): a slot's last prompt and its K/V saved to a file there, and
@@ -219,7 +225,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CANDOR_OVERRIDE_GENERATION_CONFIG")]
     pub override_generation_config: Option<String>,
     /// Allow cross-origin requests from any origin.
-    #[arg(long, env = "CANDOR_CORS")]
+    #[arg(long, env = "CANDOR_CORS", value_parser = boolish())]
     pub cors: bool,
     #[arg(long)]
     pub offline: bool,
