@@ -1,7 +1,7 @@
 //! Prefill attention blocks (`prefill`) on AMX tiles: the same walk over 64-key chunks with an
 //! online softmax, but both products of a chunk run as bf16 tile products with f32 sums
 //! (`quant::x86::amx`): scores S = Q·Kᵀ for all the block's queries at once (keys take the
-//! place of weight rows), then O = P·V with the weights P rounded to bf16 (V transposed, its
+//! place of weight rows), then O = P·V with the softmax weights P (V transposed, its
 //! dimensions in the place of weight rows), as flash-attention does on GPUs.
 //!
 //! Every operand is split into two bf16 values (`split_bf16`: f16 keys and values exactly, f32
@@ -90,7 +90,13 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
         for g in 0..b.group {
             let qv = r * b.group + g;
             // SAFETY: the CPU has AVX-512 BF16 (`usable`); d values each, a multiple of 32.
-            unsafe { split_terms(b.query(r, g), &mut s.q[qv * dq..(qv + 1) * dq], HI_HI_LO) };
+            unsafe {
+                split_terms(
+                    b.query(r, g),
+                    &mut s.q[qv * dq..(qv + 1) * dq],
+                    Terms::HiHiLo,
+                )
+            };
         }
     }
     // SAFETY: `usable` checked AMX.
@@ -103,7 +109,7 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
             // the CPU has AVX-512 BF16 (`usable`).
             unsafe {
                 let k = R::read(&kv.k[at..at + re], &mut s.row);
-                split_terms(k, &mut s.k[i * dq..(i + 1) * dq], HI_LO_HI);
+                split_terms(k, &mut s.k[i * dq..(i + 1) * dq], Terms::HiLoHi);
                 let v = R::read(&kv.v[at..at + re], &mut s.row);
                 let (hi, rest) = s.v[i * d..].split_at_mut(KEYS * d);
                 let (lo, hi2) = rest.split_at_mut(KEYS * d);
@@ -125,7 +131,7 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
         // SAFETY: as above; d a multiple of 16, dp rows, dp a multiple of 32, the V tiles
         // d/16 runs of tv bytes.
         unsafe { row_pair_b_tiles(&s.v, d, dp, &mut s.v_tiles) };
-        // SAFETY: the queries are `padded` rows of d bf16, the key tiles KEYS/16 runs of d/32
+        // SAFETY: the queries are `padded` rows of dq bf16, the key tiles KEYS/16 runs of dq/32
         // tiles, the scores `padded` rows of KEYS f32.
         unsafe {
             let (q, scores) = (s.q.as_ptr(), s.scores.as_mut_ptr());
@@ -151,10 +157,10 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
                 row[..keys.start].fill(0.0);
                 row[keys.end..].fill(0.0);
                 // SAFETY: as for the queries; KEYS (64) values.
-                unsafe { split_terms(row, &mut s.p[qv * dp..(qv + 1) * dp], HI_HI_LO) };
+                unsafe { split_terms(row, &mut s.p[qv * dp..(qv + 1) * dp], Terms::HiHiLo) };
             }
         }
-        // SAFETY: the weights are `padded` rows of KEYS bf16, the V tiles d/16 runs of KEYS/32
+        // SAFETY: the weights are `padded` rows of dp bf16, the V tiles d/16 runs of dp/32
         // tiles, the outputs `padded` rows of d f32.
         unsafe {
             let (p, o) = (s.p.as_ptr(), s.o.as_mut_ptr());
@@ -171,25 +177,26 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
     s.run.emit(b, emit);
 }
 
-/// Where `split_terms` puts the second copy of the high terms: the A operand (queries,
-/// weights) as `[hi | hi | lo]` meets the B operand (keys, V) as `[hi | lo | hi]`.
-const HI_HI_LO: usize = 1;
-const HI_LO_HI: usize = 2;
+/// How `split_terms` lays out an operand's thirds: the A operand (queries, weights) as
+/// `[hi | hi | lo]` meets the B operand (keys, V) as `[hi | lo | hi]`.
+#[derive(Clone, Copy)]
+enum Terms {
+    HiHiLo,
+    HiLoHi,
+}
 
-/// `x` split (`split_bf16`) into `out` (`TERMS` × its length): the high terms in the first
-/// third and in third `second_hi`, the low terms in the other.
+/// `x` split (`split_bf16`) into `out` (`TERMS` × its length), laid out as `terms` says.
 ///
 /// # Safety
 /// As `split_bf16`; `out.len() == TERMS * x.len()`.
 #[inline(always)]
-unsafe fn split_terms(x: &[f32], out: &mut [u16], second_hi: usize) {
+unsafe fn split_terms(x: &[f32], out: &mut [u16], terms: Terms) {
     let n = x.len();
     let (hi, rest) = out.split_at_mut(n);
     let (b, c) = rest.split_at_mut(n);
-    let (lo, hi2) = if second_hi == HI_HI_LO {
-        (c, b)
-    } else {
-        (b, c)
+    let (lo, hi2) = match terms {
+        Terms::HiHiLo => (c, b),
+        Terms::HiLoHi => (b, c),
     };
     // SAFETY: forwarded.
     unsafe { split_bf16(x, hi, hi2, lo) };

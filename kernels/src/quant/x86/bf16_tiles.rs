@@ -100,7 +100,7 @@ fn widen(bytes: __m128i, scale: __m512, min: __m512) -> __m512 {
 /// The 32 f32 at `src` rounded to bf16 (nearest even) at `dst`.
 ///
 /// # Safety
-/// As `to_bf16`; `src` and `dst` hold 32 values.
+/// The CPU must have AVX-512 VNNI and BF16; `src` and `dst` hold 32 values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
 unsafe fn round_32(src: *const f32, dst: *mut u16) {
