@@ -242,34 +242,29 @@ fn serve_names_an_unreadable_chat_template() {
 }
 
 /// `serve --batch-invariant` is a mode of the CPU kernels: asked of another backend, the
-/// server refuses to start, saying so.
+/// server refuses to start, saying so; asked by flag or through the environment as `1` (every
+/// switch reads 1/0, yes/no, on/off).
 #[test]
 fn batch_invariant_mode_on_another_backend_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args([
-            "serve",
-            "--model",
-            &tiny("llama"),
-            "--port",
-            "0",
-            "--batch-invariant",
-        ])
-        .args(["--backend", "plugin:/nonexistent/plugin.so"])
-        .output()
-        .expect("run candor");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("--batch-invariant"), "{stderr}");
-    // The same asked through the environment, as `1` (every switch reads 1/0, yes/no, on/off).
-    let out = Command::new(env!("CARGO_BIN_EXE_candor"))
-        .args(["serve", "--model", &tiny("llama"), "--port", "0"])
-        .args(["--backend", "plugin:/nonexistent/plugin.so"])
-        .env("CANDOR_BATCH_INVARIANT", "1")
-        .env("CANDOR_CORS", "yes")
-        .output()
-        .expect("run candor");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("--batch-invariant"), "{stderr}");
+    let flag: (&[&str], &[(&str, &str)]) = (&["--batch-invariant"], &[]);
+    let env: (&[&str], &[(&str, &str)]) = (
+        &[],
+        &[("CANDOR_BATCH_INVARIANT", "1"), ("CANDOR_CORS", "yes")],
+    );
+    for (args, vars) in [flag, env] {
+        let out = Command::new(env!("CARGO_BIN_EXE_candor"))
+            .args(["serve", "--model", &tiny("llama"), "--port", "0"])
+            .args(["--backend", "plugin:/nonexistent/plugin.so"])
+            .args(args)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run candor");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains("--batch-invariant"),
+            "{args:?} {vars:?}: {stderr}"
+        );
+    }
 }

@@ -815,13 +815,7 @@ mod tests {
             start_pos: n_keys - 1,
             block_table: &table,
         }];
-        let shape = AttnShape {
-            heads,
-            scale: 0.125,
-            window: None,
-            softcap: None,
-            sinks: None,
-        };
+        let shape = plain_shape(heads, 0.125);
         paged_attention(&q, &mut out, &kv, &seqs, &shape);
         for h in 0..heads {
             let want = dense(&q[h * d..][..d], &ks, &vs, 0.125);
@@ -886,13 +880,7 @@ mod tests {
             kv_heads,
             head_dim: d,
         };
-        let shape = AttnShape {
-            heads,
-            scale: 0.3,
-            window: None,
-            softcap: None,
-            sinks: None,
-        };
+        let shape = plain_shape(heads, 0.3);
         // Sequence 0 prefills positions 3..11 (8 rows); sequence 1 decodes at position 5.
         for (s, rows, start_pos) in [(0usize, 8usize, 3usize), (1, 1, 5)] {
             let seqs = [SeqQueries {
@@ -1018,6 +1006,17 @@ mod tests {
             "f16" => src.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
             "q8_0" => q8.iter().flat_map(KvQ8::values).collect(),
             _ => src.to_vec(),
+        }
+    }
+
+    /// Causal attention over every earlier key: no window, cap or sinks.
+    fn plain_shape(heads: usize, scale: f32) -> AttnShape<'static> {
+        AttnShape {
+            heads,
+            scale,
+            window: None,
+            softcap: None,
+            sinks: None,
         }
     }
 
@@ -1161,13 +1160,7 @@ mod tests {
             kf.iter().map(|&x| f16::from_f32(x)).collect(),
             vf.iter().map(|&x| f16::from_f32(x)).collect(),
         );
-        let shape = AttnShape {
-            heads,
-            scale: 0.125,
-            window: None,
-            softcap: None,
-            sinks: None,
-        };
+        let shape = plain_shape(heads, 0.125);
         let row = heads * d;
         let q: Vec<f32> = (0..ctx * row).map(|i| noise(7_000_000 + i)).collect();
         let seq = |q_start, q_len, start_pos, block_table| SeqQueries {

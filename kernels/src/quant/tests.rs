@@ -562,20 +562,7 @@ fn one_row_gets_the_bits_it_gets_among_a_few() {
                 let w = random_weights(&mut g, ty, n, k);
                 let m = 3;
                 let x = random_x(&mut g, m * k);
-                let mut few = vec![0f32; m * n];
-                matmul_with(isa, ty, &w, n, k, &x, m, &mut few).unwrap();
-                for r in 0..m {
-                    let mut one = vec![0f32; n];
-                    matmul_with(isa, ty, &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
-                    for (j, v) in one.iter().enumerate() {
-                        assert_eq!(
-                            v.to_bits(),
-                            few[r * n + j].to_bits(),
-                            "{isa:?} {ty:?} n{n} k{k} row {r} [{j}]: {v} alone vs {} among {m}",
-                            few[r * n + j]
-                        );
-                    }
-                }
+                assert_rows_get_their_bits_alone(isa, ty, &w, (n, k), &x, 0..m);
             }
         }
     }
@@ -594,21 +581,35 @@ fn in_batch_invariant_mode_a_row_gets_its_bits_among_any_rows() {
             let w = random_weights(&mut g, ty, n, k);
             for m in [2, 4, 6, 24, 32, 40, 300] {
                 let x = random_x(&mut g, m * k);
-                let mut all = vec![0f32; m * n];
-                matmul_with(isa, ty, &w, n, k, &x, m, &mut all).unwrap();
-                for r in [0, m / 2, m - 1] {
-                    let mut one = vec![0f32; n];
-                    matmul_with(isa, ty, &w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
-                    for (j, v) in one.iter().enumerate() {
-                        assert_eq!(
-                            v.to_bits(),
-                            all[r * n + j].to_bits(),
-                            "{isa:?} {ty:?} m{m} row {r} [{j}]: {v} alone vs {}",
-                            all[r * n + j]
-                        );
-                    }
-                }
+                assert_rows_get_their_bits_alone(isa, ty, &w, (n, k), &x, [0, m / 2, m - 1]);
             }
+        }
+    }
+}
+
+/// The product of all of `x`'s rows (`m` = its length / k) against `w` (`n` × `k`), and
+/// each of `rows` alone: the same bits.
+fn assert_rows_get_their_bits_alone(
+    isa: Isa,
+    ty: QuantType,
+    w: &[u8],
+    (n, k): (usize, usize),
+    x: &[f32],
+    rows: impl IntoIterator<Item = usize>,
+) {
+    let m = x.len() / k;
+    let mut all = vec![0f32; m * n];
+    matmul_with(isa, ty, w, n, k, x, m, &mut all).unwrap();
+    for r in rows {
+        let mut one = vec![0f32; n];
+        matmul_with(isa, ty, w, n, k, &x[r * k..(r + 1) * k], 1, &mut one).unwrap();
+        for (j, v) in one.iter().enumerate() {
+            assert_eq!(
+                v.to_bits(),
+                all[r * n + j].to_bits(),
+                "{isa:?} {ty:?} n{n} k{k} row {r} [{j}]: {v} alone vs {} among {m}",
+                all[r * n + j]
+            );
         }
     }
 }
