@@ -299,14 +299,17 @@ impl CpuKvCache {
         ) {
             let elems = rows.row_bytes / E::BYTES;
             let row_bytes = rows.row_bytes;
-            // Layers in parallel, as `read_rows` gathers them.
+            // Runs of slots and layers in parallel, as `read_rows` gathers them.
+            let runs = candor_models::kv_rows::slot_runs(slots);
             let pairs = layers.par_iter_mut().zip(rows.layers.par_iter());
             pairs.for_each(|((k, v), (kb, vb))| {
-                for (i, &slot) in slots.iter().enumerate() {
-                    let s = slot as usize * elems;
-                    let at = i * row_bytes;
-                    E::take_all(&kb[at..at + row_bytes], &mut k[s..s + elems]);
-                    E::take_all(&vb[at..at + row_bytes], &mut v[s..s + elems]);
+                let mut at = 0;
+                for &(first, count) in &runs {
+                    let (s, end) = (first * elems, (first + count) * elems);
+                    let bytes = at..at + count * row_bytes;
+                    E::take_all(&kb[bytes.clone()], &mut k[s..end]);
+                    E::take_all(&vb[bytes], &mut v[s..end]);
+                    at += count * row_bytes;
                 }
             });
         }
