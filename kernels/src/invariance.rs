@@ -6,11 +6,15 @@
 //! By default the kernels pick by row count: VNNI CPUs repack weights into panels from a few
 //! rows on and AMX CPUs multiply 32 rows or more on bf16 tiles; prefill attention runs in
 //! blocks of rows and long decode rows are split over their keys. Each rounds otherwise than
-//! the one-row kernels, by little, but enough to tip a near tie. In this mode the quantized and
-//! half-precision products keep the row kernels for any count (the same bits for a row alone or
-//! among any others), and attention attends row by row over all of a row's keys in one task.
-//! It costs prefill speed (no panels, tiles or blocks) and long-context decode with few
-//! sequences (no key split); it leaves decode of many sequences as fast.
+//! the one-row kernels, by little, but enough to tip a near tie. In this mode a row is computed
+//! the same way alone or among any others: on VNNI CPUs the quantized products take the panel
+//! kernels' arithmetic at every count (repacked panels from a few rows on, the same operations
+//! straight from the weight blocks below: `quant::x86::panel_rows`), elsewhere the row kernels;
+//! the half-precision products keep the vector kernels; attention attends row by row over all
+//! of a row's keys in one task. It costs prefill speed (no AMX tiles, no attention blocks; on
+//! VNNI prefill runs at the panels' speed, elsewhere at the row tiles'), a little decode speed
+//! on VNNI (the panel arithmetic sums each block across lanes) and long-context decode with few
+//! sequences (no key split).
 use std::sync::OnceLock;
 
 static MODE: OnceLock<bool> = OnceLock::new();

@@ -243,10 +243,12 @@ pub(super) fn takes_amx(isa: Isa, m: usize) -> bool {
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
-/// format, except from `fused_panel_min_rows` rows on VNNI CPUs (repacked panels, `x86::panel`).
+/// format, except from `fused_panel_min_rows` rows on VNNI CPUs (repacked panels, `x86::panel`)
+/// and at any count there in batch-invariant mode (below the panel count `x86::panel_rows`
+/// gives the panels' bits without the repack).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    let panels = matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && !crate::batch_invariant();
-    if panels && m >= fused_panel_min_rows(ty) {
+    let panels = matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16);
+    if panels && (m >= fused_panel_min_rows(ty) || crate::batch_invariant()) {
         ty.panel_format()
     } else {
         ty.act_format()
@@ -409,7 +411,10 @@ impl<'a> RowSplit<'a> {
         }
     }
 
-    /// Task t's weight rows into `out` (activation row r's products at `r * stride`).
+    /// Task t's weight rows into `out` (activation row r's products at `r * stride`). With the
+    /// Panel format, rows below `fused_panel_min_rows` (batch-invariant mode only) run the
+    /// panels' arithmetic straight from the weight blocks, where a repack costs more than it
+    /// saves.
     fn run(&self, t: usize, out: &mut [f32], stride: usize) {
         let first = t * self.chunk;
         let rows = self.chunk.min(self.n - first);
@@ -417,7 +422,11 @@ impl<'a> RowSplit<'a> {
         if self.fused {
             // Only VNNI quantizes activations for panels.
             #[cfg(target_arch = "x86_64")]
-            self.fused_panels(w, rows, out, stride);
+            if self.x.rows < fused_panel_min_rows(self.ty) {
+                super::x86::panel_rows(self.ty, w, self.row_bytes, &self.x, out, stride);
+            } else {
+                self.fused_panels(w, rows, out, stride);
+            }
             return;
         }
         panel(self.isa, self.ty, w, self.row_bytes, &self.x, out, stride);

@@ -690,3 +690,61 @@ fn wide_kquant_kernels_give_the_bits_of_the_tiles() {
         }
     }
 }
+
+/// On VNNI the products of a few activation rows straight from the weight blocks
+/// (`x86::panel_rows`: batch-invariant mode's kernel below the panel counts) give the bits of
+/// the repacked panels (`x86::panel_gemm`), for every format, activation row count (whole
+/// tiles and tails) and weight row count (whole groups of eight and tails), written `stride`
+/// apart; and both are the scalar reference of the same activations within float rounding.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn panel_rows_give_the_bits_of_the_repacked_panels() {
+    use super::x86::{panel, panel_gemm, panel_rows, repack_panel};
+    if !super::x86::has_vnni() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let mut g = Gen(0x9a2e_1205_5eed);
+    for ty in QuantType::ALL {
+        for (n, blocks) in [(1, 1), (8, 2), (11, 3), (19, 1)] {
+            let k = blocks * ty.block_elems();
+            let w = random_weights(&mut g, ty, n, k);
+            let rb = ty.row_bytes(k).unwrap();
+            let pb = panel::panel_bytes(k);
+            let mut panels = vec![0u8; n.div_ceil(panel::ROWS) * pb];
+            for (i, out) in panels.chunks_exact_mut(pb).enumerate() {
+                let rows = i * panel::ROWS..((i + 1) * panel::ROWS).min(n);
+                repack_panel(ty, &w[rows.start * rb..rows.end * rb], rb, k, out);
+            }
+            for m in [1, 2, 3, 4, 5, 8, 9] {
+                let x = random_x(&mut g, m * k);
+                let mut act = QuantizedRows::default();
+                act.quantize(ty.panel_format(), &x, m, k);
+                let view = act.rows(0, m);
+                let stride = n + 3;
+                let mut repacked = vec![f32::NAN; m * stride];
+                let mut direct = vec![f32::NAN; m * stride];
+                panel_gemm(ty, &panels, n, k, &view, &mut repacked, stride);
+                panel_rows(ty, &w, rb, &view, &mut direct, stride);
+                let mut want = vec![0f32; m * n];
+                scalar_panel(ty, &w, rb, &view, &mut want, n);
+                let mag = magnitudes(ty, &w, n, k, &x, m);
+                for r in 0..m {
+                    for j in 0..n {
+                        let (a, b) = (direct[r * stride + j], repacked[r * stride + j]);
+                        let (want, mag) = (want[r * n + j], mag[r * n + j]);
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{ty:?} n{n} k{k} m{m} row {r} col {j}: {a} vs {b} from panels"
+                        );
+                        assert!(
+                            (a - want).abs() <= 1e-5 * mag + 1e-6,
+                            "{ty:?} n{n} k{k} m{m} row {r} col {j}: {a} vs reference {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

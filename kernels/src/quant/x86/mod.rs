@@ -10,6 +10,7 @@ pub mod amx_gemm;
 pub(crate) mod bf16_tiles;
 mod kernels;
 pub mod panel;
+mod panel_rows;
 mod prim_avx2;
 mod prim_vnni;
 mod quantize;
@@ -143,7 +144,7 @@ pub fn panel_gemm(
         k.is_multiple_of(ty.block_elems())
             && x.k == k
             && panels.len() == n.div_ceil(panel::ROWS) * panel::panel_bytes(k)
-            && ystride >= n
+            && (x.rows <= 1 || ystride >= n)
             && (x.rows == 0 || y.len() >= (x.rows - 1) * ystride + n)
             && x.qs.len() >= x.rows * k
             && x.d.len() >= x.rows * k / 32
@@ -153,6 +154,34 @@ pub fn panel_gemm(
     // SAFETY: features checked; panels hold every row of W repacked for this K; x has the
     // Panel format's buffers for `x.rows` rows of K; y holds x.rows rows of n, ystride apart.
     unsafe { panel::gemm(ty, panels, n, k, x, y, ystride) }
+}
+
+/// Safe entry to `panel_rows::rows` (VNNI): the panel kernels' products of the weight rows in
+/// `w` for every row of `x` (activation row r's at `out[r * stride..]`), without a repack.
+pub fn panel_rows(
+    ty: crate::quant::QuantType,
+    w: &[u8],
+    row_bytes: usize,
+    x: &crate::quant::RowsView<'_>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    assert!(has_vnni(), "panel kernels need AVX-512 VNNI");
+    let n = w.len() / row_bytes;
+    let k = x.k;
+    assert!(
+        Some(row_bytes) == ty.row_bytes(k)
+            && w.len().is_multiple_of(row_bytes)
+            && (x.rows <= 1 || stride >= n)
+            && (x.rows == 0 || out.len() >= (x.rows - 1) * stride + n)
+            && x.qs.len() >= x.rows * k
+            && x.d.len() >= x.rows * k / 32
+            && x.fs16.len() >= x.rows * k / 16
+            && x.fs32.len() >= x.rows * k / 32
+    );
+    // SAFETY: features checked; `w` is whole rows of K / block blocks (row_bytes is the row
+    // length for K); x has the Panel format's buffers for its rows; out holds every product.
+    unsafe { panel_rows::rows(ty, w, row_bytes, x, out, stride) }
 }
 
 /// Quantize activation blocks with AVX2 when the CPU has it (same bytes as the scalar loop);
