@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 /// Weight rows per panel.
 pub const ROWS: usize = 8;
 /// Bytes per 32-element block of a panel: 8 quant vectors, then 4 f32 vectors.
-pub(super) const BLOCK: usize = 8 * 32 + 4 * 32;
+const BLOCK: usize = 8 * 32 + 4 * 32;
 /// Activation rows per register tile: 8 accumulators, 8 weight vectors and temporaries fit
 /// AVX-512VL's 32 registers.
 const R_TILE: usize = 8;
@@ -94,13 +94,7 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
         let dst = out[u * chunks * BLOCK..(u + 1) * chunks * BLOCK].as_mut_ptr();
         for c in 0..rows {
             let p = w.as_ptr().add(c * row_bytes + u * bb);
-            // Field i of chunk j: the f32 at 256 + 32·i of the chunk's block, lane c.
-            let f = dst.add(256 + 4 * c);
-            decode_unit(ty, p, &mut q, c, |j, s, m| {
-                for (i, v) in [s[0], s[1], m[0], m[1]].into_iter().enumerate() {
-                    std::ptr::write_unaligned(f.add(j * BLOCK + 32 * i) as *mut f32, v);
-                }
-            });
+            decode_unit(ty, p, dst.add(4 * c), &mut q, c);
         }
         for (j, qj) in q.iter().enumerate().take(chunks) {
             let t = transpose8(qj);
@@ -183,21 +177,25 @@ pub(super) unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
     }
 }
 
-/// Decode one K-quant super-block of a row (at `p`) into `q[chunk][c]`, and hand each chunk's
-/// scales and mins to `fields(chunk, [scale of 0..16, of 16..32], [min of 0..16, of 16..32])`
-/// (`repack` writes them into the panel; `panel_rows` computes them for 8 rows at once and
-/// passes a closure that does nothing, whose unused values the compiler drops).
+/// Decode one K-quant super-block of a row (at `p`) into `q[chunk][c]`, and write its scales
+/// and mins straight into the panel: `f` points at this row's first f32 of the unit's first
+/// block (f32 field i of chunk j lives at `f + j·BLOCK + 256 + 32·i`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn decode_unit(
+unsafe fn decode_unit(
     ty: QuantType,
     p: *const u8,
+    f: *mut u8,
     q: &mut [[__m256i; ROWS]; 8],
     c: usize,
-    mut fields: impl FnMut(usize, [f32; 2], [f32; 2]),
 ) {
     let low4 = _mm256_set1_epi8(0x0f);
     let bit4 = _mm256_set1_epi8(0x10);
+    let fields = |j: usize, s: [f32; 2], m: [f32; 2]| {
+        for (i, v) in [s[0], s[1], m[0], m[1]].into_iter().enumerate() {
+            std::ptr::write_unaligned(f.add(j * BLOCK + 256 + 32 * i) as *mut f32, v);
+        }
+    };
     match ty {
         // `repack` takes the 32-element formats in its own loop.
         QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => {

@@ -5,20 +5,23 @@
 //! repack costs more than the product. The row tiles (`kernels`) need no repack but round
 //! otherwise (a block product converted per lane, K-quants per super-block), so a row computed
 //! among a few others got other bits than among many. Here each group of 8 weight rows is
-//! decoded as `panel::repack` decodes it, each row's block product is summed across lanes in
-//! integers (exact, so any order gives the same sum), and the float steps are the panel
-//! kernel's, operation for operation and in the same order: scale the block sum, subtract
-//! the minimum times the activation sum. A row's result is then the panel kernel's, bit for
-//! bit, whatever the number of rows, which is what batch-invariant mode needs from the panels'
-//! speed.
+//! decoded to the quants, scales and mins `panel::repack` gives, two 32-element blocks (or
+//! K-quant chunks) of a row per 512-bit vector; each row's block product is summed across lanes
+//! in integers (exact, so any order gives the same sum), and the float steps are the panel
+//! kernel's, operation for operation and in the same order, block after block: scale the block
+//! sum, subtract the minimum times the activation sum. A row's result is then the panel
+//! kernel's, bit for bit, whatever the number of rows: batch-invariant mode's products below
+//! the panel counts, at the row tiles' decode speed (`qbench`, Xeon SPR, one row: Q4_0 / Q5_0 /
+//! Q8_0 / MXFP4 0.9-1.1x the tiles, the K-quants ~0.6-0.7x, whose tiles sum a whole
+//! super-block in integers).
 use super::super::activations::RowsView;
 use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
-use super::panel::{decode_unit, f16_of, offset_of, quants_b32, ROWS};
+use super::panel::{f16_of, offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
 
-/// Activation rows per pass over a group's weights: the group's decoded quants (8 vectors per
-/// 32-element chunk) stay in registers while each row's 8 block products are summed.
+/// Activation rows per pass over a group's weights: the group's decoded block pair (one vector
+/// per weight row) stays in registers while each activation row's products are summed.
 const R_TILE: usize = 4;
 
 /// `out[r * stride + i]` = activation row r · weight row i, for the weight rows in `w` (whole
@@ -102,7 +105,8 @@ unsafe fn group_tile<const R: usize>(
     }
 }
 
-/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4).
+/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4): two blocks per 512-bit
+/// vector (as `tile_k` takes two chunks), an odd last block on its own.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_b32<const R: usize>(
@@ -114,17 +118,60 @@ unsafe fn tile_b32<const R: usize>(
 ) -> [__m256; R] {
     let rows = w.len() / row_bytes;
     let bb = ty.block_bytes();
-    let offset = _mm256_set1_ps(offset_of(ty));
+    let offset = _mm512_set1_ps(offset_of(ty));
     let ahead = prefetch_distance(ROWS, row_bytes);
-    // Row c's quants in q[c]; missing rows stay zero, as in a repacked panel.
-    let mut q = [_mm256_setzero_si256(); ROWS];
+    // Where each of the 16 scales of a block pair lies from the first row's first block:
+    // lane i is row i % 8's block i / 8 (missing rows read row 0's, their quants are zero).
+    let at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    let present = (1u16 << rows) - 1;
+    let row_of = _mm512_maskz_mov_epi32(present | (present << 8), at);
+    let second = _mm512_maskz_set1_epi32(0xff00, bb as i32);
+    let lanes = _mm512_add_epi32(
+        _mm512_mullo_epi32(row_of, _mm512_set1_epi32(row_bytes as i32)),
+        second,
+    );
+    // Row c's quants of the block pair in q[c]; missing rows stay zero, as in a repacked panel.
+    let mut q = [_mm512_setzero_si512(); ROWS];
     let mut acc = [_mm256_setzero_ps(); R];
-    for b in 0..k / 32 {
+    let blocks = k / 32;
+    for b in (0..blocks - blocks % 2).step_by(2) {
+        let block = |c: usize, h: usize| w.as_ptr().add(c * row_bytes + (b + h) * bb);
+        for (c, q) in q.iter_mut().enumerate().take(rows) {
+            _mm_prefetch::<_MM_HINT_T0>(block(c, 0).wrapping_add(ahead) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(block(c, 1).wrapping_add(ahead) as *const i8);
+            let lo = quants_b32(ty, block(c, 0));
+            *q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), quants_b32(ty, block(c, 1)));
+        }
+        // The 16 block scales (the first 4 bytes of every block: f16 d, or MXFP4's exponent).
+        let heads = _mm512_i32gather_epi32::<1>(lanes, block(0, 0) as *const i32);
+        let s = match ty {
+            QuantType::Mxfp4 => {
+                let exps = _mm512_and_si512(heads, _mm512_set1_epi32(0xff));
+                _mm512_i32gather_ps::<4>(exps, E8M0_HALF.as_ptr())
+            }
+            _ => _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads)),
+        };
+        let m = _mm512_mul_ps(s, offset);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let xv = _mm512_loadu_si512(x.qs[r].add(32 * b) as *const __m512i);
+            let (za, zb) = pair_sums(&q, xv);
+            let i = _mm512_add_epi32(za, zb);
+            for h in 0..2 {
+                let (s, m) = (half_ps(s, h), half_ps(m, h));
+                let dx = _mm256_set1_ps(*x.d[r].add(b + h));
+                let fs = _mm256_set1_ps(*x.fs32[r].add(b + h));
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(half(i, h)), _mm256_mul_ps(s, dx), *acc);
+                *acc = _mm256_fnmadd_ps(m, fs, *acc);
+            }
+        }
+    }
+    if blocks % 2 == 1 {
+        let b = blocks - 1;
+        let mut q = [_mm256_setzero_si256(); ROWS];
         let mut bits = [0u16; ROWS];
         let mut exps = [0f32; ROWS];
         for (c, q) in q.iter_mut().enumerate().take(rows) {
             let p = w.as_ptr().add(c * row_bytes + b * bb);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead) as *const i8);
             *q = quants_b32(ty, p);
             match ty {
                 QuantType::Mxfp4 => exps[c] = E8M0_HALF[*p as usize],
@@ -135,7 +182,7 @@ unsafe fn tile_b32<const R: usize>(
             QuantType::Mxfp4 => _mm256_loadu_ps(exps.as_ptr()),
             _ => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
         };
-        let m = _mm256_mul_ps(s, offset);
+        let m = _mm256_mul_ps(s, half_ps(offset, 0));
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
             let (ia, ib) = block_sums(&q, xv);
@@ -149,7 +196,16 @@ unsafe fn tile_b32<const R: usize>(
     acc
 }
 
-/// `group_tile` for the K-quants (256-element super-blocks of eight 32-element chunks).
+/// Half h (0: low, 1: high) of a 512-bit float vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn half_ps(v: __m512, h: usize) -> __m256 {
+    _mm256_castsi256_ps(half(_mm512_castps_si512(v), h))
+}
+
+/// `group_tile` for the K-quants (256-element super-blocks of eight 32-element chunks), two
+/// chunks per 512-bit vector: half the dot-product instructions and a cheaper sum across lanes
+/// than one chunk per 256-bit vector; the float steps still run chunk by chunk.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_k<const R: usize>(
@@ -163,8 +219,8 @@ unsafe fn tile_k<const R: usize>(
     let bb = ty.block_bytes();
     let split = ty == QuantType::Q6K;
     let ahead = prefetch_distance(ROWS, row_bytes);
-    // Row c's quants of chunk j in q[j][c]; missing rows stay zero, as in a repacked panel.
-    let mut q = [[_mm256_setzero_si256(); ROWS]; 8];
+    // Row c's quants of the chunk pair in q[c]; missing rows stay zero, as in a repacked panel.
+    let mut q = [_mm512_setzero_si512(); ROWS];
     let mut acc = [_mm256_setzero_ps(); R];
     for u in 0..k / 256 {
         let unit = |c: usize| w.as_ptr().add(c * row_bytes + u * bb);
@@ -172,32 +228,132 @@ unsafe fn tile_k<const R: usize>(
             for line in (0..bb).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(unit(c).wrapping_add(line + ahead) as *const i8);
             }
-            decode_unit(ty, unit(c), &mut q, c, |_, _, _| {});
         }
         let fields = k_fields(ty, rows, unit);
-        for (j, (qj, [s_a, s_b, m_a, m_b])) in q.iter().zip(fields).enumerate() {
-            let b = 8 * u + j;
+        for pair in 0..4 {
+            for (c, q) in q.iter_mut().enumerate().take(rows) {
+                *q = k_pair(ty, unit(c), pair);
+            }
+            let b = 8 * u + 2 * pair;
             for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
-                let (ia, ib) = block_sums(qj, xv);
-                let dx = _mm256_set1_ps(*x.d[r].add(b));
-                if split {
-                    let fa = _mm256_set1_ps(*x.fs16[r].add(2 * b));
-                    let fb = _mm256_set1_ps(*x.fs16[r].add(2 * b + 1));
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), *acc);
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), *acc);
-                    *acc = _mm256_fnmadd_ps(m_a, fa, *acc);
-                    *acc = _mm256_fnmadd_ps(m_b, fb, *acc);
-                } else {
-                    let fs = _mm256_set1_ps(*x.fs32[r].add(b));
-                    let i = _mm256_add_epi32(ia, ib);
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s_a, dx), *acc);
-                    *acc = _mm256_fnmadd_ps(m_a, fs, *acc);
+                let xv = _mm512_loadu_si512(x.qs[r].add(32 * b) as *const __m512i);
+                let (za, zb) = pair_sums(&q, xv);
+                for (h, fields) in fields[2 * pair..2 * pair + 2].iter().enumerate() {
+                    let [s_a, s_b, m_a, m_b] = *fields;
+                    let dx = _mm256_set1_ps(*x.d[r].add(b + h));
+                    if split {
+                        let (ia, ib) = (half(za, h), half(zb, h));
+                        let fa = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h)));
+                        let fb = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h) + 1));
+                        *acc =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), *acc);
+                        *acc =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), *acc);
+                        *acc = _mm256_fnmadd_ps(m_a, fa, *acc);
+                        *acc = _mm256_fnmadd_ps(m_b, fb, *acc);
+                    } else {
+                        let i = half(_mm512_add_epi32(za, zb), h);
+                        let fs = _mm256_set1_ps(*x.fs32[r].add(b + h));
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s_a, dx), *acc);
+                        *acc = _mm256_fnmadd_ps(m_a, fs, *acc);
+                    }
                 }
             }
         }
     }
     acc
+}
+
+/// Half h (0: low, 1: high) of a 512-bit vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn half(v: __m512i, h: usize) -> __m256i {
+    match h {
+        0 => _mm512_castsi512_si256(v),
+        _ => _mm512_extracti64x4_epi64::<1>(v),
+    }
+}
+
+/// Chunks 2·pair and 2·pair + 1 of the K-quant super-block at `p`, as unsigned bytes in the
+/// low and high halves of one vector: the quants `panel::decode_unit` gives those chunks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn k_pair(ty: QuantType, p: *const u8, pair: usize) -> __m512i {
+    let low4 = _mm512_set1_epi8(0x0f);
+    match ty {
+        QuantType::Q6K => {
+            // Chunks 4h + kk: low bits from the 64 bytes at 64h (low nibbles for kk 0 and 1,
+            // high ones for 2 and 3), high bits 2kk..2kk+2 of the 32 bytes at 128 + 32h.
+            let (h, upper) = (pair / 2, pair % 2 == 1);
+            let ql = _mm512_loadu_si512(p.add(64 * h) as *const __m512i);
+            let lo = _mm512_and_si512(
+                if upper {
+                    _mm512_srli_epi16::<4>(ql)
+                } else {
+                    ql
+                },
+                low4,
+            );
+            let qh =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i));
+            let halves = |a: i16, b: i16| {
+                _mm512_inserti64x4::<1>(_mm512_set1_epi16(a), _mm256_set1_epi16(b))
+            };
+            // Bits 2kk..2kk+2 to bits 4..6: kk 0 and 1 shift left by 4 and 2, kk 2 and 3 right
+            // by 0 and 2.
+            let hi = match upper {
+                false => _mm512_sllv_epi16(qh, halves(4, 2)),
+                true => _mm512_srlv_epi16(qh, halves(0, 2)),
+            };
+            _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)))
+        }
+        _ => {
+            let five = ty == QuantType::Q5K;
+            let qs = p.add(if five { 48 } else { 16 });
+            let bytes =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(qs.add(32 * pair) as *const __m256i));
+            // Low nibbles (chunk 2·pair) in the low half, high nibbles in the high one.
+            let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+            let v = _mm512_and_si512(_mm512_srlv_epi64(bytes, shift), low4);
+            if !five {
+                return v;
+            }
+            let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+            let bit =
+                |j: usize| _mm256_test_epi8_mask(qh, _mm256_set1_epi8((1u8 << j) as i8)) as u64;
+            let fifth = bit(2 * pair) | bit(2 * pair + 1) << 32;
+            _mm512_or_si512(v, _mm512_maskz_mov_epi8(fifth, _mm512_set1_epi8(0x10)))
+        }
+    }
+}
+
+/// Each of 8 weight rows' chunk pairs (`q[c]`, unsigned bytes) · the activations' (`x`), in
+/// exact integers: the first vector holds, per chunk (low half: the first), row c's sum over
+/// elements 0..16 in lane c; the second over 16..32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_sums(q: &[__m512i; ROWS], x: __m512i) -> (__m512i, __m512i) {
+    // Lane l of p[c]: row c's elements 4l..4l+4 times x's; 128-bit quarter t holds elements
+    // 16t..16t+16 of the pair.
+    let p: [__m512i; ROWS] =
+        std::array::from_fn(|c| _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[c], x));
+    // Within each quarter: a[i] = rows 2i, 2i+1 interleaved, pairs of lanes summed; then b[g]
+    // = rows 4g..4g+4, each quarter's four lanes summed.
+    let a: [__m512i; 4] = std::array::from_fn(|i| {
+        let (u, v) = (p[2 * i], p[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(u, v), _mm512_unpackhi_epi32(u, v))
+    });
+    let b: [__m512i; 2] = std::array::from_fn(|g| {
+        let (u, v) = (a[2 * g], a[2 * g + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v))
+    });
+    // Quarters 0 and 2 (elements 0..16 of each chunk) of rows 0..4, then 4..8; likewise 1, 3.
+    let first = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    let second = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    (
+        _mm512_permutex2var_epi64(b[0], first, b[1]),
+        _mm512_permutex2var_epi64(b[0], second, b[1]),
+    )
 }
 
 /// A K-quant super-block's scales and mins for 8 rows (`unit(c)`: row c's super-block; rows
