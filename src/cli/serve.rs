@@ -132,8 +132,8 @@ pub struct ServeArgs {
     /// Batch-invariant kernels (CPU backend): a request's logits, hence its answer for a seed,
     /// do not depend on the requests computed beside it, on its prompt's chunks or on what the
     /// prefix cache held; by default the kernels pick by row count and round a little
-    /// otherwise. Costs prefill speed (no weight panels, AMX tiles or attention blocks) and
-    /// long-context decode of few sequences (no split over keys).
+    /// otherwise. Costs prefill speed (no AMX tiles or attention blocks; no weight panels on
+    /// CPUs without AVX-512 VNNI) and long-context decode of few sequences (no split over keys).
     #[arg(long, env = "CANDOR_BATCH_INVARIANT", value_parser = boolish())]
     pub batch_invariant: bool,
     /// Speculative decoding by prompt lookup: a decoding request drafts up to this many tokens
