@@ -34,7 +34,7 @@ pub fn panel_bytes(k: usize) -> usize {
 /// The f16 at `p` as f32 (F16C).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn f16_of(p: *const u8) -> f32 {
+unsafe fn f16_of(p: *const u8) -> f32 {
     let bits = u16::from_le_bytes([*p, *p.add(1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }

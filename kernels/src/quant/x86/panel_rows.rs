@@ -15,8 +15,8 @@
 //! Q8_0 / MXFP4 0.9-1.1x the tiles, the K-quants ~0.6-0.7x, whose tiles sum a whole
 //! super-block in integers).
 use super::super::activations::RowsView;
-use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
-use super::panel::{f16_of, offset_of, quants_b32, ROWS};
+use super::super::formats::{QuantType, E8M0_HALF};
+use super::panel::{offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
 
@@ -229,7 +229,7 @@ unsafe fn tile_k<const R: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(unit(c).wrapping_add(line + ahead) as *const i8);
             }
         }
-        let fields = k_fields(ty, rows, unit);
+        let fields = k_fields(ty, rows, unit(0), row_bytes);
         for pair in 0..4 {
             for (c, q) in q.iter_mut().enumerate().take(rows) {
                 *q = k_pair(ty, unit(c), pair);
@@ -356,83 +356,76 @@ fn pair_sums(q: &[__m512i; ROWS], x: __m512i) -> (__m512i, __m512i) {
     )
 }
 
-/// A K-quant super-block's scales and mins for 8 rows (`unit(c)`: row c's super-block; rows
-/// from `rows` on are zero): per chunk j, `[scale of 0..16, of 16..32, min of 0..16, of 16..32]`
-/// with row c in lane c, each the value `panel::decode_unit` computes for the panel (the same
-/// products of the same f32 operands, here on whole vectors, then transposed).
+/// A K-quant super-block's scales and mins for the 8 rows of a group (`first`: row 0's
+/// super-block, rows `row_bytes` apart; lanes from `rows` on read row 0's): per chunk j,
+/// `[scale of 0..16, of 16..32, min of 0..16, of 16..32]` with row c in lane c, each the value
+/// `panel::decode_unit` computes for the panel (the same products of the same f32 operands).
+/// The packed fields of all 8 rows are gathered into one vector each and unpacked lane-wise.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn k_fields(
     ty: QuantType,
     rows: usize,
-    unit: impl Fn(usize) -> *const u8,
+    first: *const u8,
+    row_bytes: usize,
 ) -> [[__m256; 4]; 8] {
-    let zero = _mm256_setzero_ps();
-    let bytes_f32 = |b: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    let present = ((1u16 << rows) - 1) as u8;
+    let row_of = _mm256_maskz_mov_epi32(present, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    let at = _mm256_mullo_epi32(row_of, _mm256_set1_epi32(row_bytes as i32));
+    // Bytes off..off + 4 of every row's super-block, row c in lane c.
+    let dword = |off: usize| _mm256_i32gather_epi32::<1>(first.add(off) as *const i32, at);
+    let f16_lanes = |v: __m256i| _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
+    let count = |n: u32| _mm256_set1_epi32(n as i32);
     match ty {
         QuantType::Q6K => {
-            // Scale bytes 2j (elements 0..16 of chunk j) to the low half, 2j + 1 to the high.
-            let evens_odds = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-            let mut sa = [zero; ROWS];
-            let mut sb = [zero; ROWS];
-            for c in 0..rows {
-                let p = unit(c);
-                let d = _mm256_set1_ps(f16_of(p.add(208)));
-                let sc =
-                    _mm_shuffle_epi8(_mm_loadu_si128(p.add(192) as *const __m128i), evens_odds);
-                let signed = |b: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-                sa[c] = _mm256_mul_ps(d, signed(sc));
-                sb[c] = _mm256_mul_ps(d, signed(_mm_srli_si128::<8>(sc)));
-            }
-            let (sa, sb) = (transpose8_ps(&sa), transpose8_ps(&sb));
+            // Scales: 16 signed bytes at 192; d: the f16 at 208 (read with the two scale bytes
+            // before it, so the gather stays inside the 210-byte block).
+            let d = f16_lanes(_mm256_srli_epi32::<16>(dword(206)));
+            let sc = [dword(192), dword(196), dword(200), dword(204)];
+            // Signed byte `pos` of each lane.
+            let byte = |v: __m256i, pos: u32| {
+                let top = _mm256_sllv_epi32(v, count(24 - 8 * pos));
+                _mm256_cvtepi32_ps(_mm256_srai_epi32::<24>(top))
+            };
             let k32 = _mm256_set1_ps(32.0);
             std::array::from_fn(|j| {
-                [
-                    sa[j],
-                    sb[j],
-                    _mm256_mul_ps(k32, sa[j]),
-                    _mm256_mul_ps(k32, sb[j]),
-                ]
+                let v = sc[j / 2];
+                let pos = 2 * (j as u32 % 2);
+                let sa = _mm256_mul_ps(d, byte(v, pos));
+                let sb = _mm256_mul_ps(d, byte(v, pos + 1));
+                [sa, sb, _mm256_mul_ps(k32, sa), _mm256_mul_ps(k32, sb)]
             })
         }
         _ => {
-            let mut s = [zero; ROWS];
-            let mut m = [zero; ROWS];
-            for c in 0..rows {
-                let p = unit(c);
-                let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p.add(4), 12));
-                let load = |v: [u8; 8]| _mm_cvtsi64_si128(i64::from_le_bytes(v));
-                s[c] = _mm256_mul_ps(_mm256_set1_ps(f16_of(p)), bytes_f32(load(sc)));
-                m[c] = _mm256_mul_ps(_mm256_set1_ps(f16_of(p.add(2))), bytes_f32(load(mn)));
-            }
-            let (s, m) = (transpose8_ps(&s), transpose8_ps(&m));
-            std::array::from_fn(|j| [s[j], s[j], m[j], m[j]])
+            // d and dmin (f16) at 0, then 12 bytes of 6-bit scales and mins, unpacked as
+            // `formats::k_scales_mins` does, 4 bytes per lane at a time.
+            let dd = dword(0);
+            let d = f16_lanes(dd);
+            let dmin = f16_lanes(_mm256_srli_epi32::<16>(dd));
+            let (a, b, c) = (dword(4), dword(8), dword(12));
+            let and = |v: __m256i, mask: u32| _mm256_and_si256(v, count(mask));
+            let high2 =
+                |v: __m256i| _mm256_slli_epi32::<4>(and(_mm256_srli_epi32::<6>(v), 0x0303_0303));
+            let sc = [
+                and(a, 0x3f3f_3f3f),
+                _mm256_or_si256(and(c, 0x0f0f_0f0f), high2(a)),
+            ];
+            let mn = [
+                and(b, 0x3f3f_3f3f),
+                _mm256_or_si256(and(_mm256_srli_epi32::<4>(c), 0x0f0f_0f0f), high2(b)),
+            ];
+            // Unsigned byte j % 4 of the word holding field j.
+            let byte = |v: &[__m256i; 2], j: usize| {
+                let shifted = _mm256_srlv_epi32(v[j / 4], count(8 * (j as u32 % 4)));
+                _mm256_cvtepi32_ps(and(shifted, 0xff))
+            };
+            std::array::from_fn(|j| {
+                let s = _mm256_mul_ps(d, byte(&sc, j));
+                let m = _mm256_mul_ps(dmin, byte(&mn, j));
+                [s, s, m, m]
+            })
         }
     }
-}
-
-/// 8×8 transpose of f32 lanes: out[j] lane c = v[c] lane j.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn transpose8_ps(v: &[__m256; ROWS]) -> [__m256; ROWS] {
-    // t[2i], t[2i+1]: rows 2i, 2i+1 interleaved (columns 0, 1 / 2, 3 per 128-bit half).
-    let t: [__m256; 8] = std::array::from_fn(|i| match i % 2 {
-        0 => _mm256_unpacklo_ps(v[i - i % 2], v[i - i % 2 + 1]),
-        _ => _mm256_unpackhi_ps(v[i - i % 2], v[i - i % 2 + 1]),
-    });
-    // u[4g + c]: column c (and c + 4 in the high half) of rows 4g..4g+4.
-    let u: [__m256; 8] = std::array::from_fn(|i| {
-        let (g, col) = (4 * (i / 4), i % 4);
-        let (a, b) = (t[g + col / 2], t[g + 2 + col / 2]);
-        match col % 2 {
-            0 => _mm256_shuffle_ps::<0x44>(a, b),
-            _ => _mm256_shuffle_ps::<0xee>(a, b),
-        }
-    });
-    std::array::from_fn(|j| match j < 4 {
-        true => _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]),
-        false => _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j]),
-    })
 }
 
 /// Each of 8 weight rows' quants (`q[c]`, unsigned bytes) · one activation block (`x`): lane c
