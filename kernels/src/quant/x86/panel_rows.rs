@@ -157,11 +157,8 @@ unsafe fn tile_b32<const R: usize>(
             let (za, zb) = pair_sums(&q, xv);
             let i = _mm512_add_epi32(za, zb);
             for h in 0..2 {
-                let (s, m) = (half_ps(s, h), half_ps(m, h));
-                let dx = _mm256_set1_ps(*x.d[r].add(b + h));
-                let fs = _mm256_set1_ps(*x.fs32[r].add(b + h));
-                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(half(i, h)), _mm256_mul_ps(s, dx), *acc);
-                *acc = _mm256_fnmadd_ps(m, fs, *acc);
+                let (dx, fs) = (*x.d[r].add(b + h), *x.fs32[r].add(b + h));
+                *acc = block_step(*acc, half(i, h), half_ps(s, h), half_ps(m, h), dx, fs);
             }
         }
     }
@@ -186,14 +183,21 @@ unsafe fn tile_b32<const R: usize>(
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
             let (ia, ib) = block_sums(&q, xv);
-            let dx = _mm256_set1_ps(*x.d[r].add(b));
-            let fs = _mm256_set1_ps(*x.fs32[r].add(b));
-            let i = _mm256_add_epi32(ia, ib);
-            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s, dx), *acc);
-            *acc = _mm256_fnmadd_ps(m, fs, *acc);
+            let (dx, fs) = (*x.d[r].add(b), *x.fs32[r].add(b));
+            *acc = block_step(*acc, _mm256_add_epi32(ia, ib), s, m, dx, fs);
         }
     }
     acc
+}
+
+/// One block's float steps, in the panel kernel's order (`panel::tile`):
+/// `acc + isum · (scale · dx) − min · fs`, each lane a weight row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn block_step(acc: __m256, isum: __m256i, scale: __m256, min: __m256, dx: f32, fs: f32) -> __m256 {
+    let product = _mm256_mul_ps(scale, _mm256_set1_ps(dx));
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), product, acc);
+    _mm256_fnmadd_ps(min, _mm256_set1_ps(fs), acc)
 }
 
 /// Half h (0: low, 1: high) of a 512-bit float vector.
@@ -240,23 +244,21 @@ unsafe fn tile_k<const R: usize>(
                 let (za, zb) = pair_sums(&q, xv);
                 for (h, fields) in fields[2 * pair..2 * pair + 2].iter().enumerate() {
                     let [s_a, s_b, m_a, m_b] = *fields;
-                    let dx = _mm256_set1_ps(*x.d[r].add(b + h));
-                    if split {
-                        let (ia, ib) = (half(za, h), half(zb, h));
-                        let fa = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h)));
-                        let fb = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h) + 1));
-                        *acc =
-                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), *acc);
-                        *acc =
-                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), *acc);
-                        *acc = _mm256_fnmadd_ps(m_a, fa, *acc);
-                        *acc = _mm256_fnmadd_ps(m_b, fb, *acc);
-                    } else {
+                    if !split {
                         let i = half(_mm512_add_epi32(za, zb), h);
-                        let fs = _mm256_set1_ps(*x.fs32[r].add(b + h));
-                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(s_a, dx), *acc);
-                        *acc = _mm256_fnmadd_ps(m_a, fs, *acc);
+                        let (dx, fs) = (*x.d[r].add(b + h), *x.fs32[r].add(b + h));
+                        *acc = block_step(*acc, i, s_a, m_a, dx, fs);
+                        continue;
                     }
+                    // Q6_K: each half of the chunk scaled on its own, then both minimums.
+                    let dx = _mm256_set1_ps(*x.d[r].add(b + h));
+                    let (ia, ib) = (half(za, h), half(zb, h));
+                    let fa = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h)));
+                    let fb = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h) + 1));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(s_a, dx), *acc);
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_mul_ps(s_b, dx), *acc);
+                    *acc = _mm256_fnmadd_ps(m_a, fa, *acc);
+                    *acc = _mm256_fnmadd_ps(m_b, fb, *acc);
                 }
             }
         }
