@@ -416,6 +416,50 @@ async fn bge_m3_answers_its_dense_embedding_lexical_weights_and_colbert_vectors(
             assert_close(&floats(row), &floats(w), "ColBERT");
         }
     }
+    // Its lexical weights token by token (`token_classify`, as vLLM answers it for BGE-M3):
+    // one number per token between <s> and </s>, whose largest per id is FlagEmbedding's
+    // weight of that id (its special tokens left out of FlagEmbedding's).
+    let (status, v) = s
+        .post(
+            "/pooling",
+            &json!({"input": texts(&cases), "task": "token_classify"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, raw) = s
+        .post(
+            "/pooling",
+            &json!({"input": texts(&cases), "task": "token_classify", "use_activation": false}),
+        )
+        .await;
+    let special = [0, 1, 2, 3];
+    for ((item, raw), case) in v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(raw["data"].as_array().unwrap())
+        .zip(&cases)
+    {
+        let ids: Vec<u64> = (case["ids"].as_array().unwrap().iter())
+            .map(|i| i.as_u64().unwrap())
+            .collect();
+        assert_eq!((ids[0], ids[ids.len() - 1]), (0, 2), "<s> … </s>");
+        let inner = &ids[1..ids.len() - 1];
+        let (weights, raw) = (floats(&item["data"]), floats(&raw["data"]));
+        assert_eq!(weights.len(), inner.len(), "{}", case["text"]);
+        let positive: Vec<f64> = raw.iter().map(|w| w.max(0.0)).collect();
+        assert_close(&weights, &positive, "relu of the raw weights");
+        for &id in inner.iter().filter(|id| !special.contains(*id)) {
+            let most = (inner.iter().zip(&weights))
+                .filter(|(i, _)| **i == id)
+                .map(|(_, &w)| w)
+                .fold(0.0, f64::max);
+            let want = case["lexical_weights"][id.to_string()]
+                .as_f64()
+                .unwrap_or(0.0);
+            assert_close(&[most], &[want], &format!("token {id}'s lexical weight"));
+        }
+    }
     drop(s);
 
     // `--pooling splade` makes the lexical weights its embeddings, dense over the vocabulary.

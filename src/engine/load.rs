@@ -183,6 +183,8 @@ pub struct LoadedModel {
     pub sparse: bool,
     /// BGE-M3's ColBERT head (`colbert_linear.pt`), whose vectors are its tokens'.
     pub colbert: Option<candor_models::encoder::ColbertHead>,
+    /// BGE-M3's lexical layer token by token (`/pooling`'s `token_classify`).
+    pub token_weights: Option<candor_models::encoder::TokenWeights>,
     /// An inference-free SPLADE model's static route (its name, `query`, and its table): the
     /// texts a request sends under that name are weighed by the table, not encoded.
     pub static_sparse: Option<candor_models::encoder::StaticRoute>,
@@ -452,6 +454,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         generates,
         sparse: false,
         colbert: None,
+        token_weights: None,
         static_sparse: None,
         token_classifier: None,
         runner,

@@ -12,7 +12,8 @@ use super::pooling::Pooling;
 use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::encoder::{
-    load_token_head, BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute, StaticSparse,
+    load_token_head, BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute,
+    StaticSparse, TokenWeights,
 };
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
@@ -70,8 +71,13 @@ pub fn load_encoder(
     };
     let dense = checkout_dense(root, config.hidden_size)?;
     let colbert = ColbertHead::load(path, config.hidden_size)?;
+    let token_weights = match sparse.as_ref().map(|s| &s.head) {
+        Some(SparseHead::Lexical(_)) => TokenWeights::load(path, config.hidden_size)?,
+        _ => None,
+    };
     let loaded = Encoder {
         colbert,
+        token_weights,
         encoder,
         head,
         sparse: sparse.map(|s| s.head),
@@ -139,6 +145,7 @@ pub fn load_encoder_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
         static_sparse: None,
         token_head: None,
         colbert: None,
+        token_weights: None,
         tokenizer: Some(tokenizer),
         pooling,
         dense: None,
@@ -172,6 +179,8 @@ struct Encoder {
     sparse: Option<SparseHead>,
     /// BGE-M3's ColBERT layer.
     colbert: Option<ColbertHead>,
+    /// BGE-M3's lexical layer token by token.
+    token_weights: Option<TokenWeights>,
     /// An inference-free SPLADE model's static query route.
     static_sparse: Option<StaticRoute>,
     /// A token classifier's head.
@@ -221,6 +230,7 @@ impl Encoder {
             generates: false,
             sparse,
             colbert: self.colbert,
+            token_weights: self.token_weights,
             static_sparse: self.static_sparse,
             token_classifier: self.token_head,
             generation: Ok(GenerationDefaults::default()),

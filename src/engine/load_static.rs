@@ -90,6 +90,7 @@ pub fn load_static(
         generates: false,
         sparse: false,
         colbert: None,
+        token_weights: None,
         static_sparse: None,
         token_classifier: None,
         generation: Ok(GenerationDefaults::default()),

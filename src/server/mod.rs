@@ -491,6 +491,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         classifier: model.classifier.take().map(Arc::new),
         sparse: model.sparse,
         colbert: model.colbert.take().map(Arc::new),
+        token_weights: model.token_weights.take().map(Arc::new),
         static_sparse: model.static_sparse.take().map(Arc::new),
         token_classifier: model.token_classifier.take().map(Arc::new),
         auto_truncate: config.auto_truncate,

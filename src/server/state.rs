@@ -40,6 +40,8 @@ pub struct Ready {
     pub classifier: Option<Arc<candor_models::classifier::Classifier>>,
     /// BGE-M3's ColBERT head: its vectors are a token's (`/pooling`'s `token_embed`).
     pub colbert: Option<Arc<candor_models::encoder::ColbertHead>>,
+    /// BGE-M3's lexical layer token by token (`/pooling`'s `token_classify`).
+    pub token_weights: Option<Arc<candor_models::encoder::TokenWeights>>,
     /// TEI's endpoints cut an input past the context where a request does not say
     /// (`--auto-truncate`).
     pub auto_truncate: bool,

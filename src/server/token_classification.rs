@@ -51,7 +51,7 @@ pub fn token_classifier(ready: &Ready) -> Result<Arc<Classifier>, ApiError> {
     ready.token_classifier.clone().ok_or_else(|| {
         ApiError::bad_request(
             "this model does not label tokens: serve a `*ForTokenClassification` checkout (an \
-             NER model such as dslim/bert-base-NER)",
+             NER model such as dslim/bert-base-NER), or BGE-M3 for its lexical weights",
         )
     })
 }

@@ -74,6 +74,61 @@ impl LexicalHead {
     }
 }
 
+/// BGE-M3's lexical layer token by token, as vLLM's `/pooling` answers `token_classify` for it:
+/// every token's weight, less the first token where it is the model's BOS and the last where
+/// it is its EOS (config.json's `bos_token_id`, `eos_token_id`). The layer is read a second
+/// time, on the host, beside the engine's copy that pools whole texts.
+pub struct TokenWeights {
+    head: LexicalHead,
+    bos: Option<u32>,
+    eos: Option<u32>,
+}
+
+impl TokenWeights {
+    /// The layer in `dir` (None where the checkout has none) for states `hidden` wide.
+    pub fn load(dir: &Path, hidden: usize) -> Result<Option<TokenWeights>> {
+        let Some(head) = LexicalHead::load(dir, hidden, Vec::new(), &Device::Cpu)? else {
+            return Ok(None);
+        };
+        let config = super::config::config_json(dir)?;
+        let id = |key: &str| {
+            let v = config.get(key)?;
+            let v = v.as_array().and_then(|a| a.first()).unwrap_or(v);
+            v.as_u64().and_then(|id| u32::try_from(id).ok())
+        };
+        Ok(Some(TokenWeights {
+            head,
+            bos: id("bos_token_id"),
+            eos: id("eos_token_id"),
+        }))
+    }
+
+    /// One input's token weights from its tokens `ids` and their final states (row-major,
+    /// the layer's width each): `relu(w · h + b)`, or `w · h + b` without `activation`.
+    pub fn weights(&self, ids: &[u32], states: &[f32], activation: bool) -> Result<Vec<f32>> {
+        let hidden = self.head.weight.dim(0)?;
+        if states.len() != ids.len() * hidden {
+            return Err(ModelError::Config(format!(
+                "{} token states of {hidden} values for {} tokens",
+                states.len() / hidden.max(1),
+                ids.len()
+            )));
+        }
+        let states = Tensor::from_slice(states, (ids.len(), hidden), &Device::Cpu)?;
+        let raw = states
+            .matmul(&self.head.weight)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let first = usize::from(self.bos.is_some() && ids.first() == self.bos.as_ref());
+        let last = ids.len() - usize::from(ids.len() > first && ids.last() == self.eos.as_ref());
+        let weight = |w: f32| match activation {
+            true => (w + self.head.bias).max(0.0),
+            false => w + self.head.bias,
+        };
+        Ok(raw[first..last].iter().map(|&w| weight(w)).collect())
+    }
+}
+
 /// The `weight` and `bias` of a linear layer's state dict saved by PyTorch (`torch.save`), as
 /// f32 on the host.
 pub(super) fn read_pt_layer(path: &Path) -> Result<(Tensor, Tensor)> {
@@ -102,6 +157,28 @@ mod tests {
         // <s>=0 a=5 b=6 a=5 </s>=2, and an id past the vocabulary, which nothing counts.
         let v = head.vector(&[3.0, 1.0, 0.25, 2.0, 9.0, 4.0], &[0, 5, 6, 5, 2, 99], 8);
         assert_eq!(v, [0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn token_weights_leave_out_a_leading_bos_and_a_trailing_eos_only() {
+        // w = [1, 0]: a token's weight is its state's first value, plus the bias.
+        let layer = TokenWeights {
+            head: LexicalHead {
+                weight: Tensor::new(&[[1.0f32], [0.0]], &Device::Cpu).unwrap(),
+                bias: -0.5,
+                skipped: vec![],
+            },
+            bos: Some(0),
+            eos: Some(2),
+        };
+        let states = [3.0, 9.0, 1.0, 9.0, 0.25, 9.0, 2.0, 9.0];
+        let w = |ids: &[u32], act| layer.weights(ids, &states[..2 * ids.len()], act).unwrap();
+        assert_eq!(w(&[0, 5, 6, 2], true), [0.5, 0.0]);
+        assert_eq!(w(&[0, 5, 6, 2], false), [0.5, -0.25]);
+        // No BOS first, no EOS last: every token; a BOS or EOS elsewhere is a token like any.
+        assert_eq!(w(&[5, 0, 2, 7], true), [2.5, 0.5, 0.0, 1.5]);
+        assert_eq!(w(&[0], true), Vec::<f32>::new());
+        assert!(layer.weights(&[5, 6], &states[..3], true).is_err());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use bert::{BertEncoder, EncoderInput};
 pub use colbert::{ColbertHead, COLBERT_FILE};
 pub use config::{EncoderActivation, EncoderConfig, Family, LocalAttention};
 pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
-pub use lexical::{LexicalHead, LEXICAL_FILE};
+pub use lexical::{LexicalHead, TokenWeights, LEXICAL_FILE};
 pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
 pub use static_sparse::{StaticRoute, StaticSparse, STATIC_SPARSE_FILE};

@@ -2,11 +2,12 @@
 //! `embed` the pooled vector `/v1/embeddings` answers, `classify` the head's label
 //! probabilities (its logits with `use_activation: false`), `token_embed` every token's final
 //! state, `token_classify` a token classifier's label probabilities at every token (logits
-//! likewise); by default the model's own task (a classifier classifies, a token classifier
+//! likewise), or for BGE-M3 its lexical weight of every token (vLLM's `BgeM3EmbeddingModel`);
+//! by default the model's own task (a classifier classifies, a token classifier
 //! labels tokens, a server pooling nothing answers each token's state, any other model
 //! embeds). Answered as vLLM does: a list of `{"object": "pooling", "data": ...}` items.
 use super::classify::{classifier, classifier_logits, list_answer};
-use super::embeddings::{pooled, token_vectors};
+use super::embeddings::{pooled, run_pooling, token_vectors};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{self, input_token_lists, EmbeddingRequest, Encoding};
 use crate::server::error::ApiError;
@@ -16,8 +17,10 @@ use crate::server::token_classification::{token_classifier, token_logits};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use candor_models::classifier::probabilities;
+use candor_models::encoder::TokenWeights;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 pub struct PoolingRequest {
@@ -44,7 +47,8 @@ enum Task {
 
 impl Task {
     const NAMES: &'static str = "`embed`, `classify` (a model with a classification head), \
-                                 `token_embed`, `token_classify` (a token classifier)";
+                                 `token_embed`, `token_classify` (a token classifier, or \
+                                 BGE-M3's lexical weights)";
 
     /// The task a request names, or the model's own.
     fn of(asked: Option<&str>, ready: &Ready) -> Result<Task, ApiError> {
@@ -122,19 +126,29 @@ pub async fn pooling(
                 })
                 .collect()
         }
-        Task::TokenClassify => {
-            let head = token_classifier(ready)?;
-            let logits = token_logits(ready, &head, &inputs, priority, model).await?;
-            (logits.iter())
-                .map(|rows| {
-                    let rows = rows.iter().map(|l| match req.use_activation {
-                        Some(false) => l.clone(),
-                        _ => probabilities(l),
-                    });
-                    token_rows(rows, encoding)
-                })
-                .collect()
-        }
+        Task::TokenClassify => match (&ready.token_classifier, &ready.token_weights) {
+            (None, Some(layer)) => {
+                let activation = req.use_activation != Some(false);
+                let weights =
+                    lexical_weights(ready, layer, &inputs, activation, priority, model).await?;
+                (weights.iter())
+                    .map(|w| embeddings::encoded(w, encoding))
+                    .collect()
+            }
+            _ => {
+                let head = token_classifier(ready)?;
+                let logits = token_logits(ready, &head, &inputs, priority, model).await?;
+                (logits.iter())
+                    .map(|rows| {
+                        let rows = rows.iter().map(|l| match req.use_activation {
+                            Some(false) => l.clone(),
+                            _ => probabilities(l),
+                        });
+                        token_rows(rows, encoding)
+                    })
+                    .collect()
+            }
+        },
         Task::TokenEmbed => {
             let width = ready.token_width().max(1);
             let states = token_vectors(ready, &inputs, priority, model).await?;
@@ -153,6 +167,30 @@ pub async fn pooling(
         .collect();
     let answer = list_answer("pool", &state.answering_model(model), data, &inputs);
     Ok(axum::Json(answer).into_response())
+}
+
+/// BGE-M3's lexical weight of each input's tokens (`token_classify`, as vLLM answers it: one
+/// number per token, the first token left out where it is BOS and the last where it is EOS),
+/// from the tokens' final states through the layer, on the host off the async workers.
+async fn lexical_weights(
+    ready: &Ready,
+    layer: &Arc<TokenWeights>,
+    inputs: &[Vec<u32>],
+    activation: bool,
+    priority: i64,
+    model: Option<&str>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let layer = layer.clone();
+    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
+    let inputs = inputs.to_vec();
+    let weighed = tokio::task::spawn_blocking(move || {
+        (inputs.iter().zip(&states))
+            .map(|(ids, states)| layer.weights(ids, states, activation))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    weighed.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// An input's rows, one per token: a list of lists, or as base64 their values one row after
