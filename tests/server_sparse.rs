@@ -286,6 +286,73 @@ async fn an_inference_free_model_weighs_queries_by_its_table_and_encodes_documen
     assert_sparse_matches(&v[0], &query[0], "the default route");
 }
 
+/// opensearch's doc-only encoders as first shipped: the masked LM at the checkout's root and
+/// the query weights in an idf.json (no sentence-transformers files): documents are encoded
+/// by SPLADE, a query named `query` is weighed by the table, as through the Router.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doc_only_encoder_weighs_queries_by_its_idf_json() {
+    let cases = golden("distilbert_sparse");
+    let query: Vec<Vec<f64>> = cases.iter().map(|c| floats(&c["query"])).collect();
+    let document: Vec<Vec<f64>> = cases.iter().map(|c| floats(&c["document"])).collect();
+    let fixture = dir("distilbert_sparse");
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(&fixture.join("document_0_MLMTransformer"), copy.path());
+    // The Router's table as idf.json: token → weight, by the tokenizer's vocabulary.
+    let table =
+        std::fs::read(fixture.join("query_0_SparseStaticEmbedding/model.safetensors")).unwrap();
+    let table = safetensors::SafeTensors::deserialize(&table).unwrap();
+    let weight = table.tensor("weight").unwrap();
+    assert_eq!(weight.dtype(), safetensors::Dtype::F32);
+    let weights: Vec<f32> = (weight.data().chunks_exact(4))
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let tokenizer = common::read_json(&copy.path().join("tokenizer.json"));
+    let mut idf = serde_json::Map::new();
+    for (token, id) in tokenizer["model"]["vocab"].as_object().unwrap() {
+        let w = weights[id.as_u64().unwrap() as usize];
+        if w != 0.0 {
+            idf.insert(token.clone(), json!(w));
+        }
+    }
+    assert!(idf.len() > 10, "{} weighed tokens", idf.len());
+    // A token the vocabulary lacks weighs nothing.
+    idf.insert("no-such-token".into(), json!(7.5));
+    std::fs::write(copy.path().join("idf.json"), Value::Object(idf).to_string()).unwrap();
+
+    let s = Server::start_path(copy.path(), "opensearch-doc", &[]).await;
+    for (body, want, what) in [
+        (json!({"inputs": texts(&cases)}), &document, "documents"),
+        (
+            json!({"inputs": texts(&cases), "prompt_name": "query"}),
+            &query,
+            "queries",
+        ),
+    ] {
+        let (status, v) = s.post("/embed_sparse", &body).await;
+        assert_eq!(status, 200, "{what}: {v}");
+        for (answer, want) in v.as_array().unwrap().iter().zip(want) {
+            assert_sparse_matches(answer, want, what);
+        }
+    }
+    // Its embeddings are its SPLADE vectors (no [CLS] state), the table's for queries.
+    for (prompt, want) in [(None, &document[0]), (Some("query"), &query[0])] {
+        let body = json!({"input": cases[0]["text"], "prompt_name": prompt});
+        let (status, v) = s.post("/v1/embeddings", &body).await;
+        assert_eq!(status, 200, "{v}");
+        assert_close(&floats(&v["data"][0]["embedding"]), want, "/v1/embeddings");
+    }
+    drop(s);
+
+    // A bad table is refused at the start, saying where.
+    std::fs::write(copy.path().join("idf.json"), r#"{"the": "heavy"}"#).unwrap();
+    let s = Server::launch(copy.path(), "bad-table", &[]);
+    let failure = s.load_failure().await;
+    assert!(
+        failure.contains("idf.json") && failure.contains("`the`"),
+        "{failure}"
+    );
+}
+
 /// A copy of directory `from`, its subdirectories too, into `to`.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

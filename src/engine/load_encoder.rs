@@ -13,7 +13,7 @@ use crate::backend::BackendChoice;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::encoder::{
     load_token_head, BertEncoder, ColbertHead, EncoderConfig, SparseHead, StaticRoute,
-    StaticSparse, TokenWeights,
+    StaticSparse, TokenWeights, IDF_FILE,
 };
 use candor_models::generation_config::GenerationDefaults;
 use candor_models::loader::ModelFormat;
@@ -53,15 +53,26 @@ pub fn load_encoder(
         None => None,
     };
     let sparse = sparse_head(&config, checkout, &encoder, tokenizer.as_ref(), &device)?;
-    let static_sparse = static_route(checkout)?;
-    if static_sparse.is_some() && sparse.as_ref().is_none_or(|s| !s.pools) {
+    let mut static_sparse = static_route(checkout)?;
+    // A doc-only encoder without sentence-transformers' Router: its queries by its idf.json,
+    // its documents by SPLADE over the masked LM.
+    let mut pools = sparse.as_ref().is_some_and(|s| s.pools);
+    if static_sparse.is_none() {
+        let splade = matches!(
+            sparse.as_ref().map(|s| &s.head),
+            Some(SparseHead::Splade(_))
+        );
+        static_sparse = idf_route(root, tokenizer.as_ref(), splade)?;
+        pools |= static_sparse.is_some();
+    }
+    if static_sparse.is_some() && !pools {
         return Err(refused(
             "the checkout's Router weighs queries by a static table, but its encoder route \
              makes no sparse vectors to compare them with (no SpladePooling over a masked LM)",
         ));
     }
     let pooling = match super::pooling::from_sentence_transformers(root) {
-        _ if sparse.as_ref().is_some_and(|s| s.pools) => Some(Pooling::Sparse),
+        _ if pools => Some(Pooling::Sparse),
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "pooling by the first token ([CLS])");
@@ -115,6 +126,33 @@ fn static_route(checkout: Checkout) -> Result<Option<StaticRoute>, EngineError> 
         name: name.to_string(),
         table,
         default: modules.default_route() == Some(name),
+    }))
+}
+
+/// The `query` route of a checkout that keeps its query weights in an `idf.json` at its root
+/// and no Router (opensearch's doc-only encoders as they first shipped: the masked LM encodes
+/// documents, a query is weighed by the table). None without the file; a file beside a model
+/// that makes no SPLADE vectors, or without a tokenizer, is said and left alone.
+fn idf_route(
+    root: &Path,
+    tokenizer: Option<&Tokenizer>,
+    splade: bool,
+) -> Result<Option<StaticRoute>, EngineError> {
+    let path = root.join(IDF_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let Some(tokenizer) = tokenizer.filter(|_| splade) else {
+        tracing::warn!(
+            path = %path.display(),
+            "an idf.json beside a model that is no masked LM with a tokenizer: not served"
+        );
+        return Ok(None);
+    };
+    Ok(Some(StaticRoute {
+        name: "query".into(),
+        table: StaticSparse::from_idf_json(&path, tokenizer)?,
+        default: false,
     }))
 }
 

@@ -36,15 +36,18 @@ const NAMED: [&str; 14] = [
 /// Router (inference-free SPLADE) keeps each module in a directory named by its route, its
 /// place and its type (`document_0_MLMTransformer/`, `query_0_SparseStaticEmbedding/`): their
 /// named files and weights come too, with `router_config.json`, and the model's config.json may
-/// be in one of them. A static embedding model's table may be in `0_StaticEmbedding/`, beside
-/// its tokenizer. Empty where the listing is no such checkout (neither config.json nor
+/// be in one of them; a doc-only one without a Router keeps its query weights in `idf.json`.
+/// A static embedding model's table may be in `0_StaticEmbedding/`, beside its tokenizer. Empty where the listing is no such checkout (neither config.json nor
 /// modules.json, or no safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
     let wanted_here = |f: &str| {
         NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
     };
+    // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
+    // keeps it in its static module's weights, which are fetched instead).
+    let routed = listed.iter().any(|f| f == "router_config.json");
     let wanted = |f: &str| match f.split_once('/') {
-        None => wanted_here(f) || f == "router_config.json",
+        None => wanted_here(f) || f == "router_config.json" || f == "idf.json" && !routed,
         Some((dir, rest)) => {
             dir.ends_with("Pooling") && rest == "config.json"
                 || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
@@ -195,6 +198,16 @@ mod tests {
             "notes_v2/config.json",
         ]));
         assert_eq!(checkout_files(&listed), routed);
+        // A doc-only one as first shipped: the masked LM, and its query table in idf.json.
+        let doc_only = names(&[
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "idf.json",
+        ]);
+        let mut listed = doc_only.clone();
+        listed.extend(names(&["pytorch_model.bin", "README.md"]));
+        assert_eq!(checkout_files(&listed), doc_only);
         // A static embedding model keeps its table and tokenizer in its module's directory.
         let table = names(&[
             "modules.json",

@@ -34,7 +34,7 @@ pub use gguf::{load_gguf, ARCHS as GGUF_ARCHS};
 pub use lexical::{LexicalHead, TokenWeights, LEXICAL_FILE};
 pub use sparse::SparseHead;
 pub use splade::{is_masked_lm, MlmHead, Splade, SpladeActivation, SpladeConfig, SpladeStrategy};
-pub use static_sparse::{StaticRoute, StaticSparse, STATIC_SPARSE_FILE};
+pub use static_sparse::{StaticRoute, StaticSparse, IDF_FILE, STATIC_SPARSE_FILE};
 pub use token_head::load_token_head;
 
 /// Each token's type in a BERT pair `[CLS] a [SEP] b [SEP]`: 0 up to the first separator,

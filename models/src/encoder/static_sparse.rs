@@ -4,11 +4,14 @@
 //! distinct token however often it occurs, zero elsewhere: no forward pass at all, so a query
 //! costs a tokenization while its documents were encoded by the masked LM.
 use crate::error::{ModelError, Result};
+use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Device};
 use std::path::Path;
 
 /// The file sentence-transformers saves the table in, under the module's directory.
 pub const STATIC_SPARSE_FILE: &str = "model.safetensors";
+/// The file opensearch's doc-only encoders keep their query table in, at the checkout's root.
+pub const IDF_FILE: &str = "idf.json";
 
 /// A Router's static route: its name (`query`, the task a request names to take it), its
 /// table, and whether it is the Router's default route (taken by a text whose task is not
@@ -52,6 +55,46 @@ impl StaticSparse {
                 "{}: a static weight of {bad}",
                 path.display()
             )));
+        }
+        Ok(StaticSparse { weights })
+    }
+
+    /// The table of an `idf.json` (a JSON object of token → weight, as opensearch's doc-only
+    /// encoders ship their query weights beside the masked LM): zero for every id of
+    /// `tokenizer`'s vocabulary, then each listed token's weight at its id, as
+    /// sentence-transformers' `SparseStaticEmbedding.from_json` builds it. A token the
+    /// vocabulary lacks is left out (sentence-transformers would put its weight on the
+    /// unknown token's id); how many were is logged.
+    pub fn from_idf_json(path: &Path, tokenizer: &Tokenizer) -> Result<StaticSparse> {
+        let bad = |why: String| ModelError::Config(format!("{}: {why}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let listed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+        let mut weights = vec![0.0f32; tokenizer.vocab_size()];
+        let mut unknown = 0usize;
+        for (token, w) in &listed {
+            let w = w
+                .as_f64()
+                .map(|w| w as f32)
+                .filter(|w| w.is_finite())
+                .ok_or_else(|| bad(format!("the weight of `{token}` is {w}, not a number")))?;
+            match tokenizer
+                .token_id(token)
+                .and_then(|id| weights.get_mut(id as usize))
+            {
+                Some(slot) => *slot = w,
+                None => unknown += 1,
+            }
+        }
+        if unknown > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                unknown,
+                "tokens of the table that the tokenizer does not have weigh nothing"
+            );
         }
         Ok(StaticSparse { weights })
     }
