@@ -83,7 +83,7 @@ pub fn load_encoder(
     let dense = checkout_dense(root, config.hidden_size)?;
     let colbert = ColbertHead::load(path, config.hidden_size)?;
     let token_weights = match sparse.as_ref().map(|s| &s.head) {
-        Some(SparseHead::Lexical(_)) => TokenWeights::load(path, config.hidden_size)?,
+        Some(SparseHead::Lexical(head)) => Some(TokenWeights::of(head, path)?),
         _ => None,
     };
     let loaded = Encoder {

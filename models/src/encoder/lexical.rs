@@ -76,37 +76,38 @@ impl LexicalHead {
 
 /// BGE-M3's lexical layer token by token, as vLLM's `/pooling` answers `token_classify` for it:
 /// every token's weight, less the first token where it is the model's BOS and the last where
-/// it is its EOS (config.json's `bos_token_id`, `eos_token_id`). The layer is read a second
-/// time, on the host, beside the engine's copy that pools whole texts.
+/// it is its EOS (config.json's `bos_token_id`, `eos_token_id`). A host copy of the layer the
+/// engine pools whole texts with.
 pub struct TokenWeights {
-    head: LexicalHead,
+    /// `[hidden, 1]`, on the host.
+    weight: Tensor,
+    bias: f32,
     bos: Option<u32>,
     eos: Option<u32>,
 }
 
 impl TokenWeights {
-    /// The layer in `dir` (None where the checkout has none) for states `hidden` wide.
-    pub fn load(dir: &Path, hidden: usize) -> Result<Option<TokenWeights>> {
-        let Some(head) = LexicalHead::load(dir, hidden, Vec::new(), &Device::Cpu)? else {
-            return Ok(None);
-        };
+    /// The layer of `head` (loaded from checkout `dir`), with the BOS and EOS its config.json
+    /// names.
+    pub fn of(head: &LexicalHead, dir: &Path) -> Result<TokenWeights> {
         let config = super::config::config_json(dir)?;
         let id = |key: &str| {
             let v = config.get(key)?;
             let v = v.as_array().and_then(|a| a.first()).unwrap_or(v);
             v.as_u64().and_then(|id| u32::try_from(id).ok())
         };
-        Ok(Some(TokenWeights {
-            head,
+        Ok(TokenWeights {
+            weight: head.weight.to_device(&Device::Cpu)?,
+            bias: head.bias,
             bos: id("bos_token_id"),
             eos: id("eos_token_id"),
-        }))
+        })
     }
 
     /// One input's token weights from its tokens `ids` and their final states (row-major,
     /// the layer's width each): `relu(w · h + b)`, or `w · h + b` without `activation`.
     pub fn weights(&self, ids: &[u32], states: &[f32], activation: bool) -> Result<Vec<f32>> {
-        let hidden = self.head.weight.dim(0)?;
+        let hidden = self.weight.dim(0)?;
         if states.len() != ids.len() * hidden {
             return Err(ModelError::Config(format!(
                 "{} token states of {hidden} values for {} tokens",
@@ -116,14 +117,14 @@ impl TokenWeights {
         }
         let states = Tensor::from_slice(states, (ids.len(), hidden), &Device::Cpu)?;
         let raw = states
-            .matmul(&self.head.weight)?
+            .matmul(&self.weight)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let first = usize::from(self.bos.is_some() && ids.first() == self.bos.as_ref());
         let last = ids.len() - usize::from(ids.len() > first && ids.last() == self.eos.as_ref());
         let weight = |w: f32| match activation {
-            true => (w + self.head.bias).max(0.0),
-            false => w + self.head.bias,
+            true => (w + self.bias).max(0.0),
+            false => w + self.bias,
         };
         Ok(raw[first..last].iter().map(|&w| weight(w)).collect())
     }
@@ -163,11 +164,8 @@ mod tests {
     fn token_weights_leave_out_a_leading_bos_and_a_trailing_eos_only() {
         // w = [1, 0]: a token's weight is its state's first value, plus the bias.
         let layer = TokenWeights {
-            head: LexicalHead {
-                weight: Tensor::new(&[[1.0f32], [0.0]], &Device::Cpu).unwrap(),
-                bias: -0.5,
-                skipped: vec![],
-            },
+            weight: Tensor::new(&[[1.0f32], [0.0]], &Device::Cpu).unwrap(),
+            bias: -0.5,
             bos: Some(0),
             eos: Some(2),
         };
