@@ -8,9 +8,8 @@
 //! decoded text), or by a word-level one (`first`, `average`, `max`: each word labelled by its
 //! first token's scores, its strongest token's, or their mean, then grouped as `simple`), the
 //! words told apart as transformers tells them. Spans count characters, as the pipeline's.
-use crate::engine::pooling::Pooling;
 use crate::server::error::ApiError;
-use crate::server::routes::embeddings::run_pooling;
+use crate::server::routes::embeddings::through_token_states;
 use crate::server::state::Ready;
 use candor_models::classifier::{softmax, Classifier};
 use candor_models::tokenizer::TokenSpan;
@@ -65,20 +64,13 @@ pub async fn token_logits(
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<Vec<f32>>>, ApiError> {
-    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
     let (head, hidden) = (head.clone(), ready.hidden_size.max(1));
-    let scored = tokio::task::spawn_blocking(move || {
-        (states.iter())
-            .map(|rows| {
-                (rows.chunks(hidden))
-                    .map(|row| head.logits(row))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+    through_token_states(ready, inputs, priority, model, move |_, rows| {
+        (rows.chunks(hidden))
+            .map(|row| head.logits(row))
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    scored.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// One token as the pipeline reads it before aggregating: its label scores, its text, its

@@ -217,19 +217,38 @@ pub async fn token_vectors(
     priority: i64,
     model: Option<&str>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
-    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
     let Some(head) = ready.colbert.clone() else {
-        return Ok(states);
+        return run_pooling(ready, inputs, Pooling::None, priority, model).await;
     };
-    // A product over every token: off the async workers.
-    let projected = tokio::task::spawn_blocking(move || {
-        (states.iter())
-            .map(|rows| head.vectors(rows).map(|v| v.concat()))
-            .collect::<Result<Vec<_>, _>>()
+    through_token_states(ready, inputs, priority, model, move |_, rows| {
+        head.vectors(rows).map(|v| v.concat())
+    })
+    .await
+}
+
+/// Each input's final token states (row-major, the hidden width each) through `head` with its
+/// token ids, on the host off the async workers (a product over every token).
+pub async fn through_token_states<T, E>(
+    ready: &Ready,
+    inputs: &[Vec<u32>],
+    priority: i64,
+    model: Option<&str>,
+    head: impl Fn(&[u32], &[f32]) -> Result<T, E> + Send + 'static,
+) -> Result<Vec<T>, ApiError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
+    let inputs = inputs.to_vec();
+    let done = tokio::task::spawn_blocking(move || {
+        (inputs.iter().zip(&states))
+            .map(|(ids, rows)| head(ids, rows))
+            .collect::<Result<Vec<_>, E>>()
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    projected.map_err(|e| ApiError::internal(e.to_string()))
+    done.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Each input's states as `pooling` keeps them (not normalised).

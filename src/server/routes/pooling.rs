@@ -7,7 +7,7 @@
 //! labels tokens, a server pooling nothing answers each token's state, any other model
 //! embeds). Answered as vLLM does: a list of `{"object": "pooling", "data": ...}` items.
 use super::classify::{classifier, classifier_logits, list_answer};
-use super::embeddings::{pooled, run_pooling, token_vectors};
+use super::embeddings::{pooled, through_token_states, token_vectors};
 use crate::engine::pooling::Pooling;
 use crate::server::embeddings::{self, input_token_lists, EmbeddingRequest, Encoding};
 use crate::server::error::ApiError;
@@ -17,10 +17,8 @@ use crate::server::token_classification::{token_classifier, token_logits};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use candor_models::classifier::probabilities;
-use candor_models::encoder::TokenWeights;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 pub struct PoolingRequest {
@@ -127,10 +125,15 @@ pub async fn pooling(
                 .collect()
         }
         Task::TokenClassify => match (&ready.token_classifier, &ready.token_weights) {
+            // BGE-M3's lexical weight of each token (vLLM's answer: one number per token, a
+            // leading BOS and a trailing EOS left out).
             (None, Some(layer)) => {
-                let activation = req.use_activation != Some(false);
+                let (layer, activation) = (layer.clone(), req.use_activation != Some(false));
                 let weights =
-                    lexical_weights(ready, layer, &inputs, activation, priority, model).await?;
+                    through_token_states(ready, &inputs, priority, model, move |ids, s| {
+                        layer.weights(ids, s, activation)
+                    })
+                    .await?;
                 (weights.iter())
                     .map(|w| embeddings::encoded(w, encoding))
                     .collect()
@@ -167,30 +170,6 @@ pub async fn pooling(
         .collect();
     let answer = list_answer("pool", &state.answering_model(model), data, &inputs);
     Ok(axum::Json(answer).into_response())
-}
-
-/// BGE-M3's lexical weight of each input's tokens (`token_classify`, as vLLM answers it: one
-/// number per token, the first token left out where it is BOS and the last where it is EOS),
-/// from the tokens' final states through the layer, on the host off the async workers.
-async fn lexical_weights(
-    ready: &Ready,
-    layer: &Arc<TokenWeights>,
-    inputs: &[Vec<u32>],
-    activation: bool,
-    priority: i64,
-    model: Option<&str>,
-) -> Result<Vec<Vec<f32>>, ApiError> {
-    let layer = layer.clone();
-    let states = run_pooling(ready, inputs, Pooling::None, priority, model).await?;
-    let inputs = inputs.to_vec();
-    let weighed = tokio::task::spawn_blocking(move || {
-        (inputs.iter().zip(&states))
-            .map(|(ids, states)| layer.weights(ids, states, activation))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    weighed.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// An input's rows, one per token: a list of lists, or as base64 their values one row after
