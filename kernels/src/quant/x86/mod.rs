@@ -146,14 +146,20 @@ pub fn panel_gemm(
             && panels.len() == n.div_ceil(panel::ROWS) * panel::panel_bytes(k)
             && (x.rows <= 1 || ystride >= n)
             && (x.rows == 0 || y.len() >= (x.rows - 1) * ystride + n)
-            && x.qs.len() >= x.rows * k
-            && x.d.len() >= x.rows * k / 32
-            && x.fs16.len() >= x.rows * k / 16
-            && x.fs32.len() >= x.rows * k / 32
+            && holds_panel_rows(x, k)
     );
     // SAFETY: features checked; panels hold every row of W repacked for this K; x has the
     // Panel format's buffers for `x.rows` rows of K; y holds x.rows rows of n, ystride apart.
     unsafe { panel::gemm(ty, panels, n, k, x, y, ystride) }
+}
+
+/// Whether `x` holds the Panel format's buffers for its rows of `k` values (what the panel
+/// kernels read of every row).
+fn holds_panel_rows(x: &crate::quant::RowsView<'_>, k: usize) -> bool {
+    x.qs.len() >= x.rows * k
+        && x.d.len() >= x.rows * k / 32
+        && x.fs16.len() >= x.rows * k / 16
+        && x.fs32.len() >= x.rows * k / 32
 }
 
 /// Safe entry to `panel_rows::rows` (VNNI): the panel kernels' products of the weight rows in
@@ -174,10 +180,7 @@ pub fn panel_rows(
             && w.len().is_multiple_of(row_bytes)
             && (x.rows <= 1 || stride >= n)
             && (x.rows == 0 || out.len() >= (x.rows - 1) * stride + n)
-            && x.qs.len() >= x.rows * k
-            && x.d.len() >= x.rows * k / 32
-            && x.fs16.len() >= x.rows * k / 16
-            && x.fs32.len() >= x.rows * k / 32
+            && holds_panel_rows(x, k)
     );
     // SAFETY: features checked; `w` is whole rows of K / block blocks (row_bytes is the row
     // length for K); x has the Panel format's buffers for its rows; out holds every product.
