@@ -37,8 +37,9 @@ const NAMED: [&str; 14] = [
 /// place and its type (`document_0_MLMTransformer/`, `query_0_SparseStaticEmbedding/`): their
 /// named files and weights come too, with `router_config.json`, and the model's config.json may
 /// be in one of them; a doc-only one without a Router keeps its query weights in `idf.json`.
-/// A static embedding model's table may be in `0_StaticEmbedding/`, beside its tokenizer. Empty where the listing is no such checkout (neither config.json nor
-/// modules.json, or no safetensors weights).
+/// A static embedding model's table may be in `0_StaticEmbedding/`, beside its tokenizer.
+/// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
+/// safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
     let wanted_here = |f: &str| {
         NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
