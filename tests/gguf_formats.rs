@@ -751,6 +751,8 @@ fn every_tensor_type_loads_and_matches_within_its_rounding() {
         (GgmlDType::Q8_0, 0.3),
         (GgmlDType::Q5_0, 2.0),
         (GgmlDType::Q4_0, 4.0),
+        (GgmlDType::Q5_1, 2.0),
+        (GgmlDType::Q4_1, 4.0),
     ] {
         let path = dir.path().join(format!("{dtype:?}.gguf"));
         write_gguf("llama", &path, dtype);

@@ -16,6 +16,10 @@ fn independent(ty: QuantType, bytes: &[u8], shape: Vec<usize>) -> Vec<f32> {
         QuantType::Q4K => GgmlDType::Q4K,
         QuantType::Q5K => GgmlDType::Q5K,
         QuantType::Q6K => GgmlDType::Q6K,
+        QuantType::Q4_1 => GgmlDType::Q4_1,
+        QuantType::Q5_1 => GgmlDType::Q5_1,
+        QuantType::Q2K => GgmlDType::Q2K,
+        QuantType::Q3K => GgmlDType::Q3K,
         QuantType::Mxfp4 => return mxfp4::dequantize_ggml(bytes),
     };
     qtensor_from_ggml(ggml, bytes, shape, &Device::Cpu)
@@ -40,7 +44,9 @@ fn dequantization_matches_candle() {
             .collect();
         let scales: &[usize] = match ty {
             QuantType::Q6K => &[208],
-            QuantType::Q4K | QuantType::Q5K => &[0, 2],
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q4_1 | QuantType::Q5_1 => &[0, 2],
+            QuantType::Q2K => &[80, 82],
+            QuantType::Q3K => &[108],
             // MXFP4's exponent byte: every value but 255 (NaN) is a scale, subnormal ones too.
             QuantType::Mxfp4 => &[],
             _ => &[0],

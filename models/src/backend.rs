@@ -70,6 +70,10 @@ pub enum WeightDtype {
     Q4K,
     Q5K,
     Q6K,
+    Q4_1,
+    Q5_1,
+    Q2K,
+    Q3K,
 }
 
 impl std::fmt::Display for WeightDtype {
@@ -84,6 +88,10 @@ impl std::fmt::Display for WeightDtype {
             WeightDtype::Q4K => "Q4_K",
             WeightDtype::Q5K => "Q5_K",
             WeightDtype::Q6K => "Q6_K",
+            WeightDtype::Q4_1 => "Q4_1",
+            WeightDtype::Q5_1 => "Q5_1",
+            WeightDtype::Q2K => "Q2_K",
+            WeightDtype::Q3K => "Q3_K",
         };
         f.write_str(s)
     }

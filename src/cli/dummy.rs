@@ -33,6 +33,12 @@ pub enum DummyDtype {
     /// Every matrix in Q6_K blocks (likewise).
     #[value(name = "q6_k")]
     Q6K,
+    /// Every matrix in Q2_K blocks (likewise).
+    #[value(name = "q2_k")]
+    Q2K,
+    /// Every matrix in Q3_K blocks (likewise).
+    #[value(name = "q3_k")]
+    Q3K,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +77,8 @@ impl DummyArgs {
             DummyDtype::Q8_0 => DummyWeights::Quantized(GgmlDType::Q8_0),
             DummyDtype::Q4K => DummyWeights::Quantized(GgmlDType::Q4K),
             DummyDtype::Q6K => DummyWeights::Quantized(GgmlDType::Q6K),
+            DummyDtype::Q2K => DummyWeights::Quantized(GgmlDType::Q2K),
+            DummyDtype::Q3K => DummyWeights::Quantized(GgmlDType::Q3K),
         }
     }
 

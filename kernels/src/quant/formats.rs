@@ -13,6 +13,14 @@
 //! | Q5_K | 256   | 176   | d, dmin: f16, scales[12], qh[32], qs[128]                         |
 //! | Q6_K | 256   | 210   | ql[128], qh[64], scales[16]: i8, d: f16                           |
 //! | MXFP4| 32    | 17    | e: u8 (E8M0 scale), qs[16]: e2m1 codes laid out as Q4_0's nibbles |
+//! | Q4_1 | 32    | 20    | d, m: f16, qs[16] as Q4_0 (value = d·q + m)                       |
+//! | Q5_1 | 32    | 24    | d, m: f16, qh: u32, qs[16] as Q5_0 (value = d·q + m)              |
+//! | Q2_K | 256   | 84    | scales[16] (scale low nibble, min high), qs[64], d, dmin: f16     |
+//! | Q3_K | 256   | 110   | hmask[32], qs[64], scales[12] (16 six-bit scales), d: f16         |
+//!
+//! Q2_K and Q3_K lay out their 2-bit quants alike: element 128·h + 32·j + l (h < 2, j < 4,
+//! l < 32) is bits 2j..2j+2 of qs[32·h + l]; Q3_K's third bit is bit 4h + j of hmask[l], and
+//! both scale every 16 elements (index 8h + 2j + l/16).
 use super::activations::QuantizedRows;
 use half::f16;
 
@@ -35,6 +43,14 @@ pub enum QuantType {
     /// e2m1 code doubled (`MXFP4_DOUBLED`: integers in −12..=12, so the products stay in
     /// integers like every other format's), e the block's E8M0 exponent byte.
     Mxfp4,
+    /// value = d·q + m, q a nibble (Q4_0 with a minimum instead of an offset).
+    Q4_1,
+    /// value = d·q + m, q five bits.
+    Q5_1,
+    /// value = d·sc_g·q − dmin·m_g for 16-element sub-block g, q two bits, sc and m four.
+    Q2K,
+    /// value = d·(s_g − 32)·(q − 4) for 16-element sub-block g, q three bits, s six.
+    Q3K,
 }
 
 /// The e2m1 codes' values, doubled: ±{0, 0.5, 1, 1.5, 2, 3, 4, 6} × 2, sign in bit 3.
@@ -86,7 +102,7 @@ pub enum ActFormat {
 }
 
 impl QuantType {
-    pub const ALL: [QuantType; 7] = [
+    pub const ALL: [QuantType; 11] = [
         QuantType::Q4_0,
         QuantType::Q5_0,
         QuantType::Q8_0,
@@ -94,13 +110,33 @@ impl QuantType {
         QuantType::Q5K,
         QuantType::Q6K,
         QuantType::Mxfp4,
+        QuantType::Q4_1,
+        QuantType::Q5_1,
+        QuantType::Q2K,
+        QuantType::Q3K,
     ];
+
+    /// Whether the lane-interleaved panels (`x86::panel`, `x86::panel_rows`) and the AMX tiles
+    /// read this type. The others run on the row tiles at every row count.
+    pub fn has_panels(self) -> bool {
+        !matches!(
+            self,
+            QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q2K | QuantType::Q3K
+        )
+    }
 
     /// Elements per block.
     pub fn block_elems(self) -> usize {
         match self {
-            QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => 32,
-            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => 256,
+            QuantType::Q4_0
+            | QuantType::Q5_0
+            | QuantType::Q8_0
+            | QuantType::Mxfp4
+            | QuantType::Q4_1
+            | QuantType::Q5_1 => 32,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K | QuantType::Q2K | QuantType::Q3K => {
+                256
+            }
         }
     }
 
@@ -114,6 +150,10 @@ impl QuantType {
             QuantType::Q5K => 176,
             QuantType::Q6K => 210,
             QuantType::Mxfp4 => 17,
+            QuantType::Q4_1 => 20,
+            QuantType::Q5_1 => 24,
+            QuantType::Q2K => 84,
+            QuantType::Q3K => 110,
         }
     }
 
@@ -146,6 +186,9 @@ pub fn set_scales(ty: QuantType, block: &mut [u8], d: f32) {
         QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
         QuantType::Q4K | QuantType::Q5K => &[0, 2],
         QuantType::Q6K => &[208],
+        QuantType::Q4_1 | QuantType::Q5_1 => &[0, 2],
+        QuantType::Q2K => &[80, 82],
+        QuantType::Q3K => &[108],
         QuantType::Mxfp4 => {
             let exp = d.abs().max(1e-30).log2().floor() as i32;
             block[0] = (exp + 128).clamp(0, 254) as u8;
@@ -184,6 +227,18 @@ pub fn k_scales_mins(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
     mn[..4].copy_from_slice(&mn_lo.to_le_bytes());
     mn[4..].copy_from_slice(&mn_hi.to_le_bytes());
     (sc, mn)
+}
+
+/// The sixteen 6-bit scales of a Q3_K block (each to be read minus 32), from its 12 packed
+/// bytes: bytes 0..8 hold the low nibbles (scales 0..8 in the low halves, 8..16 in the high
+/// ones), bytes 8..12 the top two bits (byte 8 + i % 4, bits 2·(i / 4)..).
+#[inline]
+pub fn q3k_scales(packed: &[u8]) -> [u8; 16] {
+    std::array::from_fn(|i| {
+        let low = (packed[i % 8] >> (4 * (i / 8))) & 0x0f;
+        let high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
+        low | (high << 4)
+    })
 }
 
 /// The integer quants of one block, offsets already removed (so value = scale·q − min), with
@@ -225,6 +280,49 @@ pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
             }
             out.scale[..2].fill(d);
             out.min[..2].fill(0.0);
+        }
+        QuantType::Q4_1 | QuantType::Q5_1 => {
+            let (d, m) = (f16_at(block, 0), f16_at(block, 2));
+            let (qh, qs) = if ty == QuantType::Q5_1 {
+                let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+                (qh, &block[8..24])
+            } else {
+                (0, &block[4..20])
+            };
+            for (i, &byte) in qs.iter().enumerate() {
+                let fifth = |bit: usize| (((qh >> bit) & 1) << 4) as i32;
+                out.q[i] = (byte & 0x0f) as i32 + fifth(i);
+                out.q[i + 16] = (byte >> 4) as i32 + fifth(i + 16);
+            }
+            out.scale[..2].fill(d);
+            out.min[..2].fill(-m);
+        }
+        QuantType::Q2K | QuantType::Q3K => {
+            let qs = &block[if ty == QuantType::Q2K { 16 } else { 32 }..][..64];
+            for h in 0..2 {
+                for j in 0..4 {
+                    for l in 0..32 {
+                        let q = ((qs[32 * h + l] >> (2 * j)) & 3) as i32;
+                        out.q[128 * h + 32 * j + l] = match ty {
+                            QuantType::Q3K => q + 4 * ((block[l] >> (4 * h + j)) & 1) as i32 - 4,
+                            _ => q,
+                        };
+                    }
+                }
+            }
+            if ty == QuantType::Q2K {
+                let (d, dmin) = (f16_at(block, 80), f16_at(block, 82));
+                for (g, &b) in block[..16].iter().enumerate() {
+                    out.scale[g] = d * (b & 0x0f) as f32;
+                    out.min[g] = dmin * (b >> 4) as f32;
+                }
+            } else {
+                let d = f16_at(block, 108);
+                for (g, s) in q3k_scales(&block[96..108]).into_iter().enumerate() {
+                    out.scale[g] = d * (s as i32 - 32) as f32;
+                }
+                out.min.fill(0.0);
+            }
         }
         QuantType::Mxfp4 => {
             for (i, &byte) in block[1..17].iter().enumerate() {

@@ -250,7 +250,7 @@ pub fn reference_for(
             want: m * n,
         });
     }
-    if matmul::takes_amx(isa, m) {
+    if matmul::takes_amx(isa, ty, m) {
         reference::bf16_products(ty, w, row_bytes, k, x, m, y);
         return Ok(());
     }

@@ -53,8 +53,11 @@ fn block_dot(ty: QuantType, block: &IntBlock, x: &RowsView<'_>, r: usize, at: us
             .sum(),
         (ActFormat::B32 | ActFormat::Panel { .. }, _) => {
             // One activation scale per 32: both 16-groups share it (and the weight scale).
+            // Q4_1 / Q5_1 add their minimum (−min) times the block's activation sum.
             let dx = x.d[(r * x.k + at) / 32];
-            dx * (block.scale[0] * group(0) as f32 + block.scale[1] * group(1) as f32)
+            let sum = x.sums[(r * x.k + at) / 32] as f32;
+            dx * (block.scale[0] * group(0) as f32 + block.scale[1] * group(1) as f32
+                - block.min[0] * sum)
         }
         (ActFormat::B256, true) => {
             let dx = x.d[(r * x.k + at) / 256];

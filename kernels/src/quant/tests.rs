@@ -705,7 +705,7 @@ fn panel_rows_give_the_bits_of_the_repacked_panels() {
         return;
     }
     let mut g = Gen(0x9a2e_1205_5eed);
-    for ty in QuantType::ALL {
+    for ty in QuantType::ALL.into_iter().filter(|t| t.has_panels()) {
         for (n, blocks) in [(1, 1), (8, 2), (11, 3), (19, 1)] {
             let k = blocks * ty.block_elems();
             let w = random_weights(&mut g, ty, n, k);
@@ -746,5 +746,48 @@ fn panel_rows_give_the_bits_of_the_repacked_panels() {
                 }
             }
         }
+    }
+}
+
+/// `dequantize` gives gguf-py's values (the reference llama.cpp's Python package ships) for
+/// random blocks of every GGML type here: the layouts are read as llama.cpp writes them, not
+/// only as the kernels and the scalar reference agree to read them
+/// (`scripts/gen-quant-goldens.py` wrote the fixture).
+#[test]
+fn dequantization_matches_gguf_py() {
+    let text = include_str!("../../../tests/fixtures/quant/gguf_py_dequant.txt");
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(hex)) = (fields.next(), fields.next()) else {
+            panic!("bad fixture line {line:?}");
+        };
+        let ty = QuantType::ALL
+            .into_iter()
+            .find(|t| format!("{t:?}") == name)
+            .unwrap_or_else(|| panic!("unknown type {name}"));
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let want: Vec<f32> = fields.map(|v| v.parse().unwrap()).collect();
+        assert_eq!(bytes.len(), ty.block_bytes(), "{name}");
+        assert_eq!(want.len(), ty.block_elems(), "{name}");
+        let mut got = vec![0f32; ty.block_elems()];
+        super::dequantize(ty, &bytes, &mut got);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            // gguf-py computes in f32 too, some products in another order: a few ulps.
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1e-3),
+                "{name} element {i}: {g} vs gguf-py {w}"
+            );
+        }
+        seen.insert(ty);
+    }
+    for ty in QuantType::ALL {
+        assert!(
+            seen.contains(&ty) || ty == QuantType::Mxfp4,
+            "no gguf-py blocks of {ty:?}"
+        );
     }
 }

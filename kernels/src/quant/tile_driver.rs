@@ -18,6 +18,10 @@ pub(crate) mod kind {
     pub const Q5K: u8 = 4;
     pub const Q6K: u8 = 5;
     pub const MXFP4: u8 = 6;
+    pub const Q4_1: u8 = 7;
+    pub const Q5_1: u8 = 8;
+    pub const Q2K: u8 = 9;
+    pub const Q3K: u8 = 10;
 
     /// Bytes per block of type `t`.
     pub const fn block_bytes(t: u8) -> usize {
@@ -28,6 +32,10 @@ pub(crate) mod kind {
             Q4K => 144,
             Q5K => 176,
             MXFP4 => 17,
+            Q4_1 => 20,
+            Q5_1 => 24,
+            Q2K => 84,
+            Q3K => 110,
             _ => 210,
         }
     }
@@ -40,7 +48,7 @@ macro_rules! tile_driver {
 
         /// Whether type `t` is a 256-element K-quant.
         const fn is_k_quant(t: u8) -> bool {
-            matches!(t, Q4K | Q5K | Q6K)
+            matches!(t, Q4K | Q5K | Q6K | Q2K | Q3K)
         }
 
         /// Activation row pointers of one tile.
@@ -74,6 +82,10 @@ macro_rules! tile_driver {
                 QuantType::Q5K => panel_of::<Q5K>(w, row_bytes, x, out, stride),
                 QuantType::Q6K => panel_of::<Q6K>(w, row_bytes, x, out, stride),
                 QuantType::Mxfp4 => panel_of::<MXFP4>(w, row_bytes, x, out, stride),
+                QuantType::Q4_1 => panel_of::<Q4_1>(w, row_bytes, x, out, stride),
+                QuantType::Q5_1 => panel_of::<Q5_1>(w, row_bytes, x, out, stride),
+                QuantType::Q2K => panel_of::<Q2K>(w, row_bytes, x, out, stride),
+                QuantType::Q3K => panel_of::<Q3K>(w, row_bytes, x, out, stride),
             }
         }
 

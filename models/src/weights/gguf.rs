@@ -7,10 +7,16 @@ use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;
 
 /// Quantized types used in place (the CPU backend's own kernels read them), from the arena.
-const MAPPED_TYPES: [GgmlDType; 4] = [
+const MAPPED_TYPES: [GgmlDType; 10] = [
+    GgmlDType::Q4_0,
     GgmlDType::Q5_0,
     GgmlDType::Q8_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_1,
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
     GgmlDType::Q4K,
+    GgmlDType::Q5K,
     GgmlDType::Q6K,
 ];
 use super::gguf_header::{self, Mxfp4Info};

@@ -352,6 +352,10 @@ pub fn weight_dtype_of(d: GgmlDType) -> Option<WeightDtype> {
         GgmlDType::Q4K => WeightDtype::Q4K,
         GgmlDType::Q5K => WeightDtype::Q5K,
         GgmlDType::Q6K => WeightDtype::Q6K,
+        GgmlDType::Q4_1 => WeightDtype::Q4_1,
+        GgmlDType::Q5_1 => WeightDtype::Q5_1,
+        GgmlDType::Q2K => WeightDtype::Q2K,
+        GgmlDType::Q3K => WeightDtype::Q3K,
         _ => return None,
     })
 }

@@ -104,9 +104,13 @@ pub(crate) fn block_scales(dtype: GgmlDType, max_abs: f32) -> Result<Vec<(usize,
         GgmlDType::Q4K => vec![(0, max_abs / 945.0), (2, max_abs / 126.0)],
         // d·sc·(q − 32), sc a signed byte, q 6-bit.
         GgmlDType::Q6K => vec![(208, max_abs / 4096.0)],
+        // d·sc·q − dmin·m, sc and m 4-bit, q 2-bit: values in about [−max/2, max].
+        GgmlDType::Q2K => vec![(80, max_abs / 45.0), (82, max_abs / 30.0)],
+        // d·(s − 32)·(q − 4), s 6-bit, q 3-bit.
+        GgmlDType::Q3K => vec![(108, max_abs / 128.0)],
         other => {
             return Err(ModelError::Config(format!(
-                "dummy weights come in Q4_0, Q8_0, Q4_K or Q6_K blocks, not {}",
+                "dummy weights come in Q4_0, Q8_0, Q2_K, Q3_K, Q4_K or Q6_K blocks, not {}",
                 ggml_name(other)
             )))
         }

@@ -54,6 +54,10 @@ fn kernel_type(d: GgmlDType) -> Option<QuantType> {
         GgmlDType::Q4K => Some(QuantType::Q4K),
         GgmlDType::Q5K => Some(QuantType::Q5K),
         GgmlDType::Q6K => Some(QuantType::Q6K),
+        GgmlDType::Q4_1 => Some(QuantType::Q4_1),
+        GgmlDType::Q5_1 => Some(QuantType::Q5_1),
+        GgmlDType::Q2K => Some(QuantType::Q2K),
+        GgmlDType::Q3K => Some(QuantType::Q3K),
         _ => None,
     }
 }

@@ -39,9 +39,11 @@ pub const DTYPE_Q6_K: CandorDtype = 9;
 /// (1.1) gpt-oss's experts, as stored in GGUF (type 39).
 pub const DTYPE_MXFP4: CandorDtype = 10;
 
-/// The ABI code of a weight storage type.
+/// The ABI dtype a weight of storage type `d` reaches a plugin as. The GGUF types the ABI has
+/// no code for (Q4_1, Q5_1, Q2_K, Q3_K) go dequantized, as F32.
 pub fn dtype_code(d: WeightDtype) -> CandorDtype {
     match d {
+        WeightDtype::Q4_1 | WeightDtype::Q5_1 | WeightDtype::Q2K | WeightDtype::Q3K => DTYPE_F32,
         WeightDtype::F32 => DTYPE_F32,
         WeightDtype::F16 => DTYPE_F16,
         WeightDtype::BF16 => DTYPE_BF16,

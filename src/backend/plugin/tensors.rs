@@ -66,16 +66,26 @@ impl PluginWeight {
 /// The bytes to upload for a host weight and their ABI dtype. Rank-1 weights (norms, biases)
 /// are always f32, as the header promises; matrices keep their stored type.
 /// MXFP4 goes as it is to a plugin that keeps it (`mxfp4`: ABI 1.1 and the dtype's bit), else
-/// as the Q5_0 blocks it is exactly (29% more bytes, the same values).
+/// as the Q5_0 blocks it is exactly (29% more bytes, the same values). Block types the ABI has
+/// no code for go dequantized to f32 (`ffi::dtype_code`).
 pub(super) fn weight_bytes(w: &HostWeight, mxfp4: bool) -> Result<(CandorDtype, Vec<u8>)> {
     let code = |ggml: GgmlDType| {
         weight_dtype_of(ggml)
             .map(ffi::dtype_code)
             .ok_or_else(|| err(format!("weight type {ggml:?} has no ABI code")))
     };
+    let dequantized = match w {
+        HostWeight::Quant(q) => q.dtype() != GgmlDType::F32 && code(q.dtype())? == ffi::DTYPE_F32,
+        HostWeight::Mapped(m) => {
+            m.dtype != BlockType::Mxfp4 && code(m.ggml_blocks()?.0)? == ffi::DTYPE_F32
+        }
+        _ => false,
+    };
     match w {
         HostWeight::Dense { tensor, .. } => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(tensor)?))),
-        _ if w.shape().len() == 1 => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
+        _ if w.shape().len() == 1 || dequantized => {
+            Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?)))
+        }
         HostWeight::Quant(q) => Ok((code(q.dtype())?, q.data()?.into_owned())),
         HostWeight::Mapped(m) if mxfp4 && m.dtype == BlockType::Mxfp4 => {
             Ok((ffi::DTYPE_MXFP4, m.bytes().to_vec()))
@@ -231,6 +241,42 @@ mod tests {
         let blocks = mxfp4::quantize_ggml(&values);
         let w = MappedBlocks::owned(&blocks, BlockType::Mxfp4, vec![2, 32]).unwrap();
         (blocks, HostWeight::Mapped(w))
+    }
+
+    /// Block types the ABI has no code for go dequantized, as f32, whether read in place
+    /// (mapped) or copied (candle's blocks); the types it has go as they are.
+    #[test]
+    fn blocks_without_an_abi_code_go_as_f32() {
+        let values: Vec<f32> = (0..512)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        let t =
+            candle_core::Tensor::from_slice(&values, (2, 256), &candle_core::Device::Cpu).unwrap();
+        for (ggml, code) in [
+            (GgmlDType::Q2K, ffi::DTYPE_F32),
+            (GgmlDType::Q3K, ffi::DTYPE_F32),
+            (GgmlDType::Q4_1, ffi::DTYPE_F32),
+            (GgmlDType::Q5_1, ffi::DTYPE_F32),
+            (GgmlDType::Q4K, ffi::DTYPE_Q4_K),
+        ] {
+            let q = candle_core::quantized::QTensor::quantize(&t, ggml).unwrap();
+            let want = match code {
+                ffi::DTYPE_F32 => f32_bytes(
+                    &dense_f32(&q.dequantize(&candle_core::Device::Cpu).unwrap()).unwrap(),
+                ),
+                _ => q.data().unwrap().into_owned(),
+            };
+            let mapped =
+                MappedBlocks::owned(&q.data().unwrap(), BlockType::Ggml(ggml), vec![2, 256])
+                    .unwrap();
+            for w in [HostWeight::Quant(q), HostWeight::Mapped(mapped)] {
+                assert_eq!(
+                    weight_bytes(&w, true).unwrap(),
+                    (code, want.clone()),
+                    "{ggml:?}"
+                );
+            }
+        }
     }
 
     /// The fallbacks' conversions between f32 and the cache's elements: f16 rounds to nearest

@@ -76,6 +76,61 @@ unsafe fn sixteen_where_clear(qh: *const u8) -> uint8x16_t {
     vbicq_u8(vdupq_n_u8(16), set)
 }
 
+/// Q4_1: Q4_0's nibbles at byte 4, without an offset (the minimum comes in through the
+/// activation sums).
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q4_1(p: *const u8) -> [int8x16_t; 2] {
+    let qs = vld1q_u8(p.add(4));
+    [
+        signed(vandq_u8(qs, vdupq_n_u8(0x0f))),
+        signed(vshrq_n_u8::<4>(qs)),
+    ]
+}
+
+/// Q5_1: Q5_0's five bits at bytes 4 (qh) and 8 (qs), without an offset: 0..=31.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn q5_1(p: *const u8) -> [int8x16_t; 2] {
+    let qs = vld1q_u8(p.add(8));
+    let sixteen = vdupq_n_u8(16);
+    [
+        signed(vaddq_u8(
+            vandq_u8(qs, vdupq_n_u8(0x0f)),
+            vsubq_u8(sixteen, sixteen_where_clear(p.add(4))),
+        )),
+        signed(vaddq_u8(
+            vshrq_n_u8::<4>(qs),
+            vsubq_u8(sixteen, sixteen_where_clear(p.add(6))),
+        )),
+    ]
+}
+
+/// Q2_K / Q3_K chunk (h, j) (elements 128·h + 32·j..+32) of the block at `p`: bits 2j..2j+2
+/// of qs[32·h..] (Q2_K's qs at byte 16, Q3_K's at 32); Q3_K adds 4 where bit 4h + j of
+/// hmask[l] is set and subtracts 4, so −4..=3.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn k2_chunk(p: *const u8, q3: bool, h: usize, j: usize) -> [int8x16_t; 2] {
+    let qs = p.add(if q3 { 32 } else { 16 } + 32 * h);
+    let mut out = [vdupq_n_s8(0); 2];
+    for (v, o) in out.iter_mut().enumerate() {
+        let q = vandq_u8(
+            vshlq_u8(vld1q_u8(qs.add(16 * v)), vdupq_n_s8(-2 * j as i8)),
+            vdupq_n_u8(3),
+        );
+        *o = if q3 {
+            // Bit 4h + j moved to bit 2.
+            let hm = vshlq_u8(vld1q_u8(p.add(16 * v)), vdupq_n_s8(2 - (4 * h + j) as i8));
+            let q = vorrq_u8(q, vandq_u8(hm, vdupq_n_u8(4)));
+            signed(vsubq_u8(q, vdupq_n_u8(4)))
+        } else {
+            signed(q)
+        };
+    }
+    out
+}
+
 /// Q8_0: the quants are already signed bytes.
 #[inline]
 #[target_feature(enable = "neon")]

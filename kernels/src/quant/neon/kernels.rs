@@ -20,7 +20,7 @@
 macro_rules! neon_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
+        use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
         use super::decode;
         use std::arch::aarch64::*;
 
@@ -55,7 +55,7 @@ macro_rules! neon_kernels {
             prim::dot16(prim::dot16(vdupq_n_s32(0), w[0], x[0]), w[1], x[1])
         }
 
-        /// Q4_0 / Q5_0 / Q8_0 / MXFP4: `nb` blocks of 32 per row.
+        /// Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1: `nb` blocks of 32 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
@@ -65,17 +65,26 @@ macro_rules! neon_kernels {
             acc: &mut [[float32x4_t; R]; C],
         ) {
             let bb = block_bytes(T);
+            // Q4_1 / Q5_1 add m·d_x·Σx_q, into lane 0 (the lanes are summed at the end).
+            let with_min = T == Q4_1 || T == Q5_1;
+            let lane0 = vsetq_lane_f32::<0>(1.0, vdupq_n_f32(0.0));
             for b in 0..nb {
                 let mut wq = [[vdupq_n_s8(0); 2]; C];
                 let mut dw = [0f32; C];
+                let mut mw = [0f32; C];
                 for c in 0..C {
                     let p = w[c].add(b * bb);
                     wq[c] = match T {
                         Q4_0 => decode::q4_0(p),
                         Q5_0 => decode::q5_0(p),
                         MXFP4 => decode::mxfp4(p),
+                        Q4_1 => decode::q4_1(p),
+                        Q5_1 => decode::q5_1(p),
                         _ => decode::q8_0(p),
                     };
+                    if with_min {
+                        mw[c] = decode::f16_at(p.add(2));
+                    }
                     dw[c] = match T {
                         MXFP4 => E8M0_HALF[*p as usize],
                         _ => decode::f16_at(p),
@@ -87,12 +96,16 @@ macro_rules! neon_kernels {
                     for c in 0..C {
                         let t = vcvtq_f32_s32(dot32(&wq[c], &xq));
                         acc[c][r] = vfmaq_n_f32(acc[c][r], t, dw[c] * dx);
+                        if with_min {
+                            let xs = dx * *x.sums[r].add(b) as f32;
+                            acc[c][r] = vfmaq_n_f32(acc[c][r], lane0, mw[c] * xs);
+                        }
                     }
                 }
             }
         }
 
-        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row.
+        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K: `nsb` super-blocks of 256 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
@@ -109,8 +122,28 @@ macro_rules! neon_kernels {
                 let mut dmin = [0f32; C];
                 let mut scales = [[0i32; 16]; C];
                 let mut mins = [vdupq_n_s16(0); C];
+                // Q2_K: a minimum per 16.
+                let mut mins16 = [[vdupq_n_s16(0); 2]; C];
                 for c in 0..C {
-                    if T == Q6K {
+                    if T == Q3K {
+                        d[c] = decode::f16_at(p[c].add(108));
+                        let s = q3k_scales(std::slice::from_raw_parts(p[c].add(96), 12));
+                        for (g, v) in scales[c].iter_mut().enumerate() {
+                            *v = s[g] as i32 - 32;
+                        }
+                    } else if T == Q2K {
+                        d[c] = decode::f16_at(p[c].add(80));
+                        dmin[c] = decode::f16_at(p[c].add(82));
+                        let b = vld1q_u8(p[c]);
+                        for (g, v) in scales[c].iter_mut().enumerate() {
+                            *v = (*p[c].add(g) & 0x0f) as i32;
+                        }
+                        let m = vshrq_n_u8::<4>(b);
+                        mins16[c] = [
+                            vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(m))),
+                            vreinterpretq_s16_u16(vmovl_high_u8(m)),
+                        ];
+                    } else if T == Q6K {
                         d[c] = decode::f16_at(p[c].add(208));
                         for (g, s) in scales[c].iter_mut().enumerate() {
                             *s = *p[c].add(192 + g) as i8 as i32;
@@ -132,13 +165,14 @@ macro_rules! neon_kernels {
                     for c in 0..C {
                         wq[c] = match T {
                             Q6K => decode::q6k_quarter(p[c], j / 4, j % 4),
+                            Q2K | Q3K => decode::k2_chunk(p[c], T == Q3K, j / 4, j % 4),
                             _ => decode::k_sub_block(p[c], T == Q5K, j),
                         };
                     }
                     for r in 0..R {
                         let xq = x32(x, r, 256 * sb + 32 * j);
                         for c in 0..C {
-                            iacc[c][r] = if T == Q6K {
+                            iacc[c][r] = if matches!(T, Q6K | Q2K | Q3K) {
                                 // A scale per 16: one dot product per scale.
                                 let zero = vdupq_n_s32(0);
                                 let lo = prim::dot16(zero, wq[c][0], xq[0]);
@@ -155,7 +189,7 @@ macro_rules! neon_kernels {
                     let dx = *x.d[r].add(sb);
                     // Q4_K/Q5_K: the activation sum of each 32-element sub-block, pairwise
                     // from the 16-sums (|s| ≤ 32·127 fits i16).
-                    let sums32 = if T == Q6K {
+                    let sums32 = if matches!(T, Q6K | Q2K | Q3K) {
                         vdupq_n_s16(0)
                     } else {
                         let s = x.sums[r].add(16 * sb);
@@ -164,7 +198,16 @@ macro_rules! neon_kernels {
                     for c in 0..C {
                         let i = vcvtq_f32_s32(iacc[c][r]);
                         acc[c][r] = vfmaq_n_f32(acc[c][r], i, d[c] * dx);
-                        if T != Q6K {
+                        if T == Q2K {
+                            // − dmin·d_x·Σ_g m_g·(sum of x over 16-element sub-block g).
+                            let s = x.sums[r].add(16 * sb);
+                            let (lo, hi) = (vld1q_s16(s), vld1q_s16(s.add(8)));
+                            let m = vmull_s16(vget_low_s16(mins16[c][0]), vget_low_s16(lo));
+                            let m = vmlal_high_s16(m, mins16[c][0], lo);
+                            let m = vmlal_s16(m, vget_low_s16(mins16[c][1]), vget_low_s16(hi));
+                            let m = vmlal_high_s16(m, mins16[c][1], hi);
+                            acc[c][r] = vfmaq_n_f32(acc[c][r], vcvtq_f32_s32(m), -dmin[c] * dx);
+                        } else if T != Q6K && T != Q3K {
                             // − dmin·d_x·Σ_j m_j·(sum of x over sub-block j).
                             let m = vmlal_high_s16(
                                 vmull_s16(vget_low_s16(mins[c]), vget_low_s16(sums32)),

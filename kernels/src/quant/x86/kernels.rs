@@ -16,7 +16,7 @@
 macro_rules! x86_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal $(, tile_k from $wide_k:ident)?) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
+        use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
         use std::arch::x86_64::*;
 
         super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
@@ -74,12 +74,18 @@ macro_rules! x86_kernels {
                 }
                 _ => {
                     // Elements 0..16 are the low nibbles of qs, 16..32 the high ones.
-                    let at = if T == Q5_0 { 6 } else { 2 };
+                    let at = match T {
+                        Q5_0 => 6,
+                        Q4_1 => 4,
+                        Q5_1 => 8,
+                        _ => 2,
+                    };
                     let qs = _mm_loadu_si128(p.add(at) as *const __m128i);
                     let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
                     let nib = _mm256_and_si256(both, low4);
-                    if T == Q5_0 {
-                        let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+                    if T == Q5_0 || T == Q5_1 {
+                        let h = p.add(if T == Q5_0 { 2 } else { 4 });
+                        let qh = u32::from_le_bytes([*h, *h.add(1), *h.add(2), *h.add(3)]);
                         prim::add_fifth_bits(nib, qh)
                     } else {
                         nib
@@ -98,7 +104,7 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_0 / Q5_0 / Q8_0 / MXFP4: `nb` blocks of 32 per row.
+        /// Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1: `nb` blocks of 32 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
@@ -114,13 +120,18 @@ macro_rules! x86_kernels {
                 Q4_0 => 8,
                 Q5_0 => 16,
                 MXFP4 => super::MXFP4_OFFSET,
+                Q4_1 | Q5_1 => 0,
                 _ => 128,
             };
+            // Q4_1 / Q5_1 add their minimum m times the block's activation sum: m·d_x·Σx_q,
+            // kept in lane 0 only (the lanes are summed at the end).
+            let with_min = T == Q4_1 || T == Q5_1;
             let ahead = super::prefetch_distance(C, nb * bb);
             for b in 0..nb {
                 let mut wq = [_mm256_setzero_si256(); C];
                 let mut wabs = [_mm256_setzero_si256(); C];
                 let mut dw = [_mm256_setzero_ps(); C];
+                let mut mw = [_mm256_setzero_ps(); C];
                 for c in 0..C {
                     let p = w[c].add(b * bb);
                     prefetch_ahead(p, ahead);
@@ -129,6 +140,9 @@ macro_rules! x86_kernels {
                         wabs[c] = _mm256_sign_epi8(wq[c], wq[c]);
                     }
                     dw[c] = scale_b32::<T>(p);
+                    if with_min {
+                        mw[c] = _mm256_blend_ps::<1>(_mm256_setzero_ps(), f16x8(p.add(2)));
+                    }
                 }
                 for r in 0..R {
                     let xq = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
@@ -146,6 +160,10 @@ macro_rules! x86_kernels {
                         };
                         let s = _mm256_mul_ps(dw[c], dx);
                         acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc[c][r]);
+                        if with_min {
+                            let xs = _mm256_set1_ps(*x.d[r].add(b) * *x.sums[r].add(b) as f32);
+                            acc[c][r] = _mm256_fmadd_ps(mw[c], xs, acc[c][r]);
+                        }
                     }
                 }
             }
@@ -198,7 +216,9 @@ macro_rules! x86_kernels {
             acc: &mut [[__m256; R]; C],
         ) {
             $(
-                return super::$wide_k::tile_k::<T, C, R>(w, nsb, x.qs, x.d, x.sums, acc);
+                if matches!(T, Q4K | Q5K | Q6K) {
+                    return super::$wide_k::tile_k::<T, C, R>(w, nsb, x.qs, x.d, x.sums, acc);
+                }
             )?
             let bb = block_bytes(T);
             let low4 = _mm256_set1_epi8(0x0f);
@@ -218,7 +238,32 @@ macro_rules! x86_kernels {
                 let mut scales = [[_mm256_setzero_si256(); 2]; C];
                 let mut per16 = [_mm256_setzero_si256(); C];
                 for c in 0..C {
-                    if T == Q6K {
+                    if T == Q2K || T == Q3K {
+                        // A scale per 16 held as Q6_K's are, and (Q2_K) a minimum per 16.
+                        let all = if T == Q3K {
+                            d[c] = f16x8(p[c].add(108));
+                            let s = q3k_scales(std::slice::from_raw_parts(p[c].add(96), 12));
+                            let s = _mm_sub_epi8(
+                                _mm_loadu_si128(s.as_ptr() as *const __m128i),
+                                _mm_set1_epi8(32),
+                            );
+                            _mm256_cvtepi8_epi16(s)
+                        } else {
+                            d[c] = f16x8(p[c].add(80));
+                            dmin[c] = f16x8(p[c].add(82));
+                            let b = _mm_loadu_si128(p[c] as *const __m128i);
+                            let nib = _mm_set1_epi8(0x0f);
+                            per16[c] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), nib));
+                            _mm256_cvtepu8_epi16(_mm_and_si128(b, nib))
+                        };
+                        scales[c] = [
+                            _mm256_permute2x128_si256(all, all, 0x00),
+                            _mm256_permute2x128_si256(all, all, 0x11),
+                        ];
+                        if T == Q3K {
+                            per16[c] = all;
+                        }
+                    } else if T == Q6K {
                         d[c] = f16x8(p[c].add(208));
                         let all =
                             _mm256_cvtepi8_epi16(_mm_loadu_si128(p[c].add(192) as *const __m128i));
@@ -241,7 +286,41 @@ macro_rules! x86_kernels {
                 }
                 let mut iacc = [[_mm256_setzero_si256(); R]; C];
                 let base = sb * 256;
-                if T == Q6K {
+                if T == Q2K || T == Q3K {
+                    // Chunk (h, j): bits 2j..2j+2 of qs[32h..32h+32] (and Q3_K's bit 4h + j
+                    // of hmask, as 4), the two shifted right step by step.
+                    let qs_at = if T == Q2K { 16 } else { 32 };
+                    let three = _mm256_set1_epi8(3);
+                    let four = _mm256_set1_epi8(4);
+                    let mut hm = [_mm256_setzero_si256(); C];
+                    if T == Q3K {
+                        for c in 0..C {
+                            hm[c] = _mm256_loadu_si256(p[c] as *const __m256i);
+                        }
+                    }
+                    for h in 0..2 {
+                        let mut qs = [_mm256_setzero_si256(); C];
+                        for c in 0..C {
+                            qs[c] = _mm256_loadu_si256(p[c].add(qs_at + 32 * h) as *const __m256i);
+                        }
+                        for j in 0..4 {
+                            let mut q = [_mm256_setzero_si256(); C];
+                            let mut sc = [_mm256_setzero_si256(); C];
+                            let pick = scale_pick(true, j);
+                            for c in 0..C {
+                                q[c] = _mm256_and_si256(qs[c], three);
+                                qs[c] = _mm256_srli_epi16(qs[c], 2);
+                                if T == Q3K {
+                                    let high = _mm256_and_si256(_mm256_slli_epi16(hm[c], 2), four);
+                                    q[c] = _mm256_or_si256(q[c], high);
+                                    hm[c] = _mm256_srli_epi16(hm[c], 1);
+                                }
+                                sc[c] = _mm256_shuffle_epi8(scales[c][h], pick);
+                            }
+                            chunk::<C, R>(&mut iacc, &q, &sc, x, base + 128 * h + 32 * j);
+                        }
+                    }
+                } else if T == Q6K {
                     // Half h: 64 bytes of low nibbles (ql), 32 of high bit pairs (qh); quarter
                     // k's low bits are nibble k/2 of ql[32·(k%2)..], its high bits 2k..2k+2.
                     let mask = _mm256_set1_epi8(0x30);
@@ -335,9 +414,13 @@ macro_rules! x86_kernels {
                     for c in 0..C {
                         let fix = _mm256_madd_epi16(per16[c], sums);
                         let s = _mm256_mul_ps(d[c], dx);
-                        if T == Q6K {
-                            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·(16-sum of x).
-                            let i = _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 5));
+                        if T == Q6K || T == Q3K {
+                            // Σ sc·(q − 32)·x = Σ sc·q·x − 32·Σ sc·(16-sum of x); Q3_K's
+                            // offset is 4.
+                            let i = match T {
+                                Q6K => _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 5)),
+                                _ => _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 2)),
+                            };
                             acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
                         } else {
                             acc[c][r] =

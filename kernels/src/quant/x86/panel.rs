@@ -201,6 +201,9 @@ unsafe fn decode_unit(
         QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => {
             unreachable!("32-element blocks are not decoded per unit")
         }
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q2K | QuantType::Q3K => {
+            unreachable!("{ty:?} has no panels (`QuantType::has_panels`)")
+        }
         QuantType::Q4K | QuantType::Q5K => {
             let (d, dmin) = (f16_of(p), f16_of(p.add(2)));
             let (sc, mn) = k_scales_mins(std::slice::from_raw_parts(p.add(4), 12));

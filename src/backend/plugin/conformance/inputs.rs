@@ -41,6 +41,10 @@ fn ggml(d: WeightDtype) -> GgmlDType {
         WeightDtype::Q4K => GgmlDType::Q4K,
         WeightDtype::Q5K => GgmlDType::Q5K,
         WeightDtype::Q6K => GgmlDType::Q6K,
+        WeightDtype::Q4_1 => GgmlDType::Q4_1,
+        WeightDtype::Q5_1 => GgmlDType::Q5_1,
+        WeightDtype::Q2K => GgmlDType::Q2K,
+        WeightDtype::Q3K => GgmlDType::Q3K,
     }
 }
 
@@ -60,8 +64,16 @@ pub fn host_weight(values: &[f32], shape: &[usize], dtype: WeightDtype) -> Resul
 pub fn block_elems(d: WeightDtype) -> usize {
     match d {
         WeightDtype::F32 | WeightDtype::F16 | WeightDtype::BF16 => 1,
-        WeightDtype::Q4_0 | WeightDtype::Q8_0 | WeightDtype::Q5_0 => 32,
-        WeightDtype::Q4K | WeightDtype::Q5K | WeightDtype::Q6K => 256,
+        WeightDtype::Q4_0
+        | WeightDtype::Q8_0
+        | WeightDtype::Q5_0
+        | WeightDtype::Q4_1
+        | WeightDtype::Q5_1 => 32,
+        WeightDtype::Q4K
+        | WeightDtype::Q5K
+        | WeightDtype::Q6K
+        | WeightDtype::Q2K
+        | WeightDtype::Q3K => 256,
     }
 }
 
