@@ -1,9 +1,10 @@
 //! Activation rows quantized to signed bytes (llama.cpp's Q8_0 / Q8_K idea), so each weight
 //! block times an activation block is an integer dot product and one float multiply.
 //!
-//! * `B32` (for Q4_0/Q5_0/Q8_0 weights): one f32 scale per 32 values, and the sum of each
+//! * `B32` (for the 32-element weight blocks): one f32 scale per 32 values, and the sum of each
 //!   block's quants, so the kernels can read weight quants as unsigned bytes and subtract the
-//!   format's offset (8, 16 or 128) times that sum once per block.
+//!   format's offset (8, 16 or 128) times that sum once per block (or add Q4_1 / Q5_1's
+//!   minimum times it).
 //! * `B256` (for K-quants): one f32 scale per 256 values, so a whole super-block accumulates in
 //!   integers, and the sum of every 16 quants (for the Q4_K/Q5_K minimums and Q6_K's −32).
 //!

@@ -116,13 +116,9 @@ impl QuantType {
         QuantType::Q3K,
     ];
 
-    /// Whether the lane-interleaved panels (`x86::panel`, `x86::panel_rows`) and the AMX tiles
-    /// read this type. The others run on the row tiles at every row count.
-    pub fn has_panels(self) -> bool {
-        !matches!(
-            self,
-            QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q2K | QuantType::Q3K
-        )
+    /// Whether each 16 elements of a 32-element chunk have a scale (and minimum) of their own.
+    pub fn scales_per_16(self) -> bool {
+        matches!(self, QuantType::Q6K | QuantType::Q2K | QuantType::Q3K)
     }
 
     /// Elements per block.

@@ -115,7 +115,7 @@ pub(super) fn run(
     let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let threads = rayon::current_num_threads().max(1);
     #[cfg(target_arch = "x86_64")]
-    if takes_amx(isa, ty, m) {
+    if takes_amx(isa, m) {
         use super::x86::amx_gemm::{gemm, Weights};
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
         gemm(Weights::Quant { ty, w, row_bytes }, n, k, x, m, y, threads);
@@ -207,7 +207,7 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
     for ((p, s), &rb) in products.iter_mut().zip(scratch.iter_mut()).zip(&row_bytes) {
         let format = activation_format(kernels, p.ty, p.m);
         let empty = p.m == 0 || p.n == 0 || p.k == 0;
-        if empty || takes_amx(isa, p.ty, p.m) || !splits_weight_rows(format, p.m) {
+        if empty || takes_amx(isa, p.m) || !splits_weight_rows(format, p.m) {
             run(isa, p.ty, p.w, p.n, p.k, p.x, p.m, p.y)?;
             continue;
         }
@@ -238,8 +238,8 @@ pub(super) fn run_many(isa: Isa, products: &mut [Product<'_>]) -> Result<(), Qua
 }
 
 /// Whether `run` (and `reference_for`, which mirrors it) multiplies `m` rows on AMX tiles.
-pub(super) fn takes_amx(isa: Isa, ty: QuantType, m: usize) -> bool {
-    isa == Isa::AmxBf16 && ty.has_panels() && m >= AMX_MIN_ROWS && !crate::batch_invariant()
+pub(super) fn takes_amx(isa: Isa, m: usize) -> bool {
+    isa == Isa::AmxBf16 && m >= AMX_MIN_ROWS && !crate::batch_invariant()
 }
 
 /// How `run` quantizes the activations for `isa`, `ty` and `m` rows: the weight type's own
@@ -247,7 +247,7 @@ pub(super) fn takes_amx(isa: Isa, ty: QuantType, m: usize) -> bool {
 /// and at any count there in batch-invariant mode (below the panel count `x86::panel_rows`
 /// gives the panels' bits without the repack).
 pub fn activation_format(isa: Isa, ty: QuantType, m: usize) -> ActFormat {
-    let panels = matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16) && ty.has_panels();
+    let panels = matches!(isa, Isa::Avx512Vnni | Isa::AmxBf16);
     if panels && (m >= fused_panel_min_rows(ty) || crate::batch_invariant()) {
         ty.panel_format()
     } else {

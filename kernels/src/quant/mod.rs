@@ -1,6 +1,7 @@
 //! Matrix products against GGML block-quantized weights, with the activations quantized to
 //! 8-bit blocks (llama.cpp's approach): y[M×N] = x[M×K] · Wᵀ, W being N rows of K elements
-//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, MXFP4), read in place.
+//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4),
+//! read in place.
 //!
 //! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
 //! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
@@ -250,7 +251,7 @@ pub fn reference_for(
             want: m * n,
         });
     }
-    if matmul::takes_amx(isa, ty, m) {
+    if matmul::takes_amx(isa, m) {
         reference::bf16_products(ty, w, row_bytes, k, x, m, y);
         return Ok(());
     }

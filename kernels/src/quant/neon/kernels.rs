@@ -8,8 +8,9 @@
 //! each activation block is loaded once for all C weight rows. Products are byte dot products
 //! into i32 lanes; the lanes of an accumulator are summed only once per tile, at the end.
 //!
-//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4): per block, the i32 dot product converted and
-//!   multiplied by d_w·d_x into f32 accumulators (what llama.cpp's ARM path does per block).
+//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4/Q4_1/Q5_1): per block, the i32 dot product
+//!   converted and multiplied by d_w·d_x into f32 accumulators (what llama.cpp's ARM path does
+//!   per block), Q4_1/Q5_1's minimum times d_x·Σx into lane 0.
 //! * K-quants: a whole 256-element super-block accumulates in i32, each sub-block's dot
 //!   product multiplied by its 6- or 8-bit scale with one `mla` (a vector multiply, not a
 //!   horizontal sum per sub-block); one conversion per super-block, where the Q4_K/Q5_K

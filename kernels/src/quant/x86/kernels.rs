@@ -8,11 +8,13 @@
 //! block is loaded once for all C weight rows. Weight quants are unsigned bytes (formats with
 //! signed values are read with their offset, which is removed through the activation sums).
 //!
-//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4): per block, an i32 dot product per lane,
-//!   converted and multiplied by d_w·d_x into f32 accumulators.
-//! * K-quants: a whole 256-element super-block accumulates in i32, the 6/8-bit sub-block scales
-//!   applied in the i16→i32 multiply-add; one conversion per super-block, where the Q4_K/Q5_K
-//!   minimums (dmin·m_j·Σx) or Q6_K's −32·Σ sc·x come in from the activations' 16-sums.
+//! * 32-element formats (Q4_0/Q5_0/Q8_0/MXFP4/Q4_1/Q5_1): per block, an i32 dot product per
+//!   lane, converted and multiplied by d_w·d_x into f32 accumulators (Q4_1/Q5_1's minimum
+//!   times d_x·Σx into one lane).
+//! * K-quants: a whole 256-element super-block accumulates in i32, the 4/6/8-bit sub-block
+//!   scales applied in the i16→i32 multiply-add; one conversion per super-block, where the
+//!   Q4_K/Q5_K/Q2_K minimums (dmin·m_j·Σx) or Q6_K's −32·Σ sc·x (Q3_K's −4·Σ sc·x) come in
+//!   from the activations' 16-sums.
 macro_rules! x86_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal $(, tile_k from $wide_k:ident)?) => {
         use super::super::activations::RowsView;

@@ -117,7 +117,6 @@ pub fn repack_panel(
     out: &mut [u8],
 ) {
     assert!(has_vnni(), "panel kernels need AVX-512 VNNI");
-    assert!(ty.has_panels(), "{ty:?} has no panel kernels");
     assert!(
         Some(row_bytes) == ty.row_bytes(k)
             && w.len().is_multiple_of(row_bytes)
@@ -141,7 +140,6 @@ pub fn panel_gemm(
     ystride: usize,
 ) {
     assert!(has_vnni(), "panel kernels need AVX-512 VNNI");
-    assert!(ty.has_panels(), "{ty:?} has no panel kernels");
     assert!(
         k.is_multiple_of(ty.block_elems())
             && x.k == k
@@ -175,7 +173,6 @@ pub fn panel_rows(
     stride: usize,
 ) {
     assert!(has_vnni(), "panel kernels need AVX-512 VNNI");
-    assert!(ty.has_panels(), "{ty:?} has no panel kernels");
     let n = w.len() / row_bytes;
     let k = x.k;
     assert!(

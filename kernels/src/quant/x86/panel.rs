@@ -9,13 +9,13 @@
 //!
 //! A panel is 8 weight rows × K. Per 32-element block it stores 8 vectors of quants (vector v:
 //! quants 4v..4v+4 of each row, as unsigned bytes) and four f32 vectors over the rows: scale
-//! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16, Q6_K).
-//! Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0 is read biased
-//! by 128 (min = 128d), MXFP4's doubled codes by 12 (min = 12d), Q4_K/Q5_K carry dmin·m_j,
-//! Q6_K 32·scale. The activations come in the `Panel` format: per 32 a scale and, per 16 and
+//! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16: Q6_K,
+//! Q2_K, Q3_K). Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0
+//! is read biased by 128 (min = 128d), MXFP4's doubled codes by 12 (min = 12d), Q4_1/Q5_1
+//! carry −m, Q4_K/Q5_K dmin·m_j, Q2_K dmin·m_g, Q6_K 32·scale, Q3_K 4·scale. The activations come in the `Panel` format: per 32 a scale and, per 16 and
 //! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
-use super::super::formats::{k_scales_mins, QuantType, E8M0_HALF};
+use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -64,9 +64,11 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
         // stores otherwise, one float at a time).
         let off = offset_of(ty);
         let mxfp4 = ty == QuantType::Mxfp4;
+        let with_min = has_min_field(ty);
         for u in 0..k / 32 {
             let dst = out[u * BLOCK..(u + 1) * BLOCK].as_mut_ptr();
             let mut bits = [0u16; ROWS];
+            let mut min_bits = [0u16; ROWS];
             let mut exps = [0f32; ROWS];
             for c in 0..rows {
                 let p = w.as_ptr().add(c * row_bytes + u * bb);
@@ -75,12 +77,21 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
                     true => exps[c] = E8M0_HALF[*p as usize],
                     false => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
                 }
+                if with_min {
+                    min_bits[c] = u16::from_le_bytes([*p.add(2), *p.add(3)]);
+                }
             }
             let d = match mxfp4 {
                 true => _mm256_loadu_ps(exps.as_ptr()),
                 false => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
             };
-            let m = _mm256_mul_ps(d, _mm256_set1_ps(off));
+            let m = match with_min {
+                // value = d·q + m: the panel's minimum is −m.
+                true => neg(_mm256_cvtph_ps(_mm_loadu_si128(
+                    min_bits.as_ptr() as *const __m128i
+                ))),
+                false => _mm256_mul_ps(d, _mm256_set1_ps(off)),
+            };
             for (i, v) in [d, d, m, m].into_iter().enumerate() {
                 _mm256_storeu_ps(dst.add(256 + 32 * i) as *mut f32, v);
             }
@@ -106,14 +117,27 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
 }
 
 /// The offset a 32-element format's quants are read with as unsigned bytes (its min is the
-/// block scale times it).
+/// block scale times it); Q4_1 / Q5_1 have none (`has_min_field`).
 pub(super) fn offset_of(ty: QuantType) -> f32 {
     match ty {
         QuantType::Q4_0 => 8.0,
         QuantType::Q5_0 => 16.0,
         QuantType::Mxfp4 => super::MXFP4_OFFSET as f32,
+        QuantType::Q4_1 | QuantType::Q5_1 => 0.0,
         _ => 128.0,
     }
+}
+
+/// Whether a 32-element format stores its minimum (an f16 after d: Q4_1, Q5_1).
+pub(super) fn has_min_field(ty: QuantType) -> bool {
+    matches!(ty, QuantType::Q4_1 | QuantType::Q5_1)
+}
+
+/// −v, exactly (the sign bit flipped).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn neg(v: __m256) -> __m256 {
+    _mm256_xor_ps(v, _mm256_set1_ps(-0.0))
 }
 
 /// 8×8 transpose of 32-bit lanes: out[v] lane c = rows[c] lane v (quants 4v..4v+4 of row c).
@@ -148,8 +172,8 @@ fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 / MXFP4 block at `p` as unsigned bytes (value +
-/// offset).
+/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1 block at `p` as unsigned bytes
+/// (value + offset).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
@@ -162,15 +186,21 @@ pub(super) unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
             _mm256_set1_epi8(0x80u8 as i8),
         );
     }
-    let at = if ty == QuantType::Q5_0 { 6 } else { 2 };
+    let at = match ty {
+        QuantType::Q5_0 => 6,
+        QuantType::Q4_1 => 4,
+        QuantType::Q5_1 => 8,
+        _ => 2,
+    };
     // Low nibbles to the low 128-bit lane, high nibbles to the high one.
     let qs = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(at) as *const __m128i));
     let v = _mm256_and_si256(
         _mm256_srlv_epi64(qs, _mm256_setr_epi64x(0, 0, 4, 4)),
         _mm256_set1_epi8(0x0f),
     );
-    if ty == QuantType::Q5_0 {
-        let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+    if ty == QuantType::Q5_0 || ty == QuantType::Q5_1 {
+        let h = p.add(if ty == QuantType::Q5_0 { 2 } else { 4 });
+        let qh = u32::from_le_bytes([*h, *h.add(1), *h.add(2), *h.add(3)]);
         _mm256_or_si256(v, _mm256_maskz_mov_epi8(qh, _mm256_set1_epi8(0x10)))
     } else {
         v
@@ -198,11 +228,54 @@ unsafe fn decode_unit(
     };
     match ty {
         // `repack` takes the 32-element formats in its own loop.
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::Mxfp4 => {
+        QuantType::Q4_0
+        | QuantType::Q5_0
+        | QuantType::Q8_0
+        | QuantType::Mxfp4
+        | QuantType::Q4_1
+        | QuantType::Q5_1 => {
             unreachable!("32-element blocks are not decoded per unit")
         }
-        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q2K | QuantType::Q3K => {
-            unreachable!("{ty:?} has no panels (`QuantType::has_panels`)")
+        QuantType::Q2K | QuantType::Q3K => {
+            // Chunk j = 4h + jj: bits 2jj..2jj+2 of qs[32h..] (Q3_K: plus 4 where bit j of
+            // hmask[l] is set; read unsigned, its offset of 4 is the minimum 4·scale).
+            let three = _mm256_set1_epi8(3);
+            let q3 = ty == QuantType::Q3K;
+            let qs_at = if q3 { 32 } else { 16 };
+            let hm = _mm256_loadu_si256(p as *const __m256i);
+            let scales = match q3 {
+                true => q3k_scales(std::slice::from_raw_parts(p.add(96), 12)),
+                false => [0; 16],
+            };
+            let (d, dmin) = match q3 {
+                true => (f16_of(p.add(108)), 0.0),
+                false => (f16_of(p.add(80)), f16_of(p.add(82))),
+            };
+            for h in 0..2 {
+                let mut bytes = _mm256_loadu_si256(p.add(qs_at + 32 * h) as *const __m256i);
+                for jj in 0..4 {
+                    let j = 4 * h + jj;
+                    let mut v = _mm256_and_si256(bytes, three);
+                    bytes = _mm256_srli_epi16(bytes, 2);
+                    if q3 {
+                        let bit = _mm256_test_epi8_mask(hm, _mm256_set1_epi8((1u8 << j) as i8));
+                        v = _mm256_or_si256(v, _mm256_maskz_mov_epi8(bit, _mm256_set1_epi8(4)));
+                    }
+                    q[j][c] = v;
+                    let field = |g: usize| match q3 {
+                        true => {
+                            let s = d * (scales[g] as i32 - 32) as f32;
+                            (s, 4.0 * s)
+                        }
+                        false => {
+                            let b = *p.add(g);
+                            (d * (b & 0x0f) as f32, dmin * (b >> 4) as f32)
+                        }
+                    };
+                    let ((sa, ma), (sb, mb)) = (field(2 * j), field(2 * j + 1));
+                    fields(j, [sa, sb], [ma, mb]);
+                }
+            }
         }
         QuantType::Q4K | QuantType::Q5K => {
             let (d, dmin) = (f16_of(p), f16_of(p.add(2)));
@@ -281,7 +354,7 @@ pub unsafe fn gemm(
     y: &mut [f32],
     ystride: usize,
 ) {
-    let split = ty == QuantType::Q6K;
+    let split = ty.scales_per_16();
     let pb = panel_bytes(k);
     let count = n.div_ceil(ROWS);
     for q in 0..count.div_ceil(2) {

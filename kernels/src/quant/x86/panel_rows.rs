@@ -16,7 +16,7 @@
 //! super-block in integers).
 use super::super::activations::RowsView;
 use super::super::formats::{QuantType, E8M0_HALF};
-use super::panel::{offset_of, quants_b32, ROWS};
+use super::panel::{has_min_field, neg, offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
 
@@ -105,7 +105,8 @@ unsafe fn group_tile<const R: usize>(
     }
 }
 
-/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4): two blocks per 512-bit
+/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4, Q4_1, Q5_1): two blocks
+/// per 512-bit
 /// vector (as `tile_k` takes two chunks), an odd last block on its own.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -142,7 +143,8 @@ unsafe fn tile_b32<const R: usize>(
             let lo = quants_b32(ty, block(c, 0));
             *q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), quants_b32(ty, block(c, 1)));
         }
-        // The 16 block scales (the first 4 bytes of every block: f16 d, or MXFP4's exponent).
+        // The 16 block scales (the first 4 bytes of every block: f16 d, or MXFP4's exponent;
+        // Q4_1 / Q5_1's f16 m after d).
         let heads = _mm512_i32gather_epi32::<1>(lanes, block(0, 0) as *const i32);
         let s = match ty {
             QuantType::Mxfp4 => {
@@ -151,7 +153,16 @@ unsafe fn tile_b32<const R: usize>(
             }
             _ => _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads)),
         };
-        let m = _mm512_mul_ps(s, offset);
+        let m = match has_min_field(ty) {
+            true => {
+                let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(heads)));
+                _mm512_castsi512_ps(_mm512_xor_si512(
+                    _mm512_castps_si512(m),
+                    _mm512_set1_epi32(i32::MIN),
+                ))
+            }
+            false => _mm512_mul_ps(s, offset),
+        };
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = _mm512_loadu_si512(x.qs[r].add(32 * b) as *const __m512i);
             let (za, zb) = pair_sums(&q, xv);
@@ -166,6 +177,7 @@ unsafe fn tile_b32<const R: usize>(
         let b = blocks - 1;
         let mut q = [_mm256_setzero_si256(); ROWS];
         let mut bits = [0u16; ROWS];
+        let mut min_bits = [0u16; ROWS];
         let mut exps = [0f32; ROWS];
         for (c, q) in q.iter_mut().enumerate().take(rows) {
             let p = w.as_ptr().add(c * row_bytes + b * bb);
@@ -174,12 +186,20 @@ unsafe fn tile_b32<const R: usize>(
                 QuantType::Mxfp4 => exps[c] = E8M0_HALF[*p as usize],
                 _ => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
             }
+            if has_min_field(ty) {
+                min_bits[c] = u16::from_le_bytes([*p.add(2), *p.add(3)]);
+            }
         }
         let s = match ty {
             QuantType::Mxfp4 => _mm256_loadu_ps(exps.as_ptr()),
             _ => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
         };
-        let m = _mm256_mul_ps(s, half_ps(offset, 0));
+        let m = match has_min_field(ty) {
+            true => neg(_mm256_cvtph_ps(_mm_loadu_si128(
+                min_bits.as_ptr() as *const __m128i
+            ))),
+            false => _mm256_mul_ps(s, half_ps(offset, 0)),
+        };
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
             let (ia, ib) = block_sums(&q, xv);
@@ -221,7 +241,7 @@ unsafe fn tile_k<const R: usize>(
 ) -> [__m256; R] {
     let rows = w.len() / row_bytes;
     let bb = ty.block_bytes();
-    let split = ty == QuantType::Q6K;
+    let split = ty.scales_per_16();
     let ahead = prefetch_distance(ROWS, row_bytes);
     // Row c's quants of the chunk pair in q[c]; missing rows stay zero, as in a repacked panel.
     let mut q = [_mm512_setzero_si512(); ROWS];
@@ -250,7 +270,8 @@ unsafe fn tile_k<const R: usize>(
                         *acc = block_step(*acc, i, s_a, m_a, dx, fs);
                         continue;
                     }
-                    // Q6_K: each half of the chunk scaled on its own, then both minimums.
+                    // Q6_K, Q2_K, Q3_K: each half of the chunk scaled on its own, then both
+                    // minimums.
                     let dx = _mm256_set1_ps(*x.d[r].add(b + h));
                     let (ia, ib) = (half(za, h), half(zb, h));
                     let fa = _mm256_set1_ps(*x.fs16[r].add(2 * (b + h)));
@@ -283,6 +304,26 @@ fn half(v: __m512i, h: usize) -> __m256i {
 unsafe fn k_pair(ty: QuantType, p: *const u8, pair: usize) -> __m512i {
     let low4 = _mm512_set1_epi8(0x0f);
     match ty {
+        QuantType::Q2K | QuantType::Q3K => {
+            // Chunks 4h + jj and 4h + jj + 1 (jj = 2·(pair % 2)): bits 2jj..2jj+2 and the next
+            // two of the 32 bytes of qs at 32h, and Q3_K's bits 4h + jj and the next of hmask,
+            // as 4 (`panel::decode_unit`).
+            let (h, jj) = (pair / 2, 2 * (pair % 2));
+            let q3 = ty == QuantType::Q3K;
+            let qs = p.add(if q3 { 32 } else { 16 } + 32 * h);
+            let bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256(qs as *const __m256i));
+            let s = 2 * jj as i64;
+            let shift = _mm512_setr_epi64(s, s, s, s, s + 2, s + 2, s + 2, s + 2);
+            let v = _mm512_and_si512(_mm512_srlv_epi64(bytes, shift), _mm512_set1_epi8(3));
+            if !q3 {
+                return v;
+            }
+            let hm = _mm256_loadu_si256(p as *const __m256i);
+            let bit =
+                |j: usize| _mm256_test_epi8_mask(hm, _mm256_set1_epi8((1u8 << j) as i8)) as u64;
+            let third = bit(4 * h + jj) | bit(4 * h + jj + 1) << 32;
+            _mm512_or_si512(v, _mm512_maskz_mov_epi8(third, _mm512_set1_epi8(4)))
+        }
         QuantType::Q6K => {
             // Chunks 4h + kk: low bits from the 64 bytes at 64h (low nibbles for kk 0 and 1,
             // high ones for 2 and 3), high bits 2kk..2kk+2 of the 32 bytes at 128 + 32h.
@@ -379,6 +420,45 @@ unsafe fn k_fields(
     let f16_lanes = |v: __m256i| _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
     let count = |n: u32| _mm256_set1_epi32(n as i32);
     match ty {
+        QuantType::Q2K => {
+            // Scale (low nibble) and min (high) of every 16 in bytes 0..16; d, dmin at 80.
+            let dd = dword(80);
+            let (d, dmin) = (f16_lanes(dd), f16_lanes(_mm256_srli_epi32::<16>(dd)));
+            let sc = [dword(0), dword(4), dword(8), dword(12)];
+            let nibble = |v: __m256i, pos: u32, high: bool| {
+                let shifted = _mm256_srlv_epi32(v, count(8 * pos + if high { 4 } else { 0 }));
+                _mm256_cvtepi32_ps(_mm256_and_si256(shifted, count(0x0f)))
+            };
+            std::array::from_fn(|j| {
+                let v = sc[j / 2];
+                let pos = 2 * (j as u32 % 2);
+                let s = |p: u32| _mm256_mul_ps(d, nibble(v, p, false));
+                let m = |p: u32| _mm256_mul_ps(dmin, nibble(v, p, true));
+                [s(pos), s(pos + 1), m(pos), m(pos + 1)]
+            })
+        }
+        QuantType::Q3K => {
+            // Sixteen 6-bit scales in the 12 bytes at 96 (`formats::q3k_scales`); d: the f16
+            // at 108 (read with the two bytes before it, inside the 110-byte block).
+            let d = f16_lanes(_mm256_srli_epi32::<16>(dword(106)));
+            let (lo, high) = ([dword(96), dword(100)], dword(104));
+            let k4 = _mm256_set1_ps(4.0);
+            // Scale g: nibble g / 8 of byte g % 8, with bits 2·(g / 4).. of byte 8 + g % 4.
+            let scale = |g: u32| {
+                let low =
+                    _mm256_srlv_epi32(lo[(g % 8 / 4) as usize], count(8 * (g % 4) + 4 * (g / 8)));
+                let top = _mm256_srlv_epi32(high, count(8 * (g % 4) + 2 * (g / 4)));
+                let six = _mm256_or_si256(
+                    _mm256_and_si256(low, count(0x0f)),
+                    _mm256_slli_epi32::<4>(_mm256_and_si256(top, count(3))),
+                );
+                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(six, count(32))))
+            };
+            std::array::from_fn(|j| {
+                let (sa, sb) = (scale(2 * j as u32), scale(2 * j as u32 + 1));
+                [sa, sb, _mm256_mul_ps(k4, sa), _mm256_mul_ps(k4, sb)]
+            })
+        }
         QuantType::Q6K => {
             // Scales: 16 signed bytes at 192; d: the f16 at 208 (read with the two scale bytes
             // before it, so the gather stays inside the 210-byte block).
