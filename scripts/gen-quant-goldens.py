@@ -17,8 +17,13 @@ from gguf import GGMLQuantizationType as T
 F16_FIELDS = {
     T.Q4_0: [0], T.Q5_0: [0], T.Q8_0: [0], T.Q4_1: [0, 2], T.Q5_1: [0, 2],
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
+    T.IQ4_NL: [0], T.IQ4_XS: [0],
 }
-NAMES = {T.Q4_K: "Q4K", T.Q5_K: "Q5K", T.Q6_K: "Q6K", T.Q2_K: "Q2K", T.Q3_K: "Q3K"}
+# As candor-kernels' `QuantType` debug-prints them.
+NAMES = {
+    T.Q4_K: "Q4K", T.Q5_K: "Q5K", T.Q6_K: "Q6K", T.Q2_K: "Q2K", T.Q3_K: "Q3K",
+    T.IQ4_NL: "Iq4Nl", T.IQ4_XS: "Iq4Xs",
+}
 
 rng = np.random.default_rng(20261205)
 lines = []

@@ -119,9 +119,7 @@ fn mxfp4_of(t: &Tensor) -> (Tensor, Vec<u8>) {
     (rounded.unwrap(), blocks)
 }
 
-/// Writes a GGUF holding `mxfp4` tensors: candle's writer has no MXFP4, so each goes in as an
-/// F16 tensor of the same bytes (`[.., rows / 2, cols / 32 · 17]`), and its info is then
-/// patched to ggml type 39 and its real two inner dimensions.
+/// Writes a GGUF holding `mxfp4` tensors (`write_file_with_own`).
 fn write_file_with_mxfp4(
     path: &Path,
     arch: &str,
@@ -129,16 +127,40 @@ fn write_file_with_mxfp4(
     tensors: &mut Vec<(String, QTensor)>,
     mxfp4: Vec<Mxfp4Tensor>,
 ) {
-    for (name, shape, blocks) in &mxfp4 {
-        let mut carrier = shape.clone();
-        let (cols, rows) = (carrier.pop().unwrap(), carrier.pop().unwrap());
-        carrier.extend([rows / 2, cols / 32 * 17]);
-        let q = qtensor_from_ggml(GgmlDType::F16, blocks, carrier, &Device::Cpu).unwrap();
-        tensors.push((name.clone(), q));
-    }
+    let own: Vec<OwnTensor> = mxfp4
+        .into_iter()
+        .map(|(name, shape, blocks)| (name, shape, blocks, 39))
+        .collect();
+    tensors.extend(own.iter().map(carrier));
     write_file(path, arch, md, tensors);
+    patch_own_types(path, &own);
+}
+
+/// A tensor of a block type candle's writer lacks: its name, shape, blocks and ggml type id.
+type OwnTensor = (String, Vec<usize>, Vec<u8>, u32);
+
+/// An F16 tensor of the same bytes as an own-type tensor (`[.., rows / 2, row bytes]`: two
+/// rows of blocks per carrier row, as a row of 17-byte MXFP4 blocks may have an odd length),
+/// to be patched to the real type and shape once written (`patch_own_types`).
+fn carrier((name, shape, blocks, _): &OwnTensor) -> (String, QTensor) {
+    let mut dims = shape.clone();
+    let rows = dims[dims.len() - 2];
+    assert!(
+        rows.is_multiple_of(2),
+        "{name}: an odd row count has no F16 carrier"
+    );
+    let row_bytes = blocks.len() / (shape.iter().product::<usize>() / shape[shape.len() - 1]);
+    let n = dims.len();
+    dims[n - 2] = rows / 2;
+    dims[n - 1] = row_bytes;
+    let q = qtensor_from_ggml(GgmlDType::F16, blocks, dims, &Device::Cpu).unwrap();
+    (name.clone(), q)
+}
+
+/// Give each carrier written for `own` its real type id and two inner dimensions.
+fn patch_own_types(path: &Path, own: &[OwnTensor]) {
     let mut bytes = std::fs::read(path).unwrap();
-    for (name, shape, _) in &mxfp4 {
+    for (name, shape, _, type_id) in own {
         // The info: name (u64 length + bytes), u32 dims, u64 dims innermost first, u32 type.
         let mut key = (name.len() as u64).to_le_bytes().to_vec();
         key.extend_from_slice(name.as_bytes());
@@ -153,9 +175,107 @@ fn write_file_with_mxfp4(
         bytes[at + 12..at + 20].copy_from_slice(&rows.to_le_bytes());
         let ty = at + 4 + 8 * shape.len();
         assert_eq!(bytes[ty..ty + 4], 1u32.to_le_bytes(), "an F16 carrier");
-        bytes[ty..ty + 4].copy_from_slice(&39u32.to_le_bytes());
+        bytes[ty..ty + 4].copy_from_slice(&type_id.to_le_bytes());
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// IQ4_NL blocks of `values` (32 each): the scale puts the largest value at the codebook's
+/// end, each value at its nearest entry (llama.cpp's quantizer searches more; any valid blocks
+/// serve here).
+fn iq4_nl_blocks(values: &[f32]) -> Vec<u8> {
+    use candor_kernels::quant::IQ4NL_VALUES;
+    let mut out = Vec::new();
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = half::f16::from_f32(amax / 127.0);
+        let step = d.to_f32();
+        let index = |v: f32| {
+            let miss = |i: usize| (IQ4NL_VALUES[i] as f32 * step - v).abs();
+            (0..16)
+                .min_by(|&a, &b| miss(a).total_cmp(&miss(b)))
+                .unwrap() as u8
+        };
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend((0..16).map(|i| index(block[i]) | index(block[i + 16]) << 4));
+    }
+    out
+}
+
+/// IQ4_NL weights (GGUF type 20, which candle cannot read) load and run in place on the CPU
+/// kernels: the tiny llama with its matrices in IQ4_NL gives the logits of the same model
+/// holding their values in F32 (up to the 8-bit activations), and the same with
+/// `--dequantize`.
+#[test]
+fn iq4_nl_weights_give_the_logits_of_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f32.gguf");
+    write_gguf("llama", &src, GgmlDType::F32);
+    let mut file = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    // The IQ4_NL file's F32 tensors, the rounded file's, and the IQ4_NL matrices.
+    let (mut iq_tensors, mut f32_tensors, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    for name in content.tensor_infos.keys() {
+        let t = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        let dims = t.dims().to_vec();
+        if dims.len() != 2
+            || !dims[1].is_multiple_of(32)
+            || !dims[0].is_multiple_of(2)
+            || name.contains("norm")
+        {
+            for tensors in [&mut iq_tensors, &mut f32_tensors] {
+                tensors.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+            }
+            continue;
+        }
+        let blocks = iq4_nl_blocks(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let mut values = vec![0f32; t.elem_count()];
+        candor_kernels::quant::dequantize(
+            candor_kernels::quant::QuantType::Iq4Nl,
+            &blocks,
+            &mut values,
+        );
+        let values = Tensor::from_vec(values, dims.clone(), &Device::Cpu).unwrap();
+        let rounded = QTensor::quantize(&values, GgmlDType::F32).unwrap();
+        f32_tensors.push((name.clone(), rounded));
+        own.push((name.clone(), dims, blocks, 20));
+    }
+    assert!(own.len() >= 7, "the matrices of every layer are IQ4_NL");
+    let md: Vec<(&str, &Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let write = |path: &Path, tensors: &[(String, QTensor)]| {
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md, &refs).unwrap();
+    };
+    let (iq_path, f32_path) = (
+        dir.path().join("iq4_nl.gguf"),
+        dir.path().join("rounded.gguf"),
+    );
+    iq_tensors.extend(own.iter().map(carrier));
+    write(&iq_path, &iq_tensors);
+    patch_own_types(&iq_path, &own);
+    write(&f32_path, &f32_tensors);
+
+    let gguf = GgufFile::open(&iq_path, false).unwrap();
+    let name = &own[0].0;
+    let Ok(Some(HostWeight::Mapped(w))) = gguf.get(name) else {
+        panic!("{name} is not read in place");
+    };
+    assert_eq!(w.dtype, BlockType::Iq4Nl);
+    let want = logits(&f32_path);
+    for dequantize in [false, true] {
+        let d = max_abs_diff(&logits_of(&iq_path, dequantize), &want);
+        eprintln!("IQ4_NL (dequantize {dequantize}): max |logit diff| {d}");
+        let tol = if dequantize { 1e-4 } else { 0.3 };
+        assert!(d < tol, "dequantize {dequantize}: logits differ by {d}");
+    }
 }
 
 /// llama.cpp's name of a Gemma (or OLMo 2) layer norm (HF's `post_attention_layernorm` is
@@ -968,4 +1088,76 @@ fn weight_name(d: GgmlDType) -> &'static str {
         GgmlDType::Q6K => "Q6_K",
         _ => "?",
     }
+}
+
+/// IQ4_XS and IQ4_NL tensors (GGUF types 23 and 20) are found by name, read in place as
+/// their blocks, and dequantized exactly (the kernels' values) with `--dequantize`; a row
+/// that is not whole blocks is refused, naming the tensor.
+#[test]
+fn iq4_tensors_are_read_as_their_blocks() {
+    use candor_kernels::quant::{set_scales, QuantType};
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let mut blocks = |ty: QuantType, count: usize| {
+        let mut bytes: Vec<u8> = (0..count * ty.block_bytes())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for b in bytes.chunks_exact_mut(ty.block_bytes()) {
+            set_scales(ty, b, 0.02);
+        }
+        bytes
+    };
+    let own: Vec<OwnTensor> = vec![
+        ("xs".into(), vec![2, 512], blocks(QuantType::Iq4Xs, 4), 23),
+        ("nl".into(), vec![4, 64], blocks(QuantType::Iq4Nl, 8), 20),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("iq4.gguf");
+    let tensors: Vec<(String, QTensor)> = own.iter().map(carrier).collect();
+    write_file(&path, "llama", vec![], &tensors);
+    patch_own_types(&path, &own);
+    for dequantized in [false, true] {
+        let gguf = GgufFile::open(&path, dequantized).unwrap();
+        assert_eq!(gguf.parameter_count(), 2 * 512 + 4 * 64);
+        for ((name, shape, bytes, _), (ty, block)) in own.iter().zip([
+            (QuantType::Iq4Xs, BlockType::Iq4Xs),
+            (QuantType::Iq4Nl, BlockType::Iq4Nl),
+        ]) {
+            let mut want = vec![0f32; shape.iter().product()];
+            candor_kernels::quant::dequantize(ty, bytes, &mut want);
+            let w = gguf.get(name).unwrap().unwrap();
+            assert_eq!(w.shape(), *shape);
+            match (&w, dequantized) {
+                (HostWeight::Mapped(m), false) => {
+                    assert_eq!((m.dtype, m.bytes()), (block, &bytes[..]), "{name}");
+                }
+                (HostWeight::Dense { .. }, true) => {}
+                _ => panic!("{name} (dequantized {dequantized}) read as {w:?}"),
+            }
+            let got = w
+                .to_f32()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+    // IQ4_XS rows of 128 values: half a block each.
+    let bad = dir.path().join("bad.gguf");
+    let own: Vec<OwnTensor> = vec![("xs".into(), vec![4, 128], blocks(QuantType::Iq4Xs, 2), 23)];
+    let tensors: Vec<(String, QTensor)> = own.iter().map(carrier).collect();
+    write_file(&bad, "llama", vec![], &tensors);
+    patch_own_types(&bad, &own);
+    let err = GgufFile::open(&bad, false)
+        .unwrap()
+        .get("xs")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("xs") && err.contains("whole blocks"), "{err}");
 }

@@ -526,7 +526,8 @@ impl WeightSource for DummySource {
                 let blocks = ggml_blocks(seed, shape.clone(), d, max_abs)?;
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
-            None => {}
+            // Dummy weights come in no IQ type (`block_type`).
+            Some(BlockType::Iq4Nl | BlockType::Iq4Xs) | None => {}
         }
         Ok(Some(HostWeight::Synthetic(SyntheticWeight {
             shape: shape.clone(),

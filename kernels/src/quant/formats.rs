@@ -18,6 +18,13 @@
 //! | Q2_K | 256   | 84    | scales[16] (scale low nibble, min high), qs[64], d, dmin: f16     |
 //! | Q3_K | 256   | 110   | hmask[32], qs[64], scales[12] (16 six-bit scales), d: f16         |
 //!
+//! | IQ4_NL | 32  | 18    | d: f16, qs[16]: codebook indices laid out as Q4_0's nibbles       |
+//! | IQ4_XS | 256 | 136   | d: f16, scales_h: u16, scales_l[4], qs[128] (IQ4_NL's per 32)     |
+//!
+//! IQ4_NL / IQ4_XS values are `IQ4NL_VALUES[index]` times the block's (IQ4_XS: the 32's) scale;
+//! IQ4_XS's 6-bit scale j (read minus 32) is nibble j % 2 of scales_l[j / 2] with bits 2j..2j+2
+//! of scales_h on top.
+//!
 //! Q2_K and Q3_K lay out their 2-bit quants alike: element 128·h + 32·j + l (h < 2, j < 4,
 //! l < 32) is bits 2j..2j+2 of qs[32·h + l]; Q3_K's third bit is bit 4h + j of hmask[l], and
 //! both scale every 16 elements (index 8h + 2j + l/16).
@@ -51,7 +58,16 @@ pub enum QuantType {
     Q2K,
     /// value = d·(s_g − 32)·(q − 4) for 16-element sub-block g, q three bits, s six.
     Q3K,
+    /// value = d·`IQ4NL_VALUES`[q], q a nibble.
+    Iq4Nl,
+    /// value = d·(s_j − 32)·`IQ4NL_VALUES`[q] for 32-element sub-block j, q a nibble, s six bits.
+    Iq4Xs,
 }
+
+/// The non-linear 4-bit codebook of IQ4_NL and IQ4_XS (llama.cpp's `kvalues_iq4nl`).
+pub const IQ4NL_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 /// The e2m1 codes' values, doubled: ±{0, 0.5, 1, 1.5, 2, 3, 4, 6} × 2, sign in bit 3.
 pub const MXFP4_DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
@@ -102,7 +118,7 @@ pub enum ActFormat {
 }
 
 impl QuantType {
-    pub const ALL: [QuantType; 11] = [
+    pub const ALL: [QuantType; 13] = [
         QuantType::Q4_0,
         QuantType::Q5_0,
         QuantType::Q8_0,
@@ -114,6 +130,8 @@ impl QuantType {
         QuantType::Q5_1,
         QuantType::Q2K,
         QuantType::Q3K,
+        QuantType::Iq4Nl,
+        QuantType::Iq4Xs,
     ];
 
     /// Whether each 16 elements of a 32-element chunk have a scale (and minimum) of their own.
@@ -129,10 +147,14 @@ impl QuantType {
             | QuantType::Q8_0
             | QuantType::Mxfp4
             | QuantType::Q4_1
-            | QuantType::Q5_1 => 32,
-            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K | QuantType::Q2K | QuantType::Q3K => {
-                256
-            }
+            | QuantType::Q5_1
+            | QuantType::Iq4Nl => 32,
+            QuantType::Q4K
+            | QuantType::Q5K
+            | QuantType::Q6K
+            | QuantType::Q2K
+            | QuantType::Q3K
+            | QuantType::Iq4Xs => 256,
         }
     }
 
@@ -150,6 +172,8 @@ impl QuantType {
             QuantType::Q5_1 => 24,
             QuantType::Q2K => 84,
             QuantType::Q3K => 110,
+            QuantType::Iq4Nl => 18,
+            QuantType::Iq4Xs => 136,
         }
     }
 
@@ -180,6 +204,7 @@ impl QuantType {
 pub fn set_scales(ty: QuantType, block: &mut [u8], d: f32) {
     let f16_fields: &[usize] = match ty {
         QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Iq4Nl | QuantType::Iq4Xs => &[0],
         QuantType::Q4K | QuantType::Q5K => &[0, 2],
         QuantType::Q6K => &[208],
         QuantType::Q4_1 | QuantType::Q5_1 => &[0, 2],
@@ -234,6 +259,16 @@ pub fn q3k_scales(packed: &[u8]) -> [u8; 16] {
         let low = (packed[i % 8] >> (4 * (i / 8))) & 0x0f;
         let high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
         low | (high << 4)
+    })
+}
+
+/// The eight 6-bit scales of an IQ4_XS block (each to be read minus 32).
+#[inline]
+pub fn iq4xs_scales(block: &[u8]) -> [u8; 8] {
+    let high = u16::from_le_bytes([block[2], block[3]]);
+    std::array::from_fn(|j| {
+        let low = (block[4 + j / 2] >> (4 * (j % 2))) & 0x0f;
+        low | ((((high >> (2 * j)) & 3) as u8) << 4)
     })
 }
 
@@ -318,6 +353,25 @@ pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
                     out.scale[g] = d * (s as i32 - 32) as f32;
                 }
                 out.min.fill(0.0);
+            }
+        }
+        QuantType::Iq4Nl | QuantType::Iq4Xs => {
+            let d = f16_at(block, 0);
+            let (qs, scales) = match ty {
+                QuantType::Iq4Nl => (&block[2..18], [32u8; 8]),
+                _ => (&block[8..136], iq4xs_scales(block)),
+            };
+            for (j, (bytes, &s)) in qs.chunks_exact(16).zip(&scales).enumerate() {
+                for (i, &byte) in bytes.iter().enumerate() {
+                    out.q[32 * j + i] = IQ4NL_VALUES[(byte & 0x0f) as usize] as i32;
+                    out.q[32 * j + i + 16] = IQ4NL_VALUES[(byte >> 4) as usize] as i32;
+                }
+                let scale = match ty {
+                    QuantType::Iq4Nl => d,
+                    _ => d * (s as i32 - 32) as f32,
+                };
+                out.scale[2 * j..2 * j + 2].fill(scale);
+                out.min[2 * j..2 * j + 2].fill(0.0);
             }
         }
         QuantType::Mxfp4 => {

@@ -22,6 +22,8 @@ pub(crate) mod kind {
     pub const Q5_1: u8 = 8;
     pub const Q2K: u8 = 9;
     pub const Q3K: u8 = 10;
+    pub const IQ4NL: u8 = 11;
+    pub const IQ4XS: u8 = 12;
 
     /// Bytes per block of type `t`.
     pub const fn block_bytes(t: u8) -> usize {
@@ -36,6 +38,8 @@ pub(crate) mod kind {
             Q5_1 => 24,
             Q2K => 84,
             Q3K => 110,
+            IQ4NL => 18,
+            IQ4XS => 136,
             _ => 210,
         }
     }
@@ -48,7 +52,7 @@ macro_rules! tile_driver {
 
         /// Whether type `t` is a 256-element K-quant.
         const fn is_k_quant(t: u8) -> bool {
-            matches!(t, Q4K | Q5K | Q6K | Q2K | Q3K)
+            matches!(t, Q4K | Q5K | Q6K | Q2K | Q3K | IQ4XS)
         }
 
         /// Activation row pointers of one tile.
@@ -86,6 +90,8 @@ macro_rules! tile_driver {
                 QuantType::Q5_1 => panel_of::<Q5_1>(w, row_bytes, x, out, stride),
                 QuantType::Q2K => panel_of::<Q2K>(w, row_bytes, x, out, stride),
                 QuantType::Q3K => panel_of::<Q3K>(w, row_bytes, x, out, stride),
+                QuantType::Iq4Nl => panel_of::<IQ4NL>(w, row_bytes, x, out, stride),
+                QuantType::Iq4Xs => panel_of::<IQ4XS>(w, row_bytes, x, out, stride),
             }
         }
 

@@ -1,5 +1,6 @@
 //! GGUF v1-v3 files: header and metadata (`gguf_header`), tensor data from a memory map: the
-//! types the CPU kernels read in place (MXFP4 among them, `mxfp4`) are copied once into a
+//! types the CPU kernels read in place (MXFP4 and IQ4 among them: `mxfp4`, `iq4`) are copied
+//! once into a
 //! huge-page arena (`arena`), the rest into each weight's own storage; the map is dropped when
 //! loading ends.
 use super::arena::{Arena, Placement};
@@ -19,8 +20,7 @@ const MAPPED_TYPES: [GgmlDType; 10] = [
     GgmlDType::Q5K,
     GgmlDType::Q6K,
 ];
-use super::gguf_header::{self, Mxfp4Info};
-use super::mxfp4;
+use super::gguf_header::{self, OwnInfo};
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::Device;
@@ -32,8 +32,8 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
-    /// The MXFP4 tensors (candle has no block type for them).
-    mxfp4: HashMap<String, Mxfp4Info>,
+    /// The tensors of block types candle has none for (MXFP4, IQ4_NL, IQ4_XS).
+    own: HashMap<String, OwnInfo>,
     /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
     /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
     /// vocabulary they are ~25 MB of `Value`s that would otherwise stay resident while the
@@ -73,7 +73,7 @@ impl GgufFile {
             path: shown.clone(),
             reason,
         })?;
-        let (mut content, mxfp4) = (header.content, header.mxfp4);
+        let (mut content, own) = (header.content, header.own);
         let vocabulary: HashMap<String, Value> = VOCABULARY_KEYS
             .iter()
             .filter_map(|&k| Some((k.to_string(), content.metadata.remove(k)?)))
@@ -89,7 +89,7 @@ impl GgufFile {
             path: shown,
             map: std::sync::Arc::new(map),
             content,
-            mxfp4,
+            own,
             vocabulary: std::sync::Mutex::new(vocabulary),
             vocabulary_lens,
             arena: std::sync::OnceLock::new(),
@@ -120,7 +120,7 @@ impl GgufFile {
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
-        self.content.tensor_infos.keys().chain(self.mxfp4.keys())
+        self.content.tensor_infos.keys().chain(self.own.keys())
     }
 
     /// Elements over all tensors (the model's parameter count).
@@ -130,7 +130,7 @@ impl GgufFile {
             .values()
             .map(|t| t.shape.elem_count() as u64)
             .chain(
-                self.mxfp4
+                self.own
                     .values()
                     .map(|t| t.shape.iter().product::<usize>() as u64),
             )
@@ -156,6 +156,8 @@ impl GgufFile {
             16 => "Q5_K_S",
             17 => "Q5_K_M",
             18 => "Q6_K",
+            25 => "IQ4_NL",
+            30 => "IQ4_XS",
             32 => "BF16",
             38 => "MXFP4_MOE",
             _ => return None,
@@ -264,11 +266,11 @@ impl GgufFile {
                 len: tensor_bytes(info),
             })
             .collect();
-        out.extend(self.mxfp4.iter().filter_map(|(name, info)| {
+        out.extend(self.own.iter().filter_map(|(name, info)| {
             Some(Placement {
                 name: name.clone(),
-                file_offset: self.mxfp4_offset(info),
-                len: mxfp4::tensor_bytes(&info.shape)?,
+                file_offset: self.own_offset(info),
+                len: info.ty.tensor_bytes(&info.shape)?,
             })
         }));
         // File order: the copy reads the file front to back.
@@ -394,64 +396,69 @@ impl GgufFile {
 }
 
 impl GgufFile {
-    /// Where an MXFP4 tensor's blocks start in the file.
-    fn mxfp4_offset(&self, info: &Mxfp4Info) -> usize {
+    /// Where an own-type tensor's blocks start in the file.
+    fn own_offset(&self, info: &OwnInfo) -> usize {
         (self.content.tensor_data_offset + info.offset) as usize
     }
 
-    /// The MXFP4 blocks `skip` bytes into tensor `name` (`info`), of `shape`: read in place
+    /// The blocks `skip` bytes into own-type tensor `name` (`info`), of `shape`: read in place
     /// (from the arena, or the mapped file where it could not be made), or in f32 when the
     /// file is opened dequantized (their mapped pages then dropped once read).
-    fn mxfp4_weight(
+    fn own_weight(
         &self,
         name: &str,
-        info: &Mxfp4Info,
+        info: &OwnInfo,
         skip: usize,
         shape: Vec<usize>,
     ) -> Result<HostWeight> {
-        let Some(len) = mxfp4::tensor_bytes(&shape) else {
+        let Some(len) = info.ty.tensor_bytes(&shape) else {
             return Err(self.bad(&format!(
-                "MXFP4 tensor `{name}` of shape {shape:?}: rows are not whole blocks"
+                "{:?} tensor `{name}` of shape {shape:?}: rows are not whole blocks",
+                info.ty
             )));
         };
         let (map, start) = match self.dequantize {
-            false => self.in_place_start(name, self.mxfp4_offset(info)),
-            true => (self.map.clone(), self.mxfp4_offset(info)),
+            false => self.in_place_start(name, self.own_offset(info)),
+            true => (self.map.clone(), self.own_offset(info)),
         };
-        let blocks = MappedBlocks::new(map, start + skip, len, BlockType::Mxfp4, shape)
-            .ok_or_else(|| {
+        let blocks =
+            MappedBlocks::new(map, start + skip, len, info.ty, shape).ok_or_else(|| {
                 self.bad(&format!("tensor `{name}` extends past the end of the file"))
             })?;
         if !self.dequantize {
             return Ok(HostWeight::Mapped(blocks));
         }
-        let q = blocks
-            .to_qtensor()
-            .map_err(|e| self.bad(&format!("tensor `{name}`: {e}")))?;
+        let bad = |e: ModelError| self.bad(&format!("tensor `{name}`: {e}"));
+        let weight = match info.ty {
+            // MXFP4 dequantized as the Q5_0 blocks it is exactly.
+            BlockType::Mxfp4 => self.loaded(name, blocks.to_qtensor().map_err(bad)?)?,
+            _ => HostWeight::Dense {
+                tensor: blocks.to_f32().map_err(bad)?,
+                source: crate::backend::WeightDtype::Q8_0,
+            },
+        };
         self.release_range(start + skip, len);
-        self.loaded(name, q)
+        Ok(weight)
     }
 
-    /// The MXFP4 tensor `name`, or expert E of a stacked one (`[experts, rows, cols]`, for a
-    /// per-expert name); None when neither is in the file.
-    fn mxfp4_get(&self, name: &str) -> Result<Option<HostWeight>> {
-        if let Some(info) = self.mxfp4.get(name) {
-            return self
-                .mxfp4_weight(name, info, 0, info.shape.clone())
-                .map(Some);
+    /// The own-type tensor `name`, or expert E of a stacked one (`[experts, rows, cols]`, for
+    /// a per-expert name); None when neither is in the file.
+    fn own_get(&self, name: &str) -> Result<Option<HostWeight>> {
+        if let Some(info) = self.own.get(name) {
+            return self.own_weight(name, info, 0, info.shape.clone()).map(Some);
         }
-        let Some((whole, e, info)) = self.mxfp4_expert(name) else {
+        let Some((whole, e, info)) = self.own_expert(name) else {
             return Ok(None);
         };
         let per = info.shape[1..].to_vec();
-        let skip = e * mxfp4::tensor_bytes(&per).unwrap_or(0);
-        self.mxfp4_weight(&whole, info, skip, per).map(Some)
+        let skip = e * info.ty.tensor_bytes(&per).unwrap_or(0);
+        self.own_weight(&whole, info, skip, per).map(Some)
     }
 
-    /// The stacked MXFP4 tensor behind a per-expert name and the expert's index.
-    fn mxfp4_expert(&self, name: &str) -> Option<(String, usize, &Mxfp4Info)> {
+    /// The stacked own-type tensor behind a per-expert name and the expert's index.
+    fn own_expert(&self, name: &str) -> Option<(String, usize, &OwnInfo)> {
         let (whole, e) = expert_of(name)?;
-        let info = self.mxfp4.get(&whole)?;
+        let info = self.own.get(&whole)?;
         (info.shape.len() == 3 && e < info.shape[0]).then_some((whole, e, info))
     }
 
@@ -473,7 +480,7 @@ impl GgufFile {
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let name = &*self.file_name(name);
-        if let Some(w) = self.mxfp4_get(name)? {
+        if let Some(w) = self.own_get(name)? {
             return Ok(Some(w));
         }
         let Some(info) = self.content.tensor_infos.get(name) else {
@@ -514,8 +521,8 @@ impl WeightSource for GgufFile {
     fn contains(&self, name: &str) -> bool {
         let name = &*self.file_name(name);
         self.content.tensor_infos.contains_key(name)
-            || self.mxfp4.contains_key(name)
-            || self.mxfp4_expert(name).is_some()
+            || self.own.contains_key(name)
+            || self.own_expert(name).is_some()
             || self.expert_info(name).is_some()
             || legacy_expert(name).is_some_and(|l| self.content.tensor_infos.contains_key(&l))
     }

@@ -2,16 +2,31 @@
 //!
 //! Written here rather than taken from candle's `gguf_file::Content::read` because that reader
 //! refuses a whole file at the first tensor type candle has no block type for, and gpt-oss's
-//! GGUFs hold their experts in MXFP4 (ggml type 39), which candor reads itself
-//! (`weights::mxfp4`). The result is candle's `Content` for every tensor candle can type, and
-//! the MXFP4 tensors apart. Lengths are checked against the bytes left, so a corrupt header
+//! GGUFs hold their experts in MXFP4 (ggml type 39), and llama.cpp's IQ4_NL / IQ4_XS files
+//! their matrices in types 20 and 23, which candor reads itself (`weights::mxfp4`,
+//! `weights::iq4`). The result is candle's `Content` for every tensor candle can type, and
+//! those tensors apart. Lengths are checked against the bytes left, so a corrupt header
 //! fails with a message instead of a huge allocation.
+use super::BlockType;
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value, VersionedMagic};
 use candle_core::quantized::GgmlDType;
 use std::collections::HashMap;
 
 /// ggml's type id of MXFP4 blocks (`GGML_TYPE_MXFP4`).
 pub const GGML_TYPE_MXFP4: u32 = 39;
+/// ggml's type ids of IQ4_NL and IQ4_XS blocks.
+pub const GGML_TYPE_IQ4_NL: u32 = 20;
+pub const GGML_TYPE_IQ4_XS: u32 = 23;
+
+/// The block type candor reads itself for a ggml type id candle has no type for.
+fn own_type(id: u32) -> Option<BlockType> {
+    match id {
+        GGML_TYPE_MXFP4 => Some(BlockType::Mxfp4),
+        GGML_TYPE_IQ4_NL => Some(BlockType::Iq4Nl),
+        GGML_TYPE_IQ4_XS => Some(BlockType::Iq4Xs),
+        _ => None,
+    }
+}
 
 /// Alignment of the tensor data when `general.alignment` does not say (GGUF's default).
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -22,17 +37,18 @@ const MAX_DIMS: u32 = 4;
 /// Array nesting a metadata value may have (llama.cpp writes one level).
 const MAX_NESTING: usize = 4;
 
-/// An MXFP4 tensor: its shape (row-major, as candle's infos give it) and where its blocks are
-/// (from the start of the tensor data).
+/// A tensor of a block type candle has no type for: the type, its shape (row-major, as
+/// candle's infos give it) and where its blocks are (from the start of the tensor data).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mxfp4Info {
+pub struct OwnInfo {
+    pub ty: BlockType,
     pub shape: Vec<usize>,
     pub offset: u64,
 }
 
 pub struct Header {
     pub content: Content,
-    pub mxfp4: HashMap<String, Mxfp4Info>,
+    pub own: HashMap<String, OwnInfo>,
 }
 
 /// The file's ggml type id for a tensor candle cannot type, by name, for error messages.
@@ -44,10 +60,8 @@ fn type_name(id: u32) -> &'static str {
         17 => "IQ2_XS",
         18 => "IQ3_XXS",
         19 => "IQ1_S",
-        20 => "IQ4_NL",
         21 => "IQ3_S",
         22 => "IQ2_S",
-        23 => "IQ4_XS",
         24 => "I8",
         25 => "I16",
         26 => "I32",
@@ -206,7 +220,7 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
         metadata.insert(key, value);
     }
     let mut tensor_infos = HashMap::with_capacity(tensor_count);
-    let mut mxfp4 = HashMap::new();
+    let mut own = HashMap::new();
     for _ in 0..tensor_count {
         let name = r.string()?;
         let n_dims = r.u32()?;
@@ -225,14 +239,13 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
         dims.reverse();
         let ty = r.u32()?;
         let offset = r.u64()?;
-        if ty == GGML_TYPE_MXFP4 {
-            mxfp4.insert(
-                name,
-                Mxfp4Info {
-                    shape: dims,
-                    offset,
-                },
-            );
+        if let Some(ty) = own_type(ty) {
+            let info = OwnInfo {
+                ty,
+                shape: dims,
+                offset,
+            };
+            own.insert(name, info);
             continue;
         }
         let Some(ggml_dtype) = ggml_dtype(ty) else {
@@ -268,7 +281,7 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
             tensor_infos,
             tensor_data_offset,
         },
-        mxfp4,
+        own,
     })
 }
 
@@ -318,7 +331,7 @@ mod tests {
                 (info.ggml_dtype, info.shape.dims(), info.offset)
             );
         }
-        assert!(ours.mxfp4.is_empty());
+        assert!(ours.own.is_empty());
         // Truncated anywhere in the header: an error, not a panic.
         for cut in [3, 9, 30, 100, ours.content.tensor_data_offset as usize - 40] {
             assert!(read(&bytes[..cut]).is_err(), "cut at {cut}");

@@ -5,6 +5,7 @@
 mod arena;
 pub mod gguf;
 pub mod gguf_header;
+pub mod iq4;
 pub mod mxfp4;
 pub mod names;
 pub mod safetensors;
@@ -17,22 +18,51 @@ use candle_core::Tensor;
 use std::sync::Arc;
 pub use synthetic::SyntheticWeight;
 
-/// The layout of a tensor's blocks: one of candle's GGML types, or MXFP4 (GGUF type 39,
-/// gpt-oss's experts), which candle has no type for (`mxfp4`).
+/// The layout of a tensor's blocks: one of candle's GGML types, or one candle has no type
+/// for: MXFP4 (GGUF type 39, gpt-oss's experts; `mxfp4`), IQ4_NL and IQ4_XS (types 20 and 23,
+/// llama.cpp's non-linear 4-bit codebook; `iq4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockType {
     Ggml(GgmlDType),
     Mxfp4,
+    Iq4Nl,
+    Iq4Xs,
 }
 
 impl BlockType {
-    /// Bytes of `elems` values, or None when they are not whole blocks.
-    pub fn bytes_of(self, elems: usize) -> Option<usize> {
-        let (block, bytes) = match self {
+    /// Values and bytes per block.
+    pub fn block(self) -> (usize, usize) {
+        match self {
             BlockType::Ggml(d) => (d.block_size(), d.type_size()),
             BlockType::Mxfp4 => (mxfp4::BLOCK, mxfp4::GGML_BLOCK_BYTES),
-        };
+            BlockType::Iq4Nl => (32, 18),
+            BlockType::Iq4Xs => (256, 136),
+        }
+    }
+
+    /// Bytes of `elems` values, or None when they are not whole blocks.
+    pub fn bytes_of(self, elems: usize) -> Option<usize> {
+        let (block, bytes) = self.block();
         elems.is_multiple_of(block).then(|| elems / block * bytes)
+    }
+
+    /// Bytes of a tensor of `shape` (row-major), or None when its rows are not whole blocks.
+    pub fn tensor_bytes(self, shape: &[usize]) -> Option<usize> {
+        let rows_whole = shape
+            .last()
+            .is_some_and(|k| k.is_multiple_of(self.block().0));
+        let elems = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        rows_whole.then(|| self.bytes_of(elems)).flatten()
+    }
+
+    /// The kernels' type for the block types candle cannot read (IQ4_NL, IQ4_XS), whose exact
+    /// dequantization the kernels crate has.
+    fn iq4(self) -> Option<candor_kernels::quant::QuantType> {
+        match self {
+            BlockType::Iq4Nl => Some(candor_kernels::quant::QuantType::Iq4Nl),
+            BlockType::Iq4Xs => Some(candor_kernels::quant::QuantType::Iq4Xs),
+            _ => None,
+        }
     }
 }
 
@@ -117,13 +147,33 @@ impl MappedBlocks {
         &self.map[self.offset..self.offset + self.len]
     }
 
-    /// The blocks in a GGML type candle reads: as they are, or MXFP4's as the Q5_0 blocks
-    /// they are exactly (a copy; for CUDA and plugins, which have no MXFP4 products).
+    /// The blocks in a GGML type candle reads: as they are, MXFP4's as the Q5_0 blocks they
+    /// are exactly, IQ4_NL's and IQ4_XS's as Q8_0 blocks (`iq4::to_q8_0`) (a copy; for CUDA
+    /// and plugins, which have no products of those types).
     pub fn ggml_blocks(&self) -> Result<(GgmlDType, std::borrow::Cow<'_, [u8]>)> {
         Ok(match self.dtype {
             BlockType::Ggml(d) => (d, self.bytes().into()),
             BlockType::Mxfp4 => (GgmlDType::Q5_0, mxfp4::ggml_to_q5_0(self.bytes())?.into()),
+            BlockType::Iq4Nl | BlockType::Iq4Xs => (
+                GgmlDType::Q8_0,
+                iq4::to_q8_0(self.dtype, self.bytes())?.into(),
+            ),
         })
+    }
+
+    /// The values, in f32 (IQ4_NL / IQ4_XS exactly, from their own blocks; the other types
+    /// through candle's dequantization of `ggml_blocks`).
+    pub fn to_f32(&self) -> Result<Tensor> {
+        let Some(ty) = self.dtype.iq4() else {
+            return Ok(self.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?);
+        };
+        let mut values = vec![0f32; self.shape.iter().product()];
+        candor_kernels::quant::dequantize(ty, self.bytes(), &mut values);
+        Ok(Tensor::from_vec(
+            values,
+            self.shape.clone(),
+            &candle_core::Device::Cpu,
+        )?)
     }
 
     /// A candle block tensor (a copy, `ggml_blocks`), for the paths candle serves.
@@ -167,9 +217,9 @@ impl HostWeight {
             HostWeight::Quant(q) => weight_dtype_of(q.dtype()),
             HostWeight::Mapped(m) => match m.dtype {
                 BlockType::Ggml(d) => weight_dtype_of(d),
-                // No backend-facing type names MXFP4: its blocks reach backends as they are
-                // (CPU) or as Q5_0 (`MappedBlocks::ggml_blocks`).
-                BlockType::Mxfp4 => None,
+                // No backend-facing type names MXFP4 or the IQ4 types: their blocks reach
+                // backends as they are (CPU) or as Q5_0 / Q8_0 (`MappedBlocks::ggml_blocks`).
+                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs => None,
             },
             HostWeight::Synthetic(s) => Some(s.dtype),
         }
@@ -180,7 +230,7 @@ impl HostWeight {
         match self {
             HostWeight::Dense { tensor, .. } => Ok(tensor.to_dtype(candle_core::DType::F32)?),
             HostWeight::Quant(q) => Ok(q.dequantize(&candle_core::Device::Cpu)?),
-            HostWeight::Mapped(m) => Ok(m.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?),
+            HostWeight::Mapped(m) => m.to_f32(),
             HostWeight::Synthetic(s) => s.to_f32_tensor(),
         }
     }
@@ -230,7 +280,9 @@ impl HostWeight {
                     &candle_core::Device::Cpu,
                 )?)
             }
-            BlockType::Mxfp4 => HostWeight::Mapped(MappedBlocks::owned(bytes, dtype, shape)?),
+            BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs => {
+                HostWeight::Mapped(MappedBlocks::owned(bytes, dtype, shape)?)
+            }
         })
     }
 }

@@ -62,11 +62,14 @@ fn kernel_type(d: GgmlDType) -> Option<QuantType> {
     }
 }
 
-/// The candor-kernels type for mapped blocks, where it has one (MXFP4 always).
+/// The candor-kernels type for mapped blocks, where it has one (always for the types candle
+/// lacks).
 fn blocks_type(d: BlockType) -> Option<QuantType> {
     match d {
         BlockType::Ggml(d) => kernel_type(d),
         BlockType::Mxfp4 => Some(QuantType::Mxfp4),
+        BlockType::Iq4Nl => Some(QuantType::Iq4Nl),
+        BlockType::Iq4Xs => Some(QuantType::Iq4Xs),
     }
 }
 

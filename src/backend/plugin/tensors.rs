@@ -74,25 +74,25 @@ pub(super) fn weight_bytes(w: &HostWeight, mxfp4: bool) -> Result<(CandorDtype, 
             .map(ffi::dtype_code)
             .ok_or_else(|| err(format!("weight type {ggml:?} has no ABI code")))
     };
-    let dequantized = match w {
-        HostWeight::Quant(q) => q.dtype() != GgmlDType::F32 && code(q.dtype())? == ffi::DTYPE_F32,
-        HostWeight::Mapped(m) => {
-            m.dtype != BlockType::Mxfp4 && code(m.ggml_blocks()?.0)? == ffi::DTYPE_F32
+    // A GGML type the ABI has no code for travels as f32 (`ffi::dtype_code`).
+    let as_sent = |ggml: GgmlDType, blocks: Vec<u8>| -> Result<(CandorDtype, Vec<u8>)> {
+        match code(ggml)? {
+            ffi::DTYPE_F32 if ggml != GgmlDType::F32 => {
+                Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?)))
+            }
+            code => Ok((code, blocks)),
         }
-        _ => false,
     };
     match w {
         HostWeight::Dense { tensor, .. } => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(tensor)?))),
-        _ if w.shape().len() == 1 || dequantized => {
-            Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?)))
-        }
-        HostWeight::Quant(q) => Ok((code(q.dtype())?, q.data()?.into_owned())),
+        _ if w.shape().len() == 1 => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),
+        HostWeight::Quant(q) => as_sent(q.dtype(), q.data()?.into_owned()),
         HostWeight::Mapped(m) if mxfp4 && m.dtype == BlockType::Mxfp4 => {
             Ok((ffi::DTYPE_MXFP4, m.bytes().to_vec()))
         }
         HostWeight::Mapped(m) => {
             let (ggml, bytes) = m.ggml_blocks()?;
-            Ok((code(ggml)?, bytes.into_owned()))
+            as_sent(ggml, bytes.into_owned())
         }
         // Dummy weights (`--load-format dummy`) are made on the host for a plugin, as f32.
         HostWeight::Synthetic(_) => Ok((ffi::DTYPE_F32, f32_bytes(&dense_f32(&w.to_f32()?)?))),

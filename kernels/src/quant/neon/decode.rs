@@ -152,6 +152,19 @@ pub unsafe fn mxfp4(p: *const u8) -> [int8x16_t; 2] {
     ]
 }
 
+/// IQ4_NL's codebook values of the 32 nibbles of the 16 bytes at `qs` (IQ4_NL's block at
+/// byte 2, IQ4_XS's chunk j at 8 + 16j), laid out as Q4_0's, by one table lookup per 16.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn iq4(qs: *const u8) -> [int8x16_t; 2] {
+    let table = vld1q_s8(super::super::formats::IQ4NL_VALUES.as_ptr());
+    let qs = vld1q_u8(qs);
+    [
+        vqtbl1q_s8(table, vandq_u8(qs, vdupq_n_u8(0x0f))),
+        vqtbl1q_s8(table, vshrq_n_u8::<4>(qs)),
+    ]
+}
+
 /// Q4_K / Q5_K sub-block j (32 elements) of the block at `p`: the low (even j) or high (odd j)
 /// nibbles of quant bytes 32·(j/2)..+32, plus (Q5_K) 16 where bit j of qh[l] is set. Values
 /// 0..=31 are already valid signed bytes; the minimums come in through the activation sums.

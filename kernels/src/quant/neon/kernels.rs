@@ -21,7 +21,9 @@
 macro_rules! neon_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
+        use super::super::formats::{
+            iq4xs_scales, k_scales_mins, q3k_scales, QuantType, E8M0_HALF,
+        };
         use super::decode;
         use std::arch::aarch64::*;
 
@@ -81,6 +83,7 @@ macro_rules! neon_kernels {
                         MXFP4 => decode::mxfp4(p),
                         Q4_1 => decode::q4_1(p),
                         Q5_1 => decode::q5_1(p),
+                        IQ4NL => decode::iq4(p.add(2)),
                         _ => decode::q8_0(p),
                     };
                     if with_min {
@@ -126,7 +129,13 @@ macro_rules! neon_kernels {
                 // Q2_K: a minimum per 16.
                 let mut mins16 = [[vdupq_n_s16(0); 2]; C];
                 for c in 0..C {
-                    if T == Q3K {
+                    if T == IQ4XS {
+                        d[c] = decode::f16_at(p[c]);
+                        let s = iq4xs_scales(std::slice::from_raw_parts(p[c], 8));
+                        for (g, v) in scales[c].iter_mut().enumerate() {
+                            *v = s[g / 2] as i32 - 32;
+                        }
+                    } else if T == Q3K {
                         d[c] = decode::f16_at(p[c].add(108));
                         let s = q3k_scales(std::slice::from_raw_parts(p[c].add(96), 12));
                         for (g, v) in scales[c].iter_mut().enumerate() {
@@ -167,6 +176,7 @@ macro_rules! neon_kernels {
                         wq[c] = match T {
                             Q6K => decode::q6k_quarter(p[c], j / 4, j % 4),
                             Q2K | Q3K => decode::k2_chunk(p[c], T == Q3K, j / 4, j % 4),
+                            IQ4XS => decode::iq4(p[c].add(8 + 16 * j)),
                             _ => decode::k_sub_block(p[c], T == Q5K, j),
                         };
                     }
@@ -190,7 +200,7 @@ macro_rules! neon_kernels {
                     let dx = *x.d[r].add(sb);
                     // Q4_K/Q5_K: the activation sum of each 32-element sub-block, pairwise
                     // from the 16-sums (|s| ≤ 32·127 fits i16).
-                    let sums32 = if matches!(T, Q6K | Q2K | Q3K) {
+                    let sums32 = if !matches!(T, Q4K | Q5K) {
                         vdupq_n_s16(0)
                     } else {
                         let s = x.sums[r].add(16 * sb);
@@ -208,7 +218,7 @@ macro_rules! neon_kernels {
                             let m = vmlal_s16(m, vget_low_s16(mins16[c][1]), vget_low_s16(hi));
                             let m = vmlal_high_s16(m, mins16[c][1], hi);
                             acc[c][r] = vfmaq_n_f32(acc[c][r], vcvtq_f32_s32(m), -dmin[c] * dx);
-                        } else if T != Q6K && T != Q3K {
+                        } else if matches!(T, Q4K | Q5K) {
                             // − dmin·d_x·Σ_j m_j·(sum of x over sub-block j).
                             let m = vmlal_high_s16(
                                 vmull_s16(vget_low_s16(mins[c]), vget_low_s16(sums32)),

@@ -18,7 +18,7 @@
 macro_rules! x86_kernels {
     ($features:literal, C = $cb:literal, R = $rb:literal $(, tile_k from $wide_k:ident)?) => {
         use super::super::activations::RowsView;
-        use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
+        use super::super::formats::{iq4xs_scales, k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
         use std::arch::x86_64::*;
 
         super::super::tile_driver::tile_driver!($features, C = $cb, R = $rb);
@@ -66,6 +66,8 @@ macro_rules! x86_kernels {
             let low4 = _mm256_set1_epi8(0x0f);
             match T {
                 MXFP4 => super::mxfp4_quants(p),
+                // Biased like Q8_0 where the products take unsigned bytes of any size.
+                IQ4NL => super::iq4_quants(p.add(2), prim::Q8_BIASED),
                 Q8_0 => {
                     let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
                     if prim::Q8_BIASED {
@@ -106,7 +108,7 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1: `nb` blocks of 32 per row.
+        /// Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1 / IQ4_NL: `nb` blocks of 32 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_b32<const T: u8, const C: usize, const R: usize>(
@@ -116,8 +118,9 @@ macro_rules! x86_kernels {
             acc: &mut [[__m256; R]; C],
         ) {
             let bb = block_bytes(T);
-            // The offset the unsigned weight bytes carry; AVX2 reads Q8_0 signed (below).
-            let signed_q8 = T == Q8_0 && !prim::Q8_BIASED;
+            // The offset the unsigned weight bytes carry; AVX2 reads Q8_0 and IQ4_NL signed
+            // (below).
+            let signed_q8 = (T == Q8_0 || T == IQ4NL) && !prim::Q8_BIASED;
             let offset: i32 = match T {
                 Q4_0 => 8,
                 Q5_0 => 16,
@@ -187,6 +190,28 @@ macro_rules! x86_kernels {
             _mm256_setr_m128i(_mm_set1_epi16(word(lo)), _mm_set1_epi16(word(hi)))
         }
 
+        /// `chunk` for signed weight bytes (IQ4_XS's codebook values, up to ±127, whose
+        /// unsigned × signed byte products would saturate the i16 pairs if biased): |w| times
+        /// x with w's sign.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn chunk_signed<const C: usize, const R: usize>(
+            iacc: &mut [[__m256i; R]; C],
+            wq: &[__m256i; C],
+            sc: &[__m256i; C],
+            x: &XRows<R>,
+            at: usize,
+        ) {
+            let wabs: [__m256i; C] = std::array::from_fn(|c| _mm256_sign_epi8(wq[c], wq[c]));
+            for r in 0..R {
+                let xq = _mm256_loadu_si256(x.qs[r].add(at) as *const __m256i);
+                for c in 0..C {
+                    let xs = _mm256_sign_epi8(xq, wq[c]);
+                    iacc[c][r] = prim::dot_scaled(iacc[c][r], wabs[c], xs, sc[c]);
+                }
+            }
+        }
+
         /// Add chunk products of C decoded weight chunks with R activation chunks at element
         /// offset `at`, each scaled by its i16 scale vector.
         #[inline]
@@ -240,7 +265,17 @@ macro_rules! x86_kernels {
                 let mut scales = [[_mm256_setzero_si256(); 2]; C];
                 let mut per16 = [_mm256_setzero_si256(); C];
                 for c in 0..C {
-                    if T == Q2K || T == Q3K {
+                    if T == IQ4XS {
+                        // A scale per 32 (six bits, minus 32), held as Q4_K's are.
+                        d[c] = f16x8(p[c]);
+                        let s = iq4xs_scales(std::slice::from_raw_parts(p[c], 8));
+                        let s = _mm_sub_epi8(
+                            _mm_set1_epi64x(i64::from_le_bytes(s)),
+                            _mm_set1_epi8(32),
+                        );
+                        let s = _mm_cvtepi8_epi16(s);
+                        scales[c] = [_mm256_set_m128i(s, s); 2];
+                    } else if T == Q2K || T == Q3K {
                         // A scale per 16 held as Q6_K's are, and (Q2_K) a minimum per 16.
                         let all = if T == Q3K {
                             d[c] = f16x8(p[c].add(108));
@@ -288,7 +323,19 @@ macro_rules! x86_kernels {
                 }
                 let mut iacc = [[_mm256_setzero_si256(); R]; C];
                 let base = sb * 256;
-                if T == Q2K || T == Q3K {
+                if T == IQ4XS {
+                    // Chunk j: the codebook values of the 16 bytes at 8 + 16j, signed.
+                    for j in 0..8 {
+                        let pick = scale_pick(false, j);
+                        let mut q = [_mm256_setzero_si256(); C];
+                        let mut sc = [_mm256_setzero_si256(); C];
+                        for c in 0..C {
+                            q[c] = super::iq4_quants(p[c].add(8 + 16 * j), false);
+                            sc[c] = _mm256_shuffle_epi8(scales[c][0], pick);
+                        }
+                        chunk_signed::<C, R>(&mut iacc, &q, &sc, x, base + 32 * j);
+                    }
+                } else if T == Q2K || T == Q3K {
                     // Chunk (h, j): bits 2j..2j+2 of qs[32h..32h+32] (and Q3_K's bit 4h + j
                     // of hmask, as 4), the two shifted right step by step.
                     let qs_at = if T == Q2K { 16 } else { 32 };
@@ -424,6 +471,9 @@ macro_rules! x86_kernels {
                                 _ => _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 2)),
                             };
                             acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
+                        } else if T == IQ4XS {
+                            acc[c][r] =
+                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c][r]), s, acc[c][r]);
                         } else {
                             acc[c][r] =
                                 _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c][r]), s, acc[c][r]);

@@ -51,6 +51,38 @@ pub(crate) unsafe fn mxfp4_quants(p: *const u8) -> std::arch::x86_64::__m256i {
     _mm256_shuffle_epi8(table, _mm256_and_si256(both, _mm256_set1_epi8(0x0f)))
 }
 
+/// IQ4_NL's codebook values (`formats::IQ4NL_VALUES`) of the 32 nibbles of the 16 bytes at
+/// `p` (element i the low nibble of byte i, element i + 16 its high one): signed bytes, or
+/// with `biased` the values plus 128 as unsigned bytes (1..=241; the offset removed through
+/// the activation sums).
+///
+/// # Safety
+/// The CPU must have AVX2 and 16 bytes must be readable at `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn iq4_quants(p: *const u8, biased: bool) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let table = match biased {
+        true => IQ4NL_BIASED.as_ptr(),
+        false => super::formats::IQ4NL_VALUES.as_ptr(),
+    };
+    let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(table as *const __m128i));
+    let qs = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+    _mm256_shuffle_epi8(table, _mm256_and_si256(both, _mm256_set1_epi8(0x0f)))
+}
+
+/// `IQ4NL_VALUES` plus 128, as the bytes of unsigned values.
+const IQ4NL_BIASED: [i8; 16] = {
+    let mut table = [0i8; 16];
+    let mut i = 0;
+    while i < 16 {
+        table[i] = (super::formats::IQ4NL_VALUES[i] as u8 ^ 0x80) as i8;
+        i += 1;
+    }
+    table
+};
+
 /// The offset `mxfp4_quants` adds to the doubled codes (removed through the activation sums).
 pub(crate) const MXFP4_OFFSET: i32 = 12;
 

@@ -12,10 +12,11 @@
 //! and min of elements 0..16, then of 16..32 (equal unless the format scales per 16: Q6_K,
 //! Q2_K, Q3_K). Every format becomes value = scale·q − min: Q4_0/Q5_0 have min = 8d/16d, Q8_0
 //! is read biased by 128 (min = 128d), MXFP4's doubled codes by 12 (min = 12d), Q4_1/Q5_1
-//! carry −m, Q4_K/Q5_K dmin·m_j, Q2_K dmin·m_g, Q6_K 32·scale, Q3_K 4·scale. The activations come in the `Panel` format: per 32 a scale and, per 16 and
+//! carry −m, Q4_K/Q5_K dmin·m_j, Q2_K dmin·m_g, Q6_K 32·scale, Q3_K 4·scale, and IQ4_NL /
+//! IQ4_XS's codebook values are read biased by 128 (min = 128·scale). The activations come in the `Panel` format: per 32 a scale and, per 16 and
 //! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
-use super::super::formats::{k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
+use super::super::formats::{iq4xs_scales, k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -172,13 +173,16 @@ fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1 block at `p` as unsigned bytes
-/// (value + offset).
+/// The 32 quants of a Q4_0 / Q5_0 / Q8_0 / MXFP4 / Q4_1 / Q5_1 / IQ4_NL block at `p` as
+/// unsigned bytes (value + offset).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn quants_b32(ty: QuantType, p: *const u8) -> __m256i {
     if ty == QuantType::Mxfp4 {
         return super::mxfp4_quants(p);
+    }
+    if ty == QuantType::Iq4Nl {
+        return super::iq4_quants(p.add(2), true);
     }
     if ty == QuantType::Q8_0 {
         return _mm256_xor_si256(
@@ -233,8 +237,19 @@ unsafe fn decode_unit(
         | QuantType::Q8_0
         | QuantType::Mxfp4
         | QuantType::Q4_1
-        | QuantType::Q5_1 => {
+        | QuantType::Q5_1
+        | QuantType::Iq4Nl => {
             unreachable!("32-element blocks are not decoded per unit")
+        }
+        QuantType::Iq4Xs => {
+            // Chunk j: the codebook values of the 16 bytes at 8 + 16j, biased by 128.
+            let d = f16_of(p);
+            let scales = iq4xs_scales(std::slice::from_raw_parts(p, 8));
+            for (j, &ls) in scales.iter().enumerate() {
+                q[j][c] = super::iq4_quants(p.add(8 + 16 * j), true);
+                let s = d * (ls as i32 - 32) as f32;
+                fields(j, [s, s], [128.0 * s, 128.0 * s]);
+            }
         }
         QuantType::Q2K | QuantType::Q3K => {
             // Chunk j = 4h + jj: bits 2jj..2jj+2 of qs[32h..] (Q3_K: plus 4 where bit j of

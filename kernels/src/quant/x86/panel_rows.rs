@@ -304,6 +304,11 @@ fn half(v: __m512i, h: usize) -> __m256i {
 unsafe fn k_pair(ty: QuantType, p: *const u8, pair: usize) -> __m512i {
     let low4 = _mm512_set1_epi8(0x0f);
     match ty {
+        QuantType::Iq4Xs => {
+            // Chunk j: the codebook values of the 16 bytes at 8 + 16j, biased by 128.
+            let chunk = |j: usize| super::iq4_quants(p.add(8 + 16 * j), true);
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(chunk(2 * pair)), chunk(2 * pair + 1))
+        }
         QuantType::Q2K | QuantType::Q3K => {
             // Chunks 4h + jj and 4h + jj + 1 (jj = 2·(pair % 2)): bits 2jj..2jj+2 and the next
             // two of the 32 bytes of qs at 32h, and Q3_K's bits 4h + jj and the next of hmask,
@@ -420,6 +425,25 @@ unsafe fn k_fields(
     let f16_lanes = |v: __m256i| _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
     let count = |n: u32| _mm256_set1_epi32(n as i32);
     match ty {
+        QuantType::Iq4Xs => {
+            // d (f16) and scales_h at 0, scales_l at 4 (`formats::iq4xs_scales`); the minimum
+            // is the bias of 128 times the scale.
+            let head = dword(0);
+            let d = f16_lanes(head);
+            let low = dword(4);
+            let k128 = _mm256_set1_ps(128.0);
+            std::array::from_fn(|j| {
+                let j = j as u32;
+                let l = _mm256_and_si256(
+                    _mm256_srlv_epi32(low, count(8 * (j / 2) + 4 * (j % 2))),
+                    count(0x0f),
+                );
+                let h = _mm256_and_si256(_mm256_srlv_epi32(head, count(16 + 2 * j)), count(3));
+                let six = _mm256_or_si256(l, _mm256_slli_epi32::<4>(h));
+                let s = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(six, count(32))));
+                [s, s, _mm256_mul_ps(k128, s), _mm256_mul_ps(k128, s)]
+            })
+        }
         QuantType::Q2K => {
             // Scale (low nibble) and min (high) of every 16 in bytes 0..16; d, dmin at 80.
             let dd = dword(80);
