@@ -252,24 +252,41 @@ pub fn k_scales_mins(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// The sixteen 6-bit scales of a Q3_K block (each to be read minus 32), from its 12 packed
 /// bytes: bytes 0..8 hold the low nibbles (scales 0..8 in the low halves, 8..16 in the high
-/// ones), bytes 8..12 the top two bits (byte 8 + i % 4, bits 2·(i / 4)..).
+/// ones), bytes 8..12 the top two bits (byte 8 + i % 4, bits 2·(i / 4)..). Eight scales per
+/// u64 with shifts and masks (the kernels unpack a block's scales per row and super-block).
 #[inline]
 pub fn q3k_scales(packed: &[u8]) -> [u8; 16] {
-    std::array::from_fn(|i| {
-        let low = (packed[i % 8] >> (4 * (i / 8))) & 0x0f;
-        let high = (packed[8 + i % 4] >> (2 * (i / 4))) & 3;
-        low | (high << 4)
-    })
+    let nibbles = u64::from_le_bytes([
+        packed[0], packed[1], packed[2], packed[3], packed[4], packed[5], packed[6], packed[7],
+    ]);
+    let top = u32::from_le_bytes([packed[8], packed[9], packed[10], packed[11]]) as u64;
+    let pairs = |shift: u32| (top >> shift) & 0x0303_0303;
+    // Scales 0..4 take bits 0..2 of bytes 8..12, 4..8 bits 2..4, 8..12 bits 4..6, 12..16 6..8.
+    let first = (nibbles & 0x0f0f_0f0f_0f0f_0f0f) | (pairs(0) | pairs(2) << 32) << 4;
+    let second = ((nibbles >> 4) & 0x0f0f_0f0f_0f0f_0f0f) | (pairs(4) | pairs(6) << 32) << 4;
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&first.to_le_bytes());
+    out[8..].copy_from_slice(&second.to_le_bytes());
+    out
 }
 
-/// The eight 6-bit scales of an IQ4_XS block (each to be read minus 32).
+/// The eight 6-bit scales of an IQ4_XS block (each to be read minus 32): scale j's low nibble
+/// is nibble j % 2 of scales_l[j / 2] (bytes 4..8), its top two bits bits 2j..2j+2 of
+/// scales_h (bytes 2..4). Spread into bytes with shifts and masks on one u64 (a loop over the
+/// eight cost as much as the rest of a decode product's super-block).
 #[inline]
 pub fn iq4xs_scales(block: &[u8]) -> [u8; 8] {
-    let high = u16::from_le_bytes([block[2], block[3]]);
-    std::array::from_fn(|j| {
-        let low = (block[4 + j / 2] >> (4 * (j % 2))) & 0x0f;
-        low | ((((high >> (2 * j)) & 3) as u8) << 4)
-    })
+    let high = u16::from_le_bytes([block[2], block[3]]) as u64;
+    let low = u32::from_le_bytes([block[4], block[5], block[6], block[7]]) as u64;
+    // Two bits of `high` per byte: byte j holds bits 2j..2j+2.
+    let h = (high | high << 24) & 0x0000_00ff_0000_00ff;
+    let h = (h | h << 12) & 0x000f_000f_000f_000f;
+    let h = (h | h << 6) & 0x0303_0303_0303_0303;
+    // Byte i of `low` to byte 2i, then its high nibble to byte 2i + 1.
+    let l = (low | low << 16) & 0x0000_ffff_0000_ffff;
+    let l = (l | l << 8) & 0x00ff_00ff_00ff_00ff;
+    let l = (l & 0x000f_000f_000f_000f) | ((l << 4) & 0x0f00_0f00_0f00_0f00);
+    (l | h << 4).to_le_bytes()
 }
 
 /// The integer quants of one block, offsets already removed (so value = scale·q − min), with
