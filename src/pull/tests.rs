@@ -881,3 +881,54 @@ fn pull_gemma_real() {
         t.elapsed().as_secs_f64()
     );
 }
+
+/// `hf:ORG/REPO:TAG` pulls the repository's one GGUF of that quantization (found by listing
+/// it), and names the same file offline afterwards; an unknown tag says what the repository
+/// has.
+#[test]
+fn a_quantization_tag_names_the_repositorys_file_of_it() {
+    if proxied() {
+        eprintln!("skipped: a proxy is configured");
+        return;
+    }
+    let body = b"GGUF iq4_xs".to_vec();
+    let endpoint = fake_hub(vec![
+        Served {
+            repo: "Org/Many",
+            file: "m-IQ4_XS.gguf",
+            body: body.clone(),
+            listed_sha: sha_of(&body),
+        },
+        Served {
+            repo: "Org/Many",
+            file: "m-Q4_K_M.gguf",
+            body: b"q4".to_vec(),
+            listed_sha: sha_of(b"q4"),
+        },
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = opts_in(dir.path());
+    opts.sources = vec![Source::HuggingFace];
+    opts.hf_endpoint = Some(endpoint);
+
+    let err = resolve_model_with("hf:Org/Many:iq4_xs", false, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no .gguf file tagged iq4_xs") && err.contains("downloads are off"),
+        "{err}"
+    );
+    let want = opts.dir.join("hf/Org/Many/m-IQ4_XS.gguf");
+    assert_eq!(pull("hf:Org/Many:iq4_xs", &opts).unwrap(), want);
+    assert_eq!(std::fs::read(&want).unwrap(), body);
+    assert_eq!(
+        resolve_model_with("hf:Org/Many:IQ4_XS", false, &opts).unwrap(),
+        want
+    );
+    let err = pull("hf:Org/Many:Q8_0", &opts).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "could not fetch hf:Org/Many:Q8_0: Org/Many has no .gguf file tagged Q8_0 (its .gguf \
+         files: m-IQ4_XS.gguf, m-Q4_K_M.gguf)"
+    );
+}
