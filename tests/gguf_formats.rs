@@ -1161,3 +1161,59 @@ fn iq4_tensors_are_read_as_their_blocks() {
         .to_string();
     assert!(err.contains("xs") && err.contains("whole blocks"), "{err}");
 }
+
+/// A model split in files as llama.cpp's `gguf-split` writes them (`NAME-0000i-of-0000N.gguf`,
+/// the metadata in the first, `split.*` keys in each) opens from its first file and gives the
+/// one-file model's logits; a later part or a missing one is refused, saying which.
+#[test]
+fn a_split_gguf_opens_from_its_first_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.gguf");
+    write_gguf("llama", &whole, GgmlDType::F32);
+    let mut file = std::fs::File::open(&whole).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let split_keys = |no: u16| {
+        vec![
+            ("split.no".to_string(), Value::U16(no)),
+            ("split.count".to_string(), Value::U16(2)),
+            (
+                "split.tensors.count".to_string(),
+                Value::I32(names.len() as i32),
+            ),
+        ]
+    };
+    let part = |i: usize| dir.path().join(format!("tiny-{i:05}-of-00002.gguf"));
+    for (no, half) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let mut md = split_keys(no as u16);
+        if no == 0 {
+            md.extend(content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let tensors: Vec<(String, QTensor)> = half
+            .iter()
+            .map(|&n| {
+                (
+                    n.clone(),
+                    content.tensor(&mut file, n, &Device::Cpu).unwrap(),
+                )
+            })
+            .collect();
+        let md: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut out = std::fs::File::create(part(no + 1)).unwrap();
+        gguf_file::write(&mut out, &md, &refs).unwrap();
+    }
+    assert_eq!(logits(&part(1)), logits(&whole));
+    let first = GgufFile::open(&part(1), false).unwrap();
+    assert_eq!(first.tensor_names().count(), names.len());
+    let err = GgufFile::open(&part(2), false).err().unwrap().to_string();
+    assert!(
+        err.contains("part 2 of a split model: open its first part")
+            && err.contains("tiny-00001-of-00002.gguf"),
+        "{err}"
+    );
+    std::fs::remove_file(part(2)).unwrap();
+    let err = GgufFile::open(&part(1), false).err().unwrap().to_string();
+    assert!(err.contains("part 2 of 2 is missing"), "{err}");
+}

@@ -514,14 +514,18 @@ fn resolve_hub(
             }
         }
     };
-    let dest = hub_path(&opts.dir, repo, &file);
-    if dest.is_file() {
-        return Ok(dest);
-    }
+    // A split model's first file brings its other parts (`tags::split_rest`).
+    let files: Vec<String> = std::iter::once(file.clone())
+        .chain(tags::split_rest(&file))
+        .collect();
+    let dests: Vec<PathBuf> = files.iter().map(|f| hub_path(&opts.dir, repo, f)).collect();
+    let Some(missing) = dests.iter().find(|d| !d.is_file()) else {
+        return Ok(dests[0].clone());
+    };
     if !allow_pull {
         return Err(PullError::Offline {
             name: spec.to_string(),
-            detail: format!("is not on disk (no {})", dest.display()),
+            detail: format!("is not on disk (no {})", missing.display()),
         });
     }
     if !opts.sources.contains(&Source::HuggingFace) {
@@ -529,17 +533,19 @@ fn resolve_hub(
             "only Hugging Face has it, and it is not among the sources".to_string(),
         ));
     }
-    let parent = dest.parent().unwrap_or(&opts.dir);
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let _lock = lock_for(&dest, spec)?;
-    if dest.is_file() {
-        return Ok(dest);
+    for (file, dest) in files.iter().zip(&dests) {
+        let parent = dest.parent().unwrap_or(&opts.dir);
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let _lock = lock_for(dest, spec)?;
+        if dest.is_file() {
+            continue;
+        }
+        let d = fetch_hub_file(repo, file, dest, opts)?
+            .map_err(|r| failed(format!("Hugging Face: {}", one_line(&r))))?;
+        verify::write_stamp(dest, &d.sha256);
+        eprintln!("pulled {spec} -> {}", dest.display());
     }
-    let d = fetch_hub_file(repo, &file, &dest, opts)?
-        .map_err(|r| failed(format!("Hugging Face: {}", one_line(&r))))?;
-    verify::write_stamp(&dest, &d.sha256);
-    eprintln!("pulled {spec} -> {}", dest.display());
-    Ok(dest)
+    Ok(dests[0].clone())
 }
 
 /// Fetch `file` of `repo` from the Hub into `dest` by way of `dest.partial` (renamed into

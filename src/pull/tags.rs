@@ -23,19 +23,29 @@ fn tagged(file: &str, tag: &str) -> bool {
     })
 }
 
-/// Whether a GGUF file name is one part of a split model (`…-00001-of-00003.gguf`).
-fn split_part(file: &str) -> bool {
-    let Some(stem) = file
-        .to_ascii_lowercase()
-        .strip_suffix(".gguf")
-        .map(str::to_string)
-    else {
-        return false;
+/// The part number and count of a split model's file (`…-00001-of-00003.gguf`, as
+/// llama.cpp's `gguf-split` names them), and the name before them.
+fn split_part(file: &str) -> Option<(usize, usize, &str)> {
+    let stem = file.strip_suffix(".gguf")?;
+    let (rest, total) = stem.rsplit_once("-of-")?;
+    let (prefix, part) = rest.rsplit_once('-')?;
+    let number = |s: &str| {
+        (s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
-    let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
-    matches!(parts.as_slice(), [total, "of", part, _]
-        if total.len() == 5 && part.len() == 5
-            && total.chars().chain(part.chars()).all(|c| c.is_ascii_digit()))
+    Some((number(part)?, number(total)?, prefix))
+}
+
+/// The other parts of a split model whose first file is `file` (same directory), in order;
+/// empty for any other file.
+pub fn split_rest(file: &str) -> Vec<String> {
+    match split_part(file) {
+        Some((1, count, prefix)) => (2..=count)
+            .map(|i| format!("{prefix}-{i:05}-of-{count:05}.gguf"))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The one `.gguf` among `files` (paths in `repo`) tagged `tag`, or what to tell the user.
@@ -45,20 +55,20 @@ pub fn pick(repo: &str, tag: &str, files: &[String]) -> Result<String, String> {
         .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
         .collect();
     let matching: Vec<&String> = ggufs.iter().copied().filter(|f| tagged(f, tag)).collect();
-    match matching.as_slice() {
-        [one] if !split_part(one) => Ok((*one).clone()),
+    // A split model's parts: its first (which brings the rest, `split_rest`).
+    let firsts: Vec<&String> = matching
+        .iter()
+        .copied()
+        .filter(|f| split_part(f).is_none_or(|(part, _, _)| part == 1))
+        .collect();
+    match firsts.as_slice() {
+        [one] => Ok((*one).clone()),
         [] => Err(format!(
             "{repo} has no .gguf file tagged {tag} ({})",
             match ggufs.is_empty() {
                 true => "it has no .gguf file".to_string(),
                 false => format!("its .gguf files: {}", join(&ggufs)),
             }
-        )),
-        parts if parts.iter().all(|f| split_part(f)) => Err(format!(
-            "{repo}'s {tag} model is split in {} files ({}); candor reads one-file GGUFs: \
-             merge them with llama.cpp's `llama-gguf-split --merge FIRST OUT`",
-            parts.len(),
-            join(parts)
         )),
         many => Err(format!(
             "{repo} has {} .gguf files tagged {tag} ({}); name one as hf:{repo}:FILE",
@@ -132,10 +142,12 @@ mod tests {
             err.starts_with("Org/Q has no .gguf file tagged Q4_K (its .gguf files: "),
             "{err}"
         );
-        let err = pick("Q8_0").unwrap_err();
-        assert!(
-            err.contains("split in 2 files") && err.contains("llama-gguf-split"),
-            "{err}"
+        // A split model: its first part, which brings the others.
+        let first = pick("Q8_0").unwrap();
+        assert_eq!(first, "Q8_0/Qwen2.5-7B-Instruct-Q8_0-00001-of-00002.gguf");
+        assert_eq!(
+            split_rest(&first),
+            ["Q8_0/Qwen2.5-7B-Instruct-Q8_0-00002-of-00002.gguf"]
         );
         let err = pick("BF16").unwrap_err();
         assert!(err.contains("2 .gguf files tagged BF16 (bf16/a-BF16.gguf, bf16/b-BF16.gguf)"));
@@ -150,7 +162,11 @@ mod tests {
     fn tags_are_words_and_file_names_are_not() {
         assert!(is_tag("Q4_K_M") && is_tag("iq4_xs") && is_tag("F16"));
         assert!(!is_tag("") && !is_tag("model.gguf") && !is_tag("dir/Q4_K_M"));
-        assert!(split_part("x-Q8_0-00001-of-00002.gguf"));
-        assert!(!split_part("x-Q8_0.gguf") && !split_part("x-1-of-2.gguf"));
+        assert_eq!(
+            split_part("x-Q8_0-00001-of-00002.gguf"),
+            Some((1, 2, "x-Q8_0"))
+        );
+        assert!(split_part("x-Q8_0.gguf").is_none() && split_part("x-1-of-2.gguf").is_none());
+        assert!(split_rest("x-Q8_0-00002-of-00002.gguf").is_empty());
     }
 }

@@ -905,6 +905,18 @@ fn a_quantization_tag_names_the_repositorys_file_of_it() {
             body: b"q4".to_vec(),
             listed_sha: sha_of(b"q4"),
         },
+        Served {
+            repo: "Org/Many",
+            file: "m-Q8_0-00001-of-00002.gguf",
+            body: b"first".to_vec(),
+            listed_sha: sha_of(b"first"),
+        },
+        Served {
+            repo: "Org/Many",
+            file: "m-Q8_0-00002-of-00002.gguf",
+            body: b"second".to_vec(),
+            listed_sha: sha_of(b"second"),
+        },
     ]);
     let dir = tempfile::tempdir().unwrap();
     let mut opts = opts_in(dir.path());
@@ -925,10 +937,21 @@ fn a_quantization_tag_names_the_repositorys_file_of_it() {
         resolve_model_with("hf:Org/Many:IQ4_XS", false, &opts).unwrap(),
         want
     );
-    let err = pull("hf:Org/Many:Q8_0", &opts).unwrap_err().to_string();
+    let err = pull("hf:Org/Many:F16", &opts).unwrap_err().to_string();
     assert_eq!(
         err,
-        "could not fetch hf:Org/Many:Q8_0: Org/Many has no .gguf file tagged Q8_0 (its .gguf \
-         files: m-IQ4_XS.gguf, m-Q4_K_M.gguf)"
+        "could not fetch hf:Org/Many:F16: Org/Many has no .gguf file tagged F16 (its .gguf \
+         files: m-IQ4_XS.gguf, m-Q4_K_M.gguf, m-Q8_0-00001-of-00002.gguf, \
+         m-Q8_0-00002-of-00002.gguf)"
     );
+    // A split model: its first part is named, every part is pulled.
+    let first = opts.dir.join("hf/Org/Many/m-Q8_0-00001-of-00002.gguf");
+    assert_eq!(pull("hf:Org/Many:Q8_0", &opts).unwrap(), first);
+    let second = opts.dir.join("hf/Org/Many/m-Q8_0-00002-of-00002.gguf");
+    assert_eq!(std::fs::read(&second).unwrap(), b"second");
+    std::fs::remove_file(&second).unwrap();
+    let err = resolve_model_with("hf:Org/Many:Q8_0", false, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("m-Q8_0-00002-of-00002.gguf"), "{err}");
 }

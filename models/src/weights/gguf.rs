@@ -21,6 +21,7 @@ const MAPPED_TYPES: [GgmlDType; 10] = [
     GgmlDType::Q6K,
 ];
 use super::gguf_header::{self, OwnInfo};
+use super::split;
 use crate::error::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::Device;
@@ -46,6 +47,9 @@ pub struct GgufFile {
     arena: std::sync::OnceLock<Option<Arena>>,
     /// Dequantize every tensor to f32 on load (the reference path for correctness checks).
     pub dequantize: bool,
+    /// The other files of a split model (`gguf-split`: `…-00002-of-00003.gguf` on), opened
+    /// with the first, which holds the metadata; empty for a one-file GGUF.
+    parts: Vec<GgufFile>,
 }
 
 /// The tokenizer's per-token arrays: by far the largest metadata.
@@ -57,7 +61,15 @@ const VOCABULARY_KEYS: [&str; 4] = [
 ];
 
 impl GgufFile {
+    /// Open a GGUF file; the first file of a split model opens its other parts too (a later
+    /// part is refused, naming the first).
     pub fn open(path: &Path, dequantize: bool) -> Result<Self> {
+        let mut file = Self::open_one(path, dequantize)?;
+        file.parts = split::open_parts(path, &file, dequantize)?;
+        Ok(file)
+    }
+
+    fn open_one(path: &Path, dequantize: bool) -> Result<Self> {
         let shown = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
             path: shown.clone(),
@@ -94,7 +106,19 @@ impl GgufFile {
             vocabulary_lens,
             arena: std::sync::OnceLock::new(),
             dequantize,
+            parts: Vec::new(),
         })
+    }
+
+    /// A split model's later part as a file of its own: its tensors (its metadata is the
+    /// `split.*` keys), for the first part to serve (`split::open_parts`).
+    pub(super) fn open_part(path: &Path, dequantize: bool) -> Result<Self> {
+        Self::open_one(path, dequantize)
+    }
+
+    /// `ModelError::BadGguf` for this file.
+    pub(super) fn error(&self, reason: &str) -> ModelError {
+        self.bad(reason)
     }
 
     pub fn path(&self) -> &str {
@@ -119,8 +143,9 @@ impl GgufFile {
         all
     }
 
-    pub fn tensor_names(&self) -> impl Iterator<Item = &String> {
-        self.content.tensor_infos.keys().chain(self.own.keys())
+    pub fn tensor_names(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        let here = self.content.tensor_infos.keys().chain(self.own.keys());
+        Box::new(here.chain(self.parts.iter().flat_map(|p| p.tensor_names())))
     }
 
     /// Elements over all tensors (the model's parameter count).
@@ -134,7 +159,8 @@ impl GgufFile {
                     .values()
                     .map(|t| t.shape.iter().product::<usize>() as u64),
             )
-            .sum()
+            .sum::<u64>()
+            + self.parts.iter().map(|p| p.parameter_count()).sum::<u64>()
     }
 
     /// The file's quantization as llama.cpp names it (`general.file_type`), e.g. `Q4_K_M`.
@@ -480,13 +506,28 @@ impl GgufFile {
 impl WeightSource for GgufFile {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         let name = &*self.file_name(name);
+        match self.parts.iter().find(|p| p.holds(name)) {
+            Some(part) if !self.holds(name) => part.get_named(name),
+            _ => self.get_named(name),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        let name = &*self.file_name(name);
+        self.holds(name) || self.parts.iter().any(|p| p.holds(name))
+    }
+}
+
+impl GgufFile {
+    /// The tensor with this name in this file (the file's own spelling of it).
+    fn get_named(&self, name: &str) -> Result<Option<HostWeight>> {
         if let Some(w) = self.own_get(name)? {
             return Ok(Some(w));
         }
         let Some(info) = self.content.tensor_infos.get(name) else {
-            if let Some(legacy) = legacy_expert(name).filter(|l| self.contains(l)) {
+            if let Some(legacy) = legacy_expert(name).filter(|l| self.holds(l)) {
                 // Early Mixtral GGUFs: one tensor per expert.
-                return self.get(&legacy);
+                return self.get_named(&legacy);
             }
             return self.expert_slice(name);
         };
@@ -518,8 +559,8 @@ impl WeightSource for GgufFile {
         self.loaded(name, q).map(Some)
     }
 
-    fn contains(&self, name: &str) -> bool {
-        let name = &*self.file_name(name);
+    /// Whether this file (not its other parts) holds the tensor of this name.
+    fn holds(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
             || self.own.contains_key(name)
             || self.own_expert(name).is_some()
