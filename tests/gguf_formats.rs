@@ -1095,22 +1095,9 @@ fn weight_name(d: GgmlDType) -> &'static str {
 /// that is not whole blocks is refused, naming the tensor.
 #[test]
 fn iq4_tensors_are_read_as_their_blocks() {
-    use candor_kernels::quant::{set_scales, QuantType};
-    let mut state = 0x1234_5678_9abc_def1u64;
-    let mut blocks = |ty: QuantType, count: usize| {
-        let mut bytes: Vec<u8> = (0..count * ty.block_bytes())
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        for b in bytes.chunks_exact_mut(ty.block_bytes()) {
-            set_scales(ty, b, 0.02);
-        }
-        bytes
-    };
+    use candor_kernels::quant::{filler_blocks, QuantType};
+    let blocks =
+        |ty: QuantType, count: usize| filler_blocks(ty, count, 0x1234_5678_9abc_def1, 0.02);
     let own: Vec<OwnTensor> = vec![
         ("xs".into(), vec![2, 512], blocks(QuantType::Iq4Xs, 4), 23),
         ("nl".into(), vec![4, 64], blocks(QuantType::Iq4Nl, 8), 20),

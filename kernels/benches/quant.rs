@@ -5,25 +5,12 @@
 //! the baseline. `CANDOR_BENCH_QUICK=1` shortens every measurement.
 mod common;
 
-use candor_kernels::quant::{dequantize, matmul_with, set_scales, Isa, QuantType};
+use candor_kernels::quant::{dequantize, filler_blocks, matmul_with, Isa, QuantType};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// Deterministic filler bytes with small valid scales.
 fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let blocks = n * k / ty.block_elems();
-    let mut w = Vec::with_capacity(blocks * ty.block_bytes());
-    for _ in 0..blocks {
-        let start = w.len();
-        for _ in 0..ty.block_bytes() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            w.push(state as u8);
-        }
-        set_scales(ty, &mut w[start..], 0.01);
-    }
-    w
+    filler_blocks(ty, n * k / ty.block_elems(), 0x2545_f491_4f6c_dd1d, 0.01)
 }
 
 /// (K, N) pairs per type: the up/gate projections for 32-element formats, down projections

@@ -1,23 +1,11 @@
 //! Best-of-N timing of one quantized product, for quick kernel tuning on a noisy machine:
 //! `cargo run -p candor-kernels --release --example qbench -- [m] [reps]`
 //! (thread count from RAYON_NUM_THREADS; TY, ISA, N, K, HUGE and COPIES below).
-use candor_kernels::quant::{matmul_with, set_scales, Isa, QuantType};
+use candor_kernels::quant::{filler_blocks, matmul_with, Isa, QuantType};
 use std::time::Instant;
 
 fn weights(ty: QuantType, n: usize, k: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut w: Vec<u8> = (0..n * k / ty.block_elems() * ty.block_bytes())
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    for b in w.chunks_exact_mut(ty.block_bytes()) {
-        set_scales(ty, b, 0.01);
-    }
-    w
+    filler_blocks(ty, n * k / ty.block_elems(), 0x2545_f491_4f6c_dd1d, 0.01)
 }
 
 fn main() {

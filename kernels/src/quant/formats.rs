@@ -222,6 +222,24 @@ pub fn set_scales(ty: QuantType, block: &mut [u8], d: f32) {
     }
 }
 
+/// `count` blocks of `ty` of filler bytes (xorshift from `seed`, which must not be 0) with
+/// every scale set to about `d` (`set_scales`): valid blocks for tests and benchmarks.
+pub fn filler_blocks(ty: QuantType, count: usize, seed: u64, d: f32) -> Vec<u8> {
+    let mut state = seed;
+    let mut bytes: Vec<u8> = (0..count * ty.block_bytes())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for block in bytes.chunks_exact_mut(ty.block_bytes()) {
+        set_scales(ty, block, d);
+    }
+    bytes
+}
+
 /// The f16 at byte `at` as f32.
 #[inline]
 pub fn f16_at(bytes: &[u8], at: usize) -> f32 {

@@ -30,8 +30,8 @@ pub(crate) mod x86;
 use crate::activation::Act;
 pub use activations::{QuantizedRows, RowsView};
 pub use formats::{
-    decode_block, dequantize, e8m0_half, iq4xs_scales, k_scales_mins, set_scales, ActFormat,
-    IntBlock, QuantType, E8M0_HALF, IQ4NL_VALUES, MXFP4_DOUBLED,
+    decode_block, dequantize, e8m0_half, filler_blocks, iq4xs_scales, k_scales_mins, set_scales,
+    ActFormat, IntBlock, QuantType, E8M0_HALF, IQ4NL_VALUES, MXFP4_DOUBLED,
 };
 pub use matmul::AMX_MIN_ROWS;
 

@@ -51,19 +51,7 @@ mod tests {
     use candor_kernels::quant::{dequantize, QuantType};
 
     fn blocks(ty: QuantType, count: usize) -> Vec<u8> {
-        let mut state = 0x51f1_5eed_u64;
-        let mut bytes: Vec<u8> = (0..count * ty.block_bytes())
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        for b in bytes.chunks_exact_mut(ty.block_bytes()) {
-            candor_kernels::quant::set_scales(ty, b, 0.0123);
-        }
-        bytes
+        candor_kernels::quant::filler_blocks(ty, count, 0x51f1_5eed, 0.0123)
     }
 
     /// IQ4_NL blocks become the Q8_0 blocks of exactly their values; IQ4_XS blocks within the
