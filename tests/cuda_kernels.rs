@@ -363,11 +363,47 @@ fn dense_and_quantized_linear_match_the_cpu() {
         );
         assert!(d < tol(act), "dense {act:?}: {d}");
         // Quantized weights: both sides quantize the activations to 8 bits their own way.
-        for ty in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+        let types = [
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_1,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+        ];
+        for ty in types {
             let q = || HostWeight::Quant(QTensor::quantize(&wt(), ty).unwrap());
             let d = rel_diff(
                 &linear(&g, &x, q(), &bias, [m, k]),
                 &linear(&cpu, &x, q(), &bias, [m, k]),
+            );
+            assert!(d < 3e-2, "{ty:?} {act:?}: {d}");
+        }
+    }
+}
+
+/// IQ4_NL / IQ4_XS blocks (which candle lacks) reach the GPU as Q8_0 blocks
+/// (`weights::iq4::to_q8_0`) and give the CPU kernels' products of the blocks themselves.
+#[test]
+fn iq4_linear_matches_the_cpu_kernels() {
+    use candor_kernels::quant::{filler_blocks, QuantType};
+    use candor_models::weights::{BlockType, MappedBlocks};
+    let cpu = CpuBackend::new(2);
+    let (m, k, n) = (5, 512, 40);
+    let x = random(m * k, 31);
+    let bias = random(n, 32);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        for (ty, block) in [
+            (QuantType::Iq4Nl, BlockType::Iq4Nl),
+            (QuantType::Iq4Xs, BlockType::Iq4Xs),
+        ] {
+            let blocks = filler_blocks(ty, n * k / ty.block_elems(), 33, 0.01);
+            let w = || HostWeight::Mapped(MappedBlocks::owned(&blocks, block, vec![n, k]).unwrap());
+            let d = rel_diff(
+                &linear(&g, &x, w(), &bias, [m, k]),
+                &linear(&cpu, &x, w(), &bias, [m, k]),
             );
             assert!(d < 3e-2, "{ty:?} {act:?}: {d}");
         }
