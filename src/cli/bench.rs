@@ -423,7 +423,11 @@ fn dummy_model_info(
 /// Bytes of a model file, or of every file in a model directory.
 fn model_size(path: &std::path::Path) -> u64 {
     if path.is_file() {
-        return std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        // A split GGUF's parts together.
+        return candor_models::weights::split::model_files(path)
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
     }
     std::fs::read_dir(path)
         .map(|rd| {

@@ -426,7 +426,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
             candor_models::loader::ModelFormat::Safetensors => "safetensors",
             candor_models::loader::ModelFormat::Dummy => "dummy",
         },
-        size_bytes: metadata.as_ref().map_or(0, |m| m.len()),
+        // A split GGUF's parts together.
+        size_bytes: candor_models::weights::split::model_files(&model.path)
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum(),
         modified: metadata.and_then(|m| m.modified().ok()),
         quantization: model.quantization.clone(),
         parameters: model.parameters,

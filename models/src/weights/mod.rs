@@ -9,7 +9,7 @@ pub mod iq4;
 pub mod mxfp4;
 pub mod names;
 pub mod safetensors;
-mod split;
+pub mod split;
 pub mod synthetic;
 
 use crate::backend::WeightDtype;

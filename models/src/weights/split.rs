@@ -55,6 +55,21 @@ pub fn open_parts(path: &Path, first: &GgufFile, dequantize: bool) -> Result<Vec
     Ok(parts)
 }
 
+/// Every file of the model at `path`: all parts of a split model named by its first file
+/// (`NAME-00001-of-0000N.gguf`) where they are all beside it, else `path` alone. By name only
+/// (no file is read): for sizes reported of a model, not for loading.
+pub fn model_files(path: &Path) -> Vec<PathBuf> {
+    let count = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".gguf")?.rsplit_once("-00001-of-"))
+        .and_then(|(_, total)| total.parse::<usize>().ok());
+    match count.and_then(|c| part_paths(path, c)) {
+        Some(parts) if parts.iter().all(|p| p.is_file()) => parts,
+        _ => vec![path.to_path_buf()],
+    }
+}
+
 /// The paths of all `count` parts of the split model one of whose files is `path`
 /// (`NAME-0000i-of-0000N.gguf`), or None when its name is not of that form.
 fn part_paths(path: &Path, count: usize) -> Option<Vec<PathBuf>> {
@@ -83,5 +98,18 @@ mod tests {
         assert_eq!(got, want);
         assert!(part_paths(Path::new("/m/Big-Q8_0-00001-of-00003.gguf"), 2).is_none());
         assert!(part_paths(Path::new("/m/big.gguf"), 2).is_none());
+    }
+
+    #[test]
+    fn a_split_models_files_are_its_parts_where_all_are_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = |i: usize| dir.path().join(format!("m-{i:05}-of-00002.gguf"));
+        std::fs::write(part(1), b"a").unwrap();
+        assert_eq!(model_files(&part(1)), [part(1)]);
+        std::fs::write(part(2), b"b").unwrap();
+        assert_eq!(model_files(&part(1)), [part(1), part(2)]);
+        assert_eq!(model_files(&part(2)), [part(2)]);
+        let one = dir.path().join("one.gguf");
+        assert_eq!(model_files(&one), vec![one]);
     }
 }
