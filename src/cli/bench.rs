@@ -21,7 +21,8 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    /// Model: a .gguf file (a split model's first part), a safetensors directory, a catalogue
+    /// name or hf:ORG/REPO[:FILE|:TAG] (those two pulled if missing).
     #[arg(long, short = 'm', env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
     pub model: String,
     /// Prefill tests: prompt lengths (comma-separated; 0 skips prefill).

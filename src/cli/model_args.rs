@@ -9,7 +9,8 @@ use crate::pull;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    /// Model: a .gguf file (a split model's first part), a safetensors directory, a catalogue
+    /// name or hf:ORG/REPO[:FILE|:TAG] (those two pulled if missing).
     #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
     pub model: String,
     /// Dequantize every GGUF weight to f32 (the reference path).

@@ -15,7 +15,8 @@ fn boolish() -> clap::builder::BoolishValueParser {
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Model: a .gguf file, a safetensors directory, or a catalogue name (pulled if missing).
+    /// Model: a .gguf file (a split model's first part), a safetensors directory, a catalogue
+    /// name or hf:ORG/REPO[:FILE|:TAG] (those two pulled if missing).
     #[arg(long, env = "CANDOR_MODEL", default_value = pull::DEFAULT_MODEL)]
     pub model: String,
     /// Name clients use in `model` (default: the catalogue name or file stem). Several names
