@@ -95,6 +95,11 @@ fn unsupported_quantization_type_is_named() {
         &["--model", f.to_str().unwrap(), "--prompt-tokens", "1"],
         "unsupported tensor type IQ2_XXS",
     );
+    expect_error(
+        &["--model", f.to_str().unwrap(), "--prompt-tokens", "1"],
+        "candor reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, \
+         IQ4_NL, IQ4_XS and MXFP4",
+    );
 }
 
 #[test]

@@ -250,7 +250,9 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
         }
         let Some(ggml_dtype) = ggml_dtype(ty) else {
             return Err(format!(
-                "unsupported tensor type {} (ggml type {ty}) for `{name}`",
+                "unsupported tensor type {} (ggml type {ty}) for `{name}`: candor reads F32, \
+                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, \
+                 IQ4_XS and MXFP4 (llama.cpp's llama-quantize makes any of them)",
                 type_name(ty)
             ));
         };
