@@ -1,8 +1,8 @@
 //! GGUF v1-v3 files: header and metadata (`gguf_header`), tensor data from a memory map: the
 //! types the CPU kernels read in place (MXFP4 and IQ4 among them: `mxfp4`, `iq4`) are copied
-//! once into a
-//! huge-page arena (`arena`), the rest into each weight's own storage; the map is dropped when
-//! loading ends.
+//! once into a huge-page arena (`arena`), the rest into each weight's own storage; the map is
+//! dropped when loading ends. A split model's later files are opened with its first
+//! (`split`).
 use super::arena::{Arena, Placement};
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use candle_core::quantized::GgmlDType;

@@ -77,7 +77,8 @@ fn part_paths(path: &Path, count: usize) -> Option<Vec<PathBuf>> {
     let stem = name.strip_suffix(".gguf")?;
     let (rest, total) = stem.rsplit_once("-of-")?;
     let (prefix, _) = rest.rsplit_once('-')?;
-    (total.parse::<usize>().ok()? == count).then(|| {
+    // gguf-split writes five digits: at most 99999 parts (a file cannot ask for more).
+    (total.len() == 5 && total.parse::<usize>().ok()? == count).then(|| {
         (1..=count)
             .map(|i| path.with_file_name(format!("{prefix}-{i:05}-of-{count:05}.gguf")))
             .collect()
