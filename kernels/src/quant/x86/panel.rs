@@ -63,36 +63,10 @@ pub unsafe fn repack(ty: QuantType, w: &[u8], row_bytes: usize, k: usize, out: &
         // 32-element formats: the eight rows' scales are gathered and converted together, and
         // their scale and min fields written as whole vectors (a quarter of the repack's
         // stores otherwise, one float at a time).
-        let off = offset_of(ty);
-        let mxfp4 = ty == QuantType::Mxfp4;
-        let with_min = has_min_field(ty);
         for u in 0..k / 32 {
             let dst = out[u * BLOCK..(u + 1) * BLOCK].as_mut_ptr();
-            let mut bits = [0u16; ROWS];
-            let mut min_bits = [0u16; ROWS];
-            let mut exps = [0f32; ROWS];
-            for c in 0..rows {
-                let p = w.as_ptr().add(c * row_bytes + u * bb);
-                q[0][c] = quants_b32(ty, p);
-                match mxfp4 {
-                    true => exps[c] = E8M0_HALF[*p as usize],
-                    false => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
-                }
-                if with_min {
-                    min_bits[c] = u16::from_le_bytes([*p.add(2), *p.add(3)]);
-                }
-            }
-            let d = match mxfp4 {
-                true => _mm256_loadu_ps(exps.as_ptr()),
-                false => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
-            };
-            let m = match with_min {
-                // value = d·q + m: the panel's minimum is −m.
-                true => neg(_mm256_cvtph_ps(_mm_loadu_si128(
-                    min_bits.as_ptr() as *const __m128i
-                ))),
-                false => _mm256_mul_ps(d, _mm256_set1_ps(off)),
-            };
+            let block = |c: usize| w.as_ptr().wrapping_add(c * row_bytes + u * bb);
+            let (d, m) = block_rows(ty, rows, block, &mut q[0]);
             for (i, v) in [d, d, m, m].into_iter().enumerate() {
                 _mm256_storeu_ps(dst.add(256 + 32 * i) as *mut f32, v);
             }
@@ -137,8 +111,52 @@ pub(super) fn has_min_field(ty: QuantType) -> bool {
 /// −v, exactly (the sign bit flipped).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn neg(v: __m256) -> __m256 {
+fn neg(v: __m256) -> __m256 {
     _mm256_xor_ps(v, _mm256_set1_ps(-0.0))
+}
+
+/// One 32-element block of up to 8 weight rows (`block(c)`: where row c's starts; `q[c]` from
+/// `rows` on is left as it is): each row's quants as unsigned bytes into `q[c]`, and the rows'
+/// scales and minimums as a panel stores them (row c in lane c). The repack and `panel_rows`
+/// (a lone last block) both take them from here, so the two give the same bits.
+///
+/// # Safety
+/// As `repack`: the CPU has its features and `block(c)` for c < `rows` is a whole block of
+/// `ty`, a 32-element format.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn block_rows(
+    ty: QuantType,
+    rows: usize,
+    block: impl Fn(usize) -> *const u8,
+    q: &mut [__m256i; ROWS],
+) -> (__m256, __m256) {
+    let mut bits = [0u16; ROWS];
+    let mut min_bits = [0u16; ROWS];
+    let mut exps = [0f32; ROWS];
+    for (c, q) in q.iter_mut().enumerate().take(rows) {
+        let p = block(c);
+        *q = quants_b32(ty, p);
+        match ty {
+            QuantType::Mxfp4 => exps[c] = E8M0_HALF[*p as usize],
+            _ => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
+        }
+        if has_min_field(ty) {
+            min_bits[c] = u16::from_le_bytes([*p.add(2), *p.add(3)]);
+        }
+    }
+    let d = match ty {
+        QuantType::Mxfp4 => _mm256_loadu_ps(exps.as_ptr()),
+        _ => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
+    };
+    let m = match has_min_field(ty) {
+        // value = d·q + m: the panel's minimum is −m.
+        true => neg(_mm256_cvtph_ps(_mm_loadu_si128(
+            min_bits.as_ptr() as *const __m128i
+        ))),
+        false => _mm256_mul_ps(d, _mm256_set1_ps(offset_of(ty))),
+    };
+    (d, m)
 }
 
 /// 8×8 transpose of 32-bit lanes: out[v] lane c = rows[c] lane v (quants 4v..4v+4 of row c).

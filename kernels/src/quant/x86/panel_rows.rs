@@ -16,7 +16,7 @@
 //! super-block in integers).
 use super::super::activations::RowsView;
 use super::super::formats::{QuantType, E8M0_HALF};
-use super::panel::{has_min_field, neg, offset_of, quants_b32, ROWS};
+use super::panel::{block_rows, has_min_field, offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
 
@@ -105,9 +105,8 @@ unsafe fn group_tile<const R: usize>(
     }
 }
 
-/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4, Q4_1, Q5_1): two blocks
-/// per 512-bit
-/// vector (as `tile_k` takes two chunks), an odd last block on its own.
+/// `group_tile` for the 32-element formats (Q4_0, Q5_0, Q8_0, MXFP4, Q4_1, Q5_1, IQ4_NL): two
+/// blocks per 512-bit vector (as `tile_k` takes two chunks), an odd last block on its own.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_b32<const R: usize>(
@@ -176,30 +175,8 @@ unsafe fn tile_b32<const R: usize>(
     if blocks % 2 == 1 {
         let b = blocks - 1;
         let mut q = [_mm256_setzero_si256(); ROWS];
-        let mut bits = [0u16; ROWS];
-        let mut min_bits = [0u16; ROWS];
-        let mut exps = [0f32; ROWS];
-        for (c, q) in q.iter_mut().enumerate().take(rows) {
-            let p = w.as_ptr().add(c * row_bytes + b * bb);
-            *q = quants_b32(ty, p);
-            match ty {
-                QuantType::Mxfp4 => exps[c] = E8M0_HALF[*p as usize],
-                _ => bits[c] = u16::from_le_bytes([*p, *p.add(1)]),
-            }
-            if has_min_field(ty) {
-                min_bits[c] = u16::from_le_bytes([*p.add(2), *p.add(3)]);
-            }
-        }
-        let s = match ty {
-            QuantType::Mxfp4 => _mm256_loadu_ps(exps.as_ptr()),
-            _ => _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i)),
-        };
-        let m = match has_min_field(ty) {
-            true => neg(_mm256_cvtph_ps(_mm_loadu_si128(
-                min_bits.as_ptr() as *const __m128i
-            ))),
-            false => _mm256_mul_ps(s, half_ps(offset, 0)),
-        };
+        let block = |c: usize| w.as_ptr().wrapping_add(c * row_bytes + b * bb);
+        let (s, m) = block_rows(ty, rows, block, &mut q);
         for (r, acc) in acc.iter_mut().enumerate() {
             let xv = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
             let (ia, ib) = block_sums(&q, xv);
