@@ -152,6 +152,8 @@ macro_rules! x86_kernels {
                 for r in 0..R {
                     let xq = _mm256_loadu_si256(x.qs[r].add(32 * b) as *const __m256i);
                     let dx = _mm256_set1_ps(*x.d[r].add(b));
+                    // d_x·Σx_q, for Q4_1 / Q5_1's minimum (unused, and dropped, elsewhere).
+                    let xs = _mm256_set1_ps(*x.d[r].add(b) * *x.sums[r].add(b) as f32);
                     let init = if signed_q8 {
                         _mm256_setzero_si256()
                     } else {
@@ -166,7 +168,6 @@ macro_rules! x86_kernels {
                         let s = _mm256_mul_ps(dw[c], dx);
                         acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc[c][r]);
                         if with_min {
-                            let xs = _mm256_set1_ps(*x.d[r].add(b) * *x.sums[r].add(b) as f32);
                             acc[c][r] = _mm256_fmadd_ps(mw[c], xs, acc[c][r]);
                         }
                     }
