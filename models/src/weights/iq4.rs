@@ -24,14 +24,12 @@ pub fn to_q8_0(ty: BlockType, blocks: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(blocks.len() / bytes * elems / 32 * Q8_0_BYTES);
     for block in blocks.chunks_exact(bytes) {
         let d = f16::from_le_bytes([block[0], block[1]]);
+        // Each 32's scale (IQ4_NL: its one block's d, in the first of the eight).
         let (qs, scales) = match ty {
-            BlockType::Iq4Nl => (&block[2..18], vec![d]),
+            BlockType::Iq4Nl => (&block[2..18], [d; 8]),
             _ => {
                 let d = d.to_f32();
-                let scales = iq4xs_scales(block)
-                    .iter()
-                    .map(|&s| f16::from_f32(d * (s as i32 - 32) as f32))
-                    .collect();
+                let scales = iq4xs_scales(block).map(|s| f16::from_f32(d * (s as i32 - 32) as f32));
                 (&block[8..136], scales)
             }
         };
