@@ -116,11 +116,6 @@ impl GgufFile {
         Self::open_one(path, dequantize)
     }
 
-    /// `ModelError::BadGguf` for this file.
-    pub(super) fn error(&self, reason: &str) -> ModelError {
-        self.bad(reason)
-    }
-
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -195,7 +190,8 @@ impl GgufFile {
             .ok_or_else(|| self.bad("missing `general.architecture`"))
     }
 
-    fn bad(&self, reason: &str) -> ModelError {
+    /// `ModelError::BadGguf` for this file.
+    pub(super) fn bad(&self, reason: &str) -> ModelError {
         ModelError::BadGguf {
             path: self.path.clone(),
             reason: reason.to_string(),

@@ -18,7 +18,7 @@ pub fn open_parts(path: &Path, first: &GgufFile, dequantize: bool) -> Result<Vec
     let no = first.get_usize("split.no").unwrap_or(0);
     let names = part_paths(path, count);
     if no != 0 {
-        return Err(first.error(&format!(
+        return Err(first.bad(&format!(
             "part {} of a split model: open its first part{}",
             no + 1,
             match &names {
@@ -28,7 +28,7 @@ pub fn open_parts(path: &Path, first: &GgufFile, dequantize: bool) -> Result<Vec
         )));
     }
     let Some(names) = names else {
-        return Err(first.error(&format!(
+        return Err(first.bad(&format!(
             "the first of {count} files of a split model, named other than \
              NAME-00001-of-{count:05}.gguf: its other parts cannot be found"
         )));
@@ -44,7 +44,7 @@ pub fn open_parts(path: &Path, first: &GgufFile, dequantize: bool) -> Result<Vec
         let part = GgufFile::open_part(name, dequantize)?;
         let (got_no, got_count) = (part.get_usize("split.no"), part.get_usize("split.count"));
         if got_no != Some(i) || got_count != Some(count) {
-            return Err(part.error(&format!(
+            return Err(part.bad(&format!(
                 "expected part {} of {count} (split.no {i}), found split.no {got_no:?} of \
                  split.count {got_count:?}",
                 i + 1
