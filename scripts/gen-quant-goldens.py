@@ -18,11 +18,14 @@ F16_FIELDS = {
     T.Q4_0: [0], T.Q5_0: [0], T.Q8_0: [0], T.Q4_1: [0, 2], T.Q5_1: [0, 2],
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
     T.IQ4_NL: [0], T.IQ4_XS: [0],
+    T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ1_S: [0],
+    T.IQ1_M: [],
 }
 # As candor-kernels' `QuantType` debug-prints them.
 NAMES = {
     T.Q4_K: "Q4K", T.Q5_K: "Q5K", T.Q6_K: "Q6K", T.Q2_K: "Q2K", T.Q3_K: "Q3K",
-    T.IQ4_NL: "Iq4Nl", T.IQ4_XS: "Iq4Xs",
+    T.IQ4_NL: "Iq4Nl", T.IQ4_XS: "Iq4Xs", T.IQ2_XXS: "Iq2Xxs", T.IQ2_XS: "Iq2Xs",
+    T.IQ2_S: "Iq2S", T.IQ3_XXS: "Iq3Xxs", T.IQ3_S: "Iq3S", T.IQ1_S: "Iq1S", T.IQ1_M: "Iq1M",
 }
 
 rng = np.random.default_rng(20261205)
@@ -34,6 +37,13 @@ for ty, fields in F16_FIELDS.items():
         for at in fields:
             d = np.float16(rng.uniform(-0.05, 0.05))
             block[at:at + 2] = np.frombuffer(d.tobytes(), dtype=np.uint8)
+        if ty == T.IQ1_M:
+            # IQ1_M keeps its f16 scale in the top nibbles of the four scale words at 48.
+            bits = int(np.float16(rng.uniform(-0.05, 0.05)).view(np.uint16))
+            words = block[48:56].view(np.uint16).copy()
+            for i in range(4):
+                words[i] = (int(words[i]) & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
+            block[48:56] = words.view(np.uint8)
         values = quants.dequantize(block, ty).astype(np.float32)
         name = NAMES.get(ty, ty.name)
         lines.append(" ".join([name, block.tobytes().hex()] + ["%.9g" % v for v in values]))

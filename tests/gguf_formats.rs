@@ -1090,30 +1090,45 @@ fn weight_name(d: GgmlDType) -> &'static str {
     }
 }
 
-/// IQ4_XS and IQ4_NL tensors (GGUF types 23 and 20) are found by name, read in place as
-/// their blocks, and dequantized exactly (the kernels' values) with `--dequantize`; a row
-/// that is not whole blocks is refused, naming the tensor.
+/// The IQ tensors (IQ4_XS and IQ4_NL, GGUF types 23 and 20, and the lattice types 16-19, 21,
+/// 22, 29) are found by name, read in place as their blocks, and dequantized exactly (the
+/// kernels' values) with `--dequantize`; a row that is not whole blocks is refused, naming the
+/// tensor.
 #[test]
-fn iq4_tensors_are_read_as_their_blocks() {
+fn iq_tensors_are_read_as_their_blocks() {
     use candor_kernels::quant::{filler_blocks, QuantType};
     let blocks =
         |ty: QuantType, count: usize| filler_blocks(ty, count, 0x1234_5678_9abc_def1, 0.02);
-    let own: Vec<OwnTensor> = vec![
+    let lattice = [
+        ("iq2_xxs", QuantType::Iq2Xxs, 16),
+        ("iq2_xs", QuantType::Iq2Xs, 17),
+        ("iq3_xxs", QuantType::Iq3Xxs, 18),
+        ("iq1_s", QuantType::Iq1S, 19),
+        ("iq3_s", QuantType::Iq3S, 21),
+        ("iq2_s", QuantType::Iq2S, 22),
+        ("iq1_m", QuantType::Iq1M, 29),
+    ];
+    let mut own: Vec<OwnTensor> = vec![
         ("xs".into(), vec![2, 512], blocks(QuantType::Iq4Xs, 4), 23),
         ("nl".into(), vec![4, 64], blocks(QuantType::Iq4Nl, 8), 20),
     ];
+    let mut types = vec![
+        (QuantType::Iq4Xs, BlockType::Iq4Xs),
+        (QuantType::Iq4Nl, BlockType::Iq4Nl),
+    ];
+    for (name, ty, id) in lattice {
+        own.push((name.into(), vec![2, 512], blocks(ty, 4), id));
+        types.push((ty, BlockType::Lattice(ty)));
+    }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("iq4.gguf");
+    let path = dir.path().join("iq.gguf");
     let tensors: Vec<(String, QTensor)> = own.iter().map(carrier).collect();
     write_file(&path, "llama", vec![], &tensors);
     patch_own_types(&path, &own);
     for dequantized in [false, true] {
         let gguf = GgufFile::open(&path, dequantized).unwrap();
-        assert_eq!(gguf.parameter_count(), 2 * 512 + 4 * 64);
-        for ((name, shape, bytes, _), (ty, block)) in own.iter().zip([
-            (QuantType::Iq4Xs, BlockType::Iq4Xs),
-            (QuantType::Iq4Nl, BlockType::Iq4Nl),
-        ]) {
+        assert_eq!(gguf.parameter_count(), 8 * 2 * 512 + 4 * 64);
+        for ((name, shape, bytes, _), &(ty, block)) in own.iter().zip(&types) {
             let mut want = vec![0f32; shape.iter().product()];
             candor_kernels::quant::dequantize(ty, bytes, &mut want);
             let w = gguf.get(name).unwrap().unwrap();

@@ -527,7 +527,7 @@ impl WeightSource for DummySource {
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
             // Dummy weights come in no IQ type (`block_type`).
-            Some(BlockType::Iq4Nl | BlockType::Iq4Xs) | None => {}
+            Some(BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_)) | None => {}
         }
         Ok(Some(HostWeight::Synthetic(SyntheticWeight {
             shape: shape.clone(),

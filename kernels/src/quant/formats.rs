@@ -29,6 +29,7 @@
 //! l < 32) is bits 2j..2j+2 of qs[32·h + l]; Q3_K's third bit is bit 4h + j of hmask[l], and
 //! both scale every 16 elements (index 8h + 2j + l/16).
 use super::activations::QuantizedRows;
+use super::iq_grid::{self, grid_types};
 use half::f16;
 
 /// The block types the quantized products read.
@@ -62,6 +63,14 @@ pub enum QuantType {
     Iq4Nl,
     /// value = d·(s_j − 32)·`IQ4NL_VALUES`[q] for 32-element sub-block j, q a nibble, s six bits.
     Iq4Xs,
+    /// The lattice-codebook types (`iq_grid`): value = D·s_g·q, q a signed codebook value.
+    Iq2Xxs,
+    Iq2Xs,
+    Iq2S,
+    Iq3Xxs,
+    Iq3S,
+    Iq1S,
+    Iq1M,
 }
 
 /// The non-linear 4-bit codebook of IQ4_NL and IQ4_XS (llama.cpp's `kvalues_iq4nl`).
@@ -118,7 +127,7 @@ pub enum ActFormat {
 }
 
 impl QuantType {
-    pub const ALL: [QuantType; 13] = [
+    pub const ALL: [QuantType; 20] = [
         QuantType::Q4_0,
         QuantType::Q5_0,
         QuantType::Q8_0,
@@ -132,11 +141,26 @@ impl QuantType {
         QuantType::Q3K,
         QuantType::Iq4Nl,
         QuantType::Iq4Xs,
+        QuantType::Iq2Xxs,
+        QuantType::Iq2Xs,
+        QuantType::Iq2S,
+        QuantType::Iq3Xxs,
+        QuantType::Iq3S,
+        QuantType::Iq1S,
+        QuantType::Iq1M,
     ];
 
     /// Whether each 16 elements of a 32-element chunk have a scale (and minimum) of their own.
     pub fn scales_per_16(self) -> bool {
-        matches!(self, QuantType::Q6K | QuantType::Q2K | QuantType::Q3K)
+        matches!(
+            self,
+            QuantType::Q6K
+                | QuantType::Q2K
+                | QuantType::Q3K
+                | QuantType::Iq2Xs
+                | QuantType::Iq2S
+                | QuantType::Iq1M
+        )
     }
 
     /// Elements per block.
@@ -154,7 +178,14 @@ impl QuantType {
             | QuantType::Q6K
             | QuantType::Q2K
             | QuantType::Q3K
-            | QuantType::Iq4Xs => 256,
+            | QuantType::Iq4Xs
+            | QuantType::Iq2Xxs
+            | QuantType::Iq2Xs
+            | QuantType::Iq2S
+            | QuantType::Iq3Xxs
+            | QuantType::Iq3S
+            | QuantType::Iq1S
+            | QuantType::Iq1M => 256,
         }
     }
 
@@ -174,6 +205,13 @@ impl QuantType {
             QuantType::Q3K => 110,
             QuantType::Iq4Nl => 18,
             QuantType::Iq4Xs => 136,
+            QuantType::Iq2Xxs => 66,
+            QuantType::Iq2Xs => 74,
+            QuantType::Iq2S => 82,
+            QuantType::Iq3Xxs => 98,
+            QuantType::Iq3S => 110,
+            QuantType::Iq1S => 50,
+            QuantType::Iq1M => 56,
         }
     }
 
@@ -210,6 +248,7 @@ pub fn set_scales(ty: QuantType, block: &mut [u8], d: f32) {
         QuantType::Q4_1 | QuantType::Q5_1 => &[0, 2],
         QuantType::Q2K => &[80, 82],
         QuantType::Q3K => &[108],
+        grid_types!() => return iq_grid::set_grid_scale(ty, block, d),
         QuantType::Mxfp4 => {
             let exp = d.abs().max(1e-30).log2().floor() as i32;
             block[0] = (exp + 128).clamp(0, 254) as u8;
@@ -331,6 +370,19 @@ impl Default for IntBlock {
 /// `ty.block_elems()` quants and `block_elems / 16` scale/min pairs are set).
 pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
     match ty {
+        grid_types!() => {
+            let (d, s) = iq_grid::grid_scales(ty, block);
+            for j in 0..8 {
+                let values = iq_grid::grid_chunk(ty, block, j).values();
+                for (q, v) in out.q[32 * j..32 * j + 32].iter_mut().zip(values) {
+                    *q = v as i32;
+                }
+            }
+            for (scale, s) in out.scale.iter_mut().zip(s) {
+                *scale = d * s as f32;
+            }
+            out.min.fill(0.0);
+        }
         QuantType::Q4_0 | QuantType::Q5_0 => {
             let d = f16_at(block, 0);
             let (qh, qs, offset) = if ty == QuantType::Q5_0 {

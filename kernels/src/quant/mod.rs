@@ -18,6 +18,8 @@
 //! * `matmul`: shape checks, activation quantization, the split over threads.
 mod activations;
 mod formats;
+pub mod iq_grid;
+mod iq_grids;
 mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;

@@ -24,6 +24,28 @@ pub(crate) mod kind {
     pub const Q3K: u8 = 10;
     pub const IQ4NL: u8 = 11;
     pub const IQ4XS: u8 = 12;
+    pub const IQ2XXS: u8 = 13;
+    pub const IQ2XS: u8 = 14;
+    pub const IQ2S: u8 = 15;
+    pub const IQ3XXS: u8 = 16;
+    pub const IQ3S: u8 = 17;
+    pub const IQ1S: u8 = 18;
+    pub const IQ1M: u8 = 19;
+
+    /// The lattice-codebook type of kind `t` (`quant::iq_grid`), if it is one.
+    pub const fn grid_type(t: u8) -> Option<crate::quant::QuantType> {
+        use crate::quant::QuantType;
+        match t {
+            IQ2XXS => Some(QuantType::Iq2Xxs),
+            IQ2XS => Some(QuantType::Iq2Xs),
+            IQ2S => Some(QuantType::Iq2S),
+            IQ3XXS => Some(QuantType::Iq3Xxs),
+            IQ3S => Some(QuantType::Iq3S),
+            IQ1S => Some(QuantType::Iq1S),
+            IQ1M => Some(QuantType::Iq1M),
+            _ => None,
+        }
+    }
 
     /// Bytes per block of type `t`.
     pub const fn block_bytes(t: u8) -> usize {
@@ -40,6 +62,13 @@ pub(crate) mod kind {
             Q3K => 110,
             IQ4NL => 18,
             IQ4XS => 136,
+            IQ2XXS => 66,
+            IQ2XS => 74,
+            IQ2S => 82,
+            IQ3XXS => 98,
+            IQ3S => 110,
+            IQ1S => 50,
+            IQ1M => 56,
             _ => 210,
         }
     }
@@ -52,7 +81,7 @@ macro_rules! tile_driver {
 
         /// Whether type `t` is a 256-element K-quant.
         const fn is_k_quant(t: u8) -> bool {
-            matches!(t, Q4K | Q5K | Q6K | Q2K | Q3K | IQ4XS)
+            matches!(t, Q4K | Q5K | Q6K | Q2K | Q3K | IQ4XS) || grid_type(t).is_some()
         }
 
         /// Activation row pointers of one tile.
@@ -92,6 +121,13 @@ macro_rules! tile_driver {
                 QuantType::Q3K => panel_of::<Q3K>(w, row_bytes, x, out, stride),
                 QuantType::Iq4Nl => panel_of::<IQ4NL>(w, row_bytes, x, out, stride),
                 QuantType::Iq4Xs => panel_of::<IQ4XS>(w, row_bytes, x, out, stride),
+                QuantType::Iq2Xxs => panel_of::<IQ2XXS>(w, row_bytes, x, out, stride),
+                QuantType::Iq2Xs => panel_of::<IQ2XS>(w, row_bytes, x, out, stride),
+                QuantType::Iq2S => panel_of::<IQ2S>(w, row_bytes, x, out, stride),
+                QuantType::Iq3Xxs => panel_of::<IQ3XXS>(w, row_bytes, x, out, stride),
+                QuantType::Iq3S => panel_of::<IQ3S>(w, row_bytes, x, out, stride),
+                QuantType::Iq1S => panel_of::<IQ1S>(w, row_bytes, x, out, stride),
+                QuantType::Iq1M => panel_of::<IQ1M>(w, row_bytes, x, out, stride),
             }
         }
 

@@ -33,7 +33,7 @@ pub struct GgufFile {
     path: String,
     map: std::sync::Arc<memmap2::Mmap>,
     content: Content,
-    /// The tensors of block types candle has none for (MXFP4, IQ4_NL, IQ4_XS).
+    /// The tensors of block types candle has none for (MXFP4 and the IQ types).
     own: HashMap<String, OwnInfo>,
     /// The tokenizer's arrays (tokens, scores, types, merges), kept apart from `content` so they
     /// can be dropped once the tokenizer is built (`take_tokenizer_metadata`): for a 262k-token
@@ -177,8 +177,19 @@ impl GgufFile {
             16 => "Q5_K_S",
             17 => "Q5_K_M",
             18 => "Q6_K",
+            19 => "IQ2_XXS",
+            20 => "IQ2_XS",
+            21 => "Q2_K_S",
+            22 => "IQ3_XS",
+            23 => "IQ3_XXS",
+            24 => "IQ1_S",
             25 => "IQ4_NL",
+            26 => "IQ3_S",
+            27 => "IQ3_M",
+            28 => "IQ2_S",
+            29 => "IQ2_M",
             30 => "IQ4_XS",
+            31 => "IQ1_M",
             32 => "BF16",
             38 => "MXFP4_MOE",
             _ => return None,

@@ -2,9 +2,9 @@
 //!
 //! Written here rather than taken from candle's `gguf_file::Content::read` because that reader
 //! refuses a whole file at the first tensor type candle has no block type for, and gpt-oss's
-//! GGUFs hold their experts in MXFP4 (ggml type 39), and llama.cpp's IQ4_NL / IQ4_XS files
-//! their matrices in types 20 and 23, which candor reads itself (`weights::mxfp4`,
-//! `weights::iq4`). The result is candle's `Content` for every tensor candle can type, and
+//! GGUFs hold their experts in MXFP4 (ggml type 39), and llama.cpp's IQ files (IQ1_S ..
+//! IQ4_XS) their matrices in types 16-23 and 29, which candor reads itself (`weights::mxfp4`,
+//! `weights::iq`). The result is candle's `Content` for every tensor candle can type, and
 //! those tensors apart. Lengths are checked against the bytes left, so a corrupt header
 //! fails with a message instead of a huge allocation.
 use super::BlockType;
@@ -20,10 +20,18 @@ pub const GGML_TYPE_IQ4_XS: u32 = 23;
 
 /// The block type candor reads itself for a ggml type id candle has no type for.
 fn own_type(id: u32) -> Option<BlockType> {
+    use candor_kernels::quant::QuantType;
     match id {
         GGML_TYPE_MXFP4 => Some(BlockType::Mxfp4),
         GGML_TYPE_IQ4_NL => Some(BlockType::Iq4Nl),
         GGML_TYPE_IQ4_XS => Some(BlockType::Iq4Xs),
+        16 => Some(BlockType::Lattice(QuantType::Iq2Xxs)),
+        17 => Some(BlockType::Lattice(QuantType::Iq2Xs)),
+        18 => Some(BlockType::Lattice(QuantType::Iq3Xxs)),
+        19 => Some(BlockType::Lattice(QuantType::Iq1S)),
+        21 => Some(BlockType::Lattice(QuantType::Iq3S)),
+        22 => Some(BlockType::Lattice(QuantType::Iq2S)),
+        29 => Some(BlockType::Lattice(QuantType::Iq1M)),
         _ => None,
     }
 }
@@ -56,18 +64,11 @@ fn type_name(id: u32) -> &'static str {
     match id {
         4 => "Q4_2 (removed)",
         5 => "Q4_3 (removed)",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
         24 => "I8",
         25 => "I16",
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        29 => "IQ1_M",
         34 => "TQ1_0",
         35 => "TQ2_0",
         _ => "unknown",
@@ -251,8 +252,9 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
         let Some(ggml_dtype) = ggml_dtype(ty) else {
             return Err(format!(
                 "unsupported tensor type {} (ggml type {ty}) for `{name}`: candor reads F32, \
-                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, \
-                 IQ4_XS and MXFP4 (llama.cpp's llama-quantize makes any of them)",
+                 F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_S, \
+                 IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS and MXFP4 \
+                 (llama.cpp's llama-quantize makes any of them)",
                 type_name(ty)
             ));
         };

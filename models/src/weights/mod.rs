@@ -5,7 +5,7 @@
 mod arena;
 pub mod gguf;
 pub mod gguf_header;
-pub mod iq4;
+pub mod iq;
 pub mod mxfp4;
 pub mod names;
 pub mod safetensors;
@@ -21,13 +21,16 @@ pub use synthetic::SyntheticWeight;
 
 /// The layout of a tensor's blocks: one of candle's GGML types, or one candle has no type
 /// for: MXFP4 (GGUF type 39, gpt-oss's experts; `mxfp4`), IQ4_NL and IQ4_XS (types 20 and 23,
-/// llama.cpp's non-linear 4-bit codebook; `iq4`).
+/// llama.cpp's non-linear 4-bit codebook), and the lattice-codebook types IQ1_S/IQ1_M,
+/// IQ2_XXS/XS/S and IQ3_XXS/S (`candor_kernels::quant::iq_grid`; all read by `iq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockType {
     Ggml(GgmlDType),
     Mxfp4,
     Iq4Nl,
     Iq4Xs,
+    /// One of the lattice-codebook types (`QuantType::Iq2Xxs` ..= `Iq1M`).
+    Lattice(candor_kernels::quant::QuantType),
 }
 
 impl BlockType {
@@ -38,6 +41,7 @@ impl BlockType {
             BlockType::Mxfp4 => (mxfp4::BLOCK, mxfp4::GGML_BLOCK_BYTES),
             BlockType::Iq4Nl => (32, 18),
             BlockType::Iq4Xs => (256, 136),
+            BlockType::Lattice(t) => (t.block_elems(), t.block_bytes()),
         }
     }
 
@@ -56,13 +60,14 @@ impl BlockType {
         rows_whole.then(|| self.bytes_of(elems)).flatten()
     }
 
-    /// The kernels' type for the block types candle cannot read (IQ4_NL, IQ4_XS), whose exact
+    /// The kernels' type for the IQ block types candle cannot read, whose exact
     /// dequantization the kernels crate has.
-    fn iq4(self) -> Option<candor_kernels::quant::QuantType> {
+    pub fn iq(self) -> Option<candor_kernels::quant::QuantType> {
         match self {
             BlockType::Iq4Nl => Some(candor_kernels::quant::QuantType::Iq4Nl),
             BlockType::Iq4Xs => Some(candor_kernels::quant::QuantType::Iq4Xs),
-            _ => None,
+            BlockType::Lattice(t) => Some(t),
+            BlockType::Ggml(_) | BlockType::Mxfp4 => None,
         }
     }
 }
@@ -149,23 +154,23 @@ impl MappedBlocks {
     }
 
     /// The blocks in a GGML type candle reads: as they are, MXFP4's as the Q5_0 blocks they
-    /// are exactly, IQ4_NL's and IQ4_XS's as Q8_0 blocks (`iq4::to_q8_0`) (a copy; for CUDA
-    /// and plugins, which have no products of those types).
+    /// are exactly, the IQ types' as Q8_0 blocks (`iq::to_q8_0`) (a copy; for CUDA and
+    /// plugins, which have no products of those types).
     pub fn ggml_blocks(&self) -> Result<(GgmlDType, std::borrow::Cow<'_, [u8]>)> {
         Ok(match self.dtype {
             BlockType::Ggml(d) => (d, self.bytes().into()),
             BlockType::Mxfp4 => (GgmlDType::Q5_0, mxfp4::ggml_to_q5_0(self.bytes())?.into()),
-            BlockType::Iq4Nl | BlockType::Iq4Xs => (
+            BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => (
                 GgmlDType::Q8_0,
-                iq4::to_q8_0(self.dtype, self.bytes())?.into(),
+                iq::to_q8_0(self.dtype, self.bytes())?.into(),
             ),
         })
     }
 
-    /// The values, in f32 (IQ4_NL / IQ4_XS exactly, from their own blocks; the other types
+    /// The values, in f32 (the IQ types exactly, from their own blocks; the other types
     /// through candle's dequantization of `ggml_blocks`).
     pub fn to_f32(&self) -> Result<Tensor> {
-        let Some(ty) = self.dtype.iq4() else {
+        let Some(ty) = self.dtype.iq() else {
             return Ok(self.to_qtensor()?.dequantize(&candle_core::Device::Cpu)?);
         };
         let mut values = vec![0f32; self.shape.iter().product()];
@@ -218,9 +223,11 @@ impl HostWeight {
             HostWeight::Quant(q) => weight_dtype_of(q.dtype()),
             HostWeight::Mapped(m) => match m.dtype {
                 BlockType::Ggml(d) => weight_dtype_of(d),
-                // No backend-facing type names MXFP4 or the IQ4 types: their blocks reach
+                // No backend-facing type names MXFP4 or the IQ types: their blocks reach
                 // backends as they are (CPU) or as Q5_0 / Q8_0 (`MappedBlocks::ggml_blocks`).
-                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs => None,
+                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => {
+                    None
+                }
             },
             HostWeight::Synthetic(s) => Some(s.dtype),
         }
@@ -281,7 +288,7 @@ impl HostWeight {
                     &candle_core::Device::Cpu,
                 )?)
             }
-            BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs => {
+            BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => {
                 HostWeight::Mapped(MappedBlocks::owned(bytes, dtype, shape)?)
             }
         })

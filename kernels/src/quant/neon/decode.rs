@@ -165,6 +165,29 @@ pub unsafe fn iq4(qs: *const u8) -> [int8x16_t; 2] {
     ]
 }
 
+/// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`): the codebook
+/// bytes of each group of 8, negated where the group's sign bits say, plus IQ1's delta.
+#[inline]
+#[target_feature(enable = "neon")]
+pub unsafe fn grid(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8x16_t; 2] {
+    let b = std::slice::from_raw_parts(p, ty.block_bytes());
+    let c = super::super::iq_grid::grid_chunk(ty, b, j);
+    let signs = vreinterpretq_u8_u32(vdupq_n_u32(c.signs));
+    let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    let half = |h: usize| {
+        let v = vcombine_s8(vcreate_s8(c.grid[2 * h]), vcreate_s8(c.grid[2 * h + 1]));
+        // Byte i takes sign byte 2h + i / 8: all ones where bit i % 8 of it is set.
+        let pick = vcombine_u8(vdup_n_u8(2 * h as u8), vdup_n_u8(2 * h as u8 + 1));
+        let negative = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(signs, pick), bits));
+        let v = vsubq_s8(veorq_s8(v, negative), negative);
+        vaddq_s8(
+            v,
+            vcombine_s8(vdup_n_s8(c.delta[2 * h]), vdup_n_s8(c.delta[2 * h + 1])),
+        )
+    };
+    [half(0), half(1)]
+}
+
 /// Q4_K / Q5_K sub-block j (32 elements) of the block at `p`: the low (even j) or high (odd j)
 /// nibbles of quant bytes 32·(j/2)..+32, plus (Q5_K) 16 where bit j of qh[l] is set. Values
 /// 0..=31 are already valid signed bytes; the minimums come in through the activation sums.

@@ -109,7 +109,8 @@ macro_rules! neon_kernels {
             }
         }
 
-        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K: `nsb` super-blocks of 256 per row.
+        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K / IQ4_XS and the lattice types (a scale per 16):
+        /// `nsb` super-blocks of 256 per row.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn tile_k<const T: u8, const C: usize, const R: usize>(
@@ -129,7 +130,14 @@ macro_rules! neon_kernels {
                 // Q2_K: a minimum per 16.
                 let mut mins16 = [[vdupq_n_s16(0); 2]; C];
                 for c in 0..C {
-                    if T == IQ4XS {
+                    if let Some(ty) = grid_type(T) {
+                        let block = std::slice::from_raw_parts(p[c], bb);
+                        let (dd, s) = super::super::iq_grid::grid_scales(ty, block);
+                        d[c] = dd;
+                        for (v, &s) in scales[c].iter_mut().zip(&s) {
+                            *v = s as i32;
+                        }
+                    } else if T == IQ4XS {
                         d[c] = decode::f16_at(p[c]);
                         let s = iq4xs_scales(std::slice::from_raw_parts(p[c], 8));
                         for (g, v) in scales[c].iter_mut().enumerate() {
@@ -173,17 +181,18 @@ macro_rules! neon_kernels {
                 for j in 0..8 {
                     let mut wq = [[vdupq_n_s8(0); 2]; C];
                     for c in 0..C {
-                        wq[c] = match T {
-                            Q6K => decode::q6k_quarter(p[c], j / 4, j % 4),
-                            Q2K | Q3K => decode::k2_chunk(p[c], T == Q3K, j / 4, j % 4),
-                            IQ4XS => decode::iq4(p[c].add(8 + 16 * j)),
+                        wq[c] = match (T, grid_type(T)) {
+                            (_, Some(ty)) => decode::grid(ty, p[c], j),
+                            (Q6K, _) => decode::q6k_quarter(p[c], j / 4, j % 4),
+                            (Q2K | Q3K, _) => decode::k2_chunk(p[c], T == Q3K, j / 4, j % 4),
+                            (IQ4XS, _) => decode::iq4(p[c].add(8 + 16 * j)),
                             _ => decode::k_sub_block(p[c], T == Q5K, j),
                         };
                     }
                     for r in 0..R {
                         let xq = x32(x, r, 256 * sb + 32 * j);
                         for c in 0..C {
-                            iacc[c][r] = if matches!(T, Q6K | Q2K | Q3K) {
+                            iacc[c][r] = if matches!(T, Q6K | Q2K | Q3K) || grid_type(T).is_some() {
                                 // A scale per 16: one dot product per scale.
                                 let zero = vdupq_n_s32(0);
                                 let lo = prim::dot16(zero, wq[c][0], xq[0]);

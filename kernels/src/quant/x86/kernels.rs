@@ -232,7 +232,7 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_K / Q5_K / Q6_K: `nsb` super-blocks of 256 per row (or, where the invocation
+        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K / IQ4_XS and the lattice types: `nsb` super-blocks of 256 per row (or, where the invocation
         /// names one, its kernel of the same contract and bits).
         #[inline]
         #[allow(unreachable_code)]
@@ -266,7 +266,17 @@ macro_rules! x86_kernels {
                 let mut scales = [[_mm256_setzero_si256(); 2]; C];
                 let mut per16 = [_mm256_setzero_si256(); C];
                 for c in 0..C {
-                    if T == IQ4XS {
+                    if let Some(ty) = grid_type(T) {
+                        // A positive integer scale per 16 (`iq_grid`), held as Q6_K's are.
+                        let block = std::slice::from_raw_parts(p[c], bb);
+                        let (dd, s) = super::super::iq_grid::grid_scales(ty, block);
+                        d[c] = _mm256_set1_ps(dd);
+                        let all = _mm256_cvtepu8_epi16(_mm_loadu_si128(s.as_ptr() as *const __m128i));
+                        scales[c] = [
+                            _mm256_permute2x128_si256(all, all, 0x00),
+                            _mm256_permute2x128_si256(all, all, 0x11),
+                        ];
+                    } else if T == IQ4XS {
                         // A scale per 32 (six bits, minus 32), held as Q4_K's are.
                         d[c] = f16x8(p[c]);
                         let s = iq4xs_scales(std::slice::from_raw_parts(p[c], 8));
@@ -324,7 +334,19 @@ macro_rules! x86_kernels {
                 }
                 let mut iacc = [[_mm256_setzero_si256(); R]; C];
                 let base = sb * 256;
-                if T == IQ4XS {
+                if let Some(ty) = grid_type(T) {
+                    // Chunk j = 4h + jj: the signed codebook values, scales 2j and 2j + 1.
+                    for j in 0..8 {
+                        let pick = scale_pick(true, j % 4);
+                        let mut q = [_mm256_setzero_si256(); C];
+                        let mut sc = [_mm256_setzero_si256(); C];
+                        for c in 0..C {
+                            q[c] = super::grid_quants(ty, p[c], j, false);
+                            sc[c] = _mm256_shuffle_epi8(scales[c][j / 4], pick);
+                        }
+                        chunk_signed::<C, R>(&mut iacc, &q, &sc, x, base + 32 * j);
+                    }
+                } else if T == IQ4XS {
                     // Chunk j: the codebook values of the 16 bytes at 8 + 16j, signed.
                     for j in 0..8 {
                         let pick = scale_pick(false, j);
@@ -472,7 +494,7 @@ macro_rules! x86_kernels {
                                 _ => _mm256_sub_epi32(iacc[c][r], _mm256_slli_epi32(fix, 2)),
                             };
                             acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc[c][r]);
-                        } else if T == IQ4XS {
+                        } else if T == IQ4XS || grid_type(T).is_some() {
                             acc[c][r] =
                                 _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c][r]), s, acc[c][r]);
                         } else {

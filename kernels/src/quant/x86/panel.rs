@@ -17,6 +17,7 @@
 //! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
 use super::super::formats::{iq4xs_scales, k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
+use super::super::iq_grid::{grid_scales, grid_types};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -258,6 +259,15 @@ unsafe fn decode_unit(
         | QuantType::Q5_1
         | QuantType::Iq4Nl => {
             unreachable!("32-element blocks are not decoded per unit")
+        }
+        grid_types!() => {
+            // Chunk j: the signed lattice values biased by 128, a scale per 16 (`iq_grid`).
+            let (d, s) = grid_scales(ty, std::slice::from_raw_parts(p, ty.block_bytes()));
+            for j in 0..8 {
+                q[j][c] = super::grid_quants(ty, p, j, true);
+                let (sa, sb) = (d * s[2 * j] as f32, d * s[2 * j + 1] as f32);
+                fields(j, [sa, sb], [128.0 * sa, 128.0 * sb]);
+            }
         }
         QuantType::Iq4Xs => {
             // Chunk j: the codebook values of the 16 bytes at 8 + 16j, biased by 128.

@@ -16,6 +16,7 @@
 //! super-block in integers).
 use super::super::activations::RowsView;
 use super::super::formats::{QuantType, E8M0_HALF};
+use super::super::iq_grid::{grid_scales, grid_types};
 use super::panel::{block_rows, has_min_field, offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
@@ -281,6 +282,10 @@ fn half(v: __m512i, h: usize) -> __m256i {
 unsafe fn k_pair(ty: QuantType, p: *const u8, pair: usize) -> __m512i {
     let low4 = _mm512_set1_epi8(0x0f);
     match ty {
+        grid_types!() => {
+            let chunk = |j: usize| super::grid_quants(ty, p, j, true);
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(chunk(2 * pair)), chunk(2 * pair + 1))
+        }
         QuantType::Iq4Xs => {
             // Chunk j: the codebook values of the 16 bytes at 8 + 16j, biased by 128.
             let chunk = |j: usize| super::iq4_quants(p.add(8 + 16 * j), true);
@@ -402,6 +407,26 @@ unsafe fn k_fields(
     let f16_lanes = |v: __m256i| _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
     let count = |n: u32| _mm256_set1_epi32(n as i32);
     match ty {
+        grid_types!() => {
+            // Per row (lanes from `rows` on: row 0's), each scale D·s_g as `panel::decode_unit`
+            // computes it; the minimum is the bias of 128 times the scale.
+            let mut s = [[0f32; 8]; 16];
+            for c in 0..8 {
+                let row = if c < rows { c } else { 0 };
+                let block =
+                    std::slice::from_raw_parts(first.add(row * row_bytes), ty.block_bytes());
+                let (d, sc) = grid_scales(ty, block);
+                for g in 0..16 {
+                    s[g][c] = d * sc[g] as f32;
+                }
+            }
+            let k128 = _mm256_set1_ps(128.0);
+            std::array::from_fn(|j| {
+                let sa = _mm256_loadu_ps(s[2 * j].as_ptr());
+                let sb = _mm256_loadu_ps(s[2 * j + 1].as_ptr());
+                [sa, sb, _mm256_mul_ps(k128, sa), _mm256_mul_ps(k128, sb)]
+            })
+        }
         QuantType::Iq4Xs => {
             // d (f16) and scales_h at 0, scales_l at 4 (`formats::iq4xs_scales`); the minimum
             // is the bias of 128 times the scale.

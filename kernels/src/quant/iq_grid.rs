@@ -1,0 +1,266 @@
+//! The lattice-codebook types of GGUF: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M
+//! (llama.cpp's "i-quants" below 4 bits, which large models are shipped in to fit memory).
+//!
+//! Each 256-element super-block stores, per group of 8 (IQ3: 4) elements, an index into a
+//! fixed codebook of magnitudes (`iq_grids`), the group's signs (IQ2_XXS / IQ2_XS / IQ3_XXS:
+//! 7 bits, the eighth giving the group even parity; IQ2_S / IQ3_S: 8 bits), and small
+//! integer scales per 32 or 16 elements. IQ1 has no signs: its codebook holds -1, 0, 1, and a
+//! delta of ±1/8 is added per 32 (IQ1_S) or per 8 (IQ1_M).
+//!
+//! Every type is read here as value = D · s_g · q, with q a signed byte (the codebook value
+//! with its sign, plus IQ1's delta, all in the codebook's units), s_g a positive integer per
+//! 16 elements and D the block's f16 scale times a power of two:
+//!
+//! | type    | bytes | layout                                                   | s_g    | D     |
+//! |---------|-------|----------------------------------------------------------|--------|-------|
+//! | IQ2_XXS | 66    | d, per 32: 4 index bytes, u32 of 4×7 sign bits + 4-bit ls | 2ls+1 | d/8   |
+//! | IQ2_XS  | 74    | d, u16 per 8 (9-bit index, 7 sign bits), ls[8] per 16     | 2ls+1 | d/8   |
+//! | IQ2_S   | 82    | d, qs[32], signs[32], qh[8] (2 index bits), ls[8] per 16  | 2ls+1 | d/8   |
+//! | IQ3_XXS | 98    | d, qs[64] (index per 4), u32 per 32 as IQ2_XXS's          | 2ls+1 | d/4   |
+//! | IQ3_S   | 110   | d, qs[64], qh[8] (ninth bits), signs[32], ls[4] per 32    | 2ls+1 | d     |
+//! | IQ1_S   | 50    | d, qs[32], u16 per 32 (3 index bits ×4, ls, delta sign)   | 2ls+1 | d/8   |
+//! | IQ1_M   | 56    | qs[32], qh[16] (3 index bits + delta sign per 8), 4 u16 of 3-bit ls per 16 with d's nibbles on top | 2ls+1 | d/8 |
+//!
+//! IQ2's magnitudes are 8, 25, 43 (x/8 of d·(ls+½)/4), IQ3_XXS's up to 62 (d·(ls+½)/2), IQ3_S's
+//! odd 1..15, IQ1's -8, 0, 8 plus the delta ±1 (eighths of d·(2ls+1)): |q| ≤ 62 everywhere, so
+//! the kernels' byte products cannot saturate, and s_g ≤ 31.
+use super::formats::{f16_at, QuantType};
+use super::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
+use half::f16;
+
+/// The sign byte of a 7-bit sign index: bit 7 makes the count of set bits even (the
+/// quantizer flips the smallest element's sign to keep it so, saving a bit per group).
+pub const KSIGNS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = i as u8 | (((i as u32).count_ones() as u8 & 1) << 7);
+        i += 1;
+    }
+    t
+};
+
+/// The lattice-codebook types as a pattern, so that matches over `QuantType` name them once.
+macro_rules! grid_types {
+    () => {
+        $crate::quant::QuantType::Iq2Xxs
+            | $crate::quant::QuantType::Iq2Xs
+            | $crate::quant::QuantType::Iq2S
+            | $crate::quant::QuantType::Iq3Xxs
+            | $crate::quant::QuantType::Iq3S
+            | $crate::quant::QuantType::Iq1S
+            | $crate::quant::QuantType::Iq1M
+    };
+}
+pub(crate) use grid_types;
+
+/// Whether `ty` is one of the lattice-codebook types.
+pub fn is_grid(ty: QuantType) -> bool {
+    matches!(ty, grid_types!())
+}
+
+/// One 32-element chunk of a block, looked up but not yet signed: value 8g + k (g < 4,
+/// k < 8) is byte k of `grid[g]` (a signed byte), negated where bit k of byte g of `signs` is
+/// set, plus `delta[g]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GridChunk {
+    pub grid: [u64; 4],
+    pub signs: u32,
+    pub delta: [i8; 4],
+}
+
+impl GridChunk {
+    /// The chunk's 32 signed values.
+    pub fn values(&self) -> [i8; 32] {
+        std::array::from_fn(|i| {
+            let (g, k) = (i / 8, i % 8);
+            let v = (self.grid[g] >> (8 * k)) as u8 as i8;
+            let negative = (self.signs >> (8 * g + k)) & 1 == 1;
+            (if negative { -v } else { v }) + self.delta[g]
+        })
+    }
+}
+
+#[inline(always)]
+fn u16_at(b: &[u8], at: usize) -> u32 {
+    u16::from_le_bytes([b[at], b[at + 1]]) as u32
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Two 4-wide IQ3 entries as one 8-byte group.
+#[inline(always)]
+fn pair(table: &[u32], lo: usize, hi: usize) -> u64 {
+    table[lo] as u64 | (table[hi] as u64) << 32
+}
+
+/// IQ1_M's f16 scale, kept in the top nibbles of its four scale words.
+#[inline(always)]
+fn iq1m_d(b: &[u8]) -> f32 {
+    let w = |i: usize| u16_at(b, 48 + 2 * i);
+    let bits = (w(0) >> 12) | ((w(1) >> 8) & 0xf0) | ((w(2) >> 4) & 0xf00) | (w(3) & 0xf000);
+    f16::from_bits(bits as u16).to_f32()
+}
+
+/// The block's D and its integer scale s_g of every 16 elements (module doc).
+#[inline(always)]
+pub fn grid_scales(ty: QuantType, b: &[u8]) -> (f32, [u8; 16]) {
+    let odd = |ls: u32| (2 * (ls & 0x0f) + 1) as u8;
+    match ty {
+        QuantType::Iq2Xxs | QuantType::Iq3Xxs => {
+            let (at, div) = match ty {
+                QuantType::Iq2Xxs => (6, 8.0),
+                _ => (66, 4.0),
+            };
+            let step = if ty == QuantType::Iq2Xxs { 8 } else { 4 };
+            let s: [u8; 8] = std::array::from_fn(|j| odd(u32_at(b, at + step * j) >> 28));
+            (f16_at(b, 0) / div, std::array::from_fn(|g| s[g / 2]))
+        }
+        QuantType::Iq2Xs | QuantType::Iq2S => {
+            let at = if ty == QuantType::Iq2Xs { 66 } else { 74 };
+            let s = std::array::from_fn(|g| odd((b[at + g / 2] >> (4 * (g % 2))) as u32));
+            (f16_at(b, 0) / 8.0, s)
+        }
+        QuantType::Iq3S => {
+            let s = std::array::from_fn(|g| odd((b[106 + g / 4] >> (4 * (g / 2 % 2))) as u32));
+            (f16_at(b, 0), s)
+        }
+        QuantType::Iq1S => {
+            let s = std::array::from_fn(|g| odd((u16_at(b, 34 + 2 * (g / 2)) >> 12) & 7));
+            (f16_at(b, 0) / 8.0, s)
+        }
+        QuantType::Iq1M => {
+            let s =
+                std::array::from_fn(|g| odd((u16_at(b, 48 + 2 * (g / 4)) >> (3 * (g % 4))) & 7));
+            (iq1m_d(b) / 8.0, s)
+        }
+        _ => unreachable!("{ty:?} is not a lattice-codebook type"),
+    }
+}
+
+/// Chunk `j` (elements 32j..32j+32) of the block `b` of lattice type `ty`.
+#[inline(always)]
+pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
+    match ty {
+        QuantType::Iq2Xxs => {
+            let (idx, sg) = (u32_at(b, 2 + 8 * j), u32_at(b, 6 + 8 * j));
+            GridChunk {
+                grid: std::array::from_fn(|g| IQ2XXS_GRID[(idx >> (8 * g)) as usize & 0xff]),
+                signs: signs7(sg),
+                delta: [0; 4],
+            }
+        }
+        QuantType::Iq2Xs => {
+            let q = |g: usize| u16_at(b, 2 + 2 * (4 * j + g));
+            GridChunk {
+                grid: std::array::from_fn(|g| IQ2XS_GRID[q(g) as usize & 511]),
+                signs: (0..4).fold(0, |s, g| {
+                    s | (KSIGNS[(q(g) >> 9) as usize] as u32) << (8 * g)
+                }),
+                delta: [0; 4],
+            }
+        }
+        QuantType::Iq2S => {
+            let qh = b[66 + j] as usize;
+            GridChunk {
+                grid: std::array::from_fn(|g| {
+                    IQ2S_GRID[b[2 + 4 * j + g] as usize | ((qh >> (2 * g)) & 3) << 8]
+                }),
+                signs: u32_at(b, 34 + 4 * j),
+                delta: [0; 4],
+            }
+        }
+        QuantType::Iq3Xxs => {
+            let qs = &b[2 + 8 * j..10 + 8 * j];
+            GridChunk {
+                grid: std::array::from_fn(|g| {
+                    pair(&IQ3XXS_GRID, qs[2 * g] as usize, qs[2 * g + 1] as usize)
+                }),
+                signs: signs7(u32_at(b, 66 + 4 * j)),
+                delta: [0; 4],
+            }
+        }
+        QuantType::Iq3S => {
+            let qh = b[66 + j] as usize;
+            let index = |i: usize| b[2 + 8 * j + i] as usize | ((qh >> i) & 1) << 8;
+            GridChunk {
+                grid: std::array::from_fn(|g| pair(&IQ3S_GRID, index(2 * g), index(2 * g + 1))),
+                signs: u32_at(b, 74 + 4 * j),
+                delta: [0; 4],
+            }
+        }
+        QuantType::Iq1S => {
+            let qh = u16_at(b, 34 + 2 * j) as usize;
+            let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+            GridChunk {
+                grid: std::array::from_fn(|g| {
+                    IQ1S_GRID[b[2 + 4 * j + g] as usize | ((qh >> (3 * g)) & 7) << 8]
+                }),
+                signs: 0,
+                delta: [delta; 4],
+            }
+        }
+        QuantType::Iq1M => {
+            // Group G = 4j + g: its high index bits and delta sign in nibble G % 2 of
+            // qh[G / 2].
+            let nib = |g: usize| (b[32 + 2 * j + g / 2] >> (4 * (g % 2))) as usize;
+            GridChunk {
+                grid: std::array::from_fn(|g| IQ1S_GRID[b[4 * j + g] as usize | (nib(g) & 7) << 8]),
+                signs: 0,
+                delta: std::array::from_fn(|g| if nib(g) & 8 != 0 { -1 } else { 1 }),
+            }
+        }
+        _ => unreachable!("{ty:?} is not a lattice-codebook type"),
+    }
+}
+
+/// The four sign bytes of a chunk of IQ2_XXS / IQ3_XXS from its word of 4 × 7-bit indices.
+#[inline(always)]
+fn signs7(word: u32) -> u32 {
+    (0..4).fold(0, |s, g| {
+        s | (KSIGNS[((word >> (7 * g)) & 127) as usize] as u32) << (8 * g)
+    })
+}
+
+/// Set the f16 scale of a block of lattice type `ty` (IQ1_M's four nibbles; the others' field
+/// at 0): `formats::set_scales` for these types.
+pub fn set_grid_scale(ty: QuantType, block: &mut [u8], d: f32) {
+    let bits = f16::from_f32(d).to_bits();
+    if ty == QuantType::Iq1M {
+        for i in 0..4 {
+            let at = 48 + 2 * i;
+            let w = u16::from_le_bytes([block[at], block[at + 1]]) & 0x0fff;
+            let nibble = (bits >> (4 * i)) & 0x0f;
+            block[at..at + 2].copy_from_slice(&(w | nibble << 12).to_le_bytes());
+        }
+    } else {
+        block[..2].copy_from_slice(&bits.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_bytes_have_even_parity_and_keep_their_index() {
+        for (i, &s) in KSIGNS.iter().enumerate() {
+            assert_eq!(s & 0x7f, i as u8);
+            assert_eq!(s.count_ones() % 2, 0);
+        }
+        assert_eq!(&KSIGNS[..4], &[0x00, 0x81, 0x82, 0x03]);
+    }
+
+    #[test]
+    fn iq1m_scale_round_trips_through_its_nibbles() {
+        let mut block = [0xabu8; 56];
+        set_grid_scale(QuantType::Iq1M, &mut block, 0.0123);
+        let want = f16::from_f32(0.0123).to_f32();
+        assert_eq!(grid_scales(QuantType::Iq1M, &block).0, want / 8.0);
+        // The low 12 bits of each word (the 3-bit scales) are untouched.
+        assert_eq!(u16_at(&block, 48) & 0x0fff, 0x0bab);
+    }
+}
