@@ -191,23 +191,23 @@ macro_rules! x86_kernels {
             _mm256_setr_m128i(_mm_set1_epi16(word(lo)), _mm_set1_epi16(word(hi)))
         }
 
-        /// `chunk` for signed weight bytes (IQ4_XS's codebook values, up to ±127, whose
-        /// unsigned × signed byte products would saturate the i16 pairs if biased): |w| times
-        /// x with w's sign.
+        /// `chunk` for signed weights given as magnitudes and signs (IQ4_XS's codebook values,
+        /// up to ±127, whose unsigned × signed byte products would saturate the i16 pairs if
+        /// biased; the lattice types' `super::grid_split`): |w| times x with w's sign.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn chunk_signed<const C: usize, const R: usize>(
             iacc: &mut [[__m256i; R]; C],
-            wq: &[__m256i; C],
+            wabs: &[__m256i; C],
+            wsign: &[__m256i; C],
             sc: &[__m256i; C],
             x: &XRows<R>,
             at: usize,
         ) {
-            let wabs: [__m256i; C] = std::array::from_fn(|c| _mm256_sign_epi8(wq[c], wq[c]));
             for r in 0..R {
                 let xq = _mm256_loadu_si256(x.qs[r].add(at) as *const __m256i);
                 for c in 0..C {
-                    let xs = _mm256_sign_epi8(xq, wq[c]);
+                    let xs = _mm256_sign_epi8(xq, wsign[c]);
                     iacc[c][r] = prim::dot_scaled(iacc[c][r], wabs[c], xs, sc[c]);
                 }
             }
@@ -338,13 +338,14 @@ macro_rules! x86_kernels {
                     // Chunk j = 4h + jj: the signed codebook values, scales 2j and 2j + 1.
                     for j in 0..8 {
                         let pick = scale_pick(true, j % 4);
-                        let mut q = [_mm256_setzero_si256(); C];
+                        let mut magnitude = [_mm256_setzero_si256(); C];
+                        let mut sign = [_mm256_setzero_si256(); C];
                         let mut sc = [_mm256_setzero_si256(); C];
                         for c in 0..C {
-                            q[c] = super::grid_quants(ty, p[c], j, false);
+                            (magnitude[c], sign[c]) = super::grid_split(ty, p[c], j);
                             sc[c] = _mm256_shuffle_epi8(scales[c][j / 4], pick);
                         }
-                        chunk_signed::<C, R>(&mut iacc, &q, &sc, x, base + 32 * j);
+                        chunk_signed::<C, R>(&mut iacc, &magnitude, &sign, &sc, x, base + 32 * j);
                     }
                 } else if T == IQ4XS {
                     // Chunk j: the codebook values of the 16 bytes at 8 + 16j, signed.
@@ -356,7 +357,8 @@ macro_rules! x86_kernels {
                             q[c] = super::iq4_quants(p[c].add(8 + 16 * j), false);
                             sc[c] = _mm256_shuffle_epi8(scales[c][0], pick);
                         }
-                        chunk_signed::<C, R>(&mut iacc, &q, &sc, x, base + 32 * j);
+                        let abs = q.map(|q| _mm256_sign_epi8(q, q));
+                        chunk_signed::<C, R>(&mut iacc, &abs, &q, &sc, x, base + 32 * j);
                     }
                 } else if T == Q2K || T == Q3K {
                     // Chunk (h, j): bits 2j..2j+2 of qs[32h..32h+32] (and Q3_K's bit 4h + j

@@ -72,24 +72,35 @@ pub(crate) unsafe fn iq4_quants(p: *const u8, biased: bool) -> std::arch::x86_64
     _mm256_shuffle_epi8(table, _mm256_and_si256(both, _mm256_set1_epi8(0x0f)))
 }
 
-/// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`): the codebook
-/// bytes looked up per group of 8, negated where the group's sign bits say, plus IQ1's delta;
-/// signed bytes, or with `biased` plus 128 as unsigned bytes (|value| ≤ 62).
+/// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`) as magnitudes
+/// (unsigned bytes, ≤ 62) and signs (bytes ±1): the codebook bytes looked up per group of 8,
+/// and where the group's sign bits say, −1; IQ1's signed values plus delta split the same way
+/// (a zero value gets sign 0). The row tiles multiply the magnitudes with the activations
+/// carrying the signs (`_mm256_sign_epi8`), so the weights' signs cost one operation per
+/// activation row.
 ///
 /// # Safety
 /// The CPU must have AVX2 and a whole block of `ty` (a lattice type) must start at `p`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn grid_quants(
+pub(crate) unsafe fn grid_split(
     ty: super::QuantType,
     p: *const u8,
     j: usize,
-    biased: bool,
-) -> std::arch::x86_64::__m256i {
+) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
     use std::arch::x86_64::*;
     let c = super::iq_grid::grid_chunk(ty, std::slice::from_raw_parts(p, ty.block_bytes()), j);
     let word = |g: usize| c.grid[g] as i64;
     let v = _mm256_setr_epi64x(word(0), word(1), word(2), word(3));
+    let one = _mm256_set1_epi8(1);
+    if matches!(ty, super::QuantType::Iq1S | super::QuantType::Iq1M) {
+        let delta = |g: usize| (c.delta[g] as u8 as u64).wrapping_mul(0x0101_0101_0101_0101) as i64;
+        let v = _mm256_add_epi8(
+            v,
+            _mm256_setr_epi64x(delta(0), delta(1), delta(2), delta(3)),
+        );
+        return (_mm256_abs_epi8(v), _mm256_sign_epi8(one, v));
+    }
     // Byte i takes sign byte i / 8 and keeps bit i % 8: all ones where that element is negative.
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(c.signs as i32),
@@ -102,12 +113,25 @@ pub(crate) unsafe fn grid_quants(
     );
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let negative = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    let v = _mm256_sub_epi8(_mm256_xor_si256(v, negative), negative);
-    let delta = |g: usize| (c.delta[g] as u8 as u64).wrapping_mul(0x0101_0101_0101_0101) as i64;
-    let v = _mm256_add_epi8(
-        v,
-        _mm256_setr_epi64x(delta(0), delta(1), delta(2), delta(3)),
-    );
+    (v, _mm256_or_si256(negative, one))
+}
+
+/// `grid_split`'s chunk as signed bytes, or with `biased` plus 128 as unsigned bytes (the
+/// panels' form).
+///
+/// # Safety
+/// As `grid_split`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn grid_quants(
+    ty: super::QuantType,
+    p: *const u8,
+    j: usize,
+    biased: bool,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let (magnitude, sign) = grid_split(ty, p, j);
+    let v = _mm256_sign_epi8(magnitude, sign);
     if biased {
         _mm256_xor_si256(v, _mm256_set1_epi8(0x80u8 as i8))
     } else {
