@@ -383,10 +383,11 @@ fn dense_and_quantized_linear_match_the_cpu() {
     }
 }
 
-/// IQ4_NL / IQ4_XS blocks (which candle lacks) reach the GPU as Q8_0 blocks
-/// (`weights::iq4::to_q8_0`) and give the CPU kernels' products of the blocks themselves.
+/// The IQ blocks (IQ4_NL / IQ4_XS and the lattice types, which candle lacks) reach the GPU as
+/// Q8_0 blocks (`weights::iq::to_q8_0`) and give the CPU kernels' products of the blocks
+/// themselves.
 #[test]
-fn iq4_linear_matches_the_cpu_kernels() {
+fn iq_linear_matches_the_cpu_kernels() {
     use candor_kernels::quant::{filler_blocks, QuantType};
     use candor_models::weights::{BlockType, MappedBlocks};
     let cpu = CpuBackend::new(2);
@@ -395,10 +396,21 @@ fn iq4_linear_matches_the_cpu_kernels() {
     let bias = random(n, 32);
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
-        for (ty, block) in [
+        let lattice = [
+            QuantType::Iq2Xxs,
+            QuantType::Iq2Xs,
+            QuantType::Iq2S,
+            QuantType::Iq3Xxs,
+            QuantType::Iq3S,
+            QuantType::Iq1S,
+            QuantType::Iq1M,
+        ]
+        .map(|t| (t, BlockType::Lattice(t)));
+        let iq4 = [
             (QuantType::Iq4Nl, BlockType::Iq4Nl),
             (QuantType::Iq4Xs, BlockType::Iq4Xs),
-        ] {
+        ];
+        for (ty, block) in iq4.into_iter().chain(lattice) {
             let blocks = filler_blocks(ty, n * k / ty.block_elems(), 33, 0.01);
             let w = || HostWeight::Mapped(MappedBlocks::owned(&blocks, block, vec![n, k]).unwrap());
             let d = rel_diff(
