@@ -177,3 +177,28 @@ fn dummy_quantized_models_run_from_blocks() {
     ));
     assert!(open_dummy(shape, DummyWeights::Quantized(GgmlDType::F16), 0).is_err());
 }
+
+/// `--dummy-dtype iq2_xxs` (and the other lattice IQ types): a 1B llama's matrices are random
+/// blocks of that type, read in place, in fewer bytes than Q4_0's, named as llama.cpp names
+/// the type.
+#[test]
+fn dummy_lattice_models_store_their_matrices_as_blocks() {
+    use candle_core::quantized::GgmlDType;
+    use candor_kernels::quant::QuantType;
+    use candor_models::dummy::{DummySource, DummyWeights};
+    use candor_models::weights::{BlockType, HostWeight};
+    let shape = find("llama", "1b").unwrap();
+    let spec = shape.spec().unwrap();
+    let bytes =
+        |w: DummyWeights| DummySource::new(&spec, shape.tied_embeddings(), w, 0).stored_bytes();
+    for (ty, name) in [(QuantType::Iq2Xxs, "IQ2_XXS"), (QuantType::Iq3S, "IQ3_S")] {
+        let weights = DummyWeights::Lattice(ty);
+        assert_eq!(weights.to_string(), name);
+        let opened = open_dummy(shape, weights, 1).unwrap();
+        let Ok(Some(HostWeight::Mapped(up))) = opened.source.get("blk.0.ffn_up.weight") else {
+            panic!("{ty:?}: the matrices are not blocks");
+        };
+        assert_eq!(up.dtype, BlockType::Lattice(ty));
+        assert!(bytes(weights) < bytes(DummyWeights::Quantized(GgmlDType::Q4_0)));
+    }
+}

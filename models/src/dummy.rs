@@ -10,7 +10,8 @@ use crate::spec::{Arch, ModelSpec};
 use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{
-    block_scales, ggml_blocks, ggml_name, mxfp4_blocks, tensor_seed, SyntheticWeight,
+    block_scales, ggml_blocks, ggml_name, lattice_blocks, mxfp4_blocks, tensor_seed,
+    SyntheticWeight,
 };
 use crate::weights::{BlockType, HostWeight, WeightSource};
 use candle_core::quantized::GgmlDType;
@@ -411,6 +412,9 @@ pub enum DummyWeights {
     /// As llama.cpp quantizes a model to one type: every matrix whose rows are whole blocks
     /// in random blocks of this type (Q4_0, Q8_0, Q4_K or Q6_K), routers and vectors f32.
     Quantized(GgmlDType),
+    /// Likewise in a lattice-codebook IQ type (IQ1_S .. IQ3_S; `weights::synthetic::
+    /// lattice_blocks`), read in place by the CPU kernels.
+    Lattice(candor_kernels::quant::QuantType),
 }
 
 impl From<WeightDtype> for DummyWeights {
@@ -425,6 +429,7 @@ impl std::fmt::Display for DummyWeights {
             DummyWeights::Float(d) => write!(f, "{d}"),
             DummyWeights::Mxfp4Experts => f.write_str("MXFP4 experts, BF16"),
             DummyWeights::Quantized(d) => write!(f, "{}", ggml_name(*d)),
+            DummyWeights::Lattice(t) => write!(f, "{}", lattice_name(*t)),
         }
     }
 }
@@ -435,8 +440,18 @@ impl DummyWeights {
         match self {
             DummyWeights::Float(d) => d,
             DummyWeights::Mxfp4Experts => WeightDtype::BF16,
-            DummyWeights::Quantized(_) => WeightDtype::F32,
+            DummyWeights::Quantized(_) | DummyWeights::Lattice(_) => WeightDtype::F32,
         }
+    }
+}
+
+/// A lattice IQ type as llama.cpp names it (`IQ2_XXS`).
+fn lattice_name(t: candor_kernels::quant::QuantType) -> String {
+    let debug = format!("{t:?}").to_uppercase();
+    // IQ2XXS -> IQ2_XXS: the digit after "IQ" ends the first part.
+    match debug.split_at_checked(3) {
+        Some((head, tail)) => format!("{head}_{tail}"),
+        None => debug,
     }
 }
 
@@ -505,6 +520,13 @@ impl DummySource {
             {
                 Some(BlockType::Ggml(d))
             }
+            DummyWeights::Lattice(t)
+                if shape.len() == 2
+                    && shape[1].is_multiple_of(t.block_elems())
+                    && !name.contains("ffn_gate_inp") =>
+            {
+                Some(BlockType::Lattice(t))
+            }
             _ => None,
         }
     }
@@ -526,8 +548,12 @@ impl WeightSource for DummySource {
                 let blocks = ggml_blocks(seed, shape.clone(), d, max_abs)?;
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
-            // Dummy weights come in no IQ type (`block_type`).
-            Some(BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_)) | None => {}
+            Some(BlockType::Lattice(t)) => {
+                let blocks = lattice_blocks(seed, shape.clone(), t, max_abs)?;
+                return Ok(Some(HostWeight::Mapped(blocks)));
+            }
+            // Dummy weights come in no IQ4 type (`block_type`).
+            Some(BlockType::Iq4Nl | BlockType::Iq4Xs) | None => {}
         }
         Ok(Some(HostWeight::Synthetic(SyntheticWeight {
             shape: shape.clone(),

@@ -2,6 +2,7 @@
 //! backend's device (candor_models::dummy), for measuring speed without the weights.
 use crate::error::CliError;
 use candle_core::quantized::GgmlDType;
+use candor_kernels::quant::QuantType;
 use candor_models::backend::WeightDtype;
 use candor_models::dummy::{self, DummyShape, DummyWeights};
 use candor_models::loader::OpenedModel;
@@ -39,6 +40,27 @@ pub enum DummyDtype {
     /// Every matrix in Q3_K blocks (likewise).
     #[value(name = "q3_k")]
     Q3K,
+    /// Every matrix in IQ1_S blocks (likewise: a lattice codebook, 1.56 bits a weight).
+    #[value(name = "iq1_s")]
+    Iq1S,
+    /// Every matrix in IQ1_M blocks (likewise, 1.75 bits).
+    #[value(name = "iq1_m")]
+    Iq1M,
+    /// Every matrix in IQ2_XXS blocks (likewise, 2.06 bits).
+    #[value(name = "iq2_xxs")]
+    Iq2Xxs,
+    /// Every matrix in IQ2_XS blocks (likewise, 2.31 bits).
+    #[value(name = "iq2_xs")]
+    Iq2Xs,
+    /// Every matrix in IQ2_S blocks (likewise, 2.56 bits).
+    #[value(name = "iq2_s")]
+    Iq2S,
+    /// Every matrix in IQ3_XXS blocks (likewise, 3.06 bits).
+    #[value(name = "iq3_xxs")]
+    Iq3Xxs,
+    /// Every matrix in IQ3_S blocks (likewise, 3.44 bits).
+    #[value(name = "iq3_s")]
+    Iq3S,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +101,13 @@ impl DummyArgs {
             DummyDtype::Q6K => DummyWeights::Quantized(GgmlDType::Q6K),
             DummyDtype::Q2K => DummyWeights::Quantized(GgmlDType::Q2K),
             DummyDtype::Q3K => DummyWeights::Quantized(GgmlDType::Q3K),
+            DummyDtype::Iq1S => DummyWeights::Lattice(QuantType::Iq1S),
+            DummyDtype::Iq1M => DummyWeights::Lattice(QuantType::Iq1M),
+            DummyDtype::Iq2Xxs => DummyWeights::Lattice(QuantType::Iq2Xxs),
+            DummyDtype::Iq2Xs => DummyWeights::Lattice(QuantType::Iq2Xs),
+            DummyDtype::Iq2S => DummyWeights::Lattice(QuantType::Iq2S),
+            DummyDtype::Iq3Xxs => DummyWeights::Lattice(QuantType::Iq3Xxs),
+            DummyDtype::Iq3S => DummyWeights::Lattice(QuantType::Iq3S),
         }
     }
 

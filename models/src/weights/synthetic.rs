@@ -92,6 +92,48 @@ pub fn ggml_blocks(
     })
 }
 
+/// Random blocks of a lattice-codebook IQ type (`candor_kernels::quant::iq_grid`) of `shape`,
+/// rows whole 256-element blocks: codebook indices, signs and sub-block scales random, the f16
+/// scale set so that the largest value a block could hold is `max_abs`. Block b's bytes are a
+/// pure function of (seed, b).
+pub fn lattice_blocks(
+    seed: u64,
+    shape: Vec<usize>,
+    ty: candor_kernels::quant::QuantType,
+    max_abs: f32,
+) -> Result<MappedBlocks> {
+    use candor_kernels::quant::QuantType;
+    // The largest |value| per unit of the f16 scale d: D/d times the largest codebook value
+    // (with IQ1's delta) times the largest sub-block scale 2ls + 1.
+    let largest = match ty {
+        QuantType::Iq2Xxs | QuantType::Iq2Xs | QuantType::Iq2S => 43.0 * 31.0 / 8.0,
+        QuantType::Iq3Xxs => 62.0 * 31.0 / 4.0,
+        QuantType::Iq3S => 15.0 * 31.0,
+        QuantType::Iq1S | QuantType::Iq1M => 9.0 * 15.0 / 8.0,
+        other => {
+            return Err(ModelError::Config(format!(
+                "{other:?} is not a lattice-codebook type"
+            )))
+        }
+    };
+    let dtype = BlockType::Lattice(ty);
+    let Some(len) = dtype.tensor_bytes(&shape) else {
+        return Err(ModelError::Config(format!(
+            "{dtype:?} weights of shape {shape:?}: rows are not whole blocks"
+        )));
+    };
+    let block_bytes = ty.block_bytes();
+    MappedBlocks::owned_with(len, dtype, shape, |out| {
+        for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
+            for (i, chunk) in block.chunks_mut(8).enumerate() {
+                let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
+                chunk.copy_from_slice(&bits[..chunk.len()]);
+            }
+            candor_kernels::quant::set_scales(ty, block, max_abs / largest);
+        }
+    })
+}
+
 /// The f16 scale fields of a dummy block of `dtype` (byte offset, value) that put its largest
 /// values at about `max_abs`; an error for a type dummy blocks do not come in.
 pub(crate) fn block_scales(dtype: GgmlDType, max_abs: f32) -> Result<Vec<(usize, f32)>> {
@@ -206,6 +248,41 @@ mod tests {
         }
         assert!(ggml_blocks(3, vec![4, 512], GgmlDType::F16, max_abs).is_err());
         assert!(ggml_blocks(3, vec![4, 100], GgmlDType::Q8_0, max_abs).is_err());
+    }
+
+    /// Lattice IQ blocks: reproducible, the largest value within the range asked (to the f16
+    /// rounding of the scale), spread over it; a type that is no lattice type refused.
+    #[test]
+    fn lattice_blocks_decode_to_values_of_the_range() {
+        use candor_kernels::quant::QuantType;
+        let max_abs = 0.5;
+        for ty in [
+            QuantType::Iq2Xxs,
+            QuantType::Iq2Xs,
+            QuantType::Iq2S,
+            QuantType::Iq3Xxs,
+            QuantType::Iq3S,
+            QuantType::Iq1S,
+            QuantType::Iq1M,
+        ] {
+            let blocks = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
+            assert_eq!(blocks.dtype, BlockType::Lattice(ty));
+            let again = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
+            assert_eq!(blocks.bytes(), again.bytes(), "{ty:?}: same seed");
+            let values: Vec<f32> = blocks
+                .to_f32()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let mean_abs = values.iter().map(|v| v.abs()).sum::<f32>() / values.len() as f32;
+            assert!(largest <= 1.001 * max_abs, "{ty:?}: {largest}");
+            assert!(mean_abs > max_abs / 50.0, "{ty:?}: mean |v| {mean_abs}");
+        }
+        assert!(lattice_blocks(3, vec![4, 512], QuantType::Q4K, max_abs).is_err());
+        assert!(lattice_blocks(3, vec![4, 128], QuantType::Iq2Xxs, max_abs).is_err());
     }
 
     #[test]

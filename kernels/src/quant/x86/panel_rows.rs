@@ -410,20 +410,20 @@ unsafe fn k_fields(
         grid_types!() => {
             // Per row (lanes from `rows` on: row 0's), each scale D·s_g as `panel::decode_unit`
             // computes it; the minimum is the bias of 128 times the scale.
-            let mut s = [[0f32; 8]; 16];
-            for c in 0..8 {
+            let per_row: [[f32; 16]; 8] = std::array::from_fn(|c| {
                 let row = if c < rows { c } else { 0 };
                 let block =
                     std::slice::from_raw_parts(first.add(row * row_bytes), ty.block_bytes());
                 let (d, sc) = grid_scales(ty, block);
-                for g in 0..16 {
-                    s[g][c] = d * sc[g] as f32;
-                }
-            }
+                sc.map(|s| d * s as f32)
+            });
+            let lanes = |g: usize| {
+                let v: [f32; 8] = std::array::from_fn(|c| per_row[c][g]);
+                _mm256_loadu_ps(v.as_ptr())
+            };
             let k128 = _mm256_set1_ps(128.0);
             std::array::from_fn(|j| {
-                let sa = _mm256_loadu_ps(s[2 * j].as_ptr());
-                let sb = _mm256_loadu_ps(s[2 * j + 1].as_ptr());
+                let (sa, sb) = (lanes(2 * j), lanes(2 * j + 1));
                 [sa, sb, _mm256_mul_ps(k128, sa), _mm256_mul_ps(k128, sb)]
             })
         }
