@@ -40,6 +40,38 @@ pub const KSIGNS: [u8; 128] = {
     t
 };
 
+/// The ±1 bytes of a sign byte: byte k is −1 (0xff) where bit k is set, else 1.
+const SIGN_MULTIPLIERS: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 0;
+        while k < 8 {
+            let byte: u64 = if (i >> k) & 1 == 1 { 0xff } else { 0x01 };
+            t[i] |= byte << (8 * k);
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// `SIGN_MULTIPLIERS` of the sign byte of each 7-bit sign index (`KSIGNS`): the seven bits
+/// and their parity come out of one lookup, where spreading them per chunk cost more than the
+/// codebook lookups (qbench m=1, IQ2_XXS / IQ2_XS / IQ3_XXS about 1.15x).
+pub static KSIGN_MULTIPLIERS: [u64; 128] = {
+    let mut t = [0u64; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = SIGN_MULTIPLIERS[KSIGNS[i] as usize];
+        i += 1;
+    }
+    t
+};
+
+/// All eight multipliers 1: IQ1's groups, which have no signs.
+const POSITIVE: u64 = 0x0101_0101_0101_0101;
+
 /// The lattice-codebook types as a pattern, so that matches over `QuantType` name them once.
 macro_rules! grid_types {
     () => {
@@ -60,13 +92,34 @@ pub fn is_grid(ty: QuantType) -> bool {
 }
 
 /// One 32-element chunk of a block, looked up but not yet signed: value 8g + k (g < 4,
-/// k < 8) is byte k of `grid[g]` (a signed byte), negated where bit k of byte g of `signs` is
-/// set, plus `delta[g]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// k < 8) is byte k of `grid[g]` (a signed byte) with the sign `sign` gives it, plus
+/// `delta[g]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GridChunk {
     pub grid: [u64; 4],
-    pub signs: u32,
+    pub sign: Signs,
     pub delta: [i8; 4],
+}
+
+/// The signs of a chunk's 32 values, in the form the block gives them cheapest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signs {
+    /// Byte k of word g is value 8g + k's sign, ±1 (7-bit indices looked up, IQ1's all 1).
+    Multipliers([u64; 4]),
+    /// Bit 8g + k is set where value 8g + k is negative (IQ2_S and IQ3_S store these bytes;
+    /// the kernels spread them in vectors: looking up 256-entry tables of multipliers cost
+    /// 1.1x (IQ2_S) to 2.5x (IQ3_S) their products).
+    Bits(u32),
+}
+
+impl Signs {
+    /// Value 8g + k's sign, ±1.
+    pub fn of(&self, g: usize, k: usize) -> i8 {
+        match self {
+            Signs::Multipliers(m) => (m[g] >> (8 * k)) as u8 as i8,
+            Signs::Bits(b) => 1 - 2 * ((b >> (8 * g + k)) & 1) as i8,
+        }
+    }
 }
 
 impl GridChunk {
@@ -74,9 +127,7 @@ impl GridChunk {
     pub fn values(&self) -> [i8; 32] {
         std::array::from_fn(|i| {
             let (g, k) = (i / 8, i % 8);
-            let v = (self.grid[g] >> (8 * k)) as u8 as i8;
-            let negative = (self.signs >> (8 * g + k)) & 1 == 1;
-            (if negative { -v } else { v }) + self.delta[g]
+            ((self.grid[g] >> (8 * k)) as u8 as i8) * self.sign.of(g, k) + self.delta[g]
         })
     }
 }
@@ -155,7 +206,9 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
             let (idx, sg) = (u32_at(b, 2 + 8 * j), u32_at(b, 6 + 8 * j));
             GridChunk {
                 grid: std::array::from_fn(|g| IQ2XXS_GRID[(idx >> (8 * g)) as usize & 0xff]),
-                signs: signs7(sg),
+                sign: Signs::Multipliers(std::array::from_fn(|g| {
+                    KSIGN_MULTIPLIERS[(sg >> (7 * g)) as usize & 127]
+                })),
                 delta: [0; 4],
             }
         }
@@ -163,9 +216,9 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
             let q = |g: usize| u16_at(b, 2 + 2 * (4 * j + g));
             GridChunk {
                 grid: std::array::from_fn(|g| IQ2XS_GRID[q(g) as usize & 511]),
-                signs: (0..4).fold(0, |s, g| {
-                    s | (KSIGNS[(q(g) >> 9) as usize] as u32) << (8 * g)
-                }),
+                sign: Signs::Multipliers(std::array::from_fn(|g| {
+                    KSIGN_MULTIPLIERS[(q(g) >> 9) as usize & 127]
+                })),
                 delta: [0; 4],
             }
         }
@@ -175,7 +228,7 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
                 grid: std::array::from_fn(|g| {
                     IQ2S_GRID[b[2 + 4 * j + g] as usize | ((qh >> (2 * g)) & 3) << 8]
                 }),
-                signs: u32_at(b, 34 + 4 * j),
+                sign: Signs::Bits(u32_at(b, 34 + 4 * j)),
                 delta: [0; 4],
             }
         }
@@ -185,7 +238,12 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
                 grid: std::array::from_fn(|g| {
                     pair(&IQ3XXS_GRID, qs[2 * g] as usize, qs[2 * g + 1] as usize)
                 }),
-                signs: signs7(u32_at(b, 66 + 4 * j)),
+                sign: {
+                    let sg = u32_at(b, 66 + 4 * j);
+                    Signs::Multipliers(std::array::from_fn(|g| {
+                        KSIGN_MULTIPLIERS[(sg >> (7 * g)) as usize & 127]
+                    }))
+                },
                 delta: [0; 4],
             }
         }
@@ -194,7 +252,7 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
             let index = |i: usize| b[2 + 8 * j + i] as usize | ((qh >> i) & 1) << 8;
             GridChunk {
                 grid: std::array::from_fn(|g| pair(&IQ3S_GRID, index(2 * g), index(2 * g + 1))),
-                signs: u32_at(b, 74 + 4 * j),
+                sign: Signs::Bits(u32_at(b, 74 + 4 * j)),
                 delta: [0; 4],
             }
         }
@@ -205,7 +263,7 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
                 grid: std::array::from_fn(|g| {
                     IQ1S_GRID[b[2 + 4 * j + g] as usize | ((qh >> (3 * g)) & 7) << 8]
                 }),
-                signs: 0,
+                sign: Signs::Multipliers([POSITIVE; 4]),
                 delta: [delta; 4],
             }
         }
@@ -215,20 +273,12 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
             let nib = |g: usize| (b[32 + 2 * j + g / 2] >> (4 * (g % 2))) as usize;
             GridChunk {
                 grid: std::array::from_fn(|g| IQ1S_GRID[b[4 * j + g] as usize | (nib(g) & 7) << 8]),
-                signs: 0,
+                sign: Signs::Multipliers([POSITIVE; 4]),
                 delta: std::array::from_fn(|g| if nib(g) & 8 != 0 { -1 } else { 1 }),
             }
         }
         _ => unreachable!("{ty:?} is not a lattice-codebook type"),
     }
-}
-
-/// The four sign bytes of a chunk of IQ2_XXS / IQ3_XXS from its word of 4 × 7-bit indices.
-#[inline(always)]
-fn signs7(word: u32) -> u32 {
-    (0..4).fold(0, |s, g| {
-        s | (KSIGNS[((word >> (7 * g)) & 127) as usize] as u32) << (8 * g)
-    })
 }
 
 /// Set the f16 scale of a block of lattice type `ty` (IQ1_M's four nibbles; the others' field
@@ -258,6 +308,8 @@ mod tests {
             assert_eq!(s.count_ones() % 2, 0);
         }
         assert_eq!(&KSIGNS[..4], &[0x00, 0x81, 0x82, 0x03]);
+        assert_eq!(KSIGN_MULTIPLIERS[1], 0xff01_0101_0101_01ff);
+        assert_eq!(SIGN_MULTIPLIERS[0x80], 0xff01_0101_0101_0101);
     }
 
     #[test]

@@ -166,20 +166,27 @@ pub unsafe fn iq4(qs: *const u8) -> [int8x16_t; 2] {
 }
 
 /// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`): the codebook
-/// bytes of each group of 8, negated where the group's sign bits say, plus IQ1's delta.
+/// bytes of each group of 8 times their signs (±1), plus IQ1's delta.
 #[inline]
 #[target_feature(enable = "neon")]
 pub unsafe fn grid(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8x16_t; 2] {
     let b = std::slice::from_raw_parts(p, ty.block_bytes());
+    use super::super::iq_grid::Signs;
     let c = super::super::iq_grid::grid_chunk(ty, b, j);
-    let signs = vreinterpretq_u8_u32(vdupq_n_u32(c.signs));
+    let pair = |t: &[u64; 4], h: usize| vcombine_s8(vcreate_s8(t[2 * h]), vcreate_s8(t[2 * h + 1]));
     let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    let sign = |h: usize| match c.sign {
+        Signs::Multipliers(m) => pair(&m, h),
+        Signs::Bits(b) => {
+            // Byte i takes sign byte 2h + i / 8: −1 where bit i % 8 of it is set, else 1.
+            let bytes = vreinterpretq_u8_u32(vdupq_n_u32(b));
+            let pick = vcombine_u8(vdup_n_u8(2 * h as u8), vdup_n_u8(2 * h as u8 + 1));
+            let negative = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(bytes, pick), bits));
+            vorrq_s8(negative, vdupq_n_s8(1))
+        }
+    };
     let half = |h: usize| {
-        let v = vcombine_s8(vcreate_s8(c.grid[2 * h]), vcreate_s8(c.grid[2 * h + 1]));
-        // Byte i takes sign byte 2h + i / 8: all ones where bit i % 8 of it is set.
-        let pick = vcombine_u8(vdup_n_u8(2 * h as u8), vdup_n_u8(2 * h as u8 + 1));
-        let negative = vreinterpretq_s8_u8(vtstq_u8(vqtbl1q_u8(signs, pick), bits));
-        let v = vsubq_s8(veorq_s8(v, negative), negative);
+        let v = vmulq_s8(pair(&c.grid, h), sign(h));
         vaddq_s8(
             v,
             vcombine_s8(vdup_n_s8(c.delta[2 * h]), vdup_n_s8(c.delta[2 * h + 1])),

@@ -73,9 +73,9 @@ pub(crate) unsafe fn iq4_quants(p: *const u8, biased: bool) -> std::arch::x86_64
 }
 
 /// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`) as magnitudes
-/// (unsigned bytes, ≤ 62) and signs (bytes ±1): the codebook bytes looked up per group of 8,
-/// and where the group's sign bits say, −1; IQ1's signed values plus delta split the same way
-/// (a zero value gets sign 0). The row tiles multiply the magnitudes with the activations
+/// (unsigned bytes, ≤ 62) and signs (bytes ±1, looked up per group of 8 as the codebook bytes
+/// are); IQ1's signed values plus delta split into their absolute values and signs (a zero
+/// value gets sign 0). The row tiles multiply the magnitudes with the activations
 /// carrying the signs (`_mm256_sign_epi8`), so the weights' signs cost one operation per
 /// activation row.
 ///
@@ -88,6 +88,7 @@ pub(crate) unsafe fn grid_split(
     p: *const u8,
     j: usize,
 ) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+    use super::iq_grid::Signs;
     use std::arch::x86_64::*;
     let c = super::iq_grid::grid_chunk(ty, std::slice::from_raw_parts(p, ty.block_bytes()), j);
     let word = |g: usize| c.grid[g] as i64;
@@ -101,19 +102,27 @@ pub(crate) unsafe fn grid_split(
         );
         return (_mm256_abs_epi8(v), _mm256_sign_epi8(one, v));
     }
-    // Byte i takes sign byte i / 8 and keeps bit i % 8: all ones where that element is negative.
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(c.signs as i32),
-        _mm256_setr_epi64x(
-            0,
-            0x0101_0101_0101_0101,
-            0x0202_0202_0202_0202,
-            0x0303_0303_0303_0303,
-        ),
-    );
-    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let negative = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    (v, _mm256_or_si256(negative, one))
+    let sign = match c.sign {
+        Signs::Multipliers(m) => {
+            _mm256_setr_epi64x(m[0] as i64, m[1] as i64, m[2] as i64, m[3] as i64)
+        }
+        Signs::Bits(bits) => {
+            // Byte i takes sign byte i / 8 and keeps bit i % 8: all ones where that element
+            // is negative, or'ed with 1 into ±1.
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(bits as i32),
+                _mm256_setr_epi64x(
+                    0,
+                    0x0101_0101_0101_0101,
+                    0x0202_0202_0202_0202,
+                    0x0303_0303_0303_0303,
+                ),
+            );
+            let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), one)
+        }
+    };
+    (v, sign)
 }
 
 /// `grid_split`'s chunk as signed bytes, or with `biased` plus 128 as unsigned bytes (the
