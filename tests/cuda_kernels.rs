@@ -388,7 +388,7 @@ fn dense_and_quantized_linear_match_the_cpu() {
 /// themselves.
 #[test]
 fn iq_linear_matches_the_cpu_kernels() {
-    use candor_kernels::quant::{filler_blocks, QuantType};
+    use candor_kernels::quant::{filler_blocks, iq_grid::LATTICE, QuantType};
     use candor_models::weights::{BlockType, MappedBlocks};
     let cpu = CpuBackend::new(2);
     let (m, k, n) = (5, 512, 40);
@@ -396,16 +396,7 @@ fn iq_linear_matches_the_cpu_kernels() {
     let bias = random(n, 32);
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
-        let lattice = [
-            QuantType::Iq2Xxs,
-            QuantType::Iq2Xs,
-            QuantType::Iq2S,
-            QuantType::Iq3Xxs,
-            QuantType::Iq3S,
-            QuantType::Iq1S,
-            QuantType::Iq1M,
-        ]
-        .map(|t| (t, BlockType::Lattice(t)));
+        let lattice = LATTICE.map(|t| (t, BlockType::Lattice(t)));
         let iq4 = [
             (QuantType::Iq4Nl, BlockType::Iq4Nl),
             (QuantType::Iq4Xs, BlockType::Iq4Xs),

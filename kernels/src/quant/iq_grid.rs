@@ -86,6 +86,17 @@ macro_rules! grid_types {
 }
 pub(crate) use grid_types;
 
+/// The lattice-codebook types (`grid_types!` as a list).
+pub const LATTICE: [QuantType; 7] = [
+    QuantType::Iq2Xxs,
+    QuantType::Iq2Xs,
+    QuantType::Iq2S,
+    QuantType::Iq3Xxs,
+    QuantType::Iq3S,
+    QuantType::Iq1S,
+    QuantType::Iq1M,
+];
+
 /// Whether `ty` is one of the lattice-codebook types.
 pub fn is_grid(ty: QuantType) -> bool {
     matches!(ty, grid_types!())

@@ -62,7 +62,7 @@ pub fn to_q8_0(ty: BlockType, blocks: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candor_kernels::quant::{dequantize, QuantType};
+    use candor_kernels::quant::{dequantize, iq_grid::LATTICE, QuantType};
 
     fn blocks(ty: QuantType, count: usize) -> Vec<u8> {
         candor_kernels::quant::filler_blocks(ty, count, 0x51f1_5eed, 0.0123)
@@ -73,18 +73,12 @@ mod tests {
     /// within half a Q8_0 step of the 32's largest value.
     #[test]
     fn iq_blocks_as_q8_0_hold_their_values() {
-        let lattice = |t| (t, BlockType::Lattice(t));
-        for (ty, block) in [
+        let lattice = LATTICE.map(|t| (t, BlockType::Lattice(t)));
+        let iq4 = [
             (QuantType::Iq4Nl, BlockType::Iq4Nl),
             (QuantType::Iq4Xs, BlockType::Iq4Xs),
-            lattice(QuantType::Iq2Xxs),
-            lattice(QuantType::Iq2Xs),
-            lattice(QuantType::Iq2S),
-            lattice(QuantType::Iq3Xxs),
-            lattice(QuantType::Iq3S),
-            lattice(QuantType::Iq1S),
-            lattice(QuantType::Iq1M),
-        ] {
+        ];
+        for (ty, block) in iq4.into_iter().chain(lattice) {
             let bytes = blocks(ty, 3);
             let n = 3 * ty.block_elems();
             let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);

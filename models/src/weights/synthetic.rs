@@ -80,16 +80,24 @@ pub fn ggml_blocks(
         )));
     };
     MappedBlocks::owned_with(len, dtype, shape, |out| {
-        for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
-            for (i, chunk) in block.chunks_mut(8).enumerate() {
-                let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
-                chunk.copy_from_slice(&bits[..chunk.len()]);
-            }
+        random_blocks(seed, out, block_bytes, |block| {
             for &(at, value) in &scales {
                 block[at..at + 2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes());
             }
-        }
+        })
     })
+}
+
+/// Fill `out` with blocks of `block_bytes` random bytes (block b's a pure function of (seed,
+/// b)), each then given its scales by `set_scales`.
+fn random_blocks(seed: u64, out: &mut [u8], block_bytes: usize, set_scales: impl Fn(&mut [u8])) {
+    for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
+        for (i, chunk) in block.chunks_mut(8).enumerate() {
+            let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
+            chunk.copy_from_slice(&bits[..chunk.len()]);
+        }
+        set_scales(block);
+    }
 }
 
 /// Random blocks of a lattice-codebook IQ type (`candor_kernels::quant::iq_grid`) of `shape`,
@@ -122,15 +130,10 @@ pub fn lattice_blocks(
             "{dtype:?} weights of shape {shape:?}: rows are not whole blocks"
         )));
     };
-    let block_bytes = ty.block_bytes();
     MappedBlocks::owned_with(len, dtype, shape, |out| {
-        for (b, block) in out.chunks_exact_mut(block_bytes).enumerate() {
-            for (i, chunk) in block.chunks_mut(8).enumerate() {
-                let bits = bits_at(seed, (b * block_bytes.div_ceil(8) + i) as u64).to_le_bytes();
-                chunk.copy_from_slice(&bits[..chunk.len()]);
-            }
-            candor_kernels::quant::set_scales(ty, block, max_abs / largest);
-        }
+        random_blocks(seed, out, ty.block_bytes(), |block| {
+            candor_kernels::quant::set_scales(ty, block, max_abs / largest)
+        })
     })
 }
 
@@ -254,17 +257,9 @@ mod tests {
     /// rounding of the scale), spread over it; a type that is no lattice type refused.
     #[test]
     fn lattice_blocks_decode_to_values_of_the_range() {
-        use candor_kernels::quant::QuantType;
+        use candor_kernels::quant::{iq_grid::LATTICE, QuantType};
         let max_abs = 0.5;
-        for ty in [
-            QuantType::Iq2Xxs,
-            QuantType::Iq2Xs,
-            QuantType::Iq2S,
-            QuantType::Iq3Xxs,
-            QuantType::Iq3S,
-            QuantType::Iq1S,
-            QuantType::Iq1M,
-        ] {
+        for ty in LATTICE {
             let blocks = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
             assert_eq!(blocks.dtype, BlockType::Lattice(ty));
             let again = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
