@@ -1,7 +1,7 @@
 //! Matrix products against GGML block-quantized weights, with the activations quantized to
 //! 8-bit blocks (llama.cpp's approach): y[M×N] = x[M×K] · Wᵀ, W being N rows of K elements
-//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4),
-//! read in place.
+//! stored as GGUF blocks (Q4_0, Q5_0, Q8_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4,
+//! IQ4_NL, IQ4_XS and the lattice-codebook IQ1/IQ2/IQ3 types), read in place.
 //!
 //! Why not candle's `QMatMul`: it has no SIMD dot product for Q5_0 (the type most 896/640-wide
 //! tensors of Q4_K_M files use, because K-quants need rows that are multiples of 256) and it
@@ -11,6 +11,7 @@
 //! a portable scalar path that is also the reference.
 //!
 //! * `formats`: block layouts and dequantization.
+//! * `iq_grid`, `iq_grids`: the lattice-codebook types' layouts and codebooks.
 //! * `activations`: 8-bit activation blocks (per 32, or per 256 with 16-sums for K-quants).
 //! * `reference`: scalar products.
 //! * `tile_driver`: the walk over tiles that every SIMD kernel set shares.
