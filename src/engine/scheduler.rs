@@ -202,6 +202,11 @@ enum LoraEdit {
     Unload(u32),
 }
 
+/// The fewest shared prompt tokens a request waits for another to compute (`prefix_in_flight`):
+/// a chat template's header, a block or two that every prompt starts with, is not worth
+/// holding a request back a step; a system prompt of a few lines is.
+const MIN_SHARED_TO_WAIT: usize = 64;
+
 /// One sequence in the engine.
 struct Seq {
     req: EngineRequest,
@@ -782,7 +787,16 @@ impl Engine {
                         false => found,
                     }
                 } else {
-                    self.blocks.match_prefix(&front.tokens, root)
+                    let found = self.blocks.match_prefix(&front.tokens, root);
+                    if self.prefix_in_flight(&front.tokens, root, found.tokens) {
+                        // A running prompt is computing blocks this one shares: take them
+                        // from the cache once they are there rather than compute them twice
+                        // in the same steps (a burst of requests behind one system prompt).
+                        let mut table = found.table;
+                        self.blocks.release(&mut table);
+                        break;
+                    }
+                    found
                 };
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
@@ -857,6 +871,33 @@ impl Engine {
                 Err(_) => return false,
             };
         }
+    }
+
+    /// Whether a running sequence is still computing prompt blocks that `tokens` (rooted at
+    /// `root`, `hit` tokens already found in the prefix cache) shares: whole blocks of their
+    /// common start, at least `MIN_SHARED_TO_WAIT` tokens beyond `hit`, not yet computed. Such
+    /// a request waits for them (a step or a few of the other prompt's prefill) instead of
+    /// computing them beside it.
+    fn prefix_in_flight(&self, tokens: &[u32], root: u64, hit: usize) -> bool {
+        if !self.blocks.caching() {
+            // Nothing computed is ever shared: waiting would only serialize the prompts.
+            return false;
+        }
+        let block = self.blocks.block_size();
+        // The last prompt token is always computed by its own request.
+        let usable = tokens.len().saturating_sub(1);
+        self.running.iter().any(|r| {
+            if r.table.root() != root || !r.req.cache_prompt || r.computed >= r.prompt_len {
+                return false;
+            }
+            let common = r.tokens[..r.prompt_len]
+                .iter()
+                .zip(tokens)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let shareable = common.min(usable) / block * block;
+            shareable >= hit + MIN_SHARED_TO_WAIT && r.computed < shareable
+        })
     }
 
     /// For a later member of a group whose first member runs with its prompt computed: the

@@ -267,6 +267,45 @@ fn a_group_sharing_a_long_prompt_computes_it_once() {
     h.handle.shutdown();
 }
 
+/// Independent requests queued together behind one long prompt: the first computes it, the
+/// others wait for its blocks and take them from the cache instead of computing the same
+/// prompt in the same step. Without prefix caching, or sharing less than `MIN_SHARED_TO_WAIT`
+/// tokens, they prefill together.
+#[test]
+fn requests_behind_one_long_prompt_compute_it_once() {
+    let steps_of = |len: usize, caching: bool| {
+        let prompt: Vec<u32> = (0..len).map(|i| 1 + i as u32 % 7).collect();
+        let h = harness_with(8, 16, true, caching);
+        // The engine is held in a first step (another, short prompt) while the three arrive.
+        let (blocker, blocker_rx) = request("blocker", 1);
+        h.handle.submit(blocker).expect("queued");
+        h.entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first step starts");
+        let rxs: Vec<_> = (0..3)
+            .map(|i| {
+                let (req, rx) = request_with_prompt(&format!("same/{i}"), 1, prompt.clone());
+                h.handle.submit(req).expect("queued");
+                rx
+            })
+            .collect();
+        h.release.send(()).expect("release");
+        assert_eq!(finish(blocker_rx), vec![2]);
+        for rx in rxs {
+            assert_eq!(finish(rx), vec![2]);
+        }
+        let steps = h.steps.lock().unwrap().clone();
+        h.handle.shutdown();
+        steps
+    };
+    // 80 tokens: the first alone, then the others, each computing only its last prompt token
+    // (five full blocks from the cache, the last copied but for that token).
+    assert_eq!(steps_of(80, true), vec![(1, 4), (1, 80), (2, 2)]);
+    assert_eq!(steps_of(80, false), vec![(1, 4), (3, 240)]);
+    // 40 tokens share two blocks: not worth a step's wait.
+    assert_eq!(steps_of(40, true), vec![(1, 4), (3, 120)]);
+}
+
 #[test]
 fn later_members_do_not_wait_on_a_first_member_that_left() {
     // 600 tokens: the first member's prefill takes three steps (256-token budget); its client
