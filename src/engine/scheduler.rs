@@ -787,16 +787,16 @@ impl Engine {
                         false => found,
                     }
                 } else {
-                    let found = self.blocks.match_prefix(&front.tokens, root);
-                    if self.prefix_in_flight(&front.tokens, root, found.tokens) {
+                    // Looked up without taking anything: a match would take its blocks (and
+                    // may evict an idle one for a copy) on every step the request waits.
+                    let (_, cached) = self.blocks.cached_start(&front.tokens, root);
+                    if self.prefix_in_flight(&front.tokens, root, cached) {
                         // A running prompt is computing blocks this one shares: take them
                         // from the cache once they are there rather than compute them twice
                         // in the same steps (a burst of requests behind one system prompt).
-                        let mut table = found.table;
-                        self.blocks.release(&mut table);
                         break;
                     }
-                    found
+                    self.blocks.match_prefix(&front.tokens, root)
                 };
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
