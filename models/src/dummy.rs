@@ -510,25 +510,18 @@ impl DummySource {
 
     /// The blocks tensor `name` is stored in, or None for a float tensor.
     fn block_type(&self, name: &str, shape: &[usize]) -> Option<BlockType> {
-        match self.weights {
-            DummyWeights::Mxfp4Experts if expert_matrix(name) => Some(BlockType::Mxfp4),
-            // Matrices only, and not the routers (llama.cpp keeps those f32 too).
-            DummyWeights::Quantized(d)
-                if shape.len() == 2
-                    && shape[1].is_multiple_of(d.block_size())
-                    && !name.contains("ffn_gate_inp") =>
-            {
-                Some(BlockType::Ggml(d))
-            }
-            DummyWeights::Lattice(t)
-                if shape.len() == 2
-                    && shape[1].is_multiple_of(t.block_elems())
-                    && !name.contains("ffn_gate_inp") =>
-            {
-                Some(BlockType::Lattice(t))
-            }
-            _ => None,
-        }
+        let quantized = match self.weights {
+            DummyWeights::Mxfp4Experts if expert_matrix(name) => return Some(BlockType::Mxfp4),
+            DummyWeights::Quantized(d) => BlockType::Ggml(d),
+            DummyWeights::Lattice(t) => BlockType::Lattice(t),
+            _ => return None,
+        };
+        // Matrices whose rows are whole blocks only, and not the routers (llama.cpp keeps those
+        // f32 too).
+        let matrix = shape.len() == 2
+            && shape[1].is_multiple_of(quantized.block().0)
+            && !name.contains("ffn_gate_inp");
+        matrix.then_some(quantized)
     }
 }
 

@@ -371,16 +371,13 @@ impl Default for IntBlock {
 pub fn decode_block(ty: QuantType, block: &[u8], out: &mut IntBlock) {
     match ty {
         grid_types!() => {
-            let (d, s) = iq_grid::grid_scales(ty, block);
             for j in 0..8 {
                 let values = iq_grid::grid_chunk(ty, block, j).values();
                 for (q, v) in out.q[32 * j..32 * j + 32].iter_mut().zip(values) {
                     *q = v as i32;
                 }
             }
-            for (scale, s) in out.scale.iter_mut().zip(s) {
-                *scale = d * s as f32;
-            }
+            out.scale = iq_grid::grid_scale_values(ty, block);
             out.min.fill(0.0);
         }
         QuantType::Q4_0 | QuantType::Q5_0 => {

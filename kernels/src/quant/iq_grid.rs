@@ -179,11 +179,11 @@ pub fn grid_scales(ty: QuantType, b: &[u8]) -> (f32, [u8; 16]) {
     let odd = |ls: u32| (2 * (ls & 0x0f) + 1) as u8;
     match ty {
         QuantType::Iq2Xxs | QuantType::Iq3Xxs => {
-            let (at, div) = match ty {
-                QuantType::Iq2Xxs => (6, 8.0),
-                _ => (66, 4.0),
+            // Chunk j's word of signs and scale: at 6 + 8j (IQ2_XXS) or 66 + 4j (IQ3_XXS).
+            let (at, step, div) = match ty {
+                QuantType::Iq2Xxs => (6, 8, 8.0),
+                _ => (66, 4, 4.0),
             };
-            let step = if ty == QuantType::Iq2Xxs { 8 } else { 4 };
             let s: [u8; 8] = std::array::from_fn(|j| odd(u32_at(b, at + step * j) >> 28));
             (f16_at(b, 0) / div, std::array::from_fn(|g| s[g / 2]))
         }
@@ -209,6 +209,22 @@ pub fn grid_scales(ty: QuantType, b: &[u8]) -> (f32, [u8; 16]) {
     }
 }
 
+/// Every 16 elements' scale as a value, D·s_g: what the dequantization and the panels (repacked
+/// or read in place) multiply by, computed here once so that they get the same bits.
+#[inline(always)]
+pub fn grid_scale_values(ty: QuantType, b: &[u8]) -> [f32; 16] {
+    let (d, s) = grid_scales(ty, b);
+    s.map(|s| d * s as f32)
+}
+
+/// The signs of a chunk of IQ2_XXS / IQ3_XXS from its word of four 7-bit sign indices.
+#[inline(always)]
+fn signs7(word: u32) -> Signs {
+    Signs::Multipliers(std::array::from_fn(|g| {
+        KSIGN_MULTIPLIERS[(word >> (7 * g)) as usize & 127]
+    }))
+}
+
 /// Chunk `j` (elements 32j..32j+32) of the block `b` of lattice type `ty`.
 #[inline(always)]
 pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
@@ -217,9 +233,7 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
             let (idx, sg) = (u32_at(b, 2 + 8 * j), u32_at(b, 6 + 8 * j));
             GridChunk {
                 grid: std::array::from_fn(|g| IQ2XXS_GRID[(idx >> (8 * g)) as usize & 0xff]),
-                sign: Signs::Multipliers(std::array::from_fn(|g| {
-                    KSIGN_MULTIPLIERS[(sg >> (7 * g)) as usize & 127]
-                })),
+                sign: signs7(sg),
                 delta: [0; 4],
             }
         }
@@ -249,12 +263,7 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
                 grid: std::array::from_fn(|g| {
                     pair(&IQ3XXS_GRID, qs[2 * g] as usize, qs[2 * g + 1] as usize)
                 }),
-                sign: {
-                    let sg = u32_at(b, 66 + 4 * j);
-                    Signs::Multipliers(std::array::from_fn(|g| {
-                        KSIGN_MULTIPLIERS[(sg >> (7 * g)) as usize & 127]
-                    }))
-                },
+                sign: signs7(u32_at(b, 66 + 4 * j)),
                 delta: [0; 4],
             }
         }

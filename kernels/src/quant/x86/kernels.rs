@@ -232,8 +232,9 @@ macro_rules! x86_kernels {
             }
         }
 
-        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K / IQ4_XS and the lattice types: `nsb` super-blocks of 256 per row (or, where the invocation
-        /// names one, its kernel of the same contract and bits).
+        /// Q4_K / Q5_K / Q6_K / Q2_K / Q3_K / IQ4_XS and the lattice types: `nsb` super-blocks
+        /// of 256 per row (or, where the invocation names one, its kernel of the same contract
+        /// and bits).
         #[inline]
         #[allow(unreachable_code)]
         #[target_feature(enable = $features)]
@@ -337,7 +338,7 @@ macro_rules! x86_kernels {
                 if let Some(ty) = grid_type(T) {
                     // Chunk j = 4h + jj: the signed codebook values, scales 2j and 2j + 1.
                     for j in 0..8 {
-                        let pick = scale_pick(true, j % 4);
+                        let pick = scale_pick(true, j);
                         let mut magnitude = [_mm256_setzero_si256(); C];
                         let mut sign = [_mm256_setzero_si256(); C];
                         let mut sc = [_mm256_setzero_si256(); C];

@@ -17,7 +17,7 @@
 //! 32, scale × quant sum, which the mins multiply.
 use super::super::activations::RowsView;
 use super::super::formats::{iq4xs_scales, k_scales_mins, q3k_scales, QuantType, E8M0_HALF};
-use super::super::iq_grid::{grid_scales, grid_types};
+use super::super::iq_grid::{grid_scale_values, grid_types};
 use std::arch::x86_64::*;
 
 /// Weight rows per panel.
@@ -262,10 +262,10 @@ unsafe fn decode_unit(
         }
         grid_types!() => {
             // Chunk j: the signed lattice values biased by 128, a scale per 16 (`iq_grid`).
-            let (d, s) = grid_scales(ty, std::slice::from_raw_parts(p, ty.block_bytes()));
+            let s = grid_scale_values(ty, std::slice::from_raw_parts(p, ty.block_bytes()));
             for j in 0..8 {
                 q[j][c] = super::grid_quants(ty, p, j, true);
-                let (sa, sb) = (d * s[2 * j] as f32, d * s[2 * j + 1] as f32);
+                let (sa, sb) = (s[2 * j], s[2 * j + 1]);
                 fields(j, [sa, sb], [128.0 * sa, 128.0 * sb]);
             }
         }

@@ -16,7 +16,7 @@
 //! super-block in integers).
 use super::super::activations::RowsView;
 use super::super::formats::{QuantType, E8M0_HALF};
-use super::super::iq_grid::{grid_scales, grid_types};
+use super::super::iq_grid::{grid_scale_values, grid_types};
 use super::panel::{block_rows, has_min_field, offset_of, quants_b32, ROWS};
 use super::prefetch_distance;
 use std::arch::x86_64::*;
@@ -414,8 +414,7 @@ unsafe fn k_fields(
                 let row = if c < rows { c } else { 0 };
                 let block =
                     std::slice::from_raw_parts(first.add(row * row_bytes), ty.block_bytes());
-                let (d, sc) = grid_scales(ty, block);
-                sc.map(|s| d * s as f32)
+                grid_scale_values(ty, block)
             });
             let lanes = |g: usize| {
                 let v: [f32; 8] = std::array::from_fn(|c| per_row[c][g]);
