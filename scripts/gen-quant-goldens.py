@@ -19,13 +19,14 @@ F16_FIELDS = {
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
     T.IQ4_NL: [0], T.IQ4_XS: [0],
     T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ1_S: [0],
-    T.IQ1_M: [],
+    T.IQ1_M: [], T.TQ1_0: [52], T.TQ2_0: [64],
 }
 # As candor-kernels' `QuantType` debug-prints them.
 NAMES = {
     T.Q4_K: "Q4K", T.Q5_K: "Q5K", T.Q6_K: "Q6K", T.Q2_K: "Q2K", T.Q3_K: "Q3K",
     T.IQ4_NL: "Iq4Nl", T.IQ4_XS: "Iq4Xs", T.IQ2_XXS: "Iq2Xxs", T.IQ2_XS: "Iq2Xs",
     T.IQ2_S: "Iq2S", T.IQ3_XXS: "Iq3Xxs", T.IQ3_S: "Iq3S", T.IQ1_S: "Iq1S", T.IQ1_M: "Iq1M",
+    T.TQ1_0: "Tq1_0", T.TQ2_0: "Tq2_0",
 }
 
 rng = np.random.default_rng(20261205)

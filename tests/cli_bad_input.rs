@@ -89,16 +89,16 @@ fn missing_truncated_and_foreign_files() {
 #[test]
 fn unsupported_quantization_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("tq1.gguf");
-    gguf_with_tensor_type(&f, 34);
+    let f = dir.path().join("f64.gguf");
+    gguf_with_tensor_type(&f, 28);
     expect_error(
         &["--model", f.to_str().unwrap(), "--prompt-tokens", "1"],
-        "unsupported tensor type TQ1_0",
+        "unsupported tensor type F64",
     );
     expect_error(
         &["--model", f.to_str().unwrap(), "--prompt-tokens", "1"],
         "candor reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, \
-         IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS and MXFP4",
+         IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 and MXFP4",
     );
 }
 

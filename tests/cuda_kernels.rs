@@ -388,7 +388,7 @@ fn dense_and_quantized_linear_match_the_cpu() {
 /// themselves.
 #[test]
 fn iq_linear_matches_the_cpu_kernels() {
-    use candor_kernels::quant::{filler_blocks, iq_grid::LATTICE, QuantType};
+    use candor_kernels::quant::{filler_blocks, iq_grid::GRID_TYPES, QuantType};
     use candor_models::weights::{BlockType, MappedBlocks};
     let cpu = CpuBackend::new(2);
     let (m, k, n) = (5, 512, 40);
@@ -396,12 +396,12 @@ fn iq_linear_matches_the_cpu_kernels() {
     let bias = random(n, 32);
     for act in ACTS {
         let Some(g) = gpu(act) else { return };
-        let lattice = LATTICE.map(|t| (t, BlockType::Lattice(t)));
+        let grid = GRID_TYPES.map(|t| (t, BlockType::Grid(t)));
         let iq4 = [
             (QuantType::Iq4Nl, BlockType::Iq4Nl),
             (QuantType::Iq4Xs, BlockType::Iq4Xs),
         ];
-        for (ty, block) in iq4.into_iter().chain(lattice) {
+        for (ty, block) in iq4.into_iter().chain(grid) {
             let blocks = filler_blocks(ty, n * k / ty.block_elems(), 33, 0.01);
             let w = || HostWeight::Mapped(MappedBlocks::owned(&blocks, block, vec![n, k]).unwrap());
             let d = rel_diff(

@@ -182,7 +182,7 @@ fn dummy_quantized_models_run_from_blocks() {
 /// blocks of that type, read in place, in fewer bytes than Q4_0's, named as llama.cpp names
 /// the type.
 #[test]
-fn dummy_lattice_models_store_their_matrices_as_blocks() {
+fn dummy_grid_models_store_their_matrices_as_blocks() {
     use candle_core::quantized::GgmlDType;
     use candor_kernels::quant::QuantType;
     use candor_models::dummy::{DummySource, DummyWeights};
@@ -191,14 +191,19 @@ fn dummy_lattice_models_store_their_matrices_as_blocks() {
     let spec = shape.spec().unwrap();
     let bytes =
         |w: DummyWeights| DummySource::new(&spec, shape.tied_embeddings(), w, 0).stored_bytes();
-    for (ty, name) in [(QuantType::Iq2Xxs, "IQ2_XXS"), (QuantType::Iq3S, "IQ3_S")] {
-        let weights = DummyWeights::Lattice(ty);
+    let types = [
+        (QuantType::Iq2Xxs, "IQ2_XXS"),
+        (QuantType::Iq3S, "IQ3_S"),
+        (QuantType::Tq1_0, "TQ1_0"),
+    ];
+    for (ty, name) in types {
+        let weights = DummyWeights::Grid(ty);
         assert_eq!(weights.to_string(), name);
         let opened = open_dummy(shape, weights, 1).unwrap();
         let Ok(Some(HostWeight::Mapped(up))) = opened.source.get("blk.0.ffn_up.weight") else {
             panic!("{ty:?}: the matrices are not blocks");
         };
-        assert_eq!(up.dtype, BlockType::Lattice(ty));
+        assert_eq!(up.dtype, BlockType::Grid(ty));
         assert!(bytes(weights) < bytes(DummyWeights::Quantized(GgmlDType::Q4_0)));
     }
 }

@@ -1090,8 +1090,8 @@ fn weight_name(d: GgmlDType) -> &'static str {
     }
 }
 
-/// The IQ tensors (IQ4_XS and IQ4_NL, GGUF types 23 and 20, and the lattice types 16-19, 21,
-/// 22, 29) are found by name, read in place as their blocks, and dequantized exactly (the
+/// The IQ tensors (IQ4_XS and IQ4_NL, GGUF types 23 and 20, the lattice types 16-19, 21, 22,
+/// 29 and the ternary 34, 35) are found by name, read in place as their blocks, and dequantized exactly (the
 /// kernels' values) with `--dequantize`; a row that is not whole blocks is refused, naming the
 /// tensor.
 #[test]
@@ -1099,7 +1099,7 @@ fn iq_tensors_are_read_as_their_blocks() {
     use candor_kernels::quant::{filler_blocks, QuantType};
     let blocks =
         |ty: QuantType, count: usize| filler_blocks(ty, count, 0x1234_5678_9abc_def1, 0.02);
-    let lattice = [
+    let grid = [
         ("iq2_xxs", QuantType::Iq2Xxs, 16),
         ("iq2_xs", QuantType::Iq2Xs, 17),
         ("iq3_xxs", QuantType::Iq3Xxs, 18),
@@ -1107,6 +1107,8 @@ fn iq_tensors_are_read_as_their_blocks() {
         ("iq3_s", QuantType::Iq3S, 21),
         ("iq2_s", QuantType::Iq2S, 22),
         ("iq1_m", QuantType::Iq1M, 29),
+        ("tq1_0", QuantType::Tq1_0, 34),
+        ("tq2_0", QuantType::Tq2_0, 35),
     ];
     let mut own: Vec<OwnTensor> = vec![
         ("xs".into(), vec![2, 512], blocks(QuantType::Iq4Xs, 4), 23),
@@ -1116,9 +1118,9 @@ fn iq_tensors_are_read_as_their_blocks() {
         (QuantType::Iq4Xs, BlockType::Iq4Xs),
         (QuantType::Iq4Nl, BlockType::Iq4Nl),
     ];
-    for (name, ty, id) in lattice {
+    for (name, ty, id) in grid {
         own.push((name.into(), vec![2, 512], blocks(ty, 4), id));
-        types.push((ty, BlockType::Lattice(ty)));
+        types.push((ty, BlockType::Grid(ty)));
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("iq.gguf");
@@ -1127,7 +1129,7 @@ fn iq_tensors_are_read_as_their_blocks() {
     patch_own_types(&path, &own);
     for dequantized in [false, true] {
         let gguf = GgufFile::open(&path, dequantized).unwrap();
-        assert_eq!(gguf.parameter_count(), 8 * 2 * 512 + 4 * 64);
+        assert_eq!(gguf.parameter_count(), 10 * 2 * 512 + 4 * 64);
         for ((name, shape, bytes, _), &(ty, block)) in own.iter().zip(&types) {
             let mut want = vec![0f32; shape.iter().product()];
             candor_kernels::quant::dequantize(ty, bytes, &mut want);

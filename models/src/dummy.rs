@@ -10,7 +10,7 @@ use crate::spec::{Arch, ModelSpec};
 use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{
-    block_scales, ggml_blocks, ggml_name, lattice_blocks, mxfp4_blocks, tensor_seed,
+    block_scales, ggml_blocks, ggml_name, grid_blocks, mxfp4_blocks, tensor_seed,
     SyntheticWeight,
 };
 use crate::weights::{BlockType, HostWeight, WeightSource};
@@ -412,9 +412,9 @@ pub enum DummyWeights {
     /// As llama.cpp quantizes a model to one type: every matrix whose rows are whole blocks
     /// in random blocks of this type (Q4_0, Q8_0, Q4_K or Q6_K), routers and vectors f32.
     Quantized(GgmlDType),
-    /// Likewise in a lattice-codebook IQ type (IQ1_S .. IQ3_S; `weights::synthetic::
-    /// lattice_blocks`), read in place by the CPU kernels.
-    Lattice(candor_kernels::quant::QuantType),
+    /// Likewise in a grid type (IQ1_S .. IQ3_S, TQ1_0, TQ2_0; `weights::synthetic::
+    /// grid_blocks`), read in place by the CPU kernels.
+    Grid(candor_kernels::quant::QuantType),
 }
 
 impl From<WeightDtype> for DummyWeights {
@@ -429,7 +429,7 @@ impl std::fmt::Display for DummyWeights {
             DummyWeights::Float(d) => write!(f, "{d}"),
             DummyWeights::Mxfp4Experts => f.write_str("MXFP4 experts, BF16"),
             DummyWeights::Quantized(d) => write!(f, "{}", ggml_name(*d)),
-            DummyWeights::Lattice(t) => write!(f, "{}", lattice_name(*t)),
+            DummyWeights::Grid(t) => write!(f, "{}", grid_name(*t)),
         }
     }
 }
@@ -440,14 +440,17 @@ impl DummyWeights {
         match self {
             DummyWeights::Float(d) => d,
             DummyWeights::Mxfp4Experts => WeightDtype::BF16,
-            DummyWeights::Quantized(_) | DummyWeights::Lattice(_) => WeightDtype::F32,
+            DummyWeights::Quantized(_) | DummyWeights::Grid(_) => WeightDtype::F32,
         }
     }
 }
 
-/// A lattice IQ type as llama.cpp names it (`IQ2_XXS`).
-fn lattice_name(t: candor_kernels::quant::QuantType) -> String {
+/// A grid type as llama.cpp names it (`IQ2_XXS`, `TQ1_0`).
+fn grid_name(t: candor_kernels::quant::QuantType) -> String {
     let debug = format!("{t:?}").to_uppercase();
+    if debug.contains('_') {
+        return debug;
+    }
     // IQ2XXS -> IQ2_XXS: the digit after "IQ" ends the first part.
     match debug.split_at_checked(3) {
         Some((head, tail)) => format!("{head}_{tail}"),
@@ -513,7 +516,7 @@ impl DummySource {
         let quantized = match self.weights {
             DummyWeights::Mxfp4Experts if expert_matrix(name) => return Some(BlockType::Mxfp4),
             DummyWeights::Quantized(d) => BlockType::Ggml(d),
-            DummyWeights::Lattice(t) => BlockType::Lattice(t),
+            DummyWeights::Grid(t) => BlockType::Grid(t),
             _ => return None,
         };
         // Matrices whose rows are whole blocks only, and not the routers (llama.cpp keeps those
@@ -541,8 +544,8 @@ impl WeightSource for DummySource {
                 let blocks = ggml_blocks(seed, shape.clone(), d, max_abs)?;
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
-            Some(BlockType::Lattice(t)) => {
-                let blocks = lattice_blocks(seed, shape.clone(), t, max_abs)?;
+            Some(BlockType::Grid(t)) => {
+                let blocks = grid_blocks(seed, shape.clone(), t, max_abs)?;
                 return Ok(Some(HostWeight::Mapped(blocks)));
             }
             // Dummy weights come in no IQ4 type (`block_type`).

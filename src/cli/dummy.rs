@@ -61,6 +61,12 @@ pub enum DummyDtype {
     /// Every matrix in IQ3_S blocks (likewise, 3.44 bits).
     #[value(name = "iq3_s")]
     Iq3S,
+    /// Every matrix in TQ1_0 blocks (likewise: ternary, 1.69 bits).
+    #[value(name = "tq1_0")]
+    Tq1_0,
+    /// Every matrix in TQ2_0 blocks (likewise: ternary, 2.06 bits).
+    #[value(name = "tq2_0")]
+    Tq2_0,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,13 +107,15 @@ impl DummyArgs {
             DummyDtype::Q6K => DummyWeights::Quantized(GgmlDType::Q6K),
             DummyDtype::Q2K => DummyWeights::Quantized(GgmlDType::Q2K),
             DummyDtype::Q3K => DummyWeights::Quantized(GgmlDType::Q3K),
-            DummyDtype::Iq1S => DummyWeights::Lattice(QuantType::Iq1S),
-            DummyDtype::Iq1M => DummyWeights::Lattice(QuantType::Iq1M),
-            DummyDtype::Iq2Xxs => DummyWeights::Lattice(QuantType::Iq2Xxs),
-            DummyDtype::Iq2Xs => DummyWeights::Lattice(QuantType::Iq2Xs),
-            DummyDtype::Iq2S => DummyWeights::Lattice(QuantType::Iq2S),
-            DummyDtype::Iq3Xxs => DummyWeights::Lattice(QuantType::Iq3Xxs),
-            DummyDtype::Iq3S => DummyWeights::Lattice(QuantType::Iq3S),
+            DummyDtype::Iq1S => DummyWeights::Grid(QuantType::Iq1S),
+            DummyDtype::Iq1M => DummyWeights::Grid(QuantType::Iq1M),
+            DummyDtype::Iq2Xxs => DummyWeights::Grid(QuantType::Iq2Xxs),
+            DummyDtype::Iq2Xs => DummyWeights::Grid(QuantType::Iq2Xs),
+            DummyDtype::Iq2S => DummyWeights::Grid(QuantType::Iq2S),
+            DummyDtype::Iq3Xxs => DummyWeights::Grid(QuantType::Iq3Xxs),
+            DummyDtype::Iq3S => DummyWeights::Grid(QuantType::Iq3S),
+            DummyDtype::Tq1_0 => DummyWeights::Grid(QuantType::Tq1_0),
+            DummyDtype::Tq2_0 => DummyWeights::Grid(QuantType::Tq2_0),
         }
     }
 

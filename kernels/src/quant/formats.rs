@@ -20,6 +20,8 @@
 //!
 //! | IQ4_NL | 32  | 18    | d: f16, qs[16]: codebook indices laid out as Q4_0's nibbles       |
 //! | IQ4_XS | 256 | 136   | d: f16, scales_h: u16, scales_l[4], qs[128] (IQ4_NL's per 32)     |
+//! | TQ1_0  | 256 | 54    | qs[48] (5 trits per byte), qh[4] (4 trits per byte), d: f16       |
+//! | TQ2_0  | 256 | 66    | qs[64] (2 bits per element, Q2_K's order), d: f16                 |
 //!
 //! IQ4_NL / IQ4_XS values are `IQ4NL_VALUES[index]` times the block's (IQ4_XS: the 32's) scale;
 //! IQ4_XS's 6-bit scale j (read minus 32) is nibble j % 2 of scales_l[j / 2] with bits 2j..2j+2
@@ -27,7 +29,13 @@
 //!
 //! Q2_K and Q3_K lay out their 2-bit quants alike: element 128·h + 32·j + l (h < 2, j < 4,
 //! l < 32) is bits 2j..2j+2 of qs[32·h + l]; Q3_K's third bit is bit 4h + j of hmask[l], and
-//! both scale every 16 elements (index 8h + 2j + l/16).
+//! both scale every 16 elements (index 8h + 2j + l/16). TQ2_0 lays its quants out as Q2_K does
+//! (t = q − 1).
+//!
+//! TQ1_0 packs five trits per byte as a fixed-point fraction: trit n of byte x (the n-th most
+//! significant base-3 digit) is ((x·3ⁿ mod 256)·3) >> 8, t = trit − 1. Element 32n + m
+//! (n < 5, m < 32) is trit n of qs[m], element 160 + 16n + m (m < 16) trit n of qs[32 + m],
+//! element 240 + 4n + m (n < 4, m < 4) trit n of qh[m].
 use super::activations::QuantizedRows;
 use super::iq_grid::{self, grid_types};
 use half::f16;
@@ -71,6 +79,10 @@ pub enum QuantType {
     Iq3S,
     Iq1S,
     Iq1M,
+    /// The ternary types (BitNet b1.58 / TriLM models): value = d·t, t in −1, 0, 1 (TQ2_0's
+    /// two bits can also say 2), read as grid types with every s_g 1 (`iq_grid`).
+    Tq1_0,
+    Tq2_0,
 }
 
 /// The non-linear 4-bit codebook of IQ4_NL and IQ4_XS (llama.cpp's `kvalues_iq4nl`).
@@ -127,7 +139,7 @@ pub enum ActFormat {
 }
 
 impl QuantType {
-    pub const ALL: [QuantType; 20] = [
+    pub const ALL: [QuantType; 22] = [
         QuantType::Q4_0,
         QuantType::Q5_0,
         QuantType::Q8_0,
@@ -148,6 +160,8 @@ impl QuantType {
         QuantType::Iq3S,
         QuantType::Iq1S,
         QuantType::Iq1M,
+        QuantType::Tq1_0,
+        QuantType::Tq2_0,
     ];
 
     /// Whether each 16 elements of a 32-element chunk have a scale (and minimum) of their own.
@@ -185,7 +199,9 @@ impl QuantType {
             | QuantType::Iq3Xxs
             | QuantType::Iq3S
             | QuantType::Iq1S
-            | QuantType::Iq1M => 256,
+            | QuantType::Iq1M
+            | QuantType::Tq1_0
+            | QuantType::Tq2_0 => 256,
         }
     }
 
@@ -212,6 +228,8 @@ impl QuantType {
             QuantType::Iq3S => 110,
             QuantType::Iq1S => 50,
             QuantType::Iq1M => 56,
+            QuantType::Tq1_0 => 54,
+            QuantType::Tq2_0 => 66,
         }
     }
 

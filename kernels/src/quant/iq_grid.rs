@@ -1,4 +1,4 @@
-//! The lattice-codebook types of GGUF: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M
+//! The grid types: GGUF's lattice-codebook types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M
 //! (llama.cpp's "i-quants" below 4 bits, which large models are shipped in to fit memory).
 //!
 //! Each 256-element super-block stores, per group of 8 (IQ3: 4) elements, an index into a
@@ -24,6 +24,11 @@
 //! IQ2's magnitudes are 8, 25, 43 (x/8 of d·(ls+½)/4), IQ3_XXS's up to 62 (d·(ls+½)/2), IQ3_S's
 //! odd 1..15, IQ1's -8, 0, 8 plus the delta ±1 (eighths of d·(2ls+1)): |q| ≤ 62 everywhere, so
 //! the kernels' byte products cannot saturate, and s_g ≤ 31.
+//!
+//! The ternary types TQ1_0 and TQ2_0 (`formats` gives their layouts) ride on the same paths:
+//! their values are d·t, t one of −1, 0, 1, so a chunk is its trits (0..=2, TQ2_0's two bits
+//! up to 3) plus IQ1's delta, here −1 for every group, with D = d and every s_g 1. The lattice
+//! kernels then serve them unchanged; only the unpacking below is theirs.
 use super::formats::{f16_at, QuantType};
 use super::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use half::f16;
@@ -69,10 +74,10 @@ pub static KSIGN_MULTIPLIERS: [u64; 128] = {
     t
 };
 
-/// All eight multipliers 1: IQ1's groups, which have no signs.
+/// All eight multipliers 1: IQ1's and the ternary types' groups, which have no signs.
 const POSITIVE: u64 = 0x0101_0101_0101_0101;
 
-/// The lattice-codebook types as a pattern, so that matches over `QuantType` name them once.
+/// The grid types as a pattern, so that matches over `QuantType` name them once.
 macro_rules! grid_types {
     () => {
         $crate::quant::QuantType::Iq2Xxs
@@ -82,12 +87,14 @@ macro_rules! grid_types {
             | $crate::quant::QuantType::Iq3S
             | $crate::quant::QuantType::Iq1S
             | $crate::quant::QuantType::Iq1M
+            | $crate::quant::QuantType::Tq1_0
+            | $crate::quant::QuantType::Tq2_0
     };
 }
 pub(crate) use grid_types;
 
-/// The lattice-codebook types (`grid_types!` as a list).
-pub const LATTICE: [QuantType; 7] = [
+/// The grid types (`grid_types!` as a list): the lattice codebooks and the ternary types.
+pub const GRID_TYPES: [QuantType; 9] = [
     QuantType::Iq2Xxs,
     QuantType::Iq2Xs,
     QuantType::Iq2S,
@@ -95,9 +102,11 @@ pub const LATTICE: [QuantType; 7] = [
     QuantType::Iq3S,
     QuantType::Iq1S,
     QuantType::Iq1M,
+    QuantType::Tq1_0,
+    QuantType::Tq2_0,
 ];
 
-/// Whether `ty` is one of the lattice-codebook types.
+/// Whether `ty` is one of the grid types.
 pub fn is_grid(ty: QuantType) -> bool {
     matches!(ty, grid_types!())
 }
@@ -159,6 +168,13 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
+#[inline(always)]
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// Two 4-wide IQ3 entries as one 8-byte group.
 #[inline(always)]
 fn pair(table: &[u32], lo: usize, hi: usize) -> u64 {
@@ -205,8 +221,20 @@ pub fn grid_scales(ty: QuantType, b: &[u8]) -> (f32, [u8; 16]) {
                 std::array::from_fn(|g| odd((u16_at(b, 48 + 2 * (g / 4)) >> (3 * (g % 4))) & 7));
             (iq1m_d(b) / 8.0, s)
         }
-        _ => unreachable!("{ty:?} is not a lattice-codebook type"),
+        QuantType::Tq1_0 => (f16_at(b, 52), [1; 16]),
+        QuantType::Tq2_0 => (f16_at(b, 64), [1; 16]),
+        _ => unreachable!("{ty:?} is not a grid type"),
     }
+}
+
+/// Whether chunks of `ty` add a delta to their values (IQ1's ±1, the ternary types' −1): the
+/// kernels that split values into magnitudes and signs take these from the sum.
+#[inline(always)]
+pub fn has_delta(ty: QuantType) -> bool {
+    matches!(
+        ty,
+        QuantType::Iq1S | QuantType::Iq1M | QuantType::Tq1_0 | QuantType::Tq2_0
+    )
 }
 
 /// Every 16 elements' scale as a value, D·s_g: what the dequantization and the panels (repacked
@@ -225,7 +253,7 @@ fn signs7(word: u32) -> Signs {
     }))
 }
 
-/// Chunk `j` (elements 32j..32j+32) of the block `b` of lattice type `ty`.
+/// Chunk `j` (elements 32j..32j+32) of the block `b` of grid type `ty`.
 #[inline(always)]
 pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
     match ty {
@@ -297,15 +325,71 @@ pub fn grid_chunk(ty: QuantType, b: &[u8], j: usize) -> GridChunk {
                 delta: std::array::from_fn(|g| if nib(g) & 8 != 0 { -1 } else { 1 }),
             }
         }
-        _ => unreachable!("{ty:?} is not a lattice-codebook type"),
+        QuantType::Tq2_0 => {
+            // Chunk j = 4h + l: bits 2l..2l + 2 of qs[32h..32h + 32].
+            let (h, l) = (j / 4, j % 4);
+            GridChunk {
+                grid: std::array::from_fn(|g| (u64_at(b, 32 * h + 8 * g) >> (2 * l)) & TWO_BITS),
+                sign: Signs::Multipliers([POSITIVE; 4]),
+                delta: [-1; 4],
+            }
+        }
+        QuantType::Tq1_0 => GridChunk {
+            grid: tq1_chunk(b, j),
+            sign: Signs::Multipliers([POSITIVE; 4]),
+            delta: [-1; 4],
+        },
+        _ => unreachable!("{ty:?} is not a grid type"),
     }
 }
 
-/// Set the f16 scale of a block of lattice type `ty` (IQ1_M's four nibbles; the others' field
-/// at 0): `formats::set_scales` for these types.
+const TWO_BITS: u64 = 0x0303_0303_0303_0303;
+
+/// 3ⁿ: multiplying a TQ1_0 byte by it (mod 256) brings trit n to the top (`formats`).
+const POW3: [u64; 5] = [1, 3, 9, 27, 81];
+
+/// Trit n of each of the eight bytes of `word`, one per byte. The bytes are taken in two sets
+/// of four 16-bit lanes, so that one 64-bit multiply does four bytes' x·3ⁿ and another their
+/// ·3 (every product stays under 2¹⁶, in its lane); masking each lane's low byte is the mod 256.
+#[inline(always)]
+fn trits(word: u64, n: usize) -> u64 {
+    const LOW: u64 = 0x00ff_00ff_00ff_00ff;
+    let lanes = |w: u64| (((((w & LOW) * POW3[n]) & LOW) * 3) >> 8) & LOW;
+    lanes(word) | lanes(word >> 8) << 8
+}
+
+/// Chunk `j` of a TQ1_0 block as trits (`formats` gives the element order).
+#[inline(always)]
+fn tq1_chunk(b: &[u8], j: usize) -> [u64; 4] {
+    match j {
+        // Trit j of qs[0..32].
+        0..5 => std::array::from_fn(|g| trits(u64_at(b, 8 * g), j)),
+        // Elements 160 + 32(j − 5)..: trits 2(j − 5) and 2(j − 5) + 1 of qs[32..48].
+        5 | 6 => {
+            let n = 2 * (j - 5);
+            std::array::from_fn(|g| trits(u64_at(b, 32 + 8 * (g % 2)), n + g / 2))
+        }
+        // Trit 4 of qs[32..48], then trits 0..4 of qh[0..4].
+        _ => {
+            let qh = u32_at(b, 48) as u64;
+            [
+                trits(u64_at(b, 32), 4),
+                trits(u64_at(b, 40), 4),
+                trits(qh, 0) | trits(qh, 1) << 32,
+                trits(qh, 2) | trits(qh, 3) << 32,
+            ]
+        }
+    }
+}
+
+/// Set the f16 scale of a block of grid type `ty` (IQ1_M's four nibbles; the ternary types'
+/// field at the end, the others' at 0): `formats::set_scales` for these types.
 pub fn set_grid_scale(ty: QuantType, block: &mut [u8], d: f32) {
     let bits = f16::from_f32(d).to_bits();
-    if ty == QuantType::Iq1M {
+    if matches!(ty, QuantType::Tq1_0 | QuantType::Tq2_0) {
+        let at = ty.block_bytes() - 2;
+        block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+    } else if ty == QuantType::Iq1M {
         for i in 0..4 {
             let at = 48 + 2 * i;
             let w = u16::from_le_bytes([block[at], block[at + 1]]) & 0x0fff;
@@ -330,6 +414,41 @@ mod tests {
         assert_eq!(&KSIGNS[..4], &[0x00, 0x81, 0x82, 0x03]);
         assert_eq!(KSIGN_MULTIPLIERS[1], 0xff01_0101_0101_01ff);
         assert_eq!(SIGN_MULTIPLIERS[0x80], 0xff01_0101_0101_0101);
+    }
+
+    #[test]
+    fn trits_match_the_per_byte_formula() {
+        for n in 0..5 {
+            for x in 0..=255u8 {
+                let want = ((x.wrapping_mul(POW3[n] as u8) as u16 * 3) >> 8) as u8;
+                // Byte x at every position, its neighbours 0xff (a carry would show there).
+                for at in 0..8 {
+                    let word = !(0xffu64 << (8 * at)) | (x as u64) << (8 * at);
+                    let got = trits(word, n);
+                    assert_eq!((got >> (8 * at)) as u8, want, "x {x} n {n} at {at}");
+                    let ff = ((0xffu16 * POW3[n] as u16) as u8 as u16 * 3 >> 8) as u8;
+                    for other in (0..8).filter(|&o| o != at) {
+                        assert_eq!((got >> (8 * other)) as u8, ff);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tq1_chunks_follow_the_element_order() {
+        // Byte i of the block holds i·7 mod 243 (a valid 5-trit value).
+        let b: Vec<u8> = (0..54).map(|i| (i * 7 % 243) as u8).collect();
+        let trit = |x: u8, n: usize| ((x.wrapping_mul(POW3[n] as u8) as u16 * 3) >> 8) as i8;
+        let mut want = Vec::new();
+        (0..5).for_each(|n| (0..32).for_each(|m| want.push(trit(b[m], n))));
+        (0..5).for_each(|n| (0..16).for_each(|m| want.push(trit(b[32 + m], n))));
+        (0..4).for_each(|n| (0..4).for_each(|m| want.push(trit(b[48 + m], n))));
+        let got: Vec<i8> = (0..8)
+            .flat_map(|j| grid_chunk(QuantType::Tq1_0, &b, j).values())
+            .collect();
+        let want: Vec<i8> = want.iter().map(|t| t - 1).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

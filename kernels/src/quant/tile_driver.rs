@@ -31,8 +31,10 @@ pub(crate) mod kind {
     pub const IQ3S: u8 = 17;
     pub const IQ1S: u8 = 18;
     pub const IQ1M: u8 = 19;
+    pub const TQ1_0: u8 = 20;
+    pub const TQ2_0: u8 = 21;
 
-    /// The lattice-codebook type of kind `t` (`quant::iq_grid`), if it is one.
+    /// The grid type of kind `t` (`quant::iq_grid`), if it is one.
     pub const fn grid_type(t: u8) -> Option<crate::quant::QuantType> {
         use crate::quant::QuantType;
         match t {
@@ -43,6 +45,8 @@ pub(crate) mod kind {
             IQ3S => Some(QuantType::Iq3S),
             IQ1S => Some(QuantType::Iq1S),
             IQ1M => Some(QuantType::Iq1M),
+            TQ1_0 => Some(QuantType::Tq1_0),
+            TQ2_0 => Some(QuantType::Tq2_0),
             _ => None,
         }
     }
@@ -69,6 +73,8 @@ pub(crate) mod kind {
             IQ3S => 110,
             IQ1S => 50,
             IQ1M => 56,
+            TQ1_0 => 54,
+            TQ2_0 => 66,
             _ => 210,
         }
     }
@@ -128,6 +134,8 @@ macro_rules! tile_driver {
                 QuantType::Iq3S => panel_of::<IQ3S>(w, row_bytes, x, out, stride),
                 QuantType::Iq1S => panel_of::<IQ1S>(w, row_bytes, x, out, stride),
                 QuantType::Iq1M => panel_of::<IQ1M>(w, row_bytes, x, out, stride),
+                QuantType::Tq1_0 => panel_of::<TQ1_0>(w, row_bytes, x, out, stride),
+                QuantType::Tq2_0 => panel_of::<TQ2_0>(w, row_bytes, x, out, stride),
             }
         }
 

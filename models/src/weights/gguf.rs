@@ -191,6 +191,8 @@ impl GgufFile {
             30 => "IQ4_XS",
             31 => "IQ1_M",
             32 => "BF16",
+            36 => "TQ1_0",
+            37 => "TQ2_0",
             38 => "MXFP4_MOE",
             _ => return None,
         })

@@ -25,13 +25,15 @@ fn own_type(id: u32) -> Option<BlockType> {
         GGML_TYPE_MXFP4 => Some(BlockType::Mxfp4),
         GGML_TYPE_IQ4_NL => Some(BlockType::Iq4Nl),
         GGML_TYPE_IQ4_XS => Some(BlockType::Iq4Xs),
-        16 => Some(BlockType::Lattice(QuantType::Iq2Xxs)),
-        17 => Some(BlockType::Lattice(QuantType::Iq2Xs)),
-        18 => Some(BlockType::Lattice(QuantType::Iq3Xxs)),
-        19 => Some(BlockType::Lattice(QuantType::Iq1S)),
-        21 => Some(BlockType::Lattice(QuantType::Iq3S)),
-        22 => Some(BlockType::Lattice(QuantType::Iq2S)),
-        29 => Some(BlockType::Lattice(QuantType::Iq1M)),
+        16 => Some(BlockType::Grid(QuantType::Iq2Xxs)),
+        17 => Some(BlockType::Grid(QuantType::Iq2Xs)),
+        18 => Some(BlockType::Grid(QuantType::Iq3Xxs)),
+        19 => Some(BlockType::Grid(QuantType::Iq1S)),
+        21 => Some(BlockType::Grid(QuantType::Iq3S)),
+        22 => Some(BlockType::Grid(QuantType::Iq2S)),
+        29 => Some(BlockType::Grid(QuantType::Iq1M)),
+        34 => Some(BlockType::Grid(QuantType::Tq1_0)),
+        35 => Some(BlockType::Grid(QuantType::Tq2_0)),
         _ => None,
     }
 }
@@ -69,8 +71,6 @@ fn type_name(id: u32) -> &'static str {
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
         _ => "unknown",
     }
 }
@@ -253,7 +253,8 @@ pub fn read(bytes: &[u8]) -> Result<Header, String> {
             return Err(format!(
                 "unsupported tensor type {} (ggml type {ty}) for `{name}`: candor reads F32, \
                  F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_S, \
-                 IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS and MXFP4 \
+                 IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 \
+                 and MXFP4 \
                  (llama.cpp's llama-quantize makes any of them)",
                 type_name(ty)
             ));

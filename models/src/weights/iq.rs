@@ -1,8 +1,9 @@
 //! The IQ block types candle has no type for: IQ4_NL and IQ4_XS (GGUF types 20 and 23:
 //! 4-bit indices into a fixed non-linear codebook, `candor_kernels::quant::IQ4NL_VALUES`) and
-//! the lattice-codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (types 16-19,
-//! 21, 22, 29; `candor_kernels::quant::iq_grid`). The CPU kernels read them as they are; CUDA
-//! and plugins get Q8_0 blocks (`to_q8_0`).
+//! the grid types: the lattice codebooks IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S
+//! (types 16-19, 21, 22, 29) and the ternary TQ1_0, TQ2_0 (34, 35; `candor_kernels::quant::
+//! iq_grid`). The CPU kernels read them as they are; CUDA and plugins get Q8_0 blocks
+//! (`to_q8_0`).
 use super::BlockType;
 use crate::error::{ModelError, Result};
 use candor_kernels::quant::{decode_block, IntBlock};
@@ -13,7 +14,7 @@ const Q8_0_BYTES: usize = 34;
 
 /// `blocks` of an IQ type as Q8_0 blocks, one per 32 values. Every IQ type's values are a
 /// scale times a signed byte, the scale shared by 32 values (IQ4_NL, IQ4_XS, IQ2_XXS,
-/// IQ3_XXS, IQ3_S, IQ1_S) or by 16 (IQ2_XS, IQ2_S, IQ1_M). Where the 32 share it the bytes
+/// IQ3_XXS, IQ3_S, IQ1_S, TQ1_0, TQ2_0) or by 16 (IQ2_XS, IQ2_S, IQ1_M). Where the 32 share it the bytes
 /// stay and the scale is rounded to f16 (IQ4_NL's is one already: exact; else a relative
 /// error of at most 2⁻¹¹); where the two 16s differ the 32 values are quantized afresh to 8
 /// bits (an error of at most half a step of max|value|/127, far under the 2-3-bit codebooks'
@@ -62,7 +63,7 @@ pub fn to_q8_0(ty: BlockType, blocks: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candor_kernels::quant::{dequantize, iq_grid::LATTICE, QuantType};
+    use candor_kernels::quant::{dequantize, iq_grid::GRID_TYPES, QuantType};
 
     fn blocks(ty: QuantType, count: usize) -> Vec<u8> {
         candor_kernels::quant::filler_blocks(ty, count, 0x51f1_5eed, 0.0123)
@@ -73,12 +74,12 @@ mod tests {
     /// within half a Q8_0 step of the 32's largest value.
     #[test]
     fn iq_blocks_as_q8_0_hold_their_values() {
-        let lattice = LATTICE.map(|t| (t, BlockType::Lattice(t)));
+        let grid = GRID_TYPES.map(|t| (t, BlockType::Grid(t)));
         let iq4 = [
             (QuantType::Iq4Nl, BlockType::Iq4Nl),
             (QuantType::Iq4Xs, BlockType::Iq4Xs),
         ];
-        for (ty, block) in iq4.into_iter().chain(lattice) {
+        for (ty, block) in iq4.into_iter().chain(grid) {
             let bytes = blocks(ty, 3);
             let n = 3 * ty.block_elems();
             let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);

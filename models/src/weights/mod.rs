@@ -21,16 +21,17 @@ pub use synthetic::SyntheticWeight;
 
 /// The layout of a tensor's blocks: one of candle's GGML types, or one candle has no type
 /// for: MXFP4 (GGUF type 39, gpt-oss's experts; `mxfp4`), IQ4_NL and IQ4_XS (types 20 and 23,
-/// llama.cpp's non-linear 4-bit codebook), and the lattice-codebook types IQ1_S/IQ1_M,
-/// IQ2_XXS/XS/S and IQ3_XXS/S (`candor_kernels::quant::iq_grid`; all read by `iq`).
+/// llama.cpp's non-linear 4-bit codebook), and the grid types: the lattice codebooks IQ1_S/IQ1_M,
+/// IQ2_XXS/XS/S, IQ3_XXS/S and the ternary TQ1_0/TQ2_0 (`candor_kernels::quant::iq_grid`; all
+/// read by `iq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockType {
     Ggml(GgmlDType),
     Mxfp4,
     Iq4Nl,
     Iq4Xs,
-    /// One of the lattice-codebook types (`QuantType::Iq2Xxs` ..= `Iq1M`).
-    Lattice(candor_kernels::quant::QuantType),
+    /// One of the grid types (`iq_grid::GRID_TYPES`).
+    Grid(candor_kernels::quant::QuantType),
 }
 
 impl BlockType {
@@ -41,7 +42,7 @@ impl BlockType {
             BlockType::Mxfp4 => (mxfp4::BLOCK, mxfp4::GGML_BLOCK_BYTES),
             BlockType::Iq4Nl => (32, 18),
             BlockType::Iq4Xs => (256, 136),
-            BlockType::Lattice(t) => (t.block_elems(), t.block_bytes()),
+            BlockType::Grid(t) => (t.block_elems(), t.block_bytes()),
         }
     }
 
@@ -66,7 +67,7 @@ impl BlockType {
         match self {
             BlockType::Iq4Nl => Some(candor_kernels::quant::QuantType::Iq4Nl),
             BlockType::Iq4Xs => Some(candor_kernels::quant::QuantType::Iq4Xs),
-            BlockType::Lattice(t) => Some(t),
+            BlockType::Grid(t) => Some(t),
             BlockType::Ggml(_) | BlockType::Mxfp4 => None,
         }
     }
@@ -160,7 +161,7 @@ impl MappedBlocks {
         Ok(match self.dtype {
             BlockType::Ggml(d) => (d, self.bytes().into()),
             BlockType::Mxfp4 => (GgmlDType::Q5_0, mxfp4::ggml_to_q5_0(self.bytes())?.into()),
-            BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => (
+            BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => (
                 GgmlDType::Q8_0,
                 iq::to_q8_0(self.dtype, self.bytes())?.into(),
             ),
@@ -225,7 +226,7 @@ impl HostWeight {
                 BlockType::Ggml(d) => weight_dtype_of(d),
                 // No backend-facing type names MXFP4 or the IQ types: their blocks reach
                 // backends as they are (CPU) or as Q5_0 / Q8_0 (`MappedBlocks::ggml_blocks`).
-                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => {
+                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => {
                     None
                 }
             },
@@ -288,7 +289,7 @@ impl HostWeight {
                     &candle_core::Device::Cpu,
                 )?)
             }
-            BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => {
+            BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => {
                 HostWeight::Mapped(MappedBlocks::owned(bytes, dtype, shape)?)
             }
         })

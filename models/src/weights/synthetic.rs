@@ -100,11 +100,11 @@ fn random_blocks(seed: u64, out: &mut [u8], block_bytes: usize, set_scales: impl
     }
 }
 
-/// Random blocks of a lattice-codebook IQ type (`candor_kernels::quant::iq_grid`) of `shape`,
-/// rows whole 256-element blocks: codebook indices, signs and sub-block scales random, the f16
+/// Random blocks of a grid type (`candor_kernels::quant::iq_grid`) of `shape`, rows whole
+/// 256-element blocks: codebook indices (trits), signs and sub-block scales random, the f16
 /// scale set so that the largest value a block could hold is `max_abs`. Block b's bytes are a
 /// pure function of (seed, b).
-pub fn lattice_blocks(
+pub fn grid_blocks(
     seed: u64,
     shape: Vec<usize>,
     ty: candor_kernels::quant::QuantType,
@@ -112,19 +112,22 @@ pub fn lattice_blocks(
 ) -> Result<MappedBlocks> {
     use candor_kernels::quant::QuantType;
     // The largest |value| per unit of the f16 scale d: D/d times the largest codebook value
-    // (with IQ1's delta) times the largest sub-block scale 2ls + 1.
+    // (with IQ1's delta) times the largest sub-block scale 2ls + 1; the ternary types' largest
+    // trit (TQ2_0's two bits hold 2 as well).
     let largest = match ty {
         QuantType::Iq2Xxs | QuantType::Iq2Xs | QuantType::Iq2S => 43.0 * 31.0 / 8.0,
         QuantType::Iq3Xxs => 62.0 * 31.0 / 4.0,
         QuantType::Iq3S => 15.0 * 31.0,
         QuantType::Iq1S | QuantType::Iq1M => 9.0 * 15.0 / 8.0,
+        QuantType::Tq1_0 => 1.0,
+        QuantType::Tq2_0 => 2.0,
         other => {
             return Err(ModelError::Config(format!(
-                "{other:?} is not a lattice-codebook type"
+                "{other:?} is not a grid type"
             )))
         }
     };
-    let dtype = BlockType::Lattice(ty);
+    let dtype = BlockType::Grid(ty);
     let Some(len) = dtype.tensor_bytes(&shape) else {
         return Err(ModelError::Config(format!(
             "{dtype:?} weights of shape {shape:?}: rows are not whole blocks"
@@ -253,16 +256,16 @@ mod tests {
         assert!(ggml_blocks(3, vec![4, 100], GgmlDType::Q8_0, max_abs).is_err());
     }
 
-    /// Lattice IQ blocks: reproducible, the largest value within the range asked (to the f16
-    /// rounding of the scale), spread over it; a type that is no lattice type refused.
+    /// Grid blocks: reproducible, the largest value within the range asked (to the f16
+    /// rounding of the scale), spread over it; a type that is no grid type refused.
     #[test]
-    fn lattice_blocks_decode_to_values_of_the_range() {
-        use candor_kernels::quant::{iq_grid::LATTICE, QuantType};
+    fn grid_blocks_decode_to_values_of_the_range() {
+        use candor_kernels::quant::{iq_grid::GRID_TYPES, QuantType};
         let max_abs = 0.5;
-        for ty in LATTICE {
-            let blocks = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
-            assert_eq!(blocks.dtype, BlockType::Lattice(ty));
-            let again = lattice_blocks(3, vec![4, 512], ty, max_abs).unwrap();
+        for ty in GRID_TYPES {
+            let blocks = grid_blocks(3, vec![4, 512], ty, max_abs).unwrap();
+            assert_eq!(blocks.dtype, BlockType::Grid(ty));
+            let again = grid_blocks(3, vec![4, 512], ty, max_abs).unwrap();
             assert_eq!(blocks.bytes(), again.bytes(), "{ty:?}: same seed");
             let values: Vec<f32> = blocks
                 .to_f32()
@@ -276,8 +279,8 @@ mod tests {
             assert!(largest <= 1.001 * max_abs, "{ty:?}: {largest}");
             assert!(mean_abs > max_abs / 50.0, "{ty:?}: mean |v| {mean_abs}");
         }
-        assert!(lattice_blocks(3, vec![4, 512], QuantType::Q4K, max_abs).is_err());
-        assert!(lattice_blocks(3, vec![4, 128], QuantType::Iq2Xxs, max_abs).is_err());
+        assert!(grid_blocks(3, vec![4, 512], QuantType::Q4K, max_abs).is_err());
+        assert!(grid_blocks(3, vec![4, 128], QuantType::Iq2Xxs, max_abs).is_err());
     }
 
     #[test]

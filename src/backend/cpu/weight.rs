@@ -68,7 +68,7 @@ fn blocks_type(d: BlockType) -> Option<QuantType> {
     match d {
         BlockType::Ggml(d) => kernel_type(d),
         BlockType::Mxfp4 => Some(QuantType::Mxfp4),
-        BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Lattice(_) => d.iq(),
+        BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => d.iq(),
     }
 }
 

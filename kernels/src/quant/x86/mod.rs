@@ -14,6 +14,7 @@ mod panel_rows;
 mod prim_avx2;
 mod prim_vnni;
 mod quantize;
+mod ternary;
 mod wide_kquant;
 
 /// AVX2 + FMA + F16C: 16 vector registers, so tiles of 2 weight rows × 4 activation rows.
@@ -74,8 +75,8 @@ pub(crate) unsafe fn iq4_quants(p: *const u8, biased: bool) -> std::arch::x86_64
 
 /// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`) as magnitudes
 /// (unsigned bytes, ≤ 62) and signs (bytes ±1, looked up per group of 8 as the codebook bytes
-/// are); IQ1's signed values plus delta split into their absolute values and signs (a zero
-/// value gets sign 0). The row tiles multiply the magnitudes with the activations
+/// are); IQ1's and the ternary types' signed values plus delta split into their absolute
+/// values and signs (a zero value gets sign 0). The row tiles multiply the magnitudes with the activations
 /// carrying the signs (`_mm256_sign_epi8`), so the weights' signs cost one operation per
 /// activation row.
 ///
@@ -90,11 +91,15 @@ pub(crate) unsafe fn grid_split(
 ) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
     use super::iq_grid::Signs;
     use std::arch::x86_64::*;
+    let one = _mm256_set1_epi8(1);
+    if matches!(ty, super::QuantType::Tq1_0 | super::QuantType::Tq2_0) {
+        let v = ternary::ternary_values(ty, p, j);
+        return (_mm256_abs_epi8(v), _mm256_sign_epi8(one, v));
+    }
     let c = super::iq_grid::grid_chunk(ty, std::slice::from_raw_parts(p, ty.block_bytes()), j);
     let word = |g: usize| c.grid[g] as i64;
     let v = _mm256_setr_epi64x(word(0), word(1), word(2), word(3));
-    let one = _mm256_set1_epi8(1);
-    if matches!(ty, super::QuantType::Iq1S | super::QuantType::Iq1M) {
+    if super::iq_grid::has_delta(ty) {
         let delta = |g: usize| (c.delta[g] as u8 as u64).wrapping_mul(0x0101_0101_0101_0101) as i64;
         let v = _mm256_add_epi8(
             v,
