@@ -10,8 +10,7 @@ use crate::spec::{Arch, ModelSpec};
 use crate::weights::mxfp4;
 use crate::weights::names::{expert, layer};
 use crate::weights::synthetic::{
-    block_scales, ggml_blocks, ggml_name, grid_blocks, mxfp4_blocks, tensor_seed,
-    SyntheticWeight,
+    block_scales, ggml_blocks, ggml_name, grid_blocks, mxfp4_blocks, tensor_seed, SyntheticWeight,
 };
 use crate::weights::{BlockType, HostWeight, WeightSource};
 use candle_core::quantized::GgmlDType;

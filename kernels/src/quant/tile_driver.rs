@@ -149,8 +149,19 @@ macro_rules! tile_driver {
         ) {
             let nrows = w.len() / row_bytes;
             let mut j = 0;
+            // The grid types' decode (codebook lookups, ternary unpacking) costs as much per
+            // weight row at any tile width, so wider tiles only add register pressure: they
+            // take two rows where the ISA's tiles are wider (VNNI, `qbench` one thread, 1-3
+            // activation rows: TQ2_0 1.35x at one, IQ2_XXS / IQ2_XS / IQ3_XXS 1.15-1.2x at
+            // three; IQ2_S / IQ3_S within 5% either way).
+            let narrow = grid_type(T).is_some() && $cb > 2;
             while j < nrows {
-                if nrows - j >= $cb {
+                if narrow && nrows - j >= 2 {
+                    let rows: [*const u8; 2] =
+                        std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
+                    rows_of::<T, 2>(rows, x, out, j, stride);
+                    j += 2;
+                } else if !narrow && nrows - j >= $cb {
                     let rows: [*const u8; $cb] =
                         std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
                     rows_of::<T, $cb>(rows, x, out, j, stride);

@@ -226,9 +226,7 @@ impl HostWeight {
                 BlockType::Ggml(d) => weight_dtype_of(d),
                 // No backend-facing type names MXFP4 or the IQ types: their blocks reach
                 // backends as they are (CPU) or as Q5_0 / Q8_0 (`MappedBlocks::ggml_blocks`).
-                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => {
-                    None
-                }
+                BlockType::Mxfp4 | BlockType::Iq4Nl | BlockType::Iq4Xs | BlockType::Grid(_) => None,
             },
             HostWeight::Synthetic(s) => Some(s.dtype),
         }

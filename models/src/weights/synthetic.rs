@@ -121,11 +121,7 @@ pub fn grid_blocks(
         QuantType::Iq1S | QuantType::Iq1M => 9.0 * 15.0 / 8.0,
         QuantType::Tq1_0 => 1.0,
         QuantType::Tq2_0 => 2.0,
-        other => {
-            return Err(ModelError::Config(format!(
-                "{other:?} is not a grid type"
-            )))
-        }
+        other => return Err(ModelError::Config(format!("{other:?} is not a grid type"))),
     };
     let dtype = BlockType::Grid(ty);
     let Some(len) = dtype.tensor_bytes(&shape) else {
