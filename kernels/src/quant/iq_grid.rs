@@ -443,17 +443,16 @@ mod tests {
 
     #[test]
     fn trits_match_the_per_byte_formula() {
-        for n in 0..5 {
+        let trit = |x: u8, pow: u64| ((x.wrapping_mul(pow as u8) as u16 * 3) >> 8) as u8;
+        for (n, &pow) in POW3.iter().enumerate() {
             for x in 0..=255u8 {
-                let want = ((x.wrapping_mul(POW3[n] as u8) as u16 * 3) >> 8) as u8;
                 // Byte x at every position, its neighbours 0xff (a carry would show there).
                 for at in 0..8 {
                     let word = !(0xffu64 << (8 * at)) | (x as u64) << (8 * at);
                     let got = trits(word, n);
-                    assert_eq!((got >> (8 * at)) as u8, want, "x {x} n {n} at {at}");
-                    let ff = ((0xffu16 * POW3[n] as u16) as u8 as u16 * 3 >> 8) as u8;
+                    assert_eq!((got >> (8 * at)) as u8, trit(x, pow), "x {x} n {n} at {at}");
                     for other in (0..8).filter(|&o| o != at) {
-                        assert_eq!((got >> (8 * other)) as u8, ff);
+                        assert_eq!((got >> (8 * other)) as u8, trit(0xff, pow));
                     }
                 }
             }
