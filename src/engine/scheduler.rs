@@ -354,7 +354,7 @@ impl Seq {
 
 /// Queue `seq` by priority: after those of its priority (a new request), or before them (a
 /// preempted one, which was admitted before any of them).
-fn enqueue(waiting: &mut VecDeque<Seq>, seq: Seq, before_equals: bool) {
+fn enqueue(waiting: &mut VecDeque<Seq>, seq: Seq, before_equals: bool) -> usize {
     let p = seq.req.priority;
     let at = waiting
         .iter()
@@ -364,6 +364,7 @@ fn enqueue(waiting: &mut VecDeque<Seq>, seq: Seq, before_equals: bool) {
         })
         .unwrap_or(waiting.len());
     waiting.insert(at, seq);
+    at
 }
 
 /// Handle to the engine thread; cheap to clone.
@@ -738,9 +739,14 @@ impl Engine {
                         .apply(action, &mut self.blocks, self.runner.as_mut());
                 let _ = done.send(outcome);
             }
-            while let Some(front) = q.waiting.front() {
+            // Requests held for a prompt a running sequence is computing (theirs to share)
+            // stay at the head of the queue, in order, while those behind them are admitted:
+            // a burst behind one long system prompt delays no one else (as vLLM's scheduler
+            // passes over requests waiting for their KV transfer or grammar).
+            let mut held = 0;
+            while let Some(front) = q.waiting.get(held) {
                 if front.cancelled() {
-                    q.waiting.pop_front();
+                    q.waiting.remove(held);
                     continue;
                 }
                 if front
@@ -749,12 +755,17 @@ impl Engine {
                     .is_some_and(|g| !g.load(Ordering::Acquire))
                 {
                     // Its group's prompt is still being computed by a running member.
-                    break;
+                    held += 1;
+                    continue;
                 }
                 if self.running.len() >= self.config.max_num_seqs {
                     // Full: a waiting request of a better priority takes the worst one's place.
                     match self.evict_for(front.req.priority) {
-                        Some(evicted) => enqueue(&mut q.waiting, evicted, true),
+                        Some(evicted) => {
+                            if enqueue(&mut q.waiting, evicted, true) <= held {
+                                held += 1;
+                            }
+                        }
                         None => break,
                     }
                     continue;
@@ -794,7 +805,8 @@ impl Engine {
                         // A running prompt is computing blocks this one shares: take them
                         // from the cache once they are there rather than compute them twice
                         // in the same steps (a burst of requests behind one system prompt).
-                        break;
+                        held += 1;
+                        continue;
                     }
                     self.blocks.match_prefix(&front.tokens, root)
                 };
@@ -804,7 +816,9 @@ impl Engine {
                     let priority = front.req.priority;
                     match self.evict_for(priority) {
                         Some(evicted) => {
-                            enqueue(&mut q.waiting, evicted, true);
+                            if enqueue(&mut q.waiting, evicted, true) <= held {
+                                held += 1;
+                            }
                             continue;
                         }
                         None => break,
@@ -813,7 +827,7 @@ impl Engine {
                 if need > self.blocks.num_blocks() {
                     let mut table = table;
                     self.blocks.release(&mut table);
-                    if let Some(seq) = q.waiting.pop_front() {
+                    if let Some(seq) = q.waiting.remove(held) {
                         let _ = seq.req.events.send(EngineEvent::Error(format!(
                             "the request needs {need} KV blocks, the cache has {}",
                             self.blocks.num_blocks()
@@ -821,7 +835,7 @@ impl Engine {
                     }
                     continue;
                 }
-                if let Some(mut seq) = q.waiting.pop_front() {
+                if let Some(mut seq) = q.waiting.remove(held) {
                     let hit = hit - self.copy_shared_start(copy, &seq.req.id);
                     self.admissions += 1;
                     seq.admitted = self.admissions;

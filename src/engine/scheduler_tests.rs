@@ -306,6 +306,40 @@ fn requests_behind_one_long_prompt_compute_it_once() {
     assert_eq!(steps_of(40, true), vec![(1, 4), (3, 120)]);
 }
 
+/// Requests held for a running prompt they share stay first in the queue, but do not hold up
+/// a request behind them that shares nothing: it is admitted beside the prompt they wait for.
+#[test]
+fn a_request_behind_held_ones_is_not_held_with_them() {
+    let shared: Vec<u32> = (0..80).map(|i| 1 + i % 7).collect();
+    let other: Vec<u32> = (0..80).map(|i| 20 + i % 5).collect();
+    let h = harness_with(8, 16, true, true);
+    let (blocker, blocker_rx) = request("blocker", 1);
+    h.handle.submit(blocker).expect("queued");
+    h.entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first step starts");
+    let mut rxs: Vec<_> = (0..3)
+        .map(|i| {
+            let (req, rx) = request_with_prompt(&format!("same/{i}"), 1, shared.clone());
+            h.handle.submit(req).expect("queued");
+            rx
+        })
+        .collect();
+    let (req, rx) = request_with_prompt("other", 1, other);
+    h.handle.submit(req).expect("queued");
+    rxs.push(rx);
+    h.release.send(()).expect("release");
+    assert_eq!(finish(blocker_rx), vec![2]);
+    for rx in rxs {
+        assert_eq!(finish(rx), vec![2]);
+    }
+    // The first shared prompt and the other one together; then the two held requests, each
+    // computing only its last prompt token.
+    let steps = h.steps.lock().unwrap().clone();
+    assert_eq!(steps, vec![(1, 4), (2, 160), (2, 2)]);
+    h.handle.shutdown();
+}
+
 #[test]
 fn later_members_do_not_wait_on_a_first_member_that_left() {
     // 600 tokens: the first member's prefill takes three steps (256-token budget); its client
