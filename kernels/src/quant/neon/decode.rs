@@ -165,11 +165,15 @@ pub unsafe fn iq4(qs: *const u8) -> [int8x16_t; 2] {
     ]
 }
 
-/// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`): the codebook
-/// bytes of each group of 8 times their signs (±1), plus IQ1's delta.
+/// Chunk `j` (32 elements) of the grid-type block at `p` (`iq_grid`): the codebook bytes of
+/// each group of 8 times their signs (±1), plus IQ1's delta; the ternary types' trits.
 #[inline]
 #[target_feature(enable = "neon")]
 pub unsafe fn grid(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8x16_t; 2] {
+    use super::super::QuantType;
+    if matches!(ty, QuantType::Tq1_0 | QuantType::Tq2_0) {
+        return ternary(ty, p, j);
+    }
     let b = std::slice::from_raw_parts(p, ty.block_bytes());
     use super::super::iq_grid::Signs;
     let c = super::super::iq_grid::grid_chunk(ty, b, j);
@@ -193,6 +197,52 @@ pub unsafe fn grid(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8
         )
     };
     [half(0), half(1)]
+}
+
+/// Chunk `j` of the TQ1_0 / TQ2_0 block at `p` (`formats` gives the packing), unpacked in
+/// vectors rather than through `iq_grid::grid_chunk`'s scalar words (as the x86 kernels do).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn ternary(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8x16_t; 2] {
+    let minus_one = vdupq_n_s8(-1);
+    if ty == super::super::QuantType::Tq2_0 {
+        // Bits 2l..2l + 2 of qs[32h..32h + 32] (j = 4h + l), minus one.
+        let (h, l) = (j / 4, j % 4);
+        let right = vdupq_n_s8(-2 * l as i8);
+        let half = |v: usize| {
+            let q = vandq_u8(
+                vshlq_u8(vld1q_u8(p.add(32 * h + 16 * v)), right),
+                vdupq_n_u8(3),
+            );
+            vaddq_s8(vreinterpretq_s8_u8(q), minus_one)
+        };
+        return [half(0), half(1)];
+    }
+    // Each byte times the power of three that brings the wanted trit to its top (u8
+    // products wrap mod 256, as the packing needs).
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let qs = |at: usize| vld1q_u8(p.add(at));
+    let (bytes, pow) = match j {
+        0..5 => ([qs(0), qs(16)], [vdupq_n_u8(POW3[j]); 2]),
+        5 | 6 => {
+            let n = 2 * (j - 5);
+            ([qs(32); 2], [vdupq_n_u8(POW3[n]), vdupq_n_u8(POW3[n + 1])])
+        }
+        _ => {
+            // Trit 4 of qs[32..48], then trits 0..4 of qh[0..4] (element 240 + 4n + m).
+            let qh = vreinterpretq_u8_u32(vdupq_n_u32((p.add(48) as *const u32).read_unaligned()));
+            const QH_POW: [u8; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27];
+            ([qs(32), qh], [vdupq_n_u8(81), vld1q_u8(QH_POW.as_ptr())])
+        }
+    };
+    // The trit, (3y) >> 8, is 1 from y = 86 and 2 from 171: the value is −1 plus both tests
+    // (each all ones, −1, where it holds).
+    let value = |v: usize| {
+        let y = vmulq_u8(bytes[v], pow[v]);
+        let at_least = |t: u8| vreinterpretq_s8_u8(vcgeq_u8(y, vdupq_n_u8(t)));
+        vsubq_s8(vsubq_s8(minus_one, at_least(86)), at_least(171))
+    };
+    [value(0), value(1)]
 }
 
 /// Q4_K / Q5_K sub-block j (32 elements) of the block at `p`: the low (even j) or high (odd j)
