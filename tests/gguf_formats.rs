@@ -293,6 +293,19 @@ fn gemma_norm(hf: &str) -> Option<String> {
     Some(format!("blk.{l}.{g}"))
 }
 
+/// GLM-4's post-norms as llama.cpp names them (its pre-FFN `post_attention_layernorm` is
+/// llama's, `gguf_name`'s).
+fn glm4_norm(hf: &str) -> Option<String> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (l, part) = rest.split_once('.')?;
+    let g = match part {
+        "post_self_attn_layernorm.weight" => "post_attention_norm.weight",
+        "post_mlp_layernorm.weight" => "post_ffw_norm.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{l}.{g}"))
+}
+
 /// Layer, projection (gate/up/down) and expert of an HF expert tensor (Qwen's
 /// `mlp.experts.E.gate_proj`, Mixtral's `block_sparse_moe.experts.E.w1`).
 fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
@@ -454,8 +467,9 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             GgmlDType::F32
         };
         let post_norms = gemma || matches!(arch, "olmo2" | "exaone4");
-        let gguf = match (post_norms, gemma_norm(name)) {
-            (true, Some(g)) => g,
+        let gguf = match (post_norms, gemma_norm(name), glm4_norm(name)) {
+            (true, Some(g), _) => g,
+            (_, _, Some(g)) if arch == "glm4" => g,
             _ => gguf_name(name),
         };
         q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
@@ -858,6 +872,69 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
+}
+
+/// GLM-4 as llama.cpp converts it: q/k/v biases, half-head RoPE in interleaved pairs (rows as
+/// they are, `rope.dimension_count`), post-norms, gate and up in a double-height `ffn_up`.
+#[test]
+fn glm4_loads_from_gguf() {
+    gguf_matches_checkout("glm4", "glm4", Experts::Stacked, 0.3);
+}
+
+/// `src` with one more block at the end, a copy of block 0, counted as a multi-token-
+/// prediction layer (`nextn_predict_layers`), as GLM-4.5's and GLM-OCR's GGUFs keep theirs.
+fn with_prediction_layer(src: &Path, dst: &Path) {
+    let mut file = std::fs::File::open(src).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let arch = content.metadata["general.architecture"]
+        .to_string()
+        .unwrap()
+        .clone();
+    let blocks = content.metadata[&format!("{arch}.block_count")]
+        .to_u32()
+        .unwrap();
+    let mut md: Vec<(String, Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in md.iter_mut() {
+        if *k == format!("{arch}.block_count") {
+            *v = Value::U32(blocks + 1);
+        }
+    }
+    md.push((format!("{arch}.nextn_predict_layers"), Value::U32(1)));
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for name in content.tensor_infos.keys() {
+        let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+        if let Some(rest) = name.strip_prefix("blk.0.") {
+            let copy = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            tensors.push((format!("blk.{blocks}.{rest}"), copy));
+        }
+        tensors.push((name.clone(), t));
+    }
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &md_refs, &t_refs).unwrap();
+}
+
+/// GLM GGUFs (`glm4`, `glm4moe`) counting a prediction layer in their blocks run the others
+/// only: the checkouts' logits.
+#[test]
+fn glm_prediction_layers_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, arch) in [("glm4", "glm4"), ("glm4_moe", "glm4moe")] {
+        let plain = dir.path().join(format!("{fixture}.gguf"));
+        let with_mtp = dir.path().join(format!("{fixture}-mtp.gguf"));
+        write_gguf_of(fixture, arch, &plain, GgmlDType::F32, Experts::Stacked);
+        with_prediction_layer(&plain, &with_mtp);
+        let reference = logits(&fixtures().join("tiny").join(fixture));
+        let d = max_abs_diff(&logits(&with_mtp), &reference);
+        assert!(
+            d < 1e-4,
+            "{fixture} with a prediction layer: logits differ by {d}"
+        );
+    }
 }
 
 #[test]

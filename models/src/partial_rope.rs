@@ -38,7 +38,7 @@ impl PartialRope {
     /// attention factor `factor` (1 unless its RoPE is scaled).
     pub fn new(spec: &ModelSpec, rotary: usize, factor: f32) -> Self {
         PartialRope {
-            head: partial_head_sources(spec.head_dim, rotary),
+            head: partial_head_sources(spec.head_dim, rotary, spec.rope.style),
             heads: spec.num_heads,
             kv_heads: spec.num_kv_heads,
             factor,
@@ -120,7 +120,7 @@ mod tests {
     fn layout(normed: bool) -> PartialRope {
         // head_dim 4, rotary 2: HF dims [r0, r1, p0, p1] → positions [r0, p0, r1, p1].
         PartialRope {
-            head: partial_head_sources(4, 2),
+            head: partial_head_sources(4, 2, crate::backend::RopeStyle::Neox),
             heads: 2,
             kv_heads: 1,
             factor: 2.0,

@@ -159,12 +159,26 @@ pub fn rotary_layout(
     out
 }
 
-/// For each position of a head laid out for `partial_rope_spec`, the HF dimension it holds
-/// (HF heads: the `rotary` dimensions first) and whether it rotates.
-pub fn partial_head_sources(head_dim: usize, rotary: usize) -> Vec<(usize, bool)> {
+/// For each position of a head laid out for `partial_rope_spec`, the stored dimension it
+/// holds (stored heads: the `rotary` dimensions first, paired as `stored` says: Phi-3's and
+/// GLM-4.5's halves, GLM-4's interleaved pairs) and whether it rotates.
+pub fn partial_head_sources(
+    head_dim: usize,
+    rotary: usize,
+    stored: RopeStyle,
+) -> Vec<(usize, bool)> {
+    let half = rotary / 2;
     rotary_layout(head_dim, rotary, 0, rotary..head_dim, RopeStyle::Neox)
         .into_iter()
-        .map(|s| s.unwrap_or((0, false)))
+        .map(|s| match s {
+            // Rotary dimension j in neox order: pair i's first (j = i) or second (j = half + i)
+            // member, stored at 2i and 2i + 1 where pairs interleave.
+            Some((j, true)) if stored == RopeStyle::Interleaved => match j < half {
+                true => (2 * j, true),
+                false => (2 * (j - half) + 1, true),
+            },
+            other => other.unwrap_or((0, false)),
+        })
         .collect()
 }
 
@@ -203,8 +217,9 @@ mod tests {
         assert!((scaled[last] - base[last] / 8.0).abs() < 1e-12);
     }
 
-    /// A NeoX rotation of half a head, as HF rotates it, equals the whole laid-out head's
-    /// rotation with zero frequencies past the rotated pairs.
+    /// A rotation of half a head as HF rotates it (NeoX halves, or GLM-4's interleaved pairs)
+    /// equals the whole laid-out head's NeoX rotation with zero frequencies past the rotated
+    /// pairs; the layout holds every stored dimension once.
     #[test]
     fn partial_rotation_as_a_whole_head_rotation() {
         let (d, r, pos) = (8, 4, 5.0f32);
@@ -212,26 +227,32 @@ mod tests {
         let (spec, factor) = partial_rope_spec(d, r, 100.0, &RopeScaling::None);
         assert_eq!(factor, 1.0);
         let freqs = inv_freq(r, 100.0, &RopeScaling::None);
-        let mut want = hf.clone();
-        for (i, f) in freqs.iter().enumerate() {
-            let (s, c) = (pos * f).sin_cos();
-            want[i] = hf[i] * c - hf[i + r / 2] * s;
-            want[i + r / 2] = hf[i + r / 2] * c + hf[i] * s;
+        for stored in [RopeStyle::Neox, RopeStyle::Interleaved] {
+            let mut want = hf.clone();
+            for (i, f) in freqs.iter().enumerate() {
+                let (s, c) = (pos * f).sin_cos();
+                let (a, b) = match stored {
+                    RopeStyle::Neox => (i, i + r / 2),
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                };
+                want[a] = hf[a] * c - hf[b] * s;
+                want[b] = hf[b] * c + hf[a] * s;
+            }
+            let sources = partial_head_sources(d, r, stored);
+            let mut head: Vec<f32> = sources.iter().map(|&(j, _)| hf[j]).collect();
+            for (i, f) in spec.inv_freq.iter().enumerate() {
+                let (s, c) = (pos * f).sin_cos();
+                let (x, y) = (head[i], head[i + d / 2]);
+                head[i] = x * c - y * s;
+                head[i + d / 2] = y * c + x * s;
+            }
+            for (p, &(j, _)) in sources.iter().enumerate() {
+                assert!((head[p] - want[j]).abs() < 1e-6, "{stored:?} dim {j}");
+            }
+            let mut seen: Vec<usize> = sources.iter().map(|s| s.0).collect();
+            seen.sort();
+            assert_eq!(seen, (0..d).collect::<Vec<_>>());
         }
-        let sources = partial_head_sources(d, r);
-        let mut head: Vec<f32> = sources.iter().map(|&(j, _)| hf[j]).collect();
-        for (i, f) in spec.inv_freq.iter().enumerate() {
-            let (s, c) = (pos * f).sin_cos();
-            let (x, y) = (head[i], head[i + d / 2]);
-            head[i] = x * c - y * s;
-            head[i + d / 2] = y * c + x * s;
-        }
-        for (p, &(j, _)) in sources.iter().enumerate() {
-            assert!((head[p] - want[j]).abs() < 1e-6, "dim {j}");
-        }
-        let mut seen: Vec<usize> = sources.iter().map(|s| s.0).collect();
-        seen.sort();
-        assert_eq!(seen, (0..d).collect::<Vec<_>>());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Arch {
     Granite,
     /// SmolLM3: llama whose every fourth layer runs without RoPE.
     Smollm3,
+    /// GLM-4 (dense): q/k/v biases, half-head interleaved RoPE, norms before and after both
+    /// attention and the FFN.
+    Glm4,
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
@@ -62,6 +65,7 @@ impl Arch {
             Arch::Gemma2 => "gemma2",
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
+            Arch::Glm4 => "glm4",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",

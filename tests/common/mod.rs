@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 23] = [
+pub const TINY_ARCHS: [&str; 24] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -34,6 +34,7 @@ pub const TINY_ARCHS: [&str; 23] = [
     "granite",
     "smollm3",
     "exaone4",
+    "glm4",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

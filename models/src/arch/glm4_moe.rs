@@ -3,9 +3,11 @@
 //! 0.5), and DeepSeek-V3's experts (sigmoid scores with a correction bias, group-limited
 //! choice, normalized and scaled weights, shared experts) past `first_k_dense_replace` dense
 //! layers. The multi-token-prediction layers past `num_hidden_layers` are not loaded.
-use super::{base_from_gguf, base_from_hf, rotary_dim_from_gguf, rotary_dim_from_hf};
+use super::{
+    base_from_gguf, base_from_hf, rotary_dim_from_gguf, rotary_dim_from_hf, skip_prediction_layers,
+};
 use crate::backend::RopeStyle;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
 use crate::weights::names::layer;
@@ -23,20 +25,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// A llama.cpp `glm4moe` GGUF: its blocks count the multi-token-prediction layers
 /// (`nextn_predict_layers`, kept at the end), which are not run.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let k = |s: &str| format!("glm4moe.{s}");
     let mut spec = base_from_gguf(g, Arch::Glm4Moe, RopeStyle::Neox)?;
-    let nextn = g.get_usize(&k("nextn_predict_layers")).unwrap_or(0);
-    spec.num_layers = spec
-        .num_layers
-        .checked_sub(nextn)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            ModelError::Config(format!(
-                "glm4moe: {} blocks, {nextn} of them prediction layers",
-                spec.num_layers
-            ))
-        })?;
-    spec.layer_windows.truncate(spec.num_layers);
+    skip_prediction_layers(&mut spec, g)?;
     spec.qkv_bias = g.contains(&layer(0, "attn_q.bias"));
     spec.qk_norm = g.contains(&layer(0, "attn_q_norm.weight"));
     spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;

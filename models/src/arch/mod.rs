@@ -4,6 +4,7 @@ pub mod deepseek;
 pub mod exaone4;
 pub mod experts;
 pub mod gemma3;
+pub mod glm4;
 pub mod glm4_moe;
 pub mod gpt_oss;
 pub mod granite;
@@ -51,6 +52,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
+        "glm4" => glm4::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
@@ -79,6 +81,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gemma2" => gemma3::gemma2_from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
+        "glm4" => glm4::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
@@ -103,6 +106,8 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
         Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => {
             HfNormNaming::Gemma
         }
+        // GLM-4 names its post-norms apart and keeps the pre-FFN one as llama's.
+        Arch::Glm4 => HfNormNaming::Glm4,
         _ => HfNormNaming::Llama,
     }
 }
@@ -145,6 +150,27 @@ pub(crate) fn rotary_dim_from_hf(
 pub(crate) fn rotary_dim_from_gguf(g: &GgufFile, head_dim: usize) -> Result<Option<usize>> {
     let key = format!("{}.rope.dimension_count", g.architecture()?);
     Ok(g.get_usize(&key).filter(|&r| r != head_dim))
+}
+
+/// Leave out the multi-token-prediction layers a GLM GGUF counts in its blocks
+/// (`nextn_predict_layers`, kept at the end): they are not run.
+pub(crate) fn skip_prediction_layers(spec: &mut ModelSpec, g: &GgufFile) -> Result<()> {
+    let a = g.architecture()?;
+    let nextn = g
+        .get_usize(&format!("{a}.nextn_predict_layers"))
+        .unwrap_or(0);
+    spec.num_layers = spec
+        .num_layers
+        .checked_sub(nextn)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            ModelError::Config(format!(
+                "{a}: {} blocks, {nextn} of them prediction layers",
+                spec.num_layers
+            ))
+        })?;
+    spec.layer_windows.truncate(spec.num_layers);
+    Ok(())
 }
 
 /// The llama-shaped base every supported HF family starts from.

@@ -8,6 +8,9 @@ pub enum HfNormNaming {
     /// gemma2/3: `post_attention_layernorm` is applied to the attention output,
     /// `pre_feedforward_layernorm` is the pre-FFN norm.
     Gemma,
+    /// GLM-4: `post_attention_layernorm` is the pre-FFN norm (as llama's), the post-norms
+    /// are `post_self_attn_layernorm` and `post_mlp_layernorm`.
+    Glm4,
 }
 
 pub fn layer(l: usize, what: &str) -> String {
@@ -60,7 +63,9 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("ffn_gate", _) => "mlp.gate_proj",
         ("ffn_up", _) => "mlp.up_proj",
         ("ffn_down", _) => "mlp.down_proj",
-        ("ffn_norm", HfNormNaming::Llama) => "post_attention_layernorm",
+        ("ffn_norm", HfNormNaming::Llama | HfNormNaming::Glm4) => "post_attention_layernorm",
+        ("post_attention_norm", HfNormNaming::Glm4) => "post_self_attn_layernorm",
+        ("post_ffw_norm", HfNormNaming::Glm4) => "post_mlp_layernorm",
         ("ffn_norm", HfNormNaming::Gemma) => "pre_feedforward_layernorm",
         ("post_attention_norm", HfNormNaming::Gemma) => "post_attention_layernorm",
         ("post_ffw_norm", HfNormNaming::Gemma) => "post_feedforward_layernorm",
