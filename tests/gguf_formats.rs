@@ -881,6 +881,12 @@ fn glm4_loads_from_gguf() {
     gguf_matches_checkout("glm4", "glm4", Experts::Stacked, 0.3);
 }
 
+/// ERNIE 4.5 as llama.cpp converts it: rows as they are, rotated as interleaved pairs.
+#[test]
+fn ernie4_5_loads_from_gguf() {
+    gguf_matches_checkout("ernie4_5", "ernie4_5", Experts::Stacked, 0.3);
+}
+
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-
 /// prediction layer (`nextn_predict_layers`), as GLM-4.5's and GLM-OCR's GGUFs keep theirs.
 fn with_prediction_layer(src: &Path, dst: &Path) {

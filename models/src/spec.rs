@@ -34,6 +34,8 @@ pub enum Arch {
     /// GLM-4 (dense): q/k/v biases, half-head interleaved RoPE, norms before and after both
     /// attention and the FFN.
     Glm4,
+    /// ERNIE 4.5 (dense): llama with interleaved RoPE pairs.
+    Ernie45,
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
@@ -66,6 +68,7 @@ impl Arch {
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
             Arch::Glm4 => "glm4",
+            Arch::Ernie45 => "ernie4_5",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",

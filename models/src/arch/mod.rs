@@ -1,6 +1,7 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
 pub mod deepseek;
+pub mod ernie4_5;
 pub mod exaone4;
 pub mod experts;
 pub mod gemma3;
@@ -53,6 +54,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
+        "ernie4_5" => ernie4_5::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
@@ -82,6 +84,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
+        "ernie4_5" => ernie4_5::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
