@@ -887,6 +887,12 @@ fn ernie4_5_loads_from_gguf() {
     gguf_matches_checkout("ernie4_5", "ernie4_5", Experts::Stacked, 0.3);
 }
 
+/// Seed-OSS as llama.cpp converts it (`seed_oss`: q/k/v biases, NeoX RoPE, rows as they are).
+#[test]
+fn seed_oss_loads_from_gguf() {
+    gguf_matches_checkout("seed_oss", "seed_oss", Experts::Stacked, 0.3);
+}
+
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-
 /// prediction layer (`nextn_predict_layers`), as GLM-4.5's and GLM-OCR's GGUFs keep theirs.
 fn with_prediction_layer(src: &Path, dst: &Path) {

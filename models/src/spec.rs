@@ -36,6 +36,8 @@ pub enum Arch {
     Glm4,
     /// ERNIE 4.5 (dense): llama with interleaved RoPE pairs.
     Ernie45,
+    /// Seed-OSS: llama with q/k/v biases.
+    SeedOss,
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
@@ -69,6 +71,7 @@ impl Arch {
             Arch::Deepseek => "deepseek",
             Arch::Glm4 => "glm4",
             Arch::Ernie45 => "ernie4_5",
+            Arch::SeedOss => "seed_oss",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",

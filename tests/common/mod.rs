@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 25] = [
+pub const TINY_ARCHS: [&str; 26] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -36,6 +36,7 @@ pub const TINY_ARCHS: [&str; 25] = [
     "exaone4",
     "glm4",
     "ernie4_5",
+    "seed_oss",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -16,6 +16,7 @@ pub mod olmoe;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod seed_oss;
 pub mod smollm3;
 
 use crate::backend::{Activation, RopeStyle};
@@ -55,6 +56,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "phi3" => phi3::from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
+        "seed_oss" => seed_oss::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
@@ -85,6 +87,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
+        "seed_oss" => seed_oss::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
