@@ -17,6 +17,9 @@ const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// o200k's: Tekken's case split with contractions, digits by three.
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// ByteDance Seed's (Seed-Coder, Seed-OSS): Qwen2's, digits alone, without line breaks kept on
+/// a punctuation run.
+const SEED_CODER: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// StarCoder's family: every digit alone, then GPT-2's pattern.
 const DIGIT: &str = r"\p{N}";
 /// DeepSeek-Coder (llama architecture; its FIM tokens are known, `Tokenizer::fim_tokens`):
@@ -78,6 +81,7 @@ impl PreTokenizer {
             // GLM-4 and GLM-4.5 split as Llama 3 does (llama.cpp's CHATGLM4 pre-tokenizer).
             "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => of(&[LLAMA3], false, false),
             "tekken" => of(&[TEKKEN], true, false),
+            "seed-coder" => of(&[SEED_CODER], false, false),
             "gpt-4o" => of(&[GPT4O], false, false),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" => {
                 of(&[DIGIT, GPT2], false, false)
@@ -154,6 +158,13 @@ mod tests {
             pieces("deepseek-llm", "Hi, 2025!"),
             ["Hi", ",", " ", "2025", "!"]
         );
+        // Seed: digits alone; a line break after punctuation is a piece of its own (Qwen2
+        // keeps it on the punctuation).
+        assert_eq!(
+            pieces("seed-coder", "x 123;\nDon't"),
+            ["x", " ", "1", "2", "3", ";", "\n", "Don", "'t"]
+        );
+        assert_eq!(pieces("qwen2", ";\nA"), [";\n", "A"]);
         // DeepSeek-V3: digits by three, a dot kept on the word after it.
         assert_eq!(
             pieces("deepseek-v3", "x.py 12345"),
