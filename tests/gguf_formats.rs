@@ -73,8 +73,9 @@ fn gguf_name(hf: &str) -> String {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
-        "self_attn.q_norm.weight" => "attn_q_norm.weight",
-        "self_attn.k_norm.weight" => "attn_k_norm.weight",
+        // Hunyuan's names of its per-head norms beside Qwen3's.
+        "self_attn.q_norm.weight" | "self_attn.query_layernorm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" | "self_attn.key_layernorm.weight" => "attn_k_norm.weight",
         "mlp.gate.weight" | "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
         "mlp.gate.e_score_correction_bias" => "exp_probs_b.bias",
@@ -593,6 +594,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ));
         extra.push(("rope.scaling.attn_factor", Value::F32(attn)));
     }
+    // Hunyuan's NTK alpha as llama.cpp's converter writes it: into the base.
+    let mut freq_base = cfg["rope_theta"].as_f64().unwrap();
+    if let Some(alpha) = cfg["rope_scaling"]["alpha"].as_f64() {
+        let d = cfg["head_dim"].as_f64().unwrap();
+        freq_base *= alpha.powf(d / (d - 2.0));
+    }
     let md: Vec<(&str, Value)> = vec![
         ("embedding_length", u("hidden_size")),
         ("block_count", u("num_hidden_layers")),
@@ -601,10 +608,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("attention.head_count_kv", u("num_key_value_heads")),
         ("context_length", u("max_position_embeddings")),
         ("vocab_size", u("vocab_size")),
-        (
-            "rope.freq_base",
-            Value::F32(cfg["rope_theta"].as_f64().unwrap() as f32),
-        ),
+        ("rope.freq_base", Value::F32(freq_base as f32)),
         (
             "attention.layer_norm_rms_epsilon",
             Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
@@ -885,6 +889,13 @@ fn glm4_loads_from_gguf() {
 #[test]
 fn ernie4_5_loads_from_gguf() {
     gguf_matches_checkout("ernie4_5", "ernie4_5", Experts::Stacked, 0.3);
+}
+
+/// Hunyuan dense as llama.cpp converts it (`hunyuan-dense`: q/k norms after RoPE, the NTK
+/// alpha folded into `rope.freq_base`, tied head).
+#[test]
+fn hunyuan_dense_loads_from_gguf() {
+    gguf_matches_checkout("hunyuan_dense", "hunyuan-dense", Experts::Stacked, 0.3);
 }
 
 /// Seed-OSS as llama.cpp converts it (`seed_oss`: q/k/v biases, NeoX RoPE, rows as they are).

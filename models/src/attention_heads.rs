@@ -47,6 +47,13 @@ pub(crate) fn heads_q<B: Backend>(
                 None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
             };
             let [q, k, v] = members(parts)?;
+            if s.qk_norm_after_rope {
+                // Hunyuan: the norms of the rotated q and k; the normed k is cached.
+                let rotate = |x: &B::Tensor| b.rope(x, kv_write.positions, kv_write.rope);
+                let (q, k) = qk_norms(b, s, rotate(&q)?, rotate(&k)?, (q_norm, k_norm))?;
+                b.kv_write(kv_write.cache, kv_write.layer, &k, &v, kv_write.slots)?;
+                return Ok((stream, q));
+            }
             let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
             Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
         }

@@ -38,6 +38,8 @@ pub enum Arch {
     Ernie45,
     /// Seed-OSS: llama with q/k/v biases.
     SeedOss,
+    /// Hunyuan (dense): llama with per-head q/k norms after RoPE.
+    HunyuanDense,
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
@@ -72,6 +74,7 @@ impl Arch {
             Arch::Glm4 => "glm4",
             Arch::Ernie45 => "ernie4_5",
             Arch::SeedOss => "seed_oss",
+            Arch::HunyuanDense => "hunyuan-dense",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",
@@ -244,6 +247,8 @@ pub struct ModelSpec {
     /// The q and k norms span the whole projection (`[heads × head_dim]`, OLMoE) rather than
     /// each head.
     pub qk_norm_whole: bool,
+    /// The per-head q and k norms come after RoPE rather than before it (Hunyuan).
+    pub qk_norm_after_rope: bool,
     /// Gemma-style norms after attention and after the FFN.
     pub sandwich_norms: bool,
     /// RMSNorms of the residual stream before attention and before the FFN (every family but
@@ -331,6 +336,9 @@ impl ModelSpec {
         }
         if self.unrotated_layers.contains(&true) && self.latent_attention.is_some() {
             return bad("layers without RoPE in latent attention".into());
+        }
+        if self.qk_norm_after_rope && (!self.qk_norm || self.qk_norm_whole) {
+            return bad("q/k norms after RoPE without per-head q/k norms".into());
         }
         if self.qk_norm_whole && self.rotary_dim.is_some() {
             return bad("q/k norms over whole projections with RoPE over part of each head".into());

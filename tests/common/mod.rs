@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 26] = [
+pub const TINY_ARCHS: [&str; 27] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -37,6 +37,7 @@ pub const TINY_ARCHS: [&str; 26] = [
     "glm4",
     "ernie4_5",
     "seed_oss",
+    "hunyuan_dense",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -9,6 +9,7 @@ pub mod glm4;
 pub mod glm4_moe;
 pub mod gpt_oss;
 pub mod granite;
+pub mod hunyuan_dense;
 pub mod llama;
 pub mod mistral;
 pub mod olmo2;
@@ -57,6 +58,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4" => glm4::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
+        "hunyuan_v1_dense" => hunyuan_dense::from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
@@ -88,6 +90,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "glm4" => glm4::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
+        "hunyuan-dense" => hunyuan_dense::from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
@@ -246,6 +249,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         qkv_bias: c.bool("attention_bias", false),
         qk_norm: false,
         qk_norm_whole: false,
+        qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
         norm_weight_offset: 0.0,
@@ -352,6 +356,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         qkv_bias: false,
         qk_norm: false,
         qk_norm_whole: false,
+        qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
         norm_weight_offset: 0.0,

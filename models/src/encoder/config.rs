@@ -202,6 +202,7 @@ impl EncoderConfig {
             qkv_bias: true,
             qk_norm: false,
             qk_norm_whole: false,
+            qk_norm_after_rope: false,
             sandwich_norms: false,
             pre_norms: false,
             norm_weight_offset: 0.0,

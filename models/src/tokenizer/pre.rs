@@ -88,7 +88,8 @@ impl PreTokenizer {
             }
             "deepseek-coder" => of(&DEEPSEEK_CODER, false, false),
             "deepseek-llm" => of(&DEEPSEEK_LLM, false, false),
-            "deepseek-v3" => of(&DEEPSEEK_V3, false, false),
+            // Hunyuan dense splits as DeepSeek-V3 (llama.cpp's patterns are the same three).
+            "deepseek-v3" | "hunyuan-dense" => of(&DEEPSEEK_V3, false, false),
             other => {
                 return Err(TokenizerError::Backend(format!(
                     "unknown pre-tokenizer `{other}` (tokenizer.ggml.pre): its text splitting \
@@ -186,6 +187,10 @@ mod tests {
                 .ignore_merges
         );
         assert!(PreTokenizer::named(Some("tekken")).unwrap().ignore_merges);
+        assert_eq!(
+            PreTokenizer::named(Some("hunyuan-dense")).unwrap(),
+            PreTokenizer::named(Some("deepseek-v3")).unwrap()
+        );
         assert!(!PreTokenizer::named(Some("qwen2")).unwrap().ignore_merges);
     }
 }

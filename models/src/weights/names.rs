@@ -97,6 +97,18 @@ pub fn mixtral_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.block_sparse_moe.{rest}"))
 }
 
+/// Hunyuan's HF name of a per-head q/k norm, which `to_hf` names the Qwen3 way
+/// (`self_attn.q_norm`): `self_attn.query_layernorm` / `key_layernorm`.
+pub fn hunyuan_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".self_attn.")?;
+    let rest = match rest.split_once('.')? {
+        ("q_norm", suffix) => format!("query_layernorm.{suffix}"),
+        ("k_norm", suffix) => format!("key_layernorm.{suffix}"),
+        _ => return None,
+    };
+    Some(format!("{head}.self_attn.{rest}"))
+}
+
 /// gpt-oss's HF name of its router's tensors, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `mlp.router`.
 pub fn gpt_oss_hf(hf: &str) -> Option<String> {

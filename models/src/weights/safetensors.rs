@@ -1,7 +1,7 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::names::{gpt_oss_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
+use super::names::{gpt_oss_hf, hunyuan_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -91,10 +91,15 @@ impl SafetensorsDir {
         if self.tensors.get(&hf).is_ok() {
             return Some(hf);
         }
-        [mixtral_hf(&hf), qwen2_moe_hf(&hf), gpt_oss_hf(&hf)]
-            .into_iter()
-            .flatten()
-            .find(|m| self.tensors.get(m).is_ok())
+        [
+            mixtral_hf(&hf),
+            qwen2_moe_hf(&hf),
+            gpt_oss_hf(&hf),
+            hunyuan_hf(&hf),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|m| self.tensors.get(m).is_ok())
     }
 }
 

@@ -53,6 +53,7 @@ fn base_spec(
         qkv_bias: false,
         qk_norm: false,
         qk_norm_whole: false,
+        qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
         norm_weight_offset: 0.0,
