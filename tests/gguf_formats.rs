@@ -878,30 +878,21 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
 }
 
-/// GLM-4 as llama.cpp converts it: q/k/v biases, half-head RoPE in interleaved pairs (rows as
-/// they are, `rope.dimension_count`), post-norms, gate and up in a double-height `ffn_up`.
+/// Session 43's families as llama.cpp converts them, rows as they are: GLM-4 (`glm4`: q/k/v
+/// biases, half-head RoPE in interleaved pairs with `rope.dimension_count`, post-norms, gate
+/// and up in a double-height `ffn_up`), ERNIE 4.5 (`ernie4_5`: interleaved pairs over the
+/// whole head), Hunyuan dense (`hunyuan-dense`: q/k norms after RoPE, the NTK alpha folded into
+/// `rope.freq_base`, tied head), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
 #[test]
-fn glm4_loads_from_gguf() {
-    gguf_matches_checkout("glm4", "glm4", Experts::Stacked, 0.3);
-}
-
-/// ERNIE 4.5 as llama.cpp converts it: rows as they are, rotated as interleaved pairs.
-#[test]
-fn ernie4_5_loads_from_gguf() {
-    gguf_matches_checkout("ernie4_5", "ernie4_5", Experts::Stacked, 0.3);
-}
-
-/// Hunyuan dense as llama.cpp converts it (`hunyuan-dense`: q/k norms after RoPE, the NTK
-/// alpha folded into `rope.freq_base`, tied head).
-#[test]
-fn hunyuan_dense_loads_from_gguf() {
-    gguf_matches_checkout("hunyuan_dense", "hunyuan-dense", Experts::Stacked, 0.3);
-}
-
-/// Seed-OSS as llama.cpp converts it (`seed_oss`: q/k/v biases, NeoX RoPE, rows as they are).
-#[test]
-fn seed_oss_loads_from_gguf() {
-    gguf_matches_checkout("seed_oss", "seed_oss", Experts::Stacked, 0.3);
+fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
+    for (fixture, arch) in [
+        ("glm4", "glm4"),
+        ("ernie4_5", "ernie4_5"),
+        ("hunyuan_dense", "hunyuan-dense"),
+        ("seed_oss", "seed_oss"),
+    ] {
+        gguf_matches_checkout(fixture, arch, Experts::Stacked, 0.3);
+    }
 }
 
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-
