@@ -76,7 +76,9 @@ fn gguf_name(hf: &str) -> String {
         // Hunyuan's names of its per-head norms beside Qwen3's.
         "self_attn.q_norm.weight" | "self_attn.query_layernorm.weight" => "attn_q_norm.weight",
         "self_attn.k_norm.weight" | "self_attn.key_layernorm.weight" => "attn_k_norm.weight",
-        "mlp.gate.weight" | "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
+        "mlp.gate.weight"
+        | "block_sparse_moe.gate.weight"
+        | "block_sparse_moe.router.layer.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
         "mlp.gate.e_score_correction_bias" => "exp_probs_b.bias",
         "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
@@ -307,6 +309,19 @@ fn glm4_norm(hf: &str) -> Option<String> {
     Some(format!("blk.{l}.{g}"))
 }
 
+/// Layer of a Granite MoE stacked expert tensor, and whether it is `input_linear` (gate and
+/// up) rather than `output_linear` (down).
+fn granite_moe_stack(name: &str) -> Option<(String, bool)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (l, part) = rest.split_once('.')?;
+    let input = match part {
+        "block_sparse_moe.input_linear.weight" => true,
+        "block_sparse_moe.output_linear.weight" => false,
+        _ => return None,
+    };
+    Some((l.to_string(), input))
+}
+
 /// Layer, projection (gate/up/down) and expert of an HF expert tensor (Qwen's
 /// `mlp.experts.E.gate_proj`, Mixtral's `block_sparse_moe.experts.E.w1`).
 fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
@@ -411,7 +426,7 @@ fn write_file(path: &Path, arch: &str, md: Vec<(&str, Value)>, tensors: &[(Strin
 fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, experts: Experts) {
     let src = fixtures().join("tiny").join(fixture);
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
-    let permuted = matches!(arch, "llama" | "granite" | "smollm3");
+    let permuted = matches!(arch, "llama" | "granite" | "granitemoe" | "smollm3");
     let cfg = read_json(&src.join("config.json"));
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
@@ -439,6 +454,23 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             }
             continue;
         }
+        if let Some((l, input)) = granite_moe_stack(name) {
+            // Granite MoE's stacks, split per expert (gate rows, then up rows) and stacked
+            // again as llama.cpp's converter writes them.
+            for e in 0..t.dim(0).unwrap() {
+                let te = t.get(e).unwrap();
+                if input {
+                    let half = te.dim(0).unwrap() / 2;
+                    for (k, proj) in ["gate", "up"].into_iter().enumerate() {
+                        let part = te.narrow(0, k * half, half).unwrap();
+                        stacks.entry((l.clone(), proj)).or_default().push((e, part));
+                    }
+                } else {
+                    stacks.entry((l.clone(), "down")).or_default().push((e, te));
+                }
+            }
+            continue;
+        }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
                 Experts::Apart => q.push((
@@ -461,7 +493,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             t = permute_rope_rows(&t, kv_heads);
         }
         // llama.cpp keeps experts' routers in F32 whatever the type asked for.
-        let router = name.ends_with(".gate.weight");
+        let router = name.ends_with(".gate.weight") || name.ends_with(".router.layer.weight");
         let ty = if t.rank() == 2 && !router {
             dtype
         } else {
@@ -536,7 +568,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("residual_scale", "residual_multiplier"),
         ("logit_scale", "logits_scaling"),
     ] {
-        if let Some(v) = cfg[hf].as_f64().filter(|_| arch == "granite") {
+        if let Some(v) = cfg[hf].as_f64().filter(|_| arch.starts_with("granite")) {
             extra.push((key, Value::F32(v as f32)));
         }
     }
@@ -867,13 +899,15 @@ fn olmo2_loads_from_gguf() {
     assert!(d < 1e-4, "OLMo 3 GGUF over 40 tokens: logits differ by {d}");
 }
 
-/// Granite (its four scalars in `granite.*` keys) and SmolLM3 (every fourth layer without
+/// Granite (its four scalars in `granite.*` keys), Granite MoE (the same in `granitemoe.*`,
+/// experts stacked as llama.cpp splits Granite's `input_linear`) and SmolLM3 (every fourth layer without
 /// RoPE, which its GGUFs leave to the architecture) as llama.cpp converts them, Q/K rows
 /// permuted; EXAONE 4 (post-norms, the window in the metadata, global layers without RoPE,
 /// rows as they are): their checkouts' logits.
 #[test]
 fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
+    gguf_matches_checkout("granitemoe", "granitemoe", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
 }

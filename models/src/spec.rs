@@ -29,6 +29,8 @@ pub enum Arch {
     /// IBM Granite 3.x: llama with scaled embeddings, attention scores, residual branches and
     /// logits.
     Granite,
+    /// Granite 3.x MoE: Granite with Mixtral's experts.
+    GraniteMoe,
     /// SmolLM3: llama whose every fourth layer runs without RoPE.
     Smollm3,
     /// GLM-4 (dense): q/k/v biases, half-head interleaved RoPE, norms before and after both
@@ -81,6 +83,7 @@ impl Arch {
             Arch::Olmo3 => "olmo3",
             Arch::GptOss => "gpt-oss",
             Arch::Granite => "granite",
+            Arch::GraniteMoe => "granitemoe",
             Arch::Smollm3 => "smollm3",
             Arch::Exaone4 => "exaone4",
             Arch::Bert => "bert",

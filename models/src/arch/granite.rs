@@ -4,6 +4,11 @@
 //! it joins the residual stream, and the logits divided by `logits_scaling`. llama.cpp's
 //! `granite` GGUFs keep them as `embedding_scale`, `attention.scale`, `residual_scale` and
 //! `logit_scale`, with llama's Q/K rows permuted for its interleaved RoPE.
+//!
+//! Granite 3.x MoE (`granitemoe`: granite-3.x-1b-a400m, 3b-a800m) adds Mixtral's experts to
+//! every layer (softmax over the top-k router logits); its checkouts stack each layer's expert
+//! projections (`input_linear` `[experts, 2·ffn, hidden]`, gate rows then up rows;
+//! `output_linear`), which `weights::safetensors` reads one expert at a time.
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
@@ -11,7 +16,17 @@ use crate::spec::{Arch, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    let mut spec = base_from_hf(c, Arch::Granite)?;
+    granite_from_hf(c, Arch::Granite)
+}
+
+pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = granite_from_hf(c, Arch::GraniteMoe)?;
+    spec.experts = Some(super::experts::mixtral_from_hf(c, spec.num_layers)?);
+    Ok(spec)
+}
+
+fn granite_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, arch)?;
     if c.bool("mlp_bias", false) {
         return Err(ModelError::Config(
             "config.json: Granite with `mlp_bias` is not supported".into(),
@@ -29,9 +44,16 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// A `granite` or `granitemoe` GGUF (the experts of the latter are read by the generic
+/// `experts::from_gguf`).
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::Granite, RopeStyle::Interleaved)?;
-    let key = |k: &str| g.get_f64(&format!("granite.{k}")).map(|v| v as f32);
+    let a = g.architecture()?;
+    let arch = match a.as_str() {
+        "granitemoe" => Arch::GraniteMoe,
+        _ => Arch::Granite,
+    };
+    let mut spec = base_from_gguf(g, arch, RopeStyle::Interleaved)?;
+    let key = |k: &str| g.get_f64(&format!("{a}.{k}")).map(|v| v as f32);
     apply(
         &mut spec,
         Scalars {

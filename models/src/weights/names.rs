@@ -109,6 +109,13 @@ pub fn hunyuan_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.self_attn.{rest}"))
 }
 
+/// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
+/// `block_sparse_moe.router.layer`.
+pub fn granite_moe_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.gate.")?;
+    Some(format!("{head}.block_sparse_moe.router.layer.{rest}"))
+}
+
 /// gpt-oss's HF name of its router's tensors, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `mlp.router`.
 pub fn gpt_oss_hf(hf: &str) -> Option<String> {

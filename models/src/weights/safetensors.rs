@@ -1,7 +1,9 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::names::{gpt_oss_hf, hunyuan_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming};
+use super::names::{
+    gpt_oss_hf, granite_moe_hf, hunyuan_hf, mixtral_hf, qwen2_moe_hf, to_hf, HfNormNaming,
+};
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -96,6 +98,7 @@ impl SafetensorsDir {
             qwen2_moe_hf(&hf),
             gpt_oss_hf(&hf),
             hunyuan_hf(&hf),
+            granite_moe_hf(&hf),
         ]
         .into_iter()
         .flatten()
@@ -103,28 +106,39 @@ impl SafetensorsDir {
     }
 }
 
-/// Where one expert's tensor lies in gpt-oss's stacked `mlp.experts.*` tensors (every
-/// expert's projections in one tensor each, `[experts, in, out]`, gate and up interleaved).
+/// How a checkout stacks every expert's projections in one tensor each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stacking {
+    /// gpt-oss's `mlp.experts.{gate_up_proj,down_proj}`: `[experts, in, out]`, gate and up
+    /// interleaved along `out`, biases beside.
+    GptOss,
+    /// Granite MoE's `block_sparse_moe.{input_linear,output_linear}`: `[experts, out, in]`,
+    /// gate's rows then up's.
+    GraniteMoe,
+}
+
+/// Where one expert's tensor lies in a checkout's stacked expert tensors.
 struct StackedExpert {
     /// The stacked tensor's HF name.
     hf: String,
+    stacking: Stacking,
     expert: usize,
-    /// Of gate/up: which of each interleaved pair (0 gate, 1 up); None: the down projection.
+    /// Of gate/up: which one (0 gate, 1 up); None: the down projection.
     pair: Option<usize>,
     bias: bool,
 }
 
 impl StackedExpert {
     /// The stacked tensor behind a canonical per-expert name (`names::expert`, or the same
-    /// with `.bias` for `.weight`), in the names gpt-oss's checkouts use.
-    fn of(name: &str) -> Option<Self> {
+    /// with `.bias` for `.weight`), in the names `stacking`'s checkouts use.
+    fn of(name: &str, stacking: Stacking) -> Option<Self> {
         let (stem, suffix) = name.rsplit_once('.')?;
         let (whole, e) = stem.rsplit_once('.')?;
         let (layer, what) = whole.strip_prefix("blk.")?.split_once('.')?;
-        let (stack, pair) = match what {
-            "ffn_gate_exps" => ("gate_up_proj", Some(0)),
-            "ffn_up_exps" => ("gate_up_proj", Some(1)),
-            "ffn_down_exps" => ("down_proj", None),
+        let (pair, gate_up) = match what {
+            "ffn_gate_exps" => (Some(0), true),
+            "ffn_up_exps" => (Some(1), true),
+            "ffn_down_exps" => (None, false),
             _ => return None,
         };
         let bias = match suffix {
@@ -132,13 +146,35 @@ impl StackedExpert {
             "bias" => true,
             _ => return None,
         };
-        let tail = if bias { "_bias" } else { "" };
+        let hf = match (stacking, gate_up, bias) {
+            (Stacking::GptOss, true, b) => format!("mlp.experts.gate_up_proj{}", bias_tail(b)),
+            (Stacking::GptOss, false, b) => format!("mlp.experts.down_proj{}", bias_tail(b)),
+            (Stacking::GraniteMoe, _, true) => return None,
+            (Stacking::GraniteMoe, true, false) => "block_sparse_moe.input_linear.weight".into(),
+            (Stacking::GraniteMoe, false, false) => "block_sparse_moe.output_linear.weight".into(),
+        };
         Some(StackedExpert {
-            hf: format!("model.layers.{layer}.mlp.experts.{stack}{tail}"),
+            hf: format!("model.layers.{layer}.{hf}"),
+            stacking,
             expert: e.parse().ok()?,
             pair,
             bias,
         })
+    }
+
+    /// Those of every stacking.
+    fn all(name: &str) -> impl Iterator<Item = Self> + '_ {
+        [Stacking::GptOss, Stacking::GraniteMoe]
+            .into_iter()
+            .filter_map(move |s| Self::of(name, s))
+    }
+}
+
+fn bias_tail(bias: bool) -> &'static str {
+    if bias {
+        "_bias"
+    } else {
+        ""
     }
 }
 
@@ -157,16 +193,29 @@ fn dtypes(tensor: &str, d: safetensors::Dtype) -> Result<(candle_core::DType, We
 }
 
 impl SafetensorsDir {
-    /// One expert's weight or bias out of gpt-oss's stacked tensors, as candor runs it
-    /// (`[out, in]`, gate and up apart): only that expert's bytes are read. None when the
-    /// checkout has no such stack.
+    /// One expert's weight or bias out of a checkout's stacked tensors (`Stacking`), as candor
+    /// runs it (`[out, in]`, gate and up apart): only that expert's bytes are read. None when
+    /// the checkout has no such stack.
     fn stacked_expert(&self, name: &str) -> Result<Option<HostWeight>> {
-        let Some(at) = StackedExpert::of(name) else {
-            return Ok(None);
-        };
-        let Ok(view) = self.tensors.get(&at.hf) else {
-            return self.mxfp4_expert(&at);
-        };
+        for at in StackedExpert::all(name) {
+            let found = match self.tensors.get(&at.hf) {
+                Ok(view) => self.expert_of_stack(&at, view).map(Some),
+                Err(_) if at.stacking == Stacking::GptOss => self.mxfp4_expert(&at),
+                Err(_) => Ok(None),
+            }?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// `at`'s expert out of the stacked tensor `view`.
+    fn expert_of_stack(
+        &self,
+        at: &StackedExpert,
+        view: safetensors::tensor::TensorView<'_>,
+    ) -> Result<HostWeight> {
         let (dtype, source) = dtypes(&at.hf, view.dtype())?;
         let shape = view.shape();
         let bad = |reason: String| ModelError::BadSafetensors {
@@ -180,6 +229,17 @@ impl SafetensorsDir {
         let bytes = view.data().len() / experts;
         let data = &view.data()[at.expert * bytes..(at.expert + 1) * bytes];
         let t = candle_core::Tensor::from_raw_buffer(data, dtype, per, &Device::Cpu)?;
+        if at.stacking == Stacking::GraniteMoe {
+            // `[out, in]` already; gate's rows first, then up's.
+            let t = match at.pair {
+                Some(k) => {
+                    let half = per[0] / 2;
+                    t.narrow(0, k * half, half)?.contiguous()?
+                }
+                None => t,
+            };
+            return Ok(HostWeight::Dense { tensor: t, source });
+        }
         let t = match at.pair {
             // Columns 2i (gate) or 2i + 1 (up) of the last dimension.
             Some(k) => {
@@ -200,7 +260,7 @@ impl SafetensorsDir {
         } else {
             t.t()?.contiguous()?
         };
-        Ok(Some(HostWeight::Dense { tensor: t, source }))
+        Ok(HostWeight::Dense { tensor: t, source })
     }
 }
 
@@ -289,9 +349,11 @@ impl WeightSource for SafetensorsDir {
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
-            || StackedExpert::of(name).is_some_and(|at| {
+            || StackedExpert::all(name).any(|at| {
                 self.tensors.get(&at.hf).is_ok()
-                    || (!at.bias && self.tensors.get(&format!("{}_blocks", at.hf)).is_ok())
+                    || (at.stacking == Stacking::GptOss
+                        && !at.bias
+                        && self.tensors.get(&format!("{}_blocks", at.hf)).is_ok())
             })
     }
 }
