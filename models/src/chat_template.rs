@@ -308,6 +308,34 @@ mod tests {
         }
     }
 
+    /// Seed-OSS's, GLM-4.5/4.6's and Granite 3.3's own templates (`tests/fixtures/
+    /// chat_templates`, rendered by transformers: `scripts/make-chat-template-golden.py`).
+    #[test]
+    fn family_templates_match_transformers() {
+        let golden: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/chat_templates/families.json"
+        ))
+        .unwrap();
+        for family in golden["families"].as_array().unwrap() {
+            let name = family["name"].as_str().unwrap();
+            let t = ChatTemplate::new(family["chat_template"].as_str().unwrap(), None, None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for case in family["cases"].as_array().unwrap() {
+                let messages: Vec<ChatMessage> =
+                    serde_json::from_value(case["messages"].clone()).unwrap();
+                let text = t
+                    .render(&messages, true)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    text,
+                    case["text"].as_str().unwrap(),
+                    "{name} {}",
+                    case["id"]
+                );
+            }
+        }
+    }
+
     #[test]
     fn qwen_template_with_tools_matches_transformers() {
         let golden: serde_json::Value = serde_json::from_str(include_str!(
