@@ -66,7 +66,10 @@ pub struct ParsedCall {
 
 impl ToolFormat {
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
-        if template.contains("<tool_call>") {
+        if template.contains("<arg_key>") {
+            // GLM-4.5/4.6: `<tool_call>` blocks too, but of XML key/value pairs, not JSON.
+            Err(Unsupported::UnknownFormat)
+        } else if template.contains("<tool_call>") {
             Ok(ToolFormat::Hermes)
         } else if template.contains("[TOOL_CALLS]") {
             Ok(ToolFormat::Mistral)
@@ -357,6 +360,21 @@ mod tests {
     fn formats_are_told_from_templates() {
         let qwen = include_str!("../../../tests/fixtures/chat_tools/qwen2.5-0.5b.json");
         assert_eq!(ToolFormat::detect(qwen), Ok(ToolFormat::Hermes));
+        // GLM-4.6's `<tool_call>` holds XML argument pairs, Seed-OSS's and Granite's calls
+        // other tags: refused, not read as Hermes JSON.
+        let families: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/chat_templates/families.json"
+        ))
+        .unwrap();
+        for family in families["families"].as_array().unwrap() {
+            let template = family["chat_template"].as_str().unwrap();
+            assert_eq!(
+                ToolFormat::detect(template),
+                Err(Unsupported::UnknownFormat),
+                "{}",
+                family["name"]
+            );
+        }
         assert_eq!(
             ToolFormat::detect("{{ '[AVAILABLE_TOOLS]' }}{{ '[TOOL_CALLS]' }}"),
             Ok(ToolFormat::Mistral)
