@@ -242,14 +242,18 @@ pub fn grid_scales(ty: QuantType, b: &[u8]) -> (f32, [u8; 16]) {
     }
 }
 
+/// Whether `ty` is one of the ternary types, which the SIMD kernels unpack in vectors of
+/// their own rather than through `grid_chunk`.
+#[inline(always)]
+pub fn is_ternary(ty: QuantType) -> bool {
+    matches!(ty, QuantType::Tq1_0 | QuantType::Tq2_0)
+}
+
 /// Whether chunks of `ty` add a delta to their values (IQ1's ±1, the ternary types' −1): the
 /// kernels that split values into magnitudes and signs take these from the sum.
 #[inline(always)]
 pub fn has_delta(ty: QuantType) -> bool {
-    matches!(
-        ty,
-        QuantType::Iq1S | QuantType::Iq1M | QuantType::Tq1_0 | QuantType::Tq2_0
-    )
+    matches!(ty, QuantType::Iq1S | QuantType::Iq1M) || is_ternary(ty)
 }
 
 /// Every 16 elements' scale as a value, D·s_g: what the dequantization and the panels (repacked
@@ -411,7 +415,7 @@ fn tq1_chunk(b: &[u8], j: usize) -> [u64; 4] {
 /// field at the end, the others' at 0): `formats::set_scales` for these types.
 pub fn set_grid_scale(ty: QuantType, block: &mut [u8], d: f32) {
     let bits = f16::from_f32(d).to_bits();
-    if matches!(ty, QuantType::Tq1_0 | QuantType::Tq2_0) {
+    if is_ternary(ty) {
         let at = ty.block_bytes() - 2;
         block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
     } else if ty == QuantType::Iq1M {

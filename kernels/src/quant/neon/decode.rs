@@ -170,8 +170,7 @@ pub unsafe fn iq4(qs: *const u8) -> [int8x16_t; 2] {
 #[inline]
 #[target_feature(enable = "neon")]
 pub unsafe fn grid(ty: super::super::QuantType, p: *const u8, j: usize) -> [int8x16_t; 2] {
-    use super::super::QuantType;
-    if matches!(ty, QuantType::Tq1_0 | QuantType::Tq2_0) {
+    if super::super::iq_grid::is_ternary(ty) {
         return ternary(ty, p, j);
     }
     let b = std::slice::from_raw_parts(p, ty.block_bytes());

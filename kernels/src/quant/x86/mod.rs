@@ -73,15 +73,15 @@ pub(crate) unsafe fn iq4_quants(p: *const u8, biased: bool) -> std::arch::x86_64
     _mm256_shuffle_epi8(table, _mm256_and_si256(both, _mm256_set1_epi8(0x0f)))
 }
 
-/// Chunk `j` (32 elements) of the lattice-codebook block at `p` (`iq_grid`) as magnitudes
-/// (unsigned bytes, ≤ 62) and signs (bytes ±1, looked up per group of 8 as the codebook bytes
-/// are); IQ1's and the ternary types' signed values plus delta split into their absolute
-/// values and signs (a zero value gets sign 0). The row tiles multiply the magnitudes with the activations
-/// carrying the signs (`_mm256_sign_epi8`), so the weights' signs cost one operation per
-/// activation row.
+/// Chunk `j` (32 elements) of the grid-type block at `p` (`iq_grid`) as magnitudes (unsigned
+/// bytes, ≤ 62) and signs (bytes ±1, looked up per group of 8 as the codebook bytes are);
+/// IQ1's and the ternary types' signed values plus delta split into their absolute values and
+/// signs (a zero value gets sign 0). The row tiles multiply the magnitudes with the
+/// activations carrying the signs (`_mm256_sign_epi8`), so the weights' signs cost one
+/// operation per activation row.
 ///
 /// # Safety
-/// The CPU must have AVX2 and a whole block of `ty` (a lattice type) must start at `p`.
+/// The CPU must have AVX2 and a whole block of `ty` (a grid type) must start at `p`.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn grid_split(
@@ -92,7 +92,7 @@ pub(crate) unsafe fn grid_split(
     use super::iq_grid::Signs;
     use std::arch::x86_64::*;
     let one = _mm256_set1_epi8(1);
-    if matches!(ty, super::QuantType::Tq1_0 | super::QuantType::Tq2_0) {
+    if super::iq_grid::is_ternary(ty) {
         let v = ternary::ternary_values(ty, p, j);
         return (_mm256_abs_epi8(v), _mm256_sign_epi8(one, v));
     }
