@@ -12,24 +12,23 @@ use crate::weights::names::layer;
 use crate::weights::WeightSource;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let alpha = ntk_alpha(c)?;
+    // The stretch is taken below, not as a RoPE scaling of the base spec.
     let mut cfg = c.0.clone();
-    if let Some(alpha) = ntk_alpha(c)? {
-        let base = c.f32("rope_theta", 10000.0)?;
-        let head_dim = match c.opt_usize("head_dim")? {
-            Some(d) => d,
-            None => c.usize("hidden_size")? / c.usize("num_attention_heads")?.max(1),
-        };
-        if head_dim <= 2 {
-            return Err(ModelError::Config(format!(
-                "config.json: head_dim {head_dim} too small for an NTK alpha"
-            )));
-        }
-        let exponent = head_dim as f64 / (head_dim as f64 - 2.0);
-        let scaled = base as f64 * (alpha as f64).powf(exponent);
-        cfg["rope_theta"] = serde_json::json!(scaled);
+    if alpha.is_some() {
         cfg["rope_scaling"] = serde_json::Value::Null;
     }
     let mut spec = base_from_hf(&HfConfig(&cfg), Arch::HunyuanDense)?;
+    if let Some(alpha) = alpha {
+        let d = spec.head_dim;
+        if d <= 2 {
+            return Err(ModelError::Config(format!(
+                "config.json: head_dim {d} too small for an NTK alpha"
+            )));
+        }
+        let exponent = d as f64 / (d as f64 - 2.0);
+        spec.rope.theta = (spec.rope.theta as f64 * (alpha as f64).powf(exponent)) as f32;
+    }
     spec.qkv_bias = c.bool("attention_bias", false);
     spec.qk_norm = true;
     spec.qk_norm_after_rope = true;
