@@ -281,31 +281,33 @@ fn iq4_nl_weights_give_the_logits_of_their_values() {
     }
 }
 
-/// llama.cpp's name of a Gemma (or OLMo 2) layer norm (HF's `post_attention_layernorm` is
-/// applied to the attention's output there, `pre_feedforward_layernorm` is the FFN's input
-/// norm).
-fn gemma_norm(hf: &str) -> Option<String> {
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (l, part) = rest.split_once('.')?;
-    let g = match part {
-        "post_attention_layernorm.weight" => "post_attention_norm.weight",
-        "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
-        "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
-        _ => return None,
-    };
-    Some(format!("blk.{l}.{g}"))
-}
+/// Gemma's (and OLMo 2's, EXAONE 4's) HF layer norms as llama.cpp names them: HF's
+/// `post_attention_layernorm` is applied to the attention's output there,
+/// `pre_feedforward_layernorm` is the FFN's input norm.
+const GEMMA_NORMS: [(&str, &str); 3] = [
+    (
+        "post_attention_layernorm.weight",
+        "post_attention_norm.weight",
+    ),
+    ("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+    ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+];
 
 /// GLM-4's post-norms as llama.cpp names them (its pre-FFN `post_attention_layernorm` is
 /// llama's, `gguf_name`'s).
-fn glm4_norm(hf: &str) -> Option<String> {
+const GLM4_NORMS: [(&str, &str); 2] = [
+    (
+        "post_self_attn_layernorm.weight",
+        "post_attention_norm.weight",
+    ),
+    ("post_mlp_layernorm.weight", "post_ffw_norm.weight"),
+];
+
+/// llama.cpp's name of HF layer tensor `hf` where `renames` lists its part.
+fn renamed_layer_tensor(hf: &str, renames: &[(&str, &str)]) -> Option<String> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (l, part) = rest.split_once('.')?;
-    let g = match part {
-        "post_self_attn_layernorm.weight" => "post_attention_norm.weight",
-        "post_mlp_layernorm.weight" => "post_ffw_norm.weight",
-        _ => return None,
-    };
+    let (_, g) = renames.iter().find(|(h, _)| *h == part)?;
     Some(format!("blk.{l}.{g}"))
 }
 
@@ -499,12 +501,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         } else {
             GgmlDType::F32
         };
-        let post_norms = gemma || matches!(arch, "olmo2" | "exaone4");
-        let gguf = match (post_norms, gemma_norm(name), glm4_norm(name)) {
-            (true, Some(g), _) => g,
-            (_, _, Some(g)) if arch == "glm4" => g,
-            _ => gguf_name(name),
+        let norms: &[(&str, &str)] = match arch {
+            "glm4" => &GLM4_NORMS,
+            _ if gemma || matches!(arch, "olmo2" | "exaone4") => &GEMMA_NORMS,
+            _ => &[],
         };
+        let gguf = renamed_layer_tensor(name, norms).unwrap_or_else(|| gguf_name(name));
         q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
