@@ -3,8 +3,9 @@
 //! `raise_exception`, `strftime_now`, `tojson` (Python's `json.dumps`, see `py_json`), and
 //! Python string/dict methods (pycompat).
 use crate::py_json::{self, DumpOptions};
+use crate::py_repr;
 use minijinja::value::Kwargs;
-use minijinja::{context, Environment, Error as JinjaError, ErrorKind, Value};
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind, State, Value};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -159,6 +160,23 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, 
     Ok(Value::from_safe_string(py_json::dumps(&json, &options)))
 }
 
+/// `value | string` as Jinja2 gives it: Python's `str` (a list as `['a', 'b']`).
+fn python_string(state: &State, value: Value) -> Result<Value, JinjaError> {
+    if value.is_undefined() {
+        // Strict where minijinja's own filter is (lenient templates get "").
+        return minijinja::filters::string(state, &value);
+    }
+    Ok(match value.as_str() {
+        Some(_) => value,
+        None => Value::from(py_repr::str_of(&value)),
+    })
+}
+
+/// Jinja2's `iterable` test: `None` is not (minijinja iterates it as empty), undefined is.
+fn python_iterable(value: Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
 impl ChatTemplate {
     pub fn new(
         source: &str,
@@ -173,6 +191,17 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        // Printed values and `| string` as Jinja2 prints them (Python's `str`).
+        env.add_filter("string", python_string);
+        env.add_test("iterable", python_iterable);
+        env.set_formatter(|out, state, value| {
+            if py_repr::is_container(value) {
+                out.write_str(&py_repr::str_of(value))
+                    .map_err(|e| JinjaError::new(ErrorKind::WriteFailure, e.to_string()))
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
@@ -336,21 +365,37 @@ mod tests {
         }
     }
 
+    /// Conversations with tools, calls and tool results (`tests/fixtures/chat_tools`, rendered
+    /// by transformers: `scripts/make-tool-template-golden.py`): Qwen2.5's template and the
+    /// tag-format families' (Qwen3-Coder, Nemotron 3, Seed-OSS, GLM-4.6 / 4.7, Granite 3.3).
     #[test]
-    fn qwen_template_with_tools_matches_transformers() {
-        let golden: serde_json::Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/chat_tools/qwen2.5-0.5b.json"
-        ))
-        .unwrap();
-        let t = ChatTemplate::new(golden["chat_template"].as_str().unwrap(), None, None).unwrap();
-        for case in golden["cases"].as_array().unwrap() {
-            let messages: Vec<ChatMessage> =
-                serde_json::from_value(case["messages"].clone()).unwrap();
-            let mut extra = serde_json::Map::new();
-            extra.insert("tools".into(), case["tools"].clone());
-            let text = t.render_with(&messages, true, &extra).unwrap();
-            assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["id"]);
+    fn templates_with_tools_match_transformers() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/chat_tools");
+        let mut files = 0;
+        let mut wrong = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let golden: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let name = path.display();
+            let t = ChatTemplate::new(golden["chat_template"].as_str().unwrap(), None, None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for case in golden["cases"].as_array().unwrap() {
+                let messages: Vec<ChatMessage> =
+                    serde_json::from_value(case["messages"].clone()).unwrap();
+                let mut extra = serde_json::Map::new();
+                extra.insert("tools".into(), case["tools"].clone());
+                let text = t
+                    .render_with(&messages, true, &extra)
+                    .unwrap_or_else(|e| panic!("{name} {}: {e}", case["id"]));
+                if text != case["text"].as_str().unwrap() {
+                    wrong.push(format!("{name} {}:\n{text}\n{}", case["id"], case["text"]));
+                }
+            }
+            files += 1;
         }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+        assert!(files >= 7, "{files} goldens in {dir}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod moe;
 pub mod partial_rope;
 pub mod projection;
 pub mod py_json;
+mod py_repr;
 pub mod rope;
 pub mod sentence_transformers;
 pub mod spec;
