@@ -33,7 +33,7 @@ fn compiler_for(name: &str) -> (Arc<Tokenizer>, GrammarCompiler, u32) {
 
 /// What the extractor reads from a whole answer in `format`.
 fn extract(format: ToolFormat, text: &str) -> Vec<Piece> {
-    let mut x = ToolCallExtractor::new(format);
+    let mut x = ToolCallExtractor::new(format, weather_and_alarm().into());
     let mut pieces = x.push(text);
     pieces.extend(x.finish());
     pieces
@@ -127,12 +127,13 @@ fn bad_schemas_are_errors_not_panics() {
 fn demanded_tool_calls_always_parse() {
     let (tok, compiler, _) = compiler_for("qwen2.5-0.5b");
     let functions = weather_and_alarm();
-    for format in [
-        ToolFormat::Hermes,
-        ToolFormat::Mistral,
-        ToolFormat::Llama3Json,
-    ] {
-        for (seed, function) in [(1, None), (2, None), (3, Some("set_alarm"))] {
+    for format in ToolFormat::ALL {
+        for (seed, function) in [
+            (1, None),
+            (2, None),
+            (3, Some("set_alarm")),
+            (4, Some("get_weather")),
+        ] {
             let grammar = format.call_grammar(&functions, function).unwrap();
             let constraint = compiler
                 .lark(grammar.clone())
@@ -218,14 +219,24 @@ fn forcing(vocab: usize, token: u32) -> Vec<f32> {
     logits
 }
 
-/// `tool_choice: "auto"` (hermes): text stays free, a `<tool_call>` token starts the call
-/// grammar, random picks inside it still give a valid call, and after `</tool_call>` the text
-/// is free again until the next call.
+/// `tool_choice: "auto"` (hermes, and the tag formats that open their calls with
+/// `<tool_call>`): text stays free, a `<tool_call>` token starts the call grammar, random picks
+/// inside it still give a valid call, and after `</tool_call>` the text is free again until
+/// the next call.
 #[test]
 fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
+    for format in [
+        ToolFormat::Hermes,
+        ToolFormat::Qwen3Coder,
+        ToolFormat::Glm45,
+    ] {
+        auto_calls_between_free_text(format);
+    }
+}
+
+fn auto_calls_between_free_text(format: ToolFormat) {
     let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let format = ToolFormat::Hermes;
     let trigger = tok.encode(format.call_start(), false).unwrap();
     assert_eq!(trigger.len(), 1, "{trigger:?}");
     let constraint = lazy_constraint(&compiler, format, trigger[0]);
@@ -278,7 +289,7 @@ fn auto_tool_calls_follow_a_lazy_grammar_between_free_text() {
             Piece::Content(t) => content.push_str(&t),
         }
     }
-    assert_eq!(calls.len(), 2, "{text:?}");
+    assert_eq!(calls.len(), 2, "{format:?}: {text:?}");
     for c in &calls {
         let args: Value = serde_json::from_str(&c.arguments).unwrap();
         let ok = match c.name.as_str() {
@@ -322,7 +333,7 @@ fn mistral_lazy_call_list_ends_the_answer() {
         }
         let text = tok.decode(&body, true).unwrap();
         let calls = format
-            .parse_block(&text)
+            .parse_block(&text, &[])
             .unwrap_or_else(|| panic!("seed {seed}: not a call list: {text:?}"));
         assert!(!calls.is_empty(), "{text:?}");
         assert!(text.trim_end().ends_with(']'), "{text:?}");
@@ -487,7 +498,7 @@ fn llama3_calls_follow_the_lazy_grammar() {
             assert_ne!(next, eos, "{:?}", answer(&tokens));
             tokens.push(next);
             let text = answer(&tokens);
-            if text.ends_with('}') && ToolFormat::Llama3Json.parse_block(&text).is_some() {
+            if text.ends_with('}') && ToolFormat::Llama3Json.parse_block(&text, &[]).is_some() {
                 break;
             }
         }

@@ -424,6 +424,98 @@ fn call_arguments(call: &Value) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("arguments {text}: {e}"))
 }
 
+/// A model served with Qwen3-Coder's template (`--chat-template`) writes its calls as
+/// `<function=...>` / `<parameter=...>` tags: a demanded call follows the tag grammar, comes
+/// back with its arguments typed by the schema (the integer as a number, the zip code as the
+/// string it is), streamed as one whole call, and the template shows the call in the next turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_format_tool_calls_over_http() {
+    let golden = common::read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat_tools/Qwen3-Coder.json"),
+    );
+    let template = golden["chat_template"].as_str().unwrap().to_string();
+    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
+    let forecast = json!({"type": "function", "function": {
+        "name": "get_forecast",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 20},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "zip": {"type": "string", "enum": ["01310", "75001"]}
+        }, "required": ["city", "days", "zip"]}
+    }});
+    let question = json!([{"role": "user", "content": "Three-day forecast for Paris (75001)?"}]);
+    let ask = |extra: Value| {
+        let body = json!({"messages": question, "tools": [weather_tool(), forecast],
+                          "max_tokens": 80, "temperature": 0});
+        with_fields(body, extra)
+    };
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_forecast"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_forecast", "{v}");
+    let args = call_arguments(call);
+    assert!(args["city"].is_string(), "{v}");
+    assert!(
+        args["days"].as_i64().is_some_and(|d| (1..=7).contains(&d)),
+        "{v}"
+    );
+    assert!(
+        matches!(args["zip"].as_str(), Some("01310" | "75001")),
+        "{v}"
+    );
+
+    // Streamed: the same call, whole, in one delta.
+    let chunks = sse_json(
+        &s,
+        "/v1/chat/completions",
+        ask(with_fields(named, json!({"stream": true}))),
+    )
+    .await;
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .flat_map(|c| c["choices"].as_array().unwrap())
+        .filter_map(|c| c["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(deltas.len(), 1, "{chunks:?}");
+    assert_eq!(call_arguments(deltas[0]), args);
+
+    // Required: any offered function, by the same grammar.
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let name = &v["choices"][0]["message"]["tool_calls"][0]["function"]["name"];
+    assert!(name == "get_forecast" || name == "get_weather", "{v}");
+
+    // The call goes back into the history in the model's own tags.
+    let history = json!([
+        {"role": "user", "content": "Three-day forecast for Paris (75001)?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
+    ]);
+    let (st, t) = post(
+        &s,
+        "/apply-template",
+        json!({"messages": history, "tools": [forecast]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let prompt = t["prompt"].as_str().unwrap();
+    let days = format!("<parameter=days>\n{}\n</parameter>", args["days"]);
+    assert!(
+        prompt.contains("<tool_call>\n<function=get_forecast>\n") && prompt.contains(&days),
+        "{prompt}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_calls_end_to_end() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;

@@ -182,6 +182,7 @@ mod tests {
     fn output(parallel: bool, forced_prefix: &str) -> AnswerSetup {
         AnswerSetup {
             tools: Some(ToolOutput {
+                functions: Default::default(),
                 syntax: CallSyntax::Blocks(ToolFormat::Hermes),
                 forced_prefix: forced_prefix.into(),
                 parallel,
@@ -289,6 +290,7 @@ mod tests {
     fn harmony_calls_are_read_as_tool_calls() {
         let setup = |parallel: bool| AnswerSetup {
             tools: Some(ToolOutput {
+                functions: Default::default(),
                 syntax: CallSyntax::Harmony,
                 forced_prefix: String::new(),
                 parallel,

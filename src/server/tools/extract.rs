@@ -4,6 +4,8 @@
 //! serves whole answers (push everything, then finish), so both paths read calls alike.
 use super::format::{ParsedCall, ToolFormat};
 use crate::server::marker::{held_back, opening, Opening};
+use serde_json::Value;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -27,17 +29,23 @@ enum State {
 
 pub struct ToolCallExtractor {
     format: ToolFormat,
+    /// The offered functions (names, parameter schemas): they type the tag formats' values.
+    functions: Arc<[(String, Value)]>,
     state: State,
 }
 
 impl ToolCallExtractor {
-    pub fn new(format: ToolFormat) -> Self {
+    pub fn new(format: ToolFormat, functions: Arc<[(String, Value)]>) -> Self {
         let pending = String::new();
         let state = match format.bare_call_start() {
             Some(_) => State::Start { pending },
             None => State::Text { pending },
         };
-        ToolCallExtractor { format, state }
+        ToolCallExtractor {
+            format,
+            functions,
+            state,
+        }
     }
 
     /// Add generated text; returns what can be released now.
@@ -152,7 +160,7 @@ impl ToolCallExtractor {
     }
 
     fn close_block(&self, out: &mut Vec<Piece>, body: &str, end: Option<&str>) {
-        match self.format.parse_block(body) {
+        match self.format.parse_block(body, &self.functions) {
             Some(calls) => out.extend(calls.into_iter().map(Piece::Call)),
             None => {
                 let start = if self.format.start_in_body() {
@@ -230,7 +238,7 @@ mod tests {
 
     /// Feed `output` in pieces of `step` characters; collect everything, merging content.
     fn run(format: ToolFormat, output: &str, step: usize) -> Vec<Piece> {
-        let mut x = ToolCallExtractor::new(format);
+        let mut x = ToolCallExtractor::new(format, Default::default());
         let chars: Vec<char> = output.chars().collect();
         let mut all = Vec::new();
         for chunk in chars.chunks(step) {
@@ -323,7 +331,7 @@ mod tests {
 
     #[test]
     fn text_that_only_looks_like_a_marker_is_released() {
-        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes, Default::default());
         assert_eq!(x.push("a <tool"), vec![text("a ")]);
         assert_eq!(x.push("box> b"), vec![text("<toolbox> b")]);
         assert_eq!(x.push(" <"), vec![text(" ")]);
@@ -402,10 +410,10 @@ mod tests {
             assert_eq!(run(ToolFormat::Hermes, output, 3), vec![text(output)]);
         }
         // Text starting otherwise streams at once, and later tagged calls are still read.
-        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes, Default::default());
         assert_eq!(x.push("{\"na"), vec![]);
         assert_eq!(x.push("me\": 1, \"x\""), vec![]);
-        let mut x = ToolCallExtractor::new(ToolFormat::Hermes);
+        let mut x = ToolCallExtractor::new(ToolFormat::Hermes, Default::default());
         assert_eq!(x.push("Hi <tool_call>"), vec![text("Hi ")]);
     }
 

@@ -1,13 +1,19 @@
 //! How a model family writes tool calls, told from its chat template, and how to read them
 //! back from generated text.
 //!
-//! Each template that takes `tools` also shows the model how to answer with a call; the three
+//! Each template that takes `tools` also shows the model how to answer with a call; the
 //! conventions below cover the families candor loads (the names are vLLM's parser names):
 //! - `hermes`: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, any number of
-//!   them after optional text (Qwen2.5, Qwen3, Hermes).
-//! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end.
+//!   them after optional text (Qwen2.5, Qwen3, Hermes, Granite 4).
+//! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end;
+//!   `granite`: the same list after `<|tool_call|>` (Granite 3.x).
 //! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
 //!   by `;` (Llama 3.1-3.3; `<|python_tag|>` before it is a special token, dropped in decoding).
+//! - `qwen3_coder`: `<tool_call>` blocks of `<function=NAME>` and `<parameter=KEY>` tags
+//!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
+//!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
+//!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+use super::tagged::Style;
 use serde_json::Value;
 use std::fmt;
 
@@ -15,7 +21,11 @@ use std::fmt;
 pub enum ToolFormat {
     Hermes,
     Mistral,
+    Granite,
     Llama3Json,
+    Qwen3Coder,
+    SeedOss,
+    Glm45,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -36,13 +46,14 @@ impl fmt::Display for Unsupported {
             Unsupported::UnknownFormat => write!(
                 f,
                 "this model's chat template takes tools, but writes calls in a format candor \
-                 cannot read (known: hermes <tool_call>, mistral [TOOL_CALLS], llama 3 JSON)"
+                 cannot read (known: hermes <tool_call> JSON, <function=...> and <arg_key> \
+                 tags, mistral [TOOL_CALLS], granite <|tool_call|>, llama 3 JSON)"
             ),
         }
     }
 }
 
-/// How every call object opens, in all three formats (the name comes first).
+/// How every call object opens, in all the JSON formats (the name comes first).
 const CALL_OBJECT_OPENING: &str = "{\"name\": ";
 
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
@@ -65,12 +76,29 @@ pub struct ParsedCall {
 }
 
 impl ToolFormat {
+    pub const ALL: [ToolFormat; 7] = [
+        ToolFormat::Hermes,
+        ToolFormat::Mistral,
+        ToolFormat::Granite,
+        ToolFormat::Llama3Json,
+        ToolFormat::Qwen3Coder,
+        ToolFormat::SeedOss,
+        ToolFormat::Glm45,
+    ];
+
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
-        if template.contains("<arg_key>") {
-            // GLM-4.5/4.6: `<tool_call>` blocks too, but of XML key/value pairs, not JSON.
-            Err(Unsupported::UnknownFormat)
+        // The tag formats' templates write `<tool_call>` too: they are told apart first.
+        let function_tags = template.contains("<function=") && template.contains("<parameter=");
+        if template.contains("<arg_key>") && template.contains("<tool_call>") {
+            Ok(ToolFormat::Glm45)
+        } else if function_tags && template.contains("<seed:tool_call>") {
+            Ok(ToolFormat::SeedOss)
+        } else if function_tags && template.contains("<tool_call>") {
+            Ok(ToolFormat::Qwen3Coder)
         } else if template.contains("<tool_call>") {
             Ok(ToolFormat::Hermes)
+        } else if template.contains("<|tool_call|>") {
+            Ok(ToolFormat::Granite)
         } else if template.contains("[TOOL_CALLS]") {
             Ok(ToolFormat::Mistral)
         } else if template.contains("<|python_tag|>")
@@ -87,8 +115,10 @@ impl ToolFormat {
     /// Text that opens a call block.
     pub fn call_start(self) -> &'static str {
         match self {
-            ToolFormat::Hermes => "<tool_call>",
+            ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => "<tool_call>",
+            ToolFormat::SeedOss => "<seed:tool_call>",
             ToolFormat::Mistral => "[TOOL_CALLS]",
+            ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -96,9 +126,25 @@ impl ToolFormat {
     /// Text that closes one call block; `None`: the block runs to the end of the output.
     pub fn call_end(self) -> Option<&'static str> {
         match self {
-            ToolFormat::Hermes => Some("</tool_call>"),
-            ToolFormat::Mistral | ToolFormat::Llama3Json => None,
+            ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => Some("</tool_call>"),
+            ToolFormat::SeedOss => Some("</seed:tool_call>"),
+            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
+    }
+
+    /// How a tag format writes its calls' arguments; `None` for the JSON formats.
+    fn tag_style(self) -> Option<Style> {
+        match self {
+            ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Some(Style::Function),
+            ToolFormat::Glm45 => Some(Style::ArgPairs),
+            ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => None,
+            ToolFormat::Llama3Json => None,
+        }
+    }
+
+    /// Whether the calls come as one JSON list after the marker, to the end (`[{...}, ...]`).
+    fn is_call_list(self) -> bool {
+        matches!(self, ToolFormat::Mistral | ToolFormat::Granite)
     }
 
     /// Whether a block may only open the output (after whitespace); otherwise it is text.
@@ -117,28 +163,35 @@ impl ToolFormat {
     pub fn bare_call_start(self) -> Option<&'static str> {
         match self {
             ToolFormat::Hermes => Some(self.bare_call_marker()),
-            // Llama 3's calls are read at the answer's start anyway (`only_at_start`).
-            ToolFormat::Mistral | ToolFormat::Llama3Json => None,
+            // Llama 3's calls are read at the answer's start anyway (`only_at_start`); the
+            // others' models write their markers.
+            _ => None,
         }
     }
 
-    /// Whether the start marker is a special token the decoder must keep.
+    /// Whether the start marker may be a special token the decoder must keep (Mistral's,
+    /// Granite's and Seed-OSS's are; GLM's and some of the `<function=` families' vocabularies
+    /// mark `<tool_call>` special too, Qwen's does not).
     pub fn needs_special_tokens(self) -> bool {
-        self == ToolFormat::Mistral
+        !matches!(self, ToolFormat::Hermes | ToolFormat::Llama3Json)
     }
 
     /// The calls in one block's body, or `None` when it is not well-formed (then the block is
-    /// returned as text, as vLLM's parsers do).
-    pub fn parse_block(self, body: &str) -> Option<Vec<ParsedCall>> {
+    /// returned as text, as vLLM's parsers do). `functions` (names, parameter schemas) type
+    /// the tag formats' values.
+    pub fn parse_block(self, body: &str, functions: &[(String, Value)]) -> Option<Vec<ParsedCall>> {
+        if let Some(style) = self.tag_style() {
+            return style.parse(body, functions);
+        }
         match self {
-            ToolFormat::Hermes => {
-                Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?])
+            ToolFormat::Mistral | ToolFormat::Granite => {
+                match serde_json::from_str(body.trim()).ok()? {
+                    Value::Array(items) => items.iter().map(call_object).collect(),
+                    one => Some(vec![call_object(&one)?]),
+                }
             }
-            ToolFormat::Mistral => match serde_json::from_str(body.trim()).ok()? {
-                Value::Array(items) => items.iter().map(call_object).collect(),
-                one => Some(vec![call_object(&one)?]),
-            },
             ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
+            _ => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
 
@@ -152,16 +205,16 @@ impl ToolFormat {
     fn arguments_key(self) -> &'static str {
         match self {
             ToolFormat::Llama3Json => "parameters",
-            ToolFormat::Hermes | ToolFormat::Mistral => "arguments",
+            _ => "arguments",
         }
     }
 
-    /// What closes a call after its arguments object.
+    /// What closes a JSON call after its arguments object.
     fn call_tail(self) -> &'static str {
         match self {
             ToolFormat::Hermes => "}\n</tool_call>",
-            ToolFormat::Mistral => "}]",
-            ToolFormat::Llama3Json => "}",
+            ToolFormat::Mistral | ToolFormat::Granite => "}]",
+            _ => "}",
         }
     }
 
@@ -173,6 +226,9 @@ impl ToolFormat {
         functions: &[(String, Value)],
         function: Option<&str>,
     ) -> Result<String, String> {
+        if let Some(style) = self.tag_style() {
+            return style.call_grammar(functions, function, self.call_end().unwrap_or_default());
+        }
         let tail = literal(self.call_tail());
         match function {
             Some(name) => arguments_grammar(functions, name, &format!(" {tail}")),
@@ -194,6 +250,14 @@ impl ToolFormat {
         functions: &[(String, Value)],
         parallel: bool,
     ) -> Result<LazyCall, String> {
+        if let Some(style) = self.tag_style() {
+            let end = self.call_end().unwrap_or_default();
+            return Ok(LazyCall {
+                after_trigger: Some(style.block_grammar(functions, end)?),
+                bare: None,
+                rearm: parallel,
+            });
+        }
         let rules = self.call_rules(functions, CALL_OBJECT_OPENING)?;
         let tail = literal(self.call_tail());
         // Call objects one after the other (llama 3 joins them with `;`), the whole answer;
@@ -215,13 +279,13 @@ impl ToolFormat {
                 format!("start: \"\\n\" call {tail}\n{rules}"),
                 Some(objects("")),
             ),
-            // Mistral's calls are one list, running to the end of the answer.
-            ToolFormat::Mistral => (
+            // Mistral's and Granite's calls are one list, running to the end of the answer.
+            _ if self.is_call_list() => (
                 format!("start: \"[\" one{list_more} \"]\"\none: call \"}}\"\n{rules}"),
                 None,
             ),
             // Llama 3 calls open the answer, after `<|python_tag|>` or not.
-            ToolFormat::Llama3Json => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
+            _ => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
         };
         Ok(LazyCall {
             after_trigger: Some(after_trigger),
@@ -237,7 +301,7 @@ impl ToolFormat {
         match self {
             // Llama 3's block start (`{`) is text; the tag before its calls is a token.
             ToolFormat::Llama3Json => "<|python_tag|>",
-            ToolFormat::Hermes | ToolFormat::Mistral => self.call_start(),
+            _ => self.call_start(),
         }
     }
 
@@ -266,10 +330,15 @@ impl ToolFormat {
     /// Text the answer is made to begin with, when the request demands a call
     /// (`tool_choice: "required"` or a named function): the model then continues a call.
     pub fn forced_prefix(self, function: Option<&str>) -> String {
+        if let Some(style) = self.tag_style() {
+            let head = function.map(|f| style.head(f)).unwrap_or_default();
+            return format!("{}{}{head}", self.call_start(), style.block_opening());
+        }
         let opening = match self {
             ToolFormat::Hermes => "<tool_call>\n",
             ToolFormat::Mistral => "[TOOL_CALLS][",
-            ToolFormat::Llama3Json => "",
+            ToolFormat::Granite => "<|tool_call|>[",
+            _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
         format!(
@@ -356,25 +425,49 @@ mod tests {
         }
     }
 
+    /// The vendors' templates (`tests/fixtures/chat_tools`, `chat_templates`) name their
+    /// formats; GLM's, Qwen3-Coder's and Seed-OSS's tags are not read as Hermes JSON.
     #[test]
     fn formats_are_told_from_templates() {
-        let qwen = include_str!("../../../tests/fixtures/chat_tools/qwen2.5-0.5b.json");
-        assert_eq!(ToolFormat::detect(qwen), Ok(ToolFormat::Hermes));
-        // GLM-4.6's `<tool_call>` holds XML argument pairs, Seed-OSS's and Granite's calls
-        // other tags: refused, not read as Hermes JSON.
-        let families: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../tests/fixtures/chat_templates/families.json"
-        ))
-        .unwrap();
-        for family in families["families"].as_array().unwrap() {
-            let template = family["chat_template"].as_str().unwrap();
-            assert_eq!(
-                ToolFormat::detect(template),
-                Err(Unsupported::UnknownFormat),
-                "{}",
-                family["name"]
-            );
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let template = |file: &str| {
+            let text = std::fs::read_to_string(format!("{fixtures}/{file}")).unwrap();
+            let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+            golden["chat_template"].as_str().unwrap().to_string()
+        };
+        for (name, format) in [
+            ("qwen2.5-0.5b", ToolFormat::Hermes),
+            ("Qwen3-Coder", ToolFormat::Qwen3Coder),
+            (
+                "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+                ToolFormat::Qwen3Coder,
+            ),
+            ("ByteDance-Seed-OSS", ToolFormat::SeedOss),
+            ("GLM-4.6", ToolFormat::Glm45),
+            ("GLM-4.7-Flash", ToolFormat::Glm45),
+            ("ibm-granite-granite-3.3-2B-Instruct", ToolFormat::Granite),
+        ] {
+            let source = template(&format!("chat_tools/{name}.json"));
+            assert_eq!(ToolFormat::detect(&source), Ok(format), "{name}");
         }
+        let families: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{fixtures}/chat_templates/families.json")).unwrap(),
+        )
+        .unwrap();
+        let detected: Vec<_> = families["families"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| ToolFormat::detect(f["chat_template"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            detected,
+            [
+                Ok(ToolFormat::SeedOss),
+                Ok(ToolFormat::Glm45),
+                Ok(ToolFormat::Granite)
+            ]
+        );
         assert_eq!(
             ToolFormat::detect("{{ '[AVAILABLE_TOOLS]' }}{{ '[TOOL_CALLS]' }}"),
             Ok(ToolFormat::Mistral)
@@ -398,45 +491,46 @@ mod tests {
         let hermes = ToolFormat::Hermes;
         assert_eq!(
             hermes.parse_block(
-                "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"n\": 2}}\n"
+                "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"n\": 2}}\n",
+                &[]
             ),
             Some(vec![call("get_weather", "{\"city\":\"Paris\",\"n\":2}")])
         );
         assert_eq!(
-            hermes.parse_block("{\"name\": \"now\"}"),
+            hermes.parse_block("{\"name\": \"now\"}", &[]),
             Some(vec![call("now", "{}")])
         );
         assert_eq!(
-            hermes.parse_block("{\"name\": \"f\", \"arguments\": {"),
+            hermes.parse_block("{\"name\": \"f\", \"arguments\": {", &[]),
             None
         );
-        assert_eq!(hermes.parse_block("{\"arguments\": {}}"), None);
-        assert_eq!(hermes.parse_block("[1, 2]"), None);
+        assert_eq!(hermes.parse_block("{\"arguments\": {}}", &[]), None);
+        assert_eq!(hermes.parse_block("[1, 2]", &[]), None);
         assert_eq!(
             ToolFormat::Mistral.parse_block(
                 " [{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": \"{}\"}]"
-            ),
+            , &[]),
             Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
         );
         assert_eq!(
             ToolFormat::Llama3Json.parse_block(
                 "{\"name\": \"a\", \"parameters\": {\"q\": \"x;y\"}}; {\"name\": \"b\", \"parameters\": {}}"
-            ),
+            , &[]),
             Some(vec![call("a", "{\"q\":\"x;y\"}"), call("b", "{}")])
         );
         assert_eq!(
-            ToolFormat::Llama3Json.parse_block("{\"name\": \"a\"} and then text"),
+            ToolFormat::Llama3Json.parse_block("{\"name\": \"a\"} and then text", &[]),
             None
         );
     }
 
     #[test]
     fn forced_prefixes_continue_into_parsable_calls() {
-        for format in [
-            ToolFormat::Hermes,
-            ToolFormat::Mistral,
-            ToolFormat::Llama3Json,
-        ] {
+        let functions = [(
+            "get_weather".to_string(),
+            serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        )];
+        for format in ToolFormat::ALL {
             let named = format.forced_prefix(Some("get_weather"));
             let open = format.forced_prefix(None);
             let (named_tail, open_tail) = match format {
@@ -444,13 +538,21 @@ mod tests {
                     "{\"city\": \"Oslo\"}}",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
                 ),
-                ToolFormat::Mistral => (
+                ToolFormat::Mistral | ToolFormat::Granite => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
                 ),
                 ToolFormat::Llama3Json => (
                     "{\"city\": \"Oslo\"}}",
                     "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
+                ),
+                ToolFormat::Qwen3Coder | ToolFormat::SeedOss => (
+                    "\n<parameter=city>\nOslo\n</parameter>\n</function>\n",
+                    "<function=get_weather>\n<parameter=city>Oslo</parameter>\n</function>",
+                ),
+                ToolFormat::Glm45 => (
+                    "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",
+                    "get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n",
                 ),
             };
             for text in [named + named_tail, open + open_tail] {
@@ -461,7 +563,7 @@ mod tests {
                     body
                 };
                 assert_eq!(
-                    format.parse_block(body),
+                    format.parse_block(body, &functions),
                     Some(vec![call("get_weather", "{\"city\":\"Oslo\"}")]),
                     "{format:?}: {text}"
                 );

@@ -12,10 +12,13 @@
 //! harmony's own): one call to a function offered, with arguments following its schema.
 pub mod extract;
 pub mod format;
+mod py_literal;
+pub mod tagged;
 
 use super::error::ApiError;
 use format::{ParsedCall, ToolFormat};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// How a model writes its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct ToolOutput {
     pub forced_prefix: String,
     /// `parallel_tool_calls: false`: only the first call is returned.
     pub parallel: bool,
+    /// The offered functions' names and parameter schemas (they type the tag formats' values).
+    pub functions: Arc<[(String, Value)]>,
 }
 
 impl ToolOutput {
@@ -53,7 +58,7 @@ impl ToolOutput {
         let CallSyntax::Blocks(format) = self.syntax else {
             return None;
         };
-        let mut x = extract::ToolCallExtractor::new(format);
+        let mut x = extract::ToolCallExtractor::new(format, self.functions.clone());
         // The prefix opens a call block, so nothing comes out of it yet.
         let early = x.push(&self.forced_prefix);
         debug_assert!(early.is_empty(), "{early:?}");
@@ -228,6 +233,7 @@ pub fn plan(
             syntax: CallSyntax::Blocks(format),
             forced_prefix: forced.map(|f| format.forced_prefix(f)).unwrap_or_default(),
             parallel,
+            functions: functions.into(),
         },
         call_grammar,
         lazy_calls,
@@ -280,6 +286,7 @@ fn harmony_plan(
             syntax: CallSyntax::Harmony,
             forced_prefix,
             parallel,
+            functions: functions.into(),
         },
         call_grammar,
         lazy_calls,

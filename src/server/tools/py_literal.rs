@@ -1,0 +1,216 @@
+//! Python literals (`['a', 'b']`, `{'k': True, 'n': None}`) read as JSON values: templates
+//! that print a list or dict argument with `| string` (Seed-OSS's) show the model Python's
+//! `repr`, and models write their own arguments so; vLLM's tag parsers read them with
+//! `ast.literal_eval`. Only literals: strings, numbers, `True` / `False` / `None`, lists,
+//! tuples (as lists) and dicts with string keys. Written by hand because no crate reads
+//! Python literals into serde_json values.
+use serde_json::{Map, Number, Value};
+
+/// The value of `text` if it is one Python literal (whitespace around it aside).
+pub fn parse(text: &str) -> Option<Value> {
+    let mut p = Parser {
+        chars: text.chars().collect(),
+        at: 0,
+        depth: 0,
+    };
+    let value = p.value()?;
+    p.skip_space();
+    (p.at == p.chars.len()).then_some(value)
+}
+
+/// Nesting deeper than this is refused (model output is untrusted; no stack overflow).
+const MAX_DEPTH: usize = 64;
+
+struct Parser {
+    chars: Vec<char>,
+    at: usize,
+    depth: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_space();
+        let found = self.peek() == Some(c);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        self.skip_space();
+        match self.peek()? {
+            '\'' | '"' => self.string().map(Value::String),
+            '[' => self.items('[', ']'),
+            '(' => self.items('(', ')'),
+            '{' => self.dict(),
+            _ => self.word(),
+        }
+    }
+
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
+    /// A list or tuple: values between `open` and `close`, a trailing comma allowed.
+    fn items(&mut self, open: char, close: char) -> Option<Value> {
+        self.nested(|p| {
+            p.eat(open);
+            let mut items = Vec::new();
+            loop {
+                if p.eat(close) {
+                    return Some(Value::Array(items));
+                }
+                items.push(p.value()?);
+                if !p.eat(',') {
+                    return p.eat(close).then_some(Value::Array(items));
+                }
+            }
+        })
+    }
+
+    fn dict(&mut self) -> Option<Value> {
+        self.nested(|p| {
+            p.eat('{');
+            let mut map = Map::new();
+            loop {
+                if p.eat('}') {
+                    return Some(Value::Object(map));
+                }
+                p.skip_space();
+                let key = p.string()?;
+                if !p.eat(':') {
+                    return None;
+                }
+                map.insert(key, p.value()?);
+                if !p.eat(',') {
+                    return p.eat('}').then_some(Value::Object(map));
+                }
+            }
+        })
+    }
+
+    /// A quoted string with Python's escapes.
+    fn string(&mut self) -> Option<String> {
+        let quote = self.peek().filter(|c| *c == '\'' || *c == '"')?;
+        self.at += 1;
+        let mut out = String::new();
+        loop {
+            let c = self.peek()?;
+            self.at += 1;
+            match c {
+                c if c == quote => return Some(out),
+                '\\' => {
+                    let e = self.peek()?;
+                    self.at += 1;
+                    match e {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        'r' => out.push('\r'),
+                        '0' => out.push('\0'),
+                        'x' => out.push(self.code_point(2)?),
+                        'u' => out.push(self.code_point(4)?),
+                        'U' => out.push(self.code_point(8)?),
+                        '\\' | '\'' | '"' => out.push(e),
+                        // Python keeps unknown escapes as written.
+                        other => {
+                            out.push('\\');
+                            out.push(other);
+                        }
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn code_point(&mut self, digits: usize) -> Option<char> {
+        let hex: String = self.chars.get(self.at..self.at + digits)?.iter().collect();
+        self.at += digits;
+        char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
+    }
+
+    /// `True`, `False`, `None` or a number.
+    fn word(&mut self) -> Option<Value> {
+        let start = self.at;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+        {
+            self.at += 1;
+        }
+        let word: String = self.chars[start..self.at].iter().collect();
+        match word.as_str() {
+            "True" => Some(Value::Bool(true)),
+            "False" => Some(Value::Bool(false)),
+            "None" => Some(Value::Null),
+            number => {
+                let number = number.replace('_', "");
+                if let Ok(i) = number.parse::<i64>() {
+                    return Some(Value::from(i));
+                }
+                number
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_literals_become_json() {
+        assert_eq!(parse("['rain', 'wind']"), Some(json!(["rain", "wind"])));
+        assert_eq!(
+            parse(" {'a': 1, \"b\": [True, None, -2.5e3], 'c': (1,), 'd': {}} "),
+            Some(json!({"a": 1, "b": [true, null, -2500.0], "c": [1], "d": {}}))
+        );
+        assert_eq!(
+            parse("['it\\'s', 'a\\\\b\\n', '\\x41\\u00e9', 'é']"),
+            Some(json!(["it's", "a\\b\n", "Aé", "é"]))
+        );
+        assert_eq!(parse("[1, 2,]"), Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn anything_else_is_not_a_literal() {
+        for text in [
+            "",
+            "[1, 2",
+            "['a' 'b']",
+            "{1: 2}",
+            "nan",
+            "inf",
+            "[x]",
+            "'open",
+            "[1] tail",
+            "1_000_x",
+        ] {
+            assert_eq!(parse(text), None, "{text:?}");
+        }
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(&deep), None);
+    }
+}

@@ -1,0 +1,541 @@
+//! Tool calls written as tags instead of JSON: a call is its function's name and key/value
+//! pairs, each value the plain text of a string argument or the JSON of any other. Two styles:
+//! - `Style::Function` (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5, Seed-OSS):
+//!   `<function=NAME>` then `<parameter=KEY>VALUE</parameter>` pairs, then `</function>`;
+//!   Qwen's templates pad each value with a newline on either side, Seed-OSS's do not.
+//! - `Style::ArgPairs` (GLM-4.5 to 4.7 and the templates after them): `NAME` then
+//!   `<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>` pairs, with newlines between or not.
+//!
+//! The text does not say a value's type: the function's schema does, as vLLM's qwen3_coder,
+//! seed_oss and glm45 parsers read them (a string parameter's text is taken as it is, anything
+//! else as JSON when it parses as a value of the declared type). The grammars that hold a call
+//! to its schema follow the same split: free text (or the schema's enum, or its length bounds)
+//! up to the value's closing tag for strings, the schema's JSON for the rest.
+use super::format::{literal, schema_text, ParsedCall};
+use super::py_literal;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Function,
+    ArgPairs,
+}
+
+/// The tags around one argument.
+struct PairTags {
+    key_open: &'static str,
+    key_close: &'static str,
+    /// Between the key's closing tag and the value (after optional whitespace).
+    value_open: &'static str,
+    value_close: &'static str,
+}
+
+const FUNCTION_OPEN: &str = "<function=";
+const FUNCTION_CLOSE: &str = "</function>";
+/// The optional newlines between tags.
+const NL_RULE: &str = "NL: \"\\n\"\n";
+
+impl Style {
+    fn tags(self) -> PairTags {
+        match self {
+            Style::Function => PairTags {
+                key_open: "<parameter=",
+                key_close: ">",
+                value_open: "",
+                value_close: "</parameter>",
+            },
+            Style::ArgPairs => PairTags {
+                key_open: "<arg_key>",
+                key_close: "</arg_key>",
+                value_open: "<arg_value>",
+                value_close: "</arg_value>",
+            },
+        }
+    }
+
+    /// A call's text before its arguments.
+    pub fn head(self, name: &str) -> String {
+        match self {
+            Style::Function => format!("{FUNCTION_OPEN}{name}>"),
+            Style::ArgPairs => name.to_string(),
+        }
+    }
+
+    /// What the templates write between the block's opening tag and the call's head.
+    pub fn block_opening(self) -> &'static str {
+        match self {
+            Style::Function => "\n",
+            Style::ArgPairs => "",
+        }
+    }
+
+    /// The calls in the text between a block's tags; `None` unless it is only well-formed
+    /// calls (then the block is returned as text).
+    pub fn parse(self, body: &str, functions: &[(String, Value)]) -> Option<Vec<ParsedCall>> {
+        match self {
+            Style::Function => {
+                let mut calls = Vec::new();
+                let mut rest = body.trim_start();
+                // One call per block as the templates write them; several read as well.
+                while !rest.is_empty() {
+                    let (name, after) = rest.strip_prefix(FUNCTION_OPEN)?.split_once('>')?;
+                    let (arguments, after) = self.arguments(name, after, functions)?;
+                    // A model that stops right after its last value still made the call.
+                    rest = match after.strip_prefix(FUNCTION_CLOSE) {
+                        Some(after) => after.trim_start(),
+                        None if after.is_empty() => after,
+                        None => return None,
+                    };
+                    calls.push(call(name, arguments)?);
+                }
+                (!calls.is_empty()).then_some(calls)
+            }
+            Style::ArgPairs => {
+                let tags = self.tags();
+                let (name, after) = match body.find(tags.key_open) {
+                    Some(at) => body.split_at(at),
+                    None => (body, ""),
+                };
+                let name = name.trim();
+                let (arguments, after) = self.arguments(name, after, functions)?;
+                after
+                    .is_empty()
+                    .then(|| call(name, arguments))
+                    .flatten()
+                    .map(|c| vec![c])
+            }
+        }
+    }
+
+    /// The pairs at the start of `text` as a JSON object of `name`'s arguments, and the text
+    /// after them (whitespace trimmed).
+    fn arguments<'a>(
+        self,
+        name: &str,
+        mut text: &'a str,
+        functions: &[(String, Value)],
+    ) -> Option<(String, &'a str)> {
+        let tags = self.tags();
+        let params = functions.iter().find(|(n, _)| n == name).map(|(_, p)| p);
+        let mut arguments = Map::new();
+        loop {
+            text = text.trim_start();
+            let Some(after) = text.strip_prefix(tags.key_open) else {
+                break;
+            };
+            let (key, after) = after.split_once(tags.key_close)?;
+            let after = match tags.value_open {
+                "" => after,
+                open => after.trim_start().strip_prefix(open)?,
+            };
+            let (raw, after) = after.split_once(tags.value_close)?;
+            let raw = match self {
+                // The newlines Qwen's templates put around a value are not part of it.
+                Style::Function => {
+                    let raw = raw.strip_prefix('\n').unwrap_or(raw);
+                    raw.strip_suffix('\n').unwrap_or(raw)
+                }
+                Style::ArgPairs => raw,
+            };
+            let key = key.trim();
+            let schema = params.and_then(|p| p.get("properties")?.get(key));
+            arguments.insert(key.to_string(), typed_value(raw, schema));
+            text = after;
+        }
+        Some((serde_json::to_string(&arguments).ok()?, text))
+    }
+
+    /// The lark grammar of what follows a demanded call's forced prefix (the block's opening
+    /// tag, and `function`'s head when one is named): the call to the block's `end`.
+    pub fn call_grammar(
+        self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+        end: &str,
+    ) -> Result<String, String> {
+        let close = format!("NL? {}", literal(end));
+        match function {
+            Some(name) => {
+                let i = functions
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .ok_or_else(|| format!("no function `{name}`"))?;
+                Ok(format!(
+                    "start: args_{i}{} {close}\n{}{NL_RULE}",
+                    self.call_foot(),
+                    self.argument_rules(i, &functions[i].1)?
+                ))
+            }
+            None => Ok(format!(
+                "start: call {close}\n{}",
+                self.call_rules(functions)?
+            )),
+        }
+    }
+
+    /// The lark grammar of a block after its opening tag (a lazy grammar's trigger): one call
+    /// to any of `functions`, to the block's `end`.
+    pub fn block_grammar(self, functions: &[(String, Value)], end: &str) -> Result<String, String> {
+        Ok(format!(
+            "start: NL? call NL? {}\n{}",
+            literal(end),
+            self.call_rules(functions)?
+        ))
+    }
+
+    /// Lark rules: `call`, one call to any of `functions` from its head to its end, and per
+    /// function `args_i`, its arguments.
+    fn call_rules(self, functions: &[(String, Value)]) -> Result<String, String> {
+        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
+        let mut lark = format!("call: {}\n", names.join(" | "));
+        for (i, (name, params)) in functions.iter().enumerate() {
+            lark.push_str(&format!(
+                "call_{i}: {} args_{i}{}\n",
+                literal(&self.head(name)),
+                self.call_foot()
+            ));
+            lark.push_str(&self.argument_rules(i, params)?);
+        }
+        lark.push_str(NL_RULE);
+        Ok(lark)
+    }
+
+    /// Lark items after a call's arguments.
+    fn call_foot(self) -> String {
+        match self {
+            Style::Function => format!(" NL? {}", literal(FUNCTION_CLOSE)),
+            Style::ArgPairs => String::new(),
+        }
+    }
+
+    /// Rule `args_i`: the function's properties in their schema's order, the required ones
+    /// always, the others optionally.
+    fn argument_rules(self, i: usize, params: &Value) -> Result<String, String> {
+        let tags = self.tags();
+        let empty = Map::new();
+        let properties = params
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let required = |key: &str| {
+            params
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
+        };
+        let mut items = Vec::new();
+        let mut rules = String::new();
+        for (j, (key, schema)) in properties.iter().enumerate() {
+            let rule = format!("arg_{i}_{j}");
+            items.push(format!("{rule}{}", if required(key) { "" } else { "?" }));
+            let opening = format!(
+                "NL? {}{}",
+                literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
+                match tags.value_open {
+                    "" => String::new(),
+                    open => format!(" NL? {}", literal(open)),
+                }
+            );
+            match text_body(schema) {
+                // The value's text, up to and with its closing tag.
+                Some(body) => {
+                    let body = match self {
+                        Style::Function => format!("\\n?{body}\\n?"),
+                        Style::ArgPairs => body,
+                    };
+                    rules.push_str(&format!(
+                        "{rule}: {opening} text_{i}_{j}\ntext_{i}_{j}[suffix={}]: /{}/\n",
+                        literal(tags.value_close),
+                        body.replace('/', "\\/")
+                    ));
+                }
+                None => {
+                    let padding = if self == Style::Function { " NL?" } else { "" };
+                    rules.push_str(&format!(
+                        "{rule}: {opening}{padding} json_{i}_{j}{padding} {}\njson_{i}_{j}: %json {}\n",
+                        literal(tags.value_close),
+                        schema_text(&with_definitions(schema, params))?
+                    ));
+                }
+            }
+        }
+        let args = if items.is_empty() {
+            "\"\"".to_string()
+        } else {
+            items.join(" ")
+        };
+        Ok(format!("args_{i}: {args}\n{rules}"))
+    }
+}
+
+/// A call read from the text, if its name is one.
+fn call(name: &str, arguments: String) -> Option<ParsedCall> {
+    let plausible = !name.is_empty() && !name.contains(['<', '>', '\n']);
+    plausible.then(|| ParsedCall {
+        name: name.to_string(),
+        arguments,
+    })
+}
+
+/// The JSON types a parameter's schema declares (`type`, or those of its `anyOf` / `oneOf`
+/// branches); empty when it declares none.
+fn declared_types(schema: &Value) -> Vec<&str> {
+    let mut types = Vec::new();
+    match schema.get("type") {
+        Some(Value::String(t)) => types.push(t.as_str()),
+        Some(Value::Array(ts)) => types.extend(ts.iter().filter_map(Value::as_str)),
+        _ => {}
+    }
+    for branches in ["anyOf", "oneOf"] {
+        for branch in schema
+            .get(branches)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            types.extend(declared_types(branch));
+        }
+    }
+    if types.is_empty() {
+        // An enum or const of strings declares strings.
+        let values = match (schema.get("enum"), schema.get("const")) {
+            (Some(Value::Array(vs)), _) => vs.iter().collect(),
+            (_, Some(v)) => vec![v],
+            _ => Vec::new(),
+        };
+        if !values.is_empty() && values.iter().all(|v| v.is_string()) {
+            types.push("string");
+        }
+    }
+    types
+}
+
+/// Whether `v` is of JSON Schema type `t`.
+fn is_of_type(v: &Value, t: &str) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "null" => v.is_null(),
+        _ => false,
+    }
+}
+
+/// An argument's value from its text: the text itself for a string parameter (and for one
+/// the schema does not name), else the JSON it holds when that is of a declared type (or the
+/// Python literal: `True`, `['a', 'b']`, as templates print them), else the text.
+fn typed_value(raw: &str, schema: Option<&Value>) -> Value {
+    let text = || Value::String(raw.to_string());
+    let Some(schema) = schema else {
+        return text();
+    };
+    let types = declared_types(schema);
+    if types == ["string"] {
+        return text();
+    }
+    let trimmed = raw.trim();
+    let parsed = serde_json::from_str::<Value>(trimmed)
+        .ok()
+        .or_else(|| py_literal::parse(trimmed));
+    match parsed {
+        Some(v) if types.is_empty() || types.iter().any(|t| is_of_type(&v, t)) => v,
+        _ => text(),
+    }
+}
+
+/// For a parameter its models write as plain text (a string, possibly among other types):
+/// the regular expression its text follows, from its schema's enum / const or length bounds.
+/// `None`: the value is written as JSON.
+fn text_body(schema: &Value) -> Option<String> {
+    let types = declared_types(schema);
+    if !types.contains(&"string") {
+        return None;
+    }
+    let strings = |values: Vec<&Value>| {
+        let alternatives: Option<Vec<String>> = values
+            .iter()
+            .map(|v| v.as_str().map(regex_syntax::escape))
+            .collect();
+        alternatives.map(|a| format!("({})", a.join("|")))
+    };
+    if types == ["string"] {
+        if let Some(Value::Array(values)) = schema.get("enum") {
+            if let Some(rx) = strings(values.iter().collect()) {
+                return Some(rx);
+            }
+        }
+        if let Some(value) = schema.get("const") {
+            if let Some(rx) = strings(vec![value]) {
+                return Some(rx);
+            }
+        }
+        let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+        if let (min, Some(max)) = (bound("minLength"), bound("maxLength")) {
+            return Some(format!("(?s:.{{{},{max}}})", min.unwrap_or(0).min(max)));
+        }
+        if let Some(min) = bound("minLength") {
+            return Some(format!("(?s:.{{{min},}})"));
+        }
+    }
+    Some("(?s:.*)".to_string())
+}
+
+/// A parameter's schema with the parameters' `$defs` / `definitions` beside it, so that its
+/// `$ref`s resolve once it stands alone.
+fn with_definitions(schema: &Value, params: &Value) -> Value {
+    let mut schema = schema.clone();
+    if let Some(object) = schema.as_object_mut() {
+        for key in ["$defs", "definitions"] {
+            if let (Some(defs), false) = (params.get(key), object.contains_key(key)) {
+                object.insert(key.to_string(), defs.clone());
+            }
+        }
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn functions() -> Vec<(String, Value)> {
+        vec![(
+            "get_weather".into(),
+            json!({"type": "object", "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer"},
+                "metric": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "note": {"type": ["string", "null"]},
+                "zip": {"type": "string"}
+            }, "required": ["city"]}),
+        )]
+    }
+
+    fn parsed(name: &str, arguments: Value) -> Option<Vec<ParsedCall>> {
+        Some(vec![ParsedCall {
+            name: name.into(),
+            arguments: serde_json::to_string(&arguments).unwrap(),
+        }])
+    }
+
+    #[test]
+    fn qwen_and_seed_function_tags_read_typed_values() {
+        let f = functions();
+        // Qwen3-Coder's padding newlines are not part of the values; a string stays a string
+        // even where it reads as a number; a list is JSON.
+        let qwen = "\n<function=get_weather>\n<parameter=city>\nNew York\n</parameter>\n\
+                    <parameter=days>\n3\n</parameter>\n<parameter=zip>\n10001\n</parameter>\n\
+                    <parameter=tags>\n[\"a\", \"b\"]\n</parameter>\n</function>\n";
+        assert_eq!(
+            Style::Function.parse(qwen, &f),
+            parsed(
+                "get_weather",
+                json!({"city": "New York", "days": 3, "zip": "10001", "tags": ["a", "b"]})
+            )
+        );
+        // Seed-OSS writes no padding; multi-line text keeps its inner newlines; Python's
+        // True; null for a nullable string; an unknown parameter is text.
+        let seed = "\n<function=get_weather>\n<parameter=city>Oslo\nNorway</parameter>\n\
+                    <parameter=metric>True</parameter>\n<parameter=note>null</parameter>\n\
+                    <parameter=extra>42</parameter>\n</function>";
+        assert_eq!(
+            Style::Function.parse(seed, &f),
+            parsed(
+                "get_weather",
+                json!({"city": "Oslo\nNorway", "metric": true, "note": null, "extra": "42"})
+            )
+        );
+        // A value that is not of its type stays text (the caller sees what was written).
+        assert_eq!(
+            Style::Function.parse(
+                "<function=get_weather><parameter=days>three</parameter></function>",
+                &f
+            ),
+            parsed("get_weather", json!({"days": "three"}))
+        );
+        // Stopped right after the last value: still the call. A function not offered is
+        // read too (its values as text), as with the JSON formats.
+        assert_eq!(
+            Style::Function.parse("<function=f>\n<parameter=x>\n1\n</parameter>\n", &f),
+            parsed("f", json!({"x": "1"}))
+        );
+        assert_eq!(
+            Style::Function.parse("<function=now>\n</function>", &f),
+            parsed("now", json!({}))
+        );
+    }
+
+    #[test]
+    fn malformed_function_tags_are_not_calls() {
+        let f = functions();
+        for body in [
+            "",
+            "{\"name\": \"get_weather\"}",
+            "<function=get_weather>\n<parameter=city>\nParis",
+            "<function=get_weather>\n<parameter=city\nParis</parameter></function>",
+            "<function=get_weather></function> and text",
+            "<function=>\n</function>",
+        ] {
+            assert_eq!(Style::Function.parse(body, &f), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn glm_argument_pairs_with_and_without_newlines() {
+        let f = functions();
+        let glm46 = "get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n\
+                     <arg_key>days</arg_key>\n<arg_value>2</arg_value>\n";
+        let glm47 = "get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value>\
+                     <arg_key>days</arg_key><arg_value>2</arg_value>";
+        for body in [glm46, glm47] {
+            assert_eq!(
+                Style::ArgPairs.parse(body, &f),
+                parsed("get_weather", json!({"city": "Paris", "days": 2})),
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            Style::ArgPairs.parse("get_time", &f),
+            parsed("get_time", json!({}))
+        );
+        for body in [
+            "",
+            "get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris",
+            "get_weather <arg_key>city</arg_key> stray <arg_value>x</arg_value>",
+            "get_weather\n<arg_key>city</arg_key><arg_value>x</arg_value> trailing",
+            "two\nlines<arg_key>a</arg_key><arg_value>b</arg_value>",
+        ] {
+            assert_eq!(Style::ArgPairs.parse(body, &f), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn string_parameters_are_text_rules_and_the_rest_json() {
+        let params = json!({"type": "object", "$defs": {"u": {"enum": [1, 2]}}, "properties": {
+            "city": {"type": "string", "maxLength": 10},
+            "unit": {"enum": ["c", "f/k"]},
+            "n": {"$ref": "#/$defs/u"}
+        }, "required": ["unit"]});
+        let rules = Style::Function.argument_rules(0, &params).unwrap();
+        assert!(
+            rules.starts_with("args_0: arg_0_0? arg_0_1 arg_0_2?\n"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("text_0_0[suffix=\"</parameter>\"]: /\\n?(?s:.{0,10})\\n?/"),
+            "{rules}"
+        );
+        assert!(rules.contains("/\\n?(c|f\\/k)\\n?/"), "{rules}");
+        assert!(rules.contains("json_0_2: %json {"), "{rules}");
+        assert!(rules.contains("\"$defs\""), "{rules}");
+        let glm = Style::ArgPairs
+            .argument_rules(3, &json!({"type": "object"}))
+            .unwrap();
+        assert!(glm.starts_with("args_3: \"\"\n"), "{glm}");
+    }
+}
