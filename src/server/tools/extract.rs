@@ -238,7 +238,16 @@ mod tests {
 
     /// Feed `output` in pieces of `step` characters; collect everything, merging content.
     fn run(format: ToolFormat, output: &str, step: usize) -> Vec<Piece> {
-        let mut x = ToolCallExtractor::new(format, Default::default());
+        run_with(format, &Default::default(), output, step)
+    }
+
+    fn run_with(
+        format: ToolFormat,
+        functions: &Arc<[(String, Value)]>,
+        output: &str,
+        step: usize,
+    ) -> Vec<Piece> {
+        let mut x = ToolCallExtractor::new(format, functions.clone());
         let chars: Vec<char> = output.chars().collect();
         let mut all = Vec::new();
         for chunk in chars.chunks(step) {
@@ -290,21 +299,35 @@ mod tests {
             "🦀",
             "```json",
             "```",
+            "<seed:tool_call>",
+            "</seed:tool_call>",
+            "<|tool_call|>",
+            "<function=f>",
+            "</function>",
+            "<parameter=a>",
+            "</parameter>",
+            "<arg_key>",
+            "a</arg_key>",
+            "<arg_value>",
+            "</arg_value>",
+            "True",
+            "['x']",
         ];
+        let functions: Arc<[(String, Value)]> = vec![(
+            "f".to_string(),
+            serde_json::json!({"properties": {"a": {"type": "array"}}}),
+        )]
+        .into();
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for format in [
-            ToolFormat::Hermes,
-            ToolFormat::Mistral,
-            ToolFormat::Llama3Json,
-        ] {
+        for format in ToolFormat::ALL {
             for _ in 0..3000 {
                 let output: String = (0..rng.random_range(1..30))
                     .map(|_| pieces[rng.random_range(0..pieces.len())])
                     .collect();
-                let whole = run(format, &output, usize::MAX);
+                let whole = run_with(format, &functions, &output, usize::MAX);
                 let step = rng.random_range(1..6);
                 assert_eq!(
-                    run(format, &output, step),
+                    run_with(format, &functions, &output, step),
                     whole,
                     "{format:?} {output:?} by {step}"
                 );
@@ -326,6 +349,44 @@ mod tests {
                 ],
                 "step {step}"
             );
+        }
+    }
+
+    /// The tag formats stream alike: text before a block is released, a block's tags never
+    /// are, and each call comes out whole with its values typed.
+    #[test]
+    fn tag_format_calls_come_out_whole_at_any_chunking() {
+        let functions: Arc<[(String, Value)]> = vec![(
+            "get_weather".to_string(),
+            serde_json::json!({"properties": {"days": {"type": "integer"}}}),
+        )]
+        .into();
+        let qwen = "I'll check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n\
+                    </parameter>\n<parameter=days>\n2\n</parameter>\n</function>\n</tool_call>\n\
+                    <tool_call>\n<function=get_time>\n</function>\n</tool_call>";
+        let seed = "I'll check.\n<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris\
+                    </parameter>\n<parameter=days>2</parameter>\n</function>\n</seed:tool_call>\n\
+                    <seed:tool_call>\n<function=get_time>\n</function>\n</seed:tool_call>";
+        let glm = "I'll check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris\
+                   </arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>\n\
+                   <tool_call>get_time\n</tool_call>";
+        for (format, output) in [
+            (ToolFormat::Qwen3Coder, qwen),
+            (ToolFormat::SeedOss, seed),
+            (ToolFormat::Glm45, glm),
+        ] {
+            for step in [1, 2, 5, 1000] {
+                assert_eq!(
+                    run_with(format, &functions, output, step),
+                    vec![
+                        text("I'll check.\n"),
+                        call("get_weather", "{\"city\":\"Paris\",\"days\":2}"),
+                        text("\n"),
+                        call("get_time", "{}"),
+                    ],
+                    "{format:?} step {step}"
+                );
+            }
         }
     }
 
