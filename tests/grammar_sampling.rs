@@ -31,6 +31,11 @@ fn compiler_for(name: &str) -> (Arc<Tokenizer>, GrammarCompiler, u32) {
     (tok, compiler, eos)
 }
 
+/// Which texts are one special token of `tok`'s vocabulary (as the server asks).
+fn special_of(tok: &Tokenizer) -> impl Fn(&str) -> bool + '_ {
+    |text| tok.token_id(text).is_some_and(|id| tok.is_special(id))
+}
+
 /// What the extractor reads from a whole answer in `format`.
 fn extract(format: ToolFormat, text: &str) -> Vec<Piece> {
     let mut x = ToolCallExtractor::new(format, weather_and_alarm().into());
@@ -134,7 +139,9 @@ fn demanded_tool_calls_always_parse() {
             (3, Some("set_alarm")),
             (4, Some("get_weather")),
         ] {
-            let grammar = format.call_grammar(&functions, function).unwrap();
+            let grammar = format
+                .call_grammar(&functions, function, &special_of(&tok))
+                .unwrap();
             let constraint = compiler
                 .lark(grammar.clone())
                 .unwrap_or_else(|e| panic!("{e}\n{grammar}"));
@@ -196,7 +203,7 @@ fn lazy_constraint_with(
     parallel: bool,
 ) -> Constraint {
     let grammars = format
-        .lazy_call_grammar(&weather_and_alarm(), parallel)
+        .lazy_call_grammar(&weather_and_alarm(), parallel, &|_| false)
         .unwrap();
     let spec = LazyGrammar {
         after_trigger: grammars.after_trigger.clone().map(|g| (trigger, g)),
@@ -941,5 +948,44 @@ fn harmony_messages_to_functions_hold_their_bodies_to_the_arguments() {
     for t in tok.encode(free, false).unwrap() {
         constraint.accept(t);
         assert!(!constraint.is_active());
+    }
+}
+
+/// The tag grammars close a free-text value with the closing tag's special token where the
+/// vocabulary holds one (`tag_grammar`): a plain text terminal followed by that token. Random
+/// picks under such a grammar write text, then the token, then end.
+#[test]
+fn free_text_runs_until_a_special_token_closes_it() {
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
+    let close = tok.token_id("<|fim_middle|>").unwrap();
+    assert!(tok.is_special(close));
+    let grammar = "start: \"<v>\" TEXT <|fim_middle|> \"!\"\nTEXT: /(?s:.{0,40})/\n".to_string();
+    for seed in 0..3 {
+        let constraint = compiler.lark(grammar.clone()).unwrap();
+        let mut sampler = seeded_sampler(seed, constraint);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tokens = Vec::new();
+        loop {
+            let next = sampler.sample(&random_logits(&mut rng, tok.vocab_size()), &tokens);
+            if next == eos {
+                break;
+            }
+            tokens.push(next);
+            assert!(tokens.len() < 100, "{:?}", tok.decode(&tokens, false));
+        }
+        let text = tok.decode(&tokens, false).unwrap();
+        let body = text
+            .strip_prefix("<v>")
+            .and_then(|t| t.strip_suffix("<|fim_middle|>!"))
+            .unwrap_or_else(|| panic!("seed {seed}: {text:?}"));
+        assert!(
+            body.chars().count() <= 40 && !body.contains("<|fim_middle|>"),
+            "{text:?}"
+        );
+        assert_eq!(
+            tokens.iter().filter(|&&t| t == close).count(),
+            1,
+            "{text:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
 use serde_json::Value;
 use std::fmt;
@@ -221,13 +222,17 @@ impl ToolFormat {
     /// The lark grammar of what follows `forced_prefix(function)`: the rest of one call, to
     /// `function` or to any of `functions` (name, parameters schema), its arguments following
     /// the function's schema. With it a demanded call always parses and names a known function.
+    /// `special` says which texts are one special token of the vocabulary (the tag formats'
+    /// markers are named as tokens where they are).
     pub fn call_grammar(
         self,
         functions: &[(String, Value)],
         function: Option<&str>,
+        special: &dyn Fn(&str) -> bool,
     ) -> Result<String, String> {
         if let Some(style) = self.tag_style() {
-            return style.call_grammar(functions, function, self.call_end().unwrap_or_default());
+            let end = self.call_end().unwrap_or_default();
+            return TagGrammar { style, special }.call_grammar(functions, function, end);
         }
         let tail = literal(self.call_tail());
         match function {
@@ -244,16 +249,18 @@ impl ToolFormat {
     /// grammars: after a token that opens a call (`trigger_text`), and of an answer that
     /// opens as bare call objects (hermes models that leave the marker out, llama 3's plain
     /// JSON calls). With them a call the model starts always parses, as with llama.cpp's lazy
-    /// tool grammars; the text around calls stays free.
+    /// tool grammars; the text around calls stays free. `special` as for `call_grammar`.
     pub fn lazy_call_grammar(
         self,
         functions: &[(String, Value)],
         parallel: bool,
+        special: &dyn Fn(&str) -> bool,
     ) -> Result<LazyCall, String> {
         if let Some(style) = self.tag_style() {
             let end = self.call_end().unwrap_or_default();
+            let grammar = TagGrammar { style, special }.block_grammar(functions, end)?;
             return Ok(LazyCall {
-                after_trigger: Some(style.block_grammar(functions, end)?),
+                after_trigger: Some(grammar),
                 bare: None,
                 rearm: parallel,
             });

@@ -13,6 +13,7 @@
 pub mod extract;
 pub mod format;
 mod py_literal;
+mod tag_grammar;
 pub mod tagged;
 
 use super::error::ApiError;
@@ -217,12 +218,16 @@ pub fn plan(
     let invalid = |e: String| ApiError::invalid("tools", e);
     let (call_grammar, lazy_calls) = match forced {
         Some(f) => (
-            Some(format.call_grammar(&functions, f).map_err(invalid)?),
+            Some(
+                format
+                    .call_grammar(&functions, f, special)
+                    .map_err(invalid)?,
+            ),
             None,
         ),
         None => {
             let lazy = format
-                .lazy_call_grammar(&functions, parallel)
+                .lazy_call_grammar(&functions, parallel, special)
                 .map_err(invalid)?;
             (None, Some(LazyCalls::Blocks(format, lazy)))
         }

@@ -11,7 +11,7 @@
 //! else as JSON when it parses as a value of the declared type). The grammars that hold a call
 //! to its schema follow the same split: free text (or the schema's enum, or its length bounds)
 //! up to the value's closing tag for strings, the schema's JSON for the rest.
-use super::format::{literal, schema_text, ParsedCall};
+use super::format::ParsedCall;
 use super::py_literal;
 use serde_json::{Map, Value};
 
@@ -22,21 +22,19 @@ pub enum Style {
 }
 
 /// The tags around one argument.
-struct PairTags {
-    key_open: &'static str,
-    key_close: &'static str,
+pub(super) struct PairTags {
+    pub key_open: &'static str,
+    pub key_close: &'static str,
     /// Between the key's closing tag and the value (after optional whitespace).
-    value_open: &'static str,
-    value_close: &'static str,
+    pub value_open: &'static str,
+    pub value_close: &'static str,
 }
 
 const FUNCTION_OPEN: &str = "<function=";
-const FUNCTION_CLOSE: &str = "</function>";
-/// The optional newlines between tags.
-const NL_RULE: &str = "NL: \"\\n\"\n";
+pub(super) const FUNCTION_CLOSE: &str = "</function>";
 
 impl Style {
-    fn tags(self) -> PairTags {
+    pub(super) fn tags(self) -> PairTags {
         match self {
             Style::Function => PairTags {
                 key_open: "<parameter=",
@@ -144,128 +142,6 @@ impl Style {
         }
         Some((serde_json::to_string(&arguments).ok()?, text))
     }
-
-    /// The lark grammar of what follows a demanded call's forced prefix (the block's opening
-    /// tag, and `function`'s head when one is named): the call to the block's `end`.
-    pub fn call_grammar(
-        self,
-        functions: &[(String, Value)],
-        function: Option<&str>,
-        end: &str,
-    ) -> Result<String, String> {
-        let close = format!("NL? {}", literal(end));
-        match function {
-            Some(name) => {
-                let i = functions
-                    .iter()
-                    .position(|(n, _)| n == name)
-                    .ok_or_else(|| format!("no function `{name}`"))?;
-                Ok(format!(
-                    "start: args_{i}{} {close}\n{}{NL_RULE}",
-                    self.call_foot(),
-                    self.argument_rules(i, &functions[i].1)?
-                ))
-            }
-            None => Ok(format!(
-                "start: call {close}\n{}",
-                self.call_rules(functions)?
-            )),
-        }
-    }
-
-    /// The lark grammar of a block after its opening tag (a lazy grammar's trigger): one call
-    /// to any of `functions`, to the block's `end`.
-    pub fn block_grammar(self, functions: &[(String, Value)], end: &str) -> Result<String, String> {
-        Ok(format!(
-            "start: NL? call NL? {}\n{}",
-            literal(end),
-            self.call_rules(functions)?
-        ))
-    }
-
-    /// Lark rules: `call`, one call to any of `functions` from its head to its end, and per
-    /// function `args_i`, its arguments.
-    fn call_rules(self, functions: &[(String, Value)]) -> Result<String, String> {
-        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-        let mut lark = format!("call: {}\n", names.join(" | "));
-        for (i, (name, params)) in functions.iter().enumerate() {
-            lark.push_str(&format!(
-                "call_{i}: {} args_{i}{}\n",
-                literal(&self.head(name)),
-                self.call_foot()
-            ));
-            lark.push_str(&self.argument_rules(i, params)?);
-        }
-        lark.push_str(NL_RULE);
-        Ok(lark)
-    }
-
-    /// Lark items after a call's arguments.
-    fn call_foot(self) -> String {
-        match self {
-            Style::Function => format!(" NL? {}", literal(FUNCTION_CLOSE)),
-            Style::ArgPairs => String::new(),
-        }
-    }
-
-    /// Rule `args_i`: the function's properties in their schema's order, the required ones
-    /// always, the others optionally.
-    fn argument_rules(self, i: usize, params: &Value) -> Result<String, String> {
-        let tags = self.tags();
-        let empty = Map::new();
-        let properties = params
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let required = |key: &str| {
-            params
-                .get("required")
-                .and_then(Value::as_array)
-                .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
-        };
-        let mut items = Vec::new();
-        let mut rules = String::new();
-        for (j, (key, schema)) in properties.iter().enumerate() {
-            let rule = format!("arg_{i}_{j}");
-            items.push(format!("{rule}{}", if required(key) { "" } else { "?" }));
-            let opening = format!(
-                "NL? {}{}",
-                literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
-                match tags.value_open {
-                    "" => String::new(),
-                    open => format!(" NL? {}", literal(open)),
-                }
-            );
-            match text_body(schema) {
-                // The value's text, up to and with its closing tag.
-                Some(body) => {
-                    let body = match self {
-                        Style::Function => format!("\\n?{body}\\n?"),
-                        Style::ArgPairs => body,
-                    };
-                    rules.push_str(&format!(
-                        "{rule}: {opening} text_{i}_{j}\ntext_{i}_{j}[suffix={}]: /{}/\n",
-                        literal(tags.value_close),
-                        body.replace('/', "\\/")
-                    ));
-                }
-                None => {
-                    let padding = if self == Style::Function { " NL?" } else { "" };
-                    rules.push_str(&format!(
-                        "{rule}: {opening}{padding} json_{i}_{j}{padding} {}\njson_{i}_{j}: %json {}\n",
-                        literal(tags.value_close),
-                        schema_text(&with_definitions(schema, params))?
-                    ));
-                }
-            }
-        }
-        let args = if items.is_empty() {
-            "\"\"".to_string()
-        } else {
-            items.join(" ")
-        };
-        Ok(format!("args_{i}: {args}\n{rules}"))
-    }
 }
 
 /// A call read from the text, if its name is one.
@@ -349,7 +225,7 @@ fn typed_value(raw: &str, schema: Option<&Value>) -> Value {
 /// For a parameter its models write as plain text (a string, possibly among other types):
 /// the regular expression its text follows, from its schema's enum / const or length bounds.
 /// `None`: the value is written as JSON.
-fn text_body(schema: &Value) -> Option<String> {
+pub(super) fn text_body(schema: &Value) -> Option<String> {
     let types = declared_types(schema);
     if !types.contains(&"string") {
         return None;
@@ -385,7 +261,7 @@ fn text_body(schema: &Value) -> Option<String> {
 
 /// A parameter's schema with the parameters' `$defs` / `definitions` beside it, so that its
 /// `$ref`s resolve once it stands alone.
-fn with_definitions(schema: &Value, params: &Value) -> Value {
+pub(super) fn with_definitions(schema: &Value, params: &Value) -> Value {
     let mut schema = schema.clone();
     if let Some(object) = schema.as_object_mut() {
         for key in ["$defs", "definitions"] {
@@ -512,30 +388,5 @@ mod tests {
         ] {
             assert_eq!(Style::ArgPairs.parse(body, &f), None, "{body:?}");
         }
-    }
-
-    #[test]
-    fn string_parameters_are_text_rules_and_the_rest_json() {
-        let params = json!({"type": "object", "$defs": {"u": {"enum": [1, 2]}}, "properties": {
-            "city": {"type": "string", "maxLength": 10},
-            "unit": {"enum": ["c", "f/k"]},
-            "n": {"$ref": "#/$defs/u"}
-        }, "required": ["unit"]});
-        let rules = Style::Function.argument_rules(0, &params).unwrap();
-        assert!(
-            rules.starts_with("args_0: arg_0_0? arg_0_1 arg_0_2?\n"),
-            "{rules}"
-        );
-        assert!(
-            rules.contains("text_0_0[suffix=\"</parameter>\"]: /\\n?(?s:.{0,10})\\n?/"),
-            "{rules}"
-        );
-        assert!(rules.contains("/\\n?(c|f\\/k)\\n?/"), "{rules}");
-        assert!(rules.contains("json_0_2: %json {"), "{rules}");
-        assert!(rules.contains("\"$defs\""), "{rules}");
-        let glm = Style::ArgPairs
-            .argument_rules(3, &json!({"type": "object"}))
-            .unwrap();
-        assert!(glm.starts_with("args_3: \"\"\n"), "{glm}");
     }
 }

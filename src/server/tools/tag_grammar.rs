@@ -1,0 +1,259 @@
+//! Lark grammars that hold a call in a tag format (`tagged::Style`) to the offered functions:
+//! the schema's properties in their order, the required ones always, the others optionally; a
+//! string parameter's text free (or its schema's enum, const or length bounds) up to its
+//! closing tag, any other value the schema's JSON (`%json`).
+//!
+//! A marker that is one special token of the vocabulary (Seed-OSS's `</seed:tool_call>`, and
+//! GLM's tags where its vocabulary marks them so) is named as that token, which plain text
+//! could never spell in a constrained answer; the others are text.
+use super::format::{literal, schema_text};
+use super::tagged::{text_body, with_definitions, Style, FUNCTION_CLOSE};
+use serde_json::{Map, Value};
+
+/// The optional newlines between tags.
+const NL_RULE: &str = "NL: \"\\n\"\n";
+
+pub struct TagGrammar<'a> {
+    pub style: Style,
+    /// Whether a text is one special token of the model's vocabulary.
+    pub special: &'a dyn Fn(&str) -> bool,
+}
+
+impl TagGrammar<'_> {
+    /// A marker as a lark item: its special token, or its text.
+    fn mark(&self, text: &str) -> String {
+        if (self.special)(text) {
+            text.to_string()
+        } else {
+            literal(text)
+        }
+    }
+
+    /// The grammar of what follows a demanded call's forced prefix (the block's opening tag,
+    /// and `function`'s head when one is named): the call to the block's `end`.
+    pub fn call_grammar(
+        &self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+        end: &str,
+    ) -> Result<String, String> {
+        let close = format!("NL? {}", self.mark(end));
+        match function {
+            Some(name) => {
+                let i = functions
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .ok_or_else(|| format!("no function `{name}`"))?;
+                Ok(format!(
+                    "start: args_{i}{} {close}\n{}{NL_RULE}",
+                    self.call_foot(),
+                    self.argument_rules(i, &functions[i].1)?
+                ))
+            }
+            None => Ok(format!(
+                "start: call {close}\n{}",
+                self.call_rules(functions)?
+            )),
+        }
+    }
+
+    /// The grammar of a block after its opening tag (a lazy grammar's trigger): one call to
+    /// any of `functions`, to the block's `end`.
+    pub fn block_grammar(
+        &self,
+        functions: &[(String, Value)],
+        end: &str,
+    ) -> Result<String, String> {
+        Ok(format!(
+            "start: NL? call NL? {}\n{}",
+            self.mark(end),
+            self.call_rules(functions)?
+        ))
+    }
+
+    /// Rules `call`, one call to any of `functions` from its head to its end, and per function
+    /// `args_i`, its arguments.
+    fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
+        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
+        let mut lark = format!("call: {}\n", names.join(" | "));
+        for (i, (name, params)) in functions.iter().enumerate() {
+            lark.push_str(&format!(
+                "call_{i}: {} args_{i}{}\n",
+                literal(&self.style.head(name)),
+                self.call_foot()
+            ));
+            lark.push_str(&self.argument_rules(i, params)?);
+        }
+        lark.push_str(NL_RULE);
+        Ok(lark)
+    }
+
+    /// Lark items after a call's arguments.
+    fn call_foot(&self) -> String {
+        match self.style {
+            Style::Function => format!(" NL? {}", self.mark(FUNCTION_CLOSE)),
+            Style::ArgPairs => String::new(),
+        }
+    }
+
+    /// Rule `args_i` and the rules of its arguments.
+    fn argument_rules(&self, i: usize, params: &Value) -> Result<String, String> {
+        let tags = self.style.tags();
+        let empty = Map::new();
+        let properties = params
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let required = |key: &str| {
+            params
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
+        };
+        let close = self.mark(tags.value_close);
+        let mut items = Vec::new();
+        let mut rules = String::new();
+        for (j, (key, schema)) in properties.iter().enumerate() {
+            let rule = format!("arg_{i}_{j}");
+            items.push(format!("{rule}{}", if required(key) { "" } else { "?" }));
+            let opening = match self.style {
+                Style::Function => literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
+                Style::ArgPairs => format!(
+                    "{} {} {} NL? {}",
+                    self.mark(tags.key_open),
+                    literal(key),
+                    self.mark(tags.key_close),
+                    self.mark(tags.value_open)
+                ),
+            };
+            match text_body(schema) {
+                Some(body) => {
+                    // The newlines Qwen's templates pad a value with belong to the text.
+                    let body = match self.style {
+                        Style::Function => format!("\\n?{body}\\n?"),
+                        Style::ArgPairs => body,
+                    };
+                    let body = body.replace('/', "\\/");
+                    if (self.special)(tags.value_close) {
+                        // Text cannot run into a special token: a plain terminal ends there.
+                        rules.push_str(&format!(
+                            "{rule}: NL? {opening} TEXT_{i}_{j} {close}\nTEXT_{i}_{j}: /{body}/\n"
+                        ));
+                    } else {
+                        // The text, up to and with its closing tag.
+                        rules.push_str(&format!(
+                            "{rule}: NL? {opening} text_{i}_{j}\n\
+                             text_{i}_{j}[suffix={close}]: /{body}/\n"
+                        ));
+                    }
+                }
+                None => {
+                    let padding = match self.style {
+                        Style::Function => " NL?",
+                        Style::ArgPairs => "",
+                    };
+                    rules.push_str(&format!(
+                        "{rule}: NL? {opening}{padding} json_{i}_{j}{padding} {close}\n\
+                         json_{i}_{j}: %json {}\n",
+                        schema_text(&with_definitions(schema, params))?
+                    ));
+                }
+            }
+        }
+        let args = if items.is_empty() {
+            "\"\"".to_string()
+        } else {
+            items.join(" ")
+        };
+        Ok(format!("args_{i}: {args}\n{rules}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text_markers(style: Style) -> TagGrammar<'static> {
+        TagGrammar {
+            style,
+            special: &|_| false,
+        }
+    }
+
+    #[test]
+    fn string_parameters_are_text_rules_and_the_rest_json() {
+        let params = json!({"type": "object", "$defs": {"u": {"enum": [1, 2]}}, "properties": {
+            "city": {"type": "string", "maxLength": 10},
+            "unit": {"enum": ["c", "f/k"]},
+            "n": {"$ref": "#/$defs/u"}
+        }, "required": ["unit"]});
+        let rules = text_markers(Style::Function)
+            .argument_rules(0, &params)
+            .unwrap();
+        assert!(
+            rules.starts_with("args_0: arg_0_0? arg_0_1 arg_0_2?\n"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("text_0_0[suffix=\"</parameter>\"]: /\\n?(?s:.{0,10})\\n?/"),
+            "{rules}"
+        );
+        assert!(rules.contains("/\\n?(c|f\\/k)\\n?/"), "{rules}");
+        assert!(rules.contains("json_0_2: %json {"), "{rules}");
+        assert!(rules.contains("\"$defs\""), "{rules}");
+        let glm = text_markers(Style::ArgPairs)
+            .argument_rules(3, &json!({"type": "object"}))
+            .unwrap();
+        assert!(glm.starts_with("args_3: \"\"\n"), "{glm}");
+    }
+
+    /// Markers the vocabulary holds as special tokens are named as tokens (bare), and a text
+    /// value before a special closing tag is a plain terminal (llguidance takes no special
+    /// token in a suffix).
+    #[test]
+    fn special_markers_are_tokens() {
+        let specials = [
+            "<arg_key>",
+            "</arg_key>",
+            "<arg_value>",
+            "</arg_value>",
+            "</tool_call>",
+        ];
+        let special = |t: &str| specials.contains(&t);
+        let g = TagGrammar {
+            style: Style::ArgPairs,
+            special: &special,
+        };
+        let params = json!({"properties": {"city": {"type": "string"}, "n": {"type": "integer"}}});
+        let functions = [("f".to_string(), params)];
+        let grammar = g.call_grammar(&functions, None, "</tool_call>").unwrap();
+        assert!(
+            grammar.starts_with("start: call NL? </tool_call>\n"),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains(
+                "arg_0_0: NL? <arg_key> \"city\" </arg_key> NL? <arg_value> TEXT_0_0 </arg_value>\n\
+                 TEXT_0_0: /(?s:.*)/\n"
+            ),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains(
+                "arg_0_1: NL? <arg_key> \"n\" </arg_key> NL? <arg_value> json_0_1 </arg_value>"
+            ),
+            "{grammar}"
+        );
+        let seed = TagGrammar {
+            style: Style::Function,
+            special: &|t| t == "</seed:tool_call>",
+        };
+        let lazy = seed.block_grammar(&functions, "</seed:tool_call>").unwrap();
+        assert!(
+            lazy.starts_with("start: NL? call NL? </seed:tool_call>\n"),
+            "{lazy}"
+        );
+        assert!(lazy.contains("[suffix=\"</parameter>\"]"), "{lazy}");
+    }
+}
