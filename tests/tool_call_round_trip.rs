@@ -103,13 +103,14 @@ fn calls_in_rendered_turns_read_back_as_the_same_calls() {
             }
         }
     }
-    // Every tag format and Hermes took part.
+    // Every tag format, Kimi's and Hermes took part.
     for family in [
         "qwen2.5-0.5b",
         "Qwen3-Coder",
         "ByteDance-Seed-OSS",
         "GLM-4.6",
         "GLM-4.7",
+        "moonshotai-Kimi-K2",
     ] {
         assert!(
             checked.iter().filter(|c| c.starts_with(family)).count() >= 3,

@@ -312,6 +312,11 @@ mod tests {
             "</arg_value>",
             "True",
             "['x']",
+            "<|tool_calls_section_begin|>",
+            "<|tool_call_begin|>functions.f:0",
+            "<|tool_call_argument_begin|>",
+            "<|tool_call_end|>",
+            "<|tool_calls_section_end|>",
         ];
         let functions: Arc<[(String, Value)]> = vec![(
             "f".to_string(),

@@ -7,12 +7,15 @@
 //!   them after optional text (Qwen2.5, Qwen3, Hermes, Granite 4).
 //! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end;
 //!   `granite`: the same list after `<|tool_call|>` (Granite 3.x).
+//! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
+//!   arguments' JSON (Kimi K2; `kimi`).
 //! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
 //!   by `;` (Llama 3.1-3.3; `<|python_tag|>` before it is a special token, dropped in decoding).
 //! - `qwen3_coder`: `<tool_call>` blocks of `<function=NAME>` and `<parameter=KEY>` tags
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+use super::kimi::{self, KimiGrammar};
 use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
 use serde_json::Value;
@@ -27,6 +30,7 @@ pub enum ToolFormat {
     Qwen3Coder,
     SeedOss,
     Glm45,
+    KimiK2,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -77,7 +81,7 @@ pub struct ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 7] = [
+    pub const ALL: [ToolFormat; 8] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -85,12 +89,15 @@ impl ToolFormat {
         ToolFormat::Qwen3Coder,
         ToolFormat::SeedOss,
         ToolFormat::Glm45,
+        ToolFormat::KimiK2,
     ];
 
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
         // The tag formats' templates write `<tool_call>` too: they are told apart first.
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
-        if template.contains("<arg_key>") && template.contains("<tool_call>") {
+        if template.contains(kimi::SECTION_BEGIN) {
+            Ok(ToolFormat::KimiK2)
+        } else if template.contains("<arg_key>") && template.contains("<tool_call>") {
             Ok(ToolFormat::Glm45)
         } else if function_tags && template.contains("<seed:tool_call>") {
             Ok(ToolFormat::SeedOss)
@@ -120,6 +127,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => "<seed:tool_call>",
             ToolFormat::Mistral => "[TOOL_CALLS]",
             ToolFormat::Granite => "<|tool_call|>",
+            ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -129,6 +137,7 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => Some("</tool_call>"),
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
+            ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
     }
@@ -139,7 +148,7 @@ impl ToolFormat {
             ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Some(Style::Function),
             ToolFormat::Glm45 => Some(Style::ArgPairs),
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => None,
-            ToolFormat::Llama3Json => None,
+            ToolFormat::Llama3Json | ToolFormat::KimiK2 => None,
         }
     }
 
@@ -192,6 +201,7 @@ impl ToolFormat {
                 }
             }
             ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
+            ToolFormat::KimiK2 => kimi::parse(body),
             _ => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
@@ -234,6 +244,9 @@ impl ToolFormat {
             let end = self.call_end().unwrap_or_default();
             return TagGrammar { style, special }.call_grammar(functions, function, end);
         }
+        if self == ToolFormat::KimiK2 {
+            return KimiGrammar { special }.call_grammar(functions, function);
+        }
         let tail = literal(self.call_tail());
         match function {
             Some(name) => arguments_grammar(functions, name, &format!(" {tail}")),
@@ -259,6 +272,14 @@ impl ToolFormat {
         if let Some(style) = self.tag_style() {
             let end = self.call_end().unwrap_or_default();
             let grammar = TagGrammar { style, special }.block_grammar(functions, end)?;
+            return Ok(LazyCall {
+                after_trigger: Some(grammar),
+                bare: None,
+                rearm: parallel,
+            });
+        }
+        if self == ToolFormat::KimiK2 {
+            let grammar = KimiGrammar { special }.section_grammar(functions, parallel)?;
             return Ok(LazyCall {
                 after_trigger: Some(grammar),
                 bare: None,
@@ -337,6 +358,9 @@ impl ToolFormat {
     /// Text the answer is made to begin with, when the request demands a call
     /// (`tool_choice: "required"` or a named function): the model then continues a call.
     pub fn forced_prefix(self, function: Option<&str>) -> String {
+        if self == ToolFormat::KimiK2 {
+            return kimi::forced_prefix(function);
+        }
         if let Some(style) = self.tag_style() {
             let head = function.map(|f| style.head(f)).unwrap_or_default();
             return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -453,6 +477,7 @@ mod tests {
             ("GLM-4.6", ToolFormat::Glm45),
             ("GLM-4.7-Flash", ToolFormat::Glm45),
             ("ibm-granite-granite-3.3-2B-Instruct", ToolFormat::Granite),
+            ("moonshotai-Kimi-K2", ToolFormat::KimiK2),
         ] {
             let source = template(&format!("chat_tools/{name}.json"));
             assert_eq!(ToolFormat::detect(&source), Ok(format), "{name}");
@@ -560,6 +585,10 @@ mod tests {
                 ToolFormat::Glm45 => (
                     "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",
                     "get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n",
+                ),
+                ToolFormat::KimiK2 => (
+                    "{\"city\": \"Oslo\"}<|tool_call_end|>",
+                    "get_weather:0<|tool_call_argument_begin|>{\"city\": \"Oslo\"}<|tool_call_end|>",
                 ),
             };
             for text in [named + named_tail, open + open_tail] {

@@ -1,0 +1,197 @@
+//! Kimi K2's tool calls (vLLM's `kimi_k2` parser): one section of calls, each its id, then
+//! the arguments' JSON, all between special tokens:
+//! `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>
+//! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
+//! calls of the conversation; the name is what lies between `functions.` and the last `:`.
+use super::format::{literal, schema_text, ParsedCall};
+use serde_json::Value;
+
+pub const SECTION_BEGIN: &str = "<|tool_calls_section_begin|>";
+pub const SECTION_END: &str = "<|tool_calls_section_end|>";
+const CALL_BEGIN: &str = "<|tool_call_begin|>";
+const ARGUMENTS_BEGIN: &str = "<|tool_call_argument_begin|>";
+const CALL_END: &str = "<|tool_call_end|>";
+const ID_PREFIX: &str = "functions.";
+
+/// The calls in a section's body (between its markers); `None` unless it is only calls.
+pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
+    let mut calls = Vec::new();
+    let mut rest = body.trim_start();
+    while !rest.is_empty() {
+        let (id, after) = rest.strip_prefix(CALL_BEGIN)?.split_once(ARGUMENTS_BEGIN)?;
+        // A model that stops right after the arguments still made the call.
+        let (arguments, after) = after.split_once(CALL_END).unwrap_or((after, ""));
+        let name = function_name(id.trim())?;
+        let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
+        if !arguments.is_object() {
+            return None;
+        }
+        calls.push(ParsedCall {
+            name: name.to_string(),
+            arguments: serde_json::to_string(&arguments).ok()?,
+        });
+        rest = after.trim_start();
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
+/// `functions.NAME:3` -> `NAME` (the prefix and the index are each optional).
+fn function_name(id: &str) -> Option<&str> {
+    let id = id.strip_prefix(ID_PREFIX).unwrap_or(id);
+    let name = match id.rsplit_once(':') {
+        Some((name, index)) if index.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => id,
+    };
+    let plausible = !name.is_empty() && !name.contains(['<', '>', '\n', ' ']);
+    plausible.then_some(name)
+}
+
+/// What a demanded call's answer starts with: the section and a call opened, up to the
+/// function's name, or through the arguments' marker when `function` is named.
+pub fn forced_prefix(function: Option<&str>) -> String {
+    let named = function
+        .map(|f| format!("{f}:0{ARGUMENTS_BEGIN}"))
+        .unwrap_or_default();
+    format!("{SECTION_BEGIN}{CALL_BEGIN}{ID_PREFIX}{named}")
+}
+
+/// Lark grammars of Kimi's calls; `special` says which markers are one special token of the
+/// vocabulary (Kimi's are), named as tokens in the grammar.
+pub struct KimiGrammar<'a> {
+    pub special: &'a dyn Fn(&str) -> bool,
+}
+
+impl KimiGrammar<'_> {
+    fn mark(&self, text: &str) -> String {
+        if (self.special)(text) {
+            text.to_string()
+        } else {
+            literal(text)
+        }
+    }
+
+    /// After `forced_prefix(function)`: the rest of that call, then the section's end.
+    pub fn call_grammar(
+        &self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+    ) -> Result<String, String> {
+        let end = format!("{} WS? {}", self.mark(CALL_END), self.mark(SECTION_END));
+        match function {
+            Some(name) => {
+                let i = functions
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .ok_or_else(|| format!("no function `{name}`"))?;
+                Ok(format!(
+                    "start: args_{i} {end}\n{}{}",
+                    args_rule(i, &functions[i].1)?,
+                    WS_RULE
+                ))
+            }
+            None => Ok(format!(
+                "start: call {end}\n{}",
+                self.call_rules(functions)?
+            )),
+        }
+    }
+
+    /// After the section's opening token (a lazy grammar's trigger): its calls (one only
+    /// unless `parallel`), then its end.
+    pub fn section_grammar(
+        &self,
+        functions: &[(String, Value)],
+        parallel: bool,
+    ) -> Result<String, String> {
+        let more = if parallel { " one*" } else { "" };
+        Ok(format!(
+            "start: one{more} WS? {}\none: WS? {} {} call {}\n{}",
+            self.mark(SECTION_END),
+            self.mark(CALL_BEGIN),
+            literal(ID_PREFIX),
+            self.mark(CALL_END),
+            self.call_rules(functions)?
+        ))
+    }
+
+    /// Rules `call` (a function's name, the id's index, the arguments) and `args_i`.
+    fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
+        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
+        let mut lark = format!("call: {}\n", names.join(" | "));
+        for (i, (name, params)) in functions.iter().enumerate() {
+            lark.push_str(&format!(
+                "call_{i}: {} INDEX {} args_{i}\n{}",
+                literal(&format!("{name}:")),
+                self.mark(ARGUMENTS_BEGIN),
+                args_rule(i, params)?
+            ));
+        }
+        Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n{WS_RULE}"))
+    }
+}
+
+const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
+
+fn args_rule(i: usize, params: &Value) -> Result<String, String> {
+    Ok(format!("args_{i}: %json {}\n", schema_text(params)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: &str) -> ParsedCall {
+        ParsedCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn sections_of_calls_parse() {
+        let body = "<|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>\
+                    {\"city\": \"Paris\"}<|tool_call_end|>\n<|tool_call_begin|>functions.get_time:1\
+                    <|tool_call_argument_begin|>{}<|tool_call_end|>";
+        assert_eq!(
+            parse(body),
+            Some(vec![
+                call("get_weather", "{\"city\":\"Paris\"}"),
+                call("get_time", "{}")
+            ])
+        );
+        // Stopped after the arguments; an id without prefix or index; a name with a colon.
+        assert_eq!(
+            parse("<|tool_call_begin|>f<|tool_call_argument_begin|>{\"a\": 1}"),
+            Some(vec![call("f", "{\"a\":1}")])
+        );
+        assert_eq!(
+            parse("<|tool_call_begin|>functions.ns:f:12<|tool_call_argument_begin|>{}"),
+            Some(vec![call("ns:f", "{}")])
+        );
+        for bad in [
+            "",
+            "text",
+            "<|tool_call_begin|>functions.f:0{}<|tool_call_end|>",
+            "<|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{\"a\": <|tool_call_end|>",
+            "<|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>[1]<|tool_call_end|>",
+            "<|tool_call_begin|>:0<|tool_call_argument_begin|>{}<|tool_call_end|>",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forced_prefixes_continue_into_calls() {
+        let named = forced_prefix(Some("get_weather")) + "{\"city\": \"Oslo\"}<|tool_call_end|>";
+        let open = forced_prefix(None)
+            + "get_weather:0<|tool_call_argument_begin|>{\"city\": \"Oslo\"}<|tool_call_end|>";
+        for text in [named, open] {
+            let body = text.strip_prefix(SECTION_BEGIN).unwrap();
+            assert_eq!(
+                parse(body),
+                Some(vec![call("get_weather", "{\"city\":\"Oslo\"}")]),
+                "{text}"
+            );
+        }
+    }
+}
