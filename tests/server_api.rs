@@ -424,6 +424,26 @@ fn call_arguments(call: &Value) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("arguments {text}: {e}"))
 }
 
+/// The `delta.tool_calls` items of a stream's chunks, in order.
+fn call_deltas(chunks: &[Value]) -> Vec<&Value> {
+    chunks
+        .iter()
+        .flat_map(|c| c["choices"].as_array().unwrap())
+        .filter_map(|c| c["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect()
+}
+
+/// A 200 answer that is one call to `function` (a demanded one): the call, its arguments.
+fn demanded_call<'a>(st: u16, v: &'a Value, function: &str) -> (&'a Value, Value) {
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], function, "{v}");
+    (call, call_arguments(call))
+}
+
 /// A model served with Qwen3-Coder's template (`--chat-template`) writes its calls as
 /// `<function=...>` / `<parameter=...>` tags: a demanded call follows the tag grammar, comes
 /// back with its arguments typed by the schema (the integer as a number, the zip code as the
@@ -452,12 +472,7 @@ async fn tag_format_tool_calls_over_http() {
     };
     let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_forecast"}}});
     let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
-    assert_eq!(st, 200, "{v}");
-    let choice = &v["choices"][0];
-    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
-    let call = &choice["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_forecast", "{v}");
-    let args = call_arguments(call);
+    let (call, args) = demanded_call(st, &v, "get_forecast");
     assert!(args["city"].is_string(), "{v}");
     assert!(
         args["days"].as_i64().is_some_and(|d| (1..=7).contains(&d)),
@@ -475,12 +490,7 @@ async fn tag_format_tool_calls_over_http() {
         ask(with_fields(named, json!({"stream": true}))),
     )
     .await;
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .flat_map(|c| c["choices"].as_array().unwrap())
-        .filter_map(|c| c["delta"]["tool_calls"].as_array())
-        .flatten()
-        .collect();
+    let deltas = call_deltas(&chunks);
     assert_eq!(deltas.len(), 1, "{chunks:?}");
     assert_eq!(call_arguments(deltas[0]), args);
 
@@ -554,12 +564,7 @@ async fn tool_calls_end_to_end() {
         .filter(|e| *e != "[DONE]")
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
-    let deltas: Vec<&Value> = chunks
-        .iter()
-        .flat_map(|c| c["choices"].as_array().unwrap())
-        .filter_map(|c| c["delta"]["tool_calls"].as_array())
-        .flatten()
-        .collect();
+    let deltas = call_deltas(&chunks);
     assert_eq!(deltas.len(), 1, "{events:?}");
     assert_eq!(deltas[0]["index"], 0);
     assert_eq!(deltas[0]["function"]["name"], "get_weather");
@@ -909,12 +914,7 @@ async fn harmony_templates_read_channels_and_demanded_calls() {
     let body = json!({"messages": messages, "tools": [weather_tool()], "tool_choice": named,
                       "max_tokens": 40, "temperature": 0});
     let (st, v) = post(&s, "/v1/chat/completions", body).await;
-    assert_eq!(st, 200, "{v}");
-    let choice = &v["choices"][0];
-    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
-    let call = &choice["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather", "{v}");
-    let args = call_arguments(call);
+    let (_, args) = demanded_call(st, &v, "get_weather");
     assert!(args["city"].is_string(), "{v}");
 
     // `required`: the model picks the function (its name, then the header's markers, text in

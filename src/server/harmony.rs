@@ -39,11 +39,10 @@ pub fn any_call_grammar(
     functions: &[(String, Value)],
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let marker = |m: &str| match special(m) {
-        true => m.to_string(),
-        false => format::literal(m),
-    };
-    let (constrain, message) = (marker(CONSTRAIN), marker(MESSAGE));
+    let (constrain, message) = (
+        format::marker(CONSTRAIN, special),
+        format::marker(MESSAGE, special),
+    );
     let mut calls = Vec::with_capacity(functions.len());
     let mut rules = String::new();
     for (i, (name, params)) in functions.iter().enumerate() {

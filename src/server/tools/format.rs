@@ -80,6 +80,15 @@ pub struct ParsedCall {
     pub arguments: String,
 }
 
+impl ParsedCall {
+    pub fn new(name: &str, arguments: &str) -> Self {
+        ParsedCall {
+            name: name.to_string(),
+            arguments: arguments.to_string(),
+        }
+    }
+}
+
 impl ToolFormat {
     pub const ALL: [ToolFormat; 8] = [
         ToolFormat::Hermes,
@@ -392,14 +401,29 @@ pub fn arguments_grammar(
     name: &str,
     tail: &str,
 ) -> Result<String, String> {
-    let (_, params) = functions
-        .iter()
-        .find(|(n, _)| n == name)
-        .ok_or_else(|| format!("no function `{name}`"))?;
+    let params = &functions[function_index(functions, name)?].1;
     Ok(format!(
         "start: args{tail}\nargs: %json {}\n",
         schema_text(params)?
     ))
+}
+
+/// Where function `name` is among `functions`.
+pub(crate) fn function_index(functions: &[(String, Value)], name: &str) -> Result<usize, String> {
+    functions
+        .iter()
+        .position(|(n, _)| n == name)
+        .ok_or_else(|| format!("no function `{name}`"))
+}
+
+/// A call format's marker as a lark item: the special token it is in the vocabulary (which
+/// plain text can never spell under a grammar), else its text.
+pub(crate) fn marker(text: &str, special: &dyn Fn(&str) -> bool) -> String {
+    if special(text) {
+        text.to_string()
+    } else {
+        literal(text)
+    }
 }
 
 /// `text` as a lark string literal (JSON string syntax).
@@ -450,10 +474,7 @@ mod tests {
     use super::*;
 
     fn call(name: &str, arguments: &str) -> ParsedCall {
-        ParsedCall {
-            name: name.into(),
-            arguments: arguments.into(),
-        }
+        ParsedCall::new(name, arguments)
     }
 
     /// The vendors' templates (`tests/fixtures/chat_tools`, `chat_templates`) name their

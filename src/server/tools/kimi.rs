@@ -3,7 +3,7 @@
 //! `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
-use super::format::{literal, schema_text, ParsedCall};
+use super::format::{function_index, literal, marker, schema_text, ParsedCall};
 use serde_json::Value;
 
 pub const SECTION_BEGIN: &str = "<|tool_calls_section_begin|>";
@@ -63,11 +63,7 @@ pub struct KimiGrammar<'a> {
 
 impl KimiGrammar<'_> {
     fn mark(&self, text: &str) -> String {
-        if (self.special)(text) {
-            text.to_string()
-        } else {
-            literal(text)
-        }
+        marker(text, self.special)
     }
 
     /// After `forced_prefix(function)`: the rest of that call, then the section's end.
@@ -79,10 +75,7 @@ impl KimiGrammar<'_> {
         let end = format!("{} WS? {}", self.mark(CALL_END), self.mark(SECTION_END));
         match function {
             Some(name) => {
-                let i = functions
-                    .iter()
-                    .position(|(n, _)| n == name)
-                    .ok_or_else(|| format!("no function `{name}`"))?;
+                let i = function_index(functions, name)?;
                 Ok(format!(
                     "start: args_{i} {end}\n{}{}",
                     args_rule(i, &functions[i].1)?,
@@ -141,10 +134,7 @@ mod tests {
     use super::*;
 
     fn call(name: &str, arguments: &str) -> ParsedCall {
-        ParsedCall {
-            name: name.into(),
-            arguments: arguments.into(),
-        }
+        ParsedCall::new(name, arguments)
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! A marker that is one special token of the vocabulary (Seed-OSS's `</seed:tool_call>`, and
 //! GLM's tags where its vocabulary marks them so) is named as that token, which plain text
 //! could never spell in a constrained answer; the others are text.
-use super::format::{literal, schema_text};
+use super::format::{function_index, literal, marker, schema_text};
 use super::tagged::{text_body, with_definitions, Style, FUNCTION_CLOSE};
 use serde_json::{Map, Value};
 
@@ -22,11 +22,7 @@ pub struct TagGrammar<'a> {
 impl TagGrammar<'_> {
     /// A marker as a lark item: its special token, or its text.
     fn mark(&self, text: &str) -> String {
-        if (self.special)(text) {
-            text.to_string()
-        } else {
-            literal(text)
-        }
+        marker(text, self.special)
     }
 
     /// The grammar of what follows a demanded call's forced prefix (the block's opening tag,
@@ -40,10 +36,7 @@ impl TagGrammar<'_> {
         let close = format!("NL? {}", self.mark(end));
         match function {
             Some(name) => {
-                let i = functions
-                    .iter()
-                    .position(|(n, _)| n == name)
-                    .ok_or_else(|| format!("no function `{name}`"))?;
+                let i = function_index(functions, name)?;
                 Ok(format!(
                     "start: args_{i}{} {close}\n{}{NL_RULE}",
                     self.call_foot(),
