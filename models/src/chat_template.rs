@@ -177,6 +177,41 @@ fn python_iterable(value: Value) -> bool {
     !value.is_none() && value.try_iter().is_ok()
 }
 
+/// `| length` (and `| count`) as Jinja2 gives it: an undefined value has length 0 (Apriel's
+/// template asks `tools is not none and tools | length > 0` when no tools were given).
+fn python_length(value: Value) -> Result<usize, JinjaError> {
+    if value.is_undefined() {
+        return Ok(0);
+    }
+    minijinja::filters::length(&value)
+}
+
+/// The source with transformers' `{% generation %}` / `{% endgeneration %}` (its extension
+/// marking the assistant's tokens for training masks; it renders its body unchanged) as an
+/// always-true `if`, their whitespace control kept: minijinja has no such statement.
+fn without_generation_blocks(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(at) = rest.find("{%") {
+        out.push_str(&rest[..at]);
+        let tag = &rest[at..];
+        let Some(len) = tag.find("%}").map(|end| end + 2) else {
+            break;
+        };
+        let inner = &tag[2..len - 2];
+        let left = if inner.starts_with('-') { "-" } else { "" };
+        let right = if inner.ends_with('-') { "-" } else { "" };
+        match inner.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace()) {
+            "generation" => out.push_str(&format!("{{%{left} if true {right}%}}")),
+            "endgeneration" => out.push_str(&format!("{{%{left} endif {right}%}}")),
+            _ => out.push_str(&tag[..len]),
+        }
+        rest = &tag[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl ChatTemplate {
     pub fn new(
         source: &str,
@@ -194,6 +229,8 @@ impl ChatTemplate {
         // Printed values and `| string` as Jinja2 prints them (Python's `str`).
         env.add_filter("string", python_string);
         env.add_test("iterable", python_iterable);
+        env.add_filter("length", python_length);
+        env.add_filter("count", python_length);
         env.set_formatter(|out, state, value| {
             if py_repr::is_container(value) {
                 out.write_str(&py_repr::str_of(value))
@@ -202,7 +239,7 @@ impl ChatTemplate {
                 minijinja::escape_formatter(out, state, value)
             }
         });
-        env.add_template_owned(NAME, source.to_string())
+        env.add_template_owned(NAME, without_generation_blocks(source))
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
             env,
@@ -399,6 +436,69 @@ mod tests {
         assert!(files >= 8, "{files} goldens in {dir}");
     }
 
+    /// Every template llama.cpp keeps (`tests/fixtures/chat_templates/corpus.json`, rendered by
+    /// transformers: `scripts/make-template-corpus-golden.py`), with plain and tool
+    /// conversations: candor's rendering is transformers', but for the cases listed here.
+    #[test]
+    fn template_corpus_matches_transformers() {
+        // Functionary v3.1 adds plain strings to `"..."|safe`: Jinja2's Markup then
+        // HTML-escapes the tools' text and JSON (`&lt;with&gt;`, `&#34;name&#34;`), which
+        // minijinja's safe strings do not do, and which no model was trained to read.
+        let known = [(
+            "meetkai-functionary-medium-v3.1",
+            [
+                "tools_first_turn",
+                "assistant_text_and_call",
+                "typed_arguments",
+            ],
+        )];
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/chat_templates/corpus.json"
+        );
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let conversations = &golden["conversations"];
+        let (bos, eos) = (golden["bos_token"].as_str(), golden["eos_token"].as_str());
+        let mut wrong = Vec::new();
+        let mut checked = 0;
+        for template in golden["templates"].as_array().unwrap() {
+            let name = template["name"].as_str().unwrap();
+            let t = match ChatTemplate::new(template["chat_template"].as_str().unwrap(), bos, eos) {
+                Ok(t) => t,
+                Err(e) => {
+                    wrong.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            for (case, want) in template["texts"].as_object().unwrap() {
+                let expected_to_differ = known
+                    .iter()
+                    .any(|(n, cases)| *n == name && cases.contains(&case.as_str()));
+                let conversation = &conversations[case];
+                let messages: Vec<ChatMessage> =
+                    serde_json::from_value(conversation["messages"].clone()).unwrap();
+                let mut extra = serde_json::Map::new();
+                if !conversation["tools"].is_null() {
+                    extra.insert("tools".into(), conversation["tools"].clone());
+                }
+                let same = match t.render_with(&messages, true, &extra) {
+                    Ok(text) => text == want.as_str().unwrap(),
+                    Err(e) => {
+                        wrong.push(format!("{name} {case}: {e}"));
+                        continue;
+                    }
+                };
+                if same == expected_to_differ {
+                    wrong.push(format!("{name} {case}: same as transformers: {same}"));
+                }
+                checked += 1;
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(checked > 380, "{checked} renderings");
+    }
+
     #[test]
     fn extra_variables_reach_the_template_but_not_the_standard_ones() {
         let t = ChatTemplate::new(
@@ -454,6 +554,24 @@ mod tests {
             t.render(&[msg("assistant", "x")], true),
             Err(TemplateError::Raised(_))
         ));
+    }
+
+    #[test]
+    fn generation_blocks_render_their_body() {
+        let source =
+            "{% for m in messages %}{%- generation -%} [{{ m.content }}] {%- endgeneration %}|\
+                      {% endfor %}{{ x | length }}";
+        assert_eq!(
+            without_generation_blocks(source),
+            "{% for m in messages %}{%- if true -%} [{{ m.content }}] {%- endif %}|\
+             {% endfor %}{{ x | length }}"
+        );
+        let t = ChatTemplate::new(source, None, None).unwrap();
+        assert_eq!(
+            t.render(&[msg("user", "a"), msg("user", "b")], false)
+                .unwrap(),
+            "[a]|[b]|0"
+        );
     }
 
     #[test]
