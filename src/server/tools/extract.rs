@@ -317,6 +317,9 @@ mod tests {
             "<|tool_call_argument_begin|>",
             "<|tool_call_end|>",
             "<|tool_calls_section_end|>",
+            "f[ARGS]",
+            "<tool_calls>",
+            "</tool_calls>",
         ];
         let functions: Arc<[(String, Value)]> = vec![(
             "f".to_string(),

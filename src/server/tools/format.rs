@@ -6,7 +6,10 @@
 //! - `hermes`: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, any number of
 //!   them after optional text (Qwen2.5, Qwen3, Hermes, Granite 4).
 //! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end;
-//!   `granite`: the same list after `<|tool_call|>` (Granite 3.x).
+//!   `granite`: the same list after `<|tool_call|>` (Granite 3.x); `apriel`: the same list
+//!   in `<tool_calls>` ... `</tool_calls>` (Apriel 1.5).
+//! - `mistral` since Mistral's v11 tokenizer: `[TOOL_CALLS]NAME[ARGS]{...}` per call
+//!   (Mistral Small 3.2, Devstral, Magistral, Ministral 3; `mistral_args`).
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
 //!   arguments' JSON (Kimi K2; `kimi`).
 //! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
@@ -16,6 +19,7 @@
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
 use super::kimi::{self, KimiGrammar};
+use super::mistral_args;
 use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
 use serde_json::Value;
@@ -31,6 +35,8 @@ pub enum ToolFormat {
     SeedOss,
     Glm45,
     KimiK2,
+    MistralArgs,
+    Apriel,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -90,7 +96,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 8] = [
+    pub const ALL: [ToolFormat; 10] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -99,6 +105,8 @@ impl ToolFormat {
         ToolFormat::SeedOss,
         ToolFormat::Glm45,
         ToolFormat::KimiK2,
+        ToolFormat::MistralArgs,
+        ToolFormat::Apriel,
     ];
 
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
@@ -106,6 +114,11 @@ impl ToolFormat {
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
         if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
+        } else if template.contains("<invoke name=") {
+            // MiniMax's XML invocations, `<tool_call>` around them: not Hermes JSON.
+            Err(Unsupported::UnknownFormat)
+        } else if template.contains("<tool_calls>[") {
+            Ok(ToolFormat::Apriel)
         } else if template.contains("<arg_key>") && template.contains("<tool_call>") {
             Ok(ToolFormat::Glm45)
         } else if function_tags && template.contains("<seed:tool_call>") {
@@ -116,6 +129,10 @@ impl ToolFormat {
             Ok(ToolFormat::Hermes)
         } else if template.contains("<|tool_call|>") {
             Ok(ToolFormat::Granite)
+        } else if template.contains(mistral_args::ARGS)
+            && template.contains(mistral_args::TOOL_CALLS)
+        {
+            Ok(ToolFormat::MistralArgs)
         } else if template.contains("[TOOL_CALLS]") {
             Ok(ToolFormat::Mistral)
         } else if template.contains("<|python_tag|>")
@@ -134,7 +151,8 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => "<tool_call>",
             ToolFormat::SeedOss => "<seed:tool_call>",
-            ToolFormat::Mistral => "[TOOL_CALLS]",
+            ToolFormat::Mistral | ToolFormat::MistralArgs => mistral_args::TOOL_CALLS,
+            ToolFormat::Apriel => "<tool_calls>",
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::Llama3Json => "{",
@@ -147,6 +165,8 @@ impl ToolFormat {
             ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => Some("</tool_call>"),
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
+            ToolFormat::Apriel => Some("</tool_calls>"),
+            ToolFormat::MistralArgs => None,
             ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
     }
@@ -158,12 +178,16 @@ impl ToolFormat {
             ToolFormat::Glm45 => Some(Style::ArgPairs),
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => None,
             ToolFormat::Llama3Json | ToolFormat::KimiK2 => None,
+            ToolFormat::MistralArgs | ToolFormat::Apriel => None,
         }
     }
 
     /// Whether the calls come as one JSON list after the marker, to the end (`[{...}, ...]`).
     fn is_call_list(self) -> bool {
-        matches!(self, ToolFormat::Mistral | ToolFormat::Granite)
+        matches!(
+            self,
+            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Apriel
+        )
     }
 
     /// Whether a block may only open the output (after whitespace); otherwise it is text.
@@ -203,14 +227,13 @@ impl ToolFormat {
             return style.parse(body, functions);
         }
         match self {
-            ToolFormat::Mistral | ToolFormat::Granite => {
-                match serde_json::from_str(body.trim()).ok()? {
-                    Value::Array(items) => items.iter().map(call_object).collect(),
-                    one => Some(vec![call_object(&one)?]),
-                }
-            }
+            _ if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
+                Value::Array(items) => items.iter().map(call_object).collect(),
+                one => Some(vec![call_object(&one)?]),
+            },
             ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
             ToolFormat::KimiK2 => kimi::parse(body),
+            ToolFormat::MistralArgs => mistral_args::parse(body),
             _ => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
@@ -234,6 +257,7 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes => "}\n</tool_call>",
             ToolFormat::Mistral | ToolFormat::Granite => "}]",
+            ToolFormat::Apriel => "}]</tool_calls>",
             _ => "}",
         }
     }
@@ -255,6 +279,9 @@ impl ToolFormat {
         }
         if self == ToolFormat::KimiK2 {
             return KimiGrammar { special }.call_grammar(functions, function);
+        }
+        if self == ToolFormat::MistralArgs {
+            return mistral_args::call_grammar(functions, function, special);
         }
         let tail = literal(self.call_tail());
         match function {
@@ -295,6 +322,14 @@ impl ToolFormat {
                 rearm: parallel,
             });
         }
+        if self == ToolFormat::MistralArgs {
+            // The calls run to the end of the answer.
+            return Ok(LazyCall {
+                after_trigger: Some(mistral_args::lazy_grammar(functions, parallel, special)?),
+                bare: None,
+                rearm: false,
+            });
+        }
         let rules = self.call_rules(functions, CALL_OBJECT_OPENING)?;
         let tail = literal(self.call_tail());
         // Call objects one after the other (llama 3 joins them with `;`), the whole answer;
@@ -316,11 +351,15 @@ impl ToolFormat {
                 format!("start: \"\\n\" call {tail}\n{rules}"),
                 Some(objects("")),
             ),
-            // Mistral's and Granite's calls are one list, running to the end of the answer.
-            _ if self.is_call_list() => (
-                format!("start: \"[\" one{list_more} \"]\"\none: call \"}}\"\n{rules}"),
-                None,
-            ),
+            // Mistral's and Granite's calls are one list, running to the end of the answer;
+            // Apriel's closes with its tag.
+            _ if self.is_call_list() => {
+                let close = self.call_end().map(literal).unwrap_or_default();
+                (
+                    format!("start: \"[\" one{list_more} \"]\" {close}\none: call \"}}\"\n{rules}"),
+                    None,
+                )
+            }
             // Llama 3 calls open the answer, after `<|python_tag|>` or not.
             _ => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
         };
@@ -370,6 +409,9 @@ impl ToolFormat {
         if self == ToolFormat::KimiK2 {
             return kimi::forced_prefix(function);
         }
+        if self == ToolFormat::MistralArgs {
+            return mistral_args::forced_prefix(function);
+        }
         if let Some(style) = self.tag_style() {
             let head = function.map(|f| style.head(f)).unwrap_or_default();
             return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -378,6 +420,7 @@ impl ToolFormat {
             ToolFormat::Hermes => "<tool_call>\n",
             ToolFormat::Mistral => "[TOOL_CALLS][",
             ToolFormat::Granite => "<|tool_call|>[",
+            ToolFormat::Apriel => "<tool_calls>[",
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -606,6 +649,14 @@ mod tests {
                 ToolFormat::Glm45 => (
                     "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",
                     "get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n",
+                ),
+                ToolFormat::Apriel => (
+                    "{\"city\": \"Oslo\"}}]",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::MistralArgs => (
+                    "{\"city\": \"Oslo\"}",
+                    "get_weather[ARGS]{\"city\": \"Oslo\"}",
                 ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",

@@ -13,6 +13,7 @@
 pub mod extract;
 pub mod format;
 mod kimi;
+mod mistral_args;
 mod py_literal;
 mod tag_grammar;
 pub mod tagged;
