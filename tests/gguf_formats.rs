@@ -70,6 +70,7 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.qkv_proj.weight" => "attn_qkv.weight",
         "mlp.gate_up_proj.weight" => "ffn_up.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
+        "shared_mlp.output_linear.weight" => "ffn_down_shexp.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
@@ -473,6 +474,22 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             }
             continue;
         }
+        if let Some(l) = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.strip_suffix(".shared_mlp.input_linear.weight"))
+        {
+            // granitemoeshared's MLP: gate rows, then up rows, apart as llama.cpp writes them.
+            let half = t.dim(0).unwrap() / 2;
+            for (k, proj) in ["gate", "up"].into_iter().enumerate() {
+                // Its own storage: quantize reads a view's storage from the start.
+                let part = t.narrow(0, k * half, half).unwrap();
+                let values = part.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let part = Tensor::from_vec(values, part.dims(), &Device::Cpu).unwrap();
+                let name = format!("blk.{l}.ffn_{proj}_shexp.weight");
+                q.push((name, QTensor::quantize(&part, dtype).unwrap()));
+            }
+            continue;
+        }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
                 Experts::Apart => q.push((
@@ -540,9 +557,13 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
                 ("expert_group_used_count", u("topk_group")),
             ]);
         }
-        if cfg["shared_expert_intermediate_size"].is_u64() {
-            let shared = u("shared_expert_intermediate_size");
-            extra.push(("expert_shared_feed_forward_length", shared));
+        for shared in [
+            "shared_expert_intermediate_size",
+            "shared_intermediate_size",
+        ] {
+            if cfg[shared].as_u64().is_some_and(|n| n > 0) {
+                extra.push(("expert_shared_feed_forward_length", u(shared)));
+            }
         }
     }
     for (key, hf) in [
@@ -902,7 +923,8 @@ fn olmo2_loads_from_gguf() {
 }
 
 /// Granite (its four scalars in `granite.*` keys), Granite MoE (the same in `granitemoe.*`,
-/// experts stacked as llama.cpp splits Granite's `input_linear`) and SmolLM3 (every fourth layer without
+/// experts stacked as llama.cpp splits Granite's `input_linear`; with a shared MLP, its halves
+/// as `ffn_*_shexp`) and SmolLM3 (every fourth layer without
 /// RoPE, which its GGUFs leave to the architecture) as llama.cpp converts them, Q/K rows
 /// permuted; EXAONE 4 (post-norms, the window in the metadata, global layers without RoPE,
 /// rows as they are): their checkouts' logits.
@@ -910,6 +932,7 @@ fn olmo2_loads_from_gguf() {
 fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
     gguf_matches_checkout("granitemoe", "granitemoe", Experts::Stacked, 0.3);
+    gguf_matches_checkout("granitemoeshared", "granitemoe", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
 }

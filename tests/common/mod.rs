@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 28] = [
+pub const TINY_ARCHS: [&str; 29] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -39,6 +39,7 @@ pub const TINY_ARCHS: [&str; 28] = [
     "seed_oss",
     "hunyuan_dense",
     "granitemoe",
+    "granitemoeshared",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

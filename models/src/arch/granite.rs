@@ -8,7 +8,11 @@
 //! Granite 3.x MoE (`granitemoe`: granite-3.x-1b-a400m, 3b-a800m) adds Mixtral's experts to
 //! every layer (softmax over the top-k router logits); its checkouts stack each layer's expert
 //! projections (`input_linear` `[experts, 2·ffn, hidden]`, gate rows then up rows;
-//! `output_linear`), which `weights::safetensors` reads one expert at a time.
+//! `output_linear`), which `weights::safetensors` reads one expert at a time. Granite MoE with
+//! a shared expert (`granitemoeshared`) adds an ungated MLP of `shared_intermediate_size` to
+//! the experts' output (`shared_mlp.input_linear`, gate rows then up rows; `output_linear`);
+//! llama.cpp converts it as `granitemoe` with `expert_shared_feed_forward_length` and
+//! `ffn_*_shexp` tensors, which the generic `experts::from_gguf` reads.
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
@@ -21,7 +25,10 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 
 pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = granite_from_hf(c, Arch::GraniteMoe)?;
-    spec.experts = Some(super::experts::mixtral_from_hf(c, spec.num_layers)?);
+    let mut experts = super::experts::mixtral_from_hf(c, spec.num_layers)?;
+    // granitemoeshared's MLP beside the experts, without a gate of its own.
+    experts.shared_intermediate_size = c.opt_usize("shared_intermediate_size")?.unwrap_or(0);
+    spec.experts = Some(experts);
     Ok(spec)
 }
 

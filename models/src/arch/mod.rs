@@ -65,7 +65,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
         "gpt_oss" => gpt_oss::from_hf(&c)?,
         "granite" => granite::from_hf(&c)?,
-        "granitemoe" => granite::moe_from_hf(&c)?,
+        "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
         "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,

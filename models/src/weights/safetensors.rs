@@ -324,31 +324,70 @@ impl SafetensorsDir {
     }
 }
 
+/// Granite MoE's shared MLP (`granitemoeshared`) behind a canonical shared-expert name:
+/// gate and up are the halves of `shared_mlp.input_linear` (gate's rows first), down is
+/// `shared_mlp.output_linear`. The HF name and which half; None for any other name.
+fn granite_shared_mlp(name: &str) -> Option<(String, Option<usize>)> {
+    let (layer, what) = name.strip_prefix("blk.")?.split_once('.')?;
+    let (stack, half) = match what {
+        "ffn_gate_shexp.weight" => ("input_linear", Some(0)),
+        "ffn_up_shexp.weight" => ("input_linear", Some(1)),
+        "ffn_down_shexp.weight" => ("output_linear", None),
+        _ => return None,
+    };
+    Some((
+        format!("model.layers.{layer}.shared_mlp.{stack}.weight"),
+        half,
+    ))
+}
+
+impl SafetensorsDir {
+    /// The whole tensor `hf` as read from the checkout; None when it has none.
+    fn dense(&self, hf: &str) -> Result<Option<(candle_core::Tensor, WeightDtype)>> {
+        let view = match self.tensors.get(hf) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        let (_, source) = dtypes(hf, view.dtype())?;
+        let tensor =
+            self.tensors
+                .load(hf, &Device::Cpu)
+                .map_err(|e| ModelError::BadSafetensors {
+                    path: self.path.clone(),
+                    reason: format!("{hf}: {}", crate::error::candle_message(&e)),
+                })?;
+        Ok(Some((tensor, source)))
+    }
+}
+
 impl WeightSource for SafetensorsDir {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         if let Some(w) = self.stacked_expert(name)? {
             return Ok(Some(w));
         }
+        if let Some((hf, half)) = granite_shared_mlp(name) {
+            if let Some((tensor, source)) = self.dense(&hf)? {
+                let tensor = match half {
+                    Some(k) => {
+                        let rows = tensor.dim(0)? / 2;
+                        tensor.narrow(0, k * rows, rows)?.contiguous()?
+                    }
+                    None => tensor,
+                };
+                return Ok(Some(HostWeight::Dense { tensor, source }));
+            }
+        }
         let Some(hf) = self.hf_name(name) else {
             return Ok(None);
         };
-        let view = match self.tensors.get(&hf) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
-        };
-        let (_, source) = dtypes(&hf, view.dtype())?;
-        let tensor =
-            self.tensors
-                .load(&hf, &Device::Cpu)
-                .map_err(|e| ModelError::BadSafetensors {
-                    path: self.path.clone(),
-                    reason: format!("{hf}: {}", crate::error::candle_message(&e)),
-                })?;
-        Ok(Some(HostWeight::Dense { tensor, source }))
+        Ok(self
+            .dense(&hf)?
+            .map(|(tensor, source)| HostWeight::Dense { tensor, source }))
     }
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
+            || granite_shared_mlp(name).is_some_and(|(hf, _)| self.tensors.get(&hf).is_ok())
             || StackedExpert::all(name).any(|at| {
                 self.tensors.get(&at.hf).is_ok()
                     || (at.stacking == Stacking::GptOss
