@@ -526,6 +526,25 @@ async fn tag_format_tool_calls_over_http() {
     );
 }
 
+/// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held
+/// to GLM's `<arg_key>` / `<arg_value>` pairs and read back from them, its integer typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_tool_call_parser_replaces_the_templates() {
+    let s = Server::start("qwen2.5-0.5b", &["--tool-call-parser", "glm45"]).await;
+    let alarm = json!({"type": "function", "function": {"name": "set_alarm", "parameters": {
+        "type": "object", "properties": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["hour"]}}});
+    let body = json!({"messages": [{"role": "user", "content": "Wake me at seven."}],
+                      "tools": [weather_tool(), alarm], "max_tokens": 40, "temperature": 0,
+                      "tool_choice": {"type": "function", "function": {"name": "set_alarm"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", body).await;
+    let (_, args) = demanded_call(st, &v, "set_alarm");
+    assert!(
+        args["hour"].as_i64().is_some_and(|h| (0..=23).contains(&h)),
+        "{v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_calls_end_to_end() {
     let s = Server::start("qwen2.5-0.5b", &[]).await;

@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// (text with `{{` or `{%`). Gives a base model chat, or fixes a model's template.
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
     pub chat_template: Option<String>,
+    /// The format tool calls are read in and held to, instead of the one the chat template
+    /// shows the model (detected): hermes, mistral, mistral_v11, granite, apriel, llama3_json,
+    /// qwen3_coder, seed_oss, glm45, kimi_k2 (vLLM's names). For a template candor cannot
+    /// tell, or one written by hand.
+    #[arg(long, env = "CANDOR_TOOL_CALL_PARSER")]
+    pub tool_call_parser: Option<crate::server::tools::format::ToolFormat>,
     /// How `/v1/embeddings` pools a text's final hidden states into one vector: `last` (the
     /// last token's, as decoder embedding models are trained), `mean`, or `cls` (the first
     /// token's, as BERT-style encoders are trained); `none` keeps every token's
@@ -346,6 +352,7 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         prefix_caching: !args.no_prefix_caching,
         speculative_tokens: args.speculative_tokens,
         chat_template,
+        tool_call_parser: args.tool_call_parser,
         pooling: args.pooling,
         auto_truncate: args.auto_truncate,
         classifier_tokens: args.classifier_from_tokens,

@@ -100,6 +100,9 @@ pub struct ServeConfig {
     pub speculative_tokens: usize,
     /// Replaces the model's chat template (`--chat-template`).
     pub chat_template: Option<String>,
+    /// The tool-call format to read and hold calls to (`--tool-call-parser`); None: the
+    /// chat template's, detected.
+    pub tool_call_parser: Option<tools::format::ToolFormat>,
     /// How embeddings are pooled (`--pooling`; None: as the model's file says, else last).
     pub pooling: Option<crate::engine::pooling::Pooling>,
     /// TEI's endpoints cut an input past the context unless a request says not to
@@ -481,6 +484,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         fim: tokenizer.fim_tokens(),
         tokenizer: Arc::new(tokenizer),
         template,
+        tool_format: config.tool_call_parser,
         eos_ids,
         limits,
         stats,

@@ -15,6 +15,8 @@ pub struct Ready {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Option<Arc<ChatTemplate>>,
+    /// The call format `--tool-call-parser` names; None: the template's is detected.
+    pub tool_format: Option<crate::server::tools::format::ToolFormat>,
     pub eos_ids: Vec<u32>,
     pub limits: Limits,
     pub stats: Arc<EngineStats>,

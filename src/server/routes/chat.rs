@@ -120,7 +120,12 @@ pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolP
             .token_id(text)
             .is_some_and(|id| tokenizer.is_special(id))
     };
-    tools::plan(req, chat_template(ready)?.source(), &special)
+    tools::plan(
+        req,
+        chat_template(ready)?.source(),
+        ready.tool_format,
+        &special,
+    )
 }
 
 /// The model's chat template; without one, a 400 that says what the server can do instead (a

@@ -39,6 +39,23 @@ pub enum ToolFormat {
     Apriel,
 }
 
+impl std::str::FromStr for ToolFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        ToolFormat::ALL
+            .into_iter()
+            .find(|f| f.parser_name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ToolFormat::ALL.iter().map(|f| f.parser_name()).collect();
+                format!(
+                    "unknown tool-call parser `{name}` (known: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Why a template cannot be asked for tool calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsupported {
@@ -108,6 +125,23 @@ impl ToolFormat {
         ToolFormat::MistralArgs,
         ToolFormat::Apriel,
     ];
+
+    /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
+    /// format; `mistral_v11` for Mistral's `[ARGS]` calls, which vLLM's `mistral` reads too).
+    pub fn parser_name(self) -> &'static str {
+        match self {
+            ToolFormat::Hermes => "hermes",
+            ToolFormat::Mistral => "mistral",
+            ToolFormat::Granite => "granite",
+            ToolFormat::Llama3Json => "llama3_json",
+            ToolFormat::Qwen3Coder => "qwen3_coder",
+            ToolFormat::SeedOss => "seed_oss",
+            ToolFormat::Glm45 => "glm45",
+            ToolFormat::KimiK2 => "kimi_k2",
+            ToolFormat::MistralArgs => "mistral_v11",
+            ToolFormat::Apriel => "apriel",
+        }
+    }
 
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
         // The tag formats' templates write `<tool_call>` too: they are told apart first.
@@ -580,6 +614,15 @@ mod tests {
             ToolFormat::detect("{% for m in messages %}{{ m.content }}{% endfor %}"),
             Err(Unsupported::NoTools)
         );
+    }
+
+    #[test]
+    fn parser_names_name_every_format_once() {
+        for format in ToolFormat::ALL {
+            assert_eq!(format.parser_name().parse(), Ok(format));
+        }
+        let err = "pythonic".parse::<ToolFormat>().unwrap_err();
+        assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
 
     #[test]

@@ -155,11 +155,13 @@ pub struct ToolRequest<'a> {
 }
 
 /// Check the tool fields against each other and the template; `None`: no tools this time.
-/// `special` says which texts are one special token of the model's vocabulary (a grammar
-/// names those as tokens).
+/// `parser` is the operator's choice of call format (`--tool-call-parser`), else the
+/// template's is detected. `special` says which texts are one special token of the model's
+/// vocabulary (a grammar names those as tokens).
 pub fn plan(
     req: &ToolRequest,
     template_source: &str,
+    parser: Option<ToolFormat>,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<Option<ToolPlan>, ApiError> {
     let tools = req.tools.unwrap_or_default();
@@ -215,8 +217,11 @@ pub fn plan(
     if super::harmony::template_harmony(template_source) {
         return harmony_plan(tools, &functions, forced, parallel, special).map(Some);
     }
-    let format = ToolFormat::detect(template_source)
-        .map_err(|e| ApiError::invalid("tools", e.to_string()))?;
+    let format = match parser {
+        Some(format) => format,
+        None => ToolFormat::detect(template_source)
+            .map_err(|e| ApiError::invalid("tools", e.to_string()))?,
+    };
     let invalid = |e: String| ApiError::invalid("tools", e);
     let (call_grammar, lazy_calls) = match forced {
         Some(f) => (
@@ -359,7 +364,7 @@ mod tests {
             tool_choice: choice.as_ref(),
             parallel_tool_calls: None,
         };
-        plan(&req, HERMES, &|_| false)
+        plan(&req, HERMES, None, &|_| false)
     }
 
     #[test]
@@ -409,7 +414,7 @@ mod tests {
                 tool_choice: choice.as_ref(),
                 parallel_tool_calls: None,
             };
-            plan(&r, template, &|t| t.starts_with("<|"))
+            plan(&r, template, None, &|t| t.starts_with("<|"))
         };
         let auto = req(None).unwrap().unwrap();
         assert_eq!(auto.output.syntax, CallSyntax::Harmony);
@@ -429,7 +434,7 @@ mod tests {
             tool_choice: Some(&json!("required")),
             parallel_tool_calls: None,
         };
-        let required = plan(&r, template, &|t| t == "<|message|>")
+        let required = plan(&r, template, None, &|t| t == "<|message|>")
             .unwrap()
             .unwrap();
         assert!(required
@@ -457,6 +462,24 @@ mod tests {
             .call_grammar
             .unwrap()
             .starts_with("start: args\nargs: %json"));
+    }
+
+    /// `--tool-call-parser` overrides what the template says: GLM's tags on a Hermes template
+    /// (and a template that shows no known format at all).
+    #[test]
+    fn a_named_parser_replaces_the_detected_format() {
+        for template in [HERMES, "{% if tools %}{{ tools }}{% endif %}"] {
+            let req = ToolRequest {
+                tools: Some(&[weather()]),
+                tool_choice: Some(&json!("required")),
+                parallel_tool_calls: None,
+            };
+            let plan = plan(&req, template, Some(ToolFormat::Glm45), &|_| false)
+                .unwrap()
+                .unwrap();
+            assert_eq!(plan.output.syntax, CallSyntax::Blocks(ToolFormat::Glm45));
+            assert_eq!(plan.output.forced_prefix, "<tool_call>");
+        }
     }
 
     #[test]
@@ -493,7 +516,7 @@ mod tests {
             tool_choice: None,
             parallel_tool_calls: None,
         };
-        let err = plan(&req, "{{ messages }}", &|_| false).unwrap_err();
+        let err = plan(&req, "{{ messages }}", None, &|_| false).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("tools"));
         assert!(
             err.message.contains("does not take tools"),
