@@ -18,8 +18,12 @@ pub struct AnswerSetup {
 /// How a thinking model sets its thought apart from its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reasoning {
-    /// In `<think>` ... `</think>`; `in_thought`: the prompt left the answer inside one.
-    Think { in_thought: bool },
+    /// In `<think>` ... `</think>` (or the model's `tags`); `in_thought`: the prompt left the
+    /// answer inside one.
+    Think {
+        in_thought: bool,
+        tags: super::reasoning::ThinkTags,
+    },
     /// On harmony's `analysis` channel (gpt-oss).
     Harmony,
 }
@@ -34,7 +38,9 @@ impl Splitter {
     /// `calls`: harmony calls are read (the request offered tools to a harmony model).
     fn new(r: Reasoning, calls: bool) -> Self {
         match r {
-            Reasoning::Think { in_thought } => Splitter::Think(ReasoningSplitter::new(in_thought)),
+            Reasoning::Think { in_thought, tags } => {
+                Splitter::Think(ReasoningSplitter::new(in_thought, tags))
+            }
             Reasoning::Harmony => Splitter::Harmony(HarmonySplitter::new(calls)),
         }
     }
@@ -234,7 +240,10 @@ mod tests {
     #[test]
     fn calls_are_read_from_the_answer_not_the_thought() {
         let mut setup = output(true, "");
-        setup.reasoning = Some(Reasoning::Think { in_thought: false });
+        setup.reasoning = Some(Reasoning::Think {
+            in_thought: false,
+            tags: super::super::reasoning::THINK,
+        });
         let mut r = AnswerReader::new(&setup);
         let got = r.read_all(
             "<think>Maybe <tool_call> get_weather?</think>\n<tool_call>\n{\"name\": \"a\"}\n</tool_call>",

@@ -473,11 +473,11 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         let _ = tokenizer.encode_text("", false);
     }
     let thought_markers = OnceLock::new();
-    if template
+    let think_tags = template
         .as_ref()
-        .is_some_and(|t| reasoning::template_thinks(t.source()))
-    {
-        let _ = thought_markers.set(thinking::markers(&tokenizer));
+        .and_then(|t| reasoning::template_thinks(t.source()));
+    if let Some(tags) = think_tags {
+        let _ = thought_markers.set(thinking::markers(&tokenizer, tags));
     }
     let _ = state.ready.set(Ready {
         engine,
@@ -491,6 +491,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         system_fingerprint,
         grammar: OnceLock::new(),
         thought_markers,
+        think_tags,
         max_num_seqs: config.max_num_seqs,
         pooling,
         hidden_size,

@@ -1,23 +1,48 @@
-//! Reasoning models (Qwen3, DeepSeek-R1, QwQ) think in `<think> ... </think>` before they
-//! answer. The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
+//! Reasoning models (Qwen3, DeepSeek-R1, QwQ, GLM-4.5) think in `<think> ... </think>` before
+//! they answer (Seed-OSS in `<seed:think>` tags, Magistral and Ministral 3 in `[THINK]`
+//! tokens: `ThinkTags`, told from the chat template). The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
 //! llama-server return it) and only the answer as `content`, so clients that show `content`
 //! do not show the scratch work, and tool calls are read from the answer only (stop strings,
 //! matched before the split, end the generation wherever they appear).
 
 use super::marker::{held_back, opening, Opening};
 
-pub const OPEN: &str = "<think>";
-pub const CLOSE: &str = "</think>";
+/// The text that opens and closes a model's thought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThinkTags {
+    pub open: &'static str,
+    pub close: &'static str,
+}
 
-/// Whether a chat template belongs to a thinking model.
-pub fn template_thinks(template: &str) -> bool {
-    template.contains(OPEN) && template.contains(CLOSE)
+pub const THINK: ThinkTags = ThinkTags {
+    open: "<think>",
+    close: "</think>",
+};
+
+/// Every pair a template may use, Seed-OSS's and Mistral's before the common one.
+const KNOWN: [ThinkTags; 3] = [
+    ThinkTags {
+        open: "<seed:think>",
+        close: "</seed:think>",
+    },
+    ThinkTags {
+        open: "[THINK]",
+        close: "[/THINK]",
+    },
+    THINK,
+];
+
+/// The tags of a thinking model's chat template; None when the model does not think.
+pub fn template_thinks(template: &str) -> Option<ThinkTags> {
+    KNOWN
+        .into_iter()
+        .find(|t| template.contains(t.open) && template.contains(t.close))
 }
 
 /// Whether a rendered prompt leaves the answer inside a thought (DeepSeek-R1's template opens
 /// `<think>` itself; Qwen3's closes an empty one when thinking is off).
-pub fn prompt_opens_thought(prompt: &str) -> bool {
-    match (prompt.rfind(OPEN), prompt.rfind(CLOSE)) {
+pub fn prompt_opens_thought(prompt: &str, tags: ThinkTags) -> bool {
+    match (prompt.rfind(tags.open), prompt.rfind(tags.close)) {
         (Some(open), Some(close)) => open > close,
         (Some(_), None) => true,
         _ => false,
@@ -46,11 +71,13 @@ pub struct Split {
 pub struct ReasoningSplitter {
     state: State,
     pending: String,
+    tags: ThinkTags,
 }
 
 impl ReasoningSplitter {
-    pub fn new(in_thought: bool) -> Self {
+    pub fn new(in_thought: bool, tags: ThinkTags) -> Self {
         ReasoningSplitter {
+            tags,
             state: if in_thought {
                 State::Thinking
             } else {
@@ -63,24 +90,25 @@ impl ReasoningSplitter {
     pub fn push(&mut self, text: &str) -> Split {
         let mut out = Split::default();
         self.pending.push_str(text);
+        let ThinkTags { open, close } = self.tags;
         loop {
             match self.state {
-                State::Start => match opening(&self.pending, OPEN) {
+                State::Start => match opening(&self.pending, open) {
                     Opening::Opens(from_open) => {
-                        self.pending = from_open[OPEN.len()..].to_string();
+                        self.pending = from_open[open.len()..].to_string();
                         self.state = State::Thinking;
                     }
                     Opening::Undecided => return out,
                     Opening::Not => self.state = State::Answer,
                 },
-                State::Thinking => match self.pending.find(CLOSE) {
+                State::Thinking => match self.pending.find(close) {
                     Some(at) => {
                         out.reasoning.push_str(&self.pending[..at]);
-                        self.pending.drain(..at + CLOSE.len());
+                        self.pending.drain(..at + close.len());
                         self.state = State::AfterThought;
                     }
                     None => {
-                        let keep = held_back(&self.pending, CLOSE);
+                        let keep = held_back(&self.pending, close);
                         let cut = self.pending.len() - keep;
                         out.reasoning.extend(self.pending.drain(..cut));
                         return out;
@@ -127,7 +155,11 @@ mod tests {
 
     /// Feed `output` in pieces of `step` characters; (reasoning, content).
     fn run(in_thought: bool, output: &str, step: usize) -> (String, String) {
-        let mut s = ReasoningSplitter::new(in_thought);
+        run_with(in_thought, THINK, output, step)
+    }
+
+    fn run_with(in_thought: bool, tags: ThinkTags, output: &str, step: usize) -> (String, String) {
+        let mut s = ReasoningSplitter::new(in_thought, tags);
         let chars: Vec<char> = output.chars().collect();
         let (mut reasoning, mut content) = (String::new(), String::new());
         for chunk in chars.chunks(step) {
@@ -169,12 +201,51 @@ mod tests {
 
     #[test]
     fn prompts_and_templates() {
-        assert!(prompt_opens_thought("<|im_start|>assistant\n<think>\n"));
-        assert!(!prompt_opens_thought(
-            "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        assert!(prompt_opens_thought(
+            "<|im_start|>assistant\n<think>\n",
+            THINK
         ));
-        assert!(!prompt_opens_thought("<|im_start|>assistant\n"));
-        assert!(template_thinks("{{ '<think>\\n\\n</think>\\n\\n' }}"));
-        assert!(!template_thinks("{{ messages }}"));
+        assert!(!prompt_opens_thought(
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+            THINK
+        ));
+        assert!(!prompt_opens_thought("<|im_start|>assistant\n", THINK));
+        assert_eq!(
+            template_thinks("{{ '<think>\\n\\n</think>\\n\\n' }}"),
+            Some(THINK)
+        );
+        assert_eq!(template_thinks("{{ messages }}"), None);
+    }
+
+    /// Seed-OSS's and Mistral's tags, told from their vendors' templates (the corpus), split
+    /// their thoughts as `<think>` does.
+    #[test]
+    fn other_tags_from_their_templates() {
+        let corpus: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/chat_templates/corpus.json"
+        ))
+        .unwrap();
+        let tags_of = |name: &str| {
+            let templates = corpus["templates"].as_array().unwrap();
+            let t = templates.iter().find(|t| t["name"] == name).unwrap();
+            template_thinks(t["chat_template"].as_str().unwrap())
+        };
+        let seed = tags_of("ByteDance-Seed-OSS").unwrap();
+        assert_eq!(seed.open, "<seed:think>");
+        let mistral = tags_of("mistralai-Ministral-3-14B-Reasoning-2512").unwrap();
+        assert_eq!(mistral.open, "[THINK]");
+        assert_eq!(tags_of("Qwen-Qwen3-0.6B"), Some(THINK));
+        for (tags, output) in [
+            (seed, "<seed:think>Hmm.</seed:think>\nFour."),
+            (mistral, "[THINK]Hmm.[/THINK]Four."),
+        ] {
+            for step in [1, 3, 100] {
+                assert_eq!(
+                    run_with(false, tags, output, step),
+                    ("Hmm.".into(), "Four.".into()),
+                    "{output} step {step}"
+                );
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! whose chat template thinks; for others there is no thought to cut, and it is ignored, as
 //! clients send one to whatever model they talk to.
 use super::error::ApiError;
-use super::reasoning::{CLOSE, OPEN};
+use super::reasoning::{ThinkTags, THINK};
 use super::state::Ready;
 use crate::engine::thought::{Thought, ThoughtMarkers};
 use candor_models::tokenizer::Tokenizer;
@@ -117,8 +117,12 @@ pub fn parse_default_budget(arg: i64) -> Result<Option<usize>, String> {
 
 /// A thinking model's markers over its vocabulary (its bytes take ~60 ms for 150k tokens: the
 /// server builds them while loading a thinking model, not in a request).
-pub fn markers(tokenizer: &Tokenizer) -> Arc<ThoughtMarkers> {
-    Arc::new(ThoughtMarkers::new(OPEN, CLOSE, tokenizer.token_bytes()))
+pub fn markers(tokenizer: &Tokenizer, tags: ThinkTags) -> Arc<ThoughtMarkers> {
+    Arc::new(ThoughtMarkers::new(
+        tags.open,
+        tags.close,
+        tokenizer.token_bytes(),
+    ))
 }
 
 /// The thought the engine follows for an answer to `prompt_text`, when the model thinks and
@@ -133,14 +137,15 @@ pub fn thought(
     if budget.is_none() && !shaped {
         return Ok(None);
     }
+    let tags = ready.think_tags.unwrap_or(THINK);
     let markers = ready
         .thought_markers
-        .get_or_init(|| markers(&ready.tokenizer))
+        .get_or_init(|| markers(&ready.tokenizer, tags))
         .clone();
     let closing = match budget {
         Some(_) => ready
             .tokenizer
-            .encode(&format!("{message}{CLOSE}"), false)
+            .encode(&format!("{message}{}", tags.close), false)
             .map_err(|e| ApiError::internal(format!("cannot encode the thought's close: {e}")))?,
         None => Vec::new(),
     };

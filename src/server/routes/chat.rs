@@ -371,8 +371,9 @@ pub async fn start_chat(
     let reasoning = if harmony::template_harmony(source) {
         Some(Reasoning::Harmony)
     } else {
-        reasoning::template_thinks(source).then(|| Reasoning::Think {
-            in_thought: reasoning::prompt_opens_thought(&prompt_text),
+        reasoning::template_thinks(source).map(|tags| Reasoning::Think {
+            in_thought: reasoning::prompt_opens_thought(&prompt_text, tags),
+            tags,
         })
     };
     // `reasoning_format: none`: the thought stays in the text (the engine still follows it).
@@ -391,7 +392,7 @@ pub async fn start_chat(
     };
     let (budget, budget_message) = thinking::budget(&req.thinking_budget, &ready.limits.thinking)?;
     let thought = match reasoning {
-        Some(Reasoning::Think { in_thought }) => thinking::thought(
+        Some(Reasoning::Think { in_thought, .. }) => thinking::thought(
             ready,
             in_thought,
             budget,
@@ -412,10 +413,20 @@ pub async fn start_chat(
     }
     // Mistral's call marker and harmony's channels are special tokens: decoding must keep
     // them to see the calls and the channels.
+    let special = |text: &str| {
+        let tokenizer = &ready.tokenizer;
+        tokenizer
+            .token_id(text)
+            .is_some_and(|id| tokenizer.is_special(id))
+    };
     p.keep_special_tokens |= tools
         .as_ref()
         .is_some_and(|t| t.output.syntax.needs_special_tokens())
-        || reasoning == Some(Reasoning::Harmony);
+        || reasoning == Some(Reasoning::Harmony)
+        // Seed-OSS's and Mistral's thought tags are special tokens: decoding keeps them to
+        // see where the thought ends.
+        || matches!(reasoning, Some(Reasoning::Think { tags, .. })
+            if special(tags.open) || special(tags.close));
     let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;
     let rx = generation::start(
         ready,

@@ -310,7 +310,8 @@ pub async fn show(
         capabilities.push("tools");
     }
     if template.as_deref().is_some_and(|t| {
-        crate::server::reasoning::template_thinks(t) || crate::server::harmony::template_harmony(t)
+        crate::server::reasoning::template_thinks(t).is_some()
+            || crate::server::harmony::template_harmony(t)
     }) {
         capabilities.push("thinking");
     }
