@@ -429,9 +429,9 @@ impl ToolFormat {
         for (i, (name, params)) in functions.iter().enumerate() {
             let head = format!("{opening}{}", self.name_then_arguments(name));
             lark.push_str(&format!(
-                "call_{i}: {} args_{i}\nargs_{i}: %json {}\n",
+                "call_{i}: {} args_{i}\n{}",
                 literal(&head),
-                schema_text(params)?
+                args_rule(i, params)?
             ));
         }
         Ok(lark)
@@ -501,6 +501,11 @@ pub(crate) fn marker(text: &str, special: &dyn Fn(&str) -> bool) -> String {
     } else {
         literal(text)
     }
+}
+
+/// Lark rule `args_i`: arguments following `params`, a function's parameters schema.
+pub(crate) fn args_rule(i: usize, params: &Value) -> Result<String, String> {
+    Ok(format!("args_{i}: %json {}\n", schema_text(params)?))
 }
 
 /// `text` as a lark string literal (JSON string syntax).

@@ -3,7 +3,7 @@
 //! `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
-use super::format::{function_index, literal, marker, schema_text, ParsedCall};
+use super::format::{args_rule, function_index, literal, marker, ParsedCall};
 use serde_json::Value;
 
 pub const SECTION_BEGIN: &str = "<|tool_calls_section_begin|>";
@@ -124,10 +124,6 @@ impl KimiGrammar<'_> {
 }
 
 const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
-
-fn args_rule(i: usize, params: &Value) -> Result<String, String> {
-    Ok(format!("args_{i}: %json {}\n", schema_text(params)?))
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! call, the name as text and the arguments' JSON after `[ARGS]` (both markers special tokens),
 //! one `[TOOL_CALLS]` before each call or one before them all. The calls run to the end of the
 //! answer.
-use super::format::{function_index, literal, marker, schema_text, ParsedCall};
+use super::format::{args_rule, function_index, literal, marker, ParsedCall};
 use serde_json::Value;
 
 pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
@@ -96,10 +96,6 @@ fn call_rules(
         ));
     }
     Ok(lark)
-}
-
-fn args_rule(i: usize, params: &Value) -> Result<String, String> {
-    Ok(format!("args_{i}: %json {}\n", schema_text(params)?))
 }
 
 #[cfg(test)]
