@@ -306,7 +306,14 @@ pub async fn show(
         capabilities.push("insert");
     }
     let template = ready.template.as_ref().map(|t| t.source().to_string());
-    if template.as_deref().is_some_and(|t| t.contains("tools")) {
+    // Tools where requests with tools are served: a call format candor reads (the
+    // operator's, or the template's), or harmony's messages.
+    let calls_read = |t: &str| {
+        ready.tool_format.is_some()
+            || crate::server::tools::format::ToolFormat::detect(t).is_ok()
+            || crate::server::harmony::template_harmony(t)
+    };
+    if template.as_deref().is_some_and(calls_read) {
         capabilities.push("tools");
     }
     if template.as_deref().is_some_and(|t| {
