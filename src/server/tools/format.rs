@@ -12,12 +12,14 @@
 //!   (Mistral Small 3.2, Devstral, Magistral, Ministral 3; `mistral_args`).
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
 //!   arguments' JSON (Kimi K2; `kimi`).
+//! - `functionary_v3_1`: `<function=NAME>{...}</function>` blocks (`functionary`).
 //! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
 //!   by `;` (Llama 3.1-3.3; `<|python_tag|>` before it is a special token, dropped in decoding).
 //! - `qwen3_coder`: `<tool_call>` blocks of `<function=NAME>` and `<parameter=KEY>` tags
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+use super::functionary;
 use super::kimi::{self, KimiGrammar};
 use super::mistral_args;
 use super::tag_grammar::TagGrammar;
@@ -37,6 +39,7 @@ pub enum ToolFormat {
     KimiK2,
     MistralArgs,
     Apriel,
+    Functionary,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -113,7 +116,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 10] = [
+    pub const ALL: [ToolFormat; 11] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -124,6 +127,7 @@ impl ToolFormat {
         ToolFormat::KimiK2,
         ToolFormat::MistralArgs,
         ToolFormat::Apriel,
+        ToolFormat::Functionary,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -140,6 +144,7 @@ impl ToolFormat {
             ToolFormat::KimiK2 => "kimi_k2",
             ToolFormat::MistralArgs => "mistral_v11",
             ToolFormat::Apriel => "apriel",
+            ToolFormat::Functionary => "functionary_v3_1",
         }
     }
 
@@ -159,6 +164,8 @@ impl ToolFormat {
             Ok(ToolFormat::SeedOss)
         } else if function_tags && template.contains("<tool_call>") {
             Ok(ToolFormat::Qwen3Coder)
+        } else if template.contains(functionary::OPEN) && template.contains(functionary::CLOSE) {
+            Ok(ToolFormat::Functionary)
         } else if template.contains("<tool_call>") {
             Ok(ToolFormat::Hermes)
         } else if template.contains("<|tool_call|>") {
@@ -187,6 +194,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => "<seed:tool_call>",
             ToolFormat::Mistral | ToolFormat::MistralArgs => mistral_args::TOOL_CALLS,
             ToolFormat::Apriel => "<tool_calls>",
+            ToolFormat::Functionary => functionary::OPEN,
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::Llama3Json => "{",
@@ -200,6 +208,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::Apriel => Some("</tool_calls>"),
+            ToolFormat::Functionary => Some(functionary::CLOSE),
             ToolFormat::MistralArgs => None,
             ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -212,7 +221,7 @@ impl ToolFormat {
             ToolFormat::Glm45 => Some(Style::ArgPairs),
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => None,
             ToolFormat::Llama3Json | ToolFormat::KimiK2 => None,
-            ToolFormat::MistralArgs | ToolFormat::Apriel => None,
+            ToolFormat::MistralArgs | ToolFormat::Apriel | ToolFormat::Functionary => None,
         }
     }
 
@@ -268,6 +277,7 @@ impl ToolFormat {
             ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
             ToolFormat::KimiK2 => kimi::parse(body),
             ToolFormat::MistralArgs => mistral_args::parse(body),
+            ToolFormat::Functionary => functionary::parse(body),
             _ => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
@@ -317,6 +327,9 @@ impl ToolFormat {
         if self == ToolFormat::MistralArgs {
             return mistral_args::call_grammar(functions, function, special);
         }
+        if self == ToolFormat::Functionary {
+            return functionary::call_grammar(functions, function);
+        }
         let tail = literal(self.call_tail());
         match function {
             Some(name) => arguments_grammar(functions, name, &format!(" {tail}")),
@@ -352,6 +365,13 @@ impl ToolFormat {
             let grammar = KimiGrammar { special }.section_grammar(functions, parallel)?;
             return Ok(LazyCall {
                 after_trigger: Some(grammar),
+                bare: None,
+                rearm: parallel,
+            });
+        }
+        if self == ToolFormat::Functionary {
+            return Ok(LazyCall {
+                after_trigger: Some(functionary::call_grammar(functions, None)?),
                 bare: None,
                 rearm: parallel,
             });
@@ -445,6 +465,9 @@ impl ToolFormat {
         }
         if self == ToolFormat::MistralArgs {
             return mistral_args::forced_prefix(function);
+        }
+        if self == ToolFormat::Functionary {
+            return functionary::forced_prefix(function);
         }
         if let Some(style) = self.tag_style() {
             let head = function.map(|f| style.head(f)).unwrap_or_default();
@@ -705,6 +728,10 @@ mod tests {
                 ToolFormat::MistralArgs => (
                     "{\"city\": \"Oslo\"}",
                     "get_weather[ARGS]{\"city\": \"Oslo\"}",
+                ),
+                ToolFormat::Functionary => (
+                    "{\"city\": \"Oslo\"}",
+                    "get_weather>{\"city\": \"Oslo\"}",
                 ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",

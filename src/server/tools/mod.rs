@@ -12,6 +12,7 @@
 //! harmony's own): one call to a function offered, with arguments following its schema.
 pub mod extract;
 pub mod format;
+mod functionary;
 mod kimi;
 mod mistral_args;
 mod py_literal;
