@@ -444,17 +444,14 @@ impl ToolFormat {
     /// Lark rule `call`: `opening`, then one function's name and arguments (its schema's JSON),
     /// for any of `functions`; the call object's closing brace is left to the caller.
     fn call_rules(self, functions: &[(String, Value)], opening: &str) -> Result<String, String> {
-        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-        let mut lark = format!("call: {}\n", names.join(" | "));
-        for (i, (name, params)) in functions.iter().enumerate() {
+        call_alternatives(functions, |i, name, params| {
             let head = format!("{opening}{}", self.name_then_arguments(name));
-            lark.push_str(&format!(
+            Ok(format!(
                 "call_{i}: {} args_{i}\n{}",
                 literal(&head),
                 args_rule(i, params)?
-            ));
-        }
-        Ok(lark)
+            ))
+        })
     }
 
     /// Text the answer is made to begin with, when the request demands a call
@@ -524,6 +521,20 @@ pub(crate) fn marker(text: &str, special: &dyn Fn(&str) -> bool) -> String {
     } else {
         literal(text)
     }
+}
+
+/// Lark rule `call: call_0 | call_1 | ...`, one alternative per function, then each
+/// function's rules as `rules(i, name, params)` writes them (its `call_i` among them).
+pub(crate) fn call_alternatives(
+    functions: &[(String, Value)],
+    rules: impl Fn(usize, &str, &Value) -> Result<String, String>,
+) -> Result<String, String> {
+    let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
+    let mut lark = format!("call: {}\n", names.join(" | "));
+    for (i, (name, params)) in functions.iter().enumerate() {
+        lark.push_str(&rules(i, name, params)?);
+    }
+    Ok(lark)
 }
 
 /// Lark rule `args_i`: arguments following `params`, a function's parameters schema.

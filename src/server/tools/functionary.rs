@@ -1,7 +1,7 @@
 //! Functionary v3.1's tool calls (MeetKai's Llama 3.1 fine-tune; vLLM's `llama3_json` does not
 //! read them): `<function=NAME>{...}</function>`, one block per call, the arguments' JSON
 //! between the name's `>` and the closing tag.
-use super::format::{args_rule, function_index, literal, ParsedCall};
+use super::format::{args_rule, call_alternatives, function_index, literal, ParsedCall};
 use serde_json::Value;
 
 pub const OPEN: &str = "<function=";
@@ -44,16 +44,14 @@ pub fn call_grammar(
             ))
         }
         None => {
-            let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-            let mut lark = format!("start: call {close}\ncall: {}\n", names.join(" | "));
-            for (i, (name, params)) in functions.iter().enumerate() {
-                lark.push_str(&format!(
+            let calls = call_alternatives(functions, |i, name, params| {
+                Ok(format!(
                     "call_{i}: {} args_{i}\n{}",
                     literal(&format!("{name}>")),
                     args_rule(i, params)?
-                ));
-            }
-            Ok(lark)
+                ))
+            })?;
+            Ok(format!("start: call {close}\n{calls}"))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
-use super::format::{args_rule, function_index, literal, marker, ParsedCall};
+use super::format::{args_rule, call_alternatives, function_index, literal, marker, ParsedCall};
 use serde_json::Value;
 
 pub const SECTION_BEGIN: &str = "<|tool_calls_section_begin|>";
@@ -109,16 +109,14 @@ impl KimiGrammar<'_> {
 
     /// Rules `call` (a function's name, the id's index, the arguments) and `args_i`.
     fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
-        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-        let mut lark = format!("call: {}\n", names.join(" | "));
-        for (i, (name, params)) in functions.iter().enumerate() {
-            lark.push_str(&format!(
+        let lark = call_alternatives(functions, |i, name, params| {
+            Ok(format!(
                 "call_{i}: {} INDEX {} args_{i}\n{}",
                 literal(&format!("{name}:")),
                 self.mark(ARGUMENTS_BEGIN),
                 args_rule(i, params)?
-            ));
-        }
+            ))
+        })?;
         Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n{WS_RULE}"))
     }
 }

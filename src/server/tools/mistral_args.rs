@@ -3,7 +3,7 @@
 //! call, the name as text and the arguments' JSON after `[ARGS]` (both markers special tokens),
 //! one `[TOOL_CALLS]` before each call or one before them all. The calls run to the end of the
 //! answer.
-use super::format::{args_rule, function_index, literal, marker, ParsedCall};
+use super::format::{args_rule, call_alternatives, function_index, literal, marker, ParsedCall};
 use serde_json::Value;
 
 pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
@@ -85,17 +85,14 @@ fn call_rules(
     functions: &[(String, Value)],
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-    let mut lark = format!("call: {}\n", names.join(" | "));
-    for (i, (name, params)) in functions.iter().enumerate() {
-        lark.push_str(&format!(
+    call_alternatives(functions, |i, name, params| {
+        Ok(format!(
             "call_{i}: {} {} args_{i}\n{}",
             literal(name),
             marker(ARGS, special),
             args_rule(i, params)?
-        ));
-    }
-    Ok(lark)
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! A marker that is one special token of the vocabulary (Seed-OSS's `</seed:tool_call>`, and
 //! GLM's tags where its vocabulary marks them so) is named as that token, which plain text
 //! could never spell in a constrained answer; the others are text.
-use super::format::{function_index, literal, marker, schema_text};
+use super::format::{call_alternatives, function_index, literal, marker, schema_text};
 use super::tagged::{text_body, with_definitions, Style, FUNCTION_CLOSE};
 use serde_json::{Map, Value};
 
@@ -67,18 +67,15 @@ impl TagGrammar<'_> {
     /// Rules `call`, one call to any of `functions` from its head to its end, and per function
     /// `args_i`, its arguments.
     fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
-        let names: Vec<String> = (0..functions.len()).map(|i| format!("call_{i}")).collect();
-        let mut lark = format!("call: {}\n", names.join(" | "));
-        for (i, (name, params)) in functions.iter().enumerate() {
-            lark.push_str(&format!(
-                "call_{i}: {} args_{i}{}\n",
+        let lark = call_alternatives(functions, |i, name, params| {
+            Ok(format!(
+                "call_{i}: {} args_{i}{}\n{}",
                 literal(&self.style.head(name)),
-                self.call_foot()
-            ));
-            lark.push_str(&self.argument_rules(i, params)?);
-        }
-        lark.push_str(NL_RULE);
-        Ok(lark)
+                self.call_foot(),
+                self.argument_rules(i, params)?
+            ))
+        })?;
+        Ok(format!("{lark}{NL_RULE}"))
     }
 
     /// Lark items after a call's arguments.
