@@ -33,7 +33,7 @@ fn compiler_for(name: &str) -> (Arc<Tokenizer>, GrammarCompiler, u32) {
 
 /// Which texts are one special token of `tok`'s vocabulary (as the server asks).
 fn special_of(tok: &Tokenizer) -> impl Fn(&str) -> bool + '_ {
-    |text| tok.token_id(text).is_some_and(|id| tok.is_special(id))
+    |text| tok.is_special_text(text)
 }
 
 /// What the extractor reads from a whole answer in `format`.
@@ -806,7 +806,7 @@ fn harmony_required_calls_name_a_function_then_its_markers_as_tokens() {
                    "required": ["zone"], "additionalProperties": false}),
         ),
     ];
-    let special = |t: &str| tok.token_id(t).is_some_and(|id| tok.is_special(id));
+    let special = |t: &str| tok.is_special_text(t);
     let grammar = any_call_grammar(&functions, &special).unwrap();
     let marker_ids: Vec<u32> = HARMONY_MARKERS[..2]
         .iter()

@@ -28,7 +28,7 @@ pub struct Ready {
     pub grammar: OnceLock<Result<GrammarCompiler, String>>,
     /// Built on the first request that follows a thought (`thinking::thought`).
     pub thought_markers: OnceLock<Arc<crate::engine::thought::ThoughtMarkers>>,
-    /// The chat template's thought tags, where the model thinks.
+    /// The chat template's thought tags, where the model thinks (told once, at load).
     pub think_tags: Option<crate::server::reasoning::ThinkTags>,
     /// Sequences one engine step runs (llama-server's "slots", for `/props`).
     pub max_num_seqs: usize,

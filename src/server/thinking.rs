@@ -9,7 +9,7 @@
 //! whose chat template thinks; for others there is no thought to cut, and it is ignored, as
 //! clients send one to whatever model they talk to.
 use super::error::ApiError;
-use super::reasoning::{ThinkTags, THINK};
+use super::reasoning::ThinkTags;
 use super::state::Ready;
 use crate::engine::thought::{Thought, ThoughtMarkers};
 use candor_models::tokenizer::Tokenizer;
@@ -130,6 +130,7 @@ pub fn markers(tokenizer: &Tokenizer, tags: ThinkTags) -> Arc<ThoughtMarkers> {
 pub fn thought(
     ready: &Ready,
     in_thought: bool,
+    tags: ThinkTags,
     budget: Option<usize>,
     message: &str,
     shaped: bool,
@@ -137,7 +138,6 @@ pub fn thought(
     if budget.is_none() && !shaped {
         return Ok(None);
     }
-    let tags = ready.think_tags.unwrap_or(THINK);
     let markers = ready
         .thought_markers
         .get_or_init(|| markers(&ready.tokenizer, tags))

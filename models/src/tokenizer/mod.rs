@@ -152,6 +152,12 @@ impl Tokenizer {
     }
 
     /// The id of a token by its stored piece (`<|fim_prefix|>`), if the vocabulary has it.
+    /// Whether `text` is one special token of the vocabulary (a call or thought marker a
+    /// grammar must name as a token, and decoding must keep to be seen).
+    pub fn is_special_text(&self, text: &str) -> bool {
+        self.token_id(text).is_some_and(|id| self.is_special(id))
+    }
+
     pub fn token_id(&self, piece: &str) -> Option<u32> {
         match &self.model {
             Model::Hf(t) => t.token_to_id(piece),

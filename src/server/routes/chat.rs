@@ -114,12 +114,7 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
 
 /// A request's tool plan against the model's chat template and vocabulary.
 pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolPlan>, ApiError> {
-    let tokenizer = &ready.tokenizer;
-    let special = |text: &str| {
-        tokenizer
-            .token_id(text)
-            .is_some_and(|id| tokenizer.is_special(id))
-    };
+    let special = |text: &str| ready.tokenizer.is_special_text(text);
     tools::plan(
         req,
         chat_template(ready)?.source(),
@@ -371,7 +366,7 @@ pub async fn start_chat(
     let reasoning = if harmony::template_harmony(source) {
         Some(Reasoning::Harmony)
     } else {
-        reasoning::template_thinks(source).map(|tags| Reasoning::Think {
+        ready.think_tags.map(|tags| Reasoning::Think {
             in_thought: reasoning::prompt_opens_thought(&prompt_text, tags),
             tags,
         })
@@ -392,9 +387,10 @@ pub async fn start_chat(
     };
     let (budget, budget_message) = thinking::budget(&req.thinking_budget, &ready.limits.thinking)?;
     let thought = match reasoning {
-        Some(Reasoning::Think { in_thought, .. }) => thinking::thought(
+        Some(Reasoning::Think { in_thought, tags }) => thinking::thought(
             ready,
             in_thought,
+            tags,
             budget,
             &budget_message,
             constraint.is_some(),
@@ -413,12 +409,7 @@ pub async fn start_chat(
     }
     // Mistral's call marker and harmony's channels are special tokens: decoding must keep
     // them to see the calls and the channels.
-    let special = |text: &str| {
-        let tokenizer = &ready.tokenizer;
-        tokenizer
-            .token_id(text)
-            .is_some_and(|id| tokenizer.is_special(id))
-    };
+    let special = |text: &str| ready.tokenizer.is_special_text(text);
     p.keep_special_tokens |= tools
         .as_ref()
         .is_some_and(|t| t.output.syntax.needs_special_tokens())

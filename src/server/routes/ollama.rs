@@ -316,10 +316,11 @@ pub async fn show(
     if template.as_deref().is_some_and(calls_read) {
         capabilities.push("tools");
     }
-    if template.as_deref().is_some_and(|t| {
-        crate::server::reasoning::template_thinks(t).is_some()
-            || crate::server::harmony::template_harmony(t)
-    }) {
+    if ready.think_tags.is_some()
+        || template
+            .as_deref()
+            .is_some_and(crate::server::harmony::template_harmony)
+    {
         capabilities.push("thinking");
     }
     Ok(axum::Json(json!({
