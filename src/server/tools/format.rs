@@ -20,7 +20,7 @@
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
 use super::functionary;
-use super::kimi::{self, KimiGrammar};
+use super::kimi;
 use super::mistral_args;
 use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
@@ -50,13 +50,23 @@ impl std::str::FromStr for ToolFormat {
             .into_iter()
             .find(|f| f.parser_name() == name)
             .ok_or_else(|| {
-                let names: Vec<&str> = ToolFormat::ALL.iter().map(|f| f.parser_name()).collect();
                 format!(
                     "unknown tool-call parser `{name}` (known: {})",
-                    names.join(", ")
+                    ToolFormat::parser_names()
                 )
             })
     }
+}
+
+/// How a format writes its calls, where it differs from the others by more than its markers.
+enum Family {
+    /// `{"name": ..., "arguments": {...}}` objects: hermes, the lists, llama 3.
+    Json,
+    /// Key/value tags (`tagged`).
+    Tags(Style),
+    Kimi,
+    MistralArgs,
+    Functionary,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -77,8 +87,8 @@ impl fmt::Display for Unsupported {
             Unsupported::UnknownFormat => write!(
                 f,
                 "this model's chat template takes tools, but writes calls in a format candor \
-                 cannot read (known: hermes <tool_call> JSON, <function=...> and <arg_key> \
-                 tags, mistral [TOOL_CALLS], granite <|tool_call|>, llama 3 JSON)"
+                 cannot tell; `--tool-call-parser` names one of {}",
+                ToolFormat::parser_names()
             ),
         }
     }
@@ -148,6 +158,12 @@ impl ToolFormat {
         }
     }
 
+    /// Every format's `parser_name`, for messages.
+    fn parser_names() -> String {
+        let names: Vec<&str> = ToolFormat::ALL.iter().map(|f| f.parser_name()).collect();
+        names.join(", ")
+    }
+
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
         // The tag formats' templates write `<tool_call>` too: they are told apart first.
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
@@ -209,19 +225,20 @@ impl ToolFormat {
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::Apriel => Some("</tool_calls>"),
             ToolFormat::Functionary => Some(functionary::CLOSE),
-            ToolFormat::MistralArgs => None,
-            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Llama3Json => None,
+            ToolFormat::Mistral | ToolFormat::MistralArgs => None,
+            ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
     }
 
-    /// How a tag format writes its calls' arguments; `None` for the JSON formats.
-    fn tag_style(self) -> Option<Style> {
+    fn family(self) -> Family {
         match self {
-            ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Some(Style::Function),
-            ToolFormat::Glm45 => Some(Style::ArgPairs),
-            ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => None,
-            ToolFormat::Llama3Json | ToolFormat::KimiK2 => None,
-            ToolFormat::MistralArgs | ToolFormat::Apriel | ToolFormat::Functionary => None,
+            ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Family::Tags(Style::Function),
+            ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
+            ToolFormat::KimiK2 => Family::Kimi,
+            ToolFormat::MistralArgs => Family::MistralArgs,
+            ToolFormat::Functionary => Family::Functionary,
+            ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
+            ToolFormat::Apriel | ToolFormat::Llama3Json => Family::Json,
         }
     }
 
@@ -266,19 +283,19 @@ impl ToolFormat {
     /// returned as text, as vLLM's parsers do). `functions` (names, parameter schemas) type
     /// the tag formats' values.
     pub fn parse_block(self, body: &str, functions: &[(String, Value)]) -> Option<Vec<ParsedCall>> {
-        if let Some(style) = self.tag_style() {
-            return style.parse(body, functions);
-        }
-        match self {
-            _ if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
+        match self.family() {
+            Family::Tags(style) => style.parse(body, functions),
+            Family::Kimi => kimi::parse(body),
+            Family::MistralArgs => mistral_args::parse(body),
+            Family::Functionary => functionary::parse(body),
+            Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
                 Value::Array(items) => items.iter().map(call_object).collect(),
                 one => Some(vec![call_object(&one)?]),
             },
-            ToolFormat::Llama3Json => json_sequence(body)?.iter().map(call_object).collect(),
-            ToolFormat::KimiK2 => kimi::parse(body),
-            ToolFormat::MistralArgs => mistral_args::parse(body),
-            ToolFormat::Functionary => functionary::parse(body),
-            _ => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
+            Family::Json if self == ToolFormat::Llama3Json => {
+                json_sequence(body)?.iter().map(call_object).collect()
+            }
+            Family::Json => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
 
@@ -317,18 +334,15 @@ impl ToolFormat {
         function: Option<&str>,
         special: &dyn Fn(&str) -> bool,
     ) -> Result<String, String> {
-        if let Some(style) = self.tag_style() {
-            let end = self.call_end().unwrap_or_default();
-            return TagGrammar { style, special }.call_grammar(functions, function, end);
-        }
-        if self == ToolFormat::KimiK2 {
-            return KimiGrammar { special }.call_grammar(functions, function);
-        }
-        if self == ToolFormat::MistralArgs {
-            return mistral_args::call_grammar(functions, function, special);
-        }
-        if self == ToolFormat::Functionary {
-            return functionary::call_grammar(functions, function);
+        match self.family() {
+            Family::Tags(style) => {
+                let end = self.call_end().unwrap_or_default();
+                return TagGrammar { style, special }.call_grammar(functions, function, end);
+            }
+            Family::Kimi => return kimi::call_grammar(functions, function, special),
+            Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
+            Family::Functionary => return functionary::call_grammar(functions, function),
+            Family::Json => {}
         }
         let tail = literal(self.call_tail());
         match function {
@@ -352,36 +366,30 @@ impl ToolFormat {
         parallel: bool,
         special: &dyn Fn(&str) -> bool,
     ) -> Result<LazyCall, String> {
-        if let Some(style) = self.tag_style() {
-            let end = self.call_end().unwrap_or_default();
-            let grammar = TagGrammar { style, special }.block_grammar(functions, end)?;
+        // The formats of their own: one grammar after their opening token, and whether the
+        // text is free again after it (Mistral's `[ARGS]` calls run to the end of the answer).
+        let own = match self.family() {
+            Family::Tags(style) => {
+                let end = self.call_end().unwrap_or_default();
+                let grammar = TagGrammar { style, special }.block_grammar(functions, end)?;
+                Some((grammar, parallel))
+            }
+            Family::Kimi => Some((
+                kimi::section_grammar(functions, parallel, special)?,
+                parallel,
+            )),
+            Family::Functionary => Some((functionary::call_grammar(functions, None)?, parallel)),
+            Family::MistralArgs => Some((
+                mistral_args::lazy_grammar(functions, parallel, special)?,
+                false,
+            )),
+            Family::Json => None,
+        };
+        if let Some((grammar, rearm)) = own {
             return Ok(LazyCall {
                 after_trigger: Some(grammar),
                 bare: None,
-                rearm: parallel,
-            });
-        }
-        if self == ToolFormat::KimiK2 {
-            let grammar = KimiGrammar { special }.section_grammar(functions, parallel)?;
-            return Ok(LazyCall {
-                after_trigger: Some(grammar),
-                bare: None,
-                rearm: parallel,
-            });
-        }
-        if self == ToolFormat::Functionary {
-            return Ok(LazyCall {
-                after_trigger: Some(functionary::call_grammar(functions, None)?),
-                bare: None,
-                rearm: parallel,
-            });
-        }
-        if self == ToolFormat::MistralArgs {
-            // The calls run to the end of the answer.
-            return Ok(LazyCall {
-                after_trigger: Some(mistral_args::lazy_grammar(functions, parallel, special)?),
-                bare: None,
-                rearm: false,
+                rearm,
             });
         }
         let rules = self.call_rules(functions, CALL_OBJECT_OPENING)?;
@@ -457,18 +465,15 @@ impl ToolFormat {
     /// Text the answer is made to begin with, when the request demands a call
     /// (`tool_choice: "required"` or a named function): the model then continues a call.
     pub fn forced_prefix(self, function: Option<&str>) -> String {
-        if self == ToolFormat::KimiK2 {
-            return kimi::forced_prefix(function);
-        }
-        if self == ToolFormat::MistralArgs {
-            return mistral_args::forced_prefix(function);
-        }
-        if self == ToolFormat::Functionary {
-            return functionary::forced_prefix(function);
-        }
-        if let Some(style) = self.tag_style() {
-            let head = function.map(|f| style.head(f)).unwrap_or_default();
-            return format!("{}{}{head}", self.call_start(), style.block_opening());
+        match self.family() {
+            Family::Kimi => return kimi::forced_prefix(function),
+            Family::MistralArgs => return mistral_args::forced_prefix(function),
+            Family::Functionary => return functionary::forced_prefix(function),
+            Family::Tags(style) => {
+                let head = function.map(|f| style.head(f)).unwrap_or_default();
+                return format!("{}{}{head}", self.call_start(), style.block_opening());
+            }
+            Family::Json => {}
         }
         let opening = match self {
             ToolFormat::Hermes => "<tool_call>\n",

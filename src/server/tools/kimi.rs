@@ -55,70 +55,66 @@ pub fn forced_prefix(function: Option<&str>) -> String {
     format!("{SECTION_BEGIN}{CALL_BEGIN}{ID_PREFIX}{named}")
 }
 
-/// Lark grammars of Kimi's calls; `special` says which markers are one special token of the
-/// vocabulary (Kimi's are), named as tokens in the grammar.
-pub struct KimiGrammar<'a> {
-    pub special: &'a dyn Fn(&str) -> bool,
+/// After `forced_prefix(function)`: the rest of that call, then the section's end. `special`
+/// says which markers are one special token of the vocabulary (Kimi's are), named as tokens.
+pub fn call_grammar(
+    functions: &[(String, Value)],
+    function: Option<&str>,
+    special: &dyn Fn(&str) -> bool,
+) -> Result<String, String> {
+    let end = format!(
+        "{} WS? {}",
+        marker(CALL_END, special),
+        marker(SECTION_END, special)
+    );
+    match function {
+        Some(name) => {
+            let i = function_index(functions, name)?;
+            Ok(format!(
+                "start: args_{i} {end}\n{}{}",
+                args_rule(i, &functions[i].1)?,
+                WS_RULE
+            ))
+        }
+        None => Ok(format!(
+            "start: call {end}\n{}",
+            call_rules(functions, special)?
+        )),
+    }
 }
 
-impl KimiGrammar<'_> {
-    fn mark(&self, text: &str) -> String {
-        marker(text, self.special)
-    }
+/// After the section's opening token (a lazy grammar's trigger): its calls (one only unless
+/// `parallel`), then its end.
+pub fn section_grammar(
+    functions: &[(String, Value)],
+    parallel: bool,
+    special: &dyn Fn(&str) -> bool,
+) -> Result<String, String> {
+    let more = if parallel { " one*" } else { "" };
+    Ok(format!(
+        "start: one{more} WS? {}\none: WS? {} {} call {}\n{}",
+        marker(SECTION_END, special),
+        marker(CALL_BEGIN, special),
+        literal(ID_PREFIX),
+        marker(CALL_END, special),
+        call_rules(functions, special)?
+    ))
+}
 
-    /// After `forced_prefix(function)`: the rest of that call, then the section's end.
-    pub fn call_grammar(
-        &self,
-        functions: &[(String, Value)],
-        function: Option<&str>,
-    ) -> Result<String, String> {
-        let end = format!("{} WS? {}", self.mark(CALL_END), self.mark(SECTION_END));
-        match function {
-            Some(name) => {
-                let i = function_index(functions, name)?;
-                Ok(format!(
-                    "start: args_{i} {end}\n{}{}",
-                    args_rule(i, &functions[i].1)?,
-                    WS_RULE
-                ))
-            }
-            None => Ok(format!(
-                "start: call {end}\n{}",
-                self.call_rules(functions)?
-            )),
-        }
-    }
-
-    /// After the section's opening token (a lazy grammar's trigger): its calls (one only
-    /// unless `parallel`), then its end.
-    pub fn section_grammar(
-        &self,
-        functions: &[(String, Value)],
-        parallel: bool,
-    ) -> Result<String, String> {
-        let more = if parallel { " one*" } else { "" };
+/// Rules `call` (a function's name, the id's index, the arguments) and `args_i`.
+fn call_rules(
+    functions: &[(String, Value)],
+    special: &dyn Fn(&str) -> bool,
+) -> Result<String, String> {
+    let lark = call_alternatives(functions, |i, name, params| {
         Ok(format!(
-            "start: one{more} WS? {}\none: WS? {} {} call {}\n{}",
-            self.mark(SECTION_END),
-            self.mark(CALL_BEGIN),
-            literal(ID_PREFIX),
-            self.mark(CALL_END),
-            self.call_rules(functions)?
+            "call_{i}: {} INDEX {} args_{i}\n{}",
+            literal(&format!("{name}:")),
+            marker(ARGUMENTS_BEGIN, special),
+            args_rule(i, params)?
         ))
-    }
-
-    /// Rules `call` (a function's name, the id's index, the arguments) and `args_i`.
-    fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
-        let lark = call_alternatives(functions, |i, name, params| {
-            Ok(format!(
-                "call_{i}: {} INDEX {} args_{i}\n{}",
-                literal(&format!("{name}:")),
-                self.mark(ARGUMENTS_BEGIN),
-                args_rule(i, params)?
-            ))
-        })?;
-        Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n{WS_RULE}"))
-    }
+    })?;
+    Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n{WS_RULE}"))
 }
 
 const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
