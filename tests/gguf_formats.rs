@@ -571,7 +571,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("final_logit_softcapping", "final_logit_softcapping"),
         ("attention.sliding_window", "sliding_window"),
     ] {
-        let windowed = matches!(arch, "gemma2" | "gpt-oss" | "exaone4") || fixture == "olmo3";
+        let windowed =
+            matches!(arch, "gemma2" | "gpt-oss" | "exaone4" | "cohere2") || fixture == "olmo3";
         if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
             extra.push((
@@ -594,6 +595,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if let Some(v) = cfg[hf].as_f64().filter(|_| arch.starts_with("granite")) {
             extra.push((key, Value::F32(v as f32)));
         }
+    }
+    // Cohere's, as llama.cpp's converter names them (its norms are LayerNorms).
+    if matches!(arch, "command-r" | "cohere2") {
+        let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
+        extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
+        extra.push(("logit_scale", f("logit_scale")));
     }
     if cfg["head_dim"].is_u64() {
         extra.push(("attention.key_length", u("head_dim")));
@@ -952,6 +959,16 @@ fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
     ] {
         gguf_matches_checkout(fixture, arch, Experts::Stacked, 0.3);
     }
+}
+
+/// Cohere's Command R (`command-r`) and Command R7B (`cohere2`: the window in the metadata, the
+/// pattern and the unrotated global layers fixed) as llama.cpp converts them, rows as they are
+/// (interleaved RoPE already), LayerNorm epsilon and logit scale by their own keys: their
+/// checkouts' logits.
+#[test]
+fn cohere_families_load_from_gguf() {
+    gguf_matches_checkout("cohere", "command-r", Experts::Stacked, 0.3);
+    gguf_matches_checkout("cohere2", "cohere2", Experts::Stacked, 0.3);
 }
 
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-

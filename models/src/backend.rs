@@ -31,6 +31,8 @@ pub enum OpDesc {
         weight_dtype: WeightDtype,
     },
     RmsNorm,
+    /// LayerNorm (rows centered before they are scaled), with or without a bias.
+    LayerNorm,
     Linear {
         weight_dtype: WeightDtype,
     },
@@ -283,6 +285,15 @@ pub trait Backend: Send + Sync + 'static {
         w: &Self::Weight,
         eps: f32,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
+    /// LayerNorm over the last dimension (the row's mean taken out, scaled to unit variance),
+    /// times `w`, plus `bias` where the model has one.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
     /// `x @ w^T (+ bias)`; `x` is `[tokens, in]`, `w` is `[out, in]`.
     fn linear(
         &self,

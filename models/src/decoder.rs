@@ -166,7 +166,8 @@ impl<B: Backend> DecoderModel<B> {
                 wo,
                 wo_bias: ld.opt_weight(&n("attn_output.bias"), &[h])?,
                 post_attn_norm,
-                ffn_norm: match spec.pre_norms {
+                // A parallel block's FFN reads the attention's normed input.
+                ffn_norm: match spec.pre_norms && !spec.parallel_block {
                     true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
                     false => None,
                 },
@@ -236,11 +237,12 @@ impl<B: Backend> DecoderModel<B> {
         let plain = self.spec.latent_attention.is_none()
             && self.spec.experts.is_none()
             && self.spec.rotary_dim.is_none()
-            && self.spec.pre_norms;
+            && self.spec.pre_norms
+            && !self.spec.parallel_block;
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
-                "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE or \
-                 post-norm-only models are not supported"
+                "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE, \
+                 post-norm-only or parallel-block models are not supported"
                     .into(),
             ));
         }
@@ -344,6 +346,15 @@ impl<B: Backend> DecoderModel<B> {
         let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
             let down = pending.take();
+            if s.parallel_block {
+                let stream = match &down {
+                    Some(d) => b.add(&x, d)?,
+                    None => x,
+                };
+                let out = self.parallel_block(b, li, layer, &stream, kv, batch)?;
+                (x, pending) = (stream, Some(out));
+                continue;
+            }
             let kv_write = RopeKvWrite {
                 positions: &batch.positions,
                 rope: &self.ropes[layer.rope],
@@ -457,7 +468,7 @@ impl<B: Backend> DecoderModel<B> {
             true => None,
             false => {
                 let h = b.gather_rows(&x, &batch.hidden_rows)?;
-                Some(b.rms_norm(&h, &self.final_norm, eps)?)
+                Some(self.norm(b, &h, &self.final_norm)?)
             }
         };
         if batch.logit_rows.is_empty() {
@@ -466,7 +477,7 @@ impl<B: Backend> DecoderModel<B> {
             return Ok(StepOutputs { logits, hidden });
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
-        let x = b.rms_norm(&x, &self.final_norm, eps)?;
+        let x = self.norm(b, &x, &self.final_norm)?;
         let mut logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
         if let Some(divisor) = s.logit_divisor {
             logits = b.scale(&logits, 1.0 / divisor)?;
@@ -476,6 +487,60 @@ impl<B: Backend> DecoderModel<B> {
             None => logits,
         };
         Ok(StepOutputs { logits, hidden })
+    }
+
+    /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says), unfused.
+    fn norm(&self, b: &B, x: &B::Tensor, w: &B::Weight) -> Result<B::Tensor> {
+        match self.spec.layer_norm {
+            true => b.layer_norm(x, w, None, self.spec.rms_eps),
+            false => b.rms_norm(x, w, self.spec.rms_eps),
+        }
+    }
+
+    /// A parallel block (Cohere): one norm of `stream`, read by both the attention and the
+    /// FFN; returns the sum of their outputs, which joins the stream at the next layer.
+    fn parallel_block(
+        &self,
+        b: &B,
+        li: usize,
+        layer: &Layer<B>,
+        stream: &B::Tensor,
+        kv: &mut B::KvCache,
+        batch: &FlatBatch,
+    ) -> Result<B::Tensor> {
+        let s = &self.spec;
+        let (
+            Some(norm),
+            Attention::Heads {
+                qkv,
+                q_norm,
+                k_norm,
+                ..
+            },
+        ) = (&layer.attn_norm, &layer.attention)
+        else {
+            return Err(ModelError::Config(
+                "a parallel block needs its norm and q/k/v projections".into(),
+            ));
+        };
+        let h = self.norm(b, stream, norm)?;
+        let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
+        let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
+        let kv_write = RopeKvWrite {
+            positions: &batch.positions,
+            rope: &self.ropes[layer.rope],
+            cache: &mut *kv,
+            layer: li,
+            slots: &batch.slots,
+        };
+        let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
+        let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+        let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
+        let down = match &layer.ffn {
+            Ffn::Experts(experts) => experts.forward(b, &h, s.activation)?,
+            Ffn::Dense(mlp) => mlp.forward(b, &h, s.activation)?,
+        };
+        b.add(&o, &down)
     }
 }
 

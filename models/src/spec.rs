@@ -45,6 +45,12 @@ pub enum Arch {
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
+    /// Cohere's Command R (and Aya): parallel blocks of LayerNorms, interleaved RoPE, scaled
+    /// logits.
+    Cohere,
+    /// Command R7B / Command A: Cohere with three sliding-window layers to one global, the
+    /// global ones without RoPE.
+    Cohere2,
     /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
     /// classifiers, no generation (`crate::encoder`).
     Bert,
@@ -86,6 +92,8 @@ impl Arch {
             Arch::GraniteMoe => "granitemoe",
             Arch::Smollm3 => "smollm3",
             Arch::Exaone4 => "exaone4",
+            Arch::Cohere => "command-r",
+            Arch::Cohere2 => "cohere2",
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",
@@ -257,6 +265,12 @@ pub struct ModelSpec {
     /// RMSNorms of the residual stream before attention and before the FFN (every family but
     /// OLMo 2, which norms only their outputs: `sandwich_norms` without these).
     pub pre_norms: bool,
+    /// The norms are LayerNorms (rows centered, then scaled; no bias) rather than RMSNorms
+    /// (Cohere's Command R). `rms_eps` is their epsilon.
+    pub layer_norm: bool,
+    /// Attention and FFN read the same normed input, and both outputs join the residual
+    /// stream at once (Cohere: `x + attn(ln(x)) + mlp(ln(x))`); one norm per layer.
+    pub parallel_block: bool,
     /// HF Gemma stores RMSNorm weights as `w` for `(1 + w)`; GGUF stores `1 + w` already.
     pub norm_weight_offset: f32,
     /// Embeddings multiplied by this (gemma: sqrt(hidden); Granite's `embedding_multiplier`).
@@ -324,6 +338,19 @@ impl ModelSpec {
             || self.rope.theta <= 0.0
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
+        }
+        if self.layer_norm
+            && !(self.parallel_block
+                && self.pre_norms
+                && !self.sandwich_norms
+                && !self.qk_norm
+                && self.latent_attention.is_none())
+        {
+            // The sequential block's norms are fused into its products as RMSNorms.
+            return bad("LayerNorm is supported in parallel blocks without q/k norms only".into());
+        }
+        if self.parallel_block && (!self.pre_norms || self.sandwich_norms) {
+            return bad("a parallel block needs its one norm before it and none after".into());
         }
         if !self.unrotated_layers.is_empty() && self.unrotated_layers.len() != self.num_layers {
             return bad(format!(

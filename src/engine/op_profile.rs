@@ -217,6 +217,16 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("rms_norm"), |b| b.rms_norm(x, w, eps))
     }
 
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        eps: f32,
+    ) -> Result<Self::Tensor> {
+        self.timed(op("layer_norm"), |b| b.layer_norm(x, w, bias, eps))
+    }
+
     fn add_rms_norm(
         &self,
         x: &Self::Tensor,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 29] = [
+pub const TINY_ARCHS: [&str; 31] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -40,6 +40,8 @@ pub const TINY_ARCHS: [&str; 29] = [
     "hunyuan_dense",
     "granitemoe",
     "granitemoeshared",
+    "cohere",
+    "cohere2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -1,5 +1,6 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod cohere;
 pub mod deepseek;
 pub mod ernie4_5;
 pub mod exaone4;
@@ -56,6 +57,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
+        "cohere" => cohere::from_hf(&c)?,
+        "cohere2" => cohere::cohere2_from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
         "hunyuan_v1_dense" => hunyuan_dense::from_hf(&c)?,
@@ -89,6 +92,8 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
+        "command-r" => cohere::from_gguf(g)?,
+        "cohere2" => cohere::cohere2_from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
         "hunyuan-dense" => hunyuan_dense::from_gguf(g)?,
@@ -253,6 +258,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
+        layer_norm: false,
+        parallel_block: false,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,
@@ -360,6 +367,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
+        layer_norm: false,
+        parallel_block: false,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,

@@ -205,6 +205,8 @@ impl EncoderConfig {
             qk_norm_after_rope: false,
             sandwich_norms: false,
             pre_norms: false,
+            layer_norm: false,
+            parallel_block: false,
             norm_weight_offset: 0.0,
             embed_scale: None,
             residual_scale: None,

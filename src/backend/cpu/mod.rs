@@ -496,6 +496,32 @@ impl Backend for CpuBackend {
         })?
     }
 
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        w: &CpuWeight,
+        bias: Option<&CpuWeight>,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let bias = bias.map(|b| dense_weight(b, "layer_norm")).transpose()?;
+        with_values(dense_weight(w, "layer_norm")?, |g| {
+            check_rows(&dims, g.len(), "layer_norm")?;
+            let normed = |b: Option<&[f32]>| {
+                with_values(x, |xv| {
+                    new_tensor(&dims, |out| norm::layer_norm(xv, g, b, eps, out))
+                })?
+            };
+            match bias {
+                Some(b) => with_values(b, |bv| {
+                    check_rows(&dims, bv.len(), "layer_norm bias")?;
+                    normed(Some(bv))
+                })?,
+                None => normed(None),
+            }
+        })?
+    }
+
     fn add_rms_norm(
         &self,
         x: &Tensor,

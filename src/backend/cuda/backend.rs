@@ -315,6 +315,38 @@ impl Backend for CudaBackend {
             .1)
     }
 
+    /// candle's LayerNorm kernel (one block per row, f32 sums), a zero bias where the model has
+    /// none: the families that need it (Cohere's) run it twice a layer, not worth a fused
+    /// kernel of our own yet.
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        w: &CudaWeight,
+        bias: Option<&CudaWeight>,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let w = dense(w, "layer_norm")?.to_dtype(x.dtype())?.contiguous()?;
+        let bias = match bias {
+            Some(b) => dense(b, "layer_norm")?.to_dtype(x.dtype())?.contiguous()?,
+            None => w.zeros_like()?,
+        };
+        let cols = x.dims().last().copied().unwrap_or(0);
+        if w.elem_count() != cols || bias.elem_count() != cols {
+            return Err(CudaError::Launch(format!(
+                "layer_norm: x {:?}, weight {:?}, bias {:?}",
+                x.dims(),
+                w.dims(),
+                bias.dims()
+            ))
+            .into());
+        }
+        if x.elem_count() == 0 {
+            return Ok(x);
+        }
+        Ok(candle_nn::ops::layer_norm(&x, &w, &bias, eps)?)
+    }
+
     fn add_rms_norm(
         &self,
         x: &Tensor,

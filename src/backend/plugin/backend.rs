@@ -335,8 +335,9 @@ impl PluginBackend {
     }
 
     /// The ABI descriptor of a trait-level op (shapes unknown: dims 0), with this backend's
-    /// cache dtype for the ops that read or write the cache, as their calls will carry it.
-    fn abi_desc(&self, op: &OpDesc) -> CandorOpDesc {
+    /// cache dtype for the ops that read or write the cache, as their calls will carry it;
+    /// None for an op the ABI has no code for.
+    fn abi_desc(&self, op: &OpDesc) -> Option<CandorOpDesc> {
         let mut d = CandorOpDesc::default();
         match op {
             OpDesc::Embedding { weight_dtype } => {
@@ -348,6 +349,7 @@ impl PluginBackend {
                 d.dtype = ffi::dtype_code(*weight_dtype);
             }
             OpDesc::RmsNorm => d.op = ffi::OP_RMS_NORM,
+            OpDesc::LayerNorm => return None,
             OpDesc::Rope { style } => {
                 d.op = ffi::OP_ROPE;
                 d.variant = rope_pairing(*style);
@@ -379,7 +381,7 @@ impl PluginBackend {
             OpDesc::Argmax => d.op = ffi::OP_ARGMAX,
             OpDesc::HeadsLinear => d.op = ffi::OP_HEADS_LINEAR,
         }
-        d
+        Some(d)
     }
 }
 
@@ -449,7 +451,10 @@ impl Backend for PluginBackend {
             }
             _ => {}
         }
-        let d = self.abi_desc(op);
+        // LayerNorm has no ABI function (yet): Cohere's norms run on the CPU fallback.
+        let Some(d) = self.abi_desc(op) else {
+            return false;
+        };
         let dtype_ok = match op {
             OpDesc::Embedding { .. } | OpDesc::Linear { .. } => self.plugin.has_dtype(d.dtype),
             _ => true,
@@ -600,6 +605,22 @@ impl Backend for PluginBackend {
             },
             |c| c.rms_norm(&self.download_host(x)?, &w.host, eps),
         )
+    }
+
+    fn layer_norm(
+        &self,
+        x: &PluginTensor,
+        w: &PluginWeight,
+        bias: Option<&PluginWeight>,
+        eps: f32,
+    ) -> Result<PluginTensor> {
+        // The ABI has no LayerNorm function: the host computes it, counted as a fallback (the
+        // families that need it, Cohere's, are few beside RMSNorm's).
+        self.fallbacks.record(Op::LayerNorm);
+        let y =
+            self.cpu
+                .layer_norm(&self.download_host(x)?, &w.host, bias.map(|b| &b.host), eps)?;
+        self.upload_host(&y)
     }
 
     fn add_rms_norm(

@@ -22,10 +22,12 @@ pub enum Op {
     GatherRows,
     Argmax,
     HeadsLinear,
+    /// Not in the ABI: a plugin's LayerNorm always runs on the CPU.
+    LayerNorm,
 }
 
 impl Op {
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 17] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -42,6 +44,7 @@ impl Op {
         Op::GatherRows,
         Op::Argmax,
         Op::HeadsLinear,
+        Op::LayerNorm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Op {
             Op::GatherRows => "gather_rows",
             Op::Argmax => "argmax",
             Op::HeadsLinear => "heads_linear",
+            Op::LayerNorm => "layer_norm",
         }
     }
 }

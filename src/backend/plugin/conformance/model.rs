@@ -56,6 +56,8 @@ fn base_spec(
         qk_norm_after_rope: false,
         sandwich_norms: false,
         pre_norms: true,
+        layer_norm: false,
+        parallel_block: false,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,
