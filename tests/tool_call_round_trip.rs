@@ -60,8 +60,9 @@ fn assistant_turn(
 }
 
 /// End-of-turn tokens the corpus' templates write after an assistant turn.
-const END_OF_TURN: [&str; 6] = [
+const END_OF_TURN: [&str; 7] = [
     "<|eot_id|>",
+    "<|END_OF_TURN_TOKEN|>",
     "<|eom_id|>",
     "<|im_end|>",
     "<|end|>",
@@ -216,6 +217,9 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
         checked.len()
     );
     // Hermes, the tag formats, Kimi's, Mistral's list and its `[ARGS]` calls, Apriel's,
-    // llama 3's: most templates with tools.
+    // llama 3's, Command R7B's: most templates with tools.
     assert!(checked.len() >= 60, "{checked:?}");
+    // Command R7B's action lists among them.
+    let r7b = checked.iter().filter(|c| c.contains("command-r7b")).count();
+    assert!(r7b >= 3, "{checked:?}");
 }

@@ -13,6 +13,9 @@
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
 //!   arguments' JSON (Kimi K2; `kimi`).
 //! - `functionary_v3_1`: `<function=NAME>{...}</function>` blocks (`functionary`).
+//! - `command_r7b`: `<|START_ACTION|>` then a JSON list of `{"tool_call_id", "tool_name",
+//!   "parameters"}` then `<|END_ACTION|>` (Command R7B, Command A; the markers are special
+//!   tokens).
 //! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}`, several joined
 //!   by `;` (Llama 3.1-3.3; `<|python_tag|>` before it is a special token, dropped in decoding).
 //! - `qwen3_coder`: `<tool_call>` blocks of `<function=NAME>` and `<parameter=KEY>` tags
@@ -40,6 +43,7 @@ pub enum ToolFormat {
     MistralArgs,
     Apriel,
     Functionary,
+    CommandR7b,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -94,8 +98,13 @@ impl fmt::Display for Unsupported {
     }
 }
 
-/// How every call object opens, in all the JSON formats (the name comes first).
+/// How every call object opens, in the JSON formats but Command R7B's (the name comes first).
 const CALL_OBJECT_OPENING: &str = "{\"name\": ";
+/// How Command R7B's call objects open: an id (the calls' count in the conversation), then
+/// the name.
+const R7B_OBJECT_OPENING: &str = "{\"tool_call_id\": \"0\", \"tool_name\": ";
+/// Command R7B's markers around its list of calls (special tokens of its vocabulary).
+const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
 
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
 #[derive(Debug, Clone)]
@@ -126,7 +135,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 11] = [
+    pub const ALL: [ToolFormat; 12] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -138,6 +147,7 @@ impl ToolFormat {
         ToolFormat::MistralArgs,
         ToolFormat::Apriel,
         ToolFormat::Functionary,
+        ToolFormat::CommandR7b,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -155,6 +165,7 @@ impl ToolFormat {
             ToolFormat::MistralArgs => "mistral_v11",
             ToolFormat::Apriel => "apriel",
             ToolFormat::Functionary => "functionary_v3_1",
+            ToolFormat::CommandR7b => "command_r7b",
         }
     }
 
@@ -169,6 +180,8 @@ impl ToolFormat {
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
         if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
+        } else if template.contains(R7B_ACTION.0) {
+            Ok(ToolFormat::CommandR7b)
         } else if template.contains("<invoke name=") {
             // MiniMax's XML invocations, `<tool_call>` around them: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
@@ -213,6 +226,7 @@ impl ToolFormat {
             ToolFormat::Functionary => functionary::OPEN,
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
+            ToolFormat::CommandR7b => R7B_ACTION.0,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -225,6 +239,7 @@ impl ToolFormat {
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::Apriel => Some("</tool_calls>"),
             ToolFormat::Functionary => Some(functionary::CLOSE),
+            ToolFormat::CommandR7b => Some(R7B_ACTION.1),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -238,7 +253,7 @@ impl ToolFormat {
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
-            ToolFormat::Apriel | ToolFormat::Llama3Json => Family::Json,
+            ToolFormat::Apriel | ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
         }
     }
 
@@ -246,7 +261,7 @@ impl ToolFormat {
     fn is_call_list(self) -> bool {
         matches!(
             self,
-            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Apriel
+            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Apriel | ToolFormat::CommandR7b
         )
     }
 
@@ -308,18 +323,31 @@ impl ToolFormat {
     /// The key a call's arguments go under.
     fn arguments_key(self) -> &'static str {
         match self {
-            ToolFormat::Llama3Json => "parameters",
+            ToolFormat::Llama3Json | ToolFormat::CommandR7b => "parameters",
             _ => "arguments",
         }
     }
 
-    /// What closes a JSON call after its arguments object.
-    fn call_tail(self) -> &'static str {
+    /// What closes a JSON call after its arguments object, as lark items (a closing marker
+    /// that is a special token named as the token).
+    fn call_tail(self, special: &dyn Fn(&str) -> bool) -> String {
         match self {
-            ToolFormat::Hermes => "}\n</tool_call>",
-            ToolFormat::Mistral | ToolFormat::Granite => "}]",
-            ToolFormat::Apriel => "}]</tool_calls>",
-            _ => "}",
+            ToolFormat::Hermes => literal("}\n</tool_call>"),
+            ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
+            ToolFormat::Apriel => literal("}]</tool_calls>"),
+            // The template's layout: the list's items on lines of their own.
+            ToolFormat::CommandR7b => {
+                format!("{} {}", literal("}\n]"), marker(R7B_ACTION.1, special))
+            }
+            _ => literal("}"),
+        }
+    }
+
+    /// How this format's call objects open, up to the function's name.
+    fn call_object_opening(self) -> &'static str {
+        match self {
+            ToolFormat::CommandR7b => R7B_OBJECT_OPENING,
+            _ => CALL_OBJECT_OPENING,
         }
     }
 
@@ -344,13 +372,13 @@ impl ToolFormat {
             Family::Functionary => return functionary::call_grammar(functions, function),
             Family::Json => {}
         }
-        let tail = literal(self.call_tail());
+        let tail = self.call_tail(special);
         match function {
             Some(name) => arguments_grammar(functions, name, &format!(" {tail}")),
             // The prefix has opened the call object and its "name" key.
             None => Ok(format!(
                 "start: call {tail}\n{}",
-                self.call_rules(functions, "")?
+                self.call_rules(functions, false)?
             )),
         }
     }
@@ -392,8 +420,8 @@ impl ToolFormat {
                 rearm,
             });
         }
-        let rules = self.call_rules(functions, CALL_OBJECT_OPENING)?;
-        let tail = literal(self.call_tail());
+        let rules = self.call_rules(functions, true)?;
+        let tail = self.call_tail(special);
         // Call objects one after the other (llama 3 joins them with `;`), the whole answer;
         // one only under `parallel_tool_calls: false`.
         let objects = |separator: &str| {
@@ -407,7 +435,7 @@ impl ToolFormat {
                  WS: /[ \\t\\n]{{1,4}}/\n{rules}"
             )
         };
-        let list_more = if parallel { " (\",\" \" \"? one)*" } else { "" };
+        let list_more = if parallel { " (\",\" WS? one)*" } else { "" };
         let (after_trigger, bare) = match self {
             ToolFormat::Hermes => (
                 format!("start: \"\\n\" call {tail}\n{rules}"),
@@ -416,9 +444,15 @@ impl ToolFormat {
             // Mistral's and Granite's calls are one list, running to the end of the answer;
             // Apriel's closes with its tag.
             _ if self.is_call_list() => {
-                let close = self.call_end().map(literal).unwrap_or_default();
+                let close = self
+                    .call_end()
+                    .map(|end| marker(end, special))
+                    .unwrap_or_default();
                 (
-                    format!("start: \"[\" one{list_more} \"]\" {close}\none: call \"}}\"\n{rules}"),
+                    format!(
+                        "start: \"[\" WS? one{list_more} WS? \"]\" {close}\none: call \"}}\"\n\
+                         WS: /[ \\t\\n]{{1,8}}/\n{rules}"
+                    ),
                     None,
                 )
             }
@@ -449,14 +483,24 @@ impl ToolFormat {
         CALL_OBJECT_OPENING.trim_end_matches([':', ' '])
     }
 
-    /// Lark rule `call`: `opening`, then one function's name and arguments (its schema's JSON),
-    /// for any of `functions`; the call object's closing brace is left to the caller.
-    fn call_rules(self, functions: &[(String, Value)], opening: &str) -> Result<String, String> {
+    /// Lark rule `call`: the call object's opening where `opened` (else a prefix has written
+    /// it), then one function's name and arguments (its schema's JSON), for any of
+    /// `functions`; the call object's closing brace is left to the caller.
+    fn call_rules(self, functions: &[(String, Value)], opened: bool) -> Result<String, String> {
+        let opening = match (opened, self) {
+            (false, _) => String::new(),
+            // Command R7B numbers its calls: any number where the object opens.
+            (true, ToolFormat::CommandR7b) => format!(
+                "{} /[0-9]{{1,4}}/ {} ",
+                literal("{\"tool_call_id\": \""),
+                literal("\", \"tool_name\": ")
+            ),
+            (true, _) => format!("{} ", literal(self.call_object_opening())),
+        };
         call_alternatives(functions, |i, name, params| {
-            let head = format!("{opening}{}", self.name_then_arguments(name));
             Ok(format!(
-                "call_{i}: {} args_{i}\n{}",
-                literal(&head),
+                "call_{i}: {opening}{} args_{i}\n{}",
+                literal(&self.name_then_arguments(name)),
                 args_rule(i, params)?
             ))
         })
@@ -480,11 +524,13 @@ impl ToolFormat {
             ToolFormat::Mistral => "[TOOL_CALLS][",
             ToolFormat::Granite => "<|tool_call|>[",
             ToolFormat::Apriel => "<tool_calls>[",
+            ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
         format!(
-            "{opening}{CALL_OBJECT_OPENING}{}",
+            "{opening}{}{}",
+            self.call_object_opening(),
             named.unwrap_or_default()
         )
     }
@@ -558,10 +604,15 @@ pub(crate) fn schema_text(params: &Value) -> Result<String, String> {
     serde_json::to_string(&bounded).map_err(|e| e.to_string())
 }
 
-/// `{"name": "f", "arguments": {...}}` (or `"parameters"`) as a call; arguments given as a
+/// `{"name": "f", "arguments": {...}}` (or `"tool_name"`, `"parameters"`) as a call; arguments given as a
 /// JSON string are taken as they are.
 fn call_object(v: &Value) -> Option<ParsedCall> {
-    let name = v.get("name")?.as_str()?.to_string();
+    // Command R7B's objects name the function `tool_name`.
+    let name = v
+        .get("name")
+        .or_else(|| v.get("tool_name"))?
+        .as_str()?
+        .to_string();
     if name.is_empty() {
         return None;
     }
@@ -651,6 +702,10 @@ mod tests {
             Ok(ToolFormat::Llama3Json)
         );
         assert_eq!(
+            ToolFormat::detect("{% if tools %}{{ '<|START_ACTION|>' }}{% endif %}"),
+            Ok(ToolFormat::CommandR7b)
+        );
+        assert_eq!(
             ToolFormat::detect("{% if tools %}{{ tools | tojson }}{% endif %}"),
             Err(Unsupported::UnknownFormat)
         );
@@ -705,6 +760,15 @@ mod tests {
             ToolFormat::Llama3Json.parse_block("{\"name\": \"a\"} and then text", &[]),
             None
         );
+        // Command R7B's list as its template lays it out, ids counting the conversation's calls.
+        assert_eq!(
+            ToolFormat::CommandR7b.parse_block(
+                "[\n    {\"tool_call_id\": \"3\", \"tool_name\": \"a\", \"parameters\": {\"x\": 1}},\n    \
+                 {\"tool_call_id\": \"4\", \"tool_name\": \"b\", \"parameters\": {}}\n]",
+                &[]
+            ),
+            Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
+        );
     }
 
     #[test]
@@ -740,6 +804,10 @@ mod tests {
                 ToolFormat::Apriel => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::CommandR7b => (
+                    "{\"city\": \"Oslo\"}}\n]",
+                    "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}\n]",
                 ),
                 ToolFormat::MistralArgs => (
                     "{\"city\": \"Oslo\"}",
