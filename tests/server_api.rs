@@ -526,6 +526,74 @@ async fn tag_format_tool_calls_over_http() {
     );
 }
 
+/// A model served with Command R7B's template writes its calls as that template shows them: a
+/// `<|START_ACTION|>` list of `tool_call_id` / `tool_name` / `parameters` objects. Demanded
+/// calls (named, streamed, required) follow its grammar and come back as calls, and the history
+/// shows the call in the model's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_r7b_tool_calls_over_http() {
+    let corpus = common::read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat_templates/corpus.json"),
+    );
+    let template = corpus["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "CohereForAI-c4ai-command-r7b-12-2024-tool_use")
+        .unwrap()["chat_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
+    let ask = |extra: Value| {
+        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
+                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        with_fields(body, extra)
+    };
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
+    let (call, args) = demanded_call(st, &v, "get_weather");
+    assert!(args["city"].is_string(), "{v}");
+    let chunks = sse_json(
+        &s,
+        "/v1/chat/completions",
+        ask(with_fields(named, json!({"stream": true}))),
+    )
+    .await;
+    let deltas = call_deltas(&chunks);
+    assert_eq!(deltas.len(), 1, "{chunks:?}");
+    assert_eq!(call_arguments(deltas[0]), args);
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{v}"
+    );
+    let history = json!([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
+    ]);
+    let (st, t) = post(
+        &s,
+        "/apply-template",
+        json!({"messages": history, "tools": [weather_tool()]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let prompt = t["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("<|START_ACTION|>[") && prompt.contains("\"tool_name\": \"get_weather\""),
+        "{prompt}"
+    );
+}
+
 /// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held
 /// to GLM's `<arg_key>` / `<arg_value>` pairs and read back from them, its integer typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -316,3 +316,23 @@ fn corpus_text_keeps_control_token_text_as_text() {
         );
     }
 }
+
+/// Where special tokens are kept in the text (the server reading calls or thoughts), the
+/// hidden ones (a template's answer wrappers) are still left out, mid-stream too.
+#[test]
+fn streaming_keeps_special_tokens_but_the_hidden_ones() {
+    let tok = load("qwen2.5-0.5b");
+    let start = tok.token_id("<|im_start|>").expect("im_start");
+    let end = tok.token_id("<|im_end|>").expect("im_end");
+    let words = tok.encode("Four.", false).expect("encode");
+    let ids = [vec![start], words.clone(), vec![start], words, vec![end]].concat();
+    let mut stream = StreamDecoder::new(&tok)
+        .with_special_tokens()
+        .hiding(vec![start]);
+    let mut text = String::new();
+    for id in ids {
+        text.push_str(&stream.push(id).expect("stream"));
+    }
+    text.push_str(&stream.flush().expect("flush"));
+    assert_eq!(text, "Four.Four.<|im_end|>");
+}

@@ -358,6 +358,7 @@ pub fn start(
             prompt_scores,
             stop: StopMatcher::new(plan.stop.clone(), plan.include_stop),
             keep_special_tokens: plan.keep_special_tokens,
+            hidden_special_tokens: plan.hidden_special_tokens.clone(),
             prediction: plan.prediction.is_some().then(|| prediction.clone()),
             progress: plan.return_progress,
         };
@@ -379,6 +380,7 @@ struct Reading {
     prompt_scores: Option<PromptScores>,
     stop: StopMatcher,
     keep_special_tokens: bool,
+    hidden_special_tokens: Vec<u32>,
     /// The prediction's tokens, to count what the answer used of them.
     prediction: Option<Arc<Vec<u32>>>,
     /// Tell the prompt's progress (`ChoiceEvent::Progress`).
@@ -397,12 +399,13 @@ async fn drive(
         mut prompt_scores,
         mut stop,
         keep_special_tokens,
+        hidden_special_tokens,
         prediction,
         progress,
     } = reading;
     let mut decoder = StreamDecoder::new(&tok);
     if keep_special_tokens {
-        decoder = decoder.with_special_tokens();
+        decoder = decoder.with_special_tokens().hiding(hidden_special_tokens);
     }
     let mut generated: Vec<u32> = Vec::new();
     let used = |generated: &[u32]| {

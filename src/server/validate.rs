@@ -72,6 +72,8 @@ pub struct Plan {
     pub continuous_usage: bool,
     /// Decode special tokens into the text (tool-call markers that are special tokens).
     pub keep_special_tokens: bool,
+    /// Special tokens left out of the text all the same (`reasoning::ANSWER_WRAPPERS`).
+    pub hidden_special_tokens: Vec<u32>,
     /// The answer as the client expects it (`prediction`, OpenAI's Predicted Outputs).
     pub prediction: Option<String>,
     /// Lower goes first (vLLM's `priority`).
@@ -416,6 +418,7 @@ fn plan_with(
             .as_ref()
             .is_some_and(|o| o.include_usage && o.continuous_usage_stats),
         keep_special_tokens: p.skip_special_tokens == Some(false),
+        hidden_special_tokens: Vec::new(),
         prediction: prediction(p.prediction.as_ref())?,
         priority: priority(limits, p.priority)?,
         model: p.model.clone(),

@@ -11,6 +11,8 @@ pub struct StreamDecoder<'a> {
     /// Tokens whose text has been emitted.
     read: usize,
     skip_special: bool,
+    /// Special tokens left out of the text even where special tokens are kept.
+    hidden: Vec<u32>,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -21,6 +23,7 @@ impl<'a> StreamDecoder<'a> {
             prefix: 0,
             read: 0,
             skip_special: true,
+            hidden: Vec::new(),
         }
     }
 
@@ -30,8 +33,18 @@ impl<'a> StreamDecoder<'a> {
         self
     }
 
+    /// Leave `ids` out of the text (wrappers a template puts around answers, kept special
+    /// tokens though they are).
+    pub fn hiding(mut self, ids: Vec<u32>) -> Self {
+        self.hidden = ids;
+        self
+    }
+
     /// Add a token; returns the text that became complete (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
+        if self.hidden.contains(&id) {
+            return Ok(String::new());
+        }
         self.ids.push(id);
         let before = self
             .tok

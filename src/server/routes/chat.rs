@@ -410,6 +410,7 @@ pub async fn start_chat(
     // Mistral's call marker and harmony's channels are special tokens: decoding must keep
     // them to see the calls and the channels.
     let special = |text: &str| ready.tokenizer.is_special_text(text);
+    let asked_for_special = p.keep_special_tokens;
     p.keep_special_tokens |= tools
         .as_ref()
         .is_some_and(|t| t.output.syntax.needs_special_tokens())
@@ -418,6 +419,14 @@ pub async fn start_chat(
         // see where the thought ends.
         || matches!(reasoning, Some(Reasoning::Think { tags, .. })
             if special(tags.open) || special(tags.close));
+    if p.keep_special_tokens && !asked_for_special {
+        // Kept for the server's reading, not the client's: the answer's wrappers stay out.
+        p.hidden_special_tokens = crate::server::reasoning::ANSWER_WRAPPERS
+            .iter()
+            .filter(|t| special(t))
+            .filter_map(|t| ready.tokenizer.token_id(t))
+            .collect();
+    }
     let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;
     let rx = generation::start(
         ready,
