@@ -223,3 +223,46 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     let r7b = checked.iter().filter(|c| c.contains("command-r7b")).count();
     assert!(r7b >= 3, "{checked:?}");
 }
+
+/// llama.cpp's DeepSeek-R1 template (the R1 distills' template with tools) writes its calls in
+/// DeepSeek-V3's fenced layout. transformers renders none of the corpus' tool conversations
+/// with it (so the corpus has no golden for them); candor's renderings, whose other templates
+/// match transformers', are read back as the same calls.
+#[test]
+fn deepseek_r1_calls_read_back_as_the_same_calls() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/chat_templates/corpus.json"
+    );
+    let corpus: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let template = corpus["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "llama-cpp-deepseek-r1")
+        .unwrap();
+    let source = template["chat_template"].as_str().unwrap();
+    assert_eq!(ToolFormat::detect(source), Ok(ToolFormat::DeepseekV3));
+    let conversations: Vec<Conversation> = corpus["conversations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        // The template writes a turn's text or its calls, never both: a turn with both shows
+        // no calls to read back.
+        .filter(|(id, c)| !c["tools"].is_null() && *id != "assistant_text_and_call")
+        .map(|(id, c)| Conversation {
+            id: id.clone(),
+            tools: c["tools"].clone(),
+            messages: serde_json::from_value(c["messages"].clone()).unwrap(),
+        })
+        .collect();
+    let mut checked = Vec::new();
+    let wrong = misread_calls(
+        "llama-cpp-deepseek-r1",
+        source,
+        &conversations,
+        &mut checked,
+    );
+    assert_eq!(wrong, Some(vec![]));
+    assert_eq!(checked.len(), 2, "{checked:?}");
+}

@@ -13,6 +13,8 @@
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
 //!   arguments' JSON (Kimi K2; `kimi`).
 //! - `functionary_v3_1`: `<function=NAME>{...}</function>` blocks (`functionary`).
+//! - `deepseek_v3` / `deepseek_v31`: a section of calls between special tokens, the name
+//!   before a separator token, the arguments fenced (V3, R1) or bare (V3.1; `deepseek`).
 //! - `command_r7b`: `<|START_ACTION|>` then a JSON list of `{"tool_call_id", "tool_name",
 //!   "parameters"}` then `<|END_ACTION|>` (Command R7B, Command A; the markers are special
 //!   tokens).
@@ -22,6 +24,7 @@
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+use super::deepseek::{self, Layout};
 use super::functionary;
 use super::kimi;
 use super::mistral_args;
@@ -44,6 +47,8 @@ pub enum ToolFormat {
     Apriel,
     Functionary,
     CommandR7b,
+    DeepseekV3,
+    DeepseekV31,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -69,6 +74,7 @@ enum Family {
     /// Key/value tags (`tagged`).
     Tags(Style),
     Kimi,
+    Deepseek(Layout),
     MistralArgs,
     Functionary,
 }
@@ -135,7 +141,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 12] = [
+    pub const ALL: [ToolFormat; 14] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -148,6 +154,8 @@ impl ToolFormat {
         ToolFormat::Apriel,
         ToolFormat::Functionary,
         ToolFormat::CommandR7b,
+        ToolFormat::DeepseekV3,
+        ToolFormat::DeepseekV31,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -166,6 +174,8 @@ impl ToolFormat {
             ToolFormat::Apriel => "apriel",
             ToolFormat::Functionary => "functionary_v3_1",
             ToolFormat::CommandR7b => "command_r7b",
+            ToolFormat::DeepseekV3 => "deepseek_v3",
+            ToolFormat::DeepseekV31 => "deepseek_v31",
         }
     }
 
@@ -180,6 +190,13 @@ impl ToolFormat {
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
         if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
+        } else if template.contains(deepseek::SECTION_BEGIN) && template.contains("tools") {
+            // DeepSeek's own templates write calls into the history but never show the model
+            // `tools` (V3.1's): those stay without (NoTools, below); llama.cpp's R1 template does.
+            Ok(match Layout::of_template(template) {
+                Layout::Fenced => ToolFormat::DeepseekV3,
+                Layout::Bare => ToolFormat::DeepseekV31,
+            })
         } else if template.contains(R7B_ACTION.0) {
             Ok(ToolFormat::CommandR7b)
         } else if template.contains("<invoke name=") {
@@ -227,6 +244,7 @@ impl ToolFormat {
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::CommandR7b => R7B_ACTION.0,
+            ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -240,6 +258,7 @@ impl ToolFormat {
             ToolFormat::Apriel => Some("</tool_calls>"),
             ToolFormat::Functionary => Some(functionary::CLOSE),
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
+            ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -250,6 +269,8 @@ impl ToolFormat {
             ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Family::Tags(Style::Function),
             ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
             ToolFormat::KimiK2 => Family::Kimi,
+            ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
+            ToolFormat::DeepseekV31 => Family::Deepseek(Layout::Bare),
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
@@ -301,6 +322,7 @@ impl ToolFormat {
         match self.family() {
             Family::Tags(style) => style.parse(body, functions),
             Family::Kimi => kimi::parse(body),
+            Family::Deepseek(layout) => layout.parse(body),
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
             Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
@@ -368,6 +390,7 @@ impl ToolFormat {
                 return TagGrammar { style, special }.call_grammar(functions, function, end);
             }
             Family::Kimi => return kimi::call_grammar(functions, function, special),
+            Family::Deepseek(layout) => return layout.call_grammar(functions, function, special),
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
             Family::Json => {}
@@ -404,6 +427,10 @@ impl ToolFormat {
             }
             Family::Kimi => Some((
                 kimi::section_grammar(functions, parallel, special)?,
+                parallel,
+            )),
+            Family::Deepseek(layout) => Some((
+                layout.section_grammar(functions, parallel, special)?,
                 parallel,
             )),
             Family::Functionary => Some((functionary::call_grammar(functions, None)?, parallel)),
@@ -511,6 +538,7 @@ impl ToolFormat {
     pub fn forced_prefix(self, function: Option<&str>) -> String {
         match self.family() {
             Family::Kimi => return kimi::forced_prefix(function),
+            Family::Deepseek(layout) => return layout.forced_prefix(function),
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
             Family::Tags(style) => {
@@ -705,6 +733,31 @@ mod tests {
             ToolFormat::detect("{% if tools %}{{ '<|START_ACTION|>' }}{% endif %}"),
             Ok(ToolFormat::CommandR7b)
         );
+        // DeepSeek's sections: read where the template shows the model its tools, in the
+        // layout its history's calls take; V3.1's own template takes no tools.
+        let corpus: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{fixtures}/chat_templates/corpus.json")).unwrap(),
+        )
+        .unwrap();
+        let of_corpus = |name: &str| {
+            let templates = corpus["templates"].as_array().unwrap();
+            let t = templates.iter().find(|t| t["name"] == name).unwrap();
+            ToolFormat::detect(t["chat_template"].as_str().unwrap())
+        };
+        assert_eq!(
+            of_corpus("llama-cpp-deepseek-r1"),
+            Ok(ToolFormat::DeepseekV3)
+        );
+        assert_eq!(
+            of_corpus("deepseek-ai-DeepSeek-V3.1"),
+            Err(Unsupported::NoTools)
+        );
+        assert_eq!(
+            ToolFormat::detect(
+                "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
+            ),
+            Ok(ToolFormat::DeepseekV31)
+        );
         assert_eq!(
             ToolFormat::detect("{% if tools %}{{ tools | tojson }}{% endif %}"),
             Err(Unsupported::UnknownFormat)
@@ -804,6 +857,14 @@ mod tests {
                 ToolFormat::Apriel => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::DeepseekV3 => (
+                    "{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜>",
+                    "get_weather\n```json\n{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜>",
+                ),
+                ToolFormat::DeepseekV31 => (
+                    "{\"city\": \"Oslo\"}<｜tool▁call▁end｜>",
+                    "get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜>",
                 ),
                 ToolFormat::CommandR7b => (
                     "{\"city\": \"Oslo\"}}\n]",
