@@ -53,6 +53,24 @@ fn gpt_oss(layers: usize, experts: usize) -> serde_json::Value {
            "tie_word_embeddings": false, "bos_token_id": 199998, "eos_token_id": 200002})
 }
 
+/// Command R7B's config at other sizes: parallel LayerNorm blocks, three sliding layers
+/// (window 4096) to one global, tied head, logits x 0.25.
+fn cohere2(
+    vocab: usize,
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+) -> serde_json::Value {
+    json!({"model_type": "cohere2", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": intermediate, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+           "layer_norm_eps": 1e-5, "rope_theta": 50000.0, "sliding_window": 4096,
+           "sliding_window_pattern": 4, "logit_scale": 0.25, "max_position_embeddings": 132096,
+           "tie_word_embeddings": true, "bos_token_id": 5, "eos_token_id": 255001})
+}
+
 fn llama3_rope() -> serde_json::Value {
     json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
            "original_max_position_embeddings": 8192})
@@ -218,6 +236,18 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "cohere2",
+        size: "7b",
+        source: "CohereLabs/c4ai-command-r7b-12-2024",
+        config: || cohere2(256000, 4096, 14336, 32, 32, 8),
+    },
+    DummyShape {
+        arch: "cohere2",
+        size: "tiny",
+        source: "test-only",
+        config: || cohere2(256, 64, 128, 4, 4, 2),
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -292,7 +322,9 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     for l in 0..spec.num_layers {
         let n = |s: &str| layer(l, s);
         t.insert(n("attn_norm.weight"), norm(h));
-        t.insert(n("ffn_norm.weight"), norm(h));
+        if !spec.parallel_block {
+            t.insert(n("ffn_norm.weight"), norm(h));
+        }
         ffn_tensors(spec, l, &mut t);
         if let Some(a) = &spec.latent_attention {
             let heads = spec.num_heads;
@@ -649,6 +681,16 @@ mod tests {
         assert_eq!((q.num_heads, q.num_kv_heads, q.head_dim), (28, 4, 128));
         assert!(q.qkv_bias);
         assert!(q.layer_windows.iter().all(Option::is_none));
+        let c = find("cohere2", "7b").unwrap().spec().unwrap();
+        assert!(c.parallel_block && c.layer_norm);
+        assert_eq!(
+            c.layer_windows[..4],
+            [Some(4096), Some(4096), Some(4096), None]
+        );
+        // Command R7B's model card: 8.03B parameters.
+        assert_eq!(params("cohere2", "7b"), 8_028_033_024);
+        let tiny = open_dummy(find("cohere2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(!tiny.source.contains("blk.0.ffn_norm.weight"));
     }
 
     #[test]
