@@ -56,6 +56,7 @@ fn reference_plugin_passes_conformance() {
         "argmax",
         "cast",
         "heads_linear",
+        "layer_norm",
     ] {
         let r = rows(&table, op);
         assert!(!r.is_empty(), "no rows for {op}:\n{table}");
@@ -320,4 +321,17 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
             "{op}: {fallbacks}"
         );
     }
+}
+
+/// Command R7B's parallel LayerNorm blocks on a 1.2 plugin: the same greedy tokens as the
+/// CPU's, its norms run by the plugin (only the reference plugin's deliberate gap falls back).
+#[test]
+fn cohere2_layer_norms_run_on_the_plugin() {
+    let (cpu, _, _) = generated_ids_with("cohere2", "cpu", &[]);
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (on_plugin, fallbacks, _) = generated_ids_with("cohere2", &plugin, &[]);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ");
+    assert!(fallbacks.get("layer_norm").is_none(), "{fallbacks}");
+    assert!(fallbacks.get("gather_rows").is_some(), "{fallbacks}");
 }

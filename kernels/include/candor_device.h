@@ -1,5 +1,5 @@
 /*
- * candor_device.h — the custom-device C ABI of candor (version 1.1).
+ * candor_device.h — the custom-device C ABI of candor (version 1.2).
  *
  * A device plugin is a shared library (.so / .dylib / .dll) that exports ONE symbol:
  *
@@ -31,7 +31,7 @@
  *    you do not know: later minors add codes.
  *  - Codes, flags and dtypes marked "(1.1)" are asked of, passed to and uploaded to a plugin only
  *    when its table says abi_minor >= 1, so a plugin written against 1.0 that never checked
- *    `variant` or `flags` is not misread.
+ *    `variant` or `flags` is not misread; those marked "(1.2)" when it says abi_minor >= 2.
  *
  * Layouts
  *  - Activations are F32, row-major and contiguous in candor 1.0: `[tokens, features]` or
@@ -56,7 +56,7 @@ extern "C" {
 #endif
 
 #define CANDOR_DEVICE_ABI_MAJOR 1u
-#define CANDOR_DEVICE_ABI_MINOR 1u
+#define CANDOR_DEVICE_ABI_MINOR 2u
 
 /* Name of the one exported symbol. */
 #define CANDOR_DEVICE_ENTRY_POINT "candor_device_get_api"
@@ -127,6 +127,7 @@ typedef uint32_t CandorOp;
 #define CANDOR_OP_ARGMAX 14u
 #define CANDOR_OP_CAST 15u
 #define CANDOR_OP_HEADS_LINEAR 16u /* (1.1) */
+#define CANDOR_OP_LAYER_NORM 17u   /* (1.2) */
 #define CANDOR_OP_COUNT 17u
 
 /* RoPE pairing (`variant` of CANDOR_OP_ROPE). */
@@ -283,6 +284,12 @@ typedef struct CandorDeviceApi {
      * ops. */
     CandorStatus (*heads_linear)(const CandorTensor *x, const CandorTensor *w,
                                  const CandorTensor *out);
+
+    /* ---- appended in 1.2 ---- */
+    /* LayerNorm over the last dimension (Cohere's Command R): each row less its mean, divided
+     * by sqrt(biased variance + eps), times w ([cols]), plus bias ([cols]; NULL: none). */
+    CandorStatus (*layer_norm)(const CandorTensor *x, const CandorTensor *w,
+                               const CandorTensor *bias, float eps, const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -19,7 +19,7 @@
  *   CANDOR_FAULT_CLAIMS_ALL      supports_op says yes to everything; gather_rows then fails
  *   CANDOR_FAULT_WRONG_GLU       glu returns numbers 1% off (the conformance suite must see it)
  *   CANDOR_REFERENCE_ABI_1_0     a plugin written against ABI 1.0: minor 0, the 1.0 table (no
- *                                paged_attention_sinks or heads_linear), no MXFP4, and a
+ *                                paged_attention_sinks, heads_linear or layer_norm), no MXFP4, and a
  *                                supports_op that, as a 1.0 plugin might, never looks at GLU
  *                                variants, attention flags or cache dtypes (candor must not
  *                                ask it about 1.1 codes); F32 KV caches only
@@ -237,6 +237,8 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
                (op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16);
     case CANDOR_OP_KV_WRITE: /* dtype: the cache's, F32 or F16 */
         return op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16;
+    case CANDOR_OP_LAYER_NORM:
+        return 1;
 #endif
     case CANDOR_OP_CAST: {
         int in = op->dtype <= CANDOR_DTYPE_BF16, out = op->dtype_out <= CANDOR_DTYPE_BF16;
@@ -354,6 +356,7 @@ static const CandorDeviceApi g_api = {
     /* past REF_STRUCT_SIZE in the 1.0 variant: candor never sees these */
     ref_paged_attention_sinks,
     ref_heads_linear,
+    ref_layer_norm,
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

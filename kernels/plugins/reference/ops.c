@@ -161,6 +161,38 @@ CandorStatus ref_rms_norm(const CandorTensor *x, const CandorTensor *w, float ep
     return CANDOR_OK;
 }
 
+/* (1.2) Each row less its mean, over sqrt(biased variance + eps), times w, plus the bias. */
+CandorStatus ref_layer_norm(const CandorTensor *x, const CandorTensor *w, const CandorTensor *bias,
+                            float eps, const CandorTensor *out) {
+    F32_OR_FAIL(xs, x, "layer_norm x");
+    F32_OR_FAIL(ws, w, "layer_norm w");
+    F32_OR_FAIL(os, out, "layer_norm out");
+    const float *bs = NULL;
+    if (bias) {
+        F32_OR_FAIL(b, bias, "layer_norm bias");
+        bs = b;
+    }
+    int64_t d = last_dim(x), n = elems_of(x);
+    REQUIRE(elems_of(w) == d && elems_of(out) == n && (!bias || elems_of(bias) == d),
+            "layer_norm: shapes do not match");
+    for (int64_t r = 0; d > 0 && r < n / d; r++) {
+        const float *xr = xs + r * d;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < d; i++) {
+            mean += xr[i];
+        }
+        mean /= (double)d;
+        for (int64_t i = 0; i < d; i++) {
+            var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        }
+        float inv = (float)(1.0 / sqrt(var / (double)d + (double)eps));
+        for (int64_t i = 0; i < d; i++) {
+            os[r * d + i] = (float)(xr[i] - mean) * inv * ws[i] + (bs ? bs[i] : 0.0f);
+        }
+    }
+    return CANDOR_OK;
+}
+
 CandorStatus ref_add_rms_norm(const CandorTensor *x, const CandorTensor *residual,
                               const CandorTensor *w, float eps, const CandorTensor *sum_out,
                               const CandorTensor *norm_out) {

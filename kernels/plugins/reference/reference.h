@@ -46,6 +46,8 @@ CandorStatus ref_embedding(const CandorTensor *table, const uint32_t *ids, uint6
                            const CandorTensor *out);
 CandorStatus ref_rms_norm(const CandorTensor *x, const CandorTensor *w, float eps,
                           const CandorTensor *out);
+CandorStatus ref_layer_norm(const CandorTensor *x, const CandorTensor *w, const CandorTensor *bias,
+                            float eps, const CandorTensor *out);
 CandorStatus ref_add_rms_norm(const CandorTensor *x, const CandorTensor *residual,
                               const CandorTensor *w, float eps, const CandorTensor *sum_out,
                               const CandorTensor *norm_out);

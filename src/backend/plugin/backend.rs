@@ -330,14 +330,14 @@ impl PluginBackend {
             ffi::OP_ARGMAX => a.argmax.is_some(),
             ffi::OP_CAST => a.cast.is_some(),
             ffi::OP_HEADS_LINEAR => a.heads_linear.is_some(),
+            ffi::OP_LAYER_NORM => a.layer_norm.is_some(),
             _ => false,
         }
     }
 
     /// The ABI descriptor of a trait-level op (shapes unknown: dims 0), with this backend's
-    /// cache dtype for the ops that read or write the cache, as their calls will carry it;
-    /// None for an op the ABI has no code for.
-    fn abi_desc(&self, op: &OpDesc) -> Option<CandorOpDesc> {
+    /// cache dtype for the ops that read or write the cache, as their calls will carry it.
+    fn abi_desc(&self, op: &OpDesc) -> CandorOpDesc {
         let mut d = CandorOpDesc::default();
         match op {
             OpDesc::Embedding { weight_dtype } => {
@@ -349,7 +349,7 @@ impl PluginBackend {
                 d.dtype = ffi::dtype_code(*weight_dtype);
             }
             OpDesc::RmsNorm => d.op = ffi::OP_RMS_NORM,
-            OpDesc::LayerNorm => return None,
+            OpDesc::LayerNorm => d.op = ffi::OP_LAYER_NORM,
             OpDesc::Rope { style } => {
                 d.op = ffi::OP_ROPE;
                 d.variant = rope_pairing(*style);
@@ -381,7 +381,7 @@ impl PluginBackend {
             OpDesc::Argmax => d.op = ffi::OP_ARGMAX,
             OpDesc::HeadsLinear => d.op = ffi::OP_HEADS_LINEAR,
         }
-        Some(d)
+        d
     }
 }
 
@@ -451,10 +451,7 @@ impl Backend for PluginBackend {
             }
             _ => {}
         }
-        // LayerNorm has no ABI function (yet): Cohere's norms run on the CPU fallback.
-        let Some(d) = self.abi_desc(op) else {
-            return false;
-        };
+        let d = self.abi_desc(op);
         let dtype_ok = match op {
             OpDesc::Embedding { .. } | OpDesc::Linear { .. } => self.plugin.has_dtype(d.dtype),
             _ => true,
@@ -614,13 +611,31 @@ impl Backend for PluginBackend {
         bias: Option<&PluginWeight>,
         eps: f32,
     ) -> Result<PluginTensor> {
-        // The ABI has no LayerNorm function: the host computes it, counted as a fallback (the
-        // families that need it, Cohere's, are few beside RMSNorm's).
-        self.fallbacks.record(Op::LayerNorm);
-        let y =
-            self.cpu
-                .layer_norm(&self.download_host(x)?, &w.host, bias.map(|b| &b.host), eps)?;
-        self.upload_host(&y)
+        let (rows, cols) = x.rows_cols();
+        let (xd, wd) = (x.desc(), w.desc());
+        // A bias left on the host (none is: rank-1 weights are always uploaded) sends the op to
+        // the fallback rather than lose the bias.
+        let bd = bias.map(PluginWeight::desc);
+        let bias_ok = bd.as_ref().is_none_or(Option::is_some);
+        let f = self.api().layer_norm;
+        self.run(
+            Op::LayerNorm,
+            &op_desc(ffi::OP_LAYER_NORM, &[rows, cols]),
+            f.is_some() && wd.is_some() && bias_ok,
+            &x.shape,
+            |_, od| match (f, &wd) {
+                (Some(f), Some(wd)) => {
+                    let b = bd.as_ref().and_then(Option::as_ref);
+                    let b = b.map_or(std::ptr::null(), |b| b as *const CandorTensor);
+                    unsafe { f(&xd, wd, b, eps, od) }
+                }
+                _ => UNSUPPORTED,
+            },
+            |c| {
+                let x = self.download_host(x)?;
+                c.layer_norm(&x, &w.host, bias.map(|b| &b.host), eps)
+            },
+        )
     }
 
     fn add_rms_norm(

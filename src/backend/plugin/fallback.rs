@@ -22,7 +22,6 @@ pub enum Op {
     GatherRows,
     Argmax,
     HeadsLinear,
-    /// Not in the ABI: a plugin's LayerNorm always runs on the CPU.
     LayerNorm,
 }
 

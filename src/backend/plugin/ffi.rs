@@ -1,4 +1,4 @@
-//! The Rust mirror of `kernels/include/candor_device.h` (ABI 1.1). Field order, types and
+//! The Rust mirror of `kernels/include/candor_device.h` (ABI 1.2). Field order, types and
 //! constants follow the header exactly; the `layout` test checks sizes and offsets against what
 //! the C compiler makes of the header.
 #![allow(non_camel_case_types)]
@@ -6,7 +6,7 @@ use candor_models::backend::WeightDtype;
 use std::ffi::{c_char, c_void};
 
 pub const ABI_MAJOR: u32 = 1;
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 pub const ENTRY_POINT: &str = "candor_device_get_api";
 pub const MAX_RANK: usize = 4;
 
@@ -99,6 +99,8 @@ pub const OP_ARGMAX: CandorOp = 14;
 pub const OP_CAST: CandorOp = 15;
 /// (1.1) a product per head (`heads_linear`).
 pub const OP_HEADS_LINEAR: CandorOp = 16;
+/// (1.2) LayerNorm (`layer_norm`).
+pub const OP_LAYER_NORM: CandorOp = 17;
 
 pub const ROPE_NEOX: u32 = 0;
 pub const ROPE_INTERLEAVED: u32 = 1;
@@ -218,6 +220,8 @@ pub struct CandorDeviceApi {
     // Appended in 1.1.
     pub paged_attention_sinks: Option<PagedAttentionSinksFn>,
     pub heads_linear: Option<unsafe extern "C" fn(T, T, T) -> S>,
+    // Appended in 1.2.
+    pub layer_norm: Option<unsafe extern "C" fn(T, T, T, f32, T) -> S>,
 }
 
 /// `candor_device_get_api`.
@@ -262,6 +266,7 @@ mod tests {
             offset_of!(CandorDeviceApi, cast),
             offset_of!(CandorDeviceApi, paged_attention_sinks),
             offset_of!(CandorDeviceApi, heads_linear),
+            offset_of!(CandorDeviceApi, layer_norm),
         ]
         .iter()
         .map(|&n| n as u64)

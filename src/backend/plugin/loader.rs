@@ -288,6 +288,9 @@ fn without_newer_functions(mut api: CandorDeviceApi) -> CandorDeviceApi {
         api.paged_attention_sinks = None;
         api.heads_linear = None;
     }
+    if api.abi_minor < 2 {
+        api.layer_norm = None;
+    }
     api
 }
 
@@ -326,5 +329,27 @@ mod tests {
         assert!(without_newer_functions(api).heads_linear.is_none());
         api.abi_minor = 1;
         assert!(without_newer_functions(api).heads_linear.is_some());
+    }
+
+    unsafe extern "C" fn layer_norm(
+        _: *const ffi::CandorTensor,
+        _: *const ffi::CandorTensor,
+        _: *const ffi::CandorTensor,
+        _: f32,
+        _: *const ffi::CandorTensor,
+    ) -> CandorStatus {
+        ffi::OK
+    }
+
+    /// The same for 1.2's LayerNorm: dropped from a table that reports 1.1.
+    #[test]
+    fn a_1_1_table_has_no_1_2_functions() {
+        // SAFETY: all-zero bytes are a valid table (NULL pointers, None functions).
+        let mut api: CandorDeviceApi = unsafe { std::mem::zeroed() };
+        api.layer_norm = Some(layer_norm);
+        api.abi_minor = 1;
+        assert!(without_newer_functions(api).layer_norm.is_none());
+        api.abi_minor = 2;
+        assert!(without_newer_functions(api).layer_norm.is_some());
     }
 }

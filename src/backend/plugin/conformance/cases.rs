@@ -36,6 +36,12 @@ pub enum Case {
         rows: usize,
         cols: usize,
     },
+    /// (ABI 1.2) with a bias or without.
+    LayerNorm {
+        rows: usize,
+        cols: usize,
+        bias: bool,
+    },
     Linear {
         dtype: WeightDtype,
         m: usize,
@@ -169,6 +175,11 @@ pub fn all_cases() -> Vec<Case> {
     for (rows, cols) in [(1, 64), (7, 896), (33, 63)] {
         v.push(RmsNorm { rows, cols });
         v.push(AddRmsNorm { rows, cols });
+        v.push(LayerNorm {
+            rows,
+            cols,
+            bias: rows > 1,
+        });
     }
     for dtype in dtypes {
         let mut shapes = vec![(1, 67, 256, false), (7, 33, 512, true), (33, 5, 256, false)];
@@ -309,6 +320,7 @@ impl Case {
             Case::Embedding { .. } => Op::Embedding,
             Case::RmsNorm { .. } => Op::RmsNorm,
             Case::AddRmsNorm { .. } => Op::AddRmsNorm,
+            Case::LayerNorm { .. } => Op::LayerNorm,
             Case::Linear { .. } | Case::LinearMxfp4 { .. } => Op::Linear,
             Case::Rope { .. } => Op::Rope,
             Case::KvWrite { .. } => Op::KvWrite,
@@ -402,6 +414,9 @@ impl Case {
                 n,
                 k,
             } => format!("[{tokens}, {heads}, {k}] x [{heads}, {n}, {k}]ᵀ per head"),
+            Case::LayerNorm { rows, cols, bias } => {
+                format!("[{rows}, {cols}]{}", if *bias { " + bias" } else { "" })
+            }
             Case::RmsNorm { rows, cols }
             | Case::AddRmsNorm { rows, cols }
             | Case::Glu { rows, cols, .. }
@@ -464,6 +479,19 @@ impl Case {
                     WeightDtype::F32,
                 )?)?;
                 b.download(&b.rms_norm(&x, &w, 1e-6)?)
+            }
+            Case::LayerNorm { rows, cols, bias } => {
+                // Rows away from zero mean: the centring is part of what is checked.
+                let x: Vec<f32> = r.values(rows * cols, 3.0).iter().map(|v| v + 5.0).collect();
+                let x = up(b, &x, &[*rows, *cols])?;
+                let weight =
+                    |v: Vec<f32>| b.load_weight(host_weight(&v, &[*cols], WeightDtype::F32)?);
+                let w = weight(r.around_one(*cols))?;
+                let bias = match bias {
+                    true => Some(weight(r.values(*cols, 0.5))?),
+                    false => None,
+                };
+                b.download(&b.layer_norm(&x, &w, bias.as_ref(), 1e-5)?)
             }
             Case::AddRmsNorm { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 1.0), &[*rows, *cols])?;
