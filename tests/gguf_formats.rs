@@ -49,6 +49,7 @@ fn gguf_name(hf: &str) -> String {
     let map = [
         ("model.embed_tokens.weight", "token_embd.weight".to_string()),
         ("model.norm.weight", "output_norm.weight".to_string()),
+        ("model.norm.bias", "output_norm.bias".to_string()),
         ("lm_head.weight", "output.weight".to_string()),
     ];
     if let Some((_, g)) = map.iter().find(|(h, _)| *h == hf) {
@@ -59,6 +60,14 @@ fn gguf_name(hf: &str) -> String {
     let g = match part {
         "input_layernorm.weight" => "attn_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
+        // StarCoder2's LayerNorm biases, its o_proj bias and its ungated MLP.
+        "input_layernorm.bias" => "attn_norm.bias",
+        "post_attention_layernorm.bias" => "ffn_norm.bias",
+        "self_attn.o_proj.bias" => "attn_output.bias",
+        "mlp.c_fc.weight" => "ffn_up.weight",
+        "mlp.c_fc.bias" => "ffn_up.bias",
+        "mlp.c_proj.weight" => "ffn_down.weight",
+        "mlp.c_proj.bias" => "ffn_down.bias",
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
@@ -571,8 +580,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         ("final_logit_softcapping", "final_logit_softcapping"),
         ("attention.sliding_window", "sliding_window"),
     ] {
-        let windowed =
-            matches!(arch, "gemma2" | "gpt-oss" | "exaone4" | "cohere2") || fixture == "olmo3";
+        let windowed = matches!(
+            arch,
+            "gemma2" | "gpt-oss" | "exaone4" | "cohere2" | "starcoder2"
+        ) || fixture == "olmo3";
         if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
             extra.push((
@@ -601,6 +612,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
         extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
         extra.push(("logit_scale", f("logit_scale")));
+    }
+    if arch == "starcoder2" {
+        let eps = cfg["norm_epsilon"].as_f64().unwrap() as f32;
+        extra.push(("attention.layer_norm_epsilon", Value::F32(eps)));
     }
     if cfg["head_dim"].is_u64() {
         extra.push(("attention.key_length", u("head_dim")));
@@ -969,6 +984,14 @@ fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
 fn cohere_families_load_from_gguf() {
     gguf_matches_checkout("cohere", "command-r", Experts::Stacked, 0.3);
     gguf_matches_checkout("cohere2", "cohere2", Experts::Stacked, 0.3);
+}
+
+/// StarCoder2 as llama.cpp converts it (`starcoder2`: LayerNorm weights and biases, the MLP's
+/// `c_fc` / `c_proj` as `ffn_up` / `ffn_down` with their biases, NeoX rows as they are), the
+/// window in the metadata: its checkout's logits.
+#[test]
+fn starcoder2_loads_from_gguf() {
+    gguf_matches_checkout("starcoder2", "starcoder2", Experts::Stacked, 0.3);
 }
 
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-

@@ -323,15 +323,19 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
     }
 }
 
-/// Command R7B's parallel LayerNorm blocks on a 1.2 plugin: the same greedy tokens as the
-/// CPU's, its norms run by the plugin (only the reference plugin's deliberate gap falls back).
+/// Command R7B's parallel LayerNorm blocks and StarCoder2's biased LayerNorms and ungated MLP
+/// (its activation as the plugin's GLU over ones) on a 1.2 plugin: the same greedy tokens as
+/// the CPU's, the norms run by the plugin (only the reference plugin's deliberate gap falls
+/// back).
 #[test]
-fn cohere2_layer_norms_run_on_the_plugin() {
-    let (cpu, _, _) = generated_ids_with("cohere2", "cpu", &[]);
+fn layer_norm_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
-    let (on_plugin, fallbacks, _) = generated_ids_with("cohere2", &plugin, &[]);
-    assert_eq!(cpu.len(), 12);
-    assert_eq!(on_plugin, cpu, "greedy tokens differ");
-    assert!(fallbacks.get("layer_norm").is_none(), "{fallbacks}");
-    assert!(fallbacks.get("gather_rows").is_some(), "{fallbacks}");
+    for model in ["cohere2", "starcoder2"] {
+        let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
+        let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
+        assert_eq!(cpu.len(), 12, "{model}");
+        assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ");
+        let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+        assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
+    }
 }

@@ -301,6 +301,18 @@ pub trait Backend: Send + Sync + 'static {
         w: &Self::Weight,
         bias: Option<&Self::Weight>,
     ) -> Result<Self::Tensor>;
+    /// `act(x)` elementwise, for the ungated FFNs (StarCoder2): by default the GLU with an up
+    /// of ones (one upload); backends with the activation alone override it.
+    fn activate(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor> {
+        if act == Activation::SwigluOai {
+            return Err(crate::error::ModelError::Config(
+                "gpt-oss's SwiGLU is gated: it has no activation alone".into(),
+            ));
+        }
+        let shape = self.shape(x);
+        let ones = self.upload(&vec![1.0; shape.iter().product()], &shape)?;
+        self.glu(x, &ones, act)
+    }
     /// Rotary embedding of `x` (`[tokens, heads, head_dim]`) at per-token `positions`.
     fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor>;
     /// Write `k`, `v` (`[tokens, kv_heads, head_dim]`) into the cache of `layer` at `slots`.

@@ -21,6 +21,9 @@ struct Layer<B: Backend> {
     /// The norms of the residual stream before attention and the FFN; None where the model
     /// norms only their outputs (OLMo 2).
     attn_norm: Option<B::Weight>,
+    /// The LayerNorms' biases, where the model has them (StarCoder2).
+    attn_norm_bias: Option<B::Weight>,
+    ffn_norm_bias: Option<B::Weight>,
     attention: Attention<B>,
     /// The output projection (for latent attention, with zero columns for the values'
     /// padding), and its bias where the model has one (gpt-oss).
@@ -64,6 +67,7 @@ pub struct DecoderModel<B: Backend> {
     /// None when the head is tied to the embedding table.
     head: Option<B::Weight>,
     final_norm: B::Weight,
+    final_norm_bias: Option<B::Weight>,
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
@@ -97,6 +101,11 @@ impl<B: Backend> DecoderModel<B> {
         let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
         let final_norm = ld.norm("output_norm.weight", h)?;
+        let norm_bias = |name: &str| match spec.norm_bias {
+            true => ld.weight(name, &[h]).map(Some),
+            false => Ok(None),
+        };
+        let final_norm_bias = norm_bias("output_norm.bias")?;
 
         let ropes = match &spec.latent_attention {
             Some(a) => vec![crate::mla::rope(&spec, a, CacheForm::of_spec(&spec, a)).0],
@@ -158,6 +167,11 @@ impl<B: Backend> DecoderModel<B> {
                 false => None,
             };
             layers.push(Layer {
+                attn_norm_bias: norm_bias(&n("attn_norm.bias"))?,
+                ffn_norm_bias: match spec.parallel_block {
+                    true => None,
+                    false => norm_bias(&n("ffn_norm.bias"))?,
+                },
                 attn_norm: match spec.pre_norms {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
                     false => None,
@@ -171,7 +185,7 @@ impl<B: Backend> DecoderModel<B> {
                     true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
                     false => None,
                 },
-                ffn: Ffn::load(&ld, l, spec.experts.as_ref(), f, h)?,
+                ffn: Ffn::load(&ld, l, spec.experts.as_ref(), (f, h), spec.gated_ffn)?,
                 post_ffn_norm,
                 attn: AttentionParams {
                     num_heads: spec.num_heads,
@@ -196,6 +210,7 @@ impl<B: Backend> DecoderModel<B> {
             embed,
             head,
             final_norm,
+            final_norm_bias,
             layers,
             ropes,
             lora: None,
@@ -346,12 +361,12 @@ impl<B: Backend> DecoderModel<B> {
         let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
             let down = pending.take();
-            if s.parallel_block {
+            if s.parallel_block || s.layer_norm {
                 let stream = match &down {
                     Some(d) => b.add(&x, d)?,
                     None => x,
                 };
-                let out = self.parallel_block(b, li, layer, &stream, kv, batch)?;
+                let (stream, out) = self.layer_norm_block(b, li, layer, stream, kv, batch)?;
                 (x, pending) = (stream, Some(out));
                 continue;
             }
@@ -468,7 +483,7 @@ impl<B: Backend> DecoderModel<B> {
             true => None,
             false => {
                 let h = b.gather_rows(&x, &batch.hidden_rows)?;
-                Some(self.norm(b, &h, &self.final_norm)?)
+                Some(self.norm(b, &h, &self.final_norm, self.final_norm_bias.as_ref())?)
             }
         };
         if batch.logit_rows.is_empty() {
@@ -477,7 +492,7 @@ impl<B: Backend> DecoderModel<B> {
             return Ok(StepOutputs { logits, hidden });
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
-        let x = self.norm(b, &x, &self.final_norm)?;
+        let x = self.norm(b, &x, &self.final_norm, self.final_norm_bias.as_ref())?;
         let mut logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
         if let Some(divisor) = s.logit_divisor {
             logits = b.scale(&logits, 1.0 / divisor)?;
@@ -489,25 +504,34 @@ impl<B: Backend> DecoderModel<B> {
         Ok(StepOutputs { logits, hidden })
     }
 
-    /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says), unfused.
-    fn norm(&self, b: &B, x: &B::Tensor, w: &B::Weight) -> Result<B::Tensor> {
+    /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says, with its bias),
+    /// unfused.
+    fn norm(
+        &self,
+        b: &B,
+        x: &B::Tensor,
+        w: &B::Weight,
+        bias: Option<&B::Weight>,
+    ) -> Result<B::Tensor> {
         match self.spec.layer_norm {
-            true => b.layer_norm(x, w, None, self.spec.rms_eps),
+            true => b.layer_norm(x, w, bias, self.spec.rms_eps),
             false => b.rms_norm(x, w, self.spec.rms_eps),
         }
     }
 
-    /// A parallel block (Cohere): one norm of `stream`, read by both the attention and the
-    /// FFN; returns the sum of their outputs, which joins the stream at the next layer.
-    fn parallel_block(
+    /// A block whose norms are not fused into its products: LayerNorm models (StarCoder2:
+    /// attention, then the FFN, each after its own norm) and parallel blocks (Cohere: one norm
+    /// read by both, `x + attn(ln(x)) + mlp(ln(x))`). Returns the stream after the attention
+    /// joined it (parallel: as it came) and what the FFN adds to it at the next layer.
+    fn layer_norm_block(
         &self,
         b: &B,
         li: usize,
         layer: &Layer<B>,
-        stream: &B::Tensor,
+        stream: B::Tensor,
         kv: &mut B::KvCache,
         batch: &FlatBatch,
-    ) -> Result<B::Tensor> {
+    ) -> Result<(B::Tensor, B::Tensor)> {
         let s = &self.spec;
         let (
             Some(norm),
@@ -520,10 +544,10 @@ impl<B: Backend> DecoderModel<B> {
         ) = (&layer.attn_norm, &layer.attention)
         else {
             return Err(ModelError::Config(
-                "a parallel block needs its norm and q/k/v projections".into(),
+                "a LayerNorm block needs its norm and q/k/v projections".into(),
             ));
         };
-        let h = self.norm(b, stream, norm)?;
+        let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
         let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
         let kv_write = RopeKvWrite {
@@ -536,11 +560,21 @@ impl<B: Backend> DecoderModel<B> {
         let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
         let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
-        let down = match &layer.ffn {
-            Ffn::Experts(experts) => experts.forward(b, &h, s.activation)?,
-            Ffn::Dense(mlp) => mlp.forward(b, &h, s.activation)?,
+        let ffn = |h: &B::Tensor| match &layer.ffn {
+            Ffn::Experts(experts) => experts.forward(b, h, s.activation),
+            Ffn::Dense(mlp) => mlp.forward(b, h, s.activation),
         };
-        b.add(&o, &down)
+        if s.parallel_block {
+            let down = ffn(&h)?;
+            return Ok((stream, b.add(&o, &down)?));
+        }
+        let stream = b.add(&stream, &o)?;
+        let norm = layer.ffn_norm.as_ref().ok_or_else(|| {
+            ModelError::Config("a LayerNorm block needs its norm before the FFN".into())
+        })?;
+        let h = self.norm(b, &stream, norm, layer.ffn_norm_bias.as_ref())?;
+        let down = ffn(&h)?;
+        Ok((stream, down))
     }
 }
 

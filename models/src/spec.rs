@@ -51,6 +51,8 @@ pub enum Arch {
     /// Command R7B / Command A: Cohere with three sliding-window layers to one global, the
     /// global ones without RoPE.
     Cohere2,
+    /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
+    Starcoder2,
     /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
     /// classifiers, no generation (`crate::encoder`).
     Bert,
@@ -94,6 +96,7 @@ impl Arch {
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
+            Arch::Starcoder2 => "starcoder2",
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",
@@ -271,6 +274,11 @@ pub struct ModelSpec {
     /// Attention and FFN read the same normed input, and both outputs join the residual
     /// stream at once (Cohere: `x + attn(ln(x)) + mlp(ln(x))`); one norm per layer.
     pub parallel_block: bool,
+    /// The LayerNorms add a bias (StarCoder2's `nn.LayerNorm`).
+    pub norm_bias: bool,
+    /// The FFN is a GLU (`down(act(gate) · up)`); false: `down(act(up))` (StarCoder2's `c_fc`,
+    /// `c_proj`).
+    pub gated_ffn: bool,
     /// HF Gemma stores RMSNorm weights as `w` for `(1 + w)`; GGUF stores `1 + w` already.
     pub norm_weight_offset: f32,
     /// Embeddings multiplied by this (gemma: sqrt(hidden); Granite's `embedding_multiplier`).
@@ -339,15 +347,21 @@ impl ModelSpec {
         {
             return bad("rms_norm_eps and rope theta must be positive".into());
         }
-        if self.layer_norm
-            && !(self.parallel_block
-                && self.pre_norms
-                && !self.sandwich_norms
-                && !self.qk_norm
-                && self.latent_attention.is_none())
+        let plain_pre_norms = self.pre_norms
+            && !self.sandwich_norms
+            && !self.qk_norm
+            && self.latent_attention.is_none();
+        if self.layer_norm && !plain_pre_norms {
+            return bad("LayerNorm is supported as pre-norms without q/k norms only".into());
+        }
+        if (self.norm_bias || !self.gated_ffn) && !self.layer_norm
+            || !self.gated_ffn && self.experts.is_some()
         {
-            // The sequential block's norms are fused into its products as RMSNorms.
-            return bad("LayerNorm is supported in parallel blocks without q/k norms only".into());
+            // The RMSNorm blocks fuse their norms into gated products.
+            return bad("norm biases and ungated FFNs need LayerNorms; experts are gated".into());
+        }
+        if (self.parallel_block || self.layer_norm) && self.residual_scale.is_some() {
+            return bad("residual scales are supported in RMSNorm blocks only".into());
         }
         if self.parallel_block && (!self.pre_norms || self.sandwich_norms) {
             return bad("a parallel block needs its one norm before it and none after".into());

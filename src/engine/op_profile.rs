@@ -217,6 +217,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed(op("rms_norm"), |b| b.rms_norm(x, w, eps))
     }
 
+    fn activate(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor> {
+        self.timed(op("activate"), |b| b.activate(x, act))
+    }
+
     fn layer_norm(
         &self,
         x: &Self::Tensor,

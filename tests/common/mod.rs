@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 31] = [
+pub const TINY_ARCHS: [&str; 32] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -42,6 +42,7 @@ pub const TINY_ARCHS: [&str; 31] = [
     "granitemoeshared",
     "cohere",
     "cohere2",
+    "starcoder2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -20,6 +20,7 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod seed_oss;
 pub mod smollm3;
+pub mod starcoder2;
 
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
@@ -59,6 +60,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4" => glm4::from_hf(&c)?,
         "cohere" => cohere::from_hf(&c)?,
         "cohere2" => cohere::cohere2_from_hf(&c)?,
+        "starcoder2" => starcoder2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
         "hunyuan_v1_dense" => hunyuan_dense::from_hf(&c)?,
@@ -94,6 +96,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "glm4" => glm4::from_gguf(g)?,
         "command-r" => cohere::from_gguf(g)?,
         "cohere2" => cohere::cohere2_from_gguf(g)?,
+        "starcoder2" => starcoder2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
         "hunyuan-dense" => hunyuan_dense::from_gguf(g)?,
@@ -260,6 +263,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        norm_bias: false,
+        gated_ffn: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,
@@ -369,6 +374,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        norm_bias: false,
+        gated_ffn: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,

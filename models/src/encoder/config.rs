@@ -207,6 +207,8 @@ impl EncoderConfig {
             pre_norms: false,
             layer_norm: false,
             parallel_block: false,
+            norm_bias: false,
+            gated_ffn: true,
             norm_weight_offset: 0.0,
             embed_scale: None,
             residual_scale: None,

@@ -16,11 +16,13 @@ use crate::weights::names::{expert, layer};
 use route::route;
 
 /// A gated MLP: `down(act(gate(x)) * up(x))`, gate and up joined where the backend allows;
-/// with biases where the model has them (gpt-oss's experts).
+/// with biases where the model has them (gpt-oss's experts). Ungated (StarCoder2):
+/// `down(act(up(x)))`, `gate_up` holding the up projection alone.
 pub struct Mlp<B: Backend> {
     pub(crate) gate_up: Projections<B>,
     pub(crate) down: B::Weight,
     pub(crate) down_bias: Option<B::Weight>,
+    pub(crate) gated: bool,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -42,11 +44,35 @@ impl<B: Backend> Mlp<B> {
             )?,
             down: ld.weight(down, &[h, f])?,
             down_bias: bias(down, h)?,
+            gated: true,
+        })
+    }
+
+    /// An ungated MLP of `up` (`[f, h]`) and `down` (`[h, f]`), each with its bias where the
+    /// file has one.
+    fn load_ungated(ld: &Loader<'_, B>, l: usize, f: usize, h: usize) -> Result<Self> {
+        let n = |s: &str| layer(l, s);
+        Ok(Mlp {
+            gate_up: Projections::new(
+                ld.backend,
+                vec![(
+                    ld.weight(&n("ffn_up.weight"), &[f, h])?,
+                    ld.opt_weight(&n("ffn_up.bias"), &[f])?,
+                )],
+            )?,
+            down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
+            down_bias: ld.opt_weight(&n("ffn_down.bias"), &[h])?,
+            gated: false,
         })
     }
 
     /// `x` (`[tokens, hidden]`, already normed) through the MLP.
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        if !self.gated {
+            let [up] = members(self.gate_up.apply(b, x, None)?)?;
+            let y = b.activate(&up, act)?;
+            return b.linear(&y, &self.down, self.down_bias.as_ref());
+        }
         let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
         run_linear_job(b, &self.down_job(&gate, &up, act))
     }
@@ -256,17 +282,21 @@ impl<B: Backend> Ffn<B> {
         ld: &Loader<'_, B>,
         l: usize,
         moe: Option<&MixtureOfExperts>,
-        f: usize,
-        h: usize,
+        (f, h): (usize, usize),
+        gated: bool,
     ) -> Result<Self> {
         if let Some(m) = moe.filter(|m| m.layers.get(l).copied().unwrap_or(false)) {
             return Ok(Ffn::Experts(Box::new(Experts::load(ld, l, m, h)?)));
+        }
+        if !gated {
+            return Mlp::load_ungated(ld, l, f, h).map(Ffn::Dense);
         }
         if let Some(joined) = ld.joined_gate_up(l, f, h)? {
             return Ok(Ffn::Dense(Mlp {
                 gate_up: Projections::joined(ld.backend, joined, vec![f, f])?,
                 down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
                 down_bias: None,
+                gated: true,
             }));
         }
         let n = |s: &str| layer(l, s);

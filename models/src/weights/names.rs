@@ -109,6 +109,18 @@ pub fn hunyuan_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.self_attn.{rest}"))
 }
 
+/// StarCoder2's HF name of an ungated MLP's projection, which `to_hf` names the llama way
+/// (`mlp.up_proj`, `mlp.down_proj`): `mlp.c_fc`, `mlp.c_proj`.
+pub fn starcoder2_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.")?;
+    let rest = match rest.split_once('.')? {
+        ("up_proj", suffix) => format!("c_fc.{suffix}"),
+        ("down_proj", suffix) => format!("c_proj.{suffix}"),
+        _ => return None,
+    };
+    Some(format!("{head}.mlp.{rest}"))
+}
+
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `block_sparse_moe.router.layer`.
 pub fn granite_moe_hf(hf: &str) -> Option<String> {

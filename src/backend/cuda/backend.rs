@@ -532,6 +532,17 @@ impl Backend for CudaBackend {
         Ok(x.affine(s as f64, 0.0)?)
     }
 
+    /// candle's elementwise kernels (its `gelu` is the tanh approximation), no ones to upload.
+    fn activate(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        match act {
+            Activation::Silu => Ok(x.silu()?),
+            Activation::GeluTanh => Ok(x.gelu()?),
+            Activation::SwigluOai => {
+                Err(CudaError::Launch("gpt-oss's SwiGLU has no activation alone".into()).into())
+            }
+        }
+    }
+
     fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
         Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
     }

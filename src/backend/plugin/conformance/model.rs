@@ -58,6 +58,8 @@ fn base_spec(
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        norm_bias: false,
+        gated_ffn: true,
         norm_weight_offset: 0.0,
         embed_scale: None,
         residual_scale: None,
