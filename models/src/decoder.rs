@@ -370,13 +370,7 @@ impl<B: Backend> DecoderModel<B> {
                 (x, pending) = (stream, Some(out));
                 continue;
             }
-            let kv_write = RopeKvWrite {
-                positions: &batch.positions,
-                rope: &self.ropes[layer.rope],
-                cache: &mut *kv,
-                layer: li,
-                slots: &batch.slots,
-            };
+            let kv_write = self.kv_write(li, layer, batch, kv);
             let (stream, q) = match (&layer.attn_norm, &layer.attention) {
                 (Some(norm), attention) => {
                     let attn_in = NormedInput {
@@ -504,6 +498,23 @@ impl<B: Backend> DecoderModel<B> {
         Ok(StepOutputs { logits, hidden })
     }
 
+    /// Where layer `li`'s rotated keys and values go in this batch.
+    fn kv_write<'a>(
+        &'a self,
+        li: usize,
+        layer: &Layer<B>,
+        batch: &'a FlatBatch,
+        kv: &'a mut B::KvCache,
+    ) -> RopeKvWrite<'a, B::KvCache> {
+        RopeKvWrite {
+            positions: &batch.positions,
+            rope: &self.ropes[layer.rope],
+            cache: kv,
+            layer: li,
+            slots: &batch.slots,
+        }
+    }
+
     /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says, with its bias),
     /// unfused.
     fn norm(
@@ -550,14 +561,7 @@ impl<B: Backend> DecoderModel<B> {
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
         let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
-        let kv_write = RopeKvWrite {
-            positions: &batch.positions,
-            rope: &self.ropes[layer.rope],
-            cache: &mut *kv,
-            layer: li,
-            slots: &batch.slots,
-        };
-        let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
+        let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(li, layer, batch, kv))?;
         let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {

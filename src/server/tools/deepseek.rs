@@ -5,7 +5,9 @@
 //! `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\n{...}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>`;
 //! DeepSeek-V3.1 the name, then the arguments as they are:
 //! `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}<｜tool▁call▁end｜>`.
-use super::format::{args_rule, call_alternatives, function_index, literal, marker, ParsedCall};
+use super::format::{
+    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
+};
 use serde_json::Value;
 
 pub const SECTION_BEGIN: &str = "<｜tool▁calls▁begin｜>";
@@ -125,19 +127,9 @@ impl Layout {
             self.call_close(special),
             marker(SECTION_END, special)
         );
-        match function {
-            Some(name) => {
-                let i = function_index(functions, name)?;
-                Ok(format!(
-                    "start: args_{i} {end}\n{}{WS_RULE}",
-                    args_rule(i, &functions[i].1)?
-                ))
-            }
-            None => Ok(format!(
-                "start: call {end}\n{}",
-                self.call_rules(functions, special)?
-            )),
-        }
+        name_first_call_grammar(functions, function, &end, WS_RULE, || {
+            self.call_rules(functions, special)
+        })
     }
 
     /// After the section's opening token (a lazy grammar's trigger): its calls (one only
@@ -154,7 +146,7 @@ impl Layout {
             Layout::Bare => String::new(),
         };
         Ok(format!(
-            "start: one{more} WS? {}\none: WS? {} {head}call {}\n{}",
+            "start: one{more} WS? {}\none: WS? {} {head}call {}\n{}{WS_RULE}",
             marker(SECTION_END, special),
             marker(CALL_BEGIN, special),
             self.call_close(special),
@@ -169,18 +161,15 @@ impl Layout {
         special: &dyn Fn(&str) -> bool,
     ) -> Result<String, String> {
         let between = self.before_arguments_items(special);
-        let lark = call_alternatives(functions, |i, name, params| {
+        call_alternatives(functions, |i, name, params| {
             Ok(format!(
                 "call_{i}: {} {between} args_{i}\n{}",
                 literal(name),
                 args_rule(i, params)?
             ))
-        })?;
-        Ok(format!("{lark}{WS_RULE}"))
+        })
     }
 }
-
-const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
 
 #[cfg(test)]
 mod tests {

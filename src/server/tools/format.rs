@@ -616,6 +616,30 @@ pub(crate) fn call_alternatives(
     Ok(lark)
 }
 
+/// Lark's optional whitespace between a section's calls and markers.
+pub(crate) const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
+
+/// The grammar after a demanded call's prefix, for the formats that write the name before
+/// the arguments (Kimi's, DeepSeek's, Mistral's `[ARGS]`): the arguments of `function` (the
+/// prefix named it) or one call to any of `functions` (the `call` rules `rules` writes), then
+/// `end` (lark items, maybe none); `extra` rules go with both.
+pub(crate) fn name_first_call_grammar(
+    functions: &[(String, Value)],
+    function: Option<&str>,
+    end: &str,
+    extra: &str,
+    rules: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    match function {
+        Some(name) => {
+            let i = function_index(functions, name)?;
+            let args = args_rule(i, &functions[i].1)?;
+            Ok(format!("start: args_{i} {end}\n{args}{extra}"))
+        }
+        None => Ok(format!("start: call {end}\n{}{extra}", rules()?)),
+    }
+}
+
 /// Lark rule `args_i`: arguments following `params`, a function's parameters schema.
 pub(crate) fn args_rule(i: usize, params: &Value) -> Result<String, String> {
     Ok(format!("args_{i}: %json {}\n", schema_text(params)?))

@@ -3,7 +3,9 @@
 //! `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
-use super::format::{args_rule, call_alternatives, function_index, literal, marker, ParsedCall};
+use super::format::{
+    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
+};
 use serde_json::Value;
 
 pub const SECTION_BEGIN: &str = "<|tool_calls_section_begin|>";
@@ -67,20 +69,9 @@ pub fn call_grammar(
         marker(CALL_END, special),
         marker(SECTION_END, special)
     );
-    match function {
-        Some(name) => {
-            let i = function_index(functions, name)?;
-            Ok(format!(
-                "start: args_{i} {end}\n{}{}",
-                args_rule(i, &functions[i].1)?,
-                WS_RULE
-            ))
-        }
-        None => Ok(format!(
-            "start: call {end}\n{}",
-            call_rules(functions, special)?
-        )),
-    }
+    name_first_call_grammar(functions, function, &end, WS_RULE, || {
+        call_rules(functions, special)
+    })
 }
 
 /// After the section's opening token (a lazy grammar's trigger): its calls (one only unless
@@ -92,7 +83,7 @@ pub fn section_grammar(
 ) -> Result<String, String> {
     let more = if parallel { " one*" } else { "" };
     Ok(format!(
-        "start: one{more} WS? {}\none: WS? {} {} call {}\n{}",
+        "start: one{more} WS? {}\none: WS? {} {} call {}\n{}{WS_RULE}",
         marker(SECTION_END, special),
         marker(CALL_BEGIN, special),
         literal(ID_PREFIX),
@@ -114,10 +105,8 @@ fn call_rules(
             args_rule(i, params)?
         ))
     })?;
-    Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n{WS_RULE}"))
+    Ok(format!("{lark}INDEX: /[0-9]{{1,4}}/\n"))
 }
-
-const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
 
 #[cfg(test)]
 mod tests {

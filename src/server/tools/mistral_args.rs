@@ -3,7 +3,9 @@
 //! call, the name as text and the arguments' JSON after `[ARGS]` (both markers special tokens),
 //! one `[TOOL_CALLS]` before each call or one before them all. The calls run to the end of the
 //! answer.
-use super::format::{args_rule, call_alternatives, function_index, literal, marker, ParsedCall};
+use super::format::{
+    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
+};
 use serde_json::Value;
 
 pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
@@ -50,16 +52,9 @@ pub fn call_grammar(
     function: Option<&str>,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    match function {
-        Some(name) => {
-            let i = function_index(functions, name)?;
-            Ok(format!(
-                "start: args_{i}\n{}",
-                args_rule(i, &functions[i].1)?
-            ))
-        }
-        None => Ok(format!("start: call\n{}", call_rules(functions, special)?)),
-    }
+    name_first_call_grammar(functions, function, "", "", || {
+        call_rules(functions, special)
+    })
 }
 
 /// The grammar after the `[TOOL_CALLS]` a model writes under auto: its calls (one only unless
@@ -75,7 +70,7 @@ pub fn lazy_grammar(
         String::new()
     };
     Ok(format!(
-        "start: call{more}\nWS: /[ \\t\\n]{{1,4}}/\n{}",
+        "start: call{more}\n{WS_RULE}{}",
         call_rules(functions, special)?
     ))
 }
