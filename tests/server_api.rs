@@ -484,15 +484,7 @@ async fn tag_format_tool_calls_over_http() {
     );
 
     // Streamed: the same call, whole, in one delta.
-    let chunks = sse_json(
-        &s,
-        "/v1/chat/completions",
-        ask(with_fields(named, json!({"stream": true}))),
-    )
-    .await;
-    let deltas = call_deltas(&chunks);
-    assert_eq!(deltas.len(), 1, "{chunks:?}");
-    assert_eq!(call_arguments(deltas[0]), args);
+    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
 
     // Required: any offered function, by the same grammar.
     let (st, v) = post(
@@ -526,6 +518,14 @@ async fn tag_format_tool_calls_over_http() {
     );
 }
 
+/// `body`, a demanded call, streamed: the call comes whole in one delta, with `args`.
+async fn streams_as_one_call(s: &Server, body: Value, args: &Value) {
+    let chunks = sse_json(s, "/v1/chat/completions", body).await;
+    let deltas = call_deltas(&chunks);
+    assert_eq!(deltas.len(), 1, "{chunks:?}");
+    assert_eq!(&call_arguments(deltas[0]), args);
+}
+
 /// A model served with Command R7B's template writes its calls as that template shows them: a
 /// `<|START_ACTION|>` list of `tool_call_id` / `tool_name` / `parameters` objects. Demanded
 /// calls (named, streamed, required) follow its grammar and come back as calls, and the history
@@ -555,15 +555,7 @@ async fn command_r7b_tool_calls_over_http() {
     let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
     let (call, args) = demanded_call(st, &v, "get_weather");
     assert!(args["city"].is_string(), "{v}");
-    let chunks = sse_json(
-        &s,
-        "/v1/chat/completions",
-        ask(with_fields(named, json!({"stream": true}))),
-    )
-    .await;
-    let deltas = call_deltas(&chunks);
-    assert_eq!(deltas.len(), 1, "{chunks:?}");
-    assert_eq!(call_arguments(deltas[0]), args);
+    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
     let (st, v) = post(
         &s,
         "/v1/chat/completions",

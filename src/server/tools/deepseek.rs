@@ -6,7 +6,7 @@
 //! DeepSeek-V3.1 the name, then the arguments as they are:
 //! `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}<｜tool▁call▁end｜>`.
 use super::format::{
-    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
+    literal, marker, name_first_call_grammar, name_then_args_rules, ParsedCall, WS_RULE,
 };
 use serde_json::Value;
 
@@ -160,14 +160,7 @@ impl Layout {
         functions: &[(String, Value)],
         special: &dyn Fn(&str) -> bool,
     ) -> Result<String, String> {
-        let between = self.before_arguments_items(special);
-        call_alternatives(functions, |i, name, params| {
-            Ok(format!(
-                "call_{i}: {} {between} args_{i}\n{}",
-                literal(name),
-                args_rule(i, params)?
-            ))
-        })
+        name_then_args_rules(functions, &self.before_arguments_items(special))
     }
 }
 

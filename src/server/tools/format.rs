@@ -640,6 +640,20 @@ pub(crate) fn name_first_call_grammar(
     }
 }
 
+/// Rules `call` (a function's name, `between` (lark items), its arguments) and `args_i`.
+pub(crate) fn name_then_args_rules(
+    functions: &[(String, Value)],
+    between: &str,
+) -> Result<String, String> {
+    call_alternatives(functions, |i, name, params| {
+        Ok(format!(
+            "call_{i}: {} {between} args_{i}\n{}",
+            literal(name),
+            args_rule(i, params)?
+        ))
+    })
+}
+
 /// Lark rule `args_i`: arguments following `params`, a function's parameters schema.
 pub(crate) fn args_rule(i: usize, params: &Value) -> Result<String, String> {
     Ok(format!("args_{i}: %json {}\n", schema_text(params)?))

@@ -3,9 +3,7 @@
 //! call, the name as text and the arguments' JSON after `[ARGS]` (both markers special tokens),
 //! one `[TOOL_CALLS]` before each call or one before them all. The calls run to the end of the
 //! answer.
-use super::format::{
-    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
-};
+use super::format::{marker, name_first_call_grammar, name_then_args_rules, ParsedCall, WS_RULE};
 use serde_json::Value;
 
 pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
@@ -80,14 +78,7 @@ fn call_rules(
     functions: &[(String, Value)],
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    call_alternatives(functions, |i, name, params| {
-        Ok(format!(
-            "call_{i}: {} {} args_{i}\n{}",
-            literal(name),
-            marker(ARGS, special),
-            args_rule(i, params)?
-        ))
-    })
+    name_then_args_rules(functions, &marker(ARGS, special))
 }
 
 #[cfg(test)]
