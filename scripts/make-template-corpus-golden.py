@@ -8,12 +8,15 @@ plain conversations of `make-chat-template-golden.py` and the tool conversations
 template_corpus_matches_transformers`. The conversations are written once; per template only
 the rendered texts. A case the template refuses under transformers (its own
 `raise_exception`, its sandbox) or whose output depends on today's date (`strftime_now`
-without a system message) is left out.
+without a system message) is left out; the templates that print today's date whatever the
+messages (Llama 3.2's, gpt-oss's, Solar Open's) print the day written as `rendered_on`, and
+the test renders them as on that day.
 
     pip install --target /tmp/hfpy transformers
     PYTHONPATH=/tmp/hfpy python3 scripts/make-template-corpus-golden.py \\
         llama.cpp/models/templates tests/fixtures/chat_templates/corpus.json
 """
+import datetime
 import importlib.util
 import json
 import pathlib
@@ -54,6 +57,7 @@ def main(template_dir, out_path):
         templates.append({"name": path.stem, "chat_template": template, "texts": texts})
     doc = {
         "transformers": transformers.__version__,
+        "rendered_on": datetime.date.today().isoformat(),
         "bos_token": "<BOS>",
         "eos_token": "<EOS>",
         "conversations": {case_id: {"tools": tools, "messages": messages}
