@@ -253,11 +253,12 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.experts.is_none()
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
-            && !self.spec.parallel_block;
+            && !self.spec.parallel_block
+            && !self.spec.layer_norm;
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
                 "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE, \
-                 post-norm-only or parallel-block models are not supported"
+                 post-norm-only or LayerNorm models are not supported"
                     .into(),
             ));
         }

@@ -245,6 +245,30 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
     .to_string();
     assert!(err.contains("blk.0.attn_q"), "{err}");
 
+    // LayerNorm models (Cohere's parallel blocks, StarCoder2's) run their blocks unfused,
+    // where no update is added: an adapter for them is refused, not ignored.
+    for arch in ["cohere2", "starcoder2"] {
+        let base = fixtures().join("tiny").join(arch);
+        let lora = Lora::random(&base, &["self_attn.q_proj"], 2, 4.0, 5);
+        let adapter = read_adapter(&lora.write_peft(&dir.path().join(arch))).unwrap();
+        let opened = open_model(&base, false).unwrap();
+        let options = LoadOptions {
+            dequantize: false,
+            threads: 2,
+            kv_tokens: 256,
+            backend: BackendChoice::Cpu,
+            kv_cache_dtype: KvCacheDtype::Auto,
+            op_profiler: None,
+            lora: vec![adapter],
+            classifier_tokens: Vec::new(),
+        };
+        let err = runner_for(&opened, &options)
+            .err()
+            .expect("an adapter on a LayerNorm model is refused")
+            .to_string();
+        assert!(err.contains("LayerNorm models"), "{arch}: {err}");
+    }
+
     // A PEFT directory that is not LoRA, or replaces whole modules, says so.
     let peft = other.write_peft(&dir.path().join("dora"));
     let config = peft.join("adapter_config.json");
