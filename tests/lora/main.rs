@@ -18,19 +18,23 @@ use common::*;
 use files::*;
 use std::path::Path;
 
-fn runner(model: &Path, lora: Vec<LoraAdapter>) -> Box<dyn Runner> {
-    let opened = open_model(model, false).expect("open model");
-    let opts = LoadOptions {
+/// CPU load options with `lora` attached and room for `kv_tokens`.
+fn cpu_options(lora: Vec<LoraAdapter>, kv_tokens: usize) -> LoadOptions {
+    LoadOptions {
         dequantize: false,
         threads: 2,
-        kv_tokens: 1024,
+        kv_tokens,
         backend: BackendChoice::Cpu,
         kv_cache_dtype: KvCacheDtype::Auto,
         op_profiler: None,
         lora,
         classifier_tokens: Vec::new(),
-    };
-    runner_for(&opened, &opts).expect("build runner")
+    }
+}
+
+fn runner(model: &Path, lora: Vec<LoraAdapter>) -> Box<dyn Runner> {
+    let opened = open_model(model, false).expect("open model");
+    runner_for(&opened, &cpu_options(lora, 1024)).expect("build runner")
 }
 
 const PROMPT: [u32; 7] = [1, 17, 230, 5, 99, 411, 3];
@@ -227,22 +231,10 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
     let other = Lora::random(&gemma, &["self_attn.q_proj"], 2, 4.0, 4);
     let adapter = read_adapter(&other.write_peft(&dir.path().join("gemma"))).unwrap();
     let opened = open_model(&llama, false).unwrap();
-    let err = runner_for(
-        &opened,
-        &LoadOptions {
-            dequantize: false,
-            threads: 2,
-            kv_tokens: 256,
-            backend: BackendChoice::Cpu,
-            kv_cache_dtype: KvCacheDtype::Auto,
-            op_profiler: None,
-            lora: vec![adapter],
-            classifier_tokens: Vec::new(),
-        },
-    )
-    .err()
-    .expect("a misfit adapter is refused")
-    .to_string();
+    let err = runner_for(&opened, &cpu_options(vec![adapter], 256))
+        .err()
+        .expect("a misfit adapter is refused")
+        .to_string();
     assert!(err.contains("blk.0.attn_q"), "{err}");
 
     // LayerNorm models (Cohere's parallel blocks, StarCoder2's) run their blocks unfused,
@@ -252,17 +244,7 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
         let lora = Lora::random(&base, &["self_attn.q_proj"], 2, 4.0, 5);
         let adapter = read_adapter(&lora.write_peft(&dir.path().join(arch))).unwrap();
         let opened = open_model(&base, false).unwrap();
-        let options = LoadOptions {
-            dequantize: false,
-            threads: 2,
-            kv_tokens: 256,
-            backend: BackendChoice::Cpu,
-            kv_cache_dtype: KvCacheDtype::Auto,
-            op_profiler: None,
-            lora: vec![adapter],
-            classifier_tokens: Vec::new(),
-        };
-        let err = runner_for(&opened, &options)
+        let err = runner_for(&opened, &cpu_options(vec![adapter], 256))
             .err()
             .expect("an adapter on a LayerNorm model is refused")
             .to_string();
