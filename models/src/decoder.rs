@@ -253,8 +253,7 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.experts.is_none()
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
-            && !self.spec.parallel_block
-            && !self.spec.layer_norm;
+            && !self.spec.unfused_blocks();
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
                 "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE, \
@@ -362,12 +361,12 @@ impl<B: Backend> DecoderModel<B> {
         let mut pending: Option<B::Tensor> = None;
         for (li, layer) in self.layers.iter().enumerate() {
             let down = pending.take();
-            if s.parallel_block || s.layer_norm {
+            if s.unfused_blocks() {
                 let stream = match &down {
                     Some(d) => b.add(&x, d)?,
                     None => x,
                 };
-                let (stream, out) = self.layer_norm_block(b, li, layer, stream, kv, batch)?;
+                let (stream, out) = self.unfused_block(b, li, layer, stream, kv, batch)?;
                 (x, pending) = (stream, Some(out));
                 continue;
             }
@@ -535,7 +534,7 @@ impl<B: Backend> DecoderModel<B> {
     /// attention, then the FFN, each after its own norm) and parallel blocks (Cohere: one norm
     /// read by both, `x + attn(ln(x)) + mlp(ln(x))`). Returns the stream after the attention
     /// joined it (parallel: as it came) and what the FFN adds to it at the next layer.
-    fn layer_norm_block(
+    fn unfused_block(
         &self,
         b: &B,
         li: usize,
@@ -556,7 +555,7 @@ impl<B: Backend> DecoderModel<B> {
         ) = (&layer.attn_norm, &layer.attention)
         else {
             return Err(ModelError::Config(
-                "a LayerNorm block needs its norm and q/k/v projections".into(),
+                "an unfused block needs its norm and q/k/v projections".into(),
             ));
         };
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
@@ -575,7 +574,7 @@ impl<B: Backend> DecoderModel<B> {
         }
         let stream = b.add(&stream, &o)?;
         let norm = layer.ffn_norm.as_ref().ok_or_else(|| {
-            ModelError::Config("a LayerNorm block needs its norm before the FFN".into())
+            ModelError::Config("an unfused block needs its norm before the FFN".into())
         })?;
         let h = self.norm(b, &stream, norm, layer.ffn_norm_bias.as_ref())?;
         let down = ffn(&h)?;

@@ -268,8 +268,8 @@ pub struct ModelSpec {
     /// RMSNorms of the residual stream before attention and before the FFN (every family but
     /// OLMo 2, which norms only their outputs: `sandwich_norms` without these).
     pub pre_norms: bool,
-    /// The norms are LayerNorms (rows centered, then scaled; no bias) rather than RMSNorms
-    /// (Cohere's Command R). `rms_eps` is their epsilon.
+    /// The norms are LayerNorms (rows centered, then scaled; a bias where `norm_bias`) rather
+    /// than RMSNorms (Cohere's Command R, StarCoder2). `rms_eps` is their epsilon.
     pub layer_norm: bool,
     /// Attention and FFN read the same normed input, and both outputs join the residual
     /// stream at once (Cohere: `x + attn(ln(x)) + mlp(ln(x))`); one norm per layer.
@@ -309,6 +309,12 @@ impl ModelSpec {
     }
     pub fn kv_dim(&self) -> usize {
         self.num_kv_heads * self.head_dim
+    }
+
+    /// Whether the layers run without their norms fused into the products (LayerNorms,
+    /// parallel blocks: the decoder's `unfused_block`), where no LoRA update is added.
+    pub fn unfused_blocks(&self) -> bool {
+        self.layer_norm || self.parallel_block
     }
 
     /// Checks that keep the forward pass from indexing out of range.

@@ -423,8 +423,8 @@ pub async fn start_chat(
         // Kept for the server's reading, not the client's: the answer's wrappers stay out.
         p.hidden_special_tokens = crate::server::reasoning::ANSWER_WRAPPERS
             .iter()
-            .filter(|t| special(t))
             .filter_map(|t| ready.tokenizer.token_id(t))
+            .filter(|&id| ready.tokenizer.is_special(id))
             .collect();
     }
     let top = top_logprobs(&ready.limits, req.logprobs, req.top_logprobs)?;

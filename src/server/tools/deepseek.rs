@@ -6,7 +6,8 @@
 //! DeepSeek-V3.1 the name, then the arguments as they are:
 //! `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}<｜tool▁call▁end｜>`.
 use super::format::{
-    literal, marker, name_first_call_grammar, name_then_args_rules, ParsedCall, WS_RULE,
+    literal, marker, name_first_call_grammar, name_then_args_rules, section_calls, ParsedCall,
+    WS_RULE,
 };
 use serde_json::Value;
 
@@ -40,12 +41,7 @@ impl Layout {
 
     /// The calls in a section's body (between its markers); `None` unless it is only calls.
     pub fn parse(self, body: &str) -> Option<Vec<ParsedCall>> {
-        let mut calls = Vec::new();
-        let mut rest = body.trim_start();
-        while !rest.is_empty() {
-            let (head, after) = rest.strip_prefix(CALL_BEGIN)?.split_once(SEP)?;
-            // A model that stops right after the arguments still made the call.
-            let (call, after) = after.split_once(CALL_END).unwrap_or((after, ""));
+        section_calls(body, (CALL_BEGIN, SEP, CALL_END), |head, call| {
             let (name, arguments) = match self {
                 Layout::Fenced if head.trim() == CALL_TYPE => {
                     let (name, fenced) = call.split_once('\n')?;
@@ -61,18 +57,8 @@ impl Layout {
                 Layout::Fenced => return None,
                 Layout::Bare => (head, call),
             };
-            let name = name.trim();
-            let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
-            if name.is_empty() || name.contains(['<', '>', '\n', ' ']) || !arguments.is_object() {
-                return None;
-            }
-            calls.push(ParsedCall {
-                name: name.to_string(),
-                arguments: serde_json::to_string(&arguments).ok()?,
-            });
-            rest = after.trim_start();
-        }
-        (!calls.is_empty()).then_some(calls)
+            Some((name.trim(), arguments))
+        })
     }
 
     /// What a demanded call's answer starts with: the section and a call opened, up to the

@@ -616,6 +616,35 @@ pub(crate) fn call_alternatives(
     Ok(lark)
 }
 
+/// The calls of a section's body that is nothing but `call_begin` HEAD `separator` CALL
+/// `call_end` blocks (Kimi's, DeepSeek's; the last may stop before its `call_end`: a model
+/// that stops right after the arguments still made the call). `read` takes a block's head and
+/// call to the function's name and its arguments' JSON text; `None` unless every block reads
+/// as a plausible name and a JSON object.
+pub(crate) fn section_calls<'a>(
+    body: &'a str,
+    (call_begin, separator, call_end): (&str, &str, &str),
+    read: impl Fn(&'a str, &'a str) -> Option<(&'a str, &'a str)>,
+) -> Option<Vec<ParsedCall>> {
+    let mut calls = Vec::new();
+    let mut rest = body.trim_start();
+    while !rest.is_empty() {
+        let (head, after) = rest.strip_prefix(call_begin)?.split_once(separator)?;
+        let (call, after) = after.split_once(call_end).unwrap_or((after, ""));
+        let (name, arguments) = read(head, call)?;
+        let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
+        if name.is_empty() || name.contains(['<', '>', '\n', ' ']) || !arguments.is_object() {
+            return None;
+        }
+        calls.push(ParsedCall {
+            name: name.to_string(),
+            arguments: serde_json::to_string(&arguments).ok()?,
+        });
+        rest = after.trim_start();
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
 /// Lark's optional whitespace between a section's calls and markers.
 pub(crate) const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
 

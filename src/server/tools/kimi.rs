@@ -4,7 +4,8 @@
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
 use super::format::{
-    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall, WS_RULE,
+    args_rule, call_alternatives, literal, marker, name_first_call_grammar, section_calls,
+    ParsedCall, WS_RULE,
 };
 use serde_json::Value;
 
@@ -17,35 +18,20 @@ const ID_PREFIX: &str = "functions.";
 
 /// The calls in a section's body (between its markers); `None` unless it is only calls.
 pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
-    let mut calls = Vec::new();
-    let mut rest = body.trim_start();
-    while !rest.is_empty() {
-        let (id, after) = rest.strip_prefix(CALL_BEGIN)?.split_once(ARGUMENTS_BEGIN)?;
-        // A model that stops right after the arguments still made the call.
-        let (arguments, after) = after.split_once(CALL_END).unwrap_or((after, ""));
-        let name = function_name(id.trim())?;
-        let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
-        if !arguments.is_object() {
-            return None;
-        }
-        calls.push(ParsedCall {
-            name: name.to_string(),
-            arguments: serde_json::to_string(&arguments).ok()?,
-        });
-        rest = after.trim_start();
-    }
-    (!calls.is_empty()).then_some(calls)
+    section_calls(
+        body,
+        (CALL_BEGIN, ARGUMENTS_BEGIN, CALL_END),
+        |id, arguments| Some((function_name(id.trim()), arguments)),
+    )
 }
 
 /// `functions.NAME:3` -> `NAME` (the prefix and the index are each optional).
-fn function_name(id: &str) -> Option<&str> {
+fn function_name(id: &str) -> &str {
     let id = id.strip_prefix(ID_PREFIX).unwrap_or(id);
-    let name = match id.rsplit_once(':') {
+    match id.rsplit_once(':') {
         Some((name, index)) if index.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => id,
-    };
-    let plausible = !name.is_empty() && !name.contains(['<', '>', '\n', ' ']);
-    plausible.then_some(name)
+    }
 }
 
 /// What a demanded call's answer starts with: the section and a call opened, up to the
