@@ -4,7 +4,7 @@
 //! Cohere `rotate_half` takes even and odd dimensions, as llama.cpp's "normal" RoPE), tied
 //! embeddings and logits multiplied by `logit_scale`. `cohere2` runs three sliding-window layers
 //! to one global, and only the sliding ones rotate: the global layers attend without RoPE.
-use super::{base_from_gguf, base_from_hf, sliding_pattern};
+use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf, sliding_pattern};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec};
@@ -93,9 +93,7 @@ fn gguf_common(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
     let a = g.architecture()?;
     // Cohere's GGUFs keep HF's interleaved q/k rows: no permutation to undo.
     let mut spec = base_from_gguf(g, arch, RopeStyle::Interleaved)?;
-    spec.rms_eps = g
-        .get_f64(&format!("{a}.attention.layer_norm_epsilon"))
-        .map_or(DEFAULT_EPS, |e| e as f32);
+    spec.rms_eps = layer_norm_eps_from_gguf(g)?;
     let logit_scale = g
         .get_f64(&format!("{a}.logit_scale"))
         .map_or(DEFAULT_LOGIT_SCALE, |s| s as f32);

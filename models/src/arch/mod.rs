@@ -170,6 +170,13 @@ pub(crate) fn rotary_dim_from_gguf(g: &GgufFile, head_dim: usize) -> Result<Opti
     Ok(g.get_usize(&key).filter(|&r| r != head_dim))
 }
 
+/// A LayerNorm model's epsilon in a GGUF: llama.cpp's `{arch}.attention.layer_norm_epsilon`,
+/// else 1e-5 (the default of transformers' LayerNorms, Cohere's and StarCoder2's configs).
+pub(crate) fn layer_norm_eps_from_gguf(g: &GgufFile) -> Result<f32> {
+    let key = format!("{}.attention.layer_norm_epsilon", g.architecture()?);
+    Ok(g.get_f64(&key).map_or(1e-5, |e| e as f32))
+}
+
 /// Leave out the multi-token-prediction layers a GLM GGUF counts in its blocks
 /// (`nextn_predict_layers`, kept at the end): they are not run.
 pub(crate) fn skip_prediction_layers(spec: &mut ModelSpec, g: &GgufFile) -> Result<()> {

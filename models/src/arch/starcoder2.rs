@@ -1,7 +1,7 @@
 //! StarCoder2 (`starcoder2`): pre-norm blocks of LayerNorms with biases, biases on every
 //! projection, an ungated MLP (`c_fc`, tanh-GELU, `c_proj`), NeoX RoPE and, in the released
 //! checkpoints, a sliding window on every layer.
-use super::{base_from_gguf, base_from_hf};
+use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec};
@@ -39,9 +39,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// one the file states is taken, as transformers runs the checkout.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Starcoder2, RopeStyle::Neox)?;
-    spec.rms_eps = g
-        .get_f64("starcoder2.attention.layer_norm_epsilon")
-        .map_or(DEFAULT_EPS, |e| e as f32);
+    spec.rms_eps = layer_norm_eps_from_gguf(g)?;
     if let Some(w) = g
         .get_usize("starcoder2.attention.sliding_window")
         .filter(|&w| w > 0)
