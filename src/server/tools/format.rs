@@ -649,9 +649,9 @@ pub(crate) fn section_calls<'a>(
 pub(crate) const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
 
 /// The grammar after a demanded call's prefix, for the formats that write the name before
-/// the arguments (Kimi's, DeepSeek's, Mistral's `[ARGS]`): the arguments of `function` (the
-/// prefix named it) or one call to any of `functions` (the `call` rules `rules` writes), then
-/// `end` (lark items, maybe none); `extra` rules go with both.
+/// the arguments (Kimi's, DeepSeek's, Mistral's `[ARGS]`, functionary's): the arguments of
+/// `function` (the prefix named it) or one call to any of `functions` (the `call` rules
+/// `rules` writes), then `end` (lark items, maybe none); `extra` rules go with both.
 pub(crate) fn name_first_call_grammar(
     functions: &[(String, Value)],
     function: Option<&str>,

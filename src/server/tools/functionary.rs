@@ -1,7 +1,7 @@
 //! Functionary v3.1's tool calls (MeetKai's Llama 3.1 fine-tune; vLLM's `llama3_json` does not
 //! read them): `<function=NAME>{...}</function>`, one block per call, the arguments' JSON
 //! between the name's `>` and the closing tag.
-use super::format::{args_rule, call_alternatives, function_index, literal, ParsedCall};
+use super::format::{literal, name_first_call_grammar, name_then_args_rules, ParsedCall};
 use serde_json::Value;
 
 pub const OPEN: &str = "<function=";
@@ -34,26 +34,9 @@ pub fn call_grammar(
     functions: &[(String, Value)],
     function: Option<&str>,
 ) -> Result<String, String> {
-    let close = literal(CLOSE);
-    match function {
-        Some(name) => {
-            let i = function_index(functions, name)?;
-            Ok(format!(
-                "start: args_{i} {close}\n{}",
-                args_rule(i, &functions[i].1)?
-            ))
-        }
-        None => {
-            let calls = call_alternatives(functions, |i, name, params| {
-                Ok(format!(
-                    "call_{i}: {} args_{i}\n{}",
-                    literal(&format!("{name}>")),
-                    args_rule(i, params)?
-                ))
-            })?;
-            Ok(format!("start: call {close}\n{calls}"))
-        }
-    }
+    name_first_call_grammar(functions, function, &literal(CLOSE), "", || {
+        name_then_args_rules(functions, &literal(">"))
+    })
 }
 
 #[cfg(test)]
