@@ -2,6 +2,7 @@
 //! the other backends are checked against; and (feature `cuda`) the PTX of the CUDA kernels.
 pub mod activation;
 pub mod attention;
+pub mod conv;
 pub mod cuda_ptx;
 pub mod encoder;
 pub mod encoder_attention;

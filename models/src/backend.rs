@@ -8,6 +8,8 @@ use crate::batch::SeqAttention;
 use crate::error::Result;
 use crate::kv_rows::KvRows;
 use crate::projection::{run_linear_job, split_heads, LinearJob, NormedInput};
+use crate::short_conv::short_conv_via_rows;
+pub use crate::short_conv::{ConvTaps, ShortConvWeights};
 use crate::weights::HostWeight;
 
 /// Facts about a device, for logs, `candor devices` and benchmark fingerprints.
@@ -351,6 +353,19 @@ pub trait Backend: Send + Sync + 'static {
         block_size: usize,
         params: &AttentionParams,
     ) -> Result<Self::Tensor>;
+    /// A short-convolution layer's outputs (`[tokens, width]`, LFM2): each token's `kernel`
+    /// taps read from the cache (`kv_write` put this step's inputs there first; see
+    /// `short_conv`), weighted per channel. The default reads the tapped rows back to the host
+    /// (`read_kv_rows`) and convolves there: right on every backend that can read its cache's
+    /// rows, at a round trip per layer and step where the device has no kernel of its own.
+    fn short_conv(
+        &self,
+        cache: &Self::KvCache,
+        taps: &ConvTaps<'_>,
+        w: &ShortConvWeights,
+    ) -> Result<Self::Tensor> {
+        short_conv_via_rows(self, cache, taps, w)
+    }
     /// `act(gate) * up`.
     fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
     /// The RMSNorm of `x` (with `residual`: of `x + residual`) by `norm`, times `w` (+ `bias`):

@@ -13,7 +13,8 @@ use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
 use crate::rope::rope_spec;
-use crate::spec::ModelSpec;
+use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
+use crate::spec::{Arch, ModelSpec};
 use crate::weights::names::layer;
 use crate::weights::WeightSource;
 
@@ -36,6 +37,8 @@ struct Layer<B: Backend> {
     attn: AttentionParams,
     /// Index into `DecoderModel::ropes`.
     rope: usize,
+    /// Where the layer's rows start in the paged cache (`ModelSpec::cache_layers`).
+    cache_layer: usize,
 }
 
 /// How a layer makes its queries, keys and values.
@@ -51,6 +54,8 @@ pub(crate) enum Attention<B: Backend> {
     },
     /// DeepSeek's latent attention.
     Latent(Box<LatentAttentionWeights<B>>),
+    /// No attention: LFM2's gated short convolution (its `out_proj` is the layer's `wo`).
+    ShortConv(Box<ShortConvLayer<B>>),
 }
 
 /// What one forward pass computed.
@@ -100,7 +105,13 @@ impl<B: Backend> DecoderModel<B> {
         );
         let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
-        let final_norm = ld.norm("output_norm.weight", h)?;
+        // LFM2's GGUFs name the norm after the last layer as llama.cpp does for that model
+        // (`token_embd_norm`, its checkouts' `embedding_norm`).
+        let final_norm_name = match src.contains("output_norm.weight") {
+            false if spec.arch == Arch::Lfm2 => "token_embd_norm.weight",
+            _ => "output_norm.weight",
+        };
+        let final_norm = ld.norm(final_norm_name, h)?;
         let norm_bias = |name: &str| match spec.norm_bias {
             true => ld.weight(name, &[h]).map(Some),
             false => Ok(None),
@@ -137,8 +148,10 @@ impl<B: Backend> DecoderModel<B> {
             }
         };
 
+        let cache_layers = spec.cache_layers();
         let mut layers = Vec::with_capacity(spec.num_layers);
         for l in 0..spec.num_layers {
+            let conv = spec.short_conv.as_ref().is_some_and(|c| c.layers[l]);
             let n = |s: &str| layer(l, s);
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
                 (
@@ -149,6 +162,10 @@ impl<B: Backend> DecoderModel<B> {
                 (None, None)
             };
             let (attention, wo) = match spec.latent_attention {
+                _ if conv => (
+                    Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
+                    ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
+                ),
                 Some(_) => (
                     Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
                     LatentAttentionWeights::load_output(&ld, l, &spec)?,
@@ -178,7 +195,10 @@ impl<B: Backend> DecoderModel<B> {
                 },
                 attention,
                 wo,
-                wo_bias: ld.opt_weight(&n("attn_output.bias"), &[h])?,
+                wo_bias: match conv {
+                    true => ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?,
+                    false => ld.opt_weight(&n("attn_output.bias"), &[h])?,
+                },
                 post_attn_norm,
                 // A parallel block's FFN reads the attention's normed input.
                 ffn_norm: match spec.pre_norms && !spec.parallel_block {
@@ -203,6 +223,7 @@ impl<B: Backend> DecoderModel<B> {
                 } else {
                     0
                 },
+                cache_layer: cache_layers.first[l],
             });
         }
         Ok(DecoderModel {
@@ -253,11 +274,12 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.experts.is_none()
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
+            && self.spec.short_conv.is_none()
             && !self.spec.unfused_blocks();
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
                 "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE, \
-                 post-norm-only or LayerNorm models are not supported"
+                 post-norm-only, LayerNorm or short-convolution models are not supported"
                     .into(),
             ));
         }
@@ -301,6 +323,7 @@ impl<B: Backend> DecoderModel<B> {
                 let attention = match &l.attention {
                     Attention::Heads { qkv, .. } => qkv.is_joined() as usize,
                     Attention::Latent(a) => a.joined_groups(),
+                    Attention::ShortConv(c) => c.is_joined() as usize,
                 };
                 attention + l.ffn.is_joined() as usize
             })
@@ -308,20 +331,20 @@ impl<B: Backend> DecoderModel<B> {
     }
 
     pub fn kv_cache_spec(&self, num_blocks: usize, block_size: usize) -> KvCacheSpec {
+        let cache_layers = self.spec.cache_layers();
+        let mut key_offsets = vec![None; cache_layers.total];
+        for l in &self.layers {
+            if let Attention::Heads { k_offset, .. } = &l.attention {
+                key_offsets[l.cache_layer].clone_from(k_offset);
+            }
+        }
         KvCacheSpec {
-            num_layers: self.spec.num_layers,
+            num_layers: cache_layers.total,
             num_blocks,
             block_size,
             num_kv_heads: self.spec.num_kv_heads,
             head_dim: self.spec.head_dim,
-            key_offsets: self
-                .layers
-                .iter()
-                .map(|l| match &l.attention {
-                    Attention::Heads { k_offset, .. } => k_offset.clone(),
-                    Attention::Latent(_) => None,
-                })
-                .collect(),
+            key_offsets,
         }
     }
 
@@ -352,6 +375,11 @@ impl<B: Backend> DecoderModel<B> {
             }
             None => None,
         };
+        // Every short-convolution layer reads the same positions (its own cache layers).
+        let conv_taps = match &s.short_conv {
+            Some(c) => Some(conv_taps(batch, c.kernel)?),
+            None => None,
+        };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;
@@ -366,11 +394,44 @@ impl<B: Backend> DecoderModel<B> {
                     Some(d) => b.add(&x, d)?,
                     None => x,
                 };
-                let (stream, out) = self.unfused_block(b, li, layer, stream, kv, batch)?;
+                let (stream, out) = self.unfused_block(b, layer, stream, kv, batch)?;
                 (x, pending) = (stream, Some(out));
                 continue;
             }
-            let kv_write = self.kv_write(li, layer, batch, kv);
+            let kv_write = self.kv_write(layer, batch, kv);
+            if let (Attention::ShortConv(conv), Some((slots, index))) =
+                (&layer.attention, &conv_taps)
+            {
+                let norm = layer.attn_norm.as_ref().ok_or_else(|| {
+                    ModelError::Config("a short convolution needs its norm before it".into())
+                })?;
+                let input = NormedInput {
+                    x: down.as_ref().unwrap_or(&x),
+                    residual: down.as_ref().map(|_| &x),
+                    norm,
+                    eps,
+                };
+                let taps = ConvTaps {
+                    first_layer: layer.cache_layer,
+                    layers: s.conv_cache_span(),
+                    slots,
+                    index,
+                };
+                let heads = (s.num_kv_heads, s.head_dim);
+                let (stream, mixed) = conv.mix(b, &input, kv_write, taps, heads)?;
+                let o = b.linear(&mixed, &layer.wo, layer.wo_bias.as_ref())?;
+                let ffn_in = NormedInput {
+                    x: &o,
+                    residual: Some(&stream),
+                    norm: layer.ffn_norm.as_ref().ok_or_else(|| {
+                        ModelError::Config("a short convolution needs an FFN norm".into())
+                    })?,
+                    eps,
+                };
+                let (stream, down) = normed_ffn(b, s, li, &layer.ffn, lora.as_ref(), &ffn_in)?;
+                (x, pending) = (stream, Some(down));
+                continue;
+            }
             let (stream, q) = match (&layer.attn_norm, &layer.attention) {
                 (Some(norm), attention) => {
                     let attn_in = NormedInput {
@@ -399,6 +460,7 @@ impl<B: Backend> DecoderModel<B> {
                             &attn_in,
                             kv_write,
                         )?,
+                        Attention::ShortConv(_) => return Err(conv_without_taps()),
                     }
                 }
                 // No norm before attention (OLMo 2): the projections read the stream itself.
@@ -424,10 +486,17 @@ impl<B: Backend> DecoderModel<B> {
                         "latent attention without a norm before it is not supported".into(),
                     ))
                 }
+                (None, Attention::ShortConv(_)) => return Err(conv_without_taps()),
             };
             x = stream;
-            let mut attn =
-                b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+            let mut attn = b.paged_attention(
+                &q,
+                kv,
+                layer.cache_layer,
+                &batch.seqs,
+                batch.block_size,
+                &layer.attn,
+            )?;
             if let Attention::Latent(latent) = &layer.attention {
                 attn = latent.attention_output(b, attn)?;
             }
@@ -498,10 +567,9 @@ impl<B: Backend> DecoderModel<B> {
         Ok(StepOutputs { logits, hidden })
     }
 
-    /// Where layer `li`'s rotated keys and values go in this batch.
+    /// Where a layer's rotated keys and values (or convolution inputs) go in this batch.
     fn kv_write<'a>(
         &'a self,
-        li: usize,
         layer: &Layer<B>,
         batch: &'a FlatBatch,
         kv: &'a mut B::KvCache,
@@ -510,7 +578,7 @@ impl<B: Backend> DecoderModel<B> {
             positions: &batch.positions,
             rope: &self.ropes[layer.rope],
             cache: kv,
-            layer: li,
+            layer: layer.cache_layer,
             slots: &batch.slots,
         }
     }
@@ -537,7 +605,6 @@ impl<B: Backend> DecoderModel<B> {
     fn unfused_block(
         &self,
         b: &B,
-        li: usize,
         layer: &Layer<B>,
         stream: B::Tensor,
         kv: &mut B::KvCache,
@@ -561,8 +628,15 @@ impl<B: Backend> DecoderModel<B> {
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
         let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
-        let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(li, layer, batch, kv))?;
-        let attn = b.paged_attention(&q, kv, li, &batch.seqs, batch.block_size, &layer.attn)?;
+        let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
+        let attn = b.paged_attention(
+            &q,
+            kv,
+            layer.cache_layer,
+            &batch.seqs,
+            batch.block_size,
+            &layer.attn,
+        )?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
@@ -580,6 +654,11 @@ impl<B: Backend> DecoderModel<B> {
         let down = ffn(&h)?;
         Ok((stream, down))
     }
+}
+
+/// A short-convolution layer met where none was planned for (the spec names none).
+fn conv_without_taps() -> ModelError {
+    ModelError::Config("a short convolution in a model without short convolutions".into())
 }
 
 /// RoPE that leaves every pair as it is (all frequencies 0: cos 1, sin 0), for the layers

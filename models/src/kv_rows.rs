@@ -80,6 +80,39 @@ impl KvRows {
         }
         spec.check_slots(slots)
     }
+
+    /// Layer `layer`'s K and V rows widened to f32, as stored (keys shifted by the layer's
+    /// offset where a q8_0 cache has one): what a host reads back of a device's cache.
+    pub fn layer_values(&self, layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (k, v) = self
+            .layers
+            .get(layer)
+            .ok_or_else(|| refused(format!("no layer {layer} of {}", self.layers.len())))?;
+        Ok((widen(&self.encoding, k)?, widen(&self.encoding, v)?))
+    }
+}
+
+/// Little-endian elements of `encoding` as f32 values.
+fn widen(encoding: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+    use half::{bf16, f16};
+    let pairs = || bytes.chunks_exact(2).map(|b| [b[0], b[1]]);
+    Ok(match encoding {
+        "f32" => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        "f16" => pairs().map(|b| f16::from_le_bytes(b).to_f32()).collect(),
+        "bf16" => pairs().map(|b| bf16::from_le_bytes(b).to_f32()).collect(),
+        // Blocks of an f16 scale and 32 signed bytes (the CPU cache's `KvQ8`).
+        "q8_0" => bytes
+            .chunks_exact(34)
+            .flat_map(|b| {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                b[2..].iter().map(move |&q| d * q as i8 as f32)
+            })
+            .collect(),
+        other => return Err(refused(format!("no reading of {other} rows as values"))),
+    })
 }
 
 /// `slots` as runs of consecutive slots, `(first, count)`, in order: a sequence's slots run
@@ -130,6 +163,36 @@ mod tests {
             num_kv_heads: 1,
             head_dim: 2,
             key_offsets: vec![],
+        }
+    }
+
+    #[test]
+    fn layer_values_widen_every_encoding() {
+        let half = |x: f32| half::f16::from_f32(x).to_le_bytes();
+        let mut q8 = half(0.5).to_vec();
+        q8.extend((0..32).map(|i| (i as i8 - 16) as u8));
+        for (encoding, bytes, want) in [
+            ("f32", 1.5f32.to_le_bytes().to_vec(), vec![1.5]),
+            ("f16", half(-2.25).to_vec(), vec![-2.25]),
+            (
+                "bf16",
+                half::bf16::from_f32(3.0).to_le_bytes().to_vec(),
+                vec![3.0],
+            ),
+            (
+                "q8_0",
+                q8,
+                (0..32).map(|i| (i as f32 - 16.0) * 0.5).collect(),
+            ),
+        ] {
+            let rows = KvRows {
+                encoding: encoding.into(),
+                row_bytes: bytes.len(),
+                layers: vec![(bytes.clone(), bytes)],
+            };
+            let (k, v) = rows.layer_values(0).unwrap();
+            assert_eq!((&k, &v), (&want, &want), "{encoding}");
+            assert!(rows.layer_values(1).is_err());
         }
     }
 

@@ -24,6 +24,7 @@ pub mod py_json;
 mod py_repr;
 pub mod rope;
 pub mod sentence_transformers;
+pub mod short_conv;
 pub mod spec;
 pub mod static_embedding;
 pub mod tokenizer;

@@ -53,6 +53,9 @@ pub enum Arch {
     Cohere2,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
+    /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
+    /// attention; the others are llama's with per-head q/k norms.
+    Lfm2,
     /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
     /// classifiers, no generation (`crate::encoder`).
     Bert,
@@ -97,6 +100,7 @@ impl Arch {
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
             Arch::Starcoder2 => "starcoder2",
+            Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",
@@ -189,6 +193,18 @@ impl LatentAttention {
     pub fn qk_head_dim(&self) -> usize {
         self.qk_nope_head_dim + self.qk_rope_head_dim
     }
+}
+
+/// LFM2's gated short convolutions: `out(C · conv(B · x))` with B, C and x one product of
+/// the normed stream (`in_proj`, `[3 × hidden, hidden]`) and `conv` a causal depthwise
+/// convolution over the last `kernel` tokens (HF `conv_L_cache`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShortConv {
+    /// Per layer, whether it runs the convolution (the others attend).
+    pub layers: Vec<bool>,
+    pub kernel: usize,
+    /// `in_proj`, the convolution and `out_proj` have biases (HF `conv_bias`).
+    pub bias: bool,
 }
 
 /// How a router turns its logits into expert scores.
@@ -299,6 +315,8 @@ pub struct ModelSpec {
     /// and `num_kv_heads` are then the cache's: every head, `max(qk, v)` wide.
     pub latent_attention: Option<LatentAttention>,
     pub experts: Option<MixtureOfExperts>,
+    /// Layers that mix tokens by a gated short convolution instead of attention (LFM2).
+    pub short_conv: Option<ShortConv>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -309,6 +327,35 @@ impl ModelSpec {
     }
     pub fn kv_dim(&self) -> usize {
         self.num_kv_heads * self.head_dim
+    }
+
+    /// Where each layer's rows go in the paged cache, and how many cache layers there are. An
+    /// attention layer's keys and values take one cache layer; a short-convolution layer keeps
+    /// each token's convolution input (`hidden_size` values) in the K and V halves of as many
+    /// cache layers as it fills, so its state lives by position beside the keys: prefix
+    /// sharing, copy-on-write, speculative rollback and slot saves treat it as they treat keys.
+    pub fn cache_layers(&self) -> CacheLayers {
+        let conv = |l: usize| {
+            self.short_conv
+                .as_ref()
+                .is_some_and(|c| c.layers.get(l) == Some(&true))
+        };
+        let mut first = Vec::with_capacity(self.num_layers);
+        let mut total = 0;
+        for l in 0..self.num_layers {
+            first.push(total);
+            total += match conv(l) {
+                true => self.conv_cache_span(),
+                false => 1,
+            };
+        }
+        CacheLayers { first, total }
+    }
+
+    /// Cache layers one short-convolution layer's inputs fill: `hidden_size` values in halves
+    /// of `kv_dim`.
+    pub fn conv_cache_span(&self) -> usize {
+        self.hidden_size.div_ceil(2 * self.kv_dim().max(1))
     }
 
     /// Whether the layers run without their norms fused into the products (LayerNorms,
@@ -408,6 +455,29 @@ impl ModelSpec {
         if let Some(m) = &self.experts {
             m.validate(self.num_layers)?;
         }
+        if let Some(c) = &self.short_conv {
+            let plain = self.pre_norms
+                && !self.sandwich_norms
+                && self.latent_attention.is_none()
+                && !self.unfused_blocks();
+            if c.layers.len() != self.num_layers || c.kernel == 0 || !plain {
+                return bad(format!(
+                    "short convolutions: {} layer flags for {} layers, a kernel of {}, \
+                     pre-norm RMSNorm blocks only",
+                    c.layers.len(),
+                    self.num_layers,
+                    c.kernel
+                ));
+            }
+            if !self.hidden_size.is_multiple_of(self.kv_dim()) {
+                // Its cache rows are whole K / V rows of the attention layers' width.
+                return bad(format!(
+                    "short convolutions over {} channels in cache rows of {}",
+                    self.hidden_size,
+                    self.kv_dim()
+                ));
+            }
+        }
         if let Some(a) = &self.latent_attention {
             // The cache holds every head expanded, or the latent once (one KV head).
             let expanded = (self.num_heads, a.qk_head_dim().max(a.v_head_dim));
@@ -427,6 +497,13 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+/// `ModelSpec::cache_layers`: each layer's first cache layer, and the cache's layer count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLayers {
+    pub first: Vec<usize>,
+    pub total: usize,
 }
 
 impl MixtureOfExperts {

@@ -26,14 +26,27 @@ pub struct KvShape {
 }
 
 impl KvShape {
-    /// The cache of a model whose backend stores `element_bytes` per K or V value.
+    /// The cache of a model whose backend stores `element_bytes` per K or V value. A short-
+    /// convolution layer (LFM2) keeps its inputs in the K and V halves of cache layers of its
+    /// own (`ModelSpec::cache_layers`) and a step reads `kernel` positions of them: each is
+    /// a layer with a window of `kernel` here.
     pub fn of_model(spec: &ModelSpec, element_bytes: f64) -> Self {
+        let cache = spec.cache_layers();
+        let mut layer_windows = vec![None; cache.total];
+        for (l, &first) in cache.first.iter().enumerate() {
+            let end = cache.first.get(l + 1).copied().unwrap_or(cache.total);
+            let window = match &spec.short_conv {
+                Some(c) if c.layers.get(l) == Some(&true) => Some(c.kernel),
+                _ => spec.layer_windows.get(l).copied().flatten(),
+            };
+            layer_windows[first..end].fill(window);
+        }
         KvShape {
-            layers: spec.num_layers,
+            layers: cache.total,
             kv_heads: spec.num_kv_heads,
             head_dim: spec.head_dim,
             element_bytes,
-            layer_windows: spec.layer_windows.clone(),
+            layer_windows,
         }
     }
 
@@ -99,6 +112,26 @@ mod tests {
             })
             .sum();
         total as f64 / n as f64
+    }
+
+    /// LFM2's convolutions: 96 channels in cache rows of 2 x 16 fill two cache layers each, and
+    /// a step reads three positions of them (the kernel); the attention layer reads them all.
+    #[test]
+    fn short_convolutions_read_their_kernel_of_positions() {
+        let cfg = serde_json::json!({
+            "model_type": "lfm2", "vocab_size": 64, "hidden_size": 96, "num_hidden_layers": 3,
+            "num_attention_heads": 6, "num_key_value_heads": 2, "block_ff_dim": 96,
+            "layer_types": ["conv", "full_attention", "conv"],
+        });
+        let spec =
+            candor_models::arch::lfm2::from_hf(&candor_models::spec::HfConfig(&cfg)).unwrap();
+        let kv = KvShape::of_model(&spec, 2.0);
+        assert_eq!(kv.layers, 5);
+        assert_eq!(kv.layer_windows, [Some(3), Some(3), None, Some(3), Some(3)]);
+        kv.check().unwrap();
+        let per_position = 2.0 * 32.0 * 2.0;
+        let want = (4.0 * 3.0 + mean_keys(100, 10, None)) * per_position;
+        assert!((kv.decode_bytes_per_sequence(100, 10) - want).abs() < 1e-6);
     }
 
     #[test]

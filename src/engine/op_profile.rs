@@ -12,8 +12,8 @@
 //! (batch building, uploads of block tables, sampling). Switched off, the wrapper costs one
 //! atomic load per op.
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, QkvHeads, RopeKvWrite,
-    RopeSpec,
+    Activation, AttentionParams, Backend, ConvTaps, DeviceInfo, KvCacheSpec, OpDesc, QkvHeads,
+    RopeKvWrite, RopeSpec, ShortConvWeights,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
@@ -229,6 +229,15 @@ impl<B: Backend> Backend for Profiled<B> {
         eps: f32,
     ) -> Result<Self::Tensor> {
         self.timed(op("layer_norm"), |b| b.layer_norm(x, w, bias, eps))
+    }
+
+    fn short_conv(
+        &self,
+        cache: &Self::KvCache,
+        taps: &ConvTaps<'_>,
+        w: &ShortConvWeights,
+    ) -> Result<Self::Tensor> {
+        self.timed(op("short_conv"), |b| b.short_conv(cache, taps, w))
     }
 
     fn add_rms_norm(

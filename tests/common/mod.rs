@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 32] = [
+pub const TINY_ARCHS: [&str; 33] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -43,6 +43,7 @@ pub const TINY_ARCHS: [&str; 32] = [
     "cohere",
     "cohere2",
     "starcoder2",
+    "lfm2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -11,6 +11,7 @@ pub mod glm4_moe;
 pub mod gpt_oss;
 pub mod granite;
 pub mod hunyuan_dense;
+pub mod lfm2;
 pub mod llama;
 pub mod mistral;
 pub mod olmo2;
@@ -61,6 +62,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "cohere" => cohere::from_hf(&c)?,
         "cohere2" => cohere::cohere2_from_hf(&c)?,
         "starcoder2" => starcoder2::from_hf(&c)?,
+        "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
         "hunyuan_v1_dense" => hunyuan_dense::from_hf(&c)?,
@@ -97,6 +99,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "command-r" => cohere::from_gguf(g)?,
         "cohere2" => cohere::cohere2_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
+        "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
         "hunyuan-dense" => hunyuan_dense::from_gguf(g)?,
@@ -281,6 +284,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         rotary_dim: None,
         latent_attention: None,
         experts: None,
+        short_conv: None,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -392,6 +396,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         rotary_dim: None,
         latent_attention: None,
         experts: None,
+        short_conv: None,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })

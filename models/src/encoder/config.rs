@@ -221,6 +221,7 @@ impl EncoderConfig {
             rotary_dim: None,
             latent_attention: None,
             experts: None,
+            short_conv: None,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

@@ -254,6 +254,23 @@ impl GgufFile {
             .ok_or_else(|| self.bad(&format!("missing or non-integer metadata `{key}`")))
     }
 
+    /// An array of non-negative integers (llama.cpp's per-layer values, e.g. LFM2's
+    /// `attention.head_count_kv`: 0 for its layers without attention).
+    pub fn get_usize_array(&self, key: &str) -> Option<Vec<usize>> {
+        let Some(Value::Array(a)) = self.metadata().get(key) else {
+            return None;
+        };
+        a.iter()
+            .map(|v| {
+                v.to_u64()
+                    .ok()
+                    .or_else(|| v.to_i64().ok().and_then(|i| u64::try_from(i).ok()))
+                    .or_else(|| v.to_i32().ok().and_then(|i| u64::try_from(i).ok()))
+                    .map(|u| u as usize)
+            })
+            .collect()
+    }
+
     pub fn array_len(&self, key: &str) -> Option<usize> {
         match self.metadata().get(key) {
             Some(Value::Array(a)) => Some(a.len()),

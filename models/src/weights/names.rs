@@ -51,6 +51,10 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("attn_qkv", _) => "self_attn.qkv_proj",
         ("ffn_gate_up", _) => "mlp.gate_up_proj",
         ("attn_output", _) => "self_attn.o_proj",
+        // LFM2's short convolutions (llama.cpp's names).
+        ("shortconv.in_proj", _) => "conv.in_proj",
+        ("shortconv.conv", _) => "conv.conv",
+        ("shortconv.out_proj", _) => "conv.out_proj",
         // DeepSeek's latent attention (llama.cpp's deepseek2 names).
         ("attn_q_a", _) => "self_attn.q_a_proj",
         ("attn_q_a_norm", _) => "self_attn.q_a_layernorm",
@@ -107,6 +111,29 @@ pub fn hunyuan_hf(hf: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{head}.self_attn.{rest}"))
+}
+
+/// LFM2's HF name of a tensor `to_hf` names the llama way: its norms (`operator_norm`,
+/// `ffn_norm`, the last one `embedding_norm`), q/k norms (`q_layernorm`), output product
+/// (`out_proj`) and FFN (`feed_forward.w1` / `w3` / `w2`).
+pub fn lfm2_hf(hf: &str) -> Option<String> {
+    if let Some(suffix) = hf.strip_prefix("model.norm.") {
+        return Some(format!("model.embedding_norm.{suffix}"));
+    }
+    let (l, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
+    let (part, suffix) = rest.rsplit_once('.')?;
+    let lfm2 = match part {
+        "input_layernorm" => "operator_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_norm" => "self_attn.q_layernorm",
+        "self_attn.k_norm" => "self_attn.k_layernorm",
+        "self_attn.o_proj" => "self_attn.out_proj",
+        "mlp.gate_proj" => "feed_forward.w1",
+        "mlp.up_proj" => "feed_forward.w3",
+        "mlp.down_proj" => "feed_forward.w2",
+        _ => return None,
+    };
+    Some(format!("model.layers.{l}.{lfm2}.{suffix}"))
 }
 
 /// StarCoder2's HF name of an ungated MLP's projection, which `to_hf` names the llama way
@@ -177,6 +204,32 @@ fn expert_to_hf(part: &str, suffix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_lfm2_names_to_its_checkouts() {
+        let hf = |name: &str| lfm2_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        assert_eq!(
+            hf("blk.2.attn_norm.weight").as_deref(),
+            Some("model.layers.2.operator_norm.weight")
+        );
+        assert_eq!(
+            hf("blk.0.ffn_gate.weight").as_deref(),
+            Some("model.layers.0.feed_forward.w1.weight")
+        );
+        assert_eq!(
+            hf("blk.1.attn_k_norm.weight").as_deref(),
+            Some("model.layers.1.self_attn.k_layernorm.weight")
+        );
+        assert_eq!(
+            hf("output_norm.weight").as_deref(),
+            Some("model.embedding_norm.weight")
+        );
+        assert_eq!(
+            to_hf("blk.3.shortconv.in_proj.weight", HfNormNaming::Llama).as_deref(),
+            Some("model.layers.3.conv.in_proj.weight")
+        );
+        assert_eq!(hf("blk.0.attn_q.weight"), None, "named as llama's");
+    }
 
     #[test]
     fn maps_norms_per_family() {

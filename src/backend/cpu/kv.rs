@@ -235,6 +235,37 @@ impl CpuKvCache {
 }
 
 impl CpuKvCache {
+    /// Layer `layer`'s K and V rows of `slots` as f32 values (keys as stored: shifted by the
+    /// layer's offset where it has one), for the ops that read cached rows other than
+    /// attention (LFM2's short convolutions).
+    pub fn layer_values(&self, layer: usize, slots: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.spec.check_slots(slots)?;
+        let row = self.spec.num_kv_heads * self.spec.head_dim;
+        fn gather<E: Widen>(
+            layers: &[(Vec<E>, Vec<E>)],
+            layer: usize,
+            slots: &[u32],
+            row: usize,
+        ) -> Result<(Vec<f32>, Vec<f32>)> {
+            let (k, v) = layers.get(layer).ok_or_else(|| no_layer(layer))?;
+            let elems = row / E::VALUES;
+            let side = |c: &[E]| {
+                let mut out = Vec::with_capacity(slots.len() * row);
+                for &s in slots {
+                    let s = s as usize * elems;
+                    c[s..s + elems].iter().for_each(|e| e.widen(&mut out));
+                }
+                out
+            };
+            Ok((side(k), side(v)))
+        }
+        match &self.layers {
+            Layers::F32(l) => gather(l, layer, slots, row),
+            Layers::F16(l) => gather(l, layer, slots, row),
+            Layers::Q8(l) => gather(l, layer, slots, row),
+        }
+    }
+
     /// How `KvRows` name this cache's elements.
     pub fn encoding(&self) -> &'static str {
         match self.layers {
@@ -319,6 +350,30 @@ impl CpuKvCache {
             Layers::Q8(l) => scatter(l, slots, rows),
         }
         Ok(())
+    }
+}
+
+/// A cache element's values as f32.
+trait Widen: KvElement {
+    fn widen(&self, out: &mut Vec<f32>);
+}
+
+impl Widen for f32 {
+    fn widen(&self, out: &mut Vec<f32>) {
+        out.push(*self);
+    }
+}
+
+impl Widen for f16 {
+    fn widen(&self, out: &mut Vec<f32>) {
+        out.push(self.to_f32());
+    }
+}
+
+impl Widen for KvQ8 {
+    fn widen(&self, out: &mut Vec<f32>) {
+        let d = self.d.to_f32();
+        out.extend(self.qs.iter().map(|&q| d * q as f32));
     }
 }
 

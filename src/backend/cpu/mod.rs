@@ -19,13 +19,14 @@ use candor_kernels::norm;
 use candor_kernels::quant::{self, QuantType};
 use candor_kernels::rope::{apply_rope, Pairing};
 use candor_models::backend::{
-    glu_then_linear, Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc,
-    RopeSpec, RopeStyle,
+    glu_then_linear, Activation, AttentionParams, Backend, ConvTaps, DeviceInfo, KvCacheSpec,
+    OpDesc, RopeSpec, RopeStyle, ShortConvWeights,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
 use candor_models::kv_rows::KvRows;
 use candor_models::projection::LinearJob;
+use candor_models::short_conv::host_short_conv;
 use candor_models::weights::{HostWeight, MappedBlocks};
 use rayon::prelude::*;
 use values::{new_tensor, with_values};
@@ -473,6 +474,18 @@ impl Backend for CpuBackend {
 
     fn kv_bytes_per_value(&self) -> f64 {
         self.kv_dtype.bytes_per_value()
+    }
+
+    fn short_conv(
+        &self,
+        cache: &CpuKvCache,
+        taps: &ConvTaps<'_>,
+        w: &ShortConvWeights,
+    ) -> Result<Tensor> {
+        // Only the layer's own cache layers are read (the default reads every layer's rows).
+        let out = host_short_conv(taps, w, |layer| cache.layer_values(layer, taps.slots))?;
+        let tokens = out.len() / w.width.max(1);
+        Ok(Tensor::from_vec(out, (tokens, w.width), &Device::Cpu)?)
     }
 
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<Tensor> {

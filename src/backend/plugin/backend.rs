@@ -14,11 +14,13 @@ use super::tensors::{
 use crate::backend::cpu::{CpuBackend, CpuKvCache, CpuWeight};
 use candle_core::{Device, Tensor};
 use candor_models::backend::{
-    Activation, AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec, RopeStyle,
+    Activation, AttentionParams, Backend, ConvTaps, DeviceInfo, KvCacheSpec, OpDesc, RopeSpec,
+    RopeStyle, ShortConvWeights,
 };
 use candor_models::batch::SeqAttention;
 use candor_models::error::{ModelError, Result};
 use candor_models::kv_rows::KvRows;
+use candor_models::short_conv::short_conv_via_rows;
 use candor_models::weights::HostWeight;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -564,6 +566,17 @@ impl Backend for PluginBackend {
 
     fn write_kv_rows(&self, cache: &mut PluginKvCache, slots: &[u32], rows: &KvRows) -> Result<()> {
         cache.write_rows(slots, rows)
+    }
+
+    /// No ABI op: the taps come back to the host (counted as a fallback).
+    fn short_conv(
+        &self,
+        cache: &PluginKvCache,
+        taps: &ConvTaps<'_>,
+        w: &ShortConvWeights,
+    ) -> Result<PluginTensor> {
+        self.fallbacks.record(Op::ShortConv);
+        short_conv_via_rows(self, cache, taps, w)
     }
 
     fn embedding(&self, table: &PluginWeight, ids: &[u32]) -> Result<PluginTensor> {

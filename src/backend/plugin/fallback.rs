@@ -23,10 +23,12 @@ pub enum Op {
     Argmax,
     HeadsLinear,
     LayerNorm,
+    /// Not in the ABI: LFM2's short convolutions always read their taps back to the host.
+    ShortConv,
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -44,6 +46,7 @@ impl Op {
         Op::Argmax,
         Op::HeadsLinear,
         Op::LayerNorm,
+        Op::ShortConv,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Op {
             Op::Argmax => "argmax",
             Op::HeadsLinear => "heads_linear",
             Op::LayerNorm => "layer_norm",
+            Op::ShortConv => "short_conv",
         }
     }
 }

@@ -69,6 +69,7 @@ fn base_spec(
         rotary_dim: None,
         latent_attention: None,
         experts: None,
+        short_conv: None,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
