@@ -586,6 +586,66 @@ async fn command_r7b_tool_calls_over_http() {
     );
 }
 
+/// A model served with LFM2's template (`chat_templates/lfm2.jinja`, LFM2-8B-A1B's as
+/// llama.cpp keeps it) writes its calls as a Python list between `<|tool_call_start|>` and
+/// `<|tool_call_end|>`: demanded calls (named, streamed, required) follow that grammar and come
+/// back as calls. The template prints an assistant turn's content only: the history's call is
+/// written into it in the model's syntax.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lfm2_tool_calls_over_http() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat_templates/lfm2.jinja"),
+    )
+    .unwrap();
+    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
+    let ask = |extra: Value| {
+        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
+                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        with_fields(body, extra)
+    };
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
+    let (call, args) = demanded_call(st, &v, "get_weather");
+    assert!(args["city"].is_string(), "{v}");
+    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{v}"
+    );
+    let history = json!([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
+    ]);
+    let (st, t) = post(
+        &s,
+        "/apply-template",
+        json!({"messages": history, "tools": [weather_tool()]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let prompt = t["prompt"].as_str().unwrap();
+    let city = serde_json::to_string(&args["city"]).unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "<|im_start|>assistant\n<|tool_call_start|>[get_weather(city={city}"
+        )) && prompt.contains("<|tool_response_start|>rain<|tool_response_end|>"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("List of tools: <|tool_list_start|>["),
+        "{prompt}"
+    );
+}
+
 /// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held
 /// to GLM's `<arg_key>` / `<arg_value>` pairs and read back from them, its integer typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

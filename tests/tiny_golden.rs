@@ -131,6 +131,61 @@ fn greedy_decoding_through_the_kv_cache_matches() {
     }
 }
 
+/// Every decode step verifies two wrong drafts after its token, as a speculative step whose
+/// drafts are all rejected: the drafts' keys (and LFM2's convolution inputs) are written past
+/// the sequence and overwritten by the next step. The token's logits and the greedy tokens stay
+/// transformers'.
+#[test]
+fn rejected_drafts_leave_no_trace() {
+    for arch in ARCHS {
+        let g = golden(arch);
+        let mut r = runner(arch);
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let mut table = BlockTable::default();
+        let mut tokens = g.input_ids.clone();
+        bm.ensure(&mut table, tokens.len()).unwrap();
+        let seq = |tokens: Vec<u32>, start_pos: usize, table: &BlockTable, logits| SeqInput {
+            tokens,
+            start_pos,
+            block_table: table.ids.clone(),
+            logits,
+            lora: candor_models::lora::LoraMix::BASE,
+        };
+        let batch = Batch {
+            seqs: vec![seq(tokens.clone(), 0, &table, LogitsWanted::Last)],
+        };
+        let mut row = r.forward(&batch).unwrap().row(0).to_vec();
+        let vocab = row.len() as u32;
+        let mut generated = Vec::new();
+        for (step, want) in g.decode_steps.iter().enumerate() {
+            let top_ids = as_u32s(&want["top_ids"]);
+            for (id, l) in top_ids.iter().zip(as_f32s(&want["top_logits"])) {
+                let d = (row[*id as usize] - l).abs();
+                assert!(
+                    d < TOL,
+                    "{arch}: step {step}, token {id}: logit differs by {d}"
+                );
+            }
+            let next = argmax(&row);
+            generated.push(next);
+            tokens.push(next);
+            let drafts = [(next + 1) % vocab, (next + 7) % vocab];
+            bm.ensure(&mut table, tokens.len() + drafts.len()).unwrap();
+            let step_tokens = [&[next][..], &drafts].concat();
+            let batch = Batch {
+                seqs: vec![seq(
+                    step_tokens,
+                    tokens.len() - 1,
+                    &table,
+                    LogitsWanted::All,
+                )],
+            };
+            row = r.forward(&batch).unwrap().row(0).to_vec();
+        }
+        assert_eq!(generated, g.greedy, "{arch}: greedy tokens");
+    }
+}
+
 #[test]
 fn batched_variable_length_forward_matches() {
     for arch in ARCHS {

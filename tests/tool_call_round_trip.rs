@@ -103,7 +103,11 @@ fn misread_calls(
                 )
             })
             .collect();
-        let messages = &conversation.messages;
+        // As the server gives them to the template: calls in the content where the template
+        // prints content only (LFM2's).
+        let mut messages = conversation.messages.clone();
+        candor::server::tools::calls_into_content(&mut messages, format, source);
+        let messages = &messages;
         for (at, message) in messages.iter().enumerate() {
             let Some(calls) = &message.tool_calls else {
                 continue;

@@ -71,6 +71,21 @@ fn cohere2(
            "tie_word_embeddings": true, "bos_token_id": 5, "eos_token_id": 255001})
 }
 
+/// LFM2's config at other sizes: short convolutions (kernel 3) in every layer but the
+/// `attention` ones, a SwiGLU FFN of two thirds of `ff` rounded up to 256, tied head.
+fn lfm2(hidden: usize, ff: usize, heads: usize, attention: &[usize]) -> serde_json::Value {
+    json!({"model_type": "lfm2", "vocab_size": 65536, "hidden_size": hidden,
+           "block_ff_dim": ff, "block_multiple_of": 256, "block_ffn_dim_multiplier": 1.0,
+           "block_auto_adjust_ff_dim": true, "num_hidden_layers": 16,
+           "num_attention_heads": heads, "num_key_value_heads": 8, "norm_eps": 1e-5,
+           "conv_L_cache": 3, "conv_bias": false, "rope_theta": 1000000.0,
+           "max_position_embeddings": 128000, "full_attn_idxs": attention,
+           "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 7})
+}
+
+/// LFM2-350M's and LFM2-1.2B's attention layers.
+const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
+
 fn llama3_rope() -> serde_json::Value {
     json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
            "original_max_position_embeddings": 8192})
@@ -248,6 +263,34 @@ pub const SHAPES: &[DummyShape] = &[
         config: || cohere2(256, 64, 128, 4, 4, 2),
     },
     DummyShape {
+        arch: "lfm2",
+        size: "1.2b",
+        source: "LiquidAI/LFM2-1.2B",
+        config: || lfm2(2048, 12288, 32, &LFM2_ATTENTION),
+    },
+    DummyShape {
+        arch: "lfm2",
+        size: "350m",
+        source: "LiquidAI/LFM2-350M",
+        config: || lfm2(1024, 6656, 16, &LFM2_ATTENTION),
+    },
+    DummyShape {
+        arch: "lfm2",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = lfm2(64, 192, 4, &[1]);
+            for (k, v) in [
+                ("vocab_size", 256),
+                ("num_hidden_layers", 3),
+                ("num_key_value_heads", 2),
+            ] {
+                c[k] = json!(v);
+            }
+            c
+        },
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -326,6 +369,12 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("ffn_norm.weight"), norm(h));
         }
         ffn_tensors(spec, l, &mut t);
+        if let Some(c) = spec.short_conv.as_ref().filter(|c| c.layers[l]) {
+            t.insert(n("shortconv.in_proj.weight"), matrix(vec![3 * h, h]));
+            t.insert(n("shortconv.conv.weight"), matrix(vec![h, c.kernel]));
+            t.insert(n("shortconv.out_proj.weight"), matrix(vec![h, h]));
+            continue;
+        }
         if let Some(a) = &spec.latent_attention {
             let heads = spec.num_heads;
             let (qk, rank) = (a.qk_head_dim(), a.kv_lora_rank);
@@ -689,6 +738,18 @@ mod tests {
         );
         // Command R7B's model card: 8.03B parameters.
         assert_eq!(params("cohere2", "7b"), 8_028_033_024);
+        // LFM2-1.2B's safetensors total (1.17B on its page); 350M by its config, likewise
+        // counted. Ten of their sixteen layers are convolutions.
+        assert_eq!(params("lfm2", "1.2b"), 1_170_340_608);
+        assert_eq!(params("lfm2", "350m"), 354_483_968);
+        let l = find("lfm2", "1.2b").unwrap().spec().unwrap();
+        let conv = l.short_conv.as_ref().unwrap();
+        assert_eq!(conv.layers.iter().filter(|&&c| c).count(), 10);
+        assert_eq!(l.intermediate_size, 8192);
+        let tiny = open_dummy(find("lfm2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(tiny.source.contains("blk.0.shortconv.conv.weight"));
+        assert!(!tiny.source.contains("blk.0.attn_q.weight"));
+        assert!(tiny.source.contains("blk.1.attn_q_norm.weight"));
         let tiny = open_dummy(find("cohere2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
         assert!(!tiny.source.contains("blk.0.ffn_norm.weight"));
     }

@@ -155,8 +155,14 @@ pub fn chat_prompt_text(
     kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
     end: PromptEnd,
 ) -> Result<String, ApiError> {
-    let msgs = to_chat_messages(messages)?;
+    let mut msgs = to_chat_messages(messages)?;
     let template = chat_template(ready)?;
+    let format = ready
+        .tool_format
+        .or_else(|| tools::format::ToolFormat::detect(template.source()).ok());
+    if let Some(format) = format {
+        tools::calls_into_content(&mut msgs, format, template.source());
+    }
     let mut extra = kwargs.cloned().unwrap_or_default();
     if let Some(name) = RESERVED_TEMPLATE_VARIABLES
         .iter()

@@ -24,9 +24,12 @@
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+//! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
+//!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 use super::deepseek::{self, Layout};
 use super::functionary;
 use super::kimi;
+use super::lfm2;
 use super::mistral_args;
 use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
@@ -49,6 +52,7 @@ pub enum ToolFormat {
     CommandR7b,
     DeepseekV3,
     DeepseekV31,
+    Lfm2,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -77,6 +81,8 @@ enum Family {
     Deepseek(Layout),
     MistralArgs,
     Functionary,
+    /// Python calls with keyword arguments (LFM2).
+    Pythonic,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -141,7 +147,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 14] = [
+    pub const ALL: [ToolFormat; 15] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -156,6 +162,7 @@ impl ToolFormat {
         ToolFormat::CommandR7b,
         ToolFormat::DeepseekV3,
         ToolFormat::DeepseekV31,
+        ToolFormat::Lfm2,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -176,6 +183,7 @@ impl ToolFormat {
             ToolFormat::CommandR7b => "command_r7b",
             ToolFormat::DeepseekV3 => "deepseek_v3",
             ToolFormat::DeepseekV31 => "deepseek_v31",
+            ToolFormat::Lfm2 => "lfm2",
         }
     }
 
@@ -199,6 +207,8 @@ impl ToolFormat {
             })
         } else if template.contains(R7B_ACTION.0) {
             Ok(ToolFormat::CommandR7b)
+        } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
+            Ok(ToolFormat::Lfm2)
         } else if template.contains("<invoke name=") {
             // MiniMax's XML invocations, `<tool_call>` around them: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
@@ -245,6 +255,7 @@ impl ToolFormat {
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::CommandR7b => R7B_ACTION.0,
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
+            ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -259,6 +270,7 @@ impl ToolFormat {
             ToolFormat::Functionary => Some(functionary::CLOSE),
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
+            ToolFormat::Lfm2 => Some(lfm2::CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -273,6 +285,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV31 => Family::Deepseek(Layout::Bare),
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
+            ToolFormat::Lfm2 => Family::Pythonic,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
         }
@@ -325,6 +338,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => layout.parse(body),
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
+            Family::Pythonic => lfm2::parse(body),
             Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
                 Value::Array(items) => items.iter().map(call_object).collect(),
                 one => Some(vec![call_object(&one)?]),
@@ -393,6 +407,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => return layout.call_grammar(functions, function, special),
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
+            Family::Pythonic => return lfm2::call_grammar(functions, function, special),
             Family::Json => {}
         }
         let tail = self.call_tail(special);
@@ -434,6 +449,9 @@ impl ToolFormat {
                 parallel,
             )),
             Family::Functionary => Some((functionary::call_grammar(functions, None)?, parallel)),
+            Family::Pythonic => {
+                Some((lfm2::block_grammar(functions, parallel, special)?, parallel))
+            }
             Family::MistralArgs => Some((
                 mistral_args::lazy_grammar(functions, parallel, special)?,
                 false,
@@ -541,6 +559,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => return layout.forced_prefix(function),
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
+            Family::Pythonic => return lfm2::forced_prefix(function),
             Family::Tags(style) => {
                 let head = function.map(|f| style.head(f)).unwrap_or_default();
                 return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -561,6 +580,16 @@ impl ToolFormat {
             self.call_object_opening(),
             named.unwrap_or_default()
         )
+    }
+
+    /// An earlier assistant turn's calls (`tool_calls` as templates get them) in the model's
+    /// own syntax, for the formats whose templates print an assistant turn's content only
+    /// (LFM2's); `None` for the others, whose templates write the calls themselves.
+    pub fn history_text(self, calls: &[Value]) -> Option<String> {
+        match self.family() {
+            Family::Pythonic => lfm2::history_text(calls),
+            _ => None,
+        }
     }
 
     /// A call's text from its name to its arguments: `"f", "arguments": `.
@@ -800,6 +829,13 @@ mod tests {
             ToolFormat::detect("{% if tools %}{{ '<|START_ACTION|>' }}{% endif %}"),
             Ok(ToolFormat::CommandR7b)
         );
+        // LFM2's tool list between its tokens, LFM2.5's without them.
+        for lfm2 in [
+            "{% if tools %}{{ 'List of tools: <|tool_list_start|>[' }}{% endif %}",
+            "{% if tools %}{{ 'List of tools: [' }}{% endif %}",
+        ] {
+            assert_eq!(ToolFormat::detect(lfm2), Ok(ToolFormat::Lfm2), "{lfm2}");
+        }
         // DeepSeek's sections: read where the template shows the model its tools, in the
         // layout its history's calls take; V3.1's own template takes no tools.
         let corpus: serde_json::Value = serde_json::from_str(
@@ -944,6 +980,10 @@ mod tests {
                 ToolFormat::Functionary => (
                     "{\"city\": \"Oslo\"}",
                     "get_weather>{\"city\": \"Oslo\"}",
+                ),
+                ToolFormat::Lfm2 => (
+                    "city=\"Oslo\")]",
+                    "get_weather(city=\"Oslo\")]",
                 ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",

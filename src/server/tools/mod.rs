@@ -15,12 +15,14 @@ pub mod extract;
 pub mod format;
 mod functionary;
 mod kimi;
+mod lfm2;
 mod mistral_args;
 mod py_literal;
 mod tag_grammar;
 pub mod tagged;
 
 use super::error::ApiError;
+use candor_models::chat_template::ChatMessage;
 use format::{ParsedCall, ToolFormat};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -318,6 +320,22 @@ pub fn call_json(call: &ParsedCall, index: Option<usize>) -> Value {
         v["index"] = json!(i);
     }
     v
+}
+
+/// Earlier assistant turns' calls written into their content, in `format`'s syntax, where
+/// the template (`source`) prints an assistant turn's content and never its `tool_calls`
+/// (LFM2's): the model then sees the calls it made. Other templates write the calls
+/// themselves.
+pub fn calls_into_content(msgs: &mut [ChatMessage], format: ToolFormat, source: &str) {
+    if source.contains("tool_calls") {
+        return;
+    }
+    for m in msgs {
+        let Some(text) = m.tool_calls.as_deref().and_then(|c| format.history_text(c)) else {
+            continue;
+        };
+        m.content = Some(m.content.take().unwrap_or_default() + &text);
+    }
 }
 
 /// An assistant message's `tool_calls` as templates expect them: `arguments` as an object

@@ -8,14 +8,36 @@ use serde_json::{Map, Number, Value};
 
 /// The value of `text` if it is one Python literal (whitespace around it aside).
 pub fn parse(text: &str) -> Option<Value> {
-    let mut p = Parser {
-        chars: text.chars().collect(),
-        at: 0,
-        depth: 0,
-    };
+    let mut p = Parser::new(text, false);
     let value = p.value()?;
     p.skip_space();
     (p.at == p.chars.len()).then_some(value)
+}
+
+/// A list of Python calls with keyword arguments, `[f(a=1, b='x'), g()]` (LFM2's tool calls;
+/// a trailing comma allowed), as each call's name and arguments; `None` unless the whole of
+/// `text` is one. The values may also be JSON's `true`, `false` and `null`, which LFM2 models
+/// write too (llama.cpp's LFM2 parser takes them).
+pub fn parse_calls(text: &str) -> Option<Vec<(String, Map<String, Value>)>> {
+    let mut p = Parser::new(text, true);
+    let mut calls = Vec::new();
+    if !p.eat('[') {
+        return None;
+    }
+    loop {
+        if p.eat(']') {
+            break;
+        }
+        calls.push(p.call()?);
+        if !p.eat(',') {
+            if !p.eat(']') {
+                return None;
+            }
+            break;
+        }
+    }
+    p.skip_space();
+    (p.at == p.chars.len() && !calls.is_empty()).then_some(calls)
 }
 
 /// Nesting deeper than this is refused (model output is untrusted; no stack overflow).
@@ -25,9 +47,57 @@ struct Parser {
     chars: Vec<char>,
     at: usize,
     depth: usize,
+    /// JSON's words (`true`, `false`, `null`) and `\/` taken as well.
+    json_words: bool,
 }
 
 impl Parser {
+    fn new(text: &str, json_words: bool) -> Self {
+        Parser {
+            chars: text.chars().collect(),
+            at: 0,
+            depth: 0,
+            json_words,
+        }
+    }
+
+    /// `name(key=value, ...)`: a function's name (letters, digits, `_`, `-`: OpenAI's
+    /// function names) and its keyword arguments.
+    fn call(&mut self) -> Option<(String, Map<String, Value>)> {
+        let name = self.name()?;
+        if !self.eat('(') {
+            return None;
+        }
+        let mut arguments = Map::new();
+        loop {
+            if self.eat(')') {
+                return Some((name, arguments));
+            }
+            let key = self.name()?;
+            if !self.eat('=') {
+                return None;
+            }
+            arguments.insert(key, self.value()?);
+            if !self.eat(',') {
+                return self.eat(')').then_some((name, arguments));
+            }
+        }
+    }
+
+    fn name(&mut self) -> Option<String> {
+        self.skip_space();
+        let start = self.at;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            self.at += 1;
+        }
+        let name: String = self.chars[start..self.at].iter().collect();
+        let first = name.chars().next()?;
+        (!first.is_ascii_digit()).then_some(name)
+    }
+
     fn peek(&self) -> Option<char> {
         self.chars.get(self.at).copied()
     }
@@ -128,6 +198,7 @@ impl Parser {
                         'u' => out.push(self.code_point(4)?),
                         'U' => out.push(self.code_point(8)?),
                         '\\' | '\'' | '"' => out.push(e),
+                        '/' if self.json_words => out.push('/'),
                         // Python keeps unknown escapes as written.
                         other => {
                             out.push('\\');
@@ -160,6 +231,9 @@ impl Parser {
             "True" => Some(Value::Bool(true)),
             "False" => Some(Value::Bool(false)),
             "None" => Some(Value::Null),
+            "true" if self.json_words => Some(Value::Bool(true)),
+            "false" if self.json_words => Some(Value::Bool(false)),
+            "null" if self.json_words => Some(Value::Null),
             number => {
                 let number = number.replace('_', "");
                 if let Ok(i) = number.parse::<i64>() {
@@ -192,6 +266,45 @@ mod tests {
             Some(json!(["it's", "a\\b\n", "Aé", "é"]))
         );
         assert_eq!(parse("[1, 2,]"), Some(json!([1, 2])));
+    }
+
+    #[test]
+    fn call_lists_read_as_names_and_arguments() {
+        let calls = parse_calls(
+            " [get_weather(city=\"Paris\", days=3, units='metric'), now(), \
+             set-alarm(at={'h': 7}, on=true, note=null, tags=[None, False],)]",
+        )
+        .unwrap();
+        let names: Vec<&str> = calls.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["get_weather", "now", "set-alarm"]);
+        assert_eq!(
+            Value::Object(calls[0].1.clone()),
+            json!({"city": "Paris", "days": 3, "units": "metric"})
+        );
+        assert!(calls[1].1.is_empty());
+        assert_eq!(
+            Value::Object(calls[2].1.clone()),
+            json!({"at": {"h": 7}, "on": true, "note": null, "tags": [null, false]})
+        );
+        assert_eq!(
+            parse_calls("[f(path=\"a\\/b\")]").unwrap()[0].1["path"],
+            "a/b"
+        );
+        for text in [
+            "",
+            "[]",
+            "f(a=1)",
+            "[f(a=1)",
+            "[f(1)]",
+            "[f(a=1) g()]",
+            "[f(a=1)] more",
+            "[1f(a=1)]",
+            "[f(a=x)]",
+        ] {
+            assert_eq!(parse_calls(text), None, "{text:?}");
+        }
+        // Python's own literals stay strict about JSON's words.
+        assert_eq!(parse("true"), None);
     }
 
     #[test]
