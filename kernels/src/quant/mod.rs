@@ -101,21 +101,45 @@ impl Isa {
         }
     }
 
-    /// The fastest one this CPU supports (detected once).
+    /// The fastest one this CPU supports (detected once), or the fastest at most as fast as
+    /// `CANDOR_CPU_ISA` names (`amx`, `avx512vnni`, `avx2`, `neondotprod`, `neon`, `scalar`):
+    /// to compare the kernels of one machine in whole models.
     pub fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            [
+            let order = [
                 Isa::AmxBf16,
                 Isa::Avx512Vnni,
                 Isa::Avx2,
                 Isa::NeonDotprod,
                 Isa::Neon,
-            ]
-            .into_iter()
-            .find(|i| i.supported())
-            .unwrap_or(Isa::Scalar)
+            ];
+            let cap = std::env::var("CANDOR_CPU_ISA")
+                .ok()
+                .map(|v| v.to_ascii_lowercase());
+            let from = match cap.as_deref() {
+                Some("scalar") => return Isa::Scalar,
+                Some(name) => order.iter().position(|i| i.cap_name() == name).unwrap_or(0),
+                None => 0,
+            };
+            order[from..]
+                .iter()
+                .copied()
+                .find(|i| i.supported())
+                .unwrap_or(Isa::Scalar)
         })
+    }
+
+    /// The name `CANDOR_CPU_ISA` gives this implementation.
+    fn cap_name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::AmxBf16 => "amx",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "neondotprod",
+        }
     }
 
     /// Every implementation this CPU supports (for tests and benchmarks).
