@@ -155,15 +155,17 @@ macro_rules! tile_driver {
             // activation rows: TQ2_0 1.35x at one, IQ2_XXS / IQ2_XS / IQ3_XXS 1.15-1.2x at
             // three; IQ2_S / IQ3_S within 5% either way).
             let narrow = grid_type(T).is_some() && $cb > 2;
-            // One activation row (decode) on x86: one weight row at a time, a single stream
-            // through memory. A tile of C weight rows reads C interleaved streams, which the
-            // prefetchers follow worse when the weights come from memory, and with one
-            // activation row it shares nothing but activation loads the caches serve. EPYC VM
-            // (AVX-512 VNNI), 2 threads, `qbench` cold copies, alternating binaries, best GMAC/s:
-            // Q4_K K = 2048 38-40 in tiles of 4 -> 51-57, Q8_0 18-23 -> 29-36, Q5_K 27 -> 25-45,
-            // Q6_K K = 8192 35-37 -> 36-41; whole models' decode 1.45-1.6x (`candor bench`).
-            // NEON keeps its tiles (not measured on hardware).
-            let single = x.rows == 1 && cfg!(target_arch = "x86_64");
+            // Up to one tile's activation rows (decode, small batches) on x86: one weight row
+            // at a time, a single stream through memory, its blocks decoded once for all the
+            // rows. A tile of C weight rows reads C interleaved streams, which the prefetchers
+            // follow worse when the weights come from memory. EPYC VM (AVX-512 VNNI), 2
+            // threads, `qbench` cold copies, alternating binaries, best GMAC/s, one row: Q4_K
+            // K = 2048 38-40 in tiles of 4 -> 51-57, Q8_0 18-23 -> 29-36, Q5_K 27 -> 25-45,
+            // Q6_K K = 8192 35-37 -> 36-41; Q4_K two rows 49-55 -> 65-67, four 69-76 -> 94-98
+            // (eight and more: the same either way, and VNNI takes panels from six); whole
+            // models' decode 1.45-1.6x (`candor bench`). NEON keeps its tiles (not measured on
+            // hardware).
+            let single = x.rows <= $rb && cfg!(target_arch = "x86_64");
             while j < nrows {
                 if single {
                     rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, stride);
