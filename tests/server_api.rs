@@ -526,6 +526,48 @@ async fn streams_as_one_call(s: &Server, body: Value, args: &Value) {
     assert_eq!(&call_arguments(deltas[0]), args);
 }
 
+/// Qwen2.5 served with `template`: a call demanded by name (and the same streamed) and one
+/// `required` come back as calls to `get_weather`, held to the template's format. Returns the
+/// prompt of a history with the named call and its result, and the call's arguments.
+async fn demanded_calls_over_http(template: &str) -> (String, Value) {
+    let s = Server::start("qwen2.5-0.5b", &["--chat-template", template]).await;
+    let ask = |extra: Value| {
+        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
+                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        with_fields(body, extra)
+    };
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
+    let (call, args) = demanded_call(st, &v, "get_weather");
+    assert!(args["city"].is_string(), "{v}");
+    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{v}"
+    );
+    let history = json!([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
+    ]);
+    let (st, t) = post(
+        &s,
+        "/apply-template",
+        json!({"messages": history, "tools": [weather_tool()]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let prompt = t["prompt"].as_str().unwrap();
+    (prompt.to_string(), args)
+}
+
 /// A model served with Command R7B's template writes its calls as that template shows them: a
 /// `<|START_ACTION|>` list of `tool_call_id` / `tool_name` / `parameters` objects. Demanded
 /// calls (named, streamed, required) follow its grammar and come back as calls, and the history
@@ -545,41 +587,7 @@ async fn command_r7b_tool_calls_over_http() {
         .as_str()
         .unwrap()
         .to_string();
-    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
-    let ask = |extra: Value| {
-        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
-                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
-        with_fields(body, extra)
-    };
-    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
-    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
-    let (call, args) = demanded_call(st, &v, "get_weather");
-    assert!(args["city"].is_string(), "{v}");
-    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
-    let (st, v) = post(
-        &s,
-        "/v1/chat/completions",
-        ask(json!({"tool_choice": "required"})),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(
-        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
-        "{v}"
-    );
-    let history = json!([
-        {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": null, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
-    ]);
-    let (st, t) = post(
-        &s,
-        "/apply-template",
-        json!({"messages": history, "tools": [weather_tool()]}),
-    )
-    .await;
-    assert_eq!(st, 200, "{t}");
-    let prompt = t["prompt"].as_str().unwrap();
+    let (prompt, _) = demanded_calls_over_http(&template).await;
     assert!(
         prompt.contains("<|START_ACTION|>[") && prompt.contains("\"tool_name\": \"get_weather\""),
         "{prompt}"
@@ -598,41 +606,7 @@ async fn lfm2_tool_calls_over_http() {
             .join("tests/fixtures/chat_templates/lfm2.jinja"),
     )
     .unwrap();
-    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
-    let ask = |extra: Value| {
-        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
-                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
-        with_fields(body, extra)
-    };
-    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
-    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
-    let (call, args) = demanded_call(st, &v, "get_weather");
-    assert!(args["city"].is_string(), "{v}");
-    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
-    let (st, v) = post(
-        &s,
-        "/v1/chat/completions",
-        ask(json!({"tool_choice": "required"})),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(
-        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
-        "{v}"
-    );
-    let history = json!([
-        {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": null, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": call["id"], "content": "rain"}
-    ]);
-    let (st, t) = post(
-        &s,
-        "/apply-template",
-        json!({"messages": history, "tools": [weather_tool()]}),
-    )
-    .await;
-    assert_eq!(st, 200, "{t}");
-    let prompt = t["prompt"].as_str().unwrap();
+    let (prompt, args) = demanded_calls_over_http(&template).await;
     let city = serde_json::to_string(&args["city"]).unwrap();
     assert!(
         prompt.contains(&format!(

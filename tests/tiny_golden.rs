@@ -82,52 +82,7 @@ fn full_sequence_logits_match_transformers() {
 #[test]
 fn greedy_decoding_through_the_kv_cache_matches() {
     for arch in ARCHS {
-        let g = golden(arch);
-        let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
-        let mut table = BlockTable::default();
-        let mut tokens = g.input_ids.clone();
-        bm.ensure(&mut table, tokens.len()).unwrap();
-        let mut out = r
-            .forward(&Batch {
-                seqs: vec![SeqInput {
-                    tokens: tokens.clone(),
-                    start_pos: 0,
-                    block_table: table.ids.clone(),
-                    logits: LogitsWanted::Last,
-                    lora: candor_models::lora::LoraMix::BASE,
-                }],
-            })
-            .unwrap();
-        let mut generated = Vec::new();
-        for (step, want) in g.decode_steps.iter().enumerate() {
-            let row = out.row(0);
-            let top_ids = as_u32s(&want["top_ids"]);
-            let top_logits = as_f32s(&want["top_logits"]);
-            for (id, l) in top_ids.iter().zip(&top_logits) {
-                let d = (row[*id as usize] - l).abs();
-                assert!(
-                    d < TOL,
-                    "{arch}: decode step {step}, token {id}: logit differs by {d}"
-                );
-            }
-            let next = argmax(row);
-            generated.push(next);
-            tokens.push(next);
-            bm.ensure(&mut table, tokens.len()).unwrap();
-            out = r
-                .forward(&Batch {
-                    seqs: vec![SeqInput {
-                        tokens: vec![next],
-                        start_pos: tokens.len() - 1,
-                        block_table: table.ids.clone(),
-                        logits: LogitsWanted::Last,
-                        lora: candor_models::lora::LoraMix::BASE,
-                    }],
-                })
-                .unwrap();
-        }
-        assert_eq!(generated, g.greedy, "{arch}: greedy tokens");
+        decode_through_the_cache(arch, 0);
     }
 }
 
@@ -138,52 +93,59 @@ fn greedy_decoding_through_the_kv_cache_matches() {
 #[test]
 fn rejected_drafts_leave_no_trace() {
     for arch in ARCHS {
-        let g = golden(arch);
-        let mut r = runner(arch);
-        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
-        let mut table = BlockTable::default();
-        let mut tokens = g.input_ids.clone();
-        bm.ensure(&mut table, tokens.len()).unwrap();
-        let seq = |tokens: Vec<u32>, start_pos: usize, table: &BlockTable, logits| SeqInput {
-            tokens,
-            start_pos,
-            block_table: table.ids.clone(),
-            logits,
-            lora: candor_models::lora::LoraMix::BASE,
+        decode_through_the_cache(arch, 2);
+    }
+}
+
+/// The golden prompt, then greedy decoding one token a step (with `drafts` wrong tokens after
+/// it in each step, whose rows are not read): each step's top logits and the greedy tokens are
+/// transformers'.
+fn decode_through_the_cache(arch: &str, drafts: u32) {
+    let g = golden(arch);
+    let mut r = runner(arch);
+    let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+    let mut table = BlockTable::default();
+    let mut tokens = g.input_ids.clone();
+    bm.ensure(&mut table, tokens.len()).unwrap();
+    let seq = |tokens: Vec<u32>, start_pos: usize, table: &BlockTable, logits| SeqInput {
+        tokens,
+        start_pos,
+        block_table: table.ids.clone(),
+        logits,
+        lora: candor_models::lora::LoraMix::BASE,
+    };
+    let batch = Batch {
+        seqs: vec![seq(tokens.clone(), 0, &table, LogitsWanted::Last)],
+    };
+    let mut row = r.forward(&batch).unwrap().row(0).to_vec();
+    let vocab = row.len() as u32;
+    let mut generated = Vec::new();
+    for (step, want) in g.decode_steps.iter().enumerate() {
+        let top_ids = as_u32s(&want["top_ids"]);
+        for (id, l) in top_ids.iter().zip(as_f32s(&want["top_logits"])) {
+            let d = (row[*id as usize] - l).abs();
+            assert!(
+                d < TOL,
+                "{arch}: decode step {step}, token {id}: logit differs by {d}"
+            );
+        }
+        let next = argmax(&row);
+        generated.push(next);
+        tokens.push(next);
+        let wrong = (1..=drafts).map(|i| (next + 6 * i - 5) % vocab);
+        let step_tokens: Vec<u32> = std::iter::once(next).chain(wrong).collect();
+        bm.ensure(&mut table, tokens.len() + drafts as usize)
+            .unwrap();
+        let logits = match drafts {
+            0 => LogitsWanted::Last,
+            _ => LogitsWanted::All,
         };
         let batch = Batch {
-            seqs: vec![seq(tokens.clone(), 0, &table, LogitsWanted::Last)],
+            seqs: vec![seq(step_tokens, tokens.len() - 1, &table, logits)],
         };
-        let mut row = r.forward(&batch).unwrap().row(0).to_vec();
-        let vocab = row.len() as u32;
-        let mut generated = Vec::new();
-        for (step, want) in g.decode_steps.iter().enumerate() {
-            let top_ids = as_u32s(&want["top_ids"]);
-            for (id, l) in top_ids.iter().zip(as_f32s(&want["top_logits"])) {
-                let d = (row[*id as usize] - l).abs();
-                assert!(
-                    d < TOL,
-                    "{arch}: step {step}, token {id}: logit differs by {d}"
-                );
-            }
-            let next = argmax(&row);
-            generated.push(next);
-            tokens.push(next);
-            let drafts = [(next + 1) % vocab, (next + 7) % vocab];
-            bm.ensure(&mut table, tokens.len() + drafts.len()).unwrap();
-            let step_tokens = [&[next][..], &drafts].concat();
-            let batch = Batch {
-                seqs: vec![seq(
-                    step_tokens,
-                    tokens.len() - 1,
-                    &table,
-                    LogitsWanted::All,
-                )],
-            };
-            row = r.forward(&batch).unwrap().row(0).to_vec();
-        }
-        assert_eq!(generated, g.greedy, "{arch}: greedy tokens");
+        row = r.forward(&batch).unwrap().row(0).to_vec();
     }
+    assert_eq!(generated, g.greedy, "{arch}: greedy tokens");
 }
 
 #[test]

@@ -489,14 +489,7 @@ impl<B: Backend> DecoderModel<B> {
                 (None, Attention::ShortConv(_)) => return Err(conv_without_taps()),
             };
             x = stream;
-            let mut attn = b.paged_attention(
-                &q,
-                kv,
-                layer.cache_layer,
-                &batch.seqs,
-                batch.block_size,
-                &layer.attn,
-            )?;
+            let mut attn = attend(b, &q, kv, layer, batch)?;
             if let Attention::Latent(latent) = &layer.attention {
                 attn = latent.attention_output(b, attn)?;
             }
@@ -629,14 +622,7 @@ impl<B: Backend> DecoderModel<B> {
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
         let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
-        let attn = b.paged_attention(
-            &q,
-            kv,
-            layer.cache_layer,
-            &batch.seqs,
-            batch.block_size,
-            &layer.attn,
-        )?;
+        let attn = attend(b, &q, kv, layer, batch)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
@@ -654,6 +640,18 @@ impl<B: Backend> DecoderModel<B> {
         let down = ffn(&h)?;
         Ok((stream, down))
     }
+}
+
+/// A layer's paged attention over its cache layer for `batch` (the keys written first).
+fn attend<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    kv: &B::KvCache,
+    layer: &Layer<B>,
+    batch: &FlatBatch,
+) -> Result<B::Tensor> {
+    let (seqs, block_size) = (&batch.seqs, batch.block_size);
+    b.paged_attention(q, kv, layer.cache_layer, seqs, block_size, &layer.attn)
 }
 
 /// A short-convolution layer met where none was planned for (the spec names none).

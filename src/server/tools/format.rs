@@ -712,6 +712,22 @@ pub(crate) fn name_then_args_rules(
     })
 }
 
+/// A parameters schema's properties in its order, each with whether it is required.
+pub(crate) fn schema_properties(params: &Value) -> Vec<(&String, &Value, bool)> {
+    let required = |key: &str| {
+        params
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
+    };
+    let properties = params.get("properties").and_then(Value::as_object);
+    properties
+        .into_iter()
+        .flatten()
+        .map(|(key, schema)| (key, schema, required(key)))
+        .collect()
+}
+
 /// Lark rule `args_i`: arguments following `params`, a function's parameters schema.
 pub(crate) fn args_rule(i: usize, params: &Value) -> Result<String, String> {
     Ok(format!("args_{i}: %json {}\n", schema_text(params)?))

@@ -4,7 +4,9 @@
 //! `null` taken beside Python's). Its templates show the tools as a JSON list after "List of
 //! tools:" and print an assistant turn's content only: a call in the history is written into
 //! the content in this syntax (`history_text`).
-use super::format::{call_alternatives, literal, marker, schema_text, ParsedCall};
+use super::format::{
+    call_alternatives, literal, marker, schema_properties, schema_text, ParsedCall,
+};
 use super::py_literal;
 use super::tagged::with_definitions;
 use serde_json::{Map, Value};
@@ -130,22 +132,12 @@ fn call_rules(functions: &[(String, Value)]) -> Result<String, String> {
 /// With optional arguments a comma goes only between arguments present: `first_i_j` is the
 /// list from property j on with none written before it, `rest_i_j` the same after one was.
 fn argument_rules(i: usize, params: &Value) -> Result<String, String> {
-    let empty = Map::new();
-    let properties = params
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let required = |key: &str| {
-        params
-            .get("required")
-            .and_then(Value::as_array)
-            .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
-    };
+    let properties = schema_properties(params);
     let n = properties.len();
     let mut rules = format!("args_{i}: first_{i}_0\nfirst_{i}_{n}: \"\"\nrest_{i}_{n}: \"\"\n");
-    for (j, (key, schema)) in properties.iter().enumerate() {
+    for (j, (key, schema, required)) in properties.into_iter().enumerate() {
         let arg = format!("arg_{i}_{j}");
-        let (first, rest) = match required(key) {
+        let (first, rest) = match required {
             true => (
                 format!("{arg} rest_{i}_{}", j + 1),
                 format!("\",\" \" \" {arg} rest_{i}_{}", j + 1),

@@ -6,9 +6,11 @@
 //! A marker that is one special token of the vocabulary (Seed-OSS's `</seed:tool_call>`, and
 //! GLM's tags where its vocabulary marks them so) is named as that token, which plain text
 //! could never spell in a constrained answer; the others are text.
-use super::format::{call_alternatives, function_index, literal, marker, schema_text};
+use super::format::{
+    call_alternatives, function_index, literal, marker, schema_properties, schema_text,
+};
 use super::tagged::{text_body, with_definitions, Style, FUNCTION_CLOSE};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The optional newlines between tags.
 const NL_RULE: &str = "NL: \"\\n\"\n";
@@ -89,23 +91,12 @@ impl TagGrammar<'_> {
     /// Rule `args_i` and the rules of its arguments.
     fn argument_rules(&self, i: usize, params: &Value) -> Result<String, String> {
         let tags = self.style.tags();
-        let empty = Map::new();
-        let properties = params
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let required = |key: &str| {
-            params
-                .get("required")
-                .and_then(Value::as_array)
-                .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
-        };
         let close = self.mark(tags.value_close);
         let mut items = Vec::new();
         let mut rules = String::new();
-        for (j, (key, schema)) in properties.iter().enumerate() {
+        for (j, (key, schema, required)) in schema_properties(params).into_iter().enumerate() {
             let rule = format!("arg_{i}_{j}");
-            items.push(format!("{rule}{}", if required(key) { "" } else { "?" }));
+            items.push(format!("{rule}{}", if required { "" } else { "?" }));
             let opening = match self.style {
                 Style::Function => literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
                 Style::ArgPairs => format!(
