@@ -70,7 +70,8 @@ fn gguf_stem(module: &str) -> &'static str {
 }
 
 impl Lora {
-    /// Rank-`rank` updates of `modules` in every layer of the model at `base`.
+    /// Rank-`rank` updates of `modules` in every layer of the model at `base` that has them
+    /// (LFM2's attention layers alone have `self_attn.q_proj`).
     pub fn random(
         base: &Path,
         modules: &[&'static str],
@@ -86,7 +87,9 @@ impl Lora {
         let mut updates = Vec::new();
         for layer in 0..layers {
             for &module in modules {
-                let w = &tensors[&format!("model.layers.{layer}.{module}.weight")];
+                let Some(w) = tensors.get(&format!("model.layers.{layer}.{module}.weight")) else {
+                    continue;
+                };
                 let (out, inp) = w.dims2().unwrap();
                 updates.push(Update {
                     layer,

@@ -238,17 +238,22 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
     assert!(err.contains("blk.0.attn_q"), "{err}");
 
     // LayerNorm models (Cohere's parallel blocks, StarCoder2's) run their blocks unfused,
-    // where no update is added: an adapter for them is refused, not ignored.
-    for arch in ["cohere2", "starcoder2"] {
+    // where no update is added, and LFM2's convolution layers have no projections an adapter
+    // names: an adapter for them is refused, not ignored.
+    for (arch, kind) in [
+        ("cohere2", "LayerNorm"),
+        ("starcoder2", "LayerNorm"),
+        ("lfm2", "short-convolution"),
+    ] {
         let base = fixtures().join("tiny").join(arch);
         let lora = Lora::random(&base, &["self_attn.q_proj"], 2, 4.0, 5);
         let adapter = read_adapter(&lora.write_peft(&dir.path().join(arch))).unwrap();
         let opened = open_model(&base, false).unwrap();
         let err = runner_for(&opened, &cpu_options(vec![adapter], 256))
             .err()
-            .expect("an adapter on a LayerNorm model is refused")
+            .expect("an adapter on an unfused or convolution model is refused")
             .to_string();
-        assert!(err.contains("LayerNorm models"), "{arch}: {err}");
+        assert!(err.contains(kind), "{arch}: {err}");
     }
 
     // A PEFT directory that is not LoRA, or replaces whole modules, says so.

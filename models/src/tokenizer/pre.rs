@@ -77,7 +77,8 @@ impl PreTokenizer {
             }
             "qwen2" => of(&[QWEN2], false, true),
             "deepseek-r1-qwen" | "stablelm2" => of(&[QWEN2], false, false),
-            "llama-bpe" | "llama3" => of(&[LLAMA3], true, false),
+            // LFM2's vocabulary splits as Llama 3's (llama.cpp's LLAMA3 pre-tokenizer for it).
+            "llama-bpe" | "llama3" | "llama-v3" | "lfm2" => of(&[LLAMA3], true, false),
             // GLM-4 and GLM-4.5 split as Llama 3 does (llama.cpp's CHATGLM4 pre-tokenizer).
             "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => of(&[LLAMA3], false, false),
             "tekken" => of(&[TEKKEN], true, false),
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(pieces("gpt2", "HelloWorld 2025"), ["HelloWorld", " 2025"]);
         // Llama 3 takes digits by three, Qwen one by one.
         assert_eq!(pieces("llama-bpe", "x 12345"), ["x", " ", "123", "45"]);
+        assert_eq!(pieces("lfm2", "x 12345"), ["x", " ", "123", "45"]);
         assert_eq!(pieces("qwen2", "12"), ["1", "2"]);
         // o200k keeps a contraction on its word.
         assert_eq!(pieces("gpt-4o", "Don't"), ["Don't"]);
