@@ -103,6 +103,13 @@ impl SeqAttention {
     pub fn context_len(&self) -> usize {
         self.start_pos + self.q_len
     }
+
+    /// The KV slot of position `pos` (its block's first slot plus its offset); None past the
+    /// block table.
+    pub fn slot(&self, pos: usize, block_size: usize) -> Option<u32> {
+        let block = *self.block_table.get(pos / block_size)? as usize;
+        Some((block * block_size + pos % block_size) as u32)
+    }
 }
 
 /// The batch flattened along the token axis, as models and backends consume it.
@@ -161,16 +168,23 @@ impl FlatBatch {
                 )));
             }
             let q_start = flat.ids.len();
+            let attention = SeqAttention {
+                q_start,
+                q_len: seq.tokens.len(),
+                start_pos: seq.start_pos,
+                block_table: seq.block_table.clone(),
+            };
             for (j, &tok) in seq.tokens.iter().enumerate() {
                 if tok as usize >= vocab {
                     return Err(ModelError::TokenOutOfVocab { id: tok, vocab });
                 }
                 let pos = seq.start_pos + j;
-                let block = seq.block_table[pos / block_size] as usize;
+                let slot = attention.slot(pos, block_size).ok_or_else(|| {
+                    ModelError::InvalidBatch(format!("sequence {i}: position {pos} has no block"))
+                })?;
                 flat.ids.push(tok);
                 flat.positions.push(pos as u32);
-                flat.slots
-                    .push((block * block_size + pos % block_size) as u32);
+                flat.slots.push(slot);
             }
             for r in seq.logit_rows() {
                 flat.logit_rows.push((q_start + r) as u32);
@@ -180,12 +194,7 @@ impl FlatBatch {
                 flat.hidden_rows.push((q_start + r) as u32);
             }
             flat.adapters.push(seq.lora.clone());
-            flat.seqs.push(SeqAttention {
-                q_start,
-                q_len: seq.tokens.len(),
-                start_pos: seq.start_pos,
-                block_table: seq.block_table.clone(),
-            });
+            flat.seqs.push(attention);
         }
         Ok(flat)
     }

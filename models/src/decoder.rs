@@ -399,40 +399,9 @@ impl<B: Backend> DecoderModel<B> {
                 continue;
             }
             let kv_write = self.kv_write(layer, batch, kv);
-            if let (Attention::ShortConv(conv), Some((slots, index))) =
-                (&layer.attention, &conv_taps)
-            {
-                let norm = layer.attn_norm.as_ref().ok_or_else(|| {
-                    ModelError::Config("a short convolution needs its norm before it".into())
-                })?;
-                let input = NormedInput {
-                    x: down.as_ref().unwrap_or(&x),
-                    residual: down.as_ref().map(|_| &x),
-                    norm,
-                    eps,
-                };
-                let taps = ConvTaps {
-                    first_layer: layer.cache_layer,
-                    layers: s.conv_cache_span(),
-                    slots,
-                    index,
-                };
-                let heads = (s.num_kv_heads, s.head_dim);
-                let (stream, mixed) = conv.mix(b, &input, kv_write, taps, heads)?;
-                let o = b.linear(&mixed, &layer.wo, layer.wo_bias.as_ref())?;
-                let ffn_in = NormedInput {
-                    x: &o,
-                    residual: Some(&stream),
-                    norm: layer.ffn_norm.as_ref().ok_or_else(|| {
-                        ModelError::Config("a short convolution needs an FFN norm".into())
-                    })?,
-                    eps,
-                };
-                let (stream, down) = normed_ffn(b, s, li, &layer.ffn, lora.as_ref(), &ffn_in)?;
-                (x, pending) = (stream, Some(down));
-                continue;
-            }
-            let (stream, q) = match (&layer.attn_norm, &layer.attention) {
+            // The layer's mixing of tokens up to its output product: attention, or LFM2's
+            // short convolution.
+            let (stream, mixed) = match (&layer.attn_norm, &layer.attention) {
                 (Some(norm), attention) => {
                     let attn_in = NormedInput {
                         x: down.as_ref().unwrap_or(&x),
@@ -443,24 +412,39 @@ impl<B: Backend> DecoderModel<B> {
                     match attention {
                         Attention::Latent(latent) => {
                             let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
-                            (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
+                            let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
+                            let attn = attend(b, &q, kv, layer, batch)?;
+                            (stream, latent.attention_output(b, attn)?)
                         }
                         Attention::Heads {
                             qkv,
                             q_norm,
                             k_norm,
                             ..
-                        } => heads_q(
-                            b,
-                            s,
-                            li,
-                            qkv,
-                            (q_norm, k_norm),
-                            lora.as_ref(),
-                            &attn_in,
-                            kv_write,
-                        )?,
-                        Attention::ShortConv(_) => return Err(conv_without_taps()),
+                        } => {
+                            let (stream, q) = heads_q(
+                                b,
+                                s,
+                                li,
+                                qkv,
+                                (q_norm, k_norm),
+                                lora.as_ref(),
+                                &attn_in,
+                                kv_write,
+                            )?;
+                            (stream, attend(b, &q, kv, layer, batch)?)
+                        }
+                        Attention::ShortConv(conv) => {
+                            let (slots, index) =
+                                conv_taps.as_ref().ok_or_else(conv_without_taps)?;
+                            let taps = ConvTaps {
+                                first_layer: layer.cache_layer,
+                                layers: s.conv_cache_span(),
+                                slots,
+                                index,
+                            };
+                            conv.mix(b, &attn_in, kv_write, taps)?
+                        }
                     }
                 }
                 // No norm before attention (OLMo 2): the projections read the stream itself.
@@ -479,23 +463,24 @@ impl<B: Backend> DecoderModel<B> {
                     };
                     let [q, k, v] = members(qkv.apply(b, &stream, Some(s.head_dim))?)?;
                     let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
-                    (stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?)
+                    let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
+                    (stream, attend(b, &q, kv, layer, batch)?)
                 }
                 (None, Attention::Latent(_)) => {
                     return Err(ModelError::Config(
                         "latent attention without a norm before it is not supported".into(),
                     ))
                 }
-                (None, Attention::ShortConv(_)) => return Err(conv_without_taps()),
+                (None, Attention::ShortConv(_)) => {
+                    return Err(ModelError::Config(
+                        "a short convolution needs its norm before it".into(),
+                    ))
+                }
             };
             x = stream;
-            let mut attn = attend(b, &q, kv, layer, batch)?;
-            if let Attention::Latent(latent) = &layer.attention {
-                attn = latent.attention_output(b, attn)?;
-            }
-            let mut o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
+            let mut o = b.linear(&mixed, &layer.wo, layer.wo_bias.as_ref())?;
             if let Some(lora) = &lora {
-                o = lora.add(b, li, LoraTarget::O, &attn, o)?;
+                o = lora.add(b, li, LoraTarget::O, &mixed, o)?;
             }
             if let Some(pn) = &layer.post_attn_norm {
                 o = b.rms_norm(&o, pn, eps)?;

@@ -9,7 +9,7 @@
 //! position. So the state is wherever the keys are: a prefix shared from the cache, a block
 //! copied on write, a speculative step whose drafts were rejected and a slot saved to disk are
 //! right without a word about convolutions, which a rolled state would need at each of them.
-use crate::backend::{Backend, RopeKvWrite};
+use crate::backend::{Backend, RopeKvWrite, WeightDtype};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
@@ -58,19 +58,30 @@ pub fn conv_taps(batch: &FlatBatch, kernel: usize) -> Result<(Vec<u32>, Vec<u32>
     let tokens = batch.ids.len();
     let mut slots = Vec::new();
     let mut index = vec![NO_ROW; tokens * kernel];
-    let bs = batch.block_size;
     for seq in &batch.seqs {
         let first = seq.start_pos.saturating_sub(kernel - 1);
         let base = slots.len();
-        for p in first..seq.context_len() {
-            let block = seq.block_table.get(p / bs).ok_or_else(|| {
+        // The positions before the step's tokens, then the step's (whose slots the batch has).
+        for p in first..seq.start_pos {
+            slots.push(seq.slot(p, batch.block_size).ok_or_else(|| {
                 ModelError::InvalidBatch(format!(
                     "position {p} past a block table of {} blocks",
                     seq.block_table.len()
                 ))
-            })?;
-            slots.push(block * bs as u32 + (p % bs) as u32);
+            })?);
         }
+        let new = batch
+            .slots
+            .get(seq.q_start..seq.q_start + seq.q_len)
+            .ok_or_else(|| {
+                ModelError::InvalidBatch(format!(
+                    "rows {}..{} of a batch of {} slots",
+                    seq.q_start,
+                    seq.q_start + seq.q_len,
+                    batch.slots.len()
+                ))
+            })?;
+        slots.extend_from_slice(new);
         for i in 0..seq.q_len {
             let p = seq.start_pos + i;
             let row = seq.q_start + i;
@@ -167,7 +178,9 @@ pub(crate) struct ShortConvLayer<B: Backend> {
     /// product `B_j · x_j` is one K or V half of the cache as it comes (no split after it).
     in_proj: Projections<B>,
     pieces: usize,
-    pub conv: ShortConvWeights,
+    /// The cache's KV heads and head width: the shape each piece is written in.
+    heads: (usize, usize),
+    conv: ShortConvWeights,
 }
 
 impl<B: Backend> ShortConvLayer<B> {
@@ -176,12 +189,14 @@ impl<B: Backend> ShortConvLayer<B> {
         let bias = spec.short_conv.as_ref().is_some_and(|c| c.bias);
         let kernel = spec.short_conv.as_ref().map_or(0, |c| c.kernel);
         let in_proj = ld.checked(&layer(l, "shortconv.in_proj.weight"), &[3 * h, h])?;
+        // The bias's values, and how it is stored (each member's part is kept so, as every
+        // other bias).
         let in_bias = match bias {
-            true => Some(
-                ld.checked(&layer(l, "shortconv.in_proj.bias"), &[3 * h])?
-                    .to_f32()?
-                    .to_vec1::<f32>()?,
-            ),
+            true => {
+                let b = ld.checked(&layer(l, "shortconv.in_proj.bias"), &[3 * h])?;
+                let source = b.dtype().unwrap_or(WeightDtype::F32);
+                Some((b.to_f32()?, source))
+            }
             false => None,
         };
         // Rows `start..start + len` of in_proj (and of its bias): one member.
@@ -189,7 +204,13 @@ impl<B: Backend> ShortConvLayer<B> {
             let rows: Vec<Option<usize>> = (start..start + len).map(Some).collect();
             let w = ld.backend.load_weight(in_proj.pick_rows(&rows)?)?;
             let b = match &in_bias {
-                Some(b) => Some(ld.backend.load_weight(dense(&b[start..start + len])?)?),
+                Some((b, source)) => {
+                    let part = b.narrow(0, start, len)?.contiguous()?;
+                    Some(
+                        ld.backend
+                            .load_weight(HostWeight::stored_like(part, *source)?)?,
+                    )
+                }
                 None => None,
             };
             Ok((w, b))
@@ -206,6 +227,7 @@ impl<B: Backend> ShortConvLayer<B> {
         Ok(ShortConvLayer {
             in_proj: Projections::new(ld.backend, members)?,
             pieces,
+            heads: (spec.num_kv_heads, spec.head_dim),
             conv: load_kernel(ld, l, h, kernel, bias)?,
         })
     }
@@ -225,7 +247,6 @@ impl<B: Backend> ShortConvLayer<B> {
         input: &NormedInput<'_, B>,
         kv: RopeKvWrite<'_, B::KvCache>,
         taps: ConvTaps<'_>,
-        heads: (usize, usize),
     ) -> Result<(B::Tensor, B::Tensor)> {
         let (stream, parts) = self.in_proj.apply_normed(b, input, None)?;
         let (bs, rest) = parts.split_at(self.pieces);
@@ -237,7 +258,7 @@ impl<B: Backend> ShortConvLayer<B> {
         let products = bs
             .iter()
             .zip(xs)
-            .map(|(bj, xj)| b.reshape(&b.mul(bj, xj)?, &[tokens, heads.0, heads.1]))
+            .map(|(bj, xj)| b.reshape(&b.mul(bj, xj)?, &[tokens, self.heads.0, self.heads.1]))
             .collect::<Result<Vec<_>>>()?;
         for (i, pair) in products.chunks(2).enumerate() {
             // An odd last piece fills K alone; its V half holds a copy no tap reads.
@@ -289,24 +310,25 @@ fn load_kernel<B: Backend>(
     })
 }
 
-fn dense(values: &[f32]) -> Result<HostWeight> {
-    Ok(HostWeight::Dense {
-        tensor: candle_core::Tensor::from_slice(values, values.len(), &candle_core::Device::Cpu)?,
-        source: crate::backend::WeightDtype::F32,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::SeqAttention;
 
+    /// A batch of `seqs` with the new tokens' slots as `FlatBatch::new` gives them (`u32::MAX`
+    /// past a block table).
     fn batch(seqs: Vec<SeqAttention>, block_size: usize) -> FlatBatch {
         let tokens: usize = seqs.iter().map(|s| s.q_len).sum();
+        let mut slots = vec![u32::MAX; tokens];
+        for s in &seqs {
+            for i in 0..s.q_len {
+                slots[s.q_start + i] = s.slot(s.start_pos + i, block_size).unwrap_or(u32::MAX);
+            }
+        }
         FlatBatch {
             ids: vec![0; tokens],
             positions: vec![],
-            slots: vec![],
+            slots,
             seqs,
             logit_rows: vec![],
             argmax_only: vec![],
@@ -348,11 +370,12 @@ mod tests {
 
     #[test]
     fn taps_past_the_block_table_are_an_error() {
+        // Position 4, a tap of position 5, is past the one block.
         let b = batch(
             vec![SeqAttention {
                 q_start: 0,
                 q_len: 1,
-                start_pos: 4,
+                start_pos: 5,
                 block_table: vec![0],
             }],
             4,

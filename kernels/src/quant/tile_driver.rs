@@ -167,15 +167,12 @@ macro_rules! tile_driver {
             // hardware).
             let single = x.rows <= $rb && cfg!(target_arch = "x86_64");
             while j < nrows {
-                if single {
-                    rows_of::<T, 1>([w[j * row_bytes..].as_ptr()], x, out, j, stride);
-                    j += 1;
-                } else if narrow && nrows - j >= 2 {
+                if !single && narrow && nrows - j >= 2 {
                     let rows: [*const u8; 2] =
                         std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
                     rows_of::<T, 2>(rows, x, out, j, stride);
                     j += 2;
-                } else if !narrow && nrows - j >= $cb {
+                } else if !single && !narrow && nrows - j >= $cb {
                     let rows: [*const u8; $cb] =
                         std::array::from_fn(|c| w[(j + c) * row_bytes..].as_ptr());
                     rows_of::<T, $cb>(rows, x, out, j, stride);

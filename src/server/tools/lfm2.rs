@@ -92,7 +92,8 @@ pub fn history_text(calls: &[Value]) -> Option<String> {
     Some(format!("{OPEN}[{}]{CLOSE}", written.join(", ")))
 }
 
-/// `v` as a Python literal: JSON's syntax but for `True`, `False` and `None`.
+/// `v` as a Python literal: JSON's syntax but for `True`, `False` and `None`; strings
+/// double-quoted, as LFM2 writes them (Python's `repr`, `models::py_repr`, single-quotes).
 fn python_literal(v: &Value) -> String {
     match v {
         Value::Bool(true) => "True".into(),
