@@ -51,6 +51,13 @@ fn gguf_name(hf: &str) -> String {
         ("model.norm.weight", "output_norm.weight".to_string()),
         ("model.norm.bias", "output_norm.bias".to_string()),
         ("lm_head.weight", "output.weight".to_string()),
+        // Phi's last norm and its head's bias.
+        (
+            "model.final_layernorm.weight",
+            "output_norm.weight".to_string(),
+        ),
+        ("model.final_layernorm.bias", "output_norm.bias".to_string()),
+        ("lm_head.bias", "output.bias".to_string()),
     ];
     if let Some((_, g)) = map.iter().find(|(h, _)| *h == hf) {
         return g.clone();
@@ -68,6 +75,13 @@ fn gguf_name(hf: &str) -> String {
         "mlp.c_fc.bias" => "ffn_up.bias",
         "mlp.c_proj.weight" => "ffn_down.weight",
         "mlp.c_proj.bias" => "ffn_down.bias",
+        // Phi's output product and ungated MLP.
+        "self_attn.dense.weight" => "attn_output.weight",
+        "self_attn.dense.bias" => "attn_output.bias",
+        "mlp.fc1.weight" => "ffn_up.weight",
+        "mlp.fc1.bias" => "ffn_up.bias",
+        "mlp.fc2.weight" => "ffn_down.weight",
+        "mlp.fc2.bias" => "ffn_down.bias",
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
@@ -644,8 +658,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
         extra.push(("logit_scale", f("logit_scale")));
     }
-    if arch == "starcoder2" {
-        let eps = cfg["norm_epsilon"].as_f64().unwrap() as f32;
+    if matches!(arch, "starcoder2" | "phi2") {
+        let eps = cfg["norm_epsilon"]
+            .as_f64()
+            .or(cfg["layer_norm_eps"].as_f64())
+            .unwrap() as f32;
         extra.push(("attention.layer_norm_epsilon", Value::F32(eps)));
     }
     if cfg["head_dim"].is_u64() {
@@ -1040,6 +1057,80 @@ fn cohere_families_load_from_gguf() {
 #[test]
 fn starcoder2_loads_from_gguf() {
     gguf_matches_checkout("starcoder2", "starcoder2", Experts::Stacked, 0.3);
+}
+
+/// Phi-2 as llama.cpp converts it (`phi2`: parallel blocks of LayerNorms with biases, `dense`
+/// as `attn_output`, `fc1` / `fc2` as `ffn_up` / `ffn_down`, the head's bias as `output.bias`,
+/// the rotated dimensions as `rope.dimension_count`): its checkout's logits. The files
+/// converted from the original checkpoints hold q/k/v as one `attn_qkv` weight and bias, split
+/// at load (quantized rows as stored): the logits of the same weights held apart.
+#[test]
+fn phi2_loads_from_gguf() {
+    gguf_matches_checkout("phi", "phi2", Experts::Stacked, 0.3);
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in [GgmlDType::F32, GgmlDType::Q8_0] {
+        let apart = dir.path().join(format!("phi-apart-{dtype:?}.gguf"));
+        let joined = dir.path().join(format!("phi-joined-{dtype:?}.gguf"));
+        write_gguf_of("phi", "phi2", &apart, dtype, Experts::Stacked);
+        with_joined_qkv(&apart, &joined);
+        let d = max_abs_diff(&logits(&joined), &logits(&apart));
+        assert!(
+            d < 1e-5,
+            "phi2 {dtype:?} with attn_qkv: logits differ by {d}"
+        );
+    }
+}
+
+/// `src` with each layer's q, k and v weights and biases stacked into one `attn_qkv` weight and
+/// bias (q rows, then k, then v), as llama.cpp's older converters wrote Phi-2's `Wqkv`.
+fn with_joined_qkv(src: &Path, dst: &Path) {
+    let mut file = std::fs::File::open(src).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let md: Vec<(String, Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for name in content.tensor_infos.keys() {
+        let part = ["attn_q.", "attn_k.", "attn_v."]
+            .iter()
+            .any(|p| name.contains(p));
+        if !part {
+            let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            tensors.push((name.clone(), t));
+            continue;
+        }
+        let Some(stem) = name
+            .strip_suffix("attn_q.weight")
+            .or(name.strip_suffix("attn_q.bias"))
+        else {
+            continue;
+        };
+        let suffix = if name.ends_with("weight") {
+            "weight"
+        } else {
+            "bias"
+        };
+        let pieces: Vec<Tensor> = ["attn_q", "attn_k", "attn_v"]
+            .iter()
+            .map(|p| {
+                let t = content.tensor(&mut file, &format!("{stem}{p}.{suffix}"), &Device::Cpu);
+                t.unwrap().dequantize(&Device::Cpu).unwrap()
+            })
+            .collect();
+        let joined = Tensor::cat(&pieces, 0).unwrap();
+        // Weights back in their type (Q8_0 blocks of Q8_0 values come back the same).
+        let ty = match suffix {
+            "weight" => content.tensor_infos[name].ggml_dtype,
+            _ => GgmlDType::F32,
+        };
+        let q = QTensor::quantize(&joined, ty).unwrap();
+        tensors.push((format!("{stem}attn_qkv.{suffix}"), q));
+    }
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &md_refs, &t_refs).unwrap();
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 33] = TINY_ARCHS;
+const ARCHS: [&str; 34] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -245,9 +245,10 @@ fn batched_variable_length_forward_matches() {
     }
 }
 
-/// The output projection of a tiny model as rows of f32: `lm_head.weight`, or the token
-/// embedding where the model ties them.
-fn output_rows(arch: &str) -> (Vec<f32>, usize) {
+/// The output projection of a tiny model as rows of f32 (`lm_head.weight`, or the token
+/// embedding where the model ties them), the hidden size, and the head's bias (zeros where it
+/// has none).
+fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let bytes = std::fs::read(fixtures().join("tiny").join(arch).join("model.safetensors"))
         .expect("read weights");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
@@ -255,13 +256,18 @@ fn output_rows(arch: &str) -> (Vec<f32>, usize) {
         .tensor("lm_head.weight")
         .or_else(|_| st.tensor("model.embed_tokens.weight"))
         .expect("output weights");
-    assert_eq!(w.dtype(), safetensors::Dtype::F32);
-    let values = w
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (values, w.shape()[1])
+    let f32s = |t: &safetensors::tensor::TensorView<'_>| -> Vec<f32> {
+        assert_eq!(t.dtype(), safetensors::Dtype::F32);
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let bias = match st.tensor("lm_head.bias") {
+        Ok(b) => f32s(&b),
+        Err(_) => vec![0.0; w.shape()[0]],
+    };
+    (f32s(&w), w.shape()[1], bias)
 }
 
 #[test]
@@ -272,7 +278,7 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
         let g = golden(arch);
         let out = whole_input(arch, &g, LogitsWanted::HiddenAll);
         assert_eq!(out.rows(), 0, "{arch}: no logits were asked for");
-        let (w, hidden) = output_rows(arch);
+        let (w, hidden, bias) = output_rows(arch);
         assert_eq!(out.hidden_size, hidden, "{arch}");
         // Gemma 2 caps its logits after the product: cap × tanh(logit / cap); Granite divides
         // them by its `logits_scaling`, Cohere multiplies them by its `logit_scale`.
@@ -282,9 +288,11 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
             / cfg["logit_scale"].as_f64().unwrap_or(1.0) as f32;
         for &p in &g.positions {
             let h = out.hidden_row(p);
+            // Phi adds a bias to its head's products.
             let logits: Vec<f32> = w
                 .chunks_exact(hidden)
-                .map(|row| row.iter().zip(h).map(|(a, b)| a * b).sum::<f32>() / divisor)
+                .zip(&bias)
+                .map(|(row, b)| (row.iter().zip(h).map(|(a, x)| a * x).sum::<f32>() + b) / divisor)
                 .map(|l| cap.map_or(l, |c| c * (l / c).tanh()))
                 .collect();
             let d = max_abs_diff(&logits, &golden_logits(&g, p));

@@ -114,19 +114,27 @@ pub(crate) fn heads_attention<B: Backend>(
         };
         ld.backend.load_weight(w)
     };
-    let bias = |name: &str, len: usize, part: QkvPart| -> Result<Option<HostWeight>> {
-        if !ld.src.contains(name) {
-            return Ok(None);
-        }
-        let b = ld.checked(name, &[len])?;
-        Ok(Some(match &partial {
+    // q/k/v stored as one tensor with one bias (Phi-2 GGUFs converted from the original
+    // checkpoints): split into the three projections, which take their biases apart.
+    let [wq, wk, wv, sbq, sbk, sbv] = match spec.qkv_bias && ld.src.contains(&n("attn_qkv.bias")) {
+        true => split_joined_qkv(ld, l, [q, kv, kv], h)?.map(Some),
+        false => Default::default(),
+    };
+    let split = wq.is_some();
+    let bias = |name: &str, len: usize, part: QkvPart, given: Option<HostWeight>| {
+        let b = match given {
+            Some(b) => b,
+            None if !ld.src.contains(name) => return Ok(None),
+            None => ld.checked(name, &[len])?,
+        };
+        Ok::<_, ModelError>(Some(match &partial {
             Some(p) => p.fold_bias(b, part)?,
             None => b,
         }))
     };
     let load = |b: Option<HostWeight>| b.map(|b| ld.backend.load_weight(b)).transpose();
     let (bq, bk, bv, k_offset) = if spec.qkv_bias {
-        let bk = bias(&n("attn_k.bias"), kv, QkvPart::K)?;
+        let bk = bias(&n("attn_k.bias"), kv, QkvPart::K, sbk)?;
         let k_offset = match &bk {
             Some(b) if key_offset::applies(spec) => {
                 let values = b.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
@@ -136,9 +144,9 @@ pub(crate) fn heads_attention<B: Backend>(
             _ => None,
         };
         (
-            load(bias(&n("attn_q.bias"), q, QkvPart::Q)?)?,
+            load(bias(&n("attn_q.bias"), q, QkvPart::Q, sbq)?)?,
             load(bk)?,
-            load(bias(&n("attn_v.bias"), kv, QkvPart::V)?)?,
+            load(bias(&n("attn_v.bias"), kv, QkvPart::V, sbv)?)?,
             k_offset,
         )
     } else {
@@ -161,8 +169,12 @@ pub(crate) fn heads_attention<B: Backend>(
         ),
         (false, _) => (None, None),
     };
+    let given_or = |given: Option<HostWeight>, name: &str, rows: usize| match given {
+        Some(w) => Ok(w),
+        None => ld.checked(&n(name), &[rows, h]),
+    };
     let joined_name = n("attn_qkv.weight");
-    let joined = match ld.src.contains(&joined_name) {
+    let joined = match ld.src.contains(&joined_name) && !split {
         true => Some(fold(
             ld.checked(&joined_name, &[q + 2 * kv, h])?,
             QkvPart::Joined,
@@ -170,24 +182,23 @@ pub(crate) fn heads_attention<B: Backend>(
         false => None,
     };
     let qkv = match joined {
-        Some(joined) if !spec.qkv_bias => Projections::joined(ld.backend, joined, vec![q, kv, kv])?,
+        Some(joined) if bq.is_none() && bk.is_none() && bv.is_none() => {
+            Projections::joined(ld.backend, joined, vec![q, kv, kv])?
+        }
         Some(_) => {
             return Err(ModelError::Config(
-                "joined q/k/v weights with biases are not supported".into(),
+                "joined q/k/v weights with biases of their own are not supported".into(),
             ))
         }
         None => Projections::new(
             ld.backend,
             vec![
+                (fold(given_or(wq, "attn_q.weight", q)?, QkvPart::Q)?, bq),
+                (fold(given_or(wk, "attn_k.weight", kv)?, QkvPart::K)?, bk),
                 (
-                    fold(ld.checked(&n("attn_q.weight"), &[q, h])?, QkvPart::Q)?,
-                    bq,
+                    ld.backend.load_weight(given_or(wv, "attn_v.weight", kv)?)?,
+                    bv,
                 ),
-                (
-                    fold(ld.checked(&n("attn_k.weight"), &[kv, h])?, QkvPart::K)?,
-                    bk,
-                ),
-                (ld.weight(&n("attn_v.weight"), &[kv, h])?, bv),
             ],
         )?,
     };
@@ -197,4 +208,27 @@ pub(crate) fn heads_attention<B: Backend>(
         k_norm,
         k_offset,
     })
+}
+
+/// Layer `l`'s joined `attn_qkv` weight and bias split into q, k and v (`rows` each): the
+/// three weights (rows picked in the file's own storage), then the three biases.
+fn split_joined_qkv<B: Backend>(
+    ld: &Loader<'_, B>,
+    l: usize,
+    rows: [usize; 3],
+    h: usize,
+) -> Result<[HostWeight; 6]> {
+    let total: usize = rows.iter().sum();
+    let weight = ld.checked(&layer(l, "attn_qkv.weight"), &[total, h])?;
+    let bias = ld.checked(&layer(l, "attn_qkv.bias"), &[total])?;
+    let source = bias.dtype().unwrap_or(crate::backend::WeightDtype::F32);
+    let bias = bias.to_f32()?;
+    let starts = [0, rows[0], rows[0] + rows[1]];
+    let piece = |i: usize| -> Result<(HostWeight, HostWeight)> {
+        let picks: Vec<Option<usize>> = (starts[i]..starts[i] + rows[i]).map(Some).collect();
+        let b = HostWeight::stored_like(bias.narrow(0, starts[i], rows[i])?, source)?;
+        Ok((weight.pick_rows(&picks)?, b))
+    };
+    let [(wq, bq), (wk, bk), (wv, bv)] = [piece(0)?, piece(1)?, piece(2)?];
+    Ok([wq, wk, wv, bq, bk, bv])
 }

@@ -71,6 +71,8 @@ pub struct DecoderModel<B: Backend> {
     embed: B::Weight,
     /// None when the head is tied to the embedding table.
     head: Option<B::Weight>,
+    /// The LM head's bias, where the model has one (Phi).
+    head_bias: Option<B::Weight>,
     final_norm: B::Weight,
     final_norm_bias: Option<B::Weight>,
     layers: Vec<Layer<B>>,
@@ -105,6 +107,7 @@ impl<B: Backend> DecoderModel<B> {
         );
         let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
+        let head_bias = ld.opt_weight("output.bias", &[spec.vocab_size])?;
         // LFM2's GGUFs name the norm after the last layer as llama.cpp does for that model
         // (`token_embd_norm`, its checkouts' `embedding_norm`).
         let final_norm_name = match src.contains("output_norm.weight") {
@@ -230,6 +233,7 @@ impl<B: Backend> DecoderModel<B> {
             spec,
             embed,
             head,
+            head_bias,
             final_norm,
             final_norm_bias,
             layers,
@@ -534,7 +538,8 @@ impl<B: Backend> DecoderModel<B> {
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
         let x = self.norm(b, &x, &self.final_norm, self.final_norm_bias.as_ref())?;
-        let mut logits = b.linear(&x, self.head.as_ref().unwrap_or(&self.embed), None)?;
+        let head = self.head.as_ref().unwrap_or(&self.embed);
+        let mut logits = b.linear(&x, head, self.head_bias.as_ref())?;
         if let Some(divisor) = s.logit_divisor {
             logits = b.scale(&logits, 1.0 / divisor)?;
         }

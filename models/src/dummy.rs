@@ -83,6 +83,17 @@ fn lfm2(hidden: usize, ff: usize, heads: usize, attention: &[usize]) -> serde_js
            "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 7})
 }
 
+/// Phi-2's config at other sizes (`phi`: parallel blocks, biases everywhere, 40% of each head
+/// rotated, untied head).
+fn phi(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "phi", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": heads,
+           "layer_norm_eps": 1e-5, "partial_rotary_factor": 0.4, "hidden_act": "gelu_new",
+           "rope_theta": 10000.0, "max_position_embeddings": 2048,
+           "tie_word_embeddings": false, "bos_token_id": 50256, "eos_token_id": 50256})
+}
+
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
@@ -291,6 +302,18 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "phi2",
+        size: "2.7b",
+        source: "microsoft/phi-2",
+        config: || phi(51200, 2560, 32, 32),
+    },
+    DummyShape {
+        arch: "phi2",
+        size: "tiny",
+        source: "test-only",
+        config: || phi(256, 80, 2, 4),
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -362,11 +385,30 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
         t.insert("output.weight".into(), matrix(vec![spec.vocab_size, h]));
     }
     t.insert("output_norm.weight".into(), norm(h));
+    // Biases on every projection and the head (Phi-2), on the LayerNorms where they have them.
+    let biased = spec.arch == Arch::Phi2;
+    if biased {
+        t.insert("output.bias".into(), bias(spec.vocab_size));
+    }
+    if spec.norm_bias {
+        t.insert("output_norm.bias".into(), bias(h));
+    }
     for l in 0..spec.num_layers {
         let n = |s: &str| layer(l, s);
         t.insert(n("attn_norm.weight"), norm(h));
         if !spec.parallel_block {
             t.insert(n("ffn_norm.weight"), norm(h));
+        }
+        if spec.norm_bias {
+            t.insert(n("attn_norm.bias"), bias(h));
+            if !spec.parallel_block {
+                t.insert(n("ffn_norm.bias"), bias(h));
+            }
+        }
+        if biased {
+            t.insert(n("attn_output.bias"), bias(h));
+            t.insert(n("ffn_up.bias"), bias(spec.intermediate_size));
+            t.insert(n("ffn_down.bias"), bias(h));
         }
         ffn_tensors(spec, l, &mut t);
         if let Some(c) = spec.short_conv.as_ref().filter(|c| c.layers[l]) {
@@ -435,7 +477,9 @@ fn ffn_tensors(spec: &ModelSpec, l: usize, t: &mut BTreeMap<String, (Vec<usize>,
     let n = |s: &str| layer(l, s);
     let mlp = |t: &mut BTreeMap<_, _>, names: [String; 3], f: usize| {
         let [gate, up, down] = names;
-        t.insert(gate, matrix(vec![f, h]));
+        if spec.gated_ffn || spec.experts.is_some() {
+            t.insert(gate, matrix(vec![f, h]));
+        }
         t.insert(up, matrix(vec![f, h]));
         t.insert(down, matrix(vec![h, f]));
     };
@@ -752,6 +796,14 @@ mod tests {
         assert!(tiny.source.contains("blk.1.attn_q_norm.weight"));
         let tiny = open_dummy(find("cohere2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
         assert!(!tiny.source.contains("blk.0.ffn_norm.weight"));
+        // microsoft/phi-2's safetensors total (2.78B on its page): biases on every projection
+        // and on the head, no gate.
+        assert_eq!(params("phi2", "2.7b"), 2_779_683_840);
+        let p = find("phi2", "2.7b").unwrap().spec().unwrap();
+        assert_eq!((p.head_dim, p.rotary_dim), (80, Some(32)));
+        let tiny = open_dummy(find("phi2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(tiny.source.contains("output.bias") && tiny.source.contains("blk.1.ffn_up.bias"));
+        assert!(!tiny.source.contains("blk.0.ffn_gate.weight"));
     }
 
     #[test]

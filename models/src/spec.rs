@@ -51,6 +51,9 @@ pub enum Arch {
     /// Command R7B / Command A: Cohere with three sliding-window layers to one global, the
     /// global ones without RoPE.
     Cohere2,
+    /// Phi-1 / 1.5 / 2: parallel blocks of LayerNorms with biases, biased projections and LM
+    /// head, an ungated tanh-GELU MLP, RoPE over part of each head.
+    Phi2,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -99,6 +102,7 @@ impl Arch {
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
+            Arch::Phi2 => "phi2",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",

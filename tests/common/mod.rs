@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 33] = [
+pub const TINY_ARCHS: [&str; 34] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -44,6 +44,7 @@ pub const TINY_ARCHS: [&str; 33] = [
     "cohere2",
     "starcoder2",
     "lfm2",
+    "phi",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -16,6 +16,7 @@ pub mod llama;
 pub mod mistral;
 pub mod olmo2;
 pub mod olmoe;
+pub mod phi2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
@@ -57,6 +58,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
+        "phi" => phi2::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
         "cohere" => cohere::from_hf(&c)?,
@@ -93,6 +95,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
         "gemma2" => gemma3::gemma2_from_gguf(g)?,
+        "phi2" => phi2::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
@@ -236,7 +239,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         .unwrap_or("silu")
     {
         "silu" | "swish" => Activation::Silu,
-        "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+        // `gelu_new` (Phi) is the same tanh approximation under its older name.
+        "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
         other => {
             return Err(ModelError::Config(format!(
                 "unsupported activation `{other}`"

@@ -148,6 +148,24 @@ pub fn starcoder2_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.mlp.{rest}"))
 }
 
+/// Phi's HF name of a tensor `to_hf` names the llama way: its output product
+/// (`self_attn.dense`), ungated MLP (`mlp.fc1`, `mlp.fc2`) and last norm (`final_layernorm`).
+pub fn phi_hf(hf: &str) -> Option<String> {
+    if let Some(suffix) = hf.strip_prefix("model.norm.") {
+        return Some(format!("model.final_layernorm.{suffix}"));
+    }
+    let (head, rest) = hf.split_once(".layers.")?;
+    let (l, rest) = rest.split_once('.')?;
+    let (part, suffix) = rest.rsplit_once('.')?;
+    let phi = match part {
+        "self_attn.o_proj" => "self_attn.dense",
+        "mlp.up_proj" => "mlp.fc1",
+        "mlp.down_proj" => "mlp.fc2",
+        _ => return None,
+    };
+    Some(format!("{head}.layers.{l}.{phi}.{suffix}"))
+}
+
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `block_sparse_moe.router.layer`.
 pub fn granite_moe_hf(hf: &str) -> Option<String> {
@@ -229,6 +247,28 @@ mod tests {
             Some("model.layers.3.conv.in_proj.weight")
         );
         assert_eq!(hf("blk.0.attn_q.weight"), None, "named as llama's");
+    }
+
+    #[test]
+    fn maps_phi_names_to_its_checkouts() {
+        let hf = |name: &str| phi_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        assert_eq!(
+            hf("blk.4.attn_output.bias").as_deref(),
+            Some("model.layers.4.self_attn.dense.bias")
+        );
+        assert_eq!(
+            hf("blk.0.ffn_up.weight").as_deref(),
+            Some("model.layers.0.mlp.fc1.weight")
+        );
+        assert_eq!(
+            hf("blk.1.ffn_down.bias").as_deref(),
+            Some("model.layers.1.mlp.fc2.bias")
+        );
+        assert_eq!(
+            hf("output_norm.bias").as_deref(),
+            Some("model.final_layernorm.bias")
+        );
+        assert_eq!(hf("blk.0.attn_norm.weight"), None, "named as llama's");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{
-    gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, qwen2_moe_hf, starcoder2_hf,
-    to_hf, HfNormNaming,
+    gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf,
+    starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
@@ -102,6 +102,7 @@ impl SafetensorsDir {
             granite_moe_hf(&hf),
             starcoder2_hf(&hf),
             lfm2_hf(&hf),
+            phi_hf(&hf),
         ]
         .into_iter()
         .flatten()
