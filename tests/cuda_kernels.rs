@@ -131,6 +131,7 @@ fn glu_every_activation_matches_the_cpu() {
             Activation::Silu,
             Activation::GeluTanh,
             Activation::SwigluOai,
+            Activation::GeluErf,
         ] {
             for (gate, up) in [(&gate, &up), (&gate_wide, &up_wide)] {
                 let d = rel_diff(&glu(&g, gate, up, a), &glu(&cpu, gate, up, a));
@@ -792,6 +793,7 @@ fn decode_products_match_cublas_and_the_cpu() {
         Input::Glu(Activation::Silu),
         Input::Glu(Activation::GeluTanh),
         Input::Glu(Activation::SwigluOai),
+        Input::Glu(Activation::GeluErf),
         Input::RmsNorm { residual: false },
         Input::RmsNorm { residual: true },
     ];

@@ -29,8 +29,17 @@ fn forward(opened: &candor_models::loader::OpenedModel) -> Vec<f32> {
 fn tiny_dummy_models_run_and_are_reproducible() {
     // The mixtures of experts too: Qwen3-MoE's softmax experts, DeepSeek's latent attention
     // with grouped sigmoid routing and a shared expert; Command R7B's parallel LayerNorm blocks
-    // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated).
-    for arch in ["llama", "qwen2", "qwen3-moe", "deepseek", "cohere2", "phi2"] {
+    // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated),
+    // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU).
+    for arch in [
+        "llama",
+        "qwen2",
+        "qwen3-moe",
+        "deepseek",
+        "cohere2",
+        "phi2",
+        "gptneox",
+    ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);
         assert!(a.iter().all(|v| v.is_finite()), "{arch}");

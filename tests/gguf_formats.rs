@@ -356,6 +356,48 @@ fn renamed_layer_tensor(hf: &str, renames: &[(&str, &str)]) -> Option<String> {
     Some(format!("blk.{l}.{g}"))
 }
 
+/// A GPT-NeoX checkout's tensor as llama.cpp's converter writes it: its GGUF name, and for
+/// `query_key_value` the rows regrouped from per head (q, k, v of each head) to all q, then k,
+/// then v.
+fn gpt_neox_tensor(name: &str, t: &Tensor, heads: usize) -> (String, Tensor) {
+    let top = match name {
+        "gpt_neox.embed_in.weight" => Some("token_embd.weight"),
+        "embed_out.weight" => Some("output.weight"),
+        "gpt_neox.final_layer_norm.weight" => Some("output_norm.weight"),
+        "gpt_neox.final_layer_norm.bias" => Some("output_norm.bias"),
+        _ => None,
+    };
+    if let Some(g) = top {
+        return (g.to_string(), t.clone());
+    }
+    let rest = name.strip_prefix("gpt_neox.layers.").expect("layer tensor");
+    let (l, part) = rest.split_once('.').unwrap();
+    let (module, suffix) = part.rsplit_once('.').unwrap();
+    let g = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "attention.query_key_value" => "attn_qkv",
+        "attention.dense" => "attn_output",
+        "mlp.dense_h_to_4h" => "ffn_up",
+        "mlp.dense_4h_to_h" => "ffn_down",
+        other => panic!("unexpected tensor {other}"),
+    };
+    let t = match module {
+        "attention.query_key_value" => {
+            let rows = t.dim(0).unwrap();
+            let d = rows / (3 * heads);
+            let mut shape = vec![heads, 3, d];
+            shape.extend(&t.dims()[1..]);
+            let grouped = t.reshape(shape).unwrap().transpose(0, 1).unwrap();
+            let mut flat = vec![rows];
+            flat.extend(&t.dims()[1..]);
+            grouped.contiguous().unwrap().reshape(flat).unwrap()
+        }
+        _ => t.clone(),
+    };
+    (format!("blk.{l}.{g}.{suffix}"), t)
+}
+
 /// Layer of a Granite MoE stacked expert tensor, and whether it is `input_linear` (gate and
 /// up) rather than `output_linear` (down).
 fn granite_moe_stack(name: &str) -> Option<(String, bool)> {
@@ -476,13 +518,20 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let permuted = matches!(arch, "llama" | "granite" | "granitemoe" | "smollm3");
     let cfg = read_json(&src.join("config.json"));
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
-    let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
+    // GPT-NeoX's config names no KV heads: every head has its own.
+    let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap_or(heads as u64) as usize;
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
+        if arch == "gptneox" {
+            let (gguf, t) = gpt_neox_tensor(name, t, heads);
+            let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
+            q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+            continue;
+        }
         if let Some(parts) = gpt_oss_tensors(name, t).filter(|_| arch == "gpt-oss") {
             for (gguf, t, quantized) in parts {
                 match (quantized, experts) {
@@ -658,7 +707,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
         extra.push(("logit_scale", f("logit_scale")));
     }
-    if matches!(arch, "starcoder2" | "phi2") {
+    if arch == "gptneox" {
+        let parallel = cfg["use_parallel_residual"].as_bool().unwrap();
+        extra.push(("use_parallel_residual", Value::Bool(parallel)));
+    }
+    if matches!(arch, "starcoder2" | "phi2" | "gptneox") {
         let eps = cfg["norm_epsilon"]
             .as_f64()
             .or(cfg["layer_norm_eps"].as_f64())
@@ -739,9 +792,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             extra.push(("shortconv.l_cache", u("conv_L_cache")));
             (Value::U32(ffn as u32), Value::Array(kv))
         }
-        _ => (u("intermediate_size"), u("num_key_value_heads")),
+        _ => (u("intermediate_size"), Value::U32(kv_heads as u32)),
     };
-    let eps = cfg["rms_norm_eps"].as_f64().or(cfg["norm_eps"].as_f64());
+    let eps = cfg["rms_norm_eps"]
+        .as_f64()
+        .or(cfg["norm_eps"].as_f64())
+        .or(cfg["layer_norm_eps"].as_f64());
     let md: Vec<(&str, Value)> = vec![
         ("embedding_length", u("hidden_size")),
         ("block_count", u("num_hidden_layers")),
@@ -1131,6 +1187,16 @@ fn with_joined_qkv(src: &Path, dst: &Path) {
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &md_refs, &t_refs).unwrap();
+}
+
+/// GPT-NeoX as llama.cpp converts it (`gptneox`: q/k/v in one `attn_qkv` regrouped from per
+/// head to q, k, v, LayerNorms with biases, `use_parallel_residual`), parallel blocks and
+/// sequential ones: their checkouts' logits, with the exact GELU the models were trained with
+/// (llama.cpp runs the tanh approximation on these files).
+#[test]
+fn gpt_neox_loads_from_gguf() {
+    gguf_matches_checkout("gpt_neox", "gptneox", Experts::Stacked, 0.3);
+    gguf_matches_checkout("gpt_neox_sequential", "gptneox", Experts::Stacked, 0.3);
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short

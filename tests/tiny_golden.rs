@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 34] = TINY_ARCHS;
+const ARCHS: [&str; 36] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -245,8 +245,8 @@ fn batched_variable_length_forward_matches() {
     }
 }
 
-/// The output projection of a tiny model as rows of f32 (`lm_head.weight`, or the token
-/// embedding where the model ties them), the hidden size, and the head's bias (zeros where it
+/// The output projection of a tiny model as rows of f32 (`lm_head.weight`, GPT-NeoX's
+/// `embed_out.weight`, or the token embedding where the model ties them), the hidden size, and the head's bias (zeros where it
 /// has none).
 fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let bytes = std::fs::read(fixtures().join("tiny").join(arch).join("model.safetensors"))
@@ -254,6 +254,7 @@ fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let w = st
         .tensor("lm_head.weight")
+        .or_else(|_| st.tensor("embed_out.weight"))
         .or_else(|_| st.tensor("model.embed_tokens.weight"))
         .expect("output weights");
     let f32s = |t: &safetensors::tensor::TensorView<'_>| -> Vec<f32> {

@@ -57,6 +57,11 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+// The exact GELU (transformers' `gelu`, GPT-NeoX): 0.5 x (1 + erf(x / sqrt(2))).
+__device__ __forceinline__ float gelu_erf(float x) {
+  return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+
 // gpt-oss's clamped SwiGLU of a gate and an up value, the up factor included: with
 // g = min(gate, 7) and u = clamp(up, -7, 7), g sigmoid(1.702 g) (u + 1). The model's constants,
 // in the CPU kernel's order of operations (candor_kernels::activation::swiglu_oai).
@@ -67,13 +72,15 @@ __device__ __forceinline__ float swiglu_oai(float gate, float up) {
 
 // A gated linear unit's activation, as candor_models::backend::Activation lists them, and the
 // whole unit act(gate, up): SiLU and GELU times up, the clamped SwiGLU as above.
-enum class GluAct { Silu, GeluTanh, SwigluOai };
+enum class GluAct { Silu, GeluTanh, SwigluOai, GeluErf };
 
 template <GluAct A> __device__ __forceinline__ float glu_unit(float gate, float up) {
   if constexpr (A == GluAct::Silu) {
     return silu(gate) * up;
   } else if constexpr (A == GluAct::GeluTanh) {
     return gelu_tanh(gate) * up;
+  } else if constexpr (A == GluAct::GeluErf) {
+    return gelu_erf(gate) * up;
   } else {
     return swiglu_oai(gate, up);
   }

@@ -1,6 +1,6 @@
-// Gated linear unit: out = act(gate, up), in f32: SiLU or GELU (tanh approximation) of gate times
-// up, or gpt-oss's clamped SwiGLU (the activations are in common.cuh: matvec.cu applies them
-// too, fused into the down product).
+// Gated linear unit: out = act(gate, up), in f32: SiLU, GELU (tanh approximation) or exact GELU
+// of gate times up, or gpt-oss's clamped SwiGLU (the activations are in common.cuh: matvec.cu
+// applies them too, fused into the down product).
 #include "common.cuh"
 
 // Rows of `cols` elements; gate's rows start `gate_stride` elements apart, up's `up_stride` (a
@@ -25,5 +25,6 @@ __device__ void glu_rows(const T* __restrict__ gate, const T* __restrict__ up, T
 #define GLU(T, SUFFIX)                                           \
   GLU_ENTRY(glu_silu_##SUFFIX, GluAct::Silu, T)                  \
   GLU_ENTRY(glu_gelu_tanh_##SUFFIX, GluAct::GeluTanh, T)         \
-  GLU_ENTRY(glu_swiglu_oai_##SUFFIX, GluAct::SwigluOai, T)
+  GLU_ENTRY(glu_swiglu_oai_##SUFFIX, GluAct::SwigluOai, T)      \
+  GLU_ENTRY(glu_gelu_erf_##SUFFIX, GluAct::GeluErf, T)
 CANDOR_FOR_EACH_DTYPE(GLU)

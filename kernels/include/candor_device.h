@@ -1,5 +1,5 @@
 /*
- * candor_device.h — the custom-device C ABI of candor (version 1.2).
+ * candor_device.h — the custom-device C ABI of candor (version 1.3).
  *
  * A device plugin is a shared library (.so / .dylib / .dll) that exports ONE symbol:
  *
@@ -31,7 +31,8 @@
  *    you do not know: later minors add codes.
  *  - Codes, flags and dtypes marked "(1.1)" are asked of, passed to and uploaded to a plugin only
  *    when its table says abi_minor >= 1, so a plugin written against 1.0 that never checked
- *    `variant` or `flags` is not misread; those marked "(1.2)" when it says abi_minor >= 2.
+ *    `variant` or `flags` is not misread; those marked "(1.2)" when it says abi_minor >= 2,
+ *    "(1.3)" when it says abi_minor >= 3.
  *
  * Layouts
  *  - Activations are F32, row-major and contiguous in candor 1.0: `[tokens, features]` or
@@ -56,7 +57,7 @@ extern "C" {
 #endif
 
 #define CANDOR_DEVICE_ABI_MAJOR 1u
-#define CANDOR_DEVICE_ABI_MINOR 2u
+#define CANDOR_DEVICE_ABI_MINOR 3u
 
 /* Name of the one exported symbol. */
 #define CANDOR_DEVICE_ENTRY_POINT "candor_device_get_api"
@@ -140,6 +141,9 @@ typedef uint32_t CandorOp;
 /* (1.1) gpt-oss's clamped SwiGLU: g = min(gate, 7), u = clamp(up, -7, 7),
  * out = g * sigmoid(1.702 * g) * (u + 1). */
 #define CANDOR_ACT_SWIGLU_OAI 2u
+/* (1.3) the exact GELU, out = 0.5 * g * (1 + erf(g / sqrt(2))) * up (transformers' `gelu`:
+ * GPT-NeoX's FFN). */
+#define CANDOR_ACT_GELU_ERF 3u
 
 /* `flags` of CANDOR_OP_PAGED_ATTENTION. */
 #define CANDOR_ATTN_SLIDING_WINDOW 1u

@@ -1,4 +1,4 @@
-//! Pointwise activations (GLU with SiLU or tanh-GELU, logit soft-capping) and the elementwise
+//! Pointwise activations (GLU with SiLU, tanh-GELU or exact GELU, logit soft-capping) and the elementwise
 //! add/mul/scale, on slices.
 //!
 //! `exp` is a polynomial (Cephes-style range reduction, max relative error ~2e-7 in the range
@@ -14,6 +14,8 @@ pub enum Act {
     Silu,
     /// `0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))` (`gelu_pytorch_tanh`).
     GeluTanh,
+    /// `0.5·g·(1 + erf(g/√2))`, the exact GELU (`gelu`).
+    GeluErf,
     /// gpt-oss's clamped SwiGLU: `g · sigmoid(1.702·g) · (u + 1)` with `g = min(gate, 7)`,
     /// `u = clamp(up, -7, 7)`, the up factor included (`glu` computes `act(g, u)` whole).
     SwigluOai,
@@ -157,6 +159,11 @@ pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
         Act::GeluTanh => dispatch!(gelu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
             for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
                 *o = gelu_tanh(g) * u;
+            }
+        }),
+        Act::GeluErf => dispatch!(gelu_erf_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = gelu_erf(g) * u;
             }
         }),
         Act::SwigluOai => dispatch!(swiglu_oai_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
@@ -368,6 +375,23 @@ mod gelu_tests {
         let mut far = vec![-100.0f32, 100.0];
         crate::encoder::bias_rows(&mut far, &[0.0], Some(false));
         assert_eq!(far, [0.0, 100.0]);
+    }
+
+    /// The GLU's exact GELU (GPT-NeoX's FFN) is the encoders' `gelu_erf` times up.
+    #[test]
+    fn the_exact_gelu_glu_follows_erf() {
+        let g: Vec<f32> = (-1500..=1500).map(|i| i as f32 * 0.007).collect();
+        let u: Vec<f32> = g.iter().map(|v| 1.0 - v * 0.3).collect();
+        let mut out = vec![0f32; g.len()];
+        glu(&g, &u, Act::GeluErf, &mut out);
+        for ((&o, &g), &u) in out.iter().zip(&g).zip(&u) {
+            let x = g as f64;
+            let want = 0.5 * x * (1.0 + erf_reference(x / 2f64.sqrt())) * u as f64;
+            assert!(
+                (o as f64 - want).abs() < 4e-6 * (1.0 + want.abs()),
+                "gelu_erf {g}"
+            );
+        }
     }
 
     #[test]

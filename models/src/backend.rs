@@ -106,6 +106,8 @@ pub enum Activation {
     Silu,
     /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
     GeluTanh,
+    /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (transformers' `gelu`: GPT-NeoX).
+    GeluErf,
     /// gpt-oss's clamped SwiGLU: with g = min(gate, 7) and u = clamp(up, -7, 7),
     /// `g · sigmoid(1.702 g) · (u + 1)`. The constants are the model's, fixed in transformers'
     /// and llama.cpp's code alike (no config or GGUF key carries them), so each kernel holds

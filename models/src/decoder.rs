@@ -188,7 +188,7 @@ impl<B: Backend> DecoderModel<B> {
             };
             layers.push(Layer {
                 attn_norm_bias: norm_bias(&n("attn_norm.bias"))?,
-                ffn_norm_bias: match spec.parallel_block {
+                ffn_norm_bias: match spec.parallel_block && !spec.parallel_ffn_norm {
                     true => None,
                     false => norm_bias(&n("ffn_norm.bias"))?,
                 },
@@ -203,8 +203,9 @@ impl<B: Backend> DecoderModel<B> {
                     false => ld.opt_weight(&n("attn_output.bias"), &[h])?,
                 },
                 post_attn_norm,
-                // A parallel block's FFN reads the attention's normed input.
-                ffn_norm: match spec.pre_norms && !spec.parallel_block {
+                // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
+                // of its own).
+                ffn_norm: match spec.pre_norms && (!spec.parallel_block || spec.parallel_ffn_norm) {
                     true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
                     false => None,
                 },
@@ -583,7 +584,7 @@ impl<B: Backend> DecoderModel<B> {
 
     /// A block whose norms are not fused into its products: LayerNorm models (StarCoder2:
     /// attention, then the FFN, each after its own norm) and parallel blocks (Cohere: one norm
-    /// read by both, `x + attn(ln(x)) + mlp(ln(x))`). Returns the stream after the attention
+    /// read by both, `x + attn(ln(x)) + mlp(ln(x))`; GPT-NeoX: a norm each of the same stream). Returns the stream after the attention
     /// joined it (parallel: as it came) and what the FFN adds to it at the next layer.
     fn unfused_block(
         &self,
@@ -619,7 +620,11 @@ impl<B: Backend> DecoderModel<B> {
             Ffn::Dense(mlp) => mlp.forward(b, h, s.activation),
         };
         if s.parallel_block {
-            let down = ffn(&h)?;
+            let down = match &layer.ffn_norm {
+                // GPT-NeoX: the FFN's own norm of the same stream.
+                Some(norm) => ffn(&self.norm(b, &stream, norm, layer.ffn_norm_bias.as_ref())?)?,
+                None => ffn(&h)?,
+            };
             return Ok((stream, b.add(&o, &down)?));
         }
         let stream = b.add(&stream, &o)?;

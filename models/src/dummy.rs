@@ -28,8 +28,12 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 8] = [
+const ARCH_ALIASES: [(&str, &str); 12] = [
     ("qwen2.5", "qwen2"),
+    ("gpt-neox", "gptneox"),
+    ("gpt_neox", "gptneox"),
+    ("pythia", "gptneox"),
+    ("phi", "phi2"),
     ("llama3", "llama"),
     ("llama-3", "llama"),
     ("qwen3moe", "qwen3-moe"),
@@ -92,6 +96,16 @@ fn phi(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::
            "layer_norm_eps": 1e-5, "partial_rotary_factor": 0.4, "hidden_act": "gelu_new",
            "rope_theta": 10000.0, "max_position_embeddings": 2048,
            "tie_word_embeddings": false, "bos_token_id": 50256, "eos_token_id": 50256})
+}
+
+/// GPT-NeoX's config as Pythia's are published (the older key names), at other sizes.
+fn pythia(hidden: usize, layers: usize, heads: usize, vocab: usize) -> serde_json::Value {
+    json!({"model_type": "gpt_neox", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+           "rotary_pct": 0.25, "rotary_emb_base": 10000, "max_position_embeddings": 2048,
+           "use_parallel_residual": true, "tie_word_embeddings": false,
+           "bos_token_id": 0, "eos_token_id": 0})
 }
 
 /// LFM2-350M's and LFM2-1.2B's attention layers.
@@ -314,6 +328,18 @@ pub const SHAPES: &[DummyShape] = &[
         config: || phi(256, 80, 2, 4),
     },
     DummyShape {
+        arch: "gptneox",
+        size: "1.4b",
+        source: "EleutherAI/pythia-1.4b",
+        config: || pythia(2048, 24, 16, 50304),
+    },
+    DummyShape {
+        arch: "gptneox",
+        size: "tiny",
+        source: "test-only",
+        config: || pythia(64, 2, 4, 256),
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -385,9 +411,10 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
         t.insert("output.weight".into(), matrix(vec![spec.vocab_size, h]));
     }
     t.insert("output_norm.weight".into(), norm(h));
-    // Biases on every projection and the head (Phi-2), on the LayerNorms where they have them.
-    let biased = spec.arch == Arch::Phi2;
-    if biased {
+    // Biases on every projection (Phi-2, GPT-NeoX) and the head (Phi-2), on the LayerNorms
+    // where they have them.
+    let biased = matches!(spec.arch, Arch::Phi2 | Arch::GptNeox);
+    if spec.arch == Arch::Phi2 {
         t.insert("output.bias".into(), bias(spec.vocab_size));
     }
     if spec.norm_bias {
@@ -396,12 +423,13 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     for l in 0..spec.num_layers {
         let n = |s: &str| layer(l, s);
         t.insert(n("attn_norm.weight"), norm(h));
-        if !spec.parallel_block {
+        let ffn_norm = !spec.parallel_block || spec.parallel_ffn_norm;
+        if ffn_norm {
             t.insert(n("ffn_norm.weight"), norm(h));
         }
         if spec.norm_bias {
             t.insert(n("attn_norm.bias"), bias(h));
-            if !spec.parallel_block {
+            if ffn_norm {
                 t.insert(n("ffn_norm.bias"), bias(h));
             }
         }
@@ -804,6 +832,15 @@ mod tests {
         let tiny = open_dummy(find("phi2", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
         assert!(tiny.source.contains("output.bias") && tiny.source.contains("blk.1.ffn_up.bias"));
         assert!(!tiny.source.contains("blk.0.ffn_gate.weight"));
+        // EleutherAI/pythia-1.4b's total (its model card: 1,414,647,808): two biased
+        // LayerNorms per layer, biased q/k/v, output and MLP products, an untied head.
+        assert_eq!(params("gptneox", "1.4b"), 1_414_647_808);
+        let p = find("gptneox", "1.4b").unwrap().spec().unwrap();
+        assert_eq!((p.head_dim, p.rotary_dim), (128, Some(32)));
+        assert!(p.parallel_ffn_norm);
+        let tiny = open_dummy(find("gptneox", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        assert!(tiny.source.contains("blk.1.ffn_norm.bias"));
+        assert!(!tiny.source.contains("output.bias"));
     }
 
     #[test]

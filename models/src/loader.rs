@@ -71,7 +71,10 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 }
             }
         }
-        let source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?;
+        let mut source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?;
+        if spec.arch == crate::spec::Arch::GptNeox {
+            source = source.with_per_head_qkv(spec.num_heads);
+        }
         return Ok(OpenedModel {
             path: path.to_path_buf(),
             format: ModelFormat::Safetensors,

@@ -54,6 +54,10 @@ pub enum Arch {
     /// Phi-1 / 1.5 / 2: parallel blocks of LayerNorms with biases, biased projections and LM
     /// head, an ungated tanh-GELU MLP, RoPE over part of each head.
     Phi2,
+    /// GPT-NeoX (Pythia and its kin): LayerNorms with biases, q/k/v in one product, RoPE over
+    /// part of each head, an ungated exact-GELU MLP, parallel blocks with two norms (or
+    /// sequential ones).
+    GptNeox,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -103,6 +107,7 @@ impl Arch {
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
             Arch::Phi2 => "phi2",
+            Arch::GptNeox => "gptneox",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",
@@ -294,6 +299,10 @@ pub struct ModelSpec {
     /// Attention and FFN read the same normed input, and both outputs join the residual
     /// stream at once (Cohere: `x + attn(ln(x)) + mlp(ln(x))`); one norm per layer.
     pub parallel_block: bool,
+    /// In a parallel block, the FFN reads its own norm of the stream (GPT-NeoX's
+    /// `post_attention_layernorm`: `x + attn(ln1(x)) + mlp(ln2(x))`) rather than the
+    /// attention's.
+    pub parallel_ffn_norm: bool,
     /// The LayerNorms add a bias (StarCoder2's `nn.LayerNorm`).
     pub norm_bias: bool,
     /// The FFN is a GLU (`down(act(gate) · up)`); false: `down(act(up))` (StarCoder2's `c_fc`,

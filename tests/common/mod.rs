@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 34] = [
+pub const TINY_ARCHS: [&str; 36] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -45,6 +45,8 @@ pub const TINY_ARCHS: [&str; 34] = [
     "starcoder2",
     "lfm2",
     "phi",
+    "gpt_neox",
+    "gpt_neox_sequential",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

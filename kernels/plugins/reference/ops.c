@@ -479,6 +479,8 @@ static float swiglu_oai(float gate, float up) {
     return g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
 }
 
+static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
 static float gelu_tanh(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
@@ -492,13 +494,15 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
     int64_t n = elems_of(gate);
     REQUIRE(elems_of(up) == n && elems_of(out) == n, "glu: shapes do not match");
     REQUIRE(activation == CANDOR_ACT_SILU || activation == CANDOR_ACT_GELU_TANH ||
-                activation == CANDOR_ACT_SWIGLU_OAI,
+                activation == CANDOR_ACT_SWIGLU_OAI || activation == CANDOR_ACT_GELU_ERF,
             "glu: unknown activation %u", activation);
     for (int64_t i = 0; i < n; i++) {
         if (activation == CANDOR_ACT_SWIGLU_OAI) {
             o[i] = swiglu_oai(g[i], u[i]);
         } else {
-            float a = activation == CANDOR_ACT_SILU ? silu(g[i]) : gelu_tanh(g[i]);
+            float a = activation == CANDOR_ACT_SILU        ? silu(g[i])
+                      : activation == CANDOR_ACT_GELU_ERF ? gelu_erf(g[i])
+                                                          : gelu_tanh(g[i]);
             o[i] = a * u[i];
         }
 #ifdef CANDOR_FAULT_WRONG_GLU

@@ -8,6 +8,7 @@ pub mod experts;
 pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
+pub mod gpt_neox;
 pub mod gpt_oss;
 pub mod granite;
 pub mod hunyuan_dense;
@@ -59,6 +60,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
         "phi" => phi2::from_hf(&c)?,
+        "gpt_neox" => gpt_neox::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
         "cohere" => cohere::from_hf(&c)?,
@@ -96,6 +98,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gemma3" => gemma3::from_gguf(g)?,
         "gemma2" => gemma3::gemma2_from_gguf(g)?,
         "phi2" => phi2::from_gguf(g)?,
+        "gptneox" => gpt_neox::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
@@ -241,6 +244,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         "silu" | "swish" => Activation::Silu,
         // `gelu_new` (Phi) is the same tanh approximation under its older name.
         "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
+        "gelu" => Activation::GeluErf,
         other => {
             return Err(ModelError::Config(format!(
                 "unsupported activation `{other}`"
@@ -277,6 +281,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        parallel_ffn_norm: false,
         norm_bias: false,
         gated_ffn: true,
         norm_weight_offset: 0.0,
@@ -389,6 +394,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        parallel_ffn_norm: false,
         norm_bias: false,
         gated_ffn: true,
         norm_weight_offset: 0.0,

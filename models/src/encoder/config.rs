@@ -207,6 +207,7 @@ impl EncoderConfig {
             pre_norms: false,
             layer_norm: false,
             parallel_block: false,
+            parallel_ffn_norm: false,
             norm_bias: false,
             gated_ffn: true,
             norm_weight_offset: 0.0,

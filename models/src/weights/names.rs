@@ -166,6 +166,33 @@ pub fn phi_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.layers.{l}.{phi}.{suffix}"))
 }
 
+/// GPT-NeoX's HF name of a tensor `to_hf` names the llama way: everything under `gpt_neox.`,
+/// the embeddings `embed_in`, the head `embed_out`, the last norm `final_layer_norm`, q/k/v
+/// `attention.query_key_value` (rows per head: `SafetensorsDir` regroups them), the output
+/// product `attention.dense` and the MLP `mlp.dense_h_to_4h` / `mlp.dense_4h_to_h`.
+pub fn gpt_neox_hf(hf: &str) -> Option<String> {
+    let (stem, suffix) = hf.rsplit_once('.')?;
+    let top = match stem {
+        "model.embed_tokens" => Some("gpt_neox.embed_in"),
+        "model.norm" => Some("gpt_neox.final_layer_norm"),
+        "lm_head" => Some("embed_out"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(format!("{t}.{suffix}"));
+    }
+    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+    let neox = match part {
+        "input_layernorm" | "post_attention_layernorm" => part,
+        "self_attn.qkv_proj" => "attention.query_key_value",
+        "self_attn.o_proj" => "attention.dense",
+        "mlp.up_proj" => "mlp.dense_h_to_4h",
+        "mlp.down_proj" => "mlp.dense_4h_to_h",
+        _ => return None,
+    };
+    Some(format!("gpt_neox.layers.{l}.{neox}.{suffix}"))
+}
+
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `block_sparse_moe.router.layer`.
 pub fn granite_moe_hf(hf: &str) -> Option<String> {
@@ -269,6 +296,33 @@ mod tests {
             Some("model.final_layernorm.bias")
         );
         assert_eq!(hf("blk.0.attn_norm.weight"), None, "named as llama's");
+    }
+
+    #[test]
+    fn maps_gpt_neox_names_to_its_checkouts() {
+        let hf = |name: &str| gpt_neox_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        assert_eq!(
+            hf("token_embd.weight").as_deref(),
+            Some("gpt_neox.embed_in.weight")
+        );
+        assert_eq!(hf("output.weight").as_deref(), Some("embed_out.weight"));
+        assert_eq!(
+            hf("output_norm.bias").as_deref(),
+            Some("gpt_neox.final_layer_norm.bias")
+        );
+        assert_eq!(
+            hf("blk.3.attn_qkv.bias").as_deref(),
+            Some("gpt_neox.layers.3.attention.query_key_value.bias")
+        );
+        assert_eq!(
+            hf("blk.0.ffn_norm.weight").as_deref(),
+            Some("gpt_neox.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(
+            hf("blk.1.ffn_down.weight").as_deref(),
+            Some("gpt_neox.layers.1.mlp.dense_4h_to_h.weight")
+        );
+        assert_eq!(hf("blk.1.attn_q.weight"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{
-    gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf,
+    gpt_neox_hf, gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf,
     starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -19,6 +19,9 @@ pub struct SafetensorsDir {
     /// MXFP4 experts dequantized to f32 rather than kept as their Q5_0 blocks (the reference
     /// path, as for GGUFs).
     dequantize: bool,
+    /// GPT-NeoX's heads: its `query_key_value` rows go per head (q, k, v of head 0, then of
+    /// head 1 ...) and are regrouped as q, k, v (`with_per_head_qkv`).
+    per_head_qkv: Option<usize>,
 }
 
 /// The weight files of a checkout: the shards of the index, or `model.safetensors`.
@@ -82,8 +85,35 @@ impl SafetensorsDir {
             tensors,
             naming,
             dequantize,
+            per_head_qkv: None,
         })
     }
+
+    /// Read GPT-NeoX's joined `query_key_value` weight and bias, stored per head for `heads`
+    /// heads, as the q rows, then the k rows, then the v rows (the layout llama.cpp's converter
+    /// writes and candor loads).
+    pub fn with_per_head_qkv(mut self, heads: usize) -> Self {
+        self.per_head_qkv = Some(heads);
+        self
+    }
+}
+
+/// Rows of a `[heads · 3 · d, ...]` tensor stored per head (q, k, v of each head in turn)
+/// regrouped as all q rows, then k, then v.
+fn regroup_per_head_qkv(t: candle_core::Tensor, heads: usize) -> Result<candle_core::Tensor> {
+    let rows = t.dim(0)?;
+    if heads == 0 || rows % (3 * heads) != 0 {
+        return Err(ModelError::Config(format!(
+            "query_key_value: {rows} rows are not 3 per head of {heads} heads"
+        )));
+    }
+    let d = rows / (3 * heads);
+    let mut dims = t.dims().to_vec();
+    let rest = dims.split_off(1);
+    let mut grouped = vec![heads, 3, d];
+    grouped.extend(&rest);
+    let t = t.reshape(grouped)?.transpose(0, 1)?.contiguous()?;
+    Ok(t.reshape([vec![rows], rest].concat())?)
 }
 
 impl SafetensorsDir {
@@ -102,6 +132,7 @@ impl SafetensorsDir {
             granite_moe_hf(&hf),
             starcoder2_hf(&hf),
             lfm2_hf(&hf),
+            gpt_neox_hf(&hf),
             phi_hf(&hf),
         ]
         .into_iter()
@@ -384,9 +415,15 @@ impl WeightSource for SafetensorsDir {
         let Some(hf) = self.hf_name(name) else {
             return Ok(None);
         };
-        Ok(self
-            .dense(&hf)?
-            .map(|(tensor, source)| HostWeight::Dense { tensor, source }))
+        let Some((mut tensor, source)) = self.dense(&hf)? else {
+            return Ok(None);
+        };
+        if let Some(heads) = self.per_head_qkv {
+            if hf.contains(".attention.query_key_value.") {
+                tensor = regroup_per_head_qkv(tensor, heads)?;
+            }
+        }
+        Ok(Some(HostWeight::Dense { tensor, source }))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -398,5 +435,38 @@ impl WeightSource for SafetensorsDir {
                         && !at.bias
                         && self.tensors.get(&format!("{}_blocks", at.hf)).is_ok())
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regroup_per_head_qkv;
+    use candle_core::{Device, Tensor};
+
+    /// Two heads of two rows each: q0 k0 v0 q1 k1 v1 become q0 q1 k0 k1 v0 v1, for a weight's
+    /// rows and a bias alike.
+    #[test]
+    fn per_head_qkv_rows_are_regrouped_as_q_k_v() {
+        let rows: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let bias = Tensor::from_vec(rows.clone(), 12, &Device::Cpu).unwrap();
+        let got = regroup_per_head_qkv(bias, 2)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Head h, part p (q, k, v), row r at 6h + 2p + r.
+        let want: Vec<f32> = [0., 1., 6., 7., 2., 3., 8., 9., 4., 5., 10., 11.].to_vec();
+        assert_eq!(got, want);
+        let weight = Tensor::from_vec(rows.repeat(3), (12, 3), &Device::Cpu).unwrap();
+        let w = regroup_per_head_qkv(weight.clone(), 2).unwrap();
+        let w = w.to_vec2::<f32>().unwrap();
+        let original = weight.to_vec2::<f32>().unwrap();
+        for (i, &src) in want.iter().enumerate() {
+            assert_eq!(w[i], original[src as usize]);
+        }
+        assert!(regroup_per_head_qkv(
+            Tensor::zeros(10, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            2
+        )
+        .is_err());
     }
 }

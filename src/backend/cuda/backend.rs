@@ -532,11 +532,13 @@ impl Backend for CudaBackend {
         Ok(x.affine(s as f64, 0.0)?)
     }
 
-    /// candle's elementwise kernels (its `gelu` is the tanh approximation), no ones to upload.
+    /// candle's elementwise kernels (its `gelu` is the tanh approximation, `gelu_erf` the exact
+    /// one), no ones to upload.
     fn activate(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         match act {
             Activation::Silu => Ok(x.silu()?),
             Activation::GeluTanh => Ok(x.gelu()?),
+            Activation::GeluErf => Ok(x.gelu_erf()?),
             Activation::SwigluOai => {
                 Err(CudaError::Launch("gpt-oss's SwiGLU has no activation alone".into()).into())
             }

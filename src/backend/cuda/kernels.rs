@@ -72,6 +72,7 @@ fn glu_name(act: Activation) -> &'static str {
         Activation::Silu => "glu_silu",
         Activation::GeluTanh => "glu_gelu_tanh",
         Activation::SwigluOai => "glu_swiglu_oai",
+        Activation::GeluErf => "glu_gelu_erf",
     }
 }
 

@@ -98,6 +98,10 @@ impl MatvecInput<'_> {
                 act: Activation::SwigluOai,
                 ..
             } => "matvec_glu_swiglu_oai",
+            MatvecInput::Glu {
+                act: Activation::GeluErf,
+                ..
+            } => "matvec_glu_gelu_erf",
             MatvecInput::RmsNorm { residual: None, .. } => "matvec_rms_norm",
             MatvecInput::RmsNorm {
                 residual: Some(_), ..

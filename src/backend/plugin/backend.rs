@@ -400,6 +400,7 @@ fn activation_code(act: Activation) -> u32 {
         Activation::Silu => ffi::ACT_SILU,
         Activation::GeluTanh => ffi::ACT_GELU_TANH,
         Activation::SwigluOai => ffi::ACT_SWIGLU_OAI,
+        Activation::GeluErf => ffi::ACT_GELU_ERF,
     }
 }
 
@@ -408,6 +409,7 @@ fn activation_minor(act: Activation) -> u32 {
     match act {
         Activation::Silu | Activation::GeluTanh => 0,
         Activation::SwigluOai => 1,
+        Activation::GeluErf => 3,
     }
 }
 

@@ -6,7 +6,7 @@ use candor_models::backend::WeightDtype;
 use std::ffi::{c_char, c_void};
 
 pub const ABI_MAJOR: u32 = 1;
-pub const ABI_MINOR: u32 = 2;
+pub const ABI_MINOR: u32 = 3;
 pub const ENTRY_POINT: &str = "candor_device_get_api";
 pub const MAX_RANK: usize = 4;
 
@@ -108,6 +108,8 @@ pub const ACT_SILU: u32 = 0;
 pub const ACT_GELU_TANH: u32 = 1;
 /// (1.1) gpt-oss's clamped SwiGLU.
 pub const ACT_SWIGLU_OAI: u32 = 2;
+/// (1.3) the exact GELU.
+pub const ACT_GELU_ERF: u32 = 3;
 pub const ATTN_SLIDING_WINDOW: u32 = 1;
 pub const ATTN_SOFTCAP: u32 = 2;
 /// (1.1) a sink logit per head (`paged_attention_sinks`).

@@ -266,6 +266,7 @@ pub fn all_cases() -> Vec<Case> {
         Activation::Silu,
         Activation::GeluTanh,
         Activation::SwigluOai,
+        Activation::GeluErf,
     ] {
         for (rows, cols) in [(1, 128), (7, 333)] {
             v.push(Glu { act, rows, cols });

@@ -58,6 +58,7 @@ fn base_spec(
         pre_norms: true,
         layer_norm: false,
         parallel_block: false,
+        parallel_ffn_norm: false,
         norm_bias: false,
         gated_ffn: true,
         norm_weight_offset: 0.0,
