@@ -30,7 +30,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // The mixtures of experts too: Qwen3-MoE's softmax experts, DeepSeek's latent attention
     // with grouped sigmoid routing and a shared expert; Command R7B's parallel LayerNorm blocks
     // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated),
-    // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU).
+    // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU), StableLM's
+    // SwiGLU under LayerNorms.
     for arch in [
         "llama",
         "qwen2",
@@ -39,6 +40,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "cohere2",
         "phi2",
         "gptneox",
+        "stablelm",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -711,7 +711,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let parallel = cfg["use_parallel_residual"].as_bool().unwrap();
         extra.push(("use_parallel_residual", Value::Bool(parallel)));
     }
-    if matches!(arch, "starcoder2" | "phi2" | "gptneox") {
+    if matches!(arch, "starcoder2" | "phi2" | "gptneox" | "stablelm") {
         let eps = cfg["norm_epsilon"]
             .as_f64()
             .or(cfg["layer_norm_eps"].as_f64())
@@ -1197,6 +1197,15 @@ fn with_joined_qkv(src: &Path, dst: &Path) {
 fn gpt_neox_loads_from_gguf() {
     gguf_matches_checkout("gpt_neox", "gptneox", Experts::Stacked, 0.3);
     gguf_matches_checkout("gpt_neox_sequential", "gptneox", Experts::Stacked, 0.3);
+}
+
+/// StableLM as llama.cpp converts it (`stablelm`: llama's names, LayerNorm biases, q/k/v biases
+/// where the checkout has them, the rotated dimensions as `rope.dimension_count`), sequential
+/// and parallel (no `ffn_norm`) blocks: their checkouts' logits.
+#[test]
+fn stablelm_loads_from_gguf() {
+    gguf_matches_checkout("stablelm", "stablelm", Experts::Stacked, 0.3);
+    gguf_matches_checkout("stablelm_parallel", "stablelm", Experts::Stacked, 0.3);
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short

@@ -108,6 +108,23 @@ fn pythia(hidden: usize, layers: usize, heads: usize, vocab: usize) -> serde_jso
            "bos_token_id": 0, "eos_token_id": 0})
 }
 
+/// StableLM 2's config (q/k/v biases, a quarter of each head rotated, sequential blocks).
+fn stablelm(
+    vocab: usize,
+    hidden: usize,
+    ff: usize,
+    layers: usize,
+    heads: usize,
+) -> serde_json::Value {
+    json!({"model_type": "stablelm", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": layers, "num_attention_heads": heads,
+           "num_key_value_heads": heads, "hidden_act": "silu", "layer_norm_eps": 1e-5,
+           "partial_rotary_factor": 0.25, "rope_theta": 10000, "use_qkv_bias": true,
+           "qk_layernorm": false, "use_parallel_residual": false,
+           "max_position_embeddings": 4096, "tie_word_embeddings": false,
+           "bos_token_id": 100257, "eos_token_id": 100257})
+}
+
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
@@ -338,6 +355,18 @@ pub const SHAPES: &[DummyShape] = &[
         size: "tiny",
         source: "test-only",
         config: || pythia(64, 2, 4, 256),
+    },
+    DummyShape {
+        arch: "stablelm",
+        size: "1.6b",
+        source: "stabilityai/stablelm-2-1_6b",
+        config: || stablelm(100352, 2048, 5632, 24, 32),
+    },
+    DummyShape {
+        arch: "stablelm",
+        size: "tiny",
+        source: "test-only",
+        config: || stablelm(256, 64, 128, 2, 4),
     },
     DummyShape {
         arch: "deepseek",
@@ -841,6 +870,8 @@ mod tests {
         let tiny = open_dummy(find("gptneox", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
         assert!(tiny.source.contains("blk.1.ffn_norm.bias"));
         assert!(!tiny.source.contains("output.bias"));
+        // stabilityai/stablelm-2-1_6b's total (1.64B on its page: 1,644,515,328).
+        assert_eq!(params("stablelm", "1.6b"), 1_644_515_328);
     }
 
     #[test]

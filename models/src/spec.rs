@@ -58,6 +58,9 @@ pub enum Arch {
     /// part of each head, an ungated exact-GELU MLP, parallel blocks with two norms (or
     /// sequential ones).
     GptNeox,
+    /// StableLM (2): llama's projections and SwiGLU under LayerNorms with biases, RoPE over part
+    /// of each head, sequential or parallel blocks.
+    Stablelm,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -108,6 +111,7 @@ impl Arch {
             Arch::Cohere2 => "cohere2",
             Arch::Phi2 => "phi2",
             Arch::GptNeox => "gptneox",
+            Arch::Stablelm => "stablelm",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",

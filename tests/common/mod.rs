@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 36] = [
+pub const TINY_ARCHS: [&str; 38] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -47,6 +47,8 @@ pub const TINY_ARCHS: [&str; 36] = [
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",
+    "stablelm",
+    "stablelm_parallel",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -23,6 +23,7 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod seed_oss;
 pub mod smollm3;
+pub mod stablelm;
 pub mod starcoder2;
 
 use crate::backend::{Activation, RopeStyle};
@@ -66,6 +67,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "cohere" => cohere::from_hf(&c)?,
         "cohere2" => cohere::cohere2_from_hf(&c)?,
         "starcoder2" => starcoder2::from_hf(&c)?,
+        "stablelm" => stablelm::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
@@ -105,6 +107,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "command-r" => cohere::from_gguf(g)?,
         "cohere2" => cohere::cohere2_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
+        "stablelm" => stablelm::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
