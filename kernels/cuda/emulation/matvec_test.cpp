@@ -90,8 +90,8 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
     for (int i = 0; i < s.k; ++i) {
       const size_t at = size_t(r) * s.x_stride + i;
       float xi = to_f32(x[at]);
-      if (In == GLU_SILU || In == GLU_GELU) {
-        const float a = In == GLU_SILU ? silu(xi) : gelu_tanh(xi);
+      if (In == GLU_SILU || In == GLU_GELU || In == GLU_GELU_ERF) {
+        const float a = In == GLU_SILU ? silu(xi) : In == GLU_GELU ? gelu_tanh(xi) : gelu_erf(xi);
         xi = to_f32(from_f32<T>(a * to_f32(up[at])));  // rounded as glu.cu leaves it
       }
       if (In == GLU_SWIGLU_OAI) xi = to_f32(from_f32<T>(swiglu_oai(xi, to_f32(up[at]))));
@@ -228,6 +228,7 @@ template <typename T> void all_inputs(const char* type, double tol) {
   checks<T, GLU_SILU>(type, "glu silu", tol);
   checks<T, GLU_GELU>(type, "glu gelu", tol);
   checks<T, GLU_SWIGLU_OAI>(type, "glu swiglu_oai", tol);
+  checks<T, GLU_GELU_ERF>(type, "glu gelu_erf", tol);
   checks<T, NORM>(type, "rms_norm", tol);
   checks<T, ADD_NORM>(type, "add_rms_norm", tol);
   rope_kv_checks<T, PLAIN>(type, "x");
