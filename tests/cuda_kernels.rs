@@ -1020,3 +1020,83 @@ fn kv_rows_read_and_written_back_match_the_cpu() {
             .is_err());
     }
 }
+
+/// LFM2's short convolution on the device (short_conv.cu) against the CPU's, and against the
+/// default path on the same GPU (rows read back, convolved on the host): 56 channels in rows of
+/// 16 (four pieces over two cache layers, the last piece partly used), taps before the
+/// sequences' starts, a bias. A tap past the rows is refused.
+#[test]
+fn short_convolution_over_the_cache_matches_the_cpu() {
+    use candor_kernels::conv::NO_ROW;
+    use candor_models::short_conv::{short_conv_via_rows, ConvTaps, ShortConvWeights};
+    let spec = KvCacheSpec {
+        num_layers: 3,
+        num_blocks: 4,
+        block_size: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        key_offsets: vec![],
+    };
+    let (width, kernel) = (56, 3);
+    let weights = ShortConvWeights {
+        weight: random(kernel * width, 60).into(),
+        bias: Some(random(width, 61).into()),
+        width,
+    };
+    // Two sequences: 3 new tokens from position 0; 2 new tokens after 2 cached ones.
+    let slots = [5u32, 6, 7, 12, 13, 14, 15];
+    let index = [
+        NO_ROW, NO_ROW, 0, NO_ROW, 0, 1, 0, 1, 2, // sequence 1
+        3, 4, 5, 4, 5, 6, // sequence 2
+    ];
+    fn conv<B: Backend>(
+        b: &B,
+        spec: &KvCacheSpec,
+        slots: &[u32],
+        index: &[u32],
+        w: &ShortConvWeights,
+        default_path: bool,
+    ) -> Vec<f32> {
+        let mut cache = b.alloc_kv_cache(spec).unwrap();
+        for layer in 0..3 {
+            let k = b
+                .upload(&random(7 * 16, 70 + layer as u64), &[7, 2, 8])
+                .unwrap();
+            let v = b
+                .upload(&random(7 * 16, 80 + layer as u64), &[7, 2, 8])
+                .unwrap();
+            b.kv_write(&mut cache, layer, &k, &v, slots).unwrap();
+        }
+        let taps = ConvTaps {
+            first_layer: 1,
+            layers: 2,
+            slots,
+            index,
+        };
+        let out = match default_path {
+            true => short_conv_via_rows(b, &cache, &taps, w).unwrap(),
+            false => b.short_conv(&cache, &taps, w).unwrap(),
+        };
+        assert_eq!(b.shape(&out), [5, 56]);
+        b.download(&out).unwrap()
+    }
+    let cpu = conv(&CpuBackend::new(2), &spec, &slots, &index, &weights, false);
+    for act in ACTS {
+        let Some(g) = gpu(act) else { return };
+        let on_device = conv(&g, &spec, &slots, &index, &weights, false);
+        let d = rel_diff(&on_device, &cpu);
+        assert!(d < tol(act), "{act:?}: {d}");
+        if act == DType::F32 {
+            let via_rows = conv(&g, &spec, &slots, &index, &weights, true);
+            assert_eq!(on_device, via_rows, "the host kernel's bits");
+        }
+        let cache = g.alloc_kv_cache(&spec).unwrap();
+        let bad = ConvTaps {
+            first_layer: 1,
+            layers: 2,
+            slots: &slots,
+            index: &[0, 1, 7],
+        };
+        assert!(g.short_conv(&cache, &bad, &weights).is_err());
+    }
+}

@@ -98,6 +98,7 @@ mod tests {
             "rms_norm",
             "rope",
             "rope_kv_write",
+            "short_conv",
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }

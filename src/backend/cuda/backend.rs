@@ -15,6 +15,7 @@ use super::uploads::UploadCache;
 use super::weights::CudaWeight;
 use super::GpuInfo;
 use candle_core::{DType, Device, Tensor};
+use candor_kernels::conv::NO_ROW;
 use candor_models::backend::{
     glu_then_linear, qkv_rope_write_kv, rms_norm_maybe_add, rms_norm_then_linear, Activation,
     AttentionParams, Backend, DeviceInfo, KvCacheSpec, OpDesc, QkvHeads, RopeKvWrite, RopeSpec,
@@ -23,6 +24,7 @@ use candor_models::batch::SeqAttention;
 use candor_models::error::Result;
 use candor_models::kv_rows::KvRows;
 use candor_models::projection::NormedInput;
+use candor_models::short_conv::{ConvTaps, ShortConvWeights};
 use candor_models::weights::HostWeight;
 
 pub struct CudaBackend {
@@ -282,6 +284,64 @@ impl Backend for CudaBackend {
 
     fn copy_kv_blocks(&self, cache: &mut CudaKvCache, copies: &[(u32, u32)]) -> Result<()> {
         cache.copy_blocks(copies)
+    }
+
+    /// LFM2's short convolution on the device (short_conv.cu): the taps read from the layer's
+    /// cache layers in place, where the default would read every tapped row back to the host
+    /// and upload the result (a round trip per convolution layer and step).
+    fn short_conv(
+        &self,
+        cache: &CudaKvCache,
+        taps: &ConvTaps<'_>,
+        w: &ShortConvWeights,
+    ) -> Result<Tensor> {
+        let (kernel, width) = (w.kernel(), w.width);
+        let tokens = taps.index.len() / kernel.max(1);
+        let num_slots = cache.num_slots();
+        let bad_tap = taps
+            .index
+            .iter()
+            .find(|&&r| r != NO_ROW && r as usize >= taps.slots.len());
+        let bad_slot = taps.slots.iter().find(|&&s| s as usize >= num_slots);
+        if kernel == 0
+            || taps.index.len() != tokens * kernel
+            || w.bias.as_ref().is_some_and(|b| b.len() != width)
+            || bad_tap.is_some()
+            || bad_slot.is_some()
+        {
+            return Err(CudaError::Batch(format!(
+                "short_conv: {} taps of a {kernel}-tap kernel over {} rows (a tap {bad_tap:?}, \
+                 a slot {bad_slot:?} of {num_slots})",
+                taps.index.len(),
+                taps.slots.len()
+            ))
+            .into());
+        }
+        if tokens == 0 {
+            return Ok(Tensor::zeros((0, width), self.act, &self.device)?);
+        }
+        let mut halves = Vec::with_capacity(2 * taps.layers);
+        for l in 0..taps.layers {
+            let (k, v) = cache.layer(taps.first_layer + l)?;
+            halves.extend([k, v]);
+        }
+        let piece = cache.spec.num_kv_heads * cache.spec.head_dim;
+        let slots = self.ids("conv slots", taps.slots)?;
+        let index = self.ids("conv taps", taps.index)?;
+        let weight = self.uploads.f32s(&self.device, &w.weight)?;
+        let bias = match &w.bias {
+            Some(b) => Some(self.uploads.f32s(&self.device, b)?),
+            None => None,
+        };
+        self.kernels.short_conv(
+            &halves,
+            piece,
+            &slots,
+            &index,
+            &weight,
+            bias.as_ref(),
+            width,
+        )
     }
 
     fn read_kv_rows(&self, cache: &CudaKvCache, slots: &[u32]) -> Result<KvRows> {

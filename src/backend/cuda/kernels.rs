@@ -96,6 +96,9 @@ pub struct AttentionArgs {
 /// The null device pointer: what the attention kernels read as "no sinks".
 const NO_SINKS: u64 = 0;
 
+/// The cache halves short_conv.cu takes (`SHORT_CONV_MAX_PIECES`): four cache layers.
+pub const SHORT_CONV_MAX_PIECES: usize = 8;
+
 /// The sinks as a kernel argument (None: none), from their read-locked storage.
 fn sinks_view<'a>(
     locked: &'a Option<(StorageRef<'a>, &'a Layout)>,
@@ -437,6 +440,111 @@ impl Kernels {
         // and up have the same shape, so the same `cols`.
         unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
         Ok(wrap(out, &self.dev, gate.dims()))
+    }
+
+    /// LFM2's short convolution read from the paged cache (short_conv.cu): `halves` the K and V
+    /// buffers of the layer's cache layers in row order (a row's pieces of `piece` values),
+    /// `slots` and `taps` u32 on the device (`ConvTaps`; every tap and slot checked by the
+    /// caller), the kernel `[kernel, width]` and bias f32 on the device → `[tokens, width]` in
+    /// the cache's dtype.
+    #[allow(clippy::too_many_arguments)]
+    pub fn short_conv(
+        &self,
+        halves: &[&CudaStorage],
+        piece: usize,
+        slots: &Tensor,
+        taps: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        width: usize,
+    ) -> Result<Tensor> {
+        let dtype = halves.first().map_or(DType::F32, |h| {
+            candle_core::backend::BackendStorage::dtype(*h)
+        });
+        with_kernel_dtype!(dtype, T, {
+            self.short_conv_t::<T>(halves, piece, slots, taps, w, bias, width)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn short_conv_t<T: KernelDType>(
+        &self,
+        halves: &[&CudaStorage],
+        piece: usize,
+        slots: &Tensor,
+        taps: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        width: usize,
+    ) -> Result<Tensor> {
+        let kernel = w.elem_count() / width.max(1);
+        let tokens = taps.elem_count() / kernel.max(1);
+        let pieces = width.div_ceil(piece.max(1));
+        if halves.is_empty()
+            || halves.len() > SHORT_CONV_MAX_PIECES
+            || pieces > halves.len()
+            || kernel == 0
+            || w.elem_count() != kernel * width
+            || taps.elem_count() != tokens * kernel
+            || tokens == 0
+        {
+            return Err(CudaError::Launch(format!(
+                "short_conv: {} cache halves of {piece} for {width} channels, a kernel of {}                  weights, {} taps",
+                halves.len(),
+                w.elem_count(),
+                taps.elem_count()
+            ))
+            .into());
+        }
+        let n = tokens * width;
+        let mut out = alloc_out::<T>(&self.dev, n)?;
+        let cache: Vec<&CudaSlice<T>> = halves
+            .iter()
+            .map(|h| h.as_cuda_slice::<T>())
+            .collect::<candle_core::Result<_>>()?;
+        let (ss, sl) = slots.storage_and_layout();
+        let (ts, tl) = taps.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (sv, tv, wv) = (
+            view::<u32>(&ss, sl)?,
+            view::<u32>(&ts, tl)?,
+            view::<f32>(&ws, wl)?,
+        );
+        let bias_storage = bias.map(|b| b.storage_and_layout());
+        let bv = match &bias_storage {
+            Some((bs, bl)) => Some(view::<f32>(bs, bl)?),
+            None => None,
+        };
+        let f = self.func("short_conv", &format!("short_conv_{}", T::SUFFIX))?;
+        let (piece_i, kernel_i, width_i) = (
+            as_i32(piece, "short_conv piece")?,
+            as_i32(kernel, "short_conv kernel")?,
+            as_i32(width, "short_conv width")?,
+        );
+        let has_bias = i32::from(bv.is_some());
+        let n64 = n as u64;
+        let stream = self.dev.cuda_stream();
+        let mut b = stream.launch_builder(&f);
+        for i in 0..SHORT_CONV_MAX_PIECES {
+            // Halves past the row's pieces are never read: any valid pointer.
+            b.arg(cache.get(i).copied().unwrap_or(cache[0]));
+        }
+        b.arg(&piece_i).arg(&sv).arg(&tv).arg(&wv);
+        match &bv {
+            Some(bv) => b.arg(bv),
+            // No bias: never read (has_bias 0).
+            None => b.arg(&wv),
+        };
+        b.arg(&has_bias)
+            .arg(&kernel_i)
+            .arg(&width_i)
+            .arg(&n64)
+            .arg(&mut out);
+        // SAFETY: argument types and order match short_conv_<T> in short_conv.cu (size_t is
+        // 64-bit); the caller checked every tap against `slots` and every slot against the
+        // cache, and `pieces` halves hold rows of `piece` values at every slot.
+        unsafe { b.launch(config(launch::elementwise(n))) }.map_err(launch_err)?;
+        Ok(wrap(out, &self.dev, &[tokens, width]))
     }
 
     /// Scatter `k`, `v` (`[tokens, row]`) into one layer's cache buffers at `slots` (u32 on the
