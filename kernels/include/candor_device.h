@@ -144,6 +144,8 @@ typedef uint32_t CandorOp;
 /* (1.3) the exact GELU, out = 0.5 * g * (1 + erf(g / sqrt(2))) * up (transformers' `gelu`:
  * GPT-NeoX's FFN). */
 #define CANDOR_ACT_GELU_ERF 3u
+/* (1.3) the squared ReLU, out = max(g, 0)^2 * up (transformers' `relu2`: Nemotron's FFN). */
+#define CANDOR_ACT_RELU2 4u
 
 /* `flags` of CANDOR_OP_PAGED_ATTENTION. */
 #define CANDOR_ATTN_SLIDING_WINDOW 1u

@@ -108,6 +108,8 @@ pub enum Activation {
     GeluTanh,
     /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (transformers' `gelu`: GPT-NeoX).
     GeluErf,
+    /// The squared ReLU, `max(x, 0)²` (transformers' `relu2`: Nemotron).
+    Relu2,
     /// gpt-oss's clamped SwiGLU: with g = min(gate, 7) and u = clamp(up, -7, 7),
     /// `g · sigmoid(1.702 g) · (u + 1)`. The constants are the model's, fixed in transformers'
     /// and llama.cpp's code alike (no config or GGUF key carries them), so each kernel holds

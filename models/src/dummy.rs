@@ -125,6 +125,15 @@ fn stablelm(
            "bos_token_id": 100257, "eos_token_id": 100257})
 }
 
+/// Nemotron's config (LayerNorm1P, half-head RoPE, an ungated squared-ReLU MLP, no biases).
+fn nemotron(vocab: usize, hidden: usize, ff: usize, heads: usize, kv: usize) -> serde_json::Value {
+    json!({"model_type": "nemotron", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": 32, "num_attention_heads": heads,
+           "num_key_value_heads": kv, "head_dim": 128, "hidden_act": "relu2", "norm_eps": 1e-5,
+           "partial_rotary_factor": 0.5, "rope_theta": 10000, "max_position_embeddings": 4096,
+           "tie_word_embeddings": false, "bos_token_id": 2, "eos_token_id": 3})
+}
+
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
@@ -367,6 +376,23 @@ pub const SHAPES: &[DummyShape] = &[
         size: "tiny",
         source: "test-only",
         config: || stablelm(256, 64, 128, 2, 4),
+    },
+    DummyShape {
+        arch: "nemotron",
+        size: "4b",
+        source: "nvidia/Nemotron-Mini-4B-Instruct",
+        config: || nemotron(256000, 3072, 9216, 24, 8),
+    },
+    DummyShape {
+        arch: "nemotron",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = nemotron(256, 64, 128, 4, 2);
+            c["num_hidden_layers"] = json!(2);
+            c["head_dim"] = json!(16);
+            c
+        },
     },
     DummyShape {
         arch: "deepseek",
@@ -872,6 +898,8 @@ mod tests {
         assert!(!tiny.source.contains("output.bias"));
         // stabilityai/stablelm-2-1_6b's total (1.64B on its page: 1,644,515,328).
         assert_eq!(params("stablelm", "1.6b"), 1_644_515_328);
+        // Nemotron-Mini-4B-Instruct (4.19B on its page): no gate, biased LayerNorms.
+        assert_eq!(params("nemotron", "4b"), 4_190_509_056);
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub enum Arch {
     /// StableLM (2): llama's projections and SwiGLU under LayerNorms with biases, RoPE over part
     /// of each head, sequential or parallel blocks.
     Stablelm,
+    /// Nemotron: llama's attention with half-head RoPE under LayerNorms of `1 + w`, an ungated
+    /// squared-ReLU MLP.
+    Nemotron,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -112,6 +115,7 @@ impl Arch {
             Arch::Phi2 => "phi2",
             Arch::GptNeox => "gptneox",
             Arch::Stablelm => "stablelm",
+            Arch::Nemotron => "nemotron",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 38] = [
+pub const TINY_ARCHS: [&str; 39] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -49,6 +49,7 @@ pub const TINY_ARCHS: [&str; 38] = [
     "gpt_neox_sequential",
     "stablelm",
     "stablelm_parallel",
+    "nemotron",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -237,7 +237,7 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
         .to_string();
     assert!(err.contains("blk.0.attn_q"), "{err}");
 
-    // LayerNorm models (Cohere's and Phi's parallel blocks, StarCoder2's and StableLM's) run their blocks unfused,
+    // LayerNorm models (Cohere's and Phi's parallel blocks, StarCoder2's, StableLM's and Nemotron's) run their blocks unfused,
     // where no update is added, and LFM2's convolution layers have no projections an adapter
     // names: an adapter for them is refused, not ignored.
     for (arch, kind) in [
@@ -245,6 +245,7 @@ fn adapters_that_do_not_fit_are_refused_by_name() {
         ("starcoder2", "LayerNorm"),
         ("phi", "LayerNorm"),
         ("stablelm", "LayerNorm"),
+        ("nemotron", "LayerNorm"),
         ("lfm2", "short-convolution"),
     ] {
         let base = fixtures().join("tiny").join(arch);

@@ -160,6 +160,9 @@ void glu_checks() {
       "glu gelu_erf", glu_gelu_erf_f32,
       [](double g, double u) { return 0.5 * g * (1.0 + std::erf(g / std::sqrt(2.0))) * u; },
       4.0f);
+  glu_check(
+      "glu relu2", glu_relu2_f32, [](double g, double u) { return std::max(g, 0.0) * std::max(g, 0.0) * u; },
+      4.0f);
   // gpt-oss's clamped SwiGLU, on values past its clamp (gate above 7, up beyond ±7).
   glu_check(
       "glu swiglu_oai", glu_swiglu_oai_f32,

@@ -94,6 +94,10 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
         const float a = In == GLU_SILU ? silu(xi) : In == GLU_GELU ? gelu_tanh(xi) : gelu_erf(xi);
         xi = to_f32(from_f32<T>(a * to_f32(up[at])));  // rounded as glu.cu leaves it
       }
+      if (In == GLU_RELU2) {
+        const float r = std::max(xi, 0.0f);
+        xi = to_f32(from_f32<T>(r * r * to_f32(up[at])));
+      }
       if (In == GLU_SWIGLU_OAI) xi = to_f32(from_f32<T>(swiglu_oai(xi, to_f32(up[at]))));
       if (In == ADD_NORM) {
         const T sumi = from_f32<T>(xi + to_f32(res[size_t(r) * s.k + i]));  // as stored
@@ -229,6 +233,7 @@ template <typename T> void all_inputs(const char* type, double tol) {
   checks<T, GLU_GELU>(type, "glu gelu", tol);
   checks<T, GLU_SWIGLU_OAI>(type, "glu swiglu_oai", tol);
   checks<T, GLU_GELU_ERF>(type, "glu gelu_erf", tol);
+  checks<T, GLU_RELU2>(type, "glu relu2", tol);
   checks<T, NORM>(type, "rms_norm", tol);
   checks<T, ADD_NORM>(type, "add_rms_norm", tol);
   rope_kv_checks<T, PLAIN>(type, "x");

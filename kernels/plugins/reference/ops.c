@@ -479,6 +479,8 @@ static float swiglu_oai(float gate, float up) {
     return g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
 }
 
+static float relu2(float x) { return x > 0.0f ? x * x : 0.0f; }
+
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 static float gelu_tanh(float x) {
@@ -494,7 +496,8 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
     int64_t n = elems_of(gate);
     REQUIRE(elems_of(up) == n && elems_of(out) == n, "glu: shapes do not match");
     REQUIRE(activation == CANDOR_ACT_SILU || activation == CANDOR_ACT_GELU_TANH ||
-                activation == CANDOR_ACT_SWIGLU_OAI || activation == CANDOR_ACT_GELU_ERF,
+                activation == CANDOR_ACT_SWIGLU_OAI || activation == CANDOR_ACT_GELU_ERF ||
+                activation == CANDOR_ACT_RELU2,
             "glu: unknown activation %u", activation);
     for (int64_t i = 0; i < n; i++) {
         if (activation == CANDOR_ACT_SWIGLU_OAI) {
@@ -502,6 +505,7 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
         } else {
             float a = activation == CANDOR_ACT_SILU        ? silu(g[i])
                       : activation == CANDOR_ACT_GELU_ERF ? gelu_erf(g[i])
+                      : activation == CANDOR_ACT_RELU2    ? relu2(g[i])
                                                           : gelu_tanh(g[i]);
             o[i] = a * u[i];
         }

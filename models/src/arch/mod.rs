@@ -15,6 +15,7 @@ pub mod hunyuan_dense;
 pub mod lfm2;
 pub mod llama;
 pub mod mistral;
+pub mod nemotron;
 pub mod olmo2;
 pub mod olmoe;
 pub mod phi2;
@@ -68,6 +69,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "cohere2" => cohere::cohere2_from_hf(&c)?,
         "starcoder2" => starcoder2::from_hf(&c)?,
         "stablelm" => stablelm::from_hf(&c)?,
+        "nemotron" => nemotron::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
@@ -108,6 +110,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "cohere2" => cohere::cohere2_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
         "stablelm" => stablelm::from_gguf(g)?,
+        "nemotron" => nemotron::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
@@ -248,6 +251,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         // `gelu_new` (Phi) is the same tanh approximation under its older name.
         "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
         "gelu" => Activation::GeluErf,
+        "relu2" => Activation::Relu2,
         other => {
             return Err(ModelError::Config(format!(
                 "unsupported activation `{other}`"

@@ -330,6 +330,7 @@ fn kernel_act(act: Activation) -> Act {
         Activation::Silu => Act::Silu,
         Activation::GeluTanh => Act::GeluTanh,
         Activation::GeluErf => Act::GeluErf,
+        Activation::Relu2 => Act::Relu2,
         Activation::SwigluOai => Act::SwigluOai,
     }
 }
@@ -907,7 +908,13 @@ mod glu_linear_tests {
                 let up: Vec<f32> = (0..m * k).map(|i| value(i + 11)).collect();
                 let gate = b.upload(&gate, &[m, k]).unwrap();
                 let up = b.upload(&up, &[m, k]).unwrap();
-                for act in [Activation::Silu, Activation::GeluTanh, Activation::GeluErf] {
+                let acts = [
+                    Activation::Silu,
+                    Activation::GeluTanh,
+                    Activation::GeluErf,
+                    Activation::Relu2,
+                ];
+                for act in acts {
                     let fused = b.glu_linear(&gate, &up, act, &w).unwrap();
                     let apart = b
                         .linear(&b.glu(&gate, &up, act).unwrap(), &w, None)

@@ -599,6 +599,7 @@ impl Backend for CudaBackend {
             Activation::Silu => Ok(x.silu()?),
             Activation::GeluTanh => Ok(x.gelu()?),
             Activation::GeluErf => Ok(x.gelu_erf()?),
+            Activation::Relu2 => Ok(x.relu()?.sqr()?),
             Activation::SwigluOai => {
                 Err(CudaError::Launch("gpt-oss's SwiGLU has no activation alone".into()).into())
             }

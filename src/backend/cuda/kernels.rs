@@ -73,6 +73,7 @@ fn glu_name(act: Activation) -> &'static str {
         Activation::GeluTanh => "glu_gelu_tanh",
         Activation::SwigluOai => "glu_swiglu_oai",
         Activation::GeluErf => "glu_gelu_erf",
+        Activation::Relu2 => "glu_relu2",
     }
 }
 

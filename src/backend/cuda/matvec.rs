@@ -102,6 +102,10 @@ impl MatvecInput<'_> {
                 act: Activation::GeluErf,
                 ..
             } => "matvec_glu_gelu_erf",
+            MatvecInput::Glu {
+                act: Activation::Relu2,
+                ..
+            } => "matvec_glu_relu2",
             MatvecInput::RmsNorm { residual: None, .. } => "matvec_rms_norm",
             MatvecInput::RmsNorm {
                 residual: Some(_), ..

@@ -401,6 +401,7 @@ fn activation_code(act: Activation) -> u32 {
         Activation::GeluTanh => ffi::ACT_GELU_TANH,
         Activation::SwigluOai => ffi::ACT_SWIGLU_OAI,
         Activation::GeluErf => ffi::ACT_GELU_ERF,
+        Activation::Relu2 => ffi::ACT_RELU2,
     }
 }
 
@@ -409,7 +410,7 @@ fn activation_minor(act: Activation) -> u32 {
     match act {
         Activation::Silu | Activation::GeluTanh => 0,
         Activation::SwigluOai => 1,
-        Activation::GeluErf => 3,
+        Activation::GeluErf | Activation::Relu2 => 3,
     }
 }
 

@@ -110,6 +110,8 @@ pub const ACT_GELU_TANH: u32 = 1;
 pub const ACT_SWIGLU_OAI: u32 = 2;
 /// (1.3) the exact GELU.
 pub const ACT_GELU_ERF: u32 = 3;
+/// (1.3) the squared ReLU.
+pub const ACT_RELU2: u32 = 4;
 pub const ATTN_SLIDING_WINDOW: u32 = 1;
 pub const ATTN_SOFTCAP: u32 = 2;
 /// (1.1) a sink logit per head (`paged_attention_sinks`).

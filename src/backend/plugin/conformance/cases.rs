@@ -267,6 +267,7 @@ pub fn all_cases() -> Vec<Case> {
         Activation::GeluTanh,
         Activation::SwigluOai,
         Activation::GeluErf,
+        Activation::Relu2,
     ] {
         for (rows, cols) in [(1, 128), (7, 333)] {
             v.push(Glu { act, rows, cols });
