@@ -356,6 +356,38 @@ fn renamed_layer_tensor(hf: &str, renames: &[(&str, &str)]) -> Option<String> {
     Some(format!("blk.{l}.{g}"))
 }
 
+/// A GPT-2 checkout's tensor as llama.cpp's converter writes it: its GGUF name, the `Conv1D`
+/// weights (`[in, out]`) transposed.
+fn gpt2_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
+    let name = name.strip_prefix("transformer.").unwrap_or(name);
+    let top = match name {
+        "wte.weight" => Some("token_embd.weight"),
+        "wpe.weight" => Some("position_embd.weight"),
+        "ln_f.weight" => Some("output_norm.weight"),
+        "ln_f.bias" => Some("output_norm.bias"),
+        _ => None,
+    };
+    if let Some(g) = top {
+        return (g.to_string(), t.clone());
+    }
+    let (l, part) = name.strip_prefix("h.").unwrap().split_once('.').unwrap();
+    let (module, suffix) = part.rsplit_once('.').unwrap();
+    let g = match module {
+        "ln_1" => "attn_norm",
+        "ln_2" => "ffn_norm",
+        "attn.c_attn" => "attn_qkv",
+        "attn.c_proj" => "attn_output",
+        "mlp.c_fc" => "ffn_up",
+        "mlp.c_proj" => "ffn_down",
+        other => panic!("unexpected tensor {other}"),
+    };
+    let t = match t.rank() {
+        2 => t.t().unwrap().contiguous().unwrap(),
+        _ => t.clone(),
+    };
+    (format!("blk.{l}.{g}.{suffix}"), t)
+}
+
 /// A GPT-NeoX checkout's tensor as llama.cpp's converter writes it: its GGUF name, and for
 /// `query_key_value` the rows regrouped from per head (q, k, v of each head) to all q, then k,
 /// then v.
@@ -516,7 +548,21 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let src = fixtures().join("tiny").join(fixture);
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
     let permuted = matches!(arch, "llama" | "granite" | "granitemoe" | "smollm3");
-    let cfg = read_json(&src.join("config.json"));
+    let mut cfg = read_json(&src.join("config.json"));
+    if arch == "gpt2" {
+        // GPT-2's own key names, as the other configs name them.
+        for (key, gpt2) in [
+            ("hidden_size", "n_embd"),
+            ("num_attention_heads", "n_head"),
+            ("num_hidden_layers", "n_layer"),
+            ("max_position_embeddings", "n_positions"),
+            ("layer_norm_eps", "layer_norm_epsilon"),
+        ] {
+            cfg[key] = cfg[gpt2].clone();
+        }
+        cfg["intermediate_size"] = (4 * cfg["n_embd"].as_u64().unwrap()).into();
+        cfg["rope_theta"] = 10000.0.into();
+    }
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     // GPT-NeoX's config names no KV heads: every head has its own.
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap_or(heads as u64) as usize;
@@ -526,6 +572,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut stacks = ExpertStacks::default();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
+        if arch == "gpt2" {
+            let (gguf, t) = gpt2_tensor(name, t);
+            let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
+            q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+            continue;
+        }
         if arch == "gptneox" {
             let (gguf, t) = gpt_neox_tensor(name, t, heads);
             let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
@@ -714,7 +766,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     }
     if matches!(
         arch,
-        "starcoder2" | "phi2" | "gptneox" | "stablelm" | "nemotron"
+        "starcoder2" | "phi2" | "gptneox" | "stablelm" | "nemotron" | "gpt2"
     ) {
         let eps = cfg["norm_epsilon"]
             .as_f64()
@@ -1221,6 +1273,14 @@ fn stablelm_loads_from_gguf() {
 #[test]
 fn nemotron_loads_from_gguf() {
     gguf_matches_checkout("nemotron", "nemotron", Experts::Stacked, 0.8);
+}
+
+/// GPT-2 as llama.cpp converts it (`gpt2`: `token_embd` and `position_embd`, the `Conv1D`
+/// products transposed, q/k/v in one `attn_qkv` with its bias, no `output`: tied): its
+/// checkout's logits.
+#[test]
+fn gpt2_loads_from_gguf() {
+    gguf_matches_checkout("gpt2", "gpt2", Experts::Stacked, 0.3);
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short

@@ -324,11 +324,11 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 }
 
 /// Command R7B's parallel LayerNorm blocks, StarCoder2's biased LayerNorms and ungated MLP
-/// (its activation as the plugin's GLU over ones), Phi-2's biased parallel blocks and LM head
+/// (its activation as the plugin's GLU over ones), Phi-2's biased parallel blocks and LM head,
 /// GPT-NeoX's two-norm parallel blocks (the exact GELU: ABI 1.3), StableLM's SwiGLU under
-/// LayerNorms and Nemotron's squared ReLU (ABI 1.3) on a 1.3 plugin: the same greedy tokens as
-/// the CPU's, the norms run by the plugin (only the reference plugin's deliberate gap falls
-/// back).
+/// LayerNorms, Nemotron's squared ReLU (ABI 1.3) and GPT-2's learned positions on a 1.3 plugin:
+/// the same greedy tokens as the CPU's, the norms run by the plugin (only the reference
+/// plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
@@ -339,6 +339,7 @@ fn layer_norm_models_run_on_the_plugin() {
         "gpt_neox",
         "stablelm",
         "nemotron",
+        "gpt2",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

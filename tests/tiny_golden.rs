@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 39] = TINY_ARCHS;
+const ARCHS: [&str; 40] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -246,7 +246,7 @@ fn batched_variable_length_forward_matches() {
 }
 
 /// The output projection of a tiny model as rows of f32 (`lm_head.weight`, GPT-NeoX's
-/// `embed_out.weight`, or the token embedding where the model ties them), the hidden size, and the head's bias (zeros where it
+/// `embed_out.weight`, or the token embedding where the model ties them: GPT-2's `wte`), the hidden size, and the head's bias (zeros where it
 /// has none).
 fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let bytes = std::fs::read(fixtures().join("tiny").join(arch).join("model.safetensors"))
@@ -255,6 +255,7 @@ fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let w = st
         .tensor("lm_head.weight")
         .or_else(|_| st.tensor("embed_out.weight"))
+        .or_else(|_| st.tensor("transformer.wte.weight"))
         .or_else(|_| st.tensor("model.embed_tokens.weight"))
         .expect("output weights");
     let f32s = |t: &safetensors::tensor::TensorView<'_>| -> Vec<f32> {
@@ -349,4 +350,29 @@ fn no_fixture_is_left_out_of_the_repository() {
         ignored.is_empty(),
         "fixtures ignored by .gitignore: {ignored:?}"
     );
+}
+
+/// A model whose positions are a learned table (GPT-2: 256 rows here) refuses a batch that
+/// reaches past it, by name, rather than reading past the table.
+#[test]
+fn positions_past_a_learned_table_are_refused() {
+    let mut r = runner("gpt2");
+    let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+    let mut table = BlockTable::default();
+    bm.ensure(&mut table, 260).unwrap();
+    let batch = |start_pos: usize, n: u32| Batch {
+        seqs: vec![SeqInput {
+            tokens: (3..3 + n).collect(),
+            start_pos,
+            block_table: table.ids.clone(),
+            logits: LogitsWanted::Last,
+            lora: candor_models::lora::LoraMix::BASE,
+        }],
+    };
+    assert!(r.forward(&batch(250, 6)).is_ok(), "positions 250..256 fit");
+    let err = r
+        .forward(&batch(252, 6))
+        .err()
+        .expect("positions 252..258 do not");
+    assert!(err.to_string().contains("learned positions"), "{err}");
 }

@@ -69,6 +69,8 @@ pub struct StepOutputs<T> {
 pub struct DecoderModel<B: Backend> {
     spec: ModelSpec,
     embed: B::Weight,
+    /// The learned position table (GPT-2's `wpe`), where positions enter so.
+    position_embed: Option<B::Weight>,
     /// None when the head is tied to the embedding table.
     head: Option<B::Weight>,
     /// The LM head's bias, where the model has one (Phi).
@@ -108,6 +110,10 @@ impl<B: Backend> DecoderModel<B> {
         let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
         let head_bias = ld.opt_weight("output.bias", &[spec.vocab_size])?;
+        let position_embed = match spec.learned_positions {
+            true => Some(ld.weight("position_embd.weight", &[spec.max_position, h])?),
+            false => None,
+        };
         // LFM2's GGUFs name the norm after the last layer as llama.cpp does for that model
         // (`token_embd_norm`, its checkouts' `embedding_norm`).
         let final_norm_name = match src.contains("output_norm.weight") {
@@ -233,6 +239,7 @@ impl<B: Backend> DecoderModel<B> {
         Ok(DecoderModel {
             spec,
             embed,
+            position_embed,
             head,
             head_bias,
             final_norm,
@@ -386,6 +393,19 @@ impl<B: Backend> DecoderModel<B> {
             None => None,
         };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
+        if let Some(table) = &self.position_embed {
+            if let Some(&p) = batch
+                .positions
+                .iter()
+                .find(|&&p| p as usize >= s.max_position)
+            {
+                return Err(ModelError::InvalidBatch(format!(
+                    "position {p} past the model's {} learned positions",
+                    s.max_position
+                )));
+            }
+            x = b.add(&x, &b.embedding(table, &batch.positions)?)?;
+        }
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;
         }

@@ -134,6 +134,20 @@ fn nemotron(vocab: usize, hidden: usize, ff: usize, heads: usize, kv: usize) -> 
            "tie_word_embeddings": false, "bos_token_id": 2, "eos_token_id": 3})
 }
 
+/// GPT-2's config (its own key names) at other sizes.
+fn gpt2(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    positions: usize,
+) -> serde_json::Value {
+    json!({"model_type": "gpt2", "vocab_size": vocab, "n_embd": hidden, "n_layer": layers,
+           "n_head": heads, "n_positions": positions, "n_ctx": positions,
+           "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+           "tie_word_embeddings": true, "bos_token_id": 50256, "eos_token_id": 50256})
+}
+
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
@@ -395,6 +409,24 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "gpt2",
+        size: "124m",
+        source: "openai-community/gpt2",
+        config: || gpt2(50257, 768, 12, 12, 1024),
+    },
+    DummyShape {
+        arch: "gpt2",
+        size: "1.5b",
+        source: "openai-community/gpt2-xl",
+        config: || gpt2(50257, 1600, 48, 25, 1024),
+    },
+    DummyShape {
+        arch: "gpt2",
+        size: "tiny",
+        source: "test-only",
+        config: || gpt2(256, 64, 2, 4, 64),
+    },
+    DummyShape {
         arch: "deepseek",
         size: "tiny",
         source: "test-only",
@@ -468,7 +500,13 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     t.insert("output_norm.weight".into(), norm(h));
     // Biases on every projection (Phi-2, GPT-NeoX) and the head (Phi-2), on the LayerNorms
     // where they have them.
-    let biased = matches!(spec.arch, Arch::Phi2 | Arch::GptNeox);
+    let biased = matches!(spec.arch, Arch::Phi2 | Arch::GptNeox | Arch::Gpt2);
+    if spec.learned_positions {
+        t.insert(
+            "position_embd.weight".into(),
+            matrix(vec![spec.max_position, h]),
+        );
+    }
     if spec.arch == Arch::Phi2 {
         t.insert("output.bias".into(), bias(spec.vocab_size));
     }
@@ -900,6 +938,9 @@ mod tests {
         assert_eq!(params("stablelm", "1.6b"), 1_644_515_328);
         // Nemotron-Mini-4B-Instruct (4.19B on its page): no gate, biased LayerNorms.
         assert_eq!(params("nemotron", "4b"), 4_190_509_056);
+        // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.
+        assert_eq!(params("gpt2", "124m"), 124_439_808);
+        assert_eq!(params("gpt2", "1.5b"), 1_557_611_200);
     }
 
     #[test]

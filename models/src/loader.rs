@@ -72,8 +72,10 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
             }
         }
         let mut source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?;
-        if spec.arch == crate::spec::Arch::GptNeox {
-            source = source.with_per_head_qkv(spec.num_heads);
+        match spec.arch {
+            crate::spec::Arch::GptNeox => source = source.with_per_head_qkv(spec.num_heads),
+            crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
+            _ => {}
         }
         return Ok(OpenedModel {
             path: path.to_path_buf(),

@@ -64,6 +64,9 @@ pub enum Arch {
     /// Nemotron: llama's attention with half-head RoPE under LayerNorms of `1 + w`, an ungated
     /// squared-ReLU MLP.
     Nemotron,
+    /// GPT-2: learned absolute positions, LayerNorms with biases, q/k/v in one biased product,
+    /// an ungated tanh-GELU MLP, a tied head.
+    Gpt2,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -116,6 +119,7 @@ impl Arch {
             Arch::GptNeox => "gptneox",
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
+            Arch::Gpt2 => "gpt2",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",
@@ -338,6 +342,9 @@ pub struct ModelSpec {
     pub experts: Option<MixtureOfExperts>,
     /// Layers that mix tokens by a gated short convolution instead of attention (LFM2).
     pub short_conv: Option<ShortConv>,
+    /// Positions enter as a learned table added to the token embeddings (`position_embd`,
+    /// GPT-2's `wpe`), one row per position up to `max_position`; the layers run no RoPE.
+    pub learned_positions: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }

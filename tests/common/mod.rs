@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 39] = [
+pub const TINY_ARCHS: [&str; 40] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -50,6 +50,7 @@ pub const TINY_ARCHS: [&str; 39] = [
     "stablelm",
     "stablelm_parallel",
     "nemotron",
+    "gpt2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

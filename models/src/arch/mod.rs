@@ -8,6 +8,7 @@ pub mod experts;
 pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
+pub mod gpt2;
 pub mod gpt_neox;
 pub mod gpt_oss;
 pub mod granite;
@@ -70,6 +71,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "starcoder2" => starcoder2::from_hf(&c)?,
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
+        "gpt2" => gpt2::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
@@ -111,6 +113,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "starcoder2" => starcoder2::from_gguf(g)?,
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
+        "gpt2" => gpt2::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,
@@ -301,6 +304,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         latent_attention: None,
         experts: None,
         short_conv: None,
+        learned_positions: false,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -414,6 +418,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         latent_attention: None,
         experts: None,
         short_conv: None,
+        learned_positions: false,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })

@@ -223,6 +223,7 @@ impl EncoderConfig {
             latent_attention: None,
             experts: None,
             short_conv: None,
+            learned_positions: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

@@ -22,6 +22,8 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
     let (stem, suffix) = name.rsplit_once('.')?;
     let top = match stem {
         "token_embd" => Some("model.embed_tokens".to_string()),
+        // Learned absolute positions (GPT-2's `wpe`, named on by `gpt2_hf`).
+        "position_embd" => Some("model.embed_positions".to_string()),
         "output_norm" => Some("model.norm".to_string()),
         "output" => Some("lm_head".to_string()),
         // A `*ForSequenceClassification` checkout's head (llama.cpp's name for a reranker's).
@@ -193,6 +195,40 @@ pub fn gpt_neox_hf(hf: &str) -> Option<String> {
     Some(format!("gpt_neox.layers.{l}.{neox}.{suffix}"))
 }
 
+/// GPT-2's HF name of a tensor `to_hf` names the llama way, under `transformer.` (as
+/// `GPT2LMHeadModel` saves it; `gpt2_bare_hf` for the original checkpoints' names without it):
+/// `wte`, `wpe`, `ln_f`, and per block `h.N.` with `ln_1`, `attn.c_attn` (q/k/v joined),
+/// `attn.c_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`. Their weights are stored `[in, out]`
+/// (`Conv1D`): `SafetensorsDir` transposes them.
+pub fn gpt2_hf(hf: &str) -> Option<String> {
+    let (stem, suffix) = hf.rsplit_once('.')?;
+    let top = match stem {
+        "model.embed_tokens" => Some("wte"),
+        "model.embed_positions" => Some("wpe"),
+        "model.norm" => Some("ln_f"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(format!("transformer.{t}.{suffix}"));
+    }
+    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+    let gpt2 = match part {
+        "input_layernorm" => "ln_1",
+        "post_attention_layernorm" => "ln_2",
+        "self_attn.qkv_proj" => "attn.c_attn",
+        "self_attn.o_proj" => "attn.c_proj",
+        "mlp.up_proj" => "mlp.c_fc",
+        "mlp.down_proj" => "mlp.c_proj",
+        _ => return None,
+    };
+    Some(format!("transformer.h.{l}.{gpt2}.{suffix}"))
+}
+
+/// `gpt2_hf` without the `transformer.` prefix: the names of the original GPT-2 checkpoints.
+pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
+    gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
+}
+
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `block_sparse_moe.router.layer`.
 pub fn granite_moe_hf(hf: &str) -> Option<String> {
@@ -323,6 +359,28 @@ mod tests {
             Some("gpt_neox.layers.1.mlp.dense_4h_to_h.weight")
         );
         assert_eq!(hf("blk.1.attn_q.weight"), None);
+    }
+
+    #[test]
+    fn maps_gpt2_names_to_its_checkouts() {
+        let hf = |name: &str| gpt2_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        assert_eq!(
+            hf("position_embd.weight").as_deref(),
+            Some("transformer.wpe.weight")
+        );
+        assert_eq!(
+            hf("blk.2.attn_qkv.bias").as_deref(),
+            Some("transformer.h.2.attn.c_attn.bias")
+        );
+        assert_eq!(
+            hf("blk.0.ffn_down.weight").as_deref(),
+            Some("transformer.h.0.mlp.c_proj.weight")
+        );
+        assert_eq!(
+            gpt2_bare_hf(&to_hf("output_norm.bias", HfNormNaming::Llama).unwrap()).as_deref(),
+            Some("ln_f.bias")
+        );
+        assert_eq!(hf("blk.0.attn_q.weight"), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{
-    gpt_neox_hf, gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf,
-    starcoder2_hf, to_hf, HfNormNaming,
+    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf,
+    mixtral_hf, phi_hf, qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
@@ -22,6 +22,9 @@ pub struct SafetensorsDir {
     /// GPT-NeoX's heads: its `query_key_value` rows go per head (q, k, v of head 0, then of
     /// head 1 ...) and are regrouped as q, k, v (`with_per_head_qkv`).
     per_head_qkv: Option<usize>,
+    /// GPT-2's `Conv1D` weights (`c_attn`, `c_proj`, `c_fc`) are stored `[in, out]`: read
+    /// transposed (`with_conv1d_weights`).
+    conv1d_weights: bool,
 }
 
 /// The weight files of a checkout: the shards of the index, or `model.safetensors`.
@@ -86,6 +89,7 @@ impl SafetensorsDir {
             naming,
             dequantize,
             per_head_qkv: None,
+            conv1d_weights: false,
         })
     }
 
@@ -94,6 +98,12 @@ impl SafetensorsDir {
     /// writes and candor loads).
     pub fn with_per_head_qkv(mut self, heads: usize) -> Self {
         self.per_head_qkv = Some(heads);
+        self
+    }
+
+    /// Read GPT-2's `Conv1D` weights (`[in, out]`) transposed, as every other product's.
+    pub fn with_conv1d_weights(mut self) -> Self {
+        self.conv1d_weights = true;
         self
     }
 }
@@ -133,6 +143,8 @@ impl SafetensorsDir {
             starcoder2_hf(&hf),
             lfm2_hf(&hf),
             gpt_neox_hf(&hf),
+            gpt2_hf(&hf),
+            gpt2_bare_hf(&hf),
             phi_hf(&hf),
         ]
         .into_iter()
@@ -422,6 +434,10 @@ impl WeightSource for SafetensorsDir {
             if hf.contains(".attention.query_key_value.") {
                 tensor = regroup_per_head_qkv(tensor, heads)?;
             }
+        }
+        let conv1d = [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"];
+        if self.conv1d_weights && conv1d.iter().any(|s| hf.ends_with(s)) && tensor.rank() == 2 {
+            tensor = tensor.t()?.contiguous()?;
         }
         Ok(Some(HostWeight::Dense { tensor, source }))
     }

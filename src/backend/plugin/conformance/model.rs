@@ -71,6 +71,7 @@ fn base_spec(
         latent_attention: None,
         experts: None,
         short_conv: None,
+        learned_positions: false,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
