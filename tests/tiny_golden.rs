@@ -370,9 +370,8 @@ fn positions_past_a_learned_table_are_refused() {
         }],
     };
     assert!(r.forward(&batch(250, 6)).is_ok(), "positions 250..256 fit");
-    let err = r
-        .forward(&batch(252, 6))
-        .err()
-        .expect("positions 252..258 do not");
+    let Err(err) = r.forward(&batch(252, 6)) else {
+        panic!("positions 252..258 do not fit");
+    };
     assert!(err.to_string().contains("learned positions"), "{err}");
 }
