@@ -974,6 +974,20 @@ fn the_attention_input_in_one_op_is_its_parts_and_matches_the_cpu() {
 /// KV rows read from the GPU's cache are the CPU cache's bytes for the same writes (f32), and
 /// rows written back to other slots read back the same (every activation dtype): what a saved
 /// prompt cache moves.
+/// A cache of `spec` (2 KV heads of 8) with random keys and values (from `seed`) written at
+/// `slots` in every layer.
+fn filled_cache<B: Backend>(b: &B, spec: &KvCacheSpec, slots: &[u32], seed: u64) -> B::KvCache {
+    let mut cache = b.alloc_kv_cache(spec).unwrap();
+    let n = slots.len();
+    for layer in 0..spec.num_layers {
+        let seed = seed + layer as u64;
+        let k = b.upload(&random(n * 16, seed), &[n, 2, 8]).unwrap();
+        let v = b.upload(&random(n * 16, seed + 10), &[n, 2, 8]).unwrap();
+        b.kv_write(&mut cache, layer, &k, &v, slots).unwrap();
+    }
+    cache
+}
+
 #[test]
 fn kv_rows_read_and_written_back_match_the_cpu() {
     let spec = KvCacheSpec {
@@ -988,17 +1002,8 @@ fn kv_rows_read_and_written_back_match_the_cpu() {
         b: &B,
         spec: &KvCacheSpec,
     ) -> (B::KvCache, candor_models::kv_rows::KvRows) {
-        let mut cache = b.alloc_kv_cache(spec).unwrap();
         let slots = [3u32, 4, 5, 9];
-        for layer in 0..2 {
-            let k = b
-                .upload(&random(4 * 16, 40 + layer as u64), &[4, 2, 8])
-                .unwrap();
-            let v = b
-                .upload(&random(4 * 16, 50 + layer as u64), &[4, 2, 8])
-                .unwrap();
-            b.kv_write(&mut cache, layer, &k, &v, &slots).unwrap();
-        }
+        let cache = filled_cache(b, spec, &slots, 40);
         let rows = b.read_kv_rows(&cache, &slots).unwrap();
         (cache, rows)
     }
@@ -1059,16 +1064,7 @@ fn short_convolution_over_the_cache_matches_the_cpu() {
         w: &ShortConvWeights,
         default_path: bool,
     ) -> Vec<f32> {
-        let mut cache = b.alloc_kv_cache(spec).unwrap();
-        for layer in 0..3 {
-            let k = b
-                .upload(&random(7 * 16, 70 + layer as u64), &[7, 2, 8])
-                .unwrap();
-            let v = b
-                .upload(&random(7 * 16, 80 + layer as u64), &[7, 2, 8])
-                .unwrap();
-            b.kv_write(&mut cache, layer, &k, &v, slots).unwrap();
-        }
+        let cache = filled_cache(b, spec, slots, 70);
         let taps = ConvTaps {
             first_layer: 1,
             layers: 2,

@@ -6,7 +6,7 @@
 use super::block_table::{pack, query_tiles};
 use super::device::gpu_info;
 use super::error::CudaError;
-use super::kernels::{fast_kernels_from_env, AttentionArgs, Kernels, RopeArgs};
+use super::kernels::{fast_kernels_from_env, AttentionArgs, Kernels, RopeArgs, ShortConvArgs};
 use super::kv::CudaKvCache;
 use super::launch;
 use super::matvec::{MatvecInput, MatvecOutput, MatvecTarget};
@@ -325,23 +325,18 @@ impl Backend for CudaBackend {
             let (k, v) = cache.layer(taps.first_layer + l)?;
             halves.extend([k, v]);
         }
-        let piece = cache.spec.num_kv_heads * cache.spec.head_dim;
-        let slots = self.ids("conv slots", taps.slots)?;
-        let index = self.ids("conv taps", taps.index)?;
-        let weight = self.uploads.f32s(&self.device, &w.weight)?;
-        let bias = match &w.bias {
-            Some(b) => Some(self.uploads.f32s(&self.device, b)?),
-            None => None,
-        };
-        self.kernels.short_conv(
-            &halves,
-            piece,
-            &slots,
-            &index,
-            &weight,
-            bias.as_ref(),
+        self.kernels.short_conv(&ShortConvArgs {
+            halves,
+            piece: cache.spec.num_kv_heads * cache.spec.head_dim,
+            slots: self.ids("conv slots", taps.slots)?,
+            taps: self.ids("conv taps", taps.index)?,
+            weight: self.uploads.f32s(&self.device, &w.weight)?,
+            bias: match &w.bias {
+                Some(b) => Some(self.uploads.f32s(&self.device, b)?),
+                None => None,
+            },
             width,
-        )
+        })
     }
 
     fn read_kv_rows(&self, cache: &CudaKvCache, slots: &[u32]) -> Result<KvRows> {

@@ -100,6 +100,22 @@ const NO_SINKS: u64 = 0;
 /// The cache halves short_conv.cu takes (`SHORT_CONV_MAX_PIECES`): four cache layers.
 pub const SHORT_CONV_MAX_PIECES: usize = 8;
 
+/// One short-convolution launch's inputs on the device (`Kernels::short_conv`).
+pub struct ShortConvArgs<'a> {
+    /// The K and V buffers of the layer's cache layers in row order: a row's pieces of `piece`
+    /// values each.
+    pub halves: Vec<&'a CudaStorage>,
+    pub piece: usize,
+    /// u32: the tapped rows' slots and each token's taps into them (`ConvTaps`; every tap and
+    /// slot checked by the caller).
+    pub slots: Tensor,
+    pub taps: Tensor,
+    /// f32: the kernel `[kernel, width]` and its bias.
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub width: usize,
+}
+
 /// The sinks as a kernel argument (None: none), from their read-locked storage.
 fn sinks_view<'a>(
     locked: &'a Option<(StorageRef<'a>, &'a Layout)>,
@@ -443,41 +459,26 @@ impl Kernels {
         Ok(wrap(out, &self.dev, gate.dims()))
     }
 
-    /// LFM2's short convolution read from the paged cache (short_conv.cu): `halves` the K and V
-    /// buffers of the layer's cache layers in row order (a row's pieces of `piece` values),
-    /// `slots` and `taps` u32 on the device (`ConvTaps`; every tap and slot checked by the
-    /// caller), the kernel `[kernel, width]` and bias f32 on the device → `[tokens, width]` in
-    /// the cache's dtype.
-    #[allow(clippy::too_many_arguments)]
-    pub fn short_conv(
-        &self,
-        halves: &[&CudaStorage],
-        piece: usize,
-        slots: &Tensor,
-        taps: &Tensor,
-        w: &Tensor,
-        bias: Option<&Tensor>,
-        width: usize,
-    ) -> Result<Tensor> {
-        let dtype = halves.first().map_or(DType::F32, |h| {
+    /// LFM2's short convolution read from the paged cache (short_conv.cu) → `[tokens, width]`
+    /// in the cache's dtype.
+    pub fn short_conv(&self, a: &ShortConvArgs<'_>) -> Result<Tensor> {
+        let dtype = a.halves.first().map_or(DType::F32, |h| {
             candle_core::backend::BackendStorage::dtype(*h)
         });
-        with_kernel_dtype!(dtype, T, {
-            self.short_conv_t::<T>(halves, piece, slots, taps, w, bias, width)
-        })
+        with_kernel_dtype!(dtype, T, { self.short_conv_t::<T>(a) })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn short_conv_t<T: KernelDType>(
-        &self,
-        halves: &[&CudaStorage],
-        piece: usize,
-        slots: &Tensor,
-        taps: &Tensor,
-        w: &Tensor,
-        bias: Option<&Tensor>,
-        width: usize,
-    ) -> Result<Tensor> {
+    fn short_conv_t<T: KernelDType>(&self, a: &ShortConvArgs<'_>) -> Result<Tensor> {
+        let ShortConvArgs {
+            halves,
+            piece,
+            slots,
+            taps,
+            weight: w,
+            bias,
+            width,
+        } = a;
+        let (piece, width) = (*piece, *width);
         let kernel = w.elem_count() / width.max(1);
         let tokens = taps.elem_count() / kernel.max(1);
         let pieces = width.div_ceil(piece.max(1));
@@ -490,7 +491,7 @@ impl Kernels {
             || tokens == 0
         {
             return Err(CudaError::Launch(format!(
-                "short_conv: {} cache halves of {piece} for {width} channels, a kernel of {}                  weights, {} taps",
+                "short_conv: {} cache halves of {piece} for {width} channels, {} weights, {} taps",
                 halves.len(),
                 w.elem_count(),
                 taps.elem_count()
@@ -511,7 +512,7 @@ impl Kernels {
             view::<u32>(&ts, tl)?,
             view::<f32>(&ws, wl)?,
         );
-        let bias_storage = bias.map(|b| b.storage_and_layout());
+        let bias_storage = bias.as_ref().map(|b| b.storage_and_layout());
         let bv = match &bias_storage {
             Some((bs, bl)) => Some(view::<f32>(bs, bl)?),
             None => None,
