@@ -31,7 +31,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // with grouped sigmoid routing and a shared expert; Command R7B's parallel LayerNorm blocks
     // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated),
     // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU), StableLM's
-    // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions.
+    // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
+    // multi-query parallel blocks.
     for arch in [
         "llama",
         "qwen2",
@@ -43,6 +44,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "stablelm",
         "nemotron",
         "gpt2",
+        "falcon",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -356,6 +356,51 @@ fn renamed_layer_tensor(hf: &str, renames: &[(&str, &str)]) -> Option<String> {
     Some(format!("blk.{l}.{g}"))
 }
 
+/// A Falcon checkout's tensor as llama.cpp's converter writes it: its GGUF name (`ln_mlp` as
+/// `attn_norm_2`), `query_key_value`'s rows regrouped from per KV head (its q heads, k, v) to
+/// all q, then k, then v.
+fn falcon_tensor(name: &str, t: &Tensor, heads: usize, kv_heads: usize) -> (String, Tensor) {
+    let name = name.strip_prefix("transformer.").unwrap();
+    let top = match name {
+        "word_embeddings.weight" => Some("token_embd.weight"),
+        "ln_f.weight" => Some("output_norm.weight"),
+        "ln_f.bias" => Some("output_norm.bias"),
+        _ => None,
+    };
+    if let Some(g) = top {
+        return (g.to_string(), t.clone());
+    }
+    let (l, part) = name.strip_prefix("h.").unwrap().split_once('.').unwrap();
+    let (module, suffix) = part.rsplit_once('.').unwrap();
+    let g = match module {
+        "input_layernorm" | "ln_attn" => "attn_norm",
+        "ln_mlp" => "attn_norm_2",
+        "self_attention.query_key_value" => "attn_qkv",
+        "self_attention.dense" => "attn_output",
+        "mlp.dense_h_to_4h" => "ffn_up",
+        "mlp.dense_4h_to_h" => "ffn_down",
+        other => panic!("unexpected tensor {other}"),
+    };
+    if module != "self_attention.query_key_value" {
+        return (format!("blk.{l}.{g}.{suffix}"), t.clone());
+    }
+    let q_per = heads / kv_heads;
+    let rows = t.dim(0).unwrap();
+    let d = rows / (kv_heads * (q_per + 2));
+    let grouped = t
+        .reshape((kv_heads, q_per + 2, d, t.dim(1).unwrap()))
+        .unwrap();
+    let part = |from: usize, n: usize| {
+        let p = grouped.narrow(1, from, n).unwrap().contiguous().unwrap();
+        p.reshape((kv_heads * n * d, t.dim(1).unwrap())).unwrap()
+    };
+    let parts = [part(0, q_per), part(q_per, 1), part(q_per + 1, 1)];
+    (
+        format!("blk.{l}.{g}.{suffix}"),
+        Tensor::cat(&parts, 0).unwrap(),
+    )
+}
+
 /// A GPT-2 checkout's tensor as llama.cpp's converter writes it: its GGUF name, the `Conv1D`
 /// weights (`[in, out]`) transposed.
 fn gpt2_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
@@ -563,6 +608,15 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         cfg["intermediate_size"] = (4 * cfg["n_embd"].as_u64().unwrap()).into();
         cfg["rope_theta"] = 10000.0.into();
     }
+    if arch == "falcon" {
+        let kv = match cfg["new_decoder_architecture"] == true {
+            true => cfg["num_kv_heads"].clone(),
+            false => 1.into(),
+        };
+        cfg["num_key_value_heads"] = kv;
+        cfg["intermediate_size"] = (4 * cfg["hidden_size"].as_u64().unwrap()).into();
+        cfg["layer_norm_eps"] = cfg["layer_norm_epsilon"].clone();
+    }
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     // GPT-NeoX's config names no KV heads: every head has its own.
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap_or(heads as u64) as usize;
@@ -572,6 +626,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut stacks = ExpertStacks::default();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
+        if arch == "falcon" {
+            let (gguf, t) = falcon_tensor(name, t, heads, kv_heads);
+            let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
+            q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+            continue;
+        }
         if arch == "gpt2" {
             let (gguf, t) = gpt2_tensor(name, t);
             let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
@@ -766,7 +826,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     }
     if matches!(
         arch,
-        "starcoder2" | "phi2" | "gptneox" | "stablelm" | "nemotron" | "gpt2"
+        "starcoder2" | "phi2" | "gptneox" | "stablelm" | "nemotron" | "gpt2" | "falcon"
     ) {
         let eps = cfg["norm_epsilon"]
             .as_f64()
@@ -1281,6 +1341,15 @@ fn nemotron_loads_from_gguf() {
 #[test]
 fn gpt2_loads_from_gguf() {
     gguf_matches_checkout("gpt2", "gpt2", Experts::Stacked, 0.3);
+}
+
+/// Falcon as llama.cpp converts it (`falcon`: q/k/v regrouped from per KV head, `ln_mlp` as
+/// `attn_norm_2`, tied): the 40B-style checkout (two norms, grouped KV heads) and the 7B-style
+/// one (multi-query, one norm) give their logits.
+#[test]
+fn falcon_loads_from_gguf() {
+    gguf_matches_checkout("falcon", "falcon", Experts::Stacked, 0.3);
+    gguf_matches_checkout("falcon_7b", "falcon", Experts::Stacked, 0.3);
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short

@@ -326,9 +326,11 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// Command R7B's parallel LayerNorm blocks, StarCoder2's biased LayerNorms and ungated MLP
 /// (its activation as the plugin's GLU over ones), Phi-2's biased parallel blocks and LM head,
 /// GPT-NeoX's two-norm parallel blocks (the exact GELU: ABI 1.3), StableLM's SwiGLU under
-/// LayerNorms, Nemotron's squared ReLU (ABI 1.3) and GPT-2's learned positions on a 1.3 plugin:
-/// the same greedy tokens as the CPU's, the norms run by the plugin (only the reference
-/// plugin's deliberate gap falls back).
+/// LayerNorms, Nemotron's squared ReLU (ABI 1.3), GPT-2's learned positions and Falcon's
+/// two-norm parallel blocks over grouped KV heads on a 1.3 plugin, and Phi-3's q/k/v and
+/// gate/up stored joined (given to a plugin, which cannot split a product's outputs, as weights
+/// of their own): the same greedy tokens as the CPU's, the norms run by the plugin (only the
+/// reference plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
@@ -340,6 +342,8 @@ fn layer_norm_models_run_on_the_plugin() {
         "stablelm",
         "nemotron",
         "gpt2",
+        "falcon",
+        "phi3",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

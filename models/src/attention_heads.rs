@@ -115,9 +115,16 @@ pub(crate) fn heads_attention<B: Backend>(
         ld.backend.load_weight(w)
     };
     // q/k/v stored as one tensor with one bias (Phi-2 GGUFs converted from the original
-    // checkpoints): split into the three projections, which take their biases apart.
-    let [wq, wk, wv, sbq, sbk, sbv] = match spec.qkv_bias && ld.src.contains(&n("attn_qkv.bias")) {
-        true => split_joined_qkv(ld, l, [q, kv, kv], h)?.map(Some),
+    // checkpoints, Falcon's with `bias`), or stored joined for a backend that cannot split a
+    // joined product's outputs (plugins): split into the three projections, which take their
+    // biases apart.
+    let joined_bias = spec.qkv_bias && ld.src.contains(&n("attn_qkv.bias"));
+    let unsplittable = ld.src.contains(&n("attn_qkv.weight")) && !ld.backend.splits_outputs();
+    let ([wq, wk, wv], [sbq, sbk, sbv]) = match joined_bias || unsplittable {
+        true => {
+            let (w, b) = split_joined_qkv(ld, l, [q, kv, kv], h, joined_bias)?;
+            (w.map(Some), b)
+        }
         false => Default::default(),
     };
     let split = wq.is_some();
@@ -210,25 +217,43 @@ pub(crate) fn heads_attention<B: Backend>(
     })
 }
 
-/// Layer `l`'s joined `attn_qkv` weight and bias split into q, k and v (`rows` each): the
-/// three weights (rows picked in the file's own storage), then the three biases.
+/// q, k and v's weights and biases, taken apart from a joined tensor.
+type SplitQkv = ([HostWeight; 3], [Option<HostWeight>; 3]);
+
+/// Layer `l`'s joined `attn_qkv` weight (and, `with_bias`, its bias) split into q, k and v
+/// (`rows` each): the three weights (rows picked in the file's own storage) and the three
+/// biases.
 fn split_joined_qkv<B: Backend>(
     ld: &Loader<'_, B>,
     l: usize,
     rows: [usize; 3],
     h: usize,
-) -> Result<[HostWeight; 6]> {
+    with_bias: bool,
+) -> Result<SplitQkv> {
     let total: usize = rows.iter().sum();
     let weight = ld.checked(&layer(l, "attn_qkv.weight"), &[total, h])?;
-    let bias = ld.checked(&layer(l, "attn_qkv.bias"), &[total])?;
-    let source = bias.dtype().unwrap_or(crate::backend::WeightDtype::F32);
-    let bias = bias.to_f32()?;
+    let bias = match with_bias {
+        true => {
+            let b = ld.checked(&layer(l, "attn_qkv.bias"), &[total])?;
+            Some((
+                b.to_f32()?,
+                b.dtype().unwrap_or(crate::backend::WeightDtype::F32),
+            ))
+        }
+        false => None,
+    };
     let starts = [0, rows[0], rows[0] + rows[1]];
-    let piece = |i: usize| -> Result<(HostWeight, HostWeight)> {
+    let piece = |i: usize| -> Result<(HostWeight, Option<HostWeight>)> {
         let picks: Vec<Option<usize>> = (starts[i]..starts[i] + rows[i]).map(Some).collect();
-        let b = HostWeight::stored_like(bias.narrow(0, starts[i], rows[i])?, source)?;
+        let b = match &bias {
+            Some((b, source)) => Some(HostWeight::stored_like(
+                b.narrow(0, starts[i], rows[i])?,
+                *source,
+            )?),
+            None => None,
+        };
         Ok((weight.pick_rows(&picks)?, b))
     };
     let [(wq, bq), (wk, bk), (wv, bv)] = [piece(0)?, piece(1)?, piece(2)?];
-    Ok([wq, wk, wv, bq, bk, bv])
+    Ok(([wq, wk, wv], [bq, bk, bv]))
 }

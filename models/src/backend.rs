@@ -477,6 +477,12 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether `split` works here: a backend without it is given the members of a projection
+    /// a file stores joined (Phi-3's, Falcon's q/k/v) as weights of their own.
+    fn splits_outputs(&self) -> bool {
+        false
+    }
+
     /// Consecutive ranges of dimension 1 (`sizes` long, summing to it) of a 2-D `[tokens,
     /// features]` or 3-D `[tokens, heads, head_dim]` tensor: the outputs of a joined
     /// projection, as columns or as heads. Views where the backend has them (the ops that take

@@ -184,6 +184,11 @@ impl<B: Backend> DecoderModel<B> {
                     ld.weight(&n("attn_output.weight"), &[h, q])?,
                 ),
             };
+            // The norm before the FFN: llama.cpp names Falcon's second norm `attn_norm_2`.
+            let ffn_norm = match src.contains(&n("attn_norm_2.weight")) {
+                true => "attn_norm_2",
+                false => "ffn_norm",
+            };
             let window = spec.layer_windows[l];
             let sinks = match spec.attn_sinks {
                 true => {
@@ -196,7 +201,7 @@ impl<B: Backend> DecoderModel<B> {
                 attn_norm_bias: norm_bias(&n("attn_norm.bias"))?,
                 ffn_norm_bias: match spec.parallel_block && !spec.parallel_ffn_norm {
                     true => None,
-                    false => norm_bias(&n("ffn_norm.bias"))?,
+                    false => norm_bias(&n(&format!("{ffn_norm}.bias")))?,
                 },
                 attn_norm: match spec.pre_norms {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
@@ -212,7 +217,7 @@ impl<B: Backend> DecoderModel<B> {
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
                 // of its own).
                 ffn_norm: match spec.pre_norms && (!spec.parallel_block || spec.parallel_ffn_norm) {
-                    true => Some(ld.norm(&n("ffn_norm.weight"), h)?),
+                    true => Some(ld.norm(&n(&format!("{ffn_norm}.weight")), h)?),
                     false => None,
                 },
                 ffn: Ffn::load(&ld, l, spec.experts.as_ref(), (f, h), spec.gated_ffn)?,

@@ -148,6 +148,16 @@ fn gpt2(
            "tie_word_embeddings": true, "bos_token_id": 50256, "eos_token_id": 50256})
 }
 
+/// Falcon-7B's config (multi-query, parallel blocks of one LayerNorm, tied head) at other
+/// sizes.
+fn falcon(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "falcon", "vocab_size": vocab, "hidden_size": hidden,
+           "num_hidden_layers": layers, "num_attention_heads": heads, "multi_query": true,
+           "new_decoder_architecture": false, "parallel_attn": true, "bias": false,
+           "alibi": false, "layer_norm_epsilon": 1e-5, "max_position_embeddings": 2048,
+           "tie_word_embeddings": true, "bos_token_id": 11, "eos_token_id": 11})
+}
+
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
@@ -425,6 +435,18 @@ pub const SHAPES: &[DummyShape] = &[
         size: "tiny",
         source: "test-only",
         config: || gpt2(256, 64, 2, 4, 64),
+    },
+    DummyShape {
+        arch: "falcon",
+        size: "7b",
+        source: "tiiuae/falcon-7b",
+        config: || falcon(65024, 4544, 32, 71),
+    },
+    DummyShape {
+        arch: "falcon",
+        size: "tiny",
+        source: "test-only",
+        config: || falcon(256, 64, 2, 4),
     },
     DummyShape {
         arch: "deepseek",
@@ -941,6 +963,10 @@ mod tests {
         // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.
         assert_eq!(params("gpt2", "124m"), 124_439_808);
         assert_eq!(params("gpt2", "1.5b"), 1_557_611_200);
+        // Falcon-7B (6,921,720,704): 71 q heads and one KV head in `query_key_value`, tied.
+        assert_eq!(params("falcon", "7b"), 6_921_720_704);
+        let f = find("falcon", "7b").unwrap().spec().unwrap();
+        assert_eq!((f.num_heads, f.num_kv_heads), (71, 1));
     }
 
     #[test]

@@ -39,16 +39,16 @@ impl<B: Backend> Loader<'_, B> {
     /// Layer `l`'s gate and up stored as one `[2f, h]` weight (gate rows first), if they are:
     /// `ffn_gate_up` (HF Phi-3's `gate_up_proj`), or a double-height `ffn_up` without a
     /// `ffn_gate` beside it (llama.cpp's phi3 GGUFs).
-    pub fn joined_gate_up(&self, l: usize, f: usize, h: usize) -> Result<Option<B::Weight>> {
+    pub fn joined_gate_up(&self, l: usize, f: usize, h: usize) -> Result<Option<HostWeight>> {
         let joined = layer(l, "ffn_gate_up.weight");
         if self.src.contains(&joined) {
-            return self.weight(&joined, &[2 * f, h]).map(Some);
+            return self.checked(&joined, &[2 * f, h]).map(Some);
         }
         let up = layer(l, "ffn_up.weight");
         if self.src.contains(&layer(l, "ffn_gate.weight")) || !self.src.contains(&up) {
             return Ok(None);
         }
-        self.weight(&up, &[2 * f, h]).map(Some)
+        self.checked(&up, &[2 * f, h]).map(Some)
     }
 
     /// A norm weight, with the family's offset applied (HF Gemma stores `w` for `1 + w`).

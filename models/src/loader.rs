@@ -73,7 +73,11 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
         }
         let mut source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?;
         match spec.arch {
-            crate::spec::Arch::GptNeox => source = source.with_per_head_qkv(spec.num_heads),
+            crate::spec::Arch::GptNeox => source = source.with_grouped_qkv(spec.num_heads, 1),
+            crate::spec::Arch::Falcon => {
+                let groups = spec.num_kv_heads;
+                source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
+            }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
             _ => {}
         }

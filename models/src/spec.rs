@@ -67,6 +67,9 @@ pub enum Arch {
     /// GPT-2: learned absolute positions, LayerNorms with biases, q/k/v in one biased product,
     /// an ungated tanh-GELU MLP, a tied head.
     Gpt2,
+    /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
+    /// multi-query at 7B, an ungated exact-GELU MLP.
+    Falcon,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
@@ -120,6 +123,7 @@ impl Arch {
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
             Arch::Gpt2 => "gpt2",
+            Arch::Falcon => "falcon",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",

@@ -74,13 +74,14 @@ pub struct DummyArgs {
     #[arg(long, value_enum, default_value_t = LoadFormat::Auto)]
     pub load_format: LoadFormat,
     /// With --load-format dummy: the architecture (llama, qwen2 / qwen2.5, qwen3-moe,
-    /// deepseek, gpt-oss, cohere2, lfm2, phi2, gptneox, stablelm, nemotron, gpt2).
+    /// deepseek, gpt-oss, cohere2, lfm2, phi2, gptneox, stablelm, nemotron, gpt2,
+    /// falcon).
     #[arg(long, default_value = "llama")]
     pub arch: String,
     /// With --load-format dummy: the size (llama: 8b, 1b, tiny; qwen2: 7b, 0.5b, tiny;
     /// qwen3-moe: 30b-a3b, tiny; deepseek: v2-lite, tiny; gpt-oss: 20b, 120b, tiny; cohere2:
     /// 7b, tiny; lfm2: 1.2b, 350m, tiny; phi2: 2.7b, tiny; gptneox: 1.4b, tiny;
-    /// stablelm: 1.6b, tiny; nemotron: 4b, tiny; gpt2: 124m, 1.5b, tiny).
+    /// stablelm: 1.6b, tiny; nemotron: 4b, tiny; gpt2: 124m, 1.5b, tiny; falcon: 7b, tiny).
     #[arg(long, default_value = "8b")]
     pub size: String,
     /// With --load-format dummy: the weights' type.

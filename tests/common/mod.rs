@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 40] = [
+pub const TINY_ARCHS: [&str; 42] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -51,6 +51,8 @@ pub const TINY_ARCHS: [&str; 40] = [
     "stablelm_parallel",
     "nemotron",
     "gpt2",
+    "falcon",
+    "falcon_7b",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -5,6 +5,7 @@ pub mod deepseek;
 pub mod ernie4_5;
 pub mod exaone4;
 pub mod experts;
+pub mod falcon;
 pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
@@ -72,6 +73,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
+        "falcon" => falcon::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
         "seed_oss" => seed_oss::from_hf(&c)?,
@@ -114,6 +116,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
+        "falcon" => falcon::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,
         "seed_oss" => seed_oss::from_gguf(g)?,

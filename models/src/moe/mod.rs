@@ -292,8 +292,22 @@ impl<B: Backend> Ffn<B> {
             return Mlp::load_ungated(ld, l, f, h).map(Ffn::Dense);
         }
         if let Some(joined) = ld.joined_gate_up(l, f, h)? {
+            let gate_up = match ld.backend.splits_outputs() {
+                true => {
+                    Projections::joined(ld.backend, ld.backend.load_weight(joined)?, vec![f, f])?
+                }
+                // A backend that cannot split the joined product's outputs gets gate and up
+                // as weights of their own.
+                false => {
+                    let half = |from: usize| -> Result<(B::Weight, Option<B::Weight>)> {
+                        let rows: Vec<Option<usize>> = (from..from + f).map(Some).collect();
+                        Ok((ld.backend.load_weight(joined.pick_rows(&rows)?)?, None))
+                    };
+                    Projections::new(ld.backend, vec![half(0)?, half(f)?])?
+                }
+            };
             return Ok(Ffn::Dense(Mlp {
-                gate_up: Projections::joined(ld.backend, joined, vec![f, f])?,
+                gate_up,
                 down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
                 down_bias: None,
                 gated: true,

@@ -229,6 +229,45 @@ pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
     gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
 }
 
+/// Falcon's HF name of a tensor `to_hf` names the llama way, under `transformer.`:
+/// `word_embeddings`, `ln_f`, and per block `h.N.` with `self_attention.query_key_value` (per
+/// KV head: `SafetensorsDir` regroups it), `self_attention.dense`, `mlp.dense_h_to_4h` /
+/// `dense_4h_to_h`, and the norms of the blocks with one per branch (`ln_attn`, `ln_mlp`);
+/// `falcon_one_norm_hf` names them `input_layernorm` (and a sequential block's
+/// `post_attention_layernorm`).
+pub fn falcon_hf(hf: &str) -> Option<String> {
+    falcon_names(hf, true)
+}
+
+/// `falcon_hf` for the blocks with one norm (Falcon-7B).
+pub fn falcon_one_norm_hf(hf: &str) -> Option<String> {
+    falcon_names(hf, false)
+}
+
+fn falcon_names(hf: &str, two_norms: bool) -> Option<String> {
+    let (stem, suffix) = hf.rsplit_once('.')?;
+    let top = match stem {
+        "model.embed_tokens" => Some("transformer.word_embeddings"),
+        "model.norm" => Some("transformer.ln_f"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(format!("{t}.{suffix}"));
+    }
+    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+    let falcon = match (part, two_norms) {
+        ("input_layernorm", true) => "ln_attn",
+        ("post_attention_layernorm", true) => "ln_mlp",
+        ("input_layernorm" | "post_attention_layernorm", false) => part,
+        ("self_attn.qkv_proj", _) => "self_attention.query_key_value",
+        ("self_attn.o_proj", _) => "self_attention.dense",
+        ("mlp.up_proj", _) => "mlp.dense_h_to_4h",
+        ("mlp.down_proj", _) => "mlp.dense_4h_to_h",
+        _ => return None,
+    };
+    Some(format!("transformer.h.{l}.{falcon}.{suffix}"))
+}
+
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `block_sparse_moe.router.layer`.
 pub fn granite_moe_hf(hf: &str) -> Option<String> {

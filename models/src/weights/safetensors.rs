@@ -2,8 +2,8 @@
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{
-    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, granite_moe_hf, hunyuan_hf, lfm2_hf,
-    mixtral_hf, phi_hf, qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
+    falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, granite_moe_hf,
+    hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
@@ -19,9 +19,10 @@ pub struct SafetensorsDir {
     /// MXFP4 experts dequantized to f32 rather than kept as their Q5_0 blocks (the reference
     /// path, as for GGUFs).
     dequantize: bool,
-    /// GPT-NeoX's heads: its `query_key_value` rows go per head (q, k, v of head 0, then of
-    /// head 1 ...) and are regrouped as q, k, v (`with_per_head_qkv`).
-    per_head_qkv: Option<usize>,
+    /// `query_key_value` rows stored per group of heads (GPT-NeoX: q, k, v of each head in
+    /// turn; Falcon: each KV head's q heads, then its k and v), regrouped as q, k, v
+    /// (`with_grouped_qkv`): the groups and the q heads in each.
+    grouped_qkv: Option<(usize, usize)>,
     /// GPT-2's `Conv1D` weights (`c_attn`, `c_proj`, `c_fc`) are stored `[in, out]`: read
     /// transposed (`with_conv1d_weights`).
     conv1d_weights: bool,
@@ -88,16 +89,17 @@ impl SafetensorsDir {
             tensors,
             naming,
             dequantize,
-            per_head_qkv: None,
+            grouped_qkv: None,
             conv1d_weights: false,
         })
     }
 
-    /// Read GPT-NeoX's joined `query_key_value` weight and bias, stored per head for `heads`
-    /// heads, as the q rows, then the k rows, then the v rows (the layout llama.cpp's converter
-    /// writes and candor loads).
-    pub fn with_per_head_qkv(mut self, heads: usize) -> Self {
-        self.per_head_qkv = Some(heads);
+    /// Read a joined `query_key_value` weight and bias stored per group (`groups` groups of
+    /// `q_per_group` q heads, one k and one v head each: GPT-NeoX's per head, Falcon's per KV
+    /// head) as the q rows, then the k rows, then the v rows (the layout llama.cpp's converters
+    /// write and candor loads).
+    pub fn with_grouped_qkv(mut self, groups: usize, q_per_group: usize) -> Self {
+        self.grouped_qkv = Some((groups, q_per_group));
         self
     }
 
@@ -108,22 +110,34 @@ impl SafetensorsDir {
     }
 }
 
-/// Rows of a `[heads · 3 · d, ...]` tensor stored per head (q, k, v of each head in turn)
-/// regrouped as all q rows, then k, then v.
-fn regroup_per_head_qkv(t: candle_core::Tensor, heads: usize) -> Result<candle_core::Tensor> {
+/// Rows of a `[groups · (q + 2) · d, ...]` tensor stored per group (the group's `q` q heads,
+/// then its k head and its v head, `d` rows each) regrouped as all q rows, then k, then v.
+fn regroup_qkv(
+    t: candle_core::Tensor,
+    groups: usize,
+    q_per_group: usize,
+) -> Result<candle_core::Tensor> {
     let rows = t.dim(0)?;
-    if heads == 0 || rows % (3 * heads) != 0 {
+    let per_group = q_per_group + 2;
+    if groups == 0 || rows % (groups * per_group) != 0 {
         return Err(ModelError::Config(format!(
-            "query_key_value: {rows} rows are not 3 per head of {heads} heads"
+            "query_key_value: {rows} rows are not {groups} groups of {per_group} heads"
         )));
     }
-    let d = rows / (3 * heads);
+    let d = rows / (groups * per_group);
     let mut dims = t.dims().to_vec();
     let rest = dims.split_off(1);
-    let mut grouped = vec![heads, 3, d];
-    grouped.extend(&rest);
-    let t = t.reshape(grouped)?.transpose(0, 1)?.contiguous()?;
-    Ok(t.reshape([vec![rows], rest].concat())?)
+    let grouped = t.reshape([vec![groups, per_group, d], rest.clone()].concat())?;
+    let part = |from: usize, n: usize| -> Result<candle_core::Tensor> {
+        let p = grouped.narrow(1, from, n)?.contiguous()?;
+        Ok(p.reshape([vec![groups * n * d], rest.clone()].concat())?)
+    };
+    let parts = [
+        part(0, q_per_group)?,
+        part(q_per_group, 1)?,
+        part(q_per_group + 1, 1)?,
+    ];
+    Ok(candle_core::Tensor::cat(&parts, 0)?)
 }
 
 impl SafetensorsDir {
@@ -145,6 +159,8 @@ impl SafetensorsDir {
             gpt_neox_hf(&hf),
             gpt2_hf(&hf),
             gpt2_bare_hf(&hf),
+            falcon_hf(&hf),
+            falcon_one_norm_hf(&hf),
             phi_hf(&hf),
         ]
         .into_iter()
@@ -430,9 +446,9 @@ impl WeightSource for SafetensorsDir {
         let Some((mut tensor, source)) = self.dense(&hf)? else {
             return Ok(None);
         };
-        if let Some(heads) = self.per_head_qkv {
-            if hf.contains(".attention.query_key_value.") {
-                tensor = regroup_per_head_qkv(tensor, heads)?;
+        if let Some((groups, q_per_group)) = self.grouped_qkv {
+            if hf.contains(".query_key_value.") {
+                tensor = regroup_qkv(tensor, groups, q_per_group)?;
             }
         }
         let conv1d = [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"];
@@ -456,7 +472,7 @@ impl WeightSource for SafetensorsDir {
 
 #[cfg(test)]
 mod tests {
-    use super::regroup_per_head_qkv;
+    use super::regroup_qkv;
     use candle_core::{Device, Tensor};
 
     /// Two heads of two rows each: q0 k0 v0 q1 k1 v1 become q0 q1 k0 k1 v0 v1, for a weight's
@@ -465,24 +481,31 @@ mod tests {
     fn per_head_qkv_rows_are_regrouped_as_q_k_v() {
         let rows: Vec<f32> = (0..12).map(|i| i as f32).collect();
         let bias = Tensor::from_vec(rows.clone(), 12, &Device::Cpu).unwrap();
-        let got = regroup_per_head_qkv(bias, 2)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let got = regroup_qkv(bias, 2, 1).unwrap().to_vec1::<f32>().unwrap();
         // Head h, part p (q, k, v), row r at 6h + 2p + r.
         let want: Vec<f32> = [0., 1., 6., 7., 2., 3., 8., 9., 4., 5., 10., 11.].to_vec();
         assert_eq!(got, want);
         let weight = Tensor::from_vec(rows.repeat(3), (12, 3), &Device::Cpu).unwrap();
-        let w = regroup_per_head_qkv(weight.clone(), 2).unwrap();
+        let w = regroup_qkv(weight.clone(), 2, 1).unwrap();
         let w = w.to_vec2::<f32>().unwrap();
         let original = weight.to_vec2::<f32>().unwrap();
         for (i, &src) in want.iter().enumerate() {
             assert_eq!(w[i], original[src as usize]);
         }
-        assert!(regroup_per_head_qkv(
+        assert!(regroup_qkv(
             Tensor::zeros(10, candle_core::DType::F32, &Device::Cpu).unwrap(),
-            2
+            2,
+            1
         )
         .is_err());
+    }
+
+    /// Falcon's groups: two KV heads with two q heads each (rows of one value): q0 q1 k0 v0
+    /// q2 q3 k1 v1 become q0 q1 q2 q3 k0 k1 v0 v1.
+    #[test]
+    fn grouped_qkv_rows_are_regrouped_as_q_k_v() {
+        let rows = Tensor::from_vec((0..8).map(|i| i as f32).collect(), 8, &Device::Cpu).unwrap();
+        let got = regroup_qkv(rows, 2, 2).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, [0., 1., 4., 5., 2., 6., 3., 7.]);
     }
 }

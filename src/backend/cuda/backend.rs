@@ -613,6 +613,10 @@ impl Backend for CudaBackend {
         CudaWeight::concat_rows(parts)
     }
 
+    fn splits_outputs(&self) -> bool {
+        true
+    }
+
     fn split(&self, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
         crate::backend::split::split_dim1(x, sizes)
     }
