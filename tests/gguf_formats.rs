@@ -381,24 +381,26 @@ fn falcon_tensor(name: &str, t: &Tensor, heads: usize, kv_heads: usize) -> (Stri
         "mlp.dense_4h_to_h" => "ffn_down",
         other => panic!("unexpected tensor {other}"),
     };
-    if module != "self_attention.query_key_value" {
-        return (format!("blk.{l}.{g}.{suffix}"), t.clone());
-    }
-    let q_per = heads / kv_heads;
+    let t = match module {
+        "self_attention.query_key_value" => grouped_qkv_as_q_k_v(t, kv_heads, heads / kv_heads),
+        _ => t.clone(),
+    };
+    (format!("blk.{l}.{g}.{suffix}"), t)
+}
+
+/// The rows of a q/k/v tensor stored per group (`groups` groups of `q_per` q heads, then one
+/// k and one v head: GPT-NeoX's per head, Falcon's per KV head) as llama.cpp's converters
+/// write them: all q rows, then k, then v (weights and biases alike).
+fn grouped_qkv_as_q_k_v(t: &Tensor, groups: usize, q_per: usize) -> Tensor {
     let rows = t.dim(0).unwrap();
-    let d = rows / (kv_heads * (q_per + 2));
-    let grouped = t
-        .reshape((kv_heads, q_per + 2, d, t.dim(1).unwrap()))
-        .unwrap();
+    let d = rows / (groups * (q_per + 2));
+    let rest = &t.dims()[1..];
+    let grouped = t.reshape([&[groups, q_per + 2, d], rest].concat()).unwrap();
     let part = |from: usize, n: usize| {
         let p = grouped.narrow(1, from, n).unwrap().contiguous().unwrap();
-        p.reshape((kv_heads * n * d, t.dim(1).unwrap())).unwrap()
+        p.reshape([&[groups * n * d], rest].concat()).unwrap()
     };
-    let parts = [part(0, q_per), part(q_per, 1), part(q_per + 1, 1)];
-    (
-        format!("blk.{l}.{g}.{suffix}"),
-        Tensor::cat(&parts, 0).unwrap(),
-    )
+    Tensor::cat(&[part(0, q_per), part(q_per, 1), part(q_per + 1, 1)], 0).unwrap()
 }
 
 /// A GPT-2 checkout's tensor as llama.cpp's converter writes it: its GGUF name, the `Conv1D`
@@ -460,16 +462,7 @@ fn gpt_neox_tensor(name: &str, t: &Tensor, heads: usize) -> (String, Tensor) {
         other => panic!("unexpected tensor {other}"),
     };
     let t = match module {
-        "attention.query_key_value" => {
-            let rows = t.dim(0).unwrap();
-            let d = rows / (3 * heads);
-            let mut shape = vec![heads, 3, d];
-            shape.extend(&t.dims()[1..]);
-            let grouped = t.reshape(shape).unwrap().transpose(0, 1).unwrap();
-            let mut flat = vec![rows];
-            flat.extend(&t.dims()[1..]);
-            grouped.contiguous().unwrap().reshape(flat).unwrap()
-        }
+        "attention.query_key_value" => grouped_qkv_as_q_k_v(t, heads, 1),
         _ => t.clone(),
     };
     (format!("blk.{l}.{g}.{suffix}"), t)
