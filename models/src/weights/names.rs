@@ -115,27 +115,46 @@ pub fn hunyuan_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.self_attn.{rest}"))
 }
 
+/// How a family renames the tensors `to_hf` names the llama way: whole names outside the
+/// layers (`model.norm`, ...), and module paths within each layer, whose tensors then live
+/// under `layers` followed by the layer's index.
+struct Renames {
+    top: &'static [(&'static str, &'static str)],
+    layers: &'static str,
+    parts: &'static [(&'static str, &'static str)],
+}
+
+impl Renames {
+    fn apply(&self, hf: &str) -> Option<String> {
+        let (stem, suffix) = hf.rsplit_once('.')?;
+        if let Some((_, to)) = self.top.iter().find(|(from, _)| *from == stem) {
+            return Some(format!("{to}.{suffix}"));
+        }
+        let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+        let (_, to) = self.parts.iter().find(|(from, _)| *from == part)?;
+        Some(format!("{}.{l}.{to}.{suffix}", self.layers))
+    }
+}
+
 /// LFM2's HF name of a tensor `to_hf` names the llama way: its norms (`operator_norm`,
 /// `ffn_norm`, the last one `embedding_norm`), q/k norms (`q_layernorm`), output product
 /// (`out_proj`) and FFN (`feed_forward.w1` / `w3` / `w2`).
 pub fn lfm2_hf(hf: &str) -> Option<String> {
-    if let Some(suffix) = hf.strip_prefix("model.norm.") {
-        return Some(format!("model.embedding_norm.{suffix}"));
+    Renames {
+        top: &[("model.norm", "model.embedding_norm")],
+        layers: "model.layers",
+        parts: &[
+            ("input_layernorm", "operator_norm"),
+            ("post_attention_layernorm", "ffn_norm"),
+            ("self_attn.q_norm", "self_attn.q_layernorm"),
+            ("self_attn.k_norm", "self_attn.k_layernorm"),
+            ("self_attn.o_proj", "self_attn.out_proj"),
+            ("mlp.gate_proj", "feed_forward.w1"),
+            ("mlp.up_proj", "feed_forward.w3"),
+            ("mlp.down_proj", "feed_forward.w2"),
+        ],
     }
-    let (l, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
-    let (part, suffix) = rest.rsplit_once('.')?;
-    let lfm2 = match part {
-        "input_layernorm" => "operator_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "self_attn.q_norm" => "self_attn.q_layernorm",
-        "self_attn.k_norm" => "self_attn.k_layernorm",
-        "self_attn.o_proj" => "self_attn.out_proj",
-        "mlp.gate_proj" => "feed_forward.w1",
-        "mlp.up_proj" => "feed_forward.w3",
-        "mlp.down_proj" => "feed_forward.w2",
-        _ => return None,
-    };
-    Some(format!("model.layers.{l}.{lfm2}.{suffix}"))
+    .apply(hf)
 }
 
 /// StarCoder2's HF name of an ungated MLP's projection, which `to_hf` names the llama way
@@ -153,19 +172,16 @@ pub fn starcoder2_hf(hf: &str) -> Option<String> {
 /// Phi's HF name of a tensor `to_hf` names the llama way: its output product
 /// (`self_attn.dense`), ungated MLP (`mlp.fc1`, `mlp.fc2`) and last norm (`final_layernorm`).
 pub fn phi_hf(hf: &str) -> Option<String> {
-    if let Some(suffix) = hf.strip_prefix("model.norm.") {
-        return Some(format!("model.final_layernorm.{suffix}"));
+    Renames {
+        top: &[("model.norm", "model.final_layernorm")],
+        layers: "model.layers",
+        parts: &[
+            ("self_attn.o_proj", "self_attn.dense"),
+            ("mlp.up_proj", "mlp.fc1"),
+            ("mlp.down_proj", "mlp.fc2"),
+        ],
     }
-    let (head, rest) = hf.split_once(".layers.")?;
-    let (l, rest) = rest.split_once('.')?;
-    let (part, suffix) = rest.rsplit_once('.')?;
-    let phi = match part {
-        "self_attn.o_proj" => "self_attn.dense",
-        "mlp.up_proj" => "mlp.fc1",
-        "mlp.down_proj" => "mlp.fc2",
-        _ => return None,
-    };
-    Some(format!("{head}.layers.{l}.{phi}.{suffix}"))
+    .apply(hf)
 }
 
 /// GPT-NeoX's HF name of a tensor `to_hf` names the llama way: everything under `gpt_neox.`,
@@ -173,26 +189,23 @@ pub fn phi_hf(hf: &str) -> Option<String> {
 /// `attention.query_key_value` (rows per head: `SafetensorsDir` regroups them), the output
 /// product `attention.dense` and the MLP `mlp.dense_h_to_4h` / `mlp.dense_4h_to_h`.
 pub fn gpt_neox_hf(hf: &str) -> Option<String> {
-    let (stem, suffix) = hf.rsplit_once('.')?;
-    let top = match stem {
-        "model.embed_tokens" => Some("gpt_neox.embed_in"),
-        "model.norm" => Some("gpt_neox.final_layer_norm"),
-        "lm_head" => Some("embed_out"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(format!("{t}.{suffix}"));
+    Renames {
+        top: &[
+            ("model.embed_tokens", "gpt_neox.embed_in"),
+            ("model.norm", "gpt_neox.final_layer_norm"),
+            ("lm_head", "embed_out"),
+        ],
+        layers: "gpt_neox.layers",
+        parts: &[
+            ("input_layernorm", "input_layernorm"),
+            ("post_attention_layernorm", "post_attention_layernorm"),
+            ("self_attn.qkv_proj", "attention.query_key_value"),
+            ("self_attn.o_proj", "attention.dense"),
+            ("mlp.up_proj", "mlp.dense_h_to_4h"),
+            ("mlp.down_proj", "mlp.dense_4h_to_h"),
+        ],
     }
-    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
-    let neox = match part {
-        "input_layernorm" | "post_attention_layernorm" => part,
-        "self_attn.qkv_proj" => "attention.query_key_value",
-        "self_attn.o_proj" => "attention.dense",
-        "mlp.up_proj" => "mlp.dense_h_to_4h",
-        "mlp.down_proj" => "mlp.dense_4h_to_h",
-        _ => return None,
-    };
-    Some(format!("gpt_neox.layers.{l}.{neox}.{suffix}"))
+    .apply(hf)
 }
 
 /// GPT-2's HF name of a tensor `to_hf` names the llama way, under `transformer.` (as
@@ -201,33 +214,36 @@ pub fn gpt_neox_hf(hf: &str) -> Option<String> {
 /// `attn.c_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`. Their weights are stored `[in, out]`
 /// (`Conv1D`): `SafetensorsDir` transposes them.
 pub fn gpt2_hf(hf: &str) -> Option<String> {
-    let (stem, suffix) = hf.rsplit_once('.')?;
-    let top = match stem {
-        "model.embed_tokens" => Some("wte"),
-        "model.embed_positions" => Some("wpe"),
-        "model.norm" => Some("ln_f"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(format!("transformer.{t}.{suffix}"));
+    Renames {
+        top: &[
+            ("model.embed_tokens", "transformer.wte"),
+            ("model.embed_positions", "transformer.wpe"),
+            ("model.norm", "transformer.ln_f"),
+        ],
+        layers: "transformer.h",
+        parts: &[
+            ("input_layernorm", "ln_1"),
+            ("post_attention_layernorm", "ln_2"),
+            ("self_attn.qkv_proj", "attn.c_attn"),
+            ("self_attn.o_proj", "attn.c_proj"),
+            ("mlp.up_proj", "mlp.c_fc"),
+            ("mlp.down_proj", "mlp.c_proj"),
+        ],
     }
-    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
-    let gpt2 = match part {
-        "input_layernorm" => "ln_1",
-        "post_attention_layernorm" => "ln_2",
-        "self_attn.qkv_proj" => "attn.c_attn",
-        "self_attn.o_proj" => "attn.c_proj",
-        "mlp.up_proj" => "mlp.c_fc",
-        "mlp.down_proj" => "mlp.c_proj",
-        _ => return None,
-    };
-    Some(format!("transformer.h.{l}.{gpt2}.{suffix}"))
+    .apply(hf)
 }
 
 /// `gpt2_hf` without the `transformer.` prefix: the names of the original GPT-2 checkpoints.
 pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
     gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
 }
+
+/// Falcon's outer names and the modules of its blocks other than their norms.
+const FALCON_TOP: &[(&str, &str)] = &[
+    ("model.embed_tokens", "transformer.word_embeddings"),
+    ("model.norm", "transformer.ln_f"),
+];
+const FALCON_LAYERS: &str = "transformer.h";
 
 /// Falcon's HF name of a tensor `to_hf` names the llama way, under `transformer.`:
 /// `word_embeddings`, `ln_f`, and per block `h.N.` with `self_attention.query_key_value` (per
@@ -236,36 +252,36 @@ pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
 /// `falcon_one_norm_hf` names them `input_layernorm` (and a sequential block's
 /// `post_attention_layernorm`).
 pub fn falcon_hf(hf: &str) -> Option<String> {
-    falcon_names(hf, true)
+    Renames {
+        top: FALCON_TOP,
+        layers: FALCON_LAYERS,
+        parts: &[
+            ("input_layernorm", "ln_attn"),
+            ("post_attention_layernorm", "ln_mlp"),
+            ("self_attn.qkv_proj", "self_attention.query_key_value"),
+            ("self_attn.o_proj", "self_attention.dense"),
+            ("mlp.up_proj", "mlp.dense_h_to_4h"),
+            ("mlp.down_proj", "mlp.dense_4h_to_h"),
+        ],
+    }
+    .apply(hf)
 }
 
 /// `falcon_hf` for the blocks with one norm (Falcon-7B).
 pub fn falcon_one_norm_hf(hf: &str) -> Option<String> {
-    falcon_names(hf, false)
-}
-
-fn falcon_names(hf: &str, two_norms: bool) -> Option<String> {
-    let (stem, suffix) = hf.rsplit_once('.')?;
-    let top = match stem {
-        "model.embed_tokens" => Some("transformer.word_embeddings"),
-        "model.norm" => Some("transformer.ln_f"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(format!("{t}.{suffix}"));
+    Renames {
+        top: FALCON_TOP,
+        layers: FALCON_LAYERS,
+        parts: &[
+            ("input_layernorm", "input_layernorm"),
+            ("post_attention_layernorm", "post_attention_layernorm"),
+            ("self_attn.qkv_proj", "self_attention.query_key_value"),
+            ("self_attn.o_proj", "self_attention.dense"),
+            ("mlp.up_proj", "mlp.dense_h_to_4h"),
+            ("mlp.down_proj", "mlp.dense_4h_to_h"),
+        ],
     }
-    let (l, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
-    let falcon = match (part, two_norms) {
-        ("input_layernorm", true) => "ln_attn",
-        ("post_attention_layernorm", true) => "ln_mlp",
-        ("input_layernorm" | "post_attention_layernorm", false) => part,
-        ("self_attn.qkv_proj", _) => "self_attention.query_key_value",
-        ("self_attn.o_proj", _) => "self_attention.dense",
-        ("mlp.up_proj", _) => "mlp.dense_h_to_4h",
-        ("mlp.down_proj", _) => "mlp.dense_4h_to_h",
-        _ => return None,
-    };
-    Some(format!("transformer.h.{l}.{falcon}.{suffix}"))
+    .apply(hf)
 }
 
 /// Granite MoE's HF name of its router, which `to_hf` names the Qwen way (`mlp.gate`):
