@@ -233,26 +233,16 @@ fn split_joined_qkv<B: Backend>(
     let total: usize = rows.iter().sum();
     let weight = ld.checked(&layer(l, "attn_qkv.weight"), &[total, h])?;
     let bias = match with_bias {
-        true => {
-            let b = ld.checked(&layer(l, "attn_qkv.bias"), &[total])?;
-            Some((
-                b.to_f32()?,
-                b.dtype().unwrap_or(crate::backend::WeightDtype::F32),
-            ))
-        }
+        true => Some(ld.checked(&layer(l, "attn_qkv.bias"), &[total])?),
         false => None,
     };
     let starts = [0, rows[0], rows[0] + rows[1]];
     let piece = |i: usize| -> Result<(HostWeight, Option<HostWeight>)> {
-        let picks: Vec<Option<usize>> = (starts[i]..starts[i] + rows[i]).map(Some).collect();
-        let b = match &bias {
-            Some((b, source)) => Some(HostWeight::stored_like(
-                b.narrow(0, starts[i], rows[i])?,
-                *source,
-            )?),
-            None => None,
-        };
-        Ok((weight.pick_rows(&picks)?, b))
+        let b = bias
+            .as_ref()
+            .map(|b| b.rows(starts[i], rows[i]))
+            .transpose()?;
+        Ok((weight.rows(starts[i], rows[i])?, b))
     };
     let [(wq, bq), (wk, bk), (wv, bv)] = [piece(0)?, piece(1)?, piece(2)?];
     Ok(([wq, wk, wv], [bq, bk, bv]))

@@ -9,14 +9,13 @@
 //! position. So the state is wherever the keys are: a prefix shared from the cache, a block
 //! copied on write, a speculative step whose drafts were rejected and a slot saved to disk are
 //! right without a word about convolutions, which a rolled state would need at each of them.
-use crate::backend::{Backend, RopeKvWrite, WeightDtype};
+use crate::backend::{Backend, RopeKvWrite};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{NormedInput, Projections};
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
-use crate::weights::HostWeight;
 use candor_kernels::conv::NO_ROW;
 use std::sync::Arc;
 
@@ -189,28 +188,16 @@ impl<B: Backend> ShortConvLayer<B> {
         let bias = spec.short_conv.as_ref().is_some_and(|c| c.bias);
         let kernel = spec.short_conv.as_ref().map_or(0, |c| c.kernel);
         let in_proj = ld.checked(&layer(l, "shortconv.in_proj.weight"), &[3 * h, h])?;
-        // The bias's values, and how it is stored (each member's part is kept so, as every
-        // other bias).
         let in_bias = match bias {
-            true => {
-                let b = ld.checked(&layer(l, "shortconv.in_proj.bias"), &[3 * h])?;
-                let source = b.dtype().unwrap_or(WeightDtype::F32);
-                Some((b.to_f32()?, source))
-            }
+            true => Some(ld.checked(&layer(l, "shortconv.in_proj.bias"), &[3 * h])?),
             false => None,
         };
-        // Rows `start..start + len` of in_proj (and of its bias): one member.
+        // Rows `start..start + len` of in_proj (and of its bias, kept as stored as every other
+        // bias): one member.
         let member = |start: usize, len: usize| -> Result<(B::Weight, Option<B::Weight>)> {
-            let rows: Vec<Option<usize>> = (start..start + len).map(Some).collect();
-            let w = ld.backend.load_weight(in_proj.pick_rows(&rows)?)?;
+            let w = ld.backend.load_weight(in_proj.rows(start, len)?)?;
             let b = match &in_bias {
-                Some((b, source)) => {
-                    let part = b.narrow(0, start, len)?.contiguous()?;
-                    Some(
-                        ld.backend
-                            .load_weight(HostWeight::stored_like(part, *source)?)?,
-                    )
-                }
+                Some(b) => Some(ld.backend.load_weight(b.rows(start, len)?)?),
                 None => None,
             };
             Ok((w, b))

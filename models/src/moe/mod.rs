@@ -300,8 +300,7 @@ impl<B: Backend> Ffn<B> {
                 // as weights of their own.
                 false => {
                     let half = |from: usize| -> Result<(B::Weight, Option<B::Weight>)> {
-                        let rows: Vec<Option<usize>> = (from..from + f).map(Some).collect();
-                        Ok((ld.backend.load_weight(joined.pick_rows(&rows)?)?, None))
+                        Ok((ld.backend.load_weight(joined.rows(from, f)?)?, None))
                     };
                     Projections::new(ld.backend, vec![half(0)?, half(f)?])?
                 }

@@ -332,6 +332,19 @@ impl HostWeight {
         HostWeight::stored_like(pick_tensor_rows(&self.to_f32()?, sources, None)?, source)
     }
 
+    /// Rows `start..start + len` of this weight: `pick_rows` of a 2-D weight, exactly as
+    /// stored; of a 1-D one (a bias), those values kept in its storage (`stored_like`). One
+    /// member of a tensor that holds several projections (and of its bias).
+    pub fn rows(&self, start: usize, len: usize) -> Result<HostWeight> {
+        if self.shape().len() == 1 {
+            let source = self.dtype().unwrap_or(WeightDtype::F32);
+            let values = self.to_f32()?.narrow(0, start, len)?.contiguous()?;
+            return HostWeight::stored_like(values, source);
+        }
+        let picks: Vec<Option<usize>> = (start..start + len).map(Some).collect();
+        self.pick_rows(&picks)
+    }
+
     /// `pick_rows` with each picked row times its scale: exact picks in the weight's own
     /// storage where every scale is 1, a weight rebuilt from f32 (`stored_like`) otherwise.
     pub fn pick_rows_scaled(
