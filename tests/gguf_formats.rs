@@ -573,10 +573,7 @@ fn write_file(path: &Path, arch: &str, md: Vec<(&str, Value)>, tensors: &[(Strin
             Value::String(arch.into()),
         )])
         .collect();
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    write_gguf_file(path, &md, tensors);
 }
 
 /// `write_gguf` of the tiny model in `fixture` as an `arch` GGUF. A Phi-3 with RoPE over
@@ -619,20 +616,14 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut stacks = ExpertStacks::default();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
-        if arch == "falcon" {
-            let (gguf, t) = falcon_tensor(name, t, heads, kv_heads);
-            let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
-            q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
-            continue;
-        }
-        if arch == "gpt2" {
-            let (gguf, t) = gpt2_tensor(name, t);
-            let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
-            q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
-            continue;
-        }
-        if arch == "gptneox" {
-            let (gguf, t) = gpt_neox_tensor(name, t, heads);
+        // The families whose checkouts name every tensor their own way.
+        let renamed = match arch {
+            "falcon" => Some(falcon_tensor(name, t, heads, kv_heads)),
+            "gpt2" => Some(gpt2_tensor(name, t)),
+            "gptneox" => Some(gpt_neox_tensor(name, t, heads)),
+            _ => None,
+        };
+        if let Some((gguf, t)) = renamed {
             let ty = if t.rank() == 2 { dtype } else { GgmlDType::F32 };
             q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
             continue;
@@ -1252,11 +1243,7 @@ fn phi2_loads_from_gguf() {
 fn with_joined_qkv(src: &Path, dst: &Path) {
     let mut file = std::fs::File::open(src).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
-    let md: Vec<(String, Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let md = metadata_of(&content);
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for name in content.tensor_infos.keys() {
         let part = ["attn_q.", "attn_k.", "attn_v."]
@@ -1294,9 +1281,23 @@ fn with_joined_qkv(src: &Path, dst: &Path) {
         let q = QTensor::quantize(&joined, ty).unwrap();
         tensors.push((format!("{stem}attn_qkv.{suffix}"), q));
     }
+    write_gguf_file(dst, &md, &tensors);
+}
+
+/// A GGUF file's metadata, every key as it is.
+fn metadata_of(content: &gguf_file::Content) -> Vec<(String, Value)> {
+    content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A GGUF at `path` of metadata `md` (whole keys) and `tensors`.
+fn write_gguf_file(path: &Path, md: &[(String, Value)], tensors: &[(String, QTensor)]) {
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &md_refs, &t_refs).unwrap();
+    gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &t_refs).unwrap();
 }
 
 /// GPT-NeoX as llama.cpp converts it (`gptneox`: q/k/v in one `attn_qkv` regrouped from per
@@ -1369,11 +1370,7 @@ fn with_prediction_layer(src: &Path, dst: &Path) {
     let blocks = content.metadata[&format!("{arch}.block_count")]
         .to_u32()
         .unwrap();
-    let mut md: Vec<(String, Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut md = metadata_of(&content);
     for (k, v) in md.iter_mut() {
         if *k == format!("{arch}.block_count") {
             *v = Value::U32(blocks + 1);
@@ -1389,9 +1386,7 @@ fn with_prediction_layer(src: &Path, dst: &Path) {
         }
         tensors.push((name.clone(), t));
     }
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(&mut std::fs::File::create(dst).unwrap(), &md_refs, &t_refs).unwrap();
+    write_gguf_file(dst, &md, &tensors);
 }
 
 /// GLM GGUFs (`glm4`, `glm4moe`) counting a prediction layer in their blocks run the others
