@@ -32,8 +32,9 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated),
     // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU), StableLM's
     // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
-    // multi-query parallel blocks.
+    // multi-query parallel blocks, Command R+'s per-head q/k norms.
     for arch in [
+        "command-r",
         "llama",
         "qwen2",
         "qwen3-moe",

@@ -481,6 +481,21 @@ fn granite_moe_stack(name: &str) -> Option<(String, bool)> {
     Some((l.to_string(), input))
 }
 
+/// Layer, `q` or `k`, and head of one of StableLM-2-12B's per-head norms
+/// (`self_attn.q_layernorm.norms.H.weight`).
+fn hf_head_norm(name: &str) -> Option<(String, &'static str, usize)> {
+    let (l, part) = name.strip_prefix("model.layers.")?.split_once('.')?;
+    let (qk, rest) = match part.strip_prefix("self_attn.q_layernorm.norms.") {
+        Some(rest) => ("q", rest),
+        None => ("k", part.strip_prefix("self_attn.k_layernorm.norms.")?),
+    };
+    Some((
+        l.to_string(),
+        qk,
+        rest.strip_suffix(".weight")?.parse().ok()?,
+    ))
+}
+
 /// Layer, projection (gate/up/down) and expert of an HF expert tensor (Qwen's
 /// `mlp.experts.E.gate_proj`, Mixtral's `block_sparse_moe.experts.E.w1`).
 fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
@@ -614,6 +629,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
+    // StableLM-2-12B's per-head norms, stacked as `[heads, head_dim]` by llama.cpp's converter.
+    let mut head_norms: HashMap<(String, &str), Vec<(usize, Tensor)>> = HashMap::new();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
         // The families whose checkouts name every tensor their own way.
@@ -679,6 +696,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             }
             continue;
         }
+        if let Some((l, qk, h)) = hf_head_norm(name) {
+            head_norms.entry((l, qk)).or_default().push((h, t.clone()));
+            continue;
+        }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
                 Experts::Apart => q.push((
@@ -709,7 +730,9 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let router = name.ends_with(".gate.weight") || name.ends_with(".router.layer.weight");
         // llama.cpp keeps LFM2's convolution kernels in F32 (ggml's conv reads them so).
         let conv_kernel = name.ends_with("conv.conv.weight");
-        let ty = if t.rank() == 2 && !router && !conv_kernel {
+        // Command R+'s per-head norms are 2-D; llama.cpp keeps norms in F32.
+        let norm = name.ends_with("_norm.weight");
+        let ty = if t.rank() == 2 && !router && !conv_kernel && !norm {
             dtype
         } else {
             GgmlDType::F32
@@ -727,6 +750,13 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
+    for ((l, qk), mut heads) in head_norms {
+        heads.sort_by_key(|(h, _)| *h);
+        let heads: Vec<Tensor> = heads.into_iter().map(|(_, t)| t).collect();
+        let t = Tensor::stack(&heads, 0).unwrap();
+        let name = format!("blk.{l}.attn_{qk}_norm.weight");
+        q.push((name, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+    }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
     let experts_key = ["num_experts", "num_local_experts", "n_routed_experts"]
@@ -1205,6 +1235,7 @@ fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
 #[test]
 fn cohere_families_load_from_gguf() {
     gguf_matches_checkout("cohere", "command-r", Experts::Stacked, 0.3);
+    gguf_matches_checkout("cohere_qk_norm", "command-r", Experts::Stacked, 0.3);
     gguf_matches_checkout("cohere2", "cohere2", Experts::Stacked, 0.3);
 }
 
@@ -1317,6 +1348,7 @@ fn gpt_neox_loads_from_gguf() {
 fn stablelm_loads_from_gguf() {
     gguf_matches_checkout("stablelm", "stablelm", Experts::Stacked, 0.3);
     gguf_matches_checkout("stablelm_parallel", "stablelm", Experts::Stacked, 0.3);
+    gguf_matches_checkout("stablelm_qk_norm", "stablelm", Experts::Stacked, 0.3);
 }
 
 /// Nemotron as llama.cpp converts it (`nemotron`: its LayerNorm1P weights written as `1 + w`,

@@ -2,7 +2,7 @@
 //! a layer's projections (joined or apart, with their biases and q/k norms, laid out for a
 //! partial RoPE where the model rotates part of each head), and the work from the residual
 //! stream to the rotated q with k and v in the cache.
-use crate::backend::{Backend, QkvHeads, RopeKvWrite, RopeSpec};
+use crate::backend::{Backend, QkvHeads, RopeKvWrite, RopeSpec, WeightDtype};
 use crate::decoder::Attention;
 use crate::error::{ModelError, Result};
 use crate::key_offset;
@@ -14,6 +14,7 @@ use crate::rope::rope_spec;
 use crate::spec::ModelSpec;
 use crate::weights::names::layer;
 use crate::weights::HostWeight;
+use candle_core::Device;
 
 /// A layer's q/k/v heads from its q, k and v projections, up to attention: the norm, the
 /// products (with the batch's LoRA updates), the per-head norms, RoPE and the KV write.
@@ -24,7 +25,7 @@ pub(crate) fn heads_q<B: Backend>(
     s: &ModelSpec,
     li: usize,
     qkv: &Projections<B>,
-    (q_norm, k_norm): (&Option<B::Weight>, &Option<B::Weight>),
+    qk_norms: Option<&QkNorms<B>>,
     lora: Option<&BatchLora<'_, B>>,
     attn_in: &NormedInput<'_, B>,
     kv_write: RopeKvWrite<'_, B::KvCache>,
@@ -34,11 +35,9 @@ pub(crate) fn heads_q<B: Backend>(
         kv_heads: s.num_kv_heads,
         head_dim: s.head_dim,
     };
-    match (lora, q_norm, k_norm) {
+    match (lora, qk_norms) {
         // Neither LoRA nor per-head norms: the norm, product, RoPE and KV write as one.
-        (None, None, _) | (None, _, None) => {
-            qkv.apply_normed_rope_write_kv(b, attn_in, heads, kv_write)
-        }
+        (None, None) => qkv.apply_normed_rope_write_kv(b, attn_in, heads, kv_write),
         _ => {
             let (stream, parts) = match lora {
                 Some(lora) => qkv.apply_normed_then(b, attn_in, Some(s.head_dim), |i, h, y| {
@@ -50,11 +49,11 @@ pub(crate) fn heads_q<B: Backend>(
             if s.qk_norm_after_rope {
                 // Hunyuan: the norms of the rotated q and k; the normed k is cached.
                 let rotate = |x: &B::Tensor| b.rope(x, kv_write.positions, kv_write.rope);
-                let (q, k) = qk_norms(b, s, rotate(&q)?, rotate(&k)?, (q_norm, k_norm))?;
+                let (q, k) = norm_qk(b, s, rotate(&q)?, rotate(&k)?, qk_norms)?;
                 b.kv_write(kv_write.cache, kv_write.layer, &k, &v, kv_write.slots)?;
                 return Ok((stream, q));
             }
-            let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
+            let (q, k) = norm_qk(b, s, q, k, qk_norms)?;
             Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
         }
     }
@@ -70,28 +69,117 @@ pub(crate) fn global_rope(spec: &ModelSpec) -> (RopeSpec, f32) {
     }
 }
 
+/// The norms of q and k some families have, between the products and RoPE.
+pub(crate) struct QkNorms<B: Backend> {
+    q: B::Weight,
+    k: B::Weight,
+    /// Each head's own weights (Command R+, StableLM-2-12B): `q` and `k` are then unit weights
+    /// of one head's width, and these `[1, heads · head_dim]` tables scale the normed heads.
+    /// The backends' norms take one weight for every row, a row being one head of one token
+    /// here, so the per-head weights come after, tiled over the tokens by `embedding`.
+    per_head: Option<(B::Weight, B::Weight)>,
+}
+
 /// The norms of q and k (`[tokens, heads, head_dim]`) where the model has them, between the
-/// products and RoPE: per head (qwen3, gemma3) or over the whole projection (OLMoE, OLMo 2).
-pub(crate) fn qk_norms<B: Backend>(
+/// products and RoPE: per head with one weight (qwen3, gemma3) or each head its own
+/// (Command R+), or over the whole projection (OLMoE, OLMo 2).
+pub(crate) fn norm_qk<B: Backend>(
     b: &B,
     s: &ModelSpec,
     q: B::Tensor,
     k: B::Tensor,
-    (q_norm, k_norm): (&Option<B::Weight>, &Option<B::Weight>),
+    norms: Option<&QkNorms<B>>,
 ) -> Result<(B::Tensor, B::Tensor)> {
-    let norm = |x: &B::Tensor, w: &B::Weight| -> Result<B::Tensor> {
+    let Some(norms) = norms else {
+        return Ok((q, k));
+    };
+    let norm = |x: &B::Tensor, w: &B::Weight, table: Option<&B::Weight>| -> Result<B::Tensor> {
+        let shape = b.shape(x);
+        let tokens = shape.first().copied().unwrap_or(0);
+        if let Some(table) = table {
+            let d = shape.last().copied().unwrap_or(0);
+            let rows = b.reshape(x, &[shape.iter().product::<usize>() / d.max(1), d])?;
+            let normed = b.reshape(&b.layer_norm(&rows, w, None, s.rms_eps)?, &shape)?;
+            let weights = b.reshape(&b.embedding(table, &vec![0; tokens])?, &shape)?;
+            return b.mul(&normed, &weights);
+        }
         if !s.qk_norm_whole {
             return b.rms_norm(x, w, s.rms_eps);
         }
-        let shape = b.shape(x);
-        let tokens = shape.first().copied().unwrap_or(0);
         let flat = b.reshape(x, &[tokens, shape.iter().skip(1).product()])?;
         b.reshape(&b.rms_norm(&flat, w, s.rms_eps)?, &shape)
     };
-    match (q_norm, k_norm) {
-        (Some(qn), Some(kn)) => Ok((norm(&q, qn)?, norm(&k, kn)?)),
-        _ => Ok((q, k)),
+    let (q_table, k_table) = match &norms.per_head {
+        Some((q, k)) => (Some(q), Some(k)),
+        None => (None, None),
+    };
+    Ok((norm(&q, &norms.q, q_table)?, norm(&k, &norms.k, k_table)?))
+}
+
+/// Layer `l`'s q/k norms as `spec` says the model has them.
+fn load_qk_norms<B: Backend>(
+    ld: &Loader<'_, B>,
+    l: usize,
+    spec: &ModelSpec,
+    partial: Option<&PartialRope>,
+) -> Result<Option<QkNorms<B>>> {
+    let (q, kv, d) = (spec.q_dim(), spec.kv_dim(), spec.head_dim);
+    let (q_name, k_name) = (
+        layer(l, "attn_q_norm.weight"),
+        layer(l, "attn_k_norm.weight"),
+    );
+    if !spec.qk_norm {
+        return Ok(None);
     }
+    if spec.qk_norm_whole {
+        let (q, k) = (ld.norm(&q_name, q)?, ld.norm(&k_name, kv)?);
+        return Ok(Some(QkNorms {
+            q,
+            k,
+            per_head: None,
+        }));
+    }
+    if spec.qk_norm_per_head {
+        let table = |name: &str, heads: usize| -> Result<B::Weight> {
+            let w = ld.checked(name, &[heads, d])?;
+            let w = match partial {
+                Some(p) => p.fold_norm(w, heads)?,
+                None => w,
+            };
+            let source = w.dtype().unwrap_or(WeightDtype::F32);
+            let tensor = w.to_f32()?.reshape((1, heads * d))?;
+            ld.backend.load_weight(HostWeight::Dense { tensor, source })
+        };
+        let unit = || {
+            let tensor = candle_core::Tensor::ones(d, candle_core::DType::F32, &Device::Cpu)?;
+            ld.backend.load_weight(HostWeight::Dense {
+                tensor,
+                source: WeightDtype::F32,
+            })
+        };
+        let per_head = (
+            table(&q_name, spec.num_heads)?,
+            table(&k_name, spec.num_kv_heads)?,
+        );
+        return Ok(Some(QkNorms {
+            q: unit()?,
+            k: unit()?,
+            per_head: Some(per_head),
+        }));
+    }
+    let norm = |name: &str| -> Result<B::Weight> {
+        match partial {
+            Some(p) => ld
+                .backend
+                .load_weight(p.fold_norm(ld.norm_host(name, d)?, 1)?),
+            None => ld.norm(name, d),
+        }
+    };
+    Ok(Some(QkNorms {
+        q: norm(&q_name)?,
+        k: norm(&k_name)?,
+        per_head: None,
+    }))
 }
 
 /// Layer `l`'s q/k/v projections (q, k and v stored apart or joined) and per-head norms.
@@ -159,23 +247,7 @@ pub(crate) fn heads_attention<B: Backend>(
     } else {
         (None, None, None, None)
     };
-    let norm = |name: &str| -> Result<B::Weight> {
-        match &partial {
-            Some(p) => ld.backend.load_weight(p.fold_norm(ld.norm_host(name, d)?)?),
-            None => ld.norm(name, d),
-        }
-    };
-    let (q_norm, k_norm) = match (spec.qk_norm, spec.qk_norm_whole) {
-        (true, false) => (
-            Some(norm(&n("attn_q_norm.weight"))?),
-            Some(norm(&n("attn_k_norm.weight"))?),
-        ),
-        (true, true) => (
-            Some(ld.norm(&n("attn_q_norm.weight"), q)?),
-            Some(ld.norm(&n("attn_k_norm.weight"), kv)?),
-        ),
-        (false, _) => (None, None),
-    };
+    let qk_norms = load_qk_norms(ld, l, spec, partial.as_ref())?;
     let given_or = |given: Option<HostWeight>, name: &str, rows: usize| match given {
         Some(w) => Ok(w),
         None => ld.checked(&n(name), &[rows, h]),
@@ -211,8 +283,7 @@ pub(crate) fn heads_attention<B: Backend>(
     };
     Ok(Attention::Heads {
         qkv,
-        q_norm,
-        k_norm,
+        qk_norms,
         k_offset,
     })
 }

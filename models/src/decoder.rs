@@ -1,7 +1,7 @@
 //! The decoder-only transformer forward pass, written once and generic over the Backend.
 //! Each architecture contributes a `ModelSpec`; the flags in it select the variant's pieces
 //! (biases, q/k norm, sandwich norms, sliding windows, embedding scale, activation).
-use crate::attention_heads::{global_rope, heads_attention, heads_q, qk_norms};
+use crate::attention_heads::{global_rope, heads_attention, heads_q, norm_qk, QkNorms};
 use crate::backend::{
     rms_norm_maybe_add, AttentionParams, Backend, KvCacheSpec, RopeKvWrite, RopeSpec,
 };
@@ -47,8 +47,7 @@ pub(crate) enum Attention<B: Backend> {
     /// per-head norms of q and k some families have.
     Heads {
         qkv: Projections<B>,
-        q_norm: Option<B::Weight>,
-        k_norm: Option<B::Weight>,
+        qk_norms: Option<QkNorms<B>>,
         /// What a quantized cache may subtract from this layer's keys (`key_offset`).
         k_offset: Option<Vec<f32>>,
     },
@@ -446,18 +445,13 @@ impl<B: Backend> DecoderModel<B> {
                             let attn = attend(b, &q, kv, layer, batch)?;
                             (stream, latent.attention_output(b, attn)?)
                         }
-                        Attention::Heads {
-                            qkv,
-                            q_norm,
-                            k_norm,
-                            ..
-                        } => {
+                        Attention::Heads { qkv, qk_norms, .. } => {
                             let (stream, q) = heads_q(
                                 b,
                                 s,
                                 li,
                                 qkv,
-                                (q_norm, k_norm),
+                                qk_norms.as_ref(),
                                 lora.as_ref(),
                                 &attn_in,
                                 kv_write,
@@ -478,21 +472,13 @@ impl<B: Backend> DecoderModel<B> {
                     }
                 }
                 // No norm before attention (OLMo 2): the projections read the stream itself.
-                (
-                    None,
-                    Attention::Heads {
-                        qkv,
-                        q_norm,
-                        k_norm,
-                        ..
-                    },
-                ) => {
+                (None, Attention::Heads { qkv, qk_norms, .. }) => {
                     let stream = match &down {
                         Some(d) => b.add(&x, d)?,
                         None => x.clone(),
                     };
                     let [q, k, v] = members(qkv.apply(b, &stream, Some(s.head_dim))?)?;
-                    let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
+                    let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
                     let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
                     (stream, attend(b, &q, kv, layer, batch)?)
                 }
@@ -620,15 +606,8 @@ impl<B: Backend> DecoderModel<B> {
         batch: &FlatBatch,
     ) -> Result<(B::Tensor, B::Tensor)> {
         let s = &self.spec;
-        let (
-            Some(norm),
-            Attention::Heads {
-                qkv,
-                q_norm,
-                k_norm,
-                ..
-            },
-        ) = (&layer.attn_norm, &layer.attention)
+        let (Some(norm), Attention::Heads { qkv, qk_norms, .. }) =
+            (&layer.attn_norm, &layer.attention)
         else {
             return Err(ModelError::Config(
                 "an unfused block needs its norm and q/k/v projections".into(),
@@ -636,7 +615,7 @@ impl<B: Backend> DecoderModel<B> {
         };
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
-        let (q, k) = qk_norms(b, s, q, k, (q_norm, k_norm))?;
+        let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
         let attn = attend(b, &q, kv, layer, batch)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;

@@ -28,7 +28,7 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 12] = [
+const ARCH_ALIASES: [(&str, &str); 15] = [
     ("qwen2.5", "qwen2"),
     ("gpt-neox", "gptneox"),
     ("gpt_neox", "gptneox"),
@@ -41,6 +41,9 @@ const ARCH_ALIASES: [(&str, &str); 12] = [
     ("deepseek-v2", "deepseek"),
     ("gpt_oss", "gpt-oss"),
     ("gptoss", "gpt-oss"),
+    ("cohere", "command-r"),
+    ("command-r-plus", "command-r"),
+    ("command_r", "command-r"),
 ];
 
 /// gpt-oss's published config, `layers` deep with `experts` experts (the 20B and the 120B
@@ -72,6 +75,16 @@ fn cohere2(
            "num_attention_heads": heads, "num_key_value_heads": kv_heads,
            "layer_norm_eps": 1e-5, "rope_theta": 50000.0, "sliding_window": 4096,
            "sliding_window_pattern": 4, "logit_scale": 0.25, "max_position_embeddings": 132096,
+           "tie_word_embeddings": true, "bos_token_id": 5, "eos_token_id": 255001})
+}
+
+/// Command R+ (08-2024)'s config as published: Command R's parallel LayerNorm blocks with
+/// per-head LayerNorms of q and k, tied head.
+fn command_r_plus() -> serde_json::Value {
+    json!({"model_type": "cohere", "vocab_size": 256000, "hidden_size": 12288,
+           "intermediate_size": 33792, "num_hidden_layers": 64, "num_attention_heads": 96,
+           "num_key_value_heads": 8, "layer_norm_eps": 1e-5, "rope_theta": 75000000.0,
+           "logit_scale": 0.8333333, "use_qk_norm": true, "max_position_embeddings": 131072,
            "tie_word_embeddings": true, "bos_token_id": 5, "eos_token_id": 255001})
 }
 
@@ -338,6 +351,31 @@ pub const SHAPES: &[DummyShape] = &[
         config: || cohere2(256, 64, 128, 4, 4, 2),
     },
     DummyShape {
+        arch: "command-r",
+        size: "104b",
+        source: "CohereLabs/c4ai-command-r-plus-08-2024",
+        config: command_r_plus,
+    },
+    DummyShape {
+        arch: "command-r",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = command_r_plus();
+            for (k, v) in [
+                ("vocab_size", 256),
+                ("hidden_size", 64),
+                ("intermediate_size", 128),
+                ("num_hidden_layers", 2),
+                ("num_attention_heads", 4),
+                ("num_key_value_heads", 2),
+            ] {
+                c[k] = json!(v);
+            }
+            c
+        },
+    },
+    DummyShape {
         arch: "lfm2",
         size: "1.2b",
         source: "LiquidAI/LFM2-1.2B",
@@ -394,6 +432,19 @@ pub const SHAPES: &[DummyShape] = &[
         size: "1.6b",
         source: "stabilityai/stablelm-2-1_6b",
         config: || stablelm(100352, 2048, 5632, 24, 32),
+    },
+    DummyShape {
+        arch: "stablelm",
+        size: "12b",
+        source: "stabilityai/stablelm-2-12b",
+        config: || {
+            let mut c = stablelm(100352, 5120, 13824, 40, 32);
+            c["num_key_value_heads"] = json!(8);
+            c["use_qkv_bias"] = json!(false);
+            c["qk_layernorm"] = json!(true);
+            c["use_parallel_residual"] = json!(true);
+            c
+        },
     },
     DummyShape {
         arch: "stablelm",
@@ -592,7 +643,13 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("attn_k.bias"), bias(kv));
             t.insert(n("attn_v.bias"), bias(kv));
         }
-        if spec.qk_norm {
+        if spec.qk_norm_per_head {
+            t.insert(n("attn_q_norm.weight"), (vec![spec.num_heads, d], 0.9, 1.1));
+            t.insert(
+                n("attn_k_norm.weight"),
+                (vec![spec.num_kv_heads, d], 0.9, 1.1),
+            );
+        } else if spec.qk_norm {
             t.insert(n("attn_q_norm.weight"), norm(d));
             t.insert(n("attn_k_norm.weight"), norm(d));
         }
@@ -958,6 +1015,20 @@ mod tests {
         assert!(!tiny.source.contains("output.bias"));
         // stabilityai/stablelm-2-1_6b's total (1.64B on its page: 1,644,515,328).
         assert_eq!(params("stablelm", "1.6b"), 1_644_515_328);
+        // StableLM-2-12B (12.1B on its page; 12,143,185,920 by my count of its config's
+        // shapes): parallel blocks, per-head q/k norms (head_dim 160), GQA 32/8, untied.
+        assert_eq!(params("stablelm", "12b"), 12_143_185_920);
+        // Command R+ 08-2024 (104B on its page: 103,810,674,688), tied head, per-head norms.
+        assert_eq!(params("command-r", "104b"), 103_810_674_688);
+        let c = find("command-r-plus", "104b").unwrap().spec().unwrap();
+        assert!(c.qk_norm_per_head && c.parallel_block);
+        let tiny = open_dummy(find("cohere", "tiny").unwrap(), WeightDtype::F32, 0).unwrap();
+        let k_norm = tiny
+            .source
+            .get("blk.1.attn_k_norm.weight")
+            .unwrap()
+            .unwrap();
+        assert_eq!(k_norm.shape(), [tiny.spec.num_kv_heads, tiny.spec.head_dim]);
         // Nemotron-Mini-4B-Instruct (4.19B on its page): no gate, biased LayerNorms.
         assert_eq!(params("nemotron", "4b"), 4_190_509_056);
         // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.

@@ -87,15 +87,18 @@ impl PartialRope {
         fold_vector(b, &rows, &scales)
     }
 
-    /// A per-head q or k norm's weight (`[head_dim]`) laid out as the heads, its rotated
-    /// dimensions times the attention factor.
-    pub fn fold_norm(&self, w: HostWeight) -> Result<HostWeight> {
-        let rows: Vec<usize> = self.head.iter().map(|&(j, _)| j).collect();
-        let scales: Vec<f32> = self
-            .head
-            .iter()
-            .map(|&(_, rotated)| if rotated { self.factor } else { 1.0 })
-            .collect();
+    /// A per-head q or k norm's weight (`[head_dim]`, or `[heads, head_dim]` where each of
+    /// `heads` has its own) laid out as the heads, its rotated dimensions times the attention
+    /// factor.
+    pub fn fold_norm(&self, w: HostWeight, heads: usize) -> Result<HostWeight> {
+        let d = self.head.len();
+        let (mut rows, mut scales) = (Vec::new(), Vec::new());
+        for h in 0..heads {
+            for &(j, rotated) in &self.head {
+                rows.push(h * d + j);
+                scales.push(if rotated { self.factor } else { 1.0 });
+            }
+        }
         fold_vector(w, &rows, &scales)
     }
 }
@@ -144,7 +147,18 @@ mod tests {
             tensor: Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], 4, &Device::Cpu).unwrap(),
             source: crate::backend::WeightDtype::F32,
         };
-        let folded = layout(true).fold_norm(norm).unwrap().to_f32().unwrap();
+        let folded = layout(true).fold_norm(norm, 1).unwrap().to_f32().unwrap();
         assert_eq!(folded.to_vec1::<f32>().unwrap(), vec![2.0, 3.0, 4.0, 4.0]);
+        // Each head its own weights (Command R+): every head laid out the same way.
+        let norms = HostWeight::Dense {
+            tensor: Tensor::from_vec((1..=8).map(|v| v as f32).collect(), (2, 4), &Device::Cpu)
+                .unwrap(),
+            source: crate::backend::WeightDtype::F32,
+        };
+        let folded = layout(true).fold_norm(norms, 2).unwrap().to_f32().unwrap();
+        assert_eq!(
+            folded.to_vec1::<f32>().unwrap(),
+            vec![2.0, 3.0, 4.0, 4.0, 10.0, 7.0, 12.0, 8.0]
+        );
     }
 }

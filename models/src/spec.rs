@@ -304,6 +304,10 @@ pub struct ModelSpec {
     pub qk_norm_whole: bool,
     /// The per-head q and k norms come after RoPE rather than before it (Hunyuan).
     pub qk_norm_after_rope: bool,
+    /// Each head has its own q and k norm weights (`[heads, head_dim]`), and the norms are
+    /// LayerNorms without bias (Command R+, StableLM-2-12B): the models whose norms are
+    /// `layer_norm`.
+    pub qk_norm_per_head: bool,
     /// Gemma-style norms after attention and after the FFN.
     pub sandwich_norms: bool,
     /// RMSNorms of the residual stream before attention and before the FFN (every family but
@@ -434,10 +438,15 @@ impl ModelSpec {
         }
         let plain_pre_norms = self.pre_norms
             && !self.sandwich_norms
-            && !self.qk_norm
+            && (!self.qk_norm || self.qk_norm_per_head)
             && self.latent_attention.is_none();
         if self.layer_norm && !plain_pre_norms {
-            return bad("LayerNorm is supported as pre-norms without q/k norms only".into());
+            return bad("LayerNorm is supported as pre-norms, with q/k norms only per head".into());
+        }
+        if self.qk_norm_per_head
+            && (!self.qk_norm || !self.layer_norm || self.qk_norm_whole || self.qk_norm_after_rope)
+        {
+            return bad("per-head q/k norm weights are LayerNorms before RoPE only".into());
         }
         if (self.norm_bias || !self.gated_ffn) && !self.layer_norm
             || !self.gated_ffn && self.experts.is_some()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 42] = [
+pub const TINY_ARCHS: [&str; 44] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -53,6 +53,8 @@ pub const TINY_ARCHS: [&str; 42] = [
     "gpt2",
     "falcon",
     "falcon_7b",
+    "cohere_qk_norm",
+    "stablelm_qk_norm",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -4,6 +4,7 @@
 //! Cohere `rotate_half` takes even and odd dimensions, as llama.cpp's "normal" RoPE), tied
 //! embeddings and logits multiplied by `logit_scale`. `cohere2` runs three sliding-window layers
 //! to one global, and only the sliding ones rotate: the global layers attend without RoPE.
+//! Command R+ (08-2024) adds LayerNorms of q and k before RoPE, each head its own weights.
 use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf, sliding_pattern};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
@@ -34,12 +35,7 @@ fn cohere_common(spec: &mut ModelSpec, logit_scale: f32) -> Result<()> {
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Cohere)?;
-    if c.bool("use_qk_norm", false) {
-        // Command R+ (08-2024): per-head LayerNorms of q and k, each head its own weights.
-        return Err(ModelError::Config(
-            "config.json: Cohere with `use_qk_norm` (per-head LayerNorms) is not supported".into(),
-        ));
-    }
+    per_head_qk_norms(&mut spec, c.bool("use_qk_norm", false));
     spec.rms_eps = c.f32("layer_norm_eps", DEFAULT_EPS)?;
     cohere_common(&mut spec, c.f32("logit_scale", DEFAULT_LOGIT_SCALE)?)?;
     Ok(spec)
@@ -66,15 +62,20 @@ pub fn cohere2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// A `command-r` GGUF (llama.cpp's name for `cohere`); q/k norms refused as in checkouts.
+/// A `command-r` GGUF (llama.cpp's name for `cohere`): per-head q/k norms where the file has
+/// them (llama.cpp reads them only in models of 64 layers or more, Command R+'s; candor
+/// wherever they are).
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let spec = gguf_common(g, Arch::Cohere)?;
-    if g.contains("blk.0.attn_q_norm.weight") {
-        return Err(ModelError::Config(
-            "command-r GGUF with q/k norms (per-head LayerNorms) is not supported".into(),
-        ));
-    }
+    let mut spec = gguf_common(g, Arch::Cohere)?;
+    per_head_qk_norms(&mut spec, g.contains("blk.0.attn_q_norm.weight"));
     Ok(spec)
+}
+
+/// Command R+ (08-2024, `use_qk_norm`): LayerNorms of q and k before RoPE, each head its own
+/// weights.
+fn per_head_qk_norms(spec: &mut ModelSpec, on: bool) {
+    spec.qk_norm = on;
+    spec.qk_norm_per_head = on;
 }
 
 /// A `cohere2` GGUF: the window from `cohere2.attention.sliding_window`, the pattern fixed.
@@ -135,10 +136,16 @@ mod tests {
     }
 
     #[test]
-    fn per_head_qk_norms_and_bad_scales_are_refused() {
+    fn command_r_plus_norms_q_and_k_per_head() {
         let mut cfg = config(serde_json::json!({"use_qk_norm": true}));
         cfg["model_type"] = "cohere".into();
-        assert!(from_hf(&HfConfig(&cfg)).is_err());
+        let spec = from_hf(&HfConfig(&cfg)).unwrap();
+        assert!(spec.qk_norm && spec.qk_norm_per_head && !spec.qk_norm_whole);
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_scales_are_refused() {
         let cfg = config(serde_json::json!({"logit_scale": 0.0}));
         assert!(cohere2_from_hf(&HfConfig(&cfg)).is_err());
     }

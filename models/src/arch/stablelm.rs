@@ -1,14 +1,15 @@
 //! StableLM (`stablelm`: StableLM-2-1.6B, StableLM-Zephyr-3B, Stable Code 3B, StableLM-3B-4E1T):
 //! llama's projections and SwiGLU under LayerNorms with biases, RoPE over a quarter of each
 //! head (`partial_rotary_factor`), q/k/v biases where `use_qkv_bias` says, sequential blocks or,
-//! with `use_parallel_residual`, parallel ones reading one norm. StableLM-2-12B's per-head
-//! LayerNorms of q and k (`qk_layernorm`, each head its own weights) are refused.
+//! with `use_parallel_residual`, parallel ones reading one norm. StableLM-2-12B adds LayerNorms
+//! of q and k before RoPE (`qk_layernorm`), each head its own weights: checkouts hold a module
+//! per head (`q_layernorm.norms.H`, stacked at load), GGUFs one `[heads, head_dim]` tensor.
 use super::{
     base_from_gguf, base_from_hf, layer_norm_eps_from_gguf, rotary_dim_from_gguf,
     rotary_dim_from_hf,
 };
 use crate::backend::RopeStyle;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
@@ -17,41 +18,39 @@ use crate::weights::WeightSource;
 const DEFAULT_EPS: f32 = 1e-5;
 const DEFAULT_ROTARY_FACTOR: f32 = 0.25;
 
-fn stablelm_common(spec: &mut ModelSpec, parallel: bool) {
+fn stablelm_common(spec: &mut ModelSpec, parallel: bool, qk_norms: bool) {
     spec.layer_norm = true;
     spec.norm_bias = true;
     spec.parallel_block = parallel;
-}
-
-fn per_head_norms_refused(what: &str) -> ModelError {
-    ModelError::Config(format!(
-        "{what}: StableLM with per-head LayerNorms of q and k (StableLM-2-12B) is not supported"
-    ))
+    spec.qk_norm = qk_norms;
+    spec.qk_norm_per_head = qk_norms;
 }
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    if c.bool("qk_layernorm", false) {
-        return Err(per_head_norms_refused("config.json"));
-    }
     let mut spec = base_from_hf(c, Arch::Stablelm)?;
     spec.rms_eps = c.f32("layer_norm_eps", DEFAULT_EPS)?;
     spec.rotary_dim = rotary_dim_from_hf(c, spec.head_dim, Some(DEFAULT_ROTARY_FACTOR))?;
     spec.qkv_bias = c.bool("use_qkv_bias", false);
-    stablelm_common(&mut spec, c.bool("use_parallel_residual", false));
+    stablelm_common(
+        &mut spec,
+        c.bool("use_parallel_residual", false),
+        c.bool("qk_layernorm", false),
+    );
     Ok(spec)
 }
 
 /// A `stablelm` GGUF: q/k rows as they are (NeoX RoPE), biases where the file has them; blocks
 /// are parallel where the layers have no norm before the FFN (as llama.cpp decides).
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    if g.contains("blk.0.attn_q_norm.weight") {
-        return Err(per_head_norms_refused("stablelm GGUF"));
-    }
     let mut spec = base_from_gguf(g, Arch::Stablelm, RopeStyle::Neox)?;
     spec.rms_eps = layer_norm_eps_from_gguf(g)?;
     spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;
     spec.qkv_bias = g.contains("blk.0.attn_q.bias");
-    stablelm_common(&mut spec, !g.contains("blk.0.ffn_norm.weight"));
+    stablelm_common(
+        &mut spec,
+        !g.contains("blk.0.ffn_norm.weight"),
+        g.contains("blk.0.attn_q_norm.weight"),
+    );
     Ok(spec)
 }
 
@@ -86,8 +85,10 @@ mod tests {
         c["use_qkv_bias"] = false.into();
         let spec = crate::arch::spec_from_hf(&c).unwrap();
         assert!(spec.parallel_block && !spec.parallel_ffn_norm && !spec.qkv_bias);
+        // StableLM-2-12B: LayerNorms of q and k, each head its own weights.
         c["qk_layernorm"] = true.into();
-        let e = crate::arch::spec_from_hf(&c).unwrap_err().to_string();
-        assert!(e.contains("per-head LayerNorms"), "{e}");
+        let spec = crate::arch::spec_from_hf(&c).unwrap();
+        assert!(spec.qk_norm && spec.qk_norm_per_head);
+        spec.validate().unwrap();
     }
 }

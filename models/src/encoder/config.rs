@@ -203,6 +203,7 @@ impl EncoderConfig {
             qk_norm: false,
             qk_norm_whole: false,
             qk_norm_after_rope: false,
+            qk_norm_per_head: false,
             sandwich_norms: false,
             pre_norms: false,
             layer_norm: false,

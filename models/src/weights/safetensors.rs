@@ -404,7 +404,36 @@ fn granite_shared_mlp(name: &str) -> Option<(String, Option<usize>)> {
     ))
 }
 
+/// StableLM-2-12B's per-head q/k norms behind a canonical q/k norm name: one module per head,
+/// `model.layers.L.self_attn.{q,k}_layernorm.norms.H.weight`. The names' stem, up to `H`.
+fn per_head_norm_modules(name: &str) -> Option<String> {
+    let (layer, what) = name.strip_prefix("blk.")?.split_once('.')?;
+    let module = match what {
+        "attn_q_norm.weight" => "q_layernorm",
+        "attn_k_norm.weight" => "k_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.self_attn.{module}.norms."))
+}
+
 impl SafetensorsDir {
+    /// Each head's norm weights under `stem` (`per_head_norm_modules`) stacked as one
+    /// `[heads, head_dim]` tensor, as llama.cpp's converter writes them; None when the checkout
+    /// has no such modules.
+    fn stacked_head_norms(&self, stem: &str) -> Result<Option<HostWeight>> {
+        let mut heads = Vec::new();
+        let mut source = WeightDtype::F32;
+        while let Some((tensor, dtype)) = self.dense(&format!("{stem}{}.weight", heads.len()))? {
+            heads.push(tensor);
+            source = dtype;
+        }
+        if heads.is_empty() {
+            return Ok(None);
+        }
+        let tensor = candle_core::Tensor::stack(&heads, 0)?;
+        Ok(Some(HostWeight::Dense { tensor, source }))
+    }
+
     /// The whole tensor `hf` as read from the checkout; None when it has none.
     fn dense(&self, hf: &str) -> Result<Option<(candle_core::Tensor, WeightDtype)>> {
         let view = match self.tensors.get(hf) {
@@ -441,7 +470,10 @@ impl WeightSource for SafetensorsDir {
             }
         }
         let Some(hf) = self.hf_name(name) else {
-            return Ok(None);
+            return match per_head_norm_modules(name) {
+                Some(stem) => self.stacked_head_norms(&stem),
+                None => Ok(None),
+            };
         };
         let Some((mut tensor, source)) = self.dense(&hf)? else {
             return Ok(None);
@@ -460,6 +492,8 @@ impl WeightSource for SafetensorsDir {
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
+            || per_head_norm_modules(name)
+                .is_some_and(|stem| self.tensors.get(&format!("{stem}0.weight")).is_ok())
             || granite_shared_mlp(name).is_some_and(|(hf, _)| self.tensors.get(&hf).is_ok())
             || StackedExpert::all(name).any(|at| {
                 self.tensors.get(&at.hf).is_ok()

@@ -54,6 +54,7 @@ fn base_spec(
         qk_norm: false,
         qk_norm_whole: false,
         qk_norm_after_rope: false,
+        qk_norm_per_head: false,
         sandwich_norms: false,
         pre_norms: true,
         layer_norm: false,
