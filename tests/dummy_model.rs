@@ -32,7 +32,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // and Phi-2's biased ones (an ungated MLP, a head with a bias, part of each head rotated),
     // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU), StableLM's
     // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
-    // multi-query parallel blocks, Command R+'s per-head q/k norms.
+    // multi-query parallel blocks, Command R+'s per-head q/k norms, StarCoder's multi-query
+    // GPT-2 blocks.
     for arch in [
         "command-r",
         "llama",
@@ -46,6 +47,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "nemotron",
         "gpt2",
         "falcon",
+        "starcoder",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

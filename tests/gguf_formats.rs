@@ -404,8 +404,9 @@ fn grouped_qkv_as_q_k_v(t: &Tensor, groups: usize, q_per: usize) -> Tensor {
 }
 
 /// A GPT-2 checkout's tensor as llama.cpp's converter writes it: its GGUF name, the `Conv1D`
-/// weights (`[in, out]`) transposed.
-fn gpt2_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
+/// weights (`[in, out]`) transposed (`conv1d`; GPT-BigCode's, the same names, are `nn.Linear`,
+/// `[out, in]` already).
+fn gpt2_tensor(name: &str, t: &Tensor, conv1d: bool) -> (String, Tensor) {
     let name = name.strip_prefix("transformer.").unwrap_or(name);
     let top = match name {
         "wte.weight" => Some("token_embd.weight"),
@@ -429,7 +430,7 @@ fn gpt2_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
         other => panic!("unexpected tensor {other}"),
     };
     let t = match t.rank() {
-        2 => t.t().unwrap().contiguous().unwrap(),
+        2 if conv1d => t.t().unwrap().contiguous().unwrap(),
         _ => t.clone(),
     };
     (format!("blk.{l}.{g}.{suffix}"), t)
@@ -599,7 +600,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
     let permuted = matches!(arch, "llama" | "granite" | "granitemoe" | "smollm3");
     let mut cfg = read_json(&src.join("config.json"));
-    if arch == "gpt2" {
+    if matches!(arch, "gpt2" | "starcoder") {
         // GPT-2's own key names, as the other configs name them.
         for (key, gpt2) in [
             ("hidden_size", "n_embd"),
@@ -636,7 +637,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         // The families whose checkouts name every tensor their own way.
         let renamed = match arch {
             "falcon" => Some(falcon_tensor(name, t, heads, kv_heads)),
-            "gpt2" => Some(gpt2_tensor(name, t)),
+            "gpt2" => Some(gpt2_tensor(name, t, true)),
+            "starcoder" => Some(gpt2_tensor(name, t, false)),
             "gptneox" => Some(gpt_neox_tensor(name, t, heads)),
             _ => None,
         };
@@ -840,7 +842,14 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     }
     if matches!(
         arch,
-        "starcoder2" | "phi2" | "gptneox" | "stablelm" | "nemotron" | "gpt2" | "falcon"
+        "starcoder2"
+            | "phi2"
+            | "gptneox"
+            | "stablelm"
+            | "nemotron"
+            | "gpt2"
+            | "starcoder"
+            | "falcon"
     ) {
         let eps = cfg["norm_epsilon"]
             .as_f64()
@@ -1367,6 +1376,13 @@ fn nemotron_loads_from_gguf() {
 #[test]
 fn gpt2_loads_from_gguf() {
     gguf_matches_checkout("gpt2", "gpt2", Experts::Stacked, 0.3);
+}
+
+/// StarCoder (GPT-BigCode) as llama.cpp converts it (`starcoder`: GPT-2's tensor names, the
+/// `nn.Linear` products as they are, one KV head): its checkout's logits.
+#[test]
+fn starcoder_loads_from_gguf() {
+    gguf_matches_checkout("gpt_bigcode", "starcoder", Experts::Stacked, 0.3);
 }
 
 /// Falcon as llama.cpp converts it (`falcon`: q/k/v regrouped from per KV head, `ln_mlp` as

@@ -330,7 +330,8 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// two-norm parallel blocks over grouped KV heads on a 1.3 plugin, and Phi-3's q/k/v and
 /// gate/up stored joined (given to a plugin, which cannot split a product's outputs, as weights
 /// of their own), and Command R+'s and StableLM-2-12B's per-head q/k norms (a LayerNorm of unit
-/// weight, then each head's weights tiled by `embedding` and multiplied): the same greedy tokens as the CPU's, the norms run by the plugin (only the
+/// weight, then each head's weights tiled by `embedding` and multiplied), StarCoder's
+/// multi-query GPT-2 blocks: the same greedy tokens as the CPU's, the norms run by the plugin (only the
 /// reference plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
@@ -347,6 +348,8 @@ fn layer_norm_models_run_on_the_plugin() {
         "phi3",
         "cohere_qk_norm",
         "stablelm_qk_norm",
+        "gpt_bigcode",
+        "gpt_bigcode_mha",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

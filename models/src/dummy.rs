@@ -28,7 +28,7 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 15] = [
+const ARCH_ALIASES: [(&str, &str); 17] = [
     ("qwen2.5", "qwen2"),
     ("gpt-neox", "gptneox"),
     ("gpt_neox", "gptneox"),
@@ -44,6 +44,8 @@ const ARCH_ALIASES: [(&str, &str); 15] = [
     ("cohere", "command-r"),
     ("command-r-plus", "command-r"),
     ("command_r", "command-r"),
+    ("gpt_bigcode", "starcoder"),
+    ("gpt-bigcode", "starcoder"),
 ];
 
 /// gpt-oss's published config, `layers` deep with `experts` experts (the 20B and the 120B
@@ -159,6 +161,15 @@ fn gpt2(
            "n_head": heads, "n_positions": positions, "n_ctx": positions,
            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
            "tie_word_embeddings": true, "bos_token_id": 50256, "eos_token_id": 50256})
+}
+
+/// StarCoder's config (GPT-BigCode: GPT-2's blocks, multi-query, tied head) at other sizes.
+fn starcoder(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "gpt_bigcode", "vocab_size": vocab, "n_embd": hidden,
+           "n_inner": 4 * hidden, "n_layer": layers, "n_head": heads, "n_positions": 8192,
+           "multi_query": true, "activation_function": "gelu_pytorch_tanh",
+           "layer_norm_epsilon": 1e-5, "scale_attn_weights": true,
+           "tie_word_embeddings": true, "bos_token_id": 0, "eos_token_id": 0})
 }
 
 /// Falcon-7B's config (multi-query, parallel blocks of one LayerNorm, tied head) at other
@@ -488,6 +499,18 @@ pub const SHAPES: &[DummyShape] = &[
         config: || gpt2(256, 64, 2, 4, 64),
     },
     DummyShape {
+        arch: "starcoder",
+        size: "15b",
+        source: "bigcode/starcoder",
+        config: || starcoder(49152, 6144, 40, 48),
+    },
+    DummyShape {
+        arch: "starcoder",
+        size: "tiny",
+        source: "test-only",
+        config: || starcoder(256, 64, 2, 4),
+    },
+    DummyShape {
         arch: "falcon",
         size: "7b",
         source: "tiiuae/falcon-7b",
@@ -573,7 +596,10 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     t.insert("output_norm.weight".into(), norm(h));
     // Biases on every projection (Phi-2, GPT-NeoX) and the head (Phi-2), on the LayerNorms
     // where they have them.
-    let biased = matches!(spec.arch, Arch::Phi2 | Arch::GptNeox | Arch::Gpt2);
+    let biased = matches!(
+        spec.arch,
+        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode
+    );
     if spec.learned_positions {
         t.insert(
             "position_embd.weight".into(),
@@ -1034,6 +1060,11 @@ mod tests {
         // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.
         assert_eq!(params("gpt2", "124m"), 124_439_808);
         assert_eq!(params("gpt2", "1.5b"), 1_557_611_200);
+        // StarCoder (15.5B on its page: 15,517,456,384): one KV head, learned positions over
+        // 8192, biases everywhere, tied.
+        assert_eq!(params("gpt_bigcode", "15b"), 15_517_456_384);
+        let s = find("starcoder", "15b").unwrap().spec().unwrap();
+        assert_eq!((s.num_heads, s.num_kv_heads, s.head_dim), (48, 1, 128));
         // Falcon-7B (6,921,720,704): 71 q heads and one KV head in `query_key_value`, tied.
         assert_eq!(params("falcon", "7b"), 6_921_720_704);
         let f = find("falcon", "7b").unwrap().spec().unwrap();

@@ -79,6 +79,10 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
             }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
+            // Without multi-query, `c_attn` holds each head's q, k and v in turn.
+            crate::spec::Arch::GptBigcode if spec.num_kv_heads == spec.num_heads => {
+                source = source.with_grouped_qkv(spec.num_heads, 1)
+            }
             _ => {}
         }
         return Ok(OpenedModel {

@@ -67,6 +67,8 @@ pub enum Arch {
     /// GPT-2: learned absolute positions, LayerNorms with biases, q/k/v in one biased product,
     /// an ungated tanh-GELU MLP, a tied head.
     Gpt2,
+    /// GPT-BigCode (StarCoder 1, SantaCoder): GPT-2's blocks with multi-query attention.
+    GptBigcode,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
     /// multi-query at 7B, an ungated exact-GELU MLP.
     Falcon,
@@ -123,6 +125,7 @@ impl Arch {
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
             Arch::Gpt2 => "gpt2",
+            Arch::GptBigcode => "starcoder",
             Arch::Falcon => "falcon",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",

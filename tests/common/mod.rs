@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 44] = [
+pub const TINY_ARCHS: [&str; 46] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -55,6 +55,8 @@ pub const TINY_ARCHS: [&str; 44] = [
     "falcon_7b",
     "cohere_qk_norm",
     "stablelm_qk_norm",
+    "gpt_bigcode",
+    "gpt_bigcode_mha",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -12,18 +12,20 @@ use crate::weights::gguf::GgufFile;
 /// transformers' `GPT2Config` defaults where config.json is silent.
 const DEFAULT_EPS: f32 = 1e-5;
 
-fn gpt2_common(spec: &mut ModelSpec) {
+/// GPT-2's blocks, which GPT-BigCode's are too.
+pub(super) fn gpt2_common(spec: &mut ModelSpec) {
     spec.layer_norm = true;
     spec.norm_bias = true;
     spec.gated_ffn = false;
     spec.qkv_bias = true;
     spec.learned_positions = true;
     spec.unrotated_layers = vec![true; spec.num_layers];
-    spec.activation = Activation::GeluTanh;
 }
 
-pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    // GPT-2's own key names, as the llama-shaped reader knows them.
+/// A GPT-2-style config.json (GPT-2's, GPT-BigCode's) with its own key names (`n_embd`,
+/// `n_head`, `n_layer`, `n_positions`, `n_inner`, `activation_function`) also under the names
+/// the llama-shaped reader knows.
+pub(super) fn with_llama_keys(c: &HfConfig) -> Result<serde_json::Value> {
     let n = |key: &str| c.0.get(key).cloned();
     let hidden = c.usize("n_embd")?;
     let mut cfg = c.0.clone();
@@ -40,6 +42,11 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         Some(inner) => inner.into(),
         None => (4 * hidden).into(),
     };
+    Ok(cfg)
+}
+
+pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let cfg = with_llama_keys(c)?;
     if c.bool("scale_attn_by_inverse_layer_idx", false) || c.bool("reorder_and_upcast_attn", false)
     {
         return Err(ModelError::Config(
@@ -67,6 +74,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Gpt2, RopeStyle::Neox)?;
     spec.rms_eps = layer_norm_eps_from_gguf(g)?;
     gpt2_common(&mut spec);
+    spec.activation = Activation::GeluTanh;
     Ok(spec)
 }
 

@@ -10,6 +10,7 @@ pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
 pub mod gpt2;
+pub mod gpt_bigcode;
 pub mod gpt_neox;
 pub mod gpt_oss;
 pub mod granite;
@@ -73,6 +74,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
+        "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
         "falcon" => falcon::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,
@@ -116,6 +118,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
+        "starcoder" => gpt_bigcode::from_gguf(g)?,
         "falcon" => falcon::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
         "ernie4_5" => ernie4_5::from_gguf(g)?,

@@ -479,7 +479,9 @@ impl WeightSource for SafetensorsDir {
             return Ok(None);
         };
         if let Some((groups, q_per_group)) = self.grouped_qkv {
-            if hf.contains(".query_key_value.") {
+            // GPT-NeoX's and Falcon's `query_key_value`, GPT-BigCode's `c_attn` without
+            // multi-query.
+            if hf.contains(".query_key_value.") || hf.contains(".c_attn.") {
                 tensor = regroup_qkv(tensor, groups, q_per_group)?;
             }
         }
