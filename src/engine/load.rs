@@ -160,6 +160,9 @@ pub struct LoadedModel {
     /// None for a safetensors checkout without tokenizer.json (token ids only).
     pub tokenizer: Option<Tokenizer>,
     pub chat_template: Option<String>,
+    /// The template a request with tools renders with, where the model keeps one apart
+    /// (Command R, Hermes 2 Pro: `tool_use` among named templates).
+    pub tool_use_template: Option<String>,
     pub spec: candor_models::ModelSpec,
     pub path: std::path::PathBuf,
     pub format: candor_models::loader::ModelFormat,
@@ -364,6 +367,7 @@ pub fn checkout_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>, En
     }
     let config = dir.join("tokenizer_config.json");
     let tok = Tokenizer::from_file(&file, config.exists().then_some(config.as_path()))
+        .and_then(|t| t.with_checkout_templates(dir))
         .map_err(candor_models::ModelError::from)?;
     Ok(Some(tok))
 }
@@ -459,6 +463,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         token_classifier: None,
         runner,
         chat_template: tokenizer.as_ref().and_then(|t| t.chat_template()),
+        tool_use_template: tokenizer.as_ref().and_then(|t| t.tool_use_template()),
         tokenizer,
         spec: opened.spec.clone(),
         path: opened.path.clone(),

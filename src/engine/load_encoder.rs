@@ -257,6 +257,7 @@ impl Encoder {
             runner: Box::new(runner),
             tokenizer: self.tokenizer,
             chat_template: None,
+            tool_use_template: None,
             spec,
             path: path.to_path_buf(),
             format: self.format,

@@ -79,6 +79,7 @@ pub fn load_static(
         runner: Box::new(runner),
         tokenizer: Some(tokenizer),
         chat_template: None,
+        tool_use_template: None,
         spec,
         path: path.to_path_buf(),
         format: ModelFormat::Safetensors,

@@ -38,6 +38,7 @@ const NAMED: [&str; 14] = [
 /// named files and weights come too, with `router_config.json`, and the model's config.json may
 /// be in one of them; a doc-only one without a Router keeps its query weights in `idf.json`.
 /// A static embedding model's table may be in `0_StaticEmbedding/`, beside its tokenizer.
+/// Named chat templates beside the default come from `additional_chat_templates/*.jinja`.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
 /// safetensors weights).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
@@ -51,6 +52,7 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
         None => wanted_here(f) || f == "router_config.json" || f == "idf.json" && !routed,
         Some((dir, rest)) => {
             dir.ends_with("Pooling") && rest == "config.json"
+                || dir == "additional_chat_templates" && rest.ends_with(".jinja")
                 || dir.contains("_Dense") && matches!(rest, "config.json" | "model.safetensors")
                 || (is_route_module(dir) || dir.ends_with("_StaticEmbedding"))
                     && !rest.contains('/')
@@ -154,6 +156,9 @@ mod tests {
             "sparse_linear.pt",
             "colbert_linear.pt",
             "adapter_model.safetensors",
+            "chat_template.jinja",
+            "additional_chat_templates/tool_use.jinja",
+            "additional_chat_templates/notes.txt",
         ]);
         assert_eq!(
             checkout_files(&listed),
@@ -168,6 +173,8 @@ mod tests {
                 "2_Dense/model.safetensors",
                 "sparse_linear.pt",
                 "colbert_linear.pt",
+                "chat_template.jinja",
+                "additional_chat_templates/tool_use.jinja",
             ])
         );
         // A SPLADE sparse encoder's pooling (sentence-transformers' `SparseEncoder`).

@@ -354,21 +354,31 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         tracing::info!(ops = %ops, "ops on the CPU fallback in the first forward pass");
         eprintln!("candor: ops on the CPU fallback in the first forward pass: {ops}");
     }
-    let template_source = config
-        .chat_template
-        .as_deref()
-        .or(model.chat_template.as_deref());
-    let template = match template_source {
-        Some(src) => Some(Arc::new(
-            ChatTemplate::new(
-                src,
-                tokenizer.bos_token().as_deref(),
-                tokenizer.eos_token().as_deref(),
-            )
-            .map_err(|e| format!("chat template: {e}"))?,
-        )),
-        None => None,
+    let compile = |what: &str, source: Option<&str>| match source {
+        Some(src) => ChatTemplate::new(
+            src,
+            tokenizer.bos_token().as_deref(),
+            tokenizer.eos_token().as_deref(),
+        )
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| format!("{what}: {e}")),
+        None => Ok(None),
     };
+    let template = compile(
+        "chat template",
+        config
+            .chat_template
+            .as_deref()
+            .or(model.chat_template.as_deref()),
+    )?;
+    // The operator's `--chat-template` replaces the model's templates, the tool one too.
+    let tool_template = compile(
+        "tool_use chat template",
+        model
+            .tool_use_template
+            .as_deref()
+            .filter(|_| config.chat_template.is_none()),
+    )?;
     let sampling = generation_defaults::resolve(
         &config.generation_config,
         &model,
@@ -484,6 +494,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         fim: tokenizer.fim_tokens(),
         tokenizer: Arc::new(tokenizer),
         template,
+        tool_template,
         tool_format: config.tool_call_parser,
         eos_ids,
         limits,

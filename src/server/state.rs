@@ -15,6 +15,10 @@ pub struct Ready {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Option<Arc<ChatTemplate>>,
+    /// The template a request with tools renders with, where the model keeps one apart
+    /// (`tool_use` among its named templates, as transformers picks it: Command R, Hermes 2
+    /// Pro); None: `template` serves those too.
+    pub tool_template: Option<Arc<ChatTemplate>>,
     /// The call format `--tool-call-parser` names; None: the template's is detected.
     pub tool_format: Option<crate::server::tools::format::ToolFormat>,
     pub eos_ids: Vec<u32>,

@@ -136,9 +136,9 @@ impl Tokenizer {
         let eot = id(md, "tokenizer.ggml.eot_token_id");
         let unk = id(md, "tokenizer.ggml.unknown_token_id");
         let pad = id(md, "tokenizer.ggml.padding_token_id");
-        let chat_template = md
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok().cloned());
+        let templates = super::ChatTemplates::from_gguf(|key| {
+            md.get(key).and_then(|v| v.to_string().ok().cloned())
+        });
         for (key, v) in [
             ("bos", bos),
             ("eos", eos),
@@ -309,7 +309,7 @@ impl Tokenizer {
             add_bos,
             add_eos: flag(md, "tokenizer.ggml.add_eos_token").unwrap_or(false),
             add_space_prefix,
-            chat_template,
+            templates,
             token_bytes: Default::default(),
             plain: Default::default(),
             unknown: Default::default(),

@@ -6,6 +6,7 @@ mod pre;
 mod spans;
 mod spm;
 mod stream;
+mod templates;
 mod token_bytes;
 mod unigram;
 mod wordpiece;
@@ -14,6 +15,7 @@ pub use token_bytes::TokenBytes;
 
 pub use stream::StreamDecoder;
 
+pub use templates::ChatTemplates;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -56,7 +58,7 @@ pub struct Tokenizer {
     /// embedding models that pool the last token read it there.
     add_eos: bool,
     add_space_prefix: bool,
-    chat_template: Option<String>,
+    templates: ChatTemplates,
     /// Every token's bytes, built on first use (`token_bytes.rs`) and shared by the grammar
     /// compiler, the thought markers and DRY's breakers: ~60 ms and ~2 MB for a 150k
     /// vocabulary, once instead of once each.
@@ -82,7 +84,18 @@ impl Tokenizer {
         self.bos
     }
     pub fn chat_template(&self) -> Option<String> {
-        self.chat_template.clone()
+        self.templates.default.clone()
+    }
+    /// The template a request with tools renders with, where the model keeps one apart
+    /// (`ChatTemplates::tool_use`).
+    pub fn tool_use_template(&self) -> Option<String> {
+        self.templates.tool_use.clone()
+    }
+    /// The templates a checkout `dir` keeps in files of their own (`chat_template.jinja`...)
+    /// over those of its tokenizer_config.json.
+    pub fn with_checkout_templates(mut self, dir: &std::path::Path) -> Result<Self> {
+        self.templates = self.templates.with_checkout_files(dir)?;
+        Ok(self)
     }
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
@@ -369,18 +382,7 @@ impl Tokenizer {
         let bos = token_text("bos_token").and_then(|t| tok.token_to_id(&t));
         let sep = token_text("sep_token").and_then(|t| tok.token_to_id(&t));
         let eos = token_text("eos_token").and_then(|t| tok.token_to_id(&t));
-        let chat_template = match cfg.get("chat_template") {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-                .and_then(|t| {
-                    t.get("template")
-                        .and_then(|s| s.as_str())
-                        .map(str::to_string)
-                }),
-            _ => None,
-        };
+        let templates = ChatTemplates::from_tokenizer_config(&cfg);
         let add_bos = cfg
             .get("add_bos_token")
             .and_then(|v| v.as_bool())
@@ -400,7 +402,7 @@ impl Tokenizer {
             add_bos,
             add_eos,
             add_space_prefix: false,
-            chat_template,
+            templates,
             token_bytes: Default::default(),
             plain: Default::default(),
             unknown: Default::default(),

@@ -115,12 +115,23 @@ pub fn to_chat_messages(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiErr
 /// A request's tool plan against the model's chat template and vocabulary.
 pub fn tool_plan(ready: &Ready, req: &ToolRequest) -> Result<Option<tools::ToolPlan>, ApiError> {
     let special = |text: &str| ready.tokenizer.is_special_text(text);
+    let with_tools = req.tools.is_some_and(|t| !t.is_empty());
     tools::plan(
         req,
-        chat_template(ready)?.source(),
+        template_for(ready, with_tools)?.source(),
         ready.tool_format,
         &special,
     )
+}
+
+/// The template a request renders with: the model's tool template where the request has
+/// tools and the model keeps one apart (as transformers' `apply_chat_template` picks it),
+/// its chat template otherwise.
+pub fn template_for(ready: &Ready, with_tools: bool) -> Result<&ChatTemplate, ApiError> {
+    match ready.tool_template.as_deref().filter(|_| with_tools) {
+        Some(t) => Ok(t),
+        None => chat_template(ready),
+    }
 }
 
 /// The model's chat template; without one, a 400 that says what the server can do instead (a
@@ -156,7 +167,7 @@ pub fn chat_prompt_text(
     end: PromptEnd,
 ) -> Result<String, ApiError> {
     let mut msgs = to_chat_messages(messages)?;
-    let template = chat_template(ready)?;
+    let template = template_for(ready, tools.is_some())?;
     let format = ready
         .tool_format
         .or_else(|| tools::format::ToolFormat::detect(template.source()).ok());
@@ -368,7 +379,7 @@ pub async fn start_chat(
     // A thinking model's thought is split from its answer; the engine follows it where a
     // budget caps it or a grammar must wait for the answer (`thinking.rs`).
     // gpt-oss's thought is on a channel of its own (`harmony`): no budget applies.
-    let source = chat_template(ready)?.source();
+    let source = template_for(ready, tools.is_some())?.source();
     let reasoning = if harmony::template_harmony(source) {
         Some(Reasoning::Harmony)
     } else {

@@ -29,10 +29,10 @@ pub async fn models(State(state): State<SharedState>) -> Response {
 
 /// `GET /props` (llama-server's): what its clients read to size their requests: the context,
 /// the parallel sequences, the sampling a request gets for the fields it leaves out, the chat
-/// template, the build.
+/// templates (`chat_template_tool_use` where the model keeps one for tools), the build.
 pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let ready = state.ready()?;
-    Ok(axum::Json(json!({
+    let mut props = json!({
         "default_generation_settings": {
             "n_ctx": ready.limits.context,
             "params": default_params(ready),
@@ -42,8 +42,12 @@ pub async fn props(State(state): State<SharedState>) -> Result<Response, ApiErro
         "chat_template": ready.template.as_ref().map(|t| t.source()),
         "modalities": {"vision": false, "audio": false},
         "build_info": format!("candor {}", crate::bench::report::git_commit()),
-    }))
-    .into_response())
+    });
+    // As llama-server: only where the model keeps a template for requests with tools.
+    if let Some(t) = &ready.tool_template {
+        props["chat_template_tool_use"] = t.source().into();
+    }
+    Ok(axum::Json(props).into_response())
 }
 
 /// The sampling a request gets for the fields it leaves out, under llama.cpp's names.

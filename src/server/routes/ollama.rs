@@ -313,7 +313,12 @@ pub async fn show(
             || crate::server::tools::format::ToolFormat::detect(t).is_ok()
             || crate::server::harmony::template_harmony(t)
     };
-    if template.as_deref().is_some_and(calls_read) {
+    // The template requests with tools render with, where the model keeps one apart.
+    let tool_template = ready.tool_template.as_ref().map(|t| t.source());
+    if tool_template
+        .or(template.as_deref())
+        .is_some_and(calls_read)
+    {
         capabilities.push("tools");
     }
     if ready.think_tags.is_some()

@@ -1,0 +1,101 @@
+//! A checkout's chat templates as transformers reads them, over HTTP: a `tool_use` template
+//! among tokenizer_config.json's named ones serves the requests with tools (Command R,
+//! Hermes 2 Pro keep theirs so), the default the others; `chat_template.jinja` replaces the
+//! config's template; `--chat-template` replaces both.
+mod common;
+
+use common::plugins::servable_tiny;
+use common::server::Server;
+use serde_json::{json, Value};
+
+/// Renders the turns as `t3 CONTENT` words (the tiny tokenizer's vocabulary).
+const DEFAULT: &str = "{% for m in messages %}t3 {{ m.content }} {% endfor %}t4";
+/// The same, then each tool's name, and Hermes's call tag so its calls are read.
+const TOOL_USE: &str = "{% for m in messages %}t3 {{ m.content }} {% endfor %}\
+    {% for t in tools %}t9 {{ t.function.name }} {% endfor %}<tool_call>t4";
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "t7", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}}}}}])
+}
+
+async fn rendered(s: &Server, tools: Option<Value>) -> String {
+    let mut body = json!({"messages": [{"role": "user", "content": "t5"}]});
+    if let Some(tools) = tools {
+        body["tools"] = tools;
+    }
+    let (st, v) = s.post("/apply-template", &body).await;
+    assert_eq!(st, 200, "{v}");
+    v["prompt"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_tool_use_templates_serve_requests_with_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let config = json!({"bos_token": "t1", "eos_token": "t2", "chat_template": [
+        {"name": "default", "template": DEFAULT},
+        {"name": "tool_use", "template": TOOL_USE},
+    ]});
+    std::fs::write(model.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let s = Server::start_path(&model, "tiny", &[]).await;
+    assert_eq!(rendered(&s, None).await, "t3 t5 t4");
+    assert_eq!(
+        rendered(&s, Some(weather_tool())).await,
+        "t3 t5 t9 t7 <tool_call>t4"
+    );
+    // A chat request with tools is served (the default template reads none: it would be a
+    // 400), its prompt the tool template's five words; `tool_choice: none` shows no tools,
+    // and renders with the default (three).
+    let chat = |choice: &str| {
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "t5"}],
+            "tools": weather_tool(), "tool_choice": choice, "max_tokens": 3, "temperature": 0})
+    };
+    for (choice, prompt_tokens) in [("auto", 5), ("none", 3)] {
+        let (st, v) = s.post("/v1/chat/completions", &chat(choice)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["usage"]["prompt_tokens"], prompt_tokens, "{choice}: {v}");
+    }
+    // llama-server's /props shows both.
+    let (_, props) = s.get("/props").await;
+    assert_eq!(
+        (&props["chat_template"], &props["chat_template_tool_use"]),
+        (&json!(DEFAULT), &json!(TOOL_USE))
+    );
+    // Ollama's /api/show counts tools among the capabilities.
+    let (_, show) = s.post("/api/show", &json!({"model": "tiny"})).await;
+    let caps = show["capabilities"].as_array().unwrap();
+    assert!(caps.contains(&json!("tools")), "{show}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_files_replace_the_configs_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let config = json!({"bos_token": "t1", "eos_token": "t2", "chat_template": "t8"});
+    std::fs::write(model.join("tokenizer_config.json"), config.to_string()).unwrap();
+    std::fs::write(model.join("chat_template.jinja"), DEFAULT).unwrap();
+    std::fs::create_dir(model.join("additional_chat_templates")).unwrap();
+    std::fs::write(
+        model.join("additional_chat_templates/tool_use.jinja"),
+        TOOL_USE,
+    )
+    .unwrap();
+    let s = Server::start_path(&model, "tiny", &[]).await;
+    assert_eq!(rendered(&s, None).await, "t3 t5 t4");
+    assert_eq!(
+        rendered(&s, Some(weather_tool())).await,
+        "t3 t5 t9 t7 <tool_call>t4"
+    );
+    drop(s);
+    // The operator's template replaces both of the model's.
+    let own = dir.path().join("own.jinja");
+    std::fs::write(&own, "t6 {{ messages[0].content }}").unwrap();
+    let s = Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await;
+    assert_eq!(rendered(&s, None).await, "t6 t5");
+    let (_, props) = s.get("/props").await;
+    assert!(props.get("chat_template_tool_use").is_none(), "{props}");
+    let body = json!({"messages": [{"role": "user", "content": "t5"}], "tools": weather_tool()});
+    let (st, e) = s.post("/apply-template", &body).await;
+    assert_eq!(st, 400, "{e}");
+}
