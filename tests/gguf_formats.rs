@@ -104,7 +104,10 @@ fn gguf_name(hf: &str) -> String {
         | "block_sparse_moe.gate.weight"
         | "block_sparse_moe.router.layer.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
-        "mlp.gate.e_score_correction_bias" => "exp_probs_b.bias",
+        // DeepSeek's name, ERNIE 4.5's.
+        "mlp.gate.e_score_correction_bias" | "mlp.moe_statics.e_score_correction_bias" => {
+            "exp_probs_b.bias"
+        }
         "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight" => "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight" => "ffn_down_shexp.weight",
@@ -732,9 +735,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let router = name.ends_with(".gate.weight") || name.ends_with(".router.layer.weight");
         // llama.cpp keeps LFM2's convolution kernels in F32 (ggml's conv reads them so).
         let conv_kernel = name.ends_with("conv.conv.weight");
-        // Command R+'s per-head norms are 2-D; llama.cpp keeps norms in F32.
-        let norm = name.ends_with("_norm.weight");
-        let ty = if t.rank() == 2 && !router && !conv_kernel && !norm {
+        // Command R+'s per-head norms and ERNIE 4.5's correction bias are 2-D; llama.cpp
+        // keeps norms and biases in F32.
+        let kept_f32 = name.ends_with("_norm.weight") || name.ends_with("correction_bias");
+        let ty = if t.rank() == 2 && !router && !conv_kernel && !kept_f32 {
             dtype
         } else {
             GgmlDType::F32
@@ -761,12 +765,21 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
-    let experts_key = ["num_experts", "num_local_experts", "n_routed_experts"]
-        .into_iter()
-        .find(|k| cfg[k].is_u64());
+    let experts_key = [
+        "num_experts",
+        "num_local_experts",
+        "n_routed_experts",
+        "moe_num_experts",
+    ]
+    .into_iter()
+    .find(|k| cfg[k].is_u64());
     if let Some(key) = experts_key {
         extra.push(("expert_count", u(key)));
-        extra.push(("expert_used_count", u("num_experts_per_tok")));
+        let used = ["num_experts_per_tok", "moe_k"]
+            .into_iter()
+            .find(|k| cfg[k].is_u64())
+            .unwrap();
+        extra.push(("expert_used_count", u(used)));
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
         }
@@ -787,6 +800,22 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
                 ("expert_gating_func", Value::U32(2)),
                 ("expert_group_count", u("n_group")),
                 ("expert_group_used_count", u("topk_group")),
+            ]);
+        }
+        if cfg["moe_num_shared_experts"].is_u64() {
+            // ERNIE 4.5's keys, as llama.cpp's converter writes them (the shared experts'
+            // width as their count times an expert's: the converter's own arithmetic gives
+            // the same for the released models).
+            let shared = cfg["moe_num_shared_experts"].as_u64().unwrap();
+            let ff = cfg["moe_intermediate_size"].as_u64().unwrap();
+            extra.extend([
+                ("expert_shared_count", u("moe_num_shared_experts")),
+                (
+                    "expert_shared_feed_forward_length",
+                    Value::U32((shared * ff) as u32),
+                ),
+                ("leading_dense_block_count", u("moe_layer_start_index")),
+                ("interleave_moe_layer_step", u("moe_layer_interval")),
             ]);
         }
         for shared in [
@@ -1223,13 +1252,15 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
 /// Session 43's families as llama.cpp converts them, rows as they are: GLM-4 (`glm4`: q/k/v
 /// biases, half-head RoPE in interleaved pairs with `rope.dimension_count`, post-norms, gate
 /// and up in a double-height `ffn_up`), ERNIE 4.5 (`ernie4_5`: interleaved pairs over the
-/// whole head), Hunyuan dense (`hunyuan-dense`: q/k norms after RoPE, the NTK alpha folded into
+/// whole head; `ernie4_5-moe`: its experts, the correction bias `[1, experts]` as the converter
+/// keeps it), Hunyuan dense (`hunyuan-dense`: q/k norms after RoPE, the NTK alpha folded into
 /// `rope.freq_base`, tied head), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
 #[test]
 fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
     for (fixture, arch) in [
         ("glm4", "glm4"),
         ("ernie4_5", "ernie4_5"),
+        ("ernie4_5_moe", "ernie4_5-moe"),
         ("hunyuan_dense", "hunyuan-dense"),
         ("seed_oss", "seed_oss"),
     ] {
@@ -1500,7 +1531,10 @@ fn deepseek_gguf_name(hf: &str) -> String {
         "self_attn.kv_a_proj_with_mqa.weight" => "attn_kv_a_mqa.weight",
         "self_attn.kv_a_layernorm.weight" => "attn_kv_a_norm.weight",
         "mlp.gate.weight" => "ffn_gate_inp.weight",
-        "mlp.gate.e_score_correction_bias" => "exp_probs_b.bias",
+        // DeepSeek's name, ERNIE 4.5's.
+        "mlp.gate.e_score_correction_bias" | "mlp.moe_statics.e_score_correction_bias" => {
+            "exp_probs_b.bias"
+        }
         "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight" => "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight" => "ffn_down_shexp.weight",

@@ -28,7 +28,7 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 17] = [
+const ARCH_ALIASES: [(&str, &str); 19] = [
     ("qwen2.5", "qwen2"),
     ("gpt-neox", "gptneox"),
     ("gpt_neox", "gptneox"),
@@ -46,6 +46,8 @@ const ARCH_ALIASES: [(&str, &str); 17] = [
     ("command_r", "command-r"),
     ("gpt_bigcode", "starcoder"),
     ("gpt-bigcode", "starcoder"),
+    ("ernie4_5_moe", "ernie4_5-moe"),
+    ("ernie-4.5-moe", "ernie4_5-moe"),
 ];
 
 /// gpt-oss's published config, `layers` deep with `experts` experts (the 20B and the 120B
@@ -78,6 +80,25 @@ fn cohere2(
            "layer_norm_eps": 1e-5, "rope_theta": 50000.0, "sliding_window": 4096,
            "sliding_window_pattern": 4, "logit_scale": 0.25, "max_position_embeddings": 132096,
            "tie_word_embeddings": true, "bos_token_id": 5, "eos_token_id": 255001})
+}
+
+/// ERNIE-4.5-21B-A3B's config at other sizes: layer 0 dense, the others 6 of `experts`
+/// experts beside two shared ones, tied head.
+fn ernie_moe(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    experts: usize,
+) -> serde_json::Value {
+    json!({"model_type": "ernie4_5_moe", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": 12288, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": 4, "head_dim": 128,
+           "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072,
+           "moe_num_experts": experts, "moe_k": 6, "moe_intermediate_size": 1536,
+           "moe_num_shared_experts": 2, "moe_layer_start_index": 1, "moe_layer_end_index": -1,
+           "moe_layer_interval": 1, "use_bias": false, "tie_word_embeddings": true,
+           "bos_token_id": 1, "eos_token_id": 2})
 }
 
 /// Command R+ (08-2024)'s config as published: Command R's parallel LayerNorm blocks with
@@ -292,6 +313,29 @@ pub const SHAPES: &[DummyShape] = &[
                    "head_dim": 16, "num_experts": 8, "num_experts_per_tok": 2,
                    "norm_topk_prob": true, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
                    "max_position_embeddings": 2048, "tie_word_embeddings": false})
+        },
+    },
+    DummyShape {
+        arch: "ernie4_5-moe",
+        size: "21b-a3b",
+        source: "baidu/ERNIE-4.5-21B-A3B-PT",
+        config: || ernie_moe(103424, 2560, 28, 20, 64),
+    },
+    DummyShape {
+        arch: "ernie4_5-moe",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = ernie_moe(256, 64, 3, 4, 8);
+            for (k, v) in [
+                ("intermediate_size", 128),
+                ("moe_intermediate_size", 32),
+                ("num_key_value_heads", 2),
+                ("head_dim", 16),
+            ] {
+                c[k] = json!(v);
+            }
+            c
         },
     },
     DummyShape {
@@ -976,6 +1020,9 @@ mod tests {
         assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
         assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
+        // ERNIE-4.5-21B-A3B (21B on its page; 21,825,437,888 by my count of its config's
+        // shapes, its multi-token-prediction layers left out as every runtime leaves them).
+        assert_eq!(params("ernie4_5-moe", "21b-a3b"), 21_825_437_888);
         assert_eq!(params("deepseek", "v2-lite"), 15_706_484_224);
         // The model card gives gpt-oss's totals to 10M: 20.91B and 116.83B.
         let near = |p: u64, billions: f64| ((p as f64 / 1e9) - billions).abs() < 0.005;

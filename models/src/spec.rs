@@ -38,6 +38,8 @@ pub enum Arch {
     Glm4,
     /// ERNIE 4.5 (dense): llama with interleaved RoPE pairs.
     Ernie45,
+    /// ERNIE 4.5's mixture of experts (21B-A3B, 300B-A47B).
+    Ernie45Moe,
     /// Seed-OSS: llama with q/k/v biases.
     SeedOss,
     /// Hunyuan (dense): llama with per-head q/k norms after RoPE.
@@ -107,6 +109,7 @@ impl Arch {
             Arch::Deepseek => "deepseek",
             Arch::Glm4 => "glm4",
             Arch::Ernie45 => "ernie4_5",
+            Arch::Ernie45Moe => "ernie4_5-moe",
             Arch::SeedOss => "seed_oss",
             Arch::HunyuanDense => "hunyuan-dense",
             Arch::Glm4Moe => "glm4moe",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 46] = [
+pub const TINY_ARCHS: [&str; 47] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -57,6 +57,7 @@ pub const TINY_ARCHS: [&str; 46] = [
     "stablelm_qk_norm",
     "gpt_bigcode",
     "gpt_bigcode_mha",
+    "ernie4_5_moe",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -105,7 +105,16 @@ pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExpe
         normalize,
         layers,
     );
-    if let Some(shared) = g.get_usize(&k("expert_shared_feed_forward_length")) {
+    // The shared experts' width where the file says it, else their count times an expert's
+    // (ERNIE 4.5's converter writes both; a count alone is DeepSeek's convention).
+    let shared = g
+        .get_usize(&k("expert_shared_feed_forward_length"))
+        .or_else(|| {
+            g.get_usize(&k("expert_shared_count"))
+                .filter(|&n| n > 0)
+                .map(|n| n * intermediate)
+        });
+    if let Some(shared) = shared {
         m.shared_intermediate_size = shared;
         m.shared_gate = (0..num_layers).any(|l| g.contains(&layer(l, "ffn_gate_inp_shexp.weight")));
     }

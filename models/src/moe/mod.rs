@@ -117,8 +117,14 @@ impl<B: Backend> Experts<B> {
         let (n, f, h) = (spec.num_experts, spec.expert_intermediate_size, hidden);
         let correction_bias = match spec.correction_bias {
             true => {
-                let b = ld.checked(&layer(l, "exp_probs_b.bias"), &[n])?;
-                Some(b.to_f32()?.to_vec1::<f32>()?)
+                let name = layer(l, "exp_probs_b.bias");
+                // ERNIE 4.5 keeps its bias as `[1, experts]` (`moe_statics`), in checkouts
+                // and in the GGUFs converted from them.
+                let b = match ld.src.get(&name)?.map(|w| w.shape()) {
+                    Some(s) if s == [1, n] => ld.checked(&name, &[1, n])?,
+                    _ => ld.checked(&name, &[n])?,
+                };
+                Some(b.to_f32()?.flatten_all()?.to_vec1::<f32>()?)
             }
             false => None,
         };

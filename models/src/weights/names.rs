@@ -298,6 +298,13 @@ pub fn gpt_oss_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.mlp.router.{rest}"))
 }
 
+/// ERNIE 4.5's HF name of the routers' correction bias `to_hf` names the DeepSeek way
+/// (`mlp.gate.e_score_correction_bias`): `mlp.moe_statics.e_score_correction_bias`.
+pub fn ernie_moe_hf(hf: &str) -> Option<String> {
+    let head = hf.strip_suffix(".mlp.gate.e_score_correction_bias")?;
+    Some(format!("{head}.mlp.moe_statics.e_score_correction_bias"))
+}
+
 /// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way
 /// (`mlp.shared_experts.*`): `mlp.shared_expert.*`.
 pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
