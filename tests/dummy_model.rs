@@ -33,7 +33,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // GPT-NeoX's with a norm each for attention and the MLP (the exact GELU), StableLM's
     // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
     // multi-query parallel blocks, Command R+'s per-head q/k norms, StarCoder's multi-query
-    // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias.
+    // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
+    // squared ReLU under RMSNorms.
     for arch in [
         "command-r",
         "llama",
@@ -49,6 +50,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "falcon",
         "starcoder",
         "ernie4_5-moe",
+        "arcee",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -601,7 +601,10 @@ fn write_file(path: &Path, arch: &str, md: Vec<(&str, Value)>, tensors: &[(Strin
 fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, experts: Experts) {
     let src = fixtures().join("tiny").join(fixture);
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
-    let permuted = matches!(arch, "llama" | "granite" | "granitemoe" | "smollm3");
+    let permuted = matches!(
+        arch,
+        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee"
+    );
     let mut cfg = read_json(&src.join("config.json"));
     if matches!(arch, "gpt2" | "starcoder") {
         // GPT-2's own key names, as the other configs name them.
@@ -1407,6 +1410,13 @@ fn nemotron_loads_from_gguf() {
 #[test]
 fn gpt2_loads_from_gguf() {
     gguf_matches_checkout("gpt2", "gpt2", Experts::Stacked, 0.3);
+}
+
+/// Arcee's AFM as llama.cpp converts it (`arcee`: llama's permuted q/k rows, `ffn_up` and
+/// `ffn_down` without a gate, YaRN in the metadata): its checkout's logits.
+#[test]
+fn arcee_loads_from_gguf() {
+    gguf_matches_checkout("arcee", "arcee", Experts::Stacked, 0.3);
 }
 
 /// StarCoder (GPT-BigCode) as llama.cpp converts it (`starcoder`: GPT-2's tensor names, the

@@ -101,6 +101,18 @@ fn ernie_moe(
            "bos_token_id": 1, "eos_token_id": 2})
 }
 
+/// AFM-4.5B's config at other sizes (an ungated squared-ReLU MLP, YaRN over 4096 positions,
+/// untied head).
+fn arcee(vocab: usize, hidden: usize, ff: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "arcee", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": layers, "num_attention_heads": heads,
+           "num_key_value_heads": 4, "head_dim": 128, "hidden_act": "relu2",
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 65536,
+           "rope_scaling": {"rope_type": "yarn", "factor": 20.0, "beta_fast": 32.0,
+                            "beta_slow": 1.0, "original_max_position_embeddings": 4096},
+           "tie_word_embeddings": false, "bos_token_id": 128000, "eos_token_id": 128003})
+}
+
 /// Command R+ (08-2024)'s config as published: Command R's parallel LayerNorm blocks with
 /// per-head LayerNorms of q and k, tied head.
 fn command_r_plus() -> serde_json::Value {
@@ -335,6 +347,23 @@ pub const SHAPES: &[DummyShape] = &[
             ] {
                 c[k] = json!(v);
             }
+            c
+        },
+    },
+    DummyShape {
+        arch: "arcee",
+        size: "4.5b",
+        source: "arcee-ai/AFM-4.5B",
+        config: || arcee(128004, 2560, 18432, 36, 20),
+    },
+    DummyShape {
+        arch: "arcee",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = arcee(256, 64, 128, 2, 4);
+            c["num_key_value_heads"] = json!(2);
+            c["head_dim"] = json!(16);
             c
         },
     },
@@ -1020,6 +1049,9 @@ mod tests {
         assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
         assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
+        // AFM-4.5B (4.62B by my count of its config's shapes: 4.5B on its page, which does
+        // not say whether the untied embeddings count).
+        assert_eq!(params("arcee", "4.5b"), 4_619_184_640);
         // ERNIE-4.5-21B-A3B (21B on its page; 21,825,437,888 by my count of its config's
         // shapes, its multi-token-prediction layers left out as every runtime leaves them).
         assert_eq!(params("ernie4_5-moe", "21b-a3b"), 21_825_437_888);

@@ -71,6 +71,8 @@ pub enum Arch {
     Gpt2,
     /// GPT-BigCode (StarCoder 1, SantaCoder): GPT-2's blocks with multi-query attention.
     GptBigcode,
+    /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
+    Arcee,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
     /// multi-query at 7B, an ungated exact-GELU MLP.
     Falcon,
@@ -130,6 +132,7 @@ impl Arch {
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
             Arch::Falcon => "falcon",
+            Arch::Arcee => "arcee",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",
@@ -401,9 +404,10 @@ impl ModelSpec {
     }
 
     /// Whether the layers run without their norms fused into the products (LayerNorms,
-    /// parallel blocks: the decoder's `unfused_block`), where no LoRA update is added.
+    /// parallel blocks, ungated FFNs, whose products the RMSNorm blocks' fused kernels do not
+    /// take: the decoder's `unfused_block`), where no LoRA update is added.
     pub fn unfused_blocks(&self) -> bool {
-        self.layer_norm || self.parallel_block
+        self.layer_norm || self.parallel_block || !self.gated_ffn
     }
 
     /// Checks that keep the forward pass from indexing out of range.
@@ -454,11 +458,8 @@ impl ModelSpec {
         {
             return bad("per-head q/k norm weights are LayerNorms before RoPE only".into());
         }
-        if (self.norm_bias || !self.gated_ffn) && !self.layer_norm
-            || !self.gated_ffn && self.experts.is_some()
-        {
-            // The RMSNorm blocks fuse their norms into gated products.
-            return bad("norm biases and ungated FFNs need LayerNorms; experts are gated".into());
+        if self.norm_bias && !self.layer_norm || !self.gated_ffn && self.experts.is_some() {
+            return bad("norm biases need LayerNorms; experts are gated".into());
         }
         if (self.parallel_block || self.layer_norm) && self.residual_scale.is_some() {
             return bad("residual scales are supported in RMSNorm blocks only".into());

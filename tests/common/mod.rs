@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 47] = [
+pub const TINY_ARCHS: [&str; 48] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -58,6 +58,7 @@ pub const TINY_ARCHS: [&str; 47] = [
     "gpt_bigcode",
     "gpt_bigcode_mha",
     "ernie4_5_moe",
+    "arcee",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

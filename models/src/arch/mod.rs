@@ -1,5 +1,6 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod arcee;
 pub mod cohere;
 pub mod deepseek;
 pub mod ernie4_5;
@@ -74,6 +75,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
+        "arcee" => arcee::from_hf(&c)?,
         "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
         "falcon" => falcon::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
@@ -119,6 +121,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
+        "arcee" => arcee::from_gguf(g)?,
         "starcoder" => gpt_bigcode::from_gguf(g)?,
         "falcon" => falcon::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
