@@ -34,7 +34,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
     // multi-query parallel blocks, Command R+'s per-head q/k norms, StarCoder's multi-query
     // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
-    // squared ReLU under RMSNorms.
+    // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one.
     for arch in [
         "command-r",
         "llama",
@@ -51,6 +51,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "starcoder",
         "ernie4_5-moe",
         "arcee",
+        "hunyuan-moe",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

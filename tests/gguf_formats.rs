@@ -101,6 +101,7 @@ fn gguf_name(hf: &str) -> String {
         "self_attn.q_norm.weight" | "self_attn.query_layernorm.weight" => "attn_q_norm.weight",
         "self_attn.k_norm.weight" | "self_attn.key_layernorm.weight" => "attn_k_norm.weight",
         "mlp.gate.weight"
+        | "mlp.gate.wg.weight"
         | "block_sparse_moe.gate.weight"
         | "block_sparse_moe.router.layer.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
@@ -111,9 +112,15 @@ fn gguf_name(hf: &str) -> String {
         "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight" => "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight" => "ffn_down_shexp.weight",
-        "mlp.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",
-        "mlp.shared_expert.up_proj.weight" => "ffn_up_shexp.weight",
-        "mlp.shared_expert.down_proj.weight" => "ffn_down_shexp.weight",
+        "mlp.shared_expert.gate_proj.weight" | "mlp.shared_mlp.gate_proj.weight" => {
+            "ffn_gate_shexp.weight"
+        }
+        "mlp.shared_expert.up_proj.weight" | "mlp.shared_mlp.up_proj.weight" => {
+            "ffn_up_shexp.weight"
+        }
+        "mlp.shared_expert.down_proj.weight" | "mlp.shared_mlp.down_proj.weight" => {
+            "ffn_down_shexp.weight"
+        }
         other => panic!("unexpected tensor {other}"),
     };
     format!("blk.{l}.{g}")
@@ -735,7 +742,9 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             t = permute_rope_rows(&t, kv_heads);
         }
         // llama.cpp keeps experts' routers in F32 whatever the type asked for.
-        let router = name.ends_with(".gate.weight") || name.ends_with(".router.layer.weight");
+        let router = name.ends_with(".gate.weight")
+            || name.ends_with(".gate.wg.weight")
+            || name.ends_with(".router.layer.weight");
         // llama.cpp keeps LFM2's convolution kernels in F32 (ggml's conv reads them so).
         let conv_kernel = name.ends_with("conv.conv.weight");
         // Command R+'s per-head norms and ERNIE 4.5's correction bias are 2-D; llama.cpp
@@ -778,7 +787,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     .find(|k| cfg[k].is_u64());
     if let Some(key) = experts_key {
         extra.push(("expert_count", u(key)));
-        let used = ["num_experts_per_tok", "moe_k"]
+        let used = ["num_experts_per_tok", "moe_k", "moe_topk"]
             .into_iter()
             .find(|k| cfg[k].is_u64())
             .unwrap();
@@ -788,6 +797,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         }
         if arch == "gpt-oss" {
             extra.push(("expert_feed_forward_length", u("intermediate_size")));
+        }
+        if arch == "hunyuan-moe" {
+            // Its experts and its one shared expert are all of `intermediate_size`.
+            extra.push(("expert_feed_forward_length", u("intermediate_size")));
+            extra.push(("expert_shared_feed_forward_length", u("intermediate_size")));
         }
         if cfg["first_k_dense_replace"].is_u64() {
             // DeepSeek-style routing, as llama.cpp's deepseek2 and glm4moe keys say it.
@@ -1257,7 +1271,7 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
 /// and up in a double-height `ffn_up`), ERNIE 4.5 (`ernie4_5`: interleaved pairs over the
 /// whole head; `ernie4_5-moe`: its experts, the correction bias `[1, experts]` as the converter
 /// keeps it), Hunyuan dense (`hunyuan-dense`: q/k norms after RoPE, the NTK alpha folded into
-/// `rope.freq_base`, tied head), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
+/// `rope.freq_base`, tied head) and its experts (`hunyuan-moe`), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
 #[test]
 fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
     for (fixture, arch) in [
@@ -1265,6 +1279,7 @@ fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
         ("ernie4_5", "ernie4_5"),
         ("ernie4_5_moe", "ernie4_5-moe"),
         ("hunyuan_dense", "hunyuan-dense"),
+        ("hunyuan_moe", "hunyuan-moe"),
         ("seed_oss", "seed_oss"),
     ] {
         gguf_matches_checkout(fixture, arch, Experts::Stacked, 0.3);

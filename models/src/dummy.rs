@@ -28,7 +28,7 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 19] = [
+const ARCH_ALIASES: [(&str, &str); 20] = [
     ("qwen2.5", "qwen2"),
     ("gpt-neox", "gptneox"),
     ("gpt_neox", "gptneox"),
@@ -48,6 +48,7 @@ const ARCH_ALIASES: [(&str, &str); 19] = [
     ("gpt-bigcode", "starcoder"),
     ("ernie4_5_moe", "ernie4_5-moe"),
     ("ernie-4.5-moe", "ernie4_5-moe"),
+    ("hunyuan_v1_moe", "hunyuan-moe"),
 ];
 
 /// gpt-oss's published config, `layers` deep with `experts` experts (the 20B and the 120B
@@ -111,6 +112,24 @@ fn arcee(vocab: usize, hidden: usize, ff: usize, layers: usize, heads: usize) ->
            "rope_scaling": {"rope_type": "yarn", "factor": 20.0, "beta_fast": 32.0,
                             "beta_slow": 1.0, "original_max_position_embeddings": 4096},
            "tie_word_embeddings": false, "bos_token_id": 128000, "eos_token_id": 128003})
+}
+
+/// Hunyuan-A13B's config at other sizes: 8 of `experts` experts and a shared one in every
+/// layer, each of `ff`, RoPE stretched by its NTK alpha, tied head.
+fn hunyuan_moe(
+    vocab: usize,
+    hidden: usize,
+    ff: usize,
+    layers: usize,
+    experts: usize,
+) -> serde_json::Value {
+    json!({"model_type": "hunyuan_v1_moe", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": layers, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "head_dim": 128, "num_experts": experts, "moe_topk": 8,
+           "num_shared_expert": 1, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "rope_scaling": {"type": "dynamic", "alpha": 1000.0, "factor": 1.0},
+           "max_position_embeddings": 32768, "attention_bias": false,
+           "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 127960})
 }
 
 /// Command R+ (08-2024)'s config as published: Command R's parallel LayerNorm blocks with
@@ -362,6 +381,23 @@ pub const SHAPES: &[DummyShape] = &[
         source: "test-only",
         config: || {
             let mut c = arcee(256, 64, 128, 2, 4);
+            c["num_key_value_heads"] = json!(2);
+            c["head_dim"] = json!(16);
+            c
+        },
+    },
+    DummyShape {
+        arch: "hunyuan-moe",
+        size: "a13b",
+        source: "tencent/Hunyuan-A13B-Instruct",
+        config: || hunyuan_moe(128167, 4096, 3072, 32, 64),
+    },
+    DummyShape {
+        arch: "hunyuan-moe",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = hunyuan_moe(256, 512, 64, 2, 8);
             c["num_key_value_heads"] = json!(2);
             c["head_dim"] = json!(16);
             c
@@ -1049,6 +1085,8 @@ mod tests {
         assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
         assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
+        // Hunyuan-A13B (80B on its page: 80,393,183,232), 64 experts and a shared one a layer.
+        assert_eq!(params("hunyuan-moe", "a13b"), 80_393_183_232);
         // AFM-4.5B (4.62B by my count of its config's shapes: 4.5B on its page, which does
         // not say whether the untied embeddings count).
         assert_eq!(params("arcee", "4.5b"), 4_619_184_640);

@@ -44,6 +44,8 @@ pub enum Arch {
     SeedOss,
     /// Hunyuan (dense): llama with per-head q/k norms after RoPE.
     HunyuanDense,
+    /// Hunyuan's mixture of experts (Hunyuan-A13B).
+    HunyuanMoe,
     /// EXAONE 4.0: OLMo 2's post-norms with per-head q/k norms; beside sliding layers, global
     /// layers without RoPE.
     Exaone4,
@@ -114,6 +116,7 @@ impl Arch {
             Arch::Ernie45Moe => "ernie4_5-moe",
             Arch::SeedOss => "seed_oss",
             Arch::HunyuanDense => "hunyuan-dense",
+            Arch::HunyuanMoe => "hunyuan-moe",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
             Arch::Olmo2 => "olmo2",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 48] = [
+pub const TINY_ARCHS: [&str; 49] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -59,6 +59,7 @@ pub const TINY_ARCHS: [&str; 48] = [
     "gpt_bigcode_mha",
     "ernie4_5_moe",
     "arcee",
+    "hunyuan_moe",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -104,8 +104,16 @@ pub fn mixtral_hf(hf: &str) -> Option<String> {
 }
 
 /// Hunyuan's HF name of a per-head q/k norm, which `to_hf` names the Qwen3 way
-/// (`self_attn.q_norm`): `self_attn.query_layernorm` / `key_layernorm`.
+/// (`self_attn.q_norm`): `self_attn.query_layernorm` / `key_layernorm`; of
+/// Hunyuan-A13B's router and shared expert too, which `to_hf` names the DeepSeek way:
+/// `mlp.gate.wg`, `mlp.shared_mlp.*`.
 pub fn hunyuan_hf(hf: &str) -> Option<String> {
+    if let Some(head) = hf.strip_suffix(".mlp.gate.weight") {
+        return Some(format!("{head}.mlp.gate.wg.weight"));
+    }
+    if let Some((head, rest)) = hf.split_once(".mlp.shared_experts.") {
+        return Some(format!("{head}.mlp.shared_mlp.{rest}"));
+    }
     let (head, rest) = hf.split_once(".self_attn.")?;
     let rest = match rest.split_once('.')? {
         ("q_norm", suffix) => format!("query_layernorm.{suffix}"),
