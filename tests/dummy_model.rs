@@ -34,7 +34,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // SwiGLU under LayerNorms, Nemotron's squared ReLU, GPT-2's learned positions, Falcon's
     // multi-query parallel blocks, Command R+'s per-head q/k norms, StarCoder's multi-query
     // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
-    // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one.
+    // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one, dots.llm1's
+    // sigmoid-routed experts under Qwen3's attention.
     for arch in [
         "command-r",
         "llama",
@@ -52,6 +53,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "ernie4_5-moe",
         "arcee",
         "hunyuan-moe",
+        "dots1",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -814,10 +814,13 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
                     "expert_weights_norm",
                     Value::Bool(cfg["norm_topk_prob"] == true),
                 ),
-                ("expert_gating_func", Value::U32(2)),
                 ("expert_group_count", u("n_group")),
                 ("expert_group_used_count", u("topk_group")),
             ]);
+            // dots1's converter writes no gating function (its routers are sigmoid ones).
+            if arch != "dots1" {
+                extra.push(("expert_gating_func", Value::U32(2)));
+            }
         }
         if cfg["moe_num_shared_experts"].is_u64() {
             // ERNIE 4.5's keys, as llama.cpp's converter writes them (the shared experts'
@@ -1271,7 +1274,8 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
 /// and up in a double-height `ffn_up`), ERNIE 4.5 (`ernie4_5`: interleaved pairs over the
 /// whole head; `ernie4_5-moe`: its experts, the correction bias `[1, experts]` as the converter
 /// keeps it), Hunyuan dense (`hunyuan-dense`: q/k norms after RoPE, the NTK alpha folded into
-/// `rope.freq_base`, tied head) and its experts (`hunyuan-moe`), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
+/// `rope.freq_base`, tied head) and its experts (`hunyuan-moe`), dots.llm1 (`dots1`: no gating
+/// function written, as llama.cpp's converter writes none), Seed-OSS (`seed_oss`: q/k/v biases): their checkouts' logits.
 #[test]
 fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
     for (fixture, arch) in [
@@ -1280,6 +1284,7 @@ fn glm4_ernie_hunyuan_and_seed_oss_load_from_gguf() {
         ("ernie4_5_moe", "ernie4_5-moe"),
         ("hunyuan_dense", "hunyuan-dense"),
         ("hunyuan_moe", "hunyuan-moe"),
+        ("dots1", "dots1"),
         ("seed_oss", "seed_oss"),
     ] {
         gguf_matches_checkout(fixture, arch, Experts::Stacked, 0.3);

@@ -132,6 +132,19 @@ fn hunyuan_moe(
            "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 127960})
 }
 
+/// dots.llm1's config at other sizes: Qwen3's attention, layer 0 dense, the others 6 of
+/// `experts` sigmoid-routed experts beside two shared ones, untied head.
+fn dots1(vocab: usize, hidden: usize, layers: usize, experts: usize) -> serde_json::Value {
+    json!({"model_type": "dots1", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": 10944, "moe_intermediate_size": 1408,
+           "num_hidden_layers": layers, "num_attention_heads": 32, "num_key_value_heads": 32,
+           "head_dim": 128, "n_routed_experts": experts, "n_shared_experts": 2,
+           "num_experts_per_tok": 6, "first_k_dense_replace": 1, "norm_topk_prob": true,
+           "routed_scaling_factor": 2.5, "n_group": 1, "topk_group": 1, "rms_norm_eps": 1e-5,
+           "rope_theta": 10000000.0, "max_position_embeddings": 32768,
+           "tie_word_embeddings": false, "bos_token_id": 151643, "eos_token_id": 151649})
+}
+
 /// Command R+ (08-2024)'s config as published: Command R's parallel LayerNorm blocks with
 /// per-head LayerNorms of q and k, tied head.
 fn command_r_plus() -> serde_json::Value {
@@ -400,6 +413,29 @@ pub const SHAPES: &[DummyShape] = &[
             let mut c = hunyuan_moe(256, 512, 64, 2, 8);
             c["num_key_value_heads"] = json!(2);
             c["head_dim"] = json!(16);
+            c
+        },
+    },
+    DummyShape {
+        arch: "dots1",
+        size: "142b",
+        source: "rednote-hilab/dots.llm1.inst",
+        config: || dots1(152064, 4096, 62, 128),
+    },
+    DummyShape {
+        arch: "dots1",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = dots1(256, 512, 3, 8);
+            for (k, v) in [
+                ("intermediate_size", 128),
+                ("moe_intermediate_size", 32),
+                ("num_key_value_heads", 4),
+                ("head_dim", 16),
+            ] {
+                c[k] = json!(v);
+            }
             c
         },
     },
@@ -1085,6 +1121,8 @@ mod tests {
         assert_eq!(params("qwen2.5", "7b"), 7_615_616_512);
         assert_eq!(params("qwen2", "0.5b"), 494_032_768);
         assert_eq!(params("qwen3-moe", "30b-a3b"), 30_532_122_624);
+        // dots.llm1 (142B on its page; 142,774,381,696 by my count of its config's shapes).
+        assert_eq!(params("dots1", "142b"), 142_774_381_696);
         // Hunyuan-A13B (80B on its page: 80,393,183,232), 64 experts and a shared one a layer.
         assert_eq!(params("hunyuan-moe", "a13b"), 80_393_183_232);
         // AFM-4.5B (4.62B by my count of its config's shapes: 4.5B on its page, which does

@@ -73,6 +73,8 @@ pub enum Arch {
     Gpt2,
     /// GPT-BigCode (StarCoder 1, SantaCoder): GPT-2's blocks with multi-query attention.
     GptBigcode,
+    /// rednote's dots.llm1: Qwen3's attention, DeepSeek-V3's experts.
+    Dots1,
     /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
     Arcee,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
@@ -136,6 +138,7 @@ impl Arch {
             Arch::GptBigcode => "starcoder",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
+            Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
             Arch::Bert => "bert",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 49] = [
+pub const TINY_ARCHS: [&str; 50] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -60,6 +60,7 @@ pub const TINY_ARCHS: [&str; 49] = [
     "ernie4_5_moe",
     "arcee",
     "hunyuan_moe",
+    "dots1",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

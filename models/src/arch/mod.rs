@@ -3,6 +3,7 @@
 pub mod arcee;
 pub mod cohere;
 pub mod deepseek;
+pub mod dots1;
 pub mod ernie4_5;
 pub mod exaone4;
 pub mod experts;
@@ -75,6 +76,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
+        "dots1" => dots1::from_hf(&c)?,
         "arcee" => arcee::from_hf(&c)?,
         "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
         "falcon" => falcon::from_hf(&c)?,
@@ -122,6 +124,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
+        "dots1" => dots1::from_gguf(g)?,
         "arcee" => arcee::from_gguf(g)?,
         "starcoder" => gpt_bigcode::from_gguf(g)?,
         "falcon" => falcon::from_gguf(g)?,
