@@ -72,7 +72,16 @@ fi
 echo "kit built from $(tr '\n' ' ' <"$bin/COMMIT")"
 gpu=(bash scripts/gpu-run.sh)
 py="${GPU_PROOF_PYTHON:-python3}"
-export CANDOR_FIXTURES="$PWD/tests/fixtures" CANDOR_REQUIRE_GPU=1 PYTHONUNBUFFERED=1
+# The kit's copy of tests/fixtures (carried there, the tree's moved aside: gpu-kit.sh).
+fixtures="$PWD/tests/fixtures"
+if [[ -f $kit/fixtures.tar.xz ]]; then
+  fixtures=/tmp/candor-gpu-fixtures
+  rm -rf "$fixtures" && mkdir -p "$fixtures"
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    "$kit/fixtures.tar.xz" "$fixtures"
+  fixtures="$fixtures/fixtures"
+fi
+export CANDOR_FIXTURES="$fixtures" CANDOR_REQUIRE_GPU=1 PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem \
   --format=csv || true
