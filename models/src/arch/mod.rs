@@ -46,7 +46,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         .ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
     let spec = match model_type {
         "llama" => llama::from_hf(&c)?,
-        "mistral" => mistral::from_hf(&c)?,
+        // transformers' `ministral` (Ministral-8B's interleaved windows as `layer_types`).
+        "mistral" | "ministral" => mistral::from_hf(&c)?,
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
         "qwen2_moe" => {
