@@ -1332,6 +1332,21 @@ fn phi2_loads_from_gguf() {
     }
 }
 
+/// GLM-4-9B-chat as llama.cpp converts it (`chatglm`: GLM-4's names, the rotated dimensions as
+/// `rope.dimension_count`, no norms after): its checkout's logits; the files converted from
+/// the original ChatGLM checkpoints hold q/k/v as one `attn_qkv` with its bias: the same.
+#[test]
+fn chatglm_loads_from_gguf() {
+    gguf_matches_checkout("glm", "chatglm", Experts::Stacked, 0.3);
+    let dir = tempfile::tempdir().unwrap();
+    let apart = dir.path().join("glm-apart.gguf");
+    let joined = dir.path().join("glm-joined.gguf");
+    write_gguf_of("glm", "chatglm", &apart, GgmlDType::Q8_0, Experts::Stacked);
+    with_joined_qkv(&apart, &joined);
+    let d = max_abs_diff(&logits(&joined), &logits(&apart));
+    assert!(d < 1e-5, "chatglm with attn_qkv: logits differ by {d}");
+}
+
 /// `src` with each layer's q, k and v weights and biases stacked into one `attn_qkv` weight and
 /// bias (q rows, then k, then v), as llama.cpp's older converters wrote Phi-2's `Wqkv`.
 fn with_joined_qkv(src: &Path, dst: &Path) {

@@ -75,6 +75,8 @@ pub enum Arch {
     GptBigcode,
     /// rednote's dots.llm1: Qwen3's attention, DeepSeek-V3's experts.
     Dots1,
+    /// GLM-4-9B-chat (HF `glm`, llama.cpp `chatglm`): GLM-4's blocks without norms after.
+    Glm,
     /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
     Arcee,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
@@ -138,6 +140,7 @@ impl Arch {
             Arch::GptBigcode => "starcoder",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
+            Arch::Glm => "chatglm",
             Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 50] = [
+pub const TINY_ARCHS: [&str; 51] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -61,6 +61,7 @@ pub const TINY_ARCHS: [&str; 50] = [
     "arcee",
     "hunyuan_moe",
     "dots1",
+    "glm",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine
