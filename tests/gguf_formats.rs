@@ -337,6 +337,44 @@ const GLM4_NORMS: [(&str, &str); 2] = [
     ("post_mlp_layernorm.weight", "post_ffw_norm.weight"),
 ];
 
+/// Llama 3's RoPE scaling as llama.cpp's converter writes it (`rope_freqs.weight`): a divisor
+/// of each frequency, 1 for the short wavelengths, `factor` for the long ones, smoothed
+/// between. None without a `llama3` rope_scaling.
+fn llama3_rope_factors(cfg: &serde_json::Value) -> Option<Vec<f32>> {
+    let rs = &cfg["rope_scaling"];
+    if rs["rope_type"] != "llama3" {
+        return None;
+    }
+    let f = |k: &str| rs[k].as_f64().unwrap();
+    let (factor, low, high) = (f("factor"), f("low_freq_factor"), f("high_freq_factor"));
+    let old = f("original_max_position_embeddings");
+    let theta = cfg["rope_theta"].as_f64().unwrap();
+    let dim = match cfg["head_dim"].as_u64() {
+        Some(d) => d as f64,
+        None => cfg["hidden_size"].as_f64().unwrap() / cfg["num_attention_heads"].as_f64().unwrap(),
+    };
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    let factors = (0..(dim as usize) / 2).map(|i| {
+        let freq = 1.0 / theta.powf(2.0 * i as f64 / dim);
+        let wavelen = 2.0 * std::f64::consts::PI / freq;
+        if wavelen < high_wavelen {
+            1.0
+        } else if wavelen > low_wavelen {
+            factor as f32
+        } else {
+            let smooth = (old / wavelen - low) / (high - low);
+            (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+        }
+    });
+    Some(factors.collect())
+}
+
+/// Apertus's norms as llama.cpp's converter names them.
+const APERTUS_NORMS: [(&str, &str); 2] = [
+    ("attention_layernorm.weight", "attn_norm.weight"),
+    ("feedforward_layernorm.weight", "ffn_norm.weight"),
+];
+
 /// LFM2's layer tensors as llama.cpp's converter names them (its other names are llama's).
 const LFM2_NAMES: [(&str, &str); 17] = [
     ("operator_norm.weight", "attn_norm.weight"),
@@ -645,6 +683,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut stacks = ExpertStacks::default();
     // StableLM-2-12B's per-head norms, stacked as `[heads, head_dim]` by llama.cpp's converter.
     let mut head_norms: HashMap<(String, &str), Vec<(usize, Tensor)>> = HashMap::new();
+    // Apertus's xIELU numbers, written as per-layer metadata arrays by llama.cpp's converter.
+    let mut xielu: HashMap<String, Vec<(usize, f32)>> = HashMap::new();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
         // The families whose checkouts name every tensor their own way.
@@ -715,6 +755,18 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             head_norms.entry((l, qk)).or_default().push((h, t.clone()));
             continue;
         }
+        let act_fn = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once(".mlp.act_fn."));
+        if let Some((l, what)) = act_fn {
+            let v = t.to_dtype(candle_core::DType::F32).unwrap();
+            let v = v.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+            xielu
+                .entry(what.to_string())
+                .or_default()
+                .push((l.parse().unwrap(), v));
+            continue;
+        }
         if let Some((l, proj, e)) = hf_expert(name) {
             match experts {
                 Experts::Apart => q.push((
@@ -759,6 +811,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             "glm4" => &GLM4_NORMS,
             _ if gemma || matches!(arch, "olmo2" | "exaone4") => &GEMMA_NORMS,
             "lfm2" => &LFM2_NAMES,
+            "apertus" => &APERTUS_NORMS,
             _ => &[],
         };
         let gguf = match name.as_str() {
@@ -768,6 +821,14 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
+    if let Some(factors) = llama3_rope_factors(&cfg) {
+        let n = factors.len();
+        let t = Tensor::from_vec(factors, n, &Device::Cpu).unwrap();
+        q.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+        ));
+    }
     for ((l, qk), mut heads) in head_norms {
         heads.sort_by_key(|(h, _)| *h);
         let heads: Vec<Tensor> = heads.into_iter().map(|(_, t)| t).collect();
@@ -777,6 +838,18 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     }
     let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
     let mut extra: Vec<(&str, Value)> = Vec::new();
+    for (what, key) in [
+        ("alpha_p", "xielu.alpha_p"),
+        ("alpha_n", "xielu.alpha_n"),
+        ("beta", "xielu.beta"),
+        ("eps", "xielu.eps"),
+    ] {
+        if let Some(mut values) = xielu.remove(what) {
+            values.sort_by_key(|(l, _)| *l);
+            let values = values.into_iter().map(|(_, v)| Value::F32(v)).collect();
+            extra.push((key, Value::Array(values)));
+        }
+    }
     let experts_key = [
         "num_experts",
         "num_local_experts",
@@ -1010,9 +1083,14 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
 /// The tiny model in `fixture`, written as an `arch` GGUF (experts held as `experts` says),
 /// gives the checkout's logits: within 1e-4 in F32, within `q8_tol` in Q8_0.
 fn gguf_matches_checkout(fixture: &str, arch: &str, experts: Experts, q8_tol: f32) {
+    gguf_matches_checkout_within(fixture, arch, experts, [1e-4, q8_tol]);
+}
+
+/// `gguf_matches_checkout` with the F32 file's tolerance too.
+fn gguf_matches_checkout_within(fixture: &str, arch: &str, experts: Experts, tol: [f32; 2]) {
     let reference = logits(&fixtures().join("tiny").join(fixture));
     let dir = tempfile::tempdir().unwrap();
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, q8_tol)] {
+    for (dtype, tol) in [(GgmlDType::F32, tol[0]), (GgmlDType::Q8_0, tol[1])] {
         let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
         write_gguf_of(fixture, arch, &path, dtype, experts);
         let d = max_abs_diff(&logits(&path), &reference);
@@ -1445,6 +1523,16 @@ fn nemotron_loads_from_gguf() {
 #[test]
 fn gpt2_loads_from_gguf() {
     gguf_matches_checkout("gpt2", "gpt2", Experts::Stacked, 0.3);
+}
+
+/// Apertus as llama.cpp converts it (`apertus`: q/k rows as they are, the xIELU numbers as
+/// per-layer `apertus.xielu.*` arrays in f32): its checkout's logits, within what taking the
+/// softplus in f32 (as ggml does) rather than in the checkpoint's bf16 (as transformers does)
+/// moves them (0.013 here; the checkout itself is read in bf16's way, exactly: `tiny_golden`),
+/// Llama 3's RoPE scaling as `rope_freqs.weight`.
+#[test]
+fn apertus_loads_from_gguf() {
+    gguf_matches_checkout_within("apertus", "apertus", Experts::Stacked, [0.03, 0.3]);
 }
 
 /// Arcee's AFM as llama.cpp converts it (`arcee`: llama's permuted q/k rows, `ffn_up` and

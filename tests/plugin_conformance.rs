@@ -359,6 +359,12 @@ fn layer_norm_models_run_on_the_plugin() {
         let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
         assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
     }
+    // Apertus's xIELU has no ABI op: it runs on the host, counted.
+    let (cpu, _, _) = generated_ids_with("apertus", "cpu", &[]);
+    let (on_plugin, fallbacks, _) = generated_ids_with("apertus", &plugin, &[]);
+    assert_eq!(on_plugin, cpu, "apertus: greedy tokens differ");
+    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+    assert_eq!(ops, ["gather_rows", "xielu"], "apertus: {fallbacks}");
 }
 
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,

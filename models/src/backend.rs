@@ -319,6 +319,12 @@ pub trait Backend: Send + Sync + 'static {
         let ones = self.upload(&vec![1.0; shape.iter().product()], &shape)?;
         self.glu(x, &ones, act)
     }
+    /// xIELU of `x` elementwise with one layer's numbers (Apertus). By default on the host:
+    /// read back, applied, uploaded (one layer's FFN width per token); backends with the op
+    /// override it.
+    fn xielu(&self, x: &Self::Tensor, p: &crate::xielu::XieluParams) -> Result<Self::Tensor> {
+        xielu_on_host(self, x, p)
+    }
     /// Rotary embedding of `x` (`[tokens, heads, head_dim]`) at per-token `positions`.
     fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor>;
     /// Write `k`, `v` (`[tokens, kv_heads, head_dim]`) into the cache of `layer` at `slots`.
@@ -543,6 +549,18 @@ pub fn glu_then_linear<B: Backend + ?Sized>(
 }
 
 /// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.
+/// `Backend::xielu` on the host: `x` read back, applied, uploaded.
+pub fn xielu_on_host<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    p: &crate::xielu::XieluParams,
+) -> Result<B::Tensor> {
+    let shape = b.shape(x);
+    let mut values = b.download(x)?;
+    values.iter_mut().for_each(|v| *v = p.apply(*v));
+    b.upload(&values, &shape)
+}
+
 pub fn rms_norm_then_linear<B: Backend + ?Sized>(
     b: &B,
     input: NormedInput<'_, B>,

@@ -219,7 +219,14 @@ impl<B: Backend> DecoderModel<B> {
                     true => Some(ld.norm(&n(&format!("{ffn_norm}.weight")), h)?),
                     false => None,
                 },
-                ffn: Ffn::load(&ld, l, spec.experts.as_ref(), (f, h), spec.gated_ffn)?,
+                ffn: Ffn::load(
+                    &ld,
+                    l,
+                    spec.experts.as_ref(),
+                    (f, h),
+                    spec.gated_ffn,
+                    spec.xielu.get(l).copied(),
+                )?,
                 post_ffn_norm,
                 attn: AttentionParams {
                     num_heads: spec.num_heads,

@@ -29,6 +29,7 @@ pub mod spec;
 pub mod static_embedding;
 pub mod tokenizer;
 pub mod weights;
+pub mod xielu;
 
 pub use backend::Backend;
 pub use batch::{Batch, FlatBatch, LogitsWanted, SeqInput};

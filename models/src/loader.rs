@@ -79,6 +79,11 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
             }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
+            // The xIELU numbers are weights of the checkout.
+            crate::spec::Arch::Apertus => {
+                spec.xielu = crate::arch::apertus::xielu_from(&source, spec.num_layers)?;
+                spec.validate()?;
+            }
             // Without multi-query, `c_attn` holds each head's q, k and v in turn.
             crate::spec::Arch::GptBigcode if spec.num_kv_heads == spec.num_heads => {
                 source = source.with_grouped_qkv(spec.num_heads, 1)

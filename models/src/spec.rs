@@ -77,6 +77,8 @@ pub enum Arch {
     Dots1,
     /// GLM-4-9B-chat (HF `glm`, llama.cpp `chatglm`): GLM-4's blocks without norms after.
     Glm,
+    /// Apertus: llama's attention with q/k norms, an ungated MLP through xIELU.
+    Apertus,
     /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
     Arcee,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
@@ -140,6 +142,7 @@ impl Arch {
             Arch::GptBigcode => "starcoder",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
+            Arch::Apertus => "apertus",
             Arch::Glm => "chatglm",
             Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
@@ -371,6 +374,9 @@ pub struct ModelSpec {
     /// Positions enter as a learned table added to the token embeddings (`position_embd`,
     /// GPT-2's `wpe`), one row per position up to `max_position`; the layers run no RoPE.
     pub learned_positions: bool,
+    /// Each layer's xIELU (Apertus): the ungated FFN's activation, with numbers of its own per
+    /// layer (`activation` then unused); empty for every other model.
+    pub xielu: Vec<crate::xielu::XieluParams>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -461,6 +467,17 @@ impl ModelSpec {
             && self.latent_attention.is_none();
         if self.layer_norm && !plain_pre_norms {
             return bad("LayerNorm is supported as pre-norms, with q/k norms only per head".into());
+        }
+        if !self.xielu.is_empty()
+            && (self.gated_ffn
+                || self.xielu.len() != self.num_layers
+                || !self.xielu.iter().all(|p| p.is_finite()))
+        {
+            return bad(format!(
+                "xIELU needs an ungated FFN and finite numbers for each of the {} layers ({} given)",
+                self.num_layers,
+                self.xielu.len()
+            ));
         }
         if self.qk_norm_per_head
             && (!self.qk_norm || !self.layer_norm || self.qk_norm_whole || self.qk_norm_after_rope)

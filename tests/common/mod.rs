@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 51] = [
+pub const TINY_ARCHS: [&str; 52] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -62,6 +62,7 @@ pub const TINY_ARCHS: [&str; 51] = [
     "hunyuan_moe",
     "dots1",
     "glm",
+    "apertus",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -1,5 +1,6 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod apertus;
 pub mod arcee;
 pub mod cohere;
 pub mod deepseek;
@@ -80,6 +81,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gpt2" => gpt2::from_hf(&c)?,
         "dots1" => dots1::from_hf(&c)?,
         "arcee" => arcee::from_hf(&c)?,
+        "apertus" => apertus::from_hf(&c)?,
         "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
         "falcon" => falcon::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
@@ -129,6 +131,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gpt2" => gpt2::from_gguf(g)?,
         "dots1" => dots1::from_gguf(g)?,
         "arcee" => arcee::from_gguf(g)?,
+        "apertus" => apertus::from_gguf(g)?,
         "starcoder" => gpt_bigcode::from_gguf(g)?,
         "falcon" => falcon::from_gguf(g)?,
         "lfm2" => lfm2::from_gguf(g)?,
@@ -325,6 +328,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         experts: None,
         short_conv: None,
         learned_positions: false,
+        xielu: Vec::new(),
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -440,6 +444,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         experts: None,
         short_conv: None,
         learned_positions: false,
+        xielu: Vec::new(),
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })

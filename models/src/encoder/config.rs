@@ -225,6 +225,7 @@ impl EncoderConfig {
             experts: None,
             short_conv: None,
             learned_positions: false,
+            xielu: Vec::new(),
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

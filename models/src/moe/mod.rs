@@ -13,6 +13,7 @@ use crate::layer_loader::Loader;
 use crate::projection::{members, run_jobs, run_linear_job, LinearJob, ProductInput, Projections};
 use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
+use crate::xielu::XieluParams;
 use route::route;
 
 /// A gated MLP: `down(act(gate(x)) * up(x))`, gate and up joined where the backend allows;
@@ -23,6 +24,8 @@ pub struct Mlp<B: Backend> {
     pub(crate) down: B::Weight,
     pub(crate) down_bias: Option<B::Weight>,
     pub(crate) gated: bool,
+    /// The ungated MLP's xIELU (Apertus), which replaces the model's activation.
+    pub(crate) xielu: Option<XieluParams>,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -45,12 +48,18 @@ impl<B: Backend> Mlp<B> {
             down: ld.weight(down, &[h, f])?,
             down_bias: bias(down, h)?,
             gated: true,
+            xielu: None,
         })
     }
 
     /// An ungated MLP of `up` (`[f, h]`) and `down` (`[h, f]`), each with its bias where the
     /// file has one.
-    fn load_ungated(ld: &Loader<'_, B>, l: usize, f: usize, h: usize) -> Result<Self> {
+    fn load_ungated(
+        ld: &Loader<'_, B>,
+        l: usize,
+        (f, h): (usize, usize),
+        xielu: Option<XieluParams>,
+    ) -> Result<Self> {
         let n = |s: &str| layer(l, s);
         Ok(Mlp {
             gate_up: Projections::new(
@@ -63,6 +72,7 @@ impl<B: Backend> Mlp<B> {
             down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
             down_bias: ld.opt_weight(&n("ffn_down.bias"), &[h])?,
             gated: false,
+            xielu,
         })
     }
 
@@ -70,7 +80,10 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
         if !self.gated {
             let [up] = members(self.gate_up.apply(b, x, None)?)?;
-            let y = b.activate(&up, act)?;
+            let y = match &self.xielu {
+                Some(p) => b.xielu(&up, p)?,
+                None => b.activate(&up, act)?,
+            };
             return b.linear(&y, &self.down, self.down_bias.as_ref());
         }
         let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
@@ -290,12 +303,13 @@ impl<B: Backend> Ffn<B> {
         moe: Option<&MixtureOfExperts>,
         (f, h): (usize, usize),
         gated: bool,
+        xielu: Option<XieluParams>,
     ) -> Result<Self> {
         if let Some(m) = moe.filter(|m| m.layers.get(l).copied().unwrap_or(false)) {
             return Ok(Ffn::Experts(Box::new(Experts::load(ld, l, m, h)?)));
         }
         if !gated {
-            return Mlp::load_ungated(ld, l, f, h).map(Ffn::Dense);
+            return Mlp::load_ungated(ld, l, (f, h), xielu).map(Ffn::Dense);
         }
         if let Some(joined) = ld.joined_gate_up(l, f, h)? {
             let gate_up = match ld.backend.splits_outputs() {
@@ -316,6 +330,7 @@ impl<B: Backend> Ffn<B> {
                 down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
                 down_bias: None,
                 gated: true,
+                xielu: None,
             }));
         }
         let n = |s: &str| layer(l, s);

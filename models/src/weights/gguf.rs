@@ -271,6 +271,20 @@ impl GgufFile {
             .collect()
     }
 
+    /// An array of numbers as f32 (llama.cpp's per-layer values, e.g. Apertus's xIELU).
+    pub fn get_f32_array(&self, key: &str) -> Option<Vec<f32>> {
+        let Some(Value::Array(a)) = self.metadata().get(key) else {
+            return None;
+        };
+        a.iter()
+            .map(|v| {
+                v.to_f32()
+                    .ok()
+                    .or_else(|| v.to_f64().ok().map(|f| f as f32))
+            })
+            .collect()
+    }
+
     pub fn array_len(&self, key: &str) -> Option<usize> {
         match self.metadata().get(key) {
             Some(Value::Array(a)) => Some(a.len()),

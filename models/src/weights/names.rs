@@ -53,6 +53,8 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("attn_qkv", _) => "self_attn.qkv_proj",
         ("ffn_gate_up", _) => "mlp.gate_up_proj",
         ("attn_output", _) => "self_attn.o_proj",
+        // An FFN's learned activation's numbers (Apertus's xIELU: `mlp.act_fn.alpha_p`...).
+        ("ffn_act", _) => "mlp.act_fn",
         // LFM2's short convolutions (llama.cpp's names).
         ("shortconv.in_proj", _) => "conv.in_proj",
         ("shortconv.conv", _) => "conv.conv",
@@ -160,6 +162,20 @@ pub fn lfm2_hf(hf: &str) -> Option<String> {
             ("mlp.gate_proj", "feed_forward.w1"),
             ("mlp.up_proj", "feed_forward.w3"),
             ("mlp.down_proj", "feed_forward.w2"),
+        ],
+    }
+    .apply(hf)
+}
+
+/// Apertus's HF name of a norm `to_hf` names the llama way: `attention_layernorm`,
+/// `feedforward_layernorm`.
+pub fn apertus_hf(hf: &str) -> Option<String> {
+    Renames {
+        top: &[],
+        layers: "model.layers",
+        parts: &[
+            ("input_layernorm", "attention_layernorm"),
+            ("post_attention_layernorm", "feedforward_layernorm"),
         ],
     }
     .apply(hf)

@@ -601,6 +601,12 @@ impl Backend for CudaBackend {
         }
     }
 
+    /// Apertus's xIELU from candle's elementwise ops in f32 on the device (no read-back):
+    /// `αp·x² + β·x` where x > 0, else `(e^min(x, ε) − 1 − x)·αn + β·x`.
+    fn xielu(&self, x: &Tensor, p: &candor_models::xielu::XieluParams) -> Result<Tensor> {
+        Ok(p.apply_tensor(x)?)
+    }
+
     fn softcap(&self, x: &Tensor, cap: f32) -> Result<Tensor> {
         Ok(((x / cap as f64)?.tanh()? * cap as f64)?)
     }

@@ -571,6 +571,16 @@ impl Backend for PluginBackend {
         cache.write_rows(slots, rows)
     }
 
+    /// No ABI op: on the host (counted as a fallback).
+    fn xielu(
+        &self,
+        x: &PluginTensor,
+        p: &candor_models::xielu::XieluParams,
+    ) -> Result<PluginTensor> {
+        self.fallbacks.record(Op::Xielu);
+        candor_models::backend::xielu_on_host(self, x, p)
+    }
+
     /// No ABI op: the taps come back to the host (counted as a fallback).
     fn short_conv(
         &self,

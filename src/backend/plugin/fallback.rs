@@ -25,10 +25,12 @@ pub enum Op {
     LayerNorm,
     /// Not in the ABI: LFM2's short convolutions always read their taps back to the host.
     ShortConv,
+    /// Not in the ABI: Apertus's xIELU (numbers of its own per layer) runs on the host.
+    Xielu,
 }
 
 impl Op {
-    pub const ALL: [Op; 18] = [
+    pub const ALL: [Op; 19] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -47,6 +49,7 @@ impl Op {
         Op::HeadsLinear,
         Op::LayerNorm,
         Op::ShortConv,
+        Op::Xielu,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Op {
             Op::HeadsLinear => "heads_linear",
             Op::LayerNorm => "layer_norm",
             Op::ShortConv => "short_conv",
+            Op::Xielu => "xielu",
         }
     }
 }

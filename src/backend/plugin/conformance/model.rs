@@ -73,6 +73,7 @@ fn base_spec(
         experts: None,
         short_conv: None,
         learned_positions: false,
+        xielu: Vec::new(),
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
