@@ -107,7 +107,10 @@ mod tests {
         let got = p.apply_tensor(&t.unwrap()).unwrap().flatten_all().unwrap();
         for (x, y) in xs.iter().zip(got.to_vec1::<f32>().unwrap()) {
             let want = p.apply(*x);
-            assert!((want - y).abs() <= 1e-6 * want.abs().max(1.0), "{x}: {y} vs {want}");
+            assert!(
+                (want - y).abs() <= 1e-6 * want.abs().max(1.0),
+                "{x}: {y} vs {want}"
+            );
         }
         // bf16 rounding of each step, as transformers computes them in bf16.
         let bf16 = |v: f32| half::bf16::from_f32(v).to_f32();
