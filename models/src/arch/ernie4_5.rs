@@ -48,9 +48,7 @@ pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// `exp_probs_b`.
 pub fn moe_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Ernie45Moe, RopeStyle::Interleaved)?;
-    let mut experts = super::experts::from_gguf(g, spec.num_layers)?.ok_or_else(|| {
-        ModelError::Config("ernie4_5-moe GGUF without `ernie4_5-moe.expert_count`".into())
-    })?;
+    let mut experts = super::experts::required_from_gguf(g, spec.num_layers)?;
     experts.correction_bias =
         (0..spec.num_layers).any(|l| g.contains(&layer(l, "exp_probs_b.bias")));
     spec.experts = Some(experts);

@@ -121,6 +121,14 @@ pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExpe
     Ok(Some(m))
 }
 
+/// `from_gguf` for an architecture whose every file has experts: one without
+/// `{arch}.expert_count` is refused.
+pub fn required_from_gguf(g: &GgufFile, num_layers: usize) -> Result<MixtureOfExperts> {
+    let a = g.architecture()?;
+    from_gguf(g, num_layers)?
+        .ok_or_else(|| ModelError::Config(format!("{a} GGUF without `{a}.expert_count`")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,13 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// A `gpt2` GGUF: `position_embd` beside `token_embd`, `attn_qkv` with its bias, the
 /// LayerNorm epsilon under `attention.layer_norm_epsilon`, the context as `context_length`.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::Gpt2, RopeStyle::Neox)?;
+    gpt2_family_from_gguf(g, Arch::Gpt2)
+}
+
+/// A GGUF of GPT-2's blocks as `arch` (GPT-2's, StarCoder's): the tanh GELU llama.cpp runs for
+/// both.
+pub(super) fn gpt2_family_from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
+    let mut spec = base_from_gguf(g, arch, RopeStyle::Neox)?;
     spec.rms_eps = layer_norm_eps_from_gguf(g)?;
     gpt2_common(&mut spec);
     spec.activation = Activation::GeluTanh;

@@ -3,9 +3,8 @@
 //! with biases, q/k/v in one biased product, an ungated tanh-GELU MLP, a tied head) with
 //! multi-query attention, and products stored `[out, in]` as any `nn.Linear`. Without
 //! `multi_query`, `c_attn` holds q, k and v per head (as GPT-NeoX's), regrouped at load.
+use super::base_from_hf;
 use super::gpt2::{gpt2_common, with_llama_keys};
-use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf};
-use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
 use crate::spec::{Arch, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
@@ -37,16 +36,13 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// bias), one KV head as llama.cpp's converter writes every such file, the tanh GELU llama.cpp
 /// runs.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::GptBigcode, RopeStyle::Neox)?;
-    spec.rms_eps = layer_norm_eps_from_gguf(g)?;
-    gpt2_common(&mut spec);
-    spec.activation = Activation::GeluTanh;
-    Ok(spec)
+    super::gpt2::gpt2_family_from_gguf(g, Arch::GptBigcode)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Activation;
 
     /// bigcode/starcoderbase-1b's config.json, as published (less its dropout rates).
     fn starcoderbase_1b_config() -> serde_json::Value {

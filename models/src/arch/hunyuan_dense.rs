@@ -84,11 +84,7 @@ pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// `expert_shared_feed_forward_length`.
 pub fn moe_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = hunyuan_from_gguf(g, Arch::HunyuanMoe)?;
-    spec.experts = Some(
-        super::experts::from_gguf(g, spec.num_layers)?.ok_or_else(|| {
-            ModelError::Config("hunyuan-moe GGUF without `hunyuan-moe.expert_count`".into())
-        })?,
-    );
+    spec.experts = Some(super::experts::required_from_gguf(g, spec.num_layers)?);
     Ok(spec)
 }
 
