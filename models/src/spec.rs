@@ -73,6 +73,8 @@ pub enum Arch {
     Gpt2,
     /// GPT-BigCode (StarCoder 1, SantaCoder): GPT-2's blocks with multi-query attention.
     GptBigcode,
+    /// GPT-J: parallel blocks of one LayerNorm, interleaved RoPE over part of each head.
+    Gptj,
     /// rednote's dots.llm1: Qwen3's attention, DeepSeek-V3's experts.
     Dots1,
     /// GLM-4-9B-chat (HF `glm`, llama.cpp `chatglm`): GLM-4's blocks without norms after.
@@ -140,6 +142,7 @@ impl Arch {
             Arch::Nemotron => "nemotron",
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
+            Arch::Gptj => "gptj",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
             Arch::Apertus => "apertus",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 52] = [
+pub const TINY_ARCHS: [&str; 53] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -63,6 +63,7 @@ pub const TINY_ARCHS: [&str; 52] = [
     "dots1",
     "glm",
     "apertus",
+    "gptj",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

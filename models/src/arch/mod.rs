@@ -16,6 +16,7 @@ pub mod gpt2;
 pub mod gpt_bigcode;
 pub mod gpt_neox;
 pub mod gpt_oss;
+pub mod gptj;
 pub mod granite;
 pub mod hunyuan_dense;
 pub mod lfm2;
@@ -83,6 +84,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "arcee" => arcee::from_hf(&c)?,
         "apertus" => apertus::from_hf(&c)?,
         "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
+        "gptj" => gptj::from_hf(&c)?,
         "falcon" => falcon::from_hf(&c)?,
         "lfm2" => lfm2::from_hf(&c)?,
         "ernie4_5" => ernie4_5::from_hf(&c)?,

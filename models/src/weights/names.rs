@@ -257,6 +257,29 @@ pub fn gpt2_hf(hf: &str) -> Option<String> {
     .apply(hf)
 }
 
+/// GPT-J's HF name of a tensor `to_hf` names the llama way: `transformer.wte`, `ln_f`, and per
+/// block `transformer.h.N.` with `ln_1`, `attn.{q,k,v,out}_proj`, `mlp.fc_in`, `mlp.fc_out`
+/// (the head stays `lm_head`, with its bias).
+pub fn gptj_hf(hf: &str) -> Option<String> {
+    Renames {
+        top: &[
+            ("model.embed_tokens", "transformer.wte"),
+            ("model.norm", "transformer.ln_f"),
+        ],
+        layers: "transformer.h",
+        parts: &[
+            ("input_layernorm", "ln_1"),
+            ("self_attn.q_proj", "attn.q_proj"),
+            ("self_attn.k_proj", "attn.k_proj"),
+            ("self_attn.v_proj", "attn.v_proj"),
+            ("self_attn.o_proj", "attn.out_proj"),
+            ("mlp.up_proj", "mlp.fc_in"),
+            ("mlp.down_proj", "mlp.fc_out"),
+        ],
+    }
+    .apply(hf)
+}
+
 /// `gpt2_hf` without the `transformer.` prefix: the names of the original GPT-2 checkpoints.
 pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
     gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
