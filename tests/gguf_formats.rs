@@ -648,7 +648,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
     let permuted = matches!(
         arch,
-        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee"
+        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee" | "olmo"
     );
     let mut cfg = read_json(&src.join("config.json"));
     if matches!(arch, "gpt2" | "starcoder") {
@@ -957,6 +957,13 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
         extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
         extra.push(("logit_scale", f("logit_scale")));
+    }
+    if arch == "olmo" {
+        // OLMo's fixed LayerNorm epsilon and its clamp, as llama.cpp's converter writes them.
+        extra.push(("attention.layer_norm_epsilon", Value::F32(1e-5)));
+        if let Some(clip) = cfg["clip_qkv"].as_f64() {
+            extra.push(("attention.clamp_kqv", Value::F32(clip as f32)));
+        }
     }
     if arch == "gptneox" {
         let parallel = cfg["use_parallel_residual"].as_bool().unwrap();
@@ -1533,6 +1540,13 @@ fn gpt2_loads_from_gguf() {
 #[test]
 fn apertus_loads_from_gguf() {
     gguf_matches_checkout_within("apertus", "apertus", Experts::Stacked, [0.03, 0.3]);
+}
+
+/// OLMo as llama.cpp converts it (`olmo`: llama's permuted q/k rows, no norm tensors,
+/// `attention.clamp_kqv`): its checkout's logits.
+#[test]
+fn olmo_loads_from_gguf() {
+    gguf_matches_checkout("olmo", "olmo", Experts::Stacked, 0.3);
 }
 
 /// Arcee's AFM as llama.cpp converts it (`arcee`: llama's permuted q/k rows, `ffn_up` and

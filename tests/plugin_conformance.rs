@@ -361,12 +361,22 @@ fn layer_norm_models_run_on_the_plugin() {
         let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
         assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
     }
-    // Apertus's xIELU has no ABI op: it runs on the host, counted.
-    let (cpu, _, _) = generated_ids_with("apertus", "cpu", &[]);
-    let (on_plugin, fallbacks, _) = generated_ids_with("apertus", &plugin, &[]);
-    assert_eq!(on_plugin, cpu, "apertus: greedy tokens differ");
-    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
-    assert_eq!(ops, ["gather_rows", "xielu"], "apertus: {fallbacks}");
+    // Apertus's xIELU and OLMo's clamp have no ABI op: they run on the host, counted.
+    for (model, host_op) in [("apertus", "xielu"), ("olmo", "clamp")] {
+        let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
+        let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
+        assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ");
+        let mut ops: Vec<&str> = fallbacks
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| &**k)
+            .collect();
+        ops.sort_unstable();
+        let mut want = ["gather_rows", host_op];
+        want.sort_unstable();
+        assert_eq!(ops, want, "{model}: {fallbacks}");
+    }
 }
 
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,

@@ -319,6 +319,11 @@ pub trait Backend: Send + Sync + 'static {
         let ones = self.upload(&vec![1.0; shape.iter().product()], &shape)?;
         self.glu(x, &ones, act)
     }
+    /// `x` clamped to `[-limit, limit]` elementwise (OLMo's `clip_qkv`). By default on the
+    /// host: read back, clamped, uploaded; backends with the op override it.
+    fn clamp(&self, x: &Self::Tensor, limit: f32) -> Result<Self::Tensor> {
+        clamp_on_host(self, x, limit)
+    }
     /// xIELU of `x` elementwise with one layer's numbers (Apertus). By default on the host:
     /// read back, applied, uploaded (one layer's FFN width per token); backends with the op
     /// override it.
@@ -549,6 +554,14 @@ pub fn glu_then_linear<B: Backend + ?Sized>(
 }
 
 /// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.
+/// `Backend::clamp` on the host: `x` read back, clamped, uploaded.
+pub fn clamp_on_host<B: Backend + ?Sized>(b: &B, x: &B::Tensor, limit: f32) -> Result<B::Tensor> {
+    let shape = b.shape(x);
+    let mut values = b.download(x)?;
+    values.iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
+    b.upload(&values, &shape)
+}
+
 /// `Backend::xielu` on the host: `x` read back, applied, uploaded.
 pub fn xielu_on_host<B: Backend + ?Sized>(
     b: &B,

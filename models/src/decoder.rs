@@ -99,6 +99,7 @@ impl<B: Backend> DecoderModel<B> {
             backend,
             src,
             norm_offset: spec.norm_weight_offset,
+            unit_norms: spec.weightless_norms,
         };
         let (h, q, f, d) = (
             spec.hidden_size,
@@ -622,6 +623,14 @@ impl<B: Backend> DecoderModel<B> {
         };
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
         let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
+        let [q, k, v] = match s.clip_qkv {
+            Some(limit) => [
+                b.clamp(&q, limit)?,
+                b.clamp(&k, limit)?,
+                b.clamp(&v, limit)?,
+            ],
+            None => [q, k, v],
+        };
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
         let attn = attend(b, &q, kv, layer, batch)?;

@@ -9,6 +9,8 @@ pub(crate) struct Loader<'a, B: Backend> {
     pub backend: &'a B,
     pub src: &'a dyn WeightSource,
     pub norm_offset: f32,
+    /// The model's norms have no weights (`ModelSpec::weightless_norms`): `norm` gives ones.
+    pub unit_norms: bool,
 }
 
 impl<B: Backend> Loader<'_, B> {
@@ -58,6 +60,14 @@ impl<B: Backend> Loader<'_, B> {
 
     /// `norm` before it goes to the device (for a rewrite of its layout first).
     pub fn norm_host(&self, name: &str, dim: usize) -> Result<HostWeight> {
+        if self.unit_norms {
+            let tensor =
+                candle_core::Tensor::ones(dim, candle_core::DType::F32, &candle_core::Device::Cpu)?;
+            return Ok(HostWeight::Dense {
+                tensor,
+                source: crate::backend::WeightDtype::F32,
+            });
+        }
         let w = self.checked(name, &[dim])?;
         if self.norm_offset == 0.0 {
             return Ok(w);

@@ -81,6 +81,8 @@ pub enum Arch {
     Glm,
     /// Apertus: llama's attention with q/k norms, an ungated MLP through xIELU.
     Apertus,
+    /// OLMo (1): llama under LayerNorms without weights, q/k/v clamped.
+    Olmo,
     /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
     Arcee,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
@@ -145,6 +147,7 @@ impl Arch {
             Arch::Gptj => "gptj",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
+            Arch::Olmo => "olmo",
             Arch::Apertus => "apertus",
             Arch::Glm => "chatglm",
             Arch::Dots1 => "dots1",
@@ -380,6 +383,10 @@ pub struct ModelSpec {
     /// Each layer's xIELU (Apertus): the ungated FFN's activation, with numbers of its own per
     /// layer (`activation` then unused); empty for every other model.
     pub xielu: Vec<crate::xielu::XieluParams>,
+    /// The norms have no weights (OLMo's non-parametric LayerNorms): unit weights stand in.
+    pub weightless_norms: bool,
+    /// q, k and v clamped to ±this after their products (OLMo's `clip_qkv`).
+    pub clip_qkv: Option<f32>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -481,6 +488,9 @@ impl ModelSpec {
                 self.num_layers,
                 self.xielu.len()
             ));
+        }
+        if self.clip_qkv.is_some() && !self.unfused_blocks() {
+            return bad("q/k/v clamps are supported in unfused blocks only".into());
         }
         if self.qk_norm_per_head
             && (!self.qk_norm || !self.layer_norm || self.qk_norm_whole || self.qk_norm_after_rope)

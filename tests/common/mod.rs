@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 53] = [
+pub const TINY_ARCHS: [&str; 54] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -64,6 +64,7 @@ pub const TINY_ARCHS: [&str; 53] = [
     "glm",
     "apertus",
     "gptj",
+    "olmo",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

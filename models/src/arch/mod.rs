@@ -23,6 +23,7 @@ pub mod lfm2;
 pub mod llama;
 pub mod mistral;
 pub mod nemotron;
+pub mod olmo;
 pub mod olmo2;
 pub mod olmoe;
 pub mod phi2;
@@ -94,6 +95,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "hunyuan_v1_moe" => hunyuan_dense::moe_from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
+        "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
         "gpt_oss" => gpt_oss::from_hf(&c)?,
@@ -144,6 +146,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "hunyuan-moe" => hunyuan_dense::moe_from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
+        "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
         "granite" | "granitemoe" => granite::from_gguf(g)?,
@@ -331,6 +334,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         short_conv: None,
         learned_positions: false,
         xielu: Vec::new(),
+        weightless_norms: false,
+        clip_qkv: None,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -447,6 +452,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         short_conv: None,
         learned_positions: false,
         xielu: Vec::new(),
+        weightless_norms: false,
+        clip_qkv: None,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })

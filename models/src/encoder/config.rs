@@ -226,6 +226,8 @@ impl EncoderConfig {
             short_conv: None,
             learned_positions: false,
             xielu: Vec::new(),
+            weightless_norms: false,
+            clip_qkv: None,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

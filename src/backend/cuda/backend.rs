@@ -601,6 +601,11 @@ impl Backend for CudaBackend {
         }
     }
 
+    /// candle's clamp on the device (OLMo's `clip_qkv`).
+    fn clamp(&self, x: &Tensor, limit: f32) -> Result<Tensor> {
+        Ok(x.clamp(-limit, limit)?)
+    }
+
     /// Apertus's xIELU from candle's elementwise ops in f32 on the device (no read-back):
     /// `αp·x² + β·x` where x > 0, else `(e^min(x, ε) − 1 − x)·αn + β·x`.
     fn xielu(&self, x: &Tensor, p: &candor_models::xielu::XieluParams) -> Result<Tensor> {

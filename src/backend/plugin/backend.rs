@@ -572,6 +572,12 @@ impl Backend for PluginBackend {
     }
 
     /// No ABI op: on the host (counted as a fallback).
+    fn clamp(&self, x: &PluginTensor, limit: f32) -> Result<PluginTensor> {
+        self.fallbacks.record(Op::Clamp);
+        candor_models::backend::clamp_on_host(self, x, limit)
+    }
+
+    /// No ABI op: on the host (counted as a fallback).
     fn xielu(
         &self,
         x: &PluginTensor,

@@ -27,10 +27,12 @@ pub enum Op {
     ShortConv,
     /// Not in the ABI: Apertus's xIELU (numbers of its own per layer) runs on the host.
     Xielu,
+    /// Not in the ABI: OLMo's clamp of q, k and v runs on the host.
+    Clamp,
 }
 
 impl Op {
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 20] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -50,6 +52,7 @@ impl Op {
         Op::LayerNorm,
         Op::ShortConv,
         Op::Xielu,
+        Op::Clamp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Op {
             Op::LayerNorm => "layer_norm",
             Op::ShortConv => "short_conv",
             Op::Xielu => "xielu",
+            Op::Clamp => "clamp",
         }
     }
 }

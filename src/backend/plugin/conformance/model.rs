@@ -74,6 +74,8 @@ fn base_spec(
         short_conv: None,
         learned_positions: false,
         xielu: Vec::new(),
+        weightless_norms: false,
+        clip_qkv: None,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
