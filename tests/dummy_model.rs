@@ -50,6 +50,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "gpt2",
         "falcon",
         "starcoder",
+        "starcoder2",
         "ernie4_5-moe",
         "arcee",
         "hunyuan-moe",

@@ -228,6 +228,18 @@ fn gpt2(
            "tie_word_embeddings": true, "bos_token_id": 50256, "eos_token_id": 50256})
 }
 
+/// StarCoder2's config at other sizes: biased LayerNorms and projections, an ungated
+/// tanh-GELU MLP of 4x, a 4096-token window on every layer, tied head.
+fn starcoder2(hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> serde_json::Value {
+    json!({"model_type": "starcoder2", "vocab_size": 49152, "hidden_size": hidden,
+           "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+           "hidden_act": "gelu_pytorch_tanh", "norm_epsilon": 1e-5, "use_bias": true,
+           "rope_theta": 999999.4420358813, "sliding_window": 4096,
+           "max_position_embeddings": 16384, "tie_word_embeddings": true,
+           "bos_token_id": 0, "eos_token_id": 0})
+}
+
 /// StarCoder's config (GPT-BigCode: GPT-2's blocks, multi-query, tied head) at other sizes.
 fn starcoder(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
     json!({"model_type": "gpt_bigcode", "vocab_size": vocab, "n_embd": hidden,
@@ -644,6 +656,22 @@ pub const SHAPES: &[DummyShape] = &[
         config: || gpt2(256, 64, 2, 4, 64),
     },
     DummyShape {
+        arch: "starcoder2",
+        size: "3b",
+        source: "bigcode/starcoder2-3b",
+        config: || starcoder2(3072, 30, 24, 2),
+    },
+    DummyShape {
+        arch: "starcoder2",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = starcoder2(64, 2, 4, 2);
+            c["vocab_size"] = json!(256);
+            c
+        },
+    },
+    DummyShape {
         arch: "starcoder",
         size: "15b",
         source: "bigcode/starcoder",
@@ -743,7 +771,7 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     // where they have them.
     let biased = matches!(
         spec.arch,
-        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode
+        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode | Arch::Starcoder2
     );
     if spec.learned_positions {
         t.insert(
@@ -1215,6 +1243,8 @@ mod tests {
         // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.
         assert_eq!(params("gpt2", "124m"), 124_439_808);
         assert_eq!(params("gpt2", "1.5b"), 1_557_611_200);
+        // StarCoder2-3B (3.03B on its page: 3,030,371,328): biases everywhere, tied.
+        assert_eq!(params("starcoder2", "3b"), 3_030_371_328);
         // StarCoder (15.5B on its page: 15,517,456,384): one KV head, learned positions over
         // 8192, biases everywhere, tied.
         assert_eq!(params("gpt_bigcode", "15b"), 15_517_456_384);
