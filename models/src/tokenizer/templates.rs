@@ -2,10 +2,11 @@
 //! one it renders with, and the one `apply_chat_template` picks instead when a request has
 //! tools (`tool_use`, where the model keeps it apart: Command R / R+, Hermes 2 Pro, Hermes 3).
 //!
-//! Checkouts: tokenizer_config.json's `chat_template` (one, or a list of named ones); a
-//! `chat_template.jinja` beside it replaces the default (transformers saves templates there
-//! since 4.47, and no longer in the config), `additional_chat_templates/NAME.jinja` add named
-//! ones; a multimodal processor's `chat_template.json` serves where nothing else names one.
+//! Checkouts: tokenizer_config.json's `chat_template` (one, or a list of named ones), unless
+//! the checkout keeps its templates in files (transformers saves them there since 4.47, and no
+//! longer in the config), which then replace the config's whole: `chat_template.jinja` the
+//! default, `additional_chat_templates/NAME.jinja` named ones; a multimodal processor's
+//! `chat_template.json` serves where nothing else names one.
 //! GGUFs: `tokenizer.chat_template` and `tokenizer.chat_template.tool_use`, as llama.cpp's
 //! converter writes named templates.
 use super::{Result, TokenizerError};
@@ -46,18 +47,20 @@ impl ChatTemplates {
         }
     }
 
-    /// The templates a checkout `dir` keeps in files of their own, over those of its
-    /// tokenizer_config.json (`self`).
+    /// The templates a checkout `dir` keeps in files of their own, instead of those of its
+    /// tokenizer_config.json (`self`): as transformers does, any template file replaces the
+    /// config's templates, named ones included.
     pub fn with_checkout_files(mut self, dir: &Path) -> Result<Self> {
-        if let Some(t) = read_if_there(&dir.join("chat_template.jinja"))? {
-            self.default = Some(t);
-        }
         let extra = dir.join("additional_chat_templates");
-        if let Some(t) = read_if_there(&extra.join(format!("{DEFAULT}.jinja")))? {
-            self.default = Some(t);
-        }
-        if let Some(t) = read_if_there(&extra.join(format!("{TOOL_USE}.jinja")))? {
-            self.tool_use = Some(t);
+        let files = ChatTemplates {
+            default: match read_if_there(&dir.join("chat_template.jinja"))? {
+                Some(t) => Some(t),
+                None => read_if_there(&extra.join(format!("{DEFAULT}.jinja")))?,
+            },
+            tool_use: read_if_there(&extra.join(format!("{TOOL_USE}.jinja")))?,
+        };
+        if files.default.is_some() || files.tool_use.is_some() {
+            self = files;
         }
         if self.default.is_none() {
             let path = dir.join("chat_template.json");
@@ -153,6 +156,12 @@ mod tests {
             (t.default.as_deref(), t.tool_use.as_deref()),
             (Some("J"), Some("T"))
         );
+        // The files replace the config's named templates whole (transformers drops them).
+        std::fs::remove_file(dir.path().join("additional_chat_templates/tool_use.jinja")).unwrap();
+        let named = ChatTemplates::from_tokenizer_config(&json!({"chat_template": [
+            {"name": "default", "template": "D"}, {"name": "tool_use", "template": "CT"}]}));
+        let t = named.with_checkout_files(dir.path()).unwrap();
+        assert_eq!((t.default.as_deref(), t.tool_use), (Some("J"), None));
         // A chat_template.json that is not JSON says where.
         let bad = tempfile::tempdir().unwrap();
         std::fs::write(bad.path().join("chat_template.json"), "{").unwrap();
