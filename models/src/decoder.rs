@@ -602,8 +602,9 @@ impl<B: Backend> DecoderModel<B> {
     }
 
     /// A block whose norms are not fused into its products: LayerNorm models (StarCoder2:
-    /// attention, then the FFN, each after its own norm) and parallel blocks (Cohere: one norm
-    /// read by both, `x + attn(ln(x)) + mlp(ln(x))`; GPT-NeoX: a norm each of the same stream). Returns the stream after the attention
+    /// attention, then the FFN, each after its own norm), ungated FFNs under RMSNorms (Arcee)
+    /// and parallel blocks (Cohere: one norm read by both, `x + attn(ln(x)) + mlp(ln(x))`;
+    /// GPT-NeoX: a norm each of the same stream). Returns the stream after the attention
     /// joined it (parallel: as it came) and what the FFN adds to it at the next layer.
     fn unfused_block(
         &self,
