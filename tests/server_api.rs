@@ -594,6 +594,35 @@ async fn command_r7b_tool_calls_over_http() {
     );
 }
 
+/// A model served with Apertus' template writes its calls as `{"NAME": {...}}` objects in a
+/// list between `<|tools_prefix|>` and `<|tools_suffix|>`: demanded calls (named, streamed,
+/// required) follow that grammar and come back as calls, and the history shows the call in
+/// the model's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apertus_tool_calls_over_http() {
+    let corpus = common::read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat_templates/corpus.json"),
+    );
+    let template = corpus["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Apertus-8B-Instruct")
+        .unwrap()["chat_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (prompt, args) = demanded_calls_over_http(&template).await;
+    let city = serde_json::to_string(&args["city"]).unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "<|assistant_start|><|tools_prefix|>[{{\"get_weather\": {{\"city\": {city}"
+        )) && prompt.contains("<|tools_suffix|>[rain]"),
+        "{prompt}"
+    );
+}
+
 /// A model served with LFM2's template (`chat_templates/lfm2.jinja`, LFM2-8B-A1B's as
 /// llama.cpp keeps it) writes its calls as a Python list between `<|tool_call_start|>` and
 /// `<|tool_call_end|>`: demanded calls (named, streamed, required) follow that grammar and come

@@ -1,7 +1,7 @@
 //! Reasoning models (Qwen3, DeepSeek-R1, QwQ, GLM-4.5) think in `<think> ... </think>` before
 //! they answer (Seed-OSS in `<seed:think>` tags, Magistral and Ministral 3 in `[THINK]`
-//! tokens, Command R7B between `<|START_THINKING|>` and `<|END_THINKING|>`: `ThinkTags`, told
-//! from the chat template). The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
+//! tokens, Command R7B between `<|START_THINKING|>` and `<|END_THINKING|>`, Apertus between
+//! `<|inner_prefix|>` and `<|inner_suffix|>`: `ThinkTags`, told from the chat template). The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
 //! llama-server return it) and only the answer as `content`, so clients that show `content`
 //! do not show the scratch work, and tool calls are read from the answer only (stop strings,
 //! matched before the split, end the generation wherever they appear).
@@ -20,8 +20,9 @@ pub const THINK: ThinkTags = ThinkTags {
     close: "</think>",
 };
 
-/// Every pair a template may use, Seed-OSS's, Mistral's and Cohere's before the common one.
-const KNOWN: [ThinkTags; 4] = [
+/// Every pair a template may use, Seed-OSS's, Mistral's, Cohere's and Apertus' before the
+/// common one.
+const KNOWN: [ThinkTags; 5] = [
     ThinkTags {
         open: "<seed:think>",
         close: "</seed:think>",
@@ -33,6 +34,10 @@ const KNOWN: [ThinkTags; 4] = [
     ThinkTags {
         open: "<|START_THINKING|>",
         close: "<|END_THINKING|>",
+    },
+    ThinkTags {
+        open: "<|inner_prefix|>",
+        close: "<|inner_suffix|>",
     },
     THINK,
 ];
@@ -227,7 +232,8 @@ mod tests {
         assert_eq!(template_thinks("{{ messages }}"), None);
     }
 
-    /// Seed-OSS's, Mistral's and Command R7B's tags, told from their vendors' templates (the corpus), split
+    /// Seed-OSS's, Mistral's, Command R7B's and Apertus' tags, told from their vendors'
+    /// templates (the corpus), split
     /// their thoughts as `<think>` does.
     #[test]
     fn other_tags_from_their_templates() {
@@ -246,11 +252,14 @@ mod tests {
         assert_eq!(mistral.open, "[THINK]");
         let cohere = tags_of("CohereForAI-c4ai-command-r7b-12-2024-tool_use").unwrap();
         assert_eq!(cohere.close, "<|END_THINKING|>");
+        let apertus = tags_of("Apertus-8B-Instruct").unwrap();
+        assert_eq!(apertus.open, "<|inner_prefix|>");
         assert_eq!(tags_of("Qwen-Qwen3-0.6B"), Some(THINK));
         for (tags, output) in [
             (seed, "<seed:think>Hmm.</seed:think>\nFour."),
             (mistral, "[THINK]Hmm.[/THINK]Four."),
             (cohere, "<|START_THINKING|>Hmm.<|END_THINKING|>Four."),
+            (apertus, "<|inner_prefix|>Hmm.<|inner_suffix|>Four."),
         ] {
             for step in [1, 3, 100] {
                 assert_eq!(

@@ -26,6 +26,9 @@
 //!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
+//! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
+//!   `<|tools_suffix|>` (Apertus; `apertus`).
+use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
 use super::kimi;
@@ -53,6 +56,7 @@ pub enum ToolFormat {
     DeepseekV3,
     DeepseekV31,
     Lfm2,
+    Apertus,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -83,6 +87,8 @@ enum Family {
     Functionary,
     /// Python calls with keyword arguments (LFM2).
     Pythonic,
+    /// Objects keyed by the function's name (Apertus).
+    NameKeyed,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -147,7 +153,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 15] = [
+    pub const ALL: [ToolFormat; 16] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -163,6 +169,7 @@ impl ToolFormat {
         ToolFormat::DeepseekV3,
         ToolFormat::DeepseekV31,
         ToolFormat::Lfm2,
+        ToolFormat::Apertus,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -184,6 +191,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV3 => "deepseek_v3",
             ToolFormat::DeepseekV31 => "deepseek_v31",
             ToolFormat::Lfm2 => "lfm2",
+            ToolFormat::Apertus => "apertus",
         }
     }
 
@@ -205,6 +213,8 @@ impl ToolFormat {
                 Layout::Fenced => ToolFormat::DeepseekV3,
                 Layout::Bare => ToolFormat::DeepseekV31,
             })
+        } else if template.contains(apertus::OPEN) {
+            Ok(ToolFormat::Apertus)
         } else if template.contains(R7B_ACTION.0) {
             Ok(ToolFormat::CommandR7b)
         } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
@@ -256,6 +266,7 @@ impl ToolFormat {
             ToolFormat::CommandR7b => R7B_ACTION.0,
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Lfm2 => lfm2::OPEN,
+            ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -271,6 +282,7 @@ impl ToolFormat {
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
+            ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -286,6 +298,7 @@ impl ToolFormat {
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
             ToolFormat::Lfm2 => Family::Pythonic,
+            ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
         }
@@ -339,6 +352,7 @@ impl ToolFormat {
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
             Family::Pythonic => lfm2::parse(body),
+            Family::NameKeyed => apertus::parse(body),
             Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
                 Value::Array(items) => items.iter().map(call_object).collect(),
                 one => Some(vec![call_object(&one)?]),
@@ -408,6 +422,7 @@ impl ToolFormat {
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
             Family::Pythonic => return lfm2::call_grammar(functions, function, special),
+            Family::NameKeyed => return apertus::call_grammar(functions, function, special),
             Family::Json => {}
         }
         let tail = self.call_tail(special);
@@ -455,6 +470,10 @@ impl ToolFormat {
             Family::MistralArgs => Some((
                 mistral_args::lazy_grammar(functions, parallel, special)?,
                 false,
+            )),
+            Family::NameKeyed => Some((
+                apertus::lazy_grammar(functions, parallel, special)?,
+                parallel,
             )),
             Family::Json => None,
         };
@@ -560,6 +579,7 @@ impl ToolFormat {
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
             Family::Pythonic => return lfm2::forced_prefix(function),
+            Family::NameKeyed => return apertus::forced_prefix(function),
             Family::Tags(style) => {
                 let head = function.map(|f| style.head(f)).unwrap_or_default();
                 return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -1000,6 +1020,10 @@ mod tests {
                 ToolFormat::Lfm2 => (
                     "city=\"Oslo\")]",
                     "get_weather(city=\"Oslo\")]",
+                ),
+                ToolFormat::Apertus => (
+                    "{\"city\": \"Oslo\"}}]",
+                    "\"get_weather\": {\"city\": \"Oslo\"}}]",
                 ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",

@@ -10,6 +10,7 @@
 //! reads calls. `"required"` and a named function start the answer with the opening of a call
 //! in the model's format and constrain the rest to a grammar (`format::ToolFormat::call_grammar`,
 //! harmony's own): one call to a function offered, with arguments following its schema.
+mod apertus;
 mod deepseek;
 pub mod extract;
 pub mod format;
