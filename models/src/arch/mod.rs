@@ -30,6 +30,7 @@ pub mod phi2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod rope_parameters;
 pub mod seed_oss;
 pub mod smollm3;
 pub mod stablelm;
@@ -43,7 +44,8 @@ use crate::weights::names::HfNormNaming;
 
 /// The spec of an HF checkout, by `model_type`.
 pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
-    let c = HfConfig(cfg);
+    let cfg = rope_parameters::with_legacy_rope_keys(cfg);
+    let c = HfConfig(&cfg);
     let model_type = c
         .str("model_type")
         .ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
