@@ -376,7 +376,7 @@ const APERTUS_NORMS: [(&str, &str); 2] = [
 ];
 
 /// LFM2's layer tensors as llama.cpp's converter names them (its other names are llama's).
-const LFM2_NAMES: [(&str, &str); 17] = [
+const LFM2_NAMES: [(&str, &str); 19] = [
     ("operator_norm.weight", "attn_norm.weight"),
     ("ffn_norm.weight", "ffn_norm.weight"),
     ("self_attn.q_layernorm.weight", "attn_q_norm.weight"),
@@ -385,6 +385,9 @@ const LFM2_NAMES: [(&str, &str); 17] = [
     ("feed_forward.w1.weight", "ffn_gate.weight"),
     ("feed_forward.w3.weight", "ffn_up.weight"),
     ("feed_forward.w2.weight", "ffn_down.weight"),
+    // LFM2-MoE's router and its choice bias.
+    ("feed_forward.gate.weight", "ffn_gate_inp.weight"),
+    ("feed_forward.expert_bias", "exp_probs_b.bias"),
     ("conv.in_proj.weight", "shortconv.in_proj.weight"),
     ("conv.in_proj.bias", "shortconv.in_proj.bias"),
     ("conv.conv.weight", "shortconv.conv.weight"),
@@ -552,7 +555,8 @@ fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
     let (l, part) = rest.split_once('.')?;
     let part = part
         .strip_prefix("mlp.experts.")
-        .or_else(|| part.strip_prefix("block_sparse_moe.experts."))?;
+        .or_else(|| part.strip_prefix("block_sparse_moe.experts."))
+        .or_else(|| part.strip_prefix("feed_forward.experts."))?;
     let (e, proj) = part.split_once('.')?;
     let proj = match proj {
         "gate_proj.weight" | "w1.weight" => "gate",
@@ -778,7 +782,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             continue;
         }
         let mut t = t.clone();
-        if arch == "lfm2" && name.ends_with("conv.conv.weight") {
+        if arch.starts_with("lfm2") && name.ends_with("conv.conv.weight") {
             // The converter squeezes the depthwise kernel's middle dimension: `[hidden, kernel]`.
             t = t.squeeze(1).unwrap();
         }
@@ -810,7 +814,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let norms: &[(&str, &str)] = match arch {
             "glm4" => &GLM4_NORMS,
             _ if gemma || matches!(arch, "olmo2" | "exaone4") => &GEMMA_NORMS,
-            "lfm2" => &LFM2_NAMES,
+            "lfm2" | "lfm2moe" => &LFM2_NAMES,
             "apertus" => &APERTUS_NORMS,
             _ => &[],
         };
@@ -1042,15 +1046,24 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.push(("rope.scaling.attn_factor", Value::F32(attn)));
     }
     // Hunyuan's NTK alpha as llama.cpp's converter writes it: into the base.
-    let mut freq_base = cfg["rope_theta"].as_f64().unwrap();
+    // transformers 5 keeps the base in `rope_parameters`.
+    let mut freq_base = cfg["rope_theta"]
+        .as_f64()
+        .or(cfg["rope_parameters"]["rope_theta"].as_f64())
+        .unwrap();
     if let Some(alpha) = cfg["rope_scaling"]["alpha"].as_f64() {
         let d = cfg["head_dim"].as_f64().unwrap();
         freq_base *= alpha.powf(d / (d - 2.0));
     }
     // LFM2's as its converter writes them: the FFN's width as made (two thirds of the
     // config's, rounded), KV heads per layer (0 for the convolutions), the kernel's length.
+    // LFM2-MoE's converter adds its experts' keys: sigmoid routers past the dense layers.
+    if arch == "lfm2moe" {
+        extra.push(("leading_dense_block_count", u("num_dense_layers")));
+        extra.push(("expert_gating_func", Value::U32(2)));
+    }
     let (ffn, kv_heads_md) = match arch {
-        "lfm2" => {
+        "lfm2" | "lfm2moe" => {
             let ffn = tensors["model.layers.0.feed_forward.w1.weight"]
                 .dim(0)
                 .unwrap();
@@ -1582,6 +1595,16 @@ fn falcon_loads_from_gguf() {
 #[test]
 fn lfm2_loads_from_gguf() {
     gguf_matches_checkout("lfm2", "lfm2", Experts::Stacked, 1.2);
+}
+
+/// LFM2-MoE as llama.cpp's `lfm2moe` GGUF keeps it: LFM2's layers, the experts stacked, the
+/// routers' choice biases as `exp_probs_b`, the gating function sigmoid, no key for the
+/// weights' normalization (llama.cpp always normalizes them): within 1e-4 in F32. Any
+/// rounding flips one of this fixture's expert choices (transformers' own bf16 run is 2.82
+/// from its f32 one), so Q8_0's tolerance is that of a flipped expert.
+#[test]
+fn lfm2_moe_loads_from_gguf() {
+    gguf_matches_checkout("lfm2_moe", "lfm2moe", Experts::Stacked, 3.0);
 }
 
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-

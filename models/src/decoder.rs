@@ -117,7 +117,7 @@ impl<B: Backend> DecoderModel<B> {
         // LFM2's GGUFs name the norm after the last layer as llama.cpp does for that model
         // (`token_embd_norm`, its checkouts' `embedding_norm`).
         let final_norm_name = match src.contains("output_norm.weight") {
-            false if spec.arch == Arch::Lfm2 => "token_embd_norm.weight",
+            false if matches!(spec.arch, Arch::Lfm2 | Arch::Lfm2Moe) => "token_embd_norm.weight",
             _ => "output_norm.weight",
         };
         let final_norm = ld.norm(final_norm_name, h)?;

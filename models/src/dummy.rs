@@ -167,6 +167,25 @@ fn lfm2(hidden: usize, ff: usize, heads: usize, attention: &[usize]) -> serde_js
            "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 7})
 }
 
+/// LFM2-8B-A1B's config (`lfm2_moe`): LFM2's layers (attention in six of 24), dense FFNs of
+/// 7168 in the first two, then 32 experts of 1792, four per token, sigmoid routing.
+fn lfm2_moe() -> serde_json::Value {
+    let types: Vec<&str> = (0..24)
+        .map(|l| match [2, 6, 10, 14, 18, 21].contains(&l) {
+            true => "full_attention",
+            false => "conv",
+        })
+        .collect();
+    json!({"model_type": "lfm2_moe", "vocab_size": 65536, "hidden_size": 2048,
+           "intermediate_size": 7168, "moe_intermediate_size": 1792, "num_hidden_layers": 24,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "norm_eps": 1e-5,
+           "conv_L_cache": 3, "conv_bias": false, "num_dense_layers": 2, "num_experts": 32,
+           "num_experts_per_tok": 4, "use_expert_bias": true, "norm_topk_prob": true,
+           "routed_scaling_factor": 1.0, "rope_theta": 1000000.0,
+           "max_position_embeddings": 128000, "layer_types": types,
+           "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 7})
+}
+
 /// Phi-2's config at other sizes (`phi`: parallel blocks, biases everywhere, 40% of each head
 /// rotated, untied head).
 fn phi(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
@@ -548,6 +567,12 @@ pub const SHAPES: &[DummyShape] = &[
         size: "1.2b",
         source: "LiquidAI/LFM2-1.2B",
         config: || lfm2(2048, 12288, 32, &LFM2_ATTENTION),
+    },
+    DummyShape {
+        arch: "lfm2moe",
+        size: "8b-a1b",
+        source: "LiquidAI/LFM2-8B-A1B",
+        config: lfm2_moe,
     },
     DummyShape {
         arch: "lfm2",
@@ -1195,6 +1220,8 @@ mod tests {
         // counted. Ten of their sixteen layers are convolutions.
         assert_eq!(params("lfm2", "1.2b"), 1_170_340_608);
         assert_eq!(params("lfm2", "350m"), 354_483_968);
+        // My count of LFM2-8B-A1B's shapes (its page: 8.3B in all, 1.5B active).
+        assert_eq!(params("lfm2moe", "8b-a1b"), 8_339_930_560);
         let l = find("lfm2", "1.2b").unwrap().spec().unwrap();
         let conv = l.short_conv.as_ref().unwrap();
         assert_eq!(conv.layers.iter().filter(|&&c| c).count(), 10);

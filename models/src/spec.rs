@@ -93,6 +93,8 @@ pub enum Arch {
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
     /// attention; the others are llama's with per-head q/k norms.
     Lfm2,
+    /// LFM2-MoE (LFM2-8B-A1B, LFM2-24B-A2B): LFM2's layers with experts past the first ones.
+    Lfm2Moe,
     /// BERT-style bidirectional encoders (BERT, RoBERTa, XLM-RoBERTa): embeddings and
     /// classifiers, no generation (`crate::encoder`).
     Bert,
@@ -153,6 +155,7 @@ impl Arch {
             Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
             Arch::Lfm2 => "lfm2",
+            Arch::Lfm2Moe => "lfm2moe",
             Arch::Bert => "bert",
             Arch::NomicBert => "nomic-bert",
             Arch::ModernBert => "modern-bert",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 54] = [
+pub const TINY_ARCHS: [&str; 55] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -44,6 +44,7 @@ pub const TINY_ARCHS: [&str; 54] = [
     "cohere2",
     "starcoder2",
     "lfm2",
+    "lfm2_moe",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

@@ -2,10 +2,17 @@
 //! by a gated short convolution (`crate::short_conv`) instead of attention; the attention
 //! layers have Qwen3's per-head q/k RMSNorms. The norm after the last layer is named
 //! `embedding_norm` (llama.cpp: `token_embd_norm`); the head is tied.
+//!
+//! LFM2-MoE (`lfm2_moe`: LFM2-8B-A1B, LFM2-24B-A2B) has the same layers, with a mixture of
+//! experts in place of the FFN past the first `num_dense_layers`: sigmoid scores, a learned
+//! per-expert bias for the choice only (`use_expert_bias`), the chosen weights normalized
+//! (`norm_topk_prob`) and scaled (`routed_scaling_factor`), no shared experts.
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, HfConfig, ModelSpec, ShortConv};
+use crate::spec::{
+    Arch, ExpertScoring, GroupScore, HfConfig, MixtureOfExperts, ModelSpec, ShortConv,
+};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
 
@@ -14,6 +21,52 @@ const DEFAULT_KERNEL: usize = 3;
 const DEFAULT_MULTIPLE_OF: usize = 256;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    lfm2_from_hf(c, Arch::Lfm2, ffn_size_from_hf(c)?)
+}
+
+/// LFM2-MoE's checkouts: its dense FFNs are `intermediate_size` wide as written (no LFM2
+/// width adjustment).
+pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = lfm2_from_hf(c, Arch::Lfm2Moe, c.usize("intermediate_size")?)?;
+    let dense = c
+        .opt_usize("num_dense_layers")?
+        .unwrap_or(DEFAULT_DENSE_LAYERS);
+    let bias = c.bool("use_expert_bias", true);
+    spec.experts = Some(MixtureOfExperts {
+        num_experts: c.usize("num_experts")?,
+        experts_per_token: c.usize("num_experts_per_tok")?,
+        expert_intermediate_size: c.usize("moe_intermediate_size")?,
+        shared_intermediate_size: 0,
+        shared_gate: false,
+        layers: (0..spec.num_layers).map(|l| l >= dense).collect(),
+        scoring: ExpertScoring::Sigmoid,
+        groups: 1,
+        topk_groups: 1,
+        group_score: GroupScore::Max,
+        correction_bias: bias,
+        normalize: c.bool("norm_topk_prob", true),
+        routed_scaling: c.f32("routed_scaling_factor", 1.0)?,
+    });
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// An `lfm2moe` GGUF: LFM2's layers, DeepSeek-style expert keys. llama.cpp always
+/// normalizes this model's expert weights; the converter writes no key for it.
+pub fn moe_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let mut spec = lfm2_from_gguf(g, Arch::Lfm2Moe)?;
+    let mut experts = super::deepseek::gguf_experts(g, spec.num_layers)?
+        .ok_or_else(|| ModelError::Config("lfm2moe GGUF without `lfm2moe.expert_count`".into()))?;
+    experts.normalize = true;
+    spec.experts = Some(experts);
+    Ok(spec)
+}
+
+/// transformers' default count of dense layers before LFM2-MoE's experts.
+const DEFAULT_DENSE_LAYERS: usize = 2;
+
+/// The spec of an LFM2-style checkout whose FFN is `ffn_size` wide.
+fn lfm2_from_hf(c: &HfConfig, arch: Arch, ffn_size: usize) -> Result<ModelSpec> {
     let layers = c.usize("num_hidden_layers")?;
     let conv = conv_layers_from_hf(c, layers)?;
     // The base reads llama's keys: LFM2's own names put where it looks, and its layer types
@@ -23,14 +76,14 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         .as_object_mut()
         .ok_or_else(|| ModelError::Config("config.json is not an object".into()))?;
     fields.remove("layer_types");
-    fields.insert("intermediate_size".into(), ffn_size_from_hf(c)?.into());
+    fields.insert("intermediate_size".into(), ffn_size.into());
     if let Some(eps) = c.opt_f32("norm_eps")? {
         fields.insert("rms_norm_eps".into(), eps.into());
     }
     if let Some(theta) = c.opt_f32("theta")? {
         fields.insert("rope_theta".into(), theta.into());
     }
-    let mut spec = base_from_hf(&HfConfig(&llama), Arch::Lfm2)?;
+    let mut spec = base_from_hf(&HfConfig(&llama), arch)?;
     if c.0.get("norm_eps").is_none() {
         spec.rms_eps = 1e-5;
     }
@@ -102,15 +155,23 @@ fn ffn_size_from_hf(c: &HfConfig) -> Result<usize> {
 /// An `lfm2` GGUF: the convolution layers are those whose `attention.head_count_kv` is 0 (an
 /// array per layer), the kernel `shortconv.l_cache`.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::Lfm2, RopeStyle::Neox)?;
+    lfm2_from_gguf(g, Arch::Lfm2)
+}
+
+/// The LFM2 layers of a GGUF of `arch` (`lfm2`, `lfm2moe`).
+fn lfm2_from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
+    let a = arch.name();
+    let mut spec = base_from_gguf(g, arch, RopeStyle::Neox)?;
     let kv_heads = g
-        .get_usize_array("lfm2.attention.head_count_kv")
+        .get_usize_array(&format!("{a}.attention.head_count_kv"))
         .ok_or_else(|| {
-            ModelError::Config("lfm2 GGUF: no per-layer attention.head_count_kv array".into())
+            ModelError::Config(format!(
+                "{a} GGUF: no per-layer attention.head_count_kv array"
+            ))
         })?;
     if kv_heads.len() != spec.num_layers {
         return Err(ModelError::Config(format!(
-            "lfm2 GGUF: {} KV head counts for {} layers",
+            "{a} GGUF: {} KV head counts for {} layers",
             kv_heads.len(),
             spec.num_layers
         )));
@@ -118,15 +179,15 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut attention = kv_heads.iter().filter(|&&n| n > 0);
     let heads = *attention
         .next()
-        .ok_or_else(|| ModelError::Config("lfm2 GGUF: no layer has attention".into()))?;
+        .ok_or_else(|| ModelError::Config(format!("{a} GGUF: no layer has attention")))?;
     if attention.any(|&n| n != heads) {
         return Err(ModelError::Config(format!(
-            "lfm2 GGUF: attention layers with different KV head counts {kv_heads:?}"
+            "{a} GGUF: attention layers with different KV head counts {kv_heads:?}"
         )));
     }
     spec.num_kv_heads = heads;
     spec.rms_eps = g
-        .get_f64("lfm2.attention.layer_norm_rms_epsilon")
+        .get_f64(&format!("{a}.attention.layer_norm_rms_epsilon"))
         .map_or(1e-5, |e| e as f32);
     spec.qk_norm = true;
     let layers: Vec<bool> = kv_heads.iter().map(|&n| n == 0).collect();
@@ -135,7 +196,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     spec.short_conv = Some(ShortConv {
         layers,
         kernel: g
-            .get_usize("lfm2.shortconv.l_cache")
+            .get_usize(&format!("{a}.shortconv.l_cache"))
             .unwrap_or(DEFAULT_KERNEL),
         bias: g.contains(&format!("blk.{first_conv}.shortconv.in_proj.bias")),
     });
@@ -177,6 +238,39 @@ mod tests {
         // Rows of 8: 32 channels fill K and V of two cache layers.
         assert_eq!(wide.cache_layers().first, [0, 2, 4, 5]);
         assert_eq!(wide.cache_layers().total, 7);
+    }
+
+    /// LiquidAI/LFM2-8B-A1B's config.json (fewer layers and experts), as transformers 5
+    /// saves it: RoPE's base in `rope_parameters`, the dense FFNs as wide as written.
+    #[test]
+    fn lfm2_moe_routes_by_sigmoid_past_its_dense_layers() {
+        let cfg = config(serde_json::json!({"model_type": "lfm2_moe",
+            "intermediate_size": 112, "moe_intermediate_size": 24, "num_dense_layers": 2,
+            "num_experts": 8, "num_experts_per_tok": 2, "use_expert_bias": true,
+            "norm_topk_prob": true, "routed_scaling_factor": 1.0,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}));
+        let mut cfg = cfg.as_object().unwrap().clone();
+        for key in [
+            "block_ff_dim",
+            "block_multiple_of",
+            "block_ffn_dim_multiplier",
+        ] {
+            cfg.remove(key);
+        }
+        let spec = crate::arch::spec_from_hf(&serde_json::Value::Object(cfg)).unwrap();
+        assert_eq!(spec.arch, Arch::Lfm2Moe);
+        assert_eq!(spec.intermediate_size, 112);
+        assert_eq!(spec.rope.theta, 1_000_000.0);
+        assert_eq!(
+            spec.short_conv.as_ref().unwrap().layers,
+            [true, true, false, true]
+        );
+        let m = spec.experts.as_ref().unwrap();
+        assert_eq!(m.layers, [false, false, true, true]);
+        assert_eq!(m.scoring, ExpertScoring::Sigmoid);
+        assert!(m.correction_bias && m.normalize);
+        assert_eq!((m.num_experts, m.experts_per_token), (8, 2));
+        assert_eq!(m.expert_intermediate_size, 24);
     }
 
     #[test]

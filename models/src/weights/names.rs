@@ -167,6 +167,23 @@ pub fn lfm2_hf(hf: &str) -> Option<String> {
     .apply(hf)
 }
 
+/// LFM2-MoE's HF name of an expert tensor `to_hf` names the Qwen/DeepSeek way: the router
+/// `feed_forward.gate`, its choice bias `feed_forward.expert_bias`, expert E's
+/// `feed_forward.experts.E.{w1,w3,w2}`.
+pub fn lfm2_moe_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.")?;
+    let rest = match rest {
+        "gate.weight" => rest.to_string(),
+        "gate.e_score_correction_bias" => "expert_bias".to_string(),
+        // Mixtral's expert names (`experts.E.w1`), under LFM2's module.
+        _ => mixtral_hf(hf)?
+            .split_once(".block_sparse_moe.")?
+            .1
+            .to_string(),
+    };
+    Some(format!("{head}.feed_forward.{rest}"))
+}
+
 /// Apertus's HF name of a norm `to_hf` names the llama way: `attention_layernorm`,
 /// `feedforward_layernorm`.
 pub fn apertus_hf(hf: &str) -> Option<String> {
@@ -545,6 +562,19 @@ mod tests {
             Some("model.layers.0.self_attn.kv_a_proj_with_mqa.weight")
         );
         assert_eq!(hf("blk.0.ffn_gate_exps.x.weight"), None);
+        let lfm2_moe = |name: &str| lfm2_moe_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        assert_eq!(
+            lfm2_moe(&expert(3, "ffn_gate_exps", 7)).as_deref(),
+            Some("model.layers.3.feed_forward.experts.7.w1.weight")
+        );
+        assert_eq!(
+            lfm2_moe("blk.3.ffn_gate_inp.weight").as_deref(),
+            Some("model.layers.3.feed_forward.gate.weight")
+        );
+        assert_eq!(
+            lfm2_moe("blk.3.exp_probs_b.bias").as_deref(),
+            Some("model.layers.3.feed_forward.expert_bias")
+        );
         assert_eq!(
             mixtral_hf("model.layers.2.mlp.experts.5.up_proj.weight").as_deref(),
             Some("model.layers.2.block_sparse_moe.experts.5.w3.weight")

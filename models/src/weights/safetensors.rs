@@ -3,8 +3,8 @@
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::names::{
     apertus_hf, ernie_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf,
-    gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, mixtral_hf, phi_hf, qwen2_moe_hf,
-    starcoder2_hf, to_hf, HfNormNaming,
+    gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, mixtral_hf, phi_hf,
+    qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
@@ -158,6 +158,7 @@ impl SafetensorsDir {
             granite_moe_hf(&hf),
             starcoder2_hf(&hf),
             lfm2_hf(&hf),
+            lfm2_moe_hf(&hf),
             apertus_hf(&hf),
             gpt_neox_hf(&hf),
             gpt2_hf(&hf),
