@@ -381,14 +381,17 @@ fn layer_norm_models_run_on_the_plugin() {
 
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,
 /// the taps read back through its `read_kv_rows` and convolved on the host (no ABI op: counted
-/// as `short_conv` fallbacks), the attention layers on the plugin. The CPU's greedy tokens.
+/// as `short_conv` fallbacks), the attention layers on the plugin; LFM2-MoE's experts too.
+/// The CPU's greedy tokens.
 #[test]
 fn short_convolution_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
-    let (cpu, _, _) = generated_ids_with("lfm2", "cpu", &[]);
-    let (on_plugin, fallbacks, stderr) = generated_ids_with("lfm2", &plugin, &[]);
-    assert_eq!(cpu.len(), 12);
-    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
-    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
-    assert_eq!(ops, ["gather_rows", "short_conv"], "{fallbacks}");
+    for model in ["lfm2", "lfm2_moe"] {
+        let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
+        let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);
+        assert_eq!(cpu.len(), 12);
+        assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ: {stderr}");
+        let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+        assert_eq!(ops, ["gather_rows", "short_conv"], "{model}: {fallbacks}");
+    }
 }
