@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 55] = [
+pub const TINY_ARCHS: [&str; 57] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -45,6 +45,8 @@ pub const TINY_ARCHS: [&str; 55] = [
     "starcoder2",
     "lfm2",
     "lfm2_moe",
+    "gemma3_vlm",
+    "mistral3",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

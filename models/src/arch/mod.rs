@@ -42,8 +42,12 @@ use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
 use crate::weights::gguf::GgufFile;
 use crate::weights::names::HfNormNaming;
 
-/// The spec of an HF checkout, by `model_type`.
+/// The spec of an HF checkout, by `model_type`; a vision-language checkout's is its text
+/// model's (`text_model_config`).
 pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
+    if let Some(text) = text_model_config(cfg) {
+        return spec_from_hf(&text);
+    }
     let cfg = rope_parameters::with_legacy_rope_keys(cfg);
     let c = HfConfig(&cfg);
     let model_type = c
@@ -112,6 +116,35 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
     };
     spec.validate()?;
     Ok(spec)
+}
+
+/// Vision-language checkouts candor serves as their text model (the vision tower and its
+/// projector left unread: requests with images are refused before they reach the model), and
+/// the text model's `model_type` where `text_config` leaves it out.
+const TEXT_MODEL_WRAPPERS: [(&str, &str); 3] = [
+    ("gemma3", "gemma3_text"),
+    ("mistral3", "mistral"),
+    ("llava", "llama"),
+];
+
+/// A vision-language checkout's text model config: its `text_config`, with the keys the
+/// wrapper keeps for both (special token ids, a tied head) where the text config lacks them.
+/// None for the other checkouts.
+fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
+    let top = cfg.as_object()?;
+    let wrapper = top.get("model_type")?.as_str()?;
+    let (_, text_type) = TEXT_MODEL_WRAPPERS.iter().find(|(w, _)| *w == wrapper)?;
+    let mut text = top.get("text_config")?.as_object()?.clone();
+    text.entry("model_type")
+        .or_insert_with(|| (*text_type).into());
+    for (key, value) in top {
+        let wrapper_only =
+            matches!(key.as_str(), "model_type" | "architectures") || key.ends_with("_config");
+        if !wrapper_only && !text.contains_key(key) {
+            text.insert(key.clone(), value.clone());
+        }
+    }
+    Some(serde_json::Value::Object(text))
 }
 
 /// The spec of a GGUF file, by `general.architecture`.
@@ -466,6 +499,40 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
 #[cfg(test)]
 mod tests {
     use super::sliding_pattern;
+
+    /// gemma-3-4b-it's config.json (fewer keys): the text model's spec, the end-of-turn id the
+    /// wrapper keeps; a wrapper candor does not know, or one without `text_config`, is left to
+    /// the usual dispatch.
+    #[test]
+    fn vision_language_checkouts_are_read_as_their_text_model() {
+        let cfg = serde_json::json!({"model_type": "gemma3",
+            "architectures": ["Gemma3ForConditionalGeneration"], "eos_token_id": [1, 106],
+            "mm_tokens_per_image": 256, "vision_config": {"model_type": "siglip_vision_model",
+                "hidden_size": 1152},
+            "text_config": {"hidden_size": 2560, "intermediate_size": 10240,
+                "num_hidden_layers": 34, "num_attention_heads": 8, "num_key_value_heads": 4,
+                "head_dim": 256, "vocab_size": 262208, "query_pre_attn_scalar": 256,
+                "sliding_window": 1024, "rope_theta": 1000000.0,
+                "rope_scaling": {"rope_type": "linear", "factor": 8.0}}});
+        let spec = super::spec_from_hf(&cfg).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Gemma3);
+        assert_eq!(
+            (spec.hidden_size, spec.num_layers, spec.vocab_size),
+            (2560, 34, 262208)
+        );
+        assert!(
+            spec.eos_token_ids.contains(&106),
+            "{:?}",
+            spec.eos_token_ids
+        );
+        let text = super::text_model_config(&cfg).unwrap();
+        assert_eq!(text["model_type"], "gemma3_text");
+        assert!(text.get("vision_config").is_none() && text.get("architectures").is_none());
+        let other = serde_json::json!({"model_type": "whisper", "text_config": {}});
+        assert!(super::text_model_config(&other).is_none());
+        let bare = serde_json::json!({"model_type": "mistral3"});
+        assert!(super::text_model_config(&bare).is_none());
+    }
 
     #[test]
     fn every_sixth_layer_is_global() {

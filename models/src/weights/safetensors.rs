@@ -27,6 +27,44 @@ pub struct SafetensorsDir {
     /// GPT-2's `Conv1D` weights (`c_attn`, `c_proj`, `c_fc`) are stored `[in, out]`: read
     /// transposed (`with_conv1d_weights`).
     conv1d_weights: bool,
+    /// Where a vision-language checkout keeps its text model's tensors (None: at the top).
+    text_model: Option<TextModelLayout>,
+}
+
+/// How a vision-language checkout (Gemma 3 4B-27B, Mistral Small 3.1, LLaVA) names its text
+/// model's tensors, which candor serves without the vision tower and projector beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextModelLayout {
+    /// transformers 4.52 on: `model.language_model.*`, the head `lm_head`.
+    Nested,
+    /// Earlier: `language_model.model.*`, the head `language_model.lm_head`.
+    Wrapped,
+}
+
+impl TextModelLayout {
+    /// The layout `tensors` has, told by where its token embeddings are.
+    fn of(tensors: &MmapedSafetensors) -> Option<Self> {
+        let has = |name: &str| tensors.get(name).is_ok();
+        if has("model.language_model.embed_tokens.weight") {
+            Some(TextModelLayout::Nested)
+        } else if has("language_model.model.embed_tokens.weight") {
+            Some(TextModelLayout::Wrapped)
+        } else {
+            None
+        }
+    }
+
+    /// A text model's HF name (`model.*`, `lm_head.*`) in this layout.
+    fn rebase(self, hf: &str) -> String {
+        match (self, hf.strip_prefix("model.")) {
+            (TextModelLayout::Nested, Some(rest)) => format!("model.language_model.{rest}"),
+            (TextModelLayout::Wrapped, Some(rest)) => format!("language_model.model.{rest}"),
+            (TextModelLayout::Wrapped, None) if hf.starts_with("lm_head.") => {
+                format!("language_model.{hf}")
+            }
+            _ => hf.to_string(),
+        }
+    }
 }
 
 /// The weight files of a checkout: the shards of the index, or `model.safetensors`.
@@ -87,12 +125,23 @@ impl SafetensorsDir {
         })?;
         Ok(SafetensorsDir {
             path: dir.display().to_string(),
+            text_model: TextModelLayout::of(&tensors),
             tensors,
             naming,
             dequantize,
             grouped_qkv: None,
             conv1d_weights: false,
         })
+    }
+
+    /// The tensor named `hf` (a text model's name: under the vision-language layout's prefix
+    /// where the checkout has one), and its name in the checkout.
+    fn view(&self, hf: &str) -> Option<(safetensors::tensor::TensorView<'_>, String)> {
+        let name = match self.text_model {
+            Some(layout) => layout.rebase(hf),
+            None => hf.to_string(),
+        };
+        self.tensors.get(&name).ok().map(|v| (v, name))
     }
 
     /// Read a joined `query_key_value` weight and bias stored per group (`groups` groups of
@@ -146,7 +195,7 @@ impl SafetensorsDir {
     /// or Qwen2-MoE's for their experts.
     fn hf_name(&self, name: &str) -> Option<String> {
         let hf = to_hf(name, self.naming)?;
-        if self.tensors.get(&hf).is_ok() {
+        if self.view(&hf).is_some() {
             return Some(hf);
         }
         [
@@ -170,7 +219,7 @@ impl SafetensorsDir {
         ]
         .into_iter()
         .flatten()
-        .find(|m| self.tensors.get(m).is_ok())
+        .find(|m| self.view(m).is_some())
     }
 }
 
@@ -266,10 +315,10 @@ impl SafetensorsDir {
     /// the checkout has no such stack.
     fn stacked_expert(&self, name: &str) -> Result<Option<HostWeight>> {
         for at in StackedExpert::all(name) {
-            let found = match self.tensors.get(&at.hf) {
-                Ok(view) => self.expert_of_stack(&at, view).map(Some),
-                Err(_) if at.stacking == Stacking::GptOss => self.mxfp4_expert(&at),
-                Err(_) => Ok(None),
+            let found = match self.view(&at.hf).map(|(v, _)| v) {
+                Some(view) => self.expert_of_stack(&at, view).map(Some),
+                None if at.stacking == Stacking::GptOss => self.mxfp4_expert(&at),
+                None => Ok(None),
             }?;
             if found.is_some() {
                 return Ok(found);
@@ -339,11 +388,9 @@ impl SafetensorsDir {
     /// the checkout is opened dequantized. None without such a stack.
     fn mxfp4_expert(&self, at: &StackedExpert) -> Result<Option<HostWeight>> {
         let (blocks, scales) = (format!("{}_blocks", at.hf), format!("{}_scales", at.hf));
-        let (Ok(codes), Ok(exps), false) = (
-            self.tensors.get(&blocks),
-            self.tensors.get(&scales),
-            at.bias,
-        ) else {
+        let (Some((codes, _)), Some((exps, _)), false) =
+            (self.view(&blocks), self.view(&scales), at.bias)
+        else {
             return Ok(None);
         };
         let bad = |reason: String| ModelError::BadSafetensors {
@@ -441,14 +488,13 @@ impl SafetensorsDir {
 
     /// The whole tensor `hf` as read from the checkout; None when it has none.
     fn dense(&self, hf: &str) -> Result<Option<(candle_core::Tensor, WeightDtype)>> {
-        let view = match self.tensors.get(hf) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
+        let Some((view, name)) = self.view(hf) else {
+            return Ok(None);
         };
         let (_, source) = dtypes(hf, view.dtype())?;
         let tensor =
             self.tensors
-                .load(hf, &Device::Cpu)
+                .load(&name, &Device::Cpu)
                 .map_err(|e| ModelError::BadSafetensors {
                     path: self.path.clone(),
                     reason: format!("{hf}: {}", crate::error::candle_message(&e)),
@@ -500,21 +546,49 @@ impl WeightSource for SafetensorsDir {
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
             || per_head_norm_modules(name)
-                .is_some_and(|stem| self.tensors.get(&format!("{stem}0.weight")).is_ok())
-            || granite_shared_mlp(name).is_some_and(|(hf, _)| self.tensors.get(&hf).is_ok())
+                .is_some_and(|stem| self.view(&format!("{stem}0.weight")).is_some())
+            || granite_shared_mlp(name).is_some_and(|(hf, _)| self.view(&hf).is_some())
             || StackedExpert::all(name).any(|at| {
-                self.tensors.get(&at.hf).is_ok()
+                self.view(&at.hf).is_some()
                     || (at.stacking == Stacking::GptOss
                         && !at.bias
-                        && self.tensors.get(&format!("{}_blocks", at.hf)).is_ok())
+                        && self.view(&format!("{}_blocks", at.hf)).is_some())
             })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::regroup_qkv;
+    use super::{regroup_qkv, TextModelLayout};
     use candle_core::{Device, Tensor};
+
+    /// A text model's names under both vision-language layouts: transformers 4.52-5's
+    /// (`model.language_model.*`, the head at the top) and the earlier one the released Gemma 3
+    /// and Mistral Small 3.1 checkouts have (`language_model.model.*`,
+    /// `language_model.lm_head`).
+    #[test]
+    fn text_model_names_move_under_the_layouts_prefix() {
+        let nested = TextModelLayout::Nested;
+        let wrapped = TextModelLayout::Wrapped;
+        let embed = "model.embed_tokens.weight";
+        assert_eq!(
+            nested.rebase(embed),
+            "model.language_model.embed_tokens.weight"
+        );
+        assert_eq!(nested.rebase("lm_head.weight"), "lm_head.weight");
+        assert_eq!(
+            wrapped.rebase(embed),
+            "language_model.model.embed_tokens.weight"
+        );
+        assert_eq!(
+            wrapped.rebase("lm_head.weight"),
+            "language_model.lm_head.weight"
+        );
+        assert_eq!(
+            wrapped.rebase("transformer.h.0.ln_1.weight"),
+            "transformer.h.0.ln_1.weight"
+        );
+    }
 
     /// Two heads of two rows each: q0 k0 v0 q1 k1 v1 become q0 q1 k0 k1 v0 v1, for a weight's
     /// rows and a bias alike.
