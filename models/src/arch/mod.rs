@@ -121,11 +121,9 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
 /// Vision-language checkouts candor serves as their text model (the vision tower and its
 /// projector left unread: requests with images are refused before they reach the model), and
 /// the text model's `model_type` where `text_config` leaves it out.
-const TEXT_MODEL_WRAPPERS: [(&str, &str); 3] = [
-    ("gemma3", "gemma3_text"),
-    ("mistral3", "mistral"),
-    ("llava", "llama"),
-];
+/// (LLaVA is not among them: its checkouts' `text_config` leaves out every key that equals
+/// transformers' llama default.)
+const TEXT_MODEL_WRAPPERS: [(&str, &str); 2] = [("gemma3", "gemma3_text"), ("mistral3", "mistral")];
 
 /// A vision-language checkout's text model config: its `text_config`, with the keys the
 /// wrapper keeps for both (special token ids, a tied head) where the text config lacks them.

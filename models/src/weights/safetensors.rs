@@ -31,7 +31,7 @@ pub struct SafetensorsDir {
     text_model: Option<TextModelLayout>,
 }
 
-/// How a vision-language checkout (Gemma 3 4B-27B, Mistral Small 3.1, LLaVA) names its text
+/// How a vision-language checkout (Gemma 3 4B-27B, Mistral Small 3.1) names its text
 /// model's tensors, which candor serves without the vision tower and projector beside them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TextModelLayout {
