@@ -813,6 +813,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         };
         let norms: &[(&str, &str)] = match arch {
             "glm4" => &GLM4_NORMS,
+            // Gemma (1) has llama's two norms.
+            "gemma" => &[],
             _ if gemma || matches!(arch, "olmo2" | "exaone4") => &GEMMA_NORMS,
             "lfm2" | "lfm2moe" => &LFM2_NAMES,
             "apertus" => &APERTUS_NORMS,
@@ -1157,6 +1159,14 @@ fn mixtures_of_experts_load_from_gguf() {
 #[test]
 fn gemma2_loads_from_gguf() {
     gguf_matches_checkout("gemma2", "gemma2", Experts::Stacked, 1.5);
+}
+
+/// Gemma (1) as llama.cpp's `gemma` GGUF keeps it (norms as 1 + w, llama's two of them,
+/// multi-query attention): the HF checkout's logits, exactly in F32; in Q8_0 the tied,
+/// scaled embedding carries its rounding as Gemma 2's does.
+#[test]
+fn gemma_loads_from_gguf() {
+    gguf_matches_checkout("gemma", "gemma", Experts::Stacked, 1.5);
 }
 
 /// gpt-oss as llama.cpp's `gpt-oss` GGUF keeps it (sinks, biased router and experts split out

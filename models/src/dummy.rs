@@ -281,6 +281,22 @@ fn falcon(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_jso
 /// LFM2-350M's and LFM2-1.2B's attention layers.
 const LFM2_ATTENTION: [usize; 6] = [2, 5, 8, 10, 12, 14];
 
+/// Gemma (1)'s config at its two sizes: 256-wide heads, a 256k vocabulary, tied head.
+fn gemma(
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+) -> serde_json::Value {
+    json!({"model_type": "gemma", "vocab_size": 256000, "hidden_size": hidden,
+           "intermediate_size": intermediate, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": 256,
+           "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 8192,
+           "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": true,
+           "bos_token_id": 2, "eos_token_id": 1})
+}
+
 fn llama3_rope() -> serde_json::Value {
     json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
            "original_max_position_embeddings": 8192})
@@ -567,6 +583,18 @@ pub const SHAPES: &[DummyShape] = &[
         size: "1.2b",
         source: "LiquidAI/LFM2-1.2B",
         config: || lfm2(2048, 12288, 32, &LFM2_ATTENTION),
+    },
+    DummyShape {
+        arch: "gemma",
+        size: "2b",
+        source: "google/gemma-2b",
+        config: || gemma(2048, 16384, 18, 8, 1),
+    },
+    DummyShape {
+        arch: "gemma",
+        size: "7b",
+        source: "google/gemma-7b",
+        config: || gemma(3072, 24576, 28, 16, 16),
     },
     DummyShape {
         arch: "lfm2moe",
@@ -1220,6 +1248,9 @@ mod tests {
         // counted. Ten of their sixteen layers are convolutions.
         assert_eq!(params("lfm2", "1.2b"), 1_170_340_608);
         assert_eq!(params("lfm2", "350m"), 354_483_968);
+        // Gemma 2B's and 7B's safetensors totals (2.51B and 8.54B on their pages).
+        assert_eq!(params("gemma", "2b"), 2_506_172_416);
+        assert_eq!(params("gemma", "7b"), 8_537_680_896);
         // My count of LFM2-8B-A1B's shapes (its page: 8.3B in all, 1.5B active).
         assert_eq!(params("lfm2moe", "8b-a1b"), 8_339_930_560);
         let l = find("lfm2", "1.2b").unwrap().spec().unwrap();

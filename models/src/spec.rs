@@ -11,6 +11,9 @@ pub enum Arch {
     Gemma3,
     /// Gemma 2: Gemma 3 without q/k norms, with logit softcaps, one RoPE base.
     Gemma2,
+    /// Gemma (1) and CodeGemma: Gemma 2's layers without the norms after attention and the FFN,
+    /// every layer global, no softcaps.
+    Gemma,
     Phi3,
     /// DeepSeek-V2 and V3 (and their kin: Kimi K2, Moonlight): latent attention and experts.
     Deepseek,
@@ -121,6 +124,7 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
             Arch::Gemma2 => "gemma2",
+            Arch::Gemma => "gemma",
             Arch::Phi3 => "phi3",
             Arch::Deepseek => "deepseek",
             Arch::Glm4 => "glm4",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 57] = [
+pub const TINY_ARCHS: [&str; 58] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -45,6 +45,7 @@ pub const TINY_ARCHS: [&str; 57] = [
     "starcoder2",
     "lfm2",
     "lfm2_moe",
+    "gemma",
     "gemma3_vlm",
     "mistral3",
     "phi",

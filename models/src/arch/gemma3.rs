@@ -2,7 +2,8 @@
 //! and FFN, q/k norm, GeGLU (tanh), interleaved sliding/global layers with their own RoPE bases,
 //! attention scale `query_pre_attn_scalar^-0.5`, tied head. Gemma 2 is the same without q/k
 //! norms, with one RoPE base, every other layer sliding, and tanh softcaps on the attention
-//! scores and the final logits.
+//! scores and the final logits. Gemma (1) and CodeGemma are Gemma 2 without the norms after
+//! attention and the FFN, the windows and the softcaps.
 use super::{base_from_gguf, base_from_hf, sliding_pattern};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
@@ -50,6 +51,30 @@ pub fn gemma2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
         spec.layer_windows = sliding_pattern(spec.num_layers, 2, window);
     }
     Ok(spec)
+}
+
+/// Gemma (1) from an HF config: the tanh GELU it was trained with, which its configs name
+/// `hidden_activation` (the first ones said `hidden_act: gelu` for it, as llama.cpp reads it).
+pub fn gemma1_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = gemma_from_hf(c, Arch::Gemma)?;
+    gemma1_layers(&mut spec);
+    Ok(spec)
+}
+
+/// Gemma (1) from llama.cpp's `gemma` keys (norms stored as `1 + w`).
+pub fn gemma1_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let mut spec = base_from_gguf(g, Arch::Gemma, RopeStyle::Neox)?;
+    gemma_common(&mut spec);
+    gemma1_layers(&mut spec);
+    Ok(spec)
+}
+
+/// What sets Gemma (1) apart from the common Gemma spec: one norm before attention and one
+/// before the FFN, no q/k norms, every layer global.
+fn gemma1_layers(spec: &mut ModelSpec) {
+    spec.qk_norm = false;
+    spec.sandwich_norms = false;
+    spec.layer_windows = vec![None; spec.num_layers];
 }
 
 /// Gemma 2 from llama.cpp's `gemma2` keys.

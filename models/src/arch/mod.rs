@@ -76,6 +76,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
+        "gemma" => gemma3::gemma1_from_hf(&c)?,
         "phi" => phi2::from_hf(&c)?,
         "gpt_neox" => gpt_neox::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
@@ -155,6 +156,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
         "gemma2" => gemma3::gemma2_from_gguf(g)?,
+        "gemma" => gemma3::gemma1_from_gguf(g)?,
         "phi2" => phi2::from_gguf(g)?,
         "gptneox" => gpt_neox::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
