@@ -697,7 +697,9 @@ impl HfConfig<'_> {
             .or_else(|| sub.str("type"))
             .unwrap_or("default");
         match kind {
-            "default" => Ok(RopeScaling::None),
+            // Qwen2-VL's M-RoPE ("mrope" in the released configs): on text alone every section
+            // sees the same position, which is plain RoPE.
+            "default" | "mrope" => Ok(RopeScaling::None),
             "linear" => Ok(RopeScaling::Linear {
                 factor: sub.f32("factor", 1.0)?,
             }),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 58] = [
+pub const TINY_ARCHS: [&str; 60] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -48,6 +48,8 @@ pub const TINY_ARCHS: [&str; 58] = [
     "gemma",
     "gemma3_vlm",
     "mistral3",
+    "qwen2_5_vl",
+    "qwen3_vl",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

@@ -121,21 +121,35 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
 
 /// Vision-language checkouts candor serves as their text model (the vision tower and its
 /// projector left unread: requests with images are refused before they reach the model), and
-/// the text model's `model_type` where `text_config` leaves it out.
-/// (LLaVA is not among them: its checkouts' `text_config` leaves out every key that equals
-/// transformers' llama default.)
-const TEXT_MODEL_WRAPPERS: [(&str, &str); 2] = [("gemma3", "gemma3_text"), ("mistral3", "mistral")];
+/// the text model's `model_type` where `text_config` leaves it out or names it after the
+/// wrapper (`qwen3_vl_text`). Qwen-VL's M-RoPE gives every section the same position on text
+/// alone: plain RoPE. (LLaVA is not among them: its checkouts' `text_config` leaves out every
+/// key that equals transformers' llama default.)
+const TEXT_MODEL_WRAPPERS: [(&str, &str); 5] = [
+    ("gemma3", "gemma3_text"),
+    ("mistral3", "mistral"),
+    ("qwen2_vl", "qwen2"),
+    ("qwen2_5_vl", "qwen2"),
+    ("qwen3_vl", "qwen3"),
+];
 
 /// A vision-language checkout's text model config: its `text_config`, with the keys the
-/// wrapper keeps for both (special token ids, a tied head) where the text config lacks them.
-/// None for the other checkouts.
+/// wrapper keeps for both (special token ids, a tied head) where the text config lacks them;
+/// the wrapper's own keys where it has no `text_config` (the released Qwen2-VL and Qwen2.5-VL
+/// configs). None for the other checkouts.
 fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     let top = cfg.as_object()?;
     let wrapper = top.get("model_type")?.as_str()?;
     let (_, text_type) = TEXT_MODEL_WRAPPERS.iter().find(|(w, _)| *w == wrapper)?;
-    let mut text = top.get("text_config")?.as_object()?.clone();
-    text.entry("model_type")
-        .or_insert_with(|| (*text_type).into());
+    let mut text = match top.get("text_config") {
+        Some(text) => text.as_object()?.clone(),
+        None if wrapper.starts_with("qwen") => serde_json::Map::new(),
+        None => return None,
+    };
+    let named = text.get("model_type").and_then(|t| t.as_str());
+    if named.is_none_or(|t| t == format!("{wrapper}_text")) {
+        text.insert("model_type".into(), (*text_type).into());
+    }
     for (key, value) in top {
         let wrapper_only =
             matches!(key.as_str(), "model_type" | "architectures") || key.ends_with("_config");
@@ -532,6 +546,17 @@ mod tests {
         assert!(super::text_model_config(&other).is_none());
         let bare = serde_json::json!({"model_type": "mistral3"});
         assert!(super::text_model_config(&bare).is_none());
+        // Qwen2.5-VL-7B-Instruct's released config (fewer keys): the text model's keys at the
+        // top, M-RoPE under its legacy name.
+        let qwen = serde_json::json!({"model_type": "qwen2_5_vl", "hidden_size": 3584,
+            "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+            "num_key_value_heads": 4, "vocab_size": 152064, "rope_theta": 1000000.0,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vision_config": {"depth": 32}, "tie_word_embeddings": false});
+        let spec = super::spec_from_hf(&qwen).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Qwen2);
+        assert!(spec.qkv_bias);
+        assert_eq!(spec.rope.scaling, crate::spec::RopeScaling::None);
     }
 
     #[test]
