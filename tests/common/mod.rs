@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 60] = [
+pub const TINY_ARCHS: [&str; 61] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -50,6 +50,7 @@ pub const TINY_ARCHS: [&str; 60] = [
     "mistral3",
     "qwen2_5_vl",
     "qwen3_vl",
+    "qwen3_vl_moe",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

@@ -125,12 +125,13 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
 /// wrapper (`qwen3_vl_text`). Qwen-VL's M-RoPE gives every section the same position on text
 /// alone: plain RoPE. (LLaVA is not among them: its checkouts' `text_config` leaves out every
 /// key that equals transformers' llama default.)
-const TEXT_MODEL_WRAPPERS: [(&str, &str); 5] = [
+const TEXT_MODEL_WRAPPERS: [(&str, &str); 6] = [
     ("gemma3", "gemma3_text"),
     ("mistral3", "mistral"),
     ("qwen2_vl", "qwen2"),
     ("qwen2_5_vl", "qwen2"),
     ("qwen3_vl", "qwen3"),
+    ("qwen3_vl_moe", "qwen3_moe"),
 ];
 
 /// A vision-language checkout's text model config: its `text_config`, with the keys the
@@ -149,6 +150,10 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     let named = text.get("model_type").and_then(|t| t.as_str());
     if named.is_none_or(|t| t == format!("{wrapper}_text")) {
         text.insert("model_type".into(), (*text_type).into());
+    }
+    if wrapper == "qwen3_vl_moe" {
+        // Its experts' weights are always renormalized, whatever `norm_topk_prob` says.
+        text.insert("norm_topk_prob".into(), true.into());
     }
     for (key, value) in top {
         let wrapper_only =

@@ -227,7 +227,8 @@ impl SafetensorsDir {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stacking {
     /// gpt-oss's `mlp.experts.{gate_up_proj,down_proj}`: `[experts, in, out]`, gate and up
-    /// interleaved along `out`, biases beside.
+    /// interleaved along `out`, biases beside. Qwen3-VL-MoE's text model stacks its experts
+    /// under the same names without biases, gate's columns then up's (`halved_gate_up`).
     GptOss,
     /// Granite MoE's `block_sparse_moe.{input_linear,output_linear}`: `[experts, out, in]`,
     /// gate's rows then up's.
@@ -327,6 +328,15 @@ impl SafetensorsDir {
         Ok(None)
     }
 
+    /// Whether `at`'s gate/up stack holds gate's columns, then up's (Qwen3-VL-MoE's), rather
+    /// than the two interleaved (gpt-oss's): the stack without gpt-oss's biases beside it.
+    fn halved_gate_up(&self, at: &StackedExpert) -> bool {
+        let weights = at.hf.strip_suffix("_bias").unwrap_or(&at.hf);
+        at.stacking == Stacking::GptOss
+            && at.pair.is_some()
+            && self.view(&format!("{weights}_bias")).is_none()
+    }
+
     /// `at`'s expert out of the stacked tensor `view`.
     fn expert_of_stack(
         &self,
@@ -358,6 +368,11 @@ impl SafetensorsDir {
             return Ok(HostWeight::Dense { tensor: t, source });
         }
         let t = match at.pair {
+            Some(k) if self.halved_gate_up(at) => {
+                let last = t.rank() - 1;
+                let cols = per[last] / 2;
+                t.narrow(last, k * cols, cols)?
+            }
             // Columns 2i (gate) or 2i + 1 (up) of the last dimension.
             Some(k) => {
                 let last = t.rank() - 1;
