@@ -568,25 +568,24 @@ async fn demanded_calls_over_http(template: &str) -> (String, Value) {
     (prompt.to_string(), args)
 }
 
+/// The chat template `name` of the template corpus (`chat_templates/corpus.json`).
+fn corpus_template(name: &str) -> String {
+    let corpus = common::read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/chat_templates/corpus.json"),
+    );
+    let templates = corpus["templates"].as_array().unwrap();
+    let template = templates.iter().find(|t| t["name"] == name).unwrap();
+    template["chat_template"].as_str().unwrap().to_string()
+}
+
 /// A model served with Command R7B's template writes its calls as that template shows them: a
 /// `<|START_ACTION|>` list of `tool_call_id` / `tool_name` / `parameters` objects. Demanded
 /// calls (named, streamed, required) follow its grammar and come back as calls, and the history
 /// shows the call in the model's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_r7b_tool_calls_over_http() {
-    let corpus = common::read_json(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/chat_templates/corpus.json"),
-    );
-    let template = corpus["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "CohereForAI-c4ai-command-r7b-12-2024-tool_use")
-        .unwrap()["chat_template"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let template = corpus_template("CohereForAI-c4ai-command-r7b-12-2024-tool_use");
     let (prompt, _) = demanded_calls_over_http(&template).await;
     assert!(
         prompt.contains("<|START_ACTION|>[") && prompt.contains("\"tool_name\": \"get_weather\""),
@@ -600,19 +599,7 @@ async fn command_r7b_tool_calls_over_http() {
 /// the model's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apertus_tool_calls_over_http() {
-    let corpus = common::read_json(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/chat_templates/corpus.json"),
-    );
-    let template = corpus["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "Apertus-8B-Instruct")
-        .unwrap()["chat_template"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let template = corpus_template("Apertus-8B-Instruct");
     let (prompt, args) = demanded_calls_over_http(&template).await;
     let city = serde_json::to_string(&args["city"]).unwrap();
     assert!(

@@ -2,7 +2,9 @@
 //! `<|tools_prefix|>[{"NAME": {...}}, ...]<|tools_suffix|>`, a JSON list whose objects have one
 //! key each, the function's name, holding its arguments. Both markers are special tokens of
 //! Apertus' vocabulary; the template joins the objects with `, `.
-use super::format::{args_rule, call_alternatives, literal, marker, ParsedCall};
+use super::format::{
+    args_rule, call_alternatives, literal, marker, name_first_call_grammar, ParsedCall,
+};
 use serde_json::Value;
 
 pub const OPEN: &str = "<|tools_prefix|>";
@@ -57,17 +59,9 @@ pub fn call_grammar(
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
     let end = format!("{} {}", literal("}]"), marker(CLOSE, special));
-    match function {
-        Some(name) => {
-            let i = super::format::function_index(functions, name)?;
-            let args = args_rule(i, &functions[i].1)?;
-            Ok(format!("start: args_{i} {end}\n{args}"))
-        }
-        None => Ok(format!(
-            "start: call {end}\n{}",
-            call_rules(functions, false)?
-        )),
-    }
+    name_first_call_grammar(functions, function, &end, "", || {
+        call_rules(functions, false)
+    })
 }
 
 /// The grammar after the `<|tools_prefix|>` a model writes under auto: the list of its calls
