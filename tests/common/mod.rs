@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 61] = [
+pub const TINY_ARCHS: [&str; 62] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -51,6 +51,7 @@ pub const TINY_ARCHS: [&str; 61] = [
     "qwen2_5_vl",
     "qwen3_vl",
     "qwen3_vl_moe",
+    "internvl",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

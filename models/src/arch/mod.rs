@@ -124,10 +124,12 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
 /// the text model's `model_type` where `text_config` leaves it out or names it after the
 /// wrapper (`qwen3_vl_text`). Qwen-VL's M-RoPE gives every section the same position on text
 /// alone: plain RoPE. (LLaVA is not among them: its checkouts' `text_config` leaves out every
-/// key that equals transformers' llama default.)
-const TEXT_MODEL_WRAPPERS: [(&str, &str); 6] = [
+/// key that equals transformers' llama default; nor Aya Vision, whose transformers head drops
+/// its Command R7B text model's logit scale, so that no reference says which is right.)
+const TEXT_MODEL_WRAPPERS: [(&str, &str); 7] = [
     ("gemma3", "gemma3_text"),
     ("mistral3", "mistral"),
+    ("internvl", "qwen2"),
     ("qwen2_vl", "qwen2"),
     ("qwen2_5_vl", "qwen2"),
     ("qwen3_vl", "qwen3"),
