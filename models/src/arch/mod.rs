@@ -119,31 +119,115 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// Vision-language checkouts candor serves as their text model (the vision tower and its
-/// projector left unread: requests with images are refused before they reach the model), and
-/// the text model's `model_type` where `text_config` leaves it out or names it after the
-/// wrapper (`qwen3_vl_text`). Qwen-VL's M-RoPE gives every section the same position on text
-/// alone: plain RoPE. (LLaVA is not among them: its checkouts' `text_config` leaves out every
-/// key that equals transformers' llama default; nor Aya Vision, whose transformers head drops
-/// its Command R7B text model's logit scale, so that no reference says which is right.)
-const TEXT_MODEL_WRAPPERS: [(&str, &str); 7] = [
-    ("gemma3", "gemma3_text"),
-    ("mistral3", "mistral"),
-    ("internvl", "qwen2"),
-    ("qwen2_vl", "qwen2"),
-    ("qwen2_5_vl", "qwen2"),
-    ("qwen3_vl", "qwen3"),
-    ("qwen3_vl_moe", "qwen3_moe"),
+/// A vision-language checkout candor serves as its text model (the vision tower and its
+/// projector left unread: requests with images are refused before they reach the model).
+struct TextModelWrapper {
+    /// The checkout's `model_type`.
+    wrapper: &'static str,
+    /// The text model's, where `text_config` leaves it out or names it after the wrapper
+    /// (`qwen3_vl_text`).
+    text_type: &'static str,
+    /// transformers' default `text_config` of the wrapper (the keys candor reads): the
+    /// configs transformers 4.50-4.51 saved write only the keys that differ from it (Gemma 3
+    /// 4B-27B's, Mistral Small 3.1's).
+    defaults: fn() -> serde_json::Value,
+}
+
+/// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
+/// plain RoPE. (LLaVA is not among them: its `text_config` defaults are a llama whose keys
+/// its checkouts leave out by the dozen; nor Aya Vision, whose transformers head drops its
+/// Command R7B text model's logit scale, so that no reference says which is right.)
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 7] = [
+    TextModelWrapper {
+        wrapper: "gemma3",
+        text_type: "gemma3_text",
+        defaults: || {
+            serde_json::json!({"vocab_size": 262208, "hidden_size": 2304,
+                "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8,
+                "num_key_value_heads": 4, "head_dim": 256,
+                "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 131072,
+                "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "attention_bias": false,
+                "sliding_window": 4096, "tie_word_embeddings": true,
+                "query_pre_attn_scalar": 256, "rope_local_base_freq": 10000.0})
+        },
+    },
+    TextModelWrapper {
+        wrapper: "mistral3",
+        text_type: "mistral",
+        defaults: || {
+            serde_json::json!({"vocab_size": 131072, "hidden_size": 5120,
+                "intermediate_size": 32768, "num_hidden_layers": 40, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "head_dim": 128, "hidden_act": "silu",
+                "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
+                "rope_theta": 1000000000.0, "sliding_window": null,
+                "tie_word_embeddings": false})
+        },
+    },
+    TextModelWrapper {
+        wrapper: "internvl",
+        text_type: "qwen2",
+        defaults: || {
+            serde_json::json!({"vocab_size": 151936, "hidden_size": 4096,
+                "intermediate_size": 22016, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 32, "hidden_act": "silu", "max_position_embeddings": 32768,
+                "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "sliding_window": null,
+                "use_sliding_window": false, "tie_word_embeddings": false})
+        },
+    },
+    TextModelWrapper {
+        wrapper: "qwen2_vl",
+        text_type: "qwen2",
+        defaults: qwen2_5_vl_text_defaults,
+    },
+    TextModelWrapper {
+        wrapper: "qwen2_5_vl",
+        text_type: "qwen2",
+        defaults: qwen2_5_vl_text_defaults,
+    },
+    TextModelWrapper {
+        wrapper: "qwen3_vl",
+        text_type: "qwen3",
+        defaults: || {
+            serde_json::json!({"vocab_size": 151936, "hidden_size": 4096,
+                "intermediate_size": 22016, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 32, "head_dim": 128, "hidden_act": "silu",
+                "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+                "rope_theta": 5000000.0, "attention_bias": false, "tie_word_embeddings": false})
+        },
+    },
+    TextModelWrapper {
+        wrapper: "qwen3_vl_moe",
+        text_type: "qwen3_moe",
+        defaults: || {
+            serde_json::json!({"vocab_size": 151936, "hidden_size": 2048,
+                "intermediate_size": 5632, "num_hidden_layers": 24, "num_attention_heads": 16,
+                "num_key_value_heads": 16, "head_dim": 128, "hidden_act": "silu",
+                "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+                "rope_theta": 5000000.0, "attention_bias": false, "tie_word_embeddings": false,
+                "num_experts": 60, "num_experts_per_tok": 4, "moe_intermediate_size": 1408,
+                "decoder_sparse_step": 1})
+        },
+    },
 ];
 
-/// A vision-language checkout's text model config: its `text_config`, with the keys the
-/// wrapper keeps for both (special token ids, a tied head) where the text config lacks them;
-/// the wrapper's own keys where it has no `text_config` (the released Qwen2-VL and Qwen2.5-VL
-/// configs). None for the other checkouts.
+/// Qwen2-VL's and Qwen2.5-VL's default text model (transformers 4.57's).
+fn qwen2_5_vl_text_defaults() -> serde_json::Value {
+    serde_json::json!({"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,
+        "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
+        "hidden_act": "silu", "max_position_embeddings": 32768, "rms_norm_eps": 1e-5,
+        "rope_theta": 1000000.0, "sliding_window": null, "use_sliding_window": false,
+        "tie_word_embeddings": false})
+}
+
+/// A vision-language checkout's text model config: its `text_config`, then the keys the
+/// wrapper keeps for both (special token ids, a tied head) where the text config lacks them,
+/// then transformers' defaults for the rest; the wrapper's own keys where it has no
+/// `text_config` (the released Qwen2-VL and Qwen2.5-VL configs). None for the other
+/// checkouts.
 fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     let top = cfg.as_object()?;
     let wrapper = top.get("model_type")?.as_str()?;
-    let (_, text_type) = TEXT_MODEL_WRAPPERS.iter().find(|(w, _)| *w == wrapper)?;
+    let known = TEXT_MODEL_WRAPPERS.iter().find(|w| w.wrapper == wrapper)?;
     let mut text = match top.get("text_config") {
         Some(text) => text.as_object()?.clone(),
         None if wrapper.starts_with("qwen") => serde_json::Map::new(),
@@ -151,7 +235,7 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     };
     let named = text.get("model_type").and_then(|t| t.as_str());
     if named.is_none_or(|t| t == format!("{wrapper}_text")) {
-        text.insert("model_type".into(), (*text_type).into());
+        text.insert("model_type".into(), known.text_type.into());
     }
     if wrapper == "qwen3_vl_moe" {
         // Its experts' weights are always renormalized, whatever `norm_topk_prob` says.
@@ -162,6 +246,11 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
             matches!(key.as_str(), "model_type" | "architectures") || key.ends_with("_config");
         if !wrapper_only && !text.contains_key(key) {
             text.insert(key.clone(), value.clone());
+        }
+    }
+    if let serde_json::Value::Object(defaults) = (known.defaults)() {
+        for (key, value) in defaults {
+            text.entry(key).or_insert(value);
         }
     }
     Some(serde_json::Value::Object(text))
@@ -521,8 +610,9 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
 mod tests {
     use super::sliding_pattern;
 
-    /// gemma-3-4b-it's config.json (fewer keys): the text model's spec, the end-of-turn id the
-    /// wrapper keeps; a wrapper candor does not know, or one without `text_config`, is left to
+    /// gemma-3-4b-it's config.json (its vision config cut short): a `text_config` of the keys
+    /// that differ from transformers' defaults, which fill the rest; the end-of-turn id the
+    /// wrapper keeps. A wrapper candor does not know, or one without `text_config`, is left to
     /// the usual dispatch.
     #[test]
     fn vision_language_checkouts_are_read_as_their_text_model() {
@@ -531,9 +621,7 @@ mod tests {
             "mm_tokens_per_image": 256, "vision_config": {"model_type": "siglip_vision_model",
                 "hidden_size": 1152},
             "text_config": {"hidden_size": 2560, "intermediate_size": 10240,
-                "num_hidden_layers": 34, "num_attention_heads": 8, "num_key_value_heads": 4,
-                "head_dim": 256, "vocab_size": 262208, "query_pre_attn_scalar": 256,
-                "sliding_window": 1024, "rope_theta": 1000000.0,
+                "model_type": "gemma3_text", "num_hidden_layers": 34, "sliding_window": 1024,
                 "rope_scaling": {"rope_type": "linear", "factor": 8.0}}});
         let spec = super::spec_from_hf(&cfg).unwrap();
         assert_eq!(spec.arch, crate::spec::Arch::Gemma3);
@@ -546,8 +634,32 @@ mod tests {
             "{:?}",
             spec.eos_token_ids
         );
+        // The defaults' heads and scalar, the file's window on five layers in six.
+        assert_eq!(
+            (spec.num_heads, spec.num_kv_heads, spec.head_dim),
+            (8, 4, 256)
+        );
+        assert_eq!(spec.attn_scale, 1.0 / 16.0);
+        assert_eq!(
+            spec.layer_windows[..6],
+            [Some(1024); 5]
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()[..]
+        );
+        assert_eq!(spec.rope.theta, 1_000_000.0);
         let text = super::text_model_config(&cfg).unwrap();
         assert_eq!(text["model_type"], "gemma3_text");
+        // A text config as sparse as Mistral Small 3.1's would be: every shape from the
+        // defaults (which are that model's).
+        let mistral = serde_json::json!({"model_type": "mistral3",
+            "text_config": {"model_type": "mistral"}, "vision_config": {}});
+        let spec = super::spec_from_hf(&mistral).unwrap();
+        assert_eq!(
+            (spec.hidden_size, spec.num_layers, spec.head_dim),
+            (5120, 40, 128)
+        );
+        assert_eq!(spec.rope.theta, 1e9);
         assert!(text.get("vision_config").is_none() && text.get("architectures").is_none());
         let other = serde_json::json!({"model_type": "whisper", "text_config": {}});
         assert!(super::text_model_config(&other).is_none());
