@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 62] = [
+pub const TINY_ARCHS: [&str; 64] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -52,6 +52,8 @@ pub const TINY_ARCHS: [&str; 62] = [
     "qwen3_vl",
     "qwen3_vl_moe",
     "internvl",
+    "llava",
+    "llava_next",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

@@ -134,10 +134,9 @@ struct TextModelWrapper {
 }
 
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
-/// plain RoPE. (LLaVA is not among them: its `text_config` defaults are a llama whose keys
-/// its checkouts leave out by the dozen; nor Aya Vision, whose transformers head drops its
-/// Command R7B text model's logit scale, so that no reference says which is right.)
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 7] = [
+/// plain RoPE. (Aya Vision is not among them: its transformers head drops its Command R7B
+/// text model's logit scale, so that no reference says which is right.)
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 9] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -162,6 +161,18 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 7] = [
                 "rope_theta": 1000000000.0, "sliding_window": null,
                 "tie_word_embeddings": false})
         },
+    },
+    // LLaVA 1.5 and LLaVA-NeXT: whatever their text model (Vicuna, Mistral, ...), their files
+    // leave out the keys that equal transformers' default llama.
+    TextModelWrapper {
+        wrapper: "llava",
+        text_type: "llama",
+        defaults: llama_text_defaults,
+    },
+    TextModelWrapper {
+        wrapper: "llava_next",
+        text_type: "llama",
+        defaults: llama_text_defaults,
     },
     TextModelWrapper {
         wrapper: "internvl",
@@ -209,6 +220,15 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 7] = [
         },
     },
 ];
+
+/// LLaVA's default text model (transformers 4.57's llama).
+fn llama_text_defaults() -> serde_json::Value {
+    serde_json::json!({"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+        "head_dim": 128, "hidden_act": "silu", "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": false,
+        "mlp_bias": false, "tie_word_embeddings": false})
+}
 
 /// Qwen2-VL's and Qwen2.5-VL's default text model (transformers 4.57's).
 fn qwen2_5_vl_text_defaults() -> serde_json::Value {
@@ -660,6 +680,16 @@ mod tests {
             (5120, 40, 128)
         );
         assert_eq!(spec.rope.theta, 1e9);
+        // llava-1.5-7b-hf's text config: Vicuna's keys that differ from llama's defaults.
+        let llava = serde_json::json!({"model_type": "llava", "image_token_index": 32000,
+            "text_config": {"model_type": "llama", "max_position_embeddings": 4096,
+                "rms_norm_eps": 1e-5, "vocab_size": 32064}, "vision_config": {}});
+        let spec = super::spec_from_hf(&llava).unwrap();
+        assert_eq!(
+            (spec.hidden_size, spec.num_kv_heads, spec.vocab_size),
+            (4096, 32, 32064)
+        );
+        assert_eq!((spec.intermediate_size, spec.max_position), (11008, 4096));
         assert!(text.get("vision_config").is_none() && text.get("architectures").is_none());
         let other = serde_json::json!({"model_type": "whisper", "text_config": {}});
         assert!(super::text_model_config(&other).is_none());
