@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 64] = [
+pub const TINY_ARCHS: [&str; 65] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -48,6 +48,7 @@ pub const TINY_ARCHS: [&str; 64] = [
     "gemma",
     "gemma3_vlm",
     "mistral3",
+    "qwen2_vl",
     "qwen2_5_vl",
     "qwen3_vl",
     "qwen3_vl_moe",
