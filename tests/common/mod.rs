@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 65] = [
+pub const TINY_ARCHS: [&str; 66] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -55,6 +55,7 @@ pub const TINY_ARCHS: [&str; 65] = [
     "internvl",
     "llava",
     "llava_next",
+    "aya_vision",
     "phi",
     "gpt_neox",
     "gpt_neox_sequential",

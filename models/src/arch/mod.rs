@@ -134,9 +134,9 @@ struct TextModelWrapper {
 }
 
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
-/// plain RoPE. (Aya Vision is not among them: its transformers head drops its Command R7B
-/// text model's logit scale, so that no reference says which is right.)
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 9] = [
+/// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
+/// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 10] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -173,6 +173,18 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 9] = [
         wrapper: "llava_next",
         text_type: "llama",
         defaults: llama_text_defaults,
+    },
+    TextModelWrapper {
+        wrapper: "aya_vision",
+        text_type: "cohere2",
+        defaults: || {
+            serde_json::json!({"vocab_size": 256000, "hidden_size": 8192,
+                "intermediate_size": 22528, "num_hidden_layers": 40, "num_attention_heads": 64,
+                "num_key_value_heads": 64, "head_dim": 128, "hidden_act": "silu",
+                "max_position_embeddings": 8192, "layer_norm_eps": 1e-5, "logit_scale": 0.0625,
+                "rope_theta": 10000.0, "attention_bias": false, "sliding_window": 4096,
+                "sliding_window_pattern": 4, "tie_word_embeddings": true})
+        },
     },
     TextModelWrapper {
         wrapper: "internvl",
@@ -690,6 +702,13 @@ mod tests {
             (4096, 32, 32064)
         );
         assert_eq!((spec.intermediate_size, spec.max_position), (11008, 4096));
+        // aya-vision-8b's shape: Command R7B's logit scale kept (a divisor of 16).
+        let aya = serde_json::json!({"model_type": "aya_vision", "text_config": {
+            "model_type": "cohere2", "hidden_size": 4096, "intermediate_size": 14336,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8}});
+        let spec = super::spec_from_hf(&aya).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Cohere2);
+        assert_eq!(spec.logit_divisor, Some(16.0));
         assert!(text.get("vision_config").is_none() && text.get("architectures").is_none());
         let other = serde_json::json!({"model_type": "whisper", "text_config": {}});
         assert!(super::text_model_config(&other).is_none());
