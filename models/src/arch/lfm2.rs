@@ -7,12 +7,11 @@
 //! experts in place of the FFN past the first `num_dense_layers`: sigmoid scores, a learned
 //! per-expert bias for the choice only (`use_expert_bias`), the chosen weights normalized
 //! (`norm_topk_prob`) and scaled (`routed_scaling_factor`), no shared experts.
+use super::experts::softmax_top_k;
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{
-    Arch, ExpertScoring, GroupScore, HfConfig, MixtureOfExperts, ModelSpec, ShortConv,
-};
+use crate::spec::{Arch, ExpertScoring, HfConfig, ModelSpec, ShortConv};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
 
@@ -31,23 +30,17 @@ pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let dense = c
         .opt_usize("num_dense_layers")?
         .unwrap_or(DEFAULT_DENSE_LAYERS);
-    let bias = c.bool("use_expert_bias", true);
-    spec.experts = Some(MixtureOfExperts {
-        num_experts: c.usize("num_experts")?,
-        experts_per_token: c.usize("num_experts_per_tok")?,
-        expert_intermediate_size: c.usize("moe_intermediate_size")?,
-        shared_intermediate_size: 0,
-        shared_gate: false,
-        layers: (0..spec.num_layers).map(|l| l >= dense).collect(),
-        scoring: ExpertScoring::Sigmoid,
-        groups: 1,
-        topk_groups: 1,
-        group_score: GroupScore::Max,
-        correction_bias: bias,
-        normalize: c.bool("norm_topk_prob", true),
-        routed_scaling: c.f32("routed_scaling_factor", 1.0)?,
-    });
-    spec.validate()?;
+    let mut experts = softmax_top_k(
+        c.usize("num_experts")?,
+        c.usize("num_experts_per_tok")?,
+        c.usize("moe_intermediate_size")?,
+        c.bool("norm_topk_prob", true),
+        (0..spec.num_layers).map(|l| l >= dense).collect(),
+    );
+    experts.scoring = ExpertScoring::Sigmoid;
+    experts.correction_bias = c.bool("use_expert_bias", true);
+    experts.routed_scaling = c.f32("routed_scaling_factor", 1.0)?;
+    spec.experts = Some(experts);
     Ok(spec)
 }
 

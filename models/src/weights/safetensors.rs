@@ -368,21 +368,20 @@ impl SafetensorsDir {
             return Ok(HostWeight::Dense { tensor: t, source });
         }
         let t = match at.pair {
-            Some(k) if self.halved_gate_up(at) => {
-                let last = t.rank() - 1;
-                let cols = per[last] / 2;
-                t.narrow(last, k * cols, cols)?
-            }
-            // Columns 2i (gate) or 2i + 1 (up) of the last dimension.
             Some(k) => {
                 let last = t.rank() - 1;
                 let cols = per[last] / 2;
-                let mut pairs = per.to_vec();
-                pairs[last] = cols;
-                pairs.push(2);
-                t.reshape(pairs)?
-                    .narrow(last + 1, k, 1)?
-                    .squeeze(last + 1)?
+                if self.halved_gate_up(at) {
+                    t.narrow(last, k * cols, cols)?
+                } else {
+                    // Columns 2i (gate) or 2i + 1 (up) of the last dimension.
+                    let mut pairs = per.to_vec();
+                    pairs[last] = cols;
+                    pairs.push(2);
+                    t.reshape(pairs)?
+                        .narrow(last + 1, k, 1)?
+                        .squeeze(last + 1)?
+                }
             }
             None => t,
         };
