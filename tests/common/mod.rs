@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 66] = [
+pub const TINY_ARCHS: [&str; 68] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -77,6 +77,8 @@ pub const TINY_ARCHS: [&str; 66] = [
     "apertus",
     "gptj",
     "olmo",
+    "qwen3_fp8",
+    "llama_fp8_dynamic",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -1,8 +1,10 @@
-//! Weight sources: GGUF (mmapped, possibly quantized) and safetensors (mmapped, F32/F16/BF16).
+//! Weight sources: GGUF (mmapped, possibly quantized) and safetensors (mmapped, F32/F16/BF16;
+//! FP8 dequantized at load).
 //!
 //! Models ask for tensors by their canonical GGUF-style name (`blk.3.attn_q.weight`); each source
 //! maps that to its own naming.
 mod arena;
+pub mod fp8;
 pub mod gguf;
 pub mod gguf_header;
 pub mod iq;

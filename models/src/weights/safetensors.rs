@@ -1,6 +1,7 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
+use super::fp8::{Fp8Checkout, Fp8Format};
 use super::names::{
     apertus_hf, ernie_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf,
     gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, mixtral_hf, phi_hf,
@@ -29,6 +30,8 @@ pub struct SafetensorsDir {
     conv1d_weights: bool,
     /// Where a vision-language checkout keeps its text model's tensors (None: at the top).
     text_model: Option<TextModelLayout>,
+    /// How FP8 weights are dequantized (`fp8`): their scales' block, the dtype they become.
+    fp8: Fp8Checkout,
 }
 
 /// How a vision-language checkout (Gemma 3 4B-27B, Mistral Small 3.1) names its text
@@ -131,7 +134,14 @@ impl SafetensorsDir {
             dequantize,
             grouped_qkv: None,
             conv1d_weights: false,
+            fp8: Fp8Checkout::default(),
         })
+    }
+
+    /// FP8 weights read as the checkout's config declares them (`fp8::checkout_quantization`).
+    pub fn with_fp8(mut self, fp8: Fp8Checkout) -> Self {
+        self.fp8 = fp8;
+        self
     }
 
     /// The tensor named `hf` (a text model's name: under the vision-language layout's prefix
@@ -505,6 +515,9 @@ impl SafetensorsDir {
         let Some((view, name)) = self.view(hf) else {
             return Ok(None);
         };
+        if let Some(format) = Fp8Format::of(view.dtype()) {
+            return self.fp8_dense(hf, &view, format).map(Some);
+        }
         let (_, source) = dtypes(hf, view.dtype())?;
         let tensor =
             self.tensors
@@ -514,6 +527,58 @@ impl SafetensorsDir {
                     reason: format!("{hf}: {}", crate::error::candle_message(&e)),
                 })?;
         Ok(Some((tensor, source)))
+    }
+}
+
+impl SafetensorsDir {
+    /// An FP8 weight times the scales stored beside it (`<hf>_scale_inv`, else `<hf>_scale`),
+    /// in the checkout's dtype (f32 on the reference path).
+    fn fp8_dense(
+        &self,
+        hf: &str,
+        view: &safetensors::tensor::TensorView<'_>,
+        format: Fp8Format,
+    ) -> Result<(candle_core::Tensor, WeightDtype)> {
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let names = [format!("{hf}_scale_inv"), format!("{hf}_scale")];
+        let Some((scale, _)) = names
+            .iter()
+            .find_map(|n| self.dense(n).transpose())
+            .transpose()?
+        else {
+            return Err(bad(format!(
+                "FP8 values without scales (no {} or {})",
+                names[0], names[1]
+            )));
+        };
+        let scale_shape = scale.dims().to_vec();
+        let scales = scale
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|s| s.flatten_all())
+            .and_then(|s| s.to_vec1::<f32>())
+            .map_err(|e| bad(crate::error::candle_message(&e)))?;
+        let (dtype, source) = match self.dequantize {
+            true => (candle_core::DType::F32, WeightDtype::F32),
+            false => match self.fp8.dtype {
+                candle_core::DType::F32 => (candle_core::DType::F32, WeightDtype::F32),
+                candle_core::DType::F16 => (candle_core::DType::F16, WeightDtype::F16),
+                _ => (candle_core::DType::BF16, WeightDtype::BF16),
+            },
+        };
+        let tensor = super::fp8::dequantize(
+            view.data(),
+            view.shape(),
+            format,
+            &scales,
+            &scale_shape,
+            self.fp8.block,
+            dtype,
+        )
+        .map_err(bad)?;
+        Ok((tensor, source))
     }
 }
 
