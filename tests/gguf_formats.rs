@@ -652,7 +652,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
     let permuted = matches!(
         arch,
-        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee" | "olmo"
+        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee" | "olmo" | "mistral3"
     );
     let mut cfg = read_json(&src.join("config.json"));
     if matches!(arch, "gpt2" | "starcoder") {
@@ -1004,7 +1004,17 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             Value::U32((head_dim * partial) as u32),
         ));
     }
-    let rope_scaling = cfg["rope_scaling"].as_object();
+    // transformers 5 keeps the scaling in `rope_parameters`.
+    let rope_scaling = cfg["rope_scaling"]
+        .as_object()
+        .or(cfg["rope_parameters"].as_object());
+    if arch == "mistral3" {
+        // Ministral 3's, as llama.cpp's converter writes them.
+        let rs = rope_scaling.unwrap();
+        let f = |k: &str| Value::F32(rs[k].as_f64().unwrap() as f32);
+        extra.push(("rope.scaling.yarn_log_multiplier", f("mscale_all_dim")));
+        extra.push(("attention.temperature_scale", f("llama_4_scaling_beta")));
+    }
     if let Some(rs) = rope_scaling.filter(|rs| rs.get("rope_type").is_some_and(|t| t == "yarn")) {
         let f = |k: &str| Value::F32(rs[k].as_f64().unwrap() as f32);
         extra.extend([
@@ -1615,6 +1625,15 @@ fn lfm2_loads_from_gguf() {
 #[test]
 fn lfm2_moe_loads_from_gguf() {
     gguf_matches_checkout("lfm2_moe", "lfm2moe", Experts::Stacked, 3.0);
+}
+
+/// Ministral 3 as llama.cpp's `mistral3` GGUF keeps it (q/k rows permuted as llama's, YaRN
+/// with `yarn_log_multiplier` for its temperature of 1, Llama 4's query temperature as
+/// `attention.temperature_scale` over the original context): the HF checkout's logits, exactly
+/// in F32.
+#[test]
+fn ministral3_loads_from_gguf() {
+    gguf_matches_checkout("ministral3", "mistral3", Experts::Stacked, 0.3);
 }
 
 /// `src` with one more block at the end, a copy of block 0, counted as a multi-token-

@@ -379,6 +379,20 @@ fn layer_norm_models_run_on_the_plugin() {
     }
 }
 
+/// Ministral 3's queries scaled by position (past its tiny original context of 8, which the
+/// prompt and its continuation cross) through the plugin's own `mul`: the CPU's greedy
+/// tokens, and no fallback but the reference plugin's usual one.
+#[test]
+fn query_temperatures_run_on_the_plugin() {
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (cpu, _, _) = generated_ids_with("ministral3", "cpu", &[]);
+    let (on_plugin, fallbacks, stderr) = generated_ids_with("ministral3", &plugin, &[]);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+    assert_eq!(ops, ["gather_rows"], "{fallbacks}");
+}
+
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,
 /// the taps read back through its `read_kv_rows` and convolved on the host (no ABI op: counted
 /// as `short_conv` fallbacks), the attention layers on the plugin; LFM2-MoE's experts too.

@@ -12,6 +12,7 @@ use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
+use crate::query_temperature::QueryTemperatures;
 use crate::rope::rope_spec;
 use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
 use crate::spec::{Arch, ModelSpec};
@@ -404,6 +405,7 @@ impl<B: Backend> DecoderModel<B> {
             Some(c) => Some(conv_taps(batch, c.kernel)?),
             None => None,
         };
+        let temps = QueryTemperatures::new(s.attn_temperature, &batch.positions);
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(table) = &self.position_embed {
             if let Some(&p) = batch
@@ -431,7 +433,7 @@ impl<B: Backend> DecoderModel<B> {
                     Some(d) => b.add(&x, d)?,
                     None => x,
                 };
-                let (stream, out) = self.unfused_block(b, layer, stream, kv, batch)?;
+                let (stream, out) = self.unfused_block(b, layer, stream, kv, batch, &temps)?;
                 (x, pending) = (stream, Some(out));
                 continue;
             }
@@ -450,7 +452,7 @@ impl<B: Backend> DecoderModel<B> {
                         Attention::Latent(latent) => {
                             let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
                             let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
-                            let attn = attend(b, &q, kv, layer, batch)?;
+                            let attn = attend(b, &q, kv, layer, batch, &temps)?;
                             (stream, latent.attention_output(b, attn)?)
                         }
                         Attention::Heads { qkv, qk_norms, .. } => {
@@ -464,7 +466,7 @@ impl<B: Backend> DecoderModel<B> {
                                 &attn_in,
                                 kv_write,
                             )?;
-                            (stream, attend(b, &q, kv, layer, batch)?)
+                            (stream, attend(b, &q, kv, layer, batch, &temps)?)
                         }
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
@@ -488,7 +490,7 @@ impl<B: Backend> DecoderModel<B> {
                     let [q, k, v] = members(qkv.apply(b, &stream, Some(s.head_dim))?)?;
                     let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
                     let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
-                    (stream, attend(b, &q, kv, layer, batch)?)
+                    (stream, attend(b, &q, kv, layer, batch, &temps)?)
                 }
                 (None, Attention::Latent(_)) => {
                     return Err(ModelError::Config(
@@ -613,6 +615,7 @@ impl<B: Backend> DecoderModel<B> {
         stream: B::Tensor,
         kv: &mut B::KvCache,
         batch: &FlatBatch,
+        temps: &QueryTemperatures<B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor)> {
         let s = &self.spec;
         let (Some(norm), Attention::Heads { qkv, qk_norms, .. }) =
@@ -634,7 +637,7 @@ impl<B: Backend> DecoderModel<B> {
         };
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
-        let attn = attend(b, &q, kv, layer, batch)?;
+        let attn = attend(b, &q, kv, layer, batch, &temps)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
@@ -658,14 +661,18 @@ impl<B: Backend> DecoderModel<B> {
     }
 }
 
-/// A layer's paged attention over its cache layer for `batch` (the keys written first).
+/// A layer's paged attention over its cache layer for `batch` (the keys written first), the
+/// queries scaled by their temperatures where the model has them.
 fn attend<B: Backend>(
     b: &B,
     q: &B::Tensor,
     kv: &B::KvCache,
     layer: &Layer<B>,
     batch: &FlatBatch,
+    temps: &QueryTemperatures<B::Tensor>,
 ) -> Result<B::Tensor> {
+    let tempered = temps.apply(b, q)?;
+    let q = tempered.as_ref().unwrap_or(q);
     let (seqs, block_size) = (&batch.seqs, batch.block_size);
     b.paged_attention(q, kv, layer.cache_layer, seqs, block_size, &layer.attn)
 }

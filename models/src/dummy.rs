@@ -596,6 +596,18 @@ pub const SHAPES: &[DummyShape] = &[
         source: "google/gemma-7b",
         config: || gemma(3072, 24576, 28, 16, 16),
     },
+    // transformers' Ministral 3 defaults are the 8B's (its text model: the checkouts add a
+    // 0.4B vision encoder, which candor does not run).
+    DummyShape {
+        arch: "ministral3",
+        size: "8b",
+        source: "mistralai/Ministral-3-8B-Base-2512",
+        config: || {
+            let mut c = crate::arch::ministral3_text_defaults();
+            c["model_type"] = "ministral3".into();
+            c
+        },
+    },
     DummyShape {
         arch: "lfm2moe",
         size: "8b-a1b",
@@ -1251,6 +1263,8 @@ mod tests {
         // Gemma 2B's and 7B's safetensors totals (2.51B and 8.54B on their pages).
         assert_eq!(params("gemma", "2b"), 2_506_172_416);
         assert_eq!(params("gemma", "7b"), 8_537_680_896);
+        // Ministral 3 8B's text model (its page: 8.4B language model + 0.4B vision encoder).
+        assert_eq!(params("ministral3", "8b"), 8_489_553_920);
         // My count of LFM2-8B-A1B's shapes (its page: 8.3B in all, 1.5B active).
         assert_eq!(params("lfm2moe", "8b-a1b"), 8_339_930_560);
         let l = find("lfm2", "1.2b").unwrap().spec().unwrap();

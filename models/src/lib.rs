@@ -22,6 +22,7 @@ pub mod partial_rope;
 pub mod projection;
 pub mod py_json;
 mod py_repr;
+mod query_temperature;
 pub mod rope;
 pub mod sentence_transformers;
 pub mod short_conv;

@@ -254,6 +254,25 @@ impl LatentAttention {
     }
 }
 
+/// Llama 4's attention temperature tuning as Ministral 3 runs it (transformers'
+/// `get_llama_4_attn_scale`, llama.cpp's `attn_temp`): each query, after RoPE, times
+/// `1 + beta · ln(1 + floor(position / length))`, which is 1 below `length` (the YaRN
+/// original context, 16,384 in Ministral 3) and grows by steps past it, sharpening the
+/// attention of far positions as the context stretches.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct AttnTemperature {
+    pub beta: f32,
+    pub length: usize,
+}
+
+impl AttnTemperature {
+    /// The factor of a query at `position`.
+    pub fn at(&self, position: u32) -> f32 {
+        let steps = (position as usize / self.length.max(1)) as f32;
+        1.0 + self.beta * steps.ln_1p()
+    }
+}
+
 /// LFM2's gated short convolutions: `out(C · conv(B · x))` with B, C and x one product of
 /// the normed stream (`in_proj`, `[3 × hidden, hidden]`) and `conv` a causal depthwise
 /// convolution over the last `kernel` tokens (HF `conv_L_cache`).
@@ -394,6 +413,9 @@ pub struct ModelSpec {
     pub weightless_norms: bool,
     /// q, k and v clamped to ±this after their products (OLMo's `clip_qkv`).
     pub clip_qkv: Option<f32>,
+    /// Queries scaled by their position past a length (Ministral 3; Llama 4's attention
+    /// temperature tuning).
+    pub attn_temperature: Option<AttnTemperature>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -495,6 +517,14 @@ impl ModelSpec {
                 self.num_layers,
                 self.xielu.len()
             ));
+        }
+        if let Some(t) = self.attn_temperature {
+            if !(t.beta.is_finite() && t.length > 0) || self.latent_attention.is_some() {
+                return bad(format!(
+                    "attention temperature {t:?} needs a finite beta, a positive length and \
+                     q/k/v attention"
+                ));
+            }
         }
         if self.clip_qkv.is_some() && !self.unfused_blocks() {
             return bad("q/k/v clamps are supported in unfused blocks only".into());

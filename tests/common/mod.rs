@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 68] = [
+pub const TINY_ARCHS: [&str; 69] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -79,6 +79,7 @@ pub const TINY_ARCHS: [&str; 68] = [
     "olmo",
     "qwen3_fp8",
     "llama_fp8_dynamic",
+    "ministral3",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -1,10 +1,13 @@
 //! Mistral: llama with a sliding attention window on every layer, or on the layers
 //! `layer_types` names (transformers' `ministral`: Ministral-8B's interleaved windows).
+//! Ministral 3 (`ministral3`; llama.cpp's `mistral3`): Mistral with YaRN and Llama 4's query
+//! temperature past YaRN's original context.
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
-use crate::error::Result;
-use crate::spec::{Arch, HfConfig, ModelSpec};
+use crate::error::{ModelError, Result};
+use crate::spec::{Arch, AttnTemperature, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
+use serde_json::Value;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Mistral)?;
@@ -17,8 +20,52 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Mistral, RopeStyle::Interleaved)?;
-    let window = g.get_usize(&format!("{}.attention.sliding_window", g.architecture()?));
+    let k = |key: &str| format!("{}.{key}", g.architecture().unwrap_or_default());
+    let window = g.get_usize(&k("attention.sliding_window"));
     spec.layer_windows = vec![window; spec.num_layers];
+    // llama.cpp's converter writes Ministral 3's beta as `attention.temperature_scale`; the
+    // length is YaRN's original context, as llama.cpp takes it.
+    if let Some(beta) = g
+        .get_f64(&k("attention.temperature_scale"))
+        .filter(|b| *b != 0.0)
+    {
+        let length = g
+            .get_usize(&k("rope.scaling.original_context_length"))
+            .unwrap_or(spec.max_position);
+        spec.attn_temperature = Some(AttnTemperature {
+            beta: beta as f32,
+            length,
+        });
+        spec.validate()?;
+    }
+    Ok(spec)
+}
+
+/// Ministral 3's text model (`ministral3`): Mistral whose RoPE settings (transformers 5's
+/// `rope_parameters`, or the 4.x `rope_scaling` made of them) carry `llama_4_scaling_beta`
+/// over `original_max_position_embeddings`.
+pub fn ministral3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = from_hf(c)?;
+    let rope = ["rope_parameters", "rope_scaling"]
+        .iter()
+        .filter_map(|k| c.0.get(*k))
+        .find(|r| r.get("llama_4_scaling_beta").is_some());
+    if let Some(rope) = rope {
+        let beta = rope.get("llama_4_scaling_beta").and_then(Value::as_f64);
+        let length = rope
+            .get("original_max_position_embeddings")
+            .and_then(Value::as_u64);
+        let (Some(beta), Some(length)) = (beta, length) else {
+            return Err(ModelError::Config(format!(
+                "config.json: llama_4_scaling_beta needs a number and \
+                 original_max_position_embeddings beside it (got {rope})"
+            )));
+        };
+        spec.attn_temperature = Some(AttnTemperature {
+            beta: beta as f32,
+            length: length as usize,
+        });
+    }
     Ok(spec)
 }
 

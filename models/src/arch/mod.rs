@@ -57,6 +57,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "llama" => llama::from_hf(&c)?,
         // transformers' `ministral` (Ministral-8B's interleaved windows as `layer_types`).
         "mistral" | "ministral" => mistral::from_hf(&c)?,
+        "ministral3" => mistral::ministral3_from_hf(&c)?,
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
         "qwen2_moe" => {
@@ -242,6 +243,19 @@ fn llama_text_defaults() -> serde_json::Value {
         "mlp_bias": false, "tie_word_embeddings": false})
 }
 
+/// Ministral 3's text model as transformers 5 defaults it (Ministral 3 8B's), for a
+/// `mistral3` checkout whose `text_config` names `ministral3`.
+pub(crate) fn ministral3_text_defaults() -> serde_json::Value {
+    serde_json::json!({"vocab_size": 131072, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 34, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "head_dim": 128, "hidden_act": "silu", "max_position_embeddings": 262144,
+        "rms_norm_eps": 1e-5, "sliding_window": null, "tie_word_embeddings": false,
+        "rope_parameters": {"type": "yarn", "rope_type": "yarn", "rope_theta": 1000000.0,
+            "factor": 16.0, "original_max_position_embeddings": 16384,
+            "max_position_embeddings": 262144, "beta_fast": 32.0, "beta_slow": 1.0,
+            "mscale_all_dim": 1.0, "mscale": 1.0, "llama_4_scaling_beta": 0.1}})
+}
+
 /// Qwen2-VL's and Qwen2.5-VL's default text model (transformers 4.57's).
 fn qwen2_5_vl_text_defaults() -> serde_json::Value {
     serde_json::json!({"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,
@@ -280,7 +294,17 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
             text.insert(key.clone(), value.clone());
         }
     }
-    if let serde_json::Value::Object(defaults) = (known.defaults)() {
+    // A transformers 5 text config keeps its RoPE in `rope_parameters`: read as the 4.x keys
+    // before the defaults fill the rest, or a default base would stand in for its own.
+    let mut text = match rope_parameters::with_legacy_rope_keys(&serde_json::Value::Object(text)) {
+        std::borrow::Cow::Owned(serde_json::Value::Object(t)) => t,
+        other => other.as_object()?.clone(),
+    };
+    let defaults = match text.get("model_type").and_then(|t| t.as_str()) {
+        Some("ministral3") => ministral3_text_defaults(),
+        _ => (known.defaults)(),
+    };
+    if let serde_json::Value::Object(defaults) = defaults {
         for (key, value) in defaults {
             text.entry(key).or_insert(value);
         }
@@ -293,7 +317,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let arch = g.architecture()?;
     let mut spec = match arch.as_str() {
         "llama" => llama::from_gguf(g)?,
-        "mistral" => mistral::from_gguf(g)?,
+        "mistral" | "mistral3" => mistral::from_gguf(g)?,
         "qwen2" | "qwen2moe" => qwen2::from_gguf(g)?,
         "qwen3" | "qwen3moe" => qwen3::from_gguf(g)?,
         "gemma3" => gemma3::from_gguf(g)?,
@@ -515,6 +539,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,
+        attn_temperature: None,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -566,11 +591,20 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
                 beta_fast: beta("rope.scaling.yarn_beta_fast", 32.0),
                 beta_slow: beta("rope.scaling.yarn_beta_slow", 1.0),
                 truncate: true,
-                // llama.cpp multiplies YaRN's own temperature by `attn_factor` (1 unless set).
+                // llama.cpp multiplies YaRN's own temperature by `attn_factor` (1 unless set);
+                // where the file has `yarn_log_multiplier` (HF's `mscale_all_dim`: Ministral
+                // 3), that temperature is HF's `mscale(1) / mscale(mscale_all_dim)`, as
+                // llama.cpp's context takes it (DeepSeek's own reading is its arch's).
                 attention_factor: g
                     .get_f64(&k("rope.scaling.attn_factor"))
                     .map_or(1.0, |a| a as f32)
-                    * crate::spec::yarn_mscale(factor, 1.0),
+                    * match g.get_f64(&k("rope.scaling.yarn_log_multiplier")) {
+                        Some(all_dim) if all_dim != 0.0 => {
+                            crate::spec::yarn_mscale(factor, 1.0)
+                                / crate::spec::yarn_mscale(factor, all_dim as f32)
+                        }
+                        _ => crate::spec::yarn_mscale(factor, 1.0),
+                    },
             }
         }
         Some(other) => {
@@ -633,6 +667,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,
+        attn_temperature: None,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })
@@ -692,6 +727,43 @@ mod tests {
             (5120, 40, 128)
         );
         assert_eq!(spec.rope.theta, 1e9);
+        // Saved by transformers 5: the base in `rope_parameters`, not the default's 1e9.
+        let mistral5 = serde_json::json!({"model_type": "mistral3", "text_config": {
+            "model_type": "mistral", "rope_parameters": {"rope_type": "default",
+            "rope_theta": 1000000.0}}});
+        assert_eq!(super::spec_from_hf(&mistral5).unwrap().rope.theta, 1e6);
+        // Ministral 3 3B's shapes as its checkouts come (transformers 5, `ministral3` text):
+        // YaRN over 16,384 positions and Llama 4's query temperature past them.
+        let ministral = serde_json::json!({"model_type": "mistral3", "dtype": "bfloat16",
+            "text_config": {"model_type": "ministral3", "hidden_size": 3072,
+            "intermediate_size": 9216, "num_hidden_layers": 26, "tie_word_embeddings": true,
+            "rope_parameters": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 16.0,
+                "llama_4_scaling_beta": 0.1, "mscale": 1.0, "mscale_all_dim": 1.0,
+                "original_max_position_embeddings": 16384, "rope_theta": 1000000.0,
+                "rope_type": "yarn", "type": "yarn"}}, "vision_config": {}});
+        let spec = super::spec_from_hf(&ministral).unwrap();
+        assert_eq!(
+            (spec.hidden_size, spec.num_layers, spec.num_kv_heads),
+            (3072, 26, 8)
+        );
+        assert_eq!(spec.rope.theta, 1e6);
+        assert!(matches!(
+            spec.rope.scaling,
+            crate::spec::RopeScaling::Yarn {
+                factor: 16.0,
+                original_max_position: 16384,
+                attention_factor: 1.0,
+                ..
+            }
+        ));
+        assert_eq!(
+            spec.attn_temperature,
+            Some(crate::spec::AttnTemperature {
+                beta: 0.1,
+                length: 16384
+            })
+        );
+        assert_eq!(spec.layer_windows, vec![None; 26]);
         // llava-1.5-7b-hf's text config: Vicuna's keys that differ from llama's defaults.
         let llava = serde_json::json!({"model_type": "llava", "image_token_index": 32000,
             "text_config": {"model_type": "llama", "max_position_embeddings": 4096,

@@ -228,6 +228,7 @@ impl EncoderConfig {
             xielu: Vec::new(),
             weightless_norms: false,
             clip_qkv: None,
+            attn_temperature: None,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

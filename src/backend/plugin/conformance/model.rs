@@ -76,6 +76,7 @@ fn base_spec(
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,
+        attn_temperature: None,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
