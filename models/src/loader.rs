@@ -71,9 +71,9 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 }
             }
         }
-        let fp8 = crate::weights::fp8::checkout_quantization(&cfg)?.unwrap_or_default();
-        let mut source =
-            SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?.with_fp8(fp8);
+        let quantization = crate::weights::quantization::checkout_quantization(&cfg)?;
+        let mut source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?
+            .with_quantization(quantization);
         match spec.arch {
             crate::spec::Arch::GptNeox => source = source.with_grouped_qkv(spec.num_heads, 1),
             crate::spec::Arch::Falcon => {

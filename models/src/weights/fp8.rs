@@ -12,10 +12,8 @@
 //! The two formats are decoded by hand through a 256-entry table: the whole format is its
 //! definition (sign, exponent, mantissa, where NaN sits), and no crate in the tree exposes it on
 //! bytes read in place from a mapped file.
-use crate::error::{ModelError, Result};
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
-use serde_json::Value;
 
 /// The two 8-bit float formats safetensors names (`F8_E4M3`, `F8_E5M2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,116 +59,6 @@ impl Fp8Format {
             *value = sign * magnitude;
         }
         table
-    }
-}
-
-/// How a checkout's FP8 weights are read: its scales' block shape where they are per block, and
-/// the dtype the weights are dequantized into.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fp8Checkout {
-    /// Rows × columns of a weight one scale covers, where the config names it
-    /// (`weight_block_size`, compressed-tensors' `block_structure` or `group_size`).
-    pub block: Option<[usize; 2]>,
-    /// The checkout's dtype (`torch_dtype` / `dtype`): what the rest of its weights are.
-    pub dtype: DType,
-}
-
-impl Default for Fp8Checkout {
-    fn default() -> Self {
-        Fp8Checkout {
-            block: None,
-            dtype: DType::BF16,
-        }
-    }
-}
-
-/// The quantization a checkout's `config.json` declares: Ok(None) for none (or gpt-oss's MXFP4
-/// experts, read on their own), the FP8 layout for the FP8 methods, and an error that says what
-/// to use instead for any method candor cannot read (4-bit integer packings: GPTQ, AWQ,
-/// bitsandbytes, ...), rather than a missing-tensor error at the first packed weight.
-pub fn checkout_quantization(cfg: &Value) -> Result<Option<Fp8Checkout>> {
-    let Some(q) = cfg.get("quantization_config").filter(|q| !q.is_null()) else {
-        return Ok(None);
-    };
-    let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
-    let dtype = checkout_dtype(cfg);
-    let unsupported = |what: String| {
-        ModelError::Config(format!(
-            "config.json: {what} is not supported (candor reads unquantized, FP8 and MXFP4 \
-             checkouts; for 4- and 8-bit integer weights serve a GGUF)"
-        ))
-    };
-    match method {
-        "mxfp4" => Ok(None),
-        "fp8" => Ok(Some(Fp8Checkout {
-            block: block_shape(q.get("weight_block_size"))?,
-            dtype,
-        })),
-        "fbgemm_fp8" => Ok(Some(Fp8Checkout { block: None, dtype })),
-        "compressed-tensors" => {
-            let groups = q.get("config_groups").and_then(Value::as_object);
-            let mut block = None;
-            for (name, group) in groups.into_iter().flatten() {
-                let w = group.get("weights").unwrap_or(&Value::Null);
-                let kind = w.get("type").and_then(Value::as_str).unwrap_or("int");
-                let bits = w.get("num_bits").and_then(Value::as_u64).unwrap_or(0);
-                if kind != "float" || bits != 8 {
-                    return Err(unsupported(format!(
-                        "compressed-tensors group `{name}` with {bits}-bit {kind} weights"
-                    )));
-                }
-                let shape = match w.get("strategy").and_then(Value::as_str) {
-                    Some("block") => block_shape(w.get("block_structure"))?,
-                    Some("group") => w
-                        .get("group_size")
-                        .and_then(Value::as_u64)
-                        .map(|g| [1, g as usize]),
-                    _ => None,
-                };
-                block = block.or(shape);
-            }
-            Ok(Some(Fp8Checkout { block, dtype }))
-        }
-        other => Err(unsupported(format!("quantization method `{other}`"))),
-    }
-}
-
-/// `[rows, columns]` from a config's block shape; None for null or absent.
-fn block_shape(v: Option<&Value>) -> Result<Option<[usize; 2]>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(dims)) => match dims.as_slice() {
-            [r, c] => match (r.as_u64(), c.as_u64()) {
-                (Some(r), Some(c)) if r > 0 && c > 0 => Ok(Some([r as usize, c as usize])),
-                _ => Err(bad_block(v)),
-            },
-            _ => Err(bad_block(v)),
-        },
-        Some(_) => Err(bad_block(v)),
-    }
-}
-
-fn bad_block(v: Option<&Value>) -> ModelError {
-    ModelError::Config(format!(
-        "config.json: FP8 block shape {} is not two positive sizes",
-        v.unwrap_or(&Value::Null)
-    ))
-}
-
-/// The dtype a checkout's unquantized weights have (`torch_dtype` in transformers 4, `dtype` in
-/// 5, in `text_config` for a vision-language wrapper); bf16 where it says none.
-fn checkout_dtype(cfg: &Value) -> DType {
-    let named = |c: &Value| {
-        ["dtype", "torch_dtype"]
-            .iter()
-            .find_map(|k| c.get(*k).and_then(Value::as_str))
-            .map(str::to_string)
-    };
-    let name = named(cfg).or_else(|| cfg.get("text_config").and_then(named));
-    match name.as_deref() {
-        Some("float32") => DType::F32,
-        Some("float16") => DType::F16,
-        _ => DType::BF16,
     }
 }
 
@@ -282,7 +170,6 @@ pub fn dequantize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// Codes whose values the OCP FP8 specification lists: ones, the largest finite values,
     /// the smallest subnormals, zeros of both signs, NaN and (e5m2) infinity.
@@ -410,57 +297,5 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert_eq!(v, [0.25, 0.5]);
-    }
-
-    #[test]
-    fn configs_name_the_block_and_dtype_or_are_refused() {
-        let none = json!({"model_type": "llama"});
-        assert_eq!(checkout_quantization(&none).unwrap(), None);
-        let qwen3 = json!({"torch_dtype": "bfloat16", "quantization_config": {"quant_method": "fp8",
-            "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}});
-        assert_eq!(
-            checkout_quantization(&qwen3).unwrap(),
-            Some(Fp8Checkout {
-                block: Some([128, 128]),
-                dtype: DType::BF16
-            })
-        );
-        let ministral = json!({"text_config": {"dtype": "float32"}, "quantization_config":
-            {"quant_method": "fp8", "activation_scheme": "static", "weight_block_size": null}});
-        assert_eq!(
-            checkout_quantization(&ministral).unwrap(),
-            Some(Fp8Checkout {
-                block: None,
-                dtype: DType::F32
-            })
-        );
-        let dynamic = json!({"quantization_config": {"quant_method": "compressed-tensors",
-            "format": "float-quantized", "config_groups": {"group_0": {"targets": ["Linear"],
-            "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}}});
-        assert_eq!(
-            checkout_quantization(&dynamic).unwrap(),
-            Some(Fp8Checkout::default())
-        );
-        let blocked = json!({"quantization_config": {"quant_method": "compressed-tensors",
-            "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float",
-            "strategy": "block", "block_structure": [64, 32]}}}}});
-        assert_eq!(
-            checkout_quantization(&blocked).unwrap().unwrap().block,
-            Some([64, 32])
-        );
-        let w4a16 = json!({"quantization_config": {"quant_method": "compressed-tensors",
-            "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}}}});
-        let e = checkout_quantization(&w4a16).unwrap_err().to_string();
-        assert!(e.contains("4-bit int") && e.contains("GGUF"), "{e}");
-        let awq = json!({"quantization_config": {"quant_method": "awq", "bits": 4}});
-        assert!(checkout_quantization(&awq)
-            .unwrap_err()
-            .to_string()
-            .contains("`awq`"));
-        let gpt_oss = json!({"quantization_config": {"quant_method": "mxfp4"}});
-        assert_eq!(checkout_quantization(&gpt_oss).unwrap(), None);
-        let bad =
-            json!({"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}});
-        assert!(checkout_quantization(&bad).is_err());
     }
 }

@@ -10,6 +10,8 @@ pub mod gguf_header;
 pub mod iq;
 pub mod mxfp4;
 pub mod names;
+pub mod packed_int;
+pub mod quantization;
 pub mod safetensors;
 pub mod split;
 pub mod synthetic;

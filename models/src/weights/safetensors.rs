@@ -1,12 +1,14 @@
 //! Hugging Face safetensors checkouts: one file or shards listed in
 //! `model.safetensors.index.json`, memory-mapped; F32/F16/BF16 tensors read in their dtype
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
-use super::fp8::{Fp8Checkout, Fp8Format};
+use super::fp8::Fp8Format;
 use super::names::{
     apertus_hf, ernie_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf,
     gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, mixtral_hf, phi_hf,
     qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
+use super::packed_int::PackedWeight;
+use super::quantization::{Fp8Checkout, PackedCheckout, Quantization};
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -30,8 +32,9 @@ pub struct SafetensorsDir {
     conv1d_weights: bool,
     /// Where a vision-language checkout keeps its text model's tensors (None: at the top).
     text_model: Option<TextModelLayout>,
-    /// How FP8 weights are dequantized (`fp8`): their scales' block, the dtype they become.
-    fp8: Fp8Checkout,
+    /// The quantization its config declares: how FP8 weights are dequantized (`fp8`), how
+    /// packed integers are read (`packed_int`).
+    quantization: Quantization,
 }
 
 /// How a vision-language checkout (Gemma 3 4B-27B, Mistral Small 3.1) names its text
@@ -134,13 +137,14 @@ impl SafetensorsDir {
             dequantize,
             grouped_qkv: None,
             conv1d_weights: false,
-            fp8: Fp8Checkout::default(),
+            quantization: Quantization::None,
         })
     }
 
-    /// FP8 weights read as the checkout's config declares them (`fp8::checkout_quantization`).
-    pub fn with_fp8(mut self, fp8: Fp8Checkout) -> Self {
-        self.fp8 = fp8;
+    /// Quantized weights read as the checkout's config declares them
+    /// (`quantization::checkout_quantization`).
+    pub fn with_quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = quantization;
         self
     }
 
@@ -204,11 +208,17 @@ impl SafetensorsDir {
     /// The HF name this checkout holds a canonical tensor under: the usual one, or Mixtral's
     /// or Qwen2-MoE's for their experts.
     fn hf_name(&self, name: &str) -> Option<String> {
-        let hf = to_hf(name, self.naming)?;
-        if self.view(&hf).is_some() {
-            return Some(hf);
-        }
-        [
+        self.hf_candidates(name)
+            .into_iter()
+            .find(|m| self.view(m).is_some())
+    }
+
+    /// The HF names a canonical tensor may have, the usual one first.
+    fn hf_candidates(&self, name: &str) -> Vec<String> {
+        let Some(hf) = to_hf(name, self.naming) else {
+            return Vec::new();
+        };
+        let alternates = [
             mixtral_hf(&hf),
             qwen2_moe_hf(&hf),
             ernie_moe_hf(&hf),
@@ -226,10 +236,10 @@ impl SafetensorsDir {
             falcon_hf(&hf),
             falcon_one_norm_hf(&hf),
             phi_hf(&hf),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|m| self.view(m).is_some())
+        ];
+        std::iter::once(hf.clone())
+            .chain(alternates.into_iter().flatten())
+            .collect()
     }
 }
 
@@ -560,25 +570,108 @@ impl SafetensorsDir {
             .and_then(|s| s.flatten_all())
             .and_then(|s| s.to_vec1::<f32>())
             .map_err(|e| bad(crate::error::candle_message(&e)))?;
-        let (dtype, source) = match self.dequantize {
-            true => (candle_core::DType::F32, WeightDtype::F32),
-            false => match self.fp8.dtype {
-                candle_core::DType::F32 => (candle_core::DType::F32, WeightDtype::F32),
-                candle_core::DType::F16 => (candle_core::DType::F16, WeightDtype::F16),
-                _ => (candle_core::DType::BF16, WeightDtype::BF16),
-            },
+        let fp8 = match self.quantization {
+            Quantization::Fp8(f) => f,
+            _ => Fp8Checkout::default(),
         };
+        let (dtype, source) = self.dequantized_dtype(fp8.dtype);
         let tensor = super::fp8::dequantize(
             view.data(),
             view.shape(),
             format,
             &scales,
             &scale_shape,
-            self.fp8.block,
+            fp8.block,
             dtype,
         )
         .map_err(bad)?;
         Ok((tensor, source))
+    }
+
+    /// The dtype a dequantized weight takes: f32 on the reference path, else the checkout's.
+    fn dequantized_dtype(&self, checkout: candle_core::DType) -> (candle_core::DType, WeightDtype) {
+        use candle_core::DType;
+        match (self.dequantize, checkout) {
+            (true, _) | (false, DType::F32) => (DType::F32, WeightDtype::F32),
+            (false, DType::F16) => (DType::F16, WeightDtype::F16),
+            _ => (DType::BF16, WeightDtype::BF16),
+        }
+    }
+
+    /// The HF stem (`...q_proj`) under which the checkout packs the canonical weight `name`
+    /// (`<stem>.qweight`); None where it does not, or is not a packed checkout.
+    fn packed_stem(&self, name: &str) -> Option<String> {
+        let Quantization::Packed(_) = self.quantization else {
+            return None;
+        };
+        self.hf_candidates(name)
+            .into_iter()
+            .filter_map(|hf| hf.strip_suffix(".weight").map(str::to_string))
+            .find(|stem| self.view(&format!("{stem}.qweight")).is_some())
+    }
+
+    /// A packed AWQ / GPTQ weight (`packed_int`): ggml blocks where they hold its values
+    /// exactly, else dequantized (always on the reference path).
+    fn packed_weight(&self, name: &str, c: &PackedCheckout) -> Result<Option<HostWeight>> {
+        let Some(stem) = self.packed_stem(name) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{stem}: {reason}"),
+        };
+        if self.grouped_qkv.is_some() || self.conv1d_weights {
+            return Err(bad(
+                "packed weights of a model whose q/k/v or Conv1D layout is rearranged at load"
+                    .into(),
+            ));
+        }
+        let int32 = |suffix: &str| {
+            let full = format!("{stem}.{suffix}");
+            match self.view(&full) {
+                Some((v, _)) if v.dtype() == safetensors::Dtype::I32 => Ok(Some(v)),
+                Some((v, _)) => Err(bad(format!("{suffix} is {:?}, not int32", v.dtype()))),
+                None => Ok(None),
+            }
+        };
+        let (Some(qweight), Some(qzeros)) = (int32("qweight")?, int32("qzeros")?) else {
+            return Err(bad("a qweight without qzeros".into()));
+        };
+        let g_idx = int32("g_idx")?;
+        let Some((scales, _)) = self.dense(&format!("{stem}.scales"))? else {
+            return Err(bad("a qweight without scales".into()));
+        };
+        let scales_shape = scales.dims().to_vec();
+        let scales = scales
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|s| s.flatten_all())
+            .and_then(|s| s.to_vec1::<f32>())
+            .map_err(|e| bad(crate::error::candle_message(&e)))?;
+        let unpacked = super::packed_int::unpack(
+            &PackedWeight {
+                qweight: qweight.data(),
+                qweight_shape: qweight.shape(),
+                qzeros: qzeros.data(),
+                qzeros_shape: qzeros.shape(),
+                scales: &scales,
+                scales_shape: &scales_shape,
+                g_idx: g_idx.as_ref().map(|g| g.data()),
+            },
+            c,
+        )
+        .map_err(bad)?;
+        let shape = vec![unpacked.out, unpacked.inner];
+        if !self.dequantize {
+            if let Some((ty, bytes)) = unpacked.ggml_blocks() {
+                let blocks = MappedBlocks::owned(&bytes, BlockType::Ggml(ty), shape)?;
+                return Ok(Some(HostWeight::Mapped(blocks)));
+            }
+        }
+        let (dtype, source) = self.dequantized_dtype(c.dtype);
+        let tensor = candle_core::Tensor::from_vec(unpacked.dense(), shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(|e| bad(crate::error::candle_message(&e)))?;
+        Ok(Some(HostWeight::Dense { tensor, source }))
     }
 }
 
@@ -586,6 +679,11 @@ impl WeightSource for SafetensorsDir {
     fn get(&self, name: &str) -> Result<Option<HostWeight>> {
         if let Some(w) = self.stacked_expert(name)? {
             return Ok(Some(w));
+        }
+        if let Quantization::Packed(c) = &self.quantization {
+            if let Some(w) = self.packed_weight(name, c)? {
+                return Ok(Some(w));
+            }
         }
         if let Some((hf, half)) = granite_shared_mlp(name) {
             if let Some((tensor, source)) = self.dense(&hf)? {
@@ -624,6 +722,7 @@ impl WeightSource for SafetensorsDir {
 
     fn contains(&self, name: &str) -> bool {
         self.hf_name(name).is_some()
+            || self.packed_stem(name).is_some()
             || per_head_norm_modules(name)
                 .is_some_and(|stem| self.view(&format!("{stem}0.weight")).is_some())
             || granite_shared_mlp(name).is_some_and(|(hf, _)| self.view(&hf).is_some())

@@ -1,0 +1,106 @@
+//! AWQ and GPTQ checkouts (tests/fixtures/tiny/make_packed.py: packed by AutoAWQ's and
+//! AutoGPTQ's own packers, goldens from transformers on the values their own unpacking gives
+//! back): exactly those values on the reference path, and, served as ggml blocks, within the
+//! 4-bit kernels' activation rounding of them.
+mod common;
+
+use candor::engine::load::{cpu_runner, KvCacheDtype};
+use candor_models::backend::WeightDtype;
+use candor_models::loader::open_model;
+use candor_models::weights::HostWeight;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+
+/// The fixtures, with the dtype their packed weights are served in (None: dequantized, as
+/// act-order groups are no runs of 32 inputs) and the tolerance of the served logits.
+const PACKED: [(&str, Option<WeightDtype>, f32); 3] = [
+    ("qwen2_awq", Some(WeightDtype::Q4_1), 0.2),
+    ("llama_gptq", Some(WeightDtype::Q4_0), 0.2),
+    ("llama_gptq_act_order", None, 1e-4),
+];
+
+/// The golden prompt's logits at the golden positions, and the golden's.
+fn logits(fixture: &str, dequantize: bool) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
+    let dir = fixtures().join("tiny").join(fixture);
+    let g = read_json(&dir.join("golden.json"));
+    let tokens = as_u32s(&g["input_ids"]);
+    let opened = open_model(&dir, dequantize).expect("open");
+    let kv = KvCacheDtype::Auto
+        .resolve(&opened, false)
+        .expect("KV dtype");
+    let mut r = cpu_runner(&opened, 2, 256, kv).expect("runner");
+    let batch = Batch {
+        seqs: vec![SeqInput {
+            tokens: tokens.clone(),
+            start_pos: 0,
+            block_table: (0..tokens.len().div_ceil(16) as u32).collect(),
+            logits: LogitsWanted::All,
+            lora: candor_models::lora::LoraMix::BASE,
+        }],
+    };
+    let out = r.forward(&batch).expect("forward");
+    as_u32s(&g["positions"])
+        .into_iter()
+        .map(|p| p as usize)
+        .map(|p| {
+            let want = as_f32s(&g["float32"]["logits"][p.to_string()]);
+            (p, out.row(p).to_vec(), want)
+        })
+        .collect()
+}
+
+#[test]
+fn dequantized_packed_weights_give_the_packers_values() {
+    for (fixture, _, _) in PACKED {
+        for (p, got, want) in logits(fixture, true) {
+            let d = max_abs_diff(&got, &want);
+            assert!(d < 1e-4, "{fixture}: position {p} logits differ by {d}");
+        }
+    }
+}
+
+#[test]
+fn packed_weights_are_served_as_ggml_blocks_where_they_fit() {
+    for (fixture, dtype, tol) in PACKED {
+        let opened = open_model(&fixtures().join("tiny").join(fixture), false).expect("open");
+        let w = opened
+            .source
+            .get("blk.1.ffn_down.weight")
+            .expect("read")
+            .expect("present");
+        assert_eq!(w.shape(), [64, 128], "{fixture}");
+        match dtype {
+            Some(d) => assert!(
+                matches!(w, HostWeight::Mapped(_)) && w.dtype() == Some(d),
+                "{fixture}: {:?}",
+                w.dtype()
+            ),
+            None => assert!(matches!(w, HostWeight::Dense { .. }), "{fixture}"),
+        }
+        for (p, got, want) in logits(fixture, false) {
+            let d = max_abs_diff(&got, &want);
+            assert!(
+                d < tol,
+                "{fixture}: position {p} logits differ by {d} (tolerance {tol})"
+            );
+        }
+    }
+}
+
+/// A checkout whose config names a packing candor does not read is refused at load, naming it.
+#[test]
+fn unreadable_packings_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny").join("qwen2_awq");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg = read_json(&src.join("config.json"));
+    cfg["quantization_config"]["version"] = "gemv".into();
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let err = open_model(dir.path(), false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("gemv") && err.contains("GGUF"), "{err}");
+}
