@@ -1,5 +1,5 @@
-//! AWQ and GPTQ checkouts (tests/fixtures/tiny/make_packed.py: packed by AutoAWQ's and
-//! AutoGPTQ's own packers, goldens from transformers on the values their own unpacking gives
+//! AWQ, GPTQ and compressed-tensors checkouts (tests/fixtures/tiny/make_packed.py: packed by
+//! AutoAWQ's, AutoGPTQ's and compressed-tensors' own packers, goldens from transformers on the values their own unpacking gives
 //! back): exactly those values on the reference path, and, served as ggml blocks, within the
 //! 4-bit kernels' activation rounding of them.
 mod common;
@@ -13,9 +13,11 @@ use common::*;
 
 /// The fixtures, with the dtype their packed weights are served in (None: dequantized, as
 /// act-order groups are no runs of 32 inputs) and the tolerance of the served logits.
-const PACKED: [(&str, Option<WeightDtype>, f32); 3] = [
+const PACKED: [(&str, Option<WeightDtype>, f32); 5] = [
     ("qwen2_awq", Some(WeightDtype::Q4_1), 0.2),
     ("llama_gptq", Some(WeightDtype::Q4_0), 0.2),
+    ("llama_w4a16", Some(WeightDtype::Q4_0), 0.2),
+    ("qwen2_w4a16_asym", Some(WeightDtype::Q4_1), 0.2),
     ("llama_gptq_act_order", None, 1e-4),
 ];
 

@@ -1,7 +1,9 @@
 //! AWQ and GPTQ checkouts (the `-AWQ` / `-GPTQ-Int4` / `-Int8` releases of Qwen and others,
 //! most quantized models on the Hub): integers packed into int32 words (`qweight`), a scale and
 //! a zero point per group of inputs and output (`scales`, `qzeros`), GPTQ's group of each input
-//! (`g_idx`). Where a weight's groups hold whole runs of 32 inputs (every checkout without
+//! (`g_idx`); compressed-tensors' `pack-quantized` (llm-compressor's W4A16 / W8A16: values
+//! packed densely along each row, `weight_packed`, scales `[out, groups]`, zero points only
+//! where asymmetric). Where a weight's groups hold whole runs of 32 inputs (every checkout without
 //! GPTQ's act-order), its values are exactly ggml blocks: 4 bits with zero 8 (symmetric GPTQ)
 //! are Q4_0 (`(q - 8) · d`), 4 bits with zero points Q4_1 (`d · q + m`, m = -s · z, rounded to
 //! f16 as Q4_1 keeps it), symmetric 8 bits Q8_0 (`(q - 128) · d`): the CPU's and CUDA's
@@ -9,7 +11,8 @@
 //! asymmetric 8 bits) are dequantized into the checkout's dtype.
 //!
 //! The packings are read by hand: they are defined by the packers (AutoAWQ's
-//! `WQLinear_GEMM.from_linear`, AutoGPTQ's `QuantLinear.pack`), and no crate reads them.
+//! `WQLinear_GEMM.from_linear`, AutoGPTQ's `QuantLinear.pack`, compressed-tensors'
+//! `pack_to_int32`), and no crate reads them.
 use super::quantization::{PackedCheckout, PackedLayout};
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -18,13 +21,13 @@ use rayon::prelude::*;
 /// AutoAWQ's order of 8 outputs in a word: output j of a word sits in nibble `AWQ_NIBBLE[j]`.
 const AWQ_NIBBLE: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
 
-/// One weight's tensors as stored: the words (little-endian int32), their shapes, the scales
-/// as f32, GPTQ's group of each input where the checkout has it.
+/// One weight's tensors as stored: the words (little-endian int32) and their shapes, the
+/// zero points' words (None: symmetric, zero 2^(bits-1)), the scales as f32, the group of each
+/// input where the checkout names it (GPTQ's `g_idx`, compressed-tensors' `weight_g_idx`).
 pub struct PackedWeight<'a> {
     pub qweight: &'a [u8],
     pub qweight_shape: &'a [usize],
-    pub qzeros: &'a [u8],
-    pub qzeros_shape: &'a [usize],
+    pub qzeros: Option<(&'a [u8], &'a [usize])>,
     pub scales: &'a [f32],
     pub scales_shape: &'a [usize],
     pub g_idx: Option<&'a [u8]>,
@@ -48,34 +51,93 @@ fn word(bytes: &[u8], index: usize) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// Where a layout keeps one value: the word's index and the value's slot in it.
+type Locate = fn(row: usize, col: usize, rows: usize, per: usize) -> (usize, usize);
+
+/// How each layout lays out its words and scales for a weight of `out` × `inner`.
+struct Shapes {
+    out: usize,
+    inner: usize,
+    groups: usize,
+    /// Value (output, input) of `qweight`.
+    q_at: Locate,
+    /// Zero (group, output) of `qzeros`.
+    zero_at: Locate,
+    /// The scales are stored `[out, groups]` (compressed-tensors), not `[groups, out]`.
+    scales_by_output: bool,
+}
+
+fn shapes(w: &PackedWeight<'_>, layout: PackedLayout, per: usize) -> Result<Shapes, String> {
+    let (&[s0, s1], &[q0, q1]) = (w.scales_shape, w.qweight_shape) else {
+        return Err(format!(
+            "qweight {:?} and scales {:?} are not 2-D",
+            w.qweight_shape, w.scales_shape
+        ));
+    };
+    let zeros_shape = w.qzeros.map(|(_, s)| s.to_vec());
+    let (s, zeros_expected) = match layout {
+        // qweight [in, out / 8], zeros [groups, out / 8], scales [groups, out].
+        PackedLayout::Awq => (
+            Shapes {
+                out: s1,
+                inner: q0,
+                groups: s0,
+                q_at: |o, i, out, _| (i * (out / 8) + o / 8, AWQ_NIBBLE[o % 8]),
+                zero_at: |g, o, out, _| (g * (out / 8) + o / 8, AWQ_NIBBLE[o % 8]),
+                scales_by_output: false,
+            },
+            q1 * per == s1,
+        ),
+        // qweight [in / per, out], zeros [groups, out / per], scales [groups, out].
+        PackedLayout::Gptq { .. } => (
+            Shapes {
+                out: s1,
+                inner: q0 * per,
+                groups: s0,
+                q_at: |o, i, out, per| ((i / per) * out + o, i % per),
+                zero_at: |g, o, out, per| (g * (out / per) + o / per, o % per),
+                scales_by_output: false,
+            },
+            q1 == s1,
+        ),
+        // weight_packed [out, in / per], zero points [out / per, groups], scales [out, groups].
+        PackedLayout::CompressedTensors => (
+            Shapes {
+                out: s0,
+                inner: q1 * per,
+                groups: s1,
+                q_at: |o, i, words_per_row, per| (o * words_per_row + i / per, i % per),
+                zero_at: |g, o, groups, per| ((o / per) * groups + g, o % per),
+                scales_by_output: true,
+            },
+            q0 == s0,
+        ),
+    };
+    let zeros_ok = match (&zeros_shape, layout) {
+        (None, PackedLayout::CompressedTensors) => true,
+        (None, _) => false,
+        (Some(z), PackedLayout::CompressedTensors) => *z == [s.out / per, s.groups],
+        (Some(z), _) => *z == [s.groups, s.out / per],
+    };
+    if !zeros_expected || !zeros_ok || s.groups == 0 || !s.out.is_multiple_of(per) {
+        return Err(format!(
+            "qweight {:?}, zero points {zeros_shape:?} and scales {:?} do not fit one weight",
+            w.qweight_shape, w.scales_shape
+        ));
+    }
+    Ok(s)
+}
+
 /// Unpack `w` as `c` packs it; an error names what does not fit.
 pub fn unpack(w: &PackedWeight<'_>, c: &PackedCheckout) -> Result<Unpacked, String> {
     let bits = c.bits;
     let per = (32 / bits) as usize;
     let mask = (1u32 << bits) - 1;
-    let &[groups, out] = w.scales_shape else {
-        return Err(format!(
-            "scales of shape {:?}, not [groups, out]",
-            w.scales_shape
-        ));
-    };
-    let &[qw_rows, qw_cols] = w.qweight_shape else {
-        return Err(format!("qweight of shape {:?}", w.qweight_shape));
-    };
-    let (inner, qweight_ok) = match c.layout {
-        PackedLayout::Awq => (qw_rows, qw_cols * per == out),
-        PackedLayout::Gptq { .. } => (qw_rows * per, qw_cols == out),
-    };
-    let zeros_ok = w.qzeros_shape == [groups, out / per] && out.is_multiple_of(per);
-    if !qweight_ok || !zeros_ok || groups == 0 {
-        return Err(format!(
-            "qweight {:?}, qzeros {:?} and scales {:?} do not fit one {bits}-bit weight",
-            w.qweight_shape, w.qzeros_shape, w.scales_shape
-        ));
-    }
+    let s = shapes(w, c.layout, per)?;
+    let (out, inner, groups) = (s.out, s.inner, s.groups);
     let words = |b: &[u8], shape: &[usize]| b.len() == 4 * shape.iter().product::<usize>();
     if !words(w.qweight, w.qweight_shape)
-        || !words(w.qzeros, w.qzeros_shape)
+        || w.qzeros.is_some_and(|(b, shape)| !words(b, shape))
         || w.scales.len() != groups * out
     {
         return Err("tensor sizes do not match their shapes".into());
@@ -94,52 +156,61 @@ pub fn unpack(w: &PackedWeight<'_>, c: &PackedCheckout) -> Result<Unpacked, Stri
         (None, Some(size)) if inner.div_ceil(size) == groups => {
             (0..inner).map(|i| (i / size) as u32).collect()
         }
-        (None, None) if groups == 1 => vec![0; inner],
+        (None, _) if groups == 1 => vec![0; inner],
         (None, size) => {
             return Err(format!(
                 "{groups} groups of scales for {inner} inputs in groups of {size:?}"
             ))
         }
     };
-    // Each output's integer from its word (`index` of the word, `slot` of the value in it).
-    let (q_at, zero_offset): (fn(usize, usize, usize, usize) -> (usize, usize), u32) =
-        match c.layout {
-            PackedLayout::Awq => (|i, o, out, _| (i * (out / 8) + o / 8, AWQ_NIBBLE[o % 8]), 0),
-            PackedLayout::Gptq { zero_offset } => (
-                |i, o, out, per| ((i / per) * out + o, i % per),
-                zero_offset as u32,
-            ),
-        };
+    // The row length `q_at` takes: compressed-tensors' words per output row, else the outputs.
+    let q_rows = match c.layout {
+        PackedLayout::CompressedTensors => inner / per,
+        _ => out,
+    };
     let mut q = vec![0u8; out * inner];
     q.par_chunks_mut(inner.max(1))
         .enumerate()
         .for_each(|(o, row)| {
             for (i, v) in row.iter_mut().enumerate() {
-                let (index, slot) = q_at(i, o, out, per);
+                let (index, slot) = (s.q_at)(o, i, q_rows, per);
                 *v = ((word(w.qweight, index) >> (bits as usize * slot)) & mask) as u8;
             }
         });
-    let zero_slot = |o: usize| match c.layout {
-        PackedLayout::Awq => AWQ_NIBBLE[o % 8],
-        PackedLayout::Gptq { .. } => o % per,
+    let zero_offset = match c.layout {
+        PackedLayout::Gptq { zero_offset } => zero_offset as u32,
+        _ => 0,
+    };
+    let zero_rows = match c.layout {
+        PackedLayout::CompressedTensors => groups,
+        _ => out,
     };
     let zeros: Vec<u8> = (0..groups * out)
         .map(|k| {
             let (g, o) = (k / out, k % out);
-            let packed =
-                word(w.qzeros, g * (out / per) + o / per) >> (bits as usize * zero_slot(o));
+            let Some((zw, _)) = w.qzeros else {
+                // Symmetric: the values were stored plus 2^(bits-1).
+                return 1u8 << (bits - 1);
+            };
+            let (index, slot) = (s.zero_at)(g, o, zero_rows, per);
             // AutoGPTQ stores zero - 1 and reads back stored + 1, as its, exllama's and vLLM's
             // kernels do (a stored 15 is 16).
-            ((packed & mask) + zero_offset) as u8
+            (((word(zw, index) >> (bits as usize * slot)) & mask) + zero_offset) as u8
         })
         .collect();
+    let scales = match s.scales_by_output {
+        false => w.scales.to_vec(),
+        true => (0..groups * out)
+            .map(|k| w.scales[(k % out) * groups + k / out])
+            .collect(),
+    };
     Ok(Unpacked {
         out,
         inner,
         bits,
         q,
         zeros,
-        scales: w.scales.to_vec(),
+        scales,
         group_of,
     })
 }
@@ -247,8 +318,7 @@ mod tests {
         let w = PackedWeight {
             qweight: &le(&[nibbles_0_to_7]),
             qweight_shape: &[1, 1],
-            qzeros: &le(&[zeros]),
-            qzeros_shape: &[1, 1],
+            qzeros: Some((&le(&[zeros]), &[1, 1])),
             scales: &[2.0; 8],
             scales_shape: &[1, 8],
             g_idx: None,
@@ -271,8 +341,7 @@ mod tests {
             let packed = PackedWeight {
                 qweight: &qw,
                 qweight_shape: &[1, 8],
-                qzeros: &qz,
-                qzeros_shape: &[1, 1],
+                qzeros: Some((&qz, &[1, 1])),
                 scales: &[0.5; 8],
                 scales_shape: &[1, 8],
                 g_idx: None,
@@ -311,8 +380,7 @@ mod tests {
             let packed = PackedWeight {
                 qweight: &qw,
                 qweight_shape: &[inner / per, out],
-                qzeros: &qz,
-                qzeros_shape: &[2, out / per],
+                qzeros: Some((&qz, &[2, out / per])),
                 scales: &scales,
                 scales_shape: &[2, out],
                 g_idx: g.as_deref(),
@@ -374,8 +442,7 @@ mod tests {
         let mut w = PackedWeight {
             qweight: &qw,
             qweight_shape: &[1, 8],
-            qzeros: &qz,
-            qzeros_shape: &[1, 1],
+            qzeros: Some((&qz, &[1, 1])),
             scales: &[1.0; 8],
             scales_shape: &[1, 8],
             g_idx: None,

@@ -45,6 +45,10 @@ pub enum PackedLayout {
     /// along the outputs; `g_idx` names each input's group. The first checkpoint format
     /// (`gptq`, AutoGPTQ's) stores each zero minus one (`zero_offset`); `gptq_v2` does not.
     Gptq { zero_offset: bool },
+    /// compressed-tensors' `pack-quantized`: `weight_packed` `[out, in · bits / 32]`, each
+    /// row's values at bit `i · bits`, stored plus 2^(bits-1); zero points (asymmetric only)
+    /// packed along the outputs; scales `[out, groups]`; `weight_g_idx` for act-order.
+    CompressedTensors,
 }
 
 /// A checkout of packed integer weights.
@@ -86,15 +90,29 @@ fn unsupported(what: String) -> ModelError {
     ))
 }
 
-/// compressed-tensors: its FP8 schemes (`FP8`, `FP8_DYNAMIC`, block FP8); the integer packings
-/// (`W4A16`, `W8A8`) are refused.
+/// compressed-tensors: its FP8 schemes (`FP8`, `FP8_DYNAMIC`, block FP8) and its packed
+/// integers (`pack-quantized`: `W4A16`, `W8A16`, asymmetric or not); unpacked integers
+/// (`int-quantized`, W8A8) are refused.
 fn compressed_tensors(q: &Value, dtype: DType) -> Result<Quantization> {
     let groups = q.get("config_groups").and_then(Value::as_object);
+    let format = q.get("format").and_then(Value::as_str).unwrap_or("");
     let mut block = None;
     for (name, group) in groups.into_iter().flatten() {
         let w = group.get("weights").unwrap_or(&Value::Null);
         let kind = w.get("type").and_then(Value::as_str).unwrap_or("int");
         let bits = w.get("num_bits").and_then(Value::as_u64).unwrap_or(0);
+        if kind == "int" && format == "pack-quantized" && matches!(bits, 2 | 4 | 8) {
+            let size = match w.get("strategy").and_then(Value::as_str) {
+                Some("group") => w.get("group_size").and_then(Value::as_i64),
+                _ => Some(-1),
+            };
+            return Ok(Quantization::Packed(PackedCheckout {
+                layout: PackedLayout::CompressedTensors,
+                bits: bits as u32,
+                group_size: group_size(size)?,
+                dtype,
+            }));
+        }
         if kind != "float" || bits != 8 {
             return Err(unsupported(format!(
                 "compressed-tensors group `{name}` with {bits}-bit {kind} weights"
@@ -296,6 +314,20 @@ mod tests {
             (p.layout, p.group_size),
             (PackedLayout::Gptq { zero_offset: false }, None)
         );
+        // RedHatAI's `quantized.w4a16` checkouts.
+        let w4a16 = json!({"quantization_config": {"quant_method": "compressed-tensors",
+            "format": "pack-quantized", "config_groups": {"group_0": {"targets": ["Linear"],
+            "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group",
+            "group_size": 128, "actorder": null}}}, "ignore": ["lm_head"]}});
+        assert_eq!(
+            checkout_quantization(&w4a16).unwrap(),
+            Quantization::Packed(PackedCheckout {
+                layout: PackedLayout::CompressedTensors,
+                bits: 4,
+                group_size: Some(128),
+                dtype: DType::BF16
+            })
+        );
     }
 
     #[test]
@@ -305,11 +337,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let w4a16 = refused(json!({"quant_method": "compressed-tensors",
-            "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}}}));
+        let w8a8 = refused(json!({"quant_method": "compressed-tensors",
+            "format": "int-quantized",
+            "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int"}}}}));
         assert!(
-            w4a16.contains("4-bit int") && w4a16.contains("GGUF"),
-            "{w4a16}"
+            w8a8.contains("8-bit int") && w8a8.contains("GGUF"),
+            "{w8a8}"
         );
         assert!(refused(json!({"quant_method": "bitsandbytes"})).contains("`bitsandbytes`"));
         assert!(refused(json!({"quant_method": "awq", "version": "gemv"})).contains("gemv"));

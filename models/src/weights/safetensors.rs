@@ -8,7 +8,7 @@ use super::names::{
     qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::packed_int::PackedWeight;
-use super::quantization::{Fp8Checkout, PackedCheckout, Quantization};
+use super::quantization::{Fp8Checkout, PackedCheckout, PackedLayout, Quantization};
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -599,15 +599,17 @@ impl SafetensorsDir {
     }
 
     /// The HF stem (`...q_proj`) under which the checkout packs the canonical weight `name`
-    /// (`<stem>.qweight`); None where it does not, or is not a packed checkout.
+    /// (`<stem>.qweight`, `<stem>.weight_packed`); None where it does not, or is not a packed
+    /// checkout.
     fn packed_stem(&self, name: &str) -> Option<String> {
-        let Quantization::Packed(_) = self.quantization else {
+        let Quantization::Packed(c) = self.quantization else {
             return None;
         };
+        let packed = PackedNames::of(c.layout).values;
         self.hf_candidates(name)
             .into_iter()
             .filter_map(|hf| hf.strip_suffix(".weight").map(str::to_string))
-            .find(|stem| self.view(&format!("{stem}.qweight")).is_some())
+            .find(|stem| self.view(&format!("{stem}.{packed}")).is_some())
     }
 
     /// A packed AWQ / GPTQ weight (`packed_int`): ggml blocks where they hold its values
@@ -634,12 +636,17 @@ impl SafetensorsDir {
                 None => Ok(None),
             }
         };
-        let (Some(qweight), Some(qzeros)) = (int32("qweight")?, int32("qzeros")?) else {
-            return Err(bad("a qweight without qzeros".into()));
+        let names = PackedNames::of(c.layout);
+        let (Some(qweight), qzeros) = (int32(names.values)?, int32(names.zeros)?) else {
+            return Err(bad(format!("no {}", names.values)));
         };
-        let g_idx = int32("g_idx")?;
-        let Some((scales, _)) = self.dense(&format!("{stem}.scales"))? else {
-            return Err(bad("a qweight without scales".into()));
+        // compressed-tensors stores zero points only where asymmetric; the others always.
+        if qzeros.is_none() && c.layout != PackedLayout::CompressedTensors {
+            return Err(bad(format!("{} without {}", names.values, names.zeros)));
+        }
+        let g_idx = int32(names.g_idx)?;
+        let Some((scales, _)) = self.dense(&format!("{stem}.{}", names.scales))? else {
+            return Err(bad(format!("{} without {}", names.values, names.scales)));
         };
         let scales_shape = scales.dims().to_vec();
         let scales = scales
@@ -651,8 +658,7 @@ impl SafetensorsDir {
             &PackedWeight {
                 qweight: qweight.data(),
                 qweight_shape: qweight.shape(),
-                qzeros: qzeros.data(),
-                qzeros_shape: qzeros.shape(),
+                qzeros: qzeros.as_ref().map(|z| (z.data(), z.shape())),
                 scales: &scales,
                 scales_shape: &scales_shape,
                 g_idx: g_idx.as_ref().map(|g| g.data()),
@@ -672,6 +678,33 @@ impl SafetensorsDir {
             .and_then(|t| t.to_dtype(dtype))
             .map_err(|e| bad(crate::error::candle_message(&e)))?;
         Ok(Some(HostWeight::Dense { tensor, source }))
+    }
+}
+
+/// The tensors beside a packed weight's stem, by layout.
+struct PackedNames {
+    values: &'static str,
+    zeros: &'static str,
+    scales: &'static str,
+    g_idx: &'static str,
+}
+
+impl PackedNames {
+    fn of(layout: PackedLayout) -> Self {
+        match layout {
+            PackedLayout::Awq | PackedLayout::Gptq { .. } => PackedNames {
+                values: "qweight",
+                zeros: "qzeros",
+                scales: "scales",
+                g_idx: "g_idx",
+            },
+            PackedLayout::CompressedTensors => PackedNames {
+                values: "weight_packed",
+                zeros: "weight_zero_point",
+                scales: "weight_scale",
+                g_idx: "weight_g_idx",
+            },
+        }
     }
 }
 
