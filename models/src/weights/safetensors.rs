@@ -564,12 +564,7 @@ impl SafetensorsDir {
                 names[0], names[1]
             )));
         };
-        let scale_shape = scale.dims().to_vec();
-        let scales = scale
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|s| s.flatten_all())
-            .and_then(|s| s.to_vec1::<f32>())
-            .map_err(|e| bad(crate::error::candle_message(&e)))?;
+        let (scales, scale_shape) = f32_values(&scale).map_err(bad)?;
         let fp8 = match self.quantization {
             Quantization::Fp8(f) => f,
             _ => Fp8Checkout::default(),
@@ -648,12 +643,7 @@ impl SafetensorsDir {
         let Some((scales, _)) = self.dense(&format!("{stem}.{}", names.scales))? else {
             return Err(bad(format!("{} without {}", names.values, names.scales)));
         };
-        let scales_shape = scales.dims().to_vec();
-        let scales = scales
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|s| s.flatten_all())
-            .and_then(|s| s.to_vec1::<f32>())
-            .map_err(|e| bad(crate::error::candle_message(&e)))?;
+        let (scales, scales_shape) = f32_values(&scales).map_err(bad)?;
         let unpacked = super::packed_int::unpack(
             &PackedWeight {
                 qweight: qweight.data(),
@@ -679,6 +669,15 @@ impl SafetensorsDir {
             .map_err(|e| bad(crate::error::candle_message(&e)))?;
         Ok(Some(HostWeight::Dense { tensor, source }))
     }
+}
+
+/// A scale tensor's values as f32, and its shape.
+fn f32_values(t: &candle_core::Tensor) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
+    t.to_dtype(candle_core::DType::F32)
+        .and_then(|s| s.flatten_all())
+        .and_then(|s| s.to_vec1::<f32>())
+        .map(|v| (v, t.dims().to_vec()))
+        .map_err(|e| crate::error::candle_message(&e))
 }
 
 /// The tensors beside a packed weight's stem, by layout.
