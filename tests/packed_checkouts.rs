@@ -13,7 +13,8 @@ use common::*;
 
 /// The fixtures, with the dtype their packed weights are served in (None: dequantized, as
 /// act-order groups are no runs of 32 inputs) and the tolerance of the served logits.
-const PACKED: [(&str, Option<WeightDtype>, f32); 5] = [
+const PACKED: [(&str, Option<WeightDtype>, f32); 6] = [
+    ("llama_w8a8", Some(WeightDtype::Q8_0), 0.2),
     ("qwen2_awq", Some(WeightDtype::Q4_1), 0.2),
     ("llama_gptq", Some(WeightDtype::Q4_0), 0.2),
     ("llama_w4a16", Some(WeightDtype::Q4_0), 0.2),

@@ -142,27 +142,7 @@ pub fn unpack(w: &PackedWeight<'_>, c: &PackedCheckout) -> Result<Unpacked, Stri
     {
         return Err("tensor sizes do not match their shapes".into());
     }
-    let group_of: Vec<u32> = match (w.g_idx, c.group_size) {
-        (Some(g), _) => {
-            if g.len() != 4 * inner {
-                return Err(format!("g_idx of {} bytes for {inner} inputs", g.len()));
-            }
-            let ids: Vec<u32> = (0..inner).map(|i| word(g, i)).collect();
-            if let Some(bad) = ids.iter().find(|&&g| g as usize >= groups) {
-                return Err(format!("g_idx names group {bad} of {groups}"));
-            }
-            ids
-        }
-        (None, Some(size)) if inner.div_ceil(size) == groups => {
-            (0..inner).map(|i| (i / size) as u32).collect()
-        }
-        (None, _) if groups == 1 => vec![0; inner],
-        (None, size) => {
-            return Err(format!(
-                "{groups} groups of scales for {inner} inputs in groups of {size:?}"
-            ))
-        }
-    };
+    let group_of = groups_of(inner, groups, c.group_size, w.g_idx)?;
     // The row length `q_at` takes: compressed-tensors' words per output row, else the outputs.
     let q_rows = match c.layout {
         PackedLayout::CompressedTensors => inner / per,
@@ -211,6 +191,80 @@ pub fn unpack(w: &PackedWeight<'_>, c: &PackedCheckout) -> Result<Unpacked, Stri
         q,
         zeros,
         scales,
+        group_of,
+    })
+}
+
+/// Each input's group: as `g_idx` names them (int32 words), else in runs of `group_size`.
+fn groups_of(
+    inner: usize,
+    groups: usize,
+    group_size: Option<usize>,
+    g_idx: Option<&[u8]>,
+) -> Result<Vec<u32>, String> {
+    match (g_idx, group_size) {
+        (Some(g), _) => {
+            if g.len() != 4 * inner {
+                return Err(format!("g_idx of {} bytes for {inner} inputs", g.len()));
+            }
+            let ids: Vec<u32> = (0..inner).map(|i| word(g, i)).collect();
+            match ids.iter().find(|&&g| g as usize >= groups) {
+                Some(bad) => Err(format!("g_idx names group {bad} of {groups}")),
+                None => Ok(ids),
+            }
+        }
+        (None, Some(size)) if inner.div_ceil(size) == groups => {
+            Ok((0..inner).map(|i| (i / size) as u32).collect())
+        }
+        (None, _) if groups == 1 => Ok(vec![0; inner]),
+        (None, size) => Err(format!(
+            "{groups} groups of scales for {inner} inputs in groups of {size:?}"
+        )),
+    }
+}
+
+/// compressed-tensors' `int-quantized` weights: int8 values `[out, inner]` as they are, scales
+/// `[out, groups]`, int8 zero points beside them where asymmetric.
+pub fn from_int8(
+    values: &[u8],
+    shape: &[usize],
+    scales: &[f32],
+    scales_shape: &[usize],
+    zero_points: Option<&[u8]>,
+    group_size: Option<usize>,
+) -> Result<Unpacked, String> {
+    let (&[out, inner], &[scale_rows, groups]) = (shape, scales_shape) else {
+        return Err(format!(
+            "int8 values {shape:?} with scales {scales_shape:?}"
+        ));
+    };
+    if values.len() != out * inner
+        || scale_rows != out
+        || scales.len() != out * groups
+        || zero_points.is_some_and(|z| z.len() != out * groups)
+    {
+        return Err(format!(
+            "int8 values {shape:?}, scales {scales_shape:?} and zero points do not fit"
+        ));
+    }
+    let group_of = groups_of(inner, groups, group_size, None)?;
+    // Signed values and zero points, offset by 128 as the unsigned packings store them.
+    let unsigned = |v: u8| (v as i8 as i16 + 128) as u8;
+    let zeros = (0..groups * out)
+        .map(|k| {
+            let (g, o) = (k / out, k % out);
+            zero_points.map_or(128, |z| unsigned(z[o * groups + g]))
+        })
+        .collect();
+    Ok(Unpacked {
+        out,
+        inner,
+        bits: 8,
+        q: values.iter().map(|&v| unsigned(v)).collect(),
+        zeros,
+        scales: (0..groups * out)
+            .map(|k| scales[(k % out) * groups + k / out])
+            .collect(),
         group_of,
     })
 }

@@ -90,9 +90,9 @@ fn unsupported(what: String) -> ModelError {
     ))
 }
 
-/// compressed-tensors: its FP8 schemes (`FP8`, `FP8_DYNAMIC`, block FP8) and its packed
-/// integers (`pack-quantized`: `W4A16`, `W8A16`, asymmetric or not); unpacked integers
-/// (`int-quantized`, W8A8) are refused.
+/// compressed-tensors: its FP8 schemes (`FP8`, `FP8_DYNAMIC`, block FP8), its packed
+/// integers (`pack-quantized`: `W4A16`, `W8A16`, asymmetric or not) and its int8 weights
+/// (`int-quantized`: `W8A8`, whose activations candor keeps in floats).
 fn compressed_tensors(q: &Value, dtype: DType) -> Result<Quantization> {
     let groups = q.get("config_groups").and_then(Value::as_object);
     let format = q.get("format").and_then(Value::as_str).unwrap_or("");
@@ -101,7 +101,12 @@ fn compressed_tensors(q: &Value, dtype: DType) -> Result<Quantization> {
         let w = group.get("weights").unwrap_or(&Value::Null);
         let kind = w.get("type").and_then(Value::as_str).unwrap_or("int");
         let bits = w.get("num_bits").and_then(Value::as_u64).unwrap_or(0);
-        if kind == "int" && format == "pack-quantized" && matches!(bits, 2 | 4 | 8) {
+        // Packed integers, or 8-bit ones stored as int8 as they are (`int-quantized`: W8A8,
+        // run here weight-only).
+        let stored_as_int8 = matches!(format, "int-quantized" | "naive-quantized") && bits == 8;
+        if kind == "int"
+            && (format == "pack-quantized" && matches!(bits, 2 | 4 | 8) || stored_as_int8)
+        {
             let size = match w.get("strategy").and_then(Value::as_str) {
                 Some("group") => w.get("group_size").and_then(Value::as_i64),
                 _ => Some(-1),
@@ -337,12 +342,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let w8a8 = refused(json!({"quant_method": "compressed-tensors",
+        let w4a8 = refused(json!({"quant_method": "compressed-tensors",
             "format": "int-quantized",
-            "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "int"}}}}));
+            "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int"}}}}));
         assert!(
-            w8a8.contains("8-bit int") && w8a8.contains("GGUF"),
-            "{w8a8}"
+            w4a8.contains("4-bit int") && w4a8.contains("GGUF"),
+            "{w4a8}"
         );
         assert!(refused(json!({"quant_method": "bitsandbytes"})).contains("`bitsandbytes`"));
         assert!(refused(json!({"quant_method": "awq", "version": "gemv"})).contains("gemv"));

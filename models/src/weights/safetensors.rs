@@ -656,18 +656,76 @@ impl SafetensorsDir {
             c,
         )
         .map_err(bad)?;
+        self.serve_unpacked(unpacked, c.dtype)
+            .map(Some)
+            .map_err(bad)
+    }
+
+    /// A compressed-tensors `int-quantized` weight (int8 `hf`, `weight_scale` per tensor, row
+    /// or group, `weight_zero_point` where asymmetric), served as `serve_unpacked` says; None
+    /// where `hf` is no int8 tensor of such a checkout.
+    fn int8_weight(&self, hf: &str) -> Result<Option<HostWeight>> {
+        let Quantization::Packed(c) = self.quantization else {
+            return Ok(None);
+        };
+        let Some((values, _)) = self
+            .view(hf)
+            .filter(|(v, _)| v.dtype() == safetensors::Dtype::I8)
+        else {
+            return Ok(None);
+        };
+        let stem = hf.strip_suffix(".weight").unwrap_or(hf);
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let Some((scales, _)) = self.dense(&format!("{stem}.weight_scale"))? else {
+            return Err(bad("int8 values without weight_scale".into()));
+        };
+        let (mut scales, mut scales_shape) = f32_values(&scales).map_err(bad)?;
+        let out = values.shape().first().copied().unwrap_or(0);
+        if scales.len() == 1 {
+            // One scale for the tensor: one per row, alike.
+            (scales, scales_shape) = (vec![scales[0]; out], vec![out, 1]);
+        }
+        if let [rows] = scales_shape[..] {
+            scales_shape = vec![rows, 1];
+        }
+        let zero_points = self.view(&format!("{stem}.weight_zero_point"));
+        let unpacked = super::packed_int::from_int8(
+            values.data(),
+            values.shape(),
+            &scales,
+            &scales_shape,
+            zero_points.as_ref().map(|(z, _)| z.data()),
+            c.group_size,
+        )
+        .map_err(bad)?;
+        self.serve_unpacked(unpacked, c.dtype)
+            .map(Some)
+            .map_err(bad)
+    }
+
+    /// Unpacked integers as ggml blocks where they hold the values exactly, else dequantized
+    /// into `checkout`'s dtype (always on the reference path).
+    fn serve_unpacked(
+        &self,
+        unpacked: super::packed_int::Unpacked,
+        checkout: candle_core::DType,
+    ) -> std::result::Result<HostWeight, String> {
         let shape = vec![unpacked.out, unpacked.inner];
         if !self.dequantize {
             if let Some((ty, bytes)) = unpacked.ggml_blocks() {
-                let blocks = MappedBlocks::owned(&bytes, BlockType::Ggml(ty), shape)?;
-                return Ok(Some(HostWeight::Mapped(blocks)));
+                let blocks = MappedBlocks::owned(&bytes, BlockType::Ggml(ty), shape)
+                    .map_err(|e| e.to_string())?;
+                return Ok(HostWeight::Mapped(blocks));
             }
         }
-        let (dtype, source) = self.dequantized_dtype(c.dtype);
+        let (dtype, source) = self.dequantized_dtype(checkout);
         let tensor = candle_core::Tensor::from_vec(unpacked.dense(), shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(dtype))
-            .map_err(|e| bad(crate::error::candle_message(&e)))?;
-        Ok(Some(HostWeight::Dense { tensor, source }))
+            .map_err(|e| crate::error::candle_message(&e))?;
+        Ok(HostWeight::Dense { tensor, source })
     }
 }
 
@@ -735,6 +793,9 @@ impl WeightSource for SafetensorsDir {
                 None => Ok(None),
             };
         };
+        if let Some(w) = self.int8_weight(&hf)? {
+            return Ok(Some(w));
+        }
         let Some((mut tensor, source)) = self.dense(&hf)? else {
             return Ok(None);
         };
