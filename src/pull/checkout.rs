@@ -41,9 +41,24 @@ const NAMED: [&str; 14] = [
 /// Named chat templates beside the default come from `additional_chat_templates/*.jinja`.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
 /// safetensors weights).
+///
+/// Mistral's repositories (Ministral 3, Mistral Small 3.x, Devstral, Magistral) keep the same
+/// weights twice: transformers' shards and Mistral's own `consolidated.safetensors`, which
+/// transformers does not read: where both are listed, the consolidated file is left behind
+/// (it would double the download: 48 GB more for Mistral Small 24B).
 pub fn checkout_files(listed: &[String]) -> Vec<String> {
+    let consolidated = |f: &str| f.starts_with("consolidated") && f.ends_with(".safetensors");
+    let has_transformers_weights = listed.iter().any(|f| {
+        !f.contains('/')
+            && f.ends_with(".safetensors")
+            && !consolidated(f)
+            && f != "adapter_model.safetensors"
+    });
     let wanted_here = |f: &str| {
-        NAMED.contains(&f) || f.ends_with(".safetensors") && f != "adapter_model.safetensors"
+        NAMED.contains(&f)
+            || f.ends_with(".safetensors")
+                && f != "adapter_model.safetensors"
+                && !(has_transformers_weights && consolidated(f))
     };
     // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
     // keeps it in its static module's weights, which are fetched instead).
@@ -134,6 +149,31 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Ministral 3's listing: transformers' shards, not Mistral's consolidated copy of them;
+    /// a repository with the consolidated file alone keeps it (whatever it is, candor says so
+    /// at load rather than fetching nothing).
+    #[test]
+    fn mistrals_consolidated_weights_are_left_beside_transformers_shards() {
+        let listed = names(&[
+            "config.json",
+            "consolidated.safetensors",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "params.json",
+            "tekken.json",
+            "tokenizer.json",
+        ]);
+        let got = checkout_files(&listed);
+        assert!(
+            !got.iter().any(|f| f.starts_with("consolidated")),
+            "{got:?}"
+        );
+        assert!(got.contains(&"model-00002-of-00002.safetensors".to_string()));
+        let alone = names(&["config.json", "consolidated.safetensors"]);
+        assert_eq!(checkout_files(&alone), alone);
     }
 
     #[test]
