@@ -16,10 +16,12 @@ pub enum ModelError {
     #[error("invalid safetensors model {path}: {reason}")]
     BadSafetensors { path: String, reason: String },
     #[error(
-        "unsupported architecture `{0}` (supported: llama, mistral, mixtral, qwen2, qwen2_moe, \
-         qwen3, qwen3_moe, gemma2, gemma3, phi, phi3, gpt2, gpt_neox, falcon, deepseek_v2, deepseek_v3, glm4, glm4_moe, olmo2, \
-         olmo3, olmoe, gpt_oss, granite, granitemoe, granitemoeshared, smollm3, exaone4, ernie4_5, \
-         seed_oss, hunyuan_v1_dense, cohere, cohere2, starcoder2, stablelm, nemotron, lfm2; encoders: bert, roberta, xlm-roberta)"
+        "unsupported architecture `{0}` (checkouts: {hf}; vision-language checkouts served as \
+         their text model: {wrappers}; GGUF: {gguf}; encoders: bert, roberta, xlm-roberta, camembert, \
+         nomic_bert, modernbert, gte (`new`), distilbert)",
+        hf = crate::arch::HF_MODEL_TYPES.join(", "),
+        wrappers = crate::arch::text_model_wrappers().join(", "),
+        gguf = crate::arch::GGUF_ARCHITECTURES.join(", ")
     )]
     UnsupportedArch(String),
     #[error("unsupported tensor type {dtype} for tensor {tensor}")]

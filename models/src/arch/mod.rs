@@ -42,6 +42,114 @@ use crate::spec::{Arch, HfConfig, ModelSpec, RopeConfig, RopeScaling};
 use crate::weights::gguf::GgufFile;
 use crate::weights::names::HfNormNaming;
 
+/// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
+/// any other.
+pub const HF_MODEL_TYPES: [&str; 51] = [
+    "llama",
+    "mistral",
+    "ministral",
+    "ministral3",
+    "qwen2",
+    "qwen3",
+    "qwen2_moe",
+    "qwen3_moe",
+    "mixtral",
+    "gemma3_text",
+    "gemma3",
+    "gemma2",
+    "gemma",
+    "phi",
+    "gpt_neox",
+    "phi3",
+    "glm4",
+    "glm",
+    "cohere",
+    "cohere2",
+    "starcoder2",
+    "stablelm",
+    "nemotron",
+    "gpt2",
+    "dots1",
+    "arcee",
+    "apertus",
+    "gpt_bigcode",
+    "gptj",
+    "falcon",
+    "lfm2",
+    "lfm2_moe",
+    "ernie4_5",
+    "ernie4_5_moe",
+    "seed_oss",
+    "hunyuan_v1_dense",
+    "hunyuan_v1_moe",
+    "glm4_moe",
+    "olmoe",
+    "olmo",
+    "olmo2",
+    "olmo3",
+    "gpt_oss",
+    "granite",
+    "granitemoe",
+    "granitemoeshared",
+    "smollm3",
+    "exaone4",
+    "deepseek_v2",
+    "deepseek_v3",
+    "kimi_k2",
+];
+
+/// The `general.architecture`s `spec_from_gguf` reads, likewise.
+pub const GGUF_ARCHITECTURES: [&str; 43] = [
+    "llama",
+    "mistral",
+    "mistral3",
+    "qwen2",
+    "qwen2moe",
+    "qwen3",
+    "qwen3moe",
+    "gemma3",
+    "gemma2",
+    "gemma",
+    "phi2",
+    "gptneox",
+    "phi3",
+    "deepseek2",
+    "glm4",
+    "chatglm",
+    "command-r",
+    "cohere2",
+    "starcoder2",
+    "stablelm",
+    "nemotron",
+    "gpt2",
+    "dots1",
+    "arcee",
+    "apertus",
+    "starcoder",
+    "falcon",
+    "lfm2",
+    "lfm2moe",
+    "ernie4_5",
+    "ernie4_5-moe",
+    "seed_oss",
+    "hunyuan-dense",
+    "hunyuan-moe",
+    "glm4moe",
+    "olmoe",
+    "olmo",
+    "olmo2",
+    "gpt-oss",
+    "granite",
+    "granitemoe",
+    "smollm3",
+    "exaone4",
+];
+
+/// The vision-language checkouts served as their text model.
+pub fn text_model_wrappers() -> Vec<&'static str> {
+    TEXT_MODEL_WRAPPERS.iter().map(|w| w.wrapper).collect()
+}
+
 /// The spec of an HF checkout, by `model_type`; a vision-language checkout's is its text
 /// model's (`text_model_config`).
 pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
@@ -681,6 +789,31 @@ mod tests {
     /// that differ from transformers' defaults, which fill the rest; the end-of-turn id the
     /// wrapper keeps. A wrapper candor does not know, or one without `text_config`, is left to
     /// the usual dispatch.
+    /// Each `model_type` the error names is one the dispatcher reads (a bare config then fails
+    /// on its missing shapes, not as unsupported); another is refused naming them all.
+    #[test]
+    fn the_model_types_named_as_supported_are_read() {
+        for t in super::HF_MODEL_TYPES {
+            let e = super::spec_from_hf(&serde_json::json!({ "model_type": t })).unwrap_err();
+            assert!(
+                !matches!(e, crate::error::ModelError::UnsupportedArch(_)),
+                "{t}: {e}"
+            );
+        }
+        let e = super::spec_from_hf(&serde_json::json!({"model_type": "qwen3_next"}))
+            .unwrap_err()
+            .to_string();
+        for named in [
+            "`qwen3_next`",
+            "ministral3",
+            "qwen3_vl_moe",
+            "lfm2moe",
+            "modernbert",
+        ] {
+            assert!(e.contains(named), "{named}: {e}");
+        }
+    }
+
     #[test]
     fn vision_language_checkouts_are_read_as_their_text_model() {
         let cfg = serde_json::json!({"model_type": "gemma3",
