@@ -106,9 +106,9 @@ fn gguf_name(hf: &str) -> String {
         | "block_sparse_moe.router.layer.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
         // DeepSeek's name, ERNIE 4.5's.
-        "mlp.gate.e_score_correction_bias" | "mlp.moe_statics.e_score_correction_bias" => {
-            "exp_probs_b.bias"
-        }
+        "mlp.gate.e_score_correction_bias"
+        | "mlp.moe_statics.e_score_correction_bias"
+        | "block_sparse_moe.e_score_correction_bias" => "exp_probs_b.bias",
         "mlp.shared_experts.gate_proj.weight" => "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight" => "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight" => "ffn_down_shexp.weight",
@@ -874,7 +874,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
         }
-        if arch == "gpt-oss" {
+        if matches!(arch, "gpt-oss" | "minimax-m2") {
             extra.push(("expert_feed_forward_length", u("intermediate_size")));
         }
         if arch == "hunyuan-moe" {
@@ -997,7 +997,10 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         extra.push(("attention.key_length", u("head_dim")));
         extra.push(("attention.value_length", u("head_dim")));
     }
-    if let Some(partial) = cfg["partial_rotary_factor"].as_f64().filter(|&p| p < 1.0) {
+    // MiniMax-M2's converter writes its `rotary_dim`.
+    if let Some(rotary) = cfg["rotary_dim"].as_u64().filter(|_| arch == "minimax-m2") {
+        extra.push(("rope.dimension_count", Value::U32(rotary as u32)));
+    } else if let Some(partial) = cfg["partial_rotary_factor"].as_f64().filter(|&p| p < 1.0) {
         let head_dim = cfg["hidden_size"].as_u64().unwrap() as f64 / heads as f64;
         extra.push((
             "rope.dimension_count",
@@ -1625,6 +1628,15 @@ fn lfm2_loads_from_gguf() {
 #[test]
 fn lfm2_moe_loads_from_gguf() {
     gguf_matches_checkout("lfm2_moe", "lfm2moe", Experts::Stacked, 3.0);
+}
+
+/// MiniMax-M2 as llama.cpp's `minimax-m2` GGUF keeps it (the experts stacked, the correction
+/// bias as `exp_probs_b`, the rotated width as `rope.dimension_count`, no gating function):
+/// the HF checkout's logits, exactly in F32; Q8_0 within the rounding that sigmoid routers
+/// over q/k-normed attention carry, as for GLM-4.5.
+#[test]
+fn minimax_m2_loads_from_gguf() {
+    gguf_matches_checkout("minimax_m2", "minimax-m2", Experts::Stacked, 0.6);
 }
 
 /// Ministral 3 as llama.cpp's `mistral3` GGUF keeps it (q/k rows permuted as llama's, YaRN

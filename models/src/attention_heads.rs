@@ -132,10 +132,19 @@ fn load_qk_norms<B: Backend>(
         return Ok(None);
     }
     if spec.qk_norm_whole {
-        let (q, k) = (ld.norm(&q_name, q)?, ld.norm(&k_name, kv)?);
+        // Over the whole projection; with partial RoPE its weights follow the heads' rows as
+        // they are laid out (a norm over all of them is the same over any order).
+        let whole = |name: &str, width: usize, heads: usize| -> Result<B::Weight> {
+            match partial {
+                Some(p) => ld
+                    .backend
+                    .load_weight(p.fold_norm(ld.norm_host(name, width)?, heads)?),
+                None => ld.norm(name, width),
+            }
+        };
         return Ok(Some(QkNorms {
-            q,
-            k,
+            q: whole(&q_name, q, spec.num_heads)?,
+            k: whole(&k_name, kv, spec.num_kv_heads)?,
             per_head: None,
         }));
     }

@@ -28,7 +28,8 @@ pub struct DummyShape {
     config: fn() -> serde_json::Value,
 }
 
-const ARCH_ALIASES: [(&str, &str); 20] = [
+const ARCH_ALIASES: [(&str, &str); 21] = [
+    ("minimax_m2", "minimax-m2"),
     ("qwen2.5", "qwen2"),
     ("gpt-neox", "gptneox"),
     ("gpt_neox", "gptneox"),
@@ -165,6 +166,18 @@ fn lfm2(hidden: usize, ff: usize, heads: usize, attention: &[usize]) -> serde_js
            "conv_L_cache": 3, "conv_bias": false, "rope_theta": 1000000.0,
            "max_position_embeddings": 128000, "full_attn_idxs": attention,
            "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 7})
+}
+
+/// MiniMax-M2's config (MiniMaxAI/MiniMax-M2; M2.1 has the same shapes): 62 layers of 256
+/// experts of 1536, eight per token.
+fn minimax_m2() -> serde_json::Value {
+    json!({"model_type": "minimax_m2", "vocab_size": 200064, "hidden_size": 3072,
+           "intermediate_size": 1536, "num_hidden_layers": 62, "num_attention_heads": 48,
+           "num_key_value_heads": 8, "head_dim": 128, "rotary_dim": 64,
+           "rope_theta": 5000000.0, "rms_norm_eps": 1e-6, "num_local_experts": 256,
+           "num_experts_per_tok": 8, "scoring_func": "sigmoid", "use_routing_bias": true,
+           "use_qk_norm": true, "qk_norm_type": "per_layer",
+           "max_position_embeddings": 196608, "tie_word_embeddings": false})
 }
 
 /// LFM2-8B-A1B's config (`lfm2_moe`): LFM2's layers (attention in six of 24), dense FFNs of
@@ -609,6 +622,12 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "minimax-m2",
+        size: "230b-a10b",
+        source: "MiniMaxAI/MiniMax-M2",
+        config: minimax_m2,
+    },
+    DummyShape {
         arch: "lfm2moe",
         size: "8b-a1b",
         source: "LiquidAI/LFM2-8B-A1B",
@@ -913,6 +932,9 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
                 n("attn_k_norm.weight"),
                 (vec![spec.num_kv_heads, d], 0.9, 1.1),
             );
+        } else if spec.qk_norm_whole {
+            t.insert(n("attn_q_norm.weight"), norm(q));
+            t.insert(n("attn_k_norm.weight"), norm(kv));
         } else if spec.qk_norm {
             t.insert(n("attn_q_norm.weight"), norm(d));
             t.insert(n("attn_k_norm.weight"), norm(d));
@@ -1263,6 +1285,9 @@ mod tests {
         // Gemma 2B's and 7B's safetensors totals (2.51B and 8.54B on their pages).
         assert_eq!(params("gemma", "2b"), 2_506_172_416);
         assert_eq!(params("gemma", "7b"), 8_537_680_896);
+        // My count of MiniMax-M2's shapes (its page: 230B in all, 10B active; the multi-token
+        // prediction modules left out).
+        assert_eq!(params("minimax-m2", "230b-a10b"), 228_689_764_864);
         // Ministral 3 8B's text model (its page: 8.4B language model + 0.4B vision encoder).
         assert_eq!(params("ministral3", "8b"), 8_489_553_920);
         // My count of LFM2-8B-A1B's shapes (its page: 8.3B in all, 1.5B active).

@@ -22,6 +22,9 @@ pub enum Arch {
     Glm4Moe,
     /// OLMoE: llama with q/k norms over the whole projections and softmax experts.
     Olmoe,
+    /// MiniMax-M2: q/k norms over the whole projections, RoPE over part of each head, sigmoid
+    /// experts chosen with a correction bias in every layer.
+    MinimaxM2,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -135,6 +138,7 @@ impl Arch {
             Arch::HunyuanMoe => "hunyuan-moe",
             Arch::Glm4Moe => "glm4moe",
             Arch::Olmoe => "olmoe",
+            Arch::MinimaxM2 => "minimax-m2",
             Arch::Olmo2 => "olmo2",
             Arch::Olmo3 => "olmo3",
             Arch::GptOss => "gpt-oss",
@@ -560,9 +564,6 @@ impl ModelSpec {
         }
         if self.qk_norm_after_rope && (!self.qk_norm || self.qk_norm_whole) {
             return bad("q/k norms after RoPE without per-head q/k norms".into());
-        }
-        if self.qk_norm_whole && self.rotary_dim.is_some() {
-            return bad("q/k norms over whole projections with RoPE over part of each head".into());
         }
         if let Some(r) = self.rotary_dim {
             if r == 0

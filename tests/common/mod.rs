@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 69] = [
+pub const TINY_ARCHS: [&str; 70] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -80,6 +80,7 @@ pub const TINY_ARCHS: [&str; 69] = [
     "qwen3_fp8",
     "llama_fp8_dynamic",
     "ministral3",
+    "minimax_m2",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

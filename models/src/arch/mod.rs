@@ -21,6 +21,7 @@ pub mod granite;
 pub mod hunyuan_dense;
 pub mod lfm2;
 pub mod llama;
+pub mod minimax_m2;
 pub mod mistral;
 pub mod nemotron;
 pub mod olmo;
@@ -44,7 +45,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 51] = [
+pub const HF_MODEL_TYPES: [&str; 52] = [
     "llama",
     "mistral",
     "ministral",
@@ -84,6 +85,7 @@ pub const HF_MODEL_TYPES: [&str; 51] = [
     "hunyuan_v1_moe",
     "glm4_moe",
     "olmoe",
+    "minimax_m2",
     "olmo",
     "olmo2",
     "olmo3",
@@ -99,7 +101,7 @@ pub const HF_MODEL_TYPES: [&str; 51] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 43] = [
+pub const GGUF_ARCHITECTURES: [&str; 44] = [
     "llama",
     "mistral",
     "mistral3",
@@ -143,6 +145,7 @@ pub const GGUF_ARCHITECTURES: [&str; 43] = [
     "granitemoe",
     "smollm3",
     "exaone4",
+    "minimax-m2",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -212,6 +215,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "hunyuan_v1_moe" => hunyuan_dense::moe_from_hf(&c)?,
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
+        "minimax_m2" => minimax_m2::from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
@@ -457,6 +461,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "hunyuan-moe" => hunyuan_dense::moe_from_gguf(g)?,
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
+        "minimax-m2" => minimax_m2::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,

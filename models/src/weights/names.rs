@@ -100,6 +100,8 @@ pub fn mixtral_hf(hf: &str) -> Option<String> {
             format!("experts.{e}.{w}.{suffix}")
         }
         None if rest == "gate.weight" => rest.to_string(),
+        // MiniMax-M2's router correction bias, beside its Mixtral-named experts.
+        None if rest == "gate.e_score_correction_bias" => "e_score_correction_bias".into(),
         None => return None,
     };
     Some(format!("{head}.block_sparse_moe.{rest}"))
