@@ -530,11 +530,16 @@ async fn streams_as_one_call(s: &Server, body: Value, args: &Value) {
 /// `required` come back as calls to `get_weather`, held to the template's format. Returns the
 /// prompt of a history with the named call and its result, and the call's arguments.
 async fn demanded_calls_over_http(template: &str) -> (String, Value) {
+    demanded_calls_over_http_with(template, json!({})).await
+}
+
+/// `demanded_calls_over_http` with `fields` in every request.
+async fn demanded_calls_over_http_with(template: &str, fields: Value) -> (String, Value) {
     let s = Server::start("qwen2.5-0.5b", &["--chat-template", template]).await;
     let ask = |extra: Value| {
         let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
                           "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
-        with_fields(body, extra)
+        with_fields(with_fields(body, fields.clone()), extra)
     };
     let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
     let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
@@ -606,6 +611,25 @@ async fn apertus_tool_calls_over_http() {
         prompt.contains(&format!(
             "<|assistant_start|><|tools_prefix|>[{{\"get_weather\": {{\"city\": {city}"
         )) && prompt.contains("<|tools_suffix|>[rain]"),
+        "{prompt}"
+    );
+}
+
+/// A model served with MiniMax-M2's template writes its calls as `<invoke name=...>` elements
+/// of `<parameter name=...>` values in a `<minimax:tool_call>` block: demanded calls (named,
+/// streamed, required) follow that grammar and come back as calls, and the history shows the
+/// call in the model's tags. The template's generation prompt opens a thought, which a demanded
+/// call waits out: a budget of 0 closes it at once (the small model here does not think).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimax_m2_tool_calls_over_http() {
+    let template = corpus_template("MiniMax-M2");
+    let no_thought = json!({"thinking_token_budget": 0, "thinking_budget_message": ""});
+    let (prompt, args) = demanded_calls_over_http_with(&template, no_thought).await;
+    let city = args["city"].as_str().unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "<minimax:tool_call>\n<invoke name=\"get_weather\">\n<parameter name=\"city\">{city}</parameter>"
+        )) && prompt.contains("</invoke>\n</minimax:tool_call>"),
         "{prompt}"
     );
 }

@@ -23,7 +23,9 @@
 //! - `qwen3_coder`: `<tool_call>` blocks of `<function=NAME>` and `<parameter=KEY>` tags
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
-//!   pairs (GLM-4.5 to 4.7). Their values are typed by the functions' schemas (`tagged`).
+//!   pairs (GLM-4.5 to 4.7); `minimax_m2`: `<minimax:tool_call>` blocks of `<invoke name=...>`
+//!   and `<parameter name=...>` tags (MiniMax-M2 / M2.1). Their values are typed by the
+//!   functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
@@ -38,6 +40,10 @@ use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
 use serde_json::Value;
 use std::fmt;
+
+/// MiniMax-M2's call block tags (plain text in its vocabulary).
+const MINIMAX_OPEN: &str = "<minimax:tool_call>";
+const MINIMAX_CLOSE: &str = "</minimax:tool_call>";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolFormat {
@@ -57,6 +63,7 @@ pub enum ToolFormat {
     DeepseekV31,
     Lfm2,
     Apertus,
+    MinimaxM2,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -153,7 +160,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 16] = [
+    pub const ALL: [ToolFormat; 17] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -170,6 +177,7 @@ impl ToolFormat {
         ToolFormat::DeepseekV31,
         ToolFormat::Lfm2,
         ToolFormat::Apertus,
+        ToolFormat::MinimaxM2,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -192,6 +200,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV31 => "deepseek_v31",
             ToolFormat::Lfm2 => "lfm2",
             ToolFormat::Apertus => "apertus",
+            ToolFormat::MinimaxM2 => "minimax_m2",
         }
     }
 
@@ -219,8 +228,11 @@ impl ToolFormat {
             Ok(ToolFormat::CommandR7b)
         } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
             Ok(ToolFormat::Lfm2)
+        } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
+            Ok(ToolFormat::MinimaxM2)
         } else if template.contains("<invoke name=") {
-            // MiniMax's XML invocations, `<tool_call>` around them: not Hermes JSON.
+            // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
+            // invocations: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
         } else if template.contains("<tool_calls>[") {
             Ok(ToolFormat::Apriel)
@@ -267,6 +279,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Apertus => apertus::OPEN,
+            ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -283,6 +296,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
             ToolFormat::Apertus => Some(apertus::CLOSE),
+            ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
         }
@@ -292,6 +306,7 @@ impl ToolFormat {
         match self {
             ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Family::Tags(Style::Function),
             ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
+            ToolFormat::MinimaxM2 => Family::Tags(Style::Invoke),
             ToolFormat::KimiK2 => Family::Kimi,
             ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
             ToolFormat::DeepseekV31 => Family::Deepseek(Layout::Bare),
@@ -988,6 +1003,10 @@ mod tests {
                 ToolFormat::Qwen3Coder | ToolFormat::SeedOss => (
                     "\n<parameter=city>\nOslo\n</parameter>\n</function>\n",
                     "<function=get_weather>\n<parameter=city>Oslo</parameter>\n</function>",
+                ),
+                ToolFormat::MinimaxM2 => (
+                    "\n<parameter name=\"city\">Oslo</parameter>\n</invoke>\n",
+                    "<invoke name=\"get_weather\">\n<parameter name=\"city\">Oslo</parameter>\n</invoke>",
                 ),
                 ToolFormat::Glm45 => (
                     "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",

@@ -9,7 +9,7 @@
 use super::format::{
     call_alternatives, function_index, literal, marker, schema_properties, schema_text,
 };
-use super::tagged::{text_body, with_definitions, Style, FUNCTION_CLOSE};
+use super::tagged::{text_body, with_definitions, Style};
 use serde_json::Value;
 
 /// The optional newlines between tags.
@@ -82,9 +82,9 @@ impl TagGrammar<'_> {
 
     /// Lark items after a call's arguments.
     fn call_foot(&self) -> String {
-        match self.style {
-            Style::Function => format!(" NL? {}", self.mark(FUNCTION_CLOSE)),
-            Style::ArgPairs => String::new(),
+        match self.style.call_tags() {
+            Some((_, _, close)) => format!(" NL? {}", self.mark(close)),
+            None => String::new(),
         }
     }
 
@@ -98,7 +98,9 @@ impl TagGrammar<'_> {
             let rule = format!("arg_{i}_{j}");
             items.push(format!("{rule}{}", if required { "" } else { "?" }));
             let opening = match self.style {
-                Style::Function => literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
+                Style::Function | Style::Invoke => {
+                    literal(&format!("{}{key}{}", tags.key_open, tags.key_close))
+                }
                 Style::ArgPairs => format!(
                     "{} {} {} NL? {}",
                     self.mark(tags.key_open),
@@ -112,7 +114,7 @@ impl TagGrammar<'_> {
                     // The newlines Qwen's templates pad a value with belong to the text.
                     let body = match self.style {
                         Style::Function => format!("\\n?{body}\\n?"),
-                        Style::ArgPairs => body,
+                        Style::ArgPairs | Style::Invoke => body,
                     };
                     let body = body.replace('/', "\\/");
                     if (self.special)(tags.value_close) {
@@ -131,7 +133,7 @@ impl TagGrammar<'_> {
                 None => {
                     let padding = match self.style {
                         Style::Function => " NL?",
-                        Style::ArgPairs => "",
+                        Style::ArgPairs | Style::Invoke => "",
                     };
                     rules.push_str(&format!(
                         "{rule}: NL? {opening}{padding} json_{i}_{j}{padding} {close}\n\

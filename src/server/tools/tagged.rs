@@ -5,6 +5,8 @@
 //!   Qwen's templates pad each value with a newline on either side, Seed-OSS's do not.
 //! - `Style::ArgPairs` (GLM-4.5 to 4.7 and the templates after them): `NAME` then
 //!   `<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>` pairs, with newlines between or not.
+//! - `Style::Invoke` (MiniMax-M2 / M2.1): `<invoke name="NAME">` then
+//!   `<parameter name="KEY">VALUE</parameter>` pairs, then `</invoke>`, several per block.
 //!
 //! The text does not say a value's type: the function's schema does, as vLLM's qwen3_coder,
 //! seed_oss and glm45 parsers read them (a string parameter's text is taken as it is, anything
@@ -19,6 +21,7 @@ use serde_json::{Map, Value};
 pub enum Style {
     Function,
     ArgPairs,
+    Invoke,
 }
 
 /// The tags around one argument.
@@ -31,7 +34,9 @@ pub(super) struct PairTags {
 }
 
 const FUNCTION_OPEN: &str = "<function=";
-pub(super) const FUNCTION_CLOSE: &str = "</function>";
+const FUNCTION_CLOSE: &str = "</function>";
+const INVOKE_OPEN: &str = "<invoke name=\"";
+const INVOKE_CLOSE: &str = "</invoke>";
 
 impl Style {
     pub(super) fn tags(self) -> PairTags {
@@ -48,6 +53,22 @@ impl Style {
                 value_open: "<arg_value>",
                 value_close: "</arg_value>",
             },
+            Style::Invoke => PairTags {
+                key_open: "<parameter name=\"",
+                key_close: "\">",
+                value_open: "",
+                value_close: "</parameter>",
+            },
+        }
+    }
+
+    /// Where a call is one tagged element: its opening up to the name, what ends the name,
+    /// and its closing tag; None for ArgPairs (the block's text is the call).
+    pub(super) fn call_tags(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Style::Function => Some((FUNCTION_OPEN, ">", FUNCTION_CLOSE)),
+            Style::Invoke => Some((INVOKE_OPEN, "\">", INVOKE_CLOSE)),
+            Style::ArgPairs => None,
         }
     }
 
@@ -55,6 +76,7 @@ impl Style {
     pub fn head(self, name: &str) -> String {
         match self {
             Style::Function => format!("{FUNCTION_OPEN}{name}>"),
+            Style::Invoke => format!("{INVOKE_OPEN}{name}\">"),
             Style::ArgPairs => name.to_string(),
         }
     }
@@ -62,7 +84,7 @@ impl Style {
     /// What the templates write between the block's opening tag and the call's head.
     pub fn block_opening(self) -> &'static str {
         match self {
-            Style::Function => "\n",
+            Style::Function | Style::Invoke => "\n",
             Style::ArgPairs => "",
         }
     }
@@ -70,16 +92,16 @@ impl Style {
     /// The calls in the text between a block's tags; `None` unless it is only well-formed
     /// calls (then the block is returned as text).
     pub fn parse(self, body: &str, functions: &[(String, Value)]) -> Option<Vec<ParsedCall>> {
-        match self {
-            Style::Function => {
+        match self.call_tags() {
+            Some((open, name_end, close)) => {
                 let mut calls = Vec::new();
                 let mut rest = body.trim_start();
-                // One call per block as the templates write them; several read as well.
+                // One call per block as Qwen's templates write them, several as MiniMax's do.
                 while !rest.is_empty() {
-                    let (name, after) = rest.strip_prefix(FUNCTION_OPEN)?.split_once('>')?;
+                    let (name, after) = rest.strip_prefix(open)?.split_once(name_end)?;
                     let (arguments, after) = self.arguments(name, after, functions)?;
                     // A model that stops right after its last value still made the call.
-                    rest = match after.strip_prefix(FUNCTION_CLOSE) {
+                    rest = match after.strip_prefix(close) {
                         Some(after) => after.trim_start(),
                         None if after.is_empty() => after,
                         None => return None,
@@ -88,7 +110,7 @@ impl Style {
                 }
                 (!calls.is_empty()).then_some(calls)
             }
-            Style::ArgPairs => {
+            None => {
                 let tags = self.tags();
                 let (name, after) = match body.find(tags.key_open) {
                     Some(at) => body.split_at(at),
@@ -128,8 +150,9 @@ impl Style {
             };
             let (raw, after) = after.split_once(tags.value_close)?;
             let raw = match self {
-                // The newlines Qwen's templates put around a value are not part of it.
-                Style::Function => {
+                // The newlines Qwen's templates put around a value are not part of it (MiniMax's
+                // put none; a model's own are dropped alike).
+                Style::Function | Style::Invoke => {
                     let raw = raw.strip_prefix('\n').unwrap_or(raw);
                     raw.strip_suffix('\n').unwrap_or(raw)
                 }
