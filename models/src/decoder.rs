@@ -637,7 +637,7 @@ impl<B: Backend> DecoderModel<B> {
         };
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
-        let attn = attend(b, &q, kv, layer, batch, &temps)?;
+        let attn = attend(b, &q, kv, layer, batch, temps)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
