@@ -1,0 +1,240 @@
+//! A safetensors checkout's quantized weights, read as its config declares them
+//! (`quantization`): FP8 values times their scales (`fp8`), packed or int8 integers as ggml
+//! blocks or dequantized (`packed_int`).
+use super::SafetensorsDir;
+use crate::backend::WeightDtype;
+use crate::error::{ModelError, Result};
+use crate::weights::fp8::Fp8Format;
+use crate::weights::packed_int::PackedWeight;
+use crate::weights::quantization::{Fp8Checkout, PackedCheckout, PackedLayout, Quantization};
+use crate::weights::{BlockType, HostWeight, MappedBlocks};
+use candle_core::Device;
+
+impl SafetensorsDir {
+    /// An FP8 weight times the scales stored beside it (`<hf>_scale_inv`, else `<hf>_scale`),
+    /// in the checkout's dtype (f32 on the reference path).
+    pub(super) fn fp8_dense(
+        &self,
+        hf: &str,
+        view: &safetensors::tensor::TensorView<'_>,
+        format: Fp8Format,
+    ) -> Result<(candle_core::Tensor, WeightDtype)> {
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let names = [format!("{hf}_scale_inv"), format!("{hf}_scale")];
+        let Some((scale, _)) = names
+            .iter()
+            .find_map(|n| self.dense(n).transpose())
+            .transpose()?
+        else {
+            return Err(bad(format!(
+                "FP8 values without scales (no {} or {})",
+                names[0], names[1]
+            )));
+        };
+        let (scales, scale_shape) = f32_values(&scale).map_err(bad)?;
+        let fp8 = match self.quantization {
+            Quantization::Fp8(f) => f,
+            _ => Fp8Checkout::default(),
+        };
+        let (dtype, source) = self.dequantized_dtype(fp8.dtype);
+        let tensor = crate::weights::fp8::dequantize(
+            view.data(),
+            view.shape(),
+            format,
+            &scales,
+            &scale_shape,
+            fp8.block,
+            dtype,
+        )
+        .map_err(bad)?;
+        Ok((tensor, source))
+    }
+
+    /// The dtype a dequantized weight takes: f32 on the reference path, else the checkout's.
+    fn dequantized_dtype(&self, checkout: candle_core::DType) -> (candle_core::DType, WeightDtype) {
+        use candle_core::DType;
+        match (self.dequantize, checkout) {
+            (true, _) | (false, DType::F32) => (DType::F32, WeightDtype::F32),
+            (false, DType::F16) => (DType::F16, WeightDtype::F16),
+            _ => (DType::BF16, WeightDtype::BF16),
+        }
+    }
+
+    /// The HF stem (`...q_proj`) under which the checkout packs the canonical weight `name`
+    /// (`<stem>.qweight`, `<stem>.weight_packed`); None where it does not, or is not a packed
+    /// checkout.
+    pub(super) fn packed_stem(&self, name: &str) -> Option<String> {
+        let Quantization::Packed(c) = self.quantization else {
+            return None;
+        };
+        let packed = PackedNames::of(c.layout).values;
+        self.hf_candidates(name)
+            .into_iter()
+            .filter_map(|hf| hf.strip_suffix(".weight").map(str::to_string))
+            .find(|stem| self.view(&format!("{stem}.{packed}")).is_some())
+    }
+
+    /// A packed AWQ / GPTQ weight (`packed_int`): ggml blocks where they hold its values
+    /// exactly, else dequantized (always on the reference path).
+    pub(super) fn packed_weight(
+        &self,
+        name: &str,
+        c: &PackedCheckout,
+    ) -> Result<Option<HostWeight>> {
+        let Some(stem) = self.packed_stem(name) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{stem}: {reason}"),
+        };
+        if self.grouped_qkv.is_some() || self.conv1d_weights {
+            return Err(bad(
+                "packed weights of a model whose q/k/v or Conv1D layout is rearranged at load"
+                    .into(),
+            ));
+        }
+        let int32 = |suffix: &str| {
+            let full = format!("{stem}.{suffix}");
+            match self.view(&full) {
+                Some((v, _)) if v.dtype() == safetensors::Dtype::I32 => Ok(Some(v)),
+                Some((v, _)) => Err(bad(format!("{suffix} is {:?}, not int32", v.dtype()))),
+                None => Ok(None),
+            }
+        };
+        let names = PackedNames::of(c.layout);
+        let (Some(qweight), qzeros) = (int32(names.values)?, int32(names.zeros)?) else {
+            return Err(bad(format!("no {}", names.values)));
+        };
+        // compressed-tensors stores zero points only where asymmetric; the others always.
+        if qzeros.is_none() && c.layout != PackedLayout::CompressedTensors {
+            return Err(bad(format!("{} without {}", names.values, names.zeros)));
+        }
+        let g_idx = int32(names.g_idx)?;
+        let Some((scales, _)) = self.dense(&format!("{stem}.{}", names.scales))? else {
+            return Err(bad(format!("{} without {}", names.values, names.scales)));
+        };
+        let (scales, scales_shape) = f32_values(&scales).map_err(bad)?;
+        let unpacked = crate::weights::packed_int::unpack(
+            &PackedWeight {
+                qweight: qweight.data(),
+                qweight_shape: qweight.shape(),
+                qzeros: qzeros.as_ref().map(|z| (z.data(), z.shape())),
+                scales: &scales,
+                scales_shape: &scales_shape,
+                g_idx: g_idx.as_ref().map(|g| g.data()),
+            },
+            c,
+        )
+        .map_err(bad)?;
+        self.serve_unpacked(unpacked, c.dtype)
+            .map(Some)
+            .map_err(bad)
+    }
+
+    /// A compressed-tensors `int-quantized` weight (int8 `hf`, `weight_scale` per tensor, row
+    /// or group, `weight_zero_point` where asymmetric), served as `serve_unpacked` says; None
+    /// where `hf` is no int8 tensor of such a checkout.
+    pub(super) fn int8_weight(&self, hf: &str) -> Result<Option<HostWeight>> {
+        let Quantization::Packed(c) = self.quantization else {
+            return Ok(None);
+        };
+        let Some((values, _)) = self
+            .view(hf)
+            .filter(|(v, _)| v.dtype() == safetensors::Dtype::I8)
+        else {
+            return Ok(None);
+        };
+        let stem = hf.strip_suffix(".weight").unwrap_or(hf);
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let Some((scales, _)) = self.dense(&format!("{stem}.weight_scale"))? else {
+            return Err(bad("int8 values without weight_scale".into()));
+        };
+        let (mut scales, mut scales_shape) = f32_values(&scales).map_err(bad)?;
+        let out = values.shape().first().copied().unwrap_or(0);
+        if scales.len() == 1 {
+            // One scale for the tensor: one per row, alike.
+            (scales, scales_shape) = (vec![scales[0]; out], vec![out, 1]);
+        }
+        if let [rows] = scales_shape[..] {
+            scales_shape = vec![rows, 1];
+        }
+        let zero_points = self.view(&format!("{stem}.weight_zero_point"));
+        let unpacked = crate::weights::packed_int::from_int8(
+            values.data(),
+            values.shape(),
+            &scales,
+            &scales_shape,
+            zero_points.as_ref().map(|(z, _)| z.data()),
+            c.group_size,
+        )
+        .map_err(bad)?;
+        self.serve_unpacked(unpacked, c.dtype)
+            .map(Some)
+            .map_err(bad)
+    }
+
+    /// Unpacked integers as ggml blocks where they hold the values exactly, else dequantized
+    /// into `checkout`'s dtype (always on the reference path).
+    fn serve_unpacked(
+        &self,
+        unpacked: crate::weights::packed_int::Unpacked,
+        checkout: candle_core::DType,
+    ) -> std::result::Result<HostWeight, String> {
+        let shape = vec![unpacked.out, unpacked.inner];
+        if !self.dequantize {
+            if let Some((ty, bytes)) = unpacked.ggml_blocks() {
+                let blocks = MappedBlocks::owned(&bytes, BlockType::Ggml(ty), shape)
+                    .map_err(|e| e.to_string())?;
+                return Ok(HostWeight::Mapped(blocks));
+            }
+        }
+        let (dtype, source) = self.dequantized_dtype(checkout);
+        let tensor = candle_core::Tensor::from_vec(unpacked.dense(), shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(|e| crate::error::candle_message(&e))?;
+        Ok(HostWeight::Dense { tensor, source })
+    }
+}
+
+/// A scale tensor's values as f32, and its shape.
+fn f32_values(t: &candle_core::Tensor) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
+    t.to_dtype(candle_core::DType::F32)
+        .and_then(|s| s.flatten_all())
+        .and_then(|s| s.to_vec1::<f32>())
+        .map(|v| (v, t.dims().to_vec()))
+        .map_err(|e| crate::error::candle_message(&e))
+}
+
+/// The tensors beside a packed weight's stem, by layout.
+struct PackedNames {
+    values: &'static str,
+    zeros: &'static str,
+    scales: &'static str,
+    g_idx: &'static str,
+}
+
+impl PackedNames {
+    fn of(layout: PackedLayout) -> Self {
+        match layout {
+            PackedLayout::Awq | PackedLayout::Gptq { .. } => PackedNames {
+                values: "qweight",
+                zeros: "qzeros",
+                scales: "scales",
+                g_idx: "g_idx",
+            },
+            PackedLayout::CompressedTensors => PackedNames {
+                values: "weight_packed",
+                zeros: "weight_zero_point",
+                scales: "weight_scale",
+                g_idx: "weight_g_idx",
+            },
+        }
+    }
+}
