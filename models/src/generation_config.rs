@@ -321,19 +321,9 @@ mod tests {
 #[cfg(test)]
 mod gguf_tests {
     use super::*;
-    use candle_core::quantized::gguf_file::{self, Value};
+    use candle_core::quantized::gguf_file::Value;
 
-    /// A GGUF of metadata alone, read back (the file is gone once read: the map is kept).
-    fn gguf_with(name: &str, meta: &[(&str, Value)]) -> GgufFile {
-        let path = std::env::temp_dir().join(format!("candor-{}-{name}.gguf", std::process::id()));
-        let mut file = std::fs::File::create(&path).unwrap();
-        let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
-        gguf_file::write(&mut file, &meta, &[]).unwrap();
-        drop(file);
-        let gguf = GgufFile::open(&path, false).unwrap();
-        let _ = std::fs::remove_file(&path);
-        gguf
-    }
+    use crate::weights::gguf::metadata_only as gguf_with;
 
     /// The keys llama.cpp's converter writes from a generation_config.json, in its types.
     #[test]

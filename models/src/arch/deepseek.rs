@@ -156,6 +156,19 @@ pub(crate) fn gguf_experts(g: &GgufFile, num_layers: usize) -> Result<Option<Mix
     }))
 }
 
+/// `gguf_experts` of an architecture whose every file has them and whose converter writes no
+/// gating function where the routers score by sigmoid (dots1, MiniMax-M2: transformers runs
+/// them so): a file without `{arch}.expert_count` is refused.
+pub(crate) fn sigmoid_gguf_experts(g: &GgufFile, num_layers: usize) -> Result<MixtureOfExperts> {
+    let arch = g.architecture()?;
+    let mut experts = gguf_experts(g, num_layers)?
+        .ok_or_else(|| ModelError::Config(format!("{arch} GGUF without `{arch}.expert_count`")))?;
+    if g.get_usize(&format!("{arch}.expert_gating_func")).is_none() {
+        experts.scoring = ExpertScoring::Sigmoid;
+    }
+    Ok(experts)
+}
+
 /// The mixture of experts, when `n_routed_experts` is set.
 pub(crate) fn experts(
     c: &HfConfig,

@@ -5,7 +5,7 @@
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, ExpertScoring, HfConfig, ModelSpec};
+use crate::spec::{Arch, HfConfig, ModelSpec};
 use crate::weights::gguf::GgufFile;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
@@ -25,18 +25,14 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Dots1, RopeStyle::Neox)?;
     spec.qk_norm = true;
-    let mut experts = super::deepseek::gguf_experts(g, spec.num_layers)?
-        .ok_or_else(|| ModelError::Config("dots1 GGUF without `dots1.expert_count`".into()))?;
-    if g.get_usize("dots1.expert_gating_func").is_none() {
-        experts.scoring = ExpertScoring::Sigmoid;
-    }
-    spec.experts = Some(experts);
+    spec.experts = Some(super::deepseek::sigmoid_gguf_experts(g, spec.num_layers)?);
     Ok(spec)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::ExpertScoring;
     use serde_json::json;
 
     /// rednote-hilab/dots.llm1.inst's config.json (fewer layers).

@@ -57,12 +57,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;
     spec.qk_norm = true;
     spec.qk_norm_whole = true;
-    let mut experts = super::deepseek::gguf_experts(g, spec.num_layers)?.ok_or_else(|| {
-        ModelError::Config("minimax-m2 GGUF without `minimax-m2.expert_count`".into())
-    })?;
-    if g.get_usize("minimax-m2.expert_gating_func").is_none() {
-        experts.scoring = ExpertScoring::Sigmoid;
-    }
+    let mut experts = super::deepseek::sigmoid_gguf_experts(g, spec.num_layers)?;
     // llama.cpp always renormalizes this model's chosen weights, and scales them by nothing.
     (experts.normalize, experts.routed_scaling) = (true, 1.0);
     spec.experts = Some(experts);

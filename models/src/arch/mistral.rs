@@ -20,7 +20,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Mistral, RopeStyle::Interleaved)?;
-    let k = |key: &str| format!("{}.{key}", g.architecture().unwrap_or_default());
+    let arch = g.architecture()?;
+    let k = |key: &str| format!("{arch}.{key}");
     let window = g.get_usize(&k("attention.sliding_window"));
     spec.layer_windows = vec![window; spec.num_layers];
     // llama.cpp's converter writes Ministral 3's beta as `attention.temperature_scale`; the
@@ -36,7 +37,6 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
             beta: beta as f32,
             length,
         });
-        spec.validate()?;
     }
     Ok(spec)
 }

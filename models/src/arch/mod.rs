@@ -790,10 +790,6 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
 mod tests {
     use super::sliding_pattern;
 
-    /// gemma-3-4b-it's config.json (its vision config cut short): a `text_config` of the keys
-    /// that differ from transformers' defaults, which fill the rest; the end-of-turn id the
-    /// wrapper keeps. A wrapper candor does not know, or one without `text_config`, is left to
-    /// the usual dispatch.
     /// Each `model_type` the error names is one the dispatcher reads (a bare config then fails
     /// on its missing shapes, not as unsupported); another is refused naming them all.
     #[test]
@@ -819,6 +815,28 @@ mod tests {
         }
     }
 
+    /// Each GGUF architecture the error names is one the dispatcher reads (a file of that name
+    /// alone fails on its missing keys, not as unsupported).
+    #[test]
+    fn the_gguf_architectures_named_as_supported_are_read() {
+        use candle_core::quantized::gguf_file::Value;
+        for a in super::GGUF_ARCHITECTURES {
+            let g = crate::weights::gguf::metadata_only(
+                &format!("arch-{a}"),
+                &[("general.architecture", Value::String(a.into()))],
+            );
+            let e = super::spec_from_gguf(&g).unwrap_err();
+            assert!(
+                !matches!(e, crate::error::ModelError::UnsupportedArch(_)),
+                "{a}: {e}"
+            );
+        }
+    }
+
+    /// gemma-3-4b-it's config.json (its vision config cut short): a `text_config` of the keys
+    /// that differ from transformers' defaults, which fill the rest; the end-of-turn id the
+    /// wrapper keeps. A wrapper candor does not know, or one without `text_config`, is left to
+    /// the usual dispatch.
     #[test]
     fn vision_language_checkouts_are_read_as_their_text_model() {
         let cfg = serde_json::json!({"model_type": "gemma3",

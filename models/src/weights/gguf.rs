@@ -609,6 +609,20 @@ impl GgufFile {
     }
 }
 
+/// A GGUF of metadata alone, read back (the file is gone once read: the map is kept), for the
+/// tests of what a file's metadata says.
+#[cfg(test)]
+pub(crate) fn metadata_only(name: &str, meta: &[(&str, Value)]) -> GgufFile {
+    let path = std::env::temp_dir().join(format!("candor-{}-{name}.gguf", std::process::id()));
+    let mut file = std::fs::File::create(&path).unwrap();
+    let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    candle_core::quantized::gguf_file::write(&mut file, &meta, &[]).unwrap();
+    drop(file);
+    let gguf = GgufFile::open(&path, false).unwrap();
+    let _ = std::fs::remove_file(&path);
+    gguf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

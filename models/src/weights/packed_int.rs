@@ -346,7 +346,6 @@ impl Unpacked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::QTensor;
     use candle_core::{DType, Device};
 
     fn checkout(layout: PackedLayout, bits: u32, group: Option<usize>) -> PackedCheckout {
@@ -387,8 +386,9 @@ mod tests {
     /// means 16, as its kernels read them); gptq_v2 stores them as they are.
     #[test]
     fn gptq_words_hold_inputs_and_zeros_minus_one() {
-        let inputs = 0x7654_3210u32; // input k of output 0 is k
-                                     // Eight outputs of eight inputs each: output o's word is `inputs` shifted by o.
+        // Input k of output 0 is k; eight outputs of eight inputs each: output o's word is
+        // `inputs` shifted by o.
+        let inputs = 0x7654_3210u32;
         let qweight: Vec<u32> = (0..8).map(|o| inputs.rotate_left(4 * o)).collect();
         let run = |zeros: u32, zero_offset: bool| {
             let (qw, qz) = (le(&qweight), le(&[zeros]));
@@ -445,17 +445,15 @@ mod tests {
             match u.ggml_blocks() {
                 Some((got, bytes)) => {
                     assert_eq!(Some(got), ty);
-                    let t = QTensor::new(
-                        candle_core::quantized::QStorage::from_data(
-                            std::borrow::Cow::Owned(bytes),
-                            &Device::Cpu,
-                            got,
-                        )
-                        .unwrap(),
-                        (out, inner),
+                    let blocks = crate::weights::MappedBlocks::owned(
+                        &bytes,
+                        crate::weights::BlockType::Ggml(got),
+                        vec![out, inner],
                     )
                     .unwrap();
-                    let back: Vec<f32> = t
+                    let back: Vec<f32> = blocks
+                        .to_qtensor()
+                        .unwrap()
                         .dequantize(&Device::Cpu)
                         .unwrap()
                         .flatten_all()

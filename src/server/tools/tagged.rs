@@ -74,10 +74,9 @@ impl Style {
 
     /// A call's text before its arguments.
     pub fn head(self, name: &str) -> String {
-        match self {
-            Style::Function => format!("{FUNCTION_OPEN}{name}>"),
-            Style::Invoke => format!("{INVOKE_OPEN}{name}\">"),
-            Style::ArgPairs => name.to_string(),
+        match self.call_tags() {
+            Some((open, name_end, _)) => format!("{open}{name}{name_end}"),
+            None => name.to_string(),
         }
     }
 
