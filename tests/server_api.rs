@@ -619,12 +619,13 @@ async fn apertus_tool_calls_over_http() {
 /// of `<parameter name=...>` values in a `<minimax:tool_call>` block: demanded calls (named,
 /// streamed, required) follow that grammar and come back as calls, and the history shows the
 /// call in the model's tags. The template's generation prompt opens a thought, which a demanded
-/// call waits out: a budget of 0 closes it at once (the small model here does not think).
+/// call waits out: the call's opening is written once the thought closes, here by a budget of
+/// 3 tokens (the small model here does not close its thought by itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimax_m2_tool_calls_over_http() {
     let template = corpus_template("MiniMax-M2");
-    let no_thought = json!({"thinking_token_budget": 0, "thinking_budget_message": ""});
-    let (prompt, args) = demanded_calls_over_http_with(&template, no_thought).await;
+    let short_thought = json!({"thinking_token_budget": 3, "thinking_budget_message": ""});
+    let (prompt, args) = demanded_calls_over_http_with(&template, short_thought).await;
     let city = args["city"].as_str().unwrap();
     assert!(
         prompt.contains(&format!(
@@ -632,6 +633,34 @@ async fn minimax_m2_tool_calls_over_http() {
         )) && prompt.contains("</invoke>\n</minimax:tool_call>"),
         "{prompt}"
     );
+}
+
+/// A demanded call under a template whose prompt opens a thought is no call while the thought
+/// goes on: a model that never closes it runs to its length and reports none (its opening is
+/// written after the thought, never inside it), and its text holds no call's markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demanded_call_waits_for_the_thought_to_close() {
+    let template = corpus_template("MiniMax-M2");
+    let s = Server::start("qwen2.5-0.5b", &["--chat-template", &template]).await;
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
+                      "tools": [weather_tool()], "tool_choice": named, "max_tokens": 12,
+                      "temperature": 0, "reasoning_format": "none"});
+    let (st, v) = post(&s, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    let text = choice["message"]["content"].as_str().unwrap_or_default();
+    assert!(!text.contains("</think>"), "the thought went on: {v}");
+    assert!(!text.contains("<minimax:tool_call>"), "{v}");
+    assert!(choice["message"]["tool_calls"].is_null(), "{v}");
+    assert_eq!(choice["finish_reason"], "length", "{v}");
+    // Its thought split off, the same answer is all reasoning.
+    let split = with_fields(body, json!({"reasoning_format": "auto"}));
+    let (st, v) = post(&s, "/v1/chat/completions", split).await;
+    assert_eq!(st, 200, "{v}");
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"].as_str(), Some(text), "{v}");
+    assert!(message["tool_calls"].is_null(), "{v}");
 }
 
 /// A model served with LFM2's template (`chat_templates/lfm2.jinja`, LFM2-8B-A1B's as

@@ -9,6 +9,10 @@
 //!   applied from the first token would forbid the thought or, where the prompt opened one,
 //!   force the JSON into it. The grammar sees only the tokens after the thought closes.
 //!
+//! - A demanded tool call under a template that opens the thought in the prompt: the call's
+//!   opening cannot end the prompt (it would sit inside the thought), so it is forced here,
+//!   right after the thought closes (`AnswerPrefix`); a thought that never closes makes no call.
+//!
 //! Markers are matched on the text (the vocabulary's bytes), not on token ids: `</think>` is
 //! one token in Qwen3's and DeepSeek-R1's vocabularies, but several in others, where a model
 //! may spell it with any split (`>` may merge with the newlines after it).
@@ -63,7 +67,22 @@ enum State {
     Closing {
         next: usize,
     },
+    /// The thought closed: the answer's forced opening, `tokens[next..]`, is still to be
+    /// written.
+    Opening {
+        tokens: Arc<Vec<u32>>,
+        next: usize,
+    },
     Answer,
+}
+
+/// What the answer must open with once the thought closes (a demanded call's opening), as
+/// tokens in two spellings: after a close marker written alone, the template's separator
+/// (`\n\n`) comes first; after one whose token already carried whitespace, it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerPrefix {
+    pub after_bare_close: Arc<Vec<u32>>,
+    pub after_spaced_close: Arc<Vec<u32>>,
 }
 
 /// One sequence's thought (each choice of a request has its own).
@@ -75,6 +94,8 @@ pub struct Thought {
     budget: Option<usize>,
     /// What is forced once the budget runs out: a message, then the close marker, as tokens.
     closing: Arc<Vec<u32>>,
+    /// What is forced once the thought closes, if anything.
+    answer_prefix: Option<AnswerPrefix>,
 }
 
 impl Thought {
@@ -99,15 +120,23 @@ impl Thought {
             state,
             budget,
             closing,
+            answer_prefix: None,
         };
         thought.close_if_spent();
         thought
     }
 
+    /// Force `prefix` at the answer's start, once the thought closes.
+    pub fn with_answer_prefix(mut self, prefix: AnswerPrefix) -> Self {
+        self.answer_prefix = Some(prefix);
+        self
+    }
+
     /// The token that must come next, whatever the model's logits say (the budget's closing).
     pub fn forced(&self) -> Option<u32> {
-        match self.state {
-            State::Closing { next } => self.closing.get(next).copied(),
+        match &self.state {
+            State::Closing { next } => self.closing.get(*next).copied(),
+            State::Opening { tokens, next } => tokens.get(*next).copied(),
             _ => None,
         }
     }
@@ -169,8 +198,9 @@ impl Thought {
             State::Thinking { spent, tail } => {
                 *spent += 1;
                 tail.extend_from_slice(bytes);
-                if contains(tail, &markers.close) {
-                    self.state = State::Answer;
+                if let Some(after) = after_marker(tail, &markers.close) {
+                    let spaced = !after.is_empty();
+                    self.answer_after_thought(spaced);
                     return false;
                 }
                 let keep = markers.close.len().saturating_sub(1);
@@ -183,6 +213,14 @@ impl Thought {
             State::Closing { next } => {
                 *next += 1;
                 if *next >= self.closing.len() {
+                    // The closing ends with the bare close marker.
+                    self.answer_after_thought(false);
+                }
+                false
+            }
+            State::Opening { tokens, next } => {
+                *next += 1;
+                if *next >= tokens.len() {
                     self.state = State::Answer;
                 }
                 false
@@ -193,15 +231,32 @@ impl Thought {
 
     /// Enter a thought whose text so far is `written` (what followed the opening in its token).
     fn enter_thought(&mut self, written: Vec<u8>) {
-        self.state = if contains(&written, &self.markers.close) {
-            State::Answer
-        } else {
-            State::Thinking {
-                spent: 0,
-                tail: written,
+        match after_marker(&written, &self.markers.close) {
+            Some(after) => {
+                let spaced = !after.is_empty();
+                self.answer_after_thought(spaced);
             }
+            None => {
+                self.state = State::Thinking {
+                    spent: 0,
+                    tail: written,
+                };
+                self.close_if_spent();
+            }
+        }
+    }
+
+    /// The thought closed (`spaced`: whitespace followed the close marker in its token): the
+    /// answer's forced opening comes next, if there is one.
+    fn answer_after_thought(&mut self, spaced: bool) {
+        let tokens = self.answer_prefix.as_ref().map(|p| match spaced {
+            true => p.after_spaced_close.clone(),
+            false => p.after_bare_close.clone(),
+        });
+        self.state = match tokens {
+            Some(tokens) if !tokens.is_empty() => State::Opening { tokens, next: 0 },
+            _ => State::Answer,
         };
-        self.close_if_spent();
     }
 
     fn close_if_spent(&mut self) {
@@ -222,8 +277,15 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
     &bytes[from..]
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+/// What follows the first `needle` in `haystack`, if it is there.
+fn after_marker<'a>(haystack: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| &haystack[at + needle.len()..])
 }
 
 #[cfg(test)]
@@ -339,6 +401,55 @@ mod tests {
         let mut shaped = thought(false, None, &[CLOSE]);
         assert!(shaped.accept(NL, true));
         assert!(shaped.answering());
+    }
+
+    /// A demanded call's opening (`{` here) after a separator (`\n`), or alone.
+    fn call_prefix() -> AnswerPrefix {
+        AnswerPrefix {
+            after_bare_close: Arc::new(vec![NL, BRACE]),
+            after_spaced_close: Arc::new(vec![BRACE]),
+        }
+    }
+
+    #[test]
+    fn a_demanded_opening_is_forced_once_the_model_closes_its_thought() {
+        let mut t = thought(true, None, &[]).with_answer_prefix(call_prefix());
+        assert!(!t.accept(A, true));
+        assert_eq!(t.forced(), None, "the thought is the model's");
+        assert!(!t.accept(CLOSE, true));
+        assert!(!t.grammar_applies(), "the opening is forced, not shaped");
+        for token in [NL, BRACE] {
+            assert_eq!(t.forced(), Some(token));
+            assert!(!t.accept(token, true), "not the grammar's: it follows the opening");
+        }
+        assert_eq!(t.forced(), None);
+        assert!(t.grammar_applies() && t.accept(A, true));
+        // `>\n\n` closes with its whitespace: the separator is not repeated.
+        let mut t = thought(true, None, &[]).with_answer_prefix(call_prefix());
+        for token in [2, 3, 5] {
+            assert!(!t.accept(token, true));
+        }
+        assert_eq!(t.forced(), Some(BRACE));
+    }
+
+    #[test]
+    fn a_demanded_opening_follows_a_budget_closing_and_never_an_open_thought() {
+        let mut t = thought(true, Some(1), &[B, CLOSE]).with_answer_prefix(call_prefix());
+        assert!(!t.accept(A, true));
+        let forced: Vec<u32> = std::iter::from_fn(|| {
+            let token = t.forced()?;
+            t.accept(token, true);
+            Some(token)
+        })
+        .collect();
+        assert_eq!(forced, [B, CLOSE, NL, BRACE]);
+        assert!(t.answering());
+        // Without a budget, a thought that never closes forces nothing.
+        let mut t = thought(true, None, &[]).with_answer_prefix(call_prefix());
+        for _ in 0..100 {
+            assert!(!t.accept(A, true));
+            assert_eq!(t.forced(), None);
+        }
     }
 
     #[test]

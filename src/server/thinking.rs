@@ -11,7 +11,7 @@
 use super::error::ApiError;
 use super::reasoning::ThinkTags;
 use super::state::Ready;
-use crate::engine::thought::{Thought, ThoughtMarkers};
+use crate::engine::thought::{AnswerPrefix, Thought, ThoughtMarkers};
 use candor_models::tokenizer::Tokenizer;
 use serde::Deserialize;
 use serde_json::Value;
@@ -126,7 +126,8 @@ pub fn markers(tokenizer: &Tokenizer, tags: ThinkTags) -> Arc<ThoughtMarkers> {
 }
 
 /// The thought the engine follows for an answer to `prompt_text`, when the model thinks and
-/// there is something to follow: a budget, or a grammar that must wait for the answer.
+/// there is something to follow: a budget, a grammar that must wait for the answer, or a
+/// demanded call's opening to write once the thought closes (`opening`).
 pub fn thought(
     ready: &Ready,
     in_thought: bool,
@@ -134,27 +135,34 @@ pub fn thought(
     budget: Option<usize>,
     message: &str,
     shaped: bool,
+    opening: Option<&str>,
 ) -> Result<Option<Thought>, ApiError> {
-    if budget.is_none() && !shaped {
+    if budget.is_none() && !shaped && opening.is_none() {
         return Ok(None);
     }
+    let encode = |text: &str, what: &str| {
+        ready
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| ApiError::internal(format!("cannot encode {what}: {e}")))
+    };
     let markers = ready
         .thought_markers
         .get_or_init(|| markers(&ready.tokenizer, tags))
         .clone();
     let closing = match budget {
-        Some(_) => ready
-            .tokenizer
-            .encode(&format!("{message}{}", tags.close), false)
-            .map_err(|e| ApiError::internal(format!("cannot encode the thought's close: {e}")))?,
+        Some(_) => encode(&format!("{message}{}", tags.close), "the thought's close")?,
         None => Vec::new(),
     };
-    Ok(Some(Thought::new(
-        markers,
-        in_thought,
-        budget,
-        Arc::new(closing),
-    )))
+    let thought = Thought::new(markers, in_thought, budget, Arc::new(closing));
+    Ok(Some(match opening {
+        // The templates put a blank line between a thought and its answer.
+        Some(opening) => thought.with_answer_prefix(AnswerPrefix {
+            after_bare_close: Arc::new(encode(&format!("\n\n{opening}"), "the call's opening")?),
+            after_spaced_close: Arc::new(encode(opening, "the call's opening")?),
+        }),
+        None => thought,
+    }))
 }
 
 #[cfg(test)]

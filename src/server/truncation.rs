@@ -32,17 +32,17 @@ fn without_oldest_turns(messages: &[Message], dropped: usize) -> Option<Vec<Mess
 /// token count `fit` (the last turn always stays). Returns the prompt text, its tokens, and
 /// how many messages went. A prompt shrinks as turns go, so the fewest are found by bisection:
 /// a long conversation is rendered a handful of times, not once per turn.
-pub fn render_fitting(
+pub fn render_fitting<Text>(
     messages: &[Message],
     fits: impl Fn(usize) -> bool,
-    render: impl Fn(&[Message]) -> Result<(String, Vec<u32>), ApiError>,
-) -> Result<(String, Vec<u32>, usize), ApiError> {
+    render: impl Fn(&[Message]) -> Result<(Text, Vec<u32>), ApiError>,
+) -> Result<(Text, Vec<u32>, usize), ApiError> {
     let (text, ids) = render(messages)?;
     let most = turn_starts(messages).len().saturating_sub(1);
     if fits(ids.len()) || most == 0 {
         return Ok((text, ids, 0));
     }
-    let attempt = |dropped: usize| -> Result<(String, Vec<u32>, usize), ApiError> {
+    let attempt = |dropped: usize| -> Result<(Text, Vec<u32>, usize), ApiError> {
         let kept = without_oldest_turns(messages, dropped).unwrap_or_default();
         let (text, ids) = render(&kept)?;
         Ok((text, ids, messages.len() - kept.len()))

@@ -157,15 +157,24 @@ const RESERVED_TEMPLATE_VARIABLES: [&str; 5] = [
     "eos_token",
 ];
 
+/// A chat request's prompt text, and where a demanded call's opening goes.
+pub struct ChatPrompt {
+    pub text: String,
+    /// A demanded call's opening when the prompt leaves the answer inside a thought: the engine
+    /// writes it once the thought closes (`engine::thought::AnswerPrefix`), since at the end of
+    /// the prompt it would be part of the thought. None: the opening, if any, ends `text`.
+    pub opening_after_thought: Option<String>,
+}
+
 /// Render messages (with tools and template switches) with the model's template, ending as
-/// `end` says; a forced call opening ends the prompt.
+/// `end` says; a forced call opening ends the prompt, or follows the thought it opens.
 pub fn chat_prompt_text(
     ready: &Ready,
     messages: &[Message],
     tools: Option<&ToolPlan>,
     kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
     end: PromptEnd,
-) -> Result<String, ApiError> {
+) -> Result<ChatPrompt, ApiError> {
     let mut msgs = to_chat_messages(messages)?;
     let template = template_for(ready, tools.is_some())?;
     let format = ready
@@ -207,23 +216,36 @@ pub fn chat_prompt_text(
                 "a demanded tool call starts a new answer; it cannot continue the final message",
             ));
         }
+        let in_thought = !harmony::template_harmony(template.source())
+            && ready
+                .think_tags
+                .is_some_and(|tags| reasoning::prompt_opens_thought(&text, tags));
+        if in_thought {
+            return Ok(ChatPrompt {
+                text,
+                opening_after_thought: Some(t.output.forced_prefix.clone()),
+            });
+        }
         text.push_str(&t.output.forced_prefix);
     }
-    Ok(text)
+    Ok(ChatPrompt {
+        text,
+        opening_after_thought: None,
+    })
 }
 
 /// A chat request's prompt as `start_chat` renders it with every turn kept: its tokens.
 pub fn chat_prompt_tokens(ready: &Ready, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
     let tools = tool_plan(ready, &tool_request(req))?;
     let kwargs = req.template_kwargs()?;
-    let text = chat_prompt_text(
+    let prompt = chat_prompt_text(
         ready,
         &req.messages,
         tools.as_ref(),
         kwargs.as_ref(),
         prompt_end(req)?,
     )?;
-    encode_prompt(ready, &text)
+    encode_prompt(ready, &prompt.text)
 }
 
 /// The request's tools and how it asks for calls.
@@ -357,12 +379,12 @@ pub async fn start_chat(
     .await?;
     let kwargs = req.template_kwargs()?;
     let end = prompt_end(req)?;
-    let render = |messages: &[Message]| -> Result<(String, Vec<u32>), ApiError> {
+    let render = |messages: &[Message]| -> Result<(ChatPrompt, Vec<u32>), ApiError> {
         let text = chat_prompt_text(ready, messages, tools.as_ref(), kwargs.as_ref(), end)?;
-        let ids = encode_prompt(ready, &text)?;
+        let ids = encode_prompt(ready, &text.text)?;
         Ok((text, ids))
     };
-    let (prompt_text, prompt) = if req.truncate_oldest_turns {
+    let (rendered, prompt) = if req.truncate_oldest_turns {
         // Room for the answer asked for (at least a token) beside the prompt.
         let asked = req.common.max_completion_tokens.or(req.common.max_tokens);
         let room = asked.map_or(1, |n| n.max(1) as usize);
@@ -384,7 +406,7 @@ pub async fn start_chat(
         Some(Reasoning::Harmony)
     } else {
         ready.think_tags.map(|tags| Reasoning::Think {
-            in_thought: reasoning::prompt_opens_thought(&prompt_text, tags),
+            in_thought: reasoning::prompt_opens_thought(&rendered.text, tags),
             tags,
         })
     };
@@ -411,6 +433,7 @@ pub async fn start_chat(
             budget,
             &budget_message,
             constraint.is_some(),
+            rendered.opening_after_thought.as_deref(),
         )?,
         Some(Reasoning::Harmony) | None => None,
     };
@@ -476,7 +499,14 @@ pub async fn start_chat(
         answer: match (tools, reasoning.filter(|_| split_thought)) {
             (None, None) => None,
             (tools, reasoning) => Some(AnswerSetup {
-                tools: tools.map(|t| t.output),
+                tools: tools.map(|t| {
+                    let mut output = t.output;
+                    // The engine writes the opening into the answer: it is read from there.
+                    if rendered.opening_after_thought.is_some() {
+                        output.forced_prefix.clear();
+                    }
+                    output
+                }),
                 reasoning,
             }),
         },

@@ -52,6 +52,6 @@ pub async fn count_tokens(
         chat.chat_template_kwargs.as_ref(),
         PromptEnd::GenerationPrompt,
     )?;
-    let count = encode_prompt(ready, &text)?.len();
+    let count = encode_prompt(ready, &text.text)?.len();
     Ok(axum::Json(json!({"input_tokens": count})).into_response())
 }

@@ -141,7 +141,7 @@ fn chat_text(
         messages,
     )?;
     let kwargs = req.chat_template_kwargs.as_ref();
-    chat_prompt_text(ready, messages, tools.as_ref(), kwargs, end)
+    chat_prompt_text(ready, messages, tools.as_ref(), kwargs, end).map(|p| p.text)
 }
 
 /// The ids, or with `with_pieces` each as `{"id", "piece"}`: its text, or its bytes where they
