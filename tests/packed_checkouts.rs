@@ -1,7 +1,8 @@
-//! AWQ, GPTQ and compressed-tensors checkouts (tests/fixtures/tiny/make_packed.py: packed by
-//! AutoAWQ's, AutoGPTQ's and compressed-tensors' own packers, goldens from transformers on the values their own unpacking gives
-//! back): exactly those values on the reference path, and, served as ggml blocks, within the
-//! 4-bit kernels' activation rounding of them.
+//! AWQ, GPTQ, compressed-tensors and bitsandbytes checkouts (tests/fixtures/tiny/make_packed.py
+//! and make_bnb.py: packed by AutoAWQ's, AutoGPTQ's, compressed-tensors' and bitsandbytes' own
+//! code, goldens from transformers on the values their own unpacking gives back): exactly
+//! those values on the reference path, and, served as ggml blocks, within the block kernels'
+//! rounding of them.
 mod common;
 
 use candor::engine::load::{cpu_runner, KvCacheDtype};
@@ -13,7 +14,12 @@ use common::*;
 
 /// The fixtures, with the dtype their packed weights are served in (None: dequantized, as
 /// act-order groups are no runs of 32 inputs) and the tolerance of the served logits.
-const PACKED: [(&str, Option<WeightDtype>, f32); 6] = [
+/// bitsandbytes' 4-bit codes (NF4, FP4) are served as Q8_0 blocks of their values: their
+/// rounding to 8 bits comes on top of the activations', hence the wider tolerance.
+const PACKED: [(&str, Option<WeightDtype>, f32); 9] = [
+    ("llama_bnb_nf4", Some(WeightDtype::Q8_0), 0.3),
+    ("qwen2_bnb_fp4", Some(WeightDtype::Q8_0), 0.3),
+    ("llama_bnb_int8", Some(WeightDtype::Q8_0), 0.2),
     ("llama_w8a8", Some(WeightDtype::Q8_0), 0.2),
     ("qwen2_awq", Some(WeightDtype::Q4_1), 0.2),
     ("llama_gptq", Some(WeightDtype::Q4_0), 0.2),
@@ -74,7 +80,7 @@ fn packed_weights_are_served_as_ggml_blocks_where_they_fit() {
         assert_eq!(w.shape(), [64, 128], "{fixture}");
         match dtype {
             Some(d) => assert!(
-                matches!(w, HostWeight::Mapped(_)) && w.dtype() == Some(d),
+                matches!(w, HostWeight::Mapped(_) | HostWeight::Quant(_)) && w.dtype() == Some(d),
                 "{fixture}: {:?}",
                 w.dtype()
             ),
@@ -88,6 +94,23 @@ fn packed_weights_are_served_as_ggml_blocks_where_they_fit() {
             );
         }
     }
+}
+
+/// A bitsandbytes checkout's modules left unquantized (`llm_int8_skip_modules`) are read as
+/// they are stored, beside the quantized ones.
+#[test]
+fn bitsandbytes_skipped_modules_are_read_as_stored() {
+    let opened = open_model(&fixtures().join("tiny").join("llama_bnb_nf4"), false).expect("open");
+    let head = opened
+        .source
+        .get("output.weight")
+        .expect("read")
+        .expect("present");
+    assert!(
+        matches!(head, HostWeight::Dense { .. }),
+        "{:?}",
+        head.dtype()
+    );
 }
 
 /// A checkout whose config names a packing candor does not read is refused at load, naming it.

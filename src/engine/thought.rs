@@ -420,7 +420,10 @@ mod tests {
         assert!(!t.grammar_applies(), "the opening is forced, not shaped");
         for token in [NL, BRACE] {
             assert_eq!(t.forced(), Some(token));
-            assert!(!t.accept(token, true), "not the grammar's: it follows the opening");
+            assert!(
+                !t.accept(token, true),
+                "not the grammar's: it follows the opening"
+            );
         }
         assert_eq!(t.forced(), None);
         assert!(t.grammar_applies() && t.accept(A, true));

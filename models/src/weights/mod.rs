@@ -4,6 +4,7 @@
 //! Models ask for tensors by their canonical GGUF-style name (`blk.3.attn_q.weight`); each source
 //! maps that to its own naming.
 mod arena;
+pub mod bnb;
 pub mod fp8;
 pub mod gguf;
 pub mod gguf_header;

@@ -1,6 +1,7 @@
 //! The quantization a checkout's `config.json` declares (`quantization_config`), as candor
 //! reads it: FP8 weights with their scales (`fp8`), 2-, 4- and 8-bit integers packed into int32
-//! words by AutoAWQ or GPTQ (`packed_int`), gpt-oss's MXFP4 experts (read on their own), and a
+//! words by AutoAWQ or GPTQ (`packed_int`), bitsandbytes' 4- and 8-bit weights (`bnb`),
+//! gpt-oss's MXFP4 experts (read on their own), and a
 //! clear refusal for the methods candor cannot read, rather than a missing-tensor error at the
 //! first packed weight.
 use crate::error::{ModelError, Result};
@@ -13,6 +14,11 @@ pub enum Quantization {
     None,
     Fp8(Fp8Checkout),
     Packed(PackedCheckout),
+    /// bitsandbytes' `load_in_4bit` (NF4 / FP4) or `load_in_8bit` (LLM.int8) weights; the
+    /// dtype is the checkout's (what its other weights are, and what dequantized ones take).
+    Bitsandbytes {
+        dtype: DType,
+    },
 }
 
 /// How a checkout's FP8 weights are read: its scales' block shape where they are per block, and
@@ -79,6 +85,7 @@ pub fn checkout_quantization(cfg: &Value) -> Result<Quantization> {
         "compressed-tensors" => compressed_tensors(q, dtype),
         "awq" => awq(q, dtype),
         "gptq" => gptq(q, dtype),
+        "bitsandbytes" => bitsandbytes(q, dtype),
         other => Err(unsupported(format!("quantization method `{other}`"))),
     }
 }
@@ -86,7 +93,8 @@ pub fn checkout_quantization(cfg: &Value) -> Result<Quantization> {
 fn unsupported(what: String) -> ModelError {
     ModelError::Config(format!(
         "config.json: {what} is not supported (candor reads unquantized checkouts, FP8, MXFP4, \
-         AWQ's GEMM packing and GPTQ's; for other formats serve a GGUF)"
+         AWQ's GEMM packing, GPTQ's and bitsandbytes' 4- and 8-bit weights; for other formats \
+         serve a GGUF)"
     ))
 }
 
@@ -178,6 +186,22 @@ fn gptq(q: &Value, dtype: DType) -> Result<Quantization> {
         group_size: group_size(q.get("group_size").and_then(Value::as_i64))?,
         dtype,
     }))
+}
+
+/// bitsandbytes' config: 4-bit (NF4 or FP4, each weight's block size and shape stored beside
+/// it) or 8-bit weights. transformers writes both the flags and their `_`-prefixed copies.
+fn bitsandbytes(q: &Value, dtype: DType) -> Result<Quantization> {
+    let flag = |k: &str| {
+        [k.to_string(), format!("_{k}")]
+            .iter()
+            .any(|k| q.get(k).and_then(Value::as_bool) == Some(true))
+    };
+    if !flag("load_in_4bit") && !flag("load_in_8bit") {
+        return Err(unsupported(
+            "bitsandbytes without load_in_4bit or load_in_8bit".into(),
+        ));
+    }
+    Ok(Quantization::Bitsandbytes { dtype })
 }
 
 /// A config's group size: positive, or -1 for whole rows (None); 128 where it names none.
@@ -336,6 +360,25 @@ mod tests {
     }
 
     #[test]
+    fn bitsandbytes_configs_name_four_or_eight_bits() {
+        // unsloth's `*-bnb-4bit` releases, and an 8-bit one as transformers 4.57 writes it.
+        let nf4 = json!({"torch_dtype": "float16", "quantization_config": {
+            "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_use_double_quant": true, "llm_int8_skip_modules": ["lm_head"],
+            "load_in_4bit": true, "load_in_8bit": false, "quant_method": "bitsandbytes"}});
+        assert_eq!(
+            checkout_quantization(&nf4).unwrap(),
+            Quantization::Bitsandbytes { dtype: DType::F16 }
+        );
+        let int8 = json!({"quantization_config": {"_load_in_8bit": true,
+            "quant_method": "bitsandbytes"}});
+        assert_eq!(
+            checkout_quantization(&int8).unwrap(),
+            Quantization::Bitsandbytes { dtype: DType::BF16 }
+        );
+    }
+
+    #[test]
     fn methods_candor_cannot_read_are_refused_by_name() {
         let refused = |q: Value| {
             checkout_quantization(&json!({"quantization_config": q}))
@@ -349,7 +392,8 @@ mod tests {
             w4a8.contains("4-bit int") && w4a8.contains("GGUF"),
             "{w4a8}"
         );
-        assert!(refused(json!({"quant_method": "bitsandbytes"})).contains("`bitsandbytes`"));
+        assert!(refused(json!({"quant_method": "hqq"})).contains("`hqq`"));
+        assert!(refused(json!({"quant_method": "bitsandbytes"})).contains("load_in_4bit"));
         assert!(refused(json!({"quant_method": "awq", "version": "gemv"})).contains("gemv"));
         assert!(refused(json!({"quant_method": "awq", "zero_point": false})).contains("zero_point"));
         assert!(refused(json!({"quant_method": "gptq", "bits": 3})).contains("3 bits"));

@@ -572,6 +572,9 @@ impl WeightSource for SafetensorsDir {
         if let Some(w) = self.int8_weight(&hf)? {
             return Ok(Some(w));
         }
+        if let Some(w) = self.bnb_weight(&hf)? {
+            return Ok(Some(w));
+        }
         let Some((mut tensor, source)) = self.dense(&hf)? else {
             return Ok(None);
         };

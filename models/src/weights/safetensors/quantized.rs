@@ -1,6 +1,7 @@
 //! A safetensors checkout's quantized weights, read as its config declares them
 //! (`quantization`): FP8 values times their scales (`fp8`), packed or int8 integers as ggml
-//! blocks or dequantized (`packed_int`).
+//! blocks or dequantized (`packed_int`), bitsandbytes' 4-bit codes (`bnb`) as Q8_0 blocks or
+//! dequantized.
 use super::SafetensorsDir;
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
@@ -178,6 +179,93 @@ impl SafetensorsDir {
         self.serve_unpacked(unpacked, c.dtype)
             .map(Some)
             .map_err(bad)
+    }
+
+    /// A bitsandbytes weight: LLM.int8's int8 rows (`hf`) with `SCB` beside them, served as
+    /// `serve_unpacked` says, or NF4 / FP4 codes with their quant state (`bnb`). The 4-bit
+    /// values are no ggml block type's: they are served as Q8_0 (within 1/254 of each block's
+    /// largest value; half the memory of bf16, twice the checkout's), or dequantized into the
+    /// checkout's dtype where rows are not whole blocks of 32 (always on the reference path).
+    /// None where `hf` is not quantized (the modules bitsandbytes skips).
+    pub(super) fn bnb_weight(&self, hf: &str) -> Result<Option<HostWeight>> {
+        use crate::weights::bnb::{self, Absmax, QuantState};
+        let Quantization::Bitsandbytes { dtype: checkout } = self.quantization else {
+            return Ok(None);
+        };
+        let Some((values, _)) = self.view(hf) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let stem = hf.strip_suffix(".weight").unwrap_or(hf);
+        if values.dtype() == safetensors::Dtype::I8 {
+            let Some((scb, _)) = self.dense(&format!("{stem}.SCB"))? else {
+                return Err(bad("int8 values without SCB".into()));
+            };
+            let scales = bnb::int8_row_scales(&f32_values(&scb).map_err(bad)?.0);
+            let unpacked = crate::weights::packed_int::from_int8(
+                values.data(),
+                values.shape(),
+                &scales,
+                &[scales.len(), 1],
+                None,
+                None,
+            )
+            .map_err(bad)?;
+            return self
+                .serve_unpacked(unpacked, checkout)
+                .map(Some)
+                .map_err(bad);
+        }
+        let Some((state, _)) = ["nf4", "fp4"]
+            .iter()
+            .find_map(|t| self.view(&format!("{hf}.quant_state.bitsandbytes__{t}")))
+        else {
+            return Ok(None);
+        };
+        let state = QuantState::parse(state.data()).map_err(bad)?;
+        let f32s = |suffix: &str| -> Result<Vec<f32>> {
+            match self.dense(&format!("{hf}.{suffix}"))? {
+                Some((t, _)) => Ok(f32_values(&t).map_err(bad)?.0),
+                None => Err(bad(format!("4-bit codes without {hf}.{suffix}"))),
+            }
+        };
+        let quant_map = f32s("quant_map")?;
+        let (nested_map, nested_absmax, plain);
+        let absmax = match self.view(&format!("{hf}.nested_absmax")) {
+            Some(_) => {
+                let Some((codes, _)) = self.view(&format!("{hf}.absmax")) else {
+                    return Err(bad("4-bit codes without absmax".into()));
+                };
+                (nested_map, nested_absmax) = (f32s("nested_quant_map")?, f32s("nested_absmax")?);
+                Absmax::Nested {
+                    codes: codes.data(),
+                    map: &nested_map,
+                    absmax: &nested_absmax,
+                }
+            }
+            None => {
+                plain = f32s("absmax")?;
+                Absmax::Plain(&plain)
+            }
+        };
+        let dense = bnb::dequantize_4bit(values.data(), absmax, &quant_map, &state).map_err(bad)?;
+        let tensor = candle_core::Tensor::from_vec(dense, state.shape.clone(), &Device::Cpu)?;
+        let whole_blocks = matches!(state.shape[..], [_, inner] if inner % 32 == 0);
+        if !self.dequantize && whole_blocks {
+            let q = candle_core::quantized::QTensor::quantize(
+                &tensor,
+                candle_core::quantized::GgmlDType::Q8_0,
+            )?;
+            return Ok(Some(HostWeight::Quant(q)));
+        }
+        let (dtype, source) = self.dequantized_dtype(checkout);
+        Ok(Some(HostWeight::Dense {
+            tensor: tensor.to_dtype(dtype)?,
+            source,
+        }))
     }
 
     /// Unpacked integers as ggml blocks where they hold the values exactly, else dequantized
