@@ -128,6 +128,17 @@ fn load_qk_norms<B: Backend>(
         layer(l, "attn_q_norm.weight"),
         layer(l, "attn_k_norm.weight"),
     );
+    let rotated = spec.unrotated_layers.get(l) != Some(&true);
+    if spec.rotated_qk_l2_norm && rotated {
+        // Llama 4's weightless norms: unit weights of one head's width. An RMS norm of each
+        // head is the same before RoPE as after it (a rotation keeps the head's length).
+        let unit = || unit_weight(ld, d);
+        return Ok(Some(QkNorms {
+            q: unit()?,
+            k: unit()?,
+            per_head: None,
+        }));
+    }
     if !spec.qk_norm {
         return Ok(None);
     }
@@ -159,13 +170,7 @@ fn load_qk_norms<B: Backend>(
             let tensor = w.to_f32()?.reshape((1, heads * d))?;
             ld.backend.load_weight(HostWeight::Dense { tensor, source })
         };
-        let unit = || {
-            let tensor = candle_core::Tensor::ones(d, candle_core::DType::F32, &Device::Cpu)?;
-            ld.backend.load_weight(HostWeight::Dense {
-                tensor,
-                source: WeightDtype::F32,
-            })
-        };
+        let unit = || unit_weight(ld, d);
         let per_head = (
             table(&q_name, spec.num_heads)?,
             table(&k_name, spec.num_kv_heads)?,
@@ -189,6 +194,15 @@ fn load_qk_norms<B: Backend>(
         k: norm(&k_name)?,
         per_head: None,
     }))
+}
+
+/// A norm weight of ones, `width` wide.
+fn unit_weight<B: Backend>(ld: &Loader<'_, B>, width: usize) -> Result<B::Weight> {
+    let tensor = candle_core::Tensor::ones(width, candle_core::DType::F32, &Device::Cpu)?;
+    ld.backend.load_weight(HostWeight::Dense {
+        tensor,
+        source: WeightDtype::F32,
+    })
 }
 
 /// Layer `l`'s q/k/v projections (q, k and v stored apart or joined) and per-head norms.

@@ -40,6 +40,17 @@ struct Layer<B: Backend> {
     rope: usize,
     /// Where the layer's rows start in the paged cache (`ModelSpec::cache_layers`).
     cache_layer: usize,
+    /// The layer's queries take the model's temperatures (`ModelSpec::attn_temperature`).
+    tempered: bool,
+    /// The layer attends within chunks (`ModelSpec::attention_chunk`).
+    chunked: bool,
+}
+
+/// What a forward pass's attention layers share beside the batch: the queries' temperatures,
+/// and the sequences cut at chunk boundaries for the layers that attend within chunks.
+pub(crate) struct AttentionExtras<T> {
+    temps: QueryTemperatures<T>,
+    chunked: Option<Vec<crate::batch::SeqAttention>>,
 }
 
 /// How a layer makes its queries, keys and values.
@@ -247,6 +258,11 @@ impl<B: Backend> DecoderModel<B> {
                     0
                 },
                 cache_layer: cache_layers.first[l],
+                tempered: spec.attn_temperature.is_some_and(|t| {
+                    !t.unrotated_only || spec.unrotated_layers.get(l) == Some(&true)
+                }),
+                chunked: spec.attention_chunk.is_some()
+                    && spec.unrotated_layers.get(l) != Some(&true),
             });
         }
         Ok(DecoderModel {
@@ -405,7 +421,17 @@ impl<B: Backend> DecoderModel<B> {
             Some(c) => Some(conv_taps(batch, c.kernel)?),
             None => None,
         };
-        let temps = QueryTemperatures::new(s.attn_temperature, &batch.positions);
+        let extras = AttentionExtras {
+            temps: QueryTemperatures::new(s.attn_temperature, &batch.positions),
+            chunked: match s.attention_chunk {
+                Some(chunk) => Some(crate::chunked_attention::chunk_seqs(
+                    &batch.seqs,
+                    chunk,
+                    batch.block_size,
+                )?),
+                None => None,
+            },
+        };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(table) = &self.position_embed {
             if let Some(&p) = batch
@@ -433,7 +459,7 @@ impl<B: Backend> DecoderModel<B> {
                     Some(d) => b.add(&x, d)?,
                     None => x,
                 };
-                let (stream, out) = self.unfused_block(b, layer, stream, kv, batch, &temps)?;
+                let (stream, out) = self.unfused_block(b, layer, stream, kv, batch, &extras)?;
                 (x, pending) = (stream, Some(out));
                 continue;
             }
@@ -452,7 +478,7 @@ impl<B: Backend> DecoderModel<B> {
                         Attention::Latent(latent) => {
                             let (stream, [q, k, v]) = latent.q_k_v(b, &attn_in)?;
                             let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
-                            let attn = attend(b, &q, kv, layer, batch, &temps)?;
+                            let attn = attend(b, &q, kv, layer, batch, &extras)?;
                             (stream, latent.attention_output(b, attn)?)
                         }
                         Attention::Heads { qkv, qk_norms, .. } => {
@@ -466,7 +492,7 @@ impl<B: Backend> DecoderModel<B> {
                                 &attn_in,
                                 kv_write,
                             )?;
-                            (stream, attend(b, &q, kv, layer, batch, &temps)?)
+                            (stream, attend(b, &q, kv, layer, batch, &extras)?)
                         }
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
@@ -490,7 +516,7 @@ impl<B: Backend> DecoderModel<B> {
                     let [q, k, v] = members(qkv.apply(b, &stream, Some(s.head_dim))?)?;
                     let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
                     let q = b.rope_qk_write_kv(&q, &k, &v, kv_write)?;
-                    (stream, attend(b, &q, kv, layer, batch, &temps)?)
+                    (stream, attend(b, &q, kv, layer, batch, &extras)?)
                 }
                 (None, Attention::Latent(_)) => {
                     return Err(ModelError::Config(
@@ -615,7 +641,7 @@ impl<B: Backend> DecoderModel<B> {
         stream: B::Tensor,
         kv: &mut B::KvCache,
         batch: &FlatBatch,
-        temps: &QueryTemperatures<B::Tensor>,
+        extras: &AttentionExtras<B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor)> {
         let s = &self.spec;
         let (Some(norm), Attention::Heads { qkv, qk_norms, .. }) =
@@ -637,7 +663,7 @@ impl<B: Backend> DecoderModel<B> {
         };
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
-        let attn = attend(b, &q, kv, layer, batch, temps)?;
+        let attn = attend(b, &q, kv, layer, batch, extras)?;
         let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
         let ffn = |h: &B::Tensor| match &layer.ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
@@ -669,12 +695,25 @@ fn attend<B: Backend>(
     kv: &B::KvCache,
     layer: &Layer<B>,
     batch: &FlatBatch,
-    temps: &QueryTemperatures<B::Tensor>,
+    extras: &AttentionExtras<B::Tensor>,
 ) -> Result<B::Tensor> {
-    let tempered = temps.apply(b, q)?;
+    let tempered = match layer.tempered {
+        true => extras.temps.apply(b, q)?,
+        false => None,
+    };
     let q = tempered.as_ref().unwrap_or(q);
-    let (seqs, block_size) = (&batch.seqs, batch.block_size);
-    b.paged_attention(q, kv, layer.cache_layer, seqs, block_size, &layer.attn)
+    let seqs = match (&extras.chunked, layer.chunked) {
+        (Some(pieces), true) => pieces,
+        _ => &batch.seqs,
+    };
+    b.paged_attention(
+        q,
+        kv,
+        layer.cache_layer,
+        seqs,
+        batch.block_size,
+        &layer.attn,
+    )
 }
 
 /// A short-convolution layer met where none was planned for (the spec names none).

@@ -16,7 +16,7 @@ use crate::spec::ModelSpec;
 /// Whether a model's attention is exact over shifted keys: no q/k norms (the bias is not what
 /// reaches RoPE), no capped scores, no sinks.
 pub fn applies(spec: &ModelSpec) -> bool {
-    !spec.qk_norm && spec.attn_softcap.is_none() && !spec.attn_sinks
+    !spec.qk_norm && !spec.rotated_qk_l2_norm && spec.attn_softcap.is_none() && !spec.attn_sinks
 }
 
 /// `c` for each KV head of a layer whose pre-RoPE key bias is `bias` (`kv_heads × head_dim`):

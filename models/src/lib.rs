@@ -5,6 +5,7 @@ mod attention_heads;
 pub mod backend;
 pub mod batch;
 pub mod chat_template;
+pub mod chunked_attention;
 pub mod classifier;
 pub mod decoder;
 pub mod dummy;

@@ -64,10 +64,7 @@ mod tests {
     /// `1 + beta · ln(1 + floor(position / length))`.
     #[test]
     fn factors_step_up_past_each_multiple_of_the_length() {
-        let t = AttnTemperature {
-            beta: 0.1,
-            length: 16384,
-        };
+        let t = AttnTemperature::every_layer(0.1, 16384);
         assert_eq!(t.at(0), 1.0);
         assert_eq!(t.at(16383), 1.0);
         assert!((t.at(16384) - (1.0 + 0.1 * 2f32.ln())).abs() < 1e-7);

@@ -25,6 +25,7 @@ pub enum Arch {
     /// MiniMax-M2: q/k norms over the whole projections, RoPE over part of each head, sigmoid
     /// experts chosen with a correction bias in every layer.
     MinimaxM2,
+    Llama4,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -145,6 +146,7 @@ impl Arch {
             Arch::Granite => "granite",
             Arch::GraniteMoe => "granitemoe",
             Arch::Smollm3 => "smollm3",
+            Arch::Llama4 => "llama4",
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
@@ -258,21 +260,36 @@ impl LatentAttention {
     }
 }
 
-/// Llama 4's attention temperature tuning as Ministral 3 runs it (transformers'
-/// `get_llama_4_attn_scale`, llama.cpp's `attn_temp`): each query, after RoPE, times
-/// `1 + beta · ln(1 + floor(position / length))`, which is 1 below `length` (the YaRN
-/// original context, 16,384 in Ministral 3) and grows by steps past it, sharpening the
-/// attention of far positions as the context stretches.
+/// Llama 4's attention temperature tuning (transformers' `attn_temperature_tuning`,
+/// `get_llama_4_attn_scale` as Ministral 3 runs it, llama.cpp's `attn_temp`): each query,
+/// after RoPE, times `1 + beta · ln(1 + floor((position + offset) / length))`, which is 1
+/// below `length` (the YaRN original context, 16,384 in Ministral 3; Llama 4's
+/// `floor_scale`, 8,192) and grows by steps past it, sharpening the attention of far positions
+/// as the context stretches.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct AttnTemperature {
     pub beta: f32,
     pub length: usize,
+    /// Added to the position first: 1 in Llama 4, 0 in Ministral 3.
+    pub offset: usize,
+    /// Only the layers without RoPE scale their queries (Llama 4's NoPE layers); else all.
+    pub unrotated_only: bool,
 }
 
 impl AttnTemperature {
+    /// Ministral 3's: every layer's queries, by their positions as they are.
+    pub fn every_layer(beta: f32, length: usize) -> Self {
+        AttnTemperature {
+            beta,
+            length,
+            offset: 0,
+            unrotated_only: false,
+        }
+    }
+
     /// The factor of a query at `position`.
     pub fn at(&self, position: u32) -> f32 {
-        let steps = (position as usize / self.length.max(1)) as f32;
+        let steps = ((position as usize + self.offset) / self.length.max(1)) as f32;
         1.0 + self.beta * steps.ln_1p()
     }
 }
@@ -330,6 +347,9 @@ pub struct MixtureOfExperts {
     pub normalize: bool,
     /// The chosen experts' weights multiplied by this.
     pub routed_scaling: f32,
+    /// The weights scale each expert's input rather than its output (Llama 4:
+    /// `expert(w · x)`, which differs from `w · expert(x)` through the activation).
+    pub weights_scale_inputs: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -420,6 +440,13 @@ pub struct ModelSpec {
     /// Queries scaled by their position past a length (Ministral 3; Llama 4's attention
     /// temperature tuning).
     pub attn_temperature: Option<AttnTemperature>,
+    /// The rotated layers attend within chunks of this many positions (Llama 4's
+    /// `attention_chunk_size`): a query sees the keys of its own chunk, up to itself
+    /// (`chunked_attention`); the layers without RoPE attend to everything before them.
+    pub attention_chunk: Option<usize>,
+    /// The rotated layers norm each head of q and k by its root mean square after RoPE, with
+    /// no weights (Llama 4's `use_qk_norm`, `Llama4TextL2Norm`); the others do not.
+    pub rotated_qk_l2_norm: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }

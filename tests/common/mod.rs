@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 70] = [
+pub const TINY_ARCHS: [&str; 71] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -78,6 +78,7 @@ pub const TINY_ARCHS: [&str; 70] = [
     "gptj",
     "olmo",
     "qwen3_fp8",
+    "llama4",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

@@ -153,6 +153,7 @@ pub(crate) fn gguf_experts(g: &GgufFile, num_layers: usize) -> Result<Option<Mix
         correction_bias,
         normalize: g.get_bool(&k("expert_weights_norm")).unwrap_or(false),
         routed_scaling: g.get_f64(&k("expert_weights_scale")).unwrap_or(1.0) as f32,
+        weights_scale_inputs: false,
     }))
 }
 
@@ -234,6 +235,7 @@ pub(crate) fn experts(
         normalize,
         // V2 scales the weights only when it does not normalize them; V3 does both.
         routed_scaling: if !v3 && normalize { 1.0 } else { scaling },
+        weights_scale_inputs: false,
     }))
 }
 

@@ -30,6 +30,7 @@ pub fn softmax_top_k(
         correction_bias: false,
         normalize,
         routed_scaling: 1.0,
+        weights_scale_inputs: false,
     }
 }
 

@@ -33,10 +33,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         let length = g
             .get_usize(&k("rope.scaling.original_context_length"))
             .unwrap_or(spec.max_position);
-        spec.attn_temperature = Some(AttnTemperature {
-            beta: beta as f32,
-            length,
-        });
+        spec.attn_temperature = Some(AttnTemperature::every_layer(beta as f32, length));
     }
     Ok(spec)
 }
@@ -61,10 +58,7 @@ pub fn ministral3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
                  original_max_position_embeddings beside it (got {rope})"
             )));
         };
-        spec.attn_temperature = Some(AttnTemperature {
-            beta: beta as f32,
-            length: length as usize,
-        });
+        spec.attn_temperature = Some(AttnTemperature::every_layer(beta as f32, length as usize));
     }
     Ok(spec)
 }

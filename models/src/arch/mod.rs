@@ -21,6 +21,7 @@ pub mod granite;
 pub mod hunyuan_dense;
 pub mod lfm2;
 pub mod llama;
+pub mod llama4;
 pub mod minimax_m2;
 pub mod mistral;
 pub mod nemotron;
@@ -45,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 52] = [
+pub const HF_MODEL_TYPES: [&str; 53] = [
     "llama",
     "mistral",
     "ministral",
@@ -86,6 +87,7 @@ pub const HF_MODEL_TYPES: [&str; 52] = [
     "glm4_moe",
     "olmoe",
     "minimax_m2",
+    "llama4_text",
     "olmo",
     "olmo2",
     "olmo3",
@@ -101,7 +103,7 @@ pub const HF_MODEL_TYPES: [&str; 52] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 44] = [
+pub const GGUF_ARCHITECTURES: [&str; 45] = [
     "llama",
     "mistral",
     "mistral3",
@@ -146,6 +148,7 @@ pub const GGUF_ARCHITECTURES: [&str; 44] = [
     "smollm3",
     "exaone4",
     "minimax-m2",
+    "llama4",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -216,6 +219,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4_moe" => glm4_moe::from_hf(&c)?,
         "olmoe" => olmoe::from_hf(&c)?,
         "minimax_m2" => minimax_m2::from_hf(&c)?,
+        "llama4_text" => llama4::from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
@@ -249,7 +253,7 @@ struct TextModelWrapper {
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
 /// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
 /// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 10] = [
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 11] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -342,6 +346,21 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 10] = [
                 "rope_theta": 5000000.0, "attention_bias": false, "tie_word_embeddings": false,
                 "num_experts": 60, "num_experts_per_tok": 4, "moe_intermediate_size": 1408,
                 "decoder_sparse_step": 1})
+        },
+    },
+    // Llama 4 Scout and Maverick (`Llama4ForConditionalGeneration`).
+    TextModelWrapper {
+        wrapper: "llama4",
+        text_type: "llama4_text",
+        defaults: || {
+            serde_json::json!({"vocab_size": 202048, "hidden_size": 5120,
+                "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8,
+                "head_dim": 128, "hidden_act": "silu", "max_position_embeddings": 131072,
+                "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "num_local_experts": 16,
+                "num_experts_per_tok": 1, "interleave_moe_layer_step": 1, "use_qk_norm": true,
+                "attention_chunk_size": 8192, "attn_temperature_tuning": true,
+                "floor_scale": 8192, "attn_scale": 0.1, "tie_word_embeddings": false})
         },
     },
 ];
@@ -462,6 +481,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "glm4moe" => glm4_moe::from_gguf(g)?,
         "olmoe" => olmoe::from_gguf(g)?,
         "minimax-m2" => minimax_m2::from_gguf(g)?,
+        "llama4" => llama4::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -653,6 +673,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         weightless_norms: false,
         clip_qkv: None,
         attn_temperature: None,
+        attention_chunk: None,
+        rotated_qk_l2_norm: false,
         bos_token_id: c.token_ids("bos_token_id").first().copied(),
         eos_token_ids: c.token_ids("eos_token_id"),
     })
@@ -781,6 +803,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         weightless_norms: false,
         clip_qkv: None,
         attn_temperature: None,
+        attention_chunk: None,
+        rotated_qk_l2_norm: false,
         bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
         eos_token_ids: eos,
     })
@@ -914,10 +938,7 @@ mod tests {
         ));
         assert_eq!(
             spec.attn_temperature,
-            Some(crate::spec::AttnTemperature {
-                beta: 0.1,
-                length: 16384
-            })
+            Some(crate::spec::AttnTemperature::every_layer(0.1, 16384))
         );
         assert_eq!(spec.layer_windows, vec![None; 26]);
         // llava-1.5-7b-hf's text config: Vicuna's keys that differ from llama's defaults.

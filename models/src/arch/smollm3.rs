@@ -38,7 +38,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 }
 
 /// Layer `l` unrotated when `(l + 1) % interval == 0`.
-fn every_nth(layers: usize, interval: usize) -> Result<Vec<bool>> {
+pub(crate) fn every_nth(layers: usize, interval: usize) -> Result<Vec<bool>> {
     if interval == 0 {
         return Err(ModelError::Config(
             "config.json: `no_rope_layer_interval` is 0".into(),
@@ -48,7 +48,7 @@ fn every_nth(layers: usize, interval: usize) -> Result<Vec<bool>> {
 }
 
 /// `no_rope_layers` (1: the layer rotates, 0: it does not) as the unrotated layers.
-fn rotating_flags(list: &serde_json::Value, layers: usize) -> Result<Vec<bool>> {
+pub(crate) fn rotating_flags(list: &serde_json::Value, layers: usize) -> Result<Vec<bool>> {
     let bad = || {
         ModelError::Config(format!(
             "config.json: `no_rope_layers` must list 0 or 1 for each of the {layers} layers"

@@ -229,6 +229,8 @@ impl EncoderConfig {
             weightless_norms: false,
             clip_qkv: None,
             attn_temperature: None,
+            attention_chunk: None,
+            rotated_qk_l2_norm: false,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
         }

@@ -208,25 +208,43 @@ impl<B: Backend> Experts<B> {
             .zip(&routes)
             .filter(|(_, routed)| !routed.rows.is_empty())
             .collect();
-        for ((_, routed), y) in chosen.iter().zip(routed_experts(b, x, &chosen, act)?) {
-            out = b.add_rows_scaled(&out, &routed.rows, &y, &routed.weights)?;
+        let scale_inputs = self.spec.weights_scale_inputs;
+        let outputs = routed_experts(b, x, &chosen, act, scale_inputs, self.hidden)?;
+        for ((_, routed), y) in chosen.iter().zip(outputs) {
+            let weights = match scale_inputs {
+                // The weights went into the inputs: the outputs join as they are.
+                true => vec![1.0; routed.rows.len()],
+                false => routed.weights.clone(),
+            };
+            out = b.add_rows_scaled(&out, &routed.rows, &y, &weights)?;
         }
         Ok(out)
     }
 }
 
-/// Each chosen expert's MLP over the rows routed to it, as two grouped calls
-/// (`Backend::linear_many`, `run_jobs`): every expert's gate and up products, then every down
-/// product.
+/// Each chosen expert's MLP over the rows routed to it (each row times its weight first
+/// where `scale_inputs`, `hidden` wide), as two grouped calls (`Backend::linear_many`,
+/// `run_jobs`): every expert's gate and up products, then every down product.
 fn routed_experts<B: Backend>(
     b: &B,
     x: &B::Tensor,
     chosen: &[(&Mlp<B>, &route::ExpertRows)],
     act: Activation,
+    scale_inputs: bool,
+    hidden: usize,
 ) -> Result<Vec<B::Tensor>> {
     let rows = chosen
         .iter()
-        .map(|(_, routed)| b.gather_rows(x, &routed.rows))
+        .map(|(_, routed)| {
+            let rows = b.gather_rows(x, &routed.rows)?;
+            if !scale_inputs {
+                return Ok(rows);
+            }
+            let n = routed.rows.len();
+            let zeros = b.upload(&vec![0.0; n * hidden], &[n, hidden])?;
+            let all: Vec<u32> = (0..n as u32).collect();
+            b.add_rows_scaled(&zeros, &all, &rows, &routed.weights)
+        })
         .collect::<Result<Vec<_>>>()?;
     let jobs: Vec<Vec<LinearJob<'_, B>>> = chosen
         .iter()

@@ -131,6 +131,7 @@ mod tests {
             correction_bias: true,
             normalize: true,
             routed_scaling: 2.5,
+            weights_scale_inputs: false,
         }
     }
 

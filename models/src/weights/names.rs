@@ -378,6 +378,20 @@ pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.mlp.shared_expert.{rest}"))
 }
 
+/// Llama 4's HF name of an FFN tensor `to_hf` names the Qwen/DeepSeek way (`mlp.*`): under
+/// `feed_forward`, the router as `router`, the shared expert as `shared_expert`.
+pub fn llama4_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.")?;
+    let rest = match rest {
+        "gate.weight" => "router.weight".to_string(),
+        _ => match rest.strip_prefix("shared_experts.") {
+            Some(shared) => format!("shared_expert.{shared}"),
+            None => rest.to_string(),
+        },
+    };
+    Some(format!("{head}.feed_forward.{rest}"))
+}
+
 /// Canonical name of expert `e`'s `what` (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`) in
 /// layer `l`: llama.cpp's name of the tensor holding every expert, with the expert's index.
 pub fn expert(l: usize, what: &str, e: usize) -> String {

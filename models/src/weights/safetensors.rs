@@ -4,8 +4,8 @@
 use super::fp8::Fp8Format;
 use super::names::{
     apertus_hf, ernie_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf,
-    gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, mixtral_hf, phi_hf,
-    qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
+    gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mixtral_hf,
+    phi_hf, qwen2_moe_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::quantization::Quantization;
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -237,6 +237,7 @@ impl SafetensorsDir {
             falcon_hf(&hf),
             falcon_one_norm_hf(&hf),
             phi_hf(&hf),
+            llama4_hf(&hf),
         ];
         std::iter::once(hf.clone())
             .chain(alternates.into_iter().flatten())
@@ -254,6 +255,9 @@ enum Stacking {
     /// Granite MoE's `block_sparse_moe.{input_linear,output_linear}`: `[experts, out, in]`,
     /// gate's rows then up's.
     GraniteMoe,
+    /// Llama 4's `feed_forward.experts.{gate_up_proj,down_proj}`: gpt-oss's `[experts, in,
+    /// out]` without biases, gate's columns then up's.
+    Llama4,
 }
 
 /// Where one expert's tensor lies in a checkout's stacked expert tensors.
@@ -291,6 +295,9 @@ impl StackedExpert {
             (Stacking::GraniteMoe, _, true) => return None,
             (Stacking::GraniteMoe, true, false) => "block_sparse_moe.input_linear.weight".into(),
             (Stacking::GraniteMoe, false, false) => "block_sparse_moe.output_linear.weight".into(),
+            (Stacking::Llama4, _, true) => return None,
+            (Stacking::Llama4, true, false) => "feed_forward.experts.gate_up_proj".into(),
+            (Stacking::Llama4, false, false) => "feed_forward.experts.down_proj".into(),
         };
         Some(StackedExpert {
             hf: format!("model.layers.{layer}.{hf}"),
@@ -303,7 +310,7 @@ impl StackedExpert {
 
     /// Those of every stacking.
     fn all(name: &str) -> impl Iterator<Item = Self> + '_ {
-        [Stacking::GptOss, Stacking::GraniteMoe]
+        [Stacking::GptOss, Stacking::GraniteMoe, Stacking::Llama4]
             .into_iter()
             .filter_map(move |s| Self::of(name, s))
     }
@@ -349,13 +356,17 @@ impl SafetensorsDir {
         Ok(None)
     }
 
-    /// Whether `at`'s gate/up stack holds gate's columns, then up's (Qwen3-VL-MoE's), rather
+    /// Whether `at`'s gate/up stack holds gate's columns, then up's (Qwen3-VL-MoE's, Llama 4's), rather
     /// than the two interleaved (gpt-oss's): the stack without gpt-oss's biases beside it.
     fn halved_gate_up(&self, at: &StackedExpert) -> bool {
         let weights = at.hf.strip_suffix("_bias").unwrap_or(&at.hf);
-        at.stacking == Stacking::GptOss
-            && at.pair.is_some()
-            && self.view(&format!("{weights}_bias")).is_none()
+        match at.stacking {
+            Stacking::GptOss => {
+                at.pair.is_some() && self.view(&format!("{weights}_bias")).is_none()
+            }
+            Stacking::Llama4 => true,
+            Stacking::GraniteMoe => false,
+        }
     }
 
     /// `at`'s expert out of the stacked tensor `view`.

@@ -77,6 +77,8 @@ fn base_spec(
         weightless_norms: false,
         clip_qkv: None,
         attn_temperature: None,
+        attention_chunk: None,
+        rotated_qk_l2_norm: false,
         bos_token_id: Some(1),
         eos_token_ids: vec![2],
     }
