@@ -193,6 +193,57 @@ mod tests {
         assert_eq!(spec.intermediate_size, 16384);
     }
 
+    /// llama.cpp's keys for Scout and Maverick (its converter's), and for a model converted
+    /// with every layer global (`sliding_window` 0).
+    #[test]
+    fn gguf_files_take_llama_cpps_fixed_chunks_and_temperatures() {
+        use candle_core::quantized::gguf_file::Value as V;
+        let file = |experts: u32, step: u32, window: Option<u32>| {
+            let mut meta = vec![
+                ("general.architecture", V::String("llama4".into())),
+                ("llama4.embedding_length", V::U32(5120)),
+                ("llama4.feed_forward_length", V::U32(16384)),
+                ("llama4.block_count", V::U32(8)),
+                ("llama4.attention.head_count", V::U32(40)),
+                ("llama4.attention.head_count_kv", V::U32(8)),
+                ("llama4.vocab_size", V::U32(202048)),
+                ("llama4.expert_count", V::U32(experts)),
+                ("llama4.expert_used_count", V::U32(1)),
+                ("llama4.expert_feed_forward_length", V::U32(8192)),
+                ("llama4.interleave_moe_layer_step", V::U32(step)),
+            ];
+            if let Some(w) = window {
+                meta.push(("llama4.attention.sliding_window", V::U32(w)));
+            }
+            let g = crate::weights::gguf::metadata_only(&format!("llama4-{experts}"), &meta);
+            from_gguf(&g).unwrap()
+        };
+        let scout = file(16, 1, None);
+        scout.validate().unwrap();
+        assert_eq!(scout.attention_chunk, Some(8192));
+        assert_eq!(
+            scout.unrotated_layers,
+            [false, false, false, true, false, false, false, true]
+        );
+        assert!(scout.rotated_qk_l2_norm);
+        assert_eq!(scout.attn_temperature.unwrap().offset, 1);
+        let m = scout.experts.unwrap();
+        assert!(m.layers.iter().all(|&l| l) && m.weights_scale_inputs);
+        assert_eq!(
+            (scout.intermediate_size, m.shared_intermediate_size),
+            (16384, 8192)
+        );
+        let maverick = file(128, 2, None);
+        assert!(!maverick.rotated_qk_l2_norm);
+        assert_eq!(
+            maverick.experts.unwrap().layers,
+            [false, true, false, true, false, true, false, true]
+        );
+        let global = file(16, 1, Some(0));
+        assert!(global.attention_chunk.is_none() && global.attn_temperature.is_none());
+        assert!(global.unrotated_layers.iter().all(|&u| !u));
+    }
+
     #[test]
     fn maverick_alternates_dense_and_expert_layers_without_qk_norms() {
         let mut cfg = scout();
