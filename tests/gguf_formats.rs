@@ -567,6 +567,42 @@ fn hf_expert(name: &str) -> Option<(String, &'static str, usize)> {
     Some((l.to_string(), proj, e.parse().ok()?))
 }
 
+/// Llama 4's stacked experts (`[experts, in, out]`; gate's columns, then up's), split per
+/// expert and transposed as llama.cpp's converter writes them; false for another tensor.
+fn llama4_stacked_experts(name: &str, t: &Tensor, stacks: &mut ExpertStacks) -> bool {
+    let Some((l, what)) = name
+        .strip_prefix("model.layers.")
+        .and_then(|r| r.split_once(".feed_forward.experts."))
+    else {
+        return false;
+    };
+    for e in 0..t.dim(0).unwrap() {
+        let te = t.get(e).unwrap();
+        let mut push = |proj, part: Tensor| {
+            let part = part.t().unwrap().contiguous().unwrap();
+            stacks
+                .entry((l.to_string(), proj))
+                .or_default()
+                .push((e, part));
+        };
+        if what == "gate_up_proj" {
+            let half = te.dim(1).unwrap() / 2;
+            push("gate", te.narrow(1, 0, half).unwrap());
+            push("up", te.narrow(1, half, half).unwrap());
+        } else {
+            push("down", te);
+        }
+    }
+    true
+}
+
+/// A Llama 4 FFN tensor's name as Qwen2-MoE's checkouts spell it (`mlp.gate`,
+/// `mlp.shared_expert.*`, `mlp.*`); other names as they are.
+fn llama4_ffn_name(name: &str) -> String {
+    name.replace(".feed_forward.router.", ".mlp.gate.")
+        .replace(".feed_forward.", ".mlp.")
+}
+
 /// gpt-oss's tensors as llama.cpp's converter writes them, for an HF tensor that is one of
 /// its own: the sinks and the router (F32), the pre-FFN norm (`post_attention_norm` there),
 /// and the stacked experts (`[experts, in, out]`, gate and up interleaved) split and
@@ -691,6 +727,12 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     let mut xielu: HashMap<String, Vec<(usize, f32)>> = HashMap::new();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
     for (name, t) in &tensors {
+        if arch == "llama4" && llama4_stacked_experts(name, t, &mut stacks) {
+            continue;
+        }
+        // Llama 4's FFN names, as the other MoE checkouts spell them.
+        let llama4_name = (arch == "llama4").then(|| llama4_ffn_name(name));
+        let name = llama4_name.as_ref().unwrap_or(name);
         // The families whose checkouts name every tensor their own way.
         let renamed = match arch {
             "falcon" => Some(falcon_tensor(name, t, heads, kv_heads)),
@@ -874,8 +916,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if cfg["moe_intermediate_size"].is_u64() {
             extra.push(("expert_feed_forward_length", u("moe_intermediate_size")));
         }
-        if matches!(arch, "gpt-oss" | "minimax-m2") {
+        if matches!(arch, "gpt-oss" | "minimax-m2" | "llama4") {
             extra.push(("expert_feed_forward_length", u("intermediate_size")));
+        }
+        if arch == "llama4" {
+            extra.push(("interleave_moe_layer_step", u("interleave_moe_layer_step")));
         }
         if arch == "hunyuan-moe" {
             // Its experts and its one shared expert are all of `intermediate_size`.
@@ -1089,6 +1134,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             extra.push(("shortconv.l_cache", u("conv_L_cache")));
             (Value::U32(ffn as u32), Value::Array(kv))
         }
+        // Llama 4's dense layers, which its converter writes as the model's FFN width.
+        "llama4" => (u("intermediate_size_mlp"), Value::U32(kv_heads as u32)),
         _ => (u("intermediate_size"), Value::U32(kv_heads as u32)),
     };
     let eps = cfg["rms_norm_eps"]
@@ -1628,6 +1675,39 @@ fn lfm2_loads_from_gguf() {
 #[test]
 fn lfm2_moe_loads_from_gguf() {
     gguf_matches_checkout("lfm2_moe", "lfm2moe", Experts::Stacked, 3.0);
+}
+
+/// Llama 4 as llama.cpp's `llama4` GGUF keeps it (experts split from their stacks, llama3
+/// rope factors as `rope_freqs`, chunks of 8,192 and the temperatures' floor of 8,192 fixed by
+/// llama.cpp): the logits of the HF checkout with those numbers in its config, exactly in
+/// F32; Q8_0 within the rounding sigmoid routers carry.
+#[test]
+fn llama4_loads_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny").join("llama4");
+    std::fs::copy(
+        src.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut cfg = read_json(&src.join("config.json"));
+    cfg["attention_chunk_size"] = 8192.into();
+    cfg["floor_scale"] = 8192.into();
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let reference = logits(dir.path());
+    assert!(
+        max_abs_diff(&reference, &logits(&src)) > 1e-2,
+        "the fixture's own chunks and floor matter to these logits"
+    );
+    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.6)] {
+        let path = dir.path().join(format!("llama4-{dtype:?}.gguf"));
+        write_gguf_of("llama4", "llama4", &path, dtype, Experts::Stacked);
+        let d = max_abs_diff(&logits(&path), &reference);
+        assert!(
+            d < tol,
+            "llama4 {dtype:?}: logits differ by {d} (tolerance {tol})"
+        );
+    }
 }
 
 /// MiniMax-M2 as llama.cpp's `minimax-m2` GGUF keeps it (the experts stacked, the correction
