@@ -393,6 +393,21 @@ fn query_temperatures_run_on_the_plugin() {
     assert_eq!(ops, ["gather_rows"], "{fallbacks}");
 }
 
+/// Llama 4 on a plugin: its chunked attention as pieces of the sequence over the block table's
+/// tail (the continuation crosses the tiny model's chunk of 16), its NoPE layer's query
+/// temperatures, its weightless q/k norms and its experts' scaled inputs, all through ABI ops:
+/// the CPU's greedy tokens, and no fallback but the reference plugin's usual one.
+#[test]
+fn llama4_runs_on_the_plugin() {
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (cpu, _, _) = generated_ids_with("llama4", "cpu", &[]);
+    let (on_plugin, fallbacks, stderr) = generated_ids_with("llama4", &plugin, &[]);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+    assert_eq!(ops, ["gather_rows"], "{fallbacks}");
+}
+
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,
 /// the taps read back through its `read_kv_rows` and convolved on the host (no ABI op: counted
 /// as `short_conv` fallbacks), the attention layers on the plugin; LFM2-MoE's experts too.
