@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 71] = [
+pub const TINY_ARCHS: [&str; 73] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -79,6 +79,8 @@ pub const TINY_ARCHS: [&str; 71] = [
     "olmo",
     "qwen3_fp8",
     "llama4",
+    "glm4v",
+    "glm4v_moe",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

@@ -253,7 +253,7 @@ struct TextModelWrapper {
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
 /// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
 /// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 11] = [
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 13] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -348,6 +348,36 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 11] = [
                 "decoder_sparse_step": 1})
         },
     },
+    // GLM-4.1V-Thinking: a GLM-4 text model whose M-RoPE gives text one position, over the
+    // part of each head `partial_rotary_factor` says (all of it where the config says
+    // nothing, as transformers reads it), its q/k/v biases always there.
+    TextModelWrapper {
+        wrapper: "glm4v",
+        text_type: "glm4",
+        defaults: || {
+            serde_json::json!({"vocab_size": 151552, "hidden_size": 4096,
+                "intermediate_size": 13696, "num_hidden_layers": 40, "num_attention_heads": 32,
+                "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 32768,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "partial_rotary_factor": 1.0,
+                "attention_bias": true, "tie_word_embeddings": false})
+        },
+    },
+    // GLM-4.5V: a GLM-4.5(-Air) text model, likewise.
+    TextModelWrapper {
+        wrapper: "glm4v_moe",
+        text_type: "glm4_moe",
+        defaults: || {
+            serde_json::json!({"vocab_size": 151424, "hidden_size": 4096,
+                "intermediate_size": 10944, "num_hidden_layers": 46, "num_attention_heads": 96,
+                "num_key_value_heads": 8, "hidden_act": "silu", "max_position_embeddings": 65536,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                "attention_bias": true, "use_qk_norm": false, "moe_intermediate_size": 1408,
+                "num_experts_per_tok": 8, "n_group": 1, "topk_group": 1, "n_shared_experts": 1,
+                "n_routed_experts": 128, "routed_scaling_factor": 1.0,
+                "first_k_dense_replace": 1, "norm_topk_prob": true,
+                "tie_word_embeddings": false})
+        },
+    },
     // Llama 4 Scout and Maverick (`Llama4ForConditionalGeneration`).
     TextModelWrapper {
         wrapper: "llama4",
@@ -410,8 +440,11 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
         None if wrapper.starts_with("qwen") => serde_json::Map::new(),
         None => return None,
     };
+    // Named after the wrapper, however spelled (transformers 4.57 saves GLM-4.5V's text model
+    // as `Glm4vMoe_text`).
+    let squeezed = |t: &str| t.replace('_', "").to_ascii_lowercase();
     let named = text.get("model_type").and_then(|t| t.as_str());
-    if named.is_none_or(|t| t == format!("{wrapper}_text")) {
+    if named.is_none_or(|t| squeezed(t) == squeezed(&format!("{wrapper}_text"))) {
         text.insert("model_type".into(), known.text_type.into());
     }
     if wrapper == "qwen3_vl_moe" {
@@ -861,6 +894,28 @@ mod tests {
     /// that differ from transformers' defaults, which fill the rest; the end-of-turn id the
     /// wrapper keeps. A wrapper candor does not know, or one without `text_config`, is left to
     /// the usual dispatch.
+    /// GLM-4.1V's and GLM-4.5V's text models, their types named after the wrappers (GLM-4.5V's
+    /// as transformers 4.57 spells it): GLM-4's and GLM-4.5's, with transformers' readings of
+    /// what a config leaves out (GLM-4.1V rotates whole heads then, GLM-4.5V half).
+    #[test]
+    fn glm_v_checkouts_are_read_as_glm_text_models() {
+        let glm4v = serde_json::json!({"model_type": "glm4v", "text_config": {
+            "model_type": "glm4v_text", "hidden_size": 4096, "num_attention_heads": 32,
+            "rope_scaling": {"type": "default", "mrope_section": [16, 24, 24]}}});
+        let spec = super::spec_from_hf(&glm4v).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Glm4);
+        assert!(spec.qkv_bias && spec.sandwich_norms);
+        assert_eq!((spec.head_dim, spec.rotary_dim), (128, None));
+        let glm45v = serde_json::json!({"model_type": "glm4v_moe", "text_config": {
+            "model_type": "Glm4vMoe_text", "head_dim": 128,
+            "rope_scaling": {"type": "default", "mrope_section": [8, 12, 12]}}});
+        let spec = super::spec_from_hf(&glm45v).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Glm4Moe);
+        assert_eq!(spec.rotary_dim, Some(64));
+        let experts = spec.experts.unwrap();
+        assert_eq!((experts.num_experts, experts.experts_per_token), (128, 8));
+    }
+
     #[test]
     fn vision_language_checkouts_are_read_as_their_text_model() {
         let cfg = serde_json::json!({"model_type": "gemma3",
