@@ -81,6 +81,7 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
             }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
+            crate::spec::Arch::Mistral4 => source = source.with_experts_out_in(),
             // The xIELU numbers are weights of the checkout.
             crate::spec::Arch::Apertus => {
                 spec.xielu = crate::arch::apertus::xielu_from(&source, spec.num_layers)?;

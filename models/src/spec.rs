@@ -26,6 +26,7 @@ pub enum Arch {
     /// experts chosen with a correction bias in every layer.
     MinimaxM2,
     Llama4,
+    Mistral4,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -147,6 +148,7 @@ impl Arch {
             Arch::GraniteMoe => "granitemoe",
             Arch::Smollm3 => "smollm3",
             Arch::Llama4 => "llama4",
+            Arch::Mistral4 => "mistral4",
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",
@@ -549,11 +551,12 @@ impl ModelSpec {
                 self.xielu.len()
             ));
         }
+        // Latent attention takes the temperature too: its queries, in the latent space, are
+        // the scores' one side, so scaling them scales every score alike (Mistral 4).
         if let Some(t) = self.attn_temperature {
-            if !(t.beta.is_finite() && t.length > 0) || self.latent_attention.is_some() {
+            if !(t.beta.is_finite() && t.length > 0) {
                 return bad(format!(
-                    "attention temperature {t:?} needs a finite beta, a positive length and \
-                     q/k/v attention"
+                    "attention temperature {t:?} needs a finite beta and a positive length"
                 ));
             }
         }

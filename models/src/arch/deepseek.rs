@@ -56,6 +56,21 @@ pub fn from_hf(c: &HfConfig, v3: bool) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// Mistral 4 (`mistral4`, the text model of Mistral Small 4's `mistral3` checkouts):
+/// DeepSeek-V3's latent attention and experts, the router scoring by softmax (groups by their
+/// two best, no correction bias), and Ministral 3's query temperature.
+pub fn mistral4_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = from_hf(c, true)?;
+    spec.arch = Arch::Mistral4;
+    if let Some(m) = spec.experts.as_mut() {
+        m.scoring = ExpertScoring::Softmax;
+        m.group_score = GroupScore::TopTwoSum;
+        m.correction_bias = false;
+    }
+    spec.attn_temperature = super::mistral::llama4_scaling(c)?;
+    Ok(spec)
+}
+
 /// A llama.cpp `deepseek2` GGUF. Its converter writes the latent attention either as HF has
 /// it (`attn_kv_b`; heads and head sizes as HF's) or, since llama.cpp attends in the latent
 /// space, as one KV head of `kv_lora_rank + rope` with the head sizes under `*_mla` keys and

@@ -43,6 +43,14 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 /// over `original_max_position_embeddings`.
 pub fn ministral3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = from_hf(c)?;
+    spec.attn_temperature = llama4_scaling(c)?;
+    Ok(spec)
+}
+
+/// The query temperature (`llama_4_scaling_beta` over `original_max_position_embeddings`) in
+/// a config's RoPE settings (transformers 5's `rope_parameters` or the 4.x `rope_scaling`),
+/// where they carry one (Ministral 3, Mistral 4).
+pub(crate) fn llama4_scaling(c: &HfConfig) -> Result<Option<AttnTemperature>> {
     let rope = ["rope_parameters", "rope_scaling"]
         .iter()
         .filter_map(|k| c.0.get(*k))
@@ -58,9 +66,12 @@ pub fn ministral3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
                  original_max_position_embeddings beside it (got {rope})"
             )));
         };
-        spec.attn_temperature = Some(AttnTemperature::every_layer(beta as f32, length as usize));
+        return Ok(Some(AttnTemperature::every_layer(
+            beta as f32,
+            length as usize,
+        )));
     }
-    Ok(spec)
+    Ok(None)
 }
 
 #[cfg(test)]

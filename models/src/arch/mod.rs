@@ -46,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 53] = [
+pub const HF_MODEL_TYPES: [&str; 54] = [
     "llama",
     "mistral",
     "ministral",
@@ -88,6 +88,7 @@ pub const HF_MODEL_TYPES: [&str; 53] = [
     "olmoe",
     "minimax_m2",
     "llama4_text",
+    "mistral4",
     "olmo",
     "olmo2",
     "olmo3",
@@ -220,6 +221,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "olmoe" => olmoe::from_hf(&c)?,
         "minimax_m2" => minimax_m2::from_hf(&c)?,
         "llama4_text" => llama4::from_hf(&c)?,
+        "mistral4" => deepseek::mistral4_from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
@@ -417,6 +419,24 @@ pub(crate) fn ministral3_text_defaults() -> serde_json::Value {
             "mscale_all_dim": 1.0, "mscale": 1.0, "llama_4_scaling_beta": 0.1}})
 }
 
+/// Mistral 4's text model as transformers 5 defaults it, for a `mistral3` checkout whose
+/// `text_config` names `mistral4`.
+fn mistral4_text_defaults() -> serde_json::Value {
+    serde_json::json!({"vocab_size": 131072, "hidden_size": 4096, "intermediate_size": 12288,
+        "moe_intermediate_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 32,
+        "num_key_value_heads": 32, "n_shared_experts": 1, "n_routed_experts": 128,
+        "routed_scaling_factor": 1.0, "kv_lora_rank": 256, "q_lora_rank": 1024,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "qk_nope_head_dim": 64, "n_group": 1,
+        "topk_group": 1, "num_experts_per_tok": 4, "first_k_dense_replace": 0,
+        "norm_topk_prob": true, "hidden_act": "silu", "max_position_embeddings": 1048576,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "rope_interleave": true,
+        "attention_bias": false,
+        "rope_parameters": {"type": "yarn", "rope_type": "yarn", "rope_theta": 10000.0,
+            "factor": 128.0, "original_max_position_embeddings": 8192,
+            "max_position_embeddings": 1048576, "beta_fast": 32.0, "beta_slow": 1.0,
+            "mscale_all_dim": 1.0, "mscale": 1.0, "llama_4_scaling_beta": 0.1}})
+}
+
 /// Qwen2-VL's and Qwen2.5-VL's default text model (transformers 4.57's).
 fn qwen2_5_vl_text_defaults() -> serde_json::Value {
     serde_json::json!({"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,
@@ -466,6 +486,7 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     };
     let defaults = match text.get("model_type").and_then(|t| t.as_str()) {
         Some("ministral3") => ministral3_text_defaults(),
+        Some("mistral4") => mistral4_text_defaults(),
         _ => (known.defaults)(),
     };
     if let serde_json::Value::Object(defaults) = defaults {
@@ -914,6 +935,24 @@ mod tests {
         assert_eq!(spec.rotary_dim, Some(64));
         let experts = spec.experts.unwrap();
         assert_eq!((experts.num_experts, experts.experts_per_token), (128, 8));
+    }
+
+    /// Mistral Small 4's wrapper (`mistral3`) around a `mistral4` text config that leaves
+    /// everything to transformers 5's defaults: DeepSeek-V3's shapes, the softmax router, the
+    /// query temperature over the original context of 8,192.
+    #[test]
+    fn a_mistral4_text_model_fills_from_its_own_defaults() {
+        let cfg = serde_json::json!({"model_type": "mistral3",
+            "text_config": {"model_type": "mistral4"}});
+        let spec = super::spec_from_hf(&cfg).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Mistral4);
+        let latent = spec.latent_attention.unwrap();
+        assert_eq!((latent.kv_lora_rank, latent.q_lora_rank), (256, Some(1024)));
+        let t = spec.attn_temperature.unwrap();
+        assert_eq!((t.beta, t.length, t.offset), (0.1, 8192, 0));
+        let experts = spec.experts.unwrap();
+        assert_eq!(experts.scoring, crate::spec::ExpertScoring::Softmax);
+        assert!(!experts.correction_bias && experts.normalize);
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub struct SafetensorsDir {
     /// GPT-2's `Conv1D` weights (`c_attn`, `c_proj`, `c_fc`) are stored `[in, out]`: read
     /// transposed (`with_conv1d_weights`).
     conv1d_weights: bool,
+    /// The stacked experts under gpt-oss's names (`mlp.experts.gate_up_proj`) are
+    /// `[experts, out, in]`, gate's rows then up's, as transformers 5 saves the models it
+    /// fuses natively (Mistral 4), rather than gpt-oss's `[experts, in, out]`
+    /// (`with_experts_out_in`): the shapes alone cannot tell where the hidden size is twice
+    /// an expert's width.
+    experts_out_in: bool,
     /// Where a vision-language checkout keeps its text model's tensors (None: at the top).
     text_model: Option<TextModelLayout>,
     /// The quantization its config declares: how FP8 weights are dequantized (`fp8`), how
@@ -138,6 +144,7 @@ impl SafetensorsDir {
             dequantize,
             grouped_qkv: None,
             conv1d_weights: false,
+            experts_out_in: false,
             quantization: Quantization::None,
         })
     }
@@ -171,6 +178,12 @@ impl SafetensorsDir {
     /// Read GPT-2's `Conv1D` weights (`[in, out]`) transposed, as every other product's.
     pub fn with_conv1d_weights(mut self) -> Self {
         self.conv1d_weights = true;
+        self
+    }
+
+    /// Read the stacked experts as transformers 5 saves them (`experts_out_in`).
+    pub fn with_experts_out_in(mut self) -> Self {
+        self.experts_out_in = true;
         self
     }
 }
@@ -388,7 +401,9 @@ impl SafetensorsDir {
         let bytes = view.data().len() / experts;
         let data = &view.data()[at.expert * bytes..(at.expert + 1) * bytes];
         let t = candle_core::Tensor::from_raw_buffer(data, dtype, per, &Device::Cpu)?;
-        if at.stacking == Stacking::GraniteMoe {
+        let out_in = at.stacking == Stacking::GraniteMoe
+            || (self.experts_out_in && at.stacking == Stacking::GptOss && !at.bias);
+        if out_in {
             // `[out, in]` already; gate's rows first, then up's.
             let t = match at.pair {
                 Some(k) => {
