@@ -27,6 +27,7 @@ pub enum Arch {
     MinimaxM2,
     Llama4,
     Mistral4,
+    SolarOpen,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -149,6 +150,7 @@ impl Arch {
             Arch::Smollm3 => "smollm3",
             Arch::Llama4 => "llama4",
             Arch::Mistral4 => "mistral4",
+            Arch::SolarOpen => "solar_open",
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",

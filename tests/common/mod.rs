@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 74] = [
+pub const TINY_ARCHS: [&str; 75] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -82,6 +82,7 @@ pub const TINY_ARCHS: [&str; 74] = [
     "glm4v",
     "glm4v_moe",
     "mistral4",
+    "solar_open",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

@@ -22,6 +22,24 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// Solar Open (`solar_open`: Upstage's Solar-Open-100B): Llama's attention (RoPE over whole
+/// heads unless `partial_rotary_factor` says otherwise, biases where `attention_bias` says)
+/// with GLM-4.5's experts in every layer. Its config has no dense FFN width (no layer is
+/// dense) and a base of 1,000,000 where it names none.
+pub fn solar_open_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut cfg = c.0.clone();
+    if let Some(o) = cfg.as_object_mut() {
+        let width = o.get("moe_intermediate_size").cloned().unwrap_or_default();
+        o.entry("intermediate_size").or_insert(width);
+        o.entry("rope_theta").or_insert(1_000_000.0.into());
+    }
+    let c = &HfConfig(&cfg);
+    let mut spec = base_from_hf(c, Arch::SolarOpen)?;
+    spec.rotary_dim = rotary_dim_from_hf(c, spec.head_dim, None)?;
+    spec.experts = super::deepseek::experts(c, true, spec.num_layers)?;
+    Ok(spec)
+}
+
 /// A llama.cpp `glm4moe` GGUF: its blocks count the multi-token-prediction layers
 /// (`nextn_predict_layers`, kept at the end), which are not run.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
@@ -39,6 +57,25 @@ mod tests {
     use super::*;
     use crate::spec::GroupScore;
     use serde_json::json;
+
+    /// A Solar Open config as transformers 5 writes its defaults (fewer layers): no dense
+    /// width, no base, RoPE over whole heads, experts in every layer.
+    #[test]
+    fn solar_open_is_llama_attention_over_glm_experts() {
+        let cfg = json!({"model_type": "solar_open", "vocab_size": 196608, "hidden_size": 4096,
+            "num_hidden_layers": 4, "num_attention_heads": 64, "num_key_value_heads": 8,
+            "head_dim": 128, "rms_norm_eps": 1e-5, "moe_intermediate_size": 1280,
+            "num_experts_per_tok": 8, "n_shared_experts": 1, "n_routed_experts": 128,
+            "routed_scaling_factor": 1.0, "n_group": 1, "topk_group": 1, "norm_topk_prob": true});
+        let spec = solar_open_from_hf(&HfConfig(&cfg)).unwrap();
+        spec.validate().unwrap();
+        assert_eq!((spec.rope.theta, spec.rotary_dim), (1e6, None));
+        assert!(!spec.qkv_bias && !spec.qk_norm);
+        let m = spec.experts.unwrap();
+        assert_eq!(m.layers, vec![true; 4]);
+        assert!(m.correction_bias && m.normalize);
+        assert_eq!(m.shared_intermediate_size, 1280);
+    }
 
     /// GLM-4.5-Air's config.json (fewer layers).
     #[test]

@@ -46,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 54] = [
+pub const HF_MODEL_TYPES: [&str; 55] = [
     "llama",
     "mistral",
     "ministral",
@@ -89,6 +89,7 @@ pub const HF_MODEL_TYPES: [&str; 54] = [
     "minimax_m2",
     "llama4_text",
     "mistral4",
+    "solar_open",
     "olmo",
     "olmo2",
     "olmo3",
@@ -222,6 +223,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "minimax_m2" => minimax_m2::from_hf(&c)?,
         "llama4_text" => llama4::from_hf(&c)?,
         "mistral4" => deepseek::mistral4_from_hf(&c)?,
+        "solar_open" => glm4_moe::solar_open_from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
