@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 75] = [
+pub const TINY_ARCHS: [&str; 76] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -83,6 +83,7 @@ pub const TINY_ARCHS: [&str; 75] = [
     "glm4v_moe",
     "mistral4",
     "solar_open",
+    "glm4_moe_lite",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

@@ -71,6 +71,38 @@ pub fn mistral4_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// GLM-4.7-Flash (`glm4_moe_lite`): DeepSeek-V3's latent attention and experts (GLM-4.5's
+/// router is V3's), the dense and expert layers listed in `mlp_layer_types` (`dense` /
+/// `sparse`; without the list, the first layer dense).
+pub fn glm4_moe_lite_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = from_hf(c, true)?;
+    let n = spec.num_layers;
+    let layers = match c.0.get("mlp_layer_types").filter(|v| !v.is_null()) {
+        None => (0..n).map(|l| l > 0).collect(),
+        Some(list) => {
+            let bad = || {
+                ModelError::Config(format!(
+                    "config.json: `mlp_layer_types` must name `dense` or `sparse` for each of \
+                     the {n} layers"
+                ))
+            };
+            let types = list.as_array().filter(|t| t.len() == n).ok_or_else(bad)?;
+            types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sparse") => Ok(true),
+                    Some("dense") => Ok(false),
+                    _ => Err(bad()),
+                })
+                .collect::<Result<Vec<bool>>>()?
+        }
+    };
+    if let Some(m) = spec.experts.as_mut() {
+        m.layers = layers;
+    }
+    Ok(spec)
+}
+
 /// A llama.cpp `deepseek2` GGUF. Its converter writes the latent attention either as HF has
 /// it (`attn_kv_b`; heads and head sizes as HF's) or, since llama.cpp attends in the latent
 /// space, as one KV head of `kv_lora_rank + rope` with the head sizes under `*_mla` keys and
