@@ -28,6 +28,7 @@ pub enum Arch {
     Llama4,
     Mistral4,
     SolarOpen,
+    ExaoneMoe,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -151,6 +152,7 @@ impl Arch {
             Arch::Llama4 => "llama4",
             Arch::Mistral4 => "mistral4",
             Arch::SolarOpen => "solar_open",
+            Arch::ExaoneMoe => "exaone_moe",
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",

@@ -76,9 +76,18 @@ pub fn mistral4_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// `sparse`; without the list, the first layer dense).
 pub fn glm4_moe_lite_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = from_hf(c, true)?;
-    let n = spec.num_layers;
-    let layers = match c.0.get("mlp_layer_types").filter(|v| !v.is_null()) {
-        None => (0..n).map(|l| l > 0).collect(),
+    let layers = listed_moe_layers(c, spec.num_layers, 1)?;
+    if let Some(m) = spec.experts.as_mut() {
+        m.layers = layers;
+    }
+    Ok(spec)
+}
+
+/// The layers with experts as `mlp_layer_types` lists them (`dense` / `sparse`); without the
+/// list, all but the first `first_dense`.
+pub(crate) fn listed_moe_layers(c: &HfConfig, n: usize, first_dense: usize) -> Result<Vec<bool>> {
+    Ok(match c.0.get("mlp_layer_types").filter(|v| !v.is_null()) {
+        None => (0..n).map(|l| l >= first_dense).collect(),
         Some(list) => {
             let bad = || {
                 ModelError::Config(format!(
@@ -96,11 +105,7 @@ pub fn glm4_moe_lite_from_hf(c: &HfConfig) -> Result<ModelSpec> {
                 })
                 .collect::<Result<Vec<bool>>>()?
         }
-    };
-    if let Some(m) = spec.experts.as_mut() {
-        m.layers = layers;
-    }
-    Ok(spec)
+    })
 }
 
 /// A llama.cpp `deepseek2` GGUF. Its converter writes the latent attention either as HF has

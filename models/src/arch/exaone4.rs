@@ -43,6 +43,38 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// K-EXAONE (`exaone_moe`): EXAONE 4's attention in pre-norm layers (OLMoE's), with
+/// DeepSeek-V3's experts (sigmoid scores chosen with a correction bias, shared experts of
+/// `num_shared_experts` times an expert's width) past the dense layers `mlp_layer_types`
+/// lists (or `first_k_dense_replace`).
+pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = from_hf(c)?;
+    spec.arch = Arch::ExaoneMoe;
+    spec.sandwich_norms = false;
+    spec.pre_norms = true;
+    // DeepSeek's names for the experts' numbers.
+    let mut cfg = c.0.clone();
+    if let Some(o) = cfg.as_object_mut() {
+        for (exaone, deepseek) in [
+            ("num_experts", "n_routed_experts"),
+            ("num_shared_experts", "n_shared_experts"),
+        ] {
+            if let Some(v) = o.get(exaone).cloned() {
+                o.entry(deepseek).or_insert(v);
+            }
+        }
+        o.entry("first_k_dense_replace").or_insert(1.into());
+    }
+    let c = &HfConfig(&cfg);
+    let mut experts = super::deepseek::experts(c, true, spec.num_layers)?.ok_or_else(|| {
+        ModelError::Config("config.json: exaone_moe without `num_experts`".into())
+    })?;
+    let first_dense = c.opt_usize("first_k_dense_replace")?.unwrap_or(1);
+    experts.layers = super::deepseek::listed_moe_layers(c, spec.num_layers, first_dense)?;
+    spec.experts = Some(experts);
+    Ok(spec)
+}
+
 /// The layers' windows from `sliding_window_pattern`: every n-th layer global (an integer), or
 /// a string of `L` (local) and `G` (global) repeated over the layers.
 fn hf_windows(c: &HfConfig, layers: usize, window: usize) -> Result<Vec<Option<usize>>> {

@@ -46,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 56] = [
+pub const HF_MODEL_TYPES: [&str; 57] = [
     "llama",
     "mistral",
     "ministral",
@@ -91,6 +91,7 @@ pub const HF_MODEL_TYPES: [&str; 56] = [
     "mistral4",
     "solar_open",
     "glm4_moe_lite",
+    "exaone_moe",
     "olmo",
     "olmo2",
     "olmo3",
@@ -226,6 +227,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "mistral4" => deepseek::mistral4_from_hf(&c)?,
         "solar_open" => glm4_moe::solar_open_from_hf(&c)?,
         "glm4_moe_lite" => deepseek::glm4_moe_lite_from_hf(&c)?,
+        "exaone_moe" => exaone4::moe_from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,

@@ -371,6 +371,13 @@ pub fn ernie_moe_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.mlp.moe_statics.e_score_correction_bias"))
 }
 
+/// K-EXAONE's HF name of the routers' correction bias (`mlp.e_score_correction_bias`, beside
+/// the router rather than in it).
+pub fn exaone_moe_hf(hf: &str) -> Option<String> {
+    let head = hf.strip_suffix(".mlp.gate.e_score_correction_bias")?;
+    Some(format!("{head}.mlp.e_score_correction_bias"))
+}
+
 /// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way
 /// (`mlp.shared_experts.*`): `mlp.shared_expert.*`.
 pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
