@@ -29,6 +29,7 @@ pub enum Arch {
     Mistral4,
     SolarOpen,
     ExaoneMoe,
+    FlexOlmo,
     /// OLMo 2: q/k norms over the whole projections, norms after attention and the FFN only.
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
@@ -153,6 +154,7 @@ impl Arch {
             Arch::Mistral4 => "mistral4",
             Arch::SolarOpen => "solar_open",
             Arch::ExaoneMoe => "exaone_moe",
+            Arch::FlexOlmo => "flex_olmo",
             Arch::Exaone4 => "exaone4",
             Arch::Cohere => "command-r",
             Arch::Cohere2 => "cohere2",

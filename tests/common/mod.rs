@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 77] = [
+pub const TINY_ARCHS: [&str; 78] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -85,6 +85,7 @@ pub const TINY_ARCHS: [&str; 77] = [
     "solar_open",
     "glm4_moe_lite",
     "exaone_moe",
+    "flex_olmo",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

@@ -46,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 57] = [
+pub const HF_MODEL_TYPES: [&str; 58] = [
     "llama",
     "mistral",
     "ministral",
@@ -92,6 +92,7 @@ pub const HF_MODEL_TYPES: [&str; 57] = [
     "solar_open",
     "glm4_moe_lite",
     "exaone_moe",
+    "flex_olmo",
     "olmo",
     "olmo2",
     "olmo3",
@@ -228,6 +229,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "solar_open" => glm4_moe::solar_open_from_hf(&c)?,
         "glm4_moe_lite" => deepseek::glm4_moe_lite_from_hf(&c)?,
         "exaone_moe" => exaone4::moe_from_hf(&c)?,
+        "flex_olmo" => olmo2::flex_olmo_from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,
@@ -560,11 +562,14 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 
 pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
     match arch {
-        // OLMo 2's and EXAONE 4's `post_attention_layernorm` norm the attention's output, as
+        // OLMo 2's (and FlexOlmo's) and EXAONE 4's `post_attention_layernorm` norm the attention's output, as
         // Gemma's.
-        Arch::Gemma3 | Arch::Gemma2 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => {
-            HfNormNaming::Gemma
-        }
+        Arch::Gemma3
+        | Arch::Gemma2
+        | Arch::Olmo2
+        | Arch::Olmo3
+        | Arch::FlexOlmo
+        | Arch::Exaone4 => HfNormNaming::Gemma,
         // GLM-4 names its post-norms apart and keeps the pre-FFN one as llama's.
         Arch::Glm4 => HfNormNaming::Glm4,
         _ => HfNormNaming::Llama,

@@ -23,6 +23,21 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// FlexOlmo (`flex_olmo`: FlexOlmo-7x7B): OLMo 2's layers with OLMoE's softmax experts (of
+/// `intermediate_size`, weights renormalized where `norm_topk_prob`) in every layer.
+pub fn flex_olmo_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::FlexOlmo)?;
+    olmo2_common(&mut spec);
+    spec.experts = Some(super::experts::softmax_top_k(
+        c.usize("num_experts")?,
+        c.usize("num_experts_per_tok")?,
+        spec.intermediate_size,
+        c.bool("norm_topk_prob", false),
+        vec![true; spec.num_layers],
+    ));
+    Ok(spec)
+}
+
 pub fn olmo3_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::Olmo3)?;
     olmo2_common(&mut spec);
