@@ -74,6 +74,14 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
         let quantization = crate::weights::quantization::checkout_quantization(&cfg)?;
         let mut source = SafetensorsDir::open(path, hf_norm_naming(spec.arch), dequantize)?
             .with_quantization(quantization);
+        // Experts stacked under `mlp.experts.gate_up_proj` are `[experts, in, out]` in the
+        // Hub's gpt-oss and Qwen3-VL-MoE checkouts, `[experts, out, in]` wherever else
+        // transformers 5 saved them natively (Mistral 4, GLM-4.6V).
+        let hub_in_out = spec.arch == crate::spec::Arch::GptOss
+            || cfg.get("model_type").and_then(|t| t.as_str()) == Some("qwen3_vl_moe");
+        if !hub_in_out {
+            source = source.with_experts_out_in();
+        }
         match spec.arch {
             crate::spec::Arch::GptNeox => source = source.with_grouped_qkv(spec.num_heads, 1),
             crate::spec::Arch::Falcon => {
@@ -81,7 +89,6 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
             }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
-            crate::spec::Arch::Mistral4 => source = source.with_experts_out_in(),
             // The xIELU numbers are weights of the checkout.
             crate::spec::Arch::Apertus => {
                 spec.xielu = crate::arch::apertus::xielu_from(&source, spec.num_layers)?;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 78] = [
+pub const TINY_ARCHS: [&str; 79] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -86,6 +86,7 @@ pub const TINY_ARCHS: [&str; 78] = [
     "glm4_moe_lite",
     "exaone_moe",
     "flex_olmo",
+    "glm46v",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

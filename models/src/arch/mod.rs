@@ -263,7 +263,7 @@ struct TextModelWrapper {
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
 /// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
 /// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 13] = [
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 14] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -364,13 +364,7 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 13] = [
     TextModelWrapper {
         wrapper: "glm4v",
         text_type: "glm4",
-        defaults: || {
-            serde_json::json!({"vocab_size": 151552, "hidden_size": 4096,
-                "intermediate_size": 13696, "num_hidden_layers": 40, "num_attention_heads": 32,
-                "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 32768,
-                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "partial_rotary_factor": 1.0,
-                "attention_bias": true, "tie_word_embeddings": false})
-        },
+        defaults: glm4v_text_defaults,
     },
     // GLM-4.5V: a GLM-4.5(-Air) text model, likewise.
     TextModelWrapper {
@@ -388,6 +382,13 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 13] = [
                 "tie_word_embeddings": false})
         },
     },
+    // GLM-4.6V (and -Flash): GLM-4.5V's or GLM-4.1V's text model, as its `text_config`
+    // names it (read there); the dense one where it names none.
+    TextModelWrapper {
+        wrapper: "glm46v",
+        text_type: "glm4",
+        defaults: glm4v_text_defaults,
+    },
     // Llama 4 Scout and Maverick (`Llama4ForConditionalGeneration`).
     TextModelWrapper {
         wrapper: "llama4",
@@ -404,6 +405,15 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 13] = [
         },
     },
 ];
+
+/// GLM-4.1V's default text model (transformers 4.57's `glm4v_text`).
+fn glm4v_text_defaults() -> serde_json::Value {
+    serde_json::json!({"vocab_size": 151552, "hidden_size": 4096,
+        "intermediate_size": 13696, "num_hidden_layers": 40, "num_attention_heads": 32,
+        "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "partial_rotary_factor": 1.0,
+        "attention_bias": true, "tie_word_embeddings": false})
+}
 
 /// LLaVA's default text model (transformers 4.57's llama).
 fn llama_text_defaults() -> serde_json::Value {
@@ -462,7 +472,7 @@ fn qwen2_5_vl_text_defaults() -> serde_json::Value {
 fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     let top = cfg.as_object()?;
     let wrapper = top.get("model_type")?.as_str()?;
-    let known = TEXT_MODEL_WRAPPERS.iter().find(|w| w.wrapper == wrapper)?;
+    let mut known = TEXT_MODEL_WRAPPERS.iter().find(|w| w.wrapper == wrapper)?;
     let mut text = match top.get("text_config") {
         Some(text) => text.as_object()?.clone(),
         None if wrapper.starts_with("qwen") => serde_json::Map::new(),
@@ -471,6 +481,17 @@ fn text_model_config(cfg: &serde_json::Value) -> Option<serde_json::Value> {
     // Named after the wrapper, however spelled (transformers 4.57 saves GLM-4.5V's text model
     // as `Glm4vMoe_text`).
     let squeezed = |t: &str| t.replace('_', "").to_ascii_lowercase();
+    let named = text.get("model_type").and_then(|t| t.as_str());
+    // GLM-4.6V's text model is GLM-4.1V's or GLM-4.5V's, named as theirs: read as in those.
+    if let Some(glm_v) = named.and_then(|t| {
+        TEXT_MODEL_WRAPPERS
+            .iter()
+            .filter(|w| w.wrapper.starts_with("glm4v"))
+            .find(|w| squeezed(t) == squeezed(&format!("{}_text", w.wrapper)))
+    }) {
+        known = glm_v;
+        text.insert("model_type".into(), known.text_type.into());
+    }
     let named = text.get("model_type").and_then(|t| t.as_str());
     if named.is_none_or(|t| squeezed(t) == squeezed(&format!("{wrapper}_text"))) {
         text.insert("model_type".into(), known.text_type.into());

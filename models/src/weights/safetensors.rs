@@ -33,7 +33,7 @@ pub struct SafetensorsDir {
     conv1d_weights: bool,
     /// The stacked experts under gpt-oss's names (`mlp.experts.gate_up_proj`) are
     /// `[experts, out, in]`, gate's rows then up's, as transformers 5 saves the models it
-    /// fuses natively (Mistral 4), rather than gpt-oss's `[experts, in, out]`
+    /// fuses natively (Mistral 4, GLM-4.6V), rather than gpt-oss's `[experts, in, out]`
     /// (`with_experts_out_in`): the shapes alone cannot tell where the hidden size is twice
     /// an expert's width.
     experts_out_in: bool,
