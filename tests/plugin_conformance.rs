@@ -395,17 +395,20 @@ fn query_temperatures_run_on_the_plugin() {
 
 /// Llama 4 on a plugin: its chunked attention as pieces of the sequence over the block table's
 /// tail (the continuation crosses the tiny model's chunk of 16), its NoPE layer's query
-/// temperatures, its weightless q/k norms and its experts' scaled inputs, all through ABI ops:
-/// the CPU's greedy tokens, and no fallback but the reference plugin's usual one.
+/// temperatures, its weightless q/k norms and its experts' scaled inputs; and Mistral 4's
+/// temperatures on latent attention's queries. All through ABI ops: the CPU's greedy tokens,
+/// and no fallback but the reference plugin's usual one.
 #[test]
-fn llama4_runs_on_the_plugin() {
+fn llama4_and_mistral4_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
-    let (cpu, _, _) = generated_ids_with("llama4", "cpu", &[]);
-    let (on_plugin, fallbacks, stderr) = generated_ids_with("llama4", &plugin, &[]);
-    assert_eq!(cpu.len(), 12);
-    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
-    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
-    assert_eq!(ops, ["gather_rows"], "{fallbacks}");
+    for model in ["llama4", "mistral4"] {
+        let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
+        let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);
+        assert_eq!(cpu.len(), 12);
+        assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ: {stderr}");
+        let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+        assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
+    }
 }
 
 /// LFM2's short convolutions on a plugin: the inputs written through the plugin's `kv_write`,
