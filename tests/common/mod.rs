@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 79] = [
+pub const TINY_ARCHS: [&str; 80] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -87,6 +87,7 @@ pub const TINY_ARCHS: [&str; 79] = [
     "exaone_moe",
     "flex_olmo",
     "glm46v",
+    "sarvam_moe",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

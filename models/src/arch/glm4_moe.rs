@@ -40,6 +40,37 @@ pub fn solar_open_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// Sarvam-30B (`sarvam_moe`): GLM-4.5's blocks with RoPE over whole heads unless
+/// `partial_rotary_factor` says otherwise, its config in the original release's names
+/// (`num_experts`, `num_shared_experts`, `use_qkv_bias`) or transformers'; a base of 8e6 and
+/// q/k norms where it names none.
+pub fn sarvam_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut cfg = c.0.clone();
+    if let Some(o) = cfg.as_object_mut() {
+        for (original, ours) in [
+            ("num_experts", "n_routed_experts"),
+            ("num_shared_experts", "n_shared_experts"),
+            ("use_qkv_bias", "attention_bias"),
+        ] {
+            if let Some(v) = o.get(original).cloned() {
+                o.entry(ours).or_insert(v);
+            }
+        }
+        // transformers' `SarvamMoEConfig` defaults.
+        for (key, value) in [
+            ("rope_theta", serde_json::json!(8_000_000.0)),
+            ("use_qk_norm", true.into()),
+            ("partial_rotary_factor", 1.0.into()),
+            ("first_k_dense_replace", 1.into()),
+            ("norm_topk_prob", true.into()),
+            ("routed_scaling_factor", 2.5.into()),
+        ] {
+            o.entry(key).or_insert(value);
+        }
+    }
+    from_hf(&HfConfig(&cfg))
+}
+
 /// A llama.cpp `glm4moe` GGUF: its blocks count the multi-token-prediction layers
 /// (`nextn_predict_layers`, kept at the end), which are not run.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
@@ -75,6 +106,26 @@ mod tests {
         assert_eq!(m.layers, vec![true; 4]);
         assert!(m.correction_bias && m.normalize);
         assert_eq!(m.shared_intermediate_size, 1280);
+    }
+
+    /// A config in the original Sarvam-30B release's names (fewer layers): its experts, biases
+    /// and the defaults transformers fills in.
+    #[test]
+    fn sarvam_reads_its_original_names() {
+        let cfg = json!({"model_type": "sarvam_moe", "vocab_size": 262144, "hidden_size": 4096,
+            "intermediate_size": 8192, "num_hidden_layers": 3, "num_attention_heads": 64,
+            "num_key_value_heads": 4, "head_dim": 64, "moe_intermediate_size": 1024,
+            "num_experts": 128, "num_shared_experts": 1, "num_experts_per_tok": 6,
+            "use_qkv_bias": true});
+        let spec = sarvam_from_hf(&HfConfig(&cfg)).unwrap();
+        spec.validate().unwrap();
+        assert!(spec.qkv_bias && spec.qk_norm);
+        assert_eq!((spec.rope.theta, spec.rotary_dim), (8e6, None));
+        let m = spec.experts.unwrap();
+        assert_eq!((m.num_experts, m.shared_intermediate_size), (128, 1024));
+        assert_eq!(m.layers, [false, true, true]);
+        assert!(m.normalize && m.correction_bias);
+        assert_eq!(m.routed_scaling, 2.5);
     }
 
     /// GLM-4.5-Air's config.json (fewer layers).

@@ -46,7 +46,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 58] = [
+pub const HF_MODEL_TYPES: [&str; 59] = [
     "llama",
     "mistral",
     "ministral",
@@ -93,6 +93,7 @@ pub const HF_MODEL_TYPES: [&str; 58] = [
     "glm4_moe_lite",
     "exaone_moe",
     "flex_olmo",
+    "sarvam_moe",
     "olmo",
     "olmo2",
     "olmo3",
@@ -230,6 +231,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "glm4_moe_lite" => deepseek::glm4_moe_lite_from_hf(&c)?,
         "exaone_moe" => exaone4::moe_from_hf(&c)?,
         "flex_olmo" => olmo2::flex_olmo_from_hf(&c)?,
+        "sarvam_moe" => glm4_moe::sarvam_from_hf(&c)?,
         "olmo" => olmo::from_hf(&c)?,
         "olmo2" => olmo2::from_hf(&c)?,
         "olmo3" => olmo2::olmo3_from_hf(&c)?,

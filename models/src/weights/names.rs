@@ -148,6 +148,27 @@ impl Renames {
     }
 }
 
+/// Sarvam's HF name of a tensor `to_hf` names the llama / DeepSeek way, as its original
+/// release (and transformers' save) keeps it: the embeddings `word_embeddings`, q/k/v joined
+/// as `attention.query_key_value` (q rows, then k, then v), `attention.dense`, the q/k norms
+/// `attention.{query,key}_layernorm`, the routers' correction bias `mlp.gate.expert_bias`.
+pub fn sarvam_hf(hf: &str) -> Option<String> {
+    if let Some(head) = hf.strip_suffix(".mlp.gate.e_score_correction_bias") {
+        return Some(format!("{head}.mlp.gate.expert_bias"));
+    }
+    Renames {
+        top: &[("model.embed_tokens", "model.word_embeddings")],
+        layers: "model.layers",
+        parts: &[
+            ("self_attn.qkv_proj", "attention.query_key_value"),
+            ("self_attn.o_proj", "attention.dense"),
+            ("self_attn.q_norm", "attention.query_layernorm"),
+            ("self_attn.k_norm", "attention.key_layernorm"),
+        ],
+    }
+    .apply(hf)
+}
+
 /// LFM2's HF name of a tensor `to_hf` names the llama way: its norms (`operator_norm`,
 /// `ffn_norm`, the last one `embedding_norm`), q/k norms (`q_layernorm`), output product
 /// (`out_proj`) and FFN (`feed_forward.w1` / `w3` / `w2`).
