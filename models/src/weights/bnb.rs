@@ -93,7 +93,7 @@ pub fn dequantize_4bit(
             for (i, v) in block.iter_mut().enumerate() {
                 let at = first + i;
                 let byte = packed[at / 2];
-                let code = if at % 2 == 0 { byte >> 4 } else { byte & 0xF };
+                let code = if at.is_multiple_of(2) { byte >> 4 } else { byte & 0xF };
                 *v = quant_map[code as usize] * scale;
             }
         });
@@ -138,7 +138,7 @@ fn block_absmax(absmax: Absmax<'_>, blocks: usize, state: &QuantState) -> Result
 /// LLM.int8's per-row scale: a row's values are its int8 codes times `SCB / 127`, as
 /// bitsandbytes' `int8_vectorwise_dequant` multiplies them (by the f32 of 1/127).
 pub fn int8_row_scales(scb: &[f32]) -> Vec<f32> {
-    const INV_127: f32 = 7.874_015_7e-3;
+    const INV_127: f32 = 1.0 / 127.0;
     scb.iter().map(|&s| s * INV_127).collect()
 }
 
