@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 80] = [
+pub const TINY_ARCHS: [&str; 81] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -88,6 +88,7 @@ pub const TINY_ARCHS: [&str; 80] = [
     "flex_olmo",
     "glm46v",
     "sarvam_moe",
+    "exaone4_5",
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",

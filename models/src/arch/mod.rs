@@ -265,7 +265,7 @@ struct TextModelWrapper {
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
 /// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
 /// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 14] = [
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 15] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -390,6 +390,18 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 14] = [
         wrapper: "glm46v",
         text_type: "glm4",
         defaults: glm4v_text_defaults,
+    },
+    // EXAONE 4.5: an EXAONE 4 text model (named `exaone4_5_text` by its first release).
+    TextModelWrapper {
+        wrapper: "exaone4_5",
+        text_type: "exaone4",
+        defaults: || {
+            serde_json::json!({"vocab_size": 102400, "hidden_size": 4096,
+                "intermediate_size": 16384, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 32, "hidden_act": "silu", "max_position_embeddings": 2048,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 4096,
+                "sliding_window_pattern": 4, "tie_word_embeddings": false})
+        },
     },
     // Llama 4 Scout and Maverick (`Llama4ForConditionalGeneration`).
     TextModelWrapper {

@@ -93,7 +93,11 @@ pub fn dequantize_4bit(
             for (i, v) in block.iter_mut().enumerate() {
                 let at = first + i;
                 let byte = packed[at / 2];
-                let code = if at.is_multiple_of(2) { byte >> 4 } else { byte & 0xF };
+                let code = if at.is_multiple_of(2) {
+                    byte >> 4
+                } else {
+                    byte & 0xF
+                };
                 *v = quant_map[code as usize] * scale;
             }
         });
