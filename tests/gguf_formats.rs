@@ -1171,11 +1171,23 @@ fn gguf_matches_checkout(fixture: &str, arch: &str, experts: Experts, q8_tol: f3
 /// `gguf_matches_checkout` with the F32 file's tolerance too.
 fn gguf_matches_checkout_within(fixture: &str, arch: &str, experts: Experts, tol: [f32; 2]) {
     let reference = logits(&fixtures().join("tiny").join(fixture));
+    gguf_matches_reference(fixture, arch, experts, tol, &reference);
+}
+
+/// The tiny model in `fixture`, written as an `arch` GGUF in F32 and in Q8_0, gives
+/// `reference` within `tol` (F32's, Q8_0's).
+fn gguf_matches_reference(
+    fixture: &str,
+    arch: &str,
+    experts: Experts,
+    tol: [f32; 2],
+    reference: &[f32],
+) {
     let dir = tempfile::tempdir().unwrap();
     for (dtype, tol) in [(GgmlDType::F32, tol[0]), (GgmlDType::Q8_0, tol[1])] {
         let path = dir.path().join(format!("{fixture}-{dtype:?}.gguf"));
         write_gguf_of(fixture, arch, &path, dtype, experts);
-        let d = max_abs_diff(&logits(&path), &reference);
+        let d = max_abs_diff(&logits(&path), reference);
         assert!(
             d < tol,
             "{fixture} as {arch} {dtype:?}: logits differ by {d} (tolerance {tol})"
@@ -1699,15 +1711,13 @@ fn llama4_loads_from_gguf() {
         max_abs_diff(&reference, &logits(&src)) > 1e-2,
         "the fixture's own chunks and floor matter to these logits"
     );
-    for (dtype, tol) in [(GgmlDType::F32, 1e-4), (GgmlDType::Q8_0, 0.6)] {
-        let path = dir.path().join(format!("llama4-{dtype:?}.gguf"));
-        write_gguf_of("llama4", "llama4", &path, dtype, Experts::Stacked);
-        let d = max_abs_diff(&logits(&path), &reference);
-        assert!(
-            d < tol,
-            "llama4 {dtype:?}: logits differ by {d} (tolerance {tol})"
-        );
-    }
+    gguf_matches_reference(
+        "llama4",
+        "llama4",
+        Experts::Stacked,
+        [1e-4, 0.6],
+        &reference,
+    );
 }
 
 /// MiniMax-M2 as llama.cpp's `minimax-m2` GGUF keeps it (the experts stacked, the correction

@@ -709,6 +709,28 @@ impl MixtureOfExperts {
 pub struct HfConfig<'a>(pub &'a serde_json::Value);
 
 impl HfConfig<'_> {
+    /// This config as another family's reader reads it: each `aliases` value (`from`, `to`)
+    /// copied under `to` where the config has `from` and no `to`, then each of `defaults`
+    /// where the key is absent (the family's own transformers defaults).
+    pub fn with_keys(
+        &self,
+        aliases: &[(&str, &str)],
+        defaults: &[(&str, serde_json::Value)],
+    ) -> serde_json::Value {
+        let mut cfg = self.0.clone();
+        if let Some(o) = cfg.as_object_mut() {
+            for (from, to) in aliases {
+                if let Some(v) = o.get(*from).cloned() {
+                    o.entry(*to).or_insert(v);
+                }
+            }
+            for (key, value) in defaults {
+                o.entry(*key).or_insert_with(|| value.clone());
+            }
+        }
+        cfg
+    }
+
     pub fn usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key)?
             .ok_or_else(|| ModelError::Config(format!("config.json: missing `{key}`")))

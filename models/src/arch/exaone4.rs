@@ -53,18 +53,13 @@ pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     spec.sandwich_norms = false;
     spec.pre_norms = true;
     // DeepSeek's names for the experts' numbers.
-    let mut cfg = c.0.clone();
-    if let Some(o) = cfg.as_object_mut() {
-        for (exaone, deepseek) in [
+    let cfg = c.with_keys(
+        &[
             ("num_experts", "n_routed_experts"),
             ("num_shared_experts", "n_shared_experts"),
-        ] {
-            if let Some(v) = o.get(exaone).cloned() {
-                o.entry(deepseek).or_insert(v);
-            }
-        }
-        o.entry("first_k_dense_replace").or_insert(1.into());
-    }
+        ],
+        &[("first_k_dense_replace", 1.into())],
+    );
     let c = &HfConfig(&cfg);
     let mut experts = super::deepseek::experts(c, true, spec.num_layers)?.ok_or_else(|| {
         ModelError::Config("config.json: exaone_moe without `num_experts`".into())

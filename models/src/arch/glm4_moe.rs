@@ -27,12 +27,10 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// with GLM-4.5's experts in every layer. Its config has no dense FFN width (no layer is
 /// dense) and a base of 1,000,000 where it names none.
 pub fn solar_open_from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    let mut cfg = c.0.clone();
-    if let Some(o) = cfg.as_object_mut() {
-        let width = o.get("moe_intermediate_size").cloned().unwrap_or_default();
-        o.entry("intermediate_size").or_insert(width);
-        o.entry("rope_theta").or_insert(1_000_000.0.into());
-    }
+    let cfg = c.with_keys(
+        &[("moe_intermediate_size", "intermediate_size")],
+        &[("rope_theta", 1_000_000.0.into())],
+    );
     let c = &HfConfig(&cfg);
     let mut spec = base_from_hf(c, Arch::SolarOpen)?;
     spec.rotary_dim = rotary_dim_from_hf(c, spec.head_dim, None)?;
@@ -45,29 +43,22 @@ pub fn solar_open_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// (`num_experts`, `num_shared_experts`, `use_qkv_bias`) or transformers'; a base of 8e6 and
 /// q/k norms where it names none.
 pub fn sarvam_from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    let mut cfg = c.0.clone();
-    if let Some(o) = cfg.as_object_mut() {
-        for (original, ours) in [
+    let cfg = c.with_keys(
+        &[
             ("num_experts", "n_routed_experts"),
             ("num_shared_experts", "n_shared_experts"),
             ("use_qkv_bias", "attention_bias"),
-        ] {
-            if let Some(v) = o.get(original).cloned() {
-                o.entry(ours).or_insert(v);
-            }
-        }
+        ],
         // transformers' `SarvamMoEConfig` defaults.
-        for (key, value) in [
-            ("rope_theta", serde_json::json!(8_000_000.0)),
+        &[
+            ("rope_theta", 8_000_000.0.into()),
             ("use_qk_norm", true.into()),
             ("partial_rotary_factor", 1.0.into()),
             ("first_k_dense_replace", 1.into()),
             ("norm_topk_prob", true.into()),
             ("routed_scaling_factor", 2.5.into()),
-        ] {
-            o.entry(key).or_insert(value);
-        }
-    }
+        ],
+    );
     from_hf(&HfConfig(&cfg))
 }
 

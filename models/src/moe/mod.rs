@@ -197,8 +197,7 @@ impl<B: Backend> Experts<B> {
                 let y = shared.forward(b, x, act)?;
                 let g = b.download(&b.linear(x, gate, None)?)?;
                 let weights: Vec<f32> = g.iter().map(|&v| route::sigmoid(v)).collect();
-                let rows: Vec<u32> = (0..tokens as u32).collect();
-                b.add_rows_scaled(&zeros()?, &rows, &y, &weights)?
+                scaled_rows(b, &y, &weights, self.hidden)?
             }
             (None, _) => zeros()?,
         };
@@ -237,13 +236,10 @@ fn routed_experts<B: Backend>(
         .iter()
         .map(|(_, routed)| {
             let rows = b.gather_rows(x, &routed.rows)?;
-            if !scale_inputs {
-                return Ok(rows);
+            match scale_inputs {
+                true => scaled_rows(b, &rows, &routed.weights, hidden),
+                false => Ok(rows),
             }
-            let n = routed.rows.len();
-            let zeros = b.upload(&vec![0.0; n * hidden], &[n, hidden])?;
-            let all: Vec<u32> = (0..n as u32).collect();
-            b.add_rows_scaled(&zeros, &all, &rows, &routed.weights)
         })
         .collect::<Result<Vec<_>>>()?;
     let jobs: Vec<Vec<LinearJob<'_, B>>> = chosen
@@ -267,6 +263,20 @@ fn routed_experts<B: Backend>(
         .map(|((mlp, _), [gate, up])| mlp.down_job(gate, up, act))
         .collect();
     run_jobs(b, &downs)
+}
+
+/// Each row of `y` (`[weights.len(), width]`) times its weight: added, scaled, to zeros (no
+/// backend op scales rows by values of their own).
+fn scaled_rows<B: Backend>(
+    b: &B,
+    y: &B::Tensor,
+    weights: &[f32],
+    width: usize,
+) -> Result<B::Tensor> {
+    let n = weights.len();
+    let zeros = b.upload(&vec![0.0; n * width], &[n, width])?;
+    let rows: Vec<u32> = (0..n as u32).collect();
+    b.add_rows_scaled(&zeros, &rows, y, weights)
 }
 
 /// `Backend::add_rows_scaled` on host slices: `acc` of `shape` (`[rows, width]`), `x` of

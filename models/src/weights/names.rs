@@ -153,8 +153,8 @@ impl Renames {
 /// as `attention.query_key_value` (q rows, then k, then v), `attention.dense`, the q/k norms
 /// `attention.{query,key}_layernorm`, the routers' correction bias `mlp.gate.expert_bias`.
 pub fn sarvam_hf(hf: &str) -> Option<String> {
-    if let Some(head) = hf.strip_suffix(".mlp.gate.e_score_correction_bias") {
-        return Some(format!("{head}.mlp.gate.expert_bias"));
+    if let Some(bias) = correction_bias_as(hf, "mlp.gate.expert_bias") {
+        return Some(bias);
     }
     Renames {
         top: &[("model.embed_tokens", "model.word_embeddings")],
@@ -388,15 +388,20 @@ pub fn gpt_oss_hf(hf: &str) -> Option<String> {
 /// ERNIE 4.5's HF name of the routers' correction bias `to_hf` names the DeepSeek way
 /// (`mlp.gate.e_score_correction_bias`): `mlp.moe_statics.e_score_correction_bias`.
 pub fn ernie_moe_hf(hf: &str) -> Option<String> {
-    let head = hf.strip_suffix(".mlp.gate.e_score_correction_bias")?;
-    Some(format!("{head}.mlp.moe_statics.e_score_correction_bias"))
+    correction_bias_as(hf, "mlp.moe_statics.e_score_correction_bias")
 }
 
 /// K-EXAONE's HF name of the routers' correction bias (`mlp.e_score_correction_bias`, beside
 /// the router rather than in it).
 pub fn exaone_moe_hf(hf: &str) -> Option<String> {
+    correction_bias_as(hf, "mlp.e_score_correction_bias")
+}
+
+/// The routers' correction bias, which `to_hf` names the DeepSeek way
+/// (`mlp.gate.e_score_correction_bias`), under a family's own `name` in the same layer.
+fn correction_bias_as(hf: &str, name: &str) -> Option<String> {
     let head = hf.strip_suffix(".mlp.gate.e_score_correction_bias")?;
-    Some(format!("{head}.mlp.e_score_correction_bias"))
+    Some(format!("{head}.{name}"))
 }
 
 /// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way

@@ -216,10 +216,13 @@ pub fn chat_prompt_text(
                 "a demanded tool call starts a new answer; it cannot continue the final message",
             ));
         }
-        let in_thought = !harmony::template_harmony(template.source())
-            && ready
-                .think_tags
-                .is_some_and(|tags| reasoning::prompt_opens_thought(&text, tags));
+        let in_thought = matches!(
+            prompt_reasoning(ready, template.source(), &text),
+            Some(Reasoning::Think {
+                in_thought: true,
+                ..
+            })
+        );
         if in_thought {
             return Ok(ChatPrompt {
                 text,
@@ -231,6 +234,18 @@ pub fn chat_prompt_text(
     Ok(ChatPrompt {
         text,
         opening_after_thought: None,
+    })
+}
+
+/// How the answer to a prompt rendered by the template `source` sets its thought apart:
+/// harmony's channel, or the model's think tags (and whether `prompt` left a thought open).
+fn prompt_reasoning(ready: &Ready, source: &str, prompt: &str) -> Option<Reasoning> {
+    if harmony::template_harmony(source) {
+        return Some(Reasoning::Harmony);
+    }
+    ready.think_tags.map(|tags| Reasoning::Think {
+        in_thought: reasoning::prompt_opens_thought(prompt, tags),
+        tags,
     })
 }
 
@@ -402,14 +417,7 @@ pub async fn start_chat(
     // budget caps it or a grammar must wait for the answer (`thinking.rs`).
     // gpt-oss's thought is on a channel of its own (`harmony`): no budget applies.
     let source = template_for(ready, tools.is_some())?.source();
-    let reasoning = if harmony::template_harmony(source) {
-        Some(Reasoning::Harmony)
-    } else {
-        ready.think_tags.map(|tags| Reasoning::Think {
-            in_thought: reasoning::prompt_opens_thought(&rendered.text, tags),
-            tags,
-        })
-    };
+    let reasoning = prompt_reasoning(ready, source, &rendered.text);
     // `reasoning_format: none`: the thought stays in the text (the engine still follows it).
     let split_thought = match req.reasoning_format.as_deref() {
         None | Some("auto" | "deepseek") => true,
