@@ -21,7 +21,7 @@ use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 81] = TINY_ARCHS;
+const ARCHS: [&str; 84] = TINY_ARCHS;
 const TOL: f32 = 1e-3;
 
 fn have_gpu() -> bool {
@@ -32,6 +32,7 @@ fn have_gpu() -> bool {
 fn seq(tokens: Vec<u32>, start_pos: usize, len: usize, logits: LogitsWanted) -> Batch {
     Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens,
             start_pos,
             block_table: (0..len.div_ceil(16) as u32).collect(),
@@ -125,6 +126,7 @@ fn seqs(tokens: Vec<Vec<u32>>, start: &[usize], logits: LogitsWanted) -> Batch {
             .zip(start)
             .enumerate()
             .map(|(j, (tokens, &start_pos))| SeqInput {
+                state_slot: j as u32,
                 tokens,
                 start_pos,
                 block_table: (4 * j as u32..4 * j as u32 + 4).collect(),
@@ -215,6 +217,7 @@ fn lora_batch_logits(
             .iter()
             .enumerate()
             .map(|(j, mix)| SeqInput {
+                state_slot: j as u32,
                 tokens: prompt.clone(),
                 start_pos: 0,
                 block_table: vec![j as u32],

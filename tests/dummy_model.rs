@@ -15,6 +15,7 @@ fn forward(opened: &candor_models::loader::OpenedModel) -> Vec<f32> {
     let mut r = cpu_runner(opened, 2, 256, kv).unwrap();
     let batch = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: (0..20).map(|i| i * 11 % 256).collect(),
             start_pos: 0,
             block_table: vec![0, 1],
@@ -83,6 +84,7 @@ fn logits_with(arch: &str, dtype: WeightDtype, join: bool) -> (Vec<f32>, usize) 
     let batch = Batch {
         seqs: vec![
             SeqInput {
+                state_slot: 0,
                 tokens: (0..20).map(|i| i * 7 % 256).collect(),
                 start_pos: 0,
                 block_table: vec![0, 1],
@@ -90,6 +92,7 @@ fn logits_with(arch: &str, dtype: WeightDtype, join: bool) -> (Vec<f32>, usize) 
                 lora: candor_models::lora::LoraMix::BASE,
             },
             SeqInput {
+                state_slot: 0,
                 tokens: (0..5).map(|i| i * 13 % 256).collect(),
                 start_pos: 0,
                 block_table: vec![2],

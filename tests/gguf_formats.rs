@@ -34,6 +34,7 @@ fn logits_of_tokens(path: &Path, tokens: &[u32], dequantize: bool) -> Vec<f32> {
     let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: tokens.to_vec(),
             start_pos: 0,
             // Blocks of 16 tokens: 4 hold the 64.
@@ -1316,6 +1317,7 @@ fn plugin_logits(path: &Path, plugin: &Path) -> (Vec<f32>, String) {
     let mut runner = ModelRunner::new(backend, model, 4, 16).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: TOKENS.to_vec(),
             start_pos: 0,
             block_table: vec![0],
@@ -2151,4 +2153,258 @@ fn a_split_gguf_opens_from_its_first_part() {
     std::fs::remove_file(part(2)).unwrap();
     let err = GgufFile::open(&part(1), false).err().unwrap().to_string();
     assert!(err.contains("part 2 of 2 is missing"), "{err}");
+}
+
+/// How a Qwen3-Next-style GGUF holds its DeltaNet's q/k/v/z product.
+#[derive(Clone, Copy, PartialEq)]
+enum DeltaLayout {
+    /// llama.cpp's first qwen3next converter: `in_proj_qkvz` as it is (`ssm_in`).
+    Legacy,
+    /// Its current one: `attn_qkv` (q of every key head, then k, then v) and `attn_gate` (z).
+    Split,
+}
+
+/// Rows (`axis` 0) or columns (1) of `t` in value heads of `width`, `[key heads][runs]`
+/// as the checkouts lay them out, reordered `[runs][key heads]` as llama.cpp's Qwen3.5
+/// converter writes them (value heads tiled over the key heads).
+fn tiled_value_heads(t: &Tensor, axis: usize, key_heads: usize, width: usize) -> Tensor {
+    let n = t.dim(axis).unwrap();
+    let runs = n / (key_heads * width);
+    let order: Vec<u32> = (0..runs)
+        .flat_map(|r| (0..key_heads).map(move |k| k * runs + r))
+        .flat_map(|head| (0..width).map(move |i| (head * width + i) as u32))
+        .collect();
+    let index = Tensor::from_vec(order, n, &Device::Cpu).unwrap();
+    t.index_select(&index, axis).unwrap()
+}
+
+/// The tiny Qwen3-Next or Qwen3.5 model in `fixture` as llama.cpp's converter writes it
+/// (`qwen3next`, `qwen35`, `qwen35moe`): norms made `1 + w` but the DeltaNet's own, −exp(A_log)
+/// as `ssm_a`, `dt_bias` as `ssm_dt.bias`, the kernel squeezed, the pre-FFN norm named
+/// `post_attention_norm`, the experts stacked; Qwen3.5's value heads tiled over the key heads.
+/// The layers are named by `attention.recurrent_layers` where `flags`, else by the interval.
+/// `rounded`: each tensor of `dtype` written as F32 of its `dtype` values instead.
+fn write_qwen3_next_gguf(
+    fixture: &str,
+    arch: &str,
+    path: &Path,
+    (dtype, rounded): (GgmlDType, bool),
+    layout: DeltaLayout,
+    flags: bool,
+) {
+    let in_type = |t: &Tensor, ty: GgmlDType| {
+        let q = QTensor::quantize(t, ty).unwrap();
+        match rounded && ty != GgmlDType::F32 {
+            true => {
+                QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
+            }
+            false => q,
+        }
+    };
+    let src = fixtures().join("tiny").join(fixture);
+    let top = read_json(&src.join("config.json"));
+    let cfg = match top.get("text_config") {
+        Some(text) => text.clone(),
+        None => top.clone(),
+    };
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (nk, nv, dk, dv) = (
+        u("linear_num_key_heads"),
+        u("linear_num_value_heads"),
+        u("linear_key_head_dim"),
+        u("linear_value_head_dim"),
+    );
+    let tiled = arch != "qwen3next";
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut stacks = ExpertStacks::default();
+    // As llama.cpp's converter does, rows that are no whole blocks stay F32 (the shared
+    // expert's 48-wide down projection).
+    let mut put = |name: String, t: Tensor, quantized: bool| {
+        let whole_blocks = t.dims().last().is_some_and(|&n| n % 32 == 0);
+        let ty = if quantized && t.rank() == 2 && whole_blocks {
+            dtype
+        } else {
+            GgmlDType::F32
+        };
+        q.push((name, in_type(&t, ty)));
+    };
+    for (name, t) in &tensors {
+        if name.starts_with("model.visual.") {
+            continue;
+        }
+        let name = name.replace("model.language_model.", "model.");
+        if let Some((l, proj, e)) = hf_expert(&name) {
+            stacks.entry((l, proj)).or_default().push((e, t.clone()));
+            continue;
+        }
+        let v_heads = |t: &Tensor, axis: usize, width: usize| match tiled {
+            true => tiled_value_heads(t, axis, nk, width),
+            false => t.clone(),
+        };
+        // The V rows of q/k/v's product or channels of the kernel: past q's and k's.
+        let v_rows = |t: &Tensor| {
+            let qk = 2 * nk * dk;
+            let v = t.narrow(0, qk, nv * dv).unwrap();
+            Tensor::cat(&[&t.narrow(0, 0, qk).unwrap(), &v_heads(&v, 0, dv)], 0).unwrap()
+        };
+        let Some((l, part)) = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            let t = match name.as_str() {
+                "model.norm.weight" => t.affine(1.0, 1.0).unwrap(),
+                _ => t.clone(),
+            };
+            put(gguf_name(&name), t, name != "model.norm.weight");
+            continue;
+        };
+        let blk = |what: &str| format!("blk.{l}.{what}");
+        match part {
+            "linear_attn.A_log" => put(
+                blk("ssm_a"),
+                v_heads(&t.exp().unwrap().neg().unwrap(), 0, 1),
+                false,
+            ),
+            "linear_attn.dt_bias" => put(blk("ssm_dt.bias"), v_heads(t, 0, 1), false),
+            "linear_attn.conv1d.weight" => put(
+                blk("ssm_conv1d.weight"),
+                v_rows(&t.squeeze(1).unwrap()),
+                false,
+            ),
+            "linear_attn.norm.weight" => put(blk("ssm_norm.weight"), t.clone(), false),
+            "linear_attn.out_proj.weight" => put(blk("ssm_out.weight"), v_heads(t, 1, dv), true),
+            "linear_attn.in_proj_ba.weight" => put(blk("ssm_ba.weight"), t.clone(), true),
+            "linear_attn.in_proj_qkv.weight" => put(blk("attn_qkv.weight"), v_rows(t), true),
+            "linear_attn.in_proj_z.weight" => put(blk("attn_gate.weight"), v_heads(t, 0, dv), true),
+            "linear_attn.in_proj_b.weight" => put(blk("ssm_beta.weight"), v_heads(t, 0, 1), true),
+            "linear_attn.in_proj_a.weight" => put(blk("ssm_alpha.weight"), v_heads(t, 0, 1), true),
+            "linear_attn.in_proj_qkvz.weight" if layout == DeltaLayout::Legacy => {
+                put(blk("ssm_in.weight"), t.clone(), true)
+            }
+            "linear_attn.in_proj_qkvz.weight" => {
+                // Per key head [q, k, v, z] regrouped as q of every head, k, v; z apart.
+                let per = 2 * dk + 2 * (nv / nk) * dv;
+                let hidden = t.dim(1).unwrap();
+                let grouped = t.reshape((nk, per, hidden)).unwrap();
+                let part = |from: usize, n: usize| {
+                    grouped
+                        .narrow(1, from, n)
+                        .unwrap()
+                        .reshape((nk * n, hidden))
+                        .unwrap()
+                };
+                let vw = (nv / nk) * dv;
+                let qkv = Tensor::cat(&[part(0, dk), part(dk, dk), part(2 * dk, vw)], 0).unwrap();
+                put(blk("attn_qkv.weight"), qkv, true);
+                put(blk("attn_gate.weight"), part(2 * dk + vw, vw), true);
+            }
+            "post_attention_layernorm.weight" => put(
+                blk("post_attention_norm.weight"),
+                t.affine(1.0, 1.0).unwrap(),
+                false,
+            ),
+            _ if part.ends_with("norm.weight") => {
+                put(gguf_name(&name), t.affine(1.0, 1.0).unwrap(), false)
+            }
+            _ => put(
+                gguf_name(&name),
+                t.clone(),
+                !part.ends_with("mlp.gate.weight"),
+            ),
+        }
+    }
+    q.extend(stacked(stacks, |t| in_type(t, dtype)));
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let head_dim = u("head_dim");
+    let layers = u("num_hidden_layers");
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", Value::U32(layers as u32)),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", v("num_key_value_heads")),
+        ("attention.key_length", v("head_dim")),
+        ("attention.value_length", v("head_dim")),
+        ("context_length", v("max_position_embeddings")),
+        ("vocab_size", v("vocab_size")),
+        ("rope.freq_base", Value::F32(10000.0)),
+        ("rope.dimension_count", Value::U32(head_dim as u32 / 4)),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("ssm.conv_kernel", v("linear_conv_kernel_dim")),
+        ("ssm.inner_size", Value::U32((nv * dv) as u32)),
+        ("ssm.state_size", Value::U32(dk as u32)),
+        ("ssm.group_count", Value::U32(nk as u32)),
+        ("ssm.time_step_rank", Value::U32(nv as u32)),
+    ];
+    // Qwen3.5-MoE's converter writes no dense width.
+    if arch != "qwen35moe" {
+        md.push(("feed_forward_length", v("intermediate_size")));
+    }
+    let types = cfg["layer_types"].as_array().unwrap();
+    match flags {
+        true => md.push((
+            "attention.recurrent_layers",
+            Value::Array(
+                types
+                    .iter()
+                    .map(|t| Value::Bool(t == "linear_attention"))
+                    .collect(),
+            ),
+        )),
+        // The fixtures attend every other layer.
+        false => md.push(("full_attention_interval", Value::U32(2))),
+    }
+    if cfg["num_experts"].is_u64() {
+        md.extend([
+            ("expert_count", v("num_experts")),
+            ("expert_used_count", v("num_experts_per_tok")),
+            ("expert_feed_forward_length", v("moe_intermediate_size")),
+            (
+                "expert_shared_feed_forward_length",
+                v("shared_expert_intermediate_size"),
+            ),
+        ]);
+    }
+    write_file(path, arch, md, &q);
+}
+
+/// Qwen3-Next (`qwen3next`, both layouts of its DeltaNet's product), Qwen3.5 (`qwen35`) and
+/// Qwen3.5-MoE (`qwen35moe`, value heads tiled) as llama.cpp's converter writes them: the
+/// checkouts' logits, exactly in F32. A Q8_0 file read with `--dequantize` gives exactly the
+/// logits of its values written as F32, and runs as Q8_0 blocks. (Its logits are not held to
+/// the checkout's within rounding: the tiny random DeltaNets are chaotic, as transformers
+/// shows too: noise of Q8_0's size on `in_proj_qkvz` moves its logits by 5, through rows of
+/// the gated norm's input ~1e-3 small, which the norm scales to 1.)
+#[test]
+fn gated_deltanet_hybrids_load_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, arch, layout, flags) in [
+        ("qwen3_next", "qwen3next", DeltaLayout::Legacy, false),
+        ("qwen3_next", "qwen3next", DeltaLayout::Split, true),
+        ("qwen3_5", "qwen35", DeltaLayout::Split, true),
+        ("qwen3_5_moe", "qwen35moe", DeltaLayout::Split, false),
+    ] {
+        let file = |dtype: GgmlDType, rounded: bool| {
+            let path = dir
+                .path()
+                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
+            write_qwen3_next_gguf(fixture, arch, &path, (dtype, rounded), layout, flags);
+            path
+        };
+        let reference = logits(&fixtures().join("tiny").join(fixture));
+        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
+        assert!(d < 1e-4, "{fixture} as {arch} F32: logits differ by {d}");
+        let q8 = file(GgmlDType::Q8_0, false);
+        let rounded = logits(&file(GgmlDType::Q8_0, true));
+        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
+        assert!(
+            d < 1e-4,
+            "{fixture} as {arch} Q8_0 dequantized: logits differ by {d}"
+        );
+        assert!(
+            logits(&q8).iter().all(|x| x.is_finite()),
+            "{fixture} as {arch} Q8_0"
+        );
+    }
 }

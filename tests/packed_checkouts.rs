@@ -40,6 +40,7 @@ fn logits(fixture: &str, dequantize: bool) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
     let mut r = cpu_runner(&opened, 2, 256, kv).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: tokens.clone(),
             start_pos: 0,
             block_table: (0..tokens.len().div_ceil(16) as u32).collect(),

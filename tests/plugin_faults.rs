@@ -155,6 +155,7 @@ fn every_device_buffer_is_freed_exactly_once() {
         let mut runner = ModelRunner::new(backend.clone(), model, 4, 16).expect("runner");
         let batch = Batch {
             seqs: vec![SeqInput {
+                state_slot: 0,
                 tokens: vec![1, 2, 3, 4, 5],
                 start_pos: 0,
                 block_table: vec![0],

@@ -82,6 +82,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
             let mut out = r
                 .forward(&Batch {
                     seqs: vec![SeqInput {
+                        state_slot: 0,
                         tokens: c.prompt.clone(),
                         start_pos: 0,
                         block_table: table.ids.clone(),
@@ -110,6 +111,7 @@ fn dequantized_greedy_matches_reference_until_first_near_tie() {
                 out = r
                     .forward(&Batch {
                         seqs: vec![SeqInput {
+                            state_slot: 0,
                             tokens: vec![next],
                             start_pos: len - 1,
                             block_table: table.ids.clone(),
@@ -181,6 +183,7 @@ fn teacher_forced(
         let out = r
             .forward(&Batch {
                 seqs: vec![SeqInput {
+                    state_slot: 0,
                     tokens,
                     start_pos: 0,
                     block_table: table.ids.clone(),
@@ -285,6 +288,7 @@ fn quantized_teacher_forced_top1_agrees_with_all_cases_in_one_batch() {
             let mut table = BlockTable::default();
             bm.ensure(&mut table, tokens.len()).unwrap();
             seqs.push(SeqInput {
+                state_slot: 0,
                 tokens,
                 start_pos: 0,
                 block_table: table.ids.clone(),

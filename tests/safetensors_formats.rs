@@ -16,6 +16,7 @@ fn logits(dir: &Path) -> Vec<f32> {
     let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
     let batch = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: vec![5, 17, 300, 42, 7],
             start_pos: 0,
             block_table: vec![0],

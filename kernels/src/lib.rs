@@ -6,6 +6,7 @@ pub mod conv;
 pub mod cuda_ptx;
 pub mod encoder;
 pub mod encoder_attention;
+pub mod gated_delta;
 pub mod half_matmul;
 mod invariance;
 pub mod norm;

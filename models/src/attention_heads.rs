@@ -16,9 +16,15 @@ use crate::weights::names::layer;
 use crate::weights::HostWeight;
 use candle_core::Device;
 
+/// `heads_q`'s outputs: the residual stream's next value, the rotated q, the output gate's
+/// product where the model has one.
+pub(crate) type HeadsQ<T> = (T, T, Option<T>);
+
 /// A layer's q/k/v heads from its q, k and v projections, up to attention: the norm, the
 /// products (with the batch's LoRA updates), the per-head norms, RoPE and the KV write.
-/// Returns the residual stream's next value and the rotated q.
+/// Returns the residual stream's next value, the rotated q and, where the model gates the
+/// attention's output (`ModelSpec::attn_output_gate`), the gate's product (the group's fourth
+/// member, `[tokens, heads, head_dim]`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn heads_q<B: Backend>(
     b: &B,
@@ -29,7 +35,7 @@ pub(crate) fn heads_q<B: Backend>(
     lora: Option<&BatchLora<'_, B>>,
     attn_in: &NormedInput<'_, B>,
     kv_write: RopeKvWrite<'_, B::KvCache>,
-) -> Result<(B::Tensor, B::Tensor)> {
+) -> Result<HeadsQ<B::Tensor>> {
     let heads = QkvHeads {
         heads: s.num_heads,
         kv_heads: s.num_kv_heads,
@@ -37,13 +43,22 @@ pub(crate) fn heads_q<B: Backend>(
     };
     match (lora, qk_norms) {
         // Neither LoRA nor per-head norms: the norm, product, RoPE and KV write as one.
-        (None, None) => qkv.apply_normed_rope_write_kv(b, attn_in, heads, kv_write),
+        (None, None) if !s.attn_output_gate => {
+            let (stream, q) = qkv.apply_normed_rope_write_kv(b, attn_in, heads, kv_write)?;
+            Ok((stream, q, None))
+        }
         _ => {
-            let (stream, parts) = match lora {
+            let (stream, mut parts) = match lora {
                 Some(lora) => qkv.apply_normed_then(b, attn_in, Some(s.head_dim), |i, h, y| {
                     lora.add(b, li, LoraTarget::QKV[i], h, y)
                 })?,
                 None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
+            };
+            let gate = match s.attn_output_gate {
+                true => Some(parts.pop().ok_or_else(|| {
+                    ModelError::Backend("the attention's gate product is missing".into())
+                })?),
+                false => None,
             };
             let [q, k, v] = members(parts)?;
             if s.qk_norm_after_rope {
@@ -51,10 +66,10 @@ pub(crate) fn heads_q<B: Backend>(
                 let rotate = |x: &B::Tensor| b.rope(x, kv_write.positions, kv_write.rope);
                 let (q, k) = norm_qk(b, s, rotate(&q)?, rotate(&k)?, qk_norms)?;
                 b.kv_write(kv_write.cache, kv_write.layer, &k, &v, kv_write.slots)?;
-                return Ok((stream, q));
+                return Ok((stream, q, gate));
             }
             let (q, k) = norm_qk(b, s, q, k, qk_norms)?;
-            Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?))
+            Ok((stream, b.rope_qk_write_kv(&q, &k, &v, kv_write)?, gate))
         }
     }
 }
@@ -275,6 +290,27 @@ pub(crate) fn heads_attention<B: Backend>(
         Some(w) => Ok(w),
         None => ld.checked(&n(name), &[rows, h]),
     };
+    // Qwen3-Next: q's product holds each head's query rows, then its gate's.
+    let (wq, gate) = match spec.attn_output_gate {
+        true => {
+            if split || bq.is_some() {
+                return Err(ModelError::Config(
+                    "an attention output gate with joined q/k/v or biases is not supported".into(),
+                ));
+            }
+            let doubled = ld.checked(&n("attn_q.weight"), &[2 * q, h])?;
+            let half = |second: usize| -> Vec<Option<usize>> {
+                (0..spec.num_heads)
+                    .flat_map(|head| (0..d).map(move |i| Some(head * 2 * d + second * d + i)))
+                    .collect()
+            };
+            (
+                Some(doubled.pick_rows(&half(0))?),
+                Some(ld.backend.load_weight(doubled.pick_rows(&half(1))?)?),
+            )
+        }
+        false => (wq, None),
+    };
     let joined_name = n("attn_qkv.weight");
     let joined = match ld.src.contains(&joined_name) && !split {
         true => Some(fold(
@@ -294,14 +330,17 @@ pub(crate) fn heads_attention<B: Backend>(
         }
         None => Projections::new(
             ld.backend,
-            vec![
+            [
                 (fold(given_or(wq, "attn_q.weight", q)?, QkvPart::Q)?, bq),
                 (fold(given_or(wk, "attn_k.weight", kv)?, QkvPart::K)?, bk),
                 (
                     ld.backend.load_weight(given_or(wv, "attn_v.weight", kv)?)?,
                     bv,
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(gate.map(|g| (g, None)))
+            .collect(),
         )?,
     };
     Ok(Attention::Heads {

@@ -330,6 +330,12 @@ pub trait Backend: Send + Sync + 'static {
     fn xielu(&self, x: &Self::Tensor, p: &crate::xielu::XieluParams) -> Result<Self::Tensor> {
         xielu_on_host(self, x, p)
     }
+    /// `x · sigmoid(gate)` elementwise, `gate` holding `x`'s count of values in `x`'s order
+    /// whatever its shape (Qwen3-Next's gated attention output). By default on the host: read
+    /// back, applied, uploaded; backends with the ops override it.
+    fn mul_sigmoid(&self, x: &Self::Tensor, gate: &Self::Tensor) -> Result<Self::Tensor> {
+        mul_sigmoid_on_host(self, x, gate)
+    }
     /// Rotary embedding of `x` (`[tokens, heads, head_dim]`) at per-token `positions`.
     fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor>;
     /// Write `k`, `v` (`[tokens, kv_heads, head_dim]`) into the cache of `layer` at `slots`.
@@ -559,6 +565,29 @@ pub fn clamp_on_host<B: Backend + ?Sized>(b: &B, x: &B::Tensor, limit: f32) -> R
     let shape = b.shape(x);
     let mut values = b.download(x)?;
     values.iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
+    b.upload(&values, &shape)
+}
+
+/// `Backend::mul_sigmoid` on the host: `x` and `gate` read back, multiplied, uploaded in
+/// `x`'s shape.
+pub fn mul_sigmoid_on_host<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    gate: &B::Tensor,
+) -> Result<B::Tensor> {
+    let shape = b.shape(x);
+    let mut values = b.download(x)?;
+    let gate = b.download(gate)?;
+    if gate.len() != values.len() {
+        return Err(crate::error::ModelError::Backend(format!(
+            "mul_sigmoid: {} gate values for {} values",
+            gate.len(),
+            values.len()
+        )));
+    }
+    for (v, g) in values.iter_mut().zip(gate) {
+        *v /= 1.0 + (-g).exp();
+    }
     b.upload(&values, &shape)
 }
 

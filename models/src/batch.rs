@@ -46,6 +46,11 @@ pub struct SeqInput {
     /// The LoRA adapters it runs with, at their scales (`LoraMix::BASE`: the base model
     /// alone).
     pub lora: LoraMix,
+    /// Where its recurrent state is kept, for a model that keeps one
+    /// (`ModelSpec::keeps_sequence_state`): the same slot at every step of the sequence, no
+    /// other sequence's while it runs (the engine's running slot). A step from position 0
+    /// starts the slot afresh. Other models ignore it.
+    pub state_slot: u32,
 }
 
 impl SeqInput {
@@ -128,6 +133,8 @@ pub struct FlatBatch {
     pub hidden_rows: Vec<u32>,
     /// Each sequence's LoRA adapters (`SeqInput::lora`), in the order of `seqs`.
     pub adapters: Vec<LoraMix>,
+    /// Each sequence's recurrent-state slot (`SeqInput::state_slot`), in the order of `seqs`.
+    pub state_slots: Vec<u32>,
     pub block_size: usize,
 }
 
@@ -146,6 +153,7 @@ impl FlatBatch {
             argmax_only: Vec::new(),
             hidden_rows: Vec::new(),
             adapters: Vec::with_capacity(batch.seqs.len()),
+            state_slots: Vec::with_capacity(batch.seqs.len()),
             block_size,
         };
         for (i, seq) in batch.seqs.iter().enumerate() {
@@ -194,6 +202,7 @@ impl FlatBatch {
                 flat.hidden_rows.push((q_start + r) as u32);
             }
             flat.adapters.push(seq.lora.clone());
+            flat.state_slots.push(seq.state_slot);
             flat.seqs.push(attention);
         }
         Ok(flat)
@@ -210,6 +219,7 @@ mod tests {
 
     fn seq(tokens: Vec<u32>, start_pos: usize, table: Vec<u32>, logits: LogitsWanted) -> SeqInput {
         SeqInput {
+            state_slot: 0,
             tokens,
             start_pos,
             block_table: table,

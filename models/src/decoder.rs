@@ -7,6 +7,7 @@ use crate::backend::{
 };
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
+use crate::gated_delta_net::GatedDeltaNetLayer;
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::mla::{CacheForm, LatentAttentionWeights};
@@ -14,6 +15,7 @@ use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
 use crate::query_temperature::QueryTemperatures;
 use crate::rope::rope_spec;
+use crate::sequence_state::{SequenceState, SequenceStates};
 use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
 use crate::spec::{Arch, ModelSpec};
 use crate::weights::names::layer;
@@ -67,6 +69,9 @@ pub(crate) enum Attention<B: Backend> {
     Latent(Box<LatentAttentionWeights<B>>),
     /// No attention: LFM2's gated short convolution (its `out_proj` is the layer's `wo`).
     ShortConv(Box<ShortConvLayer<B>>),
+    /// No attention: gated DeltaNet linear attention over the sequence's recurrent state
+    /// (its `out_proj` is the layer's `wo`).
+    GatedDeltaNet(Box<GatedDeltaNetLayer<B>>),
 }
 
 /// What one forward pass computed.
@@ -96,6 +101,8 @@ pub struct DecoderModel<B: Backend> {
     /// The same in host memory, by slot (None: a slot unloaded): the stacks are rebuilt from
     /// them when an adapter comes or goes.
     lora_slots: Vec<Option<LoraAdapter>>,
+    /// Each sequence's recurrent state, for a model with gated DeltaNet layers.
+    states: Option<SequenceStates>,
 }
 
 impl<B: Backend> DecoderModel<B> {
@@ -171,8 +178,10 @@ impl<B: Backend> DecoderModel<B> {
 
         let cache_layers = spec.cache_layers();
         let mut layers = Vec::with_capacity(spec.num_layers);
+        let mut state_sizes = Vec::new();
         for l in 0..spec.num_layers {
             let conv = spec.short_conv.as_ref().is_some_and(|c| c.layers[l]);
+            let linear = spec.linear_attention.as_ref().filter(|a| a.layers[l]);
             let n = |s: &str| layer(l, s);
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
                 (
@@ -187,6 +196,20 @@ impl<B: Backend> DecoderModel<B> {
                     Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
                     ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
                 ),
+                _ if linear.is_some() => {
+                    let dims = linear.cloned().unwrap_or_else(|| unreachable!());
+                    let index = state_sizes.len();
+                    state_sizes.push(GatedDeltaNetLayer::<B>::state_sizes(&dims));
+                    (
+                        Attention::GatedDeltaNet(Box::new(GatedDeltaNetLayer::load(
+                            &ld, l, &spec, index,
+                        )?)),
+                        ld.weight(
+                            &n("ssm_out.weight"),
+                            &[h, dims.value_heads * dims.value_dim],
+                        )?,
+                    )
+                }
                 Some(_) => (
                     Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
                     LatentAttentionWeights::load_output(&ld, l, &spec)?,
@@ -196,10 +219,18 @@ impl<B: Backend> DecoderModel<B> {
                     ld.weight(&n("attn_output.weight"), &[h, q])?,
                 ),
             };
-            // The norm before the FFN: llama.cpp names Falcon's second norm `attn_norm_2`.
-            let ffn_norm = match src.contains(&n("attn_norm_2.weight")) {
-                true => "attn_norm_2",
-                false => "ffn_norm",
+            // The norm before the FFN: llama.cpp names Falcon's second norm `attn_norm_2`, and
+            // Qwen3-Next's and Qwen3.5's `post_attention_norm` (their one norm after
+            // attention, before the FFN).
+            let ffn_norm = if src.contains(&n("attn_norm_2.weight")) {
+                "attn_norm_2"
+            } else if !spec.sandwich_norms
+                && !src.contains(&n("ffn_norm.weight"))
+                && src.contains(&n("post_attention_norm.weight"))
+            {
+                "post_attention_norm"
+            } else {
+                "ffn_norm"
             };
             let window = spec.layer_windows[l];
             let sinks = match spec.attn_sinks {
@@ -265,6 +296,10 @@ impl<B: Backend> DecoderModel<B> {
                     && spec.unrotated_layers.get(l) != Some(&true),
             });
         }
+        let states = match spec.keeps_sequence_state() {
+            true => Some(SequenceStates::new(state_sizes)),
+            false => None,
+        };
         Ok(DecoderModel {
             spec,
             embed,
@@ -277,6 +312,7 @@ impl<B: Backend> DecoderModel<B> {
             ropes,
             lora: None,
             lora_slots: Vec::new(),
+            states,
         })
     }
 
@@ -316,11 +352,14 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
             && self.spec.short_conv.is_none()
+            && self.spec.linear_attention.is_none()
+            && !self.spec.attn_output_gate
             && !self.spec.unfused_blocks();
         if !plain && slots.iter().any(Option::is_some) {
             return Err(ModelError::Config(
                 "LoRA adapters on latent-attention, mixture-of-experts, partial-RoPE, \
-                 post-norm-only, LayerNorm or short-convolution models are not supported"
+                 post-norm-only, LayerNorm, short-convolution, linear-attention or gated-output \
+                 models are not supported"
                     .into(),
             ));
         }
@@ -365,6 +404,7 @@ impl<B: Backend> DecoderModel<B> {
                     Attention::Heads { qkv, .. } => qkv.is_joined() as usize,
                     Attention::Latent(a) => a.joined_groups(),
                     Attention::ShortConv(c) => c.is_joined() as usize,
+                    Attention::GatedDeltaNet(g) => g.is_joined() as usize,
                 };
                 attention + l.ffn.is_joined() as usize
             })
@@ -432,6 +472,12 @@ impl<B: Backend> DecoderModel<B> {
                 None => None,
             },
         };
+        // Each sequence's recurrent state, taken out of its slot for this step and put back
+        // once every layer has run (a failed step leaves the slots empty).
+        let mut states: Vec<SequenceState> = match &self.states {
+            Some(states) => states.take(batch)?,
+            None => Vec::new(),
+        };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
         if let Some(table) = &self.position_embed {
             if let Some(&p) = batch
@@ -482,7 +528,7 @@ impl<B: Backend> DecoderModel<B> {
                             (stream, latent.attention_output(b, attn)?)
                         }
                         Attention::Heads { qkv, qk_norms, .. } => {
-                            let (stream, q) = heads_q(
+                            let (stream, q, gate) = heads_q(
                                 b,
                                 s,
                                 li,
@@ -492,7 +538,14 @@ impl<B: Backend> DecoderModel<B> {
                                 &attn_in,
                                 kv_write,
                             )?;
-                            (stream, attend(b, &q, kv, layer, batch, &extras)?)
+                            let out = attend(b, &q, kv, layer, batch, &extras)?;
+                            match gate {
+                                Some(gate) => (stream, b.mul_sigmoid(&out, &gate)?),
+                                None => (stream, out),
+                            }
+                        }
+                        Attention::GatedDeltaNet(delta) => {
+                            delta.mix(b, &attn_in, batch, &mut states)?
                         }
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
@@ -523,9 +576,9 @@ impl<B: Backend> DecoderModel<B> {
                         "latent attention without a norm before it is not supported".into(),
                     ))
                 }
-                (None, Attention::ShortConv(_)) => {
+                (None, Attention::ShortConv(_) | Attention::GatedDeltaNet(_)) => {
                     return Err(ModelError::Config(
-                        "a short convolution needs its norm before it".into(),
+                        "a short convolution or linear attention needs its norm before it".into(),
                     ))
                 }
             };
@@ -571,6 +624,9 @@ impl<B: Backend> DecoderModel<B> {
         }
         if let Some(down) = pending {
             x = b.add(&x, &down)?;
+        }
+        if let Some(slots) = &self.states {
+            slots.finish(batch, states);
         }
         let hidden = match batch.hidden_rows.is_empty() {
             true => None,

@@ -257,8 +257,31 @@ impl<B: Backend> ShortConvLayer<B> {
     }
 }
 
-/// A layer's kernel, from HF's `[hidden, 1, kernel]` or a GGUF's `[hidden, kernel]`, made
-/// tap-major.
+/// A depthwise convolution's kernel, from HF's `[channels, 1, kernel]` or a GGUF's
+/// `[channels, kernel]`, made tap-major (`[kernel, channels]`, as `conv::short_conv` reads it).
+pub(crate) fn tap_major_kernel<B: Backend>(
+    ld: &Loader<'_, B>,
+    name: &str,
+    channels: usize,
+    kernel: usize,
+) -> Result<Vec<f32>> {
+    let w = crate::weights::require(ld.src, name)?;
+    let shape = w.shape();
+    if shape != [channels, 1, kernel] && shape != [channels, kernel] {
+        return Err(ModelError::ShapeMismatch {
+            tensor: name.to_string(),
+            expected: vec![channels, 1, kernel],
+            actual: shape,
+        });
+    }
+    let per_channel = w.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
+    Ok((0..kernel)
+        .flat_map(|j| (0..channels).map(move |c| (c, j)))
+        .map(|(c, j)| per_channel[c * kernel + j])
+        .collect())
+}
+
+/// A layer's kernel and bias, the kernel tap-major.
 fn load_kernel<B: Backend>(
     ld: &Loader<'_, B>,
     l: usize,
@@ -266,21 +289,7 @@ fn load_kernel<B: Backend>(
     kernel: usize,
     bias: bool,
 ) -> Result<ShortConvWeights> {
-    let name = layer(l, "shortconv.conv.weight");
-    let w = crate::weights::require(ld.src, &name)?;
-    let shape = w.shape();
-    if shape != [h, 1, kernel] && shape != [h, kernel] {
-        return Err(ModelError::ShapeMismatch {
-            tensor: name,
-            expected: vec![h, 1, kernel],
-            actual: shape,
-        });
-    }
-    let per_channel = w.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
-    let weight: Vec<f32> = (0..kernel)
-        .flat_map(|j| (0..h).map(move |c| (c, j)))
-        .map(|(c, j)| per_channel[c * kernel + j])
-        .collect();
+    let weight = tap_major_kernel(ld, &layer(l, "shortconv.conv.weight"), h, kernel)?;
     let bias = match bias {
         true => Some(
             ld.checked(&layer(l, "shortconv.conv.bias"), &[h])?
@@ -321,6 +330,7 @@ mod tests {
             argmax_only: vec![],
             hidden_rows: vec![],
             adapters: vec![],
+            state_slots: vec![],
             block_size,
         }
     }

@@ -26,6 +26,11 @@ pub enum Arch {
     /// experts chosen with a correction bias in every layer.
     MinimaxM2,
     Llama4,
+    /// Qwen3-Next: gated DeltaNet layers between gated attention layers, Qwen2-MoE's experts.
+    Qwen3Next,
+    /// Qwen3.5: Qwen3-Next's layers, its FFN dense (`Qwen35`) or experts (`Qwen35Moe`).
+    Qwen35,
+    Qwen35Moe,
     Mistral4,
     SolarOpen,
     ExaoneMoe,
@@ -151,6 +156,9 @@ impl Arch {
             Arch::GraniteMoe => "granitemoe",
             Arch::Smollm3 => "smollm3",
             Arch::Llama4 => "llama4",
+            Arch::Qwen3Next => "qwen3next",
+            Arch::Qwen35 => "qwen35",
+            Arch::Qwen35Moe => "qwen35moe",
             Arch::Mistral4 => "mistral4",
             Arch::SolarOpen => "solar_open",
             Arch::ExaoneMoe => "exaone_moe",
@@ -314,6 +322,32 @@ pub struct ShortConv {
     pub bias: bool,
 }
 
+/// Gated DeltaNet layers (Qwen3-Next, Qwen3.5): linear attention whose memory of the past is
+/// a per-sequence state (`crate::gated_delta_net`) instead of KV rows. q, k and v pass a
+/// causal depthwise convolution (`conv_kernel` taps, SiLU) first; value heads share the key
+/// heads in runs of `value_heads / key_heads`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinearAttention {
+    /// Per layer, whether it is a gated DeltaNet layer (the others attend).
+    pub layers: Vec<bool>,
+    pub key_heads: usize,
+    pub value_heads: usize,
+    pub key_dim: usize,
+    pub value_dim: usize,
+    pub conv_kernel: usize,
+    /// The value heads are laid out tiled over the key heads (value head `j` reads key head
+    /// `j % key_heads`: llama.cpp's Qwen3.5 GGUFs), not in runs (`j / (value_heads /
+    /// key_heads)`: the checkouts, Qwen3-Next's GGUFs).
+    pub value_heads_tiled: bool,
+}
+
+impl LinearAttention {
+    /// Channels of the convolution: q, k (`key_heads · key_dim` each), then v.
+    pub fn conv_channels(&self) -> usize {
+        2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
+    }
+}
+
 /// How a router turns its logits into expert scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ExpertScoring {
@@ -435,6 +469,12 @@ pub struct ModelSpec {
     pub experts: Option<MixtureOfExperts>,
     /// Layers that mix tokens by a gated short convolution instead of attention (LFM2).
     pub short_conv: Option<ShortConv>,
+    /// Layers that mix tokens by gated DeltaNet linear attention (Qwen3-Next): each sequence
+    /// then carries a recurrent state beside its KV rows (`ModelSpec::keeps_sequence_state`).
+    pub linear_attention: Option<LinearAttention>,
+    /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
+    /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`).
+    pub attn_output_gate: bool,
     /// Positions enter as a learned table added to the token embeddings (`position_embd`,
     /// GPT-2's `wpe`), one row per position up to `max_position`; the layers run no RoPE.
     pub learned_positions: bool,
@@ -467,6 +507,21 @@ impl ModelSpec {
         self.num_kv_heads * self.head_dim
     }
 
+    /// Whether a sequence's past is more than its KV rows: a recurrent state each running
+    /// sequence carries from step to step (gated DeltaNet layers). Its steps then name the
+    /// sequence's state slot (`SeqInput::state_slot`), and what rebuilds a sequence from
+    /// cached blocks alone (prefix sharing, dropped drafts) cannot serve it.
+    pub fn keeps_sequence_state(&self) -> bool {
+        self.linear_attention.is_some()
+    }
+
+    /// Whether layer `l` is a gated DeltaNet layer.
+    pub fn is_linear_attention(&self, l: usize) -> bool {
+        self.linear_attention
+            .as_ref()
+            .is_some_and(|a| a.layers.get(l) == Some(&true))
+    }
+
     /// Where each layer's rows go in the paged cache, and how many cache layers there are. An
     /// attention layer's keys and values take one cache layer; a short-convolution layer keeps
     /// each token's convolution input (`hidden_size` values) in the K and V halves of as many
@@ -484,6 +539,8 @@ impl ModelSpec {
             first.push(total);
             total += match conv(l) {
                 true => self.conv_cache_span(),
+                // Its state is the sequence's, not its positions': no cache rows.
+                false if self.is_linear_attention(l) => 0,
                 false => 1,
             };
         }
@@ -638,6 +695,37 @@ impl ModelSpec {
                     self.kv_dim()
                 ));
             }
+        }
+        if let Some(a) = &self.linear_attention {
+            let plain = self.pre_norms
+                && !self.sandwich_norms
+                && self.latent_attention.is_none()
+                && self.short_conv.is_none()
+                && !self.unfused_blocks();
+            if a.layers.len() != self.num_layers
+                || a.conv_kernel == 0
+                || a.key_heads == 0
+                || a.key_dim == 0
+                || a.value_dim == 0
+                || !a.value_heads.is_multiple_of(a.key_heads)
+                || a.value_heads == 0
+                || !plain
+            {
+                return bad(format!(
+                    "gated DeltaNet: {} layer flags for {} layers, {} value heads over {} key \
+                     heads of {} / {} dimensions, a kernel of {}; pre-norm RMSNorm blocks only",
+                    a.layers.len(),
+                    self.num_layers,
+                    a.value_heads,
+                    a.key_heads,
+                    a.key_dim,
+                    a.value_dim,
+                    a.conv_kernel
+                ));
+            }
+        }
+        if self.attn_output_gate && self.latent_attention.is_some() {
+            return bad("an attention output gate with latent attention".into());
         }
         if let Some(a) = &self.latent_attention {
             // The cache holds every head expanded, or the latent once (one KV head).

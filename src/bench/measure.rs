@@ -28,8 +28,9 @@ impl TokenSource {
     }
 }
 
-/// Run `tokens` of one sequence (with the adapters of `lora`) from position `start` in chunks of at
-/// most `ubatch`; logits only for the very last position.
+/// Run `tokens` of one sequence (with the adapters of `lora`, its recurrent state in
+/// `state_slot`) from position `start` in chunks of at most `ubatch`; logits only for the very
+/// last position.
 fn fill(
     runner: &mut dyn Runner,
     table: &BlockTable,
@@ -37,12 +38,14 @@ fn fill(
     tokens: &[u32],
     ubatch: usize,
     lora: &LoraMix,
+    state_slot: u32,
 ) -> Result<(), EngineError> {
     let mut pos = start;
     for chunk in tokens.chunks(ubatch.max(1)) {
         let last = pos + chunk.len() == start + tokens.len();
         runner.forward(&Batch {
             seqs: vec![SeqInput {
+                state_slot,
                 tokens: chunk.to_vec(),
                 start_pos: pos,
                 block_table: table.ids.clone(),
@@ -72,11 +75,11 @@ pub fn time_prefill(
     let mut table = BlockTable::default();
     blocks.ensure(&mut table, depth + n)?;
     if depth > 0 {
-        fill(runner, &table, 0, &src.take(depth), ubatch, lora)?;
+        fill(runner, &table, 0, &src.take(depth), ubatch, lora, 0)?;
     }
     let prompt = src.take(n);
     let t0 = Instant::now();
-    fill(runner, &table, depth, &prompt, ubatch, lora)?;
+    fill(runner, &table, depth, &prompt, ubatch, lora, 0)?;
     Ok(t0.elapsed())
 }
 
@@ -93,17 +96,19 @@ pub fn time_decode(
 ) -> Result<Duration, EngineError> {
     let mut blocks = BlockManager::new(runner.num_blocks(), runner.block_size(), false);
     let mut tables = vec![BlockTable::default(); batch.max(1)];
-    for t in &mut tables {
+    for (slot, t) in tables.iter_mut().enumerate() {
         blocks.ensure(t, depth + n)?;
         if depth > 0 {
-            fill(runner, t, 0, &src.take(depth), ubatch, lora)?;
+            fill(runner, t, 0, &src.take(depth), ubatch, lora, slot as u32)?;
         }
     }
     let t0 = Instant::now();
     for step in 0..n {
         let seqs = tables
             .iter()
-            .map(|t| SeqInput {
+            .enumerate()
+            .map(|(slot, t)| SeqInput {
+                state_slot: slot as u32,
                 tokens: src.take(1),
                 start_pos: depth + step,
                 block_table: t.ids.clone(),

@@ -139,6 +139,7 @@ fn run(
         let last = end == prompt.len();
         let out = runner.forward(&Batch {
             seqs: vec![SeqInput {
+                state_slot: 0,
                 tokens: prompt[start..end].to_vec(),
                 start_pos: start,
                 block_table: table.ids.clone(),
@@ -176,6 +177,7 @@ fn run(
         blocks.ensure(table, len)?;
         logits = Some(runner.forward(&Batch {
             seqs: vec![SeqInput {
+                state_slot: 0,
                 tokens: vec![next],
                 start_pos: len - 1,
                 block_table: table.ids.clone(),

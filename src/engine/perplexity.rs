@@ -223,6 +223,7 @@ fn score_chunk(
         blocks.ensure(table, stop)?;
         let out = runner.forward(&Batch {
             seqs: vec![SeqInput {
+                state_slot: 0,
                 tokens: chunk[start..stop].to_vec(),
                 start_pos: start,
                 block_table: table.ids.clone(),

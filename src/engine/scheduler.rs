@@ -16,6 +16,7 @@ use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
 use super::stats::{EngineStats, RunningSeq};
 use super::thought::Thought;
 use candor_models::lora::{LoraAdapter, LoraMix};
+use candor_models::spec::ModelSpec;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -581,6 +582,7 @@ pub fn spawn(
     config: SchedulerConfig,
     stats: Arc<EngineStats>,
 ) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let config = for_model(config, runner.spec());
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             waiting: VecDeque::new(),
@@ -603,6 +605,22 @@ pub fn spawn(
         .spawn(move || Engine::new(runner, config, shared, stats).run())
         .unwrap_or_else(|e| panic!("cannot start the engine thread: {e}"));
     (handle, thread)
+}
+
+/// `config` as `spec` can be served: a model whose sequences carry a recurrent state (gated
+/// DeltaNet layers) takes nothing from the prefix cache, whose blocks hold keys and values but
+/// not the state a sequence reached there, and drafts nothing, since a rejected draft would
+/// stay folded into the state (vLLM and llama.cpp turn both off for such models too).
+fn for_model(mut config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
+    if spec.keeps_sequence_state() && (config.prefix_caching || config.speculative_tokens > 0) {
+        tracing::info!(
+            "the model keeps a recurrent state per sequence: prefix caching and speculative \
+             decoding are off"
+        );
+        config.prefix_caching = false;
+        config.speculative_tokens = 0;
+    }
+    config
 }
 
 /// Fails the requests still waiting when the engine thread ends however it ends (a panic
@@ -779,6 +797,7 @@ impl Engine {
                     tokens: hit,
                     copy,
                 } = if front.needs_every_row()
+                    || self.runner.spec().keeps_sequence_state()
                     || !front.req.cache_prompt
                     || !front.req.pooling.is_none_or(Pooling::takes_from_cache)
                 {
@@ -1133,6 +1152,7 @@ impl Engine {
             let mut tokens = s.tokens[p.start..p.start + p.len].to_vec();
             tokens.extend_from_slice(&p.draft);
             batch.seqs.push(SeqInput {
+                state_slot: s.slot as u32,
                 tokens,
                 start_pos: p.start,
                 block_table: s.table.ids.clone(),

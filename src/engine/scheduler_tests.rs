@@ -1128,3 +1128,34 @@ fn a_saved_prompt_restored_in_another_engine_is_taken_from_its_cache() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A model whose sequences carry a recurrent state is served without the prefix cache and
+/// without drafts (neither could restore the state); other models keep both.
+#[test]
+fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
+    let config = SchedulerConfig {
+        max_num_seqs: 4,
+        max_num_batched_tokens: 64,
+        max_waiting: 8,
+        prefix_caching: true,
+        speculative_tokens: 4,
+    };
+    let spec = |model_type: &str| {
+        candor_models::arch::spec_from_hf(&serde_json::json!({
+            "model_type": model_type, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 128, "vocab_size": 512, "linear_conv_kernel_dim": 4,
+            "linear_key_head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+            "linear_value_head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,
+            "full_attention_interval": 2
+        }))
+        .unwrap()
+    };
+    let served = for_model(config.clone(), &spec("qwen3_next"));
+    assert!(!served.prefix_caching);
+    assert_eq!(served.speculative_tokens, 0);
+    let served = for_model(config, &spec("qwen2_moe"));
+    assert!(served.prefix_caching);
+    assert_eq!(served.speculative_tokens, 4);
+}

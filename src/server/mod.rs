@@ -333,6 +333,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
     // A first forward pass proves the model runs before /health says so.
     let warm = Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: vec![model.spec.bos_token_id.unwrap_or(0)],
             start_pos: 0,
             block_table: vec![0],

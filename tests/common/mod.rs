@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 81] = [
+pub const TINY_ARCHS: [&str; 84] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -44,6 +44,9 @@ pub const TINY_ARCHS: [&str; 81] = [
     "cohere2",
     "starcoder2",
     "lfm2",
+    "qwen3_next",
+    "qwen3_5",
+    "qwen3_5_moe",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",
@@ -197,6 +200,7 @@ pub fn tiny_golden_distance(r: &mut dyn candor::engine::Runner, g: &serde_json::
     let out = r
         .forward(&candor_models::Batch {
             seqs: vec![candor_models::SeqInput {
+                state_slot: 0,
                 tokens: ids,
                 start_pos: 0,
                 block_table: table.ids,

@@ -14,6 +14,7 @@ fn step_from(
 ) -> Logits {
     r.forward(&Batch {
         seqs: vec![SeqInput {
+            state_slot: 0,
             tokens: tokens[start..].to_vec(),
             start_pos: start,
             block_table: table.ids.clone(),
@@ -33,6 +34,26 @@ pub fn check(arch: &str, mut r: Box<dyn Runner>, ids: &[u32], whole: &Logits, to
         ids.len() > 32,
         "{arch}: the input must span two full blocks"
     );
+    if r.spec().keeps_sequence_state() {
+        // Cached blocks hold no recurrent state: such a model continues from nothing but its
+        // own slot (the engine takes nothing from the prefix cache for it), and a step from a
+        // position its slot does not stand at is refused.
+        let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
+        let mut table = BlockTable::default();
+        bm.ensure(&mut table, ids.len()).unwrap();
+        let refused = r.forward(&Batch {
+            seqs: vec![SeqInput {
+                state_slot: 0,
+                tokens: ids[16..].to_vec(),
+                start_pos: 16,
+                block_table: table.ids.clone(),
+                logits: LogitsWanted::Last,
+                lora: candor_models::lora::LoraMix::BASE,
+            }],
+        });
+        assert!(refused.is_err(), "{arch}: a step without its state ran");
+        return;
+    }
     let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), true);
     // A: 27 tokens computed, a full block and a tail of 11, kept when it ends.
     let mut a = bm.match_prefix(&ids[..27], 0).table;

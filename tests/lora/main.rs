@@ -64,6 +64,7 @@ fn run_mixes(r: &mut dyn Runner, adapters: &[LoraMix]) -> Vec<Vec<Vec<f32>>> {
             .iter()
             .zip(&tables)
             .map(|(mix, t)| SeqInput {
+                state_slot: 0,
                 tokens: tokens.to_vec(),
                 start_pos: start,
                 block_table: t.ids.clone(),

@@ -32,6 +32,7 @@ pub mod phi2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3_next;
 pub mod rope_parameters;
 pub mod seed_oss;
 pub mod smollm3;
@@ -46,7 +47,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 59] = [
+pub const HF_MODEL_TYPES: [&str; 62] = [
     "llama",
     "mistral",
     "ministral",
@@ -55,6 +56,9 @@ pub const HF_MODEL_TYPES: [&str; 59] = [
     "qwen3",
     "qwen2_moe",
     "qwen3_moe",
+    "qwen3_next",
+    "qwen3_5_text",
+    "qwen3_5_moe_text",
     "mixtral",
     "gemma3_text",
     "gemma3",
@@ -109,7 +113,7 @@ pub const HF_MODEL_TYPES: [&str; 59] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 45] = [
+pub const GGUF_ARCHITECTURES: [&str; 48] = [
     "llama",
     "mistral",
     "mistral3",
@@ -155,6 +159,9 @@ pub const GGUF_ARCHITECTURES: [&str; 45] = [
     "exaone4",
     "minimax-m2",
     "llama4",
+    "qwen3next",
+    "qwen35",
+    "qwen35moe",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -180,6 +187,9 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "ministral3" => mistral::ministral3_from_hf(&c)?,
         "qwen2" => qwen2::from_hf(&c)?,
         "qwen3" => qwen3::from_hf(&c)?,
+        "qwen3_next" => qwen3_next::from_hf(&c)?,
+        "qwen3_5_text" => qwen3_next::qwen3_5_from_hf(&c, false)?,
+        "qwen3_5_moe_text" => qwen3_next::qwen3_5_from_hf(&c, true)?,
         "qwen2_moe" => {
             let mut spec = qwen2::from_hf(&c)?;
             spec.experts = Some(experts::qwen2_moe_from_hf(&c, spec.num_layers)?);
@@ -265,7 +275,7 @@ struct TextModelWrapper {
 /// The wrappers read. Qwen-VL's M-RoPE gives every section the same position on text alone:
 /// plain RoPE. Aya Vision's logits are scaled by its Command R7B text model's `logit_scale`,
 /// as vLLM and llama.cpp run it (transformers' Aya Vision head leaves the scale out).
-const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 15] = [
+const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 17] = [
     TextModelWrapper {
         wrapper: "gemma3",
         text_type: "gemma3_text",
@@ -401,6 +411,36 @@ const TEXT_MODEL_WRAPPERS: [TextModelWrapper; 15] = [
                 "num_key_value_heads": 32, "hidden_act": "silu", "max_position_embeddings": 2048,
                 "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 4096,
                 "sliding_window_pattern": 4, "tie_word_embeddings": false})
+        },
+    },
+    // Qwen3.5 (`Qwen3_5ForConditionalGeneration`) and Qwen3.5-MoE: gated DeltaNet hybrids.
+    TextModelWrapper {
+        wrapper: "qwen3_5",
+        text_type: "qwen3_5_text",
+        defaults: || {
+            serde_json::json!({"vocab_size": 248320, "hidden_size": 4096,
+                "intermediate_size": 12288, "num_hidden_layers": 32, "num_attention_heads": 16,
+                "num_key_value_heads": 4, "head_dim": 256, "hidden_act": "silu",
+                "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                "partial_rotary_factor": 0.25, "linear_conv_kernel_dim": 4,
+                "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+                "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+                "tie_word_embeddings": false})
+        },
+    },
+    TextModelWrapper {
+        wrapper: "qwen3_5_moe",
+        text_type: "qwen3_5_moe_text",
+        defaults: || {
+            serde_json::json!({"vocab_size": 248320, "hidden_size": 2048,
+                "num_hidden_layers": 40, "num_attention_heads": 16, "num_key_value_heads": 2,
+                "head_dim": 256, "hidden_act": "silu", "max_position_embeddings": 32768,
+                "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "partial_rotary_factor": 0.25,
+                "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128,
+                "linear_value_head_dim": 128, "linear_num_key_heads": 16,
+                "linear_num_value_heads": 32, "moe_intermediate_size": 512,
+                "shared_expert_intermediate_size": 512, "num_experts_per_tok": 8,
+                "num_experts": 256, "tie_word_embeddings": false})
         },
     },
     // Llama 4 Scout and Maverick (`Llama4ForConditionalGeneration`).
@@ -579,6 +619,9 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "olmoe" => olmoe::from_gguf(g)?,
         "minimax-m2" => minimax_m2::from_gguf(g)?,
         "llama4" => llama4::from_gguf(g)?,
+        "qwen3next" => qwen3_next::from_gguf(g, Arch::Qwen3Next)?,
+        "qwen35" => qwen3_next::from_gguf(g, Arch::Qwen35)?,
+        "qwen35moe" => qwen3_next::from_gguf(g, Arch::Qwen35Moe)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -768,6 +811,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         latent_attention: None,
         experts: None,
         short_conv: None,
+        linear_attention: None,
+        attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,
@@ -856,7 +901,11 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         arch,
         vocab_size,
         hidden_size: hidden,
-        intermediate_size: g.require_usize(&k("feed_forward_length"))?,
+        // Qwen3.5-MoE's converter writes no dense width (every layer has experts).
+        intermediate_size: match g.get_usize(&k("feed_forward_length")) {
+            Some(f) => f,
+            None => g.require_usize(&k("expert_feed_forward_length"))?,
+        },
         num_layers,
         num_heads: heads,
         num_kv_heads: g.get_usize(&k("attention.head_count_kv")).unwrap_or(heads),
@@ -898,6 +947,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         latent_attention: None,
         experts: None,
         short_conv: None,
+        linear_attention: None,
+        attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,
@@ -925,11 +976,12 @@ mod tests {
                 "{t}: {e}"
             );
         }
-        let e = super::spec_from_hf(&serde_json::json!({"model_type": "qwen3_next"}))
+        let e = super::spec_from_hf(&serde_json::json!({"model_type": "mamba2"}))
             .unwrap_err()
             .to_string();
         for named in [
-            "`qwen3_next`",
+            "`mamba2`",
+            "qwen3_next",
             "ministral3",
             "qwen3_vl_moe",
             "lfm2moe",

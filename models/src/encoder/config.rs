@@ -224,6 +224,8 @@ impl EncoderConfig {
             latent_attention: None,
             experts: None,
             short_conv: None,
+            linear_attention: None,
+            attn_output_gate: false,
             learned_positions: false,
             xielu: Vec::new(),
             weightless_norms: false,

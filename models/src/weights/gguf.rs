@@ -249,6 +249,19 @@ impl GgufFile {
         }
     }
 
+    /// An array of booleans (llama.cpp's per-layer flags, e.g. `attention.recurrent_layers`).
+    pub fn get_bool_array(&self, key: &str) -> Option<Vec<bool>> {
+        let Some(Value::Array(a)) = self.metadata().get(key) else {
+            return None;
+        };
+        a.iter()
+            .map(|v| match v {
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn require_usize(&self, key: &str) -> Result<usize> {
         self.get_usize(key)
             .ok_or_else(|| self.bad(&format!("missing or non-integer metadata `{key}`")))

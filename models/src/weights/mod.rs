@@ -333,8 +333,20 @@ impl HostWeight {
             let shape = vec![sources.len(), cols];
             return HostWeight::from_block_bytes(dtype, &out, shape);
         }
-        let source = self.dtype().unwrap_or(WeightDtype::F32);
-        HostWeight::stored_like(pick_tensor_rows(&self.to_f32()?, sources, None)?, source)
+        self.rebuilt(pick_tensor_rows(&self.to_f32()?, sources, None)?)
+    }
+
+    /// A weight of f32 values `t` computed from this one's: a dense weight stays dense in its
+    /// tensor's dtype (one dequantized at load, `--dequantize`, stays f32 rather than going
+    /// back to blocks), another is kept `stored_like` its source.
+    fn rebuilt(&self, t: Tensor) -> Result<HostWeight> {
+        match self {
+            HostWeight::Dense { tensor, source } => Ok(HostWeight::Dense {
+                tensor: t.to_dtype(tensor.dtype())?,
+                source: *source,
+            }),
+            _ => HostWeight::stored_like(t, self.dtype().unwrap_or(WeightDtype::F32)),
+        }
     }
 
     /// Rows `start..start + len` of this weight: `pick_rows` of a 2-D weight, exactly as
@@ -360,9 +372,7 @@ impl HostWeight {
         if scales.iter().all(|&s| s == 1.0) {
             return self.pick_rows(sources);
         }
-        let source = self.dtype().unwrap_or(WeightDtype::F32);
-        let t = pick_tensor_rows(&self.to_f32()?, sources, Some(scales))?;
-        HostWeight::stored_like(t, source)
+        self.rebuilt(pick_tensor_rows(&self.to_f32()?, sources, Some(scales))?)
     }
 
     /// A weight of f32 values `t` computed from one stored as `source`, kept in that storage
@@ -461,6 +471,33 @@ mod tests {
             .map(|i| (i % 97) as f32 / 50.0 - 1.0)
             .collect();
         Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    /// A weight dequantized at load (`--dequantize`) stays f32 through row picks, scaled or
+    /// not: it does not go back to blocks (which would run it through the quantized kernels).
+    #[test]
+    fn picked_rows_of_a_dequantized_weight_stay_f32() {
+        let t = ramp(3, 64);
+        let w = HostWeight::Dense {
+            tensor: t.clone(),
+            source: WeightDtype::Q8_0,
+        };
+        for picked in [
+            w.pick_rows(&[Some(2), None]).unwrap(),
+            w.pick_rows_scaled(&[Some(2), Some(0)], &[0.5, 1.0])
+                .unwrap(),
+        ] {
+            let HostWeight::Dense { tensor, source } = &picked else {
+                panic!("went back to blocks: {:?}", picked.dtype());
+            };
+            assert_eq!(
+                (tensor.dtype(), *source),
+                (candle_core::DType::F32, WeightDtype::Q8_0)
+            );
+        }
+        let scaled = w.pick_rows_scaled(&[Some(2)], &[0.5]).unwrap();
+        let want = (t.get(2).unwrap() * 0.5).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(scaled.to_f32().unwrap().to_vec2::<f32>().unwrap()[0], want);
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         // gpt-oss: a parameter of the attention, not of a module.
         return Some(format!("model.layers.{l}.self_attn.sinks"));
     }
+    // Qwen3-Next's linear attention: two parameters of the layer, not of modules (HF stores
+    // `A_log`; llama.cpp's GGUFs `ssm_a`, −exp of it).
+    match (part, suffix) {
+        ("ssm_a_log", "weight") => return Some(format!("model.layers.{l}.linear_attn.A_log")),
+        ("ssm_dt", "bias") => return Some(format!("model.layers.{l}.linear_attn.dt_bias")),
+        _ => {}
+    }
     let hf = match (part, naming) {
         ("attn_norm", _) => "input_layernorm",
         ("attn_q", _) => "self_attn.q_proj",
@@ -59,6 +66,16 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("shortconv.in_proj", _) => "conv.in_proj",
         ("shortconv.conv", _) => "conv.conv",
         ("shortconv.out_proj", _) => "conv.out_proj",
+        // Qwen3-Next's gated DeltaNet (llama.cpp's qwen3next names).
+        ("ssm_in", _) => "linear_attn.in_proj_qkvz",
+        // Qwen3.5's (its q/k/v product, `attn_qkv`, named on by `qwen3_5_hf`).
+        ("attn_gate", _) => "linear_attn.in_proj_z",
+        ("ssm_beta", _) => "linear_attn.in_proj_b",
+        ("ssm_alpha", _) => "linear_attn.in_proj_a",
+        ("ssm_ba", _) => "linear_attn.in_proj_ba",
+        ("ssm_conv1d", _) => "linear_attn.conv1d",
+        ("ssm_norm", _) => "linear_attn.norm",
+        ("ssm_out", _) => "linear_attn.out_proj",
         // DeepSeek's latent attention (llama.cpp's deepseek2 names).
         ("attn_q_a", _) => "self_attn.q_a_proj",
         ("attn_q_a_norm", _) => "self_attn.q_a_layernorm",
@@ -404,6 +421,13 @@ fn correction_bias_as(hf: &str, name: &str) -> Option<String> {
     Some(format!("{head}.{name}"))
 }
 
+/// Qwen3.5's HF name of its DeltaNet's q/k/v product, which `to_hf` names as Phi-3's joined
+/// attention product (llama.cpp names both `attn_qkv`): `linear_attn.in_proj_qkv`.
+pub fn qwen3_5_hf(hf: &str) -> Option<String> {
+    let (head, suffix) = hf.split_once(".self_attn.qkv_proj.")?;
+    Some(format!("{head}.linear_attn.in_proj_qkv.{suffix}"))
+}
+
 /// Qwen2-MoE's HF name of a shared-expert tensor `to_hf` names the DeepSeek way
 /// (`mlp.shared_experts.*`): `mlp.shared_expert.*`.
 pub fn qwen2_moe_hf(hf: &str) -> Option<String> {
@@ -460,6 +484,53 @@ fn expert_to_hf(part: &str, suffix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_qwen3_next_linear_attention_to_its_checkouts() {
+        let hf = |name: &str| to_hf(name, HfNormNaming::Llama);
+        for (canonical, checkout) in [
+            (
+                "blk.0.ssm_in.weight",
+                "model.layers.0.linear_attn.in_proj_qkvz.weight",
+            ),
+            (
+                "blk.0.ssm_ba.weight",
+                "model.layers.0.linear_attn.in_proj_ba.weight",
+            ),
+            (
+                "blk.2.ssm_conv1d.weight",
+                "model.layers.2.linear_attn.conv1d.weight",
+            ),
+            ("blk.2.ssm_a_log.weight", "model.layers.2.linear_attn.A_log"),
+            ("blk.2.ssm_dt.bias", "model.layers.2.linear_attn.dt_bias"),
+            (
+                "blk.1.ssm_norm.weight",
+                "model.layers.1.linear_attn.norm.weight",
+            ),
+            (
+                "blk.1.ssm_out.weight",
+                "model.layers.1.linear_attn.out_proj.weight",
+            ),
+            (
+                "blk.1.attn_gate.weight",
+                "model.layers.1.linear_attn.in_proj_z.weight",
+            ),
+            (
+                "blk.1.ssm_beta.weight",
+                "model.layers.1.linear_attn.in_proj_b.weight",
+            ),
+            (
+                "blk.1.ssm_alpha.weight",
+                "model.layers.1.linear_attn.in_proj_a.weight",
+            ),
+        ] {
+            assert_eq!(hf(canonical).as_deref(), Some(checkout), "{canonical}");
+        }
+        assert_eq!(
+            qwen3_5_hf(&hf("blk.0.attn_qkv.weight").unwrap()).as_deref(),
+            Some("model.layers.0.linear_attn.in_proj_qkv.weight")
+        );
+    }
 
     #[test]
     fn maps_lfm2_names_to_its_checkouts() {

@@ -606,6 +606,11 @@ impl Backend for CudaBackend {
         Ok(x.clamp(-limit, limit)?)
     }
 
+    fn mul_sigmoid(&self, x: &Tensor, gate: &Tensor) -> Result<Tensor> {
+        let gate = gate.contiguous()?.reshape(x.shape())?;
+        Ok((x * candle_nn::ops::sigmoid(&gate)?)?)
+    }
+
     /// Apertus's xIELU from candle's elementwise ops in f32 on the device (no read-back):
     /// `αp·x² + β·x` where x > 0, else `(e^min(x, ε) − 1 − x)·αn + β·x`.
     fn xielu(&self, x: &Tensor, p: &candor_models::xielu::XieluParams) -> Result<Tensor> {

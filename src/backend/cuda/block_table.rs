@@ -184,6 +184,7 @@ mod tests {
         let batch = Batch {
             seqs: vec![
                 SeqInput {
+                    state_slot: 0,
                     tokens: vec![1; 20],
                     start_pos: 0,
                     block_table: vec![5, 1],
@@ -191,6 +192,7 @@ mod tests {
                     lora: candor_models::lora::LoraMix::BASE,
                 },
                 SeqInput {
+                    state_slot: 0,
                     tokens: vec![2, 3],
                     start_pos: 30,
                     block_table: vec![0, 4],

@@ -29,10 +29,12 @@ pub enum Op {
     Xielu,
     /// Not in the ABI: OLMo's clamp of q, k and v runs on the host.
     Clamp,
+    /// Not in the ABI: Qwen3-Next's sigmoid gate of the attention's output runs on the host.
+    MulSigmoid,
 }
 
 impl Op {
-    pub const ALL: [Op; 20] = [
+    pub const ALL: [Op; 21] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -53,6 +55,7 @@ impl Op {
         Op::ShortConv,
         Op::Xielu,
         Op::Clamp,
+        Op::MulSigmoid,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Op {
             Op::ShortConv => "short_conv",
             Op::Xielu => "xielu",
             Op::Clamp => "clamp",
+            Op::MulSigmoid => "mul_sigmoid",
         }
     }
 }

@@ -72,6 +72,8 @@ fn base_spec(
         latent_attention: None,
         experts: None,
         short_conv: None,
+        linear_attention: None,
+        attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,
@@ -239,6 +241,7 @@ pub fn run_schedule(runner: &mut dyn Runner, vocab: usize) -> Result<Vec<f32>, E
     let mut batch = Batch {
         seqs: vec![
             SeqInput {
+                state_slot: 0,
                 tokens: a.clone(),
                 start_pos: 0,
                 block_table: vec![0, 1],
@@ -246,6 +249,7 @@ pub fn run_schedule(runner: &mut dyn Runner, vocab: usize) -> Result<Vec<f32>, E
                 lora: candor_models::lora::LoraMix::BASE,
             },
             SeqInput {
+                state_slot: 0,
                 tokens: b.clone(),
                 start_pos: 0,
                 block_table: vec![2],

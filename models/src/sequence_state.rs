@@ -1,0 +1,225 @@
+//! The recurrent state a gated DeltaNet layer keeps per sequence: the last inputs of its
+//! convolution and its delta-rule matrices. Unlike keys and values it is not a row per
+//! position that the paged cache could hold (Qwen3-Next-80B's is 2 MB per layer, the same at
+//! every length), so it lives in slots, one per running sequence (`SeqInput::state_slot`),
+//! as vLLM's and llama.cpp's recurrent caches keep it.
+//!
+//! A slot remembers the position its state has reached. A step from position 0 starts it
+//! afresh; a step from any other position must continue exactly where the slot stands, or it
+//! is refused: a state is never silently paired with the wrong past (a sequence readmitted
+//! after preemption starts over from 0; rebuilding from cached blocks is off for these
+//! models). A step that fails leaves its sequences' slots empty, so their next steps are
+//! refused too rather than run from a state that is partly advanced.
+use crate::batch::FlatBatch;
+use crate::error::{ModelError, Result};
+use std::sync::Mutex;
+
+/// Most state slots a model keeps: far beyond any engine's running sequences, it only stops
+/// a wrong slot number from allocating without end.
+const MAX_SLOTS: usize = 1 << 16;
+
+/// One gated DeltaNet layer's state for one sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerState {
+    /// The convolution's inputs of the last `kernel - 1` positions, oldest first
+    /// (`[kernel - 1, channels]`; zeros before the sequence's start).
+    pub conv: Vec<f32>,
+    /// The delta rule's matrices, `[value_heads, key_dim, value_dim]`.
+    pub delta: Vec<f32>,
+}
+
+/// One sequence's state: each gated DeltaNet layer's, in layer order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceState {
+    /// The position the state has reached (tokens folded into it).
+    pub pos: usize,
+    pub layers: Vec<LayerState>,
+}
+
+/// Sizes of each layer's state: `(conv values, delta values)`.
+pub type StateSizes = Vec<(usize, usize)>;
+
+/// Every slot's state, for one model.
+#[derive(Debug)]
+pub struct SequenceStates {
+    sizes: StateSizes,
+    slots: Mutex<Vec<Option<SequenceState>>>,
+}
+
+impl SequenceStates {
+    pub fn new(sizes: StateSizes) -> Self {
+        SequenceStates {
+            sizes,
+            slots: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn fresh(&self) -> SequenceState {
+        SequenceState {
+            pos: 0,
+            layers: self
+                .sizes
+                .iter()
+                .map(|&(conv, delta)| LayerState {
+                    conv: vec![0.0; conv],
+                    delta: vec![0.0; delta],
+                })
+                .collect(),
+        }
+    }
+
+    /// The states of `batch`'s sequences, in its order, taken out of their slots for the
+    /// step: fresh where a sequence starts at position 0, else the slot's, which must stand
+    /// at the sequence's start. Give them back with `finish` once the step has run.
+    pub fn take(&self, batch: &FlatBatch) -> Result<Vec<SequenceState>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if batch.state_slots.len() != batch.seqs.len() {
+            return Err(ModelError::InvalidBatch(format!(
+                "{} state slots for {} sequences",
+                batch.state_slots.len(),
+                batch.seqs.len()
+            )));
+        }
+        for (i, &slot) in batch.state_slots.iter().enumerate() {
+            if batch.state_slots[..i].contains(&slot) {
+                return Err(ModelError::InvalidBatch(format!(
+                    "two sequences of one step share state slot {slot}"
+                )));
+            }
+            if slot as usize >= MAX_SLOTS {
+                return Err(ModelError::InvalidBatch(format!(
+                    "state slot {slot} past the {MAX_SLOTS} a model keeps"
+                )));
+            }
+        }
+        // Every check first, so a refused step takes nothing out.
+        for (seq, &slot) in batch.seqs.iter().zip(&batch.state_slots) {
+            if seq.start_pos == 0 {
+                continue;
+            }
+            let stands = slots
+                .get(slot as usize)
+                .and_then(|s| s.as_ref())
+                .map(|s| s.pos);
+            if stands != Some(seq.start_pos) {
+                return Err(ModelError::InvalidBatch(match stands {
+                    Some(pos) => format!(
+                        "state slot {slot} stands at position {pos}; the step continues from {}",
+                        seq.start_pos
+                    ),
+                    None => format!(
+                        "state slot {slot} holds no state to continue from position {}: the \
+                         sequence must start over",
+                        seq.start_pos
+                    ),
+                }));
+            }
+        }
+        let needed = batch.state_slots.iter().map(|&s| s as usize + 1).max();
+        if let Some(n) = needed.filter(|&n| n > slots.len()) {
+            slots.resize(n, None);
+        }
+        Ok(batch
+            .seqs
+            .iter()
+            .zip(&batch.state_slots)
+            .map(|(seq, &slot)| {
+                let held = slots[slot as usize].take();
+                match seq.start_pos {
+                    0 => self.fresh(),
+                    _ => held.unwrap_or_else(|| self.fresh()),
+                }
+            })
+            .collect())
+    }
+
+    /// Put back the states `take` gave for `batch`, each advanced past its sequence's tokens.
+    pub fn finish(&self, batch: &FlatBatch, states: Vec<SequenceState>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for ((seq, &slot), mut state) in batch.seqs.iter().zip(&batch.state_slots).zip(states) {
+            state.pos = seq.start_pos + seq.q_len;
+            if let Some(s) = slots.get_mut(slot as usize) {
+                *s = Some(state);
+            }
+        }
+    }
+
+    /// Bytes of state one sequence holds (f32 values).
+    pub fn bytes_per_sequence(&self) -> usize {
+        self.sizes.iter().map(|(c, d)| (c + d) * 4).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Batch, LogitsWanted, SeqInput};
+    use crate::lora::LoraMix;
+
+    fn step(seqs: &[(u32, usize, usize)]) -> FlatBatch {
+        let batch = Batch {
+            seqs: seqs
+                .iter()
+                .map(|&(slot, start, n)| SeqInput {
+                    state_slot: slot,
+                    tokens: vec![1; n],
+                    start_pos: start,
+                    block_table: (0..8).collect(),
+                    logits: LogitsWanted::None,
+                    lora: LoraMix::BASE,
+                })
+                .collect(),
+        };
+        FlatBatch::new(&batch, 16, 64, 8).unwrap()
+    }
+
+    #[test]
+    fn slots_continue_where_they_stand_and_restart_at_zero() {
+        let states = SequenceStates::new(vec![(3, 4)]);
+        let first = step(&[(0, 0, 5), (2, 0, 3)]);
+        let mut taken = states.take(&first).unwrap();
+        taken[0].layers[0].delta[0] = 7.0;
+        states.finish(&first, taken);
+
+        let next = step(&[(2, 3, 1), (0, 5, 2)]);
+        let taken = states.take(&next).unwrap();
+        assert_eq!(taken[1].layers[0].delta[0], 7.0);
+        assert_eq!(taken[0].layers[0].delta[0], 0.0);
+        states.finish(&next, taken);
+
+        // A new sequence in slot 0 starts afresh whatever the slot held.
+        let again = step(&[(0, 0, 1)]);
+        assert_eq!(states.take(&again).unwrap()[0].layers[0].delta[0], 0.0);
+    }
+
+    #[test]
+    fn refuses_a_step_that_does_not_continue_its_slot() {
+        let states = SequenceStates::new(vec![(1, 1)]);
+        let first = step(&[(1, 0, 4)]);
+        let taken = states.take(&first).unwrap();
+        states.finish(&first, taken);
+        let err = states.take(&step(&[(1, 3, 1)])).unwrap_err().to_string();
+        assert!(err.contains("stands at position 4"), "{err}");
+        let err = states.take(&step(&[(5, 2, 1)])).unwrap_err().to_string();
+        assert!(err.contains("holds no state"), "{err}");
+        let err = states
+            .take(&step(&[(1, 4, 1), (1, 0, 1)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("share state slot 1"), "{err}");
+        // The refused steps took nothing: slot 1 still continues from 4.
+        assert!(states.take(&step(&[(1, 4, 1)])).is_ok());
+    }
+
+    #[test]
+    fn a_step_that_fails_leaves_its_slots_empty() {
+        let states = SequenceStates::new(vec![(1, 1)]);
+        let first = step(&[(0, 0, 4)]);
+        let taken = states.take(&first).unwrap();
+        states.finish(&first, taken);
+        // Taken for a step that never finishes (an error mid-forward drops them).
+        drop(states.take(&step(&[(0, 4, 1)])).unwrap());
+        let err = states.take(&step(&[(0, 5, 1)])).unwrap_err().to_string();
+        assert!(err.contains("holds no state"), "{err}");
+    }
+}
