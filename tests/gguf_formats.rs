@@ -2222,7 +2222,7 @@ fn write_qwen3_next_gguf(
     // As llama.cpp's converter does, rows that are no whole blocks stay F32 (the shared
     // expert's 48-wide down projection).
     let mut put = |name: String, t: Tensor, quantized: bool| {
-        let whole_blocks = t.dims().last().is_some_and(|&n| n % 32 == 0);
+        let whole_blocks = t.dims().last().is_some_and(|&n| n.is_multiple_of(32));
         let ty = if quantized && t.rank() == 2 && whole_blocks {
             dtype
         } else {
@@ -2406,5 +2406,198 @@ fn gated_deltanet_hybrids_load_from_gguf() {
             logits(&q8).iter().all(|x| x.is_finite()),
             "{fixture} as {arch} Q8_0"
         );
+    }
+}
+
+/// The tiny Granite 4.0-H model in `fixture` as llama.cpp's converter writes it
+/// (`granitehybrid`): the Mamba-2 layers as `ssm_*` (−exp(A_log) and D as `[heads, 1]`, the
+/// norm as `[groups, inner / groups]`, the kernel squeezed), no KV heads for them in the
+/// per-layer `attention.head_count_kv`, RoPE flagged by `rope.scaling.finetuned` with llama's
+/// q/k rows permuted, the shared MLP's halves as `ffn_*_shexp` (the FFN's own where there are
+/// no experts), the experts split from their stacks; Granite's scales. `rounded` as for
+/// `write_qwen3_next_gguf`.
+fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join(fixture);
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (heads, kv_heads, hidden) = (
+        u("num_attention_heads"),
+        u("num_key_value_heads"),
+        u("hidden_size"),
+    );
+    let (mamba_heads, groups) = (u("mamba_n_heads"), u("mamba_n_groups"));
+    let inner = u("mamba_expand") * hidden;
+    let experts = u("num_local_experts");
+    let rope = cfg["position_embedding_type"] == "rope";
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut stacks = ExpertStacks::default();
+    let mut put = |name: String, t: Tensor, quantized: bool| {
+        // Its own storage: quantize reads a view's storage from the start.
+        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let t = Tensor::from_vec(values, t.dims(), &Device::Cpu).unwrap();
+        let ty = match quantized && t.rank() == 2 && t.dims()[1].is_multiple_of(32) {
+            true => dtype,
+            false => GgmlDType::F32,
+        };
+        let qt = QTensor::quantize(&t, ty).unwrap();
+        let qt = match rounded && ty != GgmlDType::F32 {
+            true => QTensor::quantize(&qt.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32),
+            false => Ok(qt),
+        };
+        q.push((name, qt.unwrap()));
+    };
+    let shexp = if experts > 0 { "_shexp" } else { "" };
+    for (name, t) in &tensors {
+        let Some((l, part)) = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            put(gguf_name(name), t.clone(), name != "model.norm.weight");
+            continue;
+        };
+        let blk = |what: &str| format!("blk.{l}.{what}");
+        let halves = |t: &Tensor| {
+            let f = t.dim(t.rank() - 2).unwrap() / 2;
+            let axis = t.rank() - 2;
+            (t.narrow(axis, 0, f).unwrap(), t.narrow(axis, f, f).unwrap())
+        };
+        match part {
+            "mamba.in_proj.weight" => put(blk("ssm_in.weight"), t.clone(), true),
+            "mamba.in_proj.bias" => put(blk("ssm_in.bias"), t.clone(), false),
+            "mamba.conv1d.weight" => put(blk("ssm_conv1d.weight"), t.squeeze(1).unwrap(), false),
+            "mamba.conv1d.bias" => put(blk("ssm_conv1d.bias"), t.clone(), false),
+            "mamba.dt_bias" => put(blk("ssm_dt.bias"), t.clone(), false),
+            "mamba.A_log" => {
+                let a = t.exp().unwrap().neg().unwrap();
+                put(blk("ssm_a"), a.reshape((mamba_heads, 1)).unwrap(), false)
+            }
+            "mamba.D" => put(blk("ssm_d"), t.reshape((mamba_heads, 1)).unwrap(), false),
+            "mamba.norm.weight" => {
+                let grouped = t.reshape((groups, inner / groups)).unwrap();
+                put(blk("ssm_norm.weight"), grouped, false)
+            }
+            "mamba.out_proj.weight" => put(blk("ssm_out.weight"), t.clone(), true),
+            "mamba.out_proj.bias" => put(blk("ssm_out.bias"), t.clone(), false),
+            "self_attn.q_proj.weight" if rope => {
+                put(blk("attn_q.weight"), permute_rope_rows(t, heads), true)
+            }
+            "self_attn.k_proj.weight" if rope => {
+                put(blk("attn_k.weight"), permute_rope_rows(t, kv_heads), true)
+            }
+            "shared_mlp.input_linear.weight" => {
+                let (gate, up) = halves(t);
+                put(blk(&format!("ffn_gate{shexp}.weight")), gate, true);
+                put(blk(&format!("ffn_up{shexp}.weight")), up, true);
+            }
+            "shared_mlp.output_linear.weight" => {
+                put(blk(&format!("ffn_down{shexp}.weight")), t.clone(), true)
+            }
+            "block_sparse_moe.router.layer.weight" => {
+                put(blk("ffn_gate_inp.weight"), t.clone(), false)
+            }
+            "block_sparse_moe.input_linear.weight" => {
+                let (gate, up) = halves(t);
+                for (proj, stack) in [("gate", gate), ("up", up)] {
+                    for e in 0..experts {
+                        let one = stack.get(e).unwrap();
+                        let values = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                        let one = Tensor::from_vec(values, one.dims(), &Device::Cpu).unwrap();
+                        stacks
+                            .entry((l.to_string(), proj))
+                            .or_default()
+                            .push((e, one));
+                    }
+                }
+            }
+            "block_sparse_moe.output_linear.weight" => {
+                for e in 0..experts {
+                    let one = t.get(e).unwrap();
+                    stacks
+                        .entry((l.to_string(), "down"))
+                        .or_default()
+                        .push((e, one));
+                }
+            }
+            "post_attention_layernorm.weight" => put(blk("ffn_norm.weight"), t.clone(), false),
+            _ => put(gguf_name(name), t.clone(), !part.ends_with("norm.weight")),
+        }
+    }
+    let stacked_q = stacked(stacks, |t| {
+        let qt = QTensor::quantize(t, dtype).unwrap();
+        match rounded {
+            true => QTensor::quantize(&qt.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32),
+            false => Ok(qt),
+        }
+        .unwrap()
+    });
+    q.extend(stacked_q);
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap_or(1.0) as f32);
+    let per_layer_kv = cfg["layer_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Value::I32(if t == "mamba" { 0 } else { kv_heads as i32 }))
+        .collect();
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("rope.freq_base", Value::F32(10000.0)),
+        ("rope.scaling.finetuned", Value::Bool(rope)),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("ssm.conv_kernel", v("mamba_d_conv")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", v("mamba_d_state")),
+        ("ssm.group_count", v("mamba_n_groups")),
+        ("ssm.time_step_rank", v("mamba_n_heads")),
+        ("embedding_scale", f("embedding_multiplier")),
+        ("attention.scale", f("attention_multiplier")),
+        ("residual_scale", f("residual_multiplier")),
+        ("logit_scale", f("logits_scaling")),
+        ("expert_count", Value::U32(experts as u32)),
+    ];
+    match experts {
+        0 => md.push(("feed_forward_length", v("shared_intermediate_size"))),
+        _ => md.extend([
+            ("feed_forward_length", v("intermediate_size")),
+            ("expert_used_count", v("num_experts_per_tok")),
+            ("expert_feed_forward_length", v("intermediate_size")),
+            (
+                "expert_shared_feed_forward_length",
+                v("shared_intermediate_size"),
+            ),
+        ]),
+    }
+    write_file(path, "granitehybrid", md, &q);
+}
+
+/// Granite 4.0-H (`granitehybrid`; with experts and NoPE, and -Micro style: no experts, RoPE)
+/// as llama.cpp's converter writes it: the checkouts' logits exactly in F32; a Q8_0 file read
+/// with `--dequantize` gives exactly the logits of its values written as F32, and runs.
+#[test]
+fn granite_4_hybrids_load_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    for fixture in ["granitemoehybrid", "granitemoehybrid_dense"] {
+        let file = |dtype: GgmlDType, rounded: bool| {
+            let path = dir
+                .path()
+                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
+            write_granite_hybrid_gguf(fixture, &path, (dtype, rounded));
+            path
+        };
+        let reference = logits(&fixtures().join("tiny").join(fixture));
+        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
+        assert!(d < 1e-4, "{fixture} F32: logits differ by {d}");
+        let q8 = file(GgmlDType::Q8_0, false);
+        let rounded = logits(&file(GgmlDType::Q8_0, true));
+        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
+        assert!(d < 1e-4, "{fixture} Q8_0 dequantized: logits differ by {d}");
+        assert!(logits(&q8).iter().all(|x| x.is_finite()), "{fixture} Q8_0");
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::gated_delta_net::GatedDeltaNetLayer;
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
+use crate::mamba2::Mamba2Layer;
 use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
 use crate::projection::{members, NormedInput, Projections};
@@ -72,6 +73,9 @@ pub(crate) enum Attention<B: Backend> {
     /// No attention: gated DeltaNet linear attention over the sequence's recurrent state
     /// (its `out_proj` is the layer's `wo`).
     GatedDeltaNet(Box<GatedDeltaNetLayer<B>>),
+    /// No attention: Mamba-2's state-space model over the sequence's recurrent state (its
+    /// `out_proj` is the layer's `wo`).
+    Mamba2(Box<Mamba2Layer<B>>),
 }
 
 /// What one forward pass computed.
@@ -182,6 +186,7 @@ impl<B: Backend> DecoderModel<B> {
         for l in 0..spec.num_layers {
             let conv = spec.short_conv.as_ref().is_some_and(|c| c.layers[l]);
             let linear = spec.linear_attention.as_ref().filter(|a| a.layers[l]);
+            let mamba = spec.mamba.as_ref().filter(|m| m.layers[l]);
             let n = |s: &str| layer(l, s);
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
                 (
@@ -196,6 +201,15 @@ impl<B: Backend> DecoderModel<B> {
                     Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
                     ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
                 ),
+                _ if mamba.is_some() => {
+                    let dims = mamba.cloned().unwrap_or_else(|| unreachable!());
+                    let index = state_sizes.len();
+                    state_sizes.push(Mamba2Layer::<B>::state_sizes(&dims));
+                    (
+                        Attention::Mamba2(Box::new(Mamba2Layer::load(&ld, l, &spec, index)?)),
+                        ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
+                    )
+                }
                 _ if linear.is_some() => {
                     let dims = linear.cloned().unwrap_or_else(|| unreachable!());
                     let index = state_sizes.len();
@@ -252,9 +266,12 @@ impl<B: Backend> DecoderModel<B> {
                 },
                 attention,
                 wo,
-                wo_bias: match conv {
-                    true => ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?,
-                    false => ld.opt_weight(&n("attn_output.bias"), &[h])?,
+                wo_bias: if conv {
+                    ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
+                } else if mamba.is_some() || linear.is_some() {
+                    ld.opt_weight(&n("ssm_out.bias"), &[h])?
+                } else {
+                    ld.opt_weight(&n("attn_output.bias"), &[h])?
                 },
                 post_attn_norm,
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
@@ -352,7 +369,7 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
             && self.spec.short_conv.is_none()
-            && self.spec.linear_attention.is_none()
+            && !self.spec.keeps_sequence_state()
             && !self.spec.attn_output_gate
             && !self.spec.unfused_blocks();
         if !plain && slots.iter().any(Option::is_some) {
@@ -405,6 +422,7 @@ impl<B: Backend> DecoderModel<B> {
                     Attention::Latent(a) => a.joined_groups(),
                     Attention::ShortConv(c) => c.is_joined() as usize,
                     Attention::GatedDeltaNet(g) => g.is_joined() as usize,
+                    Attention::Mamba2(_) => 0,
                 };
                 attention + l.ffn.is_joined() as usize
             })
@@ -547,6 +565,7 @@ impl<B: Backend> DecoderModel<B> {
                         Attention::GatedDeltaNet(delta) => {
                             delta.mix(b, &attn_in, batch, &mut states)?
                         }
+                        Attention::Mamba2(mamba) => mamba.mix(b, &attn_in, batch, &mut states)?,
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
                                 conv_taps.as_ref().ok_or_else(conv_without_taps)?;
@@ -576,7 +595,10 @@ impl<B: Backend> DecoderModel<B> {
                         "latent attention without a norm before it is not supported".into(),
                     ))
                 }
-                (None, Attention::ShortConv(_) | Attention::GatedDeltaNet(_)) => {
+                (
+                    None,
+                    Attention::ShortConv(_) | Attention::GatedDeltaNet(_) | Attention::Mamba2(_),
+                ) => {
                     return Err(ModelError::Config(
                         "a short convolution or linear attention needs its norm before it".into(),
                     ))

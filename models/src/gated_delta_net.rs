@@ -141,7 +141,7 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
         self.in_proj.is_joined()
     }
 
-    /// Sizes of this layer's state: `(conv values, delta values)`.
+    /// Sizes of this layer's state: `(conv values, recurrent values)`.
     pub fn state_sizes(dims: &LinearAttention) -> (usize, usize) {
         (
             (dims.conv_kernel - 1) * dims.conv_channels(),
@@ -254,7 +254,8 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             g: &g,
             beta: &beta,
         };
-        gated_delta_rule(shape, rule_inputs, &mut state.delta, out).map_err(ModelError::Backend)?;
+        gated_delta_rule(shape, rule_inputs, &mut state.recurrent, out)
+            .map_err(ModelError::Backend)?;
         // The gated norm of each value head's output.
         let z = &inputs.z[rows.start * heads * d.value_dim..rows.end * heads * d.value_dim];
         for (o, z) in out
@@ -374,7 +375,7 @@ impl Unpacked {
     }
 }
 
-fn silu(x: f32) -> f32 {
+pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
@@ -383,7 +384,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 /// PyTorch's softplus (threshold 20: linear past it, where `ln(1 + e^x)` is `x` in f32).
-fn softplus(x: f32) -> f32 {
+pub(crate) fn softplus(x: f32) -> f32 {
     match x > 20.0 {
         true => x,
         false => x.exp().ln_1p(),

@@ -18,6 +18,7 @@ pub mod kv_rows;
 mod layer_loader;
 pub mod loader;
 pub mod lora;
+mod mamba2;
 pub mod mla;
 pub mod moe;
 pub mod partial_rope;

@@ -1,5 +1,5 @@
-//! The recurrent state a gated DeltaNet layer keeps per sequence: the last inputs of its
-//! convolution and its delta-rule matrices. Unlike keys and values it is not a row per
+//! The recurrent state a gated DeltaNet or Mamba-2 layer keeps per sequence: the last inputs
+//! of its convolution and its recurrence's matrices. Unlike keys and values it is not a row per
 //! position that the paged cache could hold (Qwen3-Next-80B's is 2 MB per layer, the same at
 //! every length), so it lives in slots, one per running sequence (`SeqInput::state_slot`),
 //! as vLLM's and llama.cpp's recurrent caches keep it.
@@ -24,8 +24,9 @@ pub struct LayerState {
     /// The convolution's inputs of the last `kernel - 1` positions, oldest first
     /// (`[kernel - 1, channels]`; zeros before the sequence's start).
     pub conv: Vec<f32>,
-    /// The delta rule's matrices, `[value_heads, key_dim, value_dim]`.
-    pub delta: Vec<f32>,
+    /// The recurrence's matrices: the delta rule's `[value_heads, key_dim, value_dim]`, or
+    /// Mamba-2's `[heads, head_dim, state]`.
+    pub recurrent: Vec<f32>,
 }
 
 /// One sequence's state: each gated DeltaNet layer's, in layer order.
@@ -36,7 +37,7 @@ pub struct SequenceState {
     pub layers: Vec<LayerState>,
 }
 
-/// Sizes of each layer's state: `(conv values, delta values)`.
+/// Sizes of each recurrent layer's state: `(conv values, recurrent values)`.
 pub type StateSizes = Vec<(usize, usize)>;
 
 /// Every slot's state, for one model.
@@ -60,9 +61,9 @@ impl SequenceStates {
             layers: self
                 .sizes
                 .iter()
-                .map(|&(conv, delta)| LayerState {
+                .map(|&(conv, recurrent)| LayerState {
                     conv: vec![0.0; conv],
-                    delta: vec![0.0; delta],
+                    recurrent: vec![0.0; recurrent],
                 })
                 .collect(),
         }
@@ -178,18 +179,18 @@ mod tests {
         let states = SequenceStates::new(vec![(3, 4)]);
         let first = step(&[(0, 0, 5), (2, 0, 3)]);
         let mut taken = states.take(&first).unwrap();
-        taken[0].layers[0].delta[0] = 7.0;
+        taken[0].layers[0].recurrent[0] = 7.0;
         states.finish(&first, taken);
 
         let next = step(&[(2, 3, 1), (0, 5, 2)]);
         let taken = states.take(&next).unwrap();
-        assert_eq!(taken[1].layers[0].delta[0], 7.0);
-        assert_eq!(taken[0].layers[0].delta[0], 0.0);
+        assert_eq!(taken[1].layers[0].recurrent[0], 7.0);
+        assert_eq!(taken[0].layers[0].recurrent[0], 0.0);
         states.finish(&next, taken);
 
         // A new sequence in slot 0 starts afresh whatever the slot held.
         let again = step(&[(0, 0, 1)]);
-        assert_eq!(states.take(&again).unwrap()[0].layers[0].delta[0], 0.0);
+        assert_eq!(states.take(&again).unwrap()[0].layers[0].recurrent[0], 0.0);
     }
 
     #[test]

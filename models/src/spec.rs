@@ -31,6 +31,8 @@ pub enum Arch {
     /// Qwen3.5: Qwen3-Next's layers, its FFN dense (`Qwen35`) or experts (`Qwen35Moe`).
     Qwen35,
     Qwen35Moe,
+    /// Granite 4.0-H: Mamba-2 layers with an attention layer every so often.
+    GraniteMoeHybrid,
     Mistral4,
     SolarOpen,
     ExaoneMoe,
@@ -159,6 +161,7 @@ impl Arch {
             Arch::Qwen3Next => "qwen3next",
             Arch::Qwen35 => "qwen35",
             Arch::Qwen35Moe => "qwen35moe",
+            Arch::GraniteMoeHybrid => "granitehybrid",
             Arch::Mistral4 => "mistral4",
             Arch::SolarOpen => "solar_open",
             Arch::ExaoneMoe => "exaone_moe",
@@ -348,6 +351,34 @@ impl LinearAttention {
     }
 }
 
+/// Mamba-2 layers (Granite 4.0-H): a selective state-space model whose memory of the past is
+/// a per-sequence state (`crate::mamba2`). `heads` heads of `head_dim` channels (`inner` in
+/// all) keep `[head_dim, state]` matrices; B and C are shared by the heads of each of
+/// `groups` groups.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Mamba2 {
+    /// Per layer, whether it is a Mamba-2 layer (the others attend).
+    pub layers: Vec<bool>,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub groups: usize,
+    pub state: usize,
+    pub conv_kernel: usize,
+    /// The gated norm's groups of channels (the whole `inner` in Granite 4.0-H).
+    pub norm_group: usize,
+}
+
+impl Mamba2 {
+    /// The heads' channels: `heads · head_dim`.
+    pub fn inner(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Channels of the convolution: x, then B and C of every group.
+    pub fn conv_channels(&self) -> usize {
+        self.inner() + 2 * self.groups * self.state
+    }
+}
+
 /// How a router turns its logits into expert scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ExpertScoring {
@@ -472,6 +503,9 @@ pub struct ModelSpec {
     /// Layers that mix tokens by gated DeltaNet linear attention (Qwen3-Next): each sequence
     /// then carries a recurrent state beside its KV rows (`ModelSpec::keeps_sequence_state`).
     pub linear_attention: Option<LinearAttention>,
+    /// Layers that mix tokens by Mamba-2's state-space model (Granite 4.0-H); each sequence
+    /// then carries a recurrent state too.
+    pub mamba: Option<Mamba2>,
     /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
     /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`).
     pub attn_output_gate: bool,
@@ -512,7 +546,14 @@ impl ModelSpec {
     /// sequence's state slot (`SeqInput::state_slot`), and what rebuilds a sequence from
     /// cached blocks alone (prefix sharing, dropped drafts) cannot serve it.
     pub fn keeps_sequence_state(&self) -> bool {
-        self.linear_attention.is_some()
+        self.linear_attention.is_some() || self.mamba.is_some()
+    }
+
+    /// Whether layer `l` is a Mamba-2 layer.
+    pub fn is_mamba(&self, l: usize) -> bool {
+        self.mamba
+            .as_ref()
+            .is_some_and(|m| m.layers.get(l) == Some(&true))
     }
 
     /// Whether layer `l` is a gated DeltaNet layer.
@@ -540,7 +581,7 @@ impl ModelSpec {
             total += match conv(l) {
                 true => self.conv_cache_span(),
                 // Its state is the sequence's, not its positions': no cache rows.
-                false if self.is_linear_attention(l) => 0,
+                false if self.is_linear_attention(l) || self.is_mamba(l) => 0,
                 false => 1,
             };
         }
@@ -721,6 +762,34 @@ impl ModelSpec {
                     a.key_dim,
                     a.value_dim,
                     a.conv_kernel
+                ));
+            }
+        }
+        if let Some(m) = &self.mamba {
+            let plain = self.pre_norms
+                && !self.sandwich_norms
+                && self.latent_attention.is_none()
+                && self.short_conv.is_none()
+                && self.linear_attention.is_none()
+                && !self.unfused_blocks();
+            let sizes = [
+                m.heads,
+                m.head_dim,
+                m.groups,
+                m.state,
+                m.conv_kernel,
+                m.norm_group,
+            ];
+            if m.layers.len() != self.num_layers
+                || sizes.contains(&0)
+                || !m.heads.is_multiple_of(m.groups)
+                || !m.inner().is_multiple_of(m.norm_group)
+                || !plain
+            {
+                return bad(format!(
+                    "Mamba-2: {} layer flags for {} layers, {m:?}; pre-norm RMSNorm blocks only",
+                    m.layers.len(),
+                    self.num_layers
                 ));
             }
         }

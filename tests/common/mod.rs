@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 84] = [
+pub const TINY_ARCHS: [&str; 87] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -47,6 +47,9 @@ pub const TINY_ARCHS: [&str; 84] = [
     "qwen3_next",
     "qwen3_5",
     "qwen3_5_moe",
+    "granitemoehybrid",
+    "granitemoehybrid_dense",
+    "granitemoehybrid_groups",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -13,10 +13,15 @@
 //! the experts' output (`shared_mlp.input_linear`, gate rows then up rows; `output_linear`);
 //! llama.cpp converts it as `granitemoe` with `expert_shared_feed_forward_length` and
 //! `ffn_*_shexp` tensors, which the generic `experts::from_gguf` reads.
+//!
+//! Granite 4.0-H (`granitemoehybrid`: -Micro, -Tiny, -Small) mixes tokens by Mamba-2 layers
+//! (`crate::mamba2`) with an attention layer every so often (`layer_types`), without RoPE
+//! unless `position_embedding_type` is `rope`; its FFN is granitemoeshared's experts and shared
+//! MLP, or the shared MLP alone where it has no experts (-Micro).
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, HfConfig, ModelSpec};
+use crate::spec::{Arch, HfConfig, Mamba2, ModelSpec};
 use crate::weights::gguf::GgufFile;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
@@ -29,6 +34,95 @@ pub fn moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     // granitemoeshared's MLP beside the experts, without a gate of its own.
     experts.shared_intermediate_size = c.opt_usize("shared_intermediate_size")?.unwrap_or(0);
     spec.experts = Some(experts);
+    Ok(spec)
+}
+
+/// transformers' defaults where a `granitemoehybrid` config.json is silent.
+const DEFAULT_HYBRID_EXPERTS: usize = 8;
+const DEFAULT_MAMBA_HEADS: usize = 128;
+const DEFAULT_MAMBA_STATE: usize = 256;
+const DEFAULT_MAMBA_EXPAND: usize = 2;
+const DEFAULT_MAMBA_CONV: usize = 4;
+
+pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let layers = c.usize("num_hidden_layers")?;
+    let types =
+        c.0.get("layer_types")
+            .or_else(|| c.0.get("layers_block_type"))
+            .and_then(|v| v.as_array());
+    let mamba_layers: Vec<bool> = match types {
+        None => vec![true; layers],
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("mamba") => Ok(true),
+                Some("attention") => Ok(false),
+                _ => Err(ModelError::Config(format!(
+                    "unknown Granite 4.0-H layer type {t}"
+                ))),
+            })
+            .collect::<Result<_>>()?,
+    };
+    if mamba_layers.len() != layers {
+        return Err(ModelError::Config(format!(
+            "{} layer types for {layers} layers",
+            mamba_layers.len()
+        )));
+    }
+    let experts = c
+        .opt_usize("num_local_experts")?
+        .unwrap_or(DEFAULT_HYBRID_EXPERTS);
+    // The base reads llama's keys: the layer types (mamba / attention, not windows) out of its
+    // way; without experts the shared MLP is the FFN, of its width.
+    let mut cfg = match experts {
+        0 => c.with_keys(&[], &[]),
+        _ => c.0.clone(),
+    };
+    if let Some(fields) = cfg.as_object_mut() {
+        fields.remove("layer_types");
+        if experts == 0 {
+            let shared = c.opt_usize("shared_intermediate_size")?.unwrap_or(1024);
+            fields.insert("intermediate_size".into(), shared.into());
+        }
+    }
+    let cfg = HfConfig(&cfg);
+    let mut spec = match experts {
+        0 => granite_from_hf(&cfg, Arch::GraniteMoeHybrid)?,
+        _ => {
+            let mut spec = granite_from_hf(&cfg, Arch::GraniteMoeHybrid)?;
+            let mut moe = super::experts::mixtral_from_hf(&cfg, layers)?;
+            moe.shared_intermediate_size = cfg.opt_usize("shared_intermediate_size")?.unwrap_or(0);
+            spec.experts = Some(moe);
+            spec
+        }
+    };
+    if c.str("position_embedding_type") != Some("rope") {
+        spec.unrotated_layers = vec![true; layers];
+    }
+    let hidden = spec.hidden_size;
+    let heads = c.opt_usize("mamba_n_heads")?.unwrap_or(DEFAULT_MAMBA_HEADS);
+    let inner = c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_MAMBA_EXPAND) * hidden;
+    let head_dim = match c.opt_usize("mamba_d_head") {
+        Ok(Some(d)) => d,
+        // `"auto"` (transformers' default): the heads share the inner width.
+        _ => inner / heads.max(1),
+    };
+    if heads * head_dim != inner {
+        return Err(ModelError::Config(format!(
+            "Mamba-2: {heads} heads of {head_dim} for an inner width of {inner}"
+        )));
+    }
+    spec.mamba = Some(Mamba2 {
+        layers: mamba_layers,
+        heads,
+        head_dim,
+        groups: c.opt_usize("mamba_n_groups")?.unwrap_or(1),
+        state: c.opt_usize("mamba_d_state")?.unwrap_or(DEFAULT_MAMBA_STATE),
+        conv_kernel: c.opt_usize("mamba_d_conv")?.unwrap_or(DEFAULT_MAMBA_CONV),
+        // transformers' Granite norm is over the whole inner width, whatever the groups.
+        norm_group: inner,
+    });
+    spec.validate()?;
     Ok(spec)
 }
 
@@ -73,6 +167,52 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// llama.cpp's `granitehybrid` GGUF (Granite 4.0-H): the Mamba-2 layers are those with no KV
+/// heads in the per-layer `attention.head_count_kv`, their shapes the `ssm.*` keys (`inner_size`
+/// over `time_step_rank` heads); RoPE only where `rope.scaling.finetuned` says so (the
+/// converter's flag for it), with llama's permuted q/k rows; the gated norm per group of
+/// `inner / group_count` channels (llama.cpp's, which transformers' matches with one group);
+/// experts where `expert_count` is positive, else the dense FFN.
+pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = base_from_gguf(g, Arch::GraniteMoeHybrid, RopeStyle::Interleaved)?;
+    let key = |s: &str| g.get_f64(&k(s)).map(|v| v as f32);
+    apply(
+        &mut spec,
+        Scalars {
+            embedding: key("embedding_scale"),
+            attention: key("attention.scale"),
+            residual: key("residual_scale"),
+            logits: key("logit_scale"),
+        },
+    );
+    let layers = super::layers_without_attention(g, &mut spec)?;
+    if !g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true) {
+        spec.unrotated_layers = vec![true; spec.num_layers];
+    }
+    let inner = g.require_usize(&k("ssm.inner_size"))?;
+    let heads = g.require_usize(&k("ssm.time_step_rank"))?;
+    let groups = g.require_usize(&k("ssm.group_count"))?;
+    if heads == 0 || groups == 0 || !inner.is_multiple_of(heads) || !inner.is_multiple_of(groups) {
+        return Err(ModelError::Config(format!(
+            "{a}: an inner size of {inner} over {heads} heads in {groups} groups"
+        )));
+    }
+    spec.mamba = Some(Mamba2 {
+        layers,
+        heads,
+        head_dim: inner / heads,
+        groups,
+        state: g.require_usize(&k("ssm.state_size"))?,
+        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
+        norm_group: inner / groups,
+    });
+    spec.experts = super::experts::from_gguf(g, spec.num_layers)?;
+    spec.validate()?;
+    Ok(spec)
+}
+
 /// Granite's scalars, each None where the file leaves it out (transformers' defaults then:
 /// 1, 1/sqrt(head_dim), 1, 1; llama.cpp treats a 0 the same way).
 struct Scalars {
@@ -89,5 +229,57 @@ fn apply(spec: &mut ModelSpec, s: Scalars) {
     spec.logit_divisor = set(s.logits);
     if let Some(a) = s.attention.filter(|&a| a != 0.0) {
         spec.attn_scale = a;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Granite 4.0-H-Tiny-shaped config: 40 layers, attention in four of them.
+    fn tiny_h() -> serde_json::Value {
+        let types: Vec<&str> = (0..40)
+            .map(|l| match l % 10 == 5 {
+                true => "attention",
+                false => "mamba",
+            })
+            .collect();
+        serde_json::json!({
+            "model_type": "granitemoehybrid", "hidden_size": 1536, "num_hidden_layers": 40,
+            "num_attention_heads": 12, "num_key_value_heads": 4, "intermediate_size": 512,
+            "vocab_size": 100352, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072,
+            "layer_types": types, "mamba_n_heads": 48, "mamba_d_head": 64,
+            "mamba_n_groups": 1, "mamba_d_state": 128, "mamba_d_conv": 4, "mamba_expand": 2,
+            "num_local_experts": 64, "num_experts_per_tok": 6, "shared_intermediate_size": 1024,
+            "position_embedding_type": "nope", "embedding_multiplier": 12.0,
+            "attention_multiplier": 0.0078125, "residual_multiplier": 0.22,
+            "logits_scaling": 6.0, "tie_word_embeddings": true
+        })
+    }
+
+    #[test]
+    fn reads_a_granite_4_h_config() {
+        let spec = super::super::spec_from_hf(&tiny_h()).unwrap();
+        assert_eq!(spec.arch, Arch::GraniteMoeHybrid);
+        let m = spec.mamba.as_ref().unwrap();
+        assert_eq!((m.heads, m.head_dim, m.groups, m.state), (48, 64, 1, 128));
+        assert_eq!(
+            (m.inner(), m.conv_channels(), m.norm_group),
+            (3072, 3328, 3072)
+        );
+        assert_eq!(m.layers.iter().filter(|&&l| !l).count(), 4);
+        assert!(spec.keeps_sequence_state() && spec.unrotated_layers.iter().all(|&u| u));
+        // Only the four attention layers hold KV rows.
+        assert_eq!(spec.cache_layers().total, 4);
+        let moe = spec.experts.as_ref().unwrap();
+        assert_eq!((moe.num_experts, moe.shared_intermediate_size), (64, 1024));
+        assert_eq!(spec.embed_scale, Some(12.0));
+        // -Micro: no experts, the shared MLP is the FFN; RoPE where the config says so.
+        let mut micro = tiny_h();
+        micro["num_local_experts"] = 0.into();
+        micro["position_embedding_type"] = "rope".into();
+        let spec = super::super::spec_from_hf(&micro).unwrap();
+        assert!(spec.experts.is_none() && spec.unrotated_layers.is_empty());
+        assert_eq!(spec.intermediate_size, 1024);
     }
 }

@@ -155,35 +155,11 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 fn lfm2_from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
     let a = arch.name();
     let mut spec = base_from_gguf(g, arch, RopeStyle::Neox)?;
-    let kv_heads = g
-        .get_usize_array(&format!("{a}.attention.head_count_kv"))
-        .ok_or_else(|| {
-            ModelError::Config(format!(
-                "{a} GGUF: no per-layer attention.head_count_kv array"
-            ))
-        })?;
-    if kv_heads.len() != spec.num_layers {
-        return Err(ModelError::Config(format!(
-            "{a} GGUF: {} KV head counts for {} layers",
-            kv_heads.len(),
-            spec.num_layers
-        )));
-    }
-    let mut attention = kv_heads.iter().filter(|&&n| n > 0);
-    let heads = *attention
-        .next()
-        .ok_or_else(|| ModelError::Config(format!("{a} GGUF: no layer has attention")))?;
-    if attention.any(|&n| n != heads) {
-        return Err(ModelError::Config(format!(
-            "{a} GGUF: attention layers with different KV head counts {kv_heads:?}"
-        )));
-    }
-    spec.num_kv_heads = heads;
+    let layers = super::layers_without_attention(g, &mut spec)?;
     spec.rms_eps = g
         .get_f64(&format!("{a}.attention.layer_norm_rms_epsilon"))
         .map_or(1e-5, |e| e as f32);
     spec.qk_norm = true;
-    let layers: Vec<bool> = kv_heads.iter().map(|&n| n == 0).collect();
     // The metadata has no key for the biases: the first convolution's tensors tell.
     let first_conv = layers.iter().position(|&c| c).unwrap_or(0);
     spec.short_conv = Some(ShortConv {

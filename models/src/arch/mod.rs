@@ -47,7 +47,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 62] = [
+pub const HF_MODEL_TYPES: [&str; 63] = [
     "llama",
     "mistral",
     "ministral",
@@ -105,6 +105,7 @@ pub const HF_MODEL_TYPES: [&str; 62] = [
     "granite",
     "granitemoe",
     "granitemoeshared",
+    "granitemoehybrid",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -113,7 +114,7 @@ pub const HF_MODEL_TYPES: [&str; 62] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 48] = [
+pub const GGUF_ARCHITECTURES: [&str; 49] = [
     "llama",
     "mistral",
     "mistral3",
@@ -162,6 +163,7 @@ pub const GGUF_ARCHITECTURES: [&str; 48] = [
     "qwen3next",
     "qwen35",
     "qwen35moe",
+    "granitehybrid",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -248,6 +250,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "gpt_oss" => gpt_oss::from_hf(&c)?,
         "granite" => granite::from_hf(&c)?,
         "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
+        "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
         "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
@@ -622,6 +625,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen3next" => qwen3_next::from_gguf(g, Arch::Qwen3Next)?,
         "qwen35" => qwen3_next::from_gguf(g, Arch::Qwen35)?,
         "qwen35moe" => qwen3_next::from_gguf(g, Arch::Qwen35Moe)?,
+        "granitehybrid" => granite::hybrid_from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -699,6 +703,38 @@ pub(crate) fn rotary_dim_from_gguf(g: &GgufFile, head_dim: usize) -> Result<Opti
 pub(crate) fn layer_norm_eps_from_gguf(g: &GgufFile) -> Result<f32> {
     let key = format!("{}.attention.layer_norm_epsilon", g.architecture()?);
     Ok(g.get_f64(&key).map_or(1e-5, |e| e as f32))
+}
+
+/// Per layer, whether it has no attention, from llama.cpp's per-layer
+/// `attention.head_count_kv` array (0 for LFM2's convolutions, Granite 4.0-H's Mamba-2
+/// layers); `spec.num_kv_heads` set to the attention layers' count, which must be one.
+pub(crate) fn layers_without_attention(g: &GgufFile, spec: &mut ModelSpec) -> Result<Vec<bool>> {
+    let a = g.architecture()?;
+    let kv_heads = g
+        .get_usize_array(&format!("{a}.attention.head_count_kv"))
+        .ok_or_else(|| {
+            ModelError::Config(format!(
+                "{a} GGUF: no per-layer attention.head_count_kv array"
+            ))
+        })?;
+    if kv_heads.len() != spec.num_layers {
+        return Err(ModelError::Config(format!(
+            "{a} GGUF: {} KV head counts for {} layers",
+            kv_heads.len(),
+            spec.num_layers
+        )));
+    }
+    let mut attention = kv_heads.iter().filter(|&&n| n > 0);
+    let heads = *attention
+        .next()
+        .ok_or_else(|| ModelError::Config(format!("{a} GGUF: no layer has attention")))?;
+    if attention.any(|&n| n != heads) {
+        return Err(ModelError::Config(format!(
+            "{a} GGUF: attention layers with different KV head counts {kv_heads:?}"
+        )));
+    }
+    spec.num_kv_heads = heads;
+    Ok(kv_heads.iter().map(|&n| n == 0).collect())
 }
 
 /// Leave out the multi-token-prediction layers a GLM GGUF counts in its blocks
@@ -812,6 +848,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         experts: None,
         short_conv: None,
         linear_attention: None,
+        mamba: None,
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
@@ -948,6 +985,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         experts: None,
         short_conv: None,
         linear_attention: None,
+        mamba: None,
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),

@@ -225,6 +225,7 @@ impl EncoderConfig {
             experts: None,
             short_conv: None,
             linear_attention: None,
+            mamba: None,
             attn_output_gate: false,
             learned_positions: false,
             xielu: Vec::new(),

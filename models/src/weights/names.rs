@@ -48,6 +48,8 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
     match (part, suffix) {
         ("ssm_a_log", "weight") => return Some(format!("model.layers.{l}.linear_attn.A_log")),
         ("ssm_dt", "bias") => return Some(format!("model.layers.{l}.linear_attn.dt_bias")),
+        // Mamba-2's skip weights (named on by `mamba_hf`).
+        ("ssm_d", "weight") => return Some(format!("model.layers.{l}.linear_attn.D")),
         _ => {}
     }
     let hf = match (part, naming) {
@@ -421,6 +423,20 @@ fn correction_bias_as(hf: &str, name: &str) -> Option<String> {
     Some(format!("{head}.{name}"))
 }
 
+/// Granite 4.0-H's HF name of a Mamba-2 tensor `to_hf` names as Qwen3-Next's linear
+/// attention's (llama.cpp names both `ssm_*`): `mamba.in_proj`, `mamba.conv1d`, `mamba.A_log`,
+/// `mamba.dt_bias`, `mamba.D`, `mamba.norm`, `mamba.out_proj`.
+pub fn mamba_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".linear_attn.")?;
+    let rest = match rest.split_once('.') {
+        Some(("in_proj_qkvz", suffix)) => format!("in_proj.{suffix}"),
+        Some(("conv1d" | "norm" | "out_proj", _)) => rest.to_string(),
+        None if matches!(rest, "A_log" | "dt_bias" | "D") => rest.to_string(),
+        _ => return None,
+    };
+    Some(format!("{head}.mamba.{rest}"))
+}
+
 /// Qwen3.5's HF name of its DeltaNet's q/k/v product, which `to_hf` names as Phi-3's joined
 /// attention product (llama.cpp names both `attn_qkv`): `linear_attn.in_proj_qkv`.
 pub fn qwen3_5_hf(hf: &str) -> Option<String> {
@@ -530,6 +546,16 @@ mod tests {
             qwen3_5_hf(&hf("blk.0.attn_qkv.weight").unwrap()).as_deref(),
             Some("model.layers.0.linear_attn.in_proj_qkv.weight")
         );
+        // Granite 4.0-H's Mamba-2 layers under the same canonical names.
+        for (canonical, checkout) in [
+            ("blk.0.ssm_in.weight", "model.layers.0.mamba.in_proj.weight"),
+            ("blk.0.ssm_conv1d.bias", "model.layers.0.mamba.conv1d.bias"),
+            ("blk.0.ssm_a_log.weight", "model.layers.0.mamba.A_log"),
+            ("blk.0.ssm_d.weight", "model.layers.0.mamba.D"),
+            ("blk.0.ssm_norm.weight", "model.layers.0.mamba.norm.weight"),
+        ] {
+            assert_eq!(mamba_hf(&hf(canonical).unwrap()).as_deref(), Some(checkout));
+        }
     }
 
     #[test]

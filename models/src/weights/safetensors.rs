@@ -5,7 +5,8 @@ use super::fp8::Fp8Format;
 use super::names::{
     apertus_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf,
     gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, lfm2_hf, lfm2_moe_hf, llama4_hf,
-    mixtral_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf, HfNormNaming,
+    mamba_hf, mixtral_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf,
+    HfNormNaming,
 };
 use super::quantization::Quantization;
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -254,6 +255,7 @@ impl SafetensorsDir {
             exaone_moe_hf(&hf),
             sarvam_hf(&hf),
             qwen3_5_hf(&hf),
+            mamba_hf(&hf),
         ];
         std::iter::once(hf.clone())
             .chain(alternates.into_iter().flatten())
@@ -512,6 +514,10 @@ fn granite_shared_mlp(name: &str) -> Option<(String, Option<usize>)> {
         "ffn_gate_shexp.weight" => ("input_linear", Some(0)),
         "ffn_up_shexp.weight" => ("input_linear", Some(1)),
         "ffn_down_shexp.weight" => ("output_linear", None),
+        // Granite 4.0-H without experts: the shared MLP is the FFN.
+        "ffn_gate.weight" => ("input_linear", Some(0)),
+        "ffn_up.weight" => ("input_linear", Some(1)),
+        "ffn_down.weight" => ("output_linear", None),
         _ => return None,
     };
     Some((

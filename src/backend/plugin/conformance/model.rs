@@ -73,6 +73,7 @@ fn base_spec(
         experts: None,
         short_conv: None,
         linear_attention: None,
+        mamba: None,
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
