@@ -1,7 +1,7 @@
-//! Serving a model whose sequences carry a recurrent state (Qwen3-Next's gated DeltaNet
-//! layers, tiny random weights) over HTTP: requests run together, several choices of one
-//! prompt, and sequences preempted for KV blocks and recomputed each keep their own state,
-//! answering exactly as each request does alone.
+//! Serving models whose sequences carry a recurrent state (Qwen3-Next's gated DeltaNet layers,
+//! Granite 4.0-H's Mamba-2 layers; tiny random weights) over HTTP: requests run together,
+//! several choices of one prompt, and sequences preempted for KV blocks and recomputed each
+//! keep their own state, answering exactly as each request does alone.
 mod common;
 
 use common::plugins::servable_tiny;
@@ -9,7 +9,7 @@ use common::server::Server;
 use serde_json::{json, Value};
 
 fn completion(prompt: &str, n: usize) -> Value {
-    json!({"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0, "n": n,
+    json!({"model": "tiny", "prompt": prompt, "max_tokens": 40, "temperature": 0, "n": n,
            "ignore_eos": true})
 }
 
@@ -37,10 +37,16 @@ async fn metric(s: &Server, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_keep_their_own_state_together_and_through_preemption() {
+    for arch in ["qwen3_next", "granitemoehybrid"] {
+        keep_their_own_state(arch).await;
+    }
+}
+
+async fn keep_their_own_state(arch: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let model = servable_tiny("qwen3_next", dir.path());
-    // Six blocks of 16 for three sequences of up to 36 tokens: some are preempted for blocks
-    // and recomputed.
+    let model = servable_tiny(arch, dir.path());
+    // Six blocks of 16, and sequences of 46 to 62 tokens (four blocks at their end): any two
+    // that run at once cannot both finish, so one is preempted and recomputed.
     let s = Server::start_path(&model, "tiny", &["--kv-cache-tokens", "96"]).await;
     let prompts: Vec<String> = (0..5)
         .map(|i| {
@@ -58,7 +64,7 @@ async fn sequences_keep_their_own_state_together_and_through_preemption() {
     }
     assert!(
         alone.iter().any(|t| t != &alone[0]),
-        "the prompts should not all answer alike: {alone:?}"
+        "{arch}: the prompts should not all answer alike: {alone:?}"
     );
     let preempted_before = metric(&s, "candor:num_preemptions_total").await;
     let server = &s;
@@ -73,17 +79,17 @@ async fn sequences_keep_their_own_state_together_and_through_preemption() {
         assert_eq!(
             texts(v),
             vec![alone[i].clone()],
-            "prompt {i} run beside the others"
+            "{arch}: prompt {i} run beside the others"
         );
     }
     assert!(
         metric(&s, "candor:num_preemptions_total").await > preempted_before,
-        "no sequence was preempted: the test no longer covers a recompute"
+        "{arch}: no sequence was preempted: the test no longer covers a recompute"
     );
     // Three choices of one prompt, greedy: three sequences, three states, one answer.
     let (status, v) = s.post("/v1/completions", &completion(&prompts[1], 3)).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(texts(&v), vec![alone[1].clone(); 3]);
+    assert_eq!(texts(&v), vec![alone[1].clone(); 3], "{arch}");
     let log = s.log.lock().unwrap().join("\n");
     assert!(
         log.contains("prefix caching and speculative decoding are off"),

@@ -16,6 +16,7 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{NormedInput, Projections};
+use crate::sequence_state::{causal_conv_silu, each_sequence, silu, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{LinearAttention, ModelSpec};
 use crate::weights::names::layer;
@@ -167,27 +168,15 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             .collect::<Result<Vec<_>>>()?;
         let tokens = batch.ids.len();
         let inputs = Unpacked::new(&self.dims, self.qkvz, self.rates, &parts, tokens)?;
-        let d = &self.dims;
-        let width = d.value_heads * d.value_dim;
+        let width = self.dims.value_heads * self.dims.value_dim;
         let mut out = vec![0.0f32; tokens * width];
-        if states.len() != batch.seqs.len() {
-            return Err(ModelError::InvalidBatch(format!(
-                "{} states for {} sequences",
-                states.len(),
-                batch.seqs.len()
-            )));
-        }
-        for (seq, state) in batch.seqs.iter().zip(states.iter_mut()) {
-            let state = state.layers.get_mut(self.index).ok_or_else(|| {
-                ModelError::InvalidBatch(format!(
-                    "no state for gated DeltaNet layer {}",
-                    self.index
-                ))
-            })?;
-            let rows = seq.q_start..seq.q_start + seq.q_len;
-            let o = &mut out[rows.start * width..rows.end * width];
-            self.run_sequence(&inputs, rows, state, o)?;
-        }
+        each_sequence(
+            batch,
+            states,
+            self.index,
+            (&mut out, width),
+            |rows, state, o| self.run_sequence(&inputs, rows, state, o),
+        )?;
         Ok((stream, b.upload(&out, &[tokens, width])?))
     }
 
@@ -203,21 +192,8 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
         let d = &self.dims;
         let ch = d.conv_channels();
         let n = rows.len();
-        let history = d.conv_kernel - 1;
-        // The convolution's rows: the state's last inputs, then this step's.
-        let mut src = Vec::with_capacity((history + n) * ch);
-        src.extend_from_slice(&state.conv);
-        src.extend_from_slice(&inputs.conv[rows.start * ch..rows.end * ch]);
-        let taps: Vec<u32> = (0..n)
-            .flat_map(|t| (t..t + d.conv_kernel).map(|r| r as u32))
-            .collect();
-        let mut mixed = vec![0.0f32; n * ch];
-        candor_kernels::conv::short_conv(&src, ch, &taps, &self.conv, None, &mut mixed)
-            .map_err(ModelError::Backend)?;
-        mixed.iter_mut().for_each(|x| *x = silu(*x));
-        state
-            .conv
-            .copy_from_slice(&src[(src.len() / ch - history) * ch..]);
+        let step = inputs.conv[rows.start * ch..rows.end * ch].chunks_exact(ch);
+        let mixed = causal_conv_silu(&mut state.conv, step, ch, (&self.conv, None))?;
 
         let key_width = d.key_heads * d.key_dim;
         let (mut q, mut k, mut v) = (
@@ -375,20 +351,8 @@ impl Unpacked {
     }
 }
 
-pub(crate) fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// PyTorch's softplus (threshold 20: linear past it, where `ln(1 + e^x)` is `x` in f32).
-pub(crate) fn softplus(x: f32) -> f32 {
-    match x > 20.0 {
-        true => x,
-        false => x.exp().ln_1p(),
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@
 use crate::backend::Backend;
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
-use crate::gated_delta_net::{silu, softplus};
 use crate::layer_loader::Loader;
 use crate::projection::NormedInput;
+use crate::sequence_state::{causal_conv_silu, each_sequence, silu, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{Mamba2, ModelSpec};
 use crate::weights::names::layer;
@@ -126,28 +126,26 @@ impl<B: Backend> Mamba2Layer<B> {
         } = *input;
         let (stream, h) = crate::backend::rms_norm_maybe_add(b, x, residual, norm, eps)?;
         let projected = b.download(&b.linear(&h, &self.in_proj, self.in_bias.as_ref())?)?;
-        let d = &self.dims;
-        let tokens = batch.ids.len();
-        let width = d.inner() + d.conv_channels() + d.heads;
-        if projected.len() != tokens * width || states.len() != batch.seqs.len() {
+        let (tokens, inner) = (batch.ids.len(), self.dims.inner());
+        let width = inner + self.dims.conv_channels() + self.dims.heads;
+        if projected.len() != tokens * width {
             return Err(ModelError::Backend(format!(
-                "Mamba-2: a product of {} values for {tokens} tokens of {width}, {} states for \
-                 {} sequences",
-                projected.len(),
-                states.len(),
-                batch.seqs.len()
+                "Mamba-2: a product of {} values for {tokens} tokens of {width}",
+                projected.len()
             )));
         }
-        let mut out = vec![0.0f32; tokens * d.inner()];
-        for (seq, state) in batch.seqs.iter().zip(states.iter_mut()) {
-            let state = state.layers.get_mut(self.index).ok_or_else(|| {
-                ModelError::InvalidBatch(format!("no state for recurrent layer {}", self.index))
-            })?;
-            let rows = seq.q_start..seq.q_start + seq.q_len;
-            let o = &mut out[rows.start * d.inner()..rows.end * d.inner()];
-            self.run_sequence(&projected[rows.start * width..rows.end * width], state, o)?;
-        }
-        Ok((stream, b.upload(&out, &[tokens, d.inner()])?))
+        let mut out = vec![0.0f32; tokens * inner];
+        each_sequence(
+            batch,
+            states,
+            self.index,
+            (&mut out, inner),
+            |rows, state, o| {
+                let rows = &projected[rows.start * width..rows.end * width];
+                self.run_sequence(rows, state, o)
+            },
+        )?;
+        Ok((stream, b.upload(&out, &[tokens, inner])?))
     }
 
     /// One sequence's rows of the product (`[n, inner + channels + heads]`) through the
@@ -157,30 +155,9 @@ impl<B: Backend> Mamba2Layer<B> {
         let (inner, ch) = (d.inner(), d.conv_channels());
         let width = inner + ch + d.heads;
         let n = rows.len() / width;
-        let history = d.conv_kernel - 1;
-        // The convolution's rows: the state's last inputs, then this step's.
-        let mut src = Vec::with_capacity((history + n) * ch);
-        src.extend_from_slice(&state.conv);
-        for row in rows.chunks_exact(width) {
-            src.extend_from_slice(&row[inner..inner + ch]);
-        }
-        let taps: Vec<u32> = (0..n)
-            .flat_map(|t| (t..t + d.conv_kernel).map(|r| r as u32))
-            .collect();
-        let mut mixed = vec![0.0f32; n * ch];
-        candor_kernels::conv::short_conv(
-            &src,
-            ch,
-            &taps,
-            &self.conv,
-            self.conv_bias.as_deref(),
-            &mut mixed,
-        )
-        .map_err(ModelError::Backend)?;
-        mixed.iter_mut().for_each(|v| *v = silu(*v));
-        state
-            .conv
-            .copy_from_slice(&src[(src.len() / ch - history) * ch..]);
+        let step = rows.chunks_exact(width).map(|row| &row[inner..inner + ch]);
+        let kernel = (&self.conv[..], self.conv_bias.as_deref());
+        let mixed = causal_conv_silu(&mut state.conv, step, ch, kernel)?;
 
         let bc = d.groups * d.state;
         let (mut x, mut bs, mut cs) = (

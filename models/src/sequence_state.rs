@@ -144,10 +144,75 @@ impl SequenceStates {
             }
         }
     }
+}
 
-    /// Bytes of state one sequence holds (f32 values).
-    pub fn bytes_per_sequence(&self) -> usize {
-        self.sizes.iter().map(|(c, d)| (c + d) * 4).sum()
+/// Runs `f` over each sequence of `batch` with its state of recurrent layer `layer` and its
+/// rows of `out` (`width` values a token): `f(the step's rows of the sequence, its state, its
+/// outputs)`. The per-sequence walk of every recurrent layer's mixing.
+pub(crate) fn each_sequence(
+    batch: &FlatBatch,
+    states: &mut [SequenceState],
+    layer: usize,
+    (out, width): (&mut [f32], usize),
+    mut f: impl FnMut(std::ops::Range<usize>, &mut LayerState, &mut [f32]) -> Result<()>,
+) -> Result<()> {
+    if states.len() != batch.seqs.len() {
+        return Err(ModelError::InvalidBatch(format!(
+            "{} states for {} sequences",
+            states.len(),
+            batch.seqs.len()
+        )));
+    }
+    for (seq, state) in batch.seqs.iter().zip(states.iter_mut()) {
+        let state = state.layers.get_mut(layer).ok_or_else(|| {
+            ModelError::InvalidBatch(format!("no state for recurrent layer {layer}"))
+        })?;
+        let rows = seq.q_start..seq.q_start + seq.q_len;
+        let o = out
+            .get_mut(rows.start * width..rows.end * width)
+            .ok_or_else(|| {
+                ModelError::InvalidBatch(format!("rows {rows:?} past the step's outputs"))
+            })?;
+        f(rows, state, o)?;
+    }
+    Ok(())
+}
+
+/// A causal depthwise convolution of `rows` (each `channels` wide, the step's inputs in order)
+/// continuing from `history` (the inputs of the `kernel - 1` positions before, oldest first,
+/// advanced in place to this step's last), then SiLU: `[rows, channels]` values. `kernel` is
+/// tap-major (`conv::short_conv`'s), `bias` per channel where the layer has one.
+pub(crate) fn causal_conv_silu<'a>(
+    history: &mut [f32],
+    rows: impl Iterator<Item = &'a [f32]>,
+    channels: usize,
+    (kernel, bias): (&[f32], Option<&[f32]>),
+) -> Result<Vec<f32>> {
+    let taps_per_token = kernel.len() / channels.max(1);
+    let mut src = history.to_vec();
+    rows.for_each(|r| src.extend_from_slice(r));
+    let n = (src.len() - history.len()) / channels.max(1);
+    let taps: Vec<u32> = (0..n)
+        .flat_map(|t| (t..t + taps_per_token).map(|r| r as u32))
+        .collect();
+    let mut out = vec![0.0f32; n * channels];
+    candor_kernels::conv::short_conv(&src, channels, &taps, kernel, bias, &mut out)
+        .map_err(ModelError::Backend)?;
+    out.iter_mut().for_each(|v| *v = silu(*v));
+    let keep = history.len();
+    history.copy_from_slice(&src[src.len() - keep..]);
+    Ok(out)
+}
+
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// PyTorch's softplus (threshold 20: linear past it, where `ln(1 + e^x)` is `x` in f32).
+pub(crate) fn softplus(x: f32) -> f32 {
+    match x > 20.0 {
+        true => x,
+        false => x.exp().ln_1p(),
     }
 }
 

@@ -549,6 +549,22 @@ impl ModelSpec {
         self.linear_attention.is_some() || self.mamba.is_some()
     }
 
+    /// Bytes of recurrent state one sequence holds (f32 values: each recurrent layer's
+    /// convolution history and matrices); 0 for a model without.
+    pub fn sequence_state_bytes(&self) -> usize {
+        let delta = self.linear_attention.as_ref().map_or(0, |a| {
+            let per_layer = (a.conv_kernel.saturating_sub(1)) * a.conv_channels()
+                + a.value_heads * a.key_dim * a.value_dim;
+            per_layer * a.layers.iter().filter(|&&l| l).count()
+        });
+        let mamba = self.mamba.as_ref().map_or(0, |m| {
+            let per_layer = (m.conv_kernel.saturating_sub(1)) * m.conv_channels()
+                + m.heads * m.head_dim * m.state;
+            per_layer * m.layers.iter().filter(|&&l| l).count()
+        });
+        4 * (delta + mamba)
+    }
+
     /// Whether layer `l` is a Mamba-2 layer.
     pub fn is_mamba(&self, l: usize) -> bool {
         self.mamba

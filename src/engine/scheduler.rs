@@ -613,9 +613,12 @@ pub fn spawn(
 /// stay folded into the state (vLLM and llama.cpp turn both off for such models too).
 fn for_model(mut config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
     if spec.keeps_sequence_state() && (config.prefix_caching || config.speculative_tokens > 0) {
+        let mib = spec.sequence_state_bytes() as f64 / (1 << 20) as f64;
         tracing::info!(
-            "the model keeps a recurrent state per sequence: prefix caching and speculative \
-             decoding are off"
+            state_mib_per_sequence = (mib * 10.0).round() / 10.0,
+            state_mib_at_max_num_seqs = (mib * config.max_num_seqs as f64).round(),
+            "the model keeps a recurrent state per sequence (in host memory, beside the KV \
+             cache): prefix caching and speculative decoding are off"
         );
         config.prefix_caching = false;
         config.speculative_tokens = 0;

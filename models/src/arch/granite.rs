@@ -154,16 +154,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         _ => Arch::Granite,
     };
     let mut spec = base_from_gguf(g, arch, RopeStyle::Interleaved)?;
-    let key = |k: &str| g.get_f64(&format!("{a}.{k}")).map(|v| v as f32);
-    apply(
-        &mut spec,
-        Scalars {
-            embedding: key("embedding_scale"),
-            attention: key("attention.scale"),
-            residual: key("residual_scale"),
-            logits: key("logit_scale"),
-        },
-    );
+    apply(&mut spec, Scalars::of_gguf(g)?);
     Ok(spec)
 }
 
@@ -177,16 +168,7 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
     let mut spec = base_from_gguf(g, Arch::GraniteMoeHybrid, RopeStyle::Interleaved)?;
-    let key = |s: &str| g.get_f64(&k(s)).map(|v| v as f32);
-    apply(
-        &mut spec,
-        Scalars {
-            embedding: key("embedding_scale"),
-            attention: key("attention.scale"),
-            residual: key("residual_scale"),
-            logits: key("logit_scale"),
-        },
-    );
+    apply(&mut spec, Scalars::of_gguf(g)?);
     let layers = super::layers_without_attention(g, &mut spec)?;
     if !g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true) {
         spec.unrotated_layers = vec![true; spec.num_layers];
@@ -220,6 +202,21 @@ struct Scalars {
     attention: Option<f32>,
     residual: Option<f32>,
     logits: Option<f32>,
+}
+
+impl Scalars {
+    /// As llama.cpp's converter writes them: `embedding_scale`, `attention.scale`,
+    /// `residual_scale`, `logit_scale`.
+    fn of_gguf(g: &GgufFile) -> Result<Self> {
+        let a = g.architecture()?;
+        let key = |k: &str| g.get_f64(&format!("{a}.{k}")).map(|v| v as f32);
+        Ok(Scalars {
+            embedding: key("embedding_scale"),
+            attention: key("attention.scale"),
+            residual: key("residual_scale"),
+            logits: key("logit_scale"),
+        })
+    }
 }
 
 fn apply(spec: &mut ModelSpec, s: Scalars) {

@@ -210,8 +210,13 @@ mod tests {
         let moe = spec.experts.as_ref().unwrap();
         assert_eq!((moe.num_experts, moe.experts_per_token), (512, 10));
         assert!(moe.shared_gate && moe.normalize && moe.layers.iter().all(|&l| l));
-        // Only the twelve attention layers hold KV rows.
+        // Only the twelve attention layers hold KV rows; 36 layers of state (3 x 8192 conv
+        // inputs and 32 x 128 x 128 values each) per sequence.
         assert_eq!(spec.cache_layers().total, 12);
+        assert_eq!(
+            spec.sequence_state_bytes(),
+            36 * 4 * (3 * 8192 + 32 * 128 * 128)
+        );
     }
 
     #[test]
