@@ -204,7 +204,7 @@ impl<B: Backend> DecoderModel<B> {
                 _ if mamba.is_some() => {
                     let dims = mamba.cloned().unwrap_or_else(|| unreachable!());
                     let index = state_sizes.len();
-                    state_sizes.push(Mamba2Layer::<B>::state_sizes(&dims));
+                    state_sizes.push(dims.state_sizes());
                     (
                         Attention::Mamba2(Box::new(Mamba2Layer::load(&ld, l, &spec, index)?)),
                         ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
@@ -213,7 +213,7 @@ impl<B: Backend> DecoderModel<B> {
                 _ if linear.is_some() => {
                     let dims = linear.cloned().unwrap_or_else(|| unreachable!());
                     let index = state_sizes.len();
-                    state_sizes.push(GatedDeltaNetLayer::<B>::state_sizes(&dims));
+                    state_sizes.push(dims.state_sizes());
                     (
                         Attention::GatedDeltaNet(Box::new(GatedDeltaNetLayer::load(
                             &ld, l, &spec, index,

@@ -142,14 +142,6 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
         self.in_proj.is_joined()
     }
 
-    /// Sizes of this layer's state: `(conv values, recurrent values)`.
-    pub fn state_sizes(dims: &LinearAttention) -> (usize, usize) {
-        (
-            (dims.conv_kernel - 1) * dims.conv_channels(),
-            dims.value_heads * dims.key_dim * dims.value_dim,
-        )
-    }
-
     /// The layer's mixing up to its output product, from the residual stream (`input`), each
     /// sequence of `batch` continuing from its state in `states` (advanced in place). Returns
     /// the stream's next value and the gated, normed outputs (`[tokens, value_heads ·

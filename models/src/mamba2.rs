@@ -100,14 +100,6 @@ impl<B: Backend> Mamba2Layer<B> {
         })
     }
 
-    /// Sizes of this layer's state: `(conv values, recurrent values)`.
-    pub fn state_sizes(dims: &Mamba2) -> (usize, usize) {
-        (
-            (dims.conv_kernel - 1) * dims.conv_channels(),
-            dims.heads * dims.head_dim * dims.state,
-        )
-    }
-
     /// The layer's mixing up to its output product, from the residual stream (`input`), each
     /// sequence of `batch` continuing from its state in `states` (advanced in place). Returns
     /// the stream's next value and the gated, normed outputs (`[tokens, inner]`).

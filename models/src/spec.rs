@@ -349,6 +349,13 @@ impl LinearAttention {
     pub fn conv_channels(&self) -> usize {
         2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
     }
+    /// One layer's state per sequence: `(conv values, recurrent values)`.
+    pub fn state_sizes(&self) -> (usize, usize) {
+        (
+            self.conv_kernel.saturating_sub(1) * self.conv_channels(),
+            self.value_heads * self.key_dim * self.value_dim,
+        )
+    }
 }
 
 /// Mamba-2 layers (Granite 4.0-H): a selective state-space model whose memory of the past is
@@ -376,6 +383,13 @@ impl Mamba2 {
     /// Channels of the convolution: x, then B and C of every group.
     pub fn conv_channels(&self) -> usize {
         self.inner() + 2 * self.groups * self.state
+    }
+    /// One layer's state per sequence: `(conv values, recurrent values)`.
+    pub fn state_sizes(&self) -> (usize, usize) {
+        (
+            self.conv_kernel.saturating_sub(1) * self.conv_channels(),
+            self.heads * self.head_dim * self.state,
+        )
     }
 }
 
@@ -552,16 +566,17 @@ impl ModelSpec {
     /// Bytes of recurrent state one sequence holds (f32 values: each recurrent layer's
     /// convolution history and matrices); 0 for a model without.
     pub fn sequence_state_bytes(&self) -> usize {
-        let delta = self.linear_attention.as_ref().map_or(0, |a| {
-            let per_layer = (a.conv_kernel.saturating_sub(1)) * a.conv_channels()
-                + a.value_heads * a.key_dim * a.value_dim;
-            per_layer * a.layers.iter().filter(|&&l| l).count()
-        });
-        let mamba = self.mamba.as_ref().map_or(0, |m| {
-            let per_layer = (m.conv_kernel.saturating_sub(1)) * m.conv_channels()
-                + m.heads * m.head_dim * m.state;
-            per_layer * m.layers.iter().filter(|&&l| l).count()
-        });
+        let total = |(conv, recurrent): (usize, usize), layers: &[bool]| {
+            (conv + recurrent) * layers.iter().filter(|&&l| l).count()
+        };
+        let delta = self
+            .linear_attention
+            .as_ref()
+            .map_or(0, |a| total(a.state_sizes(), &a.layers));
+        let mamba = self
+            .mamba
+            .as_ref()
+            .map_or(0, |m| total(m.state_sizes(), &m.layers));
         4 * (delta + mamba)
     }
 
