@@ -105,7 +105,7 @@ pub struct DecoderModel<B: Backend> {
     /// The same in host memory, by slot (None: a slot unloaded): the stacks are rebuilt from
     /// them when an adapter comes or goes.
     lora_slots: Vec<Option<LoraAdapter>>,
-    /// Each sequence's recurrent state, for a model with gated DeltaNet layers.
+    /// Each sequence's recurrent state, for a model with gated DeltaNet or Mamba-2 layers.
     states: Option<SequenceStates>,
 }
 

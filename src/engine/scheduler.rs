@@ -608,9 +608,10 @@ pub fn spawn(
 }
 
 /// `config` as `spec` can be served: a model whose sequences carry a recurrent state (gated
-/// DeltaNet layers) takes nothing from the prefix cache, whose blocks hold keys and values but
-/// not the state a sequence reached there, and drafts nothing, since a rejected draft would
-/// stay folded into the state (vLLM and llama.cpp turn both off for such models too).
+/// DeltaNet or Mamba-2 layers) takes nothing from the prefix cache, whose blocks hold keys and
+/// values but not the state a sequence reached there, and drafts nothing, since a rejected
+/// draft would stay folded into the state (vLLM and llama.cpp turn both off for such models
+/// too).
 fn for_model(mut config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
     if spec.keeps_sequence_state() && (config.prefix_caching || config.speculative_tokens > 0) {
         let mib = spec.sequence_state_bytes() as f64 / (1 << 20) as f64;
