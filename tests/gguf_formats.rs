@@ -2155,6 +2155,29 @@ fn a_split_gguf_opens_from_its_first_part() {
     assert!(err.contains("part 2 of 2 is missing"), "{err}");
 }
 
+/// `t` as a GGUF tensor of `ty`, or (`rounded`) the F32 of its `ty` values: what a `ty` file
+/// read with `--dequantize` holds. Copied to its own storage first: quantize reads a view's
+/// storage from its start.
+fn gguf_tensor(t: &Tensor, ty: GgmlDType, rounded: bool) -> QTensor {
+    let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let t = Tensor::from_vec(values, t.dims(), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, ty).unwrap();
+    match rounded && ty != GgmlDType::F32 {
+        true => QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap(),
+        false => q,
+    }
+}
+
+/// The type llama.cpp's converter gives `t` when asked for `dtype`: `dtype` for a matrix meant
+/// to be quantized whose rows are whole 32-value blocks, F32 otherwise (norms, kernels,
+/// routers; the shared expert's 48-wide down projection).
+fn converted_type(t: &Tensor, dtype: GgmlDType, quantized: bool) -> GgmlDType {
+    match quantized && t.rank() == 2 && t.dims()[1].is_multiple_of(32) {
+        true => dtype,
+        false => GgmlDType::F32,
+    }
+}
+
 /// How a Qwen3-Next-style GGUF holds its DeltaNet's q/k/v/z product.
 #[derive(Clone, Copy, PartialEq)]
 enum DeltaLayout {
@@ -2192,15 +2215,6 @@ fn write_qwen3_next_gguf(
     layout: DeltaLayout,
     flags: bool,
 ) {
-    let in_type = |t: &Tensor, ty: GgmlDType| {
-        let q = QTensor::quantize(t, ty).unwrap();
-        match rounded && ty != GgmlDType::F32 {
-            true => {
-                QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
-            }
-            false => q,
-        }
-    };
     let src = fixtures().join("tiny").join(fixture);
     let top = read_json(&src.join("config.json"));
     let cfg = match top.get("text_config") {
@@ -2219,16 +2233,9 @@ fn write_qwen3_next_gguf(
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
-    // As llama.cpp's converter does, rows that are no whole blocks stay F32 (the shared
-    // expert's 48-wide down projection).
     let mut put = |name: String, t: Tensor, quantized: bool| {
-        let whole_blocks = t.dims().last().is_some_and(|&n| n.is_multiple_of(32));
-        let ty = if quantized && t.rank() == 2 && whole_blocks {
-            dtype
-        } else {
-            GgmlDType::F32
-        };
-        q.push((name, in_type(&t, ty)));
+        let ty = converted_type(&t, dtype, quantized);
+        q.push((name, gguf_tensor(&t, ty, rounded)));
     };
     for (name, t) in &tensors {
         if name.starts_with("model.visual.") {
@@ -2315,7 +2322,7 @@ fn write_qwen3_next_gguf(
             ),
         }
     }
-    q.extend(stacked(stacks, |t| in_type(t, dtype)));
+    q.extend(stacked(stacks, |t| gguf_tensor(t, dtype, rounded)));
     let v = |k: &str| Value::U32(u(k) as u32);
     let head_dim = u("head_dim");
     let layers = u("num_hidden_layers");
@@ -2434,19 +2441,8 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let mut stacks = ExpertStacks::default();
     let mut put = |name: String, t: Tensor, quantized: bool| {
-        // Its own storage: quantize reads a view's storage from the start.
-        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let t = Tensor::from_vec(values, t.dims(), &Device::Cpu).unwrap();
-        let ty = match quantized && t.rank() == 2 && t.dims()[1].is_multiple_of(32) {
-            true => dtype,
-            false => GgmlDType::F32,
-        };
-        let qt = QTensor::quantize(&t, ty).unwrap();
-        let qt = match rounded && ty != GgmlDType::F32 {
-            true => QTensor::quantize(&qt.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32),
-            false => Ok(qt),
-        };
-        q.push((name, qt.unwrap()));
+        let ty = converted_type(&t, dtype, quantized);
+        q.push((name, gguf_tensor(&t, ty, rounded)));
     };
     let shexp = if experts > 0 { "_shexp" } else { "" };
     for (name, t) in &tensors {
@@ -2502,8 +2498,6 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
                 for (proj, stack) in [("gate", gate), ("up", up)] {
                     for e in 0..experts {
                         let one = stack.get(e).unwrap();
-                        let values = one.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                        let one = Tensor::from_vec(values, one.dims(), &Device::Cpu).unwrap();
                         stacks
                             .entry((l.to_string(), proj))
                             .or_default()
@@ -2524,15 +2518,7 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
             _ => put(gguf_name(name), t.clone(), !part.ends_with("norm.weight")),
         }
     }
-    let stacked_q = stacked(stacks, |t| {
-        let qt = QTensor::quantize(t, dtype).unwrap();
-        match rounded {
-            true => QTensor::quantize(&qt.dequantize(&Device::Cpu).unwrap(), GgmlDType::F32),
-            false => Ok(qt),
-        }
-        .unwrap()
-    });
-    q.extend(stacked_q);
+    q.extend(stacked(stacks, |t| gguf_tensor(t, dtype, rounded)));
     let v = |k: &str| Value::U32(u(k) as u32);
     let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap_or(1.0) as f32);
     let per_layer_kv = cfg["layer_types"]

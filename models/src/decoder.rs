@@ -196,13 +196,12 @@ impl<B: Backend> DecoderModel<B> {
             } else {
                 (None, None)
             };
-            let (attention, wo) = match spec.latent_attention {
+            let (attention, wo) = match (mamba, linear, &spec.latent_attention) {
                 _ if conv => (
                     Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
                     ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
                 ),
-                _ if mamba.is_some() => {
-                    let dims = mamba.cloned().unwrap_or_else(|| unreachable!());
+                (Some(dims), _, _) => {
                     let index = state_sizes.len();
                     state_sizes.push(dims.state_sizes());
                     (
@@ -210,8 +209,7 @@ impl<B: Backend> DecoderModel<B> {
                         ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
                     )
                 }
-                _ if linear.is_some() => {
-                    let dims = linear.cloned().unwrap_or_else(|| unreachable!());
+                (None, Some(dims), _) => {
                     let index = state_sizes.len();
                     state_sizes.push(dims.state_sizes());
                     (
@@ -224,11 +222,11 @@ impl<B: Backend> DecoderModel<B> {
                         )?,
                     )
                 }
-                Some(_) => (
+                (None, None, Some(_)) => (
                     Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
                     LatentAttentionWeights::load_output(&ld, l, &spec)?,
                 ),
-                None => (
+                (None, None, None) => (
                     heads_attention(&ld, l, &spec)?,
                     ld.weight(&n("attn_output.weight"), &[h, q])?,
                 ),

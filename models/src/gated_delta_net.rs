@@ -99,21 +99,6 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             }
         };
         let in_proj = Projections::new(ld.backend, members)?;
-        let host = |name: &str, len: usize| -> Result<Vec<f32>> {
-            Ok(ld
-                .checked(&layer(l, name), &[len])?
-                .to_f32()?
-                .to_vec1::<f32>()?)
-        };
-        let a = match ld.src.contains(&layer(l, "ssm_a")) {
-            // Stored as the rate itself (llama.cpp's converter writes −exp(A_log), named
-            // without a `.weight`).
-            true => host("ssm_a", vh)?,
-            false => host("ssm_a_log.weight", vh)?
-                .into_iter()
-                .map(|x| -x.exp())
-                .collect(),
-        };
         Ok(GatedDeltaNetLayer {
             in_proj,
             qkvz,
@@ -124,13 +109,10 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
                 dims.conv_channels(),
                 dims.conv_kernel,
             )?,
-            a,
-            dt_bias: host("ssm_dt.bias", vh)?,
+            a: ld.decay_rates(l, vh, &[])?,
+            dt_bias: ld.host_vector(&layer(l, "ssm_dt.bias"), vh, &[])?,
             // Read as stored: the model's `1 + w` norms (`norm_offset`) are not this one.
-            norm: ld
-                .checked(&layer(l, "ssm_norm.weight"), &[vd])?
-                .to_f32()?
-                .to_vec1::<f32>()?,
+            norm: ld.host_vector(&layer(l, "ssm_norm.weight"), vd, &[])?,
             dims,
             eps: spec.rms_eps,
             index,
@@ -159,7 +141,7 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             .map(|p| b.download(p))
             .collect::<Result<Vec<_>>>()?;
         let tokens = batch.ids.len();
-        let inputs = Unpacked::new(&self.dims, self.qkvz, self.rates, &parts, tokens)?;
+        let inputs = Unpacked::new(&self.dims, self.qkvz, self.rates, parts, tokens)?;
         let width = self.dims.value_heads * self.dims.value_dim;
         let mut out = vec![0.0f32; tokens * width];
         each_sequence(
@@ -251,13 +233,14 @@ struct Unpacked {
 }
 
 impl Unpacked {
-    /// From the products `parts` (`GatedDeltaNetLayer::in_proj`'s members, read back) of
-    /// `tokens` tokens, laid out as `qkvz` and `rates` say.
+    /// From the products `parts` (`GatedDeltaNetLayer::in_proj`'s members, read back; each
+    /// kept as it is where its layout is the one used) of `tokens` tokens, laid out as `qkvz`
+    /// and `rates` say.
     fn new(
         d: &LinearAttention,
         qkvz: QkvzLayout,
         rates: RatesLayout,
-        parts: &[Vec<f32>],
+        parts: Vec<Vec<f32>>,
         tokens: usize,
     ) -> Result<Self> {
         let (kh, kd, vh, vd) = (d.key_heads, d.key_dim, d.value_heads, d.value_dim);
@@ -284,30 +267,24 @@ impl Unpacked {
                 "gated DeltaNet products of {lens:?} values for {tokens} tokens of widths {widths:?}"
             )));
         }
-        let mut out = Unpacked {
-            conv: Vec::new(),
-            z: Vec::new(),
-            b: Vec::new(),
-            a: Vec::new(),
-        };
-        let rest = match qkvz {
-            QkvzLayout::Concatenated => {
-                out.conv.clone_from(&parts[0]);
-                out.z.clone_from(&parts[1]);
-                &parts[2..]
-            }
+        // Each part taken as it comes where its layout is the one kept (lengths checked above).
+        let mut parts = parts.into_iter();
+        let mut next = || parts.next().unwrap_or_default();
+        let (conv, z) = match qkvz {
+            QkvzLayout::Concatenated => (next(), next()),
             QkvzLayout::PerKeyHead => {
                 // Per key head: q, k, the v of its value heads, their z.
+                let joined = next();
                 let per_head = 2 * kd + 2 * group * vd;
                 let v_width = group * vd;
                 let key_width = kh * kd;
-                out.conv = vec![0.0; tokens * ch];
-                out.z = vec![0.0; tokens * vh * vd];
+                let mut conv = vec![0.0; tokens * ch];
+                let mut z = vec![0.0; tokens * vh * vd];
                 for t in 0..tokens {
-                    let conv = &mut out.conv[t * ch..(t + 1) * ch];
-                    let z = &mut out.z[t * vh * vd..(t + 1) * vh * vd];
+                    let conv = &mut conv[t * ch..(t + 1) * ch];
+                    let z = &mut z[t * vh * vd..(t + 1) * vh * vd];
                     for h in 0..kh {
-                        let src = &parts[0][(t * kh + h) * per_head..(t * kh + h + 1) * per_head];
+                        let src = &joined[(t * kh + h) * per_head..(t * kh + h + 1) * per_head];
                         let (q, rest) = src.split_at(kd);
                         let (k, rest) = rest.split_at(kd);
                         let (v, zs) = rest.split_at(v_width);
@@ -318,28 +295,26 @@ impl Unpacked {
                         z[h * v_width..(h + 1) * v_width].copy_from_slice(zs);
                     }
                 }
-                &parts[1..]
+                (conv, z)
             }
         };
-        match rates {
-            RatesLayout::Apart => {
-                out.b.clone_from(&rest[0]);
-                out.a.clone_from(&rest[1]);
-            }
+        let (b, a) = match rates {
+            RatesLayout::Apart => (next(), next()),
             RatesLayout::PerKeyHead => {
                 // Per key head: the b of its value heads, then their a.
-                out.b = vec![0.0; tokens * vh];
-                out.a = vec![0.0; tokens * vh];
-                for (t, ba) in rest[0].chunks_exact(2 * vh).enumerate() {
+                let joined = next();
+                let (mut b, mut a) = (vec![0.0; tokens * vh], vec![0.0; tokens * vh]);
+                for (t, ba) in joined.chunks_exact(2 * vh).enumerate() {
                     for (h, pair) in ba.chunks_exact(2 * group).enumerate() {
                         let heads = t * vh + h * group;
-                        out.b[heads..heads + group].copy_from_slice(&pair[..group]);
-                        out.a[heads..heads + group].copy_from_slice(&pair[group..]);
+                        b[heads..heads + group].copy_from_slice(&pair[..group]);
+                        a[heads..heads + group].copy_from_slice(&pair[group..]);
                     }
                 }
+                (b, a)
             }
-        }
-        Ok(out)
+        };
+        Ok(Unpacked { conv, z, b, a })
     }
 }
 
@@ -365,7 +340,7 @@ mod tests {
         };
         let qkvz = vec![1., 2., 3., 4., 5., 6., 11., 12., 13., 14., 15., 16.];
         let ba = vec![1., 2., 3., 4., 5., 6., 7., 8.];
-        let per_head = |parts: &[Vec<f32>]| {
+        let per_head = |parts: Vec<Vec<f32>>| {
             Unpacked::new(
                 &d,
                 QkvzLayout::PerKeyHead,
@@ -374,17 +349,17 @@ mod tests {
                 1,
             )
         };
-        let u = per_head(&[qkvz.clone(), ba.clone()]).unwrap();
+        let u = per_head(vec![qkvz.clone(), ba.clone()]).unwrap();
         // q of both heads, k of both, then the four v.
         assert_eq!(u.conv, vec![1., 11., 2., 12., 3., 4., 13., 14.]);
         assert_eq!(u.z, vec![5., 6., 15., 16.]);
         assert_eq!(u.b, vec![1., 2., 5., 6.]);
         assert_eq!(u.a, vec![3., 4., 7., 8.]);
-        assert!(per_head(&[qkvz[1..].to_vec(), ba.clone()]).is_err());
+        assert!(per_head(vec![qkvz[1..].to_vec(), ba]).is_err());
         // Qwen3.5's: every part as it comes.
-        let parts = [u.conv.clone(), u.z.clone(), u.b.clone(), u.a.clone()];
+        let parts = vec![u.conv.clone(), u.z.clone(), u.b.clone(), u.a.clone()];
         let apart =
-            Unpacked::new(&d, QkvzLayout::Concatenated, RatesLayout::Apart, &parts, 1).unwrap();
+            Unpacked::new(&d, QkvzLayout::Concatenated, RatesLayout::Apart, parts, 1).unwrap();
         assert_eq!(
             (apart.conv, apart.z, apart.b, apart.a),
             (u.conv, u.z, u.b, u.a)

@@ -38,6 +38,34 @@ impl<B: Backend> Loader<'_, B> {
         self.weight(name, expected).map(Some)
     }
 
+    /// A small vector (per-head or per-channel numbers) read to the host as f32: stored as
+    /// `[len]`, or in one of `shapes` of as many values (llama.cpp's `[heads, 1]`, a grouped
+    /// norm's `[groups, len / groups]`).
+    pub fn host_vector(&self, name: &str, len: usize, shapes: &[&[usize]]) -> Result<Vec<f32>> {
+        let w = require(self.src, name)?;
+        let actual = w.shape();
+        if actual != [len] && !shapes.contains(&actual.as_slice()) {
+            return Err(ModelError::ShapeMismatch {
+                tensor: name.into(),
+                expected: vec![len],
+                actual,
+            });
+        }
+        Ok(w.to_f32()?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// A recurrent layer's decay rates per head, A = −exp(A_log): the checkouts' `A_log`
+    /// (`ssm_a_log`), or llama.cpp's `ssm_a` holding A itself (named without a `.weight`), as
+    /// `[heads]` or one of `shapes`.
+    pub fn decay_rates(&self, l: usize, heads: usize, shapes: &[&[usize]]) -> Result<Vec<f32>> {
+        let stored = layer(l, "ssm_a");
+        if self.src.contains(&stored) {
+            return self.host_vector(&stored, heads, shapes);
+        }
+        let log = self.host_vector(&layer(l, "ssm_a_log.weight"), heads, shapes)?;
+        Ok(log.into_iter().map(|x| -x.exp()).collect())
+    }
+
     /// Layer `l`'s gate and up stored as one `[2f, h]` weight (gate rows first), if they are:
     /// `ffn_gate_up` (HF Phi-3's `gate_up_proj`), or a double-height `ffn_up` without a
     /// `ffn_gate` beside it (llama.cpp's phi3 GGUFs).

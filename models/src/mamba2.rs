@@ -49,33 +49,17 @@ impl<B: Backend> Mamba2Layer<B> {
             .ok_or_else(|| ModelError::Config("a Mamba-2 layer without its spec".into()))?;
         let (h, heads) = (spec.hidden_size, dims.heads);
         let rows = dims.inner() + dims.conv_channels() + heads;
-        // Per-head or per-channel values, as `[len]` or as llama.cpp's converters shape them
-        // (`ssm_a`, `ssm_d` `[len, 1]`; the norm `[groups, len / groups]`).
-        let host = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let name = layer(l, name);
-            let w = crate::weights::require(ld.src, &name)?;
-            let values = w.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
-            match values.len() == len && w.shape().len() <= 2 {
-                true => Ok(values),
-                false => Err(ModelError::ShapeMismatch {
-                    tensor: name,
-                    expected: vec![len],
-                    actual: w.shape(),
-                }),
-            }
-        };
-        let a = match ld.src.contains(&layer(l, "ssm_a")) {
-            // llama.cpp's converters store the rate itself, named without a `.weight`.
-            true => host("ssm_a", heads)?,
-            false => host("ssm_a_log.weight", heads)?
-                .into_iter()
-                .map(|x| -x.exp())
-                .collect(),
+        // llama.cpp's converters store the per-head values as `[heads, 1]` and the norm per
+        // group, `[groups, inner / groups]`.
+        let per_head: &[&[usize]] = &[&[heads, 1]];
+        let host = |name: &str, len: usize, shapes: &[&[usize]]| {
+            ld.host_vector(&layer(l, name), len, shapes)
         };
         let conv_bias = match ld.src.contains(&layer(l, "ssm_conv1d.bias")) {
-            true => Some(host("ssm_conv1d.bias", dims.conv_channels())?),
+            true => Some(host("ssm_conv1d.bias", dims.conv_channels(), &[])?),
             false => None,
         };
+        let grouped = [dims.groups, dims.inner() / dims.groups];
         Ok(Mamba2Layer {
             in_proj: ld.weight(&layer(l, "ssm_in.weight"), &[rows, h])?,
             in_bias: ld.opt_weight(&layer(l, "ssm_in.bias"), &[rows])?,
@@ -86,14 +70,14 @@ impl<B: Backend> Mamba2Layer<B> {
                 dims.conv_kernel,
             )?,
             conv_bias,
-            dt_bias: host("ssm_dt.bias", heads)?,
-            a,
+            dt_bias: host("ssm_dt.bias", heads, &[])?,
+            a: ld.decay_rates(l, heads, per_head)?,
             d: match ld.src.contains(&layer(l, "ssm_d")) {
-                true => host("ssm_d", heads)?,
-                false => host("ssm_d.weight", heads)?,
+                true => host("ssm_d", heads, per_head)?,
+                false => host("ssm_d.weight", heads, &[])?,
             },
             // Read as stored: the model's own norms' offset is not this one's.
-            norm: host("ssm_norm.weight", dims.inner())?,
+            norm: host("ssm_norm.weight", dims.inner(), &[&grouped])?,
             dims,
             eps: spec.rms_eps,
             index,

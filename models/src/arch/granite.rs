@@ -74,10 +74,7 @@ pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
         .unwrap_or(DEFAULT_HYBRID_EXPERTS);
     // The base reads llama's keys: the layer types (mamba / attention, not windows) out of its
     // way; without experts the shared MLP is the FFN, of its width.
-    let mut cfg = match experts {
-        0 => c.with_keys(&[], &[]),
-        _ => c.0.clone(),
-    };
+    let mut cfg = c.0.clone();
     if let Some(fields) = cfg.as_object_mut() {
         fields.remove("layer_types");
         if experts == 0 {
