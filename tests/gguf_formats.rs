@@ -2587,3 +2587,175 @@ fn granite_4_hybrids_load_from_gguf() {
         assert!(logits(&q8).iter().all(|x| x.is_finite()), "{fixture} Q8_0");
     }
 }
+
+/// The tiny Nemotron-H checkout `fixture` as llama.cpp's converter writes it (`nemotron_h`, or
+/// `nemotron_h_moe` where it has experts): every layer's one norm `attn_norm`, per-layer KV
+/// head counts and FFN widths (0 where a layer has none), Mamba-2's tensors in llama.cpp's
+/// shapes, the experts stacked.
+fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join(fixture);
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (heads, groups) = (u("mamba_num_heads"), u("n_groups"));
+    let inner = heads * u("mamba_head_dim");
+    let plan: Vec<String> = cfg["layers_block_type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let moe = plan.iter().any(|t| t == "moe");
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut stacks = ExpertStacks::default();
+    let mut put = |name: String, t: Tensor, quantized: bool| {
+        let ty = converted_type(&t, dtype, quantized);
+        q.push((name, gguf_tensor(&t, ty, rounded)));
+    };
+    for (name, t) in &tensors {
+        let top = match name.as_str() {
+            "backbone.embeddings.weight" => Some(("token_embd.weight", true)),
+            "backbone.norm_f.weight" => Some(("output_norm.weight", false)),
+            "lm_head.weight" => Some(("output.weight", true)),
+            _ => None,
+        };
+        if let Some((gguf, quantized)) = top {
+            put(gguf.to_string(), t.clone(), quantized);
+            continue;
+        }
+        let rest = name.strip_prefix("backbone.layers.").unwrap();
+        let (l, part) = rest.split_once('.').unwrap();
+        let blk = |what: &str| format!("blk.{l}.{what}");
+        if let Some(expert) = part.strip_prefix("mixer.experts.") {
+            let (e, proj) = expert.split_once('.').unwrap();
+            let proj = if proj.starts_with("up_proj") {
+                "up"
+            } else {
+                "down"
+            };
+            let e: usize = e.parse().unwrap();
+            stacks
+                .entry((l.to_string(), proj))
+                .or_default()
+                .push((e, t.clone()));
+            continue;
+        }
+        let (gguf, value, quantized) = match part {
+            "norm.weight" => (blk("attn_norm.weight"), t.clone(), false),
+            "mixer.in_proj.weight" => (blk("ssm_in.weight"), t.clone(), true),
+            "mixer.conv1d.weight" => (blk("ssm_conv1d.weight"), t.squeeze(1).unwrap(), false),
+            "mixer.conv1d.bias" => (blk("ssm_conv1d.bias"), t.clone(), false),
+            "mixer.dt_bias" => (blk("ssm_dt.bias"), t.clone(), false),
+            "mixer.A_log" => {
+                let a = t.exp().unwrap().neg().unwrap();
+                (blk("ssm_a"), a.reshape((heads, 1)).unwrap(), false)
+            }
+            "mixer.D" => (blk("ssm_d"), t.reshape((heads, 1)).unwrap(), false),
+            "mixer.norm.weight" => {
+                let grouped = t.reshape((groups, inner / groups)).unwrap();
+                (blk("ssm_norm.weight"), grouped, false)
+            }
+            "mixer.out_proj.weight" => (blk("ssm_out.weight"), t.clone(), true),
+            "mixer.q_proj.weight" => (blk("attn_q.weight"), t.clone(), true),
+            "mixer.k_proj.weight" => (blk("attn_k.weight"), t.clone(), true),
+            "mixer.v_proj.weight" => (blk("attn_v.weight"), t.clone(), true),
+            "mixer.o_proj.weight" => (blk("attn_output.weight"), t.clone(), true),
+            "mixer.up_proj.weight" => (blk("ffn_up.weight"), t.clone(), true),
+            "mixer.down_proj.weight" => (blk("ffn_down.weight"), t.clone(), true),
+            "mixer.gate.weight" => (blk("ffn_gate_inp.weight"), t.clone(), false),
+            "mixer.gate.e_score_correction_bias" => (blk("exp_probs_b.bias"), t.clone(), false),
+            "mixer.shared_experts.up_proj.weight" => (blk("ffn_up_shexp.weight"), t.clone(), true),
+            "mixer.shared_experts.down_proj.weight" => {
+                (blk("ffn_down_shexp.weight"), t.clone(), true)
+            }
+            other => panic!("{fixture}: unexpected tensor {other}"),
+        };
+        put(gguf, value, quantized);
+    }
+    q.extend(stacked(stacks, |t| gguf_tensor(t, dtype, rounded)));
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let per_layer = |of: &dyn Fn(&str) -> usize| {
+        Value::Array(plan.iter().map(|t| Value::I32(of(t) as i32)).collect())
+    };
+    let kv = u("num_key_value_heads");
+    let (dense, expert) = (
+        u("intermediate_size"),
+        cfg["moe_intermediate_size"].as_u64(),
+    );
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", Value::U32(plan.len() as u32)),
+        ("attention.head_count", v("num_attention_heads")),
+        (
+            "attention.head_count_kv",
+            per_layer(&|t| if t == "full_attention" { kv } else { 0 }),
+        ),
+        (
+            "feed_forward_length",
+            per_layer(&|t| match t {
+                "mlp" => dense,
+                "moe" => expert.unwrap() as usize,
+                _ => 0,
+            }),
+        ),
+        ("attention.key_length", v("head_dim")),
+        ("attention.value_length", v("head_dim")),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("attention.layer_norm_epsilon", Value::F32(1e-5)),
+        ("ssm.conv_kernel", v("conv_kernel")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", v("ssm_state_size")),
+        ("ssm.group_count", v("n_groups")),
+        ("ssm.time_step_rank", v("mamba_num_heads")),
+    ];
+    if moe {
+        md.extend([
+            ("expert_count", v("n_routed_experts")),
+            ("expert_used_count", v("num_experts_per_tok")),
+            ("expert_feed_forward_length", v("moe_intermediate_size")),
+            (
+                "expert_shared_feed_forward_length",
+                v("moe_shared_expert_intermediate_size"),
+            ),
+            ("expert_shared_count", v("n_shared_experts")),
+            (
+                "expert_weights_norm",
+                Value::Bool(cfg["norm_topk_prob"] == true),
+            ),
+            (
+                "expert_weights_scale",
+                Value::F32(cfg["routed_scaling_factor"].as_f64().unwrap() as f32),
+            ),
+            ("expert_group_count", v("n_group")),
+        ]);
+    }
+    let arch = if moe { "nemotron_h_moe" } else { "nemotron_h" };
+    write_file(path, arch, md, &q);
+}
+
+/// Nemotron-H and Nemotron 3 Nano as llama.cpp's converter writes them: the checkouts' logits
+/// exactly in F32; a Q8_0 file read with `--dequantize` gives exactly the logits of its values
+/// written as F32, and runs.
+#[test]
+fn nemotron_h_loads_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    for fixture in ["nemotron_h", "nemotron_h_moe"] {
+        let file = |dtype: GgmlDType, rounded: bool| {
+            let path = dir
+                .path()
+                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
+            write_nemotron_h_gguf(fixture, &path, (dtype, rounded));
+            path
+        };
+        let reference = logits(&fixtures().join("tiny").join(fixture));
+        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
+        assert!(d < 1e-4, "{fixture} F32: logits differ by {d}");
+        let q8 = file(GgmlDType::Q8_0, false);
+        let rounded = logits(&file(GgmlDType::Q8_0, true));
+        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
+        assert!(d < 1e-4, "{fixture} Q8_0 dequantized: logits differ by {d}");
+        assert!(logits(&q8).iter().all(|x| x.is_finite()), "{fixture} Q8_0");
+    }
+}

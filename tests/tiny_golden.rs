@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 87] = TINY_ARCHS;
+const ARCHS: [&str; 89] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -37,7 +37,11 @@ fn golden(arch: &str) -> Golden {
 }
 
 fn runner(arch: &str) -> Box<dyn Runner> {
-    let opened = open_model(&fixtures().join("tiny").join(arch), false).expect("open tiny model");
+    runner_of(&fixtures().join("tiny").join(arch))
+}
+
+fn runner_of(model: &std::path::Path) -> Box<dyn Runner> {
+    let opened = open_model(model, false).expect("open tiny model");
     let kv = KvCacheDtype::Auto
         .resolve(&opened, false)
         .expect("KV dtype");
@@ -50,7 +54,10 @@ fn golden_logits(g: &Golden, pos: usize) -> Vec<f32> {
 
 /// One forward pass of the golden input on a fresh runner, asking for `wanted`.
 fn whole_input(arch: &str, g: &Golden, wanted: LogitsWanted) -> Logits {
-    let mut r = runner(arch);
+    whole_input_on(runner(arch), g, wanted)
+}
+
+fn whole_input_on(mut r: Box<dyn Runner>, g: &Golden, wanted: LogitsWanted) -> Logits {
     let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
     let mut table = BlockTable::default();
     bm.ensure(&mut table, g.input_ids.len()).unwrap();
@@ -392,4 +399,33 @@ fn positions_past_a_learned_table_are_refused() {
         panic!("positions 252..258 do not fit");
     };
     assert!(err.to_string().contains("learned positions"), "{err}");
+}
+
+/// A config.json as transformers 4 and NVIDIA's own code write Nemotron-H's (`time_step_limit:
+/// [0.0, Infinity]`, Python's constant bare) loads, and runs as the transformers 5 save of it
+/// (`{"__float__": "Infinity"}`) does.
+#[test]
+fn python_constants_in_a_config_load() {
+    let src = fixtures().join("tiny").join("nemotron_h");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.safetensors", "golden.json"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(src.join("config.json")).unwrap();
+    let bare = config.replace(
+        r#"{
+      "__float__": "Infinity"
+    }"#,
+        "Infinity",
+    );
+    assert!(
+        bare.contains("Infinity\n") && !bare.contains("__float__"),
+        "{bare}"
+    );
+    std::fs::write(dir.path().join("config.json"), bare).unwrap();
+    let g = golden("nemotron_h");
+    let out = whole_input_on(runner_of(dir.path()), &g, LogitsWanted::All);
+    let p = g.positions[0];
+    let d = max_abs_diff(out.row(p), &golden_logits(&g, p));
+    assert!(d < TOL, "position {p} logits differ by {d}");
 }

@@ -18,7 +18,7 @@ use crate::query_temperature::QueryTemperatures;
 use crate::rope::rope_spec;
 use crate::sequence_state::{SequenceState, SequenceStates};
 use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
-use crate::spec::{Arch, ModelSpec};
+use crate::spec::{Arch, LayerParts, ModelSpec};
 use crate::weights::names::layer;
 use crate::weights::WeightSource;
 
@@ -29,14 +29,12 @@ struct Layer<B: Backend> {
     /// The LayerNorms' biases, where the model has them (StarCoder2).
     attn_norm_bias: Option<B::Weight>,
     ffn_norm_bias: Option<B::Weight>,
-    attention: Attention<B>,
-    /// The output projection (for latent attention, with zero columns for the values'
-    /// padding), and its bias where the model has one (gpt-oss).
-    wo: B::Weight,
-    wo_bias: Option<B::Weight>,
+    /// The layer's mixing of tokens; None in a layer that is an FFN only (Nemotron-H).
+    mixer: Option<Mixer<B>>,
     post_attn_norm: Option<B::Weight>,
     ffn_norm: Option<B::Weight>,
-    ffn: Ffn<B>,
+    /// None in a layer that is a mixer only (Nemotron-H).
+    ffn: Option<Ffn<B>>,
     post_ffn_norm: Option<B::Weight>,
     attn: AttentionParams,
     /// Index into `DecoderModel::ropes`.
@@ -47,6 +45,15 @@ struct Layer<B: Backend> {
     tempered: bool,
     /// The layer attends within chunks (`ModelSpec::attention_chunk`).
     chunked: bool,
+}
+
+/// A layer's mixing of tokens and the product that brings it back to the stream.
+struct Mixer<B: Backend> {
+    attention: Attention<B>,
+    /// The output projection (for latent attention, with zero columns for the values'
+    /// padding), and its bias where the model has one (gpt-oss).
+    wo: B::Weight,
+    wo_bias: Option<B::Weight>,
 }
 
 /// What a forward pass's attention layers share beside the batch: the queries' temperatures,
@@ -196,45 +203,56 @@ impl<B: Backend> DecoderModel<B> {
             } else {
                 (None, None)
             };
+            let parts = spec.layer_parts(l);
             let (attention, wo) = match (mamba, linear, &spec.latent_attention) {
+                _ if parts == LayerParts::FfnOnly => (None, None),
                 _ if conv => (
-                    Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
-                    ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
+                    Some(Attention::ShortConv(Box::new(ShortConvLayer::load(
+                        &ld, l, &spec,
+                    )?))),
+                    Some(ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?),
                 ),
                 (Some(dims), _, _) => {
                     let index = state_sizes.len();
                     state_sizes.push(dims.state_sizes());
                     (
-                        Attention::Mamba2(Box::new(Mamba2Layer::load(&ld, l, &spec, index)?)),
-                        ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
+                        Some(Attention::Mamba2(Box::new(Mamba2Layer::load(
+                            &ld, l, &spec, index,
+                        )?))),
+                        Some(ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?),
                     )
                 }
                 (None, Some(dims), _) => {
                     let index = state_sizes.len();
                     state_sizes.push(dims.state_sizes());
                     (
-                        Attention::GatedDeltaNet(Box::new(GatedDeltaNetLayer::load(
-                            &ld, l, &spec, index,
-                        )?)),
-                        ld.weight(
+                        Some(Attention::GatedDeltaNet(Box::new(
+                            GatedDeltaNetLayer::load(&ld, l, &spec, index)?,
+                        ))),
+                        Some(ld.weight(
                             &n("ssm_out.weight"),
                             &[h, dims.value_heads * dims.value_dim],
-                        )?,
+                        )?),
                     )
                 }
                 (None, None, Some(_)) => (
-                    Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
-                    LatentAttentionWeights::load_output(&ld, l, &spec)?,
+                    Some(Attention::Latent(Box::new(LatentAttentionWeights::load(
+                        &ld, l, &spec,
+                    )?))),
+                    Some(LatentAttentionWeights::load_output(&ld, l, &spec)?),
                 ),
                 (None, None, None) => (
-                    heads_attention(&ld, l, &spec)?,
-                    ld.weight(&n("attn_output.weight"), &[h, q])?,
+                    Some(heads_attention(&ld, l, &spec)?),
+                    Some(ld.weight(&n("attn_output.weight"), &[h, q])?),
                 ),
             };
             // The norm before the FFN: llama.cpp names Falcon's second norm `attn_norm_2`, and
             // Qwen3-Next's and Qwen3.5's `post_attention_norm` (their one norm after
             // attention, before the FFN).
-            let ffn_norm = if src.contains(&n("attn_norm_2.weight")) {
+            let ffn_norm = if parts == LayerParts::FfnOnly {
+                // Its one norm: llama.cpp names every Nemotron-H layer's `attn_norm`.
+                "attn_norm"
+            } else if src.contains(&n("attn_norm_2.weight")) {
                 "attn_norm_2"
             } else if !spec.sandwich_norms
                 && !src.contains(&n("ffn_norm.weight"))
@@ -258,34 +276,45 @@ impl<B: Backend> DecoderModel<B> {
                     true => None,
                     false => norm_bias(&n(&format!("{ffn_norm}.bias")))?,
                 },
-                attn_norm: match spec.pre_norms {
+                attn_norm: match spec.pre_norms && parts != LayerParts::FfnOnly {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
                     false => None,
                 },
-                attention,
-                wo,
-                wo_bias: if conv {
-                    ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
-                } else if mamba.is_some() || linear.is_some() {
-                    ld.opt_weight(&n("ssm_out.bias"), &[h])?
-                } else {
-                    ld.opt_weight(&n("attn_output.bias"), &[h])?
+                mixer: match (attention, wo) {
+                    (Some(attention), Some(wo)) => Some(Mixer {
+                        attention,
+                        wo,
+                        wo_bias: if conv {
+                            ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
+                        } else if mamba.is_some() || linear.is_some() {
+                            ld.opt_weight(&n("ssm_out.bias"), &[h])?
+                        } else {
+                            ld.opt_weight(&n("attn_output.bias"), &[h])?
+                        },
+                    }),
+                    _ => None,
                 },
                 post_attn_norm,
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
                 // of its own).
-                ffn_norm: match spec.pre_norms && (!spec.parallel_block || spec.parallel_ffn_norm) {
+                ffn_norm: match spec.pre_norms
+                    && (!spec.parallel_block || spec.parallel_ffn_norm)
+                    && parts != LayerParts::MixerOnly
+                {
                     true => Some(ld.norm(&n(&format!("{ffn_norm}.weight")), h)?),
                     false => None,
                 },
-                ffn: Ffn::load(
-                    &ld,
-                    l,
-                    spec.experts.as_ref(),
-                    (f, h),
-                    spec.gated_ffn,
-                    spec.xielu.get(l).copied(),
-                )?,
+                ffn: match parts {
+                    LayerParts::MixerOnly => None,
+                    LayerParts::Both | LayerParts::FfnOnly => Some(Ffn::load(
+                        &ld,
+                        l,
+                        spec.experts.as_ref(),
+                        (f, h),
+                        spec.gated_ffn,
+                        spec.xielu.get(l).copied(),
+                    )?),
+                },
                 post_ffn_norm,
                 attn: AttentionParams {
                     num_heads: spec.num_heads,
@@ -415,14 +444,14 @@ impl<B: Backend> DecoderModel<B> {
         self.layers
             .iter()
             .map(|l| {
-                let attention = match &l.attention {
-                    Attention::Heads { qkv, .. } => qkv.is_joined() as usize,
-                    Attention::Latent(a) => a.joined_groups(),
-                    Attention::ShortConv(c) => c.is_joined() as usize,
-                    Attention::GatedDeltaNet(g) => g.is_joined() as usize,
-                    Attention::Mamba2(_) => 0,
+                let attention = match l.mixer.as_ref().map(|m| &m.attention) {
+                    Some(Attention::Heads { qkv, .. }) => qkv.is_joined() as usize,
+                    Some(Attention::Latent(a)) => a.joined_groups(),
+                    Some(Attention::ShortConv(c)) => c.is_joined() as usize,
+                    Some(Attention::GatedDeltaNet(g)) => g.is_joined() as usize,
+                    Some(Attention::Mamba2(_)) | None => 0,
                 };
-                attention + l.ffn.is_joined() as usize
+                attention + l.ffn.as_ref().is_some_and(Ffn::is_joined) as usize
             })
             .sum()
     }
@@ -431,7 +460,8 @@ impl<B: Backend> DecoderModel<B> {
         let cache_layers = self.spec.cache_layers();
         let mut key_offsets = vec![None; cache_layers.total];
         for l in &self.layers {
-            if let Attention::Heads { k_offset, .. } = &l.attention {
+            if let Some(Attention::Heads { k_offset, .. }) = l.mixer.as_ref().map(|m| &m.attention)
+            {
                 key_offsets[l.cache_layer].clone_from(k_offset);
             }
         }
@@ -525,10 +555,18 @@ impl<B: Backend> DecoderModel<B> {
                 (x, pending) = (stream, Some(out));
                 continue;
             }
+            let Some(mixer) = &layer.mixer else {
+                // A layer of an FFN only (Nemotron-H): it reads the stream as it stands.
+                let ffn = layer.ffn.as_ref().ok_or_else(layer_of_nothing)?;
+                let (stream, out) =
+                    self.ffn_step(b, layer, li, ffn, lora.as_ref(), down.as_ref(), &x)?;
+                (x, pending) = (stream, Some(out));
+                continue;
+            };
             let kv_write = self.kv_write(layer, batch, kv);
             // The layer's mixing of tokens up to its output product: attention, or LFM2's
             // short convolution.
-            let (stream, mixed) = match (&layer.attn_norm, &layer.attention) {
+            let (stream, mixed) = match (&layer.attn_norm, &mixer.attention) {
                 (Some(norm), attention) => {
                     let attn_in = NormedInput {
                         x: down.as_ref().unwrap_or(&x),
@@ -603,44 +641,18 @@ impl<B: Backend> DecoderModel<B> {
                 }
             };
             x = stream;
-            let mut o = b.linear(&mixed, &layer.wo, layer.wo_bias.as_ref())?;
+            let mut o = b.linear(&mixed, &mixer.wo, mixer.wo_bias.as_ref())?;
             if let Some(lora) = &lora {
                 o = lora.add(b, li, LoraTarget::O, &mixed, o)?;
             }
-            if let Some(pn) = &layer.post_attn_norm {
-                o = b.rms_norm(&o, pn, eps)?;
-            }
-            if let Some(r) = s.residual_scale {
-                o = b.scale(&o, r)?;
-            }
-            let (stream, mut down) = match &layer.ffn_norm {
-                // No norm before the FFN (OLMo 2): it reads the stream itself.
-                None => {
-                    let stream = b.add(&o, &x)?;
-                    let down = match &layer.ffn {
-                        Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
-                        Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
-                    };
-                    (stream, down)
-                }
-                Some(norm) => {
-                    let ffn_in = NormedInput {
-                        x: &o,
-                        residual: Some(&x),
-                        norm,
-                        eps,
-                    };
-                    normed_ffn(b, s, li, &layer.ffn, lora.as_ref(), &ffn_in)?
-                }
+            let o = self.scaled_output(b, o, layer.post_attn_norm.as_ref())?;
+            let Some(ffn) = &layer.ffn else {
+                // A layer of a mixer only (Nemotron-H): the next layer adds its output.
+                pending = Some(o);
+                continue;
             };
-            x = stream;
-            if let Some(pn) = &layer.post_ffn_norm {
-                down = b.rms_norm(&down, pn, eps)?;
-            }
-            if let Some(r) = s.residual_scale {
-                down = b.scale(&down, r)?;
-            }
-            pending = Some(down);
+            let (stream, out) = self.ffn_step(b, layer, li, ffn, lora.as_ref(), Some(&o), &x)?;
+            (x, pending) = (stream, Some(out));
         }
         if let Some(down) = pending {
             x = b.add(&x, &down)?;
@@ -672,6 +684,67 @@ impl<B: Backend> DecoderModel<B> {
             None => logits,
         };
         Ok(StepOutputs { logits, hidden })
+    }
+
+    /// A layer's FFN over the residual stream `stream` with `added` (the mixer's output, or
+    /// the previous layer's where this layer has no mixer) joining it: the stream's next value
+    /// and what the FFN adds to it, post-normed and scaled where the model says.
+    #[allow(clippy::too_many_arguments)]
+    fn ffn_step(
+        &self,
+        b: &B,
+        layer: &Layer<B>,
+        li: usize,
+        ffn: &Ffn<B>,
+        lora: Option<&BatchLora<'_, B>>,
+        added: Option<&B::Tensor>,
+        stream: &B::Tensor,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let s = &self.spec;
+        let (stream, down) = match &layer.ffn_norm {
+            // No norm before the FFN (OLMo 2): it reads the stream itself.
+            None => {
+                let stream = match added {
+                    Some(a) => b.add(a, stream)?,
+                    None => stream.clone(),
+                };
+                let down = match ffn {
+                    Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
+                    Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
+                };
+                (stream, down)
+            }
+            Some(norm) => {
+                let ffn_in = NormedInput {
+                    x: added.unwrap_or(stream),
+                    residual: added.map(|_| stream),
+                    norm,
+                    eps: s.rms_eps,
+                };
+                normed_ffn(b, s, li, ffn, lora, &ffn_in)?
+            }
+        };
+        Ok((
+            stream,
+            self.scaled_output(b, down, layer.post_ffn_norm.as_ref())?,
+        ))
+    }
+
+    /// A sublayer's output as it joins the stream: after its post-norm and the model's
+    /// residual scale, where it has them.
+    fn scaled_output(
+        &self,
+        b: &B,
+        mut out: B::Tensor,
+        post_norm: Option<&B::Weight>,
+    ) -> Result<B::Tensor> {
+        if let Some(pn) = post_norm {
+            out = b.rms_norm(&out, pn, self.spec.rms_eps)?;
+        }
+        if let Some(r) = self.spec.residual_scale {
+            out = b.scale(&out, r)?;
+        }
+        Ok(out)
     }
 
     /// Where a layer's rotated keys and values (or convolution inputs) go in this batch.
@@ -720,11 +793,18 @@ impl<B: Backend> DecoderModel<B> {
         extras: &AttentionExtras<B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor)> {
         let s = &self.spec;
-        let (Some(norm), Attention::Heads { qkv, qk_norms, .. }) =
-            (&layer.attn_norm, &layer.attention)
+        let (
+            Some(norm),
+            Some(Mixer {
+                attention: Attention::Heads { qkv, qk_norms, .. },
+                wo,
+                wo_bias,
+            }),
+            Some(ffn),
+        ) = (&layer.attn_norm, &layer.mixer, &layer.ffn)
         else {
             return Err(ModelError::Config(
-                "an unfused block needs its norm and q/k/v projections".into(),
+                "an unfused block needs its norm, q/k/v projections and FFN".into(),
             ));
         };
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
@@ -740,8 +820,8 @@ impl<B: Backend> DecoderModel<B> {
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
         let attn = attend(b, &q, kv, layer, batch, extras)?;
-        let o = b.linear(&attn, &layer.wo, layer.wo_bias.as_ref())?;
-        let ffn = |h: &B::Tensor| match &layer.ffn {
+        let o = b.linear(&attn, wo, wo_bias.as_ref())?;
+        let ffn = |h: &B::Tensor| match ffn {
             Ffn::Experts(experts) => experts.forward(b, h, s.activation),
             Ffn::Dense(mlp) => mlp.forward(b, h, s.activation),
         };
@@ -792,6 +872,11 @@ fn attend<B: Backend>(
     )
 }
 
+/// A layer with neither a mixer nor an FFN (no spec plans one).
+fn layer_of_nothing() -> ModelError {
+    ModelError::Config("a layer with neither a mixing of tokens nor an FFN".into())
+}
+
 /// A short-convolution layer met where none was planned for (the spec names none).
 fn conv_without_taps() -> ModelError {
     ModelError::Config("a short convolution in a model without short convolutions".into())
@@ -824,6 +909,13 @@ fn normed_ffn<B: Backend>(
             let (stream, h) =
                 rms_norm_maybe_add(b, ffn_in.x, ffn_in.residual, ffn_in.norm, ffn_in.eps)?;
             Ok((stream, experts.forward(b, &h, s.activation)?))
+        }
+        // An ungated MLP (Nemotron-H's squared ReLU) after its norm apart: no fused kernel
+        // takes one product alone (LoRA is refused for such models at attach).
+        (Ffn::Dense(mlp), _) if !mlp.gated => {
+            let (stream, h) =
+                rms_norm_maybe_add(b, ffn_in.x, ffn_in.residual, ffn_in.norm, ffn_in.eps)?;
+            Ok((stream, mlp.forward(b, &h, s.activation)?))
         }
         (Ffn::Dense(mlp), Some(lora)) => {
             let (stream, gate_up) = mlp.gate_up.apply_normed_then(b, ffn_in, None, |i, h, y| {

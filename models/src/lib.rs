@@ -7,6 +7,7 @@ pub mod batch;
 pub mod chat_template;
 pub mod chunked_attention;
 pub mod classifier;
+pub mod config_json;
 pub mod decoder;
 pub mod dummy;
 pub mod encoder;

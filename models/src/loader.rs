@@ -39,7 +39,8 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
+    crate::config_json::parse(&text)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
 /// Open `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.

@@ -1,10 +1,11 @@
-//! Mamba-2 layers (Granite 4.0-H's; transformers' `GraniteMoeHybridMambaLayer`): a selective
-//! state-space model whose memory is a per-sequence state (`crate::sequence_state`).
+//! Mamba-2 layers (Granite 4.0-H's and Nemotron-H's; transformers' `GraniteMoeHybridMambaLayer`,
+//! `NemotronHMamba2Mixer`): a selective state-space model whose memory is a per-sequence state
+//! (`crate::sequence_state`).
 //!
 //! From the normed stream, one product gives the gate z, the convolution's input (x, then B and
 //! C of each group) and each head's step dt. x, B, C pass a causal depthwise convolution (with
 //! its bias) and a SiLU; then the recurrence (`candor_kernels::ssd`) with dt = softplus(dt +
-//! dt_bias) and A = −exp(A_log); the output times silu(z) is RMS-normed (over
+//! dt_bias) clamped to the model's range and A = −exp(A_log); the output times silu(z) is RMS-normed (over
 //! `norm_group` channels at a time) and weighted. The layer's output product (`out_proj`) is
 //! the decoder's `wo`.
 //!
@@ -152,7 +153,7 @@ impl<B: Backend> Mamba2Layer<B> {
                 row[inner + ch..]
                     .iter()
                     .zip(&self.dt_bias)
-                    .map(|(v, bias)| softplus(v + bias))
+                    .map(|(v, bias)| softplus(v + bias).clamp(d.dt_limit.0, d.dt_limit.1))
             })
             .collect();
         let shape = SsdShape {

@@ -86,6 +86,9 @@ pub enum Arch {
     /// Nemotron: llama's attention with half-head RoPE under LayerNorms of `1 + w`, an ungated
     /// squared-ReLU MLP.
     Nemotron,
+    /// Nemotron-H: layers of one mixer each (Mamba-2, attention without positions, a
+    /// squared-ReLU MLP or experts).
+    NemotronH,
     /// GPT-2: learned absolute positions, LayerNorms with biases, q/k/v in one biased product,
     /// an ungated tanh-GELU MLP, a tied head.
     Gpt2,
@@ -173,6 +176,7 @@ impl Arch {
             Arch::GptNeox => "gptneox",
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
+            Arch::NemotronH => "nemotron_h",
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
             Arch::Gptj => "gptj",
@@ -358,7 +362,7 @@ impl LinearAttention {
     }
 }
 
-/// Mamba-2 layers (Granite 4.0-H): a selective state-space model whose memory of the past is
+/// Mamba-2 layers (Granite 4.0-H, Nemotron-H): a selective state-space model whose memory of the past is
 /// a per-sequence state (`crate::mamba2`). `heads` heads of `head_dim` channels (`inner` in
 /// all) keep `[head_dim, state]` matrices; B and C are shared by the heads of each of
 /// `groups` groups.
@@ -371,8 +375,12 @@ pub struct Mamba2 {
     pub groups: usize,
     pub state: usize,
     pub conv_kernel: usize,
-    /// The gated norm's groups of channels (the whole `inner` in Granite 4.0-H).
+    /// The gated norm's groups of channels (the whole `inner` in Granite 4.0-H's checkouts,
+    /// `inner / groups` in Nemotron-H's).
     pub norm_group: usize,
+    /// The range each step dt is clamped to after its softplus (transformers'
+    /// `time_step_limit`; `(0, ∞)`, the default, changes nothing).
+    pub dt_limit: (f32, f32),
 }
 
 impl Mamba2 {
@@ -391,6 +399,18 @@ impl Mamba2 {
             self.heads * self.head_dim * self.state,
         )
     }
+}
+
+/// What a layer holds where a model's layers may hold one of the usual two sublayers only
+/// (Nemotron-H: each layer one mixer after one norm: Mamba-2, attention, an MLP or experts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LayerParts {
+    /// Its mixing of tokens (attention or a recurrence), then its FFN.
+    Both,
+    /// Its mixing of tokens only.
+    MixerOnly,
+    /// Its FFN only.
+    FfnOnly,
 }
 
 /// How a router turns its logits into expert scores.
@@ -520,6 +540,9 @@ pub struct ModelSpec {
     /// Layers that mix tokens by Mamba-2's state-space model (Granite 4.0-H); each sequence
     /// then carries a recurrent state too.
     pub mamba: Option<Mamba2>,
+    /// Per layer, what it holds, where some layer lacks its mixing or its FFN (Nemotron-H);
+    /// empty where every layer has both.
+    pub layer_parts: Vec<LayerParts>,
     /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
     /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`).
     pub attn_output_gate: bool,
@@ -580,6 +603,11 @@ impl ModelSpec {
         4 * (delta + mamba)
     }
 
+    /// What layer `l` holds.
+    pub fn layer_parts(&self, l: usize) -> LayerParts {
+        self.layer_parts.get(l).copied().unwrap_or(LayerParts::Both)
+    }
+
     /// Whether layer `l` is a Mamba-2 layer.
     pub fn is_mamba(&self, l: usize) -> bool {
         self.mamba
@@ -613,6 +641,7 @@ impl ModelSpec {
                 true => self.conv_cache_span(),
                 // Its state is the sequence's, not its positions': no cache rows.
                 false if self.is_linear_attention(l) || self.is_mamba(l) => 0,
+                false if self.layer_parts(l) == LayerParts::FfnOnly => 0,
                 false => 1,
             };
         }
@@ -627,9 +656,10 @@ impl ModelSpec {
 
     /// Whether the layers run without their norms fused into the products (LayerNorms,
     /// parallel blocks, ungated FFNs, whose products the RMSNorm blocks' fused kernels do not
-    /// take: the decoder's `unfused_block`), where no LoRA update is added.
+    /// take: the decoder's `unfused_block`), where no LoRA update is added. Layers of one
+    /// sublayer (Nemotron-H) run in the fused walk, their ungated FFNs after a norm apart.
     pub fn unfused_blocks(&self) -> bool {
-        self.layer_norm || self.parallel_block || !self.gated_ffn
+        self.layer_norm || self.parallel_block || (!self.gated_ffn && self.layer_parts.is_empty())
     }
 
     /// Checks that keep the forward pass from indexing out of range.
@@ -695,6 +725,25 @@ impl ModelSpec {
                 ));
             }
         }
+        if !self.layer_parts.is_empty() {
+            if self.layer_parts.len() != self.num_layers {
+                return bad(format!(
+                    "{} layer plans for {} layers",
+                    self.layer_parts.len(),
+                    self.num_layers
+                ));
+            }
+            if !self.pre_norms || self.layer_norm || self.parallel_block || self.sandwich_norms {
+                return bad("layers of one sublayer are supported under RMSNorm pre-norms".into());
+            }
+            let recurrent_ffn = (0..self.num_layers).any(|l| {
+                self.layer_parts(l) == LayerParts::FfnOnly
+                    && (self.is_mamba(l) || self.is_linear_attention(l))
+            });
+            if recurrent_ffn {
+                return bad("a layer of an FFN only cannot be a recurrent layer too".into());
+            }
+        }
         if self.clip_qkv.is_some() && !self.unfused_blocks() {
             return bad("q/k/v clamps are supported in unfused blocks only".into());
         }
@@ -703,8 +752,8 @@ impl ModelSpec {
         {
             return bad("per-head q/k norm weights are LayerNorms before RoPE only".into());
         }
-        if self.norm_bias && !self.layer_norm || !self.gated_ffn && self.experts.is_some() {
-            return bad("norm biases need LayerNorms; experts are gated".into());
+        if self.norm_bias && !self.layer_norm {
+            return bad("norm biases need LayerNorms".into());
         }
         if (self.parallel_block || self.layer_norm) && self.residual_scale.is_some() {
             return bad("residual scales are supported in RMSNorm blocks only".into());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 87] = [
+pub const TINY_ARCHS: [&str; 89] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -50,6 +50,8 @@ pub const TINY_ARCHS: [&str; 87] = [
     "granitemoehybrid",
     "granitemoehybrid_dense",
     "granitemoehybrid_groups",
+    "nemotron_h",
+    "nemotron_h_moe",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

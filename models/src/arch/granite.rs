@@ -118,6 +118,7 @@ pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
         conv_kernel: c.opt_usize("mamba_d_conv")?.unwrap_or(DEFAULT_MAMBA_CONV),
         // transformers' Granite norm is over the whole inner width, whatever the groups.
         norm_group: inner,
+        dt_limit: (0.0, f32::INFINITY),
     });
     spec.validate()?;
     Ok(spec)
@@ -186,6 +187,7 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         state: g.require_usize(&k("ssm.state_size"))?,
         conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
         norm_group: inner / groups,
+        dt_limit: (0.0, f32::INFINITY),
     });
     spec.experts = super::experts::from_gguf(g, spec.num_layers)?;
     spec.validate()?;

@@ -25,6 +25,7 @@ pub mod llama4;
 pub mod minimax_m2;
 pub mod mistral;
 pub mod nemotron;
+pub mod nemotron_h;
 pub mod olmo;
 pub mod olmo2;
 pub mod olmoe;
@@ -47,7 +48,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 63] = [
+pub const HF_MODEL_TYPES: [&str; 64] = [
     "llama",
     "mistral",
     "ministral",
@@ -74,6 +75,7 @@ pub const HF_MODEL_TYPES: [&str; 63] = [
     "starcoder2",
     "stablelm",
     "nemotron",
+    "nemotron_h",
     "gpt2",
     "dots1",
     "arcee",
@@ -114,7 +116,7 @@ pub const HF_MODEL_TYPES: [&str; 63] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 49] = [
+pub const GGUF_ARCHITECTURES: [&str; 51] = [
     "llama",
     "mistral",
     "mistral3",
@@ -164,6 +166,8 @@ pub const GGUF_ARCHITECTURES: [&str; 49] = [
     "qwen35",
     "qwen35moe",
     "granitehybrid",
+    "nemotron_h",
+    "nemotron_h_moe",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -251,6 +255,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "granite" => granite::from_hf(&c)?,
         "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
         "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
+        "nemotron_h" => nemotron_h::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
         "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
@@ -626,6 +631,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen35" => qwen3_next::from_gguf(g, Arch::Qwen35)?,
         "qwen35moe" => qwen3_next::from_gguf(g, Arch::Qwen35Moe)?,
         "granitehybrid" => granite::hybrid_from_gguf(g)?,
+        "nemotron_h" | "nemotron_h_moe" => nemotron_h::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -849,6 +855,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         short_conv: None,
         linear_attention: None,
         mamba: None,
+        layer_parts: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
@@ -939,7 +946,12 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         vocab_size,
         hidden_size: hidden,
         // Qwen3.5-MoE's converter writes no dense width (every layer has experts).
-        intermediate_size: match g.get_usize(&k("feed_forward_length")) {
+        // A per-layer list (Nemotron-H: 0 where a layer has no FFN): its widest.
+        intermediate_size: match g.get_usize(&k("feed_forward_length")).or_else(|| {
+            g.get_usize_array(&k("feed_forward_length"))
+                .and_then(|widths| widths.into_iter().max())
+                .filter(|&w| w > 0)
+        }) {
             Some(f) => f,
             None => g.require_usize(&k("expert_feed_forward_length"))?,
         },
@@ -986,6 +998,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         short_conv: None,
         linear_attention: None,
         mamba: None,
+        layer_parts: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),

@@ -29,50 +29,45 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    /// The MLP of `gate`, `up` (`[f, h]`) and `down` (`[h, f]`) by canonical name, each with
-    /// the bias of the same name (`.bias` for `.weight`) where the file has one.
-    fn load(ld: &Loader<'_, B>, names: [&str; 3], f: usize, h: usize) -> Result<Self> {
-        let [gate, up, down] = names;
+    /// The MLP of `gate` (None: an ungated MLP), `up` (`[f, h]`) and `down` (`[h, f]`) by
+    /// canonical name, each with the bias of the same name (`.bias` for `.weight`) where the
+    /// file has one.
+    fn load(
+        ld: &Loader<'_, B>,
+        gate: Option<&str>,
+        [up, down]: [&str; 2],
+        f: usize,
+        h: usize,
+    ) -> Result<Self> {
         let bias = |name: &str, rows: usize| match name.strip_suffix(".weight") {
             Some(stem) => ld.opt_weight(&format!("{stem}.bias"), &[rows]),
             None => Ok(None),
         };
+        let mut products = Vec::with_capacity(2);
+        if let Some(gate) = gate {
+            products.push((ld.weight(gate, &[f, h])?, bias(gate, f)?));
+        }
+        products.push((ld.weight(up, &[f, h])?, bias(up, f)?));
         Ok(Mlp {
-            gate_up: Projections::new(
-                ld.backend,
-                vec![
-                    (ld.weight(gate, &[f, h])?, bias(gate, f)?),
-                    (ld.weight(up, &[f, h])?, bias(up, f)?),
-                ],
-            )?,
+            gate_up: Projections::new(ld.backend, products)?,
             down: ld.weight(down, &[h, f])?,
             down_bias: bias(down, h)?,
-            gated: true,
+            gated: gate.is_some(),
             xielu: None,
         })
     }
 
-    /// An ungated MLP of `up` (`[f, h]`) and `down` (`[h, f]`), each with its bias where the
-    /// file has one.
+    /// Layer `l`'s ungated MLP (`ffn_up`, `ffn_down`, their biases where the file has them).
     fn load_ungated(
         ld: &Loader<'_, B>,
         l: usize,
         (f, h): (usize, usize),
         xielu: Option<XieluParams>,
     ) -> Result<Self> {
-        let n = |s: &str| layer(l, s);
+        let names = [&layer(l, "ffn_up.weight"), &layer(l, "ffn_down.weight")];
         Ok(Mlp {
-            gate_up: Projections::new(
-                ld.backend,
-                vec![(
-                    ld.weight(&n("ffn_up.weight"), &[f, h])?,
-                    ld.opt_weight(&n("ffn_up.bias"), &[f])?,
-                )],
-            )?,
-            down: ld.weight(&n("ffn_down.weight"), &[h, f])?,
-            down_bias: ld.opt_weight(&n("ffn_down.bias"), &[h])?,
-            gated: false,
             xielu,
+            ..Mlp::load(ld, None, names.map(String::as_str), f, h)?
         })
     }
 
@@ -121,11 +116,13 @@ pub struct Experts<B: Backend> {
 }
 
 impl<B: Backend> Experts<B> {
+    /// Layer `l`'s experts, each an MLP gated or not (`gated`: Nemotron-H's are not).
     pub(crate) fn load(
         ld: &Loader<'_, B>,
         l: usize,
         spec: &MixtureOfExperts,
         hidden: usize,
+        gated: bool,
     ) -> Result<Self> {
         let (n, f, h) = (spec.num_experts, spec.expert_intermediate_size, hidden);
         let correction_bias = match spec.correction_bias {
@@ -145,26 +142,27 @@ impl<B: Backend> Experts<B> {
             .map(|e| {
                 // Expert biases (gpt-oss) by the names `Mlp::load` derives from these.
                 let [g, u, d] = ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"];
-                Mlp::load(
-                    ld,
-                    [&expert(l, g, e), &expert(l, u, e), &expert(l, d, e)],
-                    f,
-                    h,
-                )
+                let gate = gated.then(|| expert(l, g, e));
+                let up_down = [&expert(l, u, e), &expert(l, d, e)];
+                Mlp::load(ld, gate.as_deref(), up_down.map(String::as_str), f, h)
             })
             .collect::<Result<Vec<_>>>()?;
         let shared = match spec.shared_intermediate_size {
             0 => None,
-            fs => Some(Mlp::load(
-                ld,
-                [
-                    &layer(l, "ffn_gate_shexp.weight"),
+            fs => {
+                let gate = gated.then(|| layer(l, "ffn_gate_shexp.weight"));
+                let up_down = [
                     &layer(l, "ffn_up_shexp.weight"),
                     &layer(l, "ffn_down_shexp.weight"),
-                ],
-                fs,
-                h,
-            )?),
+                ];
+                Some(Mlp::load(
+                    ld,
+                    gate.as_deref(),
+                    up_down.map(String::as_str),
+                    fs,
+                    h,
+                )?)
+            }
         };
         let shared_gate = match spec.shared_gate {
             true => Some(ld.weight(&layer(l, "ffn_gate_inp_shexp.weight"), &[1, h])?),
@@ -249,18 +247,34 @@ fn routed_experts<B: Backend>(
         .collect();
     let mut products =
         run_jobs(b, &jobs.iter().flatten().copied().collect::<Vec<_>>())?.into_iter();
+    // Each expert's input to its down projection: gate and up, or an ungated expert's
+    // activated up (Nemotron-H's) with nothing beside it.
     let halves = chosen
         .iter()
         .zip(&jobs)
         .map(|((mlp, _), own)| {
             let outputs = products.by_ref().take(own.len()).collect();
-            members::<_, 2>(mlp.gate_up.members_of(b, outputs, 1)?)
+            let parts = mlp.gate_up.members_of(b, outputs, 1)?;
+            match mlp.gated {
+                true => members::<_, 2>(parts).map(|[gate, up]| (gate, Some(up))),
+                false => {
+                    let [up] = members::<_, 1>(parts)?;
+                    Ok((b.activate(&up, act)?, None))
+                }
+            }
         })
         .collect::<Result<Vec<_>>>()?;
     let downs: Vec<LinearJob<'_, B>> = chosen
         .iter()
         .zip(&halves)
-        .map(|((mlp, _), [gate, up])| mlp.down_job(gate, up, act))
+        .map(|((mlp, _), (first, up))| match up {
+            Some(up) => mlp.down_job(first, up, act),
+            None => LinearJob {
+                input: ProductInput::Rows(first),
+                w: &mlp.down,
+                bias: mlp.down_bias.as_ref(),
+            },
+        })
         .collect();
     run_jobs(b, &downs)
 }
@@ -334,7 +348,7 @@ impl<B: Backend> Ffn<B> {
         xielu: Option<XieluParams>,
     ) -> Result<Self> {
         if let Some(m) = moe.filter(|m| m.layers.get(l).copied().unwrap_or(false)) {
-            return Ok(Ffn::Experts(Box::new(Experts::load(ld, l, m, h)?)));
+            return Ok(Ffn::Experts(Box::new(Experts::load(ld, l, m, h, gated)?)));
         }
         if !gated {
             return Mlp::load_ungated(ld, l, (f, h), xielu).map(Ffn::Dense);
@@ -362,13 +376,11 @@ impl<B: Backend> Ffn<B> {
             }));
         }
         let n = |s: &str| layer(l, s);
+        let up_down = [&n("ffn_up.weight"), &n("ffn_down.weight")];
         Mlp::load(
             ld,
-            [
-                &n("ffn_gate.weight"),
-                &n("ffn_up.weight"),
-                &n("ffn_down.weight"),
-            ],
+            Some(&n("ffn_gate.weight")),
+            up_down.map(String::as_str),
             f,
             h,
         )

@@ -437,6 +437,34 @@ pub fn mamba_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.mamba.{rest}"))
 }
 
+/// Nemotron-H's HF name of a tensor `to_hf` names the llama way, under `prefix` (checkouts:
+/// `backbone`): the embeddings `embeddings`, the final norm `norm_f`, each layer's one norm
+/// `norm` (before its mixer or its FFN), and its one module `mixer`: the attention's and
+/// the MLP's projections, the experts with their router `gate`, Mamba-2's tensors as
+/// `mamba_hf` names them.
+pub fn nemotron_h_hf(hf: &str, prefix: &str) -> Option<String> {
+    let rest = hf.strip_prefix("model.")?;
+    let named = if let Some(suffix) = rest.strip_prefix("embed_tokens.") {
+        format!("embeddings.{suffix}")
+    } else if let Some(suffix) = rest.strip_prefix("norm.") {
+        format!("norm_f.{suffix}")
+    } else {
+        let (l, part) = rest.strip_prefix("layers.")?.split_once('.')?;
+        let (module, tail) = part.split_once('.')?;
+        let part = match module {
+            "input_layernorm" | "post_attention_layernorm" => format!("norm.{tail}"),
+            "self_attn" | "mlp" => format!("mixer.{tail}"),
+            "linear_attn" => {
+                let mamba = mamba_hf(hf)?;
+                format!("mixer.{}", mamba.split_once(".mamba.")?.1)
+            }
+            _ => return None,
+        };
+        format!("layers.{l}.{part}")
+    };
+    Some(format!("{prefix}.{named}"))
+}
+
 /// Qwen3.5's HF name of its DeltaNet's q/k/v product, which `to_hf` names as Phi-3's joined
 /// attention product (llama.cpp names both `attn_qkv`): `linear_attn.in_proj_qkv`.
 pub fn qwen3_5_hf(hf: &str) -> Option<String> {
@@ -556,6 +584,51 @@ mod tests {
         ] {
             assert_eq!(mamba_hf(&hf(canonical).unwrap()).as_deref(), Some(checkout));
         }
+        // Nemotron-H's: one norm and one mixer module a layer, under `backbone`.
+        for (canonical, checkout) in [
+            ("token_embd.weight", "backbone.embeddings.weight"),
+            ("output_norm.weight", "backbone.norm_f.weight"),
+            ("blk.0.attn_norm.weight", "backbone.layers.0.norm.weight"),
+            ("blk.1.ffn_norm.weight", "backbone.layers.1.norm.weight"),
+            (
+                "blk.0.ssm_in.weight",
+                "backbone.layers.0.mixer.in_proj.weight",
+            ),
+            ("blk.0.ssm_a_log.weight", "backbone.layers.0.mixer.A_log"),
+            ("blk.0.ssm_dt.bias", "backbone.layers.0.mixer.dt_bias"),
+            (
+                "blk.2.attn_q.weight",
+                "backbone.layers.2.mixer.q_proj.weight",
+            ),
+            (
+                "blk.2.attn_output.weight",
+                "backbone.layers.2.mixer.o_proj.weight",
+            ),
+            (
+                "blk.1.ffn_up.weight",
+                "backbone.layers.1.mixer.up_proj.weight",
+            ),
+            (
+                "blk.3.ffn_gate_inp.weight",
+                "backbone.layers.3.mixer.gate.weight",
+            ),
+            (
+                "blk.3.exp_probs_b.bias",
+                "backbone.layers.3.mixer.gate.e_score_correction_bias",
+            ),
+            (
+                "blk.3.ffn_down_shexp.weight",
+                "backbone.layers.3.mixer.shared_experts.down_proj.weight",
+            ),
+        ] {
+            let named = nemotron_h_hf(&hf(canonical).unwrap(), "backbone");
+            assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
+        }
+        let expert = nemotron_h_hf(&hf(&expert(3, "ffn_up_exps", 1)).unwrap(), "backbone");
+        assert_eq!(
+            expert.as_deref(),
+            Some("backbone.layers.3.mixer.experts.1.up_proj.weight")
+        );
     }
 
     #[test]
