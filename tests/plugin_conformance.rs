@@ -423,6 +423,7 @@ fn recurrent_models_run_on_the_plugin() {
         ("qwen3_5", &["gather_rows", "mul_sigmoid"]),
         ("granitemoehybrid", &["gather_rows"]),
         ("nemotron_h_moe", &["gather_rows"]),
+        ("kimi_linear", &["gather_rows"]),
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);

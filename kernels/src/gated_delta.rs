@@ -11,6 +11,9 @@
 //! o = Sᵀ q
 //! ```
 //!
+//! Kimi Delta Attention (Kimi Linear) is the same rule with a log-decay per key channel:
+//! `S ← diag(exp(g)) · S`, g `k_dim` values a head and token (`DeltaShape::channel_decay`).
+//!
 //! This is the recurrent form (transformers' `torch_recurrent_gated_delta_rule`, the FLA
 //! library's fused recurrent kernel). Their chunked form computes the same outputs with
 //! matrix products over chunks of 64 tokens, which pays on a GPU; on a CPU the recurrence is
@@ -33,6 +36,9 @@ pub struct DeltaShape {
     /// Value head `h` reads key head `h % key_heads` (llama.cpp's Qwen3.5 GGUFs); else
     /// `h / (value_heads / key_heads)`, in runs (PyTorch's `repeat_interleave`).
     pub tiled: bool,
+    /// The log-decay is per key channel (Kimi Delta Attention: `g` `[tokens, value_heads,
+    /// k_dim]`), not per head (`[tokens, value_heads]`).
+    pub channel_decay: bool,
 }
 
 impl DeltaShape {
@@ -50,11 +56,20 @@ impl DeltaShape {
     pub fn state_len(&self) -> usize {
         self.value_heads * self.k_dim * self.v_dim
     }
+
+    /// Log-decays a head and token: one, or one per key channel.
+    pub fn decays_per_head(&self) -> usize {
+        match self.channel_decay {
+            true => self.k_dim,
+            false => 1,
+        }
+    }
 }
 
 /// One sequence's inputs to a step of the rule: `q` and `k` `[tokens, key_heads, k_dim]` as
 /// the projections give them (not yet normalized), `v` `[tokens, value_heads, v_dim]`, the
-/// log-decays `g` and write strengths `beta` `[tokens, value_heads]`.
+/// log-decays `g` (`[tokens, value_heads]`, or `[tokens, value_heads, k_dim]` with
+/// `channel_decay`) and write strengths `beta` `[tokens, value_heads]`.
 #[derive(Debug, Clone, Copy)]
 pub struct DeltaInputs<'a> {
     pub q: &'a [f32],
@@ -90,8 +105,8 @@ pub fn gated_delta_rule(
     let fits = q.len() == tokens * key_heads * k_dim
         && k.len() == q.len()
         && v.len() == tokens * value_heads * v_dim
-        && g.len() == tokens * value_heads
-        && beta.len() == g.len()
+        && g.len() == tokens * value_heads * shape.decays_per_head()
+        && beta.len() == tokens * value_heads
         && state.len() == shape.state_len()
         && out.len() == v.len();
     if !fits {
@@ -125,11 +140,14 @@ pub fn gated_delta_rule(
                 let key = &k[(t * key_heads + kh) * k_dim..][..k_dim];
                 let query = &q[(t * key_heads + kh) * k_dim..][..k_dim];
                 let value = &v[(t * value_heads + h) * v_dim..][..v_dim];
-                let decay = g[t * value_heads + h].exp();
+                let per = shape.decays_per_head();
+                let logs = &g[(t * value_heads + h) * per..][..per];
                 let b = beta[t * value_heads + h];
-                // Decay S and read what it recalls for the key, in one pass.
+                // Decay S (each key channel's row by its own decay, or all by the head's) and
+                // read what it recalls for the key, in one pass.
                 recalled.fill(0.0);
-                for (row, &ki) in s.chunks_exact_mut(v_dim).zip(key) {
+                for (i, (row, &ki)) in s.chunks_exact_mut(v_dim).zip(key).enumerate() {
+                    let decay = logs[if per == 1 { 0 } else { i }].exp();
                     for (sij, r) in row.iter_mut().zip(recalled.iter_mut()) {
                         *sij *= decay;
                         *r += *sij * ki;
@@ -202,8 +220,14 @@ mod tests {
                     1.0 / (kd as f64).sqrt(),
                 );
                 let st = &mut state[h * kd * vd..][..kd * vd];
-                let decay = (g[t * s.value_heads + h] as f64).exp();
-                st.iter_mut().for_each(|x| *x *= decay);
+                let per = s.decays_per_head();
+                for i in 0..kd {
+                    let log = g[(t * s.value_heads + h) * per + if per == 1 { 0 } else { i }];
+                    let decay = (log as f64).exp();
+                    st[i * vd..(i + 1) * vd]
+                        .iter_mut()
+                        .for_each(|x| *x *= decay);
+                }
                 for j in 0..vd {
                     let recall: f64 = (0..kd).map(|i| st[i * vd + j] * kk[i]).sum();
                     let delta = beta[t * s.value_heads + h] as f64
@@ -236,6 +260,7 @@ mod tests {
             k_dim: 5,
             v_dim: 3,
             tiled: false,
+            channel_decay: false,
         };
         let q = values(s.tokens * s.key_heads * s.k_dim, 1);
         let k = values(q.len(), 2);
@@ -302,6 +327,57 @@ mod tests {
         }
     }
 
+    /// Kimi Delta Attention: a decay per key channel, each row of S by its own.
+    #[test]
+    fn decays_each_key_channel_by_its_own_rate() {
+        let s = DeltaShape {
+            tokens: 5,
+            key_heads: 3,
+            value_heads: 3,
+            k_dim: 4,
+            v_dim: 2,
+            tiled: false,
+            channel_decay: true,
+        };
+        let q = values(s.tokens * s.key_heads * s.k_dim, 7);
+        let k = values(q.len(), 8);
+        let v = values(s.tokens * s.value_heads * s.v_dim, 9);
+        let g: Vec<f32> = values(q.len(), 10).iter().map(|x| -2.0 * x.abs()).collect();
+        let beta: Vec<f32> = values(s.tokens * s.value_heads, 11)
+            .iter()
+            .map(|x| x.abs())
+            .collect();
+        let mut want_state = vec![0.0f64; s.state_len()];
+        let want = reference(s, &q, &k, &v, &g, &beta, &mut want_state);
+        let mut state = vec![0.0f32; s.state_len()];
+        let mut out = vec![0.0f32; v.len()];
+        let inputs = DeltaInputs {
+            q: &q,
+            k: &k,
+            v: &v,
+            g: &g,
+            beta: &beta,
+        };
+        gated_delta_rule(s, inputs, &mut state, &mut out).unwrap();
+        for (a, b) in out.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // One decay a head read as the first channel's would differ.
+        let per_head = DeltaShape {
+            channel_decay: false,
+            ..s
+        };
+        let first: Vec<f32> = g.chunks_exact(s.k_dim).map(|c| c[0]).collect();
+        let mut other = vec![0.0f32; v.len()];
+        let mut state = vec![0.0f32; s.state_len()];
+        let inputs = DeltaInputs {
+            g: &first,
+            ..inputs
+        };
+        gated_delta_rule(per_head, inputs, &mut state, &mut other).unwrap();
+        assert!(other.iter().zip(&out).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+
     #[test]
     fn refuses_shapes_that_do_not_fit() {
         let s = DeltaShape {
@@ -311,6 +387,7 @@ mod tests {
             k_dim: 2,
             v_dim: 2,
             tiled: false,
+            channel_decay: false,
         };
         let mut state = vec![0.0; s.state_len()];
         let none = DeltaInputs {

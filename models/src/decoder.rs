@@ -8,6 +8,7 @@ use crate::backend::{
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::gated_delta_net::GatedDeltaNetLayer;
+use crate::kimi_delta::KimiDeltaLayer;
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::mamba2::Mamba2Layer;
@@ -80,6 +81,9 @@ pub(crate) enum Attention<B: Backend> {
     /// No attention: gated DeltaNet linear attention over the sequence's recurrent state
     /// (its `out_proj` is the layer's `wo`).
     GatedDeltaNet(Box<GatedDeltaNetLayer<B>>),
+    /// No attention: Kimi Delta Attention (the gated delta rule with a decay per key
+    /// channel) over the sequence's recurrent state (its `o_proj` is the layer's `wo`).
+    KimiDelta(Box<KimiDeltaLayer<B>>),
     /// No attention: Mamba-2's state-space model over the sequence's recurrent state (its
     /// `out_proj` is the layer's `wo`).
     Mamba2(Box<Mamba2Layer<B>>),
@@ -222,6 +226,19 @@ impl<B: Backend> DecoderModel<B> {
                         Some(ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?),
                     )
                 }
+                (None, Some(dims), _) if dims.channel_decay => {
+                    let index = state_sizes.len();
+                    state_sizes.push(dims.state_sizes());
+                    (
+                        Some(Attention::KimiDelta(Box::new(KimiDeltaLayer::load(
+                            &ld, l, &spec, index,
+                        )?))),
+                        Some(ld.weight(
+                            &n("attn_output.weight"),
+                            &[h, dims.value_heads * dims.value_dim],
+                        )?),
+                    )
+                }
                 (None, Some(dims), _) => {
                     let index = state_sizes.len();
                     state_sizes.push(dims.state_sizes());
@@ -286,7 +303,7 @@ impl<B: Backend> DecoderModel<B> {
                         wo,
                         wo_bias: if conv {
                             ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
-                        } else if mamba.is_some() || linear.is_some() {
+                        } else if mamba.is_some() || linear.is_some_and(|a| !a.channel_decay) {
                             ld.opt_weight(&n("ssm_out.bias"), &[h])?
                         } else {
                             ld.opt_weight(&n("attn_output.bias"), &[h])?
@@ -449,6 +466,7 @@ impl<B: Backend> DecoderModel<B> {
                     Some(Attention::Latent(a)) => a.joined_groups(),
                     Some(Attention::ShortConv(c)) => c.is_joined() as usize,
                     Some(Attention::GatedDeltaNet(g)) => g.is_joined() as usize,
+                    Some(Attention::KimiDelta(k)) => k.is_joined() as usize,
                     Some(Attention::Mamba2(_)) | None => 0,
                 };
                 attention + l.ffn.as_ref().is_some_and(Ffn::is_joined) as usize
@@ -602,6 +620,7 @@ impl<B: Backend> DecoderModel<B> {
                             delta.mix(b, &attn_in, batch, &mut states)?
                         }
                         Attention::Mamba2(mamba) => mamba.mix(b, &attn_in, batch, &mut states)?,
+                        Attention::KimiDelta(kda) => kda.mix(b, &attn_in, batch, &mut states)?,
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
                                 conv_taps.as_ref().ok_or_else(conv_without_taps)?;
@@ -633,7 +652,10 @@ impl<B: Backend> DecoderModel<B> {
                 }
                 (
                     None,
-                    Attention::ShortConv(_) | Attention::GatedDeltaNet(_) | Attention::Mamba2(_),
+                    Attention::ShortConv(_)
+                    | Attention::GatedDeltaNet(_)
+                    | Attention::KimiDelta(_)
+                    | Attention::Mamba2(_),
                 ) => {
                     return Err(ModelError::Config(
                         "a short convolution or linear attention needs its norm before it".into(),

@@ -16,7 +16,7 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{NormedInput, Projections};
-use crate::sequence_state::{causal_conv_silu, each_sequence, silu, softplus};
+use crate::sequence_state::{causal_conv_silu, each_sequence, sigmoid, silu, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{LinearAttention, ModelSpec};
 use crate::weights::names::layer;
@@ -196,6 +196,7 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             k_dim: d.key_dim,
             v_dim: d.value_dim,
             tiled: d.value_heads_tiled,
+            channel_decay: false,
         };
         let rule_inputs = DeltaInputs {
             q: &q,
@@ -318,10 +319,6 @@ impl Unpacked {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +334,7 @@ mod tests {
             value_dim: 1,
             conv_kernel: 2,
             value_heads_tiled: false,
+            channel_decay: false,
         };
         let qkvz = vec![1., 2., 3., 4., 5., 6., 11., 12., 13., 14., 15., 16.];
         let ba = vec![1., 2., 3., 4., 5., 6., 7., 8.];

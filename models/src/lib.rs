@@ -15,6 +15,7 @@ pub mod error;
 pub mod gated_delta_net;
 pub mod generation_config;
 pub mod key_offset;
+mod kimi_delta;
 pub mod kv_rows;
 mod layer_loader;
 pub mod loader;

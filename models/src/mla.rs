@@ -142,7 +142,12 @@ impl CacheForm {
 /// weights), and that temperature.
 pub fn rope(spec: &ModelSpec, a: &LatentAttention, form: CacheForm) -> (RopeSpec, f32) {
     let layout = form.layout(a, spec.rope.style);
-    let freqs = inv_freq(a.qk_rope_head_dim, spec.rope.theta, &spec.rope.scaling);
+    let mut freqs = inv_freq(a.qk_rope_head_dim, spec.rope.theta, &spec.rope.scaling);
+    // Latent attention without positions (Kimi Linear): the shared key part stays as it is,
+    // rotated by nothing (every layer: `validate` refuses a mix).
+    if spec.unrotated_layers.contains(&true) {
+        freqs.iter_mut().for_each(|f| *f = 0.0);
+    }
     let rope = RopeSpec {
         inv_freq: layout.head_freqs(&freqs),
         style: spec.rope.style,

@@ -208,6 +208,10 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// PyTorch's softplus (threshold 20: linear past it, where `ln(1 + e^x)` is `x` in f32).
 pub(crate) fn softplus(x: f32) -> f32 {
     match x > 20.0 {

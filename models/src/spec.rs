@@ -89,6 +89,9 @@ pub enum Arch {
     /// Nemotron-H: layers of one mixer each (Mamba-2, attention without positions, a
     /// squared-ReLU MLP or experts).
     NemotronH,
+    /// Kimi Linear: Kimi Delta Attention and latent attention without positions, DeepSeek-V3's
+    /// experts.
+    KimiLinear,
     /// GPT-2: learned absolute positions, LayerNorms with biases, q/k/v in one biased product,
     /// an ungated tanh-GELU MLP, a tied head.
     Gpt2,
@@ -177,6 +180,7 @@ impl Arch {
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
             Arch::NemotronH => "nemotron_h",
+            Arch::KimiLinear => "kimi_linear",
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
             Arch::Gptj => "gptj",
@@ -346,6 +350,9 @@ pub struct LinearAttention {
     /// `j % key_heads`: llama.cpp's Qwen3.5 GGUFs), not in runs (`j / (value_heads /
     /// key_heads)`: the checkouts, Qwen3-Next's GGUFs).
     pub value_heads_tiled: bool,
+    /// Kimi Delta Attention (Kimi Linear; `crate::kimi_delta`): q, k, v apart, the decay per
+    /// key channel from a low-rank forget gate, the output times a low-rank sigmoid gate.
+    pub channel_decay: bool,
 }
 
 impl LinearAttention {
@@ -744,6 +751,12 @@ impl ModelSpec {
                 return bad("a layer of an FFN only cannot be a recurrent layer too".into());
             }
         }
+        if self.latent_attention.is_some()
+            && self.unrotated_layers.contains(&true)
+            && self.unrotated_layers.contains(&false)
+        {
+            return bad("latent attention runs with RoPE in every layer or in none".into());
+        }
         if self.clip_qkv.is_some() && !self.unfused_blocks() {
             return bad("q/k/v clamps are supported in unfused blocks only".into());
         }
@@ -772,9 +785,6 @@ impl ModelSpec {
         if !usable(self.embed_scale) || !usable(self.residual_scale) || !usable(self.logit_divisor)
         {
             return bad("embedding, residual and logit scales must be finite and non-zero".into());
-        }
-        if self.unrotated_layers.contains(&true) && self.latent_attention.is_some() {
-            return bad("layers without RoPE in latent attention".into());
         }
         if self.qk_norm_after_rope && (!self.qk_norm || self.qk_norm_whole) {
             return bad("q/k norms after RoPE without per-head q/k norms".into());
@@ -818,9 +828,9 @@ impl ModelSpec {
             }
         }
         if let Some(a) = &self.linear_attention {
+            // Its attention layers may be latent (Kimi Linear).
             let plain = self.pre_norms
                 && !self.sandwich_norms
-                && self.latent_attention.is_none()
                 && self.short_conv.is_none()
                 && !self.unfused_blocks();
             if a.layers.len() != self.num_layers

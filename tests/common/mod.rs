@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 89] = [
+pub const TINY_ARCHS: [&str; 90] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -52,6 +52,7 @@ pub const TINY_ARCHS: [&str; 89] = [
     "granitemoehybrid_groups",
     "nemotron_h",
     "nemotron_h_moe",
+    "kimi_linear",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

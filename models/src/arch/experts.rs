@@ -130,6 +130,40 @@ pub fn required_from_gguf(g: &GgufFile, num_layers: usize) -> Result<MixtureOfEx
         .ok_or_else(|| ModelError::Config(format!("{a} GGUF without `{a}.expert_count`")))
 }
 
+/// DeepSeek-V3's routing as Nemotron-H's and Kimi Linear's experts take it: sigmoid scores
+/// corrected by a bias for the choice, groups scored by their two best, the chosen weights
+/// normalized or not and scaled; a shared expert beside them.
+pub(crate) fn sigmoid_experts(layers: Vec<bool>, counts: ExpertCounts) -> MixtureOfExperts {
+    MixtureOfExperts {
+        num_experts: counts.experts,
+        experts_per_token: counts.per_token,
+        expert_intermediate_size: counts.width,
+        shared_intermediate_size: counts.shared_width,
+        shared_gate: false,
+        layers,
+        scoring: ExpertScoring::Sigmoid,
+        groups: counts.groups,
+        topk_groups: counts.topk_groups,
+        group_score: GroupScore::TopTwoSum,
+        correction_bias: true,
+        normalize: counts.normalize,
+        routed_scaling: counts.scaling,
+        weights_scale_inputs: false,
+    }
+}
+
+/// The numbers of such a mixture of experts.
+pub(crate) struct ExpertCounts {
+    pub experts: usize,
+    pub per_token: usize,
+    pub width: usize,
+    pub shared_width: usize,
+    pub groups: usize,
+    pub topk_groups: usize,
+    pub normalize: bool,
+    pub scaling: f32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod gpt_oss;
 pub mod gptj;
 pub mod granite;
 pub mod hunyuan_dense;
+pub mod kimi_linear;
 pub mod lfm2;
 pub mod llama;
 pub mod llama4;
@@ -48,7 +49,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 64] = [
+pub const HF_MODEL_TYPES: [&str; 65] = [
     "llama",
     "mistral",
     "ministral",
@@ -113,6 +114,7 @@ pub const HF_MODEL_TYPES: [&str; 64] = [
     "deepseek_v2",
     "deepseek_v3",
     "kimi_k2",
+    "kimi_linear",
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
@@ -256,6 +258,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
         "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
+        "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
         "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,

@@ -5,12 +5,11 @@
 //! layer plan is a string in checkouts (`hybrid_override_pattern`: `M`, `*`, `-`, `E`), a list
 //! in transformers 5's saves (`layers_block_type`), and per-layer head and FFN counts in
 //! llama.cpp's GGUFs (`nemotron_h`, `nemotron_h_moe`).
+use super::experts::{sigmoid_experts, ExpertCounts};
 use super::{base_from_gguf, base_from_hf, layers_without_attention};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
-use crate::spec::{
-    Arch, ExpertScoring, GroupScore, HfConfig, LayerParts, Mamba2, MixtureOfExperts, ModelSpec,
-};
+use crate::spec::{Arch, HfConfig, LayerParts, Mamba2, ModelSpec};
 use crate::weights::gguf::GgufFile;
 use crate::weights::names::layer;
 use crate::weights::WeightSource;
@@ -125,40 +124,6 @@ fn dt_limit(c: &HfConfig) -> Result<(f32, f32)> {
             "config.json: `time_step_limit` must be two ordered floats, got {pair}"
         ))),
     }
-}
-
-/// DeepSeek-V3's routing as Nemotron-H's experts take it: sigmoid scores corrected by a bias
-/// for the choice, groups scored by their two best, the chosen weights normalized or not and
-/// scaled; ungated experts (the spec's `gated_ffn`) beside a shared one.
-fn sigmoid_experts(layers: Vec<bool>, counts: ExpertCounts) -> MixtureOfExperts {
-    MixtureOfExperts {
-        num_experts: counts.experts,
-        experts_per_token: counts.per_token,
-        expert_intermediate_size: counts.width,
-        shared_intermediate_size: counts.shared_width,
-        shared_gate: false,
-        layers,
-        scoring: ExpertScoring::Sigmoid,
-        groups: counts.groups,
-        topk_groups: counts.topk_groups,
-        group_score: GroupScore::TopTwoSum,
-        correction_bias: true,
-        normalize: counts.normalize,
-        routed_scaling: counts.scaling,
-        weights_scale_inputs: false,
-    }
-}
-
-/// The numbers of a Nemotron-H mixture of experts.
-struct ExpertCounts {
-    experts: usize,
-    per_token: usize,
-    width: usize,
-    shared_width: usize,
-    groups: usize,
-    topk_groups: usize,
-    normalize: bool,
-    scaling: f32,
 }
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
@@ -388,7 +353,7 @@ mod tests {
         assert!(moe.correction_bias && moe.normalize);
         assert_eq!(
             (moe.scoring, moe.routed_scaling),
-            (ExpertScoring::Sigmoid, 2.5)
+            (crate::spec::ExpertScoring::Sigmoid, 2.5)
         );
         c["moe_latent_size"] = 1024.into();
         let e = crate::arch::spec_from_hf(&c).unwrap_err().to_string();

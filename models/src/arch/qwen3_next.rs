@@ -74,6 +74,7 @@ fn hybrid_from_hf(
         value_dim: c.usize("linear_value_head_dim")?,
         conv_kernel: c.usize("linear_conv_kernel_dim")?,
         value_heads_tiled: false,
+        channel_decay: false,
     });
     spec.validate()?;
     Ok(spec)
@@ -126,6 +127,7 @@ pub fn from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
         value_dim: inner / value_heads,
         conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
         value_heads_tiled: arch != Arch::Qwen3Next,
+        channel_decay: false,
     });
     if arch != Arch::Qwen35 {
         let mut moe = experts::required_from_gguf(g, layers)?;

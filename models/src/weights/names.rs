@@ -78,6 +78,15 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("ssm_conv1d", _) => "linear_attn.conv1d",
         ("ssm_norm", _) => "linear_attn.norm",
         ("ssm_out", _) => "linear_attn.out_proj",
+        // Kimi Delta Attention's (llama.cpp's kimi_linear names; its β, A_log, dt_bias and
+        // output norm named on by `kimi_linear_hf`).
+        ("ssm_conv1d_q", _) => "self_attn.q_conv1d",
+        ("ssm_conv1d_k", _) => "self_attn.k_conv1d",
+        ("ssm_conv1d_v", _) => "self_attn.v_conv1d",
+        ("ssm_f_a", _) => "self_attn.f_a_proj",
+        ("ssm_f_b", _) => "self_attn.f_b_proj",
+        ("ssm_g_a", _) => "self_attn.g_a_proj",
+        ("ssm_g_b", _) => "self_attn.g_b_proj",
         // DeepSeek's latent attention (llama.cpp's deepseek2 names).
         ("attn_q_a", _) => "self_attn.q_a_proj",
         ("attn_q_a_norm", _) => "self_attn.q_a_layernorm",
@@ -465,6 +474,28 @@ pub fn nemotron_h_hf(hf: &str, prefix: &str) -> Option<String> {
     Some(format!("{prefix}.{named}"))
 }
 
+/// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:
+/// its Kimi Delta Attention's β product, A_log, dt_bias and output norm under `self_attn`
+/// (`b_proj`, `o_norm`); the router, its correction bias, the shared experts (and, in
+/// transformers 5's saves, the first layer's dense MLP) under `block_sparse_moe` (the routed
+/// experts are Mixtral's, `mixtral_hf`).
+pub fn kimi_linear_hf(hf: &str) -> Option<String> {
+    if let Some((head, rest)) = hf.split_once(".linear_attn.") {
+        let rest = match rest.split_once('.') {
+            Some(("in_proj_b", suffix)) => format!("b_proj.{suffix}"),
+            Some(("norm", suffix)) => format!("o_norm.{suffix}"),
+            None if matches!(rest, "A_log" | "dt_bias") => rest.to_string(),
+            _ => return None,
+        };
+        return Some(format!("{head}.self_attn.{rest}"));
+    }
+    let (head, rest) = hf.split_once(".mlp.")?;
+    if rest.starts_with("experts.") {
+        return None;
+    }
+    Some(format!("{head}.block_sparse_moe.{rest}"))
+}
+
 /// Qwen3.5's HF name of its DeltaNet's q/k/v product, which `to_hf` names as Phi-3's joined
 /// attention product (llama.cpp names both `attn_qkv`): `linear_attn.in_proj_qkv`.
 pub fn qwen3_5_hf(hf: &str) -> Option<String> {
@@ -624,6 +655,34 @@ mod tests {
             let named = nemotron_h_hf(&hf(canonical).unwrap(), "backbone");
             assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
         }
+        // Kimi Linear's.
+        for (canonical, checkout) in [
+            (
+                "blk.0.ssm_beta.weight",
+                "model.layers.0.self_attn.b_proj.weight",
+            ),
+            ("blk.0.ssm_a_log.weight", "model.layers.0.self_attn.A_log"),
+            ("blk.0.ssm_dt.bias", "model.layers.0.self_attn.dt_bias"),
+            (
+                "blk.0.ssm_norm.weight",
+                "model.layers.0.self_attn.o_norm.weight",
+            ),
+            (
+                "blk.1.exp_probs_b.bias",
+                "model.layers.1.block_sparse_moe.gate.e_score_correction_bias",
+            ),
+            (
+                "blk.1.ffn_up_shexp.weight",
+                "model.layers.1.block_sparse_moe.shared_experts.up_proj.weight",
+            ),
+        ] {
+            let named = kimi_linear_hf(&hf(canonical).unwrap());
+            assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
+        }
+        assert_eq!(
+            hf("blk.0.ssm_conv1d_k.weight").as_deref(),
+            Some("model.layers.0.self_attn.k_conv1d.weight")
+        );
         let expert = nemotron_h_hf(&hf(&expert(3, "ffn_up_exps", 1)).unwrap(), "backbone");
         assert_eq!(
             expert.as_deref(),
