@@ -89,6 +89,8 @@ pub enum Arch {
     /// Nemotron-H: layers of one mixer each (Mamba-2, attention without positions, a
     /// squared-ReLU MLP or experts).
     NemotronH,
+    /// Bamba: Mamba-2 layers beside llama attention layers with partial RoPE.
+    Bamba,
     /// Kimi Linear: Kimi Delta Attention and latent attention without positions, DeepSeek-V3's
     /// experts.
     KimiLinear,
@@ -180,6 +182,8 @@ impl Arch {
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
             Arch::NemotronH => "nemotron_h",
+            // llama.cpp converts Bamba as Granite 4.0-H.
+            Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 90] = [
+pub const TINY_ARCHS: [&str; 91] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -53,6 +53,7 @@ pub const TINY_ARCHS: [&str; 90] = [
     "nemotron_h",
     "nemotron_h_moe",
     "kimi_linear",
+    "bamba",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -43,6 +43,8 @@ const DEFAULT_MAMBA_HEADS: usize = 128;
 const DEFAULT_MAMBA_STATE: usize = 256;
 const DEFAULT_MAMBA_EXPAND: usize = 2;
 const DEFAULT_MAMBA_CONV: usize = 4;
+/// transformers' `BambaConfig` sets RoPE over half of each head.
+const DEFAULT_BAMBA_ROTARY: f32 = 0.5;
 
 pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let layers = c.usize("num_hidden_layers")?;
@@ -96,7 +98,13 @@ pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     if c.str("position_embedding_type") != Some("rope") {
         spec.unrotated_layers = vec![true; layers];
     }
-    let hidden = spec.hidden_size;
+    spec.mamba = Some(mamba_from_hf(c, spec.hidden_size, mamba_layers)?);
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The Mamba-2 layers of a Bamba or Granite 4.0-H config.json (`mamba_*` keys).
+fn mamba_from_hf(c: &HfConfig, hidden: usize, layers: Vec<bool>) -> Result<Mamba2> {
     let heads = c.opt_usize("mamba_n_heads")?.unwrap_or(DEFAULT_MAMBA_HEADS);
     let inner = c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_MAMBA_EXPAND) * hidden;
     let head_dim = match c.opt_usize("mamba_d_head") {
@@ -109,17 +117,39 @@ pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
             "Mamba-2: {heads} heads of {head_dim} for an inner width of {inner}"
         )));
     }
-    spec.mamba = Some(Mamba2 {
-        layers: mamba_layers,
+    Ok(Mamba2 {
+        layers,
         heads,
         head_dim,
         groups: c.opt_usize("mamba_n_groups")?.unwrap_or(1),
         state: c.opt_usize("mamba_d_state")?.unwrap_or(DEFAULT_MAMBA_STATE),
         conv_kernel: c.opt_usize("mamba_d_conv")?.unwrap_or(DEFAULT_MAMBA_CONV),
-        // transformers' Granite norm is over the whole inner width, whatever the groups.
+        // transformers' norm is over the whole inner width, whatever the groups.
         norm_group: inner,
         dt_limit: (0.0, f32::INFINITY),
-    });
+    })
+}
+
+/// Bamba (`bamba`: IBM's Bamba-9B): Granite 4.0-H's Mamba-2 layers beside llama attention
+/// layers (listed in `attn_layer_indices`) with RoPE over part of each head (half unless
+/// `partial_rotary_factor` says), a SwiGLU FFN in every layer, no multipliers. llama.cpp
+/// converts it as `granitehybrid`.
+pub fn bamba_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::Bamba)?;
+    let layers = spec.num_layers;
+    let attention: Vec<usize> = match c.0.get("attn_layer_indices") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(list) => serde_json::from_value(list.clone())
+            .map_err(|e| ModelError::Config(format!("config.json: `attn_layer_indices`: {e}")))?,
+    };
+    if let Some(l) = attention.iter().find(|&&l| l >= layers) {
+        return Err(ModelError::Config(format!(
+            "config.json: attention layer {l} of {layers}"
+        )));
+    }
+    spec.rotary_dim = super::rotary_dim_from_hf(c, spec.head_dim, Some(DEFAULT_BAMBA_ROTARY))?;
+    let mamba = (0..layers).map(|l| !attention.contains(&l)).collect();
+    spec.mamba = Some(mamba_from_hf(c, spec.hidden_size, mamba)?);
     spec.validate()?;
     Ok(spec)
 }
@@ -277,5 +307,30 @@ mod tests {
         let spec = super::super::spec_from_hf(&micro).unwrap();
         assert!(spec.experts.is_none() && spec.unrotated_layers.is_empty());
         assert_eq!(spec.intermediate_size, 1024);
+    }
+
+    /// ibm-ai-platform/Bamba-9B-v2's config.json (its shapes and attention layers).
+    #[test]
+    fn bamba_attends_in_its_listed_layers_with_half_head_rope() {
+        let mut c = serde_json::json!({
+            "architectures": ["BambaForCausalLM"], "model_type": "bamba",
+            "attn_layer_indices": [9, 18, 27], "hidden_size": 4096, "intermediate_size": 14336,
+            "mamba_chunk_size": 256, "mamba_conv_bias": true, "mamba_d_conv": 4,
+            "mamba_d_head": 32, "mamba_d_state": 128, "mamba_expand": 2, "mamba_n_groups": 1,
+            "mamba_n_heads": 256, "num_attention_heads": 32, "num_hidden_layers": 32,
+            "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "vocab_size": 128256
+        });
+        let spec = super::super::spec_from_hf(&c).unwrap();
+        assert_eq!(spec.arch, Arch::Bamba);
+        assert_eq!((spec.rotary_dim, spec.cache_layers().total), (Some(64), 3));
+        let m = spec.mamba.unwrap();
+        assert_eq!(
+            (m.heads, m.head_dim, m.state, m.norm_group),
+            (256, 32, 128, 8192)
+        );
+        assert!(!m.layers[9] && m.layers[10]);
+        c["attn_layer_indices"] = serde_json::json!([32]);
+        let e = super::super::spec_from_hf(&c).unwrap_err().to_string();
+        assert!(e.contains("attention layer 32"), "{e}");
     }
 }

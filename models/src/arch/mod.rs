@@ -49,7 +49,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 65] = [
+pub const HF_MODEL_TYPES: [&str; 66] = [
     "llama",
     "mistral",
     "ministral",
@@ -109,6 +109,7 @@ pub const HF_MODEL_TYPES: [&str; 65] = [
     "granitemoe",
     "granitemoeshared",
     "granitemoehybrid",
+    "bamba",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -257,6 +258,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "granite" => granite::from_hf(&c)?,
         "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
         "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
+        "bamba" => granite::bamba_from_hf(&c)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,

@@ -474,6 +474,20 @@ pub fn nemotron_h_hf(hf: &str, prefix: &str) -> Option<String> {
     Some(format!("{prefix}.{named}"))
 }
 
+/// Bamba's HF name of a tensor `to_hf` names the llama way: the FFN under `feed_forward`
+/// after `pre_ff_layernorm`, the last norm `final_layernorm` (its Mamba-2 layers' as
+/// `mamba_hf` names them).
+pub fn bamba_hf(hf: &str) -> Option<String> {
+    if let Some(suffix) = hf.strip_prefix("model.norm.") {
+        return Some(format!("model.final_layernorm.{suffix}"));
+    }
+    if let Some((head, rest)) = hf.split_once(".post_attention_layernorm.") {
+        return Some(format!("{head}.pre_ff_layernorm.{rest}"));
+    }
+    let (head, rest) = hf.split_once(".mlp.")?;
+    Some(format!("{head}.feed_forward.{rest}"))
+}
+
 /// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:
 /// its Kimi Delta Attention's β product, A_log, dt_bias and output norm under `self_attn`
 /// (`b_proj`, `o_norm`); the router, its correction bias, the shared experts (and, in
@@ -654,6 +668,20 @@ mod tests {
         ] {
             let named = nemotron_h_hf(&hf(canonical).unwrap(), "backbone");
             assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
+        }
+        // Bamba's.
+        for (canonical, checkout) in [
+            ("output_norm.weight", "model.final_layernorm.weight"),
+            (
+                "blk.1.ffn_norm.weight",
+                "model.layers.1.pre_ff_layernorm.weight",
+            ),
+            (
+                "blk.1.ffn_gate.weight",
+                "model.layers.1.feed_forward.gate_proj.weight",
+            ),
+        ] {
+            assert_eq!(bamba_hf(&hf(canonical).unwrap()).as_deref(), Some(checkout));
         }
         // Kimi Linear's.
         for (canonical, checkout) in [
