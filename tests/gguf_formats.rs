@@ -2591,19 +2591,26 @@ fn granite_4_hybrids_load_from_gguf() {
 /// The tiny Nemotron-H checkout `fixture` as llama.cpp's converter writes it (`nemotron_h`, or
 /// `nemotron_h_moe` where it has experts): every layer's one norm `attn_norm`, per-layer KV
 /// head counts and FFN widths (0 where a layer has none), Mamba-2's tensors in llama.cpp's
-/// shapes, the experts stacked.
+/// shapes, the experts stacked. A Mamba-2 checkout (`mamba2`: the same names, Mamba-2 layers
+/// alone) as its `mamba2` GGUF.
 fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let src = fixtures().join("tiny").join(fixture);
     let cfg = read_json(&src.join("config.json"));
+    let pure = cfg["model_type"] == "mamba2";
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (heads, groups) = (u("mamba_num_heads"), u("n_groups"));
-    let inner = heads * u("mamba_head_dim");
-    let plan: Vec<String> = cfg["layers_block_type"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    // Mamba-2's keys as Nemotron-H names them, or as Mamba2Config does.
+    let m = |nemotron: &'static str, mamba2: &'static str| if pure { mamba2 } else { nemotron };
+    let (heads, groups) = (u(m("mamba_num_heads", "num_heads")), u("n_groups"));
+    let inner = heads * u(m("mamba_head_dim", "head_dim"));
+    let plan: Vec<String> = match pure {
+        true => vec!["linear_attention".into(); u("num_hidden_layers")],
+        false => cfg["layers_block_type"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect(),
+    };
     let moe = plan.iter().any(|t| t == "moe");
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -2678,14 +2685,28 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
     let per_layer = |of: &dyn Fn(&str) -> usize| {
         Value::Array(plan.iter().map(|t| Value::I32(of(t) as i32)).collect())
     };
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", Value::U32(plan.len() as u32)),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("ssm.conv_kernel", v("conv_kernel")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", v(m("ssm_state_size", "state_size"))),
+        ("ssm.group_count", v("n_groups")),
+        ("ssm.time_step_rank", Value::U32(heads as u32)),
+    ];
+    if pure {
+        md.push(("attention.layer_norm_rms_epsilon", Value::F32(1e-5)));
+        write_file(path, "mamba2", md, &q);
+        return;
+    }
     let kv = u("num_key_value_heads");
     let (dense, expert) = (
         u("intermediate_size"),
         cfg["moe_intermediate_size"].as_u64(),
     );
-    let mut md: Vec<(&str, Value)> = vec![
-        ("embedding_length", v("hidden_size")),
-        ("block_count", Value::U32(plan.len() as u32)),
+    md.extend([
         ("attention.head_count", v("num_attention_heads")),
         (
             "attention.head_count_kv",
@@ -2701,15 +2722,8 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
         ),
         ("attention.key_length", v("head_dim")),
         ("attention.value_length", v("head_dim")),
-        ("context_length", Value::U32(1 << 20)),
-        ("vocab_size", v("vocab_size")),
         ("attention.layer_norm_epsilon", Value::F32(1e-5)),
-        ("ssm.conv_kernel", v("conv_kernel")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", v("ssm_state_size")),
-        ("ssm.group_count", v("n_groups")),
-        ("ssm.time_step_rank", v("mamba_num_heads")),
-    ];
+    ]);
     if moe {
         md.extend([
             ("expert_count", v("n_routed_experts")),
@@ -2735,13 +2749,13 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
     write_file(path, arch, md, &q);
 }
 
-/// Nemotron-H and Nemotron 3 Nano as llama.cpp's converter writes them: the checkouts' logits
-/// exactly in F32; a Q8_0 file read with `--dequantize` gives exactly the logits of its values
-/// written as F32, and runs.
+/// Nemotron-H, Nemotron 3 Nano and Mamba-2 alone as llama.cpp's converter writes them: the
+/// checkouts' logits exactly in F32; a Q8_0 file read with `--dequantize` gives exactly the
+/// logits of its values written as F32, and runs.
 #[test]
-fn nemotron_h_loads_from_gguf() {
+fn nemotron_h_and_mamba_2_load_from_gguf() {
     let dir = tempfile::tempdir().unwrap();
-    for fixture in ["nemotron_h", "nemotron_h_moe"] {
+    for fixture in ["nemotron_h", "nemotron_h_moe", "mamba2"] {
         let file = |dtype: GgmlDType, rounded: bool| {
             let path = dir
                 .path()

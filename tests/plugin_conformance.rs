@@ -424,6 +424,8 @@ fn recurrent_models_run_on_the_plugin() {
         ("granitemoehybrid", &["gather_rows"]),
         ("nemotron_h_moe", &["gather_rows"]),
         ("kimi_linear", &["gather_rows"]),
+        ("mamba2", &["gather_rows"]),
+        ("bamba", &["gather_rows"]),
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);

@@ -1,5 +1,6 @@
 //! Serving models whose sequences carry a recurrent state (Qwen3-Next's gated DeltaNet layers,
-//! Granite 4.0-H's Mamba-2 layers; tiny random weights) over HTTP: requests run together,
+//! Granite 4.0-H's Mamba-2 layers, Mamba-2 alone with no KV cache layer at all; tiny random
+//! weights) over HTTP: requests run together,
 //! several choices of one prompt, and sequences preempted for KV blocks and recomputed each
 //! keep their own state, answering exactly as each request does alone.
 mod common;
@@ -37,7 +38,7 @@ async fn metric(s: &Server, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_keep_their_own_state_together_and_through_preemption() {
-    for arch in ["qwen3_next", "granitemoehybrid"] {
+    for arch in ["qwen3_next", "granitemoehybrid", "mamba2"] {
         keep_their_own_state(arch).await;
     }
 }

@@ -328,7 +328,7 @@ pub fn hf_labels(dir: &std::path::Path) -> Result<Vec<Option<String>>> {
         path: path.display().to_string(),
         source,
     })?;
-    let config: serde_json::Value = serde_json::from_str(&text)
+    let config: serde_json::Value = crate::config_json::parse(&text)
         .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
     let Some(map) = config.get("id2label").and_then(|m| m.as_object()) else {
         return Ok(Vec::new());

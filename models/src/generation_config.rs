@@ -186,8 +186,8 @@ impl GenerationDefaults {
             path: shown.clone(),
             source,
         })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{shown}: {e}")))?;
+        let json: serde_json::Value = crate::config_json::parse(&text)
+            .map_err(|e| ModelError::Config(format!("{shown}: {e}")))?;
         Self::from_json(&json, &shown)
     }
 

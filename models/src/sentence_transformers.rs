@@ -162,7 +162,7 @@ impl Modules {
 /// A JSON file, or None where it does not exist; errors name the file.
 pub fn read_json(path: &Path) -> Result<Option<Value>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
+        Ok(text) => crate::config_json::parse(&text)
             .map(Some)
             .map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

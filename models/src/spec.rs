@@ -89,6 +89,8 @@ pub enum Arch {
     /// Nemotron-H: layers of one mixer each (Mamba-2, attention without positions, a
     /// squared-ReLU MLP or experts).
     NemotronH,
+    /// Mamba-2 alone: every layer a Mamba-2 mixer.
+    Mamba2,
     /// Bamba: Mamba-2 layers beside llama attention layers with partial RoPE.
     Bamba,
     /// Kimi Linear: Kimi Delta Attention and latent attention without positions, DeepSeek-V3's
@@ -182,6 +184,7 @@ impl Arch {
             Arch::Stablelm => "stablelm",
             Arch::Nemotron => "nemotron",
             Arch::NemotronH => "nemotron_h",
+            Arch::Mamba2 => "mamba2",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 91] = [
+pub const TINY_ARCHS: [&str; 92] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -54,6 +54,7 @@ pub const TINY_ARCHS: [&str; 91] = [
     "nemotron_h_moe",
     "kimi_linear",
     "bamba",
+    "mamba2",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",
@@ -123,9 +124,11 @@ pub fn report_results() -> Vec<PathBuf> {
     v
 }
 
+/// A JSON file as transformers writes it (Python's `Infinity` and `NaN` read as strings, as
+/// candor reads config.json).
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    candor_models::config_json::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn as_u32s(v: &serde_json::Value) -> Vec<u32> {

@@ -23,6 +23,7 @@ pub mod kimi_linear;
 pub mod lfm2;
 pub mod llama;
 pub mod llama4;
+pub mod mamba2;
 pub mod minimax_m2;
 pub mod mistral;
 pub mod nemotron;
@@ -49,7 +50,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 66] = [
+pub const HF_MODEL_TYPES: [&str; 67] = [
     "llama",
     "mistral",
     "ministral",
@@ -110,6 +111,7 @@ pub const HF_MODEL_TYPES: [&str; 66] = [
     "granitemoeshared",
     "granitemoehybrid",
     "bamba",
+    "mamba2",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -119,7 +121,7 @@ pub const HF_MODEL_TYPES: [&str; 66] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 51] = [
+pub const GGUF_ARCHITECTURES: [&str; 52] = [
     "llama",
     "mistral",
     "mistral3",
@@ -171,6 +173,7 @@ pub const GGUF_ARCHITECTURES: [&str; 51] = [
     "granitehybrid",
     "nemotron_h",
     "nemotron_h_moe",
+    "mamba2",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -259,6 +262,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "granitemoe" | "granitemoeshared" => granite::moe_from_hf(&c)?,
         "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
         "bamba" => granite::bamba_from_hf(&c)?,
+        "mamba2" => mamba2::from_hf(&c)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
@@ -637,6 +641,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "qwen35moe" => qwen3_next::from_gguf(g, Arch::Qwen35Moe)?,
         "granitehybrid" => granite::hybrid_from_gguf(g)?,
         "nemotron_h" | "nemotron_h_moe" => nemotron_h::from_gguf(g)?,
+        "mamba2" => mamba2::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -1032,11 +1037,11 @@ mod tests {
                 "{t}: {e}"
             );
         }
-        let e = super::spec_from_hf(&serde_json::json!({"model_type": "mamba2"}))
+        let e = super::spec_from_hf(&serde_json::json!({"model_type": "falcon_mamba"}))
             .unwrap_err()
             .to_string();
         for named in [
-            "`mamba2`",
+            "`falcon_mamba`",
             "qwen3_next",
             "ministral3",
             "qwen3_vl_moe",

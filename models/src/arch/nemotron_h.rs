@@ -107,7 +107,7 @@ fn mamba(layers: Vec<bool>, (heads, head_dim): (usize, usize), groups: usize) ->
 
 /// The range of Mamba-2's steps: `time_step_limit` (or its older name `mamba_dt_limit`), a
 /// pair of floats whose upper end is usually Python's `Infinity`.
-fn dt_limit(c: &HfConfig) -> Result<(f32, f32)> {
+pub(crate) fn dt_limit(c: &HfConfig) -> Result<(f32, f32)> {
     let Some(pair) =
         c.0.get("time_step_limit")
             .or_else(|| c.0.get("mamba_dt_limit"))

@@ -248,7 +248,8 @@ pub(super) fn config_json(dir: &Path) -> Result<serde_json::Value> {
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
+    crate::config_json::parse(&text)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
 }
 
 /// The feed-forward activation a config names (`hidden_act`).

@@ -366,7 +366,8 @@ impl Tokenizer {
             Some(p) => {
                 let text =
                     std::fs::read_to_string(p).map_err(|e| err(format!("{}: {e}", p.display())))?;
-                serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", p.display())))?
+                crate::config_json::parse(&text)
+                    .map_err(|e| err(format!("{}: {e}", p.display())))?
             }
             None => serde_json::Value::Null,
         };
