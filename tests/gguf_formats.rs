@@ -2385,34 +2385,16 @@ fn write_qwen3_next_gguf(
 /// the gated norm's input ~1e-3 small, which the norm scales to 1.)
 #[test]
 fn gated_deltanet_hybrids_load_from_gguf() {
-    let dir = tempfile::tempdir().unwrap();
     for (fixture, arch, layout, flags) in [
         ("qwen3_next", "qwen3next", DeltaLayout::Legacy, false),
         ("qwen3_next", "qwen3next", DeltaLayout::Split, true),
         ("qwen3_5", "qwen35", DeltaLayout::Split, true),
         ("qwen3_5_moe", "qwen35moe", DeltaLayout::Split, false),
     ] {
-        let file = |dtype: GgmlDType, rounded: bool| {
-            let path = dir
-                .path()
-                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
-            write_qwen3_next_gguf(fixture, arch, &path, (dtype, rounded), layout, flags);
-            path
-        };
-        let reference = logits(&fixtures().join("tiny").join(fixture));
-        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
-        assert!(d < 1e-4, "{fixture} as {arch} F32: logits differ by {d}");
-        let q8 = file(GgmlDType::Q8_0, false);
-        let rounded = logits(&file(GgmlDType::Q8_0, true));
-        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
-        assert!(
-            d < 1e-4,
-            "{fixture} as {arch} Q8_0 dequantized: logits differ by {d}"
-        );
-        assert!(
-            logits(&q8).iter().all(|x| x.is_finite()),
-            "{fixture} as {arch} Q8_0"
-        );
+        let label = format!("{fixture} as {arch}");
+        check_recurrent_gguf(fixture, &label, &|path, dtype| {
+            write_qwen3_next_gguf(fixture, arch, path, dtype, layout, flags)
+        });
     }
 }
 
@@ -2568,24 +2550,33 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
 /// with `--dequantize` gives exactly the logits of its values written as F32, and runs.
 #[test]
 fn granite_4_hybrids_load_from_gguf() {
-    let dir = tempfile::tempdir().unwrap();
     for fixture in ["granitemoehybrid", "granitemoehybrid_dense"] {
-        let file = |dtype: GgmlDType, rounded: bool| {
-            let path = dir
-                .path()
-                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
-            write_granite_hybrid_gguf(fixture, &path, (dtype, rounded));
-            path
-        };
-        let reference = logits(&fixtures().join("tiny").join(fixture));
-        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
-        assert!(d < 1e-4, "{fixture} F32: logits differ by {d}");
-        let q8 = file(GgmlDType::Q8_0, false);
-        let rounded = logits(&file(GgmlDType::Q8_0, true));
-        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
-        assert!(d < 1e-4, "{fixture} Q8_0 dequantized: logits differ by {d}");
-        assert!(logits(&q8).iter().all(|x| x.is_finite()), "{fixture} Q8_0");
+        check_recurrent_gguf(fixture, fixture, &|path, dtype| {
+            write_granite_hybrid_gguf(fixture, path, dtype)
+        });
     }
+}
+
+/// The checks of a recurrent model's GGUFs (`label` in failures) written by `write` (`(dtype,
+/// rounded)` as `gguf_tensor` takes them): the checkout `fixture`'s logits exactly in F32; a
+/// Q8_0 file read with `--dequantize` gives exactly the logits of its values written as F32 (a
+/// tiny random recurrent model is chaotic: Q8_0-sized noise moves its logits too far to compare
+/// with the checkout's), and runs.
+fn check_recurrent_gguf(fixture: &str, label: &str, write: &dyn Fn(&Path, (GgmlDType, bool))) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |dtype: GgmlDType, rounded: bool| {
+        let path = dir.path().join(format!("{dtype:?}-{rounded}.gguf"));
+        write(&path, (dtype, rounded));
+        path
+    };
+    let reference = logits(&fixtures().join("tiny").join(fixture));
+    let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
+    assert!(d < 1e-4, "{label} F32: logits differ by {d}");
+    let q8 = file(GgmlDType::Q8_0, false);
+    let rounded = logits(&file(GgmlDType::Q8_0, true));
+    let d = max_abs_diff(&logits_of(&q8, true), &rounded);
+    assert!(d < 1e-4, "{label} Q8_0 dequantized: logits differ by {d}");
+    assert!(logits(&q8).iter().all(|x| x.is_finite()), "{label} Q8_0");
 }
 
 /// The tiny Nemotron-H checkout `fixture` as llama.cpp's converter writes it (`nemotron_h`, or
@@ -2754,22 +2745,9 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
 /// logits of its values written as F32, and runs.
 #[test]
 fn nemotron_h_and_mamba_2_load_from_gguf() {
-    let dir = tempfile::tempdir().unwrap();
     for fixture in ["nemotron_h", "nemotron_h_moe", "mamba2"] {
-        let file = |dtype: GgmlDType, rounded: bool| {
-            let path = dir
-                .path()
-                .join(format!("{fixture}-{dtype:?}-{rounded}.gguf"));
-            write_nemotron_h_gguf(fixture, &path, (dtype, rounded));
-            path
-        };
-        let reference = logits(&fixtures().join("tiny").join(fixture));
-        let d = max_abs_diff(&logits(&file(GgmlDType::F32, false)), &reference);
-        assert!(d < 1e-4, "{fixture} F32: logits differ by {d}");
-        let q8 = file(GgmlDType::Q8_0, false);
-        let rounded = logits(&file(GgmlDType::Q8_0, true));
-        let d = max_abs_diff(&logits_of(&q8, true), &rounded);
-        assert!(d < 1e-4, "{fixture} Q8_0 dequantized: logits differ by {d}");
-        assert!(logits(&q8).iter().all(|x| x.is_finite()), "{fixture} Q8_0");
+        check_recurrent_gguf(fixture, fixture, &|path, dtype| {
+            write_nemotron_h_gguf(fixture, path, dtype)
+        });
     }
 }

@@ -16,7 +16,8 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{NormedInput, Projections};
-use crate::sequence_state::{causal_conv_silu, each_sequence, sigmoid, silu, softplus};
+use crate::sequence_state::{causal_conv_silu, each_sequence, gated_head_norm};
+use crate::sequence_state::{sigmoid, silu, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{LinearAttention, ModelSpec};
 use crate::weights::names::layer;
@@ -209,16 +210,7 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             .map_err(ModelError::Backend)?;
         // The gated norm of each value head's output.
         let z = &inputs.z[rows.start * heads * d.value_dim..rows.end * heads * d.value_dim];
-        for (o, z) in out
-            .chunks_exact_mut(d.value_dim)
-            .zip(z.chunks_exact(d.value_dim))
-        {
-            let mean = o.iter().map(|x| x * x).sum::<f32>() / d.value_dim as f32;
-            let inv = 1.0 / (mean + self.eps).sqrt();
-            for ((x, &w), &zj) in o.iter_mut().zip(&self.norm).zip(z) {
-                *x = *x * inv * w * silu(zj);
-            }
-        }
+        gated_head_norm(out, z, &self.norm, self.eps, silu);
         Ok(())
     }
 }

@@ -14,7 +14,8 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{members, NormedInput, Projections};
-use crate::sequence_state::{causal_conv_silu, each_sequence, sigmoid, softplus};
+use crate::sequence_state::{causal_conv_silu, each_sequence, gated_head_norm};
+use crate::sequence_state::{sigmoid, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{LinearAttention, ModelSpec};
 use crate::weights::names::layer;
@@ -221,13 +222,7 @@ impl<B: Backend> KimiDeltaLayer<B> {
             .map_err(ModelError::Backend)?;
         // Each head's output RMS-normed, weighted, times sigmoid(gate).
         let gate = &inputs.gate[rows.start * width..rows.end * width];
-        for (o, z) in out.chunks_exact_mut(dim).zip(gate.chunks_exact(dim)) {
-            let mean = o.iter().map(|x| x * x).sum::<f32>() / dim as f32;
-            let inv = 1.0 / (mean + self.eps).sqrt();
-            for ((x, &w), &zj) in o.iter_mut().zip(&self.norm).zip(z) {
-                *x = *x * inv * w * sigmoid(zj);
-            }
-        }
+        gated_head_norm(out, gate, &self.norm, self.eps, sigmoid);
         Ok(())
     }
 }

@@ -208,6 +208,26 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// Each head's output (`dim` wide rows of `out`) RMS-normed, weighted by `weight`, and times
+/// `act` of its gate (the same layout as `out`): the gated DeltaNet's output norm (SiLU), Kimi
+/// Delta Attention's (sigmoid).
+pub(crate) fn gated_head_norm(
+    out: &mut [f32],
+    gate: &[f32],
+    weight: &[f32],
+    eps: f32,
+    act: fn(f32) -> f32,
+) {
+    let dim = weight.len().max(1);
+    for (o, z) in out.chunks_exact_mut(dim).zip(gate.chunks_exact(dim)) {
+        let mean = o.iter().map(|x| x * x).sum::<f32>() / dim as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for ((x, &w), &zj) in o.iter_mut().zip(weight).zip(z) {
+            *x = *x * inv * w * act(zj);
+        }
+    }
+}
+
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
