@@ -91,6 +91,17 @@ async fn keep_their_own_state(arch: &str) {
     let (status, v) = s.post("/v1/completions", &completion(&prompts[1], 3)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(texts(&v), vec![alone[1].clone(); 3], "{arch}");
+    // The states' memory in /metrics: one state per slot used, at least the three choices'.
+    let per_sequence = candor_models::loader::open_model(&model, false)
+        .unwrap()
+        .spec
+        .sequence_state_bytes() as f64;
+    let held = metric(&s, "candor:recurrent_state_bytes").await;
+    let slots = held / per_sequence;
+    assert!(
+        slots >= 3.0 && slots.fract() == 0.0,
+        "{arch}: {held} bytes of states, {per_sequence} a sequence"
+    );
     let log = s.log.lock().unwrap().join("\n");
     assert!(
         log.contains("prefix caching and speculative decoding are off"),

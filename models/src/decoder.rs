@@ -456,6 +456,12 @@ impl<B: Backend> DecoderModel<B> {
         &self.spec
     }
 
+    /// Host memory the sequences' recurrent states hold (`SequenceStates::bytes`); 0 for a
+    /// model without.
+    pub fn state_bytes(&self) -> usize {
+        self.states.as_ref().map_or(0, SequenceStates::bytes)
+    }
+
     /// Projection groups (q/k/v, gate/up) of all layers that run as one joined product.
     pub fn joined_projection_groups(&self) -> usize {
         self.layers

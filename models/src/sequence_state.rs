@@ -55,6 +55,14 @@ impl SequenceStates {
         }
     }
 
+    /// Bytes the slots hold (f32 values): every slot a sequence has used so far keeps its
+    /// state's memory for the next sequence given that slot.
+    pub fn bytes(&self) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let per_sequence: usize = self.sizes.iter().map(|&(c, r)| c + r).sum();
+        4 * per_sequence * slots.iter().filter(|s| s.is_some()).count()
+    }
+
     fn fresh(&self) -> SequenceState {
         SequenceState {
             pos: 0,
@@ -270,6 +278,8 @@ mod tests {
         let mut taken = states.take(&first).unwrap();
         taken[0].layers[0].recurrent[0] = 7.0;
         states.finish(&first, taken);
+        // Slots 0 and 2 hold a state of 3 + 4 values each.
+        assert_eq!(states.bytes(), 2 * 4 * 7);
 
         let next = step(&[(2, 3, 1), (0, 5, 2)]);
         let taken = states.take(&next).unwrap();

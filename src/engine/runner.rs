@@ -106,6 +106,10 @@ pub trait Runner: Send {
     }
     /// Ops the backend ran on another device so far (a plugin's CPU fallback), by op name.
     fn fallback_ops(&self) -> Vec<(&'static str, u64)>;
+    /// Host memory the model's per-sequence recurrent states hold (0 for a model without).
+    fn state_bytes(&self) -> usize {
+        0
+    }
     /// Serve contexts of up to `tokens` (a LongRoPE model picks its factors by it; see
     /// `DecoderModel::use_context`). Before the first request.
     fn use_context(&mut self, tokens: usize) {
@@ -188,6 +192,10 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn write_kv_rows(&mut self, slots: &[u32], rows: &KvRows) -> Result<(), EngineError> {
         Ok(self.backend.write_kv_rows(&mut self.kv, slots, rows)?)
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.model.state_bytes()
     }
 
     fn use_context(&mut self, tokens: usize) {

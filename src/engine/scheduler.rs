@@ -1409,6 +1409,9 @@ impl Engine {
         self.stats.record_fallbacks(&self.runner.fallback_ops());
         self.stats.running.set(self.running.len() as i64);
         self.stats
+            .state_bytes
+            .set(i64::try_from(self.runner.state_bytes()).unwrap_or(i64::MAX));
+        self.stats
             .set_lora_running(self.running.iter().flat_map(|s| s.req.lora.slots()));
         self.stats
             .set_running_seqs(self.running.iter().map(Seq::snapshot));

@@ -13,6 +13,7 @@ pub struct EngineStats {
     pub waiting: IntGauge,
     pub kv_usage: Gauge,
     pub kv_blocks_used: IntGauge,
+    pub state_bytes: IntGauge,
     pub kv_blocks_total: IntGauge,
     pub prompt_tokens: IntCounter,
     pub generation_tokens: IntCounter,
@@ -137,6 +138,11 @@ impl EngineStats {
             )?,
             kv_usage,
             kv_blocks_used: int_gauge("candor:kv_cache_blocks_used", "KV cache blocks in use.")?,
+            state_bytes: int_gauge(
+                "candor:recurrent_state_bytes",
+                "Host memory held by the per-sequence recurrent states of a gated DeltaNet or \
+                 Mamba model (each slot used so far keeps its state; 0 for other models).",
+            )?,
             kv_blocks_total: int_gauge("candor:kv_cache_blocks_total", "KV cache blocks in all.")?,
             prompt_tokens: counter("candor:prompt_tokens_total", "Prompt tokens processed.")?,
             generation_tokens: counter("candor:generation_tokens_total", "Tokens generated.")?,
