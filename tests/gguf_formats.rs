@@ -2751,3 +2751,69 @@ fn nemotron_h_and_mamba_2_load_from_gguf() {
         });
     }
 }
+
+/// The tiny Mamba or Falcon Mamba checkout `fixture` as llama.cpp's converter writes it
+/// (`mamba`; Falcon Mamba's with `ssm.dt_b_c_rms`): every layer's norm `attn_norm`, the mixer's
+/// products `ssm_in`, `ssm_x`, `ssm_dt` (with its bias), `ssm_out`, −exp(A_log) as `ssm_a`.
+fn write_mamba_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join(fixture);
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    for (name, t) in &tensors {
+        let (gguf, value, quantized) = match name.as_str() {
+            "backbone.embeddings.weight" => ("token_embd.weight".to_string(), t.clone(), true),
+            "backbone.norm_f.weight" => ("output_norm.weight".to_string(), t.clone(), false),
+            "lm_head.weight" => ("output.weight".to_string(), t.clone(), true),
+            _ => {
+                let rest = name.strip_prefix("backbone.layers.").unwrap();
+                let (l, part) = rest.split_once('.').unwrap();
+                let (what, value, quantized) = match part {
+                    "norm.weight" => ("attn_norm.weight", t.clone(), false),
+                    "mixer.in_proj.weight" => ("ssm_in.weight", t.clone(), true),
+                    "mixer.conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
+                    "mixer.conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
+                    "mixer.x_proj.weight" => ("ssm_x.weight", t.clone(), true),
+                    "mixer.dt_proj.weight" => ("ssm_dt.weight", t.clone(), false),
+                    "mixer.dt_proj.bias" => ("ssm_dt.bias", t.clone(), false),
+                    "mixer.A_log" => ("ssm_a", t.exp().unwrap().neg().unwrap(), false),
+                    "mixer.D" => ("ssm_d", t.clone(), false),
+                    "mixer.out_proj.weight" => ("ssm_out.weight", t.clone(), true),
+                    other => panic!("{fixture}: unexpected tensor {other}"),
+                };
+                (format!("blk.{l}.{what}"), value, quantized)
+            }
+        };
+        let ty = converted_type(&value, dtype, quantized);
+        q.push((gguf, gguf_tensor(&value, ty, rounded)));
+    }
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("ssm.conv_kernel", v("conv_kernel")),
+        ("ssm.inner_size", v("intermediate_size")),
+        ("ssm.state_size", v("state_size")),
+        ("ssm.time_step_rank", v("time_step_rank")),
+        (
+            "ssm.dt_b_c_rms",
+            Value::Bool(cfg["model_type"] == "falcon_mamba"),
+        ),
+    ];
+    write_file(path, "mamba", md, &q);
+}
+
+/// Mamba and Falcon Mamba as llama.cpp's converter writes them (`mamba`).
+#[test]
+fn mamba_1_loads_from_gguf() {
+    for fixture in ["mamba", "falcon_mamba"] {
+        check_recurrent_gguf(fixture, fixture, &|path, dtype| {
+            write_mamba_gguf(fixture, path, dtype)
+        });
+    }
+}

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 92] = TINY_ARCHS;
+const ARCHS: [&str; 94] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -266,8 +266,8 @@ fn batched_variable_length_forward_matches() {
 
 /// The output projection of a tiny model as rows of f32 (`lm_head.weight`, GPT-NeoX's
 /// `embed_out.weight`, or the token embedding where the model ties them: GPT-2's `wte`,
-/// Falcon's `word_embeddings`, a vision-language checkout's text model's), the hidden size, and the head's bias (zeros where it
-/// has none).
+/// Falcon's `word_embeddings`, Mamba's `embeddings`, a vision-language checkout's text
+/// model's), the hidden size, and the head's bias (zeros where it has none).
 fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
     let bytes = std::fs::read(fixtures().join("tiny").join(arch).join("model.safetensors"))
         .expect("read weights");
@@ -278,6 +278,8 @@ fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
         .or_else(|_| st.tensor("transformer.wte.weight"))
         .or_else(|_| st.tensor("transformer.word_embeddings.weight"))
         .or_else(|_| st.tensor("model.embed_tokens.weight"))
+        // Mamba's `backbone`.
+        .or_else(|_| st.tensor("backbone.embeddings.weight"))
         // Vision-language checkouts keep the text model under `language_model`.
         .or_else(|_| st.tensor("language_model.lm_head.weight"))
         .or_else(|_| st.tensor("language_model.model.embed_tokens.weight"))

@@ -13,6 +13,7 @@ pub mod norm;
 pub mod quant;
 pub mod rope;
 mod rows;
+pub mod selective_scan;
 pub mod ssd;
 
 pub use invariance::{batch_invariant, set_batch_invariant};

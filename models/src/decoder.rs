@@ -11,6 +11,7 @@ use crate::gated_delta_net::GatedDeltaNetLayer;
 use crate::kimi_delta::KimiDeltaLayer;
 use crate::layer_loader::Loader;
 use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
+use crate::mamba1::Mamba1Layer;
 use crate::mamba2::Mamba2Layer;
 use crate::mla::{CacheForm, LatentAttentionWeights};
 use crate::moe::Ffn;
@@ -81,6 +82,9 @@ pub(crate) enum Attention<B: Backend> {
     /// No attention: gated DeltaNet linear attention over the sequence's recurrent state
     /// (its `out_proj` is the layer's `wo`).
     GatedDeltaNet(Box<GatedDeltaNetLayer<B>>),
+    /// No attention: Mamba-1's selective scan over the sequence's recurrent state (its
+    /// `out_proj` is the layer's `wo`).
+    Mamba1(Box<Mamba1Layer<B>>),
     /// No attention: Kimi Delta Attention (the gated delta rule with a decay per key
     /// channel) over the sequence's recurrent state (its `o_proj` is the layer's `wo`).
     KimiDelta(Box<KimiDeltaLayer<B>>),
@@ -198,6 +202,7 @@ impl<B: Backend> DecoderModel<B> {
             let conv = spec.short_conv.as_ref().is_some_and(|c| c.layers[l]);
             let linear = spec.linear_attention.as_ref().filter(|a| a.layers[l]);
             let mamba = spec.mamba.as_ref().filter(|m| m.layers[l]);
+            let mamba1 = spec.mamba1.as_ref().filter(|m| m.layers[l]);
             let n = |s: &str| layer(l, s);
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
                 (
@@ -210,6 +215,19 @@ impl<B: Backend> DecoderModel<B> {
             let parts = spec.layer_parts(l);
             let (attention, wo) = match (mamba, linear, &spec.latent_attention) {
                 _ if parts == LayerParts::FfnOnly => (None, None),
+                _ if mamba1.is_some() => {
+                    let index = state_sizes.len();
+                    let dims = spec.mamba1.as_ref().ok_or_else(|| {
+                        ModelError::Config("a Mamba-1 layer without its spec".into())
+                    })?;
+                    state_sizes.push(dims.state_sizes());
+                    (
+                        Some(Attention::Mamba1(Box::new(Mamba1Layer::load(
+                            &ld, l, &spec, index,
+                        )?))),
+                        Some(ld.weight(&n("ssm_out.weight"), &[h, dims.inner])?),
+                    )
+                }
                 _ if conv => (
                     Some(Attention::ShortConv(Box::new(ShortConvLayer::load(
                         &ld, l, &spec,
@@ -303,7 +321,10 @@ impl<B: Backend> DecoderModel<B> {
                         wo,
                         wo_bias: if conv {
                             ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
-                        } else if mamba.is_some() || linear.is_some_and(|a| !a.channel_decay) {
+                        } else if mamba.is_some()
+                            || mamba1.is_some()
+                            || linear.is_some_and(|a| !a.channel_decay)
+                        {
                             ld.opt_weight(&n("ssm_out.bias"), &[h])?
                         } else {
                             ld.opt_weight(&n("attn_output.bias"), &[h])?
@@ -473,7 +494,7 @@ impl<B: Backend> DecoderModel<B> {
                     Some(Attention::ShortConv(c)) => c.is_joined() as usize,
                     Some(Attention::GatedDeltaNet(g)) => g.is_joined() as usize,
                     Some(Attention::KimiDelta(k)) => k.is_joined() as usize,
-                    Some(Attention::Mamba2(_)) | None => 0,
+                    Some(Attention::Mamba2(_) | Attention::Mamba1(_)) | None => 0,
                 };
                 attention + l.ffn.as_ref().is_some_and(Ffn::is_joined) as usize
             })
@@ -626,6 +647,7 @@ impl<B: Backend> DecoderModel<B> {
                             delta.mix(b, &attn_in, batch, &mut states)?
                         }
                         Attention::Mamba2(mamba) => mamba.mix(b, &attn_in, batch, &mut states)?,
+                        Attention::Mamba1(mamba) => mamba.mix(b, &attn_in, batch, &mut states)?,
                         Attention::KimiDelta(kda) => kda.mix(b, &attn_in, batch, &mut states)?,
                         Attention::ShortConv(conv) => {
                             let (slots, index) =
@@ -661,7 +683,8 @@ impl<B: Backend> DecoderModel<B> {
                     Attention::ShortConv(_)
                     | Attention::GatedDeltaNet(_)
                     | Attention::KimiDelta(_)
-                    | Attention::Mamba2(_),
+                    | Attention::Mamba2(_)
+                    | Attention::Mamba1(_),
                 ) => {
                     return Err(ModelError::Config(
                         "a short convolution or linear attention needs its norm before it".into(),

@@ -20,6 +20,7 @@ pub mod kv_rows;
 mod layer_loader;
 pub mod loader;
 pub mod lora;
+mod mamba1;
 mod mamba2;
 pub mod mla;
 pub mod moe;

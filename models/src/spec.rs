@@ -91,6 +91,10 @@ pub enum Arch {
     NemotronH,
     /// Mamba-2 alone: every layer a Mamba-2 mixer.
     Mamba2,
+    /// Mamba-1 alone: every layer a Mamba-1 mixer.
+    Mamba,
+    /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
+    FalconMamba,
     /// Bamba: Mamba-2 layers beside llama attention layers with partial RoPE.
     Bamba,
     /// Kimi Linear: Kimi Delta Attention and latent attention without positions, DeepSeek-V3's
@@ -185,6 +189,9 @@ impl Arch {
             Arch::Nemotron => "nemotron",
             Arch::NemotronH => "nemotron_h",
             Arch::Mamba2 => "mamba2",
+            Arch::Mamba => "mamba",
+            // llama.cpp converts Falcon Mamba as Mamba (`ssm.dt_b_c_rms` set).
+            Arch::FalconMamba => "mamba",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",
@@ -427,6 +434,31 @@ pub enum LayerParts {
     FfnOnly,
 }
 
+/// Mamba-1 layers (Mamba, Falcon Mamba): a selective scan whose every channel keeps its own
+/// `state`-wide memory (`crate::mamba1`); dt comes through a rank-`dt_rank` pair of products,
+/// B and C are shared by the channels.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Mamba1 {
+    /// Per layer, whether it is a Mamba-1 layer.
+    pub layers: Vec<bool>,
+    pub inner: usize,
+    pub state: usize,
+    pub dt_rank: usize,
+    pub conv_kernel: usize,
+    /// Falcon Mamba: B, C and dt's low-rank input RMS-normed without weights, by this epsilon.
+    pub bcdt_norm: Option<f32>,
+}
+
+impl Mamba1 {
+    /// One layer's state per sequence: `(conv values, recurrent values)`.
+    pub fn state_sizes(&self) -> (usize, usize) {
+        (
+            self.conv_kernel.saturating_sub(1) * self.inner,
+            self.inner * self.state,
+        )
+    }
+}
+
 /// How a router turns its logits into expert scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ExpertScoring {
@@ -554,6 +586,8 @@ pub struct ModelSpec {
     /// Layers that mix tokens by Mamba-2's state-space model (Granite 4.0-H); each sequence
     /// then carries a recurrent state too.
     pub mamba: Option<Mamba2>,
+    /// Layers that mix tokens by Mamba-1's selective scan (Mamba, Falcon Mamba).
+    pub mamba1: Option<Mamba1>,
     /// Per layer, what it holds, where some layer lacks its mixing or its FFN (Nemotron-H);
     /// empty where every layer has both.
     pub layer_parts: Vec<LayerParts>,
@@ -597,7 +631,7 @@ impl ModelSpec {
     /// name the sequence's state slot (`SeqInput::state_slot`), and what rebuilds a sequence
     /// from cached blocks alone (prefix sharing, dropped drafts) cannot serve it.
     pub fn keeps_sequence_state(&self) -> bool {
-        self.linear_attention.is_some() || self.mamba.is_some()
+        self.linear_attention.is_some() || self.mamba.is_some() || self.mamba1.is_some()
     }
 
     /// Bytes of recurrent state one sequence holds (f32 values: each recurrent layer's
@@ -614,7 +648,11 @@ impl ModelSpec {
             .mamba
             .as_ref()
             .map_or(0, |m| total(m.state_sizes(), &m.layers));
-        4 * (delta + mamba)
+        let mamba1 = self
+            .mamba1
+            .as_ref()
+            .map_or(0, |m| total(m.state_sizes(), &m.layers));
+        4 * (delta + mamba + mamba1)
     }
 
     /// What layer `l` holds.
@@ -625,6 +663,13 @@ impl ModelSpec {
     /// Whether layer `l` is a Mamba-2 layer.
     pub fn is_mamba(&self, l: usize) -> bool {
         self.mamba
+            .as_ref()
+            .is_some_and(|m| m.layers.get(l) == Some(&true))
+    }
+
+    /// Whether layer `l` is a Mamba-1 layer.
+    pub fn is_mamba1(&self, l: usize) -> bool {
+        self.mamba1
             .as_ref()
             .is_some_and(|m| m.layers.get(l) == Some(&true))
     }
@@ -654,7 +699,7 @@ impl ModelSpec {
             total += match conv(l) {
                 true => self.conv_cache_span(),
                 // Its state is the sequence's, not its positions': no cache rows.
-                false if self.is_linear_attention(l) || self.is_mamba(l) => 0,
+                false if self.is_linear_attention(l) || self.is_mamba(l) || self.is_mamba1(l) => 0,
                 false if self.layer_parts(l) == LayerParts::FfnOnly => 0,
                 false => 1,
             };
@@ -885,6 +930,17 @@ impl ModelSpec {
             {
                 return bad(format!(
                     "Mamba-2: {} layer flags for {} layers, {m:?}; pre-norm RMSNorm blocks only",
+                    m.layers.len(),
+                    self.num_layers
+                ));
+            }
+        }
+        if let Some(m) = &self.mamba1 {
+            let alone = self.mamba.is_none() && self.linear_attention.is_none();
+            let sizes = [m.inner, m.state, m.dt_rank, m.conv_kernel];
+            if m.layers.len() != self.num_layers || sizes.contains(&0) || !alone {
+                return bad(format!(
+                    "Mamba-1: {} layer flags for {} layers, {m:?}; no other recurrent layers",
                     m.layers.len(),
                     self.num_layers
                 ));

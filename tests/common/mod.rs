@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 92] = [
+pub const TINY_ARCHS: [&str; 94] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -55,6 +55,8 @@ pub const TINY_ARCHS: [&str; 92] = [
     "kimi_linear",
     "bamba",
     "mamba2",
+    "mamba",
+    "falcon_mamba",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

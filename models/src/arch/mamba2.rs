@@ -17,6 +17,26 @@ const DEFAULT_STATE: usize = 128;
 const DEFAULT_CONV: usize = 4;
 const DEFAULT_EXPAND: usize = 2;
 
+/// The spec of a model of recurrent layers alone (Mamba-1, Mamba-2), before its layers':
+/// every layer a mixer only, one placeholder attention head (no layer attends) and no FFN, the
+/// norms' eps from `layer_norm_epsilon`.
+pub(crate) fn recurrent_only_base(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
+    // The base reads llama's keys.
+    let mut cfg = c.0.clone();
+    if let Some(fields) = cfg.as_object_mut() {
+        fields.insert("num_attention_heads".into(), 1.into());
+        fields.insert("num_key_value_heads".into(), 1.into());
+        fields.insert("head_dim".into(), 2.into());
+        fields.insert("intermediate_size".into(), 1.into());
+        fields.insert("hidden_act".into(), "silu".into());
+        let eps = c.f32("layer_norm_epsilon", DEFAULT_EPS)?;
+        fields.insert("rms_norm_eps".into(), f64::from(eps).into());
+    }
+    let mut spec = base_from_hf(&HfConfig(&cfg), arch)?;
+    spec.layer_parts = vec![LayerParts::MixerOnly; spec.num_layers];
+    Ok(spec)
+}
+
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     if !c.bool("rms_norm", true) {
         return Err(ModelError::Config(
@@ -37,21 +57,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
             "Mamba-2: {heads} heads of {head_dim} for an inner width of {inner}"
         )));
     }
-    // The base reads llama's keys: one placeholder attention head (no layer attends), the
-    // norms' eps under llama's name.
-    let mut cfg = c.0.clone();
-    if let Some(fields) = cfg.as_object_mut() {
-        fields.insert("num_attention_heads".into(), 1.into());
-        fields.insert("num_key_value_heads".into(), 1.into());
-        fields.insert("head_dim".into(), 2.into());
-        fields.insert("intermediate_size".into(), 1.into());
-        fields.insert("hidden_act".into(), "silu".into());
-        let eps = c.f32("layer_norm_epsilon", DEFAULT_EPS)?;
-        fields.insert("rms_norm_eps".into(), f64::from(eps).into());
-    }
-    let mut spec = base_from_hf(&HfConfig(&cfg), Arch::Mamba2)?;
+    let mut spec = recurrent_only_base(c, Arch::Mamba2)?;
     let layers = spec.num_layers;
-    spec.layer_parts = vec![LayerParts::MixerOnly; layers];
     let groups = c.opt_usize("n_groups")?.unwrap_or(DEFAULT_GROUPS);
     if groups == 0 || !heads.is_multiple_of(groups) {
         return Err(ModelError::Config(format!(

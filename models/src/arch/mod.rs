@@ -23,6 +23,7 @@ pub mod kimi_linear;
 pub mod lfm2;
 pub mod llama;
 pub mod llama4;
+pub mod mamba;
 pub mod mamba2;
 pub mod minimax_m2;
 pub mod mistral;
@@ -50,7 +51,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 67] = [
+pub const HF_MODEL_TYPES: [&str; 69] = [
     "llama",
     "mistral",
     "ministral",
@@ -112,6 +113,8 @@ pub const HF_MODEL_TYPES: [&str; 67] = [
     "granitemoehybrid",
     "bamba",
     "mamba2",
+    "mamba",
+    "falcon_mamba",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -121,7 +124,7 @@ pub const HF_MODEL_TYPES: [&str; 67] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 52] = [
+pub const GGUF_ARCHITECTURES: [&str; 53] = [
     "llama",
     "mistral",
     "mistral3",
@@ -174,6 +177,7 @@ pub const GGUF_ARCHITECTURES: [&str; 52] = [
     "nemotron_h",
     "nemotron_h_moe",
     "mamba2",
+    "mamba",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -263,6 +267,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "granitemoehybrid" => granite::hybrid_from_hf(&c)?,
         "bamba" => granite::bamba_from_hf(&c)?,
         "mamba2" => mamba2::from_hf(&c)?,
+        "mamba" => mamba::from_hf(&c, false)?,
+        "falcon_mamba" => mamba::from_hf(&c, true)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
@@ -642,6 +648,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "granitehybrid" => granite::hybrid_from_gguf(g)?,
         "nemotron_h" | "nemotron_h_moe" => nemotron_h::from_gguf(g)?,
         "mamba2" => mamba2::from_gguf(g)?,
+        "mamba" => mamba::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -865,6 +872,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         short_conv: None,
         linear_attention: None,
         mamba: None,
+        mamba1: None,
         layer_parts: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
@@ -1008,6 +1016,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         short_conv: None,
         linear_attention: None,
         mamba: None,
+        mamba1: None,
         layer_parts: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
@@ -1037,11 +1046,11 @@ mod tests {
                 "{t}: {e}"
             );
         }
-        let e = super::spec_from_hf(&serde_json::json!({"model_type": "falcon_mamba"}))
+        let e = super::spec_from_hf(&serde_json::json!({"model_type": "jamba"}))
             .unwrap_err()
             .to_string();
         for named in [
-            "`falcon_mamba`",
+            "`jamba`",
             "qwen3_next",
             "ministral3",
             "qwen3_vl_moe",

@@ -78,6 +78,9 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("ssm_conv1d", _) => "linear_attn.conv1d",
         ("ssm_norm", _) => "linear_attn.norm",
         ("ssm_out", _) => "linear_attn.out_proj",
+        // Mamba-1's x and dt products (llama.cpp's mamba names; their HF names by `mamba_hf`).
+        ("ssm_x", _) => "linear_attn.x_proj",
+        ("ssm_dt", _) => "linear_attn.dt_proj",
         // Kimi Delta Attention's (llama.cpp's kimi_linear names; its β, A_log, dt_bias and
         // output norm named on by `kimi_linear_hf`).
         ("ssm_conv1d_q", _) => "self_attn.q_conv1d",
@@ -439,7 +442,7 @@ pub fn mamba_hf(hf: &str) -> Option<String> {
     let (head, rest) = hf.split_once(".linear_attn.")?;
     let rest = match rest.split_once('.') {
         Some(("in_proj_qkvz", suffix)) => format!("in_proj.{suffix}"),
-        Some(("conv1d" | "norm" | "out_proj", _)) => rest.to_string(),
+        Some(("conv1d" | "norm" | "out_proj" | "x_proj" | "dt_proj", _)) => rest.to_string(),
         None if matches!(rest, "A_log" | "dt_bias" | "D") => rest.to_string(),
         _ => return None,
     };
@@ -472,6 +475,15 @@ pub fn nemotron_h_hf(hf: &str, prefix: &str) -> Option<String> {
         format!("layers.{l}.{part}")
     };
     Some(format!("{prefix}.{named}"))
+}
+
+/// Mamba-1's HF name of its dt product's bias, which `to_hf` names as Qwen3-Next's `dt_bias`:
+/// `backbone.layers.N.mixer.dt_proj.bias`.
+pub fn mamba1_hf(hf: &str) -> Option<String> {
+    let l = hf
+        .strip_prefix("model.layers.")?
+        .strip_suffix(".linear_attn.dt_bias")?;
+    Some(format!("backbone.layers.{l}.mixer.dt_proj.bias"))
 }
 
 /// Bamba's HF name of a tensor `to_hf` names the llama way: the FFN under `feed_forward`
@@ -669,6 +681,24 @@ mod tests {
             let named = nemotron_h_hf(&hf(canonical).unwrap(), "backbone");
             assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
         }
+        // Mamba-1's.
+        for (canonical, checkout) in [
+            (
+                "blk.0.ssm_x.weight",
+                "backbone.layers.0.mixer.x_proj.weight",
+            ),
+            (
+                "blk.0.ssm_dt.weight",
+                "backbone.layers.0.mixer.dt_proj.weight",
+            ),
+        ] {
+            let named = nemotron_h_hf(&hf(canonical).unwrap(), "backbone");
+            assert_eq!(named.as_deref(), Some(checkout), "{canonical}");
+        }
+        assert_eq!(
+            mamba1_hf(&hf("blk.2.ssm_dt.bias").unwrap()).as_deref(),
+            Some("backbone.layers.2.mixer.dt_proj.bias")
+        );
         // Bamba's.
         for (canonical, checkout) in [
             ("output_norm.weight", "model.final_layernorm.weight"),

@@ -74,6 +74,7 @@ fn base_spec(
         short_conv: None,
         linear_attention: None,
         mamba: None,
+        mamba1: None,
         layer_parts: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
