@@ -15,7 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::{members, NormedInput, Projections};
 use crate::sequence_state::{causal_conv_silu, each_sequence, gated_head_norm};
-use crate::sequence_state::{sigmoid, softplus};
+use crate::sequence_state::{read_rows, sigmoid, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
 use crate::spec::{LinearAttention, ModelSpec};
 use crate::weights::names::layer;
@@ -124,15 +124,8 @@ impl<B: Backend> KimiDeltaLayer<B> {
         let tokens = batch.ids.len();
         let d = &self.dims;
         let width = d.value_heads * d.value_dim;
-        let read = |t: &B::Tensor, w: usize, what: &str| -> Result<Vec<f32>> {
-            let values = b.download(t)?;
-            match values.len() == tokens * w {
-                true => Ok(values),
-                false => Err(ModelError::Backend(format!(
-                    "Kimi Delta Attention: {} values of {what} for {tokens} tokens of {w}",
-                    values.len()
-                ))),
-            }
+        let read = |t: &B::Tensor, w: usize, what: &str| {
+            read_rows(b, t, (tokens, w), ("Kimi Delta Attention", what))
         };
         let (q, k, v) = (
             read(&q, width, "q")?,

@@ -15,7 +15,8 @@ use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::layer_loader::Loader;
 use crate::projection::NormedInput;
-use crate::sequence_state::{causal_conv_silu, each_sequence, silu, softplus, SequenceState};
+use crate::sequence_state::{causal_conv_silu, each_sequence, read_rows};
+use crate::sequence_state::{silu, softplus, SequenceState};
 use crate::spec::{Mamba1, ModelSpec};
 use crate::weights::names::layer;
 use candor_kernels::selective_scan::{selective_scan, ScanInputs, ScanShape};
@@ -94,15 +95,8 @@ impl<B: Backend> Mamba1Layer<B> {
         let (stream, h) = crate::backend::rms_norm_maybe_add(b, x, residual, norm, eps)?;
         let d = &self.dims;
         let (tokens, inner, state, rank) = (batch.ids.len(), d.inner, d.state, d.dt_rank);
-        let read = |t: &B::Tensor, width: usize, what: &str| -> Result<Vec<f32>> {
-            let values = b.download(t)?;
-            match values.len() == tokens * width {
-                true => Ok(values),
-                false => Err(ModelError::Backend(format!(
-                    "Mamba-1: {} values of {what} for {tokens} tokens of {width}",
-                    values.len()
-                ))),
-            }
+        let read = |t: &B::Tensor, width: usize, what: &str| {
+            read_rows(b, t, (tokens, width), ("Mamba-1", what))
         };
         let xz = b.linear(&h, &self.in_proj, self.in_bias.as_ref())?;
         let xz = read(&xz, 2 * inner, "in_proj")?;

@@ -236,6 +236,24 @@ pub(crate) fn gated_head_norm(
     }
 }
 
+/// A product of `tokens` rows of `width` read back to the host for a recurrent layer's host
+/// path; an error (naming `layer` and `what`) where the backend gave another length.
+pub(crate) fn read_rows<B: crate::backend::Backend>(
+    b: &B,
+    t: &B::Tensor,
+    (tokens, width): (usize, usize),
+    (layer, what): (&str, &str),
+) -> Result<Vec<f32>> {
+    let values = b.download(t)?;
+    match values.len() == tokens * width {
+        true => Ok(values),
+        false => Err(ModelError::Backend(format!(
+            "{layer}: {} values of {what} for {tokens} tokens of {width}",
+            values.len()
+        ))),
+    }
+}
+
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }

@@ -56,12 +56,7 @@ pub fn from_hf(c: &HfConfig, falcon: bool) -> Result<ModelSpec> {
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
-    let vocab = g
-        .get_usize(&k("vocab_size"))
-        .or_else(|| g.array_len("tokenizer.ggml.tokens"))
-        .ok_or_else(|| {
-            ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into())
-        })?;
+    let vocab = super::vocab_from_gguf(g)?;
     let eps = g
         .get_f64(&k("attention.layer_norm_rms_epsilon"))
         .unwrap_or(1e-5);
@@ -79,11 +74,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "max_position_embeddings": g.get_usize(&k("context_length")).unwrap_or(1 << 20),
     });
     let mut spec = from_hf(&HfConfig(&config), falcon)?;
-    spec.bos_token_id = g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32);
-    spec.eos_token_ids = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-        .iter()
-        .filter_map(|key| g.get_usize(key).map(|v| v as u32))
-        .collect();
+    (spec.bos_token_id, spec.eos_token_ids) = super::special_tokens_from_gguf(g);
     Ok(spec)
 }
 

@@ -95,12 +95,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
             "{a} GGUF: an inner size of {inner} over {heads} heads, hidden {hidden}"
         )));
     }
-    let vocab = g
-        .get_usize(&k("vocab_size"))
-        .or_else(|| g.array_len("tokenizer.ggml.tokens"))
-        .ok_or_else(|| {
-            ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into())
-        })?;
+    let vocab = super::vocab_from_gguf(g)?;
     let eps = g
         .get_f64(&k("attention.layer_norm_rms_epsilon"))
         .unwrap_or(f64::from(DEFAULT_EPS));
@@ -121,11 +116,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     if let Some(m) = spec.mamba.as_mut() {
         m.norm_group = inner / groups.max(1);
     }
-    spec.bos_token_id = g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32);
-    spec.eos_token_ids = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-        .iter()
-        .filter_map(|key| g.get_usize(key).map(|v| v as u32))
-        .collect();
+    (spec.bos_token_id, spec.eos_token_ids) = super::special_tokens_from_gguf(g);
     spec.validate()?;
     Ok(spec)
 }

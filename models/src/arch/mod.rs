@@ -888,6 +888,26 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
 }
 
 /// The llama-shaped base from GGUF metadata (`{arch}.*` keys, llama.cpp naming).
+/// A GGUF's vocabulary size: `{arch}.vocab_size`, else its token list's length.
+pub(crate) fn vocab_from_gguf(g: &GgufFile) -> Result<usize> {
+    let a = g.architecture()?;
+    g.get_usize(&format!("{a}.vocab_size"))
+        .or_else(|| g.array_len("tokenizer.ggml.tokens"))
+        .ok_or_else(|| {
+            ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into())
+        })
+}
+
+/// A GGUF's BOS token and its end tokens (EOS, then EOT where it names one).
+pub(crate) fn special_tokens_from_gguf(g: &GgufFile) -> (Option<u32>, Vec<u32>) {
+    let id = |key: &str| g.get_usize(key).map(|v| v as u32);
+    let eos = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
+        .iter()
+        .filter_map(|key| id(key))
+        .collect();
+    (id("tokenizer.ggml.bos_token_id"), eos)
+}
+
 pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
@@ -900,12 +920,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
     let head_dim = g
         .get_usize(&k("attention.key_length"))
         .unwrap_or(hidden / heads);
-    let vocab_size = g
-        .get_usize(&k("vocab_size"))
-        .or_else(|| g.array_len("tokenizer.ggml.tokens"))
-        .ok_or_else(|| {
-            ModelError::Config("GGUF: no vocab size and no tokenizer.ggml.tokens".into())
-        })?;
+    let vocab_size = vocab_from_gguf(g)?;
     let scaling = match g.get_str(&k("rope.scaling.type")).as_deref() {
         None | Some("none") => RopeScaling::None,
         Some("linear") => RopeScaling::Linear {
@@ -955,10 +970,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
             )))
         }
     };
-    let eos: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-        .iter()
-        .filter_map(|key| g.get_usize(key).map(|v| v as u32))
-        .collect();
+    let (bos, eos) = special_tokens_from_gguf(g);
     Ok(ModelSpec {
         arch,
         vocab_size,
@@ -1026,7 +1038,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         attn_temperature: None,
         attention_chunk: None,
         rotated_qk_l2_norm: false,
-        bos_token_id: g.get_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32),
+        bos_token_id: bos,
         eos_token_ids: eos,
     })
 }
