@@ -609,13 +609,7 @@ pub fn rms_norm_then_linear<B: Backend + ?Sized>(
     w: &B::Weight,
     bias: Option<&B::Weight>,
 ) -> Result<(B::Tensor, B::Tensor)> {
-    let NormedInput {
-        x,
-        residual,
-        norm,
-        eps,
-    } = input;
-    let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
+    let (stream, h) = input.normed(b)?;
     Ok((stream, b.linear(&h, w, bias)?))
 }
 

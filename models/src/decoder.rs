@@ -2,9 +2,7 @@
 //! Each architecture contributes a `ModelSpec`; the flags in it select the variant's pieces
 //! (biases, q/k norm, sandwich norms, sliding windows, embedding scale, activation).
 use crate::attention_heads::{global_rope, heads_attention, heads_q, norm_qk, QkNorms};
-use crate::backend::{
-    rms_norm_maybe_add, AttentionParams, Backend, KvCacheSpec, RopeKvWrite, RopeSpec,
-};
+use crate::backend::{AttentionParams, Backend, KvCacheSpec, RopeKvWrite, RopeSpec};
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use crate::gated_delta_net::GatedDeltaNetLayer;
@@ -14,7 +12,7 @@ use crate::lora::{BatchLora, LoraAdapter, LoraStack, LoraTarget};
 use crate::mamba1::Mamba1Layer;
 use crate::mamba2::Mamba2Layer;
 use crate::mla::{CacheForm, LatentAttentionWeights};
-use crate::moe::Ffn;
+use crate::moe::{Ffn, Mlp};
 use crate::projection::{members, NormedInput, Projections};
 use crate::query_temperature::QueryTemperatures;
 use crate::rope::rope_spec;
@@ -213,73 +211,59 @@ impl<B: Backend> DecoderModel<B> {
                 (None, None)
             };
             let parts = spec.layer_parts(l);
-            let (attention, wo) = match (mamba, linear, &spec.latent_attention) {
-                _ if parts == LayerParts::FfnOnly => (None, None),
-                _ if mamba1.is_some() => {
-                    let index = state_sizes.len();
-                    let dims = spec.mamba1.as_ref().ok_or_else(|| {
-                        ModelError::Config("a Mamba-1 layer without its spec".into())
-                    })?;
-                    state_sizes.push(dims.state_sizes());
-                    (
-                        Some(Attention::Mamba1(Box::new(Mamba1Layer::load(
-                            &ld, l, &spec, index,
-                        )?))),
-                        Some(ld.weight(&n("ssm_out.weight"), &[h, dims.inner])?),
-                    )
-                }
-                _ if conv => (
-                    Some(Attention::ShortConv(Box::new(ShortConvLayer::load(
-                        &ld, l, &spec,
-                    )?))),
-                    Some(ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?),
-                ),
-                (Some(dims), _, _) => {
-                    let index = state_sizes.len();
-                    state_sizes.push(dims.state_sizes());
-                    (
-                        Some(Attention::Mamba2(Box::new(Mamba2Layer::load(
-                            &ld, l, &spec, index,
-                        )?))),
-                        Some(ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?),
-                    )
-                }
-                (None, Some(dims), _) if dims.channel_decay => {
-                    let index = state_sizes.len();
-                    state_sizes.push(dims.state_sizes());
-                    (
-                        Some(Attention::KimiDelta(Box::new(KimiDeltaLayer::load(
-                            &ld, l, &spec, index,
-                        )?))),
-                        Some(ld.weight(
-                            &n("attn_output.weight"),
-                            &[h, dims.value_heads * dims.value_dim],
-                        )?),
-                    )
-                }
-                (None, Some(dims), _) => {
-                    let index = state_sizes.len();
-                    state_sizes.push(dims.state_sizes());
-                    (
-                        Some(Attention::GatedDeltaNet(Box::new(
-                            GatedDeltaNetLayer::load(&ld, l, &spec, index)?,
-                        ))),
-                        Some(ld.weight(
-                            &n("ssm_out.weight"),
-                            &[h, dims.value_heads * dims.value_dim],
-                        )?),
-                    )
-                }
-                (None, None, Some(_)) => (
-                    Some(Attention::Latent(Box::new(LatentAttentionWeights::load(
-                        &ld, l, &spec,
-                    )?))),
-                    Some(LatentAttentionWeights::load_output(&ld, l, &spec)?),
-                ),
-                (None, None, None) => (
-                    Some(heads_attention(&ld, l, &spec)?),
-                    Some(ld.weight(&n("attn_output.weight"), &[h, q])?),
-                ),
+            // A recurrent layer's place in each sequence's state.
+            let index = state_sizes.len();
+            if let Some(sizes) = spec.recurrent_state_sizes(l) {
+                state_sizes.push(sizes);
+            }
+            // The layer's mixing, its output product, and the name its output bias has.
+            let mixing = match (mamba1, mamba, linear) {
+                _ if parts == LayerParts::FfnOnly => None,
+                _ if conv => Some((
+                    Attention::ShortConv(Box::new(ShortConvLayer::load(&ld, l, &spec)?)),
+                    ld.weight(&n("shortconv.out_proj.weight"), &[h, h])?,
+                    "shortconv.out_proj.bias",
+                )),
+                (Some(dims), _, _) => Some((
+                    Attention::Mamba1(Box::new(Mamba1Layer::load(&ld, l, &spec, index)?)),
+                    ld.weight(&n("ssm_out.weight"), &[h, dims.inner])?,
+                    "ssm_out.bias",
+                )),
+                (None, Some(dims), _) => Some((
+                    Attention::Mamba2(Box::new(Mamba2Layer::load(&ld, l, &spec, index)?)),
+                    ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
+                    "ssm_out.bias",
+                )),
+                (None, None, Some(dims)) if dims.channel_decay => Some((
+                    Attention::KimiDelta(Box::new(KimiDeltaLayer::load(&ld, l, &spec, index)?)),
+                    ld.weight(
+                        &n("attn_output.weight"),
+                        &[h, dims.value_heads * dims.value_dim],
+                    )?,
+                    "attn_output.bias",
+                )),
+                (None, None, Some(dims)) => Some((
+                    Attention::GatedDeltaNet(Box::new(GatedDeltaNetLayer::load(
+                        &ld, l, &spec, index,
+                    )?)),
+                    ld.weight(
+                        &n("ssm_out.weight"),
+                        &[h, dims.value_heads * dims.value_dim],
+                    )?,
+                    "ssm_out.bias",
+                )),
+                (None, None, None) => Some(match spec.latent_attention {
+                    Some(_) => (
+                        Attention::Latent(Box::new(LatentAttentionWeights::load(&ld, l, &spec)?)),
+                        LatentAttentionWeights::load_output(&ld, l, &spec)?,
+                        "attn_output.bias",
+                    ),
+                    None => (
+                        heads_attention(&ld, l, &spec)?,
+                        ld.weight(&n("attn_output.weight"), &[h, q])?,
+                        "attn_output.bias",
+                    ),
+                }),
             };
             // The norm before the FFN: llama.cpp names Falcon's second norm `attn_norm_2`, and
             // Qwen3-Next's and Qwen3.5's `post_attention_norm` (their one norm after
@@ -315,22 +299,13 @@ impl<B: Backend> DecoderModel<B> {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
                     false => None,
                 },
-                mixer: match (attention, wo) {
-                    (Some(attention), Some(wo)) => Some(Mixer {
+                mixer: match mixing {
+                    Some((attention, wo, bias)) => Some(Mixer {
                         attention,
                         wo,
-                        wo_bias: if conv {
-                            ld.opt_weight(&n("shortconv.out_proj.bias"), &[h])?
-                        } else if mamba.is_some()
-                            || mamba1.is_some()
-                            || linear.is_some_and(|a| !a.channel_decay)
-                        {
-                            ld.opt_weight(&n("ssm_out.bias"), &[h])?
-                        } else {
-                            ld.opt_weight(&n("attn_output.bias"), &[h])?
-                        },
+                        wo_bias: ld.opt_weight(&n(bias), &[h])?,
                     }),
-                    _ => None,
+                    None => None,
                 },
                 post_attn_norm,
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
@@ -759,10 +734,7 @@ impl<B: Backend> DecoderModel<B> {
                     Some(a) => b.add(a, stream)?,
                     None => stream.clone(),
                 };
-                let down = match ffn {
-                    Ffn::Experts(experts) => experts.forward(b, &stream, s.activation)?,
-                    Ffn::Dense(mlp) => mlp.forward(b, &stream, s.activation)?,
-                };
+                let down = ffn.forward(b, &stream, s.activation)?;
                 (stream, down)
             }
             Some(norm) => {
@@ -872,10 +844,7 @@ impl<B: Backend> DecoderModel<B> {
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
         let attn = attend(b, &q, kv, layer, batch, extras)?;
         let o = b.linear(&attn, wo, wo_bias.as_ref())?;
-        let ffn = |h: &B::Tensor| match ffn {
-            Ffn::Experts(experts) => experts.forward(b, h, s.activation),
-            Ffn::Dense(mlp) => mlp.forward(b, h, s.activation),
-        };
+        let ffn = |h: &B::Tensor| ffn.forward(b, h, s.activation);
         if s.parallel_block {
             let down = match &layer.ffn_norm {
                 // GPT-NeoX: the FFN's own norm of the same stream.
@@ -956,17 +925,12 @@ fn normed_ffn<B: Backend>(
     ffn_in: &NormedInput<'_, B>,
 ) -> Result<(B::Tensor, B::Tensor)> {
     match (ffn, lora) {
-        (Ffn::Experts(experts), _) => {
-            let (stream, h) =
-                rms_norm_maybe_add(b, ffn_in.x, ffn_in.residual, ffn_in.norm, ffn_in.eps)?;
-            Ok((stream, experts.forward(b, &h, s.activation)?))
-        }
-        // An ungated MLP (Nemotron-H's squared ReLU) after its norm apart: no fused kernel
-        // takes one product alone (LoRA is refused for such models at attach).
-        (Ffn::Dense(mlp), _) if !mlp.gated => {
-            let (stream, h) =
-                rms_norm_maybe_add(b, ffn_in.x, ffn_in.residual, ffn_in.norm, ffn_in.eps)?;
-            Ok((stream, mlp.forward(b, &h, s.activation)?))
+        // Experts (their router reads the normed rows) and an ungated MLP (Nemotron-H's
+        // squared ReLU: no fused kernel takes one product alone; LoRA is refused for such
+        // models at attach) after the norm apart.
+        (Ffn::Experts(_), _) | (Ffn::Dense(Mlp { gated: false, .. }), _) => {
+            let (stream, h) = ffn_in.normed(b)?;
+            Ok((stream, ffn.forward(b, &h, s.activation)?))
         }
         (Ffn::Dense(mlp), Some(lora)) => {
             let (stream, gate_up) = mlp.gate_up.apply_normed_then(b, ffn_in, None, |i, h, y| {

@@ -86,13 +86,7 @@ impl<B: Backend> Mamba1Layer<B> {
         batch: &FlatBatch,
         states: &mut [SequenceState],
     ) -> Result<(B::Tensor, B::Tensor)> {
-        let NormedInput {
-            x,
-            residual,
-            norm,
-            eps,
-        } = *input;
-        let (stream, h) = crate::backend::rms_norm_maybe_add(b, x, residual, norm, eps)?;
+        let (stream, h) = input.normed(b)?;
         let d = &self.dims;
         let (tokens, inner, state, rank) = (batch.ids.len(), d.inner, d.state, d.dt_rank);
         let read = |t: &B::Tensor, width: usize, what: &str| {

@@ -95,13 +95,7 @@ impl<B: Backend> Mamba2Layer<B> {
         batch: &FlatBatch,
         states: &mut [SequenceState],
     ) -> Result<(B::Tensor, B::Tensor)> {
-        let NormedInput {
-            x,
-            residual,
-            norm,
-            eps,
-        } = *input;
-        let (stream, h) = crate::backend::rms_norm_maybe_add(b, x, residual, norm, eps)?;
+        let (stream, h) = input.normed(b)?;
         let projected = b.download(&b.linear(&h, &self.in_proj, self.in_bias.as_ref())?)?;
         let (tokens, inner) = (batch.ids.len(), self.dims.inner());
         let width = inner + self.dims.conv_channels() + self.dims.heads;

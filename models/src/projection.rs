@@ -24,6 +24,14 @@ impl<B: Backend + ?Sized> Clone for NormedInput<'_, B> {
 }
 impl<B: Backend + ?Sized> Copy for NormedInput<'_, B> {}
 
+impl<B: Backend + ?Sized> NormedInput<'_, B> {
+    /// The stream's next value (`x + residual`, or `x`) and its RMSNorm, apart: for the
+    /// products no fused norm kernel takes.
+    pub fn normed(&self, b: &B) -> Result<(B::Tensor, B::Tensor)> {
+        rms_norm_maybe_add(b, self.x, self.residual, self.norm, self.eps)
+    }
+}
+
 /// What one product of `Backend::linear_many` multiplies: rows, or a gated linear unit's two
 /// halves, `act(gate) · up`, as `Backend::glu_linear` reads them.
 pub enum ProductInput<'a, T> {
@@ -232,19 +240,13 @@ impl<B: Backend> Projections<B> {
         head_dim: Option<usize>,
     ) -> Result<(B::Tensor, Vec<B::Tensor>)> {
         let unit = head_dim.unwrap_or(1);
-        let NormedInput {
-            x,
-            residual,
-            norm,
-            eps,
-        } = *input;
         match &self.weights {
             Weights::Joined { weight, bias } => {
                 let (stream, y) = b.rms_norm_linear(*input, weight, bias.as_ref())?;
                 Ok((stream, split_columns(b, &y, &self.widths, unit)?))
             }
             Weights::Separate(_) => {
-                let (stream, h) = rms_norm_maybe_add(b, x, residual, norm, eps)?;
+                let (stream, h) = input.normed(b)?;
                 Ok((stream, self.apply_in(b, &h, unit)?))
             }
         }
@@ -261,7 +263,7 @@ impl<B: Backend> Projections<B> {
         finish: impl Fn(usize, &B::Tensor, B::Tensor) -> Result<B::Tensor>,
     ) -> Result<(B::Tensor, Vec<B::Tensor>)> {
         let unit = head_dim.unwrap_or(1);
-        let (stream, h) = rms_norm_maybe_add(b, input.x, input.residual, input.norm, input.eps)?;
+        let (stream, h) = input.normed(b)?;
         let members = self
             .apply_in(b, &h, 1)?
             .into_iter()

@@ -637,22 +637,11 @@ impl ModelSpec {
     /// Bytes of recurrent state one sequence holds (f32 values: each recurrent layer's
     /// convolution history and matrices); 0 for a model without.
     pub fn sequence_state_bytes(&self) -> usize {
-        let total = |(conv, recurrent): (usize, usize), layers: &[bool]| {
-            (conv + recurrent) * layers.iter().filter(|&&l| l).count()
-        };
-        let delta = self
-            .linear_attention
-            .as_ref()
-            .map_or(0, |a| total(a.state_sizes(), &a.layers));
-        let mamba = self
-            .mamba
-            .as_ref()
-            .map_or(0, |m| total(m.state_sizes(), &m.layers));
-        let mamba1 = self
-            .mamba1
-            .as_ref()
-            .map_or(0, |m| total(m.state_sizes(), &m.layers));
-        4 * (delta + mamba + mamba1)
+        let values: usize = (0..self.num_layers)
+            .filter_map(|l| self.recurrent_state_sizes(l))
+            .map(|(conv, recurrent)| conv + recurrent)
+            .sum();
+        4 * values
     }
 
     /// What layer `l` holds.
@@ -660,25 +649,21 @@ impl ModelSpec {
         self.layer_parts.get(l).copied().unwrap_or(LayerParts::Both)
     }
 
-    /// Whether layer `l` is a Mamba-2 layer.
-    pub fn is_mamba(&self, l: usize) -> bool {
-        self.mamba
-            .as_ref()
-            .is_some_and(|m| m.layers.get(l) == Some(&true))
-    }
-
-    /// Whether layer `l` is a Mamba-1 layer.
-    pub fn is_mamba1(&self, l: usize) -> bool {
-        self.mamba1
-            .as_ref()
-            .is_some_and(|m| m.layers.get(l) == Some(&true))
-    }
-
-    /// Whether layer `l` is a gated DeltaNet layer.
-    pub fn is_linear_attention(&self, l: usize) -> bool {
+    /// The sizes of layer `l`'s part of a sequence's recurrent state, `(conv values,
+    /// recurrent values)`, where it is a recurrent layer (Mamba-1, Mamba-2, a gated DeltaNet
+    /// or Kimi Delta layer; `validate` keeps a model to one kind of them); None otherwise.
+    pub fn recurrent_state_sizes(&self, l: usize) -> Option<(usize, usize)> {
+        let on = |layers: &[bool]| layers.get(l) == Some(&true);
+        if let Some(m) = self.mamba1.as_ref().filter(|m| on(&m.layers)) {
+            return Some(m.state_sizes());
+        }
+        if let Some(m) = self.mamba.as_ref().filter(|m| on(&m.layers)) {
+            return Some(m.state_sizes());
+        }
         self.linear_attention
             .as_ref()
-            .is_some_and(|a| a.layers.get(l) == Some(&true))
+            .filter(|a| on(&a.layers))
+            .map(LinearAttention::state_sizes)
     }
 
     /// Where each layer's rows go in the paged cache, and how many cache layers there are. An
@@ -699,7 +684,7 @@ impl ModelSpec {
             total += match conv(l) {
                 true => self.conv_cache_span(),
                 // Its state is the sequence's, not its positions': no cache rows.
-                false if self.is_linear_attention(l) || self.is_mamba(l) || self.is_mamba1(l) => 0,
+                false if self.recurrent_state_sizes(l).is_some() => 0,
                 false if self.layer_parts(l) == LayerParts::FfnOnly => 0,
                 false => 1,
             };
@@ -797,7 +782,7 @@ impl ModelSpec {
             }
             let recurrent_ffn = (0..self.num_layers).any(|l| {
                 self.layer_parts(l) == LayerParts::FfnOnly
-                    && (self.is_mamba(l) || self.is_linear_attention(l))
+                    && self.recurrent_state_sizes(l).is_some()
             });
             if recurrent_ffn {
                 return bad("a layer of an FFN only cannot be a recurrent layer too".into());
@@ -936,7 +921,9 @@ impl ModelSpec {
             }
         }
         if let Some(m) = &self.mamba1 {
-            let alone = self.mamba.is_none() && self.linear_attention.is_none();
+            let alone = self.mamba.is_none()
+                && self.linear_attention.is_none()
+                && self.short_conv.is_none();
             let sizes = [m.inner, m.state, m.dt_rank, m.conv_kernel];
             if m.layers.len() != self.num_layers || sizes.contains(&0) || !alone {
                 return bad(format!(

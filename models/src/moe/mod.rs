@@ -393,6 +393,14 @@ impl<B: Backend> Ffn<B> {
             Ffn::Experts(_) => false,
         }
     }
+
+    /// `x` (`[tokens, hidden]`, already normed) through the MLP or the experts.
+    pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        match self {
+            Ffn::Dense(mlp) => mlp.forward(b, x, act),
+            Ffn::Experts(experts) => experts.forward(b, x, act),
+        }
+    }
 }
 
 #[cfg(test)]
