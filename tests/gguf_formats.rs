@@ -2752,9 +2752,31 @@ fn nemotron_h_and_mamba_2_load_from_gguf() {
     }
 }
 
+/// llama.cpp's name of a Mamba-1 mixer's tensor `part` (its name under the mixer), its value
+/// as the converter writes it and whether it is quantized; None for another name. The
+/// products `ssm_in`, `ssm_x`, `ssm_dt` (with its bias), `ssm_out`; −exp(A_log) as `ssm_a`;
+/// Jamba's norms of dt, B and C.
+fn mamba1_gguf_tensor(part: &str, t: &Tensor) -> Option<(&'static str, Tensor, bool)> {
+    Some(match part {
+        "in_proj.weight" => ("ssm_in.weight", t.clone(), true),
+        "conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
+        "conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
+        "x_proj.weight" => ("ssm_x.weight", t.clone(), true),
+        "dt_proj.weight" => ("ssm_dt.weight", t.clone(), false),
+        "dt_proj.bias" => ("ssm_dt.bias", t.clone(), false),
+        "A_log" => ("ssm_a", t.exp().unwrap().neg().unwrap(), false),
+        "D" => ("ssm_d", t.clone(), false),
+        "out_proj.weight" => ("ssm_out.weight", t.clone(), true),
+        "dt_layernorm.weight" => ("ssm_dt_norm.weight", t.clone(), false),
+        "b_layernorm.weight" => ("ssm_b_norm.weight", t.clone(), false),
+        "c_layernorm.weight" => ("ssm_c_norm.weight", t.clone(), false),
+        _ => return None,
+    })
+}
+
 /// The tiny Mamba or Falcon Mamba checkout `fixture` as llama.cpp's converter writes it
-/// (`mamba`; Falcon Mamba's with `ssm.dt_b_c_rms`): every layer's norm `attn_norm`, the mixer's
-/// products `ssm_in`, `ssm_x`, `ssm_dt` (with its bias), `ssm_out`, −exp(A_log) as `ssm_a`.
+/// (`mamba`; Falcon Mamba's with `ssm.dt_b_c_rms`): every layer's norm `attn_norm`, the
+/// mixer's tensors as `mamba1_gguf_tensor` writes them.
 fn write_mamba_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let src = fixtures().join("tiny").join(fixture);
     let cfg = read_json(&src.join("config.json"));
@@ -2772,16 +2794,10 @@ fn write_mamba_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bo
                 let (l, part) = rest.split_once('.').unwrap();
                 let (what, value, quantized) = match part {
                     "norm.weight" => ("attn_norm.weight", t.clone(), false),
-                    "mixer.in_proj.weight" => ("ssm_in.weight", t.clone(), true),
-                    "mixer.conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
-                    "mixer.conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
-                    "mixer.x_proj.weight" => ("ssm_x.weight", t.clone(), true),
-                    "mixer.dt_proj.weight" => ("ssm_dt.weight", t.clone(), false),
-                    "mixer.dt_proj.bias" => ("ssm_dt.bias", t.clone(), false),
-                    "mixer.A_log" => ("ssm_a", t.exp().unwrap().neg().unwrap(), false),
-                    "mixer.D" => ("ssm_d", t.clone(), false),
-                    "mixer.out_proj.weight" => ("ssm_out.weight", t.clone(), true),
-                    other => panic!("{fixture}: unexpected tensor {other}"),
+                    _ => part
+                        .strip_prefix("mixer.")
+                        .and_then(|p| mamba1_gguf_tensor(p, t))
+                        .unwrap_or_else(|| panic!("{fixture}: unexpected tensor {part}")),
                 };
                 (format!("blk.{l}.{what}"), value, quantized)
             }
@@ -2808,6 +2824,95 @@ fn write_mamba_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bo
     write_file(path, "mamba", md, &q);
 }
 
+/// The tiny Jamba checkout as llama.cpp's converter writes it (`jamba`): per-layer KV head
+/// counts (0 for the Mamba layers), q/k unpermuted (no RoPE), the Mamba-1 tensors as
+/// `mamba1_gguf_tensor` writes them, the experts stacked beside their router.
+fn write_jamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join("jamba");
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut stacks = ExpertStacks::default();
+    for (name, t) in &tensors {
+        let (gguf, value, quantized) = match name.as_str() {
+            "model.embed_tokens.weight" => ("token_embd.weight".to_string(), t.clone(), true),
+            "model.final_layernorm.weight" => ("output_norm.weight".to_string(), t.clone(), false),
+            "lm_head.weight" => ("output.weight".to_string(), t.clone(), true),
+            _ => {
+                let rest = name.strip_prefix("model.layers.").unwrap();
+                let (l, part) = rest.split_once('.').unwrap();
+                if let Some(expert) = part.strip_prefix("feed_forward.experts.") {
+                    let (e, proj) = expert.split_once('.').unwrap();
+                    let proj = proj.strip_suffix("_proj.weight").unwrap();
+                    let proj = ["gate", "up", "down"]
+                        .into_iter()
+                        .find(|&p| p == proj)
+                        .unwrap();
+                    let e: usize = e.parse().unwrap();
+                    stacks
+                        .entry((l.to_string(), proj))
+                        .or_default()
+                        .push((e, t.clone()));
+                    continue;
+                }
+                let (what, value, quantized) = match part {
+                    "input_layernorm.weight" => ("attn_norm.weight", t.clone(), false),
+                    "pre_ff_layernorm.weight" => ("ffn_norm.weight", t.clone(), false),
+                    "self_attn.q_proj.weight" => ("attn_q.weight", t.clone(), true),
+                    "self_attn.k_proj.weight" => ("attn_k.weight", t.clone(), true),
+                    "self_attn.v_proj.weight" => ("attn_v.weight", t.clone(), true),
+                    "self_attn.o_proj.weight" => ("attn_output.weight", t.clone(), true),
+                    "feed_forward.router.weight" => ("ffn_gate_inp.weight", t.clone(), false),
+                    "feed_forward.gate_proj.weight" => ("ffn_gate.weight", t.clone(), true),
+                    "feed_forward.up_proj.weight" => ("ffn_up.weight", t.clone(), true),
+                    "feed_forward.down_proj.weight" => ("ffn_down.weight", t.clone(), true),
+                    _ => part
+                        .strip_prefix("mamba.")
+                        .and_then(|p| mamba1_gguf_tensor(p, t))
+                        .unwrap_or_else(|| panic!("jamba: unexpected tensor {part}")),
+                };
+                (format!("blk.{l}.{what}"), value, quantized)
+            }
+        };
+        let ty = converted_type(&value, dtype, quantized);
+        q.push((gguf, gguf_tensor(&value, ty, rounded)));
+    }
+    q.extend(stacked(stacks, |t| gguf_tensor(t, dtype, rounded)));
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let (period, offset) = (u("attn_layer_period"), u("attn_layer_offset"));
+    let kv_heads = (0..u("num_hidden_layers"))
+        .map(|l| match l % period == offset {
+            true => Value::I32(u("num_key_value_heads") as i32),
+            false => Value::I32(0),
+        })
+        .collect();
+    let md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("feed_forward_length", v("intermediate_size")),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", Value::Array(kv_heads)),
+        (
+            "attention.layer_norm_rms_epsilon",
+            Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
+        ),
+        ("ssm.conv_kernel", v("mamba_d_conv")),
+        (
+            "ssm.inner_size",
+            Value::U32((u("mamba_expand") * u("hidden_size")) as u32),
+        ),
+        ("ssm.state_size", v("mamba_d_state")),
+        ("ssm.time_step_rank", v("mamba_dt_rank")),
+        ("expert_count", v("num_experts")),
+        ("expert_used_count", v("num_experts_per_tok")),
+    ];
+    write_file(path, "jamba", md, &q);
+}
+
 /// Mamba and Falcon Mamba as llama.cpp's converter writes them (`mamba`).
 #[test]
 fn mamba_1_loads_from_gguf() {
@@ -2816,4 +2921,10 @@ fn mamba_1_loads_from_gguf() {
             write_mamba_gguf(fixture, path, dtype)
         });
     }
+}
+
+/// Jamba as llama.cpp's converter writes it (`jamba`).
+#[test]
+fn jamba_loads_from_gguf() {
+    check_recurrent_gguf("jamba", "jamba", &write_jamba_gguf);
 }

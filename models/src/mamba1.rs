@@ -4,7 +4,7 @@
 //! From the normed stream, one product gives x and the gate z. x passes a causal depthwise
 //! convolution (with its bias) and a SiLU; from it `x_proj` gives dt's low-rank input and B, C
 //! (Falcon Mamba RMS-normalizes the three without weights), `dt_proj` (with its bias) gives
-//! each channel's dt through a softplus; then the scan (`candor_kernels::selective_scan`) with
+//! each channel's dt through a softplus (Jamba's norms of the three have weights); then the scan (`candor_kernels::selective_scan`) with
 //! A = −exp(A_log) and the D skip, times silu(z). The output product (`out_proj`) is the
 //! decoder's `wo`.
 //!
@@ -36,6 +36,8 @@ pub(crate) struct Mamba1Layer<B: Backend> {
     /// −exp(A_log), `[inner, state]`.
     a: Vec<f32>,
     d: Vec<f32>,
+    /// Jamba's weights of the norms of dt's low-rank input, B and C, in that order.
+    bcdt_norm_weights: Option<[Vec<f32>; 3]>,
     dims: Mamba1,
     /// Which of the model's recurrent layers this is: its place in a sequence's state.
     pub index: usize,
@@ -49,6 +51,14 @@ impl<B: Backend> Mamba1Layer<B> {
             .ok_or_else(|| ModelError::Config("a Mamba-1 layer without its spec".into()))?;
         let (h, inner, state, rank) = (spec.hidden_size, dims.inner, dims.state, dims.dt_rank);
         let n = |s: &str| layer(l, s);
+        let bcdt_norm_weights = match dims.bcdt_norm_weights {
+            true => Some([
+                ld.host_vector(&n("ssm_dt_norm.weight"), rank, &[])?,
+                ld.host_vector(&n("ssm_b_norm.weight"), state, &[])?,
+                ld.host_vector(&n("ssm_c_norm.weight"), state, &[])?,
+            ]),
+            false => None,
+        };
         let conv_bias = match ld.src.contains(&n("ssm_conv1d.bias")) {
             true => Some(ld.host_vector(&n("ssm_conv1d.bias"), inner, &[])?),
             false => None,
@@ -71,6 +81,7 @@ impl<B: Backend> Mamba1Layer<B> {
                 true => ld.host_vector(&n("ssm_d"), inner, &[])?,
                 false => ld.host_vector(&n("ssm_d.weight"), inner, &[])?,
             },
+            bcdt_norm_weights,
             dims,
             index,
         })
@@ -118,15 +129,19 @@ impl<B: Backend> Mamba1Layer<B> {
             Vec::with_capacity(tokens * state),
         );
         for row in params.chunks_exact(rank + 2 * state) {
-            for (part, to) in [
+            for (which, (part, to)) in [
                 (&row[..rank], &mut low),
                 (&row[rank..rank + state], &mut bs),
                 (&row[rank + state..], &mut cs),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let from = to.len();
                 to.extend_from_slice(part);
                 if let Some(e) = d.bcdt_norm {
-                    rms_normalize(&mut to[from..], e);
+                    let weight = self.bcdt_norm_weights.as_ref().map(|w| &w[which][..]);
+                    rms_normalize(&mut to[from..], e, weight);
                 }
             }
         }
@@ -173,10 +188,13 @@ impl<B: Backend> Mamba1Layer<B> {
     }
 }
 
-/// `v` divided by its root mean square (ε under the root), without a weight: Falcon Mamba's
-/// `rms_forward`.
-fn rms_normalize(v: &mut [f32], eps: f32) {
+/// `v` divided by its root mean square (ε under the root), times `weight` where it has one:
+/// Falcon Mamba's `rms_forward` (none), Jamba's RMSNorms.
+fn rms_normalize(v: &mut [f32], eps: f32, weight: Option<&[f32]>) {
     let mean = v.iter().map(|x| x * x).sum::<f32>() / v.len().max(1) as f32;
     let inv = 1.0 / (mean + eps).sqrt();
-    v.iter_mut().for_each(|x| *x *= inv);
+    match weight {
+        Some(w) => v.iter_mut().zip(w).for_each(|(x, w)| *x *= inv * w),
+        None => v.iter_mut().for_each(|x| *x *= inv),
+    }
 }

@@ -95,6 +95,9 @@ pub enum Arch {
     Mamba,
     /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
     FalconMamba,
+    /// Jamba: Mamba-1 layers (B, C and dt normed with weights) beside attention layers
+    /// without positions, Mixtral's experts in every other layer.
+    Jamba,
     /// Bamba: Mamba-2 layers beside llama attention layers with partial RoPE.
     Bamba,
     /// Kimi Linear: Kimi Delta Attention and latent attention without positions, DeepSeek-V3's
@@ -192,6 +195,7 @@ impl Arch {
             Arch::Mamba => "mamba",
             // llama.cpp converts Falcon Mamba as Mamba (`ssm.dt_b_c_rms` set).
             Arch::FalconMamba => "mamba",
+            Arch::Jamba => "jamba",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",
@@ -445,8 +449,11 @@ pub struct Mamba1 {
     pub state: usize,
     pub dt_rank: usize,
     pub conv_kernel: usize,
-    /// Falcon Mamba: B, C and dt's low-rank input RMS-normed without weights, by this epsilon.
+    /// Falcon Mamba and Jamba: B, C and dt's low-rank input RMS-normed by this epsilon.
     pub bcdt_norm: Option<f32>,
+    /// Jamba: those norms have weights (`ssm_dt_norm`, `ssm_b_norm`, `ssm_c_norm`); Falcon
+    /// Mamba's have none.
+    pub bcdt_norm_weights: bool,
 }
 
 impl Mamba1 {

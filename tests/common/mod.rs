@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 94] = [
+pub const TINY_ARCHS: [&str; 95] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -57,6 +57,7 @@ pub const TINY_ARCHS: [&str; 94] = [
     "mamba2",
     "mamba",
     "falcon_mamba",
+    "jamba",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

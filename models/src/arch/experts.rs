@@ -97,8 +97,9 @@ pub fn from_gguf(g: &GgufFile, num_layers: usize) -> Result<Option<MixtureOfExpe
     let layers: Vec<bool> = (0..num_layers)
         .map(|l| g.contains(&layer(l, "ffn_gate_inp.weight")))
         .collect();
-    // llama.cpp renormalizes Mixtral's and Qwen3-MoE's weights, not Qwen2-MoE's or OLMoE's.
-    let normalize = !matches!(a.as_str(), "qwen2moe" | "olmoe");
+    // llama.cpp renormalizes Mixtral's and Qwen3-MoE's weights, not Qwen2-MoE's, OLMoE's or
+    // Jamba's.
+    let normalize = !matches!(a.as_str(), "qwen2moe" | "olmoe" | "jamba");
     let mut m = softmax_top_k(
         num_experts,
         g.require_usize(&k("expert_used_count"))?,

@@ -45,6 +45,7 @@ pub fn from_hf(c: &HfConfig, falcon: bool) -> Result<ModelSpec> {
             true => Some(c.f32("mixer_rms_eps", DEFAULT_MIXER_RMS_EPS)?),
             false => None,
         },
+        bcdt_norm_weights: false,
     });
     spec.validate()?;
     Ok(spec)

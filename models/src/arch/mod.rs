@@ -19,6 +19,7 @@ pub mod gpt_oss;
 pub mod gptj;
 pub mod granite;
 pub mod hunyuan_dense;
+pub mod jamba;
 pub mod kimi_linear;
 pub mod lfm2;
 pub mod llama;
@@ -51,7 +52,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 69] = [
+pub const HF_MODEL_TYPES: [&str; 70] = [
     "llama",
     "mistral",
     "ministral",
@@ -115,6 +116,7 @@ pub const HF_MODEL_TYPES: [&str; 69] = [
     "mamba2",
     "mamba",
     "falcon_mamba",
+    "jamba",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -124,7 +126,7 @@ pub const HF_MODEL_TYPES: [&str; 69] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 53] = [
+pub const GGUF_ARCHITECTURES: [&str; 54] = [
     "llama",
     "mistral",
     "mistral3",
@@ -178,6 +180,7 @@ pub const GGUF_ARCHITECTURES: [&str; 53] = [
     "nemotron_h_moe",
     "mamba2",
     "mamba",
+    "jamba",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -269,6 +272,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "mamba2" => mamba2::from_hf(&c)?,
         "mamba" => mamba::from_hf(&c, false)?,
         "falcon_mamba" => mamba::from_hf(&c, true)?,
+        "jamba" => jamba::from_hf(&c)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
@@ -649,6 +653,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "nemotron_h" | "nemotron_h_moe" => nemotron_h::from_gguf(g)?,
         "mamba2" => mamba2::from_gguf(g)?,
         "mamba" => mamba::from_gguf(g)?,
+        "jamba" => jamba::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,

@@ -81,6 +81,10 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         // Mamba-1's x and dt products (llama.cpp's mamba names; their HF names by `mamba_hf`).
         ("ssm_x", _) => "linear_attn.x_proj",
         ("ssm_dt", _) => "linear_attn.dt_proj",
+        // Jamba's norms of dt's low-rank input, B and C (llama.cpp's jamba names).
+        ("ssm_dt_norm", _) => "linear_attn.dt_layernorm",
+        ("ssm_b_norm", _) => "linear_attn.b_layernorm",
+        ("ssm_c_norm", _) => "linear_attn.c_layernorm",
         // Kimi Delta Attention's (llama.cpp's kimi_linear names; its β, A_log, dt_bias and
         // output norm named on by `kimi_linear_hf`).
         ("ssm_conv1d_q", _) => "self_attn.q_conv1d",
@@ -442,7 +446,11 @@ pub fn mamba_hf(hf: &str) -> Option<String> {
     let (head, rest) = hf.split_once(".linear_attn.")?;
     let rest = match rest.split_once('.') {
         Some(("in_proj_qkvz", suffix)) => format!("in_proj.{suffix}"),
-        Some(("conv1d" | "norm" | "out_proj" | "x_proj" | "dt_proj", _)) => rest.to_string(),
+        Some((
+            "conv1d" | "norm" | "out_proj" | "x_proj" | "dt_proj" | "dt_layernorm" | "b_layernorm"
+            | "c_layernorm",
+            _,
+        )) => rest.to_string(),
         None if matches!(rest, "A_log" | "dt_bias" | "D") => rest.to_string(),
         _ => return None,
     };
@@ -498,6 +506,18 @@ pub fn bamba_hf(hf: &str) -> Option<String> {
     }
     let (head, rest) = hf.split_once(".mlp.")?;
     Some(format!("{head}.feed_forward.{rest}"))
+}
+
+/// Jamba's HF name of its Mamba-1 dt product's bias, which `to_hf` names as Qwen3-Next's
+/// `dt_bias` (`mamba.dt_proj.bias`), and of a router, which `to_hf` names the Qwen way
+/// (`feed_forward.router`). Its FFN and norms are Bamba's (`bamba_hf`), its other Mamba-1
+/// tensors `mamba_hf`'s.
+pub fn jamba_hf(hf: &str) -> Option<String> {
+    if let Some(head) = hf.strip_suffix(".linear_attn.dt_bias") {
+        return Some(format!("{head}.mamba.dt_proj.bias"));
+    }
+    let head = hf.strip_suffix(".mlp.gate.weight")?;
+    Some(format!("{head}.feed_forward.router.weight"))
 }
 
 /// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:
@@ -713,6 +733,24 @@ mod tests {
         ] {
             assert_eq!(bamba_hf(&hf(canonical).unwrap()).as_deref(), Some(checkout));
         }
+        // Jamba's: its own, Mamba-1's under `mamba`, its experts under `feed_forward`.
+        let jamba = |canonical: &str| jamba_hf(&hf(canonical).unwrap());
+        assert_eq!(
+            jamba("blk.2.ssm_dt.bias").as_deref(),
+            Some("model.layers.2.mamba.dt_proj.bias")
+        );
+        assert_eq!(
+            jamba("blk.1.ffn_gate_inp.weight").as_deref(),
+            Some("model.layers.1.feed_forward.router.weight")
+        );
+        assert_eq!(
+            mamba_hf(&hf("blk.0.ssm_b_norm.weight").unwrap()).as_deref(),
+            Some("model.layers.0.mamba.b_layernorm.weight")
+        );
+        assert_eq!(
+            bamba_hf(&hf(&expert(1, "ffn_up_exps", 3)).unwrap()).as_deref(),
+            Some("model.layers.1.feed_forward.experts.3.up_proj.weight")
+        );
         // Kimi Linear's.
         for (canonical, checkout) in [
             (
