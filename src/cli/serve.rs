@@ -149,10 +149,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CANDOR_CHAT_TEMPLATE")]
     pub chat_template: Option<String>,
     /// The format tool calls are read in and held to, instead of the one the chat template
-    /// shows the model (detected): hermes, mistral, mistral_v11, granite, apriel, llama3_json,
-    /// qwen3_coder, seed_oss, glm45, kimi_k2, functionary_v3_1, command_r7b, deepseek_v3,
-    /// deepseek_v31, lfm2 (vLLM's names where vLLM has them). For a template candor cannot
-    /// tell, or one written by hand.
+    /// shows the model (detected): hermes, mistral, mistral_v11, granite, apriel (or jamba),
+    /// llama3_json, qwen3_coder, seed_oss, glm45, kimi_k2, functionary_v3_1, command_r7b,
+    /// deepseek_v3, deepseek_v31, lfm2, apertus, minimax_m2 (vLLM's names where vLLM has
+    /// them). For a template candor cannot tell, or one written by hand.
     #[arg(long, env = "CANDOR_TOOL_CALL_PARSER")]
     pub tool_call_parser: Option<crate::server::tools::format::ToolFormat>,
     /// How `/v1/embeddings` pools a text's final hidden states into one vector: `last` (the

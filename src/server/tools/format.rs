@@ -7,7 +7,8 @@
 //!   them after optional text (Qwen2.5, Qwen3, Hermes, Granite 4).
 //! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end;
 //!   `granite`: the same list after `<|tool_call|>` (Granite 3.x); `apriel`: the same list
-//!   in `<tool_calls>` ... `</tool_calls>` (Apriel 1.5).
+//!   in `<tool_calls>` ... `</tool_calls>` (Apriel 1.5; Jamba 1.5-1.7, whose markers are
+//!   special tokens: vLLM's `jamba`, accepted as a name of it).
 //! - `mistral` since Mistral's v11 tokenizer: `[TOOL_CALLS]NAME[ARGS]{...}` per call
 //!   (Mistral Small 3.2, Devstral, Magistral, Ministral 3; `mistral_args`).
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
@@ -70,6 +71,10 @@ impl std::str::FromStr for ToolFormat {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
+        // vLLM names Jamba's parser apart; its calls are Apriel's.
+        if name == "jamba" {
+            return Ok(ToolFormat::Apriel);
+        }
         ToolFormat::ALL
             .into_iter()
             .find(|f| f.parser_name() == name)
@@ -234,7 +239,10 @@ impl ToolFormat {
             // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
             // invocations: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
-        } else if template.contains("<tool_calls>[") {
+        } else if template.contains("<tool_calls>[")
+            || (template.contains("\"<tool_calls>\"") && template.contains("<tool_definitions>"))
+        {
+            // Jamba's template names its markers in variables and writes the list after them.
             Ok(ToolFormat::Apriel)
         } else if template.contains("<arg_key>") && template.contains("<tool_call>") {
             Ok(ToolFormat::Glm45)
@@ -399,7 +407,8 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes => literal("}\n</tool_call>"),
             ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
-            ToolFormat::Apriel => literal("}]</tool_calls>"),
+            // Jamba's closing tag is a special token of its vocabulary, Apriel's text.
+            ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
             // The template's layout: the list's items on lines of their own.
             ToolFormat::CommandR7b => {
                 format!("{} {}", literal("}\n]"), marker(R7B_ACTION.1, special))
@@ -880,6 +889,12 @@ mod tests {
             ToolFormat::detect("{% if tools %}{{ '<|START_ACTION|>' }}{% endif %}"),
             Ok(ToolFormat::CommandR7b)
         );
+        // Jamba 1.5-1.7's markers in variables, the list opened after them.
+        let jamba = "{% set tool_definitions_prefix = \"<tool_definitions>\" %}\
+                     {% set tool_calls_prefix = \"<tool_calls>\" %}\
+                     {% macro handle_tool_calls(tool_calls) %}\
+                     {{- tool_calls_prefix + \"[\\n\" -}}{% endmacro %}";
+        assert_eq!(ToolFormat::detect(jamba), Ok(ToolFormat::Apriel));
         // LFM2's tool list between its tokens, LFM2.5's without them.
         for lfm2 in [
             "{% if tools %}{{ 'List of tools: <|tool_list_start|>[' }}{% endif %}",
@@ -927,6 +942,7 @@ mod tests {
         for format in ToolFormat::ALL {
             assert_eq!(format.parser_name().parse(), Ok(format));
         }
+        assert_eq!("jamba".parse(), Ok(ToolFormat::Apriel));
         let err = "pythonic".parse::<ToolFormat>().unwrap_err();
         assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
@@ -966,6 +982,14 @@ mod tests {
         assert_eq!(
             ToolFormat::Llama3Json.parse_block("{\"name\": \"a\"} and then text", &[]),
             None
+        );
+        // Jamba's list as its template lays it out.
+        assert_eq!(
+            ToolFormat::Apriel.parse_block(
+                "[\n{\"name\": \"a\", \"arguments\": {\"x\": 1}},{\"name\": \"b\", \"arguments\": {}}\n]",
+                &[]
+            ),
+            Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
         );
         // Command R7B's list as its template lays it out, ids counting the conversation's calls.
         assert_eq!(
