@@ -371,6 +371,21 @@ fn llama3_rope_factors(cfg: &serde_json::Value) -> Option<Vec<f32>> {
 }
 
 /// Apertus's norms as llama.cpp's converter names them.
+/// AFMoE's norms, gate product, router and correction bias as llama.cpp's converter names
+/// them.
+const AFMOE_NAMES: [(&str, &str); 7] = [
+    (
+        "post_attention_layernorm.weight",
+        "post_attention_norm.weight",
+    ),
+    ("pre_mlp_layernorm.weight", "ffn_norm.weight"),
+    ("post_mlp_layernorm.weight", "post_ffw_norm.weight"),
+    ("self_attn.gate_proj.weight", "attn_gate.weight"),
+    ("mlp.router.gate.weight", "ffn_gate_inp.weight"),
+    ("mlp.expert_bias", "exp_probs_b.bias"),
+    ("input_layernorm.weight", "attn_norm.weight"),
+];
+
 const APERTUS_NORMS: [(&str, &str); 2] = [
     ("attention_layernorm.weight", "attn_norm.weight"),
     ("feedforward_layernorm.weight", "ffn_norm.weight"),
@@ -861,6 +876,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             _ if gemma || matches!(arch, "olmo2" | "exaone4") => &GEMMA_NORMS,
             "lfm2" | "lfm2moe" => &LFM2_NAMES,
             "apertus" => &APERTUS_NORMS,
+            "afmoe" => &AFMOE_NAMES,
             _ => &[],
         };
         let gguf = match name.as_str() {
@@ -979,7 +995,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     ] {
         let windowed = matches!(
             arch,
-            "gemma2" | "gpt-oss" | "exaone4" | "cohere2" | "starcoder2"
+            "gemma2" | "gpt-oss" | "exaone4" | "cohere2" | "starcoder2" | "afmoe"
         ) || fixture == "olmo3";
         if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
@@ -1119,6 +1135,18 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // LFM2's as its converter writes them: the FFN's width as made (two thirds of the
     // config's, rounded), KV heads per layer (0 for the convolutions), the kernel's length.
     // LFM2-MoE's converter adds its experts' keys: sigmoid routers past the dense layers.
+    // AFMoE's, as its converter writes them (sigmoid routers by the architecture's default).
+    if arch == "afmoe" {
+        extra.extend([
+            ("leading_dense_block_count", u("num_dense_layers")),
+            ("expert_shared_count", u("num_shared_experts")),
+            ("expert_weights_norm", Value::Bool(true)),
+            (
+                "expert_weights_scale",
+                Value::F32(cfg["route_scale"].as_f64().unwrap() as f32),
+            ),
+        ]);
+    }
     if arch == "lfm2moe" {
         extra.push(("leading_dense_block_count", u("num_dense_layers")));
         extra.push(("expert_gating_func", Value::U32(2)));
@@ -1449,6 +1477,15 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granitemoeshared", "granitemoe", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
+}
+
+/// AFMoE (Arcee's Trinity) as llama.cpp converts it (`afmoe`): rows as they are, the gate
+/// product `attn_gate`, norms before and after attention and FFN, the window in the metadata
+/// (RoPE skipped every fourth layer by the architecture), DeepSeek's expert keys without a
+/// gating function: the checkout's logits.
+#[test]
+fn afmoe_loads_from_gguf() {
+    gguf_matches_checkout("afmoe", "afmoe", Experts::Stacked, 0.3);
 }
 
 /// Session 43's families as llama.cpp converts them, rows as they are: GLM-4 (`glm4`: q/k/v

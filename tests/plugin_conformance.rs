@@ -411,6 +411,20 @@ fn llama4_and_mistral4_run_on_the_plugin() {
     }
 }
 
+/// AFMoE's attention gate, a product of its own, on a plugin (the gate's sigmoid on the host:
+/// `mul_sigmoid`, no ABI op), its sandwich norms, windows and sigmoid-routed experts there
+/// too: the CPU's greedy tokens.
+#[test]
+fn gated_attention_of_its_own_product_runs_on_the_plugin() {
+    let plugin = format!("plugin:{}", plugins::reference().display());
+    let (cpu, _, _) = generated_ids_with("afmoe", "cpu", &[]);
+    let (on_plugin, fallbacks, stderr) = generated_ids_with("afmoe", &plugin, &[]);
+    assert_eq!(cpu.len(), 12);
+    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
+    let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
+    assert_eq!(ops, ["gather_rows", "mul_sigmoid"], "{fallbacks}");
+}
+
 /// Qwen3-Next's and Qwen3.5's gated DeltaNet layers and Granite 4.0-H's Mamba-2 layers on a
 /// plugin: their products on the plugin, the convolution, recurrence and gated norm on the
 /// host over the products read back (as on every backend), Qwen3-Next's attention output gate

@@ -290,8 +290,11 @@ pub(crate) fn heads_attention<B: Backend>(
         Some(w) => Ok(w),
         None => ld.checked(&n(name), &[rows, h]),
     };
-    // Qwen3-Next: q's product holds each head's query rows, then its gate's.
+    // AFMoE: the gate's own product. Qwen3-Next: q's product holds each head's query rows,
+    // then its gate's.
+    let own_gate = n("attn_gate.weight");
     let (wq, gate) = match spec.attn_output_gate {
+        true if ld.src.contains(&own_gate) => (wq, Some(ld.weight(&own_gate, &[q, h])?)),
         true => {
             if split || bq.is_some() {
                 return Err(ModelError::Config(

@@ -940,6 +940,11 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("attn_k_norm.weight"), norm(d));
         }
         t.insert(n("attn_output.weight"), matrix(vec![h, q]));
+        // The attention's output gate as a product of its own (AFMoE's), which the loader
+        // takes where a layer has one.
+        if spec.attn_output_gate {
+            t.insert(n("attn_gate.weight"), matrix(vec![q, h]));
+        }
         if spec.arch == Arch::GptOss {
             t.insert(n("attn_output.bias"), bias(h));
         }

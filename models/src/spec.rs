@@ -95,6 +95,10 @@ pub enum Arch {
     Mamba,
     /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
     FalconMamba,
+    /// Arcee's AFMoE (Trinity): llama's attention with per-head q/k norms and a sigmoid gate of
+    /// its own product on its output, RoPE in the sliding layers only, norms before and after
+    /// attention and FFN, DeepSeek-V3's experts past the dense layers.
+    Afmoe,
     /// Jamba: Mamba-1 layers (B, C and dt normed with weights) beside attention layers
     /// without positions, Mixtral's experts in every other layer.
     Jamba,
@@ -196,6 +200,7 @@ impl Arch {
             // llama.cpp converts Falcon Mamba as Mamba (`ssm.dt_b_c_rms` set).
             Arch::FalconMamba => "mamba",
             Arch::Jamba => "jamba",
+            Arch::Afmoe => "afmoe",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",
@@ -599,7 +604,8 @@ pub struct ModelSpec {
     /// empty where every layer has both.
     pub layer_parts: Vec<LayerParts>,
     /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
-    /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`).
+    /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`), or a
+    /// product of its own where the layer has one (`attn_gate`: AFMoE's `gate_proj`).
     pub attn_output_gate: bool,
     /// Positions enter as a learned table added to the token embeddings (`position_embd`,
     /// GPT-2's `wpe`), one row per position up to `max_position`; the layers run no RoPE.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 95] = [
+pub const TINY_ARCHS: [&str; 96] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -58,6 +58,7 @@ pub const TINY_ARCHS: [&str; 95] = [
     "mamba",
     "falcon_mamba",
     "jamba",
+    "afmoe",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -1,5 +1,6 @@
 //! Architectures: how each family's hyper-parameters are read from an HF `config.json` or from
 //! GGUF metadata. The forward pass is shared (`crate::decoder`), driven by the resulting spec.
+pub mod afmoe;
 pub mod apertus;
 pub mod arcee;
 pub mod cohere;
@@ -52,7 +53,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 70] = [
+pub const HF_MODEL_TYPES: [&str; 71] = [
     "llama",
     "mistral",
     "ministral",
@@ -117,6 +118,7 @@ pub const HF_MODEL_TYPES: [&str; 70] = [
     "mamba",
     "falcon_mamba",
     "jamba",
+    "afmoe",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -126,7 +128,7 @@ pub const HF_MODEL_TYPES: [&str; 70] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 54] = [
+pub const GGUF_ARCHITECTURES: [&str; 55] = [
     "llama",
     "mistral",
     "mistral3",
@@ -181,6 +183,7 @@ pub const GGUF_ARCHITECTURES: [&str; 54] = [
     "mamba2",
     "mamba",
     "jamba",
+    "afmoe",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -273,6 +276,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "mamba" => mamba::from_hf(&c, false)?,
         "falcon_mamba" => mamba::from_hf(&c, true)?,
         "jamba" => jamba::from_hf(&c)?,
+        "afmoe" => afmoe::from_hf(&c)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
@@ -654,6 +658,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "mamba2" => mamba2::from_gguf(g)?,
         "mamba" => mamba::from_gguf(g)?,
         "jamba" => jamba::from_gguf(g)?,
+        "afmoe" => afmoe::from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,
@@ -679,7 +684,8 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
         | Arch::Olmo2
         | Arch::Olmo3
         | Arch::FlexOlmo
-        | Arch::Exaone4 => HfNormNaming::Gemma,
+        | Arch::Exaone4
+        | Arch::Afmoe => HfNormNaming::Gemma,
         // GLM-4 names its post-norms apart and keeps the pre-FFN one as llama's.
         Arch::Glm4 => HfNormNaming::Glm4,
         _ => HfNormNaming::Llama,

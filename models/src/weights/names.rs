@@ -520,6 +520,24 @@ pub fn jamba_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.feed_forward.router.weight"))
 }
 
+/// AFMoE's HF name of a tensor `to_hf` names otherwise (with Gemma's norm names): the FFN's
+/// norms `pre_mlp_layernorm` / `post_mlp_layernorm`, the attention's gate product
+/// `self_attn.gate_proj` (`to_hf`: Qwen3.5's `linear_attn.in_proj_z`), the router
+/// `mlp.router.gate` and its correction bias `mlp.expert_bias`.
+pub fn afmoe_hf(hf: &str) -> Option<String> {
+    for (from, to) in [
+        (".pre_feedforward_layernorm.", ".pre_mlp_layernorm."),
+        (".post_feedforward_layernorm.", ".post_mlp_layernorm."),
+        (".linear_attn.in_proj_z.", ".self_attn.gate_proj."),
+        (".mlp.gate.weight", ".mlp.router.gate.weight"),
+    ] {
+        if let Some((head, rest)) = hf.split_once(from) {
+            return Some(format!("{head}{to}{rest}"));
+        }
+    }
+    correction_bias_as(hf, "mlp.expert_bias")
+}
+
 /// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:
 /// its Kimi Delta Attention's β product, A_log, dt_bias and output norm under `self_attn`
 /// (`b_proj`, `o_norm`); the router, its correction bias, the shared experts (and, in
@@ -751,6 +769,29 @@ mod tests {
             bamba_hf(&hf(&expert(1, "ffn_up_exps", 3)).unwrap()).as_deref(),
             Some("model.layers.1.feed_forward.experts.3.up_proj.weight")
         );
+        // AFMoE's (Gemma's norm names).
+        let gemma = |canonical: &str| to_hf(canonical, HfNormNaming::Gemma).unwrap();
+        for (canonical, checkout) in [
+            (
+                "blk.1.ffn_norm.weight",
+                "model.layers.1.pre_mlp_layernorm.weight",
+            ),
+            (
+                "blk.1.post_ffw_norm.weight",
+                "model.layers.1.post_mlp_layernorm.weight",
+            ),
+            (
+                "blk.0.attn_gate.weight",
+                "model.layers.0.self_attn.gate_proj.weight",
+            ),
+            (
+                "blk.2.ffn_gate_inp.weight",
+                "model.layers.2.mlp.router.gate.weight",
+            ),
+            ("blk.2.exp_probs_b.bias", "model.layers.2.mlp.expert_bias"),
+        ] {
+            assert_eq!(afmoe_hf(&gemma(canonical)).as_deref(), Some(checkout));
+        }
         // Kimi Linear's.
         for (canonical, checkout) in [
             (

@@ -3,8 +3,8 @@
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::fp8::Fp8Format;
 use super::names::{
-    apertus_hf, bamba_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf, gpt2_bare_hf,
-    gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, jamba_hf,
+    afmoe_hf, apertus_hf, bamba_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf,
+    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, jamba_hf,
     kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mamba1_hf, mamba_hf, mixtral_hf,
     nemotron_h_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
@@ -262,6 +262,7 @@ impl SafetensorsDir {
             bamba_hf(&hf),
             mamba1_hf(&hf),
             jamba_hf(&hf),
+            afmoe_hf(&hf),
         ];
         std::iter::once(hf.clone())
             .chain(alternates.into_iter().flatten())
