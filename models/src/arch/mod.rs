@@ -1069,11 +1069,11 @@ mod tests {
                 "{t}: {e}"
             );
         }
-        let e = super::spec_from_hf(&serde_json::json!({"model_type": "jamba"}))
+        let e = super::spec_from_hf(&serde_json::json!({"model_type": "zamba2"}))
             .unwrap_err()
             .to_string();
         for named in [
-            "`jamba`",
+            "`zamba2`",
             "qwen3_next",
             "ministral3",
             "qwen3_vl_moe",
