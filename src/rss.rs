@@ -1,4 +1,17 @@
-//! Resident memory of this process, for speed/memory reports.
+//! Resident memory of this process, for speed/memory reports, and the host's memory.
+
+/// The host's (MemTotal, MemAvailable) in bytes from /proc/meminfo, where there is one.
+pub fn host_memory() -> (Option<u64>, Option<u64>) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
 
 /// Peak resident set size in bytes (Linux `VmHWM`), or None where unavailable.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -72,7 +72,7 @@ fn cuda_rows() -> Vec<DeviceRow> {
 
 fn cpu_row(threads: usize) -> DeviceRow {
     let info = CpuBackend::new(threads).info();
-    let (total, free) = host_memory();
+    let (total, free) = crate::rss::host_memory();
     DeviceRow {
         backend: "cpu".into(),
         name: info.name,
@@ -82,19 +82,6 @@ fn cpu_row(threads: usize) -> DeviceRow {
         details: info.features,
         error: None,
     }
-}
-
-/// (MemTotal, MemAvailable) from /proc/meminfo where there is one.
-fn host_memory() -> (Option<u64>, Option<u64>) {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |key: &str| {
-        text.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    (field("MemTotal:"), field("MemAvailable:"))
 }
 
 fn plugin_row(path: &Path) -> DeviceRow {

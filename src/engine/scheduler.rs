@@ -607,24 +607,59 @@ pub fn spawn(
     (handle, thread)
 }
 
-/// `config` as `spec` can be served: a model whose sequences carry a recurrent state (gated
-/// DeltaNet or Mamba-2 layers) takes nothing from the prefix cache, whose blocks hold keys and
-/// values but not the state a sequence reached there, and drafts nothing, since a rejected
-/// draft would stay folded into the state (vLLM and llama.cpp turn both off for such models
-/// too).
-fn for_model(mut config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
-    if spec.keeps_sequence_state() && (config.prefix_caching || config.speculative_tokens > 0) {
-        let mib = spec.sequence_state_bytes() as f64 / (1 << 20) as f64;
-        tracing::info!(
-            state_mib_per_sequence = (mib * 10.0).round() / 10.0,
-            state_mib_at_max_num_seqs = (mib * config.max_num_seqs as f64).round(),
-            "the model keeps a recurrent state per sequence (in host memory, beside the KV \
-             cache): prefix caching and speculative decoding are off"
-        );
-        config.prefix_caching = false;
-        config.speculative_tokens = 0;
+/// `config` as `spec` can be served on this host (`for_model_within` of its available
+/// memory, read when the engine starts: after the weights and the KV cache are in place).
+fn for_model(config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
+    for_model_within(config, spec, crate::rss::host_memory().1)
+}
+
+/// `config` as `spec` can be served with `available` bytes of host memory free: a model whose
+/// sequences carry a recurrent state (gated DeltaNet, Mamba or Kimi Delta layers) takes
+/// nothing from the prefix cache, whose blocks hold keys and values but not the state a
+/// sequence reached there, and drafts nothing, since a rejected draft would stay folded into
+/// the state (vLLM and llama.cpp turn both off for such models too). Its states live in host
+/// memory apart from the KV cache's token budget, one per running sequence: no more sequences
+/// run together than `sequences_whose_states_fit` (vLLM bounds them by the memory its state
+/// blocks take likewise), rather than the process failing when the last ones start.
+fn for_model_within(
+    mut config: SchedulerConfig,
+    spec: &ModelSpec,
+    available: Option<u64>,
+) -> SchedulerConfig {
+    if !spec.keeps_sequence_state() {
+        return config;
     }
+    let per_sequence = spec.sequence_state_bytes();
+    let mib = per_sequence as f64 / (1 << 20) as f64;
+    let fit = available.map(|a| sequences_whose_states_fit(per_sequence as u64, a));
+    if let Some(fit) = fit.filter(|&fit| fit < config.max_num_seqs) {
+        tracing::warn!(
+            state_mib_per_sequence = (mib * 10.0).round() / 10.0,
+            max_num_seqs = config.max_num_seqs,
+            fit,
+            "the recurrent states of --max-num-seqs sequences would take more than half the \
+             host's available memory: at most {fit} sequences run together"
+        );
+        config.max_num_seqs = fit;
+    }
+    tracing::info!(
+        state_mib_per_sequence = (mib * 10.0).round() / 10.0,
+        state_mib_at_max_num_seqs = (mib * config.max_num_seqs as f64).round(),
+        "the model keeps a recurrent state per sequence (in host memory, beside the KV cache): \
+         prefix caching and speculative decoding are off"
+    );
+    config.prefix_caching = false;
+    config.speculative_tokens = 0;
     config
+}
+
+/// How many sequences' recurrent states of `per_sequence` bytes fit in half of `available`
+/// bytes of host memory (the other half left to what grows beside them: request buffers,
+/// the allocator's slack, other processes), and at least one: a model too large for one
+/// state still runs one sequence, as it would alone.
+fn sequences_whose_states_fit(per_sequence: u64, available: u64) -> usize {
+    let fit = (available / 2) / per_sequence.max(1);
+    usize::try_from(fit).unwrap_or(usize::MAX).max(1)
 }
 
 /// Fails the requests still waiting when the engine thread ends however it ends (a panic

@@ -1130,7 +1130,8 @@ fn a_saved_prompt_restored_in_another_engine_is_taken_from_its_cache() {
 }
 
 /// A model whose sequences carry a recurrent state is served without the prefix cache and
-/// without drafts (neither could restore the state); other models keep both.
+/// without drafts (neither could restore the state), and runs no more sequences together than
+/// their states fit in half the host's available memory; other models keep all three.
 #[test]
 fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
     let config = SchedulerConfig {
@@ -1155,7 +1156,26 @@ fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
     let served = for_model(config.clone(), &spec("qwen3_next"));
     assert!(!served.prefix_caching);
     assert_eq!(served.speculative_tokens, 0);
-    let served = for_model(config, &spec("qwen2_moe"));
+    let served = for_model(config.clone(), &spec("qwen2_moe"));
     assert!(served.prefix_caching);
     assert_eq!(served.speculative_tokens, 4);
+    // The states of --max-num-seqs sequences bounded by half the host's available memory.
+    let next = spec("qwen3_next");
+    let per_sequence = next.sequence_state_bytes() as u64;
+    let fitted =
+        |available: u64| for_model_within(config.clone(), &next, Some(available)).max_num_seqs;
+    assert_eq!(fitted(2 * per_sequence * 100), config.max_num_seqs);
+    assert_eq!(fitted(2 * per_sequence * 3 + 1), 3);
+    assert_eq!(fitted(per_sequence), 1);
+    // Unknown available memory (no /proc/meminfo): as configured; a model without states is
+    // never bounded so.
+    assert_eq!(
+        for_model_within(config.clone(), &next, None).max_num_seqs,
+        config.max_num_seqs
+    );
+    let moe = spec("qwen2_moe");
+    assert_eq!(
+        for_model_within(config.clone(), &moe, Some(1)).max_num_seqs,
+        config.max_num_seqs
+    );
 }
