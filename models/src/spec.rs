@@ -95,6 +95,9 @@ pub enum Arch {
     Mamba,
     /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
     FalconMamba,
+    /// Granite with interleaved sliding windows and per-head sinks (IBM's "swash" models,
+    /// dense or with Granite MoE's experts).
+    GraniteSwa,
     /// Arcee's AFMoE (Trinity): llama's attention with per-head q/k norms and a sigmoid gate of
     /// its own product on its output, RoPE in the sliding layers only, norms before and after
     /// attention and FFN, DeepSeek-V3's experts past the dense layers.
@@ -201,6 +204,7 @@ impl Arch {
             Arch::FalconMamba => "mamba",
             Arch::Jamba => "jamba",
             Arch::Afmoe => "afmoe",
+            Arch::GraniteSwa => "granite_swa",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
             Arch::KimiLinear => "kimi_linear",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 96] = [
+pub const TINY_ARCHS: [&str; 98] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -59,6 +59,8 @@ pub const TINY_ARCHS: [&str; 96] = [
     "falcon_mamba",
     "jamba",
     "afmoe",
+    "granite_swa",
+    "granitemoe_swa",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -23,6 +23,8 @@ use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, Mamba2, ModelSpec};
 use crate::weights::gguf::GgufFile;
+use crate::weights::names::layer;
+use crate::weights::WeightSource;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     granite_from_hf(c, Arch::Granite)
@@ -150,6 +152,141 @@ pub fn bamba_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     spec.rotary_dim = super::rotary_dim_from_hf(c, spec.head_dim, Some(DEFAULT_BAMBA_ROTARY))?;
     let mamba = (0..layers).map(|l| !attention.contains(&l)).collect();
     spec.mamba = Some(mamba_from_hf(c, spec.hidden_size, mamba)?);
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// transformers' `GraniteSWAConfig` window where config.json is silent.
+const DEFAULT_SWA_WINDOW: usize = 128;
+
+/// Granite with interleaved sliding windows (`granite_swa`, `granitemoe_swa`: IBM's "swash"
+/// models): Granite's layers (or Granite MoE's, with its shared MLP) with a window in the
+/// layers `layer_types` marks (all but every fourth from the first where it is silent), a
+/// learned per-head sink in each attention (an extra logit in the softmax: transformers'
+/// `sigmoid(logsumexp - sink)` scaling is gpt-oss's sink), and RoPE per layer as
+/// `layer_rope_theta` gives it (0: none) or `no_rope_layers` marks it (0: none; the key
+/// llama.cpp's converter reads). llama.cpp converts both as `granite_swa`.
+pub fn swa_from_hf(c: &HfConfig, moe: bool) -> Result<ModelSpec> {
+    let window = match c.0.get("sliding_window") {
+        None => Some(DEFAULT_SWA_WINDOW),
+        Some(_) => c.opt_usize("sliding_window")?,
+    };
+    let mut cfg = c.0.clone();
+    if let (Some(fields), Some(w)) = (cfg.as_object_mut(), window) {
+        fields.insert("sliding_window".into(), w.into());
+    }
+    let c = &HfConfig(&cfg);
+    let mut spec = match moe {
+        true => moe_from_hf(c)?,
+        false => granite_from_hf(c, Arch::GraniteSwa)?,
+    };
+    spec.arch = Arch::GraniteSwa;
+    let layers = spec.num_layers;
+    if c.0.get("layer_types").is_none() {
+        spec.layer_windows = (0..layers).map(|l| window.filter(|_| l % 4 != 0)).collect();
+    }
+    spec.attn_sinks = true;
+    per_layer_rope(c, &mut spec)?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A swash config's RoPE per layer onto `spec`: `layer_rope_theta` (one base per layer, 0 for
+/// none), which candor runs where the global layers share one base and the sliding ones one
+/// (`rope_local_theta`), or `no_rope_layers` (1: RoPE, 0: none).
+fn per_layer_rope(c: &HfConfig, spec: &mut ModelSpec) -> Result<()> {
+    let layers = spec.num_layers;
+    let list = |key: &str| -> Result<Option<Vec<f64>>> {
+        match c.0.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => {
+                let values: Vec<f64> = serde_json::from_value(v.clone())
+                    .map_err(|e| ModelError::Config(format!("config.json: `{key}`: {e}")))?;
+                if values.len() != layers {
+                    return Err(ModelError::Config(format!(
+                        "config.json: `{key}` has {} entries for {layers} layers",
+                        values.len()
+                    )));
+                }
+                Ok(Some(values))
+            }
+        }
+    };
+    if let Some(thetas) = list("layer_rope_theta")? {
+        let (mut global, mut local) = (None::<f64>, None::<f64>);
+        for (l, &theta) in thetas.iter().enumerate() {
+            if theta == 0.0 {
+                continue;
+            }
+            let base = match spec.layer_windows[l].is_some() {
+                true => &mut local,
+                false => &mut global,
+            };
+            match *base {
+                Some(b) if b != theta => {
+                    return Err(ModelError::Config(format!(
+                        "config.json: `layer_rope_theta` {thetas:?}: more than one RoPE base \
+                         among the global or the sliding layers is not supported"
+                    )))
+                }
+                _ => *base = Some(theta),
+            }
+        }
+        match (global, local) {
+            (Some(g), l) => {
+                spec.rope.theta = g as f32;
+                spec.rope_local_theta = l.filter(|&l| l != g).map(|l| l as f32);
+            }
+            (None, Some(l)) => spec.rope.theta = l as f32,
+            (None, None) => {}
+        }
+        spec.unrotated_layers = thetas.iter().map(|&t| t == 0.0).collect();
+    } else if let Some(flags) = list("no_rope_layers")? {
+        spec.unrotated_layers = flags.iter().map(|&f| f == 0.0).collect();
+    }
+    Ok(())
+}
+
+/// llama.cpp's `granite_swa` GGUF: Granite's scalars and permuted q/k, the window with its
+/// per-layer pattern (`attention.sliding_window_pattern`, true where a layer slides), the
+/// layers that rotate (`attention.rope_pattern`, every one where absent), the sinks
+/// (`attn_sinks`); experts where `expert_count` says so.
+pub fn swa_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = base_from_gguf(g, Arch::GraniteSwa, RopeStyle::Interleaved)?;
+    apply(&mut spec, Scalars::of_gguf(g)?);
+    let layers = spec.num_layers;
+    let window = g
+        .get_usize(&k("attention.sliding_window"))
+        .filter(|&w| w > 0);
+    let sliding = g
+        .get_bool_array(&k("attention.sliding_window_pattern"))
+        .unwrap_or_else(|| (0..layers).map(|l| l % 4 != 0).collect());
+    let rotated = g.get_bool_array(&k("attention.rope_pattern"));
+    for (what, len) in [
+        ("sliding_window_pattern", sliding.len()),
+        ("rope_pattern", rotated.as_ref().map_or(layers, Vec::len)),
+    ] {
+        if len != layers {
+            return Err(ModelError::Config(format!(
+                "{a} GGUF: {len} entries of attention.{what} for {layers} layers"
+            )));
+        }
+    }
+    spec.layer_windows = sliding.iter().map(|&s| window.filter(|_| s)).collect();
+    if let Some(rotated) = rotated {
+        spec.unrotated_layers = rotated.iter().map(|&r| !r).collect();
+    }
+    spec.attn_sinks = true;
+    spec.experts = super::experts::from_gguf(g, layers)?;
+    // The swash MoE converter keeps each layer's experts' gate and up in one stack.
+    if (0..layers).any(|l| g.contains(&layer(l, "ffn_gate_up_exps.weight"))) {
+        return Err(ModelError::Config(format!(
+            "{a} GGUF: experts with gate and up joined (`ffn_gate_up_exps`) are not supported; \
+             serve the checkout"
+        )));
+    }
     spec.validate()?;
     Ok(spec)
 }
@@ -307,6 +444,83 @@ mod tests {
         let spec = super::super::spec_from_hf(&micro).unwrap();
         assert!(spec.experts.is_none() && spec.unrotated_layers.is_empty());
         assert_eq!(spec.intermediate_size, 1024);
+    }
+
+    /// A swash config: windows where `layer_types` says (every layer but each fourth from the
+    /// first where it is silent), sinks, RoPE per layer; bases beyond one for the global and one
+    /// for the sliding layers refused.
+    #[test]
+    fn granite_swa_windows_sinks_and_rope_per_layer() {
+        let mut c = serde_json::json!({
+            "model_type": "granite_swa", "hidden_size": 2560, "num_hidden_layers": 8,
+            "num_attention_heads": 20, "num_key_value_heads": 4, "intermediate_size": 8192,
+            "vocab_size": 100352, "rms_norm_eps": 1e-5, "max_position_embeddings": 8192,
+            "rope_theta": 10000.0, "attention_multiplier": 0.0078125,
+            "embedding_multiplier": 12.0, "residual_multiplier": 0.22, "logits_scaling": 8.0,
+            "layer_rope_theta": [1e6, 1e4, 1e4, 0, 1e6, 1e4, 1e4, 1e4]
+        });
+        let spec = super::super::spec_from_hf(&c).unwrap();
+        assert_eq!(spec.arch, Arch::GraniteSwa);
+        assert!(spec.attn_sinks && spec.experts.is_none());
+        assert_eq!(
+            spec.layer_windows[..5],
+            [None, Some(128), Some(128), Some(128), None]
+        );
+        assert_eq!((spec.rope.theta, spec.rope_local_theta), (1e6, Some(1e4)));
+        assert!(spec.unrotated_layers[3] && !spec.unrotated_layers[4]);
+        assert_eq!(spec.attn_scale, 0.0078125);
+        c["layer_rope_theta"][5] = 5e4.into();
+        let e = super::super::spec_from_hf(&c).unwrap_err().to_string();
+        assert!(e.contains("more than one RoPE base"), "{e}");
+        // llama.cpp's converter's key for the layers without RoPE.
+        c["layer_rope_theta"] = serde_json::Value::Null;
+        c["no_rope_layers"] = serde_json::json!([1, 1, 1, 0, 1, 1, 1, 0]);
+        let spec = super::super::spec_from_hf(&c).unwrap();
+        assert_eq!(spec.unrotated_layers.iter().filter(|&&u| u).count(), 2);
+        assert_eq!(spec.rope_local_theta, None);
+        c["model_type"] = "granitemoe_swa".into();
+        c["num_local_experts"] = 8.into();
+        c["num_experts_per_tok"] = 2.into();
+        c["shared_intermediate_size"] = 1024.into();
+        let moe = super::super::spec_from_hf(&c).unwrap().experts.unwrap();
+        assert_eq!((moe.num_experts, moe.shared_intermediate_size), (8, 1024));
+    }
+
+    /// llama.cpp's `granite_swa` keys: the window per layer, the layers that rotate, the
+    /// multipliers; a pattern of another length refused.
+    #[test]
+    fn granite_swa_gguf_reads_its_patterns() {
+        use candle_core::quantized::gguf_file::Value as V;
+        let flags = |f: &[bool]| V::Array(f.iter().map(|&b| V::Bool(b)).collect());
+        let file = |rope: &[bool]| {
+            let meta = vec![
+                ("general.architecture", V::String("granite_swa".into())),
+                ("granite_swa.embedding_length", V::U32(2560)),
+                ("granite_swa.feed_forward_length", V::U32(8192)),
+                ("granite_swa.block_count", V::U32(4)),
+                ("granite_swa.attention.head_count", V::U32(20)),
+                ("granite_swa.attention.head_count_kv", V::U32(4)),
+                ("granite_swa.vocab_size", V::U32(100352)),
+                ("granite_swa.attention.sliding_window", V::U32(128)),
+                (
+                    "granite_swa.attention.sliding_window_pattern",
+                    flags(&[false, true, true, true]),
+                ),
+                ("granite_swa.attention.rope_pattern", flags(rope)),
+                ("granite_swa.attention.scale", V::F32(0.0078125)),
+                ("granite_swa.embedding_scale", V::F32(12.0)),
+            ];
+            let g = crate::weights::gguf::metadata_only(&format!("swa-{}", rope.len()), &meta);
+            swa_from_gguf(&g)
+        };
+        let spec = file(&[true, true, false, true]).unwrap();
+        assert_eq!(spec.arch, Arch::GraniteSwa);
+        assert_eq!(spec.layer_windows, [None, Some(128), Some(128), Some(128)]);
+        assert_eq!(spec.unrotated_layers, [false, false, true, false]);
+        assert!(spec.attn_sinks && spec.experts.is_none());
+        assert_eq!((spec.attn_scale, spec.embed_scale), (0.0078125, Some(12.0)));
+        let e = file(&[true, true]).unwrap_err().to_string();
+        assert!(e.contains("2 entries of attention.rope_pattern"), "{e}");
     }
 
     /// ibm-ai-platform/Bamba-9B-v2's config.json (its shapes and attention layers).

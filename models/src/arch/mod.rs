@@ -53,7 +53,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 71] = [
+pub const HF_MODEL_TYPES: [&str; 73] = [
     "llama",
     "mistral",
     "ministral",
@@ -119,6 +119,8 @@ pub const HF_MODEL_TYPES: [&str; 71] = [
     "falcon_mamba",
     "jamba",
     "afmoe",
+    "granite_swa",
+    "granitemoe_swa",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -128,7 +130,7 @@ pub const HF_MODEL_TYPES: [&str; 71] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 55] = [
+pub const GGUF_ARCHITECTURES: [&str; 56] = [
     "llama",
     "mistral",
     "mistral3",
@@ -184,6 +186,7 @@ pub const GGUF_ARCHITECTURES: [&str; 55] = [
     "mamba",
     "jamba",
     "afmoe",
+    "granite_swa",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -277,6 +280,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "falcon_mamba" => mamba::from_hf(&c, true)?,
         "jamba" => jamba::from_hf(&c)?,
         "afmoe" => afmoe::from_hf(&c)?,
+        "granite_swa" => granite::swa_from_hf(&c, false)?,
+        "granitemoe_swa" => granite::swa_from_hf(&c, true)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
         "kimi_linear" => kimi_linear::from_hf(&c)?,
         "smollm3" => smollm3::from_hf(&c)?,
@@ -659,6 +664,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "mamba" => mamba::from_gguf(g)?,
         "jamba" => jamba::from_gguf(g)?,
         "afmoe" => afmoe::from_gguf(g)?,
+        "granite_swa" => granite::swa_from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,
         "gpt-oss" => gpt_oss::from_gguf(g)?,

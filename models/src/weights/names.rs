@@ -413,6 +413,13 @@ pub fn granite_moe_hf(hf: &str) -> Option<String> {
     Some(format!("{head}.block_sparse_moe.router.layer.{rest}"))
 }
 
+/// Granite's "swash" models' HF name of their router, which `to_hf` names the Qwen way
+/// (`mlp.gate`): `block_sparse_moe.router` (Granite MoE's `router.layer` one level up).
+pub fn granite_swash_hf(hf: &str) -> Option<String> {
+    let (head, rest) = hf.split_once(".mlp.gate.")?;
+    Some(format!("{head}.block_sparse_moe.router.{rest}"))
+}
+
 /// gpt-oss's HF name of its router's tensors, which `to_hf` names the Qwen way (`mlp.gate`):
 /// `mlp.router`.
 pub fn gpt_oss_hf(hf: &str) -> Option<String> {
@@ -768,6 +775,10 @@ mod tests {
         assert_eq!(
             bamba_hf(&hf(&expert(1, "ffn_up_exps", 3)).unwrap()).as_deref(),
             Some("model.layers.1.feed_forward.experts.3.up_proj.weight")
+        );
+        assert_eq!(
+            granite_swash_hf(&hf("blk.1.ffn_gate_inp.weight").unwrap()).as_deref(),
+            Some("model.layers.1.block_sparse_moe.router.weight")
         );
         // AFMoE's (Gemma's norm names).
         let gemma = |canonical: &str| to_hf(canonical, HfNormNaming::Gemma).unwrap();

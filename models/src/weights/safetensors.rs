@@ -4,9 +4,10 @@
 use super::fp8::Fp8Format;
 use super::names::{
     afmoe_hf, apertus_hf, bamba_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf,
-    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, hunyuan_hf, jamba_hf,
-    kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mamba1_hf, mamba_hf, mixtral_hf,
-    nemotron_h_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf, HfNormNaming,
+    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, granite_swash_hf,
+    hunyuan_hf, jamba_hf, kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mamba1_hf, mamba_hf,
+    mixtral_hf, nemotron_h_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf,
+    HfNormNaming,
 };
 use super::quantization::Quantization;
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -240,6 +241,7 @@ impl SafetensorsDir {
             gpt_oss_hf(&hf),
             hunyuan_hf(&hf),
             granite_moe_hf(&hf),
+            granite_swash_hf(&hf),
             starcoder2_hf(&hf),
             lfm2_hf(&hf),
             lfm2_moe_hf(&hf),
@@ -280,6 +282,9 @@ enum Stacking {
     /// Granite MoE's `block_sparse_moe.{input_linear,output_linear}`: `[experts, out, in]`,
     /// gate's rows then up's.
     GraniteMoe,
+    /// Granite's "swash" models (`granitemoe_swa`): Granite MoE's layout under
+    /// `block_sparse_moe.experts.{gate_up_proj,down_proj}`, parameters without a `.weight`.
+    GraniteSwash,
     /// Llama 4's `feed_forward.experts.{gate_up_proj,down_proj}`: gpt-oss's `[experts, in,
     /// out]` without biases, gate's columns then up's.
     Llama4,
@@ -320,6 +325,9 @@ impl StackedExpert {
             (Stacking::GraniteMoe, _, true) => return None,
             (Stacking::GraniteMoe, true, false) => "block_sparse_moe.input_linear.weight".into(),
             (Stacking::GraniteMoe, false, false) => "block_sparse_moe.output_linear.weight".into(),
+            (Stacking::GraniteSwash, _, true) => return None,
+            (Stacking::GraniteSwash, true, false) => "block_sparse_moe.experts.gate_up_proj".into(),
+            (Stacking::GraniteSwash, false, false) => "block_sparse_moe.experts.down_proj".into(),
             (Stacking::Llama4, _, true) => return None,
             (Stacking::Llama4, true, false) => "feed_forward.experts.gate_up_proj".into(),
             (Stacking::Llama4, false, false) => "feed_forward.experts.down_proj".into(),
@@ -335,9 +343,14 @@ impl StackedExpert {
 
     /// Those of every stacking.
     fn all(name: &str) -> impl Iterator<Item = Self> + '_ {
-        [Stacking::GptOss, Stacking::GraniteMoe, Stacking::Llama4]
-            .into_iter()
-            .filter_map(move |s| Self::of(name, s))
+        [
+            Stacking::GptOss,
+            Stacking::GraniteMoe,
+            Stacking::GraniteSwash,
+            Stacking::Llama4,
+        ]
+        .into_iter()
+        .filter_map(move |s| Self::of(name, s))
     }
 }
 
@@ -390,7 +403,7 @@ impl SafetensorsDir {
                 at.pair.is_some() && self.view(&format!("{weights}_bias")).is_none()
             }
             Stacking::Llama4 => true,
-            Stacking::GraniteMoe => false,
+            Stacking::GraniteMoe | Stacking::GraniteSwash => false,
         }
     }
 
@@ -413,7 +426,7 @@ impl SafetensorsDir {
         let bytes = view.data().len() / experts;
         let data = &view.data()[at.expert * bytes..(at.expert + 1) * bytes];
         let t = candle_core::Tensor::from_raw_buffer(data, dtype, per, &Device::Cpu)?;
-        let out_in = at.stacking == Stacking::GraniteMoe
+        let out_in = matches!(at.stacking, Stacking::GraniteMoe | Stacking::GraniteSwash)
             || (self.experts_out_in && at.stacking == Stacking::GptOss && !at.bias);
         if out_in {
             // `[out, in]` already; gate's rows first, then up's.
