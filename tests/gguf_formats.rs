@@ -144,6 +144,32 @@ enum Experts {
     Mxfp4,
     /// Stacked, the expert matrices holding what MXFP4 rounds them to (in the type asked).
     Mxfp4Rounded,
+    /// Stacked, each expert's gate and up joined in one `ffn_gate_up_exps` (llama.cpp's
+    /// `--fuse-gate-up-exps`).
+    FusedGateUp,
+}
+
+/// `stacks` with each layer's gate and up stacks joined per expert (gate's rows, then up's)
+/// into one `gate_up` stack, as llama.cpp's `--fuse-gate-up-exps` writes them.
+fn fuse_gate_up(mut stacks: ExpertStacks) -> ExpertStacks {
+    let layers: Vec<String> = stacks
+        .keys()
+        .filter(|(_, proj)| *proj == "gate")
+        .map(|(l, _)| l.clone())
+        .collect();
+    for l in layers {
+        let mut gate = stacks.remove(&(l.clone(), "gate")).unwrap();
+        let mut up = stacks.remove(&(l.clone(), "up")).unwrap();
+        gate.sort_by_key(|(e, _)| *e);
+        up.sort_by_key(|(e, _)| *e);
+        let joined = gate
+            .into_iter()
+            .zip(up)
+            .map(|((e, g), (_, u))| (e, Tensor::cat(&[&g, &u], 0).unwrap()))
+            .collect();
+        stacks.insert((l, "gate_up"), joined);
+    }
+    stacks
 }
 
 /// An MXFP4 tensor to write: its name, shape and ggml blocks.
@@ -885,6 +911,9 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         };
         q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
     }
+    if experts == Experts::FusedGateUp {
+        stacks = fuse_gate_up(stacks);
+    }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
     if let Some(factors) = llama3_rope_factors(&cfg) {
         let n = factors.len();
@@ -1235,7 +1264,9 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
 /// expert), GLM-4.5 (`glm4moe`: DeepSeek-V3 routing, biases, q/k norms, half-head RoPE),
 /// OLMoE (`olmoe`: q/k norms over the whole projections) and
 /// Mixtral (converted as `llama`, q/k rows permuted) with their experts stacked per layer, and
-/// Mixtral with one tensor per expert as the first GGUFs had it: the HF checkouts' logits
+/// Mixtral with one tensor per expert as the first GGUFs had it, Qwen3-MoE with each expert's
+/// gate and up joined (`ffn_gate_up_exps`, llama.cpp's `--fuse-gate-up-exps`): the HF
+/// checkouts' logits
 /// (exactly in F32; Q8_0 within its rounding, which sigmoid routers over q/k-normed attention
 /// carry further, as for DeepSeek).
 #[test]
@@ -1247,6 +1278,7 @@ fn mixtures_of_experts_load_from_gguf() {
         ("olmoe", "olmoe", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Apart, 0.3),
+        ("qwen3_moe", "qwen3moe", Experts::FusedGateUp, 0.3),
     ] {
         gguf_matches_checkout(fixture, arch, experts, q8_tol);
     }

@@ -280,10 +280,15 @@ pub fn swa_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     }
     spec.attn_sinks = true;
     spec.experts = super::experts::from_gguf(g, layers)?;
-    // The swash MoE converter keeps each layer's experts' gate and up in one stack.
-    if (0..layers).any(|l| g.contains(&layer(l, "ffn_gate_up_exps.weight"))) {
+    // The swash MoE converter keeps the shared MLP's gate and up in one double-height
+    // `ffn_up_shexp` (its experts' joined `ffn_gate_up_exps` are read).
+    let joined_shared = |l: usize| {
+        g.contains(&layer(l, "ffn_up_shexp.weight"))
+            && !g.contains(&layer(l, "ffn_gate_shexp.weight"))
+    };
+    if (0..layers).any(joined_shared) {
         return Err(ModelError::Config(format!(
-            "{a} GGUF: experts with gate and up joined (`ffn_gate_up_exps`) are not supported; \
+            "{a} GGUF: a shared MLP with gate and up joined in `ffn_up_shexp` is not supported; \
              serve the checkout"
         )));
     }

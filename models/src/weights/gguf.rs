@@ -406,6 +406,11 @@ fn expert_of(name: &str) -> Option<(String, usize)> {
     Some((format!("{whole}.{suffix}"), e.parse().ok()?))
 }
 
+/// Whether a `[experts, rows, cols]` shape has an even number of rows (gate's and up's).
+fn rows_even(dims: &[usize]) -> bool {
+    dims.len() == 3 && dims[1].is_multiple_of(2)
+}
+
 /// The name early Mixtral GGUFs gave expert E's tensor (`blk.L.ffn_up.E.weight`) for a
 /// per-expert name (`blk.L.ffn_up_exps.E.weight`).
 fn legacy_expert(name: &str) -> Option<String> {
@@ -414,37 +419,87 @@ fn legacy_expert(name: &str) -> Option<String> {
     Some(format!("{stem}.{e}.weight"))
 }
 
+/// Where one expert's tensor lies in a tensor of every expert of a layer.
+struct ExpertAt<'a> {
+    info: &'a TensorInfo,
+    /// The whole tensor's name.
+    whole: String,
+    /// Where the expert's part starts, in bytes from the whole tensor's start, and its bytes.
+    offset: usize,
+    bytes: usize,
+    /// The part's shape.
+    dims: Vec<usize>,
+}
+
 impl GgufFile {
-    /// The info of the whole-experts tensor behind a per-expert name, with the expert's index
-    /// and the bytes each expert takes; None when `name` is not one or is out of range.
-    fn expert_info(&self, name: &str) -> Option<(&TensorInfo, String, usize, usize)> {
+    /// Where the per-expert tensor `name` lies in the whole-experts tensor behind it; None
+    /// when `name` is not one or is out of range. A gate or up projection with no tensor of
+    /// its own is read from llama.cpp's joined `ffn_gate_up_exps` (its converter's
+    /// `--fuse-gate-up-exps`; Granite's swash MoE converter always): each expert's gate rows,
+    /// then its up rows.
+    fn expert_info(&self, name: &str) -> Option<ExpertAt<'_>> {
         let (whole, e) = expert_of(name)?;
-        let info = self.content.tensor_infos.get(&whole)?;
+        let Some(info) = self.content.tensor_infos.get(&whole) else {
+            return self.joined_gate_up_expert(&whole, e);
+        };
         let dims = info.shape.dims();
         let per_expert: usize = dims.iter().skip(1).product();
         let whole_blocks = per_expert.is_multiple_of(info.ggml_dtype.block_size());
         // Weights `[experts, rows, cols]`, biases `[experts, rows]`.
         let rank = if whole.ends_with(".bias") { 2 } else { 3 };
-        (dims.len() == rank && e < dims[0] && whole_blocks)
-            .then(|| (info, whole, e, tensor_bytes(info) / dims[0]))
+        let bytes = tensor_bytes(info) / dims.first().copied().unwrap_or(1).max(1);
+        (dims.len() == rank && e < dims[0] && whole_blocks).then(|| ExpertAt {
+            info,
+            whole,
+            offset: e * bytes,
+            bytes,
+            dims: dims[1..].to_vec(),
+        })
+    }
+
+    /// Expert `e`'s gate or up projection (`whole`: `blk.L.ffn_gate_exps.weight` or
+    /// `ffn_up_exps`) in the layer's `ffn_gate_up_exps` (`[experts, 2 · ffn, cols]`).
+    fn joined_gate_up_expert(&self, whole: &str, e: usize) -> Option<ExpertAt<'_>> {
+        let (layer, half) = match whole.strip_suffix(".ffn_gate_exps.weight") {
+            Some(layer) => (layer, 0),
+            None => (whole.strip_suffix(".ffn_up_exps.weight")?, 1),
+        };
+        let joined = format!("{layer}.ffn_gate_up_exps.weight");
+        let info = self.content.tensor_infos.get(&joined)?;
+        let dims = info.shape.dims();
+        let (&[experts, rows, cols], true) = (dims, rows_even(dims)) else {
+            return None;
+        };
+        let part = (rows / 2) * cols;
+        if e >= experts || !part.is_multiple_of(info.ggml_dtype.block_size()) {
+            return None;
+        }
+        let per_expert = tensor_bytes(info) / experts;
+        Some(ExpertAt {
+            info,
+            whole: joined,
+            offset: e * per_expert + half * per_expert / 2,
+            bytes: per_expert / 2,
+            dims: vec![rows / 2, cols],
+        })
     }
 
     /// Expert `e` of a whole-experts tensor, `[rows, cols]`: its blocks in place where the
     /// kernels read them so, a copy of its blocks otherwise (never the whole tensor per
     /// expert).
     fn expert_slice(&self, name: &str) -> Result<Option<HostWeight>> {
-        let Some((info, whole, e, bytes)) = self.expert_info(name) else {
+        let Some(at) = self.expert_info(name) else {
             return Ok(None);
         };
-        let dims = info.shape.dims()[1..].to_vec();
+        let (info, whole) = (at.info, &at.whole);
         let in_place = !self.dequantize && used_in_place(info);
         let (map, start) = match in_place {
-            true => self.in_place_start(&whole, self.file_offset(info)),
+            true => self.in_place_start(whole, self.file_offset(info)),
             false => (self.map.clone(), self.file_offset(info)),
         };
         let dtype = BlockType::Ggml(info.ggml_dtype);
-        let blocks =
-            MappedBlocks::new(map, start + e * bytes, bytes, dtype, dims).ok_or_else(|| {
+        let blocks = MappedBlocks::new(map, start + at.offset, at.bytes, dtype, at.dims)
+            .ok_or_else(|| {
                 self.bad(&format!(
                     "tensor `{whole}` extends past the end of the file"
                 ))
@@ -452,7 +507,7 @@ impl GgufFile {
         if in_place {
             return Ok(Some(HostWeight::Mapped(blocks)));
         }
-        self.loaded(&whole, blocks.to_qtensor()?).map(Some)
+        self.loaded(whole, blocks.to_qtensor()?).map(Some)
     }
 
     /// Where the blocks of tensor `name` (at `file_offset` in the file), read in place, start:
