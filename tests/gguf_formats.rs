@@ -145,7 +145,7 @@ enum Experts {
     /// Stacked, the expert matrices holding what MXFP4 rounds them to (in the type asked).
     Mxfp4Rounded,
     /// Stacked, each expert's gate and up joined in one `ffn_gate_up_exps` (llama.cpp's
-    /// `--fuse-gate-up-exps`).
+    /// `--fuse-gate-up-exps`), a shared expert's in one double-height `ffn_up_shexp`.
     FusedGateUp,
 }
 
@@ -768,6 +768,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // Apertus's xIELU numbers, written as per-layer metadata arrays by llama.cpp's converter.
     let mut xielu: HashMap<String, Vec<(usize, f32)>> = HashMap::new();
     let mut mxfp4_tensors: Vec<Mxfp4Tensor> = Vec::new();
+    // Each layer's shared gate and up, to be joined (`Experts::FusedGateUp`).
+    let mut shared_halves: HashMap<String, [Option<Tensor>; 2]> = HashMap::new();
     for (name, t) in &tensors {
         if arch == "llama4" && llama4_stacked_experts(name, t, &mut stacks) {
             continue;
@@ -909,10 +911,25 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             "model.embedding_norm.weight" => "token_embd_norm.weight".to_string(),
             _ => renamed_layer_tensor(name, norms).unwrap_or_else(|| gguf_name(name)),
         };
-        q.push((gguf, QTensor::quantize(&t, ty).unwrap()));
+        let shared_half = ["ffn_gate_shexp.weight", "ffn_up_shexp.weight"]
+            .into_iter()
+            .position(|half| gguf.ends_with(half));
+        match shared_half {
+            // Joined below, gate's rows first, as the swash MoE converter writes them.
+            Some(half) if experts == Experts::FusedGateUp => {
+                let l = gguf.split('.').nth(1).unwrap().to_string();
+                shared_halves.entry(l).or_default()[half] = Some(t);
+            }
+            _ => q.push((gguf, QTensor::quantize(&t, ty).unwrap())),
+        }
     }
     if experts == Experts::FusedGateUp {
         stacks = fuse_gate_up(stacks);
+    }
+    for (l, [gate, up]) in shared_halves {
+        let joined = Tensor::cat(&[gate.unwrap(), up.unwrap()], 0).unwrap();
+        let name = format!("blk.{l}.ffn_up_shexp.weight");
+        q.push((name, QTensor::quantize(&joined, dtype).unwrap()));
     }
     q.extend(stacked(stacks, |t| QTensor::quantize(t, dtype).unwrap()));
     if let Some(factors) = llama3_rope_factors(&cfg) {
@@ -1264,9 +1281,10 @@ fn phi3_partial_rope_and_longrope_load_from_gguf() {
 /// expert), GLM-4.5 (`glm4moe`: DeepSeek-V3 routing, biases, q/k norms, half-head RoPE),
 /// OLMoE (`olmoe`: q/k norms over the whole projections) and
 /// Mixtral (converted as `llama`, q/k rows permuted) with their experts stacked per layer, and
-/// Mixtral with one tensor per expert as the first GGUFs had it, Qwen3-MoE with each expert's
-/// gate and up joined (`ffn_gate_up_exps`, llama.cpp's `--fuse-gate-up-exps`): the HF
-/// checkouts' logits
+/// Mixtral with one tensor per expert as the first GGUFs had it, Qwen3-MoE and Qwen2-MoE with
+/// each expert's gate and up joined (`ffn_gate_up_exps`, llama.cpp's `--fuse-gate-up-exps`)
+/// and Qwen2-MoE's shared expert's in one double-height `ffn_up_shexp` (as Granite's swash MoE
+/// converter writes it): the HF checkouts' logits
 /// (exactly in F32; Q8_0 within its rounding, which sigmoid routers over q/k-normed attention
 /// carry further, as for DeepSeek).
 #[test]
@@ -1279,6 +1297,7 @@ fn mixtures_of_experts_load_from_gguf() {
         ("mixtral", "llama", Experts::Stacked, 0.3),
         ("mixtral", "llama", Experts::Apart, 0.3),
         ("qwen3_moe", "qwen3moe", Experts::FusedGateUp, 0.3),
+        ("qwen2_moe", "qwen2moe", Experts::FusedGateUp, 0.3),
     ] {
         gguf_matches_checkout(fixture, arch, experts, q8_tol);
     }

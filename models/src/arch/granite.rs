@@ -23,8 +23,6 @@ use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, Mamba2, ModelSpec};
 use crate::weights::gguf::GgufFile;
-use crate::weights::names::layer;
-use crate::weights::WeightSource;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     granite_from_hf(c, Arch::Granite)
@@ -250,7 +248,8 @@ fn per_layer_rope(c: &HfConfig, spec: &mut ModelSpec) -> Result<()> {
 /// llama.cpp's `granite_swa` GGUF: Granite's scalars and permuted q/k, the window with its
 /// per-layer pattern (`attention.sliding_window_pattern`, true where a layer slides), the
 /// layers that rotate (`attention.rope_pattern`, every one where absent), the sinks
-/// (`attn_sinks`); experts where `expert_count` says so.
+/// (`attn_sinks`); experts where `expert_count` says so (the swash MoE converter's gate and up
+/// joined, the experts' in `ffn_gate_up_exps`, the shared MLP's in `ffn_up_shexp`: both read).
 pub fn swa_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
@@ -280,18 +279,6 @@ pub fn swa_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     }
     spec.attn_sinks = true;
     spec.experts = super::experts::from_gguf(g, layers)?;
-    // The swash MoE converter keeps the shared MLP's gate and up in one double-height
-    // `ffn_up_shexp` (its experts' joined `ffn_gate_up_exps` are read).
-    let joined_shared = |l: usize| {
-        g.contains(&layer(l, "ffn_up_shexp.weight"))
-            && !g.contains(&layer(l, "ffn_gate_shexp.weight"))
-    };
-    if (0..layers).any(joined_shared) {
-        return Err(ModelError::Config(format!(
-            "{a} GGUF: a shared MLP with gate and up joined in `ffn_up_shexp` is not supported; \
-             serve the checkout"
-        )));
-    }
     spec.validate()?;
     Ok(spec)
 }

@@ -13,6 +13,7 @@ use crate::layer_loader::Loader;
 use crate::projection::{members, run_jobs, run_linear_job, LinearJob, ProductInput, Projections};
 use crate::spec::MixtureOfExperts;
 use crate::weights::names::{expert, layer};
+use crate::weights::HostWeight;
 use crate::xielu::XieluParams;
 use route::route;
 
@@ -53,6 +54,35 @@ impl<B: Backend> Mlp<B> {
             down: ld.weight(down, &[h, f])?,
             down_bias: bias(down, h)?,
             gated: gate.is_some(),
+            xielu: None,
+        })
+    }
+
+    /// The gated MLP of gate and up stored as one `[2f, h]` weight (gate rows first) and
+    /// `down` by canonical name.
+    fn joined(
+        ld: &Loader<'_, B>,
+        joined: HostWeight,
+        down: &str,
+        f: usize,
+        h: usize,
+    ) -> Result<Self> {
+        let gate_up = match ld.backend.splits_outputs() {
+            true => Projections::joined(ld.backend, ld.backend.load_weight(joined)?, vec![f, f])?,
+            // A backend that cannot split the joined product's outputs gets gate and up as
+            // weights of their own.
+            false => {
+                let half = |from: usize| -> Result<(B::Weight, Option<B::Weight>)> {
+                    Ok((ld.backend.load_weight(joined.rows(from, f)?)?, None))
+                };
+                Projections::new(ld.backend, vec![half(0)?, half(f)?])?
+            }
+        };
+        Ok(Mlp {
+            gate_up,
+            down: ld.weight(down, &[h, f])?,
+            down_bias: None,
+            gated: true,
             xielu: None,
         })
     }
@@ -147,8 +177,20 @@ impl<B: Backend> Experts<B> {
                 Mlp::load(ld, gate.as_deref(), up_down.map(String::as_str), f, h)
             })
             .collect::<Result<Vec<_>>>()?;
+        let (gate_shexp, up_shexp) = (
+            layer(l, "ffn_gate_shexp.weight"),
+            layer(l, "ffn_up_shexp.weight"),
+        );
+        // Granite's swash MoE converter keeps the shared MLP's gate and up in one
+        // double-height `ffn_up_shexp`.
+        let joined_shared = gated && !ld.src.contains(&gate_shexp) && ld.src.contains(&up_shexp);
         let shared = match spec.shared_intermediate_size {
             0 => None,
+            fs if joined_shared => {
+                let joined = ld.checked(&up_shexp, &[2 * fs, h])?;
+                let down = layer(l, "ffn_down_shexp.weight");
+                Some(Mlp::joined(ld, joined, &down, fs, h)?)
+            }
             fs => {
                 let gate = gated.then(|| layer(l, "ffn_gate_shexp.weight"));
                 let up_down = [
@@ -354,26 +396,8 @@ impl<B: Backend> Ffn<B> {
             return Mlp::load_ungated(ld, l, (f, h), xielu).map(Ffn::Dense);
         }
         if let Some(joined) = ld.joined_gate_up(l, f, h)? {
-            let gate_up = match ld.backend.splits_outputs() {
-                true => {
-                    Projections::joined(ld.backend, ld.backend.load_weight(joined)?, vec![f, f])?
-                }
-                // A backend that cannot split the joined product's outputs gets gate and up
-                // as weights of their own.
-                false => {
-                    let half = |from: usize| -> Result<(B::Weight, Option<B::Weight>)> {
-                        Ok((ld.backend.load_weight(joined.rows(from, f)?)?, None))
-                    };
-                    Projections::new(ld.backend, vec![half(0)?, half(f)?])?
-                }
-            };
-            return Ok(Ffn::Dense(Mlp {
-                gate_up,
-                down: ld.weight(&layer(l, "ffn_down.weight"), &[h, f])?,
-                down_bias: None,
-                gated: true,
-                xielu: None,
-            }));
+            let down = layer(l, "ffn_down.weight");
+            return Mlp::joined(ld, joined, &down, f, h).map(Ffn::Dense);
         }
         let n = |s: &str| layer(l, s);
         let up_down = [&n("ffn_up.weight"), &n("ffn_down.weight")];
