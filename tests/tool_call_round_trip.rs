@@ -226,9 +226,9 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     // Command R7B's action lists among them.
     let r7b = checked.iter().filter(|c| c.contains("command-r7b")).count();
     assert!(r7b >= 3, "{checked:?}");
-    // Apertus' name-keyed lists (transformers renders its typed-arguments conversation), and
-    // MiniMax-M2's invocations.
-    for family in ["Apertus", "MiniMax-M2"] {
+    // Apertus' name-keyed lists (transformers renders its typed-arguments conversation),
+    // MiniMax-M2's invocations and Nemotron Nano 2's `<TOOLCALL>` lists.
+    for family in ["Apertus", "MiniMax-M2", "NVIDIA-Nemotron-Nano-v2"] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),
             "{family}: {checked:?}"

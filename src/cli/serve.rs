@@ -150,7 +150,7 @@ pub struct ServeArgs {
     pub chat_template: Option<String>,
     /// The format tool calls are read in and held to, instead of the one the chat template
     /// shows the model (detected): hermes, mistral, mistral_v11, granite, apriel (or jamba),
-    /// llama3_json, qwen3_coder, seed_oss, glm45, kimi_k2, functionary_v3_1, command_r7b,
+    /// nemotron_json, llama3_json, qwen3_coder, seed_oss, glm45, kimi_k2, functionary_v3_1, command_r7b,
     /// deepseek_v3, deepseek_v31, lfm2, apertus, minimax_m2 (vLLM's names where vLLM has
     /// them). For a template candor cannot tell, or one written by hand.
     #[arg(long, env = "CANDOR_TOOL_CALL_PARSER")]

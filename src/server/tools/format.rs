@@ -8,7 +8,8 @@
 //! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` to the end;
 //!   `granite`: the same list after `<|tool_call|>` (Granite 3.x); `apriel`: the same list
 //!   in `<tool_calls>` ... `</tool_calls>` (Apriel 1.5; Jamba 1.5-1.7, whose markers are
-//!   special tokens: vLLM's `jamba`, accepted as a name of it).
+//!   special tokens: vLLM's `jamba`, accepted as a name of it); `nemotron_json`: the same list
+//!   in `<TOOLCALL>` ... `</TOOLCALL>` (Nemotron Nano 2; NVIDIA's parser name).
 //! - `mistral` since Mistral's v11 tokenizer: `[TOOL_CALLS]NAME[ARGS]{...}` per call
 //!   (Mistral Small 3.2, Devstral, Magistral, Ministral 3; `mistral_args`).
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
@@ -58,6 +59,7 @@ pub enum ToolFormat {
     KimiK2,
     MistralArgs,
     Apriel,
+    NemotronJson,
     Functionary,
     CommandR7b,
     DeepseekV3,
@@ -133,6 +135,8 @@ const CALL_OBJECT_OPENING: &str = "{\"name\": ";
 /// How Command R7B's call objects open: an id (the calls' count in the conversation), then
 /// the name.
 const R7B_OBJECT_OPENING: &str = "{\"tool_call_id\": \"0\", \"tool_name\": ";
+/// Nemotron Nano 2's markers around its list of calls (special tokens of its vocabulary).
+const NEMOTRON_CALLS: (&str, &str) = ("<TOOLCALL>", "</TOOLCALL>");
 /// Command R7B's markers around its list of calls (special tokens of its vocabulary).
 const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
 
@@ -165,7 +169,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 17] = [
+    pub const ALL: [ToolFormat; 18] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -176,6 +180,7 @@ impl ToolFormat {
         ToolFormat::KimiK2,
         ToolFormat::MistralArgs,
         ToolFormat::Apriel,
+        ToolFormat::NemotronJson,
         ToolFormat::Functionary,
         ToolFormat::CommandR7b,
         ToolFormat::DeepseekV3,
@@ -199,6 +204,7 @@ impl ToolFormat {
             ToolFormat::KimiK2 => "kimi_k2",
             ToolFormat::MistralArgs => "mistral_v11",
             ToolFormat::Apriel => "apriel",
+            ToolFormat::NemotronJson => "nemotron_json",
             ToolFormat::Functionary => "functionary_v3_1",
             ToolFormat::CommandR7b => "command_r7b",
             ToolFormat::DeepseekV3 => "deepseek_v3",
@@ -239,6 +245,8 @@ impl ToolFormat {
             // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
             // invocations: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if template.contains(NEMOTRON_CALLS.0) && template.contains(NEMOTRON_CALLS.1) {
+            Ok(ToolFormat::NemotronJson)
         } else if template.contains("<tool_calls>[")
             || (template.contains("\"<tool_calls>\"") && template.contains("<tool_definitions>"))
         {
@@ -280,6 +288,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => "<seed:tool_call>",
             ToolFormat::Mistral | ToolFormat::MistralArgs => mistral_args::TOOL_CALLS,
             ToolFormat::Apriel => "<tool_calls>",
+            ToolFormat::NemotronJson => NEMOTRON_CALLS.0,
             ToolFormat::Functionary => functionary::OPEN,
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
@@ -299,6 +308,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::Apriel => Some("</tool_calls>"),
+            ToolFormat::NemotronJson => Some(NEMOTRON_CALLS.1),
             ToolFormat::Functionary => Some(functionary::CLOSE),
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
@@ -323,7 +333,8 @@ impl ToolFormat {
             ToolFormat::Lfm2 => Family::Pythonic,
             ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
-            ToolFormat::Apriel | ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
+            ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
+            ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
         }
     }
 
@@ -331,7 +342,11 @@ impl ToolFormat {
     fn is_call_list(self) -> bool {
         matches!(
             self,
-            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Apriel | ToolFormat::CommandR7b
+            ToolFormat::Mistral
+                | ToolFormat::Granite
+                | ToolFormat::Apriel
+                | ToolFormat::NemotronJson
+                | ToolFormat::CommandR7b
         )
     }
 
@@ -409,6 +424,9 @@ impl ToolFormat {
             ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
             // Jamba's closing tag is a special token of its vocabulary, Apriel's text.
             ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
+            ToolFormat::NemotronJson => {
+                format!("{} {}", literal("}]"), marker(NEMOTRON_CALLS.1, special))
+            }
             // The template's layout: the list's items on lines of their own.
             ToolFormat::CommandR7b => {
                 format!("{} {}", literal("}\n]"), marker(R7B_ACTION.1, special))
@@ -615,6 +633,7 @@ impl ToolFormat {
             ToolFormat::Mistral => "[TOOL_CALLS][",
             ToolFormat::Granite => "<|tool_call|>[",
             ToolFormat::Apriel => "<tool_calls>[",
+            ToolFormat::NemotronJson => "<TOOLCALL>[",
             ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
             _ => "",
         };
@@ -918,6 +937,10 @@ mod tests {
             Ok(ToolFormat::DeepseekV3)
         );
         assert_eq!(
+            of_corpus("NVIDIA-Nemotron-Nano-v2"),
+            Ok(ToolFormat::NemotronJson)
+        );
+        assert_eq!(
             of_corpus("deepseek-ai-DeepSeek-V3.1"),
             Err(Unsupported::NoTools)
         );
@@ -1036,7 +1059,7 @@ mod tests {
                     "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",
                     "get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n",
                 ),
-                ToolFormat::Apriel => (
+                ToolFormat::Apriel | ToolFormat::NemotronJson => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
                 ),
