@@ -49,8 +49,12 @@ pub(crate) fn heads_q<B: Backend>(
         }
         _ => {
             let (stream, mut parts) = match lora {
+                // The output gate's product (a fourth member) takes no adapter.
                 Some(lora) => qkv.apply_normed_then(b, attn_in, Some(s.head_dim), |i, h, y| {
-                    lora.add(b, li, LoraTarget::QKV[i], h, y)
+                    match LoraTarget::QKV.get(i) {
+                        Some(&target) => lora.add(b, li, target, h, y),
+                        None => Ok(y),
+                    }
                 })?,
                 None => qkv.apply_normed(b, attn_in, Some(s.head_dim))?,
             };
