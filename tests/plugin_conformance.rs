@@ -442,6 +442,7 @@ fn recurrent_models_run_on_the_plugin() {
         ("bamba", &["gather_rows"]),
         ("falcon_mamba", &["gather_rows"]),
         ("jamba", &["gather_rows"]),
+        ("falcon_h1", &["gather_rows"]),
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);

@@ -38,7 +38,13 @@ async fn metric(s: &Server, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_keep_their_own_state_together_and_through_preemption() {
-    for arch in ["qwen3_next", "granitemoehybrid", "mamba2", "jamba"] {
+    for arch in [
+        "qwen3_next",
+        "granitemoehybrid",
+        "mamba2",
+        "jamba",
+        "falcon_h1",
+    ] {
         keep_their_own_state(arch).await;
     }
 }

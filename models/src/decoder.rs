@@ -20,6 +20,7 @@ use crate::sequence_state::{SequenceState, SequenceStates};
 use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
 use crate::spec::{Arch, LayerParts, ModelSpec};
 use crate::weights::names::layer;
+use crate::weights::scaled::ScaledSource;
 use crate::weights::WeightSource;
 
 struct Layer<B: Backend> {
@@ -31,6 +32,9 @@ struct Layer<B: Backend> {
     ffn_norm_bias: Option<B::Weight>,
     /// The layer's mixing of tokens; None in a layer that is an FFN only (Nemotron-H).
     mixer: Option<Mixer<B>>,
+    /// A Mamba-2 mixer beside the attention, on the same normed input, its output added to
+    /// the attention's (Falcon-H1).
+    parallel: Option<Mixer<B>>,
     post_attn_norm: Option<B::Weight>,
     ffn_norm: Option<B::Weight>,
     /// None in a layer that is a mixer only (Nemotron-H).
@@ -131,6 +135,13 @@ impl<B: Backend> DecoderModel<B> {
                 CacheForm::for_backend(backend, a).cache_heads(a, spec.num_heads);
             (spec.num_kv_heads, spec.head_dim) = (kv_heads, head_dim);
         }
+        // Multipliers a checkout keeps apart from its weights, folded in as they load.
+        let scales = spec.weight_scales.clone();
+        let scaled = ScaledSource::new(src, &scales);
+        let src: &dyn WeightSource = match scales.is_empty() {
+            true => src,
+            false => &scaled,
+        };
         let ld = Loader {
             backend,
             src,
@@ -200,6 +211,11 @@ impl<B: Backend> DecoderModel<B> {
             let conv = spec.short_conv.as_ref().is_some_and(|c| c.layers[l]);
             let linear = spec.linear_attention.as_ref().filter(|a| a.layers[l]);
             let mamba = spec.mamba.as_ref().filter(|m| m.layers[l]);
+            // A Mamba-2 mixer beside attention (Falcon-H1) is not the layer's mixing.
+            let (mamba, parallel) = match spec.parallel_mamba {
+                true => (None, mamba),
+                false => (mamba, None),
+            };
             let mamba1 = spec.mamba1.as_ref().filter(|m| m.layers[l]);
             let n = |s: &str| layer(l, s);
             let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
@@ -304,6 +320,16 @@ impl<B: Backend> DecoderModel<B> {
                         attention,
                         wo,
                         wo_bias: ld.opt_weight(&n(bias), &[h])?,
+                    }),
+                    None => None,
+                },
+                parallel: match parallel {
+                    Some(dims) => Some(Mixer {
+                        attention: Attention::Mamba2(Box::new(Mamba2Layer::load(
+                            &ld, l, &spec, index,
+                        )?)),
+                        wo: ld.weight(&n("ssm_out.weight"), &[h, dims.inner()])?,
+                        wo_bias: ld.opt_weight(&n("ssm_out.bias"), &[h])?,
                     }),
                     None => None,
                 },
@@ -670,6 +696,25 @@ impl<B: Backend> DecoderModel<B> {
             let mut o = b.linear(&mixed, &mixer.wo, mixer.wo_bias.as_ref())?;
             if let Some(lora) = &lora {
                 o = lora.add(b, li, LoraTarget::O, &mixed, o)?;
+            }
+            if let Some(parallel) = &layer.parallel {
+                // Falcon-H1's Mamba-2 beside the attention: the same norm of the same stream.
+                let (Some(norm), Attention::Mamba2(mamba)) =
+                    (&layer.attn_norm, &parallel.attention)
+                else {
+                    return Err(ModelError::Config(
+                        "a parallel mixer other than a normed Mamba-2 is not supported".into(),
+                    ));
+                };
+                let input = NormedInput {
+                    x: &x,
+                    residual: None,
+                    norm,
+                    eps,
+                };
+                let (_, y) = mamba.mix(b, &input, batch, &mut states)?;
+                let m = b.linear(&y, &parallel.wo, parallel.wo_bias.as_ref())?;
+                o = b.add(&o, &m)?;
             }
             let o = self.scaled_output(b, o, layer.post_attn_norm.as_ref())?;
             let Some(ffn) = &layer.ffn else {

@@ -18,7 +18,7 @@ use crate::layer_loader::Loader;
 use crate::projection::NormedInput;
 use crate::sequence_state::{causal_conv_silu, each_sequence, silu, softplus};
 use crate::sequence_state::{LayerState, SequenceState};
-use crate::spec::{Mamba2, ModelSpec};
+use crate::spec::{GatedNorm, Mamba2, ModelSpec};
 use crate::weights::names::layer;
 use candor_kernels::ssd::{ssd_scan, SsdInputs, SsdShape};
 
@@ -78,7 +78,10 @@ impl<B: Backend> Mamba2Layer<B> {
                 false => host("ssm_d.weight", heads, &[])?,
             },
             // Read as stored: the model's own norms' offset is not this one's.
-            norm: host("ssm_norm.weight", dims.inner(), &[&grouped])?,
+            norm: match dims.gated_norm {
+                GatedNorm::None => Vec::new(),
+                _ => host("ssm_norm.weight", dims.inner(), &[&grouped])?,
+            },
             dims,
             eps: spec.rms_eps,
             index,
@@ -166,16 +169,25 @@ impl<B: Backend> Mamba2Layer<B> {
             d: &self.d,
         };
         ssd_scan(shape, inputs, &mut state.recurrent, out).map_err(ModelError::Backend)?;
-        // y · silu(z), RMS-normed per group of `norm_group` channels, weighted.
+        // y · silu(z), RMS-normed per group of `norm_group` channels and weighted after the gate
+        // or before it, or not at all (`GatedNorm`).
         let group = d.norm_group.max(1);
-        for (y, row) in out.chunks_exact_mut(inner).zip(rows.chunks_exact(width)) {
-            for (v, &z) in y.iter_mut().zip(&row[..inner]) {
-                *v *= silu(z);
-            }
+        let norm = |y: &mut [f32]| {
             for (part, w) in y.chunks_mut(group).zip(self.norm.chunks(group)) {
                 let mean = part.iter().map(|v| v * v).sum::<f32>() / part.len() as f32;
                 let inv = 1.0 / (mean + self.eps).sqrt();
                 part.iter_mut().zip(w).for_each(|(v, &w)| *v *= inv * w);
+            }
+        };
+        for (y, row) in out.chunks_exact_mut(inner).zip(rows.chunks_exact(width)) {
+            if d.gated_norm == GatedNorm::BeforeGate {
+                norm(y);
+            }
+            for (v, &z) in y.iter_mut().zip(&row[..inner]) {
+                *v *= silu(z);
+            }
+            if d.gated_norm == GatedNorm::AfterGate {
+                norm(y);
             }
         }
         Ok(())

@@ -95,6 +95,8 @@ pub enum Arch {
     Mamba,
     /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
     FalconMamba,
+    /// Falcon-H1: attention and a Mamba-2 mixer side by side in every layer, muP multipliers.
+    FalconH1,
     /// Granite with interleaved sliding windows and per-head sinks (IBM's "swash" models,
     /// dense or with Granite MoE's experts).
     GraniteSwa,
@@ -204,6 +206,7 @@ impl Arch {
             Arch::FalconMamba => "mamba",
             Arch::Jamba => "jamba",
             Arch::Afmoe => "afmoe",
+            Arch::FalconH1 => "falcon-h1",
             Arch::GraniteSwa => "granite_swa",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",
@@ -415,6 +418,30 @@ pub struct Mamba2 {
     /// The range each step dt is clamped to after its softplus (transformers'
     /// `time_step_limit`; `(0, ∞)`, the default, changes nothing).
     pub dt_limit: (f32, f32),
+    /// Where the output's RMSNorm stands against its gate silu(z).
+    pub gated_norm: GatedNorm,
+}
+
+/// How a Mamba-2 layer's output meets its gate silu(z) and its RMSNorm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum GatedNorm {
+    /// norm(y · silu(z)): Mamba-2's own (transformers' `MambaRMSNormGated`).
+    AfterGate,
+    /// norm(y) · silu(z) (Falcon-H1's `mamba_norm_before_gate`).
+    BeforeGate,
+    /// y · silu(z) without a norm (Falcon-H1 without `mamba_rms_norm`).
+    None,
+}
+
+/// Rows of a stored weight scaled at load: muP multipliers a checkout keeps apart from its
+/// weights (Falcon-H1's; llama.cpp's converter folds them into its GGUFs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WeightScale {
+    /// The canonical tensor name after `blk.N.` (`attn_k.weight`), in every layer.
+    pub tensor: &'static str,
+    /// Consecutive runs of rows and their scale, in order; the last run covers whatever rows
+    /// remain.
+    pub runs: Vec<(usize, f32)>,
 }
 
 impl Mamba2 {
@@ -607,6 +634,11 @@ pub struct ModelSpec {
     /// Per layer, what it holds, where some layer lacks its mixing or its FFN (Nemotron-H);
     /// empty where every layer has both.
     pub layer_parts: Vec<LayerParts>,
+    /// Each layer's Mamba-2 mixer (`mamba`) runs beside its attention on the same normed
+    /// input, their outputs summed (Falcon-H1); otherwise a Mamba-2 layer has no attention.
+    pub parallel_mamba: bool,
+    /// Weights scaled by rows as they load (`WeightScale`).
+    pub weight_scales: Vec<WeightScale>,
     /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
     /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`), or a
     /// product of its own where the layer has one (`attn_gate`: AFMoE's `gate_proj`).
@@ -700,8 +732,9 @@ impl ModelSpec {
             first.push(total);
             total += match conv(l) {
                 true => self.conv_cache_span(),
-                // Its state is the sequence's, not its positions': no cache rows.
-                false if self.recurrent_state_sizes(l).is_some() => 0,
+                // Its state is the sequence's, not its positions': no cache rows (unless
+                // attention runs beside it).
+                false if self.recurrent_state_sizes(l).is_some() && !self.parallel_mamba => 0,
                 false if self.layer_parts(l) == LayerParts::FfnOnly => 0,
                 false => 1,
             };

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 98] = [
+pub const TINY_ARCHS: [&str; 100] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -61,6 +61,8 @@ pub const TINY_ARCHS: [&str; 98] = [
     "afmoe",
     "granite_swa",
     "granitemoe_swa",
+    "falcon_h1",
+    "falcon_h1_plain",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

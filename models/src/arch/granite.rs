@@ -127,6 +127,7 @@ fn mamba_from_hf(c: &HfConfig, hidden: usize, layers: Vec<bool>) -> Result<Mamba
         // transformers' norm is over the whole inner width, whatever the groups.
         norm_group: inner,
         dt_limit: (0.0, f32::INFINITY),
+        gated_norm: crate::spec::GatedNorm::AfterGate,
     })
 }
 
@@ -347,6 +348,7 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
         norm_group: inner / groups,
         dt_limit: (0.0, f32::INFINITY),
+        gated_norm: crate::spec::GatedNorm::AfterGate,
     });
     spec.experts = super::experts::from_gguf(g, spec.num_layers)?;
     spec.validate()?;

@@ -75,6 +75,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         // transformers' norm is over the whole inner width, whatever the groups.
         norm_group: inner,
         dt_limit: super::nemotron_h::dt_limit(c)?,
+        gated_norm: crate::spec::GatedNorm::AfterGate,
     });
     spec.validate()?;
     Ok(spec)

@@ -10,6 +10,7 @@ pub mod ernie4_5;
 pub mod exaone4;
 pub mod experts;
 pub mod falcon;
+pub mod falcon_h1;
 pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
@@ -53,7 +54,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 73] = [
+pub const HF_MODEL_TYPES: [&str; 74] = [
     "llama",
     "mistral",
     "ministral",
@@ -121,6 +122,7 @@ pub const HF_MODEL_TYPES: [&str; 73] = [
     "afmoe",
     "granite_swa",
     "granitemoe_swa",
+    "falcon_h1",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -280,6 +282,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "falcon_mamba" => mamba::from_hf(&c, true)?,
         "jamba" => jamba::from_hf(&c)?,
         "afmoe" => afmoe::from_hf(&c)?,
+        "falcon_h1" => falcon_h1::from_hf(&c)?,
         "granite_swa" => granite::swa_from_hf(&c, false)?,
         "granitemoe_swa" => granite::swa_from_hf(&c, true)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
@@ -891,6 +894,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         mamba: None,
         mamba1: None,
         layer_parts: Vec::new(),
+        parallel_mamba: false,
+        weight_scales: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
@@ -1047,6 +1052,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         mamba: None,
         mamba1: None,
         layer_parts: Vec::new(),
+        parallel_mamba: false,
+        weight_scales: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),

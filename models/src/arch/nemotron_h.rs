@@ -102,6 +102,7 @@ fn mamba(layers: Vec<bool>, (heads, head_dim): (usize, usize), groups: usize) ->
         conv_kernel: DEFAULT_CONV,
         norm_group: inner / groups,
         dt_limit: (0.0, f32::INFINITY),
+        gated_norm: crate::spec::GatedNorm::AfterGate,
     })
 }
 
@@ -171,6 +172,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         state: key(&["ssm_state_size", "mamba_d_state"], DEFAULT_STATE)?,
         conv_kernel: key(&["conv_kernel", "mamba_d_conv"], DEFAULT_CONV)?,
         dt_limit: dt_limit(c)?,
+        gated_norm: crate::spec::GatedNorm::AfterGate,
         ..mamba(layers, (heads, head_dim), groups)?
     });
     if plan.contains(&Block::Experts) {

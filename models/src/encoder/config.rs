@@ -228,6 +228,8 @@ impl EncoderConfig {
             mamba: None,
             mamba1: None,
             layer_parts: Vec::new(),
+            parallel_mamba: false,
+            weight_scales: Vec::new(),
             attn_output_gate: false,
             learned_positions: false,
             xielu: Vec::new(),

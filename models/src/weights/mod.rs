@@ -14,6 +14,7 @@ pub mod names;
 pub mod packed_int;
 pub mod quantization;
 pub mod safetensors;
+pub mod scaled;
 pub mod split;
 pub mod synthetic;
 

@@ -76,6 +76,8 @@ fn base_spec(
         mamba: None,
         mamba1: None,
         layer_parts: Vec::new(),
+        parallel_mamba: false,
+        weight_scales: Vec::new(),
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
