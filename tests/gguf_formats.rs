@@ -3011,6 +3011,132 @@ fn mamba_1_loads_from_gguf() {
     }
 }
 
+/// The tiny Falcon-H1 checkout `fixture` as llama.cpp's converter writes it (`falcon-h1`):
+/// every muP multiplier folded into the weights (the embeddings' and the head's too), the
+/// FFN's norm named `ffn_norm` without a suffix (the converter maps the whole HF name), the
+/// Mamba-2 tensors in llama.cpp's shapes, q/k as they are.
+fn write_falcon_h1_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join(fixture);
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let f = |k: &str| cfg[k].as_f64().unwrap();
+    let fi = |k: &str, i: usize| cfg[k][i].as_f64().unwrap();
+    let (heads, groups, state) = (u("mamba_n_heads"), u("mamba_n_groups"), u("mamba_d_state"));
+    let inner = u("mamba_d_ssm");
+    let bc = groups * state;
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let scaled = |t: &Tensor, m: f64| t.affine(m, 0.0).unwrap();
+    for (name, t) in &tensors {
+        let (gguf, value, quantized) = match name.as_str() {
+            "model.embed_tokens.weight" => (
+                "token_embd.weight".to_string(),
+                scaled(t, f("embedding_multiplier")),
+                true,
+            ),
+            "model.final_layernorm.weight" => ("output_norm.weight".to_string(), t.clone(), false),
+            "lm_head.weight" => (
+                "output.weight".to_string(),
+                scaled(t, f("lm_head_multiplier")),
+                true,
+            ),
+            _ => {
+                let rest = name.strip_prefix("model.layers.").unwrap();
+                let (l, part) = rest.split_once('.').unwrap();
+                let attn_in = f("attention_in_multiplier");
+                let (what, value, quantized) = match part {
+                    "input_layernorm.weight" => ("attn_norm.weight", t.clone(), false),
+                    "pre_ff_layernorm.weight" => ("ffn_norm", t.clone(), false),
+                    "self_attn.q_proj.weight" => ("attn_q.weight", scaled(t, attn_in), true),
+                    "self_attn.k_proj.weight" => (
+                        "attn_k.weight",
+                        scaled(t, attn_in * f("key_multiplier")),
+                        true,
+                    ),
+                    "self_attn.v_proj.weight" => ("attn_v.weight", scaled(t, attn_in), true),
+                    "self_attn.o_proj.weight" => (
+                        "attn_output.weight",
+                        scaled(t, f("attention_out_multiplier")),
+                        true,
+                    ),
+                    "feed_forward.gate_proj.weight" => {
+                        ("ffn_gate.weight", scaled(t, fi("mlp_multipliers", 0)), true)
+                    }
+                    "feed_forward.up_proj.weight" => ("ffn_up.weight", t.clone(), true),
+                    "feed_forward.down_proj.weight" => {
+                        ("ffn_down.weight", scaled(t, fi("mlp_multipliers", 1)), true)
+                    }
+                    "mamba.in_proj.weight" => {
+                        // z, x, B, C, dt rows, each section times its multiplier.
+                        let sections = [inner, inner, bc, bc, heads];
+                        let mut rows = Vec::new();
+                        let mut from = 0;
+                        for (i, n) in sections.into_iter().enumerate() {
+                            let m = f("ssm_in_multiplier") * fi("ssm_multipliers", i);
+                            rows.push(scaled(&t.narrow(0, from, n).unwrap(), m));
+                            from += n;
+                        }
+                        ("ssm_in.weight", Tensor::cat(&rows, 0).unwrap(), true)
+                    }
+                    "mamba.conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
+                    "mamba.conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
+                    "mamba.dt_bias" => ("ssm_dt.bias", t.clone(), false),
+                    "mamba.A_log" => {
+                        let a = t.exp().unwrap().neg().unwrap();
+                        ("ssm_a", a.reshape((heads, 1)).unwrap(), false)
+                    }
+                    "mamba.D" => ("ssm_d", t.reshape((heads, 1)).unwrap(), false),
+                    "mamba.norm.weight" => {
+                        let grouped = t.reshape((groups, inner / groups)).unwrap();
+                        ("ssm_norm.weight", grouped, false)
+                    }
+                    "mamba.out_proj.weight" => {
+                        ("ssm_out.weight", scaled(t, f("ssm_out_multiplier")), true)
+                    }
+                    other => panic!("{fixture}: unexpected tensor {other}"),
+                };
+                (format!("blk.{l}.{what}"), value, quantized)
+            }
+        };
+        let ty = converted_type(&value, dtype, quantized);
+        q.push((gguf, gguf_tensor(&value, ty, rounded)));
+    }
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("context_length", Value::U32(1 << 20)),
+        ("vocab_size", v("vocab_size")),
+        ("feed_forward_length", v("intermediate_size")),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", v("num_key_value_heads")),
+        ("attention.key_length", v("head_dim")),
+        ("attention.value_length", v("head_dim")),
+        ("rope.freq_base", Value::F32(f("rope_theta") as f32)),
+        (
+            "attention.layer_norm_rms_epsilon",
+            Value::F32(f("rms_norm_eps") as f32),
+        ),
+        ("ssm.conv_kernel", v("mamba_d_conv")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", Value::U32(state as u32)),
+        ("ssm.time_step_rank", Value::U32(heads as u32)),
+        ("ssm.group_count", Value::U32(groups as u32)),
+    ];
+    write_file(path, "falcon-h1", md, &q);
+}
+
+/// Falcon-H1 as llama.cpp's converter writes it (`falcon-h1`), of the checkout whose Mamba
+/// has no output norm (llama.cpp norms after the gate where one is: the checkout with its norm
+/// before the gate computes otherwise there).
+#[test]
+fn falcon_h1_loads_from_gguf() {
+    check_recurrent_gguf("falcon_h1_plain", "falcon_h1", &|path, dtype| {
+        write_falcon_h1_gguf("falcon_h1_plain", path, dtype)
+    });
+}
+
 /// Jamba as llama.cpp's converter writes it (`jamba`).
 #[test]
 fn jamba_loads_from_gguf() {

@@ -7,11 +7,15 @@
 //! attention's and the Mamba's outputs, the Mamba's input and each section of its input product
 //! (`ssm_multipliers`: z, x, B, C, dt), the MLP's gate and output: those are folded into the
 //! weights as they load (`ModelSpec::weight_scales`), as llama.cpp's converter folds them into
-//! its `falcon-h1` GGUFs. The Mamba's output is RMS-normed before its gate, after it, or not at
+//! its `falcon-h1` GGUFs (read too). The Mamba's output is RMS-normed before its gate, after it, or not at
 //! all (`mamba_rms_norm`, `mamba_norm_before_gate`).
-use super::base_from_hf;
+use super::{base_from_gguf, base_from_hf};
+use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, GatedNorm, HfConfig, Mamba2, ModelSpec, WeightScale};
+use crate::weights::gguf::GgufFile;
+use crate::weights::names::layer;
+use crate::weights::WeightSource;
 
 /// transformers' `FalconH1Config` defaults where config.json is silent.
 const DEFAULT_HEADS: usize = 128;
@@ -118,6 +122,41 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     ];
     spec.weight_scales
         .retain(|s| s.runs.iter().any(|&(_, m)| m != 1.0));
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// llama.cpp's `falcon-h1` GGUF: the multipliers already folded into the weights (the
+/// embeddings' and the head's too), q/k as they are, NeoX RoPE; the Mamba-2 shapes as the
+/// `ssm.*` keys give them (`time_step_rank`: heads), its output normed after its gate where the
+/// file has `ssm_norm` (llama.cpp's one placement), else not at all.
+pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = base_from_gguf(g, Arch::FalconH1, RopeStyle::Neox)?;
+    let inner = g.require_usize(&k("ssm.inner_size"))?;
+    let heads = g.require_usize(&k("ssm.time_step_rank"))?;
+    let groups = g.require_usize(&k("ssm.group_count"))?;
+    if heads == 0 || groups == 0 || !inner.is_multiple_of(heads) || !inner.is_multiple_of(groups) {
+        return Err(ModelError::Config(format!(
+            "{a}: an inner size of {inner} over {heads} heads in {groups} groups"
+        )));
+    }
+    spec.mamba = Some(Mamba2 {
+        layers: vec![true; spec.num_layers],
+        heads,
+        head_dim: inner / heads,
+        groups,
+        state: g.require_usize(&k("ssm.state_size"))?,
+        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
+        norm_group: inner / groups,
+        dt_limit: (0.0, f32::INFINITY),
+        gated_norm: match g.contains(&layer(0, "ssm_norm.weight")) {
+            true => GatedNorm::AfterGate,
+            false => GatedNorm::None,
+        },
+    });
+    spec.parallel_mamba = true;
     spec.validate()?;
     Ok(spec)
 }

@@ -132,7 +132,7 @@ pub const HF_MODEL_TYPES: [&str; 74] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 56] = [
+pub const GGUF_ARCHITECTURES: [&str; 57] = [
     "llama",
     "mistral",
     "mistral3",
@@ -189,6 +189,7 @@ pub const GGUF_ARCHITECTURES: [&str; 56] = [
     "jamba",
     "afmoe",
     "granite_swa",
+    "falcon-h1",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -667,6 +668,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "mamba" => mamba::from_gguf(g)?,
         "jamba" => jamba::from_gguf(g)?,
         "afmoe" => afmoe::from_gguf(g)?,
+        "falcon-h1" => falcon_h1::from_gguf(g)?,
         "granite_swa" => granite::swa_from_gguf(g)?,
         "olmo" => olmo::from_gguf(g)?,
         "olmo2" => olmo2::from_gguf(g)?,

@@ -602,8 +602,15 @@ impl GgufFile {
     fn file_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
         let renamed = match name.strip_prefix("blk.") {
             Some(rest) if rest.ends_with(".ffn_norm.weight") => {
-                (self.get_str("general.architecture").as_deref() == Some("gpt-oss"))
-                    .then(|| name.replace(".ffn_norm.", ".post_attention_norm."))
+                match self.get_str("general.architecture").as_deref() {
+                    Some("gpt-oss") => Some(name.replace(".ffn_norm.", ".post_attention_norm.")),
+                    // Falcon-H1's converter maps the whole HF name (`pre_ff_layernorm.weight`)
+                    // to a tensor name without its suffix.
+                    Some("falcon-h1") if !self.holds(name) => {
+                        name.strip_suffix(".weight").map(str::to_string)
+                    }
+                    _ => None,
+                }
             }
             _ => None,
         };
