@@ -983,6 +983,11 @@ impl ModelSpec {
                 ));
             }
         }
+        // The decoder runs a parallel Mamba in its fused walk, on the attention's pre-norm.
+        if self.parallel_mamba && (self.mamba.is_none() || self.unfused_blocks() || !self.pre_norms)
+        {
+            return bad("a Mamba-2 beside attention outside pre-norm RMSNorm blocks".into());
+        }
         if self.attn_output_gate && self.latent_attention.is_some() {
             return bad("an attention output gate with latent attention".into());
         }
