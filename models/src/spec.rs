@@ -95,6 +95,9 @@ pub enum Arch {
     Mamba,
     /// Falcon Mamba: Mamba-1 layers with B, C and dt normed.
     FalconMamba,
+    /// Cohere's mixture of experts: Command R7B's parallel blocks over dense prefix layers
+    /// and experts beside shared ones.
+    Cohere2Moe,
     /// Falcon-H1: attention and a Mamba-2 mixer side by side in every layer, muP multipliers.
     FalconH1,
     /// Granite with interleaved sliding windows and per-head sinks (IBM's "swash" models,
@@ -207,6 +210,7 @@ impl Arch {
             Arch::Jamba => "jamba",
             Arch::Afmoe => "afmoe",
             Arch::FalconH1 => "falcon-h1",
+            Arch::Cohere2Moe => "cohere2moe",
             Arch::GraniteSwa => "granite_swa",
             // llama.cpp converts Bamba as Granite 4.0-H.
             Arch::Bamba => "granitehybrid",

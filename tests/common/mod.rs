@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 100] = [
+pub const TINY_ARCHS: [&str; 102] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -63,6 +63,8 @@ pub const TINY_ARCHS: [&str; 100] = [
     "granitemoe_swa",
     "falcon_h1",
     "falcon_h1_plain",
+    "cohere2_moe",
+    "cohere2_moe_ln",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -8,7 +8,7 @@
 use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf, sliding_pattern};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, HfConfig, ModelSpec};
+use crate::spec::{Arch, HfConfig, ModelSpec, WeightScale};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
 
@@ -59,6 +59,117 @@ pub fn cohere2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     // transformers rotates q and k only in the layers with a window.
     spec.unrotated_layers = spec.layer_windows.iter().map(Option::is_none).collect();
     cohere_common(&mut spec, c.f32("logit_scale", DEFAULT_LOGIT_SCALE)?)?;
+    Ok(spec)
+}
+
+/// Cohere's mixture of experts (`cohere2_moe`): Command R7B's parallel blocks (LayerNorms, or
+/// RMSNorms where `rms_norm_eps` is set) and windows; the first layers dense
+/// (`mlp_layer_types`, or `first_k_dense_replace`) MLPs of `prefix_dense_intermediate_size`,
+/// global with RoPE where `prefix_dense_sliding_window_pattern` is 1; the others top-k of
+/// `num_experts` experts of `intermediate_size`, weighted by a softmax over the chosen logits
+/// or by their sigmoids (normalized where `norm_topk_prob`), beside `num_shared_experts`
+/// shared ones, the two summed or averaged (`shared_expert_combination_strategy`: the average
+/// folds its half into the routed weights and the shared experts' output product).
+pub fn cohere2_moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = cohere2_from_hf(c)?;
+    spec.arch = Arch::Cohere2Moe;
+    let layers = spec.num_layers;
+    let first_dense = c.opt_usize("first_k_dense_replace")?.unwrap_or(0);
+    let prefix_pattern = c
+        .opt_usize("prefix_dense_sliding_window_pattern")?
+        .unwrap_or(1)
+        .max(1);
+    let dense: Vec<bool> = match c.0.get("mlp_layer_types").and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("dense") => Ok(true),
+                Some("sparse") => Ok(false),
+                _ => Err(ModelError::Config(format!(
+                    "config.json: unknown `mlp_layer_types` entry {t}"
+                ))),
+            })
+            .collect::<Result<_>>()?,
+        None => (0..layers).map(|l| l < first_dense).collect(),
+    };
+    if dense.len() != layers {
+        return Err(ModelError::Config(format!(
+            "config.json: {} `mlp_layer_types` for {layers} layers",
+            dense.len()
+        )));
+    }
+    if c.0.get("layer_types").is_none() && first_dense > 0 {
+        // The dense prefix keeps a pattern of its own; the rest counts from its end.
+        let window = c.opt_usize("sliding_window")?.unwrap_or(DEFAULT_WINDOW);
+        let pattern = c
+            .opt_usize("sliding_window_pattern")?
+            .unwrap_or(PATTERN)
+            .max(1);
+        let slides = |i: usize, p: usize| ((i + 1) % p != 0).then_some(window);
+        spec.layer_windows = (0..layers)
+            .map(|l| match l < first_dense {
+                true => slides(l, prefix_pattern),
+                false => slides(l - first_dense, pattern),
+            })
+            .collect();
+    }
+    // Global layers attend without RoPE, but for a dense prefix of global layers.
+    let forced = |l: usize| dense[l] && prefix_pattern == 1;
+    spec.unrotated_layers = (0..layers)
+        .map(|l| spec.layer_windows[l].is_none() && !forced(l))
+        .collect();
+    if let Some(eps) = c.opt_f32("rms_norm_eps")? {
+        spec.layer_norm = false;
+        spec.rms_eps = eps;
+    }
+    let width = c.usize("intermediate_size")?;
+    if dense.contains(&true) {
+        spec.intermediate_size = c
+            .opt_usize("prefix_dense_intermediate_size")?
+            .unwrap_or(width);
+    }
+    let mut moe = super::experts::softmax_top_k(
+        c.usize("num_experts")?,
+        c.usize("num_experts_per_tok")?,
+        width,
+        true,
+        dense.iter().map(|&d| !d).collect(),
+    );
+    match c.str("expert_selection_fn").unwrap_or("softmax") {
+        "softmax" => {}
+        "sigmoid" => {
+            moe.scoring = crate::spec::ExpertScoring::Sigmoid;
+            moe.normalize = c.bool("norm_topk_prob", true);
+        }
+        other => {
+            return Err(ModelError::Config(format!(
+                "config.json: unknown `expert_selection_fn` {other}"
+            )))
+        }
+    }
+    let shared = c.opt_usize("num_shared_experts")?.unwrap_or(0);
+    moe.shared_intermediate_size = shared * width;
+    match c
+        .str("shared_expert_combination_strategy")
+        .unwrap_or("average")
+    {
+        _ if shared == 0 => {}
+        "sum" => {}
+        "average" => {
+            moe.routed_scaling = 0.5;
+            spec.weight_scales.push(WeightScale {
+                tensor: "ffn_down_shexp.weight",
+                runs: vec![(usize::MAX, 0.5)],
+            });
+        }
+        other => {
+            return Err(ModelError::Config(format!(
+                "config.json: unknown `shared_expert_combination_strategy` {other}"
+            )))
+        }
+    }
+    spec.experts = Some(moe);
+    spec.validate()?;
     Ok(spec)
 }
 
@@ -116,6 +227,40 @@ mod tests {
             cfg.extend(extra.clone());
         }
         cfg
+    }
+
+    #[test]
+    fn cohere2_moe_layers_routing_and_shared_average() {
+        let mut c = config(serde_json::json!({
+            "model_type": "cohere2_moe", "num_hidden_layers": 6, "first_k_dense_replace": 2,
+            "prefix_dense_intermediate_size": 128, "num_experts": 8, "num_experts_per_tok": 2,
+            "num_shared_experts": 1, "expert_selection_fn": "sigmoid", "norm_topk_prob": false,
+            "sliding_window": 512, "rms_norm_eps": 1e-6
+        }));
+        let spec = super::super::spec_from_hf(&c).unwrap();
+        assert_eq!(spec.arch, Arch::Cohere2Moe);
+        // Two dense global layers with RoPE, then three sliding to one global.
+        assert_eq!(
+            spec.layer_windows,
+            [None, None, Some(512), Some(512), Some(512), None]
+        );
+        assert_eq!(
+            spec.unrotated_layers,
+            [false, false, false, false, false, true]
+        );
+        assert!(!spec.layer_norm && spec.parallel_block);
+        assert_eq!((spec.rms_eps, spec.intermediate_size), (1e-6, 128));
+        let moe = spec.experts.as_ref().unwrap();
+        assert_eq!(moe.scoring, crate::spec::ExpertScoring::Sigmoid);
+        assert!(!moe.normalize && !moe.layers[1] && moe.layers[2]);
+        assert_eq!(
+            (moe.shared_intermediate_size, moe.routed_scaling),
+            (64, 0.5)
+        );
+        assert_eq!(spec.weight_scales[0].tensor, "ffn_down_shexp.weight");
+        c["shared_expert_combination_strategy"] = "max".into();
+        let e = super::super::spec_from_hf(&c).unwrap_err().to_string();
+        assert!(e.contains("shared_expert_combination_strategy"), "{e}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 74] = [
+pub const HF_MODEL_TYPES: [&str; 75] = [
     "llama",
     "mistral",
     "ministral",
@@ -123,6 +123,7 @@ pub const HF_MODEL_TYPES: [&str; 74] = [
     "granite_swa",
     "granitemoe_swa",
     "falcon_h1",
+    "cohere2_moe",
     "smollm3",
     "exaone4",
     "deepseek_v2",
@@ -284,6 +285,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "jamba" => jamba::from_hf(&c)?,
         "afmoe" => afmoe::from_hf(&c)?,
         "falcon_h1" => falcon_h1::from_hf(&c)?,
+        "cohere2_moe" => cohere::cohere2_moe_from_hf(&c)?,
         "granite_swa" => granite::swa_from_hf(&c, false)?,
         "granitemoe_swa" => granite::swa_from_hf(&c, true)?,
         "nemotron_h" => nemotron_h::from_hf(&c)?,
