@@ -105,7 +105,7 @@ pub fn cohere2_moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
             .opt_usize("sliding_window_pattern")?
             .unwrap_or(PATTERN)
             .max(1);
-        let slides = |i: usize, p: usize| ((i + 1) % p != 0).then_some(window);
+        let slides = |i: usize, p: usize| (!(i + 1).is_multiple_of(p)).then_some(window);
         spec.layer_windows = (0..layers)
             .map(|l| match l < first_dense {
                 true => slides(l, prefix_pattern),
