@@ -353,6 +353,8 @@ fn layer_norm_models_run_on_the_plugin() {
         "gpt_bigcode_mha",
         "arcee",
         "gptj",
+        "cohere2_moe",
+        "cohere2_moe_ln",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
