@@ -2529,22 +2529,15 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
             let axis = t.rank() - 2;
             (t.narrow(axis, 0, f).unwrap(), t.narrow(axis, f, f).unwrap())
         };
+        let mamba = part
+            .strip_prefix("mamba.")
+            .and_then(|p| mamba2_gguf_tensor(p, t, (mamba_heads, groups, inner)));
+        if let Some((what, value, quantized)) = mamba {
+            put(blk(what), value, quantized);
+            continue;
+        }
         match part {
-            "mamba.in_proj.weight" => put(blk("ssm_in.weight"), t.clone(), true),
             "mamba.in_proj.bias" => put(blk("ssm_in.bias"), t.clone(), false),
-            "mamba.conv1d.weight" => put(blk("ssm_conv1d.weight"), t.squeeze(1).unwrap(), false),
-            "mamba.conv1d.bias" => put(blk("ssm_conv1d.bias"), t.clone(), false),
-            "mamba.dt_bias" => put(blk("ssm_dt.bias"), t.clone(), false),
-            "mamba.A_log" => {
-                let a = t.exp().unwrap().neg().unwrap();
-                put(blk("ssm_a"), a.reshape((mamba_heads, 1)).unwrap(), false)
-            }
-            "mamba.D" => put(blk("ssm_d"), t.reshape((mamba_heads, 1)).unwrap(), false),
-            "mamba.norm.weight" => {
-                let grouped = t.reshape((groups, inner / groups)).unwrap();
-                put(blk("ssm_norm.weight"), grouped, false)
-            }
-            "mamba.out_proj.weight" => put(blk("ssm_out.weight"), t.clone(), true),
             "mamba.out_proj.bias" => put(blk("ssm_out.bias"), t.clone(), false),
             "self_attn.q_proj.weight" if rope => {
                 put(blk("attn_q.weight"), permute_rope_rows(t, heads), true)
@@ -2667,6 +2660,34 @@ fn check_recurrent_gguf(fixture: &str, label: &str, write: &dyn Fn(&Path, (GgmlD
     assert!(logits(&q8).iter().all(|x| x.is_finite()), "{label} Q8_0");
 }
 
+/// llama.cpp's name of a Mamba-2 mixer's tensor `part` (its name under the mixer), its value in
+/// the converter's shapes (`heads`, B/C `groups`, `inner` channels) and whether it is
+/// quantized; None for another name: `ssm_in`, the convolution, dt's bias, −exp(A_log) and D
+/// as `[heads, 1]`, the gated norm per group, `ssm_out`.
+fn mamba2_gguf_tensor(
+    part: &str,
+    t: &Tensor,
+    (heads, groups, inner): (usize, usize, usize),
+) -> Option<(&'static str, Tensor, bool)> {
+    Some(match part {
+        "in_proj.weight" => ("ssm_in.weight", t.clone(), true),
+        "conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
+        "conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
+        "dt_bias" => ("ssm_dt.bias", t.clone(), false),
+        "A_log" => {
+            let a = t.exp().unwrap().neg().unwrap();
+            ("ssm_a", a.reshape((heads, 1)).unwrap(), false)
+        }
+        "D" => ("ssm_d", t.reshape((heads, 1)).unwrap(), false),
+        "norm.weight" => {
+            let grouped = t.reshape((groups, inner / groups)).unwrap();
+            ("ssm_norm.weight", grouped, false)
+        }
+        "out_proj.weight" => ("ssm_out.weight", t.clone(), true),
+        _ => return None,
+    })
+}
+
 /// The tiny Nemotron-H checkout `fixture` as llama.cpp's converter writes it (`nemotron_h`, or
 /// `nemotron_h_moe` where it has experts): every layer's one norm `attn_norm`, per-layer KV
 /// head counts and FFN widths (0 where a layer has none), Mamba-2's tensors in llama.cpp's
@@ -2729,20 +2750,6 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
         }
         let (gguf, value, quantized) = match part {
             "norm.weight" => (blk("attn_norm.weight"), t.clone(), false),
-            "mixer.in_proj.weight" => (blk("ssm_in.weight"), t.clone(), true),
-            "mixer.conv1d.weight" => (blk("ssm_conv1d.weight"), t.squeeze(1).unwrap(), false),
-            "mixer.conv1d.bias" => (blk("ssm_conv1d.bias"), t.clone(), false),
-            "mixer.dt_bias" => (blk("ssm_dt.bias"), t.clone(), false),
-            "mixer.A_log" => {
-                let a = t.exp().unwrap().neg().unwrap();
-                (blk("ssm_a"), a.reshape((heads, 1)).unwrap(), false)
-            }
-            "mixer.D" => (blk("ssm_d"), t.reshape((heads, 1)).unwrap(), false),
-            "mixer.norm.weight" => {
-                let grouped = t.reshape((groups, inner / groups)).unwrap();
-                (blk("ssm_norm.weight"), grouped, false)
-            }
-            "mixer.out_proj.weight" => (blk("ssm_out.weight"), t.clone(), true),
             "mixer.q_proj.weight" => (blk("attn_q.weight"), t.clone(), true),
             "mixer.k_proj.weight" => (blk("attn_k.weight"), t.clone(), true),
             "mixer.v_proj.weight" => (blk("attn_v.weight"), t.clone(), true),
@@ -2755,7 +2762,14 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
             "mixer.shared_experts.down_proj.weight" => {
                 (blk("ffn_down_shexp.weight"), t.clone(), true)
             }
-            other => panic!("{fixture}: unexpected tensor {other}"),
+            other => {
+                let mamba = other
+                    .strip_prefix("mixer.")
+                    .and_then(|p| mamba2_gguf_tensor(p, t, (heads, groups, inner)));
+                let (what, value, quantized) =
+                    mamba.unwrap_or_else(|| panic!("{fixture}: unexpected tensor {other}"));
+                (blk(what), value, quantized)
+            }
         };
         put(gguf, value, quantized);
     }
@@ -3079,22 +3093,13 @@ fn write_falcon_h1_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType
                         }
                         ("ssm_in.weight", Tensor::cat(&rows, 0).unwrap(), true)
                     }
-                    "mamba.conv1d.weight" => ("ssm_conv1d.weight", t.squeeze(1).unwrap(), false),
-                    "mamba.conv1d.bias" => ("ssm_conv1d.bias", t.clone(), false),
-                    "mamba.dt_bias" => ("ssm_dt.bias", t.clone(), false),
-                    "mamba.A_log" => {
-                        let a = t.exp().unwrap().neg().unwrap();
-                        ("ssm_a", a.reshape((heads, 1)).unwrap(), false)
-                    }
-                    "mamba.D" => ("ssm_d", t.reshape((heads, 1)).unwrap(), false),
-                    "mamba.norm.weight" => {
-                        let grouped = t.reshape((groups, inner / groups)).unwrap();
-                        ("ssm_norm.weight", grouped, false)
-                    }
                     "mamba.out_proj.weight" => {
                         ("ssm_out.weight", scaled(t, f("ssm_out_multiplier")), true)
                     }
-                    other => panic!("{fixture}: unexpected tensor {other}"),
+                    other => other
+                        .strip_prefix("mamba.")
+                        .and_then(|p| mamba2_gguf_tensor(p, t, (heads, groups, inner)))
+                        .unwrap_or_else(|| panic!("{fixture}: unexpected tensor {other}")),
                 };
                 (format!("blk.{l}.{what}"), value, quantized)
             }

@@ -131,31 +131,12 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// `ssm.*` keys give them (`time_step_rank`: heads), its output normed after its gate where the
 /// file has `ssm_norm` (llama.cpp's one placement), else not at all.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let a = g.architecture()?;
-    let k = |s: &str| format!("{a}.{s}");
     let mut spec = base_from_gguf(g, Arch::FalconH1, RopeStyle::Neox)?;
-    let inner = g.require_usize(&k("ssm.inner_size"))?;
-    let heads = g.require_usize(&k("ssm.time_step_rank"))?;
-    let groups = g.require_usize(&k("ssm.group_count"))?;
-    if heads == 0 || groups == 0 || !inner.is_multiple_of(heads) || !inner.is_multiple_of(groups) {
-        return Err(ModelError::Config(format!(
-            "{a}: an inner size of {inner} over {heads} heads in {groups} groups"
-        )));
+    let mut mamba = super::mamba2::mamba2_from_gguf(g, vec![true; spec.num_layers])?;
+    if !g.contains(&layer(0, "ssm_norm.weight")) {
+        mamba.gated_norm = GatedNorm::None;
     }
-    spec.mamba = Some(Mamba2 {
-        layers: vec![true; spec.num_layers],
-        heads,
-        head_dim: inner / heads,
-        groups,
-        state: g.require_usize(&k("ssm.state_size"))?,
-        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
-        norm_group: inner / groups,
-        dt_limit: (0.0, f32::INFINITY),
-        gated_norm: match g.contains(&layer(0, "ssm_norm.weight")) {
-            true => GatedNorm::AfterGate,
-            false => GatedNorm::None,
-        },
-    });
+    spec.mamba = Some(mamba);
     spec.parallel_mamba = true;
     spec.validate()?;
     Ok(spec)

@@ -331,25 +331,7 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     if !g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true) {
         spec.unrotated_layers = vec![true; spec.num_layers];
     }
-    let inner = g.require_usize(&k("ssm.inner_size"))?;
-    let heads = g.require_usize(&k("ssm.time_step_rank"))?;
-    let groups = g.require_usize(&k("ssm.group_count"))?;
-    if heads == 0 || groups == 0 || !inner.is_multiple_of(heads) || !inner.is_multiple_of(groups) {
-        return Err(ModelError::Config(format!(
-            "{a}: an inner size of {inner} over {heads} heads in {groups} groups"
-        )));
-    }
-    spec.mamba = Some(Mamba2 {
-        layers,
-        heads,
-        head_dim: inner / heads,
-        groups,
-        state: g.require_usize(&k("ssm.state_size"))?,
-        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
-        norm_group: inner / groups,
-        dt_limit: (0.0, f32::INFINITY),
-        gated_norm: crate::spec::GatedNorm::AfterGate,
-    });
+    spec.mamba = Some(super::mamba2::mamba2_from_gguf(g, layers)?);
     spec.experts = super::experts::from_gguf(g, spec.num_layers)?;
     spec.validate()?;
     Ok(spec)

@@ -5,7 +5,7 @@
 //! as Nemotron-H's.
 use super::base_from_hf;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, HfConfig, LayerParts, Mamba2, ModelSpec};
+use crate::spec::{Arch, GatedNorm, HfConfig, LayerParts, Mamba2, ModelSpec};
 use crate::weights::gguf::GgufFile;
 
 /// transformers' `Mamba2Config` defaults where config.json is silent.
@@ -120,6 +120,33 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     (spec.bos_token_id, spec.eos_token_ids) = super::special_tokens_from_gguf(g);
     spec.validate()?;
     Ok(spec)
+}
+
+/// The Mamba-2 layers `layers` flags of a GGUF with llama.cpp's `ssm.*` keys
+/// (`time_step_rank`: the heads), the gated norm after the gate per group of
+/// `inner / group_count` channels as llama.cpp runs it (Granite 4.0-H's, Falcon-H1's).
+pub(crate) fn mamba2_from_gguf(g: &GgufFile, layers: Vec<bool>) -> Result<Mamba2> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let inner = g.require_usize(&k("ssm.inner_size"))?;
+    let heads = g.require_usize(&k("ssm.time_step_rank"))?;
+    let groups = g.require_usize(&k("ssm.group_count"))?;
+    if heads == 0 || groups == 0 || !inner.is_multiple_of(heads) || !inner.is_multiple_of(groups) {
+        return Err(ModelError::Config(format!(
+            "{a}: an inner size of {inner} over {heads} heads in {groups} groups"
+        )));
+    }
+    Ok(Mamba2 {
+        layers,
+        heads,
+        head_dim: inner / heads,
+        groups,
+        state: g.require_usize(&k("ssm.state_size"))?,
+        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
+        norm_group: inner / groups,
+        dt_limit: (0.0, f32::INFINITY),
+        gated_norm: GatedNorm::AfterGate,
+    })
 }
 
 #[cfg(test)]
