@@ -12,17 +12,10 @@
 use super::{base_from_gguf, base_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, GatedNorm, HfConfig, Mamba2, ModelSpec, WeightScale};
+use crate::spec::{Arch, GatedNorm, HfConfig, ModelSpec, WeightScale};
 use crate::weights::gguf::GgufFile;
 use crate::weights::names::layer;
 use crate::weights::WeightSource;
-
-/// transformers' `FalconH1Config` defaults where config.json is silent.
-const DEFAULT_HEADS: usize = 128;
-const DEFAULT_GROUPS: usize = 1;
-const DEFAULT_STATE: usize = 256;
-const DEFAULT_CONV: usize = 4;
-const DEFAULT_EXPAND: usize = 2;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     if c.bool("projectors_bias", false) || c.bool("mamba_proj_bias", false) {
@@ -32,42 +25,25 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     }
     let mut spec = base_from_hf(c, Arch::FalconH1)?;
     let (hidden, layers) = (spec.hidden_size, spec.num_layers);
-    let inner = match c.opt_usize("mamba_d_ssm")? {
-        Some(n) => n,
-        None => c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_EXPAND) * hidden,
-    };
-    let heads = c.opt_usize("mamba_n_heads")?.unwrap_or(DEFAULT_HEADS);
-    let head_dim = match c.opt_usize("mamba_d_head") {
-        Ok(Some(d)) => d,
-        // `"auto"`: the heads share the inner width.
-        _ => inner / heads.max(1),
-    };
-    let groups = c.opt_usize("mamba_n_groups")?.unwrap_or(DEFAULT_GROUPS);
-    if heads == 0 || groups == 0 || heads * head_dim != inner || !inner.is_multiple_of(groups) {
+    // Granite 4.0-H's keys and transformers' defaults (the same), its norm per group.
+    let mut mamba = super::granite::mamba_from_hf(c, hidden, vec![true; layers])?;
+    let (inner, groups) = (mamba.inner(), mamba.groups);
+    if groups == 0 || !inner.is_multiple_of(groups) {
         return Err(ModelError::Config(format!(
-            "config.json: Falcon-H1's Mamba: {heads} heads of {head_dim} in {groups} groups for \
-             an inner width of {inner}"
+            "config.json: Falcon-H1's Mamba: {groups} groups for an inner width of {inner}"
         )));
     }
-    let state = c.opt_usize("mamba_d_state")?.unwrap_or(DEFAULT_STATE);
-    spec.mamba = Some(Mamba2 {
-        layers: vec![true; layers],
-        heads,
-        head_dim,
-        groups,
-        state,
-        conv_kernel: c.opt_usize("mamba_d_conv")?.unwrap_or(DEFAULT_CONV),
-        norm_group: inner / groups,
-        dt_limit: (0.0, f32::INFINITY),
-        gated_norm: match (
-            c.bool("mamba_rms_norm", false),
-            c.bool("mamba_norm_before_gate", true),
-        ) {
-            (false, _) => GatedNorm::None,
-            (true, true) => GatedNorm::BeforeGate,
-            (true, false) => GatedNorm::AfterGate,
-        },
-    });
+    mamba.norm_group = inner / groups;
+    mamba.gated_norm = match (
+        c.bool("mamba_rms_norm", false),
+        c.bool("mamba_norm_before_gate", true),
+    ) {
+        (false, _) => GatedNorm::None,
+        (true, true) => GatedNorm::BeforeGate,
+        (true, false) => GatedNorm::AfterGate,
+    };
+    let (heads, state) = (mamba.heads, mamba.state);
+    spec.mamba = Some(mamba);
     spec.parallel_mamba = true;
     let multiplier = |key: &str| c.f32(key, 1.0);
     let pair = |key: &str| -> Result<Vec<f32>> {

@@ -103,10 +103,15 @@ pub fn hybrid_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// The Mamba-2 layers of a Bamba or Granite 4.0-H config.json (`mamba_*` keys).
-fn mamba_from_hf(c: &HfConfig, hidden: usize, layers: Vec<bool>) -> Result<Mamba2> {
+/// The Mamba-2 layers of a Bamba, Granite 4.0-H or Falcon-H1 config.json (`mamba_*` keys; the
+/// inner width `mamba_d_ssm` where given, Falcon-H1's, else `mamba_expand` times the hidden
+/// size), with transformers' `MambaRMSNormGated` over the whole inner width.
+pub(crate) fn mamba_from_hf(c: &HfConfig, hidden: usize, layers: Vec<bool>) -> Result<Mamba2> {
     let heads = c.opt_usize("mamba_n_heads")?.unwrap_or(DEFAULT_MAMBA_HEADS);
-    let inner = c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_MAMBA_EXPAND) * hidden;
+    let inner = match c.opt_usize("mamba_d_ssm")? {
+        Some(n) => n,
+        None => c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_MAMBA_EXPAND) * hidden,
+    };
     let head_dim = match c.opt_usize("mamba_d_head") {
         Ok(Some(d)) => d,
         // `"auto"` (transformers' default): the heads share the inner width.

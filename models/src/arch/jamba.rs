@@ -7,6 +7,7 @@
 //! MLP. Pre-norm blocks (`input_layernorm`, `pre_ff_layernorm`, `final_layernorm`). llama.cpp's
 //! `jamba` GGUFs mark the Mamba layers by 0 KV heads.
 use super::experts::softmax_top_k;
+use super::mamba::{dt_rank, DEFAULT_CONV, DEFAULT_EXPAND, DEFAULT_STATE};
 use super::{base_from_gguf, base_from_hf, layers_without_attention};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
@@ -20,9 +21,6 @@ const DEFAULT_EXPERT_PERIOD: usize = 2;
 const DEFAULT_EXPERT_OFFSET: usize = 1;
 const DEFAULT_EXPERTS: usize = 16;
 const DEFAULT_EXPERTS_PER_TOKEN: usize = 2;
-const DEFAULT_STATE: usize = 16;
-const DEFAULT_CONV: usize = 4;
-const DEFAULT_EXPAND: usize = 2;
 const DEFAULT_EPS: f32 = 1e-6;
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
@@ -71,11 +69,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         layers: attention.iter().map(|&a| !a).collect(),
         inner: c.opt_usize("mamba_expand")?.unwrap_or(DEFAULT_EXPAND) * hidden,
         state: c.opt_usize("mamba_d_state")?.unwrap_or(DEFAULT_STATE),
-        // `"auto"` (transformers' default): ceil(hidden / 16).
-        dt_rank: match c.opt_usize("mamba_dt_rank") {
-            Ok(Some(r)) => r,
-            _ => hidden.div_ceil(16),
-        },
+        dt_rank: dt_rank(c, "mamba_dt_rank", hidden),
         conv_kernel: c.opt_usize("mamba_d_conv")?.unwrap_or(DEFAULT_CONV),
         bcdt_norm: Some(c.f32("rms_norm_eps", DEFAULT_EPS)?),
         bcdt_norm_weights: true,

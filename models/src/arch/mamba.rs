@@ -7,10 +7,10 @@ use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, Mamba1, ModelSpec};
 use crate::weights::gguf::GgufFile;
 
-/// transformers' `MambaConfig` defaults where config.json is silent.
-const DEFAULT_STATE: usize = 16;
-const DEFAULT_CONV: usize = 4;
-const DEFAULT_EXPAND: usize = 2;
+/// transformers' `MambaConfig` defaults where config.json is silent (`JambaConfig`'s too).
+pub(crate) const DEFAULT_STATE: usize = 16;
+pub(crate) const DEFAULT_CONV: usize = 4;
+pub(crate) const DEFAULT_EXPAND: usize = 2;
 const DEFAULT_MIXER_RMS_EPS: f32 = 1e-6;
 
 pub fn from_hf(c: &HfConfig, falcon: bool) -> Result<ModelSpec> {
@@ -30,11 +30,7 @@ pub fn from_hf(c: &HfConfig, falcon: bool) -> Result<ModelSpec> {
         Some(n) => n,
         None => c.opt_usize("expand")?.unwrap_or(DEFAULT_EXPAND) * hidden,
     };
-    // `"auto"` (transformers' default): ceil(hidden / 16).
-    let dt_rank = match c.opt_usize("time_step_rank") {
-        Ok(Some(r)) => r,
-        _ => hidden.div_ceil(16),
-    };
+    let dt_rank = dt_rank(c, "time_step_rank", hidden);
     spec.mamba1 = Some(Mamba1 {
         layers: vec![true; spec.num_layers],
         inner,
@@ -49,6 +45,15 @@ pub fn from_hf(c: &HfConfig, falcon: bool) -> Result<ModelSpec> {
     });
     spec.validate()?;
     Ok(spec)
+}
+
+/// Mamba-1's dt rank under `key`: a number, or `"auto"` (transformers' default, also where the
+/// key is absent): ceil(hidden / 16).
+pub(crate) fn dt_rank(c: &HfConfig, key: &str, hidden: usize) -> usize {
+    match c.opt_usize(key) {
+        Ok(Some(r)) => r,
+        _ => hidden.div_ceil(16),
+    }
 }
 
 /// A `mamba` GGUF (llama.cpp's, Falcon Mamba's with `ssm.dt_b_c_rms`): its `ssm.*` shapes
