@@ -406,11 +406,6 @@ fn expert_of(name: &str) -> Option<(String, usize)> {
     Some((format!("{whole}.{suffix}"), e.parse().ok()?))
 }
 
-/// Whether a `[experts, rows, cols]` shape has an even number of rows (gate's and up's).
-fn rows_even(dims: &[usize]) -> bool {
-    dims.len() == 3 && dims[1].is_multiple_of(2)
-}
-
 /// The name early Mixtral GGUFs gave expert E's tensor (`blk.L.ffn_up.E.weight`) for a
 /// per-expert name (`blk.L.ffn_up_exps.E.weight`).
 fn legacy_expert(name: &str) -> Option<String> {
@@ -467,11 +462,13 @@ impl GgufFile {
         let joined = format!("{layer}.ffn_gate_up_exps.weight");
         let info = self.content.tensor_infos.get(&joined)?;
         let dims = info.shape.dims();
-        let (&[experts, rows, cols], true) = (dims, rows_even(dims)) else {
+        let &[experts, rows, cols] = dims else {
             return None;
         };
+        // Gate's rows, then up's: an even count, each half whole blocks.
         let part = (rows / 2) * cols;
-        if e >= experts || !part.is_multiple_of(info.ggml_dtype.block_size()) {
+        let halves = rows.is_multiple_of(2) && part.is_multiple_of(info.ggml_dtype.block_size());
+        if e >= experts || !halves {
             return None;
         }
         let per_expert = tensor_bytes(info) / experts;
