@@ -97,20 +97,153 @@ async fn keep_their_own_state(arch: &str) {
     let (status, v) = s.post("/v1/completions", &completion(&prompts[1], 3)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(texts(&v), vec![alone[1].clone(); 3], "{arch}");
-    // The states' memory in /metrics: one state per slot used, at least the three choices'.
+    // The states' memory in /metrics: none left with the sequences gone, whole states kept
+    // for the prefixes they computed.
     let per_sequence = candor_models::loader::open_model(&model, false)
         .unwrap()
         .spec
         .sequence_state_bytes() as f64;
-    let held = metric(&s, "candor:recurrent_state_bytes").await;
-    let slots = held / per_sequence;
+    assert_eq!(
+        metric(&s, "candor:recurrent_state_bytes").await,
+        0.0,
+        "{arch}"
+    );
+    let kept = metric(&s, "candor:recurrent_state_cache_bytes").await / per_sequence;
     assert!(
-        slots >= 3.0 && slots.fract() == 0.0,
-        "{arch}: {held} bytes of states, {per_sequence} a sequence"
+        kept >= 1.0 && kept.fract() == 0.0,
+        "{arch}: {kept} states kept of {per_sequence} bytes"
     );
     let log = s.log.lock().unwrap().join("\n");
     assert!(
-        log.contains("prefix caching and speculative decoding are off"),
+        log.contains("cached prefixes resume where the state cache kept their states"),
         "{log}"
     );
+}
+
+/// The usage's count of prompt tokens taken from the cache.
+fn cached_tokens(v: &Value) -> u64 {
+    v["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no cached_tokens: {v}"))
+}
+
+/// `n` token ids of the tiny vocabulary (past its specials), drawn by `seed`.
+fn words(seed: usize, n: usize) -> Vec<u64> {
+    (0..n)
+        .map(|j| 3 + ((13 * seed + 17 * j + j * j) % 500) as u64)
+        .collect()
+}
+
+/// The ids of a choice's answer (`return_token_ids`).
+fn answer_ids(v: &Value) -> Vec<u64> {
+    v["choices"][0]["token_ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no token_ids: {v}"))
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+fn joined(parts: &[&[u64]]) -> Vec<u64> {
+    parts.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_prefixes_resume_from_kept_states_as_if_computed() {
+    for arch in [
+        "qwen3_next",
+        "granitemoehybrid",
+        "mamba2",
+        "jamba",
+        "falcon_h1",
+    ] {
+        resume_cached_prefixes(arch).await;
+    }
+}
+
+/// A chat's next turn resumes where its last ended, requests behind a shared system prompt
+/// resume where it ends (from the second that shows it shared, or at once for a burst), and
+/// every answer is the one computed without the cache (`cache_prompt: false`).
+async fn resume_cached_prefixes(arch: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny(arch, dir.path());
+    let s = Server::start_path(&model, "tiny", &[]).await;
+    let ask = |prompt: Vec<u64>, cache: bool| {
+        let body = json!({"model": "tiny", "prompt": prompt, "max_tokens": 12,
+                          "temperature": 0, "ignore_eos": true, "cache_prompt": cache,
+                          "return_token_ids": true});
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/v1/completions", &body).await;
+            assert_eq!(status, 200, "{arch}: {v}");
+            v
+        }
+    };
+    let uncached = |prompt: Vec<u64>| async { answer_ids(&ask(prompt, false).await) };
+    let ask_json = |body: Value| {
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/v1/completions", &body).await;
+            assert_eq!(status, 200, "{arch}: {v}");
+            v
+        }
+    };
+
+    // A conversation: the next turn goes on from all the last one computed (its prompt and
+    // all but its last answer token), to the token.
+    let first = words(1, 45);
+    let v = ask(first.clone(), true).await;
+    assert_eq!(cached_tokens(&v), 0, "{arch}");
+    let next = joined(&[&first, &answer_ids(&v), &words(2, 7)]);
+    let v = ask(next.clone(), true).await;
+    assert_eq!(cached_tokens(&v), 45 + 11, "{arch}: {v}");
+    assert_eq!(
+        answer_ids(&v),
+        uncached(next).await,
+        "{arch}: the next turn"
+    );
+
+    // A system prompt of 70 tokens (four full blocks, 64 tokens) and questions after it: the
+    // first computes it all, the second shows it is shared (its state is kept at the end of
+    // the shared blocks), the third resumes there.
+    let system = words(3, 70);
+    let mut cached = Vec::new();
+    for q in 0..3 {
+        let prompt = joined(&[&system, &words(10 + q, 9)]);
+        let v = ask(prompt.clone(), true).await;
+        cached.push(cached_tokens(&v));
+        assert_eq!(
+            answer_ids(&v),
+            uncached(prompt).await,
+            "{arch}: question {q}"
+        );
+    }
+    assert_eq!(cached, [0, 0, 64], "{arch}");
+
+    // A burst behind another system prompt (three prompts of one request, queued together):
+    // one computes it, the others wait for the state it keeps where they branch.
+    let system = words(4, 100);
+    let prompts: Vec<Vec<u64>> = (0..3)
+        .map(|q| joined(&[&system, &words(20 + q, 5)]))
+        .collect();
+    let v = ask_json(json!({"model": "tiny", "prompt": prompts, "max_tokens": 12,
+                            "temperature": 0, "ignore_eos": true, "return_token_ids": true}));
+    let v = v.await;
+    for (i, p) in prompts.iter().enumerate() {
+        let choice = v["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["index"] == i)
+            .unwrap();
+        let ids: Vec<u64> = (choice["token_ids"].as_array().unwrap().iter())
+            .map(|t| t.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            uncached(p.clone()).await,
+            "{arch}: the burst's prompt {i}"
+        );
+    }
+    assert_eq!(cached_tokens(&v), 2 * 96, "{arch}: {v}");
 }

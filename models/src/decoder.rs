@@ -484,6 +484,29 @@ impl<B: Backend> DecoderModel<B> {
         self.states.as_ref().map_or(0, SequenceStates::bytes)
     }
 
+    /// A copy of the recurrent state in sequence slot `slot` (`SequenceStates::snapshot`);
+    /// None for a model without, or an empty slot.
+    pub fn snapshot_state(&self, slot: u32) -> Option<SequenceState> {
+        self.states.as_ref()?.snapshot(slot)
+    }
+
+    /// The recurrent state out of sequence slot `slot`, leaving it empty
+    /// (`SequenceStates::remove`).
+    pub fn remove_state(&self, slot: u32) -> Option<SequenceState> {
+        self.states.as_ref()?.remove(slot)
+    }
+
+    /// `state` into sequence slot `slot`, its next step continuing from `state.pos`
+    /// (`SequenceStates::restore`). Refused by a model without recurrent states.
+    pub fn restore_state(&self, slot: u32, state: SequenceState) -> Result<()> {
+        match &self.states {
+            Some(states) => states.restore(slot, state),
+            None => Err(ModelError::InvalidBatch(
+                "the model keeps no recurrent state to restore".into(),
+            )),
+        }
+    }
+
     /// Projection groups (q/k/v, gate/up) of all layers that run as one joined product.
     pub fn joined_projection_groups(&self) -> usize {
         self.layers

@@ -6,10 +6,10 @@
 //!
 //! A slot remembers the position its state has reached. A step from position 0 starts it
 //! afresh; a step from any other position must continue exactly where the slot stands, or it
-//! is refused: a state is never silently paired with the wrong past (a sequence readmitted
-//! after preemption starts over from 0; rebuilding from cached blocks is off for these
-//! models). A step that fails leaves its sequences' slots empty, so their next steps are
-//! refused too rather than run from a state that is partly advanced.
+//! is refused: a state is never silently paired with the wrong past (a sequence that resumes a
+//! cached prefix has the state kept for it put in its slot first: `restore`). A step that
+//! fails leaves its sequences' slots empty, so their next steps are refused too rather than
+//! run from a state that is partly advanced.
 use crate::batch::FlatBatch;
 use crate::error::{ModelError, Result};
 use std::sync::Mutex;
@@ -55,12 +55,11 @@ impl SequenceStates {
         }
     }
 
-    /// Bytes the slots hold (f32 values): every slot a sequence has used so far keeps its
-    /// state's memory for the next sequence given that slot.
+    /// Bytes the slots hold (f32 values): those of the running sequences (a sequence's slot
+    /// is emptied when it leaves: `remove`).
     pub fn bytes(&self) -> usize {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let per_sequence: usize = self.sizes.iter().map(|&(c, r)| c + r).sum();
-        4 * per_sequence * slots.iter().filter(|s| s.is_some()).count()
+        self.bytes_per_sequence() * slots.iter().filter(|s| s.is_some()).count()
     }
 
     fn fresh(&self) -> SequenceState {
@@ -140,6 +139,55 @@ impl SequenceStates {
                 }
             })
             .collect())
+    }
+
+    /// A copy of the state slot `slot` holds (what a prefix cache keeps of the tokens the
+    /// slot's sequence computed so far); None where it holds none.
+    pub fn snapshot(&self, slot: u32) -> Option<SequenceState> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get(slot as usize)?.clone()
+    }
+
+    /// The state out of slot `slot`, which is left empty: a sequence that leaves gives its
+    /// state up without a copy (and its memory with it).
+    pub fn remove(&self, slot: u32) -> Option<SequenceState> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get_mut(slot as usize)?.take()
+    }
+
+    /// `state` into slot `slot`: the slot's next step continues from `state.pos` (a sequence
+    /// resumed from a cached prefix). Refused, the slot untouched, where its layers' sizes are
+    /// not this model's.
+    pub fn restore(&self, slot: u32, state: SequenceState) -> Result<()> {
+        let fits = state.layers.len() == self.sizes.len()
+            && state
+                .layers
+                .iter()
+                .zip(&self.sizes)
+                .all(|(l, &(conv, recurrent))| {
+                    l.conv.len() == conv && l.recurrent.len() == recurrent
+                });
+        if !fits {
+            return Err(ModelError::InvalidBatch(
+                "a recurrent state of other layer sizes than the model's".into(),
+            ));
+        }
+        if slot as usize >= MAX_SLOTS {
+            return Err(ModelError::InvalidBatch(format!(
+                "state slot {slot} past the {MAX_SLOTS} a model keeps"
+            )));
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() <= slot as usize {
+            slots.resize(slot as usize + 1, None);
+        }
+        slots[slot as usize] = Some(state);
+        Ok(())
+    }
+
+    /// Bytes one sequence's state holds (f32 values).
+    pub fn bytes_per_sequence(&self) -> usize {
+        4 * self.sizes.iter().map(|&(c, r)| c + r).sum::<usize>()
     }
 
     /// Put back the states `take` gave for `batch`, each advanced past its sequence's tokens.
@@ -327,6 +375,30 @@ mod tests {
         assert!(err.contains("share state slot 1"), "{err}");
         // The refused steps took nothing: slot 1 still continues from 4.
         assert!(states.take(&step(&[(1, 4, 1)])).is_ok());
+    }
+
+    #[test]
+    fn a_snapshot_restored_in_another_slot_continues_from_its_position() {
+        let states = SequenceStates::new(vec![(2, 3)]);
+        let first = step(&[(0, 0, 6)]);
+        let mut taken = states.take(&first).unwrap();
+        taken[0].layers[0].conv[1] = 5.0;
+        states.finish(&first, taken);
+        let kept = states.snapshot(0).unwrap();
+        assert_eq!((kept.pos, kept.layers[0].conv[1]), (6, 5.0));
+        assert_eq!(states.remove(0), Some(kept.clone()));
+        assert_eq!(states.bytes(), 0, "a removed state gives its memory up");
+        assert!(states.snapshot(0).is_none());
+
+        states.restore(3, kept.clone()).unwrap();
+        let resumed = step(&[(3, 6, 2)]);
+        assert_eq!(states.take(&resumed).unwrap()[0].layers[0].conv[1], 5.0);
+        // Another model's shapes are refused and leave the slot as it was.
+        let mut other = kept;
+        other.layers[0].recurrent.push(0.0);
+        let err = states.restore(1, other).unwrap_err().to_string();
+        assert!(err.contains("other layer sizes"), "{err}");
+        assert!(states.snapshot(1).is_none());
     }
 
     #[test]

@@ -682,7 +682,8 @@ impl ModelSpec {
     /// Whether a sequence's past is more than its KV rows: a recurrent state each running
     /// sequence carries from step to step (gated DeltaNet or Mamba-2 layers). Its steps then
     /// name the sequence's state slot (`SeqInput::state_slot`), and what rebuilds a sequence
-    /// from cached blocks alone (prefix sharing, dropped drafts) cannot serve it.
+    /// from cached blocks alone (dropped drafts; a cached prefix without a state kept for it)
+    /// cannot serve it.
     pub fn keeps_sequence_state(&self) -> bool {
         self.linear_attention.is_some() || self.mamba.is_some() || self.mamba1.is_some()
     }

@@ -130,6 +130,20 @@ pub struct ServeArgs {
     /// Do not share computed prompt blocks across requests (the prefix cache is on by default).
     #[arg(long, env = "CANDOR_NO_PREFIX_CACHING", value_parser = boolish())]
     pub no_prefix_caching: bool,
+    /// Host memory in MiB for the recurrent states of cached prefixes, for a model whose
+    /// sequences carry one (Qwen3-Next, Granite 4.0-H, Nemotron-H, Mamba, Jamba, Falcon-H1...):
+    /// the prefix cache's blocks hold keys and values, not the state a sequence reached, so a
+    /// request resumes a cached prefix where a state was kept (every step budget of a prompt,
+    /// where prompts branch, where a sequence ended). At most what is left of half the host's
+    /// available memory beside the running sequences' states; -1: that much; 0 turns prefix
+    /// caching off for such a model. llama-server's `--cache-ram`, the same default.
+    #[arg(
+        long,
+        env = "CANDOR_CACHE_RAM",
+        default_value_t = 8192,
+        allow_negative_numbers = true
+    )]
+    pub cache_ram: i64,
     /// Batch-invariant kernels (CPU backend): a request's logits, hence its answer for a seed,
     /// do not depend on the requests computed beside it, on its prompt's chunks or on what the
     /// prefix cache held; by default the kernels pick by row count and round a little
@@ -351,6 +365,10 @@ pub fn config(args: ServeArgs) -> Result<ServeConfig, CliError> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         cors: args.cors,
         prefix_caching: !args.no_prefix_caching,
+        state_cache_bytes: match args.cache_ram {
+            mib if mib < 0 => None,
+            mib => Some((mib as u64).saturating_mul(1 << 20)),
+        },
         speculative_tokens: args.speculative_tokens,
         chat_template,
         tool_call_parser: args.tool_call_parser,

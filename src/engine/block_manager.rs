@@ -95,6 +95,12 @@ impl BlockTable {
         self.ids.is_empty()
     }
 
+    /// The cache uid of full block `j`, once it is computed and registered: the identity of
+    /// the prefix that ends with it.
+    pub fn uid_of_full_block(&self, j: usize) -> Option<u64> {
+        self.uids.get(j).copied()
+    }
+
     /// The cache identity block `j` is keyed under: the root for the first block, else the
     /// uid of the full block before it (registered: `j <= uids.len()`).
     fn parent_of(&self, j: usize) -> u64 {
@@ -349,36 +355,113 @@ impl BlockManager {
     }
 
     /// Release a sequence that ends or leaves (`computed` tokens of `tokens` have K/V),
-    /// keeping its last, partly filled block in the cache (`keep_tail`).
-    pub fn retire(&mut self, table: &mut BlockTable, tokens: &[u32], computed: usize) {
-        self.keep_tail(table, tokens, computed);
+    /// keeping its last, partly filled block in the cache (`keep_tail`). Returns the uid of
+    /// the cached block that ends exactly where the sequence stands (its kept tail, or its
+    /// last full block), if there is one: the identity of all it computed.
+    pub fn retire(
+        &mut self,
+        table: &mut BlockTable,
+        tokens: &[u32],
+        computed: usize,
+    ) -> Option<u64> {
+        let last = self.keep_tail(table, tokens, computed);
         self.release(table);
+        last
+    }
+
+    /// The cached prefixes a `match_prefix` result ends with, as `(tokens, uid)` from the
+    /// shortest: each full block's, then the copied block's where the prompt shares all of it
+    /// (a kept tail, or a full block it leaves at its end). Where the sequence could resume a
+    /// state kept for one of them (`StateCache`).
+    pub fn resume_points(&self, found: &PrefixMatch) -> Vec<(usize, u64)> {
+        let bs = self.block_size;
+        let mut points: Vec<(usize, u64)> = (found.table.uids.iter().enumerate())
+            .map(|(j, &uid)| ((j + 1) * bs, uid))
+            .collect();
+        if let Some(c) = found.copy {
+            let held = self.registered[c.src as usize]
+                .as_ref()
+                .map(|r| r.key.1.len());
+            if held == Some(c.tokens) {
+                points.push((found.tokens, self.uid_of(c.src)));
+            }
+        }
+        points
+    }
+
+    /// The same for what `match_prefix` would find of `tokens` under `root`, taking nothing:
+    /// where a waiting request could resume.
+    pub fn cached_resume_points(&self, tokens: &[u32], root: u64) -> Vec<(usize, u64)> {
+        let (mut points, mut parent) = (Vec::new(), root);
+        if !self.caching || tokens.is_empty() {
+            return points;
+        }
+        let usable = &tokens[..tokens.len() - 1];
+        for chunk in usable.chunks_exact(self.block_size) {
+            let Some(&b) = self.cache.get(&(parent, chunk.into())) else {
+                return points;
+            };
+            parent = self.uid_of(b);
+            points.push((points.len() * self.block_size + chunk.len(), parent));
+        }
+        let covered = points.len() * self.block_size;
+        let rest = &usable[covered..];
+        if let Some((src, shared)) = self.best_child(parent, rest) {
+            let held = self.registered[src as usize]
+                .as_ref()
+                .map(|r| r.key.1.len());
+            if held == Some(shared) {
+                points.push((covered + shared, self.uid_of(src)));
+            }
+        }
+        points
+    }
+
+    /// `found` cut back to its first `tokens` tokens, a whole number of its full blocks (or
+    /// all of it, kept as it is): the blocks past them given back, the copy dropped. A
+    /// sequence whose state can resume only there computes the rest again.
+    pub fn cut_match(&mut self, mut found: PrefixMatch, tokens: usize) -> PrefixMatch {
+        if tokens >= found.tokens {
+            return found;
+        }
+        let keep = (tokens / self.block_size).min(found.table.uids.len());
+        for &b in found.table.ids[keep..].iter().rev() {
+            self.put_back(b);
+        }
+        found.table.ids.truncate(keep);
+        found.table.uids.truncate(keep);
+        found.tokens = keep * self.block_size;
+        found.copy = None;
+        found
     }
 
     /// Keep the last, partly filled block of a sequence about to be released in the cache,
     /// under the full block before it, so a prompt that goes on from the same tokens can copy
     /// it (`match_prefix`).
-    fn keep_tail(&mut self, table: &BlockTable, tokens: &[u32], computed: usize) {
+    /// Returns the uid of the cached block that ends at `computed` (the tail, one of the same
+    /// tokens cached before, or the last full block where `computed` ends one).
+    fn keep_tail(&mut self, table: &BlockTable, tokens: &[u32], computed: usize) -> Option<u64> {
         let computed = computed.min(tokens.len());
         let (j, part) = (computed / self.block_size, computed % self.block_size);
-        if !self.caching || part == 0 || table.uids.len() != j {
-            return;
+        if !self.caching || table.uids.len() != j {
+            return None;
         }
-        let Some(&block) = table.ids.get(j) else {
-            return;
-        };
-        let b = block as usize;
-        if self.refs[b] != 1 || self.registered[b].is_some() {
-            return;
+        if part == 0 {
+            return j.checked_sub(1).map(|last| table.uids[last]);
         }
         let key: BlockKey = (
             table.parent_of(j),
             tokens[j * self.block_size..computed].into(),
         );
-        if self.cache.contains_key(&key) {
-            return;
+        if let Some(&cached) = self.cache.get(&key) {
+            return Some(self.uid_of(cached));
         }
-        self.register(block, key);
+        let &block = table.ids.get(j)?;
+        let b = block as usize;
+        if self.refs[b] != 1 || self.registered[b].is_some() {
+            return None;
+        }
+        Some(self.register(block, key))
     }
 
     /// Forget every cached block, so nothing computed so far is shared with later sequences
@@ -656,6 +739,74 @@ mod tests {
         assert_eq!(
             found.copy.map(|c| (c.src, c.tokens)),
             Some((longer_tail, 3))
+        );
+    }
+
+    /// Where a recurrent model's sequence could resume: each matched full block's prefix, and
+    /// a kept tail the prompt shares whole (named by the uid `retire` told); a match cut back
+    /// to one of them gives the blocks past it back.
+    #[test]
+    fn resume_points_name_the_prefixes_a_match_ends_with_and_a_cut_gives_the_rest_back() {
+        let mut m = BlockManager::new(8, 4, true);
+        let turn = toks(10, 2);
+        let (mut a, _) = matched(&mut m, &turn, 0);
+        m.ensure(&mut a, 10).unwrap();
+        m.register_computed(&mut a, &turn, 9);
+        let full = [
+            a.uid_of_full_block(0).unwrap(),
+            a.uid_of_full_block(1).unwrap(),
+        ];
+        assert_eq!(a.uid_of_full_block(2), None);
+        let tail = m.retire(&mut a, &turn, 9).expect("the kept tail's uid");
+        assert!(!full.contains(&tail));
+        let mut next = turn.clone();
+        next.extend([50, 51]);
+        assert_eq!(
+            m.cached_resume_points(&next, 0),
+            [(4, full[0]), (8, full[1]), (9, tail)]
+        );
+        assert_eq!(
+            m.cached_resume_points(&next, 7),
+            [],
+            "another root's prefixes"
+        );
+        let found = m.match_prefix(&next, 0);
+        assert_eq!(
+            m.resume_points(&found),
+            [(4, full[0]), (8, full[1]), (9, tail)]
+        );
+        // A prompt that leaves the tail resumes at the full blocks at most.
+        let partial = m.match_prefix(&[&turn[..8], &[90, 91, 92]].concat(), 0);
+        assert_eq!(m.resume_points(&partial), [(4, full[0]), (8, full[1])]);
+        let mut table = partial.table;
+        m.release(&mut table);
+
+        let idle = m.num_free();
+        let cut = m.cut_match(found, 4);
+        assert_eq!((cut.tokens, cut.table.len(), cut.copy), (4, 1, None));
+        assert_eq!(
+            m.num_free(),
+            idle + 2,
+            "the second block and the copy's came back"
+        );
+        let kept = m.cut_match(cut, 9);
+        assert_eq!(
+            (kept.tokens, kept.table.len()),
+            (4, 1),
+            "a cut never grows a match"
+        );
+        // A sequence that ends at a block's end names that block.
+        let mut b = kept.table;
+        m.ensure(&mut b, 8).unwrap();
+        m.register_computed(&mut b, &turn, 8);
+        assert_eq!(m.retire(&mut b, &turn, 8), Some(full[1]));
+        let mut off = BlockManager::new(8, 4, false);
+        let (mut c, _) = matched(&mut off, &turn, 0);
+        off.ensure(&mut c, 10).unwrap();
+        assert_eq!(
+            off.retire(&mut c, &turn, 9),
+            None,
+            "nothing is cached without caching"
         );
     }
 

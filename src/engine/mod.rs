@@ -27,6 +27,7 @@ pub mod sampler_order;
 pub mod saved_prompts;
 pub mod scheduler;
 pub mod speculate;
+pub mod state_cache;
 pub mod static_runner;
 pub mod stats;
 pub mod temperature;

@@ -4,6 +4,7 @@ use super::error::EngineError;
 use candor_models::backend::{Backend, DeviceInfo};
 use candor_models::kv_rows::KvRows;
 use candor_models::lora::LoraAdapter;
+use candor_models::sequence_state::SequenceState;
 use candor_models::{Batch, DecoderModel, FlatBatch, ModelSpec};
 
 /// What a forward pass returns for each requested row: its logits on the host, or only the
@@ -110,6 +111,24 @@ pub trait Runner: Send {
     fn state_bytes(&self) -> usize {
         0
     }
+    /// A copy of the recurrent state in sequence slot `slot` (`DecoderModel::snapshot_state`):
+    /// what the state cache keeps of a prefix. None for a model without.
+    fn snapshot_state(&self, slot: u32) -> Option<SequenceState> {
+        let _ = slot;
+        None
+    }
+    /// The recurrent state out of sequence slot `slot`, which is left empty.
+    fn remove_state(&mut self, slot: u32) -> Option<SequenceState> {
+        let _ = slot;
+        None
+    }
+    /// `state` into sequence slot `slot`: its next step continues from `state.pos`.
+    fn restore_state(&mut self, slot: u32, state: SequenceState) -> Result<(), EngineError> {
+        let _ = (slot, state);
+        Err(EngineError::Backend(
+            "this model keeps no recurrent state to restore".into(),
+        ))
+    }
     /// Serve contexts of up to `tokens` (a LongRoPE model picks its factors by it; see
     /// `DecoderModel::use_context`). Before the first request.
     fn use_context(&mut self, tokens: usize) {
@@ -196,6 +215,18 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn state_bytes(&self) -> usize {
         self.model.state_bytes()
+    }
+
+    fn snapshot_state(&self, slot: u32) -> Option<SequenceState> {
+        self.model.snapshot_state(slot)
+    }
+
+    fn remove_state(&mut self, slot: u32) -> Option<SequenceState> {
+        self.model.remove_state(slot)
+    }
+
+    fn restore_state(&mut self, slot: u32, state: SequenceState) -> Result<(), EngineError> {
+        Ok(self.model.restore_state(slot, state)?)
     }
 
     fn use_context(&mut self, tokens: usize) {

@@ -13,6 +13,7 @@ use super::runner::{Logits, Runner};
 use super::sampler::{logprobs, History, Sampler, SamplingParams};
 use super::saved_prompts::{SlotAction, SlotOutcome, SlotPrompts};
 use super::speculate::{self, Acceptance, DraftPolicy, StepCost};
+use super::state_cache::{self, StateCache};
 use super::stats::{EngineStats, RunningSeq};
 use super::thought::Thought;
 use candor_models::lora::{LoraAdapter, LoraMix};
@@ -36,7 +37,15 @@ pub struct SchedulerConfig {
     /// Most tokens a decoding sequence drafts per step by prompt lookup (`speculate`); 0 turns
     /// speculative decoding off.
     pub speculative_tokens: usize,
+    /// Most host memory the recurrent states of cached prefixes take (`StateCache`), for a
+    /// model whose sequences carry one; None: as much as the host's memory allows. 0 turns
+    /// prefix caching off for such a model.
+    pub state_cache_bytes: Option<u64>,
 }
+
+/// `SchedulerConfig::state_cache_bytes` unless told otherwise: llama-server's default for its
+/// prompt cache in host memory (`--cache-ram`).
+pub const DEFAULT_STATE_CACHE_BYTES: u64 = 8 << 30;
 
 /// What a step's fixed cost is worth in extra rows (`DraftPolicy`) until the engine has timed
 /// enough steps to know (`StepCost`), by device kind. A CPU reads the weights once per step but
@@ -243,6 +252,9 @@ struct Seq {
     /// Its place among the running sequences (llama-server's slot): the lowest free one when
     /// it was admitted.
     slot: usize,
+    /// Block boundaries past where it stands at which the state cache should keep its
+    /// recurrent state (a model that keeps one): its prompt's chunks end there.
+    keep_state_at: Vec<usize>,
 }
 
 impl Seq {
@@ -480,6 +492,7 @@ impl EngineHandle {
                 pool: Pool::default(),
                 stop_token: None,
                 slot: 0,
+                keep_state_at: Vec::new(),
             };
             enqueue(&mut q.waiting, seq, false);
         }
@@ -614,13 +627,15 @@ fn for_model(config: SchedulerConfig, spec: &ModelSpec) -> SchedulerConfig {
 }
 
 /// `config` as `spec` can be served with `available` bytes of host memory free: a model whose
-/// sequences carry a recurrent state (gated DeltaNet, Mamba or Kimi Delta layers) takes
-/// nothing from the prefix cache, whose blocks hold keys and values but not the state a
-/// sequence reached there, and drafts nothing, since a rejected draft would stay folded into
-/// the state (vLLM and llama.cpp turn both off for such models too). Its states live in host
-/// memory apart from the KV cache's token budget, one per running sequence: no more sequences
-/// run together than `sequences_whose_states_fit` (vLLM bounds them by the memory its state
-/// blocks take likewise), rather than the process failing when the last ones start.
+/// sequences carry a recurrent state (gated DeltaNet, Mamba or Kimi Delta layers) drafts
+/// nothing, since a rejected draft would stay folded into the state (vLLM and llama.cpp turn
+/// it off for such models too). Its states live in host memory apart from the KV cache's
+/// token budget, one per running sequence: no more sequences run together than
+/// `sequences_whose_states_fit` (vLLM bounds them by the memory its state blocks take
+/// likewise), rather than the process failing when the last ones start. The prefix cache's
+/// blocks hold keys and values but not the state a sequence reached there: a cached prefix is
+/// resumed where the state cache kept one (`StateCache`), which takes what is left of that
+/// half of memory, at most `state_cache_bytes`; with no room for it, prefix caching is off.
 fn for_model_within(
     mut config: SchedulerConfig,
     spec: &ModelSpec,
@@ -642,14 +657,32 @@ fn for_model_within(
         );
         config.max_num_seqs = fit;
     }
+    let running = per_sequence as u64 * config.max_num_seqs as u64;
+    let room = available.map(|a| (a / 2).saturating_sub(running));
+    let cache = match (config.state_cache_bytes, room) {
+        (Some(asked), Some(room)) => asked.min(room),
+        (Some(asked), None) => asked,
+        (None, Some(room)) => room,
+        (None, None) => DEFAULT_STATE_CACHE_BYTES,
+    };
+    let cache = match config.prefix_caching {
+        true => cache,
+        false => 0,
+    };
+    config.prefix_caching = cache > 0;
+    config.state_cache_bytes = Some(cache);
+    config.speculative_tokens = 0;
     tracing::info!(
         state_mib_per_sequence = (mib * 10.0).round() / 10.0,
         state_mib_at_max_num_seqs = (mib * config.max_num_seqs as f64).round(),
+        state_cache_mib = cache >> 20,
         "the model keeps a recurrent state per sequence (in host memory, beside the KV cache): \
-         prefix caching and speculative decoding are off"
+         speculative decoding is off; {}",
+        match config.prefix_caching {
+            true => "cached prefixes resume where the state cache kept their states",
+            false => "prefix caching is off",
+        }
     );
-    config.prefix_caching = false;
-    config.speculative_tokens = 0;
     config
 }
 
@@ -708,6 +741,10 @@ struct Engine {
     score_rows: usize,
     /// Each slot's last prompt, for llama-server's slot actions.
     slot_prompts: SlotPrompts,
+    /// The recurrent states of cached prefixes (a model whose sequences carry one).
+    states: StateCache,
+    /// A prompt's state is kept every this many tokens (`state_cache::interval`).
+    state_interval: usize,
 }
 
 impl Engine {
@@ -722,6 +759,12 @@ impl Engine {
             runner.block_size(),
             config.prefix_caching,
         );
+        let states = match runner.spec().keeps_sequence_state() && config.prefix_caching {
+            true => StateCache::new(config.state_cache_bytes.unwrap_or(0) as usize),
+            false => StateCache::new(0),
+        };
+        let state_interval =
+            state_cache::interval(config.max_num_batched_tokens, runner.block_size());
         Engine {
             step_cost: StepCost::new(draft_base_rows_prior(&runner.device().kind)),
             acceptance: Acceptance::default(),
@@ -734,6 +777,8 @@ impl Engine {
             running: Vec::new(),
             admissions: 0,
             slot_prompts: SlotPrompts::default(),
+            states,
+            state_interval,
         }
     }
 
@@ -769,7 +814,11 @@ impl Engine {
             let _ = seq.req.events.send(EngineEvent::Error(format!(
                 "internal error in the engine step: {message}"
             )));
+            self.runner.remove_state(seq.slot as u32);
         }
+        // The new block manager hands its uids out from 1 again: a state kept under an old
+        // one would name another prefix.
+        self.states.clear();
         self.blocks = BlockManager::new(
             self.blocks.num_blocks(),
             self.blocks.block_size(),
@@ -788,6 +837,7 @@ impl Engine {
         loop {
             self.apply_lora_changes(&mut q);
             for done in std::mem::take(&mut q.cache_resets) {
+                self.states.clear();
                 let _ = done.send(self.blocks.forget_cached());
             }
             for (action, done) in std::mem::take(&mut q.slot_actions) {
@@ -831,12 +881,7 @@ impl Engine {
                 // prefix, so admitted prefills are not preempted right away.
                 let need = self.blocks.blocks_for(front.tokens.len() + 1);
                 let root = prefix_root(&front.req.lora, front.req.cache_salt.as_deref());
-                let PrefixMatch {
-                    table,
-                    tokens: hit,
-                    copy,
-                } = if front.needs_every_row()
-                    || self.runner.spec().keeps_sequence_state()
+                let found = if front.needs_every_row()
                     || !front.req.cache_prompt
                     || !front.req.pooling.is_none_or(Pooling::takes_from_cache)
                 {
@@ -858,16 +903,30 @@ impl Engine {
                 } else {
                     // Looked up without taking anything: a match would take its blocks (and
                     // may evict an idle one for a copy) on every step the request waits.
-                    let (_, cached) = self.blocks.cached_start(&front.tokens, root);
-                    if self.prefix_in_flight(&front.tokens, root, cached) {
+                    let cached = match self.states.enabled() {
+                        true => self.resumable(&front.tokens, root),
+                        false => self.blocks.cached_start(&front.tokens, root).1,
+                    };
+                    if let Some((sharer, at)) = self.prefix_in_flight(&front.tokens, root, cached) {
                         // A running prompt is computing blocks this one shares: take them
                         // from the cache once they are there rather than compute them twice
                         // in the same steps (a burst of requests behind one system prompt).
+                        // A recurrent model's sharer keeps its state where this one resumes.
+                        let wanted = &mut self.running[sharer].keep_state_at;
+                        if self.states.enabled() && !wanted.contains(&at) {
+                            wanted.push(at);
+                        }
                         held += 1;
                         continue;
                     }
                     self.blocks.match_prefix(&front.tokens, root)
                 };
+                let (found, resume, branch) = self.cut_to_kept_state(found);
+                let PrefixMatch {
+                    table,
+                    tokens: hit,
+                    copy,
+                } = found;
                 if need - table.len() > self.blocks.num_free() && !self.running.is_empty() {
                     let mut table = table;
                     self.blocks.release(&mut table);
@@ -895,6 +954,10 @@ impl Engine {
                 }
                 if let Some(mut seq) = q.waiting.remove(held) {
                     let hit = hit - self.copy_shared_start(copy, &seq.req.id);
+                    seq.slot = (0..)
+                        .find(|s| self.running.iter().all(|r| r.slot != *s))
+                        .unwrap_or(0);
+                    let (table, hit) = self.resume_state(&mut seq, table, hit, resume, branch);
                     self.admissions += 1;
                     seq.admitted = self.admissions;
                     if seq.first_token_at.is_none() {
@@ -920,9 +983,6 @@ impl Engine {
                     }
                     seq.table = table;
                     seq.computed = hit;
-                    seq.slot = (0..)
-                        .find(|s| self.running.iter().all(|r| r.slot != *s))
-                        .unwrap_or(0);
                     self.running.push(seq);
                 }
             }
@@ -950,17 +1010,18 @@ impl Engine {
     /// common start, at least `MIN_SHARED_TO_WAIT` tokens beyond `hit`, not yet computed. Such
     /// a request waits for them (a step or a few of the other prompt's prefill) instead of
     /// computing them beside it.
-    fn prefix_in_flight(&self, tokens: &[u32], root: u64, hit: usize) -> bool {
+    /// Returns the sharer's index and where the shared blocks end.
+    fn prefix_in_flight(&self, tokens: &[u32], root: u64, hit: usize) -> Option<(usize, usize)> {
         if !self.blocks.caching() {
             // Nothing computed is ever shared: waiting would only serialize the prompts.
-            return false;
+            return None;
         }
         let block = self.blocks.block_size();
         // The last prompt token is always computed by its own request.
         let usable = tokens.len().saturating_sub(1);
-        self.running.iter().any(|r| {
+        self.running.iter().enumerate().find_map(|(i, r)| {
             if r.table.root() != root || !r.req.cache_prompt || r.computed >= r.prompt_len {
-                return false;
+                return None;
             }
             let common = r.tokens[..r.prompt_len]
                 .iter()
@@ -968,8 +1029,85 @@ impl Engine {
                 .take_while(|(a, b)| a == b)
                 .count();
             let shareable = common.min(usable) / block * block;
-            shareable >= hit + MIN_SHARED_TO_WAIT && r.computed < shareable
+            (shareable >= hit + MIN_SHARED_TO_WAIT && r.computed < shareable)
+                .then_some((i, shareable))
         })
+    }
+
+    /// How much of `tokens`' start under `root` a recurrent model could resume now: the
+    /// longest cached prefix whose state the state cache kept.
+    fn resumable(&self, tokens: &[u32], root: u64) -> usize {
+        let points = self.blocks.cached_resume_points(tokens, root);
+        state_cache::best_resume(&self.states, &points).map_or(0, |(pos, _)| pos)
+    }
+
+    /// A prefix match cut back, for a model whose sequences carry a recurrent state, to the
+    /// longest prefix whose state was kept (the rest is computed again, the state with it),
+    /// with where that state is (`(tokens, key)`) and where its full blocks ended before the
+    /// cut: the point where this prompt leaves what others computed, worth keeping its state
+    /// at for the next one. Any other model's match as it is.
+    fn cut_to_kept_state(
+        &mut self,
+        found: PrefixMatch,
+    ) -> (PrefixMatch, Option<(usize, u64)>, usize) {
+        if !self.states.enabled() {
+            return (found, None, 0);
+        }
+        let points = self.blocks.resume_points(&found);
+        let bs = self.blocks.block_size();
+        let branch = (points.iter().map(|&(pos, _)| pos))
+            .filter(|pos| pos.is_multiple_of(bs))
+            .max()
+            .unwrap_or(0);
+        let resume = state_cache::best_resume(&self.states, &points);
+        let found = self
+            .blocks
+            .cut_match(found, resume.map_or(0, |(pos, _)| pos));
+        (found, resume, branch)
+    }
+
+    /// Put the kept state `resume` names in the slot of `seq`, admitted with `table` and `hit`
+    /// tokens from the prefix cache, and note where its state is worth keeping. Returns its
+    /// table and start: as given where the state was put in place (or the model keeps none),
+    /// else empty, from the first token (the block copy of a resumed tail failed, or the
+    /// model refused the state).
+    fn resume_state(
+        &mut self,
+        seq: &mut Seq,
+        mut table: BlockTable,
+        hit: usize,
+        resume: Option<(usize, u64)>,
+        branch: usize,
+    ) -> (BlockTable, usize) {
+        if !self.states.enabled() {
+            return (table, hit);
+        }
+        let restored = match resume {
+            Some((pos, key)) if pos == hit => self.states.get(key, pos),
+            _ => None,
+        }
+        .map(|state| self.runner.restore_state(seq.slot as u32, state));
+        let hit = match restored {
+            Some(Ok(())) => hit,
+            Some(Err(e)) => {
+                tracing::warn!(request = %seq.req.id, error = %e, "a kept state was refused; recomputing");
+                0
+            }
+            None => 0,
+        };
+        if hit == 0 {
+            self.blocks.release(&mut table);
+        }
+        let bs = self.blocks.block_size();
+        // The first of `n` choices keeps its state where the others resume (all of the
+        // prompt's full blocks but its last token's).
+        let group_start = match seq.prompt_gate {
+            Some(_) => seq.prompt_len.saturating_sub(1) / bs * bs,
+            None => 0,
+        };
+        seq.keep_state_at
+            .extend([branch, group_start].into_iter().filter(|&at| at > hit));
+        (table, hit)
     }
 
     /// For a later member of a group whose first member runs with its prompt computed: the
@@ -1065,16 +1203,30 @@ impl Engine {
         let computed = seq.computed.min(seq.tokens.len());
         self.slot_prompts
             .record(seq.slot, seq.table.root(), &seq.tokens[..computed]);
-        self.blocks
-            .retire(&mut seq.table, &seq.tokens, seq.computed);
+        self.retire(seq);
+    }
+
+    /// Release the blocks of `seq`, which leaves the running set, keeping its last one cached,
+    /// and its recurrent state (a model that keeps one) in the state cache under the prefix
+    /// it computed: moved there, not copied, for the next turn of its chat or its own return
+    /// after preemption to resume from.
+    fn retire(&mut self, seq: &mut Seq) {
+        let state = self.runner.remove_state(seq.slot as u32);
+        let computed = seq.computed.min(seq.tokens.len());
+        let last = self.blocks.retire(&mut seq.table, &seq.tokens, computed);
+        if let (Some(key), Some(state)) = (last, state) {
+            if self.states.enabled() && state.pos == computed {
+                self.states.insert(key, state);
+            }
+        }
+        seq.keep_state_at.clear();
     }
 
     /// Take running sequence `idx` out: free its blocks; its tokens so far become its prompt
     /// when it is computed again.
     fn evict(&mut self, idx: usize) -> Seq {
         let mut seq = self.running.remove(idx);
-        self.blocks
-            .retire(&mut seq.table, &seq.tokens, seq.computed);
+        self.retire(&mut seq);
         seq.computed = 0;
         self.stats.preemptions.inc();
         seq
@@ -1145,6 +1297,9 @@ impl Engine {
                 true => pending.min(budget).min(self.score_rows),
                 false => pending.min(budget),
             };
+            if self.states.enabled() {
+                len = self.to_next_kept_state(&self.running[i], start, len);
+            }
             if whole_prompts && len < pending {
                 // An encoder reads its whole prompt at once: one that does not fit this
                 // step's budget waits for the next, unless nothing else would run.
@@ -1320,6 +1475,9 @@ impl Engine {
             let seq = &mut self.running[sch.idx];
             self.blocks
                 .register_computed(&mut seq.table, &seq.tokens, seq.computed);
+            if self.states.enabled() {
+                self.keep_state(sch.idx);
+            }
         }
         finished.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         // Free the blocks and update the gauges before telling the clients, so that a client
@@ -1355,6 +1513,45 @@ impl Engine {
                 },
                 stop_token: seq.stop_token,
             });
+        }
+    }
+
+    /// How many of the `len` tokens from `start` that `seq` could compute this step it does:
+    /// its chunk ends where its recurrent state is to be kept (`keep_state`) if that comes
+    /// first.
+    fn to_next_kept_state(&self, seq: &Seq, start: usize, len: usize) -> usize {
+        let every = self.state_interval;
+        let next_interval = (start / every + 1) * every;
+        (seq.keep_state_at.iter().copied())
+            .chain((next_interval <= seq.prompt_len).then_some(next_interval))
+            .filter(|&at| at > start && at < start + len)
+            .min()
+            .map_or(len, |at| at - start)
+    }
+
+    /// After a step: keep the recurrent state of running sequence `idx` in the state cache
+    /// if it now stands where one is wanted (`keep_state_at`, or every `state_interval`
+    /// tokens of its prompt) at the end of a full block, under that block's prefix.
+    fn keep_state(&mut self, idx: usize) {
+        let bs = self.blocks.block_size();
+        let s = &mut self.running[idx];
+        let at = s.computed;
+        let wanted = s.keep_state_at.contains(&at)
+            || (at.is_multiple_of(self.state_interval) && at <= s.prompt_len);
+        s.keep_state_at.retain(|&p| p > at);
+        if !wanted || at == 0 || !at.is_multiple_of(bs) {
+            return;
+        }
+        let Some(key) = s.table.uid_of_full_block(at / bs - 1) else {
+            return;
+        };
+        if self.states.holds(key, at) {
+            return;
+        }
+        if let Some(state) = self.runner.snapshot_state(s.slot as u32) {
+            if state.pos == at {
+                self.states.insert(key, state);
+            }
         }
     }
 
@@ -1446,6 +1643,9 @@ impl Engine {
         self.stats
             .state_bytes
             .set(i64::try_from(self.runner.state_bytes()).unwrap_or(i64::MAX));
+        self.stats
+            .state_cache_bytes
+            .set(i64::try_from(self.states.bytes()).unwrap_or(i64::MAX));
         self.stats
             .set_lora_running(self.running.iter().flat_map(|s| s.req.lora.slots()));
         self.stats

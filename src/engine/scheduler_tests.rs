@@ -93,6 +93,7 @@ fn harness_with(
         max_waiting,
         prefix_caching,
         speculative_tokens: 0,
+        state_cache_bytes: None,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
@@ -380,6 +381,7 @@ fn small_engine(runner: FakeRunner) -> (EngineHandle, Arc<EngineStats>) {
         max_waiting: 4,
         prefix_caching: true,
         speculative_tokens: 0,
+        state_cache_bytes: None,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
@@ -524,6 +526,7 @@ fn counting_engine_with(
         max_waiting: 16,
         prefix_caching: true,
         speculative_tokens,
+        state_cache_bytes: None,
     };
     let stats = Arc::new(EngineStats::new(num_blocks).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
@@ -855,6 +858,7 @@ fn whole_prompt_engine<T: Send + 'static>(
         max_waiting: 16,
         prefix_caching: false,
         speculative_tokens: 0,
+        state_cache_bytes: None,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats);
@@ -952,6 +956,7 @@ fn better_priorities_are_admitted_first_and_take_a_worse_ones_place() {
         max_waiting: 16,
         prefix_caching: false,
         speculative_tokens: 0,
+        state_cache_bytes: None,
     };
     let stats = Arc::new(EngineStats::new(64).expect("stats"));
     let (handle, _thread) = spawn(Box::new(runner), config, stats.clone());
@@ -1129,17 +1134,19 @@ fn a_saved_prompt_restored_in_another_engine_is_taken_from_its_cache() {
     b.shutdown();
 }
 
-/// A model whose sequences carry a recurrent state is served without the prefix cache and
-/// without drafts (neither could restore the state), and runs no more sequences together than
-/// their states fit in half the host's available memory; other models keep all three.
+/// A model whose sequences carry a recurrent state is served without drafts (a rejected one
+/// would stay in the state), runs no more sequences together than their states fit in half
+/// the host's available memory, and keeps the prefix cache where the state cache has room in
+/// the rest of that half; other models are left as configured.
 #[test]
-fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
+fn recurrent_models_draft_nothing_and_cache_prefixes_in_the_memory_left() {
     let config = SchedulerConfig {
         max_num_seqs: 4,
         max_num_batched_tokens: 64,
         max_waiting: 8,
         prefix_caching: true,
         speculative_tokens: 4,
+        state_cache_bytes: None,
     };
     let spec = |model_type: &str| {
         candor_models::arch::spec_from_hf(&serde_json::json!({
@@ -1154,7 +1161,6 @@ fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
         .unwrap()
     };
     let served = for_model(config.clone(), &spec("qwen3_next"));
-    assert!(!served.prefix_caching);
     assert_eq!(served.speculative_tokens, 0);
     let served = for_model(config.clone(), &spec("qwen2_moe"));
     assert!(served.prefix_caching);
@@ -1178,4 +1184,35 @@ fn recurrent_models_take_nothing_from_the_cache_and_draft_nothing() {
         for_model_within(config.clone(), &moe, Some(1)).max_num_seqs,
         config.max_num_seqs
     );
+    // Prefix caching stays on where the state cache has room: what is left of that half of
+    // memory, at most what was asked for; off with none.
+    let cached = |asked: Option<u64>, available: Option<u64>, caching: bool| {
+        let config = SchedulerConfig {
+            state_cache_bytes: asked,
+            prefix_caching: caching,
+            ..config.clone()
+        };
+        let served = for_model_within(config, &next, available);
+        (served.prefix_caching, served.state_cache_bytes)
+    };
+    let running = per_sequence * config.max_num_seqs as u64;
+    let available = 2 * (running + 10 * per_sequence);
+    assert_eq!(
+        cached(None, Some(available), true),
+        (true, Some(10 * per_sequence))
+    );
+    assert_eq!(
+        cached(Some(per_sequence), Some(available), true),
+        (true, Some(per_sequence))
+    );
+    assert_eq!(cached(Some(0), Some(available), true), (false, Some(0)));
+    assert_eq!(cached(None, Some(available), false), (false, Some(0)));
+    assert_eq!(cached(None, Some(2 * running), true), (false, Some(0)));
+    assert_eq!(
+        cached(None, None, true),
+        (true, Some(DEFAULT_STATE_CACHE_BYTES))
+    );
+    // A model without states is left as configured.
+    let served = for_model_within(config.clone(), &moe, Some(1));
+    assert_eq!(served.state_cache_bytes, config.state_cache_bytes);
 }

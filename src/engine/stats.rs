@@ -14,6 +14,7 @@ pub struct EngineStats {
     pub kv_usage: Gauge,
     pub kv_blocks_used: IntGauge,
     pub state_bytes: IntGauge,
+    pub state_cache_bytes: IntGauge,
     pub kv_blocks_total: IntGauge,
     pub prompt_tokens: IntCounter,
     pub generation_tokens: IntCounter,
@@ -140,8 +141,13 @@ impl EngineStats {
             kv_blocks_used: int_gauge("candor:kv_cache_blocks_used", "KV cache blocks in use.")?,
             state_bytes: int_gauge(
                 "candor:recurrent_state_bytes",
-                "Host memory held by the per-sequence recurrent states of a gated DeltaNet or \
-                 Mamba model (each slot used so far keeps its state; 0 for other models).",
+                "Host memory held by the running sequences' recurrent states (a gated DeltaNet \
+                 or Mamba model's; 0 for other models).",
+            )?,
+            state_cache_bytes: int_gauge(
+                "candor:recurrent_state_cache_bytes",
+                "Host memory held by the recurrent states kept for cached prefixes (a gated \
+                 DeltaNet or Mamba model's: where a request can resume one; --cache-ram).",
             )?,
             kv_blocks_total: int_gauge("candor:kv_cache_blocks_total", "KV cache blocks in all.")?,
             prompt_tokens: counter("candor:prompt_tokens_total", "Prompt tokens processed.")?,

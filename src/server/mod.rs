@@ -96,6 +96,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     pub cors: bool,
     pub prefix_caching: bool,
+    /// Most host memory the recurrent states of cached prefixes take (None: what the host's
+    /// memory allows; `SchedulerConfig::state_cache_bytes`).
+    pub state_cache_bytes: Option<u64>,
     /// Most tokens drafted per step by prompt lookup (0: no speculative decoding).
     pub speculative_tokens: usize,
     /// Replaces the model's chat template (`--chat-template`).
@@ -419,6 +422,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         // An encoder's blocks hold nothing a later prompt could start from.
         prefix_caching: config.prefix_caching && !model.runner.whole_prompts(),
         speculative_tokens: config.speculative_tokens,
+        state_cache_bytes: config.state_cache_bytes,
     };
     let system_fingerprint = fingerprint::system_fingerprint(
         &model.path,

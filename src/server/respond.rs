@@ -28,7 +28,9 @@ pub struct Meta {
     pub model: String,
     pub system_fingerprint: String,
     pub prompt_tokens: usize,
+    /// Choices in all, `choices_per_prompt` for each prompt in turn.
     pub n: usize,
+    pub choices_per_prompt: usize,
     pub logprobs: bool,
     pub include_usage: bool,
     /// vLLM's `continuous_usage_stats` (with `include_usage`): every chunk tells the usage so
@@ -73,12 +75,32 @@ fn total(drafts: &[Drafts]) -> Drafts {
     })
 }
 
+/// Prompt tokens taken from the prefix cache: for each prompt the most of its choices' (they
+/// share it), summed over the prompts (a completion of several, counted as `prompt_tokens`
+/// counts them).
+#[derive(Default)]
+struct CachedTokens(Vec<usize>);
+
+impl CachedTokens {
+    /// Choice `index` of `meta` took `cached` tokens of its prompt from the cache.
+    fn note(&mut self, meta: &Meta, index: usize, cached: usize) {
+        let prompt = index / meta.choices_per_prompt.max(1);
+        if self.0.len() <= prompt {
+            self.0.resize(prompt + 1, 0);
+        }
+        self.0[prompt] = self.0[prompt].max(cached);
+    }
+
+    fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+}
+
 /// What the choices' ends add up to, for `usage`.
 #[derive(Default)]
 struct Counts {
     completion: usize,
-    /// Prompt tokens from the prefix cache (the choices share the prompt: the most of them).
-    cached: usize,
+    cached: CachedTokens,
     prediction: Option<PredictionUsage>,
     /// Each choice's speculative drafts (the last count its deltas told).
     drafts: Vec<Drafts>,
@@ -89,7 +111,7 @@ impl Counts {
     fn counted(&self, prompt: usize) -> Counted {
         Counted {
             prompt,
-            cached: self.cached,
+            cached: self.cached.total(),
             predicted: self.completion,
             drafts: total(&self.drafts),
         }
@@ -103,9 +125,8 @@ impl Counts {
         self.drafts[index] = drafts;
     }
 
-    fn add(&mut self, completion: usize, cached: usize, prediction: Option<PredictionUsage>) {
+    fn add(&mut self, completion: usize, prediction: Option<PredictionUsage>) {
         self.completion += completion;
-        self.cached = self.cached.max(cached);
         if let Some(p) = prediction {
             self.prediction.get_or_insert_default().add(p);
         }
@@ -115,7 +136,7 @@ impl Counts {
         let mut u = json!({
             "prompt_tokens": prompt, "completion_tokens": self.completion,
             "total_tokens": prompt + self.completion,
-            "prompt_tokens_details": {"cached_tokens": self.cached},
+            "prompt_tokens_details": {"cached_tokens": self.cached.total()},
         });
         if let Some(p) = self.prediction {
             u["completion_tokens_details"] = json!({
@@ -211,7 +232,8 @@ pub async fn complete(
                 ids[index].append(&mut last_ids);
                 prompt_logprobs[index] = scores;
                 finish[index] = Some(reason);
-                counts.add(completion_tokens, cached_tokens, prediction);
+                counts.cached.note(&meta, index, cached_tokens);
+                counts.add(completion_tokens, prediction);
             }
             Some(ChoiceEvent::Error { message, .. }) => return Err(ApiError::internal(message)),
             // Told in a stream only.
@@ -382,7 +404,7 @@ fn async_stream(
         counts: Counts,
         /// Each choice's tokens so far, and the prompt's from the prefix cache.
         generated: Vec<usize>,
-        cached: usize,
+        cached: CachedTokens,
         offsets: Vec<usize>,
         /// Per choice, when the answers are read for thinking or tool calls.
         readers: Vec<Option<AnswerReader>>,
@@ -415,7 +437,7 @@ fn async_stream(
         fn progress(&self) -> Counted {
             Counted {
                 prompt: self.meta.prompt_tokens,
-                cached: self.cached,
+                cached: self.cached.total(),
                 predicted: self.generated.iter().sum(),
                 drafts: total(&self.counts.drafts),
             }
@@ -432,7 +454,7 @@ fn async_stream(
         finished: 0,
         counts: Counts::default(),
         generated: vec![0; n],
-        cached: 0,
+        cached: CachedTokens::default(),
         offsets: vec![0; n],
         readers,
         prompt_told: vec![false; n],
@@ -491,7 +513,7 @@ fn async_stream(
                     st.meta.clock.token();
                     st.counts.drafted(*index, *drafts);
                     st.generated[*index] = *generated;
-                    st.cached = st.cached.max(*cached_tokens);
+                    st.cached.note(&st.meta, *index, *cached_tokens);
                 }
                 ChoiceEvent::Finish {
                     index,
@@ -502,7 +524,7 @@ fn async_stream(
                 } => {
                     st.counts.drafted(*index, *drafts);
                     st.generated[*index] = *completion_tokens;
-                    st.cached = st.cached.max(*cached_tokens);
+                    st.cached.note(&st.meta, *index, *cached_tokens);
                 }
                 ChoiceEvent::Error { .. } | ChoiceEvent::Progress { .. } => {}
             }
@@ -583,7 +605,8 @@ fn async_stream(
                     kind,
                 ) => {
                     st.finished += 1;
-                    st.counts.add(completion_tokens, cached_tokens, prediction);
+                    st.counts.cached.note(&st.meta, index, cached_tokens);
+                    st.counts.add(completion_tokens, prediction);
                     match kind {
                         Kind::Chat => {
                             let (rest, reason) = match &mut st.readers[index] {

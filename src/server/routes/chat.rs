@@ -493,6 +493,7 @@ pub async fn start_chat(
         system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens: prompt.len(),
         n: p.n,
+        choices_per_prompt: p.n,
         logprobs: top.is_some(),
         include_usage: p.include_usage,
         continuous_usage: p.continuous_usage,

@@ -251,6 +251,7 @@ pub async fn completions(
         system_fingerprint: ready.system_fingerprint.clone(),
         prompt_tokens,
         n: choices,
+        choices_per_prompt: p.n,
         logprobs: logprobs.is_some(),
         include_usage: p.include_usage,
         continuous_usage: p.continuous_usage,
