@@ -220,6 +220,16 @@ async fn resume_cached_prefixes(arch: &str) {
     }
     assert_eq!(cached, [0, 0, 64], "{arch}");
 
+    // Three choices of one prompt: the first computes it, keeping its state at the end of
+    // its full blocks, where the other two resume.
+    let prompt = words(5, 40);
+    let v = ask_json(json!({"model": "tiny", "prompt": prompt, "max_tokens": 12, "n": 3,
+                            "temperature": 0, "ignore_eos": true}));
+    let v = v.await;
+    assert_eq!(cached_tokens(&v), 32, "{arch}: {v}");
+    let alone = texts(&ask(prompt, false).await);
+    assert_eq!(texts(&v), vec![alone[0].clone(); 3], "{arch}: three choices");
+
     // A burst behind another system prompt (three prompts of one request, queued together):
     // one computes it, the others wait for the state it keeps where they branch.
     let system = words(4, 100);
