@@ -223,12 +223,18 @@ async fn resume_cached_prefixes(arch: &str) {
     // Three choices of one prompt: the first computes it, keeping its state at the end of
     // its full blocks, where the other two resume.
     let prompt = words(5, 40);
-    let v = ask_json(json!({"model": "tiny", "prompt": prompt, "max_tokens": 12, "n": 3,
-                            "temperature": 0, "ignore_eos": true}));
+    let v = ask_json(
+        json!({"model": "tiny", "prompt": prompt, "max_tokens": 12, "n": 3,
+                            "temperature": 0, "ignore_eos": true}),
+    );
     let v = v.await;
     assert_eq!(cached_tokens(&v), 32, "{arch}: {v}");
     let alone = texts(&ask(prompt, false).await);
-    assert_eq!(texts(&v), vec![alone[0].clone(); 3], "{arch}: three choices");
+    assert_eq!(
+        texts(&v),
+        vec![alone[0].clone(); 3],
+        "{arch}: three choices"
+    );
 
     // A burst behind another system prompt (three prompts of one request, queued together):
     // one computes it, the others wait for the state it keeps where they branch.
@@ -256,4 +262,62 @@ async fn resume_cached_prefixes(arch: &str) {
         );
     }
     assert_eq!(cached_tokens(&v), 2 * 96, "{arch}: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_prompt_cache_carries_its_recurrent_state_across_a_restart() {
+    for arch in ["qwen3_next", "mamba2"] {
+        save_and_restore_state(arch).await;
+    }
+}
+
+/// llama-server's slot save on a model with recurrent layers writes the state the prompt
+/// reached beside its K/V; another server restores both, and the conversation goes on from
+/// it computing only its new tokens, answering as computed whole.
+async fn save_and_restore_state(arch: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny(arch, dir.path());
+    let saves = dir.path().join("slots");
+    let args = ["--slot-save-path", saves.to_str().unwrap()];
+    let body = |prompt: &[u64], cache: bool| {
+        json!({"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0,
+               "ignore_eos": true, "cache_prompt": cache, "return_token_ids": true})
+    };
+    let first = Server::start_path(&model, "tiny", &args).await;
+    let prompt = words(7, 45);
+    let (status, v) = first.post("/v1/completions", &body(&prompt, true)).await;
+    assert_eq!(status, 200, "{arch}: {v}");
+    let save = json!({"filename": "hybrid.bin"});
+    let (status, saved) = first.post("/slots/0?action=save", &save).await;
+    assert_eq!(status, 200, "{arch}: {saved}");
+    // The prompt and the answer but its last token: where its state was kept when it ended.
+    assert_eq!(saved["n_saved"], 45 + 11, "{arch}: {saved}");
+    drop(first);
+
+    let second = Server::start_path(&model, "tiny", &args).await;
+    let (status, restored) = second.post("/slots/0?action=restore", &save).await;
+    assert_eq!(status, 200, "{arch}: {restored}");
+    assert_eq!(restored["n_restored"], 45 + 11, "{arch}");
+    let next = joined(&[&prompt, &answer_ids(&v), &words(8, 6)]);
+    let (_, resumed) = second.post("/v1/completions", &body(&next, true)).await;
+    assert_eq!(cached_tokens(&resumed), 45 + 11, "{arch}: {resumed}");
+    let (_, whole) = second.post("/v1/completions", &body(&next, false)).await;
+    assert_eq!(answer_ids(&resumed), answer_ids(&whole), "{arch}");
+    drop(second);
+
+    // A server that keeps no states for cached prefixes refuses the file.
+    let off = [
+        "--slot-save-path",
+        saves.to_str().unwrap(),
+        "--cache-ram",
+        "0",
+    ];
+    let third = Server::start_path(&model, "tiny", &off).await;
+    let (status, refused) = third.post("/slots/0?action=restore", &save).await;
+    assert_eq!(status, 400, "{arch}: {refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("prefix caching is off"),
+        "{arch}: {message}"
+    );
 }

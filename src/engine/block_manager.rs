@@ -389,14 +389,22 @@ impl BlockManager {
         points
     }
 
-    /// The same for what `match_prefix` would find of `tokens` under `root`, taking nothing:
-    /// where a waiting request could resume.
+    /// The same for what `match_prefix` would find of `tokens` under `root` (all but their
+    /// last), taking nothing: where a waiting request could resume.
     pub fn cached_resume_points(&self, tokens: &[u32], root: u64) -> Vec<(usize, u64)> {
+        match tokens.split_last() {
+            Some((_, usable)) => self.cached_prefix_points(usable, root),
+            None => Vec::new(),
+        }
+    }
+
+    /// The cached prefixes of all of `tokens` under `root`, as `(tokens, uid)` from the
+    /// shortest: its full blocks along their chain, then a cached block it shares whole.
+    pub fn cached_prefix_points(&self, usable: &[u32], root: u64) -> Vec<(usize, u64)> {
         let (mut points, mut parent) = (Vec::new(), root);
-        if !self.caching || tokens.is_empty() {
+        if !self.caching {
             return points;
         }
-        let usable = &tokens[..tokens.len() - 1];
         for chunk in usable.chunks_exact(self.block_size) {
             let Some(&b) = self.cache.get(&(parent, chunk.into())) else {
                 return points;

@@ -5,9 +5,16 @@
 //!
 //! Where llama-server restores into one slot (one conversation per slot), a restored prompt
 //! here joins the prefix cache every sequence shares: any slot's request takes it.
+//!
+//! A model whose sequences carry a recurrent state saves the state its prompt reached too
+//! (the one the state cache kept: the file holds the prompt up to the longest cached prefix
+//! with one), and a restore keeps it in the state cache, where a request resumes it.
 use super::block_manager::{BlockManager, BlockTable};
 use super::runner::Runner;
+use super::state_cache::{self, StateCache};
 use candor_models::kv_rows::KvRows;
+use candor_models::sequence_state::SequenceState;
+use candor_models::spec::ModelSpec;
 
 /// The prompt a slot's last request left: its root in the prefix cache and the tokens whose
 /// K/V it computed (prompt and answer).
@@ -17,11 +24,13 @@ pub struct SlotPrompt {
     pub tokens: Vec<u32>,
 }
 
-/// Tokens and their K/V rows, one row per token, position 0 first.
+/// Tokens and their K/V rows, one row per token, position 0 first; for a model whose
+/// sequences carry a recurrent state, the state after the last token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedPrompt {
     pub tokens: Vec<u32>,
     pub rows: KvRows,
+    pub state: Option<SequenceState>,
 }
 
 /// What a slot action asks of the engine.
@@ -64,12 +73,15 @@ impl SlotPrompts {
         action: SlotAction,
         blocks: &mut BlockManager,
         runner: &mut dyn Runner,
+        states: &mut StateCache,
     ) -> Result<SlotOutcome, String> {
         match action {
             SlotAction::Save(slot) => {
-                save(self.last(slot)?, blocks, runner).map(SlotOutcome::Saved)
+                save(self.last(slot)?, blocks, runner, states).map(SlotOutcome::Saved)
             }
-            SlotAction::Restore(saved) => restore(saved, blocks, runner).map(SlotOutcome::Restored),
+            SlotAction::Restore(saved) => {
+                restore(saved, blocks, runner, states).map(SlotOutcome::Restored)
+            }
             SlotAction::Erase(slot) => {
                 let prompt = self.last(slot)?;
                 let (held, _) = blocks.cached_start(&prompt.tokens, prompt.root);
@@ -88,11 +100,13 @@ impl SlotPrompts {
     }
 }
 
-/// The cached start of `prompt`, its K/V read from the cache.
+/// The cached start of `prompt`, its K/V read from the cache (and the recurrent state kept
+/// for it, for a model whose sequences carry one: then up to where one was kept).
 fn save(
     prompt: &SlotPrompt,
     blocks: &BlockManager,
     runner: &dyn Runner,
+    states: &mut StateCache,
 ) -> Result<SavedPrompt, String> {
     if prompt.root != 0 {
         // A LoRA mix's or a salt's root means nothing to another process (adapter slots and
@@ -103,38 +117,99 @@ fn save(
                 .into(),
         );
     }
-    let (held, tokens) = blocks.cached_start(&prompt.tokens, prompt.root);
+    let (held, mut tokens) = blocks.cached_start(&prompt.tokens, prompt.root);
     if tokens == 0 {
         return Err("the slot's last prompt is no longer in the prefix cache".into());
     }
+    let state = match runner.spec().keeps_sequence_state() {
+        false => None,
+        true => {
+            let points = blocks.cached_prefix_points(&prompt.tokens[..tokens], prompt.root);
+            let kept = state_cache::best_resume(states, &points)
+                .and_then(|(pos, key)| states.get(key, pos));
+            let Some(state) = kept else {
+                return Err(
+                    "no recurrent state is kept for the slot's last prompt any more \
+                            (the state cache let it go)"
+                        .into(),
+                );
+            };
+            tokens = state.pos;
+            Some(state)
+        }
+    };
     let rows = runner
         .read_kv_rows(&blocks.slots_of(&held, tokens))
         .map_err(|e| e.to_string())?;
     Ok(SavedPrompt {
         tokens: prompt.tokens[..tokens].to_vec(),
         rows,
+        state,
     })
 }
 
+/// Whether `state` has the layers and sizes of `spec`'s recurrent state.
+fn fits(state: &SequenceState, spec: &ModelSpec) -> bool {
+    let sizes = (0..spec.num_layers).filter_map(|l| spec.recurrent_state_sizes(l));
+    state.layers.len() == sizes.clone().count()
+        && state
+            .layers
+            .iter()
+            .zip(sizes)
+            .all(|(l, (conv, recurrent))| l.conv.len() == conv && l.recurrent.len() == recurrent)
+}
+
 /// `saved` written into fresh blocks and registered in the prefix cache under the base
-/// model's root; returns its tokens.
+/// model's root (its recurrent state kept in the state cache); returns its tokens.
 fn restore(
     saved: SavedPrompt,
     blocks: &mut BlockManager,
     runner: &mut dyn Runner,
+    states: &mut StateCache,
 ) -> Result<usize, String> {
-    let SavedPrompt { tokens, rows } = saved;
+    let SavedPrompt {
+        tokens,
+        rows,
+        state,
+    } = saved;
     if !blocks.caching() {
         return Err(
             "prefix caching is off on this server: a restored prompt would not be kept".into(),
         );
     }
-    if tokens.is_empty() || rows.rows() != tokens.len() {
+    // A model with no attention layer at all (Mamba alone) keeps no rows to restore.
+    let rows_held = match rows.layers.is_empty() {
+        true => tokens.len(),
+        false => rows.rows(),
+    };
+    if tokens.is_empty() || rows_held != tokens.len() {
         return Err(format!(
             "a saved prompt of {} tokens with {} K/V rows",
             tokens.len(),
             rows.rows()
         ));
+    }
+    let spec = runner.spec();
+    match (&state, spec.keeps_sequence_state()) {
+        (None, true) => {
+            return Err(
+                "the saved prompt has no recurrent state, which this model's \
+                        sequences carry"
+                    .into(),
+            )
+        }
+        (Some(_), false) => {
+            return Err("the saved prompt has a recurrent state; this model keeps none".into())
+        }
+        (Some(s), true) if s.pos != tokens.len() || !fits(s, spec) => {
+            return Err(format!(
+                "the saved recurrent state (at position {} of {} tokens) is not of this \
+                 model's layers",
+                s.pos,
+                tokens.len()
+            ))
+        }
+        _ => {}
     }
     let mut table = BlockTable::rooted(0);
     blocks.ensure(&mut table, tokens.len()).map_err(|e| {
@@ -149,6 +224,14 @@ fn restore(
         return Err(e.to_string());
     }
     blocks.register_computed(&mut table, &tokens, tokens.len());
-    blocks.retire(&mut table, &tokens, tokens.len());
+    let last = blocks.retire(&mut table, &tokens, tokens.len());
+    if let Some(state) = state {
+        let kept = last.is_some_and(|key| states.insert(key, state));
+        if !kept {
+            return Err(
+                "the saved recurrent state does not fit in the state cache (--cache-ram)".into(),
+            );
+        }
+    }
     Ok(tokens.len())
 }

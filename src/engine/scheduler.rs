@@ -841,9 +841,12 @@ impl Engine {
                 let _ = done.send(self.blocks.forget_cached());
             }
             for (action, done) in std::mem::take(&mut q.slot_actions) {
-                let outcome =
-                    self.slot_prompts
-                        .apply(action, &mut self.blocks, self.runner.as_mut());
+                let outcome = self.slot_prompts.apply(
+                    action,
+                    &mut self.blocks,
+                    self.runner.as_mut(),
+                    &mut self.states,
+                );
                 let _ = done.send(outcome);
             }
             // Requests held for a prompt a running sequence is computing (theirs to share)

@@ -114,11 +114,15 @@ impl StateCache {
 
     /// Keep `state` as the prefix `key` names, evicting the least recently used states until
     /// it fits (one larger than the whole budget is not kept). A key already held keeps its
-    /// state: the same prefix reaches the same state.
-    pub fn insert(&mut self, key: u64, state: SequenceState) {
+    /// state: the same prefix reaches the same state. Returns whether a state is held for
+    /// the key now.
+    pub fn insert(&mut self, key: u64, state: SequenceState) -> bool {
         let bytes = bytes_of(&state);
-        if bytes > self.budget || self.entries.contains_key(&key) {
-            return;
+        if self.entries.contains_key(&key) {
+            return true;
+        }
+        if bytes > self.budget {
+            return false;
         }
         while self.used + bytes > self.budget {
             let Some((_, oldest)) = self.by_use.pop_first() else {
@@ -132,6 +136,7 @@ impl StateCache {
         self.by_use.insert(tick, key);
         self.entries.insert(key, Entry { state, bytes, tick });
         self.used += bytes;
+        true
     }
 
     /// Forget every state (the prefix cache was emptied, or started over).
@@ -214,7 +219,7 @@ mod tests {
         assert!(cache.holds(1, 16) && cache.holds(3, 16));
         assert_eq!(cache.bytes(), 80);
         // Larger than the whole budget: not kept, nothing evicted for it.
-        cache.insert(4, state(16, 26, 4.0));
+        assert!(!cache.insert(4, state(16, 26, 4.0)));
         assert!(!cache.holds(4, 16));
         assert_eq!(cache.len(), 2);
         cache.clear();

@@ -1,12 +1,15 @@
 //! A saved prompt cache on disk (`POST /slots/{id}?action=save`): a safetensors file of the
 //! prompt's token ids (`tokens`, U32) and each layer's K and V rows as the cache stores them
-//! (`layers.{i}.k` / `.v`, U8 `[tokens, row_bytes]`), with what they belong to in the header's
+//! (`layers.{i}.k` / `.v`, U8 `[tokens, row_bytes]`), for a model whose sequences carry a
+//! recurrent state each recurrent layer's state after the last token (`state.{i}.conv` /
+//! `.recurrent`, F32; `state_layers` in the metadata), with what they belong to in the header's
 //! metadata: the model (so another model's file is refused before its rows are looked at), the
 //! cache's encoding and row width. safetensors rather than a format of our own: the header
 //! is checked JSON with offsets, any safetensors reader can inspect a file, and the crate is
 //! already the project's.
 use crate::engine::saved_prompts::SavedPrompt;
 use candor_models::kv_rows::KvRows;
+use candor_models::sequence_state::{LayerState, SequenceState};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -71,7 +74,16 @@ pub fn write(path: &Path, saved: &SavedPrompt, model: &str) -> Result<u64, SlotF
         views.push((format!("layers.{i}.k"), view(Dtype::U8, shape.clone(), k)?));
         views.push((format!("layers.{i}.v"), view(Dtype::U8, shape, v)?));
     }
-    let metadata = HashMap::from([
+    let state_bytes: Vec<[Vec<u8>; 2]> = (saved.state.iter().flat_map(|s| &s.layers))
+        .map(|l| [f32_bytes(&l.conv), f32_bytes(&l.recurrent)])
+        .collect();
+    for (i, parts) in state_bytes.iter().enumerate() {
+        for (part, bytes) in ["conv", "recurrent"].into_iter().zip(parts) {
+            let shape = vec![bytes.len() / 4];
+            views.push((format!("state.{i}.{part}"), view(Dtype::F32, shape, bytes)?));
+        }
+    }
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
         ("model".to_string(), model.to_string()),
@@ -79,6 +91,9 @@ pub fn write(path: &Path, saved: &SavedPrompt, model: &str) -> Result<u64, SlotF
         ("row_bytes".to_string(), rows.row_bytes.to_string()),
         ("layers".to_string(), rows.layers.len().to_string()),
     ]);
+    if saved.state.is_some() {
+        metadata.insert("state_layers".into(), state_bytes.len().to_string());
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
     }
@@ -108,6 +123,10 @@ pub fn write(path: &Path, saved: &SavedPrompt, model: &str) -> Result<u64, SlotF
     };
     std::fs::rename(&tmp, path).map_err(io("write"))?;
     Ok(bytes)
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>, SlotFileError> {
@@ -187,7 +206,38 @@ pub fn read(path: &Path, model: &str) -> Result<(SavedPrompt, u64), SlotFileErro
         *k = tensor(&format!("layers.{i}.k"), Dtype::U8, n * row_bytes)?;
         *v = tensor(&format!("layers.{i}.v"), Dtype::U8, n * row_bytes)?;
     }
-    Ok((SavedPrompt { tokens, rows }, bytes.len() as u64))
+    // A recurrent state's parts are whatever length they were saved at: the engine checks
+    // them against the model's layers.
+    let values = |key: &str| -> Result<Vec<f32>, SlotFileError> {
+        let len = file.tensor(key).map(|t| t.data().len()).unwrap_or(0);
+        let bytes = tensor(key, Dtype::F32, len)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+    let state = match meta.contains_key("state_layers") {
+        false => None,
+        true => Some(SequenceState {
+            pos: n,
+            layers: (0..number("state_layers")?)
+                .map(|i| {
+                    Ok(LayerState {
+                        conv: values(&format!("state.{i}.conv"))?,
+                        recurrent: values(&format!("state.{i}.recurrent"))?,
+                    })
+                })
+                .collect::<Result<_, SlotFileError>>()?,
+        }),
+    };
+    Ok((
+        SavedPrompt {
+            tokens,
+            rows,
+            state,
+        },
+        bytes.len() as u64,
+    ))
 }
 
 fn display_name(path: &Path) -> String {
@@ -209,6 +259,7 @@ mod tests {
         SavedPrompt {
             tokens: vec![7, 70_000, 9],
             rows,
+            state: None,
         }
     }
 
@@ -227,6 +278,28 @@ mod tests {
         std::fs::write(dir.path().join("junk"), b"not safetensors").unwrap();
         let junk = read(&dir.path().join("junk"), "m").unwrap_err();
         assert!(matches!(junk, SlotFileError::Unusable { .. }), "{junk}");
+    }
+
+    #[test]
+    fn a_recurrent_state_is_saved_beside_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path(), "hybrid").unwrap();
+        let mut with_state = saved();
+        with_state.state = Some(SequenceState {
+            pos: 3,
+            layers: vec![
+                LayerState {
+                    conv: vec![0.5, -1.25],
+                    recurrent: vec![3.0, 4.0, 1e-7],
+                },
+                LayerState {
+                    conv: vec![],
+                    recurrent: vec![2.0],
+                },
+            ],
+        });
+        write(&path, &with_state, "m").unwrap();
+        assert_eq!(read(&path, "m").unwrap().0, with_state);
     }
 
     #[test]
