@@ -98,6 +98,9 @@ fn gguf_name(hf: &str) -> String {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        // Jais 2's MLP biases.
+        "mlp.up_proj.bias" => "ffn_up.bias",
+        "mlp.down_proj.bias" => "ffn_down.bias",
         // Hunyuan's names of its per-head norms beside Qwen3's.
         "self_attn.q_norm.weight" | "self_attn.query_layernorm.weight" => "attn_q_norm.weight",
         "self_attn.k_norm.weight" | "self_attn.key_layernorm.weight" => "attn_k_norm.weight",
@@ -1086,6 +1089,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     if matches!(
         arch,
         "starcoder2"
+            | "jais2"
             | "phi2"
             | "gptneox"
             | "stablelm"
@@ -1697,6 +1701,15 @@ fn stablelm_loads_from_gguf() {
     gguf_matches_checkout("stablelm", "stablelm", Experts::Stacked, 0.3);
     gguf_matches_checkout("stablelm_parallel", "stablelm", Experts::Stacked, 0.3);
     gguf_matches_checkout("stablelm_qk_norm", "stablelm", Experts::Stacked, 0.3);
+}
+
+/// Jais 2 as llama.cpp converts it (`jais2`: LayerNorm weights and biases, biased q/k/v/o,
+/// the squared-ReLU MLP's `ffn_up` / `ffn_down` with their biases, NeoX rows as they are): its
+/// checkout's logits (Q8_0's tolerance Nemotron's: the squared ReLU doubles the rounding of what
+/// it squares).
+#[test]
+fn jais2_loads_from_gguf() {
+    gguf_matches_checkout("jais2", "jais2", Experts::Stacked, 0.8);
 }
 
 /// Nemotron as llama.cpp converts it (`nemotron`: its LayerNorm1P weights written as `1 + w`,

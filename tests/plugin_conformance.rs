@@ -352,6 +352,7 @@ fn layer_norm_models_run_on_the_plugin() {
         "gpt_bigcode",
         "gpt_bigcode_mha",
         "arcee",
+        "jais2",
         "gptj",
         "cohere2_moe",
         "cohere2_moe_ln",

@@ -137,6 +137,8 @@ pub enum Arch {
     Falcon,
     /// StarCoder2: LayerNorms with biases, biased projections, an ungated tanh-GELU MLP.
     Starcoder2,
+    /// Jais 2: LayerNorms with biases, biased projections, an ungated squared-ReLU MLP.
+    Jais2,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
     /// attention; the others are llama's with per-head q/k norms.
     Lfm2,
@@ -225,6 +227,7 @@ impl Arch {
             Arch::Glm => "chatglm",
             Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
+            Arch::Jais2 => "jais2",
             Arch::Lfm2 => "lfm2",
             Arch::Lfm2Moe => "lfm2moe",
             Arch::Bert => "bert",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 102] = [
+pub const TINY_ARCHS: [&str; 103] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -65,6 +65,7 @@ pub const TINY_ARCHS: [&str; 102] = [
     "falcon_h1_plain",
     "cohere2_moe",
     "cohere2_moe_ln",
+    "jais2",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

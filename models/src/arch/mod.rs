@@ -21,6 +21,7 @@ pub mod gpt_oss;
 pub mod gptj;
 pub mod granite;
 pub mod hunyuan_dense;
+pub mod jais2;
 pub mod jamba;
 pub mod kimi_linear;
 pub mod lfm2;
@@ -54,7 +55,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 75] = [
+pub const HF_MODEL_TYPES: [&str; 76] = [
     "llama",
     "mistral",
     "ministral",
@@ -79,6 +80,7 @@ pub const HF_MODEL_TYPES: [&str; 75] = [
     "cohere",
     "cohere2",
     "starcoder2",
+    "jais2",
     "stablelm",
     "nemotron",
     "nemotron_h",
@@ -133,7 +135,7 @@ pub const HF_MODEL_TYPES: [&str; 75] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 57] = [
+pub const GGUF_ARCHITECTURES: [&str; 58] = [
     "llama",
     "mistral",
     "mistral3",
@@ -153,6 +155,7 @@ pub const GGUF_ARCHITECTURES: [&str; 57] = [
     "command-r",
     "cohere2",
     "starcoder2",
+    "jais2",
     "stablelm",
     "nemotron",
     "gpt2",
@@ -245,6 +248,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "cohere" => cohere::from_hf(&c)?,
         "cohere2" => cohere::cohere2_from_hf(&c)?,
         "starcoder2" => starcoder2::from_hf(&c)?,
+        "jais2" => jais2::from_hf(&c)?,
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
@@ -642,6 +646,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "command-r" => cohere::from_gguf(g)?,
         "cohere2" => cohere::cohere2_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
+        "jais2" => jais2::from_gguf(g)?,
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
