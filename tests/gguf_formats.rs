@@ -2651,6 +2651,107 @@ fn granite_4_hybrids_load_from_gguf() {
     }
 }
 
+/// The tiny Bamba model as llama.cpp's converter writes it (`granitehybrid`, as Granite 4.0-H):
+/// its Mamba-2 layers as `write_granite_hybrid_gguf` writes them, its attention's q/k rows
+/// permuted over whole heads, RoPE flagged, no Granite scalars (Bamba has none), the rotated
+/// part under `rope.dimension_count` where `rotary_dims` gives one (the converter writes
+/// `attn_rotary_emb` where a config has it).
+fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool), rotary_dims: Option<u32>) {
+    let src = fixtures().join("tiny").join("bamba");
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (heads, kv_heads, hidden) = (
+        u("num_attention_heads"),
+        u("num_key_value_heads"),
+        u("hidden_size"),
+    );
+    let (mamba_heads, groups) = (u("mamba_n_heads"), u("mamba_n_groups"));
+    let inner = u("mamba_expand") * hidden;
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    for (name, t) in &tensors {
+        let mut put = |name: String, t: Tensor, quantized: bool| {
+            let ty = converted_type(&t, dtype, quantized);
+            q.push((name, gguf_tensor(&t, ty, rounded)));
+        };
+        let Some((l, part)) = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            put(
+                gguf_name(name),
+                t.clone(),
+                name != "model.final_layernorm.weight",
+            );
+            continue;
+        };
+        let blk = |what: &str| format!("blk.{l}.{what}");
+        let mamba = part
+            .strip_prefix("mamba.")
+            .and_then(|p| mamba2_gguf_tensor(p, t, (mamba_heads, groups, inner)));
+        match (mamba, part) {
+            (Some((what, value, quantized)), _) => put(blk(what), value, quantized),
+            (_, "self_attn.q_proj.weight") => {
+                put(blk("attn_q.weight"), permute_rope_rows(t, heads), true)
+            }
+            (_, "self_attn.k_proj.weight") => {
+                put(blk("attn_k.weight"), permute_rope_rows(t, kv_heads), true)
+            }
+            (_, "pre_ff_layernorm.weight") => put(blk("ffn_norm.weight"), t.clone(), false),
+            _ => put(
+                gguf_name(&name.replace(".feed_forward.", ".mlp.")),
+                t.clone(),
+                !part.ends_with("norm.weight"),
+            ),
+        }
+    }
+    let attends = cfg["attn_layer_indices"].as_array().unwrap();
+    let per_layer_kv = (0..u("num_hidden_layers"))
+        .map(
+            |l| match attends.iter().any(|a| a.as_u64() == Some(l as u64)) {
+                true => Value::I32(kv_heads as i32),
+                false => Value::I32(0),
+            },
+        )
+        .collect();
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+        ("context_length", v("max_position_embeddings")),
+        ("feed_forward_length", v("intermediate_size")),
+        ("vocab_size", v("vocab_size")),
+        ("rope.freq_base", Value::F32(10000.0)),
+        ("rope.scaling.finetuned", Value::Bool(true)),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("ssm.conv_kernel", v("mamba_d_conv")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", v("mamba_d_state")),
+        ("ssm.group_count", v("mamba_n_groups")),
+        ("ssm.time_step_rank", v("mamba_n_heads")),
+    ];
+    if let Some(d) = rotary_dims {
+        md.push(("rope.dimension_count", Value::U32(d)));
+    }
+    write_file(path, "granitehybrid", md, &q);
+}
+
+/// Bamba as llama.cpp's converter writes it (`granitehybrid`): its q/k rows, permuted over
+/// whole heads for an interleaved RoPE though Bamba rotates half of each head in HF's halves,
+/// restored at load, so the checkout's logits come out (llama.cpp rotates other pairs).
+#[test]
+fn bamba_loads_from_gguf() {
+    for rotary_dims in [None, Some(8)] {
+        let label = format!("bamba with rope.dimension_count {rotary_dims:?}");
+        check_recurrent_gguf("bamba", &label, &|path, dtype| {
+            write_bamba_gguf(path, dtype, rotary_dims)
+        });
+    }
+}
+
 /// The checks of a recurrent model's GGUFs (`label` in failures) written by `write` (`(dtype,
 /// rounded)` as `gguf_tensor` takes them): the checkout `fixture`'s logits exactly in F32; a
 /// Q8_0 file read with `--dequantize` gives exactly the logits of its values written as F32 (a

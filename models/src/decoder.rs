@@ -21,6 +21,7 @@ use crate::short_conv::{conv_taps, ConvTaps, ShortConvLayer};
 use crate::spec::{Arch, LayerParts, ModelSpec};
 use crate::weights::names::layer;
 use crate::weights::scaled::ScaledSource;
+use crate::weights::unpermuted::UnpermutedSource;
 use crate::weights::WeightSource;
 
 struct Layer<B: Backend> {
@@ -141,6 +142,12 @@ impl<B: Backend> DecoderModel<B> {
         let src: &dyn WeightSource = match scales.is_empty() {
             true => src,
             false => &scaled,
+        };
+        let heads = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let unpermuted = UnpermutedSource::new(src, heads);
+        let src: &dyn WeightSource = match spec.qk_rows_permuted {
+            true => &unpermuted,
+            false => src,
         };
         let ld = Loader {
             backend,

@@ -646,6 +646,10 @@ pub struct ModelSpec {
     pub parallel_mamba: bool,
     /// Weights scaled by rows as they load (`WeightScale`).
     pub weight_scales: Vec<WeightScale>,
+    /// The file holds the q/k rows permuted over whole heads, as llama.cpp's converter writes
+    /// them for its interleaved RoPE, where the model rotates part of each head in HF's halves
+    /// (Bamba): restored to the checkout's order as they load (`weights::unpermuted`).
+    pub qk_rows_permuted: bool,
     /// The attention's output times `sigmoid(gate)`, the gate a second half of each query
     /// head's rows of q's product (Qwen3-Next: `q_proj` `[heads · 2 · head_dim, hidden]`), or a
     /// product of its own where the layer has one (`attn_gate`: AFMoE's `gate_proj`).

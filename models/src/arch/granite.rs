@@ -321,20 +321,36 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// llama.cpp's `granitehybrid` GGUF (Granite 4.0-H): the Mamba-2 layers are those with no KV
-/// heads in the per-layer `attention.head_count_kv`, their shapes the `ssm.*` keys (`inner_size`
-/// over `time_step_rank` heads); RoPE only where `rope.scaling.finetuned` says so (the
-/// converter's flag for it), with llama's permuted q/k rows; the gated norm per group of
+/// llama.cpp's `granitehybrid` GGUF (Granite 4.0-H, and Bamba, which its converter writes
+/// the same way): the Mamba-2 layers are those with no KV heads in the per-layer
+/// `attention.head_count_kv`, their shapes the `ssm.*` keys (`inner_size` over
+/// `time_step_rank` heads); RoPE only where `rope.scaling.finetuned` says so (the converter's
+/// flag for it: Bamba's), with llama's permuted q/k rows; the gated norm per group of
 /// `inner / group_count` channels (llama.cpp's, which transformers' matches with one group);
 /// experts where `expert_count` is positive, else the dense FFN.
+///
+/// Bamba rotates half of each head (transformers hardcodes its `partial_rotary_factor` 0.5;
+/// `rope.dimension_count` where the converter found `attn_rotary_emb`) in HF's halves, which
+/// the converter's permutation over whole heads does not make adjacent pairs of (llama.cpp
+/// then rotates other pairs than the checkout): its rows are restored at load and rotated as
+/// the checkout is (`ModelSpec::qk_rows_permuted`).
 pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
     let mut spec = base_from_gguf(g, Arch::GraniteMoeHybrid, RopeStyle::Interleaved)?;
     apply(&mut spec, Scalars::of_gguf(g)?);
     let layers = super::layers_without_attention(g, &mut spec)?;
-    if !g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true) {
+    let rotated = g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true);
+    if !rotated {
         spec.unrotated_layers = vec![true; spec.num_layers];
+    } else if layers.iter().any(|&mamba| mamba) {
+        let part = g
+            .get_usize(&k("rope.dimension_count"))
+            .filter(|&d| d < spec.head_dim)
+            .unwrap_or(spec.head_dim / 2);
+        spec.rotary_dim = Some(part);
+        spec.rope.style = RopeStyle::Neox;
+        spec.qk_rows_permuted = true;
     }
     spec.mamba = Some(super::mamba2::mamba2_from_gguf(g, layers)?);
     spec.experts = super::experts::from_gguf(g, spec.num_layers)?;

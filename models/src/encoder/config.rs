@@ -230,6 +230,7 @@ impl EncoderConfig {
             layer_parts: Vec::new(),
             parallel_mamba: false,
             weight_scales: Vec::new(),
+            qk_rows_permuted: false,
             attn_output_gate: false,
             learned_positions: false,
             xielu: Vec::new(),

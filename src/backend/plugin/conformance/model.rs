@@ -78,6 +78,7 @@ fn base_spec(
         layer_parts: Vec::new(),
         parallel_mamba: false,
         weight_scales: Vec::new(),
+        qk_rows_permuted: false,
         attn_output_gate: false,
         learned_positions: false,
         xielu: Vec::new(),
