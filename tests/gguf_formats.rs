@@ -2752,6 +2752,150 @@ fn bamba_loads_from_gguf() {
     }
 }
 
+/// llama.cpp's name (under `blk.N.`) of the tiny Kimi Linear's tensor `part` (its name under
+/// its layer), its value as the converter writes it and whether it is quantized, for all but
+/// the experts and the latent attention's kv_b: the delta layers' convolutions as
+/// `[1, channels, 1, taps]`, A_log as −exp(A_log), dt_bias as `ssm_dt.bias`.
+fn kimi_linear_gguf_tensor(part: &str, t: &Tensor) -> (String, Tensor, bool) {
+    let (what, value, quantized) = match part {
+        "self_attn.A_log" => ("ssm_a", t.exp().unwrap().neg().unwrap(), false),
+        "self_attn.dt_bias" => ("ssm_dt.bias", t.clone(), false),
+        "self_attn.b_proj.weight" => ("ssm_beta.weight", t.clone(), true),
+        "self_attn.o_norm.weight" => ("ssm_norm.weight", t.clone(), false),
+        "self_attn.kv_a_proj_with_mqa.weight" => ("attn_kv_a_mqa.weight", t.clone(), true),
+        "self_attn.kv_a_layernorm.weight" => ("attn_kv_a_norm.weight", t.clone(), false),
+        "block_sparse_moe.gate.weight" => ("ffn_gate_inp.weight", t.clone(), false),
+        "block_sparse_moe.gate.e_score_correction_bias" => ("exp_probs_b.bias", t.clone(), false),
+        _ => {
+            if let Some(qkv) = part
+                .strip_prefix("self_attn.")
+                .and_then(|p| p.strip_suffix("_conv1d.weight"))
+            {
+                let (c, _, k) = t.dims3().unwrap();
+                let name = format!("ssm_conv1d_{qkv}.weight");
+                return (name, t.reshape((1, c, 1, k)).unwrap(), false);
+            }
+            if let Some(low_rank) = part
+                .strip_prefix("self_attn.")
+                .and_then(|p| p.strip_suffix("_proj.weight"))
+                .filter(|p| matches!(*p, "f_a" | "f_b" | "g_a" | "g_b"))
+            {
+                return (format!("ssm_{low_rank}.weight"), t.clone(), true);
+            }
+            let mlp = part
+                .replace("block_sparse_moe.shared_experts.", "mlp.shared_experts.")
+                .replace("block_sparse_moe.", "mlp.");
+            let named = gguf_name(&format!("model.layers.0.{mlp}"));
+            let name = named.strip_prefix("blk.0.").unwrap().to_string();
+            return (name, t.clone(), !part.ends_with("norm.weight"));
+        }
+    };
+    (what.to_string(), value, quantized)
+}
+
+/// The tiny Kimi Linear as llama.cpp's converter writes it (`kimi-linear`): DeepSeek's latent
+/// attention in its absorbed form (one KV head per attention layer in the per-layer
+/// `attention.head_count_kv`, none for the delta layers; kv_b split into `attn_k_b` and
+/// `attn_v_b`), the delta layers' tensors as `kimi_linear_gguf_tensor` writes them, the
+/// experts stacked; no gating function or normalization key (the converter writes neither
+/// for it). `rounded` as for `write_qwen3_next_gguf`.
+fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
+    let src = fixtures().join("tiny").join("kimi_linear");
+    let cfg = read_json(&src.join("config.json"));
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (heads, nope, v, rank) = (
+        u("num_attention_heads"),
+        u("qk_nope_head_dim"),
+        u("v_head_dim"),
+        u("kv_lora_rank"),
+    );
+    let tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut q: Vec<(String, QTensor)> = Vec::new();
+    let mut experts = ExpertStacks::default();
+    let mut put = |name: String, t: &Tensor, quantized: bool| {
+        let ty = converted_type(t, dtype, quantized);
+        q.push((name, gguf_tensor(&t.contiguous().unwrap(), ty, rounded)));
+    };
+    for (name, t) in &tensors {
+        if let Some((l, proj, e)) = hf_expert(name) {
+            experts.entry((l, proj)).or_default().push((e, t.clone()));
+            continue;
+        }
+        let Some((l, part)) = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+        else {
+            put(gguf_name(name), t, name != "model.norm.weight");
+            continue;
+        };
+        if part == "self_attn.kv_b_proj.weight" {
+            let kv_b = t.reshape((heads, nope + v, rank)).unwrap();
+            let k_b = kv_b.narrow(1, 0, nope).unwrap().transpose(1, 2).unwrap();
+            put(format!("blk.{l}.attn_k_b.weight"), &k_b, true);
+            put(
+                format!("blk.{l}.attn_v_b.weight"),
+                &kv_b.narrow(1, nope, v).unwrap(),
+                true,
+            );
+            continue;
+        }
+        let (what, value, quantized) = kimi_linear_gguf_tensor(part, t);
+        put(format!("blk.{l}.{what}"), &value, quantized);
+    }
+    q.extend(stacked(experts, |t| gguf_tensor(t, dtype, rounded)));
+    let n = |k: &str| Value::U32(u(k) as u32);
+    let linear = &cfg["linear_attn_config"];
+    let per_layer_kv = (cfg["layer_types"].as_array().unwrap().iter())
+        .map(|t| Value::I32(i32::from(t == "full_attention")))
+        .collect();
+    let md: Vec<(&str, Value)> = vec![
+        ("embedding_length", n("hidden_size")),
+        ("block_count", n("num_hidden_layers")),
+        ("feed_forward_length", n("intermediate_size")),
+        ("attention.head_count", n("num_attention_heads")),
+        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+        ("context_length", n("model_max_length")),
+        ("vocab_size", n("vocab_size")),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        (
+            "attention.key_length",
+            Value::U32((rank + u("qk_rope_head_dim")) as u32),
+        ),
+        ("attention.value_length", Value::U32(rank as u32)),
+        ("attention.key_length_mla", n("qk_head_dim")),
+        ("attention.value_length_mla", n("v_head_dim")),
+        ("attention.kv_lora_rank", n("kv_lora_rank")),
+        ("rope.dimension_count", n("qk_rope_head_dim")),
+        (
+            "ssm.conv_kernel",
+            Value::U32(linear["short_conv_kernel_size"].as_u64().unwrap() as u32),
+        ),
+        (
+            "kda.head_dim",
+            Value::U32(linear["head_dim"].as_u64().unwrap() as u32),
+        ),
+        ("leading_dense_block_count", n("first_k_dense_replace")),
+        ("expert_count", n("num_experts")),
+        ("expert_used_count", n("num_experts_per_token")),
+        ("expert_shared_count", n("num_shared_experts")),
+        ("expert_feed_forward_length", n("moe_intermediate_size")),
+        (
+            "expert_weights_scale",
+            Value::F32(cfg["routed_scaling_factor"].as_f64().unwrap() as f32),
+        ),
+        ("expert_group_used_count", n("topk_group")),
+    ];
+    write_file(path, "kimi-linear", md, &q);
+}
+
+/// Kimi Linear (`kimi-linear`) as llama.cpp's converter writes it: the checkout's logits
+/// exactly in F32, a Q8_0 file as its rounded values (`check_recurrent_gguf`).
+#[test]
+fn kimi_linear_loads_from_gguf() {
+    check_recurrent_gguf("kimi_linear", "kimi-linear", &write_kimi_linear_gguf);
+}
+
 /// The checks of a recurrent model's GGUFs (`label` in failures) written by `write` (`(dtype,
 /// rounded)` as `gguf_tensor` takes them): the checkout `fixture`'s logits exactly in F32; a
 /// Q8_0 file read with `--dequantize` gives exactly the logits of its values written as F32 (a

@@ -267,7 +267,12 @@ pub(crate) fn tap_major_kernel<B: Backend>(
 ) -> Result<Vec<f32>> {
     let w = crate::weights::require(ld.src, name)?;
     let shape = w.shape();
-    if shape != [channels, 1, kernel] && shape != [channels, kernel] {
+    // Also llama.cpp's `[1, channels, 1, kernel]` (its Kimi Linear converter's): the same
+    // values in the same order.
+    if shape != [channels, 1, kernel]
+        && shape != [channels, kernel]
+        && shape != [1, channels, 1, kernel]
+    {
         return Err(ModelError::ShapeMismatch {
             tensor: name.to_string(),
             expected: vec![channels, 1, kernel],

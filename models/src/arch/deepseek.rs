@@ -113,7 +113,9 @@ pub(crate) fn listed_moe_layers(c: &HfConfig, n: usize, first_dense: usize) -> R
 /// space, as one KV head of `kv_lora_rank + rope` with the head sizes under `*_mla` keys and
 /// `attn_kv_b` split into `attn_k_b` / `attn_v_b`: both load.
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let k = |s: &str| format!("deepseek2.{s}");
+    // Kimi Linear's latent attention is written under its own architecture's keys.
+    let arch = g.architecture()?;
+    let k = |s: &str| format!("{arch}.{s}");
     // Pairs 2i, 2i+1 (llama.cpp's "normal" RoPE for deepseek2, on weights it does not permute).
     let mut spec = base_from_gguf(g, Arch::Deepseek, RopeStyle::Interleaved)?;
     let rope = g.require_usize(&k("rope.dimension_count"))?;

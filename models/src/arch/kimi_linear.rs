@@ -7,6 +7,7 @@
 use super::experts::{sigmoid_experts, ExpertCounts};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, LinearAttention, ModelSpec};
+use crate::weights::gguf::GgufFile;
 
 /// transformers' `KimiLinearConfig` defaults where config.json is silent.
 const DEFAULT_HEADS: usize = 32;
@@ -155,6 +156,40 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
             scaling: c.f32("routed_scaling_factor", 1.0)?,
         },
     ));
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A llama.cpp `kimi-linear` GGUF: the latent attention as its converter writes DeepSeek's
+/// (one KV head of `kv_lora_rank + rope`, `attn_k_b` / `attn_v_b`; run without positions, as
+/// the checkout), the delta layers those with no KV heads in the per-layer
+/// `attention.head_count_kv`, with `attention.head_count` heads of `kda.head_dim` and a
+/// convolution of `ssm.conv_kernel` taps; DeepSeek-V3's experts, their weights normalized
+/// (llama.cpp always does for this architecture; Moonshot's `moe_renormalize`).
+pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = super::deepseek::from_gguf(g)?;
+    spec.arch = Arch::KimiLinear;
+    let kda = super::layers_without_attention(g, &mut spec)?;
+    // Every latent-attention head keeps its own keys (the file's one KV head is llama.cpp's
+    // latent form).
+    spec.num_kv_heads = spec.num_heads;
+    let dim = g.require_usize(&k("kda.head_dim"))?;
+    spec.linear_attention = Some(LinearAttention {
+        layers: kda,
+        key_heads: spec.num_heads,
+        value_heads: spec.num_heads,
+        key_dim: dim,
+        value_dim: dim,
+        conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
+        value_heads_tiled: false,
+        channel_decay: true,
+    });
+    spec.unrotated_layers = vec![true; spec.num_layers];
+    let mut experts = super::deepseek::sigmoid_gguf_experts(g, spec.num_layers)?;
+    experts.normalize = g.get_bool(&k("expert_weights_norm")).unwrap_or(true);
+    spec.experts = Some(experts);
     spec.validate()?;
     Ok(spec)
 }

@@ -135,7 +135,7 @@ pub const HF_MODEL_TYPES: [&str; 76] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 58] = [
+pub const GGUF_ARCHITECTURES: [&str; 59] = [
     "llama",
     "mistral",
     "mistral3",
@@ -150,6 +150,7 @@ pub const GGUF_ARCHITECTURES: [&str; 58] = [
     "gptneox",
     "phi3",
     "deepseek2",
+    "kimi-linear",
     "glm4",
     "chatglm",
     "command-r",
@@ -641,6 +642,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gptneox" => gpt_neox::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
+        "kimi-linear" => kimi_linear::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,
         "chatglm" => glm4::chatglm_from_gguf(g)?,
         "command-r" => cohere::from_gguf(g)?,
