@@ -1044,7 +1044,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     ] {
         let windowed = matches!(
             arch,
-            "gemma2" | "gpt-oss" | "exaone4" | "cohere2" | "starcoder2" | "afmoe"
+            "gemma2" | "gpt-oss" | "exaone4" | "cohere2" | "cohere2moe" | "starcoder2" | "afmoe"
         ) || fixture == "olmo3";
         if windowed && !cfg[hf].is_null() {
             let v = cfg[hf].as_f64().unwrap();
@@ -1070,10 +1070,42 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         }
     }
     // Cohere's, as llama.cpp's converter names them (its norms are LayerNorms).
-    if matches!(arch, "command-r" | "cohere2") {
+    if matches!(arch, "command-r" | "cohere2" | "cohere2moe") {
         let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap() as f32);
         extra.push(("attention.layer_norm_epsilon", f("layer_norm_eps")));
         extra.push(("logit_scale", f("logit_scale")));
+    }
+    if arch == "cohere2moe" {
+        // Its converter's keys: the window per layer, the dense prefix, the routing.
+        let types = |k: &str| cfg[k].as_array().unwrap().iter();
+        let sliding = types("layer_types").map(|t| Value::Bool(t == "sliding_attention"));
+        let dense = types("mlp_layer_types")
+            .take_while(|t| *t == "dense")
+            .count();
+        let gating = match cfg["expert_selection_fn"].as_str() {
+            Some("sigmoid") => 2,
+            _ => 1,
+        };
+        let shared = cfg["num_shared_experts"].as_u64().unwrap();
+        let width = cfg["intermediate_size"].as_u64().unwrap();
+        extra.extend([
+            (
+                "attention.sliding_window_pattern",
+                Value::Array(sliding.collect()),
+            ),
+            ("leading_dense_block_count", Value::U32(dense as u32)),
+            ("expert_feed_forward_length", u("intermediate_size")),
+            (
+                "expert_weights_norm",
+                Value::Bool(cfg["norm_topk_prob"] == true),
+            ),
+            ("expert_gating_func", Value::U32(gating)),
+            ("expert_shared_count", Value::U32(shared as u32)),
+            (
+                "expert_shared_feed_forward_length",
+                Value::U32((shared * width) as u32),
+            ),
+        ]);
     }
     if arch == "olmo" {
         // OLMo's fixed LayerNorm epsilon and its clamp, as llama.cpp's converter writes them.
@@ -1215,6 +1247,11 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         }
         // Llama 4's dense layers, which its converter writes as the model's FFN width.
         "llama4" => (u("intermediate_size_mlp"), Value::U32(kv_heads as u32)),
+        // Cohere2-MoE's dense prefix, likewise.
+        "cohere2moe" => (
+            u("prefix_dense_intermediate_size"),
+            Value::U32(kv_heads as u32),
+        ),
         _ => (u("intermediate_size"), Value::U32(kv_heads as u32)),
     };
     let eps = cfg["rms_norm_eps"]
@@ -1574,6 +1611,15 @@ fn cohere_families_load_from_gguf() {
     gguf_matches_checkout("cohere", "command-r", Experts::Stacked, 0.3);
     gguf_matches_checkout("cohere_qk_norm", "command-r", Experts::Stacked, 0.3);
     gguf_matches_checkout("cohere2", "cohere2", Experts::Stacked, 0.3);
+}
+
+/// Cohere2-MoE as llama.cpp converts it (`cohere2moe`: HF's interleaved q/k rows as they are,
+/// the window per layer as a list, the dense prefix's width as the FFN's, the experts stacked,
+/// sigmoid routing normalized, averaged with the shared expert): its checkout's logits. (The
+/// converter refuses the other strategy, the `cohere2_moe_ln` fixture's sum.)
+#[test]
+fn cohere2_moe_loads_from_gguf() {
+    gguf_matches_checkout("cohere2_moe", "cohere2moe", Experts::Stacked, 0.3);
 }
 
 /// StarCoder2 as llama.cpp converts it (`starcoder2`: LayerNorm weights and biases, the MLP's

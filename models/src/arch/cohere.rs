@@ -8,7 +8,7 @@
 use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf, sliding_pattern};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{Arch, HfConfig, ModelSpec, WeightScale};
+use crate::spec::{Arch, ExpertScoring, HfConfig, MixtureOfExperts, ModelSpec, WeightScale};
 use crate::weights::gguf::GgufFile;
 use crate::weights::WeightSource;
 
@@ -155,18 +155,73 @@ pub fn cohere2_moe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     {
         _ if shared == 0 => {}
         "sum" => {}
-        "average" => {
-            moe.routed_scaling = 0.5;
-            spec.weight_scales.push(WeightScale {
-                tensor: "ffn_down_shexp.weight",
-                runs: vec![(usize::MAX, 0.5)],
-            });
-        }
+        "average" => average_with_shared(&mut spec, &mut moe),
         other => {
             return Err(ModelError::Config(format!(
                 "config.json: unknown `shared_expert_combination_strategy` {other}"
             )))
         }
+    }
+    spec.experts = Some(moe);
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// The routed experts' output averaged with the shared ones' (Cohere2-MoE's "average"
+/// strategy), its half folded into the routed weights and the shared down projection.
+fn average_with_shared(spec: &mut ModelSpec, moe: &mut MixtureOfExperts) {
+    moe.routed_scaling *= 0.5;
+    spec.weight_scales.push(WeightScale {
+        tensor: "ffn_down_shexp.weight",
+        runs: vec![(usize::MAX, 0.5)],
+    });
+}
+
+/// A llama.cpp `cohere2moe` GGUF: Command R7B's parallel blocks, RMSNorms where the file
+/// gives `attention.layer_norm_rms_epsilon` (LayerNorms otherwise, as llama.cpp reads it), the
+/// window per layer in `attention.sliding_window_pattern`, RoPE in the sliding layers and in a
+/// dense prefix of global layers (`leading_dense_block_count`), the experts scored by sigmoid
+/// unless `expert_gating_func` says softmax (then over the chosen logits, normalized, as
+/// transformers runs them), averaged with the shared ones (the converter's only strategy).
+pub fn cohere2_moe_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = gguf_common(g, Arch::Cohere2Moe)?;
+    if let Some(eps) = g.get_f64(&k("attention.layer_norm_rms_epsilon")) {
+        spec.layer_norm = false;
+        spec.rms_eps = eps as f32;
+    }
+    let layers = spec.num_layers;
+    let window = g
+        .get_usize(&k("attention.sliding_window"))
+        .filter(|&w| w > 0)
+        .unwrap_or(DEFAULT_WINDOW);
+    spec.layer_windows = match g.get_bool_array(&k("attention.sliding_window_pattern")) {
+        Some(sliding) if sliding.len() == layers => {
+            sliding.iter().map(|&s| s.then_some(window)).collect()
+        }
+        Some(sliding) => {
+            return Err(ModelError::Config(format!(
+                "{a}: {} entries of attention.sliding_window_pattern for {layers} layers",
+                sliding.len()
+            )))
+        }
+        None => sliding_pattern(layers, PATTERN, Some(window)),
+    };
+    let mut moe = super::deepseek::gguf_experts(g, layers)?
+        .ok_or_else(|| ModelError::Config(format!("{a} GGUF without `{a}.expert_count`")))?;
+    match g.get_usize(&k("expert_gating_func")) {
+        None => moe.scoring = ExpertScoring::Sigmoid,
+        Some(_) if moe.scoring == ExpertScoring::Softmax => moe.normalize = true,
+        Some(_) => {}
+    }
+    let dense = moe.layers.iter().take_while(|&&e| !e).count();
+    let global_prefix = spec.layer_windows[..dense].iter().all(Option::is_none);
+    spec.unrotated_layers = (0..layers)
+        .map(|l| spec.layer_windows[l].is_none() && !(l < dense && global_prefix))
+        .collect();
+    if moe.shared_intermediate_size > 0 {
+        average_with_shared(&mut spec, &mut moe);
     }
     spec.experts = Some(moe);
     spec.validate()?;

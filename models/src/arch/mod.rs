@@ -135,7 +135,7 @@ pub const HF_MODEL_TYPES: [&str; 76] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 59] = [
+pub const GGUF_ARCHITECTURES: [&str; 60] = [
     "llama",
     "mistral",
     "mistral3",
@@ -155,6 +155,7 @@ pub const GGUF_ARCHITECTURES: [&str; 59] = [
     "chatglm",
     "command-r",
     "cohere2",
+    "cohere2moe",
     "starcoder2",
     "jais2",
     "stablelm",
@@ -647,6 +648,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "chatglm" => glm4::chatglm_from_gguf(g)?,
         "command-r" => cohere::from_gguf(g)?,
         "cohere2" => cohere::cohere2_from_gguf(g)?,
+        "cohere2moe" => cohere::cohere2_moe_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
         "jais2" => jais2::from_gguf(g)?,
         "stablelm" => stablelm::from_gguf(g)?,
