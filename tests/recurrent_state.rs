@@ -321,3 +321,32 @@ async fn save_and_restore_state(arch: &str) {
         "{arch}: {message}"
     );
 }
+
+/// A long prompt keeps its state every step budget of tokens (256 at least) on its way: a
+/// prompt that shares only its start with it resumes at the last such point before they part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prompt_keeps_states_on_its_way() {
+    let dir = tempfile::tempdir().unwrap();
+    // Mamba-2 alone: no positions, so a context longer than the other fixtures' 256.
+    let model = servable_tiny("mamba2", dir.path());
+    let s = Server::start_path(&model, "tiny", &["--max-model-len", "1024"]).await;
+    let ask = |prompt: Vec<u64>, cache: bool| {
+        let body = json!({"model": "tiny", "prompt": prompt, "max_tokens": 8, "temperature": 0,
+                          "ignore_eos": true, "cache_prompt": cache, "return_token_ids": true});
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/v1/completions", &body).await;
+            assert_eq!(status, 200, "{v}");
+            v
+        }
+    };
+    let long = words(9, 600);
+    let v = ask(long.clone(), true).await;
+    assert_eq!(cached_tokens(&v), 0);
+    // Parts from it at 530: the state kept at 512 (the default step budget) is on the shared
+    // start; the prompt's end is past where they part.
+    let other = joined(&[&long[..530], &words(11, 20)]);
+    let v = ask(other.clone(), true).await;
+    assert_eq!(cached_tokens(&v), 512, "{v}");
+    assert_eq!(answer_ids(&v), answer_ids(&ask(other, false).await));
+}
