@@ -1993,6 +1993,46 @@ fn deepseek_gguf_name(hf: &str) -> String {
     format!("blk.{l}.{g}")
 }
 
+/// A latent attention's shapes in a config: (heads, qk_nope_head_dim, v_head_dim, kv_lora_rank).
+fn latent_shapes(cfg: &serde_json::Value) -> (usize, usize, usize, usize) {
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    (
+        u("num_attention_heads"),
+        u("qk_nope_head_dim"),
+        u("v_head_dim"),
+        u("kv_lora_rank"),
+    )
+}
+
+/// kv_b (`[heads × (nope + v), rank]`) as llama.cpp's converter splits it for its absorbed
+/// latent attention: `attn_k_b` (transposed per head) and `attn_v_b`.
+fn absorbed_kv_b(t: &Tensor, cfg: &serde_json::Value) -> [(&'static str, Tensor); 2] {
+    let (heads, nope, v, rank) = latent_shapes(cfg);
+    let kv_b = t.reshape((heads, nope + v, rank)).unwrap();
+    let k_b = kv_b.narrow(1, 0, nope).unwrap().transpose(1, 2).unwrap();
+    let v_b = kv_b.narrow(1, nope, v).unwrap();
+    [
+        ("attn_k_b", k_b.contiguous().unwrap()),
+        ("attn_v_b", v_b.contiguous().unwrap()),
+    ]
+}
+
+/// The latent attention's keys as that converter writes them: one KV head of
+/// `kv_lora_rank + rope`, the real head sizes under `*_mla`.
+fn absorbed_latent_metadata(cfg: &serde_json::Value) -> Vec<(&'static str, Value)> {
+    let n = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+    let (_, _, _, rank) = latent_shapes(cfg);
+    let rope = cfg["qk_rope_head_dim"].as_u64().unwrap() as usize;
+    vec![
+        ("attention.key_length", Value::U32((rank + rope) as u32)),
+        ("attention.value_length", Value::U32(rank as u32)),
+        ("attention.key_length_mla", n("qk_head_dim")),
+        ("attention.value_length_mla", n("v_head_dim")),
+        ("attention.kv_lora_rank", n("kv_lora_rank")),
+        ("rope.dimension_count", n("qk_rope_head_dim")),
+    ]
+}
+
 /// The tiny DeepSeek-V3 as llama.cpp's current converter writes it: one KV head of
 /// `kv_lora_rank + rope` with the real head sizes under `*_mla` keys, kv_b split into
 /// `attn_k_b` (transposed per head) and `attn_v_b`, each layer's experts stacked in one
@@ -2002,12 +2042,6 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
     let src = fixtures().join("tiny/deepseek_v3");
     let cfg = read_json(&src.join("config.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (heads, nope, v, rank) = (
-        u("num_attention_heads"),
-        u("qk_nope_head_dim"),
-        u("v_head_dim"),
-        u("kv_lora_rank"),
-    );
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let quantize = |t: &Tensor| {
@@ -2023,11 +2057,7 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
             .strip_suffix(".self_attn.kv_b_proj.weight")
             .and_then(|n| n.strip_prefix("model.layers."))
         {
-            let kv_b = t.reshape((heads, nope + v, rank)).unwrap();
-            let k_b = kv_b.narrow(1, 0, nope).unwrap().transpose(1, 2).unwrap();
-            let v_b = kv_b.narrow(1, nope, v).unwrap();
-            for (what, t) in [("attn_k_b", k_b), ("attn_v_b", v_b)] {
-                let t = t.contiguous().unwrap();
+            for (what, t) in absorbed_kv_b(t, &cfg) {
                 q.push((format!("blk.{l}.{what}.weight"), quantize(&t)));
             }
         } else {
@@ -2042,7 +2072,7 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
     }
     q.extend(stacked(experts, quantize));
     let n = |k: &str| Value::U32(u(k) as u32);
-    let md: Vec<(&str, Value)> = vec![
+    let mut md: Vec<(&str, Value)> = vec![
         ("embedding_length", n("hidden_size")),
         ("block_count", n("num_hidden_layers")),
         ("feed_forward_length", n("intermediate_size")),
@@ -2052,16 +2082,7 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
         ("vocab_size", n("vocab_size")),
         ("rope.freq_base", Value::F32(10000.0)),
         ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-        (
-            "attention.key_length",
-            Value::U32((rank + u("qk_rope_head_dim")) as u32),
-        ),
-        ("attention.value_length", Value::U32(rank as u32)),
-        ("attention.key_length_mla", n("qk_head_dim")),
-        ("attention.value_length_mla", n("v_head_dim")),
         ("attention.q_lora_rank", n("q_lora_rank")),
-        ("attention.kv_lora_rank", n("kv_lora_rank")),
-        ("rope.dimension_count", n("qk_rope_head_dim")),
         ("leading_dense_block_count", n("first_k_dense_replace")),
         ("expert_count", n("n_routed_experts")),
         ("expert_used_count", n("num_experts_per_tok")),
@@ -2073,6 +2094,7 @@ fn write_deepseek_gguf(path: &Path, dtype: GgmlDType) {
         ("expert_group_count", n("n_group")),
         ("expert_group_used_count", n("topk_group")),
     ];
+    md.extend(absorbed_latent_metadata(&cfg));
     write_file(path, "deepseek2", md, &q);
 }
 
@@ -2700,9 +2722,9 @@ fn granite_4_hybrids_load_from_gguf() {
 /// The tiny Bamba model as llama.cpp's converter writes it (`granitehybrid`, as Granite 4.0-H):
 /// its Mamba-2 layers as `write_granite_hybrid_gguf` writes them, its attention's q/k rows
 /// permuted over whole heads, RoPE flagged, no Granite scalars (Bamba has none), the rotated
-/// part under `rope.dimension_count` where `rotary_dims` gives one (the converter writes
-/// `attn_rotary_emb` where a config has it).
-fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool), rotary_dims: Option<u32>) {
+/// half of each head under `rope.dimension_count` (the converter writes the checkouts'
+/// `attn_rotary_emb` so).
+fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let src = fixtures().join("tiny").join("bamba");
     let cfg = read_json(&src.join("config.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
@@ -2779,9 +2801,8 @@ fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool), rotary_dim
         ("ssm.group_count", v("mamba_n_groups")),
         ("ssm.time_step_rank", v("mamba_n_heads")),
     ];
-    if let Some(d) = rotary_dims {
-        md.push(("rope.dimension_count", Value::U32(d)));
-    }
+    let rotated = cfg["hidden_size"].as_u64().unwrap() / heads as u64 / 2;
+    md.push(("rope.dimension_count", Value::U32(rotated as u32)));
     write_file(path, "granitehybrid", md, &q);
 }
 
@@ -2790,12 +2811,7 @@ fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool), rotary_dim
 /// restored at load, so the checkout's logits come out (llama.cpp rotates other pairs).
 #[test]
 fn bamba_loads_from_gguf() {
-    for rotary_dims in [None, Some(8)] {
-        let label = format!("bamba with rope.dimension_count {rotary_dims:?}");
-        check_recurrent_gguf("bamba", &label, &|path, dtype| {
-            write_bamba_gguf(path, dtype, rotary_dims)
-        });
-    }
+    check_recurrent_gguf("bamba", "bamba", &write_bamba_gguf);
 }
 
 /// llama.cpp's name (under `blk.N.`) of the tiny Kimi Linear's tensor `part` (its name under
@@ -2849,12 +2865,6 @@ fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let src = fixtures().join("tiny").join("kimi_linear");
     let cfg = read_json(&src.join("config.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (heads, nope, v, rank) = (
-        u("num_attention_heads"),
-        u("qk_nope_head_dim"),
-        u("v_head_dim"),
-        u("kv_lora_rank"),
-    );
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
@@ -2876,14 +2886,9 @@ fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
             continue;
         };
         if part == "self_attn.kv_b_proj.weight" {
-            let kv_b = t.reshape((heads, nope + v, rank)).unwrap();
-            let k_b = kv_b.narrow(1, 0, nope).unwrap().transpose(1, 2).unwrap();
-            put(format!("blk.{l}.attn_k_b.weight"), &k_b, true);
-            put(
-                format!("blk.{l}.attn_v_b.weight"),
-                &kv_b.narrow(1, nope, v).unwrap(),
-                true,
-            );
+            for (what, t) in absorbed_kv_b(t, &cfg) {
+                put(format!("blk.{l}.{what}.weight"), &t, true);
+            }
             continue;
         }
         let (what, value, quantized) = kimi_linear_gguf_tensor(part, t);
@@ -2895,7 +2900,7 @@ fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let per_layer_kv = (cfg["layer_types"].as_array().unwrap().iter())
         .map(|t| Value::I32(i32::from(t == "full_attention")))
         .collect();
-    let md: Vec<(&str, Value)> = vec![
+    let mut md: Vec<(&str, Value)> = vec![
         ("embedding_length", n("hidden_size")),
         ("block_count", n("num_hidden_layers")),
         ("feed_forward_length", n("intermediate_size")),
@@ -2904,15 +2909,6 @@ fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
         ("context_length", n("model_max_length")),
         ("vocab_size", n("vocab_size")),
         ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-        (
-            "attention.key_length",
-            Value::U32((rank + u("qk_rope_head_dim")) as u32),
-        ),
-        ("attention.value_length", Value::U32(rank as u32)),
-        ("attention.key_length_mla", n("qk_head_dim")),
-        ("attention.value_length_mla", n("v_head_dim")),
-        ("attention.kv_lora_rank", n("kv_lora_rank")),
-        ("rope.dimension_count", n("qk_rope_head_dim")),
         (
             "ssm.conv_kernel",
             Value::U32(linear["short_conv_kernel_size"].as_u64().unwrap() as u32),
@@ -2932,6 +2928,7 @@ fn write_kimi_linear_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
         ),
         ("expert_group_used_count", n("topk_group")),
     ];
+    md.extend(absorbed_latent_metadata(&cfg));
     write_file(path, "kimi-linear", md, &q);
 }
 

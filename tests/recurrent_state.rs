@@ -36,15 +36,19 @@ async fn metric(s: &Server, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
+/// The tiny recurrent models served: gated DeltaNet, Mamba-2 beside attention, Mamba-2 alone,
+/// Mamba-1 beside attention and experts, attention and Mamba-2 side by side.
+const RECURRENT: [&str; 5] = [
+    "qwen3_next",
+    "granitemoehybrid",
+    "mamba2",
+    "jamba",
+    "falcon_h1",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_keep_their_own_state_together_and_through_preemption() {
-    for arch in [
-        "qwen3_next",
-        "granitemoehybrid",
-        "mamba2",
-        "jamba",
-        "falcon_h1",
-    ] {
+    for arch in RECURRENT {
         keep_their_own_state(arch).await;
     }
 }
@@ -150,13 +154,7 @@ fn joined(parts: &[&[u64]]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_prefixes_resume_from_kept_states_as_if_computed() {
-    for arch in [
-        "qwen3_next",
-        "granitemoehybrid",
-        "mamba2",
-        "jamba",
-        "falcon_h1",
-    ] {
+    for arch in RECURRENT {
         resume_cached_prefixes(arch).await;
     }
 }

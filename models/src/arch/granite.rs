@@ -330,10 +330,13 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 /// experts where `expert_count` is positive, else the dense FFN.
 ///
 /// Bamba rotates half of each head (transformers hardcodes its `partial_rotary_factor` 0.5;
-/// `rope.dimension_count` where the converter found `attn_rotary_emb`) in HF's halves, which
-/// the converter's permutation over whole heads does not make adjacent pairs of (llama.cpp
-/// then rotates other pairs than the checkout): its rows are restored at load and rotated as
-/// the checkout is (`ModelSpec::qk_rows_permuted`).
+/// its checkouts' `attn_rotary_emb`, which the converter writes as `rope.dimension_count`) in
+/// HF's halves, which the converter's permutation over whole heads does not make adjacent
+/// pairs of (llama.cpp then rotates other pairs than the checkout): where the file rotates
+/// part of each head, its rows are restored at load and rotated as the checkout is
+/// (`ModelSpec::qk_rows_permuted`). A file that gives no part rotates whole heads (a Granite
+/// 4.0-H with RoPE; a Bamba converted from a config without `attn_rotary_emb` then runs as
+/// llama.cpp runs it).
 pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
@@ -343,11 +346,10 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let rotated = g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true);
     if !rotated {
         spec.unrotated_layers = vec![true; spec.num_layers];
-    } else if layers.iter().any(|&mamba| mamba) {
-        let part = g
-            .get_usize(&k("rope.dimension_count"))
-            .filter(|&d| d < spec.head_dim)
-            .unwrap_or(spec.head_dim / 2);
+    } else if let Some(part) = g
+        .get_usize(&k("rope.dimension_count"))
+        .filter(|&d| d < spec.head_dim)
+    {
         spec.rotary_dim = Some(part);
         spec.rope.style = RopeStyle::Neox;
         spec.qk_rows_permuted = true;
