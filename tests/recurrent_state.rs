@@ -348,3 +348,40 @@ async fn a_long_prompt_keeps_states_on_its_way() {
     assert_eq!(cached_tokens(&v), 512, "{v}");
     assert_eq!(answer_ids(&v), answer_ids(&ask(other, false).await));
 }
+
+/// A greedy completion of `prompt` (token ids), with its answer's ids.
+async fn turn(s: &Server, prompt: Vec<u64>) -> Value {
+    let body = json!({"model": "tiny", "prompt": prompt, "max_tokens": 4, "temperature": 0,
+                      "ignore_eos": true, "return_token_ids": true});
+    let (status, v) = s.post("/v1/completions", &body).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// The kept states show in `/metrics`, go with `/reset_prefix_cache`, and `--cache-ram 0`
+/// keeps none (prefix caching off for such a model, as before there was a state cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_states_are_counted_emptied_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("qwen3_next", dir.path());
+    let first = words(12, 40);
+    let on = Server::start_path(&model, "tiny", &[]).await;
+    let v = turn(&on, first.clone()).await;
+    let next = joined(&[&first, &answer_ids(&v), &words(13, 3)]);
+    assert!(metric(&on, "candor:recurrent_state_cache_bytes").await > 0.0);
+    let (status, reset) = on.post("/reset_prefix_cache", &json!({})).await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(metric(&on, "candor:recurrent_state_cache_bytes").await, 0.0);
+    assert_eq!(cached_tokens(&turn(&on, next.clone()).await), 0, "emptied");
+
+    let off = Server::start_path(&model, "tiny", &["--cache-ram", "0"]).await;
+    let v = turn(&off, first.clone()).await;
+    let next = joined(&[&first, &answer_ids(&v), &words(13, 3)]);
+    assert_eq!(cached_tokens(&turn(&off, next).await), 0);
+    assert_eq!(
+        metric(&off, "candor:recurrent_state_cache_bytes").await,
+        0.0
+    );
+    let log = off.log.lock().unwrap().join("\n");
+    assert!(log.contains("prefix caching is off"), "{log}");
+}
