@@ -2567,6 +2567,39 @@ fn gated_deltanet_hybrids_load_from_gguf() {
     }
 }
 
+/// The keys llama.cpp's `granitehybrid` converter writes for any of its models (Granite
+/// 4.0-H, Bamba) from `cfg`: shapes, the KV heads per layer (0 for the Mamba-2 layers:
+/// `attends` says which attend), RoPE flagged by `rope.scaling.finetuned`, the `ssm.*` shapes
+/// (`inner` channels).
+fn granite_hybrid_metadata(
+    cfg: &serde_json::Value,
+    attends: impl Fn(usize) -> bool,
+    rope: bool,
+    inner: usize,
+) -> Vec<(&'static str, Value)> {
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let v = |k: &str| Value::U32(u(k) as u32);
+    let kv_heads = u("num_key_value_heads") as i32;
+    let per_layer_kv = (0..u("num_hidden_layers"))
+        .map(|l| Value::I32(if attends(l) { kv_heads } else { 0 }))
+        .collect();
+    vec![
+        ("embedding_length", v("hidden_size")),
+        ("block_count", v("num_hidden_layers")),
+        ("attention.head_count", v("num_attention_heads")),
+        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+        ("vocab_size", v("vocab_size")),
+        ("rope.freq_base", Value::F32(10000.0)),
+        ("rope.scaling.finetuned", Value::Bool(rope)),
+        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("ssm.conv_kernel", v("mamba_d_conv")),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", v("mamba_d_state")),
+        ("ssm.group_count", v("mamba_n_groups")),
+        ("ssm.time_step_rank", v("mamba_n_heads")),
+    ]
+}
+
 /// The tiny Granite 4.0-H model in `fixture` as llama.cpp's converter writes it
 /// (`granitehybrid`): the Mamba-2 layers as `ssm_*` (−exp(A_log) and D as `[heads, 1]`, the
 /// norm as `[groups, inner / groups]`, the kernel squeezed), no KV heads for them in the
@@ -2665,33 +2698,16 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
     q.extend(stacked(stacks, |t| gguf_tensor(t, dtype, rounded)));
     let v = |k: &str| Value::U32(u(k) as u32);
     let f = |k: &str| Value::F32(cfg[k].as_f64().unwrap_or(1.0) as f32);
-    let per_layer_kv = cfg["layer_types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| Value::I32(if t == "mamba" { 0 } else { kv_heads as i32 }))
-        .collect();
-    let mut md: Vec<(&str, Value)> = vec![
-        ("embedding_length", v("hidden_size")),
-        ("block_count", v("num_hidden_layers")),
-        ("attention.head_count", v("num_attention_heads")),
-        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+    let types = cfg["layer_types"].as_array().unwrap();
+    let mut md = granite_hybrid_metadata(&cfg, |l| types[l] != "mamba", rope, inner);
+    md.extend([
         ("context_length", Value::U32(1 << 20)),
-        ("vocab_size", v("vocab_size")),
-        ("rope.freq_base", Value::F32(10000.0)),
-        ("rope.scaling.finetuned", Value::Bool(rope)),
-        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-        ("ssm.conv_kernel", v("mamba_d_conv")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", v("mamba_d_state")),
-        ("ssm.group_count", v("mamba_n_groups")),
-        ("ssm.time_step_rank", v("mamba_n_heads")),
         ("embedding_scale", f("embedding_multiplier")),
         ("attention.scale", f("attention_multiplier")),
         ("residual_scale", f("residual_multiplier")),
         ("logit_scale", f("logits_scaling")),
         ("expert_count", Value::U32(experts as u32)),
-    ];
+    ]);
     match experts {
         0 => md.push(("feed_forward_length", v("shared_intermediate_size"))),
         _ => md.extend([
@@ -2775,32 +2791,13 @@ fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
         }
     }
     let attends = cfg["attn_layer_indices"].as_array().unwrap();
-    let per_layer_kv = (0..u("num_hidden_layers"))
-        .map(
-            |l| match attends.iter().any(|a| a.as_u64() == Some(l as u64)) {
-                true => Value::I32(kv_heads as i32),
-                false => Value::I32(0),
-            },
-        )
-        .collect();
+    let attends = |l: usize| attends.iter().any(|a| a.as_u64() == Some(l as u64));
     let v = |k: &str| Value::U32(u(k) as u32);
-    let mut md: Vec<(&str, Value)> = vec![
-        ("embedding_length", v("hidden_size")),
-        ("block_count", v("num_hidden_layers")),
-        ("attention.head_count", v("num_attention_heads")),
-        ("attention.head_count_kv", Value::Array(per_layer_kv)),
+    let mut md = granite_hybrid_metadata(&cfg, attends, true, inner);
+    md.extend([
         ("context_length", v("max_position_embeddings")),
         ("feed_forward_length", v("intermediate_size")),
-        ("vocab_size", v("vocab_size")),
-        ("rope.freq_base", Value::F32(10000.0)),
-        ("rope.scaling.finetuned", Value::Bool(true)),
-        ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-        ("ssm.conv_kernel", v("mamba_d_conv")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", v("mamba_d_state")),
-        ("ssm.group_count", v("mamba_n_groups")),
-        ("ssm.time_step_rank", v("mamba_n_heads")),
-    ];
+    ]);
     let rotated = cfg["hidden_size"].as_u64().unwrap() / heads as u64 / 2;
     md.push(("rope.dimension_count", Value::U32(rotated as u32)));
     write_file(path, "granitehybrid", md, &q);
