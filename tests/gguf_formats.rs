@@ -2567,6 +2567,18 @@ fn gated_deltanet_hybrids_load_from_gguf() {
     }
 }
 
+/// A Granite 4.0-H or Bamba config's attention heads, KV heads and Mamba-2 shapes (heads,
+/// B/C groups, inner channels).
+fn granite_hybrid_shapes(cfg: &serde_json::Value) -> (usize, usize, (usize, usize, usize)) {
+    let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let inner = u("mamba_expand") * u("hidden_size");
+    (
+        u("num_attention_heads"),
+        u("num_key_value_heads"),
+        (u("mamba_n_heads"), u("mamba_n_groups"), inner),
+    )
+}
+
 /// The keys llama.cpp's `granitehybrid` converter writes for any of its models (Granite
 /// 4.0-H, Bamba) from `cfg`: shapes, the KV heads per layer (0 for the Mamba-2 layers:
 /// `attends` says which attend), RoPE flagged by `rope.scaling.finetuned`, the `ssm.*` shapes
@@ -2611,13 +2623,7 @@ fn write_granite_hybrid_gguf(fixture: &str, path: &Path, (dtype, rounded): (Ggml
     let src = fixtures().join("tiny").join(fixture);
     let cfg = read_json(&src.join("config.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (heads, kv_heads, hidden) = (
-        u("num_attention_heads"),
-        u("num_key_value_heads"),
-        u("hidden_size"),
-    );
-    let (mamba_heads, groups) = (u("mamba_n_heads"), u("mamba_n_groups"));
-    let inner = u("mamba_expand") * hidden;
+    let (heads, kv_heads, (mamba_heads, groups, inner)) = granite_hybrid_shapes(&cfg);
     let experts = u("num_local_experts");
     let rope = cfg["position_embedding_type"] == "rope";
     let tensors: HashMap<String, Tensor> =
@@ -2744,13 +2750,7 @@ fn write_bamba_gguf(path: &Path, (dtype, rounded): (GgmlDType, bool)) {
     let src = fixtures().join("tiny").join("bamba");
     let cfg = read_json(&src.join("config.json"));
     let u = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (heads, kv_heads, hidden) = (
-        u("num_attention_heads"),
-        u("num_key_value_heads"),
-        u("hidden_size"),
-    );
-    let (mamba_heads, groups) = (u("mamba_n_heads"), u("mamba_n_groups"));
-    let inner = u("mamba_expand") * hidden;
+    let (heads, kv_heads, (mamba_heads, groups, inner)) = granite_hybrid_shapes(&cfg);
     let tensors: HashMap<String, Tensor> =
         candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut q: Vec<(String, QTensor)> = Vec::new();
