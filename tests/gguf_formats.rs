@@ -2567,6 +2567,24 @@ fn gated_deltanet_hybrids_load_from_gguf() {
     }
 }
 
+/// The `ssm.*` keys llama.cpp's converters write for a Mamba-2 mixer: its convolution's taps,
+/// inner channels, state size, B/C groups and heads (`time_step_rank`).
+fn mamba2_ssm_metadata(
+    conv: u32,
+    inner: usize,
+    state: u32,
+    groups: u32,
+    heads: usize,
+) -> [(&'static str, Value); 5] {
+    [
+        ("ssm.conv_kernel", Value::U32(conv)),
+        ("ssm.inner_size", Value::U32(inner as u32)),
+        ("ssm.state_size", Value::U32(state)),
+        ("ssm.group_count", Value::U32(groups)),
+        ("ssm.time_step_rank", Value::U32(heads as u32)),
+    ]
+}
+
 /// A Granite 4.0-H or Bamba config's attention heads, KV heads and Mamba-2 shapes (heads,
 /// B/C groups, inner channels).
 fn granite_hybrid_shapes(cfg: &serde_json::Value) -> (usize, usize, (usize, usize, usize)) {
@@ -2595,7 +2613,7 @@ fn granite_hybrid_metadata(
     let per_layer_kv = (0..u("num_hidden_layers"))
         .map(|l| Value::I32(if attends(l) { kv_heads } else { 0 }))
         .collect();
-    vec![
+    let mut md = vec![
         ("embedding_length", v("hidden_size")),
         ("block_count", v("num_hidden_layers")),
         ("attention.head_count", v("num_attention_heads")),
@@ -2604,12 +2622,16 @@ fn granite_hybrid_metadata(
         ("rope.freq_base", Value::F32(10000.0)),
         ("rope.scaling.finetuned", Value::Bool(rope)),
         ("attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
-        ("ssm.conv_kernel", v("mamba_d_conv")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", v("mamba_d_state")),
-        ("ssm.group_count", v("mamba_n_groups")),
-        ("ssm.time_step_rank", v("mamba_n_heads")),
-    ]
+    ];
+    let n = |k: &str| u(k) as u32;
+    md.extend(mamba2_ssm_metadata(
+        n("mamba_d_conv"),
+        inner,
+        n("mamba_d_state"),
+        n("mamba_n_groups"),
+        u("mamba_n_heads"),
+    ));
+    md
 }
 
 /// The tiny Granite 4.0-H model in `fixture` as llama.cpp's converter writes it
@@ -3081,12 +3103,16 @@ fn write_nemotron_h_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDTyp
         ("block_count", Value::U32(plan.len() as u32)),
         ("context_length", Value::U32(1 << 20)),
         ("vocab_size", v("vocab_size")),
-        ("ssm.conv_kernel", v("conv_kernel")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", v(m("ssm_state_size", "state_size"))),
-        ("ssm.group_count", v("n_groups")),
-        ("ssm.time_step_rank", Value::U32(heads as u32)),
     ];
+    let n = |k: &str| u(k) as u32;
+    let state = n(m("ssm_state_size", "state_size"));
+    md.extend(mamba2_ssm_metadata(
+        n("conv_kernel"),
+        inner,
+        state,
+        n("n_groups"),
+        heads,
+    ));
     if pure {
         md.push(("attention.layer_norm_rms_epsilon", Value::F32(1e-5)));
         write_file(path, "mamba2", md, &q);
@@ -3406,7 +3432,7 @@ fn write_falcon_h1_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType
         q.push((gguf, gguf_tensor(&value, ty, rounded)));
     }
     let v = |k: &str| Value::U32(u(k) as u32);
-    let md: Vec<(&str, Value)> = vec![
+    let mut md: Vec<(&str, Value)> = vec![
         ("embedding_length", v("hidden_size")),
         ("block_count", v("num_hidden_layers")),
         ("context_length", Value::U32(1 << 20)),
@@ -3421,12 +3447,15 @@ fn write_falcon_h1_gguf(fixture: &str, path: &Path, (dtype, rounded): (GgmlDType
             "attention.layer_norm_rms_epsilon",
             Value::F32(f("rms_norm_eps") as f32),
         ),
-        ("ssm.conv_kernel", v("mamba_d_conv")),
-        ("ssm.inner_size", Value::U32(inner as u32)),
-        ("ssm.state_size", Value::U32(state as u32)),
-        ("ssm.time_step_rank", Value::U32(heads as u32)),
-        ("ssm.group_count", Value::U32(groups as u32)),
     ];
+    let conv = u("mamba_d_conv") as u32;
+    md.extend(mamba2_ssm_metadata(
+        conv,
+        inner,
+        state as u32,
+        groups as u32,
+        heads,
+    ));
     write_file(path, "falcon-h1", md, &q);
 }
 

@@ -40,6 +40,24 @@ pub struct SequenceState {
 /// Sizes of each recurrent layer's state: `(conv values, recurrent values)`.
 pub type StateSizes = Vec<(usize, usize)>;
 
+impl SequenceState {
+    /// Whether its layers are of `sizes` (a model's `StateSizes`), one for one.
+    pub fn fits(&self, sizes: &[(usize, usize)]) -> bool {
+        self.layers.len() == sizes.len()
+            && (self.layers.iter().zip(sizes)).all(|(l, &(conv, recurrent))| {
+                l.conv.len() == conv && l.recurrent.len() == recurrent
+            })
+    }
+
+    /// Bytes its values hold (f32).
+    pub fn bytes(&self) -> usize {
+        let values: usize = (self.layers.iter())
+            .map(|l| l.conv.len() + l.recurrent.len())
+            .sum();
+        4 * values
+    }
+}
+
 /// Every slot's state, for one model.
 #[derive(Debug)]
 pub struct SequenceStates {
@@ -59,7 +77,7 @@ impl SequenceStates {
     /// is emptied when it leaves: `remove`).
     pub fn bytes(&self) -> usize {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        self.bytes_per_sequence() * slots.iter().filter(|s| s.is_some()).count()
+        slots.iter().flatten().map(SequenceState::bytes).sum()
     }
 
     fn fresh(&self) -> SequenceState {
@@ -159,15 +177,7 @@ impl SequenceStates {
     /// resumed from a cached prefix). Refused, the slot untouched, where its layers' sizes are
     /// not this model's.
     pub fn restore(&self, slot: u32, state: SequenceState) -> Result<()> {
-        let fits = state.layers.len() == self.sizes.len()
-            && state
-                .layers
-                .iter()
-                .zip(&self.sizes)
-                .all(|(l, &(conv, recurrent))| {
-                    l.conv.len() == conv && l.recurrent.len() == recurrent
-                });
-        if !fits {
+        if !state.fits(&self.sizes) {
             return Err(ModelError::InvalidBatch(
                 "a recurrent state of other layer sizes than the model's".into(),
             ));
@@ -183,11 +193,6 @@ impl SequenceStates {
         }
         slots[slot as usize] = Some(state);
         Ok(())
-    }
-
-    /// Bytes one sequence's state holds (f32 values).
-    pub fn bytes_per_sequence(&self) -> usize {
-        4 * self.sizes.iter().map(|&(c, r)| c + r).sum::<usize>()
     }
 
     /// Put back the states `take` gave for `batch`, each advanced past its sequence's tokens.

@@ -698,11 +698,18 @@ impl ModelSpec {
     /// Bytes of recurrent state one sequence holds (f32 values: each recurrent layer's
     /// convolution history and matrices); 0 for a model without.
     pub fn sequence_state_bytes(&self) -> usize {
-        let values: usize = (0..self.num_layers)
-            .filter_map(|l| self.recurrent_state_sizes(l))
+        let values: usize = (self.state_sizes().iter())
             .map(|(conv, recurrent)| conv + recurrent)
             .sum();
         4 * values
+    }
+
+    /// Each recurrent layer's `(conv values, recurrent values)`, in layer order (what a
+    /// sequence's state holds: `SequenceState::fits`).
+    pub fn state_sizes(&self) -> Vec<(usize, usize)> {
+        (0..self.num_layers)
+            .filter_map(|l| self.recurrent_state_sizes(l))
+            .collect()
     }
 
     /// What layer `l` holds.

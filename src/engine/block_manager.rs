@@ -323,6 +323,13 @@ impl BlockManager {
         Some((src, tokens))
     }
 
+    /// The uid of cached block `b` if a prompt that shares `shared` of its tokens shares all
+    /// of them (a state kept at its end is the prompt's there).
+    fn uid_if_whole(&self, b: u32, shared: usize) -> Option<u64> {
+        let r = self.registered[b as usize].as_ref()?;
+        (r.key.1.len() == shared).then_some(r.uid)
+    }
+
     /// The cache uid of registered block `b`.
     fn uid_of(&self, b: u32) -> u64 {
         self.registered[b as usize].as_ref().map_or(0, |r| r.uid)
@@ -378,13 +385,8 @@ impl BlockManager {
         let mut points: Vec<(usize, u64)> = (found.table.uids.iter().enumerate())
             .map(|(j, &uid)| ((j + 1) * bs, uid))
             .collect();
-        if let Some(c) = found.copy {
-            let held = self.registered[c.src as usize]
-                .as_ref()
-                .map(|r| r.key.1.len());
-            if held == Some(c.tokens) {
-                points.push((found.tokens, self.uid_of(c.src)));
-            }
+        if let Some(uid) = found.copy.and_then(|c| self.uid_if_whole(c.src, c.tokens)) {
+            points.push((found.tokens, uid));
         }
         points
     }
@@ -415,11 +417,8 @@ impl BlockManager {
         let covered = points.len() * self.block_size;
         let rest = &usable[covered..];
         if let Some((src, shared)) = self.best_child(parent, rest) {
-            let held = self.registered[src as usize]
-                .as_ref()
-                .map(|r| r.key.1.len());
-            if held == Some(shared) {
-                points.push((covered + shared, self.uid_of(src)));
+            if let Some(uid) = self.uid_if_whole(src, shared) {
+                points.push((covered + shared, uid));
             }
         }
         points

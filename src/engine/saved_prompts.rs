@@ -14,7 +14,6 @@ use super::runner::Runner;
 use super::state_cache::{self, StateCache};
 use candor_models::kv_rows::KvRows;
 use candor_models::sequence_state::SequenceState;
-use candor_models::spec::ModelSpec;
 
 /// The prompt a slot's last request left: its root in the prefix cache and the tokens whose
 /// K/V it computed (prompt and answer).
@@ -148,17 +147,6 @@ fn save(
     })
 }
 
-/// Whether `state` has the layers and sizes of `spec`'s recurrent state.
-fn fits(state: &SequenceState, spec: &ModelSpec) -> bool {
-    let sizes = (0..spec.num_layers).filter_map(|l| spec.recurrent_state_sizes(l));
-    state.layers.len() == sizes.clone().count()
-        && state
-            .layers
-            .iter()
-            .zip(sizes)
-            .all(|(l, (conv, recurrent))| l.conv.len() == conv && l.recurrent.len() == recurrent)
-}
-
 /// `saved` written into fresh blocks and registered in the prefix cache under the base
 /// model's root (its recurrent state kept in the state cache); returns its tokens.
 fn restore(
@@ -201,7 +189,7 @@ fn restore(
         (Some(_), false) => {
             return Err("the saved prompt has a recurrent state; this model keeps none".into())
         }
-        (Some(s), true) if s.pos != tokens.len() || !fits(s, spec) => {
+        (Some(s), true) if s.pos != tokens.len() || !s.fits(&spec.state_sizes()) => {
             return Err(format!(
                 "the saved recurrent state (at position {} of {} tokens) is not of this \
                  model's layers",

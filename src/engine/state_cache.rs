@@ -55,16 +55,6 @@ pub struct StateCache {
     tick: u64,
 }
 
-/// Bytes a state holds (f32 values).
-fn bytes_of(state: &SequenceState) -> usize {
-    let values: usize = state
-        .layers
-        .iter()
-        .map(|l| l.conv.len() + l.recurrent.len())
-        .sum();
-    4 * values
-}
-
 impl StateCache {
     /// A cache of at most `budget` bytes of states (0 keeps none).
     pub fn new(budget: usize) -> Self {
@@ -117,7 +107,7 @@ impl StateCache {
     /// state: the same prefix reaches the same state. Returns whether a state is held for
     /// the key now.
     pub fn insert(&mut self, key: u64, state: SequenceState) -> bool {
-        let bytes = bytes_of(&state);
+        let bytes = state.bytes();
         if self.entries.contains_key(&key) {
             return true;
         }
