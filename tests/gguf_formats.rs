@@ -3474,3 +3474,124 @@ fn falcon_h1_loads_from_gguf() {
 fn jamba_loads_from_gguf() {
     check_recurrent_gguf("jamba", "jamba", &write_jamba_gguf);
 }
+
+/// The tiny BitNet checkout `fixture` as llama.cpp's converter writes it (`bitnet`): llama's
+/// keys, the sub-norms, q/k rows as they are (NeoX RoPE), the ternary products times their
+/// scale in F32, or as TQ2_0 blocks (`--outtype tq2_0`) where `tq2_0`; the squared ReLU named
+/// (`bitnet.hidden_activation`, as llama.cpp's fix for the 2B-4T writes it) where `named`.
+fn write_bitnet_gguf(fixture: &str, path: &Path, tq2_0: bool, named: bool) {
+    let src = fixtures().join("tiny").join(fixture);
+    let cfg = read_json(&src.join("config.json"));
+    let opened = open_model(&src, !tq2_0).unwrap();
+    let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
+    for l in 0..cfg["num_hidden_layers"].as_u64().unwrap() {
+        for part in [
+            "attn_norm",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_sub_norm",
+            "attn_output",
+            "ffn_norm",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_sub_norm",
+            "ffn_down",
+        ] {
+            names.push(format!("blk.{l}.{part}.weight"));
+        }
+    }
+    let (mut q, mut own): (Vec<(String, QTensor)>, Vec<OwnTensor>) = (Vec::new(), Vec::new());
+    for name in names {
+        match opened.source.get(&name).unwrap().unwrap() {
+            HostWeight::Mapped(m) => own.push((name, m.shape.clone(), m.bytes().to_vec(), 35)),
+            w => q.push((
+                name,
+                QTensor::quantize(&w.to_f32().unwrap(), GgmlDType::F32).unwrap(),
+            )),
+        }
+    }
+    q.extend(own.iter().map(carrier));
+    let u = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+    let mut md: Vec<(&str, Value)> = vec![
+        ("embedding_length", u("hidden_size")),
+        ("block_count", u("num_hidden_layers")),
+        ("feed_forward_length", u("intermediate_size")),
+        ("attention.head_count", u("num_attention_heads")),
+        ("attention.head_count_kv", u("num_key_value_heads")),
+        ("context_length", u("max_position_embeddings")),
+        ("vocab_size", u("vocab_size")),
+        (
+            "rope.freq_base",
+            Value::F32(cfg["rope_theta"].as_f64().unwrap() as f32),
+        ),
+        (
+            "attention.layer_norm_rms_epsilon",
+            Value::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32),
+        ),
+    ];
+    if named {
+        md.push(("hidden_activation", Value::String("relu2".into())));
+    }
+    write_file(path, "bitnet", md, &q);
+    patch_own_types(path, &own);
+}
+
+/// BitNet b1.58 as llama.cpp's converter writes it (`bitnet`): in F32, the checkout's logits
+/// exactly (the sub-norms, NeoX RoPE, the 8-bit activations the GGUF path quantizes too); as
+/// TQ2_0 blocks, the checkout's logits served as TQ2_0 (the same blocks, the same kernels). A
+/// file that names no activation runs SiLU, as llama.cpp runs it; bitnet.cpp's per-product
+/// scale tensors are refused by name.
+#[test]
+fn bitnet_loads_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_file = dir.path().join("bitnet.gguf");
+    write_bitnet_gguf("bitnet", &f32_file, false, true);
+    let reference = logits(&fixtures().join("tiny").join("bitnet"));
+    let d = max_abs_diff(&logits(&f32_file), &reference);
+    assert!(d < 1e-4, "bitnet F32: logits differ by {d}");
+    let tq2 = dir.path().join("bitnet-tq2_0.gguf");
+    write_bitnet_gguf("bitnet_tq2", &tq2, true, true);
+    let w = GgufFile::open(&tq2, false)
+        .unwrap()
+        .get("blk.0.ffn_down.weight")
+        .unwrap()
+        .unwrap();
+    let ternary = BlockType::Grid(candor_kernels::quant::QuantType::Tq2_0);
+    assert!(
+        matches!(&w, HostWeight::Mapped(m) if m.dtype == ternary),
+        "{w:?}"
+    );
+    let reference = logits(&fixtures().join("tiny").join("bitnet_tq2"));
+    let d = max_abs_diff(&logits(&tq2), &reference);
+    assert!(d < 1e-4, "bitnet TQ2_0: logits differ by {d}");
+
+    let unnamed = dir.path().join("bitnet-silu.gguf");
+    write_bitnet_gguf("bitnet", &unnamed, false, false);
+    let spec = open_model(&unnamed, false).unwrap().spec;
+    assert_eq!(spec.activation, candor_models::backend::Activation::Silu);
+    assert_eq!((spec.activation_bits, spec.sub_norms), (Some(8), true));
+
+    let content = gguf_file::Content::read(&mut std::fs::File::open(&f32_file).unwrap()).unwrap();
+    let mut tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let mut file = std::fs::File::open(&f32_file).unwrap();
+            let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            (name.clone(), t)
+        })
+        .collect();
+    let one = Tensor::new(&[1f32], &Device::Cpu).unwrap();
+    tensors.push((
+        "blk.0.attn_q.scale".into(),
+        QTensor::quantize(&one, GgmlDType::F32).unwrap(),
+    ));
+    let scaled = dir.path().join("bitnet-scaled.gguf");
+    write_gguf_file(&scaled, &metadata_of(&content), &tensors);
+    let err = open_model(&scaled, false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("scale"), "{err}");
+}

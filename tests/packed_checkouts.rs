@@ -2,13 +2,14 @@
 //! and make_bnb.py: packed by AutoAWQ's, AutoGPTQ's, compressed-tensors' and bitsandbytes' own
 //! code, goldens from transformers on the values their own unpacking gives back): exactly
 //! those values on the reference path, and, served as ggml blocks, within the block kernels'
-//! rounding of them.
+//! rounding of them. BitNet's ternary checkouts (make_bitnet.py: goldens from transformers'
+//! own BitNet quantizer) likewise.
 mod common;
 
 use candor::engine::load::{cpu_runner, KvCacheDtype};
 use candor_models::backend::WeightDtype;
 use candor_models::loader::open_model;
-use candor_models::weights::HostWeight;
+use candor_models::weights::{BlockType, HostWeight};
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
@@ -31,9 +32,18 @@ const PACKED: [(&str, Option<WeightDtype>, f32); 9] = [
 /// The golden prompt's logits at the golden positions, and the golden's.
 fn logits(fixture: &str, dequantize: bool) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
     let dir = fixtures().join("tiny").join(fixture);
-    let g = read_json(&dir.join("golden.json"));
+    logits_of(&dir, &dir, dequantize)
+}
+
+/// `logits` of the checkout in `dir`, against the golden in `golden_dir`.
+fn logits_of(
+    dir: &std::path::Path,
+    golden_dir: &std::path::Path,
+    dequantize: bool,
+) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
+    let g = read_json(&golden_dir.join("golden.json"));
     let tokens = as_u32s(&g["input_ids"]);
-    let opened = open_model(&dir, dequantize).expect("open");
+    let opened = open_model(dir, dequantize).expect("open");
     let kv = KvCacheDtype::Auto
         .resolve(&opened, false)
         .expect("KV dtype");
@@ -130,4 +140,135 @@ fn unreadable_packings_are_refused_by_name() {
         .expect("refused")
         .to_string();
     assert!(err.contains("gemv") && err.contains("GGUF"), "{err}");
+}
+
+/// BitNet b1.58 as microsoft/bitnet-b1.58-2B-4T ships (`bitnet_tq2`: ternary products packed
+/// four a byte, rows of whole 256-value blocks): served as TQ2_0 blocks (the scale as their
+/// f16 `d`), within the ternary kernels' rounding of the activations (per block of 256 on top
+/// of BitNet's per-token 8 bits); exactly transformers' logits on the reference path. The
+/// head (tied embeddings) stays as stored.
+#[test]
+fn bitnet_products_are_served_as_tq2_0_blocks() {
+    let dir = fixtures().join("tiny").join("bitnet_tq2");
+    let opened = open_model(&dir, false).expect("open");
+    let tq2_0 = BlockType::Grid(candor_kernels::quant::QuantType::Tq2_0);
+    for name in ["blk.1.ffn_down.weight", "blk.0.attn_q.weight"] {
+        let w = opened.source.get(name).expect("read").expect("present");
+        assert!(
+            matches!(&w, HostWeight::Mapped(m) if m.dtype == tq2_0),
+            "{name}: {w:?}"
+        );
+    }
+    let embed = opened.source.get("token_embd.weight").unwrap().unwrap();
+    assert!(matches!(embed, HostWeight::Dense { .. }));
+    // Each product's input is rounded to 8 bits: where a value lies within float noise of a
+    // rounding boundary, transformers' and candor's sums (in other orders) round it apart, by a
+    // step (position 31 here: 0.044); every other position is exact.
+    let diffs: Vec<f32> = logits("bitnet_tq2", true)
+        .iter()
+        .map(|(_, got, want)| max_abs_diff(got, want))
+        .collect();
+    let inexact = diffs.iter().filter(|&&d| d >= 1e-4).count();
+    assert!(
+        inexact <= 1 && diffs.iter().all(|&d| d < 0.1),
+        "dequantized: {diffs:?}"
+    );
+    // The ternary kernels quantize their input again, per block of 256 to 8 bits (as
+    // llama.cpp's do), over the values BitNet's quantization left: about as far again from
+    // transformers as BitNet's own quantization moves the logits (0.31 here).
+    for (p, got, want) in logits("bitnet_tq2", false) {
+        let d = max_abs_diff(&got, &want);
+        assert!(d < 0.5, "TQ2_0: position {p} logits differ by {d}");
+    }
+}
+
+/// The tiny BitNet checkout's tensors and config, to be rewritten.
+fn bitnet_copy() -> (
+    tempfile::TempDir,
+    std::collections::HashMap<String, candle_core::Tensor>,
+    serde_json::Value,
+) {
+    let src = fixtures().join("tiny").join("bitnet");
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    (
+        tempfile::tempdir().unwrap(),
+        tensors,
+        read_json(&src.join("config.json")),
+    )
+}
+
+fn write_checkout(
+    dir: &std::path::Path,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    cfg: &serde_json::Value,
+) {
+    candle_core::safetensors::save(tensors, dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+}
+
+/// BitLinear's layout (`linear_class` `bitlinear`, HF1BitLLM's): `weight_scale` divides the
+/// ternary product; the checkout with each scale inverted gives transformers' logits.
+#[test]
+fn bitlinear_scales_divide() {
+    let (dir, mut tensors, mut cfg) = bitnet_copy();
+    for (name, t) in tensors.iter_mut() {
+        if name.ends_with(".weight_scale") {
+            let s = t.to_dtype(candle_core::DType::F32).unwrap();
+            *t = s.recip().unwrap();
+        }
+    }
+    cfg["quantization_config"] = serde_json::json!({"quant_method": "bitnet"});
+    write_checkout(dir.path(), &tensors, &cfg);
+    let golden = fixtures().join("tiny").join("bitnet");
+    for (p, got, want) in logits_of(dir.path(), &golden, true) {
+        let d = max_abs_diff(&got, &want);
+        assert!(d < 1e-4, "position {p} logits differ by {d}");
+    }
+}
+
+/// An `online` checkout (full-precision products, ternarized at load by their mean magnitude
+/// as BitNet's `WeightQuant` does): a product is its values rounded in units of their mean
+/// magnitude, clamped to -1..1, times that mean. The same values in an `offline` checkout are
+/// refused, naming the tensor: they are not packed.
+#[test]
+fn online_bitnet_weights_are_ternarized_at_load() {
+    let (dir, mut tensors, mut cfg) = bitnet_copy();
+    let packed = open_model(&fixtures().join("tiny").join("bitnet"), true).expect("open");
+    let w = packed.source.get("blk.0.ffn_up.weight").unwrap().unwrap();
+    // Twice the checkout's ternary values, plus a little: no longer of one magnitude.
+    let w = w.to_f32().unwrap().affine(2.0, 0.001).unwrap();
+    let hf = "model.layers.0.mlp.up_proj.weight";
+    tensors.insert(hf.to_string(), w.clone());
+    cfg["quantization_config"] = serde_json::json!({"quant_method": "bitnet",
+        "linear_class": "autobitlinear", "quantization_mode": "online"});
+    write_checkout(dir.path(), &tensors, &cfg);
+    let online = open_model(dir.path(), true).expect("open online");
+    let got = online.source.get("blk.0.ffn_up.weight").unwrap().unwrap();
+    let got = got
+        .to_f32()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mean = (values.iter().map(|v| v.abs() as f64).sum::<f64>() / values.len() as f64) as f32;
+    let want: Vec<f32> = values
+        .iter()
+        .map(|v| (v / mean).round().clamp(-1.0, 1.0) * mean)
+        .collect();
+    assert!(max_abs_diff(&got, &want) < 1e-6);
+    assert!(got.contains(&0.0) && got.iter().any(|&v| v < 0.0));
+
+    cfg["quantization_config"]["quantization_mode"] = "offline".into();
+    write_checkout(dir.path(), &tensors, &cfg);
+    let offline = open_model(dir.path(), true).expect("open offline");
+    let err = offline
+        .source
+        .get("blk.0.ffn_up.weight")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not packed") && err.contains(hf), "{err}");
 }

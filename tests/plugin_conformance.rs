@@ -332,7 +332,7 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// of their own), and Command R+'s and StableLM-2-12B's per-head q/k norms (a LayerNorm of unit
 /// weight, then each head's weights tiled by `embedding` and multiplied), StarCoder's
 /// multi-query GPT-2 blocks, AFM's ungated squared ReLU under RMSNorms, GPT-J's interleaved
-/// partial RoPE in parallel blocks: the same greedy tokens as the CPU's, the norms run by the plugin (only the
+/// partial RoPE in parallel blocks, BitNet's sub-norms: the same greedy tokens as the CPU's, the norms run by the plugin (only the
 /// reference plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
@@ -364,8 +364,13 @@ fn layer_norm_models_run_on_the_plugin() {
         let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
         assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
     }
-    // Apertus's xIELU and OLMo's clamp have no ABI op: they run on the host, counted.
-    for (model, host_op) in [("apertus", "xielu"), ("olmo", "clamp")] {
+    // Apertus's xIELU, OLMo's clamp and BitNet's per-token quantization of the products'
+    // inputs have no ABI op: they run on the host, counted.
+    for (model, host_op) in [
+        ("apertus", "xielu"),
+        ("olmo", "clamp"),
+        ("bitnet", "quantize_rows"),
+    ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
         assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ");

@@ -336,6 +336,12 @@ pub trait Backend: Send + Sync + 'static {
     fn mul_sigmoid(&self, x: &Self::Tensor, gate: &Self::Tensor) -> Result<Self::Tensor> {
         mul_sigmoid_on_host(self, x, gate)
     }
+    /// Each row of `x` (its last dimension) quantized to `bits`-bit integers by its largest
+    /// magnitude and back (BitNet's activations: `activation_quant::quantize_row`). By default
+    /// on the host: read back, quantized, uploaded; backends with the ops override it.
+    fn quantize_rows(&self, x: &Self::Tensor, bits: u32) -> Result<Self::Tensor> {
+        quantize_rows_on_host(self, x, bits)
+    }
     /// Rotary embedding of `x` (`[tokens, heads, head_dim]`) at per-token `positions`.
     fn rope(&self, x: &Self::Tensor, positions: &[u32], rope: &RopeSpec) -> Result<Self::Tensor>;
     /// Write `k`, `v` (`[tokens, kv_heads, head_dim]`) into the cache of `layer` at `slots`.
@@ -588,6 +594,19 @@ pub fn mul_sigmoid_on_host<B: Backend + ?Sized>(
     for (v, g) in values.iter_mut().zip(gate) {
         *v /= 1.0 + (-g).exp();
     }
+    b.upload(&values, &shape)
+}
+
+/// `Backend::quantize_rows` on the host: `x` read back, quantized, uploaded.
+pub fn quantize_rows_on_host<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    bits: u32,
+) -> Result<B::Tensor> {
+    let shape = b.shape(x);
+    let mut values = b.download(x)?;
+    let cols = shape.last().copied().unwrap_or(1);
+    crate::activation_quant::quantize_rows(&mut values, cols, bits);
     b.upload(&values, &shape)
 }
 

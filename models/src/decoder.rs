@@ -37,6 +37,8 @@ struct Layer<B: Backend> {
     /// the attention's (Falcon-H1).
     parallel: Option<Mixer<B>>,
     post_attn_norm: Option<B::Weight>,
+    /// BitNet's RMSNorm of the attention's output before `wo` (`ModelSpec::sub_norms`).
+    attn_sub_norm: Option<B::Weight>,
     ffn_norm: Option<B::Weight>,
     /// None in a layer that is a mixer only (Nemotron-H).
     ffn: Option<Ffn<B>>,
@@ -341,6 +343,10 @@ impl<B: Backend> DecoderModel<B> {
                     None => None,
                 },
                 post_attn_norm,
+                attn_sub_norm: match spec.sub_norms {
+                    true => Some(ld.norm(&n("attn_sub_norm.weight"), q)?),
+                    false => None,
+                },
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
                 // of its own).
                 ffn_norm: match spec.pre_norms
@@ -352,14 +358,25 @@ impl<B: Backend> DecoderModel<B> {
                 },
                 ffn: match parts {
                     LayerParts::MixerOnly => None,
-                    LayerParts::Both | LayerParts::FfnOnly => Some(Ffn::load(
-                        &ld,
-                        l,
-                        spec.experts.as_ref(),
-                        (f, h),
-                        spec.gated_ffn,
-                        spec.xielu.get(l).copied(),
-                    )?),
+                    LayerParts::Both | LayerParts::FfnOnly => Some(
+                        Ffn::load(
+                            &ld,
+                            l,
+                            spec.experts.as_ref(),
+                            (f, h),
+                            spec.gated_ffn,
+                            spec.xielu.get(l).copied(),
+                        )?
+                        .with_bitnet(
+                            match spec.sub_norms {
+                                true => {
+                                    Some((ld.norm(&n("ffn_sub_norm.weight"), f)?, spec.rms_eps))
+                                }
+                                false => None,
+                            },
+                            spec.activation_bits,
+                        )?,
+                    ),
                 },
                 post_ffn_norm,
                 attn: AttentionParams {
@@ -861,6 +878,19 @@ impl<B: Backend> DecoderModel<B> {
         }
     }
 
+    /// What a product reads of `x`: `x` quantized per token where the model's products take
+    /// their inputs so (BitNet: `ModelSpec::activation_bits`), else `x` itself.
+    fn product_input<'x>(
+        &self,
+        b: &B,
+        x: &'x B::Tensor,
+    ) -> Result<std::borrow::Cow<'x, B::Tensor>> {
+        match self.spec.activation_bits {
+            Some(bits) => Ok(std::borrow::Cow::Owned(b.quantize_rows(x, bits)?)),
+            None => Ok(std::borrow::Cow::Borrowed(x)),
+        }
+    }
+
     /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says, with its bias),
     /// unfused.
     fn norm(
@@ -906,7 +936,7 @@ impl<B: Backend> DecoderModel<B> {
             ));
         };
         let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
-        let [q, k, v] = members(qkv.apply(b, &h, Some(s.head_dim))?)?;
+        let [q, k, v] = members(qkv.apply(b, &*self.product_input(b, &h)?, Some(s.head_dim))?)?;
         let [q, k, v] = match s.clip_qkv {
             Some(limit) => [
                 b.clamp(&q, limit)?,
@@ -917,8 +947,12 @@ impl<B: Backend> DecoderModel<B> {
         };
         let (q, k) = norm_qk(b, s, q, k, qk_norms.as_ref())?;
         let q = b.rope_qk_write_kv(&q, &k, &v, self.kv_write(layer, batch, kv))?;
-        let attn = attend(b, &q, kv, layer, batch, extras)?;
-        let o = b.linear(&attn, wo, wo_bias.as_ref())?;
+        let mut attn = attend(b, &q, kv, layer, batch, extras)?;
+        if let Some(w) = &layer.attn_sub_norm {
+            attn = b.rms_norm(&attn, w, s.rms_eps)?;
+        }
+        let o = b.linear(&*self.product_input(b, &attn)?, wo, wo_bias.as_ref())?;
+        // The FFN quantizes its own products' inputs (`Mlp::activation_bits`).
         let ffn = |h: &B::Tensor| ffn.forward(b, h, s.activation);
         if s.parallel_block {
             let down = match &layer.ffn_norm {

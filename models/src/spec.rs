@@ -139,6 +139,9 @@ pub enum Arch {
     Starcoder2,
     /// Jais 2: LayerNorms with biases, biased projections, an ungated squared-ReLU MLP.
     Jais2,
+    /// BitNet b1.58: llama's blocks with RMSNorms of the attention's and the GLU's outputs
+    /// before their products, ternary products over 8-bit activations.
+    BitNet,
     /// Liquid AI's LFM2: most layers mix tokens by a gated short convolution instead of
     /// attention; the others are llama's with per-head q/k norms.
     Lfm2,
@@ -228,6 +231,7 @@ impl Arch {
             Arch::Dots1 => "dots1",
             Arch::Starcoder2 => "starcoder2",
             Arch::Jais2 => "jais2",
+            Arch::BitNet => "bitnet",
             Arch::Lfm2 => "lfm2",
             Arch::Lfm2Moe => "lfm2moe",
             Arch::Bert => "bert",
@@ -674,6 +678,13 @@ pub struct ModelSpec {
     /// The rotated layers norm each head of q and k by its root mean square after RoPE, with
     /// no weights (Llama 4's `use_qk_norm`, `Llama4TextL2Norm`); the others do not.
     pub rotated_qk_l2_norm: bool,
+    /// RMSNorms of the attention's output before `o_proj` (`attn_sub_norm`, `[q_dim]`) and of
+    /// the GLU's before `down_proj` (`ffn_sub_norm`, `[intermediate]`): BitNet b1.58's.
+    pub sub_norms: bool,
+    /// Every decoder product's input quantized per token (row) to integers of this many bits
+    /// by its largest magnitude and back, as BitNet's `BitLinear` does before its ternary
+    /// products (`bitnet::quantize_rows`); None: products read their input as it is.
+    pub activation_bits: Option<u32>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -772,7 +783,11 @@ impl ModelSpec {
     /// take: the decoder's `unfused_block`), where no LoRA update is added. Layers of one
     /// sublayer (Nemotron-H) run in the fused walk, their ungated FFNs after a norm apart.
     pub fn unfused_blocks(&self) -> bool {
-        self.layer_norm || self.parallel_block || (!self.gated_ffn && self.layer_parts.is_empty())
+        self.layer_norm
+            || self.parallel_block
+            || (!self.gated_ffn && self.layer_parts.is_empty())
+            || self.sub_norms
+            || self.activation_bits.is_some()
     }
 
     /// Checks that keep the forward pass from indexing out of range.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 103] = [
+pub const TINY_ARCHS: [&str; 104] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -66,6 +66,7 @@ pub const TINY_ARCHS: [&str; 103] = [
     "cohere2_moe",
     "cohere2_moe_ln",
     "jais2",
+    "bitnet",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

@@ -3,6 +3,7 @@
 pub mod afmoe;
 pub mod apertus;
 pub mod arcee;
+pub mod bitnet;
 pub mod cohere;
 pub mod deepseek;
 pub mod dots1;
@@ -55,7 +56,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 76] = [
+pub const HF_MODEL_TYPES: [&str; 77] = [
     "llama",
     "mistral",
     "ministral",
@@ -81,6 +82,7 @@ pub const HF_MODEL_TYPES: [&str; 76] = [
     "cohere2",
     "starcoder2",
     "jais2",
+    "bitnet",
     "stablelm",
     "nemotron",
     "nemotron_h",
@@ -135,7 +137,7 @@ pub const HF_MODEL_TYPES: [&str; 76] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 60] = [
+pub const GGUF_ARCHITECTURES: [&str; 61] = [
     "llama",
     "mistral",
     "mistral3",
@@ -158,6 +160,7 @@ pub const GGUF_ARCHITECTURES: [&str; 60] = [
     "cohere2moe",
     "starcoder2",
     "jais2",
+    "bitnet",
     "stablelm",
     "nemotron",
     "gpt2",
@@ -214,7 +217,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
     let model_type = c
         .str("model_type")
         .ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
-    let spec = match model_type {
+    let mut spec = match model_type {
         "llama" => llama::from_hf(&c)?,
         // transformers' `ministral` (Ministral-8B's interleaved windows as `layer_types`).
         "mistral" | "ministral" => mistral::from_hf(&c)?,
@@ -300,8 +303,15 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "exaone4" => exaone4::from_hf(&c)?,
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
+        "bitnet" => bitnet::from_hf(&c)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
+    // transformers' `bitnet` quantization (of any model: BitNet's own checkouts, HF1BitLLM's
+    // Llama): its products quantize their inputs per token to 8 bits.
+    let method = cfg.pointer("/quantization_config/quant_method");
+    if method.and_then(serde_json::Value::as_str) == Some("bitnet") {
+        spec.activation_bits = Some(bitnet::ACTIVATION_BITS);
+    }
     spec.validate()?;
     Ok(spec)
 }
@@ -651,6 +661,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "cohere2moe" => cohere::cohere2_moe_from_gguf(g)?,
         "starcoder2" => starcoder2::from_gguf(g)?,
         "jais2" => jais2::from_gguf(g)?,
+        "bitnet" => bitnet::from_gguf(g)?,
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
@@ -712,6 +723,22 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
         Arch::Glm4 => HfNormNaming::Glm4,
         _ => HfNormNaming::Llama,
     }
+}
+
+/// The activation transformers names `name` (`hidden_act`; a GGUF's `hidden_activation`).
+pub(crate) fn activation_named(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "silu" | "swish" => Activation::Silu,
+        // `gelu_new` (Phi) is the same tanh approximation under its older name.
+        "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
+        "gelu" => Activation::GeluErf,
+        "relu2" => Activation::Relu2,
+        other => {
+            return Err(ModelError::Config(format!(
+                "unsupported activation `{other}`"
+            )))
+        }
+    })
 }
 
 /// Each layer's window: layer `l` is global when `(l + 1) % pattern == 0`, sliding otherwise
@@ -843,22 +870,11 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         }
         None => vec![None; num_layers],
     };
-    let activation = match c
-        .str("hidden_act")
-        .or_else(|| c.str("hidden_activation"))
-        .unwrap_or("silu")
-    {
-        "silu" | "swish" => Activation::Silu,
-        // `gelu_new` (Phi) is the same tanh approximation under its older name.
-        "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
-        "gelu" => Activation::GeluErf,
-        "relu2" => Activation::Relu2,
-        other => {
-            return Err(ModelError::Config(format!(
-                "unsupported activation `{other}`"
-            )))
-        }
-    };
+    let activation = activation_named(
+        c.str("hidden_act")
+            .or_else(|| c.str("hidden_activation"))
+            .unwrap_or("silu"),
+    )?;
     Ok(ModelSpec {
         arch,
         vocab_size: c.usize("vocab_size")?,
@@ -911,6 +927,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         weight_scales: Vec::new(),
         qk_rows_permuted: false,
         attn_output_gate: false,
+        sub_norms: false,
+        activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,
@@ -1070,6 +1088,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         weight_scales: Vec::new(),
         qk_rows_permuted: false,
         attn_output_gate: false,
+        sub_norms: false,
+        activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,

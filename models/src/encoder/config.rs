@@ -232,6 +232,8 @@ impl EncoderConfig {
             weight_scales: Vec::new(),
             qk_rows_permuted: false,
             attn_output_gate: false,
+            sub_norms: false,
+            activation_bits: None,
             learned_positions: false,
             xielu: Vec::new(),
             weightless_norms: false,

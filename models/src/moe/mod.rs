@@ -27,6 +27,11 @@ pub struct Mlp<B: Backend> {
     pub(crate) gated: bool,
     /// The ungated MLP's xIELU (Apertus), which replaces the model's activation.
     pub(crate) xielu: Option<XieluParams>,
+    /// BitNet's RMSNorm of the GLU's output before `down` (`ffn_sub_norm`), with its epsilon.
+    pub(crate) sub_norm: Option<(B::Weight, f32)>,
+    /// Each product's input quantized per token to this many bits (BitNet's activations,
+    /// `ModelSpec::activation_bits`).
+    pub(crate) activation_bits: Option<u32>,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -55,6 +60,8 @@ impl<B: Backend> Mlp<B> {
             down_bias: bias(down, h)?,
             gated: gate.is_some(),
             xielu: None,
+            sub_norm: None,
+            activation_bits: None,
         })
     }
 
@@ -84,6 +91,8 @@ impl<B: Backend> Mlp<B> {
             down_bias: None,
             gated: true,
             xielu: None,
+            sub_norm: None,
+            activation_bits: None,
         })
     }
 
@@ -103,16 +112,38 @@ impl<B: Backend> Mlp<B> {
 
     /// `x` (`[tokens, hidden]`, already normed) through the MLP.
     pub fn forward(&self, b: &B, x: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        let quantized = match self.activation_bits {
+            Some(bits) => Some(b.quantize_rows(x, bits)?),
+            None => None,
+        };
+        let x = quantized.as_ref().unwrap_or(x);
         if !self.gated {
             let [up] = members(self.gate_up.apply(b, x, None)?)?;
             let y = match &self.xielu {
                 Some(p) => b.xielu(&up, p)?,
                 None => b.activate(&up, act)?,
             };
+            let y = self.down_input(b, y)?;
             return b.linear(&y, &self.down, self.down_bias.as_ref());
         }
         let [gate, up] = members(self.gate_up.apply(b, x, None)?)?;
-        run_linear_job(b, &self.down_job(&gate, &up, act))
+        if self.sub_norm.is_none() && self.activation_bits.is_none() {
+            return run_linear_job(b, &self.down_job(&gate, &up, act));
+        }
+        let m = self.down_input(b, b.glu(&gate, &up, act)?)?;
+        b.linear(&m, &self.down, self.down_bias.as_ref())
+    }
+
+    /// What `down` reads of the activated product `m`: BitNet's sub-norm of it, quantized.
+    fn down_input(&self, b: &B, m: B::Tensor) -> Result<B::Tensor> {
+        let m = match &self.sub_norm {
+            Some((w, eps)) => b.rms_norm(&m, w, *eps)?,
+            None => m,
+        };
+        match self.activation_bits {
+            Some(bits) => b.quantize_rows(&m, bits),
+            None => Ok(m),
+        }
     }
 
     /// The down projection of `act(gate) · up` (+ the down bias).
@@ -409,6 +440,28 @@ impl<B: Backend> Ffn<B> {
             h,
         )
         .map(Ffn::Dense)
+    }
+
+    /// The FFN with BitNet's additions (`Mlp::sub_norm`, `Mlp::activation_bits`); refused for
+    /// experts, which no BitNet model has.
+    pub(crate) fn with_bitnet(
+        self,
+        sub_norm: Option<(B::Weight, f32)>,
+        activation_bits: Option<u32>,
+    ) -> Result<Self> {
+        if sub_norm.is_none() && activation_bits.is_none() {
+            return Ok(self);
+        }
+        match self {
+            Ffn::Dense(mlp) => Ok(Ffn::Dense(Mlp {
+                sub_norm,
+                activation_bits,
+                ..mlp
+            })),
+            Ffn::Experts(_) => Err(crate::error::ModelError::Config(
+                "BitNet's sub-norms and quantized activations in a mixture of experts".into(),
+            )),
+        }
     }
 
     pub fn is_joined(&self) -> bool {

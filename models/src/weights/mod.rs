@@ -17,6 +17,7 @@ pub mod safetensors;
 pub mod scaled;
 pub mod split;
 pub mod synthetic;
+pub mod ternary;
 pub mod unpermuted;
 
 use crate::backend::WeightDtype;

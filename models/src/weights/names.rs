@@ -62,6 +62,9 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("attn_qkv", _) => "self_attn.qkv_proj",
         ("ffn_gate_up", _) => "mlp.gate_up_proj",
         ("attn_output", _) => "self_attn.o_proj",
+        // BitNet's norms of the attention's and the GLU's outputs before their products.
+        ("attn_sub_norm", _) => "self_attn.attn_sub_norm",
+        ("ffn_sub_norm", _) => "mlp.ffn_sub_norm",
         // An FFN's learned activation's numbers (Apertus's xIELU: `mlp.act_fn.alpha_p`...).
         ("ffn_act", _) => "mlp.act_fn",
         // LFM2's short convolutions (llama.cpp's names).

@@ -1,7 +1,7 @@
 //! The quantization a checkout's `config.json` declares (`quantization_config`), as candor
 //! reads it: FP8 weights with their scales (`fp8`), 2-, 4- and 8-bit integers packed into int32
 //! words by AutoAWQ or GPTQ (`packed_int`), bitsandbytes' 4- and 8-bit weights (`bnb`),
-//! gpt-oss's MXFP4 experts (read on their own), and a
+//! gpt-oss's MXFP4 experts (read on their own), BitNet b1.58's ternary weights (`bitnet`), and a
 //! clear refusal for the methods candor cannot read, rather than a missing-tensor error at the
 //! first packed weight.
 use crate::error::{ModelError, Result};
@@ -19,6 +19,23 @@ pub enum Quantization {
     Bitsandbytes {
         dtype: DType,
     },
+    /// BitNet b1.58's ternary products (`ternary`): every linear layer but the head, its input
+    /// quantized per token to 8 bits.
+    BitNet(BitNetCheckout),
+}
+
+/// How a BitNet checkout's products are stored and scaled (transformers' `BitNetQuantConfig`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BitNetCheckout {
+    /// `weight_scale` multiplies the ternary product (`autobitlinear`, bitnet-b1.58-2B-4T's), or
+    /// divides it (`bitlinear`, the default: HF1BitLLM's Llama3-8B-1.58).
+    pub scale_divides: bool,
+    /// `online` (`autobitlinear` only): the weights are stored in full precision and
+    /// ternarized at load, scaled by their mean magnitude; else packed four a byte.
+    pub online: bool,
+    /// The checkout's dtype (what ternary values times a scale are served in where no block
+    /// type holds them).
+    pub dtype: DType,
 }
 
 /// How a checkout's FP8 weights are read: its scales' block shape where they are per block, and
@@ -86,6 +103,7 @@ pub fn checkout_quantization(cfg: &Value) -> Result<Quantization> {
         "awq" => awq(q, dtype),
         "gptq" => gptq(q, dtype),
         "bitsandbytes" => bitsandbytes(q, dtype),
+        "bitnet" => bitnet(q, dtype),
         other => Err(unsupported(format!("quantization method `{other}`"))),
     }
 }
@@ -93,8 +111,8 @@ pub fn checkout_quantization(cfg: &Value) -> Result<Quantization> {
 fn unsupported(what: String) -> ModelError {
     ModelError::Config(format!(
         "config.json: {what} is not supported (candor reads unquantized checkouts, FP8, MXFP4, \
-         AWQ's GEMM packing, GPTQ's and bitsandbytes' 4- and 8-bit weights; for other formats \
-         serve a GGUF)"
+         AWQ's GEMM packing, GPTQ's and bitsandbytes' 4- and 8-bit weights, BitNet's ternary \
+         ones; for other formats serve a GGUF)"
     ))
 }
 
@@ -204,6 +222,51 @@ fn bitsandbytes(q: &Value, dtype: DType) -> Result<Quantization> {
     Ok(Quantization::Bitsandbytes { dtype })
 }
 
+/// transformers' BitNet config: `linear_class` `bitlinear` (the default) or `autobitlinear`,
+/// `quantization_mode` `offline` (packed) or `online` (autobitlinear only). A per-product RMSNorm
+/// (`use_rms_norm`) and modules left unconverted beside the head are refused: candor quantizes
+/// the input of every decoder product.
+fn bitnet(q: &Value, dtype: DType) -> Result<Quantization> {
+    let text = |k: &str, default: &'static str| {
+        q.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let (class, mode) = (
+        text("linear_class", "bitlinear"),
+        text("quantization_mode", "offline"),
+    );
+    let online = match (class.as_str(), mode.as_str()) {
+        ("bitlinear" | "autobitlinear", "offline") => false,
+        ("autobitlinear", "online") => true,
+        _ => {
+            return Err(unsupported(format!(
+                "BitNet linear_class `{class}` with quantization_mode `{mode}`"
+            )))
+        }
+    };
+    if q.get("use_rms_norm").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported(
+            "BitNet with an RMSNorm inside each product (use_rms_norm)".into(),
+        ));
+    }
+    let kept: Vec<&str> = match q.get("modules_to_not_convert") {
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(other) = kept.iter().find(|m| !m.ends_with("lm_head")) {
+        return Err(unsupported(format!(
+            "BitNet with `{other}` left unquantized (only the head may be)"
+        )));
+    }
+    Ok(Quantization::BitNet(BitNetCheckout {
+        scale_divides: class == "bitlinear",
+        online,
+        dtype,
+    }))
+}
+
 /// A config's group size: positive, or -1 for whole rows (None); 128 where it names none.
 fn group_size(v: Option<i64>) -> Result<Option<usize>> {
     match v {
@@ -265,6 +328,55 @@ mod tests {
         match checkout_quantization(cfg).unwrap() {
             Quantization::Fp8(f) => Some(f),
             _ => None,
+        }
+    }
+
+    /// bitnet-b1.58-2B-4T's config, HF1BitLLM's (BitLinear's defaults), an online one; the
+    /// layouts candor cannot serve refused by name.
+    #[test]
+    fn bitnet_configs_name_how_the_scale_applies() {
+        let read = |q: Value| checkout_quantization(&json!({"quantization_config": q}));
+        let microsoft = json!({"quant_method": "bitnet", "linear_class": "autobitlinear",
+            "quantization_mode": "offline"});
+        assert_eq!(
+            read(microsoft).unwrap(),
+            Quantization::BitNet(BitNetCheckout {
+                scale_divides: false,
+                online: false,
+                dtype: DType::BF16
+            })
+        );
+        let hf1bit = json!({"quant_method": "bitnet", "modules_to_not_convert": ["lm_head"]});
+        assert!(matches!(
+            read(hf1bit).unwrap(),
+            Quantization::BitNet(BitNetCheckout {
+                scale_divides: true,
+                online: false,
+                ..
+            })
+        ));
+        let online = json!({"quant_method": "bitnet", "linear_class": "autobitlinear",
+            "quantization_mode": "online"});
+        assert!(matches!(
+            read(online).unwrap(),
+            Quantization::BitNet(BitNetCheckout { online: true, .. })
+        ));
+        for (q, named) in [
+            (
+                json!({"quant_method": "bitnet", "quantization_mode": "online"}),
+                "online",
+            ),
+            (
+                json!({"quant_method": "bitnet", "use_rms_norm": true}),
+                "use_rms_norm",
+            ),
+            (
+                json!({"quant_method": "bitnet", "modules_to_not_convert": ["lm_head", "o_proj"]}),
+                "o_proj",
+            ),
+        ] {
+            let err = read(q).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
         }
     }
 

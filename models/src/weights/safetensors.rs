@@ -630,6 +630,9 @@ impl WeightSource for SafetensorsDir {
         if let Some(w) = self.bnb_weight(&hf)? {
             return Ok(Some(w));
         }
+        if let Some(w) = self.ternary_weight(name, &hf)? {
+            return Ok(Some(w));
+        }
         let Some((mut tensor, source)) = self.dense(&hf)? else {
             return Ok(None);
         };

@@ -606,6 +606,21 @@ impl Backend for CudaBackend {
         Ok(x.clamp(-limit, limit)?)
     }
 
+    /// BitNet's per-token activation quantization from candle's ops on the device (no
+    /// read-back). candle rounds ties away from zero where the host (as torch) rounds them to
+    /// even: only values exactly halfway between two steps differ, by one step.
+    fn quantize_rows(&self, x: &Tensor, bits: u32) -> Result<Tensor> {
+        use candle_core::D;
+        let top = ((1u64 << (bits.clamp(2, 24) - 1)) - 1) as f64;
+        let largest = x
+            .abs()?
+            .max_keepdim(D::Minus1)?
+            .clamp(1e-5f32, f32::INFINITY)?;
+        let scale = (largest.recip()? * top)?;
+        let q = x.broadcast_mul(&scale)?.round()?.clamp(-top - 1.0, top)?;
+        Ok(q.broadcast_div(&scale)?)
+    }
+
     fn mul_sigmoid(&self, x: &Tensor, gate: &Tensor) -> Result<Tensor> {
         let gate = gate.contiguous()?.reshape(x.shape())?;
         Ok((x * candle_nn::ops::sigmoid(&gate)?)?)

@@ -578,6 +578,12 @@ impl Backend for PluginBackend {
     }
 
     /// No ABI op: on the host (counted as a fallback).
+    fn quantize_rows(&self, x: &PluginTensor, bits: u32) -> Result<PluginTensor> {
+        self.fallbacks.record(Op::QuantizeRows);
+        candor_models::backend::quantize_rows_on_host(self, x, bits)
+    }
+
+    /// No ABI op: on the host (counted as a fallback).
     fn mul_sigmoid(&self, x: &PluginTensor, gate: &PluginTensor) -> Result<PluginTensor> {
         self.fallbacks.record(Op::MulSigmoid);
         candor_models::backend::mul_sigmoid_on_host(self, x, gate)

@@ -31,10 +31,13 @@ pub enum Op {
     Clamp,
     /// Not in the ABI: Qwen3-Next's sigmoid gate of the attention's output runs on the host.
     MulSigmoid,
+    /// Not in the ABI: BitNet's per-token quantization of the products' inputs runs on the
+    /// host.
+    QuantizeRows,
 }
 
 impl Op {
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 22] = [
         Op::Embedding,
         Op::RmsNorm,
         Op::AddRmsNorm,
@@ -56,6 +59,7 @@ impl Op {
         Op::Xielu,
         Op::Clamp,
         Op::MulSigmoid,
+        Op::QuantizeRows,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Op {
             Op::Xielu => "xielu",
             Op::Clamp => "clamp",
             Op::MulSigmoid => "mul_sigmoid",
+            Op::QuantizeRows => "quantize_rows",
         }
     }
 }

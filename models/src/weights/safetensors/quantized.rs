@@ -1,13 +1,14 @@
 //! A safetensors checkout's quantized weights, read as its config declares them
 //! (`quantization`): FP8 values times their scales (`fp8`), packed or int8 integers as ggml
 //! blocks or dequantized (`packed_int`), bitsandbytes' 4-bit codes (`bnb`) as Q8_0 blocks or
-//! dequantized.
+//! dequantized, BitNet's ternary values (`ternary`) as TQ2_0 blocks or dequantized.
 use super::SafetensorsDir;
 use crate::backend::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::weights::fp8::Fp8Format;
 use crate::weights::packed_int::PackedWeight;
 use crate::weights::quantization::{Fp8Checkout, PackedCheckout, PackedLayout, Quantization};
+use crate::weights::ternary::Ternary;
 use crate::weights::{BlockType, HostWeight, MappedBlocks};
 use candle_core::Device;
 
@@ -270,6 +271,85 @@ impl SafetensorsDir {
 
     /// Unpacked integers as ggml blocks where they hold the values exactly, else dequantized
     /// into `checkout`'s dtype (always on the reference path).
+    /// A BitNet checkout's decoder product `name` (canonical), stored at `hf`: its packed
+    /// ternary values times `weight_scale` (or divided by it: `bitlinear`), or its full-precision
+    /// values ternarized (`online`); served as TQ2_0 blocks where rows are whole blocks, else
+    /// dequantized into the checkout's dtype (always on the reference path). None for the
+    /// weights that are not products (norms, embeddings, the head: stored as they are).
+    pub(super) fn ternary_weight(&self, name: &str, hf: &str) -> Result<Option<HostWeight>> {
+        let Quantization::BitNet(c) = self.quantization else {
+            return Ok(None);
+        };
+        const PRODUCTS: [&str; 7] = [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+        ];
+        let product = name
+            .strip_prefix("blk.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(_, part)| part.strip_suffix(".weight"))
+            .is_some_and(|part| PRODUCTS.contains(&part));
+        let Some((view, _)) = self.view(hf).filter(|_| product) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| ModelError::BadSafetensors {
+            path: self.path.clone(),
+            reason: format!("{hf}: {reason}"),
+        };
+        let ternary = if c.online {
+            let Some((tensor, _)) = self.dense(hf)? else {
+                return Ok(None);
+            };
+            let (out, inner) = tensor.dims2()?;
+            let values = tensor
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Ternary::ternarize(&values, out, inner)
+        } else {
+            if view.dtype() != safetensors::Dtype::U8 {
+                return Err(bad(format!(
+                    "{:?}, not packed ternary bytes (uint8), in an offline BitNet checkout",
+                    view.dtype()
+                )));
+            }
+            let stem = hf.strip_suffix(".weight").unwrap_or(hf);
+            let Some((scale, _)) = self.dense(&format!("{stem}.weight_scale"))? else {
+                return Err(bad("packed ternary values without weight_scale".into()));
+            };
+            let (scale, _) = f32_values(&scale).map_err(bad)?;
+            let [scale] = scale[..] else {
+                return Err(bad(format!(
+                    "{} weight_scale values (one per tensor)",
+                    scale.len()
+                )));
+            };
+            let scale = match c.scale_divides {
+                true => 1.0 / scale,
+                false => scale,
+            };
+            Ternary::unpack(view.data(), view.shape(), scale).map_err(bad)?
+        };
+        let shape = vec![ternary.out, ternary.inner];
+        if !self.dequantize {
+            if let Some(bytes) = ternary.tq2_0_blocks() {
+                let ty = BlockType::Grid(candor_kernels::quant::QuantType::Tq2_0);
+                return Ok(Some(HostWeight::Mapped(MappedBlocks::owned(
+                    &bytes, ty, shape,
+                )?)));
+            }
+        }
+        let (dtype, source) = self.dequantized_dtype(c.dtype);
+        let tensor =
+            candle_core::Tensor::from_vec(ternary.dense(), shape, &Device::Cpu)?.to_dtype(dtype)?;
+        Ok(Some(HostWeight::Dense { tensor, source }))
+    }
+
     fn serve_unpacked(
         &self,
         unpacked: crate::weights::packed_int::Unpacked,

@@ -80,6 +80,8 @@ fn base_spec(
         weight_scales: Vec::new(),
         qk_rows_permuted: false,
         attn_output_gate: false,
+        sub_norms: false,
+        activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),
         weightless_norms: false,
