@@ -483,6 +483,23 @@ fn embedding_gather_softmax_softcap_argmax_match_the_cpu() {
     }
 }
 
+/// BitNet's per-token quantization of the products' inputs (candle's ops on the device): the
+/// host's grid, the largest magnitude of each row on ±127 steps (a zero row stays zeros).
+#[test]
+fn quantized_rows_match_the_cpu() {
+    let cpu = CpuBackend::new(2);
+    let Some(g) = gpu(DType::F32) else { return };
+    let mut x = random(4 * 256, 11);
+    x[3 * 256..].fill(0.0);
+    fn run<B: Backend>(b: &B, x: &[f32]) -> Vec<f32> {
+        let t = b.upload(x, &[4, 256]).unwrap();
+        b.download(&b.quantize_rows(&t, 8).unwrap()).unwrap()
+    }
+    let (a, c) = (run(&g, &x), run(&cpu, &x));
+    assert!(rel_diff(&a, &c) < 1e-5, "{}", rel_diff(&a, &c));
+    assert!(c[3 * 256..].iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn synthetic_weights_are_the_same_on_both_devices() {
     let cpu = CpuBackend::new(2);

@@ -443,6 +443,21 @@ pub const SHAPES: &[DummyShape] = &[
         },
     },
     DummyShape {
+        arch: "bitnet",
+        size: "2b",
+        source: "microsoft/bitnet-b1.58-2B-4T",
+        config: || {
+            json!({"model_type": "bitnet", "vocab_size": 128256, "hidden_size": 2560,
+                   "intermediate_size": 6912, "num_hidden_layers": 30,
+                   "num_attention_heads": 20, "num_key_value_heads": 5, "hidden_act": "relu2",
+                   "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                   "max_position_embeddings": 4096, "tie_word_embeddings": true,
+                   "bos_token_id": 128000, "eos_token_id": 128001,
+                   "quantization_config": {"quant_method": "bitnet",
+                       "linear_class": "autobitlinear", "quantization_mode": "offline"}})
+        },
+    },
+    DummyShape {
         arch: "arcee",
         size: "4.5b",
         source: "arcee-ai/AFM-4.5B",
@@ -955,6 +970,10 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             t.insert(n("post_attention_norm.weight"), norm(h));
             t.insert(n("post_ffw_norm.weight"), norm(h));
         }
+        if spec.sub_norms {
+            t.insert(n("attn_sub_norm.weight"), norm(q));
+            t.insert(n("ffn_sub_norm.weight"), norm(spec.intermediate_size));
+        }
     }
     t
 }
@@ -1248,6 +1267,8 @@ mod tests {
         // AFM-4.5B (4.62B by my count of its config's shapes: 4.5B on its page, which does
         // not say whether the untied embeddings count).
         assert_eq!(params("arcee", "4.5b"), 4_619_184_640);
+        // BitNet b1.58 2B-4T ("~2 billion" on its page; 2.41B with the tied embeddings).
+        assert_eq!(params("bitnet", "2b"), 2_412_820_480);
         // ERNIE-4.5-21B-A3B (21B on its page; 21,825,437,888 by my count of its config's
         // shapes, its multi-token-prediction layers left out as every runtime leaves them).
         assert_eq!(params("ernie4_5-moe", "21b-a3b"), 21_825_437_888);
