@@ -10,6 +10,13 @@
 //!
 //! Rounding is to nearest with scale amax/127, so quants stay in −127..=127 (never −128,
 //! which the unsigned×signed byte products rely on).
+//!
+//! A row already on an 8-bit grid of its own (every value a whole multiple of its largest
+//! magnitude / 127: BitNet's inputs, which the model quantizes per token) keeps that grid: every
+//! block of it takes the row's step as its scale, so its quants are the grid's integers and the
+//! products over it exact. Per-block scales would round such a row a second time (0.2 of the
+//! logits on the tiny BitNet checkout). Any other row fails the check at its first value off
+//! the grid.
 use super::formats::ActFormat;
 
 /// M rows of K values, quantized. The buffers keep their capacity between calls.
@@ -73,6 +80,7 @@ impl QuantizedRows {
         if !done {
             quantize_scalar(x, block, &mut self.qs, &mut self.d, &mut self.s16);
         }
+        self.keep_row_grids(x, k, block);
         if let ActFormat::Panel { scale_block } = format {
             if scale_block > 32 {
                 // In place, from the back: entry i moves to i·repeat ≥ i.
@@ -100,6 +108,31 @@ impl QuantizedRows {
                 self.fs16.push(d * p[0] as f32);
                 self.fs16.push(d * p[1] as f32);
                 self.fs32.push(d * (p[0] + p[1]) as f32);
+            }
+        }
+    }
+
+    /// Each row of `x` on an 8-bit grid of its own (`row_grid`) quantized to that grid, one
+    /// scale (its step) for all its blocks of `block` (the module's note).
+    fn keep_row_grids(&mut self, x: &[f32], k: usize, block: usize) {
+        for (r, row) in x.chunks_exact(k).enumerate() {
+            // The row's largest block scale is its largest magnitude / 127, as a scale of the
+            // whole row would be (rounding is monotonic): no pass of its own to find it.
+            let blocks = &self.d[r * k / block..(r + 1) * k / block];
+            let scale = blocks.iter().fold(0f32, |a, &d| a.max(d));
+            let Some(inv) = row_grid(row, scale) else {
+                continue;
+            };
+            let qs = &mut self.qs[r * k..(r + 1) * k];
+            for (q, v) in qs.iter_mut().zip(row) {
+                *q = round_small(v * inv).clamp(-127.0, 127.0) as i8;
+            }
+            self.d[r * k / block..(r + 1) * k / block].fill(scale);
+            for (s, part) in self.s16[r * k / 16..(r + 1) * k / 16]
+                .iter_mut()
+                .zip(qs.chunks_exact(16))
+            {
+                *s = part.iter().map(|&q| q as i32).sum();
             }
         }
     }
@@ -144,6 +177,35 @@ pub struct RowsView<'a> {
     pub fs32: &'a [f32],
 }
 
+/// The inverse of `scale` (the row's largest magnitude / 127) where every value of `row` lies
+/// within float noise of a whole multiple of it, or None: a row of zeros, or one with a value
+/// off that grid (found at the first such value).
+fn row_grid(row: &[f32], scale: f32) -> Option<f32> {
+    if !(scale > 0.0 && scale.is_finite()) {
+        return None;
+    }
+    let inv = 1.0 / scale;
+    // Runs of 32 (a loop the compiler vectorizes), stopping at the first run off the grid.
+    row.chunks(32)
+        .all(|run| {
+            !run.iter().fold(false, |off, v| {
+                let t = v * inv;
+                off | ((t - round_small(t)).abs() > 1e-3)
+            })
+        })
+        .then_some(inv)
+}
+
+/// `t` rounded to the nearest integer, ties to even, for |t| < 2²² (the quants' range here):
+/// adding and taking away 1.5·2²³ leaves no fraction bits, in two adds that vectorize (the
+/// baseline x86-64 target has no rounding instruction: `round_ties_even` is a libm call
+/// there, 7% of a BitNet decode step).
+#[inline(always)]
+fn round_small(t: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (t + MAGIC) - MAGIC
+}
+
 /// The portable quantizer (and the definition the SIMD one matches byte for byte).
 fn quantize_scalar(x: &[f32], block: usize, qs: &mut [i8], d: &mut [f32], s16: &mut [i32]) {
     for (((src, dst), d), sums) in x
@@ -169,6 +231,43 @@ fn quantize_scalar(x: &[f32], block: usize, qs: &mut [i8], d: &mut [f32], s16: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row on an 8-bit grid of its own keeps it in every format (one scale, its integers);
+    /// a row off it by a little is quantized per block; the first row is untouched by the
+    /// second's grid.
+    #[test]
+    fn rows_on_their_own_grid_keep_it() {
+        let step = 0.013f32;
+        let on: Vec<f32> = (0..512)
+            .map(|i| match i {
+                300 => 127.0 * step,
+                _ => ((i * 37 % 61) as f32 - 30.0) * step,
+            })
+            .collect();
+        // The same in the second block only up to 5: per-block scales there.
+        let mut off = on.clone();
+        off[7] += 0.4 * step;
+        let x = [off.clone(), on.clone()].concat();
+        for format in [
+            ActFormat::B32,
+            ActFormat::B256,
+            ActFormat::Panel { scale_block: 256 },
+        ] {
+            let mut rows = QuantizedRows::default();
+            rows.quantize(format, &x, 2, 512);
+            let per = rows.d.len() / 2;
+            assert!(
+                rows.d[per..].iter().all(|&d| d == 127.0 * step / 127.0),
+                "{format:?}"
+            );
+            let want: Vec<i8> = on.iter().map(|v| (v / step).round() as i8).collect();
+            assert_eq!(&rows.qs[512..], &want[..], "{format:?}");
+            let mut alone = QuantizedRows::default();
+            alone.quantize(format, &off, 1, 512);
+            assert_eq!(&rows.qs[..512], &alone.qs[..], "{format:?}");
+            assert!(rows.d[..per].iter().any(|&d| d != rows.d[0]), "{format:?}");
+        }
+    }
 
     /// The SIMD quantizer (where the CPU has one) gives the scalar loop's bytes, ties included.
     #[test]
