@@ -433,7 +433,7 @@ fn gated_attention_of_its_own_product_runs_on_the_plugin() {
     assert_eq!(ops, ["gather_rows", "mul_sigmoid"], "{fallbacks}");
 }
 
-/// Qwen3-Next's and Qwen3.5's gated DeltaNet layers and Granite 4.0-H's Mamba-2 layers on a
+/// Qwen3-Next's, Qwen3.5's and OLMo Hybrid's gated DeltaNet layers and Granite 4.0-H's Mamba-2 layers on a
 /// plugin: their products on the plugin, the convolution, recurrence and gated norm on the
 /// host over the products read back (as on every backend), Qwen3-Next's attention output gate
 /// on the host (`mul_sigmoid`, no ABI op). The CPU's greedy tokens.
@@ -451,6 +451,7 @@ fn recurrent_models_run_on_the_plugin() {
         ("falcon_mamba", &["gather_rows"]),
         ("jamba", &["gather_rows"]),
         ("falcon_h1", &["gather_rows"]),
+        ("olmo_hybrid", &["gather_rows"]),
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, stderr) = generated_ids_with(model, &plugin, &[]);

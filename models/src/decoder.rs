@@ -227,7 +227,8 @@ impl<B: Backend> DecoderModel<B> {
             };
             let mamba1 = spec.mamba1.as_ref().filter(|m| m.layers[l]);
             let n = |s: &str| layer(l, s);
-            let (post_attn_norm, post_ffn_norm) = if spec.sandwich_norms {
+            let (pre_norms, sandwich_norms) = spec.norm_placement(l);
+            let (post_attn_norm, post_ffn_norm) = if sandwich_norms {
                 (
                     Some(ld.norm(&n("post_attention_norm.weight"), h)?),
                     Some(ld.norm(&n("post_ffw_norm.weight"), h)?),
@@ -298,7 +299,7 @@ impl<B: Backend> DecoderModel<B> {
                 "attn_norm"
             } else if src.contains(&n("attn_norm_2.weight")) {
                 "attn_norm_2"
-            } else if !spec.sandwich_norms
+            } else if !sandwich_norms
                 && !src.contains(&n("ffn_norm.weight"))
                 && src.contains(&n("post_attention_norm.weight"))
             {
@@ -320,7 +321,7 @@ impl<B: Backend> DecoderModel<B> {
                     true => None,
                     false => norm_bias(&n(&format!("{ffn_norm}.bias")))?,
                 },
-                attn_norm: match spec.pre_norms && parts != LayerParts::FfnOnly {
+                attn_norm: match pre_norms && parts != LayerParts::FfnOnly {
                     true => Some(ld.norm(&n("attn_norm.weight"), h)?),
                     false => None,
                 },
@@ -349,7 +350,7 @@ impl<B: Backend> DecoderModel<B> {
                 },
                 // A parallel block's FFN reads the attention's normed input (GPT-NeoX's: a norm
                 // of its own).
-                ffn_norm: match spec.pre_norms
+                ffn_norm: match pre_norms
                     && (!spec.parallel_block || spec.parallel_ffn_norm)
                     && parts != LayerParts::MixerOnly
                 {
@@ -458,6 +459,7 @@ impl<B: Backend> DecoderModel<B> {
             && self.spec.experts.is_none()
             && self.spec.rotary_dim.is_none()
             && self.spec.pre_norms
+            && self.spec.post_norm_layers.is_empty()
             && self.spec.short_conv.is_none()
             && !self.spec.keeps_sequence_state()
             && !self.spec.attn_output_gate

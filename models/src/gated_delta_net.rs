@@ -32,6 +32,9 @@ enum QkvzLayout {
     /// q, k, v in one product (q of every head, then k, then v) and z in another (Qwen3.5's
     /// `in_proj_qkv` and `in_proj_z`; llama.cpp's `attn_qkv` and `attn_gate`).
     Concatenated,
+    /// q, k, v and z each a product of its own (OLMo Hybrid's `q_proj`, `k_proj`, `v_proj`,
+    /// `g_proj`), joined on the host into the convolution's rows.
+    Apart,
 }
 
 /// How a checkout stores b and a's product (β's and the decay's inputs).
@@ -77,16 +80,24 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             Ok((ld.weight(&layer(l, name), &[rows, h])?, None))
         };
         let mut members = Vec::with_capacity(4);
-        let qkvz = match has("ssm_in.weight") {
-            true => {
-                members.push(product("ssm_in.weight", dims.conv_channels() + vh * vd)?);
-                QkvzLayout::PerKeyHead
+        let key_width = dims.key_heads * dims.key_dim;
+        let qkvz = if has("ssm_in.weight") {
+            members.push(product("ssm_in.weight", dims.conv_channels() + vh * vd)?);
+            QkvzLayout::PerKeyHead
+        } else if has("attn_qkv.weight") {
+            members.push(product("attn_qkv.weight", dims.conv_channels())?);
+            members.push(product("attn_gate.weight", vh * vd)?);
+            QkvzLayout::Concatenated
+        } else {
+            for (name, rows) in [
+                ("attn_q.weight", key_width),
+                ("attn_k.weight", key_width),
+                ("attn_v.weight", vh * vd),
+                ("attn_gate.weight", vh * vd),
+            ] {
+                members.push(product(name, rows)?);
             }
-            false => {
-                members.push(product("attn_qkv.weight", dims.conv_channels())?);
-                members.push(product("attn_gate.weight", vh * vd)?);
-                QkvzLayout::Concatenated
-            }
+            QkvzLayout::Apart
         };
         let rates = match has("ssm_ba.weight") {
             true => {
@@ -114,8 +125,8 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             dt_bias: ld.host_vector(&layer(l, "ssm_dt.bias"), vh, &[])?,
             // Read as stored: the model's `1 + w` norms (`norm_offset`) are not this one.
             norm: ld.host_vector(&layer(l, "ssm_norm.weight"), vd, &[])?,
+            eps: dims.norm_eps.unwrap_or(spec.rms_eps),
             dims,
-            eps: spec.rms_eps,
             index,
         })
     }
@@ -187,7 +198,7 @@ impl<B: Backend> GatedDeltaNetLayer<B> {
             for h in 0..heads {
                 let a = inputs.a[t * heads + h] + self.dt_bias[h];
                 g.push(self.a[h] * softplus(a));
-                beta.push(sigmoid(inputs.b[t * heads + h]));
+                beta.push(d.beta_scale * sigmoid(inputs.b[t * heads + h]));
             }
         }
         let shape = DeltaShape {
@@ -242,6 +253,7 @@ impl Unpacked {
         let widths: Vec<usize> = match qkvz {
             QkvzLayout::PerKeyHead => vec![ch + vh * vd],
             QkvzLayout::Concatenated => vec![ch, vh * vd],
+            QkvzLayout::Apart => vec![kh * kd, kh * kd, vh * vd, vh * vd],
         }
         .into_iter()
         .chain(match rates {
@@ -265,6 +277,17 @@ impl Unpacked {
         let mut next = || parts.next().unwrap_or_default();
         let (conv, z) = match qkvz {
             QkvzLayout::Concatenated => (next(), next()),
+            QkvzLayout::Apart => {
+                let (q, k, v) = (next(), next(), next());
+                let mut conv = Vec::with_capacity(tokens * ch);
+                let (key_width, v_width) = (kh * kd, vh * vd);
+                for t in 0..tokens {
+                    conv.extend_from_slice(&q[t * key_width..(t + 1) * key_width]);
+                    conv.extend_from_slice(&k[t * key_width..(t + 1) * key_width]);
+                    conv.extend_from_slice(&v[t * v_width..(t + 1) * v_width]);
+                }
+                (conv, next())
+            }
             QkvzLayout::PerKeyHead => {
                 // Per key head: q, k, the v of its value heads, their z.
                 let joined = next();
@@ -327,6 +350,8 @@ mod tests {
             conv_kernel: 2,
             value_heads_tiled: false,
             channel_decay: false,
+            beta_scale: 1.0,
+            norm_eps: None,
         };
         let qkvz = vec![1., 2., 3., 4., 5., 6., 11., 12., 13., 14., 15., 16.];
         let ba = vec![1., 2., 3., 4., 5., 6., 7., 8.];

@@ -41,6 +41,9 @@ pub enum Arch {
     Olmo2,
     /// OLMo 3: OLMo 2 with sliding-window layers, whose RoPE is never scaled.
     Olmo3,
+    /// OLMo Hybrid: gated DeltaNet layers (pre-norm) among OLMo 3's post-norm attention
+    /// layers.
+    OlmoHybrid,
     /// gpt-oss: attention sinks, alternating sliding-window layers, biased experts with a
     /// clamped SwiGLU.
     GptOss,
@@ -187,6 +190,7 @@ impl Arch {
             Arch::MinimaxM2 => "minimax-m2",
             Arch::Olmo2 => "olmo2",
             Arch::Olmo3 => "olmo3",
+            Arch::OlmoHybrid => "olmo_hybrid",
             Arch::GptOss => "gpt-oss",
             Arch::Granite => "granite",
             Arch::GraniteMoe => "granitemoe",
@@ -394,6 +398,12 @@ pub struct LinearAttention {
     /// Kimi Delta Attention (Kimi Linear; `crate::kimi_delta`): q, k, v apart, the decay per
     /// key channel from a low-rank forget gate, the output times a low-rank sigmoid gate.
     pub channel_decay: bool,
+    /// β = this × sigmoid(b): 2 where the model allows negative eigenvalues (OLMo Hybrid's
+    /// `linear_allow_neg_eigval`), else 1.
+    pub beta_scale: f32,
+    /// The gated output norm's epsilon where it is not the model's (OLMo Hybrid's 1e-5, FLA's
+    /// default).
+    pub norm_eps: Option<f32>,
 }
 
 impl LinearAttention {
@@ -678,6 +688,11 @@ pub struct ModelSpec {
     /// The rotated layers norm each head of q and k by its root mean square after RoPE, with
     /// no weights (Llama 4's `use_qk_norm`, `Llama4TextL2Norm`); the others do not.
     pub rotated_qk_l2_norm: bool,
+    /// Per layer, whether it norms its sublayers' outputs only (OLMo 2's placement: no norm
+    /// before attention or the FFN, one after each) where the others norm their inputs (OLMo
+    /// Hybrid's attention layers among pre-norm DeltaNet layers); empty: every layer as
+    /// `pre_norms` and `sandwich_norms` say.
+    pub post_norm_layers: Vec<bool>,
     /// RMSNorms of the attention's output before `o_proj` (`attn_sub_norm`, `[q_dim]`) and of
     /// the GLU's before `down_proj` (`ffn_sub_norm`, `[intermediate]`): BitNet b1.58's.
     pub sub_norms: bool,
@@ -776,6 +791,15 @@ impl ModelSpec {
     /// of `kv_dim`.
     pub fn conv_cache_span(&self) -> usize {
         self.hidden_size.div_ceil(2 * self.kv_dim().max(1))
+    }
+
+    /// Layer `l`'s norms: (before its sublayers, after them). OLMo 2's placement (after only)
+    /// where `post_norm_layers` says, else the model's.
+    pub fn norm_placement(&self, l: usize) -> (bool, bool) {
+        match self.post_norm_layers.get(l) {
+            Some(true) => (false, true),
+            _ => (self.pre_norms, self.sandwich_norms),
+        }
     }
 
     /// Whether the layers run without their norms fused into the products (LayerNorms,
@@ -894,6 +918,25 @@ impl ModelSpec {
         }
         if self.parallel_block && (!self.pre_norms || self.sandwich_norms) {
             return bad("a parallel block needs its one norm before it and none after".into());
+        }
+        if !self.post_norm_layers.is_empty() {
+            let recurrent = (0..self.num_layers).any(|l| {
+                self.post_norm_layers.get(l) == Some(&true)
+                    && self.recurrent_state_sizes(l).is_some()
+            });
+            if self.post_norm_layers.len() != self.num_layers
+                || recurrent
+                || self.short_conv.is_some()
+                || self.latent_attention.is_some()
+                || self.unfused_blocks()
+            {
+                return bad(format!(
+                    "{} norm placements for {} layers: post-norm layers are RMSNorm attention \
+                     layers only",
+                    self.post_norm_layers.len(),
+                    self.num_layers
+                ));
+            }
         }
         if !self.unrotated_layers.is_empty() && self.unrotated_layers.len() != self.num_layers {
             return bad(format!(

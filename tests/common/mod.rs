@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 104] = [
+pub const TINY_ARCHS: [&str; 105] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -67,6 +67,7 @@ pub const TINY_ARCHS: [&str; 104] = [
     "cohere2_moe_ln",
     "jais2",
     "bitnet",
+    "olmo_hybrid",
     "lfm2_moe",
     "gemma",
     "gemma3_vlm",

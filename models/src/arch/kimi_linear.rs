@@ -138,6 +138,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         conv_kernel: conv,
         value_heads_tiled: false,
         channel_decay: true,
+        beta_scale: 1.0,
+        norm_eps: None,
     });
     // The latent attention runs without positions.
     spec.unrotated_layers = vec![true; layers];
@@ -185,6 +187,8 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
         value_heads_tiled: false,
         channel_decay: true,
+        beta_scale: 1.0,
+        norm_eps: None,
     });
     spec.unrotated_layers = vec![true; spec.num_layers];
     let mut experts = super::deepseek::sigmoid_gguf_experts(g, spec.num_layers)?;

@@ -36,6 +36,7 @@ pub mod nemotron;
 pub mod nemotron_h;
 pub mod olmo;
 pub mod olmo2;
+pub mod olmo_hybrid;
 pub mod olmoe;
 pub mod phi2;
 pub mod phi3;
@@ -56,7 +57,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 77] = [
+pub const HF_MODEL_TYPES: [&str; 78] = [
     "llama",
     "mistral",
     "ministral",
@@ -83,6 +84,7 @@ pub const HF_MODEL_TYPES: [&str; 77] = [
     "starcoder2",
     "jais2",
     "bitnet",
+    "olmo_hybrid",
     "stablelm",
     "nemotron",
     "nemotron_h",
@@ -304,6 +306,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "deepseek_v2" => deepseek::from_hf(&c, false)?,
         "deepseek_v3" | "kimi_k2" => deepseek::from_hf(&c, true)?,
         "bitnet" => bitnet::from_hf(&c)?,
+        "olmo_hybrid" => olmo_hybrid::from_hf(&c)?,
         other => return Err(ModelError::UnsupportedArch(other.to_string())),
     };
     // transformers' `bitnet` quantization (of any model: BitNet's own checkouts, HF1BitLLM's
@@ -721,6 +724,7 @@ pub fn hf_norm_naming(arch: Arch) -> HfNormNaming {
         | Arch::Afmoe => HfNormNaming::Gemma,
         // GLM-4 names its post-norms apart and keeps the pre-FFN one as llama's.
         Arch::Glm4 => HfNormNaming::Glm4,
+        Arch::OlmoHybrid => HfNormNaming::OlmoHybrid,
         _ => HfNormNaming::Llama,
     }
 }
@@ -928,6 +932,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         qk_rows_permuted: false,
         attn_output_gate: false,
         sub_norms: false,
+        post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),
@@ -1089,6 +1094,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         qk_rows_permuted: false,
         attn_output_gate: false,
         sub_norms: false,
+        post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),

@@ -75,6 +75,8 @@ fn hybrid_from_hf(
         conv_kernel: c.usize("linear_conv_kernel_dim")?,
         value_heads_tiled: false,
         channel_decay: false,
+        beta_scale: 1.0,
+        norm_eps: None,
     });
     spec.validate()?;
     Ok(spec)
@@ -128,6 +130,8 @@ pub fn from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
         conv_kernel: g.require_usize(&k("ssm.conv_kernel"))?,
         value_heads_tiled: arch != Arch::Qwen3Next,
         channel_decay: false,
+        beta_scale: 1.0,
+        norm_eps: None,
     });
     if arch != Arch::Qwen35 {
         let mut moe = experts::required_from_gguf(g, layers)?;
@@ -147,7 +151,7 @@ pub fn from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
 
 /// Per layer, whether it is a linear-attention layer: `layer_types` ("linear_attention" /
 /// "full_attention"), else every layer but each `full_attention_interval`-th.
-fn linear_layers_from_hf(c: &HfConfig, layers: usize) -> Result<Vec<bool>> {
+pub(crate) fn linear_layers_from_hf(c: &HfConfig, layers: usize) -> Result<Vec<bool>> {
     let Some(types) = c.0.get("layer_types").and_then(|v| v.as_array()) else {
         let interval = c
             .opt_usize("full_attention_interval")?

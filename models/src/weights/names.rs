@@ -11,6 +11,10 @@ pub enum HfNormNaming {
     /// GLM-4: `post_attention_layernorm` is the pre-FFN norm (as llama's), the post-norms
     /// are `post_self_attn_layernorm` and `post_mlp_layernorm`.
     Glm4,
+    /// OLMo Hybrid: `post_attention_layernorm` norms the attention's output in its attention
+    /// layers (as Gemma's) and is the pre-FFN norm in its DeltaNet layers (as llama's): each
+    /// layer asks for the one it has.
+    OlmoHybrid,
 }
 
 pub fn layer(l: usize, what: &str) -> String {
@@ -109,7 +113,11 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         ("ffn_gate", _) => "mlp.gate_proj",
         ("ffn_up", _) => "mlp.up_proj",
         ("ffn_down", _) => "mlp.down_proj",
-        ("ffn_norm", HfNormNaming::Llama | HfNormNaming::Glm4) => "post_attention_layernorm",
+        ("ffn_norm", HfNormNaming::Llama | HfNormNaming::Glm4 | HfNormNaming::OlmoHybrid) => {
+            "post_attention_layernorm"
+        }
+        ("post_attention_norm", HfNormNaming::OlmoHybrid) => "post_attention_layernorm",
+        ("post_ffw_norm", HfNormNaming::OlmoHybrid) => "post_feedforward_layernorm",
         ("post_attention_norm", HfNormNaming::Glm4) => "post_self_attn_layernorm",
         ("post_ffw_norm", HfNormNaming::Glm4) => "post_mlp_layernorm",
         ("ffn_norm", HfNormNaming::Gemma) => "pre_feedforward_layernorm",
@@ -546,6 +554,31 @@ pub fn afmoe_hf(hf: &str) -> Option<String> {
         }
     }
     correction_bias_as(hf, "mlp.expert_bias")
+}
+
+/// OLMo Hybrid's HF name of a DeltaNet tensor `to_hf` names as attention's q/k/v or as
+/// Qwen3.5's DeltaNet's: its products under `linear_attn` (`q_proj`, `k_proj`, `v_proj`,
+/// `g_proj`, `b_proj`, `a_proj`, `o_proj`), its gated norm `o_norm`; and its checkouts' norm
+/// names (`attention_layer_norm` for `input_layernorm`, `feedforward_layer_norm` for
+/// `post_attention_layernorm`, as transformers renames them at load).
+pub fn olmo_hybrid_hf(hf: &str) -> Option<String> {
+    for (from, to) in [
+        (".input_layernorm.", ".attention_layer_norm."),
+        (".post_attention_layernorm.", ".feedforward_layer_norm."),
+        (".self_attn.q_proj.", ".linear_attn.q_proj."),
+        (".self_attn.k_proj.", ".linear_attn.k_proj."),
+        (".self_attn.v_proj.", ".linear_attn.v_proj."),
+        (".linear_attn.in_proj_z.", ".linear_attn.g_proj."),
+        (".linear_attn.in_proj_b.", ".linear_attn.b_proj."),
+        (".linear_attn.in_proj_a.", ".linear_attn.a_proj."),
+        (".linear_attn.out_proj.", ".linear_attn.o_proj."),
+        (".linear_attn.norm.", ".linear_attn.o_norm."),
+    ] {
+        if let Some((head, rest)) = hf.split_once(from) {
+            return Some(format!("{head}{to}{rest}"));
+        }
+    }
+    None
 }
 
 /// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:

@@ -6,8 +6,8 @@ use super::names::{
     afmoe_hf, apertus_hf, bamba_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf,
     gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, granite_swash_hf,
     hunyuan_hf, jamba_hf, kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mamba1_hf, mamba_hf,
-    mixtral_hf, nemotron_h_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf,
-    HfNormNaming,
+    mixtral_hf, nemotron_h_hf, olmo_hybrid_hf, phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf,
+    starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::quantization::Quantization;
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -265,6 +265,7 @@ impl SafetensorsDir {
             mamba1_hf(&hf),
             jamba_hf(&hf),
             afmoe_hf(&hf),
+            olmo_hybrid_hf(&hf),
         ];
         std::iter::once(hf.clone())
             .chain(alternates.into_iter().flatten())
@@ -546,6 +547,16 @@ fn granite_shared_mlp(name: &str) -> Option<(String, Option<usize>)> {
     ))
 }
 
+/// OLMo Hybrid's DeltaNet convolution as its checkouts store it: q's, k's and v's channels
+/// apart (`linear_attn.{q,k,v}_conv1d`, joined along the channels as transformers loads
+/// them). Their names, for the canonical `ssm_conv1d`; None for any other name.
+fn split_conv1d(name: &str) -> Option<[String; 3]> {
+    let layer = name
+        .strip_prefix("blk.")?
+        .strip_suffix(".ssm_conv1d.weight")?;
+    Some(["q", "k", "v"].map(|p| format!("model.layers.{layer}.linear_attn.{p}_conv1d.weight")))
+}
+
 /// StableLM-2-12B's per-head q/k norms behind a canonical q/k norm name: one module per head,
 /// `model.layers.L.self_attn.{q,k}_layernorm.norms.H.weight`. The names' stem, up to `H`.
 fn per_head_norm_modules(name: &str) -> Option<String> {
@@ -606,6 +617,22 @@ impl WeightSource for SafetensorsDir {
                 return Ok(Some(w));
             }
         }
+        if let Some(parts) = split_conv1d(name).filter(|p| self.view(&p[0]).is_some()) {
+            let mut joined = Vec::with_capacity(3);
+            let mut source = WeightDtype::F32;
+            for part in &parts {
+                let Some((t, dtype)) = self.dense(part)? else {
+                    return Err(ModelError::BadSafetensors {
+                        path: self.path.clone(),
+                        reason: format!("{} without {part}", parts[0]),
+                    });
+                };
+                joined.push(t);
+                source = dtype;
+            }
+            let tensor = candle_core::Tensor::cat(&joined, 0)?;
+            return Ok(Some(HostWeight::Dense { tensor, source }));
+        }
         if let Some((hf, half)) = granite_shared_mlp(name) {
             if let Some((tensor, source)) = self.dense(&hf)? {
                 let tensor = match half {
@@ -656,6 +683,7 @@ impl WeightSource for SafetensorsDir {
             || per_head_norm_modules(name)
                 .is_some_and(|stem| self.view(&format!("{stem}0.weight")).is_some())
             || granite_shared_mlp(name).is_some_and(|(hf, _)| self.view(&hf).is_some())
+            || split_conv1d(name).is_some_and(|p| self.view(&p[0]).is_some())
             || StackedExpert::all(name).any(|at| {
                 self.view(&at.hf).is_some()
                     || (at.stacking == Stacking::GptOss

@@ -81,6 +81,7 @@ fn base_spec(
         qk_rows_permuted: false,
         attn_output_gate: false,
         sub_norms: false,
+        post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
         xielu: Vec::new(),
