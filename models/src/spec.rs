@@ -919,6 +919,21 @@ impl ModelSpec {
         if self.parallel_block && (!self.pre_norms || self.sandwich_norms) {
             return bad("a parallel block needs its one norm before it and none after".into());
         }
+        let bitnet = self.sub_norms || self.activation_bits.is_some();
+        let plain_attention = self.latent_attention.is_none()
+            && self.short_conv.is_none()
+            && self.linear_attention.is_none()
+            && self.mamba.is_none()
+            && self.mamba1.is_none()
+            && self.experts.is_none()
+            && self.layer_parts.is_empty();
+        if bitnet && !plain_attention {
+            return bad(
+                "BitNet's sub-norms and quantized activations are supported in attention \
+                 layers with a dense FFN only"
+                    .into(),
+            );
+        }
         if !self.post_norm_layers.is_empty() {
             let recurrent = (0..self.num_layers).any(|l| {
                 self.post_norm_layers.get(l) == Some(&true)
