@@ -543,17 +543,22 @@ pub fn jamba_hf(hf: &str) -> Option<String> {
 /// `self_attn.gate_proj` (`to_hf`: Qwen3.5's `linear_attn.in_proj_z`), the router
 /// `mlp.router.gate` and its correction bias `mlp.expert_bias`.
 pub fn afmoe_hf(hf: &str) -> Option<String> {
-    for (from, to) in [
+    let renames = [
         (".pre_feedforward_layernorm.", ".pre_mlp_layernorm."),
         (".post_feedforward_layernorm.", ".post_mlp_layernorm."),
         (".linear_attn.in_proj_z.", ".self_attn.gate_proj."),
         (".mlp.gate.weight", ".mlp.router.gate.weight"),
-    ] {
-        if let Some((head, rest)) = hf.split_once(from) {
-            return Some(format!("{head}{to}{rest}"));
-        }
-    }
-    correction_bias_as(hf, "mlp.expert_bias")
+    ];
+    first_renamed(hf, &renames).or_else(|| correction_bias_as(hf, "mlp.expert_bias"))
+}
+
+/// `hf` with the first of `renames` (`from`, `to`) it contains replaced; None where it holds
+/// none of them.
+fn first_renamed(hf: &str, renames: &[(&str, &str)]) -> Option<String> {
+    renames.iter().find_map(|(from, to)| {
+        let (head, rest) = hf.split_once(from)?;
+        Some(format!("{head}{to}{rest}"))
+    })
 }
 
 /// OLMo Hybrid's HF name of a DeltaNet tensor `to_hf` names as attention's q/k/v or as
@@ -562,7 +567,7 @@ pub fn afmoe_hf(hf: &str) -> Option<String> {
 /// names (`attention_layer_norm` for `input_layernorm`, `feedforward_layer_norm` for
 /// `post_attention_layernorm`, as transformers renames them at load).
 pub fn olmo_hybrid_hf(hf: &str) -> Option<String> {
-    for (from, to) in [
+    let renames = [
         (".input_layernorm.", ".attention_layer_norm."),
         (".post_attention_layernorm.", ".feedforward_layer_norm."),
         (".self_attn.q_proj.", ".linear_attn.q_proj."),
@@ -573,12 +578,8 @@ pub fn olmo_hybrid_hf(hf: &str) -> Option<String> {
         (".linear_attn.in_proj_a.", ".linear_attn.a_proj."),
         (".linear_attn.out_proj.", ".linear_attn.o_proj."),
         (".linear_attn.norm.", ".linear_attn.o_norm."),
-    ] {
-        if let Some((head, rest)) = hf.split_once(from) {
-            return Some(format!("{head}{to}{rest}"));
-        }
-    }
-    None
+    ];
+    first_renamed(hf, &renames)
 }
 
 /// Kimi Linear's HF name of a tensor `to_hf` names as Qwen3-Next's DeltaNet's or under `mlp`:
