@@ -227,8 +227,14 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     let r7b = checked.iter().filter(|c| c.contains("command-r7b")).count();
     assert!(r7b >= 3, "{checked:?}");
     // Apertus' name-keyed lists (transformers renders its typed-arguments conversation),
-    // MiniMax-M2's invocations and Nemotron Nano 2's `<TOOLCALL>` lists.
-    for family in ["Apertus", "MiniMax-M2", "NVIDIA-Nemotron-Nano-v2"] {
+    // MiniMax-M2's invocations, Nemotron Nano 2's `<TOOLCALL>` lists and Solar Open's
+    // sections of calls with ids.
+    for family in [
+        "Apertus",
+        "MiniMax-M2",
+        "NVIDIA-Nemotron-Nano-v2",
+        "upstage-Solar-Open",
+    ] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),
             "{family}: {checked:?}"

@@ -42,10 +42,10 @@ const KNOWN: [ThinkTags; 5] = [
     THINK,
 ];
 
-/// Special tokens a template writes around the answer itself (Command R7B's), which carry
-/// nothing for the client: left out of the text where the server keeps special tokens to read
-/// calls or thoughts.
-pub const ANSWER_WRAPPERS: [&str; 2] = ["<|START_RESPONSE|>", "<|END_RESPONSE|>"];
+/// Special tokens a template writes around the answer itself (Command R7B's; Solar Open's
+/// content channel), which carry nothing for the client: left out of the text where the server
+/// keeps special tokens to read calls or thoughts.
+pub const ANSWER_WRAPPERS: [&str; 3] = ["<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|content|>"];
 
 /// The tags of a thinking model's chat template; None when the model does not think.
 pub fn template_thinks(template: &str) -> Option<ThinkTags> {

@@ -32,12 +32,15 @@
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
 //!   `<|tools_suffix|>` (Apertus; `apertus`).
+//! - `solar_open`: `<|tool_calls|>` then calls of an id, a name and the arguments' JSON
+//!   between special tokens, then `<|calls|>` (Solar Open; `solar`).
 use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
 use super::kimi;
 use super::lfm2;
 use super::mistral_args;
+use super::solar;
 use super::tag_grammar::TagGrammar;
 use super::tagged::Style;
 use serde_json::Value;
@@ -67,6 +70,7 @@ pub enum ToolFormat {
     Lfm2,
     Apertus,
     MinimaxM2,
+    SolarOpen,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -96,6 +100,8 @@ enum Family {
     /// Key/value tags (`tagged`).
     Tags(Style),
     Kimi,
+    /// Kimi's sections with an id and the name apart (Solar Open).
+    Solar,
     Deepseek(Layout),
     MistralArgs,
     Functionary,
@@ -169,7 +175,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 18] = [
+    pub const ALL: [ToolFormat; 19] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -188,6 +194,7 @@ impl ToolFormat {
         ToolFormat::Lfm2,
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
+        ToolFormat::SolarOpen,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -212,6 +219,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => "lfm2",
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
+            ToolFormat::SolarOpen => "solar_open",
         }
     }
 
@@ -226,6 +234,8 @@ impl ToolFormat {
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
         if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
+        } else if template.contains(solar::SECTION_BEGIN) && template.contains(solar::SECTION_END) {
+            Ok(ToolFormat::SolarOpen)
         } else if template.contains(deepseek::SECTION_BEGIN) && template.contains("tools") {
             // DeepSeek's own templates write calls into the history but never show the model
             // `tools` (V3.1's): those stay without (NoTools, below); llama.cpp's R1 template does.
@@ -292,6 +302,7 @@ impl ToolFormat {
             ToolFormat::Functionary => functionary::OPEN,
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
+            ToolFormat::SolarOpen => solar::SECTION_BEGIN,
             ToolFormat::CommandR7b => R7B_ACTION.0,
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Lfm2 => lfm2::OPEN,
@@ -307,6 +318,7 @@ impl ToolFormat {
             ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => Some("</tool_call>"),
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
+            ToolFormat::SolarOpen => Some(solar::SECTION_END),
             ToolFormat::Apriel => Some("</tool_calls>"),
             ToolFormat::NemotronJson => Some(NEMOTRON_CALLS.1),
             ToolFormat::Functionary => Some(functionary::CLOSE),
@@ -326,6 +338,7 @@ impl ToolFormat {
             ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
             ToolFormat::MinimaxM2 => Family::Tags(Style::Invoke),
             ToolFormat::KimiK2 => Family::Kimi,
+            ToolFormat::SolarOpen => Family::Solar,
             ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
             ToolFormat::DeepseekV31 => Family::Deepseek(Layout::Bare),
             ToolFormat::MistralArgs => Family::MistralArgs,
@@ -386,6 +399,7 @@ impl ToolFormat {
         match self.family() {
             Family::Tags(style) => style.parse(body, functions),
             Family::Kimi => kimi::parse(body),
+            Family::Solar => solar::parse(body),
             Family::Deepseek(layout) => layout.parse(body),
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
@@ -460,6 +474,7 @@ impl ToolFormat {
                 return TagGrammar { style, special }.call_grammar(functions, function, end);
             }
             Family::Kimi => return kimi::call_grammar(functions, function, special),
+            Family::Solar => return solar::call_grammar(functions, function, special),
             Family::Deepseek(layout) => return layout.call_grammar(functions, function, special),
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
@@ -499,6 +514,10 @@ impl ToolFormat {
             }
             Family::Kimi => Some((
                 kimi::section_grammar(functions, parallel, special)?,
+                parallel,
+            )),
+            Family::Solar => Some((
+                solar::section_grammar(functions, parallel, special)?,
                 parallel,
             )),
             Family::Deepseek(layout) => Some((
@@ -617,6 +636,7 @@ impl ToolFormat {
     pub fn forced_prefix(self, function: Option<&str>) -> String {
         match self.family() {
             Family::Kimi => return kimi::forced_prefix(function),
+            Family::Solar => return solar::forced_prefix(function),
             Family::Deepseek(layout) => return layout.forced_prefix(function),
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
@@ -941,6 +961,10 @@ mod tests {
             Ok(ToolFormat::NemotronJson)
         );
         assert_eq!(
+            of_corpus("upstage-Solar-Open-100B"),
+            Ok(ToolFormat::SolarOpen)
+        );
+        assert_eq!(
             of_corpus("deepseek-ai-DeepSeek-V3.1"),
             Err(Unsupported::NoTools)
         );
@@ -1090,6 +1114,10 @@ mod tests {
                 ToolFormat::Apertus => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::SolarOpen => (
+                    "{\"city\": \"Oslo\"}<|tool_call:end|>",
+                    "get_weather<|tool_call:args|>{\"city\": \"Oslo\"}<|tool_call:end|>",
                 ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",

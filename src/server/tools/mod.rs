@@ -19,6 +19,7 @@ mod kimi;
 mod lfm2;
 mod mistral_args;
 mod py_literal;
+mod solar;
 mod tag_grammar;
 pub mod tagged;
 
