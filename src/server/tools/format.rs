@@ -760,6 +760,41 @@ pub(crate) fn section_calls<'a>(
 /// Lark's optional whitespace between a section's calls and markers.
 pub(crate) const WS_RULE: &str = "WS: /[ \\t\\n]{1,4}/\n";
 
+/// A section of calls' markers as lark items (Kimi's, Solar Open's): each call opens with
+/// `call_head` (its opening marker and what precedes the function's name), runs through the
+/// `call` rules and closes with `call_end`; the section closes with `section_end`.
+pub(crate) struct SectionGrammar {
+    pub call_head: String,
+    pub call_end: String,
+    pub section_end: String,
+}
+
+impl SectionGrammar {
+    /// After a demanded call's prefix (which opened the section and a call up to the name,
+    /// or through the arguments' marker when `function` is named): the rest of that call and
+    /// the section's end; `rules` writes the `call` rules.
+    pub fn after_prefix(
+        &self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+        rules: impl FnOnce() -> Result<String, String>,
+    ) -> Result<String, String> {
+        let end = format!("{} WS? {}", self.call_end, self.section_end);
+        name_first_call_grammar(functions, function, &end, WS_RULE, rules)
+    }
+
+    /// After the section's opening token (a lazy grammar's trigger): its calls (one only
+    /// unless `parallel`), then its end; `rules` are the `call` rules and any others the
+    /// head names.
+    pub fn section(&self, parallel: bool, rules: &str) -> String {
+        let more = if parallel { " one*" } else { "" };
+        format!(
+            "start: one{more} WS? {}\none: WS? {} call {}\n{rules}{WS_RULE}",
+            self.section_end, self.call_head, self.call_end
+        )
+    }
+}
+
 /// The grammar after a demanded call's prefix, for the formats that write the name before
 /// the arguments (Kimi's, DeepSeek's, Mistral's `[ARGS]`, functionary's): the arguments of
 /// `function` (the prefix named it) or one call to any of `functions` (the `call` rules

@@ -4,8 +4,7 @@
 //! {"city": "Paris"}<|tool_call_end|>...<|tool_calls_section_end|>`. The id's index counts the
 //! calls of the conversation; the name is what lies between `functions.` and the last `:`.
 use super::format::{
-    args_rule, call_alternatives, literal, marker, name_first_call_grammar, section_calls,
-    ParsedCall, WS_RULE,
+    args_rule, call_alternatives, literal, marker, section_calls, ParsedCall, SectionGrammar,
 };
 use serde_json::Value;
 
@@ -50,14 +49,7 @@ pub fn call_grammar(
     function: Option<&str>,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let end = format!(
-        "{} WS? {}",
-        marker(CALL_END, special),
-        marker(SECTION_END, special)
-    );
-    name_first_call_grammar(functions, function, &end, WS_RULE, || {
-        call_rules(functions, special)
-    })
+    section(special).after_prefix(functions, function, || call_rules(functions, special))
 }
 
 /// After the section's opening token (a lazy grammar's trigger): its calls (one only unless
@@ -67,15 +59,17 @@ pub fn section_grammar(
     parallel: bool,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let more = if parallel { " one*" } else { "" };
-    Ok(format!(
-        "start: one{more} WS? {}\none: WS? {} {} call {}\n{}{WS_RULE}",
-        marker(SECTION_END, special),
-        marker(CALL_BEGIN, special),
-        literal(ID_PREFIX),
-        marker(CALL_END, special),
-        call_rules(functions, special)?
-    ))
+    Ok(section(special).section(parallel, &call_rules(functions, special)?))
+}
+
+/// The section's markers as lark items: a call's head (its marker and the id's prefix), its
+/// end, the section's end.
+fn section(special: &dyn Fn(&str) -> bool) -> SectionGrammar {
+    SectionGrammar {
+        call_head: format!("{} {}", marker(CALL_BEGIN, special), literal(ID_PREFIX)),
+        call_end: marker(CALL_END, special),
+        section_end: marker(SECTION_END, special),
+    }
 }
 
 /// Rules `call` (a function's name, the id's index, the arguments) and `args_i`.

@@ -5,8 +5,7 @@
 //! {"city": "Paris"}<|tool_call:end|>`. The calls' ids are candor's own in the answer, as for
 //! every format (the template writes them back into the history).
 use super::format::{
-    args_rule, call_alternatives, literal, marker, name_first_call_grammar, section_calls,
-    ParsedCall, WS_RULE,
+    args_rule, call_alternatives, literal, marker, section_calls, ParsedCall, SectionGrammar,
 };
 use serde_json::Value;
 
@@ -47,14 +46,7 @@ pub fn call_grammar(
     function: Option<&str>,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let end = format!(
-        "{} WS? {}",
-        marker(CALL_END, special),
-        marker(SECTION_END, special)
-    );
-    name_first_call_grammar(functions, function, &end, WS_RULE, || {
-        call_rules(functions, special)
-    })
+    section(special).after_prefix(functions, function, || call_rules(functions, special))
 }
 
 /// After the section's opening token (a lazy grammar's trigger): its calls (one only unless
@@ -64,15 +56,22 @@ pub fn section_grammar(
     parallel: bool,
     special: &dyn Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let more = if parallel { " one*" } else { "" };
-    Ok(format!(
-        "start: one{more} WS? {}\none: WS? {} ID {} call {}\nID: /[a-z0-9]{{10}}/\n{}{WS_RULE}",
-        marker(SECTION_END, special),
-        marker(CALL_BEGIN, special),
-        marker(NAME, special),
-        marker(CALL_END, special),
-        call_rules(functions, special)?
-    ))
+    let rules = format!("{}ID: /[a-z0-9]{{10}}/\n", call_rules(functions, special)?);
+    Ok(section(special).section(parallel, &rules))
+}
+
+/// The section's markers as lark items: a call's head (its marker, an id, the name's marker),
+/// its end, the section's end.
+fn section(special: &dyn Fn(&str) -> bool) -> SectionGrammar {
+    SectionGrammar {
+        call_head: format!(
+            "{} ID {}",
+            marker(CALL_BEGIN, special),
+            marker(NAME, special)
+        ),
+        call_end: marker(CALL_END, special),
+        section_end: marker(SECTION_END, special),
+    }
 }
 
 /// Rules `call` (a function's name, the arguments' marker, the arguments) and `args_i`.
