@@ -126,19 +126,4 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
-
-    #[test]
-    fn forced_prefixes_continue_into_calls() {
-        let named = forced_prefix(Some("get_weather")) + "{\"city\": \"Oslo\"}<|tool_call:end|>";
-        let open = forced_prefix(None)
-            + "get_weather<|tool_call:args|>{\"city\": \"Oslo\"}<|tool_call:end|>";
-        for text in [named, open] {
-            let body = text.strip_prefix(SECTION_BEGIN).unwrap();
-            assert_eq!(
-                parse(body),
-                Some(vec![call("get_weather", "{\"city\":\"Oslo\"}")]),
-                "{text}"
-            );
-        }
-    }
 }
