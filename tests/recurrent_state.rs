@@ -37,9 +37,11 @@ async fn metric(s: &Server, name: &str) -> f64 {
 }
 
 /// The tiny recurrent models served: gated DeltaNet, Mamba-2 beside attention, Mamba-2 alone,
-/// Mamba-1 beside attention and experts, attention and Mamba-2 side by side.
-const RECURRENT: [&str; 5] = [
+/// Mamba-1 beside attention and experts, attention and Mamba-2 side by side, gated DeltaNet
+/// layers normed before them beside attention layers normed after.
+const RECURRENT: [&str; 6] = [
     "qwen3_next",
+    "olmo_hybrid",
     "granitemoehybrid",
     "mamba2",
     "jamba",
