@@ -36,7 +36,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // multi-query parallel blocks, Command R+'s per-head q/k norms, StarCoder's multi-query
     // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
     // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one, dots.llm1's
-    // sigmoid-routed experts under Qwen3's attention.
+    // sigmoid-routed experts under Qwen3's attention, BitNet's sub-norms over 8-bit
+    // activations.
     for arch in [
         "command-r",
         "llama",
@@ -56,6 +57,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "arcee",
         "hunyuan-moe",
         "dots1",
+        "bitnet",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -103,6 +103,25 @@ fn ernie_moe(
            "bos_token_id": 1, "eos_token_id": 2})
 }
 
+/// BitNet b1.58 2B-4T's config at other sizes: sub-norms, a squared-ReLU GLU, its ternary
+/// products' 8-bit activations (the `bitnet` quantization config), tied head.
+fn bitnet(
+    vocab: usize,
+    hidden: usize,
+    ff: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+) -> serde_json::Value {
+    json!({"model_type": "bitnet", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": layers,
+           "num_attention_heads": heads, "num_key_value_heads": kv_heads, "hidden_act": "relu2",
+           "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 4096,
+           "tie_word_embeddings": true, "bos_token_id": 128000, "eos_token_id": 128001,
+           "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+               "quantization_mode": "offline"}})
+}
+
 /// AFM-4.5B's config at other sizes (an ungated squared-ReLU MLP, YaRN over 4096 positions,
 /// untied head).
 fn arcee(vocab: usize, hidden: usize, ff: usize, layers: usize, heads: usize) -> serde_json::Value {
@@ -446,16 +465,13 @@ pub const SHAPES: &[DummyShape] = &[
         arch: "bitnet",
         size: "2b",
         source: "microsoft/bitnet-b1.58-2B-4T",
-        config: || {
-            json!({"model_type": "bitnet", "vocab_size": 128256, "hidden_size": 2560,
-                   "intermediate_size": 6912, "num_hidden_layers": 30,
-                   "num_attention_heads": 20, "num_key_value_heads": 5, "hidden_act": "relu2",
-                   "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-                   "max_position_embeddings": 4096, "tie_word_embeddings": true,
-                   "bos_token_id": 128000, "eos_token_id": 128001,
-                   "quantization_config": {"quant_method": "bitnet",
-                       "linear_class": "autobitlinear", "quantization_mode": "offline"}})
-        },
+        config: || bitnet(128256, 2560, 6912, 30, 20, 5),
+    },
+    DummyShape {
+        arch: "bitnet",
+        size: "tiny",
+        source: "test-only",
+        config: || bitnet(256, 64, 128, 2, 4, 2),
     },
     DummyShape {
         arch: "arcee",
