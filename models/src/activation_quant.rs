@@ -3,12 +3,13 @@
 //! `AutoBitLinear` (`ActQuant`) do before their ternary products. The model was trained so:
 //! without it a checkout's logits move (0.3 on the tiny fixture). llama.cpp's `bitnet` graph
 //! skips it (its TQ kernels quantize activations per block of 256 instead).
+use candor_kernels::quant::round_small;
 
 /// Row `row` quantized to `bits`-bit integers by its largest magnitude and back, in place:
 /// `round(x · s).clamp(−2^(b−1), 2^(b−1) − 1) / s` with `s = (2^(b−1) − 1) / max(max |x|,
 /// 1e-5)`, rounding ties to even as torch does; `bits` is taken within 2..=16.
 pub fn quantize_row(row: &mut [f32], bits: u32) {
-    let top = ((1u64 << (bits.clamp(2, 16) - 1)) - 1) as f32;
+    let top = largest_quant(bits);
     let largest = row.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-5);
     let scale = top / largest;
     for v in row {
@@ -16,13 +17,10 @@ pub fn quantize_row(row: &mut [f32], bits: u32) {
     }
 }
 
-/// `t` rounded to the nearest integer, ties to even (as torch rounds), for |t| < 2²² (the
-/// quants' range): adding and taking away 1.5·2²³ leaves no fraction bits, in two adds that
-/// vectorize (on the baseline x86-64 target `round_ties_even` is a libm call per value).
-#[inline(always)]
-fn round_small(t: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (t + MAGIC) - MAGIC
+/// The largest quant of `bits`-bit signed integers, 2^(b−1) − 1 (`bits` taken within 2..=16,
+/// where `round_small` is exact); the smallest is one below its negative.
+pub fn largest_quant(bits: u32) -> f32 {
+    ((1u32 << (bits.clamp(2, 16) - 1)) - 1) as f32
 }
 
 /// The rows of `values` (`cols` each) quantized by `quantize_row`.

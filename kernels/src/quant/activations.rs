@@ -196,12 +196,12 @@ fn row_grid(row: &[f32], scale: f32) -> Option<f32> {
         .then_some(inv)
 }
 
-/// `t` rounded to the nearest integer, ties to even, for |t| < 2²² (the quants' range here):
-/// adding and taking away 1.5·2²³ leaves no fraction bits, in two adds that vectorize (the
-/// baseline x86-64 target has no rounding instruction: `round_ties_even` is a libm call
-/// there, 7% of a BitNet decode step).
+/// `t` rounded to the nearest integer, ties to even (as `round_ties_even` and torch round), for
+/// |t| < 2²² (quants' range): adding and taking away 1.5·2²³ leaves no fraction bits, in two
+/// adds that vectorize (the baseline x86-64 target has no rounding instruction:
+/// `round_ties_even` is a libm call there, 7% of a BitNet decode step).
 #[inline(always)]
-fn round_small(t: f32) -> f32 {
+pub fn round_small(t: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     (t + MAGIC) - MAGIC
 }

@@ -31,7 +31,7 @@ mod tile_driver;
 pub(crate) mod x86;
 
 use crate::activation::Act;
-pub use activations::{QuantizedRows, RowsView};
+pub use activations::{round_small, QuantizedRows, RowsView};
 pub use formats::{
     decode_block, dequantize, e8m0_half, filler_blocks, iq4xs_scales, k_scales_mins, set_scales,
     ActFormat, IntBlock, QuantType, E8M0_HALF, IQ4NL_VALUES, MXFP4_DOUBLED,

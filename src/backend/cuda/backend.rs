@@ -611,7 +611,7 @@ impl Backend for CudaBackend {
     /// even: only values exactly halfway between two steps differ, by one step.
     fn quantize_rows(&self, x: &Tensor, bits: u32) -> Result<Tensor> {
         use candle_core::D;
-        let top = ((1u64 << (bits.clamp(2, 16) - 1)) - 1) as f64;
+        let top = candor_models::activation_quant::largest_quant(bits) as f64;
         let largest = x
             .abs()?
             .max_keepdim(D::Minus1)?

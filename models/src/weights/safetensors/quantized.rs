@@ -335,19 +335,15 @@ impl SafetensorsDir {
             };
             Ternary::unpack(view.data(), view.shape(), scale).map_err(bad)?
         };
-        let shape = vec![ternary.out, ternary.inner];
-        if !self.dequantize {
-            if let Some(bytes) = ternary.tq2_0_blocks() {
-                let ty = BlockType::Grid(candor_kernels::quant::QuantType::Tq2_0);
-                return Ok(Some(HostWeight::Mapped(MappedBlocks::owned(
-                    &bytes, ty, shape,
-                )?)));
-            }
-        }
-        let (dtype, source) = self.dequantized_dtype(c.dtype);
-        let tensor =
-            candle_core::Tensor::from_vec(ternary.dense(), shape, &Device::Cpu)?.to_dtype(dtype)?;
-        Ok(Some(HostWeight::Dense { tensor, source }))
+        let tq2_0 = BlockType::Grid(candor_kernels::quant::QuantType::Tq2_0);
+        self.serve_blocks(
+            vec![ternary.out, ternary.inner],
+            || Some((tq2_0, ternary.tq2_0_blocks()?)),
+            || ternary.dense(),
+            c.dtype,
+        )
+        .map(Some)
+        .map_err(bad)
     }
 
     fn serve_unpacked(
@@ -355,16 +351,35 @@ impl SafetensorsDir {
         unpacked: crate::weights::packed_int::Unpacked,
         checkout: candle_core::DType,
     ) -> std::result::Result<HostWeight, String> {
-        let shape = vec![unpacked.out, unpacked.inner];
+        self.serve_blocks(
+            vec![unpacked.out, unpacked.inner],
+            || {
+                let (ty, bytes) = unpacked.ggml_blocks()?;
+                Some((BlockType::Ggml(ty), bytes))
+            },
+            || unpacked.dense(),
+            checkout,
+        )
+    }
+
+    /// A weight of `shape` served as the blocks `blocks` gives (None: no block type holds its
+    /// values exactly), else (and always on the reference path) as the values `dense` gives
+    /// in the checkout's dtype.
+    fn serve_blocks(
+        &self,
+        shape: Vec<usize>,
+        blocks: impl FnOnce() -> Option<(BlockType, Vec<u8>)>,
+        dense: impl FnOnce() -> Vec<f32>,
+        checkout: candle_core::DType,
+    ) -> std::result::Result<HostWeight, String> {
         if !self.dequantize {
-            if let Some((ty, bytes)) = unpacked.ggml_blocks() {
-                let blocks = MappedBlocks::owned(&bytes, BlockType::Ggml(ty), shape)
-                    .map_err(|e| e.to_string())?;
+            if let Some((ty, bytes)) = blocks() {
+                let blocks = MappedBlocks::owned(&bytes, ty, shape).map_err(|e| e.to_string())?;
                 return Ok(HostWeight::Mapped(blocks));
             }
         }
         let (dtype, source) = self.dequantized_dtype(checkout);
-        let tensor = candle_core::Tensor::from_vec(unpacked.dense(), shape, &Device::Cpu)
+        let tensor = candle_core::Tensor::from_vec(dense(), shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(|e| crate::error::candle_message(&e))?;
         Ok(HostWeight::Dense { tensor, source })
