@@ -45,17 +45,18 @@ pub struct ChatMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// An assistant turn's thought, as a client sends it back: templates read it under one of
-    /// two names (Qwen3's `reasoning_content`, gpt-oss's `thinking`, which keeps the analysis
-    /// before a call in the history), so both carry it.
+    /// three names (Qwen3's `reasoning_content`, gpt-oss's `thinking`, which keeps the analysis
+    /// before a call in the history, Solar Open's `reasoning`), so all carry it.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Thought>,
 }
 
-/// A thought under both names templates read it by.
+/// A thought under every name templates read it by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Thought {
     pub reasoning_content: String,
     pub thinking: String,
+    pub reasoning: String,
 }
 
 impl Thought {
@@ -63,6 +64,7 @@ impl Thought {
         Thought {
             reasoning_content: text.to_string(),
             thinking: text.to_string(),
+            reasoning: text.to_string(),
         }
     }
 }

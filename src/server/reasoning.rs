@@ -1,8 +1,9 @@
 //! Reasoning models (Qwen3, DeepSeek-R1, QwQ, GLM-4.5) think in `<think> ... </think>` before
 //! they answer (Seed-OSS in `<seed:think>` tags, Magistral and Ministral 3 in `[THINK]`
 //! tokens, Command R7B between `<|START_THINKING|>` and `<|END_THINKING|>`, Apertus between
-//! `<|inner_prefix|>` and `<|inner_suffix|>`: `ThinkTags`, told from the chat template). The thinking comes back as `reasoning_content` (as DeepSeek's API, vLLM and
-//! llama-server return it) and only the answer as `content`, so clients that show `content`
+//! `<|inner_prefix|>` and `<|inner_suffix|>`, Solar Open in a `<|think|>` turn of its own:
+//! `ThinkTags`, told from the chat template). The thinking comes back as `reasoning_content`
+//! (as DeepSeek's API, vLLM and llama-server return it) and only the answer as `content`, so clients that show `content`
 //! do not show the scratch work, and tool calls are read from the answer only (stop strings,
 //! matched before the split, end the generation wherever they appear).
 
@@ -20,38 +21,63 @@ pub const THINK: ThinkTags = ThinkTags {
     close: "</think>",
 };
 
-/// Every pair a template may use, Seed-OSS's, Mistral's, Cohere's and Apertus' before the
-/// common one.
-const KNOWN: [ThinkTags; 5] = [
-    ThinkTags {
+/// Solar Open's thought is an assistant turn of its own (`<|begin|>assistant<|think|>` ...
+/// `<|end|>`); its answer opens another (`<|begin|>assistant`, then `<|content|>` or
+/// `<|tool_calls|>`). The next turn's header closes the thought with it, so the engine's
+/// forced closing (a budget's) writes the header too, and a demanded call's opening or an
+/// answer's grammar follow the header, where the model's answer starts.
+pub const SOLAR_OPEN: ThinkTags = ThinkTags {
+    open: "<|think|>",
+    close: "<|end|><|begin|>assistant",
+};
+
+/// Every pair a template may use, each with the text that shows a template uses it:
+/// Seed-OSS's, Mistral's, Cohere's, Apertus' and Solar Open's before the common one.
+const KNOWN: [(ThinkTags, [&str; 2]); 6] = [
+    tagged(ThinkTags {
         open: "<seed:think>",
         close: "</seed:think>",
-    },
-    ThinkTags {
+    }),
+    tagged(ThinkTags {
         open: "[THINK]",
         close: "[/THINK]",
-    },
-    ThinkTags {
+    }),
+    tagged(ThinkTags {
         open: "<|START_THINKING|>",
         close: "<|END_THINKING|>",
-    },
-    ThinkTags {
+    }),
+    tagged(ThinkTags {
         open: "<|inner_prefix|>",
         close: "<|inner_suffix|>",
-    },
-    THINK,
+    }),
+    // Its template writes the thought's turn, not the close as one piece.
+    (SOLAR_OPEN, ["<|begin|>assistant<|think|>", "<|end|>"]),
+    tagged(THINK),
 ];
 
-/// Special tokens a template writes around the answer itself (Command R7B's; Solar Open's
-/// content channel), which carry nothing for the client: left out of the text where the server
-/// keeps special tokens to read calls or thoughts.
-pub const ANSWER_WRAPPERS: [&str; 3] = ["<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|content|>"];
+/// A pair shown by its own two tags in the template.
+const fn tagged(tags: ThinkTags) -> (ThinkTags, [&'static str; 2]) {
+    (tags, [tags.open, tags.close])
+}
+
+/// Special tokens a template writes around the answer itself (Command R7B's, Command A
+/// Reasoning's (`Cohere2MoE`) text blocks; Solar Open's content channel), which carry nothing
+/// for the client: left out of the text where the server keeps special tokens to read calls
+/// or thoughts.
+pub const ANSWER_WRAPPERS: [&str; 5] = [
+    "<|START_RESPONSE|>",
+    "<|END_RESPONSE|>",
+    "<|START_TEXT|>",
+    "<|END_TEXT|>",
+    "<|content|>",
+];
 
 /// The tags of a thinking model's chat template; None when the model does not think.
 pub fn template_thinks(template: &str) -> Option<ThinkTags> {
     KNOWN
         .into_iter()
-        .find(|t| template.contains(t.open) && template.contains(t.close))
+        .find(|(_, shown_by)| shown_by.iter().all(|text| template.contains(text)))
+        .map(|(tags, _)| tags)
 }
 
 /// Whether a rendered prompt leaves the answer inside a thought (DeepSeek-R1's template opens
@@ -230,6 +256,20 @@ mod tests {
             Some(THINK)
         );
         assert_eq!(template_thinks("{{ messages }}"), None);
+        // Solar Open's low reasoning effort: an empty thought's turn, then the answer's header.
+        let low =
+            "<|begin|>user<|content|>Hi<|end|><|begin|>assistant<|think|><|end|><|begin|>assistant";
+        assert!(!prompt_opens_thought(low, SOLAR_OPEN));
+        // After its thought, calls open the answer's turn: the section is the answer's.
+        assert_eq!(
+            run_with(
+                false,
+                SOLAR_OPEN,
+                "<|think|>A call.<|end|><|begin|>assistant<|tool_calls|><|tool_call:begin|>",
+                2
+            ),
+            ("A call.".into(), "<|tool_calls|><|tool_call:begin|>".into())
+        );
     }
 
     /// Seed-OSS's, Mistral's, Command R7B's and Apertus' tags, told from their vendors'
@@ -255,11 +295,16 @@ mod tests {
         let apertus = tags_of("Apertus-8B-Instruct").unwrap();
         assert_eq!(apertus.open, "<|inner_prefix|>");
         assert_eq!(tags_of("Qwen-Qwen3-0.6B"), Some(THINK));
+        let solar = tags_of("upstage-Solar-Open-100B").unwrap();
+        assert_eq!(solar, SOLAR_OPEN);
         for (tags, output) in [
             (seed, "<seed:think>Hmm.</seed:think>\nFour."),
             (mistral, "[THINK]Hmm.[/THINK]Four."),
             (cohere, "<|START_THINKING|>Hmm.<|END_THINKING|>Four."),
             (apertus, "<|inner_prefix|>Hmm.<|inner_suffix|>Four."),
+            // The answer's turn header closes the thought (its `<|content|>` is left out in
+            // decoding, `ANSWER_WRAPPERS`).
+            (solar, "<|think|>Hmm.<|end|><|begin|>assistantFour."),
         ] {
             for step in [1, 3, 100] {
                 assert_eq!(
