@@ -316,12 +316,22 @@ fn auto_calls_between_free_text(format: ToolFormat) {
 }
 
 /// Mistral's call list runs to the end of the answer: once opened, the grammar holds until
-/// the list closes, and then only the end token may follow.
+/// the list closes, and then only the end token may follow. So does GigaChat's one call (a
+/// parallel request's too: its templates write one call a turn).
 #[test]
-fn mistral_lazy_call_list_ends_the_answer() {
+fn lazy_calls_to_the_end_end_the_answer() {
+    for (format, last) in [
+        (ToolFormat::Mistral, ']'),
+        (ToolFormat::GigaChat3, '}'),
+        (ToolFormat::GigaChat31, '}'),
+    ] {
+        lazy_calls_end_the_answer(format, last);
+    }
+}
+
+fn lazy_calls_end_the_answer(format: ToolFormat, last: char) {
     let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    let format = ToolFormat::Mistral;
     // Qwen has no `[TOOL_CALLS]` token: any single token serves as the trigger here.
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
     for seed in 0..3 {
@@ -341,9 +351,9 @@ fn mistral_lazy_call_list_ends_the_answer() {
         let text = tok.decode(&body, true).unwrap();
         let calls = format
             .parse_block(&text, &[])
-            .unwrap_or_else(|| panic!("seed {seed}: not a call list: {text:?}"));
+            .unwrap_or_else(|| panic!("{format:?} seed {seed}: not a call: {text:?}"));
         assert!(!calls.is_empty(), "{text:?}");
-        assert!(text.trim_end().ends_with(']'), "{text:?}");
+        assert!(text.trim_end().ends_with(last), "{format:?}: {text:?}");
     }
 }
 

@@ -468,9 +468,15 @@ pub async fn start_chat(
         || matches!(reasoning, Some(Reasoning::Think { tags, .. })
             if special(tags.open) || special(tags.close));
     if p.keep_special_tokens && !asked_for_special {
-        // Kept for the server's reading, not the client's: the answer's wrappers stay out.
+        // Kept for the server's reading, not the client's: the answer's wrappers (and a call
+        // format's turn ends) stay out.
+        let format_hidden = match tools.as_ref().map(|t| t.output.syntax) {
+            Some(tools::CallSyntax::Blocks(format)) => format.hidden_tokens(),
+            _ => &[],
+        };
         p.hidden_special_tokens = crate::server::reasoning::ANSWER_WRAPPERS
             .iter()
+            .chain(format_hidden)
             .filter_map(|t| ready.tokenizer.token_id(t))
             .filter(|&id| ready.tokenizer.is_special(id))
             .collect();

@@ -51,7 +51,7 @@ impl ToolCallExtractor {
     /// Add generated text; returns what can be released now.
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
         let mut out = Vec::new();
-        let mut input = text.to_string();
+        let mut input = self.format.without_hidden(text);
         loop {
             match &mut self.state {
                 State::TextOnly => {
@@ -356,6 +356,49 @@ mod tests {
                     call("get_time", "{}"),
                 ],
                 "step {step}"
+            );
+        }
+    }
+
+    /// GigaChat's one call after its answer's text, at any chunking: 3.0's `function call`
+    /// turn (its turn end left out in decoding, or written by a forced opening) and 3.1's
+    /// marker; a plain answer keeps its text whole.
+    #[test]
+    fn gigachat_calls_come_out_whole_at_any_chunking() {
+        let weather = || call("get_weather", "{\"city\":\"Paris\"}");
+        let object = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+        for step in [1, 2, 5, 1000] {
+            for (format, output, before) in [
+                (
+                    ToolFormat::GigaChat3,
+                    format!("Let me look.\n\nfunction call<|role_sep|>\n{object}"),
+                    "Let me look.\n\n",
+                ),
+                (
+                    ToolFormat::GigaChat31,
+                    format!("Let me look.<|function_call|>{object}<|message_sep|>"),
+                    "Let me look.",
+                ),
+            ] {
+                assert_eq!(
+                    run(format, &output, step),
+                    vec![text(before), weather()],
+                    "{format:?} step {step}"
+                );
+            }
+            // Where the forced opening ends the prompt, its turn end is read with the answer
+            // (the opening first, whole).
+            let mut x = ToolCallExtractor::new(ToolFormat::GigaChat3, Default::default());
+            let mut pieces = x.push("<|message_sep|>\n\nfunction call<|role_sep|>\n");
+            let chars: Vec<char> = object.chars().collect();
+            for chunk in chars.chunks(step) {
+                pieces.extend(x.push(&chunk.iter().collect::<String>()));
+            }
+            pieces.extend(x.finish());
+            assert_eq!(pieces, vec![text("\n\n"), weather()], "step {step}");
+            assert_eq!(
+                run(ToolFormat::GigaChat3, "A function call is a request.", step),
+                vec![text("A function call is a request.")]
             );
         }
     }

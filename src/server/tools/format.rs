@@ -34,9 +34,14 @@
 //!   `<|tools_suffix|>` (Apertus; `apertus`).
 //! - `solar_open`: `<|tool_calls|>` then calls of an id, a name and the arguments' JSON
 //!   between special tokens, then `<|calls|>` (Solar Open; `solar`).
+//! - `gigachat3`: a `function call` turn after the assistant's, its body one
+//!   `{"name", "arguments"}` object (GigaChat 3.0); `gigachat3_1`: the same object after
+//!   `<|function_call|>` in the assistant's turn (GigaChat 3.1; `gigachat`). vLLM's
+//!   `gigachat3` reads both.
 use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
+use super::gigachat::{self, Version};
 use super::kimi;
 use super::lfm2;
 use super::mistral_args;
@@ -71,6 +76,8 @@ pub enum ToolFormat {
     Apertus,
     MinimaxM2,
     SolarOpen,
+    GigaChat3,
+    GigaChat31,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -175,7 +182,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 19] = [
+    pub const ALL: [ToolFormat; 21] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -195,6 +202,8 @@ impl ToolFormat {
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
         ToolFormat::SolarOpen,
+        ToolFormat::GigaChat3,
+        ToolFormat::GigaChat31,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -220,6 +229,8 @@ impl ToolFormat {
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
             ToolFormat::SolarOpen => "solar_open",
+            ToolFormat::GigaChat3 => "gigachat3",
+            ToolFormat::GigaChat31 => "gigachat3_1",
         }
     }
 
@@ -255,6 +266,11 @@ impl ToolFormat {
             // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
             // invocations: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if let Some(version) = gigachat::of_template(template) {
+            Ok(match version {
+                Version::V30 => ToolFormat::GigaChat3,
+                Version::V31 => ToolFormat::GigaChat31,
+            })
         } else if template.contains(NEMOTRON_CALLS.0) && template.contains(NEMOTRON_CALLS.1) {
             Ok(ToolFormat::NemotronJson)
         } else if template.contains("<tool_calls>[")
@@ -308,6 +324,8 @@ impl ToolFormat {
             ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
+            ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
+            ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -329,6 +347,8 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
+            // One call, to the end of the answer (the turn's end is left out in decoding).
+            ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => None,
         }
     }
 
@@ -348,6 +368,7 @@ impl ToolFormat {
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
+            ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
         }
     }
 
@@ -392,6 +413,30 @@ impl ToolFormat {
         !matches!(self, ToolFormat::Hermes | ToolFormat::Llama3Json)
     }
 
+    /// Special tokens left out of the text all the same where the server keeps them to read
+    /// the calls (GigaChat's turn end: neither part of an answer nor of a call).
+    pub fn hidden_tokens(self) -> &'static [&'static str] {
+        match self {
+            ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => &gigachat::HIDDEN,
+            _ => &[],
+        }
+    }
+
+    /// `text` without `hidden_tokens` (a forced opening that writes one, read with the answer).
+    pub fn without_hidden(self, text: &str) -> String {
+        let mut text = text.to_string();
+        for token in self.hidden_tokens() {
+            text = text.replace(token, "");
+        }
+        text
+    }
+
+    /// Whether an answer holds one call at most (GigaChat's templates write only a turn's
+    /// first call).
+    pub fn single_call(self) -> bool {
+        matches!(self, ToolFormat::GigaChat3 | ToolFormat::GigaChat31)
+    }
+
     /// The calls in one block's body, or `None` when it is not well-formed (then the block is
     /// returned as text, as vLLM's parsers do). `functions` (names, parameter schemas) type
     /// the tag formats' values.
@@ -412,6 +457,7 @@ impl ToolFormat {
             Family::Json if self == ToolFormat::Llama3Json => {
                 json_sequence(body)?.iter().map(call_object).collect()
             }
+            Family::Json if self.single_call() => gigachat::parse(body),
             Family::Json => Some(vec![call_object(&serde_json::from_str(body.trim()).ok()?)?]),
         }
     }
@@ -562,6 +608,10 @@ impl ToolFormat {
         };
         let list_more = if parallel { " (\",\" WS? one)*" } else { "" };
         let (after_trigger, bare) = match self {
+            // One call to the end of the answer: 3.0's header ends with a newline after its
+            // one token, the trigger.
+            ToolFormat::GigaChat3 => (format!("start: \"\\n\" call \"}}\"\n{rules}"), None),
+            ToolFormat::GigaChat31 => (format!("start: call \"}}\"\n{rules}"), None),
             ToolFormat::Hermes => (
                 format!("start: \"\\n\" call {tail}\n{rules}"),
                 Some(objects("")),
@@ -589,7 +639,7 @@ impl ToolFormat {
             bare,
             // After a hermes call the text is free again (and may hold more calls), unless
             // one call is all the request takes: then only the end may follow.
-            rearm: parallel && self.call_end().is_some(),
+            rearm: parallel && self.call_end().is_some() && !self.single_call(),
         })
     }
 
@@ -598,6 +648,7 @@ impl ToolFormat {
         match self {
             // Llama 3's block start (`{`) is text; the tag before its calls is a token.
             ToolFormat::Llama3Json => "<|python_tag|>",
+            ToolFormat::GigaChat3 => gigachat::ROLE_SEP,
             _ => self.call_start(),
         }
     }
@@ -655,6 +706,9 @@ impl ToolFormat {
             ToolFormat::Apriel => "<tool_calls>[",
             ToolFormat::NemotronJson => "<TOOLCALL>[",
             ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
+            // The assistant's empty turn closed, as the template writes a call-only answer.
+            ToolFormat::GigaChat3 => "<|message_sep|>\n\nfunction call<|role_sep|>\n",
+            ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -1003,6 +1057,11 @@ mod tests {
             of_corpus("deepseek-ai-DeepSeek-V3.1"),
             Err(Unsupported::NoTools)
         );
+        assert_eq!(of_corpus("GigaChat3-10B-A1.8B"), Ok(ToolFormat::GigaChat3));
+        assert_eq!(
+            of_corpus("GigaChat3.1-10B-A1.8B"),
+            Ok(ToolFormat::GigaChat31)
+        );
         assert_eq!(
             ToolFormat::detect(
                 "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
@@ -1154,18 +1213,26 @@ mod tests {
                     "{\"city\": \"Oslo\"}<|tool_call:end|>",
                     "get_weather<|tool_call:args|>{\"city\": \"Oslo\"}<|tool_call:end|>",
                 ),
+                ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => (
+                    "{\"city\": \"Oslo\"}}",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
+                ),
                 ToolFormat::KimiK2 => (
                     "{\"city\": \"Oslo\"}<|tool_call_end|>",
                     "get_weather:0<|tool_call_argument_begin|>{\"city\": \"Oslo\"}<|tool_call_end|>",
                 ),
             };
             for text in [named + named_tail, open + open_tail] {
-                let body = text.strip_prefix(format.call_start()).unwrap();
+                // As the answer is read: GigaChat 3.0's prefix closes the assistant's turn.
+                let text = format.without_hidden(&text);
+                let start = text.find(format.call_start()).unwrap();
+                let body = &text[start + format.call_start().len()..];
                 let body = if format.start_in_body() {
                     text.as_str()
                 } else {
                     body
                 };
+                assert!(text[..start].trim().is_empty(), "{format:?}: {text}");
                 assert_eq!(
                     format.parse_block(body, &functions),
                     Some(vec![call("get_weather", "{\"city\":\"Oslo\"}")]),
