@@ -356,6 +356,7 @@ fn layer_norm_models_run_on_the_plugin() {
         "gptj",
         "cohere2_moe",
         "cohere2_moe_ln",
+        "phimoe",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

@@ -125,6 +125,9 @@ pub enum Arch {
     GptBigcode,
     /// GPT-J: parallel blocks of one LayerNorm, interleaved RoPE over part of each head.
     Gptj,
+    /// Phi-3.5-MoE: llama's attention with biases under LayerNorms, Mixtral's experts routed
+    /// by sparsemixer, a head with a bias.
+    PhiMoe,
     /// rednote's dots.llm1: Qwen3's attention, DeepSeek-V3's experts.
     Dots1,
     /// GLM-4-9B-chat (HF `glm`, llama.cpp `chatglm`): GLM-4's blocks without norms after.
@@ -227,6 +230,7 @@ impl Arch {
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
             Arch::Gptj => "gptj",
+            Arch::PhiMoe => "phimoe",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
             Arch::Olmo => "olmo",
@@ -524,10 +528,16 @@ impl Mamba1 {
 }
 
 /// How a router turns its logits into expert scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum ExpertScoring {
     Softmax,
     Sigmoid,
+    /// Phi-3.5-MoE's sparsemixer (two experts, `route::sparse_mixer_top2`): the best expert,
+    /// weighted by a softmax over the experts whose logits lie within `2 · jitter_eps` of its
+    /// own (relative to the larger magnitude), then the best of the rest likewise.
+    SparseMixer {
+        jitter_eps: f32,
+    },
 }
 
 /// How a group of experts is scored when routing is limited to the best groups.
@@ -1144,6 +1154,19 @@ impl MixtureOfExperts {
         }
         if !self.routed_scaling.is_finite() {
             return bad("experts: routed_scaling_factor must be finite".into());
+        }
+        if let ExpertScoring::SparseMixer { jitter_eps } = self.scoring {
+            if self.experts_per_token != 2
+                || self.groups != 1
+                || self.correction_bias
+                || !jitter_eps.is_finite()
+            {
+                return bad(format!(
+                    "experts: sparsemixer routes 2 experts of one group without a correction \
+                     bias (jitter {jitter_eps}), not {} of {} groups",
+                    self.experts_per_token, self.groups
+                ));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 105] = [
+pub const TINY_ARCHS: [&str; 108] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -116,6 +116,9 @@ pub const TINY_ARCHS: [&str; 105] = [
     "llama_fp8_dynamic",
     "ministral3",
     "minimax_m2",
+    "vaultgemma",
+    "helium",
+    "phimoe",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -3,7 +3,9 @@
 //! attention scale `query_pre_attn_scalar^-0.5`, tied head. Gemma 2 is the same without q/k
 //! norms, with one RoPE base, every other layer sliding, and tanh softcaps on the attention
 //! scores and the final logits. Gemma (1) and CodeGemma are Gemma 2 without the norms after
-//! attention and the FFN, the windows and the softcaps.
+//! attention and the FFN, the windows and the softcaps. VaultGemma is Gemma 2 without the norms
+//! after attention and the FFN (its pre-FFN norm under Gemma 2's name,
+//! `pre_feedforward_layernorm`).
 use super::{base_from_gguf, base_from_hf, sliding_pattern};
 use crate::backend::{Activation, RopeStyle};
 use crate::error::Result;
@@ -50,6 +52,14 @@ pub fn gemma2_from_hf(c: &HfConfig) -> Result<ModelSpec> {
         let window = c.opt_usize("sliding_window")?;
         spec.layer_windows = sliding_pattern(spec.num_layers, 2, window);
     }
+    Ok(spec)
+}
+
+/// VaultGemma (`vaultgemma`: Google's differentially private 1B) from an HF config: Gemma 2
+/// with a norm before attention and one before the FFN only; served as Gemma 2's blocks.
+pub fn vaultgemma_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = gemma2_from_hf(c)?;
+    spec.sandwich_norms = false;
     Ok(spec)
 }
 
@@ -110,4 +120,42 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         spec.attn_scale = 1.0 / ((spec.hidden_size / spec.num_heads) as f32).sqrt();
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A VaultGemma config of the 1B's shape (26 layers, 4 heads of 256, layers alternating
+    /// sliding and global).
+    fn vaultgemma_config() -> serde_json::Value {
+        let layer_types: Vec<&str> = (0..26)
+            .map(|l| match l % 2 {
+                0 => "sliding_attention",
+                _ => "full_attention",
+            })
+            .collect();
+        serde_json::json!({
+            "architectures": ["VaultGemmaForCausalLM"], "model_type": "vaultgemma",
+            "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+            "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 256,
+            "sliding_window": 512, "layer_types": layer_types, "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0, "vocab_size": 256000, "max_position_embeddings": 1024,
+            "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+            "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0
+        })
+    }
+
+    #[test]
+    fn vaultgemma_is_gemma2_without_the_norms_after() {
+        let spec = crate::arch::spec_from_hf(&vaultgemma_config()).unwrap();
+        assert_eq!(spec.arch, crate::spec::Arch::Gemma2);
+        assert!(!spec.sandwich_norms && !spec.qk_norm);
+        assert_eq!(spec.layer_windows[..2], [Some(512), None]);
+        assert_eq!(
+            (spec.attn_softcap, spec.final_softcap),
+            (Some(50.0), Some(30.0))
+        );
+        assert_eq!(spec.norm_weight_offset, 1.0);
+        assert_eq!(spec.embed_scale, Some((1152f32).sqrt()));
+    }
 }

@@ -57,7 +57,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 78] = [
+pub const HF_MODEL_TYPES: [&str; 81] = [
     "llama",
     "mistral",
     "ministral",
@@ -136,6 +136,9 @@ pub const HF_MODEL_TYPES: [&str; 78] = [
     "deepseek_v3",
     "kimi_k2",
     "kimi_linear",
+    "vaultgemma",
+    "helium",
+    "phimoe",
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
@@ -221,6 +224,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         .ok_or_else(|| ModelError::Config("config.json: missing `model_type`".into()))?;
     let mut spec = match model_type {
         "llama" => llama::from_hf(&c)?,
+        "helium" => llama::helium_from_hf(&c)?,
         // transformers' `ministral` (Ministral-8B's interleaved windows as `layer_types`).
         "mistral" | "ministral" => mistral::from_hf(&c)?,
         "ministral3" => mistral::ministral3_from_hf(&c)?,
@@ -246,10 +250,12 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         }
         "gemma3_text" | "gemma3" => gemma3::from_hf(&c)?,
         "gemma2" => gemma3::gemma2_from_hf(&c)?,
+        "vaultgemma" => gemma3::vaultgemma_from_hf(&c)?,
         "gemma" => gemma3::gemma1_from_hf(&c)?,
         "phi" => phi2::from_hf(&c)?,
         "gpt_neox" => gpt_neox::from_hf(&c)?,
         "phi3" => phi3::from_hf(&c)?,
+        "phimoe" => phi3::phimoe_from_hf(&c)?,
         "glm4" => glm4::from_hf(&c)?,
         "glm" => glm4::glm_from_hf(&c, Arch::Glm)?,
         "cohere" => cohere::from_hf(&c)?,

@@ -8,7 +8,9 @@
 use super::{base_from_gguf, base_from_hf, rotary_dim_from_gguf, rotary_dim_from_hf};
 use crate::backend::RopeStyle;
 use crate::error::{ModelError, Result};
-use crate::spec::{longrope_attention_factor, Arch, HfConfig, ModelSpec, RopeScaling};
+use crate::spec::{
+    longrope_attention_factor, Arch, ExpertScoring, HfConfig, ModelSpec, RopeScaling,
+};
 use crate::weights::gguf::GgufFile;
 use crate::weights::{require, WeightSource};
 
@@ -20,6 +22,54 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     check_longrope(&spec)?;
     Ok(spec)
 }
+
+/// Phi-3.5-MoE (`phimoe`): Phi-3's attention with q/k/v apart and biased, LayerNorms with
+/// biases (`rms_norm_eps` their epsilon), Mixtral's experts (`block_sparse_moe`, two a token)
+/// routed by sparsemixer with the config's `router_jitter_noise`, a head with a bias
+/// (`lm_head_bias`), LongRoPE as Phi-3's. HF only: llama.cpp's `phimoe` graph routes by a
+/// plain softmax over the top two, which is not the model's routing.
+pub fn phimoe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
+    let mut spec = base_from_hf(c, Arch::PhiMoe)?;
+    let window = c.opt_usize("sliding_window")?;
+    spec.layer_windows = vec![window; spec.num_layers];
+    spec.layer_norm = true;
+    spec.norm_bias = true;
+    spec.qkv_bias = c.bool("attention_bias", false);
+    let mut experts = super::experts::mixtral_from_hf(c, spec.num_layers)?;
+    experts.scoring = ExpertScoring::SparseMixer {
+        jitter_eps: c.f32("router_jitter_noise", DEFAULT_ROUTER_JITTER)?,
+    };
+    experts.normalize = false;
+    spec.experts = Some(experts);
+    // Its LongRoPE scales cos/sin by the config's own `short_mscale` / `long_mscale` (by the
+    // context, as its factors) rather than by the factor's formula.
+    let scaling = c.0.get("rope_scaling");
+    let mscale = |key: &str| scaling.and_then(|s| s.get(key)).and_then(|m| m.as_f64());
+    if let (
+        RopeScaling::LongRope {
+            attention_factor, ..
+        },
+        Some(short),
+        Some(long),
+    ) = (
+        &mut spec.rope.scaling,
+        mscale("short_mscale"),
+        mscale("long_mscale"),
+    ) {
+        if short != long {
+            return Err(ModelError::Config(format!(
+                "config.json: phimoe LongRoPE with short_mscale {short} and long_mscale {long} \
+                 apart is not supported (one attention factor is)"
+            )));
+        }
+        *attention_factor = short as f32;
+    }
+    check_longrope(&spec)?;
+    Ok(spec)
+}
+
+/// transformers' `PhimoeConfig` default for `router_jitter_noise` (Phi-3.5-MoE's value).
+const DEFAULT_ROUTER_JITTER: f32 = 0.01;
 
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let mut spec = base_from_gguf(g, Arch::Phi3, RopeStyle::Neox)?;
@@ -90,6 +140,62 @@ mod tests {
             c[k] = v.clone();
         }
         c
+    }
+
+    /// microsoft/Phi-3.5-MoE-instruct's config.json as published (its 64 LongRoPE factors a
+    /// side shortened to their count).
+    fn phi35_moe_config() -> serde_json::Value {
+        json!({
+            "architectures": ["PhiMoEForCausalLM"], "attention_bias": true,
+            "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 32000,
+            "hidden_act": "silu", "hidden_dropout": 0.0, "hidden_size": 4096,
+            "initializer_range": 0.02, "input_jitter_noise": 0.01, "intermediate_size": 6400,
+            "lm_head_bias": true, "max_position_embeddings": 131072, "model_type": "phimoe",
+            "num_attention_heads": 32, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+            "num_key_value_heads": 8, "num_local_experts": 16,
+            "original_max_position_embeddings": 4096, "output_router_logits": false,
+            "rms_norm_eps": 1e-05,
+            "rope_scaling": {"long_factor": vec![1.5; 64], "long_mscale": 1.243163121016122,
+                             "original_max_position_embeddings": 4096,
+                             "short_factor": vec![1.0; 64], "short_mscale": 1.243163121016122,
+                             "type": "longrope"},
+            "rope_theta": 10000.0, "router_aux_loss_coef": 0.0, "router_jitter_noise": 0.01,
+            "sliding_window": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+            "vocab_size": 32064
+        })
+    }
+
+    #[test]
+    fn phi35_moe_reads_its_experts_norms_and_mscale() {
+        let spec = crate::arch::spec_from_hf(&phi35_moe_config()).unwrap();
+        assert_eq!(spec.arch, Arch::PhiMoe);
+        assert!(spec.layer_norm && spec.norm_bias && spec.qkv_bias);
+        assert_eq!(
+            (spec.num_heads, spec.num_kv_heads, spec.head_dim),
+            (32, 8, 128)
+        );
+        let moe = spec.experts.as_ref().unwrap();
+        assert_eq!(
+            (moe.num_experts, moe.experts_per_token, moe.normalize),
+            (16, 2, false)
+        );
+        assert_eq!(moe.scoring, ExpertScoring::SparseMixer { jitter_eps: 0.01 });
+        let RopeScaling::LongRope {
+            attention_factor,
+            long,
+            ..
+        } = spec.rope.scaling
+        else {
+            panic!("{:?}", spec.rope.scaling)
+        };
+        // The config's mscale, not the formula's 1.19.
+        assert!((attention_factor - 1.243_163_1).abs() < 1e-6 && long);
+        let mut c = phi35_moe_config();
+        c["rope_scaling"]["long_mscale"] = 1.3.into();
+        assert!(crate::arch::spec_from_hf(&c).is_err());
+        c = phi35_moe_config();
+        c["num_experts_per_tok"] = 4.into();
+        assert!(crate::arch::spec_from_hf(&c).is_err());
     }
 
     #[test]

@@ -29,6 +29,15 @@ pub fn route(
         )));
     }
     let mut out = vec![ExpertRows::default(); n];
+    if let ExpertScoring::SparseMixer { jitter_eps } = moe.scoring {
+        for (row, logits) in logits.chunks_exact(n).enumerate() {
+            for (e, w) in sparse_mixer_top2(logits, jitter_eps) {
+                out[e].rows.push(row as u32);
+                out[e].weights.push(w * moe.routed_scaling);
+            }
+        }
+        return Ok(out);
+    }
     let mut scores = vec![0f32; n];
     let mut choice = vec![0f32; n];
     for (row, logits) in logits.chunks_exact(n).enumerate() {
@@ -53,6 +62,33 @@ pub fn route(
     Ok(out)
 }
 
+/// Phi-3.5-MoE's sparsemixer at inference (transformers' `sparsemixer` outside training):
+/// the best expert, weighted by its share of a softmax over the experts whose logits `s`
+/// satisfy `(max - s) / max(|s|, max) <= 2 · jitter_eps`; then, with that expert left out, the
+/// best of the rest, weighted by the same rule around it. The weights are not renormalized.
+pub(crate) fn sparse_mixer_top2(logits: &[f32], jitter_eps: f32) -> [(usize, f32); 2] {
+    let mut masked = logits.to_vec();
+    let mut pick = || {
+        let best = top_k(&masked, 1)[0];
+        let max = masked[best];
+        // The kept experts' softmax, over the logits not masked already (the first pick stays
+        // out of the second's).
+        let kept = |e: usize| {
+            let s = logits[e];
+            masked[e] != f32::NEG_INFINITY && (max - s) / s.abs().max(max) <= 2.0 * jitter_eps
+        };
+        let sum: f32 = (0..logits.len())
+            .filter(|&e| kept(e))
+            .map(|e| (logits[e] - max).exp())
+            .sum();
+        let weight = 1.0 / sum.max(f32::MIN_POSITIVE);
+        masked[best] = f32::NEG_INFINITY;
+        (best, weight)
+    };
+    let first = pick();
+    [first, pick()]
+}
+
 fn score(logits: &[f32], scoring: ExpertScoring, out: &mut [f32]) {
     match scoring {
         ExpertScoring::Sigmoid => {
@@ -60,7 +96,8 @@ fn score(logits: &[f32], scoring: ExpertScoring, out: &mut [f32]) {
                 *o = sigmoid(l);
             }
         }
-        ExpertScoring::Softmax => {
+        // Sparsemixer's softmaxes are its own (`sparse_mixer_top2`, routed apart).
+        ExpertScoring::Softmax | ExpertScoring::SparseMixer { .. } => {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
             for (o, &l) in out.iter_mut().zip(logits) {
@@ -189,6 +226,35 @@ mod tests {
         assert_eq!(r[2].rows, vec![0]);
         assert!((r[2].weights[0] - 0.4).abs() < 1e-6);
         assert_eq!(r[0].rows, vec![1]);
+    }
+
+    /// Sparsemixer as transformers computes it at inference: each pick weighted by a softmax
+    /// over the experts near it only, the first pick out of the second's.
+    #[test]
+    fn sparse_mixer_weighs_each_pick_among_its_near_rivals() {
+        // 2·jitter = 0.2: experts within 20% of the best (relative to the larger magnitude).
+        let logits = [2.0f32, 1.9, 0.5, -1.0];
+        let [(e1, w1), (e2, w2)] = sparse_mixer_top2(&logits, 0.1);
+        // First: 2.0 with 1.9 beside it ((2 - 1.9) / 2 = 0.05); 0.5 is 0.75 away.
+        assert_eq!(e1, 0);
+        let want1 = 1.0 / (1.0 + (-0.1f32).exp());
+        assert!((w1 - want1).abs() < 1e-6, "{w1} vs {want1}");
+        // Second: 1.9 alone (0.5 is (1.9 - 0.5) / 1.9 away), its weight 1.
+        assert_eq!((e2, w2), (1, 1.0));
+        // A wide jitter opens the softmax to every expert but the first pick.
+        let [_, (e2, w2)] = sparse_mixer_top2(&logits, 10.0);
+        let sum: f32 = [1.9f32, 0.5, -1.0].iter().map(|s| (s - 1.9).exp()).sum();
+        assert_eq!(e2, 1);
+        assert!((w2 - 1.0 / sum).abs() < 1e-6);
+        // Routed: both picks run, unnormalized.
+        let mut m = moe(1, 1);
+        m.scoring = ExpertScoring::SparseMixer { jitter_eps: 0.1 };
+        m.experts_per_token = 2;
+        m.routed_scaling = 1.0;
+        let r = route(&logits, 1, None, &m).unwrap();
+        assert_eq!((r[0].rows.clone(), r[1].rows.clone()), (vec![0], vec![0]));
+        assert!((r[0].weights[0] + r[1].weights[0] - (want1 + 1.0)).abs() < 1e-6);
+        assert!(r[2].rows.is_empty() && r[3].rows.is_empty());
     }
 
     #[test]
