@@ -37,7 +37,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
     // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one, dots.llm1's
     // sigmoid-routed experts under Qwen3's attention, BitNet's sub-norms over 8-bit
-    // activations.
+    // activations, Phi-3.5-MoE's sparsemixer-routed experts under biased LayerNorms.
     for arch in [
         "command-r",
         "llama",
@@ -58,6 +58,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "hunyuan-moe",
         "dots1",
         "bitnet",
+        "phimoe",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

@@ -122,6 +122,32 @@ fn bitnet(
                "quantization_mode": "offline"}})
 }
 
+/// Phi-3.5-MoE's config at other sizes: LayerNorms with biases, biased attention, experts
+/// routed by sparsemixer (16 of them in the model), LongRoPE past 4096 positions (factors of
+/// one: a dummy's RoPE costs the same whatever they are), a head with a bias.
+fn phimoe(
+    vocab: usize,
+    hidden: usize,
+    ff: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    experts: usize,
+) -> serde_json::Value {
+    let pairs = hidden / heads / 2;
+    json!({"model_type": "phimoe", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": ff, "num_hidden_layers": layers, "num_attention_heads": heads,
+           "num_key_value_heads": kv_heads, "num_local_experts": experts,
+           "num_experts_per_tok": 2, "router_jitter_noise": 0.01, "attention_bias": true,
+           "lm_head_bias": true, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+           "rope_scaling": {"type": "longrope", "short_factor": vec![1.0; pairs],
+               "long_factor": vec![1.0; pairs], "short_mscale": 1.243163121016122,
+               "long_mscale": 1.243163121016122, "original_max_position_embeddings": 4096},
+           "sliding_window": 131072, "tie_word_embeddings": false, "bos_token_id": 1,
+           "eos_token_id": 32000})
+}
+
 /// AFM-4.5B's config at other sizes (an ungated squared-ReLU MLP, YaRN over 4096 positions,
 /// untied head).
 fn arcee(vocab: usize, hidden: usize, ff: usize, layers: usize, heads: usize) -> serde_json::Value {
@@ -472,6 +498,18 @@ pub const SHAPES: &[DummyShape] = &[
         size: "tiny",
         source: "test-only",
         config: || bitnet(256, 64, 128, 2, 4, 2),
+    },
+    DummyShape {
+        arch: "phimoe",
+        size: "42b",
+        source: "microsoft/Phi-3.5-MoE-instruct",
+        config: || phimoe(32064, 4096, 6400, 32, 32, 8, 16),
+    },
+    DummyShape {
+        arch: "phimoe",
+        size: "tiny",
+        source: "test-only",
+        config: || phimoe(256, 64, 32, 2, 4, 2, 4),
     },
     DummyShape {
         arch: "arcee",
@@ -894,7 +932,8 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
             matrix(vec![spec.max_position, h]),
         );
     }
-    if spec.arch == Arch::Phi2 {
+    // Phi-2's and Phi-3.5-MoE's heads have a bias.
+    if matches!(spec.arch, Arch::Phi2 | Arch::PhiMoe) {
         t.insert("output.bias".into(), bias(spec.vocab_size));
     }
     if spec.norm_bias {
@@ -976,7 +1015,8 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
         if spec.attn_output_gate {
             t.insert(n("attn_gate.weight"), matrix(vec![q, h]));
         }
-        if spec.arch == Arch::GptOss {
+        // gpt-oss's and Phi-3.5-MoE's attention outputs have a bias (its q/k/v's, `qkv_bias`).
+        if matches!(spec.arch, Arch::GptOss | Arch::PhiMoe) {
             t.insert(n("attn_output.bias"), bias(h));
         }
         if spec.attn_sinks {
@@ -1285,6 +1325,9 @@ mod tests {
         assert_eq!(params("arcee", "4.5b"), 4_619_184_640);
         // BitNet b1.58 2B-4T ("~2 billion" on its page; 2.41B with the tied embeddings).
         assert_eq!(params("bitnet", "2b"), 2_412_820_480);
+        // Phi-3.5-MoE (41.9B on its page), 16 experts a layer, biases on the attention, the
+        // norms and the head.
+        assert_eq!(params("phimoe", "42b"), 41_873_153_344);
         // ERNIE-4.5-21B-A3B (21B on its page; 21,825,437,888 by my count of its config's
         // shapes, its multi-token-prediction layers left out as every runtime leaves them).
         assert_eq!(params("ernie4_5-moe", "21b-a3b"), 21_825_437_888);
