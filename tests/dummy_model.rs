@@ -37,7 +37,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // GPT-2 blocks, ERNIE 4.5's experts chosen through a correction bias, AFM's ungated
     // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one, dots.llm1's
     // sigmoid-routed experts under Qwen3's attention, BitNet's sub-norms over 8-bit
-    // activations, Phi-3.5-MoE's sparsemixer-routed experts under biased LayerNorms.
+    // activations, Phi-3.5-MoE's sparsemixer-routed experts under biased LayerNorms, Llama 4's
+    // chunked attention over one routed expert and a shared one.
     for arch in [
         "command-r",
         "llama",
@@ -59,6 +60,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "dots1",
         "bitnet",
         "phimoe",
+        "llama4",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);

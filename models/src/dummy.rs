@@ -148,6 +148,34 @@ fn phimoe(
            "eos_token_id": 32000})
 }
 
+/// Llama 4's text config at other sizes: chunked attention in three layers of four (the fourth
+/// global, without RoPE, its queries tempered), one routed expert a token beside a shared
+/// one in every `moe_step`-th layer (the others dense, of twice the width), untied head.
+/// Scout's llama3 scaling where `scaled`, q/k L2 norms where `qk_norm`.
+fn llama4(
+    layers: usize,
+    experts: usize,
+    moe_step: usize,
+    scaled: bool,
+    qk_norm: bool,
+    (vocab, hidden, heads, expert_ff): (usize, usize, usize, usize),
+) -> serde_json::Value {
+    let rope_scaling = scaled.then(|| {
+        json!({"rope_type": "llama3", "factor": 16.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 1.0, "original_max_position_embeddings": 8192})
+    });
+    json!({"model_type": "llama4_text", "vocab_size": vocab, "hidden_size": hidden,
+           "intermediate_size": expert_ff, "intermediate_size_mlp": 2 * expert_ff,
+           "num_hidden_layers": layers, "num_attention_heads": heads,
+           "num_key_value_heads": heads / 5, "head_dim": 128, "rms_norm_eps": 1e-5,
+           "rope_theta": 500000.0, "max_position_embeddings": 1048576,
+           "rope_scaling": rope_scaling, "num_local_experts": experts,
+           "num_experts_per_tok": 1, "interleave_moe_layer_step": moe_step,
+           "use_qk_norm": qk_norm, "no_rope_layers": [], "attention_chunk_size": 8192,
+           "attn_temperature_tuning": true, "floor_scale": 8192, "attn_scale": 0.1,
+           "tie_word_embeddings": false, "bos_token_id": 200000, "eos_token_id": 200008})
+}
+
 /// AFM-4.5B's config at other sizes (an ungated squared-ReLU MLP, YaRN over 4096 positions,
 /// untied head).
 fn arcee(vocab: usize, hidden: usize, ff: usize, layers: usize, heads: usize) -> serde_json::Value {
@@ -498,6 +526,24 @@ pub const SHAPES: &[DummyShape] = &[
         size: "tiny",
         source: "test-only",
         config: || bitnet(256, 64, 128, 2, 4, 2),
+    },
+    DummyShape {
+        arch: "llama4",
+        size: "scout",
+        source: "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+        config: || llama4(48, 16, 1, true, true, (202048, 5120, 40, 8192)),
+    },
+    DummyShape {
+        arch: "llama4",
+        size: "maverick",
+        source: "meta-llama/Llama-4-Maverick-17B-128E-Instruct",
+        config: || llama4(48, 128, 2, false, false, (202048, 5120, 40, 8192)),
+    },
+    DummyShape {
+        arch: "llama4",
+        size: "tiny",
+        source: "test-only",
+        config: || llama4(4, 4, 2, true, true, (256, 320, 5, 32)),
     },
     DummyShape {
         arch: "phimoe",
@@ -1328,6 +1374,10 @@ mod tests {
         // Phi-3.5-MoE (41.9B on its page), 16 experts a layer, biases on the attention, the
         // norms and the head.
         assert_eq!(params("phimoe", "42b"), 41_873_153_344);
+        // Llama 4's text models (109B and 400B on their pages, the vision tower and its
+        // projector included; 107.8B and 400.7B by my count of their text configs' shapes).
+        assert_eq!(params("llama4", "scout"), 107_769_861_120);
+        assert_eq!(params("llama4", "maverick"), 400_711_848_960);
         // ERNIE-4.5-21B-A3B (21B on its page; 21,825,437,888 by my count of its config's
         // shapes, its multi-token-prediction layers left out as every runtime leaves them).
         assert_eq!(params("ernie4_5-moe", "21b-a3b"), 21_825_437_888);
