@@ -30,12 +30,18 @@ fn goldens() -> Vec<(String, Value)> {
 /// close at once), less the conversation before it, the turn's header included.
 fn assistant_turn(
     template: &ChatTemplate,
+    format: ToolFormat,
     messages: &[ChatMessage],
     at: usize,
     tools: &Value,
 ) -> String {
     let mut extra = serde_json::Map::new();
     extra.insert("tools".into(), tools.clone());
+    // The variables the server gives the format's template, at a fixed time.
+    let noon = chrono::DateTime::from_timestamp(1_796_644_800, 0).unwrap();
+    for (name, value) in format.template_variables(Some(tools), noon) {
+        extra.insert(name.into(), value);
+    }
     let render = |messages: &[ChatMessage], generation_prompt: bool| {
         template
             .render_with(messages, generation_prompt, &extra)
@@ -50,8 +56,12 @@ fn assistant_turn(
         .unwrap_or_else(|| {
             panic!("the conversation does not lead into the turn:\n{before}\n{through}")
         });
-    // The model's output stops at its end-of-turn token, which the template then writes.
+    // The model's output stops at its end-of-turn token, which the template then writes
+    // (FireFunction's then writes the next generation prompt whatever it is asked).
     let turn = turn.trim_end();
+    let turn = turn
+        .strip_suffix("<|start_header_id|>assistant<|end_header_id|>")
+        .unwrap_or(turn);
     END_OF_TURN
         .iter()
         .find_map(|end| turn.strip_suffix(end))
@@ -112,7 +122,7 @@ fn misread_calls(
             let Some(calls) = &message.tool_calls else {
                 continue;
             };
-            let turn = assistant_turn(&template, messages, at, &conversation.tools);
+            let turn = assistant_turn(&template, format, messages, at, &conversation.tools);
             let mut extractor = ToolCallExtractor::new(format, functions.clone().into());
             let mut pieces = extractor.push(&turn);
             pieces.extend(extractor.finish());
@@ -252,6 +262,37 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
 /// match transformers', are read back as the same calls.
 #[test]
 fn deepseek_r1_calls_read_back_as_the_same_calls() {
+    // The template writes a turn's text or its calls, never both: a turn with both shows no
+    // calls to read back.
+    let checked = candor_rendered_calls_read_back(
+        "llama-cpp-deepseek-r1",
+        ToolFormat::DeepseekV3,
+        &["assistant_text_and_call"],
+    );
+    assert_eq!(checked.len(), 2, "{checked:?}");
+}
+
+/// FireFunction v2's template (its ` functools[...]` list after the text) reads a `datetime`
+/// transformers is not given, so the corpus has no golden for it either: candor's renderings
+/// are read back as the same calls.
+#[test]
+fn firefunction_calls_read_back_as_the_same_calls() {
+    let checked = candor_rendered_calls_read_back(
+        "fireworks-ai-llama-3-firefunction-v2",
+        ToolFormat::Firefunction,
+        &[],
+    );
+    assert!(checked.len() >= 3, "{checked:?}");
+}
+
+/// The corpus template `name`, told to write `format`, rendered by candor with each of the
+/// corpus' conversations with tools but `skipped`: the misread calls must be none. The turns
+/// read.
+fn candor_rendered_calls_read_back(
+    name: &str,
+    format: ToolFormat,
+    skipped: &[&str],
+) -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/chat_templates/corpus.json"
@@ -261,17 +302,15 @@ fn deepseek_r1_calls_read_back_as_the_same_calls() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["name"] == "llama-cpp-deepseek-r1")
+        .find(|t| t["name"] == name)
         .unwrap();
     let source = template["chat_template"].as_str().unwrap();
-    assert_eq!(ToolFormat::detect(source), Ok(ToolFormat::DeepseekV3));
+    assert_eq!(ToolFormat::detect(source), Ok(format));
     let conversations: Vec<Conversation> = corpus["conversations"]
         .as_object()
         .unwrap()
         .iter()
-        // The template writes a turn's text or its calls, never both: a turn with both shows
-        // no calls to read back.
-        .filter(|(id, c)| !c["tools"].is_null() && *id != "assistant_text_and_call")
+        .filter(|(id, c)| !c["tools"].is_null() && !skipped.contains(&id.as_str()))
         .map(|(id, c)| Conversation {
             id: id.clone(),
             tools: c["tools"].clone(),
@@ -279,12 +318,7 @@ fn deepseek_r1_calls_read_back_as_the_same_calls() {
         })
         .collect();
     let mut checked = Vec::new();
-    let wrong = misread_calls(
-        "llama-cpp-deepseek-r1",
-        source,
-        &conversations,
-        &mut checked,
-    );
+    let wrong = misread_calls(name, source, &conversations, &mut checked);
     assert_eq!(wrong, Some(vec![]));
-    assert_eq!(checked.len(), 2, "{checked:?}");
+    checked
 }

@@ -196,6 +196,12 @@ pub fn chat_prompt_text(
     if let Some(t) = tools {
         extra.insert("tools".into(), t.tools.clone());
     }
+    // A request's own `chat_template_kwargs` win over the server's.
+    let variables =
+        format.map(|f| f.template_variables(tools.map(|t| &t.tools), chrono::Utc::now()));
+    for (name, value) in variables.into_iter().flatten() {
+        extra.entry(name.to_string()).or_insert(value);
+    }
     let mut text = template
         .render_with(&msgs, end.generation_prompt(), &extra)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;

@@ -106,7 +106,9 @@ impl ToolCallExtractor {
                     if let Some(at) = pending.find(start) {
                         let mut body = pending.split_off(at);
                         push_content(&mut out, std::mem::take(pending));
-                        body.drain(..start.len());
+                        if !self.format.start_in_body() {
+                            body.drain(..start.len());
+                        }
                         self.state = State::Block {
                             body: String::new(),
                         };
@@ -363,6 +365,25 @@ mod tests {
     /// GigaChat's one call after its answer's text, at any chunking: 3.0's `function call`
     /// turn (its turn end left out in decoding, or written by a forced opening) and 3.1's
     /// marker; a plain answer keeps its text whole.
+    #[test]
+    fn firefunction_calls_come_out_whole_at_any_chunking() {
+        let output = "Sure. functools[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": \"{}\"}]";
+        for step in [1, 2, 5, 1000] {
+            assert_eq!(
+                run(ToolFormat::Firefunction, output, step),
+                vec![
+                    text("Sure."),
+                    call("get_weather", "{\"city\":\"Paris\"}"),
+                    call("get_time", "{}"),
+                ],
+                "step {step}"
+            );
+            // The module, not a list of calls: text, whole.
+            let code = "from functools import reduce; functools[0]";
+            assert_eq!(run(ToolFormat::Firefunction, code, step), vec![text(code)]);
+        }
+    }
+
     #[test]
     fn gigachat_calls_come_out_whole_at_any_chunking() {
         let weather = || call("get_weather", "{\"city\":\"Paris\"}");

@@ -34,6 +34,8 @@
 //!   `<|tools_suffix|>` (Apertus; `apertus`).
 //! - `solar_open`: `<|tool_calls|>` then calls of an id, a name and the arguments' JSON
 //!   between special tokens, then `<|calls|>` (Solar Open; `solar`).
+//! - `firefunction_v2`: ` functools[` then a JSON list of `{"name", "arguments"}` to the end,
+//!   after the answer's text (FireFunction v2; llama.cpp's name).
 //! - `gigachat3`: a `function call` turn after the assistant's, its body one
 //!   `{"name", "arguments"}` object (GigaChat 3.0); `gigachat3_1`: the same object after
 //!   `<|function_call|>` in the assistant's turn (GigaChat 3.1; `gigachat`). vLLM's
@@ -78,6 +80,7 @@ pub enum ToolFormat {
     SolarOpen,
     GigaChat3,
     GigaChat31,
+    Firefunction,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -150,6 +153,9 @@ const CALL_OBJECT_OPENING: &str = "{\"name\": ";
 const R7B_OBJECT_OPENING: &str = "{\"tool_call_id\": \"0\", \"tool_name\": ";
 /// Nemotron Nano 2's markers around its list of calls (special tokens of its vocabulary).
 const NEMOTRON_CALLS: (&str, &str) = ("<TOOLCALL>", "</TOOLCALL>");
+/// What opens FireFunction v2's list of calls after the answer's text (plain text: its
+/// template writes it after the content, a space before it); the `[` is the list's own.
+const FIREFUNCTION_CALLS: &str = " functools[";
 /// Command R7B's markers around its list of calls (special tokens of its vocabulary).
 const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
 
@@ -182,7 +188,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 21] = [
+    pub const ALL: [ToolFormat; 22] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -204,6 +210,7 @@ impl ToolFormat {
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
+        ToolFormat::Firefunction,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -231,6 +238,7 @@ impl ToolFormat {
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
+            ToolFormat::Firefunction => "firefunction_v2",
         }
     }
 
@@ -266,6 +274,8 @@ impl ToolFormat {
             // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
             // invocations: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if template.contains(FIREFUNCTION_CALLS) {
+            Ok(ToolFormat::Firefunction)
         } else if let Some(version) = gigachat::of_template(template) {
             Ok(match version {
                 Version::V30 => ToolFormat::GigaChat3,
@@ -326,6 +336,7 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
+            ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -345,7 +356,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
-            ToolFormat::Mistral | ToolFormat::MistralArgs => None,
+            ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
             // One call, to the end of the answer (the turn's end is left out in decoding).
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => None,
@@ -369,6 +380,7 @@ impl ToolFormat {
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
+            ToolFormat::Firefunction => Family::Json,
         }
     }
 
@@ -381,6 +393,7 @@ impl ToolFormat {
                 | ToolFormat::Apriel
                 | ToolFormat::NemotronJson
                 | ToolFormat::CommandR7b
+                | ToolFormat::Firefunction
         )
     }
 
@@ -389,9 +402,9 @@ impl ToolFormat {
         self == ToolFormat::Llama3Json
     }
 
-    /// Whether the start text belongs to the block's JSON (llama 3's `{`).
+    /// Whether the start text belongs to the block's JSON (llama 3's `{`, FireFunction's `[`).
     pub fn start_in_body(self) -> bool {
-        self == ToolFormat::Llama3Json
+        matches!(self, ToolFormat::Llama3Json | ToolFormat::Firefunction)
     }
 
     /// How an answer opens that is a call without its block marker (hermes models, small ones
@@ -450,6 +463,13 @@ impl ToolFormat {
             Family::Functionary => functionary::parse(body),
             Family::Pythonic => lfm2::parse(body),
             Family::NameKeyed => apertus::parse(body),
+            // FireFunction's marker ends with the list's `[`, kept in the body.
+            Family::Json if self == ToolFormat::Firefunction => {
+                let list = body
+                    .trim_start()
+                    .strip_prefix(FIREFUNCTION_CALLS.trim_start())?;
+                ToolFormat::Mistral.parse_block(&format!("[{list}"), functions)
+            }
             Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
                 Value::Array(items) => items.iter().map(call_object).collect(),
                 one => Some(vec![call_object(&one)?]),
@@ -481,7 +501,7 @@ impl ToolFormat {
     fn call_tail(self, special: &dyn Fn(&str) -> bool) -> String {
         match self {
             ToolFormat::Hermes => literal("}\n</tool_call>"),
-            ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
+            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Firefunction => literal("}]"),
             // Jamba's closing tag is a special token of its vocabulary, Apriel's text.
             ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
             ToolFormat::NemotronJson => {
@@ -623,9 +643,14 @@ impl ToolFormat {
                     .call_end()
                     .map(|end| marker(end, special))
                     .unwrap_or_default();
+                // FireFunction's trigger opened the list.
+                let open = match self {
+                    ToolFormat::Firefunction => "",
+                    _ => "\"[\" ",
+                };
                 (
                     format!(
-                        "start: \"[\" WS? one{list_more} WS? \"]\" {close}\none: call \"}}\"\n\
+                        "start: {open}WS? one{list_more} WS? \"]\" {close}\none: call \"}}\"\n\
                          WS: /[ \\t\\n]{{1,8}}/\n{rules}"
                     ),
                     None,
@@ -709,6 +734,7 @@ impl ToolFormat {
             // The assistant's empty turn closed, as the template writes a call-only answer.
             ToolFormat::GigaChat3 => "<|message_sep|>\n\nfunction call<|role_sep|>\n",
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
+            ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -717,6 +743,31 @@ impl ToolFormat {
             self.call_object_opening(),
             named.unwrap_or_default()
         )
+    }
+
+    /// Variables the format's template reads that transformers does not pass, as llama.cpp
+    /// passes them: FireFunction v2's `functions` (the tools' JSON, indented by two; empty
+    /// without tools: its template reads them in every prompt) and `datetime` (`now`, as
+    /// "Dec 07 2026 09:45:00 GMT").
+    pub fn template_variables(
+        self,
+        tools: Option<&Value>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(&'static str, Value)> {
+        match self {
+            ToolFormat::Firefunction => {
+                let functions = tools
+                    .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+                    .and_then(|t| serde_json::to_string_pretty(t).ok())
+                    .unwrap_or_default();
+                let datetime = now.format("%b %d %Y %H:%M:%S GMT").to_string();
+                vec![
+                    ("functions", functions.into()),
+                    ("datetime", datetime.into()),
+                ]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// An earlier assistant turn's calls (`tool_calls` as templates get them) in the model's
@@ -1059,6 +1110,10 @@ mod tests {
         );
         assert_eq!(of_corpus("GigaChat3-10B-A1.8B"), Ok(ToolFormat::GigaChat3));
         assert_eq!(
+            of_corpus("fireworks-ai-llama-3-firefunction-v2"),
+            Ok(ToolFormat::Firefunction)
+        );
+        assert_eq!(
             of_corpus("GigaChat3.1-10B-A1.8B"),
             Ok(ToolFormat::GigaChat31)
         );
@@ -1157,7 +1212,7 @@ mod tests {
                     "{\"city\": \"Oslo\"}}",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
                 ),
-                ToolFormat::Mistral | ToolFormat::Granite => (
+                ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Firefunction => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
                 ),
