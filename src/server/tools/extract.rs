@@ -362,9 +362,8 @@ mod tests {
         }
     }
 
-    /// GigaChat's one call after its answer's text, at any chunking: 3.0's `function call`
-    /// turn (its turn end left out in decoding, or written by a forced opening) and 3.1's
-    /// marker; a plain answer keeps its text whole.
+    /// FireFunction's list after the text, at any chunking; its marker in code that is no
+    /// list of calls stays text.
     #[test]
     fn firefunction_calls_come_out_whole_at_any_chunking() {
         let output = "Sure. functools[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": \"{}\"}]";
@@ -384,6 +383,9 @@ mod tests {
         }
     }
 
+    /// GigaChat's one call after its answer's text, at any chunking: 3.0's `function call`
+    /// turn (its turn end left out in decoding, or written by a forced opening) and 3.1's
+    /// marker; a plain answer keeps its text whole.
     #[test]
     fn gigachat_calls_come_out_whole_at_any_chunking() {
         let weather = || call("get_weather", "{\"city\":\"Paris\"}");

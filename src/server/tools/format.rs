@@ -731,8 +731,7 @@ impl ToolFormat {
             ToolFormat::Apriel => "<tool_calls>[",
             ToolFormat::NemotronJson => "<TOOLCALL>[",
             ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
-            // The assistant's empty turn closed, as the template writes a call-only answer.
-            ToolFormat::GigaChat3 => "<|message_sep|>\n\nfunction call<|role_sep|>\n",
+            ToolFormat::GigaChat3 => gigachat::CALL_ONLY_OPENING,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             _ => "",

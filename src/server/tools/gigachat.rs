@@ -14,6 +14,9 @@ use super::format::ParsedCall;
 /// GigaChat 3.0's call header, as decoding leaves it (`<|message_sep|>\n\n` before it
 /// dropped): plain text, then the role separator token.
 pub const FUNCTION_CALL_TURN: &str = "function call<|role_sep|>\n";
+/// A call-only answer's opening as GigaChat 3.0's template writes it: the assistant's empty
+/// turn closed, then the call's turn (a demanded call's forced opening).
+pub const CALL_ONLY_OPENING: &str = "<|message_sep|>\n\nfunction call<|role_sep|>\n";
 /// The role separator, the one token of 3.0's header (its lazy grammar's trigger).
 pub const ROLE_SEP: &str = "<|role_sep|>";
 /// GigaChat 3.1's call marker (a special token).
@@ -91,6 +94,14 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_call_only_opening_closes_the_turn_then_opens_the_call() {
+        assert_eq!(
+            CALL_ONLY_OPENING,
+            format!("{MESSAGE_SEP}\n\n{FUNCTION_CALL_TURN}")
+        );
     }
 
     #[test]
