@@ -99,3 +99,57 @@ async fn template_files_replace_the_configs_template() {
     let (st, e) = s.post("/apply-template", &body).await;
     assert_eq!(st, 400, "{e}");
 }
+
+/// FireFunction v2's template reads `functions` and `datetime`, which transformers does not
+/// pass (it cannot render it): the server gives them as llama.cpp does, the tools' JSON (empty
+/// without tools) and the time; a request's `chat_template_kwargs` win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefunction_templates_get_their_functions_and_datetime() {
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("chat_templates/corpus.json")).unwrap(),
+    )
+    .unwrap();
+    let source = corpus["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "fireworks-ai-llama-3-firefunction-v2")
+        .unwrap()["chat_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let own = dir.path().join("firefunction.jinja");
+    std::fs::write(&own, source).unwrap();
+    let s = Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await;
+    let plain = rendered(&s, None).await;
+    let with_tools = rendered(&s, Some(weather_tool())).await;
+    for prompt in [&plain, &with_tools] {
+        let today = prompt.split("Today is ").nth(1).unwrap_or_default();
+        // "Dec 07 2026 10:20:00 GMT."
+        assert!(today.contains(" GMT.") && today.len() > 24, "{prompt}");
+    }
+    assert!(plain.contains("JSON spec:\n\nToday is"), "{plain}");
+    let spec = with_tools
+        .split("JSON spec:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nToday is").next())
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(spec).unwrap(), weather_tool());
+    // The client's own time.
+    let body = json!({"messages": [{"role": "user", "content": "t5"}],
+        "chat_template_kwargs": {"datetime": "Jan 01 2026 00:00:00 GMT"}});
+    let (st, v) = s.post("/apply-template", &body).await;
+    assert_eq!(st, 200, "{v}");
+    let prompt = v["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("Today is Jan 01 2026 00:00:00 GMT."),
+        "{prompt}"
+    );
+    // A chat request with tools is served.
+    let chat = json!({"model": "tiny", "messages": [{"role": "user", "content": "t5"}],
+        "tools": weather_tool(), "max_tokens": 3, "temperature": 0});
+    let (st, v) = s.post("/v1/chat/completions", &chat).await;
+    assert_eq!(st, 200, "{v}");
+}
