@@ -72,16 +72,19 @@ pub(crate) fn sparse_mixer_top2(logits: &[f32], jitter_eps: f32) -> [(usize, f32
         let best = top_k(&masked, 1)[0];
         let max = masked[best];
         // The kept experts' softmax, over the logits not masked already (the first pick stays
-        // out of the second's).
+        // out of the second's). Masked are those whose distance exceeds the bound, as torch
+        // compares: a 0/0 distance (a best logit of exactly 0) keeps its expert.
         let kept = |e: usize| {
             let s = logits[e];
-            masked[e] != f32::NEG_INFINITY && (max - s) / s.abs().max(max) <= 2.0 * jitter_eps
+            let far = (max - s) / s.abs().max(max) > 2.0 * jitter_eps;
+            masked[e] != f32::NEG_INFINITY && !far
         };
         let sum: f32 = (0..logits.len())
             .filter(|&e| kept(e))
             .map(|e| (logits[e] - max).exp())
             .sum();
-        let weight = 1.0 / sum.max(f32::MIN_POSITIVE);
+        // No expert kept (logits that are not numbers): no weight rather than an infinite one.
+        let weight = if sum > 0.0 { 1.0 / sum } else { 0.0 };
         masked[best] = f32::NEG_INFINITY;
         (best, weight)
     };
@@ -246,6 +249,9 @@ mod tests {
         let sum: f32 = [1.9f32, 0.5, -1.0].iter().map(|s| (s - 1.9).exp()).sum();
         assert_eq!(e2, 1);
         assert!((w2 - 1.0 / sum).abs() < 1e-6);
+        // A best logit of exactly 0 keeps itself (torch's 0/0 distance is not "far").
+        let [(e1, w1), _] = sparse_mixer_top2(&[0.0, -5.0, -6.0], 0.01);
+        assert_eq!((e1, w1), (0, 1.0));
         // Routed: both picks run, unnormalized.
         let mut m = moe(1, 1);
         m.scoring = ExpertScoring::SparseMixer { jitter_eps: 0.1 };
