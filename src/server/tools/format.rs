@@ -468,12 +468,9 @@ impl ToolFormat {
                 let list = body
                     .trim_start()
                     .strip_prefix(FIREFUNCTION_CALLS.trim_start())?;
-                ToolFormat::Mistral.parse_block(&format!("[{list}"), functions)
+                call_list(&format!("[{list}"))
             }
-            Family::Json if self.is_call_list() => match serde_json::from_str(body.trim()).ok()? {
-                Value::Array(items) => items.iter().map(call_object).collect(),
-                one => Some(vec![call_object(&one)?]),
-            },
+            Family::Json if self.is_call_list() => call_list(body),
             Family::Json if self == ToolFormat::Llama3Json => {
                 json_sequence(body)?.iter().map(call_object).collect()
             }
@@ -663,8 +660,9 @@ impl ToolFormat {
             after_trigger: Some(after_trigger),
             bare,
             // After a hermes call the text is free again (and may hold more calls), unless
-            // one call is all the request takes: then only the end may follow.
-            rearm: parallel && self.call_end().is_some() && !self.single_call(),
+            // one call is all the request takes: then only the end may follow. Calls that run
+            // to the end (lists, GigaChat's one call) have no end to rearm after.
+            rearm: parallel && self.call_end().is_some(),
         })
     }
 
@@ -985,6 +983,14 @@ fn call_object(v: &Value) -> Option<ParsedCall> {
         Some(_) => return None,
     };
     Some(ParsedCall { name, arguments })
+}
+
+/// The calls of a JSON list of call objects (or of one object alone): the list formats' body.
+fn call_list(body: &str) -> Option<Vec<ParsedCall>> {
+    match serde_json::from_str(body.trim()).ok()? {
+        Value::Array(items) => items.iter().map(call_object).collect(),
+        one => Some(vec![call_object(&one)?]),
+    }
 }
 
 /// JSON values one after another, separated by whitespace or `;`; `None` unless the whole
