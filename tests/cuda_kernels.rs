@@ -133,6 +133,7 @@ fn glu_every_activation_matches_the_cpu() {
             Activation::SwigluOai,
             Activation::GeluErf,
             Activation::Relu2,
+            Activation::Relu,
         ] {
             for (gate, up) in [(&gate, &up), (&gate_wide, &up_wide)] {
                 let d = rel_diff(&glu(&g, gate, up, a), &glu(&cpu, gate, up, a));
@@ -813,6 +814,7 @@ fn decode_products_match_cublas_and_the_cpu() {
         Input::Glu(Activation::SwigluOai),
         Input::Glu(Activation::GeluErf),
         Input::Glu(Activation::Relu2),
+        Input::Glu(Activation::Relu),
         Input::RmsNorm { residual: false },
         Input::RmsNorm { residual: true },
     ];

@@ -51,6 +51,7 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "stablelm",
         "nemotron",
         "gpt2",
+        "opt",
         "falcon",
         "starcoder",
         "starcoder2",

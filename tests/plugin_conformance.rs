@@ -332,7 +332,7 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// of their own), and Command R+'s and StableLM-2-12B's per-head q/k norms (a LayerNorm of unit
 /// weight, then each head's weights tiled by `embedding` and multiplied), StarCoder's
 /// multi-query GPT-2 blocks, AFM's ungated squared ReLU under RMSNorms, GPT-J's interleaved
-/// partial RoPE in parallel blocks, BitNet's sub-norms: the same greedy tokens as the CPU's, the norms run by the plugin (only the
+/// partial RoPE in parallel blocks, BitNet's sub-norms, OPT's ReLU (ABI 1.4): the same greedy tokens as the CPU's, the norms run by the plugin (only the
 /// reference plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
@@ -357,6 +357,7 @@ fn layer_norm_models_run_on_the_plugin() {
         "cohere2_moe",
         "cohere2_moe_ln",
         "phimoe",
+        "opt",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 108] = TINY_ARCHS;
+const ARCHS: [&str; 109] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -278,6 +278,7 @@ fn output_rows(arch: &str) -> (Vec<f32>, usize, Vec<f32>) {
         .or_else(|_| st.tensor("transformer.wte.weight"))
         .or_else(|_| st.tensor("transformer.word_embeddings.weight"))
         .or_else(|_| st.tensor("model.embed_tokens.weight"))
+        .or_else(|_| st.tensor("model.decoder.embed_tokens.weight"))
         // Mamba's `backbone`.
         .or_else(|_| st.tensor("backbone.embeddings.weight"))
         // Vision-language checkouts keep the text model under `language_model`.
@@ -382,9 +383,16 @@ fn no_fixture_is_left_out_of_the_repository() {
 
 /// A model whose positions are a learned table (GPT-2: 256 rows here) refuses a batch that
 /// reaches past it, by name, rather than reading past the table.
+/// GPT-2's 256 positions, and OPT's 256 (its table's 258 rows less the two before position 0).
 #[test]
 fn positions_past_a_learned_table_are_refused() {
-    let mut r = runner("gpt2");
+    for arch in ["gpt2", "opt"] {
+        positions_past_the_table_are_refused(arch);
+    }
+}
+
+fn positions_past_the_table_are_refused(arch: &str) {
+    let mut r = runner(arch);
     let mut bm = BlockManager::new(r.num_blocks(), r.block_size(), false);
     let mut table = BlockTable::default();
     bm.ensure(&mut table, 260).unwrap();
@@ -398,11 +406,17 @@ fn positions_past_a_learned_table_are_refused() {
             lora: candor_models::lora::LoraMix::BASE,
         }],
     };
-    assert!(r.forward(&batch(250, 6)).is_ok(), "positions 250..256 fit");
+    assert!(
+        r.forward(&batch(250, 6)).is_ok(),
+        "{arch}: positions 250..256 fit"
+    );
     let Err(err) = r.forward(&batch(252, 6)) else {
-        panic!("positions 252..258 do not fit");
+        panic!("{arch}: positions 252..258 do not fit");
     };
-    assert!(err.to_string().contains("learned positions"), "{err}");
+    assert!(
+        err.to_string().contains("learned positions"),
+        "{arch}: {err}"
+    );
 }
 
 /// A config.json as transformers 4 and NVIDIA's own code write Nemotron-H's (`time_step_limit:

@@ -72,7 +72,7 @@ __device__ __forceinline__ float swiglu_oai(float gate, float up) {
 
 // A gated linear unit's activation, as candor_models::backend::Activation lists them, and the
 // whole unit act(gate, up): SiLU and GELU times up, the clamped SwiGLU as above.
-enum class GluAct { Silu, GeluTanh, SwigluOai, GeluErf, Relu2 };
+enum class GluAct { Silu, GeluTanh, SwigluOai, GeluErf, Relu2, Relu };
 
 template <GluAct A> __device__ __forceinline__ float glu_unit(float gate, float up) {
   if constexpr (A == GluAct::Silu) {
@@ -84,6 +84,8 @@ template <GluAct A> __device__ __forceinline__ float glu_unit(float gate, float 
   } else if constexpr (A == GluAct::Relu2) {
     const float r = fmaxf(gate, 0.0f);
     return __fmul_rn(__fmul_rn(r, r), up);
+  } else if constexpr (A == GluAct::Relu) {
+    return __fmul_rn(fmaxf(gate, 0.0f), up);
   } else {
     return swiglu_oai(gate, up);
   }

@@ -1,5 +1,5 @@
 // Gated linear unit: out = act(gate, up), in f32: SiLU, GELU (tanh approximation), exact GELU or
-// squared ReLU of gate times up, or gpt-oss's clamped SwiGLU (the activations are in common.cuh: matvec.cu
+// (squared) ReLU of gate times up, or gpt-oss's clamped SwiGLU (the activations are in common.cuh: matvec.cu
 // applies them too, fused into the down product).
 #include "common.cuh"
 
@@ -27,5 +27,6 @@ __device__ void glu_rows(const T* __restrict__ gate, const T* __restrict__ up, T
   GLU_ENTRY(glu_gelu_tanh_##SUFFIX, GluAct::GeluTanh, T)         \
   GLU_ENTRY(glu_swiglu_oai_##SUFFIX, GluAct::SwigluOai, T)      \
   GLU_ENTRY(glu_gelu_erf_##SUFFIX, GluAct::GeluErf, T)          \
-  GLU_ENTRY(glu_relu2_##SUFFIX, GluAct::Relu2, T)
+  GLU_ENTRY(glu_relu2_##SUFFIX, GluAct::Relu2, T)              \
+  GLU_ENTRY(glu_relu_##SUFFIX, GluAct::Relu, T)
 CANDOR_FOR_EACH_DTYPE(GLU)

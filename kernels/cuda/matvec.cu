@@ -38,18 +38,20 @@ enum MatvecInput {
   GLU_SWIGLU_OAI = 5,
   GLU_GELU_ERF = 6,
   GLU_RELU2 = 7,
+  GLU_RELU = 8,
 };
 
 // The GLU inputs and their activations.
 constexpr bool is_glu(int In) {
   return In == GLU_SILU || In == GLU_GELU || In == GLU_SWIGLU_OAI || In == GLU_GELU_ERF ||
-         In == GLU_RELU2;
+         In == GLU_RELU2 || In == GLU_RELU;
 }
 constexpr GluAct glu_act(int In) {
   return In == GLU_SILU         ? GluAct::Silu
          : In == GLU_GELU       ? GluAct::GeluTanh
          : In == GLU_GELU_ERF   ? GluAct::GeluErf
          : In == GLU_RELU2      ? GluAct::Relu2
+         : In == GLU_RELU       ? GluAct::Relu
                                 : GluAct::SwigluOai;
 }
 
@@ -290,7 +292,7 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   out.template store<R>(acc, pair, lane, xs.rows, bias, has_bias);
 }
 
-// matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh,swiglu_oai,gelu_erf,relu2}_<dtype>_r<R>
+// matvec_<dtype>_r<R> (x as it is), matvec_glu_{silu,gelu_tanh,swiglu_oai,gelu_erf,relu2,relu}_<dtype>_r<R>
 // (the GLU of `x` and `up`), matvec_rms_norm_<dtype>_r<R> (the RMSNorm of x by `norm`) and
 // matvec_add_rms_norm_<dtype>_r<R> (of x + `residual`, the sum written to `sum_out`): one entry
 // point per R, so each keeps its accumulators in registers. Pointers an entry point does not
@@ -324,6 +326,7 @@ __device__ void matvec_rows(const T* __restrict__ w, const T* __restrict__ bias,
   MATVEC_ENTRY(matvec_glu_swiglu_oai_##SUFFIX##_r##R, GLU_SWIGLU_OAI, T, R) \
   MATVEC_ENTRY(matvec_glu_gelu_erf_##SUFFIX##_r##R, GLU_GELU_ERF, T, R)     \
   MATVEC_ENTRY(matvec_glu_relu2_##SUFFIX##_r##R, GLU_RELU2, T, R)           \
+  MATVEC_ENTRY(matvec_glu_relu_##SUFFIX##_r##R, GLU_RELU, T, R)             \
   MATVEC_ROPE_KV_ENTRY(matvec_rope_kv_##SUFFIX##_r##R, PLAIN, T, R)
 // The RMSNorm inputs for 1 and 2 rows only (launch::MATVEC_MAX_NORM_ROWS): from 4 rows their
 // extra registers (the residual, the sums of squares, the sum's stores) cut the warps an SM

@@ -1,5 +1,5 @@
 /*
- * candor_device.h — the custom-device C ABI of candor (version 1.3).
+ * candor_device.h — the custom-device C ABI of candor (version 1.4).
  *
  * A device plugin is a shared library (.so / .dylib / .dll) that exports ONE symbol:
  *
@@ -32,7 +32,7 @@
  *  - Codes, flags and dtypes marked "(1.1)" are asked of, passed to and uploaded to a plugin only
  *    when its table says abi_minor >= 1, so a plugin written against 1.0 that never checked
  *    `variant` or `flags` is not misread; those marked "(1.2)" when it says abi_minor >= 2,
- *    "(1.3)" when it says abi_minor >= 3.
+ *    "(1.3)" when it says abi_minor >= 3, "(1.4)" when it says abi_minor >= 4.
  *
  * Layouts
  *  - Activations are F32, row-major and contiguous in candor 1.0: `[tokens, features]` or
@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define CANDOR_DEVICE_ABI_MAJOR 1u
-#define CANDOR_DEVICE_ABI_MINOR 3u
+#define CANDOR_DEVICE_ABI_MINOR 4u
 
 /* Name of the one exported symbol. */
 #define CANDOR_DEVICE_ENTRY_POINT "candor_device_get_api"
@@ -146,6 +146,8 @@ typedef uint32_t CandorOp;
 #define CANDOR_ACT_GELU_ERF 3u
 /* (1.3) the squared ReLU, out = max(g, 0)^2 * up (transformers' `relu2`: Nemotron's FFN). */
 #define CANDOR_ACT_RELU2 4u
+/* (1.4) the ReLU, out = max(g, 0) * up (transformers' `relu`: OPT's FFN). */
+#define CANDOR_ACT_RELU 5u
 
 /* `flags` of CANDOR_OP_PAGED_ATTENTION. */
 #define CANDOR_ATTN_SLIDING_WINDOW 1u

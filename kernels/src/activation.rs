@@ -1,4 +1,4 @@
-//! Pointwise activations (GLU with SiLU, tanh-GELU, exact GELU or squared ReLU, logit soft-capping) and the elementwise
+//! Pointwise activations (GLU with SiLU, tanh-GELU, exact GELU, ReLU or squared ReLU, logit soft-capping) and the elementwise
 //! add/mul/scale, on slices.
 //!
 //! `exp` is a polynomial (Cephes-style range reduction, max relative error ~2e-7 in the range
@@ -18,6 +18,8 @@ pub enum Act {
     GeluErf,
     /// `max(g, 0)²`, the squared ReLU (`relu2`).
     Relu2,
+    /// `max(g, 0)`, the ReLU (`relu`).
+    Relu,
     /// gpt-oss's clamped SwiGLU: `g · sigmoid(1.702·g) · (u + 1)` with `g = min(gate, 7)`,
     /// `u = clamp(up, -7, 7)`, the up factor included (`glu` computes `act(g, u)` whole).
     SwigluOai,
@@ -172,6 +174,11 @@ pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
             for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
                 let r = g.max(0.0);
                 *o = r * r * u;
+            }
+        }),
+        Act::Relu => dispatch!(relu_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = g.max(0.0) * u;
             }
         }),
         Act::SwigluOai => dispatch!(swiglu_oai_glu(g: &[f32], u: &[f32], o: &mut [f32]) {
@@ -582,6 +589,14 @@ mod tests {
             assert!(
                 (o as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
                 "relu2 {g}"
+            );
+        }
+        glu(&g, &u, Act::Relu, &mut out);
+        for ((&o, &g), &u) in out.iter().zip(&g).zip(&u) {
+            let want = (g as f64).max(0.0) * u as f64;
+            assert!(
+                (o as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "relu {g}"
             );
         }
         // Gates and ups past the clamp (±7) on both sides: `u` spans [-12, 12] here.

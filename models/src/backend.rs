@@ -110,6 +110,8 @@ pub enum Activation {
     GeluErf,
     /// The squared ReLU, `max(x, 0)²` (transformers' `relu2`: Nemotron).
     Relu2,
+    /// The plain ReLU, `max(x, 0)` (transformers' `relu`: OPT).
+    Relu,
     /// gpt-oss's clamped SwiGLU: with g = min(gate, 7) and u = clamp(up, -7, 7),
     /// `g · sigmoid(1.702 g) · (u + 1)`. The constants are the model's, fixed in transformers'
     /// and llama.cpp's code alike (no config or GGUF key carries them), so each kernel holds

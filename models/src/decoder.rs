@@ -167,7 +167,10 @@ impl<B: Backend> DecoderModel<B> {
         let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
         let head_bias = ld.opt_weight("output.bias", &[spec.vocab_size])?;
         let position_embed = match spec.learned_positions {
-            true => Some(ld.weight("position_embd.weight", &[spec.max_position, h])?),
+            true => Some(ld.weight(
+                "position_embd.weight",
+                &[spec.max_position + spec.learned_position_offset, h],
+            )?),
             false => None,
         };
         // LFM2's GGUFs name the norm after the last layer as llama.cpp does for that model
@@ -631,7 +634,11 @@ impl<B: Backend> DecoderModel<B> {
                     s.max_position
                 )));
             }
-            x = b.add(&x, &b.embedding(table, &batch.positions)?)?;
+            let rows: std::borrow::Cow<[u32]> = match s.learned_position_offset as u32 {
+                0 => batch.positions.as_slice().into(),
+                offset => batch.positions.iter().map(|&p| p + offset).collect(),
+            };
+            x = b.add(&x, &b.embedding(table, &rows)?)?;
         }
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;

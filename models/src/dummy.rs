@@ -333,6 +333,15 @@ fn gpt2(
            "tie_word_embeddings": true, "bos_token_id": 50256, "eos_token_id": 50256})
 }
 
+/// OPT's config (its own key names) at other sizes: a ReLU MLP, positions after two rows.
+fn opt(vocab: usize, hidden: usize, ffn: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "opt", "vocab_size": vocab, "hidden_size": hidden, "ffn_dim": ffn,
+           "num_hidden_layers": layers, "num_attention_heads": heads,
+           "max_position_embeddings": 2048, "word_embed_proj_dim": hidden,
+           "activation_function": "relu", "do_layer_norm_before": true,
+           "tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1})
+}
+
 /// StarCoder2's config at other sizes: biased LayerNorms and projections, an ungated
 /// tanh-GELU MLP of 4x, a 4096-token window on every layer, tied head.
 fn starcoder2(hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> serde_json::Value {
@@ -855,6 +864,24 @@ pub const SHAPES: &[DummyShape] = &[
         config: || gpt2(256, 64, 2, 4, 64),
     },
     DummyShape {
+        arch: "opt",
+        size: "125m",
+        source: "facebook/opt-125m",
+        config: || opt(50272, 768, 3072, 12, 12),
+    },
+    DummyShape {
+        arch: "opt",
+        size: "1.3b",
+        source: "facebook/opt-1.3b",
+        config: || opt(50272, 2048, 8192, 24, 32),
+    },
+    DummyShape {
+        arch: "opt",
+        size: "tiny",
+        source: "test-only",
+        config: || opt(256, 64, 128, 2, 4),
+    },
+    DummyShape {
         arch: "starcoder2",
         size: "3b",
         source: "bigcode/starcoder2-3b",
@@ -970,12 +997,12 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     // where they have them.
     let biased = matches!(
         spec.arch,
-        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode | Arch::Starcoder2
+        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode | Arch::Starcoder2 | Arch::Opt
     );
     if spec.learned_positions {
         t.insert(
             "position_embd.weight".into(),
-            matrix(vec![spec.max_position, h]),
+            matrix(vec![spec.max_position + spec.learned_position_offset, h]),
         );
     }
     // Phi-2's and Phi-3.5-MoE's heads have a bias.
@@ -1475,6 +1502,10 @@ mod tests {
         // GPT-2 (124,439,808) and GPT-2 XL (1,557,611,200): learned positions, tied head.
         assert_eq!(params("gpt2", "124m"), 124_439_808);
         assert_eq!(params("gpt2", "1.5b"), 1_557_611_200);
+        // OPT-125M (125,239,296) and OPT-1.3B (1,315,758,080): the position table's two extra
+        // rows counted, tied head.
+        assert_eq!(params("opt", "125m"), 125_239_296);
+        assert_eq!(params("opt", "1.3b"), 1_315_758_080);
         // StarCoder2-3B (3.03B on its page: 3,030,371,328): biases everywhere, tied.
         assert_eq!(params("starcoder2", "3b"), 3_030_371_328);
         // StarCoder (15.5B on its page: 15,517,456,384): one KV head, learned positions over

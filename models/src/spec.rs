@@ -123,6 +123,9 @@ pub enum Arch {
     Gpt2,
     /// GPT-BigCode (StarCoder 1, SantaCoder): GPT-2's blocks with multi-query attention.
     GptBigcode,
+    /// OPT: GPT-2's blocks with q, k and v apart and an ungated ReLU MLP, positions offset by
+    /// two rows of their table.
+    Opt,
     /// GPT-J: parallel blocks of one LayerNorm, interleaved RoPE over part of each head.
     Gptj,
     /// Phi-3.5-MoE: llama's attention with biases under LayerNorms, Mixtral's experts routed
@@ -229,6 +232,7 @@ impl Arch {
             Arch::KimiLinear => "kimi_linear",
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
+            Arch::Opt => "opt",
             Arch::Gptj => "gptj",
             Arch::PhiMoe => "phimoe",
             Arch::Falcon => "falcon",
@@ -681,6 +685,9 @@ pub struct ModelSpec {
     /// Positions enter as a learned table added to the token embeddings (`position_embd`,
     /// GPT-2's `wpe`), one row per position up to `max_position`; the layers run no RoPE.
     pub learned_positions: bool,
+    /// Rows of that table before position 0's (OPT's 2, fairseq's padding rows): position p
+    /// reads row p + this.
+    pub learned_position_offset: usize,
     /// Each layer's xIELU (Apertus): the ungated FFN's activation, with numbers of its own per
     /// layer (`activation` then unused); empty for every other model.
     pub xielu: Vec<crate::xielu::XieluParams>,

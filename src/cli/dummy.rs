@@ -75,16 +75,16 @@ pub struct DummyArgs {
     pub load_format: LoadFormat,
     /// With --load-format dummy: the architecture (llama, qwen2 / qwen2.5, qwen3-moe,
     /// deepseek, gpt-oss, cohere2, command-r, gemma, ministral3, minimax-m2, lfm2, lfm2moe,
-    /// phi2, gptneox, stablelm, nemotron, gpt2, falcon, starcoder, starcoder2, ernie4_5-moe,
+    /// phi2, gptneox, stablelm, nemotron, gpt2, opt, falcon, starcoder, starcoder2, ernie4_5-moe,
     /// arcee, hunyuan-moe, dots1, bitnet; an unknown pair's error lists every shape).
     #[arg(long, default_value = "llama")]
     pub arch: String,
     /// With --load-format dummy: the size (llama: 8b, 1b; qwen2: 7b, 0.5b; qwen3-moe:
     /// 30b-a3b; deepseek: v2-lite; gpt-oss: 20b, 120b; cohere2: 7b; command-r: 104b; gemma:
     /// 2b, 7b; ministral3: 8b; minimax-m2: 230b-a10b; lfm2: 1.2b, 350m; lfm2moe: 8b-a1b; phi2:
-    /// 2.7b; gptneox: 1.4b; stablelm: 1.6b, 12b; nemotron: 4b; gpt2: 124m, 1.5b; falcon: 7b;
-    /// starcoder: 15b; starcoder2: 3b; ernie4_5-moe: 21b-a3b; arcee: 4.5b; hunyuan-moe: a13b;
-    /// dots1: 142b; bitnet: 2b; most have a `tiny` one for tests).
+    /// 2.7b; gptneox: 1.4b; stablelm: 1.6b, 12b; nemotron: 4b; gpt2: 124m, 1.5b; opt: 125m,
+    /// 1.3b; falcon: 7b; starcoder: 15b; starcoder2: 3b; ernie4_5-moe: 21b-a3b; arcee: 4.5b;
+    /// hunyuan-moe: a13b; dots1: 142b; bitnet: 2b; most have a `tiny` one for tests).
     #[arg(long, default_value = "8b")]
     pub size: String,
     /// With --load-format dummy: the weights' type.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 108] = [
+pub const TINY_ARCHS: [&str; 109] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -119,6 +119,7 @@ pub const TINY_ARCHS: [&str; 108] = [
     "vaultgemma",
     "helium",
     "phimoe",
+    "opt",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

@@ -163,6 +163,7 @@ void glu_checks() {
   glu_check(
       "glu relu2", glu_relu2_f32, [](double g, double u) { return std::max(g, 0.0) * std::max(g, 0.0) * u; },
       4.0f);
+  glu_check("glu relu", glu_relu_f32, [](double g, double u) { return std::max(g, 0.0) * u; }, 4.0f);
   // gpt-oss's clamped SwiGLU, on values past its clamp (gate above 7, up beyond ±7).
   glu_check(
       "glu swiglu_oai", glu_swiglu_oai_f32,

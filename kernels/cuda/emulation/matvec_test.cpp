@@ -98,6 +98,7 @@ void check(const char* type, const char* input, Shape s, unsigned seed, double t
         const float r = std::max(xi, 0.0f);
         xi = to_f32(from_f32<T>(r * r * to_f32(up[at])));
       }
+      if (In == GLU_RELU) xi = to_f32(from_f32<T>(std::max(xi, 0.0f) * to_f32(up[at])));
       if (In == GLU_SWIGLU_OAI) xi = to_f32(from_f32<T>(swiglu_oai(xi, to_f32(up[at]))));
       if (In == ADD_NORM) {
         const T sumi = from_f32<T>(xi + to_f32(res[size_t(r) * s.k + i]));  // as stored
@@ -234,6 +235,7 @@ template <typename T> void all_inputs(const char* type, double tol) {
   checks<T, GLU_SWIGLU_OAI>(type, "glu swiglu_oai", tol);
   checks<T, GLU_GELU_ERF>(type, "glu gelu_erf", tol);
   checks<T, GLU_RELU2>(type, "glu relu2", tol);
+  checks<T, GLU_RELU>(type, "glu relu", tol);
   checks<T, NORM>(type, "rms_norm", tol);
   checks<T, ADD_NORM>(type, "add_rms_norm", tol);
   rope_kv_checks<T, PLAIN>(type, "x");

@@ -231,7 +231,7 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
     case CANDOR_OP_GLU:
         return op->variant == CANDOR_ACT_SILU || op->variant == CANDOR_ACT_GELU_TANH ||
                op->variant == CANDOR_ACT_SWIGLU_OAI || op->variant == CANDOR_ACT_GELU_ERF ||
-               op->variant == CANDOR_ACT_RELU2;
+               op->variant == CANDOR_ACT_RELU2 || op->variant == CANDOR_ACT_RELU;
     case CANDOR_OP_PAGED_ATTENTION:
         return (op->flags & ~(CANDOR_ATTN_SLIDING_WINDOW | CANDOR_ATTN_SOFTCAP |
                               CANDOR_ATTN_SINKS)) == 0 &&

@@ -481,6 +481,8 @@ static float swiglu_oai(float gate, float up) {
 
 static float relu2(float x) { return x > 0.0f ? x * x : 0.0f; }
 
+static float relu(float x) { return x > 0.0f ? x : 0.0f; }
+
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 static float gelu_tanh(float x) {
@@ -497,7 +499,7 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
     REQUIRE(elems_of(up) == n && elems_of(out) == n, "glu: shapes do not match");
     REQUIRE(activation == CANDOR_ACT_SILU || activation == CANDOR_ACT_GELU_TANH ||
                 activation == CANDOR_ACT_SWIGLU_OAI || activation == CANDOR_ACT_GELU_ERF ||
-                activation == CANDOR_ACT_RELU2,
+                activation == CANDOR_ACT_RELU2 || activation == CANDOR_ACT_RELU,
             "glu: unknown activation %u", activation);
     for (int64_t i = 0; i < n; i++) {
         if (activation == CANDOR_ACT_SWIGLU_OAI) {
@@ -506,6 +508,7 @@ CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t 
             float a = activation == CANDOR_ACT_SILU        ? silu(g[i])
                       : activation == CANDOR_ACT_GELU_ERF ? gelu_erf(g[i])
                       : activation == CANDOR_ACT_RELU2    ? relu2(g[i])
+                      : activation == CANDOR_ACT_RELU     ? relu(g[i])
                                                           : gelu_tanh(g[i]);
             o[i] = a * u[i];
         }

@@ -38,6 +38,7 @@ pub mod olmo;
 pub mod olmo2;
 pub mod olmo_hybrid;
 pub mod olmoe;
+pub mod opt;
 pub mod phi2;
 pub mod phi3;
 pub mod qwen2;
@@ -57,7 +58,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 81] = [
+pub const HF_MODEL_TYPES: [&str; 82] = [
     "llama",
     "mistral",
     "ministral",
@@ -139,6 +140,7 @@ pub const HF_MODEL_TYPES: [&str; 81] = [
     "vaultgemma",
     "helium",
     "phimoe",
+    "opt",
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
@@ -265,6 +267,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_hf(&c)?,
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
+        "opt" => opt::from_hf(&c)?,
         "dots1" => dots1::from_hf(&c)?,
         "arcee" => arcee::from_hf(&c)?,
         "apertus" => apertus::from_hf(&c)?,
@@ -743,6 +746,7 @@ pub(crate) fn activation_named(name: &str) -> Result<Activation> {
         "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
         "gelu" => Activation::GeluErf,
         "relu2" => Activation::Relu2,
+        "relu" => Activation::Relu,
         other => {
             return Err(ModelError::Config(format!(
                 "unsupported activation `{other}`"
@@ -941,6 +945,7 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
+        learned_position_offset: 0,
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,
@@ -1103,6 +1108,7 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
+        learned_position_offset: 0,
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,

@@ -88,6 +88,6 @@ mod tests {
         let mut c = phi2_config();
         c["hidden_act"] = "relu".into();
         let e = crate::arch::spec_from_hf(&c).unwrap_err().to_string();
-        assert!(e.contains("relu"), "{e}");
+        assert!(e.contains("Relu"), "{e}");
     }
 }

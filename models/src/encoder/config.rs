@@ -236,6 +236,7 @@ impl EncoderConfig {
             post_norm_layers: Vec::new(),
             activation_bits: None,
             learned_positions: false,
+            learned_position_offset: 0,
             xielu: Vec::new(),
             weightless_norms: false,
             clip_qkv: None,

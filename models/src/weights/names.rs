@@ -366,6 +366,38 @@ pub fn gptj_hf(hf: &str) -> Option<String> {
     .apply(hf)
 }
 
+/// OPT's HF name of a tensor `to_hf` names the llama way, under `model.decoder.` (as
+/// `OPTForCausalLM` saves it; `opt_bare_hf` for `OPTModel`'s names, which the Hub's original
+/// checkpoints keep): `embed_tokens`, `embed_positions`, `final_layer_norm`, and per layer
+/// `layers.N.` with `self_attn_layer_norm`, `self_attn.{q,k,v,out}_proj`, `final_layer_norm`
+/// (the FFN's), `fc1`, `fc2`.
+pub fn opt_hf(hf: &str) -> Option<String> {
+    Renames {
+        top: &[
+            ("model.embed_tokens", "model.decoder.embed_tokens"),
+            ("model.embed_positions", "model.decoder.embed_positions"),
+            ("model.norm", "model.decoder.final_layer_norm"),
+        ],
+        layers: "model.decoder.layers",
+        parts: &[
+            ("input_layernorm", "self_attn_layer_norm"),
+            ("post_attention_layernorm", "final_layer_norm"),
+            ("self_attn.q_proj", "self_attn.q_proj"),
+            ("self_attn.k_proj", "self_attn.k_proj"),
+            ("self_attn.v_proj", "self_attn.v_proj"),
+            ("self_attn.o_proj", "self_attn.out_proj"),
+            ("mlp.up_proj", "fc1"),
+            ("mlp.down_proj", "fc2"),
+        ],
+    }
+    .apply(hf)
+}
+
+/// `opt_hf` without the `model.` prefix.
+pub fn opt_bare_hf(hf: &str) -> Option<String> {
+    opt_hf(hf).map(|n| n["model.".len()..].to_string())
+}
+
 /// `gpt2_hf` without the `transformer.` prefix: the names of the original GPT-2 checkpoints.
 pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
     gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
@@ -970,6 +1002,39 @@ mod tests {
             Some("ln_f.bias")
         );
         assert_eq!(hf("blk.0.attn_q.weight"), None);
+    }
+
+    #[test]
+    fn maps_opt_names_to_its_checkouts() {
+        let hf = |name: &str| opt_hf(&to_hf(name, HfNormNaming::Llama).unwrap());
+        for (name, want) in [
+            (
+                "position_embd.weight",
+                "model.decoder.embed_positions.weight",
+            ),
+            ("output_norm.bias", "model.decoder.final_layer_norm.bias"),
+            (
+                "blk.3.attn_norm.weight",
+                "model.decoder.layers.3.self_attn_layer_norm.weight",
+            ),
+            (
+                "blk.3.ffn_norm.bias",
+                "model.decoder.layers.3.final_layer_norm.bias",
+            ),
+            (
+                "blk.0.attn_output.bias",
+                "model.decoder.layers.0.self_attn.out_proj.bias",
+            ),
+            ("blk.1.ffn_up.weight", "model.decoder.layers.1.fc1.weight"),
+            ("blk.1.ffn_down.weight", "model.decoder.layers.1.fc2.weight"),
+        ] {
+            assert_eq!(hf(name).as_deref(), Some(want), "{name}");
+        }
+        assert_eq!(
+            opt_bare_hf(&to_hf("token_embd.weight", HfNormNaming::Llama).unwrap()).as_deref(),
+            Some("decoder.embed_tokens.weight")
+        );
+        assert_eq!(hf("blk.0.ffn_gate.weight"), None);
     }
 
     #[test]

@@ -331,6 +331,7 @@ fn kernel_act(act: Activation) -> Act {
         Activation::GeluTanh => Act::GeluTanh,
         Activation::GeluErf => Act::GeluErf,
         Activation::Relu2 => Act::Relu2,
+        Activation::Relu => Act::Relu,
         Activation::SwigluOai => Act::SwigluOai,
     }
 }
@@ -917,6 +918,7 @@ mod glu_linear_tests {
                     Activation::GeluTanh,
                     Activation::GeluErf,
                     Activation::Relu2,
+                    Activation::Relu,
                 ];
                 for act in acts {
                     let fused = b.glu_linear(&gate, &up, act, &w).unwrap();

@@ -595,6 +595,7 @@ impl Backend for CudaBackend {
             Activation::GeluTanh => Ok(x.gelu()?),
             Activation::GeluErf => Ok(x.gelu_erf()?),
             Activation::Relu2 => Ok(x.relu()?.sqr()?),
+            Activation::Relu => Ok(x.relu()?),
             Activation::SwigluOai => {
                 Err(CudaError::Launch("gpt-oss's SwiGLU has no activation alone".into()).into())
             }

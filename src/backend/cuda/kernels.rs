@@ -74,6 +74,7 @@ fn glu_name(act: Activation) -> &'static str {
         Activation::SwigluOai => "glu_swiglu_oai",
         Activation::GeluErf => "glu_gelu_erf",
         Activation::Relu2 => "glu_relu2",
+        Activation::Relu => "glu_relu",
     }
 }
 

@@ -106,6 +106,10 @@ impl MatvecInput<'_> {
                 act: Activation::Relu2,
                 ..
             } => "matvec_glu_relu2",
+            MatvecInput::Glu {
+                act: Activation::Relu,
+                ..
+            } => "matvec_glu_relu",
             MatvecInput::RmsNorm { residual: None, .. } => "matvec_rms_norm",
             MatvecInput::RmsNorm {
                 residual: Some(_), ..

@@ -402,6 +402,7 @@ fn activation_code(act: Activation) -> u32 {
         Activation::SwigluOai => ffi::ACT_SWIGLU_OAI,
         Activation::GeluErf => ffi::ACT_GELU_ERF,
         Activation::Relu2 => ffi::ACT_RELU2,
+        Activation::Relu => ffi::ACT_RELU,
     }
 }
 
@@ -411,6 +412,7 @@ fn activation_minor(act: Activation) -> u32 {
         Activation::Silu | Activation::GeluTanh => 0,
         Activation::SwigluOai => 1,
         Activation::GeluErf | Activation::Relu2 => 3,
+        Activation::Relu => 4,
     }
 }
 

@@ -6,7 +6,7 @@ use candor_models::backend::WeightDtype;
 use std::ffi::{c_char, c_void};
 
 pub const ABI_MAJOR: u32 = 1;
-pub const ABI_MINOR: u32 = 3;
+pub const ABI_MINOR: u32 = 4;
 pub const ENTRY_POINT: &str = "candor_device_get_api";
 pub const MAX_RANK: usize = 4;
 
@@ -112,6 +112,8 @@ pub const ACT_SWIGLU_OAI: u32 = 2;
 pub const ACT_GELU_ERF: u32 = 3;
 /// (1.3) the squared ReLU.
 pub const ACT_RELU2: u32 = 4;
+/// (1.4) the ReLU.
+pub const ACT_RELU: u32 = 5;
 pub const ATTN_SLIDING_WINDOW: u32 = 1;
 pub const ATTN_SOFTCAP: u32 = 2;
 /// (1.1) a sink logit per head (`paged_attention_sinks`).

@@ -268,6 +268,7 @@ pub fn all_cases() -> Vec<Case> {
         Activation::SwigluOai,
         Activation::GeluErf,
         Activation::Relu2,
+        Activation::Relu,
     ] {
         for (rows, cols) in [(1, 128), (7, 333)] {
             v.push(Glu { act, rows, cols });

@@ -84,6 +84,7 @@ fn base_spec(
         post_norm_layers: Vec::new(),
         activation_bits: None,
         learned_positions: false,
+        learned_position_offset: 0,
         xielu: Vec::new(),
         weightless_norms: false,
         clip_qkv: None,
