@@ -381,9 +381,9 @@ fn no_fixture_is_left_out_of_the_repository() {
     );
 }
 
-/// A model whose positions are a learned table (GPT-2: 256 rows here) refuses a batch that
-/// reaches past it, by name, rather than reading past the table.
-/// GPT-2's 256 positions, and OPT's 256 (its table's 258 rows less the two before position 0).
+/// A model whose positions are a learned table refuses a batch that reaches past it, by name,
+/// rather than reading past the table: GPT-2's 256 positions here, and OPT's 256 (its table's
+/// 258 rows less the two before position 0).
 #[test]
 fn positions_past_a_learned_table_are_refused() {
     for arch in ["gpt2", "opt"] {

@@ -359,9 +359,16 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
     fitting(tok, opened.spec.vocab_size).map(Some)
 }
 
-/// A checkout's `tokenizer.json` (with its `tokenizer_config.json`), if it has one.
+/// A checkout's `tokenizer.json` (with its `tokenizer_config.json`), or its slow tokenizer's
+/// `vocab.json` and `merges.txt`, if it has one.
 pub fn checkout_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>, EngineError> {
     let file = dir.join("tokenizer.json");
+    if candor_models::tokenizer::vocab_merges::is_slow_checkout(dir) {
+        let tok = Tokenizer::from_vocab_merges(dir)
+            .and_then(|t| t.with_checkout_templates(dir))
+            .map_err(candor_models::ModelError::from)?;
+        return Ok(Some(tok));
+    }
     if !file.exists() {
         return Ok(None);
     }

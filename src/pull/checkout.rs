@@ -2,7 +2,9 @@
 //! the files a model needs (config, tokenizer, weights, sentence-transformers pooling, chat
 //! template) land in `DIR/hf/ORG/REPO/`, each checked against the Hub's listed sha256 as a
 //! single file is, and a marker written last says the checkout is whole. READMEs, ONNX and
-//! PyTorch copies of the weights, and training leftovers are not fetched.
+//! PyTorch copies of the weights, and training leftovers are not fetched; a repository whose
+//! weights are PyTorch checkpoints alone (OPT's) has those fetched, rewritten as safetensors
+//! when the model first loads (`candor_models::weights::pytorch`).
 use super::{fetch_hub_file, io_err, lock_for, one_line, PullError, PullOptions};
 use std::path::{Path, PathBuf};
 
@@ -39,8 +41,11 @@ const NAMED: [&str; 14] = [
 /// be in one of them; a doc-only one without a Router keeps its query weights in `idf.json`.
 /// A static embedding model's table may be in `0_StaticEmbedding/`, beside its tokenizer.
 /// Named chat templates beside the default come from `additional_chat_templates/*.jinja`.
+/// Where the top level has no safetensors weights, its PyTorch checkpoints are the weights
+/// (`pytorch_model.bin`, or the shards of `pytorch_model.bin.index.json`); where it has no
+/// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt` come instead.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
-/// safetensors weights).
+/// weights).
 ///
 /// Mistral's repositories (Ministral 3, Mistral Small 3.x, Devstral, Magistral) keep the same
 /// weights twice: transformers' shards and Mistral's own `consolidated.safetensors`, which
@@ -54,17 +59,33 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
             && !consolidated(f)
             && f != "adapter_model.safetensors"
     });
+    let has_safetensors = listed.iter().any(|f| {
+        !f.contains('/') && f.ends_with(".safetensors") && f != "adapter_model.safetensors"
+    });
+    let has_fast_tokenizer = listed.iter().any(|f| f == "tokenizer.json");
     let wanted_here = |f: &str| {
         NAMED.contains(&f)
             || f.ends_with(".safetensors")
                 && f != "adapter_model.safetensors"
                 && !(has_transformers_weights && consolidated(f))
+            || !has_fast_tokenizer && matches!(f, "vocab.json" | "merges.txt")
+    };
+    let pytorch_weights = |f: &str| {
+        !has_safetensors
+            && (f == "pytorch_model.bin"
+                || f == "pytorch_model.bin.index.json"
+                || f.starts_with("pytorch_model-") && f.ends_with(".bin"))
     };
     // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
     // keeps it in its static module's weights, which are fetched instead).
     let routed = listed.iter().any(|f| f == "router_config.json");
     let wanted = |f: &str| match f.split_once('/') {
-        None => wanted_here(f) || f == "router_config.json" || f == "idf.json" && !routed,
+        None => {
+            wanted_here(f)
+                || pytorch_weights(f)
+                || f == "router_config.json"
+                || f == "idf.json" && !routed
+        }
         Some((dir, rest)) => {
             dir.ends_with("Pooling") && rest == "config.json"
                 || dir == "additional_chat_templates" && rest.ends_with(".jinja")
@@ -79,7 +100,9 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
     // its modules.json says what it is.
     let described = |f: &String| f == "config.json" || f.ends_with("/config.json");
     let complete = files.iter().any(|f| described(f) || f == "modules.json")
-        && files.iter().any(|f| f.ends_with(".safetensors"));
+        && files
+            .iter()
+            .any(|f| f.ends_with(".safetensors") || pytorch_weights(f) && f.ends_with(".bin"));
     match complete {
         true => files,
         false => Vec::new(),
@@ -176,6 +199,63 @@ mod tests {
         assert_eq!(checkout_files(&alone), alone);
     }
 
+    /// facebook/opt-125m's listing: PyTorch weights and a slow tokenizer, nothing else; a
+    /// sharded one brings its index; safetensors beside them win, as a tokenizer.json does.
+    #[test]
+    fn a_pytorch_checkout_brings_its_checkpoints_and_slow_tokenizer() {
+        let listed = names(&[
+            ".gitattributes",
+            "LICENSE.md",
+            "README.md",
+            "config.json",
+            "flax_model.msgpack",
+            "generation_config.json",
+            "merges.txt",
+            "pytorch_model.bin",
+            "special_tokens_map.json",
+            "tf_model.h5",
+            "tokenizer_config.json",
+            "vocab.json",
+        ]);
+        assert_eq!(
+            checkout_files(&listed),
+            names(&[
+                "config.json",
+                "generation_config.json",
+                "merges.txt",
+                "pytorch_model.bin",
+                "special_tokens_map.json",
+                "tokenizer_config.json",
+                "vocab.json",
+            ])
+        );
+        let sharded = names(&[
+            "config.json",
+            "pytorch_model-00001-of-00002.bin",
+            "pytorch_model-00002-of-00002.bin",
+            "pytorch_model.bin.index.json",
+            "tokenizer.json",
+            "vocab.json",
+            "merges.txt",
+        ]);
+        assert_eq!(
+            checkout_files(&sharded),
+            names(&[
+                "config.json",
+                "pytorch_model-00001-of-00002.bin",
+                "pytorch_model-00002-of-00002.bin",
+                "pytorch_model.bin.index.json",
+                "tokenizer.json",
+            ])
+        );
+        let mut both = listed.clone();
+        both.push("model.safetensors".into());
+        let got = checkout_files(&both);
+        assert!(got.contains(&"model.safetensors".to_string()), "{got:?}");
+        assert!(!got.iter().any(|f| f.ends_with(".bin")), "{got:?}");
+        assert!(checkout_files(&names(&["config.json", "tf_model.h5"])).is_empty());
+    }
+
     #[test]
     fn a_checkout_is_its_config_weights_tokenizer_and_pooling() {
         let listed = names(&[
@@ -264,7 +344,9 @@ mod tests {
             "0_StaticEmbedding/tokenizer.json",
         ]);
         assert_eq!(checkout_files(&table), table);
-        assert!(checkout_files(&names(&["config.json", "pytorch_model.bin"])).is_empty());
+        // PyTorch weights alone are the weights (a_pytorch_checkout_brings_...).
+        let pytorch = names(&["config.json", "pytorch_model.bin"]);
+        assert_eq!(checkout_files(&pytorch), pytorch);
         assert!(checkout_files(&names(&["model.safetensors"])).is_empty());
     }
 }

@@ -500,8 +500,8 @@ fn resolve_hub(
                 }
                 [] => {
                     return Err(failed(format!(
-                        "{repo} has no .gguf file and no safetensors checkout (config.json \
-                         and *.safetensors)"
+                        "{repo} has no .gguf file and no checkout (config.json and \
+                         *.safetensors or pytorch_model.bin)"
                     )))
                 }
                 many => {

@@ -829,9 +829,67 @@ fn a_repository_without_a_gguf_is_pulled_as_its_checkout() {
     let err = pull("hf:Org/Docs", &opts).unwrap_err().to_string();
     assert_eq!(
         err,
-        "could not fetch hf:Org/Docs: Org/Docs has no .gguf file and no safetensors checkout \
-         (config.json and *.safetensors)"
+        "could not fetch hf:Org/Docs: Org/Docs has no .gguf file and no checkout (config.json \
+         and *.safetensors or pytorch_model.bin)"
     );
+}
+
+/// A repository of PyTorch checkpoints and a slow tokenizer (the tiny OPT fixture laid out as
+/// facebook/opt-*'s are) is pulled without its TensorFlow / Flax copies and serves: the model
+/// loads (its checkpoints rewritten as safetensors in the cache) and has its tokenizer.
+#[test]
+fn a_pytorch_repository_is_pulled_and_loads() {
+    if proxied() {
+        eprintln!("skipped: a proxy is configured");
+        return;
+    }
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/opt_pytorch");
+    let mut served: Vec<Served> = [
+        "config.json",
+        "generation_config.json",
+        "merges.txt",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
+    .into_iter()
+    .map(|file| {
+        let body = std::fs::read(fixture.join(file)).unwrap();
+        Served {
+            repo: "Org/Opt",
+            file,
+            listed_sha: sha_of(&body),
+            body,
+        }
+    })
+    .collect();
+    for file in ["tf_model.h5", "flax_model.msgpack"] {
+        served.push(Served {
+            repo: "Org/Opt",
+            file,
+            body: b"not fetched".to_vec(),
+            listed_sha: sha_of(b"not fetched"),
+        });
+    }
+    let endpoint = fake_hub(served);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = opts_in(dir.path());
+    opts.sources = vec![Source::HuggingFace];
+    opts.hf_endpoint = Some(endpoint);
+    let got = pull("hf:Org/Opt", &opts).unwrap();
+    assert_eq!(got, opts.dir.join("hf/Org/Opt"));
+    assert!(!got.join("tf_model.h5").exists() && !got.join("flax_model.msgpack").exists());
+    let opened = candor_models::loader::open_model(&got, false).unwrap();
+    assert_eq!(opened.spec.arch, candor_models::spec::Arch::Opt);
+    assert!(got.join("model.safetensors.index.json").is_file());
+    let tok = crate::engine::load::checkout_tokenizer(&got)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tok.encode("Hello world", true).unwrap()[0], 2, "OPT's BOS");
 }
 
 /// The real thing, by hand (needs the Python package index):

@@ -9,6 +9,7 @@ mod stream;
 mod templates;
 mod token_bytes;
 mod unigram;
+pub mod vocab_merges;
 mod wordpiece;
 pub use spans::TokenSpan;
 pub use token_bytes::TokenBytes;
@@ -350,11 +351,32 @@ impl Tokenizer {
 
     /// Load `tokenizer.json` (and bos/eos/template from `tokenizer_config.json`).
     pub fn from_file(path: &std::path::Path, config: Option<&std::path::Path>) -> Result<Self> {
+        let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_hf(tok, path, config)
+    }
+
+    /// A checkout's slow GPT-2-style tokenizer (`vocab.json`, `merges.txt`, no
+    /// `tokenizer.json`: OPT's, GPT-2's first uploads), built as transformers converts it
+    /// (`vocab_merges`), with bos/eos/template from `tokenizer_config.json`.
+    pub fn from_vocab_merges(dir: &std::path::Path) -> Result<Self> {
+        let tok = vocab_merges::tokenizer(dir)?;
+        let config = dir.join("tokenizer_config.json");
+        Self::from_hf(tok, dir, config.is_file().then_some(config.as_path()))
+    }
+
+    /// An HF tokenizer read from `path`, with its `tokenizer_config.json`.
+    fn from_hf(
+        tok: tokenizers::Tokenizer,
+        path: &std::path::Path,
+        config: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let err = |reason: String| TokenizerError::File {
             path: path.display().to_string(),
             reason,
         };
-        let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         let vocab_size = tok.get_vocab_size(true);
         let mut special = vec![false; vocab_size];
         for (id, t) in tok.get_added_tokens_decoder() {

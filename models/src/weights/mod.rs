@@ -12,6 +12,7 @@ pub mod iq;
 pub mod mxfp4;
 pub mod names;
 pub mod packed_int;
+pub mod pytorch;
 pub mod quantization;
 pub mod safetensors;
 pub mod scaled;

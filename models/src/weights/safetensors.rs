@@ -116,12 +116,14 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     Err(bad(
-        "no model.safetensors or model.safetensors.index.json".into()
+        "no model.safetensors or model.safetensors.index.json (nor pytorch_model.bin)".into(),
     ))
 }
 
 impl SafetensorsDir {
     pub fn open(dir: &Path, naming: HfNormNaming, dequantize: bool) -> Result<Self> {
+        // A checkout of PyTorch checkpoints alone is read once as safetensors written beside.
+        super::pytorch::convert_checkout(dir)?;
         let files = weight_files(dir)?;
         for f in &files {
             if !f.exists() {

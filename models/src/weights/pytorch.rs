@@ -1,0 +1,242 @@
+//! Checkouts whose weights are only PyTorch checkpoints (`pytorch_model.bin`, or shards
+//! `pytorch_model-0000N-of-0000M.bin` beside `pytorch_model.bin.index.json`: OPT, the first
+//! GPT-J and BLOOM uploads and many fine-tunes of their time), rewritten once as safetensors
+//! beside them (`model.safetensors`, or shards `model-0000N-of-0000M.safetensors` and their
+//! `model.safetensors.index.json`), as TGI does at start-up: everything past the load then
+//! maps safetensors, never a pickle. The checkpoints are read by candle's restricted
+//! unpickler, which rebuilds tensors and runs no code; each shard is converted alone, so the
+//! memory it takes is one shard's.
+use crate::error::{ModelError, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const SINGLE: &str = "pytorch_model.bin";
+const INDEX: &str = "pytorch_model.bin.index.json";
+const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
+
+/// The PyTorch checkpoints of a checkout directory: its index's shards, or `pytorch_model.bin`;
+/// empty when it has neither.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join(INDEX);
+    if index.is_file() {
+        let shards = index_shards(&index)?;
+        return Ok(shards.into_iter().map(|f| dir.join(f)).collect());
+    }
+    let single = dir.join(SINGLE);
+    Ok(match single.is_file() {
+        true => vec![single],
+        false => Vec::new(),
+    })
+}
+
+/// The shard files an index's `weight_map` names, sorted, each once.
+fn index_shards(index: &Path) -> Result<Vec<String>> {
+    let bad = |reason: String| ModelError::BadSafetensors {
+        path: index.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
+        path: index.display().to_string(),
+        source,
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    files.sort();
+    files.dedup();
+    // Names from the file, joined to a directory: a path out of it is refused.
+    if let Some(f) = files.iter().find(|f| !is_plain_file_name(f)) {
+        return Err(bad(format!("`{f}` is not a file name of the checkout")));
+    }
+    if files.is_empty() {
+        return Err(bad("the index lists no files".into()));
+    }
+    Ok(files)
+}
+
+fn is_plain_file_name(f: &str) -> bool {
+    !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != ".."
+}
+
+/// The safetensors file a checkpoint becomes: `pytorch_model.bin` → `model.safetensors`,
+/// `pytorch_model-00001-of-00002.bin` → `model-00001-of-00002.safetensors`.
+fn safetensors_name(checkpoint: &str) -> String {
+    let stem = checkpoint.strip_suffix(".bin").unwrap_or(checkpoint);
+    let stem = stem.strip_prefix("pytorch_").unwrap_or(stem);
+    format!("{stem}.safetensors")
+}
+
+/// Rewrite `dir`'s PyTorch checkpoints as safetensors where it has no safetensors weights of
+/// its own (`model.safetensors` or its index): whether it did. A shard already converted (an
+/// interrupted run's) is kept; each is written to a `.partial` file renamed into place, the
+/// index last, so a directory is never left looking whole while it is not.
+pub fn convert_checkout(dir: &Path) -> Result<bool> {
+    if dir.join("model.safetensors").is_file() || dir.join(SAFETENSORS_INDEX).is_file() {
+        return Ok(false);
+    }
+    let checkpoints = checkpoint_files(dir)?;
+    if checkpoints.is_empty() {
+        return Ok(false);
+    }
+    let mut weight_map = serde_json::Map::new();
+    for checkpoint in &checkpoints {
+        let name = checkpoint
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(SINGLE);
+        let dest = dir.join(safetensors_name(name));
+        let names = match dest.is_file() {
+            true => saved_names(&dest)?,
+            false => {
+                eprintln!(
+                    "converting {} to {} (once: PyTorch checkpoints are read as safetensors)",
+                    checkpoint.display(),
+                    dest.display()
+                );
+                convert_file(checkpoint, &dest)?
+            }
+        };
+        let file = safetensors_name(name);
+        for n in names {
+            weight_map.insert(n, file.clone().into());
+        }
+    }
+    // One checkpoint became `model.safetensors`, read without an index.
+    if checkpoints.len() > 1 {
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        write_atomically(&dir.join(SAFETENSORS_INDEX), index.to_string().as_bytes())?;
+    }
+    Ok(true)
+}
+
+/// The tensor names a safetensors file holds.
+fn saved_names(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        ModelError::BadSafetensors {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(meta.tensors().into_keys().collect())
+}
+
+/// One checkpoint written as a safetensors file: its tensor names. Tensors that share one
+/// storage (a head tied to the embeddings, saved under both names) are written once, under the
+/// name that is not the head's, as transformers saves them.
+fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
+    let bad = |reason: String| ModelError::BadSafetensors {
+        path: checkpoint.display().to_string(),
+        reason,
+    };
+    let pth = candle_core::pickle::PthTensors::new(checkpoint, None)
+        .map_err(|e| bad(format!("not a PyTorch checkpoint candor can read: {e}")))?;
+    let mut names: Vec<&String> = pth.tensor_infos().keys().collect();
+    // Heads last, so the embeddings keep a storage they share.
+    names.sort_by_key(|n| (n.contains("lm_head"), n.to_string()));
+    let mut seen = std::collections::HashSet::new();
+    let mut tensors = HashMap::new();
+    for name in names {
+        let info = &pth.tensor_infos()[name];
+        let storage = (
+            info.path.clone(),
+            info.layout.start_offset(),
+            info.layout.dims().to_vec(),
+        );
+        if !seen.insert(storage) {
+            continue;
+        }
+        let t = pth
+            .get(name)
+            .and_then(|t| t.map(|t| t.contiguous()).transpose())
+            .map_err(|e| bad(format!("{name}: {e}")))?
+            .ok_or_else(|| bad(format!("{name}: listed but not read")))?;
+        tensors.insert(name.clone(), t);
+    }
+    if tensors.is_empty() {
+        return Err(bad("holds no tensors".into()));
+    }
+    let partial = partial_path(dest);
+    candle_core::safetensors::save(&tensors, &partial).map_err(|e| ModelError::BadSafetensors {
+        path: partial.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    rename(&partial, dest)?;
+    let mut saved: Vec<String> = tensors.into_keys().collect();
+    saved.sort();
+    Ok(saved)
+}
+
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|source| ModelError::Io {
+        path: to.display().to_string(),
+        source,
+    })
+}
+
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = partial_path(dest);
+    std::fs::write(&partial, bytes).map_err(|source| ModelError::Io {
+        path: partial.display().to_string(),
+        source,
+    })?;
+    rename(&partial, dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_named_as_transformers_names_their_safetensors() {
+        assert_eq!(safetensors_name("pytorch_model.bin"), "model.safetensors");
+        assert_eq!(
+            safetensors_name("pytorch_model-00002-of-00003.bin"),
+            "model-00002-of-00003.safetensors"
+        );
+    }
+
+    #[test]
+    fn an_index_naming_paths_out_of_the_checkout_is_refused() {
+        let dir = std::env::temp_dir().join(format!("candor-pt-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let index = dir.join(INDEX);
+        let write = |map: serde_json::Value| {
+            std::fs::write(&index, serde_json::json!({ "weight_map": map }).to_string()).unwrap()
+        };
+        write(serde_json::json!({"a.weight": "../elsewhere.bin"}));
+        let e = checkpoint_files(&dir).unwrap_err().to_string();
+        assert!(e.contains("not a file name"), "{e}");
+        write(serde_json::json!({}));
+        assert!(checkpoint_files(&dir).is_err());
+        write(
+            serde_json::json!({"a.weight": "pytorch_model-00001-of-00002.bin",
+                                 "b.weight": "pytorch_model-00002-of-00002.bin",
+                                 "c.weight": "pytorch_model-00001-of-00002.bin"}),
+        );
+        let files = checkpoint_files(&dir).unwrap();
+        assert_eq!(
+            files,
+            [
+                dir.join("pytorch_model-00001-of-00002.bin"),
+                dir.join("pytorch_model-00002-of-00002.bin")
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,112 @@
+//! Checkouts as the Hub's original OPT uploads keep theirs (tests/fixtures/tiny/opt_pytorch,
+//! from make_pytorch_checkout.py): PyTorch checkpoints only, in two shards under OPTModel's
+//! names with the head saved on the embeddings' storage, and a slow GPT-2 tokenizer
+//! (`vocab.json`, `merges.txt`). The weights are rewritten once as safetensors and give the
+//! safetensors fixture's logits; the tokenizer gives transformers' slow tokenizer's ids.
+mod common;
+
+use candor::backend::cpu::KvDtype;
+use candor::engine::load::{checkout_tokenizer, cpu_runner};
+use candor_models::loader::open_model;
+use candor_models::{Batch, LogitsWanted, SeqInput};
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn logits(dir: &Path) -> Vec<f32> {
+    let opened = open_model(dir, false).expect("open");
+    let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
+    let batch = Batch {
+        seqs: vec![SeqInput {
+            state_slot: 0,
+            tokens: vec![2, 5, 17, 300, 42, 7],
+            start_pos: 0,
+            block_table: vec![0],
+            logits: LogitsWanted::All,
+            lora: candor_models::lora::LoraMix::BASE,
+        }],
+    };
+    r.forward(&batch).expect("forward").data
+}
+
+/// A copy of the PyTorch checkout (the load writes beside its files).
+fn pytorch_checkout() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny/opt_pytorch");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let dir = tmp.path().to_path_buf();
+    (tmp, dir)
+}
+
+#[test]
+fn pytorch_shards_load_as_the_safetensors_they_are_rewritten_to() {
+    let (_tmp, dir) = pytorch_checkout();
+    let want = logits(&fixtures().join("tiny/opt"));
+    assert_eq!(logits(&dir), want);
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let map = index["weight_map"].as_object().unwrap();
+    assert_eq!(
+        map["decoder.embed_tokens.weight"],
+        "model-00001-of-00002.safetensors"
+    );
+    // The head shared the embeddings' storage: written once, under the embeddings' name.
+    assert!(!map.contains_key("lm_head.weight"), "{map:?}");
+    // A second load reads the safetensors written by the first, rewriting nothing.
+    let shard = dir.join("model-00002-of-00002.safetensors");
+    let written = std::fs::metadata(&shard).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(logits(&dir), want);
+    assert_eq!(
+        std::fs::metadata(&shard).unwrap().modified().unwrap(),
+        written
+    );
+}
+
+/// An interrupted conversion (one shard written, no index) is finished by the next load.
+#[test]
+fn an_interrupted_conversion_is_finished() {
+    let (_tmp, dir) = pytorch_checkout();
+    let _ = logits(&dir);
+    std::fs::remove_file(dir.join("model.safetensors.index.json")).unwrap();
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    assert_eq!(logits(&dir), logits(&fixtures().join("tiny/opt")));
+}
+
+#[test]
+fn a_checkpoint_that_is_no_pickle_is_refused_by_name() {
+    let (_tmp, dir) = pytorch_checkout();
+    std::fs::write(dir.join("pytorch_model-00002-of-00002.bin"), b"not a zip").unwrap();
+    let Err(e) = open_model(&dir, false) else {
+        panic!("a broken checkpoint loaded");
+    };
+    let e = e.to_string();
+    assert!(e.contains("pytorch_model-00002-of-00002.bin"), "{e}");
+    assert!(!dir.join("model.safetensors.index.json").exists());
+}
+
+#[test]
+fn the_slow_tokenizer_gives_transformers_ids() {
+    let dir = fixtures().join("tiny/opt_pytorch");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_golden.json")).unwrap())
+            .unwrap();
+    let tok = checkout_tokenizer(&dir).unwrap().expect("a tokenizer");
+    for case in golden["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let ids = tok.encode(text, true).unwrap();
+        assert_eq!(ids, want, "{text:?}");
+        assert_eq!(
+            tok.decode(&ids, true).unwrap(),
+            case["decoded"].as_str().unwrap(),
+            "{text:?}"
+        );
+    }
+}
