@@ -110,3 +110,35 @@ fn the_slow_tokenizer_gives_transformers_ids() {
         );
     }
 }
+
+/// An encoder checkout of one PyTorch checkpoint (`pytorch_model.bin`, a product stored
+/// column-major) is rewritten as `model.safetensors` and encodes as the safetensors one does.
+#[test]
+fn an_encoder_of_one_pytorch_checkpoint_encodes_as_its_safetensors() {
+    use candle_core::Device;
+    use candor_models::encoder::{BertEncoder, EncoderConfig, EncoderInput};
+    let original = fixtures().join("tiny/bert_embed");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(original.join(f), tmp.path().join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures().join("tiny/bert_embed_pytorch/pytorch_model.bin"),
+        tmp.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let encode = |dir: &Path| {
+        let config = EncoderConfig::from_dir(dir).unwrap().unwrap();
+        let (encoder, _) = BertEncoder::load(&config, dir, &Device::Cpu).unwrap();
+        let ids = [2u32, 7, 42, 90, 3];
+        let types = [0u32; 5];
+        let input = EncoderInput {
+            ids: &ids,
+            type_ids: &types,
+        };
+        encoder.forward(&[input]).unwrap().to_vec2::<f32>().unwrap()
+    };
+    assert_eq!(encode(tmp.path()), encode(&original));
+    assert!(tmp.path().join("model.safetensors").is_file());
+    assert!(!tmp.path().join("model.safetensors.index.json").exists());
+}

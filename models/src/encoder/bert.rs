@@ -317,8 +317,10 @@ pub(crate) fn load_head(
 }
 
 /// The checkout's weight files: `model.safetensors`, or the shards its index names (every
-/// `*.safetensors` at the top of the directory; an adapter's file is not the model's).
+/// `*.safetensors` at the top of the directory; an adapter's file is not the model's). PyTorch
+/// checkpoints alone are rewritten as safetensors first (`weights::pytorch`).
 pub(super) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    crate::weights::pytorch::convert_checkout(dir)?;
     let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
         path: dir.display().to_string(),
         source,
