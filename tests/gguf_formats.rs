@@ -1311,6 +1311,34 @@ fn gguf_matches_reference(
     }
 }
 
+/// Phi-3.5-MoE as llama.cpp converts it (`phimoe`: q/k/v apart with biases, the LayerNorms'
+/// weights and biases, Mixtral's experts stacked, the head's bias): the checkout's logits with
+/// the router's jitter the file does not keep at the model's own 0.01 (the fixture's is 0.2),
+/// run as the model runs (LayerNorms, sparsemixer) rather than as llama.cpp's graph does.
+#[test]
+fn phimoe_loads_from_gguf() {
+    let checkout = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny/phimoe");
+    for f in ["generation_config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), checkout.path().join(f)).unwrap();
+    }
+    let mut cfg = read_json(&src.join("config.json"));
+    cfg["router_jitter_noise"] = 0.01.into();
+    std::fs::write(checkout.path().join("config.json"), cfg.to_string()).unwrap();
+    let reference = logits(checkout.path());
+    assert!(
+        max_abs_diff(&reference, &logits(&src)) > 1e-3,
+        "the jitter changes the routing here"
+    );
+    gguf_matches_reference(
+        "phimoe",
+        "phimoe",
+        Experts::Stacked,
+        [1e-4, 0.3],
+        &reference,
+    );
+}
+
 /// Phi-3.5/Phi-4-mini style: RoPE over half of each head and LongRoPE, as llama.cpp's GGUF
 /// keeps them, give the HF checkout's logits (the q/k rows laid out at load stay Q8_0 blocks).
 #[test]

@@ -144,7 +144,7 @@ pub const HF_MODEL_TYPES: [&str; 82] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 61] = [
+pub const GGUF_ARCHITECTURES: [&str; 62] = [
     "llama",
     "mistral",
     "mistral3",
@@ -206,6 +206,7 @@ pub const GGUF_ARCHITECTURES: [&str; 61] = [
     "afmoe",
     "granite_swa",
     "falcon-h1",
+    "phimoe",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -664,6 +665,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "phi2" => phi2::from_gguf(g)?,
         "gptneox" => gpt_neox::from_gguf(g)?,
         "phi3" => phi3::from_gguf(g)?,
+        "phimoe" => phi3::phimoe_from_gguf(g)?,
         "deepseek2" => deepseek::from_gguf(g)?,
         "kimi-linear" => kimi_linear::from_gguf(g)?,
         "glm4" => glm4::from_gguf(g)?,

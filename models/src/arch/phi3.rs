@@ -26,8 +26,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// Phi-3.5-MoE (`phimoe`): Phi-3's attention with q/k/v apart and biased, LayerNorms with
 /// biases (`rms_norm_eps` their epsilon), Mixtral's experts (`block_sparse_moe`, two a token)
 /// routed by sparsemixer with the config's `router_jitter_noise`, a head with a bias
-/// (`lm_head_bias`), LongRoPE as Phi-3's. HF only: llama.cpp's `phimoe` graph routes by a
-/// plain softmax over the top two, which is not the model's routing.
+/// (`lm_head_bias`), LongRoPE as Phi-3's. Its GGUFs: `phimoe_from_gguf`.
 pub fn phimoe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
     let mut spec = base_from_hf(c, Arch::PhiMoe)?;
     let window = c.opt_usize("sliding_window")?;
@@ -71,10 +70,57 @@ pub fn phimoe_from_hf(c: &HfConfig) -> Result<ModelSpec> {
 /// transformers' `PhimoeConfig` default for `router_jitter_noise` (Phi-3.5-MoE's value).
 const DEFAULT_ROUTER_JITTER: f32 = 0.01;
 
+/// Phi-3.5-MoE's LongRoPE attention factor, its config's `short_mscale` and `long_mscale`.
+const PHI35_MOE_MSCALE: f32 = 1.243_163_1;
+
+/// A `phimoe` GGUF as llama.cpp's converter writes it: Phi-3's keys and LongRoPE tensors, q/k/v
+/// apart with their biases, the LayerNorms' weights and biases under `attn_norm` / `ffn_norm`,
+/// Mixtral's experts stacked, the head's bias. Run as the model runs (LayerNorms, sparsemixer),
+/// not as llama.cpp's `phimoe` graph does (RMSNorms, a softmax over the top two renormalized).
+/// Two numbers the converter does not keep are the model's own: the router's jitter (0.01 in
+/// every `phimoe` config) and the LongRoPE attention factor, for which the converter writes the
+/// formula's (1.19 at 128k over 4k) where the config says 1.2432: a file holding the formula's
+/// value gets the config's, one holding another value keeps it.
+pub fn phimoe_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
+    let mut spec = phi3_family_from_gguf(g, Arch::PhiMoe)?;
+    spec.layer_norm = true;
+    spec.norm_bias = true;
+    spec.qkv_bias = g.contains("blk.0.attn_q.bias");
+    let mut experts = super::experts::required_from_gguf(g, spec.num_layers)?;
+    experts.scoring = ExpertScoring::SparseMixer {
+        jitter_eps: DEFAULT_ROUTER_JITTER,
+    };
+    experts.normalize = false;
+    spec.experts = Some(experts);
+    let max_position = spec.max_position;
+    if let RopeScaling::LongRope {
+        attention_factor,
+        original_max_position,
+        ..
+    } = &mut spec.rope.scaling
+    {
+        let formula = longrope_attention_factor(
+            max_position as f32 / *original_max_position as f32,
+            *original_max_position,
+        );
+        if (*attention_factor - formula).abs() < 1e-5 {
+            *attention_factor = PHI35_MOE_MSCALE;
+        }
+    }
+    Ok(spec)
+}
+
 pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
-    let mut spec = base_from_gguf(g, Arch::Phi3, RopeStyle::Neox)?;
+    phi3_family_from_gguf(g, Arch::Phi3)
+}
+
+/// A GGUF of Phi-3's keys under its own architecture's prefix (`phi3`, `phimoe`).
+fn phi3_family_from_gguf(g: &GgufFile, arch: Arch) -> Result<ModelSpec> {
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let mut spec = base_from_gguf(g, arch, RopeStyle::Neox)?;
     spec.rotary_dim = rotary_dim_from_gguf(g, spec.head_dim)?;
-    let window = g.get_usize("phi3.attention.sliding_window");
+    let window = g.get_usize(&k("attention.sliding_window"));
     spec.layer_windows = vec![window; spec.num_layers];
     if g.contains("rope_factors_long.weight") || g.contains("rope_factors_short.weight") {
         let factors = |name: &str| -> Result<Vec<f32>> {
@@ -84,7 +130,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
                 .to_vec1::<f32>()?)
         };
         let original = g
-            .get_usize("phi3.rope.scaling.original_context_length")
+            .get_usize(&k("rope.scaling.original_context_length"))
             .ok_or_else(|| {
                 ModelError::Config(
                     "phi3: LongRoPE factors without rope.scaling.original_context_length".into(),
@@ -96,7 +142,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
             long_factor: factors("rope_factors_long.weight")?,
             original_max_position: original,
             attention_factor: g
-                .get_f64("phi3.rope.scaling.attn_factor")
+                .get_f64(&k("rope.scaling.attn_factor"))
                 .map_or_else(|| longrope_attention_factor(factor, original), |a| a as f32),
             long: spec.max_position > original,
         };
@@ -243,5 +289,87 @@ mod tests {
         );
         let e = from_hf(&HfConfig(&short)).unwrap_err();
         assert!(e.to_string().contains("LongRoPE factors"), "{e}");
+    }
+
+    /// A Phi-3.5-MoE GGUF's shape as llama.cpp's converter writes it (one layer here): the
+    /// attention factor the converter computes (1.19) read as the config's 1.2432; another
+    /// value kept.
+    fn phimoe_gguf(attn_factor: f32) -> GgufFile {
+        use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+        use candle_core::{Device, Tensor};
+        let u = |v: u32| gguf_file::Value::U32(v);
+        let meta = [
+            (
+                "general.architecture",
+                gguf_file::Value::String("phimoe".into()),
+            ),
+            ("phimoe.embedding_length", u(4096)),
+            ("phimoe.attention.head_count", u(32)),
+            ("phimoe.attention.head_count_kv", u(8)),
+            ("phimoe.block_count", u(1)),
+            ("phimoe.context_length", u(131072)),
+            ("phimoe.feed_forward_length", u(6400)),
+            ("phimoe.vocab_size", u(32064)),
+            (
+                "phimoe.attention.layer_norm_rms_epsilon",
+                gguf_file::Value::F32(1e-5),
+            ),
+            ("phimoe.rope.dimension_count", u(128)),
+            ("phimoe.rope.freq_base", gguf_file::Value::F32(10000.0)),
+            ("phimoe.rope.scaling.original_context_length", u(4096)),
+            (
+                "phimoe.rope.scaling.attn_factor",
+                gguf_file::Value::F32(attn_factor),
+            ),
+            ("phimoe.expert_count", u(16)),
+            ("phimoe.expert_used_count", u(2)),
+        ];
+        let f32s = |n: usize| {
+            let t = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+            QTensor::quantize(&t, GgmlDType::F32).unwrap()
+        };
+        let tensors = [
+            ("rope_factors_long.weight", f32s(64)),
+            ("rope_factors_short.weight", f32s(64)),
+            ("blk.0.ffn_gate_inp.weight", f32s(16)),
+            ("blk.0.attn_q.bias", f32s(4096)),
+        ];
+        let path = std::env::temp_dir().join(format!(
+            "candor-phimoe-{}-{attn_factor}.gguf",
+            std::process::id()
+        ));
+        let mut file = std::fs::File::create(&path).unwrap();
+        let meta: Vec<(&str, &gguf_file::Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+        let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (*k, v)).collect();
+        gguf_file::write(&mut file, &meta, &tensors).unwrap();
+        drop(file);
+        let g = GgufFile::open(&path, false).unwrap();
+        let _ = std::fs::remove_file(&path);
+        g
+    }
+
+    #[test]
+    fn phimoe_ggufs_run_the_models_norms_routing_and_mscale() {
+        let factor = |g: &GgufFile| {
+            let spec = crate::arch::spec_from_gguf(g).unwrap();
+            assert_eq!(spec.arch, Arch::PhiMoe);
+            assert!(spec.layer_norm && spec.norm_bias && spec.qkv_bias);
+            let moe = spec.experts.as_ref().unwrap();
+            assert_eq!((moe.num_experts, moe.experts_per_token), (16, 2));
+            assert!(!moe.normalize);
+            assert_eq!(moe.scoring, ExpertScoring::SparseMixer { jitter_eps: 0.01 });
+            match spec.rope.scaling {
+                RopeScaling::LongRope {
+                    attention_factor,
+                    long: true,
+                    ..
+                } => attention_factor,
+                other => panic!("{other:?}"),
+            }
+        };
+        let converters = longrope_attention_factor(32.0, 4096);
+        assert!((converters - 1.190_238_9).abs() < 1e-5, "{converters}");
+        assert_eq!(factor(&phimoe_gguf(converters)), PHI35_MOE_MSCALE);
+        assert_eq!(factor(&phimoe_gguf(1.5)), 1.5);
     }
 }
