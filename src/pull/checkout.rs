@@ -4,8 +4,9 @@
 //! single file is, and a marker written last says the checkout is whole. READMEs, ONNX and
 //! PyTorch copies of the weights, and training leftovers are not fetched; a repository whose
 //! weights are PyTorch checkpoints alone (OPT's) has those fetched, rewritten as safetensors
-//! when the model first loads (`candor_models::weights::pytorch`).
+//! (`candor_models::weights::pytorch`) and removed before the marker is written.
 use super::{fetch_hub_file, io_err, lock_for, one_line, PullError, PullOptions};
+use candor_models::weights::pytorch;
 use std::path::{Path, PathBuf};
 
 /// Written into a checkout directory once every file is in place (the files, one a line).
@@ -70,12 +71,7 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
                 && !(has_transformers_weights && consolidated(f))
             || !has_fast_tokenizer && matches!(f, "vocab.json" | "merges.txt")
     };
-    let pytorch_weights = |f: &str| {
-        !has_safetensors
-            && (f == "pytorch_model.bin"
-                || f == "pytorch_model.bin.index.json"
-                || f.starts_with("pytorch_model-") && f.ends_with(".bin"))
-    };
+    let pytorch_weights = |f: &str| !has_safetensors && pytorch::is_checkpoint_file(f);
     // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
     // keeps it in its static module's weights, which are fetched instead).
     let routed = listed.iter().any(|f| f == "router_config.json");
@@ -126,6 +122,24 @@ pub fn is_whole(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
 }
 
+/// A pulled checkout's PyTorch checkpoints rewritten as safetensors now (once, rather than at
+/// its first load), and removed: the cache keeps the weights once.
+fn rewrite_checkpoints(spec: &str, dir: &Path) -> Result<(), PullError> {
+    pytorch::convert_checkout(dir).map_err(|e| PullError::Failed {
+        name: spec.to_string(),
+        reasons: format!("rewriting its PyTorch checkpoints as safetensors: {e}"),
+    })?;
+    let entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(pytorch::is_checkpoint_file) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// Fetch `files` of `repo` into `dir` (those already there from an interrupted pull are
 /// kept), then write the marker.
 pub fn pull_checkout(
@@ -149,9 +163,11 @@ pub fn pull_checkout(
         files.len(),
         dir.display()
     );
+    // PyTorch checkpoints already rewritten (a pull cut short after that) are not fetched again.
+    let converted = pytorch::has_safetensors(dir);
     for file in files {
         let dest = dir.join(file);
-        if dest.is_file() {
+        if dest.is_file() || converted && pytorch::is_checkpoint_file(file) {
             continue;
         }
         if let Some(parent) = dest.parent() {
@@ -159,6 +175,9 @@ pub fn pull_checkout(
         }
         fetch_hub_file(repo, file, &dest, opts)?
             .map_err(|r| failed(format!("Hugging Face: {}", one_line(&r))))?;
+    }
+    if files.iter().any(|f| pytorch::is_checkpoint_file(f)) {
+        rewrite_checkpoints(spec, dir)?;
     }
     let marker = dir.join(MARKER);
     std::fs::write(&marker, files.join("\n") + "\n").map_err(io_err(&marker))?;

@@ -835,8 +835,9 @@ fn a_repository_without_a_gguf_is_pulled_as_its_checkout() {
 }
 
 /// A repository of PyTorch checkpoints and a slow tokenizer (the tiny OPT fixture laid out as
-/// facebook/opt-*'s are) is pulled without its TensorFlow / Flax copies and serves: the model
-/// loads (its checkpoints rewritten as safetensors in the cache) and has its tokenizer.
+/// facebook/opt-*'s are) is pulled without its TensorFlow / Flax copies and serves: its
+/// checkpoints rewritten as safetensors in the cache (and removed), the model loads and has its
+/// tokenizer.
 #[test]
 fn a_pytorch_repository_is_pulled_and_loads() {
     if proxied() {
@@ -883,9 +884,22 @@ fn a_pytorch_repository_is_pulled_and_loads() {
     let got = pull("hf:Org/Opt", &opts).unwrap();
     assert_eq!(got, opts.dir.join("hf/Org/Opt"));
     assert!(!got.join("tf_model.h5").exists() && !got.join("flax_model.msgpack").exists());
+    // Rewritten as safetensors by the pull, the checkpoints gone.
+    assert!(got.join("model.safetensors.index.json").is_file());
+    assert!(got.join("model-00002-of-00002.safetensors").is_file());
+    for gone in [
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model.bin.index.json",
+    ] {
+        assert!(!got.join(gone).exists(), "{gone}");
+    }
     let opened = candor_models::loader::open_model(&got, false).unwrap();
     assert_eq!(opened.spec.arch, candor_models::spec::Arch::Opt);
-    assert!(got.join("model.safetensors.index.json").is_file());
+    // A pull cut short after the rewrite (no marker yet) ends whole, the checkpoints not kept.
+    std::fs::remove_file(got.join(checkout::MARKER)).unwrap();
+    assert_eq!(pull("hf:Org/Opt", &opts).unwrap(), got);
+    assert!(got.join(checkout::MARKER).is_file());
+    assert!(!got.join("pytorch_model-00002-of-00002.bin").exists());
     let tok = crate::engine::load::checkout_tokenizer(&got)
         .unwrap()
         .unwrap();

@@ -72,12 +72,22 @@ fn safetensors_name(checkpoint: &str) -> String {
     format!("{stem}.safetensors")
 }
 
+/// Whether `dir` has safetensors weights of its own (written by `convert_checkout` or not).
+pub fn has_safetensors(dir: &Path) -> bool {
+    dir.join("model.safetensors").is_file() || dir.join(SAFETENSORS_INDEX).is_file()
+}
+
+/// Whether `file` (a name at a checkout's top) is a PyTorch checkpoint or its index.
+pub fn is_checkpoint_file(file: &str) -> bool {
+    file == SINGLE || file == INDEX || file.starts_with("pytorch_model-") && file.ends_with(".bin")
+}
+
 /// Rewrite `dir`'s PyTorch checkpoints as safetensors where it has no safetensors weights of
 /// its own (`model.safetensors` or its index): whether it did. A shard already converted (an
 /// interrupted run's) is kept; each is written to a `.partial` file renamed into place, the
 /// index last, so a directory is never left looking whole while it is not.
 pub fn convert_checkout(dir: &Path) -> Result<bool> {
-    if dir.join("model.safetensors").is_file() || dir.join(SAFETENSORS_INDEX).is_file() {
+    if has_safetensors(dir) {
         return Ok(false);
     }
     let checkpoints = checkpoint_files(dir)?;
