@@ -142,3 +142,31 @@ fn an_encoder_of_one_pytorch_checkpoint_encodes_as_its_safetensors() {
     assert!(tmp.path().join("model.safetensors").is_file());
     assert!(!tmp.path().join("model.safetensors.index.json").exists());
 }
+
+/// The PyTorch checkout served over HTTP as OPT is in vLLM's quickstart: a completion of a
+/// prompt tokenized by the slow tokenizer (BOS `</s>` first: three tokens for "Hello world");
+/// a chat, which the checkout has no template for, refused by name.
+#[tokio::test]
+async fn a_pytorch_checkout_serves_completions() {
+    let (_tmp, dir) = pytorch_checkout();
+    let server = common::server::Server::start_path(&dir, "opt", &[]).await;
+    let (status, body) = server
+        .post(
+            "/v1/completions",
+            &serde_json::json!({"model": "opt", "prompt": "Hello world", "max_tokens": 4,
+                                "temperature": 0, "ignore_eos": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["prompt_tokens"], 3, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
+    let (status, body) = server
+        .post(
+            "/v1/chat/completions",
+            &serde_json::json!({"model": "opt", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("template"), "{body}");
+}
