@@ -147,6 +147,47 @@ pub fn glu(gate: &[f32], up: &[f32], act: Act, out: &mut [f32]) {
     });
 }
 
+/// `out = act(x)` elementwise, for the ungated FFNs (GPT-2, OPT, StarCoder2...): the bits `glu`
+/// gives with an up of ones (a product by 1 is exact), without making and reading the ones.
+/// gpt-oss's SwiGLU is gated: it has no activation alone (its callers refuse it first).
+pub fn activate(x: &[f32], act: Act, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "activate: sizes differ");
+    assert!(act != Act::SwigluOai, "activate: gpt-oss's SwiGLU is gated");
+    for_each_chunk(out, |at, o| activate_chunk(&x[at..at + o.len()], act, o));
+}
+
+fn activate_chunk(x: &[f32], act: Act, o: &mut [f32]) {
+    match act {
+        Act::Silu => dispatch!(silu_alone(x: &[f32], o: &mut [f32]) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = silu(x);
+            }
+        }),
+        Act::GeluTanh => dispatch!(gelu_alone(x: &[f32], o: &mut [f32]) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = gelu_tanh(x);
+            }
+        }),
+        Act::GeluErf => dispatch!(gelu_erf_alone(x: &[f32], o: &mut [f32]) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = gelu_erf(x);
+            }
+        }),
+        Act::Relu2 => dispatch!(relu2_alone(x: &[f32], o: &mut [f32]) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                let r = x.max(0.0);
+                *o = r * r;
+            }
+        }),
+        Act::Relu => dispatch!(relu_alone(x: &[f32], o: &mut [f32]) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = x.max(0.0);
+            }
+        }),
+        Act::SwigluOai => unreachable!("refused by `activate`"),
+    }
+}
+
 /// `glu` on the calling thread (for callers already inside a parallel task). The same
 /// instance as `glu` computes every value, so both give the same bits.
 pub fn glu_chunk(g: &[f32], u: &[f32], act: Act, o: &mut [f32]) {
@@ -491,6 +532,32 @@ mod gelu_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The activation alone gives the bits of the GLU over an up of ones, every kind, over
+    /// values across each one's range (and past a chunk's length).
+    #[test]
+    fn an_activation_alone_is_the_glu_over_ones() {
+        let x: Vec<f32> = (0..70_001)
+            .map(|i| (i as f32 - 35_000.0) * 3.7e-4)
+            .collect();
+        let ones = vec![1.0; x.len()];
+        let (mut alone, mut glued) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        for act in [
+            Act::Silu,
+            Act::GeluTanh,
+            Act::GeluErf,
+            Act::Relu2,
+            Act::Relu,
+        ] {
+            activate(&x, act, &mut alone);
+            glu(&x, &ones, act, &mut glued);
+            let same = alone
+                .iter()
+                .zip(&glued)
+                .all(|(a, g)| a.to_bits() == g.to_bits());
+            assert!(same, "{act:?}");
+        }
+    }
 
     fn grid() -> Vec<f32> {
         (-4000..=4000).map(|i| i as f32 / 40.0).collect()
