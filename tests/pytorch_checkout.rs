@@ -5,27 +5,13 @@
 //! safetensors fixture's logits; the tokenizer gives transformers' slow tokenizer's ids.
 mod common;
 
-use candor::backend::cpu::KvDtype;
-use candor::engine::load::{checkout_tokenizer, cpu_runner};
+use candor::engine::load::checkout_tokenizer;
 use candor_models::loader::open_model;
-use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use std::path::{Path, PathBuf};
 
 fn logits(dir: &Path) -> Vec<f32> {
-    let opened = open_model(dir, false).expect("open");
-    let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
-    let batch = Batch {
-        seqs: vec![SeqInput {
-            state_slot: 0,
-            tokens: vec![2, 5, 17, 300, 42, 7],
-            start_pos: 0,
-            block_table: vec![0],
-            logits: LogitsWanted::All,
-            lora: candor_models::lora::LoraMix::BASE,
-        }],
-    };
-    r.forward(&batch).expect("forward").data
+    cpu_logits(dir, &[2, 5, 17, 300, 42, 7])
 }
 
 /// A copy of the PyTorch checkout (the load writes beside its files).

@@ -3,28 +3,12 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use candor::backend::cpu::KvDtype;
-use candor::engine::load::cpu_runner;
-use candor_models::loader::open_model;
-use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 use std::collections::HashMap;
 use std::path::Path;
 
 fn logits(dir: &Path) -> Vec<f32> {
-    let opened = open_model(dir, false).expect("open");
-    let mut r = cpu_runner(&opened, 2, 64, KvDtype::F32).expect("runner");
-    let batch = Batch {
-        seqs: vec![SeqInput {
-            state_slot: 0,
-            tokens: vec![5, 17, 300, 42, 7],
-            start_pos: 0,
-            block_table: vec![0],
-            logits: LogitsWanted::All,
-            lora: candor_models::lora::LoraMix::BASE,
-        }],
-    };
-    r.forward(&batch).expect("forward").data
+    cpu_logits(dir, &[5, 17, 300, 42, 7])
 }
 
 fn copy_configs(from: &Path, to: &Path) {

@@ -217,6 +217,25 @@ pub fn weather_call_chat(call_id: &str, arguments: &str) -> serde_json::Value {
     })
 }
 
+/// Every position's logits of `tokens` (one block of 64) through the checkout or GGUF at
+/// `path` on a CPU runner in f32.
+pub fn cpu_logits(path: &std::path::Path, tokens: &[u32]) -> Vec<f32> {
+    let opened = candor_models::loader::open_model(path, false).expect("open");
+    let kv = candor::backend::cpu::KvDtype::F32;
+    let mut r = candor::engine::load::cpu_runner(&opened, 2, 64, kv).expect("runner");
+    let batch = candor_models::Batch {
+        seqs: vec![candor_models::SeqInput {
+            state_slot: 0,
+            tokens: tokens.to_vec(),
+            start_pos: 0,
+            block_table: vec![0],
+            logits: candor_models::LogitsWanted::All,
+            lora: candor_models::lora::LoraMix::BASE,
+        }],
+    };
+    r.forward(&batch).expect("forward").data
+}
+
 /// The largest difference from transformers' logits over a tiny golden's positions (`g`, its
 /// golden.json), for the whole input in one forward pass of `r`.
 pub fn tiny_golden_distance(r: &mut dyn candor::engine::Runner, g: &serde_json::Value) -> f32 {

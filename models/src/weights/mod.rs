@@ -16,6 +16,7 @@ pub mod pytorch;
 pub mod quantization;
 pub mod safetensors;
 pub mod scaled;
+pub mod shard_index;
 pub mod split;
 pub mod synthetic;
 pub mod ternary;

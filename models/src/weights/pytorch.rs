@@ -19,7 +19,7 @@ const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
 pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX);
     if index.is_file() {
-        let shards = index_shards(&index)?;
+        let shards = super::shard_index::shard_names(&index)?;
         return Ok(shards.into_iter().map(|f| dir.join(f)).collect());
     }
     let single = dir.join(SINGLE);
@@ -27,41 +27,6 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
         true => vec![single],
         false => Vec::new(),
     })
-}
-
-/// The shard files an index's `weight_map` names, sorted, each once.
-fn index_shards(index: &Path) -> Result<Vec<String>> {
-    let bad = |reason: String| ModelError::BadSafetensors {
-        path: index.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
-        path: index.display().to_string(),
-        source,
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| bad("no `weight_map` object".into()))?;
-    let mut files: Vec<String> = map
-        .values()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    files.sort();
-    files.dedup();
-    // Names from the file, joined to a directory: a path out of it is refused.
-    if let Some(f) = files.iter().find(|f| !is_plain_file_name(f)) {
-        return Err(bad(format!("`{f}` is not a file name of the checkout")));
-    }
-    if files.is_empty() {
-        return Err(bad("the index lists no files".into()));
-    }
-    Ok(files)
-}
-
-fn is_plain_file_name(f: &str) -> bool {
-    !f.is_empty() && !f.contains(['/', '\\']) && f != "." && f != ".."
 }
 
 /// The safetensors file a checkpoint becomes: `pytorch_model.bin` → `model.safetensors`,
@@ -219,34 +184,5 @@ mod tests {
             safetensors_name("pytorch_model-00002-of-00003.bin"),
             "model-00002-of-00003.safetensors"
         );
-    }
-
-    #[test]
-    fn an_index_naming_paths_out_of_the_checkout_is_refused() {
-        let dir = std::env::temp_dir().join(format!("candor-pt-index-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let index = dir.join(INDEX);
-        let write = |map: serde_json::Value| {
-            std::fs::write(&index, serde_json::json!({ "weight_map": map }).to_string()).unwrap()
-        };
-        write(serde_json::json!({"a.weight": "../elsewhere.bin"}));
-        let e = checkpoint_files(&dir).unwrap_err().to_string();
-        assert!(e.contains("not a file name"), "{e}");
-        write(serde_json::json!({}));
-        assert!(checkpoint_files(&dir).is_err());
-        write(
-            serde_json::json!({"a.weight": "pytorch_model-00001-of-00002.bin",
-                                 "b.weight": "pytorch_model-00002-of-00002.bin",
-                                 "c.weight": "pytorch_model-00001-of-00002.bin"}),
-        );
-        let files = checkpoint_files(&dir).unwrap();
-        assert_eq!(
-            files,
-            [
-                dir.join("pytorch_model-00001-of-00002.bin"),
-                dir.join("pytorch_model-00002-of-00002.bin")
-            ]
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -90,25 +90,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
-            path: index.display().to_string(),
-            source,
-        })?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| bad(format!("model.safetensors.index.json: {e}")))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| bad("model.safetensors.index.json has no `weight_map` object".into()))?;
-        let mut files: Vec<String> = map
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        files.sort();
-        files.dedup();
-        if files.is_empty() {
-            return Err(bad("model.safetensors.index.json lists no files".into()));
-        }
+        let files = super::shard_index::shard_names(&index)?;
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
     let single = dir.join("model.safetensors");
