@@ -1,7 +1,7 @@
 //! Checkouts as the Hub's original OPT uploads keep theirs (tests/fixtures/tiny/opt_pytorch,
 //! from make_pytorch_checkout.py): PyTorch checkpoints only, in two shards under OPTModel's
-//! names with the head saved on the embeddings' storage, and a slow GPT-2 tokenizer
-//! (`vocab.json`, `merges.txt`). The weights are rewritten once as safetensors and give the
+//! names with the head saved on the embeddings' storage and the last norm in f64, and a slow
+//! GPT-2 tokenizer (`vocab.json`, `merges.txt`). The weights are rewritten once as safetensors and give the
 //! safetensors fixture's logits; the tokenizer gives transformers' slow tokenizer's ids.
 mod common;
 
@@ -98,7 +98,7 @@ fn the_slow_tokenizer_gives_transformers_ids() {
 }
 
 /// An encoder checkout of one PyTorch checkpoint (`pytorch_model.bin`, a product stored
-/// column-major) is rewritten as `model.safetensors` and encodes as the safetensors one does.
+/// column-major, a norm in f64) is rewritten as `model.safetensors` and encodes as the safetensors one does.
 #[test]
 fn an_encoder_of_one_pytorch_checkpoint_encodes_as_its_safetensors() {
     use candle_core::Device;

@@ -105,9 +105,9 @@ fn saved_names(path: &Path) -> Result<Vec<String>> {
     Ok(meta.tensors().into_keys().collect())
 }
 
-/// One checkpoint written as a safetensors file: its tensor names. Tensors that share one
-/// storage (a head tied to the embeddings, saved under both names) are written once, under the
-/// name that is not the head's, as transformers saves them.
+/// One checkpoint written as a safetensors file: its tensor names. Tensors that are one view
+/// of one storage (a head tied to the embeddings, saved under both names) are written once,
+/// under the name that is not the head's, as transformers saves them.
 fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
     let bad = |reason: String| ModelError::BadSafetensors {
         path: checkpoint.display().to_string(),
@@ -126,13 +126,21 @@ fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
             info.path.clone(),
             info.layout.start_offset(),
             info.layout.dims().to_vec(),
+            info.layout.stride().to_vec(),
         );
         if !seen.insert(storage) {
             continue;
         }
+        // f64 values (kept by some old checkpoints) as f32, which candor reads.
         let t = pth
             .get(name)
-            .and_then(|t| t.map(|t| t.contiguous()).transpose())
+            .and_then(|t| {
+                t.map(|t| match t.dtype() {
+                    candle_core::DType::F64 => t.to_dtype(candle_core::DType::F32),
+                    _ => t.contiguous(),
+                })
+                .transpose()
+            })
             .map_err(|e| bad(format!("{name}: {e}")))?
             .ok_or_else(|| bad(format!("{name}: listed but not read")))?;
         tensors.insert(name.clone(), t);
