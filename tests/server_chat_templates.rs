@@ -153,3 +153,67 @@ async fn firefunction_templates_get_their_functions_and_datetime() {
     let (st, v) = s.post("/v1/chat/completions", &chat).await;
     assert_eq!(st, 200, "{v}");
 }
+
+/// Functionary v3.2's template ends the prompt with `>>>`, after which the model names its
+/// recipient: a text answer starts `all\n`, which is the template's protocol and is dropped
+/// from the answer, whole or streamed (the answer steered to one by `guided_choice`; the tiny
+/// llama with the byte-level tokenizer of `opt_pytorch` spells it, its context widened for the
+/// template's long system prompt: RoPE has no table to outgrow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functionary_answers_lose_their_recipient_line() {
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("chat_templates/corpus.json")).unwrap(),
+    )
+    .unwrap();
+    let source = corpus["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "meetkai-functionary-medium-v3.2")
+        .unwrap()["chat_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    let slow = common::fixtures().join("tiny/opt_pytorch");
+    for f in [
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(slow.join(f), model.join(f)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    config["max_position_embeddings"] = 2048.into();
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    let own = dir.path().join("functionary.jinja");
+    std::fs::write(&own, source).unwrap();
+    let s = Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await;
+    assert!(rendered(&s, None).await.ends_with(">>>"));
+    let chat = |stream: bool| {
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}],
+               "guided_choice": ["all\nHello world"], "max_tokens": 16, "temperature": 0,
+               "stream": stream})
+    };
+    let (st, v) = s.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello world", "{v}");
+    let (st, text) = s.post_for_text("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(st, 200, "{text}");
+    let streamed: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(streamed, "Hello world", "{text}");
+}

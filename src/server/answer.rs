@@ -3,6 +3,7 @@
 //! settled; `parallel_tool_calls: false` applied, and the finish reason a call turns into.
 use super::harmony::HarmonySplitter;
 use super::reasoning::{ReasoningSplitter, Split};
+use super::recipient::PrefixDropper;
 use super::tools::extract::{Piece, ToolCallExtractor};
 use super::tools::format::ParsedCall;
 use super::tools::{CallSyntax, ToolOutput};
@@ -13,6 +14,9 @@ pub struct AnswerSetup {
     pub tools: Option<ToolOutput>,
     /// A thinking model's answer, and how it writes its thought.
     pub reasoning: Option<Reasoning>,
+    /// What the template has every answer start with, dropped (`recipient`: functionary's
+    /// `all\n`).
+    pub prefix: Option<&'static str>,
 }
 
 /// How a thinking model sets its thought apart from its answer.
@@ -79,6 +83,7 @@ impl Released {
 
 pub struct AnswerReader {
     reasoning: Option<Splitter>,
+    prefix: Option<PrefixDropper>,
     extractor: Option<ToolCallExtractor>,
     parallel: bool,
     calls: usize,
@@ -100,6 +105,7 @@ impl AnswerReader {
                 }
                 s
             }),
+            prefix: setup.prefix.map(PrefixDropper::new),
             extractor: setup.tools.as_ref().and_then(ToolOutput::extractor),
             parallel: setup.tools.as_ref().is_none_or(|t| t.parallel),
             calls: 0,
@@ -154,6 +160,16 @@ impl AnswerReader {
             reasoning,
             ..Released::default()
         };
+        let content = match &mut self.prefix {
+            Some(dropper) => {
+                let mut content = dropper.push(&content);
+                if last {
+                    content.push_str(&dropper.finish());
+                }
+                content
+            }
+            None => content,
+        };
         let mut pieces: Vec<Piece> = match &mut self.extractor {
             Some(extractor) => {
                 let mut pieces = extractor.push(&content);
@@ -194,6 +210,7 @@ mod tests {
                 parallel,
             }),
             reasoning: None,
+            prefix: None,
         }
     }
 
@@ -261,6 +278,7 @@ mod tests {
         let setup = AnswerSetup {
             tools: None,
             reasoning: Some(Reasoning::Harmony),
+            prefix: None,
         };
         let tokens = [
             "<|channel|>",
@@ -305,6 +323,7 @@ mod tests {
                 parallel,
             }),
             reasoning: Some(Reasoning::Harmony),
+            prefix: None,
         };
         let call = |f: &str| {
             format!(

@@ -32,6 +32,7 @@ pub mod prediction;
 pub mod prompt_end;
 pub mod prompt_logprobs;
 pub mod reasoning;
+pub mod recipient;
 pub mod request_id;
 pub mod respond;
 pub mod responses;

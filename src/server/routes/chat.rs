@@ -424,6 +424,7 @@ pub async fn start_chat(
     // gpt-oss's thought is on a channel of its own (`harmony`): no budget applies.
     let source = template_for(ready, tools.is_some())?.source();
     let reasoning = prompt_reasoning(ready, source, &rendered.text);
+    let prefix = crate::server::recipient::answer_prefix(source, &rendered.text);
     // `reasoning_format: none`: the thought stays in the text (the engine still follows it).
     let split_thought = match req.reasoning_format.as_deref() {
         None | Some("auto" | "deepseek") => true,
@@ -518,7 +519,7 @@ pub async fn start_chat(
         }),
         tokens_as_ids: req.common.return_tokens_as_token_ids,
         answer: match (tools, reasoning.filter(|_| split_thought)) {
-            (None, None) => None,
+            (None, None) if prefix.is_none() => None,
             (tools, reasoning) => Some(AnswerSetup {
                 tools: tools.map(|t| {
                     let mut output = t.output;
@@ -529,6 +530,7 @@ pub async fn start_chat(
                     output
                 }),
                 reasoning,
+                prefix,
             }),
         },
     };
