@@ -19,6 +19,17 @@ fn weather_tool() -> Value {
         "properties": {"city": {"type": "string"}}}}}])
 }
 
+/// The chat template of the corpus (tests/fixtures/chat_templates) named `name`.
+fn corpus_template(name: &str) -> String {
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("chat_templates/corpus.json")).unwrap(),
+    )
+    .unwrap();
+    let templates = corpus["templates"].as_array().unwrap();
+    let template = templates.iter().find(|t| t["name"] == name).unwrap();
+    template["chat_template"].as_str().unwrap().to_string()
+}
+
 async fn rendered(s: &Server, tools: Option<Value>) -> String {
     let mut body = json!({"messages": [{"role": "user", "content": "t5"}]});
     if let Some(tools) = tools {
@@ -105,19 +116,7 @@ async fn template_files_replace_the_configs_template() {
 /// without tools) and the time; a request's `chat_template_kwargs` win.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefunction_templates_get_their_functions_and_datetime() {
-    let corpus: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("chat_templates/corpus.json")).unwrap(),
-    )
-    .unwrap();
-    let source = corpus["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "fireworks-ai-llama-3-firefunction-v2")
-        .unwrap()["chat_template"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let source = corpus_template("fireworks-ai-llama-3-firefunction-v2");
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
     let own = dir.path().join("firefunction.jinja");
@@ -161,19 +160,7 @@ async fn firefunction_templates_get_their_functions_and_datetime() {
 /// template's long system prompt: RoPE has no table to outgrow).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functionary_answers_lose_their_recipient_line() {
-    let corpus: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("chat_templates/corpus.json")).unwrap(),
-    )
-    .unwrap();
-    let source = corpus["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "meetkai-functionary-medium-v3.2")
-        .unwrap()["chat_template"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let source = corpus_template("meetkai-functionary-medium-v3.2");
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
     std::fs::remove_file(model.join("tokenizer.json")).unwrap();
