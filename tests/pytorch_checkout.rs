@@ -156,3 +156,32 @@ async fn a_pytorch_checkout_serves_completions() {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("template"), "{body}");
 }
+
+/// A checkpoint whose pickle reads but one of whose tensors does not (its data cut short) is
+/// refused naming that tensor, and leaves no safetensors file behind (each tensor is read as
+/// it is written, so the failure comes mid-write).
+#[test]
+fn a_tensor_that_cannot_be_read_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = fixtures().join("tiny/bert_embed");
+    std::fs::copy(original.join("config.json"), tmp.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny/bert_embed_pytorch/truncated.bin"),
+        tmp.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let e = candor_models::weights::pytorch::convert_checkout(tmp.path())
+        .unwrap_err()
+        .to_string();
+    // The tensor whose data the fixture cut short.
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("embeddings.LayerNorm.bias"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "config.json" && n != "pytorch_model.bin")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

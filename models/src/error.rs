@@ -15,6 +15,9 @@ pub enum ModelError {
     BadGguf { path: String, reason: String },
     #[error("invalid safetensors model {path}: {reason}")]
     BadSafetensors { path: String, reason: String },
+    /// A PyTorch checkpoint that cannot be rewritten as safetensors (`weights::pytorch`).
+    #[error("unreadable PyTorch checkpoint {path}: {reason}")]
+    BadCheckpoint { path: String, reason: String },
     #[error(
         "unsupported architecture `{0}` (checkouts: {hf}; vision-language checkouts served as \
          their text model: {wrappers}; GGUF: {gguf}; encoders: bert, roberta, xlm-roberta, camembert, \

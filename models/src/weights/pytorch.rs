@@ -4,10 +4,11 @@
 //! beside them (`model.safetensors`, or shards `model-0000N-of-0000M.safetensors` and their
 //! `model.safetensors.index.json`), as TGI does at start-up: everything past the load then
 //! maps safetensors, never a pickle. The checkpoints are read by candle's restricted
-//! unpickler, which rebuilds tensors and runs no code; each shard is converted alone, so the
-//! memory it takes is one shard's.
+//! unpickler, which rebuilds tensors and runs no code; each tensor is read as it is written
+//! (`LazyTensor`), so the memory a rewrite takes is one tensor's.
 use crate::error::{ModelError, Result};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 const SINGLE: &str = "pytorch_model.bin";
@@ -109,7 +110,7 @@ fn saved_names(path: &Path) -> Result<Vec<String>> {
 /// of one storage (a head tied to the embeddings, saved under both names) are written once,
 /// under the name that is not the head's, as transformers saves them.
 fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
-    let bad = |reason: String| ModelError::BadSafetensors {
+    let bad = |reason: String| ModelError::BadCheckpoint {
         path: checkpoint.display().to_string(),
         reason,
     };
@@ -119,7 +120,8 @@ fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
     // Heads last, so the embeddings keep a storage they share.
     names.sort_by_key(|n| (n.contains("lm_head"), n.to_string()));
     let mut seen = std::collections::HashSet::new();
-    let mut tensors = HashMap::new();
+    let failure = RefCell::new(None);
+    let mut tensors = Vec::new();
     for name in names {
         let info = &pth.tensor_infos()[name];
         let storage = (
@@ -131,32 +133,102 @@ fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
         if !seen.insert(storage) {
             continue;
         }
-        // f64 values (kept by some old checkpoints) as f32, which candor reads.
-        let t = pth
-            .get(name)
-            .and_then(|t| {
-                t.map(|t| match t.dtype() {
-                    candle_core::DType::F64 => t.to_dtype(candle_core::DType::F32),
-                    _ => t.contiguous(),
-                })
-                .transpose()
-            })
-            .map_err(|e| bad(format!("{name}: {e}")))?
-            .ok_or_else(|| bad(format!("{name}: listed but not read")))?;
-        tensors.insert(name.clone(), t);
+        tensors.push((
+            name.clone(),
+            LazyTensor {
+                pth: &pth,
+                name: name.clone(),
+                dtype: written_dtype(info.dtype),
+                shape: info.layout.dims().to_vec(),
+                failure: &failure,
+            },
+        ));
     }
     if tensors.is_empty() {
         return Err(bad("holds no tensors".into()));
     }
-    let partial = partial_path(dest);
-    candle_core::safetensors::save(&tensors, &partial).map_err(|e| ModelError::BadSafetensors {
-        path: partial.display().to_string(),
-        reason: e.to_string(),
+    let saved: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    // safetensors writes a sibling temporary file renamed into place: `dest` appears whole.
+    safetensors::serialize_to_file(tensors, None, dest).map_err(|e| {
+        ModelError::BadSafetensors {
+            path: dest.display().to_string(),
+            reason: e.to_string(),
+        }
     })?;
-    rename(&partial, dest)?;
-    let mut saved: Vec<String> = tensors.into_keys().collect();
-    saved.sort();
+    if let Some(reason) = failure.into_inner() {
+        // Written with zeros where a tensor could not be read: not kept.
+        let _ = std::fs::remove_file(dest);
+        return Err(bad(reason));
+    }
     Ok(saved)
+}
+
+/// The type a tensor is written in: f64 values (kept by some old checkpoints) as f32, which
+/// candor reads; the others as they are.
+fn written_dtype(dtype: candle_core::DType) -> candle_core::DType {
+    match dtype {
+        candle_core::DType::F64 => candle_core::DType::F32,
+        other => other,
+    }
+}
+
+/// One tensor of a checkpoint, read from it only when its bytes are written: a shard is
+/// rewritten holding one tensor at a time, not the whole shard (a single-file GPT-J-6B is
+/// 24 GB). A tensor that cannot be read is written as zeros and its error kept in `failure`,
+/// for the caller to drop the file (the writer's interface has no error to give).
+struct LazyTensor<'a> {
+    pth: &'a candle_core::pickle::PthTensors,
+    name: String,
+    dtype: candle_core::DType,
+    shape: Vec<usize>,
+    failure: &'a RefCell<Option<String>>,
+}
+
+impl LazyTensor<'_> {
+    fn read(&self) -> std::result::Result<Vec<u8>, String> {
+        let t = self
+            .pth
+            .get(&self.name)
+            .map_err(|e| e.to_string())?
+            .ok_or("listed but not read")?;
+        let t = t
+            .to_dtype(self.dtype)
+            .and_then(|t| t.contiguous())
+            .map_err(|e| e.to_string())?;
+        Ok(safetensors::View::data(&&t).into_owned())
+    }
+}
+
+impl safetensors::View for LazyTensor<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype.into()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match self.read() {
+            Ok(bytes) if bytes.len() == self.data_len() => Cow::Owned(bytes),
+            outcome => {
+                let reason = match outcome {
+                    Err(e) => e,
+                    Ok(bytes) => {
+                        format!("{} bytes where {} were due", bytes.len(), self.data_len())
+                    }
+                };
+                self.failure
+                    .borrow_mut()
+                    .get_or_insert(format!("{}: {reason}", self.name));
+                Cow::Owned(vec![0; self.data_len()])
+            }
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size_in_bytes()
+    }
 }
 
 fn partial_path(dest: &Path) -> PathBuf {
