@@ -92,17 +92,21 @@ pub fn convert_checkout(dir: &Path) -> Result<bool> {
 }
 
 /// The tensor names a safetensors file holds.
+/// The file is mapped, not read: only its header's pages are touched (a shard is gigabytes).
 fn saved_names(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    let io = |source| ModelError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-        ModelError::BadSafetensors {
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: a read-only map of a file candor wrote and does not modify while it is read
+    // (as every loader here maps model files).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&map).map_err(|e| ModelError::BadSafetensors {
             path: path.display().to_string(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(meta.tensors().into_keys().collect())
 }
 
