@@ -119,6 +119,17 @@ pub enum Activation {
     SwigluOai,
 }
 
+/// `act` where it applies alone (`Backend::activate`, the ungated FFNs): gpt-oss's SwiGLU,
+/// gated, is refused.
+pub fn ungated(act: Activation) -> Result<Activation> {
+    match act {
+        Activation::SwigluOai => Err(crate::error::ModelError::Config(
+            "gpt-oss's SwiGLU is gated: it has no activation alone".into(),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// How rotary embeddings pair the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum RopeStyle {
@@ -312,11 +323,7 @@ pub trait Backend: Send + Sync + 'static {
     /// `act(x)` elementwise, for the ungated FFNs (StarCoder2): by default the GLU with an up
     /// of ones (one upload); backends with the activation alone override it.
     fn activate(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor> {
-        if act == Activation::SwigluOai {
-            return Err(crate::error::ModelError::Config(
-                "gpt-oss's SwiGLU is gated: it has no activation alone".into(),
-            ));
-        }
+        let act = ungated(act)?;
         let shape = self.shape(x);
         let ones = self.upload(&vec![1.0; shape.iter().product()], &shape)?;
         self.glu(x, &ones, act)

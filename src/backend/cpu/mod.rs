@@ -749,13 +749,8 @@ impl Backend for CpuBackend {
     /// The activation alone (the ungated FFNs'), without the default's GLU over an up of ones:
     /// the same bits, one tensor fewer made and read.
     fn activate(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
-        if activation == Activation::SwigluOai {
-            return Err(ModelError::Config(
-                "gpt-oss's SwiGLU is gated: it has no activation alone".into(),
-            ));
-        }
+        let kind = kernel_act(candor_models::backend::ungated(activation)?);
         let dims = x.dims().to_vec();
-        let kind = kernel_act(activation);
         with_values(x, |xv| {
             new_tensor(&dims, |out| act::activate(xv, kind, out))
         })?
