@@ -213,6 +213,7 @@ fn lazy_constraint_with(
             marker: format.bare_call_marker().to_string(),
         }),
         addressed: None,
+        opened: grammars.after_trigger.clone().filter(|_| grammars.at_start),
     };
     compiler
         .lazy(spec)
@@ -526,6 +527,99 @@ fn llama3_calls_follow_the_lazy_grammar() {
             "{pieces:?}"
         );
     }
+}
+
+/// Functionary v3.2: the prompt's `>>>` opened the first message, so the grammar holds the
+/// answer from its first token. Random picks there give a call (or the user's recipient,
+/// after which the text is free); a text answer's recipient line frees the text at once, a
+/// later `>>>` opens a message again, and a `>>>` before text that names no one (a Python
+/// prompt) lets it go after one character. Calls read back valid.
+#[test]
+fn functionary_messages_are_held_from_the_answer_start() {
+    let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
+    let vocab = tok.vocab_size();
+    let format = ToolFormat::FunctionaryV32;
+    let trigger = tok.encode(format.trigger_text(), false).unwrap();
+    assert_eq!(trigger.len(), 1, "{trigger:?}");
+    let trigger = trigger[0];
+    // Random picks from the first token: a whole valid call, `all\n` and free text, or one
+    // character that names no one and free text (most single tokens: random picks favour
+    // it); from a function name's first token on, always a whole valid call.
+    let mut calls = 0;
+    for seed in 0..6 {
+        let constraint = lazy_constraint(&compiler, format, trigger);
+        assert!(constraint.is_active());
+        let mut sampler = seeded_sampler(seed, constraint);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tokens = Vec::new();
+        if seed % 2 == 0 {
+            let name = ["get_weather", "set_alarm"][seed as usize % 4 / 2];
+            let first = tok.encode(name, false).unwrap()[0];
+            assert_eq!(sampler.sample(&forcing(vocab, first), &tokens), first);
+            tokens.push(first);
+        }
+        while sampler.needs_mask() {
+            assert!(tokens.len() < 300, "{:?}", tok.decode(&tokens, false));
+            let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
+            assert_ne!(next, eos, "{:?}", tok.decode(&tokens, false));
+            tokens.push(next);
+        }
+        let text = tok.decode(&tokens, true).unwrap();
+        match extract(format, &text).as_slice() {
+            [Piece::Call(c)] => {
+                let args: Value = serde_json::from_str(&c.arguments).unwrap();
+                assert!(
+                    matches!(c.name.as_str(), "get_weather" | "set_alarm") && args.is_object(),
+                    "{c:?}"
+                );
+                calls += 1;
+            }
+            [] => assert_eq!(text, "all\n"),
+            [Piece::Content(t)] => assert_eq!(t.chars().count(), 1, "{text:?}"),
+            other => panic!("{other:?} from {text:?}"),
+        }
+    }
+    assert!(calls >= 3, "{calls} calls");
+    // A text answer, then a call it opens with `>>>`, then a Python prompt in text.
+    let mut sampler = seeded_sampler(9, lazy_constraint(&compiler, format, trigger));
+    let mut tokens: Vec<u32> = Vec::new();
+    let force = |sampler: &mut Sampler, tokens: &mut Vec<u32>, text: &str| {
+        for id in tok.encode(text, false).unwrap() {
+            assert_eq!(
+                sampler.sample(&forcing(vocab, id), &tokens[..]),
+                id,
+                "{text:?}"
+            );
+            tokens.push(id);
+        }
+    };
+    force(&mut sampler, &mut tokens, "all\n");
+    assert!(!sampler.needs_mask(), "free after the user's recipient");
+    force(&mut sampler, &mut tokens, "Let me look.");
+    force(&mut sampler, &mut tokens, ">>>");
+    assert!(sampler.needs_mask(), "held after `>>>`");
+    let first = tok.encode("set_alarm", false).unwrap()[0];
+    assert_eq!(sampler.sample(&forcing(vocab, first), &tokens), first);
+    tokens.push(first);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    while sampler.needs_mask() {
+        assert!(tokens.len() < 300, "{:?}", tok.decode(&tokens, false));
+        let next = sampler.sample(&random_logits(&mut rng, vocab), &tokens);
+        tokens.push(next);
+    }
+    force(&mut sampler, &mut tokens, ">>>");
+    force(&mut sampler, &mut tokens, " ");
+    assert!(!sampler.needs_mask(), "free after `>>> `");
+    force(&mut sampler, &mut tokens, "print(1)");
+    let text = tok.decode(&tokens, true).unwrap();
+    let pieces = extract(format, &text);
+    let [Piece::Content(before), Piece::Call(_), Piece::Content(after)] = pieces.as_slice() else {
+        panic!("{pieces:?} from {text:?}");
+    };
+    assert_eq!(
+        (before.as_str(), after.as_str()),
+        ("Let me look.", ">>> print(1)")
+    );
 }
 
 /// `parallel_tool_calls: false`: once a call is complete only the end may follow, in each
@@ -880,6 +974,7 @@ fn harmony_messages_to_functions_hold_their_bodies_to_the_arguments() {
             after_trigger: None,
             rearm: true,
             bare: None,
+            opened: None,
             addressed: Some(AddressedMessages {
                 body_opening: id("<|message|>"),
                 body_ends: vec![id("<|end|>"), call_end],

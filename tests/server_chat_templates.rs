@@ -160,9 +160,113 @@ async fn firefunction_templates_get_their_functions_and_datetime() {
 /// template's long system prompt: RoPE has no table to outgrow).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functionary_answers_lose_their_recipient_line() {
-    let source = corpus_template("meetkai-functionary-medium-v3.2");
     let dir = tempfile::tempdir().unwrap();
-    let model = servable_tiny("llama", dir.path());
+    let s = functionary_server(dir.path()).await;
+    assert!(rendered(&s, None).await.ends_with(">>>"));
+    let chat = |stream: bool| {
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}],
+               "guided_choice": ["all\nHello world"], "max_tokens": 16, "temperature": 0,
+               "stream": stream})
+    };
+    let (st, v) = s.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello world", "{v}");
+    let (st, text) = s.post_for_text("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(st, 200, "{text}");
+    assert_eq!(streamed_content(&text), "Hello world", "{text}");
+}
+
+/// Functionary v3.2's calls (`functionary_v3_2`): messages to functions after the answer's
+/// text, whole and streamed; a demanded call opens with its name line and follows the
+/// function's schema; and a conversation with earlier calls renders (its template adds the
+/// arguments to text: they go to it as JSON text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functionary_v32_calls_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = functionary_server(dir.path()).await;
+    let answer = "all\nI'll check.>>>t7\n{\"city\": \"Paris\"}>>>t7\n{\"city\": \"Oslo\"}";
+    let chat = |stream: bool| {
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "Weather?"}],
+               "tools": weather_tool(), "guided_choice": [answer], "max_tokens": 200,
+               "temperature": 0, "stream": stream})
+    };
+    let (st, v) = s.post("/v1/chat/completions", &chat(false)).await;
+    assert_eq!(st, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert_eq!(choice["message"]["content"], "I'll check.", "{v}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    let arguments: Vec<&str> = calls
+        .iter()
+        .map(|c| c["function"]["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        arguments,
+        ["{\"city\":\"Paris\"}", "{\"city\":\"Oslo\"}"],
+        "{v}"
+    );
+    assert!(calls.iter().all(|c| c["function"]["name"] == "t7"), "{v}");
+    let (st, text) = s.post_for_text("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(st, 200, "{text}");
+    assert_eq!(streamed_content(&text), "I'll check.", "{text}");
+    assert_eq!(text.matches("\"name\":\"t7\"").count(), 2, "{text}");
+    // A demanded call: the answer is the function's arguments, held to its schema (closed,
+    // so that the tiny model's random text ends).
+    let closed = json!([{"type": "function", "function": {"name": "t7", "parameters": {
+        "type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
+        "required": ["city"], "additionalProperties": false}}}]);
+    let named = json!({"model": "tiny", "messages": [{"role": "user", "content": "Weather?"}],
+        "tools": closed, "tool_choice": {"type": "function", "function": {"name": "t7"}},
+        "max_tokens": 200, "temperature": 0});
+    let (st, v) = s.post("/v1/chat/completions", &named).await;
+    assert_eq!(st, 200, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "t7", "{v}");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert!(
+        matches!(args["city"].as_str(), Some("Paris" | "Oslo")),
+        "{v}"
+    );
+    assert_eq!(v["choices"][0]["message"]["content"], Value::Null, "{v}");
+    // The history's calls as the model wrote them.
+    let history = json!({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "t7", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+        "tools": weather_tool()});
+    let (st, v) = s.post("/apply-template", &history).await;
+    assert_eq!(st, 200, "{v}");
+    let prompt = v["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("<|end_header_id|>\n\n>>>t7\n{\"city\": \"Paris\"}<|eot_id|>"),
+        "{prompt}"
+    );
+    let mut chat = history.clone();
+    chat["model"] = "tiny".into();
+    chat["max_tokens"] = 2.into();
+    let (st, v) = s.post("/v1/chat/completions", &chat).await;
+    assert_eq!(st, 200, "{v}");
+}
+
+/// The content of a streamed chat answer's deltas.
+fn streamed_content(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The tiny llama serving functionary v3.2's template.
+async fn functionary_server(dir: &std::path::Path) -> Server {
+    let source = corpus_template("meetkai-functionary-medium-v3.2");
+    let model = servable_tiny("llama", dir);
     std::fs::remove_file(model.join("tokenizer.json")).unwrap();
     let slow = common::fixtures().join("tiny/opt_pytorch");
     for f in [
@@ -177,30 +281,7 @@ async fn functionary_answers_lose_their_recipient_line() {
         serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     config["max_position_embeddings"] = 2048.into();
     std::fs::write(model.join("config.json"), config.to_string()).unwrap();
-    let own = dir.path().join("functionary.jinja");
+    let own = dir.join("functionary.jinja");
     std::fs::write(&own, source).unwrap();
-    let s = Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await;
-    assert!(rendered(&s, None).await.ends_with(">>>"));
-    let chat = |stream: bool| {
-        json!({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}],
-               "guided_choice": ["all\nHello world"], "max_tokens": 16, "temperature": 0,
-               "stream": stream})
-    };
-    let (st, v) = s.post("/v1/chat/completions", &chat(false)).await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["choices"][0]["message"]["content"], "Hello world", "{v}");
-    let (st, text) = s.post_for_text("/v1/chat/completions", &chat(true)).await;
-    assert_eq!(st, 200, "{text}");
-    let streamed: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(streamed, "Hello world", "{text}");
+    Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await
 }

@@ -285,6 +285,20 @@ fn firefunction_calls_read_back_as_the_same_calls() {
     assert!(checked.len() >= 3, "{checked:?}");
 }
 
+/// Functionary v3.2's template concatenates a call's arguments to text, which transformers
+/// refuses for the arguments' object (so the corpus has no golden of its calls); candor gives
+/// such templates the arguments' JSON text, and its renderings read back as the same calls
+/// (the answer opens after the prompt's `>>>`, with a text's recipient or the first call's).
+#[test]
+fn functionary_v32_calls_read_back_as_the_same_calls() {
+    let checked = candor_rendered_calls_read_back(
+        "meetkai-functionary-medium-v3.2",
+        ToolFormat::FunctionaryV32,
+        &[],
+    );
+    assert!(checked.len() >= 3, "{checked:?}");
+}
+
 /// The corpus template `name`, told to write `format`, rendered by candor with each of the
 /// corpus' conversations with tools but `skipped`: the misread calls must be none. The turns
 /// read.

@@ -302,18 +302,27 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
-        let messages = match self.omits_missing_content {
+        let render = |messages: Value| {
+            tmpl.render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.as_str(),
+                eos_token => self.eos_token.as_str(),
+                ..extra.clone()
+            })
+        };
+        let value = |messages: &[ChatMessage]| match self.omits_missing_content {
             false => Value::from_serialize(messages),
             true => Value::from_serialize(without_missing_content(messages)),
         };
-        let ctx = context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token.as_str(),
-            eos_token => self.eos_token.as_str(),
-            ..extra
-        };
-        tmpl.render(ctx).map_err(|e| {
+        // Calls' arguments go to templates as objects, as transformers gives them; templates
+        // written for OpenAI's JSON text (functionary v3.2's adds them to a string) fail on
+        // an object, and get the text instead, as llama.cpp gives it to them.
+        let rendered = render(value(messages)).or_else(|e| match with_text_arguments(messages) {
+            Some(as_text) => render(value(&as_text)).map_err(|_| e),
+            None => Err(e),
+        });
+        rendered.map_err(|e| {
             let text = describe(&e);
             match text.find(RAISED) {
                 Some(i) => {
@@ -326,6 +335,26 @@ impl ChatTemplate {
             }
         })
     }
+}
+
+/// `messages` with their calls' object arguments as JSON text (Python's `json.dumps`, as
+/// OpenAI's clients send it); `None` where no call has object arguments.
+fn with_text_arguments(messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
+    let mut changed = false;
+    let mut messages = messages.to_vec();
+    let calls = messages
+        .iter_mut()
+        .flat_map(|m| m.tool_calls.iter_mut().flatten());
+    for call in calls {
+        if let Some(arguments) = call.pointer_mut("/function/arguments") {
+            if arguments.is_object() {
+                let text = crate::py_json::dumps(arguments, &Default::default());
+                *arguments = serde_json::Value::String(text);
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(messages)
 }
 
 /// `messages` as JSON objects, the `content` key left out where there is none.
@@ -600,6 +629,33 @@ mod tests {
             Err(TemplateError::Missing)
         ));
         assert!(validate_roles(&[msg("robot", "x")], &["user", "assistant", "system"]).is_err());
+    }
+
+    /// Calls' arguments reach templates as objects; a template that adds them to text (made
+    /// for OpenAI's JSON text: functionary v3.2's) gets them as `json.dumps` writes them, and
+    /// a template that fails otherwise still fails with its own error.
+    #[test]
+    fn arguments_are_text_where_a_template_adds_them_to_text() {
+        let mut call = msg("assistant", "");
+        call.content = None;
+        call.tool_calls = Some(vec![serde_json::json!(
+            {"function": {"name": "f", "arguments": {"city": "Paris", "n": [1, 2]}}}
+        )]);
+        let render = |source: &str| {
+            ChatTemplate::new(source, None, None)
+                .unwrap()
+                .render(std::slice::from_ref(&call), false)
+        };
+        let added = "{% for c in messages[0].tool_calls %}{{ '>>>' + c.function.name + '\n' + c.function.arguments }}{% endfor %}";
+        assert_eq!(
+            render(added).unwrap(),
+            ">>>f\n{\"city\": \"Paris\", \"n\": [1, 2]}"
+        );
+        let keyed = "{{ messages[0].tool_calls[0].function.arguments.city }}";
+        assert_eq!(render(keyed).unwrap(), "Paris");
+        let broken = "{{ messages[0].tool_calls[0].function.arguments + 1 }}";
+        let err = render(broken).unwrap_err().to_string();
+        assert!(err.contains("map"), "{err}");
     }
 
     /// An assistant turn that only calls tools: `content` is `none` where a template tests

@@ -2,8 +2,7 @@
 //! `>>>`, after which the model names whom it writes to, `all` for the user (then its text) or
 //! a function (then the call's arguments). Every text answer so starts with `all\n`, which is
 //! the template's protocol, not the answer: read from the answer's start, it is dropped there.
-//! (Calls to functions are a tool format candor does not read yet: a request with tools on
-//! such a template is refused as the other unknown formats are.)
+//! (With tools, the call extractor reads the recipients instead: `tools::functionary_v32`.)
 
 /// What the template writes before a message to the user.
 pub const TO_USER: &str = "all\n";

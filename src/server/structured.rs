@@ -127,6 +127,8 @@ pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constrai
     let token = |text: &str| ready.tokenizer.token_id(text);
     let spec = match calls {
         LazyCalls::Blocks(format, grammars) => LazyGrammar {
+            // Held from the start even where the trigger is no one token of the vocabulary.
+            opened: grammars.after_trigger.clone().filter(|_| grammars.at_start),
             after_trigger: token(format.trigger_text()).zip(grammars.after_trigger),
             rearm: grammars.rearm,
             bare: grammars.bare.map(|grammar| BareOpening {
@@ -141,6 +143,7 @@ pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constrai
             after_trigger: None,
             rearm: true,
             bare: None,
+            opened: None,
             addressed: token(harmony::MESSAGE).map(|body_opening| AddressedMessages {
                 body_opening,
                 body_ends: harmony::ENDS.iter().filter_map(|e| token(e)).collect(),
@@ -149,7 +152,11 @@ pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constrai
             }),
         },
     };
-    if spec.after_trigger.is_none() && spec.bare.is_none() && spec.addressed.is_none() {
+    if spec.after_trigger.is_none()
+        && spec.bare.is_none()
+        && spec.addressed.is_none()
+        && spec.opened.is_none()
+    {
         return Ok(None);
     }
     // Under auto a grammar is a help, not a demand: a schema llguidance cannot follow leaves

@@ -2,13 +2,15 @@
 //! to its end. llama.cpp has the same idea for tool calls (its grammar triggers); llguidance,
 //! which does the matching here, has no triggers, so they are watched here, token by token.
 //!
-//! Three ways in: a trigger token anywhere (`<tool_call>`), after which the grammar follows it
+//! Four ways in: a trigger token anywhere (`<tool_call>`), after which the grammar follows it
 //! and, once complete, the text may be free again; a bare opening at the answer's start
 //! (`{"name"` from a model that leaves the marker out): the grammar follows the answer from
 //! its first token, unconstrained, and holds it only once the answer has spelled the marker,
 //! so an answer that merely starts like it is never bent; and a message whose header names
 //! its recipient (harmony's `to=functions.NAME ... <|message|>`, gpt-oss): that recipient's
-//! grammar holds the body from the token that ends the header.
+//! grammar holds the body from the token that ends the header; and a prompt that ends with
+//! the trigger's text (functionary v3.2's `>>>`): the grammar after it holds the answer from
+//! its first token, as if the trigger had just been taken.
 use llguidance::Matcher;
 
 /// What a lazy constraint is built from (lark grammars).
@@ -20,6 +22,9 @@ pub struct LazyGrammar {
     pub rearm: bool,
     pub bare: Option<BareOpening>,
     pub addressed: Option<AddressedMessages>,
+    /// The grammar that holds the answer from its first token (the prompt wrote the
+    /// trigger); `rearm` applies to it as after a trigger.
+    pub opened: Option<String>,
 }
 
 /// Messages addressed in their header (harmony's): the header runs from the answer's start or
@@ -175,6 +180,13 @@ impl Lazy {
             active: self.active,
             active_rearms: self.active_rearms,
         }
+    }
+
+    /// The prompt opened the grammar (`LazyGrammar::opened`): it is active from the start.
+    pub(super) fn open_at_start(&mut self) {
+        self.active = true;
+        self.active_rearms = self.rearm;
+        self.probe = None;
     }
 
     /// A token taken while the text is free: the grammar that shapes the tokens after it, when

@@ -125,9 +125,16 @@ impl GrammarCompiler {
             }
             None => None,
         };
+        let mut lazy = Lazy::new(after_trigger, spec.rearm, bare, addressed);
         // Until a grammar is triggered `matcher` is unused; one that matches nothing stands in.
-        let mut constraint = self.compile(TopLevelGrammar::from_lark("start: \"\"".into()))?;
-        constraint.lazy = Some(Lazy::new(after_trigger, spec.rearm, bare, addressed));
+        let mut constraint = match spec.opened {
+            Some(grammar) => {
+                lazy.open_at_start();
+                self.compile(TopLevelGrammar::from_lark(grammar))?
+            }
+            None => self.compile(TopLevelGrammar::from_lark("start: \"\"".into()))?,
+        };
+        constraint.lazy = Some(lazy);
         Ok(constraint)
     }
 

@@ -424,7 +424,12 @@ pub async fn start_chat(
     // gpt-oss's thought is on a channel of its own (`harmony`): no budget applies.
     let source = template_for(ready, tools.is_some())?.source();
     let reasoning = prompt_reasoning(ready, source, &rendered.text);
-    let prefix = crate::server::recipient::answer_prefix(source, &rendered.text);
+    // Where calls are read, their extractor reads the recipients too (`all\n` among them).
+    let prefix = crate::server::recipient::answer_prefix(source, &rendered.text).filter(|_| {
+        !tools.as_ref().is_some_and(
+            |t| matches!(t.output.syntax, tools::CallSyntax::Blocks(f) if f.addresses_recipients()),
+        )
+    });
     // `reasoning_format: none`: the thought stays in the text (the engine still follows it).
     let split_thought = match req.reasoning_format.as_deref() {
         None | Some("auto" | "deepseek") => true,

@@ -3,6 +3,7 @@
 //! never shown as content unless it turns out not to be a well-formed call. The same extractor
 //! serves whole answers (push everything, then finish), so both paths read calls alike.
 use super::format::{ParsedCall, ToolFormat};
+use super::functionary_v32::{self as recipients, Recipient};
 use crate::server::marker::{held_back, opening, Opening};
 use serde_json::Value;
 use std::sync::Arc;
@@ -17,8 +18,12 @@ pub enum Piece {
 enum State {
     /// Outside a block; `pending` holds text that may begin one.
     Text { pending: String },
-    /// Inside a block since its start marker; `body` is what followed it.
-    Block { body: String },
+    /// Inside a block since `marker` (its start marker, or none where the format's body holds
+    /// it or the prompt wrote it); `body` is what followed it.
+    Block { body: String, marker: &'static str },
+    /// A message's recipient line (`ToolFormat::addresses_recipients`) since `marker` (the
+    /// `>>>` it opens with, or none at the answer's start): `line` while it may still name one.
+    Recipient { line: String, marker: &'static str },
     /// Only text from here on (llama 3: the answer did not open with a call).
     TextOnly,
     /// The answer's start, while it may still be a bare call (`ToolFormat::bare_call_start`).
@@ -37,9 +42,16 @@ pub struct ToolCallExtractor {
 impl ToolCallExtractor {
     pub fn new(format: ToolFormat, functions: Arc<[(String, Value)]>) -> Self {
         let pending = String::new();
-        let state = match format.bare_call_start() {
-            Some(_) => State::Start { pending },
-            None => State::Text { pending },
+        let state = if format.addresses_recipients() {
+            // The prompt opened the first message.
+            State::Recipient {
+                line: String::new(),
+                marker: "",
+            }
+        } else if format.bare_call_start().is_some() {
+            State::Start { pending }
+        } else {
+            State::Text { pending }
         };
         ToolCallExtractor {
             format,
@@ -93,7 +105,7 @@ impl ToolCallExtractor {
                             Opening::Undecided => return out,
                             Opening::Opens(from_start) => {
                                 let body = from_start.to_string();
-                                self.state = State::Block { body };
+                                self.state = State::Block { body, marker: "" };
                             }
                             Opening::Not => {
                                 let text = std::mem::take(pending);
@@ -106,11 +118,22 @@ impl ToolCallExtractor {
                     if let Some(at) = pending.find(start) {
                         let mut body = pending.split_off(at);
                         push_content(&mut out, std::mem::take(pending));
-                        if !self.format.start_in_body() {
+                        let marker = if self.format.start_in_body() {
+                            ""
+                        } else {
                             body.drain(..start.len());
-                        }
-                        self.state = State::Block {
-                            body: String::new(),
+                            start
+                        };
+                        self.state = if self.format.addresses_recipients() {
+                            State::Recipient {
+                                line: String::new(),
+                                marker,
+                            }
+                        } else {
+                            State::Block {
+                                body: String::new(),
+                                marker,
+                            }
                         };
                         input = body;
                         continue;
@@ -120,7 +143,53 @@ impl ToolCallExtractor {
                     push_content(&mut out, ready);
                     return out;
                 }
-                State::Block { body } => {
+                State::Recipient { line, marker } => {
+                    line.push_str(&input);
+                    let (line, marker) = (std::mem::take(line), *marker);
+                    match recipients::recipient(&line) {
+                        Recipient::Undecided => {
+                            self.state = State::Recipient { line, marker };
+                            return out;
+                        }
+                        Recipient::User => {
+                            let text = &line[recipients::USER.len() + 1..];
+                            input = text.to_string();
+                            self.state = State::Text {
+                                pending: String::new(),
+                            };
+                        }
+                        Recipient::Function(_) => {
+                            input = line;
+                            self.state = State::Block {
+                                body: String::new(),
+                                marker,
+                            };
+                        }
+                        // Text after all: the marker is its own, the rest read as text.
+                        Recipient::Not => {
+                            push_content(&mut out, marker.to_string());
+                            input = line;
+                            self.state = State::Text {
+                                pending: String::new(),
+                            };
+                        }
+                    }
+                }
+                State::Block { body, marker } if self.format.addresses_recipients() => {
+                    body.push_str(&input);
+                    let Some(at) = recipients::message_end(body) else {
+                        return out;
+                    };
+                    input = body.split_off(at + recipients::MESSAGE.len());
+                    body.truncate(at);
+                    let (message, marker) = (std::mem::take(body), *marker);
+                    self.close_block(&mut out, &message, marker, None);
+                    self.state = State::Recipient {
+                        line: String::new(),
+                        marker: recipients::MESSAGE,
+                    };
+                }
+                State::Block { body, marker } => {
                     body.push_str(&input);
                     input.clear();
                     let Some(end) = self.format.call_end() else {
@@ -131,8 +200,8 @@ impl ToolCallExtractor {
                     };
                     let rest = body.split_off(at + end.len());
                     body.truncate(at);
-                    let block = std::mem::take(body);
-                    self.close_block(&mut out, &block, Some(end));
+                    let (block, marker) = (std::mem::take(body), *marker);
+                    self.close_block(&mut out, &block, marker, Some(end));
                     self.state = State::Text {
                         pending: String::new(),
                     };
@@ -151,7 +220,8 @@ impl ToolCallExtractor {
         let mut out = Vec::new();
         match std::mem::replace(&mut self.state, State::TextOnly) {
             State::Text { pending } | State::Start { pending } => push_content(&mut out, pending),
-            State::Block { body } => self.close_block(&mut out, &body, None),
+            State::Recipient { line, marker } => push_content(&mut out, format!("{marker}{line}")),
+            State::Block { body, marker } => self.close_block(&mut out, &body, marker, None),
             State::Bare { body } => match self.format.parse_bare(unfenced(&body)) {
                 Some(calls) => out.extend(calls.into_iter().map(Piece::Call)),
                 None => push_content(&mut out, body),
@@ -161,17 +231,12 @@ impl ToolCallExtractor {
         out
     }
 
-    fn close_block(&self, out: &mut Vec<Piece>, body: &str, end: Option<&str>) {
+    /// A block's calls, or, where it holds none, its text as it came (`marker` it opened
+    /// with, its body, `end` it closed with).
+    fn close_block(&self, out: &mut Vec<Piece>, body: &str, marker: &str, end: Option<&str>) {
         match self.format.parse_block(body, &self.functions) {
             Some(calls) => out.extend(calls.into_iter().map(Piece::Call)),
-            None => {
-                let start = if self.format.start_in_body() {
-                    ""
-                } else {
-                    self.format.call_start()
-                };
-                push_content(out, format!("{start}{body}{}", end.unwrap_or("")));
-            }
+            None => push_content(out, format!("{marker}{body}{}", end.unwrap_or(""))),
         }
     }
 }
@@ -322,6 +387,10 @@ mod tests {
             "f[ARGS]",
             "<tool_calls>",
             "</tool_calls>",
+            ">>>",
+            ">>",
+            "all\n",
+            "f\n",
         ];
         let functions: Arc<[(String, Value)]> = vec![(
             "f".to_string(),
@@ -462,6 +531,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Functionary v3.2's messages at any chunking: the answer opens with a recipient (the
+    /// prompt wrote the first `>>>`), `all` for text, a function for a call; a `>>>` inside
+    /// arguments or before text that names no one stays where it is.
+    #[test]
+    fn functionary_messages_come_out_whole_at_any_chunking() {
+        let format = ToolFormat::FunctionaryV32;
+        let weather = || call("get_weather", "{\"city\":\"Paris\"}");
+        let cases: [(&str, Vec<Piece>); 7] = [
+            (
+                "all\nLet me look.>>>get_weather\n{\"city\": \"Paris\"}>>>get_time\n{}",
+                vec![text("Let me look."), weather(), call("get_time", "{}")],
+            ),
+            ("get_weather\n{\"city\": \"Paris\"}\n", vec![weather()]),
+            (
+                "all\nIn a REPL:\n>>> print(1)\n1",
+                vec![text("In a REPL:\n>>> print(1)\n1")],
+            ),
+            (
+                "f\n{\"code\": \">>> x\"}>>>all\nDone.",
+                vec![call("f", "{\"code\":\">>> x\"}"), text("Done.")],
+            ),
+            // No recipient (a model off its protocol): text as written.
+            ("Hello there.", vec![text("Hello there.")]),
+            // A message to a function that is no call: text, its marker kept.
+            (
+                "all\nSure>>>get_weather\n{\"city\": ",
+                vec![text("Sure>>>get_weather\n{\"city\": ")],
+            ),
+            ("all\n", vec![]),
+        ];
+        for (output, expected) in cases {
+            for step in [1, 2, 3, 7, 1000] {
+                assert_eq!(run(format, output, step), expected, "{output:?} by {step}");
+            }
+        }
+        // Text streams as it comes, but for what may open a message.
+        let mut x = ToolCallExtractor::new(format, Default::default());
+        assert_eq!(x.push("al"), vec![]);
+        assert_eq!(x.push("l\nHi >"), vec![text("Hi ")]);
+        assert_eq!(x.push(">"), vec![]);
+        assert_eq!(x.push("> no"), vec![text(">>> no")]);
+        // A demanded call's prefix (its name line) reads as the call's start.
+        let mut x = ToolCallExtractor::new(format, Default::default());
+        assert_eq!(x.push(&format.forced_prefix(Some("get_weather"))), vec![]);
+        assert_eq!(x.push("{\"city\": \"Paris\"}"), vec![]);
+        assert_eq!(x.finish(), vec![weather()]);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
 //!   arguments' JSON (Kimi K2; `kimi`).
 //! - `functionary_v3_1`: `<function=NAME>{...}</function>` blocks (`functionary`).
+//! - `functionary_v3_2`: messages `>>>RECIPIENT\n...`, text to `all`, a call's arguments to
+//!   its function, the first `>>>` in the prompt (`functionary_v32`; llama.cpp's name).
 //! - `deepseek_v3` / `deepseek_v31`: a section of calls between special tokens, the name
 //!   before a separator token, the arguments fenced (V3, R1) or bare (V3.1; `deepseek`).
 //! - `command_r7b`: `<|START_ACTION|>` then a JSON list of `{"tool_call_id", "tool_name",
@@ -43,6 +45,7 @@
 use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
+use super::functionary_v32;
 use super::gigachat::{self, Version};
 use super::kimi;
 use super::lfm2;
@@ -71,6 +74,7 @@ pub enum ToolFormat {
     Apriel,
     NemotronJson,
     Functionary,
+    FunctionaryV32,
     CommandR7b,
     DeepseekV3,
     DeepseekV31,
@@ -115,6 +119,8 @@ enum Family {
     Deepseek(Layout),
     MistralArgs,
     Functionary,
+    /// Messages addressed to a recipient, text or a call (functionary v3.2).
+    Recipients,
     /// Python calls with keyword arguments (LFM2).
     Pythonic,
     /// Objects keyed by the function's name (Apertus).
@@ -169,6 +175,9 @@ pub struct LazyCall {
     pub bare: Option<String>,
     /// Whether the text is free again after a triggered call.
     pub rearm: bool,
+    /// Whether the prompt ends with the trigger's text: `after_trigger` holds the answer from
+    /// its first token (functionary v3.2's first `>>>`).
+    pub at_start: bool,
 }
 
 /// One call read from the output: the function's name and its arguments as JSON text.
@@ -188,7 +197,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 22] = [
+    pub const ALL: [ToolFormat; 23] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -201,6 +210,7 @@ impl ToolFormat {
         ToolFormat::Apriel,
         ToolFormat::NemotronJson,
         ToolFormat::Functionary,
+        ToolFormat::FunctionaryV32,
         ToolFormat::CommandR7b,
         ToolFormat::DeepseekV3,
         ToolFormat::DeepseekV31,
@@ -229,6 +239,7 @@ impl ToolFormat {
             ToolFormat::Apriel => "apriel",
             ToolFormat::NemotronJson => "nemotron_json",
             ToolFormat::Functionary => "functionary_v3_1",
+            ToolFormat::FunctionaryV32 => "functionary_v3_2",
             ToolFormat::CommandR7b => "command_r7b",
             ToolFormat::DeepseekV3 => "deepseek_v3",
             ToolFormat::DeepseekV31 => "deepseek_v31",
@@ -296,6 +307,8 @@ impl ToolFormat {
             Ok(ToolFormat::Qwen3Coder)
         } else if template.contains(functionary::OPEN) && template.contains(functionary::CLOSE) {
             Ok(ToolFormat::Functionary)
+        } else if functionary_v32::of_template(template) {
+            Ok(ToolFormat::FunctionaryV32)
         } else if template.contains("<tool_call>") {
             Ok(ToolFormat::Hermes)
         } else if template.contains("<|tool_call|>") {
@@ -326,6 +339,7 @@ impl ToolFormat {
             ToolFormat::Apriel => "<tool_calls>",
             ToolFormat::NemotronJson => NEMOTRON_CALLS.0,
             ToolFormat::Functionary => functionary::OPEN,
+            ToolFormat::FunctionaryV32 => functionary_v32::MESSAGE,
             ToolFormat::Granite => "<|tool_call|>",
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::SolarOpen => solar::SECTION_BEGIN,
@@ -358,6 +372,8 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
+            // A message ends where the next opens (`functionary_v32::message_end`).
+            ToolFormat::FunctionaryV32 => None,
             // One call, to the end of the answer (the turn's end is left out in decoding).
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => None,
         }
@@ -374,6 +390,7 @@ impl ToolFormat {
             ToolFormat::DeepseekV31 => Family::Deepseek(Layout::Bare),
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
+            ToolFormat::FunctionaryV32 => Family::Recipients,
             ToolFormat::Lfm2 => Family::Pythonic,
             ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
@@ -423,7 +440,16 @@ impl ToolFormat {
     /// Granite's and Seed-OSS's are; GLM's and some of the `<function=` families' vocabularies
     /// mark `<tool_call>` special too, Qwen's does not).
     pub fn needs_special_tokens(self) -> bool {
-        !matches!(self, ToolFormat::Hermes | ToolFormat::Llama3Json)
+        !matches!(
+            self,
+            ToolFormat::Hermes | ToolFormat::Llama3Json | ToolFormat::FunctionaryV32
+        )
+    }
+
+    /// Whether the answer is a run of messages to recipients (`functionary_v32`), its first
+    /// opened by the prompt.
+    pub fn addresses_recipients(self) -> bool {
+        self == ToolFormat::FunctionaryV32
     }
 
     /// Special tokens left out of the text all the same where the server keeps them to read
@@ -461,6 +487,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => layout.parse(body),
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
+            Family::Recipients => functionary_v32::parse(body),
             Family::Pythonic => lfm2::parse(body),
             Family::NameKeyed => apertus::parse(body),
             // FireFunction's marker ends with the list's `[`, kept in the body.
@@ -541,6 +568,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => return layout.call_grammar(functions, function, special),
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
+            Family::Recipients => return functionary_v32::call_grammar(functions, function),
             Family::Pythonic => return lfm2::call_grammar(functions, function, special),
             Family::NameKeyed => return apertus::call_grammar(functions, function, special),
             Family::Json => {}
@@ -588,6 +616,17 @@ impl ToolFormat {
                 parallel,
             )),
             Family::Functionary => Some((functionary::call_grammar(functions, None)?, parallel)),
+            // Every message opens the same way, the first in the prompt; a message to the user
+            // or a `>>>` in text frees the text, so the grammar always lets go (a second call
+            // under `parallel_tool_calls: false` is dropped as in every format).
+            Family::Recipients => {
+                return Ok(LazyCall {
+                    after_trigger: Some(functionary_v32::message_grammar(functions)?),
+                    bare: None,
+                    rearm: true,
+                    at_start: true,
+                })
+            }
             Family::Pythonic => {
                 Some((lfm2::block_grammar(functions, parallel, special)?, parallel))
             }
@@ -606,6 +645,7 @@ impl ToolFormat {
                 after_trigger: Some(grammar),
                 bare: None,
                 rearm,
+                at_start: false,
             });
         }
         let rules = self.call_rules(functions, true)?;
@@ -663,6 +703,7 @@ impl ToolFormat {
             // one call is all the request takes: then only the end may follow. Calls that run
             // to the end (lists, GigaChat's one call) have no end to rearm after.
             rearm: parallel && self.call_end().is_some(),
+            at_start: false,
         })
     }
 
@@ -714,6 +755,7 @@ impl ToolFormat {
             Family::Deepseek(layout) => return layout.forced_prefix(function),
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
+            Family::Recipients => return functionary_v32::forced_prefix(function),
             Family::Pythonic => return lfm2::forced_prefix(function),
             Family::NameKeyed => return apertus::forced_prefix(function),
             Family::Tags(style) => {
@@ -1123,6 +1165,10 @@ mod tests {
             Ok(ToolFormat::GigaChat31)
         );
         assert_eq!(
+            of_corpus("meetkai-functionary-medium-v3.2"),
+            Ok(ToolFormat::FunctionaryV32)
+        );
+        assert_eq!(
             ToolFormat::detect(
                 "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
             ),
@@ -1261,6 +1307,10 @@ mod tests {
                     "{\"city\": \"Oslo\"}",
                     "get_weather>{\"city\": \"Oslo\"}",
                 ),
+                ToolFormat::FunctionaryV32 => (
+                    "{\"city\": \"Oslo\"}",
+                    "get_weather\n{\"city\": \"Oslo\"}",
+                ),
                 ToolFormat::Lfm2 => (
                     "city=\"Oslo\")]",
                     "get_weather(city=\"Oslo\")]",
@@ -1285,8 +1335,15 @@ mod tests {
             for text in [named + named_tail, open + open_tail] {
                 // As the answer is read: GigaChat 3.0's prefix closes the assistant's turn.
                 let text = format.without_hidden(&text);
-                let start = text.find(format.call_start()).unwrap();
-                let body = &text[start + format.call_start().len()..];
+                // The prompt opened functionary v3.2's message: the answer is its body.
+                let start = match format.addresses_recipients() {
+                    true => text.len() - text.trim_start().len(),
+                    false => text.find(format.call_start()).unwrap(),
+                };
+                let body = match format.addresses_recipients() {
+                    true => &text[start..],
+                    false => &text[start + format.call_start().len()..],
+                };
                 let body = if format.start_in_body() {
                     text.as_str()
                 } else {

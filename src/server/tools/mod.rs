@@ -15,6 +15,7 @@ mod deepseek;
 pub mod extract;
 pub mod format;
 mod functionary;
+mod functionary_v32;
 mod gigachat;
 mod kimi;
 mod lfm2;
