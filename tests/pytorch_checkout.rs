@@ -5,7 +5,6 @@
 //! safetensors fixture's logits; the tokenizer gives transformers' slow tokenizer's ids.
 mod common;
 
-use candor::engine::load::checkout_tokenizer;
 use candor_models::loader::open_model;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -77,24 +76,7 @@ fn a_checkpoint_that_is_no_pickle_is_refused_by_name() {
 
 #[test]
 fn the_slow_tokenizer_gives_transformers_ids() {
-    let dir = fixtures().join("tiny/opt_pytorch");
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_golden.json")).unwrap())
-            .unwrap();
-    let tok = checkout_tokenizer(&dir).unwrap().expect("a tokenizer");
-    for case in golden["cases"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let ids = tok.encode(text, true).unwrap();
-        assert_eq!(ids, want, "{text:?}");
-        assert_eq!(
-            tok.decode(&ids, true).unwrap(),
-            case["decoded"].as_str().unwrap(),
-            "{text:?}"
-        );
-    }
+    assert_checkout_tokenizer_golden(&fixtures().join("tiny/opt_pytorch"));
 }
 
 /// An encoder checkout of one PyTorch checkpoint (`pytorch_model.bin`, a product stored

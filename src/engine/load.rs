@@ -369,6 +369,11 @@ pub fn checkout_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>, En
             .map_err(candor_models::ModelError::from)?;
         return Ok(Some(tok));
     }
+    if candor_models::tokenizer::sentencepiece_model::is_slow_checkout(dir) {
+        let tok =
+            Tokenizer::from_sentencepiece_checkout(dir).map_err(candor_models::ModelError::from)?;
+        return Ok(Some(tok));
+    }
     if !file.exists() {
         return Ok(None);
     }

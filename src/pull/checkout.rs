@@ -44,7 +44,8 @@ const NAMED: [&str; 14] = [
 /// Named chat templates beside the default come from `additional_chat_templates/*.jinja`.
 /// Where the top level has no safetensors weights, its PyTorch checkpoints are the weights
 /// (`pytorch_model.bin`, or the shards of `pytorch_model.bin.index.json`); where it has no
-/// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt` come instead.
+/// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt`, or its SentencePiece
+/// `tokenizer.model`, come instead.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
 /// weights).
 ///
@@ -69,7 +70,7 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
             || f.ends_with(".safetensors")
                 && f != "adapter_model.safetensors"
                 && !(has_transformers_weights && consolidated(f))
-            || !has_fast_tokenizer && matches!(f, "vocab.json" | "merges.txt")
+            || !has_fast_tokenizer && matches!(f, "vocab.json" | "merges.txt" | "tokenizer.model")
     };
     let pytorch_weights = |f: &str| !has_safetensors && pytorch::is_checkpoint_file(f);
     // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
@@ -267,6 +268,12 @@ mod tests {
                 "tokenizer.json",
             ])
         );
+        // A Llama-2-era fine-tune: SentencePiece's model alone, or beside a tokenizer.json.
+        let spm = names(&["config.json", "model.safetensors", "tokenizer.model"]);
+        assert_eq!(checkout_files(&spm), spm);
+        let mut fast = spm.clone();
+        fast.push("tokenizer.json".into());
+        assert!(!checkout_files(&fast).contains(&"tokenizer.model".to_string()));
         let mut both = listed.clone();
         both.push("model.safetensors".into());
         let got = checkout_files(&both);

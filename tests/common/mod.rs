@@ -217,6 +217,31 @@ pub fn weather_call_chat(call_id: &str, arguments: &str) -> serde_json::Value {
     })
 }
 
+/// The tokenizer `candor::engine::load::checkout_tokenizer` reads from the checkout `dir`
+/// gives the ids of its `tokenizer_golden.json` (`{"cases": [{"text", "ids", "decoded"}]}`,
+/// made with transformers) and decodes them to its texts.
+pub fn assert_checkout_tokenizer_golden(dir: &std::path::Path) {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_golden.json")).unwrap())
+            .unwrap();
+    let tok = candor::engine::load::checkout_tokenizer(dir)
+        .unwrap()
+        .expect("a tokenizer");
+    for case in golden["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let ids = tok.encode(text, true).unwrap();
+        assert_eq!(ids, want, "{text:?}");
+        assert_eq!(
+            tok.decode(&ids, true).unwrap(),
+            case["decoded"].as_str().unwrap(),
+            "{text:?}"
+        );
+    }
+}
+
 /// Every position's logits of `tokens` (one block of 64) through the checkout or GGUF at
 /// `path` on a CPU runner in f32.
 pub fn cpu_logits(path: &std::path::Path, tokens: &[u32]) -> Vec<f32> {

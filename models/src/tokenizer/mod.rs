@@ -3,6 +3,7 @@
 //! Special tokens in input text are always matched verbatim.
 mod gguf;
 mod pre;
+pub mod sentencepiece_model;
 mod spans;
 mod spm;
 mod stream;
