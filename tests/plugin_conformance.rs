@@ -358,6 +358,7 @@ fn layer_norm_models_run_on_the_plugin() {
         "cohere2_moe_ln",
         "phimoe",
         "opt",
+        "opt_350m",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

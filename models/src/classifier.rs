@@ -114,7 +114,7 @@ impl Classifier {
         if !opened.source.contains(HEAD) {
             return Ok(None);
         }
-        let hidden = opened.spec.hidden_size;
+        let hidden = opened.spec.output_width();
         let weight = rows_f32(crate::weights::require(opened.source.as_ref(), HEAD)?)?;
         if weight.is_empty() || weight.len() % hidden != 0 {
             return Err(ModelError::ShapeMismatch {
@@ -218,7 +218,7 @@ impl Classifier {
         };
         let picked: Vec<Option<usize>> = tokens.iter().map(|(_, id)| Some(*id as usize)).collect();
         let mut rows = rows_f32(head.pick_rows(&picked)?)?;
-        let hidden = spec.hidden_size;
+        let hidden = spec.output_width();
         if rows.len() != tokens.len() * hidden {
             return Err(ModelError::ShapeMismatch {
                 tensor: "output.weight".into(),

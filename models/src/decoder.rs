@@ -115,8 +115,12 @@ pub struct DecoderModel<B: Backend> {
     head: Option<B::Weight>,
     /// The LM head's bias, where the model has one (Phi).
     head_bias: Option<B::Weight>,
-    final_norm: B::Weight,
+    /// None where the last block's own norm ends the stream (`spec.post_residual_norms`).
+    final_norm: Option<B::Weight>,
     final_norm_bias: Option<B::Weight>,
+    /// Narrow embeddings' widening and the last hidden states' narrowing
+    /// (`spec.embed_width`: `project_in`, `project_out`).
+    embed_projections: Option<[B::Weight; 2]>,
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
@@ -163,8 +167,16 @@ impl<B: Backend> DecoderModel<B> {
             spec.intermediate_size,
             spec.head_dim,
         );
-        let embed = ld.weight("token_embd.weight", &[spec.vocab_size, h])?;
-        let head = ld.opt_weight("output.weight", &[spec.vocab_size, h])?;
+        let embed_width = spec.embed_width.unwrap_or(h);
+        let embed = ld.weight("token_embd.weight", &[spec.vocab_size, embed_width])?;
+        let head = ld.opt_weight("output.weight", &[spec.vocab_size, embed_width])?;
+        let embed_projections = match spec.embed_width {
+            Some(w) => Some([
+                ld.weight("token_embd_proj.weight", &[h, w])?,
+                ld.weight("output_proj.weight", &[w, h])?,
+            ]),
+            None => None,
+        };
         let head_bias = ld.opt_weight("output.bias", &[spec.vocab_size])?;
         let position_embed = match spec.learned_positions {
             true => Some(ld.weight(
@@ -179,12 +191,18 @@ impl<B: Backend> DecoderModel<B> {
             false if matches!(spec.arch, Arch::Lfm2 | Arch::Lfm2Moe) => "token_embd_norm.weight",
             _ => "output_norm.weight",
         };
-        let final_norm = ld.norm(final_norm_name, h)?;
+        let final_norm = match spec.post_residual_norms {
+            true => None,
+            false => Some(ld.norm(final_norm_name, h)?),
+        };
         let norm_bias = |name: &str| match spec.norm_bias {
             true => ld.weight(name, &[h]).map(Some),
             false => Ok(None),
         };
-        let final_norm_bias = norm_bias("output_norm.bias")?;
+        let final_norm_bias = match final_norm {
+            Some(_) => norm_bias("output_norm.bias")?,
+            None => None,
+        };
 
         let ropes = match &spec.latent_attention {
             Some(a) => vec![crate::mla::rope(&spec, a, CacheForm::of_spec(&spec, a)).0],
@@ -419,6 +437,7 @@ impl<B: Backend> DecoderModel<B> {
             head_bias,
             final_norm,
             final_norm_bias,
+            embed_projections,
             layers,
             ropes,
             lora: None,
@@ -623,6 +642,9 @@ impl<B: Backend> DecoderModel<B> {
             None => Vec::new(),
         };
         let mut x = b.embedding(&self.embed, &batch.ids)?;
+        if let Some([widen, _]) = &self.embed_projections {
+            x = b.linear(&x, widen, None)?;
+        }
         if let Some(table) = &self.position_embed {
             if let Some(&p) = batch
                 .positions
@@ -654,7 +676,7 @@ impl<B: Backend> DecoderModel<B> {
                     None => x,
                 };
                 let (stream, out) = self.unfused_block(b, layer, stream, kv, batch, &extras)?;
-                (x, pending) = (stream, Some(out));
+                (x, pending) = (stream, out);
                 continue;
             }
             let Some(mixer) = &layer.mixer else {
@@ -791,7 +813,7 @@ impl<B: Backend> DecoderModel<B> {
             true => None,
             false => {
                 let h = b.gather_rows(&x, &batch.hidden_rows)?;
-                Some(self.norm(b, &h, &self.final_norm, self.final_norm_bias.as_ref())?)
+                Some(self.final_hidden(b, h)?)
             }
         };
         if batch.logit_rows.is_empty() {
@@ -800,7 +822,7 @@ impl<B: Backend> DecoderModel<B> {
             return Ok(StepOutputs { logits, hidden });
         }
         let x = b.gather_rows(&x, &batch.logit_rows)?;
-        let x = self.norm(b, &x, &self.final_norm, self.final_norm_bias.as_ref())?;
+        let x = self.final_hidden(b, x)?;
         let head = self.head.as_ref().unwrap_or(&self.embed);
         let mut logits = b.linear(&x, head, self.head_bias.as_ref())?;
         if let Some(divisor) = s.logit_divisor {
@@ -900,6 +922,20 @@ impl<B: Backend> DecoderModel<B> {
         }
     }
 
+    /// The last hidden states as the head reads them (and transformers returns them): after
+    /// the final norm where the model has one, narrowed to the embeddings' width where they are
+    /// narrower.
+    fn final_hidden(&self, b: &B, x: B::Tensor) -> Result<B::Tensor> {
+        let x = match &self.final_norm {
+            Some(w) => self.norm(b, &x, w, self.final_norm_bias.as_ref())?,
+            None => x,
+        };
+        match &self.embed_projections {
+            Some([_, narrow]) => b.linear(&x, narrow, None),
+            None => Ok(x),
+        }
+    }
+
     /// The model's norm of `x` (RMSNorm, or LayerNorm where the spec says, with its bias),
     /// unfused.
     fn norm(
@@ -918,8 +954,9 @@ impl<B: Backend> DecoderModel<B> {
     /// A block whose norms are not fused into its products: LayerNorm models (StarCoder2:
     /// attention, then the FFN, each after its own norm), ungated FFNs under RMSNorms (Arcee)
     /// and parallel blocks (Cohere: one norm read by both, `x + attn(ln(x)) + mlp(ln(x))`;
-    /// GPT-NeoX: a norm each of the same stream). Returns the stream after the attention
-    /// joined it (parallel: as it came) and what the FFN adds to it at the next layer.
+    /// GPT-NeoX: a norm each of the same stream), or with norms after the residual adds
+    /// (OPT-350M). Returns the stream after the attention joined it (parallel: as it came) and
+    /// what the FFN adds to it at the next layer (none where the block normed the sum itself).
     fn unfused_block(
         &self,
         b: &B,
@@ -928,7 +965,7 @@ impl<B: Backend> DecoderModel<B> {
         kv: &mut B::KvCache,
         batch: &FlatBatch,
         extras: &AttentionExtras<B::Tensor>,
-    ) -> Result<(B::Tensor, B::Tensor)> {
+    ) -> Result<(B::Tensor, Option<B::Tensor>)> {
         let s = &self.spec;
         let (
             Some(norm),
@@ -944,7 +981,10 @@ impl<B: Backend> DecoderModel<B> {
                 "an unfused block needs its norm, q/k/v projections and FFN".into(),
             ));
         };
-        let h = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
+        let h = match s.post_residual_norms {
+            true => stream.clone(),
+            false => self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?,
+        };
         let [q, k, v] = members(qkv.apply(b, &*self.product_input(b, &h)?, Some(s.head_dim))?)?;
         let [q, k, v] = match s.clip_qkv {
             Some(limit) => [
@@ -969,15 +1009,21 @@ impl<B: Backend> DecoderModel<B> {
                 Some(norm) => ffn(&self.norm(b, &stream, norm, layer.ffn_norm_bias.as_ref())?)?,
                 None => ffn(&h)?,
             };
-            return Ok((stream, b.add(&o, &down)?));
+            return Ok((stream, Some(b.add(&o, &down)?)));
         }
         let stream = b.add(&stream, &o)?;
-        let norm = layer.ffn_norm.as_ref().ok_or_else(|| {
+        let ffn_norm = layer.ffn_norm.as_ref().ok_or_else(|| {
             ModelError::Config("an unfused block needs its norm before the FFN".into())
         })?;
-        let h = self.norm(b, &stream, norm, layer.ffn_norm_bias.as_ref())?;
+        if s.post_residual_norms {
+            let stream = self.norm(b, &stream, norm, layer.attn_norm_bias.as_ref())?;
+            let stream = b.add(&stream, &ffn(&stream)?)?;
+            let stream = self.norm(b, &stream, ffn_norm, layer.ffn_norm_bias.as_ref())?;
+            return Ok((stream, None));
+        }
+        let h = self.norm(b, &stream, ffn_norm, layer.ffn_norm_bias.as_ref())?;
         let down = ffn(&h)?;
-        Ok((stream, down))
+        Ok((stream, Some(down)))
     }
 }
 

@@ -342,6 +342,14 @@ fn opt(vocab: usize, hidden: usize, ffn: usize, layers: usize, heads: usize) -> 
            "tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": 2, "pad_token_id": 1})
 }
 
+/// OPT-350M's config: OPT's with norms after the residual adds and 512-wide embeddings.
+fn opt_350m() -> serde_json::Value {
+    let mut c = opt(50272, 1024, 4096, 24, 16);
+    c["do_layer_norm_before"] = false.into();
+    c["word_embed_proj_dim"] = 512.into();
+    c
+}
+
 /// StarCoder2's config at other sizes: biased LayerNorms and projections, an ungated
 /// tanh-GELU MLP of 4x, a 4096-token window on every layer, tied head.
 fn starcoder2(hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> serde_json::Value {
@@ -871,6 +879,12 @@ pub const SHAPES: &[DummyShape] = &[
     },
     DummyShape {
         arch: "opt",
+        size: "350m",
+        source: "facebook/opt-350m",
+        config: opt_350m,
+    },
+    DummyShape {
+        arch: "opt",
         size: "1.3b",
         source: "facebook/opt-1.3b",
         config: || opt(50272, 2048, 8192, 24, 32),
@@ -988,11 +1002,23 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     let norm = |n: usize| (vec![n], 0.9, 1.1);
     let bias = |n: usize| (vec![n], -0.1, 0.1);
     let mut t = BTreeMap::new();
-    t.insert("token_embd.weight".into(), matrix(vec![spec.vocab_size, h]));
+    let width = spec.output_width();
+    t.insert(
+        "token_embd.weight".into(),
+        matrix(vec![spec.vocab_size, width]),
+    );
     if !tied {
-        t.insert("output.weight".into(), matrix(vec![spec.vocab_size, h]));
+        t.insert("output.weight".into(), matrix(vec![spec.vocab_size, width]));
     }
-    t.insert("output_norm.weight".into(), norm(h));
+    if let Some(w) = spec.embed_width {
+        t.insert("token_embd_proj.weight".into(), matrix(vec![h, w]));
+        t.insert("output_proj.weight".into(), matrix(vec![w, h]));
+    }
+    // Post-residual norms end the stream at the last block (OPT-350M).
+    let final_norm = !spec.post_residual_norms;
+    if final_norm {
+        t.insert("output_norm.weight".into(), norm(h));
+    }
     // Biases on every projection (Phi-2, GPT-NeoX) and the head (Phi-2), on the LayerNorms
     // where they have them.
     let biased = matches!(
@@ -1009,7 +1035,7 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     if matches!(spec.arch, Arch::Phi2 | Arch::PhiMoe) {
         t.insert("output.bias".into(), bias(spec.vocab_size));
     }
-    if spec.norm_bias {
+    if spec.norm_bias && final_norm {
         t.insert("output_norm.bias".into(), bias(h));
     }
     for l in 0..spec.num_layers {
@@ -1505,6 +1531,7 @@ mod tests {
         // OPT-125M (125,239,296) and OPT-1.3B (1,315,758,080): the position table's two extra
         // rows counted, tied head.
         assert_eq!(params("opt", "125m"), 125_239_296);
+        assert_eq!(params("opt", "350m"), 331_196_416);
         assert_eq!(params("opt", "1.3b"), 1_315_758_080);
         // StarCoder2-3B (3.03B on its page: 3,030,371,328): biases everywhere, tied.
         assert_eq!(params("starcoder2", "3b"), 3_030_371_328);

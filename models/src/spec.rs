@@ -710,6 +710,15 @@ pub struct ModelSpec {
     /// Hybrid's attention layers among pre-norm DeltaNet layers); empty: every layer as
     /// `pre_norms` and `sandwich_norms` say.
     pub post_norm_layers: Vec<bool>,
+    /// Each block's norms follow its residual adds (`x = ln1(x + attn(x))`, then
+    /// `x = ln2(x + ffn(x))`: OPT-350M's `do_layer_norm_before: false`), and no norm follows
+    /// the last block (its own ended the stream). LayerNorm blocks only.
+    pub post_residual_norms: bool,
+    /// The token embeddings' (and a tied head's) width where it is narrower than the blocks':
+    /// a product `[hidden, width]` widens them (`project_in`) and one `[width, hidden]`
+    /// narrows the last hidden states for the head (`project_out`): OPT-350M's
+    /// `word_embed_proj_dim`.
+    pub embed_width: Option<usize>,
     /// RMSNorms of the attention's output before `o_proj` (`attn_sub_norm`, `[q_dim]`) and of
     /// the GLU's before `down_proj` (`ffn_sub_norm`, `[intermediate]`): BitNet b1.58's.
     pub sub_norms: bool,
@@ -802,6 +811,12 @@ impl ModelSpec {
             };
         }
         CacheLayers { first, total }
+    }
+
+    /// The width of the last hidden states, as the head reads them and embeddings return them:
+    /// the embeddings' where the model narrows to them (`embed_width`), else `hidden_size`.
+    pub fn output_width(&self) -> usize {
+        self.embed_width.unwrap_or(self.hidden_size)
     }
 
     /// Cache layers one short-convolution layer's inputs fill: `hidden_size` values in halves
@@ -976,6 +991,21 @@ impl ModelSpec {
                 self.unrotated_layers.len(),
                 self.num_layers
             ));
+        }
+        if self.post_residual_norms
+            && (!self.layer_norm
+                || self.parallel_block
+                || self.sandwich_norms
+                || !self.post_norm_layers.is_empty()
+                || !self.layer_parts.is_empty())
+        {
+            return bad(
+                "norms after the residual adds are supported in sequential LayerNorm blocks only"
+                    .into(),
+            );
+        }
+        if self.embed_width == Some(0) {
+            return bad("embeddings of no width".into());
         }
         let usable = |v: Option<f32>| v.is_none_or(|v| v.is_finite() && v != 0.0);
         if !usable(self.embed_scale) || !usable(self.residual_scale) || !usable(self.logit_divisor)

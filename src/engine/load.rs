@@ -495,7 +495,7 @@ pub fn load_opened(opened: OpenedModel, opts: &LoadOptions) -> Result<LoadedMode
         },
         dense: match &opened.gguf {
             Some(_) => None,
-            None => checkout_dense(&opened.path, opened.spec.hidden_size)?,
+            None => checkout_dense(&opened.path, opened.spec.output_width())?,
         },
         generation: match (&opened.gguf, opened.format) {
             (Some(gguf), _) => GenerationDefaults::from_gguf(gguf),

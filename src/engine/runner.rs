@@ -273,7 +273,7 @@ fn step<B: Backend>(
     let mut logits = bring_back(backend, &out.logits, &flat.argmax_only, vocab)?;
     if let Some(hidden) = out.hidden {
         logits.hidden = backend.download(&hidden)?;
-        logits.hidden_size = model.spec().hidden_size;
+        logits.hidden_size = model.spec().output_width();
         if logits.hidden.len() != flat.hidden_rows.len() * logits.hidden_size {
             return Err(EngineError::Backend(format!(
                 "{} hidden values came back for {} rows of {}",

@@ -431,7 +431,7 @@ fn load(config: &ServeConfig, state: &AppState) -> Result<(), String> {
         model.runner.kv_bytes_per_value(),
         config.speculative_tokens,
     );
-    let hidden_size = model.spec.hidden_size;
+    let hidden_size = model.spec.output_width();
     let mut prompts = embedding_prompts::EmbeddingPrompts::from_dir(&model.path)?;
     if let Some(route) = &model.static_sparse {
         // The name that takes the static route is a prompt name, with or without a text.

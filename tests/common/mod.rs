@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 109] = [
+pub const TINY_ARCHS: [&str; 110] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -120,6 +120,7 @@ pub const TINY_ARCHS: [&str; 109] = [
     "helium",
     "phimoe",
     "opt",
+    "opt_350m",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

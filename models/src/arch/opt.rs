@@ -4,8 +4,10 @@
 //! with q, k and v as three products and an ungated ReLU MLP (`fc1`, `fc2`). Its position
 //! table keeps fairseq's two rows before position 0 (`OPTLearnedPositionalEmbedding`'s offset).
 //!
-//! OPT-350M alone differs: its LayerNorms follow each block (`do_layer_norm_before: false`) and
-//! its embeddings are narrower than its blocks (`project_in` / `project_out`); both refused.
+//! OPT-350M alone differs: its LayerNorms follow each block's residual adds
+//! (`do_layer_norm_before: false`; `spec.post_residual_norms`, no norm after the last block) and
+//! its embeddings are narrower than its blocks (`word_embed_proj_dim`: `project_in` widens
+//! them, `project_out` narrows the last hidden states for the tied head; `spec.embed_width`).
 use super::base_from_hf;
 use super::gpt2::gpt2_common;
 use crate::backend::Activation;
@@ -32,10 +34,8 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
             "config.json: OPT {what} is not supported"
         )))
     };
-    if !c.bool("do_layer_norm_before", true) {
-        return refuse("with its LayerNorms after each block (do_layer_norm_before: false)");
-    }
-    if c.bool("_remove_final_layer_norm", false) {
+    let norms_before = c.bool("do_layer_norm_before", true);
+    if norms_before && c.bool("_remove_final_layer_norm", false) {
         return refuse("without its last LayerNorm (_remove_final_layer_norm)");
     }
     if !c.bool("layer_norm_elementwise_affine", true) {
@@ -45,14 +45,9 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
         return refuse("without biases (enable_bias: false)");
     }
     let hidden = c.usize("hidden_size")?;
-    if let Some(projected) = c.opt_usize("word_embed_proj_dim")? {
-        if projected != hidden {
-            return refuse(&format!(
-                "with {projected}-wide embeddings projected to its {hidden}-wide blocks \
-                 (project_in / project_out)"
-            ));
-        }
-    }
+    let embed_width = c
+        .opt_usize("word_embed_proj_dim")?
+        .filter(|&width| width != hidden);
     let cfg = with_llama_keys(c)?;
     let mut spec = base_from_hf(&HfConfig(&cfg), Arch::Opt)?;
     if spec.activation != Activation::Relu {
@@ -64,6 +59,9 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     spec.rms_eps = EPS;
     gpt2_common(&mut spec);
     spec.learned_position_offset = POSITION_OFFSET;
+    spec.post_residual_norms = !norms_before;
+    spec.embed_width = embed_width;
+    spec.validate()?;
     Ok(spec)
 }
 
@@ -110,11 +108,30 @@ mod tests {
         );
     }
 
+    /// facebook/opt-350m: norms after the residual adds, 512-wide embeddings.
     #[test]
-    fn opt_350m_and_other_variants_are_refused() {
+    fn opt_350m_norms_after_its_blocks_and_projects_its_embeddings() {
+        let mut c = opt_125m_config();
+        for (key, value) in [
+            ("do_layer_norm_before", false.into()),
+            ("word_embed_proj_dim", 512.into()),
+            ("hidden_size", 1024.into()),
+            ("ffn_dim", 4096.into()),
+            ("num_attention_heads", 16.into()),
+            ("num_hidden_layers", 24.into()),
+        ] {
+            c[key] = value;
+        }
+        let spec = crate::arch::spec_from_hf(&c).unwrap();
+        assert!(spec.post_residual_norms);
+        assert_eq!((spec.hidden_size, spec.embed_width), (1024, Some(512)));
+        let plain = crate::arch::spec_from_hf(&opt_125m_config()).unwrap();
+        assert!(!plain.post_residual_norms && plain.embed_width.is_none());
+    }
+
+    #[test]
+    fn other_variants_are_refused() {
         for (key, value, said) in [
-            ("do_layer_norm_before", false.into(), "do_layer_norm_before"),
-            ("word_embed_proj_dim", 512.into(), "project_in"),
             (
                 "_remove_final_layer_norm",
                 true.into(),

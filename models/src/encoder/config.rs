@@ -234,6 +234,8 @@ impl EncoderConfig {
             attn_output_gate: false,
             sub_norms: false,
             post_norm_layers: Vec::new(),
+            post_residual_norms: false,
+            embed_width: None,
             activation_bits: None,
             learned_positions: false,
             learned_position_offset: 0,

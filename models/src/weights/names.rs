@@ -30,6 +30,10 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         "position_embd" => Some("model.embed_positions".to_string()),
         "output_norm" => Some("model.norm".to_string()),
         "output" => Some("lm_head".to_string()),
+        // Narrow embeddings' widening and narrowing products (OPT-350M's, named on by
+        // `opt_hf`; llama.cpp has no such tensors).
+        "token_embd_proj" => Some("model.project_in".to_string()),
+        "output_proj" => Some("model.project_out".to_string()),
         // A `*ForSequenceClassification` checkout's head (llama.cpp's name for a reranker's).
         "cls.output" => Some("score".to_string()),
         _ => None,
@@ -377,6 +381,8 @@ pub fn opt_hf(hf: &str) -> Option<String> {
             ("model.embed_tokens", "model.decoder.embed_tokens"),
             ("model.embed_positions", "model.decoder.embed_positions"),
             ("model.norm", "model.decoder.final_layer_norm"),
+            ("model.project_in", "model.decoder.project_in"),
+            ("model.project_out", "model.decoder.project_out"),
         ],
         layers: "model.decoder.layers",
         parts: &[

@@ -82,6 +82,8 @@ fn base_spec(
         attn_output_gate: false,
         sub_norms: false,
         post_norm_layers: Vec::new(),
+        post_residual_norms: false,
+        embed_width: None,
         activation_bits: None,
         learned_positions: false,
         learned_position_offset: 0,
