@@ -13,6 +13,13 @@ fn the_sentencepiece_model_gives_transformers_ids() {
     assert_checkout_tokenizer_golden(&fixtures().join("tiny/spm_checkout"));
 }
 
+/// A non-legacy config (`"legacy": false`, Llama 2's): no space prefix after a special or
+/// added token, as transformers' fast tokenizer then tokenizes.
+#[test]
+fn a_non_legacy_config_prefixes_the_first_text_only() {
+    assert_checkout_tokenizer_golden(&fixtures().join("tiny/spm_checkout_nonlegacy"));
+}
+
 /// A Unigram model is refused naming the file and the model type, not read as BPE.
 #[test]
 fn a_unigram_model_is_refused_by_name() {

@@ -309,6 +309,7 @@ impl Tokenizer {
             add_bos,
             add_eos: flag(md, "tokenizer.ggml.add_eos_token").unwrap_or(false),
             add_space_prefix,
+            space_prefix_first_only: false,
             templates,
             token_bytes: Default::default(),
             plain: Default::default(),

@@ -60,6 +60,9 @@ pub struct Tokenizer {
     /// embedding models that pool the last token read it there.
     add_eos: bool,
     add_space_prefix: bool,
+    /// The space prefix goes before the input's first text only, not before text after a
+    /// token matched whole (a non-legacy LlamaTokenizer: `"legacy": false`, Llama 2's).
+    space_prefix_first_only: bool,
     templates: ChatTemplates,
     /// Every token's bytes, built on first use (`token_bytes.rs`) and shared by the grammar
     /// compiler, the thought markers and DRY's breakers: ~60 ms and ~2 MB for a 150k
@@ -292,8 +295,11 @@ impl Tokenizer {
                 // normalizer passes them through untouched, and llama.cpp matches them there
                 // too. Where the model wants a space prefix, every run of text that starts the
                 // input or follows a token matched whole gets one, as in llama.cpp (so
-                // `<s>[INST]` is `<s>`, `▁[`, ...).
+                // `<s>[INST]` is `<s>`, `▁[`, ...); a non-legacy one prefixes the input's first
+                // text only, and not where it starts with a space already (transformers'
+                // `Metaspace` with `prepend_scheme: first`).
                 let mut after_token = true;
+                let mut first = true;
                 for (frag, special) in fragments {
                     let pieces = match special {
                         Some(id) => vec![(frag, Some(id))],
@@ -304,7 +310,11 @@ impl Tokenizer {
                             Some(id) => out.push(id),
                             None => {
                                 let mut t = String::with_capacity(piece.len() + 3);
-                                if after_token && self.add_space_prefix {
+                                let prefixed = match self.space_prefix_first_only {
+                                    true => first && !piece.starts_with(' '),
+                                    false => after_token,
+                                };
+                                if prefixed && self.add_space_prefix {
                                     t.push('\u{2581}');
                                 }
                                 t.push_str(&piece.replace(' ', "\u{2581}"));
@@ -312,6 +322,7 @@ impl Tokenizer {
                             }
                         }
                         after_token = id.is_some();
+                        first = false;
                     }
                 }
             }
@@ -426,6 +437,7 @@ impl Tokenizer {
             add_bos,
             add_eos,
             add_space_prefix: false,
+            space_prefix_first_only: false,
             templates,
             token_bytes: Default::default(),
             plain: Default::default(),

@@ -84,6 +84,10 @@ impl Tokenizer {
         let config = read_config(dir)?;
         let mut tok = Tokenizer::from_gguf_metadata(&gguf_vocabulary(dir, &config)?)?;
         tok.templates = super::ChatTemplates::from_tokenizer_config(&config);
+        // transformers' fast LlamaTokenizer without `legacy` (Llama 2's `"legacy": false`)
+        // prefixes the text's start only; legacy ones (the default) every text after a token
+        // matched whole, as llama.cpp does.
+        tok.space_prefix_first_only = config.get("legacy").and_then(Json::as_bool) == Some(false);
         tok.with_checkout_templates(dir)
     }
 }
