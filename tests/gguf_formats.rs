@@ -733,7 +733,7 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
     // llama.cpp converts Granite and SmolLM3 as llama models: their Q/K rows permuted too.
     let permuted = matches!(
         arch,
-        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee" | "olmo" | "mistral3"
+        "llama" | "granite" | "granitemoe" | "smollm3" | "arcee" | "olmo" | "mistral3" | "minicpm"
     );
     let mut cfg = read_json(&src.join("config.json"));
     if matches!(arch, "gpt2" | "starcoder") {
@@ -1068,6 +1068,20 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         if let Some(v) = cfg[hf].as_f64().filter(|_| arch.starts_with("granite")) {
             extra.push((key, Value::F32(v as f32)));
         }
+    }
+    // MiniCPM's μP scalings, as llama.cpp's converter computes them from its config.
+    if arch == "minicpm" {
+        let f = |k: &str| cfg[k].as_f64().unwrap() as f32;
+        let layers = f("num_hidden_layers");
+        extra.push(("embedding_scale", Value::F32(f("scale_emb"))));
+        extra.push((
+            "residual_scale",
+            Value::F32(f("scale_depth") / layers.sqrt()),
+        ));
+        extra.push((
+            "logit_scale",
+            Value::F32(f("hidden_size") / f("dim_model_base")),
+        ));
     }
     // Cohere's, as llama.cpp's converter names them (its norms are LayerNorms).
     if matches!(arch, "command-r" | "cohere2" | "cohere2moe") {
@@ -1589,7 +1603,8 @@ fn olmo2_loads_from_gguf() {
 /// as `ffn_*_shexp`) and SmolLM3 (every fourth layer without
 /// RoPE, which its GGUFs leave to the architecture) as llama.cpp converts them, Q/K rows
 /// permuted; EXAONE 4 (post-norms, the window in the metadata, global layers without RoPE,
-/// rows as they are): their checkouts' logits.
+/// rows as they are); MiniCPM (Granite's scalings as its converter computes them in
+/// `minicpm.*` keys, llama's permuted rows): their checkouts' logits.
 #[test]
 fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granite", "granite", Experts::Stacked, 0.3);
@@ -1597,6 +1612,7 @@ fn granite_smollm3_and_exaone4_load_from_gguf() {
     gguf_matches_checkout("granitemoeshared", "granitemoe", Experts::Stacked, 0.3);
     gguf_matches_checkout("smollm3", "smollm3", Experts::Stacked, 0.3);
     gguf_matches_checkout("exaone4", "exaone4", Experts::Stacked, 0.3);
+    gguf_matches_checkout("minicpm", "minicpm", Experts::Stacked, 0.3);
 }
 
 /// AFMoE (Arcee's Trinity) as llama.cpp converts it (`afmoe`): rows as they are, the gate

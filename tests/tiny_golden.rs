@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 110] = TINY_ARCHS;
+const ARCHS: [&str; 111] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {
@@ -311,12 +311,16 @@ fn final_hidden_states_give_transformers_logits_through_the_output_weights() {
         assert_eq!(out.hidden_size, hidden, "{arch}");
         // Gemma 2 caps its logits after the product: cap × tanh(logit / cap); Granite divides
         // them by its `logits_scaling`, Cohere and Falcon-H1 multiply them by their
-        // `logit_scale` / `lm_head_multiplier`.
+        // `logit_scale` / `lm_head_multiplier`; MiniCPM divides them by hidden_size /
+        // dim_model_base.
         let cfg = read_json(&fixtures().join("tiny").join(arch).join("config.json"));
         let cap = cfg["final_logit_softcapping"].as_f64().map(|c| c as f32);
         let divisor = cfg["logits_scaling"].as_f64().unwrap_or(1.0) as f32
             / cfg["logit_scale"].as_f64().unwrap_or(1.0) as f32
-            / cfg["lm_head_multiplier"].as_f64().unwrap_or(1.0) as f32;
+            / cfg["lm_head_multiplier"].as_f64().unwrap_or(1.0) as f32
+            * cfg["dim_model_base"]
+                .as_f64()
+                .map_or(1.0, |base| (hidden as f64 / base) as f32);
         for &p in &g.positions {
             let h = out.hidden_row(p);
             // Phi adds a bias to its head's products.

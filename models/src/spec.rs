@@ -141,6 +141,8 @@ pub enum Arch {
     Olmo,
     /// Arcee's AFM: llama with an ungated squared-ReLU MLP.
     Arcee,
+    /// MiniCPM: llama under Granite's μP scalings.
+    MiniCpm,
     /// Falcon: parallel blocks (one norm, or one per branch), q/k/v grouped per KV head,
     /// multi-query at 7B, an ungated exact-GELU MLP.
     Falcon,
@@ -237,6 +239,7 @@ impl Arch {
             Arch::PhiMoe => "phimoe",
             Arch::Falcon => "falcon",
             Arch::Arcee => "arcee",
+            Arch::MiniCpm => "minicpm",
             Arch::Olmo => "olmo",
             Arch::Apertus => "apertus",
             Arch::Glm => "chatglm",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 110] = [
+pub const TINY_ARCHS: [&str; 111] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -121,6 +121,7 @@ pub const TINY_ARCHS: [&str; 110] = [
     "phimoe",
     "opt",
     "opt_350m",
+    "minicpm",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

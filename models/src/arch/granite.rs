@@ -260,7 +260,7 @@ pub fn swa_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
     let mut spec = base_from_gguf(g, Arch::GraniteSwa, RopeStyle::Interleaved)?;
-    apply(&mut spec, Scalars::of_gguf(g)?);
+    apply_scalars(&mut spec, gguf_scalars(g)?);
     let layers = spec.num_layers;
     let window = g
         .get_usize(&k("attention.sliding_window"))
@@ -296,7 +296,7 @@ fn granite_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
             "config.json: Granite with `mlp_bias` is not supported".into(),
         ));
     }
-    apply(
+    apply_scalars(
         &mut spec,
         Scalars {
             embedding: c.opt_f32("embedding_multiplier")?,
@@ -317,7 +317,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         _ => Arch::Granite,
     };
     let mut spec = base_from_gguf(g, arch, RopeStyle::Interleaved)?;
-    apply(&mut spec, Scalars::of_gguf(g)?);
+    apply_scalars(&mut spec, gguf_scalars(g)?);
     Ok(spec)
 }
 
@@ -341,7 +341,7 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
     let mut spec = base_from_gguf(g, Arch::GraniteMoeHybrid, RopeStyle::Interleaved)?;
-    apply(&mut spec, Scalars::of_gguf(g)?);
+    apply_scalars(&mut spec, gguf_scalars(g)?);
     let layers = super::layers_without_attention(g, &mut spec)?;
     let rotated = g.get_bool(&k("rope.scaling.finetuned")).unwrap_or(true);
     if !rotated {
@@ -362,29 +362,28 @@ pub fn hybrid_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
 
 /// Granite's scalars, each None where the file leaves it out (transformers' defaults then:
 /// 1, 1/sqrt(head_dim), 1, 1; llama.cpp treats a 0 the same way).
-struct Scalars {
-    embedding: Option<f32>,
-    attention: Option<f32>,
-    residual: Option<f32>,
-    logits: Option<f32>,
+/// MiniCPM's μP scalings are the same (`minicpm`).
+pub(super) struct Scalars {
+    pub embedding: Option<f32>,
+    pub attention: Option<f32>,
+    pub residual: Option<f32>,
+    pub logits: Option<f32>,
 }
 
-impl Scalars {
-    /// As llama.cpp's converter writes them: `embedding_scale`, `attention.scale`,
-    /// `residual_scale`, `logit_scale`.
-    fn of_gguf(g: &GgufFile) -> Result<Self> {
-        let a = g.architecture()?;
-        let key = |k: &str| g.get_f64(&format!("{a}.{k}")).map(|v| v as f32);
-        Ok(Scalars {
-            embedding: key("embedding_scale"),
-            attention: key("attention.scale"),
-            residual: key("residual_scale"),
-            logits: key("logit_scale"),
-        })
-    }
+/// As llama.cpp's converter writes them: `embedding_scale`, `attention.scale`,
+/// `residual_scale`, `logit_scale`.
+pub(super) fn gguf_scalars(g: &GgufFile) -> Result<Scalars> {
+    let a = g.architecture()?;
+    let key = |k: &str| g.get_f64(&format!("{a}.{k}")).map(|v| v as f32);
+    Ok(Scalars {
+        embedding: key("embedding_scale"),
+        attention: key("attention.scale"),
+        residual: key("residual_scale"),
+        logits: key("logit_scale"),
+    })
 }
 
-fn apply(spec: &mut ModelSpec, s: Scalars) {
+pub(super) fn apply_scalars(spec: &mut ModelSpec, s: Scalars) {
     let set = |v: Option<f32>| v.filter(|&v| v != 0.0 && v != 1.0);
     spec.embed_scale = set(s.embedding);
     spec.residual_scale = set(s.residual);

@@ -30,6 +30,7 @@ pub mod llama;
 pub mod llama4;
 pub mod mamba;
 pub mod mamba2;
+pub mod minicpm;
 pub mod minimax_m2;
 pub mod mistral;
 pub mod nemotron;
@@ -58,7 +59,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 82] = [
+pub const HF_MODEL_TYPES: [&str; 83] = [
     "llama",
     "mistral",
     "ministral",
@@ -92,6 +93,7 @@ pub const HF_MODEL_TYPES: [&str; 82] = [
     "gpt2",
     "dots1",
     "arcee",
+    "minicpm",
     "apertus",
     "gpt_bigcode",
     "gptj",
@@ -144,7 +146,7 @@ pub const HF_MODEL_TYPES: [&str; 82] = [
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 62] = [
+pub const GGUF_ARCHITECTURES: [&str; 63] = [
     "llama",
     "mistral",
     "mistral3",
@@ -173,6 +175,7 @@ pub const GGUF_ARCHITECTURES: [&str; 62] = [
     "gpt2",
     "dots1",
     "arcee",
+    "minicpm",
     "apertus",
     "starcoder",
     "falcon",
@@ -271,6 +274,7 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "opt" => opt::from_hf(&c)?,
         "dots1" => dots1::from_hf(&c)?,
         "arcee" => arcee::from_hf(&c)?,
+        "minicpm" => minicpm::from_hf(&c)?,
         "apertus" => apertus::from_hf(&c)?,
         "gpt_bigcode" => gpt_bigcode::from_hf(&c)?,
         "gptj" => gptj::from_hf(&c)?,
@@ -681,6 +685,7 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "gpt2" => gpt2::from_gguf(g)?,
         "dots1" => dots1::from_gguf(g)?,
         "arcee" => arcee::from_gguf(g)?,
+        "minicpm" => minicpm::from_gguf(g)?,
         "apertus" => apertus::from_gguf(g)?,
         "starcoder" => gpt_bigcode::from_gguf(g)?,
         "falcon" => falcon::from_gguf(g)?,
