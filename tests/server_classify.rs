@@ -311,3 +311,39 @@ fn run_batch_classifies_lines_as_the_server_does() {
     }
     assert_eq!(results[1]["response"]["status_code"], 400, "{}", results[1]);
 }
+
+/// A RoBERTa classifier whose checkout keeps the slow tokenizer only (`vocab.json`,
+/// `merges.txt`, RobertaTokenizer's config: tests/fixtures/tiny/roberta_classifier_slow, from
+/// make_roberta_slow.py): its texts get RoBERTa's `<s>` ... `</s>` as transformers' slow
+/// tokenizer gives them, and `/classify` answers the head's probabilities for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roberta_classifier_with_a_slow_tokenizer_classifies_its_texts() {
+    let dir = common::fixtures().join("tiny/roberta_classifier_slow");
+    let g = golden("roberta_classifier_slow");
+    let cases = g["cases"].as_array().unwrap();
+    let tok = candor::engine::load::checkout_tokenizer(&dir)
+        .unwrap()
+        .expect("a tokenizer")
+        .for_encoder()
+        .unwrap();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text, true).unwrap(), want, "{text:?}");
+    }
+    let s = Server::start_path(&dir, "sentiment", &[]).await;
+    let texts: Vec<&Value> = cases.iter().map(|c| &c["text"]).collect();
+    let (status, v) = s
+        .post(
+            "/v1/classify",
+            &json!({"model": "sentiment", "input": texts}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (i, (item, case)) in v["data"].as_array().unwrap().iter().zip(cases).enumerate() {
+        let want = softmax(&floats(&case["logits"]));
+        assert_close(&floats(&item["probs"]), &want, &format!("text {i}"));
+    }
+}

@@ -5,7 +5,10 @@
 //! `special_tokens_map.json`, `added_tokens.json`) matched whole. Built as a `tokenizer.json`
 //! document and read by the `tokenizers` crate, so nothing of the format is reimplemented here.
 //! The BOS / EOS a prompt gets are the caller's (`add_bos_token` of `tokenizer_config.json`),
-//! as for every tokenizer.json candor reads, so no post-processor is written.
+//! as for every tokenizer.json candor reads; RoBERTa's kind (`RobertaConverter`: its class,
+//! BART's and Longformer's, or such a model type where no config names the class) gets its
+//! `RobertaProcessing`, which an encoder applies (`<s> A </s>`, pairs `<s> A </s></s> B </s>`),
+//! and RobertaTokenizer's default specials where the config names none.
 use super::{Result, TokenizerError};
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -81,7 +84,16 @@ fn tokenizer_json(dir: &Path) -> Result<Value> {
         .get("add_prefix_space")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let roberta = is_roberta(dir, &config)?;
+    let config = match roberta {
+        true => with_roberta_defaults(config),
+        false => config,
+    };
     let added_tokens = added_tokens(&vocab, &[&config, &special_map], &added);
+    let post_processor = match roberta {
+        true => roberta_processing(dir, &config, &added_tokens, add_prefix_space)?,
+        false => Value::Null,
+    };
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": add_prefix_space,
                             "trim_offsets": true, "use_regex": true});
     Ok(json!({
@@ -91,7 +103,7 @@ fn tokenizer_json(dir: &Path) -> Result<Value> {
         "added_tokens": added_tokens,
         "normalizer": null,
         "pre_tokenizer": byte_level,
-        "post_processor": null,
+        "post_processor": post_processor,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
                     "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null,
@@ -99,6 +111,80 @@ fn tokenizer_json(dir: &Path) -> Result<Value> {
                   "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                   "vocab": vocab, "merges": merges},
     }))
+}
+
+/// The tokenizer classes transformers converts with its `RobertaConverter` (byte-level BPE
+/// whose sequences are `<s> A </s>`, pairs `<s> A </s></s> B </s>`).
+const ROBERTA_CLASSES: [&str; 3] = ["RobertaTokenizer", "BartTokenizer", "LongformerTokenizer"];
+/// The model types whose slow tokenizers are those, where the tokenizer's config does not
+/// name its class (older uploads keep no tokenizer_config.json).
+const ROBERTA_MODEL_TYPES: [&str; 3] = ["roberta", "bart", "longformer"];
+
+/// Whether `dir`'s slow tokenizer is RoBERTa's kind: by its config's class, else by the
+/// model's type.
+fn is_roberta(dir: &Path, config: &Value) -> Result<bool> {
+    let class = config
+        .get("tokenizer_class")
+        .and_then(Value::as_str)
+        .map(|c| c.trim_end_matches("Fast"));
+    Ok(match class {
+        Some(class) => ROBERTA_CLASSES.contains(&class),
+        None => {
+            let model = optional_json(dir, "config.json")?;
+            let model_type = model.get("model_type").and_then(Value::as_str);
+            model_type.is_some_and(|t| ROBERTA_MODEL_TYPES.contains(&t))
+        }
+    })
+}
+
+/// RobertaTokenizer's special tokens where the config does not name them.
+fn with_roberta_defaults(mut config: Value) -> Value {
+    if !config.is_object() {
+        config = json!({});
+    }
+    for (key, text) in [
+        ("bos_token", "<s>"),
+        ("eos_token", "</s>"),
+        ("sep_token", "</s>"),
+        ("cls_token", "<s>"),
+        ("unk_token", "<unk>"),
+        ("pad_token", "<pad>"),
+        ("mask_token", "<mask>"),
+    ] {
+        if config.get(key).is_none_or(Value::is_null) {
+            config[key] = text.into();
+        }
+    }
+    config
+}
+
+/// RoBERTa's post-processor: `<s>` and `</s>` around a sequence, as an encoder reads it (a
+/// decoder's prompts are left as they are by candor, which adds a BOS itself).
+fn roberta_processing(
+    dir: &Path,
+    config: &Value,
+    added_tokens: &[Value],
+    add_prefix_space: bool,
+) -> Result<Value> {
+    let token = |key: &str, default: &str| -> Result<(String, u64)> {
+        let text = config.get(key).and_then(token_text).unwrap_or(default);
+        let id = added_tokens
+            .iter()
+            .find(|t| t["content"] == text)
+            .and_then(|t| t["id"].as_u64())
+            .ok_or_else(|| {
+                file_error(
+                    &dir.join("vocab.json"),
+                    format!("RoBERTa's `{key}` `{text}` is not in the vocabulary"),
+                )
+            })?;
+        Ok((text.to_string(), id))
+    };
+    let (sep, cls) = (token("sep_token", "</s>")?, token("cls_token", "<s>")?);
+    Ok(
+        json!({"type": "RobertaProcessing", "sep": [sep.0, sep.1], "cls": [cls.0, cls.1],
+              "trim_offsets": true, "add_prefix_space": add_prefix_space}),
+    )
 }
 
 /// The merges of `merges.txt`, a pair a line: its `#version` header and blank lines skipped
@@ -229,6 +315,35 @@ mod tests {
         );
         let whole = crate::tokenizer::Tokenizer::from_vocab_merges(&dir).unwrap();
         assert_eq!(whole.encode("hello world", true).unwrap(), [2, 15, 20]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A RoBERTa checkout without a tokenizer config (told by its model type): RoBERTa's
+    /// specials matched whole, `<mask>` after the vocabulary, and an encoder's sequences and
+    /// pairs wrapped as RobertaProcessing wraps them; a GPT-2 one gets no wrapping.
+    #[test]
+    fn roberta_checkouts_wrap_their_sequences() {
+        let dir = checkout(&[
+            ("vocab.json", VOCAB),
+            ("merges.txt", MERGES),
+            ("config.json", r#"{"model_type": "roberta"}"#),
+        ]);
+        let tok = crate::tokenizer::Tokenizer::from_vocab_merges(&dir)
+            .unwrap()
+            .for_encoder()
+            .unwrap();
+        assert_eq!(tok.encode("hello world", true).unwrap(), [0, 15, 20, 2]);
+        assert_eq!(tok.token_id("<mask>"), Some(21));
+        assert_eq!(
+            tok.encode_pair("hello", "world").unwrap().unwrap(),
+            [0, 15, 2, 2, 9, 17, 6, 11, 2]
+        );
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+        let plain = crate::tokenizer::Tokenizer::from_vocab_merges(&dir)
+            .unwrap()
+            .for_encoder()
+            .unwrap();
+        assert_eq!(plain.encode("hello world", true).unwrap(), [15, 20]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
