@@ -80,9 +80,17 @@ fn the_slow_tokenizer_gives_transformers_ids() {
 }
 
 /// An encoder checkout of one PyTorch checkpoint (`pytorch_model.bin`, a product stored
-/// column-major, a norm in f64) is rewritten as `model.safetensors` and encodes as the safetensors one does.
+/// column-major, a norm in f64) is rewritten as `model.safetensors` and encodes as the
+/// safetensors one does; so is the same checkpoint in PyTorch's legacy (pre-zip) format
+/// (`legacy.bin`, from make_legacy_pth.py).
 #[test]
 fn an_encoder_of_one_pytorch_checkpoint_encodes_as_its_safetensors() {
+    for checkpoint in ["pytorch_model.bin", "legacy.bin"] {
+        encoder_checkpoint_encodes_as_its_safetensors(checkpoint);
+    }
+}
+
+fn encoder_checkpoint_encodes_as_its_safetensors(checkpoint: &str) {
     use candle_core::Device;
     use candor_models::encoder::{BertEncoder, EncoderConfig, EncoderInput};
     let original = fixtures().join("tiny/bert_embed");
@@ -91,7 +99,7 @@ fn an_encoder_of_one_pytorch_checkpoint_encodes_as_its_safetensors() {
         std::fs::copy(original.join(f), tmp.path().join(f)).unwrap();
     }
     std::fs::copy(
-        fixtures().join("tiny/bert_embed_pytorch/pytorch_model.bin"),
+        fixtures().join("tiny/bert_embed_pytorch").join(checkpoint),
         tmp.path().join("pytorch_model.bin"),
     )
     .unwrap();
@@ -166,4 +174,30 @@ fn a_tensor_that_cannot_be_read_leaves_no_file() {
         .filter(|n| n != "config.json" && n != "pytorch_model.bin")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A legacy-format checkpoint cut short is refused naming the storage that runs past its end,
+/// and leaves no safetensors file behind.
+#[test]
+fn a_cut_legacy_checkpoint_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("tiny/bert_embed/config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(fixtures().join("tiny/bert_embed_pytorch/legacy.bin")).unwrap();
+    std::fs::write(
+        tmp.path().join("pytorch_model.bin"),
+        &bytes[..bytes.len() - 100],
+    )
+    .unwrap();
+    let e = candor_models::weights::pytorch::convert_checkout(tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("legacy PyTorch checkpoint") && e.contains("runs past the file's end"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("model.safetensors").exists());
 }

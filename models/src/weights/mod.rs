@@ -13,6 +13,7 @@ pub mod mxfp4;
 pub mod names;
 pub mod packed_int;
 pub mod pytorch;
+mod pytorch_legacy;
 pub mod quantization;
 pub mod safetensors;
 pub mod scaled;

@@ -5,7 +5,9 @@
 //! `model.safetensors.index.json`), as TGI does at start-up: everything past the load then
 //! maps safetensors, never a pickle. The checkpoints are read by candle's restricted
 //! unpickler, which rebuilds tensors and runs no code; each tensor is read as it is written
-//! (`LazyTensor`), so the memory a rewrite takes is one tensor's.
+//! (`LazyTensor`), so the memory a rewrite takes is one tensor's. The zip format is candle's
+//! to read; the legacy one (before PyTorch 1.6) `pytorch_legacy`'s.
+use super::pytorch_legacy::{self, LegacyCheckpoint};
 use crate::error::{ModelError, Result};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -118,7 +120,7 @@ fn convert_file(checkpoint: &Path, dest: &Path) -> Result<Vec<String>> {
         path: checkpoint.display().to_string(),
         reason,
     };
-    let pth = candle_core::pickle::PthTensors::new(checkpoint, None)
+    let pth = Checkpoint::open(checkpoint)
         .map_err(|e| bad(format!("not a PyTorch checkpoint candor can read: {e}")))?;
     let mut names: Vec<&String> = pth.tensor_infos().keys().collect();
     // Heads last, so the embeddings keep a storage they share.
@@ -176,12 +178,43 @@ fn written_dtype(dtype: candle_core::DType) -> candle_core::DType {
     }
 }
 
+/// A checkpoint in either of PyTorch's formats.
+enum Checkpoint {
+    Zip(candle_core::pickle::PthTensors),
+    Legacy(LegacyCheckpoint),
+}
+
+impl Checkpoint {
+    fn open(path: &Path) -> candle_core::Result<Self> {
+        let mut head = [0u8; 16];
+        let read = std::io::Read::read(&mut std::fs::File::open(path)?, &mut head)?;
+        match pytorch_legacy::is_legacy(&head[..read]) {
+            true => LegacyCheckpoint::open(path).map(Checkpoint::Legacy),
+            false => candle_core::pickle::PthTensors::new(path, None).map(Checkpoint::Zip),
+        }
+    }
+
+    fn tensor_infos(&self) -> &std::collections::HashMap<String, candle_core::pickle::TensorInfo> {
+        match self {
+            Checkpoint::Zip(z) => z.tensor_infos(),
+            Checkpoint::Legacy(l) => l.tensor_infos(),
+        }
+    }
+
+    fn get(&self, name: &str) -> candle_core::Result<Option<candle_core::Tensor>> {
+        match self {
+            Checkpoint::Zip(z) => z.get(name),
+            Checkpoint::Legacy(l) => l.get(name),
+        }
+    }
+}
+
 /// One tensor of a checkpoint, read from it only when its bytes are written: a shard is
 /// rewritten holding one tensor at a time, not the whole shard (a single-file GPT-J-6B is
 /// 24 GB). A tensor that cannot be read is written as zeros and its error kept in `failure`,
 /// for the caller to drop the file (the writer's interface has no error to give).
 struct LazyTensor<'a> {
-    pth: &'a candle_core::pickle::PthTensors,
+    pth: &'a Checkpoint,
     name: String,
     dtype: candle_core::DType,
     shape: Vec<usize>,
