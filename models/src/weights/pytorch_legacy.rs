@@ -95,9 +95,15 @@ impl LegacyCheckpoint {
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes)
                 .ok_or_else(|| fail(format!("storage {key} cut short")))?;
-            let len = (count as usize)
-                .checked_mul(dtype.size_in_bytes())
-                .filter(|&len| at + 8 + len <= map.len())
+            // Checked: the count is the file's word, not to be trusted.
+            let len = usize::try_from(count)
+                .ok()
+                .and_then(|c| c.checked_mul(dtype.size_in_bytes()))
+                .filter(|&len| {
+                    (at + 8)
+                        .checked_add(len)
+                        .is_some_and(|end| end <= map.len())
+                })
                 .ok_or_else(|| fail(format!("storage {key} runs past the file's end")))?;
             storages.insert(key, (at + 8, len));
             at += 8 + len;
@@ -129,11 +135,13 @@ impl LegacyCheckpoint {
         if !layout.is_contiguous() && !fortran {
             return Err(fail(format!("{name}: strided views are not read")));
         }
-        let bytes = layout.shape().elem_count() * info.dtype.size_in_bytes();
         let from = layout.start_offset();
-        if from + bytes > len {
-            return Err(fail(format!("{name}: past its storage's end")));
-        }
+        let bytes = layout
+            .shape()
+            .elem_count()
+            .checked_mul(info.dtype.size_in_bytes())
+            .filter(|&b| from.checked_add(b).is_some_and(|end| end <= len))
+            .ok_or_else(|| fail(format!("{name}: past its storage's end")))?;
         let data = &self.map[start + from..start + from + bytes];
         let dims = layout.dims();
         if !fortran {
