@@ -152,17 +152,8 @@ async fn a_pytorch_checkout_serves_completions() {
 /// it is written, so the failure comes mid-write).
 #[test]
 fn a_tensor_that_cannot_be_read_leaves_no_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let original = fixtures().join("tiny/bert_embed");
-    std::fs::copy(original.join("config.json"), tmp.path().join("config.json")).unwrap();
-    std::fs::copy(
-        fixtures().join("tiny/bert_embed_pytorch/truncated.bin"),
-        tmp.path().join("pytorch_model.bin"),
-    )
-    .unwrap();
-    let e = candor_models::weights::pytorch::convert_checkout(tmp.path())
-        .unwrap_err()
-        .to_string();
+    let bytes = std::fs::read(fixtures().join("tiny/bert_embed_pytorch/truncated.bin")).unwrap();
+    let (tmp, e) = refused_checkpoint(&bytes);
     // The tensor whose data the fixture cut short.
     assert!(
         e.contains("pytorch_model.bin") && e.contains("embeddings.LayerNorm.bias"),
@@ -180,24 +171,27 @@ fn a_tensor_that_cannot_be_read_leaves_no_file() {
 /// and leaves no safetensors file behind.
 #[test]
 fn a_cut_legacy_checkpoint_is_refused_by_name() {
+    let bytes = std::fs::read(fixtures().join("tiny/bert_embed_pytorch/legacy.bin")).unwrap();
+    let (tmp, e) = refused_checkpoint(&bytes[..bytes.len() - 100]);
+    assert!(
+        e.contains("legacy PyTorch checkpoint") && e.contains("runs past the file's end"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("model.safetensors").exists());
+}
+
+/// A checkout of the tiny BERT's config and `checkpoint` as its `pytorch_model.bin`, whose
+/// conversion is refused: the checkout and the error.
+fn refused_checkpoint(checkpoint: &[u8]) -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
         fixtures().join("tiny/bert_embed/config.json"),
         tmp.path().join("config.json"),
     )
     .unwrap();
-    let bytes = std::fs::read(fixtures().join("tiny/bert_embed_pytorch/legacy.bin")).unwrap();
-    std::fs::write(
-        tmp.path().join("pytorch_model.bin"),
-        &bytes[..bytes.len() - 100],
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("pytorch_model.bin"), checkpoint).unwrap();
     let e = candor_models::weights::pytorch::convert_checkout(tmp.path())
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("legacy PyTorch checkpoint") && e.contains("runs past the file's end"),
-        "{e}"
-    );
-    assert!(!tmp.path().join("model.safetensors").exists());
+    (tmp, e)
 }

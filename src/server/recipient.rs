@@ -4,14 +4,23 @@
 //! the template's protocol, not the answer: read from the answer's start, it is dropped there.
 //! (With tools, the call extractor reads the recipients instead: `tools::functionary_v32`.)
 
-/// What the template writes before a message to the user.
+/// What opens each message (the template's, before every recipient).
+pub const MESSAGE: &str = ">>>";
+/// The recipient that is the user: its message is the answer's text.
+pub const USER: &str = "all";
+/// `USER`'s line: what the template writes before a message to the user.
 pub const TO_USER: &str = "all\n";
 
+/// Whether a chat template is functionary v3.2's: it writes the assistant's text to `all`.
+/// (The tool format `tools::functionary_v32` is told by the same test.)
+pub fn of_template(template: &str) -> bool {
+    template.contains(">>>all")
+}
+
 /// The recipient line a chat's answer starts with: `TO_USER` where the template is
-/// functionary's (it writes `>>>all` before the assistant's text) and the prompt ends in its
-/// `>>>`.
+/// functionary's and the prompt ends in its `>>>`.
 pub fn answer_prefix(template: &str, prompt: &str) -> Option<&'static str> {
-    (template.contains(">>>all") && prompt.ends_with(">>>")).then_some(TO_USER)
+    (of_template(template) && prompt.ends_with(MESSAGE)).then_some(TO_USER)
 }
 
 /// Drops `prefix` from the start of a streamed text: held back while the text could still be

@@ -38,6 +38,21 @@ pub enum TokenizerError {
 
 pub type Result<T> = std::result::Result<T, TokenizerError>;
 
+/// `path` cannot be read as (part of) a checkout's tokenizer, for `reason`.
+fn file_error(path: &std::path::Path, reason: impl std::fmt::Display) -> TokenizerError {
+    TokenizerError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A special token's text where a tokenizer config names it: a string, or an AddedToken's
+/// `content`.
+fn special_token_text(v: &serde_json::Value) -> Option<&str> {
+    v.as_str()
+        .or_else(|| v.get("content").and_then(serde_json::Value::as_str))
+}
+
 pub(crate) enum Model {
     /// `tokenizers`-crate tokenizer (GGUF gpt2 family, or tokenizer.json).
     Hf(Box<tokenizers::Tokenizer>),
@@ -405,18 +420,12 @@ impl Tokenizer {
             }
             None => serde_json::Value::Null,
         };
-        let token_text = |key: &str| -> Option<String> {
-            match cfg.get(key)? {
-                serde_json::Value::String(s) => Some(s.clone()),
-                v => v
-                    .get("content")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string),
-            }
+        let named = |key: &str| {
+            cfg.get(key)
+                .and_then(special_token_text)
+                .and_then(|t| tok.token_to_id(t))
         };
-        let bos = token_text("bos_token").and_then(|t| tok.token_to_id(&t));
-        let sep = token_text("sep_token").and_then(|t| tok.token_to_id(&t));
-        let eos = token_text("eos_token").and_then(|t| tok.token_to_id(&t));
+        let (bos, sep, eos) = (named("bos_token"), named("sep_token"), named("eos_token"));
         let templates = ChatTemplates::from_tokenizer_config(&cfg);
         let add_bos = cfg
             .get("add_bos_token")

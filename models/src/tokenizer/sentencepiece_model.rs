@@ -8,7 +8,7 @@
 //! SentencePiece BPE models (Llama, Mistral, Gemma, Yi, InternLM) are read; Unigram models are
 //! refused by name (their decoder-only users are rare, and `unigram` builds T5's encoder
 //! tokenizer).
-use super::{Tokenizer, TokenizerError};
+use super::{file_error, special_token_text, Tokenizer, TokenizerError};
 use candle_core::quantized::gguf_file::Value;
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -70,13 +70,6 @@ pub fn is_slow_checkout(dir: &Path) -> bool {
     !dir.join("tokenizer.json").is_file() && dir.join(FILE).is_file()
 }
 
-fn file_error(path: &Path, reason: impl std::fmt::Display) -> TokenizerError {
-    TokenizerError::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
 impl Tokenizer {
     /// `dir`'s `tokenizer.model` with its `tokenizer_config.json` (special tokens, added
     /// tokens, `add_bos_token`, the chat template) and template files.
@@ -133,7 +126,7 @@ fn gguf_vocabulary(dir: &Path, config: &Json) -> Result<HashMap<String, Value>, 
     add_checkout_tokens(dir, config, &mut tokens, &mut scores, &mut types)?;
     let id_of = |piece: &str| tokens.iter().position(|t| t == piece).map(|i| i as u32);
     // The checkout's names win over the model's ids (a fine-tune's own end of turn).
-    let named = |key: &str| token_text(config, key).and_then(|t| id_of(&t));
+    let named = |key: &str| config.get(key).and_then(special_token_text).and_then(id_of);
     let trained = |id: Option<i32>, default: i32| {
         let id = id.unwrap_or(default);
         (id >= 0 && (id as usize) < tokens.len()).then_some(id as u32)
@@ -196,14 +189,6 @@ fn read_config(dir: &Path) -> Result<Json, TokenizerError> {
     }
     let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
     crate::config_json::parse(&text).map_err(|e| file_error(&path, e))
-}
-
-/// The text of a special token the config names (`"<s>"` or `{"content": "<s>", ...}`).
-fn token_text(config: &Json, key: &str) -> Option<String> {
-    match config.get(key)? {
-        Json::String(s) => Some(s.clone()),
-        v => v.get("content").and_then(Json::as_str).map(str::to_string),
-    }
 }
 
 /// The checkout's added tokens (`added_tokens_decoder` of its config, `added_tokens.json`):

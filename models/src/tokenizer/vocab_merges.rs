@@ -9,7 +9,7 @@
 //! BART's and Longformer's, or such a model type where no config names the class) gets its
 //! `RobertaProcessing`, which an encoder applies (`<s> A </s>`, pairs `<s> A </s></s> B </s>`),
 //! and RobertaTokenizer's default specials where the config names none.
-use super::{Result, TokenizerError};
+use super::{file_error, special_token_text, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -40,13 +40,6 @@ pub fn tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer> {
         .map_err(|e| file_error(&dir.join("vocab.json"), e.to_string()))
 }
 
-fn file_error(path: &Path, reason: String) -> TokenizerError {
-    TokenizerError::File {
-        path: path.display().to_string(),
-        reason,
-    }
-}
-
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))
 }
@@ -68,7 +61,7 @@ fn optional_json(dir: &Path, name: &str) -> Result<Value> {
 fn tokenizer_json(dir: &Path) -> Result<Value> {
     let vocab_path = dir.join("vocab.json");
     let Value::Object(vocab) = read_json(&vocab_path)? else {
-        return Err(file_error(&vocab_path, "not a JSON object".into()));
+        return Err(file_error(&vocab_path, "not a JSON object"));
     };
     if let Some((token, _)) = vocab.iter().find(|(_, id)| id.as_u64().is_none()) {
         return Err(file_error(
@@ -167,7 +160,10 @@ fn roberta_processing(
     add_prefix_space: bool,
 ) -> Result<Value> {
     let token = |key: &str, default: &str| -> Result<(String, u64)> {
-        let text = config.get(key).and_then(token_text).unwrap_or(default);
+        let text = config
+            .get(key)
+            .and_then(special_token_text)
+            .unwrap_or(default);
         let id = added_tokens
             .iter()
             .find(|t| t["content"] == text)
@@ -210,12 +206,6 @@ fn merges(path: &Path) -> Result<Vec<[String; 2]>> {
     Ok(merges)
 }
 
-/// A token's text where a config names it: a string, or an AddedToken's `content`.
-fn token_text(v: &Value) -> Option<&str> {
-    v.as_str()
-        .or_else(|| v.get("content").and_then(Value::as_str))
-}
-
 /// The tokens matched whole: each special token the configs name (in the vocabulary, or after
 /// it in turn), and `added_tokens.json`'s at their ids, as `tokenizer.json` lists them.
 fn added_tokens(vocab: &Map<String, Value>, configs: &[&Value], added: &Value) -> Vec<Value> {
@@ -227,7 +217,7 @@ fn added_tokens(vocab: &Map<String, Value>, configs: &[&Value], added: &Value) -
             .and_then(Value::as_array)
             .into_iter()
             .flatten();
-        for text in named.chain(extra).filter_map(token_text) {
+        for text in named.chain(extra).filter_map(special_token_text) {
             if !specials.iter().any(|s| s == text) {
                 specials.push(text.to_string());
             }

@@ -152,7 +152,7 @@ impl ToolCallExtractor {
                             return out;
                         }
                         Recipient::User => {
-                            let text = &line[recipients::USER.len() + 1..];
+                            let text = &line[recipients::TO_USER.len()..];
                             input = text.to_string();
                             self.state = State::Text {
                                 pending: String::new(),

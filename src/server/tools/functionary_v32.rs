@@ -7,17 +7,9 @@
 //! at the next `>>>` after its arguments, or with the answer.
 use super::format::{literal, name_first_call_grammar, name_then_args_rules, ParsedCall};
 use super::valid_function_name;
+/// The protocol's markers and its template's test, shared with the reader of tool-less answers.
+pub use crate::server::recipient::{of_template, MESSAGE, TO_USER, USER};
 use serde_json::Value;
-
-/// What opens each message after the first (the template's, before every recipient).
-pub const MESSAGE: &str = ">>>";
-/// The recipient that is the user: its message is the answer's text.
-pub const USER: &str = "all";
-
-/// Whether a chat template is functionary v3.2's: it writes the assistant's text to `all`.
-pub fn of_template(template: &str) -> bool {
-    template.contains(">>>all")
-}
 
 /// What the start of a message (`line`, the text after its `>>>` so far) says of its
 /// recipient.
@@ -89,7 +81,7 @@ pub fn call_grammar(
 pub fn message_grammar(functions: &[(String, Value)]) -> Result<String, String> {
     Ok(format!(
         "start: call | {} | NOT_A_RECIPIENT\nNOT_A_RECIPIENT: /[^A-Za-z0-9_\\-]/\n{}",
-        literal(&format!("{USER}\n")),
+        literal(TO_USER),
         name_then_args_rules(functions, &literal("\n"))?
     ))
 }
