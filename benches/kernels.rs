@@ -104,6 +104,7 @@ fn attention(c: &mut Criterion) {
         window: None,
         softcap: None,
         sinks: None,
+        alibi: None,
     };
     // The same cache in f16 (what quantized models use on the CPU).
     let (k16, v16) = (to_f16(&k), to_f16(&v));

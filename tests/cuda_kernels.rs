@@ -235,6 +235,19 @@ fn with_sinks(p: AttentionParams, seed: u64) -> AttentionParams {
     }
 }
 
+/// `p` with ALiBi's geometric slopes `2^(-8(h+1)/heads)` (BLOOM's for a power of two): from a
+/// few keys' reach on head 0 to nearly flat, so a wrong sign, distance or head shows.
+fn with_alibi(p: AttentionParams) -> AttentionParams {
+    let heads = p.num_heads;
+    let slopes: Vec<f32> = (0..heads)
+        .map(|h| (-8.0 * (h + 1) as f32 / heads as f32).exp2())
+        .collect();
+    AttentionParams {
+        alibi: Some(slopes.into()),
+        ..p
+    }
+}
+
 #[test]
 fn paged_attention_prefill_decode_window_gqa_softcap_sinks_match_the_cpu() {
     let cpu = CpuBackend::new(2);
@@ -246,6 +259,7 @@ fn paged_attention_prefill_decode_window_gqa_softcap_sinks_match_the_cpu() {
         sliding_window: window,
         softcap,
         sinks: None,
+        alibi: None,
     };
     let cases = [
         // A prefill chunk longer than a tile, mixed with a decode token deep in its context.
@@ -316,6 +330,25 @@ fn paged_attention_prefill_decode_window_gqa_softcap_sinks_match_the_cpu() {
             seqs: vec![(1, 2500), (1, 700)],
             params: with_sinks(params(8, 2, 256, Some(1024), Some(50.0)), 44),
         },
+        // ALiBi (BLOOM, MPT): prompt tiles beside a decode token (GQA: the query head's slope),
+        // tile edges after a history mid-block, key ranges of long decode rows (distances from
+        // the row, not the range), and with a window, softcap and sinks at once.
+        AttnCase {
+            seqs: vec![(150, 0), (1, 300)],
+            params: with_alibi(params(8, 2, 64, None, None)),
+        },
+        AttnCase {
+            seqs: vec![(65, 3), (33, 45)],
+            params: with_alibi(params(4, 2, 128, None, None)),
+        },
+        AttnCase {
+            seqs: vec![(1, 2500), (1, 700)],
+            params: with_alibi(params(32, 8, 128, None, None)),
+        },
+        AttnCase {
+            seqs: vec![(70, 10), (1, 200)],
+            params: with_alibi(with_sinks(params(8, 1, 256, Some(32), Some(50.0)), 46)),
+        },
     ];
     // Half-precision caches run prompt chunks on the tensor-core kernel, and long decode rows
     // split their keys; each case also runs on the one-pass simple kernel alone, so every
@@ -339,6 +372,17 @@ fn paged_attention_prefill_decode_window_gqa_softcap_sinks_match_the_cpu() {
         params: bad,
     };
     assert!(try_attention(&g, &case, 16).is_err(), "7 sinks for 8 heads");
+    // ... and so is an ALiBi slope count.
+    let mut bad = with_alibi(params(8, 2, 64, None, None));
+    bad.alibi = bad.alibi.map(|s| s[..7].into());
+    let case = AttnCase {
+        seqs: vec![(20, 0)],
+        params: bad,
+    };
+    assert!(
+        try_attention(&g, &case, 16).is_err(),
+        "7 ALiBi slopes for 8 heads"
+    );
 }
 
 fn linear<B: Backend>(b: &B, x: &[f32], w: HostWeight, bias: &[f32], dims: [usize; 2]) -> Vec<f32> {
@@ -634,6 +678,7 @@ fn attend_one_sequence<B: Backend>(
         sliding_window: None,
         softcap: None,
         sinks: None,
+        alibi: None,
     };
     let seq = SeqAttention {
         q_start: 0,

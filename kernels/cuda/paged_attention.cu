@@ -9,7 +9,10 @@
 // sees keys i - window < j <= i. Softcap: score = cap * tanh(score / cap). Sinks (gpt-oss; null:
 // none): one logit per query head that joins each softmax of the head as a key with no value,
 // so the online softmax starts from it (max = sink, sum = e^0 = 1) instead of from nothing.
-// All math in f32.
+// ALiBi (BLOOM, MPT; null: none): one slope per query head; a query at position i adds
+// slope * (j - i) to its (scaled, capped) score of key j, relative to the query so the bias stays
+// small and exact in f32 at any context length (the models' own biases differ from it by a
+// constant per row, which the softmax drops). All math in f32.
 //
 // Long contexts with few blocks (decode of one or a few sequences: tokens × heads blocks cannot
 // fill the GPU, and each would walk thousands of keys alone) split each row's keys into ranges,
@@ -30,19 +33,21 @@
 #define ATTN_MAX_HEAD_DIM 640
 #define ATTN_MAX_DIMS_PER_THREAD 5  // ATTN_MAX_HEAD_DIM / the 128 threads of a block
 
-// Where a block's query row attends: its output offset, position, first visible key, KV head
-// and block table. False for a row with no sequence.
+// Where a block's query row attends: its output offset, position, first visible key, KV head,
+// block table and ALiBi slope (0 without ALiBi: a bias of 0 leaves every score as it is). False
+// for a row with no sequence.
 struct RowKeys {
   size_t qoff;
   int pos, first, kvh;
   const uint32_t* table;
+  float slope;
 };
 
 __device__ __forceinline__ bool row_keys(const uint32_t* __restrict__ row_seq,
                                          const uint32_t* __restrict__ seq_meta,
                                          const uint32_t* __restrict__ tables, int t, int h,
                                          int heads, int kv_heads, int head_dim, int window,
-                                         RowKeys& r) {
+                                         const float* __restrict__ alibi, RowKeys& r) {
   r.qoff = ((size_t)t * heads + h) * head_dim;
   const uint32_t s = row_seq[t];
   if (s == 0xffffffffu) return false;
@@ -51,6 +56,7 @@ __device__ __forceinline__ bool row_keys(const uint32_t* __restrict__ row_seq,
   r.pos = start_pos + (t - q_start);
   r.first = window > 0 ? max(0, r.pos + 1 - window) : 0;
   r.kvh = h / (heads / kv_heads);
+  r.slope = alibi != nullptr ? alibi[h] : 0.0f;
   return true;
 }
 
@@ -86,6 +92,9 @@ __device__ void attend_keys(const float* qs, const T* __restrict__ k_cache,
       for (int d = lane; d < head_dim; d += 32) dot += qs[d] * to_f32(kr[d]);
       dot = warp_sum(dot) * scale;
       if (softcap > 0.0f) dot = softcap * tanhf(dot / softcap);
+      // ALiBi after the cap, as the CPU backend: the distance (<= 0) is an integer, exact as a
+      // float, so every path (one pass, key ranges, tensor cores) adds the same bias.
+      dot += r.slope * (float)(key - r.pos);
       if (lane == 0) {
         p[j] = dot;
         slot_of[j] = slot;
@@ -129,13 +138,13 @@ __device__ void attend(const T* __restrict__ q, const T* __restrict__ k_cache,
                        const uint32_t* __restrict__ row_seq, const uint32_t* __restrict__ seq_meta,
                        const uint32_t* __restrict__ tables, int heads, int kv_heads, int head_dim,
                        int block_size, float scale, int window, float softcap,
-                       const float* __restrict__ sinks) {
+                       const float* __restrict__ sinks, const float* __restrict__ alibi) {
   __shared__ float qs[ATTN_MAX_HEAD_DIM];
   __shared__ float p[ATTN_TILE];
   __shared__ size_t slot_of[ATTN_TILE];
   RowKeys r;
   if (!row_keys(row_seq, seq_meta, tables, blockIdx.x, blockIdx.y, heads, kv_heads, head_dim,
-                window, r)) {
+                window, alibi, r)) {
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[r.qoff + d] = from_f32<T>(0.0f);
     return;
   }
@@ -196,7 +205,8 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
                              const uint32_t* __restrict__ seq_meta,
                              const uint32_t* __restrict__ tables, int heads, int kv_heads,
                              int head_dim, int block_size, float scale, int window, float softcap,
-                             const float* __restrict__ sinks, int split_keys) {
+                             const float* __restrict__ sinks, const float* __restrict__ alibi,
+                             int split_keys) {
   __shared__ float qs[ATTN_MAX_HEAD_DIM];
   __shared__ float p[ATTN_TILE];
   __shared__ size_t slot_of[ATTN_TILE];
@@ -209,7 +219,7 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
   float m = -INFINITY, l = 0.0f;
   RowKeys r;
   if (row_keys(row_seq, seq_meta, tables, blockIdx.x, blockIdx.y, heads, kv_heads, head_dim,
-               window, r)) {
+               window, alibi, r)) {
     const int lo = r.first + (int)blockIdx.z * split_keys;
     const int hi = min(r.pos + 1, lo + split_keys);
     if (lo < hi) {
@@ -240,22 +250,24 @@ __device__ void attend_split(const T* __restrict__ q, const T* __restrict__ k_ca
 }
 
 // Argument order as src/backend/cuda/kernels.rs pushes it (AttentionScalars::push_simple, then
-// the sinks); `sinks` is null or `heads` floats.
+// the sinks and the ALiBi slopes); `sinks` and `alibi` are each null or `heads` floats.
 #define PAGED_ATTENTION(T, SUFFIX)                                                              \
   extern "C" __global__ void paged_attention_##SUFFIX(                                          \
       const T* q, const T* k_cache, const T* v_cache, T* out, const uint32_t* row_seq,         \
       const uint32_t* seq_meta, const uint32_t* tables, int heads, int kv_heads, int head_dim, \
-      int block_size, float scale, int window, float softcap, const float* sinks) {             \
+      int block_size, float scale, int window, float softcap, const float* sinks,              \
+      const float* alibi) {                                                                     \
     attend<T>(q, k_cache, v_cache, out, row_seq, seq_meta, tables, heads, kv_heads, head_dim,  \
-              block_size, scale, window, softcap, sinks);                                       \
+              block_size, scale, window, softcap, sinks, alibi);                                \
   }                                                                                             \
   extern "C" __global__ void paged_attention_split_##SUFFIX(                                    \
       const T* q, const T* k_cache, const T* v_cache, float* part_ml, float* part_acc, T* out,  \
       unsigned* arrivals, const uint32_t* row_seq, const uint32_t* seq_meta,                    \
       const uint32_t* tables, int heads, int kv_heads, int head_dim, int block_size,            \
-      float scale, int window, float softcap, const float* sinks, int split_keys) {             \
+      float scale, int window, float softcap, const float* sinks, const float* alibi,           \
+      int split_keys) {                                                                         \
     attend_split<T>(q, k_cache, v_cache, part_ml, part_acc, out, arrivals, row_seq, seq_meta,   \
                     tables, heads, kv_heads, head_dim, block_size, scale, window, softcap,      \
-                    sinks, split_keys);                                                         \
+                    sinks, alibi, split_keys);                                                  \
   }
 CANDOR_FOR_EACH_DTYPE(PAGED_ATTENTION)

@@ -21,7 +21,8 @@
 // Masking is the CPU backend's: a query at position p sees keys p - window < j <= p (window 0:
 // none); score = softcap * tanh(score / softcap) when softcap > 0. Sinks (gpt-oss; null: none):
 // head h's logit sinks[h] joins each of its rows' softmax as a key with no value, so each row's
-// online softmax starts from it (max = sink, sum = e^0 = 1).
+// online softmax starts from it (max = sink, sum = e^0 = 1). ALiBi (null: none): a row at
+// position p adds alibi[h] * (j - p) to its capped score of key j, as the simple kernel does.
 //
 // kernels/cuda/emulation runs this source on the CPU against a reference (CI, no GPU).
 #include "common.cuh"
@@ -93,7 +94,7 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
                            const uint32_t* __restrict__ tables,
                            const uint32_t* __restrict__ tiles, int heads, int kv_heads,
                            int block_size, float scale, int window, float softcap,
-                           const float* __restrict__ sinks) {
+                           const float* __restrict__ sinks, const float* __restrict__ alibi) {
   static_assert(D % 16 == 0 && BK % 16 == 0 && BQ % 16 == 0, "mma tile multiples");
   __shared__ __align__(16) T qs[BQ * kPadded<D>];
   __shared__ __align__(16) T ks[BK * kPadded<D>];
@@ -138,6 +139,8 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
   const float sink_share = sink > -INFINITY && qd == 0 ? 1.0f : 0.0f;
   float m[2] = {sink, sink};
   float l[2] = {sink_share, sink_share};
+  // The head's ALiBi slope; 0 without ALiBi, a bias of 0 that leaves the scores as they are.
+  const float slope = alibi != nullptr ? alibi[h] : 0.0f;
 
   for (int base = key_first; base <= pos_last; base += BK) {
     __syncthreads();  // the previous step's K/V reads are done (and Q is loaded, first time)
@@ -173,7 +176,7 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
       }
     }
 
-    // Scale, softcap, mask; the rows' new maxima over the quad that shares them.
+    // Scale, softcap, ALiBi, mask; the rows' new maxima over the quad that shares them.
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < BK / 8; ++n) {
@@ -183,6 +186,9 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
         const int key = base + n * 8 + 2 * qd + (c % 2);
         float v = sc[n][c] * scale;
         if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
+        // ALiBi after the cap, the distance (<= 0 where visible) an exact integer: the bias the
+        // simple kernel and the CPU backend add.
+        v += slope * (float)(key - my_pos[i]);
         const bool visible = my_valid[i] && key <= my_pos[i] &&
                              (window <= 0 || key > my_pos[i] - window);
         v = visible ? v : -INFINITY;
@@ -261,16 +267,17 @@ __device__ void attend_mma(const T* __restrict__ q, const T* __restrict__ k_cach
 
 // Entry points per storage type and head size; the host picks BQ/BK to match
 // (launch.rs, `mma_attention_tile`): (64, 64) for head_dim 64, (64, 32) for 128, (32, 16) for
-// 256, which keeps the three shared tiles under the 48 KiB of static shared memory. `sinks` is
-// null or `heads` floats.
+// 256, which keeps the three shared tiles under the 48 KiB of static shared memory. `sinks` and
+// `alibi` are each null or `heads` floats.
 #define PAGED_ATTENTION_MMA(T, SUFFIX, D, BQ, BK)                                               \
   extern "C" __global__ void __launch_bounds__(BQ * 2)                                          \
       paged_attention_mma_##SUFFIX##_d##D(                                                      \
           const T* q, const T* k_cache, const T* v_cache, T* out, const uint32_t* seq_meta,    \
           const uint32_t* tables, const uint32_t* tiles, int heads, int kv_heads,             \
-          int block_size, float scale, int window, float softcap, const float* sinks) {         \
+          int block_size, float scale, int window, float softcap, const float* sinks,           \
+          const float* alibi) {                                                                 \
     attend_mma<T, D, BQ, BK>(q, k_cache, v_cache, out, seq_meta, tables, tiles, heads,         \
-                             kv_heads, block_size, scale, window, softcap, sinks);              \
+                             kv_heads, block_size, scale, window, softcap, sinks, alibi);       \
   }
 
 PAGED_ATTENTION_MMA(__half, f16, 64, 64, 64)

@@ -312,9 +312,22 @@ pub struct AttnShape<'a> {
     /// without a value (gpt-oss's sinks): the weights are `exp(s_j - m) / (exp(sink - m) +
     /// Σ exp(s_j - m))`. In the units of the scaled, capped scores.
     pub sinks: Option<&'a [f32]>,
+    /// ALiBi: one slope per query head (`heads` of them); a query at position i adds
+    /// `slope · (j − i)` to its score of key j, after the scale and cap. Relative to the query
+    /// (BLOOM's and MPT's biases differ from it by a constant per row, which the softmax drops),
+    /// so the bias stays small and exact in f32 however long the context.
+    pub alibi: Option<&'a [f32]>,
 }
 
 impl AttnShape<'_> {
+    /// Head `head`'s ALiBi term for the scores of keys `key0..` seen from `pos`: its slope
+    /// and the first key's distance `key0 − pos`, or None without ALiBi.
+    #[inline(always)]
+    pub(crate) fn alibi_at(&self, head: usize, key0: usize, pos: usize) -> Option<(f32, isize)> {
+        let slope = *self.alibi?.get(head)?;
+        Some((slope, key0 as isize - pos as isize))
+    }
+
     /// The first key position a query at `pos` sees: its window's start, else 0.
     #[inline(always)]
     pub(crate) fn first_visible(&self, pos: usize) -> usize {
@@ -390,6 +403,7 @@ pub fn paged_attention<E: KvElement>(
                 scale: shape.scale,
                 softcap: shape.softcap,
                 sinks: shape.sinks.map(|s| &s[h0..h0 + heads_per_task]),
+                alibi: shape.alibi.map(|s| (&s[h0..h0 + heads_per_task], pos)),
             };
             attend(&heads, scratch, oh);
         });
@@ -511,6 +525,9 @@ pub struct Heads<'a, E> {
     softcap: Option<f32>,
     /// The `count` heads' sinks (`AttnShape::sinks`).
     sinks: Option<&'a [f32]>,
+    /// The `count` heads' ALiBi slopes (`AttnShape::alibi`) and the query's position (`pos`
+    /// is the last key's: a key split's segment may end before the query).
+    alibi: Option<(&'a [f32], usize)>,
 }
 
 /// One compiled instance of `attend` for caches of `E`.
@@ -571,6 +588,11 @@ unsafe fn attend<E: KvElement, R: RowReader<E>>(
                 sc = cap * tanh(sc / cap);
             }
             scores[c * n + i] = sc;
+        }
+    }
+    if let Some((slopes, query)) = h.alibi {
+        for (sc, &slope) in scores.chunks_exact_mut(n.max(1)).zip(slopes) {
+            add_alibi(sc, slope, h.first as isize - query as isize);
         }
     }
     for (c, sc) in scores.chunks_exact_mut(n.max(1)).enumerate() {
@@ -654,6 +676,16 @@ unsafe fn weighted_v<E: KvElement, R: RowReader<E>, const C: usize>(
             out[c * d + e..c * d + e + w].copy_from_slice(&ac[..w]);
         }
         e += w;
+    }
+}
+
+/// ALiBi's bias on one query head's scores of consecutive keys: `sc[i] += slope · (distance +
+/// i)`, `distance` the first key's position minus the query's. Integer distances convert
+/// exactly (below 2^24), so every path (decode, blocks, key splits) adds the same bias.
+#[inline(always)]
+fn add_alibi(sc: &mut [f32], slope: f32, distance: isize) {
+    for (i, x) in sc.iter_mut().enumerate() {
+        *x += slope * (distance + i as isize) as f32;
     }
 }
 
@@ -745,6 +777,7 @@ mod tests {
                 window: None,
                 softcap: None,
                 sinks: None,
+                alibi: None,
             },
         );
         let r0 = dense(&q[0..3], &ks[..4], &vs[..4], 0.5);
@@ -763,6 +796,7 @@ mod tests {
                 window: Some(2),
                 softcap: None,
                 sinks: None,
+                alibi: None,
             },
         );
         let w1 = dense(&q[3..6], &ks[3..5], &vs[3..5], 0.5);
@@ -921,15 +955,19 @@ mod tests {
         scale: f32,
         cap: Option<f32>,
         sink: Option<f32>,
+        alibi: Option<(f32, isize)>,
     ) -> Vec<f32> {
         let s: Vec<f64> = ks
             .iter()
-            .map(|k| {
+            .enumerate()
+            .map(|(i, k)| {
                 let x = k.iter().zip(q).map(|(a, b)| (a * b) as f64).sum::<f64>() * scale as f64;
-                match cap {
+                let x = match cap {
                     Some(c) => c as f64 * (x / c as f64).tanh(),
                     None => x,
-                }
+                };
+                // ALiBi: the slope times the key's distance back from the query.
+                x + alibi.map_or(0.0, |(m, d0)| m as f64 * (d0 + i as isize) as f64)
             })
             .collect();
         let sink = sink.map(f64::from);
@@ -1009,7 +1047,7 @@ mod tests {
         }
     }
 
-    /// Causal attention over every earlier key: no window, cap or sinks.
+    /// Causal attention over every earlier key: no window, cap, sinks or ALiBi.
     fn plain_shape(heads: usize, scale: f32) -> AttnShape<'static> {
         AttnShape {
             heads,
@@ -1017,7 +1055,16 @@ mod tests {
             window: None,
             softcap: None,
             sinks: None,
+            alibi: None,
         }
+    }
+
+    /// ALiBi's slopes for a power-of-two count of heads, 2^(-8(h+1)/heads), as BLOOM's and
+    /// MPT's; other counts' slopes are different numbers of the same kind.
+    fn alibi_slopes(heads: usize) -> Vec<f32> {
+        (0..heads)
+            .map(|h| 2f32.powf(-8.0 * (h + 1) as f32 / heads as f32))
+            .collect()
     }
 
     /// `check_prefill_blocks`' bound for the f32 kernels: float sums in another order than the
@@ -1080,13 +1127,16 @@ mod tests {
         }
         // Sinks spread over [-3, 3): some below every score, some above most.
         let sinks: Vec<f32> = (0..heads).map(|h| 3.0 * noise(9_000_000 + h)).collect();
-        for (window, softcap, sinks) in [
-            (None, None, None),
-            (Some(50), None, None),
-            (None, Some(2.0), None),
-            (Some(20), Some(2.0), None),
-            (None, None, Some(&sinks[..])),
-            (Some(20), None, Some(&sinks[..])),
+        let slopes = alibi_slopes(heads);
+        for (window, softcap, sinks, alibi) in [
+            (None, None, None, None),
+            (Some(50), None, None, None),
+            (None, Some(2.0), None, None),
+            (Some(20), Some(2.0), None, None),
+            (None, None, Some(&sinks[..]), None),
+            (Some(20), None, Some(&sinks[..]), None),
+            (None, None, None, Some(&slopes[..])),
+            (Some(20), Some(2.0), None, Some(&slopes[..])),
         ] {
             let shape = AttnShape {
                 heads,
@@ -1094,6 +1144,7 @@ mod tests {
                 window,
                 softcap,
                 sinks,
+                alibi,
             };
             let caches: &[&str] = if d.is_multiple_of(32) {
                 &["f32", "f16", "q8_0"]
@@ -1126,12 +1177,14 @@ mod tests {
                             let at = ((seq.q_start + r) * heads + h) * d;
                             let qr = &q[at..at + d];
                             let sink = sinks.map(|s| s[h]);
-                            let want = dense_capped(qr, &ks, &vs, 0.3, softcap, sink);
+                            let bias = alibi.map(|m| (m[h], lo as isize - pos as isize));
+                            let want = dense_capped(qr, &ks, &vs, 0.3, softcap, sink, bias);
                             for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
                                 assert!(
                                     (a - b).abs() < tol,
-                                    "window {window:?} cap {softcap:?} sinks {} {cache} seq {s} row {r} head {h} [{e}]: {a} vs {b}",
-                                    sinks.is_some()
+                                    "window {window:?} cap {softcap:?} sinks {} alibi {} {cache} seq {s} row {r} head {h} [{e}]: {a} vs {b}",
+                                    sinks.is_some(),
+                                    alibi.is_some()
                                 );
                             }
                         }
@@ -1244,10 +1297,14 @@ mod tests {
             .num_threads(4)
             .build()
             .unwrap();
-        for (window, softcap, sinks) in [
-            (None, None, None),
-            (Some(1000), Some(3.0), None),
-            (None, None, Some(&sinks[..])),
+        // ALiBi slopes as small as a 64-head model's last (2^-8): its far keys still count.
+        let slopes: Vec<f32> = (0..heads).map(|h| 0.5f32.powi(1 + h as i32 / 2)).collect();
+        for (window, softcap, sinks, alibi) in [
+            (None, None, None, None),
+            (Some(1000), Some(3.0), None, None),
+            (None, None, Some(&sinks[..]), None),
+            (None, None, None, Some(&slopes[..])),
+            (Some(1000), None, Some(&sinks[..]), Some(&slopes[..])),
         ] {
             let shape = AttnShape {
                 heads,
@@ -1255,6 +1312,7 @@ mod tests {
                 window,
                 softcap,
                 sinks,
+                alibi,
             };
             let owner = [0usize, 1];
             pool.install(|| {
@@ -1285,12 +1343,14 @@ mod tests {
                         let vs: Vec<_> = (lo..=pos).map(|j| row(&vh, j)).collect();
                         let at = (s * heads + h) * d;
                         let sink = sinks.map(|x| x[h]);
-                        let want = dense_capped(&q[at..at + d], &ks, &vs, 0.2, softcap, sink);
+                        let bias = alibi.map(|m| (m[h], lo as isize - pos as isize));
+                        let want = dense_capped(&q[at..at + d], &ks, &vs, 0.2, softcap, sink, bias);
                         for (e, (a, b)) in out[at..at + d].iter().zip(&want).enumerate() {
                             assert!(
                                 (a - b).abs() < 2e-5,
-                                "{cache} window {window:?} cap {softcap:?} sinks {} seq {s} head {h} [{e}]: {a} vs {b}",
-                                sinks.is_some()
+                                "{cache} window {window:?} cap {softcap:?} sinks {} alibi {} seq {s} head {h} [{e}]: {a} vs {b}",
+                                sinks.is_some(),
+                                alibi.is_some()
                             );
                         }
                     }

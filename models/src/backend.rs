@@ -48,6 +48,8 @@ pub enum OpDesc {
         softcap: bool,
         /// A learned logit per head in every softmax (`AttentionParams::sinks`).
         sinks: bool,
+        /// ALiBi slopes (`AttentionParams::alibi`).
+        alibi: bool,
     },
     Glu {
         act: Activation,
@@ -205,6 +207,11 @@ pub struct AttentionParams {
     /// `exp(s_j - m) / (exp(sink - m) + Σ exp(s_j - m))`, so a head may attend to nothing.
     /// In the units of the scaled (and capped) scores.
     pub sinks: Option<std::sync::Arc<[f32]>>,
+    /// ALiBi positions (BLOOM, MPT, Falcon-RW): one slope per query head; a query at position
+    /// i adds `slope · (j − i)` to its score of key j, in the units of the scaled (and capped)
+    /// scores. The models' own biases (`slope · j`, or `slope · (j − last)`) differ from it by
+    /// a constant per query row, which the softmax drops.
+    pub alibi: Option<std::sync::Arc<[f32]>>,
 }
 
 /// Shape of the paged KV cache.

@@ -95,6 +95,7 @@ impl CacheForm {
             sliding_window: false,
             softcap: false,
             sinks: false,
+            alibi: false,
         };
         let even = (a.kv_lora_rank + a.qk_rope_head_dim).is_multiple_of(2);
         if !forced && even && b.supports(&OpDesc::HeadsLinear) && b.supports(&attention) {

@@ -5,7 +5,8 @@
 // bf16 and f16; the simple one (paged_attention.cu) in f32 at a head size the tensor-core kernel
 // has no instance for, and in bf16 on the window/softcap case; and the simple one's key ranges
 // (long-context decode) with their combination. Each also with attention sinks (gpt-oss: a
-// logit per head in every softmax, with no value). Exit status: failed cases.
+// logit per head in every softmax, with no value) and with ALiBi (BLOOM, MPT: slope * (j - i)
+// on each score). Exit status: failed cases.
 #include "warp_emulation.h"
 
 #include "../paged_attention.cu"
@@ -19,7 +20,8 @@ namespace {
 
 template <typename T>
 using Kernel = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
-                        const uint32_t*, int, int, int, float, int, float, const float*);
+                        const uint32_t*, int, int, int, float, int, float, const float*,
+                        const float*);
 
 struct Seq {
   int q_len, start;  // new query rows, tokens already cached before them
@@ -30,6 +32,7 @@ struct Case {
   int heads, kv_heads, window;
   float softcap;
   bool sinks = false;  // a sink logit per head, else none (a null pointer to the kernels)
+  bool alibi = false;  // an ALiBi slope per head, else none (a null pointer)
 };
 
 constexpr int BLOCK_SIZE = 16;
@@ -37,12 +40,13 @@ constexpr int BLOCK_SIZE = 16;
 // Largest |kernel - reference| over the largest |reference| (1 at least).
 template <typename T>
 using Simple = void (*)(const T*, const T*, const T*, T*, const uint32_t*, const uint32_t*,
-                        const uint32_t*, int, int, int, int, float, int, float, const float*);
+                        const uint32_t*, int, int, int, int, float, int, float, const float*,
+                        const float*);
 
 template <typename T>
 using Split = void (*)(const T*, const T*, const T*, float*, float*, T*, unsigned*,
                        const uint32_t*, const uint32_t*, const uint32_t*, int, int, int, int,
-                       float, int, float, const float*, int);
+                       float, int, float, const float*, const float*, int);
 
 // Which kernel a run launches: the tensor-core one over tiles of `tile_rows`, the simple one
 // (one block of 128 threads per row and head), or with `split_keys`, the simple one's key
@@ -93,6 +97,14 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
   if (c.sinks)
     for (int h = 0; h < heads; ++h) sink_values.push_back(2.0f + 3.0f * uniform(rng));
   const float* sinks = c.sinks ? sink_values.data() : nullptr;
+  // ALiBi's geometric slopes 2^(-8(h+1)/heads) (BLOOM's for a power of two): from a few keys'
+  // reach (head 0, a bias of -1 per key or so) to nearly flat, so a wrong sign, a distance
+  // from the wrong key or a slope from the wrong head changes the output far past tolerance.
+  std::vector<float> alibi_values;
+  if (c.alibi)
+    for (int h = 0; h < heads; ++h)
+      alibi_values.push_back(std::exp2(-8.0f * float(h + 1) / float(heads)));
+  const float* alibi = c.alibi ? alibi_values.data() : nullptr;
   if (launch.split_keys > 0) {
     // As the host: ranges cover the most keys a row sees (its context, or its window).
     int longest = 0;
@@ -113,7 +125,7 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
             launch.split(q.data(), k_cache.data(), v_cache.data(), ml.data(), acc.data(),
                          out.data(), arrivals.data(), row_seq.data(), meta.data(), tables.data(),
                          heads, kvh_n, D, BLOCK_SIZE, scale, c.window, c.softcap, sinks,
-                         launch.split_keys);
+                         alibi, launch.split_keys);
           },
           splits);
       for (unsigned a : arrivals) {
@@ -127,13 +139,13 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
     emulate_launch(q_start, heads, 128, [&] {
       launch.simple(q.data(), k_cache.data(), v_cache.data(), out.data(), row_seq.data(),
                     meta.data(), tables.data(), heads, kvh_n, D, BLOCK_SIZE, scale, c.window,
-                    c.softcap, sinks);
+                    c.softcap, sinks, alibi);
     });
   } else {
     emulate_launch(tiles.size() / 3, heads, tile_rows * 2, [&] {
       launch.mma(q.data(), k_cache.data(), v_cache.data(), out.data(), meta.data(),
                  tables.data(), tiles.data(), heads, kvh_n, BLOCK_SIZE, scale, c.window,
-                 c.softcap, sinks);
+                 c.softcap, sinks, alibi);
     });
   }
 
@@ -157,6 +169,8 @@ template <typename T> double run(const Case& c, int head_dim, Launch<T> launch) 
           for (int d = 0; d < D; ++d) dot += double(float(qr[d])) * at(k_cache, si, key, kvh, d);
           dot *= scale;
           if (c.softcap > 0.0f) dot = c.softcap * std::tanh(dot / c.softcap);
+          // ALiBi after the cap: key - pos <= 0, farther keys biased down.
+          if (alibi) dot += double(alibi[h]) * double(key - pos);
           keys.push_back(key);
           p.push_back(dot);
         }
@@ -213,8 +227,8 @@ int tile_rows(int head_dim) { return head_dim == 256 ? 32 : 64; }
 int report(const char* kernel, const char* type, const Case& c, size_t index, int d, double err,
            double tol) {
   const bool ok = err < tol;
-  std::printf("case %zu %s %s head_dim %d%s: relative error %.5f %s\n", index, kernel, type, d,
-              c.sinks ? " sinks" : "", err, ok ? "ok" : "FAILED");
+  std::printf("case %zu %s %s head_dim %d%s%s: relative error %.5f %s\n", index, kernel, type,
+              d, c.sinks ? " sinks" : "", c.alibi ? " alibi" : "", err, ok ? "ok" : "FAILED");
   return ok ? 0 : 1;
 }
 
@@ -265,6 +279,13 @@ int main() {
       // softcap. Kept small: the sink is one start value, and CI runs this on two cores.
       {{{70, 0}, {1, 150}}, 4, 2, 0, 0.0f, true},
       {{{33, 45}}, 2, 1, 40, 50.0f, true},
+      // ALiBi: prompts over several tiles beside a decode token deep in its context, with GQA
+      // (the slope is the query head's, not the KV head's); tile edges after history mid-block
+      // (the distance is each row's own, not its tile's first row's); and with a window,
+      // softcap and sinks at once (the bias after the cap, the sink unbiased).
+      {{{150, 0}, {1, 300}}, 8, 2, 0, 0.0f, false, true},
+      {{{65, 3}, {33, 45}}, 4, 2, 0, 0.0f, false, true},
+      {{{70, 10}, {1, 200}}, 4, 1, 32, 50.0f, true, true},
   };
   int failures = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -284,6 +305,10 @@ int main() {
   // ... with sinks, which join each (row, head)'s combination once, not once per range.
   failures += check_split<float>(cases[5], 5, 80, 100);
   failures += check_split<__nv_bfloat16>(cases[6], 6, 256, 20);
+  // ... with ALiBi, whose distances in a range are from the row's position, not the range's
+  // first key.
+  failures += check_split<float>(cases[7], 7, 80, 100);
+  failures += check_split<__nv_bfloat16>(cases[9], 9, 256, 20);
   // DeepSeek's latent heads (576: five dimensions per thread, the last one for 64 threads
   // only), all query heads on the one latent KV head, whole and cut into ranges.
   const Case latent = {{{20, 0}, {1, 90}}, 4, 1, 0, 0.0f};

@@ -65,6 +65,14 @@ impl<E: KvElement> RowBlock<'_, E> {
         self.kv.row_offset(slot, self.kv_head)
     }
 
+    /// The ALiBi term (`AttnShape::alibi_at`) of row `r`, group head `g`, for scores that
+    /// start at key position `key0`.
+    #[inline(always)]
+    pub(super) fn alibi(&self, r: usize, g: usize, key0: usize) -> Option<(f32, isize)> {
+        let head = self.kv_head * self.group + g;
+        self.shape.alibi_at(head, key0, self.pos0 + r)
+    }
+
     /// The query vector of row `r`, group head `g`.
     pub(super) fn query(&self, r: usize, g: usize) -> &[f32] {
         let d = self.kv.head_dim;
@@ -179,7 +187,8 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>, const FMA: bool, const 
                 let mut scores = chunk_scores::<FMA, WIDE>(b.query(r, g), &s.kt);
                 let sc = &mut scores[keys.clone()];
                 let run = &mut s.run;
-                let alpha = softmax_step(sc, b.shape, &mut run.max[qv], &mut run.sum[qv]);
+                let alibi = b.alibi(r, g, chunk.start + keys.start);
+                let alpha = softmax_step(sc, b.shape, alibi, &mut run.max[qv], &mut run.sum[qv]);
                 let acc = &mut run.acc[qv * d..(qv + 1) * d];
                 weigh_v::<FMA, WIDE>(acc, alpha, sc, &s.v[keys.start * d..keys.end * d], d);
             }
@@ -190,11 +199,13 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>, const FMA: bool, const 
 
 /// One chunk of a query's online softmax: `sc` (its raw scores over the chunk's visible keys)
 /// becomes the unnormalised weights e^(score − max), `max` and `sum` move on, and the factor
-/// that rescales what was summed before (e^(old max − new max)) is returned.
+/// that rescales what was summed before (e^(old max − new max)) is returned. `alibi`: the
+/// query head's slope and `sc[0]`'s key distance (`RowBlock::alibi`).
 #[inline(always)]
 pub(super) fn softmax_step(
     sc: &mut [f32],
     shape: &AttnShape<'_>,
+    alibi: Option<(f32, isize)>,
     max: &mut f32,
     sum: &mut f32,
 ) -> f32 {
@@ -204,6 +215,9 @@ pub(super) fn softmax_step(
             .iter_mut()
             .for_each(|x| *x = cap * tanh(*x * scale / cap)),
         None => sc.iter_mut().for_each(|x| *x *= scale),
+    }
+    if let Some((slope, distance)) = alibi {
+        super::add_alibi(sc, slope, distance);
     }
     let new_max = lane_max(sc).max(*max);
     // Before the first chunk the clamped exp of −inf is ~1e-38, times a zero sum and output.

@@ -152,7 +152,8 @@ pub unsafe fn attend_rows<E: KvElement, R: RowReader<E>>(
                     s.alpha[qv] = 1.0;
                 } else {
                     let (max, sum) = (&mut s.run.max[qv], &mut s.run.sum[qv]);
-                    s.alpha[qv] = softmax_step(&mut row[keys.clone()], b.shape, max, sum);
+                    let alibi = b.alibi(r, g, chunk.start + keys.start);
+                    s.alpha[qv] = softmax_step(&mut row[keys.clone()], b.shape, alibi, max, sum);
                 }
                 row[..keys.start].fill(0.0);
                 row[keys.end..].fill(0.0);

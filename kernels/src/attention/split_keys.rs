@@ -121,6 +121,7 @@ pub(super) fn attend_decode_rows<E: KvElement>(
                 softcap: shape.softcap,
                 // A sink joins the merged softmax once, not each segment's.
                 sinks: None,
+                alibi: shape.alibi.map(|s| (&s[h0..h0 + group], r.pos)),
             };
             attend(&heads, scratch, po);
             st.copy_from_slice(&scratch.stats);
@@ -167,6 +168,7 @@ mod tests {
             window,
             softcap: None,
             sinks: None,
+            alibi: None,
         }
     }
 

@@ -683,9 +683,13 @@ impl Backend for CpuBackend {
             window: params.sliding_window,
             softcap: params.softcap,
             sinks: params.sinks.as_deref(),
+            alibi: params.alibi.as_deref(),
         };
         if shape.sinks.is_some_and(|s| s.len() != params.num_heads) {
             return Err(err("attention: one sink per head expected"));
+        }
+        if shape.alibi.is_some_and(|s| s.len() != params.num_heads) {
+            return Err(err("attention: one ALiBi slope per head expected"));
         }
         let kv = cache.layer(layer)?;
         with_values(q, |qv| match &kv {

@@ -172,14 +172,12 @@ impl CudaBackend {
         Ok((rope, target))
     }
 
-    /// The attention sinks on the device, uploaded once per distinct set: a model's layers
-    /// each have theirs, the same on every forward pass. Their count is checked where the
-    /// kernels launch (`Kernels::paged_attention`).
-    fn sinks(&self, params: &AttentionParams) -> Result<Option<Tensor>> {
-        params
-            .sinks
-            .as_ref()
-            .map(|s| self.uploads.f32s(&self.device, s))
+    /// Per-head attention floats (the sinks, the ALiBi slopes) on the device, uploaded once
+    /// per distinct set: a model's layers each have theirs, the same on every forward pass.
+    /// Their count is checked where the kernels launch (`Kernels::paged_attention`).
+    fn per_head(&self, values: Option<&[f32]>) -> Result<Option<Tensor>> {
+        values
+            .map(|v| self.uploads.f32s(&self.device, v))
             .transpose()
     }
 
@@ -475,7 +473,8 @@ impl Backend for CudaBackend {
             ))
             .into());
         }
-        let sinks = self.sinks(params)?;
+        let sinks = self.per_head(params.sinks.as_deref())?;
+        let alibi = self.per_head(params.alibi.as_deref())?;
         let tokens = q.dims().first().copied().unwrap_or(0);
         let mut packed = pack(seqs, tokens, block_size, spec.num_blocks)?;
         if let Some(rows) = self.mma_tile_rows(params.head_dim, seqs) {
@@ -505,6 +504,7 @@ impl Backend for CudaBackend {
                 (1, visible.max(1))
             },
             sinks,
+            alibi,
         };
         self.kernels.paged_attention(q, kc, vc, &batch, &args)
     }

@@ -93,10 +93,13 @@ pub struct AttentionArgs {
     /// The heads' sink logits (`AttentionParams::sinks`), f32 on the device, one per query
     /// head (checked by `paged_attention`); None: no sinks.
     pub sinks: Option<Tensor>,
+    /// The heads' ALiBi slopes (`AttentionParams::alibi`), f32 on the device, one per query
+    /// head (checked by `paged_attention`); None: no ALiBi.
+    pub alibi: Option<Tensor>,
 }
 
-/// The null device pointer: what the attention kernels read as "no sinks".
-const NO_SINKS: u64 = 0;
+/// The null device pointer: what the attention kernels read as "none" (no sinks, no ALiBi).
+const NO_PER_HEAD: u64 = 0;
 
 /// The cache halves short_conv.cu takes (`SHORT_CONV_MAX_PIECES`): four cache layers.
 pub const SHORT_CONV_MAX_PIECES: usize = 8;
@@ -117,18 +120,20 @@ pub struct ShortConvArgs<'a> {
     pub width: usize,
 }
 
-/// The sinks as a kernel argument (None: none), from their read-locked storage.
-fn sinks_view<'a>(
+/// Per-head floats (the sinks, the ALiBi slopes) as a kernel argument (None: none), from their
+/// read-locked storage.
+fn per_head_view<'a>(
     locked: &'a Option<(StorageRef<'a>, &'a Layout)>,
 ) -> Result<Option<CudaView<'a, f32>>> {
     locked.as_ref().map(|(s, l)| view::<f32>(s, l)).transpose()
 }
 
-/// Push the attention kernels' `sinks` argument: the device array, or null.
-fn push_sinks<'a>(b: &mut LaunchArgs<'a>, sinks: &'a Option<CudaView<'a, f32>>) {
-    match sinks {
+/// Push one of the attention kernels' per-head arguments (`sinks`, `alibi`): the device array,
+/// or null.
+fn push_per_head<'a>(b: &mut LaunchArgs<'a>, values: &'a Option<CudaView<'a, f32>>) {
+    match values {
         Some(v) => b.arg(v),
-        None => b.arg(&NO_SINKS),
+        None => b.arg(&NO_PER_HEAD),
     };
 }
 
@@ -147,8 +152,8 @@ struct AttentionScalars {
 
 impl AttentionScalars {
     /// The parameters both simple kernels (paged_attention.cu) take after the batch metadata:
-    /// heads, KV heads, head_dim, block size, scale, window, softcap (then the sinks:
-    /// `push_sinks`).
+    /// heads, KV heads, head_dim, block size, scale, window, softcap (then the sinks and the
+    /// ALiBi slopes: `push_per_head`).
     fn push_simple<'a>(&'a self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.heads)
             .arg(&self.kv_heads)
@@ -665,15 +670,19 @@ impl Kernels {
             ))
             .into());
         }
-        if let Some(sinks) = &a.sinks {
-            if sinks.elem_count() != a.heads || sinks.dtype() != DType::F32 {
-                return Err(CudaError::Launch(format!(
-                    "attention: {} {:?} sinks for {} heads",
-                    sinks.elem_count(),
-                    sinks.dtype(),
-                    a.heads
-                ))
-                .into());
+        // The kernels read one f32 per query head from each: anything else is an error, not a
+        // read past the array.
+        for (what, values) in [("sinks", &a.sinks), ("ALiBi slopes", &a.alibi)] {
+            if let Some(v) = values {
+                if v.elem_count() != a.heads || v.dtype() != DType::F32 {
+                    return Err(CudaError::Launch(format!(
+                        "attention: {} {:?} {what} for {} heads",
+                        v.elem_count(),
+                        v.dtype(),
+                        a.heads
+                    ))
+                    .into());
+                }
             }
         }
         let shape = [tokens, row];
@@ -704,7 +713,9 @@ impl Kernels {
         let mut out = alloc_out::<T>(&self.dev, tokens * row)?;
         let s = a.scalars()?;
         let sinks_locked = a.sinks.as_ref().map(Tensor::storage_and_layout);
-        let sinks = sinks_view(&sinks_locked)?;
+        let sinks = per_head_view(&sinks_locked)?;
+        let alibi_locked = a.alibi.as_ref().map(Tensor::storage_and_layout);
+        let alibi = per_head_view(&alibi_locked)?;
         let stream = self.dev.cuda_stream();
         if ranges == 1 {
             let f = self.func("paged_attention", &format!("paged_attention_{}", T::SUFFIX))?;
@@ -717,10 +728,12 @@ impl Kernels {
                 .arg(&mv)
                 .arg(&tv);
             s.push_simple(&mut b);
-            push_sinks(&mut b, &sinks);
+            push_per_head(&mut b, &sinks);
+            push_per_head(&mut b, &alibi);
             // SAFETY: argument types and order match paged_attention_<T>; every index the
             // kernel forms was validated by block_table::pack against the cache's size; the
-            // sinks (null, or one per head) were checked by `paged_attention`.
+            // sinks and ALiBi slopes (each null, or one per head) were checked by
+            // `paged_attention`.
             unsafe { b.launch(cfg) }.map_err(launch_err)?;
             return Ok(wrap(out, &self.dev, &shape));
         }
@@ -750,7 +763,8 @@ impl Kernels {
             .arg(&mv)
             .arg(&tv);
         s.push_simple(&mut b);
-        push_sinks(&mut b, &sinks);
+        push_per_head(&mut b, &sinks);
+        push_per_head(&mut b, &alibi);
         b.arg(&keys_i);
         // SAFETY: argument types and order match paged_attention_split_<T>; indices as the
         // one-pass kernel's, validated by block_table::pack; partials sized for the grid; the
@@ -807,7 +821,9 @@ impl Kernels {
         };
         let s = a.scalars()?;
         let sinks_locked = a.sinks.as_ref().map(Tensor::storage_and_layout);
-        let sinks = sinks_view(&sinks_locked)?;
+        let sinks = per_head_view(&sinks_locked)?;
+        let alibi_locked = a.alibi.as_ref().map(Tensor::storage_and_layout);
+        let alibi = per_head_view(&alibi_locked)?;
         let name = format!("paged_attention_mma_{}_d{}", T::SUFFIX, a.head_dim);
         let f = self.func("paged_attention_mma", &name)?;
         let stream = self.dev.cuda_stream();
@@ -825,7 +841,8 @@ impl Kernels {
             .arg(&a.scale)
             .arg(&s.window)
             .arg(&s.softcap);
-        push_sinks(&mut b, &sinks);
+        push_per_head(&mut b, &sinks);
+        push_per_head(&mut b, &alibi);
         // SAFETY: argument types and order match paged_attention_mma_<T>_d<D>; the tiles come
         // from block_table::query_tiles over sequences block_table::pack validated against the
         // cache, and the launch's block size is the one the instance was compiled for.

@@ -1,8 +1,8 @@
 //! Host arrays a forward pass sends once per layer (positions, KV slots, the packed attention
-//! metadata) or once per model (RoPE frequencies, attention sinks) are uploaded once: each kind
-//! keeps its last upload and reuses it while the host data is equal. Comparing a few hundred
-//! integers on the host is far cheaper than a host-to-device copy and its synchronisation on
-//! every layer.
+//! metadata) or once per model (RoPE frequencies, attention sinks, ALiBi slopes) are uploaded
+//! once: each kind keeps its last upload and reuses it while the host data is equal. Comparing
+//! a few hundred integers on the host is far cheaper than a host-to-device copy and its
+//! synchronisation on every layer.
 use super::block_table::PackedBatch;
 use super::kernels::DeviceBatch;
 use candle_core::{Device, Tensor};
@@ -13,8 +13,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct UploadCache {
     u32s: Mutex<HashMap<&'static str, (Vec<u32>, Tensor)>>,
-    /// RoPE tables and attention sinks by their bits (a model has one or two tables and a set
-    /// of sinks per layer): for data fixed for the model's life only, as nothing is evicted.
+    /// RoPE tables, attention sinks and ALiBi slopes by their bits (a model has one or two
+    /// tables and a set of sinks or slopes per layer): for data fixed for the model's life only, as nothing is evicted.
     f32s: Mutex<HashMap<Vec<u32>, Tensor>>,
     batch: Mutex<Option<(PackedBatch, DeviceBatch)>>,
 }

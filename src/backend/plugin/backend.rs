@@ -365,6 +365,7 @@ impl PluginBackend {
                 sliding_window,
                 softcap,
                 sinks,
+                alibi: _,
             } => {
                 d.op = ffi::OP_PAGED_ATTENTION;
                 d.dtype = self.kv_dtype;
@@ -453,6 +454,8 @@ impl Backend for PluginBackend {
             {
                 return false
             }
+            // The ABI has no ALiBi: such attention runs on the CPU fallback.
+            OpDesc::PagedAttention { alibi: true, .. } => return false,
             OpDesc::Glu { act } if !self.plugin.speaks_minor(activation_minor(*act)) => {
                 return false
             }
@@ -903,10 +906,12 @@ impl Backend for PluginBackend {
                 params.num_heads
             )));
         }
-        // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head.
-        let call = match &params.sinks {
-            None => self.api().paged_attention.map(AttentionFn::Plain),
-            Some(s) => {
+        // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head. The
+        // ABI has no ALiBi: such attention runs on the CPU fallback below.
+        let call = match (&params.sinks, &params.alibi) {
+            (_, Some(_)) => None,
+            (None, None) => self.api().paged_attention.map(AttentionFn::Plain),
+            (Some(s), None) => {
                 let f = self.api().paged_attention_sinks;
                 f.map(|f| AttentionFn::Sinks(f, s.clone()))
             }

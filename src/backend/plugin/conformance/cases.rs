@@ -712,6 +712,7 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         softcap: a.softcap,
         // Large enough to take a real share of each softmax.
         sinks: a.sinks.then(|| r.values(heads, 3.0).into()),
+        alibi: None,
     };
     b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
 }

@@ -84,6 +84,8 @@ fn base_spec(
         post_norm_layers: Vec::new(),
         post_residual_norms: false,
         embed_width: None,
+        alibi: None,
+        embed_norm: false,
         activation_bits: None,
         learned_positions: false,
         learned_position_offset: 0,
