@@ -21,7 +21,7 @@ use candor_models::lora::LoraMix;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 111] = TINY_ARCHS;
+const ARCHS: [&str; 114] = TINY_ARCHS;
 const TOL: f32 = 1e-3;
 
 fn have_gpu() -> bool {

@@ -10,7 +10,7 @@ use candor_models::loader::open_model;
 use candor_models::{Batch, LogitsWanted, SeqInput};
 use common::*;
 
-const ARCHS: [&str; 111] = TINY_ARCHS;
+const ARCHS: [&str; 114] = TINY_ARCHS;
 const TOL: f32 = 1e-4;
 
 struct Golden {

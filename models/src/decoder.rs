@@ -121,6 +121,8 @@ pub struct DecoderModel<B: Backend> {
     /// Narrow embeddings' widening and the last hidden states' narrowing
     /// (`spec.embed_width`: `project_in`, `project_out`).
     embed_projections: Option<[B::Weight; 2]>,
+    /// The norm of the token embeddings and its bias (`spec.embed_norm`: BLOOM's).
+    embed_norm: Option<(B::Weight, Option<B::Weight>)>,
     layers: Vec<Layer<B>>,
     /// [global, local] RoPE variants (local only for families with their own local base).
     ropes: Vec<RopeSpec>,
@@ -203,6 +205,15 @@ impl<B: Backend> DecoderModel<B> {
             Some(_) => norm_bias("output_norm.bias")?,
             None => None,
         };
+        let embed_norm = match spec.embed_norm {
+            true => Some((
+                ld.norm("token_embd_norm.weight", h)?,
+                norm_bias("token_embd_norm.bias")?,
+            )),
+            false => None,
+        };
+        let alibi: Option<std::sync::Arc<[f32]>> =
+            spec.alibi.map(|a| a.slopes(spec.num_heads).into());
 
         let ropes = match &spec.latent_attention {
             Some(a) => vec![crate::mla::rope(&spec, a, CacheForm::of_spec(&spec, a)).0],
@@ -409,6 +420,7 @@ impl<B: Backend> DecoderModel<B> {
                     sliding_window: window,
                     softcap: spec.attn_softcap,
                     sinks,
+                    alibi: alibi.clone(),
                 },
                 rope: if spec.unrotated_layers.get(l) == Some(&true) {
                     ropes.len() - 1
@@ -438,6 +450,7 @@ impl<B: Backend> DecoderModel<B> {
             final_norm,
             final_norm_bias,
             embed_projections,
+            embed_norm,
             layers,
             ropes,
             lora: None,
@@ -664,6 +677,9 @@ impl<B: Backend> DecoderModel<B> {
         }
         if let Some(scale) = s.embed_scale {
             x = b.scale(&x, scale)?;
+        }
+        if let Some((w, bias)) = &self.embed_norm {
+            x = self.norm(b, &x, w, bias.as_ref())?;
         }
         // The previous layer's FFN output: added to the residual stream by the next layer's
         // fused add + norm rather than by an add of its own (one op per layer fewer).

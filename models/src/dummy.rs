@@ -350,6 +350,22 @@ fn opt_350m() -> serde_json::Value {
     c
 }
 
+/// BLOOM's config (its own key names) at other sizes: ALiBi, an embeddings LayerNorm, biases
+/// everywhere, a 4x tanh-GELU MLP, tied head.
+fn bloom(hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "bloom", "vocab_size": 250880, "hidden_size": hidden,
+           "n_layer": layers, "n_head": heads, "layer_norm_epsilon": 1e-5,
+           "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3})
+}
+
+/// MPT's config (its own key names) at other sizes: ALiBi, no biases, a 4x GELU MLP, tied.
+fn mpt(vocab: usize, hidden: usize, layers: usize, heads: usize) -> serde_json::Value {
+    json!({"model_type": "mpt", "vocab_size": vocab, "d_model": hidden, "n_layers": layers,
+           "n_heads": heads, "expansion_ratio": 4, "max_seq_len": 2048, "no_bias": true,
+           "attn_config": {"alibi": true, "alibi_bias_max": 8, "clip_qkv": null},
+           "tie_word_embeddings": true, "bos_token_id": 0, "eos_token_id": 0})
+}
+
 /// StarCoder2's config at other sizes: biased LayerNorms and projections, an ungated
 /// tanh-GELU MLP of 4x, a 4096-token window on every layer, tied head.
 fn starcoder2(hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> serde_json::Value {
@@ -896,6 +912,34 @@ pub const SHAPES: &[DummyShape] = &[
         config: || opt(256, 64, 128, 2, 4),
     },
     DummyShape {
+        arch: "bloom",
+        size: "560m",
+        source: "bigscience/bloom-560m",
+        config: || bloom(1024, 24, 16),
+    },
+    DummyShape {
+        arch: "bloom",
+        size: "tiny",
+        source: "test-only",
+        config: || {
+            let mut c = bloom(64, 2, 4);
+            c["vocab_size"] = json!(256);
+            c
+        },
+    },
+    DummyShape {
+        arch: "mpt",
+        size: "7b",
+        source: "mosaicml/mpt-7b",
+        config: || mpt(50432, 4096, 32, 32),
+    },
+    DummyShape {
+        arch: "mpt",
+        size: "tiny",
+        source: "test-only",
+        config: || mpt(256, 64, 2, 4),
+    },
+    DummyShape {
         arch: "starcoder2",
         size: "3b",
         source: "bigcode/starcoder2-3b",
@@ -1023,8 +1067,20 @@ fn tensor_table(spec: &ModelSpec, tied: bool) -> BTreeMap<String, (Vec<usize>, f
     // where they have them.
     let biased = matches!(
         spec.arch,
-        Arch::Phi2 | Arch::GptNeox | Arch::Gpt2 | Arch::GptBigcode | Arch::Starcoder2 | Arch::Opt
+        Arch::Phi2
+            | Arch::GptNeox
+            | Arch::Gpt2
+            | Arch::GptBigcode
+            | Arch::Starcoder2
+            | Arch::Opt
+            | Arch::Bloom
     );
+    if spec.embed_norm {
+        t.insert("token_embd_norm.weight".into(), norm(h));
+        if spec.norm_bias {
+            t.insert("token_embd_norm.bias".into(), bias(h));
+        }
+    }
     if spec.learned_positions {
         t.insert(
             "position_embd.weight".into(),
@@ -1533,6 +1589,10 @@ mod tests {
         assert_eq!(params("opt", "125m"), 125_239_296);
         assert_eq!(params("opt", "350m"), 331_196_416);
         assert_eq!(params("opt", "1.3b"), 1_315_758_080);
+        // BLOOM-560M (559,214,592): its embeddings' LayerNorm, biases everywhere, tied.
+        assert_eq!(params("bloom", "560m"), 559_214_592);
+        // MPT-7B (6,649,286,656): no biases, weight-only LayerNorms, tied.
+        assert_eq!(params("mpt", "7b"), 6_649_286_656);
         // StarCoder2-3B (3.03B on its page: 3,030,371,328): biases everywhere, tied.
         assert_eq!(params("starcoder2", "3b"), 3_030_371_328);
         // StarCoder (15.5B on its page: 15,517,456,384): one KV head, learned positions over

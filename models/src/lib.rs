@@ -1,6 +1,7 @@
 //! candor-models: everything about a model that is independent of where it runs: configs,
 //! weight files, tokenizers, chat templates, and the forward pass written once over `Backend`.
 pub mod activation_quant;
+pub mod alibi;
 pub mod arch;
 mod attention_heads;
 pub mod backend;

@@ -84,7 +84,9 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
             source = source.with_experts_out_in();
         }
         match spec.arch {
-            crate::spec::Arch::GptNeox => source = source.with_grouped_qkv(spec.num_heads, 1),
+            crate::spec::Arch::GptNeox | crate::spec::Arch::Bloom => {
+                source = source.with_grouped_qkv(spec.num_heads, 1)
+            }
             crate::spec::Arch::Falcon => {
                 let groups = spec.num_kv_heads;
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));

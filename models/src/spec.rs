@@ -126,6 +126,12 @@ pub enum Arch {
     /// OPT: GPT-2's blocks with q, k and v apart and an ungated ReLU MLP, positions offset by
     /// two rows of their table.
     Opt,
+    /// BLOOM: ALiBi positions, a LayerNorm of the embeddings, GPT-NeoX's per-head q/k/v,
+    /// biased LayerNorms and products, an ungated tanh-GELU MLP, a tied head.
+    Bloom,
+    /// MPT: ALiBi positions, LayerNorms and products without biases, an ungated GELU MLP,
+    /// a tied head.
+    Mpt,
     /// GPT-J: parallel blocks of one LayerNorm, interleaved RoPE over part of each head.
     Gptj,
     /// Phi-3.5-MoE: llama's attention with biases under LayerNorms, Mixtral's experts routed
@@ -235,6 +241,8 @@ impl Arch {
             Arch::Gpt2 => "gpt2",
             Arch::GptBigcode => "starcoder",
             Arch::Opt => "opt",
+            Arch::Bloom => "bloom",
+            Arch::Mpt => "mpt",
             Arch::Gptj => "gptj",
             Arch::PhiMoe => "phimoe",
             Arch::Falcon => "falcon",
@@ -722,6 +730,12 @@ pub struct ModelSpec {
     /// narrows the last hidden states for the head (`project_out`): OPT-350M's
     /// `word_embed_proj_dim`.
     pub embed_width: Option<usize>,
+    /// ALiBi positions (BLOOM, MPT, Falcon-RW): a bias per head on each score by the key's
+    /// distance, no RoPE (every layer in `unrotated_layers`).
+    pub alibi: Option<crate::alibi::Alibi>,
+    /// A norm of the token embeddings before the first block (BLOOM's
+    /// `word_embeddings_layernorm`, llama.cpp's `token_embd_norm`), of the blocks' kind.
+    pub embed_norm: bool,
     /// RMSNorms of the attention's output before `o_proj` (`attn_sub_norm`, `[q_dim]`) and of
     /// the GLU's before `down_proj` (`ffn_sub_norm`, `[intermediate]`): BitNet b1.58's.
     pub sub_norms: bool,

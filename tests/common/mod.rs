@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The tiny random models of tests/fixtures/tiny with transformers' goldens, one per
 /// architecture variant candor runs.
-pub const TINY_ARCHS: [&str; 111] = [
+pub const TINY_ARCHS: [&str; 114] = [
     "llama",
     "llama3_rope",
     "qwen2",
@@ -122,6 +122,9 @@ pub const TINY_ARCHS: [&str; 111] = [
     "opt",
     "opt_350m",
     "minicpm",
+    "bloom",
+    "mpt",
+    "falcon_rw",
 ];
 
 /// tests/fixtures; `CANDOR_FIXTURES` overrides it for test binaries carried to another machine

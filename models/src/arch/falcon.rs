@@ -2,9 +2,12 @@
 //! (`x + attn(ln(x)) + mlp(ln(x))`; the "new decoder architecture" of 40B / 180B norms each
 //! branch apart, `ln_attn` and `ln_mlp`), q/k/v in one product stored per KV head (the group's
 //! q heads, then its k and v; 7B's single KV head keeps q, k, v in turn: multi-query), full
-//! NeoX RoPE, an ungated exact-GELU MLP, no biases by default, a tied head. ALiBi Falcons
-//! (`alibi`, Falcon-RW) are refused.
+//! NeoX RoPE, an ungated exact-GELU MLP, no biases by default, a tied head. Falcon-RW
+//! (`alibi`: RefinedWeb's 1B / 7B) attends with ALiBi instead of RoPE, its bias added before
+//! the 1/√d scaling (so scaled with the scores) and its slopes rounded to bf16 as
+//! transformers' Falcon builds them.
 use super::{base_from_gguf, base_from_hf, layer_norm_eps_from_gguf};
+use crate::alibi::Alibi;
 use crate::backend::{Activation, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::spec::{Arch, HfConfig, ModelSpec};
@@ -21,11 +24,6 @@ fn falcon_common(spec: &mut ModelSpec) {
 }
 
 pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
-    if c.bool("alibi", false) {
-        return Err(ModelError::Config(
-            "config.json: Falcon with ALiBi positions is not supported".into(),
-        ));
-    }
     let hidden = c
         .opt_usize("hidden_size")?
         .or(c.opt_usize("n_embed")?)
@@ -57,6 +55,14 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     spec.parallel_block = new_arch || c.bool("parallel_attn", true);
     spec.parallel_ffn_norm = two_norms;
     falcon_common(&mut spec);
+    if c.bool("alibi", false) {
+        spec.alibi = Some(Alibi {
+            scale: spec.attn_scale,
+            bf16_slopes: true,
+            ..Alibi::STANDARD
+        });
+        spec.unrotated_layers = vec![true; spec.num_layers];
+    }
     Ok(spec)
 }
 
@@ -115,7 +121,28 @@ mod tests {
         assert!(spec.parallel_block && spec.parallel_ffn_norm);
         c["num_ln_in_parallel_attn"] = 1.into();
         assert!(!crate::arch::spec_from_hf(&c).unwrap().parallel_ffn_norm);
-        c["alibi"] = true.into();
-        assert!(crate::arch::spec_from_hf(&c).is_err());
+    }
+
+    /// tiiuae/falcon-rw-1b's config.json (as transformers converts RefinedWeb's): sequential
+    /// blocks with biases, one KV head per query head, ALiBi instead of RoPE.
+    #[test]
+    fn falcon_rw_attends_with_alibi() {
+        let c = serde_json::json!({
+            "alibi": true, "architectures": ["FalconForCausalLM"], "attention_dropout": 0.0,
+            "bias": true, "bos_token_id": 1, "eos_token_id": 2, "hidden_dropout": 0.0,
+            "hidden_size": 2048, "initializer_range": 0.02, "layer_norm_epsilon": 1e-05,
+            "model_type": "falcon", "multi_query": false, "new_decoder_architecture": false,
+            "num_attention_heads": 32, "num_hidden_layers": 24, "parallel_attn": false,
+            "vocab_size": 50304
+        });
+        let spec = crate::arch::spec_from_hf(&c).unwrap();
+        assert_eq!(
+            (spec.num_heads, spec.num_kv_heads, spec.head_dim),
+            (32, 32, 64)
+        );
+        assert!(!spec.parallel_block && spec.qkv_bias);
+        assert!(spec.unrotated_layers.iter().all(|&u| u));
+        let alibi = spec.alibi.expect("ALiBi");
+        assert_eq!((alibi.scale, alibi.bf16_slopes), (0.125, true));
     }
 }

@@ -4,6 +4,7 @@ pub mod afmoe;
 pub mod apertus;
 pub mod arcee;
 pub mod bitnet;
+pub mod bloom;
 pub mod cohere;
 pub mod deepseek;
 pub mod dots1;
@@ -33,6 +34,7 @@ pub mod mamba2;
 pub mod minicpm;
 pub mod minimax_m2;
 pub mod mistral;
+pub mod mpt;
 pub mod nemotron;
 pub mod nemotron_h;
 pub mod olmo;
@@ -59,7 +61,7 @@ use crate::weights::names::HfNormNaming;
 
 /// The `model_type`s `spec_from_hf` reads (a test holds them to it), named by the error for
 /// any other.
-pub const HF_MODEL_TYPES: [&str; 83] = [
+pub const HF_MODEL_TYPES: [&str; 85] = [
     "llama",
     "mistral",
     "ministral",
@@ -143,10 +145,12 @@ pub const HF_MODEL_TYPES: [&str; 83] = [
     "helium",
     "phimoe",
     "opt",
+    "bloom",
+    "mpt",
 ];
 
 /// The `general.architecture`s `spec_from_gguf` reads, likewise.
-pub const GGUF_ARCHITECTURES: [&str; 63] = [
+pub const GGUF_ARCHITECTURES: [&str; 65] = [
     "llama",
     "mistral",
     "mistral3",
@@ -210,6 +214,8 @@ pub const GGUF_ARCHITECTURES: [&str; 63] = [
     "granite_swa",
     "falcon-h1",
     "phimoe",
+    "bloom",
+    "mpt",
 ];
 
 /// The vision-language checkouts served as their text model.
@@ -272,6 +278,8 @@ pub fn spec_from_hf(cfg: &serde_json::Value) -> Result<ModelSpec> {
         "nemotron" => nemotron::from_hf(&c)?,
         "gpt2" => gpt2::from_hf(&c)?,
         "opt" => opt::from_hf(&c)?,
+        "bloom" => bloom::from_hf(&c)?,
+        "mpt" => mpt::from_hf(&c)?,
         "dots1" => dots1::from_hf(&c)?,
         "arcee" => arcee::from_hf(&c)?,
         "minicpm" => minicpm::from_hf(&c)?,
@@ -683,6 +691,8 @@ pub fn spec_from_gguf(g: &GgufFile) -> Result<ModelSpec> {
         "stablelm" => stablelm::from_gguf(g)?,
         "nemotron" => nemotron::from_gguf(g)?,
         "gpt2" => gpt2::from_gguf(g)?,
+        "bloom" => bloom::from_gguf(g)?,
+        "mpt" => mpt::from_gguf(g)?,
         "dots1" => dots1::from_gguf(g)?,
         "arcee" => arcee::from_gguf(g)?,
         "minicpm" => minicpm::from_gguf(g)?,
@@ -952,6 +962,8 @@ pub(crate) fn base_from_hf(c: &HfConfig, arch: Arch) -> Result<ModelSpec> {
         post_norm_layers: Vec::new(),
         post_residual_norms: false,
         embed_width: None,
+        alibi: None,
+        embed_norm: false,
         activation_bits: None,
         learned_positions: false,
         learned_position_offset: 0,
@@ -1117,6 +1129,8 @@ pub(crate) fn base_from_gguf(g: &GgufFile, arch: Arch, style: RopeStyle) -> Resu
         post_norm_layers: Vec::new(),
         post_residual_norms: false,
         embed_width: None,
+        alibi: None,
+        embed_norm: false,
         activation_bits: None,
         learned_positions: false,
         learned_position_offset: 0,

@@ -236,6 +236,8 @@ impl EncoderConfig {
             post_norm_layers: Vec::new(),
             post_residual_norms: false,
             embed_width: None,
+            alibi: None,
+            embed_norm: false,
             activation_bits: None,
             learned_positions: false,
             learned_position_offset: 0,

@@ -33,6 +33,9 @@ pub fn to_hf(name: &str, naming: HfNormNaming) -> Option<String> {
         // Narrow embeddings' widening and narrowing products (OPT-350M's, named on by
         // `opt_hf`; llama.cpp has no such tensors).
         "token_embd_proj" => Some("model.project_in".to_string()),
+        // A norm of the token embeddings (BLOOM's `word_embeddings_layernorm`, named on by
+        // `falcon_one_norm_hf`).
+        "token_embd_norm" => Some("model.embed_norm".to_string()),
         "output_proj" => Some("model.project_out".to_string()),
         // A `*ForSequenceClassification` checkout's head (llama.cpp's name for a reranker's).
         "cls.output" => Some("score".to_string()),
@@ -409,9 +412,11 @@ pub fn gpt2_bare_hf(hf: &str) -> Option<String> {
     gpt2_hf(hf).map(|n| n["transformer.".len()..].to_string())
 }
 
-/// Falcon's outer names and the modules of its blocks other than their norms.
+/// Falcon's outer names and the modules of its blocks other than their norms; BLOOM's, whose
+/// blocks Falcon's one-norm ones repeat, add the embeddings' norm.
 const FALCON_TOP: &[(&str, &str)] = &[
     ("model.embed_tokens", "transformer.word_embeddings"),
+    ("model.embed_norm", "transformer.word_embeddings_layernorm"),
     ("model.norm", "transformer.ln_f"),
 ];
 const FALCON_LAYERS: &str = "transformer.h";
@@ -438,7 +443,35 @@ pub fn falcon_hf(hf: &str) -> Option<String> {
     .apply(hf)
 }
 
-/// `falcon_hf` for the blocks with one norm (Falcon-7B).
+/// `falcon_one_norm_hf` without the `transformer.` prefix: BLOOM's names as `BloomModel`
+/// saved them (bigscience's checkpoints).
+pub fn bloom_bare_hf(hf: &str) -> Option<String> {
+    falcon_one_norm_hf(hf).map(|n| n["transformer.".len()..].to_string())
+}
+
+/// MPT's HF name of a tensor `to_hf` names the llama way, under `transformer.`: `wte`,
+/// `norm_f`, and per block `blocks.N.` with `norm_1`, `attn.Wqkv` (q rows, then k, then v),
+/// `attn.out_proj`, `norm_2`, `ffn.up_proj`, `ffn.down_proj`.
+pub fn mpt_hf(hf: &str) -> Option<String> {
+    Renames {
+        top: &[
+            ("model.embed_tokens", "transformer.wte"),
+            ("model.norm", "transformer.norm_f"),
+        ],
+        layers: "transformer.blocks",
+        parts: &[
+            ("input_layernorm", "norm_1"),
+            ("post_attention_layernorm", "norm_2"),
+            ("self_attn.qkv_proj", "attn.Wqkv"),
+            ("self_attn.o_proj", "attn.out_proj"),
+            ("mlp.up_proj", "ffn.up_proj"),
+            ("mlp.down_proj", "ffn.down_proj"),
+        ],
+    }
+    .apply(hf)
+}
+
+/// `falcon_hf` for the blocks with one norm (Falcon-7B, Falcon-RW; BLOOM's).
 pub fn falcon_one_norm_hf(hf: &str) -> Option<String> {
     Renames {
         top: FALCON_TOP,

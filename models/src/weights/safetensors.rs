@@ -3,11 +3,11 @@
 //! (a 16-bit checkout stays 16-bit on devices that run it so: half the memory and bandwidth).
 use super::fp8::Fp8Format;
 use super::names::{
-    afmoe_hf, apertus_hf, bamba_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf, falcon_one_norm_hf,
-    gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf, granite_swash_hf,
-    hunyuan_hf, jamba_hf, kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf, mamba1_hf, mamba_hf,
-    mixtral_hf, nemotron_h_hf, olmo_hybrid_hf, opt_bare_hf, opt_hf, phi_hf, qwen2_moe_hf,
-    qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf, HfNormNaming,
+    afmoe_hf, apertus_hf, bamba_hf, bloom_bare_hf, ernie_moe_hf, exaone_moe_hf, falcon_hf,
+    falcon_one_norm_hf, gpt2_bare_hf, gpt2_hf, gpt_neox_hf, gpt_oss_hf, gptj_hf, granite_moe_hf,
+    granite_swash_hf, hunyuan_hf, jamba_hf, kimi_linear_hf, lfm2_hf, lfm2_moe_hf, llama4_hf,
+    mamba1_hf, mamba_hf, mixtral_hf, mpt_hf, nemotron_h_hf, olmo_hybrid_hf, opt_bare_hf, opt_hf,
+    phi_hf, qwen2_moe_hf, qwen3_5_hf, sarvam_hf, starcoder2_hf, to_hf, HfNormNaming,
 };
 use super::quantization::Quantization;
 use super::{BlockType, HostWeight, MappedBlocks, WeightSource};
@@ -238,6 +238,8 @@ impl SafetensorsDir {
             opt_bare_hf(&hf),
             falcon_hf(&hf),
             falcon_one_norm_hf(&hf),
+            bloom_bare_hf(&hf),
+            mpt_hf(&hf),
             phi_hf(&hf),
             llama4_hf(&hf),
             exaone_moe_hf(&hf),
