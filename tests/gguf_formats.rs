@@ -459,6 +459,9 @@ fn falcon_tensor(name: &str, t: &Tensor, heads: usize, kv_heads: usize) -> (Stri
     let name = name.strip_prefix("transformer.").unwrap();
     let top = match name {
         "word_embeddings.weight" => Some("token_embd.weight"),
+        // BLOOM's norm of the embeddings.
+        "word_embeddings_layernorm.weight" => Some("token_embd_norm.weight"),
+        "word_embeddings_layernorm.bias" => Some("token_embd_norm.bias"),
         "ln_f.weight" => Some("output_norm.weight"),
         "ln_f.bias" => Some("output_norm.bias"),
         _ => None,
@@ -471,6 +474,8 @@ fn falcon_tensor(name: &str, t: &Tensor, heads: usize, kv_heads: usize) -> (Stri
     let g = match module {
         "input_layernorm" | "ln_attn" => "attn_norm",
         "ln_mlp" => "attn_norm_2",
+        // A sequential block's (BLOOM's).
+        "post_attention_layernorm" => "ffn_norm",
         "self_attention.query_key_value" => "attn_qkv",
         "self_attention.dense" => "attn_output",
         "mlp.dense_h_to_4h" => "ffn_up",
@@ -482,6 +487,32 @@ fn falcon_tensor(name: &str, t: &Tensor, heads: usize, kv_heads: usize) -> (Stri
         _ => t.clone(),
     };
     (format!("blk.{l}.{g}.{suffix}"), t)
+}
+
+/// An MPT checkout's tensor as llama.cpp's converter writes it: its GGUF name (`Wqkv` is
+/// already q rows, then k, then v).
+fn mpt_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
+    let name = name.strip_prefix("transformer.").unwrap();
+    let top = match name {
+        "wte.weight" => Some("token_embd.weight"),
+        "norm_f.weight" => Some("output_norm.weight"),
+        _ => None,
+    };
+    if let Some(g) = top {
+        return (g.to_string(), t.clone());
+    }
+    let (l, part) = name.strip_prefix("blocks.").unwrap().split_once('.').unwrap();
+    let (module, suffix) = part.rsplit_once('.').unwrap();
+    let g = match module {
+        "norm_1" => "attn_norm",
+        "norm_2" => "ffn_norm",
+        "attn.Wqkv" => "attn_qkv",
+        "attn.out_proj" => "attn_output",
+        "ffn.up_proj" => "ffn_up",
+        "ffn.down_proj" => "ffn_down",
+        other => panic!("unexpected tensor {other}"),
+    };
+    (format!("blk.{l}.{g}.{suffix}"), t.clone())
 }
 
 /// The rows of a q/k/v tensor stored per group (`groups` groups of `q_per` q heads, then one
@@ -750,6 +781,33 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         cfg["intermediate_size"] = (4 * cfg["n_embd"].as_u64().unwrap()).into();
         cfg["rope_theta"] = 10000.0.into();
     }
+    // BLOOM's and MPT's own key names, as the other configs name them; ALiBi's files have no
+    // RoPE base, the writer one anyway (unread).
+    let own_keys: &[(&str, &str)] = match arch {
+        "bloom" => &[
+            ("num_attention_heads", "n_head"),
+            ("num_hidden_layers", "n_layer"),
+            ("layer_norm_eps", "layer_norm_epsilon"),
+        ],
+        "mpt" => &[
+            ("hidden_size", "d_model"),
+            ("num_attention_heads", "n_heads"),
+            ("num_hidden_layers", "n_layers"),
+            ("max_position_embeddings", "max_seq_len"),
+            ("layer_norm_eps", "layer_norm_epsilon"),
+        ],
+        _ => &[],
+    };
+    if !own_keys.is_empty() {
+        for (key, own) in own_keys {
+            cfg[*key] = cfg[*own].clone();
+        }
+        cfg["intermediate_size"] = (4 * cfg["hidden_size"].as_u64().unwrap()).into();
+        if cfg["max_position_embeddings"].is_null() {
+            cfg["max_position_embeddings"] = 2048.into();
+        }
+        cfg["rope_theta"] = 10000.0.into();
+    }
     if arch == "falcon" {
         let kv = match cfg["new_decoder_architecture"] == true {
             true => cfg["num_kv_heads"].clone(),
@@ -782,7 +840,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
         let name = llama4_name.as_ref().unwrap_or(name);
         // The families whose checkouts name every tensor their own way.
         let renamed = match arch {
-            "falcon" => Some(falcon_tensor(name, t, heads, kv_heads)),
+            "falcon" | "bloom" => Some(falcon_tensor(name, t, heads, kv_heads)),
+            "mpt" => Some(mpt_tensor(name, t)),
             "gpt2" => Some(gpt2_tensor(name, t, true)),
             "starcoder" => Some(gpt2_tensor(name, t, false)),
             "gptneox" => Some(gpt_neox_tensor(name, t, heads)),
@@ -1128,6 +1187,15 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             extra.push(("attention.clamp_kqv", Value::F32(clip as f32)));
         }
     }
+    if arch == "mpt" {
+        // MPT's ALiBi and clamp, as llama.cpp's converter writes them.
+        let attn = &cfg["attn_config"];
+        let f = |v: &serde_json::Value| Value::F32(v.as_f64().unwrap() as f32);
+        extra.push(("attention.max_alibi_bias", f(&attn["alibi_bias_max"])));
+        if !attn["clip_qkv"].is_null() {
+            extra.push(("attention.clamp_kqv", f(&attn["clip_qkv"])));
+        }
+    }
     if arch == "gptneox" {
         let parallel = cfg["use_parallel_residual"].as_bool().unwrap();
         extra.push(("use_parallel_residual", Value::Bool(parallel)));
@@ -1143,6 +1211,8 @@ fn write_gguf_of(fixture: &str, arch: &str, path: &Path, dtype: GgmlDType, exper
             | "gpt2"
             | "starcoder"
             | "falcon"
+            | "bloom"
+            | "mpt"
     ) {
         let eps = cfg["norm_epsilon"]
             .as_f64()
@@ -1858,6 +1928,16 @@ fn starcoder_loads_from_gguf() {
 fn falcon_loads_from_gguf() {
     gguf_matches_checkout("falcon", "falcon", Experts::Stacked, 0.3);
     gguf_matches_checkout("falcon_7b", "falcon", Experts::Stacked, 0.3);
+}
+
+/// The ALiBi models as llama.cpp converts them: BLOOM (`bloom`: q/k/v regrouped from per
+/// head, the embeddings' norm as `token_embd_norm`, tied) and MPT (`mpt`: `Wqkv` as it is,
+/// weight-only norms, `attention.max_alibi_bias` and `attention.clamp_kqv`): their
+/// checkouts' logits.
+#[test]
+fn bloom_and_mpt_load_from_gguf() {
+    gguf_matches_checkout("bloom", "bloom", Experts::Stacked, 0.3);
+    gguf_matches_checkout("mpt", "mpt", Experts::Stacked, 0.3);
 }
 
 /// LFM2 as llama.cpp's `lfm2` GGUF keeps it (KV heads per layer, 0 marking the short
