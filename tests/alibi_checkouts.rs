@@ -31,3 +31,24 @@ fn bloom_checkpoints_without_the_transformer_prefix_load() {
     let d = max_abs_diff(&cpu_logits(dir.path(), ids), &cpu_logits(&src, ids));
     assert!(d < 1e-6, "bare names: logits differ by {d}");
 }
+
+/// An MPT checkout that keeps llm-foundry's learned position table beside ALiBi
+/// (`transformer.wpe`) is refused by name, not served with the table dropped.
+#[test]
+fn mpt_checkouts_with_learned_positions_are_refused() {
+    let src = fixtures().join("tiny/mpt");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "generation_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu)
+        .expect("fixture");
+    let wpe = Tensor::zeros((256, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("transformer.wpe.weight".into(), wpe);
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let err = candor_models::loader::open_model(dir.path(), false)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("learned positions"), "{err}");
+}

@@ -92,6 +92,13 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
                 source = source.with_grouped_qkv(groups, spec.num_heads / groups.max(1));
             }
             crate::spec::Arch::Gpt2 => source = source.with_conv1d_weights(),
+            // llm-foundry's MPT may keep a learned position table beside ALiBi
+            // (`learned_pos_emb`); transformers' has none. Refused rather than dropped.
+            crate::spec::Arch::Mpt if source.contains("position_embd.weight") => {
+                return Err(ModelError::Config(
+                    "MPT with learned positions (transformer.wpe) is not supported".into(),
+                ));
+            }
             // The xIELU numbers are weights of the checkout.
             crate::spec::Arch::Apertus => {
                 spec.xielu = crate::arch::apertus::xielu_from(&source, spec.num_layers)?;

@@ -456,6 +456,7 @@ pub fn mpt_hf(hf: &str) -> Option<String> {
     Renames {
         top: &[
             ("model.embed_tokens", "transformer.wte"),
+            ("model.embed_positions", "transformer.wpe"),
             ("model.norm", "transformer.norm_f"),
         ],
         layers: "transformer.blocks",
