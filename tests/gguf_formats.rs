@@ -501,7 +501,11 @@ fn mpt_tensor(name: &str, t: &Tensor) -> (String, Tensor) {
     if let Some(g) = top {
         return (g.to_string(), t.clone());
     }
-    let (l, part) = name.strip_prefix("blocks.").unwrap().split_once('.').unwrap();
+    let (l, part) = name
+        .strip_prefix("blocks.")
+        .unwrap()
+        .split_once('.')
+        .unwrap();
     let (module, suffix) = part.rsplit_once('.').unwrap();
     let g = match module {
         "norm_1" => "attn_norm",
