@@ -110,8 +110,8 @@ fn wrong_numbers_are_caught() {
 }
 
 /// A plugin of ABI 1.0 still passes: the cases of 1.1's codes (attention sinks, the clamped
-/// SwiGLU, per-head products) are reported as running on the CPU fallback, and MXFP4 products
-/// run on it as Q5_0.
+/// SwiGLU, per-head products) and 1.5's (ALiBi) are reported as running on the CPU fallback,
+/// and MXFP4 products run on it as Q5_0.
 #[test]
 fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
     let out = candor(&[
@@ -125,7 +125,8 @@ fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
     let sinks = rows_with(&table, "paged_attention", "sinks");
     let swiglu = rows_with(&table, "glu", "SwigluOai");
     let per_head = rows(&table, "heads_linear");
-    for r in [&sinks, &swiglu, &per_head] {
+    let alibi = rows_with(&table, "paged_attention", "alibi");
+    for r in [&sinks, &swiglu, &per_head, &alibi] {
         assert!(
             !r.is_empty() && r.iter().all(|l| l.contains("unsupported")),
             "{table}"
@@ -308,18 +309,24 @@ fn attention_sinks_and_clamped_swiglu_run_on_a_plugin() {
 
 /// A plugin written against ABI 1.0 (whose `supports_op` never looked at GLU variants or
 /// attention flags) is not asked about 1.1's: gpt-oss's sinks and clamped SwiGLU run on the
-/// CPU fallback there (and are counted), with the same greedy tokens.
+/// CPU fallback there (and are counted), with the same greedy tokens; so does BLOOM's ALiBi
+/// (1.5).
 #[test]
 fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
-    let (cpu, _, _) = generated_ids_of("gpt_oss", "cpu");
     let plugin = format!("plugin:{}", plugins::variant("reference_abi_1_0").display());
-    let (on_plugin, fallbacks, stderr) = generated_ids_of("gpt_oss", &plugin);
-    assert_eq!(on_plugin, cpu, "greedy tokens differ: {stderr}");
-    for op in ["paged_attention", "glu"] {
-        assert!(
-            fallbacks[op].as_u64().is_some_and(|n| n > 0),
-            "{op}: {fallbacks}"
-        );
+    for (model, ops) in [
+        ("gpt_oss", &["paged_attention", "glu"][..]),
+        ("bloom", &["paged_attention"][..]),
+    ] {
+        let (cpu, _, _) = generated_ids_of(model, "cpu");
+        let (on_plugin, fallbacks, stderr) = generated_ids_of(model, &plugin);
+        assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ: {stderr}");
+        for op in ops {
+            assert!(
+                fallbacks[op].as_u64().is_some_and(|n| n > 0),
+                "{model} {op}: {fallbacks}"
+            );
+        }
     }
 }
 
@@ -332,8 +339,9 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// of their own), and Command R+'s and StableLM-2-12B's per-head q/k norms (a LayerNorm of unit
 /// weight, then each head's weights tiled by `embedding` and multiplied), StarCoder's
 /// multi-query GPT-2 blocks, AFM's ungated squared ReLU under RMSNorms, GPT-J's interleaved
-/// partial RoPE in parallel blocks, BitNet's sub-norms, OPT's ReLU (ABI 1.4): the same greedy tokens as the CPU's, the norms run by the plugin (only the
-/// reference plugin's deliberate gap falls back).
+/// partial RoPE in parallel blocks, BitNet's sub-norms, OPT's ReLU (ABI 1.4), BLOOM's and
+/// Falcon-RW's ALiBi (ABI 1.5): the same greedy tokens as the CPU's, the norms run by the
+/// plugin (only the reference plugin's deliberate gap falls back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
@@ -359,6 +367,8 @@ fn layer_norm_models_run_on_the_plugin() {
         "phimoe",
         "opt",
         "opt_350m",
+        "bloom",
+        "falcon_rw",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
@@ -368,14 +378,12 @@ fn layer_norm_models_run_on_the_plugin() {
         assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
     }
     // Apertus's xIELU, OLMo's clamp and BitNet's per-token quantization of the products'
-    // inputs have no ABI op: they run on the host, counted; so does attention with ALiBi
-    // (BLOOM, Falcon-RW; MPT's clamp too), whose slopes the ABI cannot pass.
+    // inputs have no ABI op: they run on the host, counted (MPT's clamp of q/k/v too).
     for (model, host_op) in [
         ("apertus", "xielu"),
         ("olmo", "clamp"),
         ("bitnet", "quantize_rows"),
-        ("bloom", "paged_attention"),
-        ("falcon_rw", "paged_attention"),
+        ("mpt", "clamp"),
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);

@@ -57,7 +57,7 @@ extern "C" {
 #endif
 
 #define CANDOR_DEVICE_ABI_MAJOR 1u
-#define CANDOR_DEVICE_ABI_MINOR 4u
+#define CANDOR_DEVICE_ABI_MINOR 5u
 
 /* Name of the one exported symbol. */
 #define CANDOR_DEVICE_ENTRY_POINT "candor_device_get_api"
@@ -154,6 +154,8 @@ typedef uint32_t CandorOp;
 #define CANDOR_ATTN_SOFTCAP 2u
 /* (1.1) a learned sink logit per head: asked with `paged_attention_sinks` in mind. */
 #define CANDOR_ATTN_SINKS 4u
+/* (1.5) ALiBi slopes per head: asked with `paged_attention_alibi` in mind. */
+#define CANDOR_ATTN_ALIBI 8u
 /* `flags` of CANDOR_OP_LINEAR. */
 #define CANDOR_LINEAR_BIAS 1u
 
@@ -298,6 +300,17 @@ typedef struct CandorDeviceApi {
      * by sqrt(biased variance + eps), times w ([cols]), plus bias ([cols]; NULL: none). */
     CandorStatus (*layer_norm)(const CandorTensor *x, const CandorTensor *w,
                                const CandorTensor *bias, float eps, const CandorTensor *out);
+
+    /* ---- appended in 1.5 ---- */
+    /* paged_attention with ALiBi positions (BLOOM, MPT, Falcon-RW): alibi is host memory,
+     * num_heads slopes; a query at position i adds alibi[h] * (j - i) (exact: j - i is an
+     * integer) to its score of key j after the scale and softcap. sinks is NULL or as
+     * paged_attention_sinks takes them. */
+    CandorStatus (*paged_attention_alibi)(const CandorTensor *q, const CandorTensor *k_cache,
+                                          const CandorTensor *v_cache, const CandorSeq *seqs,
+                                          uint64_t n_seqs, const CandorAttention *params,
+                                          const float *sinks, const float *alibi,
+                                          const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -234,7 +234,7 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
                op->variant == CANDOR_ACT_RELU2 || op->variant == CANDOR_ACT_RELU;
     case CANDOR_OP_PAGED_ATTENTION:
         return (op->flags & ~(CANDOR_ATTN_SLIDING_WINDOW | CANDOR_ATTN_SOFTCAP |
-                              CANDOR_ATTN_SINKS)) == 0 &&
+                              CANDOR_ATTN_SINKS | CANDOR_ATTN_ALIBI)) == 0 &&
                (op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16);
     case CANDOR_OP_KV_WRITE: /* dtype: the cache's, F32 or F16 */
         return op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16;
@@ -358,6 +358,7 @@ static const CandorDeviceApi g_api = {
     ref_paged_attention_sinks,
     ref_heads_linear,
     ref_layer_norm,
+    ref_paged_attention_alibi,
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

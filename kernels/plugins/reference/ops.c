@@ -357,11 +357,12 @@ CandorStatus ref_kv_write(const CandorTensor *k_cache, const CandorTensor *v_cac
     return CANDOR_OK;
 }
 
-/* Attention of both entries: `sinks` is NULL or one logit per head that joins each softmax's
- * maximum and denominator (and adds no value). */
+/* Attention of every entry: `sinks` is NULL or one logit per head that joins each softmax's
+ * maximum and denominator (and adds no value); `alibi` is NULL or one slope per head, times the
+ * key's distance from the query added to each score. */
 static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
                            const CandorTensor *v_cache, const CandorSeq *seqs, uint64_t n_seqs,
-                           const CandorAttention *p, const float *sinks,
+                           const CandorAttention *p, const float *sinks, const float *alibi,
                            const CandorTensor *out) {
     F32_OR_FAIL(qs, q, "attention q");
     const void *kc = cache_data(k_cache, "attention k_cache");
@@ -427,6 +428,9 @@ static CandorStatus attend(const CandorTensor *q, const CandorTensor *k_cache,
                     if (p->softcap > 0.0f) {
                         sc = p->softcap * tanhf(sc / p->softcap);
                     }
+                    if (alibi != NULL) {
+                        sc += alibi[h] * (float)(j - pos);
+                    }
                     scores[j - first] = sc;
                     if (sc > max) {
                         max = sc;
@@ -458,7 +462,7 @@ CandorStatus ref_paged_attention(const CandorTensor *q, const CandorTensor *k_ca
                                  const CandorTensor *v_cache, const CandorSeq *seqs,
                                  uint64_t n_seqs, const CandorAttention *params,
                                  const CandorTensor *out) {
-    return attend(q, k_cache, v_cache, seqs, n_seqs, params, NULL, out);
+    return attend(q, k_cache, v_cache, seqs, n_seqs, params, NULL, NULL, out);
 }
 
 CandorStatus ref_paged_attention_sinks(const CandorTensor *q, const CandorTensor *k_cache,
@@ -466,7 +470,16 @@ CandorStatus ref_paged_attention_sinks(const CandorTensor *q, const CandorTensor
                                        uint64_t n_seqs, const CandorAttention *params,
                                        const float *sinks, const CandorTensor *out) {
     REQUIRE(sinks != NULL, "attention: NULL sinks");
-    return attend(q, k_cache, v_cache, seqs, n_seqs, params, sinks, out);
+    return attend(q, k_cache, v_cache, seqs, n_seqs, params, sinks, NULL, out);
+}
+
+CandorStatus ref_paged_attention_alibi(const CandorTensor *q, const CandorTensor *k_cache,
+                                       const CandorTensor *v_cache, const CandorSeq *seqs,
+                                       uint64_t n_seqs, const CandorAttention *params,
+                                       const float *sinks, const float *alibi,
+                                       const CandorTensor *out) {
+    REQUIRE(alibi != NULL, "attention: NULL ALiBi slopes");
+    return attend(q, k_cache, v_cache, seqs, n_seqs, params, sinks, alibi, out);
 }
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }

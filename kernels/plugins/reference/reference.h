@@ -68,6 +68,11 @@ CandorStatus ref_paged_attention_sinks(const CandorTensor *q, const CandorTensor
                                        const CandorTensor *v_cache, const CandorSeq *seqs,
                                        uint64_t n_seqs, const CandorAttention *params,
                                        const float *sinks, const CandorTensor *out);
+CandorStatus ref_paged_attention_alibi(const CandorTensor *q, const CandorTensor *k_cache,
+                                       const CandorTensor *v_cache, const CandorSeq *seqs,
+                                       uint64_t n_seqs, const CandorAttention *params,
+                                       const float *sinks, const float *alibi,
+                                       const CandorTensor *out);
 CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t activation,
                      const CandorTensor *out);
 CandorStatus ref_add(const CandorTensor *a, const CandorTensor *b, const CandorTensor *out);

@@ -62,6 +62,8 @@ fn op_desc(op: ffi::CandorOp, dims: &[usize]) -> CandorOpDesc {
 enum AttentionFn {
     Plain(ffi::PagedAttentionFn),
     Sinks(ffi::PagedAttentionSinksFn, Arc<[f32]>),
+    /// The ALiBi slopes, and the sinks where the layer has them too.
+    Alibi(ffi::PagedAttentionAlibiFn, Option<Arc<[f32]>>, Arc<[f32]>),
 }
 
 fn to_u32(v: usize, what: &str) -> Result<u32> {
@@ -365,12 +367,12 @@ impl PluginBackend {
                 sliding_window,
                 softcap,
                 sinks,
-                alibi: _,
+                alibi,
             } => {
                 d.op = ffi::OP_PAGED_ATTENTION;
                 d.dtype = self.kv_dtype;
                 d.dims[3] = *head_dim as i64;
-                d.flags = attn_flags(*sliding_window, *softcap, *sinks);
+                d.flags = attn_flags(*sliding_window, *softcap, *sinks, *alibi);
             }
             OpDesc::Glu { act } => {
                 d.op = ffi::OP_GLU;
@@ -417,11 +419,12 @@ fn activation_minor(act: Activation) -> u32 {
     }
 }
 
-fn attn_flags(sliding_window: bool, softcap: bool, sinks: bool) -> u32 {
+fn attn_flags(sliding_window: bool, softcap: bool, sinks: bool, alibi: bool) -> u32 {
     let flag = |on: bool, f: u32| if on { f } else { 0 };
     flag(sliding_window, ffi::ATTN_SLIDING_WINDOW)
         | flag(softcap, ffi::ATTN_SOFTCAP)
         | flag(sinks, ffi::ATTN_SINKS)
+        | flag(alibi, ffi::ATTN_ALIBI)
 }
 
 impl Backend for PluginBackend {
@@ -454,8 +457,12 @@ impl Backend for PluginBackend {
             {
                 return false
             }
-            // The ABI has no ALiBi: such attention runs on the CPU fallback.
-            OpDesc::PagedAttention { alibi: true, .. } => return false,
+            // ALiBi came in 1.5: an older plugin's attention of such models falls back.
+            OpDesc::PagedAttention { alibi: true, .. }
+                if self.api().paged_attention_alibi.is_none() =>
+            {
+                return false
+            }
             OpDesc::Glu { act } if !self.plugin.speaks_minor(activation_minor(*act)) => {
                 return false
             }
@@ -893,6 +900,7 @@ impl Backend for PluginBackend {
             params.sliding_window.is_some(),
             params.softcap.is_some(),
             params.sinks.is_some(),
+            params.alibi.is_some(),
         );
         desc.dtype = cache.dtype;
         if let Some(s) = params
@@ -906,10 +914,24 @@ impl Backend for PluginBackend {
                 params.num_heads
             )));
         }
-        // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head. The
-        // ABI has no ALiBi: such attention runs on the CPU fallback below.
+        if let Some(a) = params
+            .alibi
+            .as_ref()
+            .filter(|a| a.len() != params.num_heads)
+        {
+            return Err(err(format!(
+                "attention: {} ALiBi slopes for {} heads",
+                a.len(),
+                params.num_heads
+            )));
+        }
+        // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head; with
+        // ALiBi slopes the 1.5 one, given the slopes and the sinks if any.
         let call = match (&params.sinks, &params.alibi) {
-            (_, Some(_)) => None,
+            (sinks, Some(a)) => {
+                let f = self.api().paged_attention_alibi;
+                f.map(|f| AttentionFn::Alibi(f, sinks.clone(), a.clone()))
+            }
             (None, None) => self.api().paged_attention.map(AttentionFn::Plain),
             (Some(s), None) => {
                 let f = self.api().paged_attention_sinks;
@@ -953,6 +975,11 @@ impl Backend for PluginBackend {
                         AttentionFn::Plain(f) => f(&qd, &kcd, &vcd, seqs_ptr, n_seqs, &p, &od),
                         AttentionFn::Sinks(f, sinks) => {
                             f(&qd, &kcd, &vcd, seqs_ptr, n_seqs, &p, sinks.as_ptr(), &od)
+                        }
+                        AttentionFn::Alibi(f, sinks, slopes) => {
+                            let sinks = sinks.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+                            let slopes = slopes.as_ptr();
+                            f(&qd, &kcd, &vcd, seqs_ptr, n_seqs, &p, sinks, slopes, &od)
                         }
                     }
                 })?;

@@ -6,7 +6,7 @@ use candor_models::backend::WeightDtype;
 use std::ffi::{c_char, c_void};
 
 pub const ABI_MAJOR: u32 = 1;
-pub const ABI_MINOR: u32 = 4;
+pub const ABI_MINOR: u32 = 5;
 pub const ENTRY_POINT: &str = "candor_device_get_api";
 pub const MAX_RANK: usize = 4;
 
@@ -118,6 +118,8 @@ pub const ATTN_SLIDING_WINDOW: u32 = 1;
 pub const ATTN_SOFTCAP: u32 = 2;
 /// (1.1) a sink logit per head (`paged_attention_sinks`).
 pub const ATTN_SINKS: u32 = 4;
+/// (1.5) ALiBi slopes per head (`paged_attention_alibi`).
+pub const ATTN_ALIBI: u32 = 8;
 pub const LINEAR_BIAS: u32 = 1;
 
 /// `struct CandorBufferImpl *`: opaque to candor.
@@ -187,6 +189,20 @@ pub type PagedAttentionSinksFn = unsafe extern "C" fn(
     T,
 ) -> S;
 
+/// `paged_attention_alibi` (1.5): `PagedAttentionFn` with the sinks (host, one per head, or
+/// null) and the ALiBi slopes (host, one per head).
+pub type PagedAttentionAlibiFn = unsafe extern "C" fn(
+    T,
+    T,
+    T,
+    *const CandorSeq,
+    u64,
+    *const CandorAttention,
+    *const f32,
+    *const f32,
+    T,
+) -> S;
+
 /// The function table. Every pointer is an `Option` so that a table zero-filled past the
 /// plugin's `struct_size` reads as "not provided".
 #[repr(C)]
@@ -228,6 +244,8 @@ pub struct CandorDeviceApi {
     pub heads_linear: Option<unsafe extern "C" fn(T, T, T) -> S>,
     // Appended in 1.2.
     pub layer_norm: Option<unsafe extern "C" fn(T, T, T, f32, T) -> S>,
+    // Appended in 1.5.
+    pub paged_attention_alibi: Option<PagedAttentionAlibiFn>,
 }
 
 /// `candor_device_get_api`.
@@ -273,6 +291,7 @@ mod tests {
             offset_of!(CandorDeviceApi, paged_attention_sinks),
             offset_of!(CandorDeviceApi, heads_linear),
             offset_of!(CandorDeviceApi, layer_norm),
+            offset_of!(CandorDeviceApi, paged_attention_alibi),
         ]
         .iter()
         .map(|&n| n as u64)

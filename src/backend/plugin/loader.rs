@@ -291,6 +291,9 @@ fn without_newer_functions(mut api: CandorDeviceApi) -> CandorDeviceApi {
     if api.abi_minor < 2 {
         api.layer_norm = None;
     }
+    if api.abi_minor < 5 {
+        api.paged_attention_alibi = None;
+    }
     api
 }
 

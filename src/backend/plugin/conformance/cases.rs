@@ -127,6 +127,8 @@ pub struct AttnCase {
     pub scale: f32,
     /// A sink logit per head (gpt-oss; ABI 1.1).
     pub sinks: bool,
+    /// ALiBi slopes per head (BLOOM, MPT; ABI 1.5).
+    pub alibi: bool,
     /// Attend over the blocks written moved to others, the originals left in place.
     pub moved: Option<BlockMove>,
 }
@@ -152,6 +154,7 @@ impl AttnCase {
             softcap: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
             sinks: false,
+            alibi: false,
             moved: None,
         }
     }
@@ -249,6 +252,18 @@ pub fn all_cases() -> Vec<Case> {
         ..AttnCase::new(vec![(0, 29), (40, 1)], 8, 2, 64)
     }));
     v.push(Attention(AttnCase {
+        sinks: true,
+        window: Some(16),
+        ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
+    }));
+    // BLOOM's and MPT's ALiBi: 6 heads (the slopes' odd steps), a long prompt beside decode
+    // rows deep in their context; and with a window and sinks, which a plugin must combine.
+    v.push(Attention(AttnCase {
+        alibi: true,
+        ..AttnCase::new(vec![(0, 70), (200, 1), (17, 3)], 6, 6, 32)
+    }));
+    v.push(Attention(AttnCase {
+        alibi: true,
         sinks: true,
         window: Some(16),
         ..AttnCase::new(vec![(0, 40), (50, 1)], 4, 2, 32)
@@ -402,6 +417,9 @@ impl Case {
                 }
                 if a.sinks {
                     d.push_str(" sinks");
+                }
+                if a.alibi {
+                    d.push_str(" alibi");
                 }
                 match a.moved {
                     Some(BlockMove::Copied) => d.push_str(" copied blocks"),
@@ -712,7 +730,9 @@ fn attention<B: Backend>(b: &B, r: &mut Inputs, a: &AttnCase) -> Result<Vec<f32>
         softcap: a.softcap,
         // Large enough to take a real share of each softmax.
         sinks: a.sinks.then(|| r.values(heads, 3.0).into()),
-        alibi: None,
+        alibi: a
+            .alibi
+            .then(|| candor_models::alibi::Alibi::STANDARD.slopes(heads).into()),
     };
     b.download(&b.paged_attention(&q, &cache, 0, &metas, BLOCK_SIZE, &params)?)
 }
