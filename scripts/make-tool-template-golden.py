@@ -16,7 +16,11 @@ cannot render (Granite 3.3 renders no calls of its own) or whose output depends 
         ../shared/fixtures/tokenizer/qwen2.5-0.5b.json tests/fixtures/chat_tools/qwen2.5-0.5b.json
     PYTHONPATH=/tmp/hfpy python3 scripts/make-tool-template-golden.py \
         llama.cpp/models/templates/Qwen3-Coder.jinja tests/fixtures/chat_tools/Qwen3-Coder.json
+
+`--describe-parameters` gives every parameter without a description one (its name), for the
+templates that print each parameter's description and fail without (Command R+'s tool use).
 """
+import copy
 import json
 import sys
 
@@ -95,13 +99,24 @@ CASES = [
 ]
 
 
-def main(source, out_path):
+def described(tools):
+    """`tools` with a description on every parameter that has none: its name."""
+    tools = copy.deepcopy(tools)
+    for tool in tools:
+        for name, spec in tool["function"].get("parameters", {}).get("properties", {}).items():
+            spec.setdefault("description", name)
+    return tools
+
+
+def main(source, out_path, describe=False):
     if source.endswith(".jinja"):
         template = open(source).read()
     else:
         template = json.load(open(source))["chat_template"]
     cases = []
     for case_id, tools, messages in CASES:
+        if describe:
+            tools = described(tools)
         if "strftime_now" in template and messages[0]["role"] != "system":
             continue
         try:
@@ -121,4 +136,6 @@ def main(source, out_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    paths = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(paths[0], paths[1], describe="--describe-parameters" in flags)

@@ -413,7 +413,9 @@ fn weather_tool() -> Value {
         "description": "Get the current weather in a city",
         "parameters": {"type": "object", "properties": {
             "city": {"type": "string", "description": "City name"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}
+            // Described: Command R+'s template writes every parameter's description.
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"],
+                     "description": "Temperature unit"}
         }, "required": ["city"]}
     }})
 }
@@ -594,6 +596,21 @@ async fn command_r7b_tool_calls_over_http() {
     let (prompt, _) = demanded_calls_over_http(&template).await;
     assert!(
         prompt.contains("<|START_ACTION|>[") && prompt.contains("\"tool_name\": \"get_weather\""),
+        "{prompt}"
+    );
+}
+
+/// A model served with Command R+'s tool-use template writes its calls after `Action:` as a
+/// fenced JSON list of `tool_name` / `parameters` objects: demanded calls (named, streamed,
+/// required) follow that grammar and come back as calls, and the history shows the call in
+/// the template's pretty-printed list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_r_plus_tool_calls_over_http() {
+    let template = corpus_template("CohereForAI-c4ai-command-r-plus-tool_use");
+    let (prompt, _) = demanded_calls_over_http(&template).await;
+    assert!(
+        prompt.contains("\nAction:\n```json\n[\n    {\n        \"tool_name\": \"get_weather\",")
+            && prompt.contains("]```"),
         "{prompt}"
     );
 }

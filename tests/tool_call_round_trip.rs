@@ -53,6 +53,7 @@ fn assistant_turn(
     let turn = through
         .strip_prefix(&prompt)
         .or_else(|| through.strip_prefix(&before))
+        .or_else(|| turn_before_an_instruction(&through, &prompt, &before))
         .unwrap_or_else(|| {
             panic!("the conversation does not lead into the turn:\n{before}\n{through}")
         });
@@ -67,6 +68,26 @@ fn assistant_turn(
         .find_map(|end| turn.strip_suffix(end))
         .unwrap_or(turn)
         .to_string()
+}
+
+/// The turn where the template writes an instruction after the whole history, generation
+/// prompt or not (Command R+'s "Write 'Action:' ..." turn): `through` less that instruction
+/// (the text it ends with as `before` does), less the conversation before the turn and the
+/// generation prompt's header (what `prompt` adds to `before`).
+fn turn_before_an_instruction<'a>(through: &'a str, prompt: &str, before: &str) -> Option<&'a str> {
+    let header = prompt.strip_prefix(before)?;
+    let common = through
+        .bytes()
+        .rev()
+        .zip(before.bytes().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let instruction = &before[before.len() - common..];
+    let history = before.strip_suffix(instruction)?;
+    through
+        .strip_suffix(instruction)?
+        .strip_prefix(history)?
+        .strip_prefix(header)
 }
 
 /// End-of-turn tokens the corpus' templates write after an assistant turn.

@@ -162,6 +162,88 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, 
     Ok(Value::from_safe_string(py_json::dumps(&json, &options)))
 }
 
+/// `indent(width=4, first=False, blank=False)` as Jinja2 computes it: minijinja's drops a
+/// trailing newline Jinja2 keeps (`'{\n'|indent(4, first=true)` is `"    {\n"`: Command R+'s
+/// template lays its calls out so), and Jinja2 takes a string `width` as the indentation.
+fn python_indent(
+    s: Value,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, JinjaError> {
+    let width = width.or(kwargs.get::<Option<Value>>("width")?);
+    let first = first
+        .or(kwargs.get::<Option<bool>>("first")?)
+        .unwrap_or(false);
+    let blank = blank
+        .or(kwargs.get::<Option<bool>>("blank")?)
+        .unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let indention = match width {
+        None => " ".repeat(4),
+        Some(w) => match (w.as_str(), i64::try_from(w.clone())) {
+            (Some(text), _) => text.to_string(),
+            (None, Ok(n)) if (0..=256).contains(&n) => " ".repeat(n as usize),
+            _ => {
+                return Err(JinjaError::new(
+                    ErrorKind::InvalidOperation,
+                    "indent: `width` must be a string or a number in [0, 256]",
+                ))
+            }
+        },
+    };
+    // Jinja2 appends a newline, then joins `str.splitlines()` of the result: a trailing
+    // newline of the input survives, not indented unless `blank`.
+    let text = format!(
+        "{}\n",
+        s.as_str().map_or_else(|| s.to_string(), str::to_string)
+    );
+    let lines = python_splitlines(&text);
+    let mut rv = match blank {
+        true => lines.join(&format!("\n{indention}")),
+        false => {
+            let mut rest = lines.iter();
+            let mut rv = rest.next().copied().unwrap_or_default().to_string();
+            for line in rest {
+                rv.push('\n');
+                if !line.is_empty() {
+                    rv.push_str(&indention);
+                }
+                rv.push_str(line);
+            }
+            rv
+        }
+    };
+    if first {
+        rv.insert_str(0, &indention);
+    }
+    Ok(Value::from(rv))
+}
+
+/// Python's `str.splitlines()` over the line breaks templates meet (`\n`, `\r\n`, `\r`).
+fn python_splitlines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        match rest.find(['\n', '\r']) {
+            Some(at) => {
+                lines.push(&rest[..at]);
+                let skip = match rest[at..].starts_with("\r\n") {
+                    true => 2,
+                    false => 1,
+                };
+                rest = &rest[at + skip..];
+            }
+            None => {
+                lines.push(rest);
+                rest = "";
+            }
+        }
+    }
+    lines
+}
+
 /// `value | string` as Jinja2 gives it: Python's `str` (a list as `['a', 'b']`).
 fn python_string(state: &State, value: Value) -> Result<Value, JinjaError> {
     if value.is_undefined() {
@@ -238,6 +320,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        env.add_filter("indent", python_indent);
         // Printed values and `| string` as Jinja2 prints them (Python's `str`).
         env.add_filter("string", python_string);
         env.add_test("iterable", python_iterable);
@@ -393,6 +476,26 @@ mod tests {
         ChatMessage::text(role, content)
     }
 
+    /// `indent` as Jinja2 3.1 renders each case (outputs taken from it): a trailing newline
+    /// kept, blank lines indented only with `blank`, a string width, keyword arguments.
+    #[test]
+    fn indent_is_jinja2s() {
+        for (template, want) in [
+            ("{{ '{\\n'|indent(4, first=true) }}", "    {\n"),
+            ("{{ 'a\\nb\\n\\nc'|indent(2) }}", "a\n  b\n\n  c"),
+            (
+                "{{ 'a\\nb\\n\\nc\\n'|indent(2, blank=true) }}",
+                "a\n  b\n  \n  c\n  ",
+            ),
+            ("{{ 'a\\r\\nb'|indent('> ') }}", "a\n> b"),
+            ("{{ 'x'|indent }}", "x"),
+            ("{{ 'a\\nb'|indent(width=3, first=true) }}", "   a\n   b"),
+        ] {
+            let t = ChatTemplate::new(template, None, None).unwrap();
+            assert_eq!(t.render(&[], false).unwrap(), want, "{template}");
+        }
+    }
+
     #[test]
     fn qwen_gguf_template_matches_transformers() {
         let golden: serde_json::Value = serde_json::from_str(include_str!(
@@ -450,6 +553,14 @@ mod tests {
     #[test]
     fn templates_with_tools_match_transformers() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/chat_tools");
+        // Command R+'s `json_to_python_type(json_spec.items)`: Jinja2 looks an attribute up
+        // before a key, so `.items` of a schema is the dict's method and an array parameter
+        // prints as `List[Union[]]`; candor reads the key (`List[str]`), as the template's
+        // author meant.
+        let known = [(
+            "CohereForAI-c4ai-command-r-plus-tool_use.json",
+            "typed_arguments",
+        )];
         let mut files = 0;
         let mut wrong = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -467,7 +578,11 @@ mod tests {
                 let text = t
                     .render_with(&messages, true, &extra)
                     .unwrap_or_else(|e| panic!("{name} {}: {e}", case["id"]));
-                if text != case["text"].as_str().unwrap() {
+                let file = path.file_name().unwrap().to_string_lossy();
+                let expected_to_differ =
+                    known.iter().any(|(f, id)| *f == file && case["id"] == *id);
+                let same = text == case["text"].as_str().unwrap();
+                if same == expected_to_differ {
                     wrong.push(format!("{name} {}:\n{text}\n{}", case["id"], case["text"]));
                 }
             }

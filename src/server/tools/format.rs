@@ -76,6 +76,9 @@ pub enum ToolFormat {
     Functionary,
     FunctionaryV32,
     CommandR7b,
+    /// Command R / R+ (c4ai-command-r-v01, -plus, -08-2024): `Action:` then a ```json fence
+    /// around a list of `tool_name` / `parameters` objects, to the end of the answer.
+    CommandR,
     DeepseekV3,
     DeepseekV31,
     Lfm2,
@@ -164,6 +167,14 @@ const NEMOTRON_CALLS: (&str, &str) = ("<TOOLCALL>", "</TOOLCALL>");
 const FIREFUNCTION_CALLS: &str = " functools[";
 /// Command R7B's markers around its list of calls (special tokens of its vocabulary).
 const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
+/// What opens Command R / R+'s calls (plain text), and the fence around their list.
+const COMMAND_R_ACTION: &str = "Action:";
+const COMMAND_R_FENCE: (&str, &str) = ("```json", "```");
+/// How Command R / R+'s call objects open: the name first.
+const COMMAND_R_OBJECT_OPENING: &str = "{\"tool_name\": ";
+/// The pseudo-tool Command R's template tells the model to call when no tool is needed
+/// (either spelling): not a call of the request's unless it defines one by that name.
+const DIRECTLY_ANSWER: [&str; 2] = ["directly-answer", "directly_answer"];
 
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
 #[derive(Debug, Clone)]
@@ -197,7 +208,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 23] = [
+    pub const ALL: [ToolFormat; 24] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -212,6 +223,7 @@ impl ToolFormat {
         ToolFormat::Functionary,
         ToolFormat::FunctionaryV32,
         ToolFormat::CommandR7b,
+        ToolFormat::CommandR,
         ToolFormat::DeepseekV3,
         ToolFormat::DeepseekV31,
         ToolFormat::Lfm2,
@@ -241,6 +253,7 @@ impl ToolFormat {
             ToolFormat::Functionary => "functionary_v3_1",
             ToolFormat::FunctionaryV32 => "functionary_v3_2",
             ToolFormat::CommandR7b => "command_r7b",
+            ToolFormat::CommandR => "command_r",
             ToolFormat::DeepseekV3 => "deepseek_v3",
             ToolFormat::DeepseekV31 => "deepseek_v31",
             ToolFormat::Lfm2 => "lfm2",
@@ -277,6 +290,11 @@ impl ToolFormat {
             Ok(ToolFormat::Apertus)
         } else if template.contains(R7B_ACTION.0) {
             Ok(ToolFormat::CommandR7b)
+        } else if template.contains(COMMAND_R_ACTION)
+            && template.contains(COMMAND_R_FENCE.0)
+            && template.contains("tool_name")
+        {
+            Ok(ToolFormat::CommandR)
         } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
             Ok(ToolFormat::Lfm2)
         } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
@@ -344,6 +362,7 @@ impl ToolFormat {
             ToolFormat::KimiK2 => kimi::SECTION_BEGIN,
             ToolFormat::SolarOpen => solar::SECTION_BEGIN,
             ToolFormat::CommandR7b => R7B_ACTION.0,
+            ToolFormat::CommandR => COMMAND_R_ACTION,
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Apertus => apertus::OPEN,
@@ -371,6 +390,8 @@ impl ToolFormat {
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
+            // The fence's close is no end: the list's own fence opens with it.
+            ToolFormat::CommandR => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
             // A message ends where the next opens (`functionary_v32::message_end`).
             ToolFormat::FunctionaryV32 => None,
@@ -396,6 +417,7 @@ impl ToolFormat {
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
+            ToolFormat::CommandR => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
             ToolFormat::Firefunction => Family::Json,
         }
@@ -410,6 +432,7 @@ impl ToolFormat {
                 | ToolFormat::Apriel
                 | ToolFormat::NemotronJson
                 | ToolFormat::CommandR7b
+                | ToolFormat::CommandR
                 | ToolFormat::Firefunction
         )
     }
@@ -442,7 +465,10 @@ impl ToolFormat {
     pub fn needs_special_tokens(self) -> bool {
         !matches!(
             self,
-            ToolFormat::Hermes | ToolFormat::Llama3Json | ToolFormat::FunctionaryV32
+            ToolFormat::Hermes
+                | ToolFormat::Llama3Json
+                | ToolFormat::FunctionaryV32
+                | ToolFormat::CommandR
         )
     }
 
@@ -497,6 +523,17 @@ impl ToolFormat {
                     .strip_prefix(FIREFUNCTION_CALLS.trim_start())?;
                 call_list(&format!("[{list}"))
             }
+            Family::Json if self == ToolFormat::CommandR => {
+                let list = command_r_list(body)?;
+                let calls = call_list(list)?;
+                let defined = |name: &str| functions.iter().any(|(f, _)| f == name);
+                Some(
+                    calls
+                        .into_iter()
+                        .filter(|c| defined(&c.name) || !DIRECTLY_ANSWER.contains(&&*c.name))
+                        .collect(),
+                )
+            }
             Family::Json if self.is_call_list() => call_list(body),
             Family::Json if self == ToolFormat::Llama3Json => {
                 json_sequence(body)?.iter().map(call_object).collect()
@@ -515,7 +552,7 @@ impl ToolFormat {
     /// The key a call's arguments go under.
     fn arguments_key(self) -> &'static str {
         match self {
-            ToolFormat::Llama3Json | ToolFormat::CommandR7b => "parameters",
+            ToolFormat::Llama3Json | ToolFormat::CommandR7b | ToolFormat::CommandR => "parameters",
             _ => "arguments",
         }
     }
@@ -535,6 +572,8 @@ impl ToolFormat {
             ToolFormat::CommandR7b => {
                 format!("{} {}", literal("}\n]"), marker(R7B_ACTION.1, special))
             }
+            // Its template's layout: the list closed, then the fence.
+            ToolFormat::CommandR => literal(&format!("}}\n]{}", COMMAND_R_FENCE.1)),
             _ => literal("}"),
         }
     }
@@ -543,6 +582,7 @@ impl ToolFormat {
     fn call_object_opening(self) -> &'static str {
         match self {
             ToolFormat::CommandR7b => R7B_OBJECT_OPENING,
+            ToolFormat::CommandR => COMMAND_R_OBJECT_OPENING,
             _ => CALL_OBJECT_OPENING,
         }
     }
@@ -676,13 +716,18 @@ impl ToolFormat {
             // Mistral's and Granite's calls are one list, running to the end of the answer;
             // Apriel's closes with its tag.
             _ if self.is_call_list() => {
-                let close = self
-                    .call_end()
-                    .map(|end| marker(end, special))
-                    .unwrap_or_default();
-                // FireFunction's trigger opened the list.
+                let close = match self {
+                    ToolFormat::CommandR => format!("WS? {}", literal(COMMAND_R_FENCE.1)),
+                    _ => self
+                        .call_end()
+                        .map(|end| marker(end, special))
+                        .unwrap_or_default(),
+                };
+                // FireFunction's trigger opened the list; Command R's fences it.
+                let fenced = format!("WS? {} WS? \"[\" ", literal(COMMAND_R_FENCE.0));
                 let open = match self {
                     ToolFormat::Firefunction => "",
+                    ToolFormat::CommandR => &fenced,
                     _ => "\"[\" ",
                 };
                 (
@@ -771,6 +816,7 @@ impl ToolFormat {
             ToolFormat::Apriel => "<tool_calls>[",
             ToolFormat::NemotronJson => "<TOOLCALL>[",
             ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
+            ToolFormat::CommandR => "Action:\n```json\n[\n    ",
             ToolFormat::GigaChat3 => gigachat::CALL_ONLY_OPENING,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
@@ -1027,6 +1073,14 @@ fn call_object(v: &Value) -> Option<ParsedCall> {
     Some(ParsedCall { name, arguments })
 }
 
+/// Command R's list inside its fence (` ```json [...] ``` `, as its template writes it; a
+/// model leaving the fence out is read too).
+fn command_r_list(body: &str) -> Option<&str> {
+    let body = body.trim();
+    let body = body.strip_prefix(COMMAND_R_FENCE.0).unwrap_or(body);
+    Some(body.strip_suffix(COMMAND_R_FENCE.1).unwrap_or(body))
+}
+
 /// The calls of a JSON list of call objects (or of one object alone): the list formats' body.
 fn call_list(body: &str) -> Option<Vec<ParsedCall>> {
     match serde_json::from_str(body.trim()).ok()? {
@@ -1169,6 +1223,14 @@ mod tests {
             Ok(ToolFormat::FunctionaryV32)
         );
         assert_eq!(
+            of_corpus("CohereForAI-c4ai-command-r-plus-tool_use"),
+            Ok(ToolFormat::CommandR)
+        );
+        assert_eq!(
+            of_corpus("CohereForAI-c4ai-command-r7b-12-2024-tool_use"),
+            Ok(ToolFormat::CommandR7b)
+        );
+        assert_eq!(
             ToolFormat::detect(
                 "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
             ),
@@ -1249,6 +1311,32 @@ mod tests {
         );
     }
 
+    /// Command R / R+'s list in its fence as its template lays it out (pretty-printed objects),
+    /// or without the fence; its `directly-answer` pseudo-call is no call unless the request
+    /// defines a tool of that name.
+    #[test]
+    fn command_r_actions_parse_and_drop_the_direct_answer() {
+        let r = ToolFormat::CommandR;
+        let listed = " ```json\n[\n    {\n        \"tool_name\": \"a\",\n        \"parameters\": {\n            \"x\": 1\n        }\n    },\n    {\n        \"tool_name\": \"b\",\n        \"parameters\": {}\n    }\n]```";
+        let both = Some(vec![call("a", "{\"x\":1}"), call("b", "{}")]);
+        assert_eq!(r.parse_block(listed, &[]), both);
+        assert_eq!(
+            r.parse_block(
+                "\n[{\"tool_name\": \"a\", \"parameters\": {\"x\": 1}}]",
+                &[]
+            ),
+            Some(vec![call("a", "{\"x\":1}")])
+        );
+        let direct = "\n```json\n[{\"tool_name\": \"directly-answer\", \"parameters\": {}}]\n```";
+        assert_eq!(r.parse_block(direct, &[]), Some(vec![]));
+        let defined = [("directly-answer".to_string(), serde_json::json!({}))];
+        assert_eq!(
+            r.parse_block(direct, &defined),
+            Some(vec![call("directly-answer", "{}")])
+        );
+        assert_eq!(r.parse_block(" none needed", &[]), None);
+    }
+
     #[test]
     fn forced_prefixes_continue_into_parsable_calls() {
         let functions = [(
@@ -1298,6 +1386,10 @@ mod tests {
                 ToolFormat::CommandR7b => (
                     "{\"city\": \"Oslo\"}}\n]",
                     "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}\n]",
+                ),
+                ToolFormat::CommandR => (
+                    "{\"city\": \"Oslo\"}}\n]```",
+                    "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}\n]```",
                 ),
                 ToolFormat::MistralArgs => (
                     "{\"city\": \"Oslo\"}",
