@@ -38,7 +38,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
     // squared ReLU under RMSNorms, Hunyuan-A13B's experts beside a shared one, dots.llm1's
     // sigmoid-routed experts under Qwen3's attention, BitNet's sub-norms over 8-bit
     // activations, Phi-3.5-MoE's sparsemixer-routed experts under biased LayerNorms, Llama 4's
-    // chunked attention over one routed expert and a shared one.
+    // chunked attention over one routed expert and a shared one, BLOOM's and MPT's ALiBi (BLOOM's
+    // embeddings LayerNorm).
     for arch in [
         "command-r",
         "llama",
@@ -62,6 +63,8 @@ fn tiny_dummy_models_run_and_are_reproducible() {
         "bitnet",
         "phimoe",
         "llama4",
+        "bloom",
+        "mpt",
     ] {
         let a = logits(arch, WeightDtype::BF16, 1);
         assert_eq!(a.len(), 20 * 256);
