@@ -123,7 +123,7 @@ fn config_that_disagrees_with_the_weights() {
         ],
         "config disagrees with the weights",
     );
-    cfg["model_type"] = serde_json::json!("bloom");
+    cfg["model_type"] = serde_json::json!("rwkv");
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
     expect_error(
         &[
@@ -132,7 +132,7 @@ fn config_that_disagrees_with_the_weights() {
             "--prompt-tokens",
             "1",
         ],
-        "unsupported architecture `bloom`",
+        "unsupported architecture `rwkv`",
     );
 }
 

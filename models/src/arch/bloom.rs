@@ -13,8 +13,8 @@ use crate::weights::gguf::GgufFile;
 
 /// transformers' `BloomConfig` defaults where config.json is silent.
 const DEFAULT_EPS: f32 = 1e-5;
-/// BLOOM trained at 2048 positions; ALiBi lets it run past them, but the config has no key
-/// for its length (llama.cpp's converter writes the same).
+/// BLOOM trained at 2048 positions; its config has no key for them (ALiBi lets it run past
+/// them; `seq_length` where a config has it).
 const TRAINED_CONTEXT: usize = 2048;
 
 /// The blocks, as both formats describe them.
@@ -48,7 +48,7 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     cfg["num_attention_heads"] = n(["num_attention_heads", "n_head"]).unwrap_or_default();
     cfg["num_hidden_layers"] = n(["num_hidden_layers", "n_layer"]).unwrap_or_default();
     cfg["intermediate_size"] = (4 * hidden).into();
-    cfg["max_position_embeddings"] = TRAINED_CONTEXT.into();
+    cfg["max_position_embeddings"] = c.opt_usize("seq_length")?.unwrap_or(TRAINED_CONTEXT).into();
     cfg["hidden_act"] = "gelu_pytorch_tanh".into();
     let c = HfConfig(&cfg);
     let mut spec = base_from_hf(&c, Arch::Bloom)?;

@@ -57,8 +57,10 @@ pub fn from_hf(c: &HfConfig) -> Result<ModelSpec> {
     cfg["hidden_size"] = hidden.into();
     cfg["num_attention_heads"] = c.usize("n_heads")?.into();
     cfg["num_hidden_layers"] = c.usize("n_layers")?.into();
-    // transformers' `MptMLP` is four times as wide whatever `expansion_ratio` says.
-    cfg["intermediate_size"] = (4 * hidden).into();
+    // transformers' `MptMLP` is four times as wide whatever `expansion_ratio` says (4 in every
+    // MPT release); llm-foundry's reads it, and so does candor.
+    let ratio = c.opt_usize("expansion_ratio")?.unwrap_or(4);
+    cfg["intermediate_size"] = (ratio * hidden).into();
     cfg["max_position_embeddings"] = c.usize("max_seq_len")?.into();
     cfg["hidden_act"] = "gelu".into();
     let c = HfConfig(&cfg);

@@ -903,27 +903,12 @@ impl Backend for PluginBackend {
             params.alibi.is_some(),
         );
         desc.dtype = cache.dtype;
-        if let Some(s) = params
-            .sinks
-            .as_ref()
-            .filter(|s| s.len() != params.num_heads)
-        {
-            return Err(err(format!(
-                "attention: {} sinks for {} heads",
-                s.len(),
-                params.num_heads
-            )));
-        }
-        if let Some(a) = params
-            .alibi
-            .as_ref()
-            .filter(|a| a.len() != params.num_heads)
-        {
-            return Err(err(format!(
-                "attention: {} ALiBi slopes for {} heads",
-                a.len(),
-                params.num_heads
-            )));
+        // The plugin reads one float per query head from each.
+        for (what, values) in [("sinks", &params.sinks), ("ALiBi slopes", &params.alibi)] {
+            if let Some(v) = values.as_ref().filter(|v| v.len() != params.num_heads) {
+                let (n, heads) = (v.len(), params.num_heads);
+                return Err(err(format!("attention: {n} {what} for {heads} heads")));
+            }
         }
         // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head; with
         // ALiBi slopes the 1.5 one, given the slopes and the sinks if any.
