@@ -110,7 +110,7 @@ fn wrong_numbers_are_caught() {
 }
 
 /// A plugin of ABI 1.0 still passes: the cases of 1.1's codes (attention sinks, the clamped
-/// SwiGLU, per-head products) and 1.5's (ALiBi) are reported as running on the CPU fallback,
+/// SwiGLU, per-head products) and 1.5's (ALiBi, the clamp) are reported as running on the CPU fallback,
 /// and MXFP4 products run on it as Q5_0.
 #[test]
 fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
@@ -126,7 +126,8 @@ fn a_plugin_of_abi_1_0_passes_with_1_1_cases_on_the_fallback() {
     let swiglu = rows_with(&table, "glu", "SwigluOai");
     let per_head = rows(&table, "heads_linear");
     let alibi = rows_with(&table, "paged_attention", "alibi");
-    for r in [&sinks, &swiglu, &per_head, &alibi] {
+    let clamp = rows(&table, "clamp");
+    for r in [&sinks, &swiglu, &per_head, &alibi, &clamp] {
         assert!(
             !r.is_empty() && r.iter().all(|l| l.contains("unsupported")),
             "{table}"
@@ -340,8 +341,9 @@ fn a_plugin_of_abi_1_0_runs_gpt_oss_with_the_cpu_fallback() {
 /// weight, then each head's weights tiled by `embedding` and multiplied), StarCoder's
 /// multi-query GPT-2 blocks, AFM's ungated squared ReLU under RMSNorms, GPT-J's interleaved
 /// partial RoPE in parallel blocks, BitNet's sub-norms, OPT's ReLU (ABI 1.4), BLOOM's and
-/// Falcon-RW's ALiBi (ABI 1.5): the same greedy tokens as the CPU's, the norms run by the
-/// plugin (only the reference plugin's deliberate gap falls back).
+/// Falcon-RW's ALiBi and MPT's and OLMo's clamp of q/k/v (ABI 1.5): the same greedy tokens as
+/// the CPU's, the norms run by the plugin (only the reference plugin's deliberate gap falls
+/// back).
 #[test]
 fn layer_norm_models_run_on_the_plugin() {
     let plugin = format!("plugin:{}", plugins::reference().display());
@@ -369,6 +371,8 @@ fn layer_norm_models_run_on_the_plugin() {
         "opt_350m",
         "bloom",
         "falcon_rw",
+        "mpt",
+        "olmo",
     ] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
@@ -377,14 +381,9 @@ fn layer_norm_models_run_on_the_plugin() {
         let ops: Vec<&String> = fallbacks.as_object().unwrap().keys().collect();
         assert_eq!(ops, ["gather_rows"], "{model}: {fallbacks}");
     }
-    // Apertus's xIELU, OLMo's clamp and BitNet's per-token quantization of the products'
-    // inputs have no ABI op: they run on the host, counted (MPT's clamp of q/k/v too).
-    for (model, host_op) in [
-        ("apertus", "xielu"),
-        ("olmo", "clamp"),
-        ("bitnet", "quantize_rows"),
-        ("mpt", "clamp"),
-    ] {
+    // Apertus's xIELU and BitNet's per-token quantization of the products' inputs have no
+    // ABI op: they run on the host, counted.
+    for (model, host_op) in [("apertus", "xielu"), ("bitnet", "quantize_rows")] {
         let (cpu, _, _) = generated_ids_with(model, "cpu", &[]);
         let (on_plugin, fallbacks, _) = generated_ids_with(model, &plugin, &[]);
         assert_eq!(on_plugin, cpu, "{model}: greedy tokens differ");

@@ -129,7 +129,8 @@ typedef uint32_t CandorOp;
 #define CANDOR_OP_CAST 15u
 #define CANDOR_OP_HEADS_LINEAR 16u /* (1.1) */
 #define CANDOR_OP_LAYER_NORM 17u   /* (1.2) */
-#define CANDOR_OP_COUNT 17u
+#define CANDOR_OP_CLAMP 18u        /* (1.5) */
+#define CANDOR_OP_COUNT 18u
 
 /* RoPE pairing (`variant` of CANDOR_OP_ROPE). */
 #define CANDOR_ROPE_NEOX 0u        /* dimension i pairs with i + d/2 (HF rotate_half) */
@@ -163,7 +164,8 @@ typedef uint32_t CandorOp;
  * What `supports_op` is asked. `dims` by op (0 = not known yet):
  *   EMBEDDING        {rows, vocab, hidden}          dtype = table dtype
  *   LINEAR           {tokens M, out N, in K}        dtype = weight dtype
- *   RMS_NORM, ADD_RMS_NORM, SOFTMAX, ARGMAX, GATHER_ROWS, GLU, ADD, MUL, SCALE, SOFTCAP
+ *   RMS_NORM, ADD_RMS_NORM, SOFTMAX, ARGMAX, GATHER_ROWS, GLU, ADD, MUL, SCALE, SOFTCAP,
+ *   CLAMP (1.5)
  *                    {rows, cols}
  *   ROPE             {tokens, heads, head_dim}      variant = pairing
  *   KV_WRITE         {tokens, kv_heads, head_dim, slots in cache}  dtype = cache (1.1)
@@ -311,6 +313,9 @@ typedef struct CandorDeviceApi {
                                           uint64_t n_seqs, const CandorAttention *params,
                                           const float *sinks, const float *alibi,
                                           const CandorTensor *out);
+    /* out = min(max(x, -limit), limit) elementwise (OLMo's and MPT's clip_qkv on their q/k/v
+     * products). */
+    CandorStatus (*clamp)(const CandorTensor *x, float limit, const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -239,6 +239,7 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
     case CANDOR_OP_KV_WRITE: /* dtype: the cache's, F32 or F16 */
         return op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16;
     case CANDOR_OP_LAYER_NORM:
+    case CANDOR_OP_CLAMP:
         return 1;
 #endif
     case CANDOR_OP_CAST: {
@@ -359,6 +360,7 @@ static const CandorDeviceApi g_api = {
     ref_heads_linear,
     ref_layer_norm,
     ref_paged_attention_alibi,
+    ref_clamp,
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

@@ -577,6 +577,18 @@ CandorStatus ref_softcap(const CandorTensor *x, float cap, const CandorTensor *o
     return CANDOR_OK;
 }
 
+CandorStatus ref_clamp(const CandorTensor *x, float limit, const CandorTensor *out) {
+    F32_OR_FAIL(xs, x, "clamp x");
+    F32_OR_FAIL(os, out, "clamp out");
+    int64_t n = elems_of(x);
+    REQUIRE(elems_of(out) == n, "clamp: shapes do not match");
+    REQUIRE(limit >= 0.0f, "clamp: negative limit");
+    for (int64_t i = 0; i < n; i++) {
+        os[i] = xs[i] < -limit ? -limit : (xs[i] > limit ? limit : xs[i]);
+    }
+    return CANDOR_OK;
+}
+
 CandorStatus ref_softmax(const CandorTensor *x, const CandorTensor *out) {
     F32_OR_FAIL(xs, x, "softmax x");
     F32_OR_FAIL(os, out, "softmax out");

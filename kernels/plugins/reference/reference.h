@@ -73,6 +73,7 @@ CandorStatus ref_paged_attention_alibi(const CandorTensor *q, const CandorTensor
                                        uint64_t n_seqs, const CandorAttention *params,
                                        const float *sinks, const float *alibi,
                                        const CandorTensor *out);
+CandorStatus ref_clamp(const CandorTensor *x, float limit, const CandorTensor *out);
 CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t activation,
                      const CandorTensor *out);
 CandorStatus ref_add(const CandorTensor *a, const CandorTensor *b, const CandorTensor *out);

@@ -154,6 +154,7 @@ impl PluginBackend {
             (ffi::OP_SOFTMAX, Op::Softmax),
             (ffi::OP_GATHER_ROWS, Op::GatherRows),
             (ffi::OP_ARGMAX, Op::Argmax),
+            (ffi::OP_CLAMP, Op::Clamp),
         ]
         .iter()
         .filter(|(code, _)| !self.has_function(*code))
@@ -335,6 +336,7 @@ impl PluginBackend {
             ffi::OP_CAST => a.cast.is_some(),
             ffi::OP_HEADS_LINEAR => a.heads_linear.is_some(),
             ffi::OP_LAYER_NORM => a.layer_norm.is_some(),
+            ffi::OP_CLAMP => a.clamp.is_some(),
             _ => false,
         }
     }
@@ -583,10 +585,16 @@ impl Backend for PluginBackend {
         cache.write_rows(slots, rows)
     }
 
-    /// No ABI op: on the host (counted as a fallback).
+    /// The plugin's `clamp` (1.5), else on the CPU fallback.
     fn clamp(&self, x: &PluginTensor, limit: f32) -> Result<PluginTensor> {
-        self.fallbacks.record(Op::Clamp);
-        candor_models::backend::clamp_on_host(self, x, limit)
+        self.unary_param(
+            Op::Clamp,
+            ffi::OP_CLAMP,
+            x,
+            limit,
+            self.api().clamp,
+            |c, x| c.clamp(x, limit),
+        )
     }
 
     /// No ABI op: on the host (counted as a fallback).

@@ -27,7 +27,7 @@ pub enum Op {
     ShortConv,
     /// Not in the ABI: Apertus's xIELU (numbers of its own per layer) runs on the host.
     Xielu,
-    /// Not in the ABI: OLMo's clamp of q, k and v runs on the host.
+    /// OLMo's and MPT's clamp of q, k and v (ABI 1.5).
     Clamp,
     /// Not in the ABI: Qwen3-Next's sigmoid gate of the attention's output runs on the host.
     MulSigmoid,

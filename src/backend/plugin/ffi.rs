@@ -101,6 +101,8 @@ pub const OP_CAST: CandorOp = 15;
 pub const OP_HEADS_LINEAR: CandorOp = 16;
 /// (1.2) LayerNorm (`layer_norm`).
 pub const OP_LAYER_NORM: CandorOp = 17;
+/// (1.5) the elementwise clamp to ±limit (`clamp`).
+pub const OP_CLAMP: CandorOp = 18;
 
 pub const ROPE_NEOX: u32 = 0;
 pub const ROPE_INTERLEAVED: u32 = 1;
@@ -246,6 +248,7 @@ pub struct CandorDeviceApi {
     pub layer_norm: Option<unsafe extern "C" fn(T, T, T, f32, T) -> S>,
     // Appended in 1.5.
     pub paged_attention_alibi: Option<PagedAttentionAlibiFn>,
+    pub clamp: Option<unsafe extern "C" fn(T, f32, T) -> S>,
 }
 
 /// `candor_device_get_api`.
@@ -292,6 +295,7 @@ mod tests {
             offset_of!(CandorDeviceApi, heads_linear),
             offset_of!(CandorDeviceApi, layer_norm),
             offset_of!(CandorDeviceApi, paged_attention_alibi),
+            offset_of!(CandorDeviceApi, clamp),
         ]
         .iter()
         .map(|&n| n as u64)

@@ -293,6 +293,7 @@ fn without_newer_functions(mut api: CandorDeviceApi) -> CandorDeviceApi {
     }
     if api.abi_minor < 5 {
         api.paged_attention_alibi = None;
+        api.clamp = None;
     }
     api
 }

@@ -92,6 +92,11 @@ pub enum Case {
         rows: usize,
         cols: usize,
     },
+    /// (1.5) OLMo's and MPT's clamp of q/k/v.
+    Clamp {
+        rows: usize,
+        cols: usize,
+    },
     Softmax {
         rows: usize,
         cols: usize,
@@ -294,6 +299,7 @@ pub fn all_cases() -> Vec<Case> {
         v.push(Mul { rows, cols });
         v.push(Scale { rows, cols });
         v.push(Softcap { rows, cols });
+        v.push(Clamp { rows, cols });
     }
     v.push(Softmax { rows: 1, cols: 512 });
     v.push(Softmax {
@@ -348,6 +354,7 @@ impl Case {
             Case::Mul { .. } => Op::Mul,
             Case::Scale { .. } => Op::Scale,
             Case::Softcap { .. } => Op::Softcap,
+            Case::Clamp { .. } => Op::Clamp,
             Case::Softmax { .. } => Op::Softmax,
             Case::GatherRows { .. } => Op::GatherRows,
             Case::Argmax { .. } => Op::Argmax,
@@ -445,6 +452,7 @@ impl Case {
             | Case::Mul { rows, cols }
             | Case::Scale { rows, cols }
             | Case::Softcap { rows, cols }
+            | Case::Clamp { rows, cols }
             | Case::Softmax { rows, cols }
             | Case::Argmax { rows, cols } => format!("[{rows}, {cols}]"),
         }
@@ -607,6 +615,11 @@ impl Case {
             Case::Softcap { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 60.0), &[*rows, *cols])?;
                 b.download(&b.softcap(&x, 30.0)?)
+            }
+            // About half the values past the limit, on both sides.
+            Case::Clamp { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 8.0), &[*rows, *cols])?;
+                b.download(&b.clamp(&x, 4.0)?)
             }
             Case::Softmax { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 8.0), &[*rows, *cols])?;
