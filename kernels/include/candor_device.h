@@ -130,7 +130,10 @@ typedef uint32_t CandorOp;
 #define CANDOR_OP_HEADS_LINEAR 16u /* (1.1) */
 #define CANDOR_OP_LAYER_NORM 17u   /* (1.2) */
 #define CANDOR_OP_CLAMP 18u        /* (1.5) */
-#define CANDOR_OP_COUNT 18u
+#define CANDOR_OP_XIELU 19u        /* (1.5) */
+#define CANDOR_OP_QUANTIZE_ROWS 20u /* (1.5) */
+#define CANDOR_OP_MUL_SIGMOID 21u  /* (1.5) */
+#define CANDOR_OP_COUNT 21u
 
 /* RoPE pairing (`variant` of CANDOR_OP_ROPE). */
 #define CANDOR_ROPE_NEOX 0u        /* dimension i pairs with i + d/2 (HF rotate_half) */
@@ -165,7 +168,7 @@ typedef uint32_t CandorOp;
  *   EMBEDDING        {rows, vocab, hidden}          dtype = table dtype
  *   LINEAR           {tokens M, out N, in K}        dtype = weight dtype
  *   RMS_NORM, ADD_RMS_NORM, SOFTMAX, ARGMAX, GATHER_ROWS, GLU, ADD, MUL, SCALE, SOFTCAP,
- *   CLAMP (1.5)
+ *   CLAMP, XIELU, QUANTIZE_ROWS, MUL_SIGMOID (1.5)
  *                    {rows, cols}
  *   ROPE             {tokens, heads, head_dim}      variant = pairing
  *   KV_WRITE         {tokens, kv_heads, head_dim, slots in cache}  dtype = cache (1.1)
@@ -316,6 +319,18 @@ typedef struct CandorDeviceApi {
     /* out = min(max(x, -limit), limit) elementwise (OLMo's and MPT's clip_qkv on their q/k/v
      * products). */
     CandorStatus (*clamp)(const CandorTensor *x, float limit, const CandorTensor *out);
+    /* xIELU elementwise with one layer's numbers (Apertus's FFN activation):
+     * x > 0: alpha_p * x^2 + beta * x; else (expm1(min(x, eps)) - x) * alpha_n + beta * x. */
+    CandorStatus (*xielu)(const CandorTensor *x, float alpha_p, float alpha_n, float beta,
+                          float eps, const CandorTensor *out);
+    /* Each row of a 2-D x (BitNet b1.58's product inputs) to `bits`-bit signed integers by its
+     * largest magnitude and back: s = (2^(bits-1) - 1) / max(max_i |x_i|, 1e-5), out =
+     * clamp(rint(x * s), -2^(bits-1), 2^(bits-1) - 1) / s, ties to even; bits in 2..16. */
+    CandorStatus (*quantize_rows)(const CandorTensor *x, uint32_t bits, const CandorTensor *out);
+    /* out = x * sigmoid(gate) elementwise, gate of x's element count (Qwen3-Next's gate of
+     * the attention's output). */
+    CandorStatus (*mul_sigmoid)(const CandorTensor *x, const CandorTensor *gate,
+                                const CandorTensor *out);
 } CandorDeviceApi;
 
 /* The entry point every plugin exports. */

@@ -29,7 +29,8 @@ PROBE_EXPORT uint64_t candor_layout_probe(uint64_t *out, uint64_t cap) {
         FIELD(CandorDeviceApi, paged_attention), FIELD(CandorDeviceApi, cast),
         FIELD(CandorDeviceApi, paged_attention_sinks), FIELD(CandorDeviceApi, heads_linear),
         FIELD(CandorDeviceApi, layer_norm), FIELD(CandorDeviceApi, paged_attention_alibi),
-        FIELD(CandorDeviceApi, clamp),
+        FIELD(CandorDeviceApi, clamp), FIELD(CandorDeviceApi, xielu),
+        FIELD(CandorDeviceApi, quantize_rows), FIELD(CandorDeviceApi, mul_sigmoid),
     };
     uint64_t n = sizeof v / sizeof v[0];
     for (uint64_t i = 0; i < n && i < cap; i++) {

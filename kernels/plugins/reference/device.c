@@ -240,6 +240,9 @@ static int32_t ref_supports_op(const CandorOpDesc *op) {
         return op->dtype == CANDOR_DTYPE_F32 || op->dtype == CANDOR_DTYPE_F16;
     case CANDOR_OP_LAYER_NORM:
     case CANDOR_OP_CLAMP:
+    case CANDOR_OP_XIELU:
+    case CANDOR_OP_QUANTIZE_ROWS:
+    case CANDOR_OP_MUL_SIGMOID:
         return 1;
 #endif
     case CANDOR_OP_CAST: {
@@ -361,6 +364,9 @@ static const CandorDeviceApi g_api = {
     ref_layer_norm,
     ref_paged_attention_alibi,
     ref_clamp,
+    ref_xielu,
+    ref_quantize_rows,
+    ref_mul_sigmoid,
 };
 
 #ifndef CANDOR_FAULT_NO_ENTRY

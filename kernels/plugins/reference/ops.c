@@ -589,6 +589,58 @@ CandorStatus ref_clamp(const CandorTensor *x, float limit, const CandorTensor *o
     return CANDOR_OK;
 }
 
+CandorStatus ref_xielu(const CandorTensor *x, float alpha_p, float alpha_n, float beta, float eps,
+                       const CandorTensor *out) {
+    F32_OR_FAIL(xs, x, "xielu x");
+    F32_OR_FAIL(os, out, "xielu out");
+    int64_t n = elems_of(x);
+    REQUIRE(elems_of(out) == n, "xielu: shapes do not match");
+    for (int64_t i = 0; i < n; i++) {
+        float v = xs[i];
+        os[i] = v > 0.0f ? alpha_p * v * v + beta * v
+                         : (expm1f(v < eps ? v : eps) - v) * alpha_n + beta * v;
+    }
+    return CANDOR_OK;
+}
+
+CandorStatus ref_quantize_rows(const CandorTensor *x, uint32_t bits, const CandorTensor *out) {
+    F32_OR_FAIL(xs, x, "quantize_rows x");
+    F32_OR_FAIL(os, out, "quantize_rows out");
+    int64_t d = last_dim(x), n = elems_of(x);
+    REQUIRE(elems_of(out) == n, "quantize_rows: shapes do not match");
+    REQUIRE(bits >= 2 && bits <= 16, "quantize_rows: %u bits", bits);
+    const float top = (float)((1u << (bits - 1)) - 1);
+    for (int64_t r = 0; d > 0 && r < n / d; r++) {
+        const float *xr = xs + r * d;
+        float *orow = os + r * d;
+        float largest = 1e-5f;
+        for (int64_t i = 0; i < d; i++) {
+            float a = fabsf(xr[i]);
+            largest = a > largest ? a : largest;
+        }
+        const float s = top / largest;
+        for (int64_t i = 0; i < d; i++) {
+            float q = rintf(xr[i] * s); /* the default rounding mode: ties to even */
+            q = q < -top - 1.0f ? -top - 1.0f : (q > top ? top : q);
+            orow[i] = q / s;
+        }
+    }
+    return CANDOR_OK;
+}
+
+CandorStatus ref_mul_sigmoid(const CandorTensor *x, const CandorTensor *gate,
+                             const CandorTensor *out) {
+    F32_OR_FAIL(xs, x, "mul_sigmoid x");
+    F32_OR_FAIL(gs, gate, "mul_sigmoid gate");
+    F32_OR_FAIL(os, out, "mul_sigmoid out");
+    int64_t n = elems_of(x);
+    REQUIRE(elems_of(gate) == n && elems_of(out) == n, "mul_sigmoid: sizes do not match");
+    for (int64_t i = 0; i < n; i++) {
+        os[i] = xs[i] / (1.0f + expf(-gs[i]));
+    }
+    return CANDOR_OK;
+}
+
 CandorStatus ref_softmax(const CandorTensor *x, const CandorTensor *out) {
     F32_OR_FAIL(xs, x, "softmax x");
     F32_OR_FAIL(os, out, "softmax out");

@@ -74,6 +74,11 @@ CandorStatus ref_paged_attention_alibi(const CandorTensor *q, const CandorTensor
                                        const float *sinks, const float *alibi,
                                        const CandorTensor *out);
 CandorStatus ref_clamp(const CandorTensor *x, float limit, const CandorTensor *out);
+CandorStatus ref_xielu(const CandorTensor *x, float alpha_p, float alpha_n, float beta, float eps,
+                       const CandorTensor *out);
+CandorStatus ref_quantize_rows(const CandorTensor *x, uint32_t bits, const CandorTensor *out);
+CandorStatus ref_mul_sigmoid(const CandorTensor *x, const CandorTensor *gate,
+                             const CandorTensor *out);
 CandorStatus ref_glu(const CandorTensor *gate, const CandorTensor *up, uint32_t activation,
                      const CandorTensor *out);
 CandorStatus ref_add(const CandorTensor *a, const CandorTensor *b, const CandorTensor *out);

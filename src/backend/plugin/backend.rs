@@ -155,6 +155,9 @@ impl PluginBackend {
             (ffi::OP_GATHER_ROWS, Op::GatherRows),
             (ffi::OP_ARGMAX, Op::Argmax),
             (ffi::OP_CLAMP, Op::Clamp),
+            (ffi::OP_XIELU, Op::Xielu),
+            (ffi::OP_QUANTIZE_ROWS, Op::QuantizeRows),
+            (ffi::OP_MUL_SIGMOID, Op::MulSigmoid),
         ]
         .iter()
         .filter(|(code, _)| !self.has_function(*code))
@@ -337,6 +340,9 @@ impl PluginBackend {
             ffi::OP_HEADS_LINEAR => a.heads_linear.is_some(),
             ffi::OP_LAYER_NORM => a.layer_norm.is_some(),
             ffi::OP_CLAMP => a.clamp.is_some(),
+            ffi::OP_XIELU => a.xielu.is_some(),
+            ffi::OP_QUANTIZE_ROWS => a.quantize_rows.is_some(),
+            ffi::OP_MUL_SIGMOID => a.mul_sigmoid.is_some(),
             _ => false,
         }
     }
@@ -597,26 +603,58 @@ impl Backend for PluginBackend {
         )
     }
 
-    /// No ABI op: on the host (counted as a fallback).
+    /// The plugin's `quantize_rows` (1.5), else on the CPU fallback.
     fn quantize_rows(&self, x: &PluginTensor, bits: u32) -> Result<PluginTensor> {
-        self.fallbacks.record(Op::QuantizeRows);
-        candor_models::backend::quantize_rows_on_host(self, x, bits)
+        let (rows, cols) = x.rows_cols();
+        let (xd, f) = (x.desc(), self.api().quantize_rows);
+        self.run(
+            Op::QuantizeRows,
+            &op_desc(ffi::OP_QUANTIZE_ROWS, &[rows, cols]),
+            f.is_some(),
+            &x.shape,
+            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, bits, od) }),
+            |c| c.quantize_rows(&self.download_host(x)?, bits),
+        )
     }
 
-    /// No ABI op: on the host (counted as a fallback).
+    /// The plugin's `mul_sigmoid` (1.5), else on the CPU fallback; `gate` of `x`'s element
+    /// count, the output in `x`'s shape.
     fn mul_sigmoid(&self, x: &PluginTensor, gate: &PluginTensor) -> Result<PluginTensor> {
-        self.fallbacks.record(Op::MulSigmoid);
-        candor_models::backend::mul_sigmoid_on_host(self, x, gate)
+        if gate.elems() != x.elems() {
+            return Err(err(format!(
+                "mul_sigmoid: gate {:?} for x {:?}",
+                gate.shape, x.shape
+            )));
+        }
+        let (rows, cols) = x.rows_cols();
+        let (xd, gd, f) = (x.desc(), gate.desc(), self.api().mul_sigmoid);
+        self.run(
+            Op::MulSigmoid,
+            &op_desc(ffi::OP_MUL_SIGMOID, &[rows, cols]),
+            f.is_some(),
+            &x.shape,
+            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, &gd, od) }),
+            |c| c.mul_sigmoid(&self.download_host(x)?, &self.download_host(gate)?),
+        )
     }
 
-    /// No ABI op: on the host (counted as a fallback).
+    /// The plugin's `xielu` (1.5), else on the CPU fallback.
     fn xielu(
         &self,
         x: &PluginTensor,
         p: &candor_models::xielu::XieluParams,
     ) -> Result<PluginTensor> {
-        self.fallbacks.record(Op::Xielu);
-        candor_models::backend::xielu_on_host(self, x, p)
+        let (rows, cols) = x.rows_cols();
+        let (xd, f) = (x.desc(), self.api().xielu);
+        let (ap, an, beta, eps) = (p.alpha_p, p.alpha_n, p.beta, p.eps);
+        self.run(
+            Op::Xielu,
+            &op_desc(ffi::OP_XIELU, &[rows, cols]),
+            f.is_some(),
+            &x.shape,
+            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, ap, an, beta, eps, od) }),
+            |c| c.xielu(&self.download_host(x)?, p),
+        )
     }
 
     /// No ABI op: the taps come back to the host (counted as a fallback).

@@ -25,14 +25,13 @@ pub enum Op {
     LayerNorm,
     /// Not in the ABI: LFM2's short convolutions always read their taps back to the host.
     ShortConv,
-    /// Not in the ABI: Apertus's xIELU (numbers of its own per layer) runs on the host.
+    /// Apertus's xIELU, numbers of its own per layer (ABI 1.5).
     Xielu,
     /// OLMo's and MPT's clamp of q, k and v (ABI 1.5).
     Clamp,
-    /// Not in the ABI: Qwen3-Next's sigmoid gate of the attention's output runs on the host.
+    /// Qwen3-Next's sigmoid gate of the attention's output (ABI 1.5).
     MulSigmoid,
-    /// Not in the ABI: BitNet's per-token quantization of the products' inputs runs on the
-    /// host.
+    /// BitNet's per-token quantization of the products' inputs (ABI 1.5).
     QuantizeRows,
 }
 

@@ -103,6 +103,12 @@ pub const OP_HEADS_LINEAR: CandorOp = 16;
 pub const OP_LAYER_NORM: CandorOp = 17;
 /// (1.5) the elementwise clamp to ±limit (`clamp`).
 pub const OP_CLAMP: CandorOp = 18;
+/// (1.5) xIELU with one layer's numbers (`xielu`).
+pub const OP_XIELU: CandorOp = 19;
+/// (1.5) rows to signed integers of their own scale and back (`quantize_rows`).
+pub const OP_QUANTIZE_ROWS: CandorOp = 20;
+/// (1.5) `x · sigmoid(gate)` (`mul_sigmoid`).
+pub const OP_MUL_SIGMOID: CandorOp = 21;
 
 pub const ROPE_NEOX: u32 = 0;
 pub const ROPE_INTERLEAVED: u32 = 1;
@@ -249,6 +255,9 @@ pub struct CandorDeviceApi {
     // Appended in 1.5.
     pub paged_attention_alibi: Option<PagedAttentionAlibiFn>,
     pub clamp: Option<unsafe extern "C" fn(T, f32, T) -> S>,
+    pub xielu: Option<unsafe extern "C" fn(T, f32, f32, f32, f32, T) -> S>,
+    pub quantize_rows: Option<unsafe extern "C" fn(T, u32, T) -> S>,
+    pub mul_sigmoid: Option<unsafe extern "C" fn(T, T, T) -> S>,
 }
 
 /// `candor_device_get_api`.
@@ -296,6 +305,9 @@ mod tests {
             offset_of!(CandorDeviceApi, layer_norm),
             offset_of!(CandorDeviceApi, paged_attention_alibi),
             offset_of!(CandorDeviceApi, clamp),
+            offset_of!(CandorDeviceApi, xielu),
+            offset_of!(CandorDeviceApi, quantize_rows),
+            offset_of!(CandorDeviceApi, mul_sigmoid),
         ]
         .iter()
         .map(|&n| n as u64)

@@ -294,6 +294,9 @@ fn without_newer_functions(mut api: CandorDeviceApi) -> CandorDeviceApi {
     if api.abi_minor < 5 {
         api.paged_attention_alibi = None;
         api.clamp = None;
+        api.xielu = None;
+        api.quantize_rows = None;
+        api.mul_sigmoid = None;
     }
     api
 }

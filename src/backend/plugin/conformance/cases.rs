@@ -97,6 +97,21 @@ pub enum Case {
         rows: usize,
         cols: usize,
     },
+    /// (1.5) Apertus's xIELU.
+    Xielu {
+        rows: usize,
+        cols: usize,
+    },
+    /// (1.5) BitNet's 8-bit rows.
+    QuantizeRows {
+        rows: usize,
+        cols: usize,
+    },
+    /// (1.5) Qwen3-Next's sigmoid gate.
+    MulSigmoid {
+        rows: usize,
+        cols: usize,
+    },
     Softmax {
         rows: usize,
         cols: usize,
@@ -300,6 +315,9 @@ pub fn all_cases() -> Vec<Case> {
         v.push(Scale { rows, cols });
         v.push(Softcap { rows, cols });
         v.push(Clamp { rows, cols });
+        v.push(Xielu { rows, cols });
+        v.push(QuantizeRows { rows, cols });
+        v.push(MulSigmoid { rows, cols });
     }
     v.push(Softmax { rows: 1, cols: 512 });
     v.push(Softmax {
@@ -355,6 +373,9 @@ impl Case {
             Case::Scale { .. } => Op::Scale,
             Case::Softcap { .. } => Op::Softcap,
             Case::Clamp { .. } => Op::Clamp,
+            Case::Xielu { .. } => Op::Xielu,
+            Case::QuantizeRows { .. } => Op::QuantizeRows,
+            Case::MulSigmoid { .. } => Op::MulSigmoid,
             Case::Softmax { .. } => Op::Softmax,
             Case::GatherRows { .. } => Op::GatherRows,
             Case::Argmax { .. } => Op::Argmax,
@@ -453,6 +474,9 @@ impl Case {
             | Case::Scale { rows, cols }
             | Case::Softcap { rows, cols }
             | Case::Clamp { rows, cols }
+            | Case::Xielu { rows, cols }
+            | Case::QuantizeRows { rows, cols }
+            | Case::MulSigmoid { rows, cols }
             | Case::Softmax { rows, cols }
             | Case::Argmax { rows, cols } => format!("[{rows}, {cols}]"),
         }
@@ -620,6 +644,21 @@ impl Case {
             Case::Clamp { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 8.0), &[*rows, *cols])?;
                 b.download(&b.clamp(&x, 4.0)?)
+            }
+            // Apertus-like numbers: both branches, and values below eps.
+            Case::Xielu { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 6.0), &[*rows, *cols])?;
+                let p = candor_models::xielu::XieluParams::from_stored(0.8, 0.8, 0.5, -1e-6);
+                b.download(&b.xielu(&x, &p)?)
+            }
+            Case::QuantizeRows { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 3.0), &[*rows, *cols])?;
+                b.download(&b.quantize_rows(&x, 8)?)
+            }
+            Case::MulSigmoid { rows, cols } => {
+                let x = up(b, &r.values(rows * cols, 3.0), &[*rows, *cols])?;
+                let gate = up(b, &r.values(rows * cols, 6.0), &[*rows, *cols])?;
+                b.download(&b.mul_sigmoid(&x, &gate)?)
             }
             Case::Softmax { rows, cols } => {
                 let x = up(b, &r.values(rows * cols, 8.0), &[*rows, *cols])?;
