@@ -540,7 +540,7 @@ mod tests {
     fn functionary_messages_come_out_whole_at_any_chunking() {
         let format = ToolFormat::FunctionaryV32;
         let weather = || call("get_weather", "{\"city\":\"Paris\"}");
-        let cases: [(&str, Vec<Piece>); 7] = [
+        let cases: [(&str, Vec<Piece>); 8] = [
             (
                 "all\nLet me look.>>>get_weather\n{\"city\": \"Paris\"}>>>get_time\n{}",
                 vec![text("Let me look."), weather(), call("get_time", "{}")],
@@ -562,6 +562,14 @@ mod tests {
                 vec![text("Sure>>>get_weather\n{\"city\": ")],
             ),
             ("all\n", vec![]),
+            // The code interpreter's raw Python, to the next message.
+            (
+                "python\nimport math\nprint(math.pi)>>>all\nDone.",
+                vec![
+                    call("python", "{\"code\":\"import math\\nprint(math.pi)\"}"),
+                    text("Done."),
+                ],
+            ),
         ];
         for (output, expected) in cases {
             for step in [1, 2, 3, 7, 1000] {

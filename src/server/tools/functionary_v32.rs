@@ -36,17 +36,29 @@ pub fn recipient(line: &str) -> Recipient<'_> {
     }
 }
 
-/// The call in a message to a function (`NAME\n{...}`); `None` unless it is one.
+/// The code interpreter functionary's models were trained with: a message to it may be the
+/// Python source itself rather than arguments' JSON.
+const PYTHON: &str = "python";
+
+/// The call in a message to a function (`NAME\n{...}`); `None` unless it is one. A message to
+/// `python` that is no JSON object is its code, `{"code": ...}`, as llama.cpp reads it.
 pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
     let (name, arguments) = body.split_once('\n')?;
     if name == USER || !valid_function_name(name) {
         return None;
     }
-    let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
-    arguments.is_object().then(|| {
-        let arguments = serde_json::to_string(&arguments).unwrap_or_default();
-        vec![ParsedCall::new(name, &arguments)]
-    })
+    let text = arguments.trim();
+    let arguments: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        // Raw code: what opens as an object must be one (a `>>>` inside its strings does not
+        // end the message early).
+        _ if name == PYTHON && !text.is_empty() && !text.starts_with('{') => {
+            serde_json::json!({ "code": text })
+        }
+        _ => return None,
+    };
+    let arguments = serde_json::to_string(&arguments).unwrap_or_default();
+    Some(vec![ParsedCall::new(name, &arguments)])
 }
 
 /// Where a message to a function that `body` begins ends: the first `>>>` after a whole call
@@ -107,6 +119,22 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+        // The code interpreter's raw Python, and its JSON form; a `python` message opening as
+        // an object must be one.
+        assert_eq!(
+            parse("python\nprint(2 ** 10)\n"),
+            Some(vec![ParsedCall::new(
+                "python",
+                "{\"code\":\"print(2 ** 10)\"}"
+            )])
+        );
+        assert_eq!(
+            parse("python\n{\"code\": \"1 + 1\"}"),
+            Some(vec![ParsedCall::new("python", "{\"code\":\"1 + 1\"}")])
+        );
+        assert_eq!(parse("python\n{\"code\": \"x"), None);
+        assert_eq!(parse("python\n"), None);
+        assert_eq!(parse("get_weather\nprint(1)"), None);
         let named = forced_prefix(Some("f")) + "{\"a\": 1}";
         assert_eq!(parse(&named), Some(vec![ParsedCall::new("f", "{\"a\":1}")]));
         assert_eq!(forced_prefix(None), "");
