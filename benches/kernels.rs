@@ -123,6 +123,17 @@ fn attention(c: &mut Criterion) {
     g.bench_function("decode_ctx1024_f16", |b| {
         b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &shape))
     });
+    // ALiBi's bias on every score (BLOOM, MPT): what it adds to the same decode.
+    let slopes: Vec<f32> = (0..heads)
+        .map(|h| 2f32.powf(-8.0 * (h + 1) as f32 / heads as f32))
+        .collect();
+    let alibi = AttnShape {
+        alibi: Some(&slopes),
+        ..shape
+    };
+    g.bench_function("decode_ctx1024_f16_alibi", |b| {
+        b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &alibi))
+    });
     g.finish();
     decode_long(c, &q, &shape);
     // Prefill: 512 causal rows over the same cache (each row sees positions 0..=its own).
@@ -141,6 +152,9 @@ fn attention(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows as u64));
     g.bench_function("prefill_512_f16", |b| {
         b.iter(|| paged_attention(&qp, &mut outp, &kv16, &prefill, &shape))
+    });
+    g.bench_function("prefill_512_f16_alibi", |b| {
+        b.iter(|| paged_attention(&qp, &mut outp, &kv16, &prefill, &alibi))
     });
     g.finish();
 }

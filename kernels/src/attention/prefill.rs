@@ -11,7 +11,7 @@
 //!
 //! Results equal the per-row kernel's within float rounding (the sums run in another order).
 use super::{AttnShape, Emit, KvElement, PagedKv, RowReader, STRIP};
-use crate::activation::{exp, tanh};
+use crate::activation::tanh;
 use std::ops::Range;
 
 /// Query rows per block (one task: these rows × the heads of one KV head). Each chunk's K and V
@@ -220,9 +220,10 @@ pub(super) fn softmax_step(
         super::add_alibi(sc, slope, distance);
     }
     let new_max = lane_max(sc).max(*max);
-    // Before the first chunk the clamped exp of −inf is ~1e-38, times a zero sum and output.
-    let alpha = exp(*max - new_max);
-    sc.iter_mut().for_each(|x| *x = exp(*x - new_max));
+    // Before the first chunk the max is −∞: nothing summed is kept (a zero sum and output).
+    let alpha = super::softmax_weight(*max - new_max);
+    sc.iter_mut()
+        .for_each(|x| *x = super::softmax_weight(*x - new_max));
     *sum = *sum * alpha + lane_sum(sc);
     *max = new_max;
     alpha
