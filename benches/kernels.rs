@@ -124,9 +124,7 @@ fn attention(c: &mut Criterion) {
         b.iter(|| paged_attention(&q, &mut out, &kv16, &seqs, &shape))
     });
     // ALiBi's bias on every score (BLOOM, MPT): what it adds to the same decode.
-    let slopes: Vec<f32> = (0..heads)
-        .map(|h| 2f32.powf(-8.0 * (h + 1) as f32 / heads as f32))
-        .collect();
+    let slopes = candor_models::alibi::Alibi::STANDARD.slopes(heads);
     let alibi = AttnShape {
         alibi: Some(&slopes),
         ..shape

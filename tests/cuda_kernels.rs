@@ -235,13 +235,10 @@ fn with_sinks(p: AttentionParams, seed: u64) -> AttentionParams {
     }
 }
 
-/// `p` with ALiBi's geometric slopes `2^(-8(h+1)/heads)` (BLOOM's for a power of two): from a
+/// `p` with BLOOM's and MPT's ALiBi slopes (`2^(-8(h+1)/heads)` for a power of two): from a
 /// few keys' reach on head 0 to nearly flat, so a wrong sign, distance or head shows.
 fn with_alibi(p: AttentionParams) -> AttentionParams {
-    let heads = p.num_heads;
-    let slopes: Vec<f32> = (0..heads)
-        .map(|h| (-8.0 * (h + 1) as f32 / heads as f32).exp2())
-        .collect();
+    let slopes = candor_models::alibi::Alibi::STANDARD.slopes(p.num_heads);
     AttentionParams {
         alibi: Some(slopes.into()),
         ..p

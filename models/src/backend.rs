@@ -214,6 +214,20 @@ pub struct AttentionParams {
     pub alibi: Option<std::sync::Arc<[f32]>>,
 }
 
+impl AttentionParams {
+    /// Why the per-head floats (sinks, ALiBi slopes) do not fit the heads, if they do not:
+    /// every backend reads one of each per query head.
+    pub fn per_head_mismatch(&self) -> Option<String> {
+        [("sinks", &self.sinks), ("ALiBi slopes", &self.alibi)]
+            .into_iter()
+            .find_map(|(what, values)| {
+                let n = values.as_ref()?.len();
+                (n != self.num_heads)
+                    .then(|| format!("attention: {n} {what} for {} heads", self.num_heads))
+            })
+    }
+}
+
 /// Shape of the paged KV cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KvCacheSpec {
@@ -583,7 +597,7 @@ pub fn glu_then_linear<B: Backend + ?Sized>(
 
 /// `Backend::rms_norm_linear` as two ops: the (fused add +) RMSNorm, then the product.
 /// `Backend::clamp` on the host: `x` read back, clamped, uploaded.
-pub fn clamp_on_host<B: Backend + ?Sized>(b: &B, x: &B::Tensor, limit: f32) -> Result<B::Tensor> {
+fn clamp_on_host<B: Backend + ?Sized>(b: &B, x: &B::Tensor, limit: f32) -> Result<B::Tensor> {
     let shape = b.shape(x);
     let mut values = b.download(x)?;
     values.iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
@@ -592,7 +606,7 @@ pub fn clamp_on_host<B: Backend + ?Sized>(b: &B, x: &B::Tensor, limit: f32) -> R
 
 /// `Backend::mul_sigmoid` on the host: `x` and `gate` read back, multiplied, uploaded in
 /// `x`'s shape.
-pub fn mul_sigmoid_on_host<B: Backend + ?Sized>(
+fn mul_sigmoid_on_host<B: Backend + ?Sized>(
     b: &B,
     x: &B::Tensor,
     gate: &B::Tensor,
@@ -614,7 +628,7 @@ pub fn mul_sigmoid_on_host<B: Backend + ?Sized>(
 }
 
 /// `Backend::quantize_rows` on the host: `x` read back, quantized, uploaded.
-pub fn quantize_rows_on_host<B: Backend + ?Sized>(
+fn quantize_rows_on_host<B: Backend + ?Sized>(
     b: &B,
     x: &B::Tensor,
     bits: u32,
@@ -627,7 +641,7 @@ pub fn quantize_rows_on_host<B: Backend + ?Sized>(
 }
 
 /// `Backend::xielu` on the host: `x` read back, applied, uploaded.
-pub fn xielu_on_host<B: Backend + ?Sized>(
+fn xielu_on_host<B: Backend + ?Sized>(
     b: &B,
     x: &B::Tensor,
     p: &crate::xielu::XieluParams,

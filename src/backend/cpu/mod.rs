@@ -685,11 +685,8 @@ impl Backend for CpuBackend {
             sinks: params.sinks.as_deref(),
             alibi: params.alibi.as_deref(),
         };
-        if shape.sinks.is_some_and(|s| s.len() != params.num_heads) {
-            return Err(err("attention: one sink per head expected"));
-        }
-        if shape.alibi.is_some_and(|s| s.len() != params.num_heads) {
-            return Err(err("attention: one ALiBi slope per head expected"));
+        if let Some(why) = params.per_head_mismatch() {
+            return Err(err(why));
         }
         let kv = cache.layer(layer)?;
         with_values(q, |qv| match &kv {

@@ -294,6 +294,29 @@ impl PluginBackend {
         )
     }
 
+    /// Ops of one tensor into one of its shape: `device(x, out)` where the plugin has the
+    /// function (`available`) and takes the op, else `cpu` over `x` read back.
+    fn unary(
+        &self,
+        op: Op,
+        code: ffi::CandorOp,
+        x: &PluginTensor,
+        available: bool,
+        device: impl FnOnce(&CandorTensor, &CandorTensor) -> CandorStatus,
+        cpu: impl FnOnce(&CpuBackend, &Tensor) -> Result<Tensor>,
+    ) -> Result<PluginTensor> {
+        let (rows, cols) = x.rows_cols();
+        let xd = x.desc();
+        self.run(
+            op,
+            &op_desc(code, &[rows, cols]),
+            available,
+            &x.shape,
+            |_, od| device(&xd, od),
+            |c| cpu(c, &self.download_host(x)?),
+        )
+    }
+
     /// Elementwise ops with one float parameter.
     fn unary_param(
         &self,
@@ -306,16 +329,10 @@ impl PluginBackend {
         >,
         cpu: impl FnOnce(&CpuBackend, &Tensor) -> Result<Tensor>,
     ) -> Result<PluginTensor> {
-        let (rows, cols) = x.rows_cols();
-        let xd = x.desc();
-        self.run(
-            op,
-            &op_desc(code, &[rows, cols]),
-            f.is_some(),
-            &x.shape,
-            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, p, od) }),
-            |c| cpu(c, &self.download_host(x)?),
-        )
+        let device = |xd: &CandorTensor, od: &CandorTensor| {
+            f.map_or(UNSUPPORTED, |f| unsafe { f(xd, p, od) })
+        };
+        self.unary(op, code, x, f.is_some(), device, cpu)
     }
 
     fn has_function(&self, op: ffi::CandorOp) -> bool {
@@ -605,15 +622,14 @@ impl Backend for PluginBackend {
 
     /// The plugin's `quantize_rows` (1.5), else on the CPU fallback.
     fn quantize_rows(&self, x: &PluginTensor, bits: u32) -> Result<PluginTensor> {
-        let (rows, cols) = x.rows_cols();
-        let (xd, f) = (x.desc(), self.api().quantize_rows);
-        self.run(
+        let f = self.api().quantize_rows;
+        self.unary(
             Op::QuantizeRows,
-            &op_desc(ffi::OP_QUANTIZE_ROWS, &[rows, cols]),
+            ffi::OP_QUANTIZE_ROWS,
+            x,
             f.is_some(),
-            &x.shape,
-            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, bits, od) }),
-            |c| c.quantize_rows(&self.download_host(x)?, bits),
+            |xd, od| f.map_or(UNSUPPORTED, |f| unsafe { f(xd, bits, od) }),
+            |c, x| c.quantize_rows(x, bits),
         )
     }
 
@@ -644,16 +660,15 @@ impl Backend for PluginBackend {
         x: &PluginTensor,
         p: &candor_models::xielu::XieluParams,
     ) -> Result<PluginTensor> {
-        let (rows, cols) = x.rows_cols();
-        let (xd, f) = (x.desc(), self.api().xielu);
+        let f = self.api().xielu;
         let (ap, an, beta, eps) = (p.alpha_p, p.alpha_n, p.beta, p.eps);
-        self.run(
+        self.unary(
             Op::Xielu,
-            &op_desc(ffi::OP_XIELU, &[rows, cols]),
+            ffi::OP_XIELU,
+            x,
             f.is_some(),
-            &x.shape,
-            |_, od| f.map_or(UNSUPPORTED, |f| unsafe { f(&xd, ap, an, beta, eps, od) }),
-            |c| c.xielu(&self.download_host(x)?, p),
+            |xd, od| f.map_or(UNSUPPORTED, |f| unsafe { f(xd, ap, an, beta, eps, od) }),
+            |c, x| c.xielu(x, p),
         )
     }
 
@@ -949,12 +964,8 @@ impl Backend for PluginBackend {
             params.alibi.is_some(),
         );
         desc.dtype = cache.dtype;
-        // The plugin reads one float per query head from each.
-        for (what, values) in [("sinks", &params.sinks), ("ALiBi slopes", &params.alibi)] {
-            if let Some(v) = values.as_ref().filter(|v| v.len() != params.num_heads) {
-                let (n, heads) = (v.len(), params.num_heads);
-                return Err(err(format!("attention: {n} {what} for {heads} heads")));
-            }
+        if let Some(why) = params.per_head_mismatch() {
+            return Err(err(why));
         }
         // Without sinks the 1.0 function; with them the 1.1 one, given a sink per head; with
         // ALiBi slopes the 1.5 one, given the slopes and the sinks if any.

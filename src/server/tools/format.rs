@@ -724,11 +724,12 @@ impl ToolFormat {
                         .unwrap_or_default(),
                 };
                 // FireFunction's trigger opened the list; Command R's fences it.
-                let fenced = format!("WS? {} WS? \"[\" ", literal(COMMAND_R_FENCE.0));
                 let open = match self {
-                    ToolFormat::Firefunction => "",
-                    ToolFormat::CommandR => &fenced,
-                    _ => "\"[\" ",
+                    ToolFormat::Firefunction => String::new(),
+                    ToolFormat::CommandR => {
+                        format!("WS? {} WS? \"[\" ", literal(COMMAND_R_FENCE.0))
+                    }
+                    _ => "\"[\" ".to_string(),
                 };
                 (
                     format!(
