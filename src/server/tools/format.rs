@@ -9,7 +9,9 @@
 //!   `granite`: the same list after `<|tool_call|>` (Granite 3.x); `apriel`: the same list
 //!   in `<tool_calls>` ... `</tool_calls>` (Apriel 1.5; Jamba 1.5-1.7, whose markers are
 //!   special tokens: vLLM's `jamba`, accepted as a name of it); `nemotron_json`: the same list
-//!   in `<TOOLCALL>` ... `</TOOLCALL>` (Nemotron Nano 2; NVIDIA's parser name).
+//!   in `<TOOLCALL>` ... `</TOOLCALL>` (Nemotron Nano 2; NVIDIA's parser name); `minimax`:
+//!   `{"name", "arguments"}` objects a line each in `<tool_calls>` ... `</tool_calls>`
+//!   (MiniMax-M1, MiniMax-Text-01).
 //! - `mistral` since Mistral's v11 tokenizer: `[TOOL_CALLS]NAME[ARGS]{...}` per call
 //!   (Mistral Small 3.2, Devstral, Magistral, Ministral 3; `mistral_args`).
 //! - `kimi_k2`: a section of calls between special tokens, each `functions.NAME:INDEX` then the
@@ -28,8 +30,9 @@
 //!   (Qwen3-Coder, Qwen3.5, Nemotron 3, Step 3.5); `seed_oss`: the same tags in
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7); `minimax_m2`: `<minimax:tool_call>` blocks of `<invoke name=...>`
-//!   and `<parameter name=...>` tags (MiniMax-M2 / M2.1). Their values are typed by the
-//!   functions' schemas (`tagged`).
+//!   and `<parameter name=...>` tags (MiniMax-M2 / M2.1); `minicpm5`: `<function name=...>`
+//!   calls of `<param name=...>` tags, no block around them (MiniCPM5). Their values are typed
+//!   by the functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
@@ -59,6 +62,12 @@ use std::fmt;
 /// MiniMax-M2's call block tags (plain text in its vocabulary).
 const MINIMAX_OPEN: &str = "<minimax:tool_call>";
 const MINIMAX_CLOSE: &str = "</minimax:tool_call>";
+/// How MiniMax-M1's template shows its calls: the block's tag, then an object a line (the
+/// template's text, its newline escaped in the source or not).
+const MINIMAX_M1_LAYOUT: [&str; 2] = ["<tool_calls>\\n{\"name\"", "<tool_calls>\n{\"name\""];
+/// MiniCPM5's call tags: each call is a block of its own, its opening up to the name.
+const MINICPM5_OPEN: &str = "<function name=\"";
+const MINICPM5_CLOSE: &str = "</function>";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolFormat {
@@ -73,6 +82,9 @@ pub enum ToolFormat {
     MistralArgs,
     Apriel,
     NemotronJson,
+    /// MiniMax-M1: `<tool_calls>` then a `{"name", "arguments"}` object a line, then
+    /// `</tool_calls>`.
+    MinimaxM1,
     Functionary,
     FunctionaryV32,
     CommandR7b,
@@ -84,6 +96,7 @@ pub enum ToolFormat {
     Lfm2,
     Apertus,
     MinimaxM2,
+    MiniCpm5,
     SolarOpen,
     GigaChat3,
     GigaChat31,
@@ -208,7 +221,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 24] = [
+    pub const ALL: [ToolFormat; 26] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -220,6 +233,7 @@ impl ToolFormat {
         ToolFormat::MistralArgs,
         ToolFormat::Apriel,
         ToolFormat::NemotronJson,
+        ToolFormat::MinimaxM1,
         ToolFormat::Functionary,
         ToolFormat::FunctionaryV32,
         ToolFormat::CommandR7b,
@@ -229,6 +243,7 @@ impl ToolFormat {
         ToolFormat::Lfm2,
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
+        ToolFormat::MiniCpm5,
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
@@ -250,6 +265,7 @@ impl ToolFormat {
             ToolFormat::MistralArgs => "mistral_v11",
             ToolFormat::Apriel => "apriel",
             ToolFormat::NemotronJson => "nemotron_json",
+            ToolFormat::MinimaxM1 => "minimax",
             ToolFormat::Functionary => "functionary_v3_1",
             ToolFormat::FunctionaryV32 => "functionary_v3_2",
             ToolFormat::CommandR7b => "command_r7b",
@@ -259,6 +275,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => "lfm2",
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
+            ToolFormat::MiniCpm5 => "minicpm5",
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
@@ -299,6 +316,8 @@ impl ToolFormat {
             Ok(ToolFormat::Lfm2)
         } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
             Ok(ToolFormat::MinimaxM2)
+        } else if template.contains(MINICPM5_OPEN) && template.contains("<param name=") {
+            Ok(ToolFormat::MiniCpm5)
         } else if template.contains("<invoke name=") {
             // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
             // invocations: not Hermes JSON.
@@ -312,6 +331,8 @@ impl ToolFormat {
             })
         } else if template.contains(NEMOTRON_CALLS.0) && template.contains(NEMOTRON_CALLS.1) {
             Ok(ToolFormat::NemotronJson)
+        } else if MINIMAX_M1_LAYOUT.iter().any(|l| template.contains(l)) {
+            Ok(ToolFormat::MinimaxM1)
         } else if template.contains("<tool_calls>[")
             || (template.contains("\"<tool_calls>\"") && template.contains("<tool_definitions>"))
         {
@@ -354,7 +375,7 @@ impl ToolFormat {
             ToolFormat::Hermes | ToolFormat::Qwen3Coder | ToolFormat::Glm45 => "<tool_call>",
             ToolFormat::SeedOss => "<seed:tool_call>",
             ToolFormat::Mistral | ToolFormat::MistralArgs => mistral_args::TOOL_CALLS,
-            ToolFormat::Apriel => "<tool_calls>",
+            ToolFormat::Apriel | ToolFormat::MinimaxM1 => "<tool_calls>",
             ToolFormat::NemotronJson => NEMOTRON_CALLS.0,
             ToolFormat::Functionary => functionary::OPEN,
             ToolFormat::FunctionaryV32 => functionary_v32::MESSAGE,
@@ -367,6 +388,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
+            ToolFormat::MiniCpm5 => MINICPM5_OPEN,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
@@ -381,7 +403,7 @@ impl ToolFormat {
             ToolFormat::SeedOss => Some("</seed:tool_call>"),
             ToolFormat::KimiK2 => Some(kimi::SECTION_END),
             ToolFormat::SolarOpen => Some(solar::SECTION_END),
-            ToolFormat::Apriel => Some("</tool_calls>"),
+            ToolFormat::Apriel | ToolFormat::MinimaxM1 => Some("</tool_calls>"),
             ToolFormat::NemotronJson => Some(NEMOTRON_CALLS.1),
             ToolFormat::Functionary => Some(functionary::CLOSE),
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
@@ -389,6 +411,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
+            ToolFormat::MiniCpm5 => Some(MINICPM5_CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
@@ -405,6 +428,7 @@ impl ToolFormat {
             ToolFormat::Qwen3Coder | ToolFormat::SeedOss => Family::Tags(Style::Function),
             ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
             ToolFormat::MinimaxM2 => Family::Tags(Style::Invoke),
+            ToolFormat::MiniCpm5 => Family::Tags(Style::FunctionParam),
             ToolFormat::KimiK2 => Family::Kimi,
             ToolFormat::SolarOpen => Family::Solar,
             ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
@@ -419,7 +443,7 @@ impl ToolFormat {
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
             ToolFormat::CommandR => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
-            ToolFormat::Firefunction => Family::Json,
+            ToolFormat::Firefunction | ToolFormat::MinimaxM1 => Family::Json,
         }
     }
 
@@ -535,7 +559,7 @@ impl ToolFormat {
                 )
             }
             Family::Json if self.is_call_list() => call_list(body),
-            Family::Json if self == ToolFormat::Llama3Json => {
+            Family::Json if matches!(self, ToolFormat::Llama3Json | ToolFormat::MinimaxM1) => {
                 json_sequence(body)?.iter().map(call_object).collect()
             }
             Family::Json if self.single_call() => gigachat::parse(body),
@@ -567,6 +591,10 @@ impl ToolFormat {
             ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
             ToolFormat::NemotronJson => {
                 format!("{} {}", literal("}]"), marker(NEMOTRON_CALLS.1, special))
+            }
+            // One object a line, then the block's end.
+            ToolFormat::MinimaxM1 => {
+                format!("{} {}", literal("}\n"), marker("</tool_calls>", special))
             }
             // The template's layout: the list's items on lines of their own.
             ToolFormat::CommandR7b => {
@@ -709,6 +737,17 @@ impl ToolFormat {
             // one token, the trigger.
             ToolFormat::GigaChat3 => (format!("start: \"\\n\" call \"}}\"\n{rules}"), None),
             ToolFormat::GigaChat31 => (format!("start: call \"}}\"\n{rules}"), None),
+            // An object a line, as the template writes them, to the block's end.
+            ToolFormat::MinimaxM1 => {
+                let more = if parallel { " (\"\\n\" one)*" } else { "" };
+                (
+                    format!(
+                        "start: \"\\n\" one{more} \"\\n\" {}\none: call \"}}\"\n{rules}",
+                        marker("</tool_calls>", special)
+                    ),
+                    None,
+                )
+            }
             ToolFormat::Hermes => (
                 format!("start: \"\\n\" call {tail}\n{rules}"),
                 Some(objects("")),
@@ -815,6 +854,7 @@ impl ToolFormat {
             ToolFormat::Mistral => "[TOOL_CALLS][",
             ToolFormat::Granite => "<|tool_call|>[",
             ToolFormat::Apriel => "<tool_calls>[",
+            ToolFormat::MinimaxM1 => "<tool_calls>\n",
             ToolFormat::NemotronJson => "<TOOLCALL>[",
             ToolFormat::CommandR7b => "<|START_ACTION|>[\n    ",
             ToolFormat::CommandR => "Action:\n```json\n[\n    ",
@@ -1231,6 +1271,10 @@ mod tests {
             of_corpus("CohereForAI-c4ai-command-r7b-12-2024-tool_use"),
             Ok(ToolFormat::CommandR7b)
         );
+        assert_eq!(of_corpus("MiniMax-M1"), Ok(ToolFormat::MinimaxM1));
+        assert_eq!(of_corpus("openbmb-MiniCPM5-1B"), Ok(ToolFormat::MiniCpm5));
+        // MiniMax-M3's nested values are not M2's nor M1's.
+        assert_eq!(of_corpus("MiniMax-M3"), Err(Unsupported::UnknownFormat));
         assert_eq!(
             ToolFormat::detect(
                 "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
@@ -1301,6 +1345,20 @@ mod tests {
             ),
             Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
         );
+        // MiniMax-M1's objects a line each; anything else in the block is no call.
+        let m1 = ToolFormat::MinimaxM1;
+        assert_eq!(
+            m1.parse_block(
+                "\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n{\"name\": \"b\", \"arguments\": {}}\n",
+                &[]
+            ),
+            Some(vec![call("a", "{\"x\":1}"), call("b", "{}")])
+        );
+        assert_eq!(
+            m1.parse_block("\n{\"name\": \"a\"}\nsome text\n", &[]),
+            None
+        );
+        assert_eq!(m1.parse_block("\n[{\"name\": \"a\"}]\n", &[]), None);
         // Command R7B's list as its template lays it out, ids counting the conversation's calls.
         assert_eq!(
             ToolFormat::CommandR7b.parse_block(
@@ -1368,6 +1426,10 @@ mod tests {
                     "\n<parameter name=\"city\">Oslo</parameter>\n</invoke>\n",
                     "<invoke name=\"get_weather\">\n<parameter name=\"city\">Oslo</parameter>\n</invoke>",
                 ),
+                ToolFormat::MiniCpm5 => (
+                    "<param name=\"city\">Oslo</param></function>",
+                    "get_weather\"><param name=\"city\"><![CDATA[Oslo]]></param>",
+                ),
                 ToolFormat::Glm45 => (
                     "<arg_key>city</arg_key><arg_value>Oslo</arg_value>",
                     "get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n",
@@ -1375,6 +1437,10 @@ mod tests {
                 ToolFormat::Apriel | ToolFormat::NemotronJson => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+                ),
+                ToolFormat::MinimaxM1 => (
+                    "{\"city\": \"Oslo\"}}\n",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n",
                 ),
                 ToolFormat::DeepseekV3 => (
                     "{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜>",

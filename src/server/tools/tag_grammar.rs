@@ -59,8 +59,13 @@ impl TagGrammar<'_> {
         functions: &[(String, Value)],
         end: &str,
     ) -> Result<String, String> {
+        // MiniCPM5's name follows its opening tag's quote at once.
+        let lead = match self.style {
+            Style::FunctionParam => "",
+            _ => "NL? ",
+        };
         Ok(format!(
-            "start: NL? call NL? {}\n{}",
+            "start: {lead}call NL? {}\n{}",
             self.mark(end),
             self.call_rules(functions)?
         ))
@@ -98,7 +103,7 @@ impl TagGrammar<'_> {
             let rule = format!("arg_{i}_{j}");
             items.push(format!("{rule}{}", if required { "" } else { "?" }));
             let opening = match self.style {
-                Style::Function | Style::Invoke => {
+                Style::Function | Style::Invoke | Style::FunctionParam => {
                     literal(&format!("{}{key}{}", tags.key_open, tags.key_close))
                 }
                 Style::ArgPairs => format!(
@@ -114,7 +119,7 @@ impl TagGrammar<'_> {
                     // The newlines Qwen's templates pad a value with belong to the text.
                     let body = match self.style {
                         Style::Function => format!("\\n?{body}\\n?"),
-                        Style::ArgPairs | Style::Invoke => body,
+                        Style::ArgPairs | Style::Invoke | Style::FunctionParam => body,
                     };
                     let body = body.replace('/', "\\/");
                     if (self.special)(tags.value_close) {
@@ -133,7 +138,7 @@ impl TagGrammar<'_> {
                 None => {
                     let padding = match self.style {
                         Style::Function => " NL?",
-                        Style::ArgPairs | Style::Invoke => "",
+                        Style::ArgPairs | Style::Invoke | Style::FunctionParam => "",
                     };
                     rules.push_str(&format!(
                         "{rule}: NL? {opening}{padding} json_{i}_{j}{padding} {close}\n\

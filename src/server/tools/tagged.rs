@@ -7,6 +7,9 @@
 //!   `<arg_key>KEY</arg_key><arg_value>VALUE</arg_value>` pairs, with newlines between or not.
 //! - `Style::Invoke` (MiniMax-M2 / M2.1): `<invoke name="NAME">` then
 //!   `<parameter name="KEY">VALUE</parameter>` pairs, then `</invoke>`, several per block.
+//! - `Style::FunctionParam` (MiniCPM5): `<function name="NAME">` then
+//!   `<param name="KEY">VALUE</param>` pairs, then `</function>`; the call is the block (no
+//!   tag around it), and a value holding `<`, `&` or a newline comes as `<![CDATA[...]]>`.
 //!
 //! The text does not say a value's type: the function's schema does, as vLLM's qwen3_coder,
 //! seed_oss and glm45 parsers read them (a string parameter's text is taken as it is, anything
@@ -22,6 +25,9 @@ pub enum Style {
     Function,
     ArgPairs,
     Invoke,
+    /// The block's opening tag ends before the name (`<function name="`), so the block's
+    /// text is `NAME">` and the pairs.
+    FunctionParam,
 }
 
 /// The tags around one argument.
@@ -37,6 +43,9 @@ const FUNCTION_OPEN: &str = "<function=";
 const FUNCTION_CLOSE: &str = "</function>";
 const INVOKE_OPEN: &str = "<invoke name=\"";
 const INVOKE_CLOSE: &str = "</invoke>";
+/// What ends the name in MiniCPM5's opening tag, and what wraps a value holding markup.
+const NAME_END: &str = "\">";
+const CDATA: (&str, &str) = ("<![CDATA[", "]]>");
 
 impl Style {
     pub(super) fn tags(self) -> PairTags {
@@ -59,16 +68,23 @@ impl Style {
                 value_open: "",
                 value_close: "</parameter>",
             },
+            Style::FunctionParam => PairTags {
+                key_open: "<param name=\"",
+                key_close: NAME_END,
+                value_open: "",
+                value_close: "</param>",
+            },
         }
     }
 
-    /// Where a call is one tagged element: its opening up to the name, what ends the name,
-    /// and its closing tag; None for ArgPairs (the block's text is the call).
+    /// Where a call is one tagged element inside the block: its opening up to the name, what
+    /// ends the name, and its closing tag; None where the block's text is the call (ArgPairs,
+    /// FunctionParam).
     pub(super) fn call_tags(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
             Style::Function => Some((FUNCTION_OPEN, ">", FUNCTION_CLOSE)),
-            Style::Invoke => Some((INVOKE_OPEN, "\">", INVOKE_CLOSE)),
-            Style::ArgPairs => None,
+            Style::Invoke => Some((INVOKE_OPEN, NAME_END, INVOKE_CLOSE)),
+            Style::ArgPairs | Style::FunctionParam => None,
         }
     }
 
@@ -76,6 +92,7 @@ impl Style {
     pub fn head(self, name: &str) -> String {
         match self.call_tags() {
             Some((open, name_end, _)) => format!("{open}{name}{name_end}"),
+            None if self == Style::FunctionParam => format!("{name}{NAME_END}"),
             None => name.to_string(),
         }
     }
@@ -84,7 +101,7 @@ impl Style {
     pub fn block_opening(self) -> &'static str {
         match self {
             Style::Function | Style::Invoke => "\n",
-            Style::ArgPairs => "",
+            Style::ArgPairs | Style::FunctionParam => "",
         }
     }
 
@@ -111,13 +128,22 @@ impl Style {
             }
             None => {
                 let tags = self.tags();
-                let (name, after) = match body.find(tags.key_open) {
-                    Some(at) => body.split_at(at),
-                    None => (body, ""),
+                let (name, after) = match (self, body.find(tags.key_open)) {
+                    // MiniCPM5's name ends its opening tag.
+                    (Style::FunctionParam, _) => body.split_once(NAME_END)?,
+                    (_, Some(at)) => body.split_at(at),
+                    (_, None) => (body, ""),
                 };
                 let name = name.trim();
                 let (arguments, after) = self.arguments(name, after, functions)?;
+                // MiniCPM5's block ends with the call's closing tag, kept where a forced
+                // call's text is read whole.
+                let after = match self {
+                    Style::FunctionParam => after.strip_prefix(FUNCTION_CLOSE).unwrap_or(after),
+                    _ => after,
+                };
                 after
+                    .trim_start()
                     .is_empty()
                     .then(|| call(name, arguments))
                     .flatten()
@@ -147,7 +173,18 @@ impl Style {
                 "" => after,
                 open => after.trim_start().strip_prefix(open)?,
             };
-            let (raw, after) = after.split_once(tags.value_close)?;
+            // MiniCPM5's CDATA sections hold text as it is, its closing tag included.
+            let cdata = match self {
+                Style::FunctionParam => after.strip_prefix(CDATA.0),
+                _ => None,
+            };
+            let (raw, after) = match cdata {
+                Some(inner) => {
+                    let (raw, after) = inner.split_once(CDATA.1)?;
+                    (raw, after.trim_start().strip_prefix(tags.value_close)?)
+                }
+                None => after.split_once(tags.value_close)?,
+            };
             let raw = match self {
                 // The newlines Qwen's templates put around a value are not part of it (MiniMax's
                 // put none; a model's own are dropped alike).
@@ -155,7 +192,7 @@ impl Style {
                     let raw = raw.strip_prefix('\n').unwrap_or(raw);
                     raw.strip_suffix('\n').unwrap_or(raw)
                 }
-                Style::ArgPairs => raw,
+                Style::ArgPairs | Style::FunctionParam => raw,
             };
             let key = key.trim();
             let schema = params.and_then(|p| p.get("properties")?.get(key));
@@ -380,6 +417,45 @@ mod tests {
             "<function=>\n</function>",
         ] {
             assert_eq!(Style::Function.parse(body, &f), None, "{body:?}");
+        }
+    }
+
+    /// MiniCPM5's block is the call, from the name on (its opening tag is the block's
+    /// marker): values typed by the schema, Python literals as its template prints them,
+    /// CDATA sections unwrapped (a closing tag inside one is text).
+    #[test]
+    fn minicpm5_function_params_read_typed_and_cdata_values() {
+        let f = functions();
+        let body = "get_weather\"><param name=\"city\"><![CDATA[Oslo\n<b>&</param>]]></param>\
+                    <param name=\"days\">3</param><param name=\"metric\">False</param>\
+                    <param name=\"tags\">['a', 'b']</param><param name=\"zip\">0131</param>";
+        assert_eq!(
+            Style::FunctionParam.parse(body, &f),
+            parsed(
+                "get_weather",
+                json!({"city": "Oslo\n<b>&</param>", "days": 3, "metric": false,
+                       "tags": ["a", "b"], "zip": "0131"})
+            )
+        );
+        // No arguments; the closing tag kept where a forced call is read whole.
+        assert_eq!(
+            Style::FunctionParam.parse("get_time\">", &f),
+            parsed("get_time", json!({}))
+        );
+        assert_eq!(
+            Style::FunctionParam.parse("now\"></function>", &f),
+            parsed("now", json!({}))
+        );
+        for body in [
+            "",
+            "get_weather",
+            "get_weather\"><param name=\"city\">Paris",
+            "get_weather\"><param name=\"city\"><![CDATA[Paris</param>",
+            "get_weather\"> text <param name=\"city\">Paris</param>",
+            "get_weather\"><param name=\"city\">Paris</param></function> more",
+            "two\nlines\">",
+        ] {
+            assert_eq!(Style::FunctionParam.parse(body, &f), None, "{body:?}");
         }
     }
 
