@@ -32,8 +32,8 @@ pub const SOLAR_OPEN: ThinkTags = ThinkTags {
 };
 
 /// Every pair a template may use, each with the text that shows a template uses it:
-/// Seed-OSS's, Mistral's, Cohere's, Apertus' and Solar Open's before the common one.
-const KNOWN: [(ThinkTags, [&str; 2]); 6] = [
+/// Seed-OSS's, Mistral's, Cohere's, Apertus', Solar Open's and Hy3's before the common one.
+const KNOWN: [(ThinkTags, [&str; 2]); 7] = [
     tagged(ThinkTags {
         open: "<seed:think>",
         close: "</seed:think>",
@@ -52,6 +52,14 @@ const KNOWN: [(ThinkTags, [&str; 2]); 6] = [
     }),
     // Its template writes the thought's turn, not the close as one piece.
     (SOLAR_OPEN, ["<|begin|>assistant<|think|>", "<|end|>"]),
+    // Hy3's template adds its suffix to every tag with `format` (`'<think{}>'.format(HYTK)`).
+    (
+        ThinkTags {
+            open: "<think:opensource>",
+            close: "</think:opensource>",
+        },
+        ["<think", ":opensource"],
+    ),
     tagged(THINK),
 ];
 
@@ -272,9 +280,8 @@ mod tests {
         );
     }
 
-    /// Seed-OSS's, Mistral's, Command R7B's and Apertus' tags, told from their vendors'
-    /// templates (the corpus), split
-    /// their thoughts as `<think>` does.
+    /// Seed-OSS's, Mistral's, Command R7B's, Apertus', Solar Open's and Hy3's tags, told from
+    /// their vendors' templates (the corpus), split their thoughts as `<think>` does.
     #[test]
     fn other_tags_from_their_templates() {
         let corpus: serde_json::Value = serde_json::from_str(include_str!(
@@ -297,7 +304,10 @@ mod tests {
         assert_eq!(tags_of("Qwen-Qwen3-0.6B"), Some(THINK));
         let solar = tags_of("upstage-Solar-Open-100B").unwrap();
         assert_eq!(solar, SOLAR_OPEN);
+        let hy3 = tags_of("tencent-Hy3").unwrap();
+        assert_eq!(hy3.close, "</think:opensource>");
         for (tags, output) in [
+            (hy3, "<think:opensource>Hmm.</think:opensource>Four."),
             (seed, "<seed:think>Hmm.</seed:think>\nFour."),
             (mistral, "[THINK]Hmm.[/THINK]Four."),
             (cohere, "<|START_THINKING|>Hmm.<|END_THINKING|>Four."),

@@ -31,8 +31,9 @@
 //!   `<seed:tool_call>` blocks; `glm45`: `<tool_call>NAME` then `<arg_key>` / `<arg_value>`
 //!   pairs (GLM-4.5 to 4.7); `minimax_m2`: `<minimax:tool_call>` blocks of `<invoke name=...>`
 //!   and `<parameter name=...>` tags (MiniMax-M2 / M2.1); `minicpm5`: `<function name=...>`
-//!   calls of `<param name=...>` tags, no block around them (MiniCPM5). Their values are typed
-//!   by the functions' schemas (`tagged`).
+//!   calls of `<param name=...>` tags, no block around them (MiniCPM5); `hy_v3`:
+//!   `<tool_calls:opensource>` blocks of calls with GLM's pairs in `:opensource`-suffixed
+//!   tags (Tencent Hy3). Their values are typed by the functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
@@ -65,6 +66,10 @@ const MINIMAX_CLOSE: &str = "</minimax:tool_call>";
 /// How MiniMax-M1's template shows its calls: the block's tag, then an object a line (the
 /// template's text, its newline escaped in the source or not).
 const MINIMAX_M1_LAYOUT: [&str; 2] = ["<tool_calls>\\n{\"name\"", "<tool_calls>\n{\"name\""];
+/// Hy3's block tags (special tokens), and how its template spells them (its `HYTK` suffix
+/// added by `format`).
+const HY3_BLOCK: (&str, &str) = ("<tool_calls:opensource>", "</tool_calls:opensource>");
+const HY3_TEMPLATE_TAGS: [&str; 2] = ["'<tool_calls{}>'.format(", "':opensource'"];
 /// MiniCPM5's call tags: each call is a block of its own, its opening up to the name.
 const MINICPM5_OPEN: &str = "<function name=\"";
 const MINICPM5_CLOSE: &str = "</function>";
@@ -97,6 +102,7 @@ pub enum ToolFormat {
     Apertus,
     MinimaxM2,
     MiniCpm5,
+    HyV3,
     SolarOpen,
     GigaChat3,
     GigaChat31,
@@ -221,7 +227,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 26] = [
+    pub const ALL: [ToolFormat; 27] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -244,6 +250,7 @@ impl ToolFormat {
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
         ToolFormat::MiniCpm5,
+        ToolFormat::HyV3,
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
@@ -276,6 +283,7 @@ impl ToolFormat {
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
             ToolFormat::MiniCpm5 => "minicpm5",
+            ToolFormat::HyV3 => "hy_v3",
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
@@ -316,6 +324,10 @@ impl ToolFormat {
             Ok(ToolFormat::Lfm2)
         } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
             Ok(ToolFormat::MinimaxM2)
+        } else if template.contains(HY3_BLOCK.0)
+            || HY3_TEMPLATE_TAGS.iter().all(|t| template.contains(t))
+        {
+            Ok(ToolFormat::HyV3)
         } else if template.contains(MINICPM5_OPEN) && template.contains("<param name=") {
             Ok(ToolFormat::MiniCpm5)
         } else if template.contains("<invoke name=") {
@@ -389,6 +401,7 @@ impl ToolFormat {
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::MiniCpm5 => MINICPM5_OPEN,
+            ToolFormat::HyV3 => HY3_BLOCK.0,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
@@ -412,6 +425,7 @@ impl ToolFormat {
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::MiniCpm5 => Some(MINICPM5_CLOSE),
+            ToolFormat::HyV3 => Some(HY3_BLOCK.1),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
@@ -429,6 +443,7 @@ impl ToolFormat {
             ToolFormat::Glm45 => Family::Tags(Style::ArgPairs),
             ToolFormat::MinimaxM2 => Family::Tags(Style::Invoke),
             ToolFormat::MiniCpm5 => Family::Tags(Style::FunctionParam),
+            ToolFormat::HyV3 => Family::Tags(Style::Hy3),
             ToolFormat::KimiK2 => Family::Kimi,
             ToolFormat::SolarOpen => Family::Solar,
             ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
@@ -668,7 +683,8 @@ impl ToolFormat {
         let own = match self.family() {
             Family::Tags(style) => {
                 let end = self.call_end().unwrap_or_default();
-                let grammar = TagGrammar { style, special }.block_grammar(functions, end)?;
+                let grammar =
+                    TagGrammar { style, special }.block_grammar(functions, end, parallel)?;
                 Some((grammar, parallel))
             }
             Family::Kimi => Some((
@@ -1272,6 +1288,7 @@ mod tests {
             Ok(ToolFormat::CommandR7b)
         );
         assert_eq!(of_corpus("MiniMax-M1"), Ok(ToolFormat::MinimaxM1));
+        assert_eq!(of_corpus("tencent-Hy3"), Ok(ToolFormat::HyV3));
         assert_eq!(of_corpus("openbmb-MiniCPM5-1B"), Ok(ToolFormat::MiniCpm5));
         // MiniMax-M3's nested values are not M2's nor M1's.
         assert_eq!(of_corpus("MiniMax-M3"), Err(Unsupported::UnknownFormat));
@@ -1425,6 +1442,13 @@ mod tests {
                 ToolFormat::MinimaxM2 => (
                     "\n<parameter name=\"city\">Oslo</parameter>\n</invoke>\n",
                     "<invoke name=\"get_weather\">\n<parameter name=\"city\">Oslo</parameter>\n</invoke>",
+                ),
+                ToolFormat::HyV3 => (
+                    "\n<arg_key:opensource>city</arg_key:opensource>\n\
+                     <arg_value:opensource>Oslo</arg_value:opensource>\n</tool_call:opensource>\n",
+                    "<tool_call:opensource>get_weather<tool_sep:opensource>\
+                     <arg_key:opensource>city</arg_key:opensource>\
+                     <arg_value:opensource>Oslo</arg_value:opensource></tool_call:opensource>",
                 ),
                 ToolFormat::MiniCpm5 => (
                     "<param name=\"city\">Oslo</param></function>",

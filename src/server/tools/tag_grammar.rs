@@ -53,19 +53,25 @@ impl TagGrammar<'_> {
     }
 
     /// The grammar of a block after its opening tag (a lazy grammar's trigger): one call to
-    /// any of `functions`, to the block's `end`.
+    /// any of `functions` (or `several`, for the styles that write them in one block), to the
+    /// block's `end`.
     pub fn block_grammar(
         &self,
         functions: &[(String, Value)],
         end: &str,
+        several: bool,
     ) -> Result<String, String> {
         // MiniCPM5's name follows its opening tag's quote at once.
         let lead = match self.style {
             Style::FunctionParam => "",
             _ => "NL? ",
         };
+        let more = match several && self.style.several_per_block() {
+            true => " (NL? call)*",
+            false => "",
+        };
         Ok(format!(
-            "start: {lead}call NL? {}\n{}",
+            "start: {lead}call{more} NL? {}\n{}",
             self.mark(end),
             self.call_rules(functions)?
         ))
@@ -75,9 +81,20 @@ impl TagGrammar<'_> {
     /// `args_i`, its arguments.
     fn call_rules(&self, functions: &[(String, Value)]) -> Result<String, String> {
         let lark = call_alternatives(functions, |i, name, params| {
+            // Hy3's call tags are special tokens: named as tokens around the name.
+            let head = match self.style.call_tags() {
+                Some((open, name_end, _)) => {
+                    format!(
+                        "{} {} {}",
+                        self.mark(open),
+                        literal(name),
+                        self.mark(name_end)
+                    )
+                }
+                None => literal(&self.style.head(name)),
+            };
             Ok(format!(
-                "call_{i}: {} args_{i}{}\n{}",
-                literal(&self.style.head(name)),
+                "call_{i}: {head} args_{i}{}\n{}",
                 self.call_foot(),
                 self.argument_rules(i, params)?
             ))
@@ -102,11 +119,9 @@ impl TagGrammar<'_> {
         for (j, (key, schema, required)) in schema_properties(params).into_iter().enumerate() {
             let rule = format!("arg_{i}_{j}");
             items.push(format!("{rule}{}", if required { "" } else { "?" }));
-            let opening = match self.style {
-                Style::Function | Style::Invoke | Style::FunctionParam => {
-                    literal(&format!("{}{key}{}", tags.key_open, tags.key_close))
-                }
-                Style::ArgPairs => format!(
+            let opening = match self.style.tags_key_and_value() {
+                false => literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
+                true => format!(
                     "{} {} {} NL? {}",
                     self.mark(tags.key_open),
                     literal(key),
@@ -119,7 +134,7 @@ impl TagGrammar<'_> {
                     // The newlines Qwen's templates pad a value with belong to the text.
                     let body = match self.style {
                         Style::Function => format!("\\n?{body}\\n?"),
-                        Style::ArgPairs | Style::Invoke | Style::FunctionParam => body,
+                        _ => body,
                     };
                     let body = body.replace('/', "\\/");
                     if (self.special)(tags.value_close) {
@@ -138,7 +153,7 @@ impl TagGrammar<'_> {
                 None => {
                     let padding = match self.style {
                         Style::Function => " NL?",
-                        Style::ArgPairs | Style::Invoke | Style::FunctionParam => "",
+                        _ => "",
                     };
                     rules.push_str(&format!(
                         "{rule}: NL? {opening}{padding} json_{i}_{j}{padding} {close}\n\
@@ -237,11 +252,61 @@ mod tests {
             style: Style::Function,
             special: &|t| t == "</seed:tool_call>",
         };
-        let lazy = seed.block_grammar(&functions, "</seed:tool_call>").unwrap();
+        let lazy = seed
+            .block_grammar(&functions, "</seed:tool_call>", true)
+            .unwrap();
         assert!(
             lazy.starts_with("start: NL? call NL? </seed:tool_call>\n"),
             "{lazy}"
         );
         assert!(lazy.contains("[suffix=\"</parameter>\"]"), "{lazy}");
+    }
+
+    /// Hy3's tags are special tokens of its vocabulary, its calls' heads too; its template
+    /// writes a turn's calls in one block, as a parallel lazy grammar then takes them.
+    #[test]
+    fn hy3_heads_are_tokens_and_blocks_hold_several_calls() {
+        let g = TagGrammar {
+            style: Style::Hy3,
+            special: &|t| t.ends_with(":opensource>"),
+        };
+        let functions = [(
+            "f".to_string(),
+            json!({"properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        )];
+        let end = "</tool_calls:opensource>";
+        let several = g.block_grammar(&functions, end, true).unwrap();
+        assert!(
+            several.starts_with("start: NL? call (NL? call)* NL? </tool_calls:opensource>\n"),
+            "{several}"
+        );
+        assert!(
+            several.contains(
+                "call_0: <tool_call:opensource> \"f\" <tool_sep:opensource> args_0 NL? \
+                 </tool_call:opensource>\n"
+            ),
+            "{several}"
+        );
+        assert!(
+            several.contains(
+                "arg_0_0: NL? <arg_key:opensource> \"city\" </arg_key:opensource> NL? \
+                 <arg_value:opensource> TEXT_0_0 </arg_value:opensource>\n"
+            ),
+            "{several}"
+        );
+        let one = g.block_grammar(&functions, end, false).unwrap();
+        assert!(one.starts_with("start: NL? call NL? </tool_calls"), "{one}");
+        // Qwen's style keeps a block a call.
+        let qwen = TagGrammar {
+            style: Style::Function,
+            special: &|_| false,
+        };
+        let qwen = qwen
+            .block_grammar(&functions, "</tool_call>", true)
+            .unwrap();
+        assert!(
+            qwen.starts_with("start: NL? call NL? \"</tool_call>\""),
+            "{qwen}"
+        );
     }
 }

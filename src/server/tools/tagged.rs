@@ -10,6 +10,9 @@
 //! - `Style::FunctionParam` (MiniCPM5): `<function name="NAME">` then
 //!   `<param name="KEY">VALUE</param>` pairs, then `</function>`; the call is the block (no
 //!   tag around it), and a value holding `<`, `&` or a newline comes as `<![CDATA[...]]>`.
+//! - `Style::Hy3` (Tencent Hy3): `<tool_call:opensource>NAME<tool_sep:opensource>` then
+//!   GLM's key / value pairs in `:opensource`-suffixed tags, then `</tool_call:opensource>`,
+//!   several per block (every tag one special token of its vocabulary).
 //!
 //! The text does not say a value's type: the function's schema does, as vLLM's qwen3_coder,
 //! seed_oss and glm45 parsers read them (a string parameter's text is taken as it is, anything
@@ -28,6 +31,7 @@ pub enum Style {
     /// The block's opening tag ends before the name (`<function name="`), so the block's
     /// text is `NAME">` and the pairs.
     FunctionParam,
+    Hy3,
 }
 
 /// The tags around one argument.
@@ -46,6 +50,12 @@ const INVOKE_CLOSE: &str = "</invoke>";
 /// What ends the name in MiniCPM5's opening tag, and what wraps a value holding markup.
 const NAME_END: &str = "\">";
 const CDATA: (&str, &str) = ("<![CDATA[", "]]>");
+/// Hy3's call tags (its template's `HYTK` suffix, `:opensource`, on each).
+const HY3_CALL: (&str, &str, &str) = (
+    "<tool_call:opensource>",
+    "<tool_sep:opensource>",
+    "</tool_call:opensource>",
+);
 
 impl Style {
     pub(super) fn tags(self) -> PairTags {
@@ -74,6 +84,12 @@ impl Style {
                 value_open: "",
                 value_close: "</param>",
             },
+            Style::Hy3 => PairTags {
+                key_open: "<arg_key:opensource>",
+                key_close: "</arg_key:opensource>",
+                value_open: "<arg_value:opensource>",
+                value_close: "</arg_value:opensource>",
+            },
         }
     }
 
@@ -84,6 +100,7 @@ impl Style {
         match self {
             Style::Function => Some((FUNCTION_OPEN, ">", FUNCTION_CLOSE)),
             Style::Invoke => Some((INVOKE_OPEN, NAME_END, INVOKE_CLOSE)),
+            Style::Hy3 => Some(HY3_CALL),
             Style::ArgPairs | Style::FunctionParam => None,
         }
     }
@@ -100,9 +117,20 @@ impl Style {
     /// What the templates write between the block's opening tag and the call's head.
     pub fn block_opening(self) -> &'static str {
         match self {
-            Style::Function | Style::Invoke => "\n",
+            Style::Function | Style::Invoke | Style::Hy3 => "\n",
             Style::ArgPairs | Style::FunctionParam => "",
         }
+    }
+
+    /// Whether the templates write all of a turn's calls in one block (Qwen's write a block
+    /// a call).
+    pub fn several_per_block(self) -> bool {
+        matches!(self, Style::Invoke | Style::Hy3)
+    }
+
+    /// Whether a pair's key and value each have tags of their own (GLM's, Hy3's).
+    pub(super) fn tags_key_and_value(self) -> bool {
+        matches!(self, Style::ArgPairs | Style::Hy3)
     }
 
     /// The calls in the text between a block's tags; `None` unless it is only well-formed
@@ -192,7 +220,7 @@ impl Style {
                     let raw = raw.strip_prefix('\n').unwrap_or(raw);
                     raw.strip_suffix('\n').unwrap_or(raw)
                 }
-                Style::ArgPairs | Style::FunctionParam => raw,
+                Style::ArgPairs | Style::FunctionParam | Style::Hy3 => raw,
             };
             let key = key.trim();
             let schema = params.and_then(|p| p.get("properties")?.get(key));
@@ -456,6 +484,40 @@ mod tests {
             "two\nlines\">",
         ] {
             assert_eq!(Style::FunctionParam.parse(body, &f), None, "{body:?}");
+        }
+    }
+
+    /// Hy3's block of calls as its template writes it: GLM's pairs in suffixed tags, the
+    /// values typed by the schema.
+    #[test]
+    fn hy3_blocks_hold_several_calls_of_suffixed_pairs() {
+        let f = functions();
+        let body = "\n<tool_call:opensource>get_weather<tool_sep:opensource>\n\
+                    <arg_key:opensource>city</arg_key:opensource>\n\
+                    <arg_value:opensource>São Paulo</arg_value:opensource>\n\
+                    <arg_key:opensource>days</arg_key:opensource>\n\
+                    <arg_value:opensource>3</arg_value:opensource>\n\
+                    <arg_key:opensource>tags</arg_key:opensource>\n\
+                    <arg_value:opensource>[\"rain\"]</arg_value:opensource>\n\
+                    </tool_call:opensource>\n\
+                    <tool_call:opensource>get_time<tool_sep:opensource>\n</tool_call:opensource>\n";
+        assert_eq!(
+            Style::Hy3.parse(body, &f),
+            Some(vec![
+                ParsedCall::new(
+                    "get_weather",
+                    &json!({"city": "São Paulo", "days": 3, "tags": ["rain"]}).to_string()
+                ),
+                ParsedCall::new("get_time", "{}"),
+            ])
+        );
+        for body in [
+            "<tool_call:opensource>get_weather\n<arg_key:opensource>city</arg_key:opensource>",
+            "<tool_call:opensource>f<tool_sep:opensource><arg_key:opensource>x\
+             </arg_key:opensource>1</tool_call:opensource>",
+            "get_weather<tool_sep:opensource></tool_call:opensource>",
+        ] {
+            assert_eq!(Style::Hy3.parse(body, &f), None, "{body:?}");
         }
     }
 
