@@ -91,7 +91,7 @@ fn turn_before_an_instruction<'a>(through: &'a str, prompt: &str, before: &str) 
 }
 
 /// End-of-turn tokens the corpus' templates write after an assistant turn.
-const END_OF_TURN: [&str; 8] = [
+const END_OF_TURN: [&str; 9] = [
     "<|eot_id|>",
     "<|END_OF_TURN_TOKEN|>",
     "<|eom_id|>",
@@ -100,6 +100,7 @@ const END_OF_TURN: [&str; 8] = [
     "<EOS>",
     "</s>",
     "<｜hy_eos:opensource｜>",
+    "<｜end▁of▁sentence｜>",
 ];
 
 /// One conversation of a golden: its id, its tools, its messages.
@@ -263,7 +264,8 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     // Apertus' name-keyed lists (transformers renders its typed-arguments conversation),
     // MiniMax-M2's invocations, Nemotron Nano 2's `<TOOLCALL>` lists, Solar Open's
     // sections of calls with ids, GigaChat's `function call` turns and markers, MiniCPM5's
-    // `<function name=...>` calls, MiniMax-M1's objects a line and Hy3's suffixed tags.
+    // `<function name=...>` calls, MiniMax-M1's objects a line, Hy3's suffixed tags and
+    // DeepSeek's DSML invocations.
     for family in [
         "Apertus",
         "MiniMax-M2",
@@ -274,6 +276,8 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
         "openbmb-MiniCPM5",
         "MiniMax-M1",
         "tencent-Hy3",
+        "deepseek-ai-DeepSeek-V3.2",
+        "deepseek-ai-DeepSeek-V4",
     ] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),

@@ -33,7 +33,10 @@
 //!   and `<parameter name=...>` tags (MiniMax-M2 / M2.1); `minicpm5`: `<function name=...>`
 //!   calls of `<param name=...>` tags, no block around them (MiniCPM5); `hy_v3`:
 //!   `<tool_calls:opensource>` blocks of calls with GLM's pairs in `:opensource`-suffixed
-//!   tags (Tencent Hy3). Their values are typed by the functions' schemas (`tagged`).
+//!   tags (Tencent Hy3); `deepseek_v32` / `deepseek_v4`: `<｜DSML｜function_calls>` /
+//!   `<｜DSML｜tool_calls>` blocks of MiniMax's invocations in DSML tags, each parameter
+//!   saying whether its value is text (DeepSeek V3.2, V4). Their values are typed by the
+//!   functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
@@ -66,6 +69,10 @@ const MINIMAX_CLOSE: &str = "</minimax:tool_call>";
 /// How MiniMax-M1's template shows its calls: the block's tag, then an object a line (the
 /// template's text, its newline escaped in the source or not).
 const MINIMAX_M1_LAYOUT: [&str; 2] = ["<tool_calls>\\n{\"name\"", "<tool_calls>\n{\"name\""];
+/// DeepSeek V3.2's and V4's DSML block tags.
+const DSML_V32_BLOCK: (&str, &str) = ("<｜DSML｜function_calls>", "</｜DSML｜function_calls>");
+const DSML_V4_BLOCK: (&str, &str) = ("<｜DSML｜tool_calls>", "</｜DSML｜tool_calls>");
+const DSML: &str = "｜DSML｜";
 /// Hy3's block tags (special tokens), and how its template spells them (its `HYTK` suffix
 /// added by `format`).
 const HY3_BLOCK: (&str, &str) = ("<tool_calls:opensource>", "</tool_calls:opensource>");
@@ -103,6 +110,8 @@ pub enum ToolFormat {
     MinimaxM2,
     MiniCpm5,
     HyV3,
+    DeepseekV32,
+    DeepseekV4,
     SolarOpen,
     GigaChat3,
     GigaChat31,
@@ -227,7 +236,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 27] = [
+    pub const ALL: [ToolFormat; 29] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -251,6 +260,8 @@ impl ToolFormat {
         ToolFormat::MinimaxM2,
         ToolFormat::MiniCpm5,
         ToolFormat::HyV3,
+        ToolFormat::DeepseekV32,
+        ToolFormat::DeepseekV4,
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
@@ -284,6 +295,8 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => "minimax_m2",
             ToolFormat::MiniCpm5 => "minicpm5",
             ToolFormat::HyV3 => "hy_v3",
+            ToolFormat::DeepseekV32 => "deepseek_v32",
+            ToolFormat::DeepseekV4 => "deepseek_v4",
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
@@ -300,7 +313,13 @@ impl ToolFormat {
     pub fn detect(template: &str) -> Result<ToolFormat, Unsupported> {
         // The tag formats' templates write `<tool_call>` too: they are told apart first.
         let function_tags = template.contains("<function=") && template.contains("<parameter=");
-        if template.contains(kimi::SECTION_BEGIN) {
+        // DeepSeek's templates join `｜DSML｜` to each tag in a variable.
+        let dsml = template.contains(DSML);
+        if dsml && template.contains("function_calls>") {
+            Ok(ToolFormat::DeepseekV32)
+        } else if dsml && template.contains("tool_calls>") {
+            Ok(ToolFormat::DeepseekV4)
+        } else if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
         } else if template.contains(solar::SECTION_BEGIN) && template.contains(solar::SECTION_END) {
             Ok(ToolFormat::SolarOpen)
@@ -402,6 +421,8 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::MiniCpm5 => MINICPM5_OPEN,
             ToolFormat::HyV3 => HY3_BLOCK.0,
+            ToolFormat::DeepseekV32 => DSML_V32_BLOCK.0,
+            ToolFormat::DeepseekV4 => DSML_V4_BLOCK.0,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
@@ -426,6 +447,8 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::MiniCpm5 => Some(MINICPM5_CLOSE),
             ToolFormat::HyV3 => Some(HY3_BLOCK.1),
+            ToolFormat::DeepseekV32 => Some(DSML_V32_BLOCK.1),
+            ToolFormat::DeepseekV4 => Some(DSML_V4_BLOCK.1),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
@@ -444,6 +467,7 @@ impl ToolFormat {
             ToolFormat::MinimaxM2 => Family::Tags(Style::Invoke),
             ToolFormat::MiniCpm5 => Family::Tags(Style::FunctionParam),
             ToolFormat::HyV3 => Family::Tags(Style::Hy3),
+            ToolFormat::DeepseekV32 | ToolFormat::DeepseekV4 => Family::Tags(Style::Dsml),
             ToolFormat::KimiK2 => Family::Kimi,
             ToolFormat::SolarOpen => Family::Solar,
             ToolFormat::DeepseekV3 => Family::Deepseek(Layout::Fenced),
@@ -1289,6 +1313,16 @@ mod tests {
         );
         assert_eq!(of_corpus("MiniMax-M1"), Ok(ToolFormat::MinimaxM1));
         assert_eq!(of_corpus("tencent-Hy3"), Ok(ToolFormat::HyV3));
+        assert_eq!(
+            of_corpus("deepseek-ai-DeepSeek-V3.2"),
+            Ok(ToolFormat::DeepseekV32)
+        );
+        for v4 in [
+            "deepseek-ai-DeepSeek-V4",
+            "deepseek-ai-DeepSeek-V4-Flash-0731",
+        ] {
+            assert_eq!(of_corpus(v4), Ok(ToolFormat::DeepseekV4), "{v4}");
+        }
         assert_eq!(of_corpus("openbmb-MiniCPM5-1B"), Ok(ToolFormat::MiniCpm5));
         // MiniMax-M3's nested values are not M2's nor M1's.
         assert_eq!(of_corpus("MiniMax-M3"), Err(Unsupported::UnknownFormat));
@@ -1442,6 +1476,13 @@ mod tests {
                 ToolFormat::MinimaxM2 => (
                     "\n<parameter name=\"city\">Oslo</parameter>\n</invoke>\n",
                     "<invoke name=\"get_weather\">\n<parameter name=\"city\">Oslo</parameter>\n</invoke>",
+                ),
+                ToolFormat::DeepseekV32 | ToolFormat::DeepseekV4 => (
+                    "\n<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n\
+                     </｜DSML｜invoke>\n",
+                    "<｜DSML｜invoke name=\"get_weather\">\n\
+                     <｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n\
+                     </｜DSML｜invoke>",
                 ),
                 ToolFormat::HyV3 => (
                     "\n<arg_key:opensource>city</arg_key:opensource>\n\

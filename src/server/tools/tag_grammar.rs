@@ -119,8 +119,13 @@ impl TagGrammar<'_> {
         for (j, (key, schema, required)) in schema_properties(params).into_iter().enumerate() {
             let rule = format!("arg_{i}_{j}");
             items.push(format!("{rule}{}", if required { "" } else { "?" }));
+            let text = text_body(schema);
             let opening = match self.style.tags_key_and_value() {
-                false => literal(&format!("{}{key}{}", tags.key_open, tags.key_close)),
+                false => literal(&format!(
+                    "{}{key}{}",
+                    tags.key_open,
+                    self.style.key_close_for(text.is_some())
+                )),
                 true => format!(
                     "{} {} {} NL? {}",
                     self.mark(tags.key_open),
@@ -129,7 +134,7 @@ impl TagGrammar<'_> {
                     self.mark(tags.value_open)
                 ),
             };
-            match text_body(schema) {
+            match text {
                 Some(body) => {
                     // The newlines Qwen's templates pad a value with belong to the text.
                     let body = match self.style {

@@ -13,6 +13,9 @@
 //! - `Style::Hy3` (Tencent Hy3): `<tool_call:opensource>NAME<tool_sep:opensource>` then
 //!   GLM's key / value pairs in `:opensource`-suffixed tags, then `</tool_call:opensource>`,
 //!   several per block (every tag one special token of its vocabulary).
+//! - `Style::Dsml` (DeepSeek V3.2, V4): MiniMax's invocations with DeepSeek's `<｜DSML｜`
+//!   before each tag, and `string="true"` / `"false"` on each parameter: its value is the
+//!   text, or JSON.
 //!
 //! The text does not say a value's type: the function's schema does, as vLLM's qwen3_coder,
 //! seed_oss and glm45 parsers read them (a string parameter's text is taken as it is, anything
@@ -32,6 +35,7 @@ pub enum Style {
     /// text is `NAME">` and the pairs.
     FunctionParam,
     Hy3,
+    Dsml,
 }
 
 /// The tags around one argument.
@@ -50,6 +54,10 @@ const INVOKE_CLOSE: &str = "</invoke>";
 /// What ends the name in MiniCPM5's opening tag, and what wraps a value holding markup.
 const NAME_END: &str = "\">";
 const CDATA: (&str, &str) = ("<![CDATA[", "]]>");
+/// DeepSeek's DSML call tags, and what a parameter's tag says of its value.
+const DSML_INVOKE: (&str, &str, &str) = ("<｜DSML｜invoke name=\"", NAME_END, "</｜DSML｜invoke>");
+const DSML_TEXT: &str = "\" string=\"true\">";
+const DSML_JSON: &str = "\" string=\"false\">";
 /// Hy3's call tags (its template's `HYTK` suffix, `:opensource`, on each).
 const HY3_CALL: (&str, &str, &str) = (
     "<tool_call:opensource>",
@@ -84,6 +92,13 @@ impl Style {
                 value_open: "",
                 value_close: "</param>",
             },
+            // The key's tag closes with the value's kind (`key_close_for`).
+            Style::Dsml => PairTags {
+                key_open: "<｜DSML｜parameter name=\"",
+                key_close: NAME_END,
+                value_open: "",
+                value_close: "</｜DSML｜parameter>",
+            },
             Style::Hy3 => PairTags {
                 key_open: "<arg_key:opensource>",
                 key_close: "</arg_key:opensource>",
@@ -101,6 +116,7 @@ impl Style {
             Style::Function => Some((FUNCTION_OPEN, ">", FUNCTION_CLOSE)),
             Style::Invoke => Some((INVOKE_OPEN, NAME_END, INVOKE_CLOSE)),
             Style::Hy3 => Some(HY3_CALL),
+            Style::Dsml => Some(DSML_INVOKE),
             Style::ArgPairs | Style::FunctionParam => None,
         }
     }
@@ -117,7 +133,7 @@ impl Style {
     /// What the templates write between the block's opening tag and the call's head.
     pub fn block_opening(self) -> &'static str {
         match self {
-            Style::Function | Style::Invoke | Style::Hy3 => "\n",
+            Style::Function | Style::Invoke | Style::Hy3 | Style::Dsml => "\n",
             Style::ArgPairs | Style::FunctionParam => "",
         }
     }
@@ -125,7 +141,17 @@ impl Style {
     /// Whether the templates write all of a turn's calls in one block (Qwen's write a block
     /// a call).
     pub fn several_per_block(self) -> bool {
-        matches!(self, Style::Invoke | Style::Hy3)
+        matches!(self, Style::Invoke | Style::Hy3 | Style::Dsml)
+    }
+
+    /// What closes a parameter's key, for a value written as `text` or as JSON (DSML says
+    /// which; the others' tags do not).
+    pub(super) fn key_close_for(self, text: bool) -> &'static str {
+        match (self, text) {
+            (Style::Dsml, true) => DSML_TEXT,
+            (Style::Dsml, false) => DSML_JSON,
+            _ => self.tags().key_close,
+        }
     }
 
     /// Whether a pair's key and value each have tags of their own (GLM's, Hy3's).
@@ -197,6 +223,18 @@ impl Style {
                 break;
             };
             let (key, after) = after.split_once(tags.key_close)?;
+            // DSML's key ends at its quote; `string="..."` after it says the value's kind.
+            let (key, kind) = match self {
+                Style::Dsml => match key.split_once('"') {
+                    Some((key, kind)) => match kind.trim() {
+                        "string=\"true" => (key, Some(true)),
+                        "string=\"false" => (key, Some(false)),
+                        _ => return None,
+                    },
+                    None => (key, None),
+                },
+                _ => (key, None),
+            };
             let after = match tags.value_open {
                 "" => after,
                 open => after.trim_start().strip_prefix(open)?,
@@ -220,11 +258,18 @@ impl Style {
                     let raw = raw.strip_prefix('\n').unwrap_or(raw);
                     raw.strip_suffix('\n').unwrap_or(raw)
                 }
-                Style::ArgPairs | Style::FunctionParam | Style::Hy3 => raw,
+                Style::ArgPairs | Style::FunctionParam | Style::Hy3 | Style::Dsml => raw,
             };
             let key = key.trim();
             let schema = params.and_then(|p| p.get("properties")?.get(key));
-            arguments.insert(key.to_string(), typed_value(raw, schema));
+            let value = match kind {
+                Some(true) => Value::String(raw.to_string()),
+                Some(false) => {
+                    serde_json::from_str(raw.trim()).unwrap_or_else(|_| typed_value(raw, schema))
+                }
+                None => typed_value(raw, schema),
+            };
+            arguments.insert(key.to_string(), value);
             text = after;
         }
         Some((serde_json::to_string(&arguments).ok()?, text))
@@ -519,6 +564,37 @@ mod tests {
         ] {
             assert_eq!(Style::Hy3.parse(body, &f), None, "{body:?}");
         }
+    }
+
+    /// DeepSeek's DSML invocations: `string="true"` keeps a value as text whatever the
+    /// schema, `"false"` reads its JSON; several calls a block.
+    #[test]
+    fn dsml_parameters_say_whether_their_values_are_text() {
+        let f = functions();
+        let body = "\n<｜DSML｜invoke name=\"get_weather\">\n\
+                    <｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n\
+                    <｜DSML｜parameter name=\"days\" string=\"false\">3</｜DSML｜parameter>\n\
+                    <｜DSML｜parameter name=\"zip\" string=\"true\">0131</｜DSML｜parameter>\n\
+                    <｜DSML｜parameter name=\"extra\" string=\"false\">[1, {\"a\": null}]\
+                    </｜DSML｜parameter>\n\
+                    <｜DSML｜parameter name=\"note\" string=\"true\">42</｜DSML｜parameter>\n\
+                    </｜DSML｜invoke>\n<｜DSML｜invoke name=\"now\">\n</｜DSML｜invoke>\n";
+        assert_eq!(
+            Style::Dsml.parse(body, &f),
+            Some(vec![
+                ParsedCall::new(
+                    "get_weather",
+                    &json!({"city": "Oslo", "days": 3, "zip": "0131",
+                            "extra": [1, {"a": null}], "note": "42"})
+                    .to_string()
+                ),
+                ParsedCall::new("now", "{}"),
+            ])
+        );
+        let bad_kind = "<｜DSML｜invoke name=\"f\">\
+                        <｜DSML｜parameter name=\"x\" string=\"maybe\">1</｜DSML｜parameter>\
+                        </｜DSML｜invoke>";
+        assert_eq!(Style::Dsml.parse(bad_kind, &f), None);
     }
 
     #[test]
