@@ -32,8 +32,9 @@ pub const SOLAR_OPEN: ThinkTags = ThinkTags {
 };
 
 /// Every pair a template may use, each with the text that shows a template uses it:
-/// Seed-OSS's, Mistral's, Cohere's, Apertus', Solar Open's and Hy3's before the common one.
-const KNOWN: [(ThinkTags, [&str; 2]); 7] = [
+/// Seed-OSS's, Mistral's, Cohere's, Apertus', Solar Open's, MiniMax-M3's and Hy3's before
+/// the common one.
+const KNOWN: [(ThinkTags, [&str; 2]); 8] = [
     tagged(ThinkTags {
         open: "<seed:think>",
         close: "</seed:think>",
@@ -52,6 +53,10 @@ const KNOWN: [(ThinkTags, [&str; 2]); 7] = [
     }),
     // Its template writes the thought's turn, not the close as one piece.
     (SOLAR_OPEN, ["<|begin|>assistant<|think|>", "<|end|>"]),
+    tagged(ThinkTags {
+        open: "<mm:think>",
+        close: "</mm:think>",
+    }),
     // Hy3's template adds its suffix to every tag with `format` (`'<think{}>'.format(HYTK)`).
     (
         ThinkTags {
@@ -306,7 +311,10 @@ mod tests {
         assert_eq!(solar, SOLAR_OPEN);
         let hy3 = tags_of("tencent-Hy3").unwrap();
         assert_eq!(hy3.close, "</think:opensource>");
+        let m3 = tags_of("MiniMax-M3").unwrap();
+        assert_eq!(m3.open, "<mm:think>");
         for (tags, output) in [
+            (m3, "<mm:think>Hmm.</mm:think>Four."),
             (hy3, "<think:opensource>Hmm.</think:opensource>Four."),
             (seed, "<seed:think>Hmm.</seed:think>\nFour."),
             (mistral, "[THINK]Hmm.[/THINK]Four."),

@@ -35,7 +35,8 @@
 //!   `<tool_calls:opensource>` blocks of calls with GLM's pairs in `:opensource`-suffixed
 //!   tags (Tencent Hy3); `deepseek_v32` / `deepseek_v4`: `<｜DSML｜function_calls>` /
 //!   `<｜DSML｜tool_calls>` blocks of MiniMax's invocations in DSML tags, each parameter
-//!   saying whether its value is text (DeepSeek V3.2, V4). Their values are typed by the
+//!   saying whether its value is text (DeepSeek V3.2, V4); `minimax_m3`: the invocations behind
+//!   M3's namespace marker, values as nested elements (MiniMax-M3; `minimax_m3`). Their values are typed by the
 //!   functions' schemas (`tagged`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
@@ -56,6 +57,7 @@ use super::functionary_v32;
 use super::gigachat::{self, Version};
 use super::kimi;
 use super::lfm2;
+use super::minimax_m3;
 use super::mistral_args;
 use super::solar;
 use super::tag_grammar::TagGrammar;
@@ -66,6 +68,8 @@ use std::fmt;
 /// MiniMax-M2's call block tags (plain text in its vocabulary).
 const MINIMAX_OPEN: &str = "<minimax:tool_call>";
 const MINIMAX_CLOSE: &str = "</minimax:tool_call>";
+/// MiniMax-M3's namespace marker, as its template names it in a variable.
+const MINIMAX_M3_NAMESPACE: &str = "]<]minimax[>[";
 /// How MiniMax-M1's template shows its calls: the block's tag, then an object a line (the
 /// template's text, its newline escaped in the source or not).
 const MINIMAX_M1_LAYOUT: [&str; 2] = ["<tool_calls>\\n{\"name\"", "<tool_calls>\n{\"name\""];
@@ -108,6 +112,7 @@ pub enum ToolFormat {
     Lfm2,
     Apertus,
     MinimaxM2,
+    MinimaxM3,
     MiniCpm5,
     HyV3,
     DeepseekV32,
@@ -156,6 +161,8 @@ enum Family {
     Pythonic,
     /// Objects keyed by the function's name (Apertus).
     NameKeyed,
+    /// Invocations whose values are nested elements (MiniMax-M3).
+    NestedXml,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -236,7 +243,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 29] = [
+    pub const ALL: [ToolFormat; 30] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -258,6 +265,7 @@ impl ToolFormat {
         ToolFormat::Lfm2,
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
+        ToolFormat::MinimaxM3,
         ToolFormat::MiniCpm5,
         ToolFormat::HyV3,
         ToolFormat::DeepseekV32,
@@ -293,6 +301,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => "lfm2",
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
+            ToolFormat::MinimaxM3 => "minimax_m3",
             ToolFormat::MiniCpm5 => "minicpm5",
             ToolFormat::HyV3 => "hy_v3",
             ToolFormat::DeepseekV32 => "deepseek_v32",
@@ -341,6 +350,8 @@ impl ToolFormat {
             Ok(ToolFormat::CommandR)
         } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
             Ok(ToolFormat::Lfm2)
+        } else if template.contains(MINIMAX_M3_NAMESPACE) && template.contains("<invoke name=") {
+            Ok(ToolFormat::MinimaxM3)
         } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
             Ok(ToolFormat::MinimaxM2)
         } else if template.contains(HY3_BLOCK.0)
@@ -350,8 +361,7 @@ impl ToolFormat {
         } else if template.contains(MINICPM5_OPEN) && template.contains("<param name=") {
             Ok(ToolFormat::MiniCpm5)
         } else if template.contains("<invoke name=") {
-            // MiniMax-M3's values as nested XML elements, `<tool_call>` around the older
-            // invocations: not Hermes JSON.
+            // Invocations in a block candor does not know: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
         } else if template.contains(FIREFUNCTION_CALLS) {
             Ok(ToolFormat::Firefunction)
@@ -419,6 +429,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => lfm2::OPEN,
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
+            ToolFormat::MinimaxM3 => minimax_m3::OPEN,
             ToolFormat::MiniCpm5 => MINICPM5_OPEN,
             ToolFormat::HyV3 => HY3_BLOCK.0,
             ToolFormat::DeepseekV32 => DSML_V32_BLOCK.0,
@@ -445,6 +456,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
+            ToolFormat::MinimaxM3 => Some(minimax_m3::CLOSE),
             ToolFormat::MiniCpm5 => Some(MINICPM5_CLOSE),
             ToolFormat::HyV3 => Some(HY3_BLOCK.1),
             ToolFormat::DeepseekV32 => Some(DSML_V32_BLOCK.1),
@@ -477,6 +489,7 @@ impl ToolFormat {
             ToolFormat::FunctionaryV32 => Family::Recipients,
             ToolFormat::Lfm2 => Family::Pythonic,
             ToolFormat::Apertus => Family::NameKeyed,
+            ToolFormat::MinimaxM3 => Family::NestedXml,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
@@ -579,6 +592,7 @@ impl ToolFormat {
             Family::Recipients => functionary_v32::parse(body),
             Family::Pythonic => lfm2::parse(body),
             Family::NameKeyed => apertus::parse(body),
+            Family::NestedXml => minimax_m3::parse(body, functions),
             // FireFunction's marker ends with the list's `[`, kept in the body.
             Family::Json if self == ToolFormat::Firefunction => {
                 let list = body
@@ -678,6 +692,7 @@ impl ToolFormat {
             Family::Recipients => return functionary_v32::call_grammar(functions, function),
             Family::Pythonic => return lfm2::call_grammar(functions, function, special),
             Family::NameKeyed => return apertus::call_grammar(functions, function, special),
+            Family::NestedXml => return minimax_m3::call_grammar(functions, function),
             Family::Json => {}
         }
         let tail = self.call_tail(special);
@@ -746,6 +761,7 @@ impl ToolFormat {
                 apertus::lazy_grammar(functions, parallel, special)?,
                 parallel,
             )),
+            Family::NestedXml => Some((minimax_m3::block_grammar(functions, parallel)?, parallel)),
             Family::Json => None,
         };
         if let Some((grammar, rearm)) = own {
@@ -883,6 +899,7 @@ impl ToolFormat {
             Family::Recipients => return functionary_v32::forced_prefix(function),
             Family::Pythonic => return lfm2::forced_prefix(function),
             Family::NameKeyed => return apertus::forced_prefix(function),
+            Family::NestedXml => return minimax_m3::forced_prefix(function),
             Family::Tags(style) => {
                 let head = function.map(|f| style.head(f)).unwrap_or_default();
                 return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -1325,7 +1342,7 @@ mod tests {
         }
         assert_eq!(of_corpus("openbmb-MiniCPM5-1B"), Ok(ToolFormat::MiniCpm5));
         // MiniMax-M3's nested values are not M2's nor M1's.
-        assert_eq!(of_corpus("MiniMax-M3"), Err(Unsupported::UnknownFormat));
+        assert_eq!(of_corpus("MiniMax-M3"), Ok(ToolFormat::MinimaxM3));
         assert_eq!(
             ToolFormat::detect(
                 "{% if tools %}{{ '<｜tool▁calls▁begin｜>' + name + '<｜tool▁sep｜>' }}{% endif %}"
@@ -1362,13 +1379,11 @@ mod tests {
             })
             .map(|t| t["name"].as_str().unwrap())
             .collect();
-        // Kimi K3's channels, MiniMax-M3's values as nested elements, Gemma 4's calls, Muse
-        // Glimmer's recipients; gpt-oss' harmony messages are read apart (`harmony`).
+        // Kimi K3's channels, Gemma 4's calls, Muse Glimmer's recipients; gpt-oss' harmony messages are read apart (`harmony`).
         assert_eq!(
             unknown,
             [
                 "Kimi-K3",
-                "MiniMax-M3",
                 "google-gemma-4-31B-it-interleaved",
                 "google-gemma-4-31B-it",
                 "muse-glimmer",
@@ -1518,6 +1533,11 @@ mod tests {
                     "<｜DSML｜invoke name=\"get_weather\">\n\
                      <｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n\
                      </｜DSML｜invoke>",
+                ),
+                ToolFormat::MinimaxM3 => (
+                    "]<]minimax[>[<city>Oslo]<]minimax[>[</city>]<]minimax[>[</invoke>\n",
+                    "\n]<]minimax[>[<invoke name=\"get_weather\">]<]minimax[>[<city>Oslo\
+                     ]<]minimax[>[</city>]<]minimax[>[</invoke>",
                 ),
                 ToolFormat::HyV3 => (
                     "\n<arg_key:opensource>city</arg_key:opensource>\n\

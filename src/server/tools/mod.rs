@@ -19,6 +19,7 @@ mod functionary_v32;
 mod gigachat;
 mod kimi;
 mod lfm2;
+mod minimax_m3;
 mod mistral_args;
 mod py_literal;
 mod solar;

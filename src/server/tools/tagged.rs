@@ -287,7 +287,7 @@ fn call(name: &str, arguments: String) -> Option<ParsedCall> {
 
 /// The JSON types a parameter's schema declares (`type`, or those of its `anyOf` / `oneOf`
 /// branches); empty when it declares none.
-fn declared_types(schema: &Value) -> Vec<&str> {
+pub(super) fn declared_types(schema: &Value) -> Vec<&str> {
     let mut types = Vec::new();
     match schema.get("type") {
         Some(Value::String(t)) => types.push(t.as_str()),
@@ -335,7 +335,7 @@ fn is_of_type(v: &Value, t: &str) -> bool {
 /// An argument's value from its text: the text itself for a string parameter (and for one
 /// the schema does not name), else the JSON it holds when that is of a declared type (or the
 /// Python literal: `True`, `['a', 'b']`, as templates print them), else the text.
-fn typed_value(raw: &str, schema: Option<&Value>) -> Value {
+pub(super) fn typed_value(raw: &str, schema: Option<&Value>) -> Value {
     let text = || Value::String(raw.to_string());
     let Some(schema) = schema else {
         return text();
