@@ -706,6 +706,36 @@ async fn lfm2_tool_calls_over_http() {
     );
 }
 
+/// Models served with the templates of the tag formats added since (MiniCPM5's
+/// `<function name=...>` calls, Hy3's suffixed pairs): demanded calls (named, streamed,
+/// required) follow each format's grammar and come back as calls, and the history shows the
+/// call in the format. Their tags take many of this vocabulary's tokens: the answers get room
+/// for them. (DeepSeek's DSML and MiniMax-M3's values end at closing tags this model, foreign
+/// to them, does not write: a free string then runs to the length; their grammars are checked
+/// on random picks in `grammar_sampling`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_tag_formats_over_http() {
+    for (name, shown) in [
+        (
+            "openbmb-MiniCPM5-1B",
+            "<|im_start|>assistant\n<function name=\"get_weather\"><param name=\"city\">",
+        ),
+        (
+            "tencent-Hy3",
+            "<tool_calls:opensource>\n<tool_call:opensource>get_weather<tool_sep:opensource>\n\
+             <arg_key:opensource>city</arg_key:opensource>\n<arg_value:opensource>",
+        ),
+    ] {
+        let room = json!({"max_tokens": 160});
+        let (prompt, args) = demanded_calls_over_http_with(&corpus_template(name), room).await;
+        let city = args["city"].as_str().unwrap();
+        assert!(
+            prompt.contains(shown) && prompt.contains(city),
+            "{name}: {prompt}"
+        );
+    }
+}
+
 /// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held
 /// to GLM's `<arg_key>` / `<arg_value>` pairs and read back from them, its integer typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
