@@ -707,12 +707,14 @@ async fn lfm2_tool_calls_over_http() {
 }
 
 /// Models served with the templates of the tag formats added since (MiniCPM5's
-/// `<function name=...>` calls, Hy3's suffixed pairs): demanded calls (named, streamed,
-/// required) follow each format's grammar and come back as calls, and the history shows the
-/// call in the format. Their tags take many of this vocabulary's tokens: the answers get room
-/// for them. (DeepSeek's DSML and MiniMax-M3's values end at closing tags this model, foreign
-/// to them, does not write: a free string then runs to the length; their grammars are checked
-/// on random picks in `grammar_sampling`.)
+/// `<function name=...>` calls, Hy3's suffixed pairs, MiniMax-M3's nested elements): demanded
+/// calls (named, streamed, required) follow each format's grammar and come back as calls, and
+/// the history shows the call in the format. Their tags take many of this vocabulary's tokens:
+/// the answers get room for them. This model is foreign to M3's tags: it opens the next element
+/// inside a string value, which the grammar refuses (no marker in a value), so the value
+/// closes. (Under DeepSeek's DSML it writes look-alike tags, `<｜DSML　parameter`, inside the
+/// value instead, which no grammar of free text can refuse: DSML's grammars are checked on
+/// random picks in `grammar_sampling`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_tag_formats_over_http() {
     for (name, shown) in [
@@ -724,6 +726,10 @@ async fn newer_tag_formats_over_http() {
             "tencent-Hy3",
             "<tool_calls:opensource>\n<tool_call:opensource>get_weather<tool_sep:opensource>\n\
              <arg_key:opensource>city</arg_key:opensource>\n<arg_value:opensource>",
+        ),
+        (
+            "MiniMax-M3",
+            "]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name=\"get_weather\">]<]minimax[>[<city>",
         ),
     ] {
         let room = json!({"max_tokens": 160});

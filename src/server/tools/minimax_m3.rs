@@ -10,6 +10,7 @@
 //! nothing, an element whose children are all `item`s is a list, other children make an
 //! object. The grammars follow the schema the same way, down the nesting.
 use super::format::{call_alternatives, function_index, literal, schema_text, ParsedCall};
+use super::tag_grammar::containing;
 use super::tagged::{declared_types, text_body, typed_value};
 use serde_json::{Map, Value};
 
@@ -244,11 +245,14 @@ fn element_rule(
         _ => {
             // Text (a string's enum or bounds where it declares them), up to and with the
             // element's closing tag.
+            // It may not hold the marker, so that a model forgetting the marker's closing tag
+            // cannot run on into more elements.
             let body = text_body(schema).unwrap_or_else(|| "(?s:.*)".to_string());
             let body = body.replace('/', "\\/");
             rules.push_str(&format!(
-                "{rule}: {open} {rule}_t\n{rule}_t[suffix={}]: /{body}/\n",
-                literal(&close)
+                "{rule}: {open} {rule}_t\n{rule}_t[suffix={}]: /{body}/ & ~/{}/\n",
+                literal(&close),
+                containing(NS)
             ));
             return Ok(());
         }

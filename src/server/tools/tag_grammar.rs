@@ -12,6 +12,14 @@ use super::format::{
 use super::tagged::{text_body, with_definitions, Style};
 use serde_json::Value;
 
+/// A lark regex body of any text containing `mark`.
+pub(super) fn containing(mark: &str) -> String {
+    format!(
+        "(?s:.*){}(?s:.*)",
+        regex_syntax::escape(mark).replace('/', "\\/")
+    )
+}
+
 /// The optional newlines between tags.
 const NL_RULE: &str = "NL: \"\\n\"\n";
 
@@ -142,6 +150,10 @@ impl TagGrammar<'_> {
                         _ => body,
                     };
                     let body = body.replace('/', "\\/");
+                    let body = match self.style.text_excludes() {
+                        Some(mark) => format!("{body}/ & ~/{}", containing(mark)),
+                        None => body,
+                    };
                     if (self.special)(tags.value_close) {
                         // Text cannot run into a special token: a plain terminal ends there.
                         rules.push_str(&format!(
@@ -265,6 +277,37 @@ mod tests {
             "{lazy}"
         );
         assert!(lazy.contains("[suffix=\"</parameter>\"]"), "{lazy}");
+    }
+
+    /// DSML's string values may not open DSML's tags (a value the model forgets to close
+    /// cannot run on into more parameters); its key tags say text or JSON by the schema.
+    #[test]
+    fn dsml_text_excludes_its_tags() {
+        let g = TagGrammar {
+            style: Style::Dsml,
+            special: &|_| false,
+        };
+        let functions = [(
+            "f".to_string(),
+            json!({"properties": {"city": {"type": "string"}, "n": {"type": "integer"}}}),
+        )];
+        let grammar = g
+            .call_grammar(&functions, Some("f"), "</｜DSML｜function_calls>")
+            .unwrap();
+        assert!(
+            grammar.contains(
+                "[suffix=\"</｜DSML｜parameter>\"]: /(?s:.*)/ & ~/(?s:.*)<｜DSML｜(?s:.*)/\n"
+            ),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains("\"<｜DSML｜parameter name=\\\"city\\\" string=\\\"true\\\">\""),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains("\"<｜DSML｜parameter name=\\\"n\\\" string=\\\"false\\\">\""),
+            "{grammar}"
+        );
     }
 
     /// Hy3's tags are special tokens of its vocabulary, its calls' heads too; its template

@@ -144,6 +144,15 @@ impl Style {
         matches!(self, Style::Invoke | Style::Hy3 | Style::Dsml)
     }
 
+    /// Text a free string value may not hold: the opening of the format's own tags (DSML's),
+    /// so that a model forgetting the value's closing tag cannot run on into more tags.
+    pub(super) fn text_excludes(self) -> Option<&'static str> {
+        match self {
+            Style::Dsml => Some("<｜DSML｜"),
+            _ => None,
+        }
+    }
+
     /// What closes a parameter's key, for a value written as `text` or as JSON (DSML says
     /// which; the others' tags do not).
     pub(super) fn key_close_for(self, text: bool) -> &'static str {
