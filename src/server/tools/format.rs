@@ -127,9 +127,8 @@ impl std::str::FromStr for ToolFormat {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
-        // vLLM names Jamba's parser apart; its calls are Apriel's.
-        if name == "jamba" {
-            return Ok(ToolFormat::Apriel);
+        if let Some((_, format)) = VLLM_ALIASES.iter().find(|(alias, _)| *alias == name) {
+            return Ok(*format);
         }
         ToolFormat::ALL
             .into_iter()
@@ -142,6 +141,16 @@ impl std::str::FromStr for ToolFormat {
             })
     }
 }
+
+/// vLLM's other names for formats candor reads under one: Jamba's and Hunyuan-A13B's calls
+/// are Apriel's `<tool_calls>` list, `qwen3_xml` reads Qwen3-Coder's tags, `llama4_json`
+/// Llama 3's JSON calls.
+const VLLM_ALIASES: [(&str, ToolFormat); 4] = [
+    ("jamba", ToolFormat::Apriel),
+    ("hunyuan_a13b", ToolFormat::Apriel),
+    ("qwen3_xml", ToolFormat::Qwen3Coder),
+    ("llama4_json", ToolFormat::Llama3Json),
+];
 
 /// How a format writes its calls, where it differs from the others by more than its markers.
 enum Family {
@@ -1398,6 +1407,9 @@ mod tests {
             assert_eq!(format.parser_name().parse(), Ok(format));
         }
         assert_eq!("jamba".parse(), Ok(ToolFormat::Apriel));
+        assert_eq!("hunyuan_a13b".parse(), Ok(ToolFormat::Apriel));
+        assert_eq!("qwen3_xml".parse(), Ok(ToolFormat::Qwen3Coder));
+        assert_eq!("llama4_json".parse(), Ok(ToolFormat::Llama3Json));
         let err = "pythonic".parse::<ToolFormat>().unwrap_err();
         assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
