@@ -35,9 +35,9 @@
 //!   `<tool_calls:opensource>` blocks of calls with GLM's pairs in `:opensource`-suffixed
 //!   tags (Tencent Hy3); `deepseek_v32` / `deepseek_v4`: `<｜DSML｜function_calls>` /
 //!   `<｜DSML｜tool_calls>` blocks of MiniMax's invocations in DSML tags, each parameter
-//!   saying whether its value is text (DeepSeek V3.2, V4); `minimax_m3`: the invocations behind
-//!   M3's namespace marker, values as nested elements (MiniMax-M3; `minimax_m3`). Their values are typed by the
-//!   functions' schemas (`tagged`).
+//!   saying whether its value is text (DeepSeek V3.2, V4). Their values are typed by the
+//!   functions' schemas (`tagged`). `minimax_m3`: the invocations behind M3's namespace marker,
+//!   values as nested elements, typed by the schemas too (MiniMax-M3; `minimax_m3`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
