@@ -639,6 +639,7 @@ fn one_call_only_when_calls_are_not_parallel() {
         (ToolFormat::HyV3, true),
         (ToolFormat::DeepseekV32, true),
         (ToolFormat::MinimaxM3, true),
+        (ToolFormat::Gemma4, true),
     ];
     for (seed, (format, triggered)) in cases.into_iter().enumerate() {
         let constraint = lazy_constraint_with(&compiler, format, trigger, false);

@@ -707,7 +707,8 @@ async fn lfm2_tool_calls_over_http() {
 }
 
 /// Models served with the templates of the tag formats added since (MiniCPM5's
-/// `<function name=...>` calls, Hy3's suffixed pairs, MiniMax-M3's nested elements): demanded
+/// `<function name=...>` calls, Hy3's suffixed pairs, MiniMax-M3's nested elements, Gemma 4's
+/// objects): demanded
 /// calls (named, streamed, required) follow each format's grammar and come back as calls, and
 /// the history shows the call in the format. Their tags take many of this vocabulary's tokens:
 /// the answers get room for them. This model is foreign to M3's tags: it opens the next element
@@ -730,6 +731,10 @@ async fn newer_tag_formats_over_http() {
         (
             "MiniMax-M3",
             "]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name=\"get_weather\">]<]minimax[>[<city>",
+        ),
+        (
+            "google-gemma-4-31B-it",
+            "<|turn>model\n<|tool_call>call:get_weather{city:<|\"|>",
         ),
     ] {
         let room = json!({"max_tokens": 160});

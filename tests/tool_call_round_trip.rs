@@ -91,7 +91,7 @@ fn turn_before_an_instruction<'a>(through: &'a str, prompt: &str, before: &str) 
 }
 
 /// End-of-turn tokens the corpus' templates write after an assistant turn.
-const END_OF_TURN: [&str; 10] = [
+const END_OF_TURN: [&str; 11] = [
     "<|eot_id|>",
     "<|END_OF_TURN_TOKEN|>",
     "<|eom_id|>",
@@ -102,6 +102,7 @@ const END_OF_TURN: [&str; 10] = [
     "<｜hy_eos:opensource｜>",
     "<｜end▁of▁sentence｜>",
     "[e~[",
+    "<turn|>",
 ];
 
 /// One conversation of a golden: its id, its tools, its messages.
@@ -266,7 +267,7 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     // MiniMax-M2's invocations, Nemotron Nano 2's `<TOOLCALL>` lists, Solar Open's
     // sections of calls with ids, GigaChat's `function call` turns and markers, MiniCPM5's
     // `<function name=...>` calls, MiniMax-M1's objects a line, Hy3's suffixed tags and
-    // DeepSeek's DSML invocations, MiniMax-M3's nested values.
+    // DeepSeek's DSML invocations, MiniMax-M3's nested values, Gemma 4's objects.
     for family in [
         "Apertus",
         "MiniMax-M2",
@@ -280,6 +281,7 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
         "deepseek-ai-DeepSeek-V3.2",
         "deepseek-ai-DeepSeek-V4",
         "MiniMax-M3",
+        "google-gemma-4-31B-it",
     ] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),

@@ -38,6 +38,8 @@
 //!   saying whether its value is text (DeepSeek V3.2, V4). Their values are typed by the
 //!   functions' schemas (`tagged`). `minimax_m3`: the invocations behind M3's namespace marker,
 //!   values as nested elements, typed by the schemas too (MiniMax-M3; `minimax_m3`).
+//! - `gemma4`: `<|tool_call>call:NAME{key:value,...}<tool_call|>` per call, in Gemma's own
+//!   object syntax (bare sorted keys, strings between `<|"|>` marks; Gemma 4; `gemma4`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
@@ -54,6 +56,7 @@ use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
 use super::functionary_v32;
+use super::gemma4;
 use super::gigachat::{self, Version};
 use super::kimi;
 use super::lfm2;
@@ -117,6 +120,7 @@ pub enum ToolFormat {
     HyV3,
     DeepseekV32,
     DeepseekV4,
+    Gemma4,
     SolarOpen,
     GigaChat3,
     GigaChat31,
@@ -172,6 +176,8 @@ enum Family {
     NameKeyed,
     /// Invocations whose values are nested elements (MiniMax-M3).
     NestedXml,
+    /// Gemma's object syntax (Gemma 4).
+    GemmaObjects,
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -252,7 +258,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 30] = [
+    pub const ALL: [ToolFormat; 31] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -279,6 +285,7 @@ impl ToolFormat {
         ToolFormat::HyV3,
         ToolFormat::DeepseekV32,
         ToolFormat::DeepseekV4,
+        ToolFormat::Gemma4,
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
@@ -315,6 +322,7 @@ impl ToolFormat {
             ToolFormat::HyV3 => "hy_v3",
             ToolFormat::DeepseekV32 => "deepseek_v32",
             ToolFormat::DeepseekV4 => "deepseek_v4",
+            ToolFormat::Gemma4 => "gemma4",
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
@@ -337,6 +345,8 @@ impl ToolFormat {
             Ok(ToolFormat::DeepseekV32)
         } else if dsml && template.contains("tool_calls>") {
             Ok(ToolFormat::DeepseekV4)
+        } else if template.contains(gemma4::OPEN) && template.contains(gemma4::CLOSE) {
+            Ok(ToolFormat::Gemma4)
         } else if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
         } else if template.contains(solar::SECTION_BEGIN) && template.contains(solar::SECTION_END) {
@@ -443,6 +453,7 @@ impl ToolFormat {
             ToolFormat::HyV3 => HY3_BLOCK.0,
             ToolFormat::DeepseekV32 => DSML_V32_BLOCK.0,
             ToolFormat::DeepseekV4 => DSML_V4_BLOCK.0,
+            ToolFormat::Gemma4 => gemma4::OPEN,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
@@ -470,6 +481,7 @@ impl ToolFormat {
             ToolFormat::HyV3 => Some(HY3_BLOCK.1),
             ToolFormat::DeepseekV32 => Some(DSML_V32_BLOCK.1),
             ToolFormat::DeepseekV4 => Some(DSML_V4_BLOCK.1),
+            ToolFormat::Gemma4 => Some(gemma4::CLOSE),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
@@ -499,6 +511,7 @@ impl ToolFormat {
             ToolFormat::Lfm2 => Family::Pythonic,
             ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::MinimaxM3 => Family::NestedXml,
+            ToolFormat::Gemma4 => Family::GemmaObjects,
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
@@ -602,6 +615,7 @@ impl ToolFormat {
             Family::Pythonic => lfm2::parse(body),
             Family::NameKeyed => apertus::parse(body),
             Family::NestedXml => minimax_m3::parse(body, functions),
+            Family::GemmaObjects => gemma4::parse(body),
             // FireFunction's marker ends with the list's `[`, kept in the body.
             Family::Json if self == ToolFormat::Firefunction => {
                 let list = body
@@ -702,6 +716,7 @@ impl ToolFormat {
             Family::Pythonic => return lfm2::call_grammar(functions, function, special),
             Family::NameKeyed => return apertus::call_grammar(functions, function, special),
             Family::NestedXml => return minimax_m3::call_grammar(functions, function),
+            Family::GemmaObjects => return gemma4::call_grammar(functions, function, special),
             Family::Json => {}
         }
         let tail = self.call_tail(special);
@@ -771,6 +786,7 @@ impl ToolFormat {
                 parallel,
             )),
             Family::NestedXml => Some((minimax_m3::block_grammar(functions, parallel)?, parallel)),
+            Family::GemmaObjects => Some((gemma4::block_grammar(functions, special)?, parallel)),
             Family::Json => None,
         };
         if let Some((grammar, rearm)) = own {
@@ -909,6 +925,7 @@ impl ToolFormat {
             Family::Pythonic => return lfm2::forced_prefix(function),
             Family::NameKeyed => return apertus::forced_prefix(function),
             Family::NestedXml => return minimax_m3::forced_prefix(function),
+            Family::GemmaObjects => return gemma4::forced_prefix(function),
             Family::Tags(style) => {
                 let head = function.map(|f| style.head(f)).unwrap_or_default();
                 return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -1338,6 +1355,9 @@ mod tests {
             Ok(ToolFormat::CommandR7b)
         );
         assert_eq!(of_corpus("MiniMax-M1"), Ok(ToolFormat::MinimaxM1));
+        for gemma4 in ["google-gemma-4-31B-it", "google-gemma-4-31B-it-interleaved"] {
+            assert_eq!(of_corpus(gemma4), Ok(ToolFormat::Gemma4), "{gemma4}");
+        }
         assert_eq!(of_corpus("tencent-Hy3"), Ok(ToolFormat::HyV3));
         assert_eq!(
             of_corpus("deepseek-ai-DeepSeek-V3.2"),
@@ -1388,17 +1408,8 @@ mod tests {
             })
             .map(|t| t["name"].as_str().unwrap())
             .collect();
-        // Kimi K3's channels, Gemma 4's calls, Muse Glimmer's recipients; gpt-oss' harmony messages are read apart (`harmony`).
-        assert_eq!(
-            unknown,
-            [
-                "Kimi-K3",
-                "google-gemma-4-31B-it-interleaved",
-                "google-gemma-4-31B-it",
-                "muse-glimmer",
-                "openai-gpt-oss-120b"
-            ]
-        );
+        // Kimi K3's channels, Muse Glimmer's recipients; gpt-oss' harmony messages are read apart (`harmony`).
+        assert_eq!(unknown, ["Kimi-K3", "muse-glimmer", "openai-gpt-oss-120b"]);
     }
 
     #[test]
@@ -1550,6 +1561,10 @@ mod tests {
                     "]<]minimax[>[<city>Oslo]<]minimax[>[</city>]<]minimax[>[</invoke>\n",
                     "\n]<]minimax[>[<invoke name=\"get_weather\">]<]minimax[>[<city>Oslo\
                      ]<]minimax[>[</city>]<]minimax[>[</invoke>",
+                ),
+                ToolFormat::Gemma4 => (
+                    "city:<|\"|>Oslo<|\"|>}",
+                    "get_weather{city:<|\"|>Oslo<|\"|>}",
                 ),
                 ToolFormat::HyV3 => (
                     "\n<arg_key:opensource>city</arg_key:opensource>\n\

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod format;
 mod functionary;
 mod functionary_v32;
+mod gemma4;
 mod gigachat;
 mod kimi;
 mod lfm2;
