@@ -32,9 +32,9 @@ pub const SOLAR_OPEN: ThinkTags = ThinkTags {
 };
 
 /// Every pair a template may use, each with the text that shows a template uses it:
-/// Seed-OSS's, Mistral's, Cohere's, Apertus', Solar Open's, MiniMax-M3's and Hy3's before
-/// the common one.
-const KNOWN: [(ThinkTags, [&str; 2]); 8] = [
+/// Seed-OSS's, Mistral's, Cohere's, Apertus', Solar Open's, MiniMax-M3's, Gemma 4's and Hy3's
+/// before the common one.
+const KNOWN: [(ThinkTags, [&str; 2]); 9] = [
     tagged(ThinkTags {
         open: "<seed:think>",
         close: "</seed:think>",
@@ -57,6 +57,14 @@ const KNOWN: [(ThinkTags, [&str; 2]); 8] = [
         open: "<mm:think>",
         close: "</mm:think>",
     }),
+    // Gemma 4's thought channel, named on the opening's line.
+    (
+        ThinkTags {
+            open: "<|channel>thought\n",
+            close: "<channel|>",
+        },
+        ["<|channel>thought", "<channel|>"],
+    ),
     // Hy3's template adds its suffix to every tag with `format` (`'<think{}>'.format(HYTK)`).
     (
         ThinkTags {
@@ -313,7 +321,10 @@ mod tests {
         assert_eq!(hy3.close, "</think:opensource>");
         let m3 = tags_of("MiniMax-M3").unwrap();
         assert_eq!(m3.open, "<mm:think>");
+        let gemma4 = tags_of("google-gemma-4-31B-it").unwrap();
+        assert_eq!(gemma4.close, "<channel|>");
         for (tags, output) in [
+            (gemma4, "<|channel>thought\nHmm.<channel|>Four."),
             (m3, "<mm:think>Hmm.</mm:think>Four."),
             (hy3, "<think:opensource>Hmm.</think:opensource>Four."),
             (seed, "<seed:think>Hmm.</seed:think>\nFour."),
