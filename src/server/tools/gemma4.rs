@@ -7,8 +7,11 @@
 //! grammars hold a call to its function's schema the same way down the nesting: each object's
 //! properties in sorted order (as the template writes them), required ones always, text free
 //! up to its closing mark, numbers and booleans as their JSON with its bounds.
-use super::format::{call_alternatives, function_index, literal, marker, schema_text, ParsedCall};
-use super::tagged::{declared_types, text_body};
+use super::format::{
+    call_alternatives, function_index, literal, marker, schema_properties, ParsedCall,
+};
+use super::tag_grammar::{json_scalar, text_regex};
+use super::tagged::declared_types;
 use serde_json::{Map, Number, Value};
 
 pub const OPEN: &str = "<|tool_call>";
@@ -200,21 +203,10 @@ impl Grammar<'_> {
         depth: usize,
         rules: &mut String,
     ) -> Result<String, String> {
-        let required = |key: &str| {
-            schema
-                .get("required")
-                .and_then(Value::as_array)
-                .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
-        };
-        let mut properties: Vec<(&String, &Value)> = schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut properties = schema_properties(schema);
         properties.sort_by(|a, b| a.0.cmp(b.0));
         let n = properties.len();
-        for (j, (key, property)) in properties.iter().enumerate() {
+        for (j, (key, property, _)) in properties.iter().enumerate() {
             let value = format!("{id}_{j}");
             self.value_rule(&value, property, depth, rules)?;
             rules.push_str(&format!(
@@ -224,9 +216,9 @@ impl Grammar<'_> {
         }
         // `{id}_f{j}`: members j.. with none written yet; `{id}_r{j}`: after one, each with
         // its comma.
-        for (j, (key, _)) in properties.iter().enumerate() {
+        for (j, (_, _, required)) in properties.iter().enumerate() {
             let member = format!("{id}_m{j}");
-            let (first, rest) = match required(key) {
+            let (first, rest) = match required {
                 true => (
                     format!("{member} {id}_r{}", j + 1),
                     format!("\",\" {member} {id}_r{}", j + 1),
@@ -263,14 +255,10 @@ impl Grammar<'_> {
                 let members = self.object_items(rule, schema, depth + 1, rules)?;
                 format!("\"{{\" {members} \"}}\"")
             }
-            ["integer"] | ["number"] | ["boolean"] => {
-                rules.push_str(&format!("{rule}_j: %json {}\n", schema_text(schema)?));
-                format!("{rule}_j")
-            }
+            ["integer"] | ["number"] | ["boolean"] => json_scalar(rule, schema, rules)?,
             _ => {
-                // Text between the marks (a string's enum or bounds where it declares them).
-                let text = text_body(schema).unwrap_or_else(|| "(?s:.*)".to_string());
-                let text = text.replace('/', "\\/");
+                // Text between the marks.
+                let text = text_regex(schema);
                 let quote = self.mark(QUOTE);
                 if (self.special)(QUOTE) {
                     // Text cannot run into a special token: a plain terminal ends there.

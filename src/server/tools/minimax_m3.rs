@@ -9,9 +9,9 @@
 //! function's schema does, as it types the tag formats' values (`tagged`); where it says
 //! nothing, an element whose children are all `item`s is a list, other children make an
 //! object. The grammars follow the schema the same way, down the nesting.
-use super::format::{call_alternatives, function_index, literal, schema_text, ParsedCall};
-use super::tag_grammar::containing;
-use super::tagged::{declared_types, text_body, typed_value};
+use super::format::{call_alternatives, function_index, literal, schema_properties, ParsedCall};
+use super::tag_grammar::{containing, json_scalar, text_regex};
+use super::tagged::{declared_types, typed_value};
 use serde_json::{Map, Value};
 
 /// The namespace marker before every tag of M3's calls.
@@ -198,18 +198,11 @@ fn object_items(
     depth: usize,
     rules: &mut String,
 ) -> Result<String, String> {
-    let required = |key: &str| {
-        schema
-            .get("required")
-            .and_then(Value::as_array)
-            .is_some_and(|r| r.iter().any(|k| k.as_str() == Some(key)))
-    };
     let mut items = Vec::new();
-    let properties = schema.get("properties").and_then(Value::as_object);
-    for (j, (key, property)) in properties.into_iter().flatten().enumerate() {
+    for (j, (key, property, required)) in schema_properties(schema).into_iter().enumerate() {
         let rule = format!("{id}_{j}");
         element_rule(&rule, key, property, depth, rules)?;
-        items.push(format!("{rule}{}", if required(key) { "" } else { "?" }));
+        items.push(format!("{rule}{}", if required { "" } else { "?" }));
     }
     Ok(match items.is_empty() {
         true => "\"\"".to_string(),
@@ -237,18 +230,12 @@ fn element_rule(
             format!("{item}*")
         }
         ["object"] if nested => object_items(rule, schema, depth + 1, rules)?,
-        // A number's or a boolean's text is its JSON, bounds and all.
-        ["integer"] | ["number"] | ["boolean"] => {
-            rules.push_str(&format!("{rule}_j: %json {}\n", schema_text(schema)?));
-            format!("{rule}_j")
-        }
+        ["integer"] | ["number"] | ["boolean"] => json_scalar(rule, schema, rules)?,
         _ => {
-            // Text (a string's enum or bounds where it declares them), up to and with the
-            // element's closing tag.
-            // It may not hold the marker, so that a model forgetting the marker's closing tag
-            // cannot run on into more elements.
-            let body = text_body(schema).unwrap_or_else(|| "(?s:.*)".to_string());
-            let body = body.replace('/', "\\/");
+            // Text, up to and with the element's closing tag. It may not hold the marker, so
+            // that a model forgetting the marker's closing tag cannot run on into more
+            // elements.
+            let body = text_regex(schema);
             rules.push_str(&format!(
                 "{rule}: {open} {rule}_t\n{rule}_t[suffix={}]: /{body}/ & ~/{}/\n",
                 literal(&close),

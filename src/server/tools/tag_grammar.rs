@@ -12,6 +12,25 @@ use super::format::{
 use super::tagged::{text_body, with_definitions, Style};
 use serde_json::Value;
 
+/// The lark regex body of a free value's text: its schema's enum or length bounds where it
+/// declares them, else any text (for the nested formats' values of no type they follow).
+pub(super) fn text_regex(schema: &Value) -> String {
+    text_body(schema)
+        .unwrap_or_else(|| "(?s:.*)".to_string())
+        .replace('/', "\\/")
+}
+
+/// Rule `{rule}_j`, a number or boolean of `schema` as its JSON text (bounds and all), added
+/// to `rules`; returns its name.
+pub(super) fn json_scalar(
+    rule: &str,
+    schema: &Value,
+    rules: &mut String,
+) -> Result<String, String> {
+    rules.push_str(&format!("{rule}_j: %json {}\n", schema_text(schema)?));
+    Ok(format!("{rule}_j"))
+}
+
 /// A lark regex body of any text containing `mark`.
 pub(super) fn containing(mark: &str) -> String {
     format!(
