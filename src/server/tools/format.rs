@@ -64,7 +64,7 @@ use super::minimax_m3;
 use super::mistral_args;
 use super::solar;
 use super::tag_grammar::TagGrammar;
-use super::tagged::Style;
+use super::tagged::{self, Style};
 use serde_json::Value;
 use std::fmt;
 
@@ -85,8 +85,7 @@ const DSML: &str = "｜DSML｜";
 const HY3_BLOCK: (&str, &str) = ("<tool_calls:opensource>", "</tool_calls:opensource>");
 const HY3_TEMPLATE_TAGS: [&str; 2] = ["'<tool_calls{}>'.format(", "':opensource'"];
 /// MiniCPM5's call tags: each call is a block of its own, its opening up to the name.
-const MINICPM5_OPEN: &str = "<function name=\"";
-const MINICPM5_CLOSE: &str = "</function>";
+const MINICPM5_BLOCK: (&str, &str) = tagged::FUNCTION_PARAM_BLOCK;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolFormat {
@@ -377,7 +376,7 @@ impl ToolFormat {
             || HY3_TEMPLATE_TAGS.iter().all(|t| template.contains(t))
         {
             Ok(ToolFormat::HyV3)
-        } else if template.contains(MINICPM5_OPEN) && template.contains("<param name=") {
+        } else if template.contains(MINICPM5_BLOCK.0) && template.contains("<param name=") {
             Ok(ToolFormat::MiniCpm5)
         } else if template.contains("<invoke name=") {
             // Invocations in a block candor does not know: not Hermes JSON.
@@ -449,7 +448,7 @@ impl ToolFormat {
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::MinimaxM3 => minimax_m3::OPEN,
-            ToolFormat::MiniCpm5 => MINICPM5_OPEN,
+            ToolFormat::MiniCpm5 => MINICPM5_BLOCK.0,
             ToolFormat::HyV3 => HY3_BLOCK.0,
             ToolFormat::DeepseekV32 => DSML_V32_BLOCK.0,
             ToolFormat::DeepseekV4 => DSML_V4_BLOCK.0,
@@ -477,7 +476,7 @@ impl ToolFormat {
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::MinimaxM3 => Some(minimax_m3::CLOSE),
-            ToolFormat::MiniCpm5 => Some(MINICPM5_CLOSE),
+            ToolFormat::MiniCpm5 => Some(MINICPM5_BLOCK.1),
             ToolFormat::HyV3 => Some(HY3_BLOCK.1),
             ToolFormat::DeepseekV32 => Some(DSML_V32_BLOCK.1),
             ToolFormat::DeepseekV4 => Some(DSML_V4_BLOCK.1),

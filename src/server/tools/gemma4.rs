@@ -10,7 +10,7 @@
 use super::format::{
     call_alternatives, function_index, literal, marker, schema_properties, ParsedCall,
 };
-use super::tag_grammar::{json_scalar, text_regex};
+use super::tag_grammar::{json_scalar, text_lexeme, text_regex, MAX_NESTING};
 use super::tagged::declared_types;
 use serde_json::{Map, Number, Value};
 
@@ -20,8 +20,6 @@ pub const CLOSE: &str = "<tool_call|>";
 const QUOTE: &str = "<|\"|>";
 /// What opens a call after the block's mark.
 const CALL: &str = "call:";
-/// How deep a schema's nesting is followed into the grammar; below, values are free text.
-const MAX_DEPTH: usize = 8;
 
 /// The call in a block's body (`call:NAME{...}`); `None` unless it is one well-formed call.
 pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
@@ -243,7 +241,7 @@ impl Grammar<'_> {
         rules: &mut String,
     ) -> Result<(), String> {
         let types = declared_types(schema);
-        let nested = depth < MAX_DEPTH;
+        let nested = depth < MAX_NESTING;
         let body = match types.as_slice() {
             ["array"] if nested => {
                 let item = format!("{rule}_i");
@@ -258,14 +256,14 @@ impl Grammar<'_> {
             ["integer"] | ["number"] | ["boolean"] => json_scalar(rule, schema, rules)?,
             _ => {
                 // Text between the marks.
-                let text = text_regex(schema);
+                let text = text_lexeme(&text_regex(schema), None);
                 let quote = self.mark(QUOTE);
                 if (self.special)(QUOTE) {
                     // Text cannot run into a special token: a plain terminal ends there.
-                    rules.push_str(&format!("{}_T: /{text}/\n", rule.to_uppercase()));
+                    rules.push_str(&format!("{}_T: {text}\n", rule.to_uppercase()));
                     format!("{quote} {}_T {quote}", rule.to_uppercase())
                 } else {
-                    rules.push_str(&format!("{rule}_t[suffix={quote}]: /{text}/\n"));
+                    rules.push_str(&format!("{rule}_t[suffix={quote}]: {text}\n"));
                     format!("{quote} {rule}_t")
                 }
             }

@@ -10,7 +10,7 @@
 //! nothing, an element whose children are all `item`s is a list, other children make an
 //! object. The grammars follow the schema the same way, down the nesting.
 use super::format::{call_alternatives, function_index, literal, schema_properties, ParsedCall};
-use super::tag_grammar::{containing, json_scalar, text_regex};
+use super::tag_grammar::{json_scalar, text_lexeme, text_regex, MAX_NESTING};
 use super::tagged::{declared_types, typed_value};
 use serde_json::{Map, Value};
 
@@ -20,8 +20,6 @@ pub const OPEN: &str = "]<]minimax[>[<tool_call>";
 pub const CLOSE: &str = "]<]minimax[>[</tool_call>";
 const INVOKE_OPEN: &str = "]<]minimax[>[<invoke name=\"";
 const INVOKE_CLOSE: &str = "]<]minimax[>[</invoke>";
-/// How deep a schema's nesting is followed into the grammar; below, values are free text.
-const MAX_DEPTH: usize = 8;
 
 /// The calls in a block's body; `None` unless it is only well-formed invocations (the last
 /// may stop before its closing tag).
@@ -221,7 +219,7 @@ fn element_rule(
     let open = literal(&format!("{NS}<{tag}>"));
     let close = format!("{NS}</{tag}>");
     let types = declared_types(schema);
-    let nested = depth < MAX_DEPTH;
+    let nested = depth < MAX_NESTING;
     let inner = match types.as_slice() {
         ["array"] if nested => {
             let item = format!("{rule}_i");
@@ -235,11 +233,10 @@ fn element_rule(
             // Text, up to and with the element's closing tag. It may not hold the marker, so
             // that a model forgetting the marker's closing tag cannot run on into more
             // elements.
-            let body = text_regex(schema);
             rules.push_str(&format!(
-                "{rule}: {open} {rule}_t\n{rule}_t[suffix={}]: /{body}/ & ~/{}/\n",
+                "{rule}: {open} {rule}_t\n{rule}_t[suffix={}]: {}\n",
                 literal(&close),
-                containing(NS)
+                text_lexeme(&text_regex(schema), Some(NS))
             ));
             return Ok(());
         }

@@ -31,12 +31,21 @@ pub(super) fn json_scalar(
     Ok(format!("{rule}_j"))
 }
 
-/// A lark regex body of any text containing `mark`.
-pub(super) fn containing(mark: &str) -> String {
-    format!(
-        "(?s:.*){}(?s:.*)",
-        regex_syntax::escape(mark).replace('/', "\\/")
-    )
+/// How deep the nested formats (MiniMax-M3's elements, Gemma 4's objects) follow a schema into
+/// their grammars; below, values are free text.
+pub(super) const MAX_NESTING: usize = 8;
+
+/// The lark lexeme of a free value's text matching the regex `body`: where `excluded` is
+/// given, text that never holds it (a format's own tag marker, so that a model forgetting the
+/// value's closing tag cannot run on into more tags).
+pub(super) fn text_lexeme(body: &str, excluded: Option<&str>) -> String {
+    match excluded {
+        Some(mark) => format!(
+            "/{body}/ & ~/(?s:.*){}(?s:.*)/",
+            regex_syntax::escape(mark).replace('/', "\\/")
+        ),
+        None => format!("/{body}/"),
+    }
 }
 
 /// The optional newlines between tags.
@@ -168,21 +177,17 @@ impl TagGrammar<'_> {
                         Style::Function => format!("\\n?{body}\\n?"),
                         _ => body,
                     };
-                    let body = body.replace('/', "\\/");
-                    let body = match self.style.text_excludes() {
-                        Some(mark) => format!("{body}/ & ~/{}", containing(mark)),
-                        None => body,
-                    };
+                    let lexeme = text_lexeme(&body.replace('/', "\\/"), self.style.text_excludes());
                     if (self.special)(tags.value_close) {
                         // Text cannot run into a special token: a plain terminal ends there.
                         rules.push_str(&format!(
-                            "{rule}: NL? {opening} TEXT_{i}_{j} {close}\nTEXT_{i}_{j}: /{body}/\n"
+                            "{rule}: NL? {opening} TEXT_{i}_{j} {close}\nTEXT_{i}_{j}: {lexeme}\n"
                         ));
                     } else {
                         // The text, up to and with its closing tag.
                         rules.push_str(&format!(
                             "{rule}: NL? {opening} text_{i}_{j}\n\
-                             text_{i}_{j}[suffix={close}]: /{body}/\n"
+                             text_{i}_{j}[suffix={close}]: {lexeme}\n"
                         ));
                     }
                 }

@@ -53,6 +53,8 @@ const INVOKE_OPEN: &str = "<invoke name=\"";
 const INVOKE_CLOSE: &str = "</invoke>";
 /// What ends the name in MiniCPM5's opening tag, and what wraps a value holding markup.
 const NAME_END: &str = "\">";
+/// MiniCPM5's call tags, the block's own: its opening up to the name, and its closing.
+pub(super) const FUNCTION_PARAM_BLOCK: (&str, &str) = ("<function name=\"", FUNCTION_CLOSE);
 const CDATA: (&str, &str) = ("<![CDATA[", "]]>");
 /// DeepSeek's DSML call tags, and what a parameter's tag says of its value.
 const DSML_INVOKE: (&str, &str, &str) = ("<｜DSML｜invoke name=\"", NAME_END, "</｜DSML｜invoke>");
