@@ -15,6 +15,12 @@ the test renders them as on that day.
     pip install --target /tmp/hfpy transformers
     PYTHONPATH=/tmp/hfpy python3 scripts/make-template-corpus-golden.py \\
         llama.cpp/models/templates tests/fixtures/chat_templates/corpus.json
+
+Templates from elsewhere (vLLM's tool templates, `tests/fixtures/chat_templates/extra/`) are
+added to the corpus with its conversations and its day, replacing a template of the same name:
+
+    PYTHONPATH=/tmp/hfpy python3 scripts/make-template-corpus-golden.py --add \\
+        tests/fixtures/chat_templates/corpus.json tests/fixtures/chat_templates/extra/*.jinja
 """
 import datetime
 import importlib.util
@@ -34,27 +40,49 @@ def cases_of(script):
     return module.CASES
 
 
+def rendered(path, conversations):
+    """The corpus entry of the template at `path`: its texts per conversation."""
+    template = path.read_text()
+    texts = {}
+    for case_id, tools, messages in conversations:
+        if "strftime_now" in template and messages[0]["role"] != "system":
+            continue
+        kwargs = {"tools": tools} if tools else {}
+        try:
+            rendered, _ = render_jinja_template(
+                conversations=[messages], chat_template=template, add_generation_prompt=True,
+                bos_token="<BOS>", eos_token="<EOS>", **kwargs
+            )
+        except Exception as e:  # noqa: BLE001 - the template's own refusal
+            print(f"{path.stem} {case_id}: left out ({type(e).__name__})", file=sys.stderr)
+            continue
+        texts[case_id] = rendered[0]
+    return {"name": path.stem, "chat_template": template, "texts": texts}
+
+
+def add(corpus_path, template_paths):
+    """Render `template_paths` with the corpus' conversations into it, by name."""
+    with open(corpus_path) as f:
+        doc = json.load(f)
+    conversations = [(case_id, c["tools"], c["messages"]) for case_id, c in doc["conversations"].items()]
+    for path in map(pathlib.Path, template_paths):
+        if "strftime_now" in path.read_text():
+            sys.exit(f"{path}: prints today's date; render the whole corpus instead")
+        entry = rendered(path, conversations)
+        names = [t["name"] for t in doc["templates"]]
+        if entry["name"] in names:
+            doc["templates"][names.index(entry["name"])] = entry
+        else:
+            doc["templates"].append(entry)
+    with open(corpus_path, "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 def main(template_dir, out_path):
     plain = [(case_id, None, messages) for case_id, messages in cases_of("make-chat-template-golden.py")]
     conversations = plain + cases_of("make-tool-template-golden.py")
-    templates = []
-    for path in sorted(pathlib.Path(template_dir).glob("*.jinja")):
-        template = path.read_text()
-        texts = {}
-        for case_id, tools, messages in conversations:
-            if "strftime_now" in template and messages[0]["role"] != "system":
-                continue
-            kwargs = {"tools": tools} if tools else {}
-            try:
-                rendered, _ = render_jinja_template(
-                    conversations=[messages], chat_template=template, add_generation_prompt=True,
-                    bos_token="<BOS>", eos_token="<EOS>", **kwargs
-                )
-            except Exception as e:  # noqa: BLE001 - the template's own refusal
-                print(f"{path.stem} {case_id}: left out ({type(e).__name__})", file=sys.stderr)
-                continue
-            texts[case_id] = rendered[0]
-        templates.append({"name": path.stem, "chat_template": template, "texts": texts})
+    templates = [rendered(path, conversations) for path in sorted(pathlib.Path(template_dir).glob("*.jinja"))]
     doc = {
         "transformers": transformers.__version__,
         "rendered_on": datetime.date.today().isoformat(),
@@ -70,4 +98,7 @@ def main(template_dir, out_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--add":
+        add(sys.argv[2], sys.argv[3:])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -488,22 +488,31 @@ fn masks_prepared_ahead_change_nothing() {
 
 /// Llama 3 answers a call with the JSON alone (`<|python_tag|>` first or not): the answer is
 /// held to call objects joined by `;` once it has spelled `{"name"`, and the calls read back.
+/// The same for the pythonic list (Llama 4's `<|python_start|>` first or not) once the answer
+/// has opened it.
 #[test]
-fn llama3_calls_follow_the_lazy_grammar() {
+fn answers_that_are_calls_follow_the_lazy_grammar() {
+    for (format, marker, close) in [
+        (ToolFormat::Llama3Json, "{\"name\": ", '}'),
+        (ToolFormat::Pythonic, "[", ']'),
+    ] {
+        answer_calls_follow_the_lazy_grammar(format, marker, close);
+    }
+}
+
+fn answer_calls_follow_the_lazy_grammar(format: ToolFormat, marker: &str, close: char) {
     let (tok, compiler, eos) = compiler_for("qwen2.5-0.5b");
     let vocab = tok.vocab_size();
-    // Qwen has no `<|python_tag|>`: any single token serves as the trigger here.
+    // Qwen has neither `<|python_tag|>` nor `<|python_start|>`: any single token serves as
+    // the trigger here.
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
-    for (seed, opening) in [(1, vec![trigger]), (2, Vec::new())] {
-        let mut sampler = seeded_sampler(
-            seed,
-            lazy_constraint(&compiler, ToolFormat::Llama3Json, trigger),
-        );
+    for (seed, opening) in [(1, vec![trigger]), (2, Vec::new()), (3, Vec::new())] {
+        let mut sampler = seeded_sampler(seed, lazy_constraint(&compiler, format, trigger));
         let mut tokens = opening.clone();
         for &id in &opening {
             assert_eq!(sampler.sample(&forcing(vocab, id), &[]), id);
         }
-        for id in tok.encode("{\"name\": ", false).unwrap() {
+        for id in tok.encode(marker, false).unwrap() {
             assert_eq!(sampler.sample(&forcing(vocab, id), &tokens), id);
             tokens.push(id);
         }
@@ -516,12 +525,12 @@ fn llama3_calls_follow_the_lazy_grammar() {
             assert_ne!(next, eos, "{:?}", answer(&tokens));
             tokens.push(next);
             let text = answer(&tokens);
-            if text.ends_with('}') && ToolFormat::Llama3Json.parse_block(&text, &[]).is_some() {
+            if text.ends_with(close) && format.parse_block(&text, &[]).is_some() {
                 break;
             }
         }
         assert_eq!(sampler.sample(&forcing(vocab, eos), &tokens), eos);
-        let pieces = extract(ToolFormat::Llama3Json, &answer(&tokens));
+        let pieces = extract(format, &answer(&tokens));
         assert!(
             pieces.iter().all(|p| matches!(p, Piece::Call(_))) && !pieces.is_empty(),
             "{pieces:?}"
@@ -640,6 +649,8 @@ fn one_call_only_when_calls_are_not_parallel() {
         (ToolFormat::DeepseekV32, true),
         (ToolFormat::MinimaxM3, true),
         (ToolFormat::Gemma4, true),
+        (ToolFormat::Olmo3, true),
+        (ToolFormat::Lfm2, true),
     ];
     for (seed, (format, triggered)) in cases.into_iter().enumerate() {
         let constraint = lazy_constraint_with(&compiler, format, trigger, false);

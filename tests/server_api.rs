@@ -736,6 +736,10 @@ async fn newer_tag_formats_over_http() {
             "google-gemma-4-31B-it",
             "<|turn>model\n<|tool_call>call:get_weather{city:<|\"|>",
         ),
+        (
+            "vllm-tool_chat_template_olmo3",
+            "<|im_start|>assistant\n<function_calls>\nget_weather(city='",
+        ),
     ] {
         let room = json!({"max_tokens": 160});
         let (prompt, args) = demanded_calls_over_http_with(&corpus_template(name), room).await;
@@ -745,6 +749,33 @@ async fn newer_tag_formats_over_http() {
             "{name}: {prompt}"
         );
     }
+}
+
+/// `--tool-call-parser pythonic` (vLLM's name): a demanded call is the answer's Python list,
+/// its arguments held to the schema, read back whole, streamed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pythonic_calls_over_http() {
+    let s = Server::start("qwen2.5-0.5b", &["--tool-call-parser", "pythonic"]).await;
+    let ask = |extra: Value| {
+        let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
+                          "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
+        with_fields(body, extra)
+    };
+    let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+    let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
+    let (_, args) = demanded_call(st, &v, "get_weather");
+    assert!(args["city"].is_string(), "{v}");
+    streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
+    let (st, v) = post(
+        &s,
+        "/v1/chat/completions",
+        ask(json!({"tool_choice": "required"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{v}");
+    assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
 }
 
 /// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held

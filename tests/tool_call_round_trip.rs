@@ -267,7 +267,8 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     // MiniMax-M2's invocations, Nemotron Nano 2's `<TOOLCALL>` lists, Solar Open's
     // sections of calls with ids, GigaChat's `function call` turns and markers, MiniCPM5's
     // `<function name=...>` calls, MiniMax-M1's objects a line, Hy3's suffixed tags and
-    // DeepSeek's DSML invocations, MiniMax-M3's nested values, Gemma 4's objects.
+    // DeepSeek's DSML invocations, MiniMax-M3's nested values, Gemma 4's objects, OLMo 3's
+    // Python calls a line (vLLM's template).
     for family in [
         "Apertus",
         "MiniMax-M2",
@@ -282,6 +283,7 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
         "deepseek-ai-DeepSeek-V4",
         "MiniMax-M3",
         "google-gemma-4-31B-it",
+        "vllm-tool_chat_template_olmo3",
     ] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),

@@ -452,6 +452,39 @@ mod tests {
         }
     }
 
+    /// The pythonic list that is the answer and OLMo 3's lines after text, at any chunking; an
+    /// answer that opens with a bracket but is no list of calls, or mentions one later, is
+    /// text, whole.
+    #[test]
+    fn python_calls_come_out_whole_at_any_chunking() {
+        let weather = || call("get_weather", "{\"city\":\"Paris\",\"days\":2}");
+        for step in [1, 2, 5, 1000] {
+            let list = " [get_weather(city='Paris', days=2), get_time()]";
+            assert_eq!(
+                run(ToolFormat::Pythonic, list, step),
+                vec![weather(), call("get_time", "{}")],
+                "step {step}"
+            );
+            for prose in [
+                "[1] is where the citation goes.",
+                "Call it as [get_weather(city='Paris')].",
+            ] {
+                assert_eq!(run(ToolFormat::Pythonic, prose, step), vec![text(prose)]);
+            }
+            let lines = "I will look.\n<function_calls>\nget_weather(city=\"Paris\", days=2)\nget_time()\n</function_calls>";
+            assert_eq!(
+                run(ToolFormat::Olmo3, lines, step),
+                vec![text("I will look.\n"), weather(), call("get_time", "{}")],
+                "step {step}"
+            );
+            let not_calls = "<function_calls>\nI cannot call that.\n</function_calls>";
+            assert_eq!(
+                run(ToolFormat::Olmo3, not_calls, step),
+                vec![text(not_calls)]
+            );
+        }
+    }
+
     /// GigaChat's one call after its answer's text, at any chunking: 3.0's `function call`
     /// turn (its turn end left out in decoding, or written by a forced opening) and 3.1's
     /// marker; a plain answer keeps its text whole.

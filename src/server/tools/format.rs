@@ -41,7 +41,10 @@
 //! - `gemma4`: `<|tool_call>call:NAME{key:value,...}<tool_call|>` per call, in Gemma's own
 //!   object syntax (bare sorted keys, strings between `<|"|>` marks; Gemma 4; `gemma4`).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
-//!   `<|tool_call_end|>` (LFM2, LFM2.5; `lfm2`).
+//!   `<|tool_call_end|>` (LFM2, LFM2.5; `python_calls`). `pythonic`: the same list as the
+//!   whole answer (Llama 3.2, Llama 4, ToolACE, Gemma 3 under vLLM's pythonic templates;
+//!   vLLM's `llama4_pythonic` too); `olmo3`: a call a line between `<function_calls>` and
+//!   `</function_calls>` (OLMo 3).
 //! - `apertus`: `<|tools_prefix|>` then a JSON list of `{"NAME": {...}}` objects, then
 //!   `<|tools_suffix|>` (Apertus; `apertus`).
 //! - `solar_open`: `<|tool_calls|>` then calls of an id, a name and the arguments' JSON
@@ -62,6 +65,7 @@ use super::kimi;
 use super::lfm2;
 use super::minimax_m3;
 use super::mistral_args;
+use super::python_calls::{self, Layout as PyLayout};
 use super::solar;
 use super::tag_grammar::TagGrammar;
 use super::tagged::{self, Style};
@@ -112,6 +116,10 @@ pub enum ToolFormat {
     DeepseekV3,
     DeepseekV31,
     Lfm2,
+    /// vLLM's `pythonic`: the answer is a Python list of calls.
+    Pythonic,
+    /// OLMo 3: a Python call a line in `<function_calls>`.
+    Olmo3,
     Apertus,
     MinimaxM2,
     MinimaxM3,
@@ -147,12 +155,14 @@ impl std::str::FromStr for ToolFormat {
 
 /// vLLM's other names for formats candor reads under one: Jamba's and Hunyuan-A13B's calls
 /// are Apriel's `<tool_calls>` list, `qwen3_xml` reads Qwen3-Coder's tags, `llama4_json`
-/// Llama 3's JSON calls.
-const VLLM_ALIASES: [(&str, ToolFormat); 4] = [
+/// Llama 3's JSON calls, `llama4_pythonic` the pythonic list (Llama 4's code tokens around it
+/// are special, left out of the text).
+const VLLM_ALIASES: [(&str, ToolFormat); 5] = [
     ("jamba", ToolFormat::Apriel),
     ("hunyuan_a13b", ToolFormat::Apriel),
     ("qwen3_xml", ToolFormat::Qwen3Coder),
     ("llama4_json", ToolFormat::Llama3Json),
+    ("llama4_pythonic", ToolFormat::Pythonic),
 ];
 
 /// How a format writes its calls, where it differs from the others by more than its markers.
@@ -169,8 +179,8 @@ enum Family {
     Functionary,
     /// Messages addressed to a recipient, text or a call (functionary v3.2).
     Recipients,
-    /// Python calls with keyword arguments (LFM2).
-    Pythonic,
+    /// Python calls with keyword arguments (LFM2's, vLLM's `pythonic`, OLMo 3's).
+    Pythonic(PyLayout),
     /// Objects keyed by the function's name (Apertus).
     NameKeyed,
     /// Invocations whose values are nested elements (MiniMax-M3).
@@ -257,7 +267,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 31] = [
+    pub const ALL: [ToolFormat; 33] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -277,6 +287,8 @@ impl ToolFormat {
         ToolFormat::DeepseekV3,
         ToolFormat::DeepseekV31,
         ToolFormat::Lfm2,
+        ToolFormat::Pythonic,
+        ToolFormat::Olmo3,
         ToolFormat::Apertus,
         ToolFormat::MinimaxM2,
         ToolFormat::MinimaxM3,
@@ -314,6 +326,8 @@ impl ToolFormat {
             ToolFormat::DeepseekV3 => "deepseek_v3",
             ToolFormat::DeepseekV31 => "deepseek_v31",
             ToolFormat::Lfm2 => "lfm2",
+            ToolFormat::Pythonic => "pythonic",
+            ToolFormat::Olmo3 => "olmo3",
             ToolFormat::Apertus => "apertus",
             ToolFormat::MinimaxM2 => "minimax_m2",
             ToolFormat::MinimaxM3 => "minimax_m3",
@@ -368,6 +382,9 @@ impl ToolFormat {
             Ok(ToolFormat::CommandR)
         } else if template.contains(lfm2::TOOL_LIST) || template.contains(lfm2::LFM25_TOOL_LIST) {
             Ok(ToolFormat::Lfm2)
+        } else if template.contains(python_calls::LINES_BLOCK.0) && template.contains("<functions>")
+        {
+            Ok(ToolFormat::Olmo3)
         } else if template.contains(MINIMAX_M3_NAMESPACE) && template.contains("<invoke name=") {
             Ok(ToolFormat::MinimaxM3)
         } else if template.contains(MINIMAX_OPEN) && template.contains("<parameter name=") {
@@ -417,6 +434,8 @@ impl ToolFormat {
             Ok(ToolFormat::MistralArgs)
         } else if template.contains("[TOOL_CALLS]") {
             Ok(ToolFormat::Mistral)
+        } else if template.contains(python_calls::LIST_TEMPLATE_EXAMPLE) {
+            Ok(ToolFormat::Pythonic)
         } else if template.contains("<|python_tag|>")
             || template.contains("\"parameters\": dictionary of argument name")
         {
@@ -445,6 +464,8 @@ impl ToolFormat {
             ToolFormat::CommandR => COMMAND_R_ACTION,
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => deepseek::SECTION_BEGIN,
             ToolFormat::Lfm2 => lfm2::OPEN,
+            ToolFormat::Pythonic => "[",
+            ToolFormat::Olmo3 => python_calls::LINES_BLOCK.0,
             ToolFormat::Apertus => apertus::OPEN,
             ToolFormat::MinimaxM2 => MINIMAX_OPEN,
             ToolFormat::MinimaxM3 => minimax_m3::OPEN,
@@ -473,6 +494,9 @@ impl ToolFormat {
             ToolFormat::CommandR7b => Some(R7B_ACTION.1),
             ToolFormat::DeepseekV3 | ToolFormat::DeepseekV31 => Some(deepseek::SECTION_END),
             ToolFormat::Lfm2 => Some(lfm2::CLOSE),
+            ToolFormat::Olmo3 => Some(python_calls::LINES_BLOCK.1),
+            // The list is the answer.
+            ToolFormat::Pythonic => None,
             ToolFormat::Apertus => Some(apertus::CLOSE),
             ToolFormat::MinimaxM2 => Some(MINIMAX_CLOSE),
             ToolFormat::MinimaxM3 => Some(minimax_m3::CLOSE),
@@ -507,7 +531,9 @@ impl ToolFormat {
             ToolFormat::MistralArgs => Family::MistralArgs,
             ToolFormat::Functionary => Family::Functionary,
             ToolFormat::FunctionaryV32 => Family::Recipients,
-            ToolFormat::Lfm2 => Family::Pythonic,
+            ToolFormat::Lfm2 => Family::Pythonic(PyLayout::Lfm2),
+            ToolFormat::Pythonic => Family::Pythonic(PyLayout::List),
+            ToolFormat::Olmo3 => Family::Pythonic(PyLayout::Lines),
             ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::MinimaxM3 => Family::NestedXml,
             ToolFormat::Gemma4 => Family::GemmaObjects,
@@ -536,12 +562,16 @@ impl ToolFormat {
 
     /// Whether a block may only open the output (after whitespace); otherwise it is text.
     pub fn only_at_start(self) -> bool {
-        self == ToolFormat::Llama3Json
+        matches!(self, ToolFormat::Llama3Json | ToolFormat::Pythonic)
     }
 
-    /// Whether the start text belongs to the block's JSON (llama 3's `{`, FireFunction's `[`).
+    /// Whether the start text belongs to the block's body (llama 3's `{`, FireFunction's and
+    /// the pythonic list's `[`).
     pub fn start_in_body(self) -> bool {
-        matches!(self, ToolFormat::Llama3Json | ToolFormat::Firefunction)
+        matches!(
+            self,
+            ToolFormat::Llama3Json | ToolFormat::Firefunction | ToolFormat::Pythonic
+        )
     }
 
     /// How an answer opens that is a call without its block marker (hermes models, small ones
@@ -564,6 +594,7 @@ impl ToolFormat {
             self,
             ToolFormat::Hermes
                 | ToolFormat::Llama3Json
+                | ToolFormat::Pythonic
                 | ToolFormat::FunctionaryV32
                 | ToolFormat::CommandR
         )
@@ -611,7 +642,7 @@ impl ToolFormat {
             Family::MistralArgs => mistral_args::parse(body),
             Family::Functionary => functionary::parse(body),
             Family::Recipients => functionary_v32::parse(body),
-            Family::Pythonic => lfm2::parse(body),
+            Family::Pythonic(layout) => layout.parse(body),
             Family::NameKeyed => apertus::parse(body),
             Family::NestedXml => minimax_m3::parse(body, functions),
             Family::GemmaObjects => gemma4::parse(body),
@@ -712,7 +743,7 @@ impl ToolFormat {
             Family::MistralArgs => return mistral_args::call_grammar(functions, function, special),
             Family::Functionary => return functionary::call_grammar(functions, function),
             Family::Recipients => return functionary_v32::call_grammar(functions, function),
-            Family::Pythonic => return lfm2::call_grammar(functions, function, special),
+            Family::Pythonic(layout) => return layout.call_grammar(functions, function, special),
             Family::NameKeyed => return apertus::call_grammar(functions, function, special),
             Family::NestedXml => return minimax_m3::call_grammar(functions, function),
             Family::GemmaObjects => return gemma4::call_grammar(functions, function, special),
@@ -773,8 +804,14 @@ impl ToolFormat {
                     at_start: true,
                 })
             }
-            Family::Pythonic => {
-                Some((lfm2::block_grammar(functions, parallel, special)?, parallel))
+            // The answer's list runs to its end; the blocks close.
+            Family::Pythonic(layout) => {
+                return Ok(LazyCall {
+                    after_trigger: Some(layout.block_grammar(functions, parallel, special)?),
+                    bare: layout.bare_grammar(functions, parallel)?,
+                    rearm: parallel && self.call_end().is_some(),
+                    at_start: false,
+                })
             }
             Family::MistralArgs => Some((
                 mistral_args::lazy_grammar(functions, parallel, special)?,
@@ -878,14 +915,20 @@ impl ToolFormat {
             // Llama 3's block start (`{`) is text; the tag before its calls is a token.
             ToolFormat::Llama3Json => "<|python_tag|>",
             ToolFormat::GigaChat3 => gigachat::ROLE_SEP,
+            // The list opens with text (`[`); Llama 4's token before it is a trigger.
+            ToolFormat::Pythonic => python_calls::PYTHON_START,
             _ => self.call_start(),
         }
     }
 
     /// The text (after whitespace) that commits an answer to its bare-call grammar: the call
-    /// object's opening up to its first key, `{"name"`.
+    /// object's opening up to its first key, `{"name"`; the pythonic list's `[` (the answer
+    /// is the list or text, by its template's instructions).
     pub fn bare_call_marker(self) -> &'static str {
-        CALL_OBJECT_OPENING.trim_end_matches([':', ' '])
+        match self {
+            ToolFormat::Pythonic => "[",
+            _ => CALL_OBJECT_OPENING.trim_end_matches([':', ' ']),
+        }
     }
 
     /// Lark rule `call`: the call object's opening where `opened` (else a prefix has written
@@ -921,7 +964,7 @@ impl ToolFormat {
             Family::MistralArgs => return mistral_args::forced_prefix(function),
             Family::Functionary => return functionary::forced_prefix(function),
             Family::Recipients => return functionary_v32::forced_prefix(function),
-            Family::Pythonic => return lfm2::forced_prefix(function),
+            Family::Pythonic(layout) => return layout.forced_prefix(function),
             Family::NameKeyed => return apertus::forced_prefix(function),
             Family::NestedXml => return minimax_m3::forced_prefix(function),
             Family::GemmaObjects => return gemma4::forced_prefix(function),
@@ -983,7 +1026,7 @@ impl ToolFormat {
     /// (LFM2's); `None` for the others, whose templates write the calls themselves.
     pub fn history_text(self, calls: &[Value]) -> Option<String> {
         match self.family() {
-            Family::Pythonic => lfm2::history_text(calls),
+            Family::Pythonic(PyLayout::Lfm2) => lfm2::history_text(calls),
             _ => None,
         }
     }
@@ -1305,6 +1348,16 @@ mod tests {
         ] {
             assert_eq!(ToolFormat::detect(lfm2), Ok(ToolFormat::Lfm2), "{lfm2}");
         }
+        // vLLM's pythonic templates (Llama 3.2's, Llama 4's, ToolACE's, Gemma 3's) show the
+        // list; OLMo 3's shows its block beside the functions' tag.
+        let pythonic = "{% if tools %}{{- 'Respond in the format [func_name1(params_name1=\
+                        params_value1, params_name2=params_value2...), func_name2(params)] ' }}\
+                        {% endif %}";
+        assert_eq!(ToolFormat::detect(pythonic), Ok(ToolFormat::Pythonic));
+        let olmo3 =
+            "{{- \"\\n<function_calls>\\nget_weather(city='New York')\\n</function_calls>\" }}\
+                     {{- \"\\n\\nHere are the available functions:\\n<functions>\\n\" }}";
+        assert_eq!(ToolFormat::detect(olmo3), Ok(ToolFormat::Olmo3));
         // DeepSeek's sections: read where the template shows the model its tools, in the
         // layout its history's calls take; V3.1's own template takes no tools.
         let corpus: serde_json::Value = serde_json::from_str(
@@ -1420,7 +1473,8 @@ mod tests {
         assert_eq!("hunyuan_a13b".parse(), Ok(ToolFormat::Apriel));
         assert_eq!("qwen3_xml".parse(), Ok(ToolFormat::Qwen3Coder));
         assert_eq!("llama4_json".parse(), Ok(ToolFormat::Llama3Json));
-        let err = "pythonic".parse::<ToolFormat>().unwrap_err();
+        assert_eq!("llama4_pythonic".parse(), Ok(ToolFormat::Pythonic));
+        let err = "xlam".parse::<ToolFormat>().unwrap_err();
         assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
 
@@ -1616,10 +1670,11 @@ mod tests {
                     "{\"city\": \"Oslo\"}",
                     "get_weather\n{\"city\": \"Oslo\"}",
                 ),
-                ToolFormat::Lfm2 => (
+                ToolFormat::Lfm2 | ToolFormat::Pythonic => (
                     "city=\"Oslo\")]",
                     "get_weather(city=\"Oslo\")]",
                 ),
+                ToolFormat::Olmo3 => ("city='Oslo')\n", "get_weather(city=\"Oslo\")\n"),
                 ToolFormat::Apertus => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\": {\"city\": \"Oslo\"}}]",

@@ -23,6 +23,7 @@ mod lfm2;
 mod minimax_m3;
 mod mistral_args;
 mod py_literal;
+mod python_calls;
 mod solar;
 mod tag_grammar;
 pub mod tagged;

@@ -40,6 +40,22 @@ pub fn parse_calls(text: &str) -> Option<Vec<(String, Map<String, Value>)>> {
     (p.at == p.chars.len() && !calls.is_empty()).then_some(calls)
 }
 
+/// Python calls one a line, `f(a=1)\ng(b='x')` (OLMo 3's tool calls, in their block), as
+/// `parse_calls` reads a list of them; `None` unless the whole of `text` is such lines (one
+/// call at least), blank lines and the space around the calls aside.
+pub fn parse_call_lines(text: &str) -> Option<Vec<(String, Map<String, Value>)>> {
+    let mut calls = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut p = Parser::new(line, true);
+        calls.push(p.call()?);
+        p.skip_space();
+        if p.at != p.chars.len() {
+            return None;
+        }
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
 /// Nesting deeper than this is refused (model output is untrusted; no stack overflow).
 const MAX_DEPTH: usize = 64;
 
@@ -302,6 +318,22 @@ mod tests {
             "[f(a=x)]",
         ] {
             assert_eq!(parse_calls(text), None, "{text:?}");
+        }
+        let lines = parse_call_lines("\nget_weather(city='New York', on=true)\n\nnow()\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            Value::Object(lines[0].1.clone()),
+            json!({"city": "New York", "on": true})
+        );
+        for text in [
+            "",
+            "\n",
+            "f(a=1) g()",
+            "f(a=1)\nnot a call",
+            "[f(a=1)]",
+            "f(a='x\ny')",
+        ] {
+            assert_eq!(parse_call_lines(text), None, "{text:?}");
         }
         // Python's own literals stay strict about JSON's words.
         assert_eq!(parse("true"), None);
