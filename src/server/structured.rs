@@ -7,7 +7,7 @@ use super::harmony;
 use super::state::{Ready, SharedState};
 use super::tools::LazyCalls;
 use crate::engine::grammar::{
-    AddressedMessages, BareOpening, Constraint, GrammarCompiler, LazyGrammar,
+    AddressedMessages, BareOpening, Constraint, GrammarCompiler, LazyGrammar, Trigger,
 };
 use serde_json::Value;
 
@@ -129,7 +129,13 @@ pub fn lazy_tool_call(ready: &Ready, calls: LazyCalls) -> Result<Option<Constrai
         LazyCalls::Blocks(format, grammars) => LazyGrammar {
             // Held from the start even where the trigger is no one token of the vocabulary.
             opened: grammars.after_trigger.clone().filter(|_| grammars.at_start),
-            after_trigger: token(format.trigger_text()).zip(grammars.after_trigger),
+            // One token where the vocabulary has it as one, else its text.
+            after_trigger: grammars.after_trigger.map(|grammar| {
+                let text = format.trigger_text();
+                let trigger =
+                    token(text).map_or_else(|| Trigger::Text(text.into()), Trigger::Token);
+                (trigger, grammar)
+            }),
             rearm: grammars.rearm,
             bare: grammars.bare.map(|grammar| BareOpening {
                 grammar,

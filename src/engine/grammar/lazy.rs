@@ -2,8 +2,11 @@
 //! to its end. llama.cpp has the same idea for tool calls (its grammar triggers); llguidance,
 //! which does the matching here, has no triggers, so they are watched here, token by token.
 //!
-//! Four ways in: a trigger token anywhere (`<tool_call>`), after which the grammar follows it
-//! and, once complete, the text may be free again; a bare opening at the answer's start
+//! Four ways in: a trigger anywhere (`<tool_call>`), after which the grammar follows it and,
+//! once complete, the text may be free again; the trigger is one token where the vocabulary
+//! has it as one, else its text, watched across tokens (llama.cpp's trigger words: MiniMax-M2's
+//! `<minimax:tool_call>` is several tokens of most vocabularies), the grammar then fed what
+//! the token that completed it wrote past it; a bare opening at the answer's start
 //! (`{"name"` from a model that leaves the marker out): the grammar follows the answer from
 //! its first token, unconstrained, and holds it only once the answer has spelled the marker,
 //! so an answer that merely starts like it is never bent; and a message whose header names
@@ -15,8 +18,8 @@ use llguidance::Matcher;
 
 /// What a lazy constraint is built from (lark grammars).
 pub struct LazyGrammar {
-    /// The token that opens the structure anywhere, and the grammar of what follows it.
-    pub after_trigger: Option<(u32, String)>,
+    /// What opens the structure anywhere, and the grammar of what follows it.
+    pub after_trigger: Option<(Trigger, String)>,
     /// Whether the text is free again once that grammar is complete (else only the end token
     /// may follow).
     pub rearm: bool,
@@ -41,6 +44,15 @@ pub struct AddressedMessages {
     pub recipient: fn(&str) -> Option<&str>,
 }
 
+/// What opens a lazy grammar's structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// One token of the vocabulary.
+    Token(u32),
+    /// Text, however the model's tokens spell it.
+    Text(String),
+}
+
 /// An answer that opens with the structure without its trigger.
 pub struct BareOpening {
     /// The grammar of the whole answer (it may begin with whitespace); it ends the answer.
@@ -51,8 +63,10 @@ pub struct BareOpening {
 
 /// The trigger watch and the lazy state of one sequence.
 pub(super) struct Lazy {
-    /// The trigger token and the grammar after it, at its start (copied at each trigger).
-    after_trigger: Option<(u32, Matcher)>,
+    /// The trigger and the grammar after it, at its start (copied at each trigger).
+    after_trigger: Option<(Trigger, Matcher)>,
+    /// The free text's last bytes, while a text trigger may still end in the next token.
+    tail: Vec<u8>,
     rearm: bool,
     /// While the answer may still open bare: that grammar, following the text so far.
     probe: Option<Probe>,
@@ -145,13 +159,14 @@ impl Headers {
 
 impl Lazy {
     pub(super) fn new(
-        after_trigger: Option<(u32, Matcher)>,
+        after_trigger: Option<(Trigger, Matcher)>,
         rearm: bool,
         bare: Option<(Matcher, String)>,
         addressed: Option<Headers>,
     ) -> Lazy {
         Lazy {
             after_trigger,
+            tail: Vec::new(),
             rearm,
             probe: bare.map(|(matcher, marker)| Probe {
                 matcher,
@@ -169,7 +184,8 @@ impl Lazy {
             after_trigger: self
                 .after_trigger
                 .as_ref()
-                .map(|(t, m)| (*t, m.deep_clone())),
+                .map(|(t, m)| (t.clone(), m.deep_clone())),
+            tail: self.tail.clone(),
             rearm: self.rearm,
             probe: self.probe.as_ref().map(|p| Probe {
                 matcher: p.matcher.deep_clone(),
@@ -197,12 +213,19 @@ impl Lazy {
             self.active_rearms = true;
             return Some(grammar);
         }
-        if let Some((trigger, grammar)) = &self.after_trigger {
-            if token == *trigger {
-                self.probe = None;
-                self.active_rearms = self.rearm;
-                return Some(grammar.deep_clone());
+        let triggered = match &self.after_trigger {
+            Some((Trigger::Token(trigger), grammar)) if token == *trigger => {
+                Some(grammar.deep_clone())
             }
+            Some((Trigger::Text(trigger), grammar)) => {
+                text_triggered(&mut self.tail, token, trigger.as_bytes(), grammar)
+            }
+            _ => None,
+        };
+        if triggered.is_some() {
+            self.probe = None;
+            self.active_rearms = self.rearm;
+            return triggered;
         }
         // Probing ends at the first token the bare grammar cannot take.
         let mut probe = self.probe.take()?;
@@ -226,4 +249,32 @@ impl Lazy {
             self.active = false;
         }
     }
+}
+
+/// A free token watched for a text trigger: `tail` (the free text's last bytes) with the
+/// token's bytes added; where they now hold `trigger`, `grammar` (at its start) fed the bytes
+/// the token wrote past the trigger, retokenized (llguidance reads bytes, whatever the tokens);
+/// `None` where they hold no trigger, or past it bytes the grammar cannot take: the text
+/// stays free then, as with no grammar.
+fn text_triggered(
+    tail: &mut Vec<u8>,
+    token: u32,
+    trigger: &[u8],
+    grammar: &Matcher,
+) -> Option<Matcher> {
+    if trigger.is_empty() {
+        return None;
+    }
+    let env = grammar.tok_env().ok()?;
+    tail.extend_from_slice(env.tok_trie().token(token));
+    let Some(at) = tail.windows(trigger.len()).position(|w| w == trigger) else {
+        // Only the bytes a later token may complete the trigger with are kept.
+        let keep = trigger.len().saturating_sub(1);
+        tail.drain(..tail.len().saturating_sub(keep));
+        return None;
+    };
+    let past: Vec<u8> = tail.drain(..).skip(at + trigger.len()).collect();
+    let mut matcher = grammar.deep_clone();
+    let tokens = env.tokenize_bytes(&past);
+    (matcher.try_consume_tokens(&tokens).ok()? == tokens.len()).then_some(matcher)
 }

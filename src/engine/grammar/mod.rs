@@ -12,7 +12,7 @@
 mod lazy;
 
 use candor_models::tokenizer::Tokenizer;
-pub use lazy::{AddressedMessages, BareOpening, LazyGrammar};
+pub use lazy::{AddressedMessages, BareOpening, LazyGrammar, Trigger};
 use lazy::{Headers, Lazy};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
