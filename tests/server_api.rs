@@ -751,11 +751,19 @@ async fn newer_tag_formats_over_http() {
     }
 }
 
-/// `--tool-call-parser pythonic` (vLLM's name): a demanded call is the answer's Python list,
-/// its arguments held to the schema, read back whole, streamed or not.
+/// `--tool-call-parser pythonic` / `functiongemma` / `phi4_mini_json` (vLLM's names): a
+/// demanded call is the answer's Python list, FunctionGemma's `call:NAME{...}` block or
+/// Phi-4-mini's `functools[...]` list, its arguments held to the schema, read back whole,
+/// streamed or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pythonic_calls_over_http() {
-    let s = Server::start("qwen2.5-0.5b", &["--tool-call-parser", "pythonic"]).await;
+async fn parser_named_formats_over_http() {
+    for parser in ["pythonic", "functiongemma", "phi4_mini_json"] {
+        demanded_calls_with_parser(parser).await;
+    }
+}
+
+async fn demanded_calls_with_parser(parser: &str) {
+    let s = Server::start("qwen2.5-0.5b", &["--tool-call-parser", parser]).await;
     let ask = |extra: Value| {
         let body = json!({"messages": [{"role": "user", "content": "Weather in Oslo?"}],
                           "tools": [weather_tool()], "max_tokens": 60, "temperature": 0});
@@ -764,18 +772,17 @@ async fn pythonic_calls_over_http() {
     let named = json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
     let (st, v) = post(&s, "/v1/chat/completions", ask(named.clone())).await;
     let (_, args) = demanded_call(st, &v, "get_weather");
-    assert!(args["city"].is_string(), "{v}");
+    assert!(args["city"].is_string(), "{parser}: {v}");
     streams_as_one_call(&s, ask(with_fields(named, json!({"stream": true}))), &args).await;
-    let (st, v) = post(
-        &s,
-        "/v1/chat/completions",
-        ask(json!({"tool_choice": "required"})),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
+    let required = ask(json!({"tool_choice": "required"}));
+    let (st, v) = post(&s, "/v1/chat/completions", required).await;
+    assert_eq!(st, 200, "{parser}: {v}");
     let call = &v["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(call["function"]["name"], "get_weather", "{v}");
-    assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
+    assert_eq!(call["function"]["name"], "get_weather", "{parser}: {v}");
+    assert!(
+        v["choices"][0]["message"]["content"].is_null(),
+        "{parser}: {v}"
+    );
 }
 
 /// `--tool-call-parser glm45` on a model whose template shows Hermes: a demanded call is held

@@ -429,6 +429,18 @@ mod tests {
         assert_eq!(ends, [2, 6, 7]);
         let phi = vocab(&["<|end|>"], 5);
         assert_eq!(phi.generation_end_ids(&[5]), [5]);
+        // FunctionGemma's turn of calls ends where the tool's response would open.
+        let function_gemma = vocab(
+            &[
+                "<end_of_turn>",
+                "<start_function_call>",
+                "<start_function_response>",
+            ],
+            5,
+        );
+        let mut ends = function_gemma.generation_end_ids(&[5]);
+        ends.sort();
+        assert_eq!(ends, [5, 7]);
     }
 
     /// Llama 3's and Tekken's vocabularies take a whole piece found in the vocabulary as it is

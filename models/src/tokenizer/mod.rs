@@ -155,8 +155,19 @@ impl Tokenizer {
     /// ends on `<|return|>` and `<|call|>` only: its `<|end|>` closes one message (the thought)
     /// and the model goes on to the next, so it must not stop generation even where the file
     /// names it the end of a turn (llama.cpp drops it from its end tokens likewise).
+    /// FunctionGemma's vocabulary (`<start_function_call>` beside `<start_function_response>`)
+    /// ends a turn of calls on `<start_function_response>`, as its template ends one: the
+    /// response is the tool's to write.
     pub fn generation_end_ids(&self, model_eos: &[u32]) -> Vec<u32> {
         let mut v = self.eos_ids();
+        if let (Some(_), Some(response)) = (
+            self.token_id("<start_function_call>"),
+            self.token_id("<start_function_response>"),
+        ) {
+            if !v.contains(&response) {
+                v.push(response);
+            }
+        }
         let harmony = [self.token_id("<|return|>"), self.token_id("<|call|>")];
         let extra = harmony
             .iter()

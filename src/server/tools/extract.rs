@@ -449,6 +449,17 @@ mod tests {
             // The module, not a list of calls: text, whole.
             let code = "from functools import reduce; functools[0]";
             assert_eq!(run(ToolFormat::Firefunction, code, step), vec![text(code)]);
+            // Phi-4-mini's list opens the answer, no space before it.
+            let phi4 = output.trim_start_matches("Sure. ");
+            assert_eq!(
+                run(ToolFormat::Phi4Mini, phi4, step),
+                vec![
+                    call("get_weather", "{\"city\":\"Paris\"}"),
+                    call("get_time", "{}"),
+                ],
+                "step {step}"
+            );
+            assert_eq!(run(ToolFormat::Phi4Mini, code, step), vec![text(code)]);
         }
     }
 

@@ -39,7 +39,9 @@
 //!   functions' schemas (`tagged`). `minimax_m3`: the invocations behind M3's namespace marker,
 //!   values as nested elements, typed by the schemas too (MiniMax-M3; `minimax_m3`).
 //! - `gemma4`: `<|tool_call>call:NAME{key:value,...}<tool_call|>` per call, in Gemma's own
-//!   object syntax (bare sorted keys, strings between `<|"|>` marks; Gemma 4; `gemma4`).
+//!   object syntax (bare sorted keys, strings between `<|"|>` marks; Gemma 4; `gemma4`);
+//!   `functiongemma`: the same between `<start_function_call>` and `<end_function_call>`,
+//!   strings between `<escape>` marks (FunctionGemma).
 //! - `lfm2`: `<|tool_call_start|>` then a Python list of calls with keyword arguments, then
 //!   `<|tool_call_end|>` (LFM2, LFM2.5; `python_calls`). `pythonic`: the same list as the
 //!   whole answer (Llama 3.2, Llama 4, ToolACE, Gemma 3 under vLLM's pythonic templates;
@@ -50,7 +52,8 @@
 //! - `solar_open`: `<|tool_calls|>` then calls of an id, a name and the arguments' JSON
 //!   between special tokens, then `<|calls|>` (Solar Open; `solar`).
 //! - `firefunction_v2`: ` functools[` then a JSON list of `{"name", "arguments"}` to the end,
-//!   after the answer's text (FireFunction v2; llama.cpp's name).
+//!   after the answer's text (FireFunction v2; llama.cpp's name); `phi4_mini_json`: the same
+//!   list after `functools[`, no space before it (Phi-4-mini).
 //! - `gigachat3`: a `function call` turn after the assistant's, its body one
 //!   `{"name", "arguments"}` object (GigaChat 3.0); `gigachat3_1`: the same object after
 //!   `<|function_call|>` in the assistant's turn (GigaChat 3.1; `gigachat`). vLLM's
@@ -59,7 +62,7 @@ use super::apertus;
 use super::deepseek::{self, Layout};
 use super::functionary;
 use super::functionary_v32;
-use super::gemma4;
+use super::gemma4::{self, FUNCTION_GEMMA, GEMMA4};
 use super::gigachat::{self, Version};
 use super::kimi;
 use super::lfm2;
@@ -128,10 +131,13 @@ pub enum ToolFormat {
     DeepseekV32,
     DeepseekV4,
     Gemma4,
+    FunctionGemma,
     SolarOpen,
     GigaChat3,
     GigaChat31,
     Firefunction,
+    /// Phi-4-mini: `functools[` then a JSON list of calls, to the end.
+    Phi4Mini,
 }
 
 impl std::str::FromStr for ToolFormat {
@@ -156,13 +162,14 @@ impl std::str::FromStr for ToolFormat {
 /// vLLM's other names for formats candor reads under one: Jamba's and Hunyuan-A13B's calls
 /// are Apriel's `<tool_calls>` list, `qwen3_xml` reads Qwen3-Coder's tags, `llama4_json`
 /// Llama 3's JSON calls, `llama4_pythonic` the pythonic list (Llama 4's code tokens around it
-/// are special, left out of the text).
-const VLLM_ALIASES: [(&str, ToolFormat); 5] = [
+/// are special, left out of the text), ERNIE 4.5's calls are Hermes' `<tool_call>` objects.
+const VLLM_ALIASES: [(&str, ToolFormat); 6] = [
     ("jamba", ToolFormat::Apriel),
     ("hunyuan_a13b", ToolFormat::Apriel),
     ("qwen3_xml", ToolFormat::Qwen3Coder),
     ("llama4_json", ToolFormat::Llama3Json),
     ("llama4_pythonic", ToolFormat::Pythonic),
+    ("ernie45", ToolFormat::Hermes),
 ];
 
 /// How a format writes its calls, where it differs from the others by more than its markers.
@@ -185,8 +192,8 @@ enum Family {
     NameKeyed,
     /// Invocations whose values are nested elements (MiniMax-M3).
     NestedXml,
-    /// Gemma's object syntax (Gemma 4).
-    GemmaObjects,
+    /// Gemma's object syntax (Gemma 4, FunctionGemma).
+    GemmaObjects(gemma4::Marks),
 }
 
 /// Why a template cannot be asked for tool calls.
@@ -224,6 +231,12 @@ const NEMOTRON_CALLS: (&str, &str) = ("<TOOLCALL>", "</TOOLCALL>");
 /// What opens FireFunction v2's list of calls after the answer's text (plain text: its
 /// template writes it after the content, a space before it); the `[` is the list's own.
 const FIREFUNCTION_CALLS: &str = " functools[";
+/// Phi-4-mini's: the same marker, the answer opening with it (no space before it).
+const PHI4_MINI_CALLS: &str = "functools[";
+/// How a Phi-4-mini tool template (vLLM's, FireFunction's instructions in Phi's turns) names
+/// the marker to the model, and Phi's assistant turn.
+const PHI4_MINI_INSTRUCTION: &str = "functools marker";
+const PHI3_ASSISTANT: &str = "<|assistant|>";
 /// Command R7B's markers around its list of calls (special tokens of its vocabulary).
 const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
 /// What opens Command R / R+'s calls (plain text), and the fence around their list.
@@ -267,7 +280,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 33] = [
+    pub const ALL: [ToolFormat; 35] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -297,10 +310,12 @@ impl ToolFormat {
         ToolFormat::DeepseekV32,
         ToolFormat::DeepseekV4,
         ToolFormat::Gemma4,
+        ToolFormat::FunctionGemma,
         ToolFormat::SolarOpen,
         ToolFormat::GigaChat3,
         ToolFormat::GigaChat31,
         ToolFormat::Firefunction,
+        ToolFormat::Phi4Mini,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -336,10 +351,12 @@ impl ToolFormat {
             ToolFormat::DeepseekV32 => "deepseek_v32",
             ToolFormat::DeepseekV4 => "deepseek_v4",
             ToolFormat::Gemma4 => "gemma4",
+            ToolFormat::FunctionGemma => "functiongemma",
             ToolFormat::SolarOpen => "solar_open",
             ToolFormat::GigaChat3 => "gigachat3",
             ToolFormat::GigaChat31 => "gigachat3_1",
             ToolFormat::Firefunction => "firefunction_v2",
+            ToolFormat::Phi4Mini => "phi4_mini_json",
         }
     }
 
@@ -358,8 +375,10 @@ impl ToolFormat {
             Ok(ToolFormat::DeepseekV32)
         } else if dsml && template.contains("tool_calls>") {
             Ok(ToolFormat::DeepseekV4)
-        } else if template.contains(gemma4::OPEN) && template.contains(gemma4::CLOSE) {
+        } else if template.contains(GEMMA4.open) && template.contains(GEMMA4.close) {
             Ok(ToolFormat::Gemma4)
+        } else if template.contains(FUNCTION_GEMMA.open) {
+            Ok(ToolFormat::FunctionGemma)
         } else if template.contains(kimi::SECTION_BEGIN) {
             Ok(ToolFormat::KimiK2)
         } else if template.contains(solar::SECTION_BEGIN) && template.contains(solar::SECTION_END) {
@@ -398,6 +417,8 @@ impl ToolFormat {
         } else if template.contains("<invoke name=") {
             // Invocations in a block candor does not know: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if template.contains(PHI4_MINI_INSTRUCTION) && template.contains(PHI3_ASSISTANT) {
+            Ok(ToolFormat::Phi4Mini)
         } else if template.contains(FIREFUNCTION_CALLS) {
             Ok(ToolFormat::Firefunction)
         } else if let Some(version) = gigachat::of_template(template) {
@@ -473,10 +494,12 @@ impl ToolFormat {
             ToolFormat::HyV3 => HY3_BLOCK.0,
             ToolFormat::DeepseekV32 => DSML_V32_BLOCK.0,
             ToolFormat::DeepseekV4 => DSML_V4_BLOCK.0,
-            ToolFormat::Gemma4 => gemma4::OPEN,
+            ToolFormat::Gemma4 => GEMMA4.open,
+            ToolFormat::FunctionGemma => FUNCTION_GEMMA.open,
             ToolFormat::GigaChat3 => gigachat::FUNCTION_CALL_TURN,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
+            ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -504,8 +527,10 @@ impl ToolFormat {
             ToolFormat::HyV3 => Some(HY3_BLOCK.1),
             ToolFormat::DeepseekV32 => Some(DSML_V32_BLOCK.1),
             ToolFormat::DeepseekV4 => Some(DSML_V4_BLOCK.1),
-            ToolFormat::Gemma4 => Some(gemma4::CLOSE),
+            ToolFormat::Gemma4 => Some(GEMMA4.close),
+            ToolFormat::FunctionGemma => Some(FUNCTION_GEMMA.close),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
+            ToolFormat::Phi4Mini => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
@@ -536,13 +561,15 @@ impl ToolFormat {
             ToolFormat::Olmo3 => Family::Pythonic(PyLayout::Lines),
             ToolFormat::Apertus => Family::NameKeyed,
             ToolFormat::MinimaxM3 => Family::NestedXml,
-            ToolFormat::Gemma4 => Family::GemmaObjects,
+            ToolFormat::Gemma4 => Family::GemmaObjects(GEMMA4),
+            ToolFormat::FunctionGemma => Family::GemmaObjects(FUNCTION_GEMMA),
             ToolFormat::Hermes | ToolFormat::Mistral | ToolFormat::Granite => Family::Json,
             ToolFormat::Apriel | ToolFormat::NemotronJson => Family::Json,
             ToolFormat::Llama3Json | ToolFormat::CommandR7b => Family::Json,
             ToolFormat::CommandR => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
             ToolFormat::Firefunction | ToolFormat::MinimaxM1 => Family::Json,
+            ToolFormat::Phi4Mini => Family::Json,
         }
     }
 
@@ -557,6 +584,7 @@ impl ToolFormat {
                 | ToolFormat::CommandR7b
                 | ToolFormat::CommandR
                 | ToolFormat::Firefunction
+                | ToolFormat::Phi4Mini
         )
     }
 
@@ -570,7 +598,10 @@ impl ToolFormat {
     pub fn start_in_body(self) -> bool {
         matches!(
             self,
-            ToolFormat::Llama3Json | ToolFormat::Firefunction | ToolFormat::Pythonic
+            ToolFormat::Llama3Json
+                | ToolFormat::Firefunction
+                | ToolFormat::Phi4Mini
+                | ToolFormat::Pythonic
         )
     }
 
@@ -645,12 +676,10 @@ impl ToolFormat {
             Family::Pythonic(layout) => layout.parse(body),
             Family::NameKeyed => apertus::parse(body),
             Family::NestedXml => minimax_m3::parse(body, functions),
-            Family::GemmaObjects => gemma4::parse(body),
-            // FireFunction's marker ends with the list's `[`, kept in the body.
-            Family::Json if self == ToolFormat::Firefunction => {
-                let list = body
-                    .trim_start()
-                    .strip_prefix(FIREFUNCTION_CALLS.trim_start())?;
+            Family::GemmaObjects(marks) => marks.parse(body),
+            // FireFunction's and Phi-4-mini's marker ends with the list's `[`, kept in the body.
+            Family::Json if matches!(self, ToolFormat::Firefunction | ToolFormat::Phi4Mini) => {
+                let list = body.trim_start().strip_prefix(PHI4_MINI_CALLS)?;
                 call_list(&format!("[{list}"))
             }
             Family::Json if self == ToolFormat::CommandR => {
@@ -692,7 +721,8 @@ impl ToolFormat {
     fn call_tail(self, special: &dyn Fn(&str) -> bool) -> String {
         match self {
             ToolFormat::Hermes => literal("}\n</tool_call>"),
-            ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Firefunction => literal("}]"),
+            ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
+            ToolFormat::Firefunction | ToolFormat::Phi4Mini => literal("}]"),
             // Jamba's closing tag is a special token of its vocabulary, Apriel's text.
             ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
             ToolFormat::NemotronJson => {
@@ -746,7 +776,7 @@ impl ToolFormat {
             Family::Pythonic(layout) => return layout.call_grammar(functions, function, special),
             Family::NameKeyed => return apertus::call_grammar(functions, function, special),
             Family::NestedXml => return minimax_m3::call_grammar(functions, function),
-            Family::GemmaObjects => return gemma4::call_grammar(functions, function, special),
+            Family::GemmaObjects(marks) => return marks.call_grammar(functions, function, special),
             Family::Json => {}
         }
         let tail = self.call_tail(special);
@@ -822,7 +852,9 @@ impl ToolFormat {
                 parallel,
             )),
             Family::NestedXml => Some((minimax_m3::block_grammar(functions, parallel)?, parallel)),
-            Family::GemmaObjects => Some((gemma4::block_grammar(functions, special)?, parallel)),
+            Family::GemmaObjects(marks) => {
+                Some((marks.block_grammar(functions, special)?, parallel))
+            }
             Family::Json => None,
         };
         if let Some((grammar, rearm)) = own {
@@ -881,7 +913,7 @@ impl ToolFormat {
                 };
                 // FireFunction's trigger opened the list; Command R's fences it.
                 let open = match self {
-                    ToolFormat::Firefunction => String::new(),
+                    ToolFormat::Firefunction | ToolFormat::Phi4Mini => String::new(),
                     ToolFormat::CommandR => {
                         format!("WS? {} WS? \"[\" ", literal(COMMAND_R_FENCE.0))
                     }
@@ -967,7 +999,7 @@ impl ToolFormat {
             Family::Pythonic(layout) => return layout.forced_prefix(function),
             Family::NameKeyed => return apertus::forced_prefix(function),
             Family::NestedXml => return minimax_m3::forced_prefix(function),
-            Family::GemmaObjects => return gemma4::forced_prefix(function),
+            Family::GemmaObjects(marks) => return marks.forced_prefix(function),
             Family::Tags(style) => {
                 let head = function.map(|f| style.head(f)).unwrap_or_default();
                 return format!("{}{}{head}", self.call_start(), style.block_opening());
@@ -986,6 +1018,7 @@ impl ToolFormat {
             ToolFormat::GigaChat3 => gigachat::CALL_ONLY_OPENING,
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
+            ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -1358,6 +1391,19 @@ mod tests {
             "{{- \"\\n<function_calls>\\nget_weather(city='New York')\\n</function_calls>\" }}\
                      {{- \"\\n\\nHere are the available functions:\\n<functions>\\n\" }}";
         assert_eq!(ToolFormat::detect(olmo3), Ok(ToolFormat::Olmo3));
+        // Phi-4-mini's marker named in words (vLLM's template), its list shown after it with a
+        // space, as FireFunction's template shows its own.
+        let phi4 = "{%- if tools %}  * prefix function calls with functools marker (no closing \
+                    marker required)\n  * ... formatted as functools[{\"name\": [function name]}]\
+                    {%- endif %}<|end|><|assistant|>";
+        assert_eq!(ToolFormat::detect(phi4), Ok(ToolFormat::Phi4Mini));
+        // FunctionGemma's call block.
+        let function_gemma =
+            "{%- if tools %}{{- '<start_function_call>call:' + name -}}{% endif %}";
+        assert_eq!(
+            ToolFormat::detect(function_gemma),
+            Ok(ToolFormat::FunctionGemma)
+        );
         // DeepSeek's sections: read where the template shows the model its tools, in the
         // layout its history's calls take; V3.1's own template takes no tools.
         let corpus: serde_json::Value = serde_json::from_str(
@@ -1474,6 +1520,7 @@ mod tests {
         assert_eq!("qwen3_xml".parse(), Ok(ToolFormat::Qwen3Coder));
         assert_eq!("llama4_json".parse(), Ok(ToolFormat::Llama3Json));
         assert_eq!("llama4_pythonic".parse(), Ok(ToolFormat::Pythonic));
+        assert_eq!("ernie45".parse(), Ok(ToolFormat::Hermes));
         let err = "xlam".parse::<ToolFormat>().unwrap_err();
         assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
@@ -1587,7 +1634,10 @@ mod tests {
                     "{\"city\": \"Oslo\"}}",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
                 ),
-                ToolFormat::Mistral | ToolFormat::Granite | ToolFormat::Firefunction => (
+                ToolFormat::Mistral
+                | ToolFormat::Granite
+                | ToolFormat::Firefunction
+                | ToolFormat::Phi4Mini => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
                 ),
@@ -1618,6 +1668,10 @@ mod tests {
                 ToolFormat::Gemma4 => (
                     "city:<|\"|>Oslo<|\"|>}",
                     "get_weather{city:<|\"|>Oslo<|\"|>}",
+                ),
+                ToolFormat::FunctionGemma => (
+                    "city:<escape>Oslo<escape>}",
+                    "get_weather{city:<escape>Oslo<escape>}",
                 ),
                 ToolFormat::HyV3 => (
                     "\n<arg_key:opensource>city</arg_key:opensource>\n\

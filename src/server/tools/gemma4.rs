@@ -1,7 +1,9 @@
 //! Gemma 4's tool calls: `<|tool_call>call:NAME{key:value,...}<tool_call|>` per call, the
 //! arguments in Gemma's own object syntax: keys bare and sorted, strings between `<|"|>`
 //! marks (special tokens of its vocabulary), numbers, `true` / `false` and `null` bare, lists
-//! in brackets, objects in braces (vLLM's `gemma4` parser).
+//! in brackets, objects in braces (vLLM's `gemma4` parser). FunctionGemma (Gemma 3 270M tuned
+//! for calls) writes the same syntax between `<start_function_call>` and
+//! `<end_function_call>`, strings between `<escape>` marks (vLLM's `functiongemma`).
 //!
 //! The syntax has no JSON reader, so it is read by hand here (a small recursive descent). The
 //! grammars hold a call to its function's schema the same way down the nesting: each object's
@@ -14,30 +16,108 @@ use super::tag_grammar::{json_scalar, text_lexeme, text_regex, MAX_NESTING};
 use super::tagged::declared_types;
 use serde_json::{Map, Number, Value};
 
-pub const OPEN: &str = "<|tool_call>";
-pub const CLOSE: &str = "<tool_call|>";
-/// What opens and closes a string.
-const QUOTE: &str = "<|\"|>";
+/// The marks of a dialect of Gemma's call syntax: the call block's and a string's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    pub open: &'static str,
+    pub close: &'static str,
+    /// What opens and closes a string.
+    quote: &'static str,
+}
+
+pub const GEMMA4: Marks = Marks {
+    open: "<|tool_call>",
+    close: "<tool_call|>",
+    quote: "<|\"|>",
+};
+
+pub const FUNCTION_GEMMA: Marks = Marks {
+    open: "<start_function_call>",
+    close: "<end_function_call>",
+    quote: "<escape>",
+};
+
 /// What opens a call after the block's mark.
 const CALL: &str = "call:";
 
-/// The call in a block's body (`call:NAME{...}`); `None` unless it is one well-formed call.
-pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
-    let (name, arguments) = body.trim().strip_prefix(CALL)?.split_once('{')?;
-    if name.is_empty() || name.contains(['<', '>', '\n', ' ', ':']) {
-        return None;
+impl Marks {
+    /// The call in a block's body (`call:NAME{...}`); `None` unless it is one well-formed
+    /// call.
+    pub fn parse(self, body: &str) -> Option<Vec<ParsedCall>> {
+        let (name, arguments) = body.trim().strip_prefix(CALL)?.split_once('{')?;
+        if name.is_empty() || name.contains(['<', '>', '\n', ' ', ':']) {
+            return None;
+        }
+        let mut reader = Reader {
+            rest: arguments,
+            quote: self.quote,
+        };
+        let arguments = reader.object_body()?;
+        reader.rest.trim().is_empty().then(|| {
+            let arguments = serde_json::to_string(&Value::Object(arguments)).unwrap_or_default();
+            vec![ParsedCall::new(name, &arguments)]
+        })
     }
-    let mut reader = Reader { rest: arguments };
-    let arguments = reader.object_body()?;
-    reader.rest.trim().is_empty().then(|| {
-        let arguments = serde_json::to_string(&Value::Object(arguments)).unwrap_or_default();
-        vec![ParsedCall::new(name, &arguments)]
-    })
+
+    /// What a demanded call's answer starts with: the block's mark and the call's opening,
+    /// with the named function up to its arguments.
+    pub fn forced_prefix(self, function: Option<&str>) -> String {
+        let head = function.map(|f| format!("{f}{{")).unwrap_or_default();
+        format!("{}{CALL}{head}", self.open)
+    }
+
+    /// The grammar after `forced_prefix(function)`: that call's arguments, or one call to any
+    /// of `functions`, then the block's end.
+    pub fn call_grammar(
+        self,
+        functions: &[(String, Value)],
+        function: Option<&str>,
+        special: &dyn Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let grammar = Grammar {
+            special,
+            quote: self.quote,
+        };
+        let end = grammar.mark(self.close);
+        match function {
+            Some(name) => {
+                let i = function_index(functions, name)?;
+                let mut rules = String::new();
+                let args =
+                    grammar.object_items(&format!("a{i}"), &functions[i].1, 0, &mut rules)?;
+                Ok(format!("start: {args} \"}}\" {end}\n{rules}"))
+            }
+            None => Ok(format!(
+                "start: call {end}\n{}",
+                grammar.call_rules(functions)?
+            )),
+        }
+    }
+
+    /// The grammar after the block's mark a model writes under auto: one call, then the
+    /// block's end (the templates write a block a call).
+    pub fn block_grammar(
+        self,
+        functions: &[(String, Value)],
+        special: &dyn Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let grammar = Grammar {
+            special,
+            quote: self.quote,
+        };
+        Ok(format!(
+            "start: {} call {}\n{}",
+            literal(CALL),
+            grammar.mark(self.close),
+            grammar.call_rules(functions)?
+        ))
+    }
 }
 
 /// A reader over Gemma's object syntax.
 struct Reader<'a> {
     rest: &'a str,
+    quote: &'static str,
 }
 
 impl Reader<'_> {
@@ -59,7 +139,7 @@ impl Reader<'_> {
         }
         loop {
             // Keys are bare in calls; a quoted one (the template's other spelling) reads too.
-            let key = if self.eat(QUOTE) {
+            let key = if self.eat(self.quote) {
                 self.string_body()?
             } else {
                 let end = self.rest.find(':')?;
@@ -83,13 +163,13 @@ impl Reader<'_> {
 
     /// A string's text after its opening mark, through its closing one.
     fn string_body(&mut self) -> Option<String> {
-        let (text, rest) = self.rest.split_once(QUOTE)?;
+        let (text, rest) = self.rest.split_once(self.quote)?;
         self.rest = rest;
         Some(text.to_string())
     }
 
     fn value(&mut self) -> Option<Value> {
-        if self.eat(QUOTE) {
+        if self.eat(self.quote) {
             return self.string_body().map(Value::String);
         }
         if self.eat("{") {
@@ -125,53 +205,9 @@ impl Reader<'_> {
     }
 }
 
-/// What a demanded call's answer starts with: the block's mark and the call's opening, with
-/// the named function up to its arguments.
-pub fn forced_prefix(function: Option<&str>) -> String {
-    let head = function.map(|f| format!("{f}{{")).unwrap_or_default();
-    format!("{OPEN}{CALL}{head}")
-}
-
-/// The grammar after `forced_prefix(function)`: that call's arguments, or one call to any of
-/// `functions`, then the block's end.
-pub fn call_grammar(
-    functions: &[(String, Value)],
-    function: Option<&str>,
-    special: &dyn Fn(&str) -> bool,
-) -> Result<String, String> {
-    let grammar = Grammar { special };
-    let end = grammar.mark(CLOSE);
-    match function {
-        Some(name) => {
-            let i = function_index(functions, name)?;
-            let mut rules = String::new();
-            let args = grammar.object_items(&format!("a{i}"), &functions[i].1, 0, &mut rules)?;
-            Ok(format!("start: {args} \"}}\" {end}\n{rules}"))
-        }
-        None => Ok(format!(
-            "start: call {end}\n{}",
-            grammar.call_rules(functions)?
-        )),
-    }
-}
-
-/// The grammar after the block's mark a model writes under auto: one call, then the block's
-/// end (its template writes a block a call).
-pub fn block_grammar(
-    functions: &[(String, Value)],
-    special: &dyn Fn(&str) -> bool,
-) -> Result<String, String> {
-    let grammar = Grammar { special };
-    Ok(format!(
-        "start: {} call {}\n{}",
-        literal(CALL),
-        grammar.mark(CLOSE),
-        grammar.call_rules(functions)?
-    ))
-}
-
 struct Grammar<'a> {
     special: &'a dyn Fn(&str) -> bool,
+    quote: &'static str,
 }
 
 impl Grammar<'_> {
@@ -257,8 +293,8 @@ impl Grammar<'_> {
             _ => {
                 // Text between the marks.
                 let text = text_lexeme(&text_regex(schema), None);
-                let quote = self.mark(QUOTE);
-                if (self.special)(QUOTE) {
+                let quote = self.mark(self.quote);
+                if (self.special)(self.quote) {
                     // Text cannot run into a special token: a plain terminal ends there.
                     rules.push_str(&format!("{}_T: {text}\n", rule.to_uppercase()));
                     format!("{quote} {}_T {quote}", rule.to_uppercase())
@@ -279,7 +315,19 @@ mod tests {
     use serde_json::json;
 
     fn q(text: &str) -> String {
-        text.replace('"', QUOTE)
+        text.replace('"', GEMMA4.quote)
+    }
+
+    fn parse(body: &str) -> Option<Vec<ParsedCall>> {
+        GEMMA4.parse(body)
+    }
+
+    fn call_grammar(
+        functions: &[(String, Value)],
+        function: Option<&str>,
+        special: &dyn Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        GEMMA4.call_grammar(functions, function, special)
     }
 
     /// Calls as Gemma 4's template writes them: bare sorted keys, marked strings, nested
@@ -359,7 +407,42 @@ mod tests {
             "{grammar}"
         );
         // The mark as a special token: a plain terminal before it.
-        let special = call_grammar(&functions, Some("f"), &|t| t == QUOTE).unwrap();
+        let special = call_grammar(&functions, Some("f"), &|t| t == GEMMA4.quote).unwrap();
         assert!(special.contains("a0_0: <|\"|> A0_0_T <|\"|>"), "{special}");
+    }
+
+    /// FunctionGemma's calls: the same syntax, strings between `<escape>` marks, in its own
+    /// block; its grammar writes its marks.
+    #[test]
+    fn function_gemma_writes_the_syntax_with_its_marks() {
+        let body =
+            "call:set_alarm{hour:7,label:<escape>Wake, \"now\"<escape>,days:[<escape>mon<escape>]}";
+        let calls = FUNCTION_GEMMA.parse(body).unwrap();
+        let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
+        assert_eq!(
+            args,
+            json!({"hour": 7, "label": "Wake, \"now\"", "days": ["mon"]})
+        );
+        assert_eq!(FUNCTION_GEMMA.parse(&q("call:f{a:\"x\"}")), None);
+        assert_eq!(
+            FUNCTION_GEMMA.forced_prefix(Some("f")),
+            "<start_function_call>call:f{"
+        );
+        let functions = [(
+            "f".to_string(),
+            json!({"properties": {"a": {"type": "string"}}}),
+        )];
+        let special = |t: &str| t.starts_with('<');
+        let grammar = FUNCTION_GEMMA
+            .call_grammar(&functions, Some("f"), &special)
+            .unwrap();
+        assert!(
+            grammar.starts_with("start: a0_f0 \"}\" <end_function_call>\n"),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains("a0_0: <escape> A0_0_T <escape>"),
+            "{grammar}"
+        );
     }
 }
