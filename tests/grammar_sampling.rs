@@ -544,6 +544,7 @@ fn answers_that_are_calls_follow_the_lazy_grammar() {
     for (format, marker, close) in [
         (ToolFormat::Llama3Json, "{\"name\": ", '}'),
         (ToolFormat::Pythonic, "[", ']'),
+        (ToolFormat::Xlam, "[{\"name\": ", ']'),
     ] {
         answer_calls_follow_the_lazy_grammar(format, marker, close);
     }
@@ -555,7 +556,17 @@ fn answer_calls_follow_the_lazy_grammar(format: ToolFormat, marker: &str, close:
     // Qwen has neither `<|python_tag|>` nor `<|python_start|>`: any single token serves as
     // the trigger here.
     let trigger = tok.encode("<tool_call>", false).unwrap()[0];
-    for (seed, opening) in [(1, vec![trigger]), (2, Vec::new()), (3, Vec::new())] {
+    // xLAM's list has no trigger: the answer opens it.
+    let triggered = format
+        .lazy_call_grammar(&weather_and_alarm(), true, &|_| false)
+        .unwrap()
+        .after_trigger
+        .is_some();
+    let openings = [(1, vec![trigger]), (2, Vec::new()), (3, Vec::new())];
+    for (seed, opening) in openings
+        .into_iter()
+        .filter(|(_, o)| triggered || o.is_empty())
+    {
         let mut sampler = seeded_sampler(seed, lazy_constraint(&compiler, format, trigger));
         let mut tokens = opening.clone();
         for &id in &opening {

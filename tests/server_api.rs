@@ -751,13 +751,13 @@ async fn newer_tag_formats_over_http() {
     }
 }
 
-/// `--tool-call-parser pythonic` / `functiongemma` / `phi4_mini_json` (vLLM's names): a
-/// demanded call is the answer's Python list, FunctionGemma's `call:NAME{...}` block or
-/// Phi-4-mini's `functools[...]` list, its arguments held to the schema, read back whole,
-/// streamed or not.
+/// `--tool-call-parser pythonic` / `functiongemma` / `phi4_mini_json` / `xlam` (vLLM's names):
+/// a demanded call is the answer's Python list, FunctionGemma's `call:NAME{...}` block,
+/// Phi-4-mini's `functools[...]` list or xLAM's answer list, its arguments held to the schema,
+/// read back whole, streamed or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parser_named_formats_over_http() {
-    for parser in ["pythonic", "functiongemma", "phi4_mini_json"] {
+    for parser in ["pythonic", "functiongemma", "phi4_mini_json", "xlam"] {
         demanded_calls_with_parser(parser).await;
     }
 }

@@ -268,7 +268,7 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
     // sections of calls with ids, GigaChat's `function call` turns and markers, MiniCPM5's
     // `<function name=...>` calls, MiniMax-M1's objects a line, Hy3's suffixed tags and
     // DeepSeek's DSML invocations, MiniMax-M3's nested values, Gemma 4's objects, OLMo 3's
-    // Python calls a line (vLLM's template).
+    // Python calls a line and xLAM's answer lists (vLLM's templates).
     for family in [
         "Apertus",
         "MiniMax-M2",
@@ -284,6 +284,7 @@ fn calls_in_the_template_corpus_read_back_as_the_same_calls() {
         "MiniMax-M3",
         "google-gemma-4-31B-it",
         "vllm-tool_chat_template_olmo3",
+        "vllm-tool_chat_template_xlam_qwen",
     ] {
         assert!(
             checked.iter().any(|c| c.starts_with(family)),

@@ -460,6 +460,18 @@ mod tests {
                 "step {step}"
             );
             assert_eq!(run(ToolFormat::Phi4Mini, code, step), vec![text(code)]);
+            // xLAM's list is the answer; a list in prose is text.
+            let list = phi4.trim_start_matches("functools");
+            assert_eq!(
+                run(ToolFormat::Xlam, list, step),
+                vec![
+                    call("get_weather", "{\"city\":\"Paris\"}"),
+                    call("get_time", "{}"),
+                ],
+                "step {step}"
+            );
+            let prose = "[1, 2] are the numbers; see [the docs].";
+            assert_eq!(run(ToolFormat::Xlam, prose, step), vec![text(prose)]);
         }
     }
 

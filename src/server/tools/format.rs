@@ -53,7 +53,8 @@
 //!   between special tokens, then `<|calls|>` (Solar Open; `solar`).
 //! - `firefunction_v2`: ` functools[` then a JSON list of `{"name", "arguments"}` to the end,
 //!   after the answer's text (FireFunction v2; llama.cpp's name); `phi4_mini_json`: the same
-//!   list after `functools[`, no space before it (Phi-4-mini).
+//!   list after `functools[`, no space before it (Phi-4-mini); `xlam`: the same list as the
+//!   whole answer (Salesforce xLAM-2).
 //! - `gigachat3`: a `function call` turn after the assistant's, its body one
 //!   `{"name", "arguments"}` object (GigaChat 3.0); `gigachat3_1`: the same object after
 //!   `<|function_call|>` in the assistant's turn (GigaChat 3.1; `gigachat`). vLLM's
@@ -136,6 +137,8 @@ pub enum ToolFormat {
     GigaChat3,
     GigaChat31,
     Firefunction,
+    /// xLAM: the answer is a JSON list of `{"name", "arguments"}` objects.
+    Xlam,
     /// Phi-4-mini: `functools[` then a JSON list of calls, to the end.
     Phi4Mini,
 }
@@ -237,6 +240,10 @@ const PHI4_MINI_CALLS: &str = "functools[";
 /// the marker to the model, and Phi's assistant turn.
 const PHI4_MINI_INSTRUCTION: &str = "functools marker";
 const PHI3_ASSISTANT: &str = "<|assistant|>";
+/// How xLAM's templates show the model its calls: the answer a JSON list.
+const XLAM_INSTRUCTION: &str = "make calls in a single JSON array";
+/// What commits an xLAM answer to its list: the list's and the first call's opening.
+const XLAM_LIST_OPENING: &str = "[{\"name\"";
 /// Command R7B's markers around its list of calls (special tokens of its vocabulary).
 const R7B_ACTION: (&str, &str) = ("<|START_ACTION|>", "<|END_ACTION|>");
 /// What opens Command R / R+'s calls (plain text), and the fence around their list.
@@ -280,7 +287,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 35] = [
+    pub const ALL: [ToolFormat; 36] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -316,6 +323,7 @@ impl ToolFormat {
         ToolFormat::GigaChat31,
         ToolFormat::Firefunction,
         ToolFormat::Phi4Mini,
+        ToolFormat::Xlam,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -357,6 +365,7 @@ impl ToolFormat {
             ToolFormat::GigaChat31 => "gigachat3_1",
             ToolFormat::Firefunction => "firefunction_v2",
             ToolFormat::Phi4Mini => "phi4_mini_json",
+            ToolFormat::Xlam => "xlam",
         }
     }
 
@@ -417,6 +426,8 @@ impl ToolFormat {
         } else if template.contains("<invoke name=") {
             // Invocations in a block candor does not know: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if template.contains(XLAM_INSTRUCTION) {
+            Ok(ToolFormat::Xlam)
         } else if template.contains(PHI4_MINI_INSTRUCTION) && template.contains(PHI3_ASSISTANT) {
             Ok(ToolFormat::Phi4Mini)
         } else if template.contains(FIREFUNCTION_CALLS) {
@@ -500,6 +511,7 @@ impl ToolFormat {
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
+            ToolFormat::Xlam => "[",
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -530,7 +542,7 @@ impl ToolFormat {
             ToolFormat::Gemma4 => Some(GEMMA4.close),
             ToolFormat::FunctionGemma => Some(FUNCTION_GEMMA.close),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
-            ToolFormat::Phi4Mini => None,
+            ToolFormat::Phi4Mini | ToolFormat::Xlam => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
@@ -569,7 +581,7 @@ impl ToolFormat {
             ToolFormat::CommandR => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
             ToolFormat::Firefunction | ToolFormat::MinimaxM1 => Family::Json,
-            ToolFormat::Phi4Mini => Family::Json,
+            ToolFormat::Phi4Mini | ToolFormat::Xlam => Family::Json,
         }
     }
 
@@ -585,12 +597,16 @@ impl ToolFormat {
                 | ToolFormat::CommandR
                 | ToolFormat::Firefunction
                 | ToolFormat::Phi4Mini
+                | ToolFormat::Xlam
         )
     }
 
     /// Whether a block may only open the output (after whitespace); otherwise it is text.
     pub fn only_at_start(self) -> bool {
-        matches!(self, ToolFormat::Llama3Json | ToolFormat::Pythonic)
+        matches!(
+            self,
+            ToolFormat::Llama3Json | ToolFormat::Pythonic | ToolFormat::Xlam
+        )
     }
 
     /// Whether the start text belongs to the block's body (llama 3's `{`, FireFunction's and
@@ -601,6 +617,7 @@ impl ToolFormat {
             ToolFormat::Llama3Json
                 | ToolFormat::Firefunction
                 | ToolFormat::Phi4Mini
+                | ToolFormat::Xlam
                 | ToolFormat::Pythonic
         )
     }
@@ -722,7 +739,7 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes => literal("}\n</tool_call>"),
             ToolFormat::Mistral | ToolFormat::Granite => literal("}]"),
-            ToolFormat::Firefunction | ToolFormat::Phi4Mini => literal("}]"),
+            ToolFormat::Firefunction | ToolFormat::Phi4Mini | ToolFormat::Xlam => literal("}]"),
             // Jamba's closing tag is a special token of its vocabulary, Apriel's text.
             ToolFormat::Apriel => format!("{} {}", literal("}]"), marker("</tool_calls>", special)),
             ToolFormat::NemotronJson => {
@@ -919,13 +936,22 @@ impl ToolFormat {
                     }
                     _ => "\"[\" ".to_string(),
                 };
-                (
-                    format!(
-                        "start: {open}WS? one{list_more} WS? \"]\" {close}\none: call \"}}\"\n\
-                         WS: /[ \\t\\n]{{1,8}}/\n{rules}"
-                    ),
-                    None,
-                )
+                let list = format!(
+                    "start: {open}WS? one{list_more} WS? \"]\" {close}\none: call \"}}\"\n\
+                     WS: /[ \\t\\n]{{1,8}}/\n{rules}"
+                );
+                match self {
+                    // xLAM's list is the answer, opened by text: no trigger, a bare opening.
+                    ToolFormat::Xlam => {
+                        return Ok(LazyCall {
+                            after_trigger: None,
+                            bare: Some(list.replacen("start: ", "start: WS? ", 1)),
+                            rearm: false,
+                            at_start: false,
+                        })
+                    }
+                    _ => (list, None),
+                }
             }
             // Llama 3 calls open the answer, after `<|python_tag|>` or not.
             _ => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
@@ -959,6 +985,7 @@ impl ToolFormat {
     pub fn bare_call_marker(self) -> &'static str {
         match self {
             ToolFormat::Pythonic => "[",
+            ToolFormat::Xlam => XLAM_LIST_OPENING,
             _ => CALL_OBJECT_OPENING.trim_end_matches([':', ' ']),
         }
     }
@@ -1019,6 +1046,7 @@ impl ToolFormat {
             ToolFormat::GigaChat31 => gigachat::FUNCTION_CALL,
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
+            ToolFormat::Xlam => "[",
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -1433,6 +1461,14 @@ mod tests {
         );
         assert_eq!(of_corpus("GigaChat3-10B-A1.8B"), Ok(ToolFormat::GigaChat3));
         assert_eq!(
+            of_corpus("vllm-tool_chat_template_xlam_qwen"),
+            Ok(ToolFormat::Xlam)
+        );
+        assert_eq!(
+            of_corpus("vllm-tool_chat_template_olmo3"),
+            Ok(ToolFormat::Olmo3)
+        );
+        assert_eq!(
             of_corpus("fireworks-ai-llama-3-firefunction-v2"),
             Ok(ToolFormat::Firefunction)
         );
@@ -1521,7 +1557,7 @@ mod tests {
         assert_eq!("llama4_json".parse(), Ok(ToolFormat::Llama3Json));
         assert_eq!("llama4_pythonic".parse(), Ok(ToolFormat::Pythonic));
         assert_eq!("ernie45".parse(), Ok(ToolFormat::Hermes));
-        let err = "xlam".parse::<ToolFormat>().unwrap_err();
+        let err = "internlm".parse::<ToolFormat>().unwrap_err();
         assert!(err.contains("known: hermes, mistral,"), "{err}");
     }
 
@@ -1637,7 +1673,8 @@ mod tests {
                 ToolFormat::Mistral
                 | ToolFormat::Granite
                 | ToolFormat::Firefunction
-                | ToolFormat::Phi4Mini => (
+                | ToolFormat::Phi4Mini
+                | ToolFormat::Xlam => (
                     "{\"city\": \"Oslo\"}}]",
                     "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
                 ),
