@@ -711,6 +711,7 @@ fn one_call_only_when_calls_are_not_parallel() {
         (ToolFormat::Gemma4, true),
         (ToolFormat::Olmo3, true),
         (ToolFormat::Lfm2, true),
+        (ToolFormat::Granite20bFc, true),
     ];
     for (seed, (format, triggered)) in cases.into_iter().enumerate() {
         let constraint = lazy_constraint_with(&compiler, format, trigger, false);

@@ -757,7 +757,13 @@ async fn newer_tag_formats_over_http() {
 /// read back whole, streamed or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parser_named_formats_over_http() {
-    for parser in ["pythonic", "functiongemma", "phi4_mini_json", "xlam"] {
+    for parser in [
+        "pythonic",
+        "functiongemma",
+        "phi4_mini_json",
+        "xlam",
+        "granite-20b-fc",
+    ] {
         demanded_calls_with_parser(parser).await;
     }
 }

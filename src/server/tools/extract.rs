@@ -472,6 +472,19 @@ mod tests {
             );
             let prose = "[1, 2] are the numbers; see [the docs].";
             assert_eq!(run(ToolFormat::Xlam, prose, step), vec![text(prose)]);
+            // Granite 20B's calls one after the other, its `no_function` no call.
+            let granite = "<function_call> {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}} \
+                           <function_call> {\"name\": \"get_time\", \"arguments\": {}}";
+            assert_eq!(
+                run(ToolFormat::Granite20bFc, granite, step),
+                vec![
+                    call("get_weather", "{\"city\":\"Paris\"}"),
+                    call("get_time", "{}"),
+                ],
+                "step {step}"
+            );
+            let none = "<function_call> {\"name\": \"no_function\", \"arguments\": {}}";
+            assert_eq!(run(ToolFormat::Granite20bFc, none, step), vec![]);
         }
     }
 

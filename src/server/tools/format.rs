@@ -55,6 +55,8 @@
 //!   after the answer's text (FireFunction v2; llama.cpp's name); `phi4_mini_json`: the same
 //!   list after `functools[`, no space before it (Phi-4-mini); `xlam`: the same list as the
 //!   whole answer (Salesforce xLAM-2).
+//! - `granite-20b-fc`: `<function_call> {"name", "arguments"}` per call, to the end of the
+//!   answer (Granite 20B Function Calling; its `no_function` pseudo-call is no call).
 //! - `gigachat3`: a `function call` turn after the assistant's, its body one
 //!   `{"name", "arguments"}` object (GigaChat 3.0); `gigachat3_1`: the same object after
 //!   `<|function_call|>` in the assistant's turn (GigaChat 3.1; `gigachat`). vLLM's
@@ -139,6 +141,8 @@ pub enum ToolFormat {
     Firefunction,
     /// xLAM: the answer is a JSON list of `{"name", "arguments"}` objects.
     Xlam,
+    /// Granite 20B Function Calling: `<function_call> {...}` per call.
+    Granite20bFc,
     /// Phi-4-mini: `functools[` then a JSON list of calls, to the end.
     Phi4Mini,
 }
@@ -255,6 +259,20 @@ const COMMAND_R_OBJECT_OPENING: &str = "{\"tool_name\": ";
 /// (either spelling): not a call of the request's unless it defines one by that name.
 const DIRECTLY_ANSWER: [&str; 2] = ["directly-answer", "directly_answer"];
 
+/// Granite 20B Function Calling's markers: what opens each call, where its template lists the
+/// functions, and the pseudo-call it is told to make when none fits (no call of the request's
+/// unless it defines one by that name).
+struct Granite20b {
+    call: &'static str,
+    library: &'static str,
+    no_function: &'static str,
+}
+const GRANITE_20B: Granite20b = Granite20b {
+    call: "<function_call>",
+    library: "<|function_call_library|>",
+    no_function: "no_function",
+};
+
 /// The grammars of a call under `tool_choice: "auto"` (`ToolFormat::lazy_call_grammar`).
 #[derive(Debug, Clone)]
 pub struct LazyCall {
@@ -287,7 +305,7 @@ impl ParsedCall {
 }
 
 impl ToolFormat {
-    pub const ALL: [ToolFormat; 36] = [
+    pub const ALL: [ToolFormat; 37] = [
         ToolFormat::Hermes,
         ToolFormat::Mistral,
         ToolFormat::Granite,
@@ -324,6 +342,7 @@ impl ToolFormat {
         ToolFormat::Firefunction,
         ToolFormat::Phi4Mini,
         ToolFormat::Xlam,
+        ToolFormat::Granite20bFc,
     ];
 
     /// The format's name for `--tool-call-parser` (vLLM's parser names where vLLM has the
@@ -366,6 +385,7 @@ impl ToolFormat {
             ToolFormat::Firefunction => "firefunction_v2",
             ToolFormat::Phi4Mini => "phi4_mini_json",
             ToolFormat::Xlam => "xlam",
+            ToolFormat::Granite20bFc => "granite-20b-fc",
         }
     }
 
@@ -426,6 +446,8 @@ impl ToolFormat {
         } else if template.contains("<invoke name=") {
             // Invocations in a block candor does not know: not Hermes JSON.
             Err(Unsupported::UnknownFormat)
+        } else if template.contains(GRANITE_20B.library) && template.contains(GRANITE_20B.call) {
+            Ok(ToolFormat::Granite20bFc)
         } else if template.contains(XLAM_INSTRUCTION) {
             Ok(ToolFormat::Xlam)
         } else if template.contains(PHI4_MINI_INSTRUCTION) && template.contains(PHI3_ASSISTANT) {
@@ -512,6 +534,7 @@ impl ToolFormat {
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
             ToolFormat::Xlam => "[",
+            ToolFormat::Granite20bFc => GRANITE_20B.call,
             ToolFormat::Llama3Json => "{",
         }
     }
@@ -542,7 +565,7 @@ impl ToolFormat {
             ToolFormat::Gemma4 => Some(GEMMA4.close),
             ToolFormat::FunctionGemma => Some(FUNCTION_GEMMA.close),
             ToolFormat::Mistral | ToolFormat::MistralArgs | ToolFormat::Firefunction => None,
-            ToolFormat::Phi4Mini | ToolFormat::Xlam => None,
+            ToolFormat::Phi4Mini | ToolFormat::Xlam | ToolFormat::Granite20bFc => None,
             // The fence's close is no end: the list's own fence opens with it.
             ToolFormat::CommandR => None,
             ToolFormat::Granite | ToolFormat::Llama3Json => None,
@@ -581,7 +604,7 @@ impl ToolFormat {
             ToolFormat::CommandR => Family::Json,
             ToolFormat::GigaChat3 | ToolFormat::GigaChat31 => Family::Json,
             ToolFormat::Firefunction | ToolFormat::MinimaxM1 => Family::Json,
-            ToolFormat::Phi4Mini | ToolFormat::Xlam => Family::Json,
+            ToolFormat::Phi4Mini | ToolFormat::Xlam | ToolFormat::Granite20bFc => Family::Json,
         }
     }
 
@@ -711,6 +734,17 @@ impl ToolFormat {
                 )
             }
             Family::Json if self.is_call_list() => call_list(body),
+            Family::Json if self == ToolFormat::Granite20bFc => {
+                let defined = |name: &str| functions.iter().any(|(f, _)| f == name);
+                let mut calls = Vec::new();
+                for object in body.split(GRANITE_20B.call) {
+                    let call = call_object(&serde_json::from_str(object.trim()).ok()?)?;
+                    if defined(&call.name) || call.name != GRANITE_20B.no_function {
+                        calls.push(call);
+                    }
+                }
+                Some(calls)
+            }
             Family::Json if matches!(self, ToolFormat::Llama3Json | ToolFormat::MinimaxM1) => {
                 json_sequence(body)?.iter().map(call_object).collect()
             }
@@ -918,6 +952,11 @@ impl ToolFormat {
                 format!("start: \"\\n\" call {tail}\n{rules}"),
                 Some(objects("")),
             ),
+            // Calls one after the other, each after its marker, to the end of the answer.
+            ToolFormat::Granite20bFc => (
+                objects(&format!("{} WS?", marker(GRANITE_20B.call, special))),
+                None,
+            ),
             // Mistral's and Granite's calls are one list, running to the end of the answer;
             // Apriel's closes with its tag.
             _ if self.is_call_list() => {
@@ -1047,6 +1086,7 @@ impl ToolFormat {
             ToolFormat::Firefunction => FIREFUNCTION_CALLS,
             ToolFormat::Phi4Mini => PHI4_MINI_CALLS,
             ToolFormat::Xlam => "[",
+            ToolFormat::Granite20bFc => "<function_call> ",
             _ => "",
         };
         let named = function.map(|f| self.name_then_arguments(f));
@@ -1425,6 +1465,11 @@ mod tests {
                     marker required)\n  * ... formatted as functools[{\"name\": [function name]}]\
                     {%- endif %}<|end|><|assistant|>";
         assert_eq!(ToolFormat::detect(phi4), Ok(ToolFormat::Phi4Mini));
+        // Granite 20B Function Calling's library and calls.
+        let granite =
+            "<|function_call_library|>{% for tool in tools %}{{ tool|tojson }}{% endfor %}\
+                       please output \\\"<function_call> {\\\"name\\\": \\\"no_function\\\"}";
+        assert_eq!(ToolFormat::detect(granite), Ok(ToolFormat::Granite20bFc));
         // FunctionGemma's call block.
         let function_gemma =
             "{%- if tools %}{{- '<start_function_call>call:' + name -}}{% endif %}";
@@ -1681,6 +1726,10 @@ mod tests {
                 ToolFormat::Llama3Json => (
                     "{\"city\": \"Oslo\"}}",
                     "\"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}",
+                ),
+                ToolFormat::Granite20bFc => (
+                    "{\"city\": \"Oslo\"}}",
+                    "\"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}",
                 ),
                 ToolFormat::Qwen3Coder | ToolFormat::SeedOss => (
                     "\n<parameter=city>\nOslo\n</parameter>\n</function>\n",
