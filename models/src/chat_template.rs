@@ -380,7 +380,14 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        let extra = Value::from_serialize(extra);
+        // transformers always passes `tools` and `documents`, `None` where the request has
+        // none: a template that asks `tools is not none` (vLLM's xLAM one) or `is defined`
+        // sees them so here too.
+        let mut extra = extra.clone();
+        for standard in ["tools", "documents"] {
+            extra.entry(standard).or_insert(serde_json::Value::Null);
+        }
+        let extra = Value::from_serialize(&extra);
         let tmpl = self
             .env
             .get_template(NAME)

@@ -134,6 +134,7 @@ pub enum ToolFormat {
     DeepseekV32,
     DeepseekV4,
     Gemma4,
+    /// FunctionGemma: Gemma 4's call syntax in its own blocks, `<escape>` around strings.
     FunctionGemma,
     SolarOpen,
     GigaChat3,
