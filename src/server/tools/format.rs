@@ -936,26 +936,29 @@ impl ToolFormat {
         let (after_trigger, bare) = match self {
             // One call to the end of the answer: 3.0's header ends with a newline after its
             // one token, the trigger.
-            ToolFormat::GigaChat3 => (format!("start: \"\\n\" call \"}}\"\n{rules}"), None),
-            ToolFormat::GigaChat31 => (format!("start: call \"}}\"\n{rules}"), None),
+            ToolFormat::GigaChat3 => (Some(format!("start: \"\\n\" call \"}}\"\n{rules}")), None),
+            ToolFormat::GigaChat31 => (Some(format!("start: call \"}}\"\n{rules}")), None),
             // An object a line, as the template writes them, to the block's end.
             ToolFormat::MinimaxM1 => {
                 let more = if parallel { " (\"\\n\" one)*" } else { "" };
                 (
-                    format!(
+                    Some(format!(
                         "start: \"\\n\" one{more} \"\\n\" {}\none: call \"}}\"\n{rules}",
                         marker("</tool_calls>", special)
-                    ),
+                    )),
                     None,
                 )
             }
             ToolFormat::Hermes => (
-                format!("start: \"\\n\" call {tail}\n{rules}"),
+                Some(format!("start: \"\\n\" call {tail}\n{rules}")),
                 Some(objects("")),
             ),
             // Calls one after the other, each after its marker, to the end of the answer.
             ToolFormat::Granite20bFc => (
-                objects(&format!("{} WS?", marker(GRANITE_20B.call, special))),
+                Some(objects(&format!(
+                    "{} WS?",
+                    marker(GRANITE_20B.call, special)
+                ))),
                 None,
             ),
             // Mistral's and Granite's calls are one list, running to the end of the answer;
@@ -974,6 +977,8 @@ impl ToolFormat {
                     ToolFormat::CommandR => {
                         format!("WS? {} WS? \"[\" ", literal(COMMAND_R_FENCE.0))
                     }
+                    // xLAM's list is the whole answer, whitespace before it.
+                    ToolFormat::Xlam => "WS? \"[\" ".to_string(),
                     _ => "\"[\" ".to_string(),
                 };
                 let list = format!(
@@ -981,23 +986,16 @@ impl ToolFormat {
                      WS: /[ \\t\\n]{{1,8}}/\n{rules}"
                 );
                 match self {
-                    // xLAM's list is the answer, opened by text: no trigger, a bare opening.
-                    ToolFormat::Xlam => {
-                        return Ok(LazyCall {
-                            after_trigger: None,
-                            bare: Some(list.replacen("start: ", "start: WS? ", 1)),
-                            rearm: false,
-                            at_start: false,
-                        })
-                    }
-                    _ => (list, None),
+                    // xLAM's list is opened by text: no trigger, a bare opening.
+                    ToolFormat::Xlam => (None, Some(list)),
+                    _ => (Some(list), None),
                 }
             }
             // Llama 3 calls open the answer, after `<|python_tag|>` or not.
-            _ => (objects("\";\" WS?"), Some(objects("\";\" WS?"))),
+            _ => (Some(objects("\";\" WS?")), Some(objects("\";\" WS?"))),
         };
         Ok(LazyCall {
-            after_trigger: Some(after_trigger),
+            after_trigger,
             bare,
             // After a hermes call the text is free again (and may hold more calls), unless
             // one call is all the request takes: then only the end may follow. Calls that run
@@ -1170,6 +1168,37 @@ pub(crate) fn marker(text: &str, special: &dyn Fn(&str) -> bool) -> String {
     } else {
         literal(text)
     }
+}
+
+/// Lark rules of members written in order, `separator` (lark items) only between those
+/// present: `members` are each member's rule and whether it is required; `{first}{j}` is the
+/// members from j on with none written yet, `{first}0` the whole list, `{rest}{j}` the same
+/// after one was written (each with its separator). Python calls' keyword arguments and
+/// Gemma's object members are such lists.
+pub(crate) fn separated_members(
+    first: &str,
+    rest: &str,
+    members: &[(String, bool)],
+    separator: &str,
+) -> String {
+    let mut rules = String::new();
+    for (j, (member, required)) in members.iter().enumerate() {
+        let next = j + 1;
+        let (none_yet, after_one) = match required {
+            true => (
+                format!("{member} {rest}{next}"),
+                format!("{separator} {member} {rest}{next}"),
+            ),
+            false => (
+                format!("{member} {rest}{next} | {first}{next}"),
+                format!("({separator} {member})? {rest}{next}"),
+            ),
+        };
+        rules.push_str(&format!("{first}{j}: {none_yet}\n{rest}{j}: {after_one}\n"));
+    }
+    let n = members.len();
+    rules.push_str(&format!("{first}{n}: \"\"\n{rest}{n}: \"\"\n"));
+    rules
 }
 
 /// Lark rule `call: call_0 | call_1 | ...`, one alternative per function, then each

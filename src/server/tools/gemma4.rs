@@ -10,7 +10,8 @@
 //! properties in sorted order (as the template writes them), required ones always, text free
 //! up to its closing mark, numbers and booleans as their JSON with its bounds.
 use super::format::{
-    call_alternatives, function_index, literal, marker, schema_properties, ParsedCall,
+    call_alternatives, function_index, literal, marker, schema_properties, separated_members,
+    ParsedCall,
 };
 use super::tag_grammar::{json_scalar, text_lexeme, text_regex, MAX_NESTING};
 use super::tagged::declared_types;
@@ -239,7 +240,6 @@ impl Grammar<'_> {
     ) -> Result<String, String> {
         let mut properties = schema_properties(schema);
         properties.sort_by(|a, b| a.0.cmp(b.0));
-        let n = properties.len();
         for (j, (key, property, _)) in properties.iter().enumerate() {
             let value = format!("{id}_{j}");
             self.value_rule(&value, property, depth, rules)?;
@@ -250,22 +250,14 @@ impl Grammar<'_> {
         }
         // `{id}_f{j}`: members j.. with none written yet; `{id}_r{j}`: after one, each with
         // its comma.
-        for (j, (_, _, required)) in properties.iter().enumerate() {
-            let member = format!("{id}_m{j}");
-            let (first, rest) = match required {
-                true => (
-                    format!("{member} {id}_r{}", j + 1),
-                    format!("\",\" {member} {id}_r{}", j + 1),
-                ),
-                false => (
-                    format!("{member} {id}_r{} | {id}_f{}", j + 1, j + 1),
-                    format!("(\",\" {member})? {id}_r{}", j + 1),
-                ),
-            };
-            rules.push_str(&format!("{id}_f{j}: {first}\n{id}_r{j}: {rest}\n"));
-        }
-        rules.push_str(&format!("{id}_f{n}: \"\"\n{id}_r{n}: \"\"\n"));
-        Ok(format!("{id}_f0"))
+        let members: Vec<(String, bool)> = properties
+            .iter()
+            .enumerate()
+            .map(|(j, (_, _, required))| (format!("{id}_m{j}"), *required))
+            .collect();
+        let (first, rest) = (format!("{id}_f"), format!("{id}_r"));
+        rules.push_str(&separated_members(&first, &rest, &members, "\",\""));
+        Ok(format!("{first}0"))
     }
 
     /// Rule `rule`: a value of `schema`.

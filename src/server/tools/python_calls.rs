@@ -12,7 +12,8 @@
 //! words, as vLLM's OLMo 3 parser and llama.cpp's LFM2 parser take them); grammars write them
 //! as JSON of each property's schema.
 use super::format::{
-    call_alternatives, literal, marker, schema_properties, schema_text, ParsedCall,
+    call_alternatives, literal, marker, schema_properties, schema_text, separated_members,
+    ParsedCall,
 };
 use super::lfm2;
 use super::py_literal;
@@ -171,27 +172,19 @@ fn call_rules(functions: &[(String, Value)]) -> Result<String, String> {
 /// list from property j on with none written before it, `rest_i_j` the same after one was.
 fn argument_rules(i: usize, params: &Value) -> Result<String, String> {
     let properties = schema_properties(params);
-    let n = properties.len();
-    let mut rules = format!("args_{i}: first_{i}_0\nfirst_{i}_{n}: \"\"\nrest_{i}_{n}: \"\"\n");
+    let mut rules = format!("args_{i}: first_{i}_0\n");
+    let mut members = Vec::with_capacity(properties.len());
     for (j, (key, schema, required)) in properties.into_iter().enumerate() {
         let arg = format!("arg_{i}_{j}");
-        let (first, rest) = match required {
-            true => (
-                format!("{arg} rest_{i}_{}", j + 1),
-                format!("\",\" \" \" {arg} rest_{i}_{}", j + 1),
-            ),
-            false => (
-                format!("{arg} rest_{i}_{} | first_{i}_{}", j + 1, j + 1),
-                format!("(\",\" \" \" {arg})? rest_{i}_{}", j + 1),
-            ),
-        };
         rules.push_str(&format!(
-            "first_{i}_{j}: {first}\nrest_{i}_{j}: {rest}\n{arg}: {} json_{i}_{j}\n\
-             json_{i}_{j}: %json {}\n",
+            "{arg}: {} json_{i}_{j}\njson_{i}_{j}: %json {}\n",
             literal(&format!("{key}=")),
             schema_text(&with_definitions(schema, params))?
         ));
+        members.push((arg, required));
     }
+    let (first, rest) = (format!("first_{i}_"), format!("rest_{i}_"));
+    rules.push_str(&separated_members(&first, &rest, &members, "\",\" \" \""));
     Ok(rules)
 }
 
