@@ -360,13 +360,18 @@ pub fn load_tokenizer(opened: &OpenedModel) -> Result<Option<Tokenizer>, EngineE
 }
 
 /// A checkout's `tokenizer.json` (with its `tokenizer_config.json`), or its slow tokenizer's
-/// `vocab.json` and `merges.txt`, if it has one.
+/// `vocab.json` and `merges.txt`, Mistral's `tekken.json` or SentencePiece's
+/// `tokenizer.model`, if it has one.
 pub fn checkout_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>, EngineError> {
     let file = dir.join("tokenizer.json");
     if candor_models::tokenizer::vocab_merges::is_slow_checkout(dir) {
         let tok = Tokenizer::from_vocab_merges(dir)
             .and_then(|t| t.with_checkout_templates(dir))
             .map_err(candor_models::ModelError::from)?;
+        return Ok(Some(tok));
+    }
+    if candor_models::tokenizer::tekken::is_tekken_checkout(dir) {
+        let tok = Tokenizer::from_tekken_checkout(dir).map_err(candor_models::ModelError::from)?;
         return Ok(Some(tok));
     }
     if candor_models::tokenizer::sentencepiece_model::is_slow_checkout(dir) {

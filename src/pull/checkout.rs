@@ -44,8 +44,8 @@ const NAMED: [&str; 14] = [
 /// Named chat templates beside the default come from `additional_chat_templates/*.jinja`.
 /// Where the top level has no safetensors weights, its PyTorch checkpoints are the weights
 /// (`pytorch_model.bin`, or the shards of `pytorch_model.bin.index.json`); where it has no
-/// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt`, or its SentencePiece
-/// `tokenizer.model`, come instead.
+/// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt`, its SentencePiece
+/// `tokenizer.model`, or Mistral's `tekken.json` (Devstral's, Magistral's), come instead.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
 /// weights).
 ///
@@ -70,7 +70,11 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
             || f.ends_with(".safetensors")
                 && f != "adapter_model.safetensors"
                 && !(has_transformers_weights && consolidated(f))
-            || !has_fast_tokenizer && matches!(f, "vocab.json" | "merges.txt" | "tokenizer.model")
+            || !has_fast_tokenizer
+                && matches!(
+                    f,
+                    "vocab.json" | "merges.txt" | "tokenizer.model" | "tekken.json"
+                )
     };
     let pytorch_weights = |f: &str| !has_safetensors && pytorch::is_checkpoint_file(f);
     // A doc-only sparse encoder without a Router keeps its query table in idf.json (a Router
@@ -215,8 +219,35 @@ mod tests {
             "{got:?}"
         );
         assert!(got.contains(&"model-00002-of-00002.safetensors".to_string()));
+        assert!(!got.contains(&"tekken.json".to_string()), "{got:?}");
         let alone = names(&["config.json", "consolidated.safetensors"]);
         assert_eq!(checkout_files(&alone), alone);
+    }
+
+    /// Devstral Small 2507's listing: no tokenizer.json, so Mistral's tekken.json is the
+    /// tokenizer and comes (its consolidated weights still do not).
+    #[test]
+    fn a_checkout_without_tokenizer_json_brings_tekken_json() {
+        let listed = names(&[
+            "SYSTEM_PROMPT.txt",
+            "config.json",
+            "consolidated.safetensors",
+            "generation_config.json",
+            "model-00001-of-00010.safetensors",
+            "model.safetensors.index.json",
+            "params.json",
+            "tekken.json",
+        ]);
+        assert_eq!(
+            checkout_files(&listed),
+            names(&[
+                "config.json",
+                "generation_config.json",
+                "model-00001-of-00010.safetensors",
+                "model.safetensors.index.json",
+                "tekken.json",
+            ])
+        );
     }
 
     /// facebook/opt-125m's listing: PyTorch weights and a slow tokenizer, nothing else; a

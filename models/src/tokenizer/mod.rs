@@ -2,11 +2,13 @@
 //! SentencePiece-BPE (`llama` GGUF family, `spm.rs`), and HF `tokenizer.json` files.
 //! Special tokens in input text are always matched verbatim.
 mod gguf;
+mod mistral_instruct;
 mod pre;
 pub mod sentencepiece_model;
 mod spans;
 mod spm;
 mod stream;
+pub mod tekken;
 mod templates;
 mod token_bytes;
 mod unigram;

@@ -182,7 +182,7 @@ fn gguf_vocabulary(dir: &Path, config: &Json) -> Result<HashMap<String, Value>, 
 }
 
 /// `dir`'s `tokenizer_config.json`, or null where it has none.
-fn read_config(dir: &Path) -> Result<Json, TokenizerError> {
+pub(super) fn read_config(dir: &Path) -> Result<Json, TokenizerError> {
     let path = dir.join("tokenizer_config.json");
     if !path.is_file() {
         return Ok(Json::Null);

@@ -35,6 +35,20 @@ fn byte_level_char_to_byte() -> std::collections::HashMap<char, u8> {
     map
 }
 
+/// `bytes` as GPT-2's byte-level string (each byte its character of `byte_level_char_to_byte`'s
+/// table), as byte-level vocabularies store their tokens.
+pub(super) fn byte_level_string(bytes: &[u8]) -> String {
+    static TABLE: std::sync::OnceLock<[char; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = ['\0'; 256];
+        for (c, b) in byte_level_char_to_byte() {
+            table[b as usize] = c;
+        }
+        table
+    });
+    bytes.iter().map(|&b| table[b as usize]).collect()
+}
+
 fn is_byte_level(decoder: Option<&DecoderWrapper>) -> bool {
     match decoder {
         Some(DecoderWrapper::ByteLevel(_)) => true,

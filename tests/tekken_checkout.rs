@@ -1,0 +1,163 @@
+//! Checkouts that keep their tokenizer as Mistral's `tekken.json` alone (Devstral, Magistral,
+//! Mistral Small 3.2), against what mistral_common makes of the same file
+//! (tests/fixtures/tiny/tekken_checkout, from make_tekken.py): texts get its ids, and
+//! conversations rendered with candor's template for the file's version get the ids of its
+//! `encode_chat_completion`, served too.
+mod common;
+
+use candor::server::tools::format::ToolFormat;
+use candor_models::chat_template::{ChatMessage, ChatTemplate, Thought};
+use common::plugins::servable_tiny;
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn checkout() -> std::path::PathBuf {
+    fixtures().join("tiny/tekken_checkout")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A checkout in `dir` whose `tekken.json` is `source`'s with its version set to `version`.
+fn with_version(source: &Path, version: u64, dir: &Path) {
+    let mut doc = read_json(source);
+    doc["config"]["version"] = json!(format!("v{version}"));
+    std::fs::write(dir.join("tekken.json"), doc.to_string()).unwrap();
+}
+
+/// A golden case's messages as templates get them.
+fn messages(case: &Value) -> Vec<ChatMessage> {
+    (case["messages"].as_array().unwrap().iter())
+        .map(|m| {
+            let mut message: ChatMessage = serde_json::from_value(json!({
+                "role": m["role"], "content": m["content"],
+                "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id"),
+                "name": m.get("name"),
+            }))
+            .unwrap();
+            message.reasoning = m["reasoning_content"].as_str().map(Thought::new);
+            message
+        })
+        .collect()
+}
+
+#[test]
+fn the_tekken_file_gives_mistral_commons_ids() {
+    assert_checkout_tokenizer_golden(&checkout());
+}
+
+/// Versions 7, 11 and 13: system prompts, joined user turns, tool lists where each version
+/// puts them, calls and results in each version's form, thoughts sent back.
+#[test]
+fn conversations_render_as_mistral_common_encodes_them() {
+    let golden = read_json(&checkout().join("chat_golden.json"));
+    let cases = golden["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 10);
+    for case in cases {
+        let version = case["version"].as_u64().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        with_version(&checkout().join("tekken.json"), version, dir.path());
+        let tok = candor::engine::load::checkout_tokenizer(dir.path())
+            .unwrap()
+            .expect("a tokenizer");
+        let source = tok.chat_template().expect("a template for the version");
+        let template = ChatTemplate::new(
+            &source,
+            tok.bos_token().as_deref(),
+            tok.eos_token().as_deref(),
+        )
+        .unwrap();
+        let mut extra = serde_json::Map::new();
+        if let Some(tools) = case.get("tools") {
+            extra.insert("tools".into(), tools.clone());
+        }
+        let text = template.render_with(&messages(case), true, &extra).unwrap();
+        let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tok.encode(&text, false).unwrap(),
+            want,
+            "v{version} {}: {text:?}",
+            case["name"]
+        );
+        let format = ToolFormat::detect(&source).unwrap();
+        let expected = match version {
+            7 => ToolFormat::Mistral,
+            _ => ToolFormat::MistralArgs,
+        };
+        assert_eq!(format, expected, "v{version}");
+    }
+}
+
+/// A file of a version candor has no template for still tokenizes; one whose split pattern is
+/// not Tekken's, or whose special tokens are out of order, is refused by name.
+#[test]
+fn unknown_versions_have_no_template_and_broken_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    with_version(&checkout().join("tekken.json"), 3, dir.path());
+    let tok = candor::engine::load::checkout_tokenizer(dir.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(tok.chat_template(), None);
+    let mut doc = read_json(&checkout().join("tekken.json"));
+    doc["config"]["pattern"] = json!(r"\s+|\w+");
+    std::fs::write(dir.path().join("tekken.json"), doc.to_string()).unwrap();
+    let e = candor::engine::load::checkout_tokenizer(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("tekken.json") && e.contains("split pattern"),
+        "{e}"
+    );
+    let mut doc = read_json(&checkout().join("tekken.json"));
+    doc["special_tokens"][3]["rank"] = json!(7);
+    std::fs::write(dir.path().join("tekken.json"), doc.to_string()).unwrap();
+    let e = candor::engine::load::checkout_tokenizer(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`[INST]` has rank 7, not 3"), "{e}");
+}
+
+/// The tiny Mistral with a 512-id Tekken file in place of its tokenizer.json: a chat request
+/// with tools is tokenized as mistral_common encodes it, and answered.
+#[tokio::test]
+async fn a_tekken_checkout_serves_chat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = servable_tiny("mistral", tmp.path());
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::remove_file(model.join(f)).unwrap();
+    }
+    let tiny = checkout().join("tiny");
+    std::fs::copy(tiny.join("tekken.json"), model.join("tekken.json")).unwrap();
+    let golden = read_json(&tiny.join("chat_golden.json"));
+    let case = &golden["cases"][0];
+    let server = common::server::Server::start_path(&model, "tiny", &[]).await;
+    // Arguments as clients send them: JSON text.
+    let mut messages = case["messages"].clone();
+    for message in messages.as_array_mut().unwrap() {
+        for call in message["tool_calls"].as_array_mut().into_iter().flatten() {
+            let arguments = call["function"]["arguments"].to_string();
+            call["function"]["arguments"] = json!(arguments);
+        }
+    }
+    let history = json!({"messages": messages, "tools": case["tools"]});
+    let (status, body) = server.post("/tokenize", &history).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tokens"], case["ids"], "{body}");
+    // The tiny vocabulary spells most text bytewise: a short question fits its context.
+    let question = json!([{"role": "user", "content": "Hi there"}]);
+    let (_, prompt) = server
+        .post("/tokenize", &json!({"messages": question}))
+        .await;
+    let request = json!({"model": "tiny", "messages": question, "max_tokens": 3,
+                         "temperature": 0, "ignore_eos": true});
+    let (status, body) = server.post("/v1/chat/completions", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["prompt_tokens"], prompt["count"], "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 3, "{body}");
+}
