@@ -161,3 +161,46 @@ async fn a_tekken_checkout_serves_chat() {
     assert_eq!(body["usage"]["prompt_tokens"], prompt["count"], "{body}");
     assert_eq!(body["usage"]["completion_tokens"], 3, "{body}");
 }
+
+/// A checkout's SYSTEM_PROMPT.txt (Magistral's asks for thoughts in `[THINK]`) is the system
+/// prompt of a conversation that brings none, its placeholders filled: the model's name (the
+/// directory's), today's and yesterday's dates.
+#[test]
+fn the_checkouts_system_prompt_is_the_default_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("Magistral-Small-2509");
+    std::fs::create_dir(&dir).unwrap();
+    with_version(&checkout().join("tekken.json"), 13, &dir);
+    std::fs::write(
+        dir.join("SYSTEM_PROMPT.txt"),
+        "You are {name}. Today is {today}, yesterday was {yesterday}.\n\
+         Think as [THINK]thoughts[/THINK]answer.",
+    )
+    .unwrap();
+    let tok = candor::engine::load::checkout_tokenizer(&dir)
+        .unwrap()
+        .unwrap();
+    let template = ChatTemplate::new(
+        &tok.chat_template().unwrap(),
+        tok.bos_token().as_deref(),
+        tok.eos_token().as_deref(),
+    )
+    .unwrap()
+    .at_date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+    let question = ChatMessage::text("user", "Hi");
+    let text = template.render(&[question.clone()], true).unwrap();
+    assert_eq!(
+        text,
+        "<s>[SYSTEM_PROMPT]You are Magistral-Small-2509. Today is 2026-03-01, yesterday was \
+         2026-02-28.\nThink as [THINK]thoughts[/THINK]answer.[/SYSTEM_PROMPT][INST]Hi[/INST]"
+    );
+    // The thought markers are the control tokens, as in Mistral's own templates.
+    let think = tok.token_id("[THINK]").unwrap();
+    assert!(tok.encode(&text, false).unwrap().contains(&think));
+    let own = ChatMessage::text("system", "Be brief.");
+    let text = template.render(&[own, question], true).unwrap();
+    assert_eq!(
+        text,
+        "<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Hi[/INST]"
+    );
+}

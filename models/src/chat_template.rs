@@ -132,6 +132,15 @@ fn strftime_now(fmt: String) -> String {
     chrono::Local::now().format(&fmt).to_string()
 }
 
+/// candor's own: the date `days` days before now, formatted as `strftime_now` formats now
+/// (Mistral's system prompts name yesterday's date, which Jinja cannot compute from today's;
+/// only candor's built-in templates call it).
+fn strftime_ago(days: i64, fmt: String) -> String {
+    (chrono::Local::now() - chrono::Duration::days(days))
+        .format(&fmt)
+        .to_string()
+}
+
 /// `tojson(value, indent=None, separators=None, sort_keys=False, ensure_ascii=False)` with
 /// `json.dumps` output (HF's filter), `indent` also accepted positionally (Jinja's filter).
 fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, JinjaError> {
@@ -304,6 +313,10 @@ impl ChatTemplate {
         self.env.add_function("strftime_now", move |fmt: String| {
             at.format(&fmt).to_string()
         });
+        self.env
+            .add_function("strftime_ago", move |days: i64, fmt: String| {
+                (at - chrono::Duration::days(days)).format(&fmt).to_string()
+            });
         self
     }
 
@@ -319,6 +332,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_function("strftime_ago", strftime_ago);
         env.add_filter("tojson", tojson);
         env.add_filter("indent", python_indent);
         // Printed values and `| string` as Jinja2 prints them (Python's `str`).

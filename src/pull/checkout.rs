@@ -45,7 +45,8 @@ const NAMED: [&str; 14] = [
 /// Where the top level has no safetensors weights, its PyTorch checkpoints are the weights
 /// (`pytorch_model.bin`, or the shards of `pytorch_model.bin.index.json`); where it has no
 /// `tokenizer.json`, a slow tokenizer's `vocab.json` and `merges.txt`, its SentencePiece
-/// `tokenizer.model`, or Mistral's `tekken.json` (Devstral's, Magistral's), come instead.
+/// `tokenizer.model`, or Mistral's `tekken.json` (Devstral's, Magistral's) with the
+/// `SYSTEM_PROMPT.txt` candor's template for it writes, come instead.
 /// Empty where the listing is no such checkout (neither config.json nor modules.json, or no
 /// weights).
 ///
@@ -73,7 +74,11 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
             || !has_fast_tokenizer
                 && matches!(
                     f,
-                    "vocab.json" | "merges.txt" | "tokenizer.model" | "tekken.json"
+                    "vocab.json"
+                        | "merges.txt"
+                        | "tokenizer.model"
+                        | "tekken.json"
+                        | "SYSTEM_PROMPT.txt"
                 )
     };
     let pytorch_weights = |f: &str| !has_safetensors && pytorch::is_checkpoint_file(f);
@@ -225,7 +230,7 @@ mod tests {
     }
 
     /// Devstral Small 2507's listing: no tokenizer.json, so Mistral's tekken.json is the
-    /// tokenizer and comes (its consolidated weights still do not).
+    /// tokenizer and comes with the system prompt (its consolidated weights still do not).
     #[test]
     fn a_checkout_without_tokenizer_json_brings_tekken_json() {
         let listed = names(&[
@@ -241,6 +246,7 @@ mod tests {
         assert_eq!(
             checkout_files(&listed),
             names(&[
+                "SYSTEM_PROMPT.txt",
                 "config.json",
                 "generation_config.json",
                 "model-00001-of-00010.safetensors",

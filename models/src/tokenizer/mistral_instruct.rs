@@ -14,6 +14,12 @@
 //!   where the vocabulary has those tokens. v15's model settings (`[MODEL_SETTINGS]`, written
 //!   only when a request sets a reasoning effort) are not written.
 //!
+//! The checkout's `SYSTEM_PROMPT.txt` (Devstral's, Magistral's, Mistral Small's), which their
+//! model cards load and pass as the system message, is the default system prompt where a
+//! conversation starts without one, as Mistral's own templates for transformers-format
+//! checkouts embed it: its `{name}` the model's, `{today}` and `{yesterday}` the dates at each
+//! rendering (Python's `str.format` placeholders, as the model cards fill them).
+//!
 //! Built per version rather than one template branching on it: which tool-call format a
 //! template speaks is read from its text (`[ARGS]` or not), so a template holds one version's
 //! markers only. Older versions (v3's JSON-parsed tool results) get none: candor then asks for
@@ -77,22 +83,91 @@ const THOUGHTS: &str = r#"{%- macro thought(text) %}
 const NO_THOUGHTS: &str = r#"{%- macro thought(text) %}{%- endmacro %}
 "#;
 
-/// The template of Tekken version `version`, thoughts written where the vocabulary has
-/// `[THINK]` and `[/THINK]` (`thinks`); `None` for versions it does not know.
-pub fn template(version: u32, thinks: bool) -> Option<String> {
+/// What a checkout says of its prompts beside the version.
+pub struct Prompting<'a> {
+    /// The vocabulary has `[THINK]` and `[/THINK]`.
+    pub thinks: bool,
+    /// `SYSTEM_PROMPT.txt`'s text and the model's name for its `{name}`.
+    pub system_prompt: Option<(&'a str, &'a str)>,
+}
+
+/// The template of Tekken version `version`; `None` for versions it does not know.
+pub fn template(version: u32, prompting: &Prompting) -> Option<String> {
     let (calls, results, tools_before_first) = match version {
         7 => (CALLS_AS_LIST, RESULTS_WITH_IDS, false),
         11 => (CALLS_WITH_IDS, RESULTS_WITH_IDS, false),
         13 | 15 => (CALLS, RESULTS, true),
         _ => return None,
     };
-    let thoughts = match version >= 13 && thinks {
+    let thoughts = match version >= 13 && prompting.thinks {
         true => THOUGHTS,
         false => NO_THOUGHTS,
     };
+    let default_system = match prompting.system_prompt {
+        Some((text, name)) => system_prompt_expression(text, name),
+        None => "none".to_string(),
+    };
     Some(format!(
-        "{{%- set tools_before_first = {tools_before_first} %}}\n{calls}{results}{thoughts}{BODY}"
+        "{{%- set tools_before_first = {tools_before_first} %}}\n\
+         {{%- set default_system = {default_system} %}}\n{calls}{results}{thoughts}{BODY}"
     ))
+}
+
+/// A Jinja expression of `text` with its `str.format` placeholders filled: `{name}` with
+/// `name`, `{today}` and `{yesterday}` with the dates at rendering, `{{` and `}}` as single
+/// braces; another `{...}` is kept as written.
+fn system_prompt_expression(text: &str, name: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(['{', '}']) {
+        literal.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let filled = [
+            ("{{", None),
+            ("}}", None),
+            ("{today}", Some("strftime_now('%Y-%m-%d')")),
+            ("{yesterday}", Some("strftime_ago(1, '%Y-%m-%d')")),
+        ]
+        .into_iter()
+        .find(|(placeholder, _)| rest.starts_with(placeholder));
+        match filled {
+            Some((brace, None)) => literal.push_str(&brace[..1]),
+            Some((_, Some(date))) => {
+                parts.push(jinja_string(&std::mem::take(&mut literal)));
+                parts.push(date.to_string());
+            }
+            None if rest.starts_with("{name}") => literal.push_str(name),
+            None => {
+                literal.push_str(&rest[..1]);
+                rest = &rest[1..];
+                continue;
+            }
+        }
+        let used = filled.map_or("{name}".len(), |(placeholder, _)| placeholder.len());
+        rest = &rest[used..];
+    }
+    literal.push_str(rest);
+    parts.push(jinja_string(&literal));
+    parts.join(" ~ ")
+}
+
+/// `text` as a single-quoted Jinja string literal.
+fn jinja_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[cfg(test)]
@@ -101,15 +176,42 @@ mod tests {
 
     /// Each version's template holds its own call markers only: the tool-call format is read
     /// from them.
+    const THINKS: Prompting = Prompting {
+        thinks: true,
+        system_prompt: None,
+    };
+
     #[test]
     fn each_version_speaks_one_call_format() {
-        let v7 = template(7, true).unwrap();
+        let plain = Prompting {
+            thinks: false,
+            system_prompt: None,
+        };
+        let template = |version, prompting: &Prompting| super::template(version, prompting);
+        let v7 = template(7, &THINKS).unwrap();
         assert!(v7.contains("[TOOL_CALLS]") && !v7.contains("[ARGS]") && !v7.contains("[THINK]"));
-        let v11 = template(11, false).unwrap();
+        let v11 = template(11, &plain).unwrap();
         assert!(v11.contains("[ARGS]") && v11.contains("[CALL_ID]"));
-        let v13 = template(13, true).unwrap();
+        let v13 = template(13, &THINKS).unwrap();
         assert!(v13.contains("[ARGS]") && !v13.contains("[CALL_ID]") && v13.contains("[THINK]"));
-        assert!(!template(13, false).unwrap().contains("[THINK]"));
-        assert_eq!(template(3, false), None);
+        assert!(!template(13, &plain).unwrap().contains("[THINK]"));
+        assert_eq!(template(3, &plain), None);
+    }
+
+    /// The system prompt's placeholders become the name and the dates at rendering; quotes,
+    /// backslashes and line breaks stay text.
+    #[test]
+    fn system_prompts_fill_their_placeholders() {
+        let text =
+            "You are {name}.\nToday is {today}; yesterday {yesterday}.\n{{x}} {other} 'q' \\";
+        let expression = system_prompt_expression(text, "Magistral");
+        let source = format!("{{{{ {expression} }}}}");
+        let template = crate::chat_template::ChatTemplate::new(&source, None, None)
+            .unwrap()
+            .at_date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        assert_eq!(
+            template.render(&[], false).unwrap(),
+            "You are Magistral.\nToday is 2026-03-01; yesterday 2026-02-28.\n{x} {other} 'q' \\"
+        );
     }
 }

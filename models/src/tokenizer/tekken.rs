@@ -19,6 +19,8 @@ use std::path::Path;
 
 /// The file a Mistral checkout keeps its tokenizer in.
 pub const FILE: &str = "tekken.json";
+/// The system prompt Mistral's model cards load and send with every conversation.
+pub const SYSTEM_PROMPT_FILE: &str = "SYSTEM_PROMPT.txt";
 
 const TYPE_NORMAL: i32 = 1;
 const TYPE_CONTROL: i32 = 3;
@@ -82,7 +84,8 @@ pub fn is_tekken_checkout(dir: &Path) -> bool {
 
 impl Tokenizer {
     /// `dir`'s `tekken.json`, with the chat template of its files or its config where the
-    /// checkout has one, else `mistral_instruct`'s for the Tekken version.
+    /// checkout has one, else `mistral_instruct`'s for the Tekken version (with its
+    /// `SYSTEM_PROMPT.txt` as the default system prompt, the directory's name as the model's).
     pub fn from_tekken_checkout(dir: &Path) -> Result<Self, TokenizerError> {
         let path = dir.join(FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e))?;
@@ -95,8 +98,24 @@ impl Tokenizer {
         tok.templates = super::ChatTemplates::from_tokenizer_config(&config);
         tok = tok.with_checkout_templates(dir)?;
         if tok.templates.default.is_none() {
-            let thinks = tok.token_id("[THINK]").is_some() && tok.token_id("[/THINK]").is_some();
-            tok.templates.default = super::mistral_instruct::template(version, thinks);
+            let system_file = dir.join(SYSTEM_PROMPT_FILE);
+            let system_prompt = match system_file.is_file() {
+                true => Some(
+                    std::fs::read_to_string(&system_file)
+                        .map_err(|e| file_error(&system_file, e))?,
+                ),
+                false => None,
+            };
+            let name = dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            let prompting = super::mistral_instruct::Prompting {
+                thinks: tok.token_id("[THINK]").is_some() && tok.token_id("[/THINK]").is_some(),
+                system_prompt: system_prompt.as_deref().map(|text| (text, name.as_str())),
+            };
+            tok.templates.default = super::mistral_instruct::template(version, &prompting);
         }
         Ok(tok)
     }

@@ -2,12 +2,14 @@
 //! Ministral 3; vLLM's `mistral` parser reads both kinds): `[TOOL_CALLS]NAME[ARGS]{...}` per
 //! call, the name as text and the arguments' JSON after `[ARGS]` (both markers special tokens),
 //! one `[TOOL_CALLS]` before each call or one before them all. The calls run to the end of the
-//! answer.
+//! answer. The v11 tokenizer's histories give calls ids (`NAME[CALL_ID]ID[ARGS]{...}`), which
+//! a model may write back: the id is read past (the answer's calls get ids of their own).
 use super::format::{marker, name_first_call_grammar, name_then_args_rules, ParsedCall, WS_RULE};
 use serde_json::Value;
 
 pub const TOOL_CALLS: &str = "[TOOL_CALLS]";
 pub const ARGS: &str = "[ARGS]";
+const CALL_ID: &str = "[CALL_ID]";
 
 /// The calls after the first `[TOOL_CALLS]`; `None` unless the text is only calls.
 pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
@@ -16,7 +18,11 @@ pub fn parse(body: &str) -> Option<Vec<ParsedCall>> {
         let mut rest = segment.trim_start();
         while !rest.is_empty() {
             let (name, after) = rest.split_once(ARGS)?;
-            let name = name.trim();
+            let name = match name.split_once(CALL_ID) {
+                Some((name, id)) if !id.trim().contains(char::is_whitespace) => name.trim(),
+                Some(_) => return None,
+                None => name.trim(),
+            };
             if name.is_empty() || name.contains(['{', '[', '<', '\n', ' ']) {
                 return None;
             }
@@ -96,6 +102,7 @@ mod tests {
         for body in [
             "get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[ARGS]{}",
             "get_weather[ARGS]{\"city\": \"Paris\"}get_time[ARGS]{}",
+            "get_weather[CALL_ID]abc123XYZ[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_time[ARGS]{}",
             " get_weather[ARGS]{\"city\": \"Paris\"}\n[TOOL_CALLS] get_time[ARGS] {} ",
         ] {
             assert_eq!(
@@ -112,6 +119,7 @@ mod tests {
             "[{\"name\": \"f\", \"arguments\": {}}]",
             "get weather[ARGS]{}",
             "get_weather[ARGS]{} and text",
+            "get_weather[CALL_ID]an id[ARGS]{}",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
