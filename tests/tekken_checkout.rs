@@ -20,10 +20,16 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// A checkout in `dir` whose `tekken.json` is `source`'s with its version set to `version`.
+/// A checkout in `dir` whose `tekken.json` is `source`'s with its version set to `version`
+/// (from 15 on, with make_tekken.py's settings builder: efforts `none`, the default, and
+/// `high`).
 fn with_version(source: &Path, version: u64, dir: &Path) {
     let mut doc = read_json(source);
     doc["config"]["version"] = json!(format!("v{version}"));
+    if version >= 15 {
+        doc["model_settings_builder"] = json!({"reasoning_effort": {
+            "type": "enum", "accepts_none": true, "default": "none", "values": ["none", "high"]}});
+    }
     std::fs::write(dir.join("tekken.json"), doc.to_string()).unwrap();
 }
 
@@ -48,13 +54,14 @@ fn the_tekken_file_gives_mistral_commons_ids() {
     assert_checkout_tokenizer_golden(&checkout());
 }
 
-/// Versions 7, 11 and 13: system prompts, joined user turns, tool lists where each version
-/// puts them, calls and results in each version's form, thoughts sent back.
+/// Versions 7, 11, 13 and 15: system prompts, joined user turns, tool lists where each version
+/// puts them, calls and results in each version's form, thoughts sent back, v15's reasoning
+/// effort (the request's, else the default).
 #[test]
 fn conversations_render_as_mistral_common_encodes_them() {
     let golden = read_json(&checkout().join("chat_golden.json"));
     let cases = golden["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 10);
+    assert_eq!(cases.len(), 14);
     for case in cases {
         let version = case["version"].as_u64().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -70,8 +77,10 @@ fn conversations_render_as_mistral_common_encodes_them() {
         )
         .unwrap();
         let mut extra = serde_json::Map::new();
-        if let Some(tools) = case.get("tools") {
-            extra.insert("tools".into(), tools.clone());
+        for key in ["tools", "reasoning_effort"] {
+            if let Some(value) = case.get(key) {
+                extra.insert(key.into(), value.clone());
+            }
         }
         let text = template.render_with(&messages(case), true, &extra).unwrap();
         let want: Vec<u32> = (case["ids"].as_array().unwrap().iter())
@@ -90,6 +99,28 @@ fn conversations_render_as_mistral_common_encodes_them() {
         };
         assert_eq!(format, expected, "v{version}");
     }
+}
+
+/// An effort v15's settings builder does not list is an error naming those it does.
+#[test]
+fn an_effort_the_model_does_not_take_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    with_version(&checkout().join("tekken.json"), 15, dir.path());
+    let tok = candor::engine::load::checkout_tokenizer(dir.path())
+        .unwrap()
+        .unwrap();
+    let template =
+        ChatTemplate::new(&tok.chat_template().unwrap(), Some("<s>"), Some("</s>")).unwrap();
+    let mut extra = serde_json::Map::new();
+    extra.insert("reasoning_effort".into(), json!("low"));
+    let e = template
+        .render_with(&[ChatMessage::text("user", "Hi")], true, &extra)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("reasoning_effort low is not one of this model's: none, high"),
+        "{e}"
+    );
 }
 
 /// A file of a version candor has no template for still tokenizes; one whose split pattern is

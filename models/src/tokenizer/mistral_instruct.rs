@@ -11,8 +11,11 @@
 //!   [ARGS]{...}` per call;
 //! - v13 and v15 (Magistral 2509, Ministral 3, Devstral 2): calls without ids, results
 //!   without them, tools before the first instruction, thoughts in `[THINK]...[/THINK]`
-//!   where the vocabulary has those tokens. v15's model settings (`[MODEL_SETTINGS]`, written
-//!   only when a request sets a reasoning effort) are not written.
+//!   where the vocabulary has those tokens; v15's model settings after the tools where the
+//!   file has a settings builder: `[MODEL_SETTINGS]{"reasoning_effort": ...}[/MODEL_SETTINGS]`,
+//!   the request's effort or the builder's default, an effort the builder does not list an
+//!   error. (A JSON schema the builder may also take from `response_format` is not written:
+//!   the sampler holds the answer to it.)
 //!
 //! The checkout's `SYSTEM_PROMPT.txt` (Devstral's, Magistral's, Mistral Small's), which their
 //! model cards load and pass as the system message, is the default system prompt where a
@@ -83,12 +86,28 @@ const THOUGHTS: &str = r#"{%- macro thought(text) %}
 const NO_THOUGHTS: &str = r#"{%- macro thought(text) %}{%- endmacro %}
 "#;
 
+/// v15's settings: the effort asked (`reasoning_effort`) or the default, among those listed.
+const SETTINGS: &str = r#"{%- macro settings() %}
+    {%- set effort = reasoning_effort if reasoning_effort is defined and reasoning_effort is not none else default_effort %}
+    {%- if effort not in efforts %}
+        {{- raise_exception('reasoning_effort ' ~ effort ~ " is not one of this model's: " ~ efforts | join(', ')) }}
+    {%- endif %}
+    {{- '[MODEL_SETTINGS]{"reasoning_effort": ' ~ (effort | tojson) ~ '}[/MODEL_SETTINGS]' }}
+{%- endmacro %}
+"#;
+
+const NO_SETTINGS: &str = r#"{%- macro settings() %}{%- endmacro %}
+"#;
+
 /// What a checkout says of its prompts beside the version.
+#[derive(Default)]
 pub struct Prompting<'a> {
     /// The vocabulary has `[THINK]` and `[/THINK]`.
     pub thinks: bool,
     /// `SYSTEM_PROMPT.txt`'s text and the model's name for its `{name}`.
     pub system_prompt: Option<(&'a str, &'a str)>,
+    /// The reasoning efforts a v15 file's settings builder takes, and its default.
+    pub efforts: Option<(Vec<String>, String)>,
 }
 
 /// The template of Tekken version `version`; `None` for versions it does not know.
@@ -103,13 +122,21 @@ pub fn template(version: u32, prompting: &Prompting) -> Option<String> {
         true => THOUGHTS,
         false => NO_THOUGHTS,
     };
+    let settings = match (&prompting.efforts, version >= 15) {
+        (Some((efforts, default)), true) => format!(
+            "{{%- set efforts = {} %}}\n{{%- set default_effort = {} %}}\n{SETTINGS}",
+            jinja_list(efforts),
+            jinja_string(default)
+        ),
+        _ => NO_SETTINGS.to_string(),
+    };
     let default_system = match prompting.system_prompt {
         Some((text, name)) => system_prompt_expression(text, name),
         None => "none".to_string(),
     };
     Some(format!(
         "{{%- set tools_before_first = {tools_before_first} %}}\n\
-         {{%- set default_system = {default_system} %}}\n{calls}{results}{thoughts}{BODY}"
+         {{%- set default_system = {default_system} %}}\n{calls}{results}{thoughts}{settings}{BODY}"
     ))
 }
 
@@ -152,6 +179,12 @@ fn system_prompt_expression(text: &str, name: &str) -> String {
     parts.join(" ~ ")
 }
 
+/// `items` as a Jinja list of string literals.
+fn jinja_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| jinja_string(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// `text` as a single-quoted Jinja string literal.
 fn jinja_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -179,14 +212,12 @@ mod tests {
     const THINKS: Prompting = Prompting {
         thinks: true,
         system_prompt: None,
+        efforts: None,
     };
 
     #[test]
     fn each_version_speaks_one_call_format() {
-        let plain = Prompting {
-            thinks: false,
-            system_prompt: None,
-        };
+        let plain = Prompting::default();
         let template = |version, prompting: &Prompting| super::template(version, prompting);
         let v7 = template(7, &THINKS).unwrap();
         assert!(v7.contains("[TOOL_CALLS]") && !v7.contains("[ARGS]") && !v7.contains("[THINK]"));

@@ -55,6 +55,19 @@ struct TekkenFile {
     config: TekkenConfig,
     vocab: Vec<VocabEntry>,
     special_tokens: Option<Vec<SpecialEntry>>,
+    /// Version 15's: which settings a request may give the model, and their defaults.
+    model_settings_builder: Option<SettingsBuilder>,
+}
+
+#[derive(Deserialize)]
+struct SettingsBuilder {
+    reasoning_effort: Option<EffortBuilder>,
+}
+
+#[derive(Deserialize)]
+struct EffortBuilder {
+    values: Vec<String>,
+    default: String,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +106,9 @@ impl Tokenizer {
         let version = version_number(&file.config.version).ok_or_else(|| {
             file_error(&path, format!("unknown version `{}`", file.config.version))
         })?;
+        let efforts = (file.model_settings_builder.as_ref())
+            .and_then(|b| b.reasoning_effort.as_ref())
+            .map(|e| (e.values.clone(), e.default.clone()));
         let mut tok = Tokenizer::from_gguf_metadata(&gguf_vocabulary(&path, file, version)?)?;
         let config = super::sentencepiece_model::read_config(dir)?;
         tok.templates = super::ChatTemplates::from_tokenizer_config(&config);
@@ -114,6 +130,7 @@ impl Tokenizer {
             let prompting = super::mistral_instruct::Prompting {
                 thinks: tok.token_id("[THINK]").is_some() && tok.token_id("[/THINK]").is_some(),
                 system_prompt: system_prompt.as_deref().map(|text| (text, name.as_str())),
+                efforts,
             };
             tok.templates.default = super::mistral_instruct::template(version, &prompting);
         }
