@@ -235,3 +235,58 @@ fn the_checkouts_system_prompt_is_the_default_one() {
         "<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Hi[/INST]"
     );
 }
+
+/// Mistral Nemo's template refuses call ids other than nine letters and digits: a history with
+/// the ids candor's API (or another) gave is rendered with each id in that form, a call's and
+/// its result's alike.
+#[tokio::test]
+async fn call_ids_reach_mistral_templates_in_their_form() {
+    let corpus = read_json(&fixtures().join("chat_templates/corpus.json"));
+    let nemo = (corpus["templates"].as_array().unwrap().iter())
+        .find(|t| t["name"] == "mistralai-Mistral-Nemo-Instruct-2407")
+        .unwrap()["chat_template"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = servable_tiny("mistral", tmp.path());
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::remove_file(model.join(f)).unwrap();
+    }
+    std::fs::copy(
+        checkout().join("tiny/tekken.json"),
+        model.join("tekken.json"),
+    )
+    .unwrap();
+    let server =
+        common::server::Server::start_path(&model, "tiny", &["--chat-template", &nemo]).await;
+    let tool = json!({"type": "function", "function": {"name": "f", "parameters": {}}});
+    let history = json!([
+        {"role": "user", "content": "Call f."},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_0f1e2d3c4b5a69788796a5b4", "type": "function",
+             "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_0f1e2d3c4b5a69788796a5b4", "content": "done"},
+    ]);
+    let (status, body) = server
+        .post(
+            "/apply-template",
+            &json!({"messages": history, "tools": [tool]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let prompt = body["prompt"].as_str().unwrap();
+    let id = prompt
+        .split("\"id\": \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the call's id");
+    assert!(
+        id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains(&format!("\"call_id\": \"{id}\"")),
+        "{prompt}"
+    );
+}

@@ -182,6 +182,12 @@ pub fn chat_prompt_text(
         .or_else(|| tools::format::ToolFormat::detect(template.source()).ok());
     if let Some(format) = format {
         tools::calls_into_content(&mut msgs, format, template.source());
+        if matches!(
+            format,
+            tools::format::ToolFormat::Mistral | tools::format::ToolFormat::MistralArgs
+        ) {
+            tools::mistral_ids::in_mistral_form(&mut msgs);
+        }
     }
     let mut extra = kwargs.cloned().unwrap_or_default();
     if let Some(name) = RESERVED_TEMPLATE_VARIABLES

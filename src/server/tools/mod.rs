@@ -22,6 +22,7 @@ mod kimi;
 mod lfm2;
 mod minimax_m3;
 mod mistral_args;
+pub mod mistral_ids;
 mod py_literal;
 mod python_calls;
 mod solar;
