@@ -285,3 +285,27 @@ async fn functionary_server(dir: &std::path::Path) -> Server {
     std::fs::write(&own, source).unwrap();
     Server::start_path(&model, "tiny", &["--chat-template", own.to_str().unwrap()]).await
 }
+
+/// Gemma 2's template refuses a system message ("System role not supported"), which OpenAI's
+/// clients send with most requests: its text opens the user's message instead, as llama.cpp
+/// renders it, and the request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_without_system_role_gets_the_system_text_in_the_user_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let gemma2 = corpus_template("google-gemma-2-2b-it");
+    let s = Server::start_path(&model, "tiny", &["--chat-template", &gemma2]).await;
+    let messages = json!([{"role": "system", "content": "t7 t8"},
+                          {"role": "user", "content": "t5"}]);
+    let (st, v) = s
+        .post("/apply-template", &json!({"messages": messages}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["prompt"],
+        "t1<start_of_turn>user\nt7 t8\nt5<end_of_turn>\n<start_of_turn>model\n"
+    );
+    let chat = json!({"model": "tiny", "messages": messages, "max_tokens": 2, "temperature": 0});
+    let (st, v) = s.post("/v1/chat/completions", &chat).await;
+    assert_eq!(st, 200, "{v}");
+}

@@ -107,6 +107,9 @@ pub struct ChatTemplate {
     /// tools) then has no `content` key, where other templates get `none` (which some test
     /// with `is none`, DeepSeek-V3's); searching `none` would be an error.
     omits_missing_content: bool,
+    /// Whether the template shows a system message's text (asked once, on the first
+    /// conversation with one: `system_role`).
+    shows_system: std::sync::OnceLock<bool>,
 }
 
 /// Whether a template tests a message for a `content` key (`"content" in message`, whatever
@@ -356,6 +359,7 @@ impl ChatTemplate {
             bos_token: bos_token.unwrap_or_default().to_string(),
             eos_token: eos_token.unwrap_or_default().to_string(),
             omits_missing_content: tests_content_key(source),
+            shows_system: std::sync::OnceLock::new(),
         })
     }
 
@@ -388,7 +392,36 @@ impl ChatTemplate {
     /// passes them: `tools` (OpenAI function definitions; absent, `tools` stays undefined, as
     /// in transformers) and template switches such as Qwen3's `enable_thinking`. `messages`,
     /// `add_generation_prompt`, `bos_token` and `eos_token` are not taken from `extra`.
+    /// A template that does not show system messages gets their texts in the user messages
+    /// after them (`system_role`).
     pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, TemplateError> {
+        if messages.iter().any(|m| m.role == "system") && !self.shows_system() {
+            let folded = crate::system_role::folded_into_user_turns(messages);
+            return self.render_as_given(&folded, add_generation_prompt, extra);
+        }
+        self.render_as_given(messages, add_generation_prompt, extra)
+    }
+
+    /// Whether a system message's text appears in what the template renders of it and a
+    /// user's question (not where it refuses the role, or drops it).
+    fn shows_system(&self) -> bool {
+        *self.shows_system.get_or_init(|| {
+            const NEEDLE: &str = "candor-system-probe-7c1e";
+            let probe = [
+                ChatMessage::text("system", NEEDLE),
+                ChatMessage::text("user", "Hello"),
+            ];
+            self.render_as_given(&probe, true, &serde_json::Map::new())
+                .is_ok_and(|text| text.contains(NEEDLE))
+        })
+    }
+
+    fn render_as_given(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
@@ -679,6 +712,28 @@ mod tests {
         assert!(checked > 380, "{checked} renderings");
     }
 
+    /// Templates without a system role (one refusing it as Gemma 2's does, one dropping it)
+    /// get the system text at the start of the user's message; one with the role keeps it.
+    #[test]
+    fn system_texts_reach_templates_without_the_role() {
+        let refusing = "{% for m in messages %}{% if m.role == 'system' %}\
+             {{ raise_exception('System role not supported') }}{% endif %}\
+             <{{ m.role }}>{{ m.content }}{% endfor %}";
+        let dropping = "{% for m in messages %}{% if m.role != 'system' %}\
+             <{{ m.role }}>{{ m.content }}{% endif %}{% endfor %}";
+        let messages = [msg("system", "Be brief."), msg("user", "Hi")];
+        for source in [refusing, dropping] {
+            let t = ChatTemplate::new(source, None, None).unwrap();
+            assert_eq!(t.render(&messages, true).unwrap(), "<user>Be brief.\nHi");
+        }
+        let showing = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+        let t = ChatTemplate::new(showing, None, None).unwrap();
+        assert_eq!(
+            t.render(&messages, true).unwrap(),
+            "<system>Be brief.<user>Hi"
+        );
+    }
+
     #[test]
     fn extra_variables_reach_the_template_but_not_the_standard_ones() {
         let t = ChatTemplate::new(
@@ -711,7 +766,7 @@ mod tests {
         let out = t.render(&[msg("user", "  xy  ")], false).unwrap();
         assert!(out.starts_with("xy!|{"), "{out}");
         assert!(out.ends_with('4'), "{out}");
-        match t.render(&[msg("system", "s")], false) {
+        match t.render(&[msg("tool", "s")], false) {
             Err(TemplateError::Raised(m)) => assert_eq!(m, "roles must be user/assistant"),
             other => panic!("expected Raised, got {other:?}"),
         }

@@ -37,6 +37,7 @@ pub mod sequence_state;
 pub mod short_conv;
 pub mod spec;
 pub mod static_embedding;
+mod system_role;
 pub mod tokenizer;
 pub mod weights;
 pub mod xielu;
