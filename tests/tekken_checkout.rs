@@ -219,7 +219,9 @@ fn the_checkouts_system_prompt_is_the_default_one() {
     .unwrap()
     .at_date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
     let question = ChatMessage::text("user", "Hi");
-    let text = template.render(&[question.clone()], true).unwrap();
+    let text = template
+        .render(std::slice::from_ref(&question), true)
+        .unwrap();
     assert_eq!(
         text,
         "<s>[SYSTEM_PROMPT]You are Magistral-Small-2509. Today is 2026-03-01, yesterday was \
