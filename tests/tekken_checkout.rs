@@ -292,3 +292,30 @@ async fn call_ids_reach_mistral_templates_in_their_form() {
         "{prompt}"
     );
 }
+
+/// Magistral 2506's system prompt (a v11 file, no thought tokens) asks for thoughts in
+/// `<think>` tags: the template holds that text, so its answers are read as a thinking
+/// model's. Without the file, the same template does not think.
+#[test]
+fn a_system_prompt_asking_for_think_tags_makes_a_thinking_model() {
+    let dir = tempfile::tempdir().unwrap();
+    with_version(&checkout().join("tekken.json"), 11, dir.path());
+    let source = |dir: &Path| {
+        (candor::engine::load::checkout_tokenizer(dir)
+            .unwrap()
+            .unwrap())
+        .chat_template()
+        .unwrap()
+    };
+    assert_eq!(
+        candor::server::reasoning::template_thinks(&source(dir.path())),
+        None
+    );
+    std::fs::write(
+        dir.path().join("SYSTEM_PROMPT.txt"),
+        "Draft your thinking process first.\n\n<think>\nYour thoughts.\n</think>\n\nThen answer.",
+    )
+    .unwrap();
+    let tags = candor::server::reasoning::template_thinks(&source(dir.path())).unwrap();
+    assert_eq!((tags.open, tags.close), ("<think>", "</think>"));
+}
