@@ -5,7 +5,10 @@
 //! `ThinkTags`, told from the chat template). The thinking comes back as `reasoning_content`
 //! (as DeepSeek's API, vLLM and llama-server return it) and only the answer as `content`, so clients that show `content`
 //! do not show the scratch work, and tool calls are read from the answer only (stop strings,
-//! matched before the split, end the generation wherever they appear).
+//! matched before the split, end the generation wherever they appear). ERNIE 4.5's thinking
+//! models and Granite 3.3 (thinking on) then wrap the answer in `<response>` ... `</response>`
+//! (as vLLM's ERNIE parser reads them): an answer opening so right after a thought has the
+//! wrapper left out.
 
 use super::marker::{held_back, opening, Opening};
 
@@ -116,10 +119,18 @@ enum State {
     /// Nothing but whitespace yet: a thought may still open.
     Start,
     Thinking,
-    /// Right after `</think>`: whitespace before the answer is dropped.
+    /// Right after `</think>`: whitespace before the answer is dropped, and a `<response>`
+    /// wrapper's opening.
     AfterThought,
     Answer,
+    /// Inside `<response>` ... `</response>`: its closing and the whitespace before it are
+    /// left out.
+    WrappedAnswer,
 }
+
+/// The wrapper some thinking models write around the answer after their thought.
+const ANSWER_OPEN: &str = "<response>";
+const ANSWER_CLOSE: &str = "</response>";
 
 /// What a piece of generated text released.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -176,14 +187,39 @@ impl ReasoningSplitter {
                         return out;
                     }
                 },
-                State::AfterThought => {
-                    let start = self.pending.len() - self.pending.trim_start().len();
-                    self.pending.drain(..start);
-                    if self.pending.is_empty() {
+                State::AfterThought => match opening(&self.pending, ANSWER_OPEN) {
+                    Opening::Opens(from_open) => {
+                        let inside = &from_open[ANSWER_OPEN.len()..];
+                        if inside.is_empty() {
+                            // Whether a line break follows is not known yet.
+                            return out;
+                        }
+                        self.pending = inside.strip_prefix('\n').unwrap_or(inside).to_string();
+                        self.state = State::WrappedAnswer;
+                    }
+                    Opening::Undecided => return out,
+                    Opening::Not => {
+                        let start = self.pending.len() - self.pending.trim_start().len();
+                        self.pending.drain(..start);
+                        self.state = State::Answer;
+                    }
+                },
+                State::WrappedAnswer => match self.pending.find(ANSWER_CLOSE) {
+                    Some(at) => {
+                        out.content.push_str(self.pending[..at].trim_end());
+                        self.pending.drain(..at + ANSWER_CLOSE.len());
+                        // What follows (a line break, calls) is read as after a thought.
+                        self.state = State::AfterThought;
+                    }
+                    None => {
+                        // Held back: a partial closing, and whitespace that may come before it.
+                        let partial = held_back(&self.pending, ANSWER_CLOSE);
+                        let before = &self.pending[..self.pending.len() - partial];
+                        let cut = before.trim_end().len();
+                        out.content.extend(self.pending.drain(..cut));
                         return out;
                     }
-                    self.state = State::Answer;
-                }
+                },
                 State::Answer => {
                     out.content.push_str(&self.pending);
                     self.pending.clear();
@@ -203,7 +239,7 @@ impl ReasoningSplitter {
                 ..Split::default()
             },
             State::AfterThought => Split::default(),
-            State::Start | State::Answer => Split {
+            State::Start | State::Answer | State::WrappedAnswer => Split {
                 content: rest,
                 ..Split::default()
             },
@@ -231,6 +267,39 @@ mod tests {
         }
         let out = s.finish();
         (reasoning + &out.reasoning, content + &out.content)
+    }
+
+    /// ERNIE 4.5 Thinking's answer after its thought: the `<response>` wrapper is left out,
+    /// with the line breaks just inside it; text after it is read on. Without a thought, or
+    /// not at the answer's start, `<response>` is the answer's own text.
+    #[test]
+    fn response_wrappers_after_a_thought_are_left_out() {
+        for step in [1, 2, 3, 7, 100] {
+            assert_eq!(
+                run(
+                    true,
+                    "Hmm.\n</think>\n\n<response>\nIt is 4.\n</response>\n",
+                    step
+                ),
+                ("Hmm.\n".into(), "It is 4.".into()),
+                "step {step}"
+            );
+            assert_eq!(
+                run(false, "<think>Hmm.</think><response>A < B</respo", step),
+                ("Hmm.".into(), "A < B</respo".into()),
+                "step {step}"
+            );
+            assert_eq!(
+                run(false, "<think>Hmm.</think>Say <response>.", step),
+                ("Hmm.".into(), "Say <response>.".into()),
+                "step {step}"
+            );
+            assert_eq!(
+                run(false, "<response>x</response>", step),
+                (String::new(), "<response>x</response>".into()),
+                "step {step}"
+            );
+        }
     }
 
     #[test]
