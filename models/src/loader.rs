@@ -55,9 +55,18 @@ pub fn open_model(path: &Path, dequantize: bool) -> Result<OpenedModel> {
     if meta.is_dir() {
         let config = path.join("config.json");
         if !config.exists() {
+            let reason = match path.join("params.json").exists() {
+                // Mistral's own format (`consolidated.safetensors`) beside no transformers config.
+                true => {
+                    "directory without config.json (params.json and consolidated \
+                         safetensors are Mistral's own format, which candor does not read: use \
+                         a transformers-format or GGUF conversion)"
+                }
+                false => "directory without config.json",
+            };
             return Err(ModelError::NotAModel {
                 path: shown,
-                reason: "directory without config.json".into(),
+                reason: reason.into(),
             });
         }
         let cfg = read_json(&config)?;

@@ -115,6 +115,17 @@ pub fn checkout_files(listed: &[String]) -> Vec<String> {
     }
 }
 
+/// Whether a repository listing holds Mistral's own format (`params.json` and
+/// `consolidated*.safetensors`) without transformers' config.
+pub fn is_mistral_format_only(listed: &[String]) -> bool {
+    let has = |f: &str| listed.iter().any(|l| l == f);
+    has("params.json")
+        && !has("config.json")
+        && listed
+            .iter()
+            .any(|f| f.starts_with("consolidated") && f.ends_with(".safetensors"))
+}
+
 /// Whether a directory is named as a Router saves its modules: `<route>_<index>_<Type>`.
 fn is_route_module(dir: &str) -> bool {
     let mut parts = dir.rsplitn(3, '_');
@@ -227,6 +238,16 @@ mod tests {
         assert!(!got.contains(&"tekken.json".to_string()), "{got:?}");
         let alone = names(&["config.json", "consolidated.safetensors"]);
         assert_eq!(checkout_files(&alone), alone);
+    }
+
+    /// Pixtral 12B's listing: Mistral's format only, told apart from a transformers checkout.
+    #[test]
+    fn mistral_format_only_listings_are_told() {
+        let mistral = names(&["consolidated.safetensors", "params.json", "tekken.json"]);
+        assert!(is_mistral_format_only(&mistral));
+        assert!(checkout_files(&mistral).is_empty());
+        let both = names(&["config.json", "consolidated.safetensors", "params.json"]);
+        assert!(!is_mistral_format_only(&both));
     }
 
     /// Devstral Small 2507's listing: no tokenizer.json, so Mistral's tekken.json is the

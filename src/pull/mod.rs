@@ -498,6 +498,13 @@ fn resolve_hub(
                 [] if !checkout.is_empty() => {
                     return checkout::pull_checkout(spec, repo, &checkout, &checkout_dir, opts)
                 }
+                [] if checkout::is_mistral_format_only(&listed) => {
+                    return Err(failed(format!(
+                        "{repo} keeps its weights in Mistral's own format only (params.json, \
+                         consolidated.safetensors), which candor does not read; pull a \
+                         transformers-format or GGUF conversion of it"
+                    )))
+                }
                 [] => {
                     return Err(failed(format!(
                         "{repo} has no .gguf file and no checkout (config.json and \
