@@ -208,7 +208,7 @@ pub fn pull_checkout(
 
 #[cfg(test)]
 mod tests {
-    use super::checkout_files;
+    use super::{checkout_files, is_mistral_format_only};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
