@@ -110,6 +110,9 @@ pub struct ChatTemplate {
     /// Whether the template shows a system message's text (asked once, on the first
     /// conversation with one: `system_role`).
     shows_system: std::sync::OnceLock<bool>,
+    /// Whether the template refuses an assistant message of several calls (asked once, on
+    /// the first conversation with one: `single_calls`).
+    refuses_parallel_calls: std::sync::OnceLock<bool>,
 }
 
 /// Whether a template tests a message for a `content` key (`"content" in message`, whatever
@@ -360,6 +363,7 @@ impl ChatTemplate {
             eos_token: eos_token.unwrap_or_default().to_string(),
             omits_missing_content: tests_content_key(source),
             shows_system: std::sync::OnceLock::new(),
+            refuses_parallel_calls: std::sync::OnceLock::new(),
         })
     }
 
@@ -393,18 +397,62 @@ impl ChatTemplate {
     /// in transformers) and template switches such as Qwen3's `enable_thinking`. `messages`,
     /// `add_generation_prompt`, `bos_token` and `eos_token` are not taken from `extra`.
     /// A template that does not show system messages gets their texts in the user messages
-    /// after them (`system_role`).
+    /// after them (`system_role`); one that refuses several calls in one message gets them one
+    /// a message (`single_calls`).
     pub fn render_with(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        if messages.iter().any(|m| m.role == "system") && !self.shows_system() {
-            let folded = crate::system_role::folded_into_user_turns(messages);
-            return self.render_as_given(&folded, add_generation_prompt, extra);
+        let mut adapted = std::borrow::Cow::Borrowed(messages);
+        if adapted.iter().any(|m| m.role == "system") && !self.shows_system() {
+            adapted = crate::system_role::folded_into_user_turns(&adapted).into();
         }
-        self.render_as_given(messages, add_generation_prompt, extra)
+        let parallel = |m: &ChatMessage| m.tool_calls.as_ref().is_some_and(|c| c.len() > 1);
+        if adapted.iter().any(parallel) && self.refuses_parallel_calls() {
+            adapted = crate::single_calls::one_call_per_message(&adapted).into();
+        }
+        self.render_as_given(&adapted, add_generation_prompt, extra)
+    }
+
+    /// Whether the template fails on an assistant message of two calls that it renders one
+    /// at a time (Llama 3.1's raises for them).
+    fn refuses_parallel_calls(&self) -> bool {
+        *self.refuses_parallel_calls.get_or_init(|| {
+            // Ids of nine letters and digits, which Mistral's templates demand.
+            let call = |id: &str, name: &str| {
+                serde_json::json!({"id": id, "type": "function",
+                                   "function": {"name": name, "arguments": {}}})
+            };
+            let result = |id: &str| {
+                let mut m = ChatMessage::text("tool", "done");
+                m.tool_call_id = Some(id.into());
+                m
+            };
+            let mut both = ChatMessage::text("assistant", "");
+            both.content = None;
+            both.tool_calls = Some(vec![
+                call("probeCal1", "first"),
+                call("probeCal2", "second"),
+            ]);
+            let question = ChatMessage::text("user", "Hello");
+            let together = [
+                question.clone(),
+                both,
+                result("probeCal1"),
+                result("probeCal2"),
+            ];
+            let none = serde_json::Map::new();
+            self.render_as_given(&together, true, &none).is_err()
+                && self
+                    .render_as_given(
+                        &crate::single_calls::one_call_per_message(&together),
+                        true,
+                        &none,
+                    )
+                    .is_ok()
+        })
     }
 
     /// Whether a system message's text appears in what the template renders of it and a
@@ -731,6 +779,55 @@ mod tests {
         assert_eq!(
             t.render(&messages, true).unwrap(),
             "<system>Be brief.<user>Hi"
+        );
+    }
+
+    /// Llama 3.1's template refuses two calls in one assistant message: they are rendered one
+    /// a message, each followed by its result; a template taking both is given them as sent.
+    #[test]
+    fn parallel_calls_reach_templates_that_take_one_at_a_time() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/chat_templates/corpus.json"
+        );
+        let corpus: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let source = |name: &str| {
+            let templates = corpus["templates"].as_array().unwrap();
+            let t = templates.iter().find(|t| t["name"] == name).unwrap();
+            t["chat_template"].as_str().unwrap().to_string()
+        };
+        let call = |id: &str, name: &str| {
+            serde_json::json!({"id": id, "type": "function",
+                               "function": {"name": name, "arguments": {"city": "Oslo"}}})
+        };
+        let mut calls = msg("assistant", "");
+        calls.tool_calls = Some(vec![call("c1", "weather"), call("c2", "time")]);
+        let mut first = msg("tool", "rain");
+        first.tool_call_id = Some("c1".into());
+        let mut second = msg("tool", "noon");
+        second.tool_call_id = Some("c2".into());
+        let messages = [
+            msg("user", "Weather and time in Oslo?"),
+            calls,
+            first,
+            second,
+        ];
+        let llama = ChatTemplate::new(
+            &source("meta-llama-Llama-3.1-8B-Instruct"),
+            Some("<|begin_of_text|>"),
+            Some("<|eot_id|>"),
+        )
+        .unwrap();
+        let text = llama.render(&messages, true).unwrap();
+        let order = ["\"weather\"", "rain", "\"time\"", "noon"].map(|s| text.find(s).unwrap());
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let qwen = ChatTemplate::new(&source("Qwen-Qwen3-0.6B"), None, None).unwrap();
+        let text = qwen.render(&messages, true).unwrap();
+        // Both calls in one turn, then both results.
+        assert!(
+            text.find("\"time\"").unwrap() < text.find("rain").unwrap(),
+            "{text}"
         );
     }
 

@@ -35,6 +35,7 @@ pub mod rope;
 pub mod sentence_transformers;
 pub mod sequence_state;
 pub mod short_conv;
+mod single_calls;
 pub mod spec;
 pub mod static_embedding;
 mod system_role;
