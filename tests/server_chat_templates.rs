@@ -287,23 +287,25 @@ async fn functionary_server(dir: &std::path::Path) -> Server {
 }
 
 /// Gemma 2's template refuses a system message ("System role not supported"), which OpenAI's
-/// clients send with most requests: its text opens the user's message instead, as llama.cpp
-/// renders it, and the request is served.
+/// clients send with most requests, and two user messages in a row (as clients send after an
+/// unanswered question): the system text opens the user's message instead, as llama.cpp
+/// renders it, the two messages are one turn, and the request is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_template_without_system_role_gets_the_system_text_in_the_user_turn() {
+async fn gemma_2s_template_gets_system_texts_and_runs_of_user_messages() {
     let dir = tempfile::tempdir().unwrap();
     let model = servable_tiny("llama", dir.path());
     let gemma2 = corpus_template("google-gemma-2-2b-it");
     let s = Server::start_path(&model, "tiny", &["--chat-template", &gemma2]).await;
     let messages = json!([{"role": "system", "content": "t7 t8"},
-                          {"role": "user", "content": "t5"}]);
+                          {"role": "user", "content": "t5"},
+                          {"role": "user", "content": "t6"}]);
     let (st, v) = s
         .post("/apply-template", &json!({"messages": messages}))
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(
         v["prompt"],
-        "t1<start_of_turn>user\nt7 t8\nt5<end_of_turn>\n<start_of_turn>model\n"
+        "t1<start_of_turn>user\nt7 t8\nt5\n\nt6<end_of_turn>\n<start_of_turn>model\n"
     );
     let chat = json!({"model": "tiny", "messages": messages, "max_tokens": 2, "temperature": 0});
     let (st, v) = s.post("/v1/chat/completions", &chat).await;

@@ -113,6 +113,9 @@ pub struct ChatTemplate {
     /// Whether the template refuses an assistant message of several calls (asked once, on
     /// the first conversation with one: `single_calls`).
     refuses_parallel_calls: std::sync::OnceLock<bool>,
+    /// Whether the template refuses two user messages in a row (asked once, on the first
+    /// conversation with a run of one role: `alternation`).
+    refuses_runs: std::sync::OnceLock<bool>,
 }
 
 /// Whether a template tests a message for a `content` key (`"content" in message`, whatever
@@ -364,6 +367,7 @@ impl ChatTemplate {
             omits_missing_content: tests_content_key(source),
             shows_system: std::sync::OnceLock::new(),
             refuses_parallel_calls: std::sync::OnceLock::new(),
+            refuses_runs: std::sync::OnceLock::new(),
         })
     }
 
@@ -398,7 +402,8 @@ impl ChatTemplate {
     /// `add_generation_prompt`, `bos_token` and `eos_token` are not taken from `extra`.
     /// A template that does not show system messages gets their texts in the user messages
     /// after them (`system_role`); one that refuses several calls in one message gets them one
-    /// a message (`single_calls`).
+    /// a message (`single_calls`); one that demands alternating turns gets each run of user or
+    /// assistant messages as one (`alternation`).
     pub fn render_with(
         &self,
         messages: &[ChatMessage],
@@ -409,11 +414,31 @@ impl ChatTemplate {
         if adapted.iter().any(|m| m.role == "system") && !self.shows_system() {
             adapted = crate::system_role::folded_into_user_turns(&adapted).into();
         }
+        let runs = adapted
+            .windows(2)
+            .any(|w| w[0].role == w[1].role && matches!(w[0].role.as_str(), "user" | "assistant"));
+        if runs && self.refuses_runs() {
+            adapted = crate::alternation::merged_runs(&adapted).into();
+        }
         let parallel = |m: &ChatMessage| m.tool_calls.as_ref().is_some_and(|c| c.len() > 1);
         if adapted.iter().any(parallel) && self.refuses_parallel_calls() {
             adapted = crate::single_calls::one_call_per_message(&adapted).into();
         }
         self.render_as_given(&adapted, add_generation_prompt, extra)
+    }
+
+    /// Whether the template fails on two user messages in a row and renders them as one.
+    fn refuses_runs(&self) -> bool {
+        *self.refuses_runs.get_or_init(|| {
+            let run = [
+                ChatMessage::text("user", "Hello"),
+                ChatMessage::text("user", "Are you there?"),
+            ];
+            let none = serde_json::Map::new();
+            self.render_as_given(&run, true, &none).is_err()
+                && (self.render_as_given(&crate::alternation::merged_runs(&run), true, &none))
+                    .is_ok()
+        })
     }
 
     /// Whether the template fails on an assistant message of two calls that it renders one
@@ -779,6 +804,40 @@ mod tests {
         assert_eq!(
             t.render(&messages, true).unwrap(),
             "<system>Be brief.<user>Hi"
+        );
+    }
+
+    /// Gemma 2's template demands alternating turns: two user messages in a row become one;
+    /// a template without that demand gets them as sent.
+    #[test]
+    fn runs_of_user_messages_reach_templates_that_demand_alternation() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/chat_templates/corpus.json"
+        );
+        let corpus: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let templates = corpus["templates"].as_array().unwrap();
+        let gemma = templates
+            .iter()
+            .find(|t| t["name"] == "google-gemma-2-2b-it")
+            .unwrap();
+        let gemma =
+            ChatTemplate::new(gemma["chat_template"].as_str().unwrap(), None, None).unwrap();
+        let messages = [
+            msg("system", "Be brief."),
+            msg("user", "First?"),
+            msg("user", "Second?"),
+        ];
+        assert_eq!(
+            gemma.render(&messages, true).unwrap(),
+            "<start_of_turn>user\nBe brief.\nFirst?\n\nSecond?<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let showing = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+        let t = ChatTemplate::new(showing, None, None).unwrap();
+        assert_eq!(
+            t.render(&messages[1..], true).unwrap(),
+            "<user>First?<user>Second?"
         );
     }
 

@@ -2,6 +2,7 @@
 //! weight files, tokenizers, chat templates, and the forward pass written once over `Backend`.
 pub mod activation_quant;
 pub mod alibi;
+mod alternation;
 pub mod arch;
 mod attention_heads;
 pub mod backend;
