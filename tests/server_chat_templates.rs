@@ -311,3 +311,29 @@ async fn gemma_2s_template_gets_system_texts_and_runs_of_user_messages() {
     let (st, v) = s.post("/v1/chat/completions", &chat).await;
     assert_eq!(st, 200, "{v}");
 }
+
+/// Qwen3's template searches an assistant turn's content, which OpenAI's clients send as
+/// `null` for a turn that only calls tools (it fails so under transformers too): the tool
+/// round trip is served, the call and its result in the prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen3s_template_takes_back_calls_without_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = servable_tiny("llama", dir.path());
+    let qwen3 = corpus_template("Qwen-Qwen3-0.6B");
+    let s = Server::start_path(&model, "tiny", &["--chat-template", &qwen3]).await;
+    let messages = json!([
+        {"role": "user", "content": "t5"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "t7", "arguments": "{\"city\": \"t6\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "t8"},
+    ]);
+    let body = json!({"messages": messages, "tools": weather_tool()});
+    let (st, v) = s.post("/apply-template", &body).await;
+    assert_eq!(st, 200, "{v}");
+    let prompt = v["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("{\"name\": \"t7\", \"arguments\": {\"city\": \"t6\"}}")
+            && prompt.contains("<tool_response>\nt8\n</tool_response>"),
+        "{prompt}"
+    );
+}

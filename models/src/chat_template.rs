@@ -527,10 +527,22 @@ impl ChatTemplate {
         };
         // Calls' arguments go to templates as objects, as transformers gives them; templates
         // written for OpenAI's JSON text (functionary v3.2's adds them to a string) fail on
-        // an object, and get the text instead, as llama.cpp gives it to them.
-        let rendered = render(value(messages)).or_else(|e| match with_text_arguments(messages) {
-            Some(as_text) => render(value(&as_text)).map_err(|_| e),
-            None => Err(e),
+        // an object, and get the text instead, as llama.cpp gives it to them. An assistant
+        // turn that only calls tools has no content (OpenAI's `null`), which many templates
+        // search or add to text and fail on (Qwen3's, QwQ's, Phi-3.5's, Granite 3.3's fail so
+        // under transformers too): they get an empty text instead, as llama.cpp gives them.
+        let empty = with_empty_content(messages);
+        let retries = [
+            with_text_arguments(messages),
+            empty.clone(),
+            empty.as_deref().and_then(with_text_arguments),
+        ];
+        let rendered = render(value(messages)).or_else(|e| {
+            retries
+                .iter()
+                .flatten()
+                .find_map(|retry| render(value(retry)).ok())
+                .ok_or(e)
         });
         rendered.map_err(|e| {
             let text = describe(&e);
@@ -565,6 +577,18 @@ fn with_text_arguments(messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
         }
     }
     changed.then_some(messages)
+}
+
+/// `messages` with an empty text for every missing content; `None` where none is missing.
+fn with_empty_content(messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
+    if messages.iter().all(|m| m.content.is_some()) {
+        return None;
+    }
+    let mut messages = messages.to_vec();
+    for m in &mut messages {
+        m.content.get_or_insert_with(String::new);
+    }
+    Some(messages)
 }
 
 /// `messages` as JSON objects, the `content` key left out where there is none.
@@ -805,6 +829,52 @@ mod tests {
             t.render(&messages, true).unwrap(),
             "<system>Be brief.<user>Hi"
         );
+    }
+
+    /// An assistant turn of calls alone comes with `null` content from OpenAI's clients, on
+    /// which these templates fail (under transformers too): they render it as an empty text.
+    #[test]
+    fn calls_without_content_reach_templates_that_need_a_text() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/chat_templates/corpus.json"
+        );
+        let corpus: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut calls = msg("assistant", "");
+        calls.content = None;
+        calls.tool_calls = Some(vec![
+            serde_json::json!({"id": "abc123XYZ", "type": "function",
+            "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}),
+        ]);
+        let mut result = msg("tool", "rain");
+        result.tool_call_id = Some("abc123XYZ".into());
+        let messages = [msg("user", "Weather?"), calls, result];
+        // Whether the template writes tool results (Phi-3.5's has no tool role).
+        let names = [
+            ("Qwen-Qwen3-0.6B", true),
+            ("Qwen-QwQ-32B", true),
+            ("microsoft-Phi-3.5-mini-instruct", false),
+            ("ibm-granite-granite-3.3-2B-Instruct", true),
+            ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", true),
+        ];
+        for template in corpus["templates"].as_array().unwrap() {
+            let name = template["name"].as_str().unwrap();
+            let Some(&(_, shows_results)) = names.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            let t =
+                ChatTemplate::new(template["chat_template"].as_str().unwrap(), None, None).unwrap();
+            let rendered = t
+                .render(&messages, true)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            // (Granite 3.3's writes no calls of the history.)
+            assert_eq!(
+                rendered.contains("rain"),
+                shows_results,
+                "{name}: {rendered}"
+            );
+        }
     }
 
     /// Gemma 2's template demands alternating turns: two user messages in a row become one;
