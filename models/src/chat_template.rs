@@ -743,6 +743,23 @@ mod tests {
         assert!(files >= 8, "{files} goldens in {dir}");
     }
 
+    /// The template corpus (`tests/fixtures/chat_templates/corpus.json`).
+    fn corpus() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/chat_templates/corpus.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The corpus template `name`'s source.
+    fn corpus_source(name: &str) -> String {
+        let corpus = corpus();
+        let templates = corpus["templates"].as_array().unwrap();
+        let t = templates.iter().find(|t| t["name"] == name).unwrap();
+        t["chat_template"].as_str().unwrap().to_string()
+    }
+
     /// Every template llama.cpp keeps (`tests/fixtures/chat_templates/corpus.json`, rendered by
     /// transformers: `scripts/make-template-corpus-golden.py`), with plain and tool
     /// conversations: candor's rendering is transformers', but for the cases listed here.
@@ -759,12 +776,7 @@ mod tests {
                 "typed_arguments",
             ],
         )];
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/chat_templates/corpus.json"
-        );
-        let golden: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let golden = corpus();
         let conversations = &golden["conversations"];
         let (bos, eos) = (golden["bos_token"].as_str(), golden["eos_token"].as_str());
         // Llama 3.2's, gpt-oss's and Solar Open's templates print the day they render on.
@@ -835,12 +847,7 @@ mod tests {
     /// which these templates fail (under transformers too): they render it as an empty text.
     #[test]
     fn calls_without_content_reach_templates_that_need_a_text() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/chat_templates/corpus.json"
-        );
-        let corpus: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let corpus = corpus();
         let mut calls = msg("assistant", "");
         calls.content = None;
         calls.tool_calls = Some(vec![
@@ -881,19 +888,7 @@ mod tests {
     /// a template without that demand gets them as sent.
     #[test]
     fn runs_of_user_messages_reach_templates_that_demand_alternation() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/chat_templates/corpus.json"
-        );
-        let corpus: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let templates = corpus["templates"].as_array().unwrap();
-        let gemma = templates
-            .iter()
-            .find(|t| t["name"] == "google-gemma-2-2b-it")
-            .unwrap();
-        let gemma =
-            ChatTemplate::new(gemma["chat_template"].as_str().unwrap(), None, None).unwrap();
+        let gemma = ChatTemplate::new(&corpus_source("google-gemma-2-2b-it"), None, None).unwrap();
         let messages = [
             msg("system", "Be brief."),
             msg("user", "First?"),
@@ -915,17 +910,7 @@ mod tests {
     /// a message, each followed by its result; a template taking both is given them as sent.
     #[test]
     fn parallel_calls_reach_templates_that_take_one_at_a_time() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/chat_templates/corpus.json"
-        );
-        let corpus: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let source = |name: &str| {
-            let templates = corpus["templates"].as_array().unwrap();
-            let t = templates.iter().find(|t| t["name"] == name).unwrap();
-            t["chat_template"].as_str().unwrap().to_string()
-        };
+        let source = corpus_source;
         let call = |id: &str, name: &str| {
             serde_json::json!({"id": id, "type": "function",
                                "function": {"name": name, "arguments": {"city": "Oslo"}}})
