@@ -185,7 +185,9 @@ fn jinja_list(items: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// `text` as a single-quoted Jinja string literal.
+/// `text` as a Jinja expression of single-quoted string literals: every brace a literal of
+/// its own, so that no `{{`, `}}`, `{%`, `%}`, `{#` or `#}` of the text is read as the
+/// template's own delimiter (the lexer finds those inside string literals too).
 fn jinja_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('\'');
@@ -196,6 +198,11 @@ fn jinja_string(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '{' | '}' => {
+                out.push_str("' ~ '");
+                out.push(c);
+                out.push_str("' ~ '");
+            }
             c => out.push(c),
         }
     }
@@ -234,7 +241,7 @@ mod tests {
     #[test]
     fn system_prompts_fill_their_placeholders() {
         let text =
-            "You are {name}.\nToday is {today}; yesterday {yesterday}.\n{{x}} {other} 'q' \\";
+            "You are {name}.\nToday is {today}; yesterday {yesterday}.\n{{x}} {other} 'q' \\ %} }}} {# {%";
         let expression = system_prompt_expression(text, "Magistral");
         let source = format!("{{{{ {expression} }}}}");
         let template = crate::chat_template::ChatTemplate::new(&source, None, None)
@@ -242,7 +249,7 @@ mod tests {
             .at_date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         assert_eq!(
             template.render(&[], false).unwrap(),
-            "You are Magistral.\nToday is 2026-03-01; yesterday 2026-02-28.\n{x} {other} 'q' \\"
+            "You are Magistral.\nToday is 2026-03-01; yesterday 2026-02-28.\n{x} {other} 'q' \\ %} }} {# {%"
         );
     }
 }
