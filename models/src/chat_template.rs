@@ -400,6 +400,7 @@ impl ChatTemplate {
     /// passes them: `tools` (OpenAI function definitions; absent, `tools` stays undefined, as
     /// in transformers) and template switches such as Qwen3's `enable_thinking`. `messages`,
     /// `add_generation_prompt`, `bos_token` and `eos_token` are not taken from `extra`.
+    ///
     /// A template that does not show system messages gets their texts in the user messages
     /// after them (`system_role`); one that refuses several calls in one message gets them one
     /// a message (`single_calls`); one that demands alternating turns gets each run of user or
@@ -461,9 +462,8 @@ impl ChatTemplate {
                 call("probeCal1", "first"),
                 call("probeCal2", "second"),
             ]);
-            let question = ChatMessage::text("user", "Hello");
             let together = [
-                question.clone(),
+                ChatMessage::text("user", "Hello"),
                 both,
                 result("probeCal1"),
                 result("probeCal2"),
