@@ -319,3 +319,52 @@ fn a_system_prompt_asking_for_think_tags_makes_a_thinking_model() {
     let tags = candor::server::reasoning::template_thinks(&source(dir.path())).unwrap();
     assert_eq!((tags.open, tags.close), ("<think>", "</think>"));
 }
+
+/// Mistral's fill-in-the-middle (Codestral's): `[SUFFIX]` suffix `[PREFIX]` prefix after BOS,
+/// as mistral_common's `encode_fim` writes it (no middle token), for a completion with a
+/// `suffix` and llama-server's `/infill` alike.
+#[tokio::test]
+async fn fill_in_the_middle_puts_the_suffix_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = servable_tiny("mistral", tmp.path());
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::remove_file(model.join(f)).unwrap();
+    }
+    std::fs::copy(
+        checkout().join("tiny/tekken.json"),
+        model.join("tekken.json"),
+    )
+    .unwrap();
+    let tok = candor::engine::load::checkout_tokenizer(&model)
+        .unwrap()
+        .unwrap();
+    let fim = tok.fim_tokens().unwrap();
+    assert_eq!((fim.prefix, fim.suffix, fim.middle), (14, 16, None));
+    let text = |t: &str| tok.encode_text(t, false).unwrap();
+    let mut want = vec![1, 16];
+    want.extend(text("\n    return x"));
+    want.push(14);
+    want.extend(text("def f(x):"));
+    let server = common::server::Server::start_path(&model, "tiny", &[]).await;
+    let (status, body) = server
+        .post(
+            "/v1/completions",
+            &json!({"model": "tiny", "prompt": "def f(x):", "suffix": "\n    return x",
+                    "max_tokens": 2, "temperature": 0, "return_token_ids": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["choices"][0]["prompt_token_ids"],
+        json!(want),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/infill",
+            &json!({"input_prefix": "def f(x):", "input_suffix": "\n    return x",
+                    "n_predict": 2, "return_tokens": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

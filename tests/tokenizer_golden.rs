@@ -234,7 +234,11 @@ fn token_bytes_spell_out_encoded_text() {
 fn fim_tokens_of_the_code_model() {
     assert_eq!(
         load("qwen2.5-0.5b").fim_tokens(),
-        Some([151659, 151661, 151660])
+        Some(candor_models::tokenizer::Fim {
+            prefix: 151659,
+            suffix: 151661,
+            middle: Some(151660)
+        })
     );
     assert_eq!(load("gemma3-270m").fim_tokens(), None);
 }

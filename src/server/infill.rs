@@ -7,7 +7,7 @@
 //! tokenized as text (marker text in a file stays text, as llama.cpp reads it). What does not
 //! fit the context loses the oldest chunks first, then the prefix's start and the suffix's end
 //! (three quarters of the room to the prefix).
-use candor_models::tokenizer::Tokenizer;
+use candor_models::tokenizer::{Fim, Tokenizer};
 
 /// One context chunk: a file's name and some of its text.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -25,25 +25,17 @@ fn unnamed() -> String {
 /// The fill-in-the-middle tokens of a vocabulary, with the repository-level ones if it has them.
 #[derive(Debug, Clone, Copy)]
 pub struct FimTokens {
-    pub prefix: u32,
-    pub suffix: u32,
-    pub middle: u32,
+    pub fim: Fim,
     /// `<|repo_name|>` and `<|file_sep|>`.
     pub repo: Option<(u32, u32)>,
 }
 
 impl FimTokens {
-    pub fn of(tokenizer: &Tokenizer, fim: [u32; 3]) -> Self {
-        let [prefix, suffix, middle] = fim;
+    pub fn of(tokenizer: &Tokenizer, fim: Fim) -> Self {
         let repo = tokenizer
             .token_id("<|repo_name|>")
             .zip(tokenizer.token_id("<|file_sep|>"));
-        FimTokens {
-            prefix,
-            suffix,
-            middle,
-            repo,
-        }
+        FimTokens { fim, repo }
     }
 }
 
@@ -111,7 +103,7 @@ pub fn parts(
 impl InfillParts {
     /// The prompt in at most `room` tokens, and whether anything was cut to fit.
     pub fn fit(mut self, fim: FimTokens, room: usize) -> (Vec<u32>, bool) {
-        let fixed = 3 + usize::from(self.bos.is_some());
+        let fixed = fim.fim.markers() + usize::from(self.bos.is_some());
         let chunk_len = |p: &InfillParts| -> usize {
             match p.chunks.is_empty() {
                 true => 0,
@@ -143,11 +135,7 @@ impl InfillParts {
             ids.extend(self.chunks.concat());
             ids.extend(&self.chunks_end);
         }
-        ids.push(fim.prefix);
-        ids.extend(&self.prefix);
-        ids.push(fim.suffix);
-        ids.extend(&self.suffix);
-        ids.push(fim.middle);
+        ids.extend(fim.fim.around(&self.prefix, &self.suffix));
         (ids, truncated)
     }
 }
@@ -157,9 +145,11 @@ mod tests {
     use super::*;
 
     const FIM: FimTokens = FimTokens {
-        prefix: 1,
-        suffix: 2,
-        middle: 3,
+        fim: Fim {
+            prefix: 1,
+            suffix: 2,
+            middle: Some(3),
+        },
         repo: Some((4, 5)),
     };
 
@@ -173,6 +163,23 @@ mod tests {
             prefix,
             suffix,
         }
+    }
+
+    /// Mistral's order: the suffix first, no middle token (one more token of room for code).
+    #[test]
+    fn a_vocabulary_without_a_middle_token_takes_the_suffix_first() {
+        let mistral = FimTokens {
+            fim: Fim {
+                prefix: 1,
+                suffix: 2,
+                middle: None,
+            },
+            repo: None,
+        };
+        let p = parts(vec![], (20..24).collect(), vec![30, 31]);
+        let (ids, truncated) = p.fit(mistral, 2 + 6);
+        assert_eq!(ids, [2, 30, 31, 1, 20, 21, 22, 23]);
+        assert!(!truncated);
     }
 
     #[test]

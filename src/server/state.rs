@@ -27,7 +27,7 @@ pub struct Ready {
     /// Returned with every completion (`server::fingerprint`).
     pub system_fingerprint: String,
     /// Fill-in-the-middle tokens (prefix, suffix, middle), for `suffix` in completions.
-    pub fim: Option<[u32; 3]>,
+    pub fim: Option<candor_models::tokenizer::Fim>,
     /// Built on the first constrained request (`structured::compiler`).
     pub grammar: OnceLock<Result<GrammarCompiler, String>>,
     /// Built on the first request that follows a thought (`thinking::thought`).

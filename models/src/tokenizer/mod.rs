@@ -62,6 +62,45 @@ pub(crate) enum Model {
     Spm(Box<spm::Spm>, Verbatim),
 }
 
+/// A vocabulary's fill-in-the-middle tokens. With a middle token, prompts are prefix, suffix,
+/// middle (PSM: Qwen2.5-Coder's, StarCoder's, DeepSeek-Coder's); without one, suffix then
+/// prefix (Mistral's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fim {
+    pub prefix: u32,
+    pub suffix: u32,
+    pub middle: Option<u32>,
+}
+
+impl Fim {
+    /// The prompt's code part: `prefix` and `suffix` (tokenized code) with the markers, in
+    /// the vocabulary's order.
+    pub fn around(&self, prefix: &[u32], suffix: &[u32]) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(prefix.len() + suffix.len() + 3);
+        match self.middle {
+            Some(middle) => {
+                ids.push(self.prefix);
+                ids.extend(prefix);
+                ids.push(self.suffix);
+                ids.extend(suffix);
+                ids.push(middle);
+            }
+            None => {
+                ids.push(self.suffix);
+                ids.extend(suffix);
+                ids.push(self.prefix);
+                ids.extend(prefix);
+            }
+        }
+        ids
+    }
+
+    /// How many marker tokens `around` adds.
+    pub fn markers(&self) -> usize {
+        2 + usize::from(self.middle.is_some())
+    }
+}
+
 pub struct Tokenizer {
     pub(crate) model: Model,
     vocab_size: usize,
@@ -213,15 +252,30 @@ impl Tokenizer {
 
     /// Fill-in-the-middle tokens (prefix, suffix, middle) of code models, found by name:
     /// Qwen2.5/Qwen3-Coder and CodeGemma, StarCoder, DeepSeek-Coder spellings.
-    pub fn fim_tokens(&self) -> Option<[u32; 3]> {
+    pub fn fim_tokens(&self) -> Option<Fim> {
         const SPELLINGS: [[&str; 3]; 3] = [
             ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
             ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
             ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
         ];
-        SPELLINGS
-            .iter()
-            .find_map(|[p, s, m]| Some([self.token_id(p)?, self.token_id(s)?, self.token_id(m)?]))
+        let psm = SPELLINGS.iter().find_map(|[p, s, m]| {
+            Some(Fim {
+                prefix: self.token_id(p)?,
+                suffix: self.token_id(s)?,
+                middle: Some(self.token_id(m)?),
+            })
+        });
+        // Mistral's (Codestral's): `[SUFFIX]` suffix `[PREFIX]` prefix, as mistral_common's
+        // `encode_fim` writes it; the model writes the middle from there, no token opens it.
+        let control = |text: &str| self.token_id(text).filter(|&id| self.is_special(id));
+        let mistral = || {
+            Some(Fim {
+                prefix: control("[PREFIX]")?,
+                suffix: control("[SUFFIX]")?,
+                middle: None,
+            })
+        };
+        psm.or_else(mistral)
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {

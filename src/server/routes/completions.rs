@@ -56,15 +56,15 @@ fn sent_prompts(ready: &Ready, prompt: &Prompt) -> Result<Vec<Sent>, ApiError> {
     }
 }
 
-/// A fill-in-the-middle prompt: prefix, suffix and middle tokens around the two texts
-/// (prefix-suffix-middle order, as the code models were trained and llama.cpp's /infill does);
-/// the completion is what goes between.
+/// A fill-in-the-middle prompt: prefix, suffix and middle tokens around the two texts, in the
+/// order the model was trained on (`Fim::around`: prefix-suffix-middle as llama.cpp's /infill
+/// writes them, Mistral's suffix first); the completion is what goes between.
 pub fn fill_in_the_middle(
     ready: &Ready,
     prompt: &Prompt,
     suffix: &str,
 ) -> Result<Vec<u32>, ApiError> {
-    let [pre, suf, mid] = ready.fim.ok_or_else(|| {
+    let fim = ready.fim.ok_or_else(|| {
         ApiError::invalid(
             "suffix",
             "this model has no fill-in-the-middle tokens, so `suffix` cannot be used",
@@ -90,11 +90,7 @@ pub fn fill_in_the_middle(
     no_nul("prompt", prefix)?;
     // BOS, where the model wants one, comes before everything.
     let mut ids: Vec<u32> = ready.tokenizer.added_bos().into_iter().collect();
-    ids.push(pre);
-    ids.extend(encode(prefix, false)?);
-    ids.push(suf);
-    ids.extend(encode(suffix, false)?);
-    ids.push(mid);
+    ids.extend(fim.around(&encode(prefix, false)?, &encode(suffix, false)?));
     Ok(ids)
 }
 
