@@ -33,6 +33,20 @@ fn with_version(source: &Path, version: u64, dir: &Path) {
     std::fs::write(dir.join("tekken.json"), doc.to_string()).unwrap();
 }
 
+/// The tiny Mistral in `dir` with the 512-id Tekken file in place of its tokenizer.json.
+fn tiny_tekken_model(dir: &Path) -> std::path::PathBuf {
+    let model = servable_tiny("mistral", dir);
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::remove_file(model.join(f)).unwrap();
+    }
+    std::fs::copy(
+        checkout().join("tiny/tekken.json"),
+        model.join("tekken.json"),
+    )
+    .unwrap();
+    model
+}
+
 /// A golden case's messages as templates get them.
 fn messages(case: &Value) -> Vec<ChatMessage> {
     (case["messages"].as_array().unwrap().iter())
@@ -159,12 +173,8 @@ fn unknown_versions_have_no_template_and_broken_files_are_refused() {
 #[tokio::test]
 async fn a_tekken_checkout_serves_chat() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = servable_tiny("mistral", tmp.path());
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::remove_file(model.join(f)).unwrap();
-    }
+    let model = tiny_tekken_model(tmp.path());
     let tiny = checkout().join("tiny");
-    std::fs::copy(tiny.join("tekken.json"), model.join("tekken.json")).unwrap();
     let golden = read_json(&tiny.join("chat_golden.json"));
     let case = &golden["cases"][0];
     let server = common::server::Server::start_path(&model, "tiny", &[]).await;
@@ -251,15 +261,7 @@ async fn call_ids_reach_mistral_templates_in_their_form() {
         .unwrap()
         .to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let model = servable_tiny("mistral", tmp.path());
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::remove_file(model.join(f)).unwrap();
-    }
-    std::fs::copy(
-        checkout().join("tiny/tekken.json"),
-        model.join("tekken.json"),
-    )
-    .unwrap();
+    let model = tiny_tekken_model(tmp.path());
     let server =
         common::server::Server::start_path(&model, "tiny", &["--chat-template", &nemo]).await;
     let tool = json!({"type": "function", "function": {"name": "f", "parameters": {}}});
@@ -326,15 +328,7 @@ fn a_system_prompt_asking_for_think_tags_makes_a_thinking_model() {
 #[tokio::test]
 async fn fill_in_the_middle_puts_the_suffix_first() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = servable_tiny("mistral", tmp.path());
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::remove_file(model.join(f)).unwrap();
-    }
-    std::fs::copy(
-        checkout().join("tiny/tekken.json"),
-        model.join("tekken.json"),
-    )
-    .unwrap();
+    let model = tiny_tekken_model(tmp.path());
     let tok = candor::engine::load::checkout_tokenizer(&model)
         .unwrap()
         .unwrap();
