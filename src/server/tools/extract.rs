@@ -436,14 +436,17 @@ mod tests {
     #[test]
     fn firefunction_calls_come_out_whole_at_any_chunking() {
         let output = "Sure. functools[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": \"{}\"}]";
+        // The two calls every format here writes.
+        let both = || {
+            vec![
+                call("get_weather", "{\"city\":\"Paris\"}"),
+                call("get_time", "{}"),
+            ]
+        };
         for step in [1, 2, 5, 1000] {
             assert_eq!(
                 run(ToolFormat::Firefunction, output, step),
-                vec![
-                    text("Sure."),
-                    call("get_weather", "{\"city\":\"Paris\"}"),
-                    call("get_time", "{}"),
-                ],
+                [vec![text("Sure.")], both()].concat(),
                 "step {step}"
             );
             // The module, not a list of calls: text, whole.
@@ -451,25 +454,11 @@ mod tests {
             assert_eq!(run(ToolFormat::Firefunction, code, step), vec![text(code)]);
             // Phi-4-mini's list opens the answer, no space before it.
             let phi4 = output.trim_start_matches("Sure. ");
-            assert_eq!(
-                run(ToolFormat::Phi4Mini, phi4, step),
-                vec![
-                    call("get_weather", "{\"city\":\"Paris\"}"),
-                    call("get_time", "{}"),
-                ],
-                "step {step}"
-            );
+            assert_eq!(run(ToolFormat::Phi4Mini, phi4, step), both(), "step {step}");
             assert_eq!(run(ToolFormat::Phi4Mini, code, step), vec![text(code)]);
             // xLAM's list is the answer; a list in prose is text.
             let list = phi4.trim_start_matches("functools");
-            assert_eq!(
-                run(ToolFormat::Xlam, list, step),
-                vec![
-                    call("get_weather", "{\"city\":\"Paris\"}"),
-                    call("get_time", "{}"),
-                ],
-                "step {step}"
-            );
+            assert_eq!(run(ToolFormat::Xlam, list, step), both(), "step {step}");
             let prose = "[1, 2] are the numbers; see [the docs].";
             assert_eq!(run(ToolFormat::Xlam, prose, step), vec![text(prose)]);
             // Granite 20B's calls one after the other, its `no_function` no call.
@@ -477,10 +466,7 @@ mod tests {
                            <function_call> {\"name\": \"get_time\", \"arguments\": {}}";
             assert_eq!(
                 run(ToolFormat::Granite20bFc, granite, step),
-                vec![
-                    call("get_weather", "{\"city\":\"Paris\"}"),
-                    call("get_time", "{}"),
-                ],
+                both(),
                 "step {step}"
             );
             let none = "<function_call> {\"name\": \"no_function\", \"arguments\": {}}";
