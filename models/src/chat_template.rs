@@ -435,11 +435,19 @@ impl ChatTemplate {
                 ChatMessage::text("user", "Hello"),
                 ChatMessage::text("user", "Are you there?"),
             ];
-            let none = serde_json::Map::new();
-            self.render_as_given(&run, true, &none).is_err()
-                && (self.render_as_given(&crate::alternation::merged_runs(&run), true, &none))
-                    .is_ok()
+            self.fails_but_adapted(&run, crate::alternation::merged_runs)
         })
+    }
+
+    /// Whether `probe` fails to render as given, and renders once `adapt`ed.
+    fn fails_but_adapted(
+        &self,
+        probe: &[ChatMessage],
+        adapt: fn(&[ChatMessage]) -> Vec<ChatMessage>,
+    ) -> bool {
+        let none = serde_json::Map::new();
+        self.render_as_given(probe, true, &none).is_err()
+            && self.render_as_given(&adapt(probe), true, &none).is_ok()
     }
 
     /// Whether the template fails on an assistant message of two calls that it renders one
@@ -468,15 +476,7 @@ impl ChatTemplate {
                 result("probeCal1"),
                 result("probeCal2"),
             ];
-            let none = serde_json::Map::new();
-            self.render_as_given(&together, true, &none).is_err()
-                && self
-                    .render_as_given(
-                        &crate::single_calls::one_call_per_message(&together),
-                        true,
-                        &none,
-                    )
-                    .is_ok()
+            self.fails_but_adapted(&together, crate::single_calls::one_call_per_message)
         })
     }
 
@@ -531,14 +531,11 @@ impl ChatTemplate {
         // turn that only calls tools has no content (OpenAI's `null`), which many templates
         // search or add to text and fail on (Qwen3's, QwQ's, Phi-3.5's, Granite 3.3's fail so
         // under transformers too): they get an empty text instead, as llama.cpp gives them.
-        let empty = with_empty_content(messages);
-        let retries = [
-            with_text_arguments(messages),
-            empty.clone(),
-            empty.as_deref().and_then(with_text_arguments),
-        ];
+        // The copies are made only when the messages as given fail (a request's hot path).
         let rendered = render(value(messages)).or_else(|e| {
-            retries
+            let empty = with_empty_content(messages);
+            let empty_and_text = empty.as_deref().and_then(with_text_arguments);
+            [with_text_arguments(messages), empty, empty_and_text]
                 .iter()
                 .flatten()
                 .find_map(|retry| render(value(retry)).ok())
